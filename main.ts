@@ -1,0 +1,79 @@
+#!/usr/bin/env -S deno run --allow-net --allow-run
+/**
+ * The `status` command line: builds the command tree, runs it, and maps errors to exit codes.
+ * This is the only place that exits the process.
+ *
+ * @module
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import denoJson from "./deno.json" with { type: "json" };
+import { processIo } from "./src/cli/io.ts";
+import { takeExitCode } from "./src/cli/exit.ts";
+import { closeLogging } from "./src/log/mod.ts";
+// -- command imports (one per line) --
+
+/**
+ * Builds the whole command tree.
+ *
+ * @returns The root `status` command.
+ */
+export function buildProgram(): Command {
+  const io = processIo;
+  const program = new Command("status")
+    .description(
+      "Fleet command agent and dashboard: the agent long-polls the dashboard, runs commands " +
+        "safely under a deadline and reports the results",
+    )
+    .version(denoJson.version, "-V, --version", "print the version")
+    .helpOption("-h, --help", "show help")
+    .showHelpAfterError(false);
+  // -- command registrations (one per line) --
+  configureErrors(program);
+  return program;
+}
+
+function configureErrors(command: Command<unknown[], Record<string, unknown>>): void {
+  command.exitOverride();
+  command.configureOutput({
+    writeErr: (text) => processIo.err(text.replace(/\n$/, "")),
+    writeOut: (text) => processIo.out(text.replace(/\n$/, "")),
+    // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
+    getOutHasColors: () => false,
+    getErrHasColors: () => false,
+  });
+  // deno-lint-ignore no-explicit-any
+  for (const sub of command.commands as any[]) configureErrors(sub);
+}
+
+/**
+ * Runs the CLI with the given arguments and returns the exit code.
+ *
+ * @param args Arguments after the program name.
+ * @returns 0 on success, 2 for bad usage or configuration, 1 for runtime failures, or the code
+ *   a command chose.
+ */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return takeExitCode() ?? 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (
+        error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
+        error.code === "commander.help"
+      ) return 0;
+      return 2;
+    }
+    const exitCode = (error as { exitCode?: unknown }).exitCode;
+    const message = error instanceof Error ? error.message : String(error);
+    processIo.err(`status: ${message}`);
+    return typeof exitCode === "number" ? exitCode : 1;
+  } finally {
+    closeLogging();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,95 @@
+/**
+ * What every CLI command shares: setting flags generated from the settings table, loading the
+ * settings of a command, and logging set-up from them.
+ *
+ * @module
+ */
+import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import {
+  flagOf,
+  keysFor,
+  type LoadedSettings,
+  loadSettings,
+  type Role,
+  SETTINGS,
+} from "../config/mod.ts";
+import { logger, setupLogging } from "../log/mod.ts";
+
+/** Options every settings-reading command accepts besides its setting flags. */
+export interface FileOptions {
+  config?: string;
+  envFile?: string;
+}
+
+/**
+ * Adds `--config`, `--env-file` and one flag per setting of the given roles to a command.
+ *
+ * @param command The commander command.
+ * @param roles The roles whose settings it reads.
+ * @returns The same command.
+ */
+// deno-lint-ignore no-explicit-any
+export function addSettingOptions<C extends Command<any, any, any>>(
+  command: C,
+  roles: readonly Role[],
+): C {
+  command.option("--config <path>", "read settings from this config.json (default ./config.json)");
+  command.option("--env-file <path>", "read settings from this .env file (default ./.env)");
+  for (const key of keysFor([...roles, "log"])) {
+    const spec = SETTINGS[key];
+    const flags = spec.boolean
+      ? flagOf(spec.env)
+      : `${flagOf(spec.env)} ${spec.placeholder ?? "<value>"}`;
+    const option = new Option(flags, `${spec.description} [${spec.env}]`);
+    if (!spec.boolean) {
+      option.argParser((value: string) => {
+        const parsed = spec.schema.safeParse(value);
+        if (!parsed.success) {
+          throw new InvalidArgumentError(`must be ${spec.expected}`);
+        }
+        return value;
+      });
+    }
+    // deno-lint-ignore no-explicit-any
+    (command as any).addOption(option);
+  }
+  return command;
+}
+
+/**
+ * Loads the settings of a command from its parsed options, sets up logging from them and logs
+ * the start-up notices.
+ *
+ * @param options The command's parsed options.
+ * @param roles The roles whose settings it reads.
+ * @param logDefaults Logging defaults of the command (e.g. a daemon's log file).
+ * @returns The loaded settings.
+ */
+export function loadCommandSettings(
+  options: Record<string, unknown> & FileOptions,
+  roles: readonly Role[],
+  logDefaults: { file?: string } = {},
+): LoadedSettings {
+  const loaded = loadSettings({
+    roles: [...roles, "log"],
+    flags: options,
+    configPath: options.config,
+    envFilePath: options.envFile,
+  });
+  const s = loaded.settings;
+  setupLogging({
+    format: s.logFormat,
+    level: s.logLevel,
+    file: s.logFile ?? logDefaults.file,
+    secrets: [s.agentToken, s.statusAdminToken].filter((v): v is string => !!v),
+  });
+  const log = logger("config");
+  for (const notice of loaded.notices) log.info(notice);
+  for (const file of loaded.files) log.debug("settings file read", { file });
+  if (loaded.ignoredKeys.length > 0) {
+    log.debug("config.json keys ignored (not settings of this program)", {
+      keys: loaded.ignoredKeys.join(","),
+    });
+  }
+  return loaded;
+}

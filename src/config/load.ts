@@ -1,0 +1,229 @@
+/**
+ * Loads settings from flags, the environment, a `.env` file, a `config.json` file and defaults,
+ * in that order of precedence, and validates them with the table of `settings.ts`.
+ *
+ * @module
+ */
+import { parseEnv } from "node:util";
+import { ConfigError } from "../errors.ts";
+import { keysFor, type Role, type SettingKey, SETTINGS, type Settings } from "./settings.ts";
+
+/** Where a setting's value came from. */
+export type SourceKind = "flag" | "environment" | "env-file" | "config-file" | "default";
+
+/** Options of {@link loadSettings}. */
+export interface LoadOptions {
+  /** The roles of the command being run; only their settings are read and validated. */
+  roles: readonly Role[];
+  /** Parsed flags keyed by camelCase setting name (as commander returns them). */
+  flags?: Record<string, unknown>;
+  /** `--config PATH`: a missing file named here is an error. */
+  configPath?: string;
+  /** `--env-file PATH`: a missing file named here is an error. */
+  envFilePath?: string;
+  /**
+   * Directory in which the default `./.env` and `./config.json` are looked for.
+   * @default {Deno.cwd()}
+   */
+  cwd?: string;
+  /**
+   * The environment; when absent the process environment is read where permitted.
+   * Tests pass a plain object.
+   */
+  env?: Record<string, string | undefined>;
+  /** Whether the program may read files; when absent asked of `Deno.permissions`. */
+  canRead?: (path: string) => boolean;
+}
+
+/** What {@link loadSettings} found. */
+export interface LoadedSettings {
+  /** The validated settings. */
+  settings: Settings;
+  /** For each setting that is set, a description of where it came from. */
+  sources: Partial<Record<SettingKey, string>>;
+  /** Things the user should be told once at start-up (missing permissions). */
+  notices: string[];
+  /** Keys of `config.json` that are not settings of this program; ignored. */
+  ignoredKeys: string[];
+  /** Files that were read. */
+  files: string[];
+}
+
+function permitted(desc: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(desc).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+function defaultCanRead(path: string): boolean {
+  return permitted({ name: "read", path });
+}
+
+function join(dir: string, file: string): string {
+  return dir.endsWith("/") ? dir + file : `${dir}/${file}`;
+}
+
+function readTextIfPresent(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof Deno.errors.IsADirectory) {
+      throw new ConfigError(`${path} is a directory, not a file`);
+    }
+    throw new ConfigError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Parses a `.env` file, rejecting lines that are not `NAME=value`, comments or blank.
+ *
+ * @param text The file's contents.
+ * @param label How the file is named in errors.
+ * @returns The variables.
+ * @throws {ConfigError} On a malformed line.
+ */
+export function parseEnvFile(text: string, label: string): Record<string, string> {
+  const lines = text.split(/\r?\n/);
+  let openQuote: string | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (openQuote) {
+      if (line.includes(openQuote)) openQuote = undefined;
+      continue;
+    }
+    const trimmed = line.trim();
+    if (trimmed === "" || trimmed.startsWith("#")) continue;
+    const match = /^(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=\s*(.*)$/.exec(trimmed);
+    if (!match) {
+      throw new ConfigError(
+        `${label} line ${i + 1} must be NAME=value, got ${JSON.stringify(trimmed.slice(0, 80))}`,
+      );
+    }
+    const value = match[1];
+    const quote = value[0];
+    if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
+      openQuote = quote;
+    }
+  }
+  if (openQuote) throw new ConfigError(`${label} has an unclosed ${openQuote} quote`);
+  return { ...parseEnv(text) } as Record<string, string>;
+}
+
+function parseConfigJson(text: string, label: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${label} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError(`${label} must hold a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function show(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+}
+
+/**
+ * Loads and validates the settings of the given roles.
+ *
+ * Precedence: flags > environment > `.env` > `config.json` > defaults.
+ *
+ * @param options Roles, flags and where to look.
+ * @returns The settings with their sources and start-up notices.
+ * @throws {ConfigError} Naming the setting, where it came from and the bad value.
+ */
+export function loadSettings(options: LoadOptions): LoadedSettings {
+  const keys = keysFor(options.roles);
+  const cwd = options.cwd ?? Deno.cwd();
+  const canRead = options.canRead ?? defaultCanRead;
+  const notices: string[] = [];
+  const files: string[] = [];
+
+  // Environment: every setting's variable, where permitted.
+  let env: Record<string, string | undefined> = {};
+  if (options.env) {
+    env = options.env;
+  } else {
+    const denied: string[] = [];
+    for (const key of keysFor(["agent", "server", "operator", "exec", "log"])) {
+      const name = SETTINGS[key].env;
+      if (permitted({ name: "env", variable: name })) env[name] = Deno.env.get(name);
+      else denied.push(name);
+    }
+    if (denied.length > 0) {
+      notices.push(
+        "environment variables are not read without --allow-env; " +
+          "add --allow-env to configure by environment, or pass flags",
+      );
+    }
+  }
+
+  // Files: explicit paths must exist; default paths are optional.
+  const readFile = (explicit: string | undefined, fallback: string, flag: string) => {
+    const path = explicit ?? join(cwd, fallback);
+    const label = explicit ?? fallback;
+    if (!canRead(path)) {
+      if (explicit) {
+        throw new ConfigError(`cannot read ${label} without --allow-read (given by ${flag})`);
+      }
+      notices.push(`${label} is not read without --allow-read; add --allow-read to use it`);
+      return undefined;
+    }
+    const text = readTextIfPresent(path);
+    if (text === undefined && explicit) {
+      throw new ConfigError(`${label} does not exist (given by ${flag})`);
+    }
+    if (text !== undefined) files.push(path);
+    return text === undefined ? undefined : { text, label };
+  };
+
+  const envFile = readFile(options.envFilePath, ".env", "--env-file");
+  const dotenv = envFile ? parseEnvFile(envFile.text, envFile.label) : {};
+  const configFile = readFile(options.configPath, "config.json", "--config");
+  const json = configFile ? parseConfigJson(configFile.text, configFile.label) : {};
+
+  const known = new Set(
+    (Object.keys(SETTINGS) as SettingKey[]).map((k) => SETTINGS[k].env.toLowerCase()),
+  );
+  const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
+
+  const settings: Record<string, unknown> = {};
+  const sources: Partial<Record<SettingKey, string>> = {};
+  for (const key of keys) {
+    const spec = SETTINGS[key];
+    const flagName = "--" + spec.env.toLowerCase().replaceAll("_", "-");
+    const layers: Array<[string, unknown]> = [
+      [`flag ${flagName}`, options.flags?.[key]],
+      ["the environment", env[spec.env]],
+      [envFile?.label ?? ".env", dotenv[spec.env]],
+      [configFile?.label ?? "config.json", json[spec.env.toLowerCase()]],
+    ];
+    const found = layers.find(([, value]) => value !== undefined && value !== null);
+    if (!found) {
+      if ("default" in spec) {
+        settings[key] = spec.default;
+        sources[key] = "default";
+      }
+      continue;
+    }
+    const [source, raw] = found;
+    const result = spec.schema.safeParse(raw);
+    if (!result.success) {
+      throw new ConfigError(
+        `${spec.env} from ${source} must be ${spec.expected}, got ${
+          spec.secret ? `a value of ${String(raw).length} characters` : show(raw)
+        }`,
+        { cause: result.error },
+      );
+    }
+    settings[key] = result.data;
+    sources[key] = source;
+  }
+  return { settings: settings as Settings, sources, notices, ignoredKeys, files };
+}

@@ -1,0 +1,7 @@
+/**
+ * Configuration: the settings table and its loader.
+ *
+ * @module
+ */
+export * from "./settings.ts";
+export * from "./load.ts";

@@ -1,0 +1,452 @@
+/**
+ * Every setting of the program: its variable name, flag, default, meaning and validation.
+ * One table drives the flags, the environment, `.env`, `config.json`, the README and the checks.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { AGENT_ID_PATTERN } from "../protocol/schemas.ts";
+
+/** Which part of the program reads a setting. */
+export type Role = "agent" | "server" | "operator" | "exec" | "log";
+
+/** Describes one setting. */
+export interface SettingSpec {
+  /** Variable name, e.g. `POLLING_TIMEOUT_SECS`. */
+  readonly env: string;
+  /** Meaning, one line for `--help` and the README. */
+  readonly description: string;
+  /** The value used when no source sets it, already in its parsed form. */
+  readonly default?: unknown;
+  /** What a valid value is, completing "must be ...". */
+  readonly expected: string;
+  /** Parses a raw value (string from flags/env/.env, any JSON from config.json). */
+  readonly schema: z.ZodType;
+  /** Roles that read it; its flag is offered on their commands. */
+  readonly roles: readonly Role[];
+  /** A secret: never logged, never printed. */
+  readonly secret?: boolean;
+  /** The flag takes no value (`--daemon`). */
+  readonly boolean?: boolean;
+  /** Placeholder shown in `--help`, e.g. `<secs>`. */
+  readonly placeholder?: string;
+}
+
+const fromString = (v: unknown) => (typeof v === "string" ? v.trim() : v);
+
+const secs = (min: number) =>
+  z.preprocess(
+    (v) => {
+      const s = fromString(v);
+      return typeof s === "string" && /^\d+$/.test(s) ? Number(s) : s;
+    },
+    z.number().int().min(min).max(86_400 * 365),
+  );
+
+const wholeNumber = (min: number, max: number) =>
+  z.preprocess(
+    (v) => {
+      const s = fromString(v);
+      return typeof s === "string" && /^\d+$/.test(s) ? Number(s) : s;
+    },
+    z.number().int().min(min).max(max),
+  );
+
+const bool = z.preprocess((v) => {
+  const s = fromString(v);
+  if (typeof s !== "string") return s;
+  const lower = s.toLowerCase();
+  if (["1", "true", "yes", "on"].includes(lower)) return true;
+  if (["0", "false", "no", "off", ""].includes(lower)) return false;
+  return s;
+}, z.boolean());
+
+const list = z.preprocess(
+  (v) => {
+    if (typeof v === "string") {
+      return v.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+    }
+    return v;
+  },
+  z.array(z.string().min(1)),
+);
+
+const url = z.preprocess(
+  fromString,
+  z.string().refine((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === "http:" || u.protocol === "https:";
+    } catch {
+      return false;
+    }
+  }),
+);
+
+const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));
+
+const SPECS = {
+  dashboardUrl: {
+    env: "DASHBOARD_URL",
+    description: "Base URL of the dashboard the agent and operator commands talk to",
+    default: "http://localhost:5000",
+    expected: "an http:// or https:// URL",
+    schema: url,
+    roles: ["agent", "operator"],
+    placeholder: "<url>",
+  },
+  agentId: {
+    env: "AGENT_ID",
+    description: "This agent's id (1–128 chars of A-Za-z0-9._:-)",
+    expected: "1–128 characters of A-Z a-z 0-9 . _ : -",
+    schema: z.preprocess(fromString, z.string().regex(AGENT_ID_PATTERN)),
+    roles: ["agent"],
+    placeholder: "<id>",
+  },
+  agentToken: {
+    env: "AGENT_TOKEN",
+    description: "This agent's secret token; requests are signed with it (unset: dev mode)",
+    expected: "a token of at least 16 characters",
+    schema: z.preprocess(fromString, z.string().min(16).max(1024)),
+    roles: ["agent"],
+    secret: true,
+    placeholder: "<token>",
+  },
+  deploymentHash: {
+    env: "DEPLOYMENT_HASH",
+    description: "Deployment this agent serves; commands for another deployment are not delivered",
+    default: "default",
+    expected: "1–256 characters without / ? # or spaces",
+    schema: z.preprocess(fromString, z.string().regex(/^[^/?#\s]{1,256}$/)),
+    roles: ["agent"],
+    placeholder: "<hash>",
+  },
+  pollingTimeoutSecs: {
+    env: "POLLING_TIMEOUT_SECS",
+    description: "How long one long-poll waits on the dashboard",
+    default: 30,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["agent"],
+    placeholder: "<secs>",
+  },
+  pollingBackoffSecs: {
+    env: "POLLING_BACKOFF_SECS",
+    description: "First back-off delay after a network error or 5xx (grows exponentially)",
+    default: 5,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["agent"],
+    placeholder: "<secs>",
+  },
+  pollingBackoffMaxSecs: {
+    env: "POLLING_BACKOFF_MAX_SECS",
+    description: "Largest back-off delay",
+    default: 60,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["agent"],
+    placeholder: "<secs>",
+  },
+  commandTimeoutSecs: {
+    env: "COMMAND_TIMEOUT_SECS",
+    description: "Deadline of a command that does not set params.timeout_secs",
+    default: 300,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["agent", "exec"],
+    placeholder: "<secs>",
+  },
+  commandTimeoutMaxSecs: {
+    env: "COMMAND_TIMEOUT_MAX_SECS",
+    description: "Largest deadline a command may ask for with params.timeout_secs",
+    default: 3600,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["agent", "exec"],
+    placeholder: "<secs>",
+  },
+  allowedPrograms: {
+    env: "ALLOWED_PROGRAMS",
+    description: "Programs commands may run: names or absolute paths, comma-separated",
+    default: ["echo", "sleep", "ls", "tar", "gzip", "uname", "date", "df", "du"],
+    expected: "a comma-separated list of program names or absolute paths",
+    schema: list,
+    roles: ["agent", "exec"],
+    placeholder: "<list>",
+  },
+  allowedPathPrefixes: {
+    env: "ALLOWED_PATH_PREFIXES",
+    description: "Absolute-path arguments must lie under one of these, comma-separated",
+    default: ["/tmp", "/var/tmp"],
+    expected: "a comma-separated list of absolute paths",
+    schema: z.preprocess(
+      (v) => list.parse(v),
+      z.array(z.string().regex(/^\/.*/)),
+    ),
+    roles: ["agent", "exec"],
+    placeholder: "<list>",
+  },
+  commandEnv: {
+    env: "COMMAND_ENV",
+    description: "Extra NAME=value pairs for the environment of commands, comma-separated",
+    default: [],
+    expected: "a comma-separated list of NAME=value",
+    schema: z.preprocess(
+      (v) => list.parse(v),
+      z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/)),
+    ),
+    roles: ["agent", "exec"],
+    placeholder: "<list>",
+  },
+  commandCwd: {
+    env: "COMMAND_CWD",
+    description: "Working directory of commands (default: the agent's own)",
+    expected: "a directory path",
+    schema: text(),
+    roles: ["agent", "exec"],
+    placeholder: "<dir>",
+  },
+  metricsIntervalSecs: {
+    env: "METRICS_INTERVAL_SECS",
+    description: "Interval of the metrics heartbeat",
+    default: 30,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["agent"],
+    placeholder: "<secs>",
+  },
+  metricsWebhook: {
+    env: "METRICS_WEBHOOK",
+    description: "URL the metrics heartbeat is POSTed to (unset: logged only)",
+    expected: "an http:// or https:// URL",
+    schema: url,
+    roles: ["agent"],
+    placeholder: "<url>",
+  },
+  stateDir: {
+    env: "STATE_DIR",
+    description: "Directory of the execution journal and the result outbox",
+    default: "./.status-state",
+    expected: "a directory path",
+    schema: text(),
+    roles: ["agent"],
+    placeholder: "<dir>",
+  },
+  shutdownGraceSecs: {
+    env: "SHUTDOWN_GRACE_SECS",
+    description: "On SIGTERM, how long a running command may still run before it is killed",
+    default: 30,
+    expected: "a whole number of seconds",
+    schema: secs(0),
+    roles: ["agent"],
+    placeholder: "<secs>",
+  },
+  daemon: {
+    env: "DAEMON",
+    description: "Run the agent in the background with a pid file",
+    default: false,
+    expected: "true or false",
+    schema: bool,
+    roles: ["agent"],
+    boolean: true,
+  },
+  pidFile: {
+    env: "PID_FILE",
+    description: "Pid file of the daemon",
+    default: "status.pid",
+    expected: "a file path",
+    schema: text(),
+    roles: ["agent"],
+    placeholder: "<path>",
+  },
+  logFile: {
+    env: "LOG_FILE",
+    description: "Write logs to this rotating file (the daemon defaults to status.log)",
+    expected: "a file path",
+    schema: text(),
+    roles: ["log"],
+    placeholder: "<path>",
+  },
+  logFormat: {
+    env: "LOG_FORMAT",
+    description: "text or json (default: text on a terminal, json otherwise)",
+    expected: 'one of "text", "json"',
+    schema: z.preprocess(fromString, z.enum(["text", "json"])),
+    roles: ["log"],
+    placeholder: "<format>",
+  },
+  logLevel: {
+    env: "LOG_LEVEL",
+    description: "Lowest level logged: trace, debug, info, warning, error, fatal",
+    default: "info",
+    expected: 'one of "trace", "debug", "info", "warning", "error", "fatal"',
+    schema: z.preprocess(
+      (v) => (typeof v === "string" ? v.trim().toLowerCase().replace(/^warn$/, "warning") : v),
+      z.enum(["trace", "debug", "info", "warning", "error", "fatal"]),
+    ),
+    roles: ["log"],
+    placeholder: "<level>",
+  },
+  port: {
+    env: "PORT",
+    description: "Port the dashboard listens on",
+    default: 5000,
+    expected: "a port number from 0 to 65535",
+    schema: wholeNumber(0, 65535),
+    roles: ["server"],
+    placeholder: "<port>",
+  },
+  bind: {
+    env: "BIND",
+    description: "Address the dashboard listens on",
+    default: "127.0.0.1",
+    expected: "an IP address or host name",
+    schema: text(255),
+    roles: ["server"],
+    placeholder: "<addr>",
+  },
+  db: {
+    env: "DB",
+    description: "SQLite file of the dashboard's store",
+    default: "./status.db",
+    expected: "a file path",
+    schema: text(),
+    roles: ["server"],
+    placeholder: "<path>",
+  },
+  tlsCert: {
+    env: "TLS_CERT",
+    description: "PEM certificate file; with --tls-key the dashboard serves HTTPS",
+    expected: "a file path",
+    schema: text(),
+    roles: ["server"],
+    placeholder: "<path>",
+  },
+  tlsKey: {
+    env: "TLS_KEY",
+    description: "PEM private key file for --tls-cert",
+    expected: "a file path",
+    schema: text(),
+    roles: ["server"],
+    placeholder: "<path>",
+  },
+  statusAdminToken: {
+    env: "STATUS_ADMIN_TOKEN",
+    description: "Operator token of the dashboard's operator API (required outside dev mode)",
+    expected: "a token of at least 16 characters",
+    schema: z.preprocess(fromString, z.string().min(16).max(1024)),
+    roles: ["server", "operator"],
+    secret: true,
+    placeholder: "<token>",
+  },
+  ackTimeoutSecs: {
+    env: "ACK_TIMEOUT_SECS",
+    description: "Delivery lease: a command not acked by then goes back to the queue",
+    default: 30,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["server"],
+    placeholder: "<secs>",
+  },
+  maxAttempts: {
+    env: "MAX_ATTEMPTS",
+    description: "Deliveries of one command before it is marked lost",
+    default: 3,
+    expected: "a whole number from 1 to 100",
+    schema: wholeNumber(1, 100),
+    roles: ["server"],
+    placeholder: "<n>",
+  },
+  rateLimitPerMinute: {
+    env: "RATE_LIMIT_PER_MINUTE",
+    description: "Requests a minute one agent may make (token bucket)",
+    default: 120,
+    expected: "a whole number from 1 to 1000000",
+    schema: wholeNumber(1, 1_000_000),
+    roles: ["server"],
+    placeholder: "<n>",
+  },
+  waitRequireSignature: {
+    env: "WAIT_REQUIRE_SIGNATURE",
+    description: "Require a valid signature on GET …/wait too",
+    default: false,
+    expected: "true or false",
+    schema: bool,
+    roles: ["server"],
+    boolean: true,
+  },
+  acceptV1Signatures: {
+    env: "ACCEPT_V1_SIGNATURES",
+    description: "Also accept the Status Panel agent's body-only v1 signatures",
+    default: false,
+    expected: "true or false",
+    schema: bool,
+    roles: ["server"],
+    boolean: true,
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+/** The table of every setting, keyed by its camelCase name. */
+export const SETTINGS: { readonly [K in SettingKey]: SettingSpec } = SPECS;
+
+/** The camelCase name of a setting. */
+export type SettingKey = keyof typeof SPECS;
+
+type ValueOf<K extends SettingKey> = K extends
+  "allowedPrograms" | "allowedPathPrefixes" | "commandEnv" ? string[]
+  : K extends "daemon" | "waitRequireSignature" | "acceptV1Signatures" ? boolean
+  : K extends
+    | "pollingTimeoutSecs"
+    | "pollingBackoffSecs"
+    | "pollingBackoffMaxSecs"
+    | "commandTimeoutSecs"
+    | "commandTimeoutMaxSecs"
+    | "metricsIntervalSecs"
+    | "shutdownGraceSecs"
+    | "port"
+    | "ackTimeoutSecs"
+    | "maxAttempts"
+    | "rateLimitPerMinute" ? number
+  : K extends "logFormat" ? "text" | "json"
+  : K extends "logLevel" ? "trace" | "debug" | "info" | "warning" | "error" | "fatal"
+  : string;
+
+type HasDefault<K extends SettingKey> = (typeof SPECS)[K] extends { default: unknown } ? K : never;
+
+/** Every setting after loading: those with a default are always present. */
+export type Settings =
+  & { -readonly [K in SettingKey as HasDefault<K>]: ValueOf<K> }
+  & { -readonly [K in Exclude<SettingKey, HasDefault<SettingKey>>]?: ValueOf<K> };
+
+/**
+ * Turns a variable name into its flag: `DASHBOARD_URL` → `--dashboard-url`.
+ *
+ * @param env The variable name.
+ * @returns The long flag.
+ */
+export function flagOf(env: string): string {
+  return "--" + env.toLowerCase().replaceAll("_", "-");
+}
+
+/**
+ * Turns a variable name into its `config.json` key: `DASHBOARD_URL` → `dashboard_url`.
+ *
+ * @param env The variable name.
+ * @returns The snake_case key.
+ */
+export function jsonKeyOf(env: string): string {
+  return env.toLowerCase();
+}
+
+/**
+ * The settings a role reads, in table order.
+ *
+ * @param roles The roles of a command.
+ * @returns Their keys.
+ */
+export function keysFor(roles: readonly Role[]): SettingKey[] {
+  return (Object.keys(SPECS) as SettingKey[]).filter((key) =>
+    SETTINGS[key].roles.some((r) => roles.includes(r))
+  );
+}

@@ -1,0 +1,26 @@
+/**
+ * Error classes that callers are expected to catch. `main.ts` maps them to exit codes:
+ * {@link UsageError} and {@link ConfigError} exit with 2, everything else with 1.
+ *
+ * @module
+ */
+
+/** A bad flag, argument or value given on the command line. Exits with code 2. */
+export class UsageError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode = 2;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageError";
+  }
+}
+
+/** A setting that is missing or invalid, naming where it came from. Exits with code 2. */
+export class ConfigError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode = 2;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConfigError";
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Header names and paths of the wire protocol (PROTOCOL.md §1–3), shared by the agent and the
+ * dashboard.
+ *
+ * @module
+ */
+
+/** Header names used by signed agent requests. */
+export const HEADER = {
+  authorization: "Authorization",
+  agentId: "X-Agent-Id",
+  timestamp: "X-Timestamp",
+  requestId: "X-Request-Id",
+  signatureVersion: "X-Signature-Version",
+  signature: "X-Agent-Signature",
+} as const;
+
+/** Paths of the agent-facing and operator endpoints. */
+export const PATHS = {
+  wait: (deploymentHash: string) =>
+    `/api/v1/agent/commands/wait/${encodeURIComponent(deploymentHash)}`,
+  ack: "/api/v1/agent/commands/ack",
+  report: "/api/v1/agent/commands/report",
+  enqueue: "/api/v1/agent/commands/enqueue",
+  command: (id: string) => `/api/v1/commands/${encodeURIComponent(id)}`,
+  commands: "/api/v1/commands",
+  cancel: (id: string) => `/api/v1/commands/${encodeURIComponent(id)}/cancel`,
+  agents: "/api/v1/agents",
+  health: "/health",
+} as const;
+
+/** Largest accepted request body, in bytes (PROTOCOL.md §1 step 8). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Largest accepted distance between the agent's and the dashboard's clocks, in seconds. */
+export const MAX_CLOCK_SKEW_SECS = 300;
+
+/** How long a request id is remembered for replay detection, in seconds. */
+export const REPLAY_WINDOW_SECS = 600;

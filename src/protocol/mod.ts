@@ -1,0 +1,8 @@
+/**
+ * The wire protocol shared by the agent and the dashboard.
+ *
+ * @module
+ */
+export * from "./headers.ts";
+export * from "./schemas.ts";
+export * from "./signing.ts";

@@ -1,0 +1,141 @@
+/**
+ * Request signing and verification (PROTOCOL.md §1): canonical string version 2 (method, path and
+ * query, timestamp, request id, body hash) and the Status Panel agent's version 1 (body only).
+ *
+ * @module
+ */
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { HEADER } from "./headers.ts";
+
+/** The parts of a request that a version 2 signature covers. */
+export interface SignedParts {
+  /** HTTP method, upper case. */
+  method: string;
+  /** Path and query exactly as sent, e.g. `/api/v1/agent/commands/wait/dep-1?timeout=30`. */
+  pathAndQuery: string;
+  /** `X-Timestamp`: unix time in whole seconds, as a string. */
+  timestamp: string;
+  /** `X-Request-Id`. */
+  requestId: string;
+  /** The exact body bytes (empty for GET). */
+  body: Uint8Array | string;
+}
+
+const encoder = new TextEncoder();
+
+function bytesOf(body: Uint8Array | string): Uint8Array {
+  return typeof body === "string" ? encoder.encode(body) : body;
+}
+
+/**
+ * Builds the version 2 canonical string: five lines joined by `\n`.
+ *
+ * @param parts The signed parts of the request.
+ * @returns The string that is HMACed.
+ */
+export function canonicalStringV2(parts: SignedParts): string {
+  const bodyHash = createHash("sha256").update(bytesOf(parts.body)).digest("hex");
+  return [
+    parts.method.toUpperCase(),
+    parts.pathAndQuery,
+    parts.timestamp,
+    parts.requestId,
+    bodyHash,
+  ].join("\n");
+}
+
+/**
+ * Signs a request with signature version 2.
+ *
+ * @param token The agent's token (the HMAC key).
+ * @param parts The signed parts of the request.
+ * @returns Base64 (standard alphabet, padded) HMAC-SHA256.
+ */
+export function signV2(token: string, parts: SignedParts): string {
+  return createHmac("sha256", token).update(canonicalStringV2(parts)).digest("base64");
+}
+
+/**
+ * Signs a body with the Status Panel agent's version 1 scheme (HMAC over the body alone).
+ *
+ * @param token The agent's token.
+ * @param body The exact body bytes.
+ * @returns Base64 HMAC-SHA256 of the body.
+ */
+export function signV1(token: string, body: Uint8Array | string): string {
+  return createHmac("sha256", token).update(bytesOf(body)).digest("base64");
+}
+
+/**
+ * Compares two strings in time that depends only on their lengths.
+ *
+ * @returns Whether they are equal.
+ */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const left = encoder.encode(a);
+  const right = encoder.encode(b);
+  if (left.length !== right.length) {
+    // Compare anyway so that the time does not reveal where the strings differ.
+    timingSafeEqual(left, left);
+    return false;
+  }
+  return timingSafeEqual(left, right);
+}
+
+/** Options of {@link signedHeaders}. */
+export interface SignOptions {
+  /** The agent id. */
+  agentId: string;
+  /** The agent token; without one, only `X-Agent-Id` is sent (dev mode). */
+  token?: string;
+  /** HTTP method. */
+  method: string;
+  /** Path and query exactly as sent. */
+  pathAndQuery: string;
+  /** Body bytes or string (empty for GET). */
+  body?: Uint8Array | string;
+  /** Current time in milliseconds; injectable for tests. */
+  now?: number;
+  /** Request id; a fresh UUID v4 when absent. */
+  requestId?: string;
+}
+
+/**
+ * Builds the headers of a signed agent request (version 2).
+ *
+ * @param options Who signs what.
+ * @returns Headers to merge into the request.
+ */
+export function signedHeaders(options: SignOptions): Record<string, string> {
+  const timestamp = String(Math.floor((options.now ?? Date.now()) / 1000));
+  const requestId = options.requestId ?? crypto.randomUUID();
+  const headers: Record<string, string> = {
+    [HEADER.agentId]: options.agentId,
+    [HEADER.timestamp]: timestamp,
+    [HEADER.requestId]: requestId,
+  };
+  if (options.token) {
+    headers[HEADER.authorization] = `Bearer ${options.token}`;
+    headers[HEADER.signatureVersion] = "2";
+    headers[HEADER.signature] = signV2(options.token, {
+      method: options.method,
+      pathAndQuery: options.pathAndQuery,
+      timestamp,
+      requestId,
+      body: options.body ?? "",
+    });
+  }
+  return headers;
+}
+
+/**
+ * Makes a new agent token: 32 random bytes as base64url (43 characters).
+ *
+ * @returns The token.
+ */
+export function generateToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
