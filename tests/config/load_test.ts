@@ -1,0 +1,272 @@
+import assert from "node:assert/strict";
+import { loadSettings, parseEnvFile } from "../../src/config/mod.ts";
+import { ConfigError } from "../../src/errors.ts";
+
+function tempDir(files: Record<string, string> = {}): string {
+  const dir = Deno.makeTempDirSync({ prefix: "status-config-" });
+  for (const [name, text] of Object.entries(files)) Deno.writeTextFileSync(`${dir}/${name}`, text);
+  return dir;
+}
+
+Deno.test("settings precedence: flags > environment > .env > config.json > defaults", async (t) => {
+  const dir = tempDir({
+    ".env": "POLLING_TIMEOUT_SECS=20\nPOLLING_BACKOFF_SECS=7\nCOMMAND_TIMEOUT_SECS=100\n",
+    "config.json": JSON.stringify({
+      polling_timeout_secs: 10,
+      polling_backoff_secs: 9,
+      command_timeout_secs: 50,
+      metrics_interval_secs: 11,
+    }),
+  });
+  try {
+    const loaded = loadSettings({
+      roles: ["agent"],
+      cwd: dir,
+      flags: { pollingTimeoutSecs: "40" },
+      env: { POLLING_TIMEOUT_SECS: "35", POLLING_BACKOFF_SECS: "6" },
+    });
+    const s = loaded.settings;
+    await t.step("a flag beats the environment", () => {
+      assert.equal(s.pollingTimeoutSecs, 40);
+      assert.equal(loaded.sources.pollingTimeoutSecs, "flag --polling-timeout-secs");
+    });
+    await t.step("the environment beats .env", () => {
+      assert.equal(s.pollingBackoffSecs, 6);
+      assert.equal(loaded.sources.pollingBackoffSecs, "the environment");
+    });
+    await t.step(".env beats config.json", () => {
+      assert.equal(s.commandTimeoutSecs, 100);
+      assert.equal(loaded.sources.commandTimeoutSecs, ".env");
+    });
+    await t.step("config.json beats the default", () => {
+      assert.equal(s.metricsIntervalSecs, 11);
+      assert.equal(loaded.sources.metricsIntervalSecs, "config.json");
+    });
+    await t.step("defaults fill the rest", () => {
+      assert.equal(s.dashboardUrl, "http://localhost:5000");
+      assert.equal(s.shutdownGraceSecs, 30);
+      assert.deepEqual(s.allowedPathPrefixes, ["/tmp", "/var/tmp"]);
+      assert.equal(loaded.sources.dashboardUrl, "default");
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("validation errors name the setting, its source and the bad value", async (t) => {
+  const cases: Array<[string, Parameters<typeof loadSettings>[0], string]> = [
+    [
+      ".env",
+      { roles: ["agent"], env: {}, cwd: tempDir({ ".env": "POLLING_TIMEOUT_SECS=abc\n" }) },
+      'POLLING_TIMEOUT_SECS from .env must be a whole number of seconds above 0, got "abc"',
+    ],
+    [
+      "environment",
+      { roles: ["agent"], env: { DASHBOARD_URL: "ftp://x" }, cwd: tempDir() },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://x"',
+    ],
+    [
+      "flag",
+      { roles: ["agent"], env: {}, cwd: tempDir(), flags: { commandTimeoutSecs: "0" } },
+      'COMMAND_TIMEOUT_SECS from flag --command-timeout-secs must be a whole number of seconds above 0, got "0"',
+    ],
+    [
+      "config.json",
+      {
+        roles: ["agent"],
+        env: {},
+        cwd: tempDir({ "config.json": '{"polling_backoff_secs": -1}' }),
+      },
+      "POLLING_BACKOFF_SECS from config.json must be a whole number of seconds above 0, got -1",
+    ],
+    [
+      "agent id",
+      { roles: ["agent"], env: { AGENT_ID: "bad id!" }, cwd: tempDir() },
+      'AGENT_ID from the environment must be 1–128 characters of A-Z a-z 0-9 . _ : -, got "bad id!"',
+    ],
+    [
+      "boolean",
+      { roles: ["server"], env: { WAIT_REQUIRE_SIGNATURE: "maybe" }, cwd: tempDir() },
+      'WAIT_REQUIRE_SIGNATURE from the environment must be true or false, got "maybe"',
+    ],
+    [
+      "port",
+      { roles: ["server"], env: {}, cwd: tempDir(), flags: { port: "70000" } },
+      'PORT from flag --port must be a port number from 0 to 65535, got "70000"',
+    ],
+    [
+      "log level",
+      { roles: ["log"], env: { LOG_LEVEL: "loud" }, cwd: tempDir() },
+      'LOG_LEVEL from the environment must be one of "trace", "debug", "info", "warning", "error", "fatal", got "loud"',
+    ],
+    [
+      "path prefix",
+      { roles: ["exec"], env: { ALLOWED_PATH_PREFIXES: "/tmp,relative" }, cwd: tempDir() },
+      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp,relative"',
+    ],
+  ];
+  for (const [name, options, message] of cases) {
+    await t.step(name, () => {
+      try {
+        assert.throws(() => loadSettings(options), (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.message, message);
+          return true;
+        });
+      } finally {
+        Deno.removeSync(options.cwd!, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("a secret's bad value is not repeated in the error", () => {
+  const cwd = tempDir();
+  try {
+    assert.throws(
+      () => loadSettings({ roles: ["agent"], env: { AGENT_TOKEN: "short-secret" }, cwd }),
+      (error: Error) => {
+        assert.match(error.message, /^AGENT_TOKEN from the environment must be/);
+        assert.ok(!error.message.includes("short-secret"));
+        return true;
+      },
+    );
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
+Deno.test("a config.json written for the original Status Panel agent loads", () => {
+  const cwd = tempDir({
+    "config.json": JSON.stringify({
+      domain: "example.com",
+      subdomains: { app: "app.example.com" },
+      apps_info: "nginx-1.25,postgres-16",
+      reqdata: { email: "ops@example.com" },
+      ssl: "letsencrypt",
+      dashboard_url: "https://dash.example.com",
+    }),
+  });
+  try {
+    const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+    assert.equal(loaded.settings.dashboardUrl, "https://dash.example.com");
+    assert.deepEqual(loaded.ignoredKeys.sort(), [
+      "apps_info",
+      "domain",
+      "reqdata",
+      "ssl",
+      "subdomains",
+    ]);
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
+Deno.test("absent default files are not an error, absent named files are", async (t) => {
+  const cwd = tempDir();
+  try {
+    await t.step("no ./.env and no ./config.json", () => {
+      const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.deepEqual(loaded.files, []);
+      assert.equal(loaded.settings.pollingTimeoutSecs, 30);
+    });
+    await t.step("--config naming a missing file", () => {
+      assert.throws(
+        () => loadSettings({ roles: ["agent"], env: {}, cwd, configPath: `${cwd}/nope.json` }),
+        { name: "ConfigError", message: `${cwd}/nope.json does not exist (given by --config)` },
+      );
+    });
+    await t.step("--env-file naming a missing file", () => {
+      assert.throws(
+        () => loadSettings({ roles: ["agent"], env: {}, cwd, envFilePath: `${cwd}/nope.env` }),
+        { name: "ConfigError", message: `${cwd}/nope.env does not exist (given by --env-file)` },
+      );
+    });
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
+Deno.test("broken files get a clear error", async (t) => {
+  await t.step("config.json that is not JSON", () => {
+    const cwd = tempDir({ "config.json": "{ nope" });
+    try {
+      assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), (e: Error) => {
+        assert.match(e.message, /^config\.json is not valid JSON: /);
+        return true;
+      });
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+  await t.step("config.json holding an array", () => {
+    const cwd = tempDir({ "config.json": "[1]" });
+    try {
+      assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
+        message: "config.json must hold a JSON object",
+      });
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+  await t.step(".env with a line that is not NAME=value", () => {
+    assert.throws(() => parseEnvFile("A=1\nthis is not a setting\n", ".env"), {
+      message: '.env line 2 must be NAME=value, got "this is not a setting"',
+    });
+  });
+  await t.step(".env with an unclosed quote", () => {
+    assert.throws(() => parseEnvFile('A="open\n', ".env"), {
+      message: '.env has an unclosed " quote',
+    });
+  });
+  await t.step(".env with comments, export and quotes parses", () => {
+    assert.deepEqual(parseEnvFile("# c\nexport A=1\nB='x y'\n\nC=\"multi\nline\"\n", ".env"), {
+      A: "1",
+      B: "x y",
+      C: "multi\nline",
+    });
+  });
+});
+
+Deno.test("lists from the environment and arrays from config.json", () => {
+  const cwd = tempDir({
+    "config.json": JSON.stringify({ allowed_programs: ["echo", "/usr/bin/uptime"] }),
+  });
+  try {
+    const fromJson = loadSettings({ roles: ["exec"], env: {}, cwd });
+    assert.deepEqual(fromJson.settings.allowedPrograms, ["echo", "/usr/bin/uptime"]);
+    const fromEnv = loadSettings({
+      roles: ["exec"],
+      env: { ALLOWED_PROGRAMS: "echo, ls ,," },
+      cwd,
+    });
+    assert.deepEqual(fromEnv.settings.allowedPrograms, ["echo", "ls"]);
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
+Deno.test("without read permission the default files are skipped with a notice", () => {
+  const cwd = tempDir({ ".env": "POLLING_TIMEOUT_SECS=abc\n" });
+  try {
+    const loaded = loadSettings({ roles: ["agent"], env: {}, cwd, canRead: () => false });
+    assert.equal(loaded.settings.pollingTimeoutSecs, 30);
+    assert.deepEqual(loaded.notices, [
+      ".env is not read without --allow-read; add --allow-read to use it",
+      "config.json is not read without --allow-read; add --allow-read to use it",
+    ]);
+    assert.throws(
+      () =>
+        loadSettings({
+          roles: ["agent"],
+          env: {},
+          cwd,
+          canRead: () => false,
+          configPath: "c.json",
+        }),
+      { message: "cannot read c.json without --allow-read (given by --config)" },
+    );
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});

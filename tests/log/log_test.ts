@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { auditLogger, closeLogging, logger, setupLogging } from "../../src/log/mod.ts";
+
+const TOKEN = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+
+function capture(format: "text" | "json"): string[] {
+  const lines: string[] = [];
+  setupLogging({ format, level: "debug", secrets: [TOKEN], write: (l) => lines.push(l) });
+  return lines;
+}
+
+function logEverywhere(): void {
+  const log = logger("test");
+  log.info("Agent daemon starting", { agent_token: TOKEN, agentId: "a1" });
+  log.info(`token in the message ${TOKEN}`);
+  log.info("header dump {headers}", { headers: { Authorization: `Bearer ${TOKEN}` } });
+  log.warn("nested", { request: { signature: "c2lnbmF0dXJl", url: `http://x/?t=${TOKEN}` } });
+  log.error("failed", { error: new Error(`bad token ${TOKEN}`) });
+  auditLogger().info("auth failure", { token: TOKEN, agent_id: "a1" });
+}
+
+Deno.test("a configured token never appears in a log line", async (t) => {
+  for (const format of ["text", "json"] as const) {
+    await t.step(format, () => {
+      const lines = capture(format);
+      try {
+        logEverywhere();
+      } finally {
+        closeLogging();
+      }
+      assert.equal(lines.length, 6);
+      for (const line of lines) {
+        assert.ok(!line.includes(TOKEN), `token leaked in: ${line}`);
+        assert.ok(!line.includes("c2lnbmF0dXJl"), `signature leaked in: ${line}`);
+      }
+      assert.ok(lines.some((l) => l.includes("[redacted]")));
+    });
+  }
+});
+
+Deno.test("text lines read like `2026-01-12T10:00:00Z INFO Agent daemon starting`", () => {
+  const lines = capture("text");
+  try {
+    logger("agent").info("Agent daemon starting", { command_id: "cmd-1" });
+    auditLogger().warn("replay detected");
+  } finally {
+    closeLogging();
+  }
+  assert.match(
+    lines[0],
+    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO Agent daemon starting command_id=cmd-1$/,
+  );
+  assert.match(lines[1], /^\S+Z WARN replay detected audit=true$/);
+});
+
+Deno.test("json lines carry time, level, category, message and properties", () => {
+  const lines = capture("json");
+  try {
+    logger("agent", "poll").info("command received from dashboard", {
+      command_id: "cmd-1",
+      command_name: "echo hi",
+    });
+  } finally {
+    closeLogging();
+  }
+  const record = JSON.parse(lines[0]);
+  assert.equal(record.level, "info");
+  assert.equal(record.category, "status.agent.poll");
+  assert.equal(record.message, "command received from dashboard");
+  assert.equal(record.command_id, "cmd-1");
+  assert.equal(record.command_name, "echo hi");
+  assert.ok(!Number.isNaN(Date.parse(record.time)));
+});
+
+Deno.test("the level filter drops lower levels", () => {
+  const lines: string[] = [];
+  setupLogging({ format: "text", level: "warning", write: (l) => lines.push(l) });
+  try {
+    logger("x").info("hidden");
+    logger("x").debug("hidden");
+    logger("x").warn("shown");
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /WARN shown/);
+});
