@@ -152,7 +152,7 @@ export function parseWaitAnswer(body: unknown): WaitAnswer {
       id: item.command_id,
       name: item.type,
       params: item.parameters ?? {},
-      deployment_hash: item.deployment_hash,
+      ...(item.deployment_hash ? { deployment_hash: item.deployment_hash } : {}),
       attempt: item.attempt ?? 1,
     });
     return { kind: "command", command, stacker: true };
