@@ -11,6 +11,16 @@ import { processIo } from "./src/cli/io.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
 import { closeLogging } from "./src/log/mod.ts";
 // -- command imports (one per line) --
+import { serveCommand } from "./src/cli/serve.ts";
+import { agentsCommand } from "./src/cli/agents.ts";
+import { agentCommand } from "./src/cli/agent.ts";
+import { stopCommand } from "./src/cli/stop.ts";
+import { enqueueCommand } from "./src/cli/enqueue.ts";
+import { resultCommand } from "./src/cli/result.ts";
+import { listCommand } from "./src/cli/list.ts";
+import { cancelCommand } from "./src/cli/cancel.ts";
+import { upCommand } from "./src/cli/up.ts";
+import { execCommand } from "./src/cli/exec.ts";
 
 /**
  * Builds the whole command tree.
@@ -28,6 +38,16 @@ export function buildProgram(): Command {
     .helpOption("-h, --help", "show help")
     .showHelpAfterError(false);
   // -- command registrations (one per line) --
+  program.addCommand(serveCommand(io));
+  program.addCommand(agentsCommand(io));
+  program.addCommand(agentCommand(io), { isDefault: true });
+  program.addCommand(stopCommand(io));
+  program.addCommand(enqueueCommand(io));
+  program.addCommand(resultCommand(io));
+  program.addCommand(listCommand(io));
+  program.addCommand(cancelCommand(io));
+  program.addCommand(upCommand(io));
+  program.addCommand(execCommand(io));
   configureErrors(program);
   return program;
 }

@@ -84,7 +84,13 @@ export function loadCommandSettings(
     secrets: [s.agentToken, s.statusAdminToken].filter((v): v is string => !!v),
   });
   const log = logger("config");
-  for (const notice of loaded.notices) log.info(notice);
+  // Long-running roles say once at start-up what they could not read; one-shot commands only
+  // at debug, so that their output stays their own.
+  const longRunning = roles.includes("agent") || roles.includes("server");
+  for (const notice of loaded.notices) {
+    if (longRunning) log.info(notice);
+    else log.debug(notice);
+  }
   for (const file of loaded.files) log.debug("settings file read", { file });
   if (loaded.ignoredKeys.length > 0) {
     log.debug("config.json keys ignored (not settings of this program)", {

@@ -1,0 +1,137 @@
+/**
+ * The environment a command runs with: built from nothing, never inherited, never holding an
+ * agent secret.
+ *
+ * @module
+ */
+
+/** `PATH` given to commands when the agent may not read its own. */
+export const DEFAULT_CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** `HOME` given to commands when the agent may not read its own. */
+export const DEFAULT_CHILD_HOME = "/";
+/** `LANG` given to commands when the agent may not read its own. */
+export const DEFAULT_CHILD_LANG = "C.UTF-8";
+
+/** Variables of the agent that hold secrets; never passed to a command, not even as extras. */
+export const AGENT_SECRET_ENV_NAMES: ReadonlySet<string> = new Set([
+  "AGENT_TOKEN",
+  "AGENT_TOKENS",
+  "STATUS_ADMIN_TOKEN",
+  "STATUS_AGENT_TOKENS",
+]);
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Reads one variable of the agent's environment, or `undefined`. */
+export type EnvReader = (name: string) => string | undefined;
+
+/**
+ * Reads a variable of the agent's own environment only when `--allow-env` grants it, so that a
+ * missing permission never throws `NotCapable`.
+ *
+ * @param name The variable.
+ * @returns Its value, or `undefined` when unset or not readable.
+ */
+export function readAgentEnv(name: string): string | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+      return undefined;
+    }
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
+ * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`).
+ *
+ * @param extra The configured extras.
+ * @param secretValues Secret values (e.g. the agent token) no extra may carry.
+ * @throws {TypeError} Naming the offending variable (never its value).
+ */
+export function validateExtraEnv(
+  extra: Readonly<Record<string, string>>,
+  secretValues: readonly string[] = [],
+): void {
+  for (const [name, value] of Object.entries(extra)) {
+    if (!ENV_NAME.test(name)) {
+      throw new TypeError(`Extra environment variable name "${name}" is not valid`);
+    }
+    if (typeof value !== "string" || value.includes("\0")) {
+      throw new TypeError(`Extra environment variable "${name}" must be a string without NUL`);
+    }
+    if (AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) {
+      throw new TypeError(
+        `Extra environment variable "${name}" is an agent secret and is never given to commands`,
+      );
+    }
+    if (secretValues.some((secret) => secret !== "" && value.includes(secret))) {
+      throw new TypeError(
+        `Extra environment variable "${name}" holds an agent secret and is never given to commands`,
+      );
+    }
+  }
+}
+
+/**
+ * Turns `NAME=value` items (the `COMMAND_ENV` setting) into an object of extra variables.
+ *
+ * @param items Items such as `TZ=UTC`; the value may contain `=` and be empty.
+ * @returns The variables, later items winning.
+ * @throws {TypeError} When an item has no `=` or an invalid name, quoting the name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { envFromAssignments } from "./env.ts";
+ *
+ * assert.deepEqual(envFromAssignments(["TZ=UTC", "A=b=c"]), { TZ: "UTC", A: "b=c" });
+ * ```
+ */
+export function envFromAssignments(items: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    const name = eq < 0 ? item : item.slice(0, eq);
+    if (eq < 0 || !ENV_NAME.test(name)) {
+      throw new TypeError(`Environment item "${name}" must have the form NAME=value`);
+    }
+    env[name] = item.slice(eq + 1);
+  }
+  return env;
+}
+
+/**
+ * Builds a command's environment from nothing: `PATH`, `HOME` and `LANG` from the agent's own
+ * environment when readable (else {@link DEFAULT_CHILD_PATH}, {@link DEFAULT_CHILD_HOME},
+ * {@link DEFAULT_CHILD_LANG}), then the extras.
+ *
+ * @param extra Configured extra variables, already checked with {@link validateExtraEnv}.
+ * @param read Reads the agent's variables; for tests.
+ * @returns The complete environment (to be used with `clearEnv: true`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { buildChildEnv } from "./env.ts";
+ *
+ * const env = buildChildEnv({ TZ: "UTC" }, () => undefined);
+ * assert.deepEqual(Object.keys(env), ["PATH", "HOME", "LANG", "TZ"]);
+ * ```
+ */
+export function buildChildEnv(
+  extra: Readonly<Record<string, string>> = {},
+  read: EnvReader = readAgentEnv,
+): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: read("PATH") || DEFAULT_CHILD_PATH,
+    HOME: read("HOME") || DEFAULT_CHILD_HOME,
+    LANG: read("LANG") || DEFAULT_CHILD_LANG,
+  };
+  for (const [name, value] of Object.entries(extra)) {
+    if (!AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) env[name] = value;
+  }
+  return env;
+}

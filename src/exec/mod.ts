@@ -1,0 +1,91 @@
+/**
+ * The command executor (PROTOCOL.md §5): whatever the dashboard sends, run only what the policy
+ * allows, never through a shell, never past the deadline, never leaving a process behind, and
+ * with bounded output.
+ *
+ * - {@link parseCommandLine} splits a command line into an argv, refusing shell syntax;
+ * - {@link checkPolicy} applies the allowlist and the path prefixes;
+ * - {@link runCommand} does both, then runs the program and returns an {@link ExecResult};
+ * - {@link toReportFields} turns a result into the fields of a report.
+ *
+ * @example Run a command under the default policy
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPolicy, runCommand, toReportFields } from "./mod.ts";
+ *
+ * const result = await runCommand("echo 'hello world'", {
+ *   policy: defaultPolicy(),
+ *   timeoutSecs: 10,
+ * });
+ * assert.equal(result.status, "success");
+ * assert.equal(result.stdout, "hello world\n");
+ * assert.equal(toReportFields(result).result?.exit_code, 0);
+ *
+ * const refused = await runCommand("rm -rf /tmp", { policy: defaultPolicy() });
+ * assert.equal(refused.status, "rejected");
+ * ```
+ *
+ * @module
+ */
+export {
+  type Checked,
+  MAX_ARG_LENGTH,
+  MAX_ARGS,
+  MAX_COMMAND_LINE_LENGTH,
+  parseCommandLine,
+} from "./parse.ts";
+export {
+  type AcceptedCommand,
+  checkPolicy,
+  type CheckPolicyOptions,
+  createPolicy,
+  DEFAULT_ALLOWED_PATH_PREFIXES,
+  DEFAULT_ALLOWED_PROGRAMS,
+  defaultPolicy,
+  type ExecPolicy,
+  isUnderPrefix,
+  normalizePath,
+  type PolicyInput,
+  type ProgramRef,
+  type Resolution,
+  resolveProgram,
+  SHELLS,
+} from "./policy.ts";
+export {
+  CAPTURE_HEAD_BYTES,
+  CAPTURE_TAIL_BYTES,
+  type CapturedOutput,
+  captureStream,
+  OutputCapture,
+  type OutputCaptureOptions,
+  type StreamCapture,
+} from "./capture.ts";
+export {
+  AGENT_SECRET_ENV_NAMES,
+  buildChildEnv,
+  DEFAULT_CHILD_HOME,
+  DEFAULT_CHILD_LANG,
+  DEFAULT_CHILD_PATH,
+  envFromAssignments,
+  type EnvReader,
+  readAgentEnv,
+  validateExtraEnv,
+} from "./env.ts";
+export {
+  DEADLINE_PHASES,
+  type DeadlineWarning,
+  DEFAULT_CANCEL_GRACE_MS,
+  DEFAULT_COMMAND_TIMEOUT_SECS,
+  DEFAULT_DRAIN_MS,
+  DEFAULT_MAX_TIMEOUT_SECS,
+  effectiveTimeoutSecs,
+  type ExecResult,
+  type ExecResultWire,
+  type ExecStatus,
+  type ReportFields,
+  runCommand,
+  type RunOptions,
+  signalGroup,
+  type StartFailure,
+  toReportFields,
+} from "./runner.ts";

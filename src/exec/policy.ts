@@ -1,0 +1,526 @@
+/**
+ * The execution policy: which programs may run and which absolute paths their arguments may name.
+ *
+ * @module
+ */
+import type { Checked } from "./parse.ts";
+
+/**
+ * What the agent may run. Build one with {@link defaultPolicy} or {@link createPolicy}.
+ *
+ * The allowlist is only as strong as its weakest program: a program that runs other programs
+ * (`env`, `xargs`, `find -exec`, `nice`, `timeout`, `sudo`, interpreters such as `python`)
+ * lets a command run anything, so allow such programs only on purpose.
+ */
+export interface ExecPolicy {
+  /**
+   * Programs that may run: bare names (looked up on `PATH`) or absolute paths.
+   * @default {DEFAULT_ALLOWED_PROGRAMS}
+   */
+  allowedPrograms: string[];
+  /**
+   * Absolute directories that absolute-path arguments must lie under, compared by path segment.
+   * @default {DEFAULT_ALLOWED_PATH_PREFIXES}
+   */
+  allowedPathPrefixes: string[];
+}
+
+/** Programs allowed when nothing is configured (PROTOCOL.md §5). */
+export const DEFAULT_ALLOWED_PROGRAMS: readonly string[] = Object.freeze([
+  "echo",
+  "sleep",
+  "ls",
+  "tar",
+  "gzip",
+  "uname",
+  "date",
+  "df",
+  "du",
+]);
+
+/** Directories absolute-path arguments may name when nothing is configured. */
+export const DEFAULT_ALLOWED_PATH_PREFIXES: readonly string[] = Object.freeze(["/tmp", "/var/tmp"]);
+
+/**
+ * Shells (and shell-like interpreters of command strings): refused unless they are named on the
+ * allowlist themselves, by name or by absolute path.
+ */
+export const SHELLS: ReadonlySet<string> = new Set([
+  "sh",
+  "bash",
+  "zsh",
+  "dash",
+  "ksh",
+  "mksh",
+  "ash",
+  "csh",
+  "tcsh",
+  "fish",
+  "busybox",
+]);
+
+/** Options of GNU tar that run another program; refused even when tar is allowed. */
+const TAR_LONG_OPTIONS_THAT_RUN = [
+  "--to-command",
+  "--checkpoint-action",
+  "--use-compress-program",
+  "--info-script",
+  "--new-volume-script",
+  "--rsh-command",
+  "--rmt-command",
+];
+/** Options of tar that are harmless although they begin a dangerous one (an exact match wins). */
+const TAR_HARMLESS_PREFIXES = new Set(["--checkpoint"]);
+const TAR_NAMES = new Set(["tar", "gtar", "bsdtar"]);
+/** Short options of GNU tar that run another program (`-I`, `-F`). */
+const TAR_SHORT_OPTIONS_THAT_RUN = /[IF]/;
+
+const PROGRAM_NAME = /^[A-Za-z0-9._+-]+$/;
+
+/**
+ * Returns the default policy: {@link DEFAULT_ALLOWED_PROGRAMS} and
+ * {@link DEFAULT_ALLOWED_PATH_PREFIXES}.
+ *
+ * @returns A fresh policy the caller may change.
+ *
+ * @example The default allowlist
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPolicy } from "./policy.ts";
+ *
+ * assert.ok(defaultPolicy().allowedPrograms.includes("echo"));
+ * assert.deepEqual(defaultPolicy().allowedPathPrefixes, ["/tmp", "/var/tmp"]);
+ * ```
+ */
+export function defaultPolicy(): ExecPolicy {
+  return {
+    allowedPrograms: [...DEFAULT_ALLOWED_PROGRAMS],
+    allowedPathPrefixes: [...DEFAULT_ALLOWED_PATH_PREFIXES],
+  };
+}
+
+/** Input of {@link createPolicy}: lists or comma-separated strings, as config and env give them. */
+export interface PolicyInput {
+  /**
+   * Allowed programs: an array, or a comma-separated string such as the `ALLOWED_PROGRAMS`
+   * variable.
+   * @default {DEFAULT_ALLOWED_PROGRAMS}
+   */
+  allowedPrograms?: readonly string[] | string;
+  /**
+   * Allowed path prefixes: an array, or a comma-separated string such as the
+   * `ALLOWED_PATH_PREFIXES` variable.
+   * @default {DEFAULT_ALLOWED_PATH_PREFIXES}
+   */
+  allowedPathPrefixes?: readonly string[] | string;
+  /** Programs added to the allowlist (e.g. from repeated `--allow` flags). */
+  extraPrograms?: readonly string[];
+}
+
+function splitList(value: readonly string[] | string): string[] {
+  const items = typeof value === "string" ? value.split(",") : [...value];
+  return items.map((item) => item.trim()).filter((item) => item !== "");
+}
+
+/**
+ * Validates and normalises a policy from configuration values.
+ *
+ * @param input Allowed programs and prefixes; missing ones take the defaults.
+ * @returns The policy, without duplicates, prefixes normalised (no trailing `/`).
+ * @throws {TypeError} When a program is neither a bare name nor an absolute path, or a prefix is
+ * not an absolute path, or either contains a `..` segment; the message quotes the value.
+ *
+ * @example From an environment variable plus a flag
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createPolicy } from "./policy.ts";
+ *
+ * const policy = createPolicy({ allowedPrograms: "echo, /usr/bin/uptime", extraPrograms: ["ls"] });
+ * assert.deepEqual(policy.allowedPrograms, ["echo", "/usr/bin/uptime", "ls"]);
+ * ```
+ */
+export function createPolicy(input: PolicyInput = {}): ExecPolicy {
+  const programs = [
+    ...splitList(input.allowedPrograms ?? DEFAULT_ALLOWED_PROGRAMS),
+    ...splitList(input.extraPrograms ?? []),
+  ];
+  for (const program of programs) {
+    if (program.startsWith("/")) {
+      if (hasDotDot(program)) {
+        throw new TypeError(`Allowed program "${program}" has a ".." segment`);
+      }
+    } else if (!PROGRAM_NAME.test(program)) {
+      throw new TypeError(
+        `Allowed program "${program}" must be a bare name (A-Z a-z 0-9 . _ + -) or an absolute path`,
+      );
+    }
+  }
+  const prefixes = splitList(input.allowedPathPrefixes ?? DEFAULT_ALLOWED_PATH_PREFIXES);
+  for (const prefix of prefixes) {
+    if (!prefix.startsWith("/")) {
+      throw new TypeError(`Allowed path prefix "${prefix}" must be an absolute path`);
+    }
+    if (hasDotDot(prefix)) {
+      throw new TypeError(`Allowed path prefix "${prefix}" has a ".." segment`);
+    }
+  }
+  return {
+    allowedPrograms: unique(programs.map((p) => p.startsWith("/") ? normalizePath(p) : p)),
+    allowedPathPrefixes: unique(prefixes.map(normalizePath)),
+  };
+}
+
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+/** Collapses repeated `/` and `.` segments and drops a trailing `/` (keeps `/` itself). */
+export function normalizePath(path: string): string {
+  const segments = path.split("/").filter((s) => s !== "" && s !== ".");
+  return (path.startsWith("/") ? "/" : "") + segments.join("/");
+}
+
+function hasDotDot(path: string): boolean {
+  return path.split("/").includes("..");
+}
+
+function basename(path: string): string {
+  const parts = path.split("/").filter((s) => s !== "");
+  return parts[parts.length - 1] ?? "";
+}
+
+/**
+ * Whether `path` is `prefix` or lies below it, compared by whole segments (`/tmp/x` is under
+ * `/tmp`, `/tmpx` is not). Both must be normalised absolute paths.
+ */
+export function isUnderPrefix(path: string, prefix: string): boolean {
+  if (prefix === "/") return true;
+  return path === prefix || path.startsWith(prefix + "/");
+}
+
+/** How the program of an accepted command is to be found. */
+export type ProgramRef =
+  /** A bare name, looked up on `PATH`. */
+  | { kind: "name"; name: string }
+  /** An absolute path, run as is. */
+  | { kind: "path"; path: string };
+
+/** An accepted command: its argv and how to find its program. */
+export interface AcceptedCommand {
+  /** The argv, `argv[0]` as given. */
+  argv: string[];
+  /** How to find the program. */
+  program: ProgramRef;
+}
+
+/** Options of {@link checkPolicy}. */
+export interface CheckPolicyOptions {
+  /**
+   * The `PATH` the command will run with, used to decide whether an absolute program path is the
+   * same file as an allowed name.
+   * @default {""}
+   */
+  searchPath?: string;
+  /**
+   * The working directory the command will run in; relative arguments resolved against it are
+   * checked for symlinks that leave an allowed prefix.
+   */
+  cwd?: string;
+}
+
+/**
+ * Checks an argv against a policy.
+ *
+ * Program rules:
+ * - a bare name is allowed when it is on the allowlist as a name (it is then looked up on
+ *   `PATH`), or when an absolute allowlist entry has that base name (that entry is run);
+ * - an absolute path is allowed when it is on the allowlist, or when its base name is an allowed
+ *   name that resolves on `PATH` to the very same file (after symlinks): `/bin/echo` is allowed
+ *   with `echo` only if `echo` on `PATH` is that file;
+ * - a relative path (`./x`, `bin/x`) or one with a `..` segment is refused;
+ * - shells ({@link SHELLS}) are allowed only when named on the allowlist themselves.
+ *
+ * Argument rules:
+ * - any `..` path segment is refused, in an argument or in an option's value (`--file=../x`);
+ * - an absolute path (an argument, the value of `--opt=/path`, or the path attached to a short
+ *   option as in `-f/path`) must lie under an allowed prefix, compared by segment;
+ * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
+ *   resolved when read permission allows);
+ * - GNU tar's options that run other programs (`--to-command`, `--checkpoint-action`,
+ *   `--use-compress-program`, `-I`, `-F`, ...) are refused even when tar is allowed.
+ *
+ * @param argv The argv from {@link parseCommandLine}.
+ * @param policy The policy.
+ * @param options The `PATH` and working directory the command will run with.
+ * @returns The accepted command, or a reason such as
+ * `program "rm" is not on the allowlist (allowed: echo, sleep)`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkPolicy, defaultPolicy } from "./policy.ts";
+ *
+ * assert.equal(checkPolicy(["ls", "/tmp/x"], defaultPolicy()).ok, true);
+ * assert.deepEqual(checkPolicy(["ls", "/tmpx"], defaultPolicy()), {
+ *   ok: false,
+ *   reason: `path "/tmpx" is outside the allowed prefixes (/tmp, /var/tmp)`,
+ * });
+ * ```
+ */
+export function checkPolicy(
+  argv: readonly string[],
+  policy: ExecPolicy,
+  options: CheckPolicyOptions = {},
+): Checked<AcceptedCommand> {
+  if (argv.length === 0) return { ok: false, reason: "command line is empty" };
+  const program = checkProgram(argv[0], policy, options.searchPath ?? "");
+  if (!program.ok) return program;
+  const prefixes = policy.allowedPathPrefixes.map(normalizePath);
+  for (let i = 1; i < argv.length; i++) {
+    const reason = checkArgument(argv[i], prefixes, options.cwd);
+    if (reason) return { ok: false, reason };
+  }
+  const programName = program.value.kind === "name"
+    ? program.value.name
+    : basename(program.value.path);
+  if (TAR_NAMES.has(programName)) {
+    const reason = checkTarOptions(argv.slice(1));
+    if (reason) return { ok: false, reason };
+  }
+  return { ok: true, value: { argv: [...argv], program: program.value } };
+}
+
+function notAllowed(program: string, policy: ExecPolicy): Checked<ProgramRef> {
+  if (SHELLS.has(basename(program))) {
+    return {
+      ok: false,
+      reason: `program "${program}" is not allowed (shells must be allowed explicitly)`,
+    };
+  }
+  const allowed = policy.allowedPrograms.length ? policy.allowedPrograms.join(", ") : "none";
+  return {
+    ok: false,
+    reason: `program "${program}" is not on the allowlist (allowed: ${allowed})`,
+  };
+}
+
+function checkProgram(
+  program: string,
+  policy: ExecPolicy,
+  searchPath: string,
+): Checked<ProgramRef> {
+  if (hasDotDot(program)) return { ok: false, reason: `program "${program}" has a ".." segment` };
+  const names = policy.allowedPrograms.filter((p) => !p.startsWith("/"));
+  const paths = policy.allowedPrograms.filter((p) => p.startsWith("/")).map(normalizePath);
+  if (!program.includes("/")) {
+    if (names.includes(program)) return { ok: true, value: { kind: "name", name: program } };
+    const byPath = paths.find((p) => basename(p) === program);
+    if (byPath) return { ok: true, value: { kind: "path", path: byPath } };
+    return notAllowed(program, policy);
+  }
+  if (!program.startsWith("/")) {
+    return {
+      ok: false,
+      reason: `program "${program}" must be a bare name or an absolute path`,
+    };
+  }
+  const path = normalizePath(program);
+  if (paths.includes(path)) return { ok: true, value: { kind: "path", path } };
+  const name = basename(path);
+  if (names.includes(name)) {
+    const found = findOnPath(name, searchPath);
+    if (found && sameFile(found, path)) return { ok: true, value: { kind: "path", path } };
+  }
+  return notAllowed(program, policy);
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    return Deno.realPathSync(a) === Deno.realPathSync(b);
+  } catch {
+    return false;
+  }
+}
+
+/** The candidate paths an argument names: itself, an option's `=value`, a short option's path. */
+function pathCandidates(arg: string): string[] {
+  const candidates = [arg];
+  if (arg.startsWith("-")) {
+    const eq = arg.indexOf("=");
+    if (eq >= 0) candidates.push(arg.slice(eq + 1));
+    const attached = /^-[A-Za-z0-9]+(\/.*)$/.exec(arg);
+    if (attached) candidates.push(attached[1]);
+  }
+  return candidates;
+}
+
+function checkArgument(
+  arg: string,
+  prefixes: string[],
+  cwd: string | undefined,
+): string | undefined {
+  for (const candidate of pathCandidates(arg)) {
+    if (hasDotDot(candidate)) return `path "${candidate}" has a ".." segment`;
+    if (candidate.startsWith("/")) {
+      const path = normalizePath(candidate);
+      if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
+        const allowed = prefixes.length ? prefixes.join(", ") : "none";
+        return `path "${candidate}" is outside the allowed prefixes (${allowed})`;
+      }
+      if (escapesThroughSymlink(path, prefixes)) {
+        return `path "${candidate}" leaves the allowed prefixes through a symbolic link`;
+      }
+    } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
+      const path = normalizePath(`${cwd}/${arg}`);
+      if (
+        prefixes.some((prefix) => isUnderPrefix(path, prefix)) &&
+        escapesThroughSymlink(path, prefixes)
+      ) {
+        return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Resolves the deepest existing ancestor of `path` and tells whether the result lies outside
+ * every prefix (lexical or resolved). Without read permission nothing can be resolved and the
+ * lexical check stands.
+ */
+function escapesThroughSymlink(path: string, prefixes: string[]): boolean {
+  const resolved = realPathOfExisting(path);
+  if (resolved === undefined || resolved === path) return false;
+  const realPrefixes = prefixes.map((prefix) => realPathOfExisting(prefix) ?? prefix);
+  return ![...prefixes, ...realPrefixes].some((prefix) => isUnderPrefix(resolved, prefix));
+}
+
+function realPathOfExisting(path: string): string | undefined {
+  const rest: string[] = [];
+  let current = path;
+  for (;;) {
+    try {
+      const real = Deno.realPathSync(current);
+      return normalizePath([real, ...rest].join("/"));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) return undefined;
+      if (current === "/" || current === "") return undefined;
+      const cut = current.lastIndexOf("/");
+      rest.unshift(current.slice(cut + 1));
+      current = cut <= 0 ? "/" : current.slice(0, cut);
+    }
+  }
+}
+
+function checkTarOptions(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") break;
+    if (arg.startsWith("--")) {
+      const name = arg.split("=", 1)[0];
+      // GNU getopt accepts any unambiguous abbreviation, so a prefix counts too.
+      if (
+        name.length > 2 && !TAR_HARMLESS_PREFIXES.has(name) &&
+        TAR_LONG_OPTIONS_THAT_RUN.some((option) => option.startsWith(name))
+      ) {
+        return `option "${name}" of tar runs other programs and is not allowed`;
+      }
+    } else if (arg.startsWith("-") || i === 0) {
+      // Short options may be bundled (`-cIf`), and tar reads a first argument without a dash
+      // as bundled options too (`tar cIf ...`); refuse any bundle whose letters hold I or F.
+      const letters = /^-?([A-Za-z]*)/.exec(arg)![1];
+      const found = TAR_SHORT_OPTIONS_THAT_RUN.exec(letters);
+      if (found) return `option "-${found[0]}" of tar runs other programs and is not allowed`;
+    }
+  }
+  return undefined;
+}
+
+/** Where a bare program name was found on `PATH`, or why it was not. */
+export type Resolution =
+  | { ok: true; path: string }
+  | { ok: false; kind: "not_found" | "not_executable"; reason: string };
+
+function findOnPath(name: string, searchPath: string): string | undefined {
+  const found = resolveProgram({ kind: "name", name }, searchPath);
+  return found.ok ? found.path : undefined;
+}
+
+function statIfExists(path: string): Deno.FileInfo | undefined | "unknown" {
+  try {
+    return Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) return "unknown";
+    return undefined;
+  }
+}
+
+function isExecutable(info: Deno.FileInfo): boolean {
+  return info.mode === null || (info.mode & 0o111) !== 0;
+}
+
+/**
+ * Finds the file a program reference runs: a bare name is looked up in the absolute directories
+ * of `searchPath` (relative entries such as `.` are skipped), the first executable regular file
+ * wins; an absolute path must be an executable regular file. Without read permission the name or
+ * path is returned unchecked and spawning reports any problem.
+ *
+ * @param program The program from {@link checkPolicy}.
+ * @param searchPath A `PATH`-style list of directories.
+ * @returns The absolute path, or `not_found` / `not_executable` with a reason.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveProgram } from "./policy.ts";
+ *
+ * const found = resolveProgram({ kind: "name", name: "no-such-program" }, "/usr/bin:/bin");
+ * assert.equal(found.ok, false);
+ * ```
+ */
+export function resolveProgram(program: ProgramRef, searchPath: string): Resolution {
+  if (program.kind === "path") {
+    const info = statIfExists(program.path);
+    if (info === "unknown") return { ok: true, path: program.path };
+    if (!info) {
+      return { ok: false, kind: "not_found", reason: `program "${program.path}" does not exist` };
+    }
+    if (!info.isFile) {
+      return {
+        ok: false,
+        kind: "not_executable",
+        reason: `program "${program.path}" is not a regular file`,
+      };
+    }
+    if (!isExecutable(info)) {
+      return {
+        ok: false,
+        kind: "not_executable",
+        reason: `program "${program.path}" is not executable (no execute permission)`,
+      };
+    }
+    return { ok: true, path: program.path };
+  }
+  let notExecutable: string | undefined;
+  const dirs = searchPath.split(":").filter((dir) => dir.startsWith("/"));
+  for (const dir of dirs) {
+    const candidate = normalizePath(`${dir}/${program.name}`);
+    const info = statIfExists(candidate);
+    if (info === "unknown") return { ok: true, path: program.name };
+    if (!info || !info.isFile) continue;
+    if (isExecutable(info)) return { ok: true, path: candidate };
+    notExecutable ??= candidate;
+  }
+  if (notExecutable) {
+    return {
+      ok: false,
+      kind: "not_executable",
+      reason: `program "${program.name}" was found at ${notExecutable} but is not executable`,
+    };
+  }
+  return {
+    ok: false,
+    kind: "not_found",
+    reason: `program "${program.name}" was not found on PATH (${dirs.join(":") || "empty"})`,
+  };
+}

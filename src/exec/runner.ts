@@ -1,0 +1,594 @@
+/**
+ * Runs one command line under a policy: no shell, its own process group, a minimal environment,
+ * a deadline in phases (warn, SIGTERM, SIGKILL), bounded output, and nothing left behind.
+ *
+ * @module
+ */
+import { logger } from "../log/mod.ts";
+import type { ExecResultBody, ReportStatus } from "../protocol/schemas.ts";
+import { captureStream, type OutputCaptureOptions } from "./capture.ts";
+import {
+  AGENT_SECRET_ENV_NAMES,
+  buildChildEnv,
+  type EnvReader,
+  readAgentEnv,
+  validateExtraEnv,
+} from "./env.ts";
+import { parseCommandLine } from "./parse.ts";
+import { checkPolicy, type ExecPolicy, resolveProgram } from "./policy.ts";
+
+const log = logger("exec");
+
+/** `COMMAND_TIMEOUT_SECS` when nothing is configured. */
+export const DEFAULT_COMMAND_TIMEOUT_SECS = 300;
+/** The largest deadline a command may ask for when nothing is configured. */
+export const DEFAULT_MAX_TIMEOUT_SECS = 3600;
+/** Grace between SIGTERM and SIGKILL when a run is cancelled, in milliseconds. */
+export const DEFAULT_CANCEL_GRACE_MS = 2000;
+/**
+ * How long output is still read after the command exited and its group was killed, in
+ * milliseconds; a process outside the group that holds the pipe cannot keep the run open longer.
+ */
+export const DEFAULT_DRAIN_MS = 250;
+
+/** Fractions of the deadline at which each phase starts, measured from spawn. */
+export const DEADLINE_PHASES: Readonly<{ warning: number; terminate: number; kill: number }> =
+  Object.freeze({ warning: 0.8, terminate: 0.9, kill: 1 });
+
+/** The statuses a run can end with (every report status except `interrupted`). */
+export type ExecStatus =
+  | "success"
+  | "failed"
+  | "timeout"
+  | "killed"
+  | "rejected"
+  | "cancelled";
+
+/** Why a program could not be started. */
+export type StartFailure = "not_found" | "not_executable" | "spawn_failed";
+
+/**
+ * The wire body of a report's `result` (PROTOCOL.md §2); the same shape as the protocol's
+ * `ExecResultBody`.
+ */
+export interface ExecResultWire {
+  /** The exit code, or `null` when the process ended by a signal or never started. */
+  exit_code: number | null;
+  /** The signal that ended the process (e.g. `"SIGKILL"`), or `null`. */
+  signal: string | null;
+  /** Seconds from spawn to exit, to the millisecond. */
+  duration_secs: number;
+  /** The kept standard output: the first and last 32 KiB, decoded as UTF-8. */
+  stdout: string;
+  /** The kept standard error: the first and last 32 KiB, decoded as UTF-8. */
+  stderr: string;
+  /** Bytes of standard output dropped between the kept head and tail. */
+  stdout_truncated_bytes: number;
+  /** Bytes of standard error dropped between the kept head and tail. */
+  stderr_truncated_bytes: number;
+}
+
+// Compile-time checks: these local types must stay the protocol's types.
+type _Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const _wireIsProtocolBody: _Same<ExecResultWire, ExecResultBody> = true;
+const _statusIsReportStatus: _Same<ExecStatus, Exclude<ReportStatus, "interrupted">> = true;
+void _wireIsProtocolBody, _statusIsReportStatus;
+
+/**
+ * The result of {@link runCommand}: the wire fields of a report's `result` plus the status, the
+ * error and a few local details.
+ */
+export interface ExecResult extends ExecResultWire {
+  /** How the run ended. */
+  status: ExecStatus;
+  /** Why it was rejected, failed, timed out, was killed or cancelled; `null` on success. */
+  error: string | null;
+  /** The resolved program that ran (absolute path), or `null` when none was found. */
+  program: string | null;
+  /** The argv as parsed, or `null` when the line could not be parsed. */
+  argv: string[] | null;
+  /** The deadline applied, in seconds. */
+  timeout_secs: number;
+  /** Why the program could not be started, when it could not. */
+  start_failure: StartFailure | null;
+  /** When the run started (spawn, or the check that refused it), ISO 8601. */
+  started_at: string;
+  /** When the run ended, ISO 8601. */
+  completed_at: string;
+}
+
+/** What {@link RunOptions.onWarning} receives when a command reaches 80 % of its deadline. */
+export interface DeadlineWarning {
+  /** The process id (and process group id) of the command. */
+  pid: number;
+  /** Seconds since spawn. */
+  elapsedSecs: number;
+  /** The deadline, in seconds. */
+  timeoutSecs: number;
+}
+
+/** Options of {@link runCommand}. */
+export interface RunOptions {
+  /** Which programs and paths are allowed. */
+  policy: ExecPolicy;
+  /** The deadline the command asks for (`params.timeout_secs`), capped by `maxTimeoutSecs`. */
+  timeoutSecs?: number;
+  /**
+   * The deadline when the command asks for none (`COMMAND_TIMEOUT_SECS`).
+   * @default {300}
+   */
+  defaultTimeoutSecs?: number;
+  /**
+   * The largest deadline a command may ask for.
+   * @default {3600}
+   */
+  maxTimeoutSecs?: number;
+  /**
+   * Working directory of the command (`COMMAND_CWD`). Relative arguments resolve against it, so a
+   * directory under an allowed prefix keeps them there too.
+   * @default {the agent's own working directory}
+   */
+  cwd?: string;
+  /** Extra environment variables, checked with `validateExtraEnv`. */
+  extraEnv?: Readonly<Record<string, string>>;
+  /**
+   * Secret values that no extra variable may hold, besides the agent's own `AGENT_TOKEN` and
+   * `STATUS_ADMIN_TOKEN` (read from its environment when permitted).
+   */
+  secretValues?: readonly string[];
+  /** Cancels the run: SIGTERM to the group, `cancelGraceMs`, then SIGKILL; status `cancelled`. */
+  signal?: AbortSignal;
+  /**
+   * Grace between SIGTERM and SIGKILL on cancellation, in milliseconds.
+   * @default {2000}
+   */
+  cancelGraceMs?: number;
+  /**
+   * How long output is still read after the command exited, in milliseconds.
+   * @default {250}
+   */
+  drainMs?: number;
+  /** Called once when the command reaches 80 % of its deadline (a warning is logged too). */
+  onWarning?: (warning: DeadlineWarning) => void;
+  /** Sizes of the kept output head and tail, per stream. */
+  capture?: OutputCaptureOptions;
+  /** Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
+  readEnv?: EnvReader;
+}
+
+function checkPositive(name: string, value: number | undefined): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`${name} must be a positive number of seconds, got ${value}`);
+  }
+}
+
+function checkNonNegative(name: string, value: number | undefined): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${name} must be a non-negative number, got ${value}`);
+  }
+}
+
+/**
+ * The deadline a command gets: the requested one capped by the maximum, else the default (also
+ * capped).
+ *
+ * @param requested `params.timeout_secs`, if any.
+ * @param defaultSecs `COMMAND_TIMEOUT_SECS`.
+ * @param maxSecs The configured maximum.
+ * @returns The deadline in seconds.
+ * @throws {RangeError} When a value is not a positive number.
+ */
+export function effectiveTimeoutSecs(
+  requested: number | undefined,
+  defaultSecs: number = DEFAULT_COMMAND_TIMEOUT_SECS,
+  maxSecs: number = DEFAULT_MAX_TIMEOUT_SECS,
+): number {
+  checkPositive("timeoutSecs", requested);
+  checkPositive("defaultTimeoutSecs", defaultSecs);
+  checkPositive("maxTimeoutSecs", maxSecs);
+  return Math.min(requested ?? defaultSecs, maxSecs);
+}
+
+function roundSecs(ms: number): number {
+  return Math.round(ms) / 1000;
+}
+
+function describeSecs(secs: number): string {
+  return `${Number(secs.toFixed(3))} s`;
+}
+
+/**
+ * Sends a signal to a whole process group, ignoring a group that no longer exists. Falls back to
+ * the leader alone when the group cannot be signalled.
+ *
+ * @param pid The group id (the pid of a child spawned with `detached: true`).
+ * @param signal The signal.
+ */
+export function signalGroup(pid: number, signal: Deno.Signal): void {
+  if (!Number.isSafeInteger(pid) || pid <= 1) throw new RangeError(`Invalid process group ${pid}`);
+  try {
+    Deno.kill(-pid, signal);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    log.warning("could not signal process group {pid}, signalling the process alone", {
+      pid,
+      signal,
+      error,
+    });
+    try {
+      Deno.kill(pid, signal);
+    } catch {
+      // it is gone
+    }
+  }
+}
+
+/**
+ * Runs one command line: parse, check the policy, resolve the program on `PATH`, spawn it in its
+ * own process group with a minimal environment and stdin closed, enforce the deadline in phases,
+ * capture bounded output, and kill the whole group when the command ends.
+ *
+ * Never throws for anything the command line or the program does: a refusal is `rejected`, a
+ * program that cannot start is `failed` with the reason. Deadline phases, from spawn: at 80 % a
+ * warning, at 90 % SIGTERM to the group, at 100 % SIGKILL to the group; the status is `timeout`
+ * when the command ended after SIGTERM and `killed` when SIGKILL was needed.
+ *
+ * @param name The command line (a delivered command's `name`).
+ * @param options Policy, deadline, working directory, environment and cancellation.
+ * @returns The result.
+ * @throws {RangeError} When a numeric option is out of range.
+ * @throws {TypeError} When an extra environment variable is invalid or holds an agent secret.
+ *
+ * @example Running and refusing
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPolicy, runCommand } from "./mod.ts";
+ *
+ * const ok = await runCommand("echo hello", { policy: defaultPolicy() });
+ * assert.equal(ok.status, "success");
+ * assert.equal(ok.stdout, "hello\n");
+ *
+ * const refused = await runCommand("echo hi > /tmp/x", { policy: defaultPolicy() });
+ * assert.equal(refused.status, "rejected");
+ * assert.equal(refused.error, `redirection ">" is not allowed`);
+ * ```
+ */
+export async function runCommand(name: string, options: RunOptions): Promise<ExecResult> {
+  const timeoutSecs = effectiveTimeoutSecs(
+    options.timeoutSecs,
+    options.defaultTimeoutSecs,
+    options.maxTimeoutSecs,
+  );
+  checkNonNegative("cancelGraceMs", options.cancelGraceMs);
+  checkNonNegative("drainMs", options.drainMs);
+  const extraEnv = options.extraEnv ?? {};
+  const readEnv = options.readEnv ?? readAgentEnv;
+  const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
+  validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
+  const cwd = options.cwd;
+
+  const startedAt = new Date();
+  const base = {
+    timeout_secs: timeoutSecs,
+    started_at: startedAt.toISOString(),
+    argv: null as string[] | null,
+    program: null as string | null,
+  };
+  const notRun = (status: ExecStatus, error: string, startFailure: StartFailure | null = null) =>
+    notRunResult(base, status, error, startFailure);
+
+  if (options.signal?.aborted) return notRun("cancelled", "cancelled before it started");
+
+  const parsed = parseCommandLine(name);
+  if (!parsed.ok) {
+    log.warning("command rejected: {reason}", {
+      commandLine: name.length > 256 ? `${name.slice(0, 256)}… (${name.length} characters)` : name,
+      reason: parsed.reason,
+    });
+    return notRun("rejected", parsed.reason);
+  }
+  base.argv = parsed.value;
+
+  const env = buildChildEnv(extraEnv, readEnv);
+  const checked = checkPolicy(parsed.value, options.policy, {
+    searchPath: env.PATH,
+    cwd: cwd ?? currentDirectory(),
+  });
+  if (!checked.ok) {
+    log.warning("command rejected: {reason}", { argv: parsed.value, reason: checked.reason });
+    return notRun("rejected", checked.reason);
+  }
+
+  const resolved = resolveProgram(checked.value.program, env.PATH);
+  if (!resolved.ok) {
+    log.warning("command could not start: {reason}", {
+      argv: parsed.value,
+      reason: resolved.reason,
+    });
+    return notRun("failed", resolved.reason, resolved.kind);
+  }
+  base.program = resolved.path;
+
+  const cwdProblem = cwd === undefined ? undefined : checkDirectory(cwd);
+  if (cwdProblem) return notRun("failed", cwdProblem, "spawn_failed");
+
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(resolved.path, {
+      args: parsed.value.slice(1),
+      cwd,
+      clearEnv: true,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+    }).spawn();
+  } catch (error) {
+    const message = error instanceof Deno.errors.NotCapable
+      ? `${(error as Error).message} (the agent needs --allow-run)`
+      : (error as Error).message;
+    const reason = `program "${resolved.path}" could not be started: ${message}`;
+    log.warning("command could not start: {reason}", { argv: parsed.value, reason });
+    const kind: StartFailure = error instanceof Deno.errors.NotFound
+      ? "not_found"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "not_executable"
+      : "spawn_failed";
+    return notRun("failed", reason, kind);
+  }
+
+  return await supervise(child, { ...base, timeoutSecs }, options);
+}
+
+function currentDirectory(): string | undefined {
+  try {
+    return Deno.cwd();
+  } catch {
+    return undefined;
+  }
+}
+
+function checkDirectory(cwd: string): string | undefined {
+  try {
+    if (!Deno.statSync(cwd).isDirectory) return `working directory "${cwd}" is not a directory`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) return undefined;
+    if (error instanceof Deno.errors.NotFound) {
+      return `working directory "${cwd}" does not exist`;
+    }
+    return `working directory "${cwd}" cannot be used: ${(error as Error).message}`;
+  }
+  return undefined;
+}
+
+function notRunResult(
+  base: { timeout_secs: number; started_at: string; argv: string[] | null; program: string | null },
+  status: ExecStatus,
+  error: string,
+  startFailure: StartFailure | null,
+): ExecResult {
+  return {
+    status,
+    exit_code: null,
+    signal: null,
+    duration_secs: 0,
+    stdout: "",
+    stderr: "",
+    stdout_truncated_bytes: 0,
+    stderr_truncated_bytes: 0,
+    error,
+    program: base.program,
+    argv: base.argv,
+    timeout_secs: base.timeout_secs,
+    start_failure: startFailure,
+    started_at: base.started_at,
+    completed_at: new Date().toISOString(),
+  };
+}
+
+interface RunContext {
+  argv: string[] | null;
+  program: string | null;
+  started_at: string;
+  timeoutSecs: number;
+}
+
+async function supervise(
+  child: Deno.ChildProcess,
+  context: RunContext,
+  options: RunOptions,
+): Promise<ExecResult> {
+  const spawnedAt = performance.now();
+  const pid = child.pid;
+  const { timeoutSecs } = context;
+  const deadlineMs = timeoutSecs * 1000;
+  const logProps = { pid, program: context.program, argv: context.argv, timeoutSecs };
+  log.debug("command started", logProps);
+
+  const stdout = captureStream(child.stdout, options.capture);
+  const stderr = captureStream(child.stderr, options.capture);
+
+  let exited = false;
+  let terminated = false;
+  let killed = false;
+  let cancelled = false;
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const after = (ms: number, fn: () => void) => timers.push(setTimeout(fn, ms));
+
+  const terminate = (why: string) => {
+    if (exited || terminated) return;
+    terminated = true;
+    log.warning("sending SIGTERM to the command's process group ({why})", { ...logProps, why });
+    signalGroup(pid, "SIGTERM");
+  };
+  const kill = (why: string) => {
+    if (exited || killed) return;
+    killed = true;
+    log.warning("sending SIGKILL to the command's process group ({why})", { ...logProps, why });
+    signalGroup(pid, "SIGKILL");
+  };
+
+  after(deadlineMs * DEADLINE_PHASES.warning, () => {
+    if (exited) return;
+    const elapsedSecs = roundSecs(performance.now() - spawnedAt);
+    log.warning("command is near its deadline", { ...logProps, elapsedSecs });
+    try {
+      options.onWarning?.({ pid, elapsedSecs, timeoutSecs });
+    } catch (error) {
+      log.error("deadline warning callback failed", { ...logProps, error });
+    }
+  });
+  after(deadlineMs * DEADLINE_PHASES.terminate, () => terminate("deadline"));
+  after(deadlineMs * DEADLINE_PHASES.kill, () => kill("deadline"));
+
+  const onAbort = () => {
+    if (exited || cancelled) return;
+    cancelled = true;
+    log.info("command cancelled", logProps);
+    terminate("cancelled");
+    after(options.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS, () => kill("cancelled"));
+  };
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  // An abort between the check in runCommand and here must not be lost.
+  if (options.signal?.aborted) onAbort();
+
+  let status: Deno.CommandStatus;
+  let durationMs = 0;
+  try {
+    status = await child.status;
+  } finally {
+    exited = true;
+    durationMs = performance.now() - spawnedAt;
+    for (const timer of timers) clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+    // Whatever the command left in its group dies with it, even on success.
+    signalGroup(pid, "SIGKILL");
+    // Read what is still in the pipes, but never wait on a process outside the group that
+    // holds them open.
+    await drain([stdout.done, stderr.done], options.drainMs ?? DEFAULT_DRAIN_MS);
+    await Promise.all([stdout.stop(), stderr.stop()]);
+  }
+
+  const out = stdout.capture.result();
+  const err = stderr.capture.result();
+  const signal = status.signal ?? null;
+  const exitCode = signal ? null : status.code;
+
+  let resultStatus: ExecStatus;
+  let error: string | null;
+  if (cancelled) {
+    resultStatus = "cancelled";
+    error = killed
+      ? "cancelled; the command did not stop after SIGTERM and was killed with SIGKILL"
+      : "cancelled; the command was stopped with SIGTERM";
+  } else if (killed) {
+    resultStatus = "killed";
+    error = `deadline of ${
+      describeSecs(timeoutSecs)
+    } passed; the command did not stop after SIGTERM and was killed with SIGKILL`;
+  } else if (terminated) {
+    resultStatus = "timeout";
+    error = `deadline of ${describeSecs(timeoutSecs)} passed; the command was stopped with SIGTERM`;
+  } else if (exitCode === 0) {
+    resultStatus = "success";
+    error = null;
+  } else {
+    resultStatus = "failed";
+    error = signal ? `terminated by signal ${signal}` : `exited with code ${exitCode}`;
+  }
+
+  const result: ExecResult = {
+    status: resultStatus,
+    exit_code: exitCode,
+    signal,
+    duration_secs: roundSecs(durationMs),
+    stdout: out.text,
+    stderr: err.text,
+    stdout_truncated_bytes: out.truncatedBytes,
+    stderr_truncated_bytes: err.truncatedBytes,
+    error,
+    program: context.program,
+    argv: context.argv,
+    timeout_secs: timeoutSecs,
+    start_failure: null,
+    started_at: context.started_at,
+    completed_at: new Date().toISOString(),
+  };
+  log.debug("command finished with {status}", {
+    ...logProps,
+    status: resultStatus,
+    exitCode,
+    signal,
+    durationSecs: result.duration_secs,
+    stdoutBytes: out.totalBytes,
+    stderrBytes: err.totalBytes,
+  });
+  return result;
+}
+
+async function drain(reads: Promise<void>[], ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      Promise.all(reads),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The fields of a report (PROTOCOL.md §2) that a run determines. */
+export interface ReportFields {
+  /** The final status. */
+  status: ExecStatus;
+  /** The wire body, or `null` when no program ran. */
+  result: ExecResultWire | null;
+  /** Why it did not succeed, or `null`. */
+  error: string | null;
+  /** When the run started, ISO 8601. */
+  started_at: string;
+  /** When the run ended, ISO 8601. */
+  completed_at: string;
+}
+
+/**
+ * Builds the fields of a report from a result: `status`, `result` (the wire body, or `null` when
+ * no program ran: rejected, not startable, or cancelled before start), `error` and the times.
+ *
+ * @param result A result of {@link runCommand}.
+ * @returns The fields to merge with `command_id` and `attempt`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPolicy, runCommand, toReportFields } from "./mod.ts";
+ *
+ * const fields = toReportFields(await runCommand("echo hi", { policy: defaultPolicy() }));
+ * assert.equal(fields.status, "success");
+ * assert.equal(fields.result?.stdout, "hi\n");
+ * ```
+ */
+export function toReportFields(result: ExecResult): ReportFields {
+  const ran = result.status !== "rejected" && result.start_failure === null &&
+    !(result.status === "cancelled" && result.program === null);
+  const body: ExecResultWire = {
+    exit_code: result.exit_code,
+    signal: result.signal,
+    duration_secs: result.duration_secs,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    stdout_truncated_bytes: result.stdout_truncated_bytes,
+    stderr_truncated_bytes: result.stderr_truncated_bytes,
+  };
+  return {
+    status: result.status,
+    result: ran ? body : null,
+    error: result.error,
+    started_at: result.started_at,
+    completed_at: result.completed_at,
+  };
+}

@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import {
+  buildChildEnv,
+  DEFAULT_CHILD_PATH,
+  envFromAssignments,
+  validateExtraEnv,
+} from "../../src/exec/mod.ts";
+
+Deno.test("child environment is built from PATH, HOME, LANG and the extras only", async (t) => {
+  await t.step("values from the agent when readable", () => {
+    const agent: Record<string, string> = {
+      PATH: "/opt/bin:/usr/bin",
+      HOME: "/root",
+      LANG: "de_DE.UTF-8",
+      AGENT_TOKEN: "secret-token-value",
+      OTHER: "x",
+    };
+    assert.deepEqual(buildChildEnv({ TZ: "UTC" }, (name) => agent[name]), {
+      PATH: "/opt/bin:/usr/bin",
+      HOME: "/root",
+      LANG: "de_DE.UTF-8",
+      TZ: "UTC",
+    });
+  });
+  await t.step("defaults when the agent may not read its environment", () => {
+    assert.deepEqual(buildChildEnv({}, () => undefined), {
+      PATH: DEFAULT_CHILD_PATH,
+      HOME: "/",
+      LANG: "C.UTF-8",
+    });
+  });
+  await t.step("an agent secret among the extras is never passed", () => {
+    const env = buildChildEnv({ AGENT_TOKEN: "x", agent_token: "y" }, () => undefined);
+    assert.equal("AGENT_TOKEN" in env, false);
+    assert.equal("agent_token" in env, false);
+  });
+});
+
+Deno.test("extra variables are validated", () => {
+  validateExtraEnv({ TZ: "UTC", EMPTY: "" });
+  assert.throws(() => validateExtraEnv({ AGENT_TOKEN: "x" }), {
+    name: "TypeError",
+    message:
+      `Extra environment variable "AGENT_TOKEN" is an agent secret and is never given to commands`,
+  });
+  assert.throws(() => validateExtraEnv({ STATUS_ADMIN_TOKEN: "x" }), /agent secret/);
+  assert.throws(
+    () => validateExtraEnv({ HARMLESS: "prefix-s3cret-token-suffix" }, ["s3cret-token"]),
+    /"HARMLESS" holds an agent secret/,
+  );
+  assert.throws(() => validateExtraEnv({ "BAD-NAME": "x" }), /"BAD-NAME" is not valid/);
+  assert.throws(() => validateExtraEnv({ NUL: "a\0b" }), /without NUL/);
+});
+
+Deno.test("COMMAND_ENV items become variables", () => {
+  assert.deepEqual(envFromAssignments(["TZ=UTC", "EMPTY=", "EQ=a=b"]), {
+    TZ: "UTC",
+    EMPTY: "",
+    EQ: "a=b",
+  });
+  assert.throws(() => envFromAssignments(["NOEQUALS"]), /"NOEQUALS" must have the form NAME=value/);
+  assert.throws(() => envFromAssignments(["1X=y"]), /"1X" must have the form/);
+});

@@ -1,0 +1,83 @@
+/**
+ * Shared helpers of the executor tests: scripts in a temporary directory under `/tmp`, and
+ * process liveness by pid.
+ *
+ * @module
+ */
+import { createPolicy, type ExecPolicy } from "../../src/exec/mod.ts";
+
+/** A temporary directory of executable scripts, removed on dispose. */
+export interface Scripts extends AsyncDisposable {
+  /** The directory. */
+  dir: string;
+  /** Writes an executable `/bin/sh` script and returns its absolute path. */
+  script(name: string, body: string): Promise<string>;
+  /** A policy allowing the defaults plus the given programs (script paths, names). */
+  policy(...programs: string[]): ExecPolicy;
+}
+
+/**
+ * Creates a directory under `/tmp` for test scripts.
+ *
+ * @returns The directory, to be used with `await using`.
+ */
+export async function scripts(): Promise<Scripts> {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-exec-test-" });
+  return {
+    dir,
+    async script(name, body) {
+      const path = `${dir}/${name}`;
+      await Deno.writeTextFile(path, `#!/bin/sh\n${body}\n`);
+      await Deno.chmod(path, 0o755);
+      return path;
+    },
+    policy(...programs) {
+      return createPolicy({ extraPrograms: programs });
+    },
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/**
+ * The processes among `pids` that are alive: they exist and are not zombies. Asks `ps`, because
+ * Deno reads `/proc` only under `--allow-all`.
+ *
+ * @param pids The process ids.
+ * @returns The live ones.
+ */
+export async function alive(pids: number[]): Promise<number[]> {
+  if (pids.length === 0) return [];
+  const output = await new Deno.Command("ps", {
+    args: ["-o", "pid=,stat=", "-p", pids.join(",")],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(output.stdout).split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([pid, stat]) => pid && stat && !stat.startsWith("Z") && !stat.startsWith("X"))
+    .map(([pid]) => Number(pid));
+}
+
+/**
+ * Waits until none of the processes is alive, up to a limit.
+ *
+ * @param pids The process ids.
+ * @param limitMs How long to wait.
+ * @returns The pids still alive after the limit.
+ */
+export async function survivors(pids: number[], limitMs = 1000): Promise<number[]> {
+  const end = Date.now() + limitMs;
+  for (;;) {
+    const living = await alive(pids);
+    if (living.length === 0 || Date.now() > end) return living;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Every whole number on its own line of a text (pids printed by a script). */
+export function pidsIn(text: string): number[] {
+  return text.split("\n").filter((line) => /^\d+$/.test(line.trim())).map(Number);
+}

@@ -1,0 +1,239 @@
+import assert from "node:assert/strict";
+import {
+  checkPolicy,
+  createPolicy,
+  defaultPolicy,
+  type ExecPolicy,
+  isUnderPrefix,
+  resolveProgram,
+} from "../../src/exec/mod.ts";
+
+const PATH = "/usr/local/bin:/usr/bin:/bin";
+
+function refused(argv: string[], policy: ExecPolicy = defaultPolicy(), cwd?: string): string {
+  const checked = checkPolicy(argv, policy, { searchPath: PATH, cwd });
+  assert.ok(!checked.ok, `expected ${JSON.stringify(argv)} to be refused`);
+  return checked.reason;
+}
+
+function accepted(argv: string[], policy: ExecPolicy = defaultPolicy(), cwd?: string) {
+  const checked = checkPolicy(argv, policy, { searchPath: PATH, cwd });
+  assert.ok(checked.ok, `expected ${JSON.stringify(argv)} to pass, got ${JSON.stringify(checked)}`);
+  return checked.value;
+}
+
+Deno.test("policy allows the default programs and refuses others with the allowlist", async (t) => {
+  await t.step("default programs", () => {
+    for (const name of ["echo", "sleep", "ls", "tar", "gzip", "uname", "date", "df", "du"]) {
+      assert.deepEqual(accepted([name]).program, { kind: "name", name });
+    }
+  });
+  await t.step("rm -rf /tmp", () => {
+    assert.equal(
+      refused(["rm", "-rf", "/tmp"]),
+      `program "rm" is not on the allowlist (allowed: echo, sleep, ls, tar, gzip, uname, date, df, du)`,
+    );
+  });
+  await t.step("shells are refused unless named", () => {
+    for (const shell of ["sh", "bash", "zsh", "/bin/sh", "/usr/bin/bash"]) {
+      assert.equal(
+        refused([shell, "-c", "id"]),
+        `program "${shell}" is not allowed (shells must be allowed explicitly)`,
+      );
+    }
+    const policy = createPolicy({ extraPrograms: ["bash"] });
+    assert.deepEqual(accepted(["bash", "-c", "id"], policy).program, {
+      kind: "name",
+      name: "bash",
+    });
+    assert.match(refused(["sh", "-c", "id"], policy), /shells must be allowed explicitly/);
+  });
+  await t.step("relative program paths are refused", () => {
+    assert.equal(refused(["./echo"]), `program "./echo" must be a bare name or an absolute path`);
+    assert.equal(
+      refused(["bin/echo"]),
+      `program "bin/echo" must be a bare name or an absolute path`,
+    );
+    assert.equal(refused(["/usr/../bin/rm"]), `program "/usr/../bin/rm" has a ".." segment`);
+  });
+});
+
+Deno.test("policy matches absolute program paths safely", async (t) => {
+  await t.step("an absolute entry runs under its base name and its path", () => {
+    const policy = createPolicy({ allowedPrograms: ["/usr/bin/uptime"] });
+    assert.deepEqual(accepted(["uptime"], policy).program, {
+      kind: "path",
+      path: "/usr/bin/uptime",
+    });
+    assert.deepEqual(accepted(["/usr/bin/uptime"], policy).program, {
+      kind: "path",
+      path: "/usr/bin/uptime",
+    });
+    assert.match(refused(["/tmp/uptime"], policy), /is not on the allowlist/);
+  });
+  await t.step("an absolute path is allowed by name only when it is the same file", () => {
+    const echo = resolveProgram({ kind: "name", name: "echo" }, PATH);
+    assert.ok(echo.ok);
+    assert.deepEqual(accepted([echo.path, "hi"]).program, { kind: "path", path: echo.path });
+    assert.match(refused(["/tmp/echo", "hi"]), /"\/tmp\/echo" is not on the allowlist/);
+  });
+});
+
+Deno.test("policy keeps absolute-path arguments under the allowed prefixes", async (t) => {
+  await t.step("ls /etc", () => {
+    assert.equal(
+      refused(["ls", "/etc"]),
+      `path "/etc" is outside the allowed prefixes (/tmp, /var/tmp)`,
+    );
+  });
+  await t.step("ls /tmpx", () => {
+    assert.equal(
+      refused(["ls", "/tmpx"]),
+      `path "/tmpx" is outside the allowed prefixes (/tmp, /var/tmp)`,
+    );
+  });
+  await t.step("ls /tmp/../etc", () => {
+    assert.equal(refused(["ls", "/tmp/../etc"]), `path "/tmp/../etc" has a ".." segment`);
+  });
+  await t.step("relative .. segments", () => {
+    assert.equal(refused(["ls", "../etc"]), `path "../etc" has a ".." segment`);
+    assert.equal(refused(["ls", ".."]), `path ".." has a ".." segment`);
+  });
+  await t.step("option values", () => {
+    assert.equal(
+      refused(["tar", "--file=/etc/shadow", "-t"]),
+      `path "/etc/shadow" is outside the allowed prefixes (/tmp, /var/tmp)`,
+    );
+    assert.equal(
+      refused(["date", "-f/etc/shadow"]),
+      `path "/etc/shadow" is outside the allowed prefixes (/tmp, /var/tmp)`,
+    );
+    assert.equal(refused(["tar", "--directory=../x"]), `path "../x" has a ".." segment`);
+  });
+  await t.step("paths under a prefix", () => {
+    accepted(["ls", "/tmp"]);
+    accepted(["ls", "/tmp/"]);
+    accepted(["ls", "/tmp/x/y"]);
+    accepted(["ls", "/var/tmp//a/./b"]);
+    accepted(["tar", "-cf", "/tmp/a.tar", "--directory=/tmp", "x"]);
+    accepted(["echo", "not/absolute", "-n"]);
+  });
+  await t.step("segment comparison", () => {
+    assert.equal(isUnderPrefix("/tmp/x", "/tmp"), true);
+    assert.equal(isUnderPrefix("/tmp", "/tmp"), true);
+    assert.equal(isUnderPrefix("/tmpx", "/tmp"), false);
+    assert.equal(isUnderPrefix("/etc", "/"), true);
+  });
+});
+
+Deno.test("policy refuses paths that leave a prefix through a symlink", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-" });
+  try {
+    await Deno.symlink("/etc", `${dir}/etc-link`);
+    await Deno.writeTextFile(`${dir}/file`, "x");
+    assert.equal(
+      refused(["ls", `${dir}/etc-link`]),
+      `path "${dir}/etc-link" leaves the allowed prefixes through a symbolic link`,
+    );
+    assert.equal(
+      refused(["ls", `${dir}/etc-link/passwd`]),
+      `path "${dir}/etc-link/passwd" leaves the allowed prefixes through a symbolic link`,
+    );
+    assert.equal(
+      refused(["ls", "etc-link"], defaultPolicy(), dir),
+      `path "etc-link" leaves the allowed prefixes through a symbolic link`,
+    );
+    accepted(["ls", `${dir}/file`, `${dir}/not-yet/created`]);
+    accepted(["ls", "file", "missing"], defaultPolicy(), dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy refuses tar options that run other programs", async (t) => {
+  const cases: Array<[string[], string]> = [
+    [["tar", "-cf", "/tmp/a.tar", "--to-command=id", "/tmp/x"], "--to-command"],
+    [
+      ["tar", "-cf", "/tmp/a.tar", "--checkpoint=1", "--checkpoint-action=exec=id"],
+      "--checkpoint-action",
+    ],
+    [["tar", "--use-compress-prog", "id", "-cf", "/tmp/a.tar"], "--use-compress-prog"],
+    [["tar", "-cIid", "-f", "/tmp/a.tar"], "-I"],
+    [["tar", "-F", "id", "-cf", "/tmp/a.tar"], "-F"],
+    [["tar", "cIf", "id", "/tmp/a.tar"], "-I"],
+  ];
+  for (const [argv, option] of cases) {
+    await t.step(argv.join(" "), () => {
+      assert.equal(
+        refused(argv),
+        `option "${option}" of tar runs other programs and is not allowed`,
+      );
+    });
+  }
+  await t.step("ordinary tar use", () => {
+    accepted(["tar", "-czf", "/tmp/a.tgz", "-C", "/tmp", "dir"]);
+    accepted(["tar", "tvf", "/tmp/a.tar"]);
+    accepted(["tar", "--totals", "-cf", "/tmp/a.tar", "--", "-Iname"]);
+  });
+});
+
+Deno.test("createPolicy validates entries and accepts comma-separated lists", async (t) => {
+  await t.step("lists", () => {
+    assert.deepEqual(
+      createPolicy({
+        allowedPrograms: " echo, ls ,,/usr/bin/uptime/",
+        allowedPathPrefixes: "/srv/, /tmp",
+      }),
+      { allowedPrograms: ["echo", "ls", "/usr/bin/uptime"], allowedPathPrefixes: ["/srv", "/tmp"] },
+    );
+    assert.deepEqual(createPolicy(), defaultPolicy());
+  });
+  await t.step("bad entries", () => {
+    assert.throws(() => createPolicy({ allowedPrograms: ["bin/echo"] }), {
+      name: "TypeError",
+      message: /"bin\/echo" must be a bare name/,
+    });
+    assert.throws(
+      () => createPolicy({ allowedPrograms: ["/usr/../bin/sh"] }),
+      /has a "\.\." segment/,
+    );
+    assert.throws(() => createPolicy({ allowedPathPrefixes: ["tmp"] }), /must be an absolute path/);
+    assert.throws(() => createPolicy({ allowedPathPrefixes: ["/tmp/.."] }), /has a "\.\." segment/);
+  });
+});
+
+Deno.test("resolveProgram finds executables on PATH and says why it cannot", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-resolve-" });
+  try {
+    await Deno.writeTextFile(`${dir}/plain`, "#!/bin/sh\n", { mode: 0o644 });
+    await Deno.chmod(`${dir}/plain`, 0o644);
+    await Deno.writeTextFile(`${dir}/tool`, "#!/bin/sh\n");
+    await Deno.chmod(`${dir}/tool`, 0o755);
+    assert.deepEqual(resolveProgram({ kind: "name", name: "tool" }, `relative:${dir}`), {
+      ok: true,
+      path: `${dir}/tool`,
+    });
+    assert.deepEqual(resolveProgram({ kind: "name", name: "plain" }, dir), {
+      ok: false,
+      kind: "not_executable",
+      reason: `program "plain" was found at ${dir}/plain but is not executable`,
+    });
+    assert.deepEqual(resolveProgram({ kind: "name", name: "nope" }, `.:${dir}`), {
+      ok: false,
+      kind: "not_found",
+      reason: `program "nope" was not found on PATH (${dir})`,
+    });
+    assert.deepEqual(resolveProgram({ kind: "path", path: `${dir}/plain` }, ""), {
+      ok: false,
+      kind: "not_executable",
+      reason: `program "${dir}/plain" is not executable (no execute permission)`,
+    });
+    assert.deepEqual(resolveProgram({ kind: "path", path: dir }, ""), {
+      ok: false,
+      kind: "not_executable",
+      reason: `program "${dir}" is not a regular file`,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,461 @@
+import assert from "node:assert/strict";
+import {
+  type DeadlineWarning,
+  defaultPolicy,
+  runCommand,
+  toReportFields,
+} from "../../src/exec/mod.ts";
+import { alive, pidsIn, scripts, survivors } from "./helpers.ts";
+
+/** Tolerance on top of a deadline for the process to die and the runner to notice. */
+const MARGIN_SECS = 0.5;
+
+Deno.test("executor runs an allowed command and reports its output", async () => {
+  const result = await runCommand(`echo "Hello from dashboard"`, { policy: defaultPolicy() });
+  assert.equal(result.status, "success");
+  assert.equal(result.exit_code, 0);
+  assert.equal(result.signal, null);
+  assert.equal(result.stdout, "Hello from dashboard\n");
+  assert.equal(result.stderr, "");
+  assert.equal(result.error, null);
+  assert.match(result.program ?? "", /^\/.*\/echo$/);
+  assert.deepEqual(result.argv, ["echo", "Hello from dashboard"]);
+  assert.ok(result.duration_secs >= 0 && result.duration_secs < 5);
+  assert.deepEqual(toReportFields(result).result, {
+    exit_code: 0,
+    signal: null,
+    duration_secs: result.duration_secs,
+    stdout: "Hello from dashboard\n",
+    stderr: "",
+    stdout_truncated_bytes: 0,
+    stderr_truncated_bytes: 0,
+  });
+});
+
+Deno.test("executor stops a command at its deadline in phases", async (t) => {
+  await using dir = await scripts();
+  const stubborn = await dir.script(
+    "stubborn.sh",
+    // Ignores SIGTERM (and so do its children), keeps running until SIGKILL.
+    "trap '' TERM\nwhile :; do sleep 0.05; done",
+  );
+  const policy = dir.policy(stubborn);
+
+  await t.step("a command that exits on SIGTERM ends as timeout", async () => {
+    const warnings: DeadlineWarning[] = [];
+    const started = performance.now();
+    const result = await runCommand("sleep 30", {
+      policy,
+      timeoutSecs: 1,
+      onWarning: (warning) => warnings.push(warning),
+    });
+    const elapsed = (performance.now() - started) / 1000;
+    assert.equal(result.status, "timeout");
+    assert.equal(result.signal, "SIGTERM");
+    assert.equal(result.exit_code, null);
+    assert.equal(result.timeout_secs, 1);
+    assert.match(
+      result.error ?? "",
+      /deadline of 1 s passed; the command was stopped with SIGTERM/,
+    );
+    assert.ok(result.duration_secs >= 0.85 && result.duration_secs < 1, `${result.duration_secs}`);
+    assert.ok(elapsed < 1 + MARGIN_SECS, `took ${elapsed} s`);
+    assert.equal(warnings.length, 1);
+    assert.ok(warnings[0].elapsedSecs >= 0.75 && warnings[0].elapsedSecs < 0.9);
+  });
+
+  await t.step("a command that traps SIGTERM is SIGKILLed and ends as killed", async () => {
+    const started = performance.now();
+    const result = await runCommand(stubborn, { policy, timeoutSecs: 1 });
+    const elapsed = (performance.now() - started) / 1000;
+    assert.equal(result.status, "killed");
+    assert.equal(result.signal, "SIGKILL");
+    assert.match(result.error ?? "", /did not stop after SIGTERM and was killed with SIGKILL/);
+    assert.ok(result.duration_secs >= 0.95, `${result.duration_secs}`);
+    assert.ok(elapsed < 1 + MARGIN_SECS, `took ${elapsed} s`);
+  });
+
+  await t.step("the requested deadline is capped by the maximum", async () => {
+    const result = await runCommand("sleep 30", { policy, timeoutSecs: 100, maxTimeoutSecs: 0.5 });
+    assert.equal(result.status, "timeout");
+    assert.equal(result.timeout_secs, 0.5);
+  });
+
+  await t.step("without a requested deadline the default applies", async () => {
+    const result = await runCommand("sleep 30", { policy, defaultTimeoutSecs: 0.5 });
+    assert.equal(result.status, "timeout");
+    assert.equal(result.timeout_secs, 0.5);
+  });
+});
+
+Deno.test("executor leaves no process of the command's group alive", async (t) => {
+  await using dir = await scripts();
+  const spawner = await dir.script(
+    "spawner.sh",
+    [
+      "sleep 30 &",
+      "echo $!",
+      "sleep 30 &",
+      "echo $!",
+      // A grandchild of a subshell; its pid comes back through a file so that it is printed
+      // before the script exits.
+      `( sleep 30 & echo $! > "$0.inner"; wait ) &`,
+      "echo $!",
+      `while [ ! -s "$0.inner" ]; do sleep 0.01; done`,
+      `cat "$0.inner"`,
+      "echo $$",
+    ].join("\n"),
+  );
+  const stubbornSpawner = await dir.script(
+    "stubborn_spawner.sh",
+    ["trap '' TERM", "sleep 30 &", "echo $!", "sleep 30 &", "echo $!", "echo $$", "wait"].join(
+      "\n",
+    ),
+  );
+  const politeSpawner = await dir.script(
+    "polite_spawner.sh",
+    ["sleep 30 &", "echo $!", "sleep 30 &", "echo $!", "echo $$", "wait"].join("\n"),
+  );
+  const policy = dir.policy(spawner, stubbornSpawner, politeSpawner);
+
+  await t.step("the liveness probe sees a live process and not a dead one", async () => {
+    const child = new Deno.Command("sleep", { args: ["5"], stdout: "null", stderr: "null" })
+      .spawn();
+    assert.deepEqual(await alive([child.pid]), [child.pid]);
+    child.kill("SIGKILL");
+    await child.status;
+    assert.deepEqual(await alive([child.pid]), []);
+  });
+
+  await t.step("after a successful run", async () => {
+    const started = performance.now();
+    const result = await runCommand(spawner, { policy, timeoutSecs: 10 });
+    assert.equal(result.status, "success");
+    assert.ok(
+      performance.now() - started < 2000,
+      "a background child holding the pipe hung the run",
+    );
+    const pids = pidsIn(result.stdout);
+    assert.equal(pids.length, 5, JSON.stringify(result));
+    assert.deepEqual(await survivors(pids), []);
+  });
+
+  await t.step("after a timeout", async () => {
+    const result = await runCommand(politeSpawner, { policy, timeoutSecs: 1 });
+    assert.equal(result.status, "timeout");
+    const pids = pidsIn(result.stdout);
+    assert.equal(pids.length, 3, result.stdout);
+    assert.deepEqual(await survivors(pids), []);
+  });
+
+  await t.step("after a kill", async () => {
+    const result = await runCommand(stubbornSpawner, { policy, timeoutSecs: 1 });
+    assert.equal(result.status, "killed");
+    const pids = pidsIn(result.stdout);
+    assert.equal(pids.length, 3, result.stdout);
+    assert.deepEqual(await survivors(pids), []);
+  });
+});
+
+Deno.test("executor stops reading when the command exits even if an escaped process holds the pipe", async () => {
+  await using dir = await scripts();
+  // setsid moves the sleeper out of the command's process group: it survives the group kill
+  // and keeps stdout open. Its pid goes to a file, and the script exits only once it is there.
+  const escaper = await dir.script(
+    "escaper.sh",
+    [
+      `setsid sh -c 'echo $$ > "$1.tmp"; mv "$1.tmp" "$1"; exec sleep 10' sh "$0.pid" &`,
+      `while [ ! -s "$0.pid" ]; do sleep 0.01; done`,
+    ].join("\n"),
+  );
+  const started = performance.now();
+  let escaped: number | undefined;
+  try {
+    const result = await runCommand(escaper, { policy: dir.policy(escaper), timeoutSecs: 5 });
+    const elapsed = performance.now() - started;
+    escaped = Number(await Deno.readTextFile(`${escaper}.pid`));
+    assert.equal(result.status, "success");
+    assert.deepEqual(await alive([escaped]), [escaped], "the escaped process should be alive");
+    assert.ok(elapsed < 2000, `the run waited ${elapsed} ms for the pipe`);
+  } finally {
+    escaped ??= Number(await Deno.readTextFile(`${escaper}.pid`).catch(() => "0"));
+    if (escaped > 1 && (await alive([escaped])).length > 0) Deno.kill(escaped, "SIGKILL");
+  }
+});
+
+Deno.test("executor keeps 64 KiB per stream with an exact dropped count and bounded memory", async () => {
+  await using dir = await scripts();
+  const total = 50 * 1024 * 1024;
+  const big = await dir.script(
+    "big.sh",
+    [
+      `printf START; head -c ${total - 8} /dev/zero | tr '\\000' a; printf END`,
+      `{ printf err-start; head -c ${total - 16} /dev/zero | tr '\\000' b; printf err-end; } >&2`,
+    ].join("\n"),
+  );
+  // Warm up the code paths so that the measurement sees the output, not first-run allocations.
+  await runCommand("echo warm", { policy: defaultPolicy() });
+  const before = Deno.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 10);
+  let result;
+  try {
+    result = await runCommand(big, { policy: dir.policy(big), timeoutSecs: 20 });
+  } finally {
+    clearInterval(sampler);
+  }
+  peak = Math.max(peak, Deno.memoryUsage().rss);
+  assert.equal(result.status, "success", result.error ?? "");
+  assert.equal(result.stdout.length, 64 * 1024);
+  assert.equal(result.stdout_truncated_bytes, total - 64 * 1024);
+  assert.ok(result.stdout.startsWith("STARTaaaa"));
+  assert.ok(result.stdout.endsWith("aaaaEND"));
+  assert.equal(result.stderr.length, 64 * 1024);
+  assert.equal(result.stderr_truncated_bytes, total - 64 * 1024);
+  assert.ok(result.stderr.startsWith("err-startbbbb"));
+  assert.ok(result.stderr.endsWith("bbbberr-end"));
+  const growthMiB = (peak - before) / 1024 / 1024;
+  assert.ok(growthMiB < 24, `memory grew by ${growthMiB.toFixed(1)} MiB for 100 MiB of output`);
+});
+
+Deno.test("executor handles binary, empty and two-stream output", async (t) => {
+  await using dir = await scripts();
+  const binary = await dir.script("binary.sh", "printf '\\377\\376\\000ok\\n'");
+  const both = await dir.script("both.sh", "echo out\necho err >&2\nexit 3");
+  const silent = await dir.script("silent.sh", "exit 0");
+  const policy = dir.policy(binary, both, silent);
+
+  await t.step("binary output becomes U+FFFD where it is not UTF-8", async () => {
+    const result = await runCommand(binary, { policy });
+    assert.equal(result.stdout, "\uFFFD\uFFFD\u0000ok\n");
+  });
+  await t.step("empty output", async () => {
+    const result = await runCommand(silent, { policy });
+    assert.equal(result.status, "success");
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr, "");
+    const echo = await runCommand("echo -n", { policy });
+    assert.equal(echo.stdout, "");
+  });
+  await t.step("both streams, non-zero exit", async () => {
+    const result = await runCommand(both, { policy });
+    assert.equal(result.status, "failed");
+    assert.equal(result.exit_code, 3);
+    assert.equal(result.error, "exited with code 3");
+    assert.equal(result.stdout, "out\n");
+    assert.equal(result.stderr, "err\n");
+  });
+});
+
+Deno.test("executor rejects hostile command lines with their reason and runs nothing", async (t) => {
+  const cases: Array<[string, string]> = [
+    ["echo hi; rm -rf /", `shell operator ";" is not allowed`],
+    ["echo $(id)", `command substitution "$(" is not allowed`],
+    ["echo `id`", "backtick is not allowed"],
+    ["ls > /tmp/x", `redirection ">" is not allowed`],
+    ["FOO=1 ls", `environment assignment "FOO=1" is not allowed`],
+    ["bash -c id", `program "bash" is not allowed (shells must be allowed explicitly)`],
+    [
+      "rm -rf /tmp",
+      `program "rm" is not on the allowlist (allowed: echo, sleep, ls, tar, gzip, uname, date, df, du)`,
+    ],
+    ["ls /etc", `path "/etc" is outside the allowed prefixes (/tmp, /var/tmp)`],
+    ["ls /tmpx", `path "/tmpx" is outside the allowed prefixes (/tmp, /var/tmp)`],
+    ["ls /tmp/../etc", `path "/tmp/../etc" has a ".." segment`],
+    [
+      "echo " + Array.from({ length: 17 }, (_, i) => `a${i}`).join(" "),
+      "too many arguments: 17 (at most 16)",
+    ],
+    [`echo ${"x".repeat(5000)}`, "argument 1 is 5000 characters long (at most 4096)"],
+  ];
+  for (const [line, reason] of cases) {
+    await t.step(line.length > 60 ? line.slice(0, 60) + "…" : line, async () => {
+      const result = await runCommand(line, { policy: defaultPolicy() });
+      assert.equal(result.status, "rejected");
+      assert.equal(result.error, reason);
+      assert.equal(result.exit_code, null);
+      assert.equal(result.program, null);
+      assert.deepEqual(toReportFields(result), {
+        status: "rejected",
+        result: null,
+        error: reason,
+        started_at: result.started_at,
+        completed_at: result.completed_at,
+      });
+    });
+  }
+});
+
+Deno.test("executor reports a program that cannot start as failed with the reason", async (t) => {
+  await using dir = await scripts();
+  await t.step("not found on PATH", async () => {
+    const result = await runCommand("status-no-such-program --flag", {
+      policy: dir.policy("status-no-such-program"),
+    });
+    assert.equal(result.status, "failed");
+    assert.equal(result.start_failure, "not_found");
+    assert.match(result.error ?? "", /^program "status-no-such-program" was not found on PATH \(/);
+    assert.equal(toReportFields(result).result, null);
+  });
+  await t.step("an allowed absolute path that does not exist", async () => {
+    const missing = `${dir.dir}/missing`;
+    const result = await runCommand(missing, { policy: dir.policy(missing) });
+    assert.equal(result.status, "failed");
+    assert.equal(result.error, `program "${missing}" does not exist`);
+  });
+  await t.step("without execute permission", async () => {
+    const path = `${dir.dir}/not-executable`;
+    await Deno.writeTextFile(path, "#!/bin/sh\necho should not run\n");
+    await Deno.chmod(path, 0o644);
+    const result = await runCommand(path, { policy: dir.policy(path) });
+    assert.equal(result.status, "failed");
+    assert.equal(result.start_failure, "not_executable");
+    assert.equal(result.error, `program "${path}" is not executable (no execute permission)`);
+  });
+  await t.step("found on PATH but not executable", async () => {
+    const path = `${dir.dir}/plain`;
+    await Deno.writeTextFile(path, "#!/bin/sh\n");
+    await Deno.chmod(path, 0o644);
+    const result = await runCommand("plain", {
+      policy: dir.policy("plain"),
+      readEnv: (name) => (name === "PATH" ? dir.dir : undefined),
+    });
+    assert.equal(result.status, "failed");
+    assert.equal(result.error, `program "plain" was found at ${path} but is not executable`);
+  });
+  await t.step("an interpreter that does not exist", async () => {
+    const path = `${dir.dir}/bad-interpreter`;
+    await Deno.writeTextFile(path, "#!/nonexistent/interpreter\n");
+    await Deno.chmod(path, 0o755);
+    const result = await runCommand(path, { policy: dir.policy(path) });
+    assert.equal(result.status, "failed");
+    assert.match(result.error ?? "", new RegExp(`^program "${path}" could not be started: `));
+  });
+  await t.step("a working directory that does not exist", async () => {
+    const result = await runCommand("echo hi", {
+      policy: defaultPolicy(),
+      cwd: `${dir.dir}/no-such-dir`,
+    });
+    assert.equal(result.status, "failed");
+    assert.equal(result.error, `working directory "${dir.dir}/no-such-dir" does not exist`);
+  });
+});
+
+Deno.test("executor gives the child a minimal environment without agent secrets", async () => {
+  await using dir = await scripts();
+  const secrets = {
+    AGENT_TOKEN: "agent-token-value-that-must-not-leak",
+    STATUS_ADMIN_TOKEN: "admin-token-value-that-must-not-leak",
+    UNRELATED_VARIABLE: "unrelated",
+  };
+  const saved = Object.fromEntries(Object.keys(secrets).map((k) => [k, Deno.env.get(k)]));
+  for (const [name, value] of Object.entries(secrets)) Deno.env.set(name, value);
+  try {
+    const result = await runCommand("env", {
+      policy: dir.policy("env"),
+      extraEnv: { TZ: "UTC" },
+    });
+    assert.equal(result.status, "success");
+    const names = result.stdout.trim().split("\n").map((line) => line.split("=", 1)[0]).sort();
+    assert.deepEqual(names, ["HOME", "LANG", "PATH", "TZ"]);
+    for (const value of Object.values(secrets)) assert.ok(!result.stdout.includes(value));
+    await assert.rejects(
+      () => runCommand("env", { policy: dir.policy("env"), extraEnv: { AGENT_TOKEN: "x" } }),
+      /"AGENT_TOKEN" is an agent secret/,
+    );
+    await assert.rejects(
+      () =>
+        runCommand("env", { policy: dir.policy("env"), extraEnv: { COPY: secrets.AGENT_TOKEN } }),
+      /"COPY" holds an agent secret/,
+    );
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
+});
+
+Deno.test("executor runs in the configured working directory with stdin closed", async () => {
+  await using dir = await scripts();
+  const probe = await dir.script(
+    "probe.sh",
+    "pwd\nif read line; then echo got-input; else echo no-input; fi",
+  );
+  const result = await runCommand(probe, { policy: dir.policy(probe), cwd: dir.dir });
+  assert.equal(result.stdout, `${await Deno.realPath(dir.dir)}\nno-input\n`);
+});
+
+Deno.test("executor cancels a run through its AbortSignal", async (t) => {
+  await using dir = await scripts();
+  const stubborn = await dir.script("stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.05; done");
+  const policy = dir.policy(stubborn);
+
+  await t.step("a command that stops on SIGTERM", async () => {
+    const started = performance.now();
+    const result = await runCommand("sleep 30", {
+      policy,
+      signal: AbortSignal.timeout(200),
+    });
+    assert.equal(result.status, "cancelled");
+    assert.equal(result.signal, "SIGTERM");
+    assert.equal(result.error, "cancelled; the command was stopped with SIGTERM");
+    assert.ok(performance.now() - started < 1000);
+    assert.notEqual(toReportFields(result).result, null);
+  });
+  await t.step("a command that ignores SIGTERM is killed after the grace", async () => {
+    const started = performance.now();
+    const result = await runCommand(stubborn, {
+      policy,
+      signal: AbortSignal.timeout(200),
+      cancelGraceMs: 300,
+    });
+    const elapsed = performance.now() - started;
+    assert.equal(result.status, "cancelled");
+    assert.equal(result.signal, "SIGKILL");
+    assert.match(result.error ?? "", /killed with SIGKILL/);
+    assert.ok(elapsed >= 450 && elapsed < 1200, `took ${elapsed} ms`);
+  });
+  await t.step("an already aborted signal runs nothing", async () => {
+    const result = await runCommand("echo hi", { policy, signal: AbortSignal.abort() });
+    assert.equal(result.status, "cancelled");
+    assert.equal(result.program, null);
+    assert.equal(toReportFields(result).result, null);
+  });
+});
+
+Deno.test("executor validates its options up front", async () => {
+  for (const timeoutSecs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    await assert.rejects(
+      () => runCommand("echo hi", { policy: defaultPolicy(), timeoutSecs }),
+      RangeError,
+    );
+  }
+  await assert.rejects(
+    () => runCommand("echo hi", { policy: defaultPolicy(), cancelGraceMs: -5 }),
+    /cancelGraceMs must be a non-negative number, got -5/,
+  );
+});
+
+Deno.test("executor works with --allow-run alone (no read or env permission)", async () => {
+  const runner = new URL("../../src/exec/mod.ts", import.meta.url).href;
+  const code = `
+    import { defaultPolicy, runCommand } from ${JSON.stringify(runner)};
+    const a = await runCommand("echo hi", { policy: defaultPolicy() });
+    const b = await runCommand("ls /etc", { policy: defaultPolicy() });
+    console.log(JSON.stringify([a.status, a.stdout, b.status, b.error]));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", "--no-prompt", "--allow-run", code],
+    stdin: "null",
+    cwd: new URL("../..", import.meta.url).pathname,
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), [
+    "success",
+    "hi\n",
+    "rejected",
+    `path "/etc" is outside the allowed prefixes (/tmp, /var/tmp)`,
+  ]);
+});
