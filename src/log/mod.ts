@@ -172,8 +172,6 @@ function writeStderr(line: string): void {
   while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
 }
 
-let fileSink: (Sink & Disposable) | undefined;
-
 /**
  * Configures LogTape for the whole process. Call once at the CLI edge; calling again replaces the
  * previous configuration.
@@ -187,12 +185,13 @@ export function setupLogging(options: LoggingOptions = {}): void {
   closeLogging();
   let sink: Sink;
   if (options.file) {
-    fileSink = getRotatingFileSink(options.file, {
+    sink = getRotatingFileSink(options.file, {
       maxSize: 10 * 1024 * 1024,
       maxFiles: 5,
+      // Write each line at once: a daemon's log is read while it runs (and after a crash).
+      bufferSize: 0,
       formatter: (record) => formatter(record) + "\n",
     });
-    sink = fileSink;
   } else {
     const write = options.write ?? writeStderr;
     sink = (record) => write(formatter(record));
@@ -209,9 +208,6 @@ export function setupLogging(options: LoggingOptions = {}): void {
 
 /** Flushes and closes the log file, if any, and resets LogTape. */
 export function closeLogging(): void {
-  if (fileSink) {
-    fileSink[Symbol.dispose]();
-    fileSink = undefined;
-  }
+  // resetSync() disposes the configured sinks, the rotating file sink included.
   resetSync();
 }

@@ -85,3 +85,20 @@ Deno.test("the level filter drops lower levels", () => {
   assert.equal(lines.length, 1);
   assert.match(lines[0], /WARN shown/);
 });
+
+Deno.test("a log file gets each line at once and closes cleanly", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-log-" });
+  try {
+    setupLogging({ format: "json", level: "info", file: `${dir}/status.log` });
+    try {
+      logger("agent").info("Agent daemon starting");
+      const text = Deno.readTextFileSync(`${dir}/status.log`);
+      assert.match(text, /"message":"Agent daemon starting"/);
+    } finally {
+      closeLogging();
+    }
+    closeLogging();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,122 @@
+/**
+ * Back-off delays of the poll loop: exponential growth with full jitter up to a cap, computed by
+ * `cockatiel`'s {@link ExponentialBackoff} and its full-jitter generator, and `Retry-After`.
+ *
+ * @module
+ */
+import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from "cockatiel";
+
+/** Options of {@link PollBackoff}. */
+export interface PollBackoffOptions {
+  /**
+   * The first delay's upper bound, in seconds (`POLLING_BACKOFF_SECS`).
+   * @default {5}
+   */
+  initialSecs?: number;
+  /**
+   * The largest delay, in seconds (`POLLING_BACKOFF_MAX_SECS`).
+   * @default {60}
+   */
+  maxSecs?: number;
+}
+
+/**
+ * Delays between failed attempts: attempt `n` (from 0) waits a uniformly random time in
+ * `[0, min(max, initial × 2ⁿ))` ("full jitter"). A success resets the sequence.
+ *
+ * @example Delays stay under the cap
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PollBackoff } from "./backoff.ts";
+ *
+ * const backoff = new PollBackoff({ initialSecs: 1, maxSecs: 4 });
+ * for (let i = 0; i < 10; i++) assert.ok(backoff.next() < 4000);
+ * backoff.reset();
+ * assert.equal(backoff.attempts, 0);
+ * ```
+ */
+export class PollBackoff {
+  readonly #factory: ExponentialBackoff<number>;
+  #current: IBackoff<unknown> | undefined;
+  #attempts = 0;
+
+  /**
+   * Creates a back-off sequence.
+   *
+   * @param options Initial and largest delay.
+   * @throws {RangeError} When a delay is not a positive number or the cap is below the start.
+   */
+  constructor(options: PollBackoffOptions = {}) {
+    const initialSecs = options.initialSecs ?? 5;
+    const maxSecs = options.maxSecs ?? 60;
+    if (!(initialSecs > 0) || !Number.isFinite(initialSecs)) {
+      throw new RangeError(`initialSecs must be a positive number, got ${initialSecs}`);
+    }
+    if (!(maxSecs >= initialSecs) || !Number.isFinite(maxSecs)) {
+      throw new RangeError(`maxSecs must be a number at least initialSecs, got ${maxSecs}`);
+    }
+    this.#factory = new ExponentialBackoff({
+      generator: fullJitterGenerator,
+      initialDelay: initialSecs * 1000,
+      maxDelay: maxSecs * 1000,
+      exponent: 2,
+    });
+  }
+
+  /** How many delays were handed out since the last reset. */
+  get attempts(): number {
+    return this.#attempts;
+  }
+
+  /**
+   * Returns the next delay.
+   *
+   * @returns Milliseconds to wait before the next attempt.
+   */
+  next(): number {
+    this.#current = this.#current ? this.#current.next(undefined) : this.#factory.next();
+    this.#attempts++;
+    return this.#current.duration;
+  }
+
+  /** Starts the sequence again (after a success). */
+  reset(): void {
+    this.#current = undefined;
+    this.#attempts = 0;
+  }
+}
+
+/** The longest `Retry-After` honoured, in seconds; longer values are cut to it. */
+export const MAX_RETRY_AFTER_SECS = 3600;
+
+/**
+ * Reads a `Retry-After` header: delay seconds or an HTTP date.
+ *
+ * @param value The header value, or `null` when absent.
+ * @param now The current time in milliseconds.
+ * @returns Milliseconds to wait (at most {@link MAX_RETRY_AFTER_SECS}), or `undefined` when the
+ *   header is absent or unreadable.
+ *
+ * @example Seconds and dates
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRetryAfter } from "./backoff.ts";
+ *
+ * assert.equal(parseRetryAfter("2", 0), 2000);
+ * assert.equal(parseRetryAfter("Thu, 01 Jan 1970 00:00:05 GMT", 0), 5000);
+ * assert.equal(parseRetryAfter("soon", 0), undefined);
+ * ```
+ */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  let ms: number;
+  if (/^\d+$/.test(text)) {
+    ms = Number(text) * 1000;
+  } else {
+    const date = Date.parse(text);
+    if (Number.isNaN(date)) return undefined;
+    ms = Math.max(0, date - now);
+  }
+  return Math.min(ms, MAX_RETRY_AFTER_SECS * 1000);
+}

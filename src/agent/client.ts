@@ -1,0 +1,379 @@
+/**
+ * The agent's HTTP client of the dashboard (PROTOCOL.md §1, §2, §7): signed requests, and every
+ * answer turned into an outcome the poll loop can act on without looking at HTTP details.
+ *
+ * @module
+ */
+import {
+  type DeliveredCommand,
+  MAX_CLOCK_SKEW_SECS,
+  parseWaitAnswer,
+  PATHS,
+  type ReportRequest,
+  signedHeaders,
+} from "../protocol/mod.ts";
+import { parseRetryAfter } from "./backoff.ts";
+
+/** A request that did not succeed, classified by what the agent should do next. */
+export type RequestFailure =
+  | {
+    /** No answer: connection refused or reset, DNS failure, or no answer in time. Back off. */
+    kind: "network";
+    message: string;
+  }
+  | {
+    /** A 5xx answer without `Retry-After`. Back off. */
+    kind: "server";
+    status: number;
+    message: string;
+  }
+  | {
+    /** A 429 or 503 answer with `Retry-After`: wait `retryAfterMs`. */
+    kind: "throttled";
+    status: number;
+    retryAfterMs: number;
+    message: string;
+  }
+  | {
+    /** 401 or 403: log why and back off. */
+    kind: "auth";
+    status: number;
+    message: string;
+    /** Dashboard clock minus agent clock, in seconds, from the `Date` header. */
+    clockOffsetSecs?: number;
+    /** Whether the dashboard rejected the request's timestamp (clock skew). */
+    skew: boolean;
+  }
+  | {
+    /** Another 4xx answer (or an unexpected one): the request itself was refused. */
+    kind: "refused";
+    status: number;
+    message: string;
+  }
+  | {
+    /** A 2xx answer whose body is not what the protocol says. */
+    kind: "invalid";
+    status: number;
+    message: string;
+  }
+  | {
+    /** The caller's signal aborted the request. */
+    kind: "aborted";
+  };
+
+/** What a `wait` request brought. */
+export type WaitOutcome =
+  | {
+    kind: "command";
+    /** The delivered command. */
+    command: DeliveredCommand;
+    /** Whether it came in a Stacker envelope (PROTOCOL.md §7). */
+    stacker: boolean;
+  }
+  | {
+    kind: "empty";
+    /** From a Stacker envelope with no item: seconds to sleep before the next wait. */
+    nextPollSecs?: number;
+  }
+  | RequestFailure;
+
+/** What an ack brought. */
+export type AckOutcome =
+  | { kind: "acked" }
+  /** `404`: the dashboard has no ack endpoint (a Stacker dashboard); run the command anyway. */
+  | { kind: "unsupported" }
+  /** `409`: the delivered attempt is no longer current; the command will be delivered again. */
+  | { kind: "stale"; message: string }
+  | RequestFailure;
+
+/** What a report brought. */
+export type ReportOutcome =
+  | { kind: "accepted"; duplicate: boolean }
+  | RequestFailure;
+
+/** Options of {@link DashboardClient}. */
+export interface DashboardClientOptions {
+  /** Base URL of the dashboard, e.g. `http://localhost:5000`. */
+  dashboardUrl: string;
+  /** The agent id (`X-Agent-Id`). */
+  agentId: string;
+  /** The agent token; without it requests are unsigned (dev mode). */
+  agentToken?: string;
+  /** `fetch` to use; for tests. */
+  fetch?: typeof fetch;
+  /** Clock for `X-Timestamp` and the clock offset; for tests. */
+  now?: () => number;
+  /**
+   * Deadline of an ack or report request, in milliseconds.
+   * @default {30000}
+   */
+  requestTimeoutMs?: number;
+}
+
+/** Extra seconds the agent waits for a `wait` answer beyond the timeout it asked for. */
+export const WAIT_GRACE_SECS = 10;
+
+const SKEW_WORDS = /clock|skew|timestamp/i;
+
+async function errorMessage(response: Response): Promise<string> {
+  let text = "";
+  try {
+    text = await response.text();
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+  try {
+    const body = JSON.parse(text);
+    if (body && typeof body.error === "string") return body.error.slice(0, 500);
+  } catch {
+    // Not JSON: use the text.
+  }
+  const trimmed = text.trim().slice(0, 200);
+  return trimmed === "" ? `HTTP ${response.status}` : trimmed;
+}
+
+/**
+ * Talks to the dashboard on behalf of one agent.
+ *
+ * @example Waiting for a command
+ * ```ts ignore
+ * const client = new DashboardClient({ dashboardUrl: "http://localhost:5000", agentId: "a1" });
+ * const outcome = await client.wait("default", 30, AbortSignal.timeout(60_000));
+ * if (outcome.kind === "command") console.log(outcome.command.name);
+ * ```
+ */
+export class DashboardClient {
+  readonly #base: URL;
+  readonly #agentId: string;
+  readonly #token: string | undefined;
+  readonly #fetch: typeof fetch;
+  readonly #now: () => number;
+  readonly #requestTimeoutMs: number;
+
+  /**
+   * Creates a client.
+   *
+   * @param options Dashboard, identity and injectables.
+   * @throws {TypeError} When the dashboard URL is not an http(s) URL.
+   */
+  constructor(options: DashboardClientOptions) {
+    const base = new URL(options.dashboardUrl);
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new TypeError(`dashboardUrl must be an http:// or https:// URL, got ${base.href}`);
+    }
+    this.#base = base;
+    this.#agentId = options.agentId;
+    this.#token = options.agentToken;
+    this.#fetch = options.fetch ?? fetch;
+    this.#now = options.now ?? Date.now;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  }
+
+  /**
+   * Builds the URL of a path below the dashboard's base URL (which may have a path prefix).
+   *
+   * @param path Path and query, e.g. `/api/v1/agent/commands/ack`.
+   * @returns The absolute URL.
+   */
+  urlOf(path: string): URL {
+    const url = new URL(this.#base.href);
+    const [pathname, query] = path.split("?", 2);
+    url.pathname = url.pathname.replace(/\/+$/, "") + pathname;
+    url.search = query === undefined ? "" : `?${query}`;
+    url.hash = "";
+    return url;
+  }
+
+  /**
+   * Long-polls for the next command (`GET …/wait/{deployment_hash}?timeout=N`), aborting the
+   * request {@link WAIT_GRACE_SECS} after the timeout asked for.
+   *
+   * @param deploymentHash The deployment this agent serves.
+   * @param timeoutSecs How long the dashboard may hold the request.
+   * @param signal Aborts the wait (shutdown).
+   * @returns The command, an empty answer, or a classified failure.
+   */
+  async wait(
+    deploymentHash: string,
+    timeoutSecs: number,
+    signal: AbortSignal,
+  ): Promise<WaitOutcome> {
+    const path = `${PATHS.wait(deploymentHash)}?timeout=${timeoutSecs}`;
+    const sent = await this.#send(
+      "GET",
+      path,
+      undefined,
+      signal,
+      (timeoutSecs + WAIT_GRACE_SECS) * 1000,
+    );
+    if ("kind" in sent) return sent;
+    const response = sent.response;
+    if (response.status === 204) {
+      await response.body?.cancel();
+      return { kind: "empty" };
+    }
+    if (response.status !== 200) return await this.#failure(response);
+    let body: unknown;
+    try {
+      body = await response.json();
+    } catch (error) {
+      return {
+        kind: "invalid",
+        status: 200,
+        message: `wait answer is not JSON: ${(error as Error).message}`,
+      };
+    }
+    try {
+      const answer = parseWaitAnswer(body);
+      return answer.kind === "empty"
+        ? { kind: "empty", nextPollSecs: answer.nextPollSecs }
+        : { kind: "command", command: answer.command, stacker: answer.stacker };
+    } catch (error) {
+      return {
+        kind: "invalid",
+        status: 200,
+        message: `wait answer is neither a command nor a Stacker envelope: ${
+          (error as Error).message.slice(0, 300)
+        }`,
+      };
+    }
+  }
+
+  /**
+   * Acknowledges a journaled command (`POST …/ack`).
+   *
+   * @param commandId The command id.
+   * @param attempt The delivered attempt.
+   * @param signal Aborts the request.
+   * @returns Acked, unsupported (404), stale (409) or a classified failure.
+   */
+  async ack(commandId: string, attempt: number, signal: AbortSignal): Promise<AckOutcome> {
+    const sent = await this.#send(
+      "POST",
+      PATHS.ack,
+      JSON.stringify({ command_id: commandId, attempt }),
+      signal,
+      this.#requestTimeoutMs,
+    );
+    if ("kind" in sent) return sent;
+    const response = sent.response;
+    if (response.ok) {
+      await response.body?.cancel();
+      return { kind: "acked" };
+    }
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return { kind: "unsupported" };
+    }
+    if (response.status === 409) return { kind: "stale", message: await errorMessage(response) };
+    return await this.#failure(response);
+  }
+
+  /**
+   * Sends a command's result (`POST …/report`).
+   *
+   * @param report The report.
+   * @param signal Aborts the request.
+   * @returns Accepted (possibly as a duplicate) or a classified failure.
+   */
+  async report(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
+    const sent = await this.#send(
+      "POST",
+      PATHS.report,
+      JSON.stringify(report),
+      signal,
+      this.#requestTimeoutMs,
+    );
+    if ("kind" in sent) return sent;
+    const response = sent.response;
+    if (!response.ok) return await this.#failure(response);
+    let duplicate = false;
+    try {
+      const body = await response.json();
+      duplicate = body?.duplicate === true;
+    } catch {
+      // A 2xx without a JSON body still means accepted.
+    }
+    return { kind: "accepted", duplicate };
+  }
+
+  /**
+   * Headers of a request to the dashboard: signed when a token is configured.
+   *
+   * @param method HTTP method.
+   * @param pathAndQuery Path and query exactly as sent.
+   * @param body The exact body.
+   * @returns Headers including `X-Agent-Id`, `X-Timestamp` and `X-Request-Id`.
+   */
+  headersFor(method: string, pathAndQuery: string, body: string | undefined): Headers {
+    const headers = new Headers(
+      signedHeaders({
+        agentId: this.#agentId,
+        token: this.#token,
+        method,
+        pathAndQuery,
+        body: body ?? "",
+        now: this.#now(),
+      }),
+    );
+    if (body !== undefined) headers.set("Content-Type", "application/json");
+    headers.set("Accept", "application/json");
+    return headers;
+  }
+
+  async #send(
+    method: string,
+    path: string,
+    body: string | undefined,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<{ response: Response } | RequestFailure> {
+    if (signal.aborted) return { kind: "aborted" };
+    const url = this.urlOf(path);
+    const headers = this.headersFor(method, url.pathname + url.search, body);
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    try {
+      const response = await this.#fetch(url, {
+        method,
+        headers,
+        body,
+        signal: AbortSignal.any([signal, deadline.signal]),
+      });
+      return { response };
+    } catch (error) {
+      if (signal.aborted) return { kind: "aborted" };
+      if (deadline.signal.aborted) {
+        return { kind: "network", message: `no answer within ${Math.round(timeoutMs / 1000)} s` };
+      }
+      return { kind: "network", message: (error as Error).message ?? String(error) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #failure(response: Response): Promise<RequestFailure> {
+    const status = response.status;
+    const message = await errorMessage(response);
+    if (status === 429 || status === 503) {
+      const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), this.#now());
+      if (retryAfterMs !== undefined) return { kind: "throttled", status, retryAfterMs, message };
+    }
+    if (status >= 500) return { kind: "server", status, message };
+    if (status === 401 || status === 403) {
+      const date = response.headers.get("Date");
+      const serverMs = date === null ? NaN : Date.parse(date);
+      const clockOffsetSecs = Number.isNaN(serverMs)
+        ? undefined
+        : Math.round((serverMs - this.#now()) / 1000);
+      const skew = status === 401 &&
+        (SKEW_WORDS.test(message) ||
+          (clockOffsetSecs !== undefined && Math.abs(clockOffsetSecs) > MAX_CLOCK_SKEW_SECS));
+      return { kind: "auth", status, message, clockOffsetSecs, skew };
+    }
+    if (status === 429) {
+      return { kind: "server", status, message };
+    }
+    return { kind: "refused", status, message };
+  }
+}

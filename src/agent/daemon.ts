@@ -1,0 +1,410 @@
+/**
+ * Running the agent as a daemon: the pid file (refusing a second live agent, removed on exit),
+ * re-spawning the program detached with the permissions it was granted, and stopping a daemon
+ * by its pid file.
+ *
+ * @module
+ */
+import { basename } from "node:path";
+import { fileURLToPath } from "node:url";
+import { abortableSleep } from "./clock.ts";
+import { isGranted, removeFileDurableSync, writeAllSync } from "./fs.ts";
+
+/** The hidden flag that tells a re-spawned process it is the daemon. */
+export const DAEMON_CHILD_FLAG = "--daemon-child";
+
+/** A daemon that is running already, or a pid file problem the user must resolve. */
+export class DaemonError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode = 1;
+  /**
+   * Creates the error.
+   *
+   * @param message What went wrong.
+   * @param options The cause.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DaemonError";
+  }
+}
+
+/**
+ * Reads a pid file.
+ *
+ * @param path The pid file.
+ * @returns The pid, or `undefined` when the file does not exist.
+ * @throws {DaemonError} When the file holds something other than a pid, or cannot be read.
+ */
+export function readPidFile(path: string): number | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw new DaemonError(`cannot read the pid file ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const trimmed = text.trim();
+  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1) {
+    throw new DaemonError(
+      `the pid file ${path} does not hold a process id (${JSON.stringify(trimmed.slice(0, 20))})`,
+    );
+  }
+  return Number(trimmed);
+}
+
+/** Runs `ps -o <field>= -p <pid>`; `undefined` when no such process (or `ps` failed). */
+function ps(field: "stat" | "args", pid: number): string | undefined {
+  try {
+    const output = new Deno.Command("ps", {
+      args: ["-o", `${field}=`, "-p", String(pid)],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    const text = new TextDecoder().decode(output.stdout).trim();
+    return output.success && text !== "" ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a process exists and has not exited: signal 0 with `--allow-run`, then `ps` to tell a
+ * zombie (exited, not yet reaped: common in containers whose init does not reap) from a live
+ * process. With only `--allow-run=ps`, `ps` alone decides.
+ *
+ * @param pid The process id.
+ * @returns `true` when it exists and is not a zombie (even if owned by another user).
+ * @throws {DaemonError} When neither check is permitted.
+ */
+export function isProcessAlive(pid: number): boolean {
+  const canPs = isGranted({ name: "run", command: "ps" });
+  if (isGranted({ name: "run" })) {
+    try {
+      Deno.kill(pid, 0);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
+    }
+    return !ps("stat", pid)?.startsWith("Z");
+  }
+  if (canPs) {
+    const stat = ps("stat", pid);
+    return stat !== undefined && !stat.startsWith("Z");
+  }
+  throw new DaemonError("cannot tell whether a process is running without --allow-run");
+}
+
+/**
+ * Whether a pid names a running agent: alive and, when `ps` may run, started with
+ * {@link DAEMON_CHILD_FLAG} (so a recycled pid is not mistaken for the agent).
+ *
+ * @param pid The process id.
+ * @returns `true` for a live agent daemon.
+ */
+export function isLiveAgent(pid: number): boolean {
+  if (!isProcessAlive(pid)) return false;
+  if (!isGranted({ name: "run", command: "ps" })) return true;
+  const args = ps("args", pid);
+  return args === undefined ? true : args.split(/\s+/).includes(DAEMON_CHILD_FLAG);
+}
+
+/**
+ * Writes this process's pid file, refusing when it names a live agent. A stale pid file (dead
+ * process) is replaced.
+ *
+ * @param path The pid file.
+ * @param pid The pid to write.
+ * @throws {DaemonError} When a live agent holds the pid file, or the file cannot be written.
+ */
+export function acquirePidFile(path: string, pid: number = Deno.pid): void {
+  const existing = readPidFile(path);
+  if (existing !== undefined && existing !== pid) {
+    if (isLiveAgent(existing)) {
+      throw new DaemonError(
+        `an agent is running already with pid ${existing} (pid file ${path}); ` +
+          `stop it with: status stop --pid-file ${path}`,
+      );
+    }
+  }
+  try {
+    // Written in place (not through a temporary file) so that permission for the pid file
+    // alone is enough; readers retry a file that is still empty.
+    using file = Deno.openSync(path, { write: true, create: true, truncate: true, mode: 0o644 });
+    writeAllSync(file, new TextEncoder().encode(`${pid}\n`));
+    file.syncSync();
+  } catch (error) {
+    throw new DaemonError(`cannot write the pid file ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Removes the pid file when it still names `pid`.
+ *
+ * @param path The pid file.
+ * @param pid The pid it should name.
+ * @returns Whether it was removed.
+ */
+export function releasePidFile(path: string, pid: number = Deno.pid): boolean {
+  try {
+    if (readPidFile(path) !== pid) return false;
+    return removeFileDurableSync(path);
+  } catch {
+    return false;
+  }
+}
+
+/** Paths, hosts, programs and variables the daemon needs, to narrow its permission flags. */
+export interface PermissionNeeds {
+  /** Paths it reads (config file, `.env`, state directory, pid file, `/proc/stat`, ...). */
+  read?: string[];
+  /** Paths it writes (state directory, log file and its directory, pid file). */
+  write?: string[];
+  /** Hosts (`host:port`) it connects to. */
+  net?: string[];
+  /** Programs it runs. */
+  run?: string[];
+  /** Environment variables it reads. */
+  env?: string[];
+  /** System information kinds it reads (`loadavg`, `systemMemoryInfo`, ...). */
+  sys?: string[];
+}
+
+/**
+ * Rebuilds the `--allow-*` flags of the running program from `Deno.permissions`: a permission
+ * granted in full becomes `--allow-<name>`; otherwise each needed item that is granted is listed
+ * (`--allow-read=<a>,<b>`), so the daemon gets no more than the program had.
+ *
+ * @param needs The items to ask about where a permission is not granted in full.
+ * @returns The flags.
+ */
+export function permissionFlags(needs: PermissionNeeds = {}): string[] {
+  const flags: string[] = [];
+  const narrow = (name: string, items: string[], granted: (item: string) => boolean) => {
+    const list = [...new Set(items)].filter((item) => !item.includes(",") && granted(item));
+    if (list.length > 0) flags.push(`--allow-${name}=${list.join(",")}`);
+  };
+  const full = (name: Deno.PermissionName) => isGranted({ name } as Deno.PermissionDescriptor);
+  if (full("read")) flags.push("--allow-read");
+  else narrow("read", needs.read ?? [], (path) => isGranted({ name: "read", path }));
+  if (full("write")) flags.push("--allow-write");
+  else narrow("write", needs.write ?? [], (path) => isGranted({ name: "write", path }));
+  if (full("net")) flags.push("--allow-net");
+  else narrow("net", needs.net ?? [], (host) => isGranted({ name: "net", host }));
+  if (full("run")) flags.push("--allow-run");
+  else narrow("run", needs.run ?? [], (command) => isGranted({ name: "run", command }));
+  if (full("env")) flags.push("--allow-env");
+  else narrow("env", needs.env ?? [], (variable) => isGranted({ name: "env", variable }));
+  if (full("sys")) flags.push("--allow-sys");
+  else {
+    narrow(
+      "sys",
+      needs.sys ?? [],
+      (kind) => isGranted({ name: "sys", kind: kind as Deno.SysPermissionDescriptor["kind"] }),
+    );
+  }
+  if (full("ffi")) flags.push("--allow-ffi");
+  return flags;
+}
+
+/** How to start this same program again. */
+export interface ProgramCommand {
+  /** The executable. */
+  command: string;
+  /** Arguments before the program's own arguments. */
+  prefix: string[];
+  /** Whether it is a `deno compile` binary (which carries its permissions itself). */
+  compiled: boolean;
+}
+
+/**
+ * Finds how to start this program again: `deno run <permission flags> <main module>` under the
+ * Deno CLI, or the binary itself when compiled with `deno compile`.
+ *
+ * @param needs Items for narrowing the permission flags (see {@link permissionFlags}).
+ * @returns The command and the arguments that precede the program's own.
+ */
+export function currentProgram(needs: PermissionNeeds = {}): ProgramCommand {
+  const exec = Deno.execPath();
+  const name = basename(exec).toLowerCase();
+  if (name === "deno" || name === "deno.exe") {
+    const main = Deno.mainModule;
+    const script = main.startsWith("file:") ? fileURLToPath(main) : main;
+    return {
+      command: exec,
+      prefix: ["run", "--no-prompt", ...permissionFlags(needs), script],
+      compiled: false,
+    };
+  }
+  return { command: exec, prefix: [], compiled: true };
+}
+
+/** Options of {@link spawnDaemon}. */
+export interface SpawnDaemonOptions {
+  /** The program's own arguments for the daemon (without `--daemon`; the child flag is added). */
+  args: string[];
+  /** The pid file the daemon writes once it runs. */
+  pidFile: string;
+  /** How to start the program; defaults to {@link currentProgram}. */
+  program?: ProgramCommand;
+  /**
+   * How long to wait for the pid file, in milliseconds.
+   * @default {30000}
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * Starts the daemon: re-spawns this program detached (own session, no stdio) with the daemon
+ * child flag, then waits until it wrote its pid file, or failed.
+ *
+ * @param options Arguments, pid file and timeout.
+ * @returns The daemon's pid.
+ * @throws {DaemonError} When the daemon exits early or does not write its pid file in time.
+ */
+export async function spawnDaemon(options: SpawnDaemonOptions): Promise<number> {
+  const program = options.program ?? currentProgram();
+  if (!isGranted({ name: "run", command: program.command })) {
+    throw new DaemonError(
+      `--daemon starts ${program.command} again and needs --allow-run ` +
+        `(or ${program.command} in the --allow-run list)`,
+    );
+  }
+  const child = new Deno.Command(program.command, {
+    args: [...program.prefix, ...options.args, DAEMON_CHILD_FLAG],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const stop = new AbortController();
+  let exited: Deno.CommandStatus | undefined;
+  child.status.then((status) => {
+    exited = status;
+    stop.abort();
+  });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      let pid: number | undefined;
+      try {
+        pid = readPidFile(options.pidFile);
+      } catch {
+        pid = undefined;
+      }
+      if (pid === child.pid) {
+        child.unref();
+        return pid;
+      }
+      if (exited) {
+        throw new DaemonError(
+          `the daemon exited at start with code ${exited.code}; see its log file for why`,
+        );
+      }
+      await abortableSleep(100, stop.signal);
+    }
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Gone.
+    }
+    await child.status;
+    throw new DaemonError(
+      `the daemon did not write its pid file ${options.pidFile} within ${timeoutMs / 1000} s`,
+    );
+  } finally {
+    stop.abort();
+  }
+}
+
+/**
+ * Signals a process: `Deno.kill` with `--allow-run`, else the `kill` program when
+ * `--allow-run=kill` allows it.
+ */
+function sendSignal(pid: number, signal: Deno.Signal): void {
+  try {
+    if (isGranted({ name: "run" })) {
+      Deno.kill(pid, signal);
+      return;
+    }
+    if (isGranted({ name: "run", command: "kill" })) {
+      const output = new Deno.Command("kill", {
+        args: ["-s", signal.replace(/^SIG/, ""), String(pid)],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).outputSync();
+      if (!output.success && isProcessAlive(pid)) {
+        throw new Error(new TextDecoder().decode(output.stderr).trim());
+      }
+      return;
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw new DaemonError(`cannot signal pid ${pid}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  throw new DaemonError(
+    `cannot signal pid ${pid} without --allow-run (or --allow-run=kill,ps)`,
+  );
+}
+
+/** Options of {@link stopDaemon}. */
+export interface StopDaemonOptions {
+  /** The daemon's pid file. */
+  pidFile: string;
+  /**
+   * How long to wait for it to exit, in milliseconds.
+   * @default {60000}
+   */
+  timeoutMs?: number;
+  /**
+   * Signal to send.
+   * @default {"SIGTERM"}
+   */
+  signal?: Deno.Signal;
+}
+
+/**
+ * Stops a daemon: sends SIGTERM to the pid in its pid file and waits until the process is gone.
+ *
+ * @param options Pid file, timeout and signal.
+ * @returns The pid that was stopped.
+ * @throws {DaemonError} When there is no pid file, it names no running process (the stale file
+ *   is removed), or the process is still running at the timeout.
+ */
+export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
+  const pid = readPidFile(options.pidFile);
+  if (pid === undefined) {
+    throw new DaemonError(
+      `no pid file ${options.pidFile}: no agent daemon is running from it ` +
+        "(give the daemon's --pid-file)",
+    );
+  }
+  if (!isProcessAlive(pid)) {
+    try {
+      removeFileDurableSync(options.pidFile);
+    } catch {
+      // Leave it.
+    }
+    throw new DaemonError(
+      `the agent with pid ${pid} (pid file ${options.pidFile}) is not running; ` +
+        "removed the stale pid file",
+    );
+  }
+  sendSignal(pid, options.signal ?? "SIGTERM");
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isProcessAlive(pid)) return pid;
+    await abortableSleep(100);
+  }
+  throw new DaemonError(`the agent with pid ${pid} is still running after ${timeoutMs / 1000} s`);
+}

@@ -1,0 +1,124 @@
+/**
+ * The agent's view of the command executor: one method that runs a delivered command and returns
+ * the fields of its report. {@link createExecutor} binds it to `src/exec`; tests inject fakes.
+ *
+ * @module
+ */
+import type { ExecResultBody, ReportStatus } from "../protocol/mod.ts";
+import { createPolicy, runCommand, toReportFields, validateExtraEnv } from "../exec/mod.ts";
+
+/** What the agent asks the executor to run. */
+export interface ExecRequest {
+  /** The command line (the delivered command's `name`). */
+  name: string;
+  /** The deadline the command asks for (`params.timeout_secs`). */
+  timeoutSecs?: number;
+  /** Aborting it cancels the run: the command's process group is terminated, then killed. */
+  signal: AbortSignal;
+}
+
+/** The fields of a report that a run determines. */
+export interface ExecOutcome {
+  /** How the run ended. */
+  status: ReportStatus;
+  /** The wire body of the result, or `null` when no program ran. */
+  result: ExecResultBody | null;
+  /** Why it did not succeed, or `null`. */
+  error: string | null;
+  /** When the run started, ISO 8601. */
+  started_at: string;
+  /** When the run ended, ISO 8601. */
+  completed_at: string;
+}
+
+/** Runs commands for the agent. */
+export interface Executor {
+  /**
+   * Runs one command. Should not throw for anything the command does; a throw is reported as
+   * `failed` with the error's message.
+   *
+   * @param request The command line, its deadline and the cancel signal.
+   * @returns The report fields.
+   */
+  run(request: ExecRequest): Promise<ExecOutcome>;
+}
+
+/** Options of {@link createExecutor}: the `exec` settings. */
+export interface ExecutorOptions {
+  /**
+   * Programs commands may run (`ALLOWED_PROGRAMS`).
+   * @default {the executor's default allowlist}
+   */
+  allowedPrograms?: readonly string[];
+  /**
+   * Directories absolute-path arguments must lie under (`ALLOWED_PATH_PREFIXES`).
+   * @default {["/tmp", "/var/tmp"]}
+   */
+  allowedPathPrefixes?: readonly string[];
+  /**
+   * Deadline of a command that sets none (`COMMAND_TIMEOUT_SECS`).
+   * @default {300}
+   */
+  defaultTimeoutSecs?: number;
+  /**
+   * Largest deadline a command may ask for (`COMMAND_TIMEOUT_MAX_SECS`).
+   * @default {3600}
+   */
+  maxTimeoutSecs?: number;
+  /** Extra `NAME=value` pairs for the commands' environment (`COMMAND_ENV`). */
+  commandEnv?: readonly string[];
+  /** Working directory of commands (`COMMAND_CWD`). */
+  cwd?: string;
+  /** Secret values (the agent token) that must never reach a command. */
+  secretValues?: readonly string[];
+}
+
+/**
+ * Parses `NAME=value` pairs into a record.
+ *
+ * @param pairs The pairs.
+ * @returns The variables.
+ * @throws {TypeError} On a pair without `=`.
+ */
+export function parseEnvPairs(pairs: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new TypeError(`Environment pair "${pair}" must be NAME=value`);
+    env[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return env;
+}
+
+/**
+ * Builds the executor that runs commands with `src/exec` under the configured policy. Checks the
+ * policy and the extra environment up front.
+ *
+ * @param options The `exec` settings.
+ * @returns The executor.
+ * @throws {TypeError} When the allowlist, a path prefix or an extra variable is invalid.
+ */
+export function createExecutor(options: ExecutorOptions = {}): Executor {
+  const policy = createPolicy({
+    allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
+    allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
+  });
+  const extraEnv = parseEnvPairs(options.commandEnv ?? []);
+  const secretValues = options.secretValues ?? [];
+  validateExtraEnv(extraEnv, secretValues);
+  return {
+    async run(request: ExecRequest): Promise<ExecOutcome> {
+      const result = await runCommand(request.name, {
+        policy,
+        timeoutSecs: request.timeoutSecs,
+        defaultTimeoutSecs: options.defaultTimeoutSecs,
+        maxTimeoutSecs: options.maxTimeoutSecs,
+        cwd: options.cwd,
+        extraEnv,
+        secretValues,
+        signal: request.signal,
+      });
+      return toReportFields(result);
+    },
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * Crash-safe file writes for the agent's state directory: write a temporary file, fsync it,
+ * rename it over the target, fsync the directory. Also the permission check that decides
+ * whether the state can live on disk at all.
+ *
+ * @module
+ */
+import { dirname } from "node:path";
+
+const encoder = new TextEncoder();
+
+/**
+ * Flushes a directory's entries (a rename or unlink inside it) to disk. Best effort: some file
+ * systems refuse to open or sync directories.
+ *
+ * @param dir The directory.
+ */
+export function syncDirSync(dir: string): void {
+  try {
+    using handle = Deno.openSync(dir, { read: true });
+    handle.syncSync();
+  } catch {
+    // Not every platform can fsync a directory; the rename itself is still atomic.
+  }
+}
+
+/**
+ * Writes all bytes to an open file.
+ *
+ * @param file The open file.
+ * @param bytes What to write.
+ */
+export function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+/**
+ * Replaces a file's contents atomically: after a crash the file holds either the old or the new
+ * contents, never a mix.
+ *
+ * @param path The file.
+ * @param text The new contents.
+ * @param mode Permission bits of a newly created file.
+ */
+export function writeFileAtomicSync(path: string, text: string, mode = 0o600): void {
+  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    using file = Deno.openSync(temp, { write: true, createNew: true, mode });
+    writeAllSync(file, encoder.encode(text));
+    file.syncSync();
+  } catch (error) {
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // The temporary file may not exist.
+    }
+    throw error;
+  }
+  Deno.renameSync(temp, path);
+  syncDirSync(dirname(path));
+}
+
+/**
+ * Removes a file and flushes its directory; a missing file is not an error.
+ *
+ * @param path The file.
+ * @returns Whether the file existed.
+ */
+export function removeFileDurableSync(path: string): boolean {
+  try {
+    Deno.removeSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  syncDirSync(dirname(path));
+  return true;
+}
+
+/**
+ * Whether a permission is granted, without ever prompting or throwing.
+ *
+ * @param descriptor The permission.
+ * @returns `true` when granted.
+ */
+export function isGranted(descriptor: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(descriptor).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the program may both read and write under a directory.
+ *
+ * @param dir The directory.
+ * @returns `true` when `--allow-read` and `--allow-write` cover it.
+ */
+export function canReadWrite(dir: string): boolean {
+  return isGranted({ name: "read", path: dir }) && isGranted({ name: "write", path: dir });
+}

@@ -1,0 +1,153 @@
+/**
+ * The metrics heartbeat that runs beside the poll loop (PROTOCOL.md §6): every
+ * `METRICS_INTERVAL_SECS` it samples the host, logs the sample at debug level and, when
+ * `METRICS_WEBHOOK` is set, POSTs it as JSON with a bounded `cockatiel` retry.
+ *
+ * @module
+ */
+import { ExponentialBackoff, fullJitterGenerator, handleWhen, retry } from "cockatiel";
+import { signedHeaders } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { defaultMetricsSources, type MetricsAvailability, MetricsCollector } from "./metrics.ts";
+
+/** Options of {@link runHeartbeat}. */
+export interface HeartbeatOptions {
+  /** The agent id (`X-Agent-Id` and `agent_id` of every sample). */
+  agentId: string;
+  /** Seconds between samples (`METRICS_INTERVAL_SECS`). */
+  intervalSecs: number;
+  /** Where samples are POSTed (`METRICS_WEBHOOK`); unset: logged only. */
+  webhook?: string;
+  /**
+   * The dashboard's URL: a webhook on the same origin gets fully signed requests (with the
+   * bearer token); any other origin gets only `X-Agent-Id`, `X-Timestamp` and `X-Request-Id`, so
+   * the token never leaves for a third party.
+   */
+  dashboardUrl?: string;
+  /** The agent token, for signing requests to the dashboard's origin. */
+  agentToken?: string;
+  /**
+   * Attempts per sample beyond the first.
+   * @default {2}
+   */
+  retries?: number;
+  /**
+   * First retry delay's upper bound, in milliseconds (full jitter, doubling).
+   * @default {500}
+   */
+  retryDelayMs?: number;
+  /**
+   * Deadline of one POST, in milliseconds.
+   * @default {10000}
+   */
+  requestTimeoutMs?: number;
+  /** Metric sources; defaults to what the permissions allow. */
+  sources?: MetricsAvailability;
+  /** `fetch` to use; for tests. */
+  fetch?: typeof fetch;
+  /** Clock; for tests. */
+  clock?: Clock;
+}
+
+const log = logger("agent", "metrics");
+
+class WebhookError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+    this.name = "WebhookError";
+  }
+}
+
+function sameOrigin(a: string, b: string | undefined): boolean {
+  if (b === undefined) return false;
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs the heartbeat until `signal` aborts. Never throws: a failed POST is logged and the next
+ * sample comes at the next interval.
+ *
+ * @param options Interval, webhook and injectables.
+ * @param signal Stops the heartbeat.
+ * @returns A promise that resolves once the heartbeat stopped.
+ */
+export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSignal): Promise<void> {
+  const clock = options.clock ?? systemClock;
+  const doFetch = options.fetch ?? fetch;
+  const { sources, missing } = options.sources ?? defaultMetricsSources();
+  const collector = new MetricsCollector(options.agentId, sources, () => clock.now());
+  const intervalMs = options.intervalSecs * 1000;
+  log.info("metrics heartbeat started", {
+    interval_secs: options.intervalSecs,
+    webhook: options.webhook ?? null,
+  });
+  if (missing.length > 0) log.info(`metrics heartbeat: ${missing.join("; ")}`);
+  const policy = retry(
+    handleWhen((error) =>
+      !(error instanceof WebhookError) || error.status === undefined || error.status >= 500 ||
+      error.status === 429
+    ),
+    {
+      maxAttempts: options.retries ?? 2,
+      backoff: new ExponentialBackoff({
+        generator: fullJitterGenerator,
+        initialDelay: options.retryDelayMs ?? 500,
+        maxDelay: (options.retryDelayMs ?? 500) * 4,
+      }),
+    },
+  );
+  const signWithToken = sameOrigin(options.webhook ?? "", options.dashboardUrl);
+
+  const post = async (body: string) => {
+    const url = new URL(options.webhook!);
+    const headers = new Headers(signedHeaders({
+      agentId: options.agentId,
+      token: signWithToken ? options.agentToken : undefined,
+      method: "POST",
+      pathAndQuery: url.pathname + url.search,
+      body,
+      now: clock.now(),
+    }));
+    headers.set("Content-Type", "application/json");
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), options.requestTimeoutMs ?? 10_000);
+    try {
+      const response = await doFetch(url, {
+        method: "POST",
+        headers,
+        body,
+        signal: AbortSignal.any([signal, deadline.signal]),
+      });
+      await response.body?.cancel();
+      if (!response.ok) {
+        throw new WebhookError(`webhook answered ${response.status}`, response.status);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  while (!signal.aborted) {
+    await clock.sleep(intervalMs, signal);
+    if (signal.aborted) break;
+    const sample = await collector.collect();
+    log.debug("metrics heartbeat", { ...sample });
+    if (!options.webhook) continue;
+    const body = JSON.stringify(sample);
+    try {
+      await policy.execute(() => post(body), signal);
+    } catch (error) {
+      if (signal.aborted) break;
+      log.warning("metrics heartbeat not delivered to the webhook", {
+        webhook: options.webhook,
+        error: (error as Error).message,
+      });
+    }
+  }
+  log.debug("metrics heartbeat stopped");
+}

@@ -1,0 +1,415 @@
+/**
+ * The execution journal: which commands this agent has started, finished and had accepted, so
+ * that a command delivered again is never run twice (PROTOCOL.md §4).
+ *
+ * On disk it is a JSON-lines log (`journal.jsonl`) under the state directory: every change is one
+ * appended line, fsynced before the method returns; a torn last line (a crash mid-write) is
+ * ignored on the next open. The log is compacted into a snapshot by writing a temporary file,
+ * fsyncing it and renaming it over the log. Without a directory the journal lives in memory.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { ReportRequest, ReportStatus } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import { writeAllSync, writeFileAtomicSync } from "./fs.ts";
+
+/** Where a journaled command stands. */
+export type JournalState = "running" | "done" | "accepted";
+
+/** One journaled command. */
+export interface JournalEntry {
+  /** The command id. */
+  id: string;
+  /** The command line. */
+  name: string;
+  /** The delivery attempt that started it. */
+  attempt: number;
+  /** `running` from before the start until a result exists; then `done`; `accepted` once the dashboard took the result. */
+  state: JournalState;
+  /** When it was started (ISO 8601). */
+  started_at: string;
+  /** When its result was recorded. */
+  completed_at?: string;
+  /** Its final status once done. */
+  status?: ReportStatus;
+  /**
+   * The report without its output (the byte counts say what was dropped): what is re-sent when
+   * the command is delivered again after its full result left the outbox.
+   */
+  summary?: ReportRequest;
+  /** When the dashboard accepted the result. */
+  accepted_at?: string;
+}
+
+/** Options of {@link Journal.open}. */
+export interface JournalOptions {
+  /** State directory; the journal is `journal.jsonl` in it. Absent: kept in memory only. */
+  dir?: string;
+  /**
+   * Accepted entries beyond this many are pruned, oldest first (down to 90 %).
+   * @default {10000}
+   */
+  maxEntries?: number;
+  /**
+   * Accepted entries older than this (since acceptance) are pruned, in milliseconds.
+   * @default {604800000} (7 days)
+   */
+  retentionMs?: number;
+  /** Clock for timestamps and pruning; for tests. */
+  now?: () => number;
+}
+
+/** Default of {@link JournalOptions.maxEntries}. */
+export const DEFAULT_JOURNAL_MAX_ENTRIES = 10_000;
+/** Default of {@link JournalOptions.retentionMs}: 7 days. */
+export const DEFAULT_JOURNAL_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
+const FILE_NAME = "journal.jsonl";
+const encoder = new TextEncoder();
+const log = logger("agent", "journal");
+
+type JournalOp =
+  | { op: "start"; id: string; name: string; attempt: number; at: string }
+  | { op: "done"; id: string; status: ReportStatus; summary: ReportRequest; at: string }
+  | { op: "accepted"; id: string; at: string }
+  | { op: "forget"; id: string }
+  | { op: "entry"; entry: JournalEntry };
+
+/**
+ * Drops a report's captured output, adding the dropped bytes to the truncation counts, so that a
+ * journal entry stays small.
+ *
+ * @param report A full report.
+ * @returns The same report without stdout and stderr text.
+ */
+export function summarizeReport(report: ReportRequest): ReportRequest {
+  const result = report.result;
+  if (!result) return { ...report };
+  return {
+    ...report,
+    result: {
+      ...result,
+      stdout: "",
+      stderr: "",
+      stdout_truncated_bytes: result.stdout_truncated_bytes + encoder.encode(result.stdout).length,
+      stderr_truncated_bytes: result.stderr_truncated_bytes + encoder.encode(result.stderr).length,
+    },
+  };
+}
+
+/**
+ * The execution journal. Every mutating method is durable when it returns (for an on-disk
+ * journal).
+ *
+ * @example A journal in memory
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Journal } from "./journal.ts";
+ *
+ * using journal = Journal.open({});
+ * journal.start({ id: "cmd-1", name: "echo hi", attempt: 1 });
+ * assert.equal(journal.get("cmd-1")?.state, "running");
+ * ```
+ */
+export class Journal implements Disposable {
+  readonly #dir: string | undefined;
+  readonly #path: string | undefined;
+  readonly #maxEntries: number;
+  readonly #retentionMs: number;
+  readonly #now: () => number;
+  readonly #entries = new Map<string, JournalEntry>();
+  #file: Deno.FsFile | undefined;
+  #linesSinceCompaction = 0;
+  #lastRetentionPrune = 0;
+
+  private constructor(options: JournalOptions) {
+    this.#dir = options.dir;
+    this.#path = options.dir === undefined ? undefined : join(options.dir, FILE_NAME);
+    this.#maxEntries = options.maxEntries ?? DEFAULT_JOURNAL_MAX_ENTRIES;
+    this.#retentionMs = options.retentionMs ?? DEFAULT_JOURNAL_RETENTION_MS;
+    this.#now = options.now ?? Date.now;
+    if (!Number.isSafeInteger(this.#maxEntries) || this.#maxEntries < 1) {
+      throw new RangeError(`maxEntries must be a positive integer, got ${this.#maxEntries}`);
+    }
+    if (!(this.#retentionMs >= 0)) {
+      throw new RangeError(`retentionMs must be a non-negative number, got ${this.#retentionMs}`);
+    }
+  }
+
+  /**
+   * Opens (or creates) a journal and replays what it holds.
+   *
+   * @param options Directory and pruning limits; without `dir` the journal is in memory.
+   * @returns The journal.
+   * @throws {RangeError} On bad limits.
+   * @throws {Deno.errors.PermissionDenied} Or another I/O error when the directory is unusable.
+   */
+  static open(options: JournalOptions = {}): Journal {
+    const journal = new Journal(options);
+    journal.#load();
+    return journal;
+  }
+
+  /** Whether the journal is on disk (survives a restart). */
+  get durable(): boolean {
+    return this.#path !== undefined;
+  }
+
+  /** The directory of an on-disk journal. */
+  get dir(): string | undefined {
+    return this.#dir;
+  }
+
+  /** Number of entries. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * Looks a command up.
+   *
+   * @param id The command id.
+   * @returns A copy of its entry, or `undefined`.
+   */
+  get(id: string): JournalEntry | undefined {
+    const entry = this.#entries.get(id);
+    return entry ? structuredClone(entry) : undefined;
+  }
+
+  /**
+   * Every entry, in the order the commands were started.
+   *
+   * @returns Copies of the entries.
+   */
+  entries(): JournalEntry[] {
+    return [...this.#entries.values()].map((entry) => structuredClone(entry));
+  }
+
+  /**
+   * Records that a command is about to run. Durable before it returns.
+   *
+   * @param command Id, command line and attempt.
+   * @returns The new entry.
+   * @throws {Error} When the id is journaled already.
+   */
+  start(command: { id: string; name: string; attempt: number }): JournalEntry {
+    if (this.#entries.has(command.id)) {
+      throw new Error(`command "${command.id}" is in the journal already`);
+    }
+    const op: JournalOp = {
+      op: "start",
+      id: command.id,
+      name: command.name,
+      attempt: command.attempt,
+      at: new Date(this.#now()).toISOString(),
+    };
+    this.#append(op);
+    this.#apply(op);
+    return this.get(command.id)!;
+  }
+
+  /**
+   * Records a command's result (its summary; the full result lives in the outbox).
+   *
+   * @param id The command id.
+   * @param report The full report; only its summary is kept.
+   */
+  complete(id: string, report: ReportRequest): void {
+    const op: JournalOp = {
+      op: "done",
+      id,
+      status: report.status,
+      summary: summarizeReport(report),
+      at: report.completed_at ?? new Date(this.#now()).toISOString(),
+    };
+    this.#append(op);
+    this.#apply(op);
+  }
+
+  /**
+   * Records that the dashboard accepted a command's result; prunes old entries.
+   *
+   * @param id The command id.
+   */
+  accept(id: string): void {
+    const entry = this.#entries.get(id);
+    if (!entry || entry.state === "accepted") return;
+    const op: JournalOp = { op: "accepted", id, at: new Date(this.#now()).toISOString() };
+    this.#append(op);
+    this.#apply(op);
+    this.#maybePrune();
+  }
+
+  /**
+   * Removes a command from the journal (it was never run, e.g. its delivery went stale).
+   *
+   * @param id The command id.
+   */
+  forget(id: string): void {
+    if (!this.#entries.has(id)) return;
+    const op: JournalOp = { op: "forget", id };
+    this.#append(op);
+    this.#apply(op);
+  }
+
+  /**
+   * Removes accepted entries older than the retention and, beyond `maxEntries`, the oldest
+   * accepted ones. Entries whose result was not accepted are never pruned.
+   *
+   * @returns How many entries were removed.
+   */
+  prune(): number {
+    const now = this.#now();
+    this.#lastRetentionPrune = now;
+    const removed: string[] = [];
+    for (const entry of this.#entries.values()) {
+      if (
+        entry.state === "accepted" && entry.accepted_at &&
+        now - Date.parse(entry.accepted_at) > this.#retentionMs
+      ) removed.push(entry.id);
+    }
+    for (const id of removed) this.#entries.delete(id);
+    if (this.#entries.size > this.#maxEntries) {
+      const target = Math.floor(this.#maxEntries * 0.9);
+      const accepted = [...this.#entries.values()]
+        .filter((entry) => entry.state === "accepted")
+        .sort((a, b) => Date.parse(a.accepted_at!) - Date.parse(b.accepted_at!));
+      for (const entry of accepted) {
+        if (this.#entries.size <= target) break;
+        this.#entries.delete(entry.id);
+        removed.push(entry.id);
+      }
+    }
+    if (removed.length > 0) {
+      log.debug("journal pruned", { removed: removed.length, kept: this.#entries.size });
+      this.#compact();
+    }
+    return removed.length;
+  }
+
+  /** Closes the journal file. */
+  close(): void {
+    this.#file?.close();
+    this.#file = undefined;
+  }
+
+  /** Closes the journal file. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #maybePrune(): void {
+    const now = this.#now();
+    if (this.#entries.size > this.#maxEntries || now - this.#lastRetentionPrune > 3600_000) {
+      this.prune();
+    }
+  }
+
+  #apply(op: JournalOp): void {
+    switch (op.op) {
+      case "start":
+        this.#entries.set(op.id, {
+          id: op.id,
+          name: op.name,
+          attempt: op.attempt,
+          state: "running",
+          started_at: op.at,
+        });
+        break;
+      case "done": {
+        const entry = this.#entries.get(op.id) ?? {
+          id: op.id,
+          name: "",
+          attempt: op.summary.attempt ?? 1,
+          state: "running" as JournalState,
+          started_at: op.summary.started_at ?? op.at,
+        };
+        entry.state = entry.state === "accepted" ? "accepted" : "done";
+        entry.status = op.status;
+        entry.summary = op.summary;
+        entry.completed_at = op.at;
+        this.#entries.set(op.id, entry);
+        break;
+      }
+      case "accepted": {
+        const entry = this.#entries.get(op.id);
+        if (entry) {
+          entry.state = "accepted";
+          entry.accepted_at = op.at;
+        }
+        break;
+      }
+      case "forget":
+        this.#entries.delete(op.id);
+        break;
+      case "entry":
+        this.#entries.set(op.entry.id, op.entry);
+        break;
+    }
+  }
+
+  #append(op: JournalOp): void {
+    if (!this.#file) return;
+    writeAllSync(this.#file, encoder.encode(JSON.stringify(op) + "\n"));
+    this.#file.syncSync();
+    this.#linesSinceCompaction++;
+    if (this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size)) this.#compact();
+  }
+
+  #load(): void {
+    if (!this.#path) return;
+    let text = "";
+    try {
+      text = Deno.readTextFileSync(this.#path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    let needsCompaction = text.length > 0 && !text.endsWith("\n");
+    let lines = 0;
+    for (const line of text.split("\n")) {
+      if (line.trim() === "") continue;
+      lines++;
+      let op: JournalOp;
+      try {
+        op = JSON.parse(line);
+      } catch {
+        needsCompaction = true;
+        log.warning("journal line skipped: not JSON (a write torn by a crash)", {
+          file: this.#path,
+        });
+        continue;
+      }
+      if (!op || typeof op !== "object" || typeof op.op !== "string") {
+        needsCompaction = true;
+        continue;
+      }
+      this.#apply(op);
+    }
+    this.#linesSinceCompaction = lines;
+    const pruned = this.prune() > 0;
+    if (needsCompaction && !pruned) this.#compact();
+    else if (!this.#file) this.#openForAppend();
+  }
+
+  #openForAppend(): void {
+    this.#file?.close();
+    this.#file = Deno.openSync(this.#path!, {
+      append: true,
+      create: true,
+      mode: 0o600,
+    });
+  }
+
+  #compact(): void {
+    if (!this.#path) return;
+    const text = [...this.#entries.values()]
+      .map((entry) => JSON.stringify({ op: "entry", entry } satisfies JournalOp) + "\n")
+      .join("");
+    this.#file?.close();
+    this.#file = undefined;
+    writeFileAtomicSync(this.#path, text);
+    this.#linesSinceCompaction = this.#entries.size;
+    this.#openForAppend();
+  }
+}

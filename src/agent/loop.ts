@@ -1,0 +1,686 @@
+/**
+ * The agent's poll loop (PROTOCOL.md §4, §6): long-poll the dashboard, journal each delivered
+ * command, acknowledge it, run it, put its result in the outbox, report it, poll again; back off
+ * on failures; never run a command twice; stop cleanly on a signal.
+ *
+ * @module
+ */
+import {
+  ExponentialBackoff,
+  fullJitterGenerator,
+  handleWhenResult,
+  type IBackoffFactory,
+  type IRetryBackoffContext,
+  retry,
+} from "cockatiel";
+import type { DeliveredCommand, ReportRequest } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import { PollBackoff } from "./backoff.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import {
+  type AckOutcome,
+  DashboardClient,
+  type ReportOutcome,
+  type RequestFailure,
+  WAIT_GRACE_SECS,
+} from "./client.ts";
+import {
+  createExecutor,
+  type ExecOutcome,
+  type Executor,
+  type ExecutorOptions,
+} from "./executor.ts";
+import { type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
+import type { JournalEntry } from "./journal.ts";
+import { type AgentState, openAgentState } from "./state.ts";
+
+/** Options of {@link runAgent}: the agent settings plus injectables. */
+export interface AgentOptions {
+  /** Base URL of the dashboard (`DASHBOARD_URL`). */
+  dashboardUrl: string;
+  /** This agent's id (`AGENT_ID`). */
+  agentId: string;
+  /** This agent's token (`AGENT_TOKEN`); without it requests are unsigned (dev mode). */
+  agentToken?: string;
+  /**
+   * The deployment this agent serves (`DEPLOYMENT_HASH`).
+   * @default {"default"}
+   */
+  deploymentHash?: string;
+  /**
+   * How long one long-poll may wait on the dashboard, in seconds (`POLLING_TIMEOUT_SECS`).
+   * @default {30}
+   */
+  pollingTimeoutSecs?: number;
+  /**
+   * First back-off delay's upper bound, in seconds (`POLLING_BACKOFF_SECS`).
+   * @default {5}
+   */
+  pollingBackoffSecs?: number;
+  /**
+   * Largest back-off delay, in seconds (`POLLING_BACKOFF_MAX_SECS`).
+   * @default {60}
+   */
+  pollingBackoffMaxSecs?: number;
+  /**
+   * After the stop signal, how long a running command may still run before it is cancelled, in
+   * seconds (`SHUTDOWN_GRACE_SECS`).
+   * @default {30}
+   */
+  shutdownGraceSecs?: number;
+  /**
+   * Seconds between heartbeat samples (`METRICS_INTERVAL_SECS`).
+   * @default {30}
+   */
+  metricsIntervalSecs?: number;
+  /** Where heartbeat samples are POSTed (`METRICS_WEBHOOK`). */
+  metricsWebhook?: string;
+  /**
+   * Whether the metrics heartbeat runs, or options overriding its defaults.
+   * @default {true}
+   */
+  heartbeat?: boolean | Partial<HeartbeatOptions>;
+  /**
+   * Directory of the journal and the outbox (`STATE_DIR`); ignored when `state` is given.
+   * @default {"./.status-state"}
+   */
+  stateDir?: string;
+  /** An opened journal and outbox to use instead of opening `stateDir`; left open at the end. */
+  state?: AgentState;
+  /** Runs commands; defaults to {@link createExecutor} with `exec`. */
+  executor?: Executor;
+  /** Settings of the default executor. */
+  exec?: ExecutorOptions;
+  /**
+   * Aborted on a second stop request: a running command is cancelled at once, its result stays
+   * in the outbox unsent, and `runAgent` resolves as soon as that is written.
+   */
+  stopNow?: AbortSignal;
+  /** `fetch` to use; for tests. */
+  fetch?: typeof fetch;
+  /** Clock and sleep; for tests. */
+  clock?: Clock;
+  /**
+   * Upper bound of the first retry delay of an ack, and of a report while stopping, in
+   * milliseconds (full jitter, doubling up to four times this).
+   * @default {500}
+   */
+  retryDelayMs?: number;
+}
+
+/** What {@link runAgent} did, once it stopped. */
+export interface AgentRunSummary {
+  /** Commands run (not counting deliveries that were answered from the journal). */
+  commandsRun: number;
+  /** Reports still in the outbox (sent after a restart when the outbox is durable). */
+  reportsPending: number;
+  /** Whether the journal and the outbox were on disk. */
+  durable: boolean;
+}
+
+const log = logger("agent");
+const pollLog = logger("agent", "poll");
+
+const INTERRUPTED_ERROR =
+  "the agent stopped while the command was running; it was not run again (at most once)";
+
+/** Whether a request failure may go away by itself soon. */
+function transient(outcome: unknown): boolean {
+  const kind = (outcome as { kind?: string }).kind;
+  return kind === "network" || kind === "server" || kind === "throttled";
+}
+
+function checkSecs(name: string, value: number, min: number): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+    throw new RangeError(`${name} must be a number of at least ${min}, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Runs the agent until `signal` aborts, then lets a running command finish within the shutdown
+ * grace (cancelling it after), reports its result and resolves. Library code: it never exits
+ * the process and never installs signal handlers; the CLI turns SIGINT/SIGTERM into `signal`
+ * (and a second signal into `options.stopNow`).
+ *
+ * @param options Settings and injectables.
+ * @param signal Stops the agent.
+ * @returns What the agent did.
+ * @throws {RangeError} On an out-of-range option.
+ * @throws {Error} When the state directory cannot be used or written.
+ *
+ * @example Run an agent for a while
+ * ```ts ignore
+ * import { runAgent } from "./mod.ts";
+ *
+ * const stop = new AbortController();
+ * Deno.addSignalListener("SIGTERM", () => stop.abort());
+ * await runAgent({ dashboardUrl: "http://localhost:5000", agentId: "web-1" }, stop.signal);
+ * ```
+ */
+export async function runAgent(
+  options: AgentOptions,
+  signal: AbortSignal,
+): Promise<AgentRunSummary> {
+  const agent = new Agent(options, signal);
+  return await agent.run();
+}
+
+class Agent {
+  readonly #options: AgentOptions;
+  readonly #signal: AbortSignal;
+  readonly #stopNow: AbortSignal;
+  readonly #clock: Clock;
+  readonly #client: DashboardClient;
+  readonly #backoff: PollBackoff;
+  readonly #retryBackoff: IBackoffFactory<IRetryBackoffContext<unknown>>;
+  readonly #deploymentHash: string;
+  readonly #pollingTimeoutSecs: number;
+  readonly #graceMs: number;
+  #executor: Executor | undefined;
+  #state: AgentState | undefined;
+  #commandsRun = 0;
+  #toldNoAcks = false;
+
+  constructor(options: AgentOptions, signal: AbortSignal) {
+    this.#options = options;
+    this.#signal = signal;
+    this.#stopNow = options.stopNow ?? new AbortController().signal;
+    this.#clock = options.clock ?? systemClock;
+    this.#deploymentHash = options.deploymentHash ?? "default";
+    this.#pollingTimeoutSecs = checkSecs(
+      "pollingTimeoutSecs",
+      options.pollingTimeoutSecs ?? 30,
+      1,
+    );
+    this.#graceMs = checkSecs("shutdownGraceSecs", options.shutdownGraceSecs ?? 30, 0) * 1000;
+    checkSecs("metricsIntervalSecs", options.metricsIntervalSecs ?? 30, 0.001);
+    this.#backoff = new PollBackoff({
+      initialSecs: options.pollingBackoffSecs ?? 5,
+      maxSecs: options.pollingBackoffMaxSecs ?? 60,
+    });
+    const retryDelayMs = checkSecs("retryDelayMs", options.retryDelayMs ?? 500, 0);
+    this.#retryBackoff = new ExponentialBackoff({
+      generator: fullJitterGenerator,
+      initialDelay: retryDelayMs,
+      maxDelay: retryDelayMs * 4,
+    });
+    this.#client = new DashboardClient({
+      dashboardUrl: options.dashboardUrl,
+      agentId: options.agentId,
+      agentToken: options.agentToken,
+      fetch: options.fetch,
+      now: () => this.#clock.now(),
+    });
+  }
+
+  get #journal() {
+    return this.#state!.journal;
+  }
+
+  get #outbox() {
+    return this.#state!.outbox;
+  }
+
+  async run(): Promise<AgentRunSummary> {
+    const options = this.#options;
+    log.info("Agent daemon starting", {
+      agent_id: options.agentId,
+      dashboard_url: options.dashboardUrl,
+      deployment_hash: this.#deploymentHash,
+      signed: options.agentToken !== undefined,
+      pid: Deno.pid,
+    });
+    if (!options.agentToken) {
+      log.warning(
+        "no AGENT_TOKEN is set: requests are not signed, which only a dashboard in dev mode " +
+          "accepts; set AGENT_TOKEN (or --agent-token) to sign them",
+      );
+    }
+    this.#executor = options.executor ?? createExecutor({
+      ...options.exec,
+      secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
+        (s) => s !== "",
+      ),
+    });
+    const ownState = options.state === undefined;
+    this.#state = options.state ?? openAgentState({ dir: options.stateDir });
+    if (this.#state.notice) log.warning(this.#state.notice);
+    else if (ownState) {
+      log.info("execution journal and result outbox are on disk", {
+        state_dir: options.stateDir ?? "./.status-state",
+      });
+    }
+    const heartbeatStop = new AbortController();
+    let heartbeat: Promise<void> | undefined;
+    try {
+      this.#recover();
+      if (options.heartbeat !== false) {
+        const overrides = typeof options.heartbeat === "object" ? options.heartbeat : {};
+        heartbeat = runHeartbeat({
+          agentId: options.agentId,
+          intervalSecs: options.metricsIntervalSecs ?? 30,
+          webhook: options.metricsWebhook,
+          dashboardUrl: options.dashboardUrl,
+          agentToken: options.agentToken,
+          fetch: options.fetch,
+          clock: this.#clock,
+          ...overrides,
+        }, AbortSignal.any([this.#signal, heartbeatStop.signal]));
+      }
+      pollLog.info("long-polling configuration initialized", {
+        dashboard_url: options.dashboardUrl,
+        deployment_hash: this.#deploymentHash,
+        polling_timeout_secs: this.#pollingTimeoutSecs,
+        client_abort_secs: this.#pollingTimeoutSecs + WAIT_GRACE_SECS,
+        polling_backoff_secs: options.pollingBackoffSecs ?? 5,
+        polling_backoff_max_secs: options.pollingBackoffMaxSecs ?? 60,
+        shutdown_grace_secs: this.#graceMs / 1000,
+      });
+      await this.#loop();
+    } finally {
+      heartbeatStop.abort();
+      await heartbeat;
+      if (ownState) this.#state[Symbol.dispose]();
+    }
+    const pending = this.#outbox.size;
+    if (pending > 0) {
+      log.warning(
+        this.#state.durable
+          ? "results not yet accepted stay in the outbox and are sent after a restart"
+          : "results not yet accepted are lost: the outbox is in memory only",
+        { pending },
+      );
+    }
+    log.info("agent stopped", { commands_run: this.#commandsRun, reports_pending: pending });
+    return {
+      commandsRun: this.#commandsRun,
+      reportsPending: pending,
+      durable: this.#state.durable,
+    };
+  }
+
+  /** After a restart: finish what the previous run left in the journal and the outbox. */
+  #recover(): void {
+    for (const report of this.#outbox.pending()) {
+      const entry = this.#journal.get(report.command_id);
+      if (!entry || entry.state === "running") this.#journal.complete(report.command_id, report);
+    }
+    for (const entry of this.#journal.entries()) {
+      if (entry.state === "running") {
+        const report = this.#interruptedReport(entry);
+        log.warning("command was running when the agent stopped; it is reported interrupted", {
+          command_id: entry.id,
+          command_name: entry.name,
+        });
+        this.#outbox.put(report);
+        this.#journal.complete(entry.id, report);
+      } else if (entry.state === "done" && !this.#outbox.get(entry.id) && entry.summary) {
+        this.#outbox.put(entry.summary);
+      }
+    }
+    if (this.#outbox.size > 0) {
+      log.info("results pending from before the restart are sent first", {
+        pending: this.#outbox.size,
+      });
+    }
+  }
+
+  #interruptedReport(entry: JournalEntry): ReportRequest {
+    return {
+      command_id: entry.id,
+      status: "interrupted",
+      attempt: entry.attempt,
+      result: null,
+      error: INTERRUPTED_ERROR,
+      started_at: entry.started_at,
+      completed_at: new Date(this.#clock.now()).toISOString(),
+    };
+  }
+
+  async #loop(): Promise<void> {
+    const signal = this.#signal;
+    pollLog.info("long-poll: polling loop started", {
+      dashboard_url: this.#options.dashboardUrl,
+      deployment_hash: this.#deploymentHash,
+    });
+    while (!signal.aborted) {
+      const failure = await this.#drainOutbox();
+      if (signal.aborted) break;
+      if (failure) {
+        await this.#pause(failure, "report");
+        continue;
+      }
+      const started = this.#clock.now();
+      const outcome = await this.#client.wait(
+        this.#deploymentHash,
+        this.#pollingTimeoutSecs,
+        signal,
+      );
+      // A command that arrives as the agent stops is not acknowledged: it is delivered again.
+      if (signal.aborted) break;
+      switch (outcome.kind) {
+        case "command":
+          this.#backoff.reset();
+          await this.#handle(outcome.command);
+          break;
+        case "empty": {
+          this.#backoff.reset();
+          const elapsed = this.#clock.now() - started;
+          if (outcome.nextPollSecs !== undefined && outcome.nextPollSecs > 0) {
+            pollLog.debug("no command; the dashboard asks to poll again later", {
+              next_poll_secs: outcome.nextPollSecs,
+            });
+            await this.#clock.sleep(outcome.nextPollSecs * 1000, signal);
+          } else if (elapsed < 1000) {
+            // An empty answer long before the timeout: do not spin against it.
+            await this.#clock.sleep(1000 - elapsed, signal);
+          }
+          break;
+        }
+        case "aborted":
+          break;
+        default:
+          await this.#pause(outcome, "wait");
+      }
+    }
+    pollLog.info("long-poll: polling loop stopped");
+  }
+
+  /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */
+  async #pause(failure: RequestFailure, what: "wait" | "report"): Promise<void> {
+    if (failure.kind === "aborted") return;
+    const delayMs = failure.kind === "throttled" ? failure.retryAfterMs : this.#backoff.next();
+    const delaySecs = Math.round(delayMs) / 1000;
+    const request = what === "wait" ? "wait request" : "report";
+    switch (failure.kind) {
+      case "network":
+        pollLog.warning(`dashboard unreachable (${request}); retrying after back-off`, {
+          error: failure.message,
+          delay_secs: delaySecs,
+          attempt: this.#backoff.attempts,
+        });
+        break;
+      case "server":
+        pollLog.warning(
+          `dashboard failed the ${request} (${failure.status}); retrying after back-off`,
+          {
+            status: failure.status,
+            error: failure.message,
+            delay_secs: delaySecs,
+            attempt: this.#backoff.attempts,
+          },
+        );
+        break;
+      case "throttled":
+        pollLog.warning(`dashboard asked the agent to wait (${failure.status}, Retry-After)`, {
+          status: failure.status,
+          error: failure.message,
+          delay_secs: delaySecs,
+        });
+        break;
+      case "auth":
+        if (failure.skew) {
+          pollLog.error(
+            "dashboard rejected the request time: the agent's clock is off by " +
+              `${failure.clockOffsetSecs ?? "an unknown number of"} s ` +
+              "(dashboard time minus agent time, from its Date header); fix the clock (NTP)",
+            {
+              status: failure.status,
+              clock_offset_secs: failure.clockOffsetSecs ?? null,
+              error: failure.message,
+              delay_secs: delaySecs,
+            },
+          );
+        } else if (failure.status === 401) {
+          pollLog.error(
+            "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN",
+            {
+              error: failure.message,
+              clock_offset_secs: failure.clockOffsetSecs ?? null,
+              delay_secs: delaySecs,
+            },
+          );
+        } else {
+          pollLog.error(`dashboard forbids this agent the ${request} (403)`, {
+            error: failure.message,
+            delay_secs: delaySecs,
+          });
+        }
+        break;
+      case "refused":
+        pollLog.error(
+          `dashboard refused the ${request} (${failure.status}); check DASHBOARD_URL and ` +
+            "DEPLOYMENT_HASH",
+          { status: failure.status, error: failure.message, delay_secs: delaySecs },
+        );
+        break;
+      case "invalid":
+        pollLog.error(`dashboard answered the ${request} with something unexpected`, {
+          error: failure.message,
+          delay_secs: delaySecs,
+        });
+        break;
+    }
+    await this.#clock.sleep(delayMs, this.#signal);
+  }
+
+  /** Sends every pending report, oldest first; stops at the first that should be retried later. */
+  async #drainOutbox(): Promise<RequestFailure | undefined> {
+    for (const report of this.#outbox.pending()) {
+      if (this.#signal.aborted) return undefined;
+      const outcome = await this.#sendReport(report, this.#signal);
+      if (outcome.kind === "accepted") {
+        log.info("pending result delivered", {
+          command_id: report.command_id,
+          status: report.status,
+        });
+        continue;
+      }
+      if (outcome.kind === "aborted") return undefined;
+      if (outcome.kind === "refused" || outcome.kind === "invalid") continue;
+      return outcome;
+    }
+    return undefined;
+  }
+
+  /**
+   * Sends one report. Accepted → journal and outbox updated; refused for good (4xx other than
+   * 401/403/429) → dropped with an error; otherwise it stays in the outbox.
+   */
+  async #sendReport(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
+    const outcome = await this.#client.report(report, signal);
+    if (outcome.kind === "accepted") {
+      this.#journal.accept(report.command_id);
+      this.#outbox.remove(report.command_id);
+      if (outcome.duplicate) {
+        log.debug("the dashboard had this result already", { command_id: report.command_id });
+      }
+    } else if (outcome.kind === "refused" || outcome.kind === "invalid") {
+      log.error("dashboard refused the report for good; the result is dropped", {
+        command_id: report.command_id,
+        status: "status" in outcome ? outcome.status : null,
+        error: outcome.message,
+      });
+      this.#journal.accept(report.command_id);
+      this.#outbox.remove(report.command_id);
+    }
+    return outcome;
+  }
+
+  async #handle(command: DeliveredCommand): Promise<void> {
+    log.info("command received from dashboard", {
+      command_id: command.id,
+      command_name: command.name,
+      attempt: command.attempt,
+    });
+    const known = this.#journal.get(command.id);
+    if (known) {
+      await this.#resend(known, command);
+      return;
+    }
+    this.#journal.start(command);
+    const ack = await this.#ack(command);
+    if (ack.kind === "stale") {
+      log.warning("the dashboard says this delivery is stale; not running it now", {
+        command_id: command.id,
+        error: ack.message,
+      });
+      this.#journal.forget(command.id);
+      return;
+    }
+    if (this.#signal.aborted) {
+      // Stopping before it started: not run, so not journaled; it will be delivered again.
+      this.#journal.forget(command.id);
+      return;
+    }
+    log.info`Executing command: ${command.name} (id: ${command.id})`;
+    const outcome = await this.#execute(command);
+    this.#commandsRun++;
+    const report: ReportRequest = {
+      command_id: command.id,
+      status: outcome.status,
+      attempt: command.attempt,
+      result: outcome.result,
+      error: outcome.error,
+      started_at: outcome.started_at,
+      completed_at: outcome.completed_at,
+    };
+    this.#outbox.put(report);
+    this.#journal.complete(command.id, report);
+    log.info("command finished", {
+      command_id: command.id,
+      status: report.status,
+      exit_code: report.result?.exit_code ?? null,
+      duration_secs: report.result?.duration_secs ?? null,
+    });
+    await this.#deliver(report);
+  }
+
+  /** Sends a fresh report: once normally (the loop retries), a few times when stopping. */
+  async #deliver(report: ReportRequest): Promise<void> {
+    if (this.#stopNow.aborted) {
+      log.warning("stopping at once: the result stays in the outbox", {
+        command_id: report.command_id,
+      });
+      return;
+    }
+    let outcome: ReportOutcome;
+    if (this.#signal.aborted) {
+      const policy = retry(handleWhenResult(transient), {
+        maxAttempts: 3,
+        backoff: this.#retryBackoff,
+      });
+      outcome = await policy.execute(
+        () => this.#sendReport(report, this.#stopNow),
+        this.#stopNow,
+      );
+    } else {
+      outcome = await this.#sendReport(report, this.#stopNow);
+    }
+    if (outcome.kind === "accepted") {
+      log.info("command execution and reporting completed", {
+        command_id: report.command_id,
+        status: report.status,
+      });
+    } else if (outcome.kind !== "refused" && outcome.kind !== "invalid") {
+      log.warning("result not accepted yet; it stays in the outbox and is sent again", {
+        command_id: report.command_id,
+        reason: outcome.kind === "aborted" ? "stopping" : outcome.message,
+      });
+    }
+  }
+
+  /** A command seen before: its known result is sent again, it is never run twice. */
+  async #resend(known: JournalEntry, command: DeliveredCommand): Promise<void> {
+    const previous = this.#outbox.get(known.id) ?? known.summary ??
+      this.#interruptedReport(known);
+    log.warning("command delivered again; it is not run twice, its known result is sent again", {
+      command_id: command.id,
+      journal_state: known.state,
+      status: previous.status,
+    });
+    const report: ReportRequest = { ...previous, attempt: command.attempt };
+    this.#outbox.put(report);
+    if (known.state === "running") this.#journal.complete(known.id, report);
+    await this.#deliver(report);
+  }
+
+  /** Acks a journaled command, retrying briefly on transient failures. */
+  async #ack(command: DeliveredCommand): Promise<AckOutcome> {
+    const policy = retry(handleWhenResult(transient), {
+      maxAttempts: 2,
+      backoff: this.#retryBackoff,
+    });
+    const outcome = await policy.execute(
+      () => this.#client.ack(command.id, command.attempt, this.#signal),
+      this.#signal,
+    );
+    switch (outcome.kind) {
+      case "acked":
+      case "stale":
+      case "aborted":
+        break;
+      case "unsupported":
+        if (!this.#toldNoAcks) {
+          this.#toldNoAcks = true;
+          log.info("the dashboard has no ack endpoint (404): no acks here, commands run anyway");
+        }
+        break;
+      default:
+        log.warning("ack failed; running the command anyway (the journal prevents a second run)", {
+          command_id: command.id,
+          error: "message" in outcome ? outcome.message : "no answer",
+        });
+    }
+    return outcome;
+  }
+
+  /** Runs a command; on stop, cancels it after the grace; on stop-now, at once. */
+  async #execute(command: DeliveredCommand): Promise<ExecOutcome> {
+    const cancel = new AbortController();
+    const done = new AbortController();
+    const onStop = () => {
+      log.info("stopping: the running command may finish within the shutdown grace", {
+        command_id: command.id,
+        grace_secs: this.#graceMs / 1000,
+      });
+      this.#clock.sleep(this.#graceMs, AbortSignal.any([done.signal, cancel.signal])).then(() => {
+        if (done.signal.aborted || cancel.signal.aborted) return;
+        log.warning("shutdown grace is over: cancelling the running command", {
+          command_id: command.id,
+        });
+        cancel.abort();
+      });
+    };
+    const onStopNow = () => {
+      log.warning("stopping at once: cancelling the running command", { command_id: command.id });
+      cancel.abort();
+    };
+    this.#signal.addEventListener("abort", onStop, { once: true });
+    this.#stopNow.addEventListener("abort", onStopNow, { once: true });
+    const startedAt = new Date(this.#clock.now()).toISOString();
+    try {
+      return await this.#executor!.run({
+        name: command.name,
+        timeoutSecs: typeof command.params.timeout_secs === "number"
+          ? command.params.timeout_secs
+          : undefined,
+        signal: cancel.signal,
+      });
+    } catch (error) {
+      log.error("the executor failed", { command_id: command.id, error });
+      return {
+        status: "failed",
+        result: null,
+        error: `the agent could not run the command: ${(error as Error).message}`,
+        started_at: startedAt,
+        completed_at: new Date(this.#clock.now()).toISOString(),
+      };
+    } finally {
+      done.abort();
+      this.#signal.removeEventListener("abort", onStop);
+      this.#stopNow.removeEventListener("abort", onStopNow);
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The agent: long-polls the dashboard, runs each delivered command at most once, reports its
+ * result through a crash-safe outbox, sends a metrics heartbeat, and stops cleanly on a signal.
+ *
+ * - {@link runAgent} runs the poll loop until its signal aborts;
+ * - {@link Journal} and {@link Outbox} keep the execution journal and the pending results;
+ * - {@link DashboardClient} makes the signed requests of PROTOCOL.md §1–2;
+ * - {@link acquirePidFile}, {@link spawnDaemon} and {@link stopDaemon} run it as a daemon.
+ *
+ * @example Run an agent against a local dashboard until SIGTERM
+ * ```ts ignore
+ * import { runAgent } from "./mod.ts";
+ *
+ * const stop = new AbortController();
+ * Deno.addSignalListener("SIGTERM", () => stop.abort());
+ * const summary = await runAgent(
+ *   { dashboardUrl: "http://localhost:5000", agentId: "web-1", stateDir: "./.status-state" },
+ *   stop.signal,
+ * );
+ * console.log(`ran ${summary.commandsRun} commands`);
+ * ```
+ *
+ * @module
+ */
+export { type AgentOptions, type AgentRunSummary, runAgent } from "./loop.ts";
+export {
+  DEFAULT_JOURNAL_MAX_ENTRIES,
+  DEFAULT_JOURNAL_RETENTION_MS,
+  Journal,
+  type JournalEntry,
+  type JournalOptions,
+  type JournalState,
+  summarizeReport,
+} from "./journal.ts";
+export { Outbox, type OutboxItem, type OutboxOptions } from "./outbox.ts";
+export { type AgentState, type AgentStateOptions, openAgentState } from "./state.ts";
+export {
+  type AckOutcome,
+  DashboardClient,
+  type DashboardClientOptions,
+  type ReportOutcome,
+  type RequestFailure,
+  WAIT_GRACE_SECS,
+  type WaitOutcome,
+} from "./client.ts";
+export {
+  MAX_RETRY_AFTER_SECS,
+  parseRetryAfter,
+  PollBackoff,
+  type PollBackoffOptions,
+} from "./backoff.ts";
+export { abortableSleep, type Clock, systemClock } from "./clock.ts";
+export {
+  createExecutor,
+  type ExecOutcome,
+  type ExecRequest,
+  type Executor,
+  type ExecutorOptions,
+  parseEnvPairs,
+} from "./executor.ts";
+export { type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
+export {
+  type CpuTimes,
+  defaultMetricsSources,
+  type MetricsAvailability,
+  MetricsCollector,
+  type MetricsSample,
+  type MetricsSources,
+  parseDf,
+  parseProcStat,
+  sumCpuTimes,
+} from "./metrics.ts";
+export type {
+  DeliveredCommand,
+  ExecResultBody,
+  ReportRequest,
+  ReportStatus,
+} from "../protocol/mod.ts";
+export {
+  acquirePidFile,
+  currentProgram,
+  DAEMON_CHILD_FLAG,
+  DaemonError,
+  isLiveAgent,
+  isProcessAlive,
+  permissionFlags,
+  type PermissionNeeds,
+  type ProgramCommand,
+  readPidFile,
+  releasePidFile,
+  spawnDaemon,
+  type SpawnDaemonOptions,
+  stopDaemon,
+  type StopDaemonOptions,
+} from "./daemon.ts";

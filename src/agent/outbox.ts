@@ -1,0 +1,166 @@
+/**
+ * The result outbox: every report is written here before it is sent and removed only when the
+ * dashboard accepted it, so a result survives a lost connection, a dashboard outage and an agent
+ * restart (PROTOCOL.md §6).
+ *
+ * On disk each pending report is one file `outbox/<sha256 of the id>.json`, written crash-safely
+ * (temporary file, fsync, rename). Without a directory the outbox lives in memory.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { type ReportRequest, reportRequestSchema } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import { removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+
+/** A report waiting to be accepted. */
+export interface OutboxItem {
+  /** The report, exactly as it will be sent. */
+  report: ReportRequest;
+  /** When it was put in the outbox (ISO 8601). */
+  queued_at: string;
+}
+
+/** Options of {@link Outbox.open}. */
+export interface OutboxOptions {
+  /** State directory; reports go to its `outbox/` subdirectory. Absent: kept in memory only. */
+  dir?: string;
+  /** Clock for `queued_at`; for tests. */
+  now?: () => number;
+}
+
+const log = logger("agent", "outbox");
+
+function fileNameOf(id: string): string {
+  return createHash("sha256").update(id).digest("hex") + ".json";
+}
+
+/**
+ * Pending reports, oldest first.
+ *
+ * @example An outbox in memory
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Outbox } from "./outbox.ts";
+ *
+ * const outbox = Outbox.open({});
+ * outbox.put({ command_id: "cmd-1", status: "success" });
+ * assert.equal(outbox.size, 1);
+ * outbox.remove("cmd-1");
+ * assert.equal(outbox.size, 0);
+ * ```
+ */
+export class Outbox {
+  readonly #dir: string | undefined;
+  readonly #now: () => number;
+  readonly #items = new Map<string, OutboxItem>();
+
+  private constructor(options: OutboxOptions) {
+    this.#dir = options.dir === undefined ? undefined : join(options.dir, "outbox");
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Opens (or creates) an outbox and loads the reports it holds.
+   *
+   * @param options Directory; without it the outbox is in memory.
+   * @returns The outbox.
+   * @throws {Deno.errors.PermissionDenied} Or another I/O error when the directory is unusable.
+   */
+  static open(options: OutboxOptions = {}): Outbox {
+    const outbox = new Outbox(options);
+    outbox.#load();
+    return outbox;
+  }
+
+  /** Whether the outbox is on disk (survives a restart). */
+  get durable(): boolean {
+    return this.#dir !== undefined;
+  }
+
+  /** Number of pending reports. */
+  get size(): number {
+    return this.#items.size;
+  }
+
+  /**
+   * Stores a report (replacing one for the same command). Durable before it returns.
+   *
+   * @param report The report.
+   */
+  put(report: ReportRequest): void {
+    const item: OutboxItem = {
+      report: structuredClone(report),
+      queued_at: this.#items.get(report.command_id)?.queued_at ??
+        new Date(this.#now()).toISOString(),
+    };
+    if (this.#dir) {
+      writeFileAtomicSync(join(this.#dir, fileNameOf(report.command_id)), JSON.stringify(item));
+    }
+    this.#items.set(report.command_id, item);
+  }
+
+  /**
+   * Looks up the pending report of a command.
+   *
+   * @param id The command id.
+   * @returns A copy of the report, or `undefined`.
+   */
+  get(id: string): ReportRequest | undefined {
+    const item = this.#items.get(id);
+    return item ? structuredClone(item.report) : undefined;
+  }
+
+  /**
+   * Removes a report (the dashboard accepted it). Durable before it returns.
+   *
+   * @param id The command id.
+   */
+  remove(id: string): void {
+    if (!this.#items.has(id)) return;
+    if (this.#dir) removeFileDurableSync(join(this.#dir, fileNameOf(id)));
+    this.#items.delete(id);
+  }
+
+  /**
+   * Every pending report, oldest first.
+   *
+   * @returns Copies of the reports.
+   */
+  pending(): ReportRequest[] {
+    return [...this.#items.values()]
+      .sort((a, b) => a.queued_at.localeCompare(b.queued_at))
+      .map((item) => structuredClone(item.report));
+  }
+
+  #load(): void {
+    if (!this.#dir) return;
+    Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    const loaded: OutboxItem[] = [];
+    for (const dirEntry of Deno.readDirSync(this.#dir)) {
+      if (!dirEntry.isFile) continue;
+      const path = join(this.#dir, dirEntry.name);
+      if (dirEntry.name.endsWith(".tmp")) {
+        // A write that a crash interrupted before its rename: the old file (if any) is intact.
+        removeFileDurableSync(path);
+        continue;
+      }
+      if (!dirEntry.name.endsWith(".json")) continue;
+      try {
+        const raw = JSON.parse(Deno.readTextFileSync(path));
+        const report = reportRequestSchema.parse(raw?.report);
+        const queuedAt = typeof raw.queued_at === "string" ? raw.queued_at : "";
+        loaded.push({ report, queued_at: queuedAt });
+      } catch (error) {
+        log.error("outbox file is unreadable; moved aside", {
+          file: path,
+          error: (error as Error).message,
+        });
+        Deno.renameSync(path, path + ".corrupt");
+      }
+    }
+    loaded.sort((a, b) => a.queued_at.localeCompare(b.queued_at));
+    for (const item of loaded) this.#items.set(item.report.command_id, item);
+  }
+}

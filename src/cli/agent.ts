@@ -1,0 +1,270 @@
+/**
+ * `status agent` (also `status` with no subcommand): runs the agent in the foreground, or with
+ * `--daemon` in the background with a pid file and a log file.
+ *
+ * Signals: the first SIGINT/SIGTERM stops polling and lets a running command finish within
+ * `SHUTDOWN_GRACE_SECS` (then cancels it), reports it and returns (exit code 0). A second signal
+ * cancels the running command at once, keeps its result in the outbox and returns within a few
+ * seconds with exit code 128 + the signal number; `main.ts` then exits the process.
+ *
+ * @module
+ */
+import { Command, Option } from "@commander-js/extra-typings";
+import { dirname } from "node:path";
+import {
+  acquirePidFile,
+  createExecutor,
+  currentProgram,
+  DAEMON_CHILD_FLAG,
+  DaemonError,
+  type Executor,
+  type ExecutorOptions,
+  isLiveAgent,
+  type PermissionNeeds,
+  readPidFile,
+  releasePidFile,
+  runAgent,
+  spawnDaemon,
+} from "../agent/mod.ts";
+import { keysFor, type LoadedSettings, loadSettings, SETTINGS } from "../config/mod.ts";
+import { ConfigError } from "../errors.ts";
+import { closeLogging, logger, setupLogging } from "../log/mod.ts";
+import { addSettingOptions, type FileOptions, loadCommandSettings } from "./common.ts";
+import { setExitCode } from "./exit.ts";
+import type { Io } from "./io.ts";
+
+/** Log file of the daemon when `LOG_FILE` is not set. */
+export const DAEMON_LOG_FILE = "status.log";
+
+/** Seconds the CLI still waits for the agent after a second stop signal. */
+const FORCED_STOP_WAIT_MS = 3000;
+
+const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
+
+/**
+ * Builds the `agent` command.
+ *
+ * @param io Where the command writes.
+ * @returns The command.
+ */
+export function agentCommand(io: Io): Command {
+  const command = new Command("agent")
+    .description(
+      "Run the agent: long-poll the dashboard, run delivered commands under the allowlist and " +
+        "report their results (the default command)",
+    )
+    .helpOption("-h, --help", "show help");
+  addSettingOptions(command, ["agent"]);
+  command.addOption(new Option(DAEMON_CHILD_FLAG, "(internal) run as the daemon").hideHelp());
+  command.action(async (options, cmd) => {
+    await agentAction(io, options as Record<string, unknown> & FileOptions, cmd);
+  });
+  return command as unknown as Command;
+}
+
+/** Reads the `exec` part of the settings and builds the executor; bad values are config errors. */
+function buildExecutor(loaded: LoadedSettings): { executor: Executor; exec: ExecutorOptions } {
+  const s = loaded.settings;
+  const exec: ExecutorOptions = {
+    allowedPrograms: s.allowedPrograms,
+    allowedPathPrefixes: s.allowedPathPrefixes,
+    defaultTimeoutSecs: s.commandTimeoutSecs,
+    maxTimeoutSecs: s.commandTimeoutMaxSecs,
+    commandEnv: s.commandEnv,
+    cwd: s.commandCwd,
+    secretValues: s.agentToken ? [s.agentToken] : [],
+  };
+  try {
+    return { executor: createExecutor(exec), exec };
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof RangeError) {
+      throw new ConfigError(error.message, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** The flags of this invocation that came from the command line, minus the daemon flags. */
+function commandLineFlags(cmd: Command<unknown[], Record<string, unknown>>): string[] {
+  const args: string[] = [];
+  for (const option of cmd.options) {
+    const key = option.attributeName();
+    if (key === "daemon" || key === "daemonChild" || !option.long) continue;
+    if (cmd.getOptionValueSource(key) !== "cli") continue;
+    const value = cmd.getOptionValue(key);
+    if (option.isBoolean()) {
+      if (value === true) args.push(option.long);
+    } else if (value !== undefined) {
+      args.push(option.long, String(value));
+    }
+  }
+  return args;
+}
+
+function hostOf(url: string | undefined): string[] {
+  if (!url) return [];
+  try {
+    const parsed = new URL(url);
+    const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+    return [`${parsed.hostname}:${port}`];
+  } catch {
+    return [];
+  }
+}
+
+/** What the daemon needs, for narrowing its permission flags to what this process was granted. */
+function permissionNeeds(loaded: LoadedSettings, options: FileOptions): PermissionNeeds {
+  const s = loaded.settings;
+  const logFile = s.logFile ?? DAEMON_LOG_FILE;
+  return {
+    read: [
+      options.config ?? "config.json",
+      options.envFile ?? ".env",
+      ...loaded.files,
+      s.stateDir,
+      s.pidFile,
+      "/",
+      ...(s.commandCwd ? [s.commandCwd] : []),
+    ],
+    write: [s.stateDir, s.pidFile, dirname(logFile), logFile],
+    net: [...hostOf(s.dashboardUrl), ...hostOf(s.metricsWebhook)],
+    run: [...s.allowedPrograms, "df", "ps"],
+    env: [
+      ...keysFor(["agent", "server", "operator", "exec", "log"]).map((key) => SETTINGS[key].env),
+      "PATH",
+      "HOME",
+      "LANG",
+      "NO_COLOR",
+    ],
+    sys: ["loadavg", "systemMemoryInfo", "cpus"],
+  };
+}
+
+/** Loads the settings of the daemon's parent and sets up logging to standard error. */
+function loadParentSettings(options: Record<string, unknown> & FileOptions): LoadedSettings {
+  const loaded = loadSettings({
+    roles: ["agent", "log"],
+    flags: options,
+    configPath: options.config,
+    envFilePath: options.envFile,
+  });
+  const s = loaded.settings;
+  setupLogging({
+    format: s.logFormat,
+    level: s.logLevel,
+    secrets: s.agentToken ? [s.agentToken] : [],
+  });
+  const log = logger("config");
+  for (const notice of loaded.notices) log.info(notice);
+  return loaded;
+}
+
+async function agentAction(
+  io: Io,
+  options: Record<string, unknown> & FileOptions,
+  cmd: Command<unknown[], Record<string, unknown>>,
+): Promise<void> {
+  const daemonChild = options.daemonChild === true;
+  // The parent of a daemon only starts it and prints its pid: it logs to standard error, never
+  // to the daemon's log file, so its messages reach the person who started it.
+  const startsDaemon = !daemonChild &&
+    (options.daemon === true || loadSettings({
+      roles: ["agent", "log"],
+      flags: options,
+      configPath: options.config,
+      envFilePath: options.envFile,
+    }).settings.daemon);
+  const loaded = startsDaemon
+    ? loadParentSettings(options)
+    : loadCommandSettings(options, ["agent"], daemonChild ? { file: DAEMON_LOG_FILE } : {});
+  const s = loaded.settings;
+  if (!s.agentId) {
+    throw new ConfigError(
+      "AGENT_ID is not set: give the agent an id with --agent-id <id>, the AGENT_ID " +
+        'environment variable (or .env), or "agent_id" in config.json',
+    );
+  }
+  const { executor, exec } = buildExecutor(loaded);
+
+  if (startsDaemon) {
+    const running = readPidFile(s.pidFile);
+    if (running !== undefined && isLiveAgent(running)) {
+      throw new DaemonError(
+        `an agent is running already with pid ${running} (pid file ${s.pidFile}); ` +
+          `stop it with: status stop --pid-file ${s.pidFile}`,
+      );
+    }
+    const program = currentProgram(permissionNeeds(loaded, options));
+    const pid = await spawnDaemon({
+      args: ["agent", ...commandLineFlags(cmd)],
+      pidFile: s.pidFile,
+      program,
+    });
+    io.out(
+      `agent started in the background: pid ${pid}, pid file ${s.pidFile}, log ${
+        s.logFile ?? DAEMON_LOG_FILE
+      }`,
+    );
+    return;
+  }
+
+  const log = logger("agent", "cli");
+  if (daemonChild) acquirePidFile(s.pidFile);
+  const stop = new AbortController();
+  const stopNow = new AbortController();
+  let signals = 0;
+  let forcedBy: keyof typeof SIGNAL_NUMBERS | undefined;
+  const listeners: Array<[Deno.Signal, () => void]> = [];
+  for (const name of ["SIGINT", "SIGTERM"] as const) {
+    const listener = () => {
+      signals++;
+      if (signals === 1) {
+        log.info(`${name} received: stopping (a second signal stops at once)`);
+        stop.abort();
+      } else if (!stopNow.signal.aborted) {
+        log.warning(`${name} received again: stopping at once`);
+        forcedBy = name;
+        stopNow.abort();
+      }
+    };
+    try {
+      Deno.addSignalListener(name, listener);
+      listeners.push([name, listener]);
+    } catch {
+      // Not every platform has every signal.
+    }
+  }
+  let forcedTimer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const running = runAgent({
+      dashboardUrl: s.dashboardUrl,
+      agentId: s.agentId,
+      agentToken: s.agentToken,
+      deploymentHash: s.deploymentHash,
+      pollingTimeoutSecs: s.pollingTimeoutSecs,
+      pollingBackoffSecs: s.pollingBackoffSecs,
+      pollingBackoffMaxSecs: s.pollingBackoffMaxSecs,
+      shutdownGraceSecs: s.shutdownGraceSecs,
+      metricsIntervalSecs: s.metricsIntervalSecs,
+      metricsWebhook: s.metricsWebhook,
+      stateDir: s.stateDir,
+      executor,
+      exec,
+      stopNow: stopNow.signal,
+    }, stop.signal);
+    const forced = new Promise<void>((resolve) => {
+      stopNow.signal.addEventListener("abort", () => {
+        forcedTimer = setTimeout(resolve, FORCED_STOP_WAIT_MS);
+      }, { once: true });
+    });
+    await Promise.race([running, forced]);
+    // After a forced stop the agent may still be writing; main.ts exits the process anyway.
+    running.catch(() => {});
+  } finally {
+    clearTimeout(forcedTimer);
+    for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
+    if (daemonChild) releasePidFile(s.pidFile);
+    closeLogging();
+  }
+  if (forcedBy) setExitCode(128 + SIGNAL_NUMBERS[forcedBy]);
+}

@@ -1,0 +1,49 @@
+/**
+ * `status stop`: stops the agent daemon named by a pid file (SIGTERM, then waits until it exited).
+ *
+ * @module
+ */
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { stopDaemon } from "../agent/mod.ts";
+import type { Io } from "./io.ts";
+
+/** Seconds `status stop` waits by default: above the default shutdown grace of 30 s. */
+export const DEFAULT_STOP_TIMEOUT_SECS = 60;
+
+function parseSecs(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) {
+    throw new InvalidArgumentError("must be a whole number of seconds above 0");
+  }
+  return Number(value);
+}
+
+/**
+ * Builds the `stop` command.
+ *
+ * @param io Where the command writes.
+ * @returns The command.
+ */
+export function stopCommand(io: Io): Command {
+  const command = new Command("stop")
+    .description(
+      "Stop the agent daemon: send SIGTERM to the pid in its pid file and wait until it exited " +
+        "(it finishes or cancels a running command and reports it first)",
+    )
+    .helpOption("-h, --help", "show help")
+    .option("--pid-file <path>", "pid file of the daemon", "status.pid")
+    .option(
+      "--timeout <secs>",
+      `how long to wait for it to exit (default ${DEFAULT_STOP_TIMEOUT_SECS}; keep it above ` +
+        "SHUTDOWN_GRACE_SECS)",
+      parseSecs,
+    )
+    .action(async (options) => {
+      const timeoutSecs = options.timeout ?? DEFAULT_STOP_TIMEOUT_SECS;
+      const pid = await stopDaemon({
+        pidFile: options.pidFile,
+        timeoutMs: timeoutSecs * 1000,
+      });
+      io.out(`agent stopped (pid ${pid})`);
+    });
+  return command as unknown as Command;
+}

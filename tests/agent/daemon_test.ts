@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  acquirePidFile,
+  DaemonError,
+  isProcessAlive,
+  readPidFile,
+  releasePidFile,
+  stopDaemon,
+} from "../../src/agent/mod.ts";
+
+const PROBE = fileURLToPath(new URL("./_permission_probe.ts", import.meta.url));
+
+Deno.test("the daemon gets exactly the permissions this process has, narrowed to its needs", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const needs = {
+      read: [join(dir, "config.json"), "/etc/passwd"],
+      write: [dir, "/etc"],
+      net: ["127.0.0.1:5000", "example.com:443"],
+      run: ["echo", "sleep", "df"],
+      env: ["AGENT_ID", "HOME"],
+      sys: ["loadavg", "cpus"],
+    };
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--allow-read=${dir}`,
+        `--allow-write=${dir}`,
+        "--allow-net=127.0.0.1",
+        "--allow-run=echo,df",
+        "--allow-env=AGENT_ID",
+        "--allow-sys=loadavg",
+        PROBE,
+        JSON.stringify(needs),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, stderr);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), [
+      `--allow-read=${join(dir, "config.json")}`,
+      `--allow-write=${dir}`,
+      "--allow-net=127.0.0.1:5000",
+      "--allow-run=echo,df",
+      "--allow-env=AGENT_ID",
+      "--allow-sys=loadavg",
+    ]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("pid files", async (t) => {
+  const dir = Deno.makeTempDirSync();
+  const pidFile = join(dir, "status.pid");
+  try {
+    await t.step(
+      "are written, refused while a live agent holds them, released by their owner",
+      () => {
+        acquirePidFile(pidFile, Deno.pid);
+        assert.equal(readPidFile(pidFile), Deno.pid);
+        assert.equal(releasePidFile(pidFile, 12345), false, "another pid does not remove it");
+        assert.equal(releasePidFile(pidFile, Deno.pid), true);
+        assert.equal(readPidFile(pidFile), undefined);
+      },
+    );
+
+    await t.step("naming a dead process are stale and replaced", async () => {
+      const child = new Deno.Command("true").spawn();
+      await child.status;
+      Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
+      acquirePidFile(pidFile, Deno.pid);
+      assert.equal(readPidFile(pidFile), Deno.pid);
+      releasePidFile(pidFile, Deno.pid);
+    });
+
+    await t.step("naming a live process that is not an agent are stale too", async () => {
+      const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      try {
+        Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
+        acquirePidFile(pidFile, Deno.pid);
+        assert.equal(readPidFile(pidFile), Deno.pid);
+      } finally {
+        child.kill("SIGKILL");
+        await child.status;
+        releasePidFile(pidFile, Deno.pid);
+      }
+    });
+
+    await t.step("holding garbage are an error", () => {
+      Deno.writeTextFileSync(pidFile, "not a pid\n");
+      assert.throws(() => readPidFile(pidFile), DaemonError);
+      Deno.removeSync(pidFile);
+    });
+
+    await t.step("stop: no pid file, stale pid file, and a process that goes", async () => {
+      await assert.rejects(stopDaemon({ pidFile }), /no pid file/);
+      const dead = new Deno.Command("true").spawn();
+      await dead.status;
+      Deno.writeTextFileSync(pidFile, `${dead.pid}\n`);
+      await assert.rejects(stopDaemon({ pidFile }), /not running/);
+      assert.equal(readPidFile(pidFile), undefined, "the stale file is removed");
+
+      const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
+      const waited = child.status;
+      assert.equal(await stopDaemon({ pidFile, timeoutMs: 5000 }), child.pid);
+      assert.equal((await waited).signal, "SIGTERM");
+      assert.equal(isProcessAlive(child.pid), false);
+      Deno.removeSync(pidFile);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import {
+  defaultMetricsSources,
+  MetricsCollector,
+  parseDf,
+  parseProcStat,
+  runHeartbeat,
+} from "../../src/agent/mod.ts";
+import { StubDashboard } from "./_stub_dashboard.ts";
+import { captureLogs, RecordingClock } from "./_helpers.ts";
+
+Deno.test("metrics parsers read /proc/stat and df -Pk output", () => {
+  assert.deepEqual(
+    parseProcStat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n"),
+    { busy: 150, total: 1000 },
+  );
+  assert.equal(parseProcStat("intr 1 2 3"), undefined);
+  const df = "Filesystem 1024-blocks Used Available Capacity Mounted on\n" +
+    "/dev/root 1000 400 600 40% /\n";
+  assert.deepEqual(parseDf(df), { total: 1000 * 1024, available: 600 * 1024 });
+  assert.equal(parseDf("garbage"), undefined);
+});
+
+Deno.test("the collector computes CPU use from deltas and leaves out what it cannot read", async () => {
+  const times = [{ busy: 100, total: 1000 }, { busy: 350, total: 1500 }];
+  const collector = new MetricsCollector("agent-1", {
+    cpuTimes: () => times.shift(),
+    memory: () => ({
+      total: 1000,
+      free: 100,
+      available: 250,
+      buffers: 0,
+      cached: 0,
+      swapTotal: 0,
+      swapFree: 0,
+    }),
+    disk: () => Promise.resolve({ total: 2000, available: 500 }),
+  });
+  const sample = await collector.collect();
+  assert.equal(sample.agent_id, "agent-1");
+  assert.equal(sample.cpu_percent, 50);
+  assert.deepEqual(sample.memory, { total_bytes: 1000, available_bytes: 250, used_percent: 75 });
+  assert.deepEqual(sample.disk, {
+    path: "/",
+    total_bytes: 2000,
+    available_bytes: 500,
+    used_percent: 75,
+  });
+  assert.equal(sample.load_avg, undefined);
+});
+
+Deno.test("the default sources measure this host under --allow-all", async () => {
+  const { sources, missing } = defaultMetricsSources();
+  assert.deepEqual(missing, []);
+  const collector = new MetricsCollector("agent-1", sources);
+  const sample = await collector.collect();
+  assert.ok(sample.memory && sample.memory.total_bytes > 0);
+  assert.ok(sample.disk && sample.disk.total_bytes > 0);
+  assert.equal(sample.load_avg?.length, 3);
+});
+
+Deno.test("the heartbeat posts samples to the webhook with a bounded retry", async (t) => {
+  await t.step("same origin as the dashboard: signed, retried after a 500", async () => {
+    using logs = captureLogs();
+    await using stub = new StubDashboard();
+    let failures = 0;
+    stub.override = (seen) => {
+      if (seen.kind === "metrics" && failures < 1) {
+        failures++;
+        return Response.json({ error: "busy" }, { status: 503 });
+      }
+    };
+    const stop = new AbortController();
+    const token = "0123456789abcdef0123456789abcdef";
+    const done = runHeartbeat({
+      agentId: "agent-1",
+      intervalSecs: 30,
+      webhook: `${stub.url}/metrics`,
+      dashboardUrl: stub.url,
+      agentToken: token,
+      retryDelayMs: 10,
+      sources: { sources: { loadavg: () => [1, 2, 3] }, missing: ["memory is skipped"] },
+      clock: new RecordingClock(),
+    }, stop.signal);
+    await stub.until(() => stub.metrics.length >= 1, 10_000, "a sample");
+    stop.abort();
+    await done;
+    const posts = stub.seen.filter((s) => s.kind === "metrics");
+    assert.equal(posts[0].headers.get("X-Agent-Id"), "agent-1");
+    assert.equal(posts[0].headers.get("Authorization"), `Bearer ${token}`);
+    assert.equal(posts[0].headers.get("Content-Type"), "application/json");
+    assert.equal((stub.metrics[0] as { agent_id: string }).agent_id, "agent-1");
+    assert.deepEqual((stub.metrics[0] as { load_avg: number[] }).load_avg, [1, 2, 3]);
+    assert.ok(logs.has("metrics heartbeat started"));
+    assert.equal(logs.messages().filter((m) => /memory is skipped/.test(m)).length, 1);
+    assert.ok(logs.records.some((r) => r.message === "metrics heartbeat" && r.level === "debug"));
+  });
+
+  await t.step("another origin never gets the token; failures are given up", async () => {
+    using logs = captureLogs();
+    await using stub = new StubDashboard();
+    stub.override = (seen) =>
+      seen.kind === "metrics" ? Response.json({ error: "down" }, { status: 500 }) : undefined;
+    const stop = new AbortController();
+    const done = runHeartbeat({
+      agentId: "agent-1",
+      intervalSecs: 30,
+      webhook: `${stub.url}/metrics`,
+      dashboardUrl: "http://dashboard.example:5000",
+      agentToken: "0123456789abcdef0123456789abcdef",
+      retries: 2,
+      retryDelayMs: 10,
+      sources: { sources: {}, missing: [] },
+      clock: new RecordingClock(),
+    }, stop.signal);
+    await stub.until(() => stub.seen.filter((s) => s.kind === "metrics").length >= 3, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    stop.abort();
+    await done;
+    const posts = stub.seen.filter((s) => s.kind === "metrics");
+    assert.equal(posts[0].headers.get("Authorization"), null);
+    assert.equal(posts[0].headers.get("X-Agent-Id"), "agent-1");
+    assert.ok(logs.has("metrics heartbeat not delivered to the webhook"));
+  });
+});

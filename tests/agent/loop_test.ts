@@ -1,0 +1,465 @@
+import assert from "node:assert/strict";
+import {
+  type AgentOptions,
+  type AgentRunSummary,
+  type AgentState,
+  Journal,
+  openAgentState,
+  Outbox,
+  PollBackoff,
+  runAgent,
+} from "../../src/agent/mod.ts";
+import { signV2 } from "../../src/protocol/mod.ts";
+import { command, StubDashboard } from "./_stub_dashboard.ts";
+import {
+  cancellable,
+  captureLogs,
+  eventually,
+  FakeExecutor,
+  RecordingClock,
+  success,
+} from "./_helpers.ts";
+
+function memoryState(): AgentState {
+  const journal = Journal.open({});
+  return {
+    journal,
+    outbox: Outbox.open({}),
+    durable: false,
+    [Symbol.dispose]: () => journal.close(),
+  };
+}
+
+interface Running {
+  stop: AbortController;
+  stopNow: AbortController;
+  done: Promise<AgentRunSummary>;
+  state: AgentState;
+  executor: FakeExecutor;
+}
+
+function start(stub: { url: string }, extra: Partial<AgentOptions> = {}): Running {
+  const stop = new AbortController();
+  const stopNow = new AbortController();
+  const executor = extra.executor instanceof FakeExecutor ? extra.executor : new FakeExecutor();
+  const state = extra.state ?? memoryState();
+  const done = runAgent({
+    dashboardUrl: stub.url,
+    agentId: "agent-1",
+    pollingTimeoutSecs: 1,
+    pollingBackoffSecs: 1,
+    pollingBackoffMaxSecs: 2,
+    heartbeat: false,
+    executor,
+    stopNow: stopNow.signal,
+    ...extra,
+    state,
+  }, stop.signal);
+  return { stop, stopNow, done, state, executor };
+}
+
+async function finish(running: Running): Promise<AgentRunSummary> {
+  running.stop.abort();
+  const summary = await running.done;
+  running.state[Symbol.dispose]();
+  return summary;
+}
+
+Deno.test("agent journals, acks, runs and reports a command, with the seed's log lines", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const token = "s3cret-token-of-forty-three-characters-long";
+  const agent = start(stub, {
+    agentToken: token,
+    executor: undefined,
+    exec: { allowedPrograms: ["echo"] },
+    heartbeat: { sources: { sources: {}, missing: [] } },
+    metricsIntervalSecs: 3600,
+  });
+  stub.enqueue(command("cmd-1", "echo hello"));
+  await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+  await stub.until(() => stub.seen.filter((s) => s.kind === "wait").length >= 2);
+  await finish(agent);
+
+  const report = stub.reports[0];
+  assert.equal(report.command_id, "cmd-1");
+  assert.equal(report.status, "success");
+  assert.equal(report.attempt, 1);
+  assert.equal((report.result as { stdout: string }).stdout, "hello\n");
+  assert.deepEqual(stub.acks, [{ command_id: "cmd-1", attempt: 1 }]);
+  const kinds = stub.seen.map((s) => s.kind);
+  assert.deepEqual(kinds.slice(0, 4), ["wait", "ack", "report", "wait"]);
+  assert.ok(agent.state.journal.get("cmd-1")?.state === "accepted");
+  assert.equal(agent.state.outbox.size, 0);
+
+  for (const seen of stub.seen) {
+    const h = seen.headers;
+    assert.equal(h.get("X-Agent-Id"), "agent-1");
+    assert.equal(h.get("Authorization"), `Bearer ${token}`);
+    assert.equal(h.get("X-Signature-Version"), "2");
+    const expected = signV2(token, {
+      method: seen.method,
+      pathAndQuery: seen.path,
+      timestamp: h.get("X-Timestamp")!,
+      requestId: h.get("X-Request-Id")!,
+      body: seen.body === undefined ? "" : JSON.stringify(seen.body),
+    });
+    assert.equal(h.get("X-Agent-Signature"), expected, `signature of ${seen.kind}`);
+  }
+  assert.equal(stub.seen[0].path, "/api/v1/agent/commands/wait/default?timeout=1");
+  const ids = new Set(stub.seen.map((s) => s.headers.get("X-Request-Id")));
+  assert.equal(ids.size, stub.seen.length, "a fresh request id every time");
+
+  const messages = logs.messages();
+  const order = [
+    "Agent daemon starting",
+    "metrics heartbeat started",
+    "long-polling configuration initialized",
+    "long-poll: polling loop started",
+    "command received from dashboard",
+    "Executing command: echo hello (id: cmd-1)",
+    "command execution and reporting completed",
+  ];
+  let at = -1;
+  for (const message of order) {
+    const next = messages.indexOf(message, at + 1);
+    assert.ok(next > at, `"${message}" logged after the previous line`);
+    at = next;
+  }
+  const received = logs.records.find((r) => r.message === "command received from dashboard")!;
+  assert.equal(received.command_id, "cmd-1");
+  assert.equal(received.command_name, "echo hello");
+});
+
+Deno.test("without a token the agent sends unsigned dev-mode requests", async () => {
+  using _logs = captureLogs();
+  await using stub = new StubDashboard();
+  const agent = start(stub);
+  await stub.until(() => stub.seen.length >= 1);
+  await finish(agent);
+  const h = stub.seen[0].headers;
+  assert.equal(h.get("X-Agent-Id"), "agent-1");
+  assert.ok(h.get("X-Timestamp"));
+  assert.ok(h.get("X-Request-Id"));
+  assert.equal(h.get("Authorization"), null);
+  assert.equal(h.get("X-Agent-Signature"), null);
+});
+
+Deno.test("a command delivered twice is run once and its known result is sent again", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const agent = start(stub);
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 1);
+  stub.enqueue({ ...command("cmd-1", "echo hi"), attempt: 2 });
+  await stub.until(() => stub.reports.length === 2);
+  await finish(agent);
+  assert.equal(agent.executor.runs.length, 1);
+  assert.equal(stub.acks.length, 1);
+  assert.equal(stub.reports[1].status, "success");
+  assert.equal(stub.reports[1].attempt, 2);
+  assert.ok(logs.has(/not run twice/));
+});
+
+Deno.test("a command redelivered after a crash mid-run is reported interrupted, not run", async () => {
+  using _logs = captureLogs();
+  const dir = Deno.makeTempDirSync();
+  try {
+    {
+      // The previous run journaled the command and died while it ran.
+      using state = openAgentState({ dir });
+      state.journal.start({ id: "cmd-1", name: "sleep 100", attempt: 1 });
+    }
+    await using stub = new StubDashboard();
+    stub.enqueue({ ...command("cmd-1", "sleep 100"), attempt: 2 });
+    const agent = start(stub, { state: openAgentState({ dir }) });
+    await stub.until(() => stub.reports.length === 2);
+    await finish(agent);
+    assert.equal(agent.executor.runs.length, 0);
+    assert.equal(stub.acks.length, 0);
+    assert.equal(stub.seen[0].kind, "report", "the interrupted result goes first, at start");
+    assert.equal(stub.reports[0].status, "interrupted");
+    assert.equal(stub.reports[0].attempt, 1);
+    assert.match(String(stub.reports[0].error), /not run again/);
+    assert.equal(stub.reports[1].status, "interrupted");
+    assert.equal(stub.reports[1].attempt, 2);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("results left in the outbox are sent before the first wait after a restart", async () => {
+  using _logs = captureLogs();
+  const dir = Deno.makeTempDirSync();
+  try {
+    {
+      using state = openAgentState({ dir });
+      state.journal.start({ id: "old-1", name: "echo old", attempt: 1 });
+      const outcome = success("old\n");
+      const report = { command_id: "old-1", attempt: 1, ...outcome };
+      state.outbox.put(report);
+      state.journal.complete("old-1", report);
+    }
+    await using stub = new StubDashboard();
+    const agent = start(stub, { state: openAgentState({ dir }) });
+    await stub.until(() => stub.seen.some((s) => s.kind === "wait"));
+    await finish(agent);
+    assert.deepEqual(stub.seen.slice(0, 2).map((s) => s.kind), ["report", "wait"]);
+    assert.equal((stub.reports[0].result as { stdout: string }).stdout, "old\n");
+    using state = openAgentState({ dir });
+    assert.equal(state.outbox.size, 0);
+    assert.equal(state.journal.get("old-1")?.state, "accepted");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a report the dashboard fails is kept and retried until accepted", async () => {
+  using _logs = captureLogs();
+  await using stub = new StubDashboard();
+  let failures = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "report" && failures < 2) {
+      failures++;
+      return Response.json({ error: "database is locked" }, { status: 500 });
+    }
+  };
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+  await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 3);
+  assert.equal(agent.executor.runs.length, 1);
+});
+
+Deno.test("Stacker envelopes: no ack endpoint, run anyway; an empty item sleeps next_poll_secs", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  stub.ackStatus = 404;
+  stub.enqueue({
+    item: { command_id: "st-1", type: "echo stacker", parameters: {} },
+    meta: { next_poll_secs: 0 },
+  });
+  stub.enqueue({ item: null, meta: { next_poll_secs: 1 } });
+  const agent = start(stub);
+  await stub.until(() => stub.seen.filter((s) => s.kind === "wait").length >= 3, 10_000);
+  await finish(agent);
+  assert.equal(agent.executor.runs[0].name, "echo stacker");
+  assert.equal(stub.reports[0].command_id, "st-1");
+  assert.ok(logs.has(/no acks here/));
+  const waits = stub.seen.filter((s) => s.kind === "wait");
+  assert.ok(waits[2].at - waits[1].at >= 950, `slept ${waits[2].at - waits[1].at} ms`);
+});
+
+Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delays", async (t) => {
+  await t.step("in the loop (fake fetch and clock)", async () => {
+    using _logs = captureLogs();
+    const clock = new RecordingClock();
+    let calls = 0;
+    const stop = new AbortController();
+    const fakeFetch: typeof fetch = () => {
+      calls++;
+      if (calls <= 12) return Promise.reject(new TypeError("error sending request: refused"));
+      stop.abort();
+      return Promise.resolve(new Response(null, { status: 204 }));
+    };
+    await runAgent({
+      dashboardUrl: "http://127.0.0.1:9",
+      agentId: "agent-1",
+      pollingBackoffSecs: 1,
+      pollingBackoffMaxSecs: 8,
+      heartbeat: false,
+      executor: new FakeExecutor(),
+      state: memoryState(),
+      fetch: fakeFetch,
+      clock,
+    }, stop.signal);
+    const delays = clock.sleeps.slice(0, 12);
+    assert.equal(delays.length, 12);
+    delays.forEach((d, k) => {
+      assert.ok(d >= 0 && d < Math.min(8000, 1000 * 2 ** k), `delay ${k}: ${d}`);
+    });
+    assert.ok(new Set(delays).size > 6, "jittered");
+  });
+
+  await t.step("statistically (cockatiel full jitter)", () => {
+    const mean = (k: number) => {
+      let sum = 0;
+      for (let i = 0; i < 400; i++) {
+        const backoff = new PollBackoff({ initialSecs: 1, maxSecs: 8 });
+        let d = 0;
+        for (let j = 0; j <= k; j++) d = backoff.next();
+        sum += d;
+      }
+      return sum / 400;
+    };
+    const means = [0, 1, 2, 3, 6].map(mean);
+    assert.ok(means[0] > 350 && means[0] < 650, `attempt 0 mean ${means[0]}`);
+    assert.ok(means[1] > means[0] * 1.5 && means[2] > means[1] * 1.5 && means[3] > means[2] * 1.5);
+    assert.ok(means[4] > 3200 && means[4] < 4800, `capped mean ${means[4]}`);
+  });
+
+  await t.step("over a real socket: connects as soon as the dashboard appears", async () => {
+    using _logs = captureLogs();
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const agent = start({ url: `http://127.0.0.1:${port}` }, {
+      pollingBackoffSecs: 1,
+      pollingBackoffMaxSecs: 2,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await using stub = new StubDashboard(port);
+    const appeared = Date.now();
+    await stub.until(() => stub.seen.length > 0, 10_000, "the first request");
+    const waited = stub.seen[0].at - appeared;
+    assert.ok(waited < 2000 + 500, `connected ${waited} ms after the dashboard appeared`);
+    await finish(agent);
+  });
+});
+
+Deno.test("429 with Retry-After: 2 delays the next request by at least 2 s", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let throttled = false;
+  stub.override = (seen) => {
+    if (seen.kind === "wait" && !throttled) {
+      throttled = true;
+      return Response.json({ error: "rate limit exceeded" }, {
+        status: 429,
+        headers: { "Retry-After": "2" },
+      });
+    }
+  };
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+  await stub.until(() => stub.seen.length >= 2, 10_000);
+  await finish(agent);
+  const gap = stub.seen[1].at - stub.seen[0].at;
+  assert.ok(gap >= 2000, `next request after ${gap} ms`);
+  assert.ok(logs.has(/asked the agent to wait/));
+});
+
+Deno.test("401 and 403 are logged with their reason and backed off", async (t) => {
+  const run = async (response: () => Response) => {
+    const clock = new RecordingClock();
+    const stop = new AbortController();
+    let calls = 0;
+    await runAgent({
+      dashboardUrl: "http://dashboard.test",
+      agentId: "agent-1",
+      agentToken: "0123456789abcdef0123456789abcdef",
+      heartbeat: false,
+      executor: new FakeExecutor(),
+      state: memoryState(),
+      clock,
+      fetch: () => {
+        if (++calls >= 3) stop.abort();
+        return Promise.resolve(response());
+      },
+    }, stop.signal);
+    return clock;
+  };
+
+  await t.step("clock skew: the offset from the Date header", async () => {
+    using logs = captureLogs();
+    const clock = await run(() =>
+      Response.json({ error: "X-Timestamp is 3600 s away from the dashboard's clock" }, {
+        status: 401,
+        headers: { Date: new Date(clock0() + 3600_000).toUTCString() },
+      })
+    );
+    const record = logs.records.find((r) => /clock is off/.test(String(r.message)));
+    assert.ok(record, "skew logged");
+    assert.ok(Math.abs(Number(record.clock_offset_secs) - 3600) <= 2, String(record.message));
+    assert.ok(clock.sleeps.length >= 2, "backed off");
+  });
+
+  await t.step("bad token", async () => {
+    using logs = captureLogs();
+    await run(() => Response.json({ error: "invalid token" }, { status: 401 }));
+    assert.ok(logs.has(/check AGENT_ID and AGENT_TOKEN/));
+  });
+
+  await t.step("forbidden", async () => {
+    using logs = captureLogs();
+    await run(() => Response.json({ error: "scope not granted" }, { status: 403 }));
+    const record = logs.records.find((r) => /forbids/.test(String(r.message)));
+    assert.equal(record?.error, "scope not granted");
+  });
+});
+
+/** The RecordingClock's start time (its sleeps move it; the first request is at the start). */
+function clock0(): number {
+  return new RecordingClock().now();
+}
+
+Deno.test("shutdown with a running command", async (t) => {
+  await t.step("the command finishes within the grace and is reported", async () => {
+    using logs = captureLogs();
+    await using stub = new StubDashboard();
+    const executor = new FakeExecutor();
+    let release!: () => void;
+    executor.behaviour = cancellable(new Promise((resolve) => release = resolve));
+    const agent = start(stub, { executor, shutdownGraceSecs: 10 });
+    stub.enqueue(command("cmd-1", "sleep 1"));
+    await eventually(() => executor.runs.length === 1);
+    agent.stop.abort();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    release();
+    const summary = await agent.done;
+    agent.state[Symbol.dispose]();
+    assert.equal(stub.reports.length, 1);
+    assert.equal(stub.reports[0].status, "success");
+    assert.equal(summary.reportsPending, 0);
+    assert.ok(logs.has("command execution and reporting completed"));
+    assert.ok(executor.runs[0].signal.aborted === false);
+  });
+
+  await t.step("the command is cancelled at the end of the grace and reported", async () => {
+    using _logs = captureLogs();
+    await using stub = new StubDashboard();
+    const executor = new FakeExecutor();
+    executor.behaviour = cancellable(new Promise(() => {}));
+    const agent = start(stub, { executor, shutdownGraceSecs: 0.5 });
+    stub.enqueue(command("cmd-1", "sleep 100"));
+    await eventually(() => executor.runs.length === 1);
+    const stoppedAt = Date.now();
+    agent.stop.abort();
+    await agent.done;
+    agent.state[Symbol.dispose]();
+    assert.ok(Date.now() - stoppedAt >= 450);
+    assert.equal(stub.reports[0].status, "cancelled");
+  });
+
+  await t.step("a second stop cancels at once and leaves the result in the outbox", async () => {
+    using _logs = captureLogs();
+    await using stub = new StubDashboard();
+    const executor = new FakeExecutor();
+    executor.behaviour = cancellable(new Promise(() => {}));
+    const state = memoryState();
+    const agent = start(stub, { executor, shutdownGraceSecs: 30, state });
+    stub.enqueue(command("cmd-1", "sleep 100"));
+    await eventually(() => executor.runs.length === 1);
+    agent.stop.abort();
+    agent.stopNow.abort();
+    const summary = await agent.done;
+    assert.equal(stub.reports.length, 0);
+    assert.equal(summary.reportsPending, 1);
+    assert.equal(state.outbox.get("cmd-1")?.status, "cancelled");
+    state[Symbol.dispose]();
+  });
+});
+
+Deno.test("a stale ack (409) means the command is not run now and not journaled", async () => {
+  using _logs = captureLogs();
+  await using stub = new StubDashboard();
+  stub.ackStatus = 409;
+  const agent = start(stub);
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.acks.length === 1);
+  await stub.until(() => stub.seen.filter((s) => s.kind === "wait").length >= 2);
+  await finish(agent);
+  assert.equal(agent.executor.runs.length, 0);
+  assert.equal(agent.state.journal.get("cmd-1"), undefined);
+});

@@ -1,0 +1,228 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agent/mod.ts";
+import type { ReportRequest } from "../../src/protocol/mod.ts";
+
+function report(id: string, stdout = "hello\n"): ReportRequest {
+  return {
+    command_id: id,
+    status: "success",
+    attempt: 1,
+    result: {
+      exit_code: 0,
+      signal: null,
+      duration_secs: 0.01,
+      stdout,
+      stderr: "",
+      stdout_truncated_bytes: 0,
+      stderr_truncated_bytes: 0,
+    },
+    error: null,
+    started_at: "2026-01-12T10:00:00.000Z",
+    completed_at: "2026-01-12T10:00:00.010Z",
+  };
+}
+
+Deno.test("journal survives a re-open with every state change", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "a", name: "echo a", attempt: 1 });
+      journal.start({ id: "b", name: "echo b", attempt: 2 });
+      journal.start({ id: "c", name: "echo c", attempt: 1 });
+      journal.complete("b", report("b"));
+      journal.start({ id: "d", name: "echo d", attempt: 1 });
+      journal.complete("d", report("d"));
+      journal.accept("d");
+      journal.forget("c");
+    }
+    using journal = Journal.open({ dir });
+    assert.equal(journal.size, 3);
+    assert.equal(journal.get("a")?.state, "running");
+    assert.equal(journal.get("b")?.state, "done");
+    assert.equal(journal.get("b")?.attempt, 2);
+    assert.equal(journal.get("b")?.status, "success");
+    assert.equal(journal.get("c"), undefined);
+    assert.equal(journal.get("d")?.state, "accepted");
+    assert.ok(journal.get("d")?.accepted_at);
+    assert.throws(() => journal.start({ id: "a", name: "echo a", attempt: 1 }), /already/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("journal ignores a line torn by a crash and keeps appending cleanly", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "a", name: "echo a", attempt: 1 });
+    }
+    // A crash in the middle of the second append.
+    Deno.writeTextFileSync(join(dir, "journal.jsonl"), '{"op":"start","id":"b","na', {
+      append: true,
+    });
+    {
+      using journal = Journal.open({ dir });
+      assert.equal(journal.size, 1);
+      journal.start({ id: "c", name: "echo c", attempt: 1 });
+    }
+    using journal = Journal.open({ dir });
+    assert.deepEqual(journal.entries().map((e) => e.id), ["a", "c"]);
+    const text = Deno.readTextFileSync(join(dir, "journal.jsonl"));
+    assert.ok(text.endsWith("\n"));
+    for (const line of text.trim().split("\n")) JSON.parse(line);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("journal keeps only summaries: output dropped, byte counts kept", () => {
+  const summary = summarizeReport(report("a", "héllo\n"));
+  assert.equal(summary.result?.stdout, "");
+  assert.equal(summary.result?.stdout_truncated_bytes, 7);
+  using journal = Journal.open({});
+  journal.start({ id: "a", name: "echo héllo", attempt: 1 });
+  journal.complete("a", report("a", "héllo\n"));
+  assert.equal(journal.get("a")?.summary?.result?.stdout, "");
+  assert.equal(journal.durable, false);
+});
+
+Deno.test("journal pruning", async (t) => {
+  await t.step("drops accepted entries after the retention, never unaccepted ones", () => {
+    const dir = Deno.makeTempDirSync();
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const day = 24 * 3600 * 1000;
+    try {
+      {
+        using journal = Journal.open({ dir, now: () => now, retentionMs: 7 * day });
+        for (const id of ["old", "unaccepted", "running"]) {
+          journal.start({ id, name: "echo", attempt: 1 });
+        }
+        journal.complete("old", report("old"));
+        journal.accept("old");
+        journal.complete("unaccepted", report("unaccepted"));
+        now += 3 * day;
+        journal.start({ id: "recent", name: "echo", attempt: 1 });
+        journal.complete("recent", report("recent"));
+        journal.accept("recent");
+        now += 5 * day; // "old" was accepted 8 days ago, "recent" 5 days ago
+        assert.equal(journal.prune(), 1);
+        assert.deepEqual(journal.entries().map((e) => e.id).sort(), [
+          "recent",
+          "running",
+          "unaccepted",
+        ]);
+      }
+      using reopened = Journal.open({ dir, now: () => now, retentionMs: 7 * day });
+      assert.equal(reopened.size, 3);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+
+  await t.step("bounds the entries to maxEntries, oldest accepted first", () => {
+    let now = 1_000_000;
+    using journal = Journal.open({ maxEntries: 10, now: () => now });
+    journal.start({ id: "keep-running", name: "sleep 1", attempt: 1 });
+    for (let i = 0; i < 30; i++) {
+      const id = `c${i}`;
+      journal.start({ id, name: "echo", attempt: 1 });
+      journal.complete(id, report(id));
+      now += 1000;
+      journal.accept(id);
+    }
+    assert.ok(journal.size <= 10, `size ${journal.size}`);
+    assert.ok(journal.get("keep-running"));
+    assert.ok(journal.get("c29"), "the newest entry is kept");
+    assert.equal(journal.get("c0"), undefined);
+  });
+
+  await t.step("rejects nonsense limits", () => {
+    assert.throws(() => Journal.open({ maxEntries: 0 }), RangeError);
+  });
+});
+
+Deno.test("outbox survives a re-open and keeps the oldest report first", () => {
+  const dir = Deno.makeTempDirSync();
+  let now = Date.parse("2026-01-01T00:00:00Z");
+  try {
+    {
+      const outbox = Outbox.open({ dir, now: () => now++ });
+      outbox.put(report("first"));
+      outbox.put(report("second"));
+      outbox.put(report("third"));
+      outbox.put({ ...report("first"), attempt: 2 }); // replaces, keeps its place
+      outbox.remove("second");
+    }
+    const outbox = Outbox.open({ dir });
+    assert.deepEqual(outbox.pending().map((r) => r.command_id), ["first", "third"]);
+    assert.equal(outbox.get("first")?.attempt, 2);
+    assert.equal(outbox.get("first")?.result?.stdout, "hello\n");
+    assert.equal(outbox.durable, true);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("outbox drops an interrupted temporary file and sets aside a corrupt one", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    Outbox.open({ dir }).put(report("kept"));
+    const box = join(dir, "outbox");
+    Deno.writeTextFileSync(join(box, "abc.json.1234.tmp"), '{"report":{"comm');
+    Deno.writeTextFileSync(join(box, "bad.json"), "not json");
+    const outbox = Outbox.open({ dir });
+    assert.deepEqual(outbox.pending().map((r) => r.command_id), ["kept"]);
+    const names = [...Deno.readDirSync(box)].map((e) => e.name).sort();
+    assert.equal(names.length, 2);
+    assert.ok(names.includes("bad.json.corrupt"));
+    assert.ok(!names.some((n) => n.endsWith(".tmp")));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("an outbox in memory works the same but is not durable", () => {
+  const outbox = Outbox.open({});
+  outbox.put(report("a"));
+  assert.equal(outbox.size, 1);
+  assert.equal(outbox.durable, false);
+  outbox.remove("a");
+  assert.deepEqual(outbox.pending(), []);
+});
+
+Deno.test("agent state", async (t) => {
+  await t.step("is created with mode 0700 on disk when permitted", () => {
+    const parent = Deno.makeTempDirSync();
+    const dir = join(parent, "state");
+    try {
+      using state = openAgentState({ dir });
+      assert.equal(state.durable, true);
+      assert.equal(state.notice, undefined);
+      assert.equal(Deno.statSync(dir).mode! & 0o777, 0o700);
+      state.journal.start({ id: "x", name: "echo", attempt: 1 });
+      state.outbox.put(report("x"));
+      assert.ok(Deno.statSync(join(dir, "journal.jsonl")).isFile);
+    } finally {
+      Deno.removeSync(parent, { recursive: true });
+    }
+  });
+
+  await t.step("falls back to memory, naming the flags, when not permitted", () => {
+    const parent = Deno.makeTempDirSync();
+    const dir = join(parent, "state");
+    try {
+      using state = openAgentState({ dir, canUse: () => false });
+      assert.equal(state.durable, false);
+      assert.match(state.notice!, /in memory only/);
+      assert.ok(state.notice!.includes(`--allow-read=${dir} --allow-write=${dir}`));
+      state.journal.start({ id: "x", name: "echo", attempt: 1 });
+      state.outbox.put(report("x"));
+      assert.throws(() => Deno.statSync(dir), Deno.errors.NotFound);
+    } finally {
+      Deno.removeSync(parent, { recursive: true });
+    }
+  });
+});
