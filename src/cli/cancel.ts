@@ -1,0 +1,52 @@
+/**
+ * `status cancel <id>`: cancels a queued command, or asks the agent to stop a delivered one.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import type { Io } from "./io.ts";
+import { parseCommandId } from "./enqueue.ts";
+import { operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
+
+/**
+ * Builds `status cancel`.
+ *
+ * @param io Where the command prints.
+ * @returns The command.
+ */
+export function cancelCommand(io: Io): Command {
+  const command = new Command("cancel")
+    .description(
+      "Cancel a command: a queued one becomes cancelled at once; for one already delivered the " +
+        "cancel is recorded (it is not delivered again, though its agent may still finish it); " +
+        "a finished one cannot be cancelled (exit 1)",
+    )
+    .argument("<id>", "the command id", parseCommandId);
+  addSettingOptions(command, ["operator"]);
+  command.action(async (id, options) => {
+    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const client = operatorClientFromSettings(settings);
+    try {
+      const answer = await client.cancel(id);
+      if (answer.outcome === "cancelled") io.out(`cancelled ${id}`);
+      else {
+        io.out(
+          `cancel requested for ${id}: it is already delivered to its agent, which may still ` +
+            "finish it; it will not be delivered again",
+        );
+      }
+    } catch (error) {
+      if (error instanceof OperatorError && error.kind === "conflict") {
+        const record = await client.getCommand(id).catch(() => undefined);
+        throw new OperatorError(
+          "conflict",
+          `${id} has already finished${record ? ` (${record.status})` : ""}; nothing to cancel`,
+          { status: error.status, body: error.body, cause: error },
+        );
+      }
+      throw error;
+    }
+  });
+  return command as unknown as Command;
+}

@@ -1,0 +1,35 @@
+/**
+ * `status result <id>`: shows one command of the dashboard: its status and, when it is final,
+ * its exit code and output.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import type { Io } from "./io.ts";
+import { parseCommandId } from "./enqueue.ts";
+import { formatRecord, operatorClientFromSettings } from "../operator/mod.ts";
+
+/**
+ * Builds `status result`.
+ *
+ * @param io Where the command prints.
+ * @returns The command.
+ */
+export function resultCommand(io: Io): Command {
+  const command = new Command("result")
+    .description(
+      "Show a command: its status, and when it is final its exit code, stdout and stderr " +
+        "(exits 0 when shown, 1 when the dashboard has no such command)",
+    )
+    .argument("<id>", "the command id", parseCommandId)
+    .option("--json", "print the command as JSON");
+  addSettingOptions(command, ["operator"]);
+  command.action(async (id, options) => {
+    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const record = await operatorClientFromSettings(settings).getCommand(id);
+    if (options.json) io.out(JSON.stringify(record, null, 2));
+    else for (const line of formatRecord(record)) io.out(line);
+  });
+  return command as unknown as Command;
+}

@@ -1,0 +1,231 @@
+/**
+ * `status up`: the quickest way to try `status`. Starts a dev-mode dashboard on 127.0.0.1 and one
+ * agent in this one process, with their data in a local folder, prints two commands to try, and
+ * stops cleanly on Ctrl-C (the agent first, then the dashboard).
+ *
+ * @module
+ */
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { createExecutor, type Executor, type ExecutorOptions, runAgent } from "../agent/mod.ts";
+import { ConfigError } from "../errors.ts";
+import { logger } from "../log/mod.ts";
+import { type RunningServer, startServer } from "../server/mod.ts";
+import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { parseAgentId } from "./enqueue.ts";
+import type { Io } from "./io.ts";
+
+/** Port `status up` listens on by default (the seed's). */
+export const UP_DEFAULT_PORT = 5000;
+/** Folder of the database and the agent's state by default. */
+export const UP_DEFAULT_DATA_DIR = "./.status";
+/** The agent id `status up` runs by default (the seed's). */
+export const UP_DEFAULT_AGENT_ID = "test-agent";
+
+function parsePort(value: string): number {
+  const trimmed = value.trim();
+  const port = /^\d+$/.test(trimmed) ? Number(trimmed) : NaN;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError("must be a port number from 0 to 65535");
+  }
+  return port;
+}
+
+function join(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+function isAddrInUse(error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.AddrInUse || /address (is )?already in use/i.test(e.message)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The lines `status up` prints once both parts run: where they are and two commands to try.
+ *
+ * @param options The dashboard's port, the agent id and the data folder.
+ * @returns The lines.
+ */
+export function upBanner(options: { port: number; agentId: string; dataDir: string }): string[] {
+  const base = `http://localhost:${options.port}`;
+  const body = JSON.stringify({ id: "cmd-001", name: "echo Hello from dashboard", params: {} });
+  const urlFlag = options.port === UP_DEFAULT_PORT ? "" : ` --dashboard-url ${base}`;
+  return [
+    `status up: dashboard on http://127.0.0.1:${options.port} (dev mode, loopback only, ` +
+    `database ${join(options.dataDir, "status.db")})`,
+    `status up: agent ${options.agentId} is polling it (state in ${
+      join(options.dataDir, "agent-state")
+    })`,
+    "",
+    "Try, in another terminal:",
+    "",
+    `  curl -X POST ${base}/api/v1/agent/commands/enqueue -H 'Content-Type: application/json' ` +
+    `-H 'X-Agent-Id: ${options.agentId}' -d '${body}'`,
+    `  curl ${base}/api/v1/commands/cmd-001`,
+    "",
+    `  deno run --allow-net main.ts enqueue "echo hi" --agent ${options.agentId} --wait${urlFlag}`,
+    "",
+    "Press Ctrl-C to stop.",
+  ];
+}
+
+/**
+ * Builds `status up`.
+ *
+ * @param io Where the command prints.
+ * @returns The command.
+ */
+export function upCommand(io: Io): Command {
+  const command = new Command("up")
+    .description(
+      "Try status on this machine: a dev-mode dashboard on 127.0.0.1 and one agent in one " +
+        "process, data in ./.status; Ctrl-C stops both",
+    )
+    .option("--port <port>", "port of the dashboard (0: any free port)", parsePort, UP_DEFAULT_PORT)
+    .option(
+      "--data-dir <dir>",
+      "folder of the database (status.db) and the agent's state (agent-state)",
+      UP_DEFAULT_DATA_DIR,
+    )
+    .option("--agent-id <id>", "id of the agent", parseAgentId, UP_DEFAULT_AGENT_ID);
+  addSettingOptions(command, []);
+  command.addHelpText(
+    "after",
+    `
+Permissions: deno task start, or
+  deno run --allow-net --allow-run --allow-read --allow-write --allow-env --allow-sys main.ts up
+
+Other settings of the agent and the dashboard (ALLOWED_PROGRAMS, COMMAND_TIMEOUT_SECS, ...) are
+read from the environment, .env and config.json as usual; tokens are not: "status up" always runs
+in dev mode. For anything beyond trying, run "status serve" and "status agent".`,
+  );
+  command.action(async (options) => {
+    const loaded = loadCommandSettings(options as Record<string, unknown>, ["agent", "server"]);
+    const s = loaded.settings;
+    const log = logger("up");
+    const dataDir = options.dataDir;
+    const db = join(dataDir, "status.db");
+    const stateDir = join(dataDir, "agent-state");
+    try {
+      Deno.mkdirSync(stateDir, { recursive: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) {
+        throw new ConfigError(
+          `cannot create ${stateDir} without --allow-write (and --allow-read); run ` +
+            "deno task start",
+          { cause: error },
+        );
+      }
+      throw new ConfigError(`cannot create ${stateDir}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+
+    const exec: ExecutorOptions = {
+      allowedPrograms: s.allowedPrograms,
+      allowedPathPrefixes: s.allowedPathPrefixes,
+      defaultTimeoutSecs: s.commandTimeoutSecs,
+      maxTimeoutSecs: s.commandTimeoutMaxSecs,
+      commandEnv: s.commandEnv,
+      cwd: s.commandCwd,
+    };
+    let executor: Executor;
+    try {
+      executor = createExecutor(exec);
+    } catch (error) {
+      if (error instanceof TypeError || error instanceof RangeError) {
+        throw new ConfigError(error.message, { cause: error });
+      }
+      throw error;
+    }
+
+    let server: RunningServer;
+    try {
+      server = await startServer({
+        db,
+        port: options.port,
+        hostname: "127.0.0.1",
+        ackTimeoutSecs: s.ackTimeoutSecs,
+        maxAttempts: s.maxAttempts,
+        rateLimitPerMinute: s.rateLimitPerMinute,
+        defaultTimeoutSecs: s.commandTimeoutSecs,
+      });
+    } catch (error) {
+      if (isAddrInUse(error)) {
+        throw new Error(
+          `port ${options.port} is busy: something already listens on 127.0.0.1:${options.port} ` +
+            '(another "status up" or "status serve"?); stop it, or choose another port with ' +
+            "--port <n> (0 picks a free one)",
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+
+    const stop = new AbortController();
+    const stopNow = new AbortController();
+    let signals = 0;
+    const listeners: Array<[Deno.Signal, () => void]> = [];
+    for (const name of ["SIGINT", "SIGTERM"] as const) {
+      const listener = () => {
+        signals++;
+        if (signals === 1) {
+          log.info(`${name} received: stopping the agent, then the dashboard`);
+          stop.abort();
+        } else {
+          log.warning(`${name} received again: stopping at once`);
+          stopNow.abort();
+        }
+      };
+      try {
+        Deno.addSignalListener(name, listener);
+        listeners.push([name, listener]);
+      } catch {
+        // Not every platform has every signal.
+      }
+    }
+
+    try {
+      const agent = runAgent({
+        dashboardUrl: server.url,
+        agentId: options.agentId,
+        deploymentHash: s.deploymentHash,
+        pollingTimeoutSecs: s.pollingTimeoutSecs,
+        pollingBackoffSecs: s.pollingBackoffSecs,
+        pollingBackoffMaxSecs: s.pollingBackoffMaxSecs,
+        shutdownGraceSecs: s.shutdownGraceSecs,
+        metricsIntervalSecs: s.metricsIntervalSecs,
+        metricsWebhook: s.metricsWebhook,
+        stateDir,
+        executor,
+        exec,
+        stopNow: stopNow.signal,
+      }, stop.signal);
+      for (const line of upBanner({ port: server.port, agentId: options.agentId, dataDir })) {
+        io.out(line);
+      }
+      // The agent returns once stopped (or throws when it cannot run at all); the dashboard
+      // ending on its own is a failure too.
+      const ended = await Promise.race([
+        agent.then(() => "agent" as const),
+        server.finished.then(() => "server" as const),
+      ]);
+      if (ended === "server") {
+        stop.abort();
+        await agent;
+        throw new Error("the dashboard stopped unexpectedly");
+      }
+      if (!stop.signal.aborted) throw new Error("the agent stopped unexpectedly");
+      io.err("status up: agent stopped; stopping the dashboard");
+    } finally {
+      stop.abort();
+      await server.shutdown();
+      for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
+    }
+    io.err("status up: stopped");
+  });
+  return command as unknown as Command;
+}

@@ -1,0 +1,591 @@
+/**
+ * An HTTP client for the dashboard's operator endpoints (PROTOCOL.md §2 enqueue, §3): enqueue a
+ * command, read it, list and cancel commands, and wait until a command is final.
+ *
+ * @module
+ */
+import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
+import { z } from "zod";
+import { type CommandParams, HEADER, PATHS } from "../protocol/mod.ts";
+import {
+  type AgentRecord,
+  agentRecordSchema,
+  type CommandRecord,
+  commandRecordSchema,
+  type EnqueueAnswer,
+  enqueueAnswerSchema,
+  isFinalStatus,
+} from "./types.ts";
+
+/** What went wrong in an operator request; the CLI words its message after it. */
+export type OperatorErrorKind =
+  /** The dashboard could not be reached (connection refused, DNS, TLS, reset). */
+  | "connection"
+  /** The dashboard did not answer in time. */
+  | "timeout"
+  /** `401`/`403`: the admin token is missing or wrong. */
+  | "auth"
+  /** `404`: no such command (or no such endpoint). */
+  | "not_found"
+  /** `409`: the same id with another body, or a cancel of a final command. */
+  | "conflict"
+  /** `5xx`. */
+  | "server"
+  /** Another `4xx`, e.g. `400` naming a bad field or `429`. */
+  | "request"
+  /** A `2xx` whose body is not what the protocol says. */
+  | "invalid_answer";
+
+/** A failed operator request. The CLI exits with {@link OperatorError.exitCode} (1). */
+export class OperatorError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode = 1;
+  /** What kind of failure this is. */
+  readonly kind: OperatorErrorKind;
+  /** The HTTP status, when the dashboard answered. */
+  readonly status?: number;
+  /** The parsed JSON body of the answer, when there was one. */
+  readonly body?: unknown;
+
+  /**
+   * Makes an operator error.
+   *
+   * @param kind What kind of failure this is.
+   * @param message One sentence, naming the dashboard URL or the command id.
+   * @param options The HTTP status and body, and the cause.
+   */
+  constructor(
+    kind: OperatorErrorKind,
+    message: string,
+    options: ErrorOptions & { status?: number; body?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "OperatorError";
+    this.kind = kind;
+    this.status = options.status;
+    this.body = options.body;
+  }
+}
+
+/** Options of {@link OperatorClient}. */
+export interface OperatorClientOptions {
+  /** Base URL of the dashboard, e.g. `http://localhost:5000` (a path prefix is kept). */
+  dashboardUrl: string | URL;
+  /**
+   * The dashboard's admin token (`STATUS_ADMIN_TOKEN`), sent as `Authorization: Bearer`.
+   * Without one the client talks to a dev-mode dashboard, which needs none.
+   */
+  adminToken?: string;
+  /**
+   * How long one request may take, in milliseconds.
+   * @default {15000}
+   */
+  requestTimeoutMs?: number;
+  /**
+   * The `fetch` to use; for tests.
+   * @default {globalThis.fetch}
+   */
+  fetch?: typeof fetch;
+}
+
+/** What to enqueue, for {@link OperatorClient.enqueue}. */
+export interface EnqueueOptions {
+  /** The agent that should run the command. */
+  agentId: string;
+  /** The command line, e.g. `echo hi`. */
+  name: string;
+  /** The command id; the dashboard generates one when absent. Re-sending the same id is safe. */
+  id?: string;
+  /** `timeout_secs`, `priority`, `deployment_hash`, `metadata`. */
+  params?: CommandParams;
+  /** Aborts the request. */
+  signal?: AbortSignal;
+}
+
+/** Filters of {@link OperatorClient.listCommands}. */
+export interface ListOptions {
+  /** Only commands of this agent. */
+  agentId?: string;
+  /** Only commands in this status. */
+  status?: string;
+  /** At most this many (the dashboard's default when absent). */
+  limit?: number;
+  /** Aborts the request. */
+  signal?: AbortSignal;
+}
+
+/** The outcome of {@link OperatorClient.cancel}. */
+export interface CancelAnswer {
+  /**
+   * `cancelled`: the command was still queued and is now `cancelled` (200);
+   * `requested`: it was delivered, and the agent is asked to stop it (202).
+   */
+  outcome: "cancelled" | "requested";
+  /** The dashboard's JSON answer. */
+  body: unknown;
+}
+
+/** Options of {@link OperatorClient.waitForFinal}. */
+export interface WaitForFinalOptions {
+  /** Stops waiting; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * Called with the command whenever its status or attempt changes (and once at the start),
+   * with the milliseconds since waiting began.
+   */
+  onProgress?: (record: CommandRecord, elapsedMs: number) => void;
+  /**
+   * First interval between two polls, in milliseconds; it grows by half each poll without a
+   * change and starts again after a change.
+   * @default {200}
+   */
+  initialIntervalMs?: number;
+  /**
+   * Largest interval between two polls, in milliseconds.
+   * @default {1000}
+   */
+  maxIntervalMs?: number;
+  /**
+   * How long the dashboard may be unreachable or failing (connection errors, timeouts, 5xx) before
+   * waiting gives up, in milliseconds; a dashboard restart is ridden out.
+   * @default {60000}
+   */
+  maxOutageMs?: number;
+}
+
+const TRANSIENT: ReadonlySet<OperatorErrorKind> = new Set(["connection", "timeout", "server"]);
+
+function isTransient(error: unknown): boolean {
+  return error instanceof OperatorError && TRANSIENT.has(error.kind);
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function describeFetchFailure(error: unknown): string {
+  const cause = (error as { cause?: unknown }).cause;
+  const text = [
+    error instanceof Error ? error.message : String(error),
+    cause instanceof Error ? cause.message : "",
+  ].join(" ");
+  if (/connection refused/i.test(text)) return "connection refused";
+  if (/dns error|name or service not known|failed to lookup/i.test(text)) {
+    return "the host name does not resolve";
+  }
+  if (/connection reset/i.test(text)) return "the connection was reset";
+  if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
+  const detail = cause instanceof Error ? cause.message : text.trim();
+  return detail.replace(/^error sending request for url \([^)]*\): /, "");
+}
+
+function errorSentence(body: unknown): string | undefined {
+  if (body && typeof body === "object" && "error" in body) {
+    const error = (body as { error?: unknown }).error;
+    if (typeof error === "string" && error.length > 0) return error;
+  }
+  return undefined;
+}
+
+function arrayIn(body: unknown, key: string): unknown {
+  if (Array.isArray(body)) return body;
+  if (body && typeof body === "object") {
+    const record = body as Record<string, unknown>;
+    for (const candidate of [key, "items", "data"]) {
+      if (Array.isArray(record[candidate])) return record[candidate];
+    }
+  }
+  return body;
+}
+
+/**
+ * A client of the dashboard's operator endpoints. Every method throws {@link OperatorError} with
+ * a sentence fit for a user when the request fails.
+ *
+ * @example Enqueue a command and wait for its result
+ * ```ts ignore
+ * import { OperatorClient } from "./client.ts";
+ *
+ * const client = new OperatorClient({ dashboardUrl: "http://localhost:5000" });
+ * const { id } = await client.enqueue({ agentId: "test-agent", name: "echo hi" });
+ * const done = await client.waitForFinal(id);
+ * console.log(done.status, done.result?.stdout);
+ * ```
+ */
+export class OperatorClient {
+  /** The dashboard's base URL, without a trailing slash. */
+  readonly dashboardUrl: string;
+  readonly #adminToken?: string;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof fetch;
+
+  /**
+   * Makes a client; no request is sent until a method is called.
+   *
+   * @param options Where the dashboard is and how to authenticate.
+   * @throws {TypeError} When the URL is not an http(s) URL or the timeout is not positive.
+   */
+  constructor(options: OperatorClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.dashboardUrl);
+    } catch {
+      throw new TypeError(
+        `dashboard URL must be an http:// or https:// URL, got ${
+          JSON.stringify(String(options.dashboardUrl))
+        }`,
+      );
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new TypeError(
+        `dashboard URL must be an http:// or https:// URL, got ${JSON.stringify(url.href)}`,
+      );
+    }
+    const timeoutMs = options.requestTimeoutMs ?? 15_000;
+    if (!(timeoutMs > 0)) {
+      throw new TypeError(`requestTimeoutMs must be above 0, got ${timeoutMs}`);
+    }
+    url.search = "";
+    url.hash = "";
+    this.dashboardUrl = url.href.replace(/\/+$/, "");
+    this.#adminToken = options.adminToken || undefined;
+    this.#timeoutMs = timeoutMs;
+    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  /** Whether requests carry an admin token. */
+  get hasAdminToken(): boolean {
+    return this.#adminToken !== undefined;
+  }
+
+  /**
+   * Enqueues a command for an agent (`POST /api/v1/agent/commands/enqueue`). With an admin token
+   * the agent goes in the body as `agent_id`; without one (a dev-mode dashboard) it goes in the
+   * `X-Agent-Id` header, like the seed's `curl` example.
+   *
+   * @param options The agent, the command line, an optional id and params.
+   * @returns `{ queued, id, duplicate? }`; `duplicate` when the same id and body were queued before.
+   * @throws {OperatorError} `conflict` when the id exists with another body; `auth`, `connection`, ...
+   */
+  async enqueue(options: EnqueueOptions): Promise<EnqueueAnswer> {
+    const body: Record<string, unknown> = { name: options.name };
+    if (options.id !== undefined) body.id = options.id;
+    body.params = options.params ?? {};
+    const headers: Record<string, string> = {};
+    if (this.#adminToken) body.agent_id = options.agentId;
+    else headers[HEADER.agentId] = options.agentId;
+    // Keep the seed's field order: id, name, params (agent_id last).
+    const ordered: Record<string, unknown> = {};
+    for (const key of ["id", "name", "params", "agent_id"]) {
+      if (key in body) ordered[key] = body[key];
+    }
+    const answer = await this.#request("POST", PATHS.enqueue, {
+      body: ordered,
+      headers,
+      signal: options.signal,
+      what: `enqueue for agent ${options.agentId}`,
+    });
+    return this.#parse(enqueueAnswerSchema, answer.body, "enqueue");
+  }
+
+  /**
+   * Reads one command (`GET /api/v1/commands/{id}`).
+   *
+   * @param id The command id.
+   * @param signal Aborts the request.
+   * @returns The command with its status and, when final, its result.
+   * @throws {OperatorError} `not_found` as "no command <id>".
+   */
+  async getCommand(id: string, signal?: AbortSignal): Promise<CommandRecord> {
+    const answer = await this.#request("GET", PATHS.command(id), { signal, commandId: id });
+    const body = answer.body && typeof answer.body === "object" && "command" in answer.body &&
+        !("id" in answer.body)
+      ? (answer.body as { command: unknown }).command
+      : answer.body;
+    return this.#parse(commandRecordSchema, body, `command ${id}`);
+  }
+
+  /**
+   * Lists commands, newest first (`GET /api/v1/commands?agent_id=&status=&limit=`).
+   *
+   * @param options Filters.
+   * @returns The commands.
+   */
+  async listCommands(options: ListOptions = {}): Promise<CommandRecord[]> {
+    const query = new URLSearchParams();
+    if (options.agentId) query.set("agent_id", options.agentId);
+    if (options.status) query.set("status", options.status);
+    if (options.limit !== undefined) query.set("limit", String(options.limit));
+    const qs = query.toString();
+    const answer = await this.#request("GET", PATHS.commands + (qs ? `?${qs}` : ""), {
+      signal: options.signal,
+    });
+    return this.#parse(z.array(commandRecordSchema), arrayIn(answer.body, "commands"), "list");
+  }
+
+  /**
+   * Cancels a command (`POST /api/v1/commands/{id}/cancel`).
+   *
+   * @param id The command id.
+   * @param signal Aborts the request.
+   * @returns `cancelled` when it was still queued, `requested` when it was delivered.
+   * @throws {OperatorError} `conflict` when it is already final; `not_found` when unknown.
+   */
+  async cancel(id: string, signal?: AbortSignal): Promise<CancelAnswer> {
+    const answer = await this.#request("POST", PATHS.cancel(id), {
+      body: {},
+      signal,
+      commandId: id,
+    });
+    return { outcome: answer.status === 202 ? "requested" : "cancelled", body: answer.body };
+  }
+
+  /**
+   * Lists the agents the dashboard knows (`GET /api/v1/agents`).
+   *
+   * @param signal Aborts the request.
+   * @returns Id, last seen time, whether it is waiting now, and its queued count.
+   */
+  async listAgents(signal?: AbortSignal): Promise<AgentRecord[]> {
+    const answer = await this.#request("GET", PATHS.agents, { signal });
+    return this.#parse(z.array(agentRecordSchema), arrayIn(answer.body, "agents"), "agents");
+  }
+
+  /**
+   * Asks the dashboard whether it is up (`GET /health`, no auth).
+   *
+   * @param signal Aborts the request.
+   * @returns The health answer, `{"status": "ok", ...}`.
+   */
+  async health(signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const answer = await this.#request("GET", PATHS.health, { signal });
+    return this.#parse(z.looseObject({ status: z.string() }), answer.body, "health");
+  }
+
+  /**
+   * Polls a command until its status is final (PROTOCOL.md §4), riding out short dashboard
+   * outages.
+   *
+   * @param id The command id.
+   * @param options Progress callback, poll intervals, outage budget and an abort signal.
+   * @returns The command in its final status.
+   * @throws {OperatorError} `not_found` when the command disappears; the last transient error when
+   *   the dashboard stays unreachable longer than `maxOutageMs`.
+   */
+  async waitForFinal(id: string, options: WaitForFinalOptions = {}): Promise<CommandRecord> {
+    const initial = options.initialIntervalMs ?? 200;
+    const max = Math.max(initial, options.maxIntervalMs ?? 1000);
+    const maxOutageMs = options.maxOutageMs ?? 60_000;
+    if (!(initial > 0)) throw new RangeError(`initialIntervalMs must be above 0, got ${initial}`);
+    const { signal } = options;
+    const started = performance.now();
+    let interval = initial;
+    let lastKey = "";
+    while (true) {
+      const record = await this.#getRiding(id, maxOutageMs, signal);
+      const key = `${record.status}#${record.attempt ?? ""}`;
+      if (key !== lastKey) {
+        lastKey = key;
+        interval = initial;
+        options.onProgress?.(record, performance.now() - started);
+      }
+      if (isFinalStatus(record.status)) return record;
+      await abortableSleep(interval, signal);
+      interval = Math.min(max, Math.round(interval * 1.5));
+    }
+  }
+
+  async #getRiding(id: string, maxOutageMs: number, signal?: AbortSignal): Promise<CommandRecord> {
+    const outage = AbortSignal.timeout(maxOutageMs);
+    const combined = signal ? AbortSignal.any([signal, outage]) : outage;
+    const policy = retry(handleWhen(isTransient), {
+      maxAttempts: Number.MAX_SAFE_INTEGER,
+      backoff: new ExponentialBackoff({ initialDelay: 250, maxDelay: 2000 }),
+    });
+    let lastError: unknown;
+    policy.onRetry((reason) => {
+      if ("error" in reason) lastError = reason.error;
+    });
+    try {
+      return await policy.execute(({ signal: attemptSignal }) => {
+        return this.getCommand(id, attemptSignal);
+      }, combined);
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (outage.aborted) {
+        const secs = Math.round(maxOutageMs / 100) / 10;
+        if (lastError instanceof OperatorError) {
+          throw new OperatorError(
+            lastError.kind,
+            `${lastError.message} (still failing after ${secs} s)`,
+            { status: lastError.status, body: lastError.body, cause: lastError },
+          );
+        }
+        throw new OperatorError(
+          "timeout",
+          `the dashboard at ${this.dashboardUrl} did not answer for ${secs} s`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  #parse<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
+    const parsed = schema.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue?.path.length ? ` at "${issue.path.join(".")}"` : "";
+      throw new OperatorError(
+        "invalid_answer",
+        `the dashboard at ${this.dashboardUrl} answered the ${what} request with an unexpected ` +
+          `body${where}: ${issue?.message ?? "invalid"}`,
+        { body, cause: parsed.error },
+      );
+    }
+    return parsed.data;
+  }
+
+  async #request(
+    method: "GET" | "POST",
+    pathAndQuery: string,
+    options: {
+      body?: unknown;
+      headers?: Record<string, string>;
+      signal?: AbortSignal;
+      commandId?: string;
+      what?: string;
+    } = {},
+  ): Promise<{ status: number; body: unknown }> {
+    const url = this.dashboardUrl + pathAndQuery;
+    const headers: Record<string, string> = { Accept: "application/json", ...options.headers };
+    if (this.#adminToken) headers[HEADER.authorization] = `Bearer ${this.#adminToken}`;
+    let payload: string | undefined;
+    if (options.body !== undefined) {
+      payload = JSON.stringify(options.body);
+      headers["Content-Type"] = "application/json";
+    }
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.#fetch(url, { method, headers, body: payload, signal });
+      text = await response.text();
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (timeout.aborted) {
+        throw new OperatorError(
+          "timeout",
+          `the dashboard at ${this.dashboardUrl} did not answer within ${
+            Math.round(this.#timeoutMs / 100) / 10
+          } s`,
+          { cause: error },
+        );
+      }
+      if (error instanceof TypeError) {
+        throw new OperatorError(
+          "connection",
+          `cannot reach the dashboard at ${this.dashboardUrl}: ${describeFetchFailure(error)} ` +
+            "(is it running there? set DASHBOARD_URL or --dashboard-url)",
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    let body: unknown = undefined;
+    if (text.length > 0) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
+      }
+    }
+    if (response.ok) {
+      if (body === undefined || typeof body === "string") {
+        throw new OperatorError(
+          "invalid_answer",
+          `the dashboard at ${this.dashboardUrl} answered ${method} ${pathAndQuery} with ` +
+            `HTTP ${response.status} but no JSON body; is ${this.dashboardUrl} a status dashboard?`,
+          { status: response.status, body },
+        );
+      }
+      return { status: response.status, body };
+    }
+    throw this.#failure(response.status, body, method, pathAndQuery, options);
+  }
+
+  #failure(
+    status: number,
+    body: unknown,
+    method: string,
+    pathAndQuery: string,
+    options: { commandId?: string; what?: string },
+  ): OperatorError {
+    const said = errorSentence(body) ??
+      (typeof body === "string" && body.trim() ? body.trim().slice(0, 200) : undefined);
+    const http = `HTTP ${status}${said ? `: ${said}` : ""}`;
+    const init = { status, body };
+    if (status === 401 || status === 403) {
+      const hint = this.#adminToken
+        ? "check STATUS_ADMIN_TOKEN (or --status-admin-token) against the dashboard's"
+        : "no admin token is set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN " +
+          "(or --status-admin-token)";
+      return new OperatorError(
+        "auth",
+        `the dashboard refused the admin token (${http}); ${hint}`,
+        init,
+      );
+    }
+    if (status === 404) {
+      if (options.commandId !== undefined) {
+        return new OperatorError("not_found", `no command ${options.commandId}`, init);
+      }
+      return new OperatorError(
+        "not_found",
+        `the dashboard at ${this.dashboardUrl} has no ${method} ${
+          pathAndQuery.replace(/\?.*/, "")
+        } (${http})`,
+        init,
+      );
+    }
+    const what = options.what ?? `${method} ${pathAndQuery.replace(/\?.*/, "")}`;
+    if (status === 409) {
+      return new OperatorError("conflict", `the dashboard refused the ${what}: ${http}`, init);
+    }
+    if (status >= 500) {
+      return new OperatorError(
+        "server",
+        `the dashboard at ${this.dashboardUrl} failed on ${what}: ${http}`,
+        init,
+      );
+    }
+    return new OperatorError("request", `the dashboard refused the ${what}: ${http}`, init);
+  }
+}
+
+/**
+ * Makes a client from loaded settings (role `operator`): `dashboardUrl` and `statusAdminToken`.
+ *
+ * @param settings The operator's settings.
+ * @returns The client.
+ */
+export function operatorClientFromSettings(
+  settings: { dashboardUrl: string; statusAdminToken?: string },
+): OperatorClient {
+  return new OperatorClient({
+    dashboardUrl: settings.dashboardUrl,
+    adminToken: settings.statusAdminToken,
+  });
+}

@@ -1,0 +1,164 @@
+/**
+ * Human-readable renderings of commands for the operator CLI: a one-line outcome, a progress line,
+ * a detailed record and a table. They return strings; the CLI prints them.
+ *
+ * @module
+ */
+import type { CommandRecord } from "./types.ts";
+
+/**
+ * Formats elapsed milliseconds as seconds with one decimal, e.g. `1.2 s`.
+ *
+ * @param ms Milliseconds.
+ * @returns The duration.
+ */
+export function formatElapsed(ms: number): string {
+  return `${(Math.max(0, ms) / 1000).toFixed(1)} s`;
+}
+
+/**
+ * Describes a command's status in a few words: `success, exit code 0`, `rejected: <reason>`,
+ * `delivered to web-1, attempt 2`.
+ *
+ * @param record The command.
+ * @returns The description.
+ */
+export function describeStatus(record: CommandRecord): string {
+  const parts: string[] = [record.status];
+  if (record.status === "delivered" && record.agent_id) parts[0] += ` to ${record.agent_id}`;
+  if (
+    (record.status === "delivered" || record.status === "running" ||
+      record.status === "queued") && (record.attempt ?? 1) > 1
+  ) {
+    parts.push(`attempt ${record.attempt}`);
+  }
+  const result = record.result;
+  if (typeof result?.exit_code === "number") parts.push(`exit code ${result.exit_code}`);
+  if (result?.signal) parts.push(`signal ${result.signal}`);
+  let text = parts.join(", ");
+  if (record.error) text += `: ${record.error}`;
+  return text;
+}
+
+/**
+ * One line of `status enqueue --wait` progress: `cmd-001 running (0.4 s)`.
+ *
+ * @param record The command as last read.
+ * @param elapsedMs Milliseconds since waiting began.
+ * @returns The line.
+ */
+export function formatProgress(record: CommandRecord, elapsedMs: number): string {
+  return `${record.id} ${describeStatus(record)} (${formatElapsed(elapsedMs)})`;
+}
+
+function formatTime(value: string | number | null | undefined): string | undefined {
+  if (value === null || value === undefined || value === "") return undefined;
+  const date = typeof value === "number"
+    ? new Date(value < 1e12 ? value * 1000 : value)
+    : new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  return date.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+function droppedNote(stream: string, bytes: number | null | undefined): string[] {
+  return bytes && bytes > 0
+    ? [`(${bytes} bytes of ${stream} were dropped from the middle; 64 KiB are kept)`]
+    : [];
+}
+
+/**
+ * Notes about output the agent dropped (it keeps the first and last 32 KiB of each stream).
+ *
+ * @param record The command.
+ * @returns Zero, one or two lines.
+ */
+export function truncationNotes(record: CommandRecord): string[] {
+  return [
+    ...droppedNote("stdout", record.result?.stdout_truncated_bytes),
+    ...droppedNote("stderr", record.result?.stderr_truncated_bytes),
+  ];
+}
+
+function withoutFinalNewline(text: string): string {
+  return text.endsWith("\n") ? text.slice(0, -1) : text;
+}
+
+/**
+ * Renders a command in detail for `status result`: its fields, then its stdout and stderr.
+ *
+ * @param record The command.
+ * @returns The lines to print.
+ */
+export function formatRecord(record: CommandRecord): string[] {
+  const rows: Array<[string, string | undefined]> = [
+    ["id", record.id],
+    ["agent", record.agent_id ?? undefined],
+    ["command", record.name],
+    ["status", describeStatus(record)],
+    [
+      "attempt",
+      record.attempt === null || record.attempt === undefined ? undefined : String(record.attempt),
+    ],
+    ["created", formatTime(record.created_at)],
+    ["delivered", formatTime(record.delivered_at)],
+    ["completed", formatTime(record.completed_at)],
+    [
+      "duration",
+      typeof record.result?.duration_secs === "number"
+        ? `${record.result.duration_secs} s`
+        : undefined,
+    ],
+    [
+      "params",
+      record.params && Object.keys(record.params).length > 0
+        ? JSON.stringify(record.params)
+        : undefined,
+    ],
+  ];
+  const lines = rows
+    .filter((row): row is [string, string] => row[1] !== undefined)
+    .map(([label, value]) => `${(label + ":").padEnd(11)}${value}`);
+  const result = record.result;
+  if (result) {
+    for (const stream of ["stdout", "stderr"] as const) {
+      const text = result[stream] ?? "";
+      if (text.length === 0) {
+        lines.push(`${(stream + ":").padEnd(11)}(empty)`);
+        continue;
+      }
+      lines.push(`--- ${stream} ---`);
+      lines.push(withoutFinalNewline(text));
+    }
+    lines.push(...truncationNotes(record));
+  }
+  return lines;
+}
+
+function cell(text: string, width: number): string {
+  return text.length > width ? text.slice(0, width - 1) + "…" : text;
+}
+
+/**
+ * Renders commands as a table for `status list`: id, agent, status, exit code, creation time and
+ * command line.
+ *
+ * @param records The commands, in the order to show.
+ * @param commandWidth Largest width of the command column.
+ * @returns The lines, a header first.
+ */
+export function formatTable(records: readonly CommandRecord[], commandWidth = 60): string[] {
+  const header = ["ID", "AGENT", "STATUS", "EXIT", "CREATED", "COMMAND"];
+  const rows = records.map((r) => [
+    r.id,
+    r.agent_id ?? "",
+    r.status,
+    typeof r.result?.exit_code === "number" ? String(r.result.exit_code) : "",
+    formatTime(r.created_at) ?? "",
+    cell(r.name.replace(/\s+/g, " "), commandWidth),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  return [header, ...rows].map((row) =>
+    row.map((text, i) => i === row.length - 1 ? text : text.padEnd(widths[i])).join("  ")
+      .trimEnd()
+  );
+}

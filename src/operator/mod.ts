@@ -1,0 +1,51 @@
+/**
+ * The operator side of the protocol: an HTTP client of the dashboard's operator endpoints
+ * (enqueue, read, list, cancel, wait until final), the wire types it reads, the exit code a
+ * finished command maps to, and human-readable renderings for the CLI.
+ *
+ * @example Enqueue and wait
+ * ```ts ignore
+ * import { exitCodeOf, OperatorClient } from "./mod.ts";
+ *
+ * const client = new OperatorClient({ dashboardUrl: "http://localhost:5000" });
+ * const { id } = await client.enqueue({ agentId: "test-agent", name: "echo hi" });
+ * const record = await client.waitForFinal(id, {
+ *   onProgress: (r, ms) => console.error(r.status, ms),
+ * });
+ * console.log(record.result?.stdout, exitCodeOf(record));
+ * ```
+ *
+ * @module
+ */
+export {
+  type CancelAnswer,
+  type EnqueueOptions,
+  type ListOptions,
+  OperatorClient,
+  operatorClientFromSettings,
+  type OperatorClientOptions,
+  OperatorError,
+  type OperatorErrorKind,
+  type WaitForFinalOptions,
+} from "./client.ts";
+export {
+  type AgentRecord,
+  type CommandRecord,
+  type EnqueueAnswer,
+  EXIT_KILLED,
+  EXIT_REJECTED,
+  EXIT_TIMEOUT,
+  exitCodeOf,
+  isFinalStatus,
+  type StoredResult,
+  type WireTime,
+} from "./types.ts";
+export type { CommandParams, Priority } from "../protocol/mod.ts";
+export {
+  describeStatus,
+  formatElapsed,
+  formatProgress,
+  formatRecord,
+  formatTable,
+  truncationNotes,
+} from "./format.ts";

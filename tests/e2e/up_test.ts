@@ -1,0 +1,84 @@
+/**
+ * `status up` (dashboard + agent in one process): starts, runs the seed's curl request, serves
+ * the demo script, stops on SIGINT with exit code 0; and says so clearly when its port is busy.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { PERMS, ROOT, runCli, spawnCli, tempDir, waitForFinal } from "./helpers.ts";
+
+const BANNER = /^status up: dashboard on http:\/\/127\.0\.0\.1:(\d+) /;
+
+Deno.test("status up: the seed's curl gets a result, the demo script works, SIGINT exits 0", async () => {
+  await using dir = tempDir();
+  await using up = spawnCli(["up", "--port", "0", "--log-format", "json"], {
+    perms: PERMS.up,
+    cwd: dir.path,
+  });
+  const { match } = await up.stdout.waitFor(BANNER, { timeoutMs: 30_000 });
+  const url = `http://127.0.0.1:${match![1]}`;
+  await up.stdout.waitFor("Press Ctrl-C to stop.");
+  assert.match(
+    up.stdout.text,
+    /curl -X POST http:\/\/localhost:\d+\/api\/v1\/agent\/commands\/enqueue -H 'Content-Type: application\/json' -H 'X-Agent-Id: test-agent' -d '\{"id":"cmd-001","name":"echo Hello from dashboard","params":\{\}\}'/,
+  );
+  assert.match(up.stdout.text, /enqueue "echo hi" --agent test-agent --wait --dashboard-url/);
+
+  const response = await fetch(`${url}/api/v1/agent/commands/enqueue`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Agent-Id": "test-agent" },
+    body: '{"id":"cmd-001","name":"echo Hello from dashboard","params":{}}',
+  });
+  assert.equal(response.status, 202);
+  await response.body?.cancel();
+  const record = await waitForFinal(url, "cmd-001");
+  assert.equal(record.status, "success");
+  assert.equal((record.result as { stdout: string }).stdout, "Hello from dashboard\n");
+
+  // The demo script, against this `status up` (it needs bash and curl).
+  const hasCurl = (await new Deno.Command("bash", {
+    args: ["-c", "command -v curl"],
+    stdout: "null",
+    stderr: "null",
+  }).output()).success;
+  if (hasCurl) await runDemo(url);
+
+  assert.ok(existsSync(`${dir.path}/.status/status.db`));
+  assert.ok(existsSync(`${dir.path}/.status/agent-state`));
+
+  up.kill("SIGINT");
+  const status = await up.exited(30_000);
+  assert.equal(status.code, 0, up.stderr.text);
+  assert.match(up.stderr.text, /status up: stopped/);
+});
+
+async function runDemo(url: string): Promise<void> {
+  const demo = new Deno.Command("bash", {
+    args: [`${ROOT}/examples/long_poll_demo.sh`],
+    env: { DASHBOARD_URL: url, AGENT_ID: "test-agent", COMMAND: "echo from the demo script" },
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const output = await demo.output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.match(stdout, /from the demo script/);
+  assert.match(stderr, /==> enqueue demo-\d+-\d+ for agent test-agent/);
+  assert.match(stderr, /success/);
+}
+
+Deno.test("status up says clearly when its port is busy", async () => {
+  await using dir = tempDir();
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const run = await runCli(["up", "--port", String(port)], { perms: PERMS.up, cwd: dir.path });
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, new RegExp(`status: port ${port} is busy: .*--port <n>`));
+  assert.equal(run.stdout, "");
+});
+
+Deno.test("status up refuses a bad port with exit code 2", async () => {
+  const run = await runCli(["up", "--port", "70000"], { perms: PERMS.up });
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /--port/);
+});

@@ -1,0 +1,224 @@
+import assert from "node:assert/strict";
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { memoryIo } from "../../src/cli/io.ts";
+import { takeExitCode } from "../../src/cli/exit.ts";
+import { closeLogging } from "../../src/log/mod.ts";
+import { enqueueCommand } from "../../src/cli/enqueue.ts";
+import { resultCommand } from "../../src/cli/result.ts";
+import { listCommand } from "../../src/cli/list.ts";
+import { cancelCommand } from "../../src/cli/cancel.ts";
+import { closedPort, startStubDashboard } from "./stub_dashboard.ts";
+
+/** Runs the operator commands in-process, like main.ts does, and returns what they said. */
+async function run(args: string[]) {
+  const io = memoryIo();
+  const program = new Command("status");
+  for (const build of [enqueueCommand, resultCommand, listCommand, cancelCommand]) {
+    const sub = build(io);
+    sub.exitOverride();
+    sub.configureOutput({ writeErr: (t) => io.err(t.trimEnd()), writeOut: (t) => io.out(t) });
+    program.addCommand(sub);
+  }
+  program.exitOverride();
+  let code: number;
+  try {
+    await program.parseAsync([...args, "--log-level", "error"], { from: "user" });
+    code = takeExitCode() ?? 0;
+  } catch (error) {
+    if (error instanceof CommanderError) code = 2;
+    else {
+      io.err(`status: ${(error as Error).message}`);
+      code = (error as { exitCode?: number }).exitCode ?? 1;
+    }
+  } finally {
+    closeLogging();
+  }
+  return { code, stdout: io.stdout, stderr: io.stderr };
+}
+
+Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
+  await t.step("success", async () => {
+    await using stub = startStubDashboard();
+    const out = await run([
+      "enqueue",
+      "echo hi",
+      "--agent",
+      "test-agent",
+      "--wait",
+      "--dashboard-url",
+      stub.url,
+    ]);
+    assert.equal(out.code, 0);
+    assert.deepEqual(out.stdout, ["hi"]);
+    const progress = out.stderr.map((l) => l.replace(/ \(\d+\.\d s\)$/, ""));
+    assert.deepEqual(progress, [
+      "gen-1 queued",
+      "gen-1 delivered to test-agent",
+      "gen-1 running",
+      "gen-1 success, exit code 0",
+    ]);
+  });
+  const cases: Array<[string, Record<string, unknown> | null, number]> = [
+    ["failed", { exit_code: 3, stdout: "", stderr: "boom\n" }, 3],
+    ["rejected", null, 126],
+    ["timeout", { exit_code: null, signal: "SIGTERM", stdout: "", stderr: "" }, 124],
+    ["killed", { exit_code: null, signal: "SIGKILL", stdout: "", stderr: "" }, 137],
+    ["lost", null, 1],
+    ["interrupted", null, 1],
+  ];
+  for (const [status, finalResult, expected] of cases) {
+    await t.step(`${status} exits ${expected}`, async () => {
+      await using stub = startStubDashboard({
+        lifecycle: ["queued", status],
+        finalResult,
+        finalError: status === "rejected" ? "program rm is not allowed" : null,
+      });
+      const out = await run([
+        "enqueue",
+        "rm x",
+        "--agent",
+        "a",
+        "--wait",
+        "--dashboard-url",
+        stub.url,
+      ]);
+      assert.equal(out.code, expected);
+      if (status === "failed") assert.ok(out.stderr.includes("boom"));
+      if (status === "rejected") {
+        assert.match(out.stderr.join("\n"), /rejected: program rm is not allowed/);
+      }
+    });
+  }
+  await t.step("--json prints the final command", async () => {
+    await using stub = startStubDashboard();
+    const out = await run([
+      "enqueue",
+      "echo hi",
+      "--agent",
+      "a",
+      "--id",
+      "j-1",
+      "--timeout",
+      "7",
+      "--priority",
+      "critical",
+      "--deployment-hash",
+      "dep-1",
+      "--wait",
+      "--json",
+      "--dashboard-url",
+      stub.url,
+    ]);
+    assert.equal(out.code, 0);
+    const record = JSON.parse(out.stdout.join("\n"));
+    assert.equal(record.id, "j-1");
+    assert.equal(record.status, "success");
+    assert.deepEqual(stub.requests[0].body, {
+      id: "j-1",
+      name: "echo hi",
+      params: { timeout_secs: 7, priority: "critical", deployment_hash: "dep-1" },
+    });
+  });
+});
+
+Deno.test("status enqueue without --wait prints the id", async () => {
+  await using stub = startStubDashboard();
+  const out = await run(["enqueue", "echo hi", "--agent", "a", "--dashboard-url", stub.url]);
+  assert.equal(out.code, 0);
+  assert.deepEqual(out.stdout, ["gen-1"]);
+  assert.match(
+    out.stderr.join("\n"),
+    /queued: gen-1 for agent a; see it with: status result gen-1/,
+  );
+});
+
+Deno.test("operator commands refuse bad flag values with exit code 2", async (t) => {
+  const url = "http://127.0.0.1:1";
+  const bad = [
+    ["enqueue", "echo hi", "--agent", "bad agent!", "--dashboard-url", url],
+    ["enqueue", "echo hi", "--dashboard-url", url],
+    ["enqueue", "", "--agent", "a", "--dashboard-url", url],
+    ["enqueue", "echo hi", "--agent", "a", "--timeout", "0", "--dashboard-url", url],
+    ["enqueue", "echo hi", "--agent", "a", "--timeout", "1.5", "--dashboard-url", url],
+    ["enqueue", "echo hi", "--agent", "a", "--priority", "urgent", "--dashboard-url", url],
+    ["enqueue", "echo", "hi", "--agent", "a", "--dashboard-url", url],
+    ["enqueue", "echo hi", "--agent", "a", "--dashboard-url", "ftp://x"],
+    ["list", "--status", "done", "--dashboard-url", url],
+    ["list", "--limit", "-1", "--dashboard-url", url],
+    ["result", "a/b", "--dashboard-url", url],
+    ["cancel", "--dashboard-url", url],
+  ];
+  for (const args of bad) {
+    await t.step(args.join(" "), async () => {
+      const out = await run(args);
+      assert.equal(out.code, 2, out.stderr.join("\n"));
+    });
+  }
+});
+
+Deno.test("operator commands name the dashboard URL when it is unreachable", async () => {
+  const url = `http://127.0.0.1:${closedPort()}`;
+  for (
+    const args of [["enqueue", "echo hi", "--agent", "a"], ["result", "x"], ["list"], [
+      "cancel",
+      "x",
+    ]]
+  ) {
+    const out = await run([...args, "--dashboard-url", url]);
+    assert.equal(out.code, 1);
+    assert.match(
+      out.stderr.join("\n"),
+      new RegExp(`cannot reach the dashboard at ${url}: connection refused`),
+    );
+  }
+});
+
+Deno.test("status result, list and cancel against a stub dashboard", async (t) => {
+  await using stub = startStubDashboard({ adminToken: "admin-token-0123456789" });
+  const auth = ["--dashboard-url", stub.url, "--status-admin-token", "admin-token-0123456789"];
+  for (const id of ["c1", "c2"]) {
+    assert.equal(
+      (await run(["enqueue", `echo ${id}`, "--agent", "a", "--id", id, ...auth])).code,
+      0,
+    );
+  }
+  await t.step("result", async () => {
+    const out = await run(["result", "c1", ...auth]);
+    assert.equal(out.code, 0);
+    assert.ok(out.stdout.includes("id:        c1"));
+    assert.ok(out.stdout.includes("status:    queued"));
+    const json = await run(["result", "c1", "--json", ...auth]);
+    assert.equal(JSON.parse(json.stdout.join("\n")).agent_id, "a");
+    const missing = await run(["result", "nope", ...auth]);
+    assert.equal(missing.code, 1);
+    assert.deepEqual(missing.stderr, ["status: no command nope"]);
+  });
+  await t.step("list", async () => {
+    const out = await run(["list", "--agent", "a", "--limit", "5", ...auth]);
+    assert.equal(out.code, 0);
+    assert.match(out.stdout[0], /^ID/);
+    assert.match(out.stdout[1], /^c2 /);
+    assert.match(out.stdout[2], /^c1 /);
+    const none = await run(["list", "--agent", "zzz", ...auth]);
+    assert.deepEqual(none.stdout, []);
+    assert.deepEqual(none.stderr, ["no commands"]);
+  });
+  await t.step("cancel", async () => {
+    assert.deepEqual((await run(["cancel", "c2", ...auth])).stdout, ["cancelled c2"]);
+    stub.commands.get("c1")!.status = "success";
+    const final = await run(["cancel", "c1", ...auth]);
+    assert.equal(final.code, 1);
+    assert.match(final.stderr.join("\n"), /c1 has already finished/);
+  });
+  await t.step("a wrong admin token", async () => {
+    const out = await run([
+      "list",
+      "--dashboard-url",
+      stub.url,
+      "--status-admin-token",
+      "x".repeat(20),
+    ]);
+    assert.equal(out.code, 1);
+    assert.match(out.stderr.join("\n"), /^status: the dashboard refused the admin token/);
+  });
+});

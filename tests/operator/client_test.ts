@@ -1,0 +1,257 @@
+import assert from "node:assert/strict";
+import {
+  type CommandRecord,
+  exitCodeOf,
+  formatRecord,
+  formatTable,
+  OperatorClient,
+  OperatorError,
+} from "../../src/operator/mod.ts";
+import { closedPort, startStubDashboard } from "./stub_dashboard.ts";
+
+const TOKEN = "admin-token-0123456789abcdef";
+
+Deno.test("operator client enqueues with the seed's headers in dev mode", async () => {
+  await using stub = startStubDashboard();
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  const answer = await client.enqueue({ agentId: "test-agent", name: "echo hi", id: "cmd-001" });
+  assert.deepEqual(answer, { queued: true, id: "cmd-001" });
+  const sent = stub.requests[0];
+  assert.equal(sent.method, "POST");
+  assert.equal(sent.path, "/api/v1/agent/commands/enqueue");
+  assert.equal(sent.headers.get("x-agent-id"), "test-agent");
+  assert.equal(sent.headers.get("content-type"), "application/json");
+  assert.equal(sent.headers.get("authorization"), null);
+  assert.deepEqual(sent.body, { id: "cmd-001", name: "echo hi", params: {} });
+});
+
+Deno.test("operator client enqueues with the admin token and agent_id in the body", async () => {
+  await using stub = startStubDashboard({ adminToken: TOKEN });
+  const client = new OperatorClient({ dashboardUrl: stub.url + "/", adminToken: TOKEN });
+  const answer = await client.enqueue({
+    agentId: "web-1",
+    name: "sleep 1",
+    params: { timeout_secs: 5, priority: "high" },
+  });
+  assert.equal(answer.id, "gen-1");
+  const sent = stub.requests[0];
+  assert.equal(sent.headers.get("authorization"), `Bearer ${TOKEN}`);
+  assert.equal(sent.headers.get("x-agent-id"), null);
+  assert.deepEqual(sent.body, {
+    name: "sleep 1",
+    params: { timeout_secs: 5, priority: "high" },
+    agent_id: "web-1",
+  });
+});
+
+Deno.test("operator client reports a duplicate and a conflicting enqueue", async (t) => {
+  await using stub = startStubDashboard();
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  await client.enqueue({ agentId: "a", name: "echo 1", id: "same" });
+  await t.step("same id and body: duplicate", async () => {
+    const again = await client.enqueue({ agentId: "a", name: "echo 1", id: "same" });
+    assert.equal(again.duplicate, true);
+  });
+  await t.step("same id, other body: conflict", async () => {
+    const error = await client.enqueue({ agentId: "a", name: "echo 2", id: "same" }).then(
+      () => assert.fail("no error"),
+      (e) => e,
+    );
+    assert.ok(error instanceof OperatorError);
+    assert.equal(error.kind, "conflict");
+    assert.equal(error.status, 409);
+    assert.match(error.message, /command id exists with another body/);
+  });
+});
+
+Deno.test("operator client waits through queued, delivered and running to the result", async () => {
+  await using stub = startStubDashboard();
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  const { id } = await client.enqueue({ agentId: "a", name: "echo hello" });
+  const seen: string[] = [];
+  const record = await client.waitForFinal(id, {
+    initialIntervalMs: 5,
+    onProgress: (r, elapsedMs) => {
+      assert.ok(elapsedMs >= 0);
+      seen.push(r.status);
+    },
+  });
+  assert.deepEqual(seen, ["queued", "delivered", "running", "success"]);
+  assert.equal(record.status, "success");
+  assert.equal(record.result?.stdout, "hello\n");
+  assert.equal(exitCodeOf(record), 0);
+});
+
+Deno.test("operator client rides out a dashboard answering 503 while waiting", async () => {
+  await using stub = startStubDashboard({ lifecycle: ["running", "failed"], failFirst: 2 });
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  const { id } = await client.enqueue({ agentId: "a", name: "ls /nope" });
+  stub.commands.get(id)!.status = "running";
+  const record = await client.waitForFinal(id, { initialIntervalMs: 5 });
+  assert.equal(record.status, "failed");
+  assert.equal(stub.requests.filter((r) => r.method === "GET").length, 4);
+});
+
+Deno.test("operator client gives up waiting after the outage budget", async () => {
+  await using stub = startStubDashboard({ failFirst: 1_000 });
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  const { id } = await client.enqueue({ agentId: "a", name: "echo x" });
+  const error = await client.waitForFinal(id, { maxOutageMs: 600 }).then(
+    () => assert.fail("no error"),
+    (e) => e,
+  );
+  assert.ok(error instanceof OperatorError);
+  assert.equal(error.kind, "server");
+  assert.match(error.message, /HTTP 503: restarting .*still failing after 0\.6 s/);
+});
+
+Deno.test("operator client stops waiting when its signal aborts", async () => {
+  await using stub = startStubDashboard({ lifecycle: ["queued"] });
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  const { id } = await client.enqueue({ agentId: "a", name: "echo x" });
+  const controller = new AbortController();
+  const waiting = client.waitForFinal(id, { signal: controller.signal, initialIntervalMs: 5 });
+  setTimeout(() => controller.abort(new Error("enough")), 50);
+  await assert.rejects(waiting, /enough/);
+});
+
+Deno.test("operator client words its failures for a user", async (t) => {
+  await t.step("connection refused names the URL", async () => {
+    const url = `http://127.0.0.1:${closedPort()}`;
+    const client = new OperatorClient({ dashboardUrl: url });
+    const error = await client.getCommand("x").then(() => assert.fail("no error"), (e) => e);
+    assert.ok(error instanceof OperatorError);
+    assert.equal(error.kind, "connection");
+    assert.equal(error.exitCode, 1);
+    assert.match(
+      error.message,
+      new RegExp(`cannot reach the dashboard at ${url}: connection refused`),
+    );
+  });
+  await using stub = startStubDashboard({ adminToken: TOKEN });
+  await t.step("a wrong admin token", async () => {
+    const client = new OperatorClient({
+      dashboardUrl: stub.url,
+      adminToken: "wrong-token-0123456789",
+    });
+    const error = await client.listCommands().then(() => assert.fail("no error"), (e) => e);
+    assert.equal(error.kind, "auth");
+    assert.equal(error.status, 401);
+    assert.match(
+      error.message,
+      /^the dashboard refused the admin token \(HTTP 401: admin token required\)/,
+    );
+    assert.doesNotMatch(error.message, /wrong-token/);
+  });
+  await t.step("no admin token on a dashboard outside dev mode", async () => {
+    const client = new OperatorClient({ dashboardUrl: stub.url });
+    const error = await client.getCommand("x").then(() => assert.fail("no error"), (e) => e);
+    assert.equal(error.kind, "auth");
+    assert.match(error.message, /no admin token is set/);
+  });
+  await t.step("an unknown command", async () => {
+    const client = new OperatorClient({ dashboardUrl: stub.url, adminToken: TOKEN });
+    const error = await client.getCommand("nope").then(() => assert.fail("no error"), (e) => e);
+    assert.equal(error.kind, "not_found");
+    assert.equal(error.message, "no command nope");
+  });
+  await t.step("a body that is not a command", async () => {
+    await using other = {
+      server: Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        () => Response.json({ hello: "world" }),
+      ),
+      async [Symbol.asyncDispose]() {
+        await this.server.shutdown();
+      },
+    };
+    const client = new OperatorClient({
+      dashboardUrl: `http://127.0.0.1:${other.server.addr.port}`,
+    });
+    const error = await client.getCommand("x").then(() => assert.fail("no error"), (e) => e);
+    assert.equal(error.kind, "invalid_answer");
+    assert.match(error.message, /unexpected body at "id"/);
+  });
+  await t.step("a bad URL", () => {
+    assert.throws(() => new OperatorClient({ dashboardUrl: "ftp://x" }), TypeError);
+    assert.throws(() => new OperatorClient({ dashboardUrl: "not a url" }), /got "not a url"/);
+  });
+});
+
+Deno.test("operator client lists newest first with filters, bare or wrapped", async (t) => {
+  for (const wrapList of [false, true]) {
+    await t.step(wrapList ? "wrapped" : "bare", async () => {
+      await using stub = startStubDashboard({ wrapList });
+      const client = new OperatorClient({ dashboardUrl: stub.url });
+      await client.enqueue({ agentId: "a", name: "echo 1", id: "c1" });
+      await client.enqueue({ agentId: "b", name: "echo 2", id: "c2" });
+      await client.enqueue({ agentId: "a", name: "echo 3", id: "c3" });
+      assert.deepEqual((await client.listCommands()).map((c) => c.id), ["c3", "c2", "c1"]);
+      const filtered = await client.listCommands({ agentId: "a", status: "queued", limit: 1 });
+      assert.deepEqual(filtered.map((c) => c.id), ["c3"]);
+      assert.equal(stub.requests.at(-1)?.path, "/api/v1/commands?agent_id=a&status=queued&limit=1");
+    });
+  }
+});
+
+Deno.test("operator client cancels queued and delivered commands, not final ones", async () => {
+  await using stub = startStubDashboard();
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  await client.enqueue({ agentId: "a", name: "sleep 9", id: "q" });
+  assert.equal((await client.cancel("q")).outcome, "cancelled");
+  await client.enqueue({ agentId: "a", name: "sleep 9", id: "d" });
+  stub.commands.get("d")!.status = "running";
+  assert.equal((await client.cancel("d")).outcome, "requested");
+  stub.commands.get("d")!.status = "success";
+  const error = await client.cancel("d").then(() => assert.fail("no error"), (e) => e);
+  assert.equal(error.kind, "conflict");
+  const missing = await client.cancel("zz").then(() => assert.fail("no error"), (e) => e);
+  assert.equal(missing.message, "no command zz");
+});
+
+Deno.test("exitCodeOf maps final statuses to shell-like exit codes", () => {
+  const of = (status: string, exit_code?: number | null) =>
+    exitCodeOf({ status, result: exit_code === undefined ? null : { exit_code } });
+  assert.equal(of("success", 0), 0);
+  assert.equal(of("failed", 3), 3);
+  assert.equal(of("failed", null), 1);
+  assert.equal(of("failed", 0), 1);
+  assert.equal(of("rejected"), 126);
+  assert.equal(of("timeout", null), 124);
+  assert.equal(of("killed", null), 137);
+  for (const status of ["lost", "interrupted", "cancelled"]) assert.equal(of(status), 1);
+});
+
+Deno.test("formatters render a record and a table", () => {
+  const record: CommandRecord = {
+    id: "cmd-001",
+    agent_id: "test-agent",
+    name: "echo Hello from dashboard",
+    params: {},
+    status: "success",
+    attempt: 1,
+    created_at: "2026-01-12T10:00:05.000Z",
+    delivered_at: "2026-01-12T10:00:05.100Z",
+    completed_at: "2026-01-12T10:00:05.124Z",
+    result: {
+      exit_code: 0,
+      signal: null,
+      duration_secs: 0.004,
+      stdout: "Hello from dashboard\n",
+      stderr: "",
+      stdout_truncated_bytes: 10,
+      stderr_truncated_bytes: 0,
+    },
+    error: null,
+  };
+  const lines = formatRecord(record);
+  assert.ok(lines.includes("status:    success, exit code 0"));
+  assert.ok(lines.includes("--- stdout ---"));
+  assert.ok(lines.includes("Hello from dashboard"));
+  assert.ok(lines.includes("stderr:    (empty)"));
+  assert.ok(lines.some((l) => /10 bytes of stdout were dropped/.test(l)));
+  const table = formatTable([record, { ...record, id: "cmd-000", status: "queued", result: null }]);
+  assert.match(table[0], /^ID\s+AGENT\s+STATUS\s+EXIT\s+CREATED\s+COMMAND$/);
+  assert.match(table[1], /^cmd-001\s+test-agent\s+success\s+0\s+2026-01-12T10:00:05Z\s+echo Hello/);
+  assert.match(table[2], /^cmd-000\s+test-agent\s+queued\s+2026/);
+});
