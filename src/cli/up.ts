@@ -66,7 +66,7 @@ export function upBanner(options: { port: number; agentId: string; dataDir: stri
     `-H 'X-Agent-Id: ${options.agentId}' -d '${body}'`,
     `  curl ${base}/api/v1/commands/cmd-001`,
     "",
-    `  deno run --allow-net main.ts enqueue "echo hi" --agent ${options.agentId} --wait${urlFlag}`,
+    `  npx -y deno@2.9.6 task status enqueue "echo hi" --agent ${options.agentId} --wait${urlFlag}`,
     "",
     "Press Ctrl-C to stop.",
   ];

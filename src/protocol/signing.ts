@@ -35,13 +35,41 @@ function bytesOf(body: Uint8Array | string): Uint8Array {
  */
 export function canonicalStringV2(parts: SignedParts): string {
   const bodyHash = createHash("sha256").update(bytesOf(parts.body)).digest("hex");
+  return canonicalStringV2Hashed({ ...parts, bodySha256Hex: bodyHash });
+}
+
+/** The parts of a version 2 signature with the body already hashed (a verifier that streams it). */
+export interface HashedSignedParts extends Omit<SignedParts, "body"> {
+  /** Lowercase hex SHA-256 of the exact body bytes. */
+  bodySha256Hex: string;
+}
+
+/**
+ * Builds the version 2 canonical string from an already computed body hash.
+ *
+ * @param parts The signed parts, the body as its SHA-256 hex digest.
+ * @returns The string that is HMACed.
+ */
+export function canonicalStringV2Hashed(parts: HashedSignedParts): string {
   return [
     parts.method.toUpperCase(),
     parts.pathAndQuery,
     parts.timestamp,
     parts.requestId,
-    bodyHash,
+    parts.bodySha256Hex,
   ].join("\n");
+}
+
+/**
+ * Signs (or, on the dashboard, recomputes the signature of) a request with signature version 2
+ * from an already computed body hash.
+ *
+ * @param token The agent's token (the HMAC key).
+ * @param parts The signed parts, the body as its SHA-256 hex digest.
+ * @returns Base64 (standard alphabet, padded) HMAC-SHA256.
+ */
+export function signV2Hashed(token: string, parts: HashedSignedParts): string {
+  return createHmac("sha256", token).update(canonicalStringV2Hashed(parts)).digest("base64");
 }
 
 /**

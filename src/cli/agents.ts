@@ -1,0 +1,204 @@
+/**
+ * `status agents add|list|rotate|remove`: manages the dashboard's agents and their tokens, directly
+ * on its SQLite file (`--db`). Tokens are printed once, by `add` and `rotate`, and never listed.
+ *
+ * @module
+ */
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { ConfigError } from "../errors.ts";
+import { AGENT_ID_PATTERN, generateToken } from "../protocol/mod.ts";
+import {
+  AGENT_SCOPES,
+  type AgentScope,
+  type CommandStore,
+  openSqliteStore,
+  StoreError,
+} from "../store/mod.ts";
+import { loadCommandSettings } from "./common.ts";
+import type { Io } from "./io.ts";
+
+/** A failure the user can fix (unknown or duplicate agent); exits with code 1. */
+export class AgentsError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode = 1;
+  constructor(message: string) {
+    super(message);
+    this.name = "AgentsError";
+  }
+}
+
+function parseId(value: string): string {
+  if (!AGENT_ID_PATTERN.test(value)) {
+    throw new InvalidArgumentError("must be 1–128 characters of A-Z a-z 0-9 . _ : -");
+  }
+  return value;
+}
+
+function parseScopes(value: string): AgentScope[] {
+  const scopes = value.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  if (scopes.length === 0) throw new InvalidArgumentError("must name at least one scope");
+  for (const scope of scopes) {
+    if (!AGENT_SCOPES.includes(scope as AgentScope)) {
+      throw new InvalidArgumentError(
+        `unknown scope ${JSON.stringify(scope)}; scopes are ${AGENT_SCOPES.join(", ")}`,
+      );
+    }
+  }
+  return [...new Set(scopes)] as AgentScope[];
+}
+
+/** Adds `--db`, `--config` and `--env-file` (the settings an `agents` command reads). */
+// deno-lint-ignore no-explicit-any
+function withDbOptions<C extends Command<any, any, any>>(command: C): C {
+  command
+    .option("--db <path>", "SQLite file of the dashboard's store (default ./status.db) [DB]")
+    .option("--config <path>", "read settings from this config.json (default ./config.json)")
+    .option("--env-file <path>", "read settings from this .env file (default ./.env)");
+  return command;
+}
+
+async function withStore<T>(options: object, fn: (store: CommandStore) => Promise<T>) {
+  const { settings } = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+  let store: CommandStore;
+  try {
+    store = openSqliteStore(settings.db);
+  } catch (error) {
+    if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
+    throw error;
+  }
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function iso(ms: number | null): string {
+  return ms === null ? "never" : new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/**
+ * Builds `status agents` and its subcommands.
+ *
+ * @param io Where the commands print.
+ * @returns The command.
+ */
+export function agentsCommand(io: Io) {
+  const agents = new Command("agents")
+    .description(
+      "Manage the dashboard's agents and their tokens, on its SQLite file (--db); run with " +
+        "--allow-read --allow-write --allow-env",
+    );
+
+  const add = withDbOptions(
+    new Command("add")
+      .description("Add an agent and print its new token once (as AGENT_ID=/AGENT_TOKEN= lines)")
+      .argument("<id>", "agent id: 1–128 characters of A-Z a-z 0-9 . _ : -", parseId)
+      .option(
+        "--scopes <list>",
+        `comma-separated scopes (default all: ${AGENT_SCOPES.join(",")})`,
+        parseScopes,
+      ),
+  );
+  add.action(async (id, options) => {
+    const token = generateToken();
+    await withStore(options, async (store) => {
+      const added = await store.addAgent({
+        id,
+        token,
+        scopes: options.scopes ?? AGENT_SCOPES,
+        now: Date.now(),
+      });
+      if (!added) {
+        throw new AgentsError(
+          `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
+        );
+      }
+    });
+    io.out(`AGENT_ID=${id}`);
+    io.out(`AGENT_TOKEN=${token}`);
+    io.err(
+      `agent ${id} added. Give the agent these two settings (e.g. in its .env); the token is not ` +
+        `shown again. A running dashboard in dev mode leaves it only when restarted with ` +
+        `STATUS_ADMIN_TOKEN set.`,
+    );
+  });
+
+  const list = withDbOptions(
+    new Command("list")
+      .description("List agents: id, scopes, last seen, created (never tokens)")
+      .option("--json", "print JSON"),
+  );
+  list.action(async (options) => {
+    const rows = await withStore(options, (store) => store.listAgents());
+    if (options.json) {
+      io.out(JSON.stringify(
+        rows.map((a) => ({
+          id: a.id,
+          scopes: a.scopes,
+          has_token: a.hasToken,
+          last_seen_at: a.lastSeenAt === null ? null : new Date(a.lastSeenAt).toISOString(),
+          created_at: new Date(a.createdAt).toISOString(),
+          queued: a.queued,
+        })),
+        null,
+        2,
+      ));
+      return;
+    }
+    if (rows.length === 0) {
+      io.err('no agents; add one with "status agents add <id>"');
+      return;
+    }
+    const table = [
+      ["ID", "SCOPES", "LAST SEEN", "CREATED", "QUEUED"],
+      ...rows.map((a) => [
+        a.hasToken ? a.id : `${a.id} (no token)`,
+        a.scopes.join(","),
+        iso(a.lastSeenAt),
+        iso(a.createdAt),
+        String(a.queued),
+      ]),
+    ];
+    const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+    for (const row of table) {
+      io.out(row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
+    }
+  });
+
+  const rotate = withDbOptions(
+    new Command("rotate")
+      .description("Give an agent a new token and print it once; the old token stops working")
+      .argument("<id>", "agent id", parseId),
+  );
+  rotate.action(async (id, options) => {
+    const token = generateToken();
+    await withStore(options, async (store) => {
+      if (!(await store.setAgentToken(id, token))) {
+        throw new AgentsError(`agent ${id} does not exist; add it with "status agents add ${id}"`);
+      }
+    });
+    io.out(`AGENT_TOKEN=${token}`);
+    io.err(`agent ${id} has a new token; the old one no longer works. It is not shown again.`);
+  });
+
+  const remove = withDbOptions(
+    new Command("remove")
+      .description("Remove an agent; its commands and results are kept")
+      .argument("<id>", "agent id", parseId),
+  );
+  remove.action(async (id, options) => {
+    await withStore(options, async (store) => {
+      if (!(await store.removeAgent(id))) {
+        throw new AgentsError(`agent ${id} does not exist`);
+      }
+    });
+    io.err(`agent ${id} removed`);
+  });
+
+  agents.addCommand(add);
+  agents.addCommand(list);
+  agents.addCommand(rotate);
+  agents.addCommand(remove);
+  return agents;
+}

@@ -1,0 +1,321 @@
+/**
+ * The dashboard's Hono app: middleware, routes, the waiter hub and the lease timer, wired to one
+ * {@link CommandStore}.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { MAX_BODY_BYTES, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import type { CommandRecord, CommandStore, ExpireOutcome } from "../store/mod.ts";
+import type { AuthContext, ServerEnv } from "./auth.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { HttpError } from "./http_error.ts";
+import { LeaseTimer } from "./leases.ts";
+import { TokenBucketLimiter } from "./rate_limit.ts";
+import { ReplayCache } from "./replay.ts";
+import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
+import { operatorRoutes } from "./routes_operator.ts";
+import { WaiterHub } from "./waiters.ts";
+
+/** Options of {@link createApp}. */
+export interface AppOptions {
+  /** Where agents, commands and results live. The app never closes it. */
+  store: CommandStore;
+  /**
+   * Dev mode (PROTOCOL.md §1): token-less agents are accepted unsigned, registered on first sight,
+   * and the operator endpoints need no admin token. {@link startServer} decides it from the store.
+   * @default {false}
+   */
+  devMode?: boolean;
+  /** `STATUS_ADMIN_TOKEN`; required unless `devMode`. */
+  adminToken?: string;
+  /**
+   * The clock (ms); tests inject one so that leases, skew and rate limits need no real waiting.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /**
+   * Delivery lease: a delivered command not acked in this many seconds goes back to the queue.
+   * @default {30}
+   */
+  ackTimeoutSecs?: number;
+  /**
+   * Deliveries of one command before it is `lost`.
+   * @default {3}
+   */
+  maxAttempts?: number;
+  /**
+   * Requests a minute per agent (token bucket).
+   * @default {120}
+   */
+  rateLimitPerMinute?: number;
+  /**
+   * Check timestamp, signature and replay on `GET …/wait` too.
+   * @default {false}
+   */
+  waitRequireSignature?: boolean;
+  /**
+   * Accept body-only version 1 signatures.
+   * @default {false}
+   */
+  acceptV1Signatures?: boolean;
+  /**
+   * Timeout assumed for a command whose params set none, for its execution lease (seconds; the
+   * lease adds 60). Match the agents' `COMMAND_TIMEOUT_SECS`.
+   * @default {300}
+   */
+  defaultTimeoutSecs?: number;
+  /**
+   * Arm the one lease timer. Tests with an injected clock turn it off and call
+   * {@link DashboardApp.expireLeases}.
+   * @default {true}
+   */
+  autoExpireLeases?: boolean;
+  /**
+   * Largest accepted request body, in bytes.
+   * @default {1048576}
+   */
+  maxBodyBytes?: number;
+  /**
+   * Request ids remembered at most for replay detection.
+   * @default {200000}
+   */
+  replayCacheSize?: number;
+}
+
+/**
+ * The HTTP side of the dashboard: a Hono app, described by the two methods callers use so that
+ * the public API does not depend on Hono's types.
+ */
+export interface HttpApp {
+  /** Answers a request; hand it to `Deno.serve` (the second argument may carry `remoteAddr`). */
+  fetch(request: Request, env?: { remoteAddr?: Deno.Addr }): Response | Promise<Response>;
+  /** Answers a request built from a path or URL, in process (tests). */
+  request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
+}
+
+/** What {@link createApp} returns. */
+export interface DashboardApp {
+  /** The Hono app: `app.fetch` for `Deno.serve`, `app.request` for tests. */
+  app: HttpApp;
+  /** The open waits. */
+  hub: WaiterHub;
+  /** Whether the app runs in dev mode. */
+  devMode: boolean;
+  /**
+   * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
+   * `cancelled`. The lease timer calls it; tests call it after moving their clock.
+   */
+  expireLeases(): Promise<ExpireOutcome>;
+  /** Answers open waits with `204` and stops the lease timer. Does not close the store. */
+  close(): Promise<void>;
+}
+
+const log = logger("server");
+
+/** How often an agent's last-seen time is written to the store at most, in ms. */
+const TOUCH_INTERVAL_MS = 30_000;
+
+function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new RangeError(`${name} must be a whole number from 1 to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Builds the dashboard app.
+ *
+ * @param options Store, mode, clock and limits.
+ * @returns The app, its waiter hub, a way to expire leases now, and `close`.
+ * @throws {TypeError} When no admin token is given outside dev mode, or both are given.
+ * @throws {RangeError} When a limit is out of range.
+ *
+ * @example Enqueue in dev mode, in process
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createApp } from "./app.ts";
+ * import { openSqliteStore } from "../store/mod.ts";
+ *
+ * await using store = openSqliteStore(":memory:");
+ * const dashboard = createApp({ store, devMode: true });
+ * const response = await dashboard.app.request("/api/v1/agent/commands/enqueue", {
+ *   method: "POST",
+ *   headers: { "Content-Type": "application/json", "X-Agent-Id": "test-agent" },
+ *   body: JSON.stringify({ id: "cmd-001", name: "echo Hello from dashboard", params: {} }),
+ * });
+ * assert.equal(response.status, 202);
+ * await dashboard.close();
+ * ```
+ */
+export function createApp(options: AppOptions): DashboardApp {
+  const devMode = options.devMode ?? false;
+  if (devMode && options.adminToken) {
+    throw new TypeError("devMode and adminToken exclude each other: an admin token ends dev mode");
+  }
+  if (!devMode && !options.adminToken) {
+    throw new TypeError("adminToken is required outside dev mode");
+  }
+  const store = options.store;
+  const clock = options.clock ?? systemClock;
+  const ackTimeoutSecs = positiveInteger("ackTimeoutSecs", options.ackTimeoutSecs ?? 30);
+  const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
+  const rateLimitPerMinute = positiveInteger(
+    "rateLimitPerMinute",
+    options.rateLimitPerMinute ?? 120,
+  );
+  const defaultTimeoutSecs = positiveInteger(
+    "defaultTimeoutSecs",
+    options.defaultTimeoutSecs ?? 300,
+  );
+  const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
+  const autoExpire = options.autoExpireLeases ?? true;
+  const startedAt = clock.now();
+
+  const leases = new LeaseTimer({
+    clock,
+    nextExpiry: () => store.nextLeaseExpiry(),
+    expire: () => expireLeases(),
+    onError: (error) => log.error("lease expiry failed: {error}", { error }),
+    enabled: autoExpire,
+  });
+
+  const hub = new WaiterHub({
+    claim: async (agentId, deploymentHash) => {
+      const command = await store.claimNext({
+        agentId,
+        deploymentHash,
+        now: clock.now(),
+        deliveryLeaseMs: ackTimeoutSecs * 1000,
+      });
+      if (command?.leaseExpiresAt != null) leases.schedule(command.leaseExpiresAt);
+      return command;
+    },
+    release: (command: CommandRecord) => store.release(command.id, command.attempt, clock.now()),
+    onError: (error) => log.error("could not release a claimed command: {error}", { error }),
+  });
+
+  async function expireLeases(): Promise<ExpireOutcome> {
+    const outcome = await store.requeueExpired(clock.now(), maxAttempts);
+    const agents = new Set<string>();
+    for (const command of outcome.requeued) {
+      log.warning("lease of command {commandId} expired; queued again as attempt {attempt}", {
+        commandId: command.id,
+        agentId: command.agentId,
+        attempt: command.attempt,
+      });
+      agents.add(command.agentId);
+    }
+    for (const command of outcome.lost) {
+      log.error("command {commandId} is lost after {attempts} attempts", {
+        commandId: command.id,
+        agentId: command.agentId,
+        attempts: command.attempt,
+      });
+    }
+    for (const command of outcome.cancelled) {
+      log.info("command {commandId} cancelled at the end of its lease", {
+        commandId: command.id,
+        agentId: command.agentId,
+      });
+    }
+    for (const agentId of agents) hub.notify(agentId);
+    return outcome;
+  }
+
+  // Last seen: kept in memory, written to the store at most every TOUCH_INTERVAL_MS per agent.
+  const lastSeen = new Map<string, number>();
+  const lastWritten = new Map<string, number>();
+  const seen = (agentId: string) => {
+    const now = clock.now();
+    lastSeen.set(agentId, now);
+    if (now - (lastWritten.get(agentId) ?? -Infinity) >= TOUCH_INTERVAL_MS) {
+      lastWritten.set(agentId, now);
+      store.touchAgent(agentId, now).catch((error) =>
+        log.warning("could not record when agent {agentId} was seen: {error}", { agentId, error })
+      );
+    }
+  };
+
+  const auth: AuthContext = { store, clock, devMode, maxBodyBytes, seen };
+  const deps: RouteDeps = {
+    store,
+    clock,
+    hub,
+    leases,
+    devMode,
+    adminToken: options.adminToken,
+    auth,
+    limiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute, clock }),
+    replay: new ReplayCache({
+      windowMs: REPLAY_WINDOW_SECS * 1000,
+      clock,
+      maxEntries: options.replayCacheSize,
+    }),
+    waitRequireSignature: options.waitRequireSignature ?? false,
+    acceptV1Signatures: options.acceptV1Signatures ?? false,
+    defaultTimeoutSecs,
+    maxBodyBytes,
+    lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
+  };
+
+  const app = new Hono<ServerEnv>();
+
+  app.use("*", async function requestLog(c, next) {
+    const started = performance.now();
+    await next();
+    if (!c.res.headers.has("Date")) {
+      c.res.headers.set("Date", new Date(clock.now()).toUTCString());
+    }
+    log.debug("{method} {path} {status}", {
+      method: c.req.method,
+      path: new URL(c.req.url).pathname,
+      status: c.res.status,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      agentId: c.get("agent")?.id,
+    });
+  });
+
+  agentRoutes(app, deps);
+  operatorRoutes(app, deps, startedAt);
+
+  app.notFound((c) => {
+    return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
+  });
+
+  app.onError((error, c) => {
+    if (error instanceof HttpError) {
+      for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+      return c.json(error.toJSON(), error.status);
+    }
+    if (error instanceof HTTPException) {
+      return c.json({ error: error.message || "request failed" }, error.status);
+    }
+    log.error("request {method} {path} failed: {error}", {
+      method: c.req.method,
+      path: new URL(c.req.url).pathname,
+      error,
+    });
+    return c.json({ error: "internal error; see the dashboard's log" }, 500);
+  });
+
+  if (autoExpire) void leases.start();
+  let closed = false;
+
+  return {
+    app,
+    hub,
+    devMode,
+    expireLeases,
+    close() {
+      if (!closed) {
+        closed = true;
+        hub.close();
+        leases.close();
+      }
+      return Promise.resolve();
+    },
+  };
+}

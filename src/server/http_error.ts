@@ -1,0 +1,49 @@
+/**
+ * The one exception type of the dashboard's routes and middleware, turned into the JSON error body
+ * of PROTOCOL.md §1 (`{"error": "<sentence>", "details"?: ...}`) in one place.
+ *
+ * @module
+ */
+
+/** The statuses the dashboard fails with. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 429 | 500 | 503;
+
+/** Options of {@link HttpError}. */
+export interface HttpErrorOptions extends ErrorOptions {
+  /** Extra structured information for the `details` field; never a secret. */
+  details?: unknown;
+  /** Extra response headers, e.g. `Retry-After`. */
+  headers?: Record<string, string>;
+}
+
+/** An HTTP failure: a status and one sentence that never echoes a secret. */
+export class HttpError extends Error {
+  /** The HTTP status of the answer. */
+  readonly status: ErrorStatus;
+  /** The `details` field of the answer, if any. */
+  readonly details?: unknown;
+  /** Extra response headers. */
+  readonly headers: Record<string, string>;
+
+  /**
+   * Makes an HTTP failure.
+   *
+   * @param status The HTTP status.
+   * @param message One sentence, sentence case, no trailing period.
+   * @param options Details, headers and cause.
+   */
+  constructor(status: ErrorStatus, message: string, options: HttpErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = "HttpError";
+    this.status = status;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+
+  /** The JSON body of the answer. */
+  toJSON(): { error: string; details?: unknown } {
+    return this.details === undefined
+      ? { error: this.message }
+      : { error: this.message, details: this.details };
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The dashboard (`status serve`): a Hono app on `Deno.serve` holding a command queue per agent in a
+ * {@link CommandStore}, waking waiting agents at once, with the authentication, limits and delivery
+ * guarantee of PROTOCOL.md §1–4.
+ *
+ * - {@link startServer} opens the store, decides dev mode and listens;
+ * - {@link createApp} builds the app alone (tests use `app.request()` and an injected clock).
+ *
+ * Choices where PROTOCOL.md leaves room:
+ *
+ * - **Dev mode** is decided at start: no agent has a token and no admin token is configured. Its
+ *   leniency (no bearer, timestamp, signature or request id) applies to token-less agents only;
+ *   an agent given a token while the dashboard runs must authenticate at once.
+ * - **Scopes**: `commands:wait` (wait and ack), `commands:report`, `commands:enqueue`. The wait
+ *   checks the scope too, besides steps 1–3.
+ * - **Request ids** are remembered per agent for 600 s, at most 200 000 (the oldest go first).
+ * - **Execution lease**: `timeout_secs` (default 300, `defaultTimeoutSecs`) + 60 s from the ack.
+ * - **Cancel** of a delivered command sets `cancel_requested` (shown in the command); if its lease
+ *   ends without a report it becomes `cancelled` instead of being delivered again.
+ * - **Reports**: the first one wins; a late report of an earlier attempt, or of a `lost`
+ *   command, is recorded (see `CommandStore.report`).
+ * - **A wait that goes away** (client disconnect) is dropped; a command claimed for it in the
+ *   meantime goes to another wait of the agent or back to the queue. A command whose answer was
+ *   lost on the wire comes back when its delivery lease ends.
+ *
+ * @example Start a dev-mode dashboard on a free port
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startServer } from "./mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * assert.equal(server.devMode, true);
+ * const answer = await fetch(`${server.url}/api/v1/agent/commands/enqueue`, {
+ *   method: "POST",
+ *   headers: { "Content-Type": "application/json", "X-Agent-Id": "test-agent" },
+ *   body: JSON.stringify({ id: "cmd-001", name: "echo Hello from dashboard", params: {} }),
+ * });
+ * assert.equal(answer.status, 202);
+ * await answer.body?.cancel();
+ * ```
+ *
+ * @module
+ */
+export { type AppOptions, createApp, type DashboardApp, type HttpApp } from "./app.ts";
+export {
+  isLoopback,
+  resolveDevMode,
+  type RunningServer,
+  type ServeOptions,
+  startServer,
+} from "./serve.ts";
+export { type Clock, systemClock } from "./clock.ts";
+export { type ErrorStatus, HttpError, type HttpErrorOptions } from "./http_error.ts";
+export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts";
+export { LeaseTimer, type LeaseTimerOptions } from "./leases.ts";
+export { type TakeResult, TokenBucketLimiter, type TokenBucketOptions } from "./rate_limit.ts";
+export { ReplayCache, type ReplayCacheOptions } from "./replay.ts";
+export type { ServerEnv } from "./auth.ts";
+export type { RawBody } from "./body.ts";
+export { WAIT_TIMEOUT_SECS } from "./routes_agent.ts";
+export { LIST_LIMIT } from "./routes_operator.ts";
+// Types of other modules that the API above names.
+export type {
+  AgentRecord,
+  AgentScope,
+  CommandRecord,
+  CommandStore,
+  ExpireOutcome,
+  SqliteStoreOptions,
+} from "../store/mod.ts";

@@ -1,0 +1,371 @@
+/**
+ * Agent-facing endpoints (PROTOCOL.md §2): wait, ack, report and the seed-compatible enqueue.
+ *
+ * @module
+ */
+import type { Hono, MiddlewareHandler } from "hono";
+import { createHash } from "node:crypto";
+import {
+  type AckRequest,
+  ackRequestSchema,
+  AGENT_ID_PATTERN,
+  type EnqueueRequest,
+  enqueueRequestSchema,
+  HEADER,
+  MAX_CLOCK_SKEW_SECS,
+  type ReportRequest,
+  reportRequestSchema,
+} from "../protocol/mod.ts";
+import { auditLogger, logger } from "../log/mod.ts";
+import type { AgentScope, CommandStore } from "../store/mod.ts";
+import {
+  type AuthContext,
+  bearerToken,
+  checkReplay,
+  checkTimestamp,
+  hasBearer,
+  identifyAgent,
+  jsonBody,
+  rateLimit,
+  refuse,
+  requireScope,
+  type ServerEnv,
+  verifySignature,
+} from "./auth.ts";
+import type { Clock } from "./clock.ts";
+import { HttpError } from "./http_error.ts";
+import type { LeaseTimer } from "./leases.ts";
+import type { TokenBucketLimiter } from "./rate_limit.ts";
+import type { ReplayCache } from "./replay.ts";
+import { deliveredView } from "./views.ts";
+import type { WaiterHub } from "./waiters.ts";
+
+/** What the routes share; built once by `createApp`. */
+export interface RouteDeps {
+  store: CommandStore;
+  clock: Clock;
+  hub: WaiterHub;
+  leases: LeaseTimer;
+  devMode: boolean;
+  adminToken?: string;
+  auth: AuthContext;
+  limiter: TokenBucketLimiter;
+  replay: ReplayCache;
+  waitRequireSignature: boolean;
+  acceptV1Signatures: boolean;
+  defaultTimeoutSecs: number;
+  maxBodyBytes: number;
+  /** The freshest last-seen time of an agent known in memory. */
+  lastSeen(agentId: string): number | null;
+}
+
+/** Default, smallest and largest `timeout` of a wait, in seconds (PROTOCOL.md §2). */
+export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
+
+const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
+
+const log = logger("server");
+const audit = auditLogger();
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * Digest of what an enqueue asks for: the target agent, the name and the params (absent params
+ * equal `{}`; key order does not matter). Two enqueues of one id are "the same body" when their
+ * fingerprints are equal.
+ *
+ * @param agentId The target agent.
+ * @param body The enqueue request.
+ * @returns Hex SHA-256.
+ */
+export function enqueueFingerprint(agentId: string, body: EnqueueRequest): string {
+  const canonical = canonicalJson({
+    agent_id: agentId,
+    name: body.name,
+    params: body.params ?? {},
+  });
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+function parseTimeoutSecs(raw: string | undefined): number {
+  if (raw === undefined || raw.trim() === "") return WAIT_TIMEOUT_SECS.default;
+  const value = Number(raw);
+  if (!Number.isFinite(value)) {
+    throw new HttpError(400, `query "timeout": must be a number of seconds`, {
+      details: [{ field: "timeout", message: "must be a number of seconds" }],
+    });
+  }
+  return Math.min(WAIT_TIMEOUT_SECS.max, Math.max(WAIT_TIMEOUT_SECS.min, Math.floor(value)));
+}
+
+/**
+ * The agent pipeline of PROTOCOL.md §1 for one route: steps 1–3 always, 4–6 when `signed`, 7.
+ *
+ * @param deps The shared parts.
+ * @param scope The route's scope.
+ * @param signed Whether timestamp, signature and replay are checked.
+ * @returns The middleware, in order.
+ */
+export function agentPipeline(
+  deps: RouteDeps,
+  scope: AgentScope,
+  signed = true,
+): MiddlewareHandler<ServerEnv>[] {
+  const steps: MiddlewareHandler<ServerEnv>[] = [
+    identifyAgent(deps.auth),
+    bearerToken(),
+    rateLimit(deps.limiter),
+  ];
+  if (signed) {
+    steps.push(
+      checkTimestamp({ clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS }),
+      verifySignature({ acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes }),
+      checkReplay(deps.replay),
+    );
+  }
+  steps.push(requireScope(scope));
+  return steps;
+}
+
+/** Runs middleware in order as one. */
+export function chain(steps: MiddlewareHandler<ServerEnv>[]): MiddlewareHandler<ServerEnv> {
+  return async function chained(c, next) {
+    const run = async (index: number): Promise<void> => {
+      if (index === steps.length) {
+        await next();
+        return;
+      }
+      await steps[index](c, () => run(index + 1));
+    };
+    await run(0);
+  };
+}
+
+/**
+ * Registers `wait`, `ack`, `report` and `enqueue`.
+ *
+ * @param app The Hono app.
+ * @param deps The shared parts.
+ */
+export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
+  const { store, clock, hub } = deps;
+  const body = { maxBodyBytes: deps.maxBodyBytes };
+
+  app.get(
+    "/api/v1/agent/commands/wait/:hash",
+    chain(agentPipeline(deps, "commands:wait", deps.waitRequireSignature)),
+    async function waitRoute(c) {
+      const hash = c.req.param("hash");
+      if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
+        throw new HttpError(
+          400,
+          `path "deployment_hash": must be 1–256 characters without / ? # or spaces`,
+        );
+      }
+      const timeoutSecs = parseTimeoutSecs(c.req.query("timeout"));
+      const agent = c.get("agent");
+      const command = await hub.wait({
+        agentId: agent.id,
+        deploymentHash: hash,
+        timeoutMs: timeoutSecs * 1000,
+        signal: c.req.raw.signal,
+      });
+      if (!command) return c.body(null, 204);
+      log.info("command delivered {commandId} to {agentId}", {
+        commandId: command.id,
+        agentId: agent.id,
+        attempt: command.attempt,
+      });
+      return c.json(deliveredView(command), 200);
+    },
+  );
+
+  app.post(
+    "/api/v1/agent/commands/ack",
+    chain(agentPipeline(deps, "commands:wait")),
+    jsonBody(ackRequestSchema, body),
+    async function ackRoute(c) {
+      const request = c.get("body") as AckRequest;
+      const agent = c.get("agent");
+      const outcome = await store.ack({
+        commandId: request.command_id,
+        agentId: agent.id,
+        attempt: request.attempt,
+        now: clock.now(),
+        defaultTimeoutSecs: deps.defaultTimeoutSecs,
+      });
+      switch (outcome.outcome) {
+        case "not_found":
+          throw new HttpError(404, `command ${request.command_id} does not exist`);
+        case "forbidden":
+          throw new HttpError(403, `command ${request.command_id} belongs to another agent`);
+        case "stale":
+          throw new HttpError(
+            409,
+            `attempt ${request.attempt} of command ${request.command_id} is no longer current`,
+            { details: { status: outcome.command.status, attempt: outcome.command.attempt } },
+          );
+      }
+      const { command } = outcome;
+      if (command.leaseExpiresAt !== null) deps.leases.schedule(command.leaseExpiresAt);
+      log.debug("command acked {commandId}", { commandId: command.id, attempt: command.attempt });
+      return c.json({
+        acked: true,
+        lease_expires_at: command.leaseExpiresAt === null
+          ? null
+          : new Date(command.leaseExpiresAt).toISOString(),
+      });
+    },
+  );
+
+  app.post(
+    "/api/v1/agent/commands/report",
+    chain(agentPipeline(deps, "commands:report")),
+    jsonBody(reportRequestSchema, body),
+    async function reportRoute(c) {
+      const report = c.get("body") as ReportRequest;
+      const agent = c.get("agent");
+      const r = report.result ?? null;
+      const outcome = await store.report({
+        commandId: report.command_id,
+        agentId: agent.id,
+        attempt: report.attempt ?? null,
+        status: report.status,
+        result: r && {
+          exitCode: r.exit_code,
+          signal: r.signal,
+          durationSecs: r.duration_secs,
+          stdout: r.stdout,
+          stderr: r.stderr,
+          stdoutTruncatedBytes: r.stdout_truncated_bytes,
+          stderrTruncatedBytes: r.stderr_truncated_bytes,
+        },
+        error: report.error ?? null,
+        startedAt: report.started_at ?? null,
+        completedAt: report.completed_at ?? null,
+        now: clock.now(),
+      });
+      switch (outcome.outcome) {
+        case "not_found":
+          throw new HttpError(404, `command ${report.command_id} does not exist`);
+        case "forbidden":
+          throw new HttpError(403, `command ${report.command_id} belongs to another agent`);
+        case "conflict":
+          throw new HttpError(409, outcome.reason);
+      }
+      const duplicate = outcome.outcome === "duplicate";
+      audit.info("command reported {commandId} {status}", {
+        commandId: report.command_id,
+        agentId: agent.id,
+        status: report.status,
+        attempt: report.attempt,
+        duplicate,
+      });
+      return c.json(duplicate ? { accepted: true, duplicate: true } : { accepted: true });
+    },
+  );
+
+  // Enqueue: an operator with the admin token, an operator of a dev-mode dashboard (no
+  // X-Agent-Id: the body names the agent), or the target agent's own signed request.
+  const agentEnqueue = chain(agentPipeline(deps, "commands:enqueue"));
+  app.post(
+    "/api/v1/agent/commands/enqueue",
+    async function enqueueAuth(c, next) {
+      if (deps.adminToken && hasBearer(c, deps.adminToken)) {
+        c.set("via", "admin");
+        await next();
+      } else if (!c.req.header(HEADER.agentId)) {
+        if (!deps.devMode) {
+          throw refuse(
+            c,
+            401,
+            c.req.header(HEADER.authorization)
+              ? "admin token is wrong"
+              : "X-Agent-Id header is missing; operators send the admin token as a bearer token",
+            "authentication failed",
+          );
+        }
+        c.set("via", "dev-operator");
+        await next();
+      } else {
+        await agentEnqueue(c, async () => {
+          c.set("via", c.get("unsigned") ? "dev-agent" : "agent");
+          await next();
+        });
+      }
+    },
+    jsonBody(enqueueRequestSchema, body),
+    async function enqueueRoute(c) {
+      const request = c.get("body") as EnqueueRequest;
+      const via = c.get("via");
+      const now = clock.now();
+      let target: string;
+      if (via === "admin" || via === "dev-operator") {
+        const named = request.agent_id ?? c.req.header(HEADER.agentId);
+        if (!named || !AGENT_ID_PATTERN.test(named)) {
+          throw new HttpError(400, `field "agent_id": names the agent that runs the command`, {
+            details: [{ field: "agent_id", message: "required without X-Agent-Id" }],
+          });
+        }
+        target = named;
+        if (deps.devMode) {
+          await store.ensureAgent(target, now);
+        } else if (!(await store.getAgent(target))) {
+          throw new HttpError(
+            404,
+            `agent ${target} is not registered; add it with "status agents add ${target}"`,
+          );
+        }
+      } else {
+        const agent = c.get("agent");
+        target = agent.id;
+        if (request.agent_id !== undefined && request.agent_id !== agent.id) {
+          if (via !== "dev-agent") {
+            throw new HttpError(
+              403,
+              `field "agent_id": an agent may enqueue only for itself; operators use the admin token`,
+            );
+          }
+          target = request.agent_id;
+          await store.ensureAgent(target, now);
+        }
+      }
+      const id = request.id ?? crypto.randomUUID();
+      const outcome = await store.enqueue({
+        id,
+        agentId: target,
+        name: request.name,
+        params: request.params ?? {},
+        fingerprint: enqueueFingerprint(target, request),
+        now,
+      });
+      if (outcome.outcome === "conflict") {
+        audit.warning("enqueue conflict {commandId}", { commandId: id, agentId: target, via });
+        throw new HttpError(
+          409,
+          `command ${id} already exists with a different body; use a new id`,
+        );
+      }
+      const duplicate = outcome.outcome === "duplicate";
+      audit.info("command enqueued {commandId} for {agentId}", {
+        commandId: id,
+        agentId: target,
+        via,
+        priority: outcome.command.priority,
+        deploymentHash: outcome.command.deploymentHash ?? undefined,
+        duplicate,
+      });
+      if (!duplicate) hub.notify(target);
+      return c.json(duplicate ? { queued: true, id, duplicate: true } : { queued: true, id }, 202);
+    },
+  );
+}

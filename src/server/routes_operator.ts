@@ -1,0 +1,111 @@
+/**
+ * Operator endpoints (PROTOCOL.md §3) and `GET /health`.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
+import { auditLogger } from "../log/mod.ts";
+import { adminAuth, type ServerEnv } from "./auth.ts";
+import { HttpError } from "./http_error.ts";
+import type { RouteDeps } from "./routes_agent.ts";
+import { agentView, commandView } from "./views.ts";
+
+/** Default and largest `limit` of `GET /api/v1/commands`. */
+export const LIST_LIMIT = { default: 50, max: 1000 } as const;
+
+const audit = auditLogger();
+
+function queryError(field: string, message: string): HttpError {
+  return new HttpError(400, `query "${field}": ${message}`, { details: [{ field, message }] });
+}
+
+/**
+ * Registers the operator endpoints and `/health`.
+ *
+ * @param app The Hono app.
+ * @param deps The shared parts.
+ * @param startedAt When the dashboard started, in ms.
+ */
+export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt: number): void {
+  const { store, clock, hub } = deps;
+  const admin = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
+
+  app.get("/health", function healthRoute(c) {
+    return c.json({
+      status: "ok",
+      dev_mode: deps.devMode,
+      waiting: hub.size,
+      time: new Date(clock.now()).toISOString(),
+      uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
+    });
+  });
+
+  app.get("/api/v1/commands/:id", admin, async function getCommandRoute(c) {
+    const id = c.req.param("id");
+    const command = await store.getCommand(id);
+    if (!command) throw new HttpError(404, `command ${id} does not exist`);
+    return c.json(commandView(command));
+  });
+
+  app.get("/api/v1/commands", admin, async function listCommandsRoute(c) {
+    const agentId = c.req.query("agent_id") || undefined;
+    const status = c.req.query("status") || undefined;
+    const rawLimit = c.req.query("limit");
+    if (status !== undefined && !COMMAND_STATUSES.includes(status as CommandStatus)) {
+      throw queryError("status", `must be one of ${COMMAND_STATUSES.join(", ")}`);
+    }
+    let limit: number = LIST_LIMIT.default;
+    if (rawLimit !== undefined && rawLimit !== "") {
+      if (!/^\d+$/.test(rawLimit) || Number(rawLimit) < 1) {
+        throw queryError("limit", `must be a whole number from 1 to ${LIST_LIMIT.max}`);
+      }
+      limit = Math.min(LIST_LIMIT.max, Number(rawLimit));
+    }
+    const commands = await store.listCommands({
+      agentId,
+      status: status as CommandStatus | undefined,
+      limit,
+    });
+    return c.json({ commands: commands.map(commandView) });
+  });
+
+  app.post("/api/v1/commands/:id/cancel", admin, async function cancelRoute(c) {
+    const id = c.req.param("id");
+    const outcome = await store.cancel(id, clock.now());
+    if (outcome.outcome === "not_found") throw new HttpError(404, `command ${id} does not exist`);
+    audit.info("command cancel {commandId}: {outcome}", {
+      commandId: id,
+      outcome: outcome.outcome,
+      agentId: outcome.command.agentId,
+    });
+    switch (outcome.outcome) {
+      case "cancelled":
+        return c.json({ cancelled: true, command: commandView(outcome.command) }, 200);
+      case "requested":
+        return c.json(
+          { cancelled: false, cancel_requested: true, command: commandView(outcome.command) },
+          202,
+        );
+      case "final":
+        throw new HttpError(
+          409,
+          `command ${id} is already ${outcome.command.status} and cannot be cancelled`,
+          { details: { status: outcome.command.status } },
+        );
+    }
+  });
+
+  app.get("/api/v1/agents", admin, async function listAgentsRoute(c) {
+    const agents = await store.listAgents();
+    return c.json({
+      agents: agents.map((agent) => {
+        const memory = deps.lastSeen(agent.id);
+        const lastSeen = memory === null
+          ? agent.lastSeenAt
+          : Math.max(memory, agent.lastSeenAt ?? 0);
+        return agentView(agent, hub.isWaiting(agent.id), lastSeen);
+      }),
+    });
+  });
+}

@@ -1,0 +1,228 @@
+/**
+ * Running the dashboard: open the store, decide dev mode, serve the app with `Deno.serve`, and shut
+ * down gracefully.
+ *
+ * @module
+ */
+import { ConfigError } from "../errors.ts";
+import { logger } from "../log/mod.ts";
+import {
+  type CommandStore,
+  openSqliteStore,
+  type SqliteStoreOptions,
+  StoreError,
+} from "../store/mod.ts";
+import { type AppOptions, createApp, type DashboardApp } from "./app.ts";
+
+/** Options of {@link startServer}. */
+export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
+  /** Use this store (the caller closes it); otherwise `db` is opened and closed at shutdown. */
+  store?: CommandStore;
+  /**
+   * SQLite file of the store, created on first start.
+   * @default {"./status.db"}
+   */
+  db?: string;
+  /** Options of the SQLite store opened from `db`. */
+  dbOptions?: SqliteStoreOptions;
+  /**
+   * Port to listen on; `0` picks a free one (see {@link RunningServer.port}).
+   * @default {5000}
+   */
+  port?: number;
+  /**
+   * Address to listen on. Dev mode allows only a loopback address.
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /** PEM certificate and key (their contents, not paths): the dashboard serves HTTPS. */
+  tls?: { cert: string; key: string };
+}
+
+/** A running dashboard. */
+export interface RunningServer extends AsyncDisposable {
+  /** Base URL, e.g. `http://127.0.0.1:5000`. */
+  url: string;
+  /** The port it listens on (the real one when `port: 0` was asked). */
+  port: number;
+  /** The address it listens on. */
+  hostname: string;
+  /** Whether it runs in dev mode. */
+  devMode: boolean;
+  /** The app, its hub and lease expiry, for tests and embedding. */
+  dashboard: DashboardApp;
+  /**
+   * Stops accepting connections, answers open waits with `204`, lets in-flight requests finish
+   * (their store writes are complete when they answer), then closes the store. Idempotent.
+   */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has shut down and the store is closed. */
+  finished: Promise<void>;
+}
+
+const log = logger("server");
+
+/**
+ * Whether an address is loopback-only: `localhost`, `127.0.0.0/8`, `::1`.
+ *
+ * @param hostname A host name or IP address.
+ */
+export function isLoopback(hostname: string): boolean {
+  const host = hostname.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (host === "localhost" || host === "::1" || host === "0:0:0:0:0:0:0:1") return true;
+  const v4 = host.replace(/^::ffff:/, "");
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/**
+ * Decides dev mode (PROTOCOL.md §1): on when no admin token is configured and no agent has a token.
+ *
+ * @param store The store.
+ * @param adminToken `STATUS_ADMIN_TOKEN`, if configured.
+ * @returns Whether dev mode is on.
+ * @throws {ConfigError} When agents have tokens but no admin token is configured.
+ */
+export async function resolveDevMode(store: CommandStore, adminToken?: string): Promise<boolean> {
+  if (adminToken) return false;
+  if (await store.hasAgentWithToken()) {
+    throw new ConfigError(
+      "set STATUS_ADMIN_TOKEN (or --status-admin-token) to a random secret of at least 16 " +
+        "characters: agents with tokens are configured, so the dashboard is not in dev mode and " +
+        "its operator API needs an admin token (e.g. STATUS_ADMIN_TOKEN=$(openssl rand -base64 32))",
+    );
+  }
+  return true;
+}
+
+function urlOf(hostname: string, port: number, tls: boolean): string {
+  const host = hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
+  return `${tls ? "https" : "http"}://${host}:${port}`;
+}
+
+/**
+ * Starts the dashboard.
+ *
+ * @param options Store, address, TLS, mode and limits.
+ * @returns The running server; call {@link RunningServer.shutdown} to stop it.
+ * @throws {ConfigError} When the store cannot be opened, dev mode would listen beyond loopback, or
+ *   an admin token is needed and missing.
+ *
+ * @example Start on a free port and stop
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startServer } from "./serve.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const health = await fetch(`${server.url}/health`);
+ * assert.equal((await health.json()).status, "ok");
+ * ```
+ */
+export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? 5000;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`port must be a whole number from 0 to 65535, got ${port}`);
+  }
+  const ownsStore = options.store === undefined;
+  let store: CommandStore;
+  if (options.store) {
+    store = options.store;
+  } else {
+    try {
+      store = openSqliteStore(options.db ?? "./status.db", options.dbOptions);
+    } catch (error) {
+      if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
+      throw error;
+    }
+  }
+  let dashboard: DashboardApp | undefined;
+  try {
+    const devMode = await resolveDevMode(store, options.adminToken);
+    if (devMode && !isLoopback(hostname)) {
+      throw new ConfigError(
+        `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
+          `--bind is ${hostname}; bind 127.0.0.1, or add an agent with "status agents add <id>" ` +
+          `and set STATUS_ADMIN_TOKEN`,
+      );
+    }
+    dashboard = createApp({ ...options, store, devMode });
+    const app = dashboard.app;
+    const listening = Promise.withResolvers<Deno.NetAddr>();
+    let server: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      server = Deno.serve({
+        port,
+        hostname,
+        ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
+        onListen: (addr) => listening.resolve(addr),
+        onError: (error) => {
+          log.error("request failed outside the app: {error}", { error });
+          return new Response(JSON.stringify({ error: "internal error" }), {
+            status: 500,
+            headers: { "Content-Type": "application/json" },
+          });
+        },
+      }, (request, info) => app.fetch(request, { remoteAddr: info.remoteAddr }));
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new Error(`cannot listen on ${hostname}:${port}: the address is already in use`, {
+          cause: error,
+        });
+      }
+      if (error instanceof Deno.errors.NotCapable) {
+        throw new ConfigError(
+          `cannot listen on ${hostname}:${port}: run with --allow-net`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    const addr = await listening.promise;
+    const url = urlOf(addr.hostname, addr.port, options.tls !== undefined);
+    if (devMode) {
+      log.warning(
+        "DEV MODE: no agent tokens and no STATUS_ADMIN_TOKEN are configured. Unsigned requests " +
+          "from any X-Agent-Id are accepted and the operator API is open, on loopback only. Add " +
+          'agents with "status agents add <id>" and set STATUS_ADMIN_TOKEN to leave dev mode.',
+      );
+    }
+    log.info("dashboard listening", {
+      url,
+      devMode,
+      db: ownsStore ? options.db : undefined,
+    });
+
+    const done = Promise.withResolvers<void>();
+    let stopping: Promise<void> | undefined;
+    const current = dashboard;
+    const shutdown = () => {
+      stopping ??= (async () => {
+        log.info("dashboard shutting down");
+        try {
+          // Answer open waits first: server.shutdown() waits for every in-flight request.
+          await current.close();
+          await server.shutdown();
+        } finally {
+          if (ownsStore) await store.close();
+          log.info("dashboard stopped");
+          done.resolve();
+        }
+      })();
+      return stopping;
+    };
+    return {
+      url,
+      port: addr.port,
+      hostname: addr.hostname,
+      devMode,
+      dashboard: current,
+      shutdown,
+      finished: done.promise,
+      [Symbol.asyncDispose]: shutdown,
+    };
+  } catch (error) {
+    await dashboard?.close();
+    if (ownsStore) await store.close();
+    throw error;
+  }
+}

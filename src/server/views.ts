@@ -1,0 +1,99 @@
+/**
+ * The JSON shapes the dashboard answers with (PROTOCOL.md §2–3). Times are ISO 8601 strings.
+ *
+ * @module
+ */
+import type { AgentSummary, CommandRecord } from "../store/mod.ts";
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+/** A command as `wait` delivers it. */
+export interface DeliveredView {
+  id: string;
+  name: string;
+  params: Record<string, unknown>;
+  deployment_hash?: string;
+  attempt: number;
+  lease_expires_at: string | null;
+}
+
+/**
+ * The `200` answer of `wait`.
+ *
+ * @param command The claimed command.
+ */
+export function deliveredView(command: CommandRecord): DeliveredView {
+  const view: DeliveredView = {
+    id: command.id,
+    name: command.name,
+    params: command.params,
+    attempt: command.attempt,
+    lease_expires_at: iso(command.leaseExpiresAt),
+  };
+  if (command.deploymentHash !== null) view.deployment_hash = command.deploymentHash;
+  return view;
+}
+
+/**
+ * A command as the operator endpoints show it.
+ *
+ * @param command The stored command.
+ */
+export function commandView(command: CommandRecord): Record<string, unknown> {
+  const r = command.result;
+  return {
+    id: command.id,
+    agent_id: command.agentId,
+    name: command.name,
+    params: command.params,
+    deployment_hash: command.deploymentHash,
+    priority: command.priority,
+    status: command.status,
+    attempt: command.attempt,
+    cancel_requested: command.cancelRequested,
+    created_at: iso(command.createdAt),
+    delivered_at: iso(command.deliveredAt),
+    acked_at: iso(command.ackedAt),
+    lease_expires_at: iso(command.leaseExpiresAt),
+    started_at: r?.startedAt ?? null,
+    completed_at: r?.completedAt ?? iso(command.completedAt),
+    reported_at: iso(r?.reportedAt ?? null),
+    result: r && r.hasOutput
+      ? {
+        exit_code: r.exitCode,
+        signal: r.signal,
+        duration_secs: r.durationSecs,
+        stdout: r.stdout,
+        stderr: r.stderr,
+        stdout_truncated_bytes: r.stdoutTruncatedBytes,
+        stderr_truncated_bytes: r.stderrTruncatedBytes,
+      }
+      : null,
+    error: r?.error ?? null,
+  };
+}
+
+/**
+ * An agent as `GET /api/v1/agents` shows it: never its token.
+ *
+ * @param agent The stored agent.
+ * @param waiting Whether it has an open wait now.
+ * @param lastSeenAt The freshest last-seen time known.
+ */
+export function agentView(
+  agent: AgentSummary,
+  waiting: boolean,
+  lastSeenAt: number | null,
+): Record<string, unknown> {
+  return {
+    id: agent.id,
+    last_seen_at: iso(lastSeenAt),
+    waiting,
+    queued: agent.queued,
+    scopes: agent.scopes,
+    has_token: agent.hasToken,
+    created_at: iso(agent.createdAt),
+  };
+}

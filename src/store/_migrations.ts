@@ -1,0 +1,68 @@
+/**
+ * Schema migrations of the SQLite store. `PRAGMA user_version` holds the number of migrations
+ * applied; migration `i` takes a database from version `i` to `i + 1`. Append new migrations;
+ * never edit one that has shipped.
+ *
+ * @module
+ */
+
+/** Marks a database file as ours (`PRAGMA application_id`): "STAT" in ASCII. */
+export const APPLICATION_ID = 0x53544154;
+
+/** The migrations, in order. */
+export const MIGRATIONS: readonly string[] = [
+  // 1: agents, commands, results.
+  `
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    token TEXT,
+    scopes TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen_at INTEGER
+  ) STRICT;
+
+  CREATE TABLE commands (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    agent_id TEXT NOT NULL,
+    deployment_hash TEXT,
+    name TEXT NOT NULL,
+    params TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    delivered_attempt INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    acked_at INTEGER,
+    completed_at INTEGER,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE INDEX commands_queue ON commands (agent_id, priority, seq) WHERE status = 'queued';
+  CREATE INDEX commands_lease ON commands (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+  CREATE INDEX commands_agent ON commands (agent_id, seq);
+  CREATE INDEX commands_status ON commands (status, seq);
+
+  CREATE TABLE results (
+    command_id TEXT PRIMARY KEY REFERENCES commands (id),
+    attempt INTEGER,
+    status TEXT NOT NULL,
+    has_output INTEGER NOT NULL,
+    exit_code INTEGER,
+    signal TEXT,
+    duration_secs REAL,
+    stdout TEXT,
+    stderr TEXT,
+    stdout_truncated_bytes INTEGER,
+    stderr_truncated_bytes INTEGER,
+    error TEXT,
+    started_at TEXT,
+    completed_at TEXT,
+    reported_at INTEGER NOT NULL
+  ) STRICT;
+  `,
+];

@@ -1,0 +1,19 @@
+/**
+ * Errors of the store.
+ *
+ * @module
+ */
+
+/** The store cannot be opened or used: a bad path, a foreign or newer database, a closed store. */
+export class StoreError extends Error {
+  /**
+   * Makes a store error.
+   *
+   * @param message What failed, naming the database path.
+   * @param options The cause.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StoreError";
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The dashboard's store: the {@link CommandStore} interface and its embedded default on
+ * `node:sqlite` ({@link openSqliteStore}). Every implementation passes the contract suite in
+ * `tests/store/contract.ts`.
+ *
+ * @example Open a store, add an agent and enqueue a command
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AGENT_SCOPES, openSqliteStore } from "./mod.ts";
+ *
+ * await using store = openSqliteStore(":memory:");
+ * const now = Date.now();
+ * await store.addAgent({ id: "web-1", token: "t".repeat(43), scopes: AGENT_SCOPES, now });
+ * const { outcome } = await store.enqueue({
+ *   id: "cmd-001",
+ *   agentId: "web-1",
+ *   name: "echo hi",
+ *   params: {},
+ *   fingerprint: "f",
+ *   now,
+ * });
+ * assert.equal(outcome, "created");
+ * ```
+ *
+ * @module
+ */
+export {
+  type AckOutcome,
+  type AckRequest,
+  AGENT_SCOPES,
+  type AgentRecord,
+  type AgentScope,
+  type AgentSummary,
+  type CancelOutcome,
+  type ClaimRequest,
+  type CommandQuery,
+  type CommandRecord,
+  type CommandResult,
+  type CommandStore,
+  type EnqueueOutcome,
+  EXECUTION_LEASE_GRACE_SECS,
+  type ExpireOutcome,
+  type NewCommand,
+  type ReportInput,
+  type ReportOutcome,
+} from "./types.ts";
+export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
+export { StoreError } from "./errors.ts";

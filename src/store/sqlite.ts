@@ -1,0 +1,691 @@
+/**
+ * The embedded {@link CommandStore}: one SQLite file through `node:sqlite`, in WAL mode, created on
+ * first start and migrated by `PRAGMA user_version`.
+ *
+ * Every state change is one `BEGIN IMMEDIATE` transaction. `node:sqlite` is synchronous, so a call
+ * runs to its end within one turn of the event loop: two claims can never take the same command.
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { dirname } from "node:path";
+import {
+  type CommandParams,
+  type CommandStatus,
+  PRIORITIES,
+  type Priority,
+  type ReportStatus,
+} from "../protocol/mod.ts";
+import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
+import { StoreError } from "./errors.ts";
+import {
+  type AckOutcome,
+  type AckRequest,
+  AGENT_SCOPES,
+  type AgentRecord,
+  type AgentScope,
+  type AgentSummary,
+  type CancelOutcome,
+  type ClaimRequest,
+  type CommandQuery,
+  type CommandRecord,
+  type CommandStore,
+  type EnqueueOutcome,
+  EXECUTION_LEASE_GRACE_SECS,
+  type ExpireOutcome,
+  type NewCommand,
+  type ReportInput,
+  type ReportOutcome,
+} from "./types.ts";
+
+/** Options of {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * `full` syncs every commit to disk (survives power loss); `normal` syncs at WAL checkpoints
+   * (survives a crash of the process, not of the machine).
+   * @default {"full"}
+   */
+  synchronous?: "full" | "normal";
+  /**
+   * How long a write waits for another process holding the lock (e.g. `status agents add` while
+   * the dashboard runs), in milliseconds.
+   * @default {5000}
+   */
+  busyTimeoutMs?: number;
+}
+
+type Row = Record<string, SQLInputValue>;
+
+const COMMAND_COLUMNS = `
+  c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
+  c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
+  c.delivered_at, c.acked_at, c.completed_at, c.updated_at,
+  r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
+  r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
+  r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
+  r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
+  r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
+  r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
+
+const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
+
+function num(value: SQLInputValue): number {
+  return typeof value === "bigint" ? Number(value) : value as number;
+}
+
+function numOrNull(value: SQLInputValue): number | null {
+  return value === null || value === undefined ? null : num(value);
+}
+
+function strOrNull(value: SQLInputValue): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+function parseScopes(text: string): AgentScope[] {
+  try {
+    const parsed = JSON.parse(text);
+    if (Array.isArray(parsed)) {
+      return parsed.filter((s): s is AgentScope => AGENT_SCOPES.includes(s));
+    }
+  } catch {
+    // fall through: a damaged scopes column grants nothing
+  }
+  return [];
+}
+
+function toAgent(row: Row): AgentRecord {
+  return {
+    id: String(row.id),
+    token: strOrNull(row.token),
+    scopes: parseScopes(String(row.scopes)),
+    createdAt: num(row.created_at),
+    lastSeenAt: numOrNull(row.last_seen_at),
+  };
+}
+
+function toCommand(row: Row): CommandRecord {
+  return {
+    id: String(row.id),
+    agentId: String(row.agent_id),
+    deploymentHash: strOrNull(row.deployment_hash),
+    name: String(row.name),
+    params: JSON.parse(String(row.params)) as CommandParams,
+    priority: PRIORITIES[num(row.priority)] ?? "normal",
+    status: String(row.status) as CommandStatus,
+    attempt: num(row.attempt),
+    deliveredAttempt: num(row.delivered_attempt),
+    leaseExpiresAt: numOrNull(row.lease_expires_at),
+    cancelRequested: num(row.cancel_requested) !== 0,
+    fingerprint: String(row.fingerprint),
+    seq: num(row.seq),
+    createdAt: num(row.created_at),
+    deliveredAt: numOrNull(row.delivered_at),
+    ackedAt: numOrNull(row.acked_at),
+    completedAt: numOrNull(row.completed_at),
+    updatedAt: num(row.updated_at),
+    result: row.r_command_id === null || row.r_command_id === undefined ? null : {
+      status: String(row.r_status) as ReportStatus,
+      attempt: numOrNull(row.r_attempt),
+      hasOutput: num(row.r_has_output) !== 0,
+      exitCode: numOrNull(row.r_exit_code),
+      signal: strOrNull(row.r_signal),
+      durationSecs: numOrNull(row.r_duration_secs),
+      stdout: strOrNull(row.r_stdout),
+      stderr: strOrNull(row.r_stderr),
+      stdoutTruncatedBytes: numOrNull(row.r_stdout_truncated_bytes),
+      stderrTruncatedBytes: numOrNull(row.r_stderr_truncated_bytes),
+      error: strOrNull(row.r_error),
+      startedAt: strOrNull(row.r_started_at),
+      completedAt: strOrNull(row.r_completed_at),
+      reportedAt: num(row.r_reported_at),
+    },
+  };
+}
+
+function priorityRank(priority: Priority | undefined): number {
+  const rank = PRIORITIES.indexOf(priority ?? "normal");
+  return rank < 0 ? PRIORITIES.indexOf("normal") : rank;
+}
+
+/**
+ * Opens (and creates or migrates) the SQLite store at `path`.
+ *
+ * @param path A file path, or `":memory:"` for a private in-memory store (tests).
+ * @param options Durability and lock waiting.
+ * @returns The open store; close it with {@link SqliteStore.close} or `await using`.
+ * @throws {StoreError} When the file cannot be opened or created, is not a `status` database, or
+ *   was written by a newer version of this program.
+ *
+ * @example Enqueue and claim a command
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openSqliteStore } from "./sqlite.ts";
+ *
+ * await using store = openSqliteStore(":memory:");
+ * const now = Date.now();
+ * await store.enqueue({ id: "c1", agentId: "a1", name: "echo hi", params: {}, fingerprint: "f", now });
+ * const claimed = await store.claimNext({
+ *   agentId: "a1",
+ *   deploymentHash: "default",
+ *   now,
+ *   deliveryLeaseMs: 30_000,
+ * });
+ * assert.equal(claimed?.status, "delivered");
+ * ```
+ */
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+  return new SqliteStore(path, options);
+}
+
+/** The embedded {@link CommandStore} on `node:sqlite`. See {@link openSqliteStore}. */
+export class SqliteStore implements CommandStore {
+  /** The database path, or `":memory:"`. */
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
+  #closed = false;
+
+  /**
+   * Opens the store; prefer {@link openSqliteStore}.
+   *
+   * @param path A file path, or `":memory:"`.
+   * @param options Durability and lock waiting.
+   * @throws {StoreError} When the database cannot be opened or migrated.
+   */
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    if (typeof path !== "string" || path.length === 0) {
+      throw new TypeError(`database path must be a non-empty string, got ${JSON.stringify(path)}`);
+    }
+    const synchronous = options.synchronous ?? "full";
+    if (synchronous !== "full" && synchronous !== "normal") {
+      throw new TypeError(
+        `synchronous must be "full" or "normal", got ${JSON.stringify(synchronous)}`,
+      );
+    }
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+      throw new RangeError(`busyTimeoutMs must be a whole number >= 0, got ${busyTimeoutMs}`);
+    }
+    this.path = path;
+    const memory = path === ":memory:";
+    if (!memory) {
+      try {
+        Deno.mkdirSync(dirname(path), { recursive: true });
+      } catch (error) {
+        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+          cause: error,
+        });
+      }
+    }
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path);
+    } catch (error) {
+      throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+        cause: error,
+      });
+    }
+    this.#db = db;
+    try {
+      db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+      if (!memory) {
+        const mode = db.prepare("PRAGMA journal_mode = WAL").get() as Row | undefined;
+        if (String(mode?.journal_mode).toLowerCase() !== "wal") {
+          throw new StoreError(`cannot open database ${path}: WAL mode is not available`);
+        }
+      }
+      db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+      db.exec("PRAGMA foreign_keys = ON");
+      this.#migrate();
+    } catch (error) {
+      db.close();
+      if (error instanceof StoreError) throw error;
+      throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** The schema version this program writes. */
+  static get schemaVersion(): number {
+    return MIGRATIONS.length;
+  }
+
+  #migrate(): void {
+    const db = this.#db;
+    const version = num((db.prepare("PRAGMA user_version").get() as Row).user_version);
+    const appId = num((db.prepare("PRAGMA application_id").get() as Row).application_id);
+    if (appId !== 0 && appId !== APPLICATION_ID) {
+      throw new StoreError(`${this.path} is not a status database (application id ${appId})`);
+    }
+    if (version > MIGRATIONS.length) {
+      throw new StoreError(
+        `${this.path} has schema version ${version}, newer than this program's ` +
+          `${MIGRATIONS.length}; use a newer version of status`,
+      );
+    }
+    if (version === 0) {
+      const tables = db.prepare(
+        "SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'",
+      ).get() as Row;
+      if (num(tables.n) > 0) {
+        throw new StoreError(`${this.path} is not a status database (it has foreign tables)`);
+      }
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.#tx(() => {
+        db.exec(MIGRATIONS[v]);
+        db.exec(`PRAGMA user_version = ${v + 1}`);
+        db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+      });
+    }
+  }
+
+  #run<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #stmt(sql: string): StatementSync {
+    if (this.#closed) throw new StoreError(`database ${this.path} is closed`);
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  #tx<T>(fn: () => T): T {
+    if (this.#closed) throw new StoreError(`database ${this.path} is closed`);
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch {
+        // the transaction is already gone; the first error is the one that matters
+      }
+      throw error;
+    }
+  }
+
+  #command(id: string): CommandRecord | null {
+    const row = this.#stmt(`SELECT ${COMMAND_COLUMNS} ${COMMAND_FROM} WHERE c.id = ?`).get(id) as
+      | Row
+      | undefined;
+    return row ? toCommand(row) : null;
+  }
+
+  #mustCommand(id: string): CommandRecord {
+    const command = this.#command(id);
+    if (!command) throw new StoreError(`command ${id} vanished inside a transaction`);
+    return command;
+  }
+
+  // -- agents
+
+  /** {@inheritDoc CommandStore.addAgent} */
+  addAgent(
+    agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
+  ): Promise<boolean> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `INSERT INTO agents (id, token, scopes, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (id) DO NOTHING`,
+      ).run(agent.id, agent.token, JSON.stringify([...agent.scopes]), agent.now);
+      return num(result.changes) === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.ensureAgent} */
+  ensureAgent(id: string, now: number): Promise<AgentRecord> {
+    return this.#run(() => {
+      return this.#tx(() => {
+        this.#stmt(
+          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at) VALUES (?, NULL, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+        ).run(id, JSON.stringify(AGENT_SCOPES), now, now);
+        return toAgent(this.#stmt("SELECT * FROM agents WHERE id = ?").get(id) as Row);
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.getAgent} */
+  getAgent(id: string): Promise<AgentRecord | null> {
+    return this.#run(() => {
+      const row = this.#stmt("SELECT * FROM agents WHERE id = ?").get(id) as Row | undefined;
+      return row ? toAgent(row) : null;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listAgents} */
+  listAgents(): Promise<AgentSummary[]> {
+    return this.#run(() => {
+      const rows = this.#stmt(
+        `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
+         (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued') AS queued
+       FROM agents a ORDER BY a.id`,
+      ).all() as Row[];
+      return rows.map((row) => ({
+        id: String(row.id),
+        hasToken: num(row.has_token) !== 0,
+        scopes: parseScopes(String(row.scopes)),
+        createdAt: num(row.created_at),
+        lastSeenAt: numOrNull(row.last_seen_at),
+        queued: num(row.queued),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.setAgentToken} */
+  setAgentToken(id: string, token: string): Promise<boolean> {
+    return this.#run(() => {
+      const result = this.#stmt("UPDATE agents SET token = ? WHERE id = ?").run(token, id);
+      return num(result.changes) === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.removeAgent} */
+  removeAgent(id: string): Promise<boolean> {
+    return this.#run(() => {
+      const result = this.#stmt("DELETE FROM agents WHERE id = ?").run(id);
+      return num(result.changes) === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.touchAgent} */
+  touchAgent(id: string, now: number): Promise<void> {
+    return this.#run(() => {
+      this.#stmt(
+        "UPDATE agents SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
+      ).run(now, id, now);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.hasAgentWithToken} */
+  hasAgentWithToken(): Promise<boolean> {
+    return this.#run(() => {
+      const row = this.#stmt("SELECT 1 AS x FROM agents WHERE token IS NOT NULL LIMIT 1").get();
+      return row !== undefined;
+    });
+  }
+
+  // -- commands
+
+  /** {@inheritDoc CommandStore.enqueue} */
+  enqueue(command: NewCommand): Promise<EnqueueOutcome> {
+    return this.#run(() => {
+      return this.#tx((): EnqueueOutcome => {
+        const existing = this.#command(command.id);
+        if (existing) {
+          const same = existing.fingerprint === command.fingerprint &&
+            existing.agentId === command.agentId;
+          return { outcome: same ? "duplicate" : "conflict", command: existing };
+        }
+        this.#stmt(
+          `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
+           status, attempt, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?)`,
+        ).run(
+          command.id,
+          command.agentId,
+          command.params.deployment_hash ?? null,
+          command.name,
+          JSON.stringify(command.params),
+          priorityRank(command.params.priority),
+          command.fingerprint,
+          command.now,
+          command.now,
+        );
+        return { outcome: "created", command: this.#mustCommand(command.id) };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.claimNext} */
+  claimNext(request: ClaimRequest): Promise<CommandRecord | null> {
+    return this.#run(() => {
+      return this.#tx(() => {
+        const row = this.#stmt(
+          `SELECT id FROM commands
+         WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
+         ORDER BY priority, seq LIMIT 1`,
+        ).get(request.agentId, request.deploymentHash) as Row | undefined;
+        if (!row) return null;
+        const id = String(row.id);
+        this.#stmt(
+          `UPDATE commands SET status = 'delivered', lease_expires_at = ?, delivered_at = ?,
+           delivered_attempt = attempt, acked_at = NULL, updated_at = ?
+         WHERE id = ?`,
+        ).run(request.now + request.deliveryLeaseMs, request.now, request.now, id);
+        return this.#mustCommand(id);
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.release} */
+  release(commandId: string, attempt: number, now: number): Promise<boolean> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `UPDATE commands SET status = 'queued', lease_expires_at = NULL,
+         delivered_attempt = attempt - 1, updated_at = ?
+       WHERE id = ? AND status = 'delivered' AND attempt = ?`,
+      ).run(now, commandId, attempt);
+      return num(result.changes) === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.ack} */
+  ack(request: AckRequest): Promise<AckOutcome> {
+    return this.#run(() => {
+      return this.#tx((): AckOutcome => {
+        const command = this.#command(request.commandId);
+        if (!command) return { outcome: "not_found" };
+        if (command.agentId !== request.agentId) return { outcome: "forbidden", command };
+        if (command.attempt !== request.attempt) return { outcome: "stale", command };
+        if (command.status === "running") return { outcome: "acked", command };
+        if (command.status !== "delivered") return { outcome: "stale", command };
+        const timeoutSecs = command.params.timeout_secs ?? request.defaultTimeoutSecs;
+        const lease = request.now + (timeoutSecs + EXECUTION_LEASE_GRACE_SECS) * 1000;
+        this.#stmt(
+          `UPDATE commands SET status = 'running', lease_expires_at = ?, acked_at = ?, updated_at = ?
+         WHERE id = ?`,
+        ).run(lease, request.now, request.now, command.id);
+        return { outcome: "acked", command: this.#mustCommand(command.id) };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.report} */
+  report(input: ReportInput): Promise<ReportOutcome> {
+    return this.#run(() => {
+      return this.#tx((): ReportOutcome => {
+        const command = this.#command(input.commandId);
+        if (!command) return { outcome: "not_found" };
+        if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
+        if (command.result) return { outcome: "duplicate", command };
+        if (command.deliveredAttempt === 0) {
+          return {
+            outcome: "conflict",
+            command,
+            reason: `command ${command.id} was never delivered`,
+          };
+        }
+        if (input.attempt !== null && input.attempt > command.deliveredAttempt) {
+          return {
+            outcome: "conflict",
+            command,
+            reason: `attempt ${input.attempt} of command ${command.id} was never delivered ` +
+              `(last delivered: ${command.deliveredAttempt})`,
+          };
+        }
+        const r = input.result;
+        this.#stmt(
+          `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,
+           duration_secs, stdout, stderr, stdout_truncated_bytes, stderr_truncated_bytes, error,
+           started_at, completed_at, reported_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          command.id,
+          input.attempt,
+          input.status,
+          r ? 1 : 0,
+          r?.exitCode ?? null,
+          r?.signal ?? null,
+          r?.durationSecs ?? null,
+          r?.stdout ?? null,
+          r?.stderr ?? null,
+          r?.stdoutTruncatedBytes ?? null,
+          r?.stderrTruncatedBytes ?? null,
+          input.error,
+          input.startedAt,
+          input.completedAt,
+          input.now,
+        );
+        this.#stmt(
+          `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?
+         WHERE id = ?`,
+        ).run(input.status, input.now, input.now, command.id);
+        return { outcome: "accepted", command: this.#mustCommand(command.id) };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.cancel} */
+  cancel(commandId: string, now: number): Promise<CancelOutcome> {
+    return this.#run(() => {
+      return this.#tx((): CancelOutcome => {
+        const command = this.#command(commandId);
+        if (!command) return { outcome: "not_found" };
+        if (command.status === "queued") {
+          this.#stmt(
+            `UPDATE commands SET status = 'cancelled', completed_at = ?, updated_at = ? WHERE id = ?`,
+          ).run(now, now, commandId);
+          return { outcome: "cancelled", command: this.#mustCommand(commandId) };
+        }
+        if (command.status === "delivered" || command.status === "running") {
+          if (!command.cancelRequested) {
+            this.#stmt(
+              "UPDATE commands SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+            ).run(now, commandId);
+          }
+          return { outcome: "requested", command: this.#mustCommand(commandId) };
+        }
+        return { outcome: "final", command };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.requeueExpired} */
+  requeueExpired(now: number, maxAttempts: number): Promise<ExpireOutcome> {
+    return this.#run(() => {
+      return this.#tx(() => {
+        const rows = this.#stmt(
+          `SELECT id, attempt, cancel_requested FROM commands
+         WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= ?
+           AND status IN ('delivered', 'running')
+         ORDER BY lease_expires_at, seq`,
+        ).all(now) as Row[];
+        const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [] };
+        for (const row of rows) {
+          const id = String(row.id);
+          if (num(row.cancel_requested) !== 0) {
+            this.#stmt(
+              `UPDATE commands SET status = 'cancelled', lease_expires_at = NULL, completed_at = ?,
+               updated_at = ? WHERE id = ?`,
+            ).run(now, now, id);
+            outcome.cancelled.push(this.#mustCommand(id));
+          } else if (num(row.attempt) >= maxAttempts) {
+            this.#stmt(
+              `UPDATE commands SET status = 'lost', lease_expires_at = NULL, completed_at = ?,
+               updated_at = ? WHERE id = ?`,
+            ).run(now, now, id);
+            outcome.lost.push(this.#mustCommand(id));
+          } else {
+            this.#stmt(
+              `UPDATE commands SET status = 'queued', attempt = attempt + 1, lease_expires_at = NULL,
+               acked_at = NULL, updated_at = ? WHERE id = ?`,
+            ).run(now, id);
+            outcome.requeued.push(this.#mustCommand(id));
+          }
+        }
+        return outcome;
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.nextLeaseExpiry} */
+  nextLeaseExpiry(): Promise<number | null> {
+    return this.#run(() => {
+      const row = this.#stmt(
+        `SELECT min(lease_expires_at) AS at FROM commands
+       WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')`,
+      ).get() as Row;
+      return numOrNull(row.at);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.getCommand} */
+  getCommand(id: string): Promise<CommandRecord | null> {
+    return this.#run(() => {
+      return this.#command(id);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listCommands} */
+  listCommands(query: CommandQuery): Promise<CommandRecord[]> {
+    return this.#run(() => {
+      const where: string[] = [];
+      const args: SQLInputValue[] = [];
+      if (query.agentId !== undefined) {
+        where.push("c.agent_id = ?");
+        args.push(query.agentId);
+      }
+      if (query.status !== undefined) {
+        where.push("c.status = ?");
+        args.push(query.status);
+      }
+      const sql = `SELECT ${COMMAND_COLUMNS} ${COMMAND_FROM}
+      ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY c.seq DESC LIMIT ?`;
+      args.push(Math.max(0, Math.floor(query.limit)));
+      return (this.#stmt(sql).all(...args) as Row[]).map(toCommand);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.close} */
+  close(): Promise<void> {
+    return this.#run(() => {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.#statements.clear();
+      if (this.#db.isOpen) this.#db.close();
+    });
+  }
+
+  /** Closes the store. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function describeOpenError(error: unknown): string {
+  if (error instanceof Deno.errors.NotCapable || (error as Error)?.name === "NotCapable") {
+    return "permission denied by Deno; run with --allow-read and --allow-write for this path";
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return "permission denied by the operating system";
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(
+    /^unable to open database file.*$/,
+    "unable to open the file (does " +
+      "its directory exist and is it writable?)",
+  );
+}

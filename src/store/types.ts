@@ -1,0 +1,351 @@
+/**
+ * The `CommandStore` interface: what the dashboard keeps about agents, commands and results, and
+ * the state transitions of PROTOCOL.md §4 as single atomic operations.
+ *
+ * Every implementation must pass the contract suite in `tests/store/contract.ts`.
+ *
+ * @module
+ */
+import type { CommandParams, CommandStatus, Priority, ReportStatus } from "../protocol/mod.ts";
+
+/**
+ * Scopes an agent may be granted. Each agent-facing endpoint requires one:
+ *
+ * - `commands:wait`: `GET …/wait/{hash}` and `POST …/ack` (receiving commands);
+ * - `commands:report`: `POST …/report`;
+ * - `commands:enqueue`: `POST …/enqueue` signed by the agent itself (the seed-compatible enqueue).
+ */
+export const AGENT_SCOPES = ["commands:wait", "commands:report", "commands:enqueue"] as const;
+/** A scope an agent may be granted. */
+export type AgentScope = typeof AGENT_SCOPES[number];
+
+/**
+ * Extra time an execution lease grants beyond the command's own timeout, in seconds
+ * (PROTOCOL.md §4: `lease_expires_at = now + timeout_secs + 60 s`).
+ */
+export const EXECUTION_LEASE_GRACE_SECS = 60;
+
+/** An agent known to the dashboard. */
+export interface AgentRecord {
+  /** The agent id. */
+  id: string;
+  /** The agent's token; `null` for an agent registered on first sight in dev mode. */
+  token: string | null;
+  /** Granted scopes. */
+  scopes: AgentScope[];
+  /** When it was added, in ms since the epoch. */
+  createdAt: number;
+  /** When it was last seen, in ms since the epoch; `null` if never. */
+  lastSeenAt: number | null;
+}
+
+/** An agent as listed: never its token. */
+export interface AgentSummary extends Omit<AgentRecord, "token"> {
+  /** Whether the agent has a token (dev-mode agents do not). */
+  hasToken: boolean;
+  /** How many of its commands are queued. */
+  queued: number;
+}
+
+/** The result an agent reported for a command. */
+export interface CommandResult {
+  /** The reported status. */
+  status: ReportStatus;
+  /** The attempt the report named, if any. */
+  attempt: number | null;
+  /** Exit code, when the process exited. */
+  exitCode: number | null;
+  /** The signal that ended the process, if any. */
+  signal: string | null;
+  /** Run time in seconds. */
+  durationSecs: number | null;
+  /** Captured standard output. */
+  stdout: string | null;
+  /** Captured standard error. */
+  stderr: string | null;
+  /** Bytes of standard output that were dropped. */
+  stdoutTruncatedBytes: number | null;
+  /** Bytes of standard error that were dropped. */
+  stderrTruncatedBytes: number | null;
+  /** Why the command failed without running to the end (rejected, interrupted, ...). */
+  error: string | null;
+  /** When it started, as the agent reported it. */
+  startedAt: string | null;
+  /** When it completed, as the agent reported it. */
+  completedAt: string | null;
+  /** When the dashboard recorded the report, in ms since the epoch. */
+  reportedAt: number;
+  /** Whether the full result object was present (`false` for a report carrying only an error). */
+  hasOutput: boolean;
+}
+
+/** A command in the store. Times are in ms since the epoch. */
+export interface CommandRecord {
+  /** The command id. */
+  id: string;
+  /** The agent that runs it. */
+  agentId: string;
+  /** Only a wait on this deployment hash receives it; `null`: any wait of the agent. */
+  deploymentHash: string | null;
+  /** The command line. */
+  name: string;
+  /** The parameters as enqueued. */
+  params: CommandParams;
+  /** Delivery priority. */
+  priority: Priority;
+  /** Current status. */
+  status: CommandStatus;
+  /**
+   * The current (or, when queued, the next) delivery attempt, from 1. A lease that ends without a
+   * report puts the command back in the queue with `attempt + 1`.
+   */
+  attempt: number;
+  /** The highest attempt that was handed to the agent; 0 when never delivered. */
+  deliveredAttempt: number;
+  /** End of the current delivery or execution lease; `null` when not delivered. */
+  leaseExpiresAt: number | null;
+  /** An operator asked to cancel it after it was delivered. */
+  cancelRequested: boolean;
+  /** Digest of what was enqueued (agent, name, params), for idempotent enqueue. */
+  fingerprint: string;
+  /** Enqueue order; larger is newer. */
+  seq: number;
+  /** When it was enqueued. */
+  createdAt: number;
+  /** When it was last delivered. */
+  deliveredAt: number | null;
+  /** When the current attempt was acked. */
+  ackedAt: number | null;
+  /** When it reached a final status on the dashboard. */
+  completedAt: number | null;
+  /** When the record last changed. */
+  updatedAt: number;
+  /** The agent's report, once one is accepted. */
+  result: CommandResult | null;
+}
+
+/** What {@link CommandStore.enqueue} stores. */
+export interface NewCommand {
+  /** The command id (the caller generates one when the client sent none). */
+  id: string;
+  /** The agent that should run it. */
+  agentId: string;
+  /** The command line. */
+  name: string;
+  /** The parameters; `priority` and `deployment_hash` are read from them. */
+  params: CommandParams;
+  /** Digest of the request body, compared on a repeated enqueue of the same id. */
+  fingerprint: string;
+  /** The current time. */
+  now: number;
+}
+
+/** Outcome of {@link CommandStore.enqueue}. */
+export type EnqueueOutcome =
+  /** Stored as a new queued command. */
+  | { outcome: "created"; command: CommandRecord }
+  /** The id exists with the same fingerprint: nothing changed. */
+  | { outcome: "duplicate"; command: CommandRecord }
+  /** The id exists with another fingerprint (or another agent): nothing changed. */
+  | { outcome: "conflict"; command: CommandRecord };
+
+/** What {@link CommandStore.claimNext} claims. */
+export interface ClaimRequest {
+  /** The waiting agent. */
+  agentId: string;
+  /** The deployment hash of the wait. */
+  deploymentHash: string;
+  /** The current time. */
+  now: number;
+  /** Length of the delivery lease, in ms. */
+  deliveryLeaseMs: number;
+}
+
+/** What {@link CommandStore.ack} acknowledges. */
+export interface AckRequest {
+  /** The command id. */
+  commandId: string;
+  /** The agent acking. */
+  agentId: string;
+  /** The attempt being acked. */
+  attempt: number;
+  /** The current time. */
+  now: number;
+  /** Timeout of a command whose params set none, in seconds (the execution lease adds 60 s). */
+  defaultTimeoutSecs: number;
+}
+
+/** Outcome of {@link CommandStore.ack}. */
+export type AckOutcome =
+  /** The command is now `running` under its execution lease (also when acked before). */
+  | { outcome: "acked"; command: CommandRecord }
+  | { outcome: "not_found" }
+  /** The command belongs to another agent. */
+  | { outcome: "forbidden"; command: CommandRecord }
+  /** The attempt is no longer current, or the command is not delivered. */
+  | { outcome: "stale"; command: CommandRecord };
+
+/** What {@link CommandStore.report} records. */
+export interface ReportInput {
+  /** The command id. */
+  commandId: string;
+  /** The reporting agent. */
+  agentId: string;
+  /** The attempt the report names, when it names one. */
+  attempt: number | null;
+  /** The final status. */
+  status: ReportStatus;
+  /** What running the command produced; `null` when it did not run. */
+  result: {
+    exitCode: number | null;
+    signal: string | null;
+    durationSecs: number;
+    stdout: string;
+    stderr: string;
+    stdoutTruncatedBytes: number;
+    stderrTruncatedBytes: number;
+  } | null;
+  /** Why it failed without running to the end. */
+  error: string | null;
+  /** When it started, as the agent says. */
+  startedAt: string | null;
+  /** When it completed, as the agent says. */
+  completedAt: string | null;
+  /** The current time. */
+  now: number;
+}
+
+/** Outcome of {@link CommandStore.report}. */
+export type ReportOutcome =
+  /** The result is recorded and the command is final. */
+  | { outcome: "accepted"; command: CommandRecord }
+  /** A result was recorded before; nothing changed (the first result wins). */
+  | { outcome: "duplicate"; command: CommandRecord }
+  | { outcome: "not_found" }
+  /** The command belongs to another agent. */
+  | { outcome: "forbidden"; command: CommandRecord }
+  /** The report names an attempt that was never delivered. */
+  | { outcome: "conflict"; command: CommandRecord; reason: string };
+
+/** Outcome of {@link CommandStore.cancel}. */
+export type CancelOutcome =
+  /** It was queued and is now `cancelled`. */
+  | { outcome: "cancelled"; command: CommandRecord }
+  /** It is delivered or running: `cancelRequested` is set. */
+  | { outcome: "requested"; command: CommandRecord }
+  /** It is already final: nothing changed. */
+  | { outcome: "final"; command: CommandRecord }
+  | { outcome: "not_found" };
+
+/** What {@link CommandStore.requeueExpired} changed. */
+export interface ExpireOutcome {
+  /** Commands put back in the queue with `attempt + 1`. */
+  requeued: CommandRecord[];
+  /** Commands that used their last attempt and are now `lost`. */
+  lost: CommandRecord[];
+  /** Commands whose cancel was requested: now `cancelled` instead of being redelivered. */
+  cancelled: CommandRecord[];
+}
+
+/** Filters of {@link CommandStore.listCommands}. */
+export interface CommandQuery {
+  /** Only this agent's commands. */
+  agentId?: string;
+  /** Only commands in this status. */
+  status?: CommandStatus;
+  /** At most this many, newest first. */
+  limit: number;
+}
+
+/**
+ * Where the dashboard keeps agents, commands and results.
+ *
+ * Each method is one atomic step: two concurrent calls never see each other half done. Methods
+ * return promises so that a networked implementation fits the same interface; the embedded SQLite
+ * store completes each call synchronously inside one transaction.
+ */
+export interface CommandStore extends AsyncDisposable {
+  // -- agents
+
+  /**
+   * Adds an agent.
+   *
+   * @returns `false` when an agent with this id exists (nothing changed).
+   */
+  addAgent(
+    agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
+  ): Promise<boolean>;
+  /** Adds a token-less agent unless one with this id exists (dev mode: registered on first sight). */
+  ensureAgent(id: string, now: number): Promise<AgentRecord>;
+  /** The agent, or `null`. */
+  getAgent(id: string): Promise<AgentRecord | null>;
+  /** Every agent, sorted by id, without tokens. */
+  listAgents(): Promise<AgentSummary[]>;
+  /**
+   * Replaces an agent's token.
+   *
+   * @returns `false` when no such agent exists.
+   */
+  setAgentToken(id: string, token: string): Promise<boolean>;
+  /**
+   * Removes an agent. Its commands and results are kept.
+   *
+   * @returns `false` when no such agent exists.
+   */
+  removeAgent(id: string): Promise<boolean>;
+  /** Records that the agent was seen. */
+  touchAgent(id: string, now: number): Promise<void>;
+  /** Whether any agent has a token (dev mode is off when one does). */
+  hasAgentWithToken(): Promise<boolean>;
+
+  // -- commands
+
+  /** Stores a new queued command; idempotent on the id. */
+  enqueue(command: NewCommand): Promise<EnqueueOutcome>;
+  /**
+   * Takes the agent's next queued command matching the deployment hash (priority, then first in
+   * first out), marks it `delivered` under a delivery lease and returns it; `null` when none.
+   * Two claims never return the same command.
+   */
+  claimNext(request: ClaimRequest): Promise<CommandRecord | null>;
+  /**
+   * Undoes a claim whose answer was never sent: the command is `queued` again with the same
+   * attempt. Does nothing unless the command is `delivered` in exactly this attempt.
+   *
+   * @returns Whether the command went back to the queue.
+   */
+  release(commandId: string, attempt: number, now: number): Promise<boolean>;
+  /** Turns a delivery lease into the execution lease (`delivered` → `running`). */
+  ack(request: AckRequest): Promise<AckOutcome>;
+  /**
+   * Records an agent's final report. The first report an agent makes wins; later ones are
+   * `duplicate` and change nothing. A report is accepted whenever the command was delivered to
+   * this agent in the attempt it names (or in any attempt, when it names none), whatever the
+   * command's status now:
+   *
+   * - `delivered`/`running`, the current or an earlier attempt: a late but genuine result is
+   *   better than running the command again;
+   * - `queued` after its lease expired: the result arrived late; the command is not redelivered;
+   * - `lost`, or `cancelled` by the dashboard (never by a report): the dashboard only guessed, the
+   *   agent knows; its result replaces the guess.
+   *
+   * A report for an attempt that was never delivered is a `conflict`.
+   */
+  report(input: ReportInput): Promise<ReportOutcome>;
+  /** Cancels a queued command, or flags a delivered one. */
+  cancel(commandId: string, now: number): Promise<CancelOutcome>;
+  /**
+   * Ends every lease that expired at `now`: back to the queue with `attempt + 1`, or `lost` after
+   * `maxAttempts`, or `cancelled` when a cancel was requested.
+   */
+  requeueExpired(now: number, maxAttempts: number): Promise<ExpireOutcome>;
+  /** The earliest lease end of a delivered or running command, or `null`. */
+  nextLeaseExpiry(): Promise<number | null>;
+  /** One command with its result, or `null`. */
+  getCommand(id: string): Promise<CommandRecord | null>;
+  /** Commands, newest first. */
+  listCommands(query: CommandQuery): Promise<CommandRecord[]>;
+
+  /** Closes the store; later calls fail. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,544 @@
+import assert from "node:assert/strict";
+import { signV2 } from "../../src/protocol/mod.ts";
+import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, T0, TOKEN } from "./_helpers.ts";
+
+const ENQUEUE = { id: "cmd-001", name: "echo Hello from dashboard", params: {} };
+
+async function expectError(
+  response: Response,
+  status: number,
+  pattern: RegExp,
+): Promise<Record<string, unknown>> {
+  const body = await json(response);
+  assert.equal(response.status, status, `status of ${JSON.stringify(body)}`);
+  assert.equal(typeof body.error, "string");
+  assert.match(body.error as string, pattern);
+  assert.ok(response.headers.get("Date"), "every answer carries a Date header");
+  assert.ok(!JSON.stringify(body).includes(TOKEN), "errors never echo a token");
+  return body;
+}
+
+Deno.test("agent requests are verified in the order of PROTOCOL §1, each step with its answer", async (t) => {
+  await using d = await makeDashboard({
+    agents: {
+      a1: { token: TOKEN },
+      reader: { token: "r".repeat(43), scopes: ["commands:wait"] },
+      bare: { token: null },
+    },
+  });
+
+  await t.step("a correctly signed request passes every step", async () => {
+    const response = await d.agent({ path: P.enqueue, body: ENQUEUE });
+    assert.equal(response.status, 202);
+    assert.deepEqual(await json(response), { queued: true, id: "cmd-001" });
+    assert.equal(response.headers.get("Date"), new Date(T0).toUTCString());
+  });
+
+  await t.step("1. X-Agent-Id missing → 401", async () => {
+    const response = await d.agent({
+      path: P.enqueue,
+      body: ENQUEUE,
+      headers: { "X-Agent-Id": undefined, Authorization: undefined },
+    });
+    await expectError(response, 401, /X-Agent-Id header is missing/);
+  });
+
+  await t.step("1. X-Agent-Id unknown or malformed → 401", async () => {
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "ghost" }),
+      401,
+      /agent ghost is not registered/,
+    );
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "bad id!" }),
+      401,
+      /X-Agent-Id must be/,
+    );
+  });
+
+  await t.step("2. bearer token missing, wrong, or the agent has none → 401", async () => {
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { Authorization: undefined } }),
+      401,
+      /bearer token is missing/,
+    );
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { Authorization: "Bearer nope" } }),
+      401,
+      /bearer token is wrong/,
+    );
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "bare", token: "x".repeat(43) }),
+      401,
+      /agent bare has no token/,
+    );
+  });
+
+  await t.step("4. X-Timestamp missing or not an integer → 401", async () => {
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { "X-Timestamp": undefined } }),
+      401,
+      /X-Timestamp header is missing or not an integer/,
+    );
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { "X-Timestamp": "12.5" } }),
+      401,
+      /not an integer/,
+    );
+  });
+
+  await t.step("4. X-Timestamp more than 300 s off → 401 saying so; 299 s is fine", async () => {
+    const late = await expectError(
+      await d.agent({ path: P.enqueue, body: { name: "echo a" }, signedAt: T0 - 301_000 }),
+      401,
+      /301 s behind the dashboard's clock \(at most 300 s allowed\)/,
+    );
+    assert.deepEqual(late.details, {
+      skew_secs: -301,
+      dashboard_time: new Date(T0).toISOString(),
+    });
+    await expectError(
+      await d.agent({ path: P.enqueue, body: { name: "echo a" }, signedAt: T0 + 301_000 }),
+      401,
+      /301 s ahead of/,
+    );
+    const ok = await d.agent({ path: P.enqueue, body: { name: "echo a" }, signedAt: T0 - 299_000 });
+    assert.equal(ok.status, 202);
+  });
+
+  await t.step(
+    "5. a v2 signature over a changed path, timestamp, request id or body → 401",
+    async () => {
+      const body = JSON.stringify({ name: "echo signed" });
+      const requestId = crypto.randomUUID();
+      const timestamp = String(T0 / 1000);
+      const signature = signV2(TOKEN, {
+        method: "POST",
+        pathAndQuery: P.enqueue,
+        timestamp,
+        requestId,
+        body,
+      });
+      const send = (
+        overrides: {
+          path?: string;
+          timestamp?: string;
+          requestId?: string;
+          body?: string;
+          method?: string;
+        },
+      ) =>
+        d.dashboard.app.request(overrides.path ?? P.enqueue, {
+          method: overrides.method ?? "POST",
+          headers: {
+            "Content-Type": "application/json",
+            "Authorization": `Bearer ${TOKEN}`,
+            "X-Agent-Id": "a1",
+            "X-Timestamp": overrides.timestamp ?? timestamp,
+            "X-Request-Id": overrides.requestId ?? requestId,
+            "X-Signature-Version": "2",
+            "X-Agent-Signature": signature,
+          },
+          body: overrides.body ?? body,
+        });
+      await expectError(await send({ path: P.enqueue + "?x=1" }), 401, /signature is wrong/);
+      await expectError(
+        await send({ timestamp: String(T0 / 1000 + 1) }),
+        401,
+        /signature is wrong/,
+      );
+      await expectError(await send({ requestId: crypto.randomUUID() }), 401, /signature is wrong/);
+      await expectError(
+        await send({ body: JSON.stringify({ name: "echo forged" }) }),
+        401,
+        /signature is wrong/,
+      );
+      await expectError(await send({ path: P.report }), 401, /signature is wrong/);
+      const genuine = await send({});
+      assert.equal(genuine.status, 202, "the unchanged request passes");
+    },
+  );
+
+  await t.step(
+    "5. a missing signature, version 1 without the flag, an unknown version → 401",
+    async () => {
+      await expectError(
+        await d.agent({
+          path: P.enqueue,
+          body: ENQUEUE,
+          headers: { "X-Agent-Signature": undefined },
+        }),
+        401,
+        /X-Agent-Signature header is missing/,
+      );
+      await expectError(
+        await d.agent({ path: P.enqueue, body: ENQUEUE, v1: true }),
+        401,
+        /signature version 1 is not accepted/,
+      );
+      await expectError(
+        await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { "X-Signature-Version": "3" } }),
+        401,
+        /X-Signature-Version "3" is not supported/,
+      );
+    },
+  );
+
+  await t.step("6. X-Request-Id missing → 400", async () => {
+    await expectError(
+      await d.agent({
+        path: P.enqueue,
+        body: ENQUEUE,
+        requestId: "",
+        headers: { "X-Request-Id": undefined },
+      }),
+      400,
+      /X-Request-Id header is missing/,
+    );
+  });
+
+  await t.step("6. the same request id again → 409 replay detected", async () => {
+    const requestId = crypto.randomUUID();
+    const first = await d.agent({ path: P.enqueue, body: { name: "echo once" }, requestId });
+    assert.equal(first.status, 202);
+    const replay = await d.agent({ path: P.enqueue, body: { name: "echo once" }, requestId });
+    await expectError(replay, 409, /replay detected/);
+    const other = await d.agent({
+      path: P.enqueue,
+      body: { name: "echo once" },
+      agentId: "reader",
+      token: "r".repeat(43),
+      requestId,
+    });
+    assert.equal(other.status, 403, "request ids are per agent: another agent's is not a replay");
+  });
+
+  await t.step(
+    "6. a request id is forgotten after 600 s (and the clock-skew check still holds)",
+    async () => {
+      const requestId = crypto.randomUUID();
+      assert.equal(
+        (await d.agent({ path: P.enqueue, body: { name: "echo x" }, requestId })).status,
+        202,
+      );
+      d.clock.advance(601_000);
+      const later = await d.agent({ path: P.enqueue, body: { name: "echo x" }, requestId });
+      assert.equal(later.status, 202, "a fresh signature with an old id after the window");
+      const stale = await d.agent({
+        path: P.enqueue,
+        body: { name: "echo x" },
+        requestId: crypto.randomUUID(),
+        signedAt: d.clock.now() - 601_000,
+      });
+      assert.equal(stale.status, 401, "an old captured request fails on its timestamp");
+    },
+  );
+
+  await t.step("7. a scope not granted → 403", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("cmd-001"),
+      agentId: "reader",
+      token: "r".repeat(43),
+    });
+    await expectError(response, 403, /agent reader is not granted the scope commands:report/);
+  });
+
+  await t.step("8. a body over 1 MiB → 413", async () => {
+    const big = JSON.stringify({
+      name: "echo",
+      params: { metadata: { pad: "x".repeat(1024 * 1024) } },
+    });
+    const response = await d.agent({ path: P.enqueue, body: big });
+    const body = await expectError(response, 413, /larger than 1048576 bytes/);
+    assert.equal((body.details as { limit_bytes: number }).limit_bytes, 1048576);
+  });
+
+  await t.step("8. a body that is not JSON → 400", async () => {
+    await expectError(await d.agent({ path: P.enqueue, body: "{not json" }), 400, /not JSON/);
+    await expectError(
+      await d.agent({ path: P.enqueue, body: new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d]) }),
+      400,
+      /not UTF-8/,
+    );
+  });
+
+  await t.step("8. a body not of the schema → 400 naming the field", async () => {
+    const missing = await expectError(
+      await d.agent({ path: P.enqueue, body: { params: {} } }),
+      400,
+      /field "name"/,
+    );
+    assert.deepEqual((missing.details as Array<{ field: string }>)[0].field, "name");
+    await expectError(
+      await d.agent({ path: P.enqueue, body: { name: "x", params: { priority: "urgent" } } }),
+      400,
+      /field "params.priority"/,
+    );
+    await expectError(
+      await d.agent({ path: P.report, body: reportBody("cmd-001", { status: "great" }) }),
+      400,
+      /field "status"/,
+    );
+    await expectError(
+      await d.agent({ path: P.ack, body: { command_id: "cmd-001", attempt: 0 } }),
+      400,
+      /field "attempt"/,
+    );
+  });
+
+  await t.step("an earlier step wins: a wrong token with a bad body is 401, not 400", async () => {
+    await expectError(
+      await d.agent({ path: P.enqueue, body: "{", headers: { Authorization: "Bearer nope" } }),
+      401,
+      /bearer token is wrong/,
+    );
+  });
+});
+
+Deno.test("the per-agent rate limit answers 429 with Retry-After, before the later steps", async (t) => {
+  await using d = await makeDashboard({ rateLimitPerMinute: 3 });
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await d.agent({ path: P.enqueue, body: { name: `echo ${i}` } })).status, 202);
+  }
+  await t.step("the fourth request in the minute is refused", async () => {
+    const response = await d.agent({ path: P.enqueue, body: { name: "echo 4" } });
+    const body = await json(response);
+    assert.equal(response.status, 429);
+    assert.equal(response.headers.get("Retry-After"), "20");
+    assert.match(body.error as string, /rate limit exceeded; retry in 20 s/);
+  });
+  await t.step("steps after the limit do not run: a bad timestamp still gets 429", async () => {
+    const response = await d.agent({
+      path: P.enqueue,
+      body: { name: "x" },
+      headers: { "X-Timestamp": "nope" },
+    });
+    assert.equal(response.status, 429);
+    await response.body?.cancel();
+  });
+  await t.step("steps before it do: a wrong token is 401 and takes no token", async () => {
+    const response = await d.agent({
+      path: P.enqueue,
+      body: { name: "x" },
+      headers: { Authorization: "Bearer x" },
+    });
+    assert.equal(response.status, 401);
+    await response.body?.cancel();
+  });
+  await t.step("other agents have their own bucket", async () => {
+    const response = await d.agent({
+      path: P.enqueue,
+      body: { name: "echo" },
+      agentId: "a2",
+      token: "agent-token-a2-0123456789abcdefghijklmnopq",
+    });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+  await t.step("the bucket refills continuously", async () => {
+    d.clock.advance(20_000);
+    assert.equal((await d.agent({ path: P.enqueue, body: { name: "echo 5" } })).status, 202);
+    const again = await d.agent({ path: P.enqueue, body: { name: "echo 6" } });
+    assert.equal(again.status, 429);
+    assert.equal(again.headers.get("Retry-After"), "20");
+    await again.body?.cancel();
+  });
+  await t.step("the wait endpoint is limited too", async () => {
+    const response = await d.agent({ path: P.wait() });
+    assert.equal(response.status, 429);
+    await response.body?.cancel();
+  });
+});
+
+Deno.test("version 1 signatures are accepted only with acceptV1Signatures", async () => {
+  await using d = await makeDashboard({ acceptV1Signatures: true });
+  const ok = await d.agent({ path: P.enqueue, body: { name: "echo v1" }, v1: true });
+  assert.equal(ok.status, 202);
+  await ok.body?.cancel();
+  const forged = await d.agent({
+    path: P.enqueue,
+    body: { name: "echo v1" },
+    v1: true,
+    headers: { "X-Agent-Signature": "AAAA" },
+  });
+  assert.equal(forged.status, 401);
+  await forged.body?.cancel();
+  const v2 = await d.agent({ path: P.enqueue, body: { name: "echo v2" } });
+  assert.equal(v2.status, 202, "version 2 still works");
+  await v2.body?.cancel();
+});
+
+Deno.test("wait checks steps 1–3 and the scope unless signatures are required on it", async (t) => {
+  await t.step("default: bearer alone is enough", async () => {
+    await using d = await makeDashboard();
+    await d.agent({ path: P.enqueue, body: { id: "c1", name: "echo" } }).then((r) =>
+      r.body?.cancel()
+    );
+    const response = await d.dashboard.app.request(P.wait(), {
+      headers: { "X-Agent-Id": "a1", Authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(response.status, 200);
+    assert.equal((await json(response)).id, "c1");
+    const wrong = await d.dashboard.app.request(P.wait(), {
+      headers: { "X-Agent-Id": "a1", Authorization: "Bearer wrong" },
+    });
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+  });
+  await t.step("waitRequireSignature: unsigned waits are refused, signed ones pass", async () => {
+    await using d = await makeDashboard({ waitRequireSignature: true });
+    await d.agent({ path: P.enqueue, body: { id: "c1", name: "echo" } }).then((r) =>
+      r.body?.cancel()
+    );
+    const unsigned = await d.dashboard.app.request(P.wait(), {
+      headers: { "X-Agent-Id": "a1", Authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(unsigned.status, 401);
+    await unsigned.body?.cancel();
+    const tampered = await d.agent({
+      path: P.wait("default", 1),
+      headers: { "X-Request-Id": crypto.randomUUID() },
+    });
+    assert.equal(tampered.status, 401);
+    await tampered.body?.cancel();
+    const signed = await d.agent({ path: P.wait() });
+    assert.equal(signed.status, 200);
+    await signed.body?.cancel();
+  });
+});
+
+Deno.test("operators authenticate with the admin token", async (t) => {
+  await using d = await makeDashboard();
+  await t.step("operator endpoints refuse a missing or wrong token", async () => {
+    for (const path of ["/api/v1/commands", "/api/v1/agents", "/api/v1/commands/x"]) {
+      const missing = await d.dashboard.app.request(path);
+      await expectError(missing, 401, /bearer token is missing/);
+      const wrong = await d.dashboard.app.request(path, {
+        headers: { Authorization: "Bearer nope" },
+      });
+      await expectError(wrong, 401, /admin token is wrong/);
+    }
+    const cancel = await d.dashboard.app.request("/api/v1/commands/x/cancel", { method: "POST" });
+    await expectError(cancel, 401, /bearer token is missing/);
+  });
+  await t.step("an agent token is not an admin token", async () => {
+    const response = await d.dashboard.app.request("/api/v1/agents", {
+      headers: { Authorization: `Bearer ${TOKEN}` },
+    });
+    await expectError(response, 401, /admin token is wrong/);
+  });
+  await t.step("enqueue with the admin token names the agent in the body", async () => {
+    const ok = await d.admin("POST", P.enqueue, { id: "op-1", name: "echo op", agent_id: "a2" });
+    assert.equal(ok.status, 202);
+    assert.deepEqual(await json(ok), { queued: true, id: "op-1" });
+    assert.equal((await d.store.getCommand("op-1"))?.agentId, "a2");
+    await expectError(await d.admin("POST", P.enqueue, { name: "echo" }), 400, /field "agent_id"/);
+    await expectError(
+      await d.admin("POST", P.enqueue, { name: "echo", agent_id: "ghost" }),
+      404,
+      /agent ghost is not registered/,
+    );
+    const wrong = await d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { Authorization: "Bearer nope", "Content-Type": "application/json" },
+      body: JSON.stringify({ name: "echo", agent_id: "a1" }),
+    });
+    await expectError(wrong, 401, /admin token is wrong/);
+  });
+  await t.step("an agent may enqueue only for itself", async () => {
+    await expectError(
+      await d.agent({ path: P.enqueue, body: { name: "echo", agent_id: "a2" } }),
+      403,
+      /an agent may enqueue only for itself/,
+    );
+  });
+  await t.step("health needs no auth", async () => {
+    const response = await d.dashboard.app.request("/health");
+    assert.equal(response.status, 200);
+    assert.equal((await json(response)).status, "ok");
+  });
+  await t.step("unknown routes answer 404 JSON", async () => {
+    await expectError(
+      await d.dashboard.app.request("/api/v2/nothing"),
+      404,
+      /no route for GET \/api\/v2\/nothing/,
+    );
+  });
+  assert.ok(ADMIN_TOKEN);
+});
+
+Deno.test("dev mode accepts the seed's curl example unchanged", async (t) => {
+  await using d = await makeDashboard({ devMode: true });
+  await t.step("enqueue with only X-Agent-Id", async () => {
+    const response = await d.dashboard.app.request(
+      "http://localhost:5000/api/v1/agent/commands/enqueue",
+      {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Agent-Id": "test-agent" },
+        body: '{"id":"cmd-001","name":"echo Hello from dashboard","params":{}}',
+      },
+    );
+    assert.equal(response.status, 202);
+    assert.deepEqual(await json(response), { queued: true, id: "cmd-001" });
+    const agent = await d.store.getAgent("test-agent");
+    assert.equal(agent?.token, null, "registered on first sight");
+  });
+  await t.step("the unsigned agent waits, acks and reports", async () => {
+    const headers = { "X-Agent-Id": "test-agent" };
+    const wait = await d.dashboard.app.request(P.wait("dep-1"), { headers });
+    assert.equal(wait.status, 200);
+    assert.deepEqual(await json(wait), {
+      id: "cmd-001",
+      name: "echo Hello from dashboard",
+      params: {},
+      attempt: 1,
+      lease_expires_at: new Date(T0 + 30_000).toISOString(),
+    });
+    const post = (path: string, body: unknown) =>
+      d.dashboard.app.request(path, {
+        method: "POST",
+        headers: { ...headers, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    assert.equal((await post(P.ack, { command_id: "cmd-001", attempt: 1 })).status, 200);
+    const report = await post(P.report, reportBody("cmd-001"));
+    assert.deepEqual(await json(report), { accepted: true });
+  });
+  await t.step("signature headers of a token-less agent are ignored", async () => {
+    const response = await d.agent({
+      path: P.enqueue,
+      body: { name: "echo signed" },
+      agentId: "test-agent",
+      token: "z".repeat(43),
+    });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+  await t.step("operator endpoints need no admin token", async () => {
+    const response = await d.dashboard.app.request("/api/v1/commands/cmd-001");
+    const body = await json(response);
+    assert.equal(response.status, 200);
+    assert.equal(body.status, "success");
+    const enqueue = await d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name: "echo op", agent_id: "other-agent" }),
+    });
+    assert.equal(enqueue.status, 202);
+    await enqueue.body?.cancel();
+  });
+  await t.step("an agent that has a token must still authenticate", async () => {
+    await d.store.addAgent({ id: "real", token: TOKEN, scopes: ["commands:enqueue"], now: T0 });
+    const unsigned = await d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Agent-Id": "real" },
+      body: JSON.stringify({ name: "echo" }),
+    });
+    assert.equal(unsigned.status, 401);
+    await unsigned.body?.cancel();
+    const signed = await d.agent({ path: P.enqueue, body: { name: "echo" }, agentId: "real" });
+    assert.equal(signed.status, 202);
+    await signed.body?.cancel();
+  });
+});

@@ -1,0 +1,332 @@
+import assert from "node:assert/strict";
+import { json, makeDashboard, P, reportBody, T0, TOKEN2 } from "./_helpers.ts";
+
+type Delivered = { id: string; attempt: number; lease_expires_at: string };
+
+async function enqueue(
+  d: Awaited<ReturnType<typeof makeDashboard>>,
+  body: Record<string, unknown>,
+  expected = 202,
+) {
+  const response = await d.agent({ path: P.enqueue, body });
+  const answer = await json(response);
+  assert.equal(response.status, expected, JSON.stringify(answer));
+  return answer;
+}
+
+async function waitFor(d: Awaited<ReturnType<typeof makeDashboard>>, hash = "default") {
+  const response = await d.agent({ path: P.wait(hash) });
+  assert.equal(response.status, 200);
+  return await response.json() as Delivered;
+}
+
+async function status(d: Awaited<ReturnType<typeof makeDashboard>>, id: string) {
+  const response = await d.admin("GET", `/api/v1/commands/${id}`);
+  assert.equal(response.status, 200);
+  return await json(response);
+}
+
+Deno.test("an unacked delivery goes back to the queue after the delivery lease", async () => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 30 });
+  await enqueue(d, { id: "c1", name: "echo hi" });
+  const first = await waitFor(d);
+  assert.equal(first.attempt, 1);
+  assert.equal(first.lease_expires_at, new Date(T0 + 30_000).toISOString());
+  assert.equal((await status(d, "c1")).status, "delivered");
+
+  d.clock.advance(29_999);
+  assert.deepEqual((await d.dashboard.expireLeases()).requeued, []);
+  d.clock.advance(1);
+  const expired = await d.dashboard.expireLeases();
+  assert.deepEqual(expired.requeued.map((c) => [c.id, c.attempt]), [["c1", 2]]);
+
+  const again = await waitFor(d);
+  assert.equal(again.id, "c1");
+  assert.equal(again.attempt, 2);
+});
+
+Deno.test("an acked command is kept until its execution lease ends", async () => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 30 });
+  await enqueue(d, { id: "c1", name: "sleep 100", params: { timeout_secs: 100 } });
+  await waitFor(d);
+  d.clock.advance(1000);
+  const ack = await d.agent({ path: P.ack, body: { command_id: "c1", attempt: 1 } });
+  assert.deepEqual(await json(ack), {
+    acked: true,
+    lease_expires_at: new Date(T0 + 1000 + 160_000).toISOString(),
+  });
+  assert.equal((await status(d, "c1")).status, "running");
+
+  d.clock.advance(60_000);
+  assert.deepEqual((await d.dashboard.expireLeases()).requeued, [], "past the delivery lease");
+  d.clock.advance(99_999);
+  assert.deepEqual((await d.dashboard.expireLeases()).requeued, []);
+  d.clock.advance(1);
+  const expired = await d.dashboard.expireLeases();
+  assert.deepEqual(expired.requeued.map((c) => c.id), ["c1"]);
+  assert.equal((await status(d, "c1")).attempt, 2);
+});
+
+Deno.test("a command is lost after max_attempts deliveries without a report", async () => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 10, maxAttempts: 3 });
+  await enqueue(d, { id: "c1", name: "echo hi" });
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const delivered = await waitFor(d);
+    assert.equal(delivered.attempt, attempt);
+    d.clock.advance(10_000);
+    await d.dashboard.expireLeases();
+  }
+  const lost = await status(d, "c1");
+  assert.equal(lost.status, "lost");
+  assert.equal(lost.attempt, 3);
+  assert.equal(lost.completed_at, new Date(T0 + 30_000).toISOString());
+  const nothing = await d.agent({ path: P.wait("default", 1) });
+  assert.equal(nothing.status, 204, "a lost command is not delivered again");
+});
+
+Deno.test("a requeued command wakes a waiting agent at once", async () => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 10 });
+  await enqueue(d, { id: "c1", name: "echo hi" });
+  await waitFor(d);
+  const waiting = d.agent({ path: P.wait("default", 30) });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(d.dashboard.hub.size, 1);
+  d.clock.advance(10_000);
+  await d.dashboard.expireLeases();
+  const response = await waiting;
+  assert.equal(response.status, 200);
+  assert.equal((await response.json() as Delivered).attempt, 2);
+});
+
+Deno.test("acks: stale attempt → 409, unknown → 404, another agent's → 403", async (t) => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 10 });
+  await enqueue(d, { id: "c1", name: "echo hi" });
+  await waitFor(d);
+  d.clock.advance(10_000);
+  await d.dashboard.expireLeases();
+  await waitFor(d);
+  await t.step("the first attempt is no longer current", async () => {
+    const response = await d.agent({ path: P.ack, body: { command_id: "c1", attempt: 1 } });
+    const body = await json(response);
+    assert.equal(response.status, 409);
+    assert.match(body.error as string, /attempt 1 of command c1 is no longer current/);
+  });
+  await t.step("the current attempt is acked, twice", async () => {
+    for (let i = 0; i < 2; i++) {
+      const response = await d.agent({ path: P.ack, body: { command_id: "c1", attempt: 2 } });
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+    }
+  });
+  await t.step("unknown and foreign commands", async () => {
+    const unknown = await d.agent({ path: P.ack, body: { command_id: "nope", attempt: 1 } });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+    const foreign = await d.agent({
+      path: P.ack,
+      body: { command_id: "c1", attempt: 2 },
+      agentId: "a2",
+      token: TOKEN2,
+    });
+    assert.equal(foreign.status, 403);
+    await foreign.body?.cancel();
+  });
+});
+
+Deno.test("reports: the first final result wins, repeats are duplicates", async (t) => {
+  await using d = await makeDashboard();
+  await enqueue(d, { id: "c1", name: "echo hi" });
+  await waitFor(d);
+  await t.step("accepted, and stored with its result", async () => {
+    const response = await d.agent({ path: P.report, body: reportBody("c1") });
+    assert.deepEqual(await json(response), { accepted: true });
+    const stored = await status(d, "c1");
+    assert.equal(stored.status, "success");
+    assert.deepEqual(stored.result, reportBody("c1").result);
+    assert.equal(stored.started_at, "2026-01-12T10:00:05.120Z");
+    assert.equal(stored.completed_at, "2026-01-12T10:00:05.124Z");
+  });
+  await t.step("a repeat is a duplicate and changes nothing", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("c1", { status: "failed", result: null, error: "boom" }),
+    });
+    assert.deepEqual(await json(response), { accepted: true, duplicate: true });
+    assert.equal((await status(d, "c1")).status, "success");
+  });
+  await t.step("unknown → 404, another agent's → 403, never delivered → 409", async () => {
+    const unknown = await d.agent({ path: P.report, body: reportBody("nope") });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+    const foreign = await d.agent({
+      path: P.report,
+      body: reportBody("c1"),
+      agentId: "a2",
+      token: TOKEN2,
+    });
+    assert.equal(foreign.status, 403);
+    await foreign.body?.cancel();
+    await enqueue(d, { id: "c2", name: "echo queued" });
+    const early = await d.agent({ path: P.report, body: reportBody("c2") });
+    assert.equal(early.status, 409);
+    assert.match((await json(early)).error as string, /never delivered/);
+  });
+});
+
+Deno.test("a late report of an earlier attempt is accepted and stops redelivery", async () => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 10 });
+  await enqueue(d, { id: "c1", name: "echo hi" });
+  await waitFor(d);
+  d.clock.advance(10_000);
+  await d.dashboard.expireLeases();
+  assert.equal((await status(d, "c1")).status, "queued");
+  const late = await d.agent({ path: P.report, body: reportBody("c1", { attempt: 1 }) });
+  assert.deepEqual(await json(late), { accepted: true });
+  const nothing = await d.agent({ path: P.wait("default", 1) });
+  assert.equal(nothing.status, 204);
+});
+
+Deno.test("enqueue is idempotent on id: same body → duplicate, different body → 409", async () => {
+  await using d = await makeDashboard();
+  const body = { id: "c1", name: "echo hi", params: { priority: "high", timeout_secs: 5 } };
+  assert.deepEqual(await enqueue(d, body), { queued: true, id: "c1" });
+  assert.deepEqual(
+    await enqueue(d, { params: { timeout_secs: 5, priority: "high" }, name: "echo hi", id: "c1" }),
+    { queued: true, id: "c1", duplicate: true },
+    "key order does not matter",
+  );
+  const conflict = await enqueue(d, { ...body, name: "echo other" }, 409);
+  assert.match(conflict.error as string, /command c1 already exists with a different body/);
+  const generated = await enqueue(d, { name: "echo generated" });
+  assert.match(generated.id as string, /^[0-9a-f-]{36}$/);
+});
+
+Deno.test("cancel: queued → 200 cancelled, delivered → 202 requested, final → 409", async (t) => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 10 });
+  await enqueue(d, { id: "q", name: "echo queued", params: { priority: "low" } });
+  await enqueue(d, { id: "d", name: "echo delivered", params: { priority: "high" } });
+  await waitFor(d);
+  await t.step("queued", async () => {
+    const response = await d.admin("POST", "/api/v1/commands/q/cancel", {});
+    const body = await json(response);
+    assert.equal(response.status, 200);
+    assert.equal(body.cancelled, true);
+    assert.equal((body.command as Record<string, unknown>).status, "cancelled");
+  });
+  await t.step("delivered: the flag is visible in the command", async () => {
+    const response = await d.admin("POST", "/api/v1/commands/d/cancel");
+    const body = await json(response);
+    assert.equal(response.status, 202);
+    assert.equal(body.cancel_requested, true);
+    assert.equal((await status(d, "d")).cancel_requested, true);
+  });
+  await t.step("final", async () => {
+    const response = await d.admin("POST", "/api/v1/commands/q/cancel");
+    assert.equal(response.status, 409);
+    assert.match((await json(response)).error as string, /already cancelled/);
+  });
+  await t.step("unknown", async () => {
+    const response = await d.admin("POST", "/api/v1/commands/nope/cancel");
+    assert.equal(response.status, 404);
+    await response.body?.cancel();
+  });
+  await t.step("a cancel-requested command is not redelivered when its lease ends", async () => {
+    d.clock.advance(10_000);
+    const expired = await d.dashboard.expireLeases();
+    assert.deepEqual(expired.cancelled.map((c) => c.id), ["d"]);
+    assert.equal((await status(d, "d")).status, "cancelled");
+  });
+});
+
+Deno.test("operator API lists commands newest first and agents with their state", async (t) => {
+  await using d = await makeDashboard();
+  await enqueue(d, { id: "c1", name: "echo 1" });
+  d.clock.advance(1);
+  await enqueue(d, { id: "c2", name: "echo 2" });
+  const c3 = await d.admin("POST", P.enqueue, {
+    id: "c3",
+    name: "echo 3",
+    agent_id: "a2",
+    params: { deployment_hash: "dep-x" },
+  });
+  assert.equal(c3.status, 202);
+  await c3.body?.cancel();
+  await t.step("commands, filtered", async () => {
+    const ids = async (query: string) => {
+      const response = await d.admin("GET", `/api/v1/commands${query}`);
+      assert.equal(response.status, 200);
+      return ((await json(response)).commands as Array<{ id: string }>).map((c) => c.id);
+    };
+    assert.deepEqual(await ids(""), ["c3", "c2", "c1"]);
+    assert.deepEqual(await ids("?agent_id=a1"), ["c2", "c1"]);
+    assert.deepEqual(await ids("?agent_id=a1&limit=1"), ["c2"]);
+    assert.deepEqual(await ids("?status=delivered"), []);
+    const bad = await d.admin("GET", "/api/v1/commands?status=weird");
+    assert.equal(bad.status, 400);
+    assert.match((await json(bad)).error as string, /query "status"/);
+    const badLimit = await d.admin("GET", "/api/v1/commands?limit=0");
+    assert.equal(badLimit.status, 400);
+    await badLimit.body?.cancel();
+  });
+  await t.step("one command with every field of PROTOCOL §3", async () => {
+    const command = await status(d, "c1");
+    for (
+      const field of [
+        "id",
+        "agent_id",
+        "name",
+        "params",
+        "status",
+        "attempt",
+        "created_at",
+        "delivered_at",
+        "completed_at",
+        "result",
+        "error",
+      ]
+    ) assert.ok(field in command, `has ${field}`);
+    assert.equal(command.created_at, new Date(T0).toISOString());
+    const missing = await d.admin("GET", "/api/v1/commands/nope");
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+  });
+  await t.step("agents: last seen, waiting, queued; never tokens", async () => {
+    const waiting = d.agent({ path: P.wait("other-hash", 1), agentId: "a2", token: TOKEN2 });
+    while (!d.dashboard.hub.isWaiting("a2")) await new Promise((r) => setTimeout(r, 5));
+    const response = await d.admin("GET", "/api/v1/agents");
+    const body = await json(response);
+    assert.ok(!JSON.stringify(body).includes("agent-token"), "no token in the answer");
+    const agents = body.agents as Array<Record<string, unknown>>;
+    assert.deepEqual(agents.map((a) => [a.id, a.queued, a.waiting]), [
+      ["a1", 2, false],
+      ["a2", 1, true],
+    ]);
+    assert.equal(agents[0].last_seen_at, new Date(T0 + 1).toISOString());
+    assert.equal((await waiting).status, 204, "a command for another hash is not delivered");
+    await (await waiting).body?.cancel();
+  });
+  await t.step("health", async () => {
+    const body = await json(await d.dashboard.app.request("/health"));
+    assert.equal(body.status, "ok");
+    assert.equal(body.dev_mode, false);
+  });
+});
+
+Deno.test("wait: deployment hashes, timeout clamping and bad paths", async (t) => {
+  await using d = await makeDashboard();
+  await enqueue(d, { id: "h1", name: "echo", params: { deployment_hash: "dep-1" } });
+  await enqueue(d, { id: "any", name: "echo" });
+  await t.step("a wait on another hash gets only the unhashed command", async () => {
+    assert.equal((await waitFor(d, "dep-2")).id, "any");
+  });
+  await t.step("a wait on the command's hash gets it, with its hash", async () => {
+    const delivered = await waitFor(d, "dep-1") as Delivered & { deployment_hash?: string };
+    assert.equal(delivered.id, "h1");
+    assert.equal(delivered.deployment_hash, "dep-1");
+  });
+  await t.step("a timeout that is not a number → 400", async () => {
+    const response = await d.agent({ path: "/api/v1/agent/commands/wait/dep-1?timeout=soon" });
+    assert.equal(response.status, 400);
+    assert.match((await json(response)).error as string, /query "timeout"/);
+  });
+});

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { startServer } from "../../src/server/mod.ts";
+
+async function selfSignedCert(dir: string): Promise<{ cert: string; key: string } | null> {
+  try {
+    const output = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!output.success) return null;
+  } catch {
+    return null; // no openssl here
+  }
+  return {
+    cert: await Deno.readTextFile(`${dir}/cert.pem`),
+    key: await Deno.readTextFile(`${dir}/key.pem`),
+  };
+}
+
+Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
+  try {
+    const tls = await selfSignedCert(dir);
+    if (!tls) {
+      await t.step({ name: "openssl is not available", ignore: true, fn: () => {} });
+      return;
+    }
+    await using server = await startServer({ db: ":memory:", port: 0, tls });
+    assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    using client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    const response = await fetch(`${server.url}/health`, { client });
+    assert.equal(response.status, 200);
+    assert.equal((await response.json()).status, "ok");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,289 @@
+import assert from "node:assert/strict";
+import { LeaseTimer, WaiterHub } from "../../src/server/mod.ts";
+import type { CommandRecord } from "../../src/store/mod.ts";
+import { json, makeDashboard, P } from "./_helpers.ts";
+
+function command(id: string, deploymentHash: string | null = null): CommandRecord {
+  return { id, deploymentHash, attempt: 1 } as CommandRecord;
+}
+
+/** A queue whose claims take a random few milliseconds, like a networked store. */
+class SlowQueue {
+  readonly items: CommandRecord[] = [];
+  readonly released: string[] = [];
+  claims = 0;
+  constructor(readonly maxDelayMs = 3) {}
+  async claim(_agentId: string, hash: string): Promise<CommandRecord | null> {
+    this.claims++;
+    // Read at a random point of the delay, then take atomically (like a transaction).
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * this.maxDelayMs));
+    const index = this.items.findIndex((c) =>
+      c.deploymentHash === null || c.deploymentHash === hash
+    );
+    if (index < 0) return null;
+    return this.items.splice(index, 1)[0];
+  }
+  release(item: CommandRecord): Promise<void> {
+    this.released.push(item.id);
+    this.items.unshift(item);
+    return Promise.resolve();
+  }
+}
+
+function hubOf(queue: SlowQueue): WaiterHub {
+  return new WaiterHub({
+    claim: (agentId, hash) => queue.claim(agentId, hash),
+    release: (item) => queue.release(item),
+  });
+}
+
+Deno.test("waiter hub loses no wake-up even when claims are slow", async () => {
+  const queue = new SlowQueue();
+  const hub = hubOf(queue);
+  try {
+    for (let i = 0; i < 100; i++) {
+      const waiting = hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 2000 });
+      // Enqueue at a random moment while the wait's first claim may be in flight.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 4));
+      queue.items.push(command(`c${i}`));
+      hub.notify("a");
+      assert.equal((await waiting)?.id, `c${i}`, `iteration ${i}`);
+    }
+    assert.equal(hub.size, 0);
+  } finally {
+    hub.close();
+  }
+});
+
+Deno.test("waiter hub serves waits oldest first and never gives one command twice", async () => {
+  const queue = new SlowQueue();
+  const hub = hubOf(queue);
+  try {
+    const waits = Array.from(
+      { length: 10 },
+      () => hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 2000 }),
+    );
+    for (let i = 0; i < 10; i++) {
+      queue.items.push(command(`c${i}`));
+      hub.notify("a");
+    }
+    const ids = (await Promise.all(waits)).map((c) => c?.id);
+    assert.deepEqual(ids, Array.from({ length: 10 }, (_, i) => `c${i}`));
+  } finally {
+    hub.close();
+  }
+});
+
+Deno.test("waiter hub matches deployment hashes per waiter", async () => {
+  const queue = new SlowQueue(0);
+  const hub = hubOf(queue);
+  try {
+    const one = hub.wait({ agentId: "a", deploymentHash: "one", timeoutMs: 2000 });
+    const two = hub.wait({ agentId: "a", deploymentHash: "two", timeoutMs: 2000 });
+    queue.items.push(command("for-two", "two"));
+    hub.notify("a");
+    assert.equal((await two)?.id, "for-two");
+    assert.equal(hub.size, 1);
+    queue.items.push(command("for-one", "one"));
+    hub.notify("a");
+    assert.equal((await one)?.id, "for-one");
+  } finally {
+    hub.close();
+  }
+});
+
+Deno.test("waiter hub gives a claim whose wait went away to another wait, or back", async (t) => {
+  await t.step("to another open wait of the agent", async () => {
+    const queue = new SlowQueue(5);
+    const hub = hubOf(queue);
+    try {
+      const gone = new AbortController();
+      const first = hub.wait({
+        agentId: "a",
+        deploymentHash: "d",
+        timeoutMs: 2000,
+        signal: gone.signal,
+      });
+      const second = hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 2000 });
+      queue.items.push(command("c1"));
+      hub.notify("a");
+      gone.abort(); // while the claim for the first wait is in flight
+      assert.equal(await first, null);
+      assert.equal((await second)?.id, "c1");
+      assert.deepEqual(queue.released, []);
+    } finally {
+      hub.close();
+    }
+  });
+  await t.step("back to the queue when no wait is left", async () => {
+    const queue = new SlowQueue(5);
+    const hub = hubOf(queue);
+    try {
+      const gone = new AbortController();
+      const only = hub.wait({
+        agentId: "a",
+        deploymentHash: "d",
+        timeoutMs: 2000,
+        signal: gone.signal,
+      });
+      queue.items.push(command("c1"));
+      hub.notify("a");
+      gone.abort();
+      assert.equal(await only, null);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(queue.released, ["c1"]);
+      assert.deepEqual(queue.items.map((c) => c.id), ["c1"]);
+    } finally {
+      hub.close();
+    }
+  });
+});
+
+Deno.test("waiter hub ends waits at their timeout, on abort and on close, leaving no timer", async (t) => {
+  const queue = new SlowQueue(0);
+  const hub = hubOf(queue);
+  await t.step("timeout", async () => {
+    const started = performance.now();
+    assert.equal(await hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 30 }), null);
+    assert.ok(performance.now() - started >= 25);
+    assert.equal(hub.size, 0);
+    assert.equal(hub.isWaiting("a"), false);
+  });
+  await t.step("abort, also before the wait starts", async () => {
+    const controller = new AbortController();
+    const waiting = hub.wait({
+      agentId: "a",
+      deploymentHash: "d",
+      timeoutMs: 60_000,
+      signal: controller.signal,
+    });
+    assert.equal(hub.isWaiting("a"), true);
+    controller.abort();
+    assert.equal(await waiting, null);
+    assert.equal(
+      await hub.wait({
+        agentId: "a",
+        deploymentHash: "d",
+        timeoutMs: 60_000,
+        signal: controller.signal,
+      }),
+      null,
+    );
+  });
+  await t.step("close answers every wait, and later ones at once", async () => {
+    const waits = [
+      hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }),
+      hub.wait({ agentId: "b", deploymentHash: "d", timeoutMs: 60_000 }),
+    ];
+    hub.close();
+    assert.deepEqual(await Promise.all(waits), [null, null]);
+    assert.equal(await hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }), null);
+    assert.equal(hub.size, 0);
+  });
+});
+
+Deno.test("waiter hub rejects a wait whose claim fails", async () => {
+  const hub = new WaiterHub({
+    claim: () => Promise.reject(new Error("disk on fire")),
+    release: () => Promise.resolve(),
+  });
+  try {
+    await assert.rejects(
+      () => hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 1000 }),
+      /disk on fire/,
+    );
+    assert.equal(hub.size, 0);
+  } finally {
+    hub.close();
+  }
+});
+
+Deno.test("lease timer keeps one timer armed at the earliest lease end", async () => {
+  let now = 1_000_000;
+  const leases: number[] = [];
+  let runs = 0;
+  const timer = new LeaseTimer({
+    clock: { now: () => now },
+    nextExpiry: () => Promise.resolve(leases.length ? Math.min(...leases) : null),
+    expire: () => {
+      runs++;
+      for (let i = leases.length - 1; i >= 0; i--) if (leases[i] <= now) leases.splice(i, 1);
+      return Promise.resolve();
+    },
+  });
+  try {
+    await timer.start();
+    assert.equal(timer.armedAt, null, "nothing to wait for");
+    leases.push(now + 60_000);
+    timer.schedule(now + 60_000);
+    assert.equal(timer.armedAt, now + 60_000);
+    leases.push(now + 20);
+    timer.schedule(now + 20);
+    assert.equal(timer.armedAt, now + 20, "an earlier lease re-arms");
+    timer.schedule(now + 30_000);
+    assert.equal(timer.armedAt, now + 20, "a later one does not");
+    now += 20;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(runs, 1);
+    assert.equal(timer.armedAt, now + 59_980, "re-armed at the next lease end");
+  } finally {
+    timer.close();
+  }
+  assert.equal(timer.armedAt, null);
+});
+
+Deno.test("in production an expired delivery lease requeues and wakes the agent without polling", async () => {
+  await using d = await makeDashboard({
+    ackTimeoutSecs: 1,
+    autoExpireLeases: true,
+    realClock: true,
+  });
+  const enqueued = await d.agent({ path: P.enqueue, body: { id: "c1", name: "echo" } });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const first = await d.agent({ path: P.wait("default", 5) });
+  assert.equal((await json(first)).attempt, 1);
+  const started = performance.now();
+  const second = await d.agent({ path: P.wait("default", 5) });
+  const elapsed = performance.now() - started;
+  assert.equal(second.status, 200);
+  assert.equal((await json(second)).attempt, 2, "redelivered after the 1 s delivery lease");
+  assert.ok(elapsed > 700 && elapsed < 3000, `after ${elapsed.toFixed(0)} ms`);
+});
+
+Deno.test("thousands of open waits are held without polling, and an enqueue wakes only its agent", async () => {
+  await using d = await makeDashboard({ devMode: true, rateLimitPerMinute: 1_000_000 });
+  const count = 2000;
+  const waits = Array.from(
+    { length: count },
+    (_, i) =>
+      d.dashboard.app.request(P.wait("default", 60), { headers: { "X-Agent-Id": `agent-${i}` } }),
+  );
+  const deadline = Date.now() + 20_000;
+  while (d.dashboard.hub.size < count) {
+    assert.ok(Date.now() < deadline, `only ${d.dashboard.hub.size} waits open`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  let claims = 0;
+  const claimNext = d.store.claimNext.bind(d.store);
+  d.store.claimNext = (request) => {
+    claims++;
+    return claimNext(request);
+  };
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(claims, 0, "nothing asks the store while nothing changes");
+  const enqueued = await d.dashboard.app.request(P.enqueue, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Agent-Id": "agent-1234" },
+    body: JSON.stringify({ id: "only-1234", name: "echo" }),
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const woken = await waits[1234];
+  assert.equal((await json(woken)).id, "only-1234");
+  assert.equal(d.dashboard.hub.size, count - 1, "every other agent still waits");
+  assert.equal(claims, 1, "one claim, for the woken agent");
+  await d.dashboard.close();
+  const rest = await Promise.all(waits.filter((_, i) => i !== 1234));
+  assert.ok(rest.every((response) => response.status === 204));
+});

@@ -1,0 +1,494 @@
+/**
+ * The contract every {@link CommandStore} implementation must pass: agents, idempotent enqueue,
+ * claims in priority then FIFO order with deployment-hash matching, leases, acks, reports (the
+ * first result wins), cancel, and queries. Call {@link runStoreContract} from a test file.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { CommandParams } from "../../src/protocol/mod.ts";
+import {
+  AGENT_SCOPES,
+  type CommandRecord,
+  type CommandStore,
+  type ReportInput,
+} from "../../src/store/mod.ts";
+
+const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
+const LEASE = 30_000;
+const TOKEN = "t".repeat(43);
+
+async function enqueue(
+  store: CommandStore,
+  id: string,
+  options: { agentId?: string; name?: string; params?: CommandParams; now?: number } = {},
+) {
+  return await store.enqueue({
+    id,
+    agentId: options.agentId ?? "a1",
+    name: options.name ?? `echo ${id}`,
+    params: options.params ?? {},
+    fingerprint: `fp-${options.agentId ?? "a1"}-${options.name ?? id}`,
+    now: options.now ?? T0,
+  });
+}
+
+function claim(store: CommandStore, agentId = "a1", hash = "default", now = T0) {
+  return store.claimNext({ agentId, deploymentHash: hash, now, deliveryLeaseMs: LEASE });
+}
+
+function report(
+  command: Pick<CommandRecord, "id" | "agentId">,
+  overrides: Partial<ReportInput> = {},
+): ReportInput {
+  return {
+    commandId: command.id,
+    agentId: command.agentId,
+    attempt: 1,
+    status: "success",
+    result: {
+      exitCode: 0,
+      signal: null,
+      durationSecs: 0.004,
+      stdout: "hi\n",
+      stderr: "",
+      stdoutTruncatedBytes: 0,
+      stderrTruncatedBytes: 0,
+    },
+    error: null,
+    startedAt: "2026-01-12T10:00:05.120Z",
+    completedAt: "2026-01-12T10:00:05.124Z",
+    now: T0 + 1000,
+    ...overrides,
+  };
+}
+
+async function drain(store: CommandStore, agentId = "a1", hash = "default"): Promise<string[]> {
+  const ids: string[] = [];
+  for (let c = await claim(store, agentId, hash); c; c = await claim(store, agentId, hash)) {
+    ids.push(c.id);
+  }
+  return ids;
+}
+
+/**
+ * Registers the contract tests for one store implementation.
+ *
+ * @param name Shown in every test name, e.g. `"sqlite (memory)"`.
+ * @param makeStore Makes a fresh, empty store; each test closes the one it gets.
+ */
+export function runStoreContract(
+  name: string,
+  makeStore: () => CommandStore | Promise<CommandStore>,
+): void {
+  const test = (title: string, fn: (store: CommandStore, t: Deno.TestContext) => Promise<void>) =>
+    Deno.test(`${name} store: ${title}`, async (t) => {
+      await using store = await makeStore();
+      await fn(store, t);
+    });
+
+  test("adds, finds, lists, re-tokens and removes agents without exposing tokens", async (store) => {
+    assert.equal(await store.hasAgentWithToken(), false);
+    assert.equal(
+      await store.addAgent({ id: "b", token: TOKEN, scopes: AGENT_SCOPES, now: T0 }),
+      true,
+    );
+    assert.equal(
+      await store.addAgent({ id: "a", token: null, scopes: ["commands:wait"], now: T0 }),
+      true,
+    );
+    assert.equal(
+      await store.addAgent({ id: "a", token: TOKEN, scopes: AGENT_SCOPES, now: T0 }),
+      false,
+      "a second add of one id changes nothing",
+    );
+    assert.equal(await store.hasAgentWithToken(), true);
+    const b = await store.getAgent("b");
+    assert.deepEqual(b, {
+      id: "b",
+      token: TOKEN,
+      scopes: [...AGENT_SCOPES],
+      createdAt: T0,
+      lastSeenAt: null,
+    });
+    assert.equal((await store.getAgent("a"))?.token, null);
+    assert.equal(await store.getAgent("nope"), null);
+
+    const list = await store.listAgents();
+    assert.deepEqual(list.map((a) => a.id), ["a", "b"]);
+    assert.deepEqual(list.map((a) => a.hasToken), [false, true]);
+    assert.ok(list.every((a) => !("token" in a)), "listing never carries tokens");
+
+    assert.equal(await store.setAgentToken("a", "u".repeat(43)), true);
+    assert.equal((await store.getAgent("a"))?.token, "u".repeat(43));
+    assert.equal(await store.setAgentToken("nope", TOKEN), false);
+
+    await store.touchAgent("b", T0 + 5000);
+    await store.touchAgent("b", T0 + 1000);
+    assert.equal((await store.getAgent("b"))?.lastSeenAt, T0 + 5000, "last seen never goes back");
+
+    assert.equal(await store.removeAgent("b"), true);
+    assert.equal(await store.removeAgent("b"), false);
+    assert.equal(await store.getAgent("b"), null);
+  });
+
+  test("registers an agent on first sight without a token, once", async (store) => {
+    const first = await store.ensureAgent("dev", T0);
+    assert.equal(first.token, null);
+    assert.deepEqual(first.scopes, [...AGENT_SCOPES]);
+    const again = await store.ensureAgent("dev", T0 + 1);
+    assert.equal(again.createdAt, T0);
+    assert.equal(await store.hasAgentWithToken(), false);
+  });
+
+  test("enqueue is idempotent on the id", async (store, t) => {
+    const created = await enqueue(store, "c1", { params: { priority: "high", timeout_secs: 5 } });
+    assert.equal(created.outcome, "created");
+    assert.equal(created.command.status, "queued");
+    assert.equal(created.command.attempt, 1);
+    assert.equal(created.command.priority, "high");
+    assert.deepEqual(created.command.params, { priority: "high", timeout_secs: 5 });
+    await t.step("same fingerprint: duplicate, nothing changes", async () => {
+      const again = await enqueue(store, "c1", { params: { priority: "high", timeout_secs: 5 } });
+      assert.equal(again.outcome, "duplicate");
+      assert.equal(again.command.seq, created.command.seq);
+    });
+    await t.step("different fingerprint: conflict, nothing changes", async () => {
+      const other = await enqueue(store, "c1", { name: "echo other" });
+      assert.equal(other.outcome, "conflict");
+      assert.equal((await store.getCommand("c1"))?.name, "echo c1");
+    });
+    await t.step("same fingerprint for another agent: conflict", async () => {
+      const other = await store.enqueue({
+        id: "c1",
+        agentId: "a2",
+        name: "echo c1",
+        params: {},
+        fingerprint: created.command.fingerprint,
+        now: T0,
+      });
+      assert.equal(other.outcome, "conflict");
+    });
+  });
+
+  test("claims by priority, then first in first out", async (store) => {
+    await enqueue(store, "n1");
+    await enqueue(store, "l1", { params: { priority: "low" } });
+    await enqueue(store, "h1", { params: { priority: "high" } });
+    await enqueue(store, "n2", { params: { priority: "normal" } });
+    await enqueue(store, "c1", { params: { priority: "critical" } });
+    await enqueue(store, "h2", { params: { priority: "high" } });
+    assert.deepEqual(await drain(store), ["c1", "h1", "h2", "n1", "n2", "l1"]);
+  });
+
+  test("claims only the agent's own commands", async (store) => {
+    await enqueue(store, "x", { agentId: "a2" });
+    assert.equal(await claim(store, "a1"), null);
+    assert.equal((await claim(store, "a2"))?.id, "x");
+  });
+
+  test("matches deployment hashes: a hashed command goes only to a wait on its hash", async (store) => {
+    await enqueue(store, "any");
+    await enqueue(store, "dep1", { params: { deployment_hash: "dep-1" } });
+    await enqueue(store, "dep2", { params: { deployment_hash: "dep-2" } });
+    assert.deepEqual(await drain(store, "a1", "dep-3"), ["any"]);
+    assert.deepEqual(await drain(store, "a1", "dep-1"), ["dep1"]);
+    assert.equal((await store.getCommand("dep2"))?.status, "queued");
+    assert.equal((await store.getCommand("dep2"))?.deploymentHash, "dep-2");
+  });
+
+  test("a claim delivers under the delivery lease, and never twice", async (store) => {
+    await enqueue(store, "c1");
+    const [first, second] = await Promise.all([claim(store), claim(store)]);
+    assert.ok((first === null) !== (second === null), "exactly one of two claims gets it");
+    const command = first ?? second!;
+    assert.equal(command.status, "delivered");
+    assert.equal(command.attempt, 1);
+    assert.equal(command.deliveredAttempt, 1);
+    assert.equal(command.deliveredAt, T0);
+    assert.equal(command.leaseExpiresAt, T0 + LEASE);
+    assert.equal(await store.nextLeaseExpiry(), T0 + LEASE);
+  });
+
+  test("release puts an unanswered claim back with the same attempt", async (store) => {
+    await enqueue(store, "c1");
+    const command = (await claim(store))!;
+    assert.equal(await store.release("c1", 2, T0), false, "another attempt is not released");
+    assert.equal(await store.release("c1", command.attempt, T0), true);
+    const back = (await store.getCommand("c1"))!;
+    assert.equal(back.status, "queued");
+    assert.equal(back.attempt, 1);
+    assert.equal(back.deliveredAttempt, 0);
+    assert.equal(back.leaseExpiresAt, null);
+    assert.equal(await store.release("c1", 1, T0), false, "a queued command is not released");
+    assert.equal((await claim(store))?.id, "c1");
+  });
+
+  test("an ack turns the delivery lease into the execution lease", async (store, t) => {
+    await enqueue(store, "c1", { params: { timeout_secs: 10 } });
+    await enqueue(store, "c2");
+    await claim(store);
+    await claim(store);
+    await t.step("own timeout plus 60 s", async () => {
+      const acked = await store.ack({
+        commandId: "c1",
+        agentId: "a1",
+        attempt: 1,
+        now: T0 + 1000,
+        defaultTimeoutSecs: 300,
+      });
+      assert.equal(acked.outcome, "acked");
+      assert.ok(acked.outcome === "acked");
+      assert.equal(acked.command.status, "running");
+      assert.equal(acked.command.ackedAt, T0 + 1000);
+      assert.equal(acked.command.leaseExpiresAt, T0 + 1000 + 70_000);
+    });
+    await t.step("the default timeout when params set none", async () => {
+      const acked = await store.ack({
+        commandId: "c2",
+        agentId: "a1",
+        attempt: 1,
+        now: T0,
+        defaultTimeoutSecs: 300,
+      });
+      assert.ok(acked.outcome === "acked");
+      assert.equal(acked.command.leaseExpiresAt, T0 + 360_000);
+    });
+    await t.step("a repeated ack is accepted and changes nothing", async () => {
+      const again = await store.ack({
+        commandId: "c1",
+        agentId: "a1",
+        attempt: 1,
+        now: T0 + 5000,
+        defaultTimeoutSecs: 300,
+      });
+      assert.ok(again.outcome === "acked");
+      assert.equal(again.command.leaseExpiresAt, T0 + 71_000);
+    });
+    await t.step("stale attempt, other agent, unknown id", async () => {
+      const base = { now: T0, defaultTimeoutSecs: 300 };
+      assert.equal(
+        (await store.ack({ ...base, commandId: "c1", agentId: "a1", attempt: 2 })).outcome,
+        "stale",
+      );
+      assert.equal(
+        (await store.ack({ ...base, commandId: "c1", agentId: "a2", attempt: 1 })).outcome,
+        "forbidden",
+      );
+      assert.equal(
+        (await store.ack({ ...base, commandId: "zz", agentId: "a1", attempt: 1 })).outcome,
+        "not_found",
+      );
+    });
+  });
+
+  test("an expired lease requeues with attempt + 1, then the command is lost", async (store) => {
+    await enqueue(store, "c1");
+    let now = T0;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const command = (await claim(store, "a1", "default", now))!;
+      assert.equal(command.attempt, attempt);
+      const early = await store.requeueExpired(now + LEASE - 1, 3);
+      assert.equal(early.requeued.length + early.lost.length, 0, "not before the lease ends");
+      now += LEASE;
+      const expired = await store.requeueExpired(now, 3);
+      if (attempt < 3) {
+        assert.deepEqual(expired.requeued.map((c) => [c.id, c.status, c.attempt]), [
+          ["c1", "queued", attempt + 1],
+        ]);
+      } else {
+        assert.deepEqual(expired.lost.map((c) => [c.id, c.status]), [["c1", "lost"]]);
+      }
+    }
+    const lost = (await store.getCommand("c1"))!;
+    assert.equal(lost.status, "lost");
+    assert.equal(lost.completedAt, now);
+    assert.equal(lost.leaseExpiresAt, null);
+    assert.equal(await store.nextLeaseExpiry(), null);
+    assert.equal(await claim(store, "a1", "default", now), null);
+  });
+
+  test("an expired execution lease requeues a running command too", async (store) => {
+    await enqueue(store, "c1", { params: { timeout_secs: 1 } });
+    await claim(store);
+    await store.ack({
+      commandId: "c1",
+      agentId: "a1",
+      attempt: 1,
+      now: T0,
+      defaultTimeoutSecs: 300,
+    });
+    assert.equal((await store.requeueExpired(T0 + LEASE, 3)).requeued.length, 0, "acked: kept");
+    const expired = await store.requeueExpired(T0 + 61_000, 3);
+    assert.deepEqual(expired.requeued.map((c) => c.attempt), [2]);
+  });
+
+  test("reports: the first result wins", async (store, t) => {
+    await enqueue(store, "c1");
+    await claim(store);
+    const first = await store.report(report({ id: "c1", agentId: "a1" }));
+    assert.equal(first.outcome, "accepted");
+    assert.ok(first.outcome === "accepted");
+    assert.equal(first.command.status, "success");
+    assert.equal(first.command.leaseExpiresAt, null);
+    assert.deepEqual(first.command.result, {
+      status: "success",
+      attempt: 1,
+      hasOutput: true,
+      exitCode: 0,
+      signal: null,
+      durationSecs: 0.004,
+      stdout: "hi\n",
+      stderr: "",
+      stdoutTruncatedBytes: 0,
+      stderrTruncatedBytes: 0,
+      error: null,
+      startedAt: "2026-01-12T10:00:05.120Z",
+      completedAt: "2026-01-12T10:00:05.124Z",
+      reportedAt: T0 + 1000,
+    });
+    await t.step("a second report is a duplicate and changes nothing", async () => {
+      const again = await store.report(
+        report({ id: "c1", agentId: "a1" }, { status: "failed", now: T0 + 2000 }),
+      );
+      assert.equal(again.outcome, "duplicate");
+      const stored = (await store.getCommand("c1"))!;
+      assert.equal(stored.status, "success");
+      assert.equal(stored.result?.reportedAt, T0 + 1000);
+    });
+    await t.step("unknown id, other agent", async () => {
+      assert.equal((await store.report(report({ id: "zz", agentId: "a1" }))).outcome, "not_found");
+      assert.equal((await store.report(report({ id: "c1", agentId: "a2" }))).outcome, "forbidden");
+    });
+  });
+
+  test("reports without a result or an attempt are recorded", async (store) => {
+    await enqueue(store, "c1");
+    await claim(store);
+    const outcome = await store.report(
+      report({ id: "c1", agentId: "a1" }, {
+        attempt: null,
+        status: "rejected",
+        result: null,
+        error: "program rm is not allowed",
+      }),
+    );
+    assert.ok(outcome.outcome === "accepted");
+    assert.equal(outcome.command.status, "rejected");
+    assert.equal(outcome.command.result?.hasOutput, false);
+    assert.equal(outcome.command.result?.error, "program rm is not allowed");
+  });
+
+  test("a report for an attempt never delivered is a conflict", async (store) => {
+    await enqueue(store, "c1");
+    const never = await store.report(report({ id: "c1", agentId: "a1" }));
+    assert.equal(never.outcome, "conflict");
+    await claim(store);
+    const future = await store.report(report({ id: "c1", agentId: "a1" }, { attempt: 2 }));
+    assert.equal(future.outcome, "conflict");
+    assert.equal((await store.getCommand("c1"))?.status, "delivered");
+  });
+
+  test("a late report of an earlier attempt is accepted after requeue and redelivery", async (store) => {
+    await enqueue(store, "c1");
+    await claim(store);
+    await store.requeueExpired(T0 + LEASE, 3);
+    const queued = await store.report(report({ id: "c1", agentId: "a1" }, { attempt: 1 }));
+    assert.equal(queued.outcome, "accepted", "queued again, but attempt 1 was delivered");
+    assert.equal((await store.getCommand("c1"))?.status, "success");
+    assert.equal(await claim(store, "a1", "default", T0 + LEASE), null, "not delivered again");
+
+    await enqueue(store, "c2");
+    await claim(store);
+    await store.requeueExpired(T0 + LEASE, 3);
+    await claim(store, "a1", "default", T0 + LEASE);
+    const late = await store.report(report({ id: "c2", agentId: "a1" }, { attempt: 1 }));
+    assert.equal(late.outcome, "accepted", "attempt 2 is out, attempt 1 reports first");
+    assert.equal(
+      (await store.report(report({ id: "c2", agentId: "a1" }, { attempt: 2 }))).outcome,
+      "duplicate",
+    );
+  });
+
+  test("a report for a lost command is recorded: a real result beats a guess", async (store) => {
+    await enqueue(store, "c1");
+    await claim(store);
+    await store.requeueExpired(T0 + LEASE, 1);
+    assert.equal((await store.getCommand("c1"))?.status, "lost");
+    const outcome = await store.report(report({ id: "c1", agentId: "a1" }));
+    assert.equal(outcome.outcome, "accepted");
+    assert.equal((await store.getCommand("c1"))?.status, "success");
+  });
+
+  test("cancel: queued is cancelled, delivered is flagged, final stays", async (store, t) => {
+    await enqueue(store, "q");
+    await enqueue(store, "d");
+    await t.step("queued → cancelled", async () => {
+      const outcome = await store.cancel("q", T0 + 1);
+      assert.ok(outcome.outcome === "cancelled");
+      assert.equal(outcome.command.status, "cancelled");
+      assert.equal(outcome.command.completedAt, T0 + 1);
+      assert.equal((await claim(store))?.id, "d", "the cancelled command is skipped");
+    });
+    await t.step("delivered → cancel requested", async () => {
+      const d = (await store.getCommand("d"))!;
+      assert.equal(d.status, "delivered");
+      const outcome = await store.cancel("d", T0 + 2);
+      assert.ok(outcome.outcome === "requested");
+      assert.equal(outcome.command.status, "delivered");
+      assert.equal(outcome.command.cancelRequested, true);
+      assert.equal((await store.cancel("d", T0 + 3)).outcome, "requested", "idempotent");
+    });
+    await t.step(
+      "a cancel-requested command whose lease ends is cancelled, not redelivered",
+      async () => {
+        const expired = await store.requeueExpired(T0 + LEASE, 3);
+        assert.deepEqual(expired.cancelled.map((c) => c.id), ["d"]);
+        assert.equal((await store.getCommand("d"))?.status, "cancelled");
+      },
+    );
+    await t.step("final → final; unknown → not_found", async () => {
+      assert.equal((await store.cancel("q", T0)).outcome, "final");
+      assert.equal((await store.cancel("zz", T0)).outcome, "not_found");
+    });
+  });
+
+  test("lists commands newest first, by agent and status, up to a limit", async (store) => {
+    await enqueue(store, "c1", { agentId: "a1" });
+    await enqueue(store, "c2", { agentId: "a2" });
+    await enqueue(store, "c3", { agentId: "a1" });
+    await claim(store, "a1");
+    const ids = async (query: Parameters<CommandStore["listCommands"]>[0]) =>
+      (await store.listCommands(query)).map((c) => c.id);
+    assert.deepEqual(await ids({ limit: 10 }), ["c3", "c2", "c1"]);
+    assert.deepEqual(await ids({ limit: 2 }), ["c3", "c2"]);
+    assert.deepEqual(await ids({ agentId: "a1", limit: 10 }), ["c3", "c1"]);
+    assert.deepEqual(await ids({ status: "delivered", limit: 10 }), ["c1"]);
+    assert.deepEqual(await ids({ agentId: "a2", status: "queued", limit: 10 }), ["c2"]);
+    const agents = await store.listAgents();
+    assert.deepEqual(agents, [], "commands do not create agents");
+  });
+
+  test("counts queued commands per agent", async (store) => {
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    await enqueue(store, "c1");
+    await enqueue(store, "c2");
+    await claim(store);
+    assert.deepEqual((await store.listAgents()).map((a) => [a.id, a.queued]), [["a1", 1]]);
+  });
+
+  test("the earliest lease end is known", async (store) => {
+    assert.equal(await store.nextLeaseExpiry(), null);
+    await enqueue(store, "c1");
+    await enqueue(store, "c2");
+    await claim(store, "a1", "default", T0 + 5);
+    await claim(store, "a1", "default", T0);
+    assert.equal(await store.nextLeaseExpiry(), T0 + LEASE);
+  });
+
+  test("a closed store refuses work", async (store) => {
+    await store.close();
+    await store.close();
+    await assert.rejects(() => store.getCommand("c1"));
+  });
+}
