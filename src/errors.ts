@@ -9,6 +9,7 @@
 export class UsageError extends Error {
   /** Exit code the CLI uses for this error. */
   readonly exitCode = 2;
+  /** Creates the error with a sentence saying what was wrong. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "UsageError";
@@ -19,6 +20,7 @@ export class UsageError extends Error {
 export class ConfigError extends Error {
   /** Exit code the CLI uses for this error. */
   readonly exitCode = 2;
+  /** Creates the error with a sentence naming the setting, its source and the bad value. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "ConfigError";

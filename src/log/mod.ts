@@ -11,7 +11,6 @@ import {
   configureSync,
   getLogger,
   type Logger,
-  type LogLevel,
   type LogRecord,
   resetSync,
   type Sink,
@@ -26,6 +25,9 @@ export type LogFormat = "text" | "json";
 
 /** The log levels accepted by `--log-level`. */
 export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+
+/** A log level, from the most to the least verbose. */
+export type LogLevel = typeof LOG_LEVELS[number];
 
 /** Options of {@link setupLogging}. */
 export interface LoggingOptions {

@@ -9,7 +9,7 @@ import { z } from "zod";
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Schema of an agent id. */
-export const agentIdSchema = z.string().regex(
+export const agentIdSchema: z.ZodType<string> = z.string().regex(
   AGENT_ID_PATTERN,
   "must be 1–128 characters of A-Z a-z 0-9 . _ : -",
 );
@@ -49,18 +49,42 @@ export const FINAL_STATUSES: ReadonlySet<CommandStatus> = new Set<CommandStatus>
   "lost",
 ]);
 
+/** A command's parameters; keys other than these are kept as they are. */
+export interface CommandParams {
+  /** The command's deadline in seconds (capped by the agent's maximum). */
+  timeout_secs?: number;
+  /** Queue priority. */
+  priority?: Priority;
+  /** Deliver only to agents waiting on this deployment hash. */
+  deployment_hash?: string;
+  /** Free-form data kept with the command. */
+  metadata?: Record<string, unknown>;
+  /** Other keys are kept. */
+  [key: string]: unknown;
+}
+
 /** Schema of a command's `params`. Unknown keys are kept. */
-export const paramsSchema = z.looseObject({
+export const paramsSchema: z.ZodType<CommandParams> = z.looseObject({
   timeout_secs: z.number().int().positive().max(86_400).optional(),
   priority: z.enum(PRIORITIES).optional(),
   deployment_hash: z.string().min(1).max(256).optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
-/** A command's parameters. */
-export type CommandParams = z.infer<typeof paramsSchema>;
+
+/** Body of `POST /api/v1/agent/commands/enqueue`. */
+export interface EnqueueRequest {
+  /** Command id; generated when absent. */
+  id?: string;
+  /** The command line. */
+  name: string;
+  /** Parameters. */
+  params?: CommandParams;
+  /** Target agent, when an operator (admin token) enqueues. */
+  agent_id?: string;
+}
 
 /** Schema of the body of `POST /api/v1/agent/commands/enqueue`. */
-export const enqueueRequestSchema = z.object({
+export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
   id: z.string().min(1).max(128).regex(
     /^[A-Za-z0-9._:-]+$/,
     "must be 1–128 characters of A-Z a-z 0-9 . _ : -",
@@ -69,11 +93,25 @@ export const enqueueRequestSchema = z.object({
   params: paramsSchema.optional(),
   agent_id: agentIdSchema.optional(),
 });
-/** Body of an enqueue request. */
-export type EnqueueRequest = z.infer<typeof enqueueRequestSchema>;
+
+/** A command as delivered to an agent (the `200` answer of `wait`). */
+export interface DeliveredCommand {
+  /** Command id. */
+  id: string;
+  /** The command line. */
+  name: string;
+  /** Parameters. */
+  params: CommandParams;
+  /** The deployment hash it was enqueued for, if any. */
+  deployment_hash?: string | null;
+  /** Delivery attempt, from 1. */
+  attempt: number;
+  /** When the delivery lease ends (ISO 8601). */
+  lease_expires_at?: string | null;
+}
 
 /** Schema of a delivered command (the `200` answer of `wait`). */
-export const deliveredCommandSchema = z.object({
+export const deliveredCommandSchema: z.ZodType<DeliveredCommand> = z.object({
   id: z.string().min(1),
   name: z.string(),
   params: paramsSchema.default({}),
@@ -81,19 +119,41 @@ export const deliveredCommandSchema = z.object({
   attempt: z.number().int().positive().default(1),
   lease_expires_at: z.string().nullish(),
 });
-/** A command as delivered to an agent. */
-export type DeliveredCommand = z.infer<typeof deliveredCommandSchema>;
+
+/** Body of `POST /api/v1/agent/commands/ack`. */
+export interface AckRequest {
+  /** Command id. */
+  command_id: string;
+  /** The attempt being acknowledged. */
+  attempt: number;
+}
 
 /** Schema of the body of `POST /api/v1/agent/commands/ack`. */
-export const ackRequestSchema = z.object({
+export const ackRequestSchema: z.ZodType<AckRequest> = z.object({
   command_id: z.string().min(1),
   attempt: z.number().int().positive(),
 });
-/** Body of an ack request. */
-export type AckRequest = z.infer<typeof ackRequestSchema>;
+
+/** What running a command produced (the `result` object of a report). */
+export interface ExecResultBody {
+  /** Exit code, or null when a signal ended the process or it never ran. */
+  exit_code: number | null;
+  /** The signal that ended the process, e.g. `SIGKILL`. */
+  signal: string | null;
+  /** Run time in seconds. */
+  duration_secs: number;
+  /** Captured standard output (first and last 32 KiB). */
+  stdout: string;
+  /** Captured standard error (first and last 32 KiB). */
+  stderr: string;
+  /** Bytes of standard output dropped between head and tail. */
+  stdout_truncated_bytes: number;
+  /** Bytes of standard error dropped between head and tail. */
+  stderr_truncated_bytes: number;
+}
 
 /** Schema of the `result` object of a report. */
-export const execResultSchema = z.object({
+export const execResultSchema: z.ZodType<ExecResultBody> = z.object({
   exit_code: z.number().int().nullable(),
   signal: z.string().nullable(),
   duration_secs: z.number().nonnegative(),
@@ -102,11 +162,27 @@ export const execResultSchema = z.object({
   stdout_truncated_bytes: z.number().int().nonnegative(),
   stderr_truncated_bytes: z.number().int().nonnegative(),
 });
-/** What running a command produced. */
-export type ExecResultBody = z.infer<typeof execResultSchema>;
+
+/** Body of `POST /api/v1/agent/commands/report`. */
+export interface ReportRequest {
+  /** Command id. */
+  command_id: string;
+  /** Final status. */
+  status: ReportStatus;
+  /** The attempt this result belongs to. */
+  attempt?: number;
+  /** What the command produced; null when it never ran. */
+  result?: ExecResultBody | null;
+  /** Why it failed, was rejected or interrupted. */
+  error?: string | null;
+  /** When it started (ISO 8601). */
+  started_at?: string | null;
+  /** When it ended (ISO 8601). */
+  completed_at?: string | null;
+}
 
 /** Schema of the body of `POST /api/v1/agent/commands/report`. */
-export const reportRequestSchema = z.object({
+export const reportRequestSchema: z.ZodType<ReportRequest> = z.object({
   command_id: z.string().min(1),
   status: z.enum(REPORT_STATUSES),
   attempt: z.number().int().positive().optional(),
@@ -115,11 +191,24 @@ export const reportRequestSchema = z.object({
   started_at: z.string().nullable().optional(),
   completed_at: z.string().nullable().optional(),
 });
-/** Body of a report. */
-export type ReportRequest = z.infer<typeof reportRequestSchema>;
+
+/** The Stacker-style `wait` envelope (PROTOCOL.md §7). */
+export interface StackerEnvelope {
+  /** The command, or null when there is none. */
+  item: {
+    command_id: string;
+    type: string;
+    parameters?: Record<string, unknown> | null;
+    deployment_hash?: string | null;
+    attempt?: number;
+    [key: string]: unknown;
+  } | null;
+  /** Polling hints. */
+  meta?: { next_poll_secs?: number };
+}
 
 /** Schema of the Stacker-style `wait` envelope (PROTOCOL.md §7). */
-export const stackerEnvelopeSchema = z.object({
+export const stackerEnvelopeSchema: z.ZodType<StackerEnvelope> = z.object({
   item: z.looseObject({
     command_id: z.string().min(1),
     type: z.string(),

@@ -1,0 +1,179 @@
+/**
+ * `status`: a fleet command agent and the dashboard command queue it talks to.
+ *
+ * The same core the `status` CLI is built on, for use from Deno:
+ *
+ * - **Executor**: {@link runCommand} runs one command line without a shell, under an allowlist
+ *   ({@link createPolicy}), a deadline (warn at 80 %, SIGTERM at 90 %, SIGKILL at 100 % to the
+ *   whole process group) and bounded output capture.
+ * - **Dashboard**: {@link startServer} listens with a durable SQLite {@link CommandStore}
+ *   ({@link openSqliteStore}); {@link createApp} builds the HTTP app alone.
+ * - **Agent**: {@link runAgent} long-polls a dashboard, runs what it is given, reports, and never
+ *   loses a result or runs a command twice.
+ * - **Operator**: {@link OperatorClient} enqueues commands and reads results.
+ * - **Protocol**: request signing ({@link signedHeaders}, {@link signV2}) and wire types.
+ *
+ * @example Run a command through the executor
+ * ```ts
+ * import { createPolicy, runCommand } from "./mod.ts";
+ *
+ * const result = await runCommand("echo hello", {
+ *   policy: createPolicy({ allowedPrograms: ["echo"] }),
+ *   defaultTimeoutSecs: 10,
+ * });
+ * console.log(result.status, result.stdout); // "success" "hello\n"
+ * ```
+ *
+ * @example A dashboard and an agent in one process
+ * ```ts ignore
+ * import { OperatorClient, runAgent, startServer } from "./mod.ts";
+ *
+ * await using server = await startServer({ port: 0, db: ":memory:" });
+ * const stop = new AbortController();
+ * const agent = runAgent({ dashboardUrl: server.url, agentId: "web-1" }, stop.signal);
+ * const operator = new OperatorClient({ dashboardUrl: server.url });
+ * const { id } = await operator.enqueue({ agentId: "web-1", name: "uname -a" });
+ * console.log(await operator.waitForFinal(id));
+ * stop.abort();
+ * await agent;
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type AcceptedCommand,
+  type Checked,
+  checkPolicy,
+  type CheckPolicyOptions,
+  createPolicy,
+  type DeadlineWarning,
+  DEFAULT_ALLOWED_PATH_PREFIXES,
+  DEFAULT_ALLOWED_PROGRAMS,
+  defaultPolicy,
+  type EnvReader,
+  type ExecPolicy,
+  type ExecResult,
+  type ExecResultWire,
+  type ExecStatus,
+  type OutputCaptureOptions,
+  parseCommandLine,
+  type PolicyInput,
+  type ProgramRef,
+  type ReportFields,
+  runCommand,
+  type RunOptions,
+  type StartFailure,
+  toReportFields,
+} from "./src/exec/mod.ts";
+
+export {
+  type AppOptions,
+  type Clock as ServerClock,
+  createApp,
+  type DashboardApp,
+  type HttpApp,
+  type RunningServer,
+  type ServeOptions,
+  startServer,
+  WaiterHub,
+  type WaiterHubOptions,
+  type WaitRequest,
+} from "./src/server/mod.ts";
+
+export {
+  type AckOutcome,
+  type AckRequest as StoreAckRequest,
+  AGENT_SCOPES,
+  type AgentRecord,
+  type AgentScope,
+  type AgentSummary,
+  type CancelOutcome,
+  type ClaimRequest,
+  type CommandQuery,
+  type CommandRecord,
+  type CommandResult,
+  type CommandStore,
+  type EnqueueOutcome,
+  type ExpireOutcome,
+  type NewCommand,
+  openSqliteStore,
+  type ReportInput,
+  type ReportOutcome,
+  SqliteStore,
+  type SqliteStoreOptions,
+  StoreError,
+} from "./src/store/mod.ts";
+
+export {
+  type AgentOptions,
+  type AgentRunSummary,
+  type AgentState,
+  type Clock as AgentClock,
+  type CpuTimes,
+  createExecutor,
+  type ExecOutcome,
+  type ExecRequest,
+  type Executor,
+  type ExecutorOptions,
+  type HeartbeatOptions,
+  Journal,
+  type JournalEntry,
+  type JournalOptions,
+  type JournalState,
+  type MetricsAvailability,
+  type MetricsSources,
+  Outbox,
+  type OutboxItem,
+  type OutboxOptions,
+  runAgent,
+} from "./src/agent/mod.ts";
+
+export {
+  type AgentRecord as OperatorAgentRecord,
+  type CancelAnswer,
+  type CommandRecord as OperatorCommandRecord,
+  type EnqueueAnswer,
+  type EnqueueOptions,
+  type ListOptions,
+  OperatorClient,
+  type OperatorClientOptions,
+  OperatorError,
+  type OperatorErrorKind,
+  type StoredResult,
+  type WaitForFinalOptions,
+  type WireTime,
+} from "./src/operator/mod.ts";
+
+export {
+  type AckRequest,
+  canonicalStringV2,
+  COMMAND_STATUSES,
+  type CommandParams,
+  type CommandStatus,
+  type DeliveredCommand,
+  type EnqueueRequest,
+  type ExecResultBody,
+  generateToken,
+  HEADER,
+  PATHS,
+  PRIORITIES,
+  type Priority,
+  REPORT_STATUSES,
+  type ReportRequest,
+  type ReportStatus,
+  signedHeaders,
+  type SignedParts,
+  type SignOptions,
+  signV1,
+  signV2,
+} from "./src/protocol/mod.ts";
+
+export {
+  LOG_LEVELS,
+  type LogFormat,
+  type LoggingOptions,
+  type LogLevel,
+  setupLogging,
+} from "./src/log/mod.ts";
+export { ConfigError, UsageError } from "./src/errors.ts";
