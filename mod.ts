@@ -69,6 +69,8 @@ export {
 
 export {
   type AppOptions,
+  CancelWaiters,
+  type CancelWaitRequest,
   type Clock as ServerClock,
   createApp,
   type DashboardApp,

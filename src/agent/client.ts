@@ -86,6 +86,18 @@ export type AckOutcome =
   | { kind: "stale"; message: string }
   | RequestFailure;
 
+/** What a cancel-wait (`GET …/commands/{id}/cancel-wait`, our extension of §2) brought. */
+export type CancelWaitOutcome =
+  /** `200 {"cancel_requested": true}`: an operator cancelled the command; stop it. */
+  | { kind: "cancel" }
+  /** `204`: no cancel within the timeout; ask again. */
+  | { kind: "none" }
+  /** `404`: the dashboard has no such endpoint (a Stacker dashboard) or no such command. */
+  | { kind: "unsupported"; message: string }
+  /** `409`: the command is already final; there is nothing to cancel. */
+  | { kind: "final"; message: string }
+  | RequestFailure;
+
 /** What a report brought. */
 export type ReportOutcome =
   | { kind: "accepted"; duplicate: boolean }
@@ -267,6 +279,61 @@ export class DashboardClient {
     }
     if (response.status === 409) return { kind: "stale", message: await errorMessage(response) };
     return await this.#failure(response);
+  }
+
+  /**
+   * Waits until an operator cancels a running command (`GET …/commands/{id}/cancel-wait`),
+   * aborting the request {@link WAIT_GRACE_SECS} after the timeout asked for.
+   *
+   * @param commandId The running command.
+   * @param timeoutSecs How long the dashboard may hold the request.
+   * @param signal Aborts the request (the run ended).
+   * @returns Cancel, none (204), unsupported (404), final (409) or a classified failure.
+   */
+  async cancelWait(
+    commandId: string,
+    timeoutSecs: number,
+    signal: AbortSignal,
+  ): Promise<CancelWaitOutcome> {
+    const sent = await this.#send(
+      "GET",
+      `${PATHS.cancelWait(commandId)}?timeout=${timeoutSecs}`,
+      undefined,
+      signal,
+      (timeoutSecs + WAIT_GRACE_SECS) * 1000,
+    );
+    if ("kind" in sent) return sent;
+    const response = sent.response;
+    if (response.status === 204) {
+      await response.body?.cancel();
+      return { kind: "none" };
+    }
+    if (response.status === 404) {
+      return { kind: "unsupported", message: await errorMessage(response) };
+    }
+    if (response.status === 409) return { kind: "final", message: await errorMessage(response) };
+    if (response.status !== 200) return await this.#failure(response);
+    let body: unknown;
+    try {
+      body = await response.json();
+    } catch (error) {
+      if (signal.aborted) return { kind: "aborted" };
+      return {
+        kind: "invalid",
+        status: 200,
+        message: `cancel-wait answer is not JSON: ${(error as Error).message}`,
+      };
+    }
+    if ((body as { cancel_requested?: unknown } | null)?.cancel_requested === true) {
+      return { kind: "cancel" };
+    }
+    return {
+      kind: "invalid",
+      status: 200,
+      message: `cancel-wait answer has no "cancel_requested": true: ${
+        JSON.stringify(body).slice(0, 300)
+      }`,
+    };
   }
 
   /**

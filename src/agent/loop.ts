@@ -1,7 +1,9 @@
 /**
  * The agent's poll loop (PROTOCOL.md §4, §6): long-poll the dashboard, journal each delivered
  * command, acknowledge it, run it, put its result in the outbox, report it, poll again; back off
- * on failures; never run a command twice; stop cleanly on a signal.
+ * on failures; never run a command twice; stop cleanly on a signal. While a command runs, a
+ * cancel-wait (our extension of §2, see `src/server/mod.ts`) stays open beside the loop: an
+ * operator's cancel stops the command, which is reported `cancelled`.
  *
  * @module
  */
@@ -15,7 +17,7 @@ import {
 } from "cockatiel";
 import type { DeliveredCommand, ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { PollBackoff } from "./backoff.ts";
+import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
   type AckOutcome,
@@ -121,6 +123,12 @@ export interface AgentRunSummary {
 const log = logger("agent");
 const pollLog = logger("agent", "poll");
 
+/**
+ * How long a command runs before its cancel-wait opens, in ms: short commands cost no extra
+ * request (the rate limit counts them), and a cancel recorded meanwhile is answered at once.
+ */
+const CANCEL_WAIT_DELAY_MS = 1000;
+
 const INTERRUPTED_ERROR =
   "the agent stopped while the command was running; it was not run again (at most once)";
 
@@ -172,6 +180,7 @@ class Agent {
   readonly #stopNow: AbortSignal;
   readonly #clock: Clock;
   readonly #client: DashboardClient;
+  readonly #backoffOptions: PollBackoffOptions;
   readonly #backoff: PollBackoff;
   readonly #retryBackoff: IBackoffFactory<IRetryBackoffContext<unknown>>;
   readonly #deploymentHash: string;
@@ -181,6 +190,7 @@ class Agent {
   #state: AgentState | undefined;
   #commandsRun = 0;
   #toldNoAcks = false;
+  #toldNoCancelWait = false;
 
   constructor(options: AgentOptions, signal: AbortSignal) {
     this.#options = options;
@@ -195,10 +205,11 @@ class Agent {
     );
     this.#graceMs = checkSecs("shutdownGraceSecs", options.shutdownGraceSecs ?? 30, 0) * 1000;
     checkSecs("metricsIntervalSecs", options.metricsIntervalSecs ?? 30, 0.001);
-    this.#backoff = new PollBackoff({
+    this.#backoffOptions = {
       initialSecs: options.pollingBackoffSecs ?? 5,
       maxSecs: options.pollingBackoffMaxSecs ?? 60,
-    });
+    };
+    this.#backoff = new PollBackoff(this.#backoffOptions);
     const retryDelayMs = checkSecs("retryDelayMs", options.retryDelayMs ?? 500, 0);
     this.#retryBackoff = new ExponentialBackoff({
       generator: fullJitterGenerator,
@@ -660,6 +671,7 @@ class Agent {
     this.#signal.addEventListener("abort", onStop, { once: true });
     this.#stopNow.addEventListener("abort", onStopNow, { once: true });
     const startedAt = new Date(this.#clock.now()).toISOString();
+    const watching = this.#watchCancel(command, cancel, done.signal);
     try {
       return await this.#executor!.run({
         name: command.name,
@@ -681,6 +693,80 @@ class Agent {
       done.abort();
       this.#signal.removeEventListener("abort", onStop);
       this.#stopNow.removeEventListener("abort", onStopNow);
+      await watching;
+    }
+  }
+
+  /**
+   * Keeps one cancel-wait open for a running command (after {@link CANCEL_WAIT_DELAY_MS}) until
+   * `done` aborts: a `204` opens the next, a failure backs off quietly, an operator's cancel
+   * aborts `cancel`, a `404` or `409` ends it. Never throws.
+   */
+  async #watchCancel(
+    command: DeliveredCommand,
+    cancel: AbortController,
+    done: AbortSignal,
+  ): Promise<void> {
+    // `…/commands/wait/cancel-wait` is a wait on that deployment hash, not this command's.
+    if (command.id === "wait") return;
+    const backoff = new PollBackoff(this.#backoffOptions);
+    try {
+      await this.#clock.sleep(CANCEL_WAIT_DELAY_MS, done);
+      while (!done.aborted) {
+        const started = this.#clock.now();
+        const outcome = await this.#client.cancelWait(
+          command.id,
+          this.#pollingTimeoutSecs,
+          done,
+        );
+        if (done.aborted) return;
+        switch (outcome.kind) {
+          case "cancel":
+            log.info("command cancelled by the dashboard", { command_id: command.id });
+            cancel.abort();
+            return;
+          case "none": {
+            backoff.reset();
+            // An empty answer long before the timeout: do not spin against it.
+            const elapsed = this.#clock.now() - started;
+            if (elapsed < 1000) await this.#clock.sleep(1000 - elapsed, done);
+            break;
+          }
+          case "unsupported":
+            if (!this.#toldNoCancelWait) {
+              this.#toldNoCancelWait = true;
+              log.info(
+                "the dashboard has no cancel-wait endpoint (404): an operator's cancel does not " +
+                  "stop a running command here",
+                { command_id: command.id, error: outcome.message },
+              );
+            }
+            return;
+          case "aborted":
+            return;
+          default: {
+            if (
+              outcome.kind === "final" || outcome.kind === "refused" ||
+              (outcome.kind === "auth" && outcome.status === 403)
+            ) {
+              pollLog.debug("no cancel-wait for this command", {
+                command_id: command.id,
+                error: outcome.message,
+              });
+              return;
+            }
+            const delayMs = outcome.kind === "throttled" ? outcome.retryAfterMs : backoff.next();
+            pollLog.debug("cancel-wait failed; asking again after back-off", {
+              command_id: command.id,
+              error: outcome.message,
+              delay_secs: Math.round(delayMs) / 1000,
+            });
+            await this.#clock.sleep(delayMs, done);
+          }
+        }
+      }
+    } catch (error) {
+      log.warning("cancel-wait stopped", { command_id: command.id, error });
     }
   }
 }

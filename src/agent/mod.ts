@@ -36,6 +36,7 @@ export { Outbox, type OutboxItem, type OutboxOptions } from "./outbox.ts";
 export { type AgentState, type AgentStateOptions, openAgentState } from "./state.ts";
 export {
   type AckOutcome,
+  type CancelWaitOutcome,
   DashboardClient,
   type DashboardClientOptions,
   type ReportOutcome,

@@ -18,9 +18,9 @@ import { operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
 export function cancelCommand(io: Io): Command {
   const command = new Command("cancel")
     .description(
-      "Cancel a command: a queued one becomes cancelled at once; for one already delivered the " +
-        "cancel is recorded (it is not delivered again, though its agent may still finish it); " +
-        "a finished one cannot be cancelled (exit 1)",
+      "Cancel a command: a queued one becomes cancelled at once; one already delivered is " +
+        "stopped by its agent (SIGTERM to its process group, then SIGKILL) and reported " +
+        "cancelled; a finished one cannot be cancelled (exit 1)",
     )
     .argument("<id>", "the command id", parseCommandId);
   addSettingOptions(command, ["operator"]);
@@ -30,12 +30,7 @@ export function cancelCommand(io: Io): Command {
     try {
       const answer = await client.cancel(id);
       if (answer.outcome === "cancelled") io.out(`cancelled ${id}`);
-      else {
-        io.out(
-          `cancel requested for ${id}: it is already delivered to its agent, which may still ` +
-            "finish it; it will not be delivered again",
-        );
-      }
+      else io.out(`cancel requested: the agent will stop ${id}`);
     } catch (error) {
       if (error instanceof OperatorError && error.kind === "conflict") {
         const record = await client.getCommand(id).catch(() => undefined);

@@ -21,6 +21,8 @@ export const PATHS = {
     `/api/v1/agent/commands/wait/${encodeURIComponent(deploymentHash)}`,
   ack: "/api/v1/agent/commands/ack",
   report: "/api/v1/agent/commands/report",
+  cancelWait: (commandId: string) =>
+    `/api/v1/agent/commands/${encodeURIComponent(commandId)}/cancel-wait`,
   enqueue: "/api/v1/agent/commands/enqueue",
   command: (id: string) => `/api/v1/commands/${encodeURIComponent(id)}`,
   commands: "/api/v1/commands",

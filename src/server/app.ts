@@ -10,6 +10,7 @@ import { MAX_BODY_BYTES, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, ExpireOutcome } from "../store/mod.ts";
 import type { AuthContext, ServerEnv } from "./auth.ts";
+import { CancelWaiters } from "./cancel_waiters.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
@@ -102,6 +103,8 @@ export interface DashboardApp {
   app: HttpApp;
   /** The open waits. */
   hub: WaiterHub;
+  /** The open cancel-waits of running commands. */
+  cancelWaiters: CancelWaiters;
   /** Whether the app runs in dev mode. */
   devMode: boolean;
   /**
@@ -109,7 +112,10 @@ export interface DashboardApp {
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
    */
   expireLeases(): Promise<ExpireOutcome>;
-  /** Answers open waits with `204` and stops the lease timer. Does not close the store. */
+  /**
+   * Answers open waits and cancel-waits with `204` and stops the lease timer. Does not close the
+   * store.
+   */
   close(): Promise<void>;
 }
 
@@ -197,6 +203,8 @@ export function createApp(options: AppOptions): DashboardApp {
     onError: (error) => log.error("could not release a claimed command: {error}", { error }),
   });
 
+  const cancelWaiters = new CancelWaiters();
+
   async function expireLeases(): Promise<ExpireOutcome> {
     const outcome = await store.requeueExpired(clock.now(), maxAttempts);
     const agents = new Set<string>();
@@ -244,6 +252,7 @@ export function createApp(options: AppOptions): DashboardApp {
     store,
     clock,
     hub,
+    cancelWaiters,
     leases,
     devMode,
     adminToken: options.adminToken,
@@ -307,12 +316,14 @@ export function createApp(options: AppOptions): DashboardApp {
   return {
     app,
     hub,
+    cancelWaiters,
     devMode,
     expireLeases,
     close() {
       if (!closed) {
         closed = true;
         hub.close();
+        cancelWaiters.close();
         leases.close();
       }
       return Promise.resolve();

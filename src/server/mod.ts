@@ -11,17 +11,35 @@
  * - **Dev mode** is decided at start: no agent has a token and no admin token is configured. Its
  *   leniency (no bearer, timestamp, signature or request id) applies to token-less agents only;
  *   an agent given a token while the dashboard runs must authenticate at once.
- * - **Scopes**: `commands:wait` (wait and ack), `commands:report`, `commands:enqueue`. The wait
- *   checks the scope too, besides steps 1–3.
+ * - **Scopes**: `commands:wait` (wait, ack and cancel-wait), `commands:report`, `commands:enqueue`.
+ *   The wait checks the scope too, besides steps 1–3.
  * - **Request ids** are remembered per agent for 600 s, at most 200 000 (the oldest go first).
  * - **Execution lease**: `timeout_secs` (default 300, `defaultTimeoutSecs`) + 60 s from the ack.
- * - **Cancel** of a delivered command sets `cancel_requested` (shown in the command); if its lease
- *   ends without a report it becomes `cancelled` instead of being delivered again.
+ * - **Cancel** of a delivered command sets `cancel_requested` (shown in the command) and wakes the
+ *   agent's cancel-wait (below), so the agent stops the command and reports it `cancelled`; if its
+ *   lease ends without a report it becomes `cancelled` instead of being delivered again.
  * - **Reports**: the first one wins; a late report of an earlier attempt, or of a `lost`
  *   command, is recorded (see `CommandStore.report`).
  * - **A wait that goes away** (client disconnect) is dropped; a command claimed for it in the
  *   meantime goes to another wait of the agent or back to the queue. A command whose answer was
  *   lost on the wire comes back when its delivery lease ends.
+ *
+ * ## Extension of PROTOCOL.md §2: `GET /api/v1/agent/commands/{id}/cancel-wait?timeout=N`
+ *
+ * How a running command learns that an operator cancelled it. The agent keeps one open from its
+ * ack until the run ends, and opens it again after each `204`. Same pipeline as the ack (signed,
+ * scope `commands:wait`); `timeout` as for wait (default 30, clamped to 1–120 s).
+ *
+ * - `200 {"cancel_requested": true}`: held until an operator's cancel of the command is recorded
+ *   (the cancel route wakes it directly, nothing polls the store); at once when it already was
+ *   (`cancel_requested` set, or the command `cancelled`). The agent cancels the run (SIGTERM, grace,
+ *   SIGKILL to the group) and reports `cancelled`.
+ * - `204` with an empty body at the timeout, and at shutdown.
+ * - `404` unknown command (and the answer of a dashboard without this endpoint: the agent stops
+ *   asking for that command); `403` a command of another agent; `409` a command already final
+ *   (other than `cancelled`): nothing to cancel.
+ * - A command with the id `wait` has none: `…/commands/wait/cancel-wait` is a wait on the
+ *   deployment hash `cancel-wait`, and the agent does not ask.
  *
  * @example Start a dev-mode dashboard on a free port
  * ```ts
@@ -52,6 +70,7 @@ export {
 export { type Clock, systemClock } from "./clock.ts";
 export { type ErrorStatus, HttpError, type HttpErrorOptions } from "./http_error.ts";
 export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts";
+export { CancelWaiters, type CancelWaitRequest } from "./cancel_waiters.ts";
 export { LeaseTimer, type LeaseTimerOptions } from "./leases.ts";
 export { type TakeResult, TokenBucketLimiter, type TokenBucketOptions } from "./rate_limit.ts";
 export { ReplayCache, type ReplayCacheOptions } from "./replay.ts";

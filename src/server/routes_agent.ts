@@ -1,5 +1,6 @@
 /**
- * Agent-facing endpoints (PROTOCOL.md §2): wait, ack, report and the seed-compatible enqueue.
+ * Agent-facing endpoints (PROTOCOL.md §2): wait, ack, report and the seed-compatible enqueue, and
+ * our extension cancel-wait (see the module doc of `mod.ts`).
  *
  * @module
  */
@@ -11,13 +12,14 @@ import {
   AGENT_ID_PATTERN,
   type EnqueueRequest,
   enqueueRequestSchema,
+  FINAL_STATUSES,
   HEADER,
   MAX_CLOCK_SKEW_SECS,
   type ReportRequest,
   reportRequestSchema,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
-import type { AgentScope, CommandStore } from "../store/mod.ts";
+import type { AgentScope, CommandRecord, CommandStore } from "../store/mod.ts";
 import {
   type AuthContext,
   bearerToken,
@@ -32,6 +34,7 @@ import {
   type ServerEnv,
   verifySignature,
 } from "./auth.ts";
+import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
@@ -45,6 +48,7 @@ export interface RouteDeps {
   store: CommandStore;
   clock: Clock;
   hub: WaiterHub;
+  cancelWaiters: CancelWaiters;
   leases: LeaseTimer;
   devMode: boolean;
   adminToken?: string;
@@ -59,7 +63,10 @@ export interface RouteDeps {
   lastSeen(agentId: string): number | null;
 }
 
-/** Default, smallest and largest `timeout` of a wait, in seconds (PROTOCOL.md §2). */
+/**
+ * Default, smallest and largest `timeout` of a wait (PROTOCOL.md §2) and of a cancel-wait, in
+ * seconds.
+ */
 export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
 
 const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
@@ -107,6 +114,13 @@ function parseTimeoutSecs(raw: string | undefined): number {
   return Math.min(WAIT_TIMEOUT_SECS.max, Math.max(WAIT_TIMEOUT_SECS.min, Math.floor(value)));
 }
 
+/** Whether the agent running the command should stop it: an operator asked to cancel it. */
+function cancelAsked(command: CommandRecord): boolean {
+  // `cancelled` without the flag: cancelled while queued again after its lease ended, while the
+  // agent may still run the earlier attempt.
+  return command.cancelRequested || command.status === "cancelled";
+}
+
 /**
  * The agent pipeline of PROTOCOL.md §1 for one route: steps 1–3 always, 4–6 when `signed`, 7.
  *
@@ -151,13 +165,13 @@ export function chain(steps: MiddlewareHandler<ServerEnv>[]): MiddlewareHandler<
 }
 
 /**
- * Registers `wait`, `ack`, `report` and `enqueue`.
+ * Registers `wait`, `ack`, `cancel-wait`, `report` and `enqueue`.
  *
  * @param app The Hono app.
  * @param deps The shared parts.
  */
 export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
-  const { store, clock, hub } = deps;
+  const { store, clock, hub, cancelWaiters } = deps;
   const body = { maxBodyBytes: deps.maxBodyBytes };
 
   app.get(
@@ -224,6 +238,49 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
           ? null
           : new Date(command.leaseExpiresAt).toISOString(),
       });
+    },
+  );
+
+  // Registered after wait: `…/commands/wait/cancel-wait` is a wait on that deployment hash.
+  app.get(
+    "/api/v1/agent/commands/:id/cancel-wait",
+    chain(agentPipeline(deps, "commands:wait")),
+    async function cancelWaitRoute(c) {
+      const id = c.req.param("id");
+      const timeoutSecs = parseTimeoutSecs(c.req.query("timeout"));
+      const agent = c.get("agent");
+      // Register first, then read the store: a cancel written before the read is seen by it, one
+      // written after finds the waiter (the cancel route notifies after its write).
+      const drop = new AbortController();
+      const cancelled = cancelWaiters.wait({
+        commandId: id,
+        timeoutMs: timeoutSecs * 1000,
+        signal: AbortSignal.any([c.req.raw.signal, drop.signal]),
+      });
+      try {
+        const command = await store.getCommand(id);
+        if (!command) throw new HttpError(404, `command ${id} does not exist`);
+        if (command.agentId !== agent.id) {
+          throw new HttpError(403, `command ${id} belongs to another agent`);
+        }
+        if (!cancelAsked(command) && FINAL_STATUSES.has(command.status)) {
+          throw new HttpError(
+            409,
+            `command ${id} is already ${command.status}; there is nothing to cancel`,
+            { details: { status: command.status } },
+          );
+        }
+        if (cancelAsked(command) || await cancelled) {
+          log.info("cancel of command {commandId} passed to {agentId}", {
+            commandId: id,
+            agentId: agent.id,
+          });
+          return c.json({ cancel_requested: true }, 200);
+        }
+        return c.body(null, 204);
+      } finally {
+        drop.abort();
+      }
     },
   );
 

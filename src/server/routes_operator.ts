@@ -79,6 +79,8 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       outcome: outcome.outcome,
       agentId: outcome.command.agentId,
     });
+    // A running command's agent waits for this in a cancel-wait; wake it.
+    if (outcome.outcome !== "final") deps.cancelWaiters.notify(id);
     switch (outcome.outcome) {
       case "cancelled":
         return c.json({ cancelled: true, command: commandView(outcome.command) }, 200);

@@ -52,8 +52,9 @@ export interface RunningServer extends AsyncDisposable {
   /** The app, its hub and lease expiry, for tests and embedding. */
   dashboard: DashboardApp;
   /**
-   * Stops accepting connections, answers open waits with `204`, lets in-flight requests finish
-   * (their store writes are complete when they answer), then closes the store. Idempotent.
+   * Stops accepting connections, answers open waits and cancel-waits with `204`, lets in-flight
+   * requests finish (their store writes are complete when they answer), then closes the store.
+   * Idempotent.
    */
   shutdown(): Promise<void>;
   /** Resolves when the server has shut down and the store is closed. */

@@ -11,7 +11,8 @@ import type { CommandParams, CommandStatus, Priority, ReportStatus } from "../pr
 /**
  * Scopes an agent may be granted. Each agent-facing endpoint requires one:
  *
- * - `commands:wait`: `GET …/wait/{hash}` and `POST …/ack` (receiving commands);
+ * - `commands:wait`: `GET …/wait/{hash}`, `POST …/ack` and `GET …/{id}/cancel-wait` (receiving
+ *   commands and their cancels);
  * - `commands:report`: `POST …/report`;
  * - `commands:enqueue`: `POST …/enqueue` signed by the agent itself (the seed-compatible enqueue).
  */

@@ -1,13 +1,14 @@
 /**
  * A small dashboard for agent tests over real sockets: a command queue that wakes a waiting
- * agent, ack and report endpoints that record what they got, and hooks to answer with errors.
+ * agent, ack and report endpoints that record what they got, cancel-waits answered by
+ * {@link StubDashboard.cancel}, and hooks to answer with errors.
  *
  * @module
  */
 
 /** A request the stub received. */
 export interface Seen {
-  kind: "wait" | "ack" | "report" | "metrics" | "other";
+  kind: "wait" | "ack" | "report" | "cancel-wait" | "metrics" | "other";
   at: number;
   method: string;
   path: string;
@@ -24,6 +25,8 @@ export class StubDashboard implements AsyncDisposable {
   readonly acks: Record<string, unknown>[] = [];
   readonly metrics: unknown[] = [];
   readonly queue: unknown[] = [];
+  /** Commands an operator cancelled: their cancel-waits are answered `200`. */
+  readonly cancelled = new Set<string>();
   override: Override | undefined;
   ackStatus = 200;
   #server: Deno.HttpServer<Deno.NetAddr>;
@@ -50,6 +53,12 @@ export class StubDashboard implements AsyncDisposable {
   /** Puts a command (or any wait body, e.g. a Stacker envelope) in the queue. */
   enqueue(body: unknown): void {
     this.queue.push(body);
+    for (const wake of this.#wakers) wake();
+  }
+
+  /** Records an operator's cancel of a command: its open cancel-waits are answered at once. */
+  cancel(id: string): void {
+    this.cancelled.add(id);
     for (const wake of this.#wakers) wake();
   }
 
@@ -84,8 +93,11 @@ export class StubDashboard implements AsyncDisposable {
     } catch {
       body = text;
     }
+    const cancelWait = /^\/api\/v1\/agent\/commands\/([^/]+)\/cancel-wait$/.exec(url.pathname);
     const kind: Seen["kind"] = url.pathname.startsWith("/api/v1/agent/commands/wait/")
       ? "wait"
+      : cancelWait
+      ? "cancel-wait"
       : url.pathname === "/api/v1/agent/commands/ack"
       ? "ack"
       : url.pathname === "/api/v1/agent/commands/report"
@@ -105,9 +117,18 @@ export class StubDashboard implements AsyncDisposable {
     try {
       const custom = await this.override?.(seen);
       if (custom) return custom;
+      const timeoutSecs = Number(url.searchParams.get("timeout") ?? "30");
       switch (kind) {
         case "wait":
-          return await this.#wait(Number(url.searchParams.get("timeout") ?? "30"));
+          return await this.#hold(timeoutSecs, () => this.queue.length > 0)
+            ? Response.json(this.queue.shift())
+            : new Response(null, { status: 204 });
+        case "cancel-wait": {
+          const id = decodeURIComponent(cancelWait![1]);
+          return await this.#hold(timeoutSecs, () => this.cancelled.has(id))
+            ? Response.json({ cancel_requested: true })
+            : new Response(null, { status: 204 });
+        }
         case "ack":
           this.acks.push(body as Record<string, unknown>);
           return Response.json({ acked: this.ackStatus === 200 }, { status: this.ackStatus });
@@ -130,11 +151,12 @@ export class StubDashboard implements AsyncDisposable {
     }
   }
 
-  async #wait(timeoutSecs: number): Promise<Response> {
+  /** Whether `ready` holds within the timeout (checked again at every enqueue and cancel). */
+  async #hold(timeoutSecs: number, ready: () => boolean): Promise<boolean> {
     const deadline = Date.now() + timeoutSecs * 1000;
-    while (this.queue.length === 0) {
+    while (!ready()) {
       const left = deadline - Date.now();
-      if (left <= 0 || this.#closing.signal.aborted) return new Response(null, { status: 204 });
+      if (left <= 0 || this.#closing.signal.aborted) return false;
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
@@ -147,7 +169,7 @@ export class StubDashboard implements AsyncDisposable {
         this.#closing.signal.addEventListener("abort", done);
       });
     }
-    return Response.json(this.queue.shift());
+    return true;
   }
 
   async close(): Promise<void> {

@@ -463,3 +463,119 @@ Deno.test("a stale ack (409) means the command is not run now and not journaled"
   assert.equal(agent.executor.runs.length, 0);
   assert.equal(agent.state.journal.get("cmd-1"), undefined);
 });
+
+Deno.test("an operator's cancel stops a running command", async (t) => {
+  await t.step("a cancel during `sleep 30` kills it and reports cancelled at once", async () => {
+    using logs = captureLogs();
+    await using stub = new StubDashboard();
+    const token = "s3cret-token-of-forty-three-characters-long";
+    const agent = start(stub, {
+      agentToken: token,
+      executor: undefined,
+      exec: { allowedPrograms: ["sleep"] },
+    });
+    stub.enqueue(command("cmd-1", "sleep 30"));
+    const cancelWaits = () => stub.seen.filter((s) => s.kind === "cancel-wait");
+    // pollingTimeoutSecs is 1: a second cancel-wait means the first ended with 204 and reopened.
+    await stub.until(() => cancelWaits().length >= 2, 10_000, "two cancel-waits");
+    const cancelledAt = Date.now();
+    stub.cancel("cmd-1");
+    await stub.until(() => stub.reports.length === 1, 5_000, "the report");
+    const tookMs = Date.now() - cancelledAt;
+    await finish(agent);
+
+    const report = stub.reports[0];
+    assert.equal(report.status, "cancelled");
+    assert.equal((report.result as { signal: string }).signal, "SIGTERM");
+    assert.ok(tookMs < 2_000, `reported ${tookMs} ms after the cancel`);
+    const first = cancelWaits()[0];
+    assert.equal(first.method, "GET");
+    assert.equal(first.path, "/api/v1/agent/commands/cmd-1/cancel-wait?timeout=1");
+    assert.equal(
+      first.headers.get("X-Agent-Signature"),
+      signV2(token, {
+        method: "GET",
+        pathAndQuery: first.path,
+        timestamp: first.headers.get("X-Timestamp")!,
+        requestId: first.headers.get("X-Request-Id")!,
+        body: "",
+      }),
+    );
+    const record = logs.records.find((r) => r.message === "command cancelled by the dashboard");
+    assert.equal(record?.command_id, "cmd-1");
+    assert.equal(agent.state.journal.get("cmd-1")?.state, "accepted");
+  });
+
+  await t.step("a command that ends first closes its cancel-wait", async () => {
+    using _logs = captureLogs();
+    await using stub = new StubDashboard();
+    const executor = new FakeExecutor();
+    let release!: () => void;
+    executor.behaviour = cancellable(new Promise((resolve) => release = resolve));
+    const agent = start(stub, { executor, pollingTimeoutSecs: 30 });
+    stub.enqueue(command("cmd-1", "sleep 100"));
+    await eventually(() => stub.seen.some((s) => s.kind === "cancel-wait"));
+    release();
+    await stub.until(() => stub.reports.length === 1, 5_000, "the report");
+    await finish(agent);
+    assert.equal(stub.reports[0].status, "success");
+    assert.equal(stub.seen.filter((s) => s.kind === "cancel-wait").length, 1);
+  });
+
+  await t.step("a failing cancel-wait is retried quietly after a back-off", async () => {
+    using logs = captureLogs();
+    await using stub = new StubDashboard();
+    let failures = 0;
+    stub.override = (seen) => {
+      if (seen.kind !== "cancel-wait" || failures >= 2) return undefined;
+      failures++;
+      return Response.json({ error: "down for maintenance" }, { status: 503 });
+    };
+    const executor = new FakeExecutor();
+    executor.behaviour = cancellable(new Promise(() => {}));
+    const agent = start(stub, { executor });
+    stub.enqueue(command("cmd-1", "sleep 100"));
+    await stub.until(() => stub.seen.filter((s) => s.kind === "cancel-wait").length >= 3, 10_000);
+    stub.cancel("cmd-1");
+    await stub.until(() => stub.reports.length === 1, 5_000, "the report");
+    await finish(agent);
+    assert.equal(stub.reports[0].status, "cancelled");
+    const loud = logs.records.filter((r) =>
+      (r.level === "warning" || r.level === "error") && /cancel/.test(String(r.message))
+    );
+    assert.deepEqual(loud, []);
+  });
+
+  await t.step(
+    "a dashboard without cancel-wait (404): asked once per command, told once",
+    async () => {
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      stub.override = (seen) =>
+        seen.kind === "cancel-wait"
+          ? Response.json({ error: "not found" }, { status: 404 })
+          : undefined;
+      const executor = new FakeExecutor();
+      const releases: Array<() => void> = [];
+      executor.behaviour = (request) =>
+        cancellable(new Promise((resolve) => releases.push(resolve)))(request);
+      const agent = start(stub, { executor });
+      for (const id of ["cmd-1", "cmd-2"]) {
+        stub.enqueue(command(id, "sleep 100"));
+        await stub.until(
+          () => stub.seen.some((s) => s.kind === "cancel-wait" && s.path.includes(`/${id}/`)),
+          10_000,
+        );
+        // Long enough for a second cancel-wait, were one sent.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        releases.at(-1)!();
+        await stub.until(() => stub.reports.some((r) => r.command_id === id), 5_000);
+      }
+      await finish(agent);
+      assert.deepEqual(stub.reports.map((r) => r.status), ["success", "success"]);
+      assert.equal(stub.seen.filter((s) => s.kind === "cancel-wait").length, 2);
+      const told = logs.records.filter((r) => /no cancel-wait endpoint/.test(String(r.message)));
+      assert.equal(told.length, 1);
+    },
+  );
+});

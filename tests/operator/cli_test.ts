@@ -205,6 +205,10 @@ Deno.test("status result, list and cancel against a stub dashboard", async (t) =
   });
   await t.step("cancel", async () => {
     assert.deepEqual((await run(["cancel", "c2", ...auth])).stdout, ["cancelled c2"]);
+    stub.commands.get("c1")!.status = "running";
+    assert.deepEqual((await run(["cancel", "c1", ...auth])).stdout, [
+      "cancel requested: the agent will stop c1",
+    ]);
     stub.commands.get("c1")!.status = "success";
     const final = await run(["cancel", "c1", ...auth]);
     assert.equal(final.code, 1);

@@ -1,0 +1,243 @@
+/**
+ * `GET /api/v1/agent/commands/{id}/cancel-wait`: how a running command's agent learns of an
+ * operator's cancel, in process.
+ */
+import assert from "node:assert/strict";
+import { CancelWaiters, createApp } from "../../src/server/mod.ts";
+import { AGENT_SCOPES, type CommandStore, openSqliteStore } from "../../src/store/mod.ts";
+import { agentHeaders, json, makeDashboard, P, reportBody, TOKEN, TOKEN2 } from "./_helpers.ts";
+
+type TestDashboard = Awaited<ReturnType<typeof makeDashboard>>;
+
+const cancelWait = (id: string, timeout = 10) =>
+  `/api/v1/agent/commands/${id}/cancel-wait?timeout=${timeout}`;
+
+/** Enqueues, delivers and acks a command of `a1`: it is `running`. */
+async function running(d: TestDashboard, id: string): Promise<void> {
+  const enqueued = await d.agent({ path: P.enqueue, body: { id, name: "sleep 30" } });
+  assert.equal(enqueued.status, 202);
+  const delivered = await d.agent({ path: P.wait() });
+  assert.equal((await json(delivered)).id, id);
+  const acked = await d.agent({ path: P.ack, body: { command_id: id, attempt: 1 } });
+  assert.equal(acked.status, 200);
+  await acked.body?.cancel();
+}
+
+async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+Deno.test("cancel-wait answers as the cancel route and the command's state say", async (t) => {
+  await using d = await makeDashboard();
+  const waiters = d.dashboard.cancelWaiters;
+  await running(d, "c1");
+
+  await t.step("a cancel requested later wakes it within milliseconds", async () => {
+    const waiting = d.agent({ path: cancelWait("c1") });
+    await until(() => waiters.size === 1, "the cancel-wait is open");
+    const started = performance.now();
+    const cancel = await d.admin("POST", "/api/v1/commands/c1/cancel");
+    assert.equal(cancel.status, 202);
+    await cancel.body?.cancel();
+    const response = await waiting;
+    const tookMs = performance.now() - started;
+    assert.equal(response.status, 200);
+    assert.deepEqual(await json(response), { cancel_requested: true });
+    assert.ok(tookMs < 50, `woken ${tookMs.toFixed(1)} ms after the cancel`);
+    assert.equal(waiters.size, 0);
+  });
+
+  await t.step("a cancel already requested is answered at once", async () => {
+    const response = await d.agent({ path: cancelWait("c1", 120) });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await json(response), { cancel_requested: true });
+    assert.equal(waiters.size, 0);
+  });
+
+  await running(d, "c2");
+
+  await t.step("no cancel within the timeout: 204 with an empty body", async () => {
+    const started = performance.now();
+    const response = await d.agent({ path: cancelWait("c2", 1) });
+    assert.equal(response.status, 204);
+    assert.equal(await response.text(), "");
+    assert.ok(performance.now() - started >= 950);
+    assert.equal(waiters.size, 0);
+  });
+
+  await t.step("a client that goes away is dropped", async () => {
+    const controller = new AbortController();
+    const bodyText = "";
+    const headers = agentHeaders({ path: cancelWait("c2"), bodyText, now: d.clock.now() });
+    const waiting = d.dashboard.app.request(cancelWait("c2"), {
+      headers,
+      signal: controller.signal,
+    });
+    await until(() => waiters.size === 1, "the cancel-wait is open");
+    controller.abort();
+    await Promise.resolve(waiting).then((r) => r.body?.cancel(), () => {});
+    await until(() => waiters.size === 0, "the cancel-wait is dropped");
+  });
+
+  await t.step("a command already final: 409", async () => {
+    const report = await d.agent({ path: P.report, body: reportBody("c2") });
+    assert.equal(report.status, 200);
+    await report.body?.cancel();
+    const response = await d.agent({ path: cancelWait("c2") });
+    assert.equal(response.status, 409);
+    assert.match((await json(response)).error as string, /already success/);
+  });
+
+  await t.step("a command of another agent: 403", async () => {
+    const response = await d.agent({ path: cancelWait("c1"), agentId: "a2", token: TOKEN2 });
+    assert.equal(response.status, 403);
+    assert.match((await json(response)).error as string, /belongs to another agent/);
+  });
+
+  await t.step("an unknown command: 404", async () => {
+    const response = await d.agent({ path: cancelWait("nope") });
+    assert.equal(response.status, 404);
+    assert.match((await json(response)).error as string, /command nope does not exist/);
+  });
+
+  await t.step("signed like the ack: a wrong signature is 401", async () => {
+    const response = await d.agent({
+      path: cancelWait("c1"),
+      headers: { "X-Agent-Signature": "AAAA" },
+    });
+    assert.equal(response.status, 401);
+    await response.body?.cancel();
+  });
+
+  await t.step("a wait on the deployment hash `cancel-wait` is still a wait", async () => {
+    const response = await d.agent({ path: "/api/v1/agent/commands/wait/cancel-wait?timeout=1" });
+    assert.equal(response.status, 204);
+    await response.body?.cancel();
+  });
+  assert.equal(waiters.size, 0);
+});
+
+Deno.test("cancel-wait: a command cancelled while queued again is answered 200", async () => {
+  await using d = await makeDashboard({ ackTimeoutSecs: 30 });
+  await d.agent({ path: P.enqueue, body: { id: "c1", name: "sleep 30" } }).then((r) =>
+    r.body?.cancel()
+  );
+  await d.agent({ path: P.wait() }).then((r) => r.body?.cancel());
+  d.clock.advance(30_000);
+  assert.equal((await d.dashboard.expireLeases()).requeued.length, 1);
+  const cancel = await d.admin("POST", "/api/v1/commands/c1/cancel");
+  assert.equal(cancel.status, 200, "queued again, so cancelled at once");
+  await cancel.body?.cancel();
+  // The agent may still run attempt 1: it is told to stop.
+  const response = await d.agent({ path: cancelWait("c1") });
+  assert.equal(response.status, 200);
+  assert.deepEqual(await json(response), { cancel_requested: true });
+});
+
+Deno.test("shutdown answers open cancel-waits with 204", async () => {
+  await using d = await makeDashboard();
+  await running(d, "c1");
+  const waiting = d.agent({ path: cancelWait("c1", 120) });
+  await until(() => d.dashboard.cancelWaiters.size === 1, "the cancel-wait is open");
+  await d.dashboard.close();
+  assert.equal((await waiting).status, 204);
+  assert.equal(d.dashboard.cancelWaiters.size, 0);
+});
+
+/** A store whose `getCommand` holds its answer, once read, until the test releases it. */
+function gatedStore(inner: CommandStore) {
+  const read = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  let gated = false;
+  const store = new Proxy(inner, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (property !== "getCommand") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return async (id: string) => {
+        const command = await target.getCommand(id);
+        if (gated) {
+          read.resolve();
+          await release.promise;
+        }
+        return command;
+      };
+    },
+  });
+  return {
+    store,
+    /** From now on, reads wait for `release` once they have read. */
+    gate: () => gated = true,
+    read: read.promise,
+    release: () => release.resolve(),
+  };
+}
+
+Deno.test("no cancel is lost when it lands while a new cancel-wait reads the store", async () => {
+  await using inner = openSqliteStore(":memory:");
+  await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  const gated = gatedStore(inner);
+  const admin = "admin-token-0123456789abcdef";
+  const dashboard = createApp({ store: gated.store, adminToken: admin, autoExpireLeases: false });
+  try {
+    const agentRequest = (path: string, body?: unknown) => {
+      const bodyText = body === undefined ? "" : JSON.stringify(body);
+      const headers = agentHeaders({ path, body, bodyText, now: Date.now() });
+      return Promise.resolve(dashboard.app.request(path, {
+        method: body === undefined ? "GET" : "POST",
+        headers,
+        body: body === undefined ? undefined : bodyText,
+      }));
+    };
+    await agentRequest(P.enqueue, { id: "c1", name: "sleep 30" }).then((r) => r.body?.cancel());
+    await agentRequest(P.wait()).then((r) => r.body?.cancel());
+    gated.gate();
+    const waiting = agentRequest(cancelWait("c1", 2));
+    // The cancel-wait has read "not requested"; the cancel is written and notified before the
+    // read's answer reaches the route.
+    await gated.read;
+    const cancel = await dashboard.app.request("/api/v1/commands/c1/cancel", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${admin}` },
+    });
+    assert.equal(cancel.status, 202);
+    await cancel.body?.cancel();
+    gated.release();
+    const answer = await waiting;
+    assert.equal(answer.status, 200, "the cancel reached the waiting agent");
+    assert.deepEqual(await json(answer), { cancel_requested: true });
+    assert.equal(dashboard.cancelWaiters.size, 0);
+  } finally {
+    await dashboard.close();
+  }
+});
+
+Deno.test("cancel waiters: notify wakes only its command; timeout, abort and close end waits", async () => {
+  const waiters = new CancelWaiters();
+  const other = waiters.wait({ commandId: "b", timeoutMs: 60_000 });
+  const both = [
+    waiters.wait({ commandId: "a", timeoutMs: 60_000 }),
+    waiters.wait({ commandId: "a", timeoutMs: 60_000 }),
+  ];
+  waiters.notify("a");
+  assert.deepEqual(await Promise.all(both), [true, true]);
+  assert.equal(waiters.size, 1);
+  assert.equal(await waiters.wait({ commandId: "a", timeoutMs: 20 }), false);
+  const controller = new AbortController();
+  const aborted = waiters.wait({ commandId: "a", timeoutMs: 60_000, signal: controller.signal });
+  controller.abort();
+  assert.equal(await aborted, false);
+  assert.equal(
+    await waiters.wait({ commandId: "a", timeoutMs: 60_000, signal: controller.signal }),
+    false,
+  );
+  waiters.close();
+  assert.equal(await other, false);
+  assert.equal(await waiters.wait({ commandId: "b", timeoutMs: 60_000 }), false);
+  assert.equal(waiters.size, 0);
+});
