@@ -13,6 +13,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { dirname } from "node:path";
 import {
   acquirePidFile,
+  type AgentOptions,
   createExecutor,
   currentProgram,
   DAEMON_CHILD_FLAG,
@@ -26,9 +27,9 @@ import {
   runAgent,
   spawnDaemon,
 } from "../agent/mod.ts";
-import { keysFor, type LoadedSettings, loadSettings, SETTINGS } from "../config/mod.ts";
+import { keysFor, type LoadedSettings, SETTINGS, type Settings } from "../config/mod.ts";
 import { ConfigError } from "../errors.ts";
-import { closeLogging, logger, setupLogging } from "../log/mod.ts";
+import { closeLogging, logger } from "../log/mod.ts";
 import { addSettingOptions, type FileOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
@@ -62,9 +63,14 @@ export function agentCommand(io: Io): Command {
   return command as unknown as Command;
 }
 
-/** Reads the `exec` part of the settings and builds the executor; bad values are config errors. */
-function buildExecutor(loaded: LoadedSettings): { executor: Executor; exec: ExecutorOptions } {
-  const s = loaded.settings;
+/**
+ * Builds the executor from the `exec` settings; bad values are configuration errors.
+ *
+ * @param s The loaded settings.
+ * @returns The executor and the options it was built from.
+ * @throws {ConfigError} When a setting is not usable (e.g. a bad `COMMAND_ENV` pair).
+ */
+export function executorFromSettings(s: Settings): { executor: Executor; exec: ExecutorOptions } {
   const exec: ExecutorOptions = {
     allowedPrograms: s.allowedPrograms,
     allowedPathPrefixes: s.allowedPathPrefixes,
@@ -82,6 +88,29 @@ function buildExecutor(loaded: LoadedSettings): { executor: Executor; exec: Exec
     }
     throw error;
   }
+}
+
+/**
+ * The agent's loop options taken from the settings (everything but the id, the dashboard and
+ * the injectables).
+ *
+ * @param s The loaded settings.
+ * @returns Options for {@link runAgent}.
+ */
+export function loopOptionsFromSettings(
+  s: Settings,
+): Omit<AgentOptions, "dashboardUrl" | "agentId"> {
+  return {
+    agentToken: s.agentToken,
+    deploymentHash: s.deploymentHash,
+    pollingTimeoutSecs: s.pollingTimeoutSecs,
+    pollingBackoffSecs: s.pollingBackoffSecs,
+    pollingBackoffMaxSecs: s.pollingBackoffMaxSecs,
+    shutdownGraceSecs: s.shutdownGraceSecs,
+    metricsIntervalSecs: s.metricsIntervalSecs,
+    metricsWebhook: s.metricsWebhook,
+    stateDir: s.stateDir,
+  };
 }
 
 /** The flags of this invocation that came from the command line, minus the daemon flags. */
@@ -140,25 +169,6 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
   };
 }
 
-/** Loads the settings of the daemon's parent and sets up logging to standard error. */
-function loadParentSettings(options: Record<string, unknown> & FileOptions): LoadedSettings {
-  const loaded = loadSettings({
-    roles: ["agent", "log"],
-    flags: options,
-    configPath: options.config,
-    envFilePath: options.envFile,
-  });
-  const s = loaded.settings;
-  setupLogging({
-    format: s.logFormat,
-    level: s.logLevel,
-    secrets: s.agentToken ? [s.agentToken] : [],
-  });
-  const log = logger("config");
-  for (const notice of loaded.notices) log.info(notice);
-  return loaded;
-}
-
 async function agentAction(
   io: Io,
   options: Record<string, unknown> & FileOptions,
@@ -167,24 +177,19 @@ async function agentAction(
   const daemonChild = options.daemonChild === true;
   // The parent of a daemon only starts it and prints its pid: it logs to standard error, never
   // to the daemon's log file, so its messages reach the person who started it.
-  const startsDaemon = !daemonChild &&
-    (options.daemon === true || loadSettings({
-      roles: ["agent", "log"],
-      flags: options,
-      configPath: options.config,
-      envFilePath: options.envFile,
-    }).settings.daemon);
-  const loaded = startsDaemon
-    ? loadParentSettings(options)
-    : loadCommandSettings(options, ["agent"], daemonChild ? { file: DAEMON_LOG_FILE } : {});
+  const loaded = loadCommandSettings(options, ["agent"], (settings) => {
+    if (daemonChild) return settings.logFile ?? DAEMON_LOG_FILE;
+    return settings.daemon ? undefined : settings.logFile;
+  });
   const s = loaded.settings;
+  const startsDaemon = !daemonChild && s.daemon;
   if (!s.agentId) {
     throw new ConfigError(
       "AGENT_ID is not set: give the agent an id with --agent-id <id>, the AGENT_ID " +
         'environment variable (or .env), or "agent_id" in config.json',
     );
   }
-  const { executor, exec } = buildExecutor(loaded);
+  const { executor, exec } = executorFromSettings(loaded.settings);
 
   if (startsDaemon) {
     const running = readPidFile(s.pidFile);
@@ -237,17 +242,9 @@ async function agentAction(
   let forcedTimer: ReturnType<typeof setTimeout> | undefined;
   try {
     const running = runAgent({
+      ...loopOptionsFromSettings(s),
       dashboardUrl: s.dashboardUrl,
       agentId: s.agentId,
-      agentToken: s.agentToken,
-      deploymentHash: s.deploymentHash,
-      pollingTimeoutSecs: s.pollingTimeoutSecs,
-      pollingBackoffSecs: s.pollingBackoffSecs,
-      pollingBackoffMaxSecs: s.pollingBackoffMaxSecs,
-      shutdownGraceSecs: s.shutdownGraceSecs,
-      metricsIntervalSecs: s.metricsIntervalSecs,
-      metricsWebhook: s.metricsWebhook,
-      stateDir: s.stateDir,
       executor,
       exec,
       stopNow: stopNow.signal,

@@ -12,6 +12,7 @@ import {
   loadSettings,
   type Role,
   SETTINGS,
+  type Settings,
 } from "../config/mod.ts";
 import { logger, setupLogging } from "../log/mod.ts";
 
@@ -62,13 +63,14 @@ export function addSettingOptions<C extends Command<any, any, any>>(
  *
  * @param options The command's parsed options.
  * @param roles The roles whose settings it reads.
- * @param logDefaults Logging defaults of the command (e.g. a daemon's log file).
+ * @param logFile Chooses the log file from the settings (`undefined`: standard error);
+ *   by default `LOG_FILE`.
  * @returns The loaded settings.
  */
 export function loadCommandSettings(
   options: Record<string, unknown> & FileOptions,
   roles: readonly Role[],
-  logDefaults: { file?: string } = {},
+  logFile: (settings: Settings) => string | undefined = (settings) => settings.logFile,
 ): LoadedSettings {
   const loaded = loadSettings({
     roles: [...roles, "log"],
@@ -80,7 +82,7 @@ export function loadCommandSettings(
   setupLogging({
     format: s.logFormat,
     level: s.logLevel,
-    file: s.logFile ?? logDefaults.file,
+    file: logFile(s),
     secrets: [s.agentToken, s.statusAdminToken].filter((v): v is string => !!v),
   });
   const log = logger("config");

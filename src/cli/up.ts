@@ -6,10 +6,11 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { createExecutor, type Executor, type ExecutorOptions, runAgent } from "../agent/mod.ts";
+import { runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
+import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
 import type { Io } from "./io.ts";
@@ -124,23 +125,8 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       });
     }
 
-    const exec: ExecutorOptions = {
-      allowedPrograms: s.allowedPrograms,
-      allowedPathPrefixes: s.allowedPathPrefixes,
-      defaultTimeoutSecs: s.commandTimeoutSecs,
-      maxTimeoutSecs: s.commandTimeoutMaxSecs,
-      commandEnv: s.commandEnv,
-      cwd: s.commandCwd,
-    };
-    let executor: Executor;
-    try {
-      executor = createExecutor(exec);
-    } catch (error) {
-      if (error instanceof TypeError || error instanceof RangeError) {
-        throw new ConfigError(error.message, { cause: error });
-      }
-      throw error;
-    }
+    // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
+    const { executor, exec } = executorFromSettings({ ...s, agentToken: undefined });
 
     let server: RunningServer;
     try {
@@ -190,15 +176,9 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
 
     try {
       const agent = runAgent({
+        ...loopOptionsFromSettings({ ...s, agentToken: undefined }),
         dashboardUrl: server.url,
         agentId: options.agentId,
-        deploymentHash: s.deploymentHash,
-        pollingTimeoutSecs: s.pollingTimeoutSecs,
-        pollingBackoffSecs: s.pollingBackoffSecs,
-        pollingBackoffMaxSecs: s.pollingBackoffMaxSecs,
-        shutdownGraceSecs: s.shutdownGraceSecs,
-        metricsIntervalSecs: s.metricsIntervalSecs,
-        metricsWebhook: s.metricsWebhook,
         stateDir,
         executor,
         exec,
