@@ -5,6 +5,8 @@
  * @module
  */
 
+import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
+
 /** The repository root. */
 export const ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** The CLI entry point. */
@@ -406,16 +408,6 @@ export async function waitForFinal(
   timeoutMs = 30_000,
   headers: Record<string, string> = {},
 ): Promise<Record<string, unknown> & { status: string }> {
-  const FINAL = new Set([
-    "success",
-    "failed",
-    "timeout",
-    "killed",
-    "rejected",
-    "cancelled",
-    "interrupted",
-    "lost",
-  ]);
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -423,7 +415,7 @@ export async function waitForFinal(
       const response = await fetch(`${url}/api/v1/commands/${encodeURIComponent(id)}`, { headers });
       const body = await response.json();
       last = body;
-      if (response.ok && FINAL.has(body.status)) return body;
+      if (response.ok && (FINAL_STATUSES as ReadonlySet<string>).has(body.status)) return body;
     } catch (error) {
       last = error;
     }

@@ -4,21 +4,13 @@
  * must end with exactly one stored result, and the agent must run none of them twice.
  */
 import assert from "node:assert/strict";
+import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
 import { jsonLogs, type ServeProcess, startAgent, startServe, tempDir } from "./helpers.ts";
 
 const COMMANDS = 200;
 const RESTARTS = 5;
 const AGENT = "restart-agent";
-const FINAL = new Set([
-  "success",
-  "failed",
-  "timeout",
-  "killed",
-  "rejected",
-  "cancelled",
-  "interrupted",
-  "lost",
-]);
+const FINAL: ReadonlySet<string> = FINAL_STATUSES;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
