@@ -1,6 +1,11 @@
 /**
- * The dashboard's Hono app: middleware, routes, the waiter hub and the lease timer, wired to one
- * {@link CommandStore}.
+ * The dashboard's app: the lean long-poll routes (`wait_route.ts`) in front of the Hono app
+ * (middleware and the other routes), the waiter hub, the lease timer and the last-seen times,
+ * wired to one {@link CommandStore}.
+ *
+ * Last-seen times are kept in memory (`GET /api/v1/agents` shows them) and written to the store
+ * in one transaction for every agent seen, at most once a minute and at {@link DashboardApp.close};
+ * a request never waits for that write.
  *
  * @module
  */
@@ -18,6 +23,7 @@ import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
+import { leanRoutes } from "./wait_route.ts";
 import { WaiterHub } from "./waiters.ts";
 
 /** Options of {@link createApp}. */
@@ -84,11 +90,17 @@ export interface AppOptions {
    * @default {200000}
    */
   replayCacheSize?: number;
+  /**
+   * How often the in-memory last-seen times are written to the store at most (one transaction for
+   * every agent seen since the last write), in ms. They are also written at close.
+   * @default {60000}
+   */
+  lastSeenFlushMs?: number;
 }
 
 /**
- * The HTTP side of the dashboard: a Hono app, described by the two methods callers use so that
- * the public API does not depend on Hono's types.
+ * The HTTP side of the dashboard: the long-poll routes, then a Hono app for everything else,
+ * described by the two methods callers use so that the public API does not depend on Hono's types.
  */
 export interface HttpApp {
   /** Answers a request; hand it to `Deno.serve` (the second argument may carry `remoteAddr`). */
@@ -99,7 +111,7 @@ export interface HttpApp {
 
 /** What {@link createApp} returns. */
 export interface DashboardApp {
-  /** The Hono app: `app.fetch` for `Deno.serve`, `app.request` for tests. */
+  /** The app: `app.fetch` for `Deno.serve`, `app.request` for tests. */
   app: HttpApp;
   /** The open waits. */
   hub: WaiterHub;
@@ -112,17 +124,16 @@ export interface DashboardApp {
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
    */
   expireLeases(): Promise<ExpireOutcome>;
+  /** Writes the in-memory last-seen times of agents to the store now (one transaction). */
+  flushLastSeen(): Promise<void>;
   /**
-   * Answers open waits and cancel-waits with `204` and stops the lease timer. Does not close the
-   * store.
+   * Answers open waits and cancel-waits with `204`, stops the lease timer and writes the last-seen
+   * times. Does not close the store.
    */
   close(): Promise<void>;
 }
 
 const log = logger("server");
-
-/** How often an agent's last-seen time is written to the store at most, in ms. */
-const TOUCH_INTERVAL_MS = 30_000;
 
 function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
@@ -178,6 +189,7 @@ export function createApp(options: AppOptions): DashboardApp {
   );
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
+  const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
   const startedAt = clock.now();
 
   const leases = new LeaseTimer({
@@ -233,17 +245,36 @@ export function createApp(options: AppOptions): DashboardApp {
     return outcome;
   }
 
-  // Last seen: kept in memory, written to the store at most every TOUCH_INTERVAL_MS per agent.
+  // Last seen: kept in memory; the times not yet written go to the store in one transaction at
+  // most every lastSeenFlushMs (one timer, armed only while some are unwritten), and at close.
   const lastSeen = new Map<string, number>();
-  const lastWritten = new Map<string, number>();
+  let unwritten = new Map<string, number>();
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+  const flushLastSeen = async () => {
+    if (flushTimer !== undefined) clearTimeout(flushTimer);
+    flushTimer = undefined;
+    if (unwritten.size === 0) return;
+    const batch = unwritten;
+    unwritten = new Map();
+    try {
+      await store.touchAgents(batch);
+    } catch (error) {
+      log.warning("could not record when {count} agents were seen: {error}", {
+        count: batch.size,
+        error,
+      });
+    }
+  };
   const seen = (agentId: string) => {
     const now = clock.now();
     lastSeen.set(agentId, now);
-    if (now - (lastWritten.get(agentId) ?? -Infinity) >= TOUCH_INTERVAL_MS) {
-      lastWritten.set(agentId, now);
-      store.touchAgent(agentId, now).catch((error) =>
-        log.warning("could not record when agent {agentId} was seen: {error}", { agentId, error })
-      );
+    unwritten.set(agentId, now);
+    if (flushTimer === undefined && !closed) {
+      flushTimer = setTimeout(() => {
+        flushTimer = undefined;
+        void flushLastSeen();
+      }, lastSeenFlushMs);
     }
   };
 
@@ -266,6 +297,7 @@ export function createApp(options: AppOptions): DashboardApp {
     waitRequireSignature: options.waitRequireSignature ?? false,
     acceptV1Signatures: options.acceptV1Signatures ?? false,
     defaultTimeoutSecs,
+    deliveryLeaseMs: ackTimeoutSecs * 1000,
     maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
   };
@@ -273,18 +305,18 @@ export function createApp(options: AppOptions): DashboardApp {
   const app = new Hono<ServerEnv>();
 
   app.use("*", async function requestLog(c, next) {
-    const started = performance.now();
+    const started = log.isEnabledFor("debug") ? performance.now() : 0;
     await next();
     if (!c.res.headers.has("Date")) {
       c.res.headers.set("Date", new Date(clock.now()).toUTCString());
     }
-    log.debug("{method} {path} {status}", {
+    log.debug("{method} {path} {status}", () => ({
       method: c.req.method,
       path: new URL(c.req.url).pathname,
       status: c.res.status,
       durationMs: Math.round((performance.now() - started) * 10) / 10,
       agentId: c.get("agent")?.id,
-    });
+    }));
   });
 
   agentRoutes(app, deps);
@@ -311,22 +343,42 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   if (autoExpire) void leases.start();
-  let closed = false;
+
+  // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
+  const lean = leanRoutes(deps);
+  const fetch: HttpApp["fetch"] = (request, env) => {
+    const addr = env?.remoteAddr;
+    return lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
+      app.fetch(request, env);
+  };
+  const http: HttpApp = {
+    fetch,
+    // As Hono's `app.request`: a path is resolved against http://localhost.
+    request(input, init) {
+      if (input instanceof Request) return fetch(init ? new Request(input, init) : input);
+      const text = input.toString();
+      const url = /^https?:\/\//.test(text)
+        ? text
+        : `http://localhost${text.startsWith("/") ? "" : "/"}${text}`;
+      return fetch(new Request(url, init));
+    },
+  };
 
   return {
-    app,
+    app: http,
     hub,
     cancelWaiters,
     devMode,
     expireLeases,
-    close() {
+    flushLastSeen,
+    async close() {
       if (!closed) {
         closed = true;
         hub.close();
         cancelWaiters.close();
         leases.close();
+        await flushLastSeen();
       }
-      return Promise.resolve();
     },
   };
 }

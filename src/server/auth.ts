@@ -1,7 +1,10 @@
 /**
- * Authentication and limits of agent requests, in exactly the order of PROTOCOL.md §1, as Hono
- * middleware factories. Each factory validates its options once and returns a named middleware;
- * a failure throws {@link HttpError} and is written to the audit log.
+ * Authentication and limits of agent requests, in exactly the order of PROTOCOL.md §1. Each step
+ * is a plain function over an {@link AgentCall} (the request and what earlier steps found) that
+ * throws {@link HttpError} and writes the audit log on a failure. The Hono routes run them through
+ * middleware factories of the same names (each validates its options once and returns a named
+ * middleware); the lean wait route (`wait_route.ts`) calls them directly, so that a held wait
+ * keeps no suspended middleware frames. Both give the same answers in the same order.
  *
  * 1. {@link identifyAgent}: `X-Agent-Id` missing or unknown → `401`
  * 2. {@link bearerToken}: bearer token missing or wrong → `401`
@@ -13,6 +16,16 @@
  * 8. {@link jsonBody}: larger than 1 MiB → `413`; not JSON or not of the schema → `400`
  *
  * In dev mode an agent without a token skips steps 2, 4, 5 and 6 ("unsigned").
+ *
+ * | step | plain function | middleware |
+ * | --- | --- | --- |
+ * | 1 | {@link identify} | {@link identifyAgent} |
+ * | 2 | {@link checkBearer} | {@link bearerToken} |
+ * | 3 | {@link checkRateLimit} | {@link rateLimit} |
+ * | 4 | {@link checkTimestampOf} | {@link checkTimestamp} |
+ * | 5 | {@link checkSignature} | {@link verifySignature} |
+ * | 6 | {@link checkRequestId} | {@link checkReplay} |
+ * | 7 | {@link checkScope} | {@link requireScope} |
  *
  * @module
  */
@@ -46,12 +59,49 @@ export type ServerEnv = {
      * `X-Agent-Id`), an agent's signed request, or a token-less agent in dev mode.
      */
     via: "admin" | "dev-operator" | "agent" | "dev-agent";
-    /** The body as read (memoized: read once, by the first step that needs it). */
-    rawBody: RawBody;
+    /** The agent request as the auth steps see it (body memoized on it). */
+    call: AgentCall;
     /** The parsed and validated JSON body. */
     body: unknown;
   };
 };
+
+/**
+ * One agent request as the auth steps see it: the same object for the Hono pipeline and the lean
+ * wait route. Step 1 fills in `agent` and `unsigned`; the body is read at most once.
+ */
+export interface AgentCall {
+  /** The request. */
+  readonly request: Request;
+  /** The client's address, for the audit log. */
+  readonly remote: string | undefined;
+  /** The agent, once identified. */
+  agent?: AgentRecord;
+  /** Dev mode and a token-less agent: the signature steps are skipped. */
+  unsigned: boolean;
+  /** The body as read (memoized: read once, by the first step that needs it). */
+  rawBody?: RawBody;
+}
+
+/**
+ * Makes the {@link AgentCall} of a request.
+ *
+ * @param request The request.
+ * @param remote The client's address, if known.
+ */
+export function agentCall(request: Request, remote?: string): AgentCall {
+  return { request, remote, unsigned: false };
+}
+
+/** The {@link AgentCall} of a Hono request, made on first use. */
+export function callOf(c: Context<ServerEnv>): AgentCall {
+  let call = c.get("call");
+  if (!call) {
+    call = agentCall(c.req.raw, remoteOf(c));
+    c.set("call", call);
+  }
+  return call;
+}
 
 /** What every auth step shares. */
 export interface AuthContext {
@@ -88,55 +138,57 @@ export function pathAndQueryOf(request: Request): string {
 /**
  * Writes a refused request to the audit log and returns the error to throw.
  *
- * @param c The request context.
+ * @param from The request context, or the agent call.
  * @param status The HTTP status.
  * @param message The sentence for the client.
  * @param event What the audit log calls it ("authentication failed", "replay detected", ...).
  * @param extra Properties for the log line and the error.
  */
 export function refuse(
-  c: Context<ServerEnv>,
+  from: Context<ServerEnv> | AgentCall,
   status: 400 | 401 | 403 | 409 | 429,
   message: string,
   event: string,
   extra: { details?: unknown; headers?: Record<string, string>; agentId?: string } = {},
 ): HttpError {
+  const call = "request" in from ? from : callOf(from);
+  const request = call.request;
   audit.warning(`${event}: {reason}`, {
     reason: message,
     status,
-    agentId: extra.agentId ?? c.req.header(HEADER.agentId),
-    method: c.req.method,
-    path: new URL(c.req.url).pathname,
-    remote: remoteOf(c),
+    agentId: extra.agentId ?? request.headers.get(HEADER.agentId) ?? undefined,
+    method: request.method,
+    path: new URL(request.url).pathname,
+    remote: call.remote,
   });
   return new HttpError(status, message, { details: extra.details, headers: extra.headers });
 }
 
 /**
- * Reads the body once and memoizes it on the context.
+ * Reads the body once and memoizes it on the call.
  *
- * @param c The request context.
+ * @param from The request context, or the agent call.
  * @param ctx Size limit.
  * @param hmacKey Key of a version 1 HMAC, when the body is read for one.
  */
 export async function rawBodyOf(
-  c: Context<ServerEnv>,
+  from: Context<ServerEnv> | AgentCall,
   ctx: Pick<AuthContext, "maxBodyBytes">,
   hmacKey?: string,
 ): Promise<RawBody> {
-  const existing = c.get("rawBody");
-  if (existing) return existing;
-  const body = await readBody(c.req.raw, {
+  const call = "request" in from ? from : callOf(from);
+  if (call.rawBody) return call.rawBody;
+  const body = await readBody(call.request, {
     limit: ctx.maxBodyBytes,
     hardLimit: Math.max(ctx.maxBodyBytes * 16, 16 * 1024 * 1024),
     hmacKey,
   });
-  c.set("rawBody", body);
+  call.rawBody = body;
   return body;
 }
 
-function bearerOf(c: Context<ServerEnv>): string | undefined {
-  const header = c.req.header(HEADER.authorization);
+function bearerOf(request: Request): string | undefined {
+  const header = request.headers.get(HEADER.authorization);
   if (!header) return undefined;
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   return match ? match[1] : "";
@@ -149,39 +201,73 @@ function bearerOf(c: Context<ServerEnv>): string | undefined {
  * @param token The expected token.
  */
 export function hasBearer(c: Context<ServerEnv>, token: string): boolean {
-  const given = bearerOf(c);
+  const given = bearerOf(c.req.raw);
   return given !== undefined && given !== "" && constantTimeEqual(given, token);
+}
+
+/** The identified agent of a call (step 1 ran). */
+function agentOf(call: AgentCall): AgentRecord {
+  if (!call.agent) throw new HttpError(500, "an auth step ran before the agent was identified");
+  return call.agent;
+}
+
+/** Wraps a plain step as a named middleware over the request's {@link AgentCall}. */
+function middleware(
+  name: string,
+  step: (call: AgentCall) => void | Promise<void>,
+): MiddlewareHandler<ServerEnv> {
+  const handler: MiddlewareHandler<ServerEnv> = async (c, next) => {
+    await step(callOf(c));
+    await next();
+  };
+  Object.defineProperty(handler, "name", { value: name });
+  return handler;
 }
 
 /**
  * Step 1: `X-Agent-Id` names a known agent (in dev mode, any valid id, registered on first sight).
+ * Sets `call.agent` and `call.unsigned`.
+ *
+ * @param ctx Store, clock, dev mode.
+ * @param call The request.
+ * @throws {HttpError} `401`.
+ */
+export async function identify(ctx: AuthContext, call: AgentCall): Promise<void> {
+  const id = call.request.headers.get(HEADER.agentId);
+  if (!id) throw refuse(call, 401, "X-Agent-Id header is missing", "authentication failed");
+  if (!AGENT_ID_PATTERN.test(id)) {
+    throw refuse(
+      call,
+      401,
+      "X-Agent-Id must be 1–128 characters of A-Z a-z 0-9 . _ : -",
+      "authentication failed",
+      { agentId: id.slice(0, 128) },
+    );
+  }
+  let agent = await ctx.store.getAgent(id);
+  if (!agent) {
+    if (!ctx.devMode) {
+      throw refuse(call, 401, `agent ${id} is not registered`, "authentication failed");
+    }
+    agent = await ctx.store.ensureAgent(id, ctx.clock.now());
+  }
+  call.agent = agent;
+  call.unsigned = ctx.devMode && agent.token === null;
+  ctx.seen?.(id);
+}
+
+/**
+ * Step 1 as middleware; also puts `agent` and `unsigned` on the context for the routes.
  *
  * @param ctx Store, clock, dev mode.
  * @returns The middleware.
  */
 export function identifyAgent(ctx: AuthContext): MiddlewareHandler<ServerEnv> {
   return async function identifyAgentStep(c, next) {
-    const id = c.req.header(HEADER.agentId);
-    if (!id) throw refuse(c, 401, "X-Agent-Id header is missing", "authentication failed");
-    if (!AGENT_ID_PATTERN.test(id)) {
-      throw refuse(
-        c,
-        401,
-        "X-Agent-Id must be 1–128 characters of A-Z a-z 0-9 . _ : -",
-        "authentication failed",
-        { agentId: id.slice(0, 128) },
-      );
-    }
-    let agent = await ctx.store.getAgent(id);
-    if (!agent) {
-      if (!ctx.devMode) {
-        throw refuse(c, 401, `agent ${id} is not registered`, "authentication failed");
-      }
-      agent = await ctx.store.ensureAgent(id, ctx.clock.now());
-    }
-    c.set("agent", agent);
-    c.set("unsigned", ctx.devMode && agent.token === null);
-    ctx.seen?.(id);
+    const call = callOf(c);
+    await identify(ctx, call);
+    c.set("agent", agentOf(call));
+    c.set("unsigned", call.unsigned);
     await next();
   };
 }
@@ -189,101 +275,136 @@ export function identifyAgent(ctx: AuthContext): MiddlewareHandler<ServerEnv> {
 /**
  * Step 2: `Authorization: Bearer <the agent's token>`.
  *
+ * @param call The request, after step 1.
+ * @throws {HttpError} `401`.
+ */
+export function checkBearer(call: AgentCall): void {
+  if (call.unsigned) return;
+  const agent = agentOf(call);
+  const given = bearerOf(call.request);
+  if (given === undefined || given === "") {
+    throw refuse(call, 401, "Authorization bearer token is missing", "authentication failed");
+  }
+  if (agent.token === null) {
+    throw refuse(
+      call,
+      401,
+      `agent ${agent.id} has no token; give it one with "status agents rotate ${agent.id}"`,
+      "authentication failed",
+    );
+  }
+  if (!constantTimeEqual(given, agent.token)) {
+    throw refuse(call, 401, "bearer token is wrong", "authentication failed");
+  }
+}
+
+/**
+ * Step 2 as middleware.
+ *
  * @returns The middleware.
  */
 export function bearerToken(): MiddlewareHandler<ServerEnv> {
-  return async function bearerTokenStep(c, next) {
-    if (!c.get("unsigned")) {
-      const agent = c.get("agent");
-      const given = bearerOf(c);
-      if (given === undefined || given === "") {
-        throw refuse(c, 401, "Authorization bearer token is missing", "authentication failed");
-      }
-      if (agent.token === null) {
-        throw refuse(
-          c,
-          401,
-          `agent ${agent.id} has no token; give it one with "status agents rotate ${agent.id}"`,
-          "authentication failed",
-        );
-      }
-      if (!constantTimeEqual(given, agent.token)) {
-        throw refuse(c, 401, "bearer token is wrong", "authentication failed");
-      }
-    }
-    await next();
-  };
+  return middleware("bearerTokenStep", checkBearer);
 }
 
 /**
  * Step 3: the agent's token bucket.
  *
  * @param limiter The buckets.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `429` with `Retry-After`.
+ */
+export function checkRateLimit(limiter: TokenBucketLimiter, call: AgentCall): void {
+  const taken = limiter.take(agentOf(call).id);
+  if (!taken.ok) {
+    throw refuse(
+      call,
+      429,
+      `rate limit exceeded; retry in ${taken.retryAfterSecs} s`,
+      "rate limit exceeded",
+      {
+        headers: { "Retry-After": String(taken.retryAfterSecs) },
+        details: { retry_after_secs: taken.retryAfterSecs },
+      },
+    );
+  }
+}
+
+/**
+ * Step 3 as middleware.
+ *
+ * @param limiter The buckets.
  * @returns The middleware.
  */
 export function rateLimit(limiter: TokenBucketLimiter): MiddlewareHandler<ServerEnv> {
-  return async function rateLimitStep(c, next) {
-    const agent = c.get("agent");
-    const taken = limiter.take(agent.id);
-    if (!taken.ok) {
-      throw refuse(
-        c,
-        429,
-        `rate limit exceeded; retry in ${taken.retryAfterSecs} s`,
-        "rate limit exceeded",
-        {
-          headers: { "Retry-After": String(taken.retryAfterSecs) },
-          details: { retry_after_secs: taken.retryAfterSecs },
-        },
-      );
-    }
-    await next();
-  };
+  return middleware("rateLimitStep", (call) => checkRateLimit(limiter, call));
+}
+
+/** Options of step 4. */
+export interface TimestampOptions {
+  /** The dashboard's clock. */
+  clock: Clock;
+  /** The largest accepted skew, in seconds. */
+  maxSkewSecs: number;
 }
 
 /**
  * Step 4: `X-Timestamp` is an integer within `maxSkewSecs` of the dashboard's clock.
  *
  * @param options Clock and the largest skew in seconds.
- * @returns The middleware.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `401`, saying how far off the clock is.
  */
-export function checkTimestamp(
-  options: { clock: Clock; maxSkewSecs: number },
-): MiddlewareHandler<ServerEnv> {
+export function checkTimestampOf(options: TimestampOptions, call: AgentCall): void {
+  if (call.unsigned) return;
+  const raw = call.request.headers.get(HEADER.timestamp);
+  if (!raw || !/^-?\d{1,15}$/.test(raw.trim())) {
+    throw refuse(
+      call,
+      401,
+      "X-Timestamp header is missing or not an integer",
+      "authentication failed",
+    );
+  }
+  const nowSecs = options.clock.now() / 1000;
+  const skew = Math.round(Number(raw.trim()) - nowSecs);
+  if (Math.abs(skew) > options.maxSkewSecs) {
+    throw refuse(
+      call,
+      401,
+      `X-Timestamp is ${Math.abs(skew)} s ${skew > 0 ? "ahead of" : "behind"} the ` +
+        `dashboard's clock (at most ${options.maxSkewSecs} s allowed); check the agent's clock`,
+      "authentication failed",
+      {
+        details: {
+          skew_secs: skew,
+          dashboard_time: new Date(options.clock.now()).toISOString(),
+        },
+      },
+    );
+  }
+}
+
+/**
+ * Step 4 as middleware.
+ *
+ * @param options Clock and the largest skew in seconds.
+ * @returns The middleware.
+ * @throws {RangeError} When `maxSkewSecs` is not above 0.
+ */
+export function checkTimestamp(options: TimestampOptions): MiddlewareHandler<ServerEnv> {
   if (!(options.maxSkewSecs > 0)) {
     throw new RangeError(`maxSkewSecs must be above 0, got ${options.maxSkewSecs}`);
   }
-  return async function checkTimestampStep(c, next) {
-    if (!c.get("unsigned")) {
-      const raw = c.req.header(HEADER.timestamp);
-      if (!raw || !/^-?\d{1,15}$/.test(raw.trim())) {
-        throw refuse(
-          c,
-          401,
-          "X-Timestamp header is missing or not an integer",
-          "authentication failed",
-        );
-      }
-      const nowSecs = options.clock.now() / 1000;
-      const skew = Math.round(Number(raw.trim()) - nowSecs);
-      if (Math.abs(skew) > options.maxSkewSecs) {
-        throw refuse(
-          c,
-          401,
-          `X-Timestamp is ${Math.abs(skew)} s ${skew > 0 ? "ahead of" : "behind"} the ` +
-            `dashboard's clock (at most ${options.maxSkewSecs} s allowed); check the agent's clock`,
-          "authentication failed",
-          {
-            details: {
-              skew_secs: skew,
-              dashboard_time: new Date(options.clock.now()).toISOString(),
-            },
-          },
-        );
-      }
-    }
-    await next();
-  };
+  return middleware("checkTimestampStep", (call) => checkTimestampOf(options, call));
+}
+
+/** Options of step 5. */
+export interface SignatureOptions {
+  /** Whether body-only version 1 signatures are accepted. */
+  acceptV1: boolean;
+  /** Largest accepted body, in bytes. */
+  maxBodyBytes: number;
 }
 
 /**
@@ -291,117 +412,133 @@ export function checkTimestamp(
  * canonical string), or version 1 (the body alone) when `acceptV1` is set.
  *
  * @param options Whether version 1 is accepted, and the body limit.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `401`.
+ */
+export async function checkSignature(options: SignatureOptions, call: AgentCall): Promise<void> {
+  if (call.unsigned) return;
+  const agent = agentOf(call);
+  const headers = call.request.headers;
+  const token = agent.token ?? "";
+  const signature = headers.get(HEADER.signature);
+  if (!signature) {
+    throw refuse(call, 401, "X-Agent-Signature header is missing", "authentication failed");
+  }
+  const version = headers.get(HEADER.signatureVersion)?.trim();
+  let expected: string;
+  if (version === "2") {
+    const body = await rawBodyOf(call, options);
+    expected = signV2Hashed(token, {
+      method: call.request.method,
+      pathAndQuery: pathAndQueryOf(call.request),
+      timestamp: headers.get(HEADER.timestamp)?.trim() ?? "",
+      requestId: headers.get(HEADER.requestId) ?? "",
+      bodySha256Hex: body.sha256Hex,
+    });
+  } else if (version === undefined || version === "" || version === "1") {
+    if (!options.acceptV1) {
+      throw refuse(
+        call,
+        401,
+        "signature version 1 is not accepted by this dashboard; send X-Signature-Version: 2 " +
+          "(or start the dashboard with --accept-v1-signatures)",
+        "authentication failed",
+      );
+    }
+    const existing = call.rawBody;
+    const body = existing?.hmacBase64 !== undefined
+      ? existing
+      : await rawBodyOf(call, options, token);
+    if (body.hmacBase64 === undefined) {
+      throw new HttpError(500, "the body was read before its version 1 signature");
+    }
+    expected = body.hmacBase64;
+  } else {
+    throw refuse(
+      call,
+      401,
+      `X-Signature-Version ${JSON.stringify(version.slice(0, 16))} is not supported; send 2`,
+      "authentication failed",
+    );
+  }
+  if (!constantTimeEqual(signature.trim(), expected)) {
+    throw refuse(call, 401, "signature is wrong", "authentication failed");
+  }
+}
+
+/**
+ * Step 5 as middleware.
+ *
+ * @param options Whether version 1 is accepted, and the body limit.
  * @returns The middleware.
  */
-export function verifySignature(
-  options: { acceptV1: boolean; maxBodyBytes: number },
-): MiddlewareHandler<ServerEnv> {
-  return async function verifySignatureStep(c, next) {
-    if (!c.get("unsigned")) {
-      const agent = c.get("agent");
-      const token = agent.token ?? "";
-      const signature = c.req.header(HEADER.signature);
-      if (!signature) {
-        throw refuse(c, 401, "X-Agent-Signature header is missing", "authentication failed");
-      }
-      const version = c.req.header(HEADER.signatureVersion)?.trim();
-      let expected: string;
-      if (version === "2") {
-        const body = await rawBodyOf(c, options);
-        expected = signV2Hashed(token, {
-          method: c.req.method,
-          pathAndQuery: pathAndQueryOf(c.req.raw),
-          timestamp: c.req.header(HEADER.timestamp)?.trim() ?? "",
-          requestId: c.req.header(HEADER.requestId) ?? "",
-          bodySha256Hex: body.sha256Hex,
-        });
-      } else if (version === undefined || version === "" || version === "1") {
-        if (!options.acceptV1) {
-          throw refuse(
-            c,
-            401,
-            "signature version 1 is not accepted by this dashboard; send X-Signature-Version: 2 " +
-              "(or start the dashboard with --accept-v1-signatures)",
-            "authentication failed",
-          );
-        }
-        const existing = c.get("rawBody");
-        const body = existing?.hmacBase64 !== undefined
-          ? existing
-          : await rawBodyOf(c, options, token);
-        if (body.hmacBase64 === undefined) {
-          throw new HttpError(500, "the body was read before its version 1 signature");
-        }
-        expected = body.hmacBase64;
-      } else {
-        throw refuse(
-          c,
-          401,
-          `X-Signature-Version ${JSON.stringify(version.slice(0, 16))} is not supported; send 2`,
-          "authentication failed",
-        );
-      }
-      if (!constantTimeEqual(signature.trim(), expected)) {
-        throw refuse(c, 401, "signature is wrong", "authentication failed");
-      }
-    }
-    await next();
-  };
+export function verifySignature(options: SignatureOptions): MiddlewareHandler<ServerEnv> {
+  return middleware("verifySignatureStep", (call) => checkSignature(options, call));
 }
 
 /**
  * Step 6: `X-Request-Id` is present and not seen in the replay window.
  *
  * @param replay The cache of recent request ids.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `400` when missing or too long, `409` on a replay.
+ */
+export function checkRequestId(replay: ReplayCache, call: AgentCall): void {
+  if (call.unsigned) return;
+  const requestId = call.request.headers.get(HEADER.requestId)?.trim();
+  if (!requestId) {
+    throw refuse(call, 400, "X-Request-Id header is missing", "authentication failed");
+  }
+  if (requestId.length > 128) {
+    throw refuse(call, 400, "X-Request-Id must be at most 128 characters", "authentication failed");
+  }
+  if (!replay.remember(`${agentOf(call).id}\n${requestId}`)) {
+    throw refuse(
+      call,
+      409,
+      "replay detected: this X-Request-Id was already used",
+      "replay detected",
+    );
+  }
+}
+
+/**
+ * Step 6 as middleware.
+ *
+ * @param replay The cache of recent request ids.
  * @returns The middleware.
  */
 export function checkReplay(replay: ReplayCache): MiddlewareHandler<ServerEnv> {
-  return async function checkReplayStep(c, next) {
-    if (!c.get("unsigned")) {
-      const requestId = c.req.header(HEADER.requestId)?.trim();
-      if (!requestId) {
-        throw refuse(c, 400, "X-Request-Id header is missing", "authentication failed");
-      }
-      if (requestId.length > 128) {
-        throw refuse(
-          c,
-          400,
-          "X-Request-Id must be at most 128 characters",
-          "authentication failed",
-        );
-      }
-      if (!replay.remember(`${c.get("agent").id}\n${requestId}`)) {
-        throw refuse(
-          c,
-          409,
-          "replay detected: this X-Request-Id was already used",
-          "replay detected",
-        );
-      }
-    }
-    await next();
-  };
+  return middleware("checkReplayStep", (call) => checkRequestId(replay, call));
 }
 
 /**
  * Step 7: the agent was granted `scope`.
  *
  * @param scope The scope the route needs.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `403`.
+ */
+export function checkScope(scope: AgentScope, call: AgentCall): void {
+  const agent = agentOf(call);
+  if (!agent.scopes.includes(scope)) {
+    throw refuse(
+      call,
+      403,
+      `agent ${agent.id} is not granted the scope ${scope}`,
+      "authorization failed",
+    );
+  }
+}
+
+/**
+ * Step 7 as middleware.
+ *
+ * @param scope The scope the route needs.
  * @returns The middleware.
  */
 export function requireScope(scope: AgentScope): MiddlewareHandler<ServerEnv> {
-  return async function requireScopeStep(c, next) {
-    const agent = c.get("agent");
-    if (!agent.scopes.includes(scope)) {
-      throw refuse(
-        c,
-        403,
-        `agent ${agent.id} is not granted the scope ${scope}`,
-        "authorization failed",
-      );
-    }
-    await next();
-  };
+  return middleware("requireScopeStep", (call) => checkScope(scope, call));
 }
 
 /**
@@ -464,7 +601,7 @@ export function adminAuth(
   }
   return async function adminAuthStep(c, next) {
     if (!options.devMode || options.adminToken) {
-      const given = bearerOf(c);
+      const given = bearerOf(c.req.raw);
       if (given === undefined || given === "") {
         throw refuse(
           c,

@@ -18,6 +18,9 @@ export interface RawBody {
   hmacBase64?: string;
 }
 
+/** Lowercase hex SHA-256 of the empty body. */
+const EMPTY_SHA256_HEX = createHash("sha256").digest("hex");
+
 /** Options of {@link readBody}. */
 export interface ReadBodyOptions {
   /** Bodies up to this size are kept. */
@@ -41,6 +44,10 @@ export async function readBody(request: Request, options: ReadBodyOptions): Prom
     new HttpError(413, `request body is larger than ${options.limit} bytes`, {
       details: { limit_bytes: options.limit },
     });
+  if (request.body === null && options.hmacKey === undefined) {
+    // A GET (every wait): nothing to read or hash again.
+    return { bytes: new Uint8Array(0), size: 0, sha256Hex: EMPTY_SHA256_HEX };
+  }
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (Number.isFinite(declared) && declared > options.hardLimit) throw tooLarge();
   const hash = createHash("sha256");

@@ -12,16 +12,18 @@
  *
  * ## Cost
  *
- * One object, one timer (its timeout) and one abort listener per open wait.
+ * One object, one entry in a per-second bucket of {@link Deadlines} and one abort listener per open
+ * wait; one timer serves every timeout (coalesced as for waits: N s end between N and N + 1 s).
  *
  * @module
  */
+import { Deadlines } from "./deadlines.ts";
 
 /** One open cancel-wait. */
 export interface CancelWaitRequest {
   /** The command whose cancel is awaited. */
   commandId: string;
-  /** How long to wait, in ms; then the wait resolves with `false`. */
+  /** How long to wait, in ms (rounded up to a whole second); then the wait resolves with `false`. */
   timeoutMs: number;
   /** Aborts when the client goes away: the waiter is dropped and resolves with `false`. */
   signal?: AbortSignal;
@@ -31,7 +33,8 @@ interface CancelWaiter {
   readonly commandId: string;
   open: boolean;
   readonly resolve: (requested: boolean) => void;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Its bucket in {@link Deadlines}. */
+  due: number;
   signal?: AbortSignal;
   onAbort?: () => void;
 }
@@ -53,6 +56,9 @@ interface CancelWaiter {
  */
 export class CancelWaiters {
   readonly #commands = new Map<string, Set<CancelWaiter>>();
+  readonly #deadlines = new Deadlines<CancelWaiter>({
+    onExpire: (waiter) => this.#settle(waiter, false),
+  });
   #size = 0;
   #closed = false;
 
@@ -71,7 +77,7 @@ export class CancelWaiters {
   wait(request: CancelWaitRequest): Promise<boolean> {
     if (this.#closed || request.signal?.aborted) return Promise.resolve(false);
     const { promise, resolve } = Promise.withResolvers<boolean>();
-    const waiter: CancelWaiter = { commandId: request.commandId, open: true, resolve };
+    const waiter: CancelWaiter = { commandId: request.commandId, open: true, resolve, due: 0 };
     let waiters = this.#commands.get(request.commandId);
     if (!waiters) {
       waiters = new Set();
@@ -79,7 +85,7 @@ export class CancelWaiters {
     }
     waiters.add(waiter);
     this.#size++;
-    waiter.timer = setTimeout(() => this.#settle(waiter, false), Math.max(0, request.timeoutMs));
+    waiter.due = this.#deadlines.add(waiter, request.timeoutMs);
     if (request.signal) {
       waiter.signal = request.signal;
       waiter.onAbort = () => this.#settle(waiter, false);
@@ -103,12 +109,13 @@ export class CancelWaiters {
     for (const waiters of [...this.#commands.values()]) {
       for (const waiter of [...waiters]) this.#settle(waiter, false);
     }
+    this.#deadlines.clear();
   }
 
   #settle(waiter: CancelWaiter, requested: boolean): void {
     if (!waiter.open) return;
     waiter.open = false;
-    clearTimeout(waiter.timer);
+    this.#deadlines.delete(waiter, waiter.due);
     if (waiter.onAbort) waiter.signal?.removeEventListener("abort", waiter.onAbort);
     const waiters = this.#commands.get(waiter.commandId);
     if (waiters) {

@@ -6,6 +6,24 @@
  * - {@link startServer} opens the store, decides dev mode and listens;
  * - {@link createApp} builds the app alone (tests use `app.request()` and an injected clock).
  *
+ * ## Holding 10,000 waits cheaply
+ *
+ * Most of the dashboard's life is agents waiting, so the wait path is kept lean:
+ *
+ * - **The long-polls bypass Hono**: `wait` and `cancel-wait` are dispatched before the Hono app
+ *   (in `app.fetch`, so `Deno.serve` and `app.request()` both use it) to a handler that runs the
+ *   auth steps of PROTOCOL.md §1 as plain functions and then holds only the waiter and its promise.
+ * - **Coalesced timeouts** ({@link Deadlines}): a wait's timeout is rounded up to the next whole
+ *   second, and one timer ends each second's waits together; a wait of N s ends between N and
+ *   N + 1 s (the agent aborts client-side 10 s after N).
+ * - **No store write on a wait**: agents are cached by the store (another process's `status agents`
+ *   changes are seen through `PRAGMA data_version`), last-seen times are written in one
+ *   transaction a minute for all agents, and a claim on an empty queue only reads.
+ * - **One commit per wake-up**: an enqueue that finds a matching open wait inserts and claims in
+ *   one transaction ({@link WaiterHub.enqueue}); the wait is answered before the enqueue.
+ * - Nothing is logged per request above debug, except the per-command audit lines (enqueued,
+ *   delivered, reported); debug lines build their properties only when debug is on.
+ *
  * Choices where PROTOCOL.md leaves room:
  *
  * - **Dev mode** is decided at start: no agent has a token and no admin token is configured. Its
@@ -70,13 +88,14 @@ export {
 export { type Clock, systemClock } from "./clock.ts";
 export { type ErrorStatus, HttpError, type HttpErrorOptions } from "./http_error.ts";
 export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts";
+export { Deadlines, type DeadlinesOptions } from "./deadlines.ts";
 export { CancelWaiters, type CancelWaitRequest } from "./cancel_waiters.ts";
 export { LeaseTimer, type LeaseTimerOptions } from "./leases.ts";
 export { type TakeResult, TokenBucketLimiter, type TokenBucketOptions } from "./rate_limit.ts";
 export { ReplayCache, type ReplayCacheOptions } from "./replay.ts";
 export type { ServerEnv } from "./auth.ts";
 export type { RawBody } from "./body.ts";
-export { WAIT_TIMEOUT_SECS } from "./routes_agent.ts";
+export { WAIT_TIMEOUT_SECS } from "./wait_route.ts";
 export { LIST_LIMIT } from "./routes_operator.ts";
 // Types of other modules that the API above names.
 export type {

@@ -1,6 +1,7 @@
 /**
- * Agent-facing endpoints (PROTOCOL.md §2): wait, ack, report and the seed-compatible enqueue, and
- * our extension cancel-wait (see the module doc of `mod.ts`).
+ * Agent-facing endpoints (PROTOCOL.md §2) on the Hono app: ack, report and the seed-compatible
+ * enqueue. The long-polls (wait and our extension cancel-wait, see the module doc of `mod.ts`) are
+ * answered before Hono by `wait_route.ts`, with the same auth steps.
  *
  * @module
  */
@@ -12,14 +13,13 @@ import {
   AGENT_ID_PATTERN,
   type EnqueueRequest,
   enqueueRequestSchema,
-  FINAL_STATUSES,
   HEADER,
   MAX_CLOCK_SKEW_SECS,
   type ReportRequest,
   reportRequestSchema,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
-import type { AgentScope, CommandRecord, CommandStore } from "../store/mod.ts";
+import type { AgentScope, CommandStore, EnqueueOutcome } from "../store/mod.ts";
 import {
   type AuthContext,
   bearerToken,
@@ -40,7 +40,6 @@ import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { ReplayCache } from "./replay.ts";
-import { deliveredView } from "./views.ts";
 import type { WaiterHub } from "./waiters.ts";
 
 /** What the routes share; built once by `createApp`. */
@@ -58,18 +57,12 @@ export interface RouteDeps {
   waitRequireSignature: boolean;
   acceptV1Signatures: boolean;
   defaultTimeoutSecs: number;
+  /** Length of the delivery lease (`ACK_TIMEOUT_SECS`), in ms. */
+  deliveryLeaseMs: number;
   maxBodyBytes: number;
   /** The freshest last-seen time of an agent known in memory. */
   lastSeen(agentId: string): number | null;
 }
-
-/**
- * Default, smallest and largest `timeout` of a wait (PROTOCOL.md §2) and of a cancel-wait, in
- * seconds.
- */
-export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
-
-const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
 
 const log = logger("server");
 const audit = auditLogger();
@@ -101,24 +94,6 @@ export function enqueueFingerprint(agentId: string, body: EnqueueRequest): strin
     params: body.params ?? {},
   });
   return createHash("sha256").update(canonical).digest("hex");
-}
-
-function parseTimeoutSecs(raw: string | undefined): number {
-  if (raw === undefined || raw.trim() === "") return WAIT_TIMEOUT_SECS.default;
-  const value = Number(raw);
-  if (!Number.isFinite(value)) {
-    throw new HttpError(400, `query "timeout": must be a number of seconds`, {
-      details: [{ field: "timeout", message: "must be a number of seconds" }],
-    });
-  }
-  return Math.min(WAIT_TIMEOUT_SECS.max, Math.max(WAIT_TIMEOUT_SECS.min, Math.floor(value)));
-}
-
-/** Whether the agent running the command should stop it: an operator asked to cancel it. */
-function cancelAsked(command: CommandRecord): boolean {
-  // `cancelled` without the flag: cancelled while queued again after its lease ended, while the
-  // agent may still run the earlier attempt.
-  return command.cancelRequested || command.status === "cancelled";
 }
 
 /**
@@ -165,43 +140,14 @@ export function chain(steps: MiddlewareHandler<ServerEnv>[]): MiddlewareHandler<
 }
 
 /**
- * Registers `wait`, `ack`, `cancel-wait`, `report` and `enqueue`.
+ * Registers `ack`, `report` and `enqueue` (the long-polls are in `wait_route.ts`).
  *
  * @param app The Hono app.
  * @param deps The shared parts.
  */
 export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
-  const { store, clock, hub, cancelWaiters } = deps;
+  const { store, clock, hub } = deps;
   const body = { maxBodyBytes: deps.maxBodyBytes };
-
-  app.get(
-    "/api/v1/agent/commands/wait/:hash",
-    chain(agentPipeline(deps, "commands:wait", deps.waitRequireSignature)),
-    async function waitRoute(c) {
-      const hash = c.req.param("hash");
-      if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
-        throw new HttpError(
-          400,
-          `path "deployment_hash": must be 1–256 characters without / ? # or spaces`,
-        );
-      }
-      const timeoutSecs = parseTimeoutSecs(c.req.query("timeout"));
-      const agent = c.get("agent");
-      const command = await hub.wait({
-        agentId: agent.id,
-        deploymentHash: hash,
-        timeoutMs: timeoutSecs * 1000,
-        signal: c.req.raw.signal,
-      });
-      if (!command) return c.body(null, 204);
-      log.info("command delivered {commandId} to {agentId}", {
-        commandId: command.id,
-        agentId: agent.id,
-        attempt: command.attempt,
-      });
-      return c.json(deliveredView(command), 200);
-    },
-  );
 
   app.post(
     "/api/v1/agent/commands/ack",
@@ -231,56 +177,16 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       }
       const { command } = outcome;
       if (command.leaseExpiresAt !== null) deps.leases.schedule(command.leaseExpiresAt);
-      log.debug("command acked {commandId}", { commandId: command.id, attempt: command.attempt });
+      log.debug("command acked {commandId}", () => ({
+        commandId: command.id,
+        attempt: command.attempt,
+      }));
       return c.json({
         acked: true,
         lease_expires_at: command.leaseExpiresAt === null
           ? null
           : new Date(command.leaseExpiresAt).toISOString(),
       });
-    },
-  );
-
-  // Registered after wait: `…/commands/wait/cancel-wait` is a wait on that deployment hash.
-  app.get(
-    "/api/v1/agent/commands/:id/cancel-wait",
-    chain(agentPipeline(deps, "commands:wait")),
-    async function cancelWaitRoute(c) {
-      const id = c.req.param("id");
-      const timeoutSecs = parseTimeoutSecs(c.req.query("timeout"));
-      const agent = c.get("agent");
-      // Register first, then read the store: a cancel written before the read is seen by it, one
-      // written after finds the waiter (the cancel route notifies after its write).
-      const drop = new AbortController();
-      const cancelled = cancelWaiters.wait({
-        commandId: id,
-        timeoutMs: timeoutSecs * 1000,
-        signal: AbortSignal.any([c.req.raw.signal, drop.signal]),
-      });
-      try {
-        const command = await store.getCommand(id);
-        if (!command) throw new HttpError(404, `command ${id} does not exist`);
-        if (command.agentId !== agent.id) {
-          throw new HttpError(403, `command ${id} belongs to another agent`);
-        }
-        if (!cancelAsked(command) && FINAL_STATUSES.has(command.status)) {
-          throw new HttpError(
-            409,
-            `command ${id} is already ${command.status}; there is nothing to cancel`,
-            { details: { status: command.status } },
-          );
-        }
-        if (cancelAsked(command) || await cancelled) {
-          log.info("cancel of command {commandId} passed to {agentId}", {
-            commandId: id,
-            agentId: agent.id,
-          });
-          return c.json({ cancel_requested: true }, 200);
-        }
-        return c.body(null, 204);
-      } finally {
-        drop.abort();
-      }
     },
   );
 
@@ -397,14 +303,32 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         }
       }
       const id = request.id ?? crypto.randomUUID();
-      const outcome = await store.enqueue({
+      const command = {
         id,
         agentId: target,
         name: request.name,
         params: request.params ?? {},
         fingerprint: enqueueFingerprint(target, request),
         now,
-      });
+      };
+      // When a wait of the target matches, the store claims for it in the enqueue's transaction
+      // (one commit on the wake-up path); the hub answers that wait before this answer is sent.
+      const outcome = await hub.enqueue<EnqueueOutcome>(
+        target,
+        command.params.deployment_hash ?? null,
+        async (claimFor) => {
+          const outcome = await store.enqueue(
+            command,
+            claimFor === null ? undefined : {
+              deploymentHash: claimFor,
+              deliveryLeaseMs: deps.deliveryLeaseMs,
+            },
+          );
+          const claimed = outcome.outcome === "created" ? outcome.claimed ?? null : null;
+          if (claimed?.leaseExpiresAt != null) deps.leases.schedule(claimed.leaseExpiresAt);
+          return { result: outcome, claimed };
+        },
+      );
       if (outcome.outcome === "conflict") {
         audit.warning("enqueue conflict {commandId}", { commandId: id, agentId: target, via });
         throw new HttpError(
@@ -421,7 +345,6 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         deploymentHash: outcome.command.deploymentHash ?? undefined,
         duplicate,
       });
-      if (!duplicate) hub.notify(target);
       return c.json(duplicate ? { queued: true, id, duplicate: true } : { queued: true, id }, 202);
     },
   );

@@ -203,6 +203,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           // Answer open waits first: server.shutdown() waits for every in-flight request.
           await current.close();
           await server.shutdown();
+          // Requests that were still running may have seen agents after close's write.
+          await current.flushLastSeen();
         } finally {
           if (ownsStore) await store.close();
           log.info("dashboard stopped");

@@ -17,14 +17,26 @@
  * wait never sit side by side. Claims are serial per agent and each claim is atomic in the store,
  * so two open waits of one agent never receive the same command.
  *
+ * ## Wake-up with one commit
+ *
+ * {@link WaiterHub.enqueue} runs an enqueue so that, when an open wait matches the new command, the
+ * store inserts the command *and* claims for that wait in one transaction (one fsync instead of
+ * two); the wait is answered, then the enqueue. It holds the agent's pump while the store works,
+ * so it is one more serial claim of the agent: the guarantees above hold for it too, and a wait
+ * that arrives meanwhile is served by a pump round right after.
+ *
  * ## Cost
  *
- * One object, one timer (its timeout) and one abort listener per open wait; nothing runs while
- * nothing changes.
+ * One object, one entry in a per-second bucket of {@link Deadlines} and one abort listener per
+ * open wait. Timeouts are coalesced: a wait of N s ends between N and N + 1 s, and one timer serves
+ * every wait (armed for the earliest non-empty second, stopped while no wait is open). Nothing
+ * else runs while nothing changes.
  *
  * @module
  */
 import type { CommandRecord } from "../store/mod.ts";
+import type { Clock } from "./clock.ts";
+import { Deadlines } from "./deadlines.ts";
 
 /** What {@link WaiterHub} needs from the dashboard. */
 export interface WaiterHubOptions {
@@ -37,6 +49,12 @@ export interface WaiterHubOptions {
   release(command: CommandRecord): Promise<unknown>;
   /** Called with a failure of `release`; the delivery lease recovers the command then. */
   onError?(error: unknown): void;
+  /**
+   * The clock of the wait timeouts (real time, also when the dashboard's clock is a fake one);
+   * tests of the timeouts inject one and call {@link WaiterHub.expireDue}.
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 /** One open wait. */
@@ -45,7 +63,10 @@ export interface WaitRequest {
   agentId: string;
   /** The deployment hash of the wait path. */
   deploymentHash: string;
-  /** How long to wait, in ms; then the wait resolves with `null`. */
+  /**
+   * How long to wait, in ms; then the wait resolves with `null`. Rounded up to the next whole
+   * second of the clock (coalesced timeouts).
+   */
   timeoutMs: number;
   /** Aborts when the client goes away: the waiter is dropped and resolves with `null`. */
   signal?: AbortSignal;
@@ -57,7 +78,8 @@ interface Waiter {
   open: boolean;
   readonly resolve: (command: CommandRecord | null) => void;
   readonly reject: (error: unknown) => void;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Its bucket in the hub's {@link Deadlines}. */
+  due: number;
   signal?: AbortSignal;
   onAbort?: () => void;
 }
@@ -81,6 +103,8 @@ function matches(waiter: Waiter, command: CommandRecord): boolean {
  * import assert from "node:assert/strict";
  * import { WaiterHub } from "./waiters.ts";
  * import type { CommandRecord } from "../store/mod.ts";
+import type { Clock } from "./clock.ts";
+import { Deadlines } from "./deadlines.ts";
  *
  * const queue: CommandRecord[] = [];
  * const hub = new WaiterHub({
@@ -97,6 +121,7 @@ function matches(waiter: Waiter, command: CommandRecord): boolean {
 export class WaiterHub {
   readonly #options: WaiterHubOptions;
   readonly #agents = new Map<string, AgentWaiters>();
+  readonly #deadlines: Deadlines<Waiter>;
   #size = 0;
   #closed = false;
 
@@ -107,11 +132,25 @@ export class WaiterHub {
    */
   constructor(options: WaiterHubOptions) {
     this.#options = options;
+    this.#deadlines = new Deadlines<Waiter>({
+      clock: options.clock,
+      onExpire: (waiter) => this.#settle(waiter, null),
+    });
   }
 
   /** How many waits are open. */
   get size(): number {
     return this.#size;
+  }
+
+  /** When the one timeout timer fires next (the hub's clock, ms); `null` when none is armed. */
+  get timeoutArmedAt(): number | null {
+    return this.#deadlines.armedAt;
+  }
+
+  /** Ends every wait whose (rounded) timeout passed by the hub's clock; the timer calls it. */
+  expireDue(): void {
+    this.#deadlines.expireDue();
   }
 
   /** Whether {@link WaiterHub.close} was called. */
@@ -145,6 +184,7 @@ export class WaiterHub {
       open: true,
       resolve,
       reject,
+      due: 0,
     };
     let entry = this.#agents.get(request.agentId);
     if (!entry) {
@@ -153,7 +193,7 @@ export class WaiterHub {
     }
     entry.waiters.push(waiter);
     this.#size++;
-    waiter.timer = setTimeout(() => this.#settle(waiter, null), Math.max(0, request.timeoutMs));
+    waiter.due = this.#deadlines.add(waiter, request.timeoutMs);
     if (request.signal) {
       waiter.signal = request.signal;
       waiter.onAbort = () => this.#settle(waiter, null);
@@ -173,18 +213,61 @@ export class WaiterHub {
     void this.#pump(agentId);
   }
 
+  /**
+   * Runs an enqueue for the agent so that the store can claim for an open matching wait in the
+   * same transaction. The step is called with the deployment hash of the oldest open wait that
+   * the new command matches, or with `null` when there is none (or the agent's pump is busy): then
+   * it must only enqueue, and the hub is notified as after any enqueue. A command claimed in the
+   * step goes to that wait, or to another matching one when it went away meanwhile, or back to
+   * the queue.
+   *
+   * @param agentId The agent the command is for.
+   * @param deploymentHash The new command's deployment hash (`null`: any wait).
+   * @param step Enqueues, claiming for a wait on the given hash when it is not `null`; returns
+   *   its own answer as `result` and the command it claimed (or `null`) as `claimed`.
+   * @returns The step's result.
+   * @throws The step's error (nothing was claimed then).
+   */
+  async enqueue<T>(
+    agentId: string,
+    deploymentHash: string | null,
+    step: (claimFor: string | null) => Promise<{ result: T; claimed: CommandRecord | null }>,
+  ): Promise<T> {
+    const entry = this.#agents.get(agentId);
+    const waiter = !this.#closed && entry && !entry.pumping
+      ? entry.waiters.find((w) => w.open && (deploymentHash === null || w.hash === deploymentHash))
+      : undefined;
+    if (!entry || !waiter) {
+      const { result } = await step(null);
+      this.notify(agentId);
+      return result;
+    }
+    entry.pumping = true;
+    try {
+      const { result, claimed } = await step(waiter.hash);
+      if (claimed) await this.#hand(entry, waiter, claimed);
+      return result;
+    } finally {
+      entry.pumping = false;
+      // A wait that arrived meanwhile, or another queued command: one pump round serves them.
+      if (entry.waiters.length > 0) void this.#pump(agentId);
+      else if (this.#agents.get(agentId) === entry) this.#agents.delete(agentId);
+    }
+  }
+
   /** Answers every open wait with `null`; later waits resolve with `null` at once. */
   close(): void {
     this.#closed = true;
     for (const entry of [...this.#agents.values()]) {
       for (const waiter of [...entry.waiters]) this.#settle(waiter, null);
     }
+    this.#deadlines.clear();
   }
 
   #settle(waiter: Waiter, command: CommandRecord | null, error?: unknown): void {
     if (!waiter.open) return;
     waiter.open = false;
-    clearTimeout(waiter.timer);
+    this.#deadlines.delete(waiter, waiter.due);
     if (waiter.onAbort) waiter.signal?.removeEventListener("abort", waiter.onAbort);
     const entry = this.#agents.get(waiter.agentId);
     if (entry) {
@@ -195,6 +278,23 @@ export class WaiterHub {
     this.#size--;
     if (error !== undefined) waiter.reject(error);
     else waiter.resolve(command);
+  }
+
+  /**
+   * Gives a command claimed for `waiter` to it, or, if it closed while the store worked, to
+   * another open matching waiter of the agent, or back to the queue.
+   */
+  async #hand(entry: AgentWaiters, waiter: Waiter, command: CommandRecord): Promise<void> {
+    const taker = waiter.open ? waiter : entry.waiters.find((w) => w.open && matches(w, command));
+    if (taker) {
+      this.#settle(taker, command);
+      return;
+    }
+    try {
+      await this.#options.release(command);
+    } catch (error) {
+      this.#options.onError?.(error);
+    }
   }
 
   async #pump(agentId: string): Promise<void> {
@@ -224,20 +324,7 @@ export class WaiterHub {
             empty.add(waiter.hash);
             continue;
           }
-          // The claim was made for an open waiter; if it closed while the store worked, the
-          // command goes to another matching waiter, or back to the queue.
-          const taker = waiter.open
-            ? waiter
-            : entry.waiters.find((w) => w.open && matches(w, command));
-          if (taker) {
-            this.#settle(taker, command);
-          } else {
-            try {
-              await this.#options.release(command);
-            } catch (error) {
-              this.#options.onError?.(error);
-            }
-          }
+          await this.#hand(entry, waiter, command);
         }
       } while (entry.dirty);
     } finally {

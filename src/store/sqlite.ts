@@ -5,6 +5,18 @@
  * Every state change is one `BEGIN IMMEDIATE` transaction. `node:sqlite` is synchronous, so a call
  * runs to its end within one turn of the event loop: two claims can never take the same command.
  *
+ * What the dashboard asks on every request is kept cheap:
+ *
+ * - **Agents are cached** in memory. Another process (`status agents add/rotate/remove`) may
+ *   change them in the same file while the dashboard runs; `PRAGMA data_version` (a counter read
+ *   from memory that moves when another connection commits) is checked on every
+ *   {@link SqliteStore.getAgent}, and the cache is dropped when it moved. This connection's own
+ *   writes update the cache directly.
+ * - **A claim on an empty queue writes nothing**: the queue is read first, and `BEGIN IMMEDIATE`
+ *   (with its commit and fsync) only follows when a command matches.
+ * - **An enqueue can claim in the same transaction** for a wait that it wakes (one commit on the
+ *   wake-up path), and last-seen times are written in one transaction for many agents.
+ *
  * @module
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
@@ -183,6 +195,10 @@ export class SqliteStore implements CommandStore {
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
+  /** Agents read or written through this connection; `null`: known not to exist. */
+  readonly #agents = new Map<string, AgentRecord | null>();
+  /** `PRAGMA data_version` when {@link SqliteStore.#agents} was last known to be current. */
+  #dataVersion = -1;
   #closed = false;
 
   /**
@@ -329,6 +345,35 @@ export class SqliteStore implements CommandStore {
     return command;
   }
 
+  /**
+   * Drops the agent cache when another connection committed since the last look
+   * (`PRAGMA data_version` moved; it does not move for this connection's own commits).
+   */
+  #checkOtherWriters(): void {
+    const version = num(
+      (this.#stmt("PRAGMA data_version").get() as Row).data_version,
+    );
+    if (version !== this.#dataVersion) {
+      this.#agents.clear();
+      this.#dataVersion = version;
+    }
+  }
+
+  #readAgent(id: string): AgentRecord | null {
+    const row = this.#stmt("SELECT * FROM agents WHERE id = ?").get(id) as Row | undefined;
+    const agent = row ? toAgent(row) : null;
+    this.#agents.set(id, agent);
+    return agent;
+  }
+
+  /** Moves a cached agent's `lastSeenAt` forward after a write of it. */
+  #cacheSeen(id: string, at: number): void {
+    const agent = this.#agents.get(id);
+    if (agent && (agent.lastSeenAt === null || agent.lastSeenAt < at)) {
+      this.#agents.set(id, { ...agent, lastSeenAt: at });
+    }
+  }
+
   // -- agents
 
   /** {@inheritDoc CommandStore.addAgent} */
@@ -340,6 +385,7 @@ export class SqliteStore implements CommandStore {
         `INSERT INTO agents (id, token, scopes, created_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (id) DO NOTHING`,
       ).run(agent.id, agent.token, JSON.stringify([...agent.scopes]), agent.now);
+      this.#agents.delete(agent.id);
       return num(result.changes) === 1;
     });
   }
@@ -352,7 +398,7 @@ export class SqliteStore implements CommandStore {
           `INSERT INTO agents (id, token, scopes, created_at, last_seen_at) VALUES (?, NULL, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING`,
         ).run(id, JSON.stringify(AGENT_SCOPES), now, now);
-        return toAgent(this.#stmt("SELECT * FROM agents WHERE id = ?").get(id) as Row);
+        return this.#readAgent(id) as AgentRecord;
       });
     });
   }
@@ -360,8 +406,9 @@ export class SqliteStore implements CommandStore {
   /** {@inheritDoc CommandStore.getAgent} */
   getAgent(id: string): Promise<AgentRecord | null> {
     return this.#run(() => {
-      const row = this.#stmt("SELECT * FROM agents WHERE id = ?").get(id) as Row | undefined;
-      return row ? toAgent(row) : null;
+      this.#checkOtherWriters();
+      const cached = this.#agents.get(id);
+      return cached !== undefined ? cached : this.#readAgent(id);
     });
   }
 
@@ -388,6 +435,7 @@ export class SqliteStore implements CommandStore {
   setAgentToken(id: string, token: string): Promise<boolean> {
     return this.#run(() => {
       const result = this.#stmt("UPDATE agents SET token = ? WHERE id = ?").run(token, id);
+      this.#agents.delete(id);
       return num(result.changes) === 1;
     });
   }
@@ -396,16 +444,28 @@ export class SqliteStore implements CommandStore {
   removeAgent(id: string): Promise<boolean> {
     return this.#run(() => {
       const result = this.#stmt("DELETE FROM agents WHERE id = ?").run(id);
+      this.#agents.delete(id);
       return num(result.changes) === 1;
     });
   }
 
   /** {@inheritDoc CommandStore.touchAgent} */
   touchAgent(id: string, now: number): Promise<void> {
+    return this.touchAgents([[id, now]]);
+  }
+
+  /** {@inheritDoc CommandStore.touchAgents} */
+  touchAgents(seen: Iterable<readonly [string, number]>): Promise<void> {
     return this.#run(() => {
-      this.#stmt(
-        "UPDATE agents SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
-      ).run(now, id, now);
+      const entries = [...seen];
+      if (entries.length === 0) return;
+      this.#tx(() => {
+        const update = this.#stmt(
+          "UPDATE agents SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
+        );
+        for (const [id, at] of entries) update.run(at, id, at);
+      });
+      for (const [id, at] of entries) this.#cacheSeen(id, at);
     });
   }
 
@@ -420,7 +480,10 @@ export class SqliteStore implements CommandStore {
   // -- commands
 
   /** {@inheritDoc CommandStore.enqueue} */
-  enqueue(command: NewCommand): Promise<EnqueueOutcome> {
+  enqueue(
+    command: NewCommand,
+    claim?: Pick<ClaimRequest, "deploymentHash" | "deliveryLeaseMs">,
+  ): Promise<EnqueueOutcome> {
     return this.#run(() => {
       return this.#tx((): EnqueueOutcome => {
         const existing = this.#command(command.id);
@@ -444,7 +507,15 @@ export class SqliteStore implements CommandStore {
           command.now,
           command.now,
         );
-        return { outcome: "created", command: this.#mustCommand(command.id) };
+        const created = this.#mustCommand(command.id);
+        if (!claim) return { outcome: "created", command: created };
+        const claimed = this.#claimIn({
+          agentId: command.agentId,
+          deploymentHash: claim.deploymentHash,
+          now: command.now,
+          deliveryLeaseMs: claim.deliveryLeaseMs,
+        });
+        return { outcome: "created", command: created, claimed };
       });
     });
   }
@@ -452,22 +523,32 @@ export class SqliteStore implements CommandStore {
   /** {@inheritDoc CommandStore.claimNext} */
   claimNext(request: ClaimRequest): Promise<CommandRecord | null> {
     return this.#run(() => {
-      return this.#tx(() => {
-        const row = this.#stmt(
-          `SELECT id FROM commands
-         WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
-         ORDER BY priority, seq LIMIT 1`,
-        ).get(request.agentId, request.deploymentHash) as Row | undefined;
-        if (!row) return null;
-        const id = String(row.id);
-        this.#stmt(
-          `UPDATE commands SET status = 'delivered', lease_expires_at = ?, delivered_at = ?,
-           delivered_attempt = attempt, acked_at = NULL, updated_at = ?
-         WHERE id = ?`,
-        ).run(request.now + request.deliveryLeaseMs, request.now, request.now, id);
-        return this.#mustCommand(id);
-      });
+      // A read first: an empty queue (most waits) costs no write transaction and no fsync.
+      if (this.#nextQueued(request) === null) return null;
+      return this.#tx(() => this.#claimIn(request));
     });
+  }
+
+  /** The id of the agent's next queued command for a wait on the hash, or `null`. */
+  #nextQueued(request: ClaimRequest): string | null {
+    const row = this.#stmt(
+      `SELECT id FROM commands
+     WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
+     ORDER BY priority, seq LIMIT 1`,
+    ).get(request.agentId, request.deploymentHash) as Row | undefined;
+    return row ? String(row.id) : null;
+  }
+
+  /** Claims inside a transaction. */
+  #claimIn(request: ClaimRequest): CommandRecord | null {
+    const id = this.#nextQueued(request);
+    if (id === null) return null;
+    this.#stmt(
+      `UPDATE commands SET status = 'delivered', lease_expires_at = ?, delivered_at = ?,
+       delivered_attempt = attempt, acked_at = NULL, updated_at = ?
+     WHERE id = ?`,
+    ).run(request.now + request.deliveryLeaseMs, request.now, request.now, id);
+    return this.#mustCommand(id);
   }
 
   /** {@inheritDoc CommandStore.release} */

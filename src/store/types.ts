@@ -143,8 +143,12 @@ export interface NewCommand {
 
 /** Outcome of {@link CommandStore.enqueue}. */
 export type EnqueueOutcome =
-  /** Stored as a new queued command. */
-  | { outcome: "created"; command: CommandRecord }
+  /**
+   * Stored as a new queued command (`command` as it was inserted). With a claim,
+   * `claimed` is the command claimed for the wait in the same transaction (normally the new one;
+   * an older queued command first when one matches), or `null`.
+   */
+  | { outcome: "created"; command: CommandRecord; claimed?: CommandRecord | null }
   /** The id exists with the same fingerprint: nothing changed. */
   | { outcome: "duplicate"; command: CommandRecord }
   /** The id exists with another fingerprint (or another agent): nothing changed. */
@@ -278,7 +282,12 @@ export interface CommandStore extends AsyncDisposable {
   ): Promise<boolean>;
   /** Adds a token-less agent unless one with this id exists (dev mode: registered on first sight). */
   ensureAgent(id: string, now: number): Promise<AgentRecord>;
-  /** The agent, or `null`. */
+  /**
+   * The agent, or `null`. Called on every agent request: an implementation may answer from a
+   * cache, as long as a change made through any connection (another process's `status agents
+   * add/rotate/remove`) is seen by the next call. `lastSeenAt` may lag behind
+   * {@link CommandStore.touchAgents}.
+   */
   getAgent(id: string): Promise<AgentRecord | null>;
   /** Every agent, sorted by id, without tokens. */
   listAgents(): Promise<AgentSummary[]>;
@@ -294,19 +303,37 @@ export interface CommandStore extends AsyncDisposable {
    * @returns `false` when no such agent exists.
    */
   removeAgent(id: string): Promise<boolean>;
-  /** Records that the agent was seen. */
+  /** Records that the agent was seen (never moves `lastSeenAt` back). */
   touchAgent(id: string, now: number): Promise<void>;
+  /**
+   * Records when each agent was last seen, all in one transaction (the dashboard flushes its
+   * in-memory last-seen times in batches). Never moves a `lastSeenAt` back; unknown ids are
+   * ignored.
+   *
+   * @param seen Agent id → when it was seen, in ms since the epoch.
+   */
+  touchAgents(seen: Iterable<readonly [string, number]>): Promise<void>;
   /** Whether any agent has a token (dev mode is off when one does). */
   hasAgentWithToken(): Promise<boolean>;
 
   // -- commands
 
-  /** Stores a new queued command; idempotent on the id. */
-  enqueue(command: NewCommand): Promise<EnqueueOutcome>;
+  /**
+   * Stores a new queued command; idempotent on the id.
+   *
+   * With `claim` (the dashboard has an open wait that the new command matches), a newly created
+   * command is followed in the same transaction by a claim as {@link CommandStore.claimNext}
+   * makes it, for a wait on `claim.deploymentHash` at `command.now`, returned as `claimed`: the
+   * wake-up costs one commit, not two.
+   */
+  enqueue(
+    command: NewCommand,
+    claim?: Pick<ClaimRequest, "deploymentHash" | "deliveryLeaseMs">,
+  ): Promise<EnqueueOutcome>;
   /**
    * Takes the agent's next queued command matching the deployment hash (priority, then first in
    * first out), marks it `delivered` under a delivery lease and returns it; `null` when none.
-   * Two claims never return the same command.
+   * Two claims never return the same command. Cheap when nothing matches (no write).
    */
   claimNext(request: ClaimRequest): Promise<CommandRecord | null>;
   /**

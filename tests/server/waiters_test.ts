@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LeaseTimer, WaiterHub } from "../../src/server/mod.ts";
+import { Deadlines, LeaseTimer, WaiterHub } from "../../src/server/mod.ts";
 import type { CommandRecord } from "../../src/store/mod.ts";
 import { json, makeDashboard, P } from "./_helpers.ts";
 
@@ -264,11 +264,17 @@ Deno.test("thousands of open waits are held without polling, and an enqueue wake
     assert.ok(Date.now() < deadline, `only ${d.dashboard.hub.size} waits open`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+  // Claims on their own, and claims made in the enqueue's transaction for a waiting agent.
   let claims = 0;
   const claimNext = d.store.claimNext.bind(d.store);
   d.store.claimNext = (request) => {
     claims++;
     return claimNext(request);
+  };
+  const enqueue = d.store.enqueue.bind(d.store);
+  d.store.enqueue = (command, claim) => {
+    if (claim) claims++;
+    return enqueue(command, claim);
   };
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(claims, 0, "nothing asks the store while nothing changes");
@@ -286,4 +292,125 @@ Deno.test("thousands of open waits are held without polling, and an enqueue wake
   await d.dashboard.close();
   const rest = await Promise.all(waits.filter((_, i) => i !== 1234));
   assert.ok(rest.every((response) => response.status === 204));
+});
+
+Deno.test("deadlines are coalesced per second under one timer, stopped when none is left", async (t) => {
+  let now = 100_250;
+  const ended: string[] = [];
+  const deadlines = new Deadlines<string>({
+    clock: { now: () => now },
+    onExpire: (item) => ended.push(item),
+  });
+  try {
+    await t.step("deadlines of one second share a bucket; the timer is at the earliest", () => {
+      const a = deadlines.add("a", 1_000); // 101.25 s → second 102
+      deadlines.add("b", 1_700); // 101.95 s → second 102
+      deadlines.add("c", 5_000); // 105.25 s → second 106
+      assert.equal(deadlines.buckets, 2);
+      assert.equal(deadlines.armedAt, 102_000);
+      deadlines.add("d", 100); // 100.35 s → second 101: earlier, re-armed
+      assert.equal(deadlines.armedAt, 101_000);
+      deadlines.delete("a", a);
+      assert.equal(deadlines.buckets, 3);
+    });
+    await t.step("an expiry ends every due bucket at once and re-arms for the next", () => {
+      now = 101_999;
+      deadlines.expireDue();
+      assert.deepEqual(ended, ["d"], "a wait of 100 ms ended within the next whole second");
+      assert.equal(deadlines.armedAt, 102_000);
+      now = 103_000; // late: both due buckets end together
+      deadlines.add("e", 0); // due now → second 103
+      deadlines.expireDue();
+      assert.deepEqual(ended, ["d", "b", "e"]);
+      assert.equal(deadlines.armedAt, 106_000);
+    });
+    await t.step("removing the last item stops the timer", () => {
+      const key = 106;
+      deadlines.delete("c", key);
+      assert.equal(deadlines.buckets, 0);
+      assert.equal(deadlines.armedAt, null);
+    });
+  } finally {
+    deadlines.clear();
+  }
+});
+
+Deno.test("waiter hub ends waits of N s between N and N + 1 s by its clock, with one timer", async () => {
+  let now = 7_400;
+  const hub = new WaiterHub({
+    claim: () => Promise.resolve(null),
+    release: () => Promise.resolve(),
+    clock: { now: () => now },
+  });
+  try {
+    const results: (string | null)[] = [];
+    const track = (name: string, timeoutMs: number) =>
+      hub.wait({ agentId: name, deploymentHash: "d", timeoutMs }).then((c) => {
+        results.push(c === null ? name : "delivered");
+      });
+    const waits = [track("one", 1_000), track("one-too", 1_500), track("two", 2_000)];
+    assert.equal(hub.timeoutArmedAt, 9_000, "8.4 s and 8.9 s both end at 9 s");
+    now = 8_999;
+    hub.expireDue();
+    await Promise.resolve();
+    assert.deepEqual(results, []);
+    now = 9_000;
+    hub.expireDue();
+    await Promise.all(waits.slice(0, 2));
+    assert.deepEqual(results, ["one", "one-too"]);
+    assert.equal(hub.size, 1);
+    assert.equal(hub.timeoutArmedAt, 10_000);
+    now = 10_000;
+    hub.expireDue();
+    await waits[2];
+    assert.equal(hub.size, 0);
+    assert.equal(hub.timeoutArmedAt, null, "no timer while no wait is open");
+  } finally {
+    hub.close();
+  }
+});
+
+Deno.test("waiter hub enqueue claims for a waiter in one step, losing and doubling nothing", async () => {
+  for (let i = 0; i < 100; i++) {
+    const queue = new SlowQueue(3);
+    const hub = hubOf(queue);
+    try {
+      const gone = new AbortController();
+      // Two waits of one agent; the older may go away while the enqueue's store step runs.
+      const waits = [
+        hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 2000, signal: gone.signal }),
+        hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 2000 }),
+      ];
+      // Let the waits' own first claims (empty queue) finish: the agent's pump is idle.
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const abortAt = Math.random() < 0.5 ? Math.random() * 3 : null;
+      if (abortAt !== null) setTimeout(() => gone.abort(), abortAt);
+      let named: string | null = "(not called)";
+      const result = await hub.enqueue("a", null, async (claimFor) => {
+        named = claimFor;
+        queue.items.push(command(`c${i}`));
+        // One transaction: insert, then take for the named wait.
+        return {
+          result: `c${i}`,
+          claimed: claimFor === null ? null : await queue.claim("a", claimFor),
+        };
+      });
+      assert.equal(result, `c${i}`);
+      assert.equal(named, "d", "an open wait was there to claim for");
+      queue.items.push(command(`x${i}`));
+      hub.notify("a");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const delivered = (await Promise.race([
+        Promise.all(waits),
+        new Promise<null[]>((resolve) => setTimeout(() => resolve([]), 50)),
+      ])).filter((c) => c !== null).map((c) => c!.id);
+      hub.close();
+      await Promise.all(waits);
+      const everywhere = [...delivered, ...queue.items.map((c) => c.id)].sort();
+      assert.deepEqual(everywhere, [`c${i}`, `x${i}`], `round ${i}: each once, none lost`);
+      if (abortAt === null) assert.deepEqual(delivered, [`c${i}`, `x${i}`], "oldest first");
+    } finally {
+      hub.close();
+    }
+  }
 });

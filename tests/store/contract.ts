@@ -486,6 +486,79 @@ export function runStoreContract(
     assert.equal(await store.nextLeaseExpiry(), T0 + LEASE);
   });
 
+  test("writes many last-seen times in one call, never moving one back", async (store) => {
+    for (const id of ["a", "b", "c"]) {
+      await store.addAgent({ id, token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    }
+    assert.equal((await store.getAgent("a"))?.lastSeenAt, null, "read before, so maybe cached");
+    await store.touchAgents(new Map([["a", T0 + 1000], ["b", T0 + 2000], ["ghost", T0]]));
+    await store.touchAgents([["a", T0 + 500], ["c", T0 + 3000]]);
+    await store.touchAgents([]);
+    assert.deepEqual(
+      (await store.listAgents()).map((a) => [a.id, a.lastSeenAt]),
+      [["a", T0 + 1000], ["b", T0 + 2000], ["c", T0 + 3000]],
+    );
+    assert.equal((await store.getAgent("a"))?.lastSeenAt, T0 + 1000);
+    assert.equal(await store.getAgent("ghost"), null, "an unknown id is not created");
+  });
+
+  test("an enqueue can claim for a waiting agent in the same step", async (store, t) => {
+    const claimFor = (deploymentHash: string) => ({ deploymentHash, deliveryLeaseMs: LEASE });
+    await t.step("the new command, delivered under a delivery lease", async () => {
+      const outcome = await store.enqueue({
+        id: "c1",
+        agentId: "a1",
+        name: "echo c1",
+        params: {},
+        fingerprint: "fp-c1",
+        now: T0,
+      }, claimFor("default"));
+      assert.equal(outcome.outcome, "created");
+      assert.equal(outcome.outcome === "created" && outcome.claimed?.id, "c1");
+      const stored = await store.getCommand("c1");
+      assert.equal(stored?.status, "delivered");
+      assert.equal(stored?.leaseExpiresAt, T0 + LEASE);
+      assert.equal(stored?.deliveredAttempt, 1);
+      assert.equal(await claim(store), null, "claimed once only");
+    });
+    await t.step("nothing for a wait on another hash; the command stays queued", async () => {
+      const outcome = await store.enqueue({
+        id: "c2",
+        agentId: "a1",
+        name: "echo c2",
+        params: { deployment_hash: "two" },
+        fingerprint: "fp-c2",
+        now: T0,
+      }, claimFor("one"));
+      assert.equal(outcome.outcome === "created" && outcome.claimed, null);
+      assert.equal((await store.getCommand("c2"))?.status, "queued");
+    });
+    await t.step("an older matching command goes first", async () => {
+      const outcome = await store.enqueue({
+        id: "c3",
+        agentId: "a1",
+        name: "echo c3",
+        params: {},
+        fingerprint: "fp-c3",
+        now: T0,
+      }, claimFor("two"));
+      assert.equal(outcome.outcome === "created" && outcome.claimed?.id, "c2");
+      assert.equal((await store.getCommand("c3"))?.status, "queued");
+    });
+    await t.step("a duplicate enqueue claims nothing", async () => {
+      const outcome = await store.enqueue({
+        id: "c3",
+        agentId: "a1",
+        name: "echo c3",
+        params: {},
+        fingerprint: "fp-c3",
+        now: T0,
+      }, claimFor("default"));
+      assert.equal(outcome.outcome, "duplicate");
+      assert.equal((await store.getCommand("c3"))?.status, "queued");
+    });
+  });
+
   test("a closed store refuses work", async (store) => {
     await store.close();
     await store.close();

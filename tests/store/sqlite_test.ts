@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
+import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
 import { runStoreContract } from "./contract.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
@@ -110,4 +110,63 @@ Deno.test("sqlite store validates its options", () => {
   // deno-lint-ignore no-explicit-any
   assert.throws(() => openSqliteStore(":memory:", { synchronous: "off" as any }), TypeError);
   assert.throws(() => openSqliteStore(":memory:", { busyTimeoutMs: -1 }), RangeError);
+});
+
+Deno.test("sqlite store sees agents changed by another process at once, and caches them otherwise", async () => {
+  await withTempDir(async (dir) => {
+    await using server = openSqliteStore(`${dir}/status.db`, { synchronous: "normal" });
+    await using cli = openSqliteStore(`${dir}/status.db`, { synchronous: "normal" });
+    const now = Date.now();
+    assert.equal(await server.getAgent("web-1"), null);
+    await cli.addAgent({ id: "web-1", token: "old".repeat(15), scopes: AGENT_SCOPES, now });
+    assert.equal((await server.getAgent("web-1"))?.token, "old".repeat(15), "an add is seen");
+
+    // While nothing changes, the agent comes from memory (the same record each time).
+    const first = await server.getAgent("web-1");
+    assert.equal(await server.getAgent("web-1"), first, "the same cached record");
+
+    await cli.setAgentToken("web-1", "new".repeat(15));
+    assert.equal((await server.getAgent("web-1"))?.token, "new".repeat(15), "a rotate is seen");
+    await cli.removeAgent("web-1");
+    assert.equal(await server.getAgent("web-1"), null, "a remove is seen");
+
+    // The server's own writes update its cache directly.
+    await server.addAgent({ id: "web-2", token: "two".repeat(15), scopes: AGENT_SCOPES, now });
+    assert.equal((await server.getAgent("web-2"))?.token, "two".repeat(15));
+    await server.setAgentToken("web-2", "2nd".repeat(15));
+    assert.equal((await server.getAgent("web-2"))?.token, "2nd".repeat(15));
+    await server.touchAgents([["web-2", now + 5]]);
+    assert.equal((await server.getAgent("web-2"))?.lastSeenAt, now + 5);
+    assert.equal((await cli.getAgent("web-2"))?.lastSeenAt, now + 5, "written to the file");
+  });
+});
+
+Deno.test("sqlite store claims on an empty queue without a write transaction", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    await using store = openSqliteStore(path, { busyTimeoutMs: 0 });
+    const now = Date.now();
+    const request = { agentId: "a1", deploymentHash: "default", now, deliveryLeaseMs: 30_000 };
+    // Another connection holds the write lock: a write transaction would fail with SQLITE_BUSY.
+    const other = new DatabaseSync(path);
+    try {
+      other.exec("BEGIN IMMEDIATE");
+      assert.equal(await store.claimNext(request), null, "an empty queue only reads");
+      other.exec("ROLLBACK");
+      await store.enqueue({
+        id: "c1",
+        agentId: "a1",
+        name: "echo",
+        params: {},
+        fingerprint: "f",
+        now,
+      });
+      other.exec("BEGIN IMMEDIATE");
+      await assert.rejects(() => store.claimNext(request), /locked|busy/i, "a real claim writes");
+      other.exec("ROLLBACK");
+      assert.equal((await store.claimNext(request))?.id, "c1");
+    } finally {
+      other.close();
+    }
+  });
 });

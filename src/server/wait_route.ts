@@ -1,0 +1,246 @@
+/**
+ * The lean long-poll routes: `GET /api/v1/agent/commands/wait/{hash}` and
+ * `GET /api/v1/agent/commands/{id}/cancel-wait`, answered before the Hono app.
+ *
+ * A wait is held for up to two minutes, and with 10,000 agents 10,000 are held at once. Through
+ * Hono's middleware chain each held wait kept about sixteen suspended async frames (every
+ * middleware awaits `next()` for the whole wait) and a context with some fifty closures. Here the
+ * same auth steps of PROTOCOL.md §1 run as plain functions (`auth.ts`, same order, same answers),
+ * and then the handler returns the waiter's promise: a held wait keeps its waiter entry, a few
+ * promises and the request, nothing else.
+ *
+ * Every answer carries a `Date` header and errors have the JSON body of `HttpError`, as on the
+ * Hono routes. A client that goes away is noticed through `request.signal` (Deno 2.9 has no
+ * cheaper way: `ServeHandlerInfo.completed` settles only after the answer is written).
+ *
+ * @module
+ */
+import { FINAL_STATUSES, MAX_CLOCK_SKEW_SECS } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import type { AgentScope, CommandRecord } from "../store/mod.ts";
+import {
+  type AgentCall,
+  agentCall,
+  checkBearer,
+  checkRateLimit,
+  checkRequestId,
+  checkScope,
+  checkSignature,
+  checkTimestampOf,
+  identify,
+} from "./auth.ts";
+import { HttpError } from "./http_error.ts";
+import type { RouteDeps } from "./routes_agent.ts";
+import { deliveredView } from "./views.ts";
+
+/** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
+export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
+
+const COMMANDS_PREFIX = "/api/v1/agent/commands/";
+const WAIT_PREFIX = `${COMMANDS_PREFIX}wait/`;
+const CANCEL_WAIT_SUFFIX = "/cancel-wait";
+const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
+
+const log = logger("server");
+
+/**
+ * Parses the `timeout` query parameter of a wait, in seconds (clamped to 1–120).
+ *
+ * @param raw The parameter, if present.
+ * @throws {HttpError} `400` when it is not a number.
+ */
+export function parseTimeoutSecs(raw: string | null | undefined): number {
+  if (raw === undefined || raw === null || raw.trim() === "") return WAIT_TIMEOUT_SECS.default;
+  const value = Number(raw);
+  if (!Number.isFinite(value)) {
+    throw new HttpError(400, `query "timeout": must be a number of seconds`, {
+      details: [{ field: "timeout", message: "must be a number of seconds" }],
+    });
+  }
+  return Math.min(WAIT_TIMEOUT_SECS.max, Math.max(WAIT_TIMEOUT_SECS.min, Math.floor(value)));
+}
+
+/** Whether the agent running the command should stop it: an operator asked to cancel it. */
+export function cancelAsked(command: CommandRecord): boolean {
+  // `cancelled` without the flag: cancelled while queued again after its lease ended, while the
+  // agent may still run the earlier attempt.
+  return command.cancelRequested || command.status === "cancelled";
+}
+
+function decodeSegment(segment: string): string {
+  if (!segment.includes("%")) return segment;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/** Answers a request to a lean route, or returns `null` for the Hono app to answer it. */
+export type LeanRoutes = (request: Request, remote?: string) => Promise<Response> | null;
+
+/**
+ * Makes the dispatcher of the lean long-poll routes.
+ *
+ * @param deps The shared parts of the routes.
+ * @returns A function that answers the two long-polls and returns `null` for anything else.
+ */
+export function leanRoutes(deps: RouteDeps): LeanRoutes {
+  const { clock, hub, cancelWaiters, store } = deps;
+  const timestamp = { clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS };
+  const signature = { acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes };
+
+  // The Date header changes once a second; build its string once a second.
+  let dateSecond = NaN;
+  let dateText = "";
+  const dateHeader = () => {
+    const now = clock.now();
+    const second = Math.floor(now / 1000);
+    if (second !== dateSecond) {
+      dateSecond = second;
+      dateText = new Date(now).toUTCString();
+    }
+    return dateText;
+  };
+  const json = (body: unknown, status: number, extra?: Record<string, string>) =>
+    new Response(JSON.stringify(body), {
+      status,
+      headers: { "Content-Type": "application/json", Date: dateHeader(), ...extra },
+    });
+  const noContent = () => new Response(null, { status: 204, headers: { Date: dateHeader() } });
+
+  async function authenticate(call: AgentCall, scope: AgentScope, signed: boolean) {
+    await identify(deps.auth, call);
+    checkBearer(call);
+    checkRateLimit(deps.limiter, call);
+    if (signed) {
+      checkTimestampOf(timestamp, call);
+      await checkSignature(signature, call);
+      checkRequestId(deps.replay, call);
+    }
+    checkScope(scope, call);
+    return call.agent!;
+  }
+
+  async function wait(call: AgentCall, rawHash: string, query: URLSearchParams) {
+    const agent = await authenticate(call, "commands:wait", deps.waitRequireSignature);
+    const hash = decodeSegment(rawHash);
+    if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
+      throw new HttpError(
+        400,
+        `path "deployment_hash": must be 1–256 characters without / ? # or spaces`,
+      );
+    }
+    const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+    // Returned, not awaited: while the wait is held nothing else of this request stays suspended.
+    return hub.wait({
+      agentId: agent.id,
+      deploymentHash: hash,
+      timeoutMs: timeoutSecs * 1000,
+      signal: call.request.signal,
+    }).then((command) => {
+      if (!command) return noContent();
+      log.info("command delivered {commandId} to {agentId}", {
+        commandId: command.id,
+        agentId: agent.id,
+        attempt: command.attempt,
+      });
+      return json(deliveredView(command), 200);
+    });
+  }
+
+  async function cancelWait(call: AgentCall, rawId: string, query: URLSearchParams) {
+    const agent = await authenticate(call, "commands:wait", true);
+    const id = decodeSegment(rawId);
+    const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+    // Register first, then read the store: a cancel written before the read is seen by it, one
+    // written after finds the waiter (the cancel route notifies after its write).
+    const drop = new AbortController();
+    const cancelled = cancelWaiters.wait({
+      commandId: id,
+      timeoutMs: timeoutSecs * 1000,
+      signal: AbortSignal.any([call.request.signal, drop.signal]),
+    });
+    try {
+      const command = await store.getCommand(id);
+      if (!command) throw new HttpError(404, `command ${id} does not exist`);
+      if (command.agentId !== agent.id) {
+        throw new HttpError(403, `command ${id} belongs to another agent`);
+      }
+      if (!cancelAsked(command) && FINAL_STATUSES.has(command.status)) {
+        throw new HttpError(
+          409,
+          `command ${id} is already ${command.status}; there is nothing to cancel`,
+          { details: { status: command.status } },
+        );
+      }
+      if (cancelAsked(command)) {
+        drop.abort();
+        return passCancel(id, agent.id);
+      }
+    } catch (error) {
+      drop.abort();
+      throw error;
+    }
+    return cancelled.then((requested) => {
+      drop.abort();
+      return requested ? passCancel(id, agent.id) : noContent();
+    });
+  }
+
+  function passCancel(commandId: string, agentId: string): Response {
+    log.info("cancel of command {commandId} passed to {agentId}", { commandId, agentId });
+    return json({ cancel_requested: true }, 200);
+  }
+
+  function failed(call: AgentCall, error: unknown): Response {
+    if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
+    log.error("request {method} {path} failed: {error}", {
+      method: call.request.method,
+      path: new URL(call.request.url).pathname,
+      error,
+    });
+    return json({ error: "internal error; see the dashboard's log" }, 500);
+  }
+
+  return function dispatch(request, remote) {
+    if (request.method !== "GET") return null;
+    const url = request.url;
+    const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+    if (pathStart < 0 || !url.startsWith(COMMANDS_PREFIX, pathStart)) return null;
+    let pathEnd = url.indexOf("?", pathStart);
+    const hashMark = url.indexOf("#", pathStart);
+    if (pathEnd < 0 || (hashMark >= 0 && hashMark < pathEnd)) pathEnd = hashMark;
+    const path = pathEnd < 0 ? url.slice(pathStart) : url.slice(pathStart, pathEnd);
+    let handler: typeof wait;
+    let segment: string;
+    if (path.startsWith(WAIT_PREFIX)) {
+      segment = path.slice(WAIT_PREFIX.length);
+      handler = wait;
+    } else if (path.endsWith(CANCEL_WAIT_SUFFIX)) {
+      segment = path.slice(COMMANDS_PREFIX.length, path.length - CANCEL_WAIT_SUFFIX.length);
+      handler = cancelWait;
+    } else {
+      return null;
+    }
+    // One non-empty path segment, as the Hono routes matched; anything else is Hono's 404.
+    if (segment === "" || segment.includes("/")) return null;
+    const query = new URLSearchParams(
+      pathEnd >= 0 && url[pathEnd] === "?" ? url.slice(pathEnd + 1).split("#")[0] : "",
+    );
+    const call = agentCall(request, remote);
+    const answer = handler(call, segment, query).catch((error) => failed(call, error));
+    if (!log.isEnabledFor("debug")) return answer;
+    const started = performance.now();
+    return answer.then((response) => {
+      log.debug("{method} {path} {status}", () => ({
+        method: request.method,
+        path,
+        status: response.status,
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        agentId: call.agent?.id,
+      }));
+      return response;
+    });
+  };
+}
