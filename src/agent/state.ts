@@ -78,12 +78,64 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
       cause: error,
     });
   }
-  const journal = Journal.open({ ...options, dir });
+  const lock = lockStateDir(dir);
+  let journal: Journal | undefined;
   try {
+    journal = Journal.open({ ...options, dir });
     const outbox = Outbox.open({ dir, now: options.now });
-    return { journal, outbox, durable: true, [Symbol.dispose]: () => journal.close() };
+    const opened = journal;
+    return {
+      journal,
+      outbox,
+      durable: true,
+      [Symbol.dispose]: () => {
+        opened.close();
+        lock.close();
+      },
+    };
   } catch (error) {
-    journal.close();
+    journal?.close();
+    lock.close();
     throw error;
   }
+}
+
+/** Name of the lock file inside the state directory. */
+export const STATE_LOCK_FILE = "agent.lock";
+
+/**
+ * Takes an exclusive lock on the state directory so that two agents never share one journal
+ * and outbox (each would report the other's commands as interrupted). The operating system
+ * releases the lock when the process ends, however it ends.
+ *
+ * @param dir The state directory.
+ * @returns The open lock file; closing it releases the lock.
+ * @throws {Error} When another process holds the lock.
+ */
+function lockStateDir(dir: string): Deno.FsFile {
+  const path = `${dir}/${STATE_LOCK_FILE}`;
+  const file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  let locked = false;
+  try {
+    locked = file.tryLockSync(true);
+  } catch (error) {
+    file.close();
+    throw new Error(`cannot lock ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  if (!locked) {
+    let holder = "";
+    try {
+      holder = new TextDecoder().decode(Deno.readFileSync(path)).trim();
+    } catch {
+      // The holder's pid is only a hint.
+    }
+    file.close();
+    throw new Error(
+      `another agent${holder ? ` (pid ${holder})` : ""} is using the state directory ${dir}; ` +
+        "give each agent its own STATE_DIR (--state-dir)",
+    );
+  }
+  file.truncateSync(0);
+  file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+  return file;
 }

@@ -5,6 +5,7 @@
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { stopDaemon } from "../agent/mod.ts";
+import { type FileOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 
 /** Seconds `status stop` waits by default: above the default shutdown grace of 30 s. */
@@ -30,7 +31,9 @@ export function stopCommand(io: Io): Command {
         "(it finishes or cancels a running command and reports it first)",
     )
     .helpOption("-h, --help", "show help")
-    .option("--pid-file <path>", "pid file of the daemon", "status.pid")
+    .option("--pid-file <path>", "pid file of the daemon (default status.pid) [PID_FILE]")
+    .option("--config <path>", "read PID_FILE from this config.json (default ./config.json)")
+    .option("--env-file <path>", "read PID_FILE from this .env file (default ./.env)")
     .option(
       "--timeout <secs>",
       `how long to wait for it to exit (default ${DEFAULT_STOP_TIMEOUT_SECS}; keep it above ` +
@@ -39,8 +42,12 @@ export function stopCommand(io: Io): Command {
     )
     .action(async (options) => {
       const timeoutSecs = options.timeout ?? DEFAULT_STOP_TIMEOUT_SECS;
+      // The same PID_FILE the agent used, from the same flags, environment and files.
+      const { settings } = loadCommandSettings(options as Record<string, unknown> & FileOptions, [
+        "agent",
+      ]);
       const pid = await stopDaemon({
-        pidFile: options.pidFile,
+        pidFile: settings.pidFile,
         timeoutMs: timeoutSecs * 1000,
       });
       io.out(`agent stopped (pid ${pid})`);

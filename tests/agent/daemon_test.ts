@@ -116,3 +116,22 @@ Deno.test("pid files", async (t) => {
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("status stop reads PID_FILE like the agent does (here from .env)", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-stop-" });
+  try {
+    const pidFile = join(dir, "custom.pid");
+    Deno.writeTextFileSync(join(dir, ".env"), `PID_FILE=${pidFile}\n`);
+    const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-all", main, "stop"],
+      cwd: dir,
+      stdin: "null",
+    }).output();
+    assert.equal(output.code, 1);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.match(stderr, new RegExp(`no pid file ${pidFile}`));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -226,3 +226,25 @@ Deno.test("agent state", async (t) => {
     }
   });
 });
+
+Deno.test("two agents cannot share one state directory", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
+  try {
+    const first = openAgentState({ dir });
+    try {
+      assert.throws(() => openAgentState({ dir }), {
+        message: new RegExp(
+          `^another agent \\(pid ${Deno.pid}\\) is using the state directory ${dir}; `,
+        ),
+      });
+    } finally {
+      first[Symbol.dispose]();
+    }
+    // Released on close: the next agent may take it.
+    const second = openAgentState({ dir });
+    assert.equal(second.durable, true);
+    second[Symbol.dispose]();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
