@@ -1,0 +1,81 @@
+/**
+ * Starting the load generator (`bench/load_waiters.ts`) as a child process and waiting until it
+ * holds its waits.
+ *
+ * @module
+ */
+import { ROOT } from "./_dashboard.ts";
+import { baseEnv, type Child, type Children } from "./_proc.ts";
+
+/** What the load generator holds. */
+export type LoadTarget =
+  | {
+    kind: "http";
+    url: string;
+    agentsFile: string;
+    timeoutSecs: number;
+    /** Spread the first waits' timeouts over 1…timeoutSecs (default true). */
+    stagger?: boolean;
+  }
+  | { kind: "redis"; port: number };
+
+/**
+ * Starts the load generator with `count` idle waiters and waits until it has sent them all.
+ *
+ * @param children Where the process is registered (so it is always stopped).
+ * @param target The dashboard (with the agents file) or Redis.
+ * @param count How many waiters.
+ * @param logFile Where its standard error goes.
+ * @returns The process; stop it with `closeStdin()` then `stop()`.
+ */
+export async function startWaiters(
+  children: Children,
+  target: LoadTarget,
+  count: number,
+  logFile: string,
+): Promise<Child> {
+  const args = target.kind === "http"
+    ? [
+      "--mode",
+      "http",
+      "--url",
+      target.url,
+      "--agents",
+      target.agentsFile,
+      "--timeout",
+      String(target.timeoutSecs),
+      ...(target.stagger === false ? [] : ["--stagger"]),
+    ]
+    : ["--mode", "redis", "--port", String(target.port)];
+  const child = children.spawn(`load generator (${target.kind}, ${count})`, [
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    "--config",
+    `${ROOT}/deno.json`,
+    "--allow-net",
+    "--allow-read",
+    "--allow-env",
+    `${ROOT}/bench/load_waiters.ts`,
+    ...args,
+    "--count",
+    String(count),
+  ], { env: baseEnv(), logFile, readStdout: true, pipeStdin: true });
+  try {
+    await child.lines!.take(/"event":"ready"/, 180_000);
+  } catch (error) {
+    await child.stop();
+    throw new Error(`the load generator did not get ready (see ${logFile})`, { cause: error });
+  }
+  return child;
+}
+
+/**
+ * Stops a load generator: closes its standard input, then stops its process group.
+ *
+ * @param child The load generator.
+ */
+export async function stopWaiters(child: Child): Promise<void> {
+  await child.closeStdin();
+  await child.stop(10_000);
+}

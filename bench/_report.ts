@@ -1,0 +1,419 @@
+/**
+ * The report of a benchmark run: the machine, what else ran, the summary table (figure |
+ * measured | target | met?), the detail tables, the method, and the hand-written analysis from
+ * `bench/ANALYSIS.md`.
+ *
+ * @module
+ */
+import { formatExecBenchTable } from "./exec_bench.ts";
+import type { Children } from "./_proc.ts";
+import { type Plan, type Results, type RunOutcome, TARGET } from "./_plan.ts";
+import { count, fmt, table } from "./_stats.ts";
+import type { WakeResult } from "./wake_bench.ts";
+
+/** The repository root. */
+const ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+
+const decoder = new TextDecoder();
+
+/**
+ * Runs a shell command for the report and returns its output, or `""` when it fails.
+ *
+ * @param command The command line.
+ * @returns Its standard output, trimmed.
+ */
+export function sh(command: string): string {
+  try {
+    const out = new Deno.Command("bash", { args: ["-c", command], cwd: ROOT, stderr: "null" })
+      .outputSync();
+    return decoder.decode(out.stdout).trim();
+  } catch {
+    return "";
+  }
+}
+
+function readText(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
+}
+
+function machineInfo(redisVersion: string): string[] {
+  // Deno reads /proc only with --allow-all; cat does it.
+  const model = /^model name\s*:\s*(.+)$/m.exec(sh("cat /proc/cpuinfo"))?.[1] ?? "unknown";
+  const commit = sh("git rev-parse --short HEAD") || "unknown";
+  const dirty = sh("git status --porcelain") !== "";
+  return [
+    `- CPU: ${navigator.hardwareConcurrency} × ${model}`,
+    `- memory: ${fmt(Deno.systemMemoryInfo().total / 1024 ** 3, 1)} GiB`,
+    `- kernel: Linux ${Deno.osRelease()}`,
+    `- Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); Redis ${redisVersion}`,
+    `- commit: ${commit}${dirty ? " + uncommitted changes" : ""}`,
+  ];
+}
+
+/**
+ * What else runs on the machine: Deno and Node processes not started by this run, and the
+ * highest one-minute load average. Sampled between phases only (spawning `ps` while measuring
+ * would disturb the measurement).
+ */
+export class ActivityMonitor {
+  readonly #others = new Map<string, string>();
+  readonly #children: Children;
+  #maxLoad = 0;
+
+  /** @param children The processes of this run, which are not "else". */
+  constructor(children: Children) {
+    this.#children = children;
+  }
+
+  /** Takes a sample now. */
+  sample(): void {
+    this.#maxLoad = Math.max(this.#maxLoad, Deno.loadavg()[0]);
+    const ours = new Set([Deno.pid, Deno.ppid, ...this.#children.pids]);
+    for (const line of sh("ps -eo pid=,ppid=,pgid=,args=").split("\n")) {
+      const [pid, ppid, pgid, ...args] = line.trim().split(/\s+/);
+      const command = args.join(" ");
+      if (!/(^|\/)(deno|node)\b/.test(command)) continue;
+      if ([pid, ppid, pgid].some((id) => ours.has(Number(id)))) continue;
+      const short = command.replace(/\s--(allow-\S+|quiet|config\s+\S+)/g, "")
+        .replace(/^\S*\/(deno|node)\b/, "$1");
+      this.#others.set(pid, short.slice(0, 110));
+    }
+  }
+
+  /** One line (plus a line per process) for the report. */
+  describe(): string {
+    const others = [...this.#others].map(([pid, command]) => `\n  - pid ${pid}: ${command}`);
+    return `highest 1-minute load average seen between phases ${
+      fmt(this.#maxLoad)
+    } (this run's own processes included); ` +
+      `other Deno/Node processes seen: ${others.length === 0 ? "none" : others.join("")}`;
+  }
+}
+
+const MB = 1024 * 1024;
+
+function met(ok: boolean | undefined): string {
+  return ok === undefined ? "not measured" : ok ? "yes" : "**no**";
+}
+
+function wakeAt(list: WakeResult[], n: number): WakeResult | undefined {
+  return list.find((w) => w.waiting === n);
+}
+
+function summaryTable(results: Results): string[] {
+  const rows: string[][] = [];
+  for (const wake of results.statusWake) {
+    const n = wake.waiting;
+    const redis = wakeAt(results.redisWake, n);
+    const isTarget = n === TARGET.wakeAtWaiting;
+    rows.push([
+      `wake-up p50 / p99 / max, ${count(n)} waiting (status)`,
+      `${fmt(wake.latencyMs.p50)} / ${fmt(wake.latencyMs.p99)} / ${fmt(wake.latencyMs.max)} ms`,
+      isTarget ? `p99 ≤ ${TARGET.wakeP99Ms} ms` : "—",
+      isTarget ? met(wake.latencyMs.p99 <= TARGET.wakeP99Ms) : "—",
+    ]);
+    if (redis) {
+      rows.push([
+        `wake-up p50 / p99 / max, ${count(n)} waiting (Redis BLPOP)`,
+        `${fmt(redis.latencyMs.p50)} / ${fmt(redis.latencyMs.p99)} / ${
+          fmt(redis.latencyMs.max)
+        } ms`,
+        "reference",
+        "—",
+      ]);
+      const ratio = wake.latencyMs.p99 / redis.latencyMs.p99;
+      rows.push([
+        `our p99 ÷ Redis p99, ${count(n)} waiting`,
+        `${fmt(ratio, 1)} ×`,
+        isTarget ? `≤ ${TARGET.redisRatio} ×` : "—",
+        isTarget ? met(ratio <= TARGET.redisRatio) : "—",
+      ]);
+    }
+  }
+  if (results.baselineRssBytes !== undefined) {
+    rows.push([
+      "dashboard resident memory, 0 waiting (after start)",
+      `${fmt(results.baselineRssBytes / MB, 1)} MB`,
+      "—",
+      "—",
+    ]);
+  }
+  for (const idle of results.idle) {
+    const n = idle.waiting;
+    const rssTarget = n === TARGET.rssAtWaiting;
+    const cpuTarget = n === TARGET.idleCpuAtWaiting;
+    rows.push([
+      `dashboard resident memory (max), ${count(n)} waiting`,
+      `${fmt(idle.dashboard.rssMaxBytes / MB, 1)} MB`,
+      rssTarget ? `≤ ${TARGET.rssBytes / MB} MB` : "—",
+      rssTarget ? met(idle.dashboard.rssMaxBytes <= TARGET.rssBytes) : "—",
+    ]);
+    rows.push([
+      `dashboard CPU, idle ${fmt(idle.dashboard.seconds, 0)} s, ${count(n)} waiting`,
+      `${fmt(idle.dashboard.cpuPercent)} %`,
+      cpuTarget ? `< ${TARGET.idleCpuPercent} %` : "—",
+      cpuTarget ? met(idle.dashboard.cpuPercent < TARGET.idleCpuPercent) : "—",
+    ]);
+    rows.push([
+      `load generator holding ${count(n)} waits: CPU / resident memory`,
+      `${fmt(idle.loadGenerator.cpuPercent)} % / ${fmt(idle.loadGenerator.rssMaxBytes / MB, 1)} MB`,
+      "—",
+      "—",
+    ]);
+    if (idle.agent) {
+      rows.push([
+        `agent CPU while it waits (${fmt(idle.agent.seconds, 0)} s)`,
+        `${fmt(idle.agent.cpuPercent, 3)} %`,
+        `< ${TARGET.agentCpuPercent} %`,
+        met(idle.agent.cpuPercent < TARGET.agentCpuPercent),
+      ]);
+      rows.push([
+        "agent resident memory while it waits",
+        `${fmt(idle.agent.rssMaxBytes / MB, 1)} MB`,
+        "—",
+        "—",
+      ]);
+    }
+  }
+  for (const floor of results.floor) {
+    rows.push([
+      `platform floor: bare Deno.serve holding ${count(floor.waiting)} waits (${
+        floor.coalesced ? "one sweep a second" : "a timer per wait"
+      }): resident memory (max) / CPU`,
+      `${fmt(floor.usage.rssMaxBytes / MB, 1)} MB / ${fmt(floor.usage.cpuPercent)} %`,
+      "reference",
+      "—",
+    ]);
+  }
+  for (const t of results.throughput) {
+    rows.push([`throughput: ${t.name}`, `${fmt(t.perSecond, 1)} commands/s`, "—", "—"]);
+  }
+  if (results.exec) {
+    const overhead = results.exec.rows.find((row) => row.name === "executor overhead");
+    rows.push([
+      "executor overhead per command (p50, vs bare Deno.Command)",
+      `${fmt(results.exec.overheadP50Ms, 3)} ms${
+        overhead ? ` (mean ${fmt(overhead.meanMs, 3)} ms)` : ""
+      }`,
+      "—",
+      "—",
+    ]);
+  }
+  // Targets whose N was not part of this run (quick mode).
+  const missing: string[][] = [];
+  if (!wakeAt(results.statusWake, TARGET.wakeAtWaiting)) {
+    missing.push([
+      `wake-up p99, ${count(TARGET.wakeAtWaiting)} waiting`,
+      "—",
+      `≤ ${TARGET.wakeP99Ms} ms, ≤ ${TARGET.redisRatio} × Redis`,
+      met(undefined),
+    ]);
+  }
+  if (!results.idle.some((i) => i.waiting === TARGET.rssAtWaiting)) {
+    missing.push([
+      `dashboard memory and idle CPU, ${count(TARGET.rssAtWaiting)} waiting`,
+      "—",
+      `≤ ${TARGET.rssBytes / MB} MB, < ${TARGET.idleCpuPercent} %`,
+      met(undefined),
+    ]);
+  }
+  if (!results.idle.some((i) => i.agent)) {
+    missing.push([
+      "agent CPU while it waits",
+      "—",
+      `< ${TARGET.agentCpuPercent} %`,
+      met(undefined),
+    ]);
+  }
+  return table(
+    ["figure", "measured", "target", "met?"],
+    [...rows, ...missing],
+    ["l", "r", "l", "l"],
+  );
+}
+
+function detailTables(results: Results): string[] {
+  const lines: string[] = [];
+  const wakeRows = [...results.statusWake, ...results.redisWake].map((w) => [
+    w.system === "status" ? "status serve" : "Redis",
+    count(w.waiting),
+    count(w.latencyMs.count),
+    fmt(w.latencyMs.mean, 3),
+    fmt(w.latencyMs.p50, 3),
+    fmt(w.latencyMs.p99, 3),
+    fmt(w.latencyMs.max, 3),
+    String(w.unconfirmed),
+  ]);
+  lines.push("### Wake-up latency (ms)", "");
+  lines.push(
+    ...table(
+      ["server", "other waiters", "samples", "mean", "p50", "p99", "max", "unconfirmed"],
+      wakeRows,
+      ["l", "r", "r", "r", "r", "r", "r", "r"],
+    ),
+  );
+  lines.push(
+    "",
+    '"unconfirmed": samples where the server did not count N + 1 waiters before the enqueue ' +
+      "(measured anyway).",
+    "",
+  );
+  lines.push("### Idle cost (nothing enqueued)", "");
+  lines.push(
+    ...table(
+      ["waiting", "process", "CPU %", "resident MB (mean)", "resident MB (max)", "window s"],
+      results.idle.flatMap((idle) =>
+        (["dashboard", "loadGenerator", "agent"] as const)
+          .filter((name) => idle[name] !== undefined)
+          .map((name) => {
+            const usage = idle[name]!;
+            return [
+              count(idle.waiting),
+              name === "loadGenerator" ? "load generator" : name,
+              fmt(usage.cpuPercent, 3),
+              fmt(usage.rssMeanBytes / MB, 1),
+              fmt(usage.rssMaxBytes / MB, 1),
+              fmt(usage.seconds, 1),
+            ];
+          })
+      ),
+      ["r", "l", "r", "r", "r", "r"],
+    ),
+    "",
+  );
+  if (results.floor.length > 0) {
+    lines.push("### Platform floor (`bench/floor_server.ts`, same load generator)", "");
+    lines.push(
+      ...table(
+        ["waiting", "timeouts", "CPU %", "resident MB at start", "resident MB (max)", "window s"],
+        results.floor.map((f) => [
+          count(f.waiting),
+          f.coalesced ? "one sweep a second" : "a timer per wait",
+          fmt(f.usage.cpuPercent, 3),
+          fmt(f.startRssBytes / MB, 1),
+          fmt(f.usage.rssMaxBytes / MB, 1),
+          fmt(f.usage.seconds, 1),
+        ]),
+        ["r", "l", "r", "r", "r", "r"],
+      ),
+      "",
+    );
+  }
+  if (results.heapBytes.length > 0) {
+    lines.push("### V8 heap of the dashboard (after a full GC; profiling run)", "");
+    lines.push(
+      ...table(
+        ["waiting", "heap used MB"],
+        results.heapBytes.map((h) => [count(h.waiting), fmt(h.bytes / MB, 1)]),
+        ["r", "r"],
+      ),
+      "",
+    );
+  }
+  lines.push("### Throughput", "");
+  lines.push(
+    ...table(
+      ["configuration", "commands", "seconds", "commands/s", "dashboard CPU %", "not success"],
+      results.throughput.map((t) => [
+        t.name,
+        count(t.commands),
+        fmt(t.seconds, 2),
+        fmt(t.perSecond, 1),
+        fmt(t.dashboardCpuPercent, 0),
+        String(t.unsuccessful),
+      ]),
+      ["l", "r", "r", "r", "r", "r"],
+    ),
+    "",
+  );
+  if (results.exec) {
+    lines.push("### Executor overhead (`bench/exec_bench.ts`)", "");
+    lines.push(...formatExecBenchTable(results.exec.rows), "");
+  }
+  return lines;
+}
+
+const METHOD = `## Method
+
+- **Dashboard**: \`deno run --allow-net --allow-read --allow-write --allow-env main.ts serve
+  --port 0 --db <tmp>/status.db --rate-limit-per-minute 1000000\`, not in dev mode: every agent
+  has a token in the store (made up front through \`src/store\`, as \`status agents add\` does),
+  \`STATUS_ADMIN_TOKEN\` is set, default settings otherwise (SQLite \`synchronous=FULL\`, log level
+  info, JSON lines to a file). Every child runs in its own process group with \`ulimit -n 65536\`.
+- **Load generator** (\`bench/load_waiters.ts\`, its own process): one TCP connection per agent,
+  raw HTTP/1.1, each wait signed (version 2) like the real agent's; it waits again at every \`204\`.
+  Wait timeout 120 s; the first wait of each agent has a random timeout of 1–120 s, so the fleet's
+  re-polls are spread evenly (N ÷ 120 a second) instead of all ending in the same second.
+- **Wake-up latency**: the measuring client (raw TCP in the runner process, the same code for
+  both servers) sends its wait (\`GET …/wait\` / \`BLPOP\`), then asks the server until it counts
+  N + 1 waiters (\`GET /health\` → \`waiting\` / \`INFO clients\` → \`blocked_clients\`); the clock
+  starts just before the enqueue (\`POST …/enqueue\` with the admin token / \`LPUSH\`) is written and
+  stops when the waiting connection has parsed the whole answer. Each delivered command is then
+  acked and reported. Warm-up samples are dropped.
+- **Platform floor**: \`bench/floor_server.ts\`, a bare \`Deno.serve\` that holds the same
+  waits and does nothing else (no Hono, no auth, no store, no log), under the same load generator
+  and idle window: once with a timer per wait, once with one sweep a second.
+- **Redis**: \`redis-server --save '' --appendonly no --bind 127.0.0.1\`, N idle connections
+  from the load generator blocked in \`BLPOP\` on keys of their own.
+- **Idle cost**: \`/proc/<pid>/stat\` (utime + stime) over the window, \`/proc/<pid>/status\`
+  VmRSS every second. The agent is a real \`status agent\` (default 30 s long-poll, metrics
+  heartbeat every 30 s), measured during the first idle window.
+- **Throughput with agents**: real \`status agent\` processes allowed to run \`true\`; the commands
+  are enqueued at once (4 operator connections, round-robin over the agents); the time runs from
+  the first enqueue to the latest \`reported_at\` stored. **Dashboard alone**: simulated agents in the
+  load generator doing wait → ack → report with a fake result, 4 enqueuing connections keeping at
+  most 200 commands in flight; reports stored a second after a warm-up.
+- All numbers are from one run on one machine; the client, the load generator and the server
+  share its cores.`;
+
+/**
+ * Renders `bench/RESULTS.md`.
+ *
+ * @param plan What the run measured.
+ * @param run What it found.
+ * @param started When it started.
+ * @param seconds How long it took.
+ * @returns The Markdown text.
+ */
+export function render(
+  plan: Plan,
+  run: RunOutcome,
+  started: Date,
+  seconds: number,
+): string {
+  const { results } = run;
+  const lines = [
+    "# Benchmark results",
+    "",
+    `Written by \`deno task bench${plan.quick ? " --quick" : ""}\` on ${started.toISOString()} ` +
+    `(the run took ${fmt(seconds / 60, 1)} min).${
+      plan.quick ? " **Quick mode: small N and few samples; not the figures to size a fleet.**" : ""
+    }`,
+    "",
+    "## Machine",
+    "",
+    ...machineInfo(run.redisVersion),
+    `- what else ran: ${run.activity}`,
+    "",
+    "## Summary",
+    "",
+    ...summaryTable(results),
+    "",
+  ];
+  if (run.results.redisNote) lines.push(`Redis: ${run.results.redisNote}.`, "");
+  if (run.serveArgs.length > 0) {
+    lines.push(`\`status serve\` ran with the extra flags \`${run.serveArgs.join(" ")}\`.`, "");
+  }
+  if (results.errors.length > 0) {
+    lines.push("**Phases that failed:**", "", ...results.errors.map((e) => `- ${e}`), "");
+  }
+  lines.push("## Details", "", ...detailTables(results));
+  lines.push(METHOD, "");
+  const analysis = readText(`${ROOT}/bench/ANALYSIS.md`).trim();
+  if (analysis) lines.push(analysis, "");
+  return lines.join("\n");
+}

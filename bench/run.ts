@@ -1,0 +1,547 @@
+/**
+ * `deno task bench`: every benchmark of issue 6 in one run, beside Redis as the reference, and
+ * the results written to `bench/RESULTS.md` (machine, date, commit) and printed.
+ *
+ * 1. Wake-up latency on `status serve` with N = 1, 1,000 and 10,000 other agents waiting, held by
+ *    the load generator (`bench/load_waiters.ts`) with real signed requests.
+ * 2. The same on Redis (`LPUSH` → `BLPOP`) with N clients blocked, and our p99 ÷ Redis p99.
+ * 3. Idle cost: the dashboard's resident memory and CPU over 30 s with 1,000 and 10,000 agents
+ *    waiting and nothing enqueued; a real `status agent`'s CPU while it waits; the same waits on
+ *    a bare `Deno.serve` (`bench/floor_server.ts`) as the platform floor.
+ * 4. Throughput: enqueue → `true` → report stored, with 1 and 8 agent processes; the dashboard
+ *    alone with 100 simulated agents.
+ * 5. The executor's overhead (`bench/exec_bench.ts`).
+ *
+ * ```sh
+ * deno task bench                 # the full run, about 4 minutes; writes bench/RESULTS.md
+ * deno task bench --quick         # a smoke run: small N, few samples, short windows
+ * deno task bench --out /tmp/r.md --no-install --no-redis
+ * deno task bench --only status --waiting 1000,10000 --idle-waiting 10000 --samples 300 \
+ *   --idle-secs 20 --profile /tmp/prof --out /tmp/r.md
+ * deno run --allow-read bench/profile_summary.ts /tmp/prof/idle-10000.cpuprofile
+ * ```
+ *
+ * Flags: `--quick`; `--out <file>` (default `bench/RESULTS.md`); `--no-install` (do not
+ * `apt-get install redis-server` when it is missing); `--no-redis`; `--only <phases>`
+ * (comma-separated `status`, `floor`, `redis`, `throughput`, `exec`); `--waiting <N,...>` and
+ * `--idle-waiting <N,...>`; `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
+ * flags of `status serve`, e.g. `--log-level warning`); `--profile <dir>` (the dashboard runs with
+ * the V8 inspector: CPU profiles of the idle windows, the wake-up samples and the simulated-agent
+ * load, and heap snapshots; the inspector costs time, so a profiling run's numbers are not the
+ * ones to publish).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { generateToken } from "../src/protocol/mod.ts";
+import { runExecBench } from "./exec_bench.ts";
+import {
+  type AgentCredentials,
+  createStore,
+  makeAgents,
+  Operator,
+  ROOT,
+  startAgent,
+  startDashboard,
+  waitForWaiting,
+} from "./_dashboard.ts";
+import { Inspector } from "./_inspector.ts";
+import { startWaiters, stopWaiters } from "./_load.ts";
+import { FULL, type Phase, type Plan, QUICK, type Results, type RunOutcome } from "./_plan.ts";
+import { baseEnv, Children, freePort, rssBytes, sampleUsage, sleep } from "./_proc.ts";
+import { ensureRedis, type RedisBinary, startRedis } from "./_redis.ts";
+import { ActivityMonitor, render } from "./_report.ts";
+import { infoField, RespConnection } from "./_resp.ts";
+import { count } from "./_stats.ts";
+import { measureAgentThroughput, measureDashboardThroughput } from "./throughput_bench.ts";
+import { measureRedisWake, measureStatusWake } from "./wake_bench.ts";
+
+function say(message: string): void {
+  console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
+
+/** Profiles of the dashboard, when `--profile <dir>` is given. */
+class Profiles {
+  constructor(readonly inspector: Inspector, readonly dir: string) {}
+
+  /** Runs `fn` under the CPU profiler and writes `<name>.cpuprofile`. */
+  async cpu<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    await this.inspector.startCpuProfile();
+    try {
+      return await fn();
+    } finally {
+      await this.inspector.stopCpuProfile(`${this.dir}/${name}.cpuprofile`);
+    }
+  }
+
+  /** Writes `<name>.heapsnapshot` (after a full GC) and returns the heap's used size. */
+  async heap(name: string): Promise<number> {
+    await this.inspector.heapSnapshot(`${this.dir}/${name}.heapsnapshot`);
+    return (await this.inspector.heapUsage()).usedSize;
+  }
+}
+
+/** The agents of a run, made up front with their tokens. */
+interface Fleet {
+  /** The load generator's waiting agents. */
+  waiters: AgentCredentials[];
+  /** The same, as the JSON file the load generator reads. */
+  waitersFile: string;
+  /** The agent whose wake-ups are measured. */
+  probe: AgentCredentials;
+  /** The real agent process whose idle CPU is measured. */
+  idleAgent: AgentCredentials;
+  /** One group of agent processes per throughput run. */
+  throughput: AgentCredentials[][];
+  /** The simulated agents of the dashboard-alone throughput, and their file. */
+  sim: AgentCredentials[];
+  simFile: string;
+}
+
+/** What every phase of a run shares. */
+interface Run {
+  plan: Plan;
+  results: Results;
+  monitor: ActivityMonitor;
+  children: Children;
+  /** The run's temporary directory: store, logs, agents files. */
+  dir: string;
+  fleet: Fleet;
+  profiles?: Profiles;
+}
+
+/** The running dashboard under test. */
+interface Dash {
+  url: string;
+  pid: number;
+  adminToken: string;
+  operator: Operator;
+}
+
+/** Runs one phase; a failure is recorded and the run goes on. */
+async function phase(run: Run, name: string, fn: () => Promise<void>): Promise<void> {
+  run.monitor.sample();
+  say(name);
+  try {
+    await fn();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    say(`${name} failed: ${message}`);
+    run.results.errors.push(`${name}: ${message}`);
+  }
+  run.monitor.sample();
+}
+
+/** Runs `fn` under the CPU profiler when profiling. */
+function maybeCpu<T>(run: Run, name: string, fn: () => Promise<T>): Promise<T> {
+  return run.profiles ? run.profiles.cpu(name, fn) : fn();
+}
+
+async function makeFleet(plan: Plan, dir: string): Promise<Fleet> {
+  const counts = [...plan.waiting, ...plan.idleWaiting];
+  const fleet: Fleet = {
+    waiters: makeAgents("w", Math.max(...counts)),
+    waitersFile: `${dir}/waiters.json`,
+    probe: makeAgents("probe", 1)[0],
+    idleAgent: makeAgents("idle", 1)[0],
+    throughput: plan.throughput.map((t) => makeAgents(`tp${t.agents}`, t.agents)),
+    sim: makeAgents("sim", plan.simAgents),
+    simFile: `${dir}/sim.json`,
+  };
+  const all = [fleet.waiters, [fleet.probe, fleet.idleAgent], ...fleet.throughput, fleet.sim];
+  say(`creating ${count(all.flat().length)} agents with tokens in ${dir}/status.db`);
+  await createStore(`${dir}/status.db`, all.flat());
+  await Deno.writeTextFile(fleet.waitersFile, JSON.stringify(fleet.waiters));
+  await Deno.writeTextFile(fleet.simFile, JSON.stringify(fleet.sim));
+  return fleet;
+}
+
+/** Wake-up latency and idle cost on the dashboard, for every N of the plan. */
+async function statusPhases(run: Run, dash: Dash): Promise<void> {
+  const { plan, fleet } = run;
+  const counts = [...new Set([...plan.waiting, ...plan.idleWaiting])].sort((a, b) => a - b);
+  for (const n of counts) {
+    await phase(run, `status serve with ${count(n)} agents waiting`, async () => {
+      const load = await startWaiters(
+        run.children,
+        {
+          kind: "http",
+          url: dash.url,
+          agentsFile: fleet.waitersFile,
+          timeoutSecs: plan.waitTimeoutSecs,
+        },
+        n,
+        `${run.dir}/load-${n}.log`,
+      );
+      try {
+        await waitForWaiting(dash.operator, n, 120_000);
+        if (plan.idleWaiting.includes(n)) {
+          const withAgent = n === plan.idleWaiting[0] ? fleet.idleAgent : undefined;
+          await measureIdle(run, dash, { n, loadPid: load.pid, withAgent });
+        }
+        if (plan.waiting.includes(n)) {
+          say(`wake-up latency, ${plan.samples} samples, ${count(n)} waiting`);
+          const options = { waiting: n, samples: plan.samples, warmup: plan.warmup };
+          run.results.statusWake.push(
+            await maybeCpu(
+              run,
+              `wake-${n}`,
+              () => measureStatusWake(dash.url, dash.adminToken, fleet.probe, options),
+            ),
+          );
+        }
+      } finally {
+        await stopWaiters(load);
+        const deadline = Date.now() + 30_000;
+        while ((await dash.operator.waiting()) > 0 && Date.now() < deadline) await sleep(100);
+      }
+    });
+  }
+}
+
+/** One idle window: CPU and memory of the dashboard, the load generator and maybe an agent. */
+async function measureIdle(
+  run: Run,
+  dash: Dash,
+  options: { n: number; loadPid: number; withAgent?: AgentCredentials },
+): Promise<void> {
+  const { plan, results } = run;
+  const pids: Record<string, number> = { dashboard: dash.pid, loadGenerator: options.loadPid };
+  const stateDir = `${run.dir}/idle-agent`;
+  await Deno.mkdir(stateDir, { recursive: true });
+  const agent = options.withAgent
+    ? startAgent(run.children, {
+      url: dash.url,
+      agent: options.withAgent,
+      stateDir,
+      logFile: `${run.dir}/idle-agent.log`,
+    })
+    : undefined;
+  try {
+    if (agent) {
+      await waitForWaiting(dash.operator, options.n + 1, 60_000);
+      pids.agent = agent.pid;
+    }
+    // Let start-up work (module loading, the first heartbeat) settle before the window.
+    await sleep(plan.quick ? 1000 : 5000);
+    say(`idle window of ${plan.idleSecs} s with ${count(options.n)} waiting`);
+    const usage = await maybeCpu(
+      run,
+      `idle-${options.n}`,
+      () => sampleUsage(pids, plan.idleSecs * 1000),
+    );
+    if (run.profiles) {
+      const bytes = await run.profiles.heap(`heap-${options.n}`);
+      results.heapBytes.push({ waiting: options.n, bytes });
+    }
+    results.idle.push({
+      waiting: options.n,
+      dashboard: usage.dashboard,
+      loadGenerator: usage.loadGenerator,
+      agent: usage.agent,
+    });
+  } finally {
+    await agent?.stop(10_000);
+  }
+}
+
+/** The platform floor at the largest idle N: a timer per wait, then one sweep a second. */
+async function floorPhases(run: Run): Promise<void> {
+  const n = Math.max(...run.plan.idleWaiting);
+  for (const coalesced of [false, true]) {
+    const timeouts = coalesced ? "one sweep a second" : "a timer per wait";
+    await phase(
+      run,
+      `platform floor: bare Deno.serve, ${count(n)} waiting, ${timeouts}`,
+      async () => {
+        const server = run.children.spawn("floor server", [
+          Deno.execPath(),
+          "run",
+          "--quiet",
+          "--allow-net",
+          `${ROOT}/bench/floor_server.ts`,
+          ...(coalesced ? ["--coalesce"] : []),
+        ], { env: baseEnv(), logFile: `${run.dir}/floor.log`, readStdout: true });
+        try {
+          const line = await server.lines!.take(/listening on/, 30_000);
+          const url = /http:\/\/[\d.]+:\d+/.exec(line)![0];
+          await sleep(1000);
+          const startRssBytes = rssBytes(server.pid);
+          const load = await startWaiters(
+            run.children,
+            {
+              kind: "http",
+              url,
+              agentsFile: run.fleet.waitersFile,
+              timeoutSecs: run.plan.waitTimeoutSecs,
+            },
+            n,
+            `${run.dir}/load-floor.log`,
+          );
+          try {
+            using health = await Operator.open(url, "unused");
+            await waitForWaiting(health, n, 120_000);
+            await sleep(run.plan.quick ? 1000 : 5000);
+            const usage = await sampleUsage({ floor: server.pid }, run.plan.idleSecs * 1000);
+            run.results.floor.push({ waiting: n, coalesced, startRssBytes, usage: usage.floor });
+          } finally {
+            await stopWaiters(load);
+          }
+        } finally {
+          await server.stop();
+        }
+      },
+    );
+  }
+}
+
+/** Wake-up latency on Redis for every N of the plan. */
+async function redisPhases(run: Run, binary: RedisBinary & { ok: true }): Promise<void> {
+  const { plan } = run;
+  await phase(run, `redis-server ${binary.version}`, async () => {
+    const port = freePort();
+    const maxClients = Math.max(...plan.waiting) + 100;
+    const redis = await startRedis(
+      run.children,
+      binary.path,
+      port,
+      maxClients,
+      `${run.dir}/redis.log`,
+    );
+    try {
+      for (const n of plan.waiting) {
+        const load = await startWaiters(
+          run.children,
+          { kind: "redis", port },
+          n,
+          `${run.dir}/load-redis-${n}.log`,
+        );
+        try {
+          await waitForBlocked(port, n, 60_000);
+          say(`redis wake-up latency, ${plan.samples} samples, ${count(n)} blocked`);
+          run.results.redisWake.push(
+            await measureRedisWake(port, {
+              waiting: n,
+              samples: plan.samples,
+              warmup: plan.warmup,
+            }),
+          );
+        } finally {
+          await stopWaiters(load);
+        }
+      }
+    } finally {
+      await redis.stop();
+    }
+  });
+}
+
+async function waitForBlocked(port: number, n: number, timeoutMs: number): Promise<void> {
+  using conn = await RespConnection.open(port);
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const blocked = infoField(String(await conn.command("INFO", "clients")), "blocked_clients");
+    if (blocked >= n) return;
+    if (Date.now() > deadline) {
+      throw new Error(`redis counts ${blocked} blocked clients after ${timeoutMs} ms, not ${n}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** Throughput with agent processes, then the dashboard alone with simulated agents. */
+async function throughputPhases(run: Run, dash: Dash): Promise<void> {
+  const { plan, fleet, results } = run;
+  for (const [i, agents] of fleet.throughput.entries()) {
+    await phase(run, `throughput with ${agents.length} agent process(es)`, async () => {
+      results.throughput.push(
+        await measureAgentThroughput(run.children, {
+          url: dash.url,
+          adminToken: dash.adminToken,
+          dashboardPid: dash.pid,
+          agents,
+          commands: plan.throughput[i].commands,
+          dir: `${run.dir}/tp${agents.length}`,
+        }),
+      );
+    });
+  }
+  await phase(run, `dashboard alone, ${plan.simAgents} simulated agents`, async () => {
+    results.throughput.push(
+      await maybeCpu(run, "sim", () =>
+        measureDashboardThroughput(run.children, {
+          url: dash.url,
+          adminToken: dash.adminToken,
+          dashboardPid: dash.pid,
+          agentsFile: fleet.simFile,
+          agents: plan.simAgents,
+          warmupSecs: plan.simWarmupSecs,
+          durationSecs: plan.simDurationSecs,
+          logFile: `${run.dir}/sim.log`,
+        })),
+    );
+  });
+}
+
+/** The phases that need the dashboard, around one `status serve` process. */
+async function dashboardPhases(run: Run, serveArgs: string[], profileDir?: string) {
+  const adminToken = generateToken();
+  const inspectPort = profileDir ? freePort() : undefined;
+  const dashboard = await startDashboard(run.children, {
+    db: `${run.dir}/status.db`,
+    adminToken,
+    cwd: run.dir,
+    logFile: `${run.dir}/serve.log`,
+    inspectPort,
+    extraArgs: serveArgs,
+  });
+  say(`status serve listens on ${dashboard.url} (pid ${dashboard.child.pid})`);
+  using operator = await Operator.open(dashboard.url, adminToken);
+  const dash: Dash = { url: dashboard.url, pid: dashboard.child.pid, adminToken, operator };
+  if (inspectPort && profileDir) {
+    await Deno.mkdir(profileDir, { recursive: true });
+    run.profiles = new Profiles(await Inspector.connect(inspectPort), profileDir);
+  }
+  try {
+    await sleep(2000);
+    run.results.baselineRssBytes = rssBytes(dash.pid);
+    if (run.profiles) {
+      run.results.heapBytes.push({ waiting: 0, bytes: await run.profiles.heap("heap-0") });
+    }
+    if (run.plan.phases.has("status")) await statusPhases(run, dash);
+    if (run.plan.phases.has("throughput")) await throughputPhases(run, dash);
+  } finally {
+    run.profiles?.inspector[Symbol.dispose]();
+    await dashboard.child.stop();
+  }
+}
+
+async function runAll(
+  plan: Plan,
+  options: { install: boolean; redis: boolean; profileDir?: string; serveArgs: string[] },
+): Promise<RunOutcome> {
+  const redisBinary: RedisBinary = options.redis && plan.phases.has("redis")
+    ? ensureRedis(options.install)
+    : { ok: false, reason: "skipped (--no-redis)" };
+  const results: Results = {
+    statusWake: [],
+    redisWake: [],
+    idle: [],
+    floor: [],
+    throughput: [],
+    heapBytes: [],
+    errors: [],
+  };
+  if (!redisBinary.ok) results.redisNote = redisBinary.reason;
+  const dir = await Deno.makeTempDir({ prefix: "status-bench-" });
+  const children = new Children();
+  const monitor = new ActivityMonitor(children);
+  monitor.sample();
+  const onSignal = () => {
+    say("interrupted: stopping every child process");
+    children.stopAll().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    const run: Run = { plan, results, monitor, children, dir, fleet: await makeFleet(plan, dir) };
+    if (plan.phases.has("status") || plan.phases.has("throughput")) {
+      await dashboardPhases(run, options.serveArgs, options.profileDir);
+    }
+    if (plan.phases.has("floor")) await floorPhases(run);
+    if (redisBinary.ok && plan.phases.has("redis")) await redisPhases(run, redisBinary);
+    await children.stopAll();
+    if (plan.phases.has("exec")) {
+      await phase(run, "executor overhead", async () => {
+        results.exec = await runExecBench({
+          iterations: plan.execIterations,
+          warmup: plan.execWarmup,
+        });
+      });
+    }
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    say(`the run failed: ${message}`);
+    results.errors.push(`run: ${message}`);
+  } finally {
+    await children.stopAll();
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  monitor.sample();
+  return {
+    results,
+    redisVersion: redisBinary.ok ? redisBinary.version : "unavailable",
+    activity: monitor.describe(),
+    serveArgs: options.serveArgs,
+  };
+}
+
+function parsePlan(values: {
+  quick?: boolean;
+  waiting?: string;
+  "idle-waiting"?: string;
+  samples?: string;
+  "idle-secs"?: string;
+  only?: string;
+}): Plan {
+  const numbers = (text: string | undefined) =>
+    text === undefined ? undefined : text.split(",").filter(Boolean).map(Number);
+  const base = values.quick ? QUICK : FULL;
+  const plan: Plan = {
+    ...base,
+    waiting: numbers(values.waiting) ?? base.waiting,
+    idleWaiting: numbers(values["idle-waiting"]) ?? base.idleWaiting,
+    samples: Number(values.samples ?? base.samples),
+    idleSecs: Number(values["idle-secs"] ?? base.idleSecs),
+    phases: values.only === undefined
+      ? base.phases
+      : new Set(values.only.split(",").map((p) => p.trim()) as Phase[]),
+  };
+  for (const n of [...plan.waiting, ...plan.idleWaiting, plan.samples, plan.idleSecs]) {
+    if (!Number.isInteger(n) || n < 1) {
+      throw new RangeError(`counts, samples and seconds must be whole numbers above 0, got ${n}`);
+    }
+  }
+  for (const name of plan.phases) {
+    if (!FULL.phases.has(name)) {
+      throw new RangeError(`--only takes ${[...FULL.phases].join(", ")}; got "${name}"`);
+    }
+  }
+  return plan;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      out: { type: "string" },
+      "no-install": { type: "boolean", default: false },
+      "no-redis": { type: "boolean", default: false },
+      waiting: { type: "string" },
+      "idle-waiting": { type: "string" },
+      samples: { type: "string" },
+      "idle-secs": { type: "string" },
+      only: { type: "string" },
+      profile: { type: "string" },
+      "serve-args": { type: "string" },
+    },
+  });
+  const plan = parsePlan(values);
+  const out = values.out ?? `${ROOT}/bench/RESULTS.md`;
+  const started = new Date();
+  const t0 = performance.now();
+  const outcome = await runAll(plan, {
+    install: !values["no-install"],
+    redis: !values["no-redis"],
+    profileDir: values.profile,
+    serveArgs: values["serve-args"]?.split(/\s+/).filter(Boolean) ?? [],
+  });
+  const report = render(plan, outcome, started, (performance.now() - t0) / 1000);
+  await Deno.writeTextFile(out, report);
+  console.log(report);
+  say(`written to ${out}`);
+  if (outcome.results.errors.length > 0) Deno.exitCode = 1;
+}
