@@ -10,16 +10,15 @@ import denoJson from "./deno.json" with { type: "json" };
 import { processIo } from "./src/cli/io.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
 import { closeLogging } from "./src/log/mod.ts";
-// -- command imports (one per line) --
-import { serveCommand } from "./src/cli/serve.ts";
-import { agentsCommand } from "./src/cli/agents.ts";
 import { agentCommand } from "./src/cli/agent.ts";
 import { stopCommand } from "./src/cli/stop.ts";
+import { serveCommand } from "./src/cli/serve.ts";
+import { upCommand } from "./src/cli/up.ts";
+import { agentsCommand } from "./src/cli/agents.ts";
 import { enqueueCommand } from "./src/cli/enqueue.ts";
 import { resultCommand } from "./src/cli/result.ts";
 import { listCommand } from "./src/cli/list.ts";
 import { cancelCommand } from "./src/cli/cancel.ts";
-import { upCommand } from "./src/cli/up.ts";
 import { execCommand } from "./src/cli/exec.ts";
 
 /**
@@ -36,17 +35,21 @@ export function buildProgram(): Command {
     )
     .version(denoJson.version, "-V, --version", "print the version")
     .helpOption("-h, --help", "show help")
-    .showHelpAfterError(false);
-  // -- command registrations (one per line) --
-  program.addCommand(serveCommand(io));
-  program.addCommand(agentsCommand(io));
+    .showHelpAfterError(false)
+    .addHelpText(
+      "after",
+      '\nWith no command, status runs the agent with the same options as "status agent" ' +
+        '(see "status agent --help"), e.g. status --config config.json',
+    );
   program.addCommand(agentCommand(io), { isDefault: true });
   program.addCommand(stopCommand(io));
+  program.addCommand(serveCommand(io));
+  program.addCommand(upCommand(io));
+  program.addCommand(agentsCommand(io));
   program.addCommand(enqueueCommand(io));
   program.addCommand(resultCommand(io));
   program.addCommand(listCommand(io));
   program.addCommand(cancelCommand(io));
-  program.addCommand(upCommand(io));
   program.addCommand(execCommand(io));
   configureErrors(program);
   return program;
