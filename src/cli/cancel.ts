@@ -6,7 +6,8 @@
 import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-import { parseCommandId } from "./enqueue.ts";
+import { follow, parseCommandId } from "./enqueue.ts";
+import { setExitCode } from "./exit.ts";
 import { operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
 
 /**
@@ -22,15 +23,30 @@ export function cancelCommand(io: Io): Command {
         "stopped by its agent (SIGTERM to its process group, then SIGKILL) and reported " +
         "cancelled; a finished one cannot be cancelled (exit 1)",
     )
-    .argument("<id>", "the command id", parseCommandId);
+    .argument("<id>", "the command id", parseCommandId)
+    .option(
+      "--wait",
+      "wait until a delivered command has stopped; exit 0 when it ended cancelled, 1 when it " +
+        "finished otherwise first",
+    );
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
     const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     try {
       const answer = await client.cancel(id);
-      if (answer.outcome === "cancelled") io.out(`cancelled ${id}`);
-      else io.out(`cancel requested: the agent will stop ${id}`);
+      if (answer.outcome === "cancelled") {
+        io.out(`cancelled ${id}`);
+        return;
+      }
+      io.out(`cancel requested: the agent will stop ${id}`);
+      if (!options.wait) return;
+      const record = await follow(io, client, id);
+      if (record === null) setExitCode(130);
+      else if (record.status !== "cancelled") {
+        io.err(`${id} finished as ${record.status} before the cancel took effect`);
+        setExitCode(1);
+      }
     } catch (error) {
       if (error instanceof OperatorError && error.kind === "conflict") {
         const record = await client.getCommand(id).catch(() => undefined);

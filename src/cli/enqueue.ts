@@ -97,8 +97,17 @@ function printOutput(io: Io, record: CommandRecord): void {
 /**
  * Waits for a command to be final, printing progress on stderr; Ctrl-C stops waiting (exit 130)
  * without cancelling the command.
+ *
+ * @param io Where progress goes (stderr).
+ * @param client The dashboard.
+ * @param id The command.
+ * @returns The final command, or `null` when Ctrl-C stopped the wait.
  */
-async function follow(io: Io, client: OperatorClient, id: string): Promise<CommandRecord | null> {
+export async function follow(
+  io: Io,
+  client: OperatorClient,
+  id: string,
+): Promise<CommandRecord | null> {
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error("interrupted"));
   let listening = false;

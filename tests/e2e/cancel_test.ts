@@ -63,12 +63,14 @@ Deno.test("status cancel stops a running command: cancelled within seconds, no s
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
-  const cancel = await runCli(["cancel", "cancel-1", "--dashboard-url", serve.url], {
+  // --wait returns once the command has stopped, with 0 because it ended cancelled.
+  const cancel = await runCli(["cancel", "cancel-1", "--wait", "--dashboard-url", serve.url], {
     perms: PERMS.operator,
     cwd: dir.path,
   });
   assert.equal(cancel.code, 0, cancel.stderr);
   assert.equal(cancel.stdout, "cancel requested: the agent will stop cancel-1");
+  assert.match(cancel.stderr, /cancel-1 cancelled/);
   const final = await waitForFinal(serve.url, "cancel-1", 5_000);
   assert.equal(final.status, "cancelled");
   const result = final.result as { signal: string | null; duration_secs: number };
