@@ -87,6 +87,7 @@ Examples:
       tls,
       adminToken: s.statusAdminToken,
       ackTimeoutSecs: s.ackTimeoutSecs,
+      defaultTimeoutSecs: s.commandTimeoutSecs,
       maxAttempts: s.maxAttempts,
       rateLimitPerMinute: s.rateLimitPerMinute,
       waitRequireSignature: s.waitRequireSignature,

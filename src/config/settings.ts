@@ -150,11 +150,12 @@ const SPECS = {
   },
   commandTimeoutSecs: {
     env: "COMMAND_TIMEOUT_SECS",
-    description: "Deadline of a command that does not set params.timeout_secs",
+    description:
+      "Deadline of a command that does not set params.timeout_secs (the dashboard's execution lease is this + 60 s)",
     default: 300,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
-    roles: ["agent", "exec"],
+    roles: ["agent", "exec", "server"],
     placeholder: "<secs>",
   },
   commandTimeoutMaxSecs: {
