@@ -193,7 +193,7 @@ function summaryTable(results: Results): string[] {
     rows.push([`throughput: ${t.name}`, `${fmt(t.perSecond, 1)} commands/s`, "—", "—"]);
   }
   if (results.exec) {
-    const overhead = results.exec.rows.find((row) => row.name === "executor overhead");
+    const overhead = results.exec.rows.find((row) => row.name.startsWith("executor overhead"));
     rows.push([
       "executor overhead per command (p50, vs bare Deno.Command)",
       `${fmt(results.exec.overheadP50Ms, 3)} ms${

@@ -124,14 +124,13 @@ export async function runExecBench(options: ExecBenchOptions = {}): Promise<Exec
   const bareRow = stats("bare Deno.Command (true)", samples.get(bare)!);
   const detachedRow = stats("bare Deno.Command, detached (true)", samples.get(detached)!);
   const executorRow = stats("runCommand (true)", samples.get(executor)!);
-  const overhead: ExecBenchRow = {
-    name: "executor overhead",
-    iterations,
-    meanMs: executorRow.meanMs - bareRow.meanMs,
-    p50Ms: executorRow.p50Ms - bareRow.p50Ms,
-    p95Ms: executorRow.p95Ms - bareRow.p95Ms,
-    minMs: executorRow.minMs - bareRow.minMs,
-  };
+  // The overhead of each iteration (both ran in it, back to back), then its distribution: the
+  // difference of two distributions' quantiles is not a quantile of the difference.
+  const bareSamples = samples.get(bare)!;
+  const overhead = stats(
+    "executor overhead (paired, vs bare)",
+    samples.get(executor)!.map((ms, i) => ms - bareSamples[i]),
+  );
   return {
     rows: [bareRow, detachedRow, executorRow, overhead],
     overheadP50Ms: overhead.p50Ms,

@@ -5,7 +5,13 @@
  * @module
  */
 import type { ExecResultBody, ReportStatus } from "../protocol/mod.ts";
-import { createPolicy, runCommand, toReportFields, validateExtraEnv } from "../exec/mod.ts";
+import {
+  createPolicy,
+  envFromAssignments,
+  runCommand,
+  toReportFields,
+  validateExtraEnv,
+} from "../exec/mod.ts";
 
 /** What the agent asks the executor to run. */
 export interface ExecRequest {
@@ -74,23 +80,6 @@ export interface ExecutorOptions {
 }
 
 /**
- * Parses `NAME=value` pairs into a record.
- *
- * @param pairs The pairs.
- * @returns The variables.
- * @throws {TypeError} On a pair without `=`.
- */
-export function parseEnvPairs(pairs: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const pair of pairs) {
-    const at = pair.indexOf("=");
-    if (at <= 0) throw new TypeError(`Environment pair "${pair}" must be NAME=value`);
-    env[pair.slice(0, at)] = pair.slice(at + 1);
-  }
-  return env;
-}
-
-/**
  * Builds the executor that runs commands with `src/exec` under the configured policy. Checks the
  * policy and the extra environment up front.
  *
@@ -103,7 +92,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
     allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
   });
-  const extraEnv = parseEnvPairs(options.commandEnv ?? []);
+  const extraEnv = envFromAssignments(options.commandEnv ?? []);
   const secretValues = options.secretValues ?? [];
   validateExtraEnv(extraEnv, secretValues);
   return {

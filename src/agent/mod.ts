@@ -57,7 +57,6 @@ export {
   type ExecRequest,
   type Executor,
   type ExecutorOptions,
-  parseEnvPairs,
 } from "./executor.ts";
 export { type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
 export {

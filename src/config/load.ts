@@ -6,7 +6,15 @@
  */
 import { parseEnv } from "node:util";
 import { ConfigError } from "../errors.ts";
-import { keysFor, type Role, type SettingKey, SETTINGS, type Settings } from "./settings.ts";
+import {
+  flagOf,
+  jsonKeyOf,
+  keysFor,
+  type Role,
+  type SettingKey,
+  SETTINGS,
+  type Settings,
+} from "./settings.ts";
 
 /** Where a setting's value came from. */
 export type SourceKind = "flag" | "environment" | "env-file" | "config-file" | "default";
@@ -189,7 +197,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   const json = configFile ? parseConfigJson(configFile.text, configFile.label) : {};
 
   const known = new Set(
-    (Object.keys(SETTINGS) as SettingKey[]).map((k) => SETTINGS[k].env.toLowerCase()),
+    (Object.keys(SETTINGS) as SettingKey[]).map((k) => jsonKeyOf(SETTINGS[k].env)),
   );
   const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
 
@@ -197,12 +205,12 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   const sources: Partial<Record<SettingKey, string>> = {};
   for (const key of keys) {
     const spec = SETTINGS[key];
-    const flagName = "--" + spec.env.toLowerCase().replaceAll("_", "-");
+    const flagName = flagOf(spec.env);
     const layers: Array<[string, unknown]> = [
       [`flag ${flagName}`, options.flags?.[key]],
       ["the environment", env[spec.env]],
       [envFile?.label ?? ".env", dotenv[spec.env]],
-      [configFile?.label ?? "config.json", json[spec.env.toLowerCase()]],
+      [configFile?.label ?? "config.json", json[jsonKeyOf(spec.env)]],
     ];
     const found = layers.find(([, value]) => value !== undefined && value !== null);
     if (!found) {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { HEADER } from "./headers.ts";
 
 /** The parts of a request that a version 2 signature covers. */
@@ -162,8 +162,5 @@ export function signedHeaders(options: SignOptions): Record<string, string> {
  * @returns The token.
  */
 export function generateToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  return randomBytes(32).toString("base64url");
 }

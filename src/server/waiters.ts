@@ -103,8 +103,6 @@ function matches(waiter: Waiter, command: CommandRecord): boolean {
  * import assert from "node:assert/strict";
  * import { WaiterHub } from "./waiters.ts";
  * import type { CommandRecord } from "../store/mod.ts";
-import type { Clock } from "./clock.ts";
-import { Deadlines } from "./deadlines.ts";
  *
  * const queue: CommandRecord[] = [];
  * const hub = new WaiterHub({

@@ -31,6 +31,23 @@ Deno.test("--help works on the root and every subcommand", async (t) => {
   assert.match(root.stdout, /^Usage: status/m);
   const names = [...root.stdout.matchAll(/^ {2}([a-z]+)(?: |\[|$)/gm)].map((m) => m[1])
     .filter((n) => n !== "help");
+  // Guard the scraping: every command of the issue must be found, or no step would run.
+  for (
+    const expected of [
+      "agent",
+      "stop",
+      "serve",
+      "up",
+      "agents",
+      "enqueue",
+      "result",
+      "list",
+      "cancel",
+      "exec",
+    ]
+  ) {
+    assert.ok(names.includes(expected), `${expected} is missing from --help`);
+  }
   for (const name of names) {
     await t.step(name, async () => {
       const sub = await runCli([name, "--help"]);
