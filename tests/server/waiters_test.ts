@@ -12,11 +12,14 @@ class SlowQueue {
   readonly items: CommandRecord[] = [];
   readonly released: string[] = [];
   claims = 0;
+  inFlight = 0;
   constructor(readonly maxDelayMs = 3) {}
   async claim(_agentId: string, hash: string): Promise<CommandRecord | null> {
     this.claims++;
+    this.inFlight++;
     // Read at a random point of the delay, then take atomically (like a transaction).
     await new Promise((resolve) => setTimeout(resolve, Math.random() * this.maxDelayMs));
+    this.inFlight--;
     const index = this.items.findIndex((c) =>
       c.deploymentHash === null || c.deploymentHash === hash
     );
@@ -381,8 +384,12 @@ Deno.test("waiter hub enqueue claims for a waiter in one step, losing and doubli
         hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 2000, signal: gone.signal }),
         hub.wait({ agentId: "a", deploymentHash: "d", timeoutMs: 2000 }),
       ];
-      // Let the waits' own first claims (empty queue) finish: the agent's pump is idle.
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      // Let the waits' own first claims (empty queue) finish: the agent's pump is idle. A pump
+      // continues with its next claim in the same turn, so no claim in flight at a timer turn
+      // means it is done (a fixed sleep was too short on a loaded machine).
+      do {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      } while (queue.inFlight > 0);
       const abortAt = Math.random() < 0.5 ? Math.random() * 3 : null;
       if (abortAt !== null) setTimeout(() => gone.abort(), abortAt);
       let named: string | null = "(not called)";
