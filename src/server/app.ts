@@ -25,6 +25,16 @@ import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { leanRoutes } from "./wait_route.ts";
 import { WaiterHub } from "./waiters.ts";
+import { adminAuth } from "./auth.ts";
+import { CommandEvents, eventRoutes } from "./events.ts";
+import { InstanceRegistry } from "./instances.ts";
+import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "./live_output.ts";
+import { DashboardMetrics, routeLabel } from "./metrics.ts";
+import { observeStore } from "./observed_store.ts";
+import { refusalOf } from "./refusals.ts";
+import { fleetRoutes } from "./routes_fleet.ts";
+import { liveRoutes } from "./routes_live.ts";
+import type { OutputBounds } from "../store/mod.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -96,6 +106,22 @@ export interface AppOptions {
    * @default {60000}
    */
   lastSeenFlushMs?: number;
+  /**
+   * An agent that has no open wait and was not seen for this many seconds is offline in the
+   * fleet view (`GET /api/v1/agents`) and the metrics.
+   * @default {90}
+   */
+  offlineAfterSecs?: number;
+  /**
+   * What is kept of a running command's live output, per stream.
+   * @default {{ headBytes: 32768, tailBytes: 32768 }}
+   */
+  outputBounds?: OutputBounds;
+  /**
+   * Interval of keep-alive comments on event streams, in ms.
+   * @default {15000}
+   */
+  eventKeepAliveMs?: number;
 }
 
 /**
@@ -119,6 +145,10 @@ export interface DashboardApp {
   cancelWaiters: CancelWaiters;
   /** Whether the app runs in dev mode. */
   devMode: boolean;
+  /** The app's Prometheus metrics (`GET /metrics`). */
+  metrics: DashboardMetrics;
+  /** The event streams of commands. */
+  events: CommandEvents;
   /**
    * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
@@ -175,8 +205,11 @@ export function createApp(options: AppOptions): DashboardApp {
   if (!devMode && !options.adminToken) {
     throw new TypeError("adminToken is required outside dev mode");
   }
-  const store = options.store;
   const clock = options.clock ?? systemClock;
+  // Every store call is timed, and every change of a command reaches its event streams.
+  const metrics = new DashboardMetrics();
+  const events = new CommandEvents();
+  const store = observeStore(options.store, { events, metrics });
   const ackTimeoutSecs = positiveInteger("ackTimeoutSecs", options.ackTimeoutSecs ?? 30);
   const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
   const rateLimitPerMinute = positiveInteger(
@@ -190,6 +223,7 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
+  const offlineAfterSecs = positiveInteger("offlineAfterSecs", options.offlineAfterSecs ?? 90);
   const startedAt = clock.now();
 
   const leases = new LeaseTimer({
@@ -300,6 +334,7 @@ export function createApp(options: AppOptions): DashboardApp {
     deliveryLeaseMs: ackTimeoutSecs * 1000,
     maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
+    instances: new InstanceRegistry(clock),
   };
 
   const app = new Hono<ServerEnv>();
@@ -321,6 +356,27 @@ export function createApp(options: AppOptions): DashboardApp {
 
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
+  const operatorAuth = adminAuth({ adminToken: options.adminToken, devMode });
+  liveRoutes(app, deps, {
+    outputLimiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute * 5, clock }),
+    keep: options.outputBounds ?? {
+      headBytes: LIVE_OUTPUT_HEAD_BYTES,
+      tailBytes: LIVE_OUTPUT_TAIL_BYTES,
+    },
+  });
+  eventRoutes(app, { store, events, auth: operatorAuth, keepAliveMs: options.eventKeepAliveMs });
+  const fleet = fleetRoutes(app, deps, {
+    auth: operatorAuth,
+    offlineAfterMs: offlineAfterSecs * 1000,
+  });
+  metrics.bind({
+    waiting: () => hub.size,
+    online: () => fleet.online(),
+    countByStatus: () => store.countCommandsByStatus(),
+  });
+  app.get("/metrics", operatorAuth, function metricsRoute() {
+    return metrics.render();
+  });
 
   app.notFound((c) => {
     return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
@@ -346,10 +402,21 @@ export function createApp(options: AppOptions): DashboardApp {
 
   // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
   const lean = leanRoutes(deps);
-  const fetch: HttpApp["fetch"] = (request, env) => {
+  const count = (request: Request, response: Response) => {
+    const status = response.status;
+    metrics.requests.inc({ route: routeLabel(new URL(request.url).pathname), status });
+    if (status === 429) metrics.rateLimited.inc();
+    else if (status >= 400) {
+      const reason = refusalOf(request);
+      if (reason !== undefined) metrics.authRefusals.inc({ reason });
+    }
+    return response;
+  };
+  const fetch: HttpApp["fetch"] = async (request, env) => {
     const addr = env?.remoteAddr;
-    return lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
-      app.fetch(request, env);
+    const response = await (lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
+      app.fetch(request, env));
+    return count(request, response);
   };
   const http: HttpApp = {
     fetch,
@@ -369,6 +436,8 @@ export function createApp(options: AppOptions): DashboardApp {
     hub,
     cancelWaiters,
     devMode,
+    metrics,
+    events,
     expireLeases,
     flushLastSeen,
     async close() {
