@@ -49,3 +49,11 @@ export {
   formatTable,
   truncationNotes,
 } from "./format.ts";
+export {
+  followCommand,
+  type FollowHandlers,
+  type FollowOptions,
+  type FollowResult,
+  parseServerSentEvents,
+  type ServerSentEvent,
+} from "./follow.ts";
