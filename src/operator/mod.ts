@@ -57,3 +57,4 @@ export {
   parseServerSentEvents,
   type ServerSentEvent,
 } from "./follow.ts";
+export { checkHealth, type HealthCheck, type HealthOptions, type HealthReport } from "./health.ts";
