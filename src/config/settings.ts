@@ -248,6 +248,7 @@ const SPECS = {
     expected: "true or false",
     schema: bool,
     roles: ["agent"],
+    placeholder: "<true|false>",
   },
   stateDir: {
     env: "STATE_DIR",
