@@ -4,7 +4,6 @@
  *
  * @module
  */
-import type { Registry } from "prom-client";
 import { logger } from "./log/mod.ts";
 
 /**
@@ -26,16 +25,16 @@ export function parseListenAddress(value: string): { hostname: string; port: num
 const log = logger("metrics");
 
 /**
- * Serves `GET /metrics` of a registry on its own listener (the agent's `--metrics-port`, the
+ * Serves `GET /metrics` on its own listener (the agent's `--metrics-port`, the
  * dashboard's `--metrics-bind`); anything else is `404`.
  *
- * @param registry The metrics.
+ * @param render Renders the metrics (Prometheus text format).
  * @param address Where to listen.
  * @param signal Stops the listener.
  * @returns The listening server.
  */
 export function serveMetrics(
-  registry: Registry,
+  render: () => Promise<Response>,
   address: { hostname: string; port: number },
   signal: AbortSignal,
 ): Deno.HttpServer<Deno.NetAddr> {
@@ -49,9 +48,7 @@ export function serveMetrics(
     if (request.method !== "GET" || path !== "/metrics") {
       return new Response("only GET /metrics here\n", { status: 404 });
     }
-    return new Response(await registry.metrics(), {
-      headers: { "Content-Type": registry.contentType },
-    });
+    return await render();
   });
   return server;
 }

@@ -303,8 +303,9 @@ class Agent {
           version: VERSION,
           instanceId: this.#instanceId,
         });
+        const metrics = this.#metrics;
         metricsServer = serveMetrics(
-          this.#metrics.registry,
+          () => metrics.render(),
           parseListenAddress(options.metricsPort),
           heartbeatStop.signal,
         );

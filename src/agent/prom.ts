@@ -18,8 +18,7 @@ import { Counter, Gauge, Registry } from "prom-client";
 
 /** The agent's metrics. */
 export class AgentMetrics {
-  /** The registry `GET /metrics` renders. */
-  readonly registry: Registry = new Registry();
+  readonly #registry: Registry = new Registry();
   readonly #commands: Counter<"status">;
   readonly #pollErrors: Counter<"kind">;
   readonly #backoff: Gauge;
@@ -33,7 +32,7 @@ export class AgentMetrics {
    * @param info Who the agent is.
    */
   constructor(info: { agentId: string; version: string; instanceId: string }) {
-    const registers = [this.registry];
+    const registers = [this.#registry];
     new Gauge({
       name: "status_agent_info",
       help: "Who this agent is (always 1)",
@@ -117,5 +116,12 @@ export class AgentMetrics {
   /** A live output chunk was delivered. */
   chunkSent(): void {
     this.#chunks.inc();
+  }
+
+  /** The `GET /metrics` answer: the metrics in the Prometheus text format. */
+  async render(): Promise<Response> {
+    return new Response(await this.#registry.metrics(), {
+      headers: { "Content-Type": this.#registry.contentType },
+    });
   }
 }

@@ -6,8 +6,9 @@
  * @module
  */
 
-/** Which output stream a chunk came from. */
-export type OutputStreamName = "stdout" | "stderr";
+import type { OutputStreamName } from "../protocol/live.ts";
+
+export type { OutputStreamName };
 
 /**
  * Receives each chunk a command prints, as it is read. The chunk is the callback's own (a copy).

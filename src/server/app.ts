@@ -29,7 +29,7 @@ import { adminAuth } from "./auth.ts";
 import { CommandEvents, eventRoutes } from "./events.ts";
 import { InstanceRegistry } from "./instances.ts";
 import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "./live_output.ts";
-import { DashboardMetrics, routeLabel } from "./metrics.ts";
+import { DashboardMetrics, type MetricsRenderer, routeLabel } from "./metrics.ts";
 import { observeStore } from "./observed_store.ts";
 import { refusalOf } from "./refusals.ts";
 import { fleetRoutes } from "./routes_fleet.ts";
@@ -146,7 +146,7 @@ export interface DashboardApp {
   /** Whether the app runs in dev mode. */
   devMode: boolean;
   /** The app's Prometheus metrics (`GET /metrics`). */
-  metrics: DashboardMetrics;
+  metrics: MetricsRenderer;
   /** The event streams of commands. */
   events: CommandEvents;
   /**

@@ -16,6 +16,8 @@
  * | `status_redeliveries_total` | counter | — |
  * | `status_store_operation_duration_seconds` | histogram | `operation` |
  * | `status_output_bytes_total` | counter | — (live output bytes stored) |
+ * | `process_resident_memory_bytes` | gauge | — (the dashboard process's resident memory) |
+ * | `status_heap_used_bytes` | gauge | — (JavaScript heap in use) |
  *
  * @module
  */
@@ -24,7 +26,7 @@ import type { CommandStatus } from "../protocol/mod.ts";
 import { COMMAND_STATUSES } from "../protocol/mod.ts";
 
 /** What the gauges read when scraped. */
-export interface MetricsSources {
+export interface DashboardMetricsSources {
   /** Agents with an open wait now. */
   waiting(): number;
   /** Agents online (waiting, or seen recently). */
@@ -33,8 +35,14 @@ export interface MetricsSources {
   countByStatus(): Promise<Partial<Record<CommandStatus, number>>>;
 }
 
+/** Renders metrics in the Prometheus text format. */
+export interface MetricsRenderer {
+  /** The `GET /metrics` answer. */
+  render(): Promise<Response>;
+}
+
 /** The dashboard's metrics. */
-export class DashboardMetrics {
+export class DashboardMetrics implements MetricsRenderer {
   /** The registry `GET /metrics` renders. */
   readonly registry: Registry = new Registry();
   /** Commands that reached a final status, by status. */
@@ -57,7 +65,7 @@ export class DashboardMetrics {
   readonly storeLatency: Histogram<"operation">;
   /** Live output bytes stored. */
   readonly outputBytes: Counter;
-  #sources: MetricsSources | undefined;
+  #sources: DashboardMetricsSources | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -87,6 +95,22 @@ export class DashboardMetrics {
       async collect() {
         const counts = self.#sources ? await self.#sources.countByStatus() : {};
         for (const status of COMMAND_STATUSES) this.set({ status }, counts[status] ?? 0);
+      },
+    });
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory of the dashboard process",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+    new Gauge({
+      name: "status_heap_used_bytes",
+      help: "JavaScript heap in use by the dashboard process",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().heapUsed);
       },
     });
     this.commandsFinished = new Counter({
@@ -154,7 +178,7 @@ export class DashboardMetrics {
    *
    * @param sources The readers.
    */
-  bind(sources: MetricsSources): void {
+  bind(sources: DashboardMetricsSources): void {
     this.#sources = sources;
   }
 

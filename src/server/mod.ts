@@ -97,6 +97,21 @@ export type { ServerEnv } from "./auth.ts";
 export type { RawBody } from "./body.ts";
 export { WAIT_TIMEOUT_SECS } from "./wait_route.ts";
 export { LIST_LIMIT } from "./routes_operator.ts";
+export { CommandEvents, type EventCursor, parseEventId, statusKeyOf } from "./events.ts";
+export {
+  DashboardMetrics,
+  type DashboardMetricsSources,
+  type MetricsRenderer,
+  routeLabel,
+} from "./metrics.ts";
+export { InstanceRegistry } from "./instances.ts";
+export { type AgentState as FleetAgentState, agentState } from "./routes_fleet.ts";
+export {
+  assembleStream,
+  LIVE_OUTPUT_HEAD_BYTES,
+  LIVE_OUTPUT_TAIL_BYTES,
+  type LiveStream,
+} from "./live_output.ts";
 // Types of other modules that the API above names.
 export type {
   AgentRecord,
@@ -104,5 +119,6 @@ export type {
   CommandRecord,
   CommandStore,
   ExpireOutcome,
+  OutputBounds,
   SqliteStoreOptions,
 } from "../store/mod.ts";

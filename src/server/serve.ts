@@ -192,8 +192,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
     if (options.metricsBind !== undefined) {
       try {
+        const metrics = dashboard.metrics;
         metricsServer = serveMetrics(
-          dashboard.metrics.registry,
+          () => metrics.render(),
           parseListenAddress(options.metricsBind),
           metricsStop.signal,
         );

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 // @ts-types="./_prometheus_parser.d.ts"
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
-import { startServer } from "../../src/server/mod.ts";
+import { type DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
 
@@ -99,7 +99,8 @@ Deno.test("/metrics parses as Prometheus text and its counters move as commands 
     }) >= 1,
   );
   // The parser drops the labels of labelled histograms; read that one from the registry.
-  const storeLatency = (await d.dashboard.metrics.registry.getMetricsAsJSON())
+  const registry = (d.dashboard.metrics as DashboardMetrics).registry;
+  const storeLatency = (await registry.getMetricsAsJSON())
     .find((m) => m.name === "status_store_operation_duration_seconds")!;
   const reportCount = storeLatency.values.find((v) =>
     (v as { metricName?: string }).metricName ===
