@@ -445,6 +445,7 @@ export function createApp(options: AppOptions): DashboardApp {
         closed = true;
         hub.close();
         cancelWaiters.close();
+        events.close();
         leases.close();
         await flushLastSeen();
       }

@@ -26,6 +26,20 @@ const log = logger("server", "events");
 /** Wakes the open event streams of a command when it changes. */
 export class CommandEvents {
   readonly #listeners = new Map<string, Set<() => void>>();
+  #closed = false;
+
+  /** Whether {@link CommandEvents.close} was called: open streams end, new ones end at once. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Ends every open stream (the dashboard shuts down; clients reconnect elsewhere or later). */
+  close(): void {
+    this.#closed = true;
+    for (const set of [...this.#listeners.values()]) {
+      for (const listener of [...set]) listener();
+    }
+  }
 
   /**
    * Calls `listener` whenever the command changes, until the returned function is called.
@@ -175,7 +189,7 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
         const pump = async () => {
           // The client's reconnection delay when the stream breaks.
           controller.enqueue(encoder.encode("retry: 1000\n\n"));
-          while (!closed) {
+          while (!closed && !events.closed) {
             if (!dirty) {
               const woken = await new Promise<boolean>((resolve) => {
                 const timer = setTimeout(() => resolve(false), keepAliveMs);
@@ -185,7 +199,7 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
                 };
               });
               wake = undefined;
-              if (closed) break;
+              if (closed || events.closed) break;
               if (!woken) {
                 controller.enqueue(encoder.encode(": keep-alive\n\n"));
                 dirty = true; // and look at the store again, in case a change was not published

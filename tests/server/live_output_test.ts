@@ -200,3 +200,13 @@ Deno.test("the event stream wakes on new output at once and needs the admin toke
   assert.equal(events.at(-1)!.event, "output");
   assert.equal(d.dashboard.events.size, 0, "the subscription ended with the connection");
 });
+
+Deno.test("closing the dashboard ends open event streams (shutdown does not wait for them)", async () => {
+  await using d = await makeDashboard({ realClock: true, eventKeepAliveMs: 60_000 });
+  await deliver(d, "x1");
+  const reading = readEvents(d, "x1", () => false);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await d.dashboard.close();
+  const events = await reading;
+  assert.deepEqual(events.map((e) => e.event), ["status"], "the stream ended without an end");
+});
