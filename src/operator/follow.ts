@@ -98,6 +98,12 @@ export interface FollowOptions extends FollowHandlers {
    * @default {60000}
    */
   maxOutageMs?: number;
+  /**
+   * A connection on which nothing arrives for this long (the dashboard sends a keep-alive
+   * comment every 15 s) is taken for dead and opened again, in ms.
+   * @default {45000}
+   */
+  idleTimeoutMs?: number;
 }
 
 /** What {@link followCommand} ends with. */
@@ -143,8 +149,13 @@ export async function followCommand(
   for (;;) {
     signal?.throwIfAborted();
     let response: Response | null;
+    // Each connection can be dropped on its own when it goes quiet.
+    const connection = new AbortController();
+    const connectionSignal = signal
+      ? AbortSignal.any([signal, connection.signal])
+      : connection.signal;
     try {
-      response = await client.openEvents(id, { lastEventId, signal });
+      response = await client.openEvents(id, { lastEventId, signal: connectionSignal });
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       const transient = error instanceof OperatorError &&
@@ -164,10 +175,33 @@ export async function followCommand(
       });
       return { record, live: false };
     }
-    failingSince = undefined;
-    delay = 250;
+    const idleMs = options.idleTimeoutMs ?? 45_000;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    let watching: TransformStreamDefaultController<Uint8Array> | undefined;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        watching?.error(new Error(`nothing arrived for ${idleMs} ms`));
+        connection.abort();
+      }, idleMs);
+    };
+    const watched = response.body!.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        start(controller) {
+          watching = controller;
+          arm();
+        },
+        transform(chunk, controller) {
+          arm();
+          controller.enqueue(chunk);
+        },
+      }),
+    );
     try {
-      for await (const event of parseServerSentEvents(response.body!)) {
+      for await (const event of parseServerSentEvents(watched)) {
+        // The connection works: outages are counted afresh.
+        failingSince = undefined;
+        delay = 250;
         if (event.id !== undefined) lastEventId = event.id;
         let data: unknown;
         try {
@@ -195,16 +229,28 @@ export async function followCommand(
           }
         } else if (event.event === "status" || event.event === "end") {
           const parsed = commandRecordSchema.safeParse(data);
-          if (!parsed.success) continue;
+          if (!parsed.success) {
+            if (event.event === "status") continue;
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} ended with a result that is not a command: ${
+                parsed.error.issues[0]?.message ?? "invalid"
+              }`,
+            );
+          }
           if (event.event === "end") return { record: parsed.data, live: true };
           options.onStatus?.(parsed.data);
         }
       }
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
+      if (error instanceof OperatorError) throw error;
       failingSince ??= performance.now();
       options.onReconnect?.(error);
       continue;
+    } finally {
+      clearTimeout(idle);
+      connection.abort();
     }
     // The stream ended without an `end` event (a proxy or the dashboard closed it): resume.
     failingSince ??= performance.now();
