@@ -5,9 +5,14 @@
  * Where chromium is missing the tests are skipped with one message, except in CI (`CI` set), where
  * `.ci/run` installs it and a missing browser is a failure.
  *
+ * playwright-core probes paths such as `/proc/sys/fs/binfmt_misc/WSLInterop` when it loads, which
+ * Deno allows only under `--allow-all`; the test suite runs with a list of permissions. So the
+ * browser tests run in a child `deno test --allow-all` of their own file when the suite lacks it
+ * ({@link HAS_ALL_PERMISSIONS}), and playwright-core is imported only inside that child.
+ *
  * @module
  */
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 
 /** The browser binary (`CHROMIUM_PATH` overrides). */
 export const CHROMIUM: string = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
@@ -31,6 +36,37 @@ export const BROWSER_AVAILABLE: boolean = (() => {
   return false;
 })();
 
+/** Whether this process runs under `--allow-all` (playwright-core can be loaded). */
+export const HAS_ALL_PERMISSIONS: boolean = (() => {
+  try {
+    Deno.statSync("/proc/sys/fs/binfmt_misc/WSLInterop");
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) return false;
+  }
+  return true;
+})();
+
+/**
+ * Runs a test file again in a child `deno test --allow-all` and fails with its output when it
+ * fails.
+ *
+ * @param file The test file (`import.meta.filename`).
+ */
+export async function runUnderAllowAll(file: string): Promise<void> {
+  const root = new URL("../../", import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["test", "--allow-all", "--config", `${root}deno.json`, file],
+    cwd: root,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new Error(`the browser tests failed:\n${text}`);
+  if (!/\| [1-9]\d* passed/.test(text)) throw new Error(`no browser test ran:\n${text}`);
+}
+
 /**
  * Launches headless chromium with a fresh profile.
  *
@@ -40,6 +76,7 @@ export async function launchChromium(): Promise<Browser> {
   if (!exists(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's chromium`);
   }
+  const { chromium } = await import("playwright-core");
   return await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,

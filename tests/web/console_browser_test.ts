@@ -5,7 +5,14 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { runCli, startAgent, startServe, tempDir } from "../e2e/helpers.ts";
-import { BROWSER_AVAILABLE, eventually, launchChromium, screenshotDir } from "./_browser.ts";
+import {
+  BROWSER_AVAILABLE,
+  eventually,
+  HAS_ALL_PERMISSIONS,
+  launchChromium,
+  runUnderAllowAll,
+  screenshotDir,
+} from "./_browser.ts";
 
 const AGENT = "web-agent";
 /** An agent that is registered but started only later in the test. */
@@ -50,13 +57,24 @@ async function enqueueFromForm(page: Page, url: string, agent: string, line: str
   return decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!);
 }
 
-Deno.test({
-  name: "web console in chromium: login, agents, enqueue, live updates, cancel, CSRF, XSS",
-  ignore: !BROWSER_AVAILABLE,
-  // playwright-core keeps its connection's timers and pipes until the browser has closed.
-  sanitizeOps: false,
-  sanitizeResources: false,
-}, async (t) => {
+const NAME = "web console in chromium: login, agents, enqueue, live updates, cancel, CSRF, XSS";
+
+if (!HAS_ALL_PERMISSIONS) {
+  Deno.test({
+    name: `${NAME} (in a child deno test --allow-all, which playwright-core needs)`,
+    ignore: !BROWSER_AVAILABLE,
+  }, () => runUnderAllowAll(import.meta.filename!));
+} else {
+  Deno.test({
+    name: NAME,
+    ignore: !BROWSER_AVAILABLE,
+    // playwright-core keeps its connection's timers and pipes until the browser has closed.
+    sanitizeOps: false,
+    sanitizeResources: false,
+  }, browserTest);
+}
+
+async function browserTest(t: Deno.TestContext): Promise<void> {
   await using dir = tempDir("status-web-");
   const db = `${dir.path}/status.db`;
   const token = await addAgent(db, AGENT, dir.path);
@@ -109,19 +127,22 @@ Deno.test({
       );
     });
 
-    await t.step("log in with the admin token (keyboard): an HttpOnly, strict session", async () => {
-      await page.getByLabel("Admin token").fill(admin);
-      await page.getByLabel("Admin token").press("Enter");
-      await page.waitForURL(`${url}/commands`);
-      assert.equal(await page.getByRole("heading", { level: 1 }).innerText(), "Commands");
-      const cookie = (await context.cookies()).find((c) => c.name === "status_session");
-      assert.ok(cookie, "a session cookie");
-      assert.equal(cookie.httpOnly, true);
-      assert.equal(cookie.sameSite, "Strict");
-      assert.equal(cookie.secure, false, "not Secure over plain HTTP");
-      assert.ok(cookie.expires > Date.now() / 1000, "with an expiry");
-      assert.ok(cookie.expires < Date.now() / 1000 + 13 * 3600);
-    });
+    await t.step(
+      "log in with the admin token (keyboard): an HttpOnly, strict session",
+      async () => {
+        await page.getByLabel("Admin token").fill(admin);
+        await page.getByLabel("Admin token").press("Enter");
+        await page.waitForURL(`${url}/commands`);
+        assert.equal(await page.getByRole("heading", { level: 1 }).innerText(), "Commands");
+        const cookie = (await context.cookies()).find((c) => c.name === "status_session");
+        assert.ok(cookie, "a session cookie");
+        assert.equal(cookie.httpOnly, true);
+        assert.equal(cookie.sameSite, "Strict");
+        assert.equal(cookie.secure, false, "not Secure over plain HTTP");
+        assert.ok(cookie.expires > Date.now() / 1000, "with an expiry");
+        assert.ok(cookie.expires < Date.now() / 1000 + 13 * 3600);
+      },
+    );
 
     await t.step("the agent list shows the agent online", async () => {
       await page.goto(`${url}/`);
@@ -138,8 +159,10 @@ Deno.test({
     await t.step("enqueue echo hello from the form: success and hello, no reload", async () => {
       const id = await enqueueFromForm(page, url, AGENT, "echo hello");
       await markWindow(page);
-      await eventually("the command page shows success", async () =>
-        (await statusOf(page)) === "success");
+      await eventually(
+        "the command page shows success",
+        async () => (await statusOf(page)) === "success",
+      );
       assert.equal(await page.locator("pre#stdout").textContent(), "hello\n");
       assert.ok(await stillMarked(page), "the page was not reloaded");
       assert.equal(await page.locator("#cancel-button").count(), 0, "no Cancel once final");
@@ -152,15 +175,21 @@ Deno.test({
 
     await t.step("enqueue sleep 30, see it running, press Cancel: cancelled", async () => {
       await enqueueFromForm(page, url, AGENT, "sleep 30");
-      await eventually("the command page shows running", async () =>
-        (await statusOf(page)) === "running", 20_000);
+      await eventually(
+        "the command page shows running",
+        async () => (await statusOf(page)) === "running",
+        20_000,
+      );
       const pressed = Date.now();
       await page.locator("#cancel-button").focus();
       await page.keyboard.press("Enter");
       await page.waitForURL(/done=(requested|cancelled)/);
       await markWindow(page);
-      await eventually("the command page shows cancelled", async () =>
-        (await statusOf(page)) === "cancelled", 10_000);
+      await eventually(
+        "the command page shows cancelled",
+        async () => (await statusOf(page)) === "cancelled",
+        10_000,
+      );
       assert.ok(Date.now() - pressed < 10_000);
       assert.ok(await stillMarked(page), "cancelled appeared without a reload");
       assert.equal(await page.locator("#cancel-button").count(), 0);
@@ -200,8 +229,11 @@ Deno.test({
         cwd: dir.path,
         args: ["--agent-token", lateToken],
       });
-      await eventually("the command page shows success", async () =>
-        (await statusOf(page)) === "success", 30_000);
+      await eventually(
+        "the command page shows success",
+        async () => (await statusOf(page)) === "success",
+        30_000,
+      );
       assert.ok(await stillMarked(page), "updated without a reload");
       assert.equal(
         await page.locator("pre#stdout").textContent(),
@@ -256,4 +288,4 @@ Deno.test({
   } finally {
     await browser.close();
   }
-});
+}
