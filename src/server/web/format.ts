@@ -215,7 +215,9 @@ export function outputView(
     return { head: bytes ? decoder.decode(bytes) : text ?? "", tail: "", cutBytes, binary };
   }
   bytes ??= new TextEncoder().encode(text ?? "");
-  const half = Math.floor(bytes.length / 2);
+  let half = Math.floor(bytes.length / 2);
+  // Not inside a UTF-8 character: back to its first byte.
+  for (let back = 0; back < 3 && half > 0 && (bytes[half] & 0xc0) === 0x80; back++) half--;
   return {
     head: decoder.decode(bytes.subarray(0, half)),
     tail: decoder.decode(bytes.subarray(half)),

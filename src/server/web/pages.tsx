@@ -1,3 +1,7 @@
+// Hono renders these on the server once: list items need no React-style `key` (and a `key` would
+// be written out as an attribute).
+// deno-lint-ignore-file jsx-key
+
 /**
  * The console's pages, rendered on the dashboard with Hono's JSX: every stored string goes
  * through JSX text or attribute escaping, never into markup. The pages work without script; the
@@ -192,7 +196,7 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                   const running = runningOf(agent);
                   const beat = agent.heartbeat ?? agent.metrics;
                   return (
-                    <tr key={agent.id} data-agent={agent.id}>
+                    <tr data-agent={agent.id}>
                       <th scope="row" data-label="Agent">
                         <a href={`/commands?agent=${encodeURIComponent(agent.id)}`}>{agent.id}</a>
                       </th>
@@ -274,7 +278,7 @@ export function CommandsPage(
           <select id="filter-agent" name="agent">
             <option value="">All agents</option>
             {props.agents.map((id) => (
-              <option key={id} value={id} selected={id === filter.agent}>{id}</option>
+              <option value={id} selected={id === filter.agent}>{id}</option>
             ))}
           </select>
         </div>
@@ -283,7 +287,7 @@ export function CommandsPage(
           <select id="filter-status" name="status">
             <option value="">All statuses</option>
             {STATUS_CHOICES.map((status) => (
-              <option key={status} value={status} selected={status === filter.status}>
+              <option value={status} selected={status === filter.status}>
                 {status}
               </option>
             ))}
@@ -306,7 +310,7 @@ export function CommandsPage(
           </thead>
           <tbody>
             {props.commands.map((command) => (
-              <tr key={command.id}>
+              <tr>
                 <th scope="row" data-label="Command">
                   <a href={`/commands/${encodeURIComponent(command.id)}`}>
                     <code>{command.name}</code>
@@ -454,7 +458,7 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
       <h2>Timeline</h2>
       <ol class="timeline">
         {steps.map(([label, at]) => (
-          <li key={label} class={at ? "done" : "pending"}>
+          <li class={at ? "done" : "pending"}>
             <span class="step">{label}</span>{" "}
             <time datetime={at ?? undefined}>{formatTime(at)}</time>
           </li>
@@ -521,9 +525,8 @@ export function EnqueuePage(
         <Csrf token={props.csrf} />
         <label for="enqueue-agent">Agent</label>
         <select id="enqueue-agent" name="agent" required>
-          {props.agents.map((id) => (
-            <option key={id} value={id} selected={id === values.agent}>{id}</option>
-          ))}
+          {props.agents.map((id) => <option value={id} selected={id === values.agent}>{id}
+          </option>)}
         </select>
         <label for="enqueue-name">Command line</label>
         <input

@@ -236,7 +236,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const origin = c.req.header("Origin");
     const ownOrigin = new URL(c.req.url).origin;
     const sameOrigin = origin === undefined || origin === ownOrigin;
-    if (sameOrigin && given && constantTimeEqual(given, session.csrf)) return null;
+    if (sameOrigin && sessions.checkCsrf(session, given ?? undefined)) return null;
     audit.warning("console form refused: {reason}", {
       reason: sameOrigin ? "CSRF token missing or wrong" : "cross-origin form",
       method: c.req.method,
