@@ -108,6 +108,7 @@ async function streamTest(): Promise<void> {
       "first <b>line</b>\nsecond\n",
       "the live output stays through the refresh",
     );
+    assert.equal(await page.locator("#live-status").textContent(), "Status: running");
     const report = reportBody("s1", { attempt });
     (report.result as Record<string, unknown>).stdout = "final output\n";
     await (await t.agent({ path: "/api/v1/agent/commands/report", body: report, token: null }))
@@ -119,6 +120,7 @@ async function streamTest(): Promise<void> {
       async () => (await status.innerText()) === "success",
     );
     assert.equal(await page.locator("pre#stdout").textContent(), "final output\n");
+    assert.equal(await page.locator("#live-status").textContent(), "Status: success");
     assert.deepEqual(polls, [], "nothing was polled while the stream worked");
     for (const open of streams) open.close();
   } finally {

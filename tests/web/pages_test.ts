@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { ADMIN_TOKEN, makeDashboard, reportBody, type TestDashboard } from "../server/_helpers.ts";
-import { CONTENT_SECURITY_POLICY, PAGE_SIZE } from "../../src/server/web/routes.tsx";
+import {
+  CONTENT_SECURITY_POLICY,
+  LOGIN_ATTEMPTS_PER_MINUTE,
+  PAGE_SIZE,
+} from "../../src/server/web/routes.tsx";
 
 /** A browser in miniature: keeps cookies, follows nothing. */
 class Browser {
@@ -149,6 +153,27 @@ Deno.test("console login: wrong token, missing form token, foreign origin, then 
   const home = await browser.get("/");
   assert.equal(home.status, 200);
   assert.match(await home.text(), /<h1>Agents<\/h1>/);
+});
+
+Deno.test("console login: attempts from one address are limited", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  const attempt = async (token: string) => {
+    const csrf = Browser.csrfOf(await (await browser.get("/login")).text());
+    return await browser.post("/login", { csrf, token, next: "/" });
+  };
+  for (let i = 0; i < LOGIN_ATTEMPTS_PER_MINUTE; i++) {
+    const wrong = await attempt(`guess-${i}`);
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+  }
+  const limited = await attempt(ADMIN_TOKEN);
+  assert.equal(limited.status, 429, "even the right token waits");
+  assert.match(await limited.text(), /Too many login attempts from this address/);
+  assert.ok(Number(limited.headers.get("Retry-After")) >= 1);
+  assert.equal(browser.cookies.has("status_session"), false);
+  t.clock.advance(60_000);
+  assert.equal((await attempt(ADMIN_TOKEN)).status, 303);
 });
 
 Deno.test("console login under TLS sets a Secure cookie", async () => {

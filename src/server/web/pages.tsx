@@ -409,7 +409,6 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
         <StatusBadge status={command.status} />
         <code class="cmdline">{command.name}</code>
       </p>
-      <p class="sr-only" role="status" id="live-status">{`Status: ${command.status}`}</p>
       {!final && command.cancel_requested
         ? <Notice kind="info">Cancel requested: waiting for the agent to stop the command.</Notice>
         : null}
@@ -494,6 +493,7 @@ export function CommandPage(props: Frame & { command: CommandJson; notice?: stri
   return (
     <Layout {...props} title="Command" current="commands">
       {props.notice ? <Notice kind="info">{props.notice}</Notice> : null}
+      <p class="sr-only" role="status" aria-live="polite" id="live-status"></p>
       <CommandDetail command={props.command} csrf={props.csrf} />
     </Layout>
   );

@@ -17,8 +17,9 @@ import type { Context, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import { constantTimeEqual } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
-import type { ServerEnv } from "../auth.ts";
+import { remoteOf, type ServerEnv } from "../auth.ts";
 import type { Clock } from "../clock.ts";
+import { TokenBucketLimiter } from "../rate_limit.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import type { AgentJson, CommandJson } from "./format.ts";
 import {
@@ -64,6 +65,8 @@ export interface ConsoleOptions {
 export const PAGE_SIZE = 25;
 /** The largest list the operator API gives in one answer. */
 const LIST_MAX = 1000;
+/** Login attempts a minute from one address. */
+export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 /** Largest form body, in bytes. */
 const MAX_FORM_BYTES = 64 * 1024;
 
@@ -172,6 +175,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     clock,
     ttlSecs: options.sessionTtlSecs,
   });
+  const logins = new TokenBucketLimiter({ perMinute: LOGIN_ATTEMPTS_PER_MINUTE, clock });
   const isSecure = (c: Context<ServerEnv>) => new URL(c.req.url).protocol === "https:";
   const sessionCookie = (c: Context<ServerEnv>, value: string, maxAgeSecs: number) =>
     cookieHeader(SESSION_COOKIE, value, { maxAgeSecs, secure: isSecure(c) });
@@ -511,9 +515,21 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         error: "The login form expired or came from another page. Enter the token again.",
       }, 403);
     }
+    const remote = remoteOf(c);
+    const allowed = logins.take(remote ?? "unknown");
+    if (!allowed.ok) {
+      audit.warning("console login refused: {reason}", { reason: "rate limit", remote });
+      const response = loginPage(c, {
+        next,
+        error:
+          `Too many login attempts from this address; try again in ${allowed.retryAfterSecs} s.`,
+      }, 429);
+      response.headers.set("Retry-After", String(allowed.retryAfterSecs));
+      return response;
+    }
     const token = form.get("token") ?? "";
     if (!token || !constantTimeEqual(token, adminToken ?? "")) {
-      audit.warning("console login failed: {reason}", { reason: "wrong admin token" });
+      audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
       return loginPage(c, {
         next,
         error: "That is not the dashboard's admin token. Check STATUS_ADMIN_TOKEN and try again.",

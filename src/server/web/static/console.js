@@ -85,7 +85,12 @@
           again = false;
           const fresh = await freshPart("command-detail");
           if (!fresh) break;
+          const before = document.getElementById("command-detail");
+          const changed = !before || before.dataset.status !== fresh.dataset.status;
           swap(fresh);
+          // The live region stays in place (outside the swapped part), so the change is announced.
+          const announce = document.getElementById("live-status");
+          if (announce && changed) announce.textContent = "Status: " + fresh.dataset.status;
           if (fresh.dataset.final === "true") stop();
           else showLive();
         } while (again);
