@@ -156,8 +156,9 @@ async function browserTest(t: Deno.TestContext): Promise<void> {
       assert.ok(Deno.statSync(`${shots}/agents.png`).size > 1000);
     });
 
+    let helloId = "";
     await t.step("enqueue echo hello from the form: success and hello, no reload", async () => {
-      const id = await enqueueFromForm(page, url, AGENT, "echo hello");
+      const id = helloId = await enqueueFromForm(page, url, AGENT, "echo hello");
       await markWindow(page);
       await eventually(
         "the command page shows success",
@@ -255,11 +256,12 @@ async function browserTest(t: Deno.TestContext): Promise<void> {
 
     await t.step("readable at 375 px: nothing wider than the screen", async () => {
       await page.setViewportSize({ width: 375, height: 800 });
-      for (const path of ["/", "/commands", "/enqueue"]) {
+      for (const path of ["/", "/commands", "/enqueue", `/commands/${helloId}`]) {
         await page.goto(`${url}${path}`);
         const width = await page.evaluate("document.documentElement.scrollWidth") as number;
         assert.ok(width <= 375, `${path} is ${width} px wide at 375 px`);
       }
+      await page.screenshot({ path: `${shots}/command-375.png`, fullPage: true });
       await page.setViewportSize({ width: 1440, height: 900 });
     });
 
