@@ -291,17 +291,34 @@ Deno.test("console enqueue: validation messages keep the values; success shows t
   assert.equal(empty.status, 400);
   assert.match(await empty.text(), /Enter a command line/);
 
-  const ok = await browser.post("/enqueue", { csrf, agent: "a2", name: "sleep 2", timeout: "9" });
+  const badPriority = await browser.post("/enqueue", {
+    csrf,
+    agent: "a1",
+    name: "sleep 1",
+    priority: "asap",
+  });
+  assert.equal(badPriority.status, 400);
+  assert.match(await badPriority.text(), /Priority must be one of critical, high, normal, low/);
+
+  const ok = await browser.post("/enqueue", {
+    csrf,
+    agent: "a2",
+    name: "sleep 2",
+    timeout: "9",
+    priority: "high",
+  });
   assert.equal(ok.status, 303);
   const id = decodeURIComponent(ok.headers.get("Location")!.replace("/commands/", ""));
   const command = await (await t.admin("GET", `/api/v1/commands/${id}`)).json();
   assert.equal(command.agent_id, "a2");
   assert.equal(command.name, "sleep 2");
-  assert.deepEqual(command.params, { timeout_secs: 9 });
+  assert.deepEqual(command.params, { timeout_secs: 9, priority: "high" });
+  assert.equal(command.priority, "high");
   const page = await (await browser.get(`/commands/${encodeURIComponent(id)}`)).text();
   assert.match(page, /<span class="status idle">queued<\/span>/);
   assert.match(page, /data-final="false"/);
   assert.match(page, /Timeout<\/dt><dd>9 s<\/dd>/);
+  assert.match(page, /Priority<\/dt><dd>high<\/dd>/);
 });
 
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {

@@ -10,6 +10,7 @@
  * @module
  */
 import type { Child } from "hono/jsx";
+import { COMMAND_STATUSES, PRIORITIES } from "../../protocol/mod.ts";
 import {
   type AgentJson,
   agentState,
@@ -34,19 +35,7 @@ export interface Frame {
 }
 
 /** Statuses a command can have, for the filter. */
-export const STATUS_CHOICES = [
-  "queued",
-  "delivered",
-  "running",
-  "success",
-  "failed",
-  "timeout",
-  "killed",
-  "rejected",
-  "cancelled",
-  "interrupted",
-  "lost",
-] as const;
+export const STATUS_CHOICES: readonly string[] = COMMAND_STATUSES;
 
 function Csrf(props: { token?: string }) {
   return <input type="hidden" name="csrf" value={props.token ?? ""} />;
@@ -431,6 +420,8 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
             {command.agent_id}
           </a>
         </dd>
+        <dt>Priority</dt>
+        <dd>{command.priority ?? "normal"}</dd>
         <dt>Attempts</dt>
         <dd>{String(command.attempt)}</dd>
         <dt>Exit</dt>
@@ -504,6 +495,7 @@ export interface EnqueueValues {
   agent?: string;
   name?: string;
   timeout?: string;
+  priority?: string;
 }
 
 /**
@@ -557,6 +549,14 @@ export function EnqueuePage(
           aria-describedby="enqueue-timeout-hint"
         />
         <p class="hint" id="enqueue-timeout-hint">Empty: the agent's default deadline.</p>
+        <label for="enqueue-priority">Priority</label>
+        <select id="enqueue-priority" name="priority">
+          {PRIORITIES.map((priority) => (
+            <option value={priority} selected={priority === (values.priority || "normal")}>
+              {priority}
+            </option>
+          ))}
+        </select>
         <button type="submit">Enqueue</button>
       </form>
     </Layout>

@@ -15,7 +15,7 @@
  */
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
-import { constantTimeEqual } from "../../protocol/mod.ts";
+import { constantTimeEqual, PRIORITIES } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { remoteOf, type ServerEnv } from "../auth.ts";
 import type { Clock } from "../clock.ts";
@@ -317,9 +317,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const pageNo = /^\d{1,4}$/.test(rawPage)
         ? Math.min(Math.max(1, Number(rawPage)), maxPage)
         : 1;
-      const status = STATUS_CHOICES.includes(rawStatus as typeof STATUS_CHOICES[number])
-        ? rawStatus
-        : undefined;
+      const status = rawStatus && STATUS_CHOICES.includes(rawStatus) ? rawStatus : undefined;
       const query = new URLSearchParams();
       if (agent) query.set("agent_id", agent);
       if (status) query.set("status", status);
@@ -427,6 +425,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         agent: form.get("agent")?.trim() ?? "",
         name: form.get("name") ?? "",
         timeout: form.get("timeout")?.trim() ?? "",
+        priority: form.get("priority")?.trim() ?? "",
       };
       if (!values.agent) return enqueueForm(session, values, "Choose an agent.", 400);
       if (!values.name?.trim()) return enqueueForm(session, values, "Enter a command line.", 400);
@@ -442,6 +441,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           );
         }
         params.timeout_secs = secs;
+      }
+      if (values.priority && values.priority !== "normal") {
+        if (!(PRIORITIES as readonly string[]).includes(values.priority)) {
+          return enqueueForm(
+            session,
+            values,
+            `Priority must be one of ${PRIORITIES.join(", ")}, got "${values.priority}".`,
+            400,
+          );
+        }
+        params.priority = values.priority;
       }
       const { status, body } = await api("/api/v1/agent/commands/enqueue", {
         method: "POST",
