@@ -116,7 +116,7 @@ Deno.test("console: every page needs a session outside dev mode", async () => {
   assertSecureHeaders(login, "/login");
 });
 
-Deno.test("console login: wrong token, missing form token, foreign origin, then the right token", async () => {
+Deno.test("console login: wrong token, missing form token, a form from another site, then the right token", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);
   const csrf = Browser.csrfOf(await (await browser.get("/login")).text());
@@ -132,7 +132,7 @@ Deno.test("console login: wrong token, missing form token, foreign origin, then 
 
   const fresh = Browser.csrfOf(await (await browser.get("/login")).text());
   const foreign = await browser.post("/login", { csrf: fresh, token: ADMIN_TOKEN, next: "/" }, {
-    Origin: "http://evil.example",
+    "Sec-Fetch-Site": "cross-site",
   });
   assert.equal(foreign.status, 403);
 
@@ -176,13 +176,30 @@ Deno.test("console login: attempts from one address are limited", async () => {
   assert.equal((await attempt(ADMIN_TOKEN)).status, 303);
 });
 
-Deno.test("console login under TLS sets a Secure cookie", async () => {
+Deno.test("console login under TLS sets a Secure cookie, also behind a TLS proxy", async () => {
   await using t = await makeDashboard();
-  const browser = new Browser(t, "https://localhost");
-  const response = await browser.login();
-  assert.equal(response.status, 303);
-  const cookie = response.headers.getSetCookie().find((c) => c.startsWith("status_session="))!;
+  const direct = await new Browser(t, "https://localhost").login();
+  assert.equal(direct.status, 303);
+  const cookie = direct.headers.getSetCookie().find((c) => c.startsWith("status_session="))!;
   assert.match(cookie, /; Secure$/);
+
+  // A proxy that ends TLS forwards plain HTTP and says so; forms from its pages are accepted.
+  const proxied = new Browser(t);
+  const form = await (await proxied.get("/login")).text();
+  const response = await proxied.post("/login", {
+    csrf: Browser.csrfOf(form),
+    token: ADMIN_TOKEN,
+    next: "/enqueue",
+  }, {
+    "X-Forwarded-Proto": "https",
+    Origin: "https://status.example",
+    "Sec-Fetch-Site": "same-origin",
+  });
+  assert.equal(response.status, 303);
+  assert.match(
+    response.headers.getSetCookie().find((c) => c.startsWith("status_session="))!,
+    /; Secure$/,
+  );
 });
 
 Deno.test("console: an expired session gets the login page saying so", async () => {
@@ -239,7 +256,7 @@ Deno.test("console forms: refused without the session's CSRF token, accepted wit
     assertSecureHeaders(refused, "refused form");
   }
   const foreign = await browser.post("/commands/c1/cancel", { csrf }, {
-    Origin: "http://evil.example",
+    "Sec-Fetch-Site": "cross-site",
   });
   assert.equal(foreign.status, 403);
   await foreign.body?.cancel();

@@ -326,7 +326,9 @@ export function CommandsPage(
         {props.hasMore
           ? <a href={commandsHref({ ...filter, page: filter.page + 1 })} rel="next">Older</a>
           : null}
-        {props.lastPage ? <span class="hint">Older commands: status list --limit 1000</span> : null}
+        {props.lastPage
+          ? <span class="hint">The list ends here: narrow the filter to see older commands.</span>
+          : null}
       </nav>
     </Layout>
   );

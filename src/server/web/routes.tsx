@@ -126,6 +126,17 @@ function redirect(location: string, cookies: string[] = []): Response {
   return new Response(null, { status: 303, headers });
 }
 
+/**
+ * Whether a form was posted from one of the dashboard's own pages, as far as the browser says:
+ * `Sec-Fetch-Site` is `same-origin`, `none` (typed or bookmarked) or absent (an older browser; the
+ * CSRF token still guards it). The `Origin` header is not compared with the request's URL, which a
+ * proxy in front of the dashboard may rewrite.
+ */
+function fromOwnPage(c: Context<ServerEnv>): boolean {
+  const site = c.req.header("Sec-Fetch-Site");
+  return site === undefined || site === "same-origin" || site === "none";
+}
+
 /** A local path to go back to after login: never another origin. */
 function safeNext(value: string | undefined | null): string {
   if (!value || !value.startsWith("/") || value.startsWith("//") || value.includes("\\")) {
@@ -176,7 +187,11 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     ttlSecs: options.sessionTtlSecs,
   });
   const logins = new TokenBucketLimiter({ perMinute: LOGIN_ATTEMPTS_PER_MINUTE, clock });
-  const isSecure = (c: Context<ServerEnv>) => new URL(c.req.url).protocol === "https:";
+  // HTTPS here, or at a proxy in front that says so (trusting the header can only make the cookie
+  // stricter: a Secure cookie is never sent over plain HTTP).
+  const isSecure = (c: Context<ServerEnv>) =>
+    new URL(c.req.url).protocol === "https:" ||
+    c.req.header("X-Forwarded-Proto")?.split(",")[0].trim().toLowerCase() === "https";
   const sessionCookie = (c: Context<ServerEnv>, value: string, maxAgeSecs: number) =>
     cookieHeader(SESSION_COOKIE, value, { maxAgeSecs, secure: isSecure(c) });
 
@@ -235,11 +250,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   const frame = (session: PageSession): Frame => ({ devMode, csrf: session.csrf });
 
-  /** Checks the origin and the CSRF token of a state-changing form. */
+  /** Checks where a state-changing form came from, and its CSRF token. */
   const refused = (c: Context<ServerEnv>, session: PageSession, given: string | null) => {
-    const origin = c.req.header("Origin");
-    const ownOrigin = new URL(c.req.url).origin;
-    const sameOrigin = origin === undefined || origin === ownOrigin;
+    const sameOrigin = fromOwnPage(c);
     if (sameOrigin && sessions.checkCsrf(session, given ?? undefined)) return null;
     audit.warning("console form refused: {reason}", {
       reason: sameOrigin ? "CSRF token missing or wrong" : "cross-origin form",
@@ -269,7 +282,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         session = sessionOf(c);
         response = session instanceof Response ? session : await handler(c, session);
       } catch (error) {
-        const known = error instanceof ApiUnavailable;
+        const known = error instanceof ApiUnavailable && error.status >= 500;
         log.error("console page {path} failed: {error}", {
           path: new URL(c.req.url).pathname,
           error,
@@ -514,11 +527,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     if (devMode) return redirect(next);
     const cookie = cookieOf(c.req.header("Cookie"), LOGIN_CSRF_COOKIE);
     const given = form?.get("csrf");
-    const origin = c.req.header("Origin");
-    if (
-      !form || !cookie || !given || !constantTimeEqual(cookie, given) ||
-      (origin !== undefined && origin !== new URL(c.req.url).origin)
-    ) {
+    if (!form || !cookie || !given || !constantTimeEqual(cookie, given) || !fromOwnPage(c)) {
       audit.warning("console login refused: {reason}", { reason: "CSRF token missing or wrong" });
       return loginPage(c, {
         next,
