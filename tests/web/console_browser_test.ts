@@ -214,6 +214,24 @@ async function browserTest(t: Deno.TestContext): Promise<void> {
         data: { agent_id: AGENT, name: "echo forged" },
       });
       assert.equal(apiPost.status(), 401);
+      // A page of another site posts a form to the console, with the browser's session cookie.
+      await using attacker = Deno.serve(
+        { port: 0, hostname: "127.0.0.1", onListen() {} },
+        () =>
+          new Response(
+            `<form method="post" action="${url}/enqueue">` +
+              `<input name="agent" value="${AGENT}"><input name="name" value="echo forged">` +
+              `<input name="csrf" value="guess"><button>Win a prize</button></form>`,
+            { headers: { "Content-Type": "text/html" } },
+          ),
+      );
+      await page.goto(`http://127.0.0.1:${attacker.addr.port}/`);
+      const [attack] = await Promise.all([
+        page.waitForResponse((r) => r.url() === `${url}/enqueue`),
+        page.getByRole("button", { name: "Win a prize" }).click(),
+      ]);
+      assert.equal(attack.status(), 403);
+      assert.match(await page.getByRole("alert").innerText(), /This form was refused/);
       const after = await (await page.request.get(`${url}/api/v1/commands?limit=1000`)).json();
       assert.equal(after.commands.length, before.commands.length);
     });
