@@ -376,7 +376,7 @@ function Output(
 /**
  * The part of the command page that live updates replace: everything about the command.
  *
- * @param props The command, the session's CSRF token and the current time.
+ * @param props The command and the session's CSRF token.
  */
 export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
   const { command } = props;
@@ -480,7 +480,7 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
 /**
  * The command page.
  *
- * @param props Frame and the command.
+ * @param props Frame, the command and a notice (what a form just did).
  */
 export function CommandPage(props: Frame & { command: CommandJson; notice?: string }) {
   return (

@@ -113,11 +113,10 @@ function secureHeaders(headers: Headers): void {
 }
 
 function html(page: JSX.Element, status = 200, headers: HeadersInit = {}): Response {
-  const response = new Response(`<!DOCTYPE html>${page.toString()}`, {
+  return new Response(`<!DOCTYPE html>${page.toString()}`, {
     status,
     headers: { "Content-Type": "text/html; charset=utf-8", ...headers },
   });
-  return response;
 }
 
 function redirect(location: string, cookies: string[] = []): Response {
