@@ -488,6 +488,22 @@ Deno.test("console in dev mode: open, says dev mode, forms still need the CSRF t
   assert.match(page, /echo hi/);
 });
 
+Deno.test("console in dev mode answers only at a loopback name (no DNS rebinding)", async () => {
+  await using t = await makeDashboard({ devMode: true });
+  for (const origin of ["http://127.0.0.1:5000", "http://[::1]:5000", "http://localhost"]) {
+    const response = await new Browser(t, origin).get("/");
+    assert.equal(response.status, 200, origin);
+    await response.body?.cancel();
+  }
+  const rebound = new Browser(t, "http://attacker.example:5000");
+  const page = await rebound.get("/enqueue");
+  assert.equal(page.status, 403);
+  const text = await page.text();
+  assert.match(text, /answers only at a loopback address/);
+  assert.doesNotMatch(text, /name="csrf"/, "no CSRF token handed out");
+  assert.equal(rebound.cookies.size, 0);
+});
+
 Deno.test("console assets: served by the dashboard with their types and the same headers", async () => {
   await using t = await makeDashboard();
   for (

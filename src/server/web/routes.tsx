@@ -20,6 +20,7 @@ import { auditLogger, logger } from "../../log/mod.ts";
 import { remoteOf, type ServerEnv } from "../auth.ts";
 import type { Clock } from "../clock.ts";
 import { TokenBucketLimiter } from "../rate_limit.ts";
+import { isLoopback } from "../serve.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import type { AgentJson, CommandJson } from "./format.ts";
 import {
@@ -233,6 +234,19 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   /** The session of a page request, or the answer that sends the browser to log in. */
   const sessionOf = (c: Context<ServerEnv>): PageSession | Response => {
+    if (devMode && !isLoopback(new URL(c.req.url).hostname)) {
+      // An open console answers only to a loopback name: a page of another site whose name was
+      // made to resolve to 127.0.0.1 (DNS rebinding) gets nothing.
+      return html(
+        <ErrorPage
+          devMode
+          title="Wrong address"
+          message={"In dev mode the console answers only at a loopback address such as " +
+            "http://localhost or http://127.0.0.1."}
+        />,
+        403,
+      );
+    }
     const check = sessions.read(cookieOf(c.req.header("Cookie"), SESSION_COOKIE));
     if (check.state === "valid") return { csrf: check.csrf, check };
     if (devMode) {
