@@ -77,12 +77,13 @@ async function streamTest(): Promise<void> {
     );
     stream.send("output", { stream: "stdout", offset: 0, data: b64("first <b>line</b>\n") }, 2);
     stream.send("output", { stream: "stdout", offset: 18, data: b64("second\n") }, 3);
-    stream.send("output", { stream: "stderr", offset: 0, data: b64("warn\n") }, 4);
+    stream.send("output", { stream: "stderr", offset: 100, data: b64("warn\n") }, 4);
     await eventually(
       "the later chunks show",
       async () =>
         (await page.locator("pre#stdout").textContent()) === "first <b>line</b>\nsecond\n" &&
-        (await page.locator("pre#stderr").textContent()) === "warn\n",
+        (await page.locator("pre#stderr").textContent()) ===
+          "[… 100 bytes not received here …]\nwarn\n",
     );
     assert.equal(await page.locator("pre#stdout b").count(), 0, "chunks are text");
 

@@ -107,7 +107,13 @@
       let bytes = Uint8Array.from(atob(chunk.data), (c) => c.charCodeAt(0));
       const offset = Number(chunk.offset);
       if (Number.isFinite(offset) && offset < stream.bytes) {
+        // Already shown (a chunk sent again after a reconnect): only the new part.
         bytes = bytes.subarray(Math.min(bytes.length, stream.bytes - offset));
+      } else if (Number.isFinite(offset) && offset > stream.bytes) {
+        // Output this page never received (it opened late, or the dashboard dropped some).
+        stream.text += stream.decoder.decode() +
+          "[… " + (offset - stream.bytes) + " bytes not received here …]\n";
+        stream.bytes = offset;
       }
       if (bytes.length === 0) return;
       stream.bytes += bytes.length;
