@@ -13,6 +13,9 @@
 "use strict";
 
 (() => {
+  /** Characters of live output a page keeps per stream. */
+  const LIVE_TEXT_MAX = 1_000_000;
+
   /** Fetches this page again and returns the fresh element with the given id, or null. */
   async function freshPart(id) {
     const response = await fetch(location.pathname + location.search, {
@@ -118,6 +121,11 @@
       if (bytes.length === 0) return;
       stream.bytes += bytes.length;
       stream.text += stream.decoder.decode(bytes, { stream: true });
+      if (stream.text.length > LIVE_TEXT_MAX) {
+        // The page keeps the newest live output; the final result shows what the agent kept.
+        stream.text = "[… earlier live output dropped here …]\n" +
+          stream.text.slice(stream.text.length - LIVE_TEXT_MAX / 2);
+      }
       showLive();
     }
 
