@@ -6,6 +6,7 @@
  * dashboard, so the script's side of the contract is checked whichever dashboard serves it.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { makeDashboard, reportBody } from "../server/_helpers.ts";
 import {
   BROWSER_AVAILABLE,
@@ -69,7 +70,7 @@ async function streamTest(): Promise<void> {
     const stream = await eventually("the page opens the event stream", () => streams[0]);
 
     // Output as it comes (base64 chunks at byte offsets), a repeated chunk shown once.
-    const b64 = (text: string) => btoa(String.fromCharCode(...encoder.encode(text)));
+    const b64 = (text: string) => Buffer.from(text, "utf-8").toString("base64");
     stream.send("output", { stream: "stdout", offset: 0, data: b64("first <b>line</b>\n") }, 1);
     await eventually(
       "the first chunk shows",
@@ -110,12 +111,23 @@ async function streamTest(): Promise<void> {
       "the live output stays through the refresh",
     );
     assert.equal(await page.locator("#live-status").textContent(), "Status: running");
+    // A long output: the page keeps the newest part of it.
+    stream.send("output", { stream: "stdout", offset: 25, data: b64("y".repeat(1_200_000)) }, 6);
+    await eventually(
+      "a long output is cut to its newest part",
+      () =>
+        page.locator("pre#stdout").evaluate((pre) => {
+          const text = pre.textContent ?? "";
+          return text.startsWith("[… earlier live output dropped here …]\n") &&
+            text.length < 600_000 && text.endsWith("yyyy");
+        }),
+    );
     const report = reportBody("s1", { attempt });
     (report.result as Record<string, unknown>).stdout = "final output\n";
     await (await t.agent({ path: "/api/v1/agent/commands/report", body: report, token: null }))
       .body?.cancel();
     const final = await (await t.dashboard.app.request("/api/v1/commands/s1")).json();
-    stream.send("end", final, 6);
+    stream.send("end", final, 7);
     await eventually(
       "the end event brings the final page",
       async () => (await status.innerText()) === "success",
