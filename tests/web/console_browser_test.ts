@@ -272,6 +272,27 @@ async function browserTest(t: Deno.TestContext): Promise<void> {
       assert.doesNotMatch(await page.content(), /\bat .*\.ts:\d+/);
     });
 
+    await t.step(
+      "keyboard: the skip link comes first and leads to the content; every field is labelled",
+      async () => {
+        await page.goto(`${url}/enqueue`);
+        const focusedText = () =>
+          page.evaluate("document.activeElement && document.activeElement.textContent") as Promise<
+            string
+          >;
+        await page.keyboard.press("Tab");
+        assert.equal(await focusedText(), "Skip to content");
+        await page.keyboard.press("Enter");
+        assert.equal(await page.evaluate("document.activeElement.id"), "main");
+        // Every field of the form has a label that names it.
+        for (
+          const label of ["Agent", "Command line", "Timeout in seconds (optional)", "Priority"]
+        ) {
+          assert.equal(await page.getByLabel(label, { exact: true }).count(), 1, label);
+        }
+      },
+    );
+
     await t.step("readable at 375 px: nothing wider than the screen", async () => {
       await page.setViewportSize({ width: 375, height: 800 });
       for (const path of ["/", "/commands", "/enqueue", `/commands/${helloId}`]) {
