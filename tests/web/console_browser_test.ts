@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { runCli, startAgent, startServe, tempDir } from "../e2e/helpers.ts";
+import { PERMS, runCli, spawnCli, startAgent, tempDir, waitForListenUrl } from "../e2e/helpers.ts";
 import {
   BROWSER_AVAILABLE,
   eventually,
@@ -80,12 +80,13 @@ async function browserTest(t: Deno.TestContext): Promise<void> {
   const token = await addAgent(db, AGENT, dir.path);
   const lateToken = await addAgent(db, LATE, dir.path);
   const admin = `admin-${crypto.randomUUID()}`;
-  await using serve = await startServe({
-    db,
-    cwd: dir.path,
-    args: ["--status-admin-token", admin],
-  });
-  const url = serve.url;
+  // A dashboard that decides when an agent is offline (OFFLINE_AFTER_SECS) is told to do it
+  // quickly; one that does not reads no such variable.
+  await using serve = spawnCli(
+    ["serve", "--db", db, "--port", "0", "--log-format", "json", "--status-admin-token", admin],
+    { perms: PERMS.serve, cwd: dir.path, env: { OFFLINE_AFTER_SECS: "3" } },
+  );
+  const url = await waitForListenUrl(serve);
   await using agent = startAgent({
     url,
     agentId: AGENT,

@@ -15,7 +15,7 @@ import { AgentsPage } from "../../src/server/web/pages.tsx";
 const NOW = Date.UTC(2026, 0, 12, 10, 0, 0);
 const iso = (ms: number) => new Date(ms).toISOString();
 
-Deno.test("agent state: waiting, online between polls or while running, offline", () => {
+Deno.test("agent state: the API's, else waiting, online between polls or while running, offline", () => {
   const base = { id: "a", waiting: false, last_seen_at: iso(NOW - 1000) };
   assert.equal(agentState({ ...base, waiting: true }, NOW), "waiting");
   assert.equal(agentState(base, NOW), "online");
@@ -25,9 +25,12 @@ Deno.test("agent state: waiting, online between polls or while running, offline"
   );
   assert.equal(agentState({ ...base, last_seen_at: null }, NOW), "offline");
   assert.equal(
-    agentState({ ...base, last_seen_at: iso(NOW - 600_000), running_command: "c1" }, NOW),
+    agentState({ ...base, last_seen_at: iso(NOW - 600_000), running: { id: "c1" } }, NOW),
     "online",
   );
+  // The dashboard's verdict wins when the API gives one.
+  assert.equal(agentState({ ...base, waiting: true, state: "online" }, NOW), "online");
+  assert.equal(agentState({ ...base, state: "offline" }, NOW), "offline");
 });
 
 Deno.test("heartbeat figures as one line; missing figures are left out", () => {
@@ -104,8 +107,10 @@ Deno.test("agents page shows heartbeat, version and running command when the API
       last_seen_at: iso(NOW - 2000),
       deployment_hash: "prod",
       version: "0.2.0",
+      state: "online",
       heartbeat: { cpu_percent: 5, memory: { used_percent: 50 } },
-      running_command: { id: "c<1>", name: "sleep 30" },
+      heartbeat_at: iso(NOW - 7000),
+      running: { id: "c<1>", name: "sleep 30", status: "running" },
       queued: 2,
     }],
   }).toString();
@@ -116,4 +121,5 @@ Deno.test("agents page shows heartbeat, version and running command when the API
   assert.match(html, /<a href="\/commands\/c%3C1%3E">sleep 30<\/a>/);
   assert.match(html, /<td data-label="Queued">2<\/td>/);
   assert.match(html, /2 s ago/);
+  assert.match(html, /<time datetime="[^"]+">7 s ago<\/time>/, "when the heartbeat came");
 });

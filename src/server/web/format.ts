@@ -42,11 +42,16 @@ export interface AgentJson {
   waiting: boolean;
   queued?: number;
   has_token?: boolean;
+  /** Where the agent stands, when the dashboard decides it (its offline window). */
+  state?: string;
   deployment_hash?: string | null;
   version?: string | null;
+  /** The figures of its last heartbeat (the agent's metrics sample). */
   heartbeat?: HeartbeatJson | null;
-  metrics?: HeartbeatJson | null;
-  running_command?: string | { id: string; name?: string } | null;
+  /** When its last heartbeat arrived. */
+  heartbeat_at?: string | null;
+  /** The command it runs now. */
+  running?: { id: string; name?: string; status?: string } | null;
 }
 
 /** The figures of an agent's last heartbeat (the agent's metrics sample). */
@@ -139,14 +144,18 @@ export const ONLINE_GRACE_MS = 5_000;
 
 /**
  * An agent's state: `waiting` (holds a long-poll now), `online` (busy, or between two polls) or
- * `offline`.
+ * `offline`. The dashboard's own verdict (`state`) wins; without one, an agent that holds no wait
+ * and runs nothing is online for {@link ONLINE_GRACE_MS} after its last request.
  *
  * @param agent The agent.
  * @param now The current time in ms.
  */
 export function agentState(agent: AgentJson, now: number): "waiting" | "online" | "offline" {
+  if (agent.state === "waiting" || agent.state === "online" || agent.state === "offline") {
+    return agent.state;
+  }
   if (agent.waiting) return "waiting";
-  if (agent.running_command) return "online";
+  if (agent.running) return "online";
   const seen = agent.last_seen_at ? Date.parse(agent.last_seen_at) : NaN;
   return now - seen <= ONLINE_GRACE_MS ? "online" : "offline";
 }

@@ -142,12 +142,6 @@ export function LoginPage(
   );
 }
 
-function runningOf(agent: AgentJson): { id: string; name?: string } | null {
-  const running = agent.running_command;
-  if (!running) return null;
-  return typeof running === "string" ? { id: running } : running;
-}
-
 /**
  * The agents page.
  *
@@ -182,8 +176,7 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
               <tbody>
                 {props.agents.map((agent) => {
                   const state = agentState(agent, props.now);
-                  const running = runningOf(agent);
-                  const beat = agent.heartbeat ?? agent.metrics;
+                  const running = agent.running ?? null;
                   return (
                     <tr data-agent={agent.id}>
                       <th scope="row" data-label="Agent">
@@ -201,7 +194,18 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                           {formatAgo(agent.last_seen_at, props.now)}
                         </time>
                       </td>
-                      <td data-label="Heartbeat">{formatHeartbeat(beat)}</td>
+                      <td data-label="Heartbeat">
+                        {formatHeartbeat(agent.heartbeat)}
+                        {agent.heartbeat_at
+                          ? (
+                            <span class="sub">
+                              <time datetime={agent.heartbeat_at}>
+                                {formatAgo(agent.heartbeat_at, props.now)}
+                              </time>
+                            </span>
+                          )
+                          : null}
+                      </td>
                       <td data-label="Running">
                         {running
                           ? (
