@@ -77,8 +77,6 @@ if (!HAS_ALL_PERMISSIONS) {
 async function browserTest(t: Deno.TestContext): Promise<void> {
   await using dir = tempDir("status-web-");
   const db = `${dir.path}/status.db`;
-  const token = await addAgent(db, AGENT, dir.path);
-  const lateToken = await addAgent(db, LATE, dir.path);
   const admin = `admin-${crypto.randomUUID()}`;
   // A dashboard that decides when an agent is offline (OFFLINE_AFTER_SECS) is told to do it
   // quickly; one that does not reads no such variable.
@@ -87,6 +85,9 @@ async function browserTest(t: Deno.TestContext): Promise<void> {
     { perms: PERMS.serve, cwd: dir.path, env: { OFFLINE_AFTER_SECS: "3" } },
   );
   const url = await waitForListenUrl(serve);
+  // Agents added next to the running dashboard (which created the database) are seen at once.
+  const token = await addAgent(db, AGENT, dir.path);
+  const lateToken = await addAgent(db, LATE, dir.path);
   await using agent = startAgent({
     url,
     agentId: AGENT,
