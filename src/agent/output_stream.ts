@@ -212,6 +212,8 @@ export class OutputStreamer {
   async #loop(): Promise<void> {
     const signal = this.#stop.signal;
     let failures = 0;
+    // After a failure, nothing is sent before this time, however much output arrives.
+    let retryAt = -Infinity;
     while (!signal.aborted) {
       const waiting = this.#waiting();
       if (waiting === 0) {
@@ -219,10 +221,14 @@ export class OutputStreamer {
         await this.#sleep(60_000);
         continue;
       }
-      const sinceLast = this.#clock.now() - this.#lastSendAt;
-      const due = this.#finishing || waiting >= this.#options.thresholdBytes
-        ? this.#options.minSpacingMs - sinceLast
-        : this.#options.intervalMs - sinceLast;
+      const now = this.#clock.now();
+      const sinceLast = now - this.#lastSendAt;
+      const due = Math.max(
+        retryAt - now,
+        this.#finishing || waiting >= this.#options.thresholdBytes
+          ? this.#options.minSpacingMs - sinceLast
+          : this.#options.intervalMs - sinceLast,
+      );
       if (due > 0) {
         await this.#sleep(due);
         continue;
@@ -243,6 +249,7 @@ export class OutputStreamer {
       );
       if (outcome === "sent") {
         failures = 0;
+        retryAt = -Infinity;
         this.#sent++;
         // Bytes dropped meanwhile moved the offset already; take away what is left of the chunk.
         this.#consume(stream, Math.max(0, offset + data.length - stream.offset));
@@ -252,7 +259,8 @@ export class OutputStreamer {
         return;
       } else {
         failures++;
-        await this.#sleep(Math.min(this.#options.intervalMs * 2 ** Math.min(failures, 4), 10_000));
+        retryAt = this.#clock.now() +
+          Math.min(this.#options.intervalMs * 2 ** Math.min(failures, 4), 10_000);
       }
     }
   }

@@ -138,3 +138,21 @@ Deno.test("output streamer stops for good when the dashboard has no live output"
   await streamer.finish(1000);
   assert.equal(sink.sent.length, 1);
 });
+
+Deno.test("output streamer waits out its back-off after a failure, however much output arrives", async () => {
+  const clock = new ManualClock();
+  const sink = recorder(["retry"]);
+  const streamer = new OutputStreamer({ attempt: 1, send: sink.send, clock });
+  streamer.push("stdout", bytes("a"));
+  await settle();
+  assert.equal(sink.sent.length, 1);
+  for (let i = 0; i < 5; i++) {
+    streamer.push("stdout", new Uint8Array(20 * 1024)); // above the 16 KiB threshold each time
+    await clock.advance(100);
+  }
+  assert.equal(sink.sent.length, 1, "no request during the back-off (2 s after one failure)");
+  await clock.advance(1600);
+  assert.equal(sink.sent.length, 2);
+  assert.equal(sink.sent[1].offset, 0, "the failed bytes go again first");
+  await streamer.finish(1000);
+});
