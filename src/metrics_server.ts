@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ConfigError } from "./errors.ts";
 import { logger } from "./log/mod.ts";
 
 /**
@@ -32,8 +33,33 @@ const log = logger("metrics");
  * @param address Where to listen.
  * @param signal Stops the listener.
  * @returns The listening server.
+ * @throws {Error} When the address is in use.
+ * @throws {ConfigError} When listening is not permitted (`--allow-net`).
  */
 export function serveMetrics(
+  render: () => Promise<Response>,
+  address: { hostname: string; port: number },
+  signal: AbortSignal,
+): Deno.HttpServer<Deno.NetAddr> {
+  const where = `${address.hostname}:${address.port}`;
+  try {
+    return listen(render, address, signal);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new Error(`cannot serve metrics on ${where}: the address is already in use`, {
+        cause: error,
+      });
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new ConfigError(`cannot serve metrics on ${where}: run with --allow-net`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+function listen(
   render: () => Promise<Response>,
   address: { hostname: string; port: number },
   signal: AbortSignal,

@@ -200,10 +200,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         );
       } catch (error) {
         await server.shutdown();
-        throw new ConfigError(
-          `cannot serve metrics on ${options.metricsBind}: ${(error as Error).message}`,
-          { cause: error },
-        );
+        throw error;
       }
     }
     if (devMode) {

@@ -152,3 +152,18 @@ Deno.test("--metrics-bind serves /metrics without the token on its own address",
   assert.equal(main.status, 401, "the main address still needs the token");
   await main.body?.cancel();
 });
+
+Deno.test("--metrics-bind on a busy address is a clear error and leaves nothing listening", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using store = openSqliteStore(":memory:");
+  await assert.rejects(
+    () =>
+      startServer({
+        store,
+        port: 0,
+        adminToken: ADMIN_TOKEN,
+        metricsBind: `127.0.0.1:${busy.addr.port}`,
+      }),
+    /cannot serve metrics on 127\.0\.0\.1:\d+: the address is already in use/,
+  );
+});
