@@ -167,3 +167,19 @@ Deno.test("--metrics-bind on a busy address is a clear error and leaves nothing 
     /cannot serve metrics on 127\.0\.0\.1:\d+: the address is already in use/,
   );
 });
+
+Deno.test("rate-limit refusals are counted", async () => {
+  await using d = await makeDashboard({ rateLimitPerMinute: 1 });
+  assert.equal((await d.agent({ path: P.ack, body: { command_id: "x", attempt: 1 } })).status, 404);
+  const limited = await d.agent({ path: P.ack, body: { command_id: "x", attempt: 1 } });
+  assert.equal(limited.status, 429);
+  const families = await scrape(d);
+  assert.equal(value(families, "status_rate_limit_refusals_total"), 1);
+  assert.equal(
+    value(families, "status_http_requests_total", {
+      route: "/api/v1/agent/commands/ack",
+      status: "429",
+    }),
+    1,
+  );
+});
