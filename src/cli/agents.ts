@@ -144,7 +144,11 @@ export function agentsCommand(io: Io) {
 
   const list = withDbOptions(
     new Command("list")
-      .description("List agents: id, scopes, last seen, created (never tokens)")
+      .description(
+        "List agents (the default): over the API their state (waiting, online, offline), last " +
+          "seen, version, deployment, running command, queue and heartbeat; with --db id, " +
+          "scopes, last seen, created. Never tokens",
+      )
       .option("--json", "print JSON"),
   );
   list.action(async (options) => {
