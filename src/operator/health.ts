@@ -93,7 +93,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       outcome: "ok",
       message: `reachable (${rtt} ms), version ${health.version ?? "unknown"}, dev mode ${
         health.dev_mode ? "on" : "off"
-      }, ${health.waiting ?? 0} agents waiting`,
+      }, agents waiting: ${health.waiting ?? 0}`,
     });
   } catch (error) {
     const reason = error instanceof SyntaxError
