@@ -128,6 +128,12 @@ export interface AppOptions {
    * @default {15000}
    */
   eventKeepAliveMs?: number;
+  /**
+   * How long the live output of a final command is kept (its result holds the output), in
+   * seconds. Pruned once a minute while the lease timer runs (`autoExpireLeases`).
+   * @default {600}
+   */
+  liveOutputRetentionSecs?: number;
 }
 
 /**
@@ -162,6 +168,13 @@ export interface DashboardApp {
   expireLeases(): Promise<ExpireOutcome>;
   /** Writes the in-memory last-seen times of agents to the store now (one transaction). */
   flushLastSeen(): Promise<void>;
+  /**
+   * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`; the
+   * timer of `autoExpireLeases` calls it once a minute.
+   *
+   * @returns How many chunks were deleted.
+   */
+  pruneOutput(): Promise<number>;
   /**
    * Answers open waits and cancel-waits with `204`, stops the lease timer and writes the last-seen
    * times. Does not close the store.
@@ -230,6 +243,10 @@ export function createApp(options: AppOptions): DashboardApp {
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
   const offlineAfterSecs = positiveInteger("offlineAfterSecs", options.offlineAfterSecs ?? 90);
+  const retentionMs = positiveInteger(
+    "liveOutputRetentionSecs",
+    options.liveOutputRetentionSecs ?? 600,
+  ) * 1000;
   const startedAt = clock.now();
 
   const leases = new LeaseTimer({
@@ -413,6 +430,15 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   if (autoExpire) void leases.start();
+  // Live output of final commands is redundant with their results after a while.
+  const pruneOutput = () => store.pruneOutput(clock.now() - retentionMs);
+  const pruneTimer = autoExpire
+    ? setInterval(() => {
+      pruneOutput().catch((error) => {
+        log.warning("could not prune live output: {error}", { error });
+      });
+    }, 60_000)
+    : undefined;
 
   // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
   const lean = leanRoutes(deps);
@@ -454,12 +480,14 @@ export function createApp(options: AppOptions): DashboardApp {
     events,
     expireLeases,
     flushLastSeen,
+    pruneOutput,
     async close() {
       if (!closed) {
         closed = true;
         hub.close();
         cancelWaiters.close();
         events.close();
+        clearInterval(pruneTimer);
         leases.close();
         await flushLastSeen();
       }

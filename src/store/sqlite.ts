@@ -844,6 +844,18 @@ export class SqliteStore implements CommandStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.pruneOutput} */
+  pruneOutput(completedBefore: number): Promise<number> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `DELETE FROM output_chunks WHERE command_id IN (
+           SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
+           WHERE c.completed_at IS NOT NULL AND c.completed_at < ?)`,
+      ).run(completedBefore);
+      return num(result.changes);
+    });
+  }
+
   /** {@inheritDoc CommandStore.recordHeartbeat} */
   recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
     return this.#run(() => {

@@ -480,6 +480,13 @@ export interface CommandStore extends AsyncDisposable {
   /** A command's stored output chunks, in `seq` order. */
   listOutput(commandId: string, query?: OutputQuery): Promise<OutputChunk[]>;
   /**
+   * Deletes the live output of commands that reached a final status (`completedAt`) before
+   * `completedBefore`: their result holds the output from then on.
+   *
+   * @returns How many chunks were deleted.
+   */
+  pruneOutput(completedBefore: number): Promise<number>;
+  /**
    * Records an agent's heartbeat (version, deployment, instance, figures) and that it was seen.
    *
    * @returns `false` when no such agent exists.

@@ -210,3 +210,16 @@ Deno.test("closing the dashboard ends open event streams (shutdown does not wait
   const events = await reading;
   assert.deepEqual(events.map((e) => e.event), ["status"], "the stream ended without an end");
 });
+
+Deno.test("live output of a command final for longer than the retention is pruned", async () => {
+  await using d = await makeDashboard({ liveOutputRetentionSecs: 600 });
+  await deliver(d, "r1");
+  await chunk(d, "r1", 0, "kept a while\n");
+  await d.agent({ path: P.report, body: reportBody("r1") });
+  assert.equal(await d.dashboard.pruneOutput(), 0, "within the retention");
+  d.clock.advance(601_000);
+  assert.equal(await d.dashboard.pruneOutput(), 1);
+  assert.deepEqual(await d.store.listOutput("r1"), []);
+  const view = await json(await d.admin("GET", "/api/v1/commands/r1"));
+  assert.equal((view.result as Record<string, unknown>).stdout, "Hello from dashboard\n");
+});

@@ -657,6 +657,31 @@ export function runStoreContract(
     });
   });
 
+  test("prunes the live output of commands final before a time", async (store) => {
+    const keep = { headBytes: 100, tailBytes: 100 };
+    const put = (commandId: string) =>
+      store.appendOutput({
+        commandId,
+        attempt: 1,
+        stream: "stdout",
+        offset: 0,
+        data: new Uint8Array([1, 2, 3]),
+        now: T0,
+        keep,
+      });
+    await enqueue(store, "old");
+    await enqueue(store, "new");
+    await enqueue(store, "open");
+    for (const id of ["old", "new", "open"]) await put(id);
+    await store.cancel("old", T0 + 1000);
+    await store.cancel("new", T0 + 5000);
+    assert.equal(await store.pruneOutput(T0 + 2000), 1);
+    assert.deepEqual(await store.listOutput("old"), []);
+    assert.equal((await store.listOutput("new")).length, 1, "final after the time: kept");
+    assert.equal((await store.listOutput("open")).length, 1, "not final: kept");
+    assert.equal(await store.pruneOutput(T0 + 2000), 0);
+  });
+
   test("binary output is stored byte for byte", async (store) => {
     const data = new Uint8Array([0, 0xff, 0xfe, 10, 0xc3]);
     await store.appendOutput({
