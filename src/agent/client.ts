@@ -115,9 +115,10 @@ export interface DashboardClientOptions {
   /** The agent token; without it requests are unsigned (dev mode). */
   agentToken?: string;
   /**
-   * This process's instance id, sent as `X-Agent-Instance` (one agent process per agent id).
+   * This process's instance id, sent as `X-Agent-Instance` (one agent process per agent id); a
+   * function is asked on every request.
    */
-  instanceId?: string;
+  instanceId?: string | (() => string | undefined);
   /** `fetch` to use; for tests. */
   fetch?: typeof fetch;
   /** Clock for `X-Timestamp` and the clock offset; for tests. */
@@ -165,7 +166,7 @@ export class DashboardClient {
   readonly #base: URL;
   readonly #agentId: string;
   readonly #token: string | undefined;
-  readonly #instanceId: string | undefined;
+  readonly #instanceId: () => string | undefined;
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
   readonly #requestTimeoutMs: number;
@@ -184,7 +185,8 @@ export class DashboardClient {
     this.#base = base;
     this.#agentId = options.agentId;
     this.#token = options.agentToken;
-    this.#instanceId = options.instanceId;
+    const instanceId = options.instanceId;
+    this.#instanceId = typeof instanceId === "function" ? instanceId : () => instanceId;
     this.#fetch = options.fetch ?? fetch;
     this.#now = options.now ?? Date.now;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
@@ -377,7 +379,8 @@ export class DashboardClient {
     );
     if (body !== undefined) headers.set("Content-Type", "application/json");
     headers.set("Accept", "application/json");
-    if (this.#instanceId !== undefined) headers.set(AGENT_INSTANCE_HEADER, this.#instanceId);
+    const instanceId = this.#instanceId();
+    if (instanceId !== undefined) headers.set(AGENT_INSTANCE_HEADER, instanceId);
     return headers;
   }
 

@@ -40,6 +40,7 @@ import { AgentMetrics } from "./prom.ts";
 import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import type { MetricsSample } from "./metrics.ts";
 import { VERSION } from "../version.ts";
+import { stateInstanceId } from "./instance.ts";
 
 /** Options of {@link runAgent}: the agent settings plus injectables. */
 export interface AgentOptions {
@@ -215,7 +216,7 @@ class Agent {
   #toldNoCancelWait = false;
   #toldNoOutput = false;
   #toldNoHeartbeat = false;
-  readonly #instanceId: string;
+  #instanceId: string;
   #metrics: AgentMetrics | undefined;
 
   constructor(options: AgentOptions, signal: AbortSignal) {
@@ -248,7 +249,7 @@ class Agent {
       dashboardUrl: options.dashboardUrl,
       agentId: options.agentId,
       agentToken: options.agentToken,
-      instanceId: this.#instanceId,
+      instanceId: () => this.#instanceId,
       fetch: options.fetch,
       now: () => this.#clock.now(),
     });
@@ -270,7 +271,6 @@ class Agent {
       deployment_hash: this.#deploymentHash,
       signed: options.agentToken !== undefined,
       pid: Deno.pid,
-      instance_id: this.#instanceId,
       version: VERSION,
     });
     if (!options.agentToken) {
@@ -293,6 +293,15 @@ class Agent {
         state_dir: options.stateDir ?? "./.status-state",
       });
     }
+    // A restarted agent keeps its instance id (the dashboard serves one process per agent id).
+    if (options.instanceId === undefined && ownState && this.#state.durable) {
+      try {
+        this.#instanceId = stateInstanceId(options.stateDir ?? "./.status-state");
+      } catch (error) {
+        log.warning("could not keep the instance id in the state directory: {error}", { error });
+      }
+    }
+    log.info("agent instance {instance_id}", { instance_id: this.#instanceId });
     const heartbeatStop = new AbortController();
     let heartbeat: Promise<void> | undefined;
     let metricsServer: Deno.HttpServer | undefined;

@@ -262,3 +262,33 @@ Deno.test("status agents over HTTP shows a real agent online, then offline once 
   }
   assert.ok(states.has("offline"), `states seen after the stop: ${[...states]}`);
 });
+
+Deno.test("a restarted agent (same state directory) is the same instance: not refused", async () => {
+  await using dir = tempDir();
+  await using serve = await startServe({ db: `${dir.path}/status.db`, cwd: dir.path });
+  const options = {
+    url: serve.url,
+    agentId: "again",
+    stateDir: `${dir.path}/state`,
+    cwd: dir.path,
+  };
+  const instanceOf = async (agent: ReturnType<typeof startAgent>) =>
+    (await agent.stderr.waitFor(/"message":"agent instance ([^"]+)"/)).match![1];
+  let first: string;
+  {
+    await using agent = startAgent(options);
+    first = await instanceOf(agent);
+    await agent.stderr.waitFor("long-poll: polling loop started", { timeoutMs: 30_000 });
+    agent.kill("SIGTERM");
+    assert.equal((await agent.exited(30_000)).code, 0);
+  }
+  await using again = startAgent(options);
+  assert.equal(await instanceOf(again), first);
+  const run = await runCli(
+    ["enqueue", "echo back", "--agent", "again", "--wait", "--dashboard-url", serve.url],
+    { perms: PERMS.operator, cwd: dir.path },
+  );
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, "back");
+  assert.ok(!again.stderr.text.includes("another process is polling"), again.stderr.text);
+});
