@@ -1,10 +1,11 @@
 /**
  * One agent process per agent id. Each agent sends `X-Agent-Instance` (an id kept in its state
  * directory, so a restart is the same instance) with every request. The dashboard remembers, per
- * agent id, the instance that polls and when it was last active; a wait from another instance while that one is connected (a wait
- * or cancel-wait open, or its last one ended less than its wait timeout ago) is refused with `409`
- * naming the problem: two machines configured with one id. When the first stops polling, the
- * second takes over once the first's wait timeout has passed.
+ * agent id, the instance that polls and when it was last active; a wait from another instance
+ * while that one is connected (a wait or cancel-wait open, or its last one ended less than its
+ * wait timeout ago) is refused with `409` naming the problem: two machines configured with one
+ * id. When the first stops polling, the second takes over once the first's wait timeout has
+ * passed.
  *
  * Requests without the header (older agents, `curl`) are not checked.
  *
