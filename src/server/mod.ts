@@ -59,6 +59,21 @@
  * - A command with the id `wait` has none: `…/commands/wait/cancel-wait` is a wait on the
  *   deployment hash `cancel-wait`, and the agent does not ask.
  *
+ * ## Live output, event streams, the fleet and metrics
+ *
+ * - `POST /api/v1/agent/commands/{id}/output` (`routes_live.ts`): chunks of a running command's
+ *   output with byte offsets, stored once and bounded to head and tail per stream
+ *   (`CommandStore.appendOutput`); `GET /api/v1/commands/{id}` shows them as `live_output`.
+ * - `GET /api/v1/commands/{id}/events` (`events.ts`): server-sent `status`, `output` and `end`
+ *   events, resumable with `Last-Event-ID`. Every store call goes through `observed_store.ts`,
+ *   which wakes the streams of the command it changed and counts it in the metrics.
+ * - `POST /api/v1/agent/heartbeat`, `GET /api/v1/agent/ping` (`routes_live.ts`);
+ *   `GET/POST /api/v1/agents`, `POST /api/v1/agents/{id}/rotate`, `DELETE /api/v1/agents/{id}`
+ *   (`routes_fleet.ts`).
+ * - One agent process per agent id (`instances.ts`): a wait from a second instance is `409`.
+ * - `GET /metrics` (`metrics.ts`, `prom-client`): admin token outside dev mode, or
+ *   `ServeOptions.metricsBind` for a separate listener without one.
+ *
  * @example Start a dev-mode dashboard on a free port
  * ```ts
  * import assert from "node:assert/strict";
