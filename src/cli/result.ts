@@ -36,10 +36,16 @@ export function resultCommand(io: Io): Command {
     const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     if (options.follow) {
-      const record = await followAndPrint(io, writerFor(io), client, id);
-      if (record === null) setExitCode(130);
-      else if (options.json) io.out(JSON.stringify(record, null, 2));
-      if (record !== null) setExitCode(exitCodeOf(record));
+      // With --json, stdout is the final command alone: wait for it without printing output.
+      const record = options.json
+        ? await client.waitForFinal(id)
+        : await followAndPrint(io, writerFor(io), client, id);
+      if (record === null) {
+        setExitCode(130);
+        return;
+      }
+      if (options.json) io.out(JSON.stringify(record, null, 2));
+      setExitCode(exitCodeOf(record));
       return;
     }
     const record = await client.getCommand(id);
