@@ -452,11 +452,14 @@ export function createApp(options: AppOptions): DashboardApp {
     }
     return response;
   };
-  const fetch: HttpApp["fetch"] = async (request, env) => {
+  // Counted with `then`, not an async frame: a held wait keeps nothing more than before.
+  const fetch: HttpApp["fetch"] = (request, env) => {
     const addr = env?.remoteAddr;
-    const response = await (lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
-      app.fetch(request, env));
-    return count(request, response);
+    const answer = lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
+      app.fetch(request, env);
+    return answer instanceof Promise
+      ? answer.then((response) => count(request, response))
+      : count(request, answer);
   };
   const http: HttpApp = {
     fetch,
