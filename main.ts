@@ -17,6 +17,7 @@ import { upCommand } from "./src/cli/up.ts";
 import { agentsCommand } from "./src/cli/agents.ts";
 import { enqueueCommand } from "./src/cli/enqueue.ts";
 import { resultCommand } from "./src/cli/result.ts";
+import { runCommand } from "./src/cli/run.ts";
 import { listCommand } from "./src/cli/list.ts";
 import { cancelCommand } from "./src/cli/cancel.ts";
 import { execCommand } from "./src/cli/exec.ts";
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   program.addCommand(agentsCommand(io));
   program.addCommand(enqueueCommand(io));
   program.addCommand(resultCommand(io));
+  program.addCommand(runCommand(io));
   program.addCommand(listCommand(io));
   program.addCommand(cancelCommand(io));
   program.addCommand(execCommand(io));

@@ -55,6 +55,8 @@ export interface AgentOptions {
    * @default {"default"}
    */
   deploymentHash?: string;
+  /** This agent's labels (`AGENT_LABELS`), sent in its heartbeats. */
+  labels?: Record<string, string>;
   /**
    * How long one long-poll may wait on the dashboard, in seconds (`POLLING_TIMEOUT_SECS`).
    * @default {30}
@@ -207,6 +209,7 @@ class Agent {
   readonly #backoff: PollBackoff;
   readonly #retryBackoff: IBackoffFactory<IRetryBackoffContext<unknown>>;
   readonly #deploymentHash: string;
+  readonly #labels: Record<string, string>;
   readonly #pollingTimeoutSecs: number;
   readonly #graceMs: number;
   #executor: Executor | undefined;
@@ -225,6 +228,7 @@ class Agent {
     this.#stopNow = options.stopNow ?? new AbortController().signal;
     this.#clock = options.clock ?? systemClock;
     this.#deploymentHash = options.deploymentHash ?? "default";
+    this.#labels = options.labels ?? {};
     this.#pollingTimeoutSecs = checkSecs(
       "pollingTimeoutSecs",
       options.pollingTimeoutSecs ?? 30,
@@ -819,6 +823,7 @@ class Agent {
       version: VERSION,
       deployment_hash: this.#deploymentHash,
       instance_id: this.#instanceId,
+      labels: this.#labels,
     }, signal);
     if (outcome.kind === "accepted" || outcome.kind === "aborted") return;
     if (outcome.kind === "refused" && outcome.status === 404) {

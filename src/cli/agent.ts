@@ -103,6 +103,7 @@ export function loopOptionsFromSettings(
   return {
     agentToken: s.agentToken,
     deploymentHash: s.deploymentHash,
+    labels: s.agentLabels,
     pollingTimeoutSecs: s.pollingTimeoutSecs,
     pollingBackoffSecs: s.pollingBackoffSecs,
     pollingBackoffMaxSecs: s.pollingBackoffMaxSecs,

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { AGENT_ID_PATTERN } from "../protocol/schemas.ts";
+import { parseLabels } from "../protocol/runs.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -127,6 +128,26 @@ const SPECS = {
     schema: z.preprocess(fromString, z.string().regex(/^[^/?#\s]{1,256}$/)),
     roles: ["agent"],
     placeholder: "<hash>",
+  },
+  agentLabels: {
+    env: "AGENT_LABELS",
+    description:
+      "Labels of this agent (key=value,key=value), sent in its heartbeat; fan-out runs target them",
+    expected: "key=value pairs separated by commas (keys: 1–63 of A-Za-z0-9._/-)",
+    schema: z.preprocess(
+      (v) => {
+        const s = fromString(v);
+        if (typeof s !== "string") return s;
+        try {
+          return parseLabels(s);
+        } catch {
+          return s;
+        }
+      },
+      z.record(z.string(), z.string()),
+    ),
+    roles: ["agent"],
+    placeholder: "<k=v,...>",
   },
   pollingTimeoutSecs: {
     env: "POLLING_TIMEOUT_SECS",
@@ -439,6 +460,7 @@ export type SettingKey = keyof typeof SPECS;
 
 type ValueOf<K extends SettingKey> = K extends
   "allowedPrograms" | "allowedPathPrefixes" | "commandEnv" ? string[]
+  : K extends "agentLabels" ? Record<string, string>
   : K extends "daemon" | "waitRequireSignature" | "acceptV1Signatures" | "liveOutput" ? boolean
   : K extends
     | "pollingTimeoutSecs"

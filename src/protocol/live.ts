@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { type Labels, labelsSchema } from "./runs.ts";
 
 /** Paths of the live-output, heartbeat, ping, events and fleet endpoints. */
 export const LIVE_PATHS = {
@@ -55,6 +56,8 @@ export interface HeartbeatRequest {
   deployment_hash?: string;
   /** Its process's instance id. */
   instance_id?: string;
+  /** Its labels (`AGENT_LABELS`). */
+  labels?: Labels;
   /** The figures: `timestamp`, `cpu_percent`, `memory`, `disk`, `load_avg`, ... */
   [figure: string]: unknown;
 }
@@ -65,6 +68,7 @@ export const heartbeatSchema: z.ZodType<HeartbeatRequest> = z.looseObject({
   version: z.string().min(1).max(64).optional(),
   deployment_hash: z.string().min(1).max(256).optional(),
   instance_id: z.string().min(1).max(128).optional(),
+  labels: labelsSchema.optional(),
 });
 
 /**

@@ -7,3 +7,4 @@ export * from "./headers.ts";
 export * from "./schemas.ts";
 export * from "./signing.ts";
 export * from "./live.ts";
+export * from "./runs.ts";

@@ -35,6 +35,7 @@ import { observeStore } from "./observed_store.ts";
 import { refusalOf } from "./refusals.ts";
 import { fleetRoutes } from "./routes_fleet.ts";
 import { liveRoutes } from "./routes_live.ts";
+import { enqueueRunCommand, runRoutes, RunScheduler } from "./runs.ts";
 import type { OutputBounds } from "../store/mod.ts";
 
 /** Options of {@link createApp}. */
@@ -134,6 +135,12 @@ export interface AppOptions {
    * @default {600}
    */
   liveOutputRetentionSecs?: number;
+  /**
+   * How often every open fan-out run is stepped besides when its commands change, in ms; 0:
+   * only when they change (tests call {@link DashboardApp.runs}' `sweep`).
+   * @default {5000}
+   */
+  runSweepMs?: number;
 }
 
 /**
@@ -161,6 +168,8 @@ export interface DashboardApp {
   metrics: MetricsRenderer;
   /** The event streams of commands. */
   events: CommandEvents;
+  /** The rate control of fan-out runs. */
+  runs: RunScheduler;
   /**
    * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
@@ -400,6 +409,21 @@ export function createApp(options: AppOptions): DashboardApp {
     auth: operatorAuth,
     offlineAfterMs: offlineAfterSecs * 1000,
   });
+  const runs = new RunScheduler({
+    store,
+    clock,
+    events,
+    enqueue: (run, target) => enqueueRunCommand(deps, run, target),
+    cancelRequested: (commandId) => cancelWaiters.notify(commandId),
+    sweepMs: options.runSweepMs ?? 5000,
+  });
+  runRoutes(app, deps, {
+    auth: operatorAuth,
+    scheduler: runs,
+    offlineAfterMs: offlineAfterSecs * 1000,
+    keepAliveMs: options.eventKeepAliveMs,
+  });
+  runs.start().catch((error) => log.error("could not resume the open runs: {error}", { error }));
   metrics.bind({
     waiting: () => hub.size,
     online: () => fleet.online(),
@@ -481,6 +505,7 @@ export function createApp(options: AppOptions): DashboardApp {
     devMode,
     metrics,
     events,
+    runs,
     expireLeases,
     flushLastSeen,
     pruneOutput,
@@ -490,6 +515,7 @@ export function createApp(options: AppOptions): DashboardApp {
         hub.close();
         cancelWaiters.close();
         events.close();
+        runs.close();
         clearInterval(pruneTimer);
         leases.close();
         await flushLastSeen();

@@ -70,7 +70,8 @@ export interface RouteDeps {
 const log = logger("server");
 const audit = auditLogger();
 
-function canonicalJson(value: unknown): string {
+/** JSON with object keys sorted and `undefined` members left out (for digests). */
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)

@@ -102,6 +102,7 @@ export function fleetRoutes(
           waiting,
           last_seen_at: iso(lastSeen),
           deployment_hash: agent.deploymentHash,
+          labels: agent.labels,
           version: agent.version,
           instance_id: agent.instanceId,
           heartbeat_at: iso(agent.heartbeatAt),

@@ -102,13 +102,14 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
       if (body.agent_id !== undefined && body.agent_id !== agent.id) {
         throw new HttpError(403, `field "agent_id": an agent sends only its own heartbeat`);
       }
-      const { agent_id: _id, version, deployment_hash, instance_id, ...sample } = body;
+      const { agent_id: _id, version, deployment_hash, instance_id, labels, ...sample } = body;
       const instance = InstanceRegistry.of(c.req.raw) ?? instance_id ?? null;
       await store.recordHeartbeat(agent.id, {
         version: version ?? null,
         deploymentHash: deployment_hash ?? null,
         instanceId: instance,
         sample,
+        labels,
         now: clock.now(),
       });
       return c.json({ recorded: true });

@@ -88,4 +88,37 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE agents ADD COLUMN heartbeat TEXT;
   ALTER TABLE agents ADD COLUMN heartbeat_at INTEGER;
   `,
+  // 4: fan-out runs (one command to a group of agents) and agent labels.
+  `
+  ALTER TABLE agents ADD COLUMN labels TEXT;
+
+  CREATE TABLE runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    params TEXT NOT NULL,
+    target TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    max_concurrency INTEGER NOT NULL,
+    max_concurrency_spec TEXT,
+    max_errors INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE INDEX runs_open ON runs (seq) WHERE completed_at IS NULL;
+
+  CREATE TABLE run_targets (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    position INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    command_id TEXT NOT NULL UNIQUE,
+    offline_at_creation INTEGER NOT NULL,
+    started_at INTEGER,
+    skipped_at INTEGER,
+    PRIMARY KEY (run_id, position)
+  ) STRICT;
+  `,
 ];

@@ -51,5 +51,24 @@ export {
   type ReportInput,
   type ReportOutcome,
 } from "./types.ts";
+export type {
+  AdvanceRunOutcome,
+  CancelRunOutcome,
+  CreateRunOutcome,
+  NewRun,
+  RunQuery,
+  RunRecord,
+  RunTargetRecord,
+} from "./types.ts";
+export {
+  planRun,
+  runCommandId,
+  type RunPlan,
+  runStatus,
+  runTotals,
+  targetFailed,
+  targetFinal,
+  targetState,
+} from "./runs.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
 export { StoreError } from "./errors.ts";

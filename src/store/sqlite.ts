@@ -55,6 +55,16 @@ import {
   type ReportInput,
   type ReportOutcome,
 } from "./types.ts";
+import type {
+  AdvanceRunOutcome,
+  CancelRunOutcome,
+  CreateRunOutcome,
+  NewRun,
+  RunQuery,
+  RunRecord,
+  RunTargetRecord,
+} from "./types.ts";
+import { planRun } from "./runs.ts";
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -423,7 +433,7 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       const rows = this.#stmt(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
-         a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at,
+         a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at, a.labels,
          (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued') AS queued
        FROM agents a ORDER BY a.id`,
       ).all() as Row[];
@@ -439,6 +449,7 @@ export class SqliteStore implements CommandStore {
         instanceId: strOrNull(row.instance_id),
         heartbeat: parseHeartbeat(row.heartbeat),
         heartbeatAt: numOrNull(row.heartbeat_at),
+        labels: parseLabelsColumn(row.labels),
       }));
     });
   }
@@ -861,7 +872,8 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       const result = this.#stmt(
         `UPDATE agents SET version = ?, deployment_hash = ?, instance_id = ?, heartbeat = ?,
-         heartbeat_at = ?, last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?`,
+         heartbeat_at = ?, last_seen_at = max(coalesce(last_seen_at, 0), ?),
+         labels = coalesce(?, labels) WHERE id = ?`,
       ).run(
         heartbeat.version,
         heartbeat.deploymentHash,
@@ -869,10 +881,160 @@ export class SqliteStore implements CommandStore {
         heartbeat.sample === null ? null : JSON.stringify(heartbeat.sample),
         heartbeat.now,
         heartbeat.now,
+        heartbeat.labels === undefined ? null : JSON.stringify(heartbeat.labels),
         agentId,
       );
       this.#cacheSeen(agentId, heartbeat.now);
       return num(result.changes) === 1;
+    });
+  }
+
+  // -- fan-out runs (decisions: planRun in runs.ts)
+
+  #runTargets(runId: string): RunTargetRecord[] {
+    const rows = this.#stmt(
+      `SELECT position, agent_id, command_id, offline_at_creation, started_at, skipped_at
+       FROM run_targets WHERE run_id = ? ORDER BY position`,
+    ).all(runId) as Row[];
+    return rows.map((row) => ({
+      position: num(row.position),
+      agentId: String(row.agent_id),
+      commandId: String(row.command_id),
+      offlineAtCreation: num(row.offline_at_creation) !== 0,
+      startedAt: numOrNull(row.started_at),
+      skippedAt: numOrNull(row.skipped_at),
+      command: this.#command(String(row.command_id)),
+    }));
+  }
+
+  #toRun(row: Row): RunRecord {
+    const spec = strOrNull(row.max_concurrency_spec);
+    return {
+      id: String(row.id),
+      name: String(row.name),
+      params: JSON.parse(String(row.params)) as CommandParams,
+      target: JSON.parse(String(row.target)),
+      fingerprint: String(row.fingerprint),
+      maxConcurrency: num(row.max_concurrency),
+      maxConcurrencySpec: spec === null ? null : JSON.parse(spec),
+      maxErrors: numOrNull(row.max_errors),
+      cancelRequested: num(row.cancel_requested) !== 0,
+      seq: num(row.seq),
+      createdAt: num(row.created_at),
+      completedAt: numOrNull(row.completed_at),
+      updatedAt: num(row.updated_at),
+      targets: this.#runTargets(String(row.id)),
+    };
+  }
+
+  #getRunRow(id: string): RunRecord | null {
+    const row = this.#stmt("SELECT * FROM runs WHERE id = ?").get(id) as Row | undefined;
+    return row ? this.#toRun(row) : null;
+  }
+
+  /** {@inheritDoc CommandStore.createRun} */
+  createRun(run: NewRun): Promise<CreateRunOutcome> {
+    return this.#run(() => {
+      return this.#tx((): CreateRunOutcome => {
+        const existing = this.#getRunRow(run.id);
+        if (existing) {
+          return {
+            outcome: existing.fingerprint === run.fingerprint ? "duplicate" : "conflict",
+            run: existing,
+          };
+        }
+        this.#stmt(
+          `INSERT INTO runs (id, name, params, target, fingerprint, max_concurrency,
+           max_concurrency_spec, max_errors, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          run.id,
+          run.name,
+          JSON.stringify(run.params),
+          JSON.stringify(run.target),
+          run.fingerprint,
+          run.maxConcurrency,
+          run.maxConcurrencySpec === null ? null : JSON.stringify(run.maxConcurrencySpec),
+          run.maxErrors,
+          run.now,
+          run.now,
+        );
+        const insert = this.#stmt(
+          `INSERT INTO run_targets (run_id, position, agent_id, command_id, offline_at_creation)
+           VALUES (?, ?, ?, ?, ?)`,
+        );
+        run.targets.forEach((t, position) => {
+          insert.run(run.id, position, t.agentId, t.commandId, t.offlineAtCreation ? 1 : 0);
+        });
+        return { outcome: "created", run: this.#getRunRow(run.id) as RunRecord };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.getRun} */
+  getRun(id: string): Promise<RunRecord | null> {
+    return this.#run(() => this.#getRunRow(id));
+  }
+
+  /** {@inheritDoc CommandStore.listRuns} */
+  listRuns(query: RunQuery): Promise<RunRecord[]> {
+    return this.#run(() => {
+      const rows = this.#stmt(
+        `SELECT * FROM runs WHERE (? = 0 OR completed_at IS NULL) ORDER BY seq DESC LIMIT ?`,
+      ).all(query.open ? 1 : 0, Math.max(0, Math.floor(query.limit))) as Row[];
+      return rows.map((row) => this.#toRun(row));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.advanceRun} */
+  advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
+    return this.#run(() => {
+      return this.#tx((): AdvanceRunOutcome | null => {
+        const run = this.#getRunRow(id);
+        if (!run) return null;
+        if (run.completedAt === null) {
+          const plan = planRun(run);
+          const mark = (column: "started_at" | "skipped_at", positions: number[]) => {
+            const update = this.#stmt(
+              `UPDATE run_targets SET ${column} = ? WHERE run_id = ? AND position = ?
+               AND started_at IS NULL AND skipped_at IS NULL`,
+            );
+            for (const position of positions) update.run(now, id, position);
+          };
+          mark("started_at", plan.start);
+          mark("skipped_at", plan.skip);
+          const changed = plan.start.length + plan.skip.length > 0 || plan.complete;
+          if (changed) {
+            this.#stmt(
+              `UPDATE runs SET updated_at = ?, completed_at = ? WHERE id = ?`,
+            ).run(now, plan.complete ? now : null, id);
+          }
+        }
+        const after = this.#getRunRow(id) as RunRecord;
+        const toEnqueue = after.targets.filter((t) =>
+          t.startedAt !== null && t.skippedAt === null && t.command === null
+        );
+        return { run: after, toEnqueue };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.cancelRun} */
+  cancelRun(id: string, now: number): Promise<CancelRunOutcome> {
+    return this.#run(() => {
+      return this.#tx((): CancelRunOutcome => {
+        const run = this.#getRunRow(id);
+        if (!run) return { outcome: "not_found" };
+        if (run.completedAt !== null) return { outcome: "final", run };
+        this.#stmt(
+          "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+        ).run(now, id);
+        this.#stmt(
+          `UPDATE run_targets SET skipped_at = ? WHERE run_id = ?
+           AND started_at IS NULL AND skipped_at IS NULL`,
+        ).run(now, id);
+        return { outcome: "cancelled", run: this.#getRunRow(id) as RunRecord };
+      });
     });
   }
 
@@ -900,6 +1062,15 @@ function parseHeartbeat(value: SQLInputValue): Record<string, unknown> | null {
   } catch {
     return null;
   }
+}
+
+function parseLabelsColumn(value: SQLInputValue): Record<string, string> {
+  const parsed = parseHeartbeat(value);
+  const labels: Record<string, string> = {};
+  for (const [key, v] of Object.entries(parsed ?? {})) {
+    if (typeof v === "string") labels[key] = v;
+  }
+  return labels;
 }
 
 function checkBounds(keep: { headBytes: number; tailBytes: number }) {

@@ -7,6 +7,7 @@
  * @module
  */
 import type { CommandParams, CommandStatus, Priority, ReportStatus } from "../protocol/mod.ts";
+import type { Labels, MaxConcurrency, RunTarget } from "../protocol/runs.ts";
 
 /**
  * Scopes an agent may be granted. Each agent-facing endpoint requires one:
@@ -56,6 +57,8 @@ export interface AgentSummary extends Omit<AgentRecord, "token"> {
   heartbeat: Record<string, unknown> | null;
   /** When its last heartbeat arrived, in ms since the epoch; `null` before any. */
   heartbeatAt: number | null;
+  /** The labels its last heartbeat named (`AGENT_LABELS`); `{}` before any. */
+  labels: Labels;
 }
 
 /** The result an agent reported for a command. */
@@ -349,8 +352,121 @@ export interface HeartbeatInput {
   instanceId: string | null;
   /** Its latest figures (CPU, memory, disk, load). */
   sample: Record<string, unknown> | null;
+  /** Its labels (`AGENT_LABELS`); absent: unchanged. */
+  labels?: Labels;
   /** The current time (also counts as seen). */
   now: number;
+}
+
+// -- fan-out runs (one command to a group of agents; see src/store/runs.ts)
+
+/** One targeted agent of a run. */
+export interface RunTargetRecord {
+  /** Its place in the run (the order commands are started in), from 0. */
+  position: number;
+  /** The agent. */
+  agentId: string;
+  /** The id its command has (or will have): `<run id>:<agent id>`. */
+  commandId: string;
+  /** Whether the agent was offline when the run was created. */
+  offlineAtCreation: boolean;
+  /** When the run started its command (it may still have to be enqueued); `null`: not yet. */
+  startedAt: number | null;
+  /** When the run decided never to start it (errors, cancel); `null`: not skipped. */
+  skippedAt: number | null;
+  /** The command, once it exists. */
+  command: CommandRecord | null;
+}
+
+/** A run in the store. Times are in ms since the epoch. */
+export interface RunRecord {
+  /** The run id. */
+  id: string;
+  /** The command line of every command. */
+  name: string;
+  /** The params of every command. */
+  params: CommandParams;
+  /** The target as requested. */
+  target: RunTarget;
+  /** Digest of the request, for idempotent creation. */
+  fingerprint: string;
+  /** Commands running at once at most (resolved). */
+  maxConcurrency: number;
+  /** `max_concurrency` as requested; `null`: not given (all at once). */
+  maxConcurrencySpec: MaxConcurrency | null;
+  /** After more failures than this no command is started; `null`: never stop. */
+  maxErrors: number | null;
+  /** An operator cancelled the run. */
+  cancelRequested: boolean;
+  /** Creation order; larger is newer. */
+  seq: number;
+  /** When it was created. */
+  createdAt: number;
+  /** When every target was final (command final or skipped); `null` before. */
+  completedAt: number | null;
+  /** When it last changed. */
+  updatedAt: number;
+  /** The targets, in `position` order. */
+  targets: RunTargetRecord[];
+}
+
+/** What {@link CommandStore.createRun} stores. */
+export interface NewRun {
+  /** The run id. */
+  id: string;
+  /** The command line. */
+  name: string;
+  /** The params of every command. */
+  params: CommandParams;
+  /** The target as requested. */
+  target: RunTarget;
+  /** Digest of the request. */
+  fingerprint: string;
+  /** Resolved concurrency (at least 1). */
+  maxConcurrency: number;
+  /** As requested. */
+  maxConcurrencySpec: MaxConcurrency | null;
+  /** The error budget; `null`: none. */
+  maxErrors: number | null;
+  /** The agents chosen, in order, each with its command id and whether it was offline. */
+  targets: Array<{ agentId: string; commandId: string; offlineAtCreation: boolean }>;
+  /** The current time. */
+  now: number;
+}
+
+/** Outcome of {@link CommandStore.createRun}. */
+export type CreateRunOutcome =
+  | { outcome: "created"; run: RunRecord }
+  /** The id exists with the same fingerprint: nothing changed. */
+  | { outcome: "duplicate"; run: RunRecord }
+  /** The id exists with another fingerprint: nothing changed. */
+  | { outcome: "conflict"; run: RunRecord };
+
+/** Outcome of {@link CommandStore.advanceRun}. */
+export interface AdvanceRunOutcome {
+  /** The run after the step. */
+  run: RunRecord;
+  /**
+   * Targets that are started but whose command does not exist yet: the caller enqueues them
+   * (ids are fixed, so an enqueue repeated after a crash is a duplicate).
+   */
+  toEnqueue: RunTargetRecord[];
+}
+
+/** Outcome of {@link CommandStore.cancelRun}. */
+export type CancelRunOutcome =
+  /** The cancel is recorded; targets not started are skipped (also when cancelled before). */
+  | { outcome: "cancelled"; run: RunRecord }
+  /** The run had ended: nothing changed. */
+  | { outcome: "final"; run: RunRecord }
+  | { outcome: "not_found" };
+
+/** Filters of {@link CommandStore.listRuns}. */
+export interface RunQuery {
+  /** Only runs not completed. */
+  open?: boolean;
+  /** At most this many, newest first. */
+  limit: number;
 }
 
 /**
@@ -492,6 +608,27 @@ export interface CommandStore extends AsyncDisposable {
    * @returns `false` when no such agent exists.
    */
   recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean>;
+
+  // -- fan-out runs (the decisions are planRun in src/store/runs.ts, shared by every store)
+
+  /**
+   * Stores a run and its targets (none started); idempotent on the id. Creates no command.
+   */
+  createRun(run: NewRun): Promise<CreateRunOutcome>;
+  /** One run with its targets and their commands, or `null`. */
+  getRun(id: string): Promise<RunRecord | null>;
+  /** Runs with their targets, newest first. */
+  listRuns(query: RunQuery): Promise<RunRecord[]>;
+  /**
+   * One step of a run's rate control, atomic against every other step of the same run: applies
+   * `planRun` of `runs.ts` (start targets up to the concurrency, skip the rest after too many errors or
+   * a cancel) and records the run completed once every target is final.
+   *
+   * @returns `null` when no such run exists.
+   */
+  advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null>;
+  /** Records an operator's cancel of a run and skips its targets not started. */
+  cancelRun(id: string, now: number): Promise<CancelRunOutcome>;
 
   /** Closes the store; later calls fail. Idempotent. */
   close(): Promise<void>;

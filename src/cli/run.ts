@@ -1,0 +1,396 @@
+/**
+ * Fan-out runs from the command line: `status run start|show|list|cancel`, and
+ * `status enqueue "<cmd>" --deployment/--label ...` (a run instead of one command).
+ *
+ * With `--wait` the run is followed (one line on stderr per agent that finishes), then a table
+ * (agent, status, exit code, duration, first line of output) is printed and the exit code says
+ * whether every agent succeeded: 0 all succeeded, 1 otherwise, 130 when Ctrl-C stopped waiting.
+ *
+ * @module
+ */
+import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { setExitCode } from "./exit.ts";
+import type { Io } from "./io.ts";
+import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
+import { type CommandParams, PRIORITIES, type Priority } from "../protocol/mod.ts";
+import {
+  type Labels,
+  type MaxConcurrency,
+  parseLabels,
+  parseMaxConcurrency,
+  RUN_ID_PATTERN,
+  type RunRequest,
+} from "../protocol/runs.ts";
+import { type OperatorClient, operatorClientFromSettings } from "../operator/mod.ts";
+import {
+  cancelRun,
+  createRun,
+  formatRunSummary,
+  formatRunTable,
+  getRun,
+  listRuns,
+  type RunAnswer,
+  runEnded,
+  waitForRun,
+} from "../operator/run_client.ts";
+import { UsageError } from "../errors.ts";
+
+function parseRunId(value: string): string {
+  if (!RUN_ID_PATTERN.test(value)) {
+    throw new InvalidArgumentError("must be 1–64 characters of A-Z a-z 0-9 . _ -");
+  }
+  return value;
+}
+
+function collectAgent(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), parseAgentId(value)];
+}
+
+function collectLabels(value: string, previous: Labels | undefined): Labels {
+  let labels: Labels;
+  try {
+    labels = parseLabels(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+  for (const key of Object.keys(labels)) {
+    if (previous && key in previous) throw new InvalidArgumentError(`label ${key} is given twice`);
+  }
+  return { ...previous, ...labels };
+}
+
+function concurrencyParser(value: string): MaxConcurrency {
+  try {
+    return parseMaxConcurrency(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function deploymentParser(value: string): string {
+  if (!/^[^/?#\s]{1,256}$/.test(value)) {
+    throw new InvalidArgumentError("must be 1–256 characters without / ? # or spaces");
+  }
+  return value;
+}
+
+/** The run flags shared by `status run start` and `status enqueue`. */
+export interface RunFlags {
+  agent?: string | string[];
+  deployment?: string;
+  label?: Labels;
+  maxConcurrency?: MaxConcurrency;
+  maxErrors?: number;
+  ttl?: number;
+}
+
+/**
+ * Adds the target and rate flags of a run to a command (`--agent` is the command's own).
+ *
+ * @param command `status run start` or `status enqueue`.
+ * @returns The same command.
+ */
+export function addRunOptions<C extends Command<[string], Record<string, unknown>>>(
+  command: C,
+): C {
+  command
+    .option(
+      "--deployment <hash>",
+      "fan-out: every agent whose heartbeat names this deployment (its commands are delivered " +
+        "only there)",
+      deploymentParser,
+    )
+    .option(
+      "--label <key=value>",
+      "fan-out: only agents carrying this label (AGENT_LABELS); repeat or separate with commas",
+      collectLabels,
+    )
+    .option(
+      "--max-concurrency <n|p%>",
+      "fan-out: at most this many commands at once, or this share of the agents (default all)",
+      concurrencyParser,
+    )
+    .option(
+      "--max-errors <n>",
+      "fan-out: start no more commands after more than n failures; the rest end skipped",
+      wholeNumberParser(0, 100_000),
+    );
+  return command;
+}
+
+/**
+ * Whether the flags ask for a fan-out run (rather than one command for one agent).
+ *
+ * @param flags The parsed flags.
+ */
+export function wantsRun(flags: RunFlags): boolean {
+  return flags.deployment !== undefined || flags.label !== undefined ||
+    flags.maxConcurrency !== undefined || flags.maxErrors !== undefined ||
+    (Array.isArray(flags.agent) && flags.agent.length > 1);
+}
+
+/**
+ * Builds the request of a run from the flags.
+ *
+ * @param commandLine The command line.
+ * @param flags Target, rate and params.
+ * @param params The command params.
+ * @param id The run id, if given.
+ * @throws {UsageError} When no target is named.
+ */
+export function runRequestOf(
+  commandLine: string,
+  flags: RunFlags,
+  params: CommandParams,
+  id?: string,
+): RunRequest {
+  const agents = flags.agent === undefined
+    ? undefined
+    : Array.isArray(flags.agent)
+    ? flags.agent
+    : [flags.agent];
+  if (agents === undefined && flags.deployment === undefined && flags.label === undefined) {
+    throw new UsageError(
+      "a fan-out run needs a target: --agent (repeatable), --deployment or --label",
+    );
+  }
+  const request: RunRequest = {
+    name: commandLine,
+    params,
+    target: {},
+  };
+  if (id !== undefined) request.id = id;
+  if (agents) request.target.agents = [...new Set(agents)];
+  if (flags.deployment !== undefined) request.target.deployment = flags.deployment;
+  if (flags.label !== undefined) request.target.labels = flags.label;
+  if (flags.maxConcurrency !== undefined) request.max_concurrency = flags.maxConcurrency;
+  if (flags.maxErrors !== undefined) request.max_errors = flags.maxErrors;
+  return request;
+}
+
+/**
+ * Creates a run and, with `wait`, follows it to its end and prints its table.
+ *
+ * @param io Where it prints.
+ * @param client The dashboard.
+ * @param request The run.
+ * @param options `wait` and `json`.
+ */
+export async function startRun(
+  io: Io,
+  client: OperatorClient,
+  request: RunRequest,
+  options: { wait?: boolean; json?: boolean },
+): Promise<void> {
+  const created = await createRun(client, request);
+  for (const warning of created.warnings ?? []) io.err(`warning: ${warning}`);
+  if (!options.wait) {
+    if (options.json) io.out(JSON.stringify(created, null, 2));
+    else {
+      io.out(created.id);
+      io.err(
+        `${created.duplicate ? "run exists (same id and body)" : "run created"}: ${created.id} ` +
+          `for ${created.totals.total} agent(s), at most ${created.max_concurrency} at once; ` +
+          `follow it with: status run show ${created.id} --follow`,
+      );
+    }
+    return;
+  }
+  io.err(
+    `run ${created.id}: ${created.totals.total} agent(s), at most ${created.max_concurrency} at ` +
+      `once${created.max_errors === null ? "" : `, stop after ${created.max_errors + 1} failures`}`,
+  );
+  await followRun(io, client, created.id, options.json ?? false, created);
+}
+
+/**
+ * Follows a run to its end: a line on stderr per agent that changes state, then the table (or
+ * the run as JSON) on stdout; sets the exit code (0 all succeeded, 1 otherwise, 130 Ctrl-C).
+ *
+ * @param io Where it prints.
+ * @param client The dashboard.
+ * @param id The run.
+ * @param json Print the final run as JSON instead of a table.
+ * @param first The run as known already.
+ */
+export async function followRun(
+  io: Io,
+  client: OperatorClient,
+  id: string,
+  json: boolean,
+  first?: RunAnswer,
+): Promise<void> {
+  const seen = new Map<string, string>();
+  for (const agent of first?.agents ?? []) seen.set(agent.agent_id, agent.state);
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new Error("interrupted"));
+  let listening = false;
+  try {
+    Deno.addSignalListener("SIGINT", onSignal);
+    listening = true;
+  } catch {
+    // no signals here: Ctrl-C just ends us
+  }
+  let run: RunAnswer;
+  try {
+    run = await waitForRun(client, id, {
+      signal: controller.signal,
+      onProgress: (current) => {
+        for (const agent of current.agents) {
+          if (seen.get(agent.agent_id) === agent.state) continue;
+          seen.set(agent.agent_id, agent.state);
+          const exit = agent.exit_code === null ? "" : ` exit ${agent.exit_code}`;
+          io.err(`${agent.agent_id}: ${agent.state}${exit}`);
+        }
+      },
+    });
+  } catch (error) {
+    if (controller.signal.aborted) {
+      io.err(
+        `stopped waiting for run ${id}; it goes on (see it with: status run show ${id}, cancel ` +
+          `it with: status run cancel ${id})`,
+      );
+      setExitCode(130);
+      return;
+    }
+    throw error;
+  } finally {
+    if (listening) Deno.removeSignalListener("SIGINT", onSignal);
+  }
+  printRun(io, run, json);
+  setExitCode(run.status === "succeeded" ? 0 : 1);
+}
+
+function printRun(io: Io, run: RunAnswer, json: boolean): void {
+  if (json) {
+    io.out(JSON.stringify(run, null, 2));
+    return;
+  }
+  for (const line of formatRunTable(run)) io.out(line);
+  io.out(formatRunSummary(run));
+}
+
+function paramsOf(options: { timeout?: number; priority?: string; ttl?: number }): CommandParams {
+  const params: CommandParams = {};
+  if (options.timeout !== undefined) params.timeout_secs = options.timeout;
+  if (options.priority !== undefined) params.priority = options.priority as Priority;
+  if (options.ttl !== undefined) params.ttl_secs = options.ttl;
+  return params;
+}
+
+/**
+ * Builds `status run` and its subcommands.
+ *
+ * @param io Where the commands print.
+ * @returns The command.
+ */
+export function runCommand(io: Io): Command {
+  const run = new Command("run").description(
+    "Fan-out runs: one command to a group of agents (by id, deployment, labels), at most " +
+      "--max-concurrency at once, stopping after --max-errors failures",
+  );
+
+  const start = new Command("start")
+    .description(
+      "Start a run; with --wait follow it, print a table (agent, status, exit, duration, first " +
+        "line of output) and exit 0 only when every agent succeeded",
+    )
+    .argument("<command-line>", 'the command line, quoted as one argument, e.g. "df -h /"')
+    .option(
+      "--agent <id>",
+      "fan-out: this agent (repeatable); with other target flags all must match",
+      collectAgent,
+    )
+    .option("--id <id>", "run id (default: generated); re-sending the same id is safe", parseRunId)
+    .option(
+      "--timeout <secs>",
+      "deadline of each command on its agent (params.timeout_secs)",
+      wholeNumberParser(1, 86_400),
+    )
+    .option(
+      "--ttl <secs>",
+      "queue expiry of each command (params.ttl_secs): an offline agent's command expires",
+      wholeNumberParser(1, 30 * 86_400),
+    )
+    .addOption(
+      new Option("--priority <priority>", "queue priority (default normal)").choices(PRIORITIES),
+    )
+    .option("--wait", "follow the run to its end; exit 0 only when every agent succeeded")
+    .option("--json", "print the run as JSON (the final one with --wait)");
+  addRunOptions(start as unknown as Command<[string], Record<string, unknown>>);
+  addSettingOptions(start, ["operator"]);
+  start.addHelpText(
+    "after",
+    `
+Examples:
+  status run start "df -h /" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait
+  status run start "uname -a" --agent web-1 --agent web-2 --json`,
+  );
+  start.action(async (commandLine, options) => {
+    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const client = operatorClientFromSettings(settings);
+    const flags = options as RunFlags & { wait?: boolean; json?: boolean };
+    await startRun(io, client, runRequestOf(commandLine, flags, paramsOf(options), options.id), {
+      wait: flags.wait,
+      json: flags.json,
+    });
+  });
+
+  const show = new Command("show")
+    .description("Show a run: its totals and one line per agent (--follow: until it ends)")
+    .argument("<id>", "the run id", parseRunId)
+    .option("--json", "print the run as JSON")
+    .option("--follow", "follow it to its end; exit 0 only when every agent succeeded");
+  addSettingOptions(show, ["operator"]);
+  show.action(async (id, options) => {
+    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const client = operatorClientFromSettings(settings);
+    const current = await getRun(client, id);
+    if (options.follow && !runEnded(current)) {
+      await followRun(io, client, id, options.json ?? false, current);
+      return;
+    }
+    printRun(io, current, options.json ?? false);
+    if (options.follow) setExitCode(current.status === "succeeded" ? 0 : 1);
+  });
+
+  const list = new Command("list")
+    .description("List runs, newest first")
+    .option("--open", "only runs that have not ended")
+    .option("--limit <n>", "at most this many (default 50)", wholeNumberParser(1, 500))
+    .option("--json", "print the runs as JSON");
+  addSettingOptions(list, ["operator"]);
+  list.action(async (options) => {
+    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const client = operatorClientFromSettings(settings);
+    const runs = await listRuns(client, { open: options.open, limit: options.limit });
+    if (options.json) {
+      io.out(JSON.stringify(runs, null, 2));
+      return;
+    }
+    if (runs.length === 0) io.err("no runs");
+    for (const r of runs) io.out(`${formatRunSummary(r)}  ${r.created_at}  ${r.name}`);
+  });
+
+  const cancel = new Command("cancel")
+    .description(
+      "Cancel a run: nothing more starts (the rest end skipped), queued commands are cancelled, " +
+        "running ones are stopped by their agents",
+    )
+    .argument("<id>", "the run id", parseRunId);
+  addSettingOptions(cancel, ["operator"]);
+  cancel.action(async (id, options) => {
+    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const client = operatorClientFromSettings(settings);
+    const after = await cancelRun(client, id);
+    io.out(`cancelled run ${id}`);
+    io.err(formatRunSummary(after));
+  });
+
+  run.addCommand(start as unknown as Command);
+  run.addCommand(show as unknown as Command);
+  run.addCommand(list as unknown as Command);
+  run.addCommand(cancel as unknown as Command);
+  return run as unknown as Command;
+}

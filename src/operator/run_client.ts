@@ -1,0 +1,263 @@
+/**
+ * Fan-out runs over the operator API: create a run (`POST /api/v1/runs`), read, list and cancel
+ * runs, follow one to its end, and render its aggregate as a table.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { RUN_PATHS, type RunRequest, type RunView } from "../protocol/runs.ts";
+import { type OperatorClient, OperatorError } from "./client.ts";
+
+const agentViewSchema = z.looseObject({
+  agent_id: z.string(),
+  command_id: z.string(),
+  state: z.string(),
+  offline_at_creation: z.boolean(),
+  exit_code: z.number().nullable(),
+  duration_secs: z.number().nullable(),
+  first_line: z.string().nullable(),
+  error: z.string().nullable(),
+});
+
+const runViewSchema = z.looseObject({
+  id: z.string(),
+  name: z.string(),
+  status: z.enum(["running", "cancelling", "succeeded", "failed", "cancelled"]),
+  max_concurrency: z.number(),
+  max_errors: z.number().nullable(),
+  totals: z.record(z.string(), z.number()),
+  agents: z.array(agentViewSchema),
+});
+
+/** A run as the dashboard shows it, plus what its creation said. */
+export type RunAnswer = RunView & {
+  /** Agents that were offline when the run was created. */
+  offline?: string[];
+  /** Sentences about the run's creation (offline agents). */
+  warnings?: string[];
+  /** The id existed with the same body: nothing new was created. */
+  duplicate?: boolean;
+};
+
+function parseRun(body: unknown, what: string): RunAnswer {
+  const parsed = runViewSchema.safeParse(body);
+  if (!parsed.success) {
+    throw new OperatorError(
+      "invalid_answer",
+      `the dashboard's answer to ${what} is not a run: ${parsed.error.issues[0]?.message}`,
+      { body },
+    );
+  }
+  return body as RunAnswer;
+}
+
+function errorText(error: OperatorError): string | undefined {
+  const body = error.body as { error?: unknown } | undefined;
+  return typeof body?.error === "string" ? body.error : undefined;
+}
+
+/** A 404 of a run route: the dashboard's sentence (no such run, no agent matched) as the error. */
+function notFound(error: unknown, fallback: string): unknown {
+  if (error instanceof OperatorError && error.kind === "not_found") {
+    return new OperatorError("not_found", errorText(error) ?? fallback, {
+      status: error.status,
+      body: error.body,
+      cause: error,
+    });
+  }
+  return error;
+}
+
+/**
+ * Creates a run.
+ *
+ * @param client The dashboard.
+ * @param request The run.
+ * @returns The run as created (or as it existed, for a repeated id with the same body).
+ * @throws {OperatorError} `not_found` when the target matches no agent or names unknown agents
+ *   (the dashboard's sentence), `conflict` for an id taken by another run.
+ */
+export async function createRun(client: OperatorClient, request: RunRequest): Promise<RunAnswer> {
+  try {
+    const { body } = await client.call("POST", RUN_PATHS.runs, {
+      body: request,
+      what: "run",
+    });
+    return parseRun(body, "POST /api/v1/runs");
+  } catch (error) {
+    throw notFound(error, "no agent matches the target");
+  }
+}
+
+/**
+ * Reads a run.
+ *
+ * @param client The dashboard.
+ * @param id The run id.
+ * @param signal Aborts the request.
+ * @throws {OperatorError} `not_found` when there is no such run.
+ */
+export async function getRun(
+  client: OperatorClient,
+  id: string,
+  signal?: AbortSignal,
+): Promise<RunAnswer> {
+  try {
+    const { body } = await client.call("GET", RUN_PATHS.run(id), { signal });
+    return parseRun(body, `GET ${RUN_PATHS.run(id)}`);
+  } catch (error) {
+    throw notFound(error, `no run ${id}`);
+  }
+}
+
+/**
+ * Lists runs, newest first (without their per-agent entries).
+ *
+ * @param client The dashboard.
+ * @param options Only open runs; at most `limit`.
+ */
+export async function listRuns(
+  client: OperatorClient,
+  options: { open?: boolean; limit?: number } = {},
+): Promise<Array<Omit<RunView, "agents">>> {
+  const query = new URLSearchParams();
+  if (options.open) query.set("open", "1");
+  if (options.limit !== undefined) query.set("limit", String(options.limit));
+  const suffix = query.size > 0 ? `?${query}` : "";
+  const { body } = await client.call("GET", RUN_PATHS.runs + suffix);
+  const runs = (body as { runs?: unknown }).runs;
+  if (!Array.isArray(runs)) {
+    throw new OperatorError("invalid_answer", "the dashboard's run list has no runs array", {
+      body,
+    });
+  }
+  return runs as Array<Omit<RunView, "agents">>;
+}
+
+/**
+ * Cancels a run: nothing more starts, queued commands are cancelled, running ones stopped.
+ *
+ * @param client The dashboard.
+ * @param id The run id.
+ * @throws {OperatorError} `not_found`, or `conflict` when the run had ended.
+ */
+export async function cancelRun(client: OperatorClient, id: string): Promise<RunAnswer> {
+  try {
+    const { body } = await client.call("POST", RUN_PATHS.cancel(id), { what: "cancel" });
+    return parseRun((body as { run?: unknown }).run, `POST ${RUN_PATHS.cancel(id)}`);
+  } catch (error) {
+    throw notFound(error, `no run ${id}`);
+  }
+}
+
+/** Whether a run has ended. */
+export function runEnded(run: Pick<RunView, "status">): boolean {
+  return run.status === "succeeded" || run.status === "failed" || run.status === "cancelled";
+}
+
+/** Options of {@link waitForRun}. */
+export interface WaitForRunOptions {
+  /** Stops waiting (the run goes on). */
+  signal?: AbortSignal;
+  /** Called with every new state of the run. */
+  onProgress?: (run: RunAnswer) => void;
+  /**
+   * Between two reads, in ms.
+   * @default {500}
+   */
+  intervalMs?: number;
+  /**
+   * How long the dashboard may be unreachable (a restart) before giving up, in ms.
+   * @default {60000}
+   */
+  maxOutageMs?: number;
+}
+
+/**
+ * Reads the run until it has ended, riding out a dashboard restart.
+ *
+ * @param client The dashboard.
+ * @param id The run id.
+ * @param options Progress, interval and abort.
+ * @returns The ended run.
+ */
+export async function waitForRun(
+  client: OperatorClient,
+  id: string,
+  options: WaitForRunOptions = {},
+): Promise<RunAnswer> {
+  const interval = options.intervalMs ?? 500;
+  const maxOutage = options.maxOutageMs ?? 60_000;
+  let last = "";
+  let outageSince: number | null = null;
+  while (true) {
+    options.signal?.throwIfAborted();
+    let run: RunAnswer | null = null;
+    try {
+      run = await getRun(client, id, options.signal);
+      outageSince = null;
+    } catch (error) {
+      const transient = error instanceof OperatorError &&
+        (error.kind === "connection" || error.kind === "timeout" || error.kind === "server");
+      if (!transient) throw error;
+      outageSince ??= Date.now();
+      if (Date.now() - outageSince > maxOutage) throw error;
+    }
+    if (run) {
+      const text = JSON.stringify(run);
+      if (text !== last) {
+        last = text;
+        options.onProgress?.(run);
+      }
+      if (runEnded(run)) return run;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(resolve, interval);
+      options.signal?.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(options.signal?.reason);
+      }, { once: true });
+    });
+  }
+}
+
+function cell(text: string, width: number): string {
+  return text.length > width ? text.slice(0, width - 1) + "…" : text;
+}
+
+/**
+ * The run's aggregate as a table: agent, status, exit code, duration, first line of output.
+ *
+ * @param run The run.
+ * @param outputWidth Largest width of the output column.
+ * @returns The lines, a header first.
+ */
+export function formatRunTable(run: RunView, outputWidth = 60): string[] {
+  const header = ["AGENT", "STATUS", "EXIT", "DURATION", "OUTPUT"];
+  const rows = run.agents.map((a) => [
+    a.agent_id,
+    a.offline_at_creation && a.state !== "success" ? `${a.state} (offline)` : a.state,
+    a.exit_code === null ? "" : String(a.exit_code),
+    a.duration_secs === null ? "" : `${a.duration_secs.toFixed(1)} s`,
+    cell((a.first_line ?? a.error ?? "").replace(/\s+/g, " "), outputWidth),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  return [header, ...rows].map((row) =>
+    row.map((text, i) => i === row.length - 1 ? text : text.padEnd(widths[i])).join("  ")
+      .trimEnd()
+  );
+}
+
+/**
+ * One line of totals: `run r1 failed: 18 success, 2 failed, 5 skipped (of 25)`.
+ *
+ * @param run The run.
+ */
+export function formatRunSummary(run: Pick<RunView, "id" | "status" | "totals">): string {
+  const skip = new Set(["total", "failed_total", "active"]);
+  const parts = Object.entries(run.totals).filter(([key, n]) => !skip.has(key) && n > 0)
+    .sort(([a], [b]) => a.localeCompare(b)).map(([key, n]) => `${n} ${key}`);
+  return `run ${run.id} ${run.status}: ${parts.join(", ") || "no agents"} (of ${
+    run.totals.total ?? 0
+  })`;
+}

@@ -1,0 +1,682 @@
+/**
+ * Fan-out runs on the dashboard: one command to a group of agents, rate-controlled here (not in
+ * the CLI), as ordinary commands with the usual delivery guarantee.
+ *
+ * - `POST /api/v1/runs` resolves the target (agent ids, deployment, labels: all must match) once,
+ *   records the agents it chose (and which were offline), and starts the first commands.
+ * - {@link RunScheduler} keeps each open run going: a step (`CommandStore.advanceRun`, one
+ *   transaction) starts commands up to `max_concurrency` and skips the rest once more than
+ *   `max_errors` failed; the step runs when one of the run's commands changes, and every
+ *   `sweepMs` for every open run (after a restart, and for changes made by another dashboard
+ *   instance). The commands have fixed ids (`<run id>:<agent id>`), so a step repeated after a
+ *   crash enqueues nothing twice.
+ * - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (server-sent
+ *   `status` events with the whole run, then `end`), `POST /api/v1/runs/{id}/cancel`.
+ *
+ * @module
+ */
+import type { Hono, MiddlewareHandler } from "hono";
+import { createHash } from "node:crypto";
+import { FINAL_STATUSES } from "../protocol/mod.ts";
+import {
+  formatLabels,
+  resolveConcurrency,
+  type RunAgentView,
+  type RunRequest,
+  runRequestSchema,
+  type RunTarget,
+  type RunView,
+} from "../protocol/runs.ts";
+import { auditLogger, logger } from "../log/mod.ts";
+import {
+  type AgentSummary,
+  type CommandRecord,
+  type CommandStore,
+  type EnqueueOutcome,
+  runCommandId,
+  type RunRecord,
+  runStatus,
+  type RunTargetRecord,
+  runTotals,
+  targetFinal,
+  targetState,
+} from "../store/mod.ts";
+import { jsonBody, type ServerEnv } from "./auth.ts";
+import type { Clock } from "./clock.ts";
+import type { CommandEvents } from "./events.ts";
+import { HttpError } from "./http_error.ts";
+import { canonicalJson, enqueueFingerprint, type RouteDeps } from "./routes_agent.ts";
+import { agentState } from "./routes_fleet.ts";
+
+const log = logger("server", "runs");
+const audit = auditLogger();
+
+/** Default and largest `limit` of `GET /api/v1/runs`. */
+export const RUN_LIST_LIMIT = { default: 50, max: 500 } as const;
+
+/** Options of {@link RunScheduler}. */
+export interface RunSchedulerOptions {
+  /** The store (the observed one: its changes reach `events`). */
+  store: CommandStore;
+  /** The clock. */
+  clock: Clock;
+  /** Says when a command changed. */
+  events: CommandEvents;
+  /** Enqueues a started target's command (idempotent: its id is fixed). */
+  enqueue(run: RunRecord, target: RunTargetRecord): Promise<void>;
+  /** Called after a running command's cancel was recorded (wakes its agent's cancel-wait). */
+  cancelRequested?(commandId: string): void;
+  /**
+   * How often every open run is stepped, in ms; 0: never (tests step by hand).
+   * @default {5000}
+   */
+  sweepMs?: number;
+}
+
+interface RunState {
+  /** The last queued operation; the next one runs after it. */
+  tail: Promise<unknown>;
+  /** A step queued and not begun yet: later requests share it. */
+  pending: Promise<RunRecord | null> | null;
+}
+
+/**
+ * Keeps open runs going: steps them when their commands change and on a timer, one operation at
+ * a time per run.
+ */
+export class RunScheduler {
+  readonly #options: RunSchedulerOptions;
+  readonly #states = new Map<string, RunState>();
+  /** Command id → unsubscribe, for started commands that are not final. */
+  readonly #watched = new Map<string, () => void>();
+  readonly #listeners = new Map<string, Set<() => void>>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  /**
+   * Creates the scheduler; {@link RunScheduler.start} begins the sweeps.
+   *
+   * @param options Store, clock, events and the enqueue.
+   */
+  constructor(options: RunSchedulerOptions) {
+    this.#options = options;
+  }
+
+  /** Steps every open run once (a restarted dashboard picks its runs up), then every `sweepMs`. */
+  async start(): Promise<void> {
+    await this.sweep();
+    const every = this.#options.sweepMs ?? 5000;
+    if (every > 0 && !this.#closed) {
+      this.#timer = setInterval(() => {
+        this.sweep().catch((error) => log.warning("run sweep failed: {error}", { error }));
+      }, every);
+    }
+  }
+
+  /** Steps every open run once. */
+  async sweep(): Promise<void> {
+    if (this.#closed) return;
+    const open = await this.#options.store.listRuns({ open: true, limit: 10_000 });
+    await Promise.all(open.map((run) => this.advance(run.id)));
+  }
+
+  /**
+   * Steps the run (starts and skips what the rate control says, enqueues started commands).
+   * Requests made while a step is queued share it.
+   *
+   * @param runId The run.
+   * @returns The run after the step, or `null` when it does not exist.
+   */
+  advance(runId: string): Promise<RunRecord | null> {
+    const state = this.#state(runId);
+    if (state.pending) return state.pending;
+    const step = state.tail.then(() => {
+      state.pending = null;
+      return this.#step(runId);
+    });
+    state.pending = step;
+    state.tail = step.catch(() => undefined);
+    return step;
+  }
+
+  /**
+   * Cancels the run: nothing more starts, queued commands are cancelled, running ones are asked
+   * to stop.
+   *
+   * @param runId The run.
+   * @returns `not_found`, `final` (it had ended) or `cancelled` with the run after the cancel.
+   */
+  cancel(runId: string): Promise<
+    { outcome: "cancelled" | "final"; run: RunRecord } | { outcome: "not_found" }
+  > {
+    const state = this.#state(runId);
+    const job = state.tail.then(async () => {
+      const outcome = await this.#options.store.cancelRun(runId, this.#options.clock.now());
+      if (outcome.outcome !== "cancelled") return outcome;
+      const run = await this.#step(runId);
+      return { outcome: "cancelled" as const, run: run ?? outcome.run };
+    });
+    state.tail = job.catch(() => undefined);
+    return job;
+  }
+
+  /**
+   * Calls `listener` whenever the run or one of its commands changes.
+   *
+   * @param runId The run.
+   * @param listener Reads the store itself.
+   * @returns Unsubscribes.
+   */
+  subscribe(runId: string, listener: () => void): () => void {
+    let set = this.#listeners.get(runId);
+    if (!set) this.#listeners.set(runId, set = new Set());
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.#listeners.get(runId) === set) this.#listeners.delete(runId);
+    };
+  }
+
+  /** Stops the sweeps and the command subscriptions; run streams end. */
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const unsubscribe of this.#watched.values()) unsubscribe();
+    this.#watched.clear();
+    for (const set of [...this.#listeners.values()]) for (const listener of [...set]) listener();
+  }
+
+  /** Whether {@link RunScheduler.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #state(runId: string): RunState {
+    let state = this.#states.get(runId);
+    if (!state) this.#states.set(runId, state = { tail: Promise.resolve(), pending: null });
+    return state;
+  }
+
+  #notify(runId: string): void {
+    for (const listener of [...this.#listeners.get(runId) ?? []]) {
+      try {
+        listener();
+      } catch (error) {
+        log.warning("a run listener failed: {error}", { error });
+      }
+    }
+  }
+
+  async #step(runId: string): Promise<RunRecord | null> {
+    const { store, clock } = this.#options;
+    const outcome = await store.advanceRun(runId, clock.now());
+    if (!outcome) return null;
+    let run = outcome.run;
+    for (const target of outcome.toEnqueue) {
+      // A failed enqueue is tried again by the next step (the sweep at the latest).
+      await this.#options.enqueue(run, target);
+    }
+    if (run.cancelRequested) await this.#cancelCommands(run);
+    if (outcome.toEnqueue.length > 0 || run.cancelRequested) {
+      run = (await store.getRun(runId)) ?? run;
+    }
+    this.#watch(run);
+    this.#notify(runId);
+    if (run.completedAt !== null) {
+      const state = this.#states.get(runId);
+      if (state && state.pending === null) this.#states.delete(runId);
+    }
+    return run;
+  }
+
+  async #cancelCommands(run: RunRecord): Promise<void> {
+    for (const target of run.targets) {
+      const command = target.command;
+      if (!command || FINAL_STATUSES.has(command.status) || command.cancelRequested) continue;
+      const outcome = await this.#options.store.cancel(command.id, this.#options.clock.now());
+      if (outcome.outcome === "requested") this.#options.cancelRequested?.(command.id);
+    }
+  }
+
+  /** Follows the run's started, unfinished commands; forgets the others. */
+  #watch(run: RunRecord): void {
+    for (const target of run.targets) {
+      const follow = !this.#closed && target.startedAt !== null && !targetFinal(target);
+      const current = this.#watched.get(target.commandId);
+      if (follow && !current) {
+        const unsubscribe = this.#options.events.subscribe(
+          target.commandId,
+          () => this.#commandChanged(run.id, target.commandId),
+        );
+        this.#watched.set(target.commandId, unsubscribe);
+      } else if (!follow && current) {
+        current();
+        this.#watched.delete(target.commandId);
+      }
+    }
+  }
+
+  #commandChanged(runId: string, commandId: string): void {
+    this.#notify(runId);
+    // Output chunks change a command too: step only when it became final.
+    this.#options.store.getCommand(commandId).then((command) => {
+      if (command && FINAL_STATUSES.has(command.status)) return this.advance(runId);
+    }).catch((error) => log.warning("run {runId} step failed: {error}", { runId, error }));
+  }
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+/**
+ * The first non-empty line of a command's output (standard output, else standard error),
+ * at most 200 characters.
+ *
+ * @param command The command, or `null`.
+ */
+export function firstLine(command: CommandRecord | null): string | null {
+  const result = command?.result;
+  if (!result) return null;
+  for (const text of [result.stdout, result.stderr]) {
+    const line = text?.split("\n").map((l) => l.trim()).find((l) => l !== "");
+    if (line) return line.length > 200 ? `${line.slice(0, 199)}…` : line;
+  }
+  return null;
+}
+
+/**
+ * A run as the operator API shows it.
+ *
+ * @param run The stored run.
+ * @param withAgents Include the per-agent entries (the list leaves them out).
+ */
+export function runView(run: RunRecord, withAgents = true): RunView {
+  const view: RunView = {
+    id: run.id,
+    name: run.name,
+    params: run.params,
+    target: run.target,
+    max_concurrency_spec: run.maxConcurrencySpec,
+    max_concurrency: run.maxConcurrency,
+    max_errors: run.maxErrors,
+    status: runStatus(run),
+    cancel_requested: run.cancelRequested,
+    created_at: iso(run.createdAt) as string,
+    completed_at: iso(run.completedAt),
+    totals: runTotals(run),
+    agents: [],
+  };
+  if (withAgents) view.agents = run.targets.map(targetView);
+  return view;
+}
+
+function targetView(target: RunTargetRecord): RunAgentView {
+  const command = target.command;
+  const result = command?.result ?? null;
+  return {
+    agent_id: target.agentId,
+    command_id: target.commandId,
+    state: targetState(target),
+    offline_at_creation: target.offlineAtCreation,
+    exit_code: result?.exitCode ?? null,
+    duration_secs: result?.durationSecs ?? null,
+    started_at: iso(target.startedAt),
+    run_started_at: result?.startedAt ?? null,
+    run_completed_at: result?.completedAt ?? null,
+    first_line: firstLine(command),
+    error: result?.error ?? null,
+  };
+}
+
+/**
+ * Which of the agents a target names, in id order: every given part must match.
+ *
+ * @param agents The fleet.
+ * @param target The target.
+ * @returns The matching agents, and the named agent ids that are not registered.
+ */
+export function matchTarget(
+  agents: readonly AgentSummary[],
+  target: RunTarget,
+): { matched: AgentSummary[]; unknown: string[] } {
+  const named = target.agents ? new Set(target.agents) : null;
+  const unknown = named ? [...named].filter((id) => !agents.some((a) => a.id === id)) : [];
+  const matched = agents.filter((agent) =>
+    (named === null || named.has(agent.id)) &&
+    (target.deployment === undefined || agent.deploymentHash === target.deployment) &&
+    Object.entries(target.labels ?? {}).every(([key, value]) => agent.labels[key] === value)
+  );
+  return { matched, unknown };
+}
+
+/** Describes a target in words, for errors and logs. */
+export function describeTarget(target: RunTarget): string {
+  const parts: string[] = [];
+  if (target.agents) parts.push(`agents ${target.agents.join(", ")}`);
+  if (target.deployment !== undefined) parts.push(`deployment ${target.deployment}`);
+  if (target.labels && Object.keys(target.labels).length > 0) {
+    parts.push(`labels ${formatLabels(target.labels)}`);
+  }
+  return parts.join(" and ");
+}
+
+/**
+ * Digest of a run request (name, params, target, limits): re-posting an id with the same digest
+ * is a duplicate.
+ *
+ * @param request The request.
+ */
+export function runFingerprint(request: RunRequest): string {
+  const canonical = canonicalJson({
+    name: request.name,
+    params: request.params ?? {},
+    target: request.target,
+    max_concurrency: request.max_concurrency ?? null,
+    max_errors: request.max_errors ?? null,
+  });
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+/**
+ * Enqueues a run target's command as the operator enqueue does: a matching open wait of the
+ * agent is answered in the same transaction.
+ *
+ * @param deps The shared parts.
+ * @param run The run.
+ * @param target The started target.
+ */
+export async function enqueueRunCommand(
+  deps: Pick<RouteDeps, "store" | "clock" | "hub" | "leases" | "deliveryLeaseMs">,
+  run: RunRecord,
+  target: RunTargetRecord,
+): Promise<void> {
+  const command = {
+    id: target.commandId,
+    agentId: target.agentId,
+    name: run.name,
+    params: run.params,
+    fingerprint: enqueueFingerprint(target.agentId, { name: run.name, params: run.params }),
+    now: deps.clock.now(),
+  };
+  const outcome = await deps.hub.enqueue<EnqueueOutcome>(
+    target.agentId,
+    run.params.deployment_hash ?? null,
+    async (claimFor) => {
+      const outcome = await deps.store.enqueue(
+        command,
+        claimFor === null ? undefined : {
+          deploymentHash: claimFor,
+          deliveryLeaseMs: deps.deliveryLeaseMs,
+        },
+      );
+      const claimed = outcome.outcome === "created" ? outcome.claimed ?? null : null;
+      if (claimed?.leaseExpiresAt != null) deps.leases.schedule(claimed.leaseExpiresAt);
+      return { result: outcome, claimed };
+    },
+  );
+  if (outcome.outcome === "conflict") {
+    log.error(
+      "run {runId}: command id {commandId} is taken by another command; the run follows that one",
+      { runId: run.id, commandId: command.id },
+    );
+  } else if (outcome.outcome === "created") {
+    audit.info("command enqueued {commandId} for {agentId}", {
+      commandId: command.id,
+      agentId: target.agentId,
+      via: "run",
+      runId: run.id,
+    });
+  }
+}
+
+/** Options of {@link runRoutes}. */
+export interface RunRouteOptions {
+  /** Operator authentication. */
+  auth: MiddlewareHandler<ServerEnv>;
+  /** The scheduler. */
+  scheduler: RunScheduler;
+  /** An agent not waiting and not seen for this long is offline, in ms. */
+  offlineAfterMs: number;
+  /**
+   * Interval of keep-alive comments on run event streams, in ms.
+   * @default {15000}
+   */
+  keepAliveMs?: number;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Registers the runs API.
+ *
+ * @param app The Hono app.
+ * @param deps The shared parts.
+ * @param options Auth, scheduler and the offline window.
+ */
+export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRouteOptions): void {
+  const { store, clock, hub } = deps;
+  const { auth, scheduler } = options;
+  const keepAliveMs = options.keepAliveMs ?? 15_000;
+
+  app.post(
+    "/api/v1/runs",
+    auth,
+    jsonBody(runRequestSchema, { maxBodyBytes: deps.maxBodyBytes }),
+    async function createRunRoute(c) {
+      const request = c.get("body") as RunRequest;
+      const id = request.id ?? crypto.randomUUID();
+      const fingerprint = runFingerprint(request);
+      const existing = await store.getRun(id);
+      if (existing) return answerExisting(existing, fingerprint);
+      const agents = await store.listAgents();
+      const { matched, unknown } = matchTarget(agents, request.target);
+      if (unknown.length > 0) {
+        throw new HttpError(404, `agents not registered: ${unknown.join(", ")}`, {
+          details: { unknown_agents: unknown },
+        });
+      }
+      if (matched.length === 0) {
+        throw new HttpError(
+          404,
+          `no agent matches the target (${describeTarget(request.target)}); ` +
+            `${agents.length} agent(s) registered; see "status agents" for their deployments ` +
+            `and labels`,
+          { details: { target: request.target, registered_agents: agents.length } },
+        );
+      }
+      const now = clock.now();
+      const params = { ...request.params };
+      if (request.target.deployment !== undefined && params.deployment_hash === undefined) {
+        params.deployment_hash = request.target.deployment;
+      }
+      const offline = matched.filter((agent) => {
+        const memory = deps.lastSeen(agent.id);
+        const seen = memory === null ? agent.lastSeenAt : Math.max(memory, agent.lastSeenAt ?? 0);
+        return agentState(hub.isWaiting(agent.id), seen, now, options.offlineAfterMs) ===
+          "offline";
+      }).map((agent) => agent.id);
+      const offlineSet = new Set(offline);
+      const outcome = await store.createRun({
+        id,
+        name: request.name,
+        params,
+        target: request.target,
+        fingerprint,
+        maxConcurrency: request.max_concurrency === undefined
+          ? matched.length
+          : resolveConcurrency(request.max_concurrency, matched.length),
+        maxConcurrencySpec: request.max_concurrency ?? null,
+        maxErrors: request.max_errors ?? null,
+        targets: matched.map((agent) => ({
+          agentId: agent.id,
+          commandId: runCommandId(id, agent.id),
+          offlineAtCreation: offlineSet.has(agent.id),
+        })),
+        now,
+      });
+      if (outcome.outcome !== "created") return answerExisting(outcome.run, fingerprint);
+      audit.info("run {runId} created for {count} agents ({target})", {
+        runId: id,
+        count: matched.length,
+        target: describeTarget(request.target),
+        offline,
+      });
+      const run = (await scheduler.advance(id)) ?? outcome.run;
+      const warnings = offline.length === 0 ? [] : [
+        `${offline.length} agent(s) offline: ${offline.join(", ")}; their commands wait in the ` +
+        `queue until the agent comes back or the command's queue expiry`,
+      ];
+      return c.json({ ...runView(run), offline, warnings }, 201);
+
+      function answerExisting(run: RunRecord, digest: string) {
+        if (run.fingerprint !== digest) {
+          throw new HttpError(409, `run ${id} already exists with a different body; use a new id`);
+        }
+        return c.json({ ...runView(run), duplicate: true }, 200);
+      }
+    },
+  );
+
+  app.get("/api/v1/runs", auth, async function listRunsRoute(c) {
+    const raw = c.req.query("limit");
+    let limit: number = RUN_LIST_LIMIT.default;
+    if (raw !== undefined && raw !== "") {
+      if (!/^\d+$/.test(raw) || Number(raw) < 1) {
+        throw new HttpError(
+          400,
+          `query "limit": must be a whole number from 1 to ${RUN_LIST_LIMIT.max}`,
+        );
+      }
+      limit = Math.min(RUN_LIST_LIMIT.max, Number(raw));
+    }
+    const open = c.req.query("open");
+    if (open !== undefined && open !== "" && open !== "1" && open !== "true") {
+      throw new HttpError(400, `query "open": must be 1 or true`);
+    }
+    const runs = await store.listRuns({ open: open !== undefined && open !== "", limit });
+    return c.json({
+      runs: runs.map((run) => {
+        const { agents: _agents, ...summary } = runView(run, false);
+        return summary;
+      }),
+    });
+  });
+
+  app.get("/api/v1/runs/:id", auth, async function getRunRoute(c) {
+    const id = c.req.param("id");
+    const run = await store.getRun(id);
+    if (!run) throw new HttpError(404, `run ${id} does not exist`);
+    return c.json(runView(run));
+  });
+
+  app.post("/api/v1/runs/:id/cancel", auth, async function cancelRunRoute(c) {
+    const id = c.req.param("id");
+    const outcome = await scheduler.cancel(id);
+    if (outcome.outcome === "not_found") throw new HttpError(404, `run ${id} does not exist`);
+    if (outcome.outcome === "final") {
+      throw new HttpError(409, `run ${id} is already ${runStatus(outcome.run)}`);
+    }
+    audit.info("run {runId} cancelled", { runId: id });
+    return c.json({ cancelled: true, run: runView(outcome.run) });
+  });
+
+  app.get("/api/v1/runs/:id/events", auth, async function runEventsRoute(c) {
+    const id = c.req.param("id");
+    if (!(await store.getRun(id))) throw new HttpError(404, `run ${id} does not exist`);
+    const request = c.req.raw;
+    let closed = false;
+    let dirty = true;
+    let wake: (() => void) | undefined;
+    const poke = () => {
+      dirty = true;
+      wake?.();
+    };
+    const unsubscribe = scheduler.subscribe(id, poke);
+    const onAbort = () => {
+      closed = true;
+      poke();
+    };
+    request.signal.addEventListener("abort", onAbort, { once: true });
+    const finish = () => {
+      closed = true;
+      unsubscribe();
+      request.signal.removeEventListener("abort", onAbort);
+    };
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        const send = (event: string, data: unknown) => {
+          sent++;
+          controller.enqueue(
+            encoder.encode(`id: ${sent}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+          );
+        };
+        const pump = async () => {
+          controller.enqueue(encoder.encode("retry: 1000\n\n"));
+          let last = "";
+          while (!closed && !scheduler.closed) {
+            if (!dirty) {
+              const woken = await new Promise<boolean>((resolve) => {
+                const timer = setTimeout(() => resolve(false), keepAliveMs);
+                wake = () => {
+                  clearTimeout(timer);
+                  resolve(true);
+                };
+              });
+              wake = undefined;
+              if (closed || scheduler.closed) break;
+              if (!woken) {
+                controller.enqueue(encoder.encode(": keep-alive\n\n"));
+                dirty = true;
+                continue;
+              }
+            }
+            dirty = false;
+            const run = await store.getRun(id);
+            if (!run) {
+              send("error", { error: `run ${id} no longer exists` });
+              break;
+            }
+            const view = runView(run);
+            if (run.completedAt !== null) {
+              send("end", view);
+              break;
+            }
+            const text = JSON.stringify(view);
+            if (text !== last) {
+              last = text;
+              send("status", view);
+            }
+            // At most a few snapshots a second, however busy the run's commands are.
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        };
+        pump().catch((error) => {
+          if (!closed) {
+            log.warning("event stream of run {runId} failed: {error}", { runId: id, error });
+          }
+        }).finally(() => {
+          finish();
+          try {
+            controller.close();
+          } catch {
+            // already closed by the client
+          }
+        });
+      },
+      cancel() {
+        closed = true;
+        poke();
+        finish();
+      },
+    });
+    return new Response(body, {
+      headers: {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+      },
+    });
+  });
+}

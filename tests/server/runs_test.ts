@@ -1,0 +1,315 @@
+/**
+ * Fan-out runs against the real dashboard (`startServer`, a real socket) with real agents in
+ * process (`runAgent`, the real executor): the concurrency limit, the error budget, the CLI's
+ * table and exit code, cancel, and bad targets.
+ */
+import assert from "node:assert/strict";
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { Journal, Outbox, runAgent } from "../../src/agent/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
+import { openSqliteStore } from "../../src/store/mod.ts";
+import type { RunView } from "../../src/protocol/runs.ts";
+import { memoryIo } from "../../src/cli/io.ts";
+import { takeExitCode } from "../../src/cli/exit.ts";
+import { closeLogging } from "../../src/log/mod.ts";
+import { runCommand } from "../../src/cli/run.ts";
+import { enqueueCommand } from "../../src/cli/enqueue.ts";
+import { captureLogs } from "../agent/_helpers.ts";
+
+function memoryState() {
+  const journal = Journal.open({});
+  return {
+    journal,
+    outbox: Outbox.open({}),
+    durable: false,
+    [Symbol.dispose]: () => journal.close(),
+  };
+}
+
+interface Fleet extends AsyncDisposable {
+  url: string;
+  store: ReturnType<typeof openSqliteStore>;
+}
+
+/** A dev-mode dashboard and `count` agents `web-01`…, labelled, each with its own allowlist. */
+async function startFleet(
+  count: number,
+  options: { labels?: (i: number) => Record<string, string>; allowed?: (i: number) => string[] } =
+    {},
+): Promise<Fleet> {
+  const store = openSqliteStore(":memory:");
+  const server = await startServer({ store, port: 0, runSweepMs: 200 });
+  const stop = new AbortController();
+  const states: Array<ReturnType<typeof memoryState>> = [];
+  const agents: Promise<unknown>[] = [];
+  for (let i = 1; i <= count; i++) {
+    const state = memoryState();
+    states.push(state);
+    agents.push(runAgent({
+      dashboardUrl: server.url,
+      agentId: `web-${String(i).padStart(2, "0")}`,
+      pollingTimeoutSecs: 5,
+      heartbeat: { intervalSecs: 3600 },
+      labels: options.labels?.(i) ?? { role: "web" },
+      deploymentHash: "prod",
+      liveOutput: false,
+      state,
+      exec: options.allowed ? { allowedPrograms: options.allowed(i) } : undefined,
+    }, stop.signal));
+  }
+  // Every agent has sent its heartbeat (labels) and is waiting.
+  const deadline = Date.now() + 30_000;
+  while (true) {
+    const body = await (await fetch(`${server.url}/api/v1/agents`)).json();
+    const ready = body.agents.filter((a: { labels: Record<string, string>; state: string }) =>
+      Object.keys(a.labels).length > 0 && a.state === "waiting"
+    );
+    if (ready.length === count) break;
+    assert.ok(Date.now() < deadline, `only ${ready.length} of ${count} agents ready`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    url: server.url,
+    store,
+    async [Symbol.asyncDispose]() {
+      stop.abort();
+      await Promise.all(agents);
+      for (const state of states) state[Symbol.dispose]();
+      await server.shutdown();
+      await store.close();
+    },
+  };
+}
+
+async function post(url: string, body: unknown) {
+  const response = await fetch(`${url}/api/v1/runs`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+async function finalRun(url: string, id: string, ms = 60_000): Promise<RunView> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const run = await (await fetch(`${url}/api/v1/runs/${id}`)).json() as RunView;
+    if (["succeeded", "failed", "cancelled"].includes(run.status)) return run;
+    assert.ok(
+      Date.now() < deadline,
+      `run ${id} still ${run.status}: ${JSON.stringify(run.totals)}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The most commands running at once, from the agents' reported start and end times. */
+function peakConcurrency(run: RunView): number {
+  const edges: Array<[number, number]> = [];
+  for (const agent of run.agents) {
+    assert.ok(agent.run_started_at && agent.run_completed_at, JSON.stringify(agent));
+    edges.push([Date.parse(agent.run_started_at), 1], [Date.parse(agent.run_completed_at), -1]);
+  }
+  // At equal times an end comes first: a command that ended as another began did not overlap.
+  edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let peak = 0;
+  for (const [, delta] of edges) peak = Math.max(peak, now += delta);
+  return peak;
+}
+
+/** Runs `status run …` / `status enqueue …` in process against `url`. */
+async function cli(url: string, args: string[]) {
+  const io = memoryIo();
+  const program = new Command("status");
+  const quiet = (command: Command<unknown[], Record<string, unknown>>) => {
+    command.exitOverride();
+    command.configureOutput({ writeErr: (t) => io.err(t.trimEnd()), writeOut: (t) => io.out(t) });
+    for (const sub of command.commands) quiet(sub as Command<unknown[], Record<string, unknown>>);
+  };
+  for (const build of [runCommand, enqueueCommand]) {
+    const sub = build(io);
+    quiet(sub as unknown as Command<unknown[], Record<string, unknown>>);
+    program.addCommand(sub);
+  }
+  program.exitOverride();
+  let code: number;
+  try {
+    await program.parseAsync([...args, "--dashboard-url", url, "--log-level", "error"], {
+      from: "user",
+    });
+    code = takeExitCode() ?? 0;
+  } catch (error) {
+    if (error instanceof CommanderError) code = 2;
+    else {
+      io.err(`status: ${(error as Error).message}`);
+      code = (error as { exitCode?: number }).exitCode ?? 1;
+    }
+  } finally {
+    closeLogging();
+  }
+  return { code, stdout: io.stdout.join("\n"), stderr: io.stderr.join("\n") };
+}
+
+Deno.test("20 agents, max_concurrency 5: never more than 5 at once, all 20 succeed", async () => {
+  using _logs = captureLogs();
+  await using fleet = await startFleet(20);
+  const created = await post(fleet.url, {
+    id: "run-20",
+    name: "sleep 0.3",
+    target: { labels: { role: "web" }, deployment: "prod" },
+    max_concurrency: 5,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.agents.length, 20);
+  assert.ok(created.body.totals.active <= 5, JSON.stringify(created.body.totals));
+  const run = await finalRun(fleet.url, "run-20");
+  assert.equal(run.status, "succeeded");
+  assert.equal(run.totals.success, 20);
+  assert.equal(run.totals.total, 20);
+  const peak = peakConcurrency(run);
+  assert.ok(peak <= 5, `${peak} commands ran at once`);
+  assert.ok(peak >= 2, `the run never ran two at once (peak ${peak})`);
+  // Re-posting the same run creates nothing new.
+  const again = await post(fleet.url, {
+    id: "run-20",
+    name: "sleep 0.3",
+    target: { labels: { role: "web" }, deployment: "prod" },
+    max_concurrency: 5,
+  });
+  assert.equal(again.status, 200);
+  assert.equal(again.body.duplicate, true);
+  assert.equal((await fleet.store.listCommands({ limit: 100 })).length, 20);
+});
+
+Deno.test("max_errors 1: exactly 2 failures, the rest skipped, the CLI exits non-zero", async () => {
+  using _logs = captureLogs();
+  // web-03 and web-05 may not run uname: their commands are rejected (failures).
+  await using fleet = await startFleet(8, {
+    allowed: (i) => (i === 3 || i === 5 ? ["echo"] : ["uname", "echo"]),
+  });
+  const result = await cli(fleet.url, [
+    "enqueue",
+    "uname",
+    "--label",
+    "role=web",
+    "--max-concurrency",
+    "1",
+    "--max-errors",
+    "1",
+    "--id",
+    "run-errors",
+    "--wait",
+  ]);
+  assert.equal(result.code, 1, result.stderr);
+  const run = await finalRun(fleet.url, "run-errors");
+  assert.equal(run.status, "failed");
+  assert.equal(run.totals.failed_total, 2);
+  assert.equal(run.totals.success, 3);
+  assert.equal(run.totals.skipped, 3);
+  assert.deepEqual(
+    run.agents.map((a) => `${a.agent_id} ${a.state}`),
+    [
+      "web-01 success",
+      "web-02 success",
+      "web-03 rejected",
+      "web-04 success",
+      "web-05 rejected",
+      "web-06 skipped",
+      "web-07 skipped",
+      "web-08 skipped",
+    ],
+  );
+  // The table: one line per agent, then the totals.
+  assert.match(result.stdout, /^AGENT\s+STATUS\s+EXIT\s+DURATION\s+OUTPUT$/m);
+  assert.match(result.stdout, /^web-03\s+rejected\s/m);
+  assert.match(result.stdout, /^web-08\s+skipped$/m);
+  assert.match(result.stdout, /run run-errors failed: .*3 skipped/);
+  // --json of the ended run, and its exit code.
+  const shown = await cli(fleet.url, ["run", "show", "run-errors", "--json", "--follow"]);
+  assert.equal(shown.code, 1);
+  assert.equal(JSON.parse(shown.stdout).totals.skipped, 3);
+  // Only the started commands exist.
+  assert.equal((await fleet.store.listCommands({ limit: 100 })).length, 5);
+});
+
+Deno.test("a run that all succeeds exits 0 with --wait; cancel stops a run", async () => {
+  using _logs = captureLogs();
+  await using fleet = await startFleet(3, { labels: (i) => ({ role: i === 3 ? "db" : "web" }) });
+  const ok = await cli(fleet.url, [
+    "run",
+    "start",
+    "echo fan-out",
+    "--label",
+    "role=web",
+    "--wait",
+  ]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^web-01\s+success\s+0\s+\S+ s\s+fan-out$/m);
+  assert.doesNotMatch(ok.stdout, /web-03/);
+
+  // A long run with one at a time, cancelled: the running command is stopped, the rest skipped.
+  const created = await post(fleet.url, {
+    id: "run-cancel",
+    name: "sleep 30",
+    target: { agents: ["web-01", "web-02", "web-03"] },
+    max_concurrency: 1,
+  });
+  assert.equal(created.status, 201);
+  const deadline = Date.now() + 20_000;
+  while ((await fleet.store.getCommand("run-cancel:web-01"))?.status !== "running") {
+    assert.ok(Date.now() < deadline, "the first command never ran");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const cancelled = await cli(fleet.url, ["run", "cancel", "run-cancel"]);
+  assert.equal(cancelled.code, 0, cancelled.stderr);
+  const run = await finalRun(fleet.url, "run-cancel");
+  assert.equal(run.status, "cancelled");
+  assert.deepEqual(run.agents.map((a) => a.state), ["cancelled", "skipped", "skipped"]);
+  const again = await cli(fleet.url, ["run", "cancel", "run-cancel"]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already cancelled/);
+});
+
+Deno.test("bad targets: no match, unknown agents and bad flags are clear errors", async () => {
+  using _logs = captureLogs();
+  await using fleet = await startFleet(2);
+  const none = await post(fleet.url, { name: "echo hi", target: { labels: { role: "db" } } });
+  assert.equal(none.status, 404);
+  assert.match(none.body.error, /no agent matches the target \(labels role=db\)/);
+  const unknown = await post(fleet.url, {
+    name: "echo hi",
+    target: { agents: ["web-01", "ghost"] },
+  });
+  assert.equal(unknown.status, 404);
+  assert.match(unknown.body.error, /agents not registered: ghost/);
+  const empty = await post(fleet.url, { name: "echo hi", target: {} });
+  assert.equal(empty.status, 400);
+  assert.match(empty.body.error, /name agents, a deployment or labels/);
+  const percent = await post(fleet.url, {
+    name: "echo hi",
+    target: { deployment: "prod" },
+    max_concurrency: "150%",
+  });
+  assert.equal(percent.status, 400);
+  assert.equal((await fleet.store.listRuns({ limit: 10 })).length, 0);
+
+  const cliNone = await cli(fleet.url, ["enqueue", "echo hi", "--label", "role=db", "--wait"]);
+  assert.equal(cliNone.code, 1);
+  assert.match(cliNone.stderr, /no agent matches the target \(labels role=db\)/);
+  const badLabel = await cli(fleet.url, ["enqueue", "echo hi", "--label", "role"]);
+  assert.equal(badLabel.code, 2);
+  const noTarget = await cli(fleet.url, ["enqueue", "echo hi"]);
+  assert.equal(noTarget.code, 2);
+  assert.match(noTarget.stderr, /--agent, or a group with --deployment\/--label/);
+  const badConcurrency = await cli(fleet.url, [
+    "run",
+    "start",
+    "echo hi",
+    "--deployment",
+    "prod",
+    "--max-concurrency",
+    "0",
+  ]);
+  assert.equal(badConcurrency.code, 2);
+});
