@@ -11,7 +11,10 @@ import {
   AGENT_SCOPES,
   type CommandRecord,
   type CommandStore,
+  type NewRun,
   type ReportInput,
+  runStatus,
+  runTotals,
 } from "../../src/store/mod.ts";
 
 const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
@@ -765,6 +768,153 @@ export function runStoreContract(
       queued: 1,
       cancelled: 1,
     });
+  });
+
+  // -- fan-out runs and agent labels
+
+  test("keeps the labels of an agent's latest heartbeat", async (store) => {
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    assert.deepEqual((await store.listAgents())[0].labels, {}, "no heartbeat yet: no labels");
+    const beat = { version: "1", deploymentHash: "prod", instanceId: "i", sample: null };
+    await store.recordHeartbeat("a1", { ...beat, labels: { role: "web", zone: "eu" }, now: T0 });
+    assert.deepEqual((await store.listAgents())[0].labels, { role: "web", zone: "eu" });
+    await store.recordHeartbeat("a1", { ...beat, now: T0 + 1 });
+    assert.deepEqual(
+      (await store.listAgents())[0].labels,
+      { role: "web", zone: "eu" },
+      "a heartbeat without labels leaves them",
+    );
+    await store.recordHeartbeat("a1", { ...beat, labels: {}, now: T0 + 2 });
+    assert.deepEqual((await store.listAgents())[0].labels, {}, "an empty set clears them");
+  });
+
+  const newRun = (id: string, agents: string[], overrides: Partial<NewRun> = {}): NewRun => ({
+    id,
+    name: "uname -a",
+    params: { timeout_secs: 30 },
+    target: { agents },
+    fingerprint: `fp-${id}`,
+    maxConcurrency: agents.length,
+    maxConcurrencySpec: null,
+    maxErrors: null,
+    targets: agents.map((agentId, i) => ({
+      agentId,
+      commandId: `${id}:${agentId}`,
+      offlineAtCreation: i === agents.length - 1,
+    })),
+    now: T0,
+    ...overrides,
+  });
+
+  /** Enqueues, delivers and reports a started target's command with `status`. */
+  const finish = async (
+    store: CommandStore,
+    commandId: string,
+    agentId: string,
+    status: "success" | "failed",
+  ) => {
+    await enqueue(store, commandId, { agentId });
+    const claimed = await claim(store, agentId);
+    assert.equal(claimed?.id, commandId);
+    await store.report(report(claimed!, { status }));
+  };
+
+  test("creates runs idempotently and reads and lists them", async (store) => {
+    const created = await store.createRun(
+      newRun("r1", ["a1", "a2"], { maxConcurrencySpec: "50%" }),
+    );
+    assert.equal(created.outcome, "created");
+    const run = created.run;
+    assert.equal(run.id, "r1");
+    assert.deepEqual(run.target, { agents: ["a1", "a2"] });
+    assert.deepEqual(run.params, { timeout_secs: 30 });
+    assert.equal(run.maxConcurrencySpec, "50%");
+    assert.equal(run.maxErrors, null);
+    assert.equal(run.cancelRequested, false);
+    assert.equal(run.completedAt, null);
+    assert.deepEqual(
+      run.targets.map((t) => [t.position, t.agentId, t.commandId, t.offlineAtCreation, t.command]),
+      [[0, "a1", "r1:a1", false, null], [1, "a2", "r1:a2", true, null]],
+    );
+    assert.ok(run.targets.every((t) => t.startedAt === null && t.skippedAt === null));
+    assert.equal((await store.createRun(newRun("r1", ["a1", "a2"]))).outcome, "duplicate");
+    const conflict = await store.createRun(newRun("r1", ["a1"], { fingerprint: "other" }));
+    assert.equal(conflict.outcome, "conflict");
+    assert.equal(conflict.run.targets.length, 2, "nothing changed");
+    assert.equal((await store.listCommands({ limit: 10 })).length, 0, "a run creates no command");
+    await store.createRun(newRun("r2", ["a1"], { maxErrors: 3, now: T0 + 1 }));
+    assert.deepEqual((await store.listRuns({ limit: 10 })).map((r) => r.id), ["r2", "r1"]);
+    assert.deepEqual((await store.listRuns({ limit: 1 })).map((r) => r.id), ["r2"]);
+    assert.equal((await store.getRun("r2"))?.maxErrors, 3);
+    assert.equal(await store.getRun("nope"), null);
+    assert.equal(await store.advanceRun("nope", T0), null);
+    assert.deepEqual(await store.cancelRun("nope", T0), { outcome: "not_found" });
+  });
+
+  test("a run starts at most max_concurrency commands and completes", async (store) => {
+    await store.createRun(newRun("r", ["a1", "a2", "a3"], { maxConcurrency: 2 }));
+    const first = await store.advanceRun("r", T0 + 1);
+    assert.deepEqual(first?.toEnqueue.map((t) => t.commandId), ["r:a1", "r:a2"]);
+    assert.deepEqual(first?.run.targets.map((t) => t.startedAt), [T0 + 1, T0 + 1, null]);
+    // Not enqueued yet (a crash): still to enqueue, and nothing more starts.
+    const again = await store.advanceRun("r", T0 + 2);
+    assert.deepEqual(again?.toEnqueue.map((t) => t.commandId), ["r:a1", "r:a2"]);
+    assert.equal(again?.run.targets[2].startedAt, null);
+    await enqueue(store, "r:a1", { agentId: "a1" });
+    await enqueue(store, "r:a2", { agentId: "a2" });
+    const busy = await store.advanceRun("r", T0 + 3);
+    assert.deepEqual(busy?.toEnqueue, []);
+    assert.equal(busy?.run.targets[0].command?.status, "queued");
+    assert.equal(busy?.run.targets[2].startedAt, null, "two are active: the third waits");
+    const claimed = await claim(store, "a1");
+    await store.report(report(claimed!, { status: "success" }));
+    const next = await store.advanceRun("r", T0 + 4);
+    assert.deepEqual(next?.toEnqueue.map((t) => t.commandId), ["r:a3"]);
+    await store.report(report((await claim(store, "a2"))!));
+    await finish(store, "r:a3", "a3", "success");
+    const done = await store.advanceRun("r", T0 + 5);
+    assert.equal(done?.run.completedAt, T0 + 5);
+    assert.equal(runStatus(done!.run), "succeeded");
+    assert.deepEqual((await store.listRuns({ open: true, limit: 10 })).map((r) => r.id), []);
+    assert.deepEqual(await store.cancelRun("r", T0 + 6), { outcome: "final", run: done!.run });
+  });
+
+  test("after more than max_errors failures the rest is skipped", async (store) => {
+    await store.createRun(newRun("r", ["a1", "a2", "a3", "a4"], {
+      maxConcurrency: 1,
+      maxErrors: 1,
+    }));
+    for (
+      const [agent, status] of [["a1", "failed"], ["a2", "success"], ["a3", "failed"]] as const
+    ) {
+      const step = await store.advanceRun("r", T0);
+      assert.deepEqual(step?.toEnqueue.map((t) => t.agentId), [agent]);
+      await finish(store, `r:${agent}`, agent, status);
+    }
+    const end = await store.advanceRun("r", T0 + 10);
+    assert.deepEqual(end?.toEnqueue, []);
+    assert.deepEqual(end?.run.targets.map((t) => t.skippedAt), [null, null, null, T0 + 10]);
+    assert.equal(end?.run.completedAt, T0 + 10);
+    assert.equal(runStatus(end!.run), "failed");
+    assert.equal(runTotals(end!.run).failed_total, 2);
+    assert.equal(await store.getCommand("r:a4"), null, "a skipped target has no command");
+  });
+
+  test("a cancelled run skips what has not started and completes", async (store) => {
+    await store.createRun(newRun("r", ["a1", "a2", "a3"], { maxConcurrency: 1 }));
+    await store.advanceRun("r", T0);
+    await enqueue(store, "r:a1", { agentId: "a1" });
+    const cancelled = await store.cancelRun("r", T0 + 1);
+    assert.equal(cancelled.outcome, "cancelled");
+    if (cancelled.outcome !== "cancelled") return;
+    assert.equal(cancelled.run.cancelRequested, true);
+    assert.deepEqual(cancelled.run.targets.map((t) => t.skippedAt), [null, T0 + 1, T0 + 1]);
+    assert.equal((await store.advanceRun("r", T0 + 2))?.run.completedAt, null, "r:a1 is queued");
+    await store.cancel("r:a1", T0 + 3);
+    const end = await store.advanceRun("r", T0 + 4);
+    assert.equal(end?.run.completedAt, T0 + 4);
+    assert.equal(runStatus(end!.run), "cancelled");
+    assert.equal((await store.cancelRun("r", T0 + 5)).outcome, "final");
   });
 
   test("a closed store refuses work", async (store) => {
