@@ -45,6 +45,8 @@ export interface AgentJson {
   /** Where the agent stands, when the dashboard decides it (its offline window). */
   state?: string;
   deployment_hash?: string | null;
+  /** Its labels (`AGENT_LABELS`). */
+  labels?: Record<string, string> | null;
   version?: string | null;
   /** The figures of its last heartbeat (the agent's metrics sample). */
   heartbeat?: HeartbeatJson | null;

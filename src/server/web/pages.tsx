@@ -10,7 +10,7 @@
  * @module
  */
 import type { Child } from "hono/jsx";
-import { COMMAND_STATUSES, PRIORITIES } from "../../protocol/mod.ts";
+import { COMMAND_STATUSES, formatLabels, PRIORITIES } from "../../protocol/mod.ts";
 import {
   type AgentJson,
   agentState,
@@ -31,7 +31,7 @@ export interface Frame {
   /** The session's CSRF token, when a session exists (the logout and other forms need it). */
   csrf?: string;
   /** The page the navigation marks as current. */
-  current?: "agents" | "commands" | "enqueue";
+  current?: "agents" | "commands" | "runs" | "enqueue";
 }
 
 /** Statuses a command can have, for the filter. */
@@ -74,6 +74,7 @@ export function Layout(props: Frame & { title: string; children?: Child }) {
           <nav aria-label="Console">
             {nav("agents", "/", "Agents")}
             {nav("commands", "/commands", "Commands")}
+            {nav("runs", "/runs", "Runs")}
             {nav("enqueue", "/enqueue", "Enqueue")}
           </nav>
           {!props.devMode && props.csrf
@@ -166,6 +167,7 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                   <th scope="col">Agent</th>
                   <th scope="col">State</th>
                   <th scope="col">Deployment</th>
+                  <th scope="col">Labels</th>
                   <th scope="col">Version</th>
                   <th scope="col">Last seen</th>
                   <th scope="col">Heartbeat</th>
@@ -188,6 +190,7 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                         </span>
                       </td>
                       <td data-label="Deployment">{agent.deployment_hash ?? "—"}</td>
+                      <td data-label="Labels">{formatLabels(agent.labels) || "—"}</td>
                       <td data-label="Version">{agent.version ?? "—"}</td>
                       <td data-label="Last seen">
                         <time datetime={agent.last_seen_at ?? undefined}>

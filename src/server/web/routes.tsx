@@ -35,6 +35,8 @@ import {
   LoginPage,
   STATUS_CHOICES,
 } from "./pages.tsx";
+import { RunPage, RunsPage, type RunSummaryJson } from "./run_pages.tsx";
+import type { RunView } from "../../protocol/runs.ts";
 import {
   cookieHeader,
   cookieOf,
@@ -496,6 +498,67 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         agentId: values.agent,
       });
       return redirect(`/commands/${encodeURIComponent(String(body.id))}`);
+    }),
+  );
+
+  // -- fan-out runs (pages in run_pages.tsx)
+
+  app.get(
+    "/runs",
+    page(async (_c, session) => {
+      const { status, body } = await api("/api/v1/runs?limit=100");
+      if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+      return html(<RunsPage {...frame(session)} runs={body.runs as RunSummaryJson[]} />);
+    }),
+  );
+
+  app.get(
+    "/runs/:id",
+    page(async (c, session) => {
+      const id = c.req.param("id") ?? "";
+      const { status, body } = await api(`/api/v1/runs/${encodeURIComponent(id)}`);
+      if (status === 404) {
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such run"
+            message={`Run ${id} does not exist on this dashboard.`}
+          >
+            <p>
+              <a href="/runs">See every run</a>
+            </p>
+          </ErrorPage>,
+          404,
+        );
+      }
+      if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+      const notices: Record<string, string> = {
+        cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
+        final: "It had already ended, so there was nothing to cancel.",
+      };
+      return html(
+        <RunPage
+          {...frame(session)}
+          run={body as unknown as RunView}
+          notice={notices[c.req.query("done") ?? ""]}
+        />,
+      );
+    }),
+  );
+
+  app.post(
+    "/runs/:id/cancel",
+    page(async (c, session) => {
+      const form = await readForm(c.req.raw);
+      const denied = refused(c, session, form?.get("csrf") ?? null);
+      if (denied) return denied;
+      const id = c.req.param("id") ?? "";
+      const path = `/runs/${encodeURIComponent(id)}`;
+      const { status, body } = await api(`/api/v1${path}/cancel`, { method: "POST" });
+      audit.info("console cancel of run {runId}: {status}", { runId: id, status });
+      if (status === 404) return redirect(path);
+      if (status >= 400 && status !== 409) throw new ApiUnavailable(status, String(body.error));
+      return redirect(`${path}?done=${status === 409 ? "final" : "cancelled"}`);
     }),
   );
 
