@@ -35,6 +35,7 @@ import {
   waitForRun,
 } from "../operator/run_client.ts";
 import { UsageError } from "../errors.ts";
+import { listenForInterrupt } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
   if (!RUN_ID_PATTERN.test(value)) {
@@ -223,19 +224,11 @@ export async function followRun(
 ): Promise<void> {
   const seen = new Map<string, string>();
   for (const agent of first?.agents ?? []) seen.set(agent.agent_id, agent.state);
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-    listening = true;
-  } catch {
-    // no signals here: Ctrl-C just ends us
-  }
+  using interrupt = listenForInterrupt();
   let run: RunAnswer;
   try {
     run = await waitForRun(client, id, {
-      signal: controller.signal,
+      signal: interrupt.signal,
       onProgress: (current) => {
         for (const agent of current.agents) {
           if (seen.get(agent.agent_id) === agent.state) continue;
@@ -246,7 +239,7 @@ export async function followRun(
       },
     });
   } catch (error) {
-    if (controller.signal.aborted) {
+    if (interrupt.signal.aborted) {
       io.err(
         `stopped waiting for run ${id}; it goes on (see it with: status run show ${id}, cancel ` +
           `it with: status run cancel ${id})`,
@@ -255,8 +248,6 @@ export async function followRun(
       return;
     }
     throw error;
-  } finally {
-    if (listening) Deno.removeSignalListener("SIGINT", onSignal);
   }
   printRun(io, run, json);
   setExitCode(run.status === "succeeded" ? 0 : 1);

@@ -20,6 +20,7 @@ import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
+import { eventStreamResponse } from "./sse.ts";
 
 const log = logger("server", "events");
 
@@ -133,7 +134,6 @@ export interface EventRouteOptions {
 }
 
 const CHUNKS_PER_READ = 100;
-const encoder = new TextEncoder();
 
 function outputData(chunk: OutputChunk) {
   return {
@@ -158,114 +158,41 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
     const id = c.req.param("id");
     if (!(await store.getCommand(id))) throw new HttpError(404, `command ${id} does not exist`);
     const cursor = parseEventId(c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"));
-    const request = c.req.raw;
-    let closed = false;
-    let dirty = true;
-    let wake: (() => void) | undefined;
-    const poke = () => {
-      dirty = true;
-      wake?.();
-    };
-    const unsubscribe = events.subscribe(id, poke);
-    const onAbort = () => {
-      closed = true;
-      poke();
-    };
-    request.signal.addEventListener("abort", onAbort, { once: true });
-    const finish = () => {
-      closed = true;
-      unsubscribe();
-      request.signal.removeEventListener("abort", onAbort);
-    };
-
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        const send = (event: string, data: unknown) => {
-          const eventId = `${cursor.seq}:${cursor.statusKey}`;
-          controller.enqueue(
-            encoder.encode(`id: ${eventId}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-          );
-        };
-        const pump = async () => {
-          // The client's reconnection delay when the stream breaks.
-          controller.enqueue(encoder.encode("retry: 1000\n\n"));
-          while (!closed && !events.closed) {
-            if (!dirty) {
-              const woken = await new Promise<boolean>((resolve) => {
-                const timer = setTimeout(() => resolve(false), keepAliveMs);
-                wake = () => {
-                  clearTimeout(timer);
-                  resolve(true);
-                };
-              });
-              wake = undefined;
-              if (closed || events.closed) break;
-              if (!woken) {
-                controller.enqueue(encoder.encode(": keep-alive\n\n"));
-                dirty = true; // and look at the store again, in case a change was not published
-                continue;
-              }
-            }
-            dirty = false;
-            // The command first, then its chunks: a final command's output is all stored by
-            // the time it is read (the agent sends it before the report).
-            const command = await store.getCommand(id);
-            if (!command) {
-              send("error", { error: `command ${id} no longer exists` });
-              break;
-            }
-            const chunks = await store.listOutput(id, {
-              afterSeq: cursor.seq,
-              limit: CHUNKS_PER_READ,
-            });
-            const key = statusKeyOf(command);
-            const final = FINAL_STATUSES.has(command.status);
-            if (!final && key !== cursor.statusKey) {
-              cursor.statusKey = key;
-              send("status", await commandWithLiveOutput(store, command));
-            }
-            for (const chunk of chunks) {
-              cursor.seq = chunk.seq;
-              send("output", outputData(chunk));
-            }
-            if (chunks.length === CHUNKS_PER_READ) {
-              dirty = true;
-              continue;
-            }
-            if (final) {
-              cursor.statusKey = key;
-              send("end", await commandWithLiveOutput(store, command));
-              break;
-            }
-          }
-        };
-        pump().catch((error) => {
-          if (!closed) {
-            log.warning("event stream of {commandId} failed: {error}", {
-              commandId: id,
-              error,
-            });
-          }
-        }).finally(() => {
-          finish();
-          try {
-            controller.close();
-          } catch {
-            // already closed by the client
-          }
+    return eventStreamResponse({
+      request: c.req.raw,
+      subscribe: (wake) => events.subscribe(id, wake),
+      closed: () => events.closed,
+      keepAliveMs,
+      onError: (error) =>
+        log.warning("event stream of {commandId} failed: {error}", { commandId: id, error }),
+      async step(send) {
+        const eventId = () => `${cursor.seq}:${cursor.statusKey}`;
+        // The command first, then its chunks: a final command's output is all stored by the
+        // time it is read (the agent sends it before the report).
+        const command = await store.getCommand(id);
+        if (!command) {
+          send("error", { error: `command ${id} no longer exists` }, eventId());
+          return "end";
+        }
+        const chunks = await store.listOutput(id, {
+          afterSeq: cursor.seq,
+          limit: CHUNKS_PER_READ,
         });
-      },
-      cancel() {
-        closed = true;
-        poke();
-        finish();
-      },
-    });
-    return new Response(body, {
-      headers: {
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
+        const key = statusKeyOf(command);
+        const final = FINAL_STATUSES.has(command.status);
+        if (!final && key !== cursor.statusKey) {
+          cursor.statusKey = key;
+          send("status", await commandWithLiveOutput(store, command), eventId());
+        }
+        for (const chunk of chunks) {
+          cursor.seq = chunk.seq;
+          send("output", outputData(chunk), eventId());
+        }
+        if (chunks.length === CHUNKS_PER_READ) return "more";
+        if (!final) return "wait";
+        cursor.statusKey = key;
+        send("end", await commandWithLiveOutput(store, command), eventId());
+        return "end";
       },
     });
   });

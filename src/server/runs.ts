@@ -47,6 +47,7 @@ import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
 import { canonicalJson, enqueueFingerprint, type RouteDeps } from "./routes_agent.ts";
 import { agentState } from "./routes_fleet.ts";
+import { eventStreamResponse } from "./sse.ts";
 
 const log = logger("server", "runs");
 const audit = auditLogger();
@@ -445,8 +446,6 @@ export interface RunRouteOptions {
   keepAliveMs?: number;
 }
 
-const encoder = new TextEncoder();
-
 /**
  * Registers the runs API.
  *
@@ -584,98 +583,34 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
   app.get("/api/v1/runs/:id/events", auth, async function runEventsRoute(c) {
     const id = c.req.param("id");
     if (!(await store.getRun(id))) throw new HttpError(404, `run ${id} does not exist`);
-    const request = c.req.raw;
-    let closed = false;
-    let dirty = true;
-    let wake: (() => void) | undefined;
-    const poke = () => {
-      dirty = true;
-      wake?.();
-    };
-    const unsubscribe = scheduler.subscribe(id, poke);
-    const onAbort = () => {
-      closed = true;
-      poke();
-    };
-    request.signal.addEventListener("abort", onAbort, { once: true });
-    const finish = () => {
-      closed = true;
-      unsubscribe();
-      request.signal.removeEventListener("abort", onAbort);
-    };
     let sent = 0;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        const send = (event: string, data: unknown) => {
-          sent++;
-          controller.enqueue(
-            encoder.encode(`id: ${sent}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-          );
-        };
-        const pump = async () => {
-          controller.enqueue(encoder.encode("retry: 1000\n\n"));
-          let last = "";
-          while (!closed && !scheduler.closed) {
-            if (!dirty) {
-              const woken = await new Promise<boolean>((resolve) => {
-                const timer = setTimeout(() => resolve(false), keepAliveMs);
-                wake = () => {
-                  clearTimeout(timer);
-                  resolve(true);
-                };
-              });
-              wake = undefined;
-              if (closed || scheduler.closed) break;
-              if (!woken) {
-                controller.enqueue(encoder.encode(": keep-alive\n\n"));
-                dirty = true;
-                continue;
-              }
-            }
-            dirty = false;
-            const run = await store.getRun(id);
-            if (!run) {
-              send("error", { error: `run ${id} no longer exists` });
-              break;
-            }
-            const view = runView(run);
-            if (run.completedAt !== null) {
-              send("end", view);
-              break;
-            }
-            const text = JSON.stringify(view);
-            if (text !== last) {
-              last = text;
-              send("status", view);
-            }
-            // At most a few snapshots a second, however busy the run's commands are.
-            await new Promise((resolve) => setTimeout(resolve, 100));
-          }
-        };
-        pump().catch((error) => {
-          if (!closed) {
-            log.warning("event stream of run {runId} failed: {error}", { runId: id, error });
-          }
-        }).finally(() => {
-          finish();
-          try {
-            controller.close();
-          } catch {
-            // already closed by the client
-          }
-        });
-      },
-      cancel() {
-        closed = true;
-        poke();
-        finish();
-      },
-    });
-    return new Response(body, {
-      headers: {
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
+    let last = "";
+    return eventStreamResponse({
+      request: c.req.raw,
+      subscribe: (wake) => scheduler.subscribe(id, wake),
+      closed: () => scheduler.closed,
+      keepAliveMs,
+      onError: (error) =>
+        log.warning("event stream of run {runId} failed: {error}", { runId: id, error }),
+      async step(send) {
+        const run = await store.getRun(id);
+        if (!run) {
+          send("error", { error: `run ${id} no longer exists` }, String(++sent));
+          return "end";
+        }
+        const view = runView(run);
+        if (run.completedAt !== null) {
+          send("end", view, String(++sent));
+          return "end";
+        }
+        const text = JSON.stringify(view);
+        if (text !== last) {
+          last = text;
+          send("status", view, String(++sent));
+        }
+        // At most a few snapshots a second, however busy the run's commands are.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return "wait";
       },
     });
   });

@@ -15,6 +15,7 @@ import { closeLogging } from "../../src/log/mod.ts";
 import { runCommand } from "../../src/cli/run.ts";
 import { enqueueCommand } from "../../src/cli/enqueue.ts";
 import { captureLogs } from "../agent/_helpers.ts";
+import { parseServerSentEvents } from "../../src/operator/mod.ts";
 
 function memoryState() {
   const journal = Journal.open({});
@@ -163,6 +164,17 @@ Deno.test("20 agents, max_concurrency 5: never more than 5 at once, all 20 succe
   assert.equal(created.status, 201, JSON.stringify(created.body));
   assert.equal(created.body.agents.length, 20);
   assert.ok(created.body.totals.active <= 5, JSON.stringify(created.body.totals));
+  // The run's event stream: status snapshots, then the final run, then it closes.
+  const stream = await fetch(`${fleet.url}/api/v1/runs/run-20/events`);
+  assert.equal(stream.headers.get("Content-Type"), "text/event-stream; charset=utf-8");
+  const events: Array<{ event: string; data: RunView }> = [];
+  for await (const { event, data } of parseServerSentEvents(stream.body!)) {
+    events.push({ event, data: JSON.parse(data) });
+  }
+  assert.equal(events[0].event, "status");
+  assert.equal(events.at(-1)?.event, "end");
+  assert.equal(events.at(-1)?.data.status, "succeeded");
+  assert.ok(events.slice(0, -1).every((e) => e.event === "status" && e.data.totals.active <= 5));
   const run = await finalRun(fleet.url, "run-20");
   assert.equal(run.status, "succeeded");
   assert.equal(run.totals.success, 20);

@@ -19,28 +19,21 @@ Deno.test("console: runs list, run page, cancel with CSRF; labels on the agents 
       now: t.clock.now(),
     });
   }
-  const created = await t.dashboard.app.request(`${origin}/api/v1/runs`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({
-      id: "run-<1>",
-      name: "echo <b>hi</b>",
-      target: { labels: { role: "web" } },
-      max_concurrency: 1,
-    }),
-  });
-  assert.equal(created.status, 400, "a run id is checked");
-  await created.body?.cancel();
-  const ok = await t.dashboard.app.request(`${origin}/api/v1/runs`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({
-      id: "run-1",
-      name: "echo <b>hi</b>",
-      target: { labels: { role: "web" } },
-      max_concurrency: 1,
-    }),
-  });
+  const post = (id: string) =>
+    t.dashboard.app.request(`${origin}/api/v1/runs`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        id,
+        name: "echo <b>hi</b>",
+        target: { labels: { role: "web" } },
+        max_concurrency: 1,
+      }),
+    });
+  const refused = await post("run-<1>");
+  assert.equal(refused.status, 400, "a run id is checked");
+  await refused.body?.cancel();
+  const ok = await post("run-1");
   assert.equal(ok.status, 201, await ok.text());
 
   const agents = await (await t.dashboard.app.request(`${origin}/`)).text();

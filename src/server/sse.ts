@@ -1,0 +1,127 @@
+/**
+ * The machinery of a server-sent event stream that follows something in the store: it is woken
+ * when the thing changes, reads the store and sends what is new, sends a keep-alive comment (and
+ * looks again) when nothing happened for a while, and ends when the client goes away, when the
+ * reader says so, or when the dashboard shuts down. Used by the event streams of commands
+ * (`events.ts`) and of runs (`runs.ts`).
+ *
+ * @module
+ */
+
+/** Sends one event: `id:` (when given), `event:` and the JSON `data:`. */
+export type SendEvent = (event: string, data: unknown, id?: string) => void;
+
+/** What a {@link EventStreamOptions.step} asks for next. */
+export type StepResult =
+  /** Sleep until woken (or until the keep-alive). */
+  | "wait"
+  /** Read again at once (there is more to send). */
+  | "more"
+  /** Close the stream. */
+  | "end";
+
+/** Options of {@link eventStreamResponse}. */
+export interface EventStreamOptions {
+  /** The request (its abort ends the stream). */
+  request: Request;
+  /** Subscribes to changes; returns the unsubscribe. */
+  subscribe(wake: () => void): () => void;
+  /** Whether the dashboard is shutting down (streams end). */
+  closed(): boolean;
+  /** Interval of keep-alive comments (and of a look at the store), in ms. */
+  keepAliveMs: number;
+  /** Reads the store and sends what is new. */
+  step(send: SendEvent): Promise<StepResult>;
+  /** Called when a step fails while the client is still there. */
+  onError(error: unknown): void;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Makes a `text/event-stream` response driven by `options.step`.
+ *
+ * @param options The request, subscriptions and the reader.
+ * @returns The streaming response.
+ */
+export function eventStreamResponse(options: EventStreamOptions): Response {
+  const { request } = options;
+  let closed = false;
+  let dirty = true;
+  let wake: (() => void) | undefined;
+  const poke = () => {
+    dirty = true;
+    wake?.();
+  };
+  const unsubscribe = options.subscribe(poke);
+  const onAbort = () => {
+    closed = true;
+    poke();
+  };
+  request.signal.addEventListener("abort", onAbort, { once: true });
+  const finish = () => {
+    closed = true;
+    unsubscribe();
+    request.signal.removeEventListener("abort", onAbort);
+  };
+  const over = () => closed || options.closed();
+
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const send: SendEvent = (event, data, id) => {
+        const head = id === undefined ? "" : `id: ${id}\n`;
+        controller.enqueue(
+          encoder.encode(`${head}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+        );
+      };
+      const pump = async () => {
+        // The client's reconnection delay when the stream breaks.
+        controller.enqueue(encoder.encode("retry: 1000\n\n"));
+        while (!over()) {
+          if (!dirty) {
+            const woken = await new Promise<boolean>((resolve) => {
+              const timer = setTimeout(() => resolve(false), options.keepAliveMs);
+              wake = () => {
+                clearTimeout(timer);
+                resolve(true);
+              };
+            });
+            wake = undefined;
+            if (over()) break;
+            if (!woken) {
+              controller.enqueue(encoder.encode(": keep-alive\n\n"));
+              dirty = true; // and look at the store again, in case a change was not published
+              continue;
+            }
+          }
+          dirty = false;
+          const next = await options.step(send);
+          if (next === "end") break;
+          if (next === "more") dirty = true;
+        }
+      };
+      pump().catch((error) => {
+        if (!closed) options.onError(error);
+      }).finally(() => {
+        finish();
+        try {
+          controller.close();
+        } catch {
+          // already closed by the client
+        }
+      });
+    },
+    cancel() {
+      closed = true;
+      poke();
+      finish();
+    },
+  });
+  return new Response(body, {
+    headers: {
+      "Content-Type": "text/event-stream; charset=utf-8",
+      "Cache-Control": "no-cache",
+      "X-Accel-Buffering": "no",
+    },
+  });
+}
