@@ -71,6 +71,9 @@
  *   `GET/POST /api/v1/agents`, `POST /api/v1/agents/{id}/rotate`, `DELETE /api/v1/agents/{id}`
  *   (`routes_fleet.ts`).
  * - One agent process per agent id (`instances.ts`): a wait from a second instance is `409`.
+ * - Fan-out runs (`runs.ts`): `POST/GET /api/v1/runs`, `GET /api/v1/runs/{id}` and its
+ *   `/events`, `POST /api/v1/runs/{id}/cancel`; {@link RunScheduler} starts each run's commands
+ *   up to its `max_concurrency` and skips the rest after `max_errors` failures.
  * - `GET /metrics` (`metrics.ts`, `prom-client`): admin token outside dev mode, or
  *   `ServeOptions.metricsBind` for a separate listener without one.
  *
@@ -120,6 +123,7 @@ export {
   routeLabel,
 } from "./metrics.ts";
 export { InstanceRegistry } from "./instances.ts";
+export { RUN_LIST_LIMIT, RunScheduler, type RunSchedulerOptions, runView } from "./runs.ts";
 export { type AgentState as FleetAgentState, agentState } from "./routes_fleet.ts";
 export {
   assembleStream,
