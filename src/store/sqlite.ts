@@ -97,6 +97,13 @@ const COMMAND_COLUMNS = `
 
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 
+/** A run's targets with their commands (`c`, `r` as in {@link COMMAND_COLUMNS}). */
+const TARGET_COLUMNS = `t.position AS t_position, t.agent_id AS t_agent_id,
+  t.command_id AS t_command_id, t.offline_at_creation AS t_offline,
+  t.started_at AS t_started_at, t.skipped_at AS t_skipped_at`;
+const TARGET_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id
+  LEFT JOIN results r ON r.command_id = c.id`;
+
 function num(value: SQLInputValue): number {
   return typeof value === "bigint" ? Number(value) : value as number;
 }
@@ -167,6 +174,18 @@ function toCommand(row: Row): CommandRecord {
       completedAt: strOrNull(row.r_completed_at),
       reportedAt: num(row.r_reported_at),
     },
+  };
+}
+
+function toTarget(row: Row): RunTargetRecord {
+  return {
+    position: num(row.t_position),
+    agentId: String(row.t_agent_id),
+    commandId: String(row.t_command_id),
+    offlineAtCreation: num(row.t_offline) !== 0,
+    startedAt: numOrNull(row.t_started_at),
+    skippedAt: numOrNull(row.t_skipped_at),
+    command: row.id === null || row.id === undefined ? null : toCommand(row),
   };
 }
 
@@ -893,18 +912,10 @@ export class SqliteStore implements CommandStore {
 
   #runTargets(runId: string): RunTargetRecord[] {
     const rows = this.#stmt(
-      `SELECT position, agent_id, command_id, offline_at_creation, started_at, skipped_at
-       FROM run_targets WHERE run_id = ? ORDER BY position`,
+      `SELECT ${TARGET_COLUMNS}, ${COMMAND_COLUMNS} ${TARGET_FROM}
+       WHERE t.run_id = ? ORDER BY t.position`,
     ).all(runId) as Row[];
-    return rows.map((row) => ({
-      position: num(row.position),
-      agentId: String(row.agent_id),
-      commandId: String(row.command_id),
-      offlineAtCreation: num(row.offline_at_creation) !== 0,
-      startedAt: numOrNull(row.started_at),
-      skippedAt: numOrNull(row.skipped_at),
-      command: this.#command(String(row.command_id)),
-    }));
+    return rows.map(toTarget);
   }
 
   #toRun(row: Row): RunRecord {

@@ -325,3 +325,44 @@ Deno.test("bad targets: no match, unknown agents and bad flags are clear errors"
   ]);
   assert.equal(badConcurrency.code, 2);
 });
+
+Deno.test("an offline agent in the target is reported, and the others are not held up", async () => {
+  using _logs = captureLogs();
+  await using fleet = await startFleet(2);
+  // web-09 sent its labels an hour ago and was not seen since: offline.
+  const hourAgo = Date.now() - 3_600_000;
+  await fleet.store.ensureAgent("web-09", hourAgo);
+  await fleet.store.recordHeartbeat("web-09", {
+    version: "1",
+    deploymentHash: "prod",
+    instanceId: null,
+    sample: null,
+    labels: { role: "web" },
+    now: hourAgo,
+  });
+  const created = await post(fleet.url, {
+    id: "run-offline",
+    name: "echo hi",
+    target: { labels: { role: "web" } },
+    max_concurrency: 3,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.deepEqual(created.body.offline, ["web-09"]);
+  assert.match(created.body.warnings[0], /1 agent\(s\) offline: web-09/);
+  const offline = created.body.agents.find((a: { agent_id: string }) => a.agent_id === "web-09");
+  assert.equal(offline.offline_at_creation, true);
+  // The online agents finish; web-09's command waits in its queue.
+  const deadline = Date.now() + 20_000;
+  while (true) {
+    const run = await (await fetch(`${fleet.url}/api/v1/runs/run-offline`)).json() as RunView;
+    if (run.totals.success === 2) {
+      assert.equal(run.status, "running");
+      assert.equal(run.agents.find((a) => a.agent_id === "web-09")?.state, "queued");
+      break;
+    }
+    assert.ok(Date.now() < deadline, JSON.stringify(run.totals));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const table = await cli(fleet.url, ["run", "show", "run-offline"]);
+  assert.match(table.stdout, /^web-09\s+queued \(offline\)$/m);
+});
