@@ -78,3 +78,57 @@ Deno.test("console: runs list, run page, cancel with CSRF; labels on the agents 
   assert.equal(missing.status, 404);
   assert.match(await missing.text(), /Run nope does not exist/);
 });
+
+Deno.test("console: the start-a-run form checks its fields and starts a run", async () => {
+  await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
+  const origin = "http://localhost";
+  await t.store.ensureAgent("web-1", t.clock.now());
+  await t.store.recordHeartbeat("web-1", {
+    version: "1",
+    deploymentHash: "prod",
+    instanceId: null,
+    sample: null,
+    labels: { role: "web" },
+    now: t.clock.now(),
+  });
+  const formPage = await t.dashboard.app.request(`${origin}/runs/new`);
+  const cookie = formPage.headers.getSetCookie().map((line) => line.split(";")[0]).join("; ");
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await formPage.text())?.[1] ?? "";
+  const submit = (fields: Record<string, string>) =>
+    t.dashboard.app.request(`${origin}/runs/new`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+      body: new URLSearchParams({ csrf, ...fields }).toString(),
+    });
+  const cases: Array<[Record<string, string>, number, RegExp]> = [
+    [{ name: "uname" }, 400, /Name the agents, a deployment or labels/],
+    [{ name: "uname", labels: "role" }, 400, /Labels: label &quot;role&quot; is not key=value/],
+    [{ name: "uname", labels: "role=web", concurrency: "0" }, 400, /At most at once/],
+    [{ name: "uname", labels: "role=web", errors: "x" }, 400, /Failures allowed must be/],
+    [{ name: "uname", labels: "role=db" }, 404, /Not started: no agent matches the target/],
+  ];
+  for (const [fields, status, message] of cases) {
+    const response = await submit(fields);
+    const text = await response.text();
+    assert.equal(response.status, status, JSON.stringify(fields));
+    assert.match(text, message);
+    assert.match(text, /value="uname"/, "the form keeps what was typed");
+  }
+  assert.equal((await t.store.listRuns({ limit: 10 })).length, 0, "nothing was started");
+  const started = await submit({
+    name: "uname",
+    labels: "role=web",
+    deployment: "prod",
+    concurrency: "50%",
+    errors: "0",
+    timeout: "30",
+    ttl: "60",
+  });
+  assert.equal(started.status, 303);
+  const [run] = await t.store.listRuns({ limit: 10 });
+  assert.equal(started.headers.get("Location"), `/runs/${run.id}`);
+  assert.deepEqual(run.target, { deployment: "prod", labels: { role: "web" } });
+  assert.equal(run.maxConcurrencySpec, "50%");
+  assert.equal(run.maxErrors, 0);
+  assert.deepEqual(run.params, { timeout_secs: 30, ttl_secs: 60, deployment_hash: "prod" });
+});

@@ -35,7 +35,14 @@ import {
   LoginPage,
   STATUS_CHOICES,
 } from "./pages.tsx";
-import { RunPage, RunsPage, type RunSummaryJson } from "./run_pages.tsx";
+import {
+  type RunFormValues,
+  RunPage,
+  runRequestOfForm,
+  RunsPage,
+  type RunSummaryJson,
+  StartRunPage,
+} from "./run_pages.tsx";
 import type { RunView } from "../../protocol/runs.ts";
 import {
   cookieHeader,
@@ -509,6 +516,42 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const { status, body } = await api("/api/v1/runs?limit=100");
       if (status !== 200) throw new ApiUnavailable(status, String(body.error));
       return html(<RunsPage {...frame(session)} runs={body.runs as RunSummaryJson[]} />);
+    }),
+  );
+
+  const runForm = (session: PageSession, values: RunFormValues, error?: string, status = 200) =>
+    html(<StartRunPage {...frame(session)} values={values} error={error} />, status);
+
+  app.get("/runs/new", page((_c, session) => runForm(session, {})));
+
+  app.post(
+    "/runs/new",
+    page(async (c, session) => {
+      const form = await readForm(c.req.raw);
+      const denied = refused(c, session, form?.get("csrf") ?? null);
+      if (denied) return denied;
+      if (!form) return runForm(session, {}, "The form could not be read.", 400);
+      const fields = ["name", "agents", "deployment", "labels", "concurrency", "errors"] as const;
+      const values: RunFormValues = {};
+      for (const field of [...fields, "timeout", "ttl"] as const) {
+        values[field] = form.get(field) ?? "";
+      }
+      const request = runRequestOfForm(values);
+      if ("error" in request) return runForm(session, values, request.error, 400);
+      const { status, body } = await api("/api/v1/runs", {
+        method: "POST",
+        body: JSON.stringify(request.body),
+      });
+      if (status !== 201 && status !== 200) {
+        return runForm(
+          session,
+          values,
+          `Not started: ${String(body.error ?? `the dashboard answered ${status}`)}.`,
+          status >= 400 && status < 500 ? status : 400,
+        );
+      }
+      audit.info("console run {runId} started", { runId: body.id });
+      return redirect(`/runs/${encodeURIComponent(String(body.id))}`);
     }),
   );
 

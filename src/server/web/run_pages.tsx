@@ -10,7 +10,7 @@
  */
 import type { Child } from "hono/jsx";
 import type { RunAgentView, RunView } from "../../protocol/runs.ts";
-import { formatLabels } from "../../protocol/runs.ts";
+import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/runs.ts";
 import { formatTime, statusTone } from "./format.ts";
 import { type Frame, Layout, StatusBadge } from "./pages.tsx";
 
@@ -65,6 +65,9 @@ function RunBadge(props: { status: string }) {
 export function RunsPage(props: Frame & { runs: RunSummaryJson[] }) {
   return (
     <Layout {...props} title="Runs" current="runs">
+      <p>
+        <a href="/runs/new">Start a run</a>
+      </p>
       <div id="runs" data-refresh-secs="5">
         {props.runs.length === 0
           ? (
@@ -211,4 +214,173 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
       </div>
     </Layout>
   );
+}
+
+/** What the start-a-run form was filled with. */
+export interface RunFormValues {
+  name?: string;
+  agents?: string;
+  deployment?: string;
+  labels?: string;
+  concurrency?: string;
+  errors?: string;
+  timeout?: string;
+  ttl?: string;
+}
+
+function Field(
+  props: {
+    id: keyof RunFormValues;
+    label: string;
+    hint: string;
+    values: RunFormValues;
+    placeholder?: string;
+    required?: boolean;
+  },
+) {
+  const id = `run-${props.id}`;
+  return (
+    <>
+      <label for={id}>{props.label}</label>
+      <input
+        id={id}
+        name={props.id}
+        type="text"
+        required={props.required}
+        maxlength={4096}
+        autocomplete="off"
+        spellcheck={false}
+        placeholder={props.placeholder}
+        value={props.values[props.id] ?? ""}
+        aria-describedby={`${id}-hint`}
+      />
+      <p class="hint" id={`${id}-hint`}>{props.hint}</p>
+    </>
+  );
+}
+
+/**
+ * The start-a-run form.
+ *
+ * @param props Frame, the values to show again and an error.
+ */
+export function StartRunPage(props: Frame & { values: RunFormValues; error?: string }) {
+  const { values } = props;
+  return (
+    <Layout {...props} title="Start a run" current="runs">
+      {props.error ? <p class="notice error" role="alert">{props.error}</p> : null}
+      <form method="post" action="/runs/new" class="panel">
+        <input type="hidden" name="csrf" value={props.csrf ?? ""} />
+        <Field
+          id="name"
+          label="Command line"
+          hint="Run without a shell on every agent of the target."
+          placeholder="df -h /"
+          required
+          values={values}
+        />
+        <Field
+          id="agents"
+          label="Agents (optional)"
+          hint="Agent ids separated by commas."
+          placeholder="web-1, web-2"
+          values={values}
+        />
+        <Field
+          id="deployment"
+          label="Deployment (optional)"
+          hint="Agents whose heartbeat names this deployment."
+          placeholder="prod"
+          values={values}
+        />
+        <Field
+          id="labels"
+          label="Labels (optional)"
+          hint="key=value pairs separated by commas; an agent must carry every one."
+          placeholder="role=web"
+          values={values}
+        />
+        <Field
+          id="concurrency"
+          label="At most at once (optional)"
+          hint="A number, or a share of the agents such as 10%. Empty: all at once."
+          placeholder="10%"
+          values={values}
+        />
+        <Field
+          id="errors"
+          label="Failures allowed (optional)"
+          hint="After more failures than this nothing more starts. Empty: never stop."
+          placeholder="2"
+          values={values}
+        />
+        <Field
+          id="timeout"
+          label="Timeout in seconds (optional)"
+          hint="Each command's deadline on its agent."
+          values={values}
+        />
+        <Field
+          id="ttl"
+          label="Queue expiry in seconds (optional)"
+          hint="A command still queued this long (an offline agent) ends expired."
+          values={values}
+        />
+        <button type="submit">Start the run</button>
+      </form>
+    </Layout>
+  );
+}
+
+/**
+ * Turns the form into a `POST /api/v1/runs` body.
+ *
+ * @param values The form.
+ * @returns The body, or a sentence saying what is wrong.
+ */
+export function runRequestOfForm(
+  values: RunFormValues,
+): { body: Record<string, unknown> } | { error: string } {
+  if (!values.name?.trim()) return { error: "Enter a command line." };
+  const target: Record<string, unknown> = {};
+  const agents = (values.agents ?? "").split(",").map((a) => a.trim()).filter(Boolean);
+  if (agents.length > 0) target.agents = agents;
+  if (values.deployment?.trim()) target.deployment = values.deployment.trim();
+  if (values.labels?.trim()) {
+    try {
+      target.labels = parseLabels(values.labels);
+    } catch (error) {
+      return { error: `Labels: ${(error as Error).message}.` };
+    }
+  }
+  if (Object.keys(target).length === 0) {
+    return { error: "Name the agents, a deployment or labels." };
+  }
+  const body: Record<string, unknown> = { name: values.name, target };
+  if (values.concurrency?.trim()) {
+    try {
+      body.max_concurrency = parseMaxConcurrency(values.concurrency);
+    } catch (error) {
+      return { error: `At most at once: ${(error as Error).message}.` };
+    }
+  }
+  const params: Record<string, number> = {};
+  for (
+    const [key, field, label, max] of [
+      ["max_errors", "errors", "Failures allowed", 100_000],
+      ["timeout_secs", "timeout", "Timeout", 86_400],
+      ["ttl_secs", "ttl", "Queue expiry", 30 * 86_400],
+    ] as const
+  ) {
+    const raw = values[field]?.trim();
+    if (!raw) continue;
+    const min = key === "max_errors" ? 0 : 1;
+    if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      return { error: `${label} must be a whole number from ${min} to ${max}, got "${raw}".` };
+    }
+    if (key === "max_errors") body.max_errors = Number(raw);
+    else params[key] = Number(raw);
+  }
+  if (Object.keys(params).length > 0) body.params = params;
+  return { body };
 }
