@@ -177,12 +177,39 @@ function toCommand(row: Row): CommandRecord {
   };
 }
 
+/** A boolean column: SQLite's 0/1 or PostgreSQL's boolean. */
+function flag(value: unknown): boolean {
+  return value === true || value === 1 || value === 1n;
+}
+
+/** A run's row and its targets. */
+function toRun(row: Row, targets: RunTargetRecord[]): RunRecord {
+  const spec = strOrNull(row.max_concurrency_spec);
+  return {
+    id: String(row.id),
+    name: String(row.name),
+    params: JSON.parse(String(row.params)) as CommandParams,
+    target: JSON.parse(String(row.target)),
+    fingerprint: String(row.fingerprint),
+    maxConcurrency: num(row.max_concurrency),
+    maxConcurrencySpec: spec === null ? null : JSON.parse(spec),
+    maxErrors: numOrNull(row.max_errors),
+    cancelRequested: flag(row.cancel_requested),
+    seq: num(row.seq),
+    createdAt: num(row.created_at),
+    completedAt: numOrNull(row.completed_at),
+    updatedAt: num(row.updated_at),
+    targets,
+  };
+}
+
+/** A run target's row (`t_` columns) with its command's (null when it has none yet). */
 function toTarget(row: Row): RunTargetRecord {
   return {
     position: num(row.t_position),
     agentId: String(row.t_agent_id),
     commandId: String(row.t_command_id),
-    offlineAtCreation: num(row.t_offline) !== 0,
+    offlineAtCreation: flag(row.t_offline),
     startedAt: numOrNull(row.t_started_at),
     skippedAt: numOrNull(row.t_skipped_at),
     command: row.id === null || row.id === undefined ? null : toCommand(row),
@@ -918,29 +945,9 @@ export class SqliteStore implements CommandStore {
     return rows.map(toTarget);
   }
 
-  #toRun(row: Row): RunRecord {
-    const spec = strOrNull(row.max_concurrency_spec);
-    return {
-      id: String(row.id),
-      name: String(row.name),
-      params: JSON.parse(String(row.params)) as CommandParams,
-      target: JSON.parse(String(row.target)),
-      fingerprint: String(row.fingerprint),
-      maxConcurrency: num(row.max_concurrency),
-      maxConcurrencySpec: spec === null ? null : JSON.parse(spec),
-      maxErrors: numOrNull(row.max_errors),
-      cancelRequested: num(row.cancel_requested) !== 0,
-      seq: num(row.seq),
-      createdAt: num(row.created_at),
-      completedAt: numOrNull(row.completed_at),
-      updatedAt: num(row.updated_at),
-      targets: this.#runTargets(String(row.id)),
-    };
-  }
-
   #getRunRow(id: string): RunRecord | null {
     const row = this.#stmt("SELECT * FROM runs WHERE id = ?").get(id) as Row | undefined;
-    return row ? this.#toRun(row) : null;
+    return row ? toRun(row, this.#runTargets(id)) : null;
   }
 
   /** {@inheritDoc CommandStore.createRun} */
@@ -993,7 +1000,7 @@ export class SqliteStore implements CommandStore {
       const rows = this.#stmt(
         `SELECT * FROM runs WHERE (? = 0 OR completed_at IS NULL) ORDER BY seq DESC LIMIT ?`,
       ).all(query.open ? 1 : 0, Math.max(0, Math.floor(query.limit))) as Row[];
-      return rows.map((row) => this.#toRun(row));
+      return rows.map((row) => toRun(row, this.#runTargets(String(row.id))));
     });
   }
 
