@@ -11,7 +11,7 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { MAX_BODY_BYTES, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
+import { MAX_BODY_BYTES, MAX_TTL_SECS, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, ExpireOutcome } from "../store/mod.ts";
 import type { AuthContext, ServerEnv } from "./auth.ts";
@@ -54,10 +54,23 @@ export interface AppOptions {
    */
   maxAttempts?: number;
   /**
-   * Requests a minute per agent (token bucket).
-   * @default {120}
+   * Requests a minute per agent (token bucket) on the agent endpoints (wait, ack, report,
+   * cancel-wait, ...). Operator requests never take from it.
+   * @default {1200}
    */
   rateLimitPerMinute?: number;
+  /**
+   * Requests a minute per operator client address (token bucket) on the operator endpoints and
+   * every enqueue.
+   * @default {600}
+   */
+  operatorRateLimitPerMinute?: number;
+  /**
+   * Queue expiry of a command whose params set no `ttl_secs`, in seconds: still queued this long
+   * after its enqueue, it becomes `expired`.
+   * @default {3600}
+   */
+  queueTtlSecs?: number;
   /**
    * Check timestamp, signature and replay on `GET …/wait` too.
    * @default {false}
@@ -135,6 +148,13 @@ export interface DashboardApp {
 
 const log = logger("server");
 
+/** Default requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
+export const DEFAULT_AGENT_RATE_LIMIT = 1200;
+/** Default requests a minute per operator client address. */
+export const DEFAULT_OPERATOR_RATE_LIMIT = 600;
+/** Default queue expiry of a command, in seconds. */
+export const DEFAULT_QUEUE_TTL_SECS = 3600;
+
 function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
     throw new RangeError(`${name} must be a whole number from 1 to ${max}, got ${value}`);
@@ -181,7 +201,16 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
   const rateLimitPerMinute = positiveInteger(
     "rateLimitPerMinute",
-    options.rateLimitPerMinute ?? 120,
+    options.rateLimitPerMinute ?? DEFAULT_AGENT_RATE_LIMIT,
+  );
+  const operatorRateLimitPerMinute = positiveInteger(
+    "operatorRateLimitPerMinute",
+    options.operatorRateLimitPerMinute ?? DEFAULT_OPERATOR_RATE_LIMIT,
+  );
+  const queueTtlSecs = positiveInteger(
+    "queueTtlSecs",
+    options.queueTtlSecs ?? DEFAULT_QUEUE_TTL_SECS,
+    MAX_TTL_SECS,
   );
   const defaultTimeoutSecs = positiveInteger(
     "defaultTimeoutSecs",
@@ -241,6 +270,13 @@ export function createApp(options: AppOptions): DashboardApp {
         agentId: command.agentId,
       });
     }
+    for (const command of outcome.expired) {
+      log.warning("command {commandId} expired: agent {agentId} did not take it in time", {
+        commandId: command.id,
+        agentId: command.agentId,
+        attempt: command.attempt,
+      });
+    }
     for (const agentId of agents) hub.notify(agentId);
     return outcome;
   }
@@ -289,6 +325,9 @@ export function createApp(options: AppOptions): DashboardApp {
     adminToken: options.adminToken,
     auth,
     limiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute, clock }),
+    operatorLimiter: new TokenBucketLimiter({ perMinute: operatorRateLimitPerMinute, clock }),
+    queueTtlSecs,
+    waitingHashes: (agentId) => hub.waitingHashes(agentId),
     replay: new ReplayCache({
       windowMs: REPLAY_WINDOW_SECS * 1000,
       clock,

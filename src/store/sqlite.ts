@@ -416,9 +416,10 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       return this.#tx(() => {
         this.#stmt(
-          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at) VALUES (?, NULL, ?, ?, ?)
+          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at)
+         VALUES (?, NULL, ?, ?, NULL)
          ON CONFLICT (id) DO NOTHING`,
-        ).run(id, JSON.stringify(AGENT_SCOPES), now, now);
+        ).run(id, JSON.stringify(AGENT_SCOPES), now);
         return this.#readAgent(id) as AgentRecord;
       });
     });

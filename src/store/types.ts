@@ -309,7 +309,11 @@ export interface CommandStore extends AsyncDisposable {
   addAgent(
     agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
   ): Promise<boolean>;
-  /** Adds a token-less agent unless one with this id exists (dev mode: registered on first sight). */
+  /**
+   * Adds a token-less agent unless one with this id exists (dev mode: registered on first sight,
+   * or named by an operator's enqueue). It is created never seen (`lastSeenAt` `null`): an enqueue
+   * for it must not look like the agent connected; {@link CommandStore.touchAgents} records that.
+   */
   ensureAgent(id: string, now: number): Promise<AgentRecord>;
   /**
    * The agent, or `null`. Called on every agent request: an implementation may answer from a

@@ -142,6 +142,7 @@ export function runStoreContract(
   test("registers an agent on first sight without a token, once", async (store) => {
     const first = await store.ensureAgent("dev", T0);
     assert.equal(first.token, null);
+    assert.equal(first.lastSeenAt, null, "registered, not yet seen");
     assert.deepEqual(first.scopes, [...AGENT_SCOPES]);
     const again = await store.ensureAgent("dev", T0 + 1);
     assert.equal(again.createdAt, T0);
