@@ -7,6 +7,7 @@
  */
 import { resolve } from "node:path";
 import { Command } from "@commander-js/extra-typings";
+import type { LogRecord } from "@logtape/logtape";
 import { ConfigError, UsageError } from "../errors.ts";
 import {
   createPolicy,
@@ -283,6 +284,21 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...previous ?? [], value];
 }
 
+/**
+ * Keeps the executor's log lines about a command that never ran (rejected, could not start) off
+ * the log of `status exec`: its summary line says the same, and a terminal would show it twice.
+ *
+ * @param record A log record.
+ * @returns `false` for the records the summary repeats.
+ */
+export function notReportedBySummary(record: LogRecord): boolean {
+  if (record.category[1] !== "exec") return true;
+  const template = typeof record.rawMessage === "string"
+    ? record.rawMessage
+    : record.rawMessage.join("{}");
+  return !/^command (rejected|could not start)\b/.test(template);
+}
+
 /** Listens for SIGINT and SIGTERM while a command runs, so the run is cancelled, not orphaned. */
 function cancelOnSignals(): { signal: AbortSignal } & Disposable {
   const controller = new AbortController();
@@ -340,7 +356,12 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
   command.action(async (commandLine, options) => {
     const resolved = settings ??
       execSettingsFrom(
-        loadCommandSettings(options as Record<string, unknown>, ["exec"]).settings,
+        loadCommandSettings(
+          options as Record<string, unknown>,
+          ["exec"],
+          undefined,
+          notReportedBySummary,
+        ).settings,
       );
     using cancel = cancelOnSignals();
     const signal = resolved.signal

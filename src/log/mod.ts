@@ -47,6 +47,11 @@ export interface LoggingOptions {
   secrets?: readonly string[];
   /** Where lines go when no file is given; for tests. Defaults to standard error. */
   write?: (line: string) => void;
+  /**
+   * Records for which it returns `false` are not written (a command that reports an event
+   * itself keeps its log from saying it twice).
+   */
+  filter?: (record: LogRecord) => boolean;
 }
 
 /**
@@ -197,6 +202,13 @@ export function setupLogging(options: LoggingOptions = {}): void {
   } else {
     const write = options.write ?? writeStderr;
     sink = (record) => write(formatter(record));
+  }
+  const filter = options.filter;
+  if (filter) {
+    const unfiltered = sink;
+    sink = Object.assign((record: LogRecord) => {
+      if (filter(record)) unfiltered(record);
+    }, { [Symbol.dispose]: () => (unfiltered as Partial<Disposable>)[Symbol.dispose]?.() });
   }
   configureSync({
     reset: true,
