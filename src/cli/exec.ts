@@ -20,6 +20,7 @@ import {
   runCommand,
 } from "../exec/mod.ts";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { printOutput } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 
@@ -133,10 +134,6 @@ const SIGNAL_NUMBERS: Record<string, number> = {
   SIGXFSZ: 25,
 };
 
-function withoutFinalNewline(text: string): string {
-  return text.endsWith("\n") ? text.slice(0, -1) : text;
-}
-
 /**
  * The human summary of a result, e.g. `exec: success after 0.004 s (/usr/bin/echo)` or
  * `exec: rejected: program "rm" is not on the allowlist (allowed: echo)`.
@@ -227,18 +224,7 @@ export async function runExecCli(
   if (options.json) {
     io.out(JSON.stringify(result, null, 2));
   } else {
-    if (result.stdout !== "") io.out(withoutFinalNewline(result.stdout));
-    if (result.stderr !== "") io.err(withoutFinalNewline(result.stderr));
-    for (
-      const [stream, bytes] of [["stdout", result.stdout_truncated_bytes], [
-        "stderr",
-        result.stderr_truncated_bytes,
-      ]] as const
-    ) {
-      if (bytes > 0) {
-        io.err(`(${bytes} bytes of ${stream} were dropped from the middle; 64 KiB are kept)`);
-      }
-    }
+    printOutput(io, { id: "exec", name: commandLine, status: result.status, result });
     io.err(formatExecSummary(result));
   }
   return execExitCode(result);

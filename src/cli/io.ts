@@ -53,7 +53,11 @@ export const processIo: Io = {
   write: (bytes) => writeAllOrStop(Deno.stdout, bytes, closedStreams),
 };
 
-/** An {@link Io} that keeps every line (and the raw bytes written), for tests. */
+/**
+ * An {@link Io} that keeps every line, for tests. Bytes written with `write` are kept as they
+ * are in `bytes`, and also decoded into `stdout` as one entry (without a final line break), as
+ * `out` would have printed them.
+ */
 export function memoryIo(): Io & { stdout: string[]; stderr: string[]; bytes: Uint8Array[] } {
   const stdout: string[] = [];
   const stderr: string[] = [];
@@ -64,6 +68,10 @@ export function memoryIo(): Io & { stdout: string[]; stderr: string[]; bytes: Ui
     bytes,
     out: (line) => void stdout.push(line),
     err: (line) => void stderr.push(line),
-    write: (chunk) => void bytes.push(chunk.slice()),
+    write: (chunk) => {
+      bytes.push(chunk.slice());
+      const text = new TextDecoder().decode(chunk);
+      stdout.push(text.endsWith("\n") ? text.slice(0, -1) : text);
+    },
   };
 }

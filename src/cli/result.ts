@@ -8,7 +8,13 @@ import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { parseCommandId } from "./enqueue.ts";
-import { formatRecord, operatorClientFromSettings } from "../operator/mod.ts";
+import { UsageError } from "../errors.ts";
+import {
+  formatRecord,
+  isFinalStatus,
+  operatorClientFromSettings,
+  outputBytes,
+} from "../operator/mod.ts";
 
 /**
  * Builds `status result`.
@@ -23,11 +29,30 @@ export function resultCommand(io: Io): Command {
         "(exits 0 when shown, 1 when the dashboard has no such command)",
     )
     .argument("<id>", "the command id", parseCommandId)
-    .option("--json", "print the command as JSON");
+    .option("--json", "print the command as JSON")
+    .option("--stdout", "print only the command's stdout, byte for byte (binary output too)")
+    .option("--stderr", "print only the command's stderr, byte for byte");
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
     const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
     const record = await operatorClientFromSettings(settings).getCommand(id);
+    if (options.stdout || options.stderr) {
+      if (options.json) throw new UsageError("--json cannot be combined with --stdout or --stderr");
+      if (!record.result) {
+        throw new UsageError(
+          `${id} has no output${
+            isFinalStatus(record.status) ? "" : " yet"
+          } (status ${record.status})`,
+        );
+      }
+      for (const stream of ["stdout", "stderr"] as const) {
+        if (!options[stream]) continue;
+        const bytes = outputBytes(record.result, stream);
+        if (io.write) io.write(bytes);
+        else io.out(new TextDecoder().decode(bytes));
+      }
+      return;
+    }
     if (options.json) io.out(JSON.stringify(record, null, 2));
     else for (const line of formatRecord(record)) io.out(line);
   });

@@ -35,6 +35,7 @@ export {
   EXIT_KILLED,
   EXIT_REJECTED,
   EXIT_TIMEOUT,
+  EXIT_WAIT_TIMEOUT,
   exitCodeOf,
   isFinalStatus,
   type StoredResult,
@@ -47,5 +48,6 @@ export {
   formatProgress,
   formatRecord,
   formatTable,
+  outputBytes,
   truncationNotes,
 } from "./format.ts";
