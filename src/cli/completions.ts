@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Command, Option } from "@commander-js/extra-typings";
+import { type Argument, Command, type Option } from "@commander-js/extra-typings";
 import type { Io } from "./io.ts";
 
 /** The shells `status completions` writes a script for. */
@@ -32,10 +32,16 @@ function nodesOf(command: AnyCommand, path: string[] = []): Node[] {
   const node: Node = {
     path,
     description: command.description(),
-    subcommands: visible.map((c: AnyCommand) => ({
-      name: c.name(),
-      description: firstSentence(c.description()),
-    })),
+    subcommands: [
+      ...visible.map((c: AnyCommand) => ({
+        name: c.name(),
+        description: firstSentence(c.description()),
+      })),
+      // An argument with fixed choices (`completions <shell>`) completes like a subcommand.
+      ...(command.registeredArguments as readonly Argument[]).flatMap((a) =>
+        (a.argChoices ?? []).map((choice) => ({ name: choice, description: a.description }))
+      ),
+    ],
     options: (command.options as readonly Option[])
       .filter((o) => !o.hidden)
       .map((o) => ({
