@@ -158,6 +158,9 @@ export {
   type ExecResultBody,
   generateToken,
   HEADER,
+  MAX_TTL_SECS,
+  OUTPUT_ENCODINGS,
+  type OutputEncoding,
   PATHS,
   PRIORITIES,
   type Priority,
@@ -176,6 +179,7 @@ export {
   type LogFormat,
   type LoggingOptions,
   type LogLevel,
+  type LogRecordView,
   setupLogging,
 } from "./src/log/mod.ts";
 export { ConfigError, UsageError } from "./src/errors.ts";

@@ -14,8 +14,7 @@ import {
   SETTINGS,
   type Settings,
 } from "../config/mod.ts";
-import type { LogRecord } from "@logtape/logtape";
-import { logger, setupLogging } from "../log/mod.ts";
+import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 
 /** Options every settings-reading command accepts besides its setting flags. */
 export interface FileOptions {
@@ -72,7 +71,7 @@ export function loadCommandSettings(
   options: Record<string, unknown> & FileOptions,
   roles: readonly Role[],
   logFile: (settings: Settings) => string | undefined = (settings) => settings.logFile,
-  filter?: (record: LogRecord) => boolean,
+  filter?: (record: LogRecordView) => boolean,
 ): LoadedSettings {
   const loaded = loadSettings({
     roles: [...roles, "log"],

@@ -7,7 +7,6 @@
  */
 import { resolve } from "node:path";
 import { Command } from "@commander-js/extra-typings";
-import type { LogRecord } from "@logtape/logtape";
 import { ConfigError, UsageError } from "../errors.ts";
 import {
   createPolicy,
@@ -19,6 +18,7 @@ import {
   type ExecResult,
   runCommand,
 } from "../exec/mod.ts";
+import type { LogRecordView } from "../log/mod.ts";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { printOutput } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
@@ -277,7 +277,7 @@ function collect(value: string, previous: string[] | undefined): string[] {
  * @param record A log record.
  * @returns `false` for the records the summary repeats.
  */
-export function notReportedBySummary(record: LogRecord): boolean {
+export function notReportedBySummary(record: LogRecordView): boolean {
   if (record.category[1] !== "exec") return true;
   const template = typeof record.rawMessage === "string"
     ? record.rawMessage

@@ -29,6 +29,16 @@ export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"
 /** A log level, from the most to the least verbose. */
 export type LogLevel = typeof LOG_LEVELS[number];
 
+/** What a {@link LoggingOptions.filter} sees of a log record. */
+export interface LogRecordView {
+  /** The category, e.g. `["status", "exec"]`. */
+  readonly category: readonly string[];
+  /** The level, e.g. `"warning"`. */
+  readonly level: string;
+  /** The message template before its properties are filled in. */
+  readonly rawMessage: string | TemplateStringsArray;
+}
+
 /** Options of {@link setupLogging}. */
 export interface LoggingOptions {
   /**
@@ -51,7 +61,7 @@ export interface LoggingOptions {
    * Records for which it returns `false` are not written (a command that reports an event
    * itself keeps its log from saying it twice).
    */
-  filter?: (record: LogRecord) => boolean;
+  filter?: (record: LogRecordView) => boolean;
 }
 
 /**
