@@ -305,8 +305,9 @@ Examples:
       }
       return;
     }
+    // A duplicate may be anywhere in its life already: let the dashboard say where.
     const outcome = await follow(io, client, id, {
-      known: "queued",
+      known: answer.duplicate ? undefined : "queued",
       timeoutSecs: options.waitTimeout,
     });
     if (outcome.kind !== "final") {

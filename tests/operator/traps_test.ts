@@ -34,6 +34,10 @@ async function withDashboard(
       exec: { allowedPrograms: agent.programs },
     }, stop.signal);
   try {
+    for (let i = 0; agent && !server.dashboard.hub.isWaiting("a1"); i++) {
+      assert.ok(i < 600, "the agent waits within 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     await fn(server);
   } finally {
     stop.abort();
@@ -235,4 +239,18 @@ Deno.test("cancel --wait of a running command follows it from running, never say
     assert.match(out.stderr[0], new RegExp(`^${id} running`));
     assert.match(out.stderr.at(-1)!, new RegExp(`^${id} cancelled`));
   }, { programs: ["sleep"] });
+});
+
+Deno.test("enqueue --wait of an id that already ran does not claim it is queued", async () => {
+  await withDashboard(async (server) => {
+    const args = ["enqueue", "echo again", "--agent", "a1", "--id", "twice", "--wait"];
+    const first = await run([...args, "--dashboard-url", server.url]);
+    assert.equal(first.code, 0, first.stderr.join("\n"));
+    assert.match(first.stderr[0], /^twice queued/);
+    const second = await run([...args, "--dashboard-url", server.url]);
+    assert.equal(second.code, 0, second.stderr.join("\n"));
+    assert.deepEqual(second.stdout, ["again"]);
+    assert.ok(!second.stderr.some((l) => l.includes(" queued")), second.stderr.join("\n"));
+    assert.match(second.stderr[0], /^twice success, exit code 0/);
+  }, { programs: ["echo"] });
 });
