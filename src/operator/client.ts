@@ -31,7 +31,9 @@ export type OperatorErrorKind =
   | "conflict"
   /** `5xx`. */
   | "server"
-  /** Another `4xx`, e.g. `400` naming a bad field or `429`. */
+  /** `429` still after the retries: the dashboard's rate limit. */
+  | "rate_limited"
+  /** Another `4xx`, e.g. `400` naming a bad field. */
   | "request"
   /** A `2xx` whose body is not what the protocol says. */
   | "invalid_answer";
@@ -161,8 +163,8 @@ export interface WaitForFinalOptions {
    */
   maxIntervalMs?: number;
   /**
-   * How long the dashboard may be unreachable or failing (connection errors, timeouts, 5xx) before
-   * waiting gives up, in milliseconds; a dashboard restart is ridden out.
+   * How long the dashboard may be unreachable or failing (connection errors, timeouts, 5xx, its
+   * rate limit) before waiting gives up, in milliseconds; a dashboard restart is ridden out.
    * @default {60000}
    */
   maxOutageMs?: number;
@@ -181,7 +183,12 @@ interface RequestOptions {
   what?: string;
 }
 
-const TRANSIENT: ReadonlySet<OperatorErrorKind> = new Set(["connection", "timeout", "server"]);
+const TRANSIENT: ReadonlySet<OperatorErrorKind> = new Set([
+  "connection",
+  "timeout",
+  "server",
+  "rate_limited",
+]);
 
 function isTransient(error: unknown): boolean {
   return error instanceof OperatorError && TRANSIENT.has(error.kind);
@@ -624,7 +631,7 @@ export class OperatorClient {
     }
     if (status === 429) {
       return new OperatorError(
-        "request",
+        "rate_limited",
         `the dashboard refused the ${what} because of its rate limit (${http}); try again later`,
         init,
       );

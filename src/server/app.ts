@@ -63,7 +63,7 @@ export interface AppOptions {
   /**
    * Requests a minute per operator client address (token bucket) on the operator endpoints and
    * every enqueue.
-   * @default {600}
+   * @default {3000}
    */
   operatorRateLimitPerMinute?: number;
   /**
@@ -156,8 +156,11 @@ const log = logger("server");
 
 /** Default requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
 export const DEFAULT_AGENT_RATE_LIMIT = 1200;
-/** Default requests a minute per operator client address. */
-export const DEFAULT_OPERATOR_RATE_LIMIT = 600;
+/**
+ * Default requests a minute per operator client address: dozens of `status enqueue --wait` polling
+ * at once from one machine fit.
+ */
+export const DEFAULT_OPERATOR_RATE_LIMIT = 3000;
 /** Default queue expiry of a command, in seconds. */
 export const DEFAULT_QUEUE_TTL_SECS = 3600;
 
