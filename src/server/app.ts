@@ -293,6 +293,8 @@ export function createApp(options: AppOptions): DashboardApp {
   // Last seen: kept in memory; the times not yet written go to the store in one transaction at
   // most every lastSeenFlushMs (one timer, armed only while some are unwritten), and at close.
   const lastSeen = new Map<string, number>();
+  // The deployment hash of each agent's latest wait (one entry per agent, like lastSeen).
+  const lastWaitHash = new Map<string, string>();
   let unwritten = new Map<string, number>();
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
@@ -337,6 +339,10 @@ export function createApp(options: AppOptions): DashboardApp {
     operatorLimiter: new TokenBucketLimiter({ perMinute: operatorRateLimitPerMinute, clock }),
     queueTtlSecs,
     waitingHashes: (agentId) => hub.waitingHashes(agentId),
+    noteWaitHash: (agentId, hash) => {
+      if (lastWaitHash.get(agentId) !== hash) lastWaitHash.set(agentId, hash);
+    },
+    lastWaitHash: (agentId) => lastWaitHash.get(agentId),
     replay: new ReplayCache({
       windowMs: REPLAY_WINDOW_SECS * 1000,
       clock,

@@ -61,6 +61,10 @@ export interface RouteDeps {
   queueTtlSecs: number;
   /** The deployment hashes of an agent's open waits. */
   waitingHashes(agentId: string): string[];
+  /** Records the deployment hash of an agent's wait (for the enqueue's warning). */
+  noteWaitHash?(agentId: string, hash: string): void;
+  /** The deployment hash of the agent's latest wait since the dashboard started, if any. */
+  lastWaitHash?(agentId: string): string | undefined;
   replay: ReplayCache;
   waitRequireSignature: boolean;
   acceptV1Signatures: boolean;
@@ -164,7 +168,7 @@ export const OFFLINE_AFTER_MS = 150_000;
  * @returns One sentence, or `undefined` when an open wait can take it.
  */
 export async function deliveryWarning(
-  deps: Pick<RouteDeps, "store" | "clock" | "lastSeen" | "waitingHashes">,
+  deps: Pick<RouteDeps, "store" | "clock" | "lastSeen" | "waitingHashes" | "lastWaitHash">,
   agentId: string,
   deploymentHash: string | null,
   expiresAt: number | null,
@@ -172,13 +176,15 @@ export async function deliveryWarning(
   const until = expiresAt === null
     ? "until it does"
     : `until it does (it expires at ${new Date(expiresAt).toISOString()})`;
+  const forHash = (what: string) =>
+    `${what}, not ${deploymentHash}; the command waits in the queue for a wait on ` +
+    `${deploymentHash}${
+      expiresAt === null ? "" : ` (it expires at ${new Date(expiresAt).toISOString()})`
+    }`;
   const hashes = deps.waitingHashes(agentId);
   if (hashes.length > 0) {
     if (deploymentHash === null || hashes.includes(deploymentHash)) return undefined;
-    return `agent ${agentId} is waiting for deployment ${hashes.join(", ")}, not ` +
-      `${deploymentHash}; the command waits in the queue for a wait on ${deploymentHash} ${
-        until.replace(/^until it does/, "")
-      }`.trimEnd();
+    return forHash(`agent ${agentId} is waiting for deployment ${hashes.join(", ")}`);
   }
   const stored = (await deps.store.getAgent(agentId))?.lastSeenAt ?? null;
   const memory = deps.lastSeen(agentId);
@@ -188,7 +194,14 @@ export async function deliveryWarning(
       `queue ${until}`;
   }
   const ago = deps.clock.now() - lastSeen;
-  if (ago <= OFFLINE_AFTER_MS) return undefined;
+  if (ago <= OFFLINE_AFTER_MS) {
+    // Between two waits (running a command): its latest wait says which deployment it serves.
+    const latest = deps.lastWaitHash?.(agentId);
+    if (deploymentHash === null || latest === undefined || latest === deploymentHash) {
+      return undefined;
+    }
+    return forHash(`agent ${agentId} last waited for deployment ${latest}`);
+  }
   return `agent ${agentId} is offline (last seen ${Math.round(ago / 1000)} s ago, at ${
     new Date(lastSeen).toISOString()
   }); the command waits in the queue ${until}`;

@@ -132,6 +132,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       );
     }
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+    deps.noteWaitHash?.(agent.id, hash);
     // Returned, not awaited: while the wait is held nothing else of this request stays suspended.
     return hub.wait({
       agentId: agent.id,

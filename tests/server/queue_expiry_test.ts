@@ -97,19 +97,23 @@ Deno.test("an enqueue warns when its agent cannot take the command now", async (
     await (await wait).body?.cancel();
   });
   await t.step("an agent waiting on another deployment hash", async () => {
-    const wait = d.agent({ path: P.wait("dep-1", 5), agentId: "a2", token: TOKEN2 });
+    const wait = d.agent({ path: P.wait("dep-1", 1), agentId: "a2", token: TOKEN2 });
     await waiting("a2");
     assert.match(
       (await enqueue("a2", { deployment_hash: "dep-2" })) ?? "",
-      /agent a2 is waiting for deployment dep-1, not dep-2/,
+      /^agent a2 is waiting for deployment dep-1, not dep-2; the command waits in the queue for a wait on dep-2 \(it expires at /,
     );
-    d.dashboard.hub.expireDue();
+    await (await wait).body?.cancel(); // its timeout ends it
     d.clock.advance(6_000);
-    d.dashboard.hub.expireDue();
-    await (await wait).body?.cancel();
   });
   await t.step("an agent seen recently but between two waits: no warning", async () => {
     assert.equal(await enqueue("a2"), undefined);
+  });
+  await t.step("between two waits, a hash other than its latest wait's", async () => {
+    assert.match(
+      (await enqueue("a2", { deployment_hash: "dep-2" })) ?? "",
+      /^agent a2 last waited for deployment dep-1, not dep-2; the command waits in the queue for a wait on dep-2 \(it expires at /,
+    );
   });
   await t.step("an agent not seen for more than 150 s is offline", async () => {
     d.clock.advance(151_000);
