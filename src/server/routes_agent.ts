@@ -173,14 +173,11 @@ export async function deliveryWarning(
   deploymentHash: string | null,
   expiresAt: number | null,
 ): Promise<string | undefined> {
-  const until = expiresAt === null
-    ? "until it does"
-    : `until it does (it expires at ${new Date(expiresAt).toISOString()})`;
+  const expiry = expiresAt === null ? "" : ` (it expires at ${new Date(expiresAt).toISOString()})`;
+  const until = `until it does${expiry}`;
   const forHash = (what: string) =>
     `${what}, not ${deploymentHash}; the command waits in the queue for a wait on ` +
-    `${deploymentHash}${
-      expiresAt === null ? "" : ` (it expires at ${new Date(expiresAt).toISOString()})`
-    }`;
+    `${deploymentHash}${expiry}`;
   const hashes = deps.waitingHashes(agentId);
   if (hashes.length > 0) {
     if (deploymentHash === null || hashes.includes(deploymentHash)) return undefined;
