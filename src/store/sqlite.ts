@@ -829,7 +829,14 @@ function checkDatabasePath(path: string, create: boolean): void {
     );
   }
   const dir = dirname(path);
-  const dirKind = kindOf(dir);
+  let dirKind: ReturnType<typeof kindOf>;
+  try {
+    dirKind = kindOf(dir);
+  } catch {
+    // The directory may not be looked at (e.g. read permission for the database files only):
+    // SQLite says whether it can create the file there.
+    return;
+  }
   if (dirKind === "missing") {
     throw new StoreError(
       `cannot create database ${path}: the directory ${dir} does not exist (create it first, or ` +

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { openAgentState } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
-import { MAIN, PERMS, ROOT, runCli, spawnCli, tempDir } from "../e2e/helpers.ts";
+import { LineStream, MAIN, PERMS, ROOT, runCli, spawnCli, tempDir } from "../e2e/helpers.ts";
 
 /** A port nothing listens on. */
 function closedPort(): number {
@@ -250,4 +250,27 @@ Deno.test("status up fails on a locked state directory before it invites anyone"
   assert.match(run.stderr, /another agent \(pid \d+\) is using the state directory/);
   assert.ok(!run.stdout.includes("Try"), run.stdout);
   assert.equal(run.stdout, "");
+});
+
+Deno.test("deno run -P=serve starts the dashboard and creates ./status.db", async () => {
+  await using dir = tempDir();
+  // The set's paths are relative to its deno.json: a copy in a directory of its own.
+  await Deno.copyFile(`${ROOT}/deno.json`, `${dir.path}/deno.json`);
+  const serve = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", `${dir.path}/deno.json`, "-P=serve", MAIN, "serve", "--port", "0"],
+    cwd: dir.path,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = new LineStream("stdout of serve", serve.stdout);
+  const stderr = new LineStream("stderr of serve", serve.stderr);
+  try {
+    await stdout.waitFor(/^listening on http:\/\/127\.0\.0\.1:\d+/, { timeoutMs: 30_000 });
+    assert.ok((await Deno.stat(`${dir.path}/status.db`)).isFile, stderr.text);
+  } finally {
+    serve.kill("SIGTERM");
+    await serve.status;
+    await Promise.all([stdout.done, stderr.done]);
+  }
 });
