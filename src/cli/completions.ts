@@ -84,7 +84,7 @@ function bash(name: string, nodes: Node[]): string {
   const cases = nodes.map((n) => `    "${n.path.join(" ")}") words="${words(n).join(" ")}" ;;`);
   return `# bash completion for ${name}; load it with: source <(${name} completions bash)
 _${name}_completions() {
-  local cur="\${COMP_WORDS[COMP_CWORD]}" path="" word i skip=0
+  local cur="\${COMP_WORDS[COMP_CWORD]}" cmdpath="" word i skip=0
   local value_flags=" ${valueFlags(nodes).join(" ")} "
   for ((i = 1; i < COMP_CWORD; i++)); do
     word="\${COMP_WORDS[i]}"
@@ -92,12 +92,12 @@ _${name}_completions() {
     case "$word" in
       -*=*) ;;
       -*) [[ "$value_flags" == *" $word "* ]] && skip=1 ;;
-      *) path="\${path:+$path }$word" ;;
+      *) cmdpath="\${cmdpath:+$cmdpath }$word" ;;
     esac
   done
   ((skip)) && return 0
   local words
-  case "$path" in
+  case "$cmdpath" in
 ${cases.join("\n")}
     *) words="" ;;
   esac
@@ -124,7 +124,7 @@ function zsh(name: string, nodes: Node[]): string {
 # zsh completion for ${name}; load it with: source <(${name} completions zsh)
 _${name}() {
   local -a items
-  local path="" word skip=0 i
+  local cmdpath="" word skip=0 i
   local value_flags=" ${valueFlags(nodes).join(" ")} "
   for ((i = 2; i < CURRENT; i++)); do
     word="\${words[i]}"
@@ -132,11 +132,11 @@ _${name}() {
     case "$word" in
       -*=*) ;;
       -*) [[ "$value_flags" == *" $word "* ]] && skip=1 ;;
-      *) path="\${path:+$path }$word" ;;
+      *) cmdpath="\${cmdpath:+$cmdpath }$word" ;;
     esac
   done
   if ((skip)); then _files; return; fi
-  case "$path" in
+  case "$cmdpath" in
 ${cases.join("\n")}
     *) items=() ;;
   esac

@@ -97,6 +97,13 @@ _status_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
       }
       const out = await new Deno.Command(shell, { args: ["-n", "-c", script.stdout] }).output();
       assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      if (shell === "fish") {
+        const probe = `${script.stdout}\ncomplete -C 'status enq'; complete -C 'status agents r'`;
+        const done = await new Deno.Command("fish", { args: ["-c", probe] }).output();
+        const names = new TextDecoder().decode(done.stdout).trim().split("\n")
+          .map((l) => l.split("\t")[0]);
+        assert.deepEqual(names, ["enqueue", "remove", "rotate"]);
+      }
     });
   }
   await t.step("another shell is a usage error", async () => {
