@@ -61,6 +61,8 @@ export interface LoadedSettings {
   unknownKeys: Array<{ key: string; suggestion?: string }>;
   /** Whether the environment could not be read (no `--allow-env`). */
   envUnreadable: boolean;
+  /** The default files (`.env`, `config.json`) that could not be read (no `--allow-read`). */
+  unreadableFiles: string[];
   /** Files that were read. */
   files: string[];
 }
@@ -160,6 +162,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   const canRead = options.canRead ?? defaultCanRead;
   const notices: string[] = [];
   const files: string[] = [];
+  const unreadableFiles: string[] = [];
 
   // Environment: every setting's variable, where permitted.
   let env: Record<string, string | undefined> = {};
@@ -191,6 +194,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
         throw new ConfigError(`cannot read ${label} without --allow-read (given by ${flag})`);
       }
       notices.push(`${label} is not read without --allow-read; add --allow-read to use it`);
+      unreadableFiles.push(label);
       return undefined;
     }
     const text = readTextIfPresent(path);
@@ -254,6 +258,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     ignoredKeys,
     unknownKeys,
     envUnreadable,
+    unreadableFiles,
     files,
   };
 }
@@ -291,18 +296,25 @@ export const STATUS_PANEL_KEYS: ReadonlySet<string> = new Set([
  * ```
  */
 export function missingSettingError(
-  loaded: Pick<LoadedSettings, "envUnreadable">,
+  loaded: Pick<LoadedSettings, "envUnreadable"> & Partial<Pick<LoadedSettings, "unreadableFiles">>,
   key: SettingKey,
   role: string,
 ): ConfigError {
   const spec = SETTINGS[key];
   const flag = `${flagOf(spec.env)} ${spec.placeholder ?? "<value>"}`;
-  if (loaded.envUnreadable) {
+  const unread: string[] = [];
+  if (loaded.envUnreadable) unread.push("the environment (Deno was started without --allow-env)");
+  const files = loaded.unreadableFiles ?? [];
+  if (files.length > 0) unread.push(`${files.join(" and ")} (without --allow-read)`);
+  if (unread.length > 0) {
+    const grants = [
+      ...(loaded.envUnreadable ? [`--allow-env (or --allow-env=${spec.env})`] : []),
+      ...(files.length > 0 ? [`--allow-read=${files.join(",")}`] : []),
+    ];
     return new ConfigError(
-      `${spec.env} is not set, or is set but could not be read: Deno was started without ` +
-        `--allow-env, so the environment is not readable. Add --allow-env (or ` +
-        `--allow-env=${spec.env}), run with this repository's permission set ` +
-        `(deno run -P=${role} main.ts), or pass ${flag}`,
+      `${spec.env} is not set, or is set where it could not be read: ${unread.join(" and ")} ` +
+        `could not be read. Add ${grants.join(" and ")}, run with this repository's permission ` +
+        `set (deno run -P=${role} main.ts), or pass ${flag}`,
     );
   }
   return new ConfigError(

@@ -121,8 +121,10 @@ Deno.test("the design card's command says the environment was not readable, and 
   });
   assert.equal(run.code, 2);
   const last = run.stderr.trim().split("\n").at(-1)!;
-  assert.match(last, /^status: AGENT_ID is not set, or is set but could not be read: /);
-  assert.match(last, /without --allow-env/);
+  assert.match(
+    last,
+    /^status: AGENT_ID is not set, or is set where it could not be read: the environment \(Deno was started without --allow-env\) and \.env and config\.json \(without --allow-read\) could not be read\. Add --allow-env \(or --allow-env=AGENT_ID\)/,
+  );
   assert.match(last, /deno run -P=agent main\.ts/);
   assert.match(last, /--agent-id <id>/);
 });
