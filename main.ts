@@ -22,6 +22,7 @@ import { cancelCommand } from "./src/cli/cancel.ts";
 import { execCommand } from "./src/cli/exec.ts";
 import { completionsCommand } from "./src/cli/completions.ts";
 import { nearest } from "./src/config/mod.ts";
+import { healthCommand } from "./src/cli/health.ts";
 
 /**
  * Builds the whole command tree.
@@ -53,6 +54,7 @@ export function buildProgram(): Command {
   program.addCommand(listCommand(io));
   program.addCommand(cancelCommand(io));
   program.addCommand(execCommand(io));
+  program.addCommand(healthCommand(io));
   program.addCommand(completionsCommand(io, () => program));
   configureErrors(program);
   return program;

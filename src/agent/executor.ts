@@ -8,6 +8,7 @@ import type { ExecResultBody, ReportStatus } from "../protocol/mod.ts";
 import {
   createPolicy,
   envFromAssignments,
+  type OnOutput,
   runCommand,
   toReportFields,
   validateExtraEnv,
@@ -21,6 +22,8 @@ export interface ExecRequest {
   timeoutSecs?: number;
   /** Aborting it cancels the run: the command's process group is terminated, then killed. */
   signal: AbortSignal;
+  /** Receives the command's output as it is printed (live output). */
+  onOutput?: OnOutput;
 }
 
 /** The fields of a report that a run determines. */
@@ -106,6 +109,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
         extraEnv,
         secretValues,
         signal: request.signal,
+        onOutput: request.onOutput,
       });
       return toReportFields(result);
     },

@@ -6,7 +6,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-import { follow, parseCommandId, unfinishedExitCode, wholeNumberParser } from "./enqueue.ts";
+import { follow, parseCommandId, wholeNumberParser } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
 import { EXIT_WAIT_TIMEOUT, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
 
@@ -47,10 +47,10 @@ export function cancelCommand(io: Io): Command {
       io.out(`cancel requested: the agent will stop ${id}`);
       if (!options.wait && options.waitTimeout === undefined) return;
       // The command was delivered or running: progress starts from what the dashboard says.
-      const outcome = await follow(io, client, id, { timeoutSecs: options.waitTimeout });
-      if (outcome.kind !== "final") setExitCode(unfinishedExitCode(outcome)!);
-      else if (outcome.record.status !== "cancelled") {
-        io.err(`${id} finished as ${outcome.record.status} before the cancel took effect`);
+      const record = await follow(io, client, id, { timeoutSecs: options.waitTimeout });
+      if (record === null) setExitCode(130);
+      else if (record.status !== "cancelled") {
+        io.err(`${id} finished as ${record.status} before the cancel took effect`);
         setExitCode(1);
       }
     } catch (error) {

@@ -7,6 +7,7 @@
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
+import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
 import {
   AGENT_ID_PATTERN,
@@ -111,15 +112,6 @@ function withoutFinalNewline(text: string): string {
   return text.endsWith("\n") ? text.slice(0, -1) : text;
 }
 
-/** How {@link follow} ended. */
-export type FollowOutcome =
-  /** The command is final. */
-  | { kind: "final"; record: CommandRecord }
-  /** Ctrl-C stopped the wait; the command goes on. */
-  | { kind: "interrupted" }
-  /** `--wait-timeout` passed; the command goes on. */
-  | { kind: "timeout"; record: CommandRecord | null };
-
 /** Options of {@link follow}. */
 export interface FollowOptions {
   /**
@@ -132,21 +124,22 @@ export interface FollowOptions {
 }
 
 /**
- * Waits for a command to be final, printing progress on stderr; Ctrl-C or `timeoutSecs` stop
- * the wait (not the command).
+ * Waits for a command to be final, printing progress on stderr (no output: `--json` and
+ * `status cancel --wait`); Ctrl-C stops waiting, `timeoutSecs` too (not the command).
  *
  * @param io Where progress goes (stderr).
  * @param client The dashboard.
  * @param id The command.
  * @param options What is known already and how long to wait.
- * @returns The final command, or why waiting stopped before.
+ * @returns The final command, or `null` when Ctrl-C stopped the wait.
+ * @throws {WaitTimeoutError} When `timeoutSecs` passed first (exit code 75).
  */
 export async function follow(
   io: Io,
   client: OperatorClient,
   id: string,
   options: FollowOptions = {},
-): Promise<FollowOutcome> {
+): Promise<CommandRecord | null> {
   const interrupt = new AbortController();
   const onSignal = () => interrupt.abort(new Error("interrupted"));
   let listening = false;
@@ -163,9 +156,9 @@ export async function follow(
   // The enqueue answer already says "queued": show it at once, then every change.
   if (options.known) io.err(`${id} ${options.known} (${formatElapsed(0)})`);
   let first = true;
-  let last: CommandRecord | null = null;
+  let last: CommandRecord | undefined;
   try {
-    const record = await client.waitForFinal(id, {
+    return await client.waitForFinal(id, {
       signal,
       onProgress: (record, elapsedMs) => {
         last = record;
@@ -174,41 +167,21 @@ export async function follow(
         if (!repeat) io.err(formatProgress(record, elapsedMs));
       },
     });
-    return { kind: "final", record };
   } catch (error) {
     if (interrupt.signal.aborted) {
       io.err(
         `stopped waiting for ${id}; the command goes on (see it with: status result ${id}, ` +
           `cancel it with: status cancel ${id})`,
       );
-      return { kind: "interrupted" };
+      return null;
     }
     if (timeout?.aborted) {
-      const record = last as CommandRecord | null;
-      io.err(
-        `still ${record ? record.status : "not final"} after ${options.timeoutSecs} s ` +
-          `(--wait-timeout); stopped waiting for ${id}, the command goes on (see it with: ` +
-          `status result ${id}, cancel it with: status cancel ${id})`,
-      );
-      return { kind: "timeout", record };
+      throw new WaitTimeoutError(id, options.timeoutSecs!, last?.status ?? options.known);
     }
     throw error;
   } finally {
     if (listening) Deno.removeSignalListener("SIGINT", onSignal);
   }
-}
-
-/**
- * The exit code of a wait that ended before the command was final: 130 after Ctrl-C,
- * {@link EXIT_WAIT_TIMEOUT} after `--wait-timeout`.
- *
- * @param outcome How the wait ended.
- * @returns The exit code, or `undefined` when the command is final.
- */
-export function unfinishedExitCode(outcome: FollowOutcome): number | undefined {
-  if (outcome.kind === "interrupted") return 130;
-  if (outcome.kind === "timeout") return EXIT_WAIT_TIMEOUT;
-  return undefined;
 }
 
 /**
@@ -305,21 +278,20 @@ Examples:
       }
       return;
     }
-    // A duplicate may be anywhere in its life already: let the dashboard say where.
-    const outcome = await follow(io, client, id, {
-      known: answer.duplicate ? undefined : "queued",
-      timeoutSecs: options.waitTimeout,
-    });
-    if (outcome.kind !== "final") {
-      if (options.json && outcome.kind === "timeout" && outcome.record) {
-        io.out(JSON.stringify(outcome.record, null, 2));
-      }
-      setExitCode(unfinishedExitCode(outcome)!);
+    // A duplicate may be anywhere in its life already: let the dashboard say where. With --json
+    // only the final command is printed; otherwise its output as it arrives.
+    const known = answer.duplicate ? undefined : "queued" as const;
+    const record = options.json
+      ? await follow(io, client, id, { known, timeoutSecs: options.waitTimeout })
+      : await followAndPrint(io, writerFor(io), client, id, {
+        announceQueued: known !== undefined,
+        timeoutSecs: options.waitTimeout,
+      });
+    if (record === null) {
+      setExitCode(130);
       return;
     }
-    const record = outcome.record;
     if (options.json) io.out(JSON.stringify(record, null, 2));
-    else printOutput(io, record);
     setExitCode(exitCodeOf(record));
   });
   return command as unknown as Command;

@@ -94,6 +94,8 @@ Examples:
       queueTtlSecs: s.queueTtlSecs,
       waitRequireSignature: s.waitRequireSignature,
       acceptV1Signatures: s.acceptV1Signatures,
+      metricsBind: s.metricsBind,
+      offlineAfterSecs: s.offlineAfterSecs,
     });
     const log = logger("server");
     const stopSignals = onSignals((signal) => {

@@ -51,3 +51,12 @@ export {
   outputBytes,
   truncationNotes,
 } from "./format.ts";
+export {
+  followCommand,
+  type FollowHandlers,
+  type FollowOptions,
+  type FollowResult,
+  parseServerSentEvents,
+  type ServerSentEvent,
+} from "./follow.ts";
+export { checkHealth, type HealthCheck, type HealthOptions, type HealthReport } from "./health.ts";

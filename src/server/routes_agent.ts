@@ -41,6 +41,7 @@ import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { ReplayCache } from "./replay.ts";
+import type { InstanceRegistry } from "./instances.ts";
 import type { WaiterHub } from "./waiters.ts";
 
 /** What the routes share; built once by `createApp`. */
@@ -59,6 +60,12 @@ export interface RouteDeps {
   operatorLimiter: TokenBucketLimiter;
   /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
   queueTtlSecs: number;
+  /**
+   * An agent with no open wait that was not seen for this long is offline (`OFFLINE_AFTER_SECS`,
+   * as the fleet view says), in ms.
+   * @default {90000}
+   */
+  offlineAfterMs?: number;
   /** The deployment hashes of an agent's open waits. */
   waitingHashes(agentId: string): string[];
   /** Records the deployment hash of an agent's wait (for the enqueue's warning). */
@@ -74,6 +81,8 @@ export interface RouteDeps {
   maxBodyBytes: number;
   /** The freshest last-seen time of an agent known in memory. */
   lastSeen(agentId: string): number | null;
+  /** Which agent process holds each agent id (one agent per id). */
+  instances?: InstanceRegistry;
 }
 
 const log = logger("server");
@@ -154,9 +163,6 @@ export function chain(steps: MiddlewareHandler<ServerEnv>[]): MiddlewareHandler<
   };
 }
 
-/** An agent not waiting and not seen for this long is offline (the longest wait plus 30 s). */
-export const OFFLINE_AFTER_MS = 150_000;
-
 /**
  * Why a command just queued cannot be delivered now, for the enqueue's answer: the agent never
  * connected, is offline, or waits only on other deployment hashes.
@@ -168,7 +174,10 @@ export const OFFLINE_AFTER_MS = 150_000;
  * @returns One sentence, or `undefined` when an open wait can take it.
  */
 export async function deliveryWarning(
-  deps: Pick<RouteDeps, "store" | "clock" | "lastSeen" | "waitingHashes" | "lastWaitHash">,
+  deps: Pick<
+    RouteDeps,
+    "store" | "clock" | "lastSeen" | "waitingHashes" | "lastWaitHash" | "offlineAfterMs"
+  >,
   agentId: string,
   deploymentHash: string | null,
   expiresAt: number | null,
@@ -191,7 +200,7 @@ export async function deliveryWarning(
       `queue ${until}`;
   }
   const ago = deps.clock.now() - lastSeen;
-  if (ago <= OFFLINE_AFTER_MS) {
+  if (ago < (deps.offlineAfterMs ?? 90_000)) {
     // Between two waits (running a command): its latest wait says which deployment it serves.
     const latest = deps.lastWaitHash?.(agentId);
     if (deploymentHash === null || latest === undefined || latest === deploymentHash) {

@@ -4,8 +4,23 @@ import { closeLogging } from "../../src/log/mod.ts";
 import { EXIT_WAIT_TIMEOUT, OperatorClient } from "../../src/operator/mod.ts";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
 import { run } from "./_run.ts";
+import { MAIN, ROOT } from "../e2e/helpers.ts";
 
 const ADMIN = "admin-token-for-traps-0123456789";
+
+/** Runs the real CLI (operator permissions) and returns its exact standard output bytes. */
+async function cliBytes(args: string[]) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, "--allow-net", MAIN, ...args],
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  return {
+    code: output.code,
+    stdout: output.stdout,
+    stderr: new TextDecoder().decode(output.stderr),
+  };
+}
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
@@ -65,7 +80,10 @@ Deno.test("enqueue --wait for an agent that never connected warns, and --wait-ti
       out.stderr[0],
       /^warning: agent nobody has never connected to this dashboard; the command waits in the queue until it does \(it expires at /,
     );
-    assert.match(out.stderr.at(-1)!, /^still queued after 1 s \(--wait-timeout\); stopped waiting/);
+    assert.match(
+      out.stderr.at(-1)!,
+      /^status: \S+ is still queued after 1 s \(--wait-timeout\); stopped waiting, the command goes on/,
+    );
     assert.deepEqual(out.stdout, []);
   });
 });
@@ -181,21 +199,22 @@ Deno.test("binary output reaches the operator byte for byte: store, API and stat
     await withDashboard(async (server) => {
       const url = server.url;
       await t.step("not UTF-8: base64 in the API, the exact bytes from the CLI", async () => {
-        const waited = await run(["enqueue", tarLike, "--agent", "a1", "--wait", "--id", "bin-1"]
-          .concat(["--dashboard-url", url]));
-        assert.equal(waited.code, 0, waited.stderr.join("\n"));
-        assert.deepEqual(
-          concat(waited.bytes),
-          binary,
-          "enqueue --wait writes the bytes as they are",
+        // The real CLI, so that its standard output is the process's own.
+        const waited = await cliBytes(
+          ["enqueue", tarLike, "--agent", "a1", "--wait", "--id", "bin-1"]
+            .concat(["--dashboard-url", url]),
         );
+        assert.equal(waited.code, 0, waited.stderr);
+        assert.deepEqual(waited.stdout, binary, "enqueue --wait writes the bytes as they are");
         const api = await (await fetch(`${url}/api/v1/commands/bin-1`)).json();
         assert.equal(api.result.stdout_encoding, "base64");
         assert.equal(api.result.stdout, btoa(String.fromCharCode(...binary)));
         assert.equal(api.result.stdout_truncated_bytes, 0);
-        const raw = await run(["result", "bin-1", "--stdout", "--dashboard-url", url]);
-        assert.equal(raw.code, 0);
-        assert.deepEqual(concat(raw.bytes), binary);
+        const raw = await cliBytes(["result", "bin-1", "--stdout", "--dashboard-url", url]);
+        assert.equal(raw.code, 0, raw.stderr);
+        assert.deepEqual(raw.stdout, binary);
+        const inProcess = await run(["result", "bin-1", "--stdout", "--dashboard-url", url]);
+        assert.deepEqual(concat(inProcess.bytes), binary);
         const shown = await run(["result", "bin-1", "--dashboard-url", url]);
         assert.ok(
           shown.stdout.some((l) =>

@@ -115,7 +115,7 @@ Deno.test("an enqueue warns when its agent cannot take the command now", async (
       /^agent a2 last waited for deployment dep-1, not dep-2; the command waits in the queue for a wait on dep-2 \(it expires at /,
     );
   });
-  await t.step("an agent not seen for more than 150 s is offline", async () => {
+  await t.step("an agent not seen for OFFLINE_AFTER_SECS (90 s) is offline", async () => {
     d.clock.advance(151_000);
     assert.match((await enqueue("a2")) ?? "", /^agent a2 is offline \(last seen 1\d\d s ago, at /);
   });
