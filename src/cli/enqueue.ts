@@ -247,7 +247,9 @@ export function enqueueCommand(io: Io): Command {
 Examples:
   status enqueue "echo hi" --agent test-agent --wait
   status enqueue "df -h /tmp" --agent web-1 --id disk-check-1 --timeout 30 --json
-  id=$(status enqueue "sleep 60" --agent web-1) && status cancel "$id"`,
+  id=$(status enqueue "sleep 60" --agent web-1) && status cancel "$id"
+  status enqueue "uname -a" --agent web-1 --ttl 300 --wait-timeout 60   (exit 75: still not done)
+  status enqueue "tar cf - /tmp/report" --agent web-1 --wait > report.tar`,
   );
   command.action(async (commandLine, options) => {
     const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
