@@ -22,7 +22,11 @@ import {
   RUN_ID_PATTERN,
   type RunRequest,
 } from "../protocol/runs.ts";
-import { type OperatorClient, operatorClientFromSettings } from "../operator/mod.ts";
+import {
+  EXIT_WAIT_TIMEOUT,
+  type OperatorClient,
+  operatorClientFromSettings,
+} from "../operator/mod.ts";
 import {
   cancelRun,
   createRun,
@@ -182,7 +186,7 @@ export async function startRun(
   io: Io,
   client: OperatorClient,
   request: RunRequest,
-  options: { wait?: boolean; json?: boolean },
+  options: { wait?: boolean; json?: boolean; waitTimeoutSecs?: number },
 ): Promise<void> {
   const created = await createRun(client, request);
   for (const warning of created.warnings ?? []) io.err(`warning: ${warning}`);
@@ -202,7 +206,7 @@ export async function startRun(
     `run ${created.id}: ${created.totals.total} agent(s), at most ${created.max_concurrency} at ` +
       `once${created.max_errors === null ? "" : `, stop after ${created.max_errors + 1} failures`}`,
   );
-  await followRun(io, client, created.id, options.json ?? false, created);
+  await followRun(io, client, created.id, options.json ?? false, created, options.waitTimeoutSecs);
 }
 
 /**
@@ -214,6 +218,7 @@ export async function startRun(
  * @param id The run.
  * @param json Print the final run as JSON instead of a table.
  * @param first The run as known already.
+ * @param timeoutSecs Stop waiting after this many seconds (`--wait-timeout`): exit 75.
  */
 export async function followRun(
   io: Io,
@@ -221,14 +226,16 @@ export async function followRun(
   id: string,
   json: boolean,
   first?: RunAnswer,
+  timeoutSecs?: number,
 ): Promise<void> {
   const seen = new Map<string, string>();
   for (const agent of first?.agents ?? []) seen.set(agent.agent_id, agent.state);
   using interrupt = listenForInterrupt();
+  const timeout = timeoutSecs === undefined ? undefined : AbortSignal.timeout(timeoutSecs * 1000);
   let run: RunAnswer;
   try {
     run = await waitForRun(client, id, {
-      signal: interrupt.signal,
+      signal: timeout ? AbortSignal.any([interrupt.signal, timeout]) : interrupt.signal,
       onProgress: (current) => {
         for (const agent of current.agents) {
           if (seen.get(agent.agent_id) === agent.state) continue;
@@ -239,6 +246,9 @@ export async function followRun(
       },
     });
   } catch (error) {
+    if (timeout?.aborted && !interrupt.signal.aborted) {
+      throw new RunWaitTimeoutError(id, timeoutSecs!);
+    }
     if (interrupt.signal.aborted) {
       io.err(
         `stopped waiting for run ${id}; it goes on (see it with: status run show ${id}, cancel ` +
@@ -260,6 +270,26 @@ function printRun(io: Io, run: RunAnswer, json: boolean): void {
   }
   for (const line of formatRunTable(run)) io.out(line);
   io.out(formatRunSummary(run));
+}
+
+/** `--wait-timeout` passed before the run ended; the run goes on. Exit code 75. */
+export class RunWaitTimeoutError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode: number = EXIT_WAIT_TIMEOUT;
+
+  /**
+   * Makes the error.
+   *
+   * @param id The run.
+   * @param secs The `--wait-timeout`.
+   */
+  constructor(id: string, secs: number) {
+    super(
+      `run ${id} has not ended after ${secs} s (--wait-timeout); stopped waiting, the run goes ` +
+        `on (see it with: status run show ${id}, cancel it with: status run cancel ${id})`,
+    );
+    this.name = "RunWaitTimeoutError";
+  }
 }
 
 function paramsOf(options: { timeout?: number; priority?: string; ttl?: number }): CommandParams {
@@ -308,6 +338,12 @@ export function runCommand(io: Io): Command {
       new Option("--priority <priority>", "queue priority (default normal)").choices(PRIORITIES),
     )
     .option("--wait", "follow the run to its end; exit 0 only when every agent succeeded")
+    .option(
+      "--wait-timeout <secs>",
+      `with --wait (implied): stop waiting after this many seconds and exit ${EXIT_WAIT_TIMEOUT} ` +
+        "(the run goes on)",
+      wholeNumberParser(1, 86_400 * 30),
+    )
     .option("--json", "print the run as JSON (the final one with --wait)");
   addRunOptions(start as unknown as Command<[string], Record<string, unknown>>);
   addSettingOptions(start, ["operator"]);
@@ -323,8 +359,9 @@ Examples:
     const client = operatorClientFromSettings(settings);
     const flags = options as RunFlags & { wait?: boolean; json?: boolean };
     await startRun(io, client, runRequestOf(commandLine, flags, paramsOf(options), options.id), {
-      wait: flags.wait,
+      wait: flags.wait || options.waitTimeout !== undefined,
       json: flags.json,
+      waitTimeoutSecs: options.waitTimeout,
     });
   });
 

@@ -32,7 +32,6 @@ import {
   type AgentSummary,
   type CommandRecord,
   type CommandStore,
-  type EnqueueOutcome,
   runCommandId,
   type RunRecord,
   runStatus,
@@ -45,7 +44,12 @@ import { jsonBody, type ServerEnv } from "./auth.ts";
 import type { Clock } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
-import { canonicalJson, enqueueFingerprint, type RouteDeps } from "./routes_agent.ts";
+import {
+  canonicalJson,
+  enqueueAndWake,
+  enqueueFingerprint,
+  type RouteDeps,
+} from "./routes_agent.ts";
 import { agentState } from "./routes_fleet.ts";
 import { eventStreamResponse } from "./sse.ts";
 
@@ -388,42 +392,31 @@ export function runFingerprint(request: RunRequest): string {
  * @param target The started target.
  */
 export async function enqueueRunCommand(
-  deps: Pick<RouteDeps, "store" | "clock" | "hub" | "leases" | "deliveryLeaseMs">,
+  deps: Pick<
+    RouteDeps,
+    "store" | "clock" | "hub" | "leases" | "deliveryLeaseMs" | "queueTtlSecs"
+  >,
   run: RunRecord,
   target: RunTargetRecord,
 ): Promise<void> {
-  const command = {
+  const now = deps.clock.now();
+  const outcome = await enqueueAndWake(deps, {
     id: target.commandId,
     agentId: target.agentId,
     name: run.name,
     params: run.params,
     fingerprint: enqueueFingerprint(target.agentId, { name: run.name, params: run.params }),
-    now: deps.clock.now(),
-  };
-  const outcome = await deps.hub.enqueue<EnqueueOutcome>(
-    target.agentId,
-    run.params.deployment_hash ?? null,
-    async (claimFor) => {
-      const outcome = await deps.store.enqueue(
-        command,
-        claimFor === null ? undefined : {
-          deploymentHash: claimFor,
-          deliveryLeaseMs: deps.deliveryLeaseMs,
-        },
-      );
-      const claimed = outcome.outcome === "created" ? outcome.claimed ?? null : null;
-      if (claimed?.leaseExpiresAt != null) deps.leases.schedule(claimed.leaseExpiresAt);
-      return { result: outcome, claimed };
-    },
-  );
+    now,
+    expiresAt: now + (run.params.ttl_secs ?? deps.queueTtlSecs) * 1000,
+  });
   if (outcome.outcome === "conflict") {
     log.error(
       "run {runId}: command id {commandId} is taken by another command; the run follows that one",
-      { runId: run.id, commandId: command.id },
+      { runId: run.id, commandId: target.commandId },
     );
   } else if (outcome.outcome === "created") {
     audit.info("command enqueued {commandId} for {agentId}", {
-      commandId: command.id,
+      commandId: target.commandId,
       agentId: target.agentId,
       via: "run",
       runId: run.id,
