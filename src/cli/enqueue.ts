@@ -9,6 +9,7 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { addRunOptions, type RunFlags, runRequestOf, startRun, wantsRun } from "./run.ts";
 import { RUN_ID_PATTERN } from "../protocol/runs.ts";
 import { UsageError } from "../errors.ts";
+import { waitSignals } from "./interrupt.ts";
 import { setExitCode } from "./exit.ts";
 import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
@@ -150,19 +151,8 @@ export async function follow(
   id: string,
   options: FollowOptions = {},
 ): Promise<CommandRecord | null> {
-  const interrupt = new AbortController();
-  const onSignal = () => interrupt.abort(new Error("interrupted"));
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-    listening = true;
-  } catch {
-    // Signals cannot be listened to here (e.g. a platform without SIGINT); Ctrl-C just ends us.
-  }
-  const timeout = options.timeoutSecs === undefined
-    ? undefined
-    : AbortSignal.timeout(options.timeoutSecs * 1000);
-  const signal = timeout ? AbortSignal.any([interrupt.signal, timeout]) : interrupt.signal;
+  using waiting = waitSignals(options.timeoutSecs);
+  const { signal } = waiting;
   // The enqueue answer already says "queued": show it at once, then every change.
   if (options.known) io.err(`${id} ${options.known} (${formatElapsed(0)})`);
   let first = true;
@@ -178,19 +168,17 @@ export async function follow(
       },
     });
   } catch (error) {
-    if (interrupt.signal.aborted) {
+    if (waiting.interrupted.aborted) {
       io.err(
         `stopped waiting for ${id}; the command goes on (see it with: status result ${id}, ` +
           `cancel it with: status cancel ${id})`,
       );
       return null;
     }
-    if (timeout?.aborted) {
+    if (waiting.timedOut?.aborted) {
       throw new WaitTimeoutError(id, options.timeoutSecs!, last?.status ?? options.known);
     }
     throw error;
-  } finally {
-    if (listening) Deno.removeSignalListener("SIGINT", onSignal);
   }
 }
 

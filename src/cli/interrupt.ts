@@ -1,22 +1,28 @@
 /**
- * Ctrl-C while the CLI waits: stops the waiting (the command or run goes on), not the process.
+ * How the CLI stops waiting: Ctrl-C (SIGINT) or `--wait-timeout`. Either stops the waiting only;
+ * the command or run goes on.
  *
  * @module
  */
 
-/** An abort signal that SIGINT aborts, until disposed. */
-export interface Interrupt extends Disposable {
+/** The signals of one wait; dispose it to stop listening for SIGINT. */
+export interface WaitSignals extends Disposable {
   /** Aborted by SIGINT (reason: `Error("interrupted")`). */
+  interrupted: AbortSignal;
+  /** Aborted when the timeout passed; absent without a timeout. */
+  timedOut?: AbortSignal;
+  /** Aborted by either. */
   signal: AbortSignal;
 }
 
 /**
- * Listens for SIGINT until disposed; where signals cannot be listened to, Ctrl-C just ends the
- * process and the signal never aborts.
+ * Listens for SIGINT until disposed (where signals cannot be listened to, Ctrl-C just ends the
+ * process) and arms the timeout.
  *
- * @returns The signal and its disposer.
+ * @param timeoutSecs Stop waiting after this many seconds; none: wait as long as it takes.
+ * @returns The signals and their disposer.
  */
-export function listenForInterrupt(): Interrupt {
+export function waitSignals(timeoutSecs?: number): WaitSignals {
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error("interrupted"));
   let listening = false;
@@ -26,8 +32,11 @@ export function listenForInterrupt(): Interrupt {
   } catch {
     // no signals here (a platform without SIGINT, or no permission)
   }
+  const timedOut = timeoutSecs === undefined ? undefined : AbortSignal.timeout(timeoutSecs * 1000);
   return {
-    signal: controller.signal,
+    interrupted: controller.signal,
+    timedOut,
+    signal: timedOut ? AbortSignal.any([controller.signal, timedOut]) : controller.signal,
     [Symbol.dispose]() {
       if (listening) Deno.removeSignalListener("SIGINT", onSignal);
       listening = false;

@@ -7,6 +7,7 @@
  * @module
  */
 import { fromBase64 } from "../protocol/mod.ts";
+import { waitSignals } from "./interrupt.ts";
 import {
   type CommandRecord,
   EXIT_WAIT_TIMEOUT,
@@ -158,19 +159,8 @@ export async function followAndPrint(
   id: string,
   options: FollowPrintOptions = {},
 ): Promise<CommandRecord | null> {
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-    listening = true;
-  } catch {
-    // Signals cannot be listened to here; Ctrl-C just ends the process.
-  }
-  const timeout = options.timeoutSecs === undefined
-    ? undefined
-    : AbortSignal.timeout(options.timeoutSecs * 1000);
-  const signal = timeout ? AbortSignal.any([controller.signal, timeout]) : controller.signal;
+  using waiting = waitSignals(options.timeoutSecs);
+  const { signal } = waiting;
   const started = performance.now();
   let lastPrintAt = started;
   let indicatorShown = false;
@@ -251,7 +241,7 @@ export async function followAndPrint(
     for (const note of truncationNotes(record)) io.err(note);
     return record;
   } catch (error) {
-    if (controller.signal.aborted) {
+    if (waiting.interrupted.aborted) {
       clearIndicator();
       io.err(
         `stopped following ${id}; the command goes on (see it with: status result ${id}, ` +
@@ -259,7 +249,7 @@ export async function followAndPrint(
       );
       return null;
     }
-    if (timeout?.aborted) {
+    if (waiting.timedOut?.aborted) {
       clearIndicator();
       writer.flush?.();
       throw new WaitTimeoutError(id, options.timeoutSecs!, current?.status);
@@ -268,6 +258,5 @@ export async function followAndPrint(
   } finally {
     if (indicator !== undefined) clearInterval(indicator);
     clearIndicator();
-    if (listening) Deno.removeSignalListener("SIGINT", onSignal);
   }
 }

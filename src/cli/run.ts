@@ -39,7 +39,7 @@ import {
   waitForRun,
 } from "../operator/run_client.ts";
 import { UsageError } from "../errors.ts";
-import { listenForInterrupt } from "./interrupt.ts";
+import { waitSignals } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
   if (!RUN_ID_PATTERN.test(value)) {
@@ -230,12 +230,11 @@ export async function followRun(
 ): Promise<void> {
   const seen = new Map<string, string>();
   for (const agent of first?.agents ?? []) seen.set(agent.agent_id, agent.state);
-  using interrupt = listenForInterrupt();
-  const timeout = timeoutSecs === undefined ? undefined : AbortSignal.timeout(timeoutSecs * 1000);
+  using waiting = waitSignals(timeoutSecs);
   let run: RunAnswer;
   try {
     run = await waitForRun(client, id, {
-      signal: timeout ? AbortSignal.any([interrupt.signal, timeout]) : interrupt.signal,
+      signal: waiting.signal,
       onProgress: (current) => {
         for (const agent of current.agents) {
           if (seen.get(agent.agent_id) === agent.state) continue;
@@ -246,10 +245,7 @@ export async function followRun(
       },
     });
   } catch (error) {
-    if (timeout?.aborted && !interrupt.signal.aborted) {
-      throw new RunWaitTimeoutError(id, timeoutSecs!);
-    }
-    if (interrupt.signal.aborted) {
+    if (waiting.interrupted.aborted) {
       io.err(
         `stopped waiting for run ${id}; it goes on (see it with: status run show ${id}, cancel ` +
           `it with: status run cancel ${id})`,
@@ -257,6 +253,7 @@ export async function followRun(
       setExitCode(130);
       return;
     }
+    if (waiting.timedOut?.aborted) throw new RunWaitTimeoutError(id, timeoutSecs!);
     throw error;
   }
   printRun(io, run, json);

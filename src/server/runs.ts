@@ -276,15 +276,22 @@ function iso(ms: number | null): string | null {
 
 /**
  * The first non-empty line of a command's output (standard output, else standard error),
- * at most 200 characters.
+ * at most 200 characters, control characters as spaces; `(binary output)` for output that is
+ * not UTF-8.
  *
  * @param command The command, or `null`.
  */
 export function firstLine(command: CommandRecord | null): string | null {
   const result = command?.result;
   if (!result) return null;
-  for (const text of [result.stdout, result.stderr]) {
-    const line = text?.split("\n").map((l) => l.trim()).find((l) => l !== "");
+  const streams = [
+    [result.stdout, result.stdoutEncoding],
+    [result.stderr, result.stderrEncoding],
+  ] as const;
+  for (const [text, encoding] of streams) {
+    if (encoding === "base64" && text) return "(binary output)";
+    const line = text?.split("\n").map((l) => l.replace(/\p{Cc}/gu, " ").trim())
+      .find((l) => l !== "");
     if (line) return line.length > 200 ? `${line.slice(0, 199)}…` : line;
   }
   return null;

@@ -3,8 +3,27 @@
  *
  * @module
  */
-import type { Clock, ExecOutcome, ExecRequest, Executor } from "../../src/agent/mod.ts";
+import {
+  type AgentState,
+  type Clock,
+  type ExecOutcome,
+  type ExecRequest,
+  type Executor,
+  Journal,
+  Outbox,
+} from "../../src/agent/mod.ts";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
+
+/** A journal and an outbox in memory (dispose closes the journal). */
+export function memoryAgentState(): AgentState {
+  const journal = Journal.open({});
+  return {
+    journal,
+    outbox: Outbox.open({}),
+    durable: false,
+    [Symbol.dispose]: () => journal.close(),
+  };
+}
 
 /** A successful outcome. */
 export function success(stdout = "hi\n"): ExecOutcome {

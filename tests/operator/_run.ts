@@ -7,14 +7,33 @@ import { resultCommand } from "../../src/cli/result.ts";
 import { listCommand } from "../../src/cli/list.ts";
 import { cancelCommand } from "../../src/cli/cancel.ts";
 
-/** Runs the operator commands in-process, like main.ts does, and returns what they said. */
-export async function run(args: string[]) {
+type AnyCommand = Command<unknown[], Record<string, unknown>>;
+
+/**
+ * Runs operator commands in-process, like main.ts does, and returns what they said.
+ *
+ * @param args The arguments after `status`.
+ * @param builders The commands to offer (default: enqueue, result, list, cancel).
+ */
+export async function run(
+  args: string[],
+  builders: Array<(io: ReturnType<typeof memoryIo>) => Command> = [
+    enqueueCommand,
+    resultCommand,
+    listCommand,
+    cancelCommand,
+  ],
+) {
   const io = memoryIo();
   const program = new Command("status");
-  for (const build of [enqueueCommand, resultCommand, listCommand, cancelCommand]) {
+  const quiet = (command: AnyCommand) => {
+    command.exitOverride();
+    command.configureOutput({ writeErr: (t) => io.err(t.trimEnd()), writeOut: (t) => io.out(t) });
+    for (const sub of command.commands) quiet(sub as AnyCommand);
+  };
+  for (const build of builders) {
     const sub = build(io);
-    sub.exitOverride();
-    sub.configureOutput({ writeErr: (t) => io.err(t.trimEnd()), writeOut: (t) => io.out(t) });
+    quiet(sub as unknown as AnyCommand);
     program.addCommand(sub);
   }
   program.exitOverride();

@@ -4,28 +4,16 @@
  * table and exit code, cancel, and bad targets.
  */
 import assert from "node:assert/strict";
-import { Command, CommanderError } from "@commander-js/extra-typings";
-import { Journal, Outbox, runAgent } from "../../src/agent/mod.ts";
+import { type AgentState, runAgent } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
-import { openSqliteStore } from "../../src/store/mod.ts";
+import { type CommandRecord, type CommandResult, openSqliteStore } from "../../src/store/mod.ts";
+import { firstLine } from "../../src/server/runs.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
-import { memoryIo } from "../../src/cli/io.ts";
-import { takeExitCode } from "../../src/cli/exit.ts";
-import { closeLogging } from "../../src/log/mod.ts";
 import { runCommand } from "../../src/cli/run.ts";
 import { enqueueCommand } from "../../src/cli/enqueue.ts";
-import { captureLogs } from "../agent/_helpers.ts";
+import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
+import { run } from "../operator/_run.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
-
-function memoryState() {
-  const journal = Journal.open({});
-  return {
-    journal,
-    outbox: Outbox.open({}),
-    durable: false,
-    [Symbol.dispose]: () => journal.close(),
-  };
-}
 
 interface Fleet extends AsyncDisposable {
   url: string;
@@ -41,10 +29,10 @@ async function startFleet(
   const store = openSqliteStore(":memory:");
   const server = await startServer({ store, port: 0, runSweepMs: 200 });
   const stop = new AbortController();
-  const states: Array<ReturnType<typeof memoryState>> = [];
+  const states: AgentState[] = [];
   const agents: Promise<unknown>[] = [];
   for (let i = 1; i <= count; i++) {
-    const state = memoryState();
+    const state = memoryAgentState();
     states.push(state);
     agents.push(runAgent({
       dashboardUrl: server.url,
@@ -121,35 +109,8 @@ function peakConcurrency(run: RunView): number {
 
 /** Runs `status run …` / `status enqueue …` in process against `url`. */
 async function cli(url: string, args: string[]) {
-  const io = memoryIo();
-  const program = new Command("status");
-  const quiet = (command: Command<unknown[], Record<string, unknown>>) => {
-    command.exitOverride();
-    command.configureOutput({ writeErr: (t) => io.err(t.trimEnd()), writeOut: (t) => io.out(t) });
-    for (const sub of command.commands) quiet(sub as Command<unknown[], Record<string, unknown>>);
-  };
-  for (const build of [runCommand, enqueueCommand]) {
-    const sub = build(io);
-    quiet(sub as unknown as Command<unknown[], Record<string, unknown>>);
-    program.addCommand(sub);
-  }
-  program.exitOverride();
-  let code: number;
-  try {
-    await program.parseAsync([...args, "--dashboard-url", url, "--log-level", "error"], {
-      from: "user",
-    });
-    code = takeExitCode() ?? 0;
-  } catch (error) {
-    if (error instanceof CommanderError) code = 2;
-    else {
-      io.err(`status: ${(error as Error).message}`);
-      code = (error as { exitCode?: number }).exitCode ?? 1;
-    }
-  } finally {
-    closeLogging();
-  }
-  return { code, stdout: io.stdout.join("\n"), stderr: io.stderr.join("\n") };
+  const result = await run([...args, "--dashboard-url", url], [runCommand, enqueueCommand]);
+  return { code: result.code, stdout: result.stdout.join("\n"), stderr: result.stderr.join("\n") };
 }
 
 Deno.test("20 agents, max_concurrency 5: never more than 5 at once, all 20 succeed", async () => {
@@ -326,7 +287,7 @@ Deno.test("bad targets: no match, unknown agents and bad flags are clear errors"
   assert.equal(badConcurrency.code, 2);
 });
 
-Deno.test("an offline agent in the target is reported, and the others are not held up", async () => {
+Deno.test("an offline agent is reported, its command expires by the ttl, the run ends", async () => {
   using _logs = captureLogs();
   await using fleet = await startFleet(2);
   // web-09 sent its labels an hour ago and was not seen since: offline.
@@ -343,6 +304,7 @@ Deno.test("an offline agent in the target is reported, and the others are not he
   const created = await post(fleet.url, {
     id: "run-offline",
     name: "echo hi",
+    params: { ttl_secs: 2 },
     target: { labels: { role: "web" } },
     max_concurrency: 3,
   });
@@ -351,18 +313,34 @@ Deno.test("an offline agent in the target is reported, and the others are not he
   assert.match(created.body.warnings[0], /1 agent\(s\) offline: web-09/);
   const offline = created.body.agents.find((a: { agent_id: string }) => a.agent_id === "web-09");
   assert.equal(offline.offline_at_creation, true);
-  // The online agents finish; web-09's command waits in its queue.
+  // The online agents finish at once; web-09's command waits in its queue until it expires.
   const deadline = Date.now() + 20_000;
   while (true) {
     const run = await (await fetch(`${fleet.url}/api/v1/runs/run-offline`)).json() as RunView;
     if (run.totals.success === 2) {
-      assert.equal(run.status, "running");
-      assert.equal(run.agents.find((a) => a.agent_id === "web-09")?.state, "queued");
+      if (run.status === "running") {
+        assert.equal(run.agents.find((a) => a.agent_id === "web-09")?.state, "queued");
+      }
       break;
     }
     assert.ok(Date.now() < deadline, JSON.stringify(run.totals));
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  const table = await cli(fleet.url, ["run", "show", "run-offline"]);
-  assert.match(table.stdout, /^web-09\s+queued \(offline\)$/m);
+  const shown = await cli(fleet.url, ["run", "show", "run-offline", "--follow"]);
+  assert.equal(shown.code, 1, "an expired command is a failure");
+  assert.match(shown.stdout, /^web-09\s+expired \(offline\)/m);
+  const run = await finalRun(fleet.url, "run-offline");
+  assert.equal(run.status, "failed");
+  assert.deepEqual(run.agents.map((a) => a.state), ["success", "success", "expired"]);
+});
+
+Deno.test("firstLine: the first line of stdout, else stderr; control characters; binary", () => {
+  const command = (result: Partial<CommandResult>) =>
+    ({ result: { stdout: "", stderr: "", ...result } }) as unknown as CommandRecord;
+  assert.equal(firstLine(null), null);
+  assert.equal(firstLine(command({ stdout: "\n  one\ntwo\n" })), "one");
+  assert.equal(firstLine(command({ stderr: "boom\n" })), "boom");
+  assert.equal(firstLine(command({ stdout: "a\u0000b\u001b[31m" })), "a b [31m");
+  assert.equal(firstLine(command({ stdout: "AAEC", stdoutEncoding: "base64" })), "(binary output)");
+  assert.equal(firstLine(command({ stdout: "x".repeat(300) }))?.length, 200);
 });
