@@ -75,6 +75,7 @@ export {
   createApp,
   type DashboardApp,
   type HttpApp,
+  type RouteInfo,
   type RunningServer,
   RunScheduler,
   type RunSchedulerOptions,
