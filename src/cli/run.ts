@@ -314,7 +314,15 @@ export function runCommand(io: Io): Command {
       "Start a run; with --wait follow it, print a table (agent, status, exit, duration, first " +
         "line of output) and exit 0 only when every agent succeeded",
     )
-    .argument("<command-line>", 'the command line, quoted as one argument, e.g. "df -h /"')
+    .argument(
+      "<command-line>",
+      'the command line, quoted as one argument, e.g. "df -h /"',
+      (value: string) => {
+        if (value.trim() === "") throw new InvalidArgumentError("must not be empty");
+        if (value.length > 4096) throw new InvalidArgumentError("must be at most 4096 characters");
+        return value;
+      },
+    )
     .option(
       "--agent <id>",
       "fan-out: this agent (repeatable); with other target flags all must match",
