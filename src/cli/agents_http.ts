@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { LIVE_PATHS } from "../protocol/mod.ts";
+import { formatLabels, LIVE_PATHS } from "../protocol/mod.ts";
 import { type OperatorClient, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
 import { loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
@@ -19,6 +19,7 @@ interface FleetAgent {
   last_seen_at?: string | null;
   version?: string | null;
   deployment_hash?: string | null;
+  labels?: Record<string, string> | null;
   heartbeat?: Record<string, unknown> | null;
   running?: { id: string; name: string; status: string } | null;
   queued?: number;
@@ -73,13 +74,24 @@ export async function listAgentsRemote(
     return;
   }
   table(io, [
-    ["ID", "STATE", "LAST SEEN", "VERSION", "DEPLOYMENT", "RUNNING", "QUEUED", "HEARTBEAT"],
+    [
+      "ID",
+      "STATE",
+      "LAST SEEN",
+      "VERSION",
+      "DEPLOYMENT",
+      "LABELS",
+      "RUNNING",
+      "QUEUED",
+      "HEARTBEAT",
+    ],
     ...agents.map((a) => [
       a.has_token === false ? `${a.id} (no token)` : a.id,
       a.state ?? (a.waiting ? "waiting" : "-"),
       short(a.last_seen_at),
       a.version ?? "-",
       a.deployment_hash ?? "-",
+      formatLabels(a.labels) || "-",
       a.running ? `${a.running.id} (${a.running.status})` : "-",
       String(a.queued ?? 0),
       figures(a.heartbeat),

@@ -67,6 +67,17 @@ Deno.test("status agents without --db adds, lists, rotates and removes over the 
   const table = await run(agents, remote); // list is the default
   assert.match(table.io.stdout[0], /^ID\s+STATE\s+LAST SEEN\s+VERSION/);
   assert.match(table.io.stdout[1], /^web-1\s+offline\s+never/);
+  assert.match(table.io.stdout[0], /\sDEPLOYMENT\s+LABELS\s+RUNNING\s/);
+  await d.store.recordHeartbeat("web-1", {
+    version: "1",
+    deploymentHash: "prod",
+    instanceId: null,
+    sample: null,
+    labels: { zone: "eu", role: "web" },
+    now: Date.now() - 3_600_000,
+  });
+  const labelled = await run(agents, remote);
+  assert.match(labelled.io.stdout[1], /\sprod\s+role=web,zone=eu\s/);
 
   const rotated = await run(agents, ["rotate", "web-1", ...remote]);
   assert.notEqual(rotated.io.stdout[0], `AGENT_TOKEN=${token}`);
