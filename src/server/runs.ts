@@ -521,7 +521,14 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         target: describeTarget(request.target),
         offline,
       });
-      const run = (await scheduler.advance(id)) ?? outcome.run;
+      // The run is stored: a failed first step is tried again by the sweep.
+      const run = (await scheduler.advance(id).catch((error) => {
+        log.warning("run {runId}: first step failed, the sweep tries again: {error}", {
+          runId: id,
+          error,
+        });
+        return null;
+      })) ?? outcome.run;
       const warnings = offline.length === 0 ? [] : [
         `${offline.length} agent(s) offline: ${offline.join(", ")}; their commands wait in the ` +
         `queue until the agent comes back or the command's queue expiry`,
