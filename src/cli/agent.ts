@@ -78,6 +78,8 @@ export function executorFromSettings(s: Settings): { executor: Executor; exec: E
     maxTimeoutSecs: s.commandTimeoutMaxSecs,
     commandEnv: s.commandEnv,
     cwd: s.commandCwd,
+    user: s.commandUser,
+    stateDir: s.stateDir,
     secretValues: s.agentToken ? [s.agentToken] : [],
   };
   try {
@@ -192,6 +194,7 @@ async function agentAction(
   const { executor, exec } = executorFromSettings(loaded.settings);
 
   if (startsDaemon) {
+    executor.close?.();
     const running = readPidFile(s.pidFile);
     if (running !== undefined && isLiveAgent(running)) {
       throw new DaemonError(
@@ -261,6 +264,7 @@ async function agentAction(
     clearTimeout(forcedTimer);
     for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
     if (daemonChild) releasePidFile(s.pidFile);
+    executor.close?.();
     closeLogging();
   }
   if (forcedBy) setExitCode(128 + SIGNAL_NUMBERS[forcedBy]);

@@ -539,6 +539,7 @@ export class Sandbox {
   readonly fixedCwd: string | undefined;
   readonly #workRoot: string;
   readonly #inheritCwd: boolean;
+  readonly #canCreateDirs: boolean;
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
   #cgroupNote: string | undefined;
@@ -553,6 +554,7 @@ export class Sandbox {
     inheritCwd = false,
   ) {
     this.#inheritCwd = inheritCwd;
+    this.#canCreateDirs = granted({ name: "write", path: workRoot });
     this.user = user;
     this.userNote = userNote;
     this.fixedCwd = fixedCwd;
@@ -665,7 +667,11 @@ export class Sandbox {
       : `commands run as the agent's own user (${this.userNote ?? "COMMAND_USER is that user"})`;
     const where = this.fixedCwd
       ? `in ${this.fixedCwd} (COMMAND_CWD)`
-      : `each in a new empty directory under ${this.#workRoot}`;
+      : this.#inheritCwd
+      ? "in the agent's working directory"
+      : this.#canCreateDirs
+      ? `each in a new empty directory under ${this.#workRoot}`
+      : `in / (no directory of their own: grant --allow-write=${this.#workRoot})`;
     let how: string;
     if (this.#cgroupHome) {
       how = `stopped with a cgroup of their own (cgroup.kill, under ${this.#cgroupHome.base}), ` +
@@ -691,7 +697,8 @@ export class Sandbox {
   async open(): Promise<Cell> {
     let cwd = this.fixedCwd;
     let own = false;
-    if (cwd === undefined && !this.#inheritCwd) {
+    if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = "/";
+    else if (cwd === undefined && !this.#inheritCwd) {
       try {
         cwd = await Deno.makeTempDir({ dir: this.#workRoot, prefix: "status-cmd-" });
         own = true;
