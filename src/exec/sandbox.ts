@@ -19,6 +19,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { dirname } from "node:path";
 import { logger } from "../log/mod.ts";
 
 const log = logger("exec", "sandbox");
@@ -762,7 +763,7 @@ export class Sandbox {
    */
   async stopLeftover(record: ProcessRecord): Promise<LeftoverOutcome> {
     if (record.cgroup) {
-      if (!exists(record.cgroup)) return exists(`${record.cgroup}/..`) ? "ended" : "unknown";
+      if (!exists(record.cgroup)) return exists(dirname(record.cgroup)) ? "ended" : "unknown";
       return await killCgroup(record.cgroup) ? "stopped" : "ended";
     }
     if (record.start_ticks === undefined) return "unknown";
