@@ -117,6 +117,11 @@ export interface ExecutorOptions {
    * @default {true}
    */
   confine?: boolean;
+  /**
+   * Whether a confined command gets a cgroup of its own where the agent may create one.
+   * @default {true}
+   */
+  cgroups?: boolean;
   /** Secret values (the agent token) that must never reach a command. */
   secretValues?: readonly string[];
 }
@@ -141,6 +146,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   const sandbox = options.confine === false ? undefined : Sandbox.create({
     user: options.user,
     cwd: options.cwd,
+    cgroups: options.cgroups,
     tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
     protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
   });

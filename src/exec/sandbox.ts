@@ -340,6 +340,9 @@ function probeCgroups(tag: string): CgroupHome | string {
     mount = cgroup2Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
     path = ownCgroupPath(Deno.readTextFileSync("/proc/self/cgroup"));
   } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      return "Deno lets a program read /proc and write /sys/fs/cgroup only under --allow-all";
+    }
     return `/proc/self is not readable (${(error as Error).message})`;
   }
   if (!mount) return "no cgroup v2 hierarchy is mounted";
