@@ -475,7 +475,12 @@ class Agent {
 
   /** Whether the journal can be written again (then new commands are taken again). */
   #unblock(): boolean {
-    if (!(this.#state!.retry?.() ?? true)) return false;
+    if (!(this.#state!.retry?.() ?? true)) {
+      log.debug("the state directory still cannot be written; new commands wait", {
+        state_dir: this.#journal.dir ?? null,
+      });
+      return false;
+    }
     log.info("the state directory can be written again: taking new commands again", {
       state_dir: this.#journal.dir ?? null,
     });
