@@ -76,6 +76,7 @@ export {
   agentUid,
   Cell,
   cgroup2Mount,
+  type CgroupHome,
   type CommandUser,
   DEFAULT_COMMAND_USER,
   type KillMode,
@@ -85,6 +86,7 @@ export {
   resolveUser,
   Sandbox,
   type SandboxOptions,
+  type SignalRoute,
 } from "./sandbox.ts";
 export {
   DEADLINE_PHASES,

@@ -176,7 +176,7 @@ export function resolveUser(spec: string, passwd?: string): CommandUser {
 }
 
 /** How signals reach processes other than the direct child. */
-type SignalRoute = "direct" | "kill-program" | "none";
+export type SignalRoute = "direct" | "kill-program" | "none";
 
 function signalRoute(): SignalRoute {
   if (granted({ name: "run" })) return "direct";
@@ -326,7 +326,8 @@ async function killCgroup(cgroup: string, limitMs = 5000): Promise<boolean> {
   }
 }
 
-interface CgroupHome {
+/** Where an agent's command cgroups live. */
+export interface CgroupHome {
   /** The agent's own cgroup directory. */
   own: string;
   /** This agent's directory of command cgroups, below its own. */
