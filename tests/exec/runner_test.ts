@@ -78,6 +78,21 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
     assert.ok(elapsed < 1 + MARGIN_SECS, `took ${elapsed} s`);
   });
 
+  await t.step("a command that exits 0 on SIGTERM is a timeout that says so", async () => {
+    const polite = await dir.script(
+      "polite.sh",
+      "trap 'exit 0' TERM\nwhile :; do sleep 0.05; done",
+    );
+    const result = await runCommand(polite, { policy: dir.policy(polite), timeoutSecs: 1 });
+    assert.equal(result.status, "timeout");
+    assert.equal(result.exit_code, 0);
+    assert.equal(result.signal, null);
+    assert.match(
+      result.error ?? "",
+      /^deadline of 1 s: SIGTERM was sent at 0\.9\d* s \(90 % of it\); it exited with code 0 at 0\.9\d* s$/,
+    );
+  });
+
   await t.step("the requested deadline is capped by the maximum", async () => {
     const result = await runCommand("sleep 30", { policy, timeoutSecs: 100, maxTimeoutSecs: 0.5 });
     assert.equal(result.status, "timeout");
