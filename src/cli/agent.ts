@@ -155,11 +155,16 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       s.stateDir,
       s.pidFile,
       "/",
+      // The sandbox: COMMAND_USER, and the path rules' symlink checks.
+      "/etc/passwd",
+      ...s.allowedPathPrefixes,
       ...(s.commandCwd ? [s.commandCwd] : []),
     ],
-    write: [s.stateDir, s.pidFile, dirname(logFile), logFile],
+    // /tmp: each command's own working directory.
+    write: [s.stateDir, s.pidFile, dirname(logFile), logFile, "/tmp"],
     net: [...hostOf(s.dashboardUrl), ...hostOf(s.metricsWebhook)],
-    run: [...s.allowedPrograms, "df", "ps"],
+    // kill: signalling a command's whole process group without the unrestricted --allow-run.
+    run: [...s.allowedPrograms, "df", "ps", "kill"],
     env: [
       ...keysFor(["agent", "server", "operator", "exec", "log"]).map((key) => SETTINGS[key].env),
       "PATH",
@@ -167,7 +172,7 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       "LANG",
       "NO_COLOR",
     ],
-    sys: ["loadavg", "systemMemoryInfo", "cpus"],
+    sys: ["loadavg", "systemMemoryInfo", "cpus", "uid"],
   };
 }
 
