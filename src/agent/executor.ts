@@ -70,8 +70,8 @@ export interface Executor {
    * @returns How many cgroups still had processes.
    */
   sweep?(): Promise<number>;
-  /** Releases what the executor holds (its cgroup directory). */
-  close?(): void;
+  /** Releases what the executor holds (its watchdog and cgroup directory). */
+  close?(): void | Promise<void>;
 }
 
 /** Options of {@link createExecutor}: the `exec` settings. */

@@ -315,7 +315,7 @@ class Agent {
       heartbeatStop.abort();
       await heartbeat;
       if (ownState) this.#state[Symbol.dispose]();
-      if (ownExecutor) this.#executor.close?.();
+      if (ownExecutor) await this.#executor.close?.();
     }
     const pending = this.#outbox.size;
     if (pending > 0) {

@@ -199,7 +199,7 @@ async function agentAction(
   const { executor, exec } = executorFromSettings(loaded.settings);
 
   if (startsDaemon) {
-    executor.close?.();
+    await executor.close?.();
     const running = readPidFile(s.pidFile);
     if (running !== undefined && isLiveAgent(running)) {
       throw new DaemonError(
@@ -269,7 +269,7 @@ async function agentAction(
     clearTimeout(forcedTimer);
     for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
     if (daemonChild) releasePidFile(s.pidFile);
-    executor.close?.();
+    await executor.close?.();
     closeLogging();
   }
   if (forcedBy) setExitCode(128 + SIGNAL_NUMBERS[forcedBy]);

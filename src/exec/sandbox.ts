@@ -548,6 +548,7 @@ export class Sandbox {
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
   #cgroupNote: string | undefined;
+  #watchdog: Watchdog | undefined;
   #count = 0;
 
   private constructor(
@@ -566,7 +567,10 @@ export class Sandbox {
     this.#workRoot = workRoot;
     this.#route = signalRoute();
     if (typeof home === "string") this.#cgroupNote = home;
-    else this.#cgroupHome = home;
+    else if (home) {
+      this.#cgroupHome = home;
+      this.#watchdog = startWatchdog(home.base);
+    }
   }
 
   /**
@@ -680,7 +684,10 @@ export class Sandbox {
     let how: string;
     if (this.#cgroupHome) {
       how = `stopped with a cgroup of their own (cgroup.kill, under ${this.#cgroupHome.base}), ` +
-        "which reaches processes that left the process group";
+        "which reaches processes that left the process group" +
+        (this.#watchdog
+          ? ", also when the agent dies (a watchdog kills what it left)"
+          : "; if the agent dies they run on until it restarts (no watchdog: /bin/sh cannot be run)");
     } else {
       const why = this.#cgroupNote ? ` (no cgroup: ${this.#cgroupNote})` : "";
       how = this.#route === "none"
@@ -780,8 +787,22 @@ export class Sandbox {
     return "stopped";
   }
 
-  /** Removes this agent's (empty) directory of command cgroups. */
-  close(): void {
+  /**
+   * Stops the watchdog (which then stops whatever still runs in this agent's cgroups) and removes
+   * this agent's directory of command cgroups.
+   */
+  async close(): Promise<void> {
+    const watchdog = this.#watchdog;
+    this.#watchdog = undefined;
+    if (watchdog) {
+      try {
+        await watchdog.writer.close();
+      } catch {
+        // it is gone
+      }
+      watchdog.child.ref();
+      await watchdog.child.status;
+    }
     const home = this.#cgroupHome;
     if (!home) return;
     try {
@@ -789,6 +810,38 @@ export class Sandbox {
     } catch {
       // A command cgroup is still there (a later start sweeps it).
     }
+  }
+}
+
+/** A process beside the agent that stops its commands when the agent dies. */
+interface Watchdog {
+  child: Deno.ChildProcess;
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+}
+
+/**
+ * The watchdog's script: it waits for the end of its standard input, which the agent holds open
+ * as long as it lives (also a SIGKILLed agent's end closes), then kills every command cgroup the
+ * agent left, because nothing enforces their deadlines any more.
+ */
+const WATCHDOG_SCRIPT = 'cat > /dev/null; for k in "$1"/*/cgroup.kill; do ' +
+  '[ -e "$k" ] && echo 1 > "$k"; done';
+
+function startWatchdog(base: string): Watchdog | undefined {
+  try {
+    const child = new Deno.Command("/bin/sh", {
+      args: ["-c", WATCHDOG_SCRIPT, "status-watchdog", base],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+      // Its own session: a Ctrl-C meant for the agent's graceful stop does not reach it.
+      detached: true,
+    }).spawn();
+    child.unref();
+    return { child, writer: child.stdin.getWriter() };
+  } catch (error) {
+    log.warning("no watchdog: commands run on if the agent dies, until it restarts", { error });
+    return undefined;
   }
 }
 

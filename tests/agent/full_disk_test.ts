@@ -136,7 +136,7 @@ Deno.test({
       const summary = await done;
       assert.equal(summary.commandsRun, 2);
       state[Symbol.dispose]();
-      executor.close?.();
+      await executor.close?.();
       unmount(mnt);
       Deno.removeSync(mnt, { recursive: true });
     }

@@ -34,7 +34,7 @@ async function runUntilReports(
     stop.abort();
     await done;
     state[Symbol.dispose]();
-    executor.close?.();
+    await executor.close?.();
   }
 }
 
@@ -82,7 +82,7 @@ Deno.test({
       await child.stdout.cancel();
       await child.status;
       await cell.close();
-      previous.close();
+      await previous.close();
       Deno.removeSync(dir, { recursive: true });
       Deno.removeSync(scripts, { recursive: true });
     }
@@ -146,7 +146,7 @@ Deno.test({
       }
     } finally {
       await cell.close();
-      previous.close();
+      await previous.close();
       Deno.removeSync(dir, { recursive: true });
     }
   },

@@ -18,7 +18,7 @@ import {
   runCommand,
   Sandbox,
 } from "../../src/exec/mod.ts";
-import { survivors } from "./helpers.ts";
+import { alive, survivors } from "./helpers.ts";
 
 const isRoot = agentUid() === 0;
 const ignore = !isRoot;
@@ -90,7 +90,7 @@ Deno.test({
       assert.deepEqual(rest, [pwd], "the directory is empty and HOME is it");
       await assert.rejects(() => Deno.stat(pwd), Deno.errors.NotFound, "removed afterwards");
     } finally {
-      sandbox.close();
+      await sandbox.close();
     }
   },
 });
@@ -226,15 +226,15 @@ Deno.test({
         assert.ok(accepted > 0, "some runs passed the check while the link was swapped");
       });
     } finally {
-      sandbox.close();
+      await sandbox.close();
     }
   },
 });
 
-const cgroupSandbox = () => {
+const cgroupSandbox = async () => {
   const sandbox = Sandbox.create({ tag: `test-${crypto.randomUUID().slice(0, 8)}` });
   if (sandbox.killMode !== "cgroup") {
-    sandbox.close();
+    await sandbox.close();
     console.log(`cgroup tests skipped: ${sandbox.describe()}`);
     return undefined;
   }
@@ -254,7 +254,7 @@ Deno.test({
   name: "a cgroup per command stops processes that left the process group",
   ignore,
   fn: async (t) => {
-    const sandbox = cgroupSandbox();
+    const sandbox = await cgroupSandbox();
     if (!sandbox) return;
     using escaper = script(ESCAPER);
     using quick = script("setsid sleep 60 & echo $!");
@@ -280,6 +280,30 @@ Deno.test({
         assert.equal(result.status, "success");
         assert.deepEqual(await survivors([pidOf(result.stdout)]), []);
       });
+      await t.step("when the agent dies, its watchdog stops what it left", async () => {
+        const agent = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-all",
+            new URL("./_watchdog_probe.ts", import.meta.url).pathname,
+            `test-${crypto.randomUUID().slice(0, 8)}`,
+            escaper.path,
+          ],
+          stdout: "piped",
+          stderr: "inherit",
+          stdin: "null",
+        }).spawn();
+        const reader = agent.stdout.getReader();
+        const { pid, grandchild } = JSON.parse(
+          new TextDecoder().decode((await reader.read()).value),
+        );
+        reader.releaseLock();
+        assert.deepEqual(await alive([pid, grandchild]), [pid, grandchild].sort((a, b) => a - b));
+        agent.kill("SIGKILL");
+        await agent.status;
+        await agent.stdout.cancel();
+        assert.deepEqual(await survivors([pid, grandchild], 3000), []);
+      });
       await t.step("the command cannot move itself out of its cgroup", async () => {
         const home = sandbox.cgroupHome!;
         using mover = script(`echo $$ > ${home.own}/cgroup.procs && echo moved`);
@@ -287,7 +311,7 @@ Deno.test({
         assert.ok(!result.stdout.includes("moved"));
       });
     } finally {
-      sandbox.close();
+      await sandbox.close();
     }
   },
 });
@@ -299,7 +323,7 @@ Deno.test({
     const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
     const first = Sandbox.create({ tag });
     if (first.killMode !== "cgroup") {
-      first.close();
+      await first.close();
       console.log(`cgroup tests skipped: ${first.describe()}`);
       return;
     }
@@ -336,8 +360,8 @@ Deno.test({
         await child.status;
       }
       for (const cell of cells) await cell.close();
-      second.close();
-      first.close();
+      await second.close();
+      await first.close();
     }
   },
 });
