@@ -277,6 +277,14 @@ function readPids(cgroup: string): number[] {
   }
 }
 
+function readText(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 function populated(cgroup: string): boolean | undefined {
   try {
     return /^populated 1$/m.test(Deno.readTextFileSync(`${cgroup}/cgroup.events`));
@@ -775,7 +783,9 @@ export class Sandbox {
   async stopLeftover(record: ProcessRecord): Promise<LeftoverOutcome> {
     if (record.cgroup) {
       if (!exists(record.cgroup)) return exists(dirname(record.cgroup)) ? "ended" : "unknown";
-      return await killCgroup(record.cgroup) ? "stopped" : "ended";
+      // Frozen: the watchdog stopped it when the agent died.
+      const frozen = readText(`${record.cgroup}/cgroup.freeze`)?.trim() === "1";
+      return await killCgroup(record.cgroup) || frozen ? "stopped" : "ended";
     }
     if (record.start_ticks === undefined) return "unknown";
     const members = groupMembers(record.pid, record.start_ticks);
@@ -821,11 +831,13 @@ interface Watchdog {
 
 /**
  * The watchdog's script: it waits for the end of its standard input, which the agent holds open
- * as long as it lives (also a SIGKILLed agent's end closes), then kills every command cgroup the
- * agent left, because nothing enforces their deadlines any more.
+ * as long as it lives (also a SIGKILLed agent's end closes), then stops every command the agent
+ * left running (nothing enforces their deadlines any more): it freezes the cgroup, which stays
+ * as the mark that it was stopped (not ended on its own), and kills it.
  */
-const WATCHDOG_SCRIPT = 'cat > /dev/null; for k in "$1"/*/cgroup.kill; do ' +
-  '[ -e "$k" ] && echo 1 > "$k"; done';
+const WATCHDOG_SCRIPT = 'cat > /dev/null; for d in "$1"/*/; do ' +
+  'case "$(cat "$d/cgroup.events")" in *"populated 1"*) ' +
+  'echo 1 > "$d/cgroup.freeze"; echo 1 > "$d/cgroup.kill";; esac; done';
 
 function startWatchdog(base: string): Watchdog | undefined {
   try {

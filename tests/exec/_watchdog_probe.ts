@@ -14,6 +14,6 @@ const child = cell.spawn(script, { stdout: "piped", stderr: "null", stdin: "null
 const reader = child.stdout.getReader();
 const printed = new TextDecoder().decode((await reader.read()).value).trim();
 console.log(
-  JSON.stringify({ mode: sandbox.killMode, pid: child.pid, grandchild: Number(printed) }),
+  JSON.stringify({ record: cell.record(), pid: child.pid, grandchild: Number(printed) }),
 );
 await new Promise(() => {});

@@ -281,12 +281,13 @@ Deno.test({
         assert.deepEqual(await survivors([pidOf(result.stdout)]), []);
       });
       await t.step("when the agent dies, its watchdog stops what it left", async () => {
+        const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
         const agent = new Deno.Command(Deno.execPath(), {
           args: [
             "run",
             "--allow-all",
             new URL("./_watchdog_probe.ts", import.meta.url).pathname,
-            `test-${crypto.randomUUID().slice(0, 8)}`,
+            tag,
             escaper.path,
           ],
           stdout: "piped",
@@ -294,7 +295,7 @@ Deno.test({
           stdin: "null",
         }).spawn();
         const reader = agent.stdout.getReader();
-        const { pid, grandchild } = JSON.parse(
+        const { pid, grandchild, record } = JSON.parse(
           new TextDecoder().decode((await reader.read()).value),
         );
         reader.releaseLock();
@@ -303,6 +304,13 @@ Deno.test({
         await agent.status;
         await agent.stdout.cancel();
         assert.deepEqual(await survivors([pid, grandchild], 3000), []);
+        // The restarted agent knows the watchdog stopped it: it did not end on its own.
+        const restarted = Sandbox.create({ tag });
+        try {
+          assert.equal(await restarted.stopLeftover(record), "stopped");
+        } finally {
+          await restarted.close();
+        }
       });
       await t.step("the command cannot move itself out of its cgroup", async () => {
         const home = sandbox.cgroupHome!;
