@@ -136,8 +136,9 @@ const INTERRUPTED_ERROR =
 
 /** The error of an `interrupted` report after a restart, by what was left of the command. */
 const LEFTOVER_ERRORS: Readonly<Record<LeftoverOutcome | "unrecorded", string>> = {
-  stopped: "the agent stopped while the command was running; after its restart it killed what " +
-    "was left of the command (which so did not finish) and did not run it again (at most once)",
+  stopped: "the agent stopped while the command was running; it killed what was left of the " +
+    "command (its watchdog at once, or the agent after its restart), which so did not finish, " +
+    "and did not run it again (at most once)",
   ended: "the agent stopped while the command was running; the command ended on its own before " +
     "the agent restarted, and how it ended is unknown (its exit status and output were lost); " +
     "it was not run again (at most once)",
