@@ -24,6 +24,7 @@ import { ReplayCache } from "./replay.ts";
 import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { leanRoutes } from "./wait_route.ts";
+import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
 
 /** Options of {@link createApp}. */
@@ -90,6 +91,11 @@ export interface AppOptions {
    * @default {200000}
    */
   replayCacheSize?: number;
+  /**
+   * Lifetime of a session of the web console, in seconds.
+   * @default {43200}
+   */
+  consoleSessionTtlSecs?: number;
   /**
    * How often the in-memory last-seen times are written to the store at most (one transaction for
    * every agent seen since the last write), in ms. They are also written at close.
@@ -319,6 +325,14 @@ export function createApp(options: AppOptions): DashboardApp {
     }));
   });
 
+  // The web console first: its middleware lets a session cookie read the operator API.
+  mountConsole(app, {
+    devMode,
+    adminToken: options.adminToken,
+    clock,
+    sessionTtlSecs: options.consoleSessionTtlSecs,
+    api: (request) => fetch(request),
+  });
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
 
