@@ -8,7 +8,9 @@ import { type AgentState, createExecutor, openAgentState, runAgent } from "../..
 import { agentUid, type ExitRecord, Sandbox } from "../../src/exec/mod.ts";
 import { StubDashboard } from "./_stub_dashboard.ts";
 import { captureLogs } from "./_helpers.ts";
-import { survivors } from "../exec/helpers.ts";
+import { runsHereOrUnderAllowAll, survivors } from "../exec/helpers.ts";
+
+const here = runsHereOrUnderAllowAll(import.meta.filename!);
 
 /** Runs an agent on `dir` until the stub has `reports` reports, then stops it. */
 async function runUntilReports(
@@ -40,7 +42,7 @@ async function runUntilReports(
 
 Deno.test({
   name: "a restarted agent stops what the previous run left, then reports it interrupted",
-  ignore: agentUid() !== 0,
+  ignore: !here || agentUid() !== 0,
   fn: async () => {
     using _logs = captureLogs();
     const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
@@ -89,7 +91,10 @@ Deno.test({
   },
 });
 
-Deno.test("an exit recorded the moment the command ended is reported after a restart", async () => {
+Deno.test({
+  name: "an exit recorded the moment the command ended is reported after a restart",
+  ignore: !here,
+}, async () => {
   using _logs = captureLogs();
   const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
   try {
@@ -120,7 +125,7 @@ Deno.test("an exit recorded the moment the command ended is reported after a res
 
 Deno.test({
   name: "a command that ended while the agent was down is not claimed to have been stopped",
-  ignore: agentUid() !== 0,
+  ignore: !here || agentUid() !== 0,
   fn: async () => {
     using _logs = captureLogs();
     const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
