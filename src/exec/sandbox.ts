@@ -19,7 +19,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
 
 const log = logger("exec", "sandbox");
@@ -431,7 +431,21 @@ export class Cell implements AsyncDisposable {
     });
     const home = this.#sandbox.cgroupHome;
     if (!this.#cgroup || !home) return this.#child = command.spawn();
-    writeText(`${this.#cgroup}/cgroup.procs`, String(Deno.pid));
+    try {
+      writeText(`${this.#cgroup}/cgroup.procs`, String(Deno.pid));
+    } catch (error) {
+      log.warning("could not enter the command's cgroup; signalling its process group", {
+        cgroup: this.#cgroup,
+        error,
+      });
+      try {
+        Deno.removeSync(this.#cgroup);
+      } catch {
+        // the sweep of a later start removes it
+      }
+      this.#cgroup = undefined;
+      return this.#child = command.spawn();
+    }
     try {
       return this.#child = command.spawn();
     } finally {
@@ -647,7 +661,17 @@ export class Sandbox {
    * @returns A short hex tag.
    */
   static tagOf(stateDir: string): string {
-    return createHash("sha256").update(realOrSelf(stateDir)).digest("hex").slice(0, 16);
+    let path = stateDir;
+    try {
+      path = Deno.realPathSync(stateDir);
+    } catch {
+      try {
+        path = resolve(stateDir);
+      } catch {
+        // no permission to read the working directory: the path as given
+      }
+    }
+    return createHash("sha256").update(path).digest("hex").slice(0, 16);
   }
 
   /** How the processes of a command are stopped. */
