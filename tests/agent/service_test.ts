@@ -56,3 +56,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the README's narrowest agent flags are the unit's, paths aside", () => {
+  const unit = Deno.readTextFileSync(`${root}examples/status-panel.service`);
+  const readme = Deno.readTextFileSync(`${root}README.md`);
+  const flagsOf = (text: string) =>
+    new Map(
+      text.replace(/\\\n/g, " ").split(/\s+/).filter((w) => w.startsWith("--allow-")).map((w) => {
+        const [name, value = ""] = w.split("=");
+        return [name, value.split(",")] as const;
+      }),
+    );
+  const block = /```sh\n(deno run --allow-net=DASHBOARD_HOST:PORT[\s\S]*?)```/.exec(readme);
+  assert.ok(block, "the README shows the narrowest agent flags");
+  const documented = flagsOf(block[1]);
+  const shipped = flagsOf(/^ExecStart=((?:.*\\\n)*.*)$/m.exec(unit)![1]);
+  assert.deepEqual([...documented.keys()].sort(), [...shipped.keys()].sort());
+  for (const name of ["--allow-run", "--allow-sys"]) {
+    assert.deepEqual(documented.get(name), shipped.get(name), name);
+  }
+  // The fixed paths agree; STATE_DIR and CONFIG_DIR are the unit's own directories.
+  for (const name of ["--allow-read", "--allow-write"]) {
+    const fixed = (list: readonly string[] = []) =>
+      list.filter((p) => /^\/(etc\/passwd|tmp|var\/tmp)$/.test(p));
+    assert.deepEqual(fixed(documented.get(name)), fixed(shipped.get(name)), name);
+  }
+});
