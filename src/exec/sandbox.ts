@@ -49,6 +49,8 @@ export interface ProcessRecord {
   cgroup?: string;
   /** Start time of the process in clock ticks since boot (`/proc/<pid>/stat`), when readable. */
   start_ticks?: number;
+  /** When it was spawned, in milliseconds since the epoch. */
+  spawned_at_ms?: number;
 }
 
 /** What {@link Sandbox.stopLeftover} found. */
@@ -398,6 +400,7 @@ export class Cell implements AsyncDisposable {
   readonly #sandbox: Sandbox;
   #cgroup: string | undefined;
   #child: Deno.ChildProcess | undefined;
+  #spawnedAt = 0;
   #closed = false;
 
   /** @internal */
@@ -430,6 +433,7 @@ export class Cell implements AsyncDisposable {
       ...(user ? { uid: user.uid, gid: user.gid } : {}),
     });
     const home = this.#sandbox.cgroupHome;
+    this.#spawnedAt = Date.now();
     if (!this.#cgroup || !home) return this.#child = command.spawn();
     try {
       writeText(`${this.#cgroup}/cgroup.procs`, String(Deno.pid));
@@ -466,7 +470,7 @@ export class Cell implements AsyncDisposable {
   record(): ProcessRecord | undefined {
     const pid = this.#child?.pid;
     if (pid === undefined) return undefined;
-    const record: ProcessRecord = { pid };
+    const record: ProcessRecord = { pid, spawned_at_ms: this.#spawnedAt };
     if (this.#cgroup) record.cgroup = this.#cgroup;
     const ticks = processStartTicks(pid);
     if (ticks !== undefined) record.start_ticks = ticks;
@@ -811,8 +815,9 @@ export class Sandbox {
       const frozen = readText(`${record.cgroup}/cgroup.freeze`)?.trim() === "1";
       return await killCgroup(record.cgroup) || frozen ? "stopped" : "ended";
     }
-    if (record.start_ticks === undefined) return "unknown";
-    const members = groupMembers(record.pid, record.start_ticks);
+    const members = record.start_ticks !== undefined
+      ? groupMembers(record.pid, record.start_ticks)
+      : groupMembersByPs(record.pid, record.spawned_at_ms);
     if (members === undefined) return "unknown";
     if (members.length === 0) return "ended";
     if (!sendSignal([-record.pid], "SIGKILL", this.#route)) {
@@ -879,6 +884,35 @@ function startWatchdog(base: string): Watchdog | undefined {
     log.warning("no watchdog: commands run on if the agent dies, until it restarts", { error });
     return undefined;
   }
+}
+
+/**
+ * The live processes of process group `pgid`, asking `ps` (which `--allow-run=...,ps` permits
+ * where Deno may not read `/proc`), or `undefined` when `ps` may not run or nothing tells the
+ * group is the command's. A group whose leader (pid = pgid) started more than 2 s away from the
+ * spawn is another, newer group: the pid was reused.
+ */
+function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number[] | undefined {
+  if (spawnedAtMs === undefined || !granted({ name: "run", command: "ps" })) return undefined;
+  let text: string;
+  try {
+    const output = new Deno.Command("ps", {
+      args: ["-e", "-o", "pid=,pgid=,etimes=,stat="],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    if (!output.success) return undefined;
+    text = new TextDecoder().decode(output.stdout);
+  } catch {
+    return undefined;
+  }
+  const now = Date.now();
+  const members = text.split("\n").map((line) => line.trim().split(/\s+/))
+    .filter(([pid, group, , stat]) => pid && Number(group) === pgid && !stat?.startsWith("Z"));
+  const leader = members.find(([pid]) => Number(pid) === pgid);
+  if (leader && Math.abs(now - Number(leader[2]) * 1000 - spawnedAtMs) > 2000) return [];
+  return members.map(([pid]) => Number(pid));
 }
 
 /**

@@ -81,6 +81,28 @@ Deno.test({
           assert.deepEqual(await groupMembers(pid), [], "gzip, started by tar, was stopped too");
         });
       }
+      await t.step("a restarted agent stops the group its previous run left", async () => {
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--no-prompt",
+            ...flags,
+            `${root}tests/agent/_narrow_probe.ts`,
+            "",
+            "0",
+            "leftover",
+          ],
+          cwd: root,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+        const { record, outcome, signal } = JSON.parse(new TextDecoder().decode(output.stdout));
+        assert.equal(record.start_ticks, undefined, "no /proc under these flags");
+        assert.equal(outcome, "stopped");
+        assert.equal(signal, "SIGKILL");
+      });
     } finally {
       holder.kill("SIGKILL");
       await holder.status;

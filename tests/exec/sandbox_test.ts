@@ -374,3 +374,32 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "without cgroups or /proc a leftover process group is found with ps, a reused pid is not",
+  ignore,
+  fn: async () => {
+    using twice = script("sleep 60 & sleep 60");
+    const sandbox = Sandbox.create({ cgroups: false });
+    const cells = [await sandbox.open(), await sandbox.open()];
+    const children = cells.map((cell) =>
+      cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" })
+    );
+    try {
+      const records = cells.map((cell) => {
+        const { start_ticks: _ticks, ...withoutProc } = cell.record()!;
+        return withoutProc;
+      });
+      // A record whose spawn time does not match the group leader's start: another group.
+      const reused = { ...records[1], spawned_at_ms: records[1].spawned_at_ms! - 3600_000 };
+      assert.equal(await sandbox.stopLeftover(reused), "ended");
+      assert.deepEqual(await alive([children[1].pid]), [children[1].pid], "left alone");
+      assert.equal(await sandbox.stopLeftover(records[0]), "stopped");
+      assert.deepEqual(await survivors([children[0].pid]), []);
+    } finally {
+      for (const cell of cells) await cell.close();
+      for (const child of children) await child.status;
+      await sandbox.close();
+    }
+  },
+});
