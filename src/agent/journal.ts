@@ -459,6 +459,13 @@ export class Journal implements Disposable {
       } catch {
         // The next open starts from a torn line at worst, which loading skips.
       }
+      // Opened again by the next write: the file system may have been fixed or replaced.
+      try {
+        this.#file?.close();
+      } catch {
+        // closed already
+      }
+      this.#file = undefined;
       throw new StateWriteError(
         `cannot write the journal ${this.#path}: ${(error as Error).message}`,
         { cause: error },
