@@ -20,6 +20,7 @@ import { resultCommand } from "./src/cli/result.ts";
 import { listCommand } from "./src/cli/list.ts";
 import { cancelCommand } from "./src/cli/cancel.ts";
 import { execCommand } from "./src/cli/exec.ts";
+import { healthCommand } from "./src/cli/health.ts";
 
 /**
  * Builds the whole command tree.
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
   program.addCommand(listCommand(io));
   program.addCommand(cancelCommand(io));
   program.addCommand(execCommand(io));
+  program.addCommand(healthCommand(io));
   configureErrors(program);
   return program;
 }

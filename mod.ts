@@ -189,3 +189,44 @@ export {
   setupLogging,
 } from "./src/log/mod.ts";
 export { ConfigError, UsageError } from "./src/errors.ts";
+
+// Live output, event streams, metrics, the fleet view and health checks.
+export {
+  type AppendOutputOutcome,
+  type HeartbeatInput,
+  type OutputBounds,
+  type OutputChunk,
+  type OutputChunkInput,
+  type OutputQuery,
+  type OutputStream,
+} from "./src/store/mod.ts";
+export { CommandEvents, type MetricsRenderer } from "./src/server/mod.ts";
+export {
+  AgentMetrics,
+  type ChunkOutcome,
+  type MetricsSample,
+  OutputStreamer,
+  type OutputStreamerOptions,
+} from "./src/agent/mod.ts";
+export { type OnOutput, tapOutput } from "./src/exec/mod.ts";
+export {
+  checkHealth,
+  followCommand,
+  type FollowHandlers,
+  type FollowOptions,
+  type FollowResult,
+  type HealthCheck,
+  type HealthOptions,
+  type HealthReport,
+  parseServerSentEvents,
+  type ServerSentEvent,
+} from "./src/operator/mod.ts";
+export {
+  AGENT_INSTANCE_HEADER,
+  fromBase64,
+  type HeartbeatRequest,
+  LIVE_PATHS,
+  type OutputChunkRequest,
+  type OutputStreamName,
+  toBase64,
+} from "./src/protocol/mod.ts";

@@ -10,6 +10,7 @@ import {
   envFromAssignments,
   type ExitRecord,
   type LeftoverOutcome,
+  type OnOutput,
   type ProcessRecord,
   runCommand,
   Sandbox,
@@ -29,6 +30,8 @@ export interface ExecRequest {
   onSpawn?: (record: ProcessRecord) => void;
   /** Called the moment the command exited, before its output is collected. */
   onExit?: (exit: ExitRecord) => void;
+  /** Receives the command's output as it is printed (live output). */
+  onOutput?: OnOutput;
 }
 
 /** The fields of a report that a run determines. */
@@ -168,6 +171,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
         sandbox,
         onSpawn: request.onSpawn,
         onExit: request.onExit,
+        onOutput: request.onOutput,
       });
       return toReportFields(result);
     },

@@ -37,6 +37,12 @@ import { type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
 import { StateWriteError } from "./fs.ts";
 import type { JournalEntry } from "./journal.ts";
 import { type AgentState, openAgentState } from "./state.ts";
+import { OutputStreamer, type OutputStreamerOptions } from "./output_stream.ts";
+import { AgentMetrics } from "./prom.ts";
+import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
+import type { MetricsSample } from "./metrics.ts";
+import { VERSION } from "../version.ts";
+import { stateInstanceId } from "./instance.ts";
 
 /** Options of {@link runAgent}: the agent settings plus injectables. */
 export interface AgentOptions {
@@ -110,6 +116,23 @@ export interface AgentOptions {
    * @default {500}
    */
   retryDelayMs?: number;
+  /**
+   * This process's instance id, sent with every request (one agent process per agent id).
+   * @default {a random UUID}
+   */
+  instanceId?: string;
+  /**
+   * Whether a running command's output is streamed to the dashboard, or options of the stream.
+   * @default {true}
+   */
+  liveOutput?: boolean | Partial<Omit<OutputStreamerOptions, "attempt" | "send">>;
+  /** The agent's Prometheus metrics; made when `metricsPort` is given. */
+  metrics?: AgentMetrics;
+  /**
+   * Serve the agent's metrics on `GET /metrics` at this `PORT` (on 127.0.0.1) or `HOST:PORT`
+   * (`METRICS_PORT`), while the agent runs.
+   */
+  metricsPort?: string;
 }
 
 /** What {@link runAgent} did, once it stopped. */
@@ -208,6 +231,10 @@ class Agent {
   #commandsRun = 0;
   #toldNoAcks = false;
   #toldNoCancelWait = false;
+  #toldNoOutput = false;
+  #toldNoHeartbeat = false;
+  #instanceId: string;
+  #metrics: AgentMetrics | undefined;
   /** Why new commands are refused: the journal cannot be written. */
   #blocked: string | undefined;
 
@@ -235,10 +262,13 @@ class Agent {
       initialDelay: retryDelayMs,
       maxDelay: retryDelayMs * 4,
     });
+    this.#instanceId = options.instanceId ?? crypto.randomUUID();
+    this.#metrics = options.metrics;
     this.#client = new DashboardClient({
       dashboardUrl: options.dashboardUrl,
       agentId: options.agentId,
       agentToken: options.agentToken,
+      instanceId: () => this.#instanceId,
       fetch: options.fetch,
       now: () => this.#clock.now(),
     });
@@ -260,6 +290,7 @@ class Agent {
       deployment_hash: this.#deploymentHash,
       signed: options.agentToken !== undefined,
       pid: Deno.pid,
+      version: VERSION,
     });
     if (!options.agentToken) {
       log.warning(
@@ -285,9 +316,32 @@ class Agent {
         state_dir: options.stateDir ?? "./.status-state",
       });
     }
+    // A restarted agent keeps its instance id (the dashboard serves one process per agent id).
+    if (options.instanceId === undefined && ownState && this.#state.durable) {
+      try {
+        this.#instanceId = stateInstanceId(options.stateDir ?? "./.status-state");
+      } catch (error) {
+        log.warning("could not keep the instance id in the state directory: {error}", { error });
+      }
+    }
+    log.info("agent instance {instance_id}", { instance_id: this.#instanceId });
     const heartbeatStop = new AbortController();
     let heartbeat: Promise<void> | undefined;
+    let metricsServer: Deno.HttpServer | undefined;
     try {
+      if (options.metricsPort !== undefined) {
+        this.#metrics ??= new AgentMetrics({
+          agentId: options.agentId,
+          version: VERSION,
+          instanceId: this.#instanceId,
+        });
+        const metrics = this.#metrics;
+        metricsServer = serveMetrics(
+          () => metrics.render(),
+          parseListenAddress(options.metricsPort),
+          heartbeatStop.signal,
+        );
+      }
       await this.#recover();
       if (options.heartbeat !== false) {
         const overrides = typeof options.heartbeat === "object" ? options.heartbeat : {};
@@ -299,6 +353,7 @@ class Agent {
           agentToken: options.agentToken,
           fetch: options.fetch,
           clock: this.#clock,
+          report: (sample, signal) => this.#sendHeartbeat(sample, signal),
           ...overrides,
         }, AbortSignal.any([this.#signal, heartbeatStop.signal]));
       }
@@ -315,6 +370,7 @@ class Agent {
     } finally {
       heartbeatStop.abort();
       await heartbeat;
+      await metricsServer?.finished;
       if (ownState) this.#state[Symbol.dispose]();
       if (ownExecutor) await this.#executor.close?.();
     }
@@ -446,6 +502,11 @@ class Agent {
       );
       // A command that arrives as the agent stops is not acknowledged: it is delivered again.
       if (signal.aborted) break;
+      if (outcome.kind === "command" || outcome.kind === "empty") {
+        this.#metrics?.pollSucceeded(this.#clock.now());
+      } else if (outcome.kind !== "aborted") {
+        this.#metrics?.pollFailed(outcome.kind);
+      }
       switch (outcome.kind) {
         case "command":
           this.#backoff.reset();
@@ -494,6 +555,7 @@ class Agent {
     if (failure.kind === "aborted") return;
     const delayMs = failure.kind === "throttled" ? failure.retryAfterMs : this.#backoff.next();
     const delaySecs = Math.round(delayMs) / 1000;
+    this.#metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";
     switch (failure.kind) {
       case "network":
@@ -551,6 +613,20 @@ class Agent {
         }
         break;
       case "refused":
+        if (failure.status === 409 && what === "wait") {
+          pollLog.error(
+            "the dashboard refused this agent process: another process is polling with the " +
+              "same AGENT_ID; give each machine its own id (this one retries and takes over " +
+              "once the other stops)",
+            {
+              status: failure.status,
+              error: failure.message,
+              instance_id: this.#instanceId,
+              delay_secs: delaySecs,
+            },
+          );
+          break;
+        }
         pollLog.error(
           `dashboard refused the ${request} (${failure.status}); check DASHBOARD_URL and ` +
             "DEPLOYMENT_HASH",
@@ -652,6 +728,7 @@ class Agent {
     log.info`Executing command: ${command.name} (id: ${command.id})`;
     const outcome = await this.#execute(command);
     this.#commandsRun++;
+    this.#metrics?.commandRun(outcome.status);
     const report: ReportRequest = {
       command_id: command.id,
       status: outcome.status,
@@ -776,6 +853,7 @@ class Agent {
     this.#stopNow.addEventListener("abort", onStopNow, { once: true });
     const startedAt = new Date(this.#clock.now()).toISOString();
     const watching = this.#watchCancel(command, cancel, done.signal);
+    const streamer = this.#streamer(command);
     try {
       return await this.#executor!.run({
         name: command.name,
@@ -785,6 +863,7 @@ class Agent {
         signal: cancel.signal,
         onSpawn: (record) => this.#journal.spawned(command.id, record),
         onExit: (exit) => this.#journal.exited(command.id, exit),
+        onOutput: streamer ? (stream, chunk) => streamer.push(stream, chunk) : undefined,
       });
     } catch (error) {
       log.error("the executor failed", { command_id: command.id, error });
@@ -799,8 +878,63 @@ class Agent {
       done.abort();
       this.#signal.removeEventListener("abort", onStop);
       this.#stopNow.removeEventListener("abort", onStopNow);
+      // What the command printed last reaches the dashboard before its result.
+      await streamer?.finish(5000, this.#stopNow);
       await watching;
     }
+  }
+
+  /** The live output stream of a command run, unless turned off. */
+  #streamer(command: DeliveredCommand): OutputStreamer | undefined {
+    const setting = this.#options.liveOutput ?? true;
+    // `…/commands/wait/output` is a wait on that deployment hash, not this command's output.
+    if (setting === false || command.id === "wait") return undefined;
+    return new OutputStreamer({
+      clock: this.#clock,
+      ...(typeof setting === "object" ? setting : {}),
+      attempt: command.attempt,
+      send: async (chunk, signal) => {
+        const outcome = await this.#client.output(command.id, chunk, signal);
+        if (outcome.kind === "accepted") {
+          this.#metrics?.chunkSent();
+          return "sent";
+        }
+        if (
+          outcome.kind === "refused" || outcome.kind === "invalid" ||
+          (outcome.kind === "auth" && outcome.status === 403)
+        ) {
+          if (!this.#toldNoOutput) {
+            this.#toldNoOutput = true;
+            log.info("the dashboard does not take live output here; results come at the end", {
+              command_id: command.id,
+              error: outcome.message,
+            });
+          }
+          return "stop";
+        }
+        return outcome.kind === "aborted" ? "stop" : "retry";
+      },
+    });
+  }
+
+  /** Sends a heartbeat sample to the dashboard's fleet view; never throws. */
+  async #sendHeartbeat(sample: MetricsSample, signal: AbortSignal): Promise<void> {
+    if (this.#toldNoHeartbeat) return;
+    const outcome = await this.#client.heartbeat({
+      ...sample,
+      version: VERSION,
+      deployment_hash: this.#deploymentHash,
+      instance_id: this.#instanceId,
+    }, signal);
+    if (outcome.kind === "accepted" || outcome.kind === "aborted") return;
+    if (outcome.kind === "refused" && outcome.status === 404) {
+      this.#toldNoHeartbeat = true;
+      log.info("the dashboard has no heartbeat endpoint (404); heartbeats go to the webhook only");
+      return;
+    }
+    log.debug("heartbeat not delivered to the dashboard", {
+      error: outcome.message ?? outcome.kind,
+    });
   }
 
   /**

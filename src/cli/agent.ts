@@ -112,6 +112,8 @@ export function loopOptionsFromSettings(
     metricsIntervalSecs: s.metricsIntervalSecs,
     metricsWebhook: s.metricsWebhook,
     stateDir: s.stateDir,
+    metricsPort: s.metricsPort,
+    liveOutput: s.liveOutput,
   };
 }
 

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typin
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
+import { followAndPrint, writerFor } from "./live.ts";
 import {
   AGENT_ID_PATTERN,
   type CommandParams,
@@ -21,7 +22,6 @@ import {
   formatProgress,
   type OperatorClient,
   operatorClientFromSettings,
-  truncationNotes,
 } from "../operator/mod.ts";
 
 const COMMAND_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -83,15 +83,6 @@ function parseDeploymentHash(value: string): string {
     throw new InvalidArgumentError("must be 1–256 characters without / ? # or spaces");
   }
   return value;
-}
-
-/** Prints what a finished command wrote, then notes about dropped output, through `io`. */
-function printOutput(io: Io, record: CommandRecord): void {
-  const stdout = record.result?.stdout ?? "";
-  const stderr = record.result?.stderr ?? "";
-  if (stdout.length > 0) io.out(stdout.endsWith("\n") ? stdout.slice(0, -1) : stdout);
-  if (stderr.length > 0) io.err(stderr.endsWith("\n") ? stderr.slice(0, -1) : stderr);
-  for (const note of truncationNotes(record)) io.err(note);
 }
 
 /**
@@ -222,13 +213,15 @@ Examples:
       }
       return;
     }
-    const record = await follow(io, client, id);
+    // With --json only the final command is printed; otherwise its output as it arrives.
+    const record = options.json
+      ? await follow(io, client, id)
+      : await followAndPrint(io, writerFor(io), client, id, { announceQueued: true });
     if (record === null) {
       setExitCode(130);
       return;
     }
     if (options.json) io.out(JSON.stringify(record, null, 2));
-    else printOutput(io, record);
     setExitCode(exitCodeOf(record));
   });
   return command as unknown as Command;

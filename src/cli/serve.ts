@@ -92,6 +92,8 @@ Examples:
       rateLimitPerMinute: s.rateLimitPerMinute,
       waitRequireSignature: s.waitRequireSignature,
       acceptV1Signatures: s.acceptV1Signatures,
+      metricsBind: s.metricsBind,
+      offlineAfterSecs: s.offlineAfterSecs,
     });
     const log = logger("server");
     const stopSignals = onSignals((signal) => {

@@ -83,6 +83,13 @@ const url = z.preprocess(
   }),
 );
 
+const listenAddress = z.preprocess(
+  fromString,
+  z.string().regex(/^(?:\[?[^\]\s]*\]?:)?\d{1,5}$/).refine((s) =>
+    Number(s.split(":").pop()) <= 65535
+  ),
+);
+
 const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));
 
 const SPECS = {
@@ -238,6 +245,24 @@ const SPECS = {
     roles: ["agent"],
     placeholder: "<url>",
   },
+  metricsPort: {
+    env: "METRICS_PORT",
+    description:
+      "Serve the agent's Prometheus metrics on GET /metrics at this PORT (on 127.0.0.1) or HOST:PORT",
+    expected: "PORT or HOST:PORT with a port from 0 to 65535",
+    schema: listenAddress,
+    roles: ["agent"],
+    placeholder: "<[host:]port>",
+  },
+  liveOutput: {
+    env: "LIVE_OUTPUT",
+    description: "Stream a running command's output to the dashboard (at least once a second)",
+    default: true,
+    expected: "true or false",
+    schema: bool,
+    roles: ["agent"],
+    placeholder: "<true|false>",
+  },
   stateDir: {
     env: "STATE_DIR",
     description: "Directory of the execution journal and the result outbox",
@@ -319,6 +344,24 @@ const SPECS = {
     schema: text(255),
     roles: ["server"],
     placeholder: "<addr>",
+  },
+  metricsBind: {
+    env: "METRICS_BIND",
+    description:
+      "Also serve GET /metrics without the admin token on this PORT (on 127.0.0.1) or HOST:PORT",
+    expected: "PORT or HOST:PORT with a port from 0 to 65535",
+    schema: listenAddress,
+    roles: ["server"],
+    placeholder: "<[host:]port>",
+  },
+  offlineAfterSecs: {
+    env: "OFFLINE_AFTER_SECS",
+    description: "An agent with no open poll that was not seen for this long is offline",
+    default: 90,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["server"],
+    placeholder: "<secs>",
   },
   db: {
     env: "DB",
@@ -409,7 +452,7 @@ export type SettingKey = keyof typeof SPECS;
 
 type ValueOf<K extends SettingKey> = K extends
   "allowedPrograms" | "allowedPathPrefixes" | "commandEnv" ? string[]
-  : K extends "daemon" | "waitRequireSignature" | "acceptV1Signatures" ? boolean
+  : K extends "daemon" | "waitRequireSignature" | "acceptV1Signatures" | "liveOutput" ? boolean
   : K extends
     | "pollingTimeoutSecs"
     | "pollingBackoffSecs"
@@ -421,7 +464,8 @@ type ValueOf<K extends SettingKey> = K extends
     | "port"
     | "ackTimeoutSecs"
     | "maxAttempts"
-    | "rateLimitPerMinute" ? number
+    | "rateLimitPerMinute"
+    | "offlineAfterSecs" ? number
   : K extends "logFormat" ? "text" | "json"
   : K extends "logLevel" ? "trace" | "debug" | "info" | "warning" | "error" | "fatal"
   : string;

@@ -107,3 +107,4 @@ export {
   type StartFailure,
   toReportFields,
 } from "./runner.ts";
+export { type OnOutput, type OutputStreamName, tapOutput } from "./tap.ts";

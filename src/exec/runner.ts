@@ -15,6 +15,7 @@ import {
   validateExtraEnv,
 } from "./env.ts";
 import { parseCommandLine } from "./parse.ts";
+import { type OnOutput, tapOutput } from "./tap.ts";
 import { checkPolicy, type ExecPolicy, resolveProgram } from "./policy.ts";
 import { type Cell, type ProcessRecord, Sandbox } from "./sandbox.ts";
 
@@ -153,6 +154,8 @@ export interface RunOptions {
   onWarning?: (warning: DeadlineWarning) => void;
   /** Sizes of the kept output head and tail, per stream. */
   capture?: OutputCaptureOptions;
+  /** Receives every chunk of output as it is read (live output); the capture is unchanged. */
+  onOutput?: OnOutput;
   /** Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
   readEnv?: EnvReader;
   /**
@@ -504,8 +507,14 @@ async function supervise(
   };
   log.debug("command started", logProps);
 
-  const stdout = captureStream(child.stdout, options.capture);
-  const stderr = captureStream(child.stderr, options.capture);
+  const stdout = captureStream(
+    tapOutput(child.stdout, "stdout", options.onOutput),
+    options.capture,
+  );
+  const stderr = captureStream(
+    tapOutput(child.stderr, "stderr", options.onOutput),
+    options.capture,
+  );
 
   let exited = false;
   let termAt: number | undefined;

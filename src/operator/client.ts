@@ -457,8 +457,69 @@ export class OperatorClient {
     return parsed.data;
   }
 
+  /**
+   * Sends one operator request and returns the JSON answer (for endpoints without a method of
+   * their own: the fleet and token routes).
+   *
+   * @param method HTTP method.
+   * @param pathAndQuery Path (and query) below the dashboard URL.
+   * @param options Body, abort signal, and what the request is called in errors.
+   * @returns Status and parsed body.
+   * @throws {OperatorError} When the request fails or is refused.
+   */
+  call(
+    method: "GET" | "POST" | "DELETE",
+    pathAndQuery: string,
+    options: { body?: unknown; signal?: AbortSignal; what?: string } = {},
+  ): Promise<{ status: number; body: unknown }> {
+    return this.#request(method, pathAndQuery, options);
+  }
+
+  /**
+   * Opens a command's event stream (`GET /api/v1/commands/{id}/events`, server-sent events).
+   *
+   * @param id The command.
+   * @param options `Last-Event-ID` to resume from, and an abort signal.
+   * @returns The streaming response, or `null` when the dashboard has no event stream for it
+   *   (no such route, or no such command: {@link OperatorClient.getCommand} tells which).
+   * @throws {OperatorError} When the request is refused or the dashboard cannot be reached.
+   */
+  async openEvents(
+    id: string,
+    options: { lastEventId?: string; signal?: AbortSignal } = {},
+  ): Promise<Response | null> {
+    const path = `${PATHS.command(id)}/events`;
+    const headers: Record<string, string> = { Accept: "text/event-stream" };
+    if (this.#adminToken) headers[HEADER.authorization] = `Bearer ${this.#adminToken}`;
+    if (options.lastEventId) headers["Last-Event-ID"] = options.lastEventId;
+    let response: Response;
+    try {
+      response = await this.#fetch(this.dashboardUrl + path, { headers, signal: options.signal });
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw new OperatorError(
+        "connection",
+        `cannot reach the dashboard at ${this.dashboardUrl}: ${describeFetchFailure(error)}`,
+        { cause: error },
+      );
+    }
+    const type = response.headers.get("Content-Type") ?? "";
+    if (response.ok && type.startsWith("text/event-stream")) return response;
+    const text = await response.text().catch(() => "");
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    // No event stream here (an older dashboard) or no such command: the caller falls back to
+    // polling, which tells the two apart.
+    if (response.ok || response.status === 404 || response.status === 405) return null;
+    throw this.#failure(response.status, body, "GET", path, { commandId: id });
+  }
+
   async #request(
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "DELETE",
     pathAndQuery: string,
     options: {
       body?: unknown;

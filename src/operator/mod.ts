@@ -49,3 +49,12 @@ export {
   formatTable,
   truncationNotes,
 } from "./format.ts";
+export {
+  followCommand,
+  type FollowHandlers,
+  type FollowOptions,
+  type FollowResult,
+  parseServerSentEvents,
+  type ServerSentEvent,
+} from "./follow.ts";
+export { checkHealth, type HealthCheck, type HealthOptions, type HealthReport } from "./health.ts";

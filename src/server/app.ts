@@ -26,6 +26,16 @@ import { operatorRoutes } from "./routes_operator.ts";
 import { leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
+import { adminAuth } from "./auth.ts";
+import { CommandEvents, eventRoutes } from "./events.ts";
+import { InstanceRegistry } from "./instances.ts";
+import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "./live_output.ts";
+import { DashboardMetrics, type MetricsRenderer, routeLabel } from "./metrics.ts";
+import { observeStore } from "./observed_store.ts";
+import { refusalOf } from "./refusals.ts";
+import { fleetRoutes } from "./routes_fleet.ts";
+import { liveRoutes } from "./routes_live.ts";
+import type { OutputBounds } from "../store/mod.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -102,6 +112,28 @@ export interface AppOptions {
    * @default {60000}
    */
   lastSeenFlushMs?: number;
+  /**
+   * An agent that has no open wait and was not seen for this many seconds is offline in the
+   * fleet view (`GET /api/v1/agents`) and the metrics.
+   * @default {90}
+   */
+  offlineAfterSecs?: number;
+  /**
+   * What is kept of a running command's live output, per stream.
+   * @default {{ headBytes: 32768, tailBytes: 32768 }}
+   */
+  outputBounds?: OutputBounds;
+  /**
+   * Interval of keep-alive comments on event streams, in ms.
+   * @default {15000}
+   */
+  eventKeepAliveMs?: number;
+  /**
+   * How long the live output of a final command is kept (its result holds the output), in
+   * seconds. Pruned once a minute while the lease timer runs (`autoExpireLeases`).
+   * @default {600}
+   */
+  liveOutputRetentionSecs?: number;
 }
 
 /**
@@ -125,6 +157,10 @@ export interface DashboardApp {
   cancelWaiters: CancelWaiters;
   /** Whether the app runs in dev mode. */
   devMode: boolean;
+  /** The app's Prometheus metrics (`GET /metrics`). */
+  metrics: MetricsRenderer;
+  /** The event streams of commands. */
+  events: CommandEvents;
   /**
    * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
@@ -132,6 +168,13 @@ export interface DashboardApp {
   expireLeases(): Promise<ExpireOutcome>;
   /** Writes the in-memory last-seen times of agents to the store now (one transaction). */
   flushLastSeen(): Promise<void>;
+  /**
+   * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`; the
+   * timer of `autoExpireLeases` calls it once a minute.
+   *
+   * @returns How many chunks were deleted.
+   */
+  pruneOutput(): Promise<number>;
   /**
    * Answers open waits and cancel-waits with `204`, stops the lease timer and writes the last-seen
    * times. Does not close the store.
@@ -181,8 +224,11 @@ export function createApp(options: AppOptions): DashboardApp {
   if (!devMode && !options.adminToken) {
     throw new TypeError("adminToken is required outside dev mode");
   }
-  const store = options.store;
   const clock = options.clock ?? systemClock;
+  // Every store call is timed, and every change of a command reaches its event streams.
+  const metrics = new DashboardMetrics();
+  const events = new CommandEvents();
+  const store = observeStore(options.store, { events, metrics });
   const ackTimeoutSecs = positiveInteger("ackTimeoutSecs", options.ackTimeoutSecs ?? 30);
   const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
   const rateLimitPerMinute = positiveInteger(
@@ -196,6 +242,11 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
+  const offlineAfterSecs = positiveInteger("offlineAfterSecs", options.offlineAfterSecs ?? 90);
+  const retentionMs = positiveInteger(
+    "liveOutputRetentionSecs",
+    options.liveOutputRetentionSecs ?? 600,
+  ) * 1000;
   const startedAt = clock.now();
 
   const leases = new LeaseTimer({
@@ -306,6 +357,7 @@ export function createApp(options: AppOptions): DashboardApp {
     deliveryLeaseMs: ackTimeoutSecs * 1000,
     maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
+    instances: new InstanceRegistry(clock),
   };
 
   const app = new Hono<ServerEnv>();
@@ -335,6 +387,27 @@ export function createApp(options: AppOptions): DashboardApp {
   });
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
+  const operatorAuth = adminAuth({ adminToken: options.adminToken, devMode });
+  liveRoutes(app, deps, {
+    outputLimiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute * 5, clock }),
+    keep: options.outputBounds ?? {
+      headBytes: LIVE_OUTPUT_HEAD_BYTES,
+      tailBytes: LIVE_OUTPUT_TAIL_BYTES,
+    },
+  });
+  eventRoutes(app, { store, events, auth: operatorAuth, keepAliveMs: options.eventKeepAliveMs });
+  const fleet = fleetRoutes(app, deps, {
+    auth: operatorAuth,
+    offlineAfterMs: offlineAfterSecs * 1000,
+  });
+  metrics.bind({
+    waiting: () => hub.size,
+    online: () => fleet.online(),
+    countByStatus: () => store.countCommandsByStatus(),
+  });
+  app.get("/metrics", operatorAuth, function metricsRoute() {
+    return metrics.render();
+  });
 
   app.notFound((c) => {
     return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
@@ -357,13 +430,36 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   if (autoExpire) void leases.start();
+  // Live output of final commands is redundant with their results after a while.
+  const pruneOutput = () => store.pruneOutput(clock.now() - retentionMs);
+  const pruneTimer = autoExpire
+    ? setInterval(() => {
+      pruneOutput().catch((error) => {
+        log.warning("could not prune live output: {error}", { error });
+      });
+    }, 60_000)
+    : undefined;
 
   // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
   const lean = leanRoutes(deps);
+  const count = (request: Request, response: Response) => {
+    const status = response.status;
+    metrics.requests.inc({ route: routeLabel(new URL(request.url).pathname), status });
+    if (status === 429) metrics.rateLimited.inc();
+    else if (status >= 400) {
+      const reason = refusalOf(request);
+      if (reason !== undefined) metrics.authRefusals.inc({ reason });
+    }
+    return response;
+  };
+  // Counted with `then`, not an async frame: a held wait keeps nothing more than before.
   const fetch: HttpApp["fetch"] = (request, env) => {
     const addr = env?.remoteAddr;
-    return lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
+    const answer = lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
       app.fetch(request, env);
+    return answer instanceof Promise
+      ? answer.then((response) => count(request, response))
+      : count(request, answer);
   };
   const http: HttpApp = {
     fetch,
@@ -383,13 +479,18 @@ export function createApp(options: AppOptions): DashboardApp {
     hub,
     cancelWaiters,
     devMode,
+    metrics,
+    events,
     expireLeases,
     flushLastSeen,
+    pruneOutput,
     async close() {
       if (!closed) {
         closed = true;
         hub.close();
         cancelWaiters.close();
+        events.close();
+        clearInterval(pruneTimer);
         leases.close();
         await flushLastSeen();
       }

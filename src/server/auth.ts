@@ -43,6 +43,7 @@ import type { AgentRecord, AgentScope, CommandStore } from "../store/mod.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { type RawBody, readBody } from "./body.ts";
+import { noteRefusal } from "./refusals.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { ReplayCache } from "./replay.ts";
 
@@ -155,6 +156,7 @@ export function refuse(
 ): HttpError {
   const call = "request" in from ? from : callOf(from);
   const request = call.request;
+  noteRefusal(request, message);
   audit.warning(`${event}: {reason}`, {
     reason: message,
     status,

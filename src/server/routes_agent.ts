@@ -40,6 +40,7 @@ import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { ReplayCache } from "./replay.ts";
+import type { InstanceRegistry } from "./instances.ts";
 import type { WaiterHub } from "./waiters.ts";
 
 /** What the routes share; built once by `createApp`. */
@@ -62,6 +63,8 @@ export interface RouteDeps {
   maxBodyBytes: number;
   /** The freshest last-seen time of an agent known in memory. */
   lastSeen(agentId: string): number | null;
+  /** Which agent process holds each agent id (one agent per id). */
+  instances?: InstanceRegistry;
 }
 
 const log = logger("server");

@@ -1,5 +1,6 @@
 /**
- * Operator endpoints (PROTOCOL.md §3) and `GET /health`.
+ * Operator endpoints (PROTOCOL.md §3) and `GET /health`; `GET /api/v1/agents` is in
+ * `routes_fleet.ts`.
  *
  * @module
  */
@@ -9,7 +10,9 @@ import { auditLogger } from "../log/mod.ts";
 import { adminAuth, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import type { RouteDeps } from "./routes_agent.ts";
-import { agentView, commandView } from "./views.ts";
+import { commandView } from "./views.ts";
+import { commandWithLiveOutput } from "./live_output.ts";
+import { VERSION } from "../version.ts";
 
 /** Default and largest `limit` of `GET /api/v1/commands`. */
 export const LIST_LIMIT = { default: 50, max: 1000 } as const;
@@ -34,6 +37,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   app.get("/health", function healthRoute(c) {
     return c.json({
       status: "ok",
+      version: VERSION,
       dev_mode: deps.devMode,
       waiting: hub.size,
       time: new Date(clock.now()).toISOString(),
@@ -45,7 +49,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     const id = c.req.param("id");
     const command = await store.getCommand(id);
     if (!command) throw new HttpError(404, `command ${id} does not exist`);
-    return c.json(commandView(command));
+    return c.json(await commandWithLiveOutput(store, command));
   });
 
   app.get("/api/v1/commands", admin, async function listCommandsRoute(c) {
@@ -96,18 +100,5 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
           { details: { status: outcome.command.status } },
         );
     }
-  });
-
-  app.get("/api/v1/agents", admin, async function listAgentsRoute(c) {
-    const agents = await store.listAgents();
-    return c.json({
-      agents: agents.map((agent) => {
-        const memory = deps.lastSeen(agent.id);
-        const lastSeen = memory === null
-          ? agent.lastSeenAt
-          : Math.max(memory, agent.lastSeenAt ?? 0);
-        return agentView(agent, hub.isWaiting(agent.id), lastSeen);
-      }),
-    });
   });
 }

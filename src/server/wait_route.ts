@@ -132,6 +132,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       );
     }
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+    // One agent process per id: a second one is refused (409) while the first is connected.
+    const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
     // Returned, not awaited: while the wait is held nothing else of this request stays suspended.
     return hub.wait({
       agentId: agent.id,
@@ -146,13 +148,14 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
         attempt: command.attempt,
       });
       return json(deliveredView(command), 200);
-    });
+    }).finally(leave);
   }
 
   async function cancelWait(call: AgentCall, rawId: string, query: URLSearchParams) {
     const agent = await authenticate(call, "commands:wait", true);
     const id = decodeSegment(rawId);
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+    const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000, false);
     // Register first, then read the store: a cancel written before the read is seen by it, one
     // written after finds the waiter (the cancel route notifies after its write).
     const drop = new AbortController();
@@ -176,16 +179,18 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       }
       if (cancelAsked(command)) {
         drop.abort();
+        leave?.();
         return passCancel(id, agent.id);
       }
     } catch (error) {
       drop.abort();
+      leave?.();
       throw error;
     }
     return cancelled.then((requested) => {
       drop.abort();
       return requested ? passCancel(id, agent.id) : noContent();
-    });
+    }).finally(leave);
   }
 
   function passCancel(commandId: string, agentId: string): Response {

@@ -65,4 +65,27 @@ export const MIGRATIONS: readonly string[] = [
     reported_at INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: live output of running commands, kept per command, attempt and stream as head and tail.
+  `
+  CREATE TABLE output_chunks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    stream TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+    byte_offset INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE INDEX output_chunks_stream ON output_chunks (command_id, attempt, stream, byte_offset);
+  CREATE INDEX output_chunks_command ON output_chunks (command_id, seq);
+  `,
+  // 3: what the agents' heartbeats tell the fleet view.
+  `
+  ALTER TABLE agents ADD COLUMN version TEXT;
+  ALTER TABLE agents ADD COLUMN deployment_hash TEXT;
+  ALTER TABLE agents ADD COLUMN instance_id TEXT;
+  ALTER TABLE agents ADD COLUMN heartbeat TEXT;
+  ALTER TABLE agents ADD COLUMN heartbeat_at INTEGER;
+  `,
 ];

@@ -37,6 +37,7 @@ import {
   type AgentRecord,
   type AgentScope,
   type AgentSummary,
+  type AppendOutputOutcome,
   type CancelOutcome,
   type ClaimRequest,
   type CommandQuery,
@@ -45,7 +46,12 @@ import {
   type EnqueueOutcome,
   EXECUTION_LEASE_GRACE_SECS,
   type ExpireOutcome,
+  type HeartbeatInput,
   type NewCommand,
+  type OutputChunk,
+  type OutputChunkInput,
+  type OutputQuery,
+  type OutputStream,
   type ReportInput,
   type ReportOutcome,
 } from "./types.ts";
@@ -417,6 +423,7 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       const rows = this.#stmt(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
+         a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at,
          (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued') AS queued
        FROM agents a ORDER BY a.id`,
       ).all() as Row[];
@@ -427,6 +434,11 @@ export class SqliteStore implements CommandStore {
         createdAt: num(row.created_at),
         lastSeenAt: numOrNull(row.last_seen_at),
         queued: num(row.queued),
+        version: strOrNull(row.version),
+        deploymentHash: strOrNull(row.deployment_hash),
+        instanceId: strOrNull(row.instance_id),
+        heartbeat: parseHeartbeat(row.heartbeat),
+        heartbeatAt: numOrNull(row.heartbeat_at),
       }));
     });
   }
@@ -740,6 +752,130 @@ export class SqliteStore implements CommandStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.countCommandsByStatus} */
+  countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>> {
+    return this.#run(() => {
+      const rows = this.#stmt(
+        "SELECT status, count(*) AS n FROM commands GROUP BY status",
+      ).all() as Row[];
+      const counts: Partial<Record<CommandStatus, number>> = {};
+      for (const row of rows) counts[String(row.status) as CommandStatus] = num(row.n);
+      return counts;
+    });
+  }
+
+  // -- live output and heartbeats
+
+  /** {@inheritDoc CommandStore.appendOutput} */
+  appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
+    return this.#run(() => {
+      const { headBytes, tailBytes } = checkBounds(chunk.keep);
+      return this.#tx((): AppendOutputOutcome => {
+        const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
+        const end = num(
+          (this.#stmt(
+            `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
+             WHERE command_id = ? AND attempt = ? AND stream = ?`,
+          ).get(...key) as Row).e,
+        );
+        let offset = chunk.offset;
+        let data = chunk.data;
+        if (data.length === 0 || offset + data.length <= end) return { outcome: "duplicate" };
+        if (offset < end) {
+          data = data.subarray(end - offset);
+          offset = end;
+        }
+        const gapBytes = offset - end;
+        const newEnd = offset + data.length;
+        const cut = Math.max(headBytes, newEnd - tailBytes);
+        // The part in the head, then the part in the tail; bytes between them are dropped.
+        const pieces: Array<[number, Uint8Array]> = [];
+        if (offset < headBytes) {
+          pieces.push([offset, data.subarray(0, Math.min(data.length, headBytes - offset))]);
+        }
+        const restFrom = Math.max(offset, cut);
+        if (restFrom < newEnd) pieces.push([restFrom, data.subarray(restFrom - offset)]);
+        // Stored tail chunks that fell out of the tail go; one that straddles the cut is cut.
+        this.#stmt(
+          `DELETE FROM output_chunks WHERE command_id = ? AND attempt = ? AND stream = ?
+           AND byte_offset >= ? AND byte_offset + length(data) <= ?`,
+        ).run(...key, headBytes, cut);
+        this.#stmt(
+          `UPDATE output_chunks SET data = substr(data, ? - byte_offset + 1), byte_offset = ?
+           WHERE command_id = ? AND attempt = ? AND stream = ?
+           AND byte_offset >= ? AND byte_offset < ? AND byte_offset + length(data) > ?`,
+        ).run(cut, cut, ...key, headBytes, cut, cut);
+        let seq = 0;
+        const insert = this.#stmt(
+          `INSERT INTO output_chunks (command_id, attempt, stream, byte_offset, data, created_at)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        );
+        for (const [at, bytes] of pieces) {
+          seq = num(insert.run(...key, at, bytes, chunk.now).lastInsertRowid);
+        }
+        return { outcome: "stored", seq, offset, bytes: data.length, gapBytes };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listOutput} */
+  listOutput(commandId: string, query: OutputQuery = {}): Promise<OutputChunk[]> {
+    return this.#run(() => {
+      const where = ["command_id = ?", "seq > ?"];
+      const args: SQLInputValue[] = [commandId, query.afterSeq ?? 0];
+      if (query.attempt !== undefined) {
+        where.push("attempt = ?");
+        args.push(query.attempt);
+      }
+      args.push(Math.max(0, Math.floor(query.limit ?? 1_000_000)));
+      const rows = this.#stmt(
+        `SELECT seq, command_id, attempt, stream, byte_offset, data, created_at FROM output_chunks
+         WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?`,
+      ).all(...args) as Row[];
+      return rows.map((row) => ({
+        seq: num(row.seq),
+        commandId: String(row.command_id),
+        attempt: num(row.attempt),
+        stream: String(row.stream) as OutputStream,
+        offset: num(row.byte_offset),
+        data: row.data instanceof Uint8Array ? row.data : new Uint8Array(),
+        createdAt: num(row.created_at),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.pruneOutput} */
+  pruneOutput(completedBefore: number): Promise<number> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `DELETE FROM output_chunks WHERE command_id IN (
+           SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
+           WHERE c.completed_at IS NOT NULL AND c.completed_at < ?)`,
+      ).run(completedBefore);
+      return num(result.changes);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.recordHeartbeat} */
+  recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `UPDATE agents SET version = ?, deployment_hash = ?, instance_id = ?, heartbeat = ?,
+         heartbeat_at = ?, last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?`,
+      ).run(
+        heartbeat.version,
+        heartbeat.deploymentHash,
+        heartbeat.instanceId,
+        heartbeat.sample === null ? null : JSON.stringify(heartbeat.sample),
+        heartbeat.now,
+        heartbeat.now,
+        agentId,
+      );
+      this.#cacheSeen(agentId, heartbeat.now);
+      return num(result.changes) === 1;
+    });
+  }
+
   /** {@inheritDoc CommandStore.close} */
   close(): Promise<void> {
     return this.#run(() => {
@@ -754,6 +890,26 @@ export class SqliteStore implements CommandStore {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+function parseHeartbeat(value: SQLInputValue): Record<string, unknown> | null {
+  if (typeof value !== "string") return null;
+  try {
+    const parsed = JSON.parse(value);
+    return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+function checkBounds(keep: { headBytes: number; tailBytes: number }) {
+  if (!Number.isSafeInteger(keep.headBytes) || keep.headBytes < 0) {
+    throw new RangeError(`keep.headBytes must be a whole number >= 0, got ${keep.headBytes}`);
+  }
+  if (!Number.isSafeInteger(keep.tailBytes) || keep.tailBytes < 1) {
+    throw new RangeError(`keep.tailBytes must be a whole number >= 1, got ${keep.tailBytes}`);
+  }
+  return keep;
 }
 
 function describeOpenError(error: unknown): string {

@@ -46,6 +46,16 @@ export interface AgentSummary extends Omit<AgentRecord, "token"> {
   hasToken: boolean;
   /** How many of its commands are queued. */
   queued: number;
+  /** The program version its last heartbeat named; `null` before any. */
+  version: string | null;
+  /** The deployment hash its last heartbeat named; `null` before any. */
+  deploymentHash: string | null;
+  /** The instance id (one per agent process) its last heartbeat named; `null` before any. */
+  instanceId: string | null;
+  /** The figures of its last heartbeat (the agent's metrics sample); `null` before any. */
+  heartbeat: Record<string, unknown> | null;
+  /** When its last heartbeat arrived, in ms since the epoch; `null` before any. */
+  heartbeatAt: number | null;
 }
 
 /** The result an agent reported for a command. */
@@ -262,6 +272,87 @@ export interface CommandQuery {
   limit: number;
 }
 
+/** A command's output stream. */
+export type OutputStream = "stdout" | "stderr";
+
+/** How much live output the store keeps per command, attempt and stream. */
+export interface OutputBounds {
+  /** Bytes kept from the start of the stream (offsets below this). */
+  headBytes: number;
+  /** Bytes kept from the end of what has arrived. */
+  tailBytes: number;
+}
+
+/** A chunk of a running command's output, as {@link CommandStore.appendOutput} receives it. */
+export interface OutputChunkInput {
+  /** The command id. */
+  commandId: string;
+  /** The delivery attempt that printed it. */
+  attempt: number;
+  /** Which stream. */
+  stream: OutputStream;
+  /** Byte offset of `data[0]` in the stream. */
+  offset: number;
+  /** The bytes. */
+  data: Uint8Array;
+  /** The current time. */
+  now: number;
+  /** What is kept: the head and the tail, everything between is dropped (and counted). */
+  keep: OutputBounds;
+}
+
+/** Outcome of {@link CommandStore.appendOutput}. */
+export type AppendOutputOutcome =
+  /**
+   * New bytes were stored (a part of the chunk already received is skipped). `gapBytes` bytes
+   * between what had arrived and `offset` never came.
+   */
+  | { outcome: "stored"; seq: number; offset: number; bytes: number; gapBytes: number }
+  /** Every byte of the chunk had arrived before: nothing changed (a retried chunk). */
+  | { outcome: "duplicate" };
+
+/** A stored chunk of live output. */
+export interface OutputChunk {
+  /** Store-wide order of arrival; larger is later. */
+  seq: number;
+  /** The command id. */
+  commandId: string;
+  /** The delivery attempt that printed it. */
+  attempt: number;
+  /** Which stream. */
+  stream: OutputStream;
+  /** Byte offset of `data[0]` in the stream. */
+  offset: number;
+  /** The bytes. */
+  data: Uint8Array;
+  /** When it was stored, in ms since the epoch. */
+  createdAt: number;
+}
+
+/** Filters of {@link CommandStore.listOutput}. */
+export interface OutputQuery {
+  /** Only chunks with a larger `seq`. */
+  afterSeq?: number;
+  /** Only this attempt's chunks. */
+  attempt?: number;
+  /** At most this many, in `seq` order. */
+  limit?: number;
+}
+
+/** What an agent's heartbeat tells the dashboard ({@link CommandStore.recordHeartbeat}). */
+export interface HeartbeatInput {
+  /** The agent's program version. */
+  version: string | null;
+  /** The deployment it serves. */
+  deploymentHash: string | null;
+  /** Its process's instance id. */
+  instanceId: string | null;
+  /** Its latest figures (CPU, memory, disk, load). */
+  sample: Record<string, unknown> | null;
+  /** The current time (also counts as seen). */
+  now: number;
+}
+
 /**
  * Where the dashboard keeps agents, commands and results.
  *
@@ -373,6 +464,34 @@ export interface CommandStore extends AsyncDisposable {
   getCommand(id: string): Promise<CommandRecord | null>;
   /** Commands, newest first. */
   listCommands(query: CommandQuery): Promise<CommandRecord[]>;
+
+  /** How many commands are in each status (statuses with none are absent). */
+  countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>>;
+
+  // -- live output and heartbeats
+
+  /**
+   * Stores a chunk of a command's live output, once: bytes that arrived before (a retried chunk)
+   * are skipped; a chunk starting past what arrived leaves a gap. Then only the first
+   * `keep.headBytes` and the last `keep.tailBytes` bytes of the stream are kept; stored chunks
+   * in between are dropped or cut. Does not check that the command exists (the route does).
+   */
+  appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome>;
+  /** A command's stored output chunks, in `seq` order. */
+  listOutput(commandId: string, query?: OutputQuery): Promise<OutputChunk[]>;
+  /**
+   * Deletes the live output of commands that reached a final status (`completedAt`) before
+   * `completedBefore`: their result holds the output from then on.
+   *
+   * @returns How many chunks were deleted.
+   */
+  pruneOutput(completedBefore: number): Promise<number>;
+  /**
+   * Records an agent's heartbeat (version, deployment, instance, figures) and that it was seen.
+   *
+   * @returns `false` when no such agent exists.
+   */
+  recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean>;
 
   /** Closes the store; later calls fail. Idempotent. */
   close(): Promise<void>;

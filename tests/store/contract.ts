@@ -559,6 +559,214 @@ export function runStoreContract(
     });
   });
 
+  test("stores live output once, keeps head and tail, and shows gaps", async (store, t) => {
+    await enqueue(store, "c1");
+    const keep = { headBytes: 4, tailBytes: 6 };
+    const bytes = (text: string) => new TextEncoder().encode(text);
+    const append = (
+      offset: number,
+      text: string,
+      extra: Partial<{ attempt: number; stream: "stdout" | "stderr" }> = {},
+    ) =>
+      store.appendOutput({
+        commandId: "c1",
+        attempt: extra.attempt ?? 1,
+        stream: extra.stream ?? "stdout",
+        offset,
+        data: bytes(text),
+        now: T0,
+        keep,
+      });
+    const text = async (query: { attempt?: number; afterSeq?: number } = {}) => {
+      const chunks = await store.listOutput("c1", { attempt: 1, ...query });
+      return chunks.filter((c) => c.stream === "stdout").map((c) =>
+        `${c.offset}:${new TextDecoder().decode(c.data)}`
+      );
+    };
+
+    await t.step("a chunk is stored at its offset", async () => {
+      const first = await append(0, "ab");
+      assert.equal(first.outcome, "stored");
+      assert.deepEqual(first.outcome === "stored" && { ...first, seq: 0 }, {
+        outcome: "stored",
+        seq: 0,
+        offset: 0,
+        bytes: 2,
+        gapBytes: 0,
+      });
+      assert.deepEqual(await text(), ["0:ab"]);
+    });
+    await t.step("the same chunk again is a duplicate and changes nothing", async () => {
+      assert.deepEqual(await append(0, "ab"), { outcome: "duplicate" });
+      assert.deepEqual(await text(), ["0:ab"]);
+    });
+    await t.step("a chunk overlapping what arrived stores only the new bytes", async () => {
+      const outcome = await append(1, "bc");
+      assert.equal(outcome.outcome === "stored" && outcome.offset, 2);
+      assert.deepEqual(await text(), ["0:ab", "2:c"]);
+    });
+    await t.step("a chunk past what arrived leaves a gap", async () => {
+      const outcome = await append(5, "f");
+      assert.equal(outcome.outcome === "stored" && outcome.gapBytes, 2);
+      assert.deepEqual(await text(), ["0:ab", "2:c", "5:f"]);
+    });
+    await t.step("only the head and the last tail bytes are kept", async () => {
+      const outcome = await append(6, "ghijklmn"); // stream is now 14 bytes long
+      assert.equal(outcome.outcome, "stored");
+      // head: offsets 0-3 ("ab", "c"; 3 never came); tail: offsets 8-13 "ijklmn"
+      assert.deepEqual(await text(), ["0:ab", "2:c", "8:ijklmn"]);
+      await append(14, "op");
+      assert.deepEqual(await text(), ["0:ab", "2:c", "10:klmn", "14:op"]);
+    });
+    await t.step("a late chunk of dropped bytes is a duplicate", async () => {
+      assert.deepEqual(await append(6, "gh"), { outcome: "duplicate" });
+    });
+    await t.step("streams and attempts are kept apart; afterSeq pages", async () => {
+      await append(0, "E", { stream: "stderr" });
+      await append(0, "second", { attempt: 2 });
+      const all = await store.listOutput("c1");
+      assert.deepEqual(
+        [...all].sort((a, b) => a.seq - b.seq).map((c) => c.seq),
+        all.map((c) => c.seq),
+        "chunks come in seq order",
+      );
+      const stderr = all.filter((c) => c.stream === "stderr");
+      assert.deepEqual(stderr.map((c) => [c.attempt, c.offset, c.data.length]), [[1, 0, 1]]);
+      const second = await store.listOutput("c1", { attempt: 2 });
+      assert.equal(second.map((c) => new TextDecoder().decode(c.data)).join(""), "second");
+      const last = all[all.length - 1].seq;
+      assert.deepEqual(await store.listOutput("c1", { afterSeq: last }), []);
+      assert.equal((await store.listOutput("c1", { afterSeq: all[0].seq })).length, all.length - 1);
+      assert.equal((await store.listOutput("c1", { limit: 2 })).length, 2);
+      assert.deepEqual(await store.listOutput("other"), []);
+    });
+    await t.step("bad bounds are refused", async () => {
+      await assert.rejects(
+        () =>
+          store.appendOutput({
+            commandId: "c1",
+            attempt: 1,
+            stream: "stdout",
+            offset: 100,
+            data: bytes("x"),
+            now: T0,
+            keep: { headBytes: 4, tailBytes: 0 },
+          }),
+        RangeError,
+      );
+    });
+  });
+
+  test("prunes the live output of commands final before a time", async (store) => {
+    const keep = { headBytes: 100, tailBytes: 100 };
+    const put = (commandId: string) =>
+      store.appendOutput({
+        commandId,
+        attempt: 1,
+        stream: "stdout",
+        offset: 0,
+        data: new Uint8Array([1, 2, 3]),
+        now: T0,
+        keep,
+      });
+    await enqueue(store, "old");
+    await enqueue(store, "new");
+    await enqueue(store, "open");
+    for (const id of ["old", "new", "open"]) await put(id);
+    await store.cancel("old", T0 + 1000);
+    await store.cancel("new", T0 + 5000);
+    assert.equal(await store.pruneOutput(T0 + 2000), 1);
+    assert.deepEqual(await store.listOutput("old"), []);
+    assert.equal((await store.listOutput("new")).length, 1, "final after the time: kept");
+    assert.equal((await store.listOutput("open")).length, 1, "not final: kept");
+    assert.equal(await store.pruneOutput(T0 + 2000), 0);
+  });
+
+  test("binary output is stored byte for byte", async (store) => {
+    const data = new Uint8Array([0, 0xff, 0xfe, 10, 0xc3]);
+    await store.appendOutput({
+      commandId: "b1",
+      attempt: 1,
+      stream: "stdout",
+      offset: 0,
+      data,
+      now: T0,
+      keep: { headBytes: 1024, tailBytes: 1024 },
+    });
+    const [chunk] = await store.listOutput("b1");
+    assert.deepEqual([...chunk.data], [...data]);
+    assert.equal(chunk.createdAt, T0);
+    assert.equal(chunk.commandId, "b1");
+  });
+
+  test("records heartbeats for the fleet view", async (store) => {
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    const before = (await store.listAgents())[0];
+    assert.deepEqual(
+      [
+        before.version,
+        before.deploymentHash,
+        before.instanceId,
+        before.heartbeat,
+        before.heartbeatAt,
+      ],
+      [null, null, null, null, null],
+    );
+    const sample = { cpu_percent: 12.5, load_avg: [0.1, 0.2, 0.3] };
+    assert.equal(
+      await store.recordHeartbeat("a1", {
+        version: "0.1.0",
+        deploymentHash: "dep-1",
+        instanceId: "i-1",
+        sample,
+        now: T0 + 5000,
+      }),
+      true,
+    );
+    const after = (await store.listAgents())[0];
+    assert.equal(after.version, "0.1.0");
+    assert.equal(after.deploymentHash, "dep-1");
+    assert.equal(after.instanceId, "i-1");
+    assert.deepEqual(after.heartbeat, sample);
+    assert.equal(after.heartbeatAt, T0 + 5000);
+    assert.equal(after.lastSeenAt, T0 + 5000, "a heartbeat counts as seen");
+    await store.recordHeartbeat("a1", {
+      version: "0.1.1",
+      deploymentHash: null,
+      instanceId: "i-2",
+      sample: null,
+      now: T0 + 1000,
+    });
+    const again = (await store.listAgents())[0];
+    assert.equal(again.lastSeenAt, T0 + 5000, "last seen never goes back");
+    assert.equal(again.heartbeat, null);
+    assert.equal(again.version, "0.1.1");
+    assert.equal(
+      await store.recordHeartbeat("nope", {
+        version: null,
+        deploymentHash: null,
+        instanceId: null,
+        sample: null,
+        now: T0,
+      }),
+      false,
+    );
+  });
+
+  test("counts commands by status", async (store) => {
+    assert.deepEqual(await store.countCommandsByStatus(), {});
+    await enqueue(store, "c1");
+    await enqueue(store, "c2");
+    await enqueue(store, "c3");
+    await claim(store);
+    await store.cancel("c3", T0);
+    assert.deepEqual(await store.countCommandsByStatus(), {
+      delivered: 1,
+      queued: 1,
+      cancelled: 1,
+    });
+  });
+
   test("a closed store refuses work", async (store) => {
     await store.close();
     await store.close();
