@@ -398,6 +398,15 @@ export class Cell implements AsyncDisposable {
   }
 }
 
+/** The names of a directory's subdirectories; none when it cannot be read. */
+function subdirectories(dir: string): string[] {
+  try {
+    return [...Deno.readDirSync(dir)].filter((e) => e.isDirectory).map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
 function isWithin(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir === "/" ? "/" : `${dir}/`);
 }
@@ -434,6 +443,8 @@ export class Sandbox {
   readonly fixedCwd: string | undefined;
   readonly #workRoot: string;
   readonly #inheritCwd: boolean;
+  /** Names this agent's working directories, so that a restart finds what a crash left. */
+  readonly #dirPrefix: string;
   readonly #canCreateDirs: boolean;
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
@@ -447,8 +458,10 @@ export class Sandbox {
     fixedCwd: string | undefined,
     workRoot: string,
     home: CgroupHome | string | undefined,
+    tag: string,
     inheritCwd = false,
   ) {
+    this.#dirPrefix = `status-cmd-${tag}-`;
     this.#inheritCwd = inheritCwd;
     this.#canCreateDirs = granted({ name: "write", path: workRoot });
     this.user = user;
@@ -507,7 +520,7 @@ export class Sandbox {
     }
     const tag = options.tag ?? `pid-${Deno.pid}`;
     const home = options.cgroups === false ? "cgroups are turned off" : probeCgroups(tag);
-    return new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home);
+    return new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
   }
 
   /**
@@ -518,7 +531,15 @@ export class Sandbox {
    * @returns The sandbox.
    */
   static unconfined(cwd?: string): Sandbox {
-    return new Sandbox(undefined, "no sandbox was asked for", cwd, "/tmp", "not asked for", true);
+    return new Sandbox(
+      undefined,
+      "no sandbox was asked for",
+      cwd,
+      "/tmp",
+      "not asked for",
+      `pid-${Deno.pid}`,
+      true,
+    );
   }
 
   /**
@@ -612,7 +633,7 @@ export class Sandbox {
     if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = "/";
     else if (cwd === undefined && !this.#inheritCwd) {
       try {
-        cwd = await Deno.makeTempDir({ dir: this.#workRoot, prefix: "status-cmd-" });
+        cwd = await Deno.makeTempDir({ dir: this.#workRoot, prefix: this.#dirPrefix });
         own = true;
         if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
         await Deno.chmod(cwd, 0o700);
@@ -652,16 +673,21 @@ export class Sandbox {
    */
   async sweep(): Promise<number> {
     const home = this.#cgroupHome;
-    if (!home) return 0;
     let stopped = 0;
-    let names: string[];
-    try {
-      names = [...Deno.readDirSync(home.base)].filter((e) => e.isDirectory).map((e) => e.name);
-    } catch {
-      return 0;
+    for (const name of home ? subdirectories(home.base) : []) {
+      if (await killCgroup(`${home!.base}/${name}`)) stopped++;
     }
-    for (const name of names) {
-      if (await killCgroup(`${home.base}/${name}`)) stopped++;
+    // The working directories the previous run could not remove (it was killed).
+    for (const name of subdirectories(this.#workRoot)) {
+      if (!name.startsWith(this.#dirPrefix)) continue;
+      try {
+        await Deno.remove(`${this.#workRoot}/${name}`, { recursive: true });
+      } catch (error) {
+        log.warning("could not remove a working directory left by the previous run", {
+          cwd: `${this.#workRoot}/${name}`,
+          error,
+        });
+      }
     }
     return stopped;
   }

@@ -363,6 +363,9 @@ Deno.test({
       assert.equal(await second.stopLeftover(record), "ended", "gone after the stop");
       assert.equal(await second.sweep(), 1, "the second cell was still running");
       assert.deepEqual(await survivors([children[1].pid, grandchildren[1]]), []);
+      for (const cell of cells) {
+        assert.throws(() => Deno.statSync(cell.cwd!), Deno.errors.NotFound, "its directory went");
+      }
     } finally {
       for (const child of children) {
         await child.stdout.cancel();

@@ -14,6 +14,7 @@
  * agent stop a command before calling it interrupted. Slow: `deno task test:slow`.
  */
 import assert from "node:assert/strict";
+import { Sandbox } from "../../src/exec/mod.ts";
 import {
   type CliProcess,
   type ServeProcess,
@@ -169,6 +170,12 @@ Deno.test("chaos: random SIGKILLs of dashboard and agents lose nothing, run noth
       proc.kill("SIGTERM");
       await proc.exited(30_000);
     }
+
+    // Each restarted agent removed the working directories its killed predecessor left.
+    const tags = agentIds.map((id) => Sandbox.tagOf(`${dir.path}/state-${id}`));
+    const leftDirs = [...Deno.readDirSync("/tmp")].map((e) => e.name)
+      .filter((name) => tags.some((tag) => name.startsWith(`status-cmd-${tag}-`)));
+    assert.deepEqual(leftDirs, [], "working directories left behind");
 
     const starts = new Map<string, number>();
     const ends = new Set<string>();
