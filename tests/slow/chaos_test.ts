@@ -36,6 +36,9 @@ Deno.test("chaos: random SIGKILLs of dashboard and agents lose nothing, run noth
   await using dir = tempDir("status-chaos-");
   // The ledger is written by the commands, which run as nobody when the agent is root.
   const ledgerDir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-chaos-ledger-" });
+  await using _ledger = {
+    [Symbol.asyncDispose]: () => Deno.remove(ledgerDir, { recursive: true }),
+  };
   Deno.chmodSync(ledgerDir, 0o777);
   const ledger = `${ledgerDir}/ledger`;
   Deno.writeTextFileSync(ledger, "", { mode: 0o666 });
@@ -211,6 +214,5 @@ Deno.test("chaos: random SIGKILLs of dashboard and agents lose nothing, run noth
   } finally {
     for (const proc of agentProcs) await proc[Symbol.asyncDispose]();
     for (const d of dashboards) await d[Symbol.asyncDispose]();
-    Deno.removeSync(ledgerDir, { recursive: true });
   }
 });
