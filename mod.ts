@@ -168,6 +168,9 @@ export {
   type ExecResultBody,
   generateToken,
   HEADER,
+  MAX_TTL_SECS,
+  OUTPUT_ENCODINGS,
+  type OutputEncoding,
   PATHS,
   PRIORITIES,
   type Priority,
@@ -186,6 +189,7 @@ export {
   type LogFormat,
   type LoggingOptions,
   type LogLevel,
+  type LogRecordView,
   setupLogging,
 } from "./src/log/mod.ts";
 export { ConfigError, UsageError } from "./src/errors.ts";

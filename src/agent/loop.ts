@@ -91,8 +91,11 @@ export interface AgentOptions {
    */
   heartbeat?: boolean | Partial<HeartbeatOptions>;
   /**
-   * Directory of the journal and the outbox (`STATE_DIR`); ignored when `state` is given.
-   * @default {"./.status-state"}
+   * Directory of the journal and the outbox (`STATE_DIR`); ignored when `state` is given. Without
+   * it (and without `state`) they are kept in memory: nothing is written to the disk, and a
+   * restart forgets which commands ran (the `status` CLI always passes `STATE_DIR`, by default
+   * `./.status-state`).
+   * @default {undefined (in memory)}
    */
   stateDir?: string;
   /** An opened journal and outbox to use instead of opening `stateDir`; left open at the end. */
@@ -300,7 +303,7 @@ class Agent {
     }
     const ownExecutor = options.executor === undefined;
     this.#executor = options.executor ?? createExecutor({
-      stateDir: options.stateDir ?? "./.status-state",
+      stateDir: options.stateDir,
       ...options.exec,
       secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
         (s) => s !== "",
@@ -309,11 +312,19 @@ class Agent {
     const confinement = this.#executor.describe?.();
     if (confinement) log.info(`sandbox: ${confinement}`);
     const ownState = options.state === undefined;
-    this.#state = options.state ?? openAgentState({ dir: options.stateDir });
-    if (this.#state.notice) log.warning(this.#state.notice);
+    this.#state = options.state ??
+      (options.stateDir === undefined
+        ? openAgentState({ canUse: () => false })
+        : openAgentState({ dir: options.stateDir }));
+    if (ownState && options.stateDir === undefined) {
+      log.info(
+        "execution journal and result outbox are kept in memory (no stateDir given); pass " +
+          "stateDir to keep them on disk across restarts",
+      );
+    } else if (this.#state.notice) log.warning(this.#state.notice);
     else if (ownState) {
       log.info("execution journal and result outbox are on disk", {
-        state_dir: options.stateDir ?? "./.status-state",
+        state_dir: options.stateDir,
       });
     }
     // A restarted agent keeps its instance id (the dashboard serves one process per agent id).

@@ -27,7 +27,13 @@ import {
   runAgent,
   spawnDaemon,
 } from "../agent/mod.ts";
-import { keysFor, type LoadedSettings, SETTINGS, type Settings } from "../config/mod.ts";
+import {
+  keysFor,
+  type LoadedSettings,
+  missingSettingError,
+  SETTINGS,
+  type Settings,
+} from "../config/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { closeLogging, logger } from "../log/mod.ts";
 import { addSettingOptions, type FileOptions, loadCommandSettings } from "./common.ts";
@@ -193,10 +199,7 @@ async function agentAction(
   const s = loaded.settings;
   const startsDaemon = !daemonChild && s.daemon;
   if (!s.agentId) {
-    throw new ConfigError(
-      "AGENT_ID is not set: give the agent an id with --agent-id <id>, the AGENT_ID " +
-        'environment variable (or .env), or "agent_id" in config.json',
-    );
+    throw missingSettingError(loaded, "agentId", "agent");
   }
   const { executor, exec } = executorFromSettings(loaded.settings);
 

@@ -77,7 +77,7 @@ async function withStore<T>(options: object, fn: (store: CommandStore) => Promis
   const { settings } = loadCommandSettings(options as Record<string, unknown>, ["server"]);
   let store: CommandStore;
   try {
-    store = openSqliteStore(settings.db);
+    store = openSqliteStore(settings.db, { create: false });
   } catch (error) {
     if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
     throw error;

@@ -9,6 +9,7 @@
 import { fromBase64 } from "../protocol/mod.ts";
 import {
   type CommandRecord,
+  EXIT_WAIT_TIMEOUT,
   followCommand,
   formatElapsed,
   formatProgress,
@@ -80,10 +81,39 @@ export function writerFor(io: Io): OutputWriter {
   };
 }
 
+/**
+ * `--wait-timeout` passed before the command was final; the command goes on. The CLI exits with
+ * {@link EXIT_WAIT_TIMEOUT} (75).
+ */
+export class WaitTimeoutError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode: number = EXIT_WAIT_TIMEOUT;
+
+  /**
+   * Makes the error.
+   *
+   * @param id The command waited for.
+   * @param secs The `--wait-timeout`.
+   * @param status Its status when waiting stopped, if known.
+   */
+  constructor(id: string, secs: number, status?: string) {
+    super(
+      `${id} is still ${
+        status ?? "not final"
+      } after ${secs} s (--wait-timeout); stopped waiting, ` +
+        `the command goes on (see it with: status result ${id}, cancel it with: ` +
+        `status cancel ${id})`,
+    );
+    this.name = "WaitTimeoutError";
+  }
+}
+
 /** Options of {@link followAndPrint}. */
 export interface FollowPrintOptions {
   /** Print `<id> queued (0.0 s)` at once (the enqueue answer said so). */
   announceQueued?: boolean;
+  /** Stop following after this many seconds (`--wait-timeout`): {@link WaitTimeoutError}. */
+  timeoutSecs?: number;
   /**
    * Interval of the elapsed indicator on a terminal, in ms.
    * @default {1000}
@@ -137,6 +167,10 @@ export async function followAndPrint(
   } catch {
     // Signals cannot be listened to here; Ctrl-C just ends the process.
   }
+  const timeout = options.timeoutSecs === undefined
+    ? undefined
+    : AbortSignal.timeout(options.timeoutSecs * 1000);
+  const signal = timeout ? AbortSignal.any([controller.signal, timeout]) : controller.signal;
   const started = performance.now();
   let lastPrintAt = started;
   let indicatorShown = false;
@@ -183,7 +217,7 @@ export async function followAndPrint(
   };
   try {
     const { record, live } = await followCommand(client, id, {
-      signal: controller.signal,
+      signal,
       onStatus: progress,
       onOutput: (chunk) => {
         if (chunk.attempt !== attempt) {
@@ -224,6 +258,11 @@ export async function followAndPrint(
           `cancel it with: status cancel ${id})`,
       );
       return null;
+    }
+    if (timeout?.aborted) {
+      clearIndicator();
+      writer.flush?.();
+      throw new WaitTimeoutError(id, options.timeoutSecs!, current?.status);
     }
     throw error;
   } finally {

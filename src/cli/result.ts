@@ -8,7 +8,14 @@ import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { parseCommandId } from "./enqueue.ts";
-import { exitCodeOf, formatRecord, operatorClientFromSettings } from "../operator/mod.ts";
+import { UsageError } from "../errors.ts";
+import {
+  exitCodeOf,
+  formatRecord,
+  isFinalStatus,
+  operatorClientFromSettings,
+  outputBytes,
+} from "../operator/mod.ts";
 import { followAndPrint, writerFor } from "./live.ts";
 import { setExitCode } from "./exit.ts";
 
@@ -26,6 +33,8 @@ export function resultCommand(io: Io): Command {
     )
     .argument("<id>", "the command id", parseCommandId)
     .option("--json", "print the command as JSON")
+    .option("--stdout", "print only the command's stdout, byte for byte (binary output too)")
+    .option("--stderr", "print only the command's stderr, byte for byte")
     .option(
       "--follow",
       "print its output as it arrives (stdout to stdout, stderr to stderr) until it ends, then " +
@@ -49,6 +58,23 @@ export function resultCommand(io: Io): Command {
       return;
     }
     const record = await client.getCommand(id);
+    if (options.stdout || options.stderr) {
+      if (options.json) throw new UsageError("--json cannot be combined with --stdout or --stderr");
+      if (!record.result) {
+        throw new UsageError(
+          `${id} has no output${
+            isFinalStatus(record.status) ? "" : " yet"
+          } (status ${record.status})`,
+        );
+      }
+      for (const stream of ["stdout", "stderr"] as const) {
+        if (!options[stream]) continue;
+        const bytes = outputBytes(record.result, stream);
+        if (io.write) io.write(bytes);
+        else io.out(new TextDecoder().decode(bytes));
+      }
+      return;
+    }
     if (options.json) io.out(JSON.stringify(record, null, 2));
     else for (const line of formatRecord(record)) io.out(line);
   });

@@ -90,6 +90,8 @@ Examples:
       defaultTimeoutSecs: s.commandTimeoutSecs,
       maxAttempts: s.maxAttempts,
       rateLimitPerMinute: s.rateLimitPerMinute,
+      operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
+      queueTtlSecs: s.queueTtlSecs,
       waitRequireSignature: s.waitRequireSignature,
       acceptV1Signatures: s.acceptV1Signatures,
       metricsBind: s.metricsBind,

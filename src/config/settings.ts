@@ -417,12 +417,33 @@ const SPECS = {
   },
   rateLimitPerMinute: {
     env: "RATE_LIMIT_PER_MINUTE",
-    description: "Requests a minute one agent may make (token bucket)",
-    default: 120,
+    description:
+      "Requests a minute one agent may make to its own endpoints (token bucket; operators never use it)",
+    default: 1200,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),
     roles: ["server"],
     placeholder: "<n>",
+  },
+  operatorRateLimitPerMinute: {
+    env: "OPERATOR_RATE_LIMIT_PER_MINUTE",
+    description:
+      "Requests a minute one operator address may make, enqueues included (token bucket)",
+    default: 600,
+    expected: "a whole number from 1 to 1000000",
+    schema: wholeNumber(1, 1_000_000),
+    roles: ["server"],
+    placeholder: "<n>",
+  },
+  queueTtlSecs: {
+    env: "QUEUE_TTL_SECS",
+    description:
+      "A command still queued this long after its enqueue expires (default of enqueue --ttl)",
+    default: 3600,
+    expected: "a whole number of seconds from 1 to 2592000",
+    schema: wholeNumber(1, 2_592_000),
+    roles: ["server"],
+    placeholder: "<secs>",
   },
   waitRequireSignature: {
     env: "WAIT_REQUIRE_SIGNATURE",
@@ -465,6 +486,8 @@ type ValueOf<K extends SettingKey> = K extends
     | "ackTimeoutSecs"
     | "maxAttempts"
     | "rateLimitPerMinute"
+    | "operatorRateLimitPerMinute"
+    | "queueTtlSecs"
     | "offlineAfterSecs" ? number
   : K extends "logFormat" ? "text" | "json"
   : K extends "logLevel" ? "trace" | "debug" | "info" | "warning" | "error" | "fatal"

@@ -5,7 +5,7 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
-import type { ExecResultBody, ReportStatus } from "../protocol/schemas.ts";
+import type { ExecResultBody, OutputEncoding, ReportStatus } from "../protocol/schemas.ts";
 import { captureStream, type OutputCaptureOptions } from "./capture.ts";
 import {
   AGENT_SECRET_ENV_NAMES,
@@ -60,14 +60,18 @@ export interface ExecResultWire {
   signal: string | null;
   /** Seconds from spawn to exit, to the millisecond. */
   duration_secs: number;
-  /** The kept standard output: the first and last 32 KiB, decoded as UTF-8. */
+  /** The kept standard output (first and last 32 KiB): text, or base64 (`stdout_encoding`). */
   stdout: string;
-  /** The kept standard error: the first and last 32 KiB, decoded as UTF-8. */
+  /** The kept standard error (first and last 32 KiB): text, or base64 (`stderr_encoding`). */
   stderr: string;
   /** Bytes of standard output dropped between the kept head and tail. */
   stdout_truncated_bytes: number;
   /** Bytes of standard error dropped between the kept head and tail. */
   stderr_truncated_bytes: number;
+  /** `"base64"` when `stdout` holds base64 (the bytes were not UTF-8); absent: text. */
+  stdout_encoding?: OutputEncoding;
+  /** `"base64"` when `stderr` holds base64 (the bytes were not UTF-8); absent: text. */
+  stderr_encoding?: OutputEncoding;
 }
 
 // Compile-time checks: these local types must stay the protocol's types.
@@ -610,6 +614,8 @@ async function supervise(
     stderr: err.text,
     stdout_truncated_bytes: out.truncatedBytes,
     stderr_truncated_bytes: err.truncatedBytes,
+    ...(out.encoding === "base64" ? { stdout_encoding: "base64" as const } : {}),
+    ...(err.encoding === "base64" ? { stderr_encoding: "base64" as const } : {}),
     error,
     program: context.program,
     argv: context.argv,
@@ -684,6 +690,8 @@ export function toReportFields(result: ExecResult): ReportFields {
     stderr: result.stderr,
     stdout_truncated_bytes: result.stdout_truncated_bytes,
     stderr_truncated_bytes: result.stderr_truncated_bytes,
+    ...(result.stdout_encoding ? { stdout_encoding: result.stdout_encoding } : {}),
+    ...(result.stderr_encoding ? { stderr_encoding: result.stderr_encoding } : {}),
   };
   return {
     status: result.status,

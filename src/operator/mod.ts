@@ -35,6 +35,7 @@ export {
   EXIT_KILLED,
   EXIT_REJECTED,
   EXIT_TIMEOUT,
+  EXIT_WAIT_TIMEOUT,
   exitCodeOf,
   isFinalStatus,
   type StoredResult,
@@ -47,6 +48,7 @@ export {
   formatProgress,
   formatRecord,
   formatTable,
+  outputBytes,
   truncationNotes,
 } from "./format.ts";
 export {

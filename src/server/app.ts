@@ -11,7 +11,7 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { MAX_BODY_BYTES, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
+import { MAX_BODY_BYTES, MAX_TTL_SECS, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, ExpireOutcome } from "../store/mod.ts";
 import type { AuthContext, ServerEnv } from "./auth.ts";
@@ -21,12 +21,12 @@ import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
-import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
+import { agentRoutes, chain, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
-import { adminAuth } from "./auth.ts";
+import { adminAuth, operatorRateLimit } from "./auth.ts";
 import { CommandEvents, eventRoutes } from "./events.ts";
 import { InstanceRegistry } from "./instances.ts";
 import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "./live_output.ts";
@@ -65,10 +65,23 @@ export interface AppOptions {
    */
   maxAttempts?: number;
   /**
-   * Requests a minute per agent (token bucket).
-   * @default {120}
+   * Requests a minute per agent (token bucket) on the agent endpoints (wait, ack, report,
+   * cancel-wait, ...). Operator requests never take from it.
+   * @default {1200}
    */
   rateLimitPerMinute?: number;
+  /**
+   * Requests a minute per operator client address (token bucket) on the operator endpoints and
+   * every enqueue.
+   * @default {3000}
+   */
+  operatorRateLimitPerMinute?: number;
+  /**
+   * Queue expiry of a command whose params set no `ttl_secs`, in seconds: still queued this long
+   * after its enqueue, it becomes `expired`.
+   * @default {3600}
+   */
+  queueTtlSecs?: number;
   /**
    * Check timestamp, signature and replay on `GET …/wait` too.
    * @default {false}
@@ -184,6 +197,16 @@ export interface DashboardApp {
 
 const log = logger("server");
 
+/** Default requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
+export const DEFAULT_AGENT_RATE_LIMIT = 1200;
+/**
+ * Default requests a minute per operator client address: dozens of `status enqueue --wait` polling
+ * at once from one machine fit.
+ */
+export const DEFAULT_OPERATOR_RATE_LIMIT = 3000;
+/** Default queue expiry of a command, in seconds. */
+export const DEFAULT_QUEUE_TTL_SECS = 3600;
+
 function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
     throw new RangeError(`${name} must be a whole number from 1 to ${max}, got ${value}`);
@@ -233,7 +256,16 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
   const rateLimitPerMinute = positiveInteger(
     "rateLimitPerMinute",
-    options.rateLimitPerMinute ?? 120,
+    options.rateLimitPerMinute ?? DEFAULT_AGENT_RATE_LIMIT,
+  );
+  const operatorRateLimitPerMinute = positiveInteger(
+    "operatorRateLimitPerMinute",
+    options.operatorRateLimitPerMinute ?? DEFAULT_OPERATOR_RATE_LIMIT,
+  );
+  const queueTtlSecs = positiveInteger(
+    "queueTtlSecs",
+    options.queueTtlSecs ?? DEFAULT_QUEUE_TTL_SECS,
+    MAX_TTL_SECS,
   );
   const defaultTimeoutSecs = positiveInteger(
     "defaultTimeoutSecs",
@@ -298,6 +330,13 @@ export function createApp(options: AppOptions): DashboardApp {
         agentId: command.agentId,
       });
     }
+    for (const command of outcome.expired) {
+      log.warning("command {commandId} expired: agent {agentId} did not take it in time", {
+        commandId: command.id,
+        agentId: command.agentId,
+        attempt: command.attempt,
+      });
+    }
     for (const agentId of agents) hub.notify(agentId);
     return outcome;
   }
@@ -305,6 +344,8 @@ export function createApp(options: AppOptions): DashboardApp {
   // Last seen: kept in memory; the times not yet written go to the store in one transaction at
   // most every lastSeenFlushMs (one timer, armed only while some are unwritten), and at close.
   const lastSeen = new Map<string, number>();
+  // The deployment hash of each agent's latest wait (one entry per agent, like lastSeen).
+  const lastWaitHash = new Map<string, string>();
   let unwritten = new Map<string, number>();
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
@@ -346,6 +387,14 @@ export function createApp(options: AppOptions): DashboardApp {
     adminToken: options.adminToken,
     auth,
     limiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute, clock }),
+    operatorLimiter: new TokenBucketLimiter({ perMinute: operatorRateLimitPerMinute, clock }),
+    queueTtlSecs,
+    offlineAfterMs: offlineAfterSecs * 1000,
+    waitingHashes: (agentId) => hub.waitingHashes(agentId),
+    noteWaitHash: (agentId, hash) => {
+      if (lastWaitHash.get(agentId) !== hash) lastWaitHash.set(agentId, hash);
+    },
+    lastWaitHash: (agentId) => lastWaitHash.get(agentId),
     replay: new ReplayCache({
       windowMs: REPLAY_WINDOW_SECS * 1000,
       clock,
@@ -387,7 +436,11 @@ export function createApp(options: AppOptions): DashboardApp {
   });
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
-  const operatorAuth = adminAuth({ adminToken: options.adminToken, devMode });
+  // Every operator route takes from the operators' buckets, never from an agent's.
+  const operatorAuth = chain([
+    operatorRateLimit(deps.operatorLimiter),
+    adminAuth({ adminToken: options.adminToken, devMode }),
+  ]);
   liveRoutes(app, deps, {
     outputLimiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute * 5, clock }),
     keep: options.outputBounds ?? {

@@ -4,12 +4,12 @@
  *
  * @module
  */
-import type { Hono } from "hono";
+import type { Hono, MiddlewareHandler } from "hono";
 import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
-import { adminAuth, type ServerEnv } from "./auth.ts";
+import { adminAuth, operatorRateLimit, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
-import type { RouteDeps } from "./routes_agent.ts";
+import { chain, type RouteDeps } from "./routes_agent.ts";
 import { commandView } from "./views.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { VERSION } from "../version.ts";
@@ -32,7 +32,9 @@ function queryError(field: string, message: string): HttpError {
  */
 export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt: number): void {
   const { store, clock, hub } = deps;
-  const admin = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
+  const limit = operatorRateLimit(deps.operatorLimiter);
+  const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
+  const admin: MiddlewareHandler<ServerEnv> = chain([limit, auth]);
 
   app.get("/health", function healthRoute(c) {
     return c.json({

@@ -134,6 +134,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
     // One agent process per id: a second one is refused (409) while the first is connected.
     const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
+    deps.noteWaitHash?.(agent.id, hash);
     // Returned, not awaited: while the wait is held nothing else of this request stays suspended.
     return hub.wait({
       agentId: agent.id,

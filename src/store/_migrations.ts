@@ -88,4 +88,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE agents ADD COLUMN heartbeat TEXT;
   ALTER TABLE agents ADD COLUMN heartbeat_at INTEGER;
   `,
+  // 4: queue expiry (TTL): a command still queued at expires_at becomes 'expired'.
+  `
+  ALTER TABLE commands ADD COLUMN expires_at INTEGER;
+  CREATE INDEX commands_expiry ON commands (expires_at)
+    WHERE status = 'queued' AND expires_at IS NOT NULL;
+  `,
+  // 5: binary-safe output. SQLite text bound from JavaScript ends at the first NUL, so rows
+  // written from now on keep stdout/stderr as JSON string literals (output_escaped = 1);
+  // *_encoding says whether the string is text or base64.
+  `
+  ALTER TABLE results ADD COLUMN output_escaped INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE results ADD COLUMN stdout_encoding TEXT;
+  ALTER TABLE results ADD COLUMN stderr_encoding TEXT;
+  `,
 ];

@@ -24,6 +24,7 @@ import { dirname } from "node:path";
 import {
   type CommandParams,
   type CommandStatus,
+  type OutputEncoding,
   PRIORITIES,
   type Priority,
   type ReportStatus,
@@ -70,6 +71,13 @@ export interface SqliteStoreOptions {
    * @default {5000}
    */
   busyTimeoutMs?: number;
+  /**
+   * Whether a missing database file is created (in an existing directory; a missing directory is
+   * always an error). `false` refuses a missing file, naming it: commands that only read or
+   * manage an existing dashboard's store use it so that a mistyped path creates nothing.
+   * @default {true}
+   */
+  create?: boolean;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -77,12 +85,14 @@ type Row = Record<string, SQLInputValue>;
 const COMMAND_COLUMNS = `
   c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
   c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
-  c.delivered_at, c.acked_at, c.completed_at, c.updated_at,
+  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at,
   r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
   r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
   r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
   r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
   r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
+  r.output_escaped AS r_output_escaped, r.stdout_encoding AS r_stdout_encoding,
+  r.stderr_encoding AS r_stderr_encoding,
   r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
 
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
@@ -97,6 +107,22 @@ function numOrNull(value: SQLInputValue): number | null {
 
 function strOrNull(value: SQLInputValue): string | null {
   return value === null || value === undefined ? null : String(value);
+}
+
+function encodingOrNull(value: SQLInputValue): OutputEncoding | null {
+  return value === "utf-8" || value === "base64" ? value : null;
+}
+
+/** Output as stored: a JSON string literal (`escaped`), so that NUL bytes survive SQLite. */
+function storedOutput(value: SQLInputValue, escaped: boolean): string | null {
+  const text = strOrNull(value);
+  if (text === null || !escaped) return text;
+  try {
+    const parsed = JSON.parse(text);
+    return typeof parsed === "string" ? parsed : text;
+  } catch {
+    return text;
+  }
 }
 
 function parseScopes(text: string): AgentScope[] {
@@ -140,6 +166,7 @@ function toCommand(row: Row): CommandRecord {
     deliveredAt: numOrNull(row.delivered_at),
     ackedAt: numOrNull(row.acked_at),
     completedAt: numOrNull(row.completed_at),
+    expiresAt: numOrNull(row.expires_at),
     updatedAt: num(row.updated_at),
     result: row.r_command_id === null || row.r_command_id === undefined ? null : {
       status: String(row.r_status) as ReportStatus,
@@ -148,8 +175,10 @@ function toCommand(row: Row): CommandRecord {
       exitCode: numOrNull(row.r_exit_code),
       signal: strOrNull(row.r_signal),
       durationSecs: numOrNull(row.r_duration_secs),
-      stdout: strOrNull(row.r_stdout),
-      stderr: strOrNull(row.r_stderr),
+      stdout: storedOutput(row.r_stdout, num(row.r_output_escaped ?? 0) !== 0),
+      stderr: storedOutput(row.r_stderr, num(row.r_output_escaped ?? 0) !== 0),
+      stdoutEncoding: encodingOrNull(row.r_stdout_encoding),
+      stderrEncoding: encodingOrNull(row.r_stderr_encoding),
       stdoutTruncatedBytes: numOrNull(row.r_stdout_truncated_bytes),
       stderrTruncatedBytes: numOrNull(row.r_stderr_truncated_bytes),
       error: strOrNull(row.r_error),
@@ -230,15 +259,7 @@ export class SqliteStore implements CommandStore {
     }
     this.path = path;
     const memory = path === ":memory:";
-    if (!memory) {
-      try {
-        Deno.mkdirSync(dirname(path), { recursive: true });
-      } catch (error) {
-        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
-          cause: error,
-        });
-      }
-    }
+    if (!memory) checkDatabasePath(path, options.create ?? true);
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(path);
@@ -401,9 +422,10 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       return this.#tx(() => {
         this.#stmt(
-          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at) VALUES (?, NULL, ?, ?, ?)
+          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at)
+         VALUES (?, NULL, ?, ?, NULL)
          ON CONFLICT (id) DO NOTHING`,
-        ).run(id, JSON.stringify(AGENT_SCOPES), now, now);
+        ).run(id, JSON.stringify(AGENT_SCOPES), now);
         return this.#readAgent(id) as AgentRecord;
       });
     });
@@ -506,8 +528,8 @@ export class SqliteStore implements CommandStore {
         }
         this.#stmt(
           `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?)`,
+           status, attempt, created_at, updated_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)`,
         ).run(
           command.id,
           command.agentId,
@@ -518,6 +540,7 @@ export class SqliteStore implements CommandStore {
           command.fingerprint,
           command.now,
           command.now,
+          command.expiresAt ?? null,
         );
         const created = this.#mustCommand(command.id);
         if (!claim) return { outcome: "created", command: created };
@@ -546,8 +569,9 @@ export class SqliteStore implements CommandStore {
     const row = this.#stmt(
       `SELECT id FROM commands
      WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
+       AND (expires_at IS NULL OR expires_at > ?)
      ORDER BY priority, seq LIMIT 1`,
-    ).get(request.agentId, request.deploymentHash) as Row | undefined;
+    ).get(request.agentId, request.deploymentHash, request.now) as Row | undefined;
     return row ? String(row.id) : null;
   }
 
@@ -623,8 +647,9 @@ export class SqliteStore implements CommandStore {
         this.#stmt(
           `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,
            duration_secs, stdout, stderr, stdout_truncated_bytes, stderr_truncated_bytes, error,
-           started_at, completed_at, reported_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           started_at, completed_at, reported_at, output_escaped, stdout_encoding,
+           stderr_encoding)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
         ).run(
           command.id,
           input.attempt,
@@ -633,14 +658,16 @@ export class SqliteStore implements CommandStore {
           r?.exitCode ?? null,
           r?.signal ?? null,
           r?.durationSecs ?? null,
-          r?.stdout ?? null,
-          r?.stderr ?? null,
+          r ? JSON.stringify(r.stdout) : null,
+          r ? JSON.stringify(r.stderr) : null,
           r?.stdoutTruncatedBytes ?? null,
           r?.stderrTruncatedBytes ?? null,
           input.error,
           input.startedAt,
           input.completedAt,
           input.now,
+          r?.stdoutEncoding ?? null,
+          r?.stderrEncoding ?? null,
         );
         this.#stmt(
           `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?
@@ -686,7 +713,7 @@ export class SqliteStore implements CommandStore {
            AND status IN ('delivered', 'running')
          ORDER BY lease_expires_at, seq`,
         ).all(now) as Row[];
-        const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [] };
+        const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [], expired: [] };
         for (const row of rows) {
           const id = String(row.id);
           if (num(row.cancel_requested) !== 0) {
@@ -709,6 +736,21 @@ export class SqliteStore implements CommandStore {
             outcome.requeued.push(this.#mustCommand(id));
           }
         }
+        const due = this.#stmt(
+          `SELECT id FROM commands
+         WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?
+         ORDER BY expires_at, seq`,
+        ).all(now) as Row[];
+        for (const row of due) {
+          const id = String(row.id);
+          this.#stmt(
+            `UPDATE commands SET status = 'expired', completed_at = ?, updated_at = ? WHERE id = ?`,
+          ).run(now, now, id);
+          outcome.expired.push(this.#mustCommand(id));
+        }
+        // A command requeued and expired in this pass is reported once, as expired.
+        const expired = new Set(outcome.expired.map((c) => c.id));
+        outcome.requeued = outcome.requeued.filter((c) => !expired.has(c.id));
         return outcome;
       });
     });
@@ -717,11 +759,16 @@ export class SqliteStore implements CommandStore {
   /** {@inheritDoc CommandStore.nextLeaseExpiry} */
   nextLeaseExpiry(): Promise<number | null> {
     return this.#run(() => {
-      const row = this.#stmt(
+      const lease = this.#stmt(
         `SELECT min(lease_expires_at) AS at FROM commands
        WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')`,
       ).get() as Row;
-      return numOrNull(row.at);
+      const expiry = this.#stmt(
+        `SELECT min(expires_at) AS at FROM commands
+       WHERE status = 'queued' AND expires_at IS NOT NULL`,
+      ).get() as Row;
+      const times = [numOrNull(lease.at), numOrNull(expiry.at)].filter((t) => t !== null);
+      return times.length === 0 ? null : Math.min(...times);
     });
   }
 
@@ -889,6 +936,51 @@ export class SqliteStore implements CommandStore {
   /** Closes the store. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+}
+
+function kindOf(path: string): "file" | "directory" | "other" | "missing" {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile ? "file" : info.isDirectory ? "directory" : "other";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "missing";
+    throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Refuses a missing file (unless `create`) or a missing directory before SQLite creates one. */
+function checkDatabasePath(path: string, create: boolean): void {
+  const kind = kindOf(path);
+  if (kind === "directory") {
+    throw new StoreError(`cannot open database ${path}: it is a directory, not a file`);
+  }
+  if (kind !== "missing") return;
+  if (!create) {
+    throw new StoreError(
+      `database ${path} does not exist; check --db (or DB), or create it by starting the ` +
+        `dashboard once: status serve --db ${path}`,
+    );
+  }
+  const dir = dirname(path);
+  let dirKind: ReturnType<typeof kindOf>;
+  try {
+    dirKind = kindOf(dir);
+  } catch {
+    // The directory may not be looked at (e.g. read permission for the database files only):
+    // SQLite says whether it can create the file there.
+    return;
+  }
+  if (dirKind === "missing") {
+    throw new StoreError(
+      `cannot create database ${path}: the directory ${dir} does not exist (create it first, or ` +
+        `check --db)`,
+    );
+  }
+  if (dirKind !== "directory") {
+    throw new StoreError(`cannot create database ${path}: ${dir} is not a directory`);
   }
 }
 

@@ -6,7 +6,13 @@
  *
  * @module
  */
-import type { CommandParams, CommandStatus, Priority, ReportStatus } from "../protocol/mod.ts";
+import type {
+  CommandParams,
+  CommandStatus,
+  OutputEncoding,
+  Priority,
+  ReportStatus,
+} from "../protocol/mod.ts";
 
 /**
  * Scopes an agent may be granted. Each agent-facing endpoint requires one:
@@ -70,10 +76,17 @@ export interface CommandResult {
   signal: string | null;
   /** Run time in seconds. */
   durationSecs: number | null;
-  /** Captured standard output. */
+  /**
+   * Captured standard output, exactly as reported: text (NUL bytes included), or base64 when
+   * {@link CommandResult.stdoutEncoding} is `"base64"`.
+   */
   stdout: string | null;
-  /** Captured standard error. */
+  /** Captured standard error, exactly as reported (see `stdout`). */
   stderr: string | null;
+  /** How `stdout` is encoded; `null` when the report did not say (text). */
+  stdoutEncoding: OutputEncoding | null;
+  /** How `stderr` is encoded; `null` when the report did not say (text). */
+  stderrEncoding: OutputEncoding | null;
   /** Bytes of standard output that were dropped. */
   stdoutTruncatedBytes: number | null;
   /** Bytes of standard error that were dropped. */
@@ -129,6 +142,11 @@ export interface CommandRecord {
   ackedAt: number | null;
   /** When it reached a final status on the dashboard. */
   completedAt: number | null;
+  /**
+   * Queue expiry: if the command is still `queued` at this time it becomes `expired`;
+   * `null`: never.
+   */
+  expiresAt: number | null;
   /** When the record last changed. */
   updatedAt: number;
   /** The agent's report, once one is accepted. */
@@ -149,6 +167,11 @@ export interface NewCommand {
   fingerprint: string;
   /** The current time. */
   now: number;
+  /**
+   * When the command expires if it is still queued then (ms since the epoch); absent or `null`:
+   * never.
+   */
+  expiresAt?: number | null;
 }
 
 /** Outcome of {@link CommandStore.enqueue}. */
@@ -219,6 +242,10 @@ export interface ReportInput {
     stderr: string;
     stdoutTruncatedBytes: number;
     stderrTruncatedBytes: number;
+    /** `"base64"` when `stdout` holds base64; absent, `null` or `"utf-8"`: text. */
+    stdoutEncoding?: OutputEncoding | null;
+    /** `"base64"` when `stderr` holds base64; absent, `null` or `"utf-8"`: text. */
+    stderrEncoding?: OutputEncoding | null;
   } | null;
   /** Why it failed without running to the end. */
   error: string | null;
@@ -260,6 +287,8 @@ export interface ExpireOutcome {
   lost: CommandRecord[];
   /** Commands whose cancel was requested: now `cancelled` instead of being redelivered. */
   cancelled: CommandRecord[];
+  /** Queued commands whose queue expiry passed: now `expired`. */
+  expired: CommandRecord[];
 }
 
 /** Filters of {@link CommandStore.listCommands}. */
@@ -371,7 +400,11 @@ export interface CommandStore extends AsyncDisposable {
   addAgent(
     agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
   ): Promise<boolean>;
-  /** Adds a token-less agent unless one with this id exists (dev mode: registered on first sight). */
+  /**
+   * Adds a token-less agent unless one with this id exists (dev mode: registered on first sight,
+   * or named by an operator's enqueue). It is created never seen (`lastSeenAt` `null`): an enqueue
+   * for it must not look like the agent connected; {@link CommandStore.touchAgents} records that.
+   */
   ensureAgent(id: string, now: number): Promise<AgentRecord>;
   /**
    * The agent, or `null`. Called on every agent request: an implementation may answer from a
@@ -424,7 +457,8 @@ export interface CommandStore extends AsyncDisposable {
   /**
    * Takes the agent's next queued command matching the deployment hash (priority, then first in
    * first out), marks it `delivered` under a delivery lease and returns it; `null` when none.
-   * Two claims never return the same command. Cheap when nothing matches (no write).
+   * A command whose queue expiry is at or before `now` is never claimed. Two claims never return
+   * the same command. Cheap when nothing matches (no write).
    */
   claimNext(request: ClaimRequest): Promise<CommandRecord | null>;
   /**
@@ -455,10 +489,16 @@ export interface CommandStore extends AsyncDisposable {
   cancel(commandId: string, now: number): Promise<CancelOutcome>;
   /**
    * Ends every lease that expired at `now`: back to the queue with `attempt + 1`, or `lost` after
-   * `maxAttempts`, or `cancelled` when a cancel was requested.
+   * `maxAttempts`, or `cancelled` when a cancel was requested. Then every `queued` command whose
+   * {@link CommandRecord.expiresAt} is at or before `now` (also one just queued again) becomes
+   * `expired`.
    */
   requeueExpired(now: number, maxAttempts: number): Promise<ExpireOutcome>;
-  /** The earliest lease end of a delivered or running command, or `null`. */
+  /**
+   * The earliest time at which {@link CommandStore.requeueExpired} has something to do: the
+   * earliest lease end of a delivered or running command, or queue expiry of a queued one;
+   * `null` when there is none.
+   */
   nextLeaseExpiry(): Promise<number | null>;
   /** One command with its result, or `null`. */
   getCommand(id: string): Promise<CommandRecord | null>;

@@ -224,11 +224,13 @@ Deno.test("executor keeps 64 KiB per stream with an exact dropped count and boun
   }
   peak = Math.max(peak, Deno.memoryUsage().rss);
   assert.equal(result.status, "success", result.error ?? "");
-  assert.equal(result.stdout.length, 64 * 1024);
+  const marker = `\n[status: ${total - 64 * 1024} bytes dropped here]\n`;
+  assert.equal(result.stdout.length, 64 * 1024 + marker.length);
+  assert.ok(result.stdout.includes(marker), "a marker stands where bytes were dropped");
   assert.equal(result.stdout_truncated_bytes, total - 64 * 1024);
   assert.ok(result.stdout.startsWith("STARTaaaa"));
   assert.ok(result.stdout.endsWith("aaaaEND"));
-  assert.equal(result.stderr.length, 64 * 1024);
+  assert.equal(result.stderr.length, 64 * 1024 + marker.length);
   assert.equal(result.stderr_truncated_bytes, total - 64 * 1024);
   assert.ok(result.stderr.startsWith("err-startbbbb"));
   assert.ok(result.stderr.endsWith("bbbberr-end"));
@@ -243,9 +245,12 @@ Deno.test("executor handles binary, empty and two-stream output", async (t) => {
   const silent = await dir.script("silent.sh", "exit 0");
   const policy = dir.policy(binary, both, silent);
 
-  await t.step("binary output becomes U+FFFD where it is not UTF-8", async () => {
+  await t.step("output that is not UTF-8 comes back byte for byte as base64", async () => {
     const result = await runCommand(binary, { policy });
-    assert.equal(result.stdout, "\uFFFD\uFFFD\u0000ok\n");
+    assert.equal(result.stdout_encoding, "base64");
+    assert.equal(result.stdout, btoa("\xff\xfe\x00ok\n"));
+    assert.equal(result.stderr_encoding, undefined, "text stays text");
+    assert.equal(toReportFields(result).result?.stdout_encoding, "base64");
   });
   await t.step("empty output", async () => {
     const result = await runCommand(silent, { policy });

@@ -21,7 +21,13 @@ const TOKEN = "t".repeat(43);
 async function enqueue(
   store: CommandStore,
   id: string,
-  options: { agentId?: string; name?: string; params?: CommandParams; now?: number } = {},
+  options: {
+    agentId?: string;
+    name?: string;
+    params?: CommandParams;
+    now?: number;
+    expiresAt?: number | null;
+  } = {},
 ) {
   return await store.enqueue({
     id,
@@ -30,6 +36,7 @@ async function enqueue(
     params: options.params ?? {},
     fingerprint: `fp-${options.agentId ?? "a1"}-${options.name ?? id}`,
     now: options.now ?? T0,
+    ...(options.expiresAt === undefined ? {} : { expiresAt: options.expiresAt }),
   });
 }
 
@@ -135,6 +142,7 @@ export function runStoreContract(
   test("registers an agent on first sight without a token, once", async (store) => {
     const first = await store.ensureAgent("dev", T0);
     assert.equal(first.token, null);
+    assert.equal(first.lastSeenAt, null, "registered, not yet seen");
     assert.deepEqual(first.scopes, [...AGENT_SCOPES]);
     const again = await store.ensureAgent("dev", T0 + 1);
     assert.equal(again.createdAt, T0);
@@ -340,6 +348,8 @@ export function runStoreContract(
       durationSecs: 0.004,
       stdout: "hi\n",
       stderr: "",
+      stdoutEncoding: null,
+      stderrEncoding: null,
       stdoutTruncatedBytes: 0,
       stderrTruncatedBytes: 0,
       error: null,
@@ -771,5 +781,102 @@ export function runStoreContract(
     await store.close();
     await store.close();
     await assert.rejects(() => store.getCommand("c1"));
+  });
+
+  test(
+    "a queued command expires at its queue expiry and is never claimed after it",
+    async (store, t) => {
+      const TTL = 60_000;
+      await t.step("the expiry is kept and is the next thing to do", async () => {
+        const created = await enqueue(store, "e1", { expiresAt: T0 + TTL });
+        assert.equal(created.command.expiresAt, T0 + TTL);
+        assert.equal((await enqueue(store, "e0")).command.expiresAt, null, "absent: never");
+        assert.equal(await store.nextLeaseExpiry(), T0 + TTL);
+      });
+      await t.step("before the expiry it is claimed as usual", async () => {
+        await enqueue(store, "e2", { agentId: "a2", expiresAt: T0 + TTL });
+        assert.equal((await claim(store, "a2", "default", T0 + TTL - 1))?.id, "e2");
+      });
+      await t.step("at the expiry it is not claimed", async () => {
+        assert.equal(
+          (await claim(store, "a1", "default", T0 + TTL))?.id,
+          "e0",
+          "only the command without an expiry",
+        );
+        assert.equal(await claim(store, "a1", "default", T0 + TTL), null);
+        assert.equal((await store.getCommand("e1"))?.status, "queued");
+      });
+      await t.step("requeueExpired makes it expired, final, with a completion time", async () => {
+        const outcome = await store.requeueExpired(T0 + TTL, 3);
+        assert.deepEqual(outcome.expired.map((c) => c.id), ["e1"]);
+        const e1 = await store.getCommand("e1");
+        assert.equal(e1?.status, "expired");
+        assert.equal(e1?.completedAt, T0 + TTL);
+        assert.equal(e1?.result, null);
+        assert.deepEqual(
+          (await store.listCommands({ status: "expired", limit: 10 })).map((c) => c.id),
+          [
+            "e1",
+          ],
+        );
+        assert.equal((await store.cancel("e1", T0 + TTL)).outcome, "final");
+        const late = await store.report(report({ id: "e1", agentId: "a1" }));
+        assert.equal(late.outcome, "conflict", "never delivered: no report can belong to it");
+        assert.equal((await store.requeueExpired(T0 + TTL + 1, 3)).expired.length, 0, "once");
+      });
+      await t.step(
+        "a command queued again after its lease expires when past its expiry",
+        async () => {
+          await enqueue(store, "e3", { agentId: "a3", expiresAt: T0 + 2 * LEASE - 1 });
+          await claim(store, "a3", "default", T0);
+          const outcome = await store.requeueExpired(T0 + 2 * LEASE, 3);
+          assert.deepEqual(outcome.expired.map((c) => c.id), ["e3"]);
+          assert.deepEqual(outcome.requeued.map((c) => c.id), [], "reported once, as expired");
+          assert.equal((await store.getCommand("e3"))?.status, "expired");
+          const late = await store.report(report({ id: "e3", agentId: "a3" }));
+          assert.equal(
+            late.outcome,
+            "accepted",
+            "it was delivered: the agent's result replaces it",
+          );
+          assert.equal((await store.getCommand("e3"))?.status, "success");
+        },
+      );
+    },
+  );
+
+  test("keeps output byte for byte: NUL bytes, control characters and base64", async (store) => {
+    const text = "etc/shadow\u0000\u0000\u0000ustar\u000000root\u0001\u001b[0m \u00e9\u{1F600}\n";
+    const base64 = btoa(String.fromCharCode(0, 0xff, 0xfe, 0x41, 0));
+    for (
+      const [id, stdout, stderr, encoding] of [
+        ["b1", text, "\u0000", undefined],
+        ["b2", base64, "warn\n", "base64"],
+      ] as const
+    ) {
+      await enqueue(store, id);
+      await claim(store);
+      const outcome = await store.report(report({ id, agentId: "a1" }, {
+        result: {
+          exitCode: 0,
+          signal: null,
+          durationSecs: 0.1,
+          stdout,
+          stderr,
+          stdoutTruncatedBytes: 7,
+          stderrTruncatedBytes: 0,
+          ...(encoding ? { stdoutEncoding: encoding } : {}),
+        },
+      }));
+      assert.equal(outcome.outcome, "accepted");
+      const stored = (await store.getCommand(id))?.result;
+      assert.equal(stored?.stdout, stdout);
+      assert.equal(stored?.stderr, stderr);
+      assert.equal(stored?.stdoutTruncatedBytes, 7);
+      assert.equal(stored?.stdoutEncoding ?? "utf-8", encoding ?? "utf-8");
+      assert.equal(stored?.stderrEncoding ?? "utf-8", "utf-8");
+      const listed = (await store.listCommands({ limit: 1 }))[0];
+      assert.equal(listed.result?.stdout, stdout, "the list reads the same bytes");
+    }
   });
 }
