@@ -310,6 +310,12 @@ Deno.test({
         const restarted = Sandbox.create({ tag });
         try {
           assert.equal(await restarted.stopLeftover(record), "stopped");
+          // And removes the working directory the dead agent left.
+          await restarted.sweep();
+          const left = [...Deno.readDirSync("/tmp")].filter((e) =>
+            e.name.startsWith(`status-cmd-${tag}-`)
+          );
+          assert.deepEqual(left, []);
         } finally {
           await restarted.close();
         }
