@@ -85,6 +85,7 @@ export {
   createApp,
   type DashboardApp,
   type HttpApp,
+  type RouteInfo,
   type RunningServer,
   type ServeOptions,
   startServer,

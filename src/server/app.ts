@@ -23,7 +23,7 @@ import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { agentRoutes, chain, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
-import { leanRoutes } from "./wait_route.ts";
+import { LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
 import { adminAuth, operatorRateLimit } from "./auth.ts";
@@ -160,6 +160,14 @@ export interface HttpApp {
   request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
 }
 
+/** A route the app answers: a method and a path in Hono's syntax (`:id` for a parameter). */
+export interface RouteInfo {
+  /** The HTTP method, upper case. */
+  method: string;
+  /** The path, e.g. `/api/v1/commands/:id`. */
+  path: string;
+}
+
 /** What {@link createApp} returns. */
 export interface DashboardApp {
   /** The app: `app.fetch` for `Deno.serve`, `app.request` for tests. */
@@ -174,6 +182,12 @@ export interface DashboardApp {
   metrics: MetricsRenderer;
   /** The event streams of commands. */
   events: CommandEvents;
+  /**
+   * Every route the app answers (the long-polls, then the Hono routes in the order they were
+   * registered), each method and path once; middleware is not listed. `docs/protocol.md`
+   * describes each of them (a test checks it).
+   */
+  routes: readonly RouteInfo[];
   /**
    * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
@@ -462,6 +476,15 @@ export function createApp(options: AppOptions): DashboardApp {
     return metrics.render();
   });
 
+  // Middleware (`app.use`) is registered under the method "ALL"; no route uses it.
+  const routes: RouteInfo[] = [...LEAN_ROUTES];
+  for (const route of app.routes) {
+    if (route.method === "ALL") continue;
+    if (!routes.some((r) => r.method === route.method && r.path === route.path)) {
+      routes.push({ method: route.method, path: route.path });
+    }
+  }
+
   app.notFound((c) => {
     return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
   });
@@ -534,6 +557,7 @@ export function createApp(options: AppOptions): DashboardApp {
     devMode,
     metrics,
     events,
+    routes,
     expireLeases,
     flushLastSeen,
     pruneOutput,

@@ -92,7 +92,13 @@
  *
  * @module
  */
-export { type AppOptions, createApp, type DashboardApp, type HttpApp } from "./app.ts";
+export {
+  type AppOptions,
+  createApp,
+  type DashboardApp,
+  type HttpApp,
+  type RouteInfo,
+} from "./app.ts";
 export {
   isLoopback,
   resolveDevMode,

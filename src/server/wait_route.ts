@@ -41,6 +41,15 @@ const WAIT_PREFIX = `${COMMANDS_PREFIX}wait/`;
 const CANCEL_WAIT_SUFFIX = "/cancel-wait";
 const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
 
+/**
+ * The routes {@link leanRoutes} answers, in Hono's path syntax (`:name` for a parameter), built
+ * from the prefixes its dispatcher matches.
+ */
+export const LEAN_ROUTES: readonly { method: "GET"; path: string }[] = [
+  { method: "GET", path: `${WAIT_PREFIX}:deployment_hash` },
+  { method: "GET", path: `${COMMANDS_PREFIX}:id${CANCEL_WAIT_SUFFIX}` },
+];
+
 const log = logger("server");
 
 /**
