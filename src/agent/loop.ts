@@ -16,6 +16,7 @@ import {
   retry,
 } from "cockatiel";
 import type { DeliveredCommand, ReportRequest } from "../protocol/mod.ts";
+import type { LeftoverOutcome } from "../exec/mod.ts";
 import { logger } from "../log/mod.ts";
 import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -33,6 +34,7 @@ import {
   type ExecutorOptions,
 } from "./executor.ts";
 import { type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
+import { StateWriteError } from "./fs.ts";
 import type { JournalEntry } from "./journal.ts";
 import { type AgentState, openAgentState } from "./state.ts";
 import { OutputStreamer, type OutputStreamerOptions } from "./output_stream.ts";
@@ -160,6 +162,21 @@ const CANCEL_WAIT_DELAY_MS = 1000;
 const INTERRUPTED_ERROR =
   "the agent stopped while the command was running; it was not run again (at most once)";
 
+/** The error of an `interrupted` report after a restart, by what was left of the command. */
+const LEFTOVER_ERRORS: Readonly<Record<LeftoverOutcome | "unrecorded", string>> = {
+  stopped: "the agent stopped while the command was running; it killed what was left of the " +
+    "command (its watchdog at once, or the agent after its restart), which so did not finish, " +
+    "and did not run it again (at most once)",
+  ended: "the agent stopped while the command was running; the command ended on its own before " +
+    "the agent restarted, and how it ended is unknown (its exit status and output were lost); " +
+    "it was not run again (at most once)",
+  unknown: "the agent stopped while the command was running; after its restart it could not " +
+    "tell whether the command was still running (no permission to look) and did not run it " +
+    "again (at most once)",
+  unrecorded: "the agent stopped as the command was being started, before it recorded the " +
+    "command's process; the command was not run again (at most once)",
+};
+
 /** Whether a request failure may go away by itself soon. */
 function transient(outcome: unknown): boolean {
   const kind = (outcome as { kind?: string }).kind;
@@ -224,6 +241,8 @@ class Agent {
   #toldNoHeartbeat = false;
   #instanceId: string;
   #metrics: AgentMetrics | undefined;
+  /** Why new commands are refused: the journal cannot be written. */
+  #blocked: string | undefined;
 
   constructor(options: AgentOptions, signal: AbortSignal) {
     this.#options = options;
@@ -286,12 +305,16 @@ class Agent {
           "accepts; set AGENT_TOKEN (or --agent-token) to sign them",
       );
     }
+    const ownExecutor = options.executor === undefined;
     this.#executor = options.executor ?? createExecutor({
+      stateDir: options.stateDir,
       ...options.exec,
       secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
         (s) => s !== "",
       ),
     });
+    const confinement = this.#executor.describe?.();
+    if (confinement) log.info(`sandbox: ${confinement}`);
     const ownState = options.state === undefined;
     this.#state = options.state ??
       (options.stateDir === undefined
@@ -334,7 +357,7 @@ class Agent {
           heartbeatStop.signal,
         );
       }
-      this.#recover();
+      await this.#recover();
       if (options.heartbeat !== false) {
         const overrides = typeof options.heartbeat === "object" ? options.heartbeat : {};
         heartbeat = runHeartbeat({
@@ -364,6 +387,7 @@ class Agent {
       await heartbeat;
       await metricsServer?.finished;
       if (ownState) this.#state[Symbol.dispose]();
+      if (ownExecutor) await this.#executor.close?.();
     }
     const pending = this.#outbox.size;
     if (pending > 0) {
@@ -382,30 +406,78 @@ class Agent {
     };
   }
 
-  /** After a restart: finish what the previous run left in the journal and the outbox. */
-  #recover(): void {
+  /**
+   * After a restart: finish what the previous run left in the journal and the outbox. A command
+   * that was running is stopped first (its cgroup or process group), then reported: with how it
+   * ended when its exit was recorded, else `interrupted` with what was found.
+   */
+  async #recover(): Promise<void> {
     for (const report of this.#outbox.pending()) {
       const entry = this.#journal.get(report.command_id);
       if (!entry || entry.state === "running") this.#journal.complete(report.command_id, report);
     }
     for (const entry of this.#journal.entries()) {
       if (entry.state === "running") {
-        const report = this.#interruptedReport(entry);
-        log.warning("command was running when the agent stopped; it is reported interrupted", {
-          command_id: entry.id,
-          command_name: entry.name,
-        });
+        const report = await this.#leftoverReport(entry);
         this.#outbox.put(report);
         this.#journal.complete(entry.id, report);
       } else if (entry.state === "done" && !this.#outbox.get(entry.id) && entry.summary) {
         this.#outbox.put(entry.summary);
       }
     }
+    const swept = await this.#executor!.sweep?.() ?? 0;
+    if (swept > 0) {
+      log.warning("processes left by the previous run were stopped", { cgroups: swept });
+    }
     if (this.#outbox.size > 0) {
       log.info("results pending from before the restart are sent first", {
         pending: this.#outbox.size,
       });
     }
+  }
+
+  /** The report of a command the previous run left running, after stopping what is left. */
+  async #leftoverReport(entry: JournalEntry): Promise<ReportRequest> {
+    const props = { command_id: entry.id, command_name: entry.name };
+    if (entry.exit) {
+      const exit = entry.exit;
+      log.warning("command had ended when the agent stopped; its recorded exit is reported", {
+        ...props,
+        status: exit.status,
+      });
+      const lost = "its output was lost: the agent stopped before recording it";
+      return {
+        command_id: entry.id,
+        status: exit.status,
+        attempt: entry.attempt,
+        result: {
+          exit_code: exit.exit_code,
+          signal: exit.signal,
+          duration_secs: exit.duration_secs,
+          stdout: "",
+          stderr: "",
+          stdout_truncated_bytes: 0,
+          stderr_truncated_bytes: 0,
+        },
+        error: exit.error ? `${exit.error}; ${lost}` : lost,
+        started_at: exit.started_at,
+        completed_at: exit.completed_at,
+      };
+    }
+    let found: LeftoverOutcome | "unrecorded" = "unrecorded";
+    if (entry.process && this.#executor!.stopLeftover) {
+      try {
+        found = await this.#executor!.stopLeftover(entry.process);
+      } catch (error) {
+        log.error("could not stop what the command left running", { ...props, error });
+        found = "unknown";
+      }
+    }
+    log.warning("command was running when the agent stopped; it is reported interrupted", {
+      ...props,
+      found,
+    });
+    return { ...this.#interruptedReport(entry), error: LEFTOVER_ERRORS[found] };
   }
 
   #interruptedReport(entry: JournalEntry): ReportRequest {
@@ -431,6 +503,10 @@ class Agent {
       if (signal.aborted) break;
       if (failure) {
         await this.#pause(failure, "report");
+        continue;
+      }
+      if (this.#blocked !== undefined && !this.#unblock()) {
+        await this.#clock.sleep((this.#backoffOptions.initialSecs ?? 5) * 1000, signal);
         continue;
       }
       const started = this.#clock.now();
@@ -472,6 +548,21 @@ class Agent {
       }
     }
     pollLog.info("long-poll: polling loop stopped");
+  }
+
+  /** Whether the journal can be written again (then new commands are taken again). */
+  #unblock(): boolean {
+    if (!(this.#state!.retry?.() ?? true)) {
+      log.debug("the state directory still cannot be written; new commands wait", {
+        state_dir: this.#journal.dir ?? null,
+      });
+      return false;
+    }
+    log.info("the state directory can be written again: taking new commands again", {
+      state_dir: this.#journal.dir ?? null,
+    });
+    this.#blocked = undefined;
+    return true;
   }
 
   /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */
@@ -621,7 +712,20 @@ class Agent {
       await this.#resend(known, command);
       return;
     }
-    this.#journal.start(command);
+    try {
+      this.#journal.start(command);
+    } catch (error) {
+      if (!(error instanceof StateWriteError)) throw error;
+      // Not journaled, so neither acknowledged nor run: the dashboard delivers it again later.
+      this.#blocked = error.message;
+      log.error(
+        "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
+          "delivers it again later); no new command is taken until the state directory can be " +
+          "written again, results are still reported",
+        { command_id: command.id, state_dir: this.#journal.dir ?? null, error: error.message },
+      );
+      return;
+    }
     const ack = await this.#ack(command);
     if (ack.kind === "stale") {
       log.warning("the dashboard says this delivery is stale; not running it now", {
@@ -772,6 +876,8 @@ class Agent {
           ? command.params.timeout_secs
           : undefined,
         signal: cancel.signal,
+        onSpawn: (record) => this.#journal.spawned(command.id, record),
+        onExit: (exit) => this.#journal.exited(command.id, exit),
         onOutput: streamer ? (stream, chunk) => streamer.push(stream, chunk) : undefined,
       });
     } catch (error) {

@@ -84,6 +84,8 @@ export function executorFromSettings(s: Settings): { executor: Executor; exec: E
     maxTimeoutSecs: s.commandTimeoutMaxSecs,
     commandEnv: s.commandEnv,
     cwd: s.commandCwd,
+    user: s.commandUser,
+    stateDir: s.stateDir,
     secretValues: s.agentToken ? [s.agentToken] : [],
   };
   try {
@@ -162,11 +164,16 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       s.stateDir,
       s.pidFile,
       "/",
+      // The sandbox: COMMAND_USER, and the path rules' symlink checks.
+      "/etc/passwd",
+      ...s.allowedPathPrefixes,
       ...(s.commandCwd ? [s.commandCwd] : []),
     ],
-    write: [s.stateDir, s.pidFile, dirname(logFile), logFile],
+    // /tmp: each command's own working directory.
+    write: [s.stateDir, s.pidFile, dirname(logFile), logFile, "/tmp"],
     net: [...hostOf(s.dashboardUrl), ...hostOf(s.metricsWebhook)],
-    run: [...s.allowedPrograms, "df", "ps"],
+    // kill: signalling a command's whole process group without the unrestricted --allow-run.
+    run: [...s.allowedPrograms, "df", "ps", "kill"],
     env: [
       ...keysFor(["agent", "server", "operator", "exec", "log"]).map((key) => SETTINGS[key].env),
       "PATH",
@@ -174,7 +181,7 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       "LANG",
       "NO_COLOR",
     ],
-    sys: ["loadavg", "systemMemoryInfo", "cpus"],
+    sys: ["loadavg", "systemMemoryInfo", "cpus", "uid"],
   };
 }
 
@@ -198,6 +205,7 @@ async function agentAction(
   const { executor, exec } = executorFromSettings(loaded.settings);
 
   if (startsDaemon) {
+    await executor.close?.();
     const running = readPidFile(s.pidFile);
     if (running !== undefined && isLiveAgent(running)) {
       throw new DaemonError(
@@ -267,6 +275,7 @@ async function agentAction(
     clearTimeout(forcedTimer);
     for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
     if (daemonChild) releasePidFile(s.pidFile);
+    await executor.close?.();
     closeLogging();
   }
   if (forcedBy) setExitCode(128 + SIGNAL_NUMBERS[forcedBy]);

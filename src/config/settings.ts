@@ -230,11 +230,24 @@ const SPECS = {
   },
   commandCwd: {
     env: "COMMAND_CWD",
-    description: "Working directory of commands (default: the agent's own)",
+    description:
+      "Working directory of every command (default: a new empty one per command; never the agent's own or STATE_DIR)",
     expected: "a directory path",
     schema: text(),
     roles: ["agent", "exec"],
     placeholder: "<dir>",
+  },
+  commandUser: {
+    env: "COMMAND_USER",
+    description:
+      "User commands run as: a name, uid or uid:gid, with its own group only (default: nobody when the agent is root)",
+    expected: "a user name, a uid or uid:gid",
+    schema: z.preprocess(
+      fromString,
+      z.string().regex(/^([A-Za-z_][A-Za-z0-9_.-]*\$?|\d+|\d+:\d+)$/),
+    ),
+    roles: ["agent"],
+    placeholder: "<user>",
   },
   metricsIntervalSecs: {
     env: "METRICS_INTERVAL_SECS",

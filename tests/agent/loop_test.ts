@@ -121,6 +121,11 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
     "Executing command: echo hello (id: cmd-1)",
     "command execution and reporting completed",
   ];
+  // One start-up line says how commands are confined.
+  assert.ok(
+    messages.some((m) => /^sandbox: commands run as .*, stopped (with|by) /.test(m)),
+    messages.join("\n"),
+  );
   let at = -1;
   for (const message of order) {
     const next = messages.indexOf(message, at + 1);

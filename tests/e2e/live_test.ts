@@ -36,6 +36,8 @@ async function enqueue(url: string, agent: string, name: string): Promise<string
 
 Deno.test("status result --follow prints each line as it is printed and exits with the command's code", async () => {
   await using dir = tempDir();
+  // A root agent runs commands as nobody, who must be able to read the script.
+  await Deno.chmod(dir.path, 0o755);
   const marker = `${dir.path}/go`;
   const script = `${dir.path}/lines.ts`;
   await Deno.writeTextFile(
@@ -102,6 +104,8 @@ Deno.test({
   name: "a command printing 50 MB keeps the dashboard's memory bounded",
   async fn() {
     await using dir = tempDir();
+    // A root agent runs commands as nobody, who must be able to read the script.
+    await Deno.chmod(dir.path, 0o755);
     const script = `${dir.path}/flood.ts`;
     await Deno.writeTextFile(
       script,

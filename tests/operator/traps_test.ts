@@ -178,6 +178,8 @@ Deno.test("the operator client retries a 429 after its Retry-After", async () =>
 
 Deno.test("binary output reaches the operator byte for byte: store, API and status result", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "status-binary-" });
+  // A root agent runs commands as nobody, who must be able to run the scripts.
+  await Deno.chmod(dir, 0o755);
   try {
     // A tar header starts with the file name and NUL padding; then bytes that are not UTF-8.
     const tarLike = `${dir}/tar_like.sh`;
