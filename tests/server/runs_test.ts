@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
-import { startServer } from "../../src/server/mod.ts";
+import { createApp, startServer } from "../../src/server/mod.ts";
 import { type CommandRecord, type CommandResult, openSqliteStore } from "../../src/store/mod.ts";
 import { firstLine } from "../../src/server/runs.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
@@ -220,6 +220,11 @@ Deno.test("a run that all succeeds exits 0 with --wait; cancel stops a run", asy
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /^web-01\s+success\s+0\s+\S+ s\s+fan-out$/m);
   assert.doesNotMatch(ok.stdout, /web-03/);
+  const listed = await cli(fleet.url, ["run", "list"]);
+  assert.equal(listed.code, 0);
+  assert.match(listed.stdout, /^run \S+ succeeded: 2 success \(of 2\) .* echo fan-out$/m);
+  const open = await cli(fleet.url, ["run", "list", "--open", "--json"]);
+  assert.deepEqual(JSON.parse(open.stdout), []);
 
   // A long run with one at a time, cancelled: the running command is stopped, the rest skipped.
   const created = await post(fleet.url, {
@@ -343,4 +348,44 @@ Deno.test("firstLine: the first line of stdout, else stderr; control characters;
   assert.equal(firstLine(command({ stdout: "a\u0000b\u001b[31m" })), "a b [31m");
   assert.equal(firstLine(command({ stdout: "AAEC", stdoutEncoding: "base64" })), "(binary output)");
   assert.equal(firstLine(command({ stdout: "x".repeat(300) }))?.length, 200);
+});
+
+Deno.test("a dashboard that died between starting a target and enqueuing it enqueues it once on restart", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  for (const id of ["a1", "a2", "a3"]) await store.ensureAgent(id, now);
+  await store.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents: ["a1", "a2", "a3"] },
+    fingerprint: "fp",
+    maxConcurrency: 2,
+    maxConcurrencySpec: 2,
+    maxErrors: null,
+    targets: ["a1", "a2", "a3"].map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+  // The crash: the step marked two targets started, and no command was enqueued.
+  const step = await store.advanceRun("r", now);
+  assert.equal(step?.toEnqueue.length, 2);
+  assert.equal((await store.listCommands({ limit: 10 })).length, 0);
+
+  const restarted = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    await restarted.runs.sweep();
+    await restarted.runs.sweep();
+    const commands = await store.listCommands({ limit: 10 });
+    assert.deepEqual(commands.map((c) => c.id).sort(), ["r:a1", "r:a2"]);
+    assert.ok(commands.every((c) => c.attempt === 1 && c.status === "queued"));
+    const run = await store.getRun("r");
+    assert.equal(run?.targets[2].startedAt, null, "the third waits for a free slot");
+  } finally {
+    await restarted.close();
+  }
 });
