@@ -389,3 +389,21 @@ Deno.test("a dashboard that died between starting a target and enqueuing it enqu
     await restarted.close();
   }
 });
+
+Deno.test("--wait-timeout stops waiting for a run with exit 75; the run goes on", async () => {
+  using _logs = captureLogs();
+  await using fleet = await startFleet(1);
+  const result = await cli(fleet.url, [
+    "enqueue",
+    "sleep 2",
+    "--label",
+    "role=web",
+    "--id",
+    "run-slow",
+    "--wait-timeout",
+    "1",
+  ]);
+  assert.equal(result.code, 75, result.stderr);
+  assert.match(result.stderr, /run run-slow has not ended after 1 s \(--wait-timeout\)/);
+  assert.equal((await finalRun(fleet.url, "run-slow")).status, "succeeded");
+});
