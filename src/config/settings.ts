@@ -368,6 +368,25 @@ const SPECS = {
     roles: ["server"],
     placeholder: "<n>",
   },
+  headerTimeoutSecs: {
+    env: "HEADER_TIMEOUT_SECS",
+    description:
+      "A connection that sends no complete request head (or idles between requests) this long is closed",
+    default: 10,
+    expected: "a whole number from 1 to 300",
+    schema: wholeNumber(1, 300),
+    roles: ["server"],
+    placeholder: "<secs>",
+  },
+  maxConnections: {
+    env: "MAX_CONNECTIONS",
+    description: "Most open connections (kept 64 under the open-files limit); beyond it, refused",
+    default: 20000,
+    expected: "a whole number from 1 to 1000000",
+    schema: wholeNumber(1, 1_000_000),
+    roles: ["server"],
+    placeholder: "<n>",
+  },
   waitRequireSignature: {
     env: "WAIT_REQUIRE_SIGNATURE",
     description: "Require a valid signature on GET …/wait too",
@@ -408,7 +427,9 @@ type ValueOf<K extends SettingKey> = K extends
     | "port"
     | "ackTimeoutSecs"
     | "maxAttempts"
-    | "rateLimitPerMinute" ? number
+    | "rateLimitPerMinute"
+    | "headerTimeoutSecs"
+    | "maxConnections" ? number
   : K extends "logFormat" ? "text" | "json"
   : K extends "logLevel" ? "trace" | "debug" | "info" | "warning" | "error" | "fatal"
   : string;

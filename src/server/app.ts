@@ -96,6 +96,12 @@ export interface AppOptions {
    * @default {60000}
    */
   lastSeenFlushMs?: number;
+  /**
+   * Agents whose last-seen time is kept in memory at most; the least recently seen are forgotten
+   * first (their time stays in the store).
+   * @default {100000}
+   */
+  lastSeenMax?: number;
 }
 
 /**
@@ -126,6 +132,8 @@ export interface DashboardApp {
   expireLeases(): Promise<ExpireOutcome>;
   /** Writes the in-memory last-seen times of agents to the store now (one transaction). */
   flushLastSeen(): Promise<void>;
+  /** How many agents' last-seen times are in memory (at most `lastSeenMax`). */
+  readonly trackedAgents: number;
   /**
    * Answers open waits and cancel-waits with `204`, stops the lease timer and writes the last-seen
    * times. Does not close the store.
@@ -190,6 +198,7 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
+  const lastSeenMax = positiveInteger("lastSeenMax", options.lastSeenMax ?? 100_000);
   const startedAt = clock.now();
 
   const leases = new LeaseTimer({
@@ -268,8 +277,13 @@ export function createApp(options: AppOptions): DashboardApp {
   };
   const seen = (agentId: string) => {
     const now = clock.now();
+    // Most recently seen last; beyond the bound the least recently seen is forgotten here (its
+    // time is in the store, or in `unwritten` until the next write).
+    lastSeen.delete(agentId);
     lastSeen.set(agentId, now);
+    if (lastSeen.size > lastSeenMax) lastSeen.delete(lastSeen.keys().next().value!);
     unwritten.set(agentId, now);
+    if (unwritten.size >= lastSeenMax) void flushLastSeen();
     if (flushTimer === undefined && !closed) {
       flushTimer = setTimeout(() => {
         flushTimer = undefined;
@@ -371,6 +385,9 @@ export function createApp(options: AppOptions): DashboardApp {
     devMode,
     expireLeases,
     flushLastSeen,
+    get trackedAgents() {
+      return lastSeen.size;
+    },
     async close() {
       if (!closed) {
         closed = true;

@@ -30,7 +30,7 @@ import {
   identify,
 } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
-import type { RouteDeps } from "./routes_agent.ts";
+import { type RouteDeps, unknownCommand } from "./routes_agent.ts";
 import { deliveredView } from "./views.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
@@ -163,10 +163,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     });
     try {
       const command = await store.getCommand(id);
-      if (!command) throw new HttpError(404, `command ${id} does not exist`);
-      if (command.agentId !== agent.id) {
-        throw new HttpError(403, `command ${id} belongs to another agent`);
-      }
+      if (!command) throw unknownCommand(call, id, "not_found");
+      if (command.agentId !== agent.id) throw unknownCommand(call, id, "forbidden");
       if (!cancelAsked(command) && FINAL_STATUSES.has(command.status)) {
         throw new HttpError(
           409,

@@ -68,6 +68,9 @@ export interface SqliteStoreOptions {
 
 type Row = Record<string, SQLInputValue>;
 
+/** Agents cached in memory at most; beyond it the cache starts again empty. */
+const AGENT_CACHE_MAX = 50_000;
+
 const COMMAND_COLUMNS = `
   c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
   c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
@@ -195,8 +198,11 @@ export class SqliteStore implements CommandStore {
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
-  /** Agents read or written through this connection; `null`: known not to exist. */
-  readonly #agents = new Map<string, AgentRecord | null>();
+  /**
+   * Agents read or written through this connection. Only agents that exist are kept (a miss is
+   * looked up again: ids from requests must not grow memory), at most {@link AGENT_CACHE_MAX}.
+   */
+  readonly #agents = new Map<string, AgentRecord>();
   /** `PRAGMA data_version` when {@link SqliteStore.#agents} was last known to be current. */
   #dataVersion = -1;
   #closed = false;
@@ -361,9 +367,16 @@ export class SqliteStore implements CommandStore {
 
   #readAgent(id: string): AgentRecord | null {
     const row = this.#stmt("SELECT * FROM agents WHERE id = ?").get(id) as Row | undefined;
-    const agent = row ? toAgent(row) : null;
+    if (!row) return null;
+    const agent = toAgent(row);
+    if (this.#agents.size >= AGENT_CACHE_MAX) this.#agents.clear();
     this.#agents.set(id, agent);
     return agent;
+  }
+
+  /** How many agents are cached in memory (bounded; for tests and diagnostics). */
+  get cachedAgents(): number {
+    return this.#agents.size;
   }
 
   /** Moves a cached agent's `lastSeenAt` forward after a write of it. */
@@ -407,8 +420,7 @@ export class SqliteStore implements CommandStore {
   getAgent(id: string): Promise<AgentRecord | null> {
     return this.#run(() => {
       this.#checkOtherWriters();
-      const cached = this.#agents.get(id);
-      return cached !== undefined ? cached : this.#readAgent(id);
+      return this.#agents.get(id) ?? this.#readAgent(id);
     });
   }
 
