@@ -21,6 +21,7 @@ import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
+import { StoreHealth } from "./store_health.ts";
 import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { leanRoutes } from "./wait_route.ts";
@@ -201,11 +202,16 @@ export function createApp(options: AppOptions): DashboardApp {
   const lastSeenMax = positiveInteger("lastSeenMax", options.lastSeenMax ?? 100_000);
   const startedAt = clock.now();
 
+  const storeHealth = new StoreHealth(clock);
   const leases = new LeaseTimer({
     clock,
     nextExpiry: () => store.nextLeaseExpiry(),
     expire: () => expireLeases(),
-    onError: (error) => log.error("lease expiry failed: {error}", { error }),
+    onError: (error) => {
+      if (storeHealth.map(error) !== error) {
+        log.warning("lease expiry waits for the store to have room again");
+      } else log.error("lease expiry failed: {error}", { error });
+    },
     enabled: autoExpire,
   });
 
@@ -228,6 +234,9 @@ export function createApp(options: AppOptions): DashboardApp {
 
   async function expireLeases(): Promise<ExpireOutcome> {
     const outcome = await store.requeueExpired(clock.now(), maxAttempts);
+    if (outcome.requeued.length + outcome.lost.length + outcome.cancelled.length > 0) {
+      storeHealth.wrote();
+    }
     const agents = new Set<string>();
     for (const command of outcome.requeued) {
       log.warning("lease of command {commandId} expired; queued again as attempt {attempt}", {
@@ -268,7 +277,9 @@ export function createApp(options: AppOptions): DashboardApp {
     unwritten = new Map();
     try {
       await store.touchAgents(batch);
+      storeHealth.wrote();
     } catch (error) {
+      storeHealth.map(error);
       log.warning("could not record when {count} agents were seen: {error}", {
         count: batch.size,
         error,
@@ -314,6 +325,7 @@ export function createApp(options: AppOptions): DashboardApp {
     deliveryLeaseMs: ackTimeoutSecs * 1000,
     maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
+    storeHealth,
   };
 
   const app = new Hono<ServerEnv>();
@@ -321,6 +333,8 @@ export function createApp(options: AppOptions): DashboardApp {
   app.use("*", async function requestLog(c, next) {
     const started = log.isEnabledFor("debug") ? performance.now() : 0;
     await next();
+    // A state change that succeeded wrote to the store: it has room (again).
+    if (c.req.method === "POST" && c.res.status >= 200 && c.res.status < 300) storeHealth.wrote();
     if (!c.res.headers.has("Date")) {
       c.res.headers.set("Date", new Date(clock.now()).toUTCString());
     }
@@ -340,7 +354,8 @@ export function createApp(options: AppOptions): DashboardApp {
     return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
   });
 
-  app.onError((error, c) => {
+  app.onError((thrown, c) => {
+    const error = storeHealth.map(thrown);
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       return c.json(error.toJSON(), error.status);

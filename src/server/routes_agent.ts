@@ -41,6 +41,7 @@ import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { ReplayCache } from "./replay.ts";
+import type { StoreHealth } from "./store_health.ts";
 import type { WaiterHub } from "./waiters.ts";
 
 /**
@@ -84,6 +85,8 @@ export interface RouteDeps {
   maxBodyBytes: number;
   /** The freshest last-seen time of an agent known in memory. */
   lastSeen(agentId: string): number | null;
+  /** Whether the store is full (`507`s, `/health`). */
+  storeHealth: StoreHealth;
 }
 
 const log = logger("server");

@@ -140,6 +140,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       signal: call.request.signal,
     }).then((command) => {
       if (!command) return noContent();
+      deps.storeHealth.wrote();
       log.info("command delivered {commandId} to {agentId}", {
         commandId: command.id,
         agentId: agent.id,
@@ -191,7 +192,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return json({ cancel_requested: true }, 200);
   }
 
-  function failed(call: AgentCall, error: unknown): Response {
+  function failed(call: AgentCall, thrown: unknown): Response {
+    const error = deps.storeHealth.map(thrown);
     if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
     log.error("request {method} {path} failed: {error}", {
       method: call.request.method,

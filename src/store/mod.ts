@@ -45,4 +45,4 @@ export {
   type ReportOutcome,
 } from "./types.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
-export { StoreError } from "./errors.ts";
+export { StoreError, StoreFullError } from "./errors.ts";
