@@ -75,6 +75,7 @@ export {
   createApp,
   type DashboardApp,
   type HttpApp,
+  type HttpListener,
   type RunningServer,
   type ServeOptions,
   startServer,

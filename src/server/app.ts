@@ -110,7 +110,7 @@ export interface AppOptions {
  * described by the two methods callers use so that the public API does not depend on Hono's types.
  */
 export interface HttpApp {
-  /** Answers a request; hand it to `Deno.serve` (the second argument may carry `remoteAddr`). */
+  /** Answers a request; the HTTP server calls it (the second argument may carry `remoteAddr`). */
   fetch(request: Request, env?: { remoteAddr?: Deno.Addr }): Response | Promise<Response>;
   /** Answers a request built from a path or URL, in process (tests). */
   request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
@@ -118,7 +118,7 @@ export interface HttpApp {
 
 /** What {@link createApp} returns. */
 export interface DashboardApp {
-  /** The app: `app.fetch` for `Deno.serve`, `app.request` for tests. */
+  /** The app: `app.fetch` for the HTTP server, `app.request` for tests. */
   app: HttpApp;
   /** The open waits. */
   hub: WaiterHub;

@@ -10,8 +10,8 @@
  * promises and the request, nothing else.
  *
  * Every answer carries a `Date` header and errors have the JSON body of `HttpError`, as on the
- * Hono routes. A client that goes away is noticed through `request.signal` (Deno 2.9 has no
- * cheaper way: `ServeHandlerInfo.completed` settles only after the answer is written).
+ * Hono routes. A client that goes away is noticed through `request.signal`, which the HTTP layer
+ * (`http_listener.ts`) aborts when the connection closes before the answer is sent.
  *
  * @module
  */
