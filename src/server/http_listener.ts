@@ -58,7 +58,7 @@ export interface HttpListenOptions {
    * Descriptors the process can still open; counted at start ({@link availableDescriptors}) when
    * not given.
    */
-  availableDescriptors?: number | null;
+  availableDescriptors?: number | "plenty" | "unknown";
   /** Answers a request; `remote` is the client's address. */
   fetch(request: Request, remote: string | undefined): Response | Promise<Response>;
 }
@@ -87,7 +87,7 @@ export const FD_RESERVE = 64;
 
 const log = logger("server");
 
-let probed: { upTo: number; available: number | null } | undefined;
+let probed: { upTo: number; available: number | "plenty" | "unknown" } | undefined;
 
 /**
  * How many more descriptors this process can open, counted by opening `/dev/null` until the
@@ -95,17 +95,17 @@ let probed: { upTo: number; available: number | null } | undefined;
  * `--allow-all`). Counted once per process, up to `upTo`; all are closed again at once.
  *
  * @param upTo Stop counting here: more is as good as unlimited.
- * @returns The count, or `null` when at least `upTo` are free or it cannot be counted (no read
- *   permission for `/dev/null`).
+ * @returns The count; `"plenty"` when at least `upTo` are free; `"unknown"` when they cannot be
+ *   counted (no read permission for `/dev/null`).
  */
-export function availableDescriptors(upTo: number): number | null {
+export function availableDescriptors(upTo: number): number | "plenty" | "unknown" {
   if (probed && probed.upTo >= upTo) return probed.available;
   const files: Deno.FsFile[] = [];
-  let available: number | null = null;
+  let available: number | "plenty" | "unknown" = "plenty";
   try {
     while (files.length < upTo) files.push(Deno.openSync("/dev/null"));
   } catch (error) {
-    if (/os error (23|24)\b/.test(String(error))) available = files.length;
+    available = /os error (23|24)\b/.test(String(error)) ? files.length : "unknown";
   } finally {
     for (const file of files) file.close();
   }
@@ -120,8 +120,11 @@ export function availableDescriptors(upTo: number): number | null {
  * @param configured The configured limit.
  * @param available Descriptors the process can still open, if known.
  */
-export function effectiveMaxConnections(configured: number, available: number | null): number {
-  if (available === null) return configured;
+export function effectiveMaxConnections(
+  configured: number,
+  available: number | "plenty" | "unknown",
+): number {
+  if (typeof available !== "number") return configured;
   return Math.max(1, Math.min(configured, available - FD_RESERVE));
 }
 
@@ -147,8 +150,16 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     ? availableDescriptors(configured + FD_RESERVE)
     : options.availableDescriptors;
   const maxConnections = effectiveMaxConnections(configured, descriptors);
+  if (descriptors === "unknown") {
+    log.warning(
+      "cannot count the descriptors this process may open (it needs read access to /dev/null); " +
+        "the connection limit is MAX_CONNECTIONS ({limit}) alone: keep it 64 below ulimit -n",
+      { limit: maxConnections },
+    );
+  }
 
   const serverOptions = {
+    noDelay: true,
     headersTimeout: headerTimeoutMs,
     requestTimeout: bodyTimeoutMs,
     keepAliveTimeout: headerTimeoutMs,
@@ -195,13 +206,14 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
           "connection limit reached: {limit} connections are open; new connections are refused " +
             "until some close (raise MAX_CONNECTIONS and the open-files limit, ulimit -n, " +
             "if this is a real load)",
-          { limit: maxConnections, availableDescriptors: descriptors ?? undefined },
+          { limit: maxConnections, availableDescriptors: descriptors },
         );
       }
       socket.destroy();
       return;
     }
     sockets.add(socket);
+    socket.setNoDelay(true);
     socket.once("close", () => {
       sockets.delete(socket);
       busy.delete(socket);

@@ -50,7 +50,7 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    */
   maxConnections?: number;
   /** Descriptors the process can still open; counted at start when not given. */
-  availableDescriptors?: number | null;
+  availableDescriptors?: number | "plenty" | "unknown";
 }
 
 /** A running dashboard. */
