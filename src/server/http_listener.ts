@@ -171,6 +171,9 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       return options.fetch(request, incoming.socket?.remoteAddress);
     },
     {
+      // Leave the global Request and Response alone: others in this process (Deno.serve, fetch)
+      // must get the platform's own.
+      overrideGlobalObjects: false,
       // Only a request that cannot be made into a `Request` (e.g. a malformed Host) gets here: the
       // app answers everything else itself.
       errorHandler: (error) => {
