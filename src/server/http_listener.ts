@@ -186,7 +186,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   );
   const server: Server = options.tls
     ? createHttpsServer(
-      { ...serverOptions, cert: options.tls.cert, key: options.tls.key },
+      { ...serverOptions, ...options.tls },
       listener,
     )
     : createHttpServer(serverOptions, listener);
@@ -230,6 +230,37 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       }
     });
   });
+  if (options.tls) {
+    // A TLS handshake never finished is an idle connection too (Deno's `node:https` does not
+    // apply `handshakeTimeout`). The TLS socket names its TCP socket as `_parent`; where it does
+    // not, no handshake is timed out rather than good ones.
+    const handshakes = new Map<Socket, ReturnType<typeof setTimeout>>();
+    let linked = true;
+    server.on("connection", (socket: Socket) => {
+      if (!linked || socket.destroyed) return;
+      const timer = setTimeout(() => {
+        handshakes.delete(socket);
+        log.debug("closed a connection that did not finish its TLS handshake in time");
+        socket.destroy();
+      }, headerTimeoutMs);
+      handshakes.set(socket, timer);
+      socket.once("close", () => {
+        clearTimeout(handshakes.get(socket));
+        handshakes.delete(socket);
+      });
+    });
+    server.on("secureConnection", (tlsSocket: { _parent?: Socket }) => {
+      const raw = tlsSocket._parent;
+      if (raw === undefined || !handshakes.has(raw)) {
+        linked = false;
+        for (const timer of handshakes.values()) clearTimeout(timer);
+        handshakes.clear();
+        return;
+      }
+      clearTimeout(handshakes.get(raw));
+      handshakes.delete(raw);
+    });
+  }
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const socket = request.socket as Socket;
     busy.add(socket);

@@ -56,3 +56,33 @@ Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an HTTPS connection that never finishes its TLS handshake is closed after the header timeout", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
+  try {
+    const tls = await selfSignedCert(dir);
+    if (!tls) {
+      await t.step({ name: "openssl is not available", ignore: true, fn: () => {} });
+      return;
+    }
+    await using server = await startServer({ db: ":memory:", port: 0, tls, headerTimeoutSecs: 1 });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      const buffer = new Uint8Array(64);
+      const closed = await Promise.race([
+        conn.read(buffer).then((n) => n === null, () => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 8000)),
+      ]);
+      assert.ok(closed, "the idle TLS connection is closed");
+      assert.equal(server.listener.connections, 0);
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
