@@ -39,13 +39,18 @@ async function readAll(conn: Deno.Conn, ms: number): Promise<{ text: string; clo
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     let n: number | null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       n = await Promise.race([
         conn.read(buffer),
-        sleep(Math.max(1, deadline - Date.now())).then(() => -1),
+        new Promise<number>((resolve) => {
+          timer = setTimeout(() => resolve(-1), Math.max(1, deadline - Date.now()));
+        }),
       ]);
     } catch {
       n = null; // reset by the server
+    } finally {
+      clearTimeout(timer);
     }
     if (n === -1) return { text: decode(chunks), closed: false };
     if (n === null) return { text: decode(chunks), closed: true };
