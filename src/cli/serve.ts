@@ -92,8 +92,12 @@ Examples:
       rateLimitPerMinute: s.rateLimitPerMinute,
       headerTimeoutSecs: s.headerTimeoutSecs,
       maxConnections: s.maxConnections,
+      operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
+      queueTtlSecs: s.queueTtlSecs,
       waitRequireSignature: s.waitRequireSignature,
       acceptV1Signatures: s.acceptV1Signatures,
+      metricsBind: s.metricsBind,
+      offlineAfterSecs: s.offlineAfterSecs,
     });
     const log = logger("server");
     const stopSignals = onSignals((signal) => {

@@ -14,6 +14,7 @@ import {
 } from "../store/mod.ts";
 import { type AppOptions, createApp, type DashboardApp } from "./app.ts";
 import { type HttpListener, listenHttp } from "./http_listener.ts";
+import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
@@ -51,6 +52,11 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
   maxConnections?: number;
   /** Descriptors the process can still open; counted at start when not given. */
   availableDescriptors?: number | "plenty" | "unknown";
+  /**
+   * Also serve `GET /metrics` without the admin token on this `PORT` (on 127.0.0.1) or
+   * `HOST:PORT` (`METRICS_BIND`), e.g. for a Prometheus on a private network.
+   */
+  metricsBind?: string;
 }
 
 /** A running dashboard. */
@@ -63,6 +69,8 @@ export interface RunningServer extends AsyncDisposable {
   hostname: string;
   /** Whether it runs in dev mode. */
   devMode: boolean;
+  /** Where `--metrics-bind` serves `/metrics`, when it is set. */
+  metricsUrl?: string;
   /** The app, its hub and lease expiry, for tests and embedding. */
   dashboard: DashboardApp;
   /** The sockets: open connections, the limit in force, refused connections. */
@@ -201,6 +209,21 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     }
     const addr = { hostname: listener.hostname, port: listener.port };
     const url = urlOf(addr.hostname, addr.port, options.tls !== undefined);
+    const metricsStop = new AbortController();
+    let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
+    if (options.metricsBind !== undefined) {
+      try {
+        const metrics = dashboard.metrics;
+        metricsServer = serveMetrics(
+          () => metrics.render(),
+          parseListenAddress(options.metricsBind),
+          metricsStop.signal,
+        );
+      } catch (error) {
+        await listener.close();
+        throw error;
+      }
+    }
     if (devMode) {
       log.warning(
         "DEV MODE: no agent tokens and no STATUS_ADMIN_TOKEN are configured. Unsigned requests " +
@@ -222,7 +245,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       stopping ??= (async () => {
         log.info("dashboard shutting down");
         try {
-          // Answer open waits first: server.shutdown() waits for every in-flight request.
+          // Answer open waits first: listener.close() waits for every in-flight request.
+          metricsStop.abort();
+          await metricsServer?.finished;
           await current.close();
           await listener.close();
           // Requests that were still running may have seen agents after close's write.
@@ -240,6 +265,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       port: addr.port,
       hostname: addr.hostname,
       devMode,
+      metricsUrl: metricsServer
+        ? urlOf(metricsServer.addr.hostname, metricsServer.addr.port, false) + "/metrics"
+        : undefined,
       dashboard: current,
       listener,
       shutdown,

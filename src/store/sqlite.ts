@@ -24,6 +24,7 @@ import { dirname } from "node:path";
 import {
   type CommandParams,
   type CommandStatus,
+  type OutputEncoding,
   PRIORITIES,
   type Priority,
   type ReportStatus,
@@ -37,6 +38,7 @@ import {
   type AgentRecord,
   type AgentScope,
   type AgentSummary,
+  type AppendOutputOutcome,
   type CancelOutcome,
   type ClaimRequest,
   type CommandQuery,
@@ -45,7 +47,12 @@ import {
   type EnqueueOutcome,
   EXECUTION_LEASE_GRACE_SECS,
   type ExpireOutcome,
+  type HeartbeatInput,
   type NewCommand,
+  type OutputChunk,
+  type OutputChunkInput,
+  type OutputQuery,
+  type OutputStream,
   type ReportInput,
   type ReportOutcome,
 } from "./types.ts";
@@ -64,6 +71,13 @@ export interface SqliteStoreOptions {
    * @default {5000}
    */
   busyTimeoutMs?: number;
+  /**
+   * Whether a missing database file is created (in an existing directory; a missing directory is
+   * always an error). `false` refuses a missing file, naming it: commands that only read or
+   * manage an existing dashboard's store use it so that a mistyped path creates nothing.
+   * @default {true}
+   */
+  create?: boolean;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -95,12 +109,14 @@ function isDiskFull(error: unknown): boolean {
 const COMMAND_COLUMNS = `
   c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
   c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
-  c.delivered_at, c.acked_at, c.completed_at, c.updated_at,
+  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at,
   r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
   r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
   r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
   r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
   r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
+  r.output_escaped AS r_output_escaped, r.stdout_encoding AS r_stdout_encoding,
+  r.stderr_encoding AS r_stderr_encoding,
   r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
 
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
@@ -115,6 +131,22 @@ function numOrNull(value: SQLInputValue): number | null {
 
 function strOrNull(value: SQLInputValue): string | null {
   return value === null || value === undefined ? null : String(value);
+}
+
+function encodingOrNull(value: SQLInputValue): OutputEncoding | null {
+  return value === "utf-8" || value === "base64" ? value : null;
+}
+
+/** Output as stored: a JSON string literal (`escaped`), so that NUL bytes survive SQLite. */
+function storedOutput(value: SQLInputValue, escaped: boolean): string | null {
+  const text = strOrNull(value);
+  if (text === null || !escaped) return text;
+  try {
+    const parsed = JSON.parse(text);
+    return typeof parsed === "string" ? parsed : text;
+  } catch {
+    return text;
+  }
 }
 
 function parseScopes(text: string): AgentScope[] {
@@ -158,6 +190,7 @@ function toCommand(row: Row): CommandRecord {
     deliveredAt: numOrNull(row.delivered_at),
     ackedAt: numOrNull(row.acked_at),
     completedAt: numOrNull(row.completed_at),
+    expiresAt: numOrNull(row.expires_at),
     updatedAt: num(row.updated_at),
     result: row.r_command_id === null || row.r_command_id === undefined ? null : {
       status: String(row.r_status) as ReportStatus,
@@ -166,8 +199,10 @@ function toCommand(row: Row): CommandRecord {
       exitCode: numOrNull(row.r_exit_code),
       signal: strOrNull(row.r_signal),
       durationSecs: numOrNull(row.r_duration_secs),
-      stdout: strOrNull(row.r_stdout),
-      stderr: strOrNull(row.r_stderr),
+      stdout: storedOutput(row.r_stdout, num(row.r_output_escaped ?? 0) !== 0),
+      stderr: storedOutput(row.r_stderr, num(row.r_output_escaped ?? 0) !== 0),
+      stdoutEncoding: encodingOrNull(row.r_stdout_encoding),
+      stderrEncoding: encodingOrNull(row.r_stderr_encoding),
       stdoutTruncatedBytes: numOrNull(row.r_stdout_truncated_bytes),
       stderrTruncatedBytes: numOrNull(row.r_stderr_truncated_bytes),
       error: strOrNull(row.r_error),
@@ -255,15 +290,7 @@ export class SqliteStore implements CommandStore {
     }
     this.path = path;
     const memory = path === ":memory:";
-    if (!memory) {
-      try {
-        Deno.mkdirSync(dirname(path), { recursive: true });
-      } catch (error) {
-        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
-          cause: error,
-        });
-      }
-    }
+    if (!memory) checkDatabasePath(path, options.create ?? true);
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(path);
@@ -503,9 +530,10 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       return this.#tx(() => {
         this.#stmt(
-          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at) VALUES (?, NULL, ?, ?, ?)
+          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at)
+         VALUES (?, NULL, ?, ?, NULL)
          ON CONFLICT (id) DO NOTHING`,
-        ).run(id, JSON.stringify(AGENT_SCOPES), now, now);
+        ).run(id, JSON.stringify(AGENT_SCOPES), now);
         return this.#readAgent(id) as AgentRecord;
       });
     });
@@ -524,6 +552,7 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       const rows = this.#stmt(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
+         a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at,
          (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued') AS queued
        FROM agents a ORDER BY a.id`,
       ).all() as Row[];
@@ -534,6 +563,11 @@ export class SqliteStore implements CommandStore {
         createdAt: num(row.created_at),
         lastSeenAt: numOrNull(row.last_seen_at),
         queued: num(row.queued),
+        version: strOrNull(row.version),
+        deploymentHash: strOrNull(row.deployment_hash),
+        instanceId: strOrNull(row.instance_id),
+        heartbeat: parseHeartbeat(row.heartbeat),
+        heartbeatAt: numOrNull(row.heartbeat_at),
       }));
     });
   }
@@ -601,8 +635,8 @@ export class SqliteStore implements CommandStore {
         }
         this.#stmt(
           `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?)`,
+           status, attempt, created_at, updated_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)`,
         ).run(
           command.id,
           command.agentId,
@@ -613,6 +647,7 @@ export class SqliteStore implements CommandStore {
           command.fingerprint,
           command.now,
           command.now,
+          command.expiresAt ?? null,
         );
         const created = this.#mustCommand(command.id);
         if (!claim) return { outcome: "created", command: created };
@@ -641,8 +676,9 @@ export class SqliteStore implements CommandStore {
     const row = this.#stmt(
       `SELECT id FROM commands
      WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
+       AND (expires_at IS NULL OR expires_at > ?)
      ORDER BY priority, seq LIMIT 1`,
-    ).get(request.agentId, request.deploymentHash) as Row | undefined;
+    ).get(request.agentId, request.deploymentHash, request.now) as Row | undefined;
     return row ? String(row.id) : null;
   }
 
@@ -718,8 +754,9 @@ export class SqliteStore implements CommandStore {
         this.#stmt(
           `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,
            duration_secs, stdout, stderr, stdout_truncated_bytes, stderr_truncated_bytes, error,
-           started_at, completed_at, reported_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           started_at, completed_at, reported_at, output_escaped, stdout_encoding,
+           stderr_encoding)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
         ).run(
           command.id,
           input.attempt,
@@ -728,14 +765,16 @@ export class SqliteStore implements CommandStore {
           r?.exitCode ?? null,
           r?.signal ?? null,
           r?.durationSecs ?? null,
-          r?.stdout ?? null,
-          r?.stderr ?? null,
+          r ? JSON.stringify(r.stdout) : null,
+          r ? JSON.stringify(r.stderr) : null,
           r?.stdoutTruncatedBytes ?? null,
           r?.stderrTruncatedBytes ?? null,
           input.error,
           input.startedAt,
           input.completedAt,
           input.now,
+          r?.stdoutEncoding ?? null,
+          r?.stderrEncoding ?? null,
         );
         this.#stmt(
           `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?
@@ -781,7 +820,7 @@ export class SqliteStore implements CommandStore {
            AND status IN ('delivered', 'running')
          ORDER BY lease_expires_at, seq`,
         ).all(now) as Row[];
-        const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [] };
+        const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [], expired: [] };
         for (const row of rows) {
           const id = String(row.id);
           if (num(row.cancel_requested) !== 0) {
@@ -804,6 +843,21 @@ export class SqliteStore implements CommandStore {
             outcome.requeued.push(this.#mustCommand(id));
           }
         }
+        const due = this.#stmt(
+          `SELECT id FROM commands
+         WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?
+         ORDER BY expires_at, seq`,
+        ).all(now) as Row[];
+        for (const row of due) {
+          const id = String(row.id);
+          this.#stmt(
+            `UPDATE commands SET status = 'expired', completed_at = ?, updated_at = ? WHERE id = ?`,
+          ).run(now, now, id);
+          outcome.expired.push(this.#mustCommand(id));
+        }
+        // A command requeued and expired in this pass is reported once, as expired.
+        const expired = new Set(outcome.expired.map((c) => c.id));
+        outcome.requeued = outcome.requeued.filter((c) => !expired.has(c.id));
         return outcome;
       });
     });
@@ -812,11 +866,16 @@ export class SqliteStore implements CommandStore {
   /** {@inheritDoc CommandStore.nextLeaseExpiry} */
   nextLeaseExpiry(): Promise<number | null> {
     return this.#run(() => {
-      const row = this.#stmt(
+      const lease = this.#stmt(
         `SELECT min(lease_expires_at) AS at FROM commands
        WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')`,
       ).get() as Row;
-      return numOrNull(row.at);
+      const expiry = this.#stmt(
+        `SELECT min(expires_at) AS at FROM commands
+       WHERE status = 'queued' AND expires_at IS NOT NULL`,
+      ).get() as Row;
+      const times = [numOrNull(lease.at), numOrNull(expiry.at)].filter((t) => t !== null);
+      return times.length === 0 ? null : Math.min(...times);
     });
   }
 
@@ -847,6 +906,130 @@ export class SqliteStore implements CommandStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.countCommandsByStatus} */
+  countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>> {
+    return this.#run(() => {
+      const rows = this.#stmt(
+        "SELECT status, count(*) AS n FROM commands GROUP BY status",
+      ).all() as Row[];
+      const counts: Partial<Record<CommandStatus, number>> = {};
+      for (const row of rows) counts[String(row.status) as CommandStatus] = num(row.n);
+      return counts;
+    });
+  }
+
+  // -- live output and heartbeats
+
+  /** {@inheritDoc CommandStore.appendOutput} */
+  appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
+    return this.#run(() => {
+      const { headBytes, tailBytes } = checkBounds(chunk.keep);
+      return this.#tx((): AppendOutputOutcome => {
+        const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
+        const end = num(
+          (this.#stmt(
+            `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
+             WHERE command_id = ? AND attempt = ? AND stream = ?`,
+          ).get(...key) as Row).e,
+        );
+        let offset = chunk.offset;
+        let data = chunk.data;
+        if (data.length === 0 || offset + data.length <= end) return { outcome: "duplicate" };
+        if (offset < end) {
+          data = data.subarray(end - offset);
+          offset = end;
+        }
+        const gapBytes = offset - end;
+        const newEnd = offset + data.length;
+        const cut = Math.max(headBytes, newEnd - tailBytes);
+        // The part in the head, then the part in the tail; bytes between them are dropped.
+        const pieces: Array<[number, Uint8Array]> = [];
+        if (offset < headBytes) {
+          pieces.push([offset, data.subarray(0, Math.min(data.length, headBytes - offset))]);
+        }
+        const restFrom = Math.max(offset, cut);
+        if (restFrom < newEnd) pieces.push([restFrom, data.subarray(restFrom - offset)]);
+        // Stored tail chunks that fell out of the tail go; one that straddles the cut is cut.
+        this.#stmt(
+          `DELETE FROM output_chunks WHERE command_id = ? AND attempt = ? AND stream = ?
+           AND byte_offset >= ? AND byte_offset + length(data) <= ?`,
+        ).run(...key, headBytes, cut);
+        this.#stmt(
+          `UPDATE output_chunks SET data = substr(data, ? - byte_offset + 1), byte_offset = ?
+           WHERE command_id = ? AND attempt = ? AND stream = ?
+           AND byte_offset >= ? AND byte_offset < ? AND byte_offset + length(data) > ?`,
+        ).run(cut, cut, ...key, headBytes, cut, cut);
+        let seq = 0;
+        const insert = this.#stmt(
+          `INSERT INTO output_chunks (command_id, attempt, stream, byte_offset, data, created_at)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        );
+        for (const [at, bytes] of pieces) {
+          seq = num(insert.run(...key, at, bytes, chunk.now).lastInsertRowid);
+        }
+        return { outcome: "stored", seq, offset, bytes: data.length, gapBytes };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listOutput} */
+  listOutput(commandId: string, query: OutputQuery = {}): Promise<OutputChunk[]> {
+    return this.#run(() => {
+      const where = ["command_id = ?", "seq > ?"];
+      const args: SQLInputValue[] = [commandId, query.afterSeq ?? 0];
+      if (query.attempt !== undefined) {
+        where.push("attempt = ?");
+        args.push(query.attempt);
+      }
+      args.push(Math.max(0, Math.floor(query.limit ?? 1_000_000)));
+      const rows = this.#stmt(
+        `SELECT seq, command_id, attempt, stream, byte_offset, data, created_at FROM output_chunks
+         WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?`,
+      ).all(...args) as Row[];
+      return rows.map((row) => ({
+        seq: num(row.seq),
+        commandId: String(row.command_id),
+        attempt: num(row.attempt),
+        stream: String(row.stream) as OutputStream,
+        offset: num(row.byte_offset),
+        data: row.data instanceof Uint8Array ? row.data : new Uint8Array(),
+        createdAt: num(row.created_at),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.pruneOutput} */
+  pruneOutput(completedBefore: number): Promise<number> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `DELETE FROM output_chunks WHERE command_id IN (
+           SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
+           WHERE c.completed_at IS NOT NULL AND c.completed_at < ?)`,
+      ).run(completedBefore);
+      return num(result.changes);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.recordHeartbeat} */
+  recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `UPDATE agents SET version = ?, deployment_hash = ?, instance_id = ?, heartbeat = ?,
+         heartbeat_at = ?, last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?`,
+      ).run(
+        heartbeat.version,
+        heartbeat.deploymentHash,
+        heartbeat.instanceId,
+        heartbeat.sample === null ? null : JSON.stringify(heartbeat.sample),
+        heartbeat.now,
+        heartbeat.now,
+        agentId,
+      );
+      this.#cacheSeen(agentId, heartbeat.now);
+      return num(result.changes) === 1;
+    });
+  }
+
   /** {@inheritDoc CommandStore.close} */
   close(): Promise<void> {
     return this.#run(() => {
@@ -861,6 +1044,71 @@ export class SqliteStore implements CommandStore {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+function kindOf(path: string): "file" | "directory" | "other" | "missing" {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile ? "file" : info.isDirectory ? "directory" : "other";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "missing";
+    throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Refuses a missing file (unless `create`) or a missing directory before SQLite creates one. */
+function checkDatabasePath(path: string, create: boolean): void {
+  const kind = kindOf(path);
+  if (kind === "directory") {
+    throw new StoreError(`cannot open database ${path}: it is a directory, not a file`);
+  }
+  if (kind !== "missing") return;
+  if (!create) {
+    throw new StoreError(
+      `database ${path} does not exist; check --db (or DB), or create it by starting the ` +
+        `dashboard once: status serve --db ${path}`,
+    );
+  }
+  const dir = dirname(path);
+  let dirKind: ReturnType<typeof kindOf>;
+  try {
+    dirKind = kindOf(dir);
+  } catch {
+    // The directory may not be looked at (e.g. read permission for the database files only):
+    // SQLite says whether it can create the file there.
+    return;
+  }
+  if (dirKind === "missing") {
+    throw new StoreError(
+      `cannot create database ${path}: the directory ${dir} does not exist (create it first, or ` +
+        `check --db)`,
+    );
+  }
+  if (dirKind !== "directory") {
+    throw new StoreError(`cannot create database ${path}: ${dir} is not a directory`);
+  }
+}
+
+function parseHeartbeat(value: SQLInputValue): Record<string, unknown> | null {
+  if (typeof value !== "string") return null;
+  try {
+    const parsed = JSON.parse(value);
+    return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+function checkBounds(keep: { headBytes: number; tailBytes: number }) {
+  if (!Number.isSafeInteger(keep.headBytes) || keep.headBytes < 0) {
+    throw new RangeError(`keep.headBytes must be a whole number >= 0, got ${keep.headBytes}`);
+  }
+  if (!Number.isSafeInteger(keep.tailBytes) || keep.tailBytes < 1) {
+    throw new RangeError(`keep.tailBytes must be a whole number >= 1, got ${keep.tailBytes}`);
+  }
+  return keep;
 }
 
 function describeOpenError(error: unknown): string {
