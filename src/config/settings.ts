@@ -437,7 +437,7 @@ const SPECS = {
   },
   maxConnections: {
     env: "MAX_CONNECTIONS",
-    description: "Most open connections (kept 64 under the open-files limit); beyond it, refused",
+    description: "Most open connections (kept 128 under the open-files limit); beyond it, refused",
     default: 20000,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),

@@ -83,7 +83,15 @@ export interface HttpListener {
 }
 
 /** Descriptors kept free for everything else: the database, logs, the agent of `status up`. */
-export const FD_RESERVE = 64;
+export const FD_RESERVE = 128;
+
+/**
+ * Connections the kernel queues before they are accepted. Refused connections hold a descriptor
+ * until their close completes, and one accept round takes at most the queue: half the reserve keeps
+ * a burst of connections from running the process out of descriptors (Deno's `node:net` stops
+ * accepting for good when an accept fails for lack of one).
+ */
+export const LISTEN_BACKLOG = FD_RESERVE / 2;
 
 const log = logger("server");
 
@@ -153,7 +161,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   if (descriptors === "unknown") {
     log.warning(
       "cannot count the descriptors this process may open (it needs read access to /dev/null); " +
-        "the connection limit is MAX_CONNECTIONS ({limit}) alone: keep it 64 below ulimit -n",
+        "the connection limit is MAX_CONNECTIONS ({limit}) alone: keep it 128 below ulimit -n",
       { limit: maxConnections },
     );
   }
@@ -304,7 +312,10 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const listening = Promise.withResolvers<void>();
   const onListenError = (error: Error) => listening.reject(error);
   server.once("error", onListenError);
-  server.listen(options.port, options.hostname, () => listening.resolve());
+  server.listen(
+    { port: options.port, host: options.hostname, backlog: LISTEN_BACKLOG },
+    () => listening.resolve(),
+  );
   await listening.promise;
   server.off("error", onListenError);
   const address = server.address();

@@ -46,7 +46,7 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    */
   headerTimeoutSecs?: number;
   /**
-   * Open connections at most; never closer than 64 to the process's open-files limit.
+   * Open connections at most; never closer than 128 to the process's open-files limit.
    * @default {20000}
    */
   maxConnections?: number;
