@@ -21,6 +21,7 @@ import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
+import { StoreHealth } from "./store_health.ts";
 import { agentRoutes, chain, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
@@ -127,6 +128,12 @@ export interface AppOptions {
    */
   lastSeenFlushMs?: number;
   /**
+   * Agents whose last-seen time is kept in memory at most; the least recently seen are forgotten
+   * first (their time stays in the store).
+   * @default {100000}
+   */
+  lastSeenMax?: number;
+  /**
    * An agent that has no open wait and was not seen for this many seconds is offline in the
    * fleet view (`GET /api/v1/agents`) and the metrics.
    * @default {90}
@@ -161,7 +168,7 @@ export interface AppOptions {
  * described by the two methods callers use so that the public API does not depend on Hono's types.
  */
 export interface HttpApp {
-  /** Answers a request; hand it to `Deno.serve` (the second argument may carry `remoteAddr`). */
+  /** Answers a request; the HTTP server calls it (the second argument may carry `remoteAddr`). */
   fetch(request: Request, env?: { remoteAddr?: Deno.Addr }): Response | Promise<Response>;
   /** Answers a request built from a path or URL, in process (tests). */
   request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
@@ -177,7 +184,7 @@ export interface RouteInfo {
 
 /** What {@link createApp} returns. */
 export interface DashboardApp {
-  /** The app: `app.fetch` for `Deno.serve`, `app.request` for tests. */
+  /** The app: `app.fetch` for the HTTP server, `app.request` for tests. */
   app: HttpApp;
   /** The open waits. */
   hub: WaiterHub;
@@ -204,6 +211,8 @@ export interface DashboardApp {
   expireLeases(): Promise<ExpireOutcome>;
   /** Writes the in-memory last-seen times of agents to the store now (one transaction). */
   flushLastSeen(): Promise<void>;
+  /** How many agents' last-seen times are in memory (at most `lastSeenMax`). */
+  readonly trackedAgents: number;
   /**
    * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`; the
    * timer of `autoExpireLeases` calls it once a minute.
@@ -297,6 +306,7 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
+  const lastSeenMax = positiveInteger("lastSeenMax", options.lastSeenMax ?? 100_000);
   const offlineAfterSecs = positiveInteger("offlineAfterSecs", options.offlineAfterSecs ?? 90);
   const retentionMs = positiveInteger(
     "liveOutputRetentionSecs",
@@ -304,11 +314,16 @@ export function createApp(options: AppOptions): DashboardApp {
   ) * 1000;
   const startedAt = clock.now();
 
+  const storeHealth = new StoreHealth(clock);
   const leases = new LeaseTimer({
     clock,
     nextExpiry: () => store.nextLeaseExpiry(),
     expire: () => expireLeases(),
-    onError: (error) => log.error("lease expiry failed: {error}", { error }),
+    onError: (error) => {
+      if (storeHealth.map(error) !== error) {
+        log.warning("lease expiry waits for the store to have room again");
+      } else log.error("lease expiry failed: {error}", { error });
+    },
     enabled: autoExpire,
   });
 
@@ -331,6 +346,9 @@ export function createApp(options: AppOptions): DashboardApp {
 
   async function expireLeases(): Promise<ExpireOutcome> {
     const outcome = await store.requeueExpired(clock.now(), maxAttempts);
+    if (outcome.requeued.length + outcome.lost.length + outcome.cancelled.length > 0) {
+      storeHealth.wrote();
+    }
     const agents = new Set<string>();
     for (const command of outcome.requeued) {
       log.warning("lease of command {commandId} expired; queued again as attempt {attempt}", {
@@ -380,7 +398,9 @@ export function createApp(options: AppOptions): DashboardApp {
     unwritten = new Map();
     try {
       await store.touchAgents(batch);
+      storeHealth.wrote();
     } catch (error) {
+      storeHealth.map(error);
       log.warning("could not record when {count} agents were seen: {error}", {
         count: batch.size,
         error,
@@ -389,8 +409,13 @@ export function createApp(options: AppOptions): DashboardApp {
   };
   const seen = (agentId: string) => {
     const now = clock.now();
+    // Most recently seen last; beyond the bound the least recently seen is forgotten here (its
+    // time is in the store, or in `unwritten` until the next write).
+    lastSeen.delete(agentId);
     lastSeen.set(agentId, now);
+    if (lastSeen.size > lastSeenMax) lastSeen.delete(lastSeen.keys().next().value!);
     unwritten.set(agentId, now);
+    if (unwritten.size >= lastSeenMax) void flushLastSeen();
     if (flushTimer === undefined && !closed) {
       flushTimer = setTimeout(() => {
         flushTimer = undefined;
@@ -429,6 +454,7 @@ export function createApp(options: AppOptions): DashboardApp {
     deliveryLeaseMs: ackTimeoutSecs * 1000,
     maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
+    storeHealth,
     instances: new InstanceRegistry(clock),
   };
 
@@ -437,6 +463,8 @@ export function createApp(options: AppOptions): DashboardApp {
   app.use("*", async function requestLog(c, next) {
     const started = log.isEnabledFor("debug") ? performance.now() : 0;
     await next();
+    // A state change that succeeded wrote to the store: it has room (again).
+    if (c.req.method === "POST" && c.res.status >= 200 && c.res.status < 300) storeHealth.wrote();
     if (!c.res.headers.has("Date")) {
       c.res.headers.set("Date", new Date(clock.now()).toUTCString());
     }
@@ -513,7 +541,8 @@ export function createApp(options: AppOptions): DashboardApp {
     return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
   });
 
-  app.onError((error, c) => {
+  app.onError((thrown, c) => {
+    const error = storeHealth.map(thrown);
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       return c.json(error.toJSON(), error.status);
@@ -585,6 +614,9 @@ export function createApp(options: AppOptions): DashboardApp {
     routes,
     expireLeases,
     flushLastSeen,
+    get trackedAgents() {
+      return lastSeen.size;
+    },
     pruneOutput,
     async close() {
       if (!closed) {

@@ -36,15 +36,18 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
   const admin: MiddlewareHandler<ServerEnv> = chain([limit, auth]);
 
+  // 503 while the store is full: the dashboard answers, but cannot take new work.
   app.get("/health", function healthRoute(c) {
+    const store = deps.storeHealth.state();
     return c.json({
-      status: "ok",
+      status: store.status === "full" ? "store_full" : "ok",
       version: VERSION,
       dev_mode: deps.devMode,
       waiting: hub.size,
+      store,
       time: new Date(clock.now()).toISOString(),
       uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
-    });
+    }, store.status === "full" ? 503 : 200);
   });
 
   app.get("/api/v1/commands/:id", admin, async function getCommandRoute(c) {

@@ -71,4 +71,4 @@ export {
   targetState,
 } from "./runs.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
-export { StoreError } from "./errors.ts";
+export { StoreError, StoreFullError } from "./errors.ts";
