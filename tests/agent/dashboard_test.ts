@@ -2,21 +2,11 @@
  * The agent against the real dashboard (`startServer`), in process, over a real socket.
  */
 import assert from "node:assert/strict";
-import { Journal, Outbox, runAgent } from "../../src/agent/mod.ts";
+import { runAgent } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { generateToken } from "../../src/protocol/mod.ts";
-import { captureLogs } from "./_helpers.ts";
-
-function memoryState() {
-  const journal = Journal.open({});
-  return {
-    journal,
-    outbox: Outbox.open({}),
-    durable: false,
-    [Symbol.dispose]: () => journal.close(),
-  };
-}
+import { captureLogs, memoryAgentState } from "./_helpers.ts";
 
 /** Polls the operator API until the command is final; returns it. */
 async function finalCommand(url: string, id: string, adminToken?: string, ms = 15_000) {
@@ -47,7 +37,7 @@ Deno.test("a signed agent runs a command from the real dashboard and its result 
   assert.equal(server.devMode, false);
 
   const stop = new AbortController();
-  using state = memoryState();
+  using state = memoryAgentState();
   const done = runAgent({
     dashboardUrl: server.url,
     agentId: "web-1",
@@ -79,7 +69,7 @@ Deno.test("a token-less agent works against a dev-mode dashboard (the seed's cur
   await using server = await startServer({ db: ":memory:", port: 0 });
   assert.equal(server.devMode, true);
   const stop = new AbortController();
-  using state = memoryState();
+  using state = memoryAgentState();
   const done = runAgent({
     dashboardUrl: server.url,
     agentId: "test-agent",

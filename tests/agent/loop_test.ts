@@ -3,9 +3,7 @@ import {
   type AgentOptions,
   type AgentRunSummary,
   type AgentState,
-  Journal,
   openAgentState,
-  Outbox,
   PollBackoff,
   runAgent,
 } from "../../src/agent/mod.ts";
@@ -16,19 +14,10 @@ import {
   captureLogs,
   eventually,
   FakeExecutor,
+  memoryAgentState,
   RecordingClock,
   success,
 } from "./_helpers.ts";
-
-function memoryState(): AgentState {
-  const journal = Journal.open({});
-  return {
-    journal,
-    outbox: Outbox.open({}),
-    durable: false,
-    [Symbol.dispose]: () => journal.close(),
-  };
-}
 
 interface Running {
   stop: AbortController;
@@ -42,7 +31,7 @@ function start(stub: { url: string }, extra: Partial<AgentOptions> = {}): Runnin
   const stop = new AbortController();
   const stopNow = new AbortController();
   const executor = extra.executor instanceof FakeExecutor ? extra.executor : new FakeExecutor();
-  const state = extra.state ?? memoryState();
+  const state = extra.state ?? memoryAgentState();
   const done = runAgent({
     dashboardUrl: stub.url,
     agentId: "agent-1",
@@ -277,7 +266,7 @@ Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delay
       pollingBackoffMaxSecs: 8,
       heartbeat: false,
       executor: new FakeExecutor(),
-      state: memoryState(),
+      state: memoryAgentState(),
       fetch: fakeFetch,
       clock,
     }, stop.signal);
@@ -357,7 +346,7 @@ Deno.test("401 and 403 are logged with their reason and backed off", async (t) =
       agentToken: "0123456789abcdef0123456789abcdef",
       heartbeat: false,
       executor: new FakeExecutor(),
-      state: memoryState(),
+      state: memoryAgentState(),
       clock,
       fetch: () => {
         if (++calls >= 3) stop.abort();
@@ -443,7 +432,7 @@ Deno.test("shutdown with a running command", async (t) => {
     await using stub = new StubDashboard();
     const executor = new FakeExecutor();
     executor.behaviour = cancellable(new Promise(() => {}));
-    const state = memoryState();
+    const state = memoryAgentState();
     const agent = start(stub, { executor, shutdownGraceSecs: 30, state });
     stub.enqueue(command("cmd-1", "sleep 100"));
     await eventually(() => executor.runs.length === 1);
