@@ -16,7 +16,7 @@ import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, ExpireOutcome } from "../store/mod.ts";
 import type { AuthContext, ServerEnv } from "./auth.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
@@ -379,10 +379,10 @@ export function createApp(options: AppOptions): DashboardApp {
   // The deployment hash of each agent's latest wait (one entry per agent, like lastSeen).
   const lastWaitHash = new Map<string, string>();
   let unwritten = new Map<string, number>();
-  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  let flushTimer: TimerId | undefined;
   let closed = false;
   const flushLastSeen = async () => {
-    if (flushTimer !== undefined) clearTimeout(flushTimer);
+    clock.clearTimeout(flushTimer);
     flushTimer = undefined;
     if (unwritten.size === 0) return;
     const batch = unwritten;
@@ -408,7 +408,7 @@ export function createApp(options: AppOptions): DashboardApp {
     unwritten.set(agentId, now);
     if (unwritten.size >= lastSeenMax) void flushLastSeen();
     if (flushTimer === undefined && !closed) {
-      flushTimer = setTimeout(() => {
+      flushTimer = clock.setTimeout(() => {
         flushTimer = undefined;
         void flushLastSeen();
       }, lastSeenFlushMs);
@@ -537,13 +537,16 @@ export function createApp(options: AppOptions): DashboardApp {
   if (autoExpire) void leases.start();
   // Live output of final commands is redundant with their results after a while.
   const pruneOutput = () => store.pruneOutput(clock.now() - retentionMs);
-  const pruneTimer = autoExpire
-    ? setInterval(() => {
+  let pruneTimer: TimerId | undefined;
+  const armPrune = () => {
+    pruneTimer = clock.setTimeout(() => {
+      armPrune();
       pruneOutput().catch((error) => {
         log.warning("could not prune live output: {error}", { error });
       });
-    }, 60_000)
-    : undefined;
+    }, 60_000);
+  };
+  if (autoExpire) armPrune();
 
   // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
   const lean = leanRoutes(deps);
@@ -599,7 +602,7 @@ export function createApp(options: AppOptions): DashboardApp {
         hub.close();
         cancelWaiters.close();
         events.close();
-        clearInterval(pruneTimer);
+        clock.clearTimeout(pruneTimer);
         leases.close();
         await flushLastSeen();
       }
