@@ -63,8 +63,6 @@ export type ServerEnv = {
     via: "admin" | "dev-operator" | "agent" | "dev-agent";
     /** The agent request as the auth steps see it (body memoized on it). */
     call: AgentCall;
-    /** The parsed and validated JSON body. */
-    body: unknown;
     /** A `GET` carries a valid console session cookie (set by the console, `web/routes.tsx`). */
     consoleSession: boolean;
   };
@@ -98,7 +96,7 @@ export function agentCall(request: Request, remote?: string): AgentCall {
 }
 
 /** The {@link AgentCall} of a Hono request, made on first use. */
-export function callOf(c: Context<ServerEnv>): AgentCall {
+export function callOf<E extends ServerEnv>(c: Context<E>): AgentCall {
   let call = c.get("call");
   if (!call) {
     call = agentCall(c.req.raw, remoteOf(c));
@@ -124,7 +122,7 @@ export interface AuthContext {
 const audit = auditLogger();
 
 /** Where a request came from, for the audit log. */
-export function remoteOf(c: Context<ServerEnv>): string | undefined {
+export function remoteOf<E extends ServerEnv>(c: Context<E>): string | undefined {
   const addr = c.env?.remoteAddr;
   return addr && "hostname" in addr ? addr.hostname : undefined;
 }
@@ -148,8 +146,8 @@ export function pathAndQueryOf(request: Request): string {
  * @param event What the audit log calls it ("authentication failed", "replay detected", ...).
  * @param extra Properties for the log line and the error.
  */
-export function refuse(
-  from: Context<ServerEnv> | AgentCall,
+export function refuse<E extends ServerEnv>(
+  from: Context<E> | AgentCall,
   status: 400 | 401 | 403 | 404 | 409 | 429,
   message: string,
   event: string,
@@ -176,8 +174,8 @@ export function refuse(
  * @param ctx Size limit.
  * @param hmacKey Key of a version 1 HMAC, when the body is read for one.
  */
-export async function rawBodyOf(
-  from: Context<ServerEnv> | AgentCall,
+export async function rawBodyOf<E extends ServerEnv>(
+  from: Context<E> | AgentCall,
   ctx: Pick<AuthContext, "maxBodyBytes">,
   hmacKey?: string,
 ): Promise<RawBody> {
@@ -205,7 +203,7 @@ function bearerOf(request: Request): string | undefined {
  * @param c The request context.
  * @param token The expected token.
  */
-export function hasBearer(c: Context<ServerEnv>, token: string): boolean {
+export function hasBearer<E extends ServerEnv>(c: Context<E>, token: string): boolean {
   const given = bearerOf(c.req.raw);
   return given !== undefined && given !== "" && constantTimeEqual(given, token);
 }
@@ -324,10 +322,10 @@ export function checkRateLimit(limiter: TokenBucketLimiter, call: AgentCall): vo
 }
 
 /** Takes a token of `key`'s bucket, or throws the `429` (audited) saying when to retry. */
-function takeOrRefuse(
+function takeOrRefuse<E extends ServerEnv>(
   limiter: TokenBucketLimiter,
   key: string,
-  from: Context<ServerEnv> | AgentCall,
+  from: Context<E> | AgentCall,
 ): void {
   const taken = limiter.take(key);
   if (!taken.ok) {
@@ -570,18 +568,21 @@ export function requireScope(scope: AgentScope): MiddlewareHandler<ServerEnv> {
   return middleware("requireScopeStep", (call) => checkScope(scope, call));
 }
 
+/** The Hono environment after {@link jsonBody}: `c.get("body")` is the schema's output type. */
+export type BodyEnv<T> = ServerEnv & { Variables: { body: T } };
+
 /**
  * Step 8: the body is at most the limit, UTF-8 JSON, and of the schema; the parsed value is put on
- * the context as `body`.
+ * the context as `body`, typed as the schema's output.
  *
  * @param schema The zod schema of the body.
  * @param options The body limit.
  * @returns The middleware.
  */
-export function jsonBody(
-  schema: z.ZodType,
+export function jsonBody<S extends z.ZodType>(
+  schema: S,
   options: { maxBodyBytes: number },
-): MiddlewareHandler<ServerEnv> {
+): MiddlewareHandler<BodyEnv<z.output<S>>> {
   return async function jsonBodyStep(c, next) {
     const body = await rawBodyOf(c, options);
     if (body.bytes === null) {

@@ -8,14 +8,12 @@
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
 import {
-  type AckRequest,
   ackRequestSchema,
   AGENT_ID_PATTERN,
   type EnqueueRequest,
   enqueueRequestSchema,
   HEADER,
   MAX_CLOCK_SKEW_SECS,
-  type ReportRequest,
   reportRequestSchema,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
@@ -55,8 +53,8 @@ import type { WaiterHub } from "./waiters.ts";
  * @param outcome Whether the command is missing or belongs to another agent.
  * @returns The error to throw.
  */
-export function unknownCommand(
-  from: Context<ServerEnv> | AgentCall,
+export function unknownCommand<E extends ServerEnv>(
+  from: Context<E> | AgentCall,
   commandId: string,
   outcome: "not_found" | "forbidden",
 ): HttpError {
@@ -253,7 +251,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     chain(agentPipeline(deps, "commands:wait")),
     jsonBody(ackRequestSchema, body),
     async function ackRoute(c) {
-      const request = c.get("body") as AckRequest;
+      const request = c.get("body");
       const agent = c.get("agent");
       const outcome = await store.ack({
         commandId: request.command_id,
@@ -293,7 +291,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     chain(agentPipeline(deps, "commands:report")),
     jsonBody(reportRequestSchema, body),
     async function reportRoute(c) {
-      const report = c.get("body") as ReportRequest;
+      const report = c.get("body");
       const agent = c.get("agent");
       const r = report.result ?? null;
       const outcome = await store.report({
@@ -371,7 +369,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     },
     jsonBody(enqueueRequestSchema, body),
     async function enqueueRoute(c) {
-      const request = c.get("body") as EnqueueRequest;
+      const request = c.get("body");
       const via = c.get("via");
       const now = clock.now();
       let target: string;

@@ -6,13 +6,7 @@
  * @module
  */
 import type { Hono } from "hono";
-import {
-  fromBase64,
-  type HeartbeatRequest,
-  heartbeatSchema,
-  type OutputChunkRequest,
-  outputChunkSchema,
-} from "../protocol/mod.ts";
+import { fromBase64, heartbeatSchema, outputChunkSchema } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { OutputBounds } from "../store/mod.ts";
 import { jsonBody, type ServerEnv } from "./auth.ts";
@@ -50,7 +44,7 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
     jsonBody(outputChunkSchema, { maxBodyBytes: deps.maxBodyBytes }),
     async function outputRoute(c) {
       const id = c.req.param("id");
-      const chunk = c.get("body") as OutputChunkRequest;
+      const chunk = c.get("body");
       const agent = c.get("agent");
       const command = await store.getCommand(id);
       if (!command) throw unknownCommand(c, id, "not_found");
@@ -95,7 +89,7 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
     chain(agentPipeline(deps, "commands:wait")),
     jsonBody(heartbeatSchema, { maxBodyBytes: Math.min(deps.maxBodyBytes, MAX_HEARTBEAT_BYTES) }),
     async function heartbeatRoute(c) {
-      const body = c.get("body") as HeartbeatRequest;
+      const body = c.get("body");
       const agent = c.get("agent");
       if (body.agent_id !== undefined && body.agent_id !== agent.id) {
         throw new HttpError(403, `field "agent_id": an agent sends only its own heartbeat`);
