@@ -8,6 +8,15 @@
  * @module
  */
 import {
+  DEFAULT_DEPLOYMENT_HASH,
+  DEFAULT_METRICS_INTERVAL_SECS,
+  DEFAULT_POLLING_BACKOFF_MAX_SECS,
+  DEFAULT_POLLING_BACKOFF_SECS,
+  DEFAULT_POLLING_TIMEOUT_SECS,
+  DEFAULT_SHUTDOWN_GRACE_SECS,
+  DEFAULT_STATE_DIR,
+} from "../defaults.ts";
+import {
   ExponentialBackoff,
   fullJitterGenerator,
   handleWhenResult,
@@ -246,17 +255,23 @@ class Agent {
     this.#signal = signal;
     this.#stopNow = options.stopNow ?? new AbortController().signal;
     this.#clock = options.clock ?? systemClock;
-    this.#deploymentHash = options.deploymentHash ?? "default";
+    this.#deploymentHash = options.deploymentHash ?? DEFAULT_DEPLOYMENT_HASH;
     this.#pollingTimeoutSecs = checkSecs(
       "pollingTimeoutSecs",
-      options.pollingTimeoutSecs ?? 30,
+      options.pollingTimeoutSecs ?? DEFAULT_POLLING_TIMEOUT_SECS,
       1,
     );
-    this.#graceMs = checkSecs("shutdownGraceSecs", options.shutdownGraceSecs ?? 30, 0) * 1000;
-    checkSecs("metricsIntervalSecs", options.metricsIntervalSecs ?? 30, 0.001);
+    this.#graceMs =
+      checkSecs("shutdownGraceSecs", options.shutdownGraceSecs ?? DEFAULT_SHUTDOWN_GRACE_SECS, 0) *
+      1000;
+    checkSecs(
+      "metricsIntervalSecs",
+      options.metricsIntervalSecs ?? DEFAULT_METRICS_INTERVAL_SECS,
+      0.001,
+    );
     this.#backoffOptions = {
-      initialSecs: options.pollingBackoffSecs ?? 5,
-      maxSecs: options.pollingBackoffMaxSecs ?? 60,
+      initialSecs: options.pollingBackoffSecs ?? DEFAULT_POLLING_BACKOFF_SECS,
+      maxSecs: options.pollingBackoffMaxSecs ?? DEFAULT_POLLING_BACKOFF_MAX_SECS,
     };
     this.#backoff = new PollBackoff(this.#backoffOptions);
     const retryDelayMs = checkSecs("retryDelayMs", options.retryDelayMs ?? 500, 0);
@@ -330,7 +345,7 @@ class Agent {
     // A restarted agent keeps its instance id (the dashboard serves one process per agent id).
     if (options.instanceId === undefined && ownState && this.#state.durable) {
       try {
-        this.#instanceId = stateInstanceId(options.stateDir ?? "./.status-state");
+        this.#instanceId = stateInstanceId(options.stateDir ?? DEFAULT_STATE_DIR);
       } catch (error) {
         log.warning("could not keep the instance id in the state directory: {error}", { error });
       }
@@ -358,7 +373,7 @@ class Agent {
         const overrides = typeof options.heartbeat === "object" ? options.heartbeat : {};
         heartbeat = runHeartbeat({
           agentId: options.agentId,
-          intervalSecs: options.metricsIntervalSecs ?? 30,
+          intervalSecs: options.metricsIntervalSecs ?? DEFAULT_METRICS_INTERVAL_SECS,
           webhook: options.metricsWebhook,
           dashboardUrl: options.dashboardUrl,
           agentToken: options.agentToken,
@@ -373,8 +388,8 @@ class Agent {
         deployment_hash: this.#deploymentHash,
         polling_timeout_secs: this.#pollingTimeoutSecs,
         client_abort_secs: this.#pollingTimeoutSecs + WAIT_GRACE_SECS,
-        polling_backoff_secs: options.pollingBackoffSecs ?? 5,
-        polling_backoff_max_secs: options.pollingBackoffMaxSecs ?? 60,
+        polling_backoff_secs: options.pollingBackoffSecs ?? DEFAULT_POLLING_BACKOFF_SECS,
+        polling_backoff_max_secs: options.pollingBackoffMaxSecs ?? DEFAULT_POLLING_BACKOFF_MAX_SECS,
         shutdown_grace_secs: this.#graceMs / 1000,
       });
       await this.#loop();
@@ -502,7 +517,10 @@ class Agent {
         continue;
       }
       if (this.#blocked !== undefined && !this.#unblock()) {
-        await this.#clock.sleep((this.#backoffOptions.initialSecs ?? 5) * 1000, signal);
+        await this.#clock.sleep(
+          (this.#backoffOptions.initialSecs ?? DEFAULT_POLLING_BACKOFF_SECS) * 1000,
+          signal,
+        );
         continue;
       }
       const started = this.#clock.now();

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { writeAllSync } from "../write_all.ts";
 import {
   configureSync,
   getLogger,
@@ -184,9 +185,7 @@ export function formatJson(record: LogRecord): string {
 const encoder = new TextEncoder();
 
 function writeStderr(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let written = 0;
-  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+  writeAllSync(Deno.stderr, encoder.encode(line + "\n"));
 }
 
 /**

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { abortableSleep as sleep } from "../clock.ts";
 import { fromBase64 } from "../protocol/mod.ts";
 import { type OperatorClient, OperatorError } from "./client.ts";
 import { type CommandRecord, commandRecordSchema } from "./types.ts";
@@ -112,18 +113,6 @@ export interface FollowResult {
   record: CommandRecord;
   /** Whether output came live (`false`: the dashboard has no event streams; polled). */
   live: boolean;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**

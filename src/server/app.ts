@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { DEFAULT_ACK_TIMEOUT_SECS, DEFAULT_COMMAND_TIMEOUT_SECS } from "../defaults.ts";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { MAX_BODY_BYTES, MAX_TTL_SECS, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
@@ -275,7 +276,10 @@ export function createApp(options: AppOptions): DashboardApp {
   const metrics = new DashboardMetrics();
   const events = new CommandEvents();
   const store = observeStore(options.store, { events, metrics });
-  const ackTimeoutSecs = positiveInteger("ackTimeoutSecs", options.ackTimeoutSecs ?? 30);
+  const ackTimeoutSecs = positiveInteger(
+    "ackTimeoutSecs",
+    options.ackTimeoutSecs ?? DEFAULT_ACK_TIMEOUT_SECS,
+  );
   const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
   const rateLimitPerMinute = positiveInteger(
     "rateLimitPerMinute",
@@ -292,7 +296,7 @@ export function createApp(options: AppOptions): DashboardApp {
   );
   const defaultTimeoutSecs = positiveInteger(
     "defaultTimeoutSecs",
-    options.defaultTimeoutSecs ?? 300,
+    options.defaultTimeoutSecs ?? DEFAULT_COMMAND_TIMEOUT_SECS,
   );
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;

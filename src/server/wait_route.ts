@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { FINAL_STATUSES, MAX_CLOCK_SKEW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { AgentScope, CommandRecord } from "../store/mod.ts";
@@ -39,7 +40,6 @@ export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
 const COMMANDS_PREFIX = "/api/v1/agent/commands/";
 const WAIT_PREFIX = `${COMMANDS_PREFIX}wait/`;
 const CANCEL_WAIT_SUFFIX = "/cancel-wait";
-const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
 
 /**
  * The routes {@link leanRoutes} answers, in Hono's path syntax (`:name` for a parameter), built
@@ -137,7 +137,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
       throw new HttpError(
         400,
-        `path "deployment_hash": must be 1–256 characters without / ? # or spaces`,
+        `path "deployment_hash": must be ${DEPLOYMENT_HASH_RULE}`,
       );
     }
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
