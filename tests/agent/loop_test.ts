@@ -135,8 +135,8 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
     at = next;
   }
   const received = logs.records.find((r) => r.message === "command received from dashboard")!;
-  assert.equal(received.command_id, "cmd-1");
-  assert.equal(received.command_name, "echo hello");
+  assert.equal(received.commandId, "cmd-1");
+  assert.equal(received.commandName, "echo hello");
 });
 
 Deno.test("without a token the agent sends unsigned dev-mode requests", async () => {
@@ -389,7 +389,7 @@ Deno.test("401 and 403 are logged with their reason and backed off", async (t) =
     );
     const record = logs.records.find((r) => /clock is off/.test(String(r.message)));
     assert.ok(record, "skew logged");
-    assert.ok(Math.abs(Number(record.clock_offset_secs) - 3600) <= 2, String(record.message));
+    assert.ok(Math.abs(Number(record.clockOffsetSecs) - 3600) <= 2, String(record.message));
     assert.ok(clock.sleeps.length >= 2, "backed off");
   });
 
@@ -526,7 +526,7 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
       }),
     );
     const record = logs.records.find((r) => r.message === "command cancelled by the dashboard");
-    assert.equal(record?.command_id, "cmd-1");
+    assert.equal(record?.commandId, "cmd-1");
     assert.equal(agent.state.journal.get("cmd-1")?.state, "accepted");
   });
 
