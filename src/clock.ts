@@ -105,7 +105,11 @@ export class FakeClock implements Clock {
   #seq = 0;
   readonly #timers = new Map<TimerId, FakeTimer>();
 
-  /** @param start The starting time in ms since the epoch. */
+  /**
+   * Makes a clock standing at `start`.
+   *
+   * @param start The starting time in ms since the epoch.
+   */
   constructor(start = Date.UTC(2026, 0, 12, 10, 0, 0)) {
     this.#now = start;
   }

@@ -192,6 +192,14 @@ function writeStderr(line: string): void {
  * Configures LogTape for the whole process. Call once at the CLI edge; calling again replaces the
  * previous configuration.
  *
+ * @example JSON lines at debug level on standard error
+ * ```ts
+ * import { closeLogging, setupLogging } from "./mod.ts";
+ *
+ * setupLogging({ format: "json", level: "debug" });
+ * closeLogging();
+ * ```
+ *
  * @param options Format, level, file and secrets.
  */
 export function setupLogging(options: LoggingOptions = {}): void {

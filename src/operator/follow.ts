@@ -118,6 +118,18 @@ export interface FollowResult {
 /**
  * Follows a command to its final status, handing status changes and output to `options`.
  *
+ * @example Print a command's output as it is written
+ * ```ts ignore
+ * import { OperatorClient } from "./client.ts";
+ * import { followCommand } from "./follow.ts";
+ *
+ * const client = new OperatorClient({ dashboardUrl: "http://127.0.0.1:5000" });
+ * const { record } = await followCommand(client, "cmd-1", {
+ *   onOutput: (chunk) => Deno.stdout.writeSync(chunk.data),
+ * });
+ * console.log(record.status);
+ * ```
+ *
  * @param client The operator client.
  * @param id The command.
  * @param options Handlers, signal and outage limit.
