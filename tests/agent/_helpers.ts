@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { until } from "../_until.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { ExecOutcome, ExecRequest, Executor } from "../../src/agent/mod.ts";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
@@ -107,11 +108,11 @@ export async function advanceUntil(
   }
 }
 
-/** Waits until `predicate` holds, polling every 10 ms; rejects after `ms`. */
-export async function eventually(predicate: () => boolean, ms = 10_000, what = "condition") {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+/** Waits until `predicate` holds (the tests' one poll helper, {@link until}); rejects after `ms`. */
+export function eventually(
+  predicate: () => boolean,
+  ms = 10_000,
+  what = "condition",
+): Promise<void> {
+  return until(predicate, what, ms, 10);
 }
