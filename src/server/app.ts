@@ -23,7 +23,8 @@ import { LeaseTimer } from "./leases.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { StoreHealth } from "./store_health.ts";
-import { agentRoutes, chain, type RouteDeps } from "./routes_agent.ts";
+import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
+import { every } from "hono/combine";
 import { operatorRoutes } from "./routes_operator.ts";
 import { LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
@@ -483,10 +484,10 @@ export function createApp(options: AppOptions): DashboardApp {
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
   // Every operator route takes from the operators' buckets, never from an agent's.
-  const operatorAuth = chain([
+  const operatorAuth = every(
     operatorRateLimit(deps.operatorLimiter),
     adminAuth({ adminToken: options.adminToken, devMode }),
-  ]);
+  );
   liveRoutes(app, deps, {
     outputLimiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute * 5, clock }),
     keep: options.outputBounds ?? {

@@ -12,7 +12,7 @@ import type { OutputBounds } from "../store/mod.ts";
 import { jsonBody, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { InstanceRegistry } from "./instances.ts";
-import { agentPipeline, chain, type RouteDeps, unknownCommand } from "./routes_agent.ts";
+import { agentPipeline, type RouteDeps, unknownCommand } from "./routes_agent.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 
 /** What the live routes need beyond the shared route parts. */
@@ -40,7 +40,7 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
 
   app.post(
     "/api/v1/agent/commands/:id/output",
-    chain(agentPipeline({ ...deps, limiter: options.outputLimiter }, "commands:report")),
+    agentPipeline({ ...deps, limiter: options.outputLimiter }, "commands:report"),
     jsonBody(outputChunkSchema, { maxBodyBytes: deps.maxBodyBytes }),
     async function outputRoute(c) {
       const id = c.req.param("id");
@@ -86,7 +86,7 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
 
   app.post(
     "/api/v1/agent/heartbeat",
-    chain(agentPipeline(deps, "commands:wait")),
+    agentPipeline(deps, "commands:wait"),
     jsonBody(heartbeatSchema, { maxBodyBytes: Math.min(deps.maxBodyBytes, MAX_HEARTBEAT_BYTES) }),
     async function heartbeatRoute(c) {
       const body = c.get("body");
@@ -109,7 +109,7 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
 
   app.get(
     "/api/v1/agent/ping",
-    chain(agentPipeline(deps, "commands:wait")),
+    agentPipeline(deps, "commands:wait"),
     function pingRoute(c) {
       return c.json({
         agent_id: c.get("agent").id,

@@ -7,10 +7,6 @@ import { ADMIN_TOKEN, P, reportBody, TOKEN } from "./_helpers.ts";
 
 type Delivered = { id: string; attempt: number };
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** A dev-mode dashboard on a free port. */
 async function devServer(): Promise<RunningServer> {
   return await startServer({ db: ":memory:", port: 0, rateLimitPerMinute: 1_000_000 });
