@@ -110,7 +110,7 @@ export class FakeClock implements Clock {
    *
    * @param start The starting time in ms since the epoch.
    */
-  constructor(start = Date.UTC(2026, 0, 12, 10, 0, 0)) {
+  constructor(start: number = Date.UTC(2026, 0, 12, 10, 0, 0)) {
     this.#now = start;
   }
 
