@@ -590,15 +590,18 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
       const releases: Array<() => void> = [];
       executor.behaviour = (request) =>
         cancellable(new Promise((resolve) => releases.push(resolve)))(request);
-      const agent = start(stub, { executor });
+      const clock = new FakeClock();
+      const agent = start(stub, { executor, clock });
       for (const id of ["cmd-1", "cmd-2"]) {
         stub.enqueue(command(id, "sleep 100"));
-        await stub.until(
+        await advanceUntil(
+          clock,
           () => stub.seen.some((s) => s.kind === "cancel-wait" && s.path.includes(`/${id}/`)),
-          10_000,
+          500,
+          `the cancel-wait of ${id}`,
         );
-        // Long enough for a second cancel-wait, were one sent.
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        // A minute of back-offs: long enough for a second cancel-wait, were one sent.
+        await clock.advanceAsync(60_000);
         releases.at(-1)!();
         await stub.until(() => stub.reports.some((r) => r.command_id === id), 5_000);
       }
