@@ -4,12 +4,13 @@
  *
  * @module
  */
+import { onSignals } from "./signals.ts";
+import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { addRunOptions, type RunFlags, runRequestOf, startRun, wantsRun } from "./run.ts";
 import { RUN_ID_PATTERN } from "../protocol/runs.ts";
 import { UsageError } from "../errors.ts";
-import { waitSignals } from "./interrupt.ts";
 import { setExitCode } from "./exit.ts";
 import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
@@ -94,8 +95,8 @@ function parseCommandLine(value: string): string {
 }
 
 function parseDeploymentHash(value: string): string {
-  if (!/^[^/?#\s]{1,256}$/.test(value)) {
-    throw new InvalidArgumentError("must be 1–256 characters without / ? # or spaces");
+  if (!DEPLOYMENT_HASH_PATTERN.test(value)) {
+    throw new InvalidArgumentError(`must be ${DEPLOYMENT_HASH_RULE}`);
   }
   return value;
 }
@@ -151,8 +152,12 @@ export async function follow(
   id: string,
   options: FollowOptions = {},
 ): Promise<CommandRecord | null> {
-  using waiting = waitSignals(options.timeoutSecs);
-  const { signal } = waiting;
+  const interrupt = new AbortController();
+  const listening = onSignals(["SIGINT"], () => interrupt.abort(new Error("interrupted")));
+  const timeout = options.timeoutSecs === undefined
+    ? undefined
+    : AbortSignal.timeout(options.timeoutSecs * 1000);
+  const signal = timeout ? AbortSignal.any([interrupt.signal, timeout]) : interrupt.signal;
   // The enqueue answer already says "queued": show it at once, then every change.
   if (options.known) io.err(`${id} ${options.known} (${formatElapsed(0)})`);
   let first = true;
@@ -168,17 +173,19 @@ export async function follow(
       },
     });
   } catch (error) {
-    if (waiting.interrupted.aborted) {
+    if (interrupt.signal.aborted) {
       io.err(
         `stopped waiting for ${id}; the command goes on (see it with: status result ${id}, ` +
           `cancel it with: status cancel ${id})`,
       );
       return null;
     }
-    if (waiting.timedOut?.aborted) {
+    if (timeout?.aborted) {
       throw new WaitTimeoutError(id, options.timeoutSecs!, last?.status ?? options.known);
     }
     throw error;
+  } finally {
+    listening[Symbol.dispose]();
   }
 }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { onSignals } from "./signals.ts";
 
 /** The signals of one wait; dispose it to stop listening for SIGINT. */
 export interface WaitSignals extends Disposable {
@@ -24,22 +25,12 @@ export interface WaitSignals extends Disposable {
  */
 export function waitSignals(timeoutSecs?: number): WaitSignals {
   const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-    listening = true;
-  } catch {
-    // no signals here (a platform without SIGINT, or no permission)
-  }
+  const listening = onSignals(["SIGINT"], () => controller.abort(new Error("interrupted")));
   const timedOut = timeoutSecs === undefined ? undefined : AbortSignal.timeout(timeoutSecs * 1000);
   return {
     interrupted: controller.signal,
     timedOut,
     signal: timedOut ? AbortSignal.any([controller.signal, timedOut]) : controller.signal,
-    [Symbol.dispose]() {
-      if (listening) Deno.removeSignalListener("SIGINT", onSignal);
-      listening = false;
-    },
+    [Symbol.dispose]: () => listening[Symbol.dispose](),
   };
 }

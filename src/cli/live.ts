@@ -6,8 +6,9 @@
  *
  * @module
  */
+import { writeAllSync as writeAll } from "../write_all.ts";
+import { onSignals } from "./signals.ts";
 import { fromBase64 } from "../protocol/mod.ts";
-import { waitSignals } from "./interrupt.ts";
 import {
   type CommandRecord,
   EXIT_WAIT_TIMEOUT,
@@ -29,11 +30,6 @@ export interface OutputWriter {
   readonly isTerminal: boolean;
   /** Writes what is still held back (a line-based writer holds an unfinished line). */
   flush?(): void;
-}
-
-function writeAll(file: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
-  let written = 0;
-  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
 }
 
 /** The process's standard output and error. */
@@ -159,8 +155,12 @@ export async function followAndPrint(
   id: string,
   options: FollowPrintOptions = {},
 ): Promise<CommandRecord | null> {
-  using waiting = waitSignals(options.timeoutSecs);
-  const { signal } = waiting;
+  const controller = new AbortController();
+  const listening = onSignals(["SIGINT"], () => controller.abort(new Error("interrupted")));
+  const timeout = options.timeoutSecs === undefined
+    ? undefined
+    : AbortSignal.timeout(options.timeoutSecs * 1000);
+  const signal = timeout ? AbortSignal.any([controller.signal, timeout]) : controller.signal;
   const started = performance.now();
   let lastPrintAt = started;
   let indicatorShown = false;
@@ -241,7 +241,7 @@ export async function followAndPrint(
     for (const note of truncationNotes(record)) io.err(note);
     return record;
   } catch (error) {
-    if (waiting.interrupted.aborted) {
+    if (controller.signal.aborted) {
       clearIndicator();
       io.err(
         `stopped following ${id}; the command goes on (see it with: status result ${id}, ` +
@@ -249,7 +249,7 @@ export async function followAndPrint(
       );
       return null;
     }
-    if (waiting.timedOut?.aborted) {
+    if (timeout?.aborted) {
       clearIndicator();
       writer.flush?.();
       throw new WaitTimeoutError(id, options.timeoutSecs!, current?.status);
@@ -258,5 +258,6 @@ export async function followAndPrint(
   } finally {
     if (indicator !== undefined) clearInterval(indicator);
     clearIndicator();
+    listening[Symbol.dispose]();
   }
 }

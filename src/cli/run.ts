@@ -13,7 +13,13 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
-import { type CommandParams, PRIORITIES, type Priority } from "../protocol/mod.ts";
+import {
+  type CommandParams,
+  DEPLOYMENT_HASH_PATTERN,
+  DEPLOYMENT_HASH_RULE,
+  PRIORITIES,
+  type Priority,
+} from "../protocol/mod.ts";
 import {
   type Labels,
   type MaxConcurrency,
@@ -74,8 +80,8 @@ function concurrencyParser(value: string): MaxConcurrency {
 }
 
 function deploymentParser(value: string): string {
-  if (!/^[^/?#\s]{1,256}$/.test(value)) {
-    throw new InvalidArgumentError("must be 1–256 characters without / ? # or spaces");
+  if (!DEPLOYMENT_HASH_PATTERN.test(value)) {
+    throw new InvalidArgumentError(`must be ${DEPLOYMENT_HASH_RULE}`);
   }
   return value;
 }
