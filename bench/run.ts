@@ -295,45 +295,62 @@ async function floorPhases(run: Run): Promise<void> {
   }
 }
 
-/** Wake-up latency on Redis for every N of the plan. */
+/**
+ * Wake-up latency on Redis for every N of the plan: first with nothing kept (the floor), then
+ * durable (`appendonly yes`, `appendfsync always`), the like of our `202`.
+ */
 async function redisPhases(run: Run, binary: RedisBinary & { ok: true }): Promise<void> {
+  for (const durable of [false, true]) {
+    const label = durable ? "durable " : "";
+    await phase(run, `${label}redis-server ${binary.version}`, async () => {
+      const port = freePort();
+      const maxClients = Math.max(...run.plan.waiting) + 100;
+      const name = durable ? "redis-durable" : "redis";
+      let durableDir: string | undefined;
+      if (durable) {
+        durableDir = `${run.dir}/redis-aof`;
+        await Deno.mkdir(durableDir, { recursive: true });
+      }
+      const redis = await startRedis(
+        run.children,
+        binary.path,
+        port,
+        maxClients,
+        `${run.dir}/${name}.log`,
+        durableDir,
+      );
+      try {
+        await redisWakes(run, port, durable);
+      } finally {
+        await redis.stop();
+      }
+    });
+  }
+}
+
+async function redisWakes(run: Run, port: number, durable: boolean): Promise<void> {
   const { plan } = run;
-  await phase(run, `redis-server ${binary.version}`, async () => {
-    const port = freePort();
-    const maxClients = Math.max(...plan.waiting) + 100;
-    const redis = await startRedis(
+  const system = durable ? "redis-durable" : "redis";
+  for (const n of plan.waiting) {
+    const load = await startWaiters(
       run.children,
-      binary.path,
-      port,
-      maxClients,
-      `${run.dir}/redis.log`,
+      { kind: "redis", port },
+      n,
+      `${run.dir}/load-${system}-${n}.log`,
     );
     try {
-      for (const n of plan.waiting) {
-        const load = await startWaiters(
-          run.children,
-          { kind: "redis", port },
-          n,
-          `${run.dir}/load-redis-${n}.log`,
-        );
-        try {
-          await waitForBlocked(port, n, 60_000);
-          say(`redis wake-up latency, ${plan.samples} samples, ${count(n)} blocked`);
-          run.results.redisWake.push(
-            await measureRedisWake(port, {
-              waiting: n,
-              samples: plan.samples,
-              warmup: plan.warmup,
-            }),
-          );
-        } finally {
-          await stopWaiters(load);
-        }
-      }
+      await waitForBlocked(port, n, 60_000);
+      say(`${system} wake-up latency, ${plan.samples} samples, ${count(n)} blocked`);
+      const wake = await measureRedisWake(port, {
+        waiting: n,
+        samples: plan.samples,
+        warmup: plan.warmup,
+      });
+      run.results.redisWake.push({ ...wake, system });
     } finally {
-      await redis.stop();
+      await stopWaiters(load);
     }
-  });
+  }
 }
 
 async function waitForBlocked(port: number, n: number, timeoutMs: number): Promise<void> {

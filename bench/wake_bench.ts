@@ -29,8 +29,8 @@ import { summarize, type Summary } from "./_stats.ts";
 
 /** One wake-up measurement. */
 export interface WakeResult {
-  /** `status` or `redis`. */
-  system: "status" | "redis";
+  /** `status`, `redis` (nothing kept) or `redis-durable` (`appendfsync always`). */
+  system: "status" | "redis" | "redis-durable";
   /** Other clients waiting on the server meanwhile. */
   waiting: number;
   /** Latency in milliseconds. */
