@@ -10,7 +10,7 @@ import type { ThroughputResult } from "./throughput_bench.ts";
 import type { WakeResult } from "./wake_bench.ts";
 
 /** The parts of a run, for `--only`. */
-export type Phase = "status" | "floor" | "redis" | "throughput" | "exec";
+export type Phase = "status" | "floor" | "redis" | "postgres" | "throughput" | "exec";
 
 /** What one run measures. */
 export interface Plan {
@@ -43,7 +43,14 @@ export interface Plan {
 }
 
 /** Every phase. */
-export const ALL_PHASES: Set<Phase> = new Set(["status", "floor", "redis", "throughput", "exec"]);
+export const ALL_PHASES: Set<Phase> = new Set([
+  "status",
+  "floor",
+  "redis",
+  "postgres",
+  "throughput",
+  "exec",
+]);
 
 /** The full run: `deno task bench`. */
 export const FULL: Plan = {
@@ -117,6 +124,9 @@ export interface Results {
   statusWake: WakeResult[];
   redisWake: WakeResult[];
   redisNote?: string;
+  /** `INSERT` + `NOTIFY` → `LISTEN` on PostgreSQL, one listener. */
+  postgresWake: WakeResult[];
+  postgresNote?: string;
   idle: IdleResult[];
   floor: FloorResult[];
   throughput: ThroughputResult[];

@@ -138,6 +138,27 @@ function summaryTable(results: Results): string[] {
       ]);
     }
   }
+  const postgres = results.postgresWake[0];
+  if (postgres) {
+    rows.push([
+      "wake-up p50 / p99 / max, 1 listener (PostgreSQL INSERT + NOTIFY → LISTEN)",
+      `${fmt(postgres.latencyMs.p50)} / ${fmt(postgres.latencyMs.p99)} / ${
+        fmt(postgres.latencyMs.max)
+      } ms`,
+      "reference",
+      "—",
+    ]);
+    for (const wake of results.statusWake) {
+      rows.push([
+        `our p50 / p99 ÷ PostgreSQL's, ${count(wake.waiting)} waiting`,
+        `${fmt(wake.latencyMs.p50 / postgres.latencyMs.p50, 1)} × / ${
+          fmt(wake.latencyMs.p99 / postgres.latencyMs.p99, 1)
+        } ×`,
+        "—",
+        "—",
+      ]);
+    }
+  }
   if (results.baselineRssBytes !== undefined) {
     rows.push([
       "dashboard resident memory, 0 waiting (after start)",
@@ -242,11 +263,15 @@ function summaryTable(results: Results): string[] {
 
 function detailTables(results: Results): string[] {
   const lines: string[] = [];
-  const wakeRows = [...results.statusWake, ...results.redisWake].map((w) => [
+  const wakeRows = [...results.statusWake, ...results.redisWake, ...results.postgresWake].map((
+    w,
+  ) => [
     w.system === "status"
       ? "status serve"
       : w.system === "redis"
       ? "Redis (nothing kept)"
+      : w.system === "postgres"
+      ? "PostgreSQL (INSERT + NOTIFY)"
       : "Redis (appendfsync always)",
     count(w.waiting),
     count(w.latencyMs.count),
@@ -413,6 +438,9 @@ export function render(
     "",
   ];
   if (run.results.redisNote) lines.push(`Redis: ${run.results.redisNote}.`, "");
+  if (run.results.postgresNote) {
+    lines.push(`PostgreSQL: ${run.results.postgresNote}; its rows are skipped.`, "");
+  }
   if (run.serveArgs.length > 0) {
     lines.push(`\`status serve\` ran with the extra flags \`${run.serveArgs.join(" ")}\`.`, "");
   }

@@ -50,6 +50,12 @@ import { startWaiters, stopWaiters } from "./_load.ts";
 import { FULL, type Phase, type Plan, QUICK, type Results, type RunOutcome } from "./_plan.ts";
 import { baseEnv, Children, freePort, rssBytes, sampleUsage, sleep } from "./_proc.ts";
 import { ensureRedis, type RedisBinary, startRedis } from "./_redis.ts";
+import {
+  findPostgres,
+  measurePostgresWake,
+  type PostgresBinary,
+  startPostgres,
+} from "./_postgres.ts";
 import { ActivityMonitor, render } from "./_report.ts";
 import { infoField, RespConnection } from "./_resp.ts";
 import { count } from "./_stats.ts";
@@ -328,6 +334,35 @@ async function redisPhases(run: Run, binary: RedisBinary & { ok: true }): Promis
   }
 }
 
+/** `INSERT` committed + `NOTIFY` → one waiting `LISTEN` on a throwaway PostgreSQL cluster. */
+async function postgresPhase(run: Run, binary: PostgresBinary & { ok: true }): Promise<void> {
+  await phase(run, `postgres ${binary.version}`, async () => {
+    // Its own directory: the run's is private to root, and the server runs as postgres.
+    const dir = await Deno.makeTempDir({ prefix: "status-bench-pg-" });
+    const port = freePort();
+    const server = await startPostgres(
+      run.children,
+      binary,
+      port,
+      dir,
+      `${run.dir}/postgres.log`,
+    );
+    try {
+      say(`postgres INSERT + NOTIFY → LISTEN, ${run.plan.samples} samples`);
+      run.results.postgresWake.push(
+        await measurePostgresWake(port, {
+          waiting: 1,
+          samples: run.plan.samples,
+          warmup: run.plan.warmup,
+        }),
+      );
+    } finally {
+      await server.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  });
+}
+
 async function redisWakes(run: Run, port: number, durable: boolean): Promise<void> {
   const { plan } = run;
   const system = durable ? "redis-durable" : "redis";
@@ -443,6 +478,7 @@ async function runAll(
   const results: Results = {
     statusWake: [],
     redisWake: [],
+    postgresWake: [],
     idle: [],
     floor: [],
     throughput: [],
@@ -450,6 +486,10 @@ async function runAll(
     errors: [],
   };
   if (!redisBinary.ok) results.redisNote = redisBinary.reason;
+  const postgresBinary: PostgresBinary = plan.phases.has("postgres")
+    ? findPostgres()
+    : { ok: false, reason: "skipped (--only)" };
+  if (!postgresBinary.ok) results.postgresNote = postgresBinary.reason;
   const dir = await Deno.makeTempDir({ prefix: "status-bench-" });
   const children = new Children();
   const monitor = new ActivityMonitor(children);
@@ -467,6 +507,7 @@ async function runAll(
     }
     if (plan.phases.has("floor")) await floorPhases(run);
     if (redisBinary.ok && plan.phases.has("redis")) await redisPhases(run, redisBinary);
+    if (postgresBinary.ok) await postgresPhase(run, postgresBinary);
     await children.stopAll();
     if (plan.phases.has("exec")) {
       await phase(run, "executor overhead", async () => {

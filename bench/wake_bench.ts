@@ -29,8 +29,11 @@ import { summarize, type Summary } from "./_stats.ts";
 
 /** One wake-up measurement. */
 export interface WakeResult {
-  /** `status`, `redis` (nothing kept) or `redis-durable` (`appendfsync always`). */
-  system: "status" | "redis" | "redis-durable";
+  /**
+   * `status`, `redis` (nothing kept), `redis-durable` (`appendfsync always`) or `postgres`
+   * (`INSERT` + `NOTIFY` → `LISTEN`).
+   */
+  system: "status" | "redis" | "redis-durable" | "postgres";
   /** Other clients waiting on the server meanwhile. */
   waiting: number;
   /** Latency in milliseconds. */
