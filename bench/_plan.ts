@@ -32,8 +32,8 @@ export interface Plan {
   waitTimeoutSecs: number;
   /** Throughput runs with agent processes: how many agents, how many commands. */
   throughput: Array<{ agents: number; commands: number }>;
-  /** Simulated agents of the dashboard-alone throughput. */
-  simAgents: number;
+  /** Simulated agents of the dashboard-alone throughput runs (one run per count: the curve). */
+  simAgents: number[];
   /** Its warm-up and measured time, in seconds. */
   simWarmupSecs: number;
   simDurationSecs: number;
@@ -56,14 +56,14 @@ export const ALL_PHASES: Set<Phase> = new Set([
 export const FULL: Plan = {
   quick: false,
   phases: ALL_PHASES,
-  waiting: [1, 1000, 10000],
+  waiting: [1, 1000, 5000, 10000, 15000],
   idleWaiting: [1000, 10000],
   samples: 1000,
   warmup: 50,
   idleSecs: 30,
   waitTimeoutSecs: 120,
   throughput: [{ agents: 1, commands: 300 }, { agents: 8, commands: 800 }],
-  simAgents: 100,
+  simAgents: [1, 10, 100, 1000],
   simWarmupSecs: 2,
   simDurationSecs: 10,
   execIterations: 200,
@@ -81,7 +81,7 @@ export const QUICK: Plan = {
   idleSecs: 3,
   waitTimeoutSecs: 120,
   throughput: [{ agents: 1, commands: 20 }, { agents: 2, commands: 20 }],
-  simAgents: 10,
+  simAgents: [1, 10],
   simWarmupSecs: 1,
   simDurationSecs: 2,
   execIterations: 20,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ChartFile } from "./_charts.ts";
 import { formatExecBenchTable } from "./exec_bench.ts";
 import type { Children } from "./_proc.ts";
 import { type Plan, type Results, type RunOutcome, TARGET } from "./_plan.ts";
@@ -417,6 +418,7 @@ export function render(
   run: RunOutcome,
   started: Date,
   seconds: number,
+  charts: ChartFile[] = [],
 ): string {
   const { results } = run;
   const lines = [
@@ -446,6 +448,10 @@ export function render(
   }
   if (results.errors.length > 0) {
     lines.push("**Phases that failed:**", "", ...results.errors.map((e) => `- ${e}`), "");
+  }
+  if (charts.length > 0) {
+    lines.push("## Curves", "");
+    for (const chart of charts) lines.push(`![${chart.caption}](${chart.file})`, "");
   }
   lines.push("## Details", "", ...detailTables(results));
   lines.push(METHOD, "");

@@ -23,8 +23,9 @@
  *
  * Flags: `--quick`; `--out <file>` (default `bench/RESULTS.md`); `--no-install` (do not
  * `apt-get install redis-server` when it is missing); `--no-redis`; `--only <phases>`
- * (comma-separated `status`, `floor`, `redis`, `throughput`, `exec`); `--waiting <N,...>` and
- * `--idle-waiting <N,...>`; `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
+ * (comma-separated `status`, `floor`, `redis`, `postgres`, `throughput`, `exec`);
+ * `--waiting <N,...>`, `--idle-waiting <N,...>` and `--sim-agents <N,...>` (the curves' points);
+ * `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
  * flags of `status serve`, e.g. `--log-level warning`); `--profile <dir>` (the dashboard runs with
  * the V8 inspector: CPU profiles of the idle windows, the wake-up samples and the simulated-agent
  * load, and heap snapshots; the inspector costs time, so a profiling run's numbers are not the
@@ -33,6 +34,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { dirname, resolve } from "node:path";
+import { writeCharts } from "./_charts.ts";
 import { generateToken } from "../src/protocol/mod.ts";
 import { runExecBench } from "./exec_bench.ts";
 import {
@@ -151,7 +154,7 @@ async function makeFleet(plan: Plan, dir: string): Promise<Fleet> {
     probe: makeAgents("probe", 1)[0],
     idleAgent: makeAgents("idle", 1)[0],
     throughput: plan.throughput.map((t) => makeAgents(`tp${t.agents}`, t.agents)),
-    sim: makeAgents("sim", plan.simAgents),
+    sim: makeAgents("sim", Math.max(...plan.simAgents)),
     simFile: `${dir}/sim.json`,
   };
   const all = [fleet.waiters, [fleet.probe, fleet.idleAgent], ...fleet.throughput, fleet.sim];
@@ -188,13 +191,13 @@ async function statusPhases(run: Run, dash: Dash): Promise<void> {
         if (plan.waiting.includes(n)) {
           say(`wake-up latency, ${plan.samples} samples, ${count(n)} waiting`);
           const options = { waiting: n, samples: plan.samples, warmup: plan.warmup };
-          run.results.statusWake.push(
-            await maybeCpu(
-              run,
-              `wake-${n}`,
-              () => measureStatusWake(dash.url, dash.adminToken, fleet.probe, options),
-            ),
+          const rss = rssBytes(dash.pid);
+          const wake = await maybeCpu(
+            run,
+            `wake-${n}`,
+            () => measureStatusWake(dash.url, dash.adminToken, fleet.probe, options),
           );
+          run.results.statusWake.push({ ...wake, rssBytes: rss });
         }
       } finally {
         await stopWaiters(load);
@@ -418,21 +421,23 @@ async function throughputPhases(run: Run, dash: Dash): Promise<void> {
       );
     });
   }
-  await phase(run, `dashboard alone, ${plan.simAgents} simulated agents`, async () => {
-    results.throughput.push(
-      await maybeCpu(run, "sim", () =>
-        measureDashboardThroughput(run.children, {
-          url: dash.url,
-          adminToken: dash.adminToken,
-          dashboardPid: dash.pid,
-          agentsFile: fleet.simFile,
-          agents: plan.simAgents,
-          warmupSecs: plan.simWarmupSecs,
-          durationSecs: plan.simDurationSecs,
-          logFile: `${run.dir}/sim.log`,
-        })),
-    );
-  });
+  for (const agents of plan.simAgents) {
+    await phase(run, `dashboard alone, ${agents} simulated agents`, async () => {
+      results.throughput.push(
+        await maybeCpu(run, `sim-${agents}`, () =>
+          measureDashboardThroughput(run.children, {
+            url: dash.url,
+            adminToken: dash.adminToken,
+            dashboardPid: dash.pid,
+            agentsFile: fleet.simFile,
+            agents,
+            warmupSecs: plan.simWarmupSecs,
+            durationSecs: plan.simDurationSecs,
+            logFile: `${run.dir}/sim-${agents}.log`,
+          })),
+      );
+    });
+  }
 }
 
 /** The phases that need the dashboard, around one `status serve` process. */
@@ -540,6 +545,7 @@ function parsePlan(values: {
   quick?: boolean;
   waiting?: string;
   "idle-waiting"?: string;
+  "sim-agents"?: string;
   samples?: string;
   "idle-secs"?: string;
   only?: string;
@@ -551,13 +557,22 @@ function parsePlan(values: {
     ...base,
     waiting: numbers(values.waiting) ?? base.waiting,
     idleWaiting: numbers(values["idle-waiting"]) ?? base.idleWaiting,
+    simAgents: numbers(values["sim-agents"]) ?? base.simAgents,
     samples: Number(values.samples ?? base.samples),
     idleSecs: Number(values["idle-secs"] ?? base.idleSecs),
     phases: values.only === undefined
       ? base.phases
       : new Set(values.only.split(",").map((p) => p.trim()) as Phase[]),
   };
-  for (const n of [...plan.waiting, ...plan.idleWaiting, plan.samples, plan.idleSecs]) {
+  for (
+    const n of [
+      ...plan.waiting,
+      ...plan.idleWaiting,
+      ...plan.simAgents,
+      plan.samples,
+      plan.idleSecs,
+    ]
+  ) {
     if (!Number.isInteger(n) || n < 1) {
       throw new RangeError(`counts, samples and seconds must be whole numbers above 0, got ${n}`);
     }
@@ -580,6 +595,7 @@ if (import.meta.main) {
       "no-redis": { type: "boolean", default: false },
       waiting: { type: "string" },
       "idle-waiting": { type: "string" },
+      "sim-agents": { type: "string" },
       samples: { type: "string" },
       "idle-secs": { type: "string" },
       only: { type: "string" },
@@ -597,7 +613,8 @@ if (import.meta.main) {
     profileDir: values.profile,
     serveArgs: values["serve-args"]?.split(/\s+/).filter(Boolean) ?? [],
   });
-  const report = render(plan, outcome, started, (performance.now() - t0) / 1000);
+  const charts = await writeCharts(outcome.results, dirname(resolve(out)));
+  const report = render(plan, outcome, started, (performance.now() - t0) / 1000, charts);
   await Deno.writeTextFile(out, report);
   console.log(report);
   say(`written to ${out}`);

@@ -40,6 +40,8 @@ export interface WakeResult {
   latencyMs: Summary;
   /** Samples where the server did not count N + 1 waiters within the bound (measured anyway). */
   unconfirmed: number;
+  /** The server's resident memory with the N waiting, just before the samples, in bytes. */
+  rssBytes?: number;
 }
 
 /** Options of a wake-up measurement. */
