@@ -2,8 +2,13 @@
  * The embedded {@link CommandStore}: one SQLite file through `node:sqlite`, in WAL mode, created on
  * first start and migrated by `PRAGMA user_version`.
  *
- * Every state change is one `BEGIN IMMEDIATE` transaction. `node:sqlite` is synchronous, so a call
- * runs to its end within one turn of the event loop: two claims can never take the same command.
+ * **Group commit.** Writes share transactions: the first write opens `BEGIN IMMEDIATE`, every
+ * call made until the event loop's next check phase (`setImmediate`) joins it, each write in a
+ * savepoint of its own (a write that fails undoes only its changes and fails only its call), and
+ * one `COMMIT` (one fsync with `synchronous=full`) ends the group. No call is answered before the
+ * commit of the group it ran in, reads included (they may have seen its writes); a failed commit
+ * fails exactly the calls of that group. `node:sqlite` is synchronous, so a call runs to its end
+ * within one turn of the event loop: two claims can never take the same command.
  *
  * What the dashboard asks on every request is kept cheap:
  *
@@ -521,6 +526,11 @@ export class SqliteStore implements CommandStore {
    * @returns The commit's failure, or `null`.
    */
   #commitGroup(): unknown {
+    if (this.#groupTimer !== null) {
+      // Committed now (at open, or on close): the scheduled commit has nothing left to do.
+      clearImmediate(this.#groupTimer);
+      this.#groupTimer = null;
+    }
     const group = this.#group;
     if (group === null) return null;
     try {
@@ -1140,8 +1150,6 @@ export class SqliteStore implements CommandStore {
       if (this.#closed) return;
       // Writes still waiting for their commit get it (or its failure) before the file closes.
       this.#commitGroup();
-      if (this.#groupTimer !== null) clearImmediate(this.#groupTimer);
-      this.#groupTimer = null;
       this.#closed = true;
       this.#statements.clear();
       if (this.#db.isOpen) this.#db.close();
