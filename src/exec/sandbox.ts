@@ -412,7 +412,6 @@ export class Cell implements AsyncDisposable {
     }
   }
 
-  /** What identifies the command's processes after a restart. */
   /**
    * Whether the child was started through `setsid`: a program that could not be executed then
    * shows as setsid's exit status 126/127 and message instead of a spawn error
@@ -422,6 +421,7 @@ export class Cell implements AsyncDisposable {
     return this.#throughSetsid;
   }
 
+  /** What identifies the command's processes after a restart. */
   record(): ProcessRecord | undefined {
     const pid = this.#child?.pid;
     if (pid === undefined) return undefined;
