@@ -9,7 +9,8 @@ import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
-import { chain, type RouteDeps } from "./routes_agent.ts";
+import type { RouteDeps } from "./routes_agent.ts";
+import { every } from "hono/combine";
 import { commandView } from "./views.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { VERSION } from "../version.ts";
@@ -34,7 +35,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   const { store, clock, hub } = deps;
   const limit = operatorRateLimit(deps.operatorLimiter);
   const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
-  const admin: MiddlewareHandler<ServerEnv> = chain([limit, auth]);
+  const admin: MiddlewareHandler<ServerEnv> = every(limit, auth);
 
   // 503 while the store is full: the dashboard answers, but cannot take new work.
   app.get("/health", function healthRoute(c) {
