@@ -281,19 +281,31 @@ function detailTables(results: Results): string[] {
     fmt(w.latencyMs.p99, 3),
     fmt(w.latencyMs.max, 3),
     String(w.unconfirmed),
+    w.rssBytes === undefined ? "—" : fmt(w.rssBytes / MB, 1),
   ]);
   lines.push("### Wake-up latency (ms)", "");
   lines.push(
     ...table(
-      ["server", "other waiters", "samples", "mean", "p50", "p99", "max", "unconfirmed"],
+      [
+        "server",
+        "other waiters",
+        "samples",
+        "mean",
+        "p50",
+        "p99",
+        "max",
+        "unconfirmed",
+        "server resident MB",
+      ],
       wakeRows,
-      ["l", "r", "r", "r", "r", "r", "r", "r"],
+      ["l", "r", "r", "r", "r", "r", "r", "r", "r"],
     ),
   );
   lines.push(
     "",
     '"unconfirmed": samples where the server did not count N + 1 waiters before the enqueue ' +
-      "(measured anyway).",
+      '(measured anyway). "server resident MB": the dashboard\'s resident memory with the N ' +
+      "waiting, sampled just before the series (the memory curve).",
     "",
   );
   lines.push("### Idle cost (nothing enqueued)", "");
