@@ -112,6 +112,9 @@ export async function startDashboard(
     options.db,
     "--rate-limit-per-minute",
     "1000000",
+    // The load generator enqueues as one operator, thousands a minute.
+    "--operator-rate-limit-per-minute",
+    "1000000",
     "--log-format",
     "json",
     ...(options.extraArgs ?? []),

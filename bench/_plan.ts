@@ -10,7 +10,7 @@ import type { ThroughputResult } from "./throughput_bench.ts";
 import type { WakeResult } from "./wake_bench.ts";
 
 /** The parts of a run, for `--only`. */
-export type Phase = "status" | "floor" | "redis" | "throughput" | "exec";
+export type Phase = "status" | "floor" | "redis" | "postgres" | "throughput" | "exec";
 
 /** What one run measures. */
 export interface Plan {
@@ -32,8 +32,8 @@ export interface Plan {
   waitTimeoutSecs: number;
   /** Throughput runs with agent processes: how many agents, how many commands. */
   throughput: Array<{ agents: number; commands: number }>;
-  /** Simulated agents of the dashboard-alone throughput. */
-  simAgents: number;
+  /** Simulated agents of the dashboard-alone throughput runs (one run per count: the curve). */
+  simAgents: number[];
   /** Its warm-up and measured time, in seconds. */
   simWarmupSecs: number;
   simDurationSecs: number;
@@ -43,20 +43,27 @@ export interface Plan {
 }
 
 /** Every phase. */
-export const ALL_PHASES: Set<Phase> = new Set(["status", "floor", "redis", "throughput", "exec"]);
+export const ALL_PHASES: Set<Phase> = new Set([
+  "status",
+  "floor",
+  "redis",
+  "postgres",
+  "throughput",
+  "exec",
+]);
 
 /** The full run: `deno task bench`. */
 export const FULL: Plan = {
   quick: false,
   phases: ALL_PHASES,
-  waiting: [1, 1000, 10000],
+  waiting: [1, 1000, 5000, 10000, 15000],
   idleWaiting: [1000, 10000],
   samples: 1000,
   warmup: 50,
   idleSecs: 30,
   waitTimeoutSecs: 120,
   throughput: [{ agents: 1, commands: 300 }, { agents: 8, commands: 800 }],
-  simAgents: 100,
+  simAgents: [1, 10, 100, 1000],
   simWarmupSecs: 2,
   simDurationSecs: 10,
   execIterations: 200,
@@ -74,7 +81,7 @@ export const QUICK: Plan = {
   idleSecs: 3,
   waitTimeoutSecs: 120,
   throughput: [{ agents: 1, commands: 20 }, { agents: 2, commands: 20 }],
-  simAgents: 10,
+  simAgents: [1, 10],
   simWarmupSecs: 1,
   simDurationSecs: 2,
   execIterations: 20,
@@ -117,6 +124,9 @@ export interface Results {
   statusWake: WakeResult[];
   redisWake: WakeResult[];
   redisNote?: string;
+  /** `INSERT` + `NOTIFY` → `LISTEN` on PostgreSQL, one listener. */
+  postgresWake: WakeResult[];
+  postgresNote?: string;
   idle: IdleResult[];
   floor: FloorResult[];
   throughput: ThroughputResult[];

@@ -67,7 +67,8 @@ export function ensureRedis(install: boolean): RedisBinary {
 }
 
 /**
- * Starts `redis-server` on loopback with persistence off and room for `maxClients` clients, and
+ * Starts `redis-server` on loopback with persistence off (or, given `durableDir`, an append-only
+ * file fsynced on every write) and room for `maxClients` clients, and
  * waits until it answers `PING`.
  *
  * @param children Where the process is registered (so it is always stopped).
@@ -75,6 +76,7 @@ export function ensureRedis(install: boolean): RedisBinary {
  * @param port The port.
  * @param maxClients Clients it must accept.
  * @param logFile Where its output goes.
+ * @param durableDir Where the append-only file goes; without it nothing is kept.
  * @returns The process.
  */
 export async function startRedis(
@@ -83,15 +85,19 @@ export async function startRedis(
   port: number,
   maxClients: number,
   logFile: string,
+  durableDir?: string,
 ): Promise<Child> {
+  // Durable: every write appended to a log and fsynced before it is answered, like our 202.
+  const persistence = durableDir === undefined
+    ? ["--appendonly", "no"]
+    : ["--appendonly", "yes", "--appendfsync", "always", "--dir", durableDir];
   const child = children.spawn("redis-server", [
     binary,
     "--port",
     String(port),
     "--save",
     "",
-    "--appendonly",
-    "no",
+    ...persistence,
     "--bind",
     "127.0.0.1",
     "--daemonize",

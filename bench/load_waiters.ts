@@ -210,6 +210,8 @@ async function runSim(
   };
 
   let next = 0;
+  // Ids of their own: several runs (one per agent count) share the dashboard's store.
+  const runTag = crypto.randomUUID().slice(0, 8);
   const enqueuer = async () => {
     using operator = await Operator.open(url, adminToken);
     while (!stopping) {
@@ -220,7 +222,7 @@ async function runSim(
       const n = next++;
       enqueued++;
       try {
-        await operator.enqueue(agents[n % agents.length].id, `sim-${n}`, "true");
+        await operator.enqueue(agents[n % agents.length].id, `sim-${runTag}-${n}`, "true");
       } catch (error) {
         if (stopping) break;
         failed(error);

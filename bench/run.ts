@@ -23,8 +23,9 @@
  *
  * Flags: `--quick`; `--out <file>` (default `bench/RESULTS.md`); `--no-install` (do not
  * `apt-get install redis-server` when it is missing); `--no-redis`; `--only <phases>`
- * (comma-separated `status`, `floor`, `redis`, `throughput`, `exec`); `--waiting <N,...>` and
- * `--idle-waiting <N,...>`; `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
+ * (comma-separated `status`, `floor`, `redis`, `postgres`, `throughput`, `exec`);
+ * `--waiting <N,...>`, `--idle-waiting <N,...>` and `--sim-agents <N,...>` (the curves' points);
+ * `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
  * flags of `status serve`, e.g. `--log-level warning`); `--profile <dir>` (the dashboard runs with
  * the V8 inspector: CPU profiles of the idle windows, the wake-up samples and the simulated-agent
  * load, and heap snapshots; the inspector costs time, so a profiling run's numbers are not the
@@ -33,6 +34,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { dirname, resolve } from "node:path";
+import { writeCharts } from "./_charts.ts";
 import { generateToken } from "../src/protocol/mod.ts";
 import { runExecBench } from "./exec_bench.ts";
 import {
@@ -50,6 +53,12 @@ import { startWaiters, stopWaiters } from "./_load.ts";
 import { FULL, type Phase, type Plan, QUICK, type Results, type RunOutcome } from "./_plan.ts";
 import { baseEnv, Children, freePort, rssBytes, sampleUsage, sleep } from "./_proc.ts";
 import { ensureRedis, type RedisBinary, startRedis } from "./_redis.ts";
+import {
+  findPostgres,
+  measurePostgresWake,
+  type PostgresBinary,
+  startPostgres,
+} from "./_postgres.ts";
 import { ActivityMonitor, render } from "./_report.ts";
 import { infoField, RespConnection } from "./_resp.ts";
 import { count } from "./_stats.ts";
@@ -145,7 +154,7 @@ async function makeFleet(plan: Plan, dir: string): Promise<Fleet> {
     probe: makeAgents("probe", 1)[0],
     idleAgent: makeAgents("idle", 1)[0],
     throughput: plan.throughput.map((t) => makeAgents(`tp${t.agents}`, t.agents)),
-    sim: makeAgents("sim", plan.simAgents),
+    sim: makeAgents("sim", Math.max(...plan.simAgents)),
     simFile: `${dir}/sim.json`,
   };
   const all = [fleet.waiters, [fleet.probe, fleet.idleAgent], ...fleet.throughput, fleet.sim];
@@ -182,13 +191,13 @@ async function statusPhases(run: Run, dash: Dash): Promise<void> {
         if (plan.waiting.includes(n)) {
           say(`wake-up latency, ${plan.samples} samples, ${count(n)} waiting`);
           const options = { waiting: n, samples: plan.samples, warmup: plan.warmup };
-          run.results.statusWake.push(
-            await maybeCpu(
-              run,
-              `wake-${n}`,
-              () => measureStatusWake(dash.url, dash.adminToken, fleet.probe, options),
-            ),
+          const rss = rssBytes(dash.pid);
+          const wake = await maybeCpu(
+            run,
+            `wake-${n}`,
+            () => measureStatusWake(dash.url, dash.adminToken, fleet.probe, options),
           );
+          run.results.statusWake.push({ ...wake, rssBytes: rss });
         }
       } finally {
         await stopWaiters(load);
@@ -295,45 +304,91 @@ async function floorPhases(run: Run): Promise<void> {
   }
 }
 
-/** Wake-up latency on Redis for every N of the plan. */
+/**
+ * Wake-up latency on Redis for every N of the plan: first with nothing kept (the floor), then
+ * durable (`appendonly yes`, `appendfsync always`), the like of our `202`.
+ */
 async function redisPhases(run: Run, binary: RedisBinary & { ok: true }): Promise<void> {
-  const { plan } = run;
-  await phase(run, `redis-server ${binary.version}`, async () => {
+  for (const durable of [false, true]) {
+    const label = durable ? "durable " : "";
+    await phase(run, `${label}redis-server ${binary.version}`, async () => {
+      const port = freePort();
+      const maxClients = Math.max(...run.plan.waiting) + 100;
+      const name = durable ? "redis-durable" : "redis";
+      let durableDir: string | undefined;
+      if (durable) {
+        durableDir = `${run.dir}/redis-aof`;
+        await Deno.mkdir(durableDir, { recursive: true });
+      }
+      const redis = await startRedis(
+        run.children,
+        binary.path,
+        port,
+        maxClients,
+        `${run.dir}/${name}.log`,
+        durableDir,
+      );
+      try {
+        await redisWakes(run, port, durable);
+      } finally {
+        await redis.stop();
+      }
+    });
+  }
+}
+
+/** `INSERT` committed + `NOTIFY` → one waiting `LISTEN` on a throwaway PostgreSQL cluster. */
+async function postgresPhase(run: Run, binary: PostgresBinary & { ok: true }): Promise<void> {
+  await phase(run, `postgres ${binary.version}`, async () => {
+    // Its own directory: the run's is private to root, and the server runs as postgres.
+    const dir = await Deno.makeTempDir({ prefix: "status-bench-pg-" });
     const port = freePort();
-    const maxClients = Math.max(...plan.waiting) + 100;
-    const redis = await startRedis(
+    const server = await startPostgres(
       run.children,
-      binary.path,
+      binary,
       port,
-      maxClients,
-      `${run.dir}/redis.log`,
+      dir,
+      `${run.dir}/postgres.log`,
     );
     try {
-      for (const n of plan.waiting) {
-        const load = await startWaiters(
-          run.children,
-          { kind: "redis", port },
-          n,
-          `${run.dir}/load-redis-${n}.log`,
-        );
-        try {
-          await waitForBlocked(port, n, 60_000);
-          say(`redis wake-up latency, ${plan.samples} samples, ${count(n)} blocked`);
-          run.results.redisWake.push(
-            await measureRedisWake(port, {
-              waiting: n,
-              samples: plan.samples,
-              warmup: plan.warmup,
-            }),
-          );
-        } finally {
-          await stopWaiters(load);
-        }
-      }
+      say(`postgres INSERT + NOTIFY → LISTEN, ${run.plan.samples} samples`);
+      run.results.postgresWake.push(
+        await measurePostgresWake(port, {
+          waiting: 1,
+          samples: run.plan.samples,
+          warmup: run.plan.warmup,
+        }),
+      );
     } finally {
-      await redis.stop();
+      await server.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   });
+}
+
+async function redisWakes(run: Run, port: number, durable: boolean): Promise<void> {
+  const { plan } = run;
+  const system = durable ? "redis-durable" : "redis";
+  for (const n of plan.waiting) {
+    const load = await startWaiters(
+      run.children,
+      { kind: "redis", port },
+      n,
+      `${run.dir}/load-${system}-${n}.log`,
+    );
+    try {
+      await waitForBlocked(port, n, 60_000);
+      say(`${system} wake-up latency, ${plan.samples} samples, ${count(n)} blocked`);
+      const wake = await measureRedisWake(port, {
+        waiting: n,
+        samples: plan.samples,
+        warmup: plan.warmup,
+      });
+      run.results.redisWake.push({ ...wake, system });
+    } finally {
+      await stopWaiters(load);
+    }
+  }
 }
 
 async function waitForBlocked(port: number, n: number, timeoutMs: number): Promise<void> {
@@ -366,21 +421,23 @@ async function throughputPhases(run: Run, dash: Dash): Promise<void> {
       );
     });
   }
-  await phase(run, `dashboard alone, ${plan.simAgents} simulated agents`, async () => {
-    results.throughput.push(
-      await maybeCpu(run, "sim", () =>
-        measureDashboardThroughput(run.children, {
-          url: dash.url,
-          adminToken: dash.adminToken,
-          dashboardPid: dash.pid,
-          agentsFile: fleet.simFile,
-          agents: plan.simAgents,
-          warmupSecs: plan.simWarmupSecs,
-          durationSecs: plan.simDurationSecs,
-          logFile: `${run.dir}/sim.log`,
-        })),
-    );
-  });
+  for (const agents of plan.simAgents) {
+    await phase(run, `dashboard alone, ${agents} simulated agents`, async () => {
+      results.throughput.push(
+        await maybeCpu(run, `sim-${agents}`, () =>
+          measureDashboardThroughput(run.children, {
+            url: dash.url,
+            adminToken: dash.adminToken,
+            dashboardPid: dash.pid,
+            agentsFile: fleet.simFile,
+            agents,
+            warmupSecs: plan.simWarmupSecs,
+            durationSecs: plan.simDurationSecs,
+            logFile: `${run.dir}/sim-${agents}.log`,
+          })),
+      );
+    });
+  }
 }
 
 /** The phases that need the dashboard, around one `status serve` process. */
@@ -426,6 +483,7 @@ async function runAll(
   const results: Results = {
     statusWake: [],
     redisWake: [],
+    postgresWake: [],
     idle: [],
     floor: [],
     throughput: [],
@@ -433,6 +491,10 @@ async function runAll(
     errors: [],
   };
   if (!redisBinary.ok) results.redisNote = redisBinary.reason;
+  const postgresBinary: PostgresBinary = plan.phases.has("postgres")
+    ? findPostgres()
+    : { ok: false, reason: "skipped (--only)" };
+  if (!postgresBinary.ok) results.postgresNote = postgresBinary.reason;
   const dir = await Deno.makeTempDir({ prefix: "status-bench-" });
   const children = new Children();
   const monitor = new ActivityMonitor(children);
@@ -450,6 +512,7 @@ async function runAll(
     }
     if (plan.phases.has("floor")) await floorPhases(run);
     if (redisBinary.ok && plan.phases.has("redis")) await redisPhases(run, redisBinary);
+    if (postgresBinary.ok) await postgresPhase(run, postgresBinary);
     await children.stopAll();
     if (plan.phases.has("exec")) {
       await phase(run, "executor overhead", async () => {
@@ -482,6 +545,7 @@ function parsePlan(values: {
   quick?: boolean;
   waiting?: string;
   "idle-waiting"?: string;
+  "sim-agents"?: string;
   samples?: string;
   "idle-secs"?: string;
   only?: string;
@@ -493,13 +557,22 @@ function parsePlan(values: {
     ...base,
     waiting: numbers(values.waiting) ?? base.waiting,
     idleWaiting: numbers(values["idle-waiting"]) ?? base.idleWaiting,
+    simAgents: numbers(values["sim-agents"]) ?? base.simAgents,
     samples: Number(values.samples ?? base.samples),
     idleSecs: Number(values["idle-secs"] ?? base.idleSecs),
     phases: values.only === undefined
       ? base.phases
       : new Set(values.only.split(",").map((p) => p.trim()) as Phase[]),
   };
-  for (const n of [...plan.waiting, ...plan.idleWaiting, plan.samples, plan.idleSecs]) {
+  for (
+    const n of [
+      ...plan.waiting,
+      ...plan.idleWaiting,
+      ...plan.simAgents,
+      plan.samples,
+      plan.idleSecs,
+    ]
+  ) {
     if (!Number.isInteger(n) || n < 1) {
       throw new RangeError(`counts, samples and seconds must be whole numbers above 0, got ${n}`);
     }
@@ -522,6 +595,7 @@ if (import.meta.main) {
       "no-redis": { type: "boolean", default: false },
       waiting: { type: "string" },
       "idle-waiting": { type: "string" },
+      "sim-agents": { type: "string" },
       samples: { type: "string" },
       "idle-secs": { type: "string" },
       only: { type: "string" },
@@ -539,7 +613,8 @@ if (import.meta.main) {
     profileDir: values.profile,
     serveArgs: values["serve-args"]?.split(/\s+/).filter(Boolean) ?? [],
   });
-  const report = render(plan, outcome, started, (performance.now() - t0) / 1000);
+  const charts = await writeCharts(outcome.results, dirname(resolve(out)));
+  const report = render(plan, outcome, started, (performance.now() - t0) / 1000, charts);
   await Deno.writeTextFile(out, report);
   console.log(report);
   say(`written to ${out}`);

@@ -29,14 +29,19 @@ import { summarize, type Summary } from "./_stats.ts";
 
 /** One wake-up measurement. */
 export interface WakeResult {
-  /** `status` or `redis`. */
-  system: "status" | "redis";
+  /**
+   * `status`, `redis` (nothing kept), `redis-durable` (`appendfsync always`) or `postgres`
+   * (`INSERT` + `NOTIFY` → `LISTEN`).
+   */
+  system: "status" | "redis" | "redis-durable" | "postgres";
   /** Other clients waiting on the server meanwhile. */
   waiting: number;
   /** Latency in milliseconds. */
   latencyMs: Summary;
   /** Samples where the server did not count N + 1 waiters within the bound (measured anyway). */
   unconfirmed: number;
+  /** The server's resident memory with the N waiting, just before the samples, in bytes. */
+  rssBytes?: number;
 }
 
 /** Options of a wake-up measurement. */

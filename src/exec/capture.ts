@@ -19,6 +19,9 @@ export const CAPTURE_TAIL_BYTES = 32 * 1024;
 /** Size of the buffer each stream is read into. */
 const READ_BUFFER_BYTES = 64 * 1024;
 
+/** The head buffer's first size; it doubles from there as output arrives. */
+const FIRST_HEAD_BYTES = 4 * 1024;
+
 /** What a capture kept. */
 export interface CapturedOutput {
   /**
@@ -70,8 +73,9 @@ function checkSize(name: string, value: number): number {
 }
 
 /**
- * Keeps the first `headBytes` and the last `tailBytes` of everything pushed into it, in fixed
- * buffers allocated once.
+ * Keeps the first `headBytes` and the last `tailBytes` of everything pushed into it. Buffers are
+ * allocated as bytes arrive (a command that prints little costs little): the head grows by
+ * doubling up to its size, the tail ring is allocated whole the first time the head overflows.
  *
  * @example Head and tail of a long output
  * ```ts
@@ -89,8 +93,10 @@ function checkSize(name: string, value: number): number {
  * ```
  */
 export class OutputCapture {
-  readonly #head: Uint8Array;
-  readonly #tail: Uint8Array;
+  readonly #headSize: number;
+  readonly #tailSize: number;
+  #head: Uint8Array = new Uint8Array(0);
+  #tail: Uint8Array = new Uint8Array(0);
   #headLength = 0;
   /** Where the next tail byte goes in the ring. */
   #tailPos = 0;
@@ -104,8 +110,17 @@ export class OutputCapture {
    * @throws {RangeError} When a size is not a non-negative integer.
    */
   constructor(options: OutputCaptureOptions = {}) {
-    this.#head = new Uint8Array(checkSize("headBytes", options.headBytes ?? CAPTURE_HEAD_BYTES));
-    this.#tail = new Uint8Array(checkSize("tailBytes", options.tailBytes ?? CAPTURE_TAIL_BYTES));
+    this.#headSize = checkSize("headBytes", options.headBytes ?? CAPTURE_HEAD_BYTES);
+    this.#tailSize = checkSize("tailBytes", options.tailBytes ?? CAPTURE_TAIL_BYTES);
+  }
+
+  /** Grows the head buffer to hold at least `need` bytes (never beyond its size). */
+  #growHead(need: number): void {
+    if (need <= this.#head.length) return;
+    const size = Math.min(this.#headSize, Math.max(need, this.#head.length * 2, FIRST_HEAD_BYTES));
+    const grown = new Uint8Array(size);
+    grown.set(this.#head.subarray(0, this.#headLength));
+    this.#head = grown;
   }
 
   /** Every byte pushed so far. */
@@ -121,14 +136,16 @@ export class OutputCapture {
   push(chunk: Uint8Array): void {
     this.#total += chunk.length;
     let rest = chunk;
-    if (this.#headLength < this.#head.length) {
-      const n = Math.min(this.#head.length - this.#headLength, rest.length);
+    if (this.#headLength < this.#headSize) {
+      const n = Math.min(this.#headSize - this.#headLength, rest.length);
+      this.#growHead(this.#headLength + n);
       this.#head.set(rest.subarray(0, n), this.#headLength);
       this.#headLength += n;
       rest = rest.subarray(n);
     }
-    const size = this.#tail.length;
+    const size = this.#tailSize;
     if (rest.length === 0 || size === 0) return;
+    if (this.#tail.length === 0) this.#tail = new Uint8Array(size);
     if (rest.length >= size) {
       this.#tail.set(rest.subarray(rest.length - size));
       this.#tailPos = 0;
@@ -151,7 +168,7 @@ export class OutputCapture {
    */
   result(): CapturedOutput {
     const head = this.#head.subarray(0, this.#headLength);
-    const tail = this.#tailLength < this.#tail.length
+    const tail = this.#tailLength < this.#tailSize
       ? this.#tail.subarray(0, this.#tailLength)
       : concat(this.#tail.subarray(this.#tailPos), this.#tail.subarray(0, this.#tailPos));
     const totalBytes = this.#total;

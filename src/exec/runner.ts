@@ -17,7 +17,7 @@ import {
 import { parseCommandLine } from "./parse.ts";
 import { type OnOutput, tapOutput } from "./tap.ts";
 import { checkPolicy, type ExecPolicy, resolveProgram } from "./policy.ts";
-import { type Cell, type ProcessRecord, Sandbox } from "./sandbox.ts";
+import { type Cell, type ProcessRecord, Sandbox, setsidExecFailure } from "./sandbox.ts";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 
 const log = logger("exec");
@@ -377,7 +377,17 @@ export async function runCommand(name: string, options: RunOptions): Promise<Exe
   const record = cell.record();
   if (record) callSafely("onSpawn", () => options.onSpawn?.(record));
 
-  return await supervise(child, cell, { ...base, timeoutSecs }, options);
+  const result = await supervise(child, cell, { ...base, timeoutSecs }, options);
+  if (cell.throughSetsid && result.status === "failed") {
+    // Started through setsid: an exec that failed is its exit status, not a spawn error.
+    const failed = setsidExecFailure(result.exit_code, result.stdout, result.stderr, resolved.path);
+    if (failed) {
+      const reason = `program "${resolved.path}" could not be started: ${failed.reason}`;
+      log.warning("command could not start: {reason}", { argv: parsed.value, reason });
+      return notRun("failed", reason, failed.kind);
+    }
+  }
+  return result;
 }
 
 function currentDirectory(): string | undefined {

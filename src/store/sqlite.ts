@@ -2,8 +2,13 @@
  * The embedded {@link CommandStore}: one SQLite file through `node:sqlite`, in WAL mode, created on
  * first start and migrated by `PRAGMA user_version`.
  *
- * Every state change is one `BEGIN IMMEDIATE` transaction. `node:sqlite` is synchronous, so a call
- * runs to its end within one turn of the event loop: two claims can never take the same command.
+ * **Group commit.** Writes share transactions: the first write opens `BEGIN IMMEDIATE`, every
+ * call made until the event loop's next check phase (`setImmediate`) joins it, each write in a
+ * savepoint of its own (a write that fails undoes only its changes and fails only its call), and
+ * one `COMMIT` (one fsync with `synchronous=full`) ends the group. No call is answered before the
+ * commit of the group it ran in, reads included (they may have seen its writes); a failed commit
+ * fails exactly the calls of that group. `node:sqlite` is synchronous, so a call runs to its end
+ * within one turn of the event loop: two claims can never take the same command.
  *
  * What the dashboard asks on every request is kept cheap:
  *
@@ -21,6 +26,7 @@
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
+import { clearImmediate, setImmediate } from "node:timers";
 import {
   type CommandParams,
   type CommandStatus,
@@ -91,6 +97,12 @@ export interface SqliteStoreOptions {
 }
 
 type Row = Record<string, SQLInputValue>;
+
+/** A call answered when the group transaction it ran in commits. */
+interface GroupWaiter {
+  resolve(): void;
+  reject(error: unknown): void;
+}
 
 /** Agents cached in memory at most; beyond it the cache starts again empty. */
 const AGENT_CACHE_MAX = 50_000;
@@ -322,6 +334,10 @@ export class SqliteStore implements CommandStore {
   #reservePath: string | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
+  /** The open group transaction: calls that ran inside it wait for its commit. */
+  #group: { waiting: GroupWaiter[] } | null = null;
+  #groupTimer: ReturnType<typeof setImmediate> | null = null;
+  #commits = 0;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -418,15 +434,40 @@ export class SqliteStore implements CommandStore {
         db.exec(`PRAGMA user_version = ${v + 1}`);
         db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
       });
+      const failure = this.#commitGroup();
+      if (failure !== null) throw failure;
     }
   }
 
+  /**
+   * Runs `fn` now and settles with its value once nothing it saw or wrote can be lost: while a
+   * group transaction is open (its own write or another's), that is after the group's commit.
+   */
   #run<T>(fn: () => T): Promise<T> {
+    let value: T;
     try {
-      return Promise.resolve(fn());
+      value = fn();
     } catch (error) {
-      return Promise.reject(isDiskFull(error) ? this.#diskFull(error) : error);
+      if (isDiskFull(error)) return Promise.reject(this.#diskFullInGroup(error));
+      if (this.#group !== null && !this.#db.isTransaction) {
+        // The failure took the whole transaction with it: every call of the group fails.
+        for (const waiter of this.#dropGroup()) waiter.reject(error);
+      }
+      return Promise.reject(error);
     }
+    const group = this.#group;
+    if (group === null) return Promise.resolve(value);
+    return new Promise<T>((resolve, reject) => {
+      group.waiting.push({ resolve: () => resolve(value), reject });
+    });
+  }
+
+  /** A write failed for lack of space: the whole group fails with it, then space is sought. */
+  #diskFullInGroup(error: unknown): StoreFullError {
+    const waiting = this.#dropGroup();
+    const failure = this.#diskFull(error);
+    for (const waiter of waiting) waiter.reject(failure);
+    return failure;
   }
 
   /** Whether the last write failed for lack of space (and none has succeeded since). */
@@ -494,26 +535,99 @@ export class SqliteStore implements CommandStore {
     return statement;
   }
 
+  /**
+   * Runs `fn` inside the open group transaction (opening one if none is), in a savepoint of its
+   * own: when `fn` throws, only its changes are undone and the other writes of the group stay.
+   */
   #tx<T>(fn: () => T): T {
     if (this.#closed) throw new StoreError(`database ${this.path} is closed`);
-    this.#db.exec("BEGIN IMMEDIATE");
+    this.#joinGroup();
+    this.#db.exec("SAVEPOINT w");
     try {
       const result = fn();
-      this.#db.exec("COMMIT");
-      if (this.#full) {
-        // Space came back: take the reserve again.
-        this.#full = false;
-        this.#keepReserve();
-      }
+      this.#db.exec("RELEASE w");
       return result;
     } catch (error) {
-      try {
-        this.#db.exec("ROLLBACK");
-      } catch {
-        // the transaction is already gone; the first error is the one that matters
+      if (this.#db.isTransaction) {
+        try {
+          this.#db.exec("ROLLBACK TO w");
+          this.#db.exec("RELEASE w");
+        } catch {
+          // the transaction is gone: #run fails the whole group
+        }
       }
       throw error;
     }
+  }
+
+  /** Opens the group transaction when none is open, and schedules its commit. */
+  #joinGroup(): void {
+    if (this.#group !== null) return;
+    this.#db.exec("BEGIN IMMEDIATE");
+    this.#group = { waiting: [] };
+    if (this.#groupTimer === null) {
+      // After the requests read in this turn of the event loop have had their turn to join
+      // (`setImmediate` runs right after the poll for I/O; a `setTimeout` would wait about 2 ms).
+      this.#groupTimer = setImmediate(() => {
+        this.#groupTimer = null;
+        this.#commitGroup();
+      });
+    }
+  }
+
+  /**
+   * Commits the group transaction (one fsync with `synchronous=full`) and only then answers every
+   * call that ran while it was open; a failed commit fails exactly those calls.
+   *
+   * @returns The commit's failure, or `null`.
+   */
+  #commitGroup(): unknown {
+    if (this.#groupTimer !== null) {
+      // Committed now (at open, or on close): the scheduled commit has nothing left to do.
+      clearImmediate(this.#groupTimer);
+      this.#groupTimer = null;
+    }
+    const group = this.#group;
+    if (group === null) return null;
+    try {
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      if (isDiskFull(error)) return this.#diskFullInGroup(error);
+      for (const waiter of this.#dropGroup()) waiter.reject(error);
+      return error;
+    }
+    this.#group = null;
+    this.#commits++;
+    if (this.#full) {
+      // Space came back: take the reserve again.
+      this.#full = false;
+      this.#keepReserve();
+    }
+    for (const waiter of group.waiting) waiter.resolve();
+    return null;
+  }
+
+  /**
+   * Rolls the group transaction back (whatever is left of it) and forgets it.
+   *
+   * @returns The calls that were waiting for it: the caller fails them.
+   */
+  #dropGroup(): GroupWaiter[] {
+    const group = this.#group;
+    this.#group = null;
+    try {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+    } catch {
+      // the transaction is already gone; the first error is the one that matters
+    }
+    // Cached agents may hold changes that were just undone.
+    this.#agents.clear();
+    return group?.waiting ?? [];
+  }
+
+  /** Transactions committed by this connection since it was opened (a group counts once). */
+  get commits(): number {
+    return this.#commits;
   }
 
   #command(id: string): CommandRecord | null {
@@ -1214,6 +1328,8 @@ export class SqliteStore implements CommandStore {
   close(): Promise<void> {
     return this.#run(() => {
       if (this.#closed) return;
+      // Writes still waiting for their commit get it (or its failure) before the file closes.
+      this.#commitGroup();
       this.#closed = true;
       this.#statements.clear();
       if (this.#db.isOpen) this.#db.close();

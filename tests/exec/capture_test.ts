@@ -166,3 +166,16 @@ Deno.test("captureStream reads byte streams and plain streams, and stops on dema
     assert.equal(reading.capture.result().text, "partial");
   });
 });
+
+Deno.test("a capture allocates its buffers as output arrives, not at its full size up front", () => {
+  // Sizes no machine could allocate at once: only the bytes that arrive are held.
+  const capture = new OutputCapture({ headBytes: 2 ** 40, tailBytes: 2 ** 40 });
+  capture.push(new TextEncoder().encode("hello"));
+  capture.push(new TextEncoder().encode(" world"));
+  assert.deepEqual(capture.result(), {
+    text: "hello world",
+    encoding: "utf-8",
+    totalBytes: 11,
+    truncatedBytes: 0,
+  });
+});

@@ -488,3 +488,22 @@ Deno.test("executor works with --allow-run alone (no read or env permission)", a
     `path "/etc" is outside the allowed prefixes (/tmp, /var/tmp)`,
   ]);
 });
+
+Deno.test("a command leads its own session and process group under the pid reported at spawn", async () => {
+  await using dir = await scripts();
+  // Prints its pid, its process group and its session (fields 1, 5 and 6 of /proc/self/stat).
+  const ids = await dir.script(
+    "ids",
+    `read -r pid _ _ _ pgid sid _ < /proc/self/stat; echo "$$ $pgid $sid"`,
+  );
+  let spawned: number | undefined;
+  const result = await runCommand(ids, {
+    policy: dir.policy(ids),
+    onSpawn: (record) => spawned = record.pid,
+  });
+  assert.equal(result.status, "success", result.stderr);
+  const [pid, pgid, sid] = result.stdout.trim().split(" ").map(Number);
+  assert.equal(pid, spawned, "the program runs under the pid the agent signals");
+  assert.equal(pgid, pid, "it leads its process group");
+  assert.equal(sid, pid, "it leads its session");
+});

@@ -198,3 +198,74 @@ Deno.test("sqlite store creates a database only where asked, only in an existing
     });
   });
 });
+
+Deno.test("sqlite store commits concurrent writes together, answering none before the commit", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    await using store = openSqliteStore(path);
+    const now = Date.now();
+    const before = store.commits;
+    const ids = Array.from({ length: 20 }, (_, i) => `c${i}`);
+    let answered = 0;
+    const writes = ids.map((id) =>
+      store.enqueue({ id, agentId: "a1", name: "echo", params: {}, fingerprint: id, now })
+        .then((outcome) => {
+          answered++;
+          return outcome;
+        })
+    );
+    // Nothing is committed yet, so nothing is answered and another connection sees nothing.
+    const other = new DatabaseSync(path);
+    try {
+      const count = () =>
+        (other.prepare("SELECT count(*) AS n FROM commands").get() as { n: number }).n;
+      assert.equal(count(), 0);
+      await Promise.resolve();
+      assert.equal(answered, 0, "no write is answered before its commit");
+      const outcomes = await Promise.all(writes);
+      assert.deepEqual(outcomes.map((o) => o.outcome), ids.map(() => "created"));
+      assert.equal(store.commits - before, 1, "twenty writes, one commit");
+      assert.equal(count(), 20);
+    } finally {
+      other.close();
+    }
+  });
+});
+
+Deno.test("sqlite store fails only the write that failed in a group, and the next group is clean", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const now = Date.now();
+    const command = (id: string) => ({
+      id,
+      agentId: "a1",
+      name: "echo",
+      params: {},
+      fingerprint: id,
+      now,
+    });
+    {
+      await using store = openSqliteStore(path);
+      const before = store.commits;
+      // A name the schema refuses (NOT NULL): that write alone is undone.
+      const bad = { ...command("bad"), name: null as unknown as string };
+      const [first, failed, last] = await Promise.allSettled([
+        store.enqueue(command("ok1")),
+        store.enqueue(bad),
+        store.enqueue(command("ok2")),
+      ]);
+      assert.equal(first.status, "fulfilled");
+      assert.equal(failed.status, "rejected");
+      assert.match(String((failed as PromiseRejectedResult).reason), /NOT NULL/);
+      assert.equal(last.status, "fulfilled");
+      assert.equal(store.commits - before, 1);
+      assert.equal(await store.getCommand("bad"), null);
+      // The next group is a new transaction of its own.
+      await store.enqueue(command("ok3"));
+      assert.equal(store.commits - before, 2);
+    }
+    await using reopened = openSqliteStore(path);
+    for (const id of ["ok1", "ok2", "ok3"]) assert.equal((await reopened.getCommand(id))?.id, id);
+    assert.equal(await reopened.getCommand("bad"), null);
+  });
+});
