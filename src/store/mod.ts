@@ -43,6 +43,20 @@ export {
   type NewCommand,
   type ReportInput,
   type ReportOutcome,
+  isSharedStore,
+  type SharedStore,
+  type StoreEvent,
+  type StoreEventListener,
+  type StoreSubscription,
 } from "./types.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
-export { StoreError } from "./errors.ts";
+export { StoreError, StoreUnavailableError } from "./errors.ts";
+export {
+  isPostgresUrl,
+  openPostgresStore,
+  PG_CHANNEL,
+  PostgresStore,
+  type PostgresStoreOptions,
+  redactUrl,
+} from "./postgres.ts";
+export { openStore, type OpenStoreOptions } from "./open.ts";

@@ -21,15 +21,17 @@
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
-import {
-  type CommandParams,
-  type CommandStatus,
-  PRIORITIES,
-  type Priority,
-  type ReportStatus,
-} from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
 import { StoreError } from "./errors.ts";
+import {
+  COMMAND_COLUMNS,
+  num,
+  numOrNull,
+  parseScopes,
+  priorityRank,
+  toAgent,
+  toCommand,
+} from "./_rows.ts";
 import {
   type AckOutcome,
   type AckRequest,
@@ -68,96 +70,7 @@ export interface SqliteStoreOptions {
 
 type Row = Record<string, SQLInputValue>;
 
-const COMMAND_COLUMNS = `
-  c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
-  c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
-  c.delivered_at, c.acked_at, c.completed_at, c.updated_at,
-  r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
-  r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
-  r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
-  r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
-  r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
-  r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
-
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
-
-function num(value: SQLInputValue): number {
-  return typeof value === "bigint" ? Number(value) : value as number;
-}
-
-function numOrNull(value: SQLInputValue): number | null {
-  return value === null || value === undefined ? null : num(value);
-}
-
-function strOrNull(value: SQLInputValue): string | null {
-  return value === null || value === undefined ? null : String(value);
-}
-
-function parseScopes(text: string): AgentScope[] {
-  try {
-    const parsed = JSON.parse(text);
-    if (Array.isArray(parsed)) {
-      return parsed.filter((s): s is AgentScope => AGENT_SCOPES.includes(s));
-    }
-  } catch {
-    // fall through: a damaged scopes column grants nothing
-  }
-  return [];
-}
-
-function toAgent(row: Row): AgentRecord {
-  return {
-    id: String(row.id),
-    token: strOrNull(row.token),
-    scopes: parseScopes(String(row.scopes)),
-    createdAt: num(row.created_at),
-    lastSeenAt: numOrNull(row.last_seen_at),
-  };
-}
-
-function toCommand(row: Row): CommandRecord {
-  return {
-    id: String(row.id),
-    agentId: String(row.agent_id),
-    deploymentHash: strOrNull(row.deployment_hash),
-    name: String(row.name),
-    params: JSON.parse(String(row.params)) as CommandParams,
-    priority: PRIORITIES[num(row.priority)] ?? "normal",
-    status: String(row.status) as CommandStatus,
-    attempt: num(row.attempt),
-    deliveredAttempt: num(row.delivered_attempt),
-    leaseExpiresAt: numOrNull(row.lease_expires_at),
-    cancelRequested: num(row.cancel_requested) !== 0,
-    fingerprint: String(row.fingerprint),
-    seq: num(row.seq),
-    createdAt: num(row.created_at),
-    deliveredAt: numOrNull(row.delivered_at),
-    ackedAt: numOrNull(row.acked_at),
-    completedAt: numOrNull(row.completed_at),
-    updatedAt: num(row.updated_at),
-    result: row.r_command_id === null || row.r_command_id === undefined ? null : {
-      status: String(row.r_status) as ReportStatus,
-      attempt: numOrNull(row.r_attempt),
-      hasOutput: num(row.r_has_output) !== 0,
-      exitCode: numOrNull(row.r_exit_code),
-      signal: strOrNull(row.r_signal),
-      durationSecs: numOrNull(row.r_duration_secs),
-      stdout: strOrNull(row.r_stdout),
-      stderr: strOrNull(row.r_stderr),
-      stdoutTruncatedBytes: numOrNull(row.r_stdout_truncated_bytes),
-      stderrTruncatedBytes: numOrNull(row.r_stderr_truncated_bytes),
-      error: strOrNull(row.r_error),
-      startedAt: strOrNull(row.r_started_at),
-      completedAt: strOrNull(row.r_completed_at),
-      reportedAt: num(row.r_reported_at),
-    },
-  };
-}
-
-function priorityRank(priority: Priority | undefined): number {
-  const rank = PRIORITIES.indexOf(priority ?? "normal");
-  return rank < 0 ? PRIORITIES.indexOf("normal") : rank;
-}
 
 /**
  * Opens (and creates or migrates) the SQLite store at `path`.

@@ -1,0 +1,780 @@
+/**
+ * The {@link CommandStore} on PostgreSQL (the `postgres` npm package), for several dashboard
+ * instances sharing one database. Schema created and migrated on open, versioned in
+ * `status_schema` (see `_pg_migrations.ts`).
+ *
+ * What the database enforces, so that no instance's memory has to:
+ *
+ * - **Claims** take the next queued row with `FOR UPDATE SKIP LOCKED` in the same statement that
+ *   marks it delivered: two instances never hand out one command, and neither waits for the other.
+ * - **Idempotent enqueue**: `INSERT … ON CONFLICT (id) DO NOTHING`, then the existing row is
+ *   compared; two instances enqueueing one id concurrently make one command.
+ * - **First result wins**: the report locks the command row, and `results.command_id` is the
+ *   primary key.
+ * - **Leases** are ended by one statement over `FOR UPDATE SKIP LOCKED` rows, re-checked under
+ *   the lock: with N instances expiring at once, each lease is requeued (or lost) exactly once.
+ *
+ * Changes other instances must hear of are sent with `pg_notify` inside the transaction that makes
+ * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
+ * release) and a cancel of a delivered command. {@link PostgresStore.subscribe} listens.
+ *
+ * Errors that mean "the server is not reachable now" (refused, dropped, shutting down) are thrown
+ * as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { logger } from "../log/mod.ts";
+import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
+import {
+  COMMAND_COLUMNS,
+  num,
+  numOrNull,
+  parseScopes,
+  priorityRank,
+  type Row,
+  toAgent,
+  toCommand,
+} from "./_rows.ts";
+import { StoreError, StoreUnavailableError } from "./errors.ts";
+import {
+  type AckOutcome,
+  type AckRequest,
+  AGENT_SCOPES,
+  type AgentRecord,
+  type AgentScope,
+  type AgentSummary,
+  type CancelOutcome,
+  type ClaimRequest,
+  type CommandQuery,
+  type CommandRecord,
+  type CommandStore,
+  type EnqueueOutcome,
+  EXECUTION_LEASE_GRACE_SECS,
+  type ExpireOutcome,
+  type NewCommand,
+  type ReportInput,
+  type ReportOutcome,
+  type SharedStore,
+  type StoreEvent,
+  type StoreEventListener,
+  type StoreSubscription,
+} from "./types.ts";
+
+/** The channel of {@link StoreEvent}s. */
+export const PG_CHANNEL = "status_events";
+
+/** Options of {@link openPostgresStore}. */
+export interface PostgresStoreOptions {
+  /**
+   * Connections in the pool.
+   * @default {10}
+   */
+  maxConnections?: number;
+  /**
+   * How long a connection attempt may take before the call fails as unavailable, in seconds.
+   * @default {5}
+   */
+  connectTimeoutSecs?: number;
+}
+
+type Sql = postgres.Sql;
+type Tx = postgres.TransactionSql;
+type Querier = Sql | Tx;
+
+const log = logger("store");
+
+const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
+/** Selects a command with its result from a CTE `c` of updated rows. */
+const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
+
+/** SQLSTATE classes and codes that mean the server is not there (now). */
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "58P01"]);
+/** Node/postgres error codes of a connection that failed or dropped. */
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+]);
+
+/** Whether an error of the driver means "not reachable now". */
+function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") {
+    // Deno's node:net reports a refused connection with the message only on some paths.
+    return error instanceof Error && /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
+  }
+  return UNAVAILABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08");
+}
+
+/**
+ * A connection URL without its password, for messages.
+ *
+ * @param url A `postgres://` URL.
+ * @returns The URL with the password replaced by `***`.
+ */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+  }
+}
+
+/** Whether `db` names a PostgreSQL database (`postgres://` or `postgresql://`). */
+export function isPostgresUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(db.trim());
+}
+
+/**
+ * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
+ *
+ * @param url `postgres://user:password@host:port/database` (query parameters as `libpq`'s, e.g.
+ *   `?sslmode=require`).
+ * @param options Pool size and connect timeout.
+ * @returns The open store; close it with {@link PostgresStore.close} or `await using`.
+ * @throws {StoreError} When the server is unreachable, rejects the credentials, the database does
+ *   not exist, holds foreign tables, or was migrated by a newer version of this program.
+ */
+export async function openPostgresStore(
+  url: string,
+  options: PostgresStoreOptions = {},
+): Promise<PostgresStore> {
+  if (!isPostgresUrl(url)) {
+    throw new TypeError(`not a postgres:// URL: ${JSON.stringify(redactUrl(url))}`);
+  }
+  const where = redactUrl(url);
+  let sql: Sql;
+  try {
+    sql = postgres(url, {
+      max: options.maxConnections ?? 10,
+      connect_timeout: options.connectTimeoutSecs ?? 5,
+      idle_timeout: 60,
+      onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
+      connection: { application_name: "status" },
+    });
+  } catch (error) {
+    throw new StoreError(`cannot open database ${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const store = new PostgresStore(sql, where);
+  try {
+    await store.migrate();
+  } catch (error) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    if (error instanceof StoreError) throw error;
+    throw new StoreError(`cannot open database ${where}: ${describeOpenError(error)}`, {
+      cause: error,
+    });
+  }
+  return store;
+}
+
+function describeOpenError(error: unknown): string {
+  const e = error as { code?: string; message?: string; routine?: string };
+  if (e?.code === "28P01" || e?.code === "28000") {
+    return `the server rejected the credentials (${e.message})`;
+  }
+  if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
+  if (isUnavailable(error)) {
+    return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
+      /\(\s+/,
+      "(",
+    );
+  }
+  if (error instanceof Deno.errors.NotCapable || (error as Error)?.name === "NotCapable") {
+    return "permission denied by Deno; run with --allow-net (and --allow-env, --allow-read for " +
+      "the driver's defaults)";
+  }
+  return e?.message ?? String(error);
+}
+
+/** The {@link CommandStore} on PostgreSQL. See {@link openPostgresStore}. */
+export class PostgresStore implements CommandStore, SharedStore {
+  /** The database URL without its password. */
+  readonly location: string;
+  /** This store's id in notifications: it ignores its own. */
+  readonly instanceId: string = crypto.randomUUID();
+  readonly #sql: Sql;
+  #closed = false;
+  #lastSweep = 0;
+
+  /**
+   * Wraps an open connection pool; use {@link openPostgresStore}.
+   *
+   * @param sql The pool.
+   * @param location The URL without its password.
+   */
+  constructor(sql: Sql, location: string) {
+    this.#sql = sql;
+    this.location = location;
+  }
+
+  /** The schema version this program writes. */
+  static get schemaVersion(): number {
+    return PG_MIGRATIONS.length;
+  }
+
+  /**
+   * Creates or migrates the schema (open does it; idempotent).
+   *
+   * @throws {StoreError} When the database is foreign or newer than this program.
+   */
+  async migrate(): Promise<void> {
+    const sql = this.#sql;
+    await sql.begin(async (tx) => {
+      await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [PG_MIGRATION_LOCK]);
+      await tx.unsafe("SET LOCAL client_min_messages = warning");
+      const [{ present }] = await tx.unsafe(
+        "SELECT to_regclass('status_schema') IS NOT NULL AS present",
+      );
+      let version = 0;
+      if (present) {
+        const rows = await tx.unsafe("SELECT version FROM status_schema");
+        version = rows.length ? num(rows[0].version) : 0;
+      } else {
+        const foreign = await tx.unsafe(
+          `SELECT table_name FROM information_schema.tables
+           WHERE table_schema = current_schema() AND table_name = ANY($1::text[])`,
+          [[...PG_TABLES]],
+        );
+        if (foreign.length > 0) {
+          throw new StoreError(
+            `${this.location} is not a status database (it has a table ${foreign[0].table_name} ` +
+              `but no status_schema)`,
+          );
+        }
+        await tx.unsafe("CREATE TABLE status_schema (version integer NOT NULL)");
+        await tx.unsafe("INSERT INTO status_schema (version) VALUES (0)");
+      }
+      if (version > PG_MIGRATIONS.length) {
+        throw new StoreError(
+          `${this.location} has schema version ${version}, newer than this program's ` +
+            `${PG_MIGRATIONS.length}; use a newer version of status`,
+        );
+      }
+      for (let v = version; v < PG_MIGRATIONS.length; v++) {
+        await tx.unsafe(PG_MIGRATIONS[v]);
+        await tx.unsafe("UPDATE status_schema SET version = $1", [v + 1]);
+        log.info("database {location} migrated to schema version {version}", {
+          location: this.location,
+          version: v + 1,
+        });
+      }
+    });
+  }
+
+  /** Runs one store operation, mapping connection failures to {@link StoreUnavailableError}. */
+  async #run<T>(what: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new StoreError(`database ${this.location} is closed`);
+    try {
+      return await fn(this.#sql);
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      if (this.#closed) {
+        throw new StoreError(`database ${this.location} is closed`, { cause: error });
+      }
+      if (isUnavailable(error)) {
+        const e = error as { code?: string; message?: string };
+        throw new StoreUnavailableError(
+          `database ${this.location} is unavailable (${what}): ${e.code ?? ""} ${e.message ?? ""}`
+            .trimEnd(),
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.#run(what, (sql) => sql.begin((tx) => fn(tx)) as Promise<T>);
+  }
+
+  async #command(q: Querier, id: string, lock = false): Promise<CommandRecord | null> {
+    // FOR UPDATE OF c: lock the command row (a LEFT JOIN's nullable side cannot be locked).
+    const rows = await q.unsafe(
+      `SELECT ${COMMAND_COLUMNS} ${FROM} WHERE c.id = $1${lock ? " FOR UPDATE OF c" : ""}`,
+      [id],
+    );
+    return rows.length ? toCommand(rows[0] as Row) : null;
+  }
+
+  async #mustCommand(q: Querier, id: string): Promise<CommandRecord> {
+    const command = await this.#command(q, id);
+    if (!command) throw new StoreError(`command ${id} vanished inside a transaction`);
+    return command;
+  }
+
+  #notify(q: Querier, event: StoreEvent): Promise<unknown> {
+    return q.unsafe("SELECT pg_notify($1, $2)", [
+      PG_CHANNEL,
+      JSON.stringify({ ...event, instance: this.instanceId }),
+    ]);
+  }
+
+  // -- agents
+
+  /** {@inheritDoc CommandStore.addAgent} */
+  addAgent(
+    agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
+  ): Promise<boolean> {
+    return this.#run("add agent", async (sql) => {
+      const rows = await sql.unsafe(
+        `INSERT INTO agents (id, token, scopes, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [agent.id, agent.token, JSON.stringify([...agent.scopes]), agent.now],
+      );
+      return rows.length === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.ensureAgent} */
+  ensureAgent(id: string, now: number): Promise<AgentRecord> {
+    return this.#run("register agent", async (sql) => {
+      await sql.unsafe(
+        `INSERT INTO agents (id, token, scopes, created_at, last_seen_at)
+         VALUES ($1, NULL, $2, $3, $3) ON CONFLICT (id) DO NOTHING`,
+        [id, JSON.stringify(AGENT_SCOPES), now],
+      );
+      const rows = await sql.unsafe("SELECT * FROM agents WHERE id = $1", [id]);
+      if (!rows.length) throw new StoreError(`agent ${id} was removed while it was registered`);
+      return toAgent(rows[0] as Row);
+    });
+  }
+
+  /**
+   * {@inheritDoc CommandStore.getAgent}
+   *
+   * Not cached: one indexed read, so another instance's or process's change is seen at once.
+   */
+  getAgent(id: string): Promise<AgentRecord | null> {
+    return this.#run("read agent", async (sql) => {
+      const rows = await sql.unsafe("SELECT * FROM agents WHERE id = $1", [id]);
+      return rows.length ? toAgent(rows[0] as Row) : null;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listAgents} */
+  listAgents(): Promise<AgentSummary[]> {
+    return this.#run("list agents", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
+           (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued')
+             AS queued
+         FROM agents a ORDER BY a.id COLLATE "C"`,
+      );
+      return rows.map((row) => ({
+        id: String(row.id),
+        hasToken: row.has_token === true,
+        scopes: parseScopes(String(row.scopes)),
+        createdAt: num(row.created_at),
+        lastSeenAt: numOrNull(row.last_seen_at),
+        queued: num(row.queued),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.setAgentToken} */
+  setAgentToken(id: string, token: string): Promise<boolean> {
+    return this.#run("set agent token", async (sql) => {
+      const rows = await sql.unsafe("UPDATE agents SET token = $1 WHERE id = $2 RETURNING id", [
+        token,
+        id,
+      ]);
+      return rows.length === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.removeAgent} */
+  removeAgent(id: string): Promise<boolean> {
+    return this.#run("remove agent", async (sql) => {
+      const rows = await sql.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
+      return rows.length === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.touchAgent} */
+  touchAgent(id: string, now: number): Promise<void> {
+    return this.touchAgents([[id, now]]);
+  }
+
+  /** {@inheritDoc CommandStore.touchAgents} */
+  touchAgents(seen: Iterable<readonly [string, number]>): Promise<void> {
+    const latest = new Map<string, number>();
+    for (const [id, at] of seen) latest.set(id, Math.max(at, latest.get(id) ?? at));
+    if (latest.size === 0) return Promise.resolve();
+    return this.#run("record last seen", async (sql) => {
+      await sql.unsafe(
+        `UPDATE agents a SET last_seen_at = v.at
+         FROM unnest($1::text[], $2::bigint[]) AS v (id, at)
+         WHERE a.id = v.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
+        [[...latest.keys()], [...latest.values()].map(String)],
+      );
+    });
+  }
+
+  /** {@inheritDoc CommandStore.hasAgentWithToken} */
+  hasAgentWithToken(): Promise<boolean> {
+    return this.#run("read agents", async (sql) => {
+      const rows = await sql.unsafe("SELECT 1 FROM agents WHERE token IS NOT NULL LIMIT 1");
+      return rows.length > 0;
+    });
+  }
+
+  // -- commands
+
+  /** {@inheritDoc CommandStore.enqueue} */
+  enqueue(
+    command: NewCommand,
+    claim?: Pick<ClaimRequest, "deploymentHash" | "deliveryLeaseMs">,
+  ): Promise<EnqueueOutcome> {
+    return this.#tx("enqueue", async (tx): Promise<EnqueueOutcome> => {
+      const inserted = await tx.unsafe(
+        `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
+           status, attempt, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 1, $8, $8)
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [
+          command.id,
+          command.agentId,
+          command.params.deployment_hash ?? null,
+          command.name,
+          JSON.stringify(command.params),
+          priorityRank(command.params.priority),
+          command.fingerprint,
+          command.now,
+        ],
+      );
+      if (inserted.length === 0) {
+        // Another transaction (any instance) inserted this id first; it has committed by now.
+        const existing = await this.#mustCommand(tx, command.id);
+        const same = existing.fingerprint === command.fingerprint &&
+          existing.agentId === command.agentId;
+        return { outcome: same ? "duplicate" : "conflict", command: existing };
+      }
+      const created = await this.#mustCommand(tx, command.id);
+      let claimed: CommandRecord | null | undefined;
+      if (claim) {
+        claimed = await this.#claimIn(tx, {
+          agentId: command.agentId,
+          deploymentHash: claim.deploymentHash,
+          now: command.now,
+          deliveryLeaseMs: claim.deliveryLeaseMs,
+        });
+      }
+      // Unless this instance's own wait took it, a wait elsewhere may want it.
+      if (claimed?.id !== command.id) {
+        await this.#notify(tx, { type: "queued", agentId: command.agentId });
+      }
+      return claim
+        ? { outcome: "created", command: created, claimed: claimed ?? null }
+        : { outcome: "created", command: created };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.claimNext} */
+  claimNext(request: ClaimRequest): Promise<CommandRecord | null> {
+    // One statement (its own transaction); with nothing queued it changes no row and writes nothing.
+    return this.#run("claim", (sql) => this.#claimIn(sql, request));
+  }
+
+  async #claimIn(q: Querier, request: ClaimRequest): Promise<CommandRecord | null> {
+    const rows = await q.unsafe(
+      `WITH next AS (
+         SELECT seq FROM commands
+         WHERE agent_id = $1 AND status = 'queued'
+           AND (deployment_hash IS NULL OR deployment_hash = $2)
+         ORDER BY priority, seq LIMIT 1
+         FOR UPDATE SKIP LOCKED
+       ), c AS (
+         UPDATE commands u SET status = 'delivered', lease_expires_at = $3, delivered_at = $4,
+           delivered_attempt = u.attempt, acked_at = NULL, updated_at = $4
+         FROM next WHERE u.seq = next.seq AND u.status = 'queued'
+         RETURNING u.*
+       )
+       SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED}`,
+      [request.agentId, request.deploymentHash, request.now + request.deliveryLeaseMs, request.now],
+    );
+    return rows.length ? toCommand(rows[0] as Row) : null;
+  }
+
+  /** {@inheritDoc CommandStore.release} */
+  release(commandId: string, attempt: number, now: number): Promise<boolean> {
+    return this.#tx("release", async (tx) => {
+      const rows = await tx.unsafe(
+        `UPDATE commands SET status = 'queued', lease_expires_at = NULL,
+           delivered_attempt = attempt - 1, updated_at = $1
+         WHERE id = $2 AND status = 'delivered' AND attempt = $3 RETURNING agent_id`,
+        [now, commandId, attempt],
+      );
+      if (rows.length === 0) return false;
+      await this.#notify(tx, { type: "queued", agentId: String(rows[0].agent_id) });
+      return true;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.ack} */
+  ack(request: AckRequest): Promise<AckOutcome> {
+    return this.#tx("ack", async (tx): Promise<AckOutcome> => {
+      const command = await this.#command(tx, request.commandId, true);
+      if (!command) return { outcome: "not_found" };
+      if (command.agentId !== request.agentId) return { outcome: "forbidden", command };
+      if (command.attempt !== request.attempt) return { outcome: "stale", command };
+      if (command.status === "running") return { outcome: "acked", command };
+      if (command.status !== "delivered") return { outcome: "stale", command };
+      const timeoutSecs = command.params.timeout_secs ?? request.defaultTimeoutSecs;
+      const lease = request.now + (timeoutSecs + EXECUTION_LEASE_GRACE_SECS) * 1000;
+      await tx.unsafe(
+        `UPDATE commands SET status = 'running', lease_expires_at = $1, acked_at = $2,
+           updated_at = $2 WHERE id = $3`,
+        [lease, request.now, command.id],
+      );
+      return { outcome: "acked", command: await this.#mustCommand(tx, command.id) };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.report} */
+  report(input: ReportInput): Promise<ReportOutcome> {
+    return this.#tx("report", async (tx): Promise<ReportOutcome> => {
+      const command = await this.#command(tx, input.commandId, true);
+      if (!command) return { outcome: "not_found" };
+      if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
+      if (command.result) return { outcome: "duplicate", command };
+      if (command.deliveredAttempt === 0) {
+        return { outcome: "conflict", command, reason: `command ${command.id} was never delivered` };
+      }
+      if (input.attempt !== null && input.attempt > command.deliveredAttempt) {
+        return {
+          outcome: "conflict",
+          command,
+          reason: `attempt ${input.attempt} of command ${command.id} was never delivered ` +
+            `(last delivered: ${command.deliveredAttempt})`,
+        };
+      }
+      const r = input.result;
+      const inserted = await tx.unsafe(
+        `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,
+           duration_secs, stdout, stderr, stdout_truncated_bytes, stderr_truncated_bytes, error,
+           started_at, completed_at, reported_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
+        [
+          command.id,
+          input.attempt,
+          input.status,
+          r !== null,
+          r?.exitCode ?? null,
+          r?.signal ?? null,
+          r?.durationSecs ?? null,
+          r?.stdout ?? null,
+          r?.stderr ?? null,
+          r?.stdoutTruncatedBytes ?? null,
+          r?.stderrTruncatedBytes ?? null,
+          input.error,
+          input.startedAt,
+          input.completedAt,
+          input.now,
+        ],
+      );
+      if (inserted.length === 0) {
+        return { outcome: "duplicate", command: await this.#mustCommand(tx, command.id) };
+      }
+      await tx.unsafe(
+        `UPDATE commands SET status = $1, lease_expires_at = NULL, completed_at = $2,
+           updated_at = $2 WHERE id = $3`,
+        [input.status, input.now, command.id],
+      );
+      return { outcome: "accepted", command: await this.#mustCommand(tx, command.id) };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.cancel} */
+  cancel(commandId: string, now: number): Promise<CancelOutcome> {
+    return this.#tx("cancel", async (tx): Promise<CancelOutcome> => {
+      const command = await this.#command(tx, commandId, true);
+      if (!command) return { outcome: "not_found" };
+      if (command.status === "queued") {
+        await tx.unsafe(
+          `UPDATE commands SET status = 'cancelled', completed_at = $1, updated_at = $1
+           WHERE id = $2`,
+          [now, commandId],
+        );
+        await this.#notify(tx, { type: "cancel", commandId });
+        return { outcome: "cancelled", command: await this.#mustCommand(tx, commandId) };
+      }
+      if (command.status === "delivered" || command.status === "running") {
+        if (!command.cancelRequested) {
+          await tx.unsafe(
+            "UPDATE commands SET cancel_requested = true, updated_at = $1 WHERE id = $2",
+            [now, commandId],
+          );
+        }
+        await this.#notify(tx, { type: "cancel", commandId });
+        return { outcome: "requested", command: await this.#mustCommand(tx, commandId) };
+      }
+      return { outcome: "final", command };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.requeueExpired} */
+  requeueExpired(now: number, maxAttempts: number): Promise<ExpireOutcome> {
+    return this.#tx("expire leases", async (tx) => {
+      const rows = await tx.unsafe(
+        `WITH due AS (
+           SELECT seq, lease_expires_at AS old_lease FROM commands
+           WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= $1
+             AND status IN ('delivered', 'running')
+           FOR UPDATE SKIP LOCKED
+         ), c AS (
+           UPDATE commands u SET
+             status = CASE WHEN u.cancel_requested THEN 'cancelled'
+                           WHEN u.attempt >= $2 THEN 'lost' ELSE 'queued' END,
+             attempt = CASE WHEN NOT u.cancel_requested AND u.attempt < $2
+                            THEN u.attempt + 1 ELSE u.attempt END,
+             acked_at = CASE WHEN NOT u.cancel_requested AND u.attempt < $2
+                             THEN NULL ELSE u.acked_at END,
+             completed_at = CASE WHEN NOT u.cancel_requested AND u.attempt < $2
+                                 THEN u.completed_at ELSE $1 END,
+             lease_expires_at = NULL,
+             updated_at = $1
+           FROM due
+           WHERE u.seq = due.seq AND u.lease_expires_at <= $1
+             AND u.status IN ('delivered', 'running')
+           RETURNING u.*, due.old_lease
+         )
+         SELECT ${COMMAND_COLUMNS}, c.old_lease ${FROM_UPDATED}
+         ORDER BY c.old_lease, c.seq`,
+        [now, maxAttempts],
+      );
+      const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [] };
+      for (const row of rows) {
+        const command = toCommand(row as Row);
+        if (command.status === "queued") outcome.requeued.push(command);
+        else if (command.status === "lost") outcome.lost.push(command);
+        else outcome.cancelled.push(command);
+      }
+      for (const agentId of new Set(outcome.requeued.map((c) => c.agentId))) {
+        await this.#notify(tx, { type: "queued", agentId });
+      }
+      return outcome;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.nextLeaseExpiry} */
+  nextLeaseExpiry(): Promise<number | null> {
+    return this.#run("read leases", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT min(lease_expires_at) AS at FROM commands
+         WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')`,
+      );
+      return numOrNull(rows[0]?.at);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.getCommand} */
+  getCommand(id: string): Promise<CommandRecord | null> {
+    return this.#run("read command", (sql) => this.#command(sql, id));
+  }
+
+  /** {@inheritDoc CommandStore.listCommands} */
+  listCommands(query: CommandQuery): Promise<CommandRecord[]> {
+    return this.#run("list commands", async (sql) => {
+      const where: string[] = [];
+      const args: (string | number)[] = [];
+      if (query.agentId !== undefined) {
+        args.push(query.agentId);
+        where.push(`c.agent_id = $${args.length}`);
+      }
+      if (query.status !== undefined) {
+        args.push(query.status);
+        where.push(`c.status = $${args.length}`);
+      }
+      args.push(Math.max(0, Math.floor(query.limit)));
+      const rows = await sql.unsafe(
+        `SELECT ${COMMAND_COLUMNS} ${FROM}
+         ${where.length ? "WHERE " + where.join(" AND ") : ""}
+         ORDER BY c.seq DESC LIMIT $${args.length}`,
+        args,
+      );
+      return rows.map((row) => toCommand(row as Row));
+    });
+  }
+
+  // -- shared-store features
+
+  /** {@inheritDoc SharedStore.rememberRequestId} */
+  rememberRequestId(key: string, now: number, windowMs: number): Promise<boolean> {
+    return this.#run("remember request id", async (sql) => {
+      // A row returned: the id is new, or its last use is older than the window.
+      const rows = await sql.unsafe(
+        `INSERT INTO request_ids (key, expires_at) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
+           WHERE request_ids.expires_at <= $3
+         RETURNING key`,
+        [key, now + windowMs, now],
+      );
+      if (now - this.#lastSweep >= windowMs) {
+        this.#lastSweep = now;
+        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now]);
+      }
+      return rows.length === 1;
+    });
+  }
+
+  /** {@inheritDoc SharedStore.subscribe} */
+  subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
+    return this.#run("listen", async (sql) => {
+      let first = true;
+      const { unlisten } = await sql.listen(PG_CHANNEL, (payload) => {
+        let event: (StoreEvent & { instance?: string }) | undefined;
+        try {
+          event = JSON.parse(payload);
+        } catch {
+          log.warning("ignored a malformed notification on {channel}", { channel: PG_CHANNEL });
+          return;
+        }
+        if (!event || event.instance === this.instanceId) return;
+        listener.event(event);
+      }, () => {
+        // Every (re)connect of the listening connection: events may have been missed meanwhile.
+        if (first) first = false;
+        else listener.resync();
+      });
+      return {
+        close: async () => {
+          await unlisten().catch(() => {});
+        },
+      };
+    });
+  }
+
+  /** {@inheritDoc SharedStore.ping} */
+  ping(): Promise<void> {
+    return this.#run("ping", async (sql) => {
+      await sql.unsafe("SELECT 1");
+    });
+  }
+
+  /** {@inheritDoc CommandStore.close} */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#sql.end({ timeout: 5 });
+  }
+
+  /** Closes the store. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
