@@ -1,6 +1,6 @@
 /**
  * `status agents add|list|rotate|remove`: manages the dashboard's agents and their tokens, directly
- * on its SQLite file (`--db`). Tokens are printed once, by `add` and `rotate`, and never listed.
+ * on its store (`--db`: a SQLite file or a `postgres://` URL). Tokens are printed once, by `add` and `rotate`, and never listed.
  *
  * @module
  */
@@ -11,10 +11,10 @@ import {
   AGENT_SCOPES,
   type AgentScope,
   type CommandStore,
-  openSqliteStore,
+  openStore,
   StoreError,
 } from "../store/mod.ts";
-import { loadCommandSettings } from "./common.ts";
+import { loadCommandSettings, storeLocation } from "./common.ts";
 import type { Io } from "./io.ts";
 
 /** A failure the user can fix (unknown or duplicate agent); exits with code 1. */
@@ -51,17 +51,21 @@ function parseScopes(value: string): AgentScope[] {
 // deno-lint-ignore no-explicit-any
 function withDbOptions<C extends Command<any, any, any>>(command: C): C {
   command
-    .option("--db <path>", "SQLite file of the dashboard's store (default ./status.db) [DB]")
+    .option(
+      "--db <path|url>",
+      "the dashboard's store: a SQLite file (default ./status.db) or a postgres:// URL [DB; " +
+        "DATABASE_URL when unset]",
+    )
     .option("--config <path>", "read settings from this config.json (default ./config.json)")
     .option("--env-file <path>", "read settings from this .env file (default ./.env)");
   return command;
 }
 
 async function withStore<T>(options: object, fn: (store: CommandStore) => Promise<T>) {
-  const { settings } = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+  const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
   let store: CommandStore;
   try {
-    store = openSqliteStore(settings.db);
+    store = await openStore(storeLocation(loaded));
   } catch (error) {
     if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
     throw error;

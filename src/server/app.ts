@@ -13,17 +13,24 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { MAX_BODY_BYTES, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import type { CommandRecord, CommandStore, ExpireOutcome } from "../store/mod.ts";
+import {
+  type CommandRecord,
+  type CommandStore,
+  type ExpireOutcome,
+  isSharedStore,
+  type StoreSubscription,
+} from "../store/mod.ts";
 import type { AuthContext, ServerEnv } from "./auth.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
+import { connectInstances, resyncWaits, StoreHealth, unavailableError } from "./notify.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
-import { leanRoutes } from "./wait_route.ts";
+import { cancelAsked, leanRoutes } from "./wait_route.ts";
 import { WaiterHub } from "./waiters.ts";
 
 /** Options of {@link createApp}. */
@@ -119,6 +126,8 @@ export interface DashboardApp {
   cancelWaiters: CancelWaiters;
   /** Whether the app runs in dev mode. */
   devMode: boolean;
+  /** Whether the store is reachable (it goes down only for a shared store such as PostgreSQL). */
+  health: StoreHealth;
   /**
    * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
@@ -134,6 +143,9 @@ export interface DashboardApp {
 }
 
 const log = logger("server");
+
+/** With a shared store, how often the lease timer looks for leases other instances took, in ms. */
+const SHARED_LEASE_LOOKUP_MS = 5000;
 
 function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
@@ -191,13 +203,20 @@ export function createApp(options: AppOptions): DashboardApp {
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
   const startedAt = clock.now();
+  // A store shared by several instances (PostgreSQL): events between them, request ids in the
+  // database, and a store that can go away and come back.
+  const shared = isSharedStore(store) ? store : null;
 
   const leases = new LeaseTimer({
     clock,
     nextExpiry: () => store.nextLeaseExpiry(),
     expire: () => expireLeases(),
-    onError: (error) => log.error("lease expiry failed: {error}", { error }),
+    onError: (error) => {
+      if (!health.observe(error)) log.error("lease expiry failed: {error}", { error });
+    },
     enabled: autoExpire,
+    // Leases taken by other instances: looked up again at least this often.
+    maxIdleMs: shared ? SHARED_LEASE_LOOKUP_MS : undefined,
   });
 
   const hub = new WaiterHub({
@@ -216,6 +235,33 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   const cancelWaiters = new CancelWaiters();
+
+  let subscription: StoreSubscription | null = null;
+  let subscribing: Promise<void> | undefined;
+  const subscribe = () => {
+    if (!shared || subscription || subscribing) return;
+    subscribing = connectInstances({
+      store: shared,
+      hub,
+      cancelWaiters,
+      health,
+      resync: () => resyncWaits(store, hub, cancelWaiters, cancelAsked),
+    }).then(async (opened) => {
+      if (closed) await opened?.close();
+      else subscription = opened;
+    }, (error) => log.error("could not listen for other instances: {error}", { error }))
+      .finally(() => subscribing = undefined);
+  };
+  const health = new StoreHealth({
+    ping: () => shared ? shared.ping() : Promise.resolve(),
+    onRecovered() {
+      if (closed) return;
+      subscribe();
+      resyncWaits(store, hub, cancelWaiters, cancelAsked).catch((error) => health.observe(error));
+      if (autoExpire) void leases.start();
+      subscribe();
+    },
+  });
 
   async function expireLeases(): Promise<ExpireOutcome> {
     const outcome = await store.requeueExpired(clock.now(), maxAttempts);
@@ -289,11 +335,16 @@ export function createApp(options: AppOptions): DashboardApp {
     adminToken: options.adminToken,
     auth,
     limiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute, clock }),
-    replay: new ReplayCache({
-      windowMs: REPLAY_WINDOW_SECS * 1000,
-      clock,
-      maxEntries: options.replayCacheSize,
-    }),
+    replay: shared
+      ? {
+        remember: (id) => shared.rememberRequestId(id, clock.now(), REPLAY_WINDOW_SECS * 1000),
+      }
+      : new ReplayCache({
+        windowMs: REPLAY_WINDOW_SECS * 1000,
+        clock,
+        maxEntries: options.replayCacheSize,
+      }),
+    health,
     waitRequireSignature: options.waitRequireSignature ?? false,
     acceptV1Signatures: options.acceptV1Signatures ?? false,
     defaultTimeoutSecs,
@@ -327,6 +378,11 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   app.onError((error, c) => {
+    const unavailable = unavailableError(error);
+    if (unavailable) {
+      health.observe(error);
+      error = unavailable;
+    }
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       return c.json(error.toJSON(), error.status);
@@ -369,6 +425,7 @@ export function createApp(options: AppOptions): DashboardApp {
     hub,
     cancelWaiters,
     devMode,
+    health,
     expireLeases,
     flushLastSeen,
     async close() {
@@ -377,6 +434,9 @@ export function createApp(options: AppOptions): DashboardApp {
         hub.close();
         cancelWaiters.close();
         leases.close();
+        health.close();
+        await subscribing;
+        await subscription?.close();
         await flushLastSeen();
       }
     },

@@ -38,8 +38,9 @@ import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
+import type { StoreHealth } from "./notify.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
-import type { ReplayCache } from "./replay.ts";
+import type { RequestIdGuard } from "./replay.ts";
 import type { WaiterHub } from "./waiters.ts";
 
 /** What the routes share; built once by `createApp`. */
@@ -53,7 +54,9 @@ export interface RouteDeps {
   adminToken?: string;
   auth: AuthContext;
   limiter: TokenBucketLimiter;
-  replay: ReplayCache;
+  replay: RequestIdGuard;
+  /** Whether the store is reachable; told of every failure to reach it. */
+  health: StoreHealth;
   waitRequireSignature: boolean;
   acceptV1Signatures: boolean;
   defaultTimeoutSecs: number;

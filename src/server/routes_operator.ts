@@ -8,6 +8,7 @@ import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
 import { adminAuth, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
+import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
 import type { RouteDeps } from "./routes_agent.ts";
 import { agentView, commandView } from "./views.ts";
 
@@ -31,9 +32,22 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   const { store, clock, hub } = deps;
   const admin = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
 
-  app.get("/health", function healthRoute(c) {
+  app.get("/health", async function healthRoute(c) {
+    // A shared store is asked (one trivial query); the embedded one is always there.
+    if (!(await deps.health.check())) {
+      c.header("Retry-After", String(STORE_RETRY_AFTER_SECS));
+      return c.json({
+        status: "unavailable",
+        store: "down",
+        error: deps.health.outage?.error ?? "the store is unavailable",
+        dev_mode: deps.devMode,
+        waiting: hub.size,
+        time: new Date(clock.now()).toISOString(),
+      }, 503);
+    }
     return c.json({
       status: "ok",
+      store: "ok",
       dev_mode: deps.devMode,
       waiting: hub.size,
       time: new Date(clock.now()).toISOString(),

@@ -30,6 +30,7 @@ import {
   identify,
 } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
+import { unavailableError } from "./notify.ts";
 import type { RouteDeps } from "./routes_agent.ts";
 import { deliveredView } from "./views.ts";
 
@@ -116,7 +117,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     if (signed) {
       checkTimestampOf(timestamp, call);
       await checkSignature(signature, call);
-      checkRequestId(deps.replay, call);
+      await checkRequestId(deps.replay, call);
     }
     checkScope(scope, call);
     return call.agent!;
@@ -194,6 +195,11 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   }
 
   function failed(call: AgentCall, error: unknown): Response {
+    const unavailable = unavailableError(error);
+    if (unavailable) {
+      deps.health.observe(error);
+      error = unavailable;
+    }
     if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
     log.error("request {method} {path} failed: {error}", {
       method: call.request.method,

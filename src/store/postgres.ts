@@ -110,7 +110,8 @@ function isUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
   if (typeof code !== "string") {
     // Deno's node:net reports a refused connection with the message only on some paths.
-    return error instanceof Error && /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
+    return error instanceof Error &&
+      /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
   }
   return UNAVAILABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08");
 }
@@ -122,6 +123,7 @@ function isUnavailable(error: unknown): boolean {
  * @returns The URL with the password replaced by `***`.
  */
 export function redactUrl(url: string): string {
+  if (!isPostgresUrl(url)) return url;
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = "***";
@@ -552,7 +554,11 @@ export class PostgresStore implements CommandStore, SharedStore {
       if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
       if (command.result) return { outcome: "duplicate", command };
       if (command.deliveredAttempt === 0) {
-        return { outcome: "conflict", command, reason: `command ${command.id} was never delivered` };
+        return {
+          outcome: "conflict",
+          command,
+          reason: `command ${command.id} was never delivered`,
+        };
       }
       if (input.attempt !== null && input.attempt > command.deliveredAttempt) {
         return {
