@@ -259,7 +259,6 @@ export function createApp(options: AppOptions): DashboardApp {
       subscribe();
       resyncWaits(store, hub, cancelWaiters, cancelAsked).catch((error) => health.observe(error));
       if (autoExpire) void leases.start();
-      subscribe();
     },
   });
 
@@ -399,6 +398,7 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   if (autoExpire) void leases.start();
+  subscribe();
 
   // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
   const lean = leanRoutes(deps);

@@ -50,6 +50,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       store: "ok",
       dev_mode: deps.devMode,
       waiting: hub.size,
+      cancel_waiting: deps.cancelWaiters.size,
       time: new Date(clock.now()).toISOString(),
       uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
     });
