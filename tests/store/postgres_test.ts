@@ -1,4 +1,6 @@
-import { openPostgresStore } from "../../src/store/mod.ts";
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { openPostgresStore, StoreError, type StoreEvent } from "../../src/store/mod.ts";
 import { pgIgnore, testDatabase } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
 
@@ -15,4 +17,228 @@ if (!ignore) {
     };
     return store;
   });
+}
+
+const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
+
+/** `n` stores (as `n` dashboard instances would open) on one fresh database. */
+async function instances(n: number) {
+  const db = await testDatabase();
+  const stores = await Promise.all(Array.from({ length: n }, () => openPostgresStore(db.url)));
+  return {
+    url: db.url,
+    stores,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(stores.map((s) => s.close()));
+      await db.drop();
+    },
+  };
+}
+
+function newCommand(id: string, agentId = "a1", now = T0) {
+  return { id, agentId, name: `echo ${id}`, params: {}, fingerprint: `fp-${id}`, now };
+}
+
+Deno.test({
+  name: "postgres store: instances claiming at once never hand out one command twice",
+  ignore,
+  async fn() {
+    await using cluster = await instances(4);
+    const [first] = cluster.stores;
+    for (let i = 0; i < 40; i++) await first.enqueue(newCommand(`c${i}`));
+    const claimed: string[] = [];
+    await Promise.all(cluster.stores.map(async (store) => {
+      for (;;) {
+        const command = await store.claimNext({
+          agentId: "a1",
+          deploymentHash: "default",
+          now: T0,
+          deliveryLeaseMs: 30_000,
+        });
+        if (!command) return;
+        claimed.push(command.id);
+      }
+    }));
+    assert.equal(claimed.length, 40);
+    assert.equal(new Set(claimed).size, 40);
+  },
+});
+
+Deno.test({
+  name: "postgres store: an expired lease is requeued once across instances, then lost",
+  ignore,
+  async fn() {
+    await using cluster = await instances(4);
+    const [first] = cluster.stores;
+    await first.enqueue(newCommand("c1"));
+    let now = T0;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const command = await first.claimNext({
+        agentId: "a1",
+        deploymentHash: "default",
+        now,
+        deliveryLeaseMs: 1000,
+      });
+      assert.equal(command?.attempt, attempt);
+      now += 1000;
+      const outcomes = await Promise.all(cluster.stores.map((s) => s.requeueExpired(now, 3)));
+      const requeued = outcomes.flatMap((o) => o.requeued);
+      const lost = outcomes.flatMap((o) => o.lost);
+      if (attempt < 3) {
+        assert.deepEqual(requeued.map((c) => [c.id, c.attempt]), [["c1", attempt + 1]]);
+        assert.equal(lost.length, 0);
+      } else {
+        assert.equal(requeued.length, 0);
+        assert.deepEqual(lost.map((c) => [c.id, c.status, c.attempt]), [["c1", "lost", 3]]);
+      }
+    }
+    assert.equal((await first.getCommand("c1"))?.status, "lost");
+  },
+});
+
+Deno.test({
+  name: "postgres store: concurrent enqueues of one id make one command; the first report wins",
+  ignore,
+  async fn() {
+    await using cluster = await instances(4);
+    const outcomes = await Promise.all(cluster.stores.map((s) => s.enqueue(newCommand("c1"))));
+    assert.deepEqual(outcomes.map((o) => o.outcome).sort(), [
+      "created",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+    ]);
+    const [first] = cluster.stores;
+    await first.claimNext({ agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 1000 });
+    const reports = await Promise.all(cluster.stores.map((s, i) =>
+      s.report({
+        commandId: "c1",
+        agentId: "a1",
+        attempt: 1,
+        status: i % 2 ? "failed" : "success",
+        result: null,
+        error: `report ${i}`,
+        startedAt: null,
+        completedAt: null,
+        now: T0 + i,
+      })
+    ));
+    const accepted = reports.filter((r) => r.outcome === "accepted");
+    assert.equal(accepted.length, 1);
+    assert.equal(reports.filter((r) => r.outcome === "duplicate").length, 3);
+    const stored = await first.getCommand("c1");
+    assert.ok(accepted[0].outcome === "accepted");
+    assert.equal(stored?.result?.error, accepted[0].command.result?.error);
+  },
+});
+
+Deno.test({
+  name: "postgres store: a request id is accepted once by all instances within the window",
+  ignore,
+  async fn() {
+    await using cluster = await instances(3);
+    const [a, b, c] = cluster.stores;
+    const results = await Promise.all([a, b, c].map((s) => s.rememberRequestId("a1\nr1", T0, 600)));
+    assert.deepEqual(results.sort(), [false, false, true]);
+    assert.equal(await b.rememberRequestId("a1\nr1", T0 + 599, 600), false);
+    assert.equal(await c.rememberRequestId("a1\nr1", T0 + 600, 600), true, "after the window");
+    assert.equal(await a.rememberRequestId("a2\nr1", T0, 600), true, "scoped by the key");
+  },
+});
+
+Deno.test({
+  name: "postgres store: other instances hear of enqueues, requeues, releases and cancels",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [a, b] = cluster.stores;
+    const events: StoreEvent[] = [];
+    const heard = Promise.withResolvers<void>();
+    const subscription = await a.subscribe({
+      event(event) {
+        events.push(event);
+        if (events.length === 5) heard.resolve();
+      },
+      resync() {},
+    });
+    try {
+      await a.enqueue(newCommand("own")); // its own: not heard
+      await b.enqueue(newCommand("c1"));
+      const claim = { agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 1000 };
+      const own = await b.claimNext(claim);
+      const c1 = await b.claimNext(claim);
+      assert.equal(await b.release(c1!.id, 1, T0), true);
+      await b.cancel("own", T0);
+      await b.claimNext(claim);
+      const expired = await b.requeueExpired(T0 + 1000, 3);
+      assert.deepEqual(expired.requeued.map((c) => c.id), ["c1"]);
+      await b.enqueue(newCommand("c2", "a2"));
+      await heard.promise;
+      assert.equal(own?.id, "own");
+      assert.deepEqual(events.map((e) => e.type === "queued" ? e.agentId : e.commandId), [
+        "a1",
+        "a1",
+        "own",
+        "a1",
+        "a2",
+      ]);
+    } finally {
+      await subscription.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: clear errors for an unreachable server, a missing database, a newer schema",
+  ignore,
+  async fn() {
+    await using cluster = await instances(1);
+    const url = new URL(cluster.url);
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (closed.addr as Deno.NetAddr).port;
+    closed.close();
+    url.port = String(port);
+    url.password = "secret-pw";
+    const unreachable = await storeError(openPostgresStore(url.toString()), /not reachable/);
+    assert.doesNotMatch(unreachable.message, /secret-pw/);
+
+    const missing = new URL(cluster.url);
+    missing.pathname = "/no_such_database";
+    await storeError(openPostgresStore(missing.toString()), /does not exist/);
+
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe("UPDATE status_schema SET version = 999");
+    } finally {
+      await sql.end();
+    }
+    await storeError(openPostgresStore(cluster.url), /newer than this program/);
+  },
+});
+
+Deno.test({
+  name: "postgres store: a database with foreign tables is refused",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe("CREATE TABLE commands (x int)");
+    } finally {
+      await sql.end();
+    }
+    await storeError(openPostgresStore(db.url), /not a status database/);
+  },
+});
+
+async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<StoreError> {
+  try {
+    await opening;
+  } catch (error) {
+    assert.ok(error instanceof StoreError, String(error));
+    assert.match(error.message, pattern);
+    return error;
+  }
+  throw new assert.AssertionError({ message: "the store opened" });
 }
