@@ -91,8 +91,14 @@ export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts
 export { Deadlines, type DeadlinesOptions } from "./deadlines.ts";
 export { CancelWaiters, type CancelWaitRequest } from "./cancel_waiters.ts";
 export { LeaseTimer, type LeaseTimerOptions } from "./leases.ts";
+export {
+  STORE_RETRY_AFTER_SECS,
+  StoreHealth,
+  type StoreHealthOptions,
+  unavailableError,
+} from "./notify.ts";
 export { type TakeResult, TokenBucketLimiter, type TokenBucketOptions } from "./rate_limit.ts";
-export { ReplayCache, type ReplayCacheOptions } from "./replay.ts";
+export { ReplayCache, type ReplayCacheOptions, type RequestIdGuard } from "./replay.ts";
 export type { ServerEnv } from "./auth.ts";
 export type { RawBody } from "./body.ts";
 export { WAIT_TIMEOUT_SECS } from "./wait_route.ts";
