@@ -19,7 +19,7 @@
  *
  * {@link StoreHealth} is told of every {@link StoreUnavailableError}. It marks the store down
  * (`GET /health` answers `503`), and probes it with a trivial query after 250 ms, 500 ms, 1 s, ...
- * up to 10 s between probes, until it answers; then the waits are re-checked and the lease timer
+ * up to 5 s between probes, until it answers; then the waits are re-checked and the lease timer
  * re-armed. Requests that need the store meanwhile fail fast with `503` and `Retry-After`
  * ({@link unavailableError}); the agents back off and retry.
  *
@@ -69,7 +69,7 @@ export interface StoreHealthOptions {
   minDelayMs?: number;
   /**
    * Largest delay between probes, in ms.
-   * @default {10000}
+   * @default {5000}
    */
   maxDelayMs?: number;
 }
@@ -151,7 +151,7 @@ export class StoreHealth {
       } catch (error) {
         if (this.#closed) return;
         if (this.#down) this.#down = { ...this.#down, error: (error as Error).message };
-        this.#delay = Math.min(this.#delay * 2, this.#options.maxDelayMs ?? 10_000);
+        this.#delay = Math.min(this.#delay * 2, this.#options.maxDelayMs ?? 5000);
         this.#schedule();
         return;
       }

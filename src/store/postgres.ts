@@ -61,6 +61,10 @@ import {
   type StoreSubscription,
 } from "./types.ts";
 
+/** First and largest delay between attempts to listen again after the connection closed, in ms. */
+const LISTEN_RETRY_MIN_MS = 250;
+const LISTEN_RETRY_MAX_MS = 5000;
+
 /** The channel of {@link StoreEvent}s. */
 export const PG_CHANNEL = "status_events";
 
@@ -79,6 +83,11 @@ export interface PostgresStoreOptions {
 }
 
 type Sql = postgres.Sql;
+/** Hooks of the client a subscription listens on. */
+interface ListenerHooks {
+  onnotify(channel: string, payload: string): void;
+  onclose(): void;
+}
 type Tx = postgres.TransactionSql;
 type Querier = Sql | Tx;
 
@@ -170,7 +179,16 @@ export async function openPostgresStore(
       cause: error,
     });
   }
-  const store = new PostgresStore(sql, where);
+  const store = new PostgresStore(sql, where, (hooks) =>
+    postgres(url, {
+      ...hooks,
+      max: 1,
+      idle_timeout: 0,
+      max_lifetime: null,
+      connect_timeout: options.connectTimeoutSecs ?? 5,
+      onnotice: () => {},
+      connection: { application_name: "status-listen" },
+    }));
   try {
     await store.migrate();
   } catch (error) {
@@ -209,6 +227,7 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** This store's id in notifications: it ignores its own. */
   readonly instanceId: string = crypto.randomUUID();
   readonly #sql: Sql;
+  readonly #listenerConnection: (hooks: ListenerHooks) => Sql;
   #closed = false;
   #lastSweep = 0;
 
@@ -217,10 +236,12 @@ export class PostgresStore implements CommandStore, SharedStore {
    *
    * @param sql The pool.
    * @param location The URL without its password.
+   * @param listenerConnection Makes the one-connection client that a subscription listens on.
    */
-  constructor(sql: Sql, location: string) {
+  constructor(sql: Sql, location: string, listenerConnection: (hooks: ListenerHooks) => Sql) {
     this.#sql = sql;
     this.location = location;
+    this.#listenerConnection = listenerConnection;
   }
 
   /** The schema version this program writes. */
@@ -738,28 +759,73 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
-  /** {@inheritDoc SharedStore.subscribe} */
+  /**
+   * {@inheritDoc SharedStore.subscribe}
+   *
+   * Listens on a connection of its own. When that connection closes (the server restarted, the
+   * network dropped it), `LISTEN` is sent again on a new one after 250 ms, 500 ms, 1 s, ... up to
+   * 10 s between attempts, and `resync` is called once it listens again.
+   */
   subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
-    return this.#run("listen", async (sql) => {
-      let first = true;
-      const { unlisten } = await sql.listen(PG_CHANNEL, (payload) => {
-        let event: (StoreEvent & { instance?: string }) | undefined;
+    if (this.#closed) return Promise.reject(new StoreError(`database ${this.location} is closed`));
+    let closed = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let delay = LISTEN_RETRY_MIN_MS;
+    const deliver = (payload: string) => {
+      let event: (StoreEvent & { instance?: string }) | undefined;
+      try {
+        event = JSON.parse(payload);
+      } catch {
+        log.warning("ignored a malformed notification on {channel}", { channel: PG_CHANNEL });
+        return;
+      }
+      if (!event || event.instance === this.instanceId) return;
+      listener.event(event);
+    };
+    const connection = this.#listenerConnection({
+      onnotify: (channel, payload) => {
+        if (channel === PG_CHANNEL) deliver(payload);
+      },
+      onclose: () => {
+        if (closed) return;
+        log.warning("the notification connection to {location} closed; listening again", {
+          location: this.location,
+        });
+        retry();
+      },
+    });
+    const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
+    const retry = () => {
+      if (closed || timer !== undefined) return;
+      timer = setTimeout(async () => {
+        timer = undefined;
         try {
-          event = JSON.parse(payload);
-        } catch {
-          log.warning("ignored a malformed notification on {channel}", { channel: PG_CHANNEL });
+          await listen();
+        } catch (error) {
+          if (closed) return;
+          log.debug("LISTEN failed; retrying: {error}", { error });
+          delay = Math.min(delay * 2, LISTEN_RETRY_MAX_MS);
+          retry();
           return;
         }
-        if (!event || event.instance === this.instanceId) return;
-        listener.event(event);
-      }, () => {
-        // Every (re)connect of the listening connection: events may have been missed meanwhile.
-        if (first) first = false;
-        else listener.resync();
-      });
+        delay = LISTEN_RETRY_MIN_MS;
+        if (!closed) listener.resync();
+      }, delay);
+    };
+    return this.#run("listen", async () => {
+      try {
+        await listen();
+      } catch (error) {
+        closed = true;
+        await connection.end({ timeout: 1 }).catch(() => {});
+        throw error;
+      }
       return {
         close: async () => {
-          await unlisten().catch(() => {});
+          if (closed) return;
+          closed = true;
+          if (timer !== undefined) clearTimeout(timer);
+          await connection.end({ timeout: 1 }).catch(() => {});
         },
       };
     });

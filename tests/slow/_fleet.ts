@@ -149,7 +149,7 @@ export async function ledgerScript(dir: string): Promise<string> {
   const path = `${dir}/ledger.sh`;
   await Deno.writeTextFile(
     path,
-    `#!/bin/sh\nsleep 0.05\necho "$1" >> "${dir}/ledger"\necho "ran $1"\n`,
+    `#!/bin/sh\nsleep 0.1\necho "$1" >> "${dir}/ledger"\necho "ran $1"\n`,
   );
   await Deno.chmod(path, 0o755);
   return path;

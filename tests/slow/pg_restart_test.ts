@@ -46,7 +46,16 @@ Deno.test({
     await using dir = tempDir("status-restart-");
     const script = await ledgerScript(dir.path);
     const env = { STATUS_ADMIN_TOKEN: ADMIN };
-    const args = ["--ack-timeout-secs", "3", "--max-attempts", "20", "--log-level", "warning"];
+    const args = [
+      "--ack-timeout-secs",
+      "3",
+      "--max-attempts",
+      "20",
+      "--rate-limit-per-minute",
+      "60000",
+      "--log-level",
+      "warning",
+    ];
     await using a = new Instance(db.url, env, args);
     await using b = new Instance(db.url, env, args);
     await Promise.all([a.start(), b.start()]);
