@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { signedHeaders } from "../../src/protocol/mod.ts";
 import { AGENT_SCOPES, openPostgresStore } from "../../src/store/mod.ts";
 import { pgIgnore, testDatabase } from "../_pg.ts";
-import { PERMS, startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { PERMS, runCli, startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 const TOKEN = "agent-token-a1-0123456789abcdefghijklmnopq";
@@ -132,3 +132,37 @@ async function pollUntil(check: () => Promise<boolean>, timeoutMs = 20_000): Pro
   }
   throw new Error(`condition not met within ${timeoutMs} ms`);
 }
+
+Deno.test({
+  name: "status agents add, list, rotate and remove work on PostgreSQL (DATABASE_URL or --db)",
+  ignore: pgIgnore(),
+  async fn() {
+    await using db = await testDatabase();
+    const viaEnv = { perms: PERMS.serve, env: { DATABASE_URL: db.url } };
+    const added = await runCli(["agents", "add", "web-1"], viaEnv);
+    assert.equal(added.code, 0, added.stderr);
+    const token = /AGENT_TOKEN=(\S+)/.exec(added.stdout)?.[1];
+    assert.ok(token, added.stdout);
+    const again = await runCli(["agents", "add", "web-1"], viaEnv);
+    assert.equal(again.code, 1, "a second add of one id fails");
+    const listed = await runCli(["agents", "list", "--db", db.url], { perms: PERMS.serve });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^web-1 /m);
+    assert.doesNotMatch(listed.stdout, new RegExp(token));
+    const rotated = await runCli(["agents", "rotate", "web-1"], viaEnv);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    await using store = await openPostgresStore(db.url);
+    const stored = await store.getAgent("web-1");
+    assert.equal(stored?.token, /AGENT_TOKEN=(\S+)/.exec(rotated.stdout)?.[1]);
+    assert.notEqual(stored?.token, token);
+    assert.equal((await runCli(["agents", "remove", "web-1"], viaEnv)).code, 0);
+    assert.equal(await store.getAgent("web-1"), null);
+
+    const unreachable = await runCli(["agents", "list", "--db", "postgres://u:pw@127.0.0.1:1/x"], {
+      perms: PERMS.serve,
+    });
+    assert.equal(unreachable.code, 2);
+    assert.match(unreachable.stderr, /not reachable/);
+    assert.doesNotMatch(unreachable.stderr, /:pw@/);
+  },
+});
