@@ -60,6 +60,7 @@ export function upBanner(options: { port: number; agentId: string; dataDir: stri
     `status up: agent ${options.agentId} is polling it (state in ${
       join(options.dataDir, "agent-state")
     })`,
+    `status up: web console at ${base}/ (open it in a browser)`,
     "",
     "Try, in another terminal:",
     "",

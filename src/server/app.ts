@@ -31,6 +31,7 @@ import { ReplayCache } from "./replay.ts";
 import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { cancelAsked, leanRoutes } from "./wait_route.ts";
+import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
 
 /** Options of {@link createApp}. */
@@ -97,6 +98,11 @@ export interface AppOptions {
    * @default {200000}
    */
   replayCacheSize?: number;
+  /**
+   * Lifetime of a session of the web console, in seconds.
+   * @default {43200}
+   */
+  consoleSessionTtlSecs?: number;
   /**
    * How often the in-memory last-seen times are written to the store at most (one transaction for
    * every agent seen since the last write), in ms. They are also written at close.
@@ -369,6 +375,14 @@ export function createApp(options: AppOptions): DashboardApp {
     }));
   });
 
+  // The web console first: its middleware lets a session cookie read the operator API.
+  mountConsole(app, {
+    devMode,
+    adminToken: options.adminToken,
+    clock,
+    sessionTtlSecs: options.consoleSessionTtlSecs,
+    api: (request) => fetch(request),
+  });
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
 

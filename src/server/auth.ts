@@ -63,6 +63,8 @@ export type ServerEnv = {
     call: AgentCall;
     /** The parsed and validated JSON body. */
     body: unknown;
+    /** A `GET` carries a valid console session cookie (set by the console, `web/routes.tsx`). */
+    consoleSession: boolean;
   };
 };
 
@@ -587,7 +589,9 @@ export function jsonBody(
 }
 
 /**
- * Operator authentication: `Authorization: Bearer <STATUS_ADMIN_TOKEN>`; nothing in dev mode.
+ * Operator authentication: `Authorization: Bearer <STATUS_ADMIN_TOKEN>`, or for `GET`/`HEAD` a
+ * valid console session cookie (the console's middleware sets `consoleSession`); nothing in dev
+ * mode.
  *
  * @param options The admin token (absent only in dev mode) and dev mode.
  * @returns The middleware.
@@ -600,7 +604,10 @@ export function adminAuth(
     throw new TypeError("adminAuth needs an admin token outside dev mode");
   }
   return async function adminAuthStep(c, next) {
-    if (!options.devMode || options.adminToken) {
+    // A browser logged in to the console reads the API with its session cookie (GET only).
+    const sessionRead = c.get("consoleSession") === true &&
+      (c.req.method === "GET" || c.req.method === "HEAD");
+    if ((!options.devMode || options.adminToken) && !sessionRead) {
       const given = bearerOf(c.req.raw);
       if (given === undefined || given === "") {
         throw refuse(

@@ -22,6 +22,10 @@ Deno.test("status up: the seed's curl gets a result, the demo script works, SIGI
     /curl -X POST http:\/\/localhost:\d+\/api\/v1\/agent\/commands\/enqueue -H 'Content-Type: application\/json' -H 'X-Agent-Id: test-agent' -d '\{"id":"cmd-001","name":"echo Hello from dashboard","params":\{\}\}'/,
   );
   assert.match(up.stdout.text, /enqueue "echo hi" --agent test-agent --wait --dashboard-url/);
+  assert.match(up.stdout.text, /^status up: web console at http:\/\/localhost:\d+\/ /m);
+  const consolePage = await fetch(`${url}/`);
+  assert.equal(consolePage.status, 200);
+  assert.match(await consolePage.text(), /dev mode<\/span>.*<h1>Agents<\/h1>/s, "the console");
 
   const response = await fetch(`${url}/api/v1/agent/commands/enqueue`, {
     method: "POST",

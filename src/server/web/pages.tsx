@@ -1,0 +1,589 @@
+// Hono renders these on the server once: list items need no React-style `key` (and a `key` would
+// be written out as an attribute).
+// deno-lint-ignore-file jsx-key
+
+/**
+ * The console's pages, rendered on the dashboard with Hono's JSX: every stored string goes
+ * through JSX text or attribute escaping, never into markup. The pages work without script; the
+ * one script (`/static/console.js`) adds live updates to the command page.
+ *
+ * @module
+ */
+import type { Child } from "hono/jsx";
+import { COMMAND_STATUSES, PRIORITIES } from "../../protocol/mod.ts";
+import {
+  type AgentJson,
+  agentState,
+  type CommandJson,
+  formatAgo,
+  formatDuration,
+  formatHeartbeat,
+  formatTime,
+  isFinal,
+  outputView,
+  statusTone,
+} from "./format.ts";
+
+/** What every page's frame needs. */
+export interface Frame {
+  /** The dashboard runs in dev mode (no login; "dev mode" in the header). */
+  devMode: boolean;
+  /** The session's CSRF token, when a session exists (the logout and other forms need it). */
+  csrf?: string;
+  /** The page the navigation marks as current. */
+  current?: "agents" | "commands" | "enqueue";
+}
+
+/** Statuses a command can have, for the filter. */
+export const STATUS_CHOICES: readonly string[] = COMMAND_STATUSES;
+
+function Csrf(props: { token?: string }) {
+  return <input type="hidden" name="csrf" value={props.token ?? ""} />;
+}
+
+/**
+ * The frame of every page: header, navigation, main.
+ *
+ * @param props Title, frame and content.
+ */
+export function Layout(props: Frame & { title: string; children?: Child }) {
+  const nav = (key: Frame["current"], href: string, label: string) => (
+    <a href={href} aria-current={props.current === key ? "page" : undefined}>{label}</a>
+  );
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="referrer" content="same-origin" />
+        <title>{`${props.title} · status`}</title>
+        <link rel="stylesheet" href="/static/console.css" />
+        <script src="/static/console.js" defer></script>
+      </head>
+      <body>
+        <a class="skip" href="#main">Skip to content</a>
+        <header class="top">
+          <a class="brand" href="/">status</a>
+          {props.devMode
+            ? (
+              <span class="badge dev" title="No admin token: the console and API are open">
+                dev mode
+              </span>
+            )
+            : null}
+          <nav aria-label="Console">
+            {nav("agents", "/", "Agents")}
+            {nav("commands", "/commands", "Commands")}
+            {nav("enqueue", "/enqueue", "Enqueue")}
+          </nav>
+          {!props.devMode && props.csrf
+            ? (
+              <form method="post" action="/logout" class="logout">
+                <Csrf token={props.csrf} />
+                <button type="submit">Log out</button>
+              </form>
+            )
+            : null}
+        </header>
+        <main id="main" tabindex={-1}>
+          <h1>{props.title}</h1>
+          {props.children}
+        </main>
+      </body>
+    </html>
+  );
+}
+
+/**
+ * A status as a coloured badge with its word.
+ *
+ * @param props The status.
+ */
+export function StatusBadge(props: { status: string }) {
+  return <span class={`status ${statusTone(props.status)}`}>{props.status}</span>;
+}
+
+function Notice(props: { kind: "error" | "info"; children?: Child }) {
+  return (
+    <p class={`notice ${props.kind}`} role={props.kind === "error" ? "alert" : "status"}>
+      {props.children}
+    </p>
+  );
+}
+
+/**
+ * The login form (outside dev mode).
+ *
+ * @param props The login form's CSRF token, where to go after, and a message.
+ */
+export function LoginPage(
+  props: { csrf: string; next: string; error?: string; info?: string },
+) {
+  return (
+    <Layout title="Log in" devMode={false}>
+      {props.error ? <Notice kind="error">{props.error}</Notice> : null}
+      {props.info ? <Notice kind="info">{props.info}</Notice> : null}
+      <form method="post" action="/login" class="panel narrow">
+        <Csrf token={props.csrf} />
+        <input type="hidden" name="next" value={props.next} />
+        <label for="token">Admin token</label>
+        <input
+          id="token"
+          name="token"
+          type="password"
+          autocomplete="current-password"
+          required
+          autofocus
+        />
+        <p class="hint">The dashboard's STATUS_ADMIN_TOKEN.</p>
+        <button type="submit">Log in</button>
+      </form>
+    </Layout>
+  );
+}
+
+/**
+ * The agents page.
+ *
+ * @param props Frame, the agents and the current time.
+ */
+export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) {
+  return (
+    <Layout {...props} title="Agents" current="agents">
+      <div id="agents" data-refresh-secs="5">
+        {props.agents.length === 0
+          ? (
+            <p>
+              No agent is known yet. Start one with <code>status --agent-id ID</code>{" "}
+              (dev mode) or add one with <code>status agents add ID</code>.
+            </p>
+          )
+          : (
+            <table class="cards">
+              <caption class="sr-only">Every agent, with its state and last heartbeat</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Agent</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Deployment</th>
+                  <th scope="col">Version</th>
+                  <th scope="col">Last seen</th>
+                  <th scope="col">Heartbeat</th>
+                  <th scope="col">Running</th>
+                  <th scope="col">Queued</th>
+                </tr>
+              </thead>
+              <tbody>
+                {props.agents.map((agent) => {
+                  const state = agentState(agent, props.now);
+                  const running = agent.running ?? null;
+                  return (
+                    <tr data-agent={agent.id}>
+                      <th scope="row" data-label="Agent">
+                        <a href={`/commands?agent=${encodeURIComponent(agent.id)}`}>{agent.id}</a>
+                      </th>
+                      <td data-label="State">
+                        <span class={`state ${state}`} data-state={state}>
+                          {state === "waiting" ? "online · waiting" : state}
+                        </span>
+                      </td>
+                      <td data-label="Deployment">{agent.deployment_hash ?? "—"}</td>
+                      <td data-label="Version">{agent.version ?? "—"}</td>
+                      <td data-label="Last seen">
+                        <time datetime={agent.last_seen_at ?? undefined}>
+                          {formatAgo(agent.last_seen_at, props.now)}
+                        </time>
+                      </td>
+                      <td data-label="Heartbeat">
+                        {formatHeartbeat(agent.heartbeat)}
+                        {agent.heartbeat_at
+                          ? (
+                            <span class="sub">
+                              <time datetime={agent.heartbeat_at}>
+                                {formatAgo(agent.heartbeat_at, props.now)}
+                              </time>
+                            </span>
+                          )
+                          : null}
+                      </td>
+                      <td data-label="Running">
+                        {running
+                          ? (
+                            <a href={`/commands/${encodeURIComponent(running.id)}`}>
+                              {running.name ?? running.id}
+                            </a>
+                          )
+                          : "—"}
+                      </td>
+                      <td data-label="Queued">{String(agent.queued ?? 0)}</td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          )}
+      </div>
+    </Layout>
+  );
+}
+
+/** The filter and page of the commands list. */
+export interface CommandFilter {
+  agent?: string;
+  status?: string;
+  page: number;
+}
+
+/**
+ * A commands-list URL.
+ *
+ * @param filter Agent, status and page.
+ */
+export function commandsHref(filter: CommandFilter): string {
+  const query = new URLSearchParams();
+  if (filter.agent) query.set("agent", filter.agent);
+  if (filter.status) query.set("status", filter.status);
+  if (filter.page > 1) query.set("page", String(filter.page));
+  const text = query.toString();
+  return text ? `/commands?${text}` : "/commands";
+}
+
+/**
+ * The commands page: newest first, filtered, paged.
+ *
+ * @param props Frame, one page of commands, the known agents, the filter and whether more exist.
+ */
+export function CommandsPage(
+  props: Frame & {
+    commands: CommandJson[];
+    agents: string[];
+    filter: CommandFilter;
+    hasMore: boolean;
+    lastPage: boolean;
+  },
+) {
+  const { filter } = props;
+  return (
+    <Layout {...props} title="Commands" current="commands">
+      <form method="get" action="/commands" class="filters" role="search">
+        <div class="field">
+          <label for="filter-agent">Agent</label>
+          <select id="filter-agent" name="agent">
+            <option value="">All agents</option>
+            {props.agents.map((id) => (
+              <option value={id} selected={id === filter.agent}>{id}</option>
+            ))}
+          </select>
+        </div>
+        <div class="field">
+          <label for="filter-status">Status</label>
+          <select id="filter-status" name="status">
+            <option value="">All statuses</option>
+            {STATUS_CHOICES.map((status) => (
+              <option value={status} selected={status === filter.status}>
+                {status}
+              </option>
+            ))}
+          </select>
+        </div>
+        <button type="submit">Filter</button>
+      </form>
+      {props.commands.length === 0 ? <p>No command matches.</p> : (
+        <table class="cards">
+          <caption class="sr-only">Commands, newest first</caption>
+          <thead>
+            <tr>
+              <th scope="col">Command</th>
+              <th scope="col">Status</th>
+              <th scope="col">Agent</th>
+              <th scope="col">Queued at</th>
+              <th scope="col">Exit</th>
+              <th scope="col">Duration</th>
+            </tr>
+          </thead>
+          <tbody>
+            {props.commands.map((command) => (
+              <tr>
+                <th scope="row" data-label="Command">
+                  <a href={`/commands/${encodeURIComponent(command.id)}`}>
+                    <code>{command.name}</code>
+                  </a>
+                  <span class="sub">{command.id}</span>
+                </th>
+                <td data-label="Status">
+                  <StatusBadge status={command.status} />
+                </td>
+                <td data-label="Agent">{command.agent_id}</td>
+                <td data-label="Queued at">{formatTime(command.created_at)}</td>
+                <td data-label="Exit">{exitText(command)}</td>
+                <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <nav class="pager" aria-label="Pages">
+        {filter.page > 1
+          ? <a href={commandsHref({ ...filter, page: filter.page - 1 })} rel="prev">Newer</a>
+          : null}
+        <span>Page {String(filter.page)}</span>
+        {props.hasMore
+          ? <a href={commandsHref({ ...filter, page: filter.page + 1 })} rel="next">Older</a>
+          : null}
+        {props.lastPage
+          ? <span class="hint">The list ends here: narrow the filter to see older commands.</span>
+          : null}
+      </nav>
+    </Layout>
+  );
+}
+
+function exitText(command: CommandJson): string {
+  const result = command.result;
+  if (!result) return "—";
+  if (result.signal) return `signal ${result.signal}`;
+  return result.exit_code === null ? "—" : String(result.exit_code);
+}
+
+function Output(
+  props: {
+    stream: "stdout" | "stderr";
+    text: string | null | undefined;
+    encoding?: string;
+    truncated: number | null | undefined;
+  },
+) {
+  const view = outputView(props.text, props.encoding, props.truncated);
+  return (
+    <section class="output" aria-labelledby={`${props.stream}-title`}>
+      <h3 id={`${props.stream}-title`}>{props.stream}</h3>
+      {view.binary ? <p class="hint">Not UTF-8 text: invalid bytes are shown as �.</p> : null}
+      <pre id={props.stream} data-stream={props.stream} tabindex={0}>{view.head}{view.cutBytes > 0
+        ? (
+          <span class="cut" role="note">
+            {`\n[… ${view.cutBytes} bytes of ${props.stream} were cut here …]\n`}
+          </span>
+        )
+        : null}{view.tail}</pre>
+      {view.cutBytes > 0
+        ? (
+          <p class="hint">
+            The agent kept the first and the last bytes; {String(view.cutBytes)}{" "}
+            bytes in between were dropped.
+          </p>
+        )
+        : null}
+    </section>
+  );
+}
+
+/**
+ * The part of the command page that live updates replace: everything about the command.
+ *
+ * @param props The command and the session's CSRF token.
+ */
+export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
+  const { command } = props;
+  const final = isFinal(command.status);
+  const result = command.result ?? null;
+  const steps: Array<[string, string | null | undefined]> = [
+    ["queued", command.created_at],
+    ["delivered", command.delivered_at],
+    ["acked", command.acked_at],
+    ["started", command.started_at],
+    ["finished", command.completed_at],
+  ];
+  return (
+    <div
+      id="command-detail"
+      data-command-id={command.id}
+      data-status={command.status}
+      data-final={final ? "true" : "false"}
+    >
+      <p class="headline">
+        <StatusBadge status={command.status} />
+        <code class="cmdline">{command.name}</code>
+      </p>
+      {!final && command.cancel_requested
+        ? <Notice kind="info">Cancel requested: waiting for the agent to stop the command.</Notice>
+        : null}
+      {!final && !command.cancel_requested
+        ? (
+          <form method="post" action={`/commands/${encodeURIComponent(command.id)}/cancel`}>
+            <Csrf token={props.csrf} />
+            <button type="submit" class="danger" id="cancel-button">Cancel command</button>
+          </form>
+        )
+        : null}
+      <dl class="facts">
+        <dt>Id</dt>
+        <dd>
+          <code>{command.id}</code>
+        </dd>
+        <dt>Agent</dt>
+        <dd>
+          <a href={`/commands?agent=${encodeURIComponent(command.agent_id)}`}>
+            {command.agent_id}
+          </a>
+        </dd>
+        <dt>Priority</dt>
+        <dd>{command.priority ?? "normal"}</dd>
+        <dt>Attempts</dt>
+        <dd>{String(command.attempt)}</dd>
+        <dt>Exit</dt>
+        <dd data-field="exit">{exitText(command)}</dd>
+        <dt>Duration</dt>
+        <dd>{formatDuration(result?.duration_secs)}</dd>
+        {command.params?.timeout_secs !== undefined
+          ? (
+            <>
+              <dt>Timeout</dt>
+              <dd>{`${String(command.params.timeout_secs)} s`}</dd>
+            </>
+          )
+          : null}
+        {command.error
+          ? (
+            <>
+              <dt>Error</dt>
+              <dd>{command.error}</dd>
+            </>
+          )
+          : null}
+      </dl>
+      <h2>Timeline</h2>
+      <ol class="timeline">
+        {steps.map(([label, at]) => (
+          <li class={at ? "done" : "pending"}>
+            <span class="step">{label}</span>{" "}
+            <time datetime={at ?? undefined}>{formatTime(at)}</time>
+          </li>
+        ))}
+      </ol>
+      <h2>Output</h2>
+      {!result && !final
+        ? <p class="hint" id="output-hint">Output appears when the command ends.</p>
+        : null}
+      {!result && final ? <p class="hint">No output was recorded.</p> : null}
+      <Output
+        stream="stdout"
+        text={result?.stdout}
+        encoding={result?.stdout_encoding}
+        truncated={result?.stdout_truncated_bytes}
+      />
+      <Output
+        stream="stderr"
+        text={result?.stderr}
+        encoding={result?.stderr_encoding}
+        truncated={result?.stderr_truncated_bytes}
+      />
+    </div>
+  );
+}
+
+/**
+ * The command page.
+ *
+ * @param props Frame, the command and a notice (what a form just did).
+ */
+export function CommandPage(props: Frame & { command: CommandJson; notice?: string }) {
+  return (
+    <Layout {...props} title="Command" current="commands">
+      {props.notice ? <Notice kind="info">{props.notice}</Notice> : null}
+      <p class="sr-only" role="status" aria-live="polite" id="live-status"></p>
+      <CommandDetail command={props.command} csrf={props.csrf} />
+    </Layout>
+  );
+}
+
+/** What the enqueue form was filled with. */
+export interface EnqueueValues {
+  agent?: string;
+  name?: string;
+  timeout?: string;
+  priority?: string;
+}
+
+/**
+ * The enqueue form.
+ *
+ * @param props Frame, the known agents, the values to show again and an error.
+ */
+export function EnqueuePage(
+  props: Frame & { agents: string[]; values: EnqueueValues; error?: string },
+) {
+  const { values } = props;
+  return (
+    <Layout {...props} title="Enqueue a command" current="enqueue">
+      {props.error ? <Notice kind="error">{props.error}</Notice> : null}
+      {props.agents.length === 0
+        ? <Notice kind="info">No agent is known yet: start one first.</Notice>
+        : null}
+      <form method="post" action="/enqueue" class="panel">
+        <Csrf token={props.csrf} />
+        <label for="enqueue-agent">Agent</label>
+        <select id="enqueue-agent" name="agent" required>
+          {props.agents.map((id) => <option value={id} selected={id === values.agent}>{id}
+          </option>)}
+        </select>
+        <label for="enqueue-name">Command line</label>
+        <input
+          id="enqueue-name"
+          name="name"
+          type="text"
+          required
+          maxlength={4096}
+          autocomplete="off"
+          spellcheck={false}
+          placeholder="uname -a"
+          value={values.name ?? ""}
+          aria-describedby="enqueue-name-hint"
+        />
+        <p class="hint" id="enqueue-name-hint">
+          Run without a shell: the agent's allowlist and path rules apply.
+        </p>
+        <label for="enqueue-timeout">Timeout in seconds (optional)</label>
+        <input
+          id="enqueue-timeout"
+          name="timeout"
+          type="number"
+          min={1}
+          max={86400}
+          step={1}
+          inputmode="numeric"
+          value={values.timeout ?? ""}
+          aria-describedby="enqueue-timeout-hint"
+        />
+        <p class="hint" id="enqueue-timeout-hint">Empty: the agent's default deadline.</p>
+        <label for="enqueue-priority">Priority</label>
+        <select id="enqueue-priority" name="priority">
+          {PRIORITIES.map((priority) => (
+            <option value={priority} selected={priority === (values.priority || "normal")}>
+              {priority}
+            </option>
+          ))}
+        </select>
+        <button type="submit">Enqueue</button>
+      </form>
+    </Layout>
+  );
+}
+
+/**
+ * A page that says what went wrong, never with a stack trace.
+ *
+ * @param props Frame, title and message.
+ */
+export function ErrorPage(
+  props: Frame & { title: string; message: string; children?: Child },
+) {
+  return (
+    <Layout {...props} title={props.title}>
+      <Notice kind="error">{props.message}</Notice>
+      {props.children}
+      <p>
+        <a href="/">Back to the agents</a>
+      </p>
+    </Layout>
+  );
+}

@@ -1,0 +1,604 @@
+/**
+ * The operator's web console: pages served by the dashboard at `/`, a login with the admin token
+ * outside dev mode, and the session that lets a browser read the operator API (`GET` only).
+ *
+ * The console is a client of the operator API in the same process: every page reads through
+ * `GET /api/v1/...` and every form acts through the API's `POST` routes, called in process with
+ * the admin token, so the console shows and does exactly what the API does. A browser reaches the
+ * API itself only with `GET` (the command page's event stream and its polling fallback).
+ *
+ * Every page answers with a strict Content-Security-Policy (scripts and styles only from the
+ * dashboard, no inline script), `X-Content-Type-Options: nosniff` and frame denial; every form
+ * that changes something carries the session's CSRF token and is refused without it.
+ *
+ * @module
+ */
+import type { Context, Hono, MiddlewareHandler } from "hono";
+import type { JSX } from "hono/jsx/jsx-runtime";
+import { constantTimeEqual, PRIORITIES } from "../../protocol/mod.ts";
+import { auditLogger, logger } from "../../log/mod.ts";
+import { remoteOf, type ServerEnv } from "../auth.ts";
+import type { Clock } from "../clock.ts";
+import { TokenBucketLimiter } from "../rate_limit.ts";
+import { isLoopback } from "../serve.ts";
+import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
+import type { AgentJson, CommandJson } from "./format.ts";
+import {
+  AgentsPage,
+  type CommandFilter,
+  CommandPage,
+  CommandsPage,
+  EnqueuePage,
+  type EnqueueValues,
+  ErrorPage,
+  type Frame,
+  LoginPage,
+  STATUS_CHOICES,
+} from "./pages.tsx";
+import {
+  cookieHeader,
+  cookieOf,
+  LOGIN_CSRF_COOKIE,
+  LOGIN_FORM_TTL_SECS,
+  SESSION_COOKIE,
+  type SessionCheck,
+  SessionKeeper,
+} from "./session.ts";
+
+/** Options of {@link mountConsole}. */
+export interface ConsoleOptions {
+  /** Dev mode: no login, "dev mode" in the header. */
+  devMode: boolean;
+  /** `STATUS_ADMIN_TOKEN`; required outside dev mode. */
+  adminToken?: string;
+  /** The dashboard's clock (session expiry). */
+  clock: Clock;
+  /**
+   * Lifetime of a console session, in seconds.
+   * @default {43200}
+   */
+  sessionTtlSecs?: number;
+  /** Answers an operator API request in process (the dashboard's own `fetch`). */
+  api(request: Request): Response | Promise<Response>;
+}
+
+/** Commands on one page of the list. */
+export const PAGE_SIZE = 25;
+/** The largest list the operator API gives in one answer. */
+const LIST_MAX = 1000;
+/** Login attempts a minute from one address. */
+export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
+/** Largest form body, in bytes. */
+const MAX_FORM_BYTES = 64 * 1024;
+
+/** The Content-Security-Policy of every console answer. */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join("; ");
+
+const log = logger("server", "console");
+const audit = auditLogger();
+
+/** The API answered 5xx: the page cannot be built. */
+class ApiUnavailable extends Error {
+  constructor(readonly status: number, readonly detail: string) {
+    super(`the operator API answered ${status}: ${detail}`);
+    this.name = "ApiUnavailable";
+  }
+}
+
+/** What a page handler knows about the browser's session. */
+interface PageSession {
+  csrf: string;
+  /** A `Set-Cookie` value to send with the answer (a new dev-mode session). */
+  setCookie?: string;
+  /** The session, to revoke at logout; absent in dev mode. */
+  check?: Extract<SessionCheck, { state: "valid" }>;
+}
+
+function secureHeaders(headers: Headers): void {
+  headers.set("Content-Security-Policy", CONTENT_SECURITY_POLICY);
+  headers.set("X-Content-Type-Options", "nosniff");
+  headers.set("X-Frame-Options", "DENY");
+  headers.set("Referrer-Policy", "same-origin");
+  headers.set("Cross-Origin-Opener-Policy", "same-origin");
+  headers.set("Cross-Origin-Resource-Policy", "same-origin");
+  if (!headers.has("Cache-Control")) headers.set("Cache-Control", "no-store");
+}
+
+function html(page: JSX.Element, status = 200, headers: HeadersInit = {}): Response {
+  return new Response(`<!DOCTYPE html>${page.toString()}`, {
+    status,
+    headers: { "Content-Type": "text/html; charset=utf-8", ...headers },
+  });
+}
+
+function redirect(location: string, cookies: string[] = []): Response {
+  const headers = new Headers({ Location: location });
+  for (const cookie of cookies) headers.append("Set-Cookie", cookie);
+  return new Response(null, { status: 303, headers });
+}
+
+/**
+ * Whether a form was posted from one of the dashboard's own pages, as far as the browser says:
+ * `Sec-Fetch-Site` is `same-origin`, `none` (typed or bookmarked) or absent (an older browser; the
+ * CSRF token still guards it). The `Origin` header is not compared with the request's URL, which a
+ * proxy in front of the dashboard may rewrite.
+ */
+function fromOwnPage(c: Context<ServerEnv>): boolean {
+  const site = c.req.header("Sec-Fetch-Site");
+  return site === undefined || site === "same-origin" || site === "none";
+}
+
+/** A local path to go back to after login: never another origin. */
+function safeNext(value: string | undefined | null): string {
+  if (!value || !value.startsWith("/") || value.startsWith("//") || value.includes("\\")) {
+    return "/";
+  }
+  return /^[\x21-\x7e]{1,2000}$/.test(value) ? value : "/";
+}
+
+async function readForm(request: Request): Promise<URLSearchParams | null> {
+  const type = request.headers.get("content-type") ?? "";
+  if (!type.toLowerCase().startsWith("application/x-www-form-urlencoded")) return null;
+  const declared = Number(request.headers.get("content-length") ?? NaN);
+  if (Number.isFinite(declared) && declared > MAX_FORM_BYTES) return null;
+  if (!request.body) return new URLSearchParams();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body) {
+    size += chunk.byteLength;
+    if (size > MAX_FORM_BYTES) return null;
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new URLSearchParams(new TextDecoder().decode(bytes));
+}
+
+/**
+ * Mounts the console on the dashboard's Hono app. Call it before the operator routes are
+ * registered: it also adds the middleware that lets a valid session cookie stand in for the admin
+ * token on `GET` requests to `/api/`.
+ *
+ * @param app The dashboard's Hono app.
+ * @param options Mode, admin token, clock and the in-process API.
+ * @throws {TypeError} When no admin token is given outside dev mode.
+ */
+export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): void {
+  const { devMode, adminToken, clock } = options;
+  if (!devMode && !adminToken) {
+    throw new TypeError("the console needs an admin token outside dev mode");
+  }
+  const sessions = new SessionKeeper({
+    adminToken: devMode ? undefined : adminToken,
+    clock,
+    ttlSecs: options.sessionTtlSecs,
+  });
+  const logins = new TokenBucketLimiter({ perMinute: LOGIN_ATTEMPTS_PER_MINUTE, clock });
+  // HTTPS here, or at a proxy in front that says so (trusting the header can only make the cookie
+  // stricter: a Secure cookie is never sent over plain HTTP).
+  const isSecure = (c: Context<ServerEnv>) =>
+    new URL(c.req.url).protocol === "https:" ||
+    c.req.header("X-Forwarded-Proto")?.split(",")[0].trim().toLowerCase() === "https";
+  const sessionCookie = (c: Context<ServerEnv>, value: string, maxAgeSecs: number) =>
+    cookieHeader(SESSION_COOKIE, value, { maxAgeSecs, secure: isSecure(c) });
+
+  // The browser's session reads the operator API (GET only; a state change needs the admin token).
+  app.use("/api/*", async function consoleSessionStep(c, next) {
+    const method = c.req.method;
+    if (!devMode && (method === "GET" || method === "HEAD") && !c.req.header("Authorization")) {
+      const check = sessions.read(cookieOf(c.req.header("Cookie"), SESSION_COOKIE));
+      if (check.state === "valid") c.set("consoleSession", true);
+    }
+    await next();
+  });
+
+  const api = async (path: string, init: RequestInit = {}): Promise<
+    { status: number; body: Record<string, unknown> }
+  > => {
+    const headers = new Headers(init.headers);
+    if (adminToken && !devMode) headers.set("Authorization", `Bearer ${adminToken}`);
+    if (init.body !== undefined) headers.set("Content-Type", "application/json");
+    const response = await options.api(
+      new Request(`http://console.internal${path}`, { ...init, headers }),
+    );
+    let body: Record<string, unknown> = {};
+    try {
+      body = await response.json();
+    } catch {
+      // not JSON: handled by the status
+    }
+    if (response.status >= 500) {
+      throw new ApiUnavailable(response.status, String(body.error ?? "no detail"));
+    }
+    return { status: response.status, body };
+  };
+
+  const listAgents = async (): Promise<AgentJson[]> => {
+    const { status, body } = await api("/api/v1/agents");
+    if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+    return body.agents as AgentJson[];
+  };
+
+  /** The session of a page request, or the answer that sends the browser to log in. */
+  const sessionOf = (c: Context<ServerEnv>): PageSession | Response => {
+    if (devMode && !isLoopback(new URL(c.req.url).hostname)) {
+      // An open console answers only to a loopback name: a page of another site whose name was
+      // made to resolve to 127.0.0.1 (DNS rebinding) gets nothing.
+      return html(
+        <ErrorPage
+          devMode
+          title="Wrong address"
+          message={"In dev mode the console answers only at a loopback address such as " +
+            "http://localhost or http://127.0.0.1."}
+        />,
+        403,
+      );
+    }
+    const check = sessions.read(cookieOf(c.req.header("Cookie"), SESSION_COOKIE));
+    if (check.state === "valid") return { csrf: check.csrf, check };
+    if (devMode) {
+      // Dev mode: anyone on loopback may use the console; the session only carries the CSRF token.
+      const issued = sessions.issue();
+      return { csrf: issued.csrf, setCookie: sessionCookie(c, issued.value, sessions.ttlSecs) };
+    }
+    const url = new URL(c.req.url);
+    const next = c.req.method === "GET" ? `${url.pathname}${url.search}` : "/";
+    const query = new URLSearchParams({ next });
+    if (check.state === "expired") query.set("expired", "1");
+    return redirect(`/login?${query}`, check.state === "expired" ? [sessionCookie(c, "", 0)] : []);
+  };
+
+  const frame = (session: PageSession): Frame => ({ devMode, csrf: session.csrf });
+
+  /** Checks where a state-changing form came from, and its CSRF token. */
+  const refused = (c: Context<ServerEnv>, session: PageSession, given: string | null) => {
+    const sameOrigin = fromOwnPage(c);
+    if (sameOrigin && sessions.checkCsrf(session, given ?? undefined)) return null;
+    audit.warning("console form refused: {reason}", {
+      reason: sameOrigin ? "CSRF token missing or wrong" : "cross-origin form",
+      method: c.req.method,
+      path: new URL(c.req.url).pathname,
+    });
+    return html(
+      <ErrorPage
+        {...frame(session)}
+        title="Form refused"
+        message={"This form was refused: its security token is missing or does not belong to " +
+          "your session (a form from another site, or a page open since before you logged in). " +
+          "Nothing was changed. Reload the page and try again."}
+      />,
+      403,
+    );
+  };
+
+  /** Wraps a page handler: security headers, the session, and an error page instead of a trace. */
+  const page = (
+    handler: (c: Context<ServerEnv>, session: PageSession) => Promise<Response> | Response,
+  ): MiddlewareHandler<ServerEnv> =>
+    async function consolePage(c) {
+      let response: Response;
+      let session: PageSession | Response | undefined;
+      try {
+        session = sessionOf(c);
+        response = session instanceof Response ? session : await handler(c, session);
+      } catch (error) {
+        const known = error instanceof ApiUnavailable && error.status >= 500;
+        log.error("console page {path} failed: {error}", {
+          path: new URL(c.req.url).pathname,
+          error,
+        });
+        const pageFrame = session && !(session instanceof Response) ? frame(session) : { devMode };
+        response = html(
+          <ErrorPage
+            {...pageFrame}
+            title={known ? "Store unavailable" : "Something went wrong"}
+            message={known
+              ? "The dashboard cannot reach its command store, so this page cannot be shown. " +
+                "Nothing was changed. The dashboard's log says why; try again in a moment."
+              : "The dashboard failed to build this page. Nothing was changed. The dashboard's " +
+                "log has the details."}
+          />,
+          known ? 503 : 500,
+          known ? { "Retry-After": "5" } : {},
+        );
+      }
+      // A new dev-mode session goes with whatever answer was built.
+      if (session && !(session instanceof Response) && session.setCookie) {
+        response.headers.append("Set-Cookie", session.setCookie);
+      }
+      secureHeaders(response.headers);
+      return response;
+    };
+
+  // -- pages
+
+  app.get(
+    "/",
+    page(async (_c, session) => {
+      const agents = await listAgents();
+      return html(<AgentsPage {...frame(session)} agents={agents} now={clock.now()} />);
+    }),
+  );
+
+  app.get(
+    "/commands",
+    page(async (c, session) => {
+      const agent = c.req.query("agent") || undefined;
+      const rawStatus = c.req.query("status") || undefined;
+      const rawPage = c.req.query("page") ?? "1";
+      const maxPage = Math.ceil(LIST_MAX / PAGE_SIZE);
+      const pageNo = /^\d{1,4}$/.test(rawPage)
+        ? Math.min(Math.max(1, Number(rawPage)), maxPage)
+        : 1;
+      const status = rawStatus && STATUS_CHOICES.includes(rawStatus) ? rawStatus : undefined;
+      const query = new URLSearchParams();
+      if (agent) query.set("agent_id", agent);
+      if (status) query.set("status", status);
+      const wanted = Math.min(pageNo * PAGE_SIZE + 1, LIST_MAX);
+      query.set("limit", String(wanted));
+      const [listed, agents] = await Promise.all([
+        api(`/api/v1/commands?${query}`),
+        listAgents(),
+      ]);
+      if (listed.status !== 200) throw new ApiUnavailable(listed.status, String(listed.body.error));
+      const all = listed.body.commands as CommandJson[];
+      const filter: CommandFilter = { agent, status, page: pageNo };
+      return html(
+        <CommandsPage
+          {...frame(session)}
+          commands={all.slice((pageNo - 1) * PAGE_SIZE, pageNo * PAGE_SIZE)}
+          agents={agents.map((a) => a.id)}
+          filter={filter}
+          hasMore={all.length > pageNo * PAGE_SIZE && pageNo < maxPage}
+          lastPage={pageNo === maxPage && all.length >= LIST_MAX}
+        />,
+      );
+    }),
+  );
+
+  app.get(
+    "/commands/:id",
+    page(async (c, session) => {
+      const id = c.req.param("id") ?? "";
+      const { status, body } = await api(`/api/v1/commands/${encodeURIComponent(id)}`);
+      if (status === 404) {
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such command"
+            message={`Command ${id} does not exist on this dashboard.`}
+          >
+            <p>
+              <a href="/commands">See every command</a>
+            </p>
+          </ErrorPage>,
+          404,
+        );
+      }
+      if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+      const notices: Record<string, string> = {
+        cancelled: "Cancelled before it was delivered.",
+        requested: "Cancel requested: the agent stops the command.",
+        final: "It had already ended, so there was nothing to cancel.",
+        enqueued: "Enqueued.",
+      };
+      return html(
+        <CommandPage
+          {...frame(session)}
+          command={body as unknown as CommandJson}
+          notice={notices[c.req.query("done") ?? ""]}
+        />,
+      );
+    }),
+  );
+
+  app.post(
+    "/commands/:id/cancel",
+    page(async (c, session) => {
+      const form = await readForm(c.req.raw);
+      const denied = refused(c, session, form?.get("csrf") ?? null);
+      if (denied) return denied;
+      const id = c.req.param("id") ?? "";
+      const path = `/commands/${encodeURIComponent(id)}`;
+      const { status, body } = await api(`/api/v1${path}/cancel`, { method: "POST" });
+      audit.info("console cancel {commandId}: {status}", { commandId: id, status });
+      if (status === 404) return redirect(path);
+      const outcome = status === 200 ? "cancelled" : status === 202 ? "requested" : "final";
+      if (status >= 400 && status !== 409) throw new ApiUnavailable(status, String(body.error));
+      return redirect(`${path}?done=${outcome}`);
+    }),
+  );
+
+  const enqueueForm = async (
+    session: PageSession,
+    values: EnqueueValues,
+    error?: string,
+    status = 200,
+  ) => {
+    const agents = (await listAgents()).map((a) => a.id);
+    return html(
+      <EnqueuePage {...frame(session)} agents={agents} values={values} error={error} />,
+      status,
+    );
+  };
+
+  app.get(
+    "/enqueue",
+    page((c, session) => enqueueForm(session, { agent: c.req.query("agent") })),
+  );
+
+  app.post(
+    "/enqueue",
+    page(async (c, session) => {
+      const form = await readForm(c.req.raw);
+      const denied = refused(c, session, form?.get("csrf") ?? null);
+      if (denied) return denied;
+      if (!form) return enqueueForm(session, {}, "The form could not be read.", 400);
+      const values: EnqueueValues = {
+        agent: form.get("agent")?.trim() ?? "",
+        name: form.get("name") ?? "",
+        timeout: form.get("timeout")?.trim() ?? "",
+        priority: form.get("priority")?.trim() ?? "",
+      };
+      if (!values.agent) return enqueueForm(session, values, "Choose an agent.", 400);
+      if (!values.name?.trim()) return enqueueForm(session, values, "Enter a command line.", 400);
+      const params: Record<string, unknown> = {};
+      if (values.timeout) {
+        const secs = Number(values.timeout);
+        if (!/^\d+$/.test(values.timeout) || secs < 1 || secs > 86_400) {
+          return enqueueForm(
+            session,
+            values,
+            `Timeout must be a whole number of seconds from 1 to 86400, got "${values.timeout}".`,
+            400,
+          );
+        }
+        params.timeout_secs = secs;
+      }
+      if (values.priority && values.priority !== "normal") {
+        if (!(PRIORITIES as readonly string[]).includes(values.priority)) {
+          return enqueueForm(
+            session,
+            values,
+            `Priority must be one of ${PRIORITIES.join(", ")}, got "${values.priority}".`,
+            400,
+          );
+        }
+        params.priority = values.priority;
+      }
+      const { status, body } = await api("/api/v1/agent/commands/enqueue", {
+        method: "POST",
+        body: JSON.stringify({ agent_id: values.agent, name: values.name, params }),
+      });
+      if (status !== 202) {
+        return enqueueForm(
+          session,
+          values,
+          `Not enqueued: ${String(body.error ?? `the dashboard answered ${status}`)}.`,
+          status >= 400 && status < 500 ? status : 400,
+        );
+      }
+      audit.info("console enqueue {commandId} for {agentId}", {
+        commandId: body.id,
+        agentId: values.agent,
+      });
+      return redirect(`/commands/${encodeURIComponent(String(body.id))}`);
+    }),
+  );
+
+  // -- login and logout
+
+  const loginPage = (
+    c: Context<ServerEnv>,
+    props: { next: string; error?: string; info?: string },
+    status = 200,
+  ) => {
+    const token = sessions.loginToken();
+    const response = html(<LoginPage csrf={token} {...props} />, status);
+    response.headers.append(
+      "Set-Cookie",
+      cookieHeader(LOGIN_CSRF_COOKIE, token, {
+        maxAgeSecs: LOGIN_FORM_TTL_SECS,
+        secure: isSecure(c),
+      }),
+    );
+    secureHeaders(response.headers);
+    return response;
+  };
+
+  app.get("/login", function loginFormRoute(c) {
+    const next = safeNext(c.req.query("next"));
+    if (devMode) {
+      const response = redirect(next);
+      secureHeaders(response.headers);
+      return response;
+    }
+    const info = c.req.query("expired")
+      ? "Your session has expired. Log in again to go on."
+      : c.req.query("out")
+      ? "You are logged out."
+      : undefined;
+    return loginPage(c, { next, info });
+  });
+
+  app.post("/login", async function loginRoute(c) {
+    const form = await readForm(c.req.raw);
+    const next = safeNext(form?.get("next"));
+    if (devMode) return redirect(next);
+    const cookie = cookieOf(c.req.header("Cookie"), LOGIN_CSRF_COOKIE);
+    const given = form?.get("csrf");
+    if (!form || !cookie || !given || !constantTimeEqual(cookie, given) || !fromOwnPage(c)) {
+      audit.warning("console login refused: {reason}", { reason: "CSRF token missing or wrong" });
+      return loginPage(c, {
+        next,
+        error: "The login form expired or came from another page. Enter the token again.",
+      }, 403);
+    }
+    const remote = remoteOf(c);
+    const allowed = logins.take(remote ?? "unknown");
+    if (!allowed.ok) {
+      audit.warning("console login refused: {reason}", { reason: "rate limit", remote });
+      const response = loginPage(c, {
+        next,
+        error:
+          `Too many login attempts from this address; try again in ${allowed.retryAfterSecs} s.`,
+      }, 429);
+      response.headers.set("Retry-After", String(allowed.retryAfterSecs));
+      return response;
+    }
+    const token = form.get("token") ?? "";
+    if (!token || !constantTimeEqual(token, adminToken ?? "")) {
+      audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
+      return loginPage(c, {
+        next,
+        error: "That is not the dashboard's admin token. Check STATUS_ADMIN_TOKEN and try again.",
+      }, 401);
+    }
+    const issued = sessions.issue();
+    audit.info("console login", {});
+    const response = redirect(next, [
+      sessionCookie(c, issued.value, sessions.ttlSecs),
+      cookieHeader(LOGIN_CSRF_COOKIE, "", { maxAgeSecs: 0, secure: isSecure(c) }),
+    ]);
+    secureHeaders(response.headers);
+    return response;
+  });
+
+  app.post(
+    "/logout",
+    page(async (c, session) => {
+      const form = await readForm(c.req.raw);
+      const denied = refused(c, session, form?.get("csrf") ?? null);
+      if (denied) return denied;
+      if (session.check) sessions.revoke(session.check);
+      audit.info("console logout", {});
+      return redirect(devMode ? "/" : "/login?out=1", [sessionCookie(c, "", 0)]);
+    }),
+  );
+
+  // -- the script and the style, served by the dashboard itself
+
+  const asset = (body: string, type: string) =>
+    function assetRoute() {
+      const response = new Response(body, {
+        headers: { "Content-Type": type, "Cache-Control": "no-cache" },
+      });
+      secureHeaders(response.headers);
+      return response;
+    };
+  app.get("/static/console.js", asset(CONSOLE_JS, "text/javascript; charset=utf-8"));
+  app.get("/static/console.css", asset(CONSOLE_CSS, "text/css; charset=utf-8"));
+}

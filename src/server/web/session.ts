@@ -1,0 +1,188 @@
+/**
+ * Console sessions and CSRF tokens, without server-side storage.
+ *
+ * A session is a cookie `v1.<expiry secs>.<nonce>.<mac>`: the MAC is an HMAC-SHA-256 over the
+ * rest with a key derived from the admin token, so a session survives a dashboard restart, is
+ * accepted by every dashboard instance that shares the admin token, and ends when the token is
+ * rotated. Logging out revokes the nonce in this process until the session would have expired.
+ * In dev mode (no admin token) the key is random per process and a session is issued to anyone
+ * who opens a page: it only carries the CSRF token.
+ *
+ * The CSRF token of a session is another HMAC of its nonce, so it needs no storage either. Before
+ * login, the login form is protected by a double-submit token: a short-lived cookie whose value
+ * the form repeats.
+ *
+ * @module
+ */
+import { createHmac, randomBytes } from "node:crypto";
+import { constantTimeEqual } from "../../protocol/mod.ts";
+import type { Clock } from "../clock.ts";
+
+/** Name of the session cookie. */
+export const SESSION_COOKIE = "status_session";
+/** Name of the cookie of the login form's CSRF token. */
+export const LOGIN_CSRF_COOKIE = "status_login_csrf";
+/** How long a login form may be left open, in seconds. */
+export const LOGIN_FORM_TTL_SECS = 3600;
+
+/** What {@link SessionKeeper.read} found in a cookie. */
+export type SessionCheck =
+  /** A valid session. */
+  | { state: "valid"; nonce: string; expiresAt: number; csrf: string }
+  /** A genuine session that has expired (or was logged out). */
+  | { state: "expired" }
+  /** No cookie, or a cookie that is not ours (forged, from another admin token, malformed). */
+  | { state: "none" };
+
+/** Options of {@link SessionKeeper}. */
+export interface SessionKeeperOptions {
+  /** The admin token the key derives from; absent in dev mode (a random key). */
+  adminToken?: string;
+  /** The dashboard's clock. */
+  clock: Clock;
+  /**
+   * Session lifetime, in seconds.
+   * @default {43200}
+   */
+  ttlSecs?: number;
+}
+
+function mac(key: Uint8Array, text: string): string {
+  return createHmac("sha256", key).update(text).digest("base64url");
+}
+
+/** Issues and checks console sessions and CSRF tokens. */
+export class SessionKeeper {
+  readonly #key: Uint8Array;
+  readonly #clock: Clock;
+  /** Session lifetime, in seconds. */
+  readonly ttlSecs: number;
+  /** Logged-out nonces → their expiry in ms, dropped once expired. */
+  readonly #revoked = new Map<string, number>();
+
+  /**
+   * Makes a keeper.
+   *
+   * @param options Admin token, clock and lifetime.
+   * @throws {RangeError} When `ttlSecs` is not a whole number from 60 to 30 days.
+   */
+  constructor(options: SessionKeeperOptions) {
+    const ttl = options.ttlSecs ?? 43_200;
+    if (!Number.isInteger(ttl) || ttl < 60 || ttl > 30 * 86_400) {
+      throw new RangeError(`ttlSecs must be a whole number from 60 to 2592000, got ${ttl}`);
+    }
+    this.ttlSecs = ttl;
+    this.#clock = options.clock;
+    this.#key = options.adminToken
+      ? createHmac("sha256", options.adminToken).update("status console session key v1").digest()
+      : randomBytes(32);
+  }
+
+  /**
+   * Issues a new session.
+   *
+   * @returns The cookie value, its expiry in ms and its CSRF token.
+   */
+  issue(): { value: string; expiresAt: number; csrf: string } {
+    const expiresSecs = Math.floor(this.#clock.now() / 1000) + this.ttlSecs;
+    const nonce = randomBytes(18).toString("base64url");
+    const body = `v1.${expiresSecs}.${nonce}`;
+    return {
+      value: `${body}.${mac(this.#key, body)}`,
+      expiresAt: expiresSecs * 1000,
+      csrf: this.#csrfOf(nonce),
+    };
+  }
+
+  /**
+   * Checks a session cookie's value.
+   *
+   * @param value The cookie value, if any.
+   * @returns Whether it is valid, expired, or not a session at all.
+   */
+  read(value: string | undefined): SessionCheck {
+    if (!value) return { state: "none" };
+    const match = /^v1\.(\d{1,12})\.([A-Za-z0-9_-]{24})\.([A-Za-z0-9_-]{43})$/.exec(value);
+    if (!match) return { state: "none" };
+    const [, expires, nonce, given] = match;
+    if (!constantTimeEqual(given, mac(this.#key, `v1.${expires}.${nonce}`))) {
+      return { state: "none" };
+    }
+    const expiresAt = Number(expires) * 1000;
+    const now = this.#clock.now();
+    if (expiresAt <= now || this.#revoked.has(nonce)) return { state: "expired" };
+    return { state: "valid", nonce, expiresAt, csrf: this.#csrfOf(nonce) };
+  }
+
+  /**
+   * Ends a session in this process (logout).
+   *
+   * @param session A valid session.
+   */
+  revoke(session: { nonce: string; expiresAt: number }): void {
+    const now = this.#clock.now();
+    for (const [nonce, expiresAt] of this.#revoked) {
+      if (expiresAt <= now) this.#revoked.delete(nonce);
+    }
+    this.#revoked.set(session.nonce, session.expiresAt);
+  }
+
+  /**
+   * Whether a submitted CSRF token is the session's.
+   *
+   * @param session A valid session.
+   * @param given The submitted token.
+   */
+  checkCsrf(session: { csrf: string }, given: string | undefined): boolean {
+    return typeof given === "string" && given !== "" && constantTimeEqual(given, session.csrf);
+  }
+
+  /** A random token for the login form (double-submit: cookie and field). */
+  loginToken(): string {
+    return randomBytes(24).toString("base64url");
+  }
+
+  #csrfOf(nonce: string): string {
+    return mac(this.#key, `csrf.${nonce}`);
+  }
+}
+
+/**
+ * A `Set-Cookie` value.
+ *
+ * @param name Cookie name.
+ * @param value Cookie value (base64url or empty).
+ * @param options Lifetime in seconds (0 deletes) and whether it is `Secure`.
+ */
+export function cookieHeader(
+  name: string,
+  value: string,
+  options: { maxAgeSecs: number; secure: boolean },
+): string {
+  const parts = [
+    `${name}=${value}`,
+    "Path=/",
+    `Max-Age=${options.maxAgeSecs}`,
+    "HttpOnly",
+    "SameSite=Strict",
+  ];
+  if (options.maxAgeSecs === 0) parts.push("Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+  if (options.secure) parts.push("Secure");
+  return parts.join("; ");
+}
+
+/**
+ * One cookie of a `Cookie` header.
+ *
+ * @param header The request's `Cookie` header.
+ * @param name The cookie name.
+ * @returns Its value, or `undefined`.
+ */
+export function cookieOf(header: string | null | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const index = part.indexOf("=");
+    if (index > 0 && part.slice(0, index).trim() === name) return part.slice(index + 1).trim();
+  }
+  return undefined;
+}

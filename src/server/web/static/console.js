@@ -1,0 +1,215 @@
+// The console's one script, served by the dashboard at /static/console.js (no inline script: the
+// pages' Content-Security-Policy allows scripts from the dashboard only). It adds two things to
+// pages that work without it:
+//
+// - the command page follows its command while it is queued or running: it listens to the
+//   command's event stream (GET /api/v1/commands/{id}/events), shows output chunks as they come,
+//   and re-reads the page's detail from the dashboard on every status change; where the stream is
+//   not available it polls GET /api/v1/commands/{id} about once a second instead;
+// - a part marked data-refresh-secs (the agents table) is re-read from the dashboard every so
+//   often.
+//
+// Everything it shows is set as text or taken from the dashboard's own rendered page.
+"use strict";
+
+(() => {
+  /** Characters of live output a page keeps per stream. */
+  const LIVE_TEXT_MAX = 1_000_000;
+
+  /** Fetches this page again and returns the fresh element with the given id, or null. */
+  async function freshPart(id) {
+    const response = await fetch(location.pathname + location.search, {
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "text/html" },
+    });
+    if (!response.ok || response.redirected) return null;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    return doc.getElementById(id);
+  }
+
+  /** Replaces the element with the same id as `fresh`, keeping the keyboard focus where it was. */
+  function swap(fresh) {
+    const current = document.getElementById(fresh.id);
+    if (!current) return;
+    const focused = document.activeElement && document.activeElement.id;
+    current.replaceWith(document.adoptNode(fresh));
+    if (focused) {
+      const again = document.getElementById(focused);
+      if (again && again !== document.activeElement) again.focus();
+    }
+  }
+
+  function followCommand(detail) {
+    const id = detail.dataset.commandId;
+    const api = "/api/v1/commands/" + encodeURIComponent(id);
+    const live = {
+      stdout: { bytes: 0, text: "", decoder: new TextDecoder() },
+      stderr: { bytes: 0, text: "", decoder: new TextDecoder() },
+    };
+    let stopped = false;
+    let source = null;
+    let opened = false;
+    let pollTimer = 0;
+    let lastKey = null;
+    let refreshing = false;
+    let again = false;
+
+    function stop() {
+      stopped = true;
+      if (source) source.close();
+      clearTimeout(pollTimer);
+    }
+
+    /** Shows the live output received so far while the page has no final output. */
+    function showLive() {
+      const current = document.getElementById("command-detail");
+      if (!current || current.dataset.final === "true") return;
+      for (const stream of ["stdout", "stderr"]) {
+        const pre = document.getElementById(stream);
+        if (pre && live[stream].text && pre.textContent !== live[stream].text) {
+          pre.textContent = live[stream].text;
+        }
+      }
+      if (live.stdout.text || live.stderr.text) {
+        const hint = document.getElementById("output-hint");
+        if (hint) hint.textContent = "Live output so far:";
+      }
+    }
+
+    async function refresh() {
+      if (refreshing) {
+        again = true;
+        return;
+      }
+      refreshing = true;
+      try {
+        do {
+          again = false;
+          const fresh = await freshPart("command-detail");
+          if (!fresh) break;
+          const before = document.getElementById("command-detail");
+          const changed = !before || before.dataset.status !== fresh.dataset.status;
+          swap(fresh);
+          // The live region stays in place (outside the swapped part), so the change is announced.
+          const announce = document.getElementById("live-status");
+          if (announce && changed) announce.textContent = "Status: " + fresh.dataset.status;
+          if (fresh.dataset.final === "true") stop();
+          else showLive();
+        } while (again);
+      } catch {
+        // the next event or poll tries again
+      } finally {
+        refreshing = false;
+      }
+    }
+
+    function onOutput(chunk) {
+      const stream = live[chunk.stream];
+      if (!stream || typeof chunk.data !== "string") return;
+      let bytes = Uint8Array.from(atob(chunk.data), (c) => c.charCodeAt(0));
+      const offset = Number(chunk.offset);
+      if (Number.isFinite(offset) && offset < stream.bytes) {
+        // Already shown (a chunk sent again after a reconnect): only the new part.
+        bytes = bytes.subarray(Math.min(bytes.length, stream.bytes - offset));
+      } else if (Number.isFinite(offset) && offset > stream.bytes) {
+        // Output this page never received (it opened late, or the dashboard dropped some).
+        stream.text += stream.decoder.decode() +
+          "[… " + (offset - stream.bytes) + " bytes not received here …]\n";
+        stream.bytes = offset;
+      }
+      if (bytes.length === 0) return;
+      stream.bytes += bytes.length;
+      stream.text += stream.decoder.decode(bytes, { stream: true });
+      if (stream.text.length > LIVE_TEXT_MAX) {
+        // The page keeps the newest live output; the final result shows what the agent kept.
+        stream.text = "[… earlier live output dropped here …]\n" +
+          stream.text.slice(stream.text.length - LIVE_TEXT_MAX / 2);
+      }
+      showLive();
+    }
+
+    function poll() {
+      if (stopped) return;
+      fetch(api, { credentials: "same-origin", cache: "no-store" })
+        .then((response) => (response.ok ? response.json() : null))
+        .then((command) => {
+          if (!command) return;
+          const key = [
+            command.status,
+            command.attempt,
+            command.cancel_requested,
+            command.delivered_at,
+            command.acked_at,
+            command.started_at,
+          ].join("|");
+          if (key !== lastKey) {
+            lastKey = key;
+            return refresh();
+          }
+        })
+        .catch(() => {})
+        .finally(() => {
+          if (!stopped) pollTimer = setTimeout(poll, 1000);
+        });
+    }
+
+    function listen() {
+      if (typeof EventSource !== "function") return poll();
+      source = new EventSource(api + "/events");
+      source.addEventListener("open", () => {
+        // After a reconnect, catch up with what changed meanwhile.
+        if (opened) refresh();
+        opened = true;
+      });
+      source.addEventListener("status", () => refresh());
+      source.addEventListener("output", (event) => {
+        try {
+          onOutput(JSON.parse(event.data));
+        } catch {
+          // a chunk that is not JSON is skipped
+        }
+      });
+      source.addEventListener("end", () => {
+        stop();
+        refresh();
+      });
+      source.addEventListener("error", () => {
+        if (stopped) return;
+        // Never opened (no such endpoint: 404), or closed for good: poll instead. Otherwise the
+        // browser reconnects by itself and resumes with Last-Event-ID.
+        if (!opened || source.readyState === EventSource.CLOSED) {
+          source.close();
+          source = null;
+          poll();
+        }
+      });
+    }
+
+    listen();
+  }
+
+  function refreshEvery(part) {
+    const secs = Number(part.dataset.refreshSecs);
+    if (!(secs > 0)) return;
+    const tick = async () => {
+      try {
+        const fresh = await freshPart(part.id);
+        if (fresh) swap(fresh);
+      } catch {
+        // try again at the next tick
+      }
+      setTimeout(tick, secs * 1000);
+    };
+    setTimeout(tick, secs * 1000);
+  }
+
+  function start() {
+    const detail = document.getElementById("command-detail");
+    if (detail && detail.dataset.final === "false") followCommand(detail);
+    for (const part of document.querySelectorAll("[data-refresh-secs][id]")) refreshEvery(part);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

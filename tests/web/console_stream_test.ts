@@ -1,0 +1,157 @@
+/**
+ * The command page's script in chromium, with an event stream at
+ * `GET /api/v1/commands/{id}/events` (the live-output contract: `status`, `output` and `end`
+ * events): output chunks appear as they come, the end event brings the final page, and nothing is
+ * polled while the stream works. The stream is played by the test in front of an in-process
+ * dashboard, so the script's side of the contract is checked whichever dashboard serves it.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { makeDashboard, reportBody } from "../server/_helpers.ts";
+import {
+  BROWSER_AVAILABLE,
+  eventually,
+  HAS_ALL_PERMISSIONS,
+  launchChromium,
+  runUnderAllowAll,
+} from "./_browser.ts";
+
+const NAME = "command page follows the event stream: live output chunks, end, no polling";
+const encoder = new TextEncoder();
+
+/** One open event stream the test writes to. */
+interface Stream {
+  send(event: string, data: unknown, id: number): void;
+  close(): void;
+}
+
+async function streamTest(): Promise<void> {
+  await using t = await makeDashboard({ devMode: true, realClock: true });
+  const streams: Stream[] = [];
+  const polls: string[] = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (/^\/api\/v1\/commands\/[^/]+\/events$/.test(path)) {
+      let controller!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+      streams.push({
+        send: (event, data, id) =>
+          controller.enqueue(
+            encoder.encode(`id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+          ),
+        close: () => {
+          try {
+            controller.close();
+          } catch {
+            // the page closed it first
+          }
+        },
+      });
+      return new Response(body, {
+        headers: { "Content-Type": "text/event-stream", "Cache-Control": "no-store" },
+      });
+    }
+    if (path.startsWith("/api/v1/commands/")) polls.push(path);
+    return t.dashboard.app.fetch(request);
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const browser = await launchChromium();
+  try {
+    const enqueued = await t.dashboard.app.request("/api/v1/agent/commands/enqueue", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ id: "s1", agent_id: "a1", name: "printf", params: {} }),
+    });
+    assert.equal(enqueued.status, 202);
+    const page = await browser.newPage();
+    await page.goto(`${url}/commands/s1`);
+    const status = page.locator("#command-detail .headline .status");
+    assert.equal(await status.innerText(), "queued");
+    const stream = await eventually("the page opens the event stream", () => streams[0]);
+
+    // Output as it comes (base64 chunks at byte offsets), a repeated chunk shown once.
+    const b64 = (text: string) => Buffer.from(text, "utf-8").toString("base64");
+    stream.send("output", { stream: "stdout", offset: 0, data: b64("first <b>line</b>\n") }, 1);
+    await eventually(
+      "the first chunk shows",
+      async () => (await page.locator("pre#stdout").textContent()) === "first <b>line</b>\n",
+    );
+    stream.send("output", { stream: "stdout", offset: 0, data: b64("first <b>line</b>\n") }, 2);
+    stream.send("output", { stream: "stdout", offset: 18, data: b64("second\n") }, 3);
+    stream.send("output", { stream: "stderr", offset: 100, data: b64("warn\n") }, 4);
+    await eventually(
+      "the later chunks show",
+      async () =>
+        (await page.locator("pre#stdout").textContent()) === "first <b>line</b>\nsecond\n" &&
+        (await page.locator("pre#stderr").textContent()) ===
+          "[… 100 bytes not received here …]\nwarn\n",
+    );
+    assert.equal(await page.locator("pre#stdout b").count(), 0, "chunks are text");
+
+    // The agent runs it to the end; the stream says so.
+    const wait = await t.agent({
+      path: "/api/v1/agent/commands/wait/default?timeout=1",
+      token: null,
+    });
+    const { attempt } = await wait.json();
+    await (await t.agent({
+      path: "/api/v1/agent/commands/ack",
+      body: { command_id: "s1", attempt },
+      token: null,
+    })).body?.cancel();
+    const command = await (await t.dashboard.app.request("/api/v1/commands/s1")).json();
+    stream.send("status", command, 5);
+    await eventually(
+      "a status event refreshes the page",
+      async () => (await status.innerText()) === "running",
+    );
+    assert.equal(
+      await page.locator("pre#stdout").textContent(),
+      "first <b>line</b>\nsecond\n",
+      "the live output stays through the refresh",
+    );
+    assert.equal(await page.locator("#live-status").textContent(), "Status: running");
+    // A long output: the page keeps the newest part of it.
+    stream.send("output", { stream: "stdout", offset: 25, data: b64("y".repeat(1_200_000)) }, 6);
+    await eventually(
+      "a long output is cut to its newest part",
+      () =>
+        page.locator("pre#stdout").evaluate((pre) => {
+          const text = pre.textContent ?? "";
+          return text.startsWith("[… earlier live output dropped here …]\n") &&
+            text.length < 600_000 && text.endsWith("yyyy");
+        }),
+    );
+    const report = reportBody("s1", { attempt });
+    (report.result as Record<string, unknown>).stdout = "final output\n";
+    await (await t.agent({ path: "/api/v1/agent/commands/report", body: report, token: null }))
+      .body?.cancel();
+    const final = await (await t.dashboard.app.request("/api/v1/commands/s1")).json();
+    stream.send("end", final, 7);
+    await eventually(
+      "the end event brings the final page",
+      async () => (await status.innerText()) === "success",
+    );
+    assert.equal(await page.locator("pre#stdout").textContent(), "final output\n");
+    assert.equal(await page.locator("#live-status").textContent(), "Status: success");
+    assert.deepEqual(polls, [], "nothing was polled while the stream worked");
+    for (const open of streams) open.close();
+  } finally {
+    await browser.close();
+    await server.shutdown();
+  }
+}
+
+if (!HAS_ALL_PERMISSIONS) {
+  Deno.test({
+    name: `${NAME} (in a child deno test --allow-all, which playwright-core needs)`,
+    ignore: !BROWSER_AVAILABLE,
+  }, () => runUnderAllowAll(import.meta.filename!));
+} else {
+  Deno.test({
+    name: NAME,
+    ignore: !BROWSER_AVAILABLE,
+    sanitizeOps: false,
+    sanitizeResources: false,
+  }, streamTest);
+}

@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import {
+  agentState,
+  formatAgo,
+  formatDuration,
+  formatHeartbeat,
+  formatTime,
+  isFinal,
+  ONLINE_GRACE_MS,
+  outputView,
+  statusTone,
+} from "../../src/server/web/format.ts";
+import { AgentsPage } from "../../src/server/web/pages.tsx";
+
+const NOW = Date.UTC(2026, 0, 12, 10, 0, 0);
+const iso = (ms: number) => new Date(ms).toISOString();
+
+Deno.test("agent state: the API's, else waiting, online between polls or while running, offline", () => {
+  const base = { id: "a", waiting: false, last_seen_at: iso(NOW - 1000) };
+  assert.equal(agentState({ ...base, waiting: true }, NOW), "waiting");
+  assert.equal(agentState(base, NOW), "online");
+  assert.equal(
+    agentState({ ...base, last_seen_at: iso(NOW - ONLINE_GRACE_MS - 1) }, NOW),
+    "offline",
+  );
+  assert.equal(agentState({ ...base, last_seen_at: null }, NOW), "offline");
+  assert.equal(
+    agentState({ ...base, last_seen_at: iso(NOW - 600_000), running: { id: "c1" } }, NOW),
+    "online",
+  );
+  // The dashboard's verdict wins when the API gives one.
+  assert.equal(agentState({ ...base, waiting: true, state: "online" }, NOW), "online");
+  assert.equal(agentState({ ...base, state: "offline" }, NOW), "offline");
+});
+
+Deno.test("heartbeat figures as one line; missing figures are left out", () => {
+  assert.equal(
+    formatHeartbeat({
+      cpu_percent: 12.4,
+      memory: { used_percent: 40.6 },
+      disk: { used_percent: 71 },
+      load_avg: [0.1, 0.25, 1],
+    }),
+    "CPU 12 % · memory 41 % · disk 71 % · load 0.10 0.25 1.00",
+  );
+  assert.equal(formatHeartbeat({ memory: { used_percent: 3 } }), "memory 3 %");
+  assert.equal(formatHeartbeat({}), "—");
+  assert.equal(formatHeartbeat(null), "—");
+});
+
+Deno.test("times, ages and durations", () => {
+  assert.equal(formatTime("2026-01-12T10:00:05.120Z"), "2026-01-12 10:00:05 UTC");
+  assert.equal(formatTime(null), "—");
+  assert.equal(formatAgo(iso(NOW - 12_000), NOW), "12 s ago");
+  assert.equal(formatAgo(iso(NOW - 180_000), NOW), "3 min ago");
+  assert.equal(formatAgo(iso(NOW - 7_200_000), NOW), "2 h ago");
+  assert.equal(formatAgo(null, NOW), "never");
+  assert.equal(formatDuration(0.004), "0.00 s");
+  assert.equal(formatDuration(12.34), "12.3 s");
+  assert.equal(formatDuration(125), "2 min 5 s");
+  assert.equal(formatDuration(null), "—");
+});
+
+Deno.test("statuses: final or not, and their colour", () => {
+  for (const status of ["queued", "delivered", "running"]) assert.equal(isFinal(status), false);
+  for (const status of ["success", "failed", "cancelled", "lost", "expired"]) {
+    assert.equal(isFinal(status), true, status);
+  }
+  assert.equal(statusTone("success"), "ok");
+  assert.equal(statusTone("failed"), "bad");
+  assert.equal(statusTone("cancelled"), "warn");
+  assert.equal(statusTone("running"), "busy");
+  assert.equal(statusTone("queued"), "idle");
+});
+
+Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", () => {
+  assert.deepEqual(outputView("abc\n", undefined, 0), {
+    head: "abc\n",
+    tail: "",
+    cutBytes: 0,
+    binary: false,
+  });
+  assert.deepEqual(outputView("aaaabbbb", "utf-8", 10), {
+    head: "aaaa",
+    tail: "bbbb",
+    cutBytes: 10,
+    binary: false,
+  });
+  // "é" is two bytes: halves of the bytes, moved back to a character's start.
+  const accents = outputView("éébb", undefined, 1);
+  assert.equal(accents.head, "é");
+  assert.equal(accents.tail, "ébb");
+  const binary = outputView(btoa("ok\xff"), "base64", 0);
+  assert.equal(binary.binary, true);
+  assert.equal(binary.head, "ok\uFFFD");
+  assert.equal(outputView(null, undefined, null).head, "");
+});
+
+Deno.test("agents page shows heartbeat, version and running command when the API has them", () => {
+  const html = AgentsPage({
+    devMode: false,
+    csrf: "t",
+    now: NOW,
+    agents: [{
+      id: "web-1",
+      waiting: false,
+      last_seen_at: iso(NOW - 2000),
+      deployment_hash: "prod",
+      version: "0.2.0",
+      state: "online",
+      heartbeat: { cpu_percent: 5, memory: { used_percent: 50 } },
+      heartbeat_at: iso(NOW - 7000),
+      running: { id: "c<1>", name: "sleep 30", status: "running" },
+      queued: 2,
+    }],
+  }).toString();
+  assert.match(html, /data-state="online"/);
+  assert.match(html, /<td data-label="Deployment">prod<\/td>/);
+  assert.match(html, /<td data-label="Version">0\.2\.0<\/td>/);
+  assert.match(html, /CPU 5 % · memory 50 %/);
+  assert.match(html, /<a href="\/commands\/c%3C1%3E">sleep 30<\/a>/);
+  assert.match(html, /<td data-label="Queued">2<\/td>/);
+  assert.match(html, /2 s ago/);
+  assert.match(html, /<time datetime="[^"]+">7 s ago<\/time>/, "when the heartbeat came");
+});

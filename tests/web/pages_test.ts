@@ -1,0 +1,523 @@
+/**
+ * The console's pages in process (`app.request`, a fake clock): login, sessions, CSRF, headers,
+ * escaping, error pages, the list's filter and paging, dev mode.
+ */
+import assert from "node:assert/strict";
+import { ADMIN_TOKEN, makeDashboard, reportBody, type TestDashboard } from "../server/_helpers.ts";
+import {
+  CONTENT_SECURITY_POLICY,
+  LOGIN_ATTEMPTS_PER_MINUTE,
+  PAGE_SIZE,
+} from "../../src/server/web/routes.tsx";
+
+/** A browser in miniature: keeps cookies, follows nothing. */
+class Browser {
+  readonly cookies = new Map<string, string>();
+  constructor(readonly t: TestDashboard, readonly origin = "http://localhost") {}
+
+  async request(path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.cookies.size > 0) {
+      headers.set("Cookie", [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; "));
+    }
+    const response = await this.t.dashboard.app.request(`${this.origin}${path}`, {
+      ...init,
+      headers,
+    });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(";");
+      const index = pair.indexOf("=");
+      const name = pair.slice(0, index);
+      const value = pair.slice(index + 1);
+      if (/Max-Age=0/.test(line)) this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    return response;
+  }
+
+  get(path: string): Promise<Response> {
+    return this.request(path);
+  }
+
+  post(path: string, form: Record<string, string>, headers: HeadersInit = {}) {
+    return this.request(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", ...headers },
+      body: new URLSearchParams(form).toString(),
+    });
+  }
+
+  /** The hidden CSRF field of a page. */
+  static csrfOf(html: string): string {
+    const match = /name="csrf" value="([^"]*)"/.exec(html);
+    assert.ok(match, "the page has a CSRF field");
+    return match[1];
+  }
+
+  async login(token = ADMIN_TOKEN): Promise<Response> {
+    const form = await (await this.get("/login")).text();
+    return this.post("/login", { csrf: Browser.csrfOf(form), token, next: "/" });
+  }
+}
+
+function assertSecureHeaders(response: Response, what: string): void {
+  assert.equal(response.headers.get("Content-Security-Policy"), CONTENT_SECURITY_POLICY, what);
+  assert.equal(response.headers.get("X-Content-Type-Options"), "nosniff", what);
+  assert.equal(response.headers.get("X-Frame-Options"), "DENY", what);
+}
+
+async function enqueue(t: TestDashboard, id: string, name: string, agent = "a1") {
+  const response = await t.admin("POST", "/api/v1/agent/commands/enqueue", {
+    id,
+    name,
+    agent_id: agent,
+    params: {},
+  });
+  assert.equal(response.status, 202, await response.text());
+}
+
+/** Delivers, acks and reports a1's next command with the given result fields. */
+async function finish(t: TestDashboard, id: string, result: Record<string, unknown> = {}) {
+  const wait = await t.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  assert.equal(wait.status, 200, await wait.clone().text());
+  const { attempt } = await wait.json();
+  const ack = await t.agent({
+    path: "/api/v1/agent/commands/ack",
+    body: { command_id: id, attempt },
+  });
+  assert.equal(ack.status, 200);
+  await ack.body?.cancel();
+  const body = reportBody(id, { attempt });
+  Object.assign(body.result as Record<string, unknown>, result);
+  const report = await t.agent({ path: "/api/v1/agent/commands/report", body });
+  assert.equal(report.status, 200, await report.clone().text());
+  await report.body?.cancel();
+}
+
+Deno.test("console: every page needs a session outside dev mode", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  for (const path of ["/", "/commands?agent=a1", "/commands/x", "/enqueue"]) {
+    const response = await browser.get(path);
+    assert.equal(response.status, 303, path);
+    const location = new URL(response.headers.get("Location")!, "http://localhost");
+    assert.equal(location.pathname, "/login");
+    assert.equal(location.searchParams.get("next"), path);
+    assertSecureHeaders(response, path);
+  }
+  const post = await browser.post("/enqueue", { agent: "a1", name: "echo hi" });
+  assert.equal(post.status, 303);
+  assert.match(post.headers.get("Location")!, /^\/login\?/);
+  const list = await (await t.admin("GET", "/api/v1/commands")).json();
+  assert.deepEqual(list.commands, [], "nothing was enqueued");
+  const login = await browser.get("/login");
+  const html = await login.text();
+  assert.doesNotMatch(html, /dev mode/);
+  assertSecureHeaders(login, "/login");
+});
+
+Deno.test("console login: wrong token, missing form token, a form from another site, then the right token", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  const csrf = Browser.csrfOf(await (await browser.get("/login")).text());
+
+  const wrong = await browser.post("/login", { csrf, token: "wrong-token", next: "/" });
+  assert.equal(wrong.status, 401);
+  assert.match(await wrong.text(), /not the dashboard&#39;s admin token|not the dashboard's admin/);
+  assert.equal(browser.cookies.has("status_session"), false);
+
+  const noCsrf = await new Browser(t).post("/login", { token: ADMIN_TOKEN, next: "/" });
+  assert.equal(noCsrf.status, 403);
+  assert.match(await noCsrf.text(), /login form expired or came from another page/);
+
+  const fresh = Browser.csrfOf(await (await browser.get("/login")).text());
+  const foreign = await browser.post("/login", { csrf: fresh, token: ADMIN_TOKEN, next: "/" }, {
+    "Sec-Fetch-Site": "cross-site",
+  });
+  assert.equal(foreign.status, 403);
+
+  const again = Browser.csrfOf(await (await browser.get("/login")).text());
+  const ok = await browser.post("/login", {
+    csrf: again,
+    token: ADMIN_TOKEN,
+    next: "//evil.example/x",
+  });
+  assert.equal(ok.status, 303);
+  assert.equal(ok.headers.get("Location"), "/", "never a redirect to another site");
+  const cookie = ok.headers.getSetCookie().find((c) => c.startsWith("status_session="))!;
+  assert.match(cookie, /; HttpOnly/);
+  assert.match(cookie, /; SameSite=Strict/);
+  assert.match(cookie, /; Max-Age=43200/);
+  assert.doesNotMatch(cookie, /Secure/, "plain HTTP");
+  assert.equal(browser.cookies.has("status_login_csrf"), false, "the login token is spent");
+  const home = await browser.get("/");
+  assert.equal(home.status, 200);
+  assert.match(await home.text(), /<h1>Agents<\/h1>/);
+});
+
+Deno.test("console login: attempts from one address are limited", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  const attempt = async (token: string) => {
+    const csrf = Browser.csrfOf(await (await browser.get("/login")).text());
+    return await browser.post("/login", { csrf, token, next: "/" });
+  };
+  for (let i = 0; i < LOGIN_ATTEMPTS_PER_MINUTE; i++) {
+    const wrong = await attempt(`guess-${i}`);
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+  }
+  const limited = await attempt(ADMIN_TOKEN);
+  assert.equal(limited.status, 429, "even the right token waits");
+  assert.match(await limited.text(), /Too many login attempts from this address/);
+  assert.ok(Number(limited.headers.get("Retry-After")) >= 1);
+  assert.equal(browser.cookies.has("status_session"), false);
+  t.clock.advance(60_000);
+  assert.equal((await attempt(ADMIN_TOKEN)).status, 303);
+});
+
+Deno.test("console login under TLS sets a Secure cookie, also behind a TLS proxy", async () => {
+  await using t = await makeDashboard();
+  const direct = await new Browser(t, "https://localhost").login();
+  assert.equal(direct.status, 303);
+  const cookie = direct.headers.getSetCookie().find((c) => c.startsWith("status_session="))!;
+  assert.match(cookie, /; Secure$/);
+
+  // A proxy that ends TLS forwards plain HTTP and says so; forms from its pages are accepted.
+  const proxied = new Browser(t);
+  const form = await (await proxied.get("/login")).text();
+  const response = await proxied.post("/login", {
+    csrf: Browser.csrfOf(form),
+    token: ADMIN_TOKEN,
+    next: "/enqueue",
+  }, {
+    "X-Forwarded-Proto": "https",
+    Origin: "https://status.example",
+    "Sec-Fetch-Site": "same-origin",
+  });
+  assert.equal(response.status, 303);
+  assert.match(
+    response.headers.getSetCookie().find((c) => c.startsWith("status_session="))!,
+    /; Secure$/,
+  );
+});
+
+Deno.test("console: an expired session gets the login page saying so", async () => {
+  await using t = await makeDashboard({ consoleSessionTtlSecs: 600 });
+  const browser = new Browser(t);
+  await browser.login();
+  assert.equal((await browser.get("/commands")).status, 200);
+  assert.equal((await browser.get("/api/v1/commands")).status, 200);
+  t.clock.advance(601_000);
+  const page = await browser.get("/commands");
+  assert.equal(page.status, 303);
+  const location = page.headers.get("Location")!;
+  assert.match(location, /^\/login\?/);
+  assert.match(location, /expired=1/);
+  const login = await browser.get(location);
+  assert.match(await login.text(), /Your session has expired\. Log in again/);
+  assert.equal((await browser.get("/api/v1/commands")).status, 401, "nor the API");
+});
+
+Deno.test("console session cookie: reads the operator API, never changes it", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "sleep 5");
+  const read = await browser.get("/api/v1/commands/c1");
+  assert.equal(read.status, 200);
+  assert.equal((await read.json()).id, "c1");
+  const cancel = await browser.request("/api/v1/commands/c1/cancel", { method: "POST" });
+  assert.equal(cancel.status, 401);
+  await cancel.body?.cancel();
+  const forged = await new Browser(t).request("/api/v1/commands/c1", {
+    headers: { Cookie: "status_session=v1.9999999999.AAAAAAAAAAAAAAAAAAAAAAAA.x" },
+  });
+  assert.equal(forged.status, 401);
+  await forged.body?.cancel();
+  assert.equal((await (await t.admin("GET", "/api/v1/commands/c1")).json()).status, "queued");
+});
+
+Deno.test("console forms: refused without the session's CSRF token, accepted with it", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "sleep 5");
+  const page = await (await browser.get("/commands/c1")).text();
+  const csrf = Browser.csrfOf(page);
+  assert.match(page, /Cancel command/);
+
+  const forms: Record<string, string>[] = [{}, { csrf: "" }, { csrf: "x".repeat(43) }];
+  for (const form of forms) {
+    const refused = await browser.post("/commands/c1/cancel", form);
+    assert.equal(refused.status, 403, JSON.stringify(form));
+    const text = await refused.text();
+    assert.match(text, /security token is missing/);
+    assertSecureHeaders(refused, "refused form");
+  }
+  const foreign = await browser.post("/commands/c1/cancel", { csrf }, {
+    "Sec-Fetch-Site": "cross-site",
+  });
+  assert.equal(foreign.status, 403);
+  await foreign.body?.cancel();
+  for (const form of [{ agent: "a1", name: "echo forged" }]) {
+    const refused = await browser.post("/enqueue", form);
+    assert.equal(refused.status, 403);
+    await refused.body?.cancel();
+  }
+  assert.equal((await (await t.admin("GET", "/api/v1/commands/c1")).json()).status, "queued");
+  assert.equal((await (await t.admin("GET", "/api/v1/commands")).json()).commands.length, 1);
+
+  const cancelled = await browser.post("/commands/c1/cancel", { csrf });
+  assert.equal(cancelled.status, 303);
+  assert.equal(cancelled.headers.get("Location"), "/commands/c1?done=cancelled");
+  assert.equal((await (await t.admin("GET", "/api/v1/commands/c1")).json()).status, "cancelled");
+  const after = await (await browser.get("/commands/c1?done=cancelled")).text();
+  assert.match(after, /Cancelled before it was delivered/);
+  assert.doesNotMatch(after, /Cancel command/);
+});
+
+Deno.test("console enqueue: validation messages keep the values; success shows the command", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const form = await (await browser.get("/enqueue")).text();
+  const csrf = Browser.csrfOf(form);
+  assert.match(form, /<label for="enqueue-agent">Agent<\/label>/);
+  assert.match(form, /<option value="a1"/);
+  assert.match(form, /<option value="a2"/);
+
+  const badTimeout = await browser.post("/enqueue", {
+    csrf,
+    agent: "a1",
+    name: "sleep 1",
+    timeout: "1.5",
+  });
+  assert.equal(badTimeout.status, 400);
+  const badText = await badTimeout.text();
+  assert.match(
+    badText,
+    /Timeout must be a whole number of seconds from 1 to 86400, got &quot;1.5&quot;/,
+  );
+  assert.match(badText, /value="sleep 1"/);
+
+  const unknown = await browser.post("/enqueue", { csrf, agent: "nobody", name: "echo hi" });
+  assert.equal(unknown.status, 404);
+  assert.match(await unknown.text(), /agent nobody is not registered/);
+  const empty = await browser.post("/enqueue", { csrf, agent: "a1", name: "  " });
+  assert.equal(empty.status, 400);
+  assert.match(await empty.text(), /Enter a command line/);
+
+  const badPriority = await browser.post("/enqueue", {
+    csrf,
+    agent: "a1",
+    name: "sleep 1",
+    priority: "asap",
+  });
+  assert.equal(badPriority.status, 400);
+  assert.match(await badPriority.text(), /Priority must be one of critical, high, normal, low/);
+
+  const ok = await browser.post("/enqueue", {
+    csrf,
+    agent: "a2",
+    name: "sleep 2",
+    timeout: "9",
+    priority: "high",
+  });
+  assert.equal(ok.status, 303);
+  const id = decodeURIComponent(ok.headers.get("Location")!.replace("/commands/", ""));
+  const command = await (await t.admin("GET", `/api/v1/commands/${id}`)).json();
+  assert.equal(command.agent_id, "a2");
+  assert.equal(command.name, "sleep 2");
+  assert.deepEqual(command.params, { timeout_secs: 9, priority: "high" });
+  assert.equal(command.priority, "high");
+  const page = await (await browser.get(`/commands/${encodeURIComponent(id)}`)).text();
+  assert.match(page, /<span class="status idle">queued<\/span>/);
+  assert.match(page, /data-final="false"/);
+  assert.match(page, /Timeout<\/dt><dd>9 s<\/dd>/);
+  assert.match(page, /Priority<\/dt><dd>high<\/dd>/);
+});
+
+Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const evil = `echo "<script>alert(1)</script>" '"><img src=x onerror=alert(2)>'`;
+  await enqueue(t, "x1", evil);
+  await finish(t, "x1", { stdout: "<script>alert(3)</script>\n", stderr: "</pre><b>bold</b>" });
+  for (const path of ["/commands/x1", "/commands", "/"]) {
+    const html = await (await browser.get(path)).text();
+    assert.doesNotMatch(html, /<script>alert/, path);
+    assert.doesNotMatch(html, /<img src=x/, path);
+    assert.doesNotMatch(html, /<b>bold/, path);
+    // The only script element is the dashboard's own file; no inline handlers or styles.
+    assert.deepEqual(html.match(/<script[^>]*>/g), ['<script src="/static/console.js" defer>']);
+    assert.doesNotMatch(html, /<[^>]*\son[a-z]+=/i, path);
+    assert.doesNotMatch(html, /<[^>]*\sstyle=/i, path);
+  }
+  const page = await (await browser.get("/commands/x1")).text();
+  assert.match(page, /&lt;script&gt;alert\(3\)&lt;\/script&gt;/);
+  assert.match(page, /&lt;\/pre&gt;&lt;b&gt;bold&lt;\/b&gt;/);
+  assert.match(page, /echo &quot;&lt;script&gt;alert\(1\)&lt;\/script&gt;&quot;/);
+});
+
+Deno.test("console: output that was cut shows a marker where it was cut", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "big", "yes");
+  await finish(t, "big", {
+    stdout: "HEAD".repeat(4) + "TAIL".repeat(4),
+    stdout_truncated_bytes: 123456,
+  });
+  const page = await (await browser.get("/commands/big")).text();
+  assert.match(
+    page,
+    /HEADHEADHEADHEAD<span class="cut" role="note">\n\[… 123456 bytes of stdout were cut here …\]\n<\/span>TAILTAILTAILTAIL/,
+  );
+  assert.match(page, /123456 bytes in between were dropped/);
+  assert.doesNotMatch(page, /bytes of stderr were cut/);
+});
+
+Deno.test("console commands list: newest first, filtered by agent and status, paged", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const total = PAGE_SIZE + 5;
+  for (let i = 0; i < total; i++) {
+    await enqueue(t, `c${String(i).padStart(2, "0")}`, `echo ${i}`, i % 2 === 0 ? "a1" : "a2");
+    t.clock.advance(1000);
+  }
+  await t.admin("POST", "/api/v1/commands/c01/cancel");
+
+  const first = await (await browser.get("/commands")).text();
+  const ids = [...first.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) => m[1]);
+  assert.equal(ids.length, PAGE_SIZE);
+  assert.equal(ids[0], `c${total - 1}`, "newest first");
+  assert.match(first, /href="\/commands\?page=2" rel="next">Older</);
+  assert.doesNotMatch(first, /rel="prev"/);
+
+  const second = await (await browser.get("/commands?page=2")).text();
+  const more = [...second.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) => m[1]);
+  assert.deepEqual(more, ["c04", "c03", "c02", "c01", "c00"]);
+  assert.match(second, /href="\/commands" rel="prev">Newer</);
+  assert.doesNotMatch(second, /rel="next"/);
+
+  const a2 = await (await browser.get("/commands?agent=a2")).text();
+  const a2ids = [...a2.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) => m[1]);
+  assert.equal(a2ids.length, total / 2);
+  assert.ok(a2ids.every((id) => Number(id.slice(1)) % 2 === 1));
+  assert.match(a2, /<option value="a2" selected>a2<\/option>/);
+
+  const cancelled = await (await browser.get("/commands?status=cancelled")).text();
+  const cancelledIds = [...cancelled.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) =>
+    m[1]
+  );
+  assert.deepEqual(cancelledIds, ["c01"]);
+  assert.match(cancelled, /<span class="status warn">cancelled<\/span>/);
+
+  const none = await (await browser.get("/commands?status=failed&agent=a1")).text();
+  assert.match(none, /No command matches/);
+  const junk = await browser.get("/commands?page=abc&status=bogus");
+  assert.equal(junk.status, 200, "a bad page or status falls back to the default");
+  await junk.body?.cancel();
+});
+
+Deno.test("console error pages: unknown command and unreachable store, never a stack trace", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const missing = await browser.get("/commands/nope%3Cb%3E");
+  assert.equal(missing.status, 404);
+  const missingText = await missing.text();
+  assert.match(missingText, /Command nope&lt;b&gt; does not exist on this dashboard/);
+  assertSecureHeaders(missing, "404 page");
+
+  await t.store.close();
+  for (const path of ["/", "/commands", "/commands/x", "/enqueue"]) {
+    const response = await browser.get(path);
+    assert.equal(response.status, 503, path);
+    const text = await response.text();
+    assert.match(text, /cannot reach its command store/, path);
+    assert.doesNotMatch(text, /StoreError|is closed|\.ts:\d+|\bat [A-Za-z]/, path);
+    assertSecureHeaders(response, path);
+  }
+});
+
+Deno.test("console logout: needs the CSRF token, then the session is over", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const home = await (await browser.get("/")).text();
+  assert.match(home, /Log out/);
+  const cookie = browser.cookies.get("status_session")!;
+  const refused = await browser.post("/logout", {});
+  assert.equal(refused.status, 403);
+  await refused.body?.cancel();
+  const out = await browser.post("/logout", { csrf: Browser.csrfOf(home) });
+  assert.equal(out.status, 303);
+  assert.equal(out.headers.get("Location"), "/login?out=1");
+  assert.equal(browser.cookies.has("status_session"), false);
+  // The old cookie, replayed, is no longer a session.
+  const replay = await t.dashboard.app.request("/", {
+    headers: { Cookie: `status_session=${cookie}` },
+  });
+  assert.equal(replay.status, 303);
+  assert.match(replay.headers.get("Location")!, /expired=1/);
+});
+
+Deno.test("console in dev mode: open, says dev mode, forms still need the CSRF token", async () => {
+  await using t = await makeDashboard({ devMode: true });
+  const browser = new Browser(t);
+  const home = await browser.get("/");
+  assert.equal(home.status, 200);
+  const html = await home.text();
+  assert.match(html, /<span class="badge dev"[^>]*>dev mode<\/span>/);
+  assert.doesNotMatch(html, /Log out/);
+  assert.ok(browser.cookies.has("status_session"), "a session carries the CSRF token");
+  assert.equal((await browser.get("/login")).headers.get("Location"), "/");
+
+  const refused = await browser.post("/enqueue", { agent: "dev-1", name: "echo hi" });
+  assert.equal(refused.status, 403);
+  await refused.body?.cancel();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  const ok = await browser.post("/enqueue", { csrf, agent: "dev-1", name: "echo hi" });
+  assert.equal(ok.status, 303);
+  const page = await (await browser.get(ok.headers.get("Location")!)).text();
+  assert.match(page, /dev mode/);
+  assert.match(page, /echo hi/);
+});
+
+Deno.test("console in dev mode answers only at a loopback name (no DNS rebinding)", async () => {
+  await using t = await makeDashboard({ devMode: true });
+  for (const origin of ["http://127.0.0.1:5000", "http://[::1]:5000", "http://localhost"]) {
+    const response = await new Browser(t, origin).get("/");
+    assert.equal(response.status, 200, origin);
+    await response.body?.cancel();
+  }
+  const rebound = new Browser(t, "http://attacker.example:5000");
+  const page = await rebound.get("/enqueue");
+  assert.equal(page.status, 403);
+  const text = await page.text();
+  assert.match(text, /answers only at a loopback address/);
+  assert.doesNotMatch(text, /name="csrf"/, "no CSRF token handed out");
+  assert.equal(rebound.cookies.size, 0);
+});
+
+Deno.test("console assets: served by the dashboard with their types and the same headers", async () => {
+  await using t = await makeDashboard();
+  for (
+    const [path, type] of [
+      ["/static/console.js", "text/javascript; charset=utf-8"],
+      ["/static/console.css", "text/css; charset=utf-8"],
+    ]
+  ) {
+    const response = await t.dashboard.app.request(path);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("Content-Type"), type);
+    assertSecureHeaders(response, path);
+    assert.ok((await response.text()).length > 500);
+  }
+  assert.doesNotMatch(CONTENT_SECURITY_POLICY, /unsafe/);
+  assert.match(CONTENT_SECURITY_POLICY, /frame-ancestors 'none'/);
+});
