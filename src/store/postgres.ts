@@ -80,6 +80,13 @@ export interface PostgresStoreOptions {
    * @default {5}
    */
   connectTimeoutSecs?: number;
+  /**
+   * How long one store operation may wait for the server before it fails as unavailable (its
+   * outcome is then unknown; every operation is safe to repeat), in seconds. A server that stops
+   * answering never hangs a request longer than this.
+   * @default {15}
+   */
+  queryTimeoutSecs?: number;
 }
 
 type Sql = postgres.Sql;
@@ -179,16 +186,21 @@ export async function openPostgresStore(
       cause: error,
     });
   }
-  const store = new PostgresStore(sql, where, (hooks) =>
-    postgres(url, {
-      ...hooks,
-      max: 1,
-      idle_timeout: 0,
-      max_lifetime: null,
-      connect_timeout: options.connectTimeoutSecs ?? 5,
-      onnotice: () => {},
-      connection: { application_name: "status-listen" },
-    }));
+  const store = new PostgresStore(
+    sql,
+    where,
+    (options.queryTimeoutSecs ?? 15) * 1000,
+    (hooks) =>
+      postgres(url, {
+        ...hooks,
+        max: 1,
+        idle_timeout: 0,
+        max_lifetime: null,
+        connect_timeout: options.connectTimeoutSecs ?? 5,
+        onnotice: () => {},
+        connection: { application_name: "status-listen" },
+      }),
+  );
   try {
     await store.migrate();
   } catch (error) {
@@ -228,6 +240,7 @@ export class PostgresStore implements CommandStore, SharedStore {
   readonly instanceId: string = crypto.randomUUID();
   readonly #sql: Sql;
   readonly #listenerConnection: (hooks: ListenerHooks) => Sql;
+  readonly #queryTimeoutMs: number;
   #closed = false;
   #lastSweep = 0;
 
@@ -236,11 +249,18 @@ export class PostgresStore implements CommandStore, SharedStore {
    *
    * @param sql The pool.
    * @param location The URL without its password.
+   * @param queryTimeoutMs How long one operation may wait for the server.
    * @param listenerConnection Makes the one-connection client that a subscription listens on.
    */
-  constructor(sql: Sql, location: string, listenerConnection: (hooks: ListenerHooks) => Sql) {
+  constructor(
+    sql: Sql,
+    location: string,
+    queryTimeoutMs: number,
+    listenerConnection: (hooks: ListenerHooks) => Sql,
+  ) {
     this.#sql = sql;
     this.location = location;
+    this.#queryTimeoutMs = queryTimeoutMs;
     this.#listenerConnection = listenerConnection;
   }
 
@@ -301,8 +321,21 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** Runs one store operation, mapping connection failures to {@link StoreUnavailableError}. */
   async #run<T>(what: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
     if (this.#closed) throw new StoreError(`database ${this.location} is closed`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      return await fn(this.#sql);
+      const answer = fn(this.#sql);
+      // Settled even when the timeout wins the race (its late failure is of no interest then).
+      answer.catch(() => {});
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() =>
+          reject(
+            new StoreUnavailableError(
+              `database ${this.location} did not answer within ` +
+                `${this.#queryTimeoutMs / 1000} s (${what}); the outcome is unknown`,
+            ),
+          ), this.#queryTimeoutMs);
+      });
+      return await Promise.race([answer, timeout]);
     } catch (error) {
       if (error instanceof StoreError) throw error;
       if (this.#closed) {
@@ -317,6 +350,8 @@ export class PostgresStore implements CommandStore, SharedStore {
         );
       }
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { openPostgresStore, StoreError, type StoreEvent } from "../../src/store/mod.ts";
+import {
+  openPostgresStore,
+  StoreError,
+  type StoreEvent,
+  StoreUnavailableError,
+} from "../../src/store/mod.ts";
 import { pgIgnore, testDatabase } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
 
@@ -242,3 +247,79 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
   }
   throw new assert.AssertionError({ message: "the store opened" });
 }
+
+/** A TCP proxy to the database that can stop forwarding (a server that hangs, a partition). */
+function freezableProxy(target: URL) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let frozen = false;
+  const conns: Deno.Conn[] = [];
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    const buffer = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        if (frozen) continue; // swallowed: the other side never hears of it
+        await to.write(buffer.subarray(0, n));
+      }
+    } catch {
+      // closed
+    }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
+      conns.push(client, server);
+      void pipe(client, server);
+      void pipe(server, client);
+    }
+  })().catch(() => {});
+  const url = new URL(target);
+  url.port = String((listener.addr as Deno.NetAddr).port);
+  return {
+    url: url.toString(),
+    freeze() {
+      frozen = true;
+    },
+    async close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+      await accepting;
+    },
+  };
+}
+
+Deno.test({
+  name: "postgres store: a server that stops answering fails an operation as unavailable in time",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url));
+    const store = await openPostgresStore(proxy.url, { queryTimeoutSecs: 1 });
+    try {
+      await store.enqueue(newCommand("c1"));
+      proxy.freeze();
+      const started = Date.now();
+      let failure: unknown;
+      try {
+        await store.claimNext({ agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 1 });
+      } catch (error) {
+        failure = error;
+      }
+      assert.ok(failure instanceof StoreUnavailableError, String(failure));
+      assert.match((failure as Error).message, /did not answer within 1 s/);
+      assert.ok(Date.now() - started < 10_000, "bounded by the query timeout, not a hang");
+    } finally {
+      await proxy.close();
+      await store.close().catch(() => {});
+    }
+  },
+});
