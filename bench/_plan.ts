@@ -10,7 +10,7 @@ import type { ThroughputResult } from "./throughput_bench.ts";
 import type { WakeResult } from "./wake_bench.ts";
 
 /** The parts of a run, for `--only`. */
-export type Phase = "status" | "floor" | "redis" | "throughput" | "exec";
+export type Phase = "status" | "floor" | "redis" | "throughput" | "exec" | "postgres";
 
 /** What one run measures. */
 export interface Plan {
@@ -20,6 +20,8 @@ export interface Plan {
   phases: Set<Phase>;
   /** N of the wake-up measurements. */
   waiting: number[];
+  /** N of the wake-up measurements on two instances sharing PostgreSQL. */
+  pgWaiting: number[];
   /** N of the idle-cost windows; the agent's idle CPU is measured during the first. */
   idleWaiting: number[];
   /** Timed wake-up samples at each N. */
@@ -43,13 +45,21 @@ export interface Plan {
 }
 
 /** Every phase. */
-export const ALL_PHASES: Set<Phase> = new Set(["status", "floor", "redis", "throughput", "exec"]);
+export const ALL_PHASES: Set<Phase> = new Set([
+  "status",
+  "floor",
+  "redis",
+  "throughput",
+  "exec",
+  "postgres",
+]);
 
 /** The full run: `deno task bench`. */
 export const FULL: Plan = {
   quick: false,
   phases: ALL_PHASES,
   waiting: [1, 1000, 10000],
+  pgWaiting: [1, 1000],
   idleWaiting: [1000, 10000],
   samples: 1000,
   warmup: 50,
@@ -68,6 +78,7 @@ export const QUICK: Plan = {
   quick: true,
   phases: ALL_PHASES,
   waiting: [1, 100],
+  pgWaiting: [1, 100],
   idleWaiting: [100],
   samples: 100,
   warmup: 10,
@@ -91,6 +102,9 @@ export const TARGET = {
   idleCpuPercent: 2,
   idleCpuAtWaiting: 10000,
   agentCpuPercent: 0.5,
+  /** Issue 10: cross-instance wake-up p99 on PostgreSQL, at this many waiting. */
+  pgCrossWakeP99Ms: 10,
+  pgWakeAtWaiting: 1000,
 };
 
 /** The platform floor: a bare `Deno.serve` holding the same waits (`bench/floor_server.ts`). */
@@ -120,6 +134,11 @@ export interface Results {
   idle: IdleResult[];
   floor: FloorResult[];
   throughput: ThroughputResult[];
+  /** Two instances on one PostgreSQL database: wake-ups (same and other instance), throughput. */
+  pgWake: WakeResult[];
+  pgThroughput: ThroughputResult[];
+  /** Why the PostgreSQL phase did not run, if it did not. */
+  pgNote?: string;
   exec?: ExecBenchReport;
   /** V8 heap in use after a full GC, when profiling. */
   heapBytes: Array<{ waiting: number; bytes: number }>;

@@ -192,6 +192,7 @@ function summaryTable(results: Results): string[] {
   for (const t of results.throughput) {
     rows.push([`throughput: ${t.name}`, `${fmt(t.perSecond, 1)} commands/s`, "—", "—"]);
   }
+  rows.push(...postgresRows(results));
   if (results.exec) {
     const overhead = results.exec.rows.find((row) => row.name.startsWith("executor overhead"));
     rows.push([
@@ -205,6 +206,17 @@ function summaryTable(results: Results): string[] {
   }
   // Targets whose N was not part of this run (quick mode).
   const missing: string[][] = [];
+  const crossAtTarget = results.pgWake.some((w) =>
+    w.waiting === TARGET.pgWakeAtWaiting && w.setup?.enqueue === "other instance"
+  );
+  if (!crossAtTarget) {
+    missing.push([
+      `PostgreSQL: cross-instance wake-up p99, ${count(TARGET.pgWakeAtWaiting)} waiting`,
+      "—",
+      `≤ ${TARGET.pgCrossWakeP99Ms} ms`,
+      met(undefined),
+    ]);
+  }
   if (!wakeAt(results.statusWake, TARGET.wakeAtWaiting)) {
     missing.push([
       `wake-up p99, ${count(TARGET.wakeAtWaiting)} waiting`,
@@ -236,10 +248,39 @@ function summaryTable(results: Results): string[] {
   );
 }
 
+/** Summary rows of two instances on PostgreSQL (issue 10), beside the SQLite rows. */
+function postgresRows(results: Results): string[][] {
+  const rows: string[][] = [];
+  for (const wake of results.pgWake) {
+    const cross = wake.setup?.enqueue === "other instance";
+    const isTarget = cross && wake.waiting === TARGET.pgWakeAtWaiting;
+    rows.push([
+      `PostgreSQL, two instances: wake-up p50 / p99 / max, ${count(wake.waiting)} waiting, ` +
+      `enqueue on the ${wake.setup?.enqueue ?? "same instance"}`,
+      `${fmt(wake.latencyMs.p50)} / ${fmt(wake.latencyMs.p99)} / ${fmt(wake.latencyMs.max)} ms`,
+      isTarget ? `p99 ≤ ${TARGET.pgCrossWakeP99Ms} ms` : "—",
+      isTarget ? met(wake.latencyMs.p99 <= TARGET.pgCrossWakeP99Ms) : "—",
+    ]);
+  }
+  for (const t of results.pgThroughput) {
+    rows.push([`throughput: ${t.name}`, `${fmt(t.perSecond, 1)} commands/s`, "—", "—"]);
+  }
+  if (results.pgNote) rows.push(["PostgreSQL", results.pgNote, "—", "—"]);
+  return rows;
+}
+
+function wakeServer(w: WakeResult): string {
+  if (w.system === "redis") return "Redis";
+  if (w.setup?.store === "postgres") {
+    return `status serve, PostgreSQL, enqueue on ${w.setup.enqueue}`;
+  }
+  return "status serve";
+}
+
 function detailTables(results: Results): string[] {
   const lines: string[] = [];
-  const wakeRows = [...results.statusWake, ...results.redisWake].map((w) => [
-    w.system === "status" ? "status serve" : "Redis",
+  const wakeRows = [...results.statusWake, ...results.pgWake, ...results.redisWake].map((w) => [
+    wakeServer(w),
     count(w.waiting),
     count(w.latencyMs.count),
     fmt(w.latencyMs.mean, 3),
@@ -318,7 +359,7 @@ function detailTables(results: Results): string[] {
   lines.push(
     ...table(
       ["configuration", "commands", "seconds", "commands/s", "dashboard CPU %", "not success"],
-      results.throughput.map((t) => [
+      [...results.throughput, ...results.pgThroughput].map((t) => [
         t.name,
         count(t.commands),
         fmt(t.seconds, 2),
@@ -354,6 +395,12 @@ const METHOD = `## Method
   starts just before the enqueue (\`POST …/enqueue\` with the admin token / \`LPUSH\`) is written and
   stops when the waiting connection has parsed the whole answer. Each delivered command is then
   acked and reported. Warm-up samples are dropped.
+- **PostgreSQL** (issue 10): a throw-away cluster (\`initdb\`, PostgreSQL's default durability:
+  fsync and synchronous commit on) on loopback; two \`status serve --db postgres://…\` instances.
+  The load generator's agents wait on instance A; the measuring agent waits on A, and the enqueue
+  goes to A ("same instance") or to B ("other instance": B commits, \`NOTIFY\`, A's \`LISTEN\`
+  connection hears it and A claims with \`FOR UPDATE SKIP LOCKED\`). Dashboard alone: the same
+  simulated agents against instance A.
 - **Platform floor**: \`bench/floor_server.ts\`, a bare \`Deno.serve\` that holds the same
   waits and does nothing else (no Hono, no auth, no store, no log), under the same load generator
   and idle window: once with a timer per wait, once with one sweep a second.

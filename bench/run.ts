@@ -34,6 +34,7 @@
  */
 import { parseArgs } from "node:util";
 import { generateToken } from "../src/protocol/mod.ts";
+import { findPgBin, type PgCluster, startCluster, testDatabase } from "../tests/_pg.ts";
 import { runExecBench } from "./exec_bench.ts";
 import {
   type AgentCredentials,
@@ -295,6 +296,89 @@ async function floorPhases(run: Run): Promise<void> {
   }
 }
 
+/**
+ * Two `status serve` instances on one PostgreSQL database (a throw-away cluster with PostgreSQL's
+ * default durability): wake-up latency with the enqueue on the waiting agent's instance and on
+ * the other one, for every N of the plan, then the dashboard-alone throughput on one instance.
+ */
+async function postgresPhases(run: Run): Promise<void> {
+  const { plan, fleet, results } = run;
+  if (findPgBin() === null) {
+    results.pgNote = "skipped: no PostgreSQL binaries in /usr/lib/postgresql/*/bin";
+    return;
+  }
+  let cluster: PgCluster | undefined;
+  try {
+    await phase(run, "PostgreSQL: two dashboards on one database", async () => {
+      cluster = await startCluster({ durable: true });
+      const db = await testDatabase(cluster);
+      const agents = [...fleet.waiters.slice(0, Math.max(...plan.pgWaiting)), fleet.probe];
+      say(`creating ${count(agents.length + fleet.sim.length)} agents in PostgreSQL`);
+      await createStore(db.url, [...agents, ...fleet.sim]);
+      const adminToken = generateToken();
+      const start = (name: string) =>
+        startDashboard(run.children, {
+          db: db.url,
+          adminToken,
+          cwd: run.dir,
+          logFile: `${run.dir}/serve-pg-${name}.log`,
+        });
+      const [a, b] = [await start("a"), await start("b")];
+      try {
+        using operator = await Operator.open(a.url, adminToken);
+        for (const n of plan.pgWaiting) {
+          const load = await startWaiters(
+            run.children,
+            {
+              kind: "http",
+              url: a.url,
+              agentsFile: fleet.waitersFile,
+              timeoutSecs: plan.waitTimeoutSecs,
+            },
+            n,
+            `${run.dir}/load-pg-${n}.log`,
+          );
+          try {
+            await waitForWaiting(operator, n, 120_000);
+            for (const other of [false, true]) {
+              const where = other ? "other instance" : "same instance";
+              say(`PostgreSQL wake-up latency, enqueue on the ${where}, ${count(n)} waiting`);
+              const wake = await measureStatusWake(a.url, adminToken, fleet.probe, {
+                waiting: n,
+                samples: plan.samples,
+                warmup: plan.warmup,
+                enqueueUrl: other ? b.url : undefined,
+              });
+              results.pgWake.push({ ...wake, setup: { store: "postgres", enqueue: where } });
+            }
+          } finally {
+            await stopWaiters(load);
+            const deadline = Date.now() + 30_000;
+            while ((await operator.waiting()) > 0 && Date.now() < deadline) await sleep(100);
+          }
+        }
+        say(`PostgreSQL: dashboard alone, ${plan.simAgents} simulated agents`);
+        const throughput = await measureDashboardThroughput(run.children, {
+          url: a.url,
+          adminToken,
+          dashboardPid: a.child.pid,
+          agentsFile: fleet.simFile,
+          agents: plan.simAgents,
+          warmupSecs: plan.simWarmupSecs,
+          durationSecs: plan.simDurationSecs,
+          logFile: `${run.dir}/sim-pg.log`,
+        });
+        results.pgThroughput.push({ ...throughput, name: `${throughput.name}, PostgreSQL` });
+      } finally {
+        await a.child.stop();
+        await b.child.stop();
+      }
+    });
+  } finally {
+    await cluster?.destroy();
+  }
+}
+
 /** Wake-up latency on Redis for every N of the plan. */
 async function redisPhases(run: Run, binary: RedisBinary & { ok: true }): Promise<void> {
   const { plan } = run;
@@ -429,6 +513,8 @@ async function runAll(
     idle: [],
     floor: [],
     throughput: [],
+    pgWake: [],
+    pgThroughput: [],
     heapBytes: [],
     errors: [],
   };
@@ -448,6 +534,7 @@ async function runAll(
     if (plan.phases.has("status") || plan.phases.has("throughput")) {
       await dashboardPhases(run, options.serveArgs, options.profileDir);
     }
+    if (plan.phases.has("postgres")) await postgresPhases(run);
     if (plan.phases.has("floor")) await floorPhases(run);
     if (redisBinary.ok && plan.phases.has("redis")) await redisPhases(run, redisBinary);
     await children.stopAll();

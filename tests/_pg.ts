@@ -135,10 +135,12 @@ export interface PgCluster extends AsyncDisposable {
 /**
  * Starts a throw-away cluster.
  *
+ * @param options `durable`: keep PostgreSQL's default durability (fsync, synchronous commit), for
+ *   the benchmark; tests run without it.
  * @returns The running cluster; dispose it to remove it.
  * @throws {Error} When the binaries are missing or initdb/pg_ctl fail.
  */
-export async function startCluster(): Promise<PgCluster> {
+export async function startCluster(options: { durable?: boolean } = {}): Promise<PgCluster> {
   const bin = findPgBin();
   if (!bin) throw new Error("no PostgreSQL binaries in /usr/lib/postgresql/*/bin");
   const user = clusterUser();
@@ -157,17 +159,17 @@ export async function startCluster(): Promise<PgCluster> {
     "--locale=C",
   ]);
   const port = freePort();
-  const options = [
+  const settings = [
     `-p ${port}`,
     `-k ${dir}`,
     "-c listen_addresses=127.0.0.1",
-    "-c fsync=off",
-    "-c synchronous_commit=off",
-    "-c full_page_writes=off",
     "-c max_connections=200",
+    ...(options.durable
+      ? []
+      : ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]),
   ].join(" ");
   const pgCtl = (args: string[]) => run(user?.name ?? null, `${bin}/pg_ctl`, args);
-  const start = () => pgCtl(["-D", data, "-l", `${dir}/log`, "-o", options, "-w", "start"]);
+  const start = () => pgCtl(["-D", data, "-l", `${dir}/log`, "-o", settings, "-w", "start"]);
   const stop = (mode: "fast" | "immediate" = "fast") =>
     pgCtl(["-D", data, "-m", mode, "-w", "stop"]);
   await start();

@@ -49,6 +49,11 @@ Deno.test({
       assert.match(report, /executor overhead per command/);
       assert.match(report, /- commit: \S+/);
       assert.doesNotMatch(report, /Phases that failed/);
+      // PostgreSQL (two instances) is either measured or said to be skipped.
+      assert.match(
+        report,
+        /PostgreSQL, two instances: wake-up .*enqueue on the other instance|PostgreSQL \| skipped/,
+      );
       // Redis is either measured or said to be unavailable.
       assert.match(report, /Redis BLPOP|Redis: /);
       // The table is printed too.
