@@ -25,7 +25,7 @@ import { CancelWaiters } from "./cancel_waiters.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
-import { connectInstances, resyncWaits, StoreHealth, unavailableError } from "./notify.ts";
+import { connectInstances, resyncWaits, StoreAvailability, unavailableError } from "./notify.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
@@ -133,7 +133,7 @@ export interface DashboardApp {
   /** Whether the app runs in dev mode. */
   devMode: boolean;
   /** Whether the store is reachable (it goes down only for a shared store such as PostgreSQL). */
-  health: StoreHealth;
+  availability: StoreAvailability;
   /**
    * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
@@ -218,7 +218,7 @@ export function createApp(options: AppOptions): DashboardApp {
     nextExpiry: () => store.nextLeaseExpiry(),
     expire: () => expireLeases(),
     onError: (error) => {
-      if (!health.observe(error)) log.error("lease expiry failed: {error}", { error });
+      if (!availability.observe(error)) log.error("lease expiry failed: {error}", { error });
     },
     enabled: autoExpire,
     // Leases taken by other instances: looked up again at least this often.
@@ -250,7 +250,7 @@ export function createApp(options: AppOptions): DashboardApp {
       store: shared,
       hub,
       cancelWaiters,
-      health,
+      availability,
       resync: () => resyncWaits(store, hub, cancelWaiters, cancelAsked),
     }).then(async (opened) => {
       if (closed) await opened?.close();
@@ -258,12 +258,14 @@ export function createApp(options: AppOptions): DashboardApp {
     }, (error) => log.error("could not listen for other instances: {error}", { error }))
       .finally(() => subscribing = undefined);
   };
-  const health = new StoreHealth({
+  const availability = new StoreAvailability({
     ping: () => shared ? shared.ping() : Promise.resolve(),
     onRecovered() {
       if (closed) return;
       subscribe();
-      resyncWaits(store, hub, cancelWaiters, cancelAsked).catch((error) => health.observe(error));
+      resyncWaits(store, hub, cancelWaiters, cancelAsked).catch((error) =>
+        availability.observe(error)
+      );
       if (autoExpire) void leases.start();
     },
   });
@@ -349,7 +351,7 @@ export function createApp(options: AppOptions): DashboardApp {
         clock,
         maxEntries: options.replayCacheSize,
       }),
-    health,
+    availability,
     waitRequireSignature: options.waitRequireSignature ?? false,
     acceptV1Signatures: options.acceptV1Signatures ?? false,
     defaultTimeoutSecs,
@@ -393,7 +395,7 @@ export function createApp(options: AppOptions): DashboardApp {
   app.onError((error, c) => {
     const unavailable = unavailableError(error);
     if (unavailable) {
-      health.observe(error);
+      availability.observe(error);
       error = unavailable;
     }
     if (error instanceof HttpError) {
@@ -439,7 +441,7 @@ export function createApp(options: AppOptions): DashboardApp {
     hub,
     cancelWaiters,
     devMode,
-    health,
+    availability,
     expireLeases,
     flushLastSeen,
     async close() {
@@ -448,7 +450,7 @@ export function createApp(options: AppOptions): DashboardApp {
         hub.close();
         cancelWaiters.close();
         leases.close();
-        health.close();
+        availability.close();
         await subscribing;
         await subscription?.close();
         await flushLastSeen();

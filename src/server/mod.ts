@@ -98,8 +98,8 @@ export { CancelWaiters, type CancelWaitRequest } from "./cancel_waiters.ts";
 export { LeaseTimer, type LeaseTimerOptions } from "./leases.ts";
 export {
   STORE_RETRY_AFTER_SECS,
-  StoreHealth,
-  type StoreHealthOptions,
+  StoreAvailability,
+  type StoreAvailabilityOptions,
   unavailableError,
 } from "./notify.ts";
 export { type TakeResult, TokenBucketLimiter, type TokenBucketOptions } from "./rate_limit.ts";

@@ -17,7 +17,7 @@
  *
  * ## The store going away
  *
- * {@link StoreHealth} is told of every {@link StoreUnavailableError}. It marks the store down
+ * {@link StoreAvailability} is told of every {@link StoreUnavailableError}. It marks the store down
  * (`GET /health` answers `503`), and probes it with a trivial query after 250 ms, 500 ms, 1 s, ...
  * up to 5 s between probes, until it answers; then the waits are re-checked and the lease timer
  * re-armed. Requests that need the store meanwhile fail fast with `503` and `Retry-After`
@@ -56,8 +56,8 @@ export function unavailableError(error: unknown): HttpError | null {
   });
 }
 
-/** Options of {@link StoreHealth}. */
-export interface StoreHealthOptions {
+/** Options of {@link StoreAvailability}. */
+export interface StoreAvailabilityOptions {
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   /** Called once each time the store is reachable again after being down. */
@@ -75,8 +75,8 @@ export interface StoreHealthOptions {
 }
 
 /** Whether the store is reachable, and the reconnection probe while it is not. */
-export class StoreHealth {
-  readonly #options: StoreHealthOptions;
+export class StoreAvailability {
+  readonly #options: StoreAvailabilityOptions;
   #down: { since: number; error: string } | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #delay: number;
@@ -87,7 +87,7 @@ export class StoreHealth {
    *
    * @param options The probe and what to do on recovery.
    */
-  constructor(options: StoreHealthOptions) {
+  constructor(options: StoreAvailabilityOptions) {
     this.#options = options;
     this.#delay = options.minDelayMs ?? 250;
   }
@@ -200,7 +200,7 @@ export interface InstanceLinks {
   /** Re-checks every open wait and cancel-wait (after missed events). */
   resync(): Promise<void>;
   /** Told of store failures. */
-  health: StoreHealth;
+  availability: StoreAvailability;
 }
 
 /**
@@ -212,10 +212,12 @@ export interface InstanceLinks {
  *   (call again once it recovers).
  */
 export async function connectInstances(links: InstanceLinks): Promise<StoreSubscription | null> {
-  const { store, hub, cancelWaiters, health } = links;
+  const { store, hub, cancelWaiters, availability } = links;
   const resync = () => {
     links.resync().catch((error) => {
-      if (!health.observe(error)) log.error("re-check of open waits failed: {error}", { error });
+      if (!availability.observe(error)) {
+        log.error("re-check of open waits failed: {error}", { error });
+      }
     });
   };
   try {
@@ -230,7 +232,7 @@ export async function connectInstances(links: InstanceLinks): Promise<StoreSubsc
       },
     });
   } catch (error) {
-    if (!health.observe(error)) throw error;
+    if (!availability.observe(error)) throw error;
     return null;
   }
 }

@@ -38,7 +38,7 @@ import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
-import type { StoreHealth } from "./notify.ts";
+import type { StoreAvailability } from "./notify.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { RequestIdGuard } from "./replay.ts";
 import type { WaiterHub } from "./waiters.ts";
@@ -56,7 +56,7 @@ export interface RouteDeps {
   limiter: TokenBucketLimiter;
   replay: RequestIdGuard;
   /** Whether the store is reachable; told of every failure to reach it. */
-  health: StoreHealth;
+  availability: StoreAvailability;
   waitRequireSignature: boolean;
   acceptV1Signatures: boolean;
   defaultTimeoutSecs: number;

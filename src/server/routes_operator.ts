@@ -34,12 +34,15 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
 
   app.get("/health", async function healthRoute(c) {
     // A shared store is asked (one trivial query); the embedded one is always there.
-    if (!(await deps.health.check())) {
+    if (!(await deps.availability.check())) {
+      const outage = deps.availability.outage;
       c.header("Retry-After", String(STORE_RETRY_AFTER_SECS));
       return c.json({
         status: "unavailable",
-        store: "down",
-        error: deps.health.outage?.error ?? "the store is unavailable",
+        store: {
+          status: "down",
+          ...(outage ? { since: new Date(outage.since).toISOString(), error: outage.error } : {}),
+        },
         dev_mode: deps.devMode,
         waiting: hub.size,
         time: new Date(clock.now()).toISOString(),
@@ -47,7 +50,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     }
     return c.json({
       status: "ok",
-      store: "ok",
+      store: { status: "ok" },
       dev_mode: deps.devMode,
       waiting: hub.size,
       cancel_waiting: deps.cancelWaiters.size,

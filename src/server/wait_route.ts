@@ -197,7 +197,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   function failed(call: AgentCall, error: unknown): Response {
     const unavailable = unavailableError(error);
     if (unavailable) {
-      deps.health.observe(error);
+      deps.availability.observe(error);
       error = unavailable;
     }
     if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);

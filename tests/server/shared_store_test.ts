@@ -173,15 +173,18 @@ Deno.test("a store that goes down: 503 with Retry-After, /health 503, then recov
   await wait.body?.cancel();
   const health = await d.dashboard.app.request("/health");
   assert.equal(health.status, 503);
-  assert.equal((await health.json()).store, "down");
-  assert.equal(d.dashboard.health.down, true);
+  const body = await health.json();
+  assert.equal(body.status, "unavailable");
+  assert.equal(body.store.status, "down");
+  assert.match(body.store.error, /unavailable/);
+  assert.equal(d.dashboard.availability.down, true);
 
   // Back: the probe notices by itself, and a command queued meanwhile reaches an open wait.
   d.state.down = false;
   const waiting = d.agent(P.wait("default", 10));
   await until(() => d.dashboard.hub.size === 1, "wait open");
   await enqueueDirect(d.inner, "c2");
-  await until(() => !d.dashboard.health.down, "store up again");
+  await until(() => !d.dashboard.availability.down, "store up again");
   assert.equal((await (await waiting).json()).id, "c2");
   assert.equal((await d.dashboard.app.request("/health")).status, 200);
 });

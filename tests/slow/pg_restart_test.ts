@@ -92,7 +92,7 @@ Deno.test({
     await cluster.stop("fast");
     const health = await fetch(`${urlA}/health`);
     assert.equal(health.status, 503);
-    assert.equal((await health.json()).store, "down");
+    assert.equal((await health.json()).store.status, "down");
     const refused = await enqueue(urlB, "down", `${script} down`);
     assert.equal(refused.status, 503);
     assert.ok(Number(refused.headers.get("Retry-After")) >= 1);
