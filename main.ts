@@ -20,6 +20,9 @@ import { resultCommand } from "./src/cli/result.ts";
 import { listCommand } from "./src/cli/list.ts";
 import { cancelCommand } from "./src/cli/cancel.ts";
 import { execCommand } from "./src/cli/exec.ts";
+import { completionsCommand } from "./src/cli/completions.ts";
+import { nearest } from "./src/config/mod.ts";
+import { healthCommand } from "./src/cli/health.ts";
 
 /**
  * Builds the whole command tree.
@@ -51,8 +54,42 @@ export function buildProgram(): Command {
   program.addCommand(listCommand(io));
   program.addCommand(cancelCommand(io));
   program.addCommand(execCommand(io));
+  program.addCommand(healthCommand(io));
+  program.addCommand(completionsCommand(io, () => program));
   configureErrors(program);
   return program;
+}
+
+/**
+ * The word that would be taken for a command but names none: with `agent` as the default
+ * command, `status lst` would otherwise run the agent and fail with "too many arguments".
+ *
+ * @param program The root command.
+ * @param args Arguments after the program name.
+ * @returns The unknown command word and the nearest command, or `undefined`.
+ */
+export function unknownCommand(
+  program: Command,
+  args: readonly string[],
+): { word: string; suggestion?: string } | undefined {
+  const names = program.commands.flatMap((c) => [c.name(), ...c.aliases()]);
+  const known = new Set([...names, "help"]);
+  // Options of the root and of the default command (they may come before a command word).
+  const options = [program, ...program.commands.filter((c) => c.name() === "agent")]
+    .flatMap((c) => c.options);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return undefined;
+    if (arg.startsWith("-")) {
+      if (arg.includes("=")) continue;
+      const option = options.find((o) => o.long === arg || o.short === arg);
+      if (option?.required) i++;
+      continue;
+    }
+    if (known.has(arg)) return undefined;
+    return { word: arg, suggestion: nearest(arg, names) };
+  }
+  return undefined;
 }
 
 function configureErrors(command: Command<unknown[], Record<string, unknown>>): void {
@@ -77,6 +114,15 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>): 
  */
 export async function main(args: string[]): Promise<number> {
   const program = buildProgram();
+  const unknown = unknownCommand(program, args);
+  if (unknown) {
+    processIo.err(
+      `status: unknown command '${unknown.word}'${
+        unknown.suggestion ? ` (did you mean ${unknown.suggestion}?)` : ""
+      }; see status --help`,
+    );
+    return 2;
+  }
   try {
     await program.parseAsync(args, { from: "user" });
     return takeExitCode() ?? 0;

@@ -43,9 +43,12 @@
 
 export {
   type AcceptedCommand,
+  Cell,
+  type CgroupHome,
   type Checked,
   checkPolicy,
   type CheckPolicyOptions,
+  type CommandUser,
   createPolicy,
   type DeadlineWarning,
   DEFAULT_ALLOWED_PATH_PREFIXES,
@@ -56,13 +59,20 @@ export {
   type ExecResult,
   type ExecResultWire,
   type ExecStatus,
+  type ExitRecord,
+  type KillMode,
+  type LeftoverOutcome,
   type OutputCaptureOptions,
   parseCommandLine,
   type PolicyInput,
+  type ProcessRecord,
   type ProgramRef,
   type ReportFields,
   runCommand,
   type RunOptions,
+  Sandbox,
+  type SandboxOptions,
+  type SignalRoute,
   type StartFailure,
   toReportFields,
 } from "./src/exec/mod.ts";
@@ -75,6 +85,7 @@ export {
   createApp,
   type DashboardApp,
   type HttpApp,
+  type RouteInfo,
   type RunningServer,
   type ServeOptions,
   startServer,
@@ -171,6 +182,9 @@ export {
   type ExecResultBody,
   generateToken,
   HEADER,
+  MAX_TTL_SECS,
+  OUTPUT_ENCODINGS,
+  type OutputEncoding,
   PATHS,
   PRIORITIES,
   type Priority,
@@ -189,6 +203,48 @@ export {
   type LogFormat,
   type LoggingOptions,
   type LogLevel,
+  type LogRecordView,
   setupLogging,
 } from "./src/log/mod.ts";
 export { ConfigError, UsageError } from "./src/errors.ts";
+
+// Live output, event streams, metrics, the fleet view and health checks.
+export {
+  type AppendOutputOutcome,
+  type HeartbeatInput,
+  type OutputBounds,
+  type OutputChunk,
+  type OutputChunkInput,
+  type OutputQuery,
+  type OutputStream,
+} from "./src/store/mod.ts";
+export { CommandEvents, type MetricsRenderer } from "./src/server/mod.ts";
+export {
+  AgentMetrics,
+  type ChunkOutcome,
+  type MetricsSample,
+  OutputStreamer,
+  type OutputStreamerOptions,
+} from "./src/agent/mod.ts";
+export { type OnOutput, tapOutput } from "./src/exec/mod.ts";
+export {
+  checkHealth,
+  followCommand,
+  type FollowHandlers,
+  type FollowOptions,
+  type FollowResult,
+  type HealthCheck,
+  type HealthOptions,
+  type HealthReport,
+  parseServerSentEvents,
+  type ServerSentEvent,
+} from "./src/operator/mod.ts";
+export {
+  AGENT_INSTANCE_HEADER,
+  fromBase64,
+  type HeartbeatRequest,
+  LIVE_PATHS,
+  type OutputChunkRequest,
+  type OutputStreamName,
+  toBase64,
+} from "./src/protocol/mod.ts";

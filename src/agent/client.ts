@@ -5,8 +5,11 @@
  * @module
  */
 import {
+  AGENT_INSTANCE_HEADER,
   type DeliveredCommand,
+  LIVE_PATHS,
   MAX_CLOCK_SKEW_SECS,
+  type OutputChunkRequest,
   parseWaitAnswer,
   PATHS,
   type ReportRequest,
@@ -111,6 +114,11 @@ export interface DashboardClientOptions {
   agentId: string;
   /** The agent token; without it requests are unsigned (dev mode). */
   agentToken?: string;
+  /**
+   * This process's instance id, sent as `X-Agent-Instance` (one agent process per agent id); a
+   * function is asked on every request.
+   */
+  instanceId?: string | (() => string | undefined);
   /** `fetch` to use; for tests. */
   fetch?: typeof fetch;
   /** Clock for `X-Timestamp` and the clock offset; for tests. */
@@ -158,6 +166,7 @@ export class DashboardClient {
   readonly #base: URL;
   readonly #agentId: string;
   readonly #token: string | undefined;
+  readonly #instanceId: () => string | undefined;
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
   readonly #requestTimeoutMs: number;
@@ -176,6 +185,8 @@ export class DashboardClient {
     this.#base = base;
     this.#agentId = options.agentId;
     this.#token = options.agentToken;
+    const instanceId = options.instanceId;
+    this.#instanceId = typeof instanceId === "function" ? instanceId : () => instanceId;
     this.#fetch = options.fetch ?? fetch;
     this.#now = options.now ?? Date.now;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
@@ -344,24 +355,7 @@ export class DashboardClient {
    * @returns Accepted (possibly as a duplicate) or a classified failure.
    */
   async report(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
-    const sent = await this.#send(
-      "POST",
-      PATHS.report,
-      JSON.stringify(report),
-      signal,
-      this.#requestTimeoutMs,
-    );
-    if ("kind" in sent) return sent;
-    const response = sent.response;
-    if (!response.ok) return await this.#failure(response);
-    let duplicate = false;
-    try {
-      const body = await response.json();
-      duplicate = body?.duplicate === true;
-    } catch {
-      // A 2xx without a JSON body still means accepted.
-    }
-    return { kind: "accepted", duplicate };
+    return await this.#post(PATHS.report, report, signal);
   }
 
   /**
@@ -385,7 +379,56 @@ export class DashboardClient {
     );
     if (body !== undefined) headers.set("Content-Type", "application/json");
     headers.set("Accept", "application/json");
+    const instanceId = this.#instanceId();
+    if (instanceId !== undefined) headers.set(AGENT_INSTANCE_HEADER, instanceId);
     return headers;
+  }
+
+  /**
+   * Sends a chunk of a running command's output (`POST …/commands/{id}/output`).
+   *
+   * @param commandId The command.
+   * @param chunk Attempt, stream, offset and base64 data.
+   * @param signal Aborts the request.
+   * @returns Stored (`accepted`) or a classified failure.
+   */
+  async output(
+    commandId: string,
+    chunk: OutputChunkRequest,
+    signal: AbortSignal,
+  ): Promise<ReportOutcome> {
+    return await this.#post(LIVE_PATHS.output(commandId), chunk, signal);
+  }
+
+  /**
+   * Sends a heartbeat to the dashboard (`POST /api/v1/agent/heartbeat`).
+   *
+   * @param body The figures plus version, deployment and instance.
+   * @param signal Aborts the request.
+   * @returns Recorded (`accepted`) or a classified failure.
+   */
+  async heartbeat(body: Record<string, unknown>, signal: AbortSignal): Promise<ReportOutcome> {
+    return await this.#post(LIVE_PATHS.heartbeat, body, signal);
+  }
+
+  async #post(path: string, body: unknown, signal: AbortSignal): Promise<ReportOutcome> {
+    const sent = await this.#send(
+      "POST",
+      path,
+      JSON.stringify(body),
+      signal,
+      this.#requestTimeoutMs,
+    );
+    if ("kind" in sent) return sent;
+    const response = sent.response;
+    if (!response.ok) return await this.#failure(response);
+    let duplicate = false;
+    try {
+      duplicate = (await response.json())?.duplicate === true;
+    } catch {
+      // A 2xx without a JSON body still means accepted.
+    }
+    return { kind: "accepted", duplicate };
   }
 
   async #send(

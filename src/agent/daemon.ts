@@ -190,6 +190,9 @@ export function permissionFlags(needs: PermissionNeeds = {}): string[] {
     if (list.length > 0) flags.push(`--allow-${name}=${list.join(",")}`);
   };
   const full = (name: Deno.PermissionName) => isGranted({ name } as Deno.PermissionDescriptor);
+  // Everything granted (-A): keep -A, which alone lets the agent use /proc and cgroups.
+  const everything: Deno.PermissionName[] = ["read", "write", "net", "run", "env", "sys", "ffi"];
+  if (everything.every(full)) return ["--allow-all"];
   if (full("read")) flags.push("--allow-read");
   else narrow("read", needs.read ?? [], (path) => isGranted({ name: "read", path }));
   if (full("write")) flags.push("--allow-write");

@@ -8,7 +8,12 @@ import type { ExecResultBody, ReportStatus } from "../protocol/mod.ts";
 import {
   createPolicy,
   envFromAssignments,
+  type ExitRecord,
+  type LeftoverOutcome,
+  type OnOutput,
+  type ProcessRecord,
   runCommand,
+  Sandbox,
   toReportFields,
   validateExtraEnv,
 } from "../exec/mod.ts";
@@ -19,8 +24,14 @@ export interface ExecRequest {
   name: string;
   /** The deadline the command asks for (`params.timeout_secs`). */
   timeoutSecs?: number;
-  /** Aborting it cancels the run: the command's process group is terminated, then killed. */
+  /** Aborting it cancels the run: the command's processes are terminated, then killed. */
   signal: AbortSignal;
+  /** Called right after the spawn with what identifies the command's processes. */
+  onSpawn?: (record: ProcessRecord) => void;
+  /** Called the moment the command exited, before its output is collected. */
+  onExit?: (exit: ExitRecord) => void;
+  /** Receives the command's output as it is printed (live output). */
+  onOutput?: OnOutput;
 }
 
 /** The fields of a report that a run determines. */
@@ -47,6 +58,23 @@ export interface Executor {
    * @returns The report fields.
    */
   run(request: ExecRequest): Promise<ExecOutcome>;
+  /** One sentence for the start-up log: who commands run as, where, how they are stopped. */
+  describe?(): string;
+  /**
+   * Stops what a command of a previous run left running.
+   *
+   * @param record What identified its processes.
+   * @returns What was found.
+   */
+  stopLeftover?(record: ProcessRecord): Promise<LeftoverOutcome>;
+  /**
+   * Stops whatever a previous run left in this executor's cgroups.
+   *
+   * @returns How many cgroups still had processes.
+   */
+  sweep?(): Promise<number>;
+  /** Releases what the executor holds (its watchdog and cgroup directory). */
+  close?(): void | Promise<void>;
 }
 
 /** Options of {@link createExecutor}: the `exec` settings. */
@@ -73,8 +101,30 @@ export interface ExecutorOptions {
   maxTimeoutSecs?: number;
   /** Extra `NAME=value` pairs for the commands' environment (`COMMAND_ENV`). */
   commandEnv?: readonly string[];
-  /** Working directory of commands (`COMMAND_CWD`). */
+  /**
+   * Working directory of commands (`COMMAND_CWD`); it may not be or hold the agent's working
+   * directory or `stateDir`.
+   * @default {a new empty directory per command}
+   */
   cwd?: string;
+  /**
+   * User commands run as (`COMMAND_USER`): a name, a uid or `uid:gid`.
+   * @default {"nobody" when the agent runs as root, else the agent's own user}
+   */
+  user?: string;
+  /** The agent's state directory: names its cgroups and is protected from commands. */
+  stateDir?: string;
+  /**
+   * Whether to confine commands (user, own directory, cgroup); `false` runs them as the agent's
+   * own user in `cwd` (or the agent's working directory), as `runCommand` does by default.
+   * @default {true}
+   */
+  confine?: boolean;
+  /**
+   * Whether a confined command gets a cgroup of its own where the agent may create one.
+   * @default {true}
+   */
+  cgroups?: boolean;
   /** Secret values (the agent token) that must never reach a command. */
   secretValues?: readonly string[];
 }
@@ -85,7 +135,8 @@ export interface ExecutorOptions {
  *
  * @param options The `exec` settings.
  * @returns The executor.
- * @throws {TypeError} When the allowlist, a path prefix or an extra variable is invalid.
+ * @throws {TypeError} When the allowlist, a path prefix, an extra variable, `COMMAND_USER` or
+ *   `COMMAND_CWD` is invalid.
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
   const policy = createPolicy({
@@ -95,7 +146,18 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   const extraEnv = envFromAssignments(options.commandEnv ?? []);
   const secretValues = options.secretValues ?? [];
   validateExtraEnv(extraEnv, secretValues);
+  const sandbox = options.confine === false ? undefined : Sandbox.create({
+    user: options.user,
+    cwd: options.cwd,
+    cgroups: options.cgroups,
+    tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
+    protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
+  });
   return {
+    describe: () => (sandbox ?? Sandbox.unconfined(options.cwd)).describe(),
+    stopLeftover: (record) => (sandbox ?? Sandbox.unconfined(options.cwd)).stopLeftover(record),
+    sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
+    close: () => sandbox?.close(),
     async run(request: ExecRequest): Promise<ExecOutcome> {
       const result = await runCommand(request.name, {
         policy,
@@ -106,8 +168,20 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
         extraEnv,
         secretValues,
         signal: request.signal,
+        sandbox,
+        onSpawn: request.onSpawn,
+        onExit: request.onExit,
+        onOutput: request.onOutput,
       });
       return toReportFields(result);
     },
   };
+}
+
+function agentCwd(): string | undefined {
+  try {
+    return Deno.cwd();
+  } catch {
+    return undefined;
+  }
 }

@@ -10,6 +10,29 @@ import { dirname } from "node:path";
 const encoder = new TextEncoder();
 
 /**
+ * The state directory could not be written (full, over quota, read-only, failing): what was to
+ * be recorded is not on disk.
+ */
+export class StateWriteError extends Error {
+  /** Creates the error; `cause` is the I/O error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StateWriteError";
+  }
+}
+
+/**
+ * Whether an I/O error says the file system has no room (ENOSPC, EDQUOT).
+ *
+ * @param error Anything thrown.
+ * @returns `true` for "No space left on device" and "Disk quota exceeded".
+ */
+export function isNoSpace(error: unknown): boolean {
+  const message = (error as Error)?.message ?? "";
+  return /os error (28|122)\)/.test(message) || /No space left|quota exceeded/i.test(message);
+}
+
+/**
  * Flushes a directory's entries (a rename or unlink inside it) to disk. Best effort: some file
  * systems refuse to open or sync directories.
  *

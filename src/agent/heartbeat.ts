@@ -9,7 +9,12 @@ import { ExponentialBackoff, fullJitterGenerator, handleWhen, retry } from "cock
 import { signedHeaders } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import { defaultMetricsSources, type MetricsAvailability, MetricsCollector } from "./metrics.ts";
+import {
+  defaultMetricsSources,
+  type MetricsAvailability,
+  MetricsCollector,
+  type MetricsSample,
+} from "./metrics.ts";
 
 /** Options of {@link runHeartbeat}. */
 export interface HeartbeatOptions {
@@ -48,6 +53,11 @@ export interface HeartbeatOptions {
   fetch?: typeof fetch;
   /** Clock; for tests. */
   clock?: Clock;
+  /**
+   * Also hands every sample to this (the agent sends it to the dashboard's fleet view); with it,
+   * the first sample is taken at start, not after the first interval. Must not throw.
+   */
+  report?: (sample: MetricsSample, signal: AbortSignal) => Promise<void>;
 }
 
 const log = logger("agent", "metrics");
@@ -132,11 +142,14 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
     }
   };
 
+  let first = options.report !== undefined;
   while (!signal.aborted) {
-    await clock.sleep(intervalMs, signal);
+    if (!first) await clock.sleep(intervalMs, signal);
+    first = false;
     if (signal.aborted) break;
     const sample = await collector.collect();
     log.debug("metrics heartbeat", { ...sample });
+    await options.report?.(sample, signal);
     if (!options.webhook) continue;
     const body = JSON.stringify(sample);
     try {

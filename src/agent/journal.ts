@@ -12,7 +12,8 @@
 import { join } from "node:path";
 import type { ReportRequest, ReportStatus } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { writeAllSync, writeFileAtomicSync } from "./fs.ts";
+import type { ExitRecord, ProcessRecord } from "../exec/mod.ts";
+import { isNoSpace, StateWriteError, writeAllSync, writeFileAtomicSync } from "./fs.ts";
 
 /** Where a journaled command stands. */
 export type JournalState = "running" | "done" | "accepted";
@@ -40,6 +41,10 @@ export interface JournalEntry {
   summary?: ReportRequest;
   /** When the dashboard accepted the result. */
   accepted_at?: string;
+  /** What identifies its processes, recorded right after the spawn. */
+  process?: ProcessRecord;
+  /** How it ended, recorded the moment it exited (before its output was collected). */
+  exit?: ExitRecord;
 }
 
 /** Options of {@link Journal.open}. */
@@ -74,6 +79,8 @@ type JournalOp =
   | { op: "done"; id: string; status: ReportStatus; summary: ReportRequest; at: string }
   | { op: "accepted"; id: string; at: string }
   | { op: "forget"; id: string }
+  | { op: "spawned"; id: string; process: ProcessRecord }
+  | { op: "exited"; id: string; exit: ExitRecord }
   | { op: "entry"; entry: JournalEntry };
 
 /**
@@ -120,6 +127,7 @@ export class Journal implements Disposable {
   readonly #now: () => number;
   readonly #entries = new Map<string, JournalEntry>();
   #file: Deno.FsFile | undefined;
+  #backlog: string[] = [];
   #linesSinceCompaction = 0;
   #lastRetentionPrune = 0;
 
@@ -192,6 +200,7 @@ export class Journal implements Disposable {
    * @param command Id, command line and attempt.
    * @returns The new entry.
    * @throws {Error} When the id is journaled already.
+   * @throws {StateWriteError} When the entry cannot be written (the command must not run).
    */
   start(command: { id: string; name: string; attempt: number }): JournalEntry {
     if (this.#entries.has(command.id)) {
@@ -204,7 +213,7 @@ export class Journal implements Disposable {
       attempt: command.attempt,
       at: new Date(this.#now()).toISOString(),
     };
-    this.#append(op);
+    this.#append(op, true);
     this.#apply(op);
     return this.get(command.id)!;
   }
@@ -225,6 +234,55 @@ export class Journal implements Disposable {
     };
     this.#append(op);
     this.#apply(op);
+  }
+
+  /**
+   * Records what identifies a running command's processes.
+   *
+   * @param id The command id.
+   * @param process The record from the executor.
+   */
+  spawned(id: string, process: ProcessRecord): void {
+    if (!this.#entries.has(id)) return;
+    const op: JournalOp = { op: "spawned", id, process };
+    this.#append(op);
+    this.#apply(op);
+  }
+
+  /**
+   * Records how a command ended, the moment it exited.
+   *
+   * @param id The command id.
+   * @param exit The exit record from the executor.
+   */
+  exited(id: string, exit: ExitRecord): void {
+    if (!this.#entries.has(id)) return;
+    const op: JournalOp = { op: "exited", id, exit };
+    this.#append(op);
+    this.#apply(op);
+  }
+
+  /**
+   * Whether everything recorded is on disk (nothing waits for space).
+   *
+   * @returns `false` while changes wait in memory.
+   */
+  get saved(): boolean {
+    return this.#backlog.length === 0;
+  }
+
+  /**
+   * Writes the changes that could not be written before.
+   *
+   * @returns Whether everything is on disk now.
+   */
+  retry(): boolean {
+    try {
+      this.#flush([]);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -343,17 +401,78 @@ export class Journal implements Disposable {
       case "forget":
         this.#entries.delete(op.id);
         break;
+      case "spawned": {
+        const entry = this.#entries.get(op.id);
+        if (entry) entry.process = op.process;
+        break;
+      }
+      case "exited": {
+        const entry = this.#entries.get(op.id);
+        if (entry) entry.exit = op.exit;
+        break;
+      }
       case "entry":
         this.#entries.set(op.entry.id, op.entry);
         break;
     }
   }
 
-  #append(op: JournalOp): void {
-    if (!this.#file) return;
-    writeAllSync(this.#file, encoder.encode(JSON.stringify(op) + "\n"));
-    this.#file.syncSync();
-    this.#linesSinceCompaction++;
+  /**
+   * Writes an operation. A required one (a start) is written or throws; any other is kept in
+   * memory when it cannot be written, and written with the next write that succeeds.
+   */
+  #append(op: JournalOp, required = false): void {
+    if (!this.#path) return;
+    const line = JSON.stringify(op) + "\n";
+    if (required) {
+      this.#flush([line]);
+      return;
+    }
+    this.#backlog.push(line);
+    try {
+      this.#flush([]);
+    } catch (error) {
+      log.warning(
+        "the journal could not be written; the change is kept in memory and written when " +
+          "space returns",
+        { file: this.#path, pending: this.#backlog.length, error: (error as Error).message },
+      );
+    }
+  }
+
+  /**
+   * Appends the backlog and `extra` in one write and fsyncs it; on failure the file is cut back
+   * to where it was (no torn line) and {@link StateWriteError} is thrown.
+   */
+  #flush(extra: string[]): void {
+    const lines = [...this.#backlog, ...extra];
+    if (lines.length === 0 || !this.#path) return;
+    let size = 0;
+    try {
+      if (!this.#file) this.#openForAppend();
+      size = this.#file!.statSync().size;
+      writeAllSync(this.#file!, encoder.encode(lines.join("")));
+      this.#file!.syncSync();
+    } catch (error) {
+      try {
+        this.#file?.truncateSync(size);
+      } catch {
+        // The next open starts from a torn line at worst, which loading skips.
+      }
+      // Opened again by the next write: the file system may have been fixed or replaced.
+      try {
+        this.#file?.close();
+      } catch {
+        // closed already
+      }
+      this.#file = undefined;
+      throw new StateWriteError(
+        `cannot write the journal ${this.#path}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    this.#backlog = [];
+    this.#linesSinceCompaction += lines.length;
     if (this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size)) this.#compact();
   }
 
@@ -389,11 +508,20 @@ export class Journal implements Disposable {
     this.#linesSinceCompaction = lines;
     const pruned = this.prune() > 0;
     if (needsCompaction && !pruned) this.#compact();
-    else if (!this.#file) this.#openForAppend();
+    if (!this.#file) {
+      try {
+        this.#openForAppend();
+      } catch (error) {
+        // A full disk must not stop the agent: the next write tries again.
+        if (!isNoSpace(error)) throw error;
+        log.warning("the journal cannot be opened for now", { error: (error as Error).message });
+      }
+    }
   }
 
   #openForAppend(): void {
     this.#file?.close();
+    this.#file = undefined;
     this.#file = Deno.openSync(this.#path!, {
       append: true,
       create: true,
@@ -401,15 +529,28 @@ export class Journal implements Disposable {
     });
   }
 
+  /** Rewrites the log as a snapshot; when that cannot be written the old log stays in use. */
   #compact(): void {
     if (!this.#path) return;
     const text = [...this.#entries.values()]
       .map((entry) => JSON.stringify({ op: "entry", entry } satisfies JournalOp) + "\n")
       .join("");
-    this.#file?.close();
-    this.#file = undefined;
-    writeFileAtomicSync(this.#path, text);
+    try {
+      writeFileAtomicSync(this.#path, text);
+    } catch (error) {
+      log.warning("the journal could not be compacted; it keeps growing until space returns", {
+        file: this.#path,
+        error: (error as Error).message,
+      });
+      return;
+    }
+    // The snapshot holds every change, also those that waited for space.
+    this.#backlog = [];
     this.#linesSinceCompaction = this.#entries.size;
-    this.#openForAppend();
+    try {
+      this.#openForAppend();
+    } catch (error) {
+      log.warning("the journal could not be reopened", { error: (error as Error).message });
+    }
   }
 }

@@ -16,6 +16,7 @@ import {
   retry,
 } from "cockatiel";
 import type { DeliveredCommand, ReportRequest } from "../protocol/mod.ts";
+import type { LeftoverOutcome } from "../exec/mod.ts";
 import { logger } from "../log/mod.ts";
 import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -33,8 +34,15 @@ import {
   type ExecutorOptions,
 } from "./executor.ts";
 import { type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
+import { StateWriteError } from "./fs.ts";
 import type { JournalEntry } from "./journal.ts";
 import { type AgentState, openAgentState } from "./state.ts";
+import { OutputStreamer, type OutputStreamerOptions } from "./output_stream.ts";
+import { AgentMetrics } from "./prom.ts";
+import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
+import type { MetricsSample } from "./metrics.ts";
+import { VERSION } from "../version.ts";
+import { stateInstanceId } from "./instance.ts";
 
 /** Options of {@link runAgent}: the agent settings plus injectables. */
 export interface AgentOptions {
@@ -83,8 +91,11 @@ export interface AgentOptions {
    */
   heartbeat?: boolean | Partial<HeartbeatOptions>;
   /**
-   * Directory of the journal and the outbox (`STATE_DIR`); ignored when `state` is given.
-   * @default {"./.status-state"}
+   * Directory of the journal and the outbox (`STATE_DIR`); ignored when `state` is given. Without
+   * it (and without `state`) they are kept in memory: nothing is written to the disk, and a
+   * restart forgets which commands ran (the `status` CLI always passes `STATE_DIR`, by default
+   * `./.status-state`).
+   * @default {undefined (in memory)}
    */
   stateDir?: string;
   /** An opened journal and outbox to use instead of opening `stateDir`; left open at the end. */
@@ -108,6 +119,23 @@ export interface AgentOptions {
    * @default {500}
    */
   retryDelayMs?: number;
+  /**
+   * This process's instance id, sent with every request (one agent process per agent id).
+   * @default {a random UUID}
+   */
+  instanceId?: string;
+  /**
+   * Whether a running command's output is streamed to the dashboard, or options of the stream.
+   * @default {true}
+   */
+  liveOutput?: boolean | Partial<Omit<OutputStreamerOptions, "attempt" | "send">>;
+  /** The agent's Prometheus metrics; made when `metricsPort` is given. */
+  metrics?: AgentMetrics;
+  /**
+   * Serve the agent's metrics on `GET /metrics` at this `PORT` (on 127.0.0.1) or `HOST:PORT`
+   * (`METRICS_PORT`), while the agent runs.
+   */
+  metricsPort?: string;
 }
 
 /** What {@link runAgent} did, once it stopped. */
@@ -131,6 +159,21 @@ const CANCEL_WAIT_DELAY_MS = 1000;
 
 const INTERRUPTED_ERROR =
   "the agent stopped while the command was running; it was not run again (at most once)";
+
+/** The error of an `interrupted` report after a restart, by what was left of the command. */
+const LEFTOVER_ERRORS: Readonly<Record<LeftoverOutcome | "unrecorded", string>> = {
+  stopped: "the agent stopped while the command was running; it killed what was left of the " +
+    "command (its watchdog at once, or the agent after its restart), which so did not finish, " +
+    "and did not run it again (at most once)",
+  ended: "the agent stopped while the command was running; the command ended on its own before " +
+    "the agent restarted, and how it ended is unknown (its exit status and output were lost); " +
+    "it was not run again (at most once)",
+  unknown: "the agent stopped while the command was running; after its restart it could not " +
+    "tell whether the command was still running (no permission to look) and did not run it " +
+    "again (at most once)",
+  unrecorded: "the agent stopped as the command was being started, before it recorded the " +
+    "command's process; the command was not run again (at most once)",
+};
 
 /** Whether a request failure may go away by itself soon. */
 function transient(outcome: unknown): boolean {
@@ -191,6 +234,12 @@ class Agent {
   #commandsRun = 0;
   #toldNoAcks = false;
   #toldNoCancelWait = false;
+  #toldNoOutput = false;
+  #toldNoHeartbeat = false;
+  #instanceId: string;
+  #metrics: AgentMetrics | undefined;
+  /** Why new commands are refused: the journal cannot be written. */
+  #blocked: string | undefined;
 
   constructor(options: AgentOptions, signal: AbortSignal) {
     this.#options = options;
@@ -216,10 +265,13 @@ class Agent {
       initialDelay: retryDelayMs,
       maxDelay: retryDelayMs * 4,
     });
+    this.#instanceId = options.instanceId ?? crypto.randomUUID();
+    this.#metrics = options.metrics;
     this.#client = new DashboardClient({
       dashboardUrl: options.dashboardUrl,
       agentId: options.agentId,
       agentToken: options.agentToken,
+      instanceId: () => this.#instanceId,
       fetch: options.fetch,
       now: () => this.#clock.now(),
     });
@@ -241,6 +293,7 @@ class Agent {
       deployment_hash: this.#deploymentHash,
       signed: options.agentToken !== undefined,
       pid: Deno.pid,
+      version: VERSION,
     });
     if (!options.agentToken) {
       log.warning(
@@ -248,24 +301,59 @@ class Agent {
           "accepts; set AGENT_TOKEN (or --agent-token) to sign them",
       );
     }
+    const ownExecutor = options.executor === undefined;
     this.#executor = options.executor ?? createExecutor({
+      stateDir: options.stateDir,
       ...options.exec,
       secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
         (s) => s !== "",
       ),
     });
+    const confinement = this.#executor.describe?.();
+    if (confinement) log.info(`sandbox: ${confinement}`);
     const ownState = options.state === undefined;
-    this.#state = options.state ?? openAgentState({ dir: options.stateDir });
-    if (this.#state.notice) log.warning(this.#state.notice);
+    this.#state = options.state ??
+      (options.stateDir === undefined
+        ? openAgentState({ canUse: () => false })
+        : openAgentState({ dir: options.stateDir }));
+    if (ownState && options.stateDir === undefined) {
+      log.info(
+        "execution journal and result outbox are kept in memory (no stateDir given); pass " +
+          "stateDir to keep them on disk across restarts",
+      );
+    } else if (this.#state.notice) log.warning(this.#state.notice);
     else if (ownState) {
       log.info("execution journal and result outbox are on disk", {
-        state_dir: options.stateDir ?? "./.status-state",
+        state_dir: options.stateDir,
       });
     }
+    // A restarted agent keeps its instance id (the dashboard serves one process per agent id).
+    if (options.instanceId === undefined && ownState && this.#state.durable) {
+      try {
+        this.#instanceId = stateInstanceId(options.stateDir ?? "./.status-state");
+      } catch (error) {
+        log.warning("could not keep the instance id in the state directory: {error}", { error });
+      }
+    }
+    log.info("agent instance {instance_id}", { instance_id: this.#instanceId });
     const heartbeatStop = new AbortController();
     let heartbeat: Promise<void> | undefined;
+    let metricsServer: Deno.HttpServer | undefined;
     try {
-      this.#recover();
+      if (options.metricsPort !== undefined) {
+        this.#metrics ??= new AgentMetrics({
+          agentId: options.agentId,
+          version: VERSION,
+          instanceId: this.#instanceId,
+        });
+        const metrics = this.#metrics;
+        metricsServer = serveMetrics(
+          () => metrics.render(),
+          parseListenAddress(options.metricsPort),
+          heartbeatStop.signal,
+        );
+      }
+      await this.#recover();
       if (options.heartbeat !== false) {
         const overrides = typeof options.heartbeat === "object" ? options.heartbeat : {};
         heartbeat = runHeartbeat({
@@ -276,6 +364,7 @@ class Agent {
           agentToken: options.agentToken,
           fetch: options.fetch,
           clock: this.#clock,
+          report: (sample, signal) => this.#sendHeartbeat(sample, signal),
           ...overrides,
         }, AbortSignal.any([this.#signal, heartbeatStop.signal]));
       }
@@ -292,7 +381,9 @@ class Agent {
     } finally {
       heartbeatStop.abort();
       await heartbeat;
+      await metricsServer?.finished;
       if (ownState) this.#state[Symbol.dispose]();
+      if (ownExecutor) await this.#executor.close?.();
     }
     const pending = this.#outbox.size;
     if (pending > 0) {
@@ -311,30 +402,78 @@ class Agent {
     };
   }
 
-  /** After a restart: finish what the previous run left in the journal and the outbox. */
-  #recover(): void {
+  /**
+   * After a restart: finish what the previous run left in the journal and the outbox. A command
+   * that was running is stopped first (its cgroup or process group), then reported: with how it
+   * ended when its exit was recorded, else `interrupted` with what was found.
+   */
+  async #recover(): Promise<void> {
     for (const report of this.#outbox.pending()) {
       const entry = this.#journal.get(report.command_id);
       if (!entry || entry.state === "running") this.#journal.complete(report.command_id, report);
     }
     for (const entry of this.#journal.entries()) {
       if (entry.state === "running") {
-        const report = this.#interruptedReport(entry);
-        log.warning("command was running when the agent stopped; it is reported interrupted", {
-          command_id: entry.id,
-          command_name: entry.name,
-        });
+        const report = await this.#leftoverReport(entry);
         this.#outbox.put(report);
         this.#journal.complete(entry.id, report);
       } else if (entry.state === "done" && !this.#outbox.get(entry.id) && entry.summary) {
         this.#outbox.put(entry.summary);
       }
     }
+    const swept = await this.#executor!.sweep?.() ?? 0;
+    if (swept > 0) {
+      log.warning("processes left by the previous run were stopped", { cgroups: swept });
+    }
     if (this.#outbox.size > 0) {
       log.info("results pending from before the restart are sent first", {
         pending: this.#outbox.size,
       });
     }
+  }
+
+  /** The report of a command the previous run left running, after stopping what is left. */
+  async #leftoverReport(entry: JournalEntry): Promise<ReportRequest> {
+    const props = { command_id: entry.id, command_name: entry.name };
+    if (entry.exit) {
+      const exit = entry.exit;
+      log.warning("command had ended when the agent stopped; its recorded exit is reported", {
+        ...props,
+        status: exit.status,
+      });
+      const lost = "its output was lost: the agent stopped before recording it";
+      return {
+        command_id: entry.id,
+        status: exit.status,
+        attempt: entry.attempt,
+        result: {
+          exit_code: exit.exit_code,
+          signal: exit.signal,
+          duration_secs: exit.duration_secs,
+          stdout: "",
+          stderr: "",
+          stdout_truncated_bytes: 0,
+          stderr_truncated_bytes: 0,
+        },
+        error: exit.error ? `${exit.error}; ${lost}` : lost,
+        started_at: exit.started_at,
+        completed_at: exit.completed_at,
+      };
+    }
+    let found: LeftoverOutcome | "unrecorded" = "unrecorded";
+    if (entry.process && this.#executor!.stopLeftover) {
+      try {
+        found = await this.#executor!.stopLeftover(entry.process);
+      } catch (error) {
+        log.error("could not stop what the command left running", { ...props, error });
+        found = "unknown";
+      }
+    }
+    log.warning("command was running when the agent stopped; it is reported interrupted", {
+      ...props,
+      found,
+    });
+    return { ...this.#interruptedReport(entry), error: LEFTOVER_ERRORS[found] };
   }
 
   #interruptedReport(entry: JournalEntry): ReportRequest {
@@ -362,6 +501,10 @@ class Agent {
         await this.#pause(failure, "report");
         continue;
       }
+      if (this.#blocked !== undefined && !this.#unblock()) {
+        await this.#clock.sleep((this.#backoffOptions.initialSecs ?? 5) * 1000, signal);
+        continue;
+      }
       const started = this.#clock.now();
       const outcome = await this.#client.wait(
         this.#deploymentHash,
@@ -370,6 +513,11 @@ class Agent {
       );
       // A command that arrives as the agent stops is not acknowledged: it is delivered again.
       if (signal.aborted) break;
+      if (outcome.kind === "command" || outcome.kind === "empty") {
+        this.#metrics?.pollSucceeded(this.#clock.now());
+      } else if (outcome.kind !== "aborted") {
+        this.#metrics?.pollFailed(outcome.kind);
+      }
       switch (outcome.kind) {
         case "command":
           this.#backoff.reset();
@@ -398,11 +546,27 @@ class Agent {
     pollLog.info("long-poll: polling loop stopped");
   }
 
+  /** Whether the journal can be written again (then new commands are taken again). */
+  #unblock(): boolean {
+    if (!(this.#state!.retry?.() ?? true)) {
+      log.debug("the state directory still cannot be written; new commands wait", {
+        state_dir: this.#journal.dir ?? null,
+      });
+      return false;
+    }
+    log.info("the state directory can be written again: taking new commands again", {
+      state_dir: this.#journal.dir ?? null,
+    });
+    this.#blocked = undefined;
+    return true;
+  }
+
   /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */
   async #pause(failure: RequestFailure, what: "wait" | "report"): Promise<void> {
     if (failure.kind === "aborted") return;
     const delayMs = failure.kind === "throttled" ? failure.retryAfterMs : this.#backoff.next();
     const delaySecs = Math.round(delayMs) / 1000;
+    this.#metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";
     switch (failure.kind) {
       case "network":
@@ -460,6 +624,20 @@ class Agent {
         }
         break;
       case "refused":
+        if (failure.status === 409 && what === "wait") {
+          pollLog.error(
+            "the dashboard refused this agent process: another process is polling with the " +
+              "same AGENT_ID; give each machine its own id (this one retries and takes over " +
+              "once the other stops)",
+            {
+              status: failure.status,
+              error: failure.message,
+              instance_id: this.#instanceId,
+              delay_secs: delaySecs,
+            },
+          );
+          break;
+        }
         pollLog.error(
           `dashboard refused the ${request} (${failure.status}); check DASHBOARD_URL and ` +
             "DEPLOYMENT_HASH",
@@ -530,7 +708,20 @@ class Agent {
       await this.#resend(known, command);
       return;
     }
-    this.#journal.start(command);
+    try {
+      this.#journal.start(command);
+    } catch (error) {
+      if (!(error instanceof StateWriteError)) throw error;
+      // Not journaled, so neither acknowledged nor run: the dashboard delivers it again later.
+      this.#blocked = error.message;
+      log.error(
+        "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
+          "delivers it again later); no new command is taken until the state directory can be " +
+          "written again, results are still reported",
+        { command_id: command.id, state_dir: this.#journal.dir ?? null, error: error.message },
+      );
+      return;
+    }
     const ack = await this.#ack(command);
     if (ack.kind === "stale") {
       log.warning("the dashboard says this delivery is stale; not running it now", {
@@ -548,6 +739,7 @@ class Agent {
     log.info`Executing command: ${command.name} (id: ${command.id})`;
     const outcome = await this.#execute(command);
     this.#commandsRun++;
+    this.#metrics?.commandRun(outcome.status);
     const report: ReportRequest = {
       command_id: command.id,
       status: outcome.status,
@@ -672,6 +864,7 @@ class Agent {
     this.#stopNow.addEventListener("abort", onStopNow, { once: true });
     const startedAt = new Date(this.#clock.now()).toISOString();
     const watching = this.#watchCancel(command, cancel, done.signal);
+    const streamer = this.#streamer(command);
     try {
       return await this.#executor!.run({
         name: command.name,
@@ -679,6 +872,9 @@ class Agent {
           ? command.params.timeout_secs
           : undefined,
         signal: cancel.signal,
+        onSpawn: (record) => this.#journal.spawned(command.id, record),
+        onExit: (exit) => this.#journal.exited(command.id, exit),
+        onOutput: streamer ? (stream, chunk) => streamer.push(stream, chunk) : undefined,
       });
     } catch (error) {
       log.error("the executor failed", { command_id: command.id, error });
@@ -693,8 +889,63 @@ class Agent {
       done.abort();
       this.#signal.removeEventListener("abort", onStop);
       this.#stopNow.removeEventListener("abort", onStopNow);
+      // What the command printed last reaches the dashboard before its result.
+      await streamer?.finish(5000, this.#stopNow);
       await watching;
     }
+  }
+
+  /** The live output stream of a command run, unless turned off. */
+  #streamer(command: DeliveredCommand): OutputStreamer | undefined {
+    const setting = this.#options.liveOutput ?? true;
+    // `…/commands/wait/output` is a wait on that deployment hash, not this command's output.
+    if (setting === false || command.id === "wait") return undefined;
+    return new OutputStreamer({
+      clock: this.#clock,
+      ...(typeof setting === "object" ? setting : {}),
+      attempt: command.attempt,
+      send: async (chunk, signal) => {
+        const outcome = await this.#client.output(command.id, chunk, signal);
+        if (outcome.kind === "accepted") {
+          this.#metrics?.chunkSent();
+          return "sent";
+        }
+        if (
+          outcome.kind === "refused" || outcome.kind === "invalid" ||
+          (outcome.kind === "auth" && outcome.status === 403)
+        ) {
+          if (!this.#toldNoOutput) {
+            this.#toldNoOutput = true;
+            log.info("the dashboard does not take live output here; results come at the end", {
+              command_id: command.id,
+              error: outcome.message,
+            });
+          }
+          return "stop";
+        }
+        return outcome.kind === "aborted" ? "stop" : "retry";
+      },
+    });
+  }
+
+  /** Sends a heartbeat sample to the dashboard's fleet view; never throws. */
+  async #sendHeartbeat(sample: MetricsSample, signal: AbortSignal): Promise<void> {
+    if (this.#toldNoHeartbeat) return;
+    const outcome = await this.#client.heartbeat({
+      ...sample,
+      version: VERSION,
+      deployment_hash: this.#deploymentHash,
+      instance_id: this.#instanceId,
+    }, signal);
+    if (outcome.kind === "accepted" || outcome.kind === "aborted") return;
+    if (outcome.kind === "refused" && outcome.status === 404) {
+      this.#toldNoHeartbeat = true;
+      log.info("the dashboard has no heartbeat endpoint (404); heartbeats go to the webhook only");
+      return;
+    }
+    log.debug("heartbeat not delivered to the dashboard", {
+      error: outcome.message ?? outcome.kind,
+    });
   }
 
   /**

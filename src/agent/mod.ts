@@ -59,6 +59,8 @@ export {
   type ExecutorOptions,
 } from "./executor.ts";
 export { type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
+export { type ChunkOutcome, OutputStreamer, type OutputStreamerOptions } from "./output_stream.ts";
+export { AgentMetrics } from "./prom.ts";
 export {
   type CpuTimes,
   defaultMetricsSources,

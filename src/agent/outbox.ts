@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type ReportRequest, reportRequestSchema } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import { isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
 
 /** A report waiting to be accepted. */
 export interface OutboxItem {
@@ -55,6 +55,8 @@ export class Outbox {
   readonly #dir: string | undefined;
   readonly #now: () => number;
   readonly #items = new Map<string, OutboxItem>();
+  /** Ids of reports kept in memory only, because writing them failed. */
+  readonly #unsaved = new Set<string>();
 
   private constructor(options: OutboxOptions) {
     this.#dir = options.dir === undefined ? undefined : join(options.dir, "outbox");
@@ -85,20 +87,62 @@ export class Outbox {
   }
 
   /**
-   * Stores a report (replacing one for the same command). Durable before it returns.
+   * Stores a report (replacing one for the same command). Durable before it returns, unless the
+   * state directory cannot be written: then the report is kept in memory (and sent from there),
+   * written when {@link Outbox.retry} succeeds, and `false` is returned.
    *
    * @param report The report.
+   * @returns Whether the report is on disk (always `true` in memory mode).
    */
-  put(report: ReportRequest): void {
+  put(report: ReportRequest): boolean {
     const item: OutboxItem = {
       report: structuredClone(report),
       queued_at: this.#items.get(report.command_id)?.queued_at ??
         new Date(this.#now()).toISOString(),
     };
-    if (this.#dir) {
-      writeFileAtomicSync(join(this.#dir, fileNameOf(report.command_id)), JSON.stringify(item));
-    }
     this.#items.set(report.command_id, item);
+    this.#unsaved.add(report.command_id);
+    if (this.#save(report.command_id)) return true;
+    log.warning(
+      "the result could not be written to the outbox; it is kept in memory and sent from there " +
+        "(it is lost if the agent stops before the dashboard accepts it)",
+      { command_id: report.command_id, dir: this.#dir },
+    );
+    return false;
+  }
+
+  /** Number of reports kept in memory only (their files could not be written). */
+  get unsaved(): number {
+    return this.#unsaved.size;
+  }
+
+  /**
+   * Writes the reports that could not be written before.
+   *
+   * @returns Whether every pending report is on disk now.
+   */
+  retry(): boolean {
+    for (const id of [...this.#unsaved]) {
+      if (!this.#save(id)) return false;
+    }
+    return true;
+  }
+
+  #save(id: string): boolean {
+    const item = this.#items.get(id);
+    if (!this.#dir || !item) {
+      this.#unsaved.delete(id);
+      return true;
+    }
+    try {
+      Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+      writeFileAtomicSync(join(this.#dir, fileNameOf(id)), JSON.stringify(item));
+    } catch (error) {
+      log.debug("outbox write failed", { error: (error as Error).message });
+      return false;
+    }
+    this.#unsaved.delete(id);
+    return true;
   }
 
   /**
@@ -119,8 +163,16 @@ export class Outbox {
    */
   remove(id: string): void {
     if (!this.#items.has(id)) return;
-    if (this.#dir) removeFileDurableSync(join(this.#dir, fileNameOf(id)));
     this.#items.delete(id);
+    if (this.#unsaved.delete(id) || !this.#dir) return;
+    try {
+      removeFileDurableSync(join(this.#dir, fileNameOf(id)));
+    } catch (error) {
+      log.warning("an accepted result could not be removed from the outbox", {
+        command_id: id,
+        error: (error as Error).message,
+      });
+    }
   }
 
   /**
@@ -136,7 +188,17 @@ export class Outbox {
 
   #load(): void {
     if (!this.#dir) return;
-    Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    try {
+      Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      // A full disk must not stop the agent: the first report tries again.
+      if (!isNoSpace(error)) throw error;
+      log.warning("the outbox directory cannot be created for now", {
+        dir: this.#dir,
+        error: (error as Error).message,
+      });
+      return;
+    }
     const loaded: OutboxItem[] = [];
     for (const dirEntry of Deno.readDirSync(this.#dir)) {
       if (!dirEntry.isFile) continue;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { canReadWrite } from "./fs.ts";
+import { canReadWrite, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
 
@@ -19,6 +19,13 @@ export interface AgentState extends Disposable {
   durable: boolean;
   /** Why they are in memory and how to fix it, when they are. */
   notice?: string;
+  /**
+   * Writes what waits in memory because the directory could not be written, and checks that a
+   * small file can be written.
+   *
+   * @returns Whether the state directory can be written again.
+   */
+  retry?(): boolean;
 }
 
 /** Options of {@link openAgentState}. */
@@ -54,6 +61,7 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
       outbox,
       durable: false,
       notice,
+      retry: () => true,
       [Symbol.dispose]: () => journal.close(),
     };
   };
@@ -88,6 +96,7 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
       journal,
       outbox,
       durable: true,
+      retry: () => opened.retry() && outbox.retry() && canWriteProbe(dir),
       [Symbol.dispose]: () => {
         opened.close();
         lock.close();
@@ -97,6 +106,23 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
     journal?.close();
     lock.close();
     throw error;
+  }
+}
+
+/** Writes and removes a small file: whether the directory has room for a journal entry. */
+function canWriteProbe(dir: string): boolean {
+  const path = `${dir}/space-probe.tmp`;
+  try {
+    writeFileAtomicSync(path, "x".repeat(4096));
+    removeFileDurableSync(path);
+    return true;
+  } catch {
+    try {
+      Deno.removeSync(path);
+    } catch {
+      // not there
+    }
+    return false;
   }
 }
 
@@ -135,7 +161,11 @@ function lockStateDir(dir: string): Deno.FsFile {
         "give each agent its own STATE_DIR (--state-dir)",
     );
   }
-  file.truncateSync(0);
-  file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+  try {
+    file.truncateSync(0);
+    file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+  } catch {
+    // The pid is only a hint for the error above; a full disk must not stop the agent.
+  }
   return file;
 }

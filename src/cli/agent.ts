@@ -27,7 +27,13 @@ import {
   runAgent,
   spawnDaemon,
 } from "../agent/mod.ts";
-import { keysFor, type LoadedSettings, SETTINGS, type Settings } from "../config/mod.ts";
+import {
+  keysFor,
+  type LoadedSettings,
+  missingSettingError,
+  SETTINGS,
+  type Settings,
+} from "../config/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { closeLogging, logger } from "../log/mod.ts";
 import { addSettingOptions, type FileOptions, loadCommandSettings } from "./common.ts";
@@ -78,6 +84,8 @@ export function executorFromSettings(s: Settings): { executor: Executor; exec: E
     maxTimeoutSecs: s.commandTimeoutMaxSecs,
     commandEnv: s.commandEnv,
     cwd: s.commandCwd,
+    user: s.commandUser,
+    stateDir: s.stateDir,
     secretValues: s.agentToken ? [s.agentToken] : [],
   };
   try {
@@ -110,6 +118,8 @@ export function loopOptionsFromSettings(
     metricsIntervalSecs: s.metricsIntervalSecs,
     metricsWebhook: s.metricsWebhook,
     stateDir: s.stateDir,
+    metricsPort: s.metricsPort,
+    liveOutput: s.liveOutput,
   };
 }
 
@@ -153,11 +163,16 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       s.stateDir,
       s.pidFile,
       "/",
+      // The sandbox: COMMAND_USER, and the path rules' symlink checks.
+      "/etc/passwd",
+      ...s.allowedPathPrefixes,
       ...(s.commandCwd ? [s.commandCwd] : []),
     ],
-    write: [s.stateDir, s.pidFile, dirname(logFile), logFile],
+    // /tmp: each command's own working directory.
+    write: [s.stateDir, s.pidFile, dirname(logFile), logFile, "/tmp"],
     net: [...hostOf(s.dashboardUrl), ...hostOf(s.metricsWebhook)],
-    run: [...s.allowedPrograms, "df", "ps"],
+    // kill: signalling a command's whole process group without the unrestricted --allow-run.
+    run: [...s.allowedPrograms, "df", "ps", "kill"],
     env: [
       ...keysFor(["agent", "server", "operator", "exec", "log"]).map((key) => SETTINGS[key].env),
       "PATH",
@@ -165,7 +180,7 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       "LANG",
       "NO_COLOR",
     ],
-    sys: ["loadavg", "systemMemoryInfo", "cpus"],
+    sys: ["loadavg", "systemMemoryInfo", "cpus", "uid"],
   };
 }
 
@@ -184,14 +199,12 @@ async function agentAction(
   const s = loaded.settings;
   const startsDaemon = !daemonChild && s.daemon;
   if (!s.agentId) {
-    throw new ConfigError(
-      "AGENT_ID is not set: give the agent an id with --agent-id <id>, the AGENT_ID " +
-        'environment variable (or .env), or "agent_id" in config.json',
-    );
+    throw missingSettingError(loaded, "agentId", "agent");
   }
   const { executor, exec } = executorFromSettings(loaded.settings);
 
   if (startsDaemon) {
+    await executor.close?.();
     const running = readPidFile(s.pidFile);
     if (running !== undefined && isLiveAgent(running)) {
       throw new DaemonError(
@@ -261,6 +274,7 @@ async function agentAction(
     clearTimeout(forcedTimer);
     for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
     if (daemonChild) releasePidFile(s.pidFile);
+    await executor.close?.();
     closeLogging();
   }
   if (forcedBy) setExitCode(128 + SIGNAL_NUMBERS[forcedBy]);

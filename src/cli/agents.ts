@@ -14,7 +14,13 @@ import {
   openStore,
   StoreError,
 } from "../store/mod.ts";
-import { loadCommandSettings, storeLocation } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
+import {
+  addAgentRemote,
+  listAgentsRemote,
+  removeAgentRemote,
+  rotateAgentRemote,
+} from "./agents_http.ts";
 import type { Io } from "./io.ts";
 
 /** A failure the user can fix (unknown or duplicate agent); exits with code 1. */
@@ -47,25 +53,31 @@ function parseScopes(value: string): AgentScope[] {
   return [...new Set(scopes)] as AgentScope[];
 }
 
-/** Adds `--db`, `--config` and `--env-file` (the settings an `agents` command reads). */
+/**
+ * Adds `--db` (work on the dashboard's SQLite file) and the operator settings (without `--db`:
+ * over the dashboard's operator API), with `--config` and `--env-file`.
+ */
 // deno-lint-ignore no-explicit-any
 function withDbOptions<C extends Command<any, any, any>>(command: C): C {
-  command
-    .option(
-      "--db <path|url>",
-      "the dashboard's store: a SQLite file (default ./status.db) or a postgres:// URL [DB; " +
-        "DATABASE_URL when unset]",
-    )
-    .option("--config <path>", "read settings from this config.json (default ./config.json)")
-    .option("--env-file <path>", "read settings from this .env file (default ./.env)");
+  command.option(
+    "--db <path|url>",
+    "work on this store of the dashboard (a SQLite file or a postgres:// URL); without it, over " +
+      "the dashboard's operator API at DASHBOARD_URL",
+  );
+  addSettingOptions(command, ["operator"]);
   return command;
+}
+
+/** Whether `--db` was given: work on the SQLite file instead of over the operator API. */
+function onDisk(options: object): boolean {
+  return (options as { db?: string }).db !== undefined;
 }
 
 async function withStore<T>(options: object, fn: (store: CommandStore) => Promise<T>) {
   const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
   let store: CommandStore;
   try {
-    store = await openStore(storeLocation(loaded));
+    store = await openStore(storeLocation(loaded), { sqlite: { create: false } });
   } catch (error) {
     if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
     throw error;
@@ -90,8 +102,9 @@ function iso(ms: number | null): string {
 export function agentsCommand(io: Io) {
   const agents = new Command("agents")
     .description(
-      "Manage the dashboard's agents and their tokens, on its SQLite file (--db); run with " +
-        "--allow-read --allow-write --allow-env",
+      "Manage the dashboard's agents and their tokens: over its operator API (DASHBOARD_URL, " +
+        "STATUS_ADMIN_TOKEN), or on its SQLite file with --db (run with --allow-read " +
+        "--allow-write --allow-env)",
     );
 
   const add = withDbOptions(
@@ -105,6 +118,7 @@ export function agentsCommand(io: Io) {
       ),
   );
   add.action(async (id, options) => {
+    if (!onDisk(options)) return await addAgentRemote(io, id, options);
     const token = generateToken();
     await withStore(options, async (store) => {
       const added = await store.addAgent({
@@ -130,10 +144,15 @@ export function agentsCommand(io: Io) {
 
   const list = withDbOptions(
     new Command("list")
-      .description("List agents: id, scopes, last seen, created (never tokens)")
+      .description(
+        "List agents (the default): over the API their state (waiting, online, offline), last " +
+          "seen, version, deployment, running command, queue and heartbeat; with --db id, " +
+          "scopes, last seen, created. Never tokens",
+      )
       .option("--json", "print JSON"),
   );
   list.action(async (options) => {
+    if (!onDisk(options)) return await listAgentsRemote(io, options);
     const rows = await withStore(options, (store) => store.listAgents());
     if (options.json) {
       io.out(JSON.stringify(
@@ -176,6 +195,7 @@ export function agentsCommand(io: Io) {
       .argument("<id>", "agent id", parseId),
   );
   rotate.action(async (id, options) => {
+    if (!onDisk(options)) return await rotateAgentRemote(io, id, options);
     const token = generateToken();
     await withStore(options, async (store) => {
       if (!(await store.setAgentToken(id, token))) {
@@ -192,6 +212,7 @@ export function agentsCommand(io: Io) {
       .argument("<id>", "agent id", parseId),
   );
   remove.action(async (id, options) => {
+    if (!onDisk(options)) return await removeAgentRemote(io, id, options);
     await withStore(options, async (store) => {
       if (!(await store.removeAgent(id))) {
         throw new AgentsError(`agent ${id} does not exist`);
@@ -201,7 +222,7 @@ export function agentsCommand(io: Io) {
   });
 
   agents.addCommand(add);
-  agents.addCommand(list);
+  agents.addCommand(list, { isDefault: true });
   agents.addCommand(rotate);
   agents.addCommand(remove);
   return agents;

@@ -6,9 +6,9 @@
 import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-import { follow, parseCommandId } from "./enqueue.ts";
+import { follow, parseCommandId, wholeNumberParser } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
-import { operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
+import { EXIT_WAIT_TIMEOUT, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
 
 /**
  * Builds `status cancel`.
@@ -28,6 +28,11 @@ export function cancelCommand(io: Io): Command {
       "--wait",
       "wait until a delivered command has stopped; exit 0 when it ended cancelled, 1 when it " +
         "finished otherwise first",
+    )
+    .option(
+      "--wait-timeout <secs>",
+      `with --wait (implied): stop waiting after this many seconds and exit ${EXIT_WAIT_TIMEOUT}`,
+      wholeNumberParser(1, 86_400 * 30),
     );
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
@@ -40,8 +45,9 @@ export function cancelCommand(io: Io): Command {
         return;
       }
       io.out(`cancel requested: the agent will stop ${id}`);
-      if (!options.wait) return;
-      const record = await follow(io, client, id);
+      if (!options.wait && options.waitTimeout === undefined) return;
+      // The command was delivered or running: progress starts from what the dashboard says.
+      const record = await follow(io, client, id, { timeoutSecs: options.waitTimeout });
       if (record === null) setExitCode(130);
       else if (record.status !== "cancelled") {
         io.err(`${id} finished as ${record.status} before the cancel took effect`);

@@ -14,7 +14,7 @@ import {
   SETTINGS,
   type Settings,
 } from "../config/mod.ts";
-import { logger, setupLogging } from "../log/mod.ts";
+import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 
 /** Options every settings-reading command accepts besides its setting flags. */
 export interface FileOptions {
@@ -71,6 +71,7 @@ export function loadCommandSettings(
   options: Record<string, unknown> & FileOptions,
   roles: readonly Role[],
   logFile: (settings: Settings) => string | undefined = (settings) => settings.logFile,
+  filter?: (record: LogRecordView) => boolean,
 ): LoadedSettings {
   const loaded = loadSettings({
     roles: [...roles, "log"],
@@ -86,6 +87,7 @@ export function loadCommandSettings(
     secrets: [s.agentToken, s.statusAdminToken, ...urlPasswords(s.db, s.databaseUrl)].filter((
       v,
     ): v is string => !!v),
+    filter,
   });
   const log = logger("config");
   // Long-running roles say once at start-up what they could not read; one-shot commands only
@@ -100,6 +102,23 @@ export function loadCommandSettings(
     log.debug("config.json keys ignored (not settings of this program)", {
       keys: loaded.ignoredKeys.join(","),
     });
+  }
+  for (const { key, suggestion } of loaded.unknownKeys) {
+    log.info(
+      suggestion === undefined
+        ? `config.json key "${key}" is not a setting of status; it is ignored`
+        : `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
+          `"${suggestion}"?)`,
+      { key, suggestion },
+    );
+  }
+  if (roles.includes("agent") && s.allowedPrograms.length === 0) {
+    log.warning(
+      `ALLOWED_PROGRAMS (from ${
+        loaded.sources.allowedPrograms ?? "the default"
+      }) is empty: this agent rejects every command. Name the programs commands may run, ` +
+        "e.g. --allowed-programs echo,uname, or leave it unset for the default list",
+    );
   }
   return loaded;
 }

@@ -7,20 +7,24 @@
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
+import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
 import {
   AGENT_ID_PATTERN,
   type CommandParams,
+  MAX_TTL_SECS,
   PRIORITIES,
   type Priority,
 } from "../protocol/mod.ts";
 import {
   type CommandRecord,
+  EXIT_WAIT_TIMEOUT,
   exitCodeOf,
   formatElapsed,
   formatProgress,
   type OperatorClient,
   operatorClientFromSettings,
+  outputBytes,
   truncationNotes,
 } from "../operator/mod.ts";
 
@@ -85,31 +89,59 @@ function parseDeploymentHash(value: string): string {
   return value;
 }
 
-/** Prints what a finished command wrote, then notes about dropped output, through `io`. */
-function printOutput(io: Io, record: CommandRecord): void {
-  const stdout = record.result?.stdout ?? "";
-  const stderr = record.result?.stderr ?? "";
-  if (stdout.length > 0) io.out(stdout.endsWith("\n") ? stdout.slice(0, -1) : stdout);
-  if (stderr.length > 0) io.err(stderr.endsWith("\n") ? stderr.slice(0, -1) : stderr);
+/**
+ * Prints what a finished command wrote: its stdout byte for byte on standard output (so that
+ * `status enqueue "tar cf - ..." --wait > x.tar` works), its stderr on standard error, then notes
+ * about dropped output.
+ *
+ * @param io Where to print.
+ * @param record The final command.
+ */
+export function printOutput(io: Io, record: CommandRecord): void {
+  const stdout = outputBytes(record.result, "stdout");
+  if (stdout.length > 0) {
+    if (io.write) io.write(stdout);
+    else io.out(withoutFinalNewline(new TextDecoder().decode(stdout)));
+  }
+  const stderr = outputBytes(record.result, "stderr");
+  if (stderr.length > 0) io.err(withoutFinalNewline(new TextDecoder().decode(stderr)));
   for (const note of truncationNotes(record)) io.err(note);
 }
 
+function withoutFinalNewline(text: string): string {
+  return text.endsWith("\n") ? text.slice(0, -1) : text;
+}
+
+/** Options of {@link follow}. */
+export interface FollowOptions {
+  /**
+   * What the caller knows the command's status is, printed at once: `"queued"` after an
+   * enqueue. Absent: nothing is printed until the dashboard's answer says it.
+   */
+  known?: "queued";
+  /** Stop waiting after this many seconds (`--wait-timeout`). */
+  timeoutSecs?: number;
+}
+
 /**
- * Waits for a command to be final, printing progress on stderr; Ctrl-C stops waiting (exit 130)
- * without cancelling the command.
+ * Waits for a command to be final, printing progress on stderr (no output: `--json` and
+ * `status cancel --wait`); Ctrl-C stops waiting, `timeoutSecs` too (not the command).
  *
  * @param io Where progress goes (stderr).
  * @param client The dashboard.
  * @param id The command.
+ * @param options What is known already and how long to wait.
  * @returns The final command, or `null` when Ctrl-C stopped the wait.
+ * @throws {WaitTimeoutError} When `timeoutSecs` passed first (exit code 75).
  */
 export async function follow(
   io: Io,
   client: OperatorClient,
   id: string,
+  options: FollowOptions = {},
 ): Promise<CommandRecord | null> {
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort(new Error("interrupted"));
   let listening = false;
   try {
     Deno.addSignalListener("SIGINT", onSignal);
@@ -117,25 +149,34 @@ export async function follow(
   } catch {
     // Signals cannot be listened to here (e.g. a platform without SIGINT); Ctrl-C just ends us.
   }
+  const timeout = options.timeoutSecs === undefined
+    ? undefined
+    : AbortSignal.timeout(options.timeoutSecs * 1000);
+  const signal = timeout ? AbortSignal.any([interrupt.signal, timeout]) : interrupt.signal;
   // The enqueue answer already says "queued": show it at once, then every change.
-  io.err(`${id} queued (${formatElapsed(0)})`);
+  if (options.known) io.err(`${id} ${options.known} (${formatElapsed(0)})`);
   let first = true;
+  let last: CommandRecord | undefined;
   try {
     return await client.waitForFinal(id, {
-      signal: controller.signal,
+      signal,
       onProgress: (record, elapsedMs) => {
-        const repeat = first && record.status === "queued" && (record.attempt ?? 1) <= 1;
+        last = record;
+        const repeat = first && options.known === record.status && (record.attempt ?? 1) <= 1;
         first = false;
         if (!repeat) io.err(formatProgress(record, elapsedMs));
       },
     });
   } catch (error) {
-    if (controller.signal.aborted) {
+    if (interrupt.signal.aborted) {
       io.err(
         `stopped waiting for ${id}; the command goes on (see it with: status result ${id}, ` +
           `cancel it with: status cancel ${id})`,
       );
       return null;
+    }
+    if (timeout?.aborted) {
+      throw new WaitTimeoutError(id, options.timeoutSecs!, last?.status ?? options.known);
     }
     throw error;
   } finally {
@@ -153,8 +194,8 @@ export function enqueueCommand(io: Io): Command {
   const command = new Command("enqueue")
     .description(
       "Queue a command for an agent on the dashboard; with --wait, follow it to its result and " +
-        "exit with its exit code (126 rejected, 124 timeout, 137 killed, 1 lost/interrupted/" +
-        "cancelled)",
+        "exit with its exit code (126 rejected, 124 timeout, 137 killed, 1 lost/expired/" +
+        `interrupted/cancelled, ${EXIT_WAIT_TIMEOUT} still not final at --wait-timeout)`,
     )
     .argument(
       "<command-line>",
@@ -182,9 +223,21 @@ export function enqueueCommand(io: Io): Command {
       parseDeploymentHash,
     )
     .option(
+      "--ttl <secs>",
+      "expire the command if no agent has taken it after this many seconds (params.ttl_secs; " +
+        "default: the dashboard's QUEUE_TTL_SECS)",
+      wholeNumberParser(1, MAX_TTL_SECS),
+    )
+    .option(
       "--wait",
       "wait for the result: progress on stderr, then the command's stdout/stderr; exit with " +
         "its exit code",
+    )
+    .option(
+      "--wait-timeout <secs>",
+      `with --wait (implied): stop waiting after this many seconds and exit ${EXIT_WAIT_TIMEOUT} ` +
+        "(the command goes on)",
+      wholeNumberParser(1, 86_400 * 30),
     )
     .option("--json", "print the command as JSON (the final one with --wait)");
   addSettingOptions(command, ["operator"]);
@@ -194,7 +247,9 @@ export function enqueueCommand(io: Io): Command {
 Examples:
   status enqueue "echo hi" --agent test-agent --wait
   status enqueue "df -h /tmp" --agent web-1 --id disk-check-1 --timeout 30 --json
-  id=$(status enqueue "sleep 60" --agent web-1) && status cancel "$id"`,
+  id=$(status enqueue "sleep 60" --agent web-1) && status cancel "$id"
+  status enqueue "uname -a" --agent web-1 --ttl 300 --wait-timeout 60   (exit 75: still not done)
+  status enqueue "tar cf - /tmp/report" --agent web-1 --wait > report.tar`,
   );
   command.action(async (commandLine, options) => {
     const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
@@ -203,6 +258,8 @@ Examples:
     if (options.timeout !== undefined) params.timeout_secs = options.timeout;
     if (options.priority !== undefined) params.priority = options.priority as Priority;
     if (options.deploymentHash !== undefined) params.deployment_hash = options.deploymentHash;
+    if (options.ttl !== undefined) params.ttl_secs = options.ttl;
+    const wait = options.wait || options.waitTimeout !== undefined;
     const answer = await client.enqueue({
       agentId: options.agent,
       name: commandLine,
@@ -210,7 +267,8 @@ Examples:
       params,
     });
     const id = answer.id;
-    if (!options.wait) {
+    if (answer.warning) io.err(`warning: ${answer.warning}`);
+    if (!wait) {
       if (options.json) {
         io.out(JSON.stringify(await client.getCommand(id), null, 2));
       } else {
@@ -222,13 +280,20 @@ Examples:
       }
       return;
     }
-    const record = await follow(io, client, id);
+    // A duplicate may be anywhere in its life already: let the dashboard say where. With --json
+    // only the final command is printed; otherwise its output as it arrives.
+    const known = answer.duplicate ? undefined : "queued" as const;
+    const record = options.json
+      ? await follow(io, client, id, { known, timeoutSecs: options.waitTimeout })
+      : await followAndPrint(io, writerFor(io), client, id, {
+        announceQueued: known !== undefined,
+        timeoutSecs: options.waitTimeout,
+      });
     if (record === null) {
       setExitCode(130);
       return;
     }
     if (options.json) io.out(JSON.stringify(record, null, 2));
-    else printOutput(io, record);
     setExitCode(exitCodeOf(record));
   });
   return command as unknown as Command;

@@ -18,7 +18,9 @@ import {
   type ExecResult,
   runCommand,
 } from "../exec/mod.ts";
+import type { LogRecordView } from "../log/mod.ts";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { printOutput } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 
@@ -132,10 +134,6 @@ const SIGNAL_NUMBERS: Record<string, number> = {
   SIGXFSZ: 25,
 };
 
-function withoutFinalNewline(text: string): string {
-  return text.endsWith("\n") ? text.slice(0, -1) : text;
-}
-
 /**
  * The human summary of a result, e.g. `exec: success after 0.004 s (/usr/bin/echo)` or
  * `exec: rejected: program "rm" is not on the allowlist (allowed: echo)`.
@@ -226,18 +224,7 @@ export async function runExecCli(
   if (options.json) {
     io.out(JSON.stringify(result, null, 2));
   } else {
-    if (result.stdout !== "") io.out(withoutFinalNewline(result.stdout));
-    if (result.stderr !== "") io.err(withoutFinalNewline(result.stderr));
-    for (
-      const [stream, bytes] of [["stdout", result.stdout_truncated_bytes], [
-        "stderr",
-        result.stderr_truncated_bytes,
-      ]] as const
-    ) {
-      if (bytes > 0) {
-        io.err(`(${bytes} bytes of ${stream} were dropped from the middle; 64 KiB are kept)`);
-      }
-    }
+    printOutput(io, { id: "exec", name: commandLine, status: result.status, result });
     io.err(formatExecSummary(result));
   }
   return execExitCode(result);
@@ -281,6 +268,21 @@ export function execSettingsFrom(settings: {
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...previous ?? [], value];
+}
+
+/**
+ * Keeps the executor's log lines about a command that never ran (rejected, could not start) off
+ * the log of `status exec`: its summary line says the same, and a terminal would show it twice.
+ *
+ * @param record A log record.
+ * @returns `false` for the records the summary repeats.
+ */
+export function notReportedBySummary(record: LogRecordView): boolean {
+  if (record.category[1] !== "exec") return true;
+  const template = typeof record.rawMessage === "string"
+    ? record.rawMessage
+    : record.rawMessage.join("{}");
+  return !/^command (rejected|could not start)\b/.test(template);
 }
 
 /** Listens for SIGINT and SIGTERM while a command runs, so the run is cancelled, not orphaned. */
@@ -340,7 +342,12 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
   command.action(async (commandLine, options) => {
     const resolved = settings ??
       execSettingsFrom(
-        loadCommandSettings(options as Record<string, unknown>, ["exec"]).settings,
+        loadCommandSettings(
+          options as Record<string, unknown>,
+          ["exec"],
+          undefined,
+          notReportedBySummary,
+        ).settings,
       );
     using cancel = cancelOnSignals();
     const signal = resolved.signal

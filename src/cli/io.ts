@@ -11,30 +11,67 @@ export interface Io {
   out(line: string): void;
   /** Writes one line (a newline is added) to standard error. */
   err(line: string): void;
+  /**
+   * Writes bytes to standard output exactly as given (a command's own output, which need not be
+   * text); without it, they are written with {@link Io.out} as UTF-8 text.
+   */
+  write?(bytes: Uint8Array): void;
 }
 
 const encoder = new TextEncoder();
 
-function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
-  const bytes = encoder.encode(text);
-  let written = 0;
-  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+/** A stream that may be closed by its reader: `status --help | head -1`. */
+interface Writable {
+  writeSync(p: Uint8Array): number;
 }
+
+/**
+ * Writes every byte, unless the reader went away: a broken pipe is the reader saying it has seen
+ * enough (`| head -1`), not an error, so that stream is left alone from then on.
+ *
+ * @param file Where to write.
+ * @param bytes What to write.
+ * @param closed The streams whose reader went away.
+ */
+export function writeAllOrStop(file: Writable, bytes: Uint8Array, closed: Set<Writable>): void {
+  if (closed.has(file)) return;
+  let written = 0;
+  try {
+    while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    closed.add(file);
+  }
+}
+
+const closedStreams = new Set<Writable>();
 
 /** The process's own standard output and error. */
 export const processIo: Io = {
-  out: (line) => writeAll(Deno.stdout, line + "\n"),
-  err: (line) => writeAll(Deno.stderr, line + "\n"),
+  out: (line) => writeAllOrStop(Deno.stdout, encoder.encode(line + "\n"), closedStreams),
+  err: (line) => writeAllOrStop(Deno.stderr, encoder.encode(line + "\n"), closedStreams),
+  write: (bytes) => writeAllOrStop(Deno.stdout, bytes, closedStreams),
 };
 
-/** An {@link Io} that keeps every line, for tests. */
-export function memoryIo(): Io & { stdout: string[]; stderr: string[] } {
+/**
+ * An {@link Io} that keeps every line, for tests. Bytes written with `write` are kept as they
+ * are in `bytes`, and also decoded into `stdout` as one entry (without a final line break), as
+ * `out` would have printed them.
+ */
+export function memoryIo(): Io & { stdout: string[]; stderr: string[]; bytes: Uint8Array[] } {
   const stdout: string[] = [];
   const stderr: string[] = [];
+  const bytes: Uint8Array[] = [];
   return {
     stdout,
     stderr,
+    bytes,
     out: (line) => void stdout.push(line),
     err: (line) => void stderr.push(line),
+    write: (chunk) => {
+      bytes.push(chunk.slice());
+      const text = new TextDecoder().decode(chunk);
+      stdout.push(text.endsWith("\n") ? text.slice(0, -1) : text);
+    },
   };
 }

@@ -8,7 +8,16 @@ import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { parseCommandId } from "./enqueue.ts";
-import { formatRecord, operatorClientFromSettings } from "../operator/mod.ts";
+import { UsageError } from "../errors.ts";
+import {
+  exitCodeOf,
+  formatRecord,
+  isFinalStatus,
+  operatorClientFromSettings,
+  outputBytes,
+} from "../operator/mod.ts";
+import { followAndPrint, writerFor } from "./live.ts";
+import { setExitCode } from "./exit.ts";
 
 /**
  * Builds `status result`.
@@ -23,11 +32,49 @@ export function resultCommand(io: Io): Command {
         "(exits 0 when shown, 1 when the dashboard has no such command)",
     )
     .argument("<id>", "the command id", parseCommandId)
-    .option("--json", "print the command as JSON");
+    .option("--json", "print the command as JSON")
+    .option("--stdout", "print only the command's stdout, byte for byte (binary output too)")
+    .option("--stderr", "print only the command's stderr, byte for byte")
+    .option(
+      "--follow",
+      "print its output as it arrives (stdout to stdout, stderr to stderr) until it ends, then " +
+        "exit with its exit code",
+    );
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
     const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
-    const record = await operatorClientFromSettings(settings).getCommand(id);
+    const client = operatorClientFromSettings(settings);
+    if (options.follow) {
+      // With --json, stdout is the final command alone: wait for it without printing output.
+      const record = options.json
+        ? await client.waitForFinal(id)
+        : await followAndPrint(io, writerFor(io), client, id);
+      if (record === null) {
+        setExitCode(130);
+        return;
+      }
+      if (options.json) io.out(JSON.stringify(record, null, 2));
+      setExitCode(exitCodeOf(record));
+      return;
+    }
+    const record = await client.getCommand(id);
+    if (options.stdout || options.stderr) {
+      if (options.json) throw new UsageError("--json cannot be combined with --stdout or --stderr");
+      if (!record.result) {
+        throw new UsageError(
+          `${id} has no output${
+            isFinalStatus(record.status) ? "" : " yet"
+          } (status ${record.status})`,
+        );
+      }
+      for (const stream of ["stdout", "stderr"] as const) {
+        if (!options[stream]) continue;
+        const bytes = outputBytes(record.result, stream);
+        if (io.write) io.write(bytes);
+        else io.out(new TextDecoder().decode(bytes));
+      }
+      return;
+    }
     if (options.json) io.out(JSON.stringify(record, null, 2));
     else for (const line of formatRecord(record)) io.out(line);
   });

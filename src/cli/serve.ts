@@ -92,8 +92,12 @@ Examples:
       defaultTimeoutSecs: s.commandTimeoutSecs,
       maxAttempts: s.maxAttempts,
       rateLimitPerMinute: s.rateLimitPerMinute,
+      operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
+      queueTtlSecs: s.queueTtlSecs,
       waitRequireSignature: s.waitRequireSignature,
       acceptV1Signatures: s.acceptV1Signatures,
+      metricsBind: s.metricsBind,
+      offlineAfterSecs: s.offlineAfterSecs,
     });
     const log = logger("server");
     const stopSignals = onSignals((signal) => {

@@ -6,7 +6,7 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { runAgent } from "../agent/mod.ts";
+import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
@@ -129,6 +129,19 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
     const { executor, exec } = executorFromSettings({ ...s, agentToken: undefined });
 
+    // The agent's state directory first (another "status up" may hold its lock): fail before
+    // the dashboard starts and before the invitation is printed.
+    let state: AgentState;
+    try {
+      state = openAgentState({ dir: stateDir });
+    } catch (error) {
+      throw new ConfigError(
+        `cannot start the agent: ${(error as Error).message} (is another "status up" using ` +
+          `${dataDir}? stop it, or give this one its own --data-dir)`,
+        { cause: error },
+      );
+    }
+
     let server: RunningServer;
     try {
       server = await startServer({
@@ -138,9 +151,12 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
         ackTimeoutSecs: s.ackTimeoutSecs,
         maxAttempts: s.maxAttempts,
         rateLimitPerMinute: s.rateLimitPerMinute,
+        operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
+        queueTtlSecs: s.queueTtlSecs,
         defaultTimeoutSecs: s.commandTimeoutSecs,
       });
     } catch (error) {
+      state[Symbol.dispose]();
       if (isAddrInUse(error)) {
         throw new Error(
           `port ${options.port} is busy: something already listens on 127.0.0.1:${options.port} ` +
@@ -180,7 +196,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
         ...loopOptionsFromSettings({ ...s, agentToken: undefined }),
         dashboardUrl: server.url,
         agentId: options.agentId,
-        stateDir,
+        state,
         executor,
         exec,
         stopNow: stopNow.signal,
@@ -204,6 +220,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     } finally {
       stop.abort();
       await server.shutdown();
+      state[Symbol.dispose]();
       for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
     }
     io.err("status up: stopped");

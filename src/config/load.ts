@@ -6,6 +6,7 @@
  */
 import { parseEnv } from "node:util";
 import { ConfigError } from "../errors.ts";
+import { nearest } from "./suggest.ts";
 import {
   flagOf,
   jsonKeyOf,
@@ -53,6 +54,15 @@ export interface LoadedSettings {
   notices: string[];
   /** Keys of `config.json` that are not settings of this program; ignored. */
   ignoredKeys: string[];
+  /**
+   * The ignored keys that are not keys of the original Status Panel config either (likely typos),
+   * each with the nearest setting key when one is near.
+   */
+  unknownKeys: Array<{ key: string; suggestion?: string }>;
+  /** Whether the environment could not be read (no `--allow-env`). */
+  envUnreadable: boolean;
+  /** The default files (`.env`, `config.json`) that could not be read (no `--allow-read`). */
+  unreadableFiles: string[];
   /** Files that were read. */
   files: string[];
 }
@@ -152,9 +162,11 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   const canRead = options.canRead ?? defaultCanRead;
   const notices: string[] = [];
   const files: string[] = [];
+  const unreadableFiles: string[] = [];
 
   // Environment: every setting's variable, where permitted.
   let env: Record<string, string | undefined> = {};
+  let envUnreadable = false;
   if (options.env) {
     env = options.env;
   } else {
@@ -165,6 +177,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       else denied.push(name);
     }
     if (denied.length > 0) {
+      envUnreadable = true;
       notices.push(
         "environment variables are not read without --allow-env; " +
           "add --allow-env to configure by environment, or pass flags",
@@ -181,6 +194,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
         throw new ConfigError(`cannot read ${label} without --allow-read (given by ${flag})`);
       }
       notices.push(`${label} is not read without --allow-read; add --allow-read to use it`);
+      unreadableFiles.push(label);
       return undefined;
     }
     const text = readTextIfPresent(path);
@@ -200,6 +214,10 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     (Object.keys(SETTINGS) as SettingKey[]).map((k) => jsonKeyOf(SETTINGS[k].env)),
   );
   const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
+  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key) => {
+    const suggestion = nearest(key, known);
+    return suggestion === undefined ? { key } : { key, suggestion };
+  });
 
   const settings: Record<string, unknown> = {};
   const sources: Partial<Record<SettingKey, string>> = {};
@@ -233,5 +251,74 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     settings[key] = result.data;
     sources[key] = source;
   }
-  return { settings: settings as Settings, sources, notices, ignoredKeys, files };
+  return {
+    settings: settings as Settings,
+    sources,
+    notices,
+    ignoredKeys,
+    unknownKeys,
+    envUnreadable,
+    unreadableFiles,
+    files,
+  };
+}
+
+/**
+ * Keys of the original Status Panel agent's `config.json`: a file written for it loads, and
+ * these keys are ignored without a word.
+ */
+export const STATUS_PANEL_KEYS: ReadonlySet<string> = new Set([
+  "apps_info",
+  "container",
+  "domain",
+  "project",
+  "reqdata",
+  "ssl",
+  "subdomains",
+]);
+
+/**
+ * The error for a required setting that no source set, saying every way to set it, and, when
+ * the environment could not be read, that this is why a variable that is set was not seen.
+ *
+ * @param loaded What {@link loadSettings} found.
+ * @param key The missing setting.
+ * @param role The role, for the permission set to suggest (`deno run -P=<role>`).
+ * @returns The error to throw (exit code 2).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadSettings, missingSettingError } from "./load.ts";
+ *
+ * const loaded = loadSettings({ roles: ["agent"], env: {}, cwd: "/nonexistent" });
+ * assert.match(missingSettingError(loaded, "agentId", "agent").message, /^AGENT_ID is not set:/);
+ * ```
+ */
+export function missingSettingError(
+  loaded: Pick<LoadedSettings, "envUnreadable"> & Partial<Pick<LoadedSettings, "unreadableFiles">>,
+  key: SettingKey,
+  role: string,
+): ConfigError {
+  const spec = SETTINGS[key];
+  const flag = `${flagOf(spec.env)} ${spec.placeholder ?? "<value>"}`;
+  const unread: string[] = [];
+  if (loaded.envUnreadable) unread.push("the environment (Deno was started without --allow-env)");
+  const files = loaded.unreadableFiles ?? [];
+  if (files.length > 0) unread.push(`${files.join(" and ")} (without --allow-read)`);
+  if (unread.length > 0) {
+    const grants = [
+      ...(loaded.envUnreadable ? [`--allow-env (or --allow-env=${spec.env})`] : []),
+      ...(files.length > 0 ? [`--allow-read=${files.join(",")}`] : []),
+    ];
+    return new ConfigError(
+      `${spec.env} is not set, or is set where it could not be read: ${unread.join(" and ")} ` +
+        `could not be read. Add ${grants.join(" and ")}, run with this repository's permission ` +
+        `set (deno run -P=${role} main.ts), or pass ${flag}`,
+    );
+  }
+  return new ConfigError(
+    `${spec.env} is not set: give it with ${flag}, the ${spec.env} environment variable ` +
+      `(or .env), or "${jsonKeyOf(spec.env)}" in config.json`,
+  );
 }

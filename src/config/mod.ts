@@ -5,3 +5,4 @@
  */
 export * from "./settings.ts";
 export * from "./load.ts";
+export * from "./suggest.ts";

@@ -83,6 +83,13 @@ const url = z.preprocess(
   }),
 );
 
+const listenAddress = z.preprocess(
+  fromString,
+  z.string().regex(/^(?:\[?[^\]\s]*\]?:)?\d{1,5}$/).refine((s) =>
+    Number(s.split(":").pop()) <= 65535
+  ),
+);
+
 const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));
 
 const SPECS = {
@@ -202,11 +209,24 @@ const SPECS = {
   },
   commandCwd: {
     env: "COMMAND_CWD",
-    description: "Working directory of commands (default: the agent's own)",
+    description:
+      "Working directory of every command (default: a new empty one per command; never the agent's own or STATE_DIR)",
     expected: "a directory path",
     schema: text(),
     roles: ["agent", "exec"],
     placeholder: "<dir>",
+  },
+  commandUser: {
+    env: "COMMAND_USER",
+    description:
+      "User commands run as: a name, uid or uid:gid, with its own group only (default: nobody when the agent is root)",
+    expected: "a user name, a uid or uid:gid",
+    schema: z.preprocess(
+      fromString,
+      z.string().regex(/^([A-Za-z_][A-Za-z0-9_.-]*\$?|\d+|\d+:\d+)$/),
+    ),
+    roles: ["agent"],
+    placeholder: "<user>",
   },
   metricsIntervalSecs: {
     env: "METRICS_INTERVAL_SECS",
@@ -224,6 +244,24 @@ const SPECS = {
     schema: url,
     roles: ["agent"],
     placeholder: "<url>",
+  },
+  metricsPort: {
+    env: "METRICS_PORT",
+    description:
+      "Serve the agent's Prometheus metrics on GET /metrics at this PORT (on 127.0.0.1) or HOST:PORT",
+    expected: "PORT or HOST:PORT with a port from 0 to 65535",
+    schema: listenAddress,
+    roles: ["agent"],
+    placeholder: "<[host:]port>",
+  },
+  liveOutput: {
+    env: "LIVE_OUTPUT",
+    description: "Stream a running command's output to the dashboard (at least once a second)",
+    default: true,
+    expected: "true or false",
+    schema: bool,
+    roles: ["agent"],
+    placeholder: "<true|false>",
   },
   stateDir: {
     env: "STATE_DIR",
@@ -307,6 +345,24 @@ const SPECS = {
     roles: ["server"],
     placeholder: "<addr>",
   },
+  metricsBind: {
+    env: "METRICS_BIND",
+    description:
+      "Also serve GET /metrics without the admin token on this PORT (on 127.0.0.1) or HOST:PORT",
+    expected: "PORT or HOST:PORT with a port from 0 to 65535",
+    schema: listenAddress,
+    roles: ["server"],
+    placeholder: "<[host:]port>",
+  },
+  offlineAfterSecs: {
+    env: "OFFLINE_AFTER_SECS",
+    description: "An agent with no open poll that was not seen for this long is offline",
+    default: 90,
+    expected: "a whole number of seconds above 0",
+    schema: secs(1),
+    roles: ["server"],
+    placeholder: "<secs>",
+  },
   db: {
     env: "DB",
     description: "The dashboard's store: a SQLite file, or a postgres:// URL shared by instances",
@@ -373,12 +429,33 @@ const SPECS = {
   },
   rateLimitPerMinute: {
     env: "RATE_LIMIT_PER_MINUTE",
-    description: "Requests a minute one agent may make (token bucket)",
-    default: 120,
+    description:
+      "Requests a minute one agent may make to its own endpoints (token bucket; operators never use it)",
+    default: 1200,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),
     roles: ["server"],
     placeholder: "<n>",
+  },
+  operatorRateLimitPerMinute: {
+    env: "OPERATOR_RATE_LIMIT_PER_MINUTE",
+    description:
+      "Requests a minute one operator address may make, enqueues included (token bucket)",
+    default: 600,
+    expected: "a whole number from 1 to 1000000",
+    schema: wholeNumber(1, 1_000_000),
+    roles: ["server"],
+    placeholder: "<n>",
+  },
+  queueTtlSecs: {
+    env: "QUEUE_TTL_SECS",
+    description:
+      "A command still queued this long after its enqueue expires (default of enqueue --ttl)",
+    default: 3600,
+    expected: "a whole number of seconds from 1 to 2592000",
+    schema: wholeNumber(1, 2_592_000),
+    roles: ["server"],
+    placeholder: "<secs>",
   },
   waitRequireSignature: {
     env: "WAIT_REQUIRE_SIGNATURE",
@@ -408,7 +485,7 @@ export type SettingKey = keyof typeof SPECS;
 
 type ValueOf<K extends SettingKey> = K extends
   "allowedPrograms" | "allowedPathPrefixes" | "commandEnv" ? string[]
-  : K extends "daemon" | "waitRequireSignature" | "acceptV1Signatures" ? boolean
+  : K extends "daemon" | "waitRequireSignature" | "acceptV1Signatures" | "liveOutput" ? boolean
   : K extends
     | "pollingTimeoutSecs"
     | "pollingBackoffSecs"
@@ -420,7 +497,10 @@ type ValueOf<K extends SettingKey> = K extends
     | "port"
     | "ackTimeoutSecs"
     | "maxAttempts"
-    | "rateLimitPerMinute" ? number
+    | "rateLimitPerMinute"
+    | "operatorRateLimitPerMinute"
+    | "queueTtlSecs"
+    | "offlineAfterSecs" ? number
   : K extends "logFormat" ? "text" | "json"
   : K extends "logLevel" ? "trace" | "debug" | "info" | "warning" | "error" | "fatal"
   : string;

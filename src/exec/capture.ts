@@ -2,8 +2,14 @@
  * Bounded capture of a command's output: the first and the last bytes of a stream, with the count
  * of bytes dropped in between, so memory stays bounded whatever the command prints.
  *
+ * What is kept reaches the operator byte for byte (docs/protocol.md §7): valid UTF-8 as text (NUL
+ * bytes included), anything else as base64. When bytes were dropped from text, a marker line
+ * stands where they were.
+ *
  * @module
  */
+import { Buffer } from "node:buffer";
+import type { OutputEncoding } from "../protocol/mod.ts";
 
 /** Bytes kept from the start of each stream. */
 export const CAPTURE_HEAD_BYTES = 32 * 1024;
@@ -15,12 +21,31 @@ const READ_BUFFER_BYTES = 64 * 1024;
 
 /** What a capture kept. */
 export interface CapturedOutput {
-  /** The kept bytes decoded as UTF-8: head then tail; invalid bytes become U+FFFD. */
+  /**
+   * The kept bytes: with `encoding` `"utf-8"` the text itself (head, then a
+   * {@link droppedMarker} line when bytes were dropped, then tail); with `"base64"` the head and
+   * tail bytes in standard padded base64 (they were not valid UTF-8).
+   */
   text: string;
+  /** How `text` carries the bytes. */
+  encoding: OutputEncoding;
   /** Every byte seen. */
   totalBytes: number;
-  /** Bytes dropped between head and tail (`totalBytes` minus the bytes kept). */
+  /** Bytes read and not kept (`totalBytes` minus the bytes `text` carries). */
   truncatedBytes: number;
+}
+
+/**
+ * The line that stands where bytes were dropped from text output, e.g.
+ * `[status: 1234 bytes dropped here]` with a line break after it (and before it, when the kept
+ * head does not end with one).
+ *
+ * @param droppedBytes How many bytes were dropped.
+ * @param afterNewline Whether the text before it ends with a line break.
+ * @returns The marker.
+ */
+export function droppedMarker(droppedBytes: number, afterNewline: boolean): string {
+  return `${afterNewline ? "" : "\n"}[status: ${droppedBytes} bytes dropped here]\n`;
 }
 
 /** Options of {@link OutputCapture}. */
@@ -55,7 +80,12 @@ function checkSize(name: string, value: number): number {
  *
  * const capture = new OutputCapture({ headBytes: 4, tailBytes: 3 });
  * capture.push(new TextEncoder().encode("0123456789"));
- * assert.deepEqual(capture.result(), { text: "0123789", totalBytes: 10, truncatedBytes: 3 });
+ * assert.deepEqual(capture.result(), {
+ *   text: "0123\n[status: 3 bytes dropped here]\n789",
+ *   encoding: "utf-8",
+ *   totalBytes: 10,
+ *   truncatedBytes: 3,
+ * });
  * ```
  */
 export class OutputCapture {
@@ -113,20 +143,73 @@ export class OutputCapture {
   }
 
   /**
-   * Decodes what was kept. When nothing was dropped head and tail are decoded together; otherwise
-   * separately, so a character cut at either seam becomes U+FFFD.
+   * What was kept, byte for byte: text when it is valid UTF-8, else base64. When bytes were
+   * dropped from text, head and tail are cut back to whole characters (the bytes of a cut
+   * character count as dropped) and a marker line stands between them.
    *
-   * @returns The text and the byte counts.
+   * @returns The kept output, its encoding and the byte counts.
    */
   result(): CapturedOutput {
     const head = this.#head.subarray(0, this.#headLength);
     const tail = this.#tailLength < this.#tail.length
       ? this.#tail.subarray(0, this.#tailLength)
       : concat(this.#tail.subarray(this.#tailPos), this.#tail.subarray(0, this.#tailPos));
-    const truncatedBytes = this.#total - head.length - tail.length;
-    const text = truncatedBytes === 0 ? decode(concat(head, tail)) : decode(head) + decode(tail);
-    return { text, totalBytes: this.#total, truncatedBytes };
+    const totalBytes = this.#total;
+    const dropped = totalBytes - head.length - tail.length;
+    if (dropped === 0) {
+      const bytes = concat(head, tail);
+      const text = decodeStrict(bytes);
+      return text === undefined
+        ? { text: base64Of(bytes), encoding: "base64", totalBytes, truncatedBytes: 0 }
+        : { text, encoding: "utf-8", totalBytes, truncatedBytes: 0 };
+    }
+    const headEnd = wholeCharactersEnd(head);
+    const tailStart = wholeCharactersStart(tail);
+    const headText = decodeStrict(head.subarray(0, headEnd));
+    const tailText = decodeStrict(tail.subarray(tailStart));
+    if (headText !== undefined && tailText !== undefined) {
+      const truncatedBytes = dropped + (head.length - headEnd) + tailStart;
+      const marker = droppedMarker(truncatedBytes, headText === "" || headText.endsWith("\n"));
+      return { text: headText + marker + tailText, encoding: "utf-8", totalBytes, truncatedBytes };
+    }
+    return {
+      text: base64Of(concat(head, tail)),
+      encoding: "base64",
+      totalBytes,
+      truncatedBytes: dropped,
+    };
   }
+}
+
+function base64Of(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64");
+}
+
+/** The bytes as text when they are valid UTF-8 (a leading byte-order mark kept), else `undefined`. */
+function decodeStrict(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the last whole UTF-8 character of `bytes` ends (a character cut at the end is left out). */
+function wholeCharactersEnd(bytes: Uint8Array): number {
+  for (let back = 1; back <= 3 && back <= bytes.length; back++) {
+    const byte = bytes[bytes.length - back];
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return length > back ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
+}
+
+/** Where the first whole UTF-8 character of `bytes` starts (continuation bytes skipped). */
+function wholeCharactersStart(bytes: Uint8Array): number {
+  let start = 0;
+  while (start < 3 && start < bytes.length && (bytes[start] & 0xc0) === 0x80) start++;
+  return start;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -136,12 +219,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-function decode(bytes: Uint8Array): string {
-  // A fresh decoder each time: `fatal: false` turns invalid bytes into U+FFFD, `ignoreBOM` keeps
-  // a leading byte-order mark as output rather than silently dropping it.
-  return new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }).decode(bytes);
 }
 
 /** A stream being read into an {@link OutputCapture}. */
@@ -167,9 +244,9 @@ export interface StreamCapture {
  * import assert from "node:assert/strict";
  * import { captureStream } from "./capture.ts";
  *
- * const reading = captureStream(ReadableStream.from([new Uint8Array([104, 105, 0xff])]));
+ * const reading = captureStream(ReadableStream.from([new Uint8Array([104, 105, 0, 10])]));
  * await reading.done;
- * assert.equal(reading.capture.result().text, "hi\uFFFD");
+ * assert.equal(reading.capture.result().text, "hi\u0000\n");
  * ```
  */
 export function captureStream(

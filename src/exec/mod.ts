@@ -6,7 +6,8 @@
  * - {@link parseCommandLine} splits a command line into an argv, refusing shell syntax;
  * - {@link checkPolicy} applies the allowlist and the path prefixes;
  * - {@link runCommand} does both, then runs the program and returns an {@link ExecResult};
- * - {@link toReportFields} turns a result into the fields of a report.
+ * - {@link toReportFields} turns a result into the fields of a report;
+ * - {@link Sandbox} decides who a command runs as, where, and how all its processes are stopped.
  *
  * @example Run a command under the default policy
  * ```ts
@@ -72,6 +73,22 @@ export {
   validateExtraEnv,
 } from "./env.ts";
 export {
+  agentUid,
+  Cell,
+  cgroup2Mount,
+  type CgroupHome,
+  type CommandUser,
+  DEFAULT_COMMAND_USER,
+  type KillMode,
+  type LeftoverOutcome,
+  ownCgroupPath,
+  type ProcessRecord,
+  resolveUser,
+  Sandbox,
+  type SandboxOptions,
+  type SignalRoute,
+} from "./sandbox.ts";
+export {
   DEADLINE_PHASES,
   type DeadlineWarning,
   DEFAULT_CANCEL_GRACE_MS,
@@ -82,6 +99,7 @@ export {
   type ExecResult,
   type ExecResultWire,
   type ExecStatus,
+  type ExitRecord,
   type ReportFields,
   runCommand,
   type RunOptions,
@@ -89,3 +107,4 @@ export {
   type StartFailure,
   toReportFields,
 } from "./runner.ts";
+export { type OnOutput, type OutputStreamName, tapOutput } from "./tap.ts";

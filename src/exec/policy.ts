@@ -59,21 +59,71 @@ export const SHELLS: ReadonlySet<string> = new Set([
   "busybox",
 ]);
 
-/** Options of GNU tar that run another program; refused even when tar is allowed. */
-const TAR_LONG_OPTIONS_THAT_RUN = [
-  "--to-command",
-  "--checkpoint-action",
-  "--use-compress-program",
-  "--info-script",
-  "--new-volume-script",
-  "--rsh-command",
-  "--rmt-command",
-];
-/** Options of tar that are harmless although they begin a dangerous one (an exact match wins). */
-const TAR_HARMLESS_PREFIXES = new Set(["--checkpoint"]);
-const TAR_NAMES = new Set(["tar", "gtar", "bsdtar"]);
-/** Short options of GNU tar that run another program (`-I`, `-F`). */
-const TAR_SHORT_OPTIONS_THAT_RUN = /[IF]/;
+/**
+ * Options refused for a program even when it is allowed, because they walk around the path
+ * rules: options that run another program, read a list of file names from a file (whose names
+ * the rules never see), or follow symbolic links met inside a directory (which the rules cannot
+ * check before the program runs). Long options match by unambiguous prefix, as GNU getopt does.
+ */
+interface OptionRules {
+  /** Long options (`--name`), with why each is refused. */
+  long: Record<string, string>;
+  /** Short option letters, with why each is refused. */
+  short: Record<string, string>;
+  /** Long options that are harmless although they begin a refused one (an exact match wins). */
+  harmless?: ReadonlySet<string>;
+  /** Whether a first argument without a dash is a bundle of options (`tar cf`). */
+  oldStyleBundle?: boolean;
+}
+
+const RUNS = "runs other programs";
+const FILE_LIST = "reads the names of the files to use from a file";
+const FOLLOWS = "follows symbolic links";
+
+const TAR_RULES: OptionRules = {
+  long: {
+    "--to-command": RUNS,
+    "--checkpoint-action": RUNS,
+    "--use-compress-program": RUNS,
+    "--info-script": RUNS,
+    "--new-volume-script": RUNS,
+    "--rsh-command": RUNS,
+    "--rmt-command": RUNS,
+    "--files-from": FILE_LIST,
+    "--dereference": FOLLOWS,
+  },
+  short: { I: RUNS, F: RUNS, T: FILE_LIST, h: FOLLOWS },
+  harmless: new Set(["--checkpoint"]),
+  oldStyleBundle: true,
+};
+
+/** Per program (by base name): the options refused. */
+const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
+  tar: TAR_RULES,
+  gtar: TAR_RULES,
+  bsdtar: TAR_RULES,
+  du: {
+    long: {
+      "--files0-from": FILE_LIST,
+      "--dereference": FOLLOWS,
+      "--dereference-args": FOLLOWS,
+    },
+    short: { L: FOLLOWS, D: FOLLOWS, H: FOLLOWS },
+  },
+  ls: {
+    long: {
+      "--dereference": FOLLOWS,
+      "--dereference-command-line": FOLLOWS,
+      "--dereference-command-line-symlink-to-dir": FOLLOWS,
+    },
+    short: { L: FOLLOWS, H: FOLLOWS },
+  },
+  gzip: {
+    // --force makes gzip follow symbolic links (and overwrite files).
+    long: { "--force": FOLLOWS },
+    short: { f: FOLLOWS },
+  },
+};
 
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]+$/;
 
@@ -223,7 +273,8 @@ export interface CheckPolicyOptions {
   searchPath?: string;
   /**
    * The working directory the command will run in; relative arguments resolved against it are
-   * checked for symlinks that leave an allowed prefix.
+   * checked like absolute ones. Unset: relative arguments are not checked (a command's own new
+   * directory holds nothing to protect).
    */
   cwd?: string;
 }
@@ -246,8 +297,17 @@ export interface CheckPolicyOptions {
  *   option as in `-f/path`) must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows);
- * - GNU tar's options that run other programs (`--to-command`, `--checkpoint-action`,
- *   `--use-compress-program`, `-I`, `-F`, ...) are refused even when tar is allowed.
+ * - a relative argument that names an existing entry of the working directory is checked like
+ *   the absolute path it resolves to;
+ * - options that walk around these rules are refused even when the program is allowed: tar's
+ *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
+ *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
+ *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
+ *   gzip `-f`), by exact name, unambiguous prefix or inside a bundle (`-chf`, `tar chf`).
+ *
+ * These rules are the second line: they cannot see what a program does with a path after the
+ * check (a symlink swapped in between), so the operating system (an unprivileged user, see
+ * `sandbox.ts`) must be the first.
  *
  * @param argv The argv from {@link parseCommandLine}.
  * @param policy The policy.
@@ -283,8 +343,9 @@ export function checkPolicy(
   const programName = program.value.kind === "name"
     ? program.value.name
     : basename(program.value.path);
-  if (TAR_NAMES.has(programName)) {
-    const reason = checkTarOptions(argv.slice(1));
+  const rules = Object.hasOwn(OPTION_RULES, programName) ? OPTION_RULES[programName] : undefined;
+  if (rules) {
+    const reason = checkOptions(programName, argv.slice(1), rules);
     if (reason) return { ok: false, reason };
   }
   return { ok: true, value: { argv: [...argv], program: program.value } };
@@ -372,15 +433,29 @@ function checkArgument(
       }
     } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
       const path = normalizePath(`${cwd}/${arg}`);
-      if (
-        prefixes.some((prefix) => isUnderPrefix(path, prefix)) &&
-        escapesThroughSymlink(path, prefixes)
-      ) {
+      if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
+        // A relative argument naming something of the working directory outside the prefixes
+        // (the agent's own files when it runs in its own directory) is a path like any other.
+        if (entryExists(path)) {
+          return `path "${arg}" is ${path} relative to the working directory, outside the ` +
+            `allowed prefixes (${prefixes.length ? prefixes.join(", ") : "none"})`;
+        }
+      } else if (escapesThroughSymlink(path, prefixes)) {
         return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
       }
     }
   }
   return undefined;
+}
+
+/** Whether a directory entry exists (a dangling symlink counts); `false` when unreadable. */
+function entryExists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -412,25 +487,32 @@ function realPathOfExisting(path: string): string | undefined {
   }
 }
 
-function checkTarOptions(args: string[]): string | undefined {
+function checkOptions(program: string, args: string[], rules: OptionRules): string | undefined {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") break;
     if (arg.startsWith("--")) {
       const name = arg.split("=", 1)[0];
-      // GNU getopt accepts any unambiguous abbreviation, so a prefix counts too.
-      if (
-        name.length > 2 && !TAR_HARMLESS_PREFIXES.has(name) &&
-        TAR_LONG_OPTIONS_THAT_RUN.some((option) => option.startsWith(name))
-      ) {
-        return `option "${name}" of tar runs other programs and is not allowed`;
+      if (name.length <= 2 || rules.harmless?.has(name) || Object.hasOwn(rules.long, name)) {
+        if (Object.hasOwn(rules.long, name)) {
+          return `option "${name}" of ${program} ${rules.long[name]} and is not allowed`;
+        }
+        continue;
       }
-    } else if (arg.startsWith("-") || i === 0) {
-      // Short options may be bundled (`-cIf`), and tar reads a first argument without a dash
-      // as bundled options too (`tar cIf ...`); refuse any bundle whose letters hold I or F.
-      const letters = /^-?([A-Za-z]*)/.exec(arg)![1];
-      const found = TAR_SHORT_OPTIONS_THAT_RUN.exec(letters);
-      if (found) return `option "-${found[0]}" of tar runs other programs and is not allowed`;
+      // GNU getopt accepts any unambiguous abbreviation, so a prefix counts too.
+      const refused = Object.keys(rules.long).find((option) => option.startsWith(name));
+      if (refused) {
+        return `option "${name}" of ${program} ${rules.long[refused]} and is not allowed`;
+      }
+    } else if (arg.startsWith("-") || (i === 0 && rules.oldStyleBundle)) {
+      // Short options may be bundled (`-chf`), and tar reads a first argument without a dash
+      // as bundled options too (`tar chf ...`); refuse any bundle holding a refused letter.
+      const letters = /^-?([A-Za-z0-9]*)/.exec(arg)![1];
+      for (const letter of letters) {
+        if (Object.hasOwn(rules.short, letter)) {
+          return `option "-${letter}" of ${program} ${rules.short[letter]} and is not allowed`;
+        }
+      }
     }
   }
   return undefined;

@@ -5,7 +5,7 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
-import type { ExecResultBody, ReportStatus } from "../protocol/schemas.ts";
+import type { ExecResultBody, OutputEncoding, ReportStatus } from "../protocol/schemas.ts";
 import { captureStream, type OutputCaptureOptions } from "./capture.ts";
 import {
   AGENT_SECRET_ENV_NAMES,
@@ -15,7 +15,9 @@ import {
   validateExtraEnv,
 } from "./env.ts";
 import { parseCommandLine } from "./parse.ts";
+import { type OnOutput, tapOutput } from "./tap.ts";
 import { checkPolicy, type ExecPolicy, resolveProgram } from "./policy.ts";
+import { type Cell, type ProcessRecord, Sandbox } from "./sandbox.ts";
 
 const log = logger("exec");
 
@@ -58,14 +60,18 @@ export interface ExecResultWire {
   signal: string | null;
   /** Seconds from spawn to exit, to the millisecond. */
   duration_secs: number;
-  /** The kept standard output: the first and last 32 KiB, decoded as UTF-8. */
+  /** The kept standard output (first and last 32 KiB): text, or base64 (`stdout_encoding`). */
   stdout: string;
-  /** The kept standard error: the first and last 32 KiB, decoded as UTF-8. */
+  /** The kept standard error (first and last 32 KiB): text, or base64 (`stderr_encoding`). */
   stderr: string;
   /** Bytes of standard output dropped between the kept head and tail. */
   stdout_truncated_bytes: number;
   /** Bytes of standard error dropped between the kept head and tail. */
   stderr_truncated_bytes: number;
+  /** `"base64"` when `stdout` holds base64 (the bytes were not UTF-8); absent: text. */
+  stdout_encoding?: OutputEncoding;
+  /** `"base64"` when `stderr` holds base64 (the bytes were not UTF-8); absent: text. */
+  stderr_encoding?: OutputEncoding;
 }
 
 // Compile-time checks: these local types must stay the protocol's types.
@@ -152,9 +158,31 @@ export interface RunOptions {
   onWarning?: (warning: DeadlineWarning) => void;
   /** Sizes of the kept output head and tail, per stream. */
   capture?: OutputCaptureOptions;
+  /** Receives every chunk of output as it is read (live output); the capture is unchanged. */
+  onOutput?: OnOutput;
   /** Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
   readEnv?: EnvReader;
+  /**
+   * Who the command runs as, where, and how its processes are stopped (see `sandbox.ts`).
+   * Without one the command runs as the agent's own user in `cwd` (or the agent's working
+   * directory), and its process group is signalled.
+   */
+  sandbox?: Sandbox;
+  /** Called right after the spawn with what identifies the command's processes. */
+  onSpawn?: (record: ProcessRecord) => void;
+  /**
+   * Called the moment the command's first process exited, before its output is collected, with
+   * the result minus the output; a caller records it durably so that a crash right after still
+   * knows how the command ended.
+   */
+  onExit?: (exit: ExitRecord) => void;
 }
+
+/** How a command ended, known the moment it exited (a result without its output). */
+export type ExitRecord = Pick<
+  ExecResult,
+  "status" | "exit_code" | "signal" | "duration_secs" | "error" | "started_at" | "completed_at"
+>;
 
 function checkPositive(name: string, value: number | undefined): void {
   if (value === undefined) return;
@@ -267,7 +295,7 @@ export async function runCommand(name: string, options: RunOptions): Promise<Exe
   const readEnv = options.readEnv ?? readAgentEnv;
   const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
   validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
-  const cwd = options.cwd;
+  const cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
 
   const startedAt = new Date();
   const base = {
@@ -294,7 +322,7 @@ export async function runCommand(name: string, options: RunOptions): Promise<Exe
   const env = buildChildEnv(extraEnv, readEnv);
   const checked = checkPolicy(parsed.value, options.policy, {
     searchPath: env.PATH,
-    cwd: cwd ?? currentDirectory(),
+    cwd: options.sandbox ? cwd : cwd ?? currentDirectory(),
   });
   if (!checked.ok) {
     log.warning("command rejected: {reason}", { argv: parsed.value, reason: checked.reason });
@@ -314,19 +342,28 @@ export async function runCommand(name: string, options: RunOptions): Promise<Exe
   const cwdProblem = cwd === undefined ? undefined : checkDirectory(cwd);
   if (cwdProblem) return notRun("failed", cwdProblem, "spawn_failed");
 
+  const sandbox = options.sandbox ?? Sandbox.unconfined(cwd);
+  let cell: Cell;
+  try {
+    cell = await sandbox.open();
+  } catch (error) {
+    const reason = (error as Error).message;
+    log.warning("command could not start: {reason}", { argv: parsed.value, reason });
+    return notRun("failed", reason, "spawn_failed");
+  }
+
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(resolved.path, {
+    child = cell.spawn(resolved.path, {
       args: parsed.value.slice(1),
-      cwd,
       clearEnv: true,
-      env,
+      env: cell.ownDir && cell.cwd ? { ...env, HOME: cell.cwd } : env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      detached: true,
-    }).spawn();
+    });
   } catch (error) {
+    await cell.close();
     const message = error instanceof Deno.errors.NotCapable
       ? `${(error as Error).message} (the agent needs --allow-run)`
       : (error as Error).message;
@@ -339,8 +376,10 @@ export async function runCommand(name: string, options: RunOptions): Promise<Exe
       : "spawn_failed";
     return notRun("failed", reason, kind);
   }
+  const record = cell.record();
+  if (record) callSafely("onSpawn", () => options.onSpawn?.(record));
 
-  return await supervise(child, { ...base, timeoutSecs }, options);
+  return await supervise(child, cell, { ...base, timeoutSecs }, options);
 }
 
 function currentDirectory(): string | undefined {
@@ -396,58 +435,127 @@ interface RunContext {
   timeoutSecs: number;
 }
 
+function callSafely(what: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    log.error(`${what} callback failed`, { error });
+  }
+}
+
+/** How a process ended, in words: "it ended by SIGTERM" or "it exited with code 0". */
+function howItEnded(signal: string | null, exitCode: number | null): string {
+  return signal ? `it ended by ${signal}` : `it exited with code ${exitCode}`;
+}
+
+/**
+ * The status and the error of a run, from what was sent when (ms since spawn) and how the first
+ * process ended: every clause is something that happened.
+ */
+function outcomeOf(
+  facts: {
+    termAt?: number;
+    killAt?: number;
+    cancelAt?: number;
+    endedAt: number;
+    signal: string | null;
+    exitCode: number | null;
+  },
+  timeoutSecs: number,
+): { status: ExecStatus; error: string | null } {
+  const at = (ms: number) => describeSecs(roundSecs(ms));
+  const ended = `${howItEnded(facts.signal, facts.exitCode)} at ${at(facts.endedAt)}`;
+  const killClause = facts.killAt === undefined
+    ? ""
+    : `; it had not stopped, so SIGKILL was sent at ${at(facts.killAt)}`;
+  if (facts.cancelAt !== undefined) {
+    return {
+      status: "cancelled",
+      error: `cancelled: SIGTERM was sent at ${at(facts.cancelAt)}${killClause}; ${ended}`,
+    };
+  }
+  if (facts.termAt !== undefined) {
+    return {
+      status: facts.killAt !== undefined && facts.signal === "SIGKILL" ? "killed" : "timeout",
+      error: `deadline of ${describeSecs(timeoutSecs)}: SIGTERM was sent at ${at(facts.termAt)} (${
+        Math.round(DEADLINE_PHASES.terminate * 100)
+      } % of it)${killClause}; ${ended}`,
+    };
+  }
+  if (facts.exitCode === 0) return { status: "success", error: null };
+  return {
+    status: "failed",
+    error: facts.signal
+      ? `terminated by signal ${facts.signal}`
+      : `exited with code ${facts.exitCode}`,
+  };
+}
+
 async function supervise(
   child: Deno.ChildProcess,
+  cell: Cell,
   context: RunContext,
   options: RunOptions,
 ): Promise<ExecResult> {
   const spawnedAt = performance.now();
+  const sinceSpawn = () => performance.now() - spawnedAt;
   const pid = child.pid;
   const { timeoutSecs } = context;
   const deadlineMs = timeoutSecs * 1000;
-  const logProps = { pid, program: context.program, argv: context.argv, timeoutSecs };
+  const logProps = {
+    pid,
+    program: context.program,
+    argv: context.argv,
+    timeoutSecs,
+    cgroup: cell.cgroup ?? null,
+  };
   log.debug("command started", logProps);
 
-  const stdout = captureStream(child.stdout, options.capture);
-  const stderr = captureStream(child.stderr, options.capture);
+  const stdout = captureStream(
+    tapOutput(child.stdout, "stdout", options.onOutput),
+    options.capture,
+  );
+  const stderr = captureStream(
+    tapOutput(child.stderr, "stderr", options.onOutput),
+    options.capture,
+  );
 
   let exited = false;
-  let terminated = false;
-  let killed = false;
-  let cancelled = false;
+  let termAt: number | undefined;
+  let killAt: number | undefined;
+  let cancelAt: number | undefined;
   const timers: ReturnType<typeof setTimeout>[] = [];
   const after = (ms: number, fn: () => void) => timers.push(setTimeout(fn, ms));
 
   const terminate = (why: string) => {
-    if (exited || terminated) return;
-    terminated = true;
-    log.warning("sending SIGTERM to the command's process group ({why})", { ...logProps, why });
-    signalGroup(pid, "SIGTERM");
+    if (exited || termAt !== undefined) return;
+    termAt = sinceSpawn();
+    log.warning("sending SIGTERM to every process of the command ({why})", { ...logProps, why });
+    cell.signal("SIGTERM");
   };
   const kill = (why: string) => {
-    if (exited || killed) return;
-    killed = true;
-    log.warning("sending SIGKILL to the command's process group ({why})", { ...logProps, why });
-    signalGroup(pid, "SIGKILL");
+    if (exited || killAt !== undefined) return;
+    killAt = sinceSpawn();
+    log.warning("sending SIGKILL to every process of the command ({why})", { ...logProps, why });
+    cell.signal("SIGKILL");
   };
 
   after(deadlineMs * DEADLINE_PHASES.warning, () => {
     if (exited) return;
-    const elapsedSecs = roundSecs(performance.now() - spawnedAt);
+    const elapsedSecs = roundSecs(sinceSpawn());
     log.warning("command is near its deadline", { ...logProps, elapsedSecs });
-    try {
-      options.onWarning?.({ pid, elapsedSecs, timeoutSecs });
-    } catch (error) {
-      log.error("deadline warning callback failed", { ...logProps, error });
-    }
+    callSafely("deadline warning", () => options.onWarning?.({ pid, elapsedSecs, timeoutSecs }));
   });
-  after(deadlineMs * DEADLINE_PHASES.terminate, () => terminate("deadline"));
+  after(deadlineMs * DEADLINE_PHASES.terminate, () => {
+    if (cancelAt === undefined) terminate("deadline");
+  });
   after(deadlineMs * DEADLINE_PHASES.kill, () => kill("deadline"));
 
   const onAbort = () => {
-    if (exited || cancelled) return;
-    cancelled = true;
+    if (exited || cancelAt !== undefined) return;
     log.info("command cancelled", logProps);
+    // A cancel after the deadline's SIGTERM keeps the deadline's account.
+    if (termAt === undefined) cancelAt = sinceSpawn();
     terminate("cancelled");
     after(options.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS, () => kill("cancelled"));
   };
@@ -457,15 +565,34 @@ async function supervise(
 
   let status: Deno.CommandStatus;
   let durationMs = 0;
+  let outcome: { status: ExecStatus; error: string | null } | undefined;
   try {
     status = await child.status;
+    exited = true;
+    durationMs = sinceSpawn();
+    const signal = status.signal ?? null;
+    const exitCode = signal ? null : status.code;
+    outcome = outcomeOf(
+      { termAt, killAt, cancelAt, endedAt: durationMs, signal, exitCode },
+      timeoutSecs,
+    );
+    const early = outcome;
+    callSafely("onExit", () =>
+      options.onExit?.({
+        status: early.status,
+        exit_code: exitCode,
+        signal,
+        duration_secs: roundSecs(durationMs),
+        error: early.error,
+        started_at: context.started_at,
+        completed_at: new Date().toISOString(),
+      }));
   } finally {
     exited = true;
-    durationMs = performance.now() - spawnedAt;
     for (const timer of timers) clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);
-    // Whatever the command left in its group dies with it, even on success.
-    signalGroup(pid, "SIGKILL");
+    // Whatever the command left behind (in its cgroup or group) dies with it, even on success.
+    await cell.close();
     // Read what is still in the pipes, but never wait on a process outside the group that
     // holds them open.
     await drain([stdout.done, stderr.done], options.drainMs ?? DEFAULT_DRAIN_MS);
@@ -476,29 +603,7 @@ async function supervise(
   const err = stderr.capture.result();
   const signal = status.signal ?? null;
   const exitCode = signal ? null : status.code;
-
-  let resultStatus: ExecStatus;
-  let error: string | null;
-  if (cancelled) {
-    resultStatus = "cancelled";
-    error = killed
-      ? "cancelled; the command did not stop after SIGTERM and was killed with SIGKILL"
-      : "cancelled; the command was stopped with SIGTERM";
-  } else if (killed) {
-    resultStatus = "killed";
-    error = `deadline of ${
-      describeSecs(timeoutSecs)
-    } passed; the command did not stop after SIGTERM and was killed with SIGKILL`;
-  } else if (terminated) {
-    resultStatus = "timeout";
-    error = `deadline of ${describeSecs(timeoutSecs)} passed; the command was stopped with SIGTERM`;
-  } else if (exitCode === 0) {
-    resultStatus = "success";
-    error = null;
-  } else {
-    resultStatus = "failed";
-    error = signal ? `terminated by signal ${signal}` : `exited with code ${exitCode}`;
-  }
+  const { status: resultStatus, error } = outcome!;
 
   const result: ExecResult = {
     status: resultStatus,
@@ -509,6 +614,8 @@ async function supervise(
     stderr: err.text,
     stdout_truncated_bytes: out.truncatedBytes,
     stderr_truncated_bytes: err.truncatedBytes,
+    ...(out.encoding === "base64" ? { stdout_encoding: "base64" as const } : {}),
+    ...(err.encoding === "base64" ? { stderr_encoding: "base64" as const } : {}),
     error,
     program: context.program,
     argv: context.argv,
@@ -583,6 +690,8 @@ export function toReportFields(result: ExecResult): ReportFields {
     stderr: result.stderr,
     stdout_truncated_bytes: result.stdout_truncated_bytes,
     stderr_truncated_bytes: result.stderr_truncated_bytes,
+    ...(result.stdout_encoding ? { stdout_encoding: result.stdout_encoding } : {}),
+    ...(result.stderr_encoding ? { stderr_encoding: result.stderr_encoding } : {}),
   };
   return {
     status: result.status,

@@ -29,6 +29,16 @@ export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"
 /** A log level, from the most to the least verbose. */
 export type LogLevel = typeof LOG_LEVELS[number];
 
+/** What a {@link LoggingOptions.filter} sees of a log record. */
+export interface LogRecordView {
+  /** The category, e.g. `["status", "exec"]`. */
+  readonly category: readonly string[];
+  /** The level, e.g. `"warning"`. */
+  readonly level: string;
+  /** The message template before its properties are filled in. */
+  readonly rawMessage: string | TemplateStringsArray;
+}
+
 /** Options of {@link setupLogging}. */
 export interface LoggingOptions {
   /**
@@ -47,6 +57,11 @@ export interface LoggingOptions {
   secrets?: readonly string[];
   /** Where lines go when no file is given; for tests. Defaults to standard error. */
   write?: (line: string) => void;
+  /**
+   * Records for which it returns `false` are not written (a command that reports an event
+   * itself keeps its log from saying it twice).
+   */
+  filter?: (record: LogRecordView) => boolean;
 }
 
 /**
@@ -197,6 +212,13 @@ export function setupLogging(options: LoggingOptions = {}): void {
   } else {
     const write = options.write ?? writeStderr;
     sink = (record) => write(formatter(record));
+  }
+  const filter = options.filter;
+  if (filter) {
+    const unfiltered = sink;
+    sink = Object.assign((record: LogRecord) => {
+      if (filter(record)) unfiltered(record);
+    }, { [Symbol.dispose]: () => (unfiltered as Partial<Disposable>)[Symbol.dispose]?.() });
   }
   configureSync({
     reset: true,

@@ -31,7 +31,9 @@ export type OperatorErrorKind =
   | "conflict"
   /** `5xx`. */
   | "server"
-  /** Another `4xx`, e.g. `400` naming a bad field or `429`. */
+  /** `429` still after the retries: the dashboard's rate limit. */
+  | "rate_limited"
+  /** Another `4xx`, e.g. `400` naming a bad field. */
   | "request"
   /** A `2xx` whose body is not what the protocol says. */
   | "invalid_answer";
@@ -46,6 +48,8 @@ export class OperatorError extends Error {
   readonly status?: number;
   /** The parsed JSON body of the answer, when there was one. */
   readonly body?: unknown;
+  /** A `429`'s `Retry-After`, in seconds. */
+  retryAfterSecs?: number;
 
   /**
    * Makes an operator error.
@@ -86,7 +90,20 @@ export interface OperatorClientOptions {
    * @default {globalThis.fetch}
    */
   fetch?: typeof fetch;
+  /**
+   * How often a request answered `429` is sent again after its `Retry-After`.
+   * @default {3}
+   */
+  maxRateLimitRetries?: number;
+  /**
+   * Sleeps for a `Retry-After`; for tests.
+   * @default {a timer}
+   */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
+
+/** The longest `Retry-After` the client waits before sending a request again, in seconds. */
+export const MAX_RETRY_AFTER_SECS = 60;
 
 /** What to enqueue, for {@link OperatorClient.enqueue}. */
 export interface EnqueueOptions {
@@ -146,14 +163,32 @@ export interface WaitForFinalOptions {
    */
   maxIntervalMs?: number;
   /**
-   * How long the dashboard may be unreachable or failing (connection errors, timeouts, 5xx) before
-   * waiting gives up, in milliseconds; a dashboard restart is ridden out.
+   * How long the dashboard may be unreachable or failing (connection errors, timeouts, 5xx, its
+   * rate limit) before waiting gives up, in milliseconds; a dashboard restart is ridden out.
    * @default {60000}
    */
   maxOutageMs?: number;
 }
 
-const TRANSIENT: ReadonlySet<OperatorErrorKind> = new Set(["connection", "timeout", "server"]);
+/** Options of one request. */
+interface RequestOptions {
+  body?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** The command the request is about (a 404 says "no command <id>"). */
+  commandId?: string;
+  /** The agent the request is about (a 404 naming it is passed on as it is). */
+  agentId?: string;
+  /** What the request does, for messages: "enqueue for agent web-1". */
+  what?: string;
+}
+
+const TRANSIENT: ReadonlySet<OperatorErrorKind> = new Set([
+  "connection",
+  "timeout",
+  "server",
+  "rate_limited",
+]);
 
 function isTransient(error: unknown): boolean {
   return error instanceof OperatorError && TRANSIENT.has(error.kind);
@@ -229,6 +264,8 @@ export class OperatorClient {
   readonly #adminToken?: string;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
+  readonly #maxRateLimitRetries: number;
+  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   /**
    * Makes a client; no request is sent until a method is called.
@@ -262,6 +299,8 @@ export class OperatorClient {
     this.#adminToken = options.adminToken || undefined;
     this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.#maxRateLimitRetries = options.maxRateLimitRetries ?? 3;
+    this.#sleep = options.sleep ?? abortableSleep;
   }
 
   /** Whether requests carry an admin token. */
@@ -295,6 +334,7 @@ export class OperatorClient {
       headers,
       signal: options.signal,
       what: `enqueue for agent ${options.agentId}`,
+      agentId: options.agentId,
     });
     return this.#parse(enqueueAnswerSchema, answer.body, "enqueue");
   }
@@ -457,16 +497,90 @@ export class OperatorClient {
     return parsed.data;
   }
 
-  async #request(
-    method: "GET" | "POST",
+  /**
+   * Sends one operator request and returns the JSON answer (for endpoints without a method of
+   * their own: the fleet and token routes).
+   *
+   * @param method HTTP method.
+   * @param pathAndQuery Path (and query) below the dashboard URL.
+   * @param options Body, abort signal, and what the request is called in errors.
+   * @returns Status and parsed body.
+   * @throws {OperatorError} When the request fails or is refused.
+   */
+  call(
+    method: "GET" | "POST" | "DELETE",
     pathAndQuery: string,
-    options: {
-      body?: unknown;
-      headers?: Record<string, string>;
-      signal?: AbortSignal;
-      commandId?: string;
-      what?: string;
-    } = {},
+    options: { body?: unknown; signal?: AbortSignal; what?: string } = {},
+  ): Promise<{ status: number; body: unknown }> {
+    return this.#request(method, pathAndQuery, options);
+  }
+
+  /**
+   * Opens a command's event stream (`GET /api/v1/commands/{id}/events`, server-sent events).
+   *
+   * @param id The command.
+   * @param options `Last-Event-ID` to resume from, and an abort signal.
+   * @returns The streaming response, or `null` when the dashboard has no event stream for it
+   *   (no such route, or no such command: {@link OperatorClient.getCommand} tells which).
+   * @throws {OperatorError} When the request is refused or the dashboard cannot be reached.
+   */
+  async openEvents(
+    id: string,
+    options: { lastEventId?: string; signal?: AbortSignal } = {},
+  ): Promise<Response | null> {
+    const path = `${PATHS.command(id)}/events`;
+    const headers: Record<string, string> = { Accept: "text/event-stream" };
+    if (this.#adminToken) headers[HEADER.authorization] = `Bearer ${this.#adminToken}`;
+    if (options.lastEventId) headers["Last-Event-ID"] = options.lastEventId;
+    let response: Response;
+    try {
+      response = await this.#fetch(this.dashboardUrl + path, { headers, signal: options.signal });
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw new OperatorError(
+        "connection",
+        `cannot reach the dashboard at ${this.dashboardUrl}: ${describeFetchFailure(error)}`,
+        { cause: error },
+      );
+    }
+    const type = response.headers.get("Content-Type") ?? "";
+    if (response.ok && type.startsWith("text/event-stream")) return response;
+    const text = await response.text().catch(() => "");
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    // No event stream here (an older dashboard) or no such command: the caller falls back to
+    // polling, which tells the two apart.
+    if (response.ok || response.status === 404 || response.status === 405) return null;
+    throw this.#failure(response.status, body, "GET", path, { commandId: id });
+  }
+
+  /** Sends a request; a `429` is sent again after its `Retry-After`, a few times. */
+  async #request(
+    method: "GET" | "POST" | "DELETE",
+    pathAndQuery: string,
+    options: RequestOptions = {},
+  ): Promise<{ status: number; body: unknown }> {
+    for (let retry = 0;; retry++) {
+      try {
+        return await this.#requestOnce(method, pathAndQuery, options);
+      } catch (error) {
+        const after = error instanceof OperatorError && error.status === 429
+          ? error.retryAfterSecs
+          : undefined;
+        if (after === undefined || retry >= this.#maxRateLimitRetries) throw error;
+        await this.#sleep(Math.min(after, MAX_RETRY_AFTER_SECS) * 1000, options.signal);
+      }
+    }
+  }
+
+  async #requestOnce(
+    method: "GET" | "POST" | "DELETE",
+    pathAndQuery: string,
+    options: RequestOptions = {},
   ): Promise<{ status: number; body: unknown }> {
     const url = this.dashboardUrl + pathAndQuery;
     const headers: Record<string, string> = { Accept: "application/json", ...options.headers };
@@ -523,7 +637,12 @@ export class OperatorClient {
       }
       return { status: response.status, body };
     }
-    throw this.#failure(response.status, body, method, pathAndQuery, options);
+    const failure = this.#failure(response.status, body, method, pathAndQuery, options);
+    if (response.status === 429) {
+      const header = response.headers.get("Retry-After")?.trim() ?? "";
+      failure.retryAfterSecs = /^\d{1,6}$/.test(header) ? Number(header) : undefined;
+    }
+    throw failure;
   }
 
   #failure(
@@ -531,7 +650,7 @@ export class OperatorClient {
     body: unknown,
     method: string,
     pathAndQuery: string,
-    options: { commandId?: string; what?: string },
+    options: RequestOptions,
   ): OperatorError {
     const said = errorSentence(body) ??
       (typeof body === "string" && body.trim() ? body.trim().slice(0, 200) : undefined);
@@ -549,6 +668,13 @@ export class OperatorClient {
       );
     }
     if (status === 404) {
+      if (options.agentId !== undefined && said !== undefined && said.includes(options.agentId)) {
+        return new OperatorError(
+          "not_found",
+          `the dashboard refused the ${options.what}: ${said}`,
+          init,
+        );
+      }
       if (options.commandId !== undefined) {
         return new OperatorError("not_found", `no command ${options.commandId}`, init);
       }
@@ -563,6 +689,13 @@ export class OperatorClient {
     const what = options.what ?? `${method} ${pathAndQuery.replace(/\?.*/, "")}`;
     if (status === 409) {
       return new OperatorError("conflict", `the dashboard refused the ${what}: ${http}`, init);
+    }
+    if (status === 429) {
+      return new OperatorError(
+        "rate_limited",
+        `the dashboard refused the ${what} because of its rate limit (${http}); try again later`,
+        init,
+      );
     }
     if (status >= 500) {
       return new OperatorError(

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { CommandRecord } from "./types.ts";
+import { Buffer } from "node:buffer";
+import type { CommandRecord, StoredResult } from "./types.ts";
 
 /**
  * Formats elapsed milliseconds as seconds with one decimal, e.g. `1.2 s`.
@@ -62,8 +63,38 @@ function formatTime(value: string | number | null | undefined): string | undefin
 
 function droppedNote(stream: string, bytes: number | null | undefined): string[] {
   return bytes && bytes > 0
-    ? [`(${bytes} bytes of ${stream} were dropped from the middle; 64 KiB are kept)`]
+    ? [
+      `(${bytes} bytes of ${stream} were dropped from the middle, where the marker line ` +
+      `"[status: ... bytes dropped here]" stands; the first and last 32 KiB are kept)`,
+    ]
     : [];
+}
+
+/**
+ * The exact bytes a command wrote to a stream, as the agent kept them: the text encoded as
+ * UTF-8, or the base64 decoded (docs/protocol.md §7).
+ *
+ * @param result The command's result.
+ * @param stream `stdout` or `stderr`.
+ * @returns The bytes (empty when there is no output).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { outputBytes } from "./format.ts";
+ * assert.deepEqual(outputBytes({ stdout: "AP8=", stdout_encoding: "base64" }, "stdout"), new Uint8Array([0, 255]));
+ * assert.deepEqual(outputBytes({ stdout: "a\u0000" }, "stdout"), new Uint8Array([97, 0]));
+ * ```
+ */
+export function outputBytes(
+  result: StoredResult | null | undefined,
+  stream: "stdout" | "stderr",
+): Uint8Array {
+  const text = result?.[stream] ?? "";
+  if (result?.[`${stream}_encoding`] === "base64") {
+    return new Uint8Array(Buffer.from(text, "base64"));
+  }
+  return new TextEncoder().encode(text);
 }
 
 /**
@@ -124,6 +155,15 @@ export function formatRecord(record: CommandRecord): string[] {
       const text = result[stream] ?? "";
       if (text.length === 0) {
         lines.push(`${(stream + ":").padEnd(11)}(empty)`);
+        continue;
+      }
+      if (result[`${stream}_encoding`] === "base64") {
+        const size = outputBytes(result, stream).length;
+        lines.push(
+          `--- ${stream}: ${size} bytes that are not UTF-8 text, in base64 (the exact bytes: ` +
+            `status result ${record.id} --${stream}) ---`,
+        );
+        for (let i = 0; i < text.length; i += 76) lines.push(text.slice(i, i + 76));
         continue;
       }
       lines.push(`--- ${stream} ---`);

@@ -35,6 +35,7 @@ export {
   EXIT_KILLED,
   EXIT_REJECTED,
   EXIT_TIMEOUT,
+  EXIT_WAIT_TIMEOUT,
   exitCodeOf,
   isFinalStatus,
   type StoredResult,
@@ -47,5 +48,15 @@ export {
   formatProgress,
   formatRecord,
   formatTable,
+  outputBytes,
   truncationNotes,
 } from "./format.ts";
+export {
+  followCommand,
+  type FollowHandlers,
+  type FollowOptions,
+  type FollowResult,
+  parseServerSentEvents,
+  type ServerSentEvent,
+} from "./follow.ts";
+export { checkHealth, type HealthCheck, type HealthOptions, type HealthReport } from "./health.ts";

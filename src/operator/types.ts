@@ -28,6 +28,10 @@ export interface StoredResult {
   stdout_truncated_bytes?: number | null;
   /** Bytes of standard error dropped from the middle. */
   stderr_truncated_bytes?: number | null;
+  /** `"base64"` when `stdout` holds base64 (the bytes were not UTF-8); absent: text. */
+  stdout_encoding?: string | null;
+  /** `"base64"` when `stderr` holds base64 (the bytes were not UTF-8); absent: text. */
+  stderr_encoding?: string | null;
 }
 
 /** Schema of a command's `result` as the dashboard stores it; unknown fields are kept. */
@@ -39,6 +43,8 @@ export const storedResultSchema: z.ZodType<StoredResult> = z.looseObject({
   stderr: z.string().nullish(),
   stdout_truncated_bytes: z.number().nullish(),
   stderr_truncated_bytes: z.number().nullish(),
+  stdout_encoding: z.string().nullish(),
+  stderr_encoding: z.string().nullish(),
 });
 
 /** A command as the dashboard stores it (PROTOCOL.md §3). */
@@ -90,6 +96,10 @@ export interface EnqueueAnswer {
   id: string;
   /** `true` when the same id and body were enqueued before; nothing changed. */
   duplicate?: boolean;
+  /** When the command expires if it is still queued then (ISO 8601). */
+  expires_at?: string | null;
+  /** Why the agent cannot take the command now (never connected, offline, another hash). */
+  warning?: string | null;
 }
 
 /** Schema of the answer to an enqueue; unknown fields are kept. */
@@ -97,6 +107,8 @@ export const enqueueAnswerSchema: z.ZodType<EnqueueAnswer> = z.looseObject({
   queued: z.boolean().optional(),
   id: z.string().min(1),
   duplicate: z.boolean().optional(),
+  expires_at: z.string().nullish(),
+  warning: z.string().nullish(),
 });
 
 /** An agent as the dashboard lists it. */
@@ -136,6 +148,11 @@ export const EXIT_REJECTED = 126;
 export const EXIT_TIMEOUT = 124;
 /** Exit code of a command that needed SIGKILL (128 + 9). */
 export const EXIT_KILLED = 137;
+/**
+ * Exit code of `--wait-timeout` passing before the command was final (sysexits' `EX_TEMPFAIL`:
+ * the command goes on; ask again later).
+ */
+export const EXIT_WAIT_TIMEOUT = 75;
 
 /**
  * The exit code a CLI reports for a finished command, so that `status enqueue --wait` behaves like
@@ -143,8 +160,8 @@ export const EXIT_KILLED = 137;
  *
  * @param record The command in a final status.
  * @returns The reported exit code for `success` and `failed`; 126 for `rejected`, 124 for
- *   `timeout`, 137 for `killed`; 1 for other failures (`lost`, `interrupted`, `cancelled`, a
- *   `failed` without an exit code).
+ *   `timeout`, 137 for `killed`; 1 for other failures (`lost`, `expired`, `interrupted`,
+ *   `cancelled`, a `failed` without an exit code).
  *
  * @example Mapping statuses
  * ```ts

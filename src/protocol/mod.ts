@@ -6,3 +6,4 @@
 export * from "./headers.ts";
 export * from "./schemas.ts";
 export * from "./signing.ts";
+export * from "./live.ts";

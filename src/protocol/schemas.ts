@@ -39,6 +39,7 @@ export const COMMAND_STATUSES = [
   "running",
   ...REPORT_STATUSES,
   "lost",
+  "expired",
 ] as const;
 /** A command's status on the dashboard. */
 export type CommandStatus = typeof COMMAND_STATUSES[number];
@@ -47,7 +48,11 @@ export type CommandStatus = typeof COMMAND_STATUSES[number];
 export const FINAL_STATUSES: ReadonlySet<CommandStatus> = new Set<CommandStatus>([
   ...REPORT_STATUSES,
   "lost",
+  "expired",
 ]);
+
+/** Largest queue expiry a command may ask for with `params.ttl_secs`: 30 days, in seconds. */
+export const MAX_TTL_SECS = 30 * 86_400;
 
 /** A command's parameters; keys other than these are kept as they are. */
 export interface CommandParams {
@@ -57,6 +62,11 @@ export interface CommandParams {
   priority?: Priority;
   /** Deliver only to agents waiting on this deployment hash. */
   deployment_hash?: string;
+  /**
+   * Queue expiry in seconds: still queued this long after the enqueue, the command becomes
+   * `expired` (default: the dashboard's `QUEUE_TTL_SECS`).
+   */
+  ttl_secs?: number;
   /** Free-form data kept with the command. */
   metadata?: Record<string, unknown>;
   /** Other keys are kept. */
@@ -68,6 +78,7 @@ export const paramsSchema: z.ZodType<CommandParams> = z.looseObject({
   timeout_secs: z.number().int().positive().max(86_400).optional(),
   priority: z.enum(PRIORITIES).optional(),
   deployment_hash: z.string().min(1).max(256).optional(),
+  ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
 
@@ -134,6 +145,15 @@ export const ackRequestSchema: z.ZodType<AckRequest> = z.object({
   attempt: z.number().int().positive(),
 });
 
+/**
+ * How a captured stream is carried in a JSON string (docs/protocol.md §7): `utf-8`, the text
+ * itself (NUL bytes included); `base64`, the bytes in standard padded base64 (they were not valid
+ * UTF-8).
+ */
+export const OUTPUT_ENCODINGS = ["utf-8", "base64"] as const;
+/** How a captured stream is carried; see {@link OUTPUT_ENCODINGS}. */
+export type OutputEncoding = typeof OUTPUT_ENCODINGS[number];
+
 /** What running a command produced (the `result` object of a report). */
 export interface ExecResultBody {
   /** Exit code, or null when a signal ended the process or it never ran. */
@@ -150,6 +170,10 @@ export interface ExecResultBody {
   stdout_truncated_bytes: number;
   /** Bytes of standard error dropped between head and tail. */
   stderr_truncated_bytes: number;
+  /** `"base64"` when `stdout` holds base64 (the bytes were not UTF-8); absent: text. */
+  stdout_encoding?: OutputEncoding;
+  /** `"base64"` when `stderr` holds base64 (the bytes were not UTF-8); absent: text. */
+  stderr_encoding?: OutputEncoding;
 }
 
 /** Schema of the `result` object of a report. */
@@ -161,6 +185,17 @@ export const execResultSchema: z.ZodType<ExecResultBody> = z.object({
   stderr: z.string(),
   stdout_truncated_bytes: z.number().int().nonnegative(),
   stderr_truncated_bytes: z.number().int().nonnegative(),
+  stdout_encoding: z.enum(OUTPUT_ENCODINGS).optional(),
+  stderr_encoding: z.enum(OUTPUT_ENCODINGS).optional(),
+}).superRefine((result, ctx) => {
+  for (const stream of ["stdout", "stderr"] as const) {
+    if (
+      result[`${stream}_encoding`] === "base64" &&
+      !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(result[stream])
+    ) {
+      ctx.addIssue({ code: "custom", path: [stream], message: "must be standard padded base64" });
+    }
+  }
 });
 
 /** Body of `POST /api/v1/agent/commands/report`. */

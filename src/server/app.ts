@@ -11,7 +11,7 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { MAX_BODY_BYTES, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
+import { MAX_BODY_BYTES, MAX_TTL_SECS, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import {
   type CommandRecord,
@@ -28,11 +28,21 @@ import { LeaseTimer } from "./leases.ts";
 import { connectInstances, resyncWaits, StoreAvailability, unavailableError } from "./notify.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
-import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
+import { agentRoutes, chain, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
-import { cancelAsked, leanRoutes } from "./wait_route.ts";
+import { cancelAsked, LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
+import { adminAuth, operatorRateLimit } from "./auth.ts";
+import { CommandEvents, eventRoutes } from "./events.ts";
+import { InstanceRegistry } from "./instances.ts";
+import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "./live_output.ts";
+import { DashboardMetrics, type MetricsRenderer, routeLabel } from "./metrics.ts";
+import { observeStore } from "./observed_store.ts";
+import { refusalOf } from "./refusals.ts";
+import { fleetRoutes } from "./routes_fleet.ts";
+import { liveRoutes } from "./routes_live.ts";
+import type { OutputBounds } from "../store/mod.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -62,10 +72,23 @@ export interface AppOptions {
    */
   maxAttempts?: number;
   /**
-   * Requests a minute per agent (token bucket).
-   * @default {120}
+   * Requests a minute per agent (token bucket) on the agent endpoints (wait, ack, report,
+   * cancel-wait, ...). Operator requests never take from it.
+   * @default {1200}
    */
   rateLimitPerMinute?: number;
+  /**
+   * Requests a minute per operator client address (token bucket) on the operator endpoints and
+   * every enqueue.
+   * @default {3000}
+   */
+  operatorRateLimitPerMinute?: number;
+  /**
+   * Queue expiry of a command whose params set no `ttl_secs`, in seconds: still queued this long
+   * after its enqueue, it becomes `expired`.
+   * @default {3600}
+   */
+  queueTtlSecs?: number;
   /**
    * Check timestamp, signature and replay on `GET …/wait` too.
    * @default {false}
@@ -109,6 +132,28 @@ export interface AppOptions {
    * @default {60000}
    */
   lastSeenFlushMs?: number;
+  /**
+   * An agent that has no open wait and was not seen for this many seconds is offline in the
+   * fleet view (`GET /api/v1/agents`) and the metrics.
+   * @default {90}
+   */
+  offlineAfterSecs?: number;
+  /**
+   * What is kept of a running command's live output, per stream.
+   * @default {{ headBytes: 32768, tailBytes: 32768 }}
+   */
+  outputBounds?: OutputBounds;
+  /**
+   * Interval of keep-alive comments on event streams, in ms.
+   * @default {15000}
+   */
+  eventKeepAliveMs?: number;
+  /**
+   * How long the live output of a final command is kept (its result holds the output), in
+   * seconds. Pruned once a minute while the lease timer runs (`autoExpireLeases`).
+   * @default {600}
+   */
+  liveOutputRetentionSecs?: number;
 }
 
 /**
@@ -120,6 +165,14 @@ export interface HttpApp {
   fetch(request: Request, env?: { remoteAddr?: Deno.Addr }): Response | Promise<Response>;
   /** Answers a request built from a path or URL, in process (tests). */
   request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
+}
+
+/** A route the app answers: a method and a path in Hono's syntax (`:id` for a parameter). */
+export interface RouteInfo {
+  /** The HTTP method, upper case. */
+  method: string;
+  /** The path, e.g. `/api/v1/commands/:id`. */
+  path: string;
 }
 
 /** What {@link createApp} returns. */
@@ -134,6 +187,16 @@ export interface DashboardApp {
   devMode: boolean;
   /** Whether the store is reachable (it goes down only for a shared store such as PostgreSQL). */
   availability: StoreAvailability;
+  /** The app's Prometheus metrics (`GET /metrics`). */
+  metrics: MetricsRenderer;
+  /** The event streams of commands. */
+  events: CommandEvents;
+  /**
+   * Every route the app answers (the long-polls, then the Hono routes in the order they were
+   * registered), each method and path once; middleware is not listed. `docs/protocol.md`
+   * describes each of them (a test checks it).
+   */
+  routes: readonly RouteInfo[];
   /**
    * Ends every lease that expired by the clock's now: requeue (and wake waiters), `lost` or
    * `cancelled`. The lease timer calls it; tests call it after moving their clock.
@@ -141,6 +204,13 @@ export interface DashboardApp {
   expireLeases(): Promise<ExpireOutcome>;
   /** Writes the in-memory last-seen times of agents to the store now (one transaction). */
   flushLastSeen(): Promise<void>;
+  /**
+   * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`; the
+   * timer of `autoExpireLeases` calls it once a minute.
+   *
+   * @returns How many chunks were deleted.
+   */
+  pruneOutput(): Promise<number>;
   /**
    * Answers open waits and cancel-waits with `204`, stops the lease timer and writes the last-seen
    * times. Does not close the store.
@@ -152,6 +222,15 @@ const log = logger("server");
 
 /** With a shared store, how often the lease timer looks for leases other instances took, in ms. */
 const SHARED_LEASE_LOOKUP_MS = 5000;
+/** Default requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
+export const DEFAULT_AGENT_RATE_LIMIT = 1200;
+/**
+ * Default requests a minute per operator client address: dozens of `status enqueue --wait` polling
+ * at once from one machine fit.
+ */
+export const DEFAULT_OPERATOR_RATE_LIMIT = 3000;
+/** Default queue expiry of a command, in seconds. */
+export const DEFAULT_QUEUE_TTL_SECS = 3600;
 
 function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
@@ -193,13 +272,25 @@ export function createApp(options: AppOptions): DashboardApp {
   if (!devMode && !options.adminToken) {
     throw new TypeError("adminToken is required outside dev mode");
   }
-  const store = options.store;
   const clock = options.clock ?? systemClock;
+  // Every store call is timed, and every change of a command reaches its event streams.
+  const metrics = new DashboardMetrics();
+  const events = new CommandEvents();
+  const store = observeStore(options.store, { events, metrics });
   const ackTimeoutSecs = positiveInteger("ackTimeoutSecs", options.ackTimeoutSecs ?? 30);
   const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
   const rateLimitPerMinute = positiveInteger(
     "rateLimitPerMinute",
-    options.rateLimitPerMinute ?? 120,
+    options.rateLimitPerMinute ?? DEFAULT_AGENT_RATE_LIMIT,
+  );
+  const operatorRateLimitPerMinute = positiveInteger(
+    "operatorRateLimitPerMinute",
+    options.operatorRateLimitPerMinute ?? DEFAULT_OPERATOR_RATE_LIMIT,
+  );
+  const queueTtlSecs = positiveInteger(
+    "queueTtlSecs",
+    options.queueTtlSecs ?? DEFAULT_QUEUE_TTL_SECS,
+    MAX_TTL_SECS,
   );
   const defaultTimeoutSecs = positiveInteger(
     "defaultTimeoutSecs",
@@ -208,6 +299,11 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
+  const offlineAfterSecs = positiveInteger("offlineAfterSecs", options.offlineAfterSecs ?? 90);
+  const retentionMs = positiveInteger(
+    "liveOutputRetentionSecs",
+    options.liveOutputRetentionSecs ?? 600,
+  ) * 1000;
   const startedAt = clock.now();
   // A store shared by several instances (PostgreSQL): events between them, request ids in the
   // database, and a store that can go away and come back.
@@ -252,6 +348,7 @@ export function createApp(options: AppOptions): DashboardApp {
       cancelWaiters,
       availability,
       resync: () => resyncWaits(store, hub, cancelWaiters, cancelAsked),
+      changed: (commandId) => events.publish(commandId),
     }).then(async (opened) => {
       if (closed) await opened?.close();
       else subscription = opened;
@@ -294,6 +391,13 @@ export function createApp(options: AppOptions): DashboardApp {
         agentId: command.agentId,
       });
     }
+    for (const command of outcome.expired) {
+      log.warning("command {commandId} expired: agent {agentId} did not take it in time", {
+        commandId: command.id,
+        agentId: command.agentId,
+        attempt: command.attempt,
+      });
+    }
     for (const agentId of agents) hub.notify(agentId);
     return outcome;
   }
@@ -301,6 +405,8 @@ export function createApp(options: AppOptions): DashboardApp {
   // Last seen: kept in memory; the times not yet written go to the store in one transaction at
   // most every lastSeenFlushMs (one timer, armed only while some are unwritten), and at close.
   const lastSeen = new Map<string, number>();
+  // The deployment hash of each agent's latest wait (one entry per agent, like lastSeen).
+  const lastWaitHash = new Map<string, string>();
   let unwritten = new Map<string, number>();
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
@@ -342,6 +448,14 @@ export function createApp(options: AppOptions): DashboardApp {
     adminToken: options.adminToken,
     auth,
     limiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute, clock }),
+    operatorLimiter: new TokenBucketLimiter({ perMinute: operatorRateLimitPerMinute, clock }),
+    queueTtlSecs,
+    offlineAfterMs: offlineAfterSecs * 1000,
+    waitingHashes: (agentId) => hub.waitingHashes(agentId),
+    noteWaitHash: (agentId, hash) => {
+      if (lastWaitHash.get(agentId) !== hash) lastWaitHash.set(agentId, hash);
+    },
+    lastWaitHash: (agentId) => lastWaitHash.get(agentId),
     replay: shared
       ? {
         remember: (id) => shared.rememberRequestId(id, clock.now(), REPLAY_WINDOW_SECS * 1000),
@@ -358,6 +472,7 @@ export function createApp(options: AppOptions): DashboardApp {
     deliveryLeaseMs: ackTimeoutSecs * 1000,
     maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
+    instances: new InstanceRegistry(clock),
   };
 
   const app = new Hono<ServerEnv>();
@@ -387,6 +502,40 @@ export function createApp(options: AppOptions): DashboardApp {
   });
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
+  // Every operator route takes from the operators' buckets, never from an agent's.
+  const operatorAuth = chain([
+    operatorRateLimit(deps.operatorLimiter),
+    adminAuth({ adminToken: options.adminToken, devMode }),
+  ]);
+  liveRoutes(app, deps, {
+    outputLimiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute * 5, clock }),
+    keep: options.outputBounds ?? {
+      headBytes: LIVE_OUTPUT_HEAD_BYTES,
+      tailBytes: LIVE_OUTPUT_TAIL_BYTES,
+    },
+  });
+  eventRoutes(app, { store, events, auth: operatorAuth, keepAliveMs: options.eventKeepAliveMs });
+  const fleet = fleetRoutes(app, deps, {
+    auth: operatorAuth,
+    offlineAfterMs: offlineAfterSecs * 1000,
+  });
+  metrics.bind({
+    waiting: () => hub.size,
+    online: () => fleet.online(),
+    countByStatus: () => store.countCommandsByStatus(),
+  });
+  app.get("/metrics", operatorAuth, function metricsRoute() {
+    return metrics.render();
+  });
+
+  // Middleware (`app.use`) is registered under the method "ALL"; no route uses it.
+  const routes: RouteInfo[] = [...LEAN_ROUTES];
+  for (const route of app.routes) {
+    if (route.method === "ALL") continue;
+    if (!routes.some((r) => r.method === route.method && r.path === route.path)) {
+      routes.push({ method: route.method, path: route.path });
+    }
+  }
 
   app.notFound((c) => {
     return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
@@ -415,13 +564,36 @@ export function createApp(options: AppOptions): DashboardApp {
 
   if (autoExpire) void leases.start();
   subscribe();
+  // Live output of final commands is redundant with their results after a while.
+  const pruneOutput = () => store.pruneOutput(clock.now() - retentionMs);
+  const pruneTimer = autoExpire
+    ? setInterval(() => {
+      pruneOutput().catch((error) => {
+        log.warning("could not prune live output: {error}", { error });
+      });
+    }, 60_000)
+    : undefined;
 
   // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
   const lean = leanRoutes(deps);
+  const count = (request: Request, response: Response) => {
+    const status = response.status;
+    metrics.requests.inc({ route: routeLabel(new URL(request.url).pathname), status });
+    if (status === 429) metrics.rateLimited.inc();
+    else if (status >= 400) {
+      const reason = refusalOf(request);
+      if (reason !== undefined) metrics.authRefusals.inc({ reason });
+    }
+    return response;
+  };
+  // Counted with `then`, not an async frame: a held wait keeps nothing more than before.
   const fetch: HttpApp["fetch"] = (request, env) => {
     const addr = env?.remoteAddr;
-    return lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
+    const answer = lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
       app.fetch(request, env);
+    return answer instanceof Promise
+      ? answer.then((response) => count(request, response))
+      : count(request, answer);
   };
   const http: HttpApp = {
     fetch,
@@ -442,13 +614,19 @@ export function createApp(options: AppOptions): DashboardApp {
     cancelWaiters,
     devMode,
     availability,
+    metrics,
+    events,
+    routes,
     expireLeases,
     flushLastSeen,
+    pruneOutput,
     async close() {
       if (!closed) {
         closed = true;
         hub.close();
         cancelWaiters.close();
+        events.close();
+        clearInterval(pruneTimer);
         leases.close();
         availability.close();
         await subscribing;

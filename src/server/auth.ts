@@ -43,6 +43,7 @@ import type { AgentRecord, AgentScope, CommandStore } from "../store/mod.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { type RawBody, readBody } from "./body.ts";
+import { noteRefusal } from "./refusals.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { RequestIdGuard } from "./replay.ts";
 
@@ -155,6 +156,7 @@ export function refuse(
 ): HttpError {
   const call = "request" in from ? from : callOf(from);
   const request = call.request;
+  noteRefusal(request, message);
   audit.warning(`${event}: {reason}`, {
     reason: message,
     status,
@@ -317,10 +319,19 @@ export function bearerToken(): MiddlewareHandler<ServerEnv> {
  * @throws {HttpError} `429` with `Retry-After`.
  */
 export function checkRateLimit(limiter: TokenBucketLimiter, call: AgentCall): void {
-  const taken = limiter.take(agentOf(call).id);
+  takeOrRefuse(limiter, agentOf(call).id, call);
+}
+
+/** Takes a token of `key`'s bucket, or throws the `429` (audited) saying when to retry. */
+function takeOrRefuse(
+  limiter: TokenBucketLimiter,
+  key: string,
+  from: Context<ServerEnv> | AgentCall,
+): void {
+  const taken = limiter.take(key);
   if (!taken.ok) {
     throw refuse(
-      call,
+      from,
       429,
       `rate limit exceeded; retry in ${taken.retryAfterSecs} s`,
       "rate limit exceeded",
@@ -340,6 +351,21 @@ export function checkRateLimit(limiter: TokenBucketLimiter, call: AgentCall): vo
  */
 export function rateLimit(limiter: TokenBucketLimiter): MiddlewareHandler<ServerEnv> {
   return middleware("rateLimitStep", (call) => checkRateLimit(limiter, call));
+}
+
+/**
+ * The operators' rate limit: one token bucket per client address, apart from every agent's own
+ * bucket, so that operator requests (and enqueues, however authenticated) never take from an
+ * agent's budget.
+ *
+ * @param limiter The operators' buckets.
+ * @returns The middleware; a full bucket answers `429` with `Retry-After`.
+ */
+export function operatorRateLimit(limiter: TokenBucketLimiter): MiddlewareHandler<ServerEnv> {
+  return async function operatorRateLimitStep(c, next) {
+    takeOrRefuse(limiter, `operator ${remoteOf(c) ?? "local"}`, c);
+    await next();
+  };
 }
 
 /** Options of step 4. */

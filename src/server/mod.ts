@@ -64,6 +64,21 @@
  * - A command with the id `wait` has none: `…/commands/wait/cancel-wait` is a wait on the
  *   deployment hash `cancel-wait`, and the agent does not ask.
  *
+ * ## Live output, event streams, the fleet and metrics
+ *
+ * - `POST /api/v1/agent/commands/{id}/output` (`routes_live.ts`): chunks of a running command's
+ *   output with byte offsets, stored once and bounded to head and tail per stream
+ *   (`CommandStore.appendOutput`); `GET /api/v1/commands/{id}` shows them as `live_output`.
+ * - `GET /api/v1/commands/{id}/events` (`events.ts`): server-sent `status`, `output` and `end`
+ *   events, resumable with `Last-Event-ID`. Every store call goes through `observed_store.ts`,
+ *   which wakes the streams of the command it changed and counts it in the metrics.
+ * - `POST /api/v1/agent/heartbeat`, `GET /api/v1/agent/ping` (`routes_live.ts`);
+ *   `GET/POST /api/v1/agents`, `POST /api/v1/agents/{id}/rotate`, `DELETE /api/v1/agents/{id}`
+ *   (`routes_fleet.ts`).
+ * - One agent process per agent id (`instances.ts`): a wait from a second instance is `409`.
+ * - `GET /metrics` (`metrics.ts`, `prom-client`): admin token outside dev mode, or
+ *   `ServeOptions.metricsBind` for a separate listener without one.
+ *
  * @example Start a dev-mode dashboard on a free port
  * ```ts
  * import assert from "node:assert/strict";
@@ -82,7 +97,13 @@
  *
  * @module
  */
-export { type AppOptions, createApp, type DashboardApp, type HttpApp } from "./app.ts";
+export {
+  type AppOptions,
+  createApp,
+  type DashboardApp,
+  type HttpApp,
+  type RouteInfo,
+} from "./app.ts";
 export {
   isLoopback,
   resolveDevMode,
@@ -108,6 +129,21 @@ export type { ServerEnv } from "./auth.ts";
 export type { RawBody } from "./body.ts";
 export { WAIT_TIMEOUT_SECS } from "./wait_route.ts";
 export { LIST_LIMIT } from "./routes_operator.ts";
+export { CommandEvents, type EventCursor, parseEventId, statusKeyOf } from "./events.ts";
+export {
+  DashboardMetrics,
+  type DashboardMetricsSources,
+  type MetricsRenderer,
+  routeLabel,
+} from "./metrics.ts";
+export { InstanceRegistry } from "./instances.ts";
+export { type AgentState as FleetAgentState, agentState } from "./routes_fleet.ts";
+export {
+  assembleStream,
+  LIVE_OUTPUT_HEAD_BYTES,
+  LIVE_OUTPUT_TAIL_BYTES,
+  type LiveStream,
+} from "./live_output.ts";
 // Types of other modules that the API above names.
 export type {
   AgentRecord,
@@ -115,5 +151,6 @@ export type {
   CommandRecord,
   CommandStore,
   ExpireOutcome,
+  OutputBounds,
   SqliteStoreOptions,
 } from "../store/mod.ts";

@@ -201,6 +201,8 @@ export interface InstanceLinks {
   resync(): Promise<void>;
   /** Told of store failures. */
   availability: StoreAvailability;
+  /** A command changed (anything: its event streams re-read it). */
+  changed?(commandId: string): void;
 }
 
 /**
@@ -224,7 +226,10 @@ export async function connectInstances(links: InstanceLinks): Promise<StoreSubsc
     return await store.subscribe({
       event(event) {
         if (event.type === "queued") hub.notify(event.agentId);
-        else if (event.type === "cancel") cancelWaiters.notify(event.commandId);
+        else if (event.type === "cancel") {
+          cancelWaiters.notify(event.commandId);
+          links.changed?.(event.commandId);
+        } else if (event.type === "changed") links.changed?.(event.commandId);
       },
       resync() {
         log.info("notifications reconnected; re-checking open waits");

@@ -28,6 +28,7 @@ import {
   hasBearer,
   identifyAgent,
   jsonBody,
+  operatorRateLimit,
   rateLimit,
   refuse,
   requireScope,
@@ -41,6 +42,7 @@ import type { LeaseTimer } from "./leases.ts";
 import type { StoreAvailability } from "./notify.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { RequestIdGuard } from "./replay.ts";
+import type { InstanceRegistry } from "./instances.ts";
 import type { WaiterHub } from "./waiters.ts";
 
 /** What the routes share; built once by `createApp`. */
@@ -53,7 +55,24 @@ export interface RouteDeps {
   devMode: boolean;
   adminToken?: string;
   auth: AuthContext;
+  /** The agents' buckets (one per agent id). */
   limiter: TokenBucketLimiter;
+  /** The operators' buckets (one per client address), for operator routes and enqueues. */
+  operatorLimiter: TokenBucketLimiter;
+  /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
+  queueTtlSecs: number;
+  /**
+   * An agent with no open wait that was not seen for this long is offline (`OFFLINE_AFTER_SECS`,
+   * as the fleet view says), in ms.
+   * @default {90000}
+   */
+  offlineAfterMs?: number;
+  /** The deployment hashes of an agent's open waits. */
+  waitingHashes(agentId: string): string[];
+  /** Records the deployment hash of an agent's wait (for the enqueue's warning). */
+  noteWaitHash?(agentId: string, hash: string): void;
+  /** The deployment hash of the agent's latest wait since the dashboard started, if any. */
+  lastWaitHash?(agentId: string): string | undefined;
   replay: RequestIdGuard;
   /** Whether the store is reachable; told of every failure to reach it. */
   availability: StoreAvailability;
@@ -65,6 +84,8 @@ export interface RouteDeps {
   maxBodyBytes: number;
   /** The freshest last-seen time of an agent known in memory. */
   lastSeen(agentId: string): number | null;
+  /** Which agent process holds each agent id (one agent per id). */
+  instances?: InstanceRegistry;
 }
 
 const log = logger("server");
@@ -100,23 +121,26 @@ export function enqueueFingerprint(agentId: string, body: EnqueueRequest): strin
 }
 
 /**
- * The agent pipeline of PROTOCOL.md §1 for one route: steps 1–3 always, 4–6 when `signed`, 7.
+ * The agent pipeline of docs/protocol.md §1 for one route: steps 1–3 always, 4–6 when `signed`,
+ * 7.
  *
  * @param deps The shared parts.
  * @param scope The route's scope.
  * @param signed Whether timestamp, signature and replay are checked.
+ * @param forEnqueue An enqueue: the agent is not marked seen by step 1 (an operator's `curl`
+ *   with `X-Agent-Id` is not the agent connecting; the route marks a signed one) and step 3 is
+ *   left to the operators' limit.
  * @returns The middleware, in order.
  */
 export function agentPipeline(
   deps: RouteDeps,
   scope: AgentScope,
   signed = true,
+  forEnqueue = false,
 ): MiddlewareHandler<ServerEnv>[] {
-  const steps: MiddlewareHandler<ServerEnv>[] = [
-    identifyAgent(deps.auth),
-    bearerToken(),
-    rateLimit(deps.limiter),
-  ];
+  const steps: MiddlewareHandler<ServerEnv>[] = forEnqueue
+    ? [identifyAgent({ ...deps.auth, seen: undefined }), bearerToken()]
+    : [identifyAgent(deps.auth), bearerToken(), rateLimit(deps.limiter)];
   if (signed) {
     steps.push(
       checkTimestamp({ clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS }),
@@ -140,6 +164,56 @@ export function chain(steps: MiddlewareHandler<ServerEnv>[]): MiddlewareHandler<
     };
     await run(0);
   };
+}
+
+/**
+ * Why a command just queued cannot be delivered now, for the enqueue's answer: the agent never
+ * connected, is offline, or waits only on other deployment hashes.
+ *
+ * @param deps The shared parts.
+ * @param agentId The target agent.
+ * @param deploymentHash The command's deployment hash, if any.
+ * @param expiresAt When the command expires, if ever.
+ * @returns One sentence, or `undefined` when an open wait can take it.
+ */
+export async function deliveryWarning(
+  deps: Pick<
+    RouteDeps,
+    "store" | "clock" | "lastSeen" | "waitingHashes" | "lastWaitHash" | "offlineAfterMs"
+  >,
+  agentId: string,
+  deploymentHash: string | null,
+  expiresAt: number | null,
+): Promise<string | undefined> {
+  const expiry = expiresAt === null ? "" : ` (it expires at ${new Date(expiresAt).toISOString()})`;
+  const until = `until it does${expiry}`;
+  const forHash = (what: string) =>
+    `${what}, not ${deploymentHash}; the command waits in the queue for a wait on ` +
+    `${deploymentHash}${expiry}`;
+  const hashes = deps.waitingHashes(agentId);
+  if (hashes.length > 0) {
+    if (deploymentHash === null || hashes.includes(deploymentHash)) return undefined;
+    return forHash(`agent ${agentId} is waiting for deployment ${hashes.join(", ")}`);
+  }
+  const stored = (await deps.store.getAgent(agentId))?.lastSeenAt ?? null;
+  const memory = deps.lastSeen(agentId);
+  const lastSeen = memory === null ? stored : Math.max(memory, stored ?? 0);
+  if (lastSeen === null) {
+    return `agent ${agentId} has never connected to this dashboard; the command waits in the ` +
+      `queue ${until}`;
+  }
+  const ago = deps.clock.now() - lastSeen;
+  if (ago < (deps.offlineAfterMs ?? 90_000)) {
+    // Between two waits (running a command): its latest wait says which deployment it serves.
+    const latest = deps.lastWaitHash?.(agentId);
+    if (deploymentHash === null || latest === undefined || latest === deploymentHash) {
+      return undefined;
+    }
+    return forHash(`agent ${agentId} last waited for deployment ${latest}`);
+  }
+  return `agent ${agentId} is offline (last seen ${Math.round(ago / 1000)} s ago, at ${
+    new Date(lastSeen).toISOString()
+  }); the command waits in the queue ${until}`;
 }
 
 /**
@@ -214,6 +288,8 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
           stderr: r.stderr,
           stdoutTruncatedBytes: r.stdout_truncated_bytes,
           stderrTruncatedBytes: r.stderr_truncated_bytes,
+          stdoutEncoding: r.stdout_encoding ?? null,
+          stderrEncoding: r.stderr_encoding ?? null,
         },
         error: report.error ?? null,
         startedAt: report.started_at ?? null,
@@ -242,9 +318,10 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
 
   // Enqueue: an operator with the admin token, an operator of a dev-mode dashboard (no
   // X-Agent-Id: the body names the agent), or the target agent's own signed request.
-  const agentEnqueue = chain(agentPipeline(deps, "commands:enqueue"));
+  const agentEnqueue = chain(agentPipeline(deps, "commands:enqueue", true, true));
   app.post(
     "/api/v1/agent/commands/enqueue",
+    operatorRateLimit(deps.operatorLimiter),
     async function enqueueAuth(c, next) {
       if (deps.adminToken && hasBearer(c, deps.adminToken)) {
         c.set("via", "admin");
@@ -264,7 +341,10 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         await next();
       } else {
         await agentEnqueue(c, async () => {
-          c.set("via", c.get("unsigned") ? "dev-agent" : "agent");
+          const unsigned = c.get("unsigned");
+          c.set("via", unsigned ? "dev-agent" : "agent");
+          // A signed request is the agent itself; an unsigned one (the seed's curl) is not.
+          if (!unsigned) deps.auth.seen?.(c.get("agent").id);
           await next();
         });
       }
@@ -306,13 +386,15 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         }
       }
       const id = request.id ?? crypto.randomUUID();
+      const params = request.params ?? {};
       const command = {
         id,
         agentId: target,
         name: request.name,
-        params: request.params ?? {},
+        params,
         fingerprint: enqueueFingerprint(target, request),
         now,
+        expiresAt: now + (params.ttl_secs ?? deps.queueTtlSecs) * 1000,
       };
       // When a wait of the target matches, the store claims for it in the enqueue's transaction
       // (one commit on the wake-up path); the hub answers that wait before this answer is sent.
@@ -340,6 +422,10 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         );
       }
       const duplicate = outcome.outcome === "duplicate";
+      const stored = outcome.command;
+      if (outcome.outcome === "created" && stored.expiresAt !== null) {
+        deps.leases.schedule(stored.expiresAt);
+      }
       audit.info("command enqueued {commandId} for {agentId}", {
         commandId: id,
         agentId: target,
@@ -348,7 +434,22 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         deploymentHash: outcome.command.deploymentHash ?? undefined,
         duplicate,
       });
-      return c.json(duplicate ? { queued: true, id, duplicate: true } : { queued: true, id }, 202);
+      const answer: Record<string, unknown> = { queued: true, id };
+      if (duplicate) answer.duplicate = true;
+      answer.expires_at = stored.expiresAt === null
+        ? null
+        : new Date(stored.expiresAt).toISOString();
+      const warning = stored.status === "queued"
+        ? await deliveryWarning(deps, stored.agentId, stored.deploymentHash, stored.expiresAt)
+        : undefined;
+      if (warning) {
+        answer.warning = warning;
+        log.info("command {commandId} cannot be delivered now: {warning}", {
+          commandId: id,
+          warning,
+        });
+      }
+      return c.json(answer, 202);
     },
   );
 }

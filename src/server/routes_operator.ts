@@ -1,16 +1,19 @@
 /**
- * Operator endpoints (PROTOCOL.md §3) and `GET /health`.
+ * Operator endpoints (PROTOCOL.md §3) and `GET /health`; `GET /api/v1/agents` is in
+ * `routes_fleet.ts`.
  *
  * @module
  */
-import type { Hono } from "hono";
+import type { Hono, MiddlewareHandler } from "hono";
 import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
-import { adminAuth, type ServerEnv } from "./auth.ts";
+import { adminAuth, operatorRateLimit, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
-import type { RouteDeps } from "./routes_agent.ts";
-import { agentView, commandView } from "./views.ts";
+import { chain, type RouteDeps } from "./routes_agent.ts";
+import { commandView } from "./views.ts";
+import { commandWithLiveOutput } from "./live_output.ts";
+import { VERSION } from "../version.ts";
 
 /** Default and largest `limit` of `GET /api/v1/commands`. */
 export const LIST_LIMIT = { default: 50, max: 1000 } as const;
@@ -30,7 +33,9 @@ function queryError(field: string, message: string): HttpError {
  */
 export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt: number): void {
   const { store, clock, hub } = deps;
-  const admin = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
+  const limit = operatorRateLimit(deps.operatorLimiter);
+  const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
+  const admin: MiddlewareHandler<ServerEnv> = chain([limit, auth]);
 
   app.get("/health", async function healthRoute(c) {
     // A shared store is asked (one trivial query); the embedded one is always there.
@@ -51,6 +56,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     return c.json({
       status: "ok",
       store: { status: "ok" },
+      version: VERSION,
       dev_mode: deps.devMode,
       waiting: hub.size,
       cancel_waiting: deps.cancelWaiters.size,
@@ -63,7 +69,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     const id = c.req.param("id");
     const command = await store.getCommand(id);
     if (!command) throw new HttpError(404, `command ${id} does not exist`);
-    return c.json(commandView(command));
+    return c.json(await commandWithLiveOutput(store, command));
   });
 
   app.get("/api/v1/commands", admin, async function listCommandsRoute(c) {
@@ -114,18 +120,5 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
           { details: { status: outcome.command.status } },
         );
     }
-  });
-
-  app.get("/api/v1/agents", admin, async function listAgentsRoute(c) {
-    const agents = await store.listAgents();
-    return c.json({
-      agents: agents.map((agent) => {
-        const memory = deps.lastSeen(agent.id);
-        const lastSeen = memory === null
-          ? agent.lastSeenAt
-          : Math.max(memory, agent.lastSeenAt ?? 0);
-        return agentView(agent, hub.isWaiting(agent.id), lastSeen);
-      }),
-    });
   });
 }

@@ -14,6 +14,7 @@ import {
   StoreError,
 } from "../store/mod.ts";
 import { type AppOptions, createApp, type DashboardApp } from "./app.ts";
+import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
@@ -39,6 +40,11 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
   hostname?: string;
   /** PEM certificate and key (their contents, not paths): the dashboard serves HTTPS. */
   tls?: { cert: string; key: string };
+  /**
+   * Also serve `GET /metrics` without the admin token on this `PORT` (on 127.0.0.1) or
+   * `HOST:PORT` (`METRICS_BIND`), e.g. for a Prometheus on a private network.
+   */
+  metricsBind?: string;
 }
 
 /** A running dashboard. */
@@ -51,6 +57,8 @@ export interface RunningServer extends AsyncDisposable {
   hostname: string;
   /** Whether it runs in dev mode. */
   devMode: boolean;
+  /** Where `--metrics-bind` serves `/metrics`, when it is set. */
+  metricsUrl?: string;
   /** The app, its hub and lease expiry, for tests and embedding. */
   dashboard: DashboardApp;
   /**
@@ -182,6 +190,21 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     }
     const addr = await listening.promise;
     const url = urlOf(addr.hostname, addr.port, options.tls !== undefined);
+    const metricsStop = new AbortController();
+    let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
+    if (options.metricsBind !== undefined) {
+      try {
+        const metrics = dashboard.metrics;
+        metricsServer = serveMetrics(
+          () => metrics.render(),
+          parseListenAddress(options.metricsBind),
+          metricsStop.signal,
+        );
+      } catch (error) {
+        await server.shutdown();
+        throw error;
+      }
+    }
     if (devMode) {
       log.warning(
         "DEV MODE: no agent tokens and no STATUS_ADMIN_TOKEN are configured. Unsigned requests " +
@@ -203,6 +226,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         log.info("dashboard shutting down");
         try {
           // Answer open waits first: server.shutdown() waits for every in-flight request.
+          metricsStop.abort();
+          await metricsServer?.finished;
           await current.close();
           await server.shutdown();
           // Requests that were still running may have seen agents after close's write.
@@ -220,6 +245,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       port: addr.port,
       hostname: addr.hostname,
       devMode,
+      metricsUrl: metricsServer
+        ? urlOf(metricsServer.addr.hostname, metricsServer.addr.port, false) + "/metrics"
+        : undefined,
       dashboard: current,
       shutdown,
       finished: done.promise,

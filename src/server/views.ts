@@ -57,6 +57,7 @@ export function commandView(command: CommandRecord): Record<string, unknown> {
     delivered_at: iso(command.deliveredAt),
     acked_at: iso(command.ackedAt),
     lease_expires_at: iso(command.leaseExpiresAt),
+    expires_at: iso(command.expiresAt),
     started_at: r?.startedAt ?? null,
     completed_at: r?.completedAt ?? iso(command.completedAt),
     reported_at: iso(r?.reportedAt ?? null),
@@ -69,10 +70,32 @@ export function commandView(command: CommandRecord): Record<string, unknown> {
         stderr: r.stderr,
         stdout_truncated_bytes: r.stdoutTruncatedBytes,
         stderr_truncated_bytes: r.stderrTruncatedBytes,
+        ...(r.stdoutEncoding === "base64" ? { stdout_encoding: "base64" } : {}),
+        ...(r.stderrEncoding === "base64" ? { stderr_encoding: "base64" } : {}),
       }
       : null,
-    error: r?.error ?? null,
+    error: r?.error ?? dashboardReason(command),
   };
+}
+
+/** Why the dashboard itself ended a command without a report (`lost`, `expired`). */
+function dashboardReason(command: CommandRecord): string | null {
+  if (command.status === "expired") {
+    const ttl = command.expiresAt === null
+      ? ""
+      : ` of ${Math.round((command.expiresAt - command.createdAt) / 1000)} s`;
+    const target = `agent ${command.agentId}${
+      command.deploymentHash === null ? "" : `, deployment ${command.deploymentHash}`
+    }`;
+    return command.deliveredAttempt === 0
+      ? `no agent took it within its queue expiry${ttl} (${target}); it never ran`
+      : `its queue expiry${ttl} passed while it was queued again after ${command.deliveredAttempt} ` +
+        `deliveries without a report (${target})`;
+  }
+  if (command.status === "lost") {
+    return `delivered ${command.deliveredAttempt} times without a report; the dashboard gave up`;
+  }
+  return null;
 }
 
 /**

@@ -42,6 +42,15 @@ const WAIT_PREFIX = `${COMMANDS_PREFIX}wait/`;
 const CANCEL_WAIT_SUFFIX = "/cancel-wait";
 const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
 
+/**
+ * The routes {@link leanRoutes} answers, in Hono's path syntax (`:name` for a parameter), built
+ * from the prefixes its dispatcher matches.
+ */
+export const LEAN_ROUTES: readonly { method: "GET"; path: string }[] = [
+  { method: "GET", path: `${WAIT_PREFIX}:deployment_hash` },
+  { method: "GET", path: `${COMMANDS_PREFIX}:id${CANCEL_WAIT_SUFFIX}` },
+];
+
 const log = logger("server");
 
 /**
@@ -133,6 +142,9 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       );
     }
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+    // One agent process per id: a second one is refused (409) while the first is connected.
+    const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
+    deps.noteWaitHash?.(agent.id, hash);
     // Returned, not awaited: while the wait is held nothing else of this request stays suspended.
     return hub.wait({
       agentId: agent.id,
@@ -147,13 +159,14 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
         attempt: command.attempt,
       });
       return json(deliveredView(command), 200);
-    });
+    }).finally(leave);
   }
 
   async function cancelWait(call: AgentCall, rawId: string, query: URLSearchParams) {
     const agent = await authenticate(call, "commands:wait", true);
     const id = decodeSegment(rawId);
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+    const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000, false);
     // Register first, then read the store: a cancel written before the read is seen by it, one
     // written after finds the waiter (the cancel route notifies after its write).
     const drop = new AbortController();
@@ -177,16 +190,18 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       }
       if (cancelAsked(command)) {
         drop.abort();
+        leave?.();
         return passCancel(id, agent.id);
       }
     } catch (error) {
       drop.abort();
+      leave?.();
       throw error;
     }
     return cancelled.then((requested) => {
       drop.abort();
       return requested ? passCancel(id, agent.id) : noContent();
-    });
+    }).finally(leave);
   }
 
   function passCancel(commandId: string, agentId: string): Response {

@@ -166,6 +166,15 @@ export class WaiterHub {
   }
 
   /**
+   * The deployment hashes of the agent's open waits (none when it is not waiting).
+   *
+   * @param agentId The agent.
+   */
+  waitingHashes(agentId: string): string[] {
+    return [...new Set(this.#agents.get(agentId)?.waiters.map((w) => w.hash) ?? [])];
+  }
+
+  /**
    * Waits for the agent's next matching command.
    *
    * @param request Who waits, on which hash, how long.

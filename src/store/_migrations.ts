@@ -65,4 +65,41 @@ export const MIGRATIONS: readonly string[] = [
     reported_at INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: live output of running commands, kept per command, attempt and stream as head and tail.
+  `
+  CREATE TABLE output_chunks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    stream TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+    byte_offset INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE INDEX output_chunks_stream ON output_chunks (command_id, attempt, stream, byte_offset);
+  CREATE INDEX output_chunks_command ON output_chunks (command_id, seq);
+  `,
+  // 3: what the agents' heartbeats tell the fleet view.
+  `
+  ALTER TABLE agents ADD COLUMN version TEXT;
+  ALTER TABLE agents ADD COLUMN deployment_hash TEXT;
+  ALTER TABLE agents ADD COLUMN instance_id TEXT;
+  ALTER TABLE agents ADD COLUMN heartbeat TEXT;
+  ALTER TABLE agents ADD COLUMN heartbeat_at INTEGER;
+  `,
+  // 4: queue expiry (TTL): a command still queued at expires_at becomes 'expired'.
+  `
+  ALTER TABLE commands ADD COLUMN expires_at INTEGER;
+  CREATE INDEX commands_expiry ON commands (expires_at)
+    WHERE status = 'queued' AND expires_at IS NOT NULL;
+  `,
+  // 5: binary-safe output. SQLite text bound from JavaScript ends at the first NUL, so rows
+  // written from now on keep stdout/stderr as JSON string literals (output_escaped = 1);
+  // *_encoding says whether the string is text or base64.
+  `
+  ALTER TABLE results ADD COLUMN output_escaped INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE results ADD COLUMN stdout_encoding TEXT;
+  ALTER TABLE results ADD COLUMN stderr_encoding TEXT;
+  `,
 ];

@@ -13,7 +13,7 @@
 export const PG_MIGRATION_LOCK = 0x53544154;
 
 /** Tables of the schema: a database that has one of them but no `status_schema` is foreign. */
-export const PG_TABLES = ["agents", "commands", "results", "request_ids"] as const;
+export const PG_TABLES = ["agents", "commands", "results", "request_ids", "output_chunks"] as const;
 
 /** The migrations, in order. */
 export const PG_MIGRATIONS: readonly string[] = [
@@ -79,5 +79,40 @@ export const PG_MIGRATIONS: readonly string[] = [
     expires_at bigint NOT NULL
   );
   CREATE INDEX request_ids_expiry ON request_ids (expires_at);
+  `,
+  // 3: queue expiry (TTL): a command still queued at expires_at becomes 'expired'.
+  `
+  ALTER TABLE commands ADD COLUMN expires_at bigint;
+  CREATE INDEX commands_expiry ON commands (expires_at)
+    WHERE status = 'queued' AND expires_at IS NOT NULL;
+  `,
+  // 4: binary-safe output: stdout/stderr kept as JSON string literals (output_escaped; text
+  // columns refuse NUL bytes); *_encoding says whether the string is text or base64.
+  `
+  ALTER TABLE results ADD COLUMN output_escaped boolean NOT NULL DEFAULT false;
+  ALTER TABLE results ADD COLUMN stdout_encoding text;
+  ALTER TABLE results ADD COLUMN stderr_encoding text;
+  `,
+  // 5: live output of running commands, kept per command, attempt and stream as head and tail.
+  `
+  CREATE TABLE output_chunks (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    command_id text NOT NULL,
+    attempt integer NOT NULL,
+    stream text NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+    byte_offset bigint NOT NULL,
+    data bytea NOT NULL,
+    created_at bigint NOT NULL
+  );
+  CREATE INDEX output_chunks_stream ON output_chunks (command_id, attempt, stream, byte_offset);
+  CREATE INDEX output_chunks_command ON output_chunks (command_id, seq);
+  `,
+  // 6: what the agents' heartbeats tell the fleet view.
+  `
+  ALTER TABLE agents ADD COLUMN version text;
+  ALTER TABLE agents ADD COLUMN deployment_hash text;
+  ALTER TABLE agents ADD COLUMN instance_id text;
+  ALTER TABLE agents ADD COLUMN heartbeat text;
+  ALTER TABLE agents ADD COLUMN heartbeat_at bigint;
   `,
 ];

@@ -7,6 +7,7 @@
 import {
   type CommandParams,
   type CommandStatus,
+  type OutputEncoding,
   PRIORITIES,
   type Priority,
   type ReportStatus,
@@ -20,12 +21,14 @@ export type Row = Record<string, unknown>;
 export const COMMAND_COLUMNS = `
   c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
   c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
-  c.delivered_at, c.acked_at, c.completed_at, c.updated_at,
+  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at,
   r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
   r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
   r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
   r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
   r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
+  r.output_escaped AS r_output_escaped, r.stdout_encoding AS r_stdout_encoding,
+  r.stderr_encoding AS r_stderr_encoding,
   r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
 
 /** A number column (`bigint`, numeric string or number). */
@@ -46,6 +49,27 @@ export function strOrNull(value: unknown): string | null {
 /** A flag column: SQLite's 0/1 or PostgreSQL's boolean. */
 export function flag(value: unknown): boolean {
   return value === true || (value !== false && value !== null && num(value) !== 0);
+}
+
+/** An output encoding column. */
+export function encodingOrNull(value: unknown): OutputEncoding | null {
+  return value === "utf-8" || value === "base64" ? value : null;
+}
+
+/**
+ * Output as stored: a JSON string literal when `escaped` (rows written since binary-safe output),
+ * so that NUL bytes survive text columns (SQLite's bound text ends at a NUL; PostgreSQL's text
+ * refuses one).
+ */
+export function storedOutput(value: unknown, escaped: boolean): string | null {
+  const text = strOrNull(value);
+  if (text === null || !escaped) return text;
+  try {
+    const parsed = JSON.parse(text);
+    return typeof parsed === "string" ? parsed : text;
+  } catch {
+    return text;
+  }
 }
 
 /** The scopes column (a JSON array); a damaged column grants nothing. */
@@ -92,6 +116,7 @@ export function toCommand(row: Row): CommandRecord {
     deliveredAt: numOrNull(row.delivered_at),
     ackedAt: numOrNull(row.acked_at),
     completedAt: numOrNull(row.completed_at),
+    expiresAt: numOrNull(row.expires_at),
     updatedAt: num(row.updated_at),
     result: row.r_command_id === null || row.r_command_id === undefined ? null : {
       status: String(row.r_status) as ReportStatus,
@@ -100,8 +125,10 @@ export function toCommand(row: Row): CommandRecord {
       exitCode: numOrNull(row.r_exit_code),
       signal: strOrNull(row.r_signal),
       durationSecs: numOrNull(row.r_duration_secs),
-      stdout: strOrNull(row.r_stdout),
-      stderr: strOrNull(row.r_stderr),
+      stdout: storedOutput(row.r_stdout, flag(row.r_output_escaped ?? 0)),
+      stderr: storedOutput(row.r_stderr, flag(row.r_output_escaped ?? 0)),
+      stdoutEncoding: encodingOrNull(row.r_stdout_encoding),
+      stderrEncoding: encodingOrNull(row.r_stderr_encoding),
       stdoutTruncatedBytes: numOrNull(row.r_stdout_truncated_bytes),
       stderrTruncatedBytes: numOrNull(row.r_stderr_truncated_bytes),
       error: strOrNull(row.r_error),

@@ -23,7 +23,10 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import postgres from "postgres";
+import type { CommandStatus } from "../protocol/mod.ts";
+import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
 import { logger } from "../log/mod.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
 import {
@@ -33,6 +36,7 @@ import {
   parseScopes,
   priorityRank,
   type Row,
+  strOrNull,
   toAgent,
   toCommand,
 } from "./_rows.ts";
@@ -44,6 +48,7 @@ import {
   type AgentRecord,
   type AgentScope,
   type AgentSummary,
+  type AppendOutputOutcome,
   type CancelOutcome,
   type ClaimRequest,
   type CommandQuery,
@@ -52,7 +57,12 @@ import {
   type EnqueueOutcome,
   EXECUTION_LEASE_GRACE_SECS,
   type ExpireOutcome,
+  type HeartbeatInput,
   type NewCommand,
+  type OutputChunk,
+  type OutputChunkInput,
+  type OutputQuery,
+  type OutputStream,
   type ReportInput,
   type ReportOutcome,
   type SharedStore,
@@ -374,11 +384,15 @@ export class PostgresStore implements CommandStore, SharedStore {
     return command;
   }
 
-  #notify(q: Querier, event: StoreEvent): Promise<unknown> {
-    return q.unsafe("SELECT pg_notify($1, $2)", [
-      PG_CHANNEL,
-      JSON.stringify({ ...event, instance: this.instanceId }),
-    ]);
+  /** Sends events to the other instances when the transaction commits (one round trip). */
+  #notify(q: Querier, ...events: StoreEvent[]): Promise<unknown> {
+    return q.unsafe(
+      "SELECT pg_notify($1, e) FROM unnest($2::text[]) WITH ORDINALITY AS x(e, i) ORDER BY i",
+      [
+        PG_CHANNEL,
+        events.map((event) => JSON.stringify({ ...event, instance: this.instanceId })),
+      ],
+    );
   }
 
   // -- agents
@@ -402,7 +416,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#run("register agent", async (sql) => {
       await sql.unsafe(
         `INSERT INTO agents (id, token, scopes, created_at, last_seen_at)
-         VALUES ($1, NULL, $2, $3, $3) ON CONFLICT (id) DO NOTHING`,
+         VALUES ($1, NULL, $2, $3, NULL) ON CONFLICT (id) DO NOTHING`,
         [id, JSON.stringify(AGENT_SCOPES), now],
       );
       const rows = await sql.unsafe("SELECT * FROM agents WHERE id = $1", [id]);
@@ -428,6 +442,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#run("list agents", async (sql) => {
       const rows = await sql.unsafe(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
+           a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at,
            (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued')
              AS queued
          FROM agents a ORDER BY a.id COLLATE "C"`,
@@ -439,6 +454,11 @@ export class PostgresStore implements CommandStore, SharedStore {
         createdAt: num(row.created_at),
         lastSeenAt: numOrNull(row.last_seen_at),
         queued: num(row.queued),
+        version: strOrNull(row.version),
+        deploymentHash: strOrNull(row.deployment_hash),
+        instanceId: strOrNull(row.instance_id),
+        heartbeat: parseHeartbeat(row.heartbeat),
+        heartbeatAt: numOrNull(row.heartbeat_at),
       }));
     });
   }
@@ -500,8 +520,8 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#tx("enqueue", async (tx): Promise<EnqueueOutcome> => {
       const inserted = await tx.unsafe(
         `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 1, $8, $8)
+           status, attempt, created_at, updated_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 1, $8, $8, $9)
          ON CONFLICT (id) DO NOTHING RETURNING id`,
         [
           command.id,
@@ -512,6 +532,7 @@ export class PostgresStore implements CommandStore, SharedStore {
           priorityRank(command.params.priority),
           command.fingerprint,
           command.now,
+          command.expiresAt ?? null,
         ],
       );
       if (inserted.length === 0) {
@@ -532,9 +553,12 @@ export class PostgresStore implements CommandStore, SharedStore {
         });
       }
       // Unless this instance's own wait took it, a wait elsewhere may want it.
-      if (claimed?.id !== command.id) {
-        await this.#notify(tx, { type: "queued", agentId: command.agentId });
+      const events: StoreEvent[] = [{ type: "changed", commandId: command.id }];
+      if (claimed && claimed.id !== command.id) {
+        events.push({ type: "changed", commandId: claimed.id });
       }
+      if (claimed?.id !== command.id) events.push({ type: "queued", agentId: command.agentId });
+      await this.#notify(tx, ...events);
       return claim
         ? { outcome: "created", command: created, claimed: claimed ?? null }
         : { outcome: "created", command: created };
@@ -553,6 +577,7 @@ export class PostgresStore implements CommandStore, SharedStore {
          SELECT seq FROM commands
          WHERE agent_id = $1 AND status = 'queued'
            AND (deployment_hash IS NULL OR deployment_hash = $2)
+           AND (expires_at IS NULL OR expires_at > $4)
          ORDER BY priority, seq LIMIT 1
          FOR UPDATE SKIP LOCKED
        ), c AS (
@@ -560,9 +585,19 @@ export class PostgresStore implements CommandStore, SharedStore {
            delivered_attempt = u.attempt, acked_at = NULL, updated_at = $4
          FROM next WHERE u.seq = next.seq AND u.status = 'queued'
          RETURNING u.*
+       ), notified AS (
+         SELECT pg_notify($5, json_build_object('type', 'changed', 'commandId', c.id,
+           'instance', $6::text)::text) FROM c
        )
-       SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED}`,
-      [request.agentId, request.deploymentHash, request.now + request.deliveryLeaseMs, request.now],
+       SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} CROSS JOIN (SELECT count(*) FROM notified) AS n`,
+      [
+        request.agentId,
+        request.deploymentHash,
+        request.now + request.deliveryLeaseMs,
+        request.now,
+        PG_CHANNEL,
+        this.instanceId,
+      ],
     );
     return rows.length ? toCommand(rows[0] as Row) : null;
   }
@@ -577,7 +612,11 @@ export class PostgresStore implements CommandStore, SharedStore {
         [now, commandId, attempt],
       );
       if (rows.length === 0) return false;
-      await this.#notify(tx, { type: "queued", agentId: String(rows[0].agent_id) });
+      await this.#notify(
+        tx,
+        { type: "queued", agentId: String(rows[0].agent_id) },
+        { type: "changed", commandId },
+      );
       return true;
     });
   }
@@ -598,6 +637,7 @@ export class PostgresStore implements CommandStore, SharedStore {
            updated_at = $2 WHERE id = $3`,
         [lease, request.now, command.id],
       );
+      await this.#notify(tx, { type: "changed", commandId: command.id });
       return { outcome: "acked", command: await this.#mustCommand(tx, command.id) };
     });
   }
@@ -628,8 +668,8 @@ export class PostgresStore implements CommandStore, SharedStore {
       const inserted = await tx.unsafe(
         `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,
            duration_secs, stdout, stderr, stdout_truncated_bytes, stderr_truncated_bytes, error,
-           started_at, completed_at, reported_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+           started_at, completed_at, reported_at, output_escaped, stdout_encoding, stderr_encoding)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, true, $16, $17)
          ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
         [
           command.id,
@@ -639,14 +679,16 @@ export class PostgresStore implements CommandStore, SharedStore {
           r?.exitCode ?? null,
           r?.signal ?? null,
           r?.durationSecs ?? null,
-          r?.stdout ?? null,
-          r?.stderr ?? null,
+          r ? JSON.stringify(r.stdout) : null,
+          r ? JSON.stringify(r.stderr) : null,
           r?.stdoutTruncatedBytes ?? null,
           r?.stderrTruncatedBytes ?? null,
           input.error,
           input.startedAt,
           input.completedAt,
           input.now,
+          r?.stdoutEncoding ?? null,
+          r?.stderrEncoding ?? null,
         ],
       );
       if (inserted.length === 0) {
@@ -657,6 +699,7 @@ export class PostgresStore implements CommandStore, SharedStore {
            updated_at = $2 WHERE id = $3`,
         [input.status, input.now, command.id],
       );
+      await this.#notify(tx, { type: "changed", commandId: command.id });
       return { outcome: "accepted", command: await this.#mustCommand(tx, command.id) };
     });
   }
@@ -719,16 +762,41 @@ export class PostgresStore implements CommandStore, SharedStore {
          ORDER BY c.old_lease, c.seq`,
         [now, maxAttempts],
       );
-      const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [] };
+      const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [], expired: [] };
       for (const row of rows) {
         const command = toCommand(row as Row);
         if (command.status === "queued") outcome.requeued.push(command);
         else if (command.status === "lost") outcome.lost.push(command);
         else outcome.cancelled.push(command);
       }
-      for (const agentId of new Set(outcome.requeued.map((c) => c.agentId))) {
-        await this.#notify(tx, { type: "queued", agentId });
-      }
+      // Then queue expiry (also of a command just queued again: reported once, as expired).
+      const expired = await tx.unsafe(
+        `WITH due AS (
+           SELECT seq FROM commands
+           WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1
+           FOR UPDATE SKIP LOCKED
+         ), c AS (
+           UPDATE commands u SET status = 'expired', completed_at = $1, updated_at = $1
+           FROM due WHERE u.seq = due.seq AND u.status = 'queued'
+           RETURNING u.*
+         )
+         SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} ORDER BY c.expires_at, c.seq`,
+        [now],
+      );
+      outcome.expired = expired.map((row) => toCommand(row as Row));
+      const gone = new Set(outcome.expired.map((c) => c.id));
+      outcome.requeued = outcome.requeued.filter((c) => !gone.has(c.id));
+      const events: StoreEvent[] = [
+        ...[...rows, ...expired].map((row): StoreEvent => ({
+          type: "changed",
+          commandId: String(row.id),
+        })),
+        ...[...new Set(outcome.requeued.map((c) => c.agentId))].map((agentId): StoreEvent => ({
+          type: "queued",
+          agentId,
+        })),
+      ];
+      if (events.length > 0) await this.#notify(tx, ...events);
       return outcome;
     });
   }
@@ -737,8 +805,11 @@ export class PostgresStore implements CommandStore, SharedStore {
   nextLeaseExpiry(): Promise<number | null> {
     return this.#run("read leases", async (sql) => {
       const rows = await sql.unsafe(
-        `SELECT min(lease_expires_at) AS at FROM commands
-         WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')`,
+        `SELECT least(
+           (SELECT min(lease_expires_at) FROM commands
+            WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')),
+           (SELECT min(expires_at) FROM commands
+            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at`,
       );
       return numOrNull(rows[0]?.at);
     });
@@ -770,6 +841,134 @@ export class PostgresStore implements CommandStore, SharedStore {
         args,
       );
       return rows.map((row) => toCommand(row as Row));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.countCommandsByStatus} */
+  countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>> {
+    return this.#run("count commands", async (sql) => {
+      const rows = await sql.unsafe("SELECT status, count(*) AS n FROM commands GROUP BY status");
+      const counts: Partial<Record<CommandStatus, number>> = {};
+      for (const row of rows) counts[String(row.status) as CommandStatus] = num(row.n);
+      return counts;
+    });
+  }
+
+  // -- live output and heartbeats
+
+  /**
+   * {@inheritDoc CommandStore.appendOutput}
+   *
+   * Appends to one stream are serialized by an advisory lock on the stream (a retried chunk may
+   * reach another instance while the first is still being stored).
+   */
+  async appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
+    const { headBytes } = checkBounds(chunk.keep);
+    return await this.#tx("append output", async (tx): Promise<AppendOutputOutcome> => {
+      const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
+      await tx.unsafe("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [
+        `output\n${chunk.commandId}\n${chunk.attempt}\n${chunk.stream}`,
+      ]);
+      const [{ e }] = await tx.unsafe(
+        `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
+         WHERE command_id = $1 AND attempt = $2 AND stream = $3`,
+        [...key],
+      );
+      const plan = planAppend(num(e), chunk.offset, chunk.data, chunk.keep);
+      if (plan.duplicate) return { outcome: "duplicate" };
+      const { cut } = plan;
+      // Stored tail chunks that fell out of the tail go; one that straddles the cut is cut.
+      await tx.unsafe(
+        `DELETE FROM output_chunks WHERE command_id = $1 AND attempt = $2 AND stream = $3
+         AND byte_offset >= $4 AND byte_offset + length(data) <= $5`,
+        [...key, headBytes, cut],
+      );
+      await tx.unsafe(
+        `UPDATE output_chunks
+         SET data = substring(data from ($4::bigint - byte_offset + 1)::int), byte_offset = $4
+         WHERE command_id = $1 AND attempt = $2 AND stream = $3
+         AND byte_offset >= $5 AND byte_offset < $4 AND byte_offset + length(data) > $4`,
+        [...key, cut, headBytes],
+      );
+      let seq = 0;
+      for (const [at, bytes] of plan.pieces) {
+        const [row] = await tx.unsafe(
+          `INSERT INTO output_chunks (command_id, attempt, stream, byte_offset, data, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
+          [...key, at, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), chunk.now],
+        );
+        seq = num(row.seq);
+      }
+      await this.#notify(tx, { type: "changed", commandId: chunk.commandId });
+      return {
+        outcome: "stored",
+        seq,
+        offset: plan.offset,
+        bytes: plan.bytes,
+        gapBytes: plan.gapBytes,
+      };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listOutput} */
+  listOutput(commandId: string, query: OutputQuery = {}): Promise<OutputChunk[]> {
+    return this.#run("list output", async (sql) => {
+      const where = ["command_id = $1", "seq > $2"];
+      const args: (string | number)[] = [commandId, query.afterSeq ?? 0];
+      if (query.attempt !== undefined) {
+        args.push(query.attempt);
+        where.push(`attempt = $${args.length}`);
+      }
+      args.push(Math.max(0, Math.floor(query.limit ?? 1_000_000)));
+      const rows = await sql.unsafe(
+        `SELECT seq, command_id, attempt, stream, byte_offset, data, created_at FROM output_chunks
+         WHERE ${where.join(" AND ")} ORDER BY seq LIMIT $${args.length}`,
+        args,
+      );
+      return rows.map((row) => ({
+        seq: num(row.seq),
+        commandId: String(row.command_id),
+        attempt: num(row.attempt),
+        stream: String(row.stream) as OutputStream,
+        offset: num(row.byte_offset),
+        data: row.data instanceof Uint8Array ? new Uint8Array(row.data) : new Uint8Array(),
+        createdAt: num(row.created_at),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.pruneOutput} */
+  pruneOutput(completedBefore: number): Promise<number> {
+    return this.#run("prune output", async (sql) => {
+      const [{ n }] = await sql.unsafe(
+        `WITH gone AS (
+           DELETE FROM output_chunks o USING commands c
+           WHERE c.id = o.command_id AND c.completed_at IS NOT NULL AND c.completed_at < $1
+           RETURNING 1
+         ) SELECT count(*) AS n FROM gone`,
+        [completedBefore],
+      );
+      return num(n);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.recordHeartbeat} */
+  recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
+    return this.#run("record heartbeat", async (sql) => {
+      const rows = await sql.unsafe(
+        `UPDATE agents SET version = $1, deployment_hash = $2, instance_id = $3, heartbeat = $4,
+           heartbeat_at = $5, last_seen_at = greatest(coalesce(last_seen_at, 0), $5)
+         WHERE id = $6 RETURNING id`,
+        [
+          heartbeat.version,
+          heartbeat.deploymentHash,
+          heartbeat.instanceId,
+          heartbeat.sample === null ? null : JSON.stringify(heartbeat.sample),
+          heartbeat.now,
+          agentId,
+        ],
+      );
+      return rows.length === 1;
     });
   }
 

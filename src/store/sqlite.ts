@@ -23,12 +23,15 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlit
 import { dirname } from "node:path";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
 import { StoreError } from "./errors.ts";
+import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
+import type { CommandStatus } from "../protocol/mod.ts";
 import {
   COMMAND_COLUMNS,
   num,
   numOrNull,
   parseScopes,
   priorityRank,
+  strOrNull,
   toAgent,
   toCommand,
 } from "./_rows.ts";
@@ -39,6 +42,7 @@ import {
   type AgentRecord,
   type AgentScope,
   type AgentSummary,
+  type AppendOutputOutcome,
   type CancelOutcome,
   type ClaimRequest,
   type CommandQuery,
@@ -47,7 +51,12 @@ import {
   type EnqueueOutcome,
   EXECUTION_LEASE_GRACE_SECS,
   type ExpireOutcome,
+  type HeartbeatInput,
   type NewCommand,
+  type OutputChunk,
+  type OutputChunkInput,
+  type OutputQuery,
+  type OutputStream,
   type ReportInput,
   type ReportOutcome,
 } from "./types.ts";
@@ -66,6 +75,13 @@ export interface SqliteStoreOptions {
    * @default {5000}
    */
   busyTimeoutMs?: number;
+  /**
+   * Whether a missing database file is created (in an existing directory; a missing directory is
+   * always an error). `false` refuses a missing file, naming it: commands that only read or
+   * manage an existing dashboard's store use it so that a mistyped path creates nothing.
+   * @default {true}
+   */
+  create?: boolean;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -137,15 +153,7 @@ export class SqliteStore implements CommandStore {
     }
     this.path = path;
     const memory = path === ":memory:";
-    if (!memory) {
-      try {
-        Deno.mkdirSync(dirname(path), { recursive: true });
-      } catch (error) {
-        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
-          cause: error,
-        });
-      }
-    }
+    if (!memory) checkDatabasePath(path, options.create ?? true);
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(path);
@@ -308,9 +316,10 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       return this.#tx(() => {
         this.#stmt(
-          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at) VALUES (?, NULL, ?, ?, ?)
+          `INSERT INTO agents (id, token, scopes, created_at, last_seen_at)
+         VALUES (?, NULL, ?, ?, NULL)
          ON CONFLICT (id) DO NOTHING`,
-        ).run(id, JSON.stringify(AGENT_SCOPES), now, now);
+        ).run(id, JSON.stringify(AGENT_SCOPES), now);
         return this.#readAgent(id) as AgentRecord;
       });
     });
@@ -330,6 +339,7 @@ export class SqliteStore implements CommandStore {
     return this.#run(() => {
       const rows = this.#stmt(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
+         a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at,
          (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued') AS queued
        FROM agents a ORDER BY a.id`,
       ).all() as Row[];
@@ -340,6 +350,11 @@ export class SqliteStore implements CommandStore {
         createdAt: num(row.created_at),
         lastSeenAt: numOrNull(row.last_seen_at),
         queued: num(row.queued),
+        version: strOrNull(row.version),
+        deploymentHash: strOrNull(row.deployment_hash),
+        instanceId: strOrNull(row.instance_id),
+        heartbeat: parseHeartbeat(row.heartbeat),
+        heartbeatAt: numOrNull(row.heartbeat_at),
       }));
     });
   }
@@ -407,8 +422,8 @@ export class SqliteStore implements CommandStore {
         }
         this.#stmt(
           `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?)`,
+           status, attempt, created_at, updated_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)`,
         ).run(
           command.id,
           command.agentId,
@@ -419,6 +434,7 @@ export class SqliteStore implements CommandStore {
           command.fingerprint,
           command.now,
           command.now,
+          command.expiresAt ?? null,
         );
         const created = this.#mustCommand(command.id);
         if (!claim) return { outcome: "created", command: created };
@@ -447,8 +463,9 @@ export class SqliteStore implements CommandStore {
     const row = this.#stmt(
       `SELECT id FROM commands
      WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
+       AND (expires_at IS NULL OR expires_at > ?)
      ORDER BY priority, seq LIMIT 1`,
-    ).get(request.agentId, request.deploymentHash) as Row | undefined;
+    ).get(request.agentId, request.deploymentHash, request.now) as Row | undefined;
     return row ? String(row.id) : null;
   }
 
@@ -524,8 +541,9 @@ export class SqliteStore implements CommandStore {
         this.#stmt(
           `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,
            duration_secs, stdout, stderr, stdout_truncated_bytes, stderr_truncated_bytes, error,
-           started_at, completed_at, reported_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           started_at, completed_at, reported_at, output_escaped, stdout_encoding,
+           stderr_encoding)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
         ).run(
           command.id,
           input.attempt,
@@ -534,14 +552,16 @@ export class SqliteStore implements CommandStore {
           r?.exitCode ?? null,
           r?.signal ?? null,
           r?.durationSecs ?? null,
-          r?.stdout ?? null,
-          r?.stderr ?? null,
+          r ? JSON.stringify(r.stdout) : null,
+          r ? JSON.stringify(r.stderr) : null,
           r?.stdoutTruncatedBytes ?? null,
           r?.stderrTruncatedBytes ?? null,
           input.error,
           input.startedAt,
           input.completedAt,
           input.now,
+          r?.stdoutEncoding ?? null,
+          r?.stderrEncoding ?? null,
         );
         this.#stmt(
           `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?
@@ -587,7 +607,7 @@ export class SqliteStore implements CommandStore {
            AND status IN ('delivered', 'running')
          ORDER BY lease_expires_at, seq`,
         ).all(now) as Row[];
-        const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [] };
+        const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [], expired: [] };
         for (const row of rows) {
           const id = String(row.id);
           if (num(row.cancel_requested) !== 0) {
@@ -610,6 +630,21 @@ export class SqliteStore implements CommandStore {
             outcome.requeued.push(this.#mustCommand(id));
           }
         }
+        const due = this.#stmt(
+          `SELECT id FROM commands
+         WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?
+         ORDER BY expires_at, seq`,
+        ).all(now) as Row[];
+        for (const row of due) {
+          const id = String(row.id);
+          this.#stmt(
+            `UPDATE commands SET status = 'expired', completed_at = ?, updated_at = ? WHERE id = ?`,
+          ).run(now, now, id);
+          outcome.expired.push(this.#mustCommand(id));
+        }
+        // A command requeued and expired in this pass is reported once, as expired.
+        const expired = new Set(outcome.expired.map((c) => c.id));
+        outcome.requeued = outcome.requeued.filter((c) => !expired.has(c.id));
         return outcome;
       });
     });
@@ -618,11 +653,16 @@ export class SqliteStore implements CommandStore {
   /** {@inheritDoc CommandStore.nextLeaseExpiry} */
   nextLeaseExpiry(): Promise<number | null> {
     return this.#run(() => {
-      const row = this.#stmt(
+      const lease = this.#stmt(
         `SELECT min(lease_expires_at) AS at FROM commands
        WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')`,
       ).get() as Row;
-      return numOrNull(row.at);
+      const expiry = this.#stmt(
+        `SELECT min(expires_at) AS at FROM commands
+       WHERE status = 'queued' AND expires_at IS NOT NULL`,
+      ).get() as Row;
+      const times = [numOrNull(lease.at), numOrNull(expiry.at)].filter((t) => t !== null);
+      return times.length === 0 ? null : Math.min(...times);
     });
   }
 
@@ -653,6 +693,122 @@ export class SqliteStore implements CommandStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.countCommandsByStatus} */
+  countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>> {
+    return this.#run(() => {
+      const rows = this.#stmt(
+        "SELECT status, count(*) AS n FROM commands GROUP BY status",
+      ).all() as Row[];
+      const counts: Partial<Record<CommandStatus, number>> = {};
+      for (const row of rows) counts[String(row.status) as CommandStatus] = num(row.n);
+      return counts;
+    });
+  }
+
+  // -- live output and heartbeats
+
+  /** {@inheritDoc CommandStore.appendOutput} */
+  appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
+    return this.#run(() => {
+      const { headBytes } = checkBounds(chunk.keep);
+      return this.#tx((): AppendOutputOutcome => {
+        const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
+        const end = num(
+          (this.#stmt(
+            `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
+             WHERE command_id = ? AND attempt = ? AND stream = ?`,
+          ).get(...key) as Row).e,
+        );
+        const plan = planAppend(end, chunk.offset, chunk.data, chunk.keep);
+        if (plan.duplicate) return { outcome: "duplicate" };
+        const { cut } = plan;
+        // Stored tail chunks that fell out of the tail go; one that straddles the cut is cut.
+        this.#stmt(
+          `DELETE FROM output_chunks WHERE command_id = ? AND attempt = ? AND stream = ?
+           AND byte_offset >= ? AND byte_offset + length(data) <= ?`,
+        ).run(...key, headBytes, cut);
+        this.#stmt(
+          `UPDATE output_chunks SET data = substr(data, ? - byte_offset + 1), byte_offset = ?
+           WHERE command_id = ? AND attempt = ? AND stream = ?
+           AND byte_offset >= ? AND byte_offset < ? AND byte_offset + length(data) > ?`,
+        ).run(cut, cut, ...key, headBytes, cut, cut);
+        let seq = 0;
+        const insert = this.#stmt(
+          `INSERT INTO output_chunks (command_id, attempt, stream, byte_offset, data, created_at)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        );
+        for (const [at, bytes] of plan.pieces) {
+          seq = num(insert.run(...key, at, bytes, chunk.now).lastInsertRowid);
+        }
+        return {
+          outcome: "stored",
+          seq,
+          offset: plan.offset,
+          bytes: plan.bytes,
+          gapBytes: plan.gapBytes,
+        };
+      });
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listOutput} */
+  listOutput(commandId: string, query: OutputQuery = {}): Promise<OutputChunk[]> {
+    return this.#run(() => {
+      const where = ["command_id = ?", "seq > ?"];
+      const args: SQLInputValue[] = [commandId, query.afterSeq ?? 0];
+      if (query.attempt !== undefined) {
+        where.push("attempt = ?");
+        args.push(query.attempt);
+      }
+      args.push(Math.max(0, Math.floor(query.limit ?? 1_000_000)));
+      const rows = this.#stmt(
+        `SELECT seq, command_id, attempt, stream, byte_offset, data, created_at FROM output_chunks
+         WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?`,
+      ).all(...args) as Row[];
+      return rows.map((row) => ({
+        seq: num(row.seq),
+        commandId: String(row.command_id),
+        attempt: num(row.attempt),
+        stream: String(row.stream) as OutputStream,
+        offset: num(row.byte_offset),
+        data: row.data instanceof Uint8Array ? row.data : new Uint8Array(),
+        createdAt: num(row.created_at),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.pruneOutput} */
+  pruneOutput(completedBefore: number): Promise<number> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `DELETE FROM output_chunks WHERE command_id IN (
+           SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
+           WHERE c.completed_at IS NOT NULL AND c.completed_at < ?)`,
+      ).run(completedBefore);
+      return num(result.changes);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.recordHeartbeat} */
+  recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
+    return this.#run(() => {
+      const result = this.#stmt(
+        `UPDATE agents SET version = ?, deployment_hash = ?, instance_id = ?, heartbeat = ?,
+         heartbeat_at = ?, last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?`,
+      ).run(
+        heartbeat.version,
+        heartbeat.deploymentHash,
+        heartbeat.instanceId,
+        heartbeat.sample === null ? null : JSON.stringify(heartbeat.sample),
+        heartbeat.now,
+        heartbeat.now,
+        agentId,
+      );
+      this.#cacheSeen(agentId, heartbeat.now);
+      return num(result.changes) === 1;
+    });
+  }
+
   /** {@inheritDoc CommandStore.close} */
   close(): Promise<void> {
     return this.#run(() => {
@@ -666,6 +822,51 @@ export class SqliteStore implements CommandStore {
   /** Closes the store. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+}
+
+function kindOf(path: string): "file" | "directory" | "other" | "missing" {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile ? "file" : info.isDirectory ? "directory" : "other";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "missing";
+    throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Refuses a missing file (unless `create`) or a missing directory before SQLite creates one. */
+function checkDatabasePath(path: string, create: boolean): void {
+  const kind = kindOf(path);
+  if (kind === "directory") {
+    throw new StoreError(`cannot open database ${path}: it is a directory, not a file`);
+  }
+  if (kind !== "missing") return;
+  if (!create) {
+    throw new StoreError(
+      `database ${path} does not exist; check --db (or DB), or create it by starting the ` +
+        `dashboard once: status serve --db ${path}`,
+    );
+  }
+  const dir = dirname(path);
+  let dirKind: ReturnType<typeof kindOf>;
+  try {
+    dirKind = kindOf(dir);
+  } catch {
+    // The directory may not be looked at (e.g. read permission for the database files only):
+    // SQLite says whether it can create the file there.
+    return;
+  }
+  if (dirKind === "missing") {
+    throw new StoreError(
+      `cannot create database ${path}: the directory ${dir} does not exist (create it first, or ` +
+        `check --db)`,
+    );
+  }
+  if (dirKind !== "directory") {
+    throw new StoreError(`cannot create database ${path}: ${dir} is not a directory`);
   }
 }
 

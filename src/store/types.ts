@@ -6,7 +6,13 @@
  *
  * @module
  */
-import type { CommandParams, CommandStatus, Priority, ReportStatus } from "../protocol/mod.ts";
+import type {
+  CommandParams,
+  CommandStatus,
+  OutputEncoding,
+  Priority,
+  ReportStatus,
+} from "../protocol/mod.ts";
 
 /**
  * Scopes an agent may be granted. Each agent-facing endpoint requires one:
@@ -46,6 +52,16 @@ export interface AgentSummary extends Omit<AgentRecord, "token"> {
   hasToken: boolean;
   /** How many of its commands are queued. */
   queued: number;
+  /** The program version its last heartbeat named; `null` before any. */
+  version: string | null;
+  /** The deployment hash its last heartbeat named; `null` before any. */
+  deploymentHash: string | null;
+  /** The instance id (one per agent process) its last heartbeat named; `null` before any. */
+  instanceId: string | null;
+  /** The figures of its last heartbeat (the agent's metrics sample); `null` before any. */
+  heartbeat: Record<string, unknown> | null;
+  /** When its last heartbeat arrived, in ms since the epoch; `null` before any. */
+  heartbeatAt: number | null;
 }
 
 /** The result an agent reported for a command. */
@@ -60,10 +76,17 @@ export interface CommandResult {
   signal: string | null;
   /** Run time in seconds. */
   durationSecs: number | null;
-  /** Captured standard output. */
+  /**
+   * Captured standard output, exactly as reported: text (NUL bytes included), or base64 when
+   * {@link CommandResult.stdoutEncoding} is `"base64"`.
+   */
   stdout: string | null;
-  /** Captured standard error. */
+  /** Captured standard error, exactly as reported (see `stdout`). */
   stderr: string | null;
+  /** How `stdout` is encoded; `null` when the report did not say (text). */
+  stdoutEncoding: OutputEncoding | null;
+  /** How `stderr` is encoded; `null` when the report did not say (text). */
+  stderrEncoding: OutputEncoding | null;
   /** Bytes of standard output that were dropped. */
   stdoutTruncatedBytes: number | null;
   /** Bytes of standard error that were dropped. */
@@ -119,6 +142,11 @@ export interface CommandRecord {
   ackedAt: number | null;
   /** When it reached a final status on the dashboard. */
   completedAt: number | null;
+  /**
+   * Queue expiry: if the command is still `queued` at this time it becomes `expired`;
+   * `null`: never.
+   */
+  expiresAt: number | null;
   /** When the record last changed. */
   updatedAt: number;
   /** The agent's report, once one is accepted. */
@@ -139,6 +167,11 @@ export interface NewCommand {
   fingerprint: string;
   /** The current time. */
   now: number;
+  /**
+   * When the command expires if it is still queued then (ms since the epoch); absent or `null`:
+   * never.
+   */
+  expiresAt?: number | null;
 }
 
 /** Outcome of {@link CommandStore.enqueue}. */
@@ -209,6 +242,10 @@ export interface ReportInput {
     stderr: string;
     stdoutTruncatedBytes: number;
     stderrTruncatedBytes: number;
+    /** `"base64"` when `stdout` holds base64; absent, `null` or `"utf-8"`: text. */
+    stdoutEncoding?: OutputEncoding | null;
+    /** `"base64"` when `stderr` holds base64; absent, `null` or `"utf-8"`: text. */
+    stderrEncoding?: OutputEncoding | null;
   } | null;
   /** Why it failed without running to the end. */
   error: string | null;
@@ -250,6 +287,8 @@ export interface ExpireOutcome {
   lost: CommandRecord[];
   /** Commands whose cancel was requested: now `cancelled` instead of being redelivered. */
   cancelled: CommandRecord[];
+  /** Queued commands whose queue expiry passed: now `expired`. */
+  expired: CommandRecord[];
 }
 
 /** Filters of {@link CommandStore.listCommands}. */
@@ -260,6 +299,87 @@ export interface CommandQuery {
   status?: CommandStatus;
   /** At most this many, newest first. */
   limit: number;
+}
+
+/** A command's output stream. */
+export type OutputStream = "stdout" | "stderr";
+
+/** How much live output the store keeps per command, attempt and stream. */
+export interface OutputBounds {
+  /** Bytes kept from the start of the stream (offsets below this). */
+  headBytes: number;
+  /** Bytes kept from the end of what has arrived. */
+  tailBytes: number;
+}
+
+/** A chunk of a running command's output, as {@link CommandStore.appendOutput} receives it. */
+export interface OutputChunkInput {
+  /** The command id. */
+  commandId: string;
+  /** The delivery attempt that printed it. */
+  attempt: number;
+  /** Which stream. */
+  stream: OutputStream;
+  /** Byte offset of `data[0]` in the stream. */
+  offset: number;
+  /** The bytes. */
+  data: Uint8Array;
+  /** The current time. */
+  now: number;
+  /** What is kept: the head and the tail, everything between is dropped (and counted). */
+  keep: OutputBounds;
+}
+
+/** Outcome of {@link CommandStore.appendOutput}. */
+export type AppendOutputOutcome =
+  /**
+   * New bytes were stored (a part of the chunk already received is skipped). `gapBytes` bytes
+   * between what had arrived and `offset` never came.
+   */
+  | { outcome: "stored"; seq: number; offset: number; bytes: number; gapBytes: number }
+  /** Every byte of the chunk had arrived before: nothing changed (a retried chunk). */
+  | { outcome: "duplicate" };
+
+/** A stored chunk of live output. */
+export interface OutputChunk {
+  /** Store-wide order of arrival; larger is later. */
+  seq: number;
+  /** The command id. */
+  commandId: string;
+  /** The delivery attempt that printed it. */
+  attempt: number;
+  /** Which stream. */
+  stream: OutputStream;
+  /** Byte offset of `data[0]` in the stream. */
+  offset: number;
+  /** The bytes. */
+  data: Uint8Array;
+  /** When it was stored, in ms since the epoch. */
+  createdAt: number;
+}
+
+/** Filters of {@link CommandStore.listOutput}. */
+export interface OutputQuery {
+  /** Only chunks with a larger `seq`. */
+  afterSeq?: number;
+  /** Only this attempt's chunks. */
+  attempt?: number;
+  /** At most this many, in `seq` order. */
+  limit?: number;
+}
+
+/** What an agent's heartbeat tells the dashboard ({@link CommandStore.recordHeartbeat}). */
+export interface HeartbeatInput {
+  /** The agent's program version. */
+  version: string | null;
+  /** The deployment it serves. */
+  deploymentHash: string | null;
+  /** Its process's instance id. */
+  instanceId: string | null;
+  /** Its latest figures (CPU, memory, disk, load). */
+  sample: Record<string, unknown> | null;
+  /** The current time (also counts as seen). */
+  now: number;
 }
 
 /**
@@ -280,7 +400,11 @@ export interface CommandStore extends AsyncDisposable {
   addAgent(
     agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
   ): Promise<boolean>;
-  /** Adds a token-less agent unless one with this id exists (dev mode: registered on first sight). */
+  /**
+   * Adds a token-less agent unless one with this id exists (dev mode: registered on first sight,
+   * or named by an operator's enqueue). It is created never seen (`lastSeenAt` `null`): an enqueue
+   * for it must not look like the agent connected; {@link CommandStore.touchAgents} records that.
+   */
   ensureAgent(id: string, now: number): Promise<AgentRecord>;
   /**
    * The agent, or `null`. Called on every agent request: an implementation may answer from a
@@ -333,7 +457,8 @@ export interface CommandStore extends AsyncDisposable {
   /**
    * Takes the agent's next queued command matching the deployment hash (priority, then first in
    * first out), marks it `delivered` under a delivery lease and returns it; `null` when none.
-   * Two claims never return the same command. Cheap when nothing matches (no write).
+   * A command whose queue expiry is at or before `now` is never claimed. Two claims never return
+   * the same command. Cheap when nothing matches (no write).
    */
   claimNext(request: ClaimRequest): Promise<CommandRecord | null>;
   /**
@@ -364,15 +489,49 @@ export interface CommandStore extends AsyncDisposable {
   cancel(commandId: string, now: number): Promise<CancelOutcome>;
   /**
    * Ends every lease that expired at `now`: back to the queue with `attempt + 1`, or `lost` after
-   * `maxAttempts`, or `cancelled` when a cancel was requested.
+   * `maxAttempts`, or `cancelled` when a cancel was requested. Then every `queued` command whose
+   * {@link CommandRecord.expiresAt} is at or before `now` (also one just queued again) becomes
+   * `expired`.
    */
   requeueExpired(now: number, maxAttempts: number): Promise<ExpireOutcome>;
-  /** The earliest lease end of a delivered or running command, or `null`. */
+  /**
+   * The earliest time at which {@link CommandStore.requeueExpired} has something to do: the
+   * earliest lease end of a delivered or running command, or queue expiry of a queued one;
+   * `null` when there is none.
+   */
   nextLeaseExpiry(): Promise<number | null>;
   /** One command with its result, or `null`. */
   getCommand(id: string): Promise<CommandRecord | null>;
   /** Commands, newest first. */
   listCommands(query: CommandQuery): Promise<CommandRecord[]>;
+
+  /** How many commands are in each status (statuses with none are absent). */
+  countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>>;
+
+  // -- live output and heartbeats
+
+  /**
+   * Stores a chunk of a command's live output, once: bytes that arrived before (a retried chunk)
+   * are skipped; a chunk starting past what arrived leaves a gap. Then only the first
+   * `keep.headBytes` and the last `keep.tailBytes` bytes of the stream are kept; stored chunks
+   * in between are dropped or cut. Does not check that the command exists (the route does).
+   */
+  appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome>;
+  /** A command's stored output chunks, in `seq` order. */
+  listOutput(commandId: string, query?: OutputQuery): Promise<OutputChunk[]>;
+  /**
+   * Deletes the live output of commands that reached a final status (`completedAt`) before
+   * `completedBefore`: their result holds the output from then on.
+   *
+   * @returns How many chunks were deleted.
+   */
+  pruneOutput(completedBefore: number): Promise<number>;
+  /**
+   * Records an agent's heartbeat (version, deployment, instance, figures) and that it was seen.
+   *
+   * @returns `false` when no such agent exists.
+   */
+  recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean>;
 
   /** Closes the store; later calls fail. Idempotent. */
   close(): Promise<void>;
@@ -380,11 +539,14 @@ export interface CommandStore extends AsyncDisposable {
 
 /**
  * A change another dashboard instance must hear of: a command became claimable for an agent
- * (enqueued, requeued after its lease, released), or a command's cancel was recorded.
+ * (enqueued, requeued after its lease, released), a command's cancel was recorded, or a command
+ * changed at all (for its event streams: status, live output).
  */
 export type StoreEvent =
   | { type: "queued"; agentId: string }
-  | { type: "cancel"; commandId: string };
+  | { type: "cancel"; commandId: string }
+  /** A command changed in any way (its event streams re-read it). */
+  | { type: "changed"; commandId: string };
 
 /** Receives the {@link StoreEvent}s of other instances. */
 export interface StoreEventListener {

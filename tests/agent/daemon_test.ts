@@ -53,6 +53,16 @@ Deno.test("the daemon gets exactly the permissions this process has, narrowed to
   }
 });
 
+Deno.test("a daemon started under -A keeps -A (cgroups and /proc need it)", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", PROBE, JSON.stringify({ read: ["/tmp"] })],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), ["--allow-all"]);
+});
+
 Deno.test("pid files", async (t) => {
   const dir = Deno.makeTempDirSync();
   const pidFile = join(dir, "status.pid");

@@ -87,7 +87,8 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
   assert.equal(report.attempt, 1);
   assert.equal((report.result as { stdout: string }).stdout, "hello\n");
   assert.deepEqual(stub.acks, [{ command_id: "cmd-1", attempt: 1 }]);
-  const kinds = stub.seen.map((s) => s.kind);
+  // Heartbeats and live output (answered 404 by the stub) are "other".
+  const kinds = stub.seen.map((s) => s.kind).filter((kind) => kind !== "other");
   assert.deepEqual(kinds.slice(0, 4), ["wait", "ack", "report", "wait"]);
   assert.ok(agent.state.journal.get("cmd-1")?.state === "accepted");
   assert.equal(agent.state.outbox.size, 0);
@@ -120,6 +121,11 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
     "Executing command: echo hello (id: cmd-1)",
     "command execution and reporting completed",
   ];
+  // One start-up line says how commands are confined.
+  assert.ok(
+    messages.some((m) => /^sandbox: commands run as .*, stopped (with|by) /.test(m)),
+    messages.join("\n"),
+  );
   let at = -1;
   for (const message of order) {
     const next = messages.indexOf(message, at + 1);

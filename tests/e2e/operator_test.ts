@@ -1,3 +1,4 @@
+import { openSqliteStore } from "../../src/store/mod.ts";
 /**
  * The operator CLI (`status enqueue/result/list/cancel`, run as `deno run --allow-net main.ts`)
  * against a real `status serve` and `status agent`.
@@ -155,6 +156,7 @@ Deno.test("operator CLI refuses bad flag values with exit code 2", async () => {
 Deno.test("operator CLI with an admin token against a dashboard outside dev mode", async () => {
   await using dir = tempDir();
   const db = `${dir.path}/status.db`;
+  await openSqliteStore(db).close(); // as a first "status serve" would
   const added = await runCli(["agents", "add", "web-1", "--db", db], {
     perms: ["--allow-read", "--allow-write", "--allow-env"],
     cwd: dir.path,

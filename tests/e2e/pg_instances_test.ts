@@ -92,6 +92,66 @@ Deno.test({
       assert.equal(cancelled.status, 200);
     });
 
+    await t.step("an event stream on B follows a command delivered and reported on A", async () => {
+      const answer = await enqueue(a.url, { id: "e1", agent_id: "a1", name: "echo events" });
+      assert.equal(answer.status, 202);
+      const stream = await fetch(`${b.url}/api/v1/commands/e1/events`, { headers: admin });
+      assert.equal(stream.status, 200);
+      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      // Before the stream's own re-read at its 15 s keep-alive: the changes must come through
+      // LISTEN/NOTIFY.
+      const deadline = Date.now() + 10_000;
+      const readUntil = async (pattern: RegExp) => {
+        while (!pattern.test(text)) {
+          const left = deadline - Date.now();
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const { value, done } = await Promise.race([
+            reader.read(),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () => reject(new Error(`no ${pattern} within 10 s: ${text}`)),
+                Math.max(0, left),
+              );
+            }),
+          ]).finally(() => clearTimeout(timer));
+          if (done) throw new Error(`stream ended before ${pattern}: ${text}`);
+          text += value;
+        }
+      };
+      await readUntil(/"status":"queued"/);
+      // Delivered, acked and reported on A: B hears of each change through the database.
+      const path = "/api/v1/agent/commands/wait/default?timeout=5";
+      const waited = await fetch(`${a.url}${path}`, { headers: signed("GET", path) });
+      assert.equal((await waited.json()).id, "e1");
+      await readUntil(/"status":"delivered"/);
+      const report = JSON.stringify({
+        command_id: "e1",
+        status: "success",
+        attempt: 1,
+        result: {
+          exit_code: 0,
+          signal: null,
+          duration_secs: 0.01,
+          stdout: "events\n",
+          stderr: "",
+          stdout_truncated_bytes: 0,
+          stderr_truncated_bytes: 0,
+        },
+        error: null,
+        started_at: new Date().toISOString(),
+        completed_at: new Date().toISOString(),
+      });
+      const reported = await fetch(`${a.url}/api/v1/agent/commands/report`, {
+        method: "POST",
+        headers: signed("POST", "/api/v1/agent/commands/report", report),
+        body: report,
+      });
+      assert.equal(reported.status, 200, await reported.text());
+      await readUntil(/event: end/);
+      await reader.cancel();
+    });
+
     await t.step("a cancel on B stops a command running under an agent on A", async () => {
       await using state = tempDir();
       await using agent = startAgent({
@@ -134,28 +194,28 @@ async function pollUntil(check: () => Promise<boolean>, timeoutMs = 20_000): Pro
 }
 
 Deno.test({
-  name: "status agents add, list, rotate and remove work on PostgreSQL (DATABASE_URL or --db)",
+  name: "status agents add, list, rotate and remove work on PostgreSQL (--db)",
   ignore: pgIgnore(),
   async fn() {
     await using db = await testDatabase();
-    const viaEnv = { perms: PERMS.serve, env: { DATABASE_URL: db.url } };
-    const added = await runCli(["agents", "add", "web-1"], viaEnv);
+    const viaEnv = { perms: PERMS.serve, env: { DB: db.url } };
+    const added = await runCli(["agents", "add", "web-1", "--db", db.url], viaEnv);
     assert.equal(added.code, 0, added.stderr);
     const token = /AGENT_TOKEN=(\S+)/.exec(added.stdout)?.[1];
     assert.ok(token, added.stdout);
-    const again = await runCli(["agents", "add", "web-1"], viaEnv);
+    const again = await runCli(["agents", "add", "web-1", "--db", db.url], viaEnv);
     assert.equal(again.code, 1, "a second add of one id fails");
     const listed = await runCli(["agents", "list", "--db", db.url], { perms: PERMS.serve });
     assert.equal(listed.code, 0, listed.stderr);
     assert.match(listed.stdout, /^web-1 /m);
     assert.doesNotMatch(listed.stdout, new RegExp(token));
-    const rotated = await runCli(["agents", "rotate", "web-1"], viaEnv);
+    const rotated = await runCli(["agents", "rotate", "web-1", "--db", db.url], viaEnv);
     assert.equal(rotated.code, 0, rotated.stderr);
     await using store = await openPostgresStore(db.url);
     const stored = await store.getAgent("web-1");
     assert.equal(stored?.token, /AGENT_TOKEN=(\S+)/.exec(rotated.stdout)?.[1]);
     assert.notEqual(stored?.token, token);
-    assert.equal((await runCli(["agents", "remove", "web-1"], viaEnv)).code, 0);
+    assert.equal((await runCli(["agents", "remove", "web-1", "--db", db.url], viaEnv)).code, 0);
     assert.equal(await store.getAgent("web-1"), null);
 
     const unreachable = await runCli(["agents", "list", "--db", "postgres://u:pw@127.0.0.1:1/x"], {

@@ -57,7 +57,9 @@ for (const variant of ["full", "minimal"] as const) {
       });
       await agent.stderr.waitFor("long-poll: polling loop started", { timeoutMs: 30_000 });
 
-      assert.deepEqual(await seedCurl(serve.url), { queued: true, id: "cmd-001" });
+      const queued = await seedCurl(serve.url);
+      assert.equal(queued.queued, true);
+      assert.equal(queued.id, "cmd-001");
       const record = await waitForFinal(serve.url, "cmd-001");
       assert.equal(record.status, "success");
       const result = record.result as { stdout: string; exit_code: number };

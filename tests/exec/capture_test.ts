@@ -28,10 +28,12 @@ Deno.test("capture keeps everything below the limit and exactly head and tail ab
         } else {
           assert.equal(
             result.text,
-            decode(data.subarray(0, 7)) + decode(data.subarray(total - 6)),
+            decode(data.subarray(0, 7)) + `\n[status: ${total - 13} bytes dropped here]\n` +
+              decode(data.subarray(total - 6)),
           );
           assert.equal(result.truncatedBytes, total - 13);
         }
+        assert.equal(result.encoding, "utf-8");
       });
     }
   }
@@ -43,14 +45,50 @@ Deno.test("capture copies pushed bytes so the caller may reuse its buffer", () =
   capture.push(buffer);
   buffer.fill(0x7a);
   capture.push(encoder.encode("ef"));
-  assert.deepEqual(capture.result(), { text: "abef", totalBytes: 6, truncatedBytes: 2 });
+  assert.deepEqual(capture.result(), {
+    text: "ab\n[status: 2 bytes dropped here]\nef",
+    encoding: "utf-8",
+    totalBytes: 6,
+    truncatedBytes: 2,
+  });
 });
 
-Deno.test("capture turns invalid UTF-8 into U+FFFD", async (t) => {
-  await t.step("invalid bytes", () => {
+Deno.test("capture keeps every byte: NUL as text, anything not UTF-8 as base64", async (t) => {
+  const base64 = (data: Uint8Array) => btoa(String.fromCharCode(...data));
+  await t.step("NUL bytes stay in the text (a tar header is not cut at its first field)", () => {
+    const header = new Uint8Array(512);
+    header.set(encoder.encode("etc/shadow"));
+    header.set(encoder.encode("ustar"), 257);
     const capture = new OutputCapture();
-    capture.push(new Uint8Array([0x61, 0xff, 0xfe, 0x00, 0x62]));
-    assert.equal(capture.result().text, "a\uFFFD\uFFFD\u0000b");
+    capture.push(header);
+    const result = capture.result();
+    assert.equal(result.encoding, "utf-8");
+    assert.equal(result.text.length, 512);
+    assert.deepEqual(encoder.encode(result.text), header);
+    assert.equal(result.truncatedBytes, 0);
+  });
+  await t.step("invalid UTF-8: base64 of the exact bytes", () => {
+    const data = new Uint8Array([0x61, 0xff, 0xfe, 0x00, 0x62]);
+    const capture = new OutputCapture();
+    capture.push(data);
+    assert.deepEqual(capture.result(), {
+      text: base64(data),
+      encoding: "base64",
+      totalBytes: 5,
+      truncatedBytes: 0,
+    });
+  });
+  await t.step("invalid UTF-8 beyond the limit: head and tail in base64, the rest counted", () => {
+    const data = new Uint8Array(20).map((_, i) => 0xf8 + (i % 8));
+    const capture = new OutputCapture({ headBytes: 4, tailBytes: 3 });
+    capture.push(data);
+    const result = capture.result();
+    assert.equal(result.encoding, "base64");
+    assert.equal(
+      result.text,
+      base64(new Uint8Array([...data.subarray(0, 4), ...data.subarray(17)])),
+    );
+    assert.equal(result.truncatedBytes, 13);
   });
   await t.step("a character split between chunks stays whole", () => {
     const capture = new OutputCapture();
@@ -59,12 +97,18 @@ Deno.test("capture turns invalid UTF-8 into U+FFFD", async (t) => {
     capture.push(euro.subarray(1));
     assert.equal(capture.result().text, "€");
   });
-  await t.step("a character cut at the seam becomes U+FFFD", () => {
+  await t.step("a character cut at the seam is dropped whole, counted, and marked", () => {
     const capture = new OutputCapture({ headBytes: 4, tailBytes: 4 });
     capture.push(encoder.encode("ab€" + "x".repeat(10) + "€cd"));
-    const { text, truncatedBytes } = capture.result();
-    assert.equal(truncatedBytes, 20 - 8);
-    assert.equal(text, "ab\uFFFD" + "\uFFFD\uFFFDcd");
+    const { text, truncatedBytes, encoding } = capture.result();
+    assert.equal(encoding, "utf-8");
+    assert.equal(truncatedBytes, 20 - 8 + 2 + 2, "the cut bytes of both euro signs count");
+    assert.equal(text, "ab\n[status: 16 bytes dropped here]\ncd");
+  });
+  await t.step("a marker after a line break needs no extra one", () => {
+    const capture = new OutputCapture({ headBytes: 6, tailBytes: 6 });
+    capture.push(encoder.encode("line1\nfile_wrong_name_1234\nline3\n"));
+    assert.equal(capture.result().text, "line1\n[status: 21 bytes dropped here]\nline3\n");
   });
   await t.step("a byte-order mark is kept", () => {
     const capture = new OutputCapture();

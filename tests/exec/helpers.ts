@@ -81,3 +81,36 @@ export async function survivors(pids: number[], limitMs = 1000): Promise<number[
 export function pidsIn(text: string): number[] {
   return text.split("\n").filter((line) => /^\d+$/.test(line.trim())).map(Number);
 }
+
+/**
+ * Whether this process may read `/proc` (Deno allows it only under `--allow-all`), which the
+ * cgroup and `/proc` tests need. When it may not, registers one test that runs `file` again in a
+ * child `deno test --allow-all` and fails with its output; the caller then ignores its own tests.
+ *
+ * @param file The test file (`import.meta.filename`).
+ * @returns Whether the file's tests run in this process.
+ */
+export function runsHereOrUnderAllowAll(file: string): boolean {
+  try {
+    Deno.readTextFileSync("/proc/self/cgroup");
+    return true;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotCapable)) return true;
+  }
+  const name = file.slice(file.lastIndexOf("/") + 1);
+  Deno.test(`${name}, again under --allow-all (cgroups and /proc need it)`, async () => {
+    const root = new URL("../../", import.meta.url).pathname;
+    const child = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "--allow-all", "--config", `${root}deno.json`, file],
+      cwd: root,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const said = [child.stdout, child.stderr].map((b) => new TextDecoder().decode(b)).join("");
+    if (!child.success) throw new Error(`${name} failed under --allow-all:\n${said}`);
+    if (!/\| [1-9]\d* passed/.test(said)) throw new Error(`no test of ${name} ran:\n${said}`);
+  });
+  return false;
+}

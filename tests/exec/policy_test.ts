@@ -237,3 +237,60 @@ Deno.test("resolveProgram finds executables on PATH and says why it cannot", asy
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("policy refuses file lists and dereferencing, named, abbreviated or bundled", async (t) => {
+  const cases: Array<[string[], string, string]> = [
+    [
+      ["tar", "cf", "-", "-T", "/tmp/list"],
+      "-T",
+      "reads the names of the files to use from a file",
+    ],
+    [["tar", "cf", "-", "--files-from=/tmp/list"], "--files-from", "reads the names"],
+    [["tar", "-cf", "-", "--files-fr", "/tmp/list"], "--files-fr", "reads the names"],
+    [["tar", "cTf", "/tmp/list", "-"], "-T", "reads the names"],
+    [["du", "--files0-from=/tmp/list"], "--files0-from", "reads the names"],
+    [["tar", "-chf", "-", "/tmp/box"], "-h", "follows symbolic links"],
+    [["tar", "chf", "-", "/tmp/box"], "-h", "follows symbolic links"],
+    [["tar", "--deref", "-cf", "-", "/tmp/box"], "--deref", "follows symbolic links"],
+    [["du", "-L", "-a", "/tmp/box"], "-L", "follows symbolic links"],
+    [["du", "-aD", "/tmp/box"], "-D", "follows symbolic links"],
+    [["ls", "-RL", "/tmp/box"], "-L", "follows symbolic links"],
+    [["ls", "--dereference-command-line", "/tmp/box"], "--dereference-command-line", "follows"],
+    [["gzip", "-rf", "/tmp/box"], "-f", "follows symbolic links"],
+  ];
+  for (const [argv, option, why] of cases) {
+    await t.step(argv.join(" "), () => {
+      const reason = refused(argv);
+      assert.ok(reason.startsWith(`option "${option}" of ${argv[0]} `), reason);
+      assert.ok(reason.includes(why), reason);
+    });
+  }
+  await t.step("what stays allowed", () => {
+    accepted(["tar", "-czf", "/tmp/a.tgz", "-C", "/tmp", "dir"]);
+    accepted(["du", "-sh", "/tmp"]);
+    accepted(["ls", "-la", "/tmp"]);
+    accepted(["gzip", "-c", "/tmp/a"]);
+    accepted(["tar", "--checkpoint=10", "-cf", "/tmp/a.tar", "/tmp/x"]);
+  });
+});
+
+Deno.test("policy checks relative arguments against the working directory", () => {
+  // Outside the allowed prefixes (/tmp, /var/tmp): next to the repository's files.
+  const outside = Deno.makeTempDirSync({
+    dir: new URL("../../", import.meta.url).pathname,
+    prefix: ".status-policy-test-",
+  });
+  try {
+    Deno.writeTextFileSync(`${outside}/.env`, "AGENT_TOKEN=x\n");
+    assert.match(
+      refused(["tar", "cf", "-", ".env"], defaultPolicy(), outside),
+      /^path "\.env" is .*\/\.env relative to the working directory, outside the allowed prefixes/,
+    );
+    // A word that names nothing there is not a path.
+    accepted(["echo", "hello"], defaultPolicy(), outside);
+    // Without a working directory to check against (a command's own new one), nothing to find.
+    accepted(["tar", "cf", "-", ".env"]);
+  } finally {
+    Deno.removeSync(outside, { recursive: true });
+  }
+});

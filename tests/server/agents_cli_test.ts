@@ -28,6 +28,8 @@ async function run(args: string[]) {
 async function withDb(fn: (db: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "status-agents-" });
   try {
+    // The dashboard creates its database; `status agents` manages an existing one.
+    await openSqliteStore(`${dir}/status.db`).close();
     await fn(`${dir}/status.db`);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -159,4 +161,24 @@ Deno.test("status agents runs with --allow-read --allow-write --allow-env only",
     assert.equal(list.code, 0);
     assert.ok(!new TextDecoder().decode(list.stdout).includes(token));
   });
+});
+
+Deno.test("status agents refuses a database that does not exist, naming it, and creates nothing", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-agents-" });
+  try {
+    for (const args of [["list"], ["add", "web-1"]]) {
+      await t.step(args.join(" "), async () => {
+        for (const db of [`${dir}/typo.db`, `${dir}/nonexistent/x.db`]) {
+          const { io, error } = await run([...args, "--db", db]);
+          assert.equal(error?.exitCode, 2, String(error));
+          assert.match(error!.message, new RegExp(`database ${db} does not exist`));
+          assert.deepEqual(io.stdout, [], 'no token printed, no "no agents"');
+          await assert.rejects(() => Deno.stat(db), Deno.errors.NotFound);
+        }
+        await assert.rejects(() => Deno.stat(`${dir}/nonexistent`), Deno.errors.NotFound);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

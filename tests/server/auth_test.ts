@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { signV2 } from "../../src/protocol/mod.ts";
-import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, T0, TOKEN } from "./_helpers.ts";
+import {
+  ADMIN_TOKEN,
+  type AgentRequest,
+  json,
+  makeDashboard,
+  P,
+  reportBody,
+  T0,
+  TOKEN,
+} from "./_helpers.ts";
 
 const ENQUEUE = { id: "cmd-001", name: "echo Hello from dashboard", params: {} };
 
@@ -30,7 +39,9 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
   await t.step("a correctly signed request passes every step", async () => {
     const response = await d.agent({ path: P.enqueue, body: ENQUEUE });
     assert.equal(response.status, 202);
-    assert.deepEqual(await json(response), { queued: true, id: "cmd-001" });
+    const answer = await json(response);
+    assert.equal(answer.queued, true);
+    assert.equal(answer.id, "cmd-001");
     assert.equal(response.headers.get("Date"), new Date(T0).toUTCString());
   });
 
@@ -298,48 +309,58 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
 
 Deno.test("the per-agent rate limit answers 429 with Retry-After, before the later steps", async (t) => {
   await using d = await makeDashboard({ rateLimitPerMinute: 3 });
+  // An ack of an unknown command passes every step, then answers 404: it costs one token.
+  const ack = (headers: Record<string, string> = {}, agent: Partial<AgentRequest> = {}) =>
+    d.agent({ path: P.ack, body: { command_id: "nope", attempt: 1 }, headers, ...agent });
   for (let i = 0; i < 3; i++) {
-    assert.equal((await d.agent({ path: P.enqueue, body: { name: `echo ${i}` } })).status, 202);
+    const response = await ack();
+    assert.equal(response.status, 404);
+    await response.body?.cancel();
   }
   await t.step("the fourth request in the minute is refused", async () => {
-    const response = await d.agent({ path: P.enqueue, body: { name: "echo 4" } });
+    const response = await ack();
     const body = await json(response);
     assert.equal(response.status, 429);
     assert.equal(response.headers.get("Retry-After"), "20");
     assert.match(body.error as string, /rate limit exceeded; retry in 20 s/);
   });
   await t.step("steps after the limit do not run: a bad timestamp still gets 429", async () => {
-    const response = await d.agent({
-      path: P.enqueue,
-      body: { name: "x" },
-      headers: { "X-Timestamp": "nope" },
-    });
+    const response = await ack({ "X-Timestamp": "nope" });
     assert.equal(response.status, 429);
     await response.body?.cancel();
   });
   await t.step("steps before it do: a wrong token is 401 and takes no token", async () => {
-    const response = await d.agent({
-      path: P.enqueue,
-      body: { name: "x" },
-      headers: { Authorization: "Bearer x" },
-    });
+    const response = await ack({ Authorization: "Bearer x" });
     assert.equal(response.status, 401);
     await response.body?.cancel();
   });
   await t.step("other agents have their own bucket", async () => {
-    const response = await d.agent({
-      path: P.enqueue,
-      body: { name: "echo" },
+    const response = await ack({}, {
       agentId: "a2",
       token: "agent-token-a2-0123456789abcdefghijklmnopq",
     });
-    assert.equal(response.status, 202);
+    assert.equal(response.status, 404);
     await response.body?.cancel();
+  });
+  await t.step("operators and enqueues never take from an agent's bucket", async () => {
+    for (let i = 0; i < 5; i++) {
+      const own = await d.agent({ path: P.enqueue, body: { name: `echo ${i}` } });
+      assert.equal(own.status, 202, "the agent's own enqueue");
+      await own.body?.cancel();
+      const op = await d.admin("POST", P.enqueue, { name: `echo op ${i}`, agent_id: "a1" });
+      assert.equal(op.status, 202);
+      await op.body?.cancel();
+      const read = await d.admin("GET", "/api/v1/commands?agent_id=a1");
+      assert.equal(read.status, 200);
+      await read.body?.cancel();
+    }
   });
   await t.step("the bucket refills continuously", async () => {
     d.clock.advance(20_000);
-    assert.equal((await d.agent({ path: P.enqueue, body: { name: "echo 5" } })).status, 202);
-    const again = await d.agent({ path: P.enqueue, body: { name: "echo 6" } });
+    const refilled = await ack();
+    assert.equal(refilled.status, 404);
+    await refilled.body?.cancel();
+    const again = await ack();
     assert.equal(again.status, 429);
     assert.equal(again.headers.get("Retry-After"), "20");
     await again.body?.cancel();
@@ -349,6 +370,28 @@ Deno.test("the per-agent rate limit answers 429 with Retry-After, before the lat
     assert.equal(response.status, 429);
     await response.body?.cancel();
   });
+});
+
+Deno.test("operators have their own rate limit, per client address, with Retry-After", async () => {
+  await using d = await makeDashboard({ operatorRateLimitPerMinute: 2, rateLimitPerMinute: 2 });
+  for (let i = 0; i < 2; i++) {
+    const response = await d.admin("POST", P.enqueue, { name: `echo ${i}`, agent_id: "a1" });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  }
+  const refused = await d.admin("GET", "/api/v1/agents");
+  assert.equal(refused.status, 429);
+  assert.equal(refused.headers.get("Retry-After"), "30");
+  await refused.body?.cancel();
+  const seedCurl = await d.agent({ path: P.enqueue, body: { name: "echo seed" } });
+  assert.equal(seedCurl.status, 429, "an enqueue is an operator's request however it is signed");
+  await seedCurl.body?.cancel();
+  const agentWait = await d.agent({ path: P.wait() });
+  assert.notEqual(agentWait.status, 429, "the agent's own budget is untouched");
+  await agentWait.body?.cancel();
+  const health = await d.dashboard.app.request("/health");
+  assert.equal(health.status, 200, "health is not limited");
+  await health.body?.cancel();
 });
 
 Deno.test("version 1 signatures are accepted only with acceptV1Signatures", async () => {
@@ -431,7 +474,9 @@ Deno.test("operators authenticate with the admin token", async (t) => {
   await t.step("enqueue with the admin token names the agent in the body", async () => {
     const ok = await d.admin("POST", P.enqueue, { id: "op-1", name: "echo op", agent_id: "a2" });
     assert.equal(ok.status, 202);
-    assert.deepEqual(await json(ok), { queued: true, id: "op-1" });
+    const answer = await json(ok);
+    assert.equal(answer.id, "op-1");
+    assert.match(String(answer.warning), /agent a2 has never connected to this dashboard/);
     assert.equal((await d.store.getCommand("op-1"))?.agentId, "a2");
     await expectError(await d.admin("POST", P.enqueue, { name: "echo" }), 400, /field "agent_id"/);
     await expectError(
@@ -480,7 +525,9 @@ Deno.test("dev mode accepts the seed's curl example unchanged", async (t) => {
       },
     );
     assert.equal(response.status, 202);
-    assert.deepEqual(await json(response), { queued: true, id: "cmd-001" });
+    const answer = await json(response);
+    assert.equal(answer.queued, true);
+    assert.equal(answer.id, "cmd-001");
     const agent = await d.store.getAgent("test-agent");
     assert.equal(agent?.token, null, "registered on first sight");
   });

@@ -114,6 +114,7 @@ async function request(
 Deno.test("queued commands and reported results survive SIGKILL and SIGTERM of the dashboard", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "status-durability-" });
   const db = `${dir}/state/status.db`;
+  await Deno.mkdir(`${dir}/state`); // the dashboard creates its file, not its directory
   try {
     await t.step("first run: enqueue, deliver and report, then SIGKILL", async () => {
       await using serve = new ServeProcess(db, dir);

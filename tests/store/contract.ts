@@ -21,7 +21,13 @@ const TOKEN = "t".repeat(43);
 async function enqueue(
   store: CommandStore,
   id: string,
-  options: { agentId?: string; name?: string; params?: CommandParams; now?: number } = {},
+  options: {
+    agentId?: string;
+    name?: string;
+    params?: CommandParams;
+    now?: number;
+    expiresAt?: number | null;
+  } = {},
 ) {
   return await store.enqueue({
     id,
@@ -30,6 +36,7 @@ async function enqueue(
     params: options.params ?? {},
     fingerprint: `fp-${options.agentId ?? "a1"}-${options.name ?? id}`,
     now: options.now ?? T0,
+    ...(options.expiresAt === undefined ? {} : { expiresAt: options.expiresAt }),
   });
 }
 
@@ -135,6 +142,7 @@ export function runStoreContract(
   test("registers an agent on first sight without a token, once", async (store) => {
     const first = await store.ensureAgent("dev", T0);
     assert.equal(first.token, null);
+    assert.equal(first.lastSeenAt, null, "registered, not yet seen");
     assert.deepEqual(first.scopes, [...AGENT_SCOPES]);
     const again = await store.ensureAgent("dev", T0 + 1);
     assert.equal(again.createdAt, T0);
@@ -340,6 +348,8 @@ export function runStoreContract(
       durationSecs: 0.004,
       stdout: "hi\n",
       stderr: "",
+      stdoutEncoding: null,
+      stderrEncoding: null,
       stdoutTruncatedBytes: 0,
       stderrTruncatedBytes: 0,
       error: null,
@@ -559,9 +569,314 @@ export function runStoreContract(
     });
   });
 
+  test("stores live output once, keeps head and tail, and shows gaps", async (store, t) => {
+    await enqueue(store, "c1");
+    const keep = { headBytes: 4, tailBytes: 6 };
+    const bytes = (text: string) => new TextEncoder().encode(text);
+    const append = (
+      offset: number,
+      text: string,
+      extra: Partial<{ attempt: number; stream: "stdout" | "stderr" }> = {},
+    ) =>
+      store.appendOutput({
+        commandId: "c1",
+        attempt: extra.attempt ?? 1,
+        stream: extra.stream ?? "stdout",
+        offset,
+        data: bytes(text),
+        now: T0,
+        keep,
+      });
+    const text = async (query: { attempt?: number; afterSeq?: number } = {}) => {
+      const chunks = await store.listOutput("c1", { attempt: 1, ...query });
+      return chunks.filter((c) => c.stream === "stdout").map((c) =>
+        `${c.offset}:${new TextDecoder().decode(c.data)}`
+      );
+    };
+
+    await t.step("a chunk is stored at its offset", async () => {
+      const first = await append(0, "ab");
+      assert.equal(first.outcome, "stored");
+      assert.deepEqual(first.outcome === "stored" && { ...first, seq: 0 }, {
+        outcome: "stored",
+        seq: 0,
+        offset: 0,
+        bytes: 2,
+        gapBytes: 0,
+      });
+      assert.deepEqual(await text(), ["0:ab"]);
+    });
+    await t.step("the same chunk again is a duplicate and changes nothing", async () => {
+      assert.deepEqual(await append(0, "ab"), { outcome: "duplicate" });
+      assert.deepEqual(await text(), ["0:ab"]);
+    });
+    await t.step("a chunk overlapping what arrived stores only the new bytes", async () => {
+      const outcome = await append(1, "bc");
+      assert.equal(outcome.outcome === "stored" && outcome.offset, 2);
+      assert.deepEqual(await text(), ["0:ab", "2:c"]);
+    });
+    await t.step("a chunk past what arrived leaves a gap", async () => {
+      const outcome = await append(5, "f");
+      assert.equal(outcome.outcome === "stored" && outcome.gapBytes, 2);
+      assert.deepEqual(await text(), ["0:ab", "2:c", "5:f"]);
+    });
+    await t.step("only the head and the last tail bytes are kept", async () => {
+      const outcome = await append(6, "ghijklmn"); // stream is now 14 bytes long
+      assert.equal(outcome.outcome, "stored");
+      // head: offsets 0-3 ("ab", "c"; 3 never came); tail: offsets 8-13 "ijklmn"
+      assert.deepEqual(await text(), ["0:ab", "2:c", "8:ijklmn"]);
+      await append(14, "op");
+      assert.deepEqual(await text(), ["0:ab", "2:c", "10:klmn", "14:op"]);
+    });
+    await t.step("a late chunk of dropped bytes is a duplicate", async () => {
+      assert.deepEqual(await append(6, "gh"), { outcome: "duplicate" });
+    });
+    await t.step("streams and attempts are kept apart; afterSeq pages", async () => {
+      await append(0, "E", { stream: "stderr" });
+      await append(0, "second", { attempt: 2 });
+      const all = await store.listOutput("c1");
+      assert.deepEqual(
+        [...all].sort((a, b) => a.seq - b.seq).map((c) => c.seq),
+        all.map((c) => c.seq),
+        "chunks come in seq order",
+      );
+      const stderr = all.filter((c) => c.stream === "stderr");
+      assert.deepEqual(stderr.map((c) => [c.attempt, c.offset, c.data.length]), [[1, 0, 1]]);
+      const second = await store.listOutput("c1", { attempt: 2 });
+      assert.equal(second.map((c) => new TextDecoder().decode(c.data)).join(""), "second");
+      const last = all[all.length - 1].seq;
+      assert.deepEqual(await store.listOutput("c1", { afterSeq: last }), []);
+      assert.equal((await store.listOutput("c1", { afterSeq: all[0].seq })).length, all.length - 1);
+      assert.equal((await store.listOutput("c1", { limit: 2 })).length, 2);
+      assert.deepEqual(await store.listOutput("other"), []);
+    });
+    await t.step("bad bounds are refused", async () => {
+      await assert.rejects(
+        () =>
+          store.appendOutput({
+            commandId: "c1",
+            attempt: 1,
+            stream: "stdout",
+            offset: 100,
+            data: bytes("x"),
+            now: T0,
+            keep: { headBytes: 4, tailBytes: 0 },
+          }),
+        RangeError,
+      );
+    });
+  });
+
+  test("prunes the live output of commands final before a time", async (store) => {
+    const keep = { headBytes: 100, tailBytes: 100 };
+    const put = (commandId: string) =>
+      store.appendOutput({
+        commandId,
+        attempt: 1,
+        stream: "stdout",
+        offset: 0,
+        data: new Uint8Array([1, 2, 3]),
+        now: T0,
+        keep,
+      });
+    await enqueue(store, "old");
+    await enqueue(store, "new");
+    await enqueue(store, "open");
+    for (const id of ["old", "new", "open"]) await put(id);
+    await store.cancel("old", T0 + 1000);
+    await store.cancel("new", T0 + 5000);
+    assert.equal(await store.pruneOutput(T0 + 2000), 1);
+    assert.deepEqual(await store.listOutput("old"), []);
+    assert.equal((await store.listOutput("new")).length, 1, "final after the time: kept");
+    assert.equal((await store.listOutput("open")).length, 1, "not final: kept");
+    assert.equal(await store.pruneOutput(T0 + 2000), 0);
+  });
+
+  test("binary output is stored byte for byte", async (store) => {
+    const data = new Uint8Array([0, 0xff, 0xfe, 10, 0xc3]);
+    await store.appendOutput({
+      commandId: "b1",
+      attempt: 1,
+      stream: "stdout",
+      offset: 0,
+      data,
+      now: T0,
+      keep: { headBytes: 1024, tailBytes: 1024 },
+    });
+    const [chunk] = await store.listOutput("b1");
+    assert.deepEqual([...chunk.data], [...data]);
+    assert.equal(chunk.createdAt, T0);
+    assert.equal(chunk.commandId, "b1");
+  });
+
+  test("records heartbeats for the fleet view", async (store) => {
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    const before = (await store.listAgents())[0];
+    assert.deepEqual(
+      [
+        before.version,
+        before.deploymentHash,
+        before.instanceId,
+        before.heartbeat,
+        before.heartbeatAt,
+      ],
+      [null, null, null, null, null],
+    );
+    const sample = { cpu_percent: 12.5, load_avg: [0.1, 0.2, 0.3] };
+    assert.equal(
+      await store.recordHeartbeat("a1", {
+        version: "0.1.0",
+        deploymentHash: "dep-1",
+        instanceId: "i-1",
+        sample,
+        now: T0 + 5000,
+      }),
+      true,
+    );
+    const after = (await store.listAgents())[0];
+    assert.equal(after.version, "0.1.0");
+    assert.equal(after.deploymentHash, "dep-1");
+    assert.equal(after.instanceId, "i-1");
+    assert.deepEqual(after.heartbeat, sample);
+    assert.equal(after.heartbeatAt, T0 + 5000);
+    assert.equal(after.lastSeenAt, T0 + 5000, "a heartbeat counts as seen");
+    await store.recordHeartbeat("a1", {
+      version: "0.1.1",
+      deploymentHash: null,
+      instanceId: "i-2",
+      sample: null,
+      now: T0 + 1000,
+    });
+    const again = (await store.listAgents())[0];
+    assert.equal(again.lastSeenAt, T0 + 5000, "last seen never goes back");
+    assert.equal(again.heartbeat, null);
+    assert.equal(again.version, "0.1.1");
+    assert.equal(
+      await store.recordHeartbeat("nope", {
+        version: null,
+        deploymentHash: null,
+        instanceId: null,
+        sample: null,
+        now: T0,
+      }),
+      false,
+    );
+  });
+
+  test("counts commands by status", async (store) => {
+    assert.deepEqual(await store.countCommandsByStatus(), {});
+    await enqueue(store, "c1");
+    await enqueue(store, "c2");
+    await enqueue(store, "c3");
+    await claim(store);
+    await store.cancel("c3", T0);
+    assert.deepEqual(await store.countCommandsByStatus(), {
+      delivered: 1,
+      queued: 1,
+      cancelled: 1,
+    });
+  });
+
   test("a closed store refuses work", async (store) => {
     await store.close();
     await store.close();
     await assert.rejects(() => store.getCommand("c1"));
+  });
+
+  test(
+    "a queued command expires at its queue expiry and is never claimed after it",
+    async (store, t) => {
+      const TTL = 60_000;
+      await t.step("the expiry is kept and is the next thing to do", async () => {
+        const created = await enqueue(store, "e1", { expiresAt: T0 + TTL });
+        assert.equal(created.command.expiresAt, T0 + TTL);
+        assert.equal((await enqueue(store, "e0")).command.expiresAt, null, "absent: never");
+        assert.equal(await store.nextLeaseExpiry(), T0 + TTL);
+      });
+      await t.step("before the expiry it is claimed as usual", async () => {
+        await enqueue(store, "e2", { agentId: "a2", expiresAt: T0 + TTL });
+        assert.equal((await claim(store, "a2", "default", T0 + TTL - 1))?.id, "e2");
+      });
+      await t.step("at the expiry it is not claimed", async () => {
+        assert.equal(
+          (await claim(store, "a1", "default", T0 + TTL))?.id,
+          "e0",
+          "only the command without an expiry",
+        );
+        assert.equal(await claim(store, "a1", "default", T0 + TTL), null);
+        assert.equal((await store.getCommand("e1"))?.status, "queued");
+      });
+      await t.step("requeueExpired makes it expired, final, with a completion time", async () => {
+        const outcome = await store.requeueExpired(T0 + TTL, 3);
+        assert.deepEqual(outcome.expired.map((c) => c.id), ["e1"]);
+        const e1 = await store.getCommand("e1");
+        assert.equal(e1?.status, "expired");
+        assert.equal(e1?.completedAt, T0 + TTL);
+        assert.equal(e1?.result, null);
+        assert.deepEqual(
+          (await store.listCommands({ status: "expired", limit: 10 })).map((c) => c.id),
+          [
+            "e1",
+          ],
+        );
+        assert.equal((await store.cancel("e1", T0 + TTL)).outcome, "final");
+        const late = await store.report(report({ id: "e1", agentId: "a1" }));
+        assert.equal(late.outcome, "conflict", "never delivered: no report can belong to it");
+        assert.equal((await store.requeueExpired(T0 + TTL + 1, 3)).expired.length, 0, "once");
+      });
+      await t.step(
+        "a command queued again after its lease expires when past its expiry",
+        async () => {
+          await enqueue(store, "e3", { agentId: "a3", expiresAt: T0 + 2 * LEASE - 1 });
+          await claim(store, "a3", "default", T0);
+          const outcome = await store.requeueExpired(T0 + 2 * LEASE, 3);
+          assert.deepEqual(outcome.expired.map((c) => c.id), ["e3"]);
+          assert.deepEqual(outcome.requeued.map((c) => c.id), [], "reported once, as expired");
+          assert.equal((await store.getCommand("e3"))?.status, "expired");
+          const late = await store.report(report({ id: "e3", agentId: "a3" }));
+          assert.equal(
+            late.outcome,
+            "accepted",
+            "it was delivered: the agent's result replaces it",
+          );
+          assert.equal((await store.getCommand("e3"))?.status, "success");
+        },
+      );
+    },
+  );
+
+  test("keeps output byte for byte: NUL bytes, control characters and base64", async (store) => {
+    const text = "etc/shadow\u0000\u0000\u0000ustar\u000000root\u0001\u001b[0m \u00e9\u{1F600}\n";
+    const base64 = btoa(String.fromCharCode(0, 0xff, 0xfe, 0x41, 0));
+    for (
+      const [id, stdout, stderr, encoding] of [
+        ["b1", text, "\u0000", undefined],
+        ["b2", base64, "warn\n", "base64"],
+      ] as const
+    ) {
+      await enqueue(store, id);
+      await claim(store);
+      const outcome = await store.report(report({ id, agentId: "a1" }, {
+        result: {
+          exitCode: 0,
+          signal: null,
+          durationSecs: 0.1,
+          stdout,
+          stderr,
+          stdoutTruncatedBytes: 7,
+          stderrTruncatedBytes: 0,
+          ...(encoding ? { stdoutEncoding: encoding } : {}),
+        },
+      }));
+      assert.equal(outcome.outcome, "accepted");
+      const stored = (await store.getCommand(id))?.result;
+      assert.equal(stored?.stdout, stdout);
+      assert.equal(stored?.stderr, stderr);
+      assert.equal(stored?.stdoutTruncatedBytes, 7);
+      assert.equal(stored?.stdoutEncoding ?? "utf-8", encoding ?? "utf-8");
+      assert.equal(stored?.stderrEncoding ?? "utf-8", "utf-8");
+      const listed = (await store.listCommands({ limit: 1 }))[0];
+      assert.equal(listed.result?.stdout, stdout, "the list reads the same bytes");
+    }
   });
 }

@@ -28,7 +28,7 @@ async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
 
 Deno.test("sqlite store creates its file in WAL mode with the current schema version", async () => {
   await withTempDir(async (dir) => {
-    const path = `${dir}/nested/dir/status.db`;
+    const path = `${dir}/status.db`;
     const store = openSqliteStore(path);
     await store.close();
     const db = new DatabaseSync(path);
@@ -168,5 +168,33 @@ Deno.test("sqlite store claims on an empty queue without a write transaction", a
     } finally {
       other.close();
     }
+  });
+});
+
+Deno.test("sqlite store creates a database only where asked, only in an existing directory", async (t) => {
+  await withTempDir(async (dir) => {
+    await t.step("a missing directory is refused and nothing is created", () => {
+      const path = `${dir}/nonexistent/x.db`;
+      assert.throws(() => openSqliteStore(path), (error: Error) => {
+        assert.ok(error instanceof StoreError);
+        assert.match(error.message, /directory .*nonexistent does not exist/);
+        return true;
+      });
+      assert.throws(() => Deno.statSync(`${dir}/nonexistent`), Deno.errors.NotFound);
+    });
+    await t.step("create: false refuses a missing file, naming it", () => {
+      const path = `${dir}/typo.db`;
+      assert.throws(() => openSqliteStore(path, { create: false }), (error: Error) => {
+        assert.ok(error instanceof StoreError);
+        assert.match(error.message, /database .*typo\.db does not exist/);
+        return true;
+      });
+      assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
+    });
+    await t.step("create: false opens a file that exists", async () => {
+      const path = `${dir}/status.db`;
+      await openSqliteStore(path).close();
+      await openSqliteStore(path, { create: false }).close();
+    });
   });
 });

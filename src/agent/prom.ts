@@ -1,0 +1,127 @@
+/**
+ * The agent's own Prometheus metrics (`prom-client`), served on `GET /metrics` of a small HTTP
+ * listener when `--metrics-port` is given.
+ *
+ * | metric | type | labels |
+ * | --- | --- | --- |
+ * | `status_agent_info` | gauge (1) | `agent_id`, `version`, `instance_id` |
+ * | `status_agent_commands_total` | counter | `status` (final status of each command run) |
+ * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `refused`, `invalid`) |
+ * | `status_agent_backoff_seconds` | gauge | — (current back-off delay; 0 when polling normally) |
+ * | `status_agent_backoff_attempts` | gauge | — (failures in a row) |
+ * | `status_agent_last_poll_success_timestamp_seconds` | gauge | — |
+ * | `status_agent_output_chunks_total` | counter | — (live output chunks delivered) |
+ *
+ * @module
+ */
+import { Counter, Gauge, Registry } from "prom-client";
+
+/** The agent's metrics. */
+export class AgentMetrics {
+  readonly #registry: Registry = new Registry();
+  readonly #commands: Counter<"status">;
+  readonly #pollErrors: Counter<"kind">;
+  readonly #backoff: Gauge;
+  readonly #backoffAttempts: Gauge;
+  readonly #lastPoll: Gauge;
+  readonly #chunks: Counter;
+
+  /**
+   * Creates the metrics of one agent.
+   *
+   * @param info Who the agent is.
+   */
+  constructor(info: { agentId: string; version: string; instanceId: string }) {
+    const registers = [this.#registry];
+    new Gauge({
+      name: "status_agent_info",
+      help: "Who this agent is (always 1)",
+      labelNames: ["agent_id", "version", "instance_id"],
+      registers,
+    }).set({ agent_id: info.agentId, version: info.version, instance_id: info.instanceId }, 1);
+    this.#commands = new Counter({
+      name: "status_agent_commands_total",
+      help: "Commands run, by final status",
+      labelNames: ["status"],
+      registers,
+    });
+    this.#pollErrors = new Counter({
+      name: "status_agent_poll_errors_total",
+      help: "Failed long-polls, by kind of failure",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.#backoff = new Gauge({
+      name: "status_agent_backoff_seconds",
+      help: "Current back-off delay before the next poll (0: polling normally)",
+      registers,
+    });
+    this.#backoffAttempts = new Gauge({
+      name: "status_agent_backoff_attempts",
+      help: "Failed requests in a row (0: polling normally)",
+      registers,
+    });
+    this.#lastPoll = new Gauge({
+      name: "status_agent_last_poll_success_timestamp_seconds",
+      help: "When a long-poll last succeeded (unix time)",
+      registers,
+    });
+    this.#chunks = new Counter({
+      name: "status_agent_output_chunks_total",
+      help: "Live output chunks delivered to the dashboard",
+      registers,
+    });
+  }
+
+  /**
+   * A long-poll succeeded (a command or an empty answer).
+   *
+   * @param nowMs Now, in ms.
+   */
+  pollSucceeded(nowMs: number): void {
+    this.#lastPoll.set(nowMs / 1000);
+    this.#backoff.set(0);
+    this.#backoffAttempts.set(0);
+  }
+
+  /**
+   * A long-poll failed.
+   *
+   * @param kind The kind of failure.
+   */
+  pollFailed(kind: string): void {
+    this.#pollErrors.inc({ kind });
+  }
+
+  /**
+   * The agent backs off.
+   *
+   * @param delaySecs The delay.
+   * @param attempts Failures in a row.
+   */
+  backingOff(delaySecs: number, attempts: number): void {
+    this.#backoff.set(delaySecs);
+    this.#backoffAttempts.set(attempts);
+  }
+
+  /**
+   * A command was run.
+   *
+   * @param status Its final status.
+   */
+  commandRun(status: string): void {
+    this.#commands.inc({ status });
+  }
+
+  /** A live output chunk was delivered. */
+  chunkSent(): void {
+    this.#chunks.inc();
+  }
+
+  /** The `GET /metrics` answer: the metrics in the Prometheus text format. */
+  async render(): Promise<Response> {
+    return new Response(await this.#registry.metrics(), {
+      headers: { "Content-Type": this.#registry.contentType },
+    });
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * `status agents` over the network: without `--db`, the subcommands talk to the dashboard's
+ * operator API (`GET /api/v1/agents`, `POST /api/v1/agents`, `POST /api/v1/agents/{id}/rotate`,
+ * `DELETE /api/v1/agents/{id}`) at `DASHBOARD_URL` with `STATUS_ADMIN_TOKEN`; `--db` stays for
+ * the dashboard's own machine.
+ *
+ * @module
+ */
+import { LIVE_PATHS } from "../protocol/mod.ts";
+import { type OperatorClient, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
+import { loadCommandSettings } from "./common.ts";
+import type { Io } from "./io.ts";
+
+/** An agent as `GET /api/v1/agents` lists it (the fields the CLI shows). */
+interface FleetAgent {
+  id: string;
+  state?: string;
+  waiting?: boolean;
+  last_seen_at?: string | null;
+  version?: string | null;
+  deployment_hash?: string | null;
+  heartbeat?: Record<string, unknown> | null;
+  running?: { id: string; name: string; status: string } | null;
+  queued?: number;
+  has_token?: boolean;
+}
+
+function clientOf(options: object): OperatorClient {
+  const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+  return operatorClientFromSettings(settings);
+}
+
+function short(time: string | null | undefined): string {
+  return time ? time.replace(/\.\d{3}Z$/, "Z") : "never";
+}
+
+function figures(heartbeat: Record<string, unknown> | null | undefined): string {
+  if (!heartbeat) return "-";
+  const parts: string[] = [];
+  if (typeof heartbeat.cpu_percent === "number") parts.push(`cpu ${heartbeat.cpu_percent}%`);
+  const memory = heartbeat.memory as { used_percent?: number } | undefined;
+  if (typeof memory?.used_percent === "number") parts.push(`mem ${memory.used_percent}%`);
+  const disk = heartbeat.disk as { used_percent?: number } | undefined;
+  if (typeof disk?.used_percent === "number") parts.push(`disk ${disk.used_percent}%`);
+  const load = heartbeat.load_avg;
+  if (Array.isArray(load) && typeof load[0] === "number") parts.push(`load ${load[0]}`);
+  return parts.length ? parts.join(" ") : "-";
+}
+
+function table(io: Io, rows: string[][]): void {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  for (const row of rows) io.out(row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
+}
+
+/**
+ * `status agents list` over HTTP.
+ *
+ * @param io Where it prints.
+ * @param options The command's options (`--json` and the operator settings).
+ */
+export async function listAgentsRemote(
+  io: Io,
+  options: { json?: boolean } & Record<string, unknown>,
+): Promise<void> {
+  const { body } = await clientOf(options).call("GET", "/api/v1/agents", { what: "agent list" });
+  const agents = ((body as { agents?: unknown }).agents ?? []) as FleetAgent[];
+  if (options.json) {
+    io.out(JSON.stringify(agents, null, 2));
+    return;
+  }
+  if (agents.length === 0) {
+    io.err('no agents; add one with "status agents add <id>"');
+    return;
+  }
+  table(io, [
+    ["ID", "STATE", "LAST SEEN", "VERSION", "DEPLOYMENT", "RUNNING", "QUEUED", "HEARTBEAT"],
+    ...agents.map((a) => [
+      a.has_token === false ? `${a.id} (no token)` : a.id,
+      a.state ?? (a.waiting ? "waiting" : "-"),
+      short(a.last_seen_at),
+      a.version ?? "-",
+      a.deployment_hash ?? "-",
+      a.running ? `${a.running.id} (${a.running.status})` : "-",
+      String(a.queued ?? 0),
+      figures(a.heartbeat),
+    ]),
+  ]);
+}
+
+/**
+ * `status agents add` over HTTP.
+ *
+ * @param io Where it prints.
+ * @param id The agent id.
+ * @param options Scopes and the operator settings.
+ */
+export async function addAgentRemote(
+  io: Io,
+  id: string,
+  options: { scopes?: string[] } & Record<string, unknown>,
+): Promise<void> {
+  const client = clientOf(options);
+  let body: unknown;
+  try {
+    body = (await client.call("POST", "/api/v1/agents", {
+      body: options.scopes ? { id, scopes: options.scopes } : { id },
+      what: "agent add",
+    })).body;
+  } catch (error) {
+    if (error instanceof OperatorError && error.kind === "conflict") {
+      throw new OperatorError(
+        "conflict",
+        `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  io.out(`AGENT_ID=${id}`);
+  io.out(`AGENT_TOKEN=${(body as { token: string }).token}`);
+  io.err(
+    `agent ${id} added on ${client.dashboardUrl}. Give the agent these two settings (e.g. in its ` +
+      ".env); the token is not shown again.",
+  );
+}
+
+/**
+ * `status agents rotate` over HTTP.
+ *
+ * @param io Where it prints.
+ * @param id The agent id.
+ * @param options The operator settings.
+ */
+export async function rotateAgentRemote(
+  io: Io,
+  id: string,
+  options: Record<string, unknown>,
+): Promise<void> {
+  const { body } = await clientOf(options).call("POST", LIVE_PATHS.rotate(id), {
+    what: "token rotation",
+  }).catch((error) => {
+    throw notFound(error, id);
+  });
+  io.out(`AGENT_TOKEN=${(body as { token: string }).token}`);
+  io.err(`agent ${id} has a new token; the old one no longer works. It is not shown again.`);
+}
+
+/**
+ * `status agents remove` over HTTP.
+ *
+ * @param io Where it prints.
+ * @param id The agent id.
+ * @param options The operator settings.
+ */
+export async function removeAgentRemote(
+  io: Io,
+  id: string,
+  options: Record<string, unknown>,
+): Promise<void> {
+  await clientOf(options).call("DELETE", LIVE_PATHS.agent(id), { what: "agent removal" })
+    .catch((error) => {
+      throw notFound(error, id);
+    });
+  io.err(`agent ${id} removed`);
+}
+
+function notFound(error: unknown, id: string): unknown {
+  if (error instanceof OperatorError && error.kind === "not_found") {
+    return new OperatorError("not_found", `agent ${id} does not exist`, { cause: error });
+  }
+  return error;
+}

@@ -1,0 +1,54 @@
+/**
+ * `status health` (alias `status ping`): checks the dashboard URL, the credentials and the clock
+ * offset, and prints what it found; exits 1 when something failed.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { checkHealth } from "../operator/mod.ts";
+import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { setExitCode } from "./exit.ts";
+import type { Io } from "./io.ts";
+
+const MARKS = { ok: "ok", warning: "warning", failed: "FAILED", skipped: "skipped" } as const;
+
+/**
+ * Builds `status health`.
+ *
+ * @param io Where the command prints.
+ * @returns The command.
+ */
+export function healthCommand(io: Io): Command {
+  const command = new Command("health")
+    .alias("ping")
+    .description(
+      "Check a dashboard from here: is DASHBOARD_URL reachable, are STATUS_ADMIN_TOKEN and " +
+        "AGENT_ID/AGENT_TOKEN accepted, how far apart are the clocks (exits 1 when a check fails)",
+    )
+    .option("--json", "print the findings as JSON");
+  addSettingOptions(command, ["operator"]);
+  command
+    .option("--agent-id <id>", "check this agent's credentials too [AGENT_ID]")
+    .option("--agent-token <token>", "the agent's token [AGENT_TOKEN]");
+  command.action(async (options) => {
+    const { settings } = loadCommandSettings(options as Record<string, unknown>, [
+      "operator",
+      "agent",
+    ]);
+    const report = await checkHealth({
+      dashboardUrl: settings.dashboardUrl,
+      adminToken: settings.statusAdminToken,
+      agentId: settings.agentId,
+      agentToken: settings.agentToken,
+    });
+    if (options.json) io.out(JSON.stringify(report, null, 2));
+    else {
+      io.out(`dashboard ${report.url}`);
+      for (const check of report.checks) {
+        io.out(`  ${check.name.padEnd(9)} ${MARKS[check.outcome].padEnd(7)} ${check.message}`);
+      }
+    }
+    if (!report.ok) setExitCode(1);
+  });
+  return command as unknown as Command;
+}

@@ -1,0 +1,273 @@
+/**
+ * Printing a command's output as it arrives, for `status result ID --follow` and
+ * `status enqueue ... --wait`: its stdout to stdout and its stderr to stderr, byte for byte;
+ * status changes as progress lines on stderr; on a terminal, a one-line elapsed-time indicator
+ * on stderr while nothing is printed (nothing of the kind when stderr is not a terminal).
+ *
+ * @module
+ */
+import { fromBase64 } from "../protocol/mod.ts";
+import {
+  type CommandRecord,
+  EXIT_WAIT_TIMEOUT,
+  followCommand,
+  formatElapsed,
+  formatProgress,
+  type OperatorClient,
+  truncationNotes,
+} from "../operator/mod.ts";
+import { type Io, processIo } from "./io.ts";
+
+/** Where raw output goes. */
+export interface OutputWriter {
+  /** Writes bytes to standard output. */
+  stdout(bytes: Uint8Array): void;
+  /** Writes bytes to standard error. */
+  stderr(bytes: Uint8Array): void;
+  /** Whether standard error is a terminal (the elapsed indicator is shown only then). */
+  readonly isTerminal: boolean;
+  /** Writes what is still held back (a line-based writer holds an unfinished line). */
+  flush?(): void;
+}
+
+function writeAll(file: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+/** The process's standard output and error. */
+export function processWriter(): OutputWriter {
+  let terminal = false;
+  try {
+    terminal = Deno.stderr.isTerminal();
+  } catch {
+    // Not known: no indicator.
+  }
+  return {
+    stdout: (bytes) => writeAll(Deno.stdout, bytes),
+    stderr: (bytes) => writeAll(Deno.stderr, bytes),
+    isTerminal: terminal,
+  };
+}
+
+/**
+ * The writer for an {@link Io}: the process's own streams for {@link processIo}, otherwise one
+ * that hands complete lines to `io` (tests capture lines).
+ *
+ * @param io Where the command prints.
+ */
+export function writerFor(io: Io): OutputWriter {
+  if (io === processIo) return processWriter();
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  const held = { stdout: "", stderr: "" };
+  const emit = (stream: "stdout" | "stderr", text: string) =>
+    stream === "stdout" ? io.out(text) : io.err(text);
+  const take = (stream: "stdout" | "stderr", bytes: Uint8Array) => {
+    const lines = (held[stream] + decoders[stream].decode(bytes, { stream: true })).split("\n");
+    held[stream] = lines.pop() ?? "";
+    for (const line of lines) emit(stream, line);
+  };
+  return {
+    stdout: (bytes) => take("stdout", bytes),
+    stderr: (bytes) => take("stderr", bytes),
+    isTerminal: false,
+    flush() {
+      for (const stream of ["stdout", "stderr"] as const) {
+        const rest = held[stream] + decoders[stream].decode();
+        held[stream] = "";
+        if (rest !== "") emit(stream, rest);
+      }
+    },
+  };
+}
+
+/**
+ * `--wait-timeout` passed before the command was final; the command goes on. The CLI exits with
+ * {@link EXIT_WAIT_TIMEOUT} (75).
+ */
+export class WaitTimeoutError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode: number = EXIT_WAIT_TIMEOUT;
+
+  /**
+   * Makes the error.
+   *
+   * @param id The command waited for.
+   * @param secs The `--wait-timeout`.
+   * @param status Its status when waiting stopped, if known.
+   */
+  constructor(id: string, secs: number, status?: string) {
+    super(
+      `${id} is still ${
+        status ?? "not final"
+      } after ${secs} s (--wait-timeout); stopped waiting, ` +
+        `the command goes on (see it with: status result ${id}, cancel it with: ` +
+        `status cancel ${id})`,
+    );
+    this.name = "WaitTimeoutError";
+  }
+}
+
+/** Options of {@link followAndPrint}. */
+export interface FollowPrintOptions {
+  /** Print `<id> queued (0.0 s)` at once (the enqueue answer said so). */
+  announceQueued?: boolean;
+  /** Stop following after this many seconds (`--wait-timeout`): {@link WaitTimeoutError}. */
+  timeoutSecs?: number;
+  /**
+   * Interval of the elapsed indicator on a terminal, in ms.
+   * @default {1000}
+   */
+  indicatorMs?: number;
+}
+
+const encoder = new TextEncoder();
+const CLEAR_LINE = encoder.encode("\r\x1b[2K");
+
+function resultBytes(
+  record: CommandRecord,
+  stream: "stdout" | "stderr",
+): Uint8Array {
+  const result = record.result as Record<string, unknown> | null | undefined;
+  const value = result?.[stream];
+  if (typeof value !== "string") return new Uint8Array();
+  if (result?.[`${stream}_encoding`] === "base64") {
+    try {
+      return fromBase64(value);
+    } catch {
+      return encoder.encode(value);
+    }
+  }
+  return encoder.encode(value);
+}
+
+/**
+ * Follows a command and prints it as it runs; Ctrl-C stops following (the command goes on).
+ *
+ * @param io Progress lines and notes (stderr).
+ * @param writer Raw output.
+ * @param client The dashboard.
+ * @param id The command.
+ * @param options Whether to announce "queued", and the indicator's interval.
+ * @returns The final command, or `null` when Ctrl-C stopped following.
+ */
+export async function followAndPrint(
+  io: Io,
+  writer: OutputWriter,
+  client: OperatorClient,
+  id: string,
+  options: FollowPrintOptions = {},
+): Promise<CommandRecord | null> {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new Error("interrupted"));
+  let listening = false;
+  try {
+    Deno.addSignalListener("SIGINT", onSignal);
+    listening = true;
+  } catch {
+    // Signals cannot be listened to here; Ctrl-C just ends the process.
+  }
+  const timeout = options.timeoutSecs === undefined
+    ? undefined
+    : AbortSignal.timeout(options.timeoutSecs * 1000);
+  const signal = timeout ? AbortSignal.any([controller.signal, timeout]) : controller.signal;
+  const started = performance.now();
+  let lastPrintAt = started;
+  let indicatorShown = false;
+  let lastStatus = "";
+  let current: CommandRecord | undefined;
+  const clearIndicator = () => {
+    if (indicatorShown) writer.stderr(CLEAR_LINE);
+    indicatorShown = false;
+  };
+  const printed = () => {
+    lastPrintAt = performance.now();
+  };
+  const progress = (record: CommandRecord) => {
+    current = record;
+    const key = `${record.status}.${record.attempt ?? 1}`;
+    if (key === lastStatus) return;
+    lastStatus = key;
+    clearIndicator();
+    io.err(formatProgress(record, performance.now() - started));
+    printed();
+  };
+  if (options.announceQueued) {
+    io.err(`${id} queued (${formatElapsed(0)})`);
+    lastStatus = "queued.1";
+  }
+  const indicator = writer.isTerminal
+    ? setInterval(() => {
+      const now = performance.now();
+      if (now - lastPrintAt < (options.indicatorMs ?? 1000)) return;
+      const status = current?.status ?? "waiting";
+      writer.stderr(CLEAR_LINE);
+      writer.stderr(encoder.encode(`… ${id} ${status} ${formatElapsed(now - started)}`));
+      indicatorShown = true;
+    }, options.indicatorMs ?? 1000)
+    : undefined;
+  // Bytes printed so far of each stream of the attempt being shown.
+  let attempt = 0;
+  const end = { stdout: 0, stderr: 0 };
+  const write = (stream: "stdout" | "stderr", bytes: Uint8Array) => {
+    if (bytes.length === 0) return;
+    clearIndicator();
+    writer[stream](bytes);
+    printed();
+  };
+  try {
+    const { record, live } = await followCommand(client, id, {
+      signal,
+      onStatus: progress,
+      onOutput: (chunk) => {
+        if (chunk.attempt !== attempt) {
+          if (attempt !== 0) {
+            clearIndicator();
+            io.err(`${id}: attempt ${chunk.attempt} started; its output follows from the start`);
+          }
+          attempt = chunk.attempt;
+          end.stdout = 0;
+          end.stderr = 0;
+        }
+        const known = end[chunk.stream];
+        if (chunk.offset + chunk.data.length <= known) return;
+        if (chunk.offset > known) {
+          clearIndicator();
+          io.err(`(${chunk.offset - known} bytes of ${chunk.stream} were dropped here)`);
+        }
+        write(chunk.stream, chunk.data.subarray(Math.max(0, known - chunk.offset)));
+        end[chunk.stream] = chunk.offset + chunk.data.length;
+      },
+    });
+    // The final result is the source of truth: print what did not arrive live.
+    for (const stream of ["stdout", "stderr"] as const) {
+      const bytes = resultBytes(record, stream);
+      const truncated = record.result?.[`${stream}_truncated_bytes`] ?? 0;
+      if (!live || attempt === 0) write(stream, bytes);
+      else if (!truncated && bytes.length > end[stream]) write(stream, bytes.subarray(end[stream]));
+    }
+    writer.flush?.();
+    progress(record);
+    for (const note of truncationNotes(record)) io.err(note);
+    return record;
+  } catch (error) {
+    if (controller.signal.aborted) {
+      clearIndicator();
+      io.err(
+        `stopped following ${id}; the command goes on (see it with: status result ${id}, ` +
+          `cancel it with: status cancel ${id})`,
+      );
+      return null;
+    }
+    if (timeout?.aborted) {
+      clearIndicator();
+      writer.flush?.();
+      throw new WaitTimeoutError(id, options.timeoutSecs!, current?.status);
+    }
+    throw error;
+  } finally {
+    if (indicator !== undefined) clearInterval(indicator);
+    clearIndicator();
+    if (listening) Deno.removeSignalListener("SIGINT", onSignal);
+  }
+}

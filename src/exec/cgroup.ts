@@ -1,0 +1,209 @@
+/**
+ * cgroup v2 for the sandbox: finding the hierarchy and the agent's own group, probing whether the
+ * agent may create and move into groups below it, killing and removing a group, and the watchdog
+ * that kills the agent's command groups when the agent dies.
+ *
+ * @module
+ */
+import { logger } from "../log/mod.ts";
+
+const log = logger("exec", "sandbox");
+const encoder = new TextEncoder();
+/**
+ * The mount point of the cgroup v2 hierarchy in a `/proc/self/mountinfo` text.
+ *
+ * @param mountinfo The text.
+ * @returns The mount point, or `undefined`.
+ */
+export function cgroup2Mount(mountinfo: string): string | undefined {
+  for (const line of mountinfo.split("\n")) {
+    const [left, right] = line.split(" - ");
+    if (!right || right.split(" ")[0] !== "cgroup2") continue;
+    return left.split(" ")[4]?.replace(/\\040/g, " ");
+  }
+  return undefined;
+}
+
+/**
+ * The cgroup v2 path of a process in a `/proc/<pid>/cgroup` text (the `0::` line).
+ *
+ * @param text The text.
+ * @returns The path (starting with `/`), or `undefined`.
+ */
+export function ownCgroupPath(text: string): string | undefined {
+  const line = text.split("\n").find((l) => l.startsWith("0::"));
+  return line?.slice(3).trim() || undefined;
+}
+
+/** Writes a cgroup control file (one write, as the kernel wants it). */
+export function writeText(path: string, text: string): void {
+  using file = Deno.openSync(path, { write: true });
+  file.writeSync(encoder.encode(text));
+}
+
+/** The processes of a cgroup (`cgroup.procs`), none when it cannot be read. */
+export function readPids(cgroup: string): number[] {
+  try {
+    return Deno.readTextFileSync(`${cgroup}/cgroup.procs`).split("\n").filter((l) => l !== "")
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** A file's text, or `undefined` when it cannot be read. */
+export function readText(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function populated(cgroup: string): boolean | undefined {
+  try {
+    return /^populated 1$/m.test(Deno.readTextFileSync(`${cgroup}/cgroup.events`));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a path exists. */
+export function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Kills every process of a cgroup (`cgroup.kill`), waits until it is empty and removes it.
+ *
+ * @returns Whether processes were running.
+ */
+export async function killCgroup(cgroup: string, limitMs = 5000): Promise<boolean> {
+  const wasPopulated = populated(cgroup) === true;
+  if (wasPopulated) {
+    try {
+      writeText(`${cgroup}/cgroup.kill`, "1");
+    } catch (error) {
+      log.warning("could not kill cgroup {cgroup}", { cgroup, error });
+    }
+  }
+  const end = Date.now() + limitMs;
+  for (;;) {
+    try {
+      Deno.removeSync(cgroup);
+      return wasPopulated;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return wasPopulated;
+      if (Date.now() > end) {
+        log.warning("cgroup {cgroup} could not be removed", { cgroup, error });
+        return wasPopulated;
+      }
+    }
+    await sleep(10);
+  }
+}
+
+/** Where an agent's command cgroups live. */
+export interface CgroupHome {
+  /** The agent's own cgroup directory. */
+  own: string;
+  /** This agent's directory of command cgroups, below its own. */
+  base: string;
+}
+
+/**
+ * Finds the agent's cgroup and creates its directory of command cgroups (`status-<tag>`), checking
+ * that the agent may move itself into a group below it and back.
+ *
+ * @param tag Names this agent's directory.
+ * @returns Where the command cgroups live, or why there are none.
+ */
+export function probeCgroups(tag: string): CgroupHome | string {
+  let mount: string | undefined;
+  let path: string | undefined;
+  try {
+    mount = cgroup2Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
+    path = ownCgroupPath(Deno.readTextFileSync("/proc/self/cgroup"));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      return "Deno lets a program read /proc and write /sys/fs/cgroup only under --allow-all";
+    }
+    return `/proc/self is not readable (${(error as Error).message})`;
+  }
+  if (!mount) return "no cgroup v2 hierarchy is mounted";
+  if (!path) return "this process is in no cgroup v2 group";
+  const own = `${mount}${path === "/" ? "" : path}`;
+  const base = `${own}/status-${tag}`;
+  try {
+    Deno.mkdirSync(base, { recursive: true });
+  } catch (error) {
+    return `cannot create ${base} (${(error as Error).message}); run as root or as a systemd ` +
+      "service with Delegate=yes";
+  }
+  if (!exists(`${base}/cgroup.kill`)) {
+    return "the kernel has no cgroup.kill (Linux 5.14 or later is needed)";
+  }
+  const probe = `${base}/probe-${Deno.pid}`;
+  try {
+    Deno.mkdirSync(probe);
+    writeText(`${probe}/cgroup.procs`, String(Deno.pid));
+    writeText(`${own}/cgroup.procs`, String(Deno.pid));
+    Deno.removeSync(probe);
+  } catch (error) {
+    try {
+      writeText(`${own}/cgroup.procs`, String(Deno.pid));
+      Deno.removeSync(probe);
+    } catch {
+      // best effort
+    }
+    return `cannot move processes between cgroups under ${own} (${(error as Error).message})`;
+  }
+  return { own, base };
+}
+
+/** A process beside the agent that stops its commands when the agent dies. */
+export interface Watchdog {
+  child: Deno.ChildProcess;
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+}
+
+/**
+ * The watchdog's script: it waits for the end of its standard input, which the agent holds open
+ * as long as it lives (also a SIGKILLed agent's end closes), then stops every command the agent
+ * left running (nothing enforces their deadlines any more): it freezes the cgroup, which stays
+ * as the mark that it was stopped (not ended on its own), and kills it.
+ */
+const WATCHDOG_SCRIPT = 'cat > /dev/null; for d in "$1"/*/; do ' +
+  'case "$(cat "$d/cgroup.events")" in *"populated 1"*) ' +
+  'echo 1 > "$d/cgroup.freeze"; echo 1 > "$d/cgroup.kill";; esac; done';
+
+/**
+ * Starts the watchdog of an agent's command cgroups.
+ *
+ * @param base The agent's directory of command cgroups.
+ * @returns The watchdog, or `undefined` when `/bin/sh` cannot be run.
+ */
+export function startWatchdog(base: string): Watchdog | undefined {
+  try {
+    const child = new Deno.Command("/bin/sh", {
+      args: ["-c", WATCHDOG_SCRIPT, "status-watchdog", base],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+      // Its own session: a Ctrl-C meant for the agent's graceful stop does not reach it.
+      detached: true,
+    }).spawn();
+    child.unref();
+    return { child, writer: child.stdin.getWriter() };
+  } catch (error) {
+    log.warning("no watchdog: commands run on if the agent dies, until it restarts", { error });
+    return undefined;
+  }
+}

@@ -1,0 +1,792 @@
+/**
+ * Who a command runs as, where it runs, and how every process it starts is found and stopped.
+ *
+ * - **User**: when the agent runs as root, commands run as `COMMAND_USER` (default `nobody`) with
+ *   that user's own group and no supplementary groups, so the operating system refuses them what
+ *   the agent may read (its token, its state, root-only files) however the argument rules are
+ *   walked around.
+ * - **Working directory**: a new empty directory per command (owned by that user, removed after
+ *   the command), never the agent's own working directory or its state directory.
+ * - **Processes**: a cgroup v2 per command where the agent may create one (root, or a delegated
+ *   systemd service); `cgroup.kill` then stops every process the command started, also those that
+ *   left its process group (`setsid`). Elsewhere the command's process group is signalled.
+ *
+ * How a child gets into its cgroup before it can fork: the agent moves itself into the command's
+ * cgroup, spawns the child (which inherits the cgroup at fork), and moves itself back, all in one
+ * synchronous step, so no other spawn (and no `cgroup.kill`) can come in between. Deno offers no
+ * `clone3(CLONE_INTO_CGROUP)`; a child that moved itself would already be running.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { dirname, resolve } from "node:path";
+import { logger } from "../log/mod.ts";
+import {
+  type CgroupHome,
+  exists,
+  killCgroup,
+  probeCgroups,
+  readPids,
+  readText,
+  startWatchdog,
+  type Watchdog,
+  writeText,
+} from "./cgroup.ts";
+
+export { cgroup2Mount, type CgroupHome, ownCgroupPath } from "./cgroup.ts";
+
+const log = logger("exec", "sandbox");
+
+/** The unprivileged user commands run as. */
+export interface CommandUser {
+  /** The name (or the number as given). */
+  name: string;
+  /** User id. */
+  uid: number;
+  /** Group id: the user's own primary group. */
+  gid: number;
+}
+
+/** User commands run as when the agent is root and `COMMAND_USER` is not set. */
+export const DEFAULT_COMMAND_USER = "nobody";
+
+/** How the processes of a command are stopped. */
+export type KillMode = "cgroup" | "process-group" | "child";
+
+/** What identifies a command's processes after a restart of the agent. */
+export interface ProcessRecord {
+  /** Pid of the command's first process (also its process group id). */
+  pid: number;
+  /** Absolute path of its cgroup directory, when it had one. */
+  cgroup?: string;
+  /** Start time of the process in clock ticks since boot (`/proc/<pid>/stat`), when readable. */
+  start_ticks?: number;
+  /** When it was spawned, in milliseconds since the epoch. */
+  spawned_at_ms?: number;
+}
+
+/** What {@link Sandbox.stopLeftover} found. */
+export type LeftoverOutcome =
+  /** Processes were still running and have been killed. */
+  | "stopped"
+  /** Nothing was running any more: the command ended on its own. */
+  | "ended"
+  /** The agent cannot tell (no permission to look); nothing was signalled. */
+  | "unknown";
+
+/** Options of {@link Sandbox.create}. */
+export interface SandboxOptions {
+  /**
+   * `COMMAND_USER`: a user name, a uid, or `uid:gid`. Unset: `nobody` when the agent runs as
+   * root, the agent's own user otherwise.
+   */
+  user?: string;
+  /**
+   * `COMMAND_CWD`: one fixed working directory for every command. Unset: a new empty directory
+   * per command under `workRoot`.
+   */
+  cwd?: string;
+  /**
+   * Where the per-command working directories are created.
+   * @default {"/tmp"}
+   */
+  workRoot?: string;
+  /**
+   * Whether to use a cgroup per command where possible.
+   * @default {true}
+   */
+  cgroups?: boolean;
+  /**
+   * Names this agent's cgroups (two agents must use different tags); the state directory is a
+   * good source.
+   * @default {"pid-<agent pid>"}
+   */
+  tag?: string;
+  /**
+   * Directories the commands' working directory may be neither nor contain (the agent's own
+   * working directory, its state directory).
+   */
+  protectedDirs?: readonly string[];
+  /** The agent's uid; for tests. Default: `Deno.uid()`, else `/proc/self/status`. */
+  agentUid?: number | null;
+}
+
+/** Whether a permission is granted, never prompting or throwing. */
+function granted(descriptor: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(descriptor).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The uid this process runs as, or `null` when it may not be read (`--allow-sys=uid`, or read
+ * access to `/proc/self/status`).
+ *
+ * @returns The uid or `null`.
+ */
+export function agentUid(): number | null {
+  if (granted({ name: "sys", kind: "uid" })) {
+    const uid = Deno.uid();
+    if (uid !== null) return uid;
+  }
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const match = /^Uid:\s+(\d+)/m.exec(status);
+    if (match) return Number(match[1]);
+  } catch {
+    // not readable
+  }
+  return null;
+}
+
+/**
+ * Resolves `COMMAND_USER`: `uid:gid`, a bare uid (its group from `/etc/passwd`, else the same
+ * number), or a name looked up in `/etc/passwd`.
+ *
+ * @param spec The setting.
+ * @param passwd The text of `/etc/passwd`; read when not given.
+ * @returns The user.
+ * @throws {TypeError} When the user does not exist or cannot be looked up.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveUser } from "./sandbox.ts";
+ *
+ * const passwd = "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+ * assert.deepEqual(resolveUser("nobody", passwd), { name: "nobody", uid: 65534, gid: 65534 });
+ * assert.deepEqual(resolveUser("1000:1001", passwd), { name: "1000:1001", uid: 1000, gid: 1001 });
+ * ```
+ */
+export function resolveUser(spec: string, passwd?: string): CommandUser {
+  const pair = /^(\d+):(\d+)$/.exec(spec);
+  if (pair) return { name: spec, uid: Number(pair[1]), gid: Number(pair[2]) };
+  const readPasswd = (): string | undefined => {
+    if (passwd !== undefined) return passwd;
+    try {
+      return Deno.readTextFileSync("/etc/passwd");
+    } catch (error) {
+      if (/^\d+$/.test(spec)) return undefined;
+      throw new TypeError(
+        `COMMAND_USER "${spec}" cannot be looked up: /etc/passwd is not readable (${
+          (error as Error).message
+        }); grant --allow-read=/etc/passwd or give it as uid:gid`,
+      );
+    }
+  };
+  const text = readPasswd();
+  const numeric = /^\d+$/.test(spec);
+  for (const line of (text ?? "").split("\n")) {
+    const fields = line.split(":");
+    if (fields.length < 4) continue;
+    if (numeric ? fields[2] === spec : fields[0] === spec) {
+      return { name: spec, uid: Number(fields[2]), gid: Number(fields[3]) };
+    }
+  }
+  if (numeric) return { name: spec, uid: Number(spec), gid: Number(spec) };
+  throw new TypeError(`COMMAND_USER "${spec}" is not a user of this machine (not in /etc/passwd)`);
+}
+
+/** How signals reach processes other than the direct child. */
+export type SignalRoute = "direct" | "kill-program" | "none";
+
+function signalRoute(): SignalRoute {
+  if (granted({ name: "run" })) return "direct";
+  if (granted({ name: "run", command: "kill" })) return "kill-program";
+  return "none";
+}
+
+/**
+ * Sends a signal to processes (positive ids) and process groups (negative ids), ignoring those
+ * that are gone: with `Deno.kill` under a plain `--allow-run`, else through the `kill` program
+ * (which `--allow-run=...,kill` permits). Returns whether the route could be used.
+ */
+function sendSignal(targets: number[], signal: Deno.Signal, route: SignalRoute): boolean {
+  if (targets.length === 0) return true;
+  if (route === "direct") {
+    for (const target of targets) {
+      try {
+        Deno.kill(target, signal);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) {
+          log.warning("could not signal {target}", { target, signal, error });
+        }
+      }
+    }
+    return true;
+  }
+  if (route === "kill-program") {
+    try {
+      new Deno.Command("kill", {
+        args: ["-s", signal.replace(/^SIG/, ""), "--", ...targets.map(String)],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).outputSync();
+      return true;
+    } catch (error) {
+      log.warning("could not run kill to signal {targets}", { targets, signal, error });
+      return false;
+    }
+  }
+  return false;
+}
+
+/** The start time of a process in clock ticks since boot, or `undefined` when not readable. */
+export function processStartTicks(pid: number): number | undefined {
+  return readStat(pid)?.startTicks;
+}
+
+function readStat(pid: number): { pgrp: number; startTicks: number } | undefined {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    // fields[0] is field 3 (state): pgrp is field 5, starttime field 22.
+    if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    return { pgrp: Number(fields[2]), startTicks: Number(fields[19]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One command's confinement: its working directory, its cgroup (when there is one), and the
+ * signals that reach all of its processes. Created by {@link Sandbox.open}; close it when the
+ * command ended.
+ */
+export class Cell implements AsyncDisposable {
+  /** The command's working directory. */
+  readonly cwd: string | undefined;
+  /** Whether the working directory is the command's own (created for it). */
+  readonly ownDir: boolean;
+  readonly #sandbox: Sandbox;
+  #cgroup: string | undefined;
+  #child: Deno.ChildProcess | undefined;
+  #spawnedAt = 0;
+  #closed = false;
+
+  /** @internal */
+  constructor(sandbox: Sandbox, cwd: string | undefined, ownDir: boolean, cgroup?: string) {
+    this.#sandbox = sandbox;
+    this.cwd = cwd;
+    this.ownDir = ownDir;
+    this.#cgroup = cgroup;
+  }
+
+  /** The cgroup directory of the command, when it has one. */
+  get cgroup(): string | undefined {
+    return this.#cgroup;
+  }
+
+  /**
+   * Spawns the command's first process: in its own session and process group, as the command
+   * user, in the working directory, inside the cgroup (see the module doc).
+   *
+   * @param program The program path.
+   * @param options Everything else of the spawn.
+   * @returns The child.
+   */
+  spawn(program: string, options: Deno.CommandOptions): Deno.ChildProcess {
+    const user = this.#sandbox.user;
+    const command = new Deno.Command(program, {
+      ...options,
+      cwd: this.cwd,
+      detached: true,
+      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    });
+    const home = this.#sandbox.cgroupHome;
+    this.#spawnedAt = Date.now();
+    if (!this.#cgroup || !home) return this.#child = command.spawn();
+    try {
+      writeText(`${this.#cgroup}/cgroup.procs`, String(Deno.pid));
+    } catch (error) {
+      log.warning("could not enter the command's cgroup; signalling its process group", {
+        cgroup: this.#cgroup,
+        error,
+      });
+      try {
+        Deno.removeSync(this.#cgroup);
+      } catch {
+        // the sweep of a later start removes it
+      }
+      this.#cgroup = undefined;
+      return this.#child = command.spawn();
+    }
+    try {
+      return this.#child = command.spawn();
+    } finally {
+      try {
+        writeText(`${home.own}/cgroup.procs`, String(Deno.pid));
+      } catch (error) {
+        // The agent is still inside the command's cgroup: never cgroup.kill it.
+        log.error("could not move the agent back to its own cgroup; commands are not confined", {
+          error,
+        });
+        this.#cgroup = undefined;
+        this.#sandbox.disableCgroups();
+      }
+    }
+  }
+
+  /** What identifies the command's processes after a restart. */
+  record(): ProcessRecord | undefined {
+    const pid = this.#child?.pid;
+    if (pid === undefined) return undefined;
+    const record: ProcessRecord = { pid, spawned_at_ms: this.#spawnedAt };
+    if (this.#cgroup) record.cgroup = this.#cgroup;
+    const ticks = processStartTicks(pid);
+    if (ticks !== undefined) record.start_ticks = ticks;
+    return record;
+  }
+
+  /**
+   * Signals every process of the command: those in its cgroup and its process group; SIGKILL to
+   * a cgroup goes through `cgroup.kill`. Without a way to signal others, the first process alone.
+   *
+   * @param signal The signal.
+   */
+  signal(signal: "SIGTERM" | "SIGKILL"): void {
+    const child = this.#child;
+    if (!child) return;
+    if (this.#cgroup && signal === "SIGKILL") {
+      try {
+        writeText(`${this.#cgroup}/cgroup.kill`, "1");
+        return;
+      } catch (error) {
+        log.warning("cgroup.kill failed; signalling the process group", { error });
+      }
+    }
+    const targets = [-child.pid, ...(this.#cgroup ? readPids(this.#cgroup) : [])];
+    if (!sendSignal(targets, signal, this.#sandbox.signalRoute)) {
+      try {
+        child.kill(signal);
+      } catch {
+        // it is gone
+      }
+    }
+  }
+
+  /**
+   * Stops whatever the command left running (after its first process exited) and removes its
+   * cgroup and its own working directory.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#cgroup) {
+      await killCgroup(this.#cgroup);
+    } else if (this.#child) {
+      this.signal("SIGKILL");
+    }
+    if (this.ownDir && this.cwd) {
+      try {
+        Deno.removeSync(this.cwd, { recursive: true });
+      } catch (error) {
+        log.warning("could not remove the command's working directory", {
+          cwd: this.cwd,
+          error,
+        });
+      }
+    }
+  }
+
+  /** Same as {@link Cell.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** The names of a directory's subdirectories; none when it cannot be read. */
+function subdirectories(dir: string): string[] {
+  try {
+    return [...Deno.readDirSync(dir)].filter((e) => e.isDirectory).map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+function isWithin(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir === "/" ? "/" : `${dir}/`);
+}
+
+function realOrSelf(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * The confinement every command of an agent gets: see the module doc. Create one per agent with
+ * {@link Sandbox.create}; {@link Sandbox.open} prepares one command.
+ *
+ * @example A sandbox without user switch or cgroups (as for a library caller)
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Sandbox } from "./sandbox.ts";
+ *
+ * const sandbox = Sandbox.create({ cgroups: false, agentUid: 1000 });
+ * assert.equal(sandbox.user, undefined);
+ * await using cell = await sandbox.open();
+ * assert.ok(cell.ownDir);
+ * ```
+ */
+export class Sandbox {
+  /** The user commands run as; `undefined`: the agent's own. */
+  readonly user: CommandUser | undefined;
+  /** Why commands run as the agent's own user, when they do. */
+  readonly userNote: string | undefined;
+  /** The fixed working directory, or `undefined` for one per command. */
+  readonly fixedCwd: string | undefined;
+  readonly #workRoot: string;
+  readonly #inheritCwd: boolean;
+  /** Names this agent's working directories, so that a restart finds what a crash left. */
+  readonly #dirPrefix: string;
+  readonly #canCreateDirs: boolean;
+  readonly #route: SignalRoute;
+  #cgroupHome: CgroupHome | undefined;
+  #cgroupNote: string | undefined;
+  #watchdog: Watchdog | undefined;
+  #count = 0;
+
+  private constructor(
+    user: CommandUser | undefined,
+    userNote: string | undefined,
+    fixedCwd: string | undefined,
+    workRoot: string,
+    home: CgroupHome | string | undefined,
+    tag: string,
+    inheritCwd = false,
+  ) {
+    this.#dirPrefix = `status-cmd-${tag}-`;
+    this.#inheritCwd = inheritCwd;
+    this.#canCreateDirs = granted({ name: "write", path: workRoot });
+    this.user = user;
+    this.userNote = userNote;
+    this.fixedCwd = fixedCwd;
+    this.#workRoot = workRoot;
+    this.#route = signalRoute();
+    if (typeof home === "string") this.#cgroupNote = home;
+    else if (home) {
+      this.#cgroupHome = home;
+      this.#watchdog = startWatchdog(home.base);
+    }
+  }
+
+  /**
+   * Decides the user, the working directory and the kill mode, probing what this process may
+   * do (a cgroup is created and removed to check).
+   *
+   * @param options The settings.
+   * @returns The sandbox.
+   * @throws {TypeError} When `COMMAND_USER` is unknown or `COMMAND_CWD` is or holds a protected
+   *   directory.
+   */
+  static create(options: SandboxOptions = {}): Sandbox {
+    const uid = options.agentUid === undefined ? agentUid() : options.agentUid;
+    let user: CommandUser | undefined;
+    let userNote: string | undefined;
+    if (options.user !== undefined && options.user !== "") {
+      user = resolveUser(options.user);
+      if (uid !== null && uid !== 0 && uid !== user.uid) {
+        userNote = `the agent is not root (uid ${uid}): running as COMMAND_USER ${options.user} ` +
+          "needs the CAP_SETUID and CAP_SETGID capabilities";
+      }
+      if (uid === user.uid) user = undefined;
+    } else if (uid === 0) {
+      user = resolveUser(DEFAULT_COMMAND_USER);
+    } else if (uid === null) {
+      userNote = "cannot tell whether the agent runs as root (grant --allow-sys=uid): commands " +
+        "run as the agent's own user; set COMMAND_USER to choose one";
+    } else {
+      userNote = `the agent is not root: commands run as its own user (uid ${uid})`;
+    }
+    let fixedCwd: string | undefined;
+    if (options.cwd !== undefined) {
+      fixedCwd = options.cwd;
+      const real = realOrSelf(options.cwd);
+      for (const dir of options.protectedDirs ?? []) {
+        const protectedReal = realOrSelf(dir);
+        if (isWithin(protectedReal, real)) {
+          throw new TypeError(
+            `COMMAND_CWD "${options.cwd}" is or holds the agent's own directory ${dir}; give ` +
+              "commands a directory of their own (or leave COMMAND_CWD unset)",
+          );
+        }
+      }
+    }
+    const tag = options.tag ?? `pid-${Deno.pid}`;
+    const home = options.cgroups === false ? "cgroups are turned off" : probeCgroups(tag);
+    return new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
+  }
+
+  /**
+   * No confinement: the agent's own user, `cwd` (or the agent's working directory), and the
+   * process group signalled: what `runCommand` does without a sandbox.
+   *
+   * @param cwd The working directory; `undefined` inherits the agent's.
+   * @returns The sandbox.
+   */
+  static unconfined(cwd?: string): Sandbox {
+    return new Sandbox(
+      undefined,
+      "no sandbox was asked for",
+      cwd,
+      "/tmp",
+      "not asked for",
+      `pid-${Deno.pid}`,
+      true,
+    );
+  }
+
+  /**
+   * A tag naming an agent's cgroups, from its state directory (so that a restarted agent finds
+   * what its previous run left).
+   *
+   * @param stateDir The state directory.
+   * @returns A short hex tag.
+   */
+  static tagOf(stateDir: string): string {
+    let path = stateDir;
+    try {
+      path = Deno.realPathSync(stateDir);
+    } catch {
+      try {
+        path = resolve(stateDir);
+      } catch {
+        // no permission to read the working directory: the path as given
+      }
+    }
+    return createHash("sha256").update(path).digest("hex").slice(0, 16);
+  }
+
+  /** How the processes of a command are stopped. */
+  get killMode(): KillMode {
+    if (this.#cgroupHome) return "cgroup";
+    return this.#route === "none" ? "child" : "process-group";
+  }
+
+  /** @internal The agent's cgroup and its command cgroups' directory. */
+  get cgroupHome(): CgroupHome | undefined {
+    return this.#cgroupHome;
+  }
+
+  /** @internal How signals are sent. */
+  get signalRoute(): SignalRoute {
+    return this.#route;
+  }
+
+  /** @internal Called when moving between cgroups failed. */
+  disableCgroups(): void {
+    this.#cgroupHome = undefined;
+    this.#cgroupNote = "moving the agent between cgroups failed";
+  }
+
+  /**
+   * One sentence for the start-up log: who commands run as, where, and how they are stopped.
+   *
+   * @returns The description.
+   */
+  describe(): string {
+    const who = this.user
+      ? `commands run as ${this.user.name} (uid ${this.user.uid}, gid ${this.user.gid}, no ` +
+        "supplementary groups)"
+      : `commands run as the agent's own user (${this.userNote ?? "COMMAND_USER is that user"})`;
+    const where = this.fixedCwd
+      ? `in ${this.fixedCwd} (COMMAND_CWD)`
+      : this.#inheritCwd
+      ? "in the agent's working directory"
+      : this.#canCreateDirs
+      ? `each in a new empty directory under ${this.#workRoot}`
+      : `in / (no directory of their own: grant --allow-write=${this.#workRoot})`;
+    let how: string;
+    if (this.#cgroupHome) {
+      how = `stopped with a cgroup of their own (cgroup.kill, under ${this.#cgroupHome.base}), ` +
+        "which reaches processes that left the process group" +
+        (this.#watchdog
+          ? ", also when the agent dies (a watchdog kills what it left)"
+          : "; if the agent dies they run on until it restarts (no watchdog: /bin/sh cannot be run)");
+    } else {
+      const why = this.#cgroupNote ? ` (no cgroup: ${this.#cgroupNote})` : "";
+      how = this.#route === "none"
+        ? `stopped by signalling their first process only: add kill to --allow-run to reach ` +
+          `their whole process group${why}`
+        : `stopped by signalling their process group; processes that leave it (setsid) are ` +
+          `not found${why}`;
+    }
+    return `${who}, ${where}, ${how}`;
+  }
+
+  /**
+   * Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is set) and
+   * its cgroup.
+   *
+   * @returns The cell; close it when the command ended.
+   * @throws {Error} When the working directory cannot be created.
+   */
+  async open(): Promise<Cell> {
+    let cwd = this.fixedCwd;
+    let own = false;
+    if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = "/";
+    else if (cwd === undefined && !this.#inheritCwd) {
+      try {
+        cwd = await Deno.makeTempDir({ dir: this.#workRoot, prefix: this.#dirPrefix });
+        own = true;
+        if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
+        await Deno.chmod(cwd, 0o700);
+      } catch (error) {
+        if (own && cwd) await Deno.remove(cwd, { recursive: true }).catch(() => {});
+        throw new Error(
+          `cannot create the command's working directory under ${this.#workRoot}: ${
+            (error as Error).message
+          } (grant --allow-write=${this.#workRoot}, or set COMMAND_CWD)`,
+          { cause: error },
+        );
+      }
+    }
+    let cgroup: string | undefined;
+    if (this.#cgroupHome) {
+      const path = `${this.#cgroupHome.base}/cmd-${Deno.pid}-${++this.#count}-${
+        crypto.randomUUID().slice(0, 8)
+      }`;
+      try {
+        Deno.mkdirSync(path);
+        cgroup = path;
+      } catch (error) {
+        log.warning("could not create the command's cgroup; signalling its process group", {
+          cgroup: path,
+          error,
+        });
+      }
+    }
+    return new Cell(this, cwd, own, cgroup);
+  }
+
+  /**
+   * Kills whatever a previous run of this agent left in its cgroups (all of this agent's
+   * command cgroups are stale when it starts).
+   *
+   * @returns How many cgroups still had processes.
+   */
+  async sweep(): Promise<number> {
+    const home = this.#cgroupHome;
+    let stopped = 0;
+    for (const name of home ? subdirectories(home.base) : []) {
+      if (await killCgroup(`${home!.base}/${name}`)) stopped++;
+    }
+    // The working directories the previous run could not remove (it was killed).
+    for (const name of subdirectories(this.#workRoot)) {
+      if (!name.startsWith(this.#dirPrefix)) continue;
+      try {
+        await Deno.remove(`${this.#workRoot}/${name}`, { recursive: true });
+      } catch (error) {
+        log.warning("could not remove a working directory left by the previous run", {
+          cwd: `${this.#workRoot}/${name}`,
+          error,
+        });
+      }
+    }
+    return stopped;
+  }
+
+  /**
+   * Stops what a command of a previous run left running, found by its record.
+   *
+   * @param record What identified its processes.
+   * @returns Whether something was still running.
+   */
+  async stopLeftover(record: ProcessRecord): Promise<LeftoverOutcome> {
+    if (record.cgroup) {
+      if (!exists(record.cgroup)) return exists(dirname(record.cgroup)) ? "ended" : "unknown";
+      // Frozen: the watchdog stopped it when the agent died.
+      const frozen = readText(`${record.cgroup}/cgroup.freeze`)?.trim() === "1";
+      return await killCgroup(record.cgroup) || frozen ? "stopped" : "ended";
+    }
+    const members = record.start_ticks !== undefined
+      ? groupMembers(record.pid, record.start_ticks)
+      : groupMembersByPs(record.pid, record.spawned_at_ms);
+    if (members === undefined) return "unknown";
+    if (members.length === 0) return "ended";
+    if (!sendSignal([-record.pid], "SIGKILL", this.#route)) {
+      sendSignal(members, "SIGKILL", this.#route);
+    }
+    return "stopped";
+  }
+
+  /**
+   * Stops the watchdog (which then stops whatever still runs in this agent's cgroups) and removes
+   * this agent's directory of command cgroups.
+   */
+  async close(): Promise<void> {
+    const watchdog = this.#watchdog;
+    this.#watchdog = undefined;
+    if (watchdog) {
+      try {
+        await watchdog.writer.close();
+      } catch {
+        // it is gone
+      }
+      watchdog.child.ref();
+      await watchdog.child.status;
+    }
+    const home = this.#cgroupHome;
+    if (!home) return;
+    try {
+      Deno.removeSync(home.base);
+    } catch {
+      // A command cgroup is still there (a later start sweeps it).
+    }
+  }
+}
+
+/**
+ * The live processes of process group `pgid`, asking `ps` (which `--allow-run=...,ps` permits
+ * where Deno may not read `/proc`), or `undefined` when `ps` may not run or nothing tells the
+ * group is the command's. A group whose leader (pid = pgid) started more than 2 s away from the
+ * spawn is another, newer group: the pid was reused.
+ */
+function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number[] | undefined {
+  if (spawnedAtMs === undefined || !granted({ name: "run", command: "ps" })) return undefined;
+  let text: string;
+  try {
+    const output = new Deno.Command("ps", {
+      args: ["-e", "-o", "pid=,pgid=,etimes=,stat="],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    if (!output.success) return undefined;
+    text = new TextDecoder().decode(output.stdout);
+  } catch {
+    return undefined;
+  }
+  const now = Date.now();
+  const members = text.split("\n").map((line) => line.trim().split(/\s+/))
+    .filter(([pid, group, , stat]) => pid && Number(group) === pgid && !stat?.startsWith("Z"));
+  const leader = members.find(([pid]) => Number(pid) === pgid);
+  if (leader && Math.abs(now - Number(leader[2]) * 1000 - spawnedAtMs) > 2000) return [];
+  return members.map(([pid]) => Number(pid));
+}
+
+/**
+ * The live processes of process group `pgid` that started no earlier than its leader did, or
+ * `undefined` when `/proc` is not readable.
+ */
+function groupMembers(pgid: number, leaderTicks: number): number[] | undefined {
+  const members: number[] = [];
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      const stat = readStat(Number(entry.name));
+      if (stat && stat.pgrp === pgid && stat.startTicks >= leaderTicks) {
+        members.push(Number(entry.name));
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return members;
+}

@@ -1,0 +1,266 @@
+/**
+ * Following a command as it runs: its event stream (`GET /api/v1/commands/{id}/events`) read as
+ * server-sent events, resumed with `Last-Event-ID` when the connection breaks, until the final
+ * result. Against a dashboard without event streams it falls back to polling
+ * ({@link OperatorClient.waitForFinal}); then no output arrives before the end.
+ *
+ * @module
+ */
+import { fromBase64 } from "../protocol/mod.ts";
+import { type OperatorClient, OperatorError } from "./client.ts";
+import { type CommandRecord, commandRecordSchema } from "./types.ts";
+
+/** One server-sent event. */
+export interface ServerSentEvent {
+  /** The `id:` field (the last one seen when the event has none). */
+  id: string | undefined;
+  /** The `event:` field, `message` when absent. */
+  event: string;
+  /** The `data:` lines joined by newlines. */
+  data: string;
+}
+
+/**
+ * Parses a stream of server-sent events (the `text/event-stream` format).
+ *
+ * @param body The response body.
+ * @returns The events, as they arrive.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseServerSentEvents } from "./follow.ts";
+ *
+ * const body = ReadableStream.from([new TextEncoder().encode("id: 1\nevent: a\ndata: x\n\n")]);
+ * const events = await Array.fromAsync(parseServerSentEvents(body));
+ * assert.deepEqual(events, [{ id: "1", event: "a", data: "x" }]);
+ * ```
+ */
+export async function* parseServerSentEvents(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<ServerSentEvent> {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let lastId: string | undefined;
+  let event = "";
+  let data: string[] = [];
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
+      let newline: number;
+      while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
+        if (line === "") {
+          if (data.length > 0) {
+            yield { id: lastId, event: event || "message", data: data.join("\n") };
+          }
+          event = "";
+          data = [];
+          continue;
+        }
+        if (line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let value = colon < 0 ? "" : line.slice(colon + 1);
+        if (value.startsWith(" ")) value = value.slice(1);
+        if (field === "event") event = value;
+        else if (field === "data") data.push(value);
+        else if (field === "id" && !value.includes("\0")) lastId = value;
+      }
+      if (done) return;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** Callbacks of {@link followCommand}. */
+export interface FollowHandlers {
+  /** A status change (also the first state seen). */
+  onStatus?(record: CommandRecord): void;
+  /** A chunk of output, with its byte offset in the stream of its attempt. */
+  onOutput?(
+    chunk: { stream: "stdout" | "stderr"; offset: number; data: Uint8Array; attempt: number },
+  ): void;
+  /** The connection broke and is being opened again. */
+  onReconnect?(error: unknown): void;
+}
+
+/** Options of {@link followCommand}. */
+export interface FollowOptions extends FollowHandlers {
+  /** Stops following (the command goes on). */
+  signal?: AbortSignal;
+  /**
+   * How long the dashboard may be unreachable before following fails, in ms.
+   * @default {60000}
+   */
+  maxOutageMs?: number;
+  /**
+   * A connection on which nothing arrives for this long (the dashboard sends a keep-alive
+   * comment every 15 s) is taken for dead and opened again, in ms.
+   * @default {45000}
+   */
+  idleTimeoutMs?: number;
+}
+
+/** What {@link followCommand} ends with. */
+export interface FollowResult {
+  /** The command in its final status. */
+  record: CommandRecord;
+  /** Whether output came live (`false`: the dashboard has no event streams; polled). */
+  live: boolean;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * Follows a command to its final status, handing status changes and output to `options`.
+ *
+ * @param client The operator client.
+ * @param id The command.
+ * @param options Handlers, signal and outage limit.
+ * @returns The final command, and whether output came live.
+ * @throws {OperatorError} When the command does not exist, the request is refused, or the
+ *   dashboard stays unreachable for `maxOutageMs`.
+ */
+export async function followCommand(
+  client: OperatorClient,
+  id: string,
+  options: FollowOptions = {},
+): Promise<FollowResult> {
+  const signal = options.signal;
+  const maxOutageMs = options.maxOutageMs ?? 60_000;
+  let lastEventId: string | undefined;
+  let failingSince: number | undefined;
+  let delay = 250;
+  for (;;) {
+    signal?.throwIfAborted();
+    let response: Response | null;
+    // Each connection can be dropped on its own when it goes quiet.
+    const connection = new AbortController();
+    const connectionSignal = signal
+      ? AbortSignal.any([signal, connection.signal])
+      : connection.signal;
+    try {
+      response = await client.openEvents(id, { lastEventId, signal: connectionSignal });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      const transient = error instanceof OperatorError &&
+        (error.kind === "connection" || error.kind === "server" || error.kind === "timeout");
+      if (!transient) throw error;
+      failingSince ??= performance.now();
+      if (performance.now() - failingSince > maxOutageMs) throw error;
+      options.onReconnect?.(error);
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, 2000);
+      continue;
+    }
+    if (response === null) {
+      const record = await client.waitForFinal(id, {
+        signal,
+        onProgress: (r) => options.onStatus?.(r),
+      });
+      return { record, live: false };
+    }
+    const idleMs = options.idleTimeoutMs ?? 45_000;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    let watching: TransformStreamDefaultController<Uint8Array> | undefined;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        watching?.error(new Error(`nothing arrived for ${idleMs} ms`));
+        connection.abort();
+      }, idleMs);
+    };
+    const watched = response.body!.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        start(controller) {
+          watching = controller;
+          arm();
+        },
+        transform(chunk, controller) {
+          arm();
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    try {
+      for await (const event of parseServerSentEvents(watched)) {
+        // The connection works: outages are counted afresh.
+        failingSince = undefined;
+        delay = 250;
+        if (event.id !== undefined) lastEventId = event.id;
+        let data: unknown;
+        try {
+          data = JSON.parse(event.data);
+        } catch {
+          continue;
+        }
+        if (event.event === "output") {
+          const chunk = data as {
+            stream?: string;
+            offset?: number;
+            data?: string;
+            attempt?: number;
+          };
+          if (
+            (chunk.stream === "stdout" || chunk.stream === "stderr") &&
+            typeof chunk.offset === "number" && typeof chunk.data === "string"
+          ) {
+            options.onOutput?.({
+              stream: chunk.stream,
+              offset: chunk.offset,
+              data: fromBase64(chunk.data),
+              attempt: typeof chunk.attempt === "number" ? chunk.attempt : 1,
+            });
+          }
+        } else if (event.event === "status" || event.event === "end") {
+          const parsed = commandRecordSchema.safeParse(data);
+          if (!parsed.success) {
+            if (event.event === "status") continue;
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} ended with a result that is not a command: ${
+                parsed.error.issues[0]?.message ?? "invalid"
+              }`,
+            );
+          }
+          if (event.event === "end") return { record: parsed.data, live: true };
+          options.onStatus?.(parsed.data);
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (error instanceof OperatorError) throw error;
+      failingSince ??= performance.now();
+      options.onReconnect?.(error);
+      continue;
+    } finally {
+      clearTimeout(idle);
+      connection.abort();
+    }
+    // The stream ended without an `end` event (a proxy or the dashboard closed it): resume.
+    failingSince ??= performance.now();
+    if (performance.now() - failingSince > maxOutageMs) {
+      throw new OperatorError(
+        "connection",
+        `the event stream of ${id} kept closing for ${Math.round(maxOutageMs / 1000)} s`,
+      );
+    }
+    await sleep(delay, signal);
+    delay = Math.min(delay * 2, 2000);
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * A quick diagnosis of a dashboard from where the operator (or an agent) stands: is the URL a
+ * reachable `status` dashboard, are the admin token and the agent's credentials accepted, and how
+ * far apart are the two clocks. `status health` (alias `status ping`) prints it.
+ *
+ * @module
+ */
+import { LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
+
+/** One finding. */
+export interface HealthCheck {
+  /** What was checked: `dashboard`, `clock`, `operator`, `agent`. */
+  name: string;
+  /** `ok`, `warning` (works, but look at it), `failed`, or `skipped` (nothing to check with). */
+  outcome: "ok" | "warning" | "failed" | "skipped";
+  /** One sentence. */
+  message: string;
+}
+
+/** What {@link checkHealth} found. */
+export interface HealthReport {
+  /** The dashboard URL checked. */
+  url: string;
+  /** The findings, in order. */
+  checks: HealthCheck[];
+  /** Dashboard clock minus this machine's, in seconds, when known. */
+  clockOffsetSecs: number | null;
+  /** Whether every check is ok, a warning or skipped. */
+  ok: boolean;
+}
+
+/** Options of {@link checkHealth}. */
+export interface HealthOptions {
+  /** The dashboard's base URL. */
+  dashboardUrl: string;
+  /** `STATUS_ADMIN_TOKEN`, to check operator access. */
+  adminToken?: string;
+  /** `AGENT_ID`, to check an agent's credentials (with `agentToken`, signed). */
+  agentId?: string;
+  /** `AGENT_TOKEN`. */
+  agentToken?: string;
+  /** `fetch`; for tests. */
+  fetch?: typeof fetch;
+  /**
+   * Deadline of each request, in ms.
+   * @default {10000}
+   */
+  timeoutMs?: number;
+}
+
+async function errorOf(response: Response): Promise<string> {
+  const text = await response.text().catch(() => "");
+  try {
+    const body = JSON.parse(text);
+    if (typeof body?.error === "string") return body.error;
+  } catch {
+    // not JSON
+  }
+  return text.trim().slice(0, 200) || `HTTP ${response.status}`;
+}
+
+/**
+ * Checks a dashboard: reachability, version and mode, clock offset, admin token, agent
+ * credentials.
+ *
+ * @param options URL, credentials, injectables.
+ * @returns The findings.
+ */
+export async function checkHealth(options: HealthOptions): Promise<HealthReport> {
+  const doFetch = options.fetch ?? fetch;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const base = options.dashboardUrl.replace(/\/+$/, "");
+  const checks: HealthCheck[] = [];
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    doFetch(base + path, { headers, signal: AbortSignal.timeout(timeoutMs) });
+
+  let health: Record<string, unknown>;
+  let offset: number | null = null;
+  try {
+    const sentAt = Date.now();
+    const response = await get(PATHS.health);
+    const receivedAt = Date.now();
+    const text = await response.text();
+    health = JSON.parse(text);
+    if (!response.ok || health?.status !== "ok") throw new Error(`HTTP ${response.status}`);
+    const rtt = receivedAt - sentAt;
+    const serverMs = typeof health.time === "string"
+      ? Date.parse(health.time)
+      : Date.parse(response.headers.get("Date") ?? "");
+    if (!Number.isNaN(serverMs)) offset = (serverMs - (sentAt + receivedAt) / 2) / 1000;
+    checks.push({
+      name: "dashboard",
+      outcome: "ok",
+      message: `reachable (${rtt} ms), version ${health.version ?? "unknown"}, dev mode ${
+        health.dev_mode ? "on" : "off"
+      }, agents waiting: ${health.waiting ?? 0}`,
+    });
+  } catch (error) {
+    const reason = error instanceof SyntaxError
+      ? "it answered, but not as a status dashboard (no JSON /health)"
+      : (error as Error).message;
+    checks.push({ name: "dashboard", outcome: "failed", message: `not reachable: ${reason}` });
+    return { url: base, checks, clockOffsetSecs: null, ok: false };
+  }
+
+  if (offset === null) {
+    checks.push({ name: "clock", outcome: "skipped", message: "the dashboard sent no time" });
+  } else {
+    const abs = Math.abs(offset);
+    const side = offset >= 0 ? "ahead of" : "behind";
+    const text = `the dashboard is ${abs.toFixed(1)} s ${side} this machine`;
+    checks.push(
+      abs > MAX_CLOCK_SKEW_SECS
+        ? {
+          name: "clock",
+          outcome: "failed",
+          message: `${text}: more than ${MAX_CLOCK_SKEW_SECS} s, so signed agent requests ` +
+            "are refused; fix the clocks (NTP)",
+        }
+        : abs > 30
+        ? { name: "clock", outcome: "warning", message: `${text}; keep it small with NTP` }
+        : { name: "clock", outcome: "ok", message: text },
+    );
+  }
+
+  if (!options.adminToken && !health.dev_mode) {
+    checks.push({
+      name: "operator",
+      outcome: "skipped",
+      message: "no STATUS_ADMIN_TOKEN is set; operator commands will be refused",
+    });
+  } else {
+    const headers: Record<string, string> = options.adminToken
+      ? { Authorization: `Bearer ${options.adminToken}` }
+      : {};
+    const response = await get(`${PATHS.commands}?limit=1`, headers).catch((e) => e as Error);
+    if (response instanceof Error) {
+      checks.push({ name: "operator", outcome: "failed", message: response.message });
+    } else if (response.ok) {
+      await response.body?.cancel();
+      checks.push({
+        name: "operator",
+        outcome: "ok",
+        message: options.adminToken ? "admin token accepted" : "dev mode: no admin token needed",
+      });
+    } else {
+      checks.push({
+        name: "operator",
+        outcome: "failed",
+        message: `admin token refused (HTTP ${response.status}): ${await errorOf(response)}`,
+      });
+    }
+  }
+
+  if (!options.agentId) {
+    checks.push({ name: "agent", outcome: "skipped", message: "no AGENT_ID given" });
+  } else {
+    const headers = signedHeaders({
+      agentId: options.agentId,
+      token: options.agentToken,
+      method: "GET",
+      pathAndQuery: new URL(base + LIVE_PATHS.ping).pathname,
+      body: "",
+    });
+    const response = await get(LIVE_PATHS.ping, headers).catch((e) => e as Error);
+    if (response instanceof Error) {
+      checks.push({ name: "agent", outcome: "failed", message: response.message });
+    } else if (response.ok) {
+      const body = await response.json().catch(() => ({}));
+      checks.push({
+        name: "agent",
+        outcome: "ok",
+        message: body?.signed === false
+          ? `${options.agentId}: accepted unsigned (dev mode)`
+          : `${options.agentId}: token and signature accepted`,
+      });
+    } else if (response.status === 404) {
+      await response.body?.cancel();
+      checks.push({
+        name: "agent",
+        outcome: "skipped",
+        message: "this dashboard has no ping endpoint; agent credentials not checked",
+      });
+    } else {
+      checks.push({
+        name: "agent",
+        outcome: "failed",
+        message: `${options.agentId} refused (HTTP ${response.status}): ${await errorOf(response)}`,
+      });
+    }
+  }
+  return {
+    url: base,
+    checks,
+    clockOffsetSecs: offset === null ? null : Math.round(offset * 10) / 10,
+    ok: checks.every((c) => c.outcome !== "failed"),
+  };
+}

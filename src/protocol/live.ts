@@ -1,0 +1,99 @@
+/**
+ * Wire types of live output, heartbeats to the dashboard, instance ids and the event stream
+ * (extensions of PROTOCOL.md §2–3; described in the README).
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** Paths of the live-output, heartbeat, ping, events and fleet endpoints. */
+export const LIVE_PATHS = {
+  output: (commandId: string) => `/api/v1/agent/commands/${encodeURIComponent(commandId)}/output`,
+  heartbeat: "/api/v1/agent/heartbeat",
+  ping: "/api/v1/agent/ping",
+  events: (commandId: string) => `/api/v1/commands/${encodeURIComponent(commandId)}/events`,
+  agent: (agentId: string) => `/api/v1/agents/${encodeURIComponent(agentId)}`,
+  rotate: (agentId: string) => `/api/v1/agents/${encodeURIComponent(agentId)}/rotate`,
+  metrics: "/metrics",
+} as const;
+
+/** Header carrying the agent process's instance id (one agent process per agent id). */
+export const AGENT_INSTANCE_HEADER = "X-Agent-Instance";
+
+/** The output stream a chunk belongs to. */
+export type OutputStreamName = "stdout" | "stderr";
+
+/** Body of `POST /api/v1/agent/commands/{id}/output`. */
+export interface OutputChunkRequest {
+  /** The delivery attempt that printed it. */
+  attempt: number;
+  /** Which stream. */
+  stream: OutputStreamName;
+  /** Byte offset of the first byte of `data` in the stream. */
+  offset: number;
+  /** The bytes, base64 (standard alphabet, padded). */
+  data: string;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Schema of {@link OutputChunkRequest}. */
+export const outputChunkSchema: z.ZodType<OutputChunkRequest> = z.object({
+  attempt: z.number().int().min(1),
+  stream: z.enum(["stdout", "stderr"]),
+  offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  data: z.string().min(1).regex(BASE64, "must be base64 (standard alphabet, padded)"),
+});
+
+/** Body of `POST /api/v1/agent/heartbeat`: the metrics sample plus who sends it. */
+export interface HeartbeatRequest {
+  /** The agent id (must be the sender's). */
+  agent_id?: string;
+  /** The agent's program version. */
+  version?: string;
+  /** The deployment it serves. */
+  deployment_hash?: string;
+  /** Its process's instance id. */
+  instance_id?: string;
+  /** The figures: `timestamp`, `cpu_percent`, `memory`, `disk`, `load_avg`, ... */
+  [figure: string]: unknown;
+}
+
+/** Schema of {@link HeartbeatRequest}; unknown keys are the figures. */
+export const heartbeatSchema: z.ZodType<HeartbeatRequest> = z.looseObject({
+  agent_id: z.string().max(128).optional(),
+  version: z.string().min(1).max(64).optional(),
+  deployment_hash: z.string().min(1).max(256).optional(),
+  instance_id: z.string().min(1).max(128).optional(),
+});
+
+/**
+ * Encodes bytes as base64 (standard alphabet, padded).
+ *
+ * @param bytes The bytes.
+ */
+export function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+/**
+ * Decodes base64 (standard alphabet, padded).
+ *
+ * @param text The base64 text.
+ * @throws {TypeError} When it is not base64.
+ */
+export function fromBase64(text: string): Uint8Array {
+  let binary: string;
+  try {
+    binary = atob(text);
+  } catch {
+    throw new TypeError("not base64");
+  }
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}

@@ -1,0 +1,272 @@
+/**
+ * One event stream per command: status changes and live output chunks, for
+ * `GET /api/v1/commands/{id}/events` (server-sent events), the CLI's `--follow` and the console.
+ *
+ * Writers do not build events: whatever changes a command (a claim, an ack, a report, a cancel,
+ * an expired lease, an output chunk) calls {@link CommandEvents.publish} with its id (the store
+ * wrapper in `observed_store.ts` does this for every store call), and each open stream reads the
+ * command and its new chunks from the store. So a stream never misses a change that is in the
+ * store, whichever route made it, and a resumed stream (`Last-Event-ID`) starts from the store.
+ *
+ * Event ids are `<seq>:<status key>`: the last output chunk sent and the status last sent. On
+ * resume, chunks after `seq` are sent, and the status only when it changed.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { FINAL_STATUSES, toBase64 } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
+import type { ServerEnv } from "./auth.ts";
+import { HttpError } from "./http_error.ts";
+import { commandWithLiveOutput } from "./live_output.ts";
+
+const log = logger("server", "events");
+
+/** Wakes the open event streams of a command when it changes. */
+export class CommandEvents {
+  readonly #listeners = new Map<string, Set<() => void>>();
+  #closed = false;
+
+  /** Whether {@link CommandEvents.close} was called: open streams end, new ones end at once. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Ends every open stream (the dashboard shuts down; clients reconnect elsewhere or later). */
+  close(): void {
+    this.#closed = true;
+    for (const set of [...this.#listeners.values()]) {
+      for (const listener of [...set]) listener();
+    }
+  }
+
+  /**
+   * Calls `listener` whenever the command changes, until the returned function is called.
+   *
+   * @param commandId The command.
+   * @param listener Called with no arguments; it should read the store.
+   * @returns Unsubscribes.
+   */
+  subscribe(commandId: string, listener: () => void): () => void {
+    let set = this.#listeners.get(commandId);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(commandId, set);
+    }
+    set.add(listener);
+    return () => {
+      const current = this.#listeners.get(commandId);
+      if (!current) return;
+      current.delete(listener);
+      if (current.size === 0) this.#listeners.delete(commandId);
+    };
+  }
+
+  /**
+   * Says that a command changed.
+   *
+   * @param commandId The command.
+   */
+  publish(commandId: string): void {
+    const set = this.#listeners.get(commandId);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener();
+      } catch (error) {
+        log.warning("an event listener failed: {error}", { error });
+      }
+    }
+  }
+
+  /** Open subscriptions, over all commands. */
+  get size(): number {
+    let n = 0;
+    for (const set of this.#listeners.values()) n += set.size;
+    return n;
+  }
+}
+
+/** A parsed `Last-Event-ID`. */
+export interface EventCursor {
+  /** The last output chunk seen (0: none). */
+  seq: number;
+  /** The status last seen, or `""`. */
+  statusKey: string;
+}
+
+/**
+ * The status part of an event id: what a client has seen of the command's state.
+ *
+ * @param command The command.
+ */
+export function statusKeyOf(command: CommandRecord): string {
+  return `${command.status}.${command.attempt}.${command.cancelRequested ? 1 : 0}`;
+}
+
+/**
+ * Parses a `Last-Event-ID` (`<seq>:<status key>`); anything else starts from the beginning.
+ *
+ * @param raw The header's value.
+ */
+export function parseEventId(raw: string | null | undefined): EventCursor {
+  const match = /^(\d{1,15}):([a-z]+\.\d{1,9}\.[01])$/.exec(raw?.trim() ?? "");
+  if (!match) return { seq: 0, statusKey: "" };
+  return { seq: Number(match[1]), statusKey: match[2] };
+}
+
+/** Options of {@link eventRoutes}. */
+export interface EventRouteOptions {
+  /** The store. */
+  store: CommandStore;
+  /** The hub that says when a command changed. */
+  events: CommandEvents;
+  /** Operator authentication. */
+  // deno-lint-ignore no-explicit-any
+  auth: any;
+  /**
+   * Interval of keep-alive comments (and of a re-read of the store), in ms.
+   * @default {15000}
+   */
+  keepAliveMs?: number;
+}
+
+const CHUNKS_PER_READ = 100;
+const encoder = new TextEncoder();
+
+function outputData(chunk: OutputChunk) {
+  return {
+    stream: chunk.stream,
+    offset: chunk.offset,
+    data: toBase64(chunk.data),
+    attempt: chunk.attempt,
+  };
+}
+
+/**
+ * Registers `GET /api/v1/commands/{id}/events`.
+ *
+ * @param app The Hono app.
+ * @param options Store, hub, auth and keep-alive.
+ */
+export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): void {
+  const { store, events } = options;
+  const keepAliveMs = options.keepAliveMs ?? 15_000;
+
+  app.get("/api/v1/commands/:id/events", options.auth, async function eventsRoute(c) {
+    const id = c.req.param("id");
+    if (!(await store.getCommand(id))) throw new HttpError(404, `command ${id} does not exist`);
+    const cursor = parseEventId(c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"));
+    const request = c.req.raw;
+    let closed = false;
+    let dirty = true;
+    let wake: (() => void) | undefined;
+    const poke = () => {
+      dirty = true;
+      wake?.();
+    };
+    const unsubscribe = events.subscribe(id, poke);
+    const onAbort = () => {
+      closed = true;
+      poke();
+    };
+    request.signal.addEventListener("abort", onAbort, { once: true });
+    const finish = () => {
+      closed = true;
+      unsubscribe();
+      request.signal.removeEventListener("abort", onAbort);
+    };
+
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        const send = (event: string, data: unknown) => {
+          const eventId = `${cursor.seq}:${cursor.statusKey}`;
+          controller.enqueue(
+            encoder.encode(`id: ${eventId}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+          );
+        };
+        const pump = async () => {
+          // The client's reconnection delay when the stream breaks.
+          controller.enqueue(encoder.encode("retry: 1000\n\n"));
+          while (!closed && !events.closed) {
+            if (!dirty) {
+              const woken = await new Promise<boolean>((resolve) => {
+                const timer = setTimeout(() => resolve(false), keepAliveMs);
+                wake = () => {
+                  clearTimeout(timer);
+                  resolve(true);
+                };
+              });
+              wake = undefined;
+              if (closed || events.closed) break;
+              if (!woken) {
+                controller.enqueue(encoder.encode(": keep-alive\n\n"));
+                dirty = true; // and look at the store again, in case a change was not published
+                continue;
+              }
+            }
+            dirty = false;
+            // The command first, then its chunks: a final command's output is all stored by
+            // the time it is read (the agent sends it before the report).
+            const command = await store.getCommand(id);
+            if (!command) {
+              send("error", { error: `command ${id} no longer exists` });
+              break;
+            }
+            const chunks = await store.listOutput(id, {
+              afterSeq: cursor.seq,
+              limit: CHUNKS_PER_READ,
+            });
+            const key = statusKeyOf(command);
+            const final = FINAL_STATUSES.has(command.status);
+            if (!final && key !== cursor.statusKey) {
+              cursor.statusKey = key;
+              send("status", await commandWithLiveOutput(store, command));
+            }
+            for (const chunk of chunks) {
+              cursor.seq = chunk.seq;
+              send("output", outputData(chunk));
+            }
+            if (chunks.length === CHUNKS_PER_READ) {
+              dirty = true;
+              continue;
+            }
+            if (final) {
+              cursor.statusKey = key;
+              send("end", await commandWithLiveOutput(store, command));
+              break;
+            }
+          }
+        };
+        pump().catch((error) => {
+          if (!closed) {
+            log.warning("event stream of {commandId} failed: {error}", {
+              commandId: id,
+              error,
+            });
+          }
+        }).finally(() => {
+          finish();
+          try {
+            controller.close();
+          } catch {
+            // already closed by the client
+          }
+        });
+      },
+      cancel() {
+        closed = true;
+        poke();
+        finish();
+      },
+    });
+    return new Response(body, {
+      headers: {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+      },
+    });
+  });
+}

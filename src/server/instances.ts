@@ -1,0 +1,134 @@
+/**
+ * One agent process per agent id. Each agent sends `X-Agent-Instance` (an id kept in its state
+ * directory, so a restart is the same instance) with every request. The dashboard remembers, per
+ * agent id, the instance that polls and when it was last active; a wait from another instance
+ * while that one is connected (a wait or cancel-wait open, or its last one ended less than its
+ * wait timeout ago) is refused with `409` naming the problem: two machines configured with one
+ * id. When the first stops polling, the second takes over once the first's wait timeout has
+ * passed.
+ *
+ * Requests without the header (older agents, `curl`) are not checked.
+ *
+ * @module
+ */
+import { AGENT_INSTANCE_HEADER } from "../protocol/mod.ts";
+import { auditLogger } from "../log/mod.ts";
+import type { Clock } from "./clock.ts";
+import { HttpError } from "./http_error.ts";
+import { noteRefusal } from "./refusals.ts";
+
+/** Pattern of a valid instance id. */
+export const INSTANCE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+interface Holder {
+  instance: string;
+  /** Open waits and cancel-waits. */
+  open: number;
+  /** When it was last active (a request started or ended), in ms. */
+  activeAt: number;
+  /** The timeout of its last wait, in ms. */
+  timeoutMs: number;
+}
+
+const audit = auditLogger();
+
+/** Which process holds each agent id. */
+export class InstanceRegistry {
+  readonly #clock: Clock;
+  readonly #holders = new Map<string, Holder>();
+
+  /**
+   * Makes an empty registry.
+   *
+   * @param clock The dashboard's clock.
+   */
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  /**
+   * The instance id of a request, if it sent a valid one.
+   *
+   * @param request The request.
+   * @throws {HttpError} `400` for a malformed header.
+   */
+  static of(request: Request): string | undefined {
+    const raw = request.headers.get(AGENT_INSTANCE_HEADER);
+    if (raw === null) return undefined;
+    const value = raw.trim();
+    if (!INSTANCE_ID_PATTERN.test(value)) {
+      throw new HttpError(
+        400,
+        `${AGENT_INSTANCE_HEADER} must be 1–128 characters of A-Z a-z 0-9 . _ : -`,
+      );
+    }
+    return value;
+  }
+
+  /**
+   * A long-poll of the agent starts: the instance holds the id, or is refused.
+   *
+   * @param agentId The authenticated agent.
+   * @param request The request (its instance header).
+   * @param timeoutMs How long the long-poll may be held.
+   * @param check Whether another connected instance is refused (waits: yes; cancel-waits of a
+   *   running command: no, they only keep their instance active).
+   * @returns Call when the long-poll ends.
+   * @throws {HttpError} `409` when another instance is connected with this id.
+   */
+  enter(agentId: string, request: Request, timeoutMs: number, check = true): () => void {
+    const instance = InstanceRegistry.of(request);
+    if (instance === undefined) return () => {};
+    const now = this.#clock.now();
+    let holder = this.#holders.get(agentId);
+    if (holder && holder.instance !== instance) {
+      const connected = holder.open > 0 || now - holder.activeAt < holder.timeoutMs;
+      if (connected) {
+        if (!check) return () => {};
+        const message = `agent id ${agentId} is already connected from another process ` +
+          `(instance ${holder.instance}); are two machines configured with one AGENT_ID? Give ` +
+          `each agent its own id. This process may take over once the other stops polling`;
+        noteRefusal(request, message);
+        audit.warning("second agent process refused: {reason}", {
+          reason: message,
+          agentId,
+          instance,
+          connectedInstance: holder.instance,
+        });
+        throw new HttpError(409, message, {
+          details: { agent_id: agentId, connected_instance: holder.instance, instance },
+        });
+      }
+      audit.warning("agent {agentId} taken over by instance {instance}", {
+        agentId,
+        instance,
+        previousInstance: holder.instance,
+      });
+      holder = undefined;
+    }
+    if (!holder) {
+      holder = { instance, open: 0, activeAt: now, timeoutMs };
+      this.#holders.set(agentId, holder);
+    }
+    const current = holder;
+    current.open++;
+    current.activeAt = now;
+    if (check) current.timeoutMs = timeoutMs;
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      current.open--;
+      current.activeAt = this.#clock.now();
+    };
+  }
+
+  /**
+   * The instance that holds an agent id, if any is known.
+   *
+   * @param agentId The agent.
+   */
+  holder(agentId: string): string | undefined {
+    return this.#holders.get(agentId)?.instance;
+  }
+}

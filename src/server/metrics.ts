@@ -1,0 +1,217 @@
+/**
+ * The dashboard's Prometheus metrics (`prom-client`), one registry per app, and `GET /metrics`.
+ *
+ * | metric | type | labels |
+ * | --- | --- | --- |
+ * | `status_agents_waiting` | gauge | — |
+ * | `status_agents_online` | gauge | — |
+ * | `status_commands` | gauge | `status` (queue depth by status) |
+ * | `status_commands_finished_total` | counter | `status` (final status) |
+ * | `status_command_delivery_latency_seconds` | histogram | — (enqueue to first delivery) |
+ * | `status_command_duration_seconds` | histogram | — (as the agent reported it) |
+ * | `status_http_requests_total` | counter | `route`, `status` |
+ * | `status_auth_refusals_total` | counter | `reason` |
+ * | `status_rate_limit_refusals_total` | counter | — |
+ * | `status_leases_expired_total` | counter | `outcome` (`requeued`, `lost`, `cancelled`) |
+ * | `status_redeliveries_total` | counter | — |
+ * | `status_store_operation_duration_seconds` | histogram | `operation` |
+ * | `status_output_bytes_total` | counter | — (live output bytes stored) |
+ * | `process_resident_memory_bytes` | gauge | — (the dashboard process's resident memory) |
+ * | `status_heap_used_bytes` | gauge | — (JavaScript heap in use) |
+ *
+ * @module
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { CommandStatus } from "../protocol/mod.ts";
+import { COMMAND_STATUSES } from "../protocol/mod.ts";
+
+/** What the gauges read when scraped. */
+export interface DashboardMetricsSources {
+  /** Agents with an open wait now. */
+  waiting(): number;
+  /** Agents online (waiting, or seen recently). */
+  online(): Promise<number> | number;
+  /** Commands per status. */
+  countByStatus(): Promise<Partial<Record<CommandStatus, number>>>;
+}
+
+/** Renders metrics in the Prometheus text format. */
+export interface MetricsRenderer {
+  /** The `GET /metrics` answer. */
+  render(): Promise<Response>;
+}
+
+/** The dashboard's metrics. */
+export class DashboardMetrics implements MetricsRenderer {
+  /** The registry `GET /metrics` renders. */
+  readonly registry: Registry = new Registry();
+  /** Commands that reached a final status, by status. */
+  readonly commandsFinished: Counter<"status">;
+  /** Enqueue to first delivery. */
+  readonly deliveryLatency: Histogram;
+  /** Run time as reported. */
+  readonly commandDuration: Histogram;
+  /** HTTP requests by route and status. */
+  readonly requests: Counter<"route" | "status">;
+  /** Refused authentications by reason. */
+  readonly authRefusals: Counter<"reason">;
+  /** Requests refused by the rate limit. */
+  readonly rateLimited: Counter;
+  /** Leases that ended without a report, by what happened to the command. */
+  readonly leasesExpired: Counter<"outcome">;
+  /** Deliveries of an attempt after the first. */
+  readonly redeliveries: Counter;
+  /** Store calls. */
+  readonly storeLatency: Histogram<"operation">;
+  /** Live output bytes stored. */
+  readonly outputBytes: Counter;
+  #sources: DashboardMetricsSources | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    new Gauge({
+      name: "status_agents_waiting",
+      help: "Agents with an open long-poll now",
+      registers,
+      collect() {
+        this.set(self.#sources?.waiting() ?? 0);
+      },
+    });
+    new Gauge({
+      name: "status_agents_online",
+      help: "Agents waiting or seen recently (not offline)",
+      registers,
+      async collect() {
+        this.set(self.#sources ? await self.#sources.online() : 0);
+      },
+    });
+    new Gauge({
+      name: "status_commands",
+      help: "Commands by current status (queue depth by status)",
+      labelNames: ["status"],
+      registers,
+      async collect() {
+        const counts = self.#sources ? await self.#sources.countByStatus() : {};
+        for (const status of COMMAND_STATUSES) this.set({ status }, counts[status] ?? 0);
+      },
+    });
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory of the dashboard process",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+    new Gauge({
+      name: "status_heap_used_bytes",
+      help: "JavaScript heap in use by the dashboard process",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().heapUsed);
+      },
+    });
+    this.commandsFinished = new Counter({
+      name: "status_commands_finished_total",
+      help: "Commands that reached a final status, by that status",
+      labelNames: ["status"],
+      registers,
+    });
+    this.deliveryLatency = new Histogram({
+      name: "status_command_delivery_latency_seconds",
+      help: "Time from enqueue to first delivery to the agent",
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800],
+      registers,
+    });
+    this.commandDuration = new Histogram({
+      name: "status_command_duration_seconds",
+      help: "Run time of commands as their agents reported it",
+      buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
+      registers,
+    });
+    this.requests = new Counter({
+      name: "status_http_requests_total",
+      help: "HTTP requests answered, by route and status code",
+      labelNames: ["route", "status"],
+      registers,
+    });
+    this.authRefusals = new Counter({
+      name: "status_auth_refusals_total",
+      help: "Requests refused by authentication or authorization, by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: "status_rate_limit_refusals_total",
+      help: "Agent requests refused by the rate limit (429)",
+      registers,
+    });
+    this.leasesExpired = new Counter({
+      name: "status_leases_expired_total",
+      help: "Delivery or execution leases that ended without a report, by outcome",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.redeliveries = new Counter({
+      name: "status_redeliveries_total",
+      help: "Deliveries of a command after its first attempt",
+      registers,
+    });
+    this.storeLatency = new Histogram({
+      name: "status_store_operation_duration_seconds",
+      help: "Duration of store operations (one transaction each), by operation",
+      labelNames: ["operation"],
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+    this.outputBytes = new Counter({
+      name: "status_output_bytes_total",
+      help: "Bytes of live command output stored",
+      registers,
+    });
+  }
+
+  /**
+   * Connects the gauges to what they read.
+   *
+   * @param sources The readers.
+   */
+  bind(sources: DashboardMetricsSources): void {
+    this.#sources = sources;
+  }
+
+  /** The metrics in the Prometheus text format. */
+  async render(): Promise<Response> {
+    const text = await this.registry.metrics();
+    return new Response(text, { headers: { "Content-Type": this.registry.contentType } });
+  }
+}
+
+/** Route labels of the dashboard's paths (bounded: ids never become labels). */
+const ROUTES: Array<[RegExp, string]> = [
+  [/^\/api\/v1\/agent\/commands\/wait\/[^/]+$/, "/api/v1/agent/commands/wait/:hash"],
+  [/^\/api\/v1\/agent\/commands\/(ack|report|enqueue)$/, "/api/v1/agent/commands/$1"],
+  [/^\/api\/v1\/agent\/commands\/[^/]+\/(cancel-wait|output)$/, "/api/v1/agent/commands/:id/$1"],
+  [/^\/api\/v1\/agent\/(heartbeat|ping)$/, "/api/v1/agent/$1"],
+  [/^\/api\/v1\/commands$/, "/api/v1/commands"],
+  [/^\/api\/v1\/commands\/[^/]+$/, "/api/v1/commands/:id"],
+  [/^\/api\/v1\/commands\/[^/]+\/(cancel|events)$/, "/api/v1/commands/:id/$1"],
+  [/^\/api\/v1\/agents$/, "/api/v1/agents"],
+  [/^\/api\/v1\/agents\/[^/]+(\/rotate)?$/, "/api/v1/agents/:id$1"],
+  [/^\/(health|metrics)$/, "/$1"],
+];
+
+/**
+ * The route label of a path: its pattern, or `other`.
+ *
+ * @param path The request path.
+ */
+export function routeLabel(path: string): string {
+  for (const [pattern, label] of ROUTES) {
+    const match = pattern.exec(path);
+    if (match) return label.replace("$1", match[1] ?? "");
+  }
+  return "other";
+}

@@ -1,0 +1,130 @@
+/**
+ * A {@link CommandStore} seen from outside: every call is timed for the metrics, and every change
+ * to a command is published to its event streams and counted (deliveries, redeliveries, finished
+ * commands, expired leases, live output), whichever route made it. The app wraps its store once;
+ * routes stay unaware of events and metrics.
+ *
+ * @module
+ */
+import type {
+  AppendOutputOutcome,
+  CancelOutcome,
+  CommandRecord,
+  CommandStore,
+  EnqueueOutcome,
+  ExpireOutcome,
+  OutputChunkInput,
+  ReportOutcome,
+} from "../store/mod.ts";
+import type { CommandEvents } from "./events.ts";
+import type { DashboardMetrics } from "./metrics.ts";
+
+/** What {@link observeStore} reports to. */
+export interface StoreObservers {
+  /** Event streams of commands. */
+  events: CommandEvents;
+  /** Metrics; none: only events. */
+  metrics?: DashboardMetrics;
+}
+
+type Method = keyof CommandStore;
+
+/**
+ * Wraps a store so that changes are published and counted.
+ *
+ * @param store The store.
+ * @param observers Where changes go.
+ * @returns A store with the same behaviour.
+ */
+export function observeStore(store: CommandStore, observers: StoreObservers): CommandStore {
+  const { events, metrics } = observers;
+
+  const delivered = (command: CommandRecord | null | undefined) => {
+    if (!command) return;
+    events.publish(command.id);
+    if (!metrics) return;
+    if (command.attempt > 1) metrics.redeliveries.inc();
+    else if (command.deliveredAt !== null) {
+      metrics.deliveryLatency.observe(Math.max(0, command.deliveredAt - command.createdAt) / 1000);
+    }
+  };
+
+  const after: Partial<Record<Method, (result: unknown, args: unknown[]) => void>> = {
+    enqueue(result) {
+      const outcome = result as EnqueueOutcome;
+      if (outcome.outcome !== "created") return;
+      events.publish(outcome.command.id);
+      delivered(outcome.claimed);
+    },
+    claimNext(result) {
+      delivered(result as CommandRecord | null);
+    },
+    release(result, args) {
+      if (result) events.publish(args[0] as string);
+    },
+    ack(result) {
+      const outcome = result as { outcome: string; command?: CommandRecord };
+      if (outcome.outcome === "acked" && outcome.command) events.publish(outcome.command.id);
+    },
+    report(result) {
+      const outcome = result as ReportOutcome;
+      if (outcome.outcome !== "accepted") return;
+      events.publish(outcome.command.id);
+      metrics?.commandsFinished.inc({ status: outcome.command.status });
+      const duration = outcome.command.result?.durationSecs;
+      if (typeof duration === "number") metrics?.commandDuration.observe(duration);
+    },
+    cancel(result) {
+      const outcome = result as CancelOutcome;
+      if (outcome.outcome === "not_found" || outcome.outcome === "final") return;
+      events.publish(outcome.command.id);
+      if (outcome.outcome === "cancelled") metrics?.commandsFinished.inc({ status: "cancelled" });
+    },
+    requeueExpired(result) {
+      const outcome = result as ExpireOutcome;
+      for (const [kind, commands] of Object.entries(outcome) as Array<[string, CommandRecord[]]>) {
+        for (const command of commands) {
+          events.publish(command.id);
+          metrics?.leasesExpired.inc({ outcome: kind });
+          if (kind !== "requeued") metrics?.commandsFinished.inc({ status: command.status });
+        }
+      }
+    },
+    appendOutput(result, args) {
+      const outcome = result as AppendOutputOutcome;
+      if (outcome.outcome !== "stored") return;
+      events.publish((args[0] as OutputChunkInput).commandId);
+      metrics?.outputBytes.inc(outcome.bytes);
+    },
+  };
+
+  const wrapped = new Map<PropertyKey, unknown>();
+  return new Proxy(store, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (typeof value !== "function" || typeof property !== "string" || property === "close") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      let fn = wrapped.get(property);
+      if (!fn) {
+        const hook = after[property as Method];
+        const timer = metrics?.storeLatency.labels({ operation: property });
+        fn = async (...args: unknown[]) => {
+          const started = performance.now();
+          try {
+            const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(
+              target,
+              args,
+            );
+            hook?.(result, args);
+            return result;
+          } finally {
+            timer?.observe((performance.now() - started) / 1000);
+          }
+        };
+        wrapped.set(property, fn);
+      }
+      return fn;
+    },
+  });
+}

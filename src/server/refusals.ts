@@ -1,0 +1,71 @@
+/**
+ * Why a request was refused, noted by the auth steps (`refuse` in `auth.ts`) on the request
+ * itself, and read by the metrics when the answer goes out: one place classifies refusals into
+ * a small, bounded set of reasons.
+ *
+ * @module
+ */
+
+/** The reasons an authentication or authorization refusal is counted under. */
+export type RefusalReason =
+  | "missing_agent_id"
+  | "bad_agent_id"
+  | "unknown_agent"
+  | "missing_token"
+  | "wrong_token"
+  | "no_agent_token"
+  | "timestamp"
+  | "signature"
+  | "request_id"
+  | "replay"
+  | "scope"
+  | "rate_limit"
+  | "duplicate_instance"
+  | "other";
+
+const noted = new WeakMap<Request, RefusalReason>();
+
+const RULES: Array<[RegExp, RefusalReason]> = [
+  [/^rate limit/, "rate_limit"],
+  [/^replay detected/, "replay"],
+  [/X-Agent-Id header is missing/, "missing_agent_id"],
+  [/^X-Agent-Id must be/, "bad_agent_id"],
+  [/is not registered/, "unknown_agent"],
+  [/has no token/, "no_agent_token"],
+  [/bearer token is missing/i, "missing_token"],
+  [/token is wrong/, "wrong_token"],
+  [/X-Timestamp/, "timestamp"],
+  [/signature/i, "signature"],
+  [/X-Request-Id/, "request_id"],
+  [/is not granted the scope/, "scope"],
+  [/already connected/, "duplicate_instance"],
+];
+
+/**
+ * Classifies a refusal's message into a reason.
+ *
+ * @param message The sentence sent to the client.
+ */
+export function refusalReason(message: string): RefusalReason {
+  for (const [pattern, reason] of RULES) if (pattern.test(message)) return reason;
+  return "other";
+}
+
+/**
+ * Notes why a request was refused.
+ *
+ * @param request The request.
+ * @param message The sentence sent to the client.
+ */
+export function noteRefusal(request: Request, message: string): void {
+  noted.set(request, refusalReason(message));
+}
+
+/**
+ * Why a request was refused, if an auth step refused it.
+ *
+ * @param request The request.
+ */
+export function refusalOf(request: Request): RefusalReason | undefined {
+  return noted.get(request);
+}

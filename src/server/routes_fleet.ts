@@ -1,0 +1,174 @@
+/**
+ * The fleet over the network: `GET /api/v1/agents` (every agent: waiting / online / offline,
+ * deployment, version, last seen, latest heartbeat figures, the command it is running) and token
+ * management (`POST /api/v1/agents`, `POST /api/v1/agents/{id}/rotate`,
+ * `DELETE /api/v1/agents/{id}`), all with operator auth.
+ *
+ * @module
+ */
+import type { Hono, MiddlewareHandler } from "hono";
+import { z } from "zod";
+import { agentIdSchema, generateToken } from "../protocol/mod.ts";
+import { auditLogger } from "../log/mod.ts";
+import {
+  AGENT_SCOPES,
+  type AgentScope,
+  type AgentSummary,
+  type CommandRecord,
+} from "../store/mod.ts";
+import { jsonBody, type ServerEnv } from "./auth.ts";
+import { HttpError } from "./http_error.ts";
+import type { RouteDeps } from "./routes_agent.ts";
+
+/** Where an agent stands. */
+export type AgentState = "waiting" | "online" | "offline";
+
+/** Options of {@link fleetRoutes}. */
+export interface FleetRouteOptions {
+  /** Operator authentication. */
+  auth: MiddlewareHandler<ServerEnv>;
+  /** An agent not waiting and not seen for this long is offline, in ms. */
+  offlineAfterMs: number;
+}
+
+const audit = auditLogger();
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+/**
+ * Where an agent stands: waiting (an open long-poll), online (seen within `offlineAfterMs`),
+ * else offline.
+ *
+ * @param waiting Whether it has an open wait.
+ * @param lastSeenAt When it was last seen, in ms.
+ * @param now Now, in ms.
+ * @param offlineAfterMs The window.
+ */
+export function agentState(
+  waiting: boolean,
+  lastSeenAt: number | null,
+  now: number,
+  offlineAfterMs: number,
+): AgentState {
+  if (waiting) return "waiting";
+  return lastSeenAt !== null && now - lastSeenAt < offlineAfterMs ? "online" : "offline";
+}
+
+const addSchema = z.object({
+  id: agentIdSchema,
+  scopes: z.array(z.enum(AGENT_SCOPES)).min(1).optional(),
+});
+
+/**
+ * Registers the fleet routes.
+ *
+ * @param app The Hono app.
+ * @param deps The shared parts.
+ * @param options Auth and the offline window.
+ * @returns Counts agents that are not offline (for the metrics).
+ */
+export function fleetRoutes(
+  app: Hono<ServerEnv>,
+  deps: RouteDeps,
+  options: FleetRouteOptions,
+): { online(): Promise<number> } {
+  const { store, clock, hub } = deps;
+  const admin = options.auth;
+
+  const lastSeenOf = (agent: AgentSummary) => {
+    const memory = deps.lastSeen(agent.id);
+    return memory === null ? agent.lastSeenAt : Math.max(memory, agent.lastSeenAt ?? 0);
+  };
+
+  app.get("/api/v1/agents", admin, async function fleetRoute(c) {
+    const agents = await store.listAgents();
+    const busy = new Map<string, CommandRecord>();
+    for (const status of ["delivered", "running"] as const) {
+      for (const command of await store.listCommands({ status, limit: 10_000 })) {
+        if (!busy.has(command.agentId) || status === "running") busy.set(command.agentId, command);
+      }
+    }
+    const now = clock.now();
+    return c.json({
+      agents: agents.map((agent) => {
+        const waiting = hub.isWaiting(agent.id);
+        const lastSeen = lastSeenOf(agent);
+        const running = busy.get(agent.id);
+        return {
+          id: agent.id,
+          state: agentState(waiting, lastSeen, now, options.offlineAfterMs),
+          waiting,
+          last_seen_at: iso(lastSeen),
+          deployment_hash: agent.deploymentHash,
+          version: agent.version,
+          instance_id: agent.instanceId,
+          heartbeat_at: iso(agent.heartbeatAt),
+          heartbeat: agent.heartbeat,
+          running: running
+            ? {
+              id: running.id,
+              name: running.name,
+              status: running.status,
+              attempt: running.attempt,
+              delivered_at: iso(running.deliveredAt),
+            }
+            : null,
+          queued: agent.queued,
+          scopes: agent.scopes,
+          has_token: agent.hasToken,
+          created_at: iso(agent.createdAt),
+        };
+      }),
+    });
+  });
+
+  app.post(
+    "/api/v1/agents",
+    admin,
+    jsonBody(addSchema, { maxBodyBytes: 16 * 1024 }),
+    async function addAgentRoute(c) {
+      const body = c.get("body") as z.infer<typeof addSchema>;
+      const token = generateToken();
+      const scopes = (body.scopes ? [...new Set(body.scopes)] : [...AGENT_SCOPES]) as AgentScope[];
+      const added = await store.addAgent({ id: body.id, token, scopes, now: clock.now() });
+      if (!added) {
+        throw new HttpError(
+          409,
+          `agent ${body.id} already exists; give it a new token with POST /api/v1/agents/${body.id}/rotate`,
+        );
+      }
+      audit.info("agent {agentId} added over the operator API", { agentId: body.id, scopes });
+      return c.json({ id: body.id, token, scopes }, 201);
+    },
+  );
+
+  app.post("/api/v1/agents/:id/rotate", admin, async function rotateAgentRoute(c) {
+    const id = c.req.param("id");
+    const token = generateToken();
+    if (!(await store.setAgentToken(id, token))) {
+      throw new HttpError(404, `agent ${id} does not exist`);
+    }
+    audit.info("agent {agentId} token rotated over the operator API", { agentId: id });
+    return c.json({ id, token });
+  });
+
+  app.delete("/api/v1/agents/:id", admin, async function removeAgentRoute(c) {
+    const id = c.req.param("id");
+    if (!(await store.removeAgent(id))) throw new HttpError(404, `agent ${id} does not exist`);
+    audit.info("agent {agentId} removed over the operator API", { agentId: id });
+    return c.json({ removed: true, id });
+  });
+
+  return {
+    async online() {
+      const now = clock.now();
+      const agents = await store.listAgents();
+      return agents.filter((agent) =>
+        agentState(hub.isWaiting(agent.id), lastSeenOf(agent), now, options.offlineAfterMs) !==
+          "offline"
+      ).length;
+    },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * Agent-facing extensions: live output chunks (`POST …/commands/{id}/output`), the heartbeat
+ * (`POST /api/v1/agent/heartbeat`) and a signed ping (`GET /api/v1/agent/ping`, for
+ * `status health`). Each runs the agent pipeline of PROTOCOL.md §1.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import {
+  fromBase64,
+  type HeartbeatRequest,
+  heartbeatSchema,
+  type OutputChunkRequest,
+  outputChunkSchema,
+} from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import type { OutputBounds } from "../store/mod.ts";
+import { jsonBody, type ServerEnv } from "./auth.ts";
+import { HttpError } from "./http_error.ts";
+import { InstanceRegistry } from "./instances.ts";
+import { agentPipeline, chain, type RouteDeps } from "./routes_agent.ts";
+import type { TokenBucketLimiter } from "./rate_limit.ts";
+
+/** What the live routes need beyond the shared route parts. */
+export interface LiveRouteOptions {
+  /** Rate limit of output chunks (a bucket of its own, so output never starves polling). */
+  outputLimiter: TokenBucketLimiter;
+  /** What is kept of each stream. */
+  keep: OutputBounds;
+}
+
+const log = logger("server", "output");
+
+/** Largest heartbeat body, in bytes. */
+const MAX_HEARTBEAT_BYTES = 16 * 1024;
+
+/**
+ * Registers the output, heartbeat and ping routes.
+ *
+ * @param app The Hono app.
+ * @param deps The shared parts.
+ * @param options Output limiter and bounds.
+ */
+export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveRouteOptions): void {
+  const { store, clock } = deps;
+
+  app.post(
+    "/api/v1/agent/commands/:id/output",
+    chain(agentPipeline({ ...deps, limiter: options.outputLimiter }, "commands:report")),
+    jsonBody(outputChunkSchema, { maxBodyBytes: deps.maxBodyBytes }),
+    async function outputRoute(c) {
+      const id = c.req.param("id");
+      const chunk = c.get("body") as OutputChunkRequest;
+      const agent = c.get("agent");
+      const command = await store.getCommand(id);
+      if (!command) throw new HttpError(404, `command ${id} does not exist`);
+      if (command.agentId !== agent.id) {
+        throw new HttpError(403, `command ${id} belongs to another agent`);
+      }
+      if (chunk.attempt > command.deliveredAttempt) {
+        throw new HttpError(
+          409,
+          `attempt ${chunk.attempt} of command ${id} was never delivered`,
+          { details: { delivered_attempt: command.deliveredAttempt } },
+        );
+      }
+      let data: Uint8Array;
+      try {
+        data = fromBase64(chunk.data);
+      } catch {
+        throw new HttpError(400, `field "data": must be base64 (standard alphabet, padded)`);
+      }
+      const outcome = await store.appendOutput({
+        commandId: id,
+        attempt: chunk.attempt,
+        stream: chunk.stream,
+        offset: chunk.offset,
+        data,
+        now: clock.now(),
+        keep: options.keep,
+      });
+      if (outcome.outcome === "duplicate") return c.json({ stored: true, duplicate: true });
+      if (outcome.gapBytes > 0) {
+        log.info("output of {commandId} has a gap of {gapBytes} bytes before offset {offset}", {
+          commandId: id,
+          stream: chunk.stream,
+          gapBytes: outcome.gapBytes,
+          offset: outcome.offset,
+        });
+      }
+      return c.json({ stored: true, gap_bytes: outcome.gapBytes });
+    },
+  );
+
+  app.post(
+    "/api/v1/agent/heartbeat",
+    chain(agentPipeline(deps, "commands:wait")),
+    jsonBody(heartbeatSchema, { maxBodyBytes: Math.min(deps.maxBodyBytes, MAX_HEARTBEAT_BYTES) }),
+    async function heartbeatRoute(c) {
+      const body = c.get("body") as HeartbeatRequest;
+      const agent = c.get("agent");
+      if (body.agent_id !== undefined && body.agent_id !== agent.id) {
+        throw new HttpError(403, `field "agent_id": an agent sends only its own heartbeat`);
+      }
+      const { agent_id: _id, version, deployment_hash, instance_id, ...sample } = body;
+      const instance = InstanceRegistry.of(c.req.raw) ?? instance_id ?? null;
+      await store.recordHeartbeat(agent.id, {
+        version: version ?? null,
+        deploymentHash: deployment_hash ?? null,
+        instanceId: instance,
+        sample,
+        now: clock.now(),
+      });
+      return c.json({ recorded: true });
+    },
+  );
+
+  app.get(
+    "/api/v1/agent/ping",
+    chain(agentPipeline(deps, "commands:wait")),
+    function pingRoute(c) {
+      return c.json({
+        agent_id: c.get("agent").id,
+        signed: !c.get("unsigned"),
+        time: new Date(clock.now()).toISOString(),
+      });
+    },
+  );
+}

@@ -1,0 +1,144 @@
+/**
+ * A full state directory, on a real small file system (a 256 KiB tmpfs mounted for the test, so
+ * it needs root with the right to mount): the agent never exits, reports what it has over the
+ * network even when it cannot write it down (and says so), refuses new commands while it cannot
+ * journal them (no ack: the dashboard delivers them again), and recovers by itself when space
+ * returns.
+ */
+import assert from "node:assert/strict";
+import { createExecutor, openAgentState, runAgent } from "../../src/agent/mod.ts";
+import { command, StubDashboard } from "./_stub_dashboard.ts";
+import { captureLogs, eventually } from "./_helpers.ts";
+
+function mountTmpfs(dir: string, size: string): boolean {
+  try {
+    const out = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return out.code === 0;
+  } catch {
+    return false;
+  }
+}
+
+function unmount(dir: string): void {
+  new Deno.Command("umount", { args: [dir], stdout: "null", stderr: "null" }).outputSync();
+}
+
+/**
+ * Fills the file system holding `dir` with one file, then the free room left in the last page of
+ * the journal with blank lines (which loading skips): no write to the state directory fits any
+ * more. Returns the filler's path.
+ */
+function fill(dir: string, journal: string): string {
+  const path = `${dir}/filler`;
+  const full = (write: () => void) => {
+    try {
+      for (;;) write();
+    } catch (error) {
+      assert.match((error as Error).message, /No space left/);
+    }
+  };
+  {
+    using file = Deno.openSync(path, { write: true, create: true });
+    const chunk = new Uint8Array(4096);
+    full(() => file.writeSync(chunk));
+    full(() => file.writeSync(chunk.subarray(0, 64)));
+  }
+  using log = Deno.openSync(journal, { append: true });
+  full(() => log.writeSync(new TextEncoder().encode("\n")));
+  return path;
+}
+
+const mnt = Deno.makeTempDirSync({ prefix: "status-full-disk-" });
+const mounted = mountTmpfs(mnt, "256k");
+if (!mounted) {
+  Deno.removeSync(mnt);
+  console.log("full disk test skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+}
+
+Deno.test({
+  name: "a full state directory neither stops the agent nor loses a result, and heals",
+  ignore: !mounted,
+  fn: async (t) => {
+    using logs = captureLogs();
+    const dir = `${mnt}/state`;
+    await using stub = new StubDashboard();
+    const stop = new AbortController();
+    const state = openAgentState({ dir });
+    const executor = createExecutor({ stateDir: dir, allowedPrograms: ["echo", "sleep"] });
+    let ended = false;
+    const done = runAgent({
+      dashboardUrl: stub.url,
+      agentId: "agent-1",
+      pollingTimeoutSecs: 1,
+      pollingBackoffSecs: 1,
+      heartbeat: false,
+      executor,
+      state,
+    }, stop.signal).finally(() => ended = true);
+    let filler: string | undefined;
+    try {
+      await t.step("a result that cannot be written is still reported", async () => {
+        stub.enqueue(command("cmd-1", "sleep 1"));
+        await stub.until(() => stub.acks.length === 1, 10_000, "the ack");
+        filler = fill(mnt, `${dir}/journal.jsonl`);
+        await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+        assert.equal(stub.reports[0].status, "success");
+        assert.ok(logs.has(/could not be written to the outbox; it is kept in memory/));
+        assert.ok(logs.has(/journal could not be written; the change is kept in memory/));
+      });
+
+      await t.step(
+        "a new command is neither acknowledged nor run while it cannot be journaled",
+        async () => {
+          stub.enqueue(command("cmd-2", "echo two"));
+          await eventually(() => logs.has(/cannot journal the command/), 10_000, "the refusal");
+          assert.equal(stub.acks.length, 1, "cmd-2 was not acknowledged");
+          assert.equal(stub.reports.length, 1, "cmd-2 was not run");
+          const waits = stub.seen.filter((s) => s.kind === "wait").length;
+          // It keeps trying to write, not to take commands.
+          await eventually(
+            () =>
+              logs.records.filter((r) => /still cannot be written/.test(String(r.message)))
+                .length >= 2,
+            10_000,
+            "two retries",
+          );
+          assert.equal(stub.seen.filter((s) => s.kind === "wait").length, waits);
+          assert.equal(ended, false, "the agent is still running");
+        },
+      );
+
+      await t.step(
+        "when space returns it heals by itself and takes the command again",
+        async () => {
+          Deno.removeSync(filler!);
+          filler = undefined;
+          await eventually(() => logs.has(/can be written again/), 10_000, "the recovery");
+          // The dashboard delivers the unacknowledged command again.
+          stub.enqueue({ ...command("cmd-2", "echo two"), attempt: 2 });
+          await stub.until(() => stub.reports.length === 2, 10_000, "the second report");
+          assert.equal(stub.reports[1].command_id, "cmd-2");
+          assert.equal(stub.reports[1].status, "success");
+          // What waited in memory is on disk now.
+          assert.ok(state.journal.saved);
+          const journal = Deno.readTextFileSync(`${dir}/journal.jsonl`);
+          assert.match(journal, /"cmd-1"/);
+          assert.match(journal, /"cmd-2"/);
+          for (const line of journal.split("\n").filter((l) => l !== "")) JSON.parse(line);
+        },
+      );
+    } finally {
+      stop.abort();
+      const summary = await done;
+      assert.equal(summary.commandsRun, 2);
+      state[Symbol.dispose]();
+      await executor.close?.();
+      unmount(mnt);
+      Deno.removeSync(mnt, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,158 @@
+/**
+ * After a crash the restarted agent stops what its previous run left running before it reports
+ * `interrupted`, and reports the truth where it was recorded (an exit recorded the moment the
+ * command ended).
+ */
+import assert from "node:assert/strict";
+import { type AgentState, createExecutor, openAgentState, runAgent } from "../../src/agent/mod.ts";
+import { agentUid, type ExitRecord, Sandbox } from "../../src/exec/mod.ts";
+import { StubDashboard } from "./_stub_dashboard.ts";
+import { captureLogs } from "./_helpers.ts";
+import { runsHereOrUnderAllowAll, survivors } from "../exec/helpers.ts";
+
+const here = runsHereOrUnderAllowAll(import.meta.filename!);
+
+/** Runs an agent on `dir` until the stub has `reports` reports, then stops it. */
+async function runUntilReports(
+  dir: string,
+  stub: StubDashboard,
+  reports: number,
+  allowedPrograms: string[] = ["echo"],
+): Promise<void> {
+  const stop = new AbortController();
+  const state: AgentState = openAgentState({ dir });
+  const executor = createExecutor({ stateDir: dir, allowedPrograms });
+  const done = runAgent({
+    dashboardUrl: stub.url,
+    agentId: "agent-1",
+    pollingTimeoutSecs: 1,
+    heartbeat: false,
+    executor,
+    state,
+  }, stop.signal);
+  try {
+    await stub.until(() => stub.reports.length >= reports, 15_000, "the reports");
+  } finally {
+    stop.abort();
+    await done;
+    state[Symbol.dispose]();
+    await executor.close?.();
+  }
+}
+
+Deno.test({
+  name: "a restarted agent stops what the previous run left, then reports it interrupted",
+  ignore: !here || agentUid() !== 0,
+  fn: async () => {
+    using _logs = captureLogs();
+    const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
+    const scripts = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-recovery-bin-" });
+    Deno.chmodSync(scripts, 0o755);
+    const escaper = `${scripts}/escaper.sh`;
+    Deno.writeTextFileSync(escaper, "#!/bin/sh\nsetsid sleep 60 & echo $!; sleep 60\n");
+    Deno.chmodSync(escaper, 0o755);
+    // The previous run: the command was journaled, spawned in its sandbox, and the agent died.
+    const previous = Sandbox.create({ tag: Sandbox.tagOf(dir) });
+    const cell = await previous.open();
+    const child = cell.spawn(escaper, { stdout: "piped", stderr: "null", stdin: "null" });
+    const reader = child.stdout.getReader();
+    const grandchild = Number(new TextDecoder().decode((await reader.read()).value).trim());
+    reader.releaseLock();
+    {
+      using state = openAgentState({ dir });
+      state.journal.start({ id: "cmd-1", name: escaper, attempt: 1 });
+      state.journal.spawned("cmd-1", cell.record()!);
+    }
+    await using stub = new StubDashboard();
+    const record = cell.record()!;
+    try {
+      await runUntilReports(dir, stub, 1, [escaper]);
+      assert.equal(stub.reports[0].status, "interrupted");
+      const error = String(stub.reports[0].error);
+      if (previous.killMode === "cgroup") {
+        assert.deepEqual(await survivors([child.pid, grandchild]), [], "all stopped");
+        assert.match(error, /killed what was left of the command/);
+      } else if (record.start_ticks !== undefined) {
+        // A process group alone (found through /proc): the setsid grandchild is out of reach.
+        assert.deepEqual(await survivors([child.pid]), []);
+        assert.match(error, /killed what was left of the command/);
+      } else {
+        // Without -A Deno reads no /proc: the agent says it cannot tell, and signals nothing.
+        assert.match(error, /could not tell whether the command was still running/);
+      }
+    } finally {
+      await child.stdout.cancel();
+      await child.status;
+      await cell.close();
+      await previous.close();
+      Deno.removeSync(dir, { recursive: true });
+      Deno.removeSync(scripts, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "an exit recorded the moment the command ended is reported after a restart",
+  ignore: !here,
+}, async () => {
+  using _logs = captureLogs();
+  const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
+  try {
+    {
+      using state = openAgentState({ dir });
+      state.journal.start({ id: "cmd-1", name: "echo hi", attempt: 1 });
+      const exit: ExitRecord = {
+        status: "success",
+        exit_code: 0,
+        signal: null,
+        duration_secs: 0.01,
+        error: null,
+        started_at: "2026-01-12T10:00:00.000Z",
+        completed_at: "2026-01-12T10:00:00.010Z",
+      };
+      state.journal.exited("cmd-1", exit);
+    }
+    await using stub = new StubDashboard();
+    await runUntilReports(dir, stub, 1);
+    const report = stub.reports[0];
+    assert.equal(report.status, "success");
+    assert.equal((report.result as { exit_code: number }).exit_code, 0);
+    assert.match(String(report.error), /output was lost/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "a command that ended while the agent was down is not claimed to have been stopped",
+  ignore: !here || agentUid() !== 0,
+  fn: async () => {
+    using _logs = captureLogs();
+    const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
+    const previous = Sandbox.create({ tag: Sandbox.tagOf(dir) });
+    const cell = await previous.open();
+    const child = cell.spawn("/bin/true", { stdout: "null", stderr: "null", stdin: "null" });
+    const record = cell.record() ?? { pid: child.pid };
+    await child.status;
+    try {
+      {
+        using state = openAgentState({ dir });
+        state.journal.start({ id: "cmd-1", name: "true", attempt: 1 });
+        state.journal.spawned("cmd-1", record);
+      }
+      await using stub = new StubDashboard();
+      await runUntilReports(dir, stub, 1);
+      assert.equal(stub.reports[0].status, "interrupted");
+      const error = String(stub.reports[0].error);
+      if (previous.killMode === "cgroup") {
+        assert.match(error, /ended on its own before the agent restarted/);
+      } else {
+        assert.doesNotMatch(error, /killed what was left/);
+      }
+    } finally {
+      await cell.close();
+      await previous.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});

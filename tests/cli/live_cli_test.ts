@@ -1,0 +1,116 @@
+/**
+ * Printing a command as it runs (`status result --follow`, `status enqueue --wait`): output byte
+ * for byte to the right stream, gaps named, the rest of the final result after the live output,
+ * and the elapsed indicator only on a terminal.
+ */
+import assert from "node:assert/strict";
+import { followAndPrint, type OutputWriter } from "../../src/cli/live.ts";
+import { memoryIo } from "../../src/cli/io.ts";
+import { OperatorClient } from "../../src/operator/mod.ts";
+import { toBase64 } from "../../src/protocol/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
+import { openSqliteStore } from "../../src/store/mod.ts";
+
+const decoder = new TextDecoder();
+
+function recordingWriter(isTerminal: boolean) {
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  const writer: OutputWriter = {
+    stdout: (bytes) => void out.push(bytes.slice()),
+    stderr: (bytes) => void err.push(bytes.slice()),
+    isTerminal,
+  };
+  const text = (parts: Uint8Array[]) => parts.map((p) => decoder.decode(p)).join("");
+  return { writer, stdout: () => text(out), stderr: () => text(err) };
+}
+
+async function dashboard() {
+  const store = openSqliteStore(":memory:");
+  const server = await startServer({ store, port: 0 }); // dev mode
+  const agentCall = async (path: string, body?: unknown) => {
+    const response = await fetch(`${server.url}${path}`, {
+      method: body === undefined ? "GET" : "POST",
+      headers: { "X-Agent-Id": "runner", "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : null };
+  };
+  return {
+    client: new OperatorClient({ dashboardUrl: server.url }),
+    agentCall,
+    async [Symbol.asyncDispose]() {
+      await server.shutdown();
+      await store.close();
+    },
+  };
+}
+
+function report(id: string, stdout: string, stderr: string, exitCode: number) {
+  return {
+    command_id: id,
+    status: exitCode === 0 ? "success" : "failed",
+    attempt: 1,
+    result: {
+      exit_code: exitCode,
+      signal: null,
+      duration_secs: 0.5,
+      stdout,
+      stderr,
+      stdout_truncated_bytes: 0,
+      stderr_truncated_bytes: 0,
+    },
+    error: null,
+  };
+}
+
+Deno.test("followAndPrint prints live output as it comes, names gaps, then the rest of the result", async () => {
+  await using d = await dashboard();
+  const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
+  const io = memoryIo();
+  const rec = recordingWriter(false);
+  const following = followAndPrint(io, rec.writer, d.client, id, { indicatorMs: 20 });
+
+  assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
+  await d.agentCall("/api/v1/agent/commands/ack", { command_id: id, attempt: 1 });
+  const chunk = (stream: string, offset: number, text: string) =>
+    d.agentCall(`/api/v1/agent/commands/${id}/output`, {
+      attempt: 1,
+      stream,
+      offset,
+      data: toBase64(new TextEncoder().encode(text)),
+    });
+  await chunk("stdout", 0, "first\n");
+  await chunk("stderr", 0, "warning\n");
+  await chunk("stdout", 10, "after gap\n");
+  await new Promise((r) => setTimeout(r, 100));
+  // The final result has 4 more bytes than arrived live: they are printed at the end.
+  await d.agentCall(
+    "/api/v1/agent/commands/report",
+    report(id, "first\nXXXXafter gap\ntail", "warning\n", 4),
+  );
+  const record = await following;
+  assert.equal(record?.status, "failed");
+  assert.equal(rec.stdout(), "first\nafter gap\ntail");
+  assert.equal(rec.stderr(), "warning\n");
+  assert.ok(io.stderr.includes("(4 bytes of stdout were dropped here)"), io.stderr.join("\n"));
+  assert.match(io.stderr.at(-1)!, new RegExp(`^${id} failed, exit code 4 \\(\\d+\\.\\d s\\)$`));
+  assert.ok(!rec.stderr().includes("\x1b[2K"), "no indicator when not a terminal");
+});
+
+Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while nothing is printed", async () => {
+  await using d = await dashboard();
+  const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
+  const io = memoryIo();
+  const rec = recordingWriter(true);
+  const following = followAndPrint(io, rec.writer, d.client, id, { indicatorMs: 20 });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
+  await d.agentCall("/api/v1/agent/commands/report", report(id, "done\n", "", 0));
+  await following;
+  const stderr = rec.stderr();
+  assert.match(stderr, new RegExp(`\r\x1b\\[2K… ${id} queued \\d+\\.\\d s`));
+  assert.ok(stderr.endsWith("\r\x1b[2K"), "the indicator is cleared at the end");
+  assert.equal(rec.stdout(), "done\n");
+});

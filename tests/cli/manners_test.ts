@@ -1,0 +1,285 @@
+import assert from "node:assert/strict";
+import { openAgentState } from "../../src/agent/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
+import { closeLogging } from "../../src/log/mod.ts";
+import { LineStream, MAIN, PERMS, ROOT, runCli, spawnCli, tempDir } from "../e2e/helpers.ts";
+
+/** A port nothing listens on. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+Deno.test("output into a pipe closed early ends quietly with exit code 0", async (t) => {
+  for (const args of [["--help"], ["--version"], ["list", "--help"]]) {
+    await t.step(`status ${args.join(" ")} | head -0`, async () => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, "--allow-net", MAIN, ...args],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      // The reader goes away before the program writes (it takes a while to start).
+      await child.stdout.cancel();
+      const [status, stderr] = await Promise.all([
+        child.status,
+        new Response(child.stderr).text(),
+      ]);
+      assert.equal(stderr, "", "no 'Broken pipe' message");
+      assert.equal(status.code, 0);
+    });
+  }
+});
+
+Deno.test("an unknown command is named, with the nearest command", async (t) => {
+  for (
+    const [args, expected] of [
+      [["lst"], "status: unknown command 'lst' (did you mean list?); see status --help"],
+      [["enqeue", "echo hi"], "status: unknown command 'enqeue' (did you mean enqueue?)"],
+      [["--log-level", "debug", "stpo"], "status: unknown command 'stpo' (did you mean stop?)"],
+      [["frobnicate"], "status: unknown command 'frobnicate'; see status --help"],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const run = await runCli(args, { perms: PERMS.agentMinimal });
+      assert.equal(run.code, 2);
+      assert.ok(run.stderr.startsWith(expected), run.stderr);
+      assert.equal(run.stderr.trim().split("\n").length, 1, "one line");
+    });
+  }
+});
+
+Deno.test("status completions prints scripts for bash, zsh and fish", async (t) => {
+  const hasShell = async (shell: string) => {
+    try {
+      return (await new Deno.Command(shell, { args: ["-c", "exit 0"] }).output()).success;
+    } catch {
+      return false;
+    }
+  };
+  await t.step("bash completes commands, subcommands and options", async () => {
+    const script = await runCli(["completions", "bash"], { perms: [] });
+    assert.equal(script.code, 0, script.stderr);
+    if (!(await hasShell("bash"))) {
+      console.log("bash is not installed: the bash script is not run");
+      return;
+    }
+    const complete = async (...words: string[]) => {
+      const probe = `${script.stdout}
+COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")}); COMP_CWORD=${words.length - 1}
+_status_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
+      const out = await new Deno.Command("bash", { args: ["-c", probe] }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      return new TextDecoder().decode(out.stdout).trim().split("\n").filter(Boolean);
+    };
+    assert.deepEqual(await complete("status", "enq"), ["enqueue"]);
+    assert.deepEqual(await complete("status", "agents", "r"), ["rotate", "remove"]);
+    assert.ok((await complete("status", "enqueue", "--agent", "web-1", "--wa")).includes("--wait"));
+    assert.deepEqual(await complete("status", "completions", ""), [
+      "bash",
+      "zsh",
+      "fish",
+      "--help",
+      "-h",
+    ]);
+  });
+  for (const shell of ["zsh", "fish"]) {
+    await t.step(`${shell}: a script the shell parses`, async () => {
+      const script = await runCli(["completions", shell], { perms: [] });
+      assert.equal(script.code, 0, script.stderr);
+      assert.match(script.stdout, /enqueue/);
+      assert.match(script.stdout, /--wait-timeout|wait-timeout/);
+      if (!(await hasShell(shell))) {
+        console.log(`${shell} is not installed: its script is not parsed`);
+        return;
+      }
+      const out = await new Deno.Command(shell, { args: ["-n", "-c", script.stdout] }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      if (shell === "fish") {
+        const probe = `${script.stdout}\ncomplete -C 'status enq'; complete -C 'status agents r'`;
+        const done = await new Deno.Command("fish", { args: ["-c", probe] }).output();
+        const names = new TextDecoder().decode(done.stdout).trim().split("\n")
+          .map((l) => l.split("\t")[0]);
+        assert.deepEqual(names, ["enqueue", "remove", "rotate"]);
+      }
+    });
+  }
+  await t.step("another shell is a usage error", async () => {
+    const run = await runCli(["completions", "csh"], { perms: [] });
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /Allowed choices are bash, zsh, fish/);
+  });
+});
+
+Deno.test("the design card's command says the environment was not readable, and how to fix it", async () => {
+  const run = await runCli([], {
+    perms: PERMS.agentMinimal,
+    env: { AGENT_ID: "web-1", DASHBOARD_URL: "http://127.0.0.1:9" },
+    plain: true,
+  });
+  assert.equal(run.code, 2);
+  const last = run.stderr.trim().split("\n").at(-1)!;
+  assert.match(
+    last,
+    /^status: AGENT_ID is not set, or is set where it could not be read: the environment \(Deno was started without --allow-env\) and \.env and config\.json \(without --allow-read\) could not be read\. Add --allow-env \(or --allow-env=AGENT_ID\)/,
+  );
+  assert.match(last, /deno run -P=agent main\.ts/);
+  assert.match(last, /--agent-id <id>/);
+});
+
+Deno.test("deno run -P=agent main.ts runs the agent with the permission set of deno.json", async () => {
+  await using dir = tempDir();
+  await using server = await startServer({ db: ":memory:", port: 0 });
+  await using agent = spawnCli([], {
+    perms: ["-P=agent"],
+    cwd: dir.path,
+    env: { AGENT_ID: "web-1", DASHBOARD_URL: server.url, LOG_FORMAT: "json" },
+  });
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!server.dashboard.hub.isWaiting("web-1")) {
+      assert.ok(
+        Date.now() < deadline,
+        `the agent did not connect:\n${agent.stderr.lines.slice(-10).join("\n")}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    agent.kill("SIGTERM");
+    await agent.exited();
+    closeLogging();
+  }
+});
+
+Deno.test("deno.json permission sets give each role every variable it reads", async () => {
+  const { SETTINGS, keysFor } = await import("../../src/config/mod.ts");
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  for (
+    const [set, roles] of [
+      ["agent", ["agent", "log"]],
+      ["up", ["agent", "server", "log"]],
+      ["serve", ["server", "log"]],
+      ["operator", ["operator", "log"]],
+    ] as const
+  ) {
+    const env: string[] = config.permissions[set].env;
+    for (const key of keysFor([...roles])) {
+      assert.ok(env.includes(SETTINGS[key].env), `-P=${set} lacks ${SETTINGS[key].env}`);
+    }
+  }
+});
+
+Deno.test("an agent whose allowlist is empty says so at start-up", async () => {
+  await using agent = spawnCli(
+    [
+      "--agent-id",
+      "web-1",
+      "--dashboard-url",
+      `http://127.0.0.1:${closedPort()}`,
+      "--allowed-programs",
+      "",
+    ],
+    { perms: PERMS.agentMinimal, env: { LOG_FORMAT: "json" } },
+  );
+  const { line } = await agent.stderr.waitFor(/ALLOWED_PROGRAMS/);
+  const record = JSON.parse(line);
+  assert.equal(record.level, "warning");
+  assert.match(
+    record.message,
+    /^ALLOWED_PROGRAMS \(from flag --allowed-programs\) is empty: this agent rejects every command/,
+  );
+  agent.kill("SIGTERM");
+  await agent.exited();
+});
+
+Deno.test("misspelled config.json keys are reported at info with the nearest setting", async () => {
+  await using dir = tempDir();
+  await Deno.writeTextFile(
+    `${dir.path}/config.json`,
+    JSON.stringify({
+      polling_timeout: 30,
+      alowed_programs: ["echo"],
+      colour: "blue",
+      domain: "example.com",
+      apps_info: "nginx-1.25",
+      dashboard_url: "http://127.0.0.1:9",
+    }),
+  );
+  const run = await runCli(["exec", "echo hi", "--log-format", "json"], {
+    perms: ["--allow-read", "--allow-run"],
+    cwd: dir.path,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  const messages = run.stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) =>
+    JSON.parse(l)
+  ).filter((r) => r.level === "info").map((r) => r.message);
+  assert.deepEqual(messages, [
+    'config.json key "polling_timeout" is not a setting of status; it is ignored (did you mean "polling_timeout_secs"?)',
+    'config.json key "alowed_programs" is not a setting of status; it is ignored (did you mean "allowed_programs"?)',
+    'config.json key "colour" is not a setting of status; it is ignored',
+  ], "the Status Panel's own keys (domain, apps_info) stay quiet");
+});
+
+Deno.test("status exec says a rejection once", async () => {
+  const run = await runCli(["exec", "rm -rf /tmp/x"], { perms: PERMS.agentMinimal });
+  assert.equal(run.code, 126);
+  const mentions = run.stderr.split("\n").filter((l) => l.includes("not on the allowlist"));
+  assert.equal(mentions.length, 1, run.stderr);
+  assert.match(mentions[0], /^exec: rejected: program "rm" is not on the allowlist/);
+});
+
+Deno.test("only serve creates a database, and only in an existing directory", async (t) => {
+  await using dir = tempDir();
+  await t.step("serve refuses a missing directory and creates nothing", async () => {
+    const run = await runCli(["serve", "--port", "0", "--db", `${dir.path}/nonexistent/x.db`], {
+      perms: PERMS.serve,
+    });
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /the directory .*nonexistent does not exist/);
+    await assert.rejects(() => Deno.stat(`${dir.path}/nonexistent`), Deno.errors.NotFound);
+  });
+  await t.step("agents list refuses a missing file and names it", async () => {
+    const db = `${dir.path}/typo.db`;
+    const run = await runCli(["agents", "list", "--db", db], { perms: PERMS.serve });
+    assert.equal(run.code, 2);
+    assert.ok(run.stderr.includes(`database ${db} does not exist`), run.stderr);
+    assert.ok(!run.stderr.includes("no agents"));
+    await assert.rejects(() => Deno.stat(db), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("status up fails on a locked state directory before it invites anyone", async () => {
+  await using dir = tempDir();
+  await Deno.mkdir(`${dir.path}/agent-state`);
+  using _held = openAgentState({ dir: `${dir.path}/agent-state` });
+  const run = await runCli(["up", "--port", "0", "--data-dir", dir.path], { perms: PERMS.up });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /another agent \(pid \d+\) is using the state directory/);
+  assert.ok(!run.stdout.includes("Try"), run.stdout);
+  assert.equal(run.stdout, "");
+});
+
+Deno.test("deno run -P=serve starts the dashboard and creates ./status.db", async () => {
+  await using dir = tempDir();
+  // The set's paths are relative to its deno.json: a copy in a directory of its own.
+  await Deno.copyFile(`${ROOT}/deno.json`, `${dir.path}/deno.json`);
+  const serve = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", `${dir.path}/deno.json`, "-P=serve", MAIN, "serve", "--port", "0"],
+    cwd: dir.path,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = new LineStream("stdout of serve", serve.stdout);
+  const stderr = new LineStream("stderr of serve", serve.stderr);
+  try {
+    await stdout.waitFor(/^listening on http:\/\/127\.0\.0\.1:\d+/, { timeoutMs: 30_000 });
+    assert.ok((await Deno.stat(`${dir.path}/status.db`)).isFile, stderr.text);
+  } finally {
+    serve.kill("SIGTERM");
+    await serve.status;
+    await Promise.all([stdout.done, stderr.done]);
+  }
+});

@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { ROOT, tempDir } from "./helpers.ts";
+
+/** The first code block of a language after a heading of the README. */
+function readmeBlock(readme: string, heading: string, lang: string): string {
+  const section = readme.slice(readme.indexOf(`## ${heading}`));
+  const match = new RegExp("```" + lang + "\\n([\\s\\S]*?)```").exec(section);
+  assert.ok(match, `a ${lang} block under "## ${heading}"`);
+  return match[1];
+}
+
+Deno.test("the README's library example works as written from a project outside the repository", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  await using project = tempDir("status-consumer-");
+  // The project's deno.json exactly as the README gives it, pointing at this checkout.
+  const config = JSON.parse(readmeBlock(readme, "As a library", "json"));
+  assert.deepEqual(config.links, ["../status"], "the README's example path");
+  config.links = [ROOT];
+  await Deno.writeTextFile(`${project.path}/deno.json`, JSON.stringify(config));
+  await Deno.writeTextFile(`${project.path}/main.ts`, readmeBlock(readme, "As a library", "ts"));
+  const run = await new Deno.Command(Deno.execPath(), {
+    // The permissions the README says the example needs.
+    args: ["run", "--allow-net", "--allow-run", "main.ts"],
+    cwd: project.path,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const stdout = new TextDecoder().decode(run.stdout);
+  const stderr = new TextDecoder().decode(run.stderr);
+  assert.equal(run.code, 0, stderr);
+  assert.match(stdout, /^success 0 \S+/);
+  assert.match(stdout, /^hi$/m);
+  assert.doesNotMatch(stderr, /legacy|not a dependency|warning/i);
+  const files = [...Deno.readDirSync(project.path)].map((e) => e.name).sort();
+  assert.deepEqual(
+    files.filter((f) => f !== "deno.lock" && f !== "node_modules"),
+    ["deno.json", "main.ts"],
+    "the library wrote nothing in the project (no .status-state, no status.db)",
+  );
+});

@@ -1,0 +1,415 @@
+/**
+ * The operating system as the first wall: commands run as an unprivileged user in a directory of
+ * their own, and every process they start is found and stopped (a cgroup per command). These
+ * tests need root (as here and in CI); elsewhere they are skipped with one message.
+ *
+ * The reproductions of issue 9 item 2 each have a step: a file list (`tar -T`), a symlink inside
+ * an allowed directory (`tar -h`, `du -L`), a relative path naming the agent's own files, and a
+ * symlink swapped between the check and the exec.
+ */
+import assert from "node:assert/strict";
+import {
+  agentUid,
+  cgroup2Mount,
+  checkPolicy,
+  createPolicy,
+  ownCgroupPath,
+  resolveUser,
+  runCommand,
+  Sandbox,
+} from "../../src/exec/mod.ts";
+import { alive, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
+
+const here = runsHereOrUnderAllowAll(import.meta.filename!);
+const isRoot = agentUid() === 0;
+const ignore = !here || !isRoot;
+if (here && !isRoot) console.log("sandbox tests skipped: they need root (commands switch user)");
+
+const policyWith = (...programs: string[]) => createPolicy({ extraPrograms: programs });
+
+/** A root-only directory outside the allowed prefixes with a secret file in it. */
+function secretDir(): { dir: string; marker: string } & Disposable {
+  const dir = Deno.makeTempDirSync({ dir: "/var/cache", prefix: "status-secret-" });
+  const marker = `secret-${crypto.randomUUID()}`;
+  Deno.writeTextFileSync(`${dir}/${marker}`, `content of ${marker}\n`, { mode: 0o600 });
+  Deno.chmodSync(dir, 0o700);
+  return { dir, marker, [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }) };
+}
+
+/** A directory under /tmp that the command user may enter. */
+function box(): { dir: string } & Disposable {
+  const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-box-" });
+  Deno.chmodSync(dir, 0o755);
+  return { dir, [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }) };
+}
+
+/** An executable `/bin/sh` script any user may run, in a directory of its own under /tmp. */
+function script(body: string): { path: string } & Disposable {
+  const dir = box();
+  const path = `${dir.dir}/script.sh`;
+  Deno.writeTextFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  Deno.chmodSync(path, 0o755);
+  return { path, [Symbol.dispose]: () => dir[Symbol.dispose]() };
+}
+
+Deno.test({ name: "resolveUser reads names, uids and uid:gid", ignore: !here }, () => {
+  const passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\n";
+  assert.deepEqual(resolveUser("nobody", passwd), { name: "nobody", uid: 65534, gid: 65534 });
+  assert.deepEqual(resolveUser("65534", passwd), { name: "65534", uid: 65534, gid: 65534 });
+  assert.deepEqual(resolveUser("12:34", passwd), { name: "12:34", uid: 12, gid: 34 });
+  assert.throws(() => resolveUser("nosuchuser", passwd), /not a user of this machine/);
+});
+
+Deno.test({ name: "cgroup2Mount and ownCgroupPath read /proc/self texts", ignore: !here }, () => {
+  const hybrid = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n" +
+    "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n";
+  assert.equal(cgroup2Mount(hybrid), "/sys/fs/cgroup/unified");
+  assert.equal(cgroup2Mount("32 31 0:29 / /x rw - cgroup cgroup rw,cpu\n"), undefined);
+  assert.equal(
+    ownCgroupPath("1:cpu:/\n0::/system.slice/status.service\n"),
+    "/system.slice/status.service",
+  );
+});
+
+Deno.test({
+  name: "a root agent's commands run as nobody, own group only, in a new empty directory",
+  ignore,
+  fn: async () => {
+    const sandbox = Sandbox.create({ cgroups: false });
+    using probe = script(`id -u; id -g; id -G; pwd; ls -A; echo "$HOME"`);
+    try {
+      assert.deepEqual(sandbox.user, resolveUser("nobody"));
+      const result = await runCommand(probe.path, { policy: policyWith(probe.path), sandbox });
+      assert.equal(result.status, "success", result.error ?? "");
+      const [uid, gid, groups, pwd, ...rest] = result.stdout.trimEnd().split("\n");
+      const nobody = resolveUser("nobody");
+      assert.equal(Number(uid), nobody.uid);
+      assert.equal(Number(gid), nobody.gid);
+      assert.equal(groups, String(nobody.gid), "no supplementary groups");
+      assert.match(pwd, /^\/tmp\/status-cmd-/);
+      assert.notEqual(pwd, Deno.cwd());
+      assert.deepEqual(rest, [pwd], "the directory is empty and HOME is it");
+      await assert.rejects(() => Deno.stat(pwd), Deno.errors.NotFound, "removed afterwards");
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "COMMAND_CWD may not be or hold the agent's directory or its state directory",
+  ignore,
+  fn: () => {
+    using dir = box();
+    Deno.mkdirSync(`${dir.dir}/state`);
+    assert.throws(
+      () => Sandbox.create({ cwd: dir.dir, protectedDirs: [`${dir.dir}/state`], cgroups: false }),
+      /COMMAND_CWD .* holds the agent's own directory/,
+    );
+    assert.throws(
+      () => Sandbox.create({ cwd: Deno.cwd(), protectedDirs: [Deno.cwd()], cgroups: false }),
+      TypeError,
+    );
+  },
+});
+
+Deno.test({
+  name: "issue 9 reproductions: the rules refuse the escapes and the OS refuses the rest",
+  ignore,
+  fn: async (t) => {
+    const sandbox = Sandbox.create({ cgroups: false });
+    using secret = secretDir();
+    using tmp = box();
+    const policy = policyWith("cat");
+    try {
+      await t.step("a file list (tar -T, --files-from) is refused", async () => {
+        Deno.writeTextFileSync(`${tmp.dir}/list.txt`, `${secret.dir}/${secret.marker}\n`);
+        for (
+          const line of [
+            `tar cf - -T ${tmp.dir}/list.txt`,
+            `tar cf - --files-from=${tmp.dir}/list.txt`,
+            `tar -cf - --files-fr ${tmp.dir}/list.txt`,
+            `tar cTf ${tmp.dir}/list.txt -`,
+            `du --files0-from=${tmp.dir}/list.txt`,
+          ]
+        ) {
+          const result = await runCommand(line, { policy, sandbox });
+          assert.equal(result.status, "rejected", line);
+          assert.match(result.error ?? "", /reads the names of the files to use from a file/);
+        }
+      });
+
+      await t.step("following a symlink inside an allowed directory is refused", async () => {
+        Deno.symlinkSync(secret.dir, `${tmp.dir}/etc`);
+        for (
+          const line of [
+            `tar -chf - ${tmp.dir}`,
+            `tar chf - ${tmp.dir}`,
+            `tar --dereference -cf - ${tmp.dir}`,
+            `du -L -a ${tmp.dir}`,
+            `du --deref -a ${tmp.dir}`,
+            `ls -RL ${tmp.dir}`,
+            `gzip -rf ${tmp.dir}`,
+          ]
+        ) {
+          const result = await runCommand(line, { policy, sandbox });
+          assert.equal(result.status, "rejected", line);
+          assert.match(result.error ?? "", /follows symbolic links/);
+        }
+        // Without dereferencing, the link itself is archived, not what it points to.
+        const plain = await runCommand(`tar -cf - ${tmp.dir}`, { policy, sandbox });
+        assert.equal(plain.status, "success", plain.error ?? "");
+        assert.ok(!plain.stdout.includes(`content of ${secret.marker}`));
+        // A path through the link is refused by the rules.
+        const through = await runCommand(`ls ${tmp.dir}/etc/`, { policy, sandbox });
+        assert.equal(through.status, "rejected");
+      });
+
+      await t.step("relative paths do not reach the agent's own files", async () => {
+        // The agent's working directory holds a .env with its token.
+        const agentDir = Deno.makeTempDirSync({ dir: "/var/cache", prefix: "status-agent-" });
+        try {
+          Deno.writeTextFileSync(`${agentDir}/.env`, "AGENT_TOKEN=s3cret-token\n");
+          const sandboxed = await runCommand("tar cf - .env", { policy, sandbox });
+          assert.equal(sandboxed.status, "failed");
+          assert.ok(!sandboxed.stdout.includes("s3cret-token"));
+          // Without a sandbox, in the agent's own directory, the rules refuse the path.
+          const unconfined = await runCommand("tar cf - .env", { policy, cwd: agentDir });
+          assert.equal(unconfined.status, "rejected");
+          assert.match(unconfined.error ?? "", /relative to the working directory, outside/);
+          assert.equal(
+            checkPolicy(["echo", "hello"], policy, { cwd: agentDir }).ok,
+            true,
+            "a word that names nothing there is not a path",
+          );
+        } finally {
+          Deno.removeSync(agentDir, { recursive: true });
+        }
+      });
+
+      await t.step("what the rules let through, the OS still refuses", async () => {
+        // Inside an allowed prefix but owned by root: the rules accept, nobody may not read.
+        const hidden = `${tmp.dir}/hidden`;
+        Deno.mkdirSync(hidden, { mode: 0o700 });
+        Deno.writeTextFileSync(`${hidden}/${secret.marker}`, secret.marker, { mode: 0o600 });
+        const listed = await runCommand(`ls ${hidden}`, { policy, sandbox });
+        assert.equal(listed.status, "failed");
+        assert.match(listed.stderr, /Permission denied/);
+        const read = await runCommand(`cat ${hidden}/${secret.marker}`, { policy, sandbox });
+        assert.equal(read.status, "failed");
+        assert.ok(!read.stdout.includes(secret.marker));
+      });
+
+      await t.step("a symlink swapped between the check and the exec", async () => {
+        // Two ready-made links renamed over each other while ls runs: the check sees the safe
+        // target, the program may meet the secret one; the OS refuses nobody either way.
+        const safe = `${tmp.dir}/safe`;
+        Deno.mkdirSync(safe, { mode: 0o755 });
+        Deno.writeTextFileSync(`${safe}/harmless`, "");
+        Deno.symlinkSync(safe, `${tmp.dir}/link`);
+        // Swapped by another process, so that the swaps really interleave with the runs.
+        using swap = script(
+          `cd ${tmp.dir}\nwhile [ ! -e stop ]; do ln -sfn ${secret.dir} l1 && mv -T l1 link; ` +
+            `ln -sfn ${safe} l2 && mv -T l2 link; done`,
+        );
+        const swapper = new Deno.Command(swap.path, { stdout: "null", stderr: "null" }).spawn();
+        let accepted = 0;
+        try {
+          for (let run = 0; run < 60; run++) {
+            const result = await runCommand(`ls ${tmp.dir}/link/`, { policy, sandbox });
+            if (result.status !== "rejected") accepted++;
+            assert.ok(!result.stdout.includes(secret.marker), `run ${run} listed the secret`);
+          }
+        } finally {
+          // Stopped between two swaps, so that no ln or mv outlives it.
+          Deno.writeTextFileSync(`${tmp.dir}/stop`, "");
+          await swapper.status;
+        }
+        assert.ok(accepted > 0, "some runs passed the check while the link was swapped");
+      });
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+const cgroupSandbox = async () => {
+  const sandbox = Sandbox.create({ tag: `test-${crypto.randomUUID().slice(0, 8)}` });
+  if (sandbox.killMode !== "cgroup") {
+    await sandbox.close();
+    console.log(`cgroup tests skipped: ${sandbox.describe()}`);
+    return undefined;
+  }
+  return sandbox;
+};
+
+/** A command that starts a grandchild in a new session (out of its process group). */
+const ESCAPER = "setsid sleep 60 & echo $!; sleep 60";
+
+function pidOf(stdout: string): number {
+  const pid = Number(stdout.trim().split("\n")[0]);
+  assert.ok(Number.isSafeInteger(pid) && pid > 1, `no pid in ${JSON.stringify(stdout)}`);
+  return pid;
+}
+
+Deno.test({
+  name: "a cgroup per command stops processes that left the process group",
+  ignore,
+  fn: async (t) => {
+    const sandbox = await cgroupSandbox();
+    if (!sandbox) return;
+    using escaper = script(ESCAPER);
+    using quick = script("setsid sleep 60 & echo $!");
+    const policy = policyWith(escaper.path, quick.path);
+    try {
+      await t.step("at the deadline", async () => {
+        const result = await runCommand(escaper.path, { policy, sandbox, timeoutSecs: 1 });
+        assert.equal(result.status, "timeout");
+        assert.deepEqual(await survivors([pidOf(result.stdout)]), []);
+      });
+      await t.step("on cancel", async () => {
+        const result = await runCommand(escaper.path, {
+          policy,
+          sandbox,
+          signal: AbortSignal.timeout(300),
+          cancelGraceMs: 200,
+        });
+        assert.equal(result.status, "cancelled");
+        assert.deepEqual(await survivors([pidOf(result.stdout)]), []);
+      });
+      await t.step("when the command itself ends first", async () => {
+        const result = await runCommand(quick.path, { policy, sandbox });
+        assert.equal(result.status, "success");
+        assert.deepEqual(await survivors([pidOf(result.stdout)]), []);
+      });
+      await t.step("when the agent dies, its watchdog stops what it left", async () => {
+        const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
+        const agent = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-all",
+            new URL("./_watchdog_probe.ts", import.meta.url).pathname,
+            tag,
+            escaper.path,
+          ],
+          stdout: "piped",
+          stderr: "inherit",
+          stdin: "null",
+        }).spawn();
+        const reader = agent.stdout.getReader();
+        const { pid, grandchild, record } = JSON.parse(
+          new TextDecoder().decode((await reader.read()).value),
+        );
+        reader.releaseLock();
+        assert.deepEqual(await alive([pid, grandchild]), [pid, grandchild].sort((a, b) => a - b));
+        agent.kill("SIGKILL");
+        await agent.status;
+        await agent.stdout.cancel();
+        assert.deepEqual(await survivors([pid, grandchild], 3000), []);
+        // The restarted agent knows the watchdog stopped it: it did not end on its own.
+        const restarted = Sandbox.create({ tag });
+        try {
+          assert.equal(await restarted.stopLeftover(record), "stopped");
+          // And removes the working directory the dead agent left.
+          await restarted.sweep();
+          const left = [...Deno.readDirSync("/tmp")].filter((e) =>
+            e.name.startsWith(`status-cmd-${tag}-`)
+          );
+          assert.deepEqual(left, []);
+        } finally {
+          await restarted.close();
+        }
+      });
+      await t.step("the command cannot move itself out of its cgroup", async () => {
+        const home = sandbox.cgroupHome!;
+        using mover = script(`echo $$ > ${home.own}/cgroup.procs && echo moved`);
+        const result = await runCommand(mover.path, { policy: policyWith(mover.path), sandbox });
+        assert.ok(!result.stdout.includes("moved"));
+      });
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a restarted agent finds what a command left by its record, and sweeps its cgroups",
+  ignore,
+  fn: async () => {
+    const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
+    const first = Sandbox.create({ tag });
+    if (first.killMode !== "cgroup") {
+      await first.close();
+      console.log(`cgroup tests skipped: ${first.describe()}`);
+      return;
+    }
+    // Two commands spawned as a crashed agent would have left them.
+    const cells = [await first.open(), await first.open()];
+    const children = cells.map((cell) =>
+      cell.spawn("/bin/sh", {
+        args: ["-c", ESCAPER],
+        stdout: "piped",
+        stderr: "null",
+        stdin: "null",
+      })
+    );
+    const grandchildren: number[] = [];
+    for (const child of children) {
+      const reader = child.stdout.getReader();
+      const { value } = await reader.read();
+      reader.releaseLock();
+      grandchildren.push(pidOf(new TextDecoder().decode(value)));
+    }
+    const record = cells[0].record()!;
+    assert.equal(record.cgroup, cells[0].cgroup);
+
+    const second = Sandbox.create({ tag });
+    try {
+      assert.equal(await second.stopLeftover(record), "stopped");
+      assert.deepEqual(await survivors([children[0].pid, grandchildren[0]]), []);
+      assert.equal(await second.stopLeftover(record), "ended", "gone after the stop");
+      assert.equal(await second.sweep(), 1, "the second cell was still running");
+      assert.deepEqual(await survivors([children[1].pid, grandchildren[1]]), []);
+      for (const cell of cells) {
+        assert.throws(() => Deno.statSync(cell.cwd!), Deno.errors.NotFound, "its directory went");
+      }
+    } finally {
+      for (const child of children) {
+        await child.stdout.cancel();
+        await child.status;
+      }
+      for (const cell of cells) await cell.close();
+      await second.close();
+      await first.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "without cgroups or /proc a leftover process group is found with ps, a reused pid is not",
+  ignore,
+  fn: async () => {
+    using twice = script("sleep 60 & sleep 60");
+    const sandbox = Sandbox.create({ cgroups: false });
+    const cells = [await sandbox.open(), await sandbox.open()];
+    const children = cells.map((cell) =>
+      cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" })
+    );
+    try {
+      const records = cells.map((cell) => {
+        const { start_ticks: _ticks, ...withoutProc } = cell.record()!;
+        return withoutProc;
+      });
+      // A record whose spawn time does not match the group leader's start: another group.
+      const reused = { ...records[1], spawned_at_ms: records[1].spawned_at_ms! - 3600_000 };
+      assert.equal(await sandbox.stopLeftover(reused), "ended");
+      assert.deepEqual(await alive([children[1].pid]), [children[1].pid], "left alone");
+      assert.equal(await sandbox.stopLeftover(records[0]), "stopped");
+      assert.deepEqual(await survivors([children[0].pid]), []);
+    } finally {
+      for (const cell of cells) await cell.close();
+      for (const child of children) await child.status;
+      await sandbox.close();
+    }
+  },
+});

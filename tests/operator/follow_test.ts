@@ -1,0 +1,172 @@
+/**
+ * Following a command's event stream: a broken or silent connection is opened again with
+ * Last-Event-ID, and nothing is missed or repeated.
+ */
+import assert from "node:assert/strict";
+import { followCommand, OperatorClient } from "../../src/operator/mod.ts";
+import { toBase64 } from "../../src/protocol/mod.ts";
+import { makeDashboard, P, reportBody, type TestDashboard } from "../server/_helpers.ts";
+
+const encoder = new TextEncoder();
+
+async function running(d: TestDashboard, id: string) {
+  await d.admin("POST", P.enqueue, { id, name: "echo hi", agent_id: "a1" });
+  await d.agent({ path: P.wait() });
+  await d.agent({ path: P.ack, body: { command_id: id, attempt: 1 } });
+}
+
+function chunk(d: TestDashboard, id: string, offset: number, text: string) {
+  return d.agent({
+    path: `/api/v1/agent/commands/${id}/output`,
+    body: { attempt: 1, stream: "stdout", offset, data: toBase64(encoder.encode(text)) },
+  });
+}
+
+/** A body that passes `events` whole events of `body` on, then ends (a dropped connection). */
+function cutAfter(body: ReadableStream<Uint8Array>, events: number): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let seen = 0;
+  return new ReadableStream({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done || seen >= events) {
+        await reader.cancel();
+        controller.close();
+        return;
+      }
+      controller.enqueue(value);
+      seen += (new TextDecoder().decode(value).match(/\n\n/g) ?? []).length;
+    },
+    cancel: () => reader.cancel(),
+  });
+}
+
+Deno.test("followCommand resumes a broken or silent stream with Last-Event-ID, missing and repeating nothing", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  await running(d, "f1");
+  await chunk(d, "f1", 0, "one\n");
+  await chunk(d, "f1", 4, "two\n");
+
+  let connections = 0;
+  const lastEventIds: Array<string | null> = [];
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    adminToken: "admin-token-0123456789abcdef",
+    fetch: async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      const response = await d.dashboard.app.request(url, init);
+      if (!url.endsWith("/events")) return response;
+      connections++;
+      lastEventIds.push(new Headers(init?.headers).get("Last-Event-ID"));
+      if (connections === 1) {
+        // retry line, status, first output: then the connection drops.
+        return new Response(cutAfter(response.body!, 3), { headers: response.headers });
+      }
+      if (connections === 2) {
+        // A connection that stays open and silent.
+        await response.body?.cancel();
+        return new Response(new ReadableStream(), { headers: response.headers });
+      }
+      return response;
+    },
+  });
+  const seen: Array<[number, string]> = [];
+  let reconnects = 0;
+  const following = followCommand(client, "f1", {
+    idleTimeoutMs: 200,
+    onOutput: (c) => seen.push([c.offset, new TextDecoder().decode(c.data)]),
+    onReconnect: () => reconnects++,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await chunk(d, "f1", 8, "three\n");
+  await d.agent({ path: P.report, body: reportBody("f1") });
+  const { record, live } = await following;
+  assert.equal(live, true);
+  assert.equal(record.status, "success");
+  assert.deepEqual(seen, [[0, "one\n"], [4, "two\n"], [8, "three\n"]]);
+  assert.ok(connections >= 3, `connections: ${connections}`);
+  assert.equal(lastEventIds[0], null);
+  assert.match(String(lastEventIds[1]), /^\d+:running\.1\.0$/, "resumed after the first output");
+  assert.ok(reconnects >= 1);
+});
+
+Deno.test("followCommand falls back to polling against a dashboard without event streams", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  await running(d, "p1");
+  await d.agent({ path: P.report, body: reportBody("p1") });
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    adminToken: "admin-token-0123456789abcdef",
+    fetch: async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      if (url.endsWith("/events")) {
+        return new Response(JSON.stringify({ error: "not found" }), { status: 404 });
+      }
+      return await d.dashboard.app.request(url, init);
+    },
+  });
+  const { record, live } = await followCommand(client, "p1");
+  assert.equal(live, false);
+  assert.equal(record.status, "success");
+  await assert.rejects(() => followCommand(client, "nope"), /no command nope/);
+});
+
+Deno.test("followCommand keeps a connection that goes on sending keep-alives", async () => {
+  let connections = 0;
+  const end = JSON.stringify({
+    id: "k1",
+    name: "echo hi",
+    status: "success",
+    result: { exit_code: 0 },
+  });
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () => {
+      connections++;
+      let ticks = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          if (++ticks < 8) controller.enqueue(encoder.encode(": keep-alive\n\n"));
+          else {
+            controller.enqueue(encoder.encode(`id: 0:x\nevent: end\ndata: ${end}\n\n`));
+            controller.close();
+          }
+        },
+      });
+      return Promise.resolve(
+        new Response(body, { headers: { "Content-Type": "text/event-stream" } }),
+      );
+    },
+  });
+  const { record } = await followCommand(client, "k1", { idleTimeoutMs: 150 });
+  assert.equal(record.status, "success");
+  assert.equal(connections, 1, "400 ms of keep-alives 50 ms apart never looked idle");
+});
+
+Deno.test("followCommand gives up on a stream that keeps closing without an end", async () => {
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () =>
+      Promise.resolve(
+        new Response(": nothing\n\n", { headers: { "Content-Type": "text/event-stream" } }),
+      ),
+  });
+  await assert.rejects(
+    () => followCommand(client, "c1", { maxOutageMs: 300 }),
+    /kept closing/,
+  );
+});
+
+Deno.test("followCommand refuses an end event that is not a command", async () => {
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () =>
+      Promise.resolve(
+        new Response('id: 1:x\nevent: end\ndata: {"id":"c1"}\n\n', {
+          headers: { "Content-Type": "text/event-stream" },
+        }),
+      ),
+  });
+  await assert.rejects(() => followCommand(client, "c1"), /not a command/);
+});

@@ -1,0 +1,147 @@
+/**
+ * The fleet over the network: one agent process per agent id (409 for a second one, takeover
+ * after the first stops), `GET /api/v1/agents` with states, heartbeats and running commands, and
+ * token management over the operator API.
+ */
+import assert from "node:assert/strict";
+import { agentHeaders, json, makeDashboard, P, TOKEN } from "./_helpers.ts";
+
+Deno.test("a second agent process with one id is refused with 409 and may take over later", async (t) => {
+  await using d = await makeDashboard();
+  const wait = (instance: string, timeout = 5) =>
+    d.agent({ path: P.wait("default", timeout), headers: { "X-Agent-Instance": instance } });
+
+  const first = wait("instance-a"); // held open
+  await new Promise((resolve) => setTimeout(resolve, 20));
+
+  await t.step("while the first waits, the second is refused and told why", async () => {
+    const second = await wait("instance-b");
+    assert.equal(second.status, 409);
+    const body = await json(second);
+    assert.match(String(body.error), /already connected from another process/);
+    assert.match(String(body.error), /two machines configured with one AGENT_ID/);
+    assert.equal((body.details as Record<string, unknown>).connected_instance, "instance-a");
+  });
+
+  await t.step("the first one's wait ends", async () => {
+    d.dashboard.hub.close(); // answers the held wait with 204
+    assert.equal((await first).status, 204);
+  });
+
+  await t.step("right after the first's wait ended, the second is still refused", async () => {
+    assert.equal((await wait("instance-b")).status, 409);
+  });
+
+  await t.step("after the first's wait timeout has passed, the second takes over", async () => {
+    d.clock.advance(5_001);
+    const taken = await d.agent({
+      path: P.wait("default", 1),
+      headers: { "X-Agent-Instance": "instance-b" },
+    });
+    // The hub is closed, so the wait ends at once, but it was accepted: not 409.
+    assert.notEqual(taken.status, 409);
+    await taken.body?.cancel();
+    const back = await wait("instance-a");
+    assert.equal(back.status, 409, "now the first one is the second");
+    await back.body?.cancel();
+  });
+
+  await t.step("a malformed instance id is a 400", async () => {
+    const bad = await wait("bad instance!");
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+  });
+});
+
+Deno.test("GET /api/v1/agents shows state, version, heartbeat and the running command", async () => {
+  await using d = await makeDashboard({ offlineAfterSecs: 60 });
+  const heartbeat = await d.agent({
+    path: "/api/v1/agent/heartbeat",
+    body: {
+      agent_id: "a1",
+      timestamp: "2026-01-12T10:00:00.000Z",
+      cpu_percent: 3.5,
+      load_avg: [0.1, 0.2, 0.3],
+      version: "9.9.9",
+      deployment_hash: "dep-1",
+      instance_id: "i-1",
+    },
+  });
+  assert.equal(heartbeat.status, 200);
+  const foreign = await d.agent({ path: "/api/v1/agent/heartbeat", body: { agent_id: "a2" } });
+  assert.equal(foreign.status, 403);
+  await foreign.body?.cancel();
+
+  await d.admin("POST", P.enqueue, { id: "r1", name: "sleep 5", agent_id: "a1" });
+  assert.equal((await d.agent({ path: P.wait() })).status, 200);
+  await d.agent({ path: P.ack, body: { command_id: "r1", attempt: 1 } });
+
+  const list = async () =>
+    Object.fromEntries(
+      ((await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+        Record<string, unknown>
+      >).map((a) => [a.id, a]),
+    );
+  const agents = await list();
+  const a1 = agents.a1;
+  assert.equal(a1.state, "online");
+  assert.equal(a1.version, "9.9.9");
+  assert.equal(a1.deployment_hash, "dep-1");
+  assert.equal(a1.instance_id, "i-1");
+  assert.deepEqual((a1.heartbeat as Record<string, unknown>).load_avg, [0.1, 0.2, 0.3]);
+  assert.equal((a1.running as Record<string, unknown>).id, "r1");
+  assert.equal((a1.running as Record<string, unknown>).status, "running");
+  assert.equal(agents.a2.state, "offline", "never seen");
+  assert.equal(agents.a2.running, null);
+  assert.ok(!JSON.stringify(agents).includes(TOKEN), "no token is ever listed");
+
+  d.clock.advance(61_000);
+  assert.equal((await list()).a1.state, "offline");
+});
+
+Deno.test("tokens are added, rotated and removed over the operator API", async () => {
+  await using d = await makeDashboard();
+  const added = await d.admin("POST", "/api/v1/agents", { id: "web-9", scopes: ["commands:wait"] });
+  assert.equal(added.status, 201);
+  const { token, scopes } = await json(added);
+  assert.equal(typeof token, "string");
+  assert.deepEqual(scopes, ["commands:wait"]);
+
+  const signedWith = (tok: string) => {
+    const path = "/api/v1/agent/ping";
+    return d.dashboard.app.request(path, {
+      headers: agentHeaders({
+        path,
+        agentId: "web-9",
+        token: tok,
+        bodyText: "",
+        now: d.clock.now(),
+      }),
+    });
+  };
+  const ping = await signedWith(String(token));
+  assert.equal(ping.status, 200);
+  assert.equal((await json(ping)).agent_id, "web-9");
+
+  assert.equal((await d.admin("POST", "/api/v1/agents", { id: "web-9" })).status, 409);
+  assert.equal((await d.admin("POST", "/api/v1/agents", { id: "bad id" })).status, 400);
+  assert.equal(
+    (await d.admin("POST", "/api/v1/agents", { id: "x", scopes: ["root"] })).status,
+    400,
+  );
+
+  const rotated = await d.admin("POST", "/api/v1/agents/web-9/rotate");
+  assert.equal(rotated.status, 200);
+  const newToken = String((await json(rotated)).token);
+  assert.notEqual(newToken, token);
+  assert.equal((await signedWith(String(token))).status, 401, "the old token stops working");
+  assert.equal((await signedWith(newToken)).status, 200);
+  assert.equal((await d.admin("POST", "/api/v1/agents/nope/rotate")).status, 404);
+
+  const anonymous = await d.dashboard.app.request("/api/v1/agents/web-9", { method: "DELETE" });
+  assert.equal(anonymous.status, 401);
+  await anonymous.body?.cancel();
+  assert.equal((await d.admin("DELETE", "/api/v1/agents/web-9")).status, 200);
+  assert.equal((await d.admin("DELETE", "/api/v1/agents/web-9")).status, 404);
+  assert.equal((await signedWith(newToken)).status, 401);
+});

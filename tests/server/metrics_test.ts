@@ -1,0 +1,185 @@
+/**
+ * The dashboard's Prometheus metrics: parsed as Prometheus text with a real parser, counters that
+ * move as commands run, and the admin token outside dev mode (or `--metrics-bind`).
+ */
+import assert from "node:assert/strict";
+// @ts-types="./_prometheus_parser.d.ts"
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { type DashboardMetrics, startServer } from "../../src/server/mod.ts";
+import { openSqliteStore } from "../../src/store/mod.ts";
+import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
+
+interface Family {
+  name: string;
+  type: string;
+  metrics: Array<{
+    value?: string;
+    labels?: Record<string, string>;
+    count?: string;
+    sum?: string;
+    buckets?: Record<string, string>;
+  }>;
+}
+
+async function scrape(d: TestDashboard): Promise<Map<string, Family>> {
+  const response = await d.admin("GET", "/metrics");
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("Content-Type") ?? "", /^text\/plain; version=0\.0\.4/);
+  const families = parsePrometheusTextFormat(await response.text()) as Family[];
+  return new Map(families.map((f) => [f.name, f]));
+}
+
+function value(families: Map<string, Family>, name: string, labels: Record<string, string> = {}) {
+  const family = families.get(name);
+  assert.ok(family, `metric ${name} is exported`);
+  const metric = family.metrics.find((m) =>
+    Object.entries(labels).every(([k, v]) => m.labels?.[k] === v)
+  );
+  if (!metric) return 0;
+  return Number(metric.value ?? metric.count);
+}
+
+Deno.test("/metrics parses as Prometheus text and its counters move as commands run", async () => {
+  await using d = await makeDashboard();
+  const before = await scrape(d);
+  for (
+    const [name, type] of [
+      ["status_agents_waiting", "GAUGE"],
+      ["status_agents_online", "GAUGE"],
+      ["status_commands", "GAUGE"],
+      ["status_commands_finished_total", "COUNTER"],
+      ["status_command_delivery_latency_seconds", "HISTOGRAM"],
+      ["status_command_duration_seconds", "HISTOGRAM"],
+      ["status_http_requests_total", "COUNTER"],
+      ["status_auth_refusals_total", "COUNTER"],
+      ["status_rate_limit_refusals_total", "COUNTER"],
+      ["status_leases_expired_total", "COUNTER"],
+      ["status_redeliveries_total", "COUNTER"],
+      ["status_store_operation_duration_seconds", "HISTOGRAM"],
+    ]
+  ) {
+    assert.equal(before.get(name)?.type, type, `${name} is a ${type}`);
+  }
+  assert.equal(value(before, "status_commands_finished_total", { status: "success" }), 0);
+
+  // One command through its whole life, a lease that expires, and a refused request.
+  await d.admin("POST", P.enqueue, { id: "m1", name: "echo hi", agent_id: "a1" });
+  assert.equal(value(await scrape(d), "status_commands", { status: "queued" }), 1);
+  d.clock.advance(250);
+  assert.equal((await d.agent({ path: P.wait() })).status, 200);
+  await d.agent({ path: P.ack, body: { command_id: "m1", attempt: 1 } });
+  await d.agent({ path: P.report, body: reportBody("m1") });
+  await d.admin("POST", P.enqueue, { id: "m2", name: "echo lease", agent_id: "a1" });
+  assert.equal((await d.agent({ path: P.wait() })).status, 200);
+  d.clock.advance(31_000);
+  await d.dashboard.expireLeases();
+  assert.equal((await d.agent({ path: P.wait() })).status, 200); // redelivered, attempt 2
+  const refused = await d.agent({
+    path: P.ack,
+    body: { command_id: "m2", attempt: 2 },
+    token: "wrong-token-0123456789",
+  });
+  assert.equal(refused.status, 401);
+
+  const after = await scrape(d);
+  assert.equal(value(after, "status_commands_finished_total", { status: "success" }), 1);
+  assert.equal(value(after, "status_commands", { status: "success" }), 1);
+  assert.equal(value(after, "status_commands", { status: "delivered" }), 1);
+  assert.equal(value(after, "status_leases_expired_total", { outcome: "requeued" }), 1);
+  assert.equal(value(after, "status_redeliveries_total"), 1);
+  assert.equal(value(after, "status_auth_refusals_total", { reason: "wrong_token" }), 1);
+  assert.equal(value(after, "status_command_duration_seconds"), 1, "one duration observed");
+  const latency = after.get("status_command_delivery_latency_seconds")!.metrics[0];
+  assert.equal(Number(latency.count), 2, "two first deliveries");
+  assert.ok(Number(latency.sum) >= 0.25, "enqueue to delivery took the clock's 250 ms");
+  assert.ok(
+    value(after, "status_http_requests_total", {
+      route: "/api/v1/agent/commands/report",
+      status: "200",
+    }) >= 1,
+  );
+  // The parser drops the labels of labelled histograms; read that one from the registry.
+  const registry = (d.dashboard.metrics as DashboardMetrics).registry;
+  const storeLatency = (await registry.getMetricsAsJSON())
+    .find((m) => m.name === "status_store_operation_duration_seconds")!;
+  const reportCount = storeLatency.values.find((v) =>
+    (v as { metricName?: string }).metricName ===
+      "status_store_operation_duration_seconds_count" &&
+    v.labels.operation === "report"
+  );
+  assert.equal(reportCount?.value, 1, "one report transaction timed");
+});
+
+Deno.test("/metrics refuses a request without the admin token outside dev mode", async () => {
+  await using d = await makeDashboard();
+  const anonymous = await d.dashboard.app.request("/metrics");
+  assert.equal(anonymous.status, 401);
+  assert.match(String((await json(anonymous)).error), /STATUS_ADMIN_TOKEN/);
+  const wrong = await d.dashboard.app.request("/metrics", {
+    headers: { Authorization: "Bearer not-the-admin-token" },
+  });
+  assert.equal(wrong.status, 401);
+  await wrong.body?.cancel();
+  const refusals = await scrape(d);
+  assert.equal(value(refusals, "status_auth_refusals_total", { reason: "missing_token" }), 1);
+  assert.equal(value(refusals, "status_auth_refusals_total", { reason: "wrong_token" }), 1);
+});
+
+Deno.test("/metrics is open in dev mode", async () => {
+  await using d = await makeDashboard({ devMode: true });
+  const response = await d.dashboard.app.request("/metrics");
+  assert.equal(response.status, 200);
+  assert.ok(parsePrometheusTextFormat(await response.text()).length > 5);
+});
+
+Deno.test("--metrics-bind serves /metrics without the token on its own address", async () => {
+  await using store = openSqliteStore(":memory:");
+  await using server = await startServer({
+    store,
+    port: 0,
+    adminToken: ADMIN_TOKEN,
+    metricsBind: "127.0.0.1:0",
+  });
+  assert.ok(server.metricsUrl);
+  const open = await fetch(server.metricsUrl);
+  assert.equal(open.status, 200);
+  const families = parsePrometheusTextFormat(await open.text()) as Family[];
+  assert.ok(families.some((f) => f.name === "status_commands"));
+  const other = await fetch(server.metricsUrl.replace("/metrics", "/api/v1/commands"));
+  assert.equal(other.status, 404, "only /metrics is served there");
+  await other.body?.cancel();
+  const main = await fetch(`${server.url}/metrics`);
+  assert.equal(main.status, 401, "the main address still needs the token");
+  await main.body?.cancel();
+});
+
+Deno.test("--metrics-bind on a busy address is a clear error and leaves nothing listening", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using store = openSqliteStore(":memory:");
+  await assert.rejects(
+    () =>
+      startServer({
+        store,
+        port: 0,
+        adminToken: ADMIN_TOKEN,
+        metricsBind: `127.0.0.1:${busy.addr.port}`,
+      }),
+    /cannot serve metrics on 127\.0\.0\.1:\d+: the address is already in use/,
+  );
+});
+
+Deno.test("rate-limit refusals are counted", async () => {
+  await using d = await makeDashboard({ rateLimitPerMinute: 1 });
+  assert.equal((await d.agent({ path: P.ack, body: { command_id: "x", attempt: 1 } })).status, 404);
+  const limited = await d.agent({ path: P.ack, body: { command_id: "x", attempt: 1 } });
+  assert.equal(limited.status, 429);
+  const families = await scrape(d);
+  assert.equal(value(families, "status_rate_limit_refusals_total"), 1);
+  assert.equal(
+    value(families, "status_http_requests_total", {
+      route: "/api/v1/agent/commands/ack",
+      status: "429",
+    }),
+    1,
+  );
+});

@@ -1,0 +1,73 @@
+/**
+ * Keeps `docs/protocol.md` honest about the routes: every route the dashboard app registers is
+ * named there (method and path, in backquotes), and every route named there is one the app
+ * answers. The routes come from the app itself (`DashboardApp.routes`), not from its source.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { makeDashboard } from "./_helpers.ts";
+
+const DOC = new URL("../../docs/protocol.md", import.meta.url);
+
+/** `GET /api/v1/commands/{id}` and `GET /api/v1/commands/:id` both become `GET /api/v1/commands/{}`. */
+function routeKey(method: string, path: string): string {
+  return `${method} ${path.replace(/\{[^}/]+\}|:[A-Za-z_]+/g, "{}")}`;
+}
+
+/**
+ * The routes `docs/protocol.md` names: a method and an absolute path at the start of a code span
+ * (a query string ends the path; a code span may wrap onto the next line).
+ */
+function documentedRoutes(text: string): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const match of text.matchAll(/`(GET|HEAD|POST|PUT|PATCH|DELETE)\s+(\/[^`\s?#]*)/g)) {
+    found.set(routeKey(match[1], match[2]), `${match[1]} ${match[2]}`);
+  }
+  return found;
+}
+
+/** A concrete URL path for a route path: each parameter becomes `x`. */
+function concrete(path: string): string {
+  return path.replace(/\{[^}/]+\}/g, "x");
+}
+
+Deno.test("docs/protocol.md names every route the dashboard registers, and only those", async () => {
+  await using t = await makeDashboard();
+  const registered = new Map(
+    t.dashboard.routes.map((r) => [routeKey(r.method, r.path), `${r.method} ${r.path}`]),
+  );
+  const documented = documentedRoutes(await Deno.readTextFile(DOC));
+
+  // The parser and the route list both see something: the agent's wait is in both.
+  assert.ok(registered.has("GET /api/v1/agent/commands/wait/{}"), "the app lists its wait route");
+  assert.ok(documented.has("GET /api/v1/agent/commands/wait/{}"), "the page names the wait route");
+
+  const undocumented = [...registered].filter(([key]) => !documented.has(key)).map(([, r]) => r);
+  assert.deepEqual(
+    undocumented,
+    [],
+    `routes the app registers that docs/protocol.md does not name: ${undocumented.join(", ")}`,
+  );
+  const unknown = [...documented].filter(([key]) => !registered.has(key)).map(([, r]) => r);
+  assert.deepEqual(
+    unknown,
+    [],
+    `routes docs/protocol.md names that the app does not register: ${unknown.join(", ")}`,
+  );
+});
+
+Deno.test("every route docs/protocol.md names is answered by the app, not by its 404", async () => {
+  await using t = await makeDashboard();
+  const documented = documentedRoutes(await Deno.readTextFile(DOC));
+  for (const route of documented.values()) {
+    const [method, path] = route.split(" ");
+    // No credentials: each route refuses (401, a login redirect, 403 ...), but it is a route.
+    const response = await t.dashboard.app.request(concrete(path), { method });
+    const text = await response.text();
+    assert.ok(
+      !(response.status === 404 && text.includes("no route for")),
+      `${route} (as ${method} ${concrete(path)}) is not a route of the app: ${text}`,
+    );
+  }
+});
