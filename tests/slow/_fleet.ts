@@ -140,7 +140,7 @@ http {
 
 /**
  * Writes an executable script that appends `<id>` to `<dir>/ledger` each time it runs (after a
- * short sleep, so that kills land while commands run).
+ * short sleep, so that kills land while commands run). The directory is opened to every user.
  *
  * @param dir A directory under an allowed path prefix.
  * @returns The script's path.
@@ -152,6 +152,8 @@ export async function ledgerScript(dir: string): Promise<string> {
     `#!/bin/sh\nsleep 0.1\necho "$1" >> "${dir}/ledger"\necho "ran $1"\n`,
   );
   await Deno.chmod(path, 0o755);
+  // An agent running as root runs commands as nobody: it must run the script and write the ledger.
+  await Deno.chmod(dir, 0o777);
   return path;
 }
 
