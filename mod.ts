@@ -85,6 +85,7 @@ export {
   createApp,
   type DashboardApp,
   type HttpApp,
+  type HttpListener,
   type RouteInfo,
   type RunningServer,
   type ServeOptions,

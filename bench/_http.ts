@@ -29,18 +29,40 @@ export function jsonOf<T = Record<string, unknown>>(response: HttpResponse): T {
   return JSON.parse(decoder.decode(response.body)) as T;
 }
 
+/**
+ * How long a connection may sit idle before a request reconnects first: below the dashboard's
+ * keep-alive timeout (`HEADER_TIMEOUT_SECS`, 10 s by default), as real HTTP clients do.
+ */
+const IDLE_REUSE_MS = 4000;
+
 /** One keep-alive HTTP/1.1 connection; requests on it run one after another. */
 export class HttpConnection implements Disposable {
-  readonly #conn: Deno.TcpConn;
-  readonly #reader: BufferedReader;
+  #conn: Deno.TcpConn;
+  #reader: BufferedReader;
   readonly #host: string;
+  readonly #bufferSize: number;
   #closed = false;
   #released = false;
+  /** Requests sent and not yet answered. */
+  #pending = 0;
+  #idleSince = Date.now();
 
   private constructor(conn: Deno.TcpConn, host: string, bufferSize: number) {
     this.#conn = conn;
     this.#reader = new BufferedReader(conn, bufferSize);
     this.#host = host;
+    this.#bufferSize = bufferSize;
+  }
+
+  static async #connect(host: string): Promise<Deno.TcpConn> {
+    const parsed = new URL(`http://${host}`);
+    const conn = await Deno.connect({
+      hostname: parsed.hostname,
+      port: Number(parsed.port),
+      transport: "tcp",
+    });
+    conn.setNoDelay(true);
+    return conn;
   }
 
   /**
@@ -51,14 +73,8 @@ export class HttpConnection implements Disposable {
    * @returns The connection.
    */
   static async open(url: string, bufferSize = 4096): Promise<HttpConnection> {
-    const parsed = new URL(url);
-    const conn = await Deno.connect({
-      hostname: parsed.hostname,
-      port: Number(parsed.port),
-      transport: "tcp",
-    });
-    conn.setNoDelay(true);
-    return new HttpConnection(conn, parsed.host, bufferSize);
+    const host = new URL(url).host;
+    return new HttpConnection(await HttpConnection.#connect(host), host, bufferSize);
   }
 
   /** Whether the connection was closed by either side. */
@@ -80,6 +96,18 @@ export class HttpConnection implements Disposable {
     headers: Record<string, string> = {},
     body?: string,
   ): Promise<void> {
+    if (this.#pending === 0 && Date.now() - this.#idleSince > IDLE_REUSE_MS && !this.#released) {
+      // The server may have closed it meanwhile: start a fresh one.
+      try {
+        this.#conn.close();
+      } catch {
+        // already closed
+      }
+      this.#conn = await HttpConnection.#connect(this.#host);
+      this.#reader = new BufferedReader(this.#conn, this.#bufferSize);
+      this.#closed = false;
+    }
+    this.#pending++;
     const bytes = body === undefined ? undefined : new TextEncoder().encode(body);
     let head = `${method} ${pathAndQuery} HTTP/1.1\r\nHost: ${this.#host}\r\n`;
     for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
@@ -106,6 +134,15 @@ export class HttpConnection implements Disposable {
    * @throws {Error} When the connection closes first or the answer is not HTTP/1.1.
    */
   async readResponse(method = "GET"): Promise<HttpResponse> {
+    try {
+      return await this.#readResponse(method);
+    } finally {
+      this.#pending = Math.max(0, this.#pending - 1);
+      this.#idleSince = Date.now();
+    }
+  }
+
+  async #readResponse(method: string): Promise<HttpResponse> {
     const statusLine = await this.#reader.readLine();
     if (statusLine === null) {
       this.#closed = true;

@@ -31,7 +31,7 @@ export type RequestFailure =
     message: string;
   }
   | {
-    /** A 429 or 503 answer with `Retry-After`: wait `retryAfterMs`. */
+    /** A 429, 503 or 507 answer with `Retry-After`: wait `retryAfterMs`. */
     kind: "throttled";
     status: number;
     retryAfterMs: number;
@@ -465,7 +465,8 @@ export class DashboardClient {
   async #failure(response: Response): Promise<RequestFailure> {
     const status = response.status;
     const message = await errorMessage(response);
-    if (status === 429 || status === 503) {
+    // 507: the dashboard's store is full; it says when to come back.
+    if (status === 429 || status === 503 || status === 507) {
       const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), this.#now());
       if (retryAfterMs !== undefined) return { kind: "throttled", status, retryAfterMs, message };
     }

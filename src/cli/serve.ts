@@ -92,6 +92,8 @@ Examples:
       defaultTimeoutSecs: s.commandTimeoutSecs,
       maxAttempts: s.maxAttempts,
       rateLimitPerMinute: s.rateLimitPerMinute,
+      headerTimeoutSecs: s.headerTimeoutSecs,
+      maxConnections: s.maxConnections,
       operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
       queueTtlSecs: s.queueTtlSecs,
       waitRequireSignature: s.waitRequireSignature,

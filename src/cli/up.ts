@@ -151,6 +151,8 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
         ackTimeoutSecs: s.ackTimeoutSecs,
         maxAttempts: s.maxAttempts,
         rateLimitPerMinute: s.rateLimitPerMinute,
+        headerTimeoutSecs: s.headerTimeoutSecs,
+        maxConnections: s.maxConnections,
         operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
         queueTtlSecs: s.queueTtlSecs,
         defaultTimeoutSecs: s.commandTimeoutSecs,

@@ -437,6 +437,25 @@ const SPECS = {
     roles: ["server"],
     placeholder: "<n>",
   },
+  headerTimeoutSecs: {
+    env: "HEADER_TIMEOUT_SECS",
+    description:
+      "A connection that sends no complete request head (or idles between requests) this long is closed",
+    default: 10,
+    expected: "a whole number from 1 to 300",
+    schema: wholeNumber(1, 300),
+    roles: ["server"],
+    placeholder: "<secs>",
+  },
+  maxConnections: {
+    env: "MAX_CONNECTIONS",
+    description: "Most open connections (kept 128 under the open-files limit); beyond it, refused",
+    default: 20000,
+    expected: "a whole number from 1 to 1000000",
+    schema: wholeNumber(1, 1_000_000),
+    roles: ["server"],
+    placeholder: "<n>",
+  },
   operatorRateLimitPerMinute: {
     env: "OPERATOR_RATE_LIMIT_PER_MINUTE",
     description:
@@ -498,6 +517,8 @@ type ValueOf<K extends SettingKey> = K extends
     | "ackTimeoutSecs"
     | "maxAttempts"
     | "rateLimitPerMinute"
+    | "headerTimeoutSecs"
+    | "maxConnections"
     | "operatorRateLimitPerMinute"
     | "queueTtlSecs"
     | "offlineAfterSecs" ? number

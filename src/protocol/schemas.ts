@@ -94,13 +94,23 @@ export interface EnqueueRequest {
   agent_id?: string;
 }
 
+/**
+ * What a command name may hold: no control characters (C0, DEL, C1). A NUL would cut the command
+ * short where it is run, and a newline or escape would change how it is shown.
+ */
+// deno-lint-ignore no-control-regex
+export const COMMAND_NAME_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]*$/;
+
 /** Schema of the body of `POST /api/v1/agent/commands/enqueue`. */
 export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
   id: z.string().min(1).max(128).regex(
     /^[A-Za-z0-9._:-]+$/,
     "must be 1–128 characters of A-Z a-z 0-9 . _ : -",
   ).optional(),
-  name: z.string().min(1).max(4096),
+  name: z.string().min(1).max(4096).regex(
+    COMMAND_NAME_PATTERN,
+    "must not contain control characters (NUL, newline, tab, escape, ...)",
+  ),
   params: paramsSchema.optional(),
   agent_id: agentIdSchema.optional(),
 });

@@ -28,6 +28,7 @@ import { LeaseTimer } from "./leases.ts";
 import { connectInstances, resyncWaits, StoreAvailability, unavailableError } from "./notify.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
+import { StoreHealth } from "./store_health.ts";
 import { agentRoutes, chain, type RouteDeps } from "./routes_agent.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { cancelAsked, LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
@@ -133,6 +134,12 @@ export interface AppOptions {
    */
   lastSeenFlushMs?: number;
   /**
+   * Agents whose last-seen time is kept in memory at most; the least recently seen are forgotten
+   * first (their time stays in the store).
+   * @default {100000}
+   */
+  lastSeenMax?: number;
+  /**
    * An agent that has no open wait and was not seen for this many seconds is offline in the
    * fleet view (`GET /api/v1/agents`) and the metrics.
    * @default {90}
@@ -161,7 +168,7 @@ export interface AppOptions {
  * described by the two methods callers use so that the public API does not depend on Hono's types.
  */
 export interface HttpApp {
-  /** Answers a request; hand it to `Deno.serve` (the second argument may carry `remoteAddr`). */
+  /** Answers a request; the HTTP server calls it (the second argument may carry `remoteAddr`). */
   fetch(request: Request, env?: { remoteAddr?: Deno.Addr }): Response | Promise<Response>;
   /** Answers a request built from a path or URL, in process (tests). */
   request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
@@ -177,7 +184,7 @@ export interface RouteInfo {
 
 /** What {@link createApp} returns. */
 export interface DashboardApp {
-  /** The app: `app.fetch` for `Deno.serve`, `app.request` for tests. */
+  /** The app: `app.fetch` for the HTTP server, `app.request` for tests. */
   app: HttpApp;
   /** The open waits. */
   hub: WaiterHub;
@@ -204,6 +211,8 @@ export interface DashboardApp {
   expireLeases(): Promise<ExpireOutcome>;
   /** Writes the in-memory last-seen times of agents to the store now (one transaction). */
   flushLastSeen(): Promise<void>;
+  /** How many agents' last-seen times are in memory (at most `lastSeenMax`). */
+  readonly trackedAgents: number;
   /**
    * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`; the
    * timer of `autoExpireLeases` calls it once a minute.
@@ -299,6 +308,7 @@ export function createApp(options: AppOptions): DashboardApp {
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
   const lastSeenFlushMs = positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000);
+  const lastSeenMax = positiveInteger("lastSeenMax", options.lastSeenMax ?? 100_000);
   const offlineAfterSecs = positiveInteger("offlineAfterSecs", options.offlineAfterSecs ?? 90);
   const retentionMs = positiveInteger(
     "liveOutputRetentionSecs",
@@ -309,12 +319,16 @@ export function createApp(options: AppOptions): DashboardApp {
   // database, and a store that can go away and come back.
   const shared = isSharedStore(store) ? store : null;
 
+  const storeHealth = new StoreHealth(clock);
   const leases = new LeaseTimer({
     clock,
     nextExpiry: () => store.nextLeaseExpiry(),
     expire: () => expireLeases(),
     onError: (error) => {
-      if (!availability.observe(error)) log.error("lease expiry failed: {error}", { error });
+      if (availability.observe(error)) return;
+      if (storeHealth.map(error) !== error) {
+        log.warning("lease expiry waits for the store to have room again");
+      } else log.error("lease expiry failed: {error}", { error });
     },
     enabled: autoExpire,
     // Leases taken by other instances: looked up again at least this often.
@@ -369,6 +383,9 @@ export function createApp(options: AppOptions): DashboardApp {
 
   async function expireLeases(): Promise<ExpireOutcome> {
     const outcome = await store.requeueExpired(clock.now(), maxAttempts);
+    if (outcome.requeued.length + outcome.lost.length + outcome.cancelled.length > 0) {
+      storeHealth.wrote();
+    }
     const agents = new Set<string>();
     for (const command of outcome.requeued) {
       log.warning("lease of command {commandId} expired; queued again as attempt {attempt}", {
@@ -418,7 +435,9 @@ export function createApp(options: AppOptions): DashboardApp {
     unwritten = new Map();
     try {
       await store.touchAgents(batch);
+      storeHealth.wrote();
     } catch (error) {
+      storeHealth.map(error);
       log.warning("could not record when {count} agents were seen: {error}", {
         count: batch.size,
         error,
@@ -427,8 +446,13 @@ export function createApp(options: AppOptions): DashboardApp {
   };
   const seen = (agentId: string) => {
     const now = clock.now();
+    // Most recently seen last; beyond the bound the least recently seen is forgotten here (its
+    // time is in the store, or in `unwritten` until the next write).
+    lastSeen.delete(agentId);
     lastSeen.set(agentId, now);
+    if (lastSeen.size > lastSeenMax) lastSeen.delete(lastSeen.keys().next().value!);
     unwritten.set(agentId, now);
+    if (unwritten.size >= lastSeenMax) void flushLastSeen();
     if (flushTimer === undefined && !closed) {
       flushTimer = setTimeout(() => {
         flushTimer = undefined;
@@ -472,6 +496,7 @@ export function createApp(options: AppOptions): DashboardApp {
     deliveryLeaseMs: ackTimeoutSecs * 1000,
     maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId) ?? null,
+    storeHealth,
     instances: new InstanceRegistry(clock),
   };
 
@@ -480,6 +505,8 @@ export function createApp(options: AppOptions): DashboardApp {
   app.use("*", async function requestLog(c, next) {
     const started = log.isEnabledFor("debug") ? performance.now() : 0;
     await next();
+    // A state change that succeeded wrote to the store: it has room (again).
+    if (c.req.method === "POST" && c.res.status >= 200 && c.res.status < 300) storeHealth.wrote();
     if (!c.res.headers.has("Date")) {
       c.res.headers.set("Date", new Date(clock.now()).toUTCString());
     }
@@ -541,12 +568,10 @@ export function createApp(options: AppOptions): DashboardApp {
     return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
   });
 
-  app.onError((error, c) => {
-    const unavailable = unavailableError(error);
-    if (unavailable) {
-      availability.observe(error);
-      error = unavailable;
-    }
+  app.onError((thrown, c) => {
+    const unavailable = unavailableError(thrown);
+    if (unavailable) availability.observe(thrown);
+    const error = unavailable ?? storeHealth.map(thrown);
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       return c.json(error.toJSON(), error.status);
@@ -619,6 +644,9 @@ export function createApp(options: AppOptions): DashboardApp {
     routes,
     expireLeases,
     flushLastSeen,
+    get trackedAgents() {
+      return lastSeen.size;
+    },
     pruneOutput,
     async close() {
       if (!closed) {

@@ -13,7 +13,8 @@
  * 5. {@link verifySignature}: signature wrong → `401`
  * 6. {@link checkReplay}: `X-Request-Id` missing → `400`; seen before → `409`
  * 7. {@link requireScope}: scope not granted → `403`
- * 8. {@link jsonBody}: larger than 1 MiB → `413`; not JSON or not of the schema → `400`
+ * 8. {@link jsonBody}: larger than 1 MiB → `413`; not JSON, nested more than 64 deep or not of the
+ *    schema → `400`
  *
  * In dev mode an agent without a token skips steps 2, 4, 5 and 6 ("unsigned").
  *
@@ -42,7 +43,7 @@ import { auditLogger } from "../log/mod.ts";
 import type { AgentRecord, AgentScope, CommandStore } from "../store/mod.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
-import { type RawBody, readBody } from "./body.ts";
+import { MAX_JSON_DEPTH, nestedDeeperThan, type RawBody, readBody } from "./body.ts";
 import { noteRefusal } from "./refusals.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { RequestIdGuard } from "./replay.ts";
@@ -149,7 +150,7 @@ export function pathAndQueryOf(request: Request): string {
  */
 export function refuse(
   from: Context<ServerEnv> | AgentCall,
-  status: 400 | 401 | 403 | 409 | 429,
+  status: 400 | 401 | 403 | 404 | 409 | 429,
   message: string,
   event: string,
   extra: { details?: unknown; headers?: Record<string, string>; agentId?: string } = {},
@@ -599,6 +600,13 @@ export function jsonBody(
       value = JSON.parse(text);
     } catch (error) {
       throw new HttpError(400, `request body is not JSON: ${(error as Error).message}`);
+    }
+    if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+      throw new HttpError(
+        400,
+        `request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+        { details: { max_depth: MAX_JSON_DEPTH } },
+      );
     }
     const parsed = schema.safeParse(value);
     if (!parsed.success) {

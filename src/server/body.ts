@@ -37,7 +37,8 @@ export interface ReadBodyOptions {
  * @param request The request.
  * @param options Size limits and an optional HMAC key.
  * @returns Bytes (when within the limit), size and digests.
- * @throws {HttpError} `413` beyond the hard limit.
+ * @throws {HttpError} `413` beyond the hard limit; `400` when the body ends early or its chunked
+ *   encoding is broken.
  */
 export async function readBody(request: Request, options: ReadBodyOptions): Promise<RawBody> {
   const tooLarge = () =>
@@ -59,7 +60,18 @@ export async function readBody(request: Request, options: ReadBodyOptions): Prom
     const reader = request.body.getReader();
     try {
       while (true) {
-        const { done, value } = await reader.read();
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          // The client's fault: it went away, or cut the body or its chunked encoding short.
+          throw new HttpError(
+            400,
+            `request body could not be read to its end: ${(error as Error)?.message ?? error}`,
+            { cause: error },
+          );
+        }
+        const { done, value } = chunk;
         if (done) break;
         size += value.byteLength;
         if (size > options.hardLimit) {
@@ -93,4 +105,27 @@ export async function readBody(request: Request, options: ReadBodyOptions): Prom
     sha256Hex: hash.digest("hex"),
     hmacBase64: hmac?.digest("base64"),
   };
+}
+
+/** The deepest nesting of arrays and objects a JSON body may have. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Whether a parsed JSON value nests arrays and objects deeper than `max` (checked without
+ * recursion, so a hostile body cannot exhaust the stack here or later in validation).
+ *
+ * @param value A value from `JSON.parse`.
+ * @param max The deepest nesting allowed.
+ */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (item === null || typeof item !== "object") continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) {
+      if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    }
+  }
+  return false;
 }

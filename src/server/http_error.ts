@@ -6,7 +6,7 @@
  */
 
 /** The statuses the dashboard fails with. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 429 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 503 | 507;
 
 /** Options of {@link HttpError}. */
 export interface HttpErrorOptions extends ErrorOptions {

@@ -1,5 +1,5 @@
 /**
- * The dashboard (`status serve`): a Hono app on `Deno.serve` holding a command queue per agent in a
+ * The dashboard (`status serve`): a Hono app on `node:http` holding a command queue per agent in a
  * {@link CommandStore}, waking waiting agents at once, with the authentication, limits and delivery
  * guarantee of PROTOCOL.md §1–4.
  *
@@ -11,7 +11,7 @@
  * Most of the dashboard's life is agents waiting, so the wait path is kept lean:
  *
  * - **The long-polls bypass Hono**: `wait` and `cancel-wait` are dispatched before the Hono app
- *   (in `app.fetch`, so `Deno.serve` and `app.request()` both use it) to a handler that runs the
+ *   (in `app.fetch`, so the server and `app.request()` both use it) to a handler that runs the
  *   auth steps of PROTOCOL.md §1 as plain functions and then holds only the waiter and its promise.
  * - **Coalesced timeouts** ({@link Deadlines}): a wait's timeout is rounded up to the next whole
  *   second, and one timer ends each second's waits together; a wait of N s ends between N and
@@ -26,6 +26,10 @@
  *
  * Choices where PROTOCOL.md leaves room:
  *
+ * - **Unknown or another agent's command**: ack, report and cancel-wait answer the same `404`.
+ * - **Full store**: `507` with `Retry-After: 30` (`store_health.ts`); `/health` answers `503`
+ *   with `"status": "store_full"`.
+ * - **Sockets**: header timeout, connection limit and malformed requests as in `http_listener.ts`.
  * - **Dev mode** is decided at start: no agent has a token and no admin token is configured. Its
  *   leniency (no bearer, timestamp, signature or request id) applies to token-less agents only;
  *   an agent given a token while the dashboard runs must authenticate at once.
@@ -58,8 +62,8 @@
  *   (`cancel_requested` set, or the command `cancelled`). The agent cancels the run (SIGTERM, grace,
  *   SIGKILL to the group) and reports `cancelled`.
  * - `204` with an empty body at the timeout, and at shutdown.
- * - `404` unknown command (and the answer of a dashboard without this endpoint: the agent stops
- *   asking for that command); `403` a command of another agent; `409` a command already final
+ * - `404` unknown command or another agent's, the same answer (and the answer of a dashboard
+ *   without this endpoint: the agent stops asking for that command); `409` a command already final
  *   (other than `cancelled`): nothing to cancel.
  * - A command with the id `wait` has none: `…/commands/wait/cancel-wait` is a wait on the
  *   deployment hash `cancel-wait`, and the agent does not ask.
@@ -112,6 +116,8 @@ export {
   startServer,
 } from "./serve.ts";
 export { type Clock, systemClock } from "./clock.ts";
+export { type HttpListener, type HttpListenOptions, listenHttp } from "./http_listener.ts";
+export { type StoreState } from "./store_health.ts";
 export { type ErrorStatus, HttpError, type HttpErrorOptions } from "./http_error.ts";
 export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts";
 export { Deadlines, type DeadlinesOptions } from "./deadlines.ts";

@@ -50,6 +50,11 @@ export class TokenBucketLimiter {
     this.#maxKeys = options.maxKeys ?? 100_000;
   }
 
+  /** How many buckets are kept (at most `maxKeys`). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
   /**
    * Takes one token from the key's bucket.
    *

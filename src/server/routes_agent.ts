@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Hono, MiddlewareHandler } from "hono";
+import type { Context, Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
 import {
   type AckRequest,
@@ -21,6 +21,7 @@ import {
 import { auditLogger, logger } from "../log/mod.ts";
 import type { AgentScope, CommandStore, EnqueueOutcome } from "../store/mod.ts";
 import {
+  type AgentCall,
   type AuthContext,
   bearerToken,
   checkReplay,
@@ -42,8 +43,30 @@ import type { LeaseTimer } from "./leases.ts";
 import type { StoreAvailability } from "./notify.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 import type { RequestIdGuard } from "./replay.ts";
+import type { StoreHealth } from "./store_health.ts";
 import type { InstanceRegistry } from "./instances.ts";
 import type { WaiterHub } from "./waiters.ts";
+
+/**
+ * The answer to an agent naming a command that does not exist or is another agent's: the same
+ * `404` for both, so that an agent cannot learn which ids exist (the audit log tells them apart).
+ *
+ * @param from The request, for the audit log.
+ * @param commandId The command id the agent named.
+ * @param outcome Whether the command is missing or belongs to another agent.
+ * @returns The error to throw.
+ */
+export function unknownCommand(
+  from: Context<ServerEnv> | AgentCall,
+  commandId: string,
+  outcome: "not_found" | "forbidden",
+): HttpError {
+  const message = `command ${commandId} does not exist`;
+  if (outcome === "forbidden") {
+    refuse(from, 404, message, "command of another agent named");
+  }
+  return new HttpError(404, message);
+}
 
 /** What the routes share; built once by `createApp`. */
 export interface RouteDeps {
@@ -84,6 +107,8 @@ export interface RouteDeps {
   maxBodyBytes: number;
   /** The freshest last-seen time of an agent known in memory. */
   lastSeen(agentId: string): number | null;
+  /** Whether the store is full (`507`s, `/health`). */
+  storeHealth: StoreHealth;
   /** Which agent process holds each agent id (one agent per id). */
   instances?: InstanceRegistry;
 }
@@ -242,9 +267,8 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       });
       switch (outcome.outcome) {
         case "not_found":
-          throw new HttpError(404, `command ${request.command_id} does not exist`);
         case "forbidden":
-          throw new HttpError(403, `command ${request.command_id} belongs to another agent`);
+          throw unknownCommand(c, request.command_id, outcome.outcome);
         case "stale":
           throw new HttpError(
             409,
@@ -298,9 +322,8 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       });
       switch (outcome.outcome) {
         case "not_found":
-          throw new HttpError(404, `command ${report.command_id} does not exist`);
         case "forbidden":
-          throw new HttpError(403, `command ${report.command_id} belongs to another agent`);
+          throw unknownCommand(c, report.command_id, outcome.outcome);
         case "conflict":
           throw new HttpError(409, outcome.reason);
       }

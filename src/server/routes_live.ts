@@ -18,7 +18,7 @@ import type { OutputBounds } from "../store/mod.ts";
 import { jsonBody, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { InstanceRegistry } from "./instances.ts";
-import { agentPipeline, chain, type RouteDeps } from "./routes_agent.ts";
+import { agentPipeline, chain, type RouteDeps, unknownCommand } from "./routes_agent.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 
 /** What the live routes need beyond the shared route parts. */
@@ -53,10 +53,8 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
       const chunk = c.get("body") as OutputChunkRequest;
       const agent = c.get("agent");
       const command = await store.getCommand(id);
-      if (!command) throw new HttpError(404, `command ${id} does not exist`);
-      if (command.agentId !== agent.id) {
-        throw new HttpError(403, `command ${id} belongs to another agent`);
-      }
+      if (!command) throw unknownCommand(c, id, "not_found");
+      if (command.agentId !== agent.id) throw unknownCommand(c, id, "forbidden");
       if (chunk.attempt > command.deliveredAttempt) {
         throw new HttpError(
           409,

@@ -37,8 +37,9 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
   const admin: MiddlewareHandler<ServerEnv> = chain([limit, auth]);
 
+  // 503 while the store is unreachable (a shared store; probed) or full: the dashboard answers,
+  // but cannot take new work.
   app.get("/health", async function healthRoute(c) {
-    // A shared store is asked (one trivial query); the embedded one is always there.
     if (!(await deps.availability.check())) {
       const outage = deps.availability.outage;
       c.header("Retry-After", String(STORE_RETRY_AFTER_SECS));
@@ -48,21 +49,23 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
           status: "down",
           ...(outage ? { since: new Date(outage.since).toISOString(), error: outage.error } : {}),
         },
+        version: VERSION,
         dev_mode: deps.devMode,
         waiting: hub.size,
         time: new Date(clock.now()).toISOString(),
       }, 503);
     }
+    const store = deps.storeHealth.state();
     return c.json({
-      status: "ok",
-      store: { status: "ok" },
+      status: store.status === "full" ? "store_full" : "ok",
       version: VERSION,
       dev_mode: deps.devMode,
       waiting: hub.size,
       cancel_waiting: deps.cancelWaiters.size,
+      store,
       time: new Date(clock.now()).toISOString(),
       uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
-    });
+    }, store.status === "full" ? 503 : 200);
   });
 
   app.get("/api/v1/commands/:id", admin, async function getCommandRoute(c) {

@@ -1,6 +1,6 @@
 /**
- * Running the dashboard: open the store, decide dev mode, serve the app with `Deno.serve`, and shut
- * down gracefully.
+ * Running the dashboard: open the store, decide dev mode, serve the app over `node:http` with the
+ * socket defences of `http_listener.ts`, and shut down gracefully.
  *
  * @module
  */
@@ -14,6 +14,7 @@ import {
   StoreError,
 } from "../store/mod.ts";
 import { type AppOptions, createApp, type DashboardApp } from "./app.ts";
+import { type HttpListener, listenHttp } from "./http_listener.ts";
 import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
 /** Options of {@link startServer}. */
@@ -41,6 +42,19 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
   /** PEM certificate and key (their contents, not paths): the dashboard serves HTTPS. */
   tls?: { cert: string; key: string };
   /**
+   * Seconds a connection may take to send a complete request head, or stay idle between requests,
+   * before it is closed (a held long-poll is not idle).
+   * @default {10}
+   */
+  headerTimeoutSecs?: number;
+  /**
+   * Open connections at most; never closer than 128 to the process's open-files limit.
+   * @default {20000}
+   */
+  maxConnections?: number;
+  /** Descriptors the process can still open; counted at start when not given. */
+  availableDescriptors?: number | "plenty" | "unknown";
+  /**
    * Also serve `GET /metrics` without the admin token on this `PORT` (on 127.0.0.1) or
    * `HOST:PORT` (`METRICS_BIND`), e.g. for a Prometheus on a private network.
    */
@@ -61,6 +75,8 @@ export interface RunningServer extends AsyncDisposable {
   metricsUrl?: string;
   /** The app, its hub and lease expiry, for tests and embedding. */
   dashboard: DashboardApp;
+  /** The sockets: open connections, the limit in force, refused connections. */
+  listener: HttpListener;
   /**
    * Stops accepting connections, answers open waits and cancel-waits with `204`, lets in-flight
    * requests finish (their store writes are complete when they answer), then closes the store.
@@ -158,37 +174,42 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     }
     dashboard = createApp({ ...options, store, devMode });
     const app = dashboard.app;
-    const listening = Promise.withResolvers<Deno.NetAddr>();
-    let server: Deno.HttpServer<Deno.NetAddr>;
+    let listener: HttpListener;
     try {
-      server = Deno.serve({
+      listener = await listenHttp({
         port,
         hostname,
-        ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
-        onListen: (addr) => listening.resolve(addr),
-        onError: (error) => {
-          log.error("request failed outside the app: {error}", { error });
-          return new Response(JSON.stringify({ error: "internal error" }), {
-            status: 500,
-            headers: { "Content-Type": "application/json" },
-          });
-        },
-      }, (request, info) => app.fetch(request, { remoteAddr: info.remoteAddr }));
+        tls: options.tls,
+        headerTimeoutSecs: options.headerTimeoutSecs,
+        maxConnections: options.maxConnections,
+        availableDescriptors: options.availableDescriptors,
+        fetch: (request, remote) =>
+          app.fetch(
+            request,
+            remote === undefined ? undefined : {
+              remoteAddr: { transport: "tcp", hostname: remote, port: 0 },
+            },
+          ),
+      });
     } catch (error) {
-      if (error instanceof Deno.errors.AddrInUse) {
-        throw new Error(`cannot listen on ${hostname}:${port}: the address is already in use`, {
-          cause: error,
-        });
+      const code = (error as { code?: string }).code;
+      if (code === "EADDRINUSE") {
+        throw new Error(
+          `cannot listen on ${hostname}:${port}: the address is already in use`,
+          { cause: error },
+        );
       }
-      if (error instanceof Deno.errors.NotCapable) {
+      if (error instanceof Deno.errors.NotCapable || code === "EACCES") {
         throw new ConfigError(
-          `cannot listen on ${hostname}:${port}: run with --allow-net`,
+          `cannot listen on ${hostname}:${port}: ${
+            code === "EACCES" ? "permission denied by the operating system" : "run with --allow-net"
+          }`,
           { cause: error },
         );
       }
       throw error;
     }
-    const addr = await listening.promise;
+    const addr = { hostname: listener.hostname, port: listener.port };
     const url = urlOf(addr.hostname, addr.port, options.tls !== undefined);
     const metricsStop = new AbortController();
     let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
@@ -201,7 +222,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           metricsStop.signal,
         );
       } catch (error) {
-        await server.shutdown();
+        await listener.close();
         throw error;
       }
     }
@@ -216,6 +237,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       url,
       devMode,
       db: ownsStore && options.db !== undefined ? redactUrl(options.db) : undefined,
+      maxConnections: listener.maxConnections,
     });
 
     const done = Promise.withResolvers<void>();
@@ -225,11 +247,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       stopping ??= (async () => {
         log.info("dashboard shutting down");
         try {
-          // Answer open waits first: server.shutdown() waits for every in-flight request.
+          // Answer open waits first: listener.close() waits for every in-flight request.
           metricsStop.abort();
           await metricsServer?.finished;
           await current.close();
-          await server.shutdown();
+          await listener.close();
           // Requests that were still running may have seen agents after close's write.
           await current.flushLastSeen();
         } finally {
@@ -249,6 +271,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         ? urlOf(metricsServer.addr.hostname, metricsServer.addr.port, false) + "/metrics"
         : undefined,
       dashboard: current,
+      listener,
       shutdown,
       finished: done.promise,
       [Symbol.asyncDispose]: shutdown,

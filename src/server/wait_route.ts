@@ -10,8 +10,8 @@
  * promises and the request, nothing else.
  *
  * Every answer carries a `Date` header and errors have the JSON body of `HttpError`, as on the
- * Hono routes. A client that goes away is noticed through `request.signal` (Deno 2.9 has no
- * cheaper way: `ServeHandlerInfo.completed` settles only after the answer is written).
+ * Hono routes. A client that goes away is noticed through `request.signal`, which the HTTP layer
+ * (`http_listener.ts`) aborts when the connection closes before the answer is sent.
  *
  * @module
  */
@@ -31,7 +31,7 @@ import {
 } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
-import type { RouteDeps } from "./routes_agent.ts";
+import { type RouteDeps, unknownCommand } from "./routes_agent.ts";
 import { deliveredView } from "./views.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
@@ -153,6 +153,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       signal: call.request.signal,
     }).then((command) => {
       if (!command) return noContent();
+      deps.storeHealth.wrote();
       log.info("command delivered {commandId} to {agentId}", {
         commandId: command.id,
         agentId: agent.id,
@@ -177,10 +178,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     });
     try {
       const command = await store.getCommand(id);
-      if (!command) throw new HttpError(404, `command ${id} does not exist`);
-      if (command.agentId !== agent.id) {
-        throw new HttpError(403, `command ${id} belongs to another agent`);
-      }
+      if (!command) throw unknownCommand(call, id, "not_found");
+      if (command.agentId !== agent.id) throw unknownCommand(call, id, "forbidden");
       if (!cancelAsked(command) && FINAL_STATUSES.has(command.status)) {
         throw new HttpError(
           409,
@@ -209,12 +208,10 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return json({ cancel_requested: true }, 200);
   }
 
-  function failed(call: AgentCall, error: unknown): Response {
-    const unavailable = unavailableError(error);
-    if (unavailable) {
-      deps.availability.observe(error);
-      error = unavailable;
-    }
+  function failed(call: AgentCall, thrown: unknown): Response {
+    const unavailable = unavailableError(thrown);
+    if (unavailable) deps.availability.observe(thrown);
+    const error = unavailable ?? deps.storeHealth.map(thrown);
     if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
     log.error("request {method} {path} failed: {error}", {
       method: call.request.method,

@@ -35,3 +35,20 @@ export class StoreUnavailableError extends StoreError {
     this.name = "StoreUnavailableError";
   }
 }
+
+/**
+ * The store cannot write because its disk (or quota) is full. Nothing of the failed write was kept;
+ * the same write succeeds once space is freed, without a restart.
+ */
+export class StoreFullError extends StoreError {
+  /**
+   * Makes a store-full error.
+   *
+   * @param message What failed, naming the database path.
+   * @param options The cause.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StoreFullError";
+  }
+}

@@ -57,7 +57,7 @@ export {
   type StoreSubscription,
 } from "./types.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
-export { StoreError, StoreUnavailableError } from "./errors.ts";
+export { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
 export {
   isPostgresUrl,
   openPostgresStore,

@@ -40,7 +40,7 @@ import {
   toAgent,
   toCommand,
 } from "./_rows.ts";
-import { StoreError, StoreUnavailableError } from "./errors.ts";
+import { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
 import {
   type AckOutcome,
   type AckRequest,
@@ -113,6 +113,9 @@ const log = logger("store");
 const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 /** Selects a command with its result from a CTE `c` of updated rows. */
 const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
+
+/** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
+const DISK_FULL = "53100";
 
 /** SQLSTATE classes and codes that mean the server is not there (now). */
 const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "58P01"]);
@@ -350,6 +353,12 @@ export class PostgresStore implements CommandStore, SharedStore {
       if (error instanceof StoreError) throw error;
       if (this.#closed) {
         throw new StoreError(`database ${this.location} is closed`, { cause: error });
+      }
+      if ((error as { code?: unknown })?.code === DISK_FULL) {
+        throw new StoreFullError(
+          `database ${this.location} is full (${what}): ${(error as Error).message}`,
+          { cause: error },
+        );
       }
       if (isUnavailable(error)) {
         const e = error as { code?: string; message?: string };

@@ -22,7 +22,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
-import { StoreError } from "./errors.ts";
+import { StoreError, StoreFullError } from "./errors.ts";
 import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
 import type { CommandStatus } from "../protocol/mod.ts";
 import {
@@ -86,6 +86,30 @@ export interface SqliteStoreOptions {
 
 type Row = Record<string, SQLInputValue>;
 
+/** Agents cached in memory at most; beyond it the cache starts again empty. */
+const AGENT_CACHE_MAX = 50_000;
+
+/** Pages in the write-ahead log before it is copied into the database (SQLite's default: 1000). */
+const WAL_AUTOCHECKPOINT_PAGES = 256;
+
+/**
+ * Size of the reserve file kept beside the database (`<db>-reserve`): room for one checkpoint of a
+ * full write-ahead log (256 pages of up to 8 KiB), given back when the disk fills up.
+ */
+const RESERVE_BYTES = 2 * 1024 * 1024;
+
+/** SQLite's result code `SQLITE_FULL`. */
+const SQLITE_FULL = 13;
+
+function isDiskFull(error: unknown): boolean {
+  const e = error as { errcode?: number; message?: string } | null;
+  if (!e || typeof e !== "object") return false;
+  if (e.errcode !== undefined && (e.errcode & 0xff) === SQLITE_FULL) return true;
+  return /database or disk is full|no space left on device|os error 28|quota exceeded/i.test(
+    String(e.message ?? ""),
+  );
+}
+
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 
 /**
@@ -124,11 +148,18 @@ export class SqliteStore implements CommandStore {
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
-  /** Agents read or written through this connection; `null`: known not to exist. */
-  readonly #agents = new Map<string, AgentRecord | null>();
+  /**
+   * Agents read or written through this connection. Only agents that exist are kept (a miss is
+   * looked up again: ids from requests must not grow memory), at most {@link AGENT_CACHE_MAX}.
+   */
+  readonly #agents = new Map<string, AgentRecord>();
   /** `PRAGMA data_version` when {@link SqliteStore.#agents} was last known to be current. */
   #dataVersion = -1;
   #closed = false;
+  /** `<db>-reserve`, or `null` for an in-memory store or where it cannot be written. */
+  #reservePath: string | null = null;
+  /** A write failed for lack of space and none has succeeded since. */
+  #full = false;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -171,9 +202,19 @@ export class SqliteStore implements CommandStore {
           throw new StoreError(`cannot open database ${path}: WAL mode is not available`);
         }
       }
+      if (!memory) {
+        // A short write-ahead log, cut back to the reserve's size after each checkpoint: its
+        // space is given back instead of kept for good once its pages are in the database.
+        db.exec(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+        db.exec(`PRAGMA journal_size_limit = ${RESERVE_BYTES}`);
+      }
       db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
       db.exec("PRAGMA foreign_keys = ON");
       this.#migrate();
+      if (!memory) {
+        this.#reservePath = `${path}-reserve`;
+        this.#keepReserve();
+      }
     } catch (error) {
       db.close();
       if (error instanceof StoreError) throw error;
@@ -222,7 +263,62 @@ export class SqliteStore implements CommandStore {
     try {
       return Promise.resolve(fn());
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(isDiskFull(error) ? this.#diskFull(error) : error);
+    }
+  }
+
+  /** Whether the last write failed for lack of space (and none has succeeded since). */
+  get full(): boolean {
+    return this.#full;
+  }
+
+  /**
+   * A write failed for lack of space. Gives back the reserve so that the write-ahead log can be
+   * copied into the database and cut to nothing (its space freed), then takes the reserve again if
+   * it fits: the store sits at its smallest size until space comes back.
+   */
+  #diskFull(error: unknown): StoreFullError {
+    this.#full = true;
+    if (this.#reservePath !== null && !this.#closed) {
+      try {
+        Deno.removeSync(this.#reservePath);
+      } catch {
+        // already given back
+      }
+      try {
+        this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      } catch {
+        // still no room: the next failure tries again
+      }
+      this.#keepReserve();
+    }
+    return new StoreFullError(
+      `the database ${this.path} is full: no space is left on its disk; writes are refused ` +
+        `until space is freed, then resume by themselves`,
+      { cause: error },
+    );
+  }
+
+  /**
+   * Grows the reserve file to its size; on a full disk it keeps what fit (the next failure gives it
+   * back).
+   */
+  #keepReserve(): void {
+    const path = this.#reservePath;
+    if (path === null) return;
+    let file: Deno.FsFile | undefined;
+    try {
+      file = Deno.openSync(path, { write: true, create: true, append: true });
+      let size = file.statSync().size;
+      const chunk = new Uint8Array(64 * 1024);
+      while (size < RESERVE_BYTES) {
+        size += file.writeSync(chunk.subarray(0, Math.min(chunk.length, RESERVE_BYTES - size)));
+      }
+    } catch (error) {
+      // Not writable at all (not a lack of space): do without a reserve.
+      if (!isDiskFull(error)) this.#reservePath = null;
+    } finally {
+      file?.close();
     }
   }
 
@@ -242,6 +338,11 @@ export class SqliteStore implements CommandStore {
     try {
       const result = fn();
       this.#db.exec("COMMIT");
+      if (this.#full) {
+        // Space came back: take the reserve again.
+        this.#full = false;
+        this.#keepReserve();
+      }
       return result;
     } catch (error) {
       try {
@@ -282,9 +383,16 @@ export class SqliteStore implements CommandStore {
 
   #readAgent(id: string): AgentRecord | null {
     const row = this.#stmt("SELECT * FROM agents WHERE id = ?").get(id) as Row | undefined;
-    const agent = row ? toAgent(row) : null;
+    if (!row) return null;
+    const agent = toAgent(row);
+    if (this.#agents.size >= AGENT_CACHE_MAX) this.#agents.clear();
     this.#agents.set(id, agent);
     return agent;
+  }
+
+  /** How many agents are cached in memory (bounded; for tests and diagnostics). */
+  get cachedAgents(): number {
+    return this.#agents.size;
   }
 
   /** Moves a cached agent's `lastSeenAt` forward after a write of it. */
@@ -329,8 +437,7 @@ export class SqliteStore implements CommandStore {
   getAgent(id: string): Promise<AgentRecord | null> {
     return this.#run(() => {
       this.#checkOtherWriters();
-      const cached = this.#agents.get(id);
-      return cached !== undefined ? cached : this.#readAgent(id);
+      return this.#agents.get(id) ?? this.#readAgent(id);
     });
   }
 

@@ -92,10 +92,10 @@ Deno.test("cancel-wait answers as the cancel route and the command's state say",
     assert.match((await json(response)).error as string, /already success/);
   });
 
-  await t.step("a command of another agent: 403", async () => {
+  await t.step("a command of another agent: the same 404 as an unknown one", async () => {
     const response = await d.agent({ path: cancelWait("c1"), agentId: "a2", token: TOKEN2 });
-    assert.equal(response.status, 403);
-    assert.match((await json(response)).error as string, /belongs to another agent/);
+    assert.equal(response.status, 404);
+    assert.deepEqual(await json(response), { error: "command c1 does not exist" });
   });
 
   await t.step("an unknown command: 404", async () => {

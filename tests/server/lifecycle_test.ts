@@ -98,7 +98,7 @@ Deno.test("a requeued command wakes a waiting agent at once", async () => {
   assert.equal((await response.json() as Delivered).attempt, 2);
 });
 
-Deno.test("acks: stale attempt → 409, unknown → 404, another agent's → 403", async (t) => {
+Deno.test("acks: stale attempt → 409, unknown or another agent's → the same 404", async (t) => {
   await using d = await makeDashboard({ ackTimeoutSecs: 10 });
   await enqueue(d, { id: "c1", name: "echo hi" });
   await waitFor(d);
@@ -118,18 +118,18 @@ Deno.test("acks: stale attempt → 409, unknown → 404, another agent's → 403
       await response.body?.cancel();
     }
   });
-  await t.step("unknown and foreign commands", async () => {
+  await t.step("unknown and foreign commands get the same answer", async () => {
     const unknown = await d.agent({ path: P.ack, body: { command_id: "nope", attempt: 1 } });
     assert.equal(unknown.status, 404);
-    await unknown.body?.cancel();
+    assert.deepEqual(await json(unknown), { error: "command nope does not exist" });
     const foreign = await d.agent({
       path: P.ack,
       body: { command_id: "c1", attempt: 2 },
       agentId: "a2",
       token: TOKEN2,
     });
-    assert.equal(foreign.status, 403);
-    await foreign.body?.cancel();
+    assert.equal(foreign.status, 404);
+    assert.deepEqual(await json(foreign), { error: "command c1 does not exist" });
   });
 });
 
@@ -154,18 +154,18 @@ Deno.test("reports: the first final result wins, repeats are duplicates", async 
     assert.deepEqual(await json(response), { accepted: true, duplicate: true });
     assert.equal((await status(d, "c1")).status, "success");
   });
-  await t.step("unknown → 404, another agent's → 403, never delivered → 409", async () => {
+  await t.step("unknown and another agent's → the same 404, never delivered → 409", async () => {
     const unknown = await d.agent({ path: P.report, body: reportBody("nope") });
     assert.equal(unknown.status, 404);
-    await unknown.body?.cancel();
+    assert.deepEqual(await json(unknown), { error: "command nope does not exist" });
     const foreign = await d.agent({
       path: P.report,
       body: reportBody("c1"),
       agentId: "a2",
       token: TOKEN2,
     });
-    assert.equal(foreign.status, 403);
-    await foreign.body?.cancel();
+    assert.equal(foreign.status, 404);
+    assert.deepEqual(await json(foreign), { error: "command c1 does not exist" });
     await enqueue(d, { id: "c2", name: "echo queued" });
     const early = await d.agent({ path: P.report, body: reportBody("c2") });
     assert.equal(early.status, 409);

@@ -88,7 +88,9 @@ Deno.test("dashboard stores live output once, bounded, with a marker where bytes
       path: "/api/v1/agent/commands/c1/output",
       body: { attempt: 1, stream: "stdout", offset: 0, data: toBase64(encoder.encode("x")) },
     });
-    assert.equal(foreign.status, 403);
+    // Another agent's command gets the same answer as an unknown one.
+    assert.equal(foreign.status, 404);
+    assert.deepEqual(await foreign.json(), { error: "command c1 does not exist" });
     const unknown = await chunk(d, "nope", 0, "x");
     assert.equal(unknown.status, 404);
     const notBase64 = await d.agent({

@@ -38,7 +38,11 @@ async function selfSignedCert(dir: string): Promise<{ cert: string; key: string 
   };
 }
 
-Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => {
+/** Runs `fn` with a fresh self-signed certificate, or skips (one message) without openssl. */
+async function withCert(
+  t: Deno.TestContext,
+  fn: (tls: { cert: string; key: string }) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
   try {
     const tls = await selfSignedCert(dir);
@@ -46,13 +50,43 @@ Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => 
       await t.step({ name: "openssl is not available", ignore: true, fn: () => {} });
       return;
     }
+    await fn(tls);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => {
+  await withCert(t, async (tls) => {
     await using server = await startServer({ db: ":memory:", port: 0, tls });
     assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     using client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const response = await fetch(`${server.url}/health`, { client });
     assert.equal(response.status, 200);
     assert.equal((await response.json()).status, "ok");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
+});
+
+Deno.test("an HTTPS connection that never finishes its TLS handshake is closed after the header timeout", async (t) => {
+  await withCert(t, async (tls) => {
+    await using server = await startServer({ db: ":memory:", port: 0, tls, headerTimeoutSecs: 1 });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      const buffer = new Uint8Array(64);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const closed = await Promise.race([
+        conn.read(buffer).then((n) => n === null, () => true),
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 8000)),
+      ]);
+      clearTimeout(timer);
+      assert.ok(closed, "the idle TLS connection is closed");
+      assert.equal(server.listener.connections, 0);
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed
+      }
+    }
+  });
 });

@@ -4,6 +4,7 @@ import {
   openPostgresStore,
   StoreError,
   type StoreEvent,
+  StoreFullError,
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
 import { pgIgnore, testDatabase } from "../_pg.ts";
@@ -321,6 +322,36 @@ Deno.test({
     } finally {
       await proxy.close();
       await store.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a server out of disk space fails writes as store-full, not as a crash",
+  ignore,
+  async fn() {
+    await using cluster = await instances(1);
+    const [store] = cluster.stores;
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      // What PostgreSQL answers when it cannot extend a file: SQLSTATE 53100 (disk_full).
+      await sql.unsafe(`
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'
+          USING ERRCODE = 'disk_full'; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION refuse();`);
+      let failure: unknown;
+      try {
+        await store.enqueue(newCommand("c1"));
+      } catch (error) {
+        failure = error;
+      }
+      assert.ok(failure instanceof StoreFullError, String(failure));
+      assert.equal(await store.getCommand("c1"), null, "nothing of the failed write was kept");
+      await sql.unsafe("DROP TRIGGER refuse ON commands");
+      assert.equal((await store.enqueue(newCommand("c1"))).outcome, "created", "heals by itself");
+    } finally {
+      await sql.end();
     }
   },
 });

@@ -1,0 +1,348 @@
+/**
+ * The dashboard's sockets: `node:http` (or `node:https`) with `@hono/node-server` turning each
+ * request into a web `Request` for the app.
+ *
+ * `Deno.serve` was the first choice but cannot defend itself: it has no header or idle timeout,
+ * no connection limit, and its accept loop dies (an unhandled `Too many open files` that ends the
+ * process) when the process runs out of descriptors. Here:
+ *
+ * - **Header timeout.** A connection that has not sent a complete request head within
+ *   `headerTimeoutSecs` is answered `408` and closed; so is a keep-alive connection idle that long
+ *   between requests. A long-poll being held has sent its request: it is not idle.
+ * - **Body timeout.** A request whose body has not arrived within `bodyTimeoutSecs` is closed.
+ * - **Connection limit.** Beyond `maxConnections` open connections (and never closer than a
+ *   reserve to the process's open-files limit, counted at start), a new connection is
+ *   closed at once, with one warning when the limit is reached and one line when it is left. The
+ *   open ones, held long-polls included, are served as before; so descriptors never run out
+ *   because of sockets.
+ * - **Malformed requests** (a broken head, broken chunked encoding) are answered `400` with a JSON
+ *   message and logged as a warning.
+ *
+ * Measured against `Deno.serve` on this machine (3,000 held long-polls, `bench/RESULTS.md`): about
+ * the same memory per held connection, a few hundredths of a millisecond more per request.
+ *
+ * @module
+ */
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { Socket } from "node:net";
+import { getRequestListener } from "@hono/node-server";
+import { logger } from "../log/mod.ts";
+
+/** Options of {@link listenHttp}. */
+export interface HttpListenOptions {
+  /** Port; `0` picks a free one. */
+  port: number;
+  /** Address to listen on. */
+  hostname: string;
+  /** PEM certificate and key (contents): serve HTTPS. */
+  tls?: { cert: string; key: string };
+  /**
+   * Seconds a connection may take to send a complete request head (and may stay idle between
+   * requests) before it is closed.
+   * @default {10}
+   */
+  headerTimeoutSecs?: number;
+  /**
+   * Seconds a request may take to arrive completely, head and body.
+   * @default {60}
+   */
+  bodyTimeoutSecs?: number;
+  /**
+   * Open connections at most; lowered to stay {@link FD_RESERVE} below the open-files limit.
+   * @default {20000}
+   */
+  maxConnections?: number;
+  /**
+   * Descriptors the process can still open; counted at start ({@link availableDescriptors}) when
+   * not given.
+   */
+  availableDescriptors?: number | "plenty" | "unknown";
+  /** Answers a request; `remote` is the client's address. */
+  fetch(request: Request, remote: string | undefined): Response | Promise<Response>;
+}
+
+/** A listening HTTP server. */
+export interface HttpListener {
+  /** The address it listens on. */
+  hostname: string;
+  /** The port it listens on. */
+  port: number;
+  /** The connection limit in force (after the open-files limit). */
+  maxConnections: number;
+  /** Connections open now. */
+  readonly connections: number;
+  /** Connections refused because the limit was reached, since start. */
+  readonly refused: number;
+  /**
+   * Stops accepting, waits for in-flight requests to be answered, closes idle connections.
+   * Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** Descriptors kept free for everything else: the database, logs, the agent of `status up`. */
+export const FD_RESERVE = 128;
+
+/**
+ * Connections the kernel queues before they are accepted. Refused connections hold a descriptor
+ * until their close completes, and one accept round takes at most the queue: half the reserve keeps
+ * a burst of connections from running the process out of descriptors (Deno's `node:net` stops
+ * accepting for good when an accept fails for lack of one).
+ */
+export const LISTEN_BACKLOG = FD_RESERVE / 2;
+
+const log = logger("server");
+
+let probed: { upTo: number; available: number | "plenty" | "unknown" } | undefined;
+
+/**
+ * How many more descriptors this process can open, counted by opening `/dev/null` until the
+ * open-files limit refuses (Deno lets a program read `/proc/self/limits` only with
+ * `--allow-all`). Counted once per process, up to `upTo`; all are closed again at once.
+ *
+ * @param upTo Stop counting here: more is as good as unlimited.
+ * @returns The count; `"plenty"` when at least `upTo` are free; `"unknown"` when they cannot be
+ *   counted (no read permission for `/dev/null`).
+ */
+export function availableDescriptors(upTo: number): number | "plenty" | "unknown" {
+  if (probed && probed.upTo >= upTo) return probed.available;
+  const files: Deno.FsFile[] = [];
+  let available: number | "plenty" | "unknown" = "plenty";
+  try {
+    while (files.length < upTo) files.push(Deno.openSync("/dev/null"));
+  } catch (error) {
+    available = /os error (23|24)\b/.test(String(error)) ? files.length : "unknown";
+  } finally {
+    for (const file of files) file.close();
+  }
+  probed = { upTo, available };
+  return available;
+}
+
+/**
+ * The connection limit in force: the configured one, but never closer than {@link FD_RESERVE} to
+ * running out of descriptors.
+ *
+ * @param configured The configured limit.
+ * @param available Descriptors the process can still open, if known.
+ */
+export function effectiveMaxConnections(
+  configured: number,
+  available: number | "plenty" | "unknown",
+): number {
+  if (typeof available !== "number") return configured;
+  return Math.max(1, Math.min(configured, available - FD_RESERVE));
+}
+
+function jsonHead(status: number, reason: string, message: string): string {
+  const body = JSON.stringify({ error: message });
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${new TextEncoder().encode(body).byteLength}\r\nConnection: close\r\n\r\n` +
+    body;
+}
+
+/**
+ * Starts an HTTP(S) server with the dashboard's socket defences (see the module doc).
+ *
+ * @param options Address, TLS, timeouts, limit and the request handler.
+ * @returns The listener once it listens.
+ * @throws {Error} With `code` `EADDRINUSE` (or another listen error) when it cannot listen.
+ */
+export async function listenHttp(options: HttpListenOptions): Promise<HttpListener> {
+  const headerTimeoutMs = (options.headerTimeoutSecs ?? 10) * 1000;
+  const bodyTimeoutMs = Math.max(headerTimeoutMs, (options.bodyTimeoutSecs ?? 60) * 1000);
+  const configured = options.maxConnections ?? 20_000;
+  const descriptors = options.availableDescriptors === undefined
+    ? availableDescriptors(configured + FD_RESERVE)
+    : options.availableDescriptors;
+  const maxConnections = effectiveMaxConnections(configured, descriptors);
+  if (descriptors === "unknown") {
+    log.warning(
+      "cannot count the descriptors this process may open (it needs read access to /dev/null); " +
+        "the connection limit is MAX_CONNECTIONS ({limit}) alone: keep it 128 below ulimit -n",
+      { limit: maxConnections },
+    );
+  }
+
+  const serverOptions = {
+    noDelay: true,
+    headersTimeout: headerTimeoutMs,
+    requestTimeout: bodyTimeoutMs,
+    keepAliveTimeout: headerTimeoutMs,
+    // Each check walks every open connection: with 10,000 held waits a check a second costs about
+    // a percent of a core. Half the header timeout (at most 5 s) bounds how late one fires.
+    connectionsCheckingInterval: Math.min(5000, Math.max(1000, headerTimeoutMs / 2)),
+  };
+  const listener = getRequestListener(
+    (request, env) => {
+      const incoming = (env as { incoming: IncomingMessage }).incoming;
+      return options.fetch(request, incoming.socket?.remoteAddress);
+    },
+    {
+      // Leave the global Request and Response alone: others in this process (Deno.serve, fetch)
+      // must get the platform's own.
+      overrideGlobalObjects: false,
+      // Only a request that cannot be made into a `Request` (e.g. a malformed Host) gets here: the
+      // app answers everything else itself.
+      errorHandler: (error) => {
+        log.warning("malformed request refused: {error}", { error: String(error) });
+        return Response.json({ error: `malformed request: ${(error as Error).message}` }, {
+          status: 400,
+        });
+      },
+    },
+  );
+  const server: Server = options.tls
+    ? createHttpsServer(
+      { ...serverOptions, ...options.tls },
+      listener,
+    )
+    : createHttpServer(serverOptions, listener);
+
+  const sockets = new Set<Socket>();
+  /** Sockets with a request being answered (not to be closed by `close`). */
+  const busy = new Set<Socket>();
+  let refused = 0;
+  let refusedSinceFull = 0;
+  let full = false;
+  let closing = false;
+
+  server.on("connection", (socket: Socket) => {
+    if (closing || sockets.size >= maxConnections) {
+      refused++;
+      refusedSinceFull++;
+      if (!full && !closing) {
+        full = true;
+        log.warning(
+          "connection limit reached: {limit} connections are open; new connections are refused " +
+            "until some close (raise MAX_CONNECTIONS and the open-files limit, ulimit -n, " +
+            "if this is a real load)",
+          { limit: maxConnections, availableDescriptors: descriptors },
+        );
+      }
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      busy.delete(socket);
+      if (full && sockets.size < maxConnections * 0.9) {
+        full = false;
+        log.info("below the connection limit again; {refused} connections were refused", {
+          refused: refusedSinceFull,
+          limit: maxConnections,
+        });
+        refusedSinceFull = 0;
+      }
+    });
+  });
+  if (options.tls) {
+    // A TLS handshake never finished is an idle connection too (Deno's `node:https` does not
+    // apply `handshakeTimeout`). The TLS socket names its TCP socket as `_parent`; where it does
+    // not, no handshake is timed out rather than good ones.
+    const handshakes = new Map<Socket, ReturnType<typeof setTimeout>>();
+    let linked = true;
+    server.on("connection", (socket: Socket) => {
+      if (!linked || socket.destroyed) return;
+      const timer = setTimeout(() => {
+        handshakes.delete(socket);
+        log.debug("closed a connection that did not finish its TLS handshake in time");
+        socket.destroy();
+      }, headerTimeoutMs);
+      handshakes.set(socket, timer);
+      socket.once("close", () => {
+        clearTimeout(handshakes.get(socket));
+        handshakes.delete(socket);
+      });
+    });
+    server.on("secureConnection", (tlsSocket: { _parent?: Socket }) => {
+      const raw = tlsSocket._parent;
+      if (raw === undefined || !handshakes.has(raw)) {
+        linked = false;
+        for (const timer of handshakes.values()) clearTimeout(timer);
+        handshakes.clear();
+        return;
+      }
+      clearTimeout(handshakes.get(raw));
+      handshakes.delete(raw);
+    });
+  }
+  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket as Socket;
+    busy.add(socket);
+    response.once("close", () => {
+      busy.delete(socket);
+      if (closing) socket.end();
+    });
+  });
+  server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
+    const code = error.code ?? "";
+    if (!socket.writable || code === "ECONNRESET" || code === "EPIPE") {
+      socket.destroy();
+      return;
+    }
+    let answer: string;
+    if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      log.debug("closed a connection that sent no complete request in time", { code });
+      answer = jsonHead(
+        408,
+        "Request Timeout",
+        `the request did not arrive completely within ${headerTimeoutMs / 1000} s (head) or ` +
+          `${bodyTimeoutMs / 1000} s (whole request)`,
+      );
+    } else if (code === "HPE_HEADER_OVERFLOW") {
+      log.warning("malformed request refused: {reason}", { reason: "headers too large", code });
+      answer = jsonHead(431, "Request Header Fields Too Large", "request headers are too large");
+    } else {
+      const reason = String((error as { reason?: string }).reason ?? error.message);
+      log.warning("malformed request refused: {reason}", { reason, code });
+      answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`);
+    }
+    socket.end(answer);
+    socket.destroySoon?.();
+  });
+  server.on("error", (error: Error) => {
+    log.error("the HTTP server failed: {error}", { error });
+  });
+
+  const listening = Promise.withResolvers<void>();
+  const onListenError = (error: Error) => listening.reject(error);
+  server.once("error", onListenError);
+  server.listen(
+    { port: options.port, host: options.hostname, backlog: LISTEN_BACKLOG },
+    () => listening.resolve(),
+  );
+  await listening.promise;
+  server.off("error", onListenError);
+  const address = server.address();
+  if (address === null || typeof address === "string") {
+    server.close();
+    throw new Error(`the HTTP server listens on an unexpected address: ${address}`);
+  }
+
+  let closed: Promise<void> | undefined;
+  return {
+    hostname: address.address,
+    port: address.port,
+    maxConnections,
+    get connections() {
+      return sockets.size;
+    },
+    get refused() {
+      return refused;
+    },
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        closing = true;
+        server.close(() => resolve());
+        // Idle keep-alive connections end now; busy ones when their answer is sent.
+        for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
+      });
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * Hostile input that must get a clear `400` and leave nothing behind: control characters in a
+ * command name, JSON nested too deep, and floods of made-up agent ids that must not grow memory.
+ */
+import assert from "node:assert/strict";
+import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
+import { ReplayCache } from "../../src/server/replay.ts";
+import { json, makeDashboard, P, T0 } from "./_helpers.ts";
+
+function randomId(): string {
+  return `x-${crypto.randomUUID()}`;
+}
+
+Deno.test("a command name with a control character is refused at enqueue with 400", async (t) => {
+  await using d = await makeDashboard();
+  for (
+    const [label, name] of [
+      ["NUL", "echo a\u0000 --to-command=evil"],
+      ["newline", "echo a\nrm -rf /tmp/x"],
+      ["escape", "echo \u001b[2Jhidden"],
+      ["DEL", "echo a\u007f"],
+      ["C1", "echo a\u0085b"],
+    ]
+  ) {
+    await t.step(label, async () => {
+      const response = await d.admin("POST", P.enqueue, { agent_id: "a1", name });
+      assert.equal(response.status, 400);
+      const body = await json(response);
+      assert.match(body.error as string, /field "name": must not contain control characters/);
+    });
+  }
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+  const fine = await d.admin("POST", P.enqueue, { agent_id: "a1", name: "echo tab-free é ✓" });
+  assert.equal(fine.status, 202);
+  await fine.body?.cancel();
+});
+
+Deno.test("a body nested 4,000 deep is a 400 with a message, not a stack overflow", async () => {
+  await using d = await makeDashboard();
+  const deep = "[".repeat(4000) + "]".repeat(4000);
+  const body = `{"agent_id":"a1","name":"echo hi","params":{"metadata":{"x":${deep}}}}`;
+  const response = await d.dashboard.app.request(P.enqueue, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: "Bearer " + "x" },
+    body,
+  });
+  // Wrong admin token first: the nesting check must not depend on auth order for operators.
+  assert.equal(response.status, 401);
+  await response.body?.cancel();
+  const admin = await d.admin("POST", P.enqueue, JSON.parse(body));
+  assert.equal(admin.status, 400);
+  assert.match((await json(admin)).error as string, /nests arrays and objects more than 64 levels/);
+  // From an agent too, signed.
+  const agent = await d.agent({ path: P.enqueue, body: JSON.parse(body) });
+  assert.equal(agent.status, 400);
+  await agent.body?.cancel();
+  // 64 levels are fine.
+  const ok = "[".repeat(60) + "]".repeat(60);
+  const shallow = await d.admin("POST", P.enqueue, {
+    agent_id: "a1",
+    name: "echo hi",
+    params: { metadata: { x: JSON.parse(ok) } },
+  });
+  assert.equal(shallow.status, 202);
+  await shallow.body?.cancel();
+});
+
+Deno.test("thousands of made-up agent ids do not grow the dashboard's caches", async (t) => {
+  await t.step("signed mode: every unknown id is a 401 and none is cached", async () => {
+    await using d = await makeDashboard();
+    for (let i = 0; i < 3000; i++) {
+      const response = await d.agent({
+        path: P.wait("default", 1),
+        agentId: randomId(),
+        token: "t".repeat(43),
+      });
+      assert.equal(response.status, 401);
+      await response.body?.cancel();
+    }
+    assert.ok(d.store.cachedAgents <= 2, `${d.store.cachedAgents} agents cached`);
+    assert.equal(d.dashboard.trackedAgents, 0);
+  });
+
+  await t.step("dev mode: last-seen times in memory stay within their bound", async () => {
+    await using d = await makeDashboard({ devMode: true, lastSeenMax: 100 });
+    for (let i = 0; i < 500; i++) {
+      const response = await d.dashboard.app.request(P.enqueue, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Agent-Id": randomId() },
+        body: JSON.stringify({ name: "echo hi" }),
+      });
+      assert.equal(response.status, 202);
+      await response.body?.cancel();
+    }
+    assert.ok(d.dashboard.trackedAgents <= 100, `${d.dashboard.trackedAgents} tracked`);
+  });
+
+  await t.step("rate-limit buckets and the replay cache stay within their bounds", () => {
+    const clock = { now: () => T0 };
+    const limiter = new TokenBucketLimiter({ perMinute: 10, clock, maxKeys: 100 });
+    const replay = new ReplayCache({ windowMs: 600_000, clock, maxEntries: 100 });
+    for (let i = 0; i < 10_000; i++) {
+      const id = randomId();
+      limiter.take(id);
+      limiter.take(id);
+      replay.remember(`${id}\nreq`);
+    }
+    assert.ok(limiter.size <= 100, `${limiter.size} buckets`);
+    assert.ok(replay.size <= 100, `${replay.size} request ids`);
+  });
+});
