@@ -208,6 +208,7 @@ export {
   setupLogging,
 } from "./src/log/mod.ts";
 export { ConfigError, UsageError } from "./src/errors.ts";
+export { type Clock, FakeClock, systemClock, type TimerId } from "./src/clock.ts";
 
 // Live output, event streams, metrics, the fleet view and health checks.
 export {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULT_POLLING_BACKOFF_MAX_SECS, DEFAULT_POLLING_BACKOFF_SECS } from "../defaults.ts";
 import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from "cockatiel";
 
 /** Options of {@link PollBackoff}. */
@@ -47,8 +48,8 @@ export class PollBackoff {
    * @throws {RangeError} When a delay is not a positive number or the cap is below the start.
    */
   constructor(options: PollBackoffOptions = {}) {
-    const initialSecs = options.initialSecs ?? 5;
-    const maxSecs = options.maxSecs ?? 60;
+    const initialSecs = options.initialSecs ?? DEFAULT_POLLING_BACKOFF_SECS;
+    const maxSecs = options.maxSecs ?? DEFAULT_POLLING_BACKOFF_MAX_SECS;
     if (!(initialSecs > 0) || !Number.isFinite(initialSecs)) {
       throw new RangeError(`initialSecs must be a positive number, got ${initialSecs}`);
     }

@@ -133,6 +133,14 @@ export interface ExecutorOptions {
  * Builds the executor that runs commands with `src/exec` under the configured policy. Checks the
  * policy and the extra environment up front.
  *
+ * @example Build the agent's executor
+ * ```ts ignore
+ * import { createExecutor } from "./executor.ts";
+ *
+ * const executor = createExecutor({ allowedPrograms: ["uname"] });
+ * console.log(executor.describe?.());
+ * ```
+ *
  * @param options The `exec` settings.
  * @returns The executor.
  * @throws {TypeError} When the allowlist, a path prefix, an extra variable, `COMMAND_USER` or

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { writeAllSync } from "../write_all.ts";
 import { dirname } from "node:path";
 
 const encoder = new TextEncoder();
@@ -47,16 +48,7 @@ export function syncDirSync(dir: string): void {
   }
 }
 
-/**
- * Writes all bytes to an open file.
- *
- * @param file The open file.
- * @param bytes What to write.
- */
-export function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
-  let written = 0;
-  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
-}
+export { writeAllSync };
 
 /**
  * Replaces a file's contents atomically: after a crash the file holds either the old or the new

@@ -93,7 +93,7 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
   const collector = new MetricsCollector(options.agentId, sources, () => clock.now());
   const intervalMs = options.intervalSecs * 1000;
   log.info("metrics heartbeat started", {
-    interval_secs: options.intervalSecs,
+    intervalSecs: options.intervalSecs,
     webhook: options.webhook ?? null,
   });
   if (missing.length > 0) log.info(`metrics heartbeat: ${missing.join("; ")}`);

@@ -8,6 +8,15 @@
  * @module
  */
 import {
+  DEFAULT_DEPLOYMENT_HASH,
+  DEFAULT_METRICS_INTERVAL_SECS,
+  DEFAULT_POLLING_BACKOFF_MAX_SECS,
+  DEFAULT_POLLING_BACKOFF_SECS,
+  DEFAULT_POLLING_TIMEOUT_SECS,
+  DEFAULT_SHUTDOWN_GRACE_SECS,
+  DEFAULT_STATE_DIR,
+} from "../defaults.ts";
+import {
   ExponentialBackoff,
   fullJitterGenerator,
   handleWhenResult,
@@ -246,17 +255,23 @@ class Agent {
     this.#signal = signal;
     this.#stopNow = options.stopNow ?? new AbortController().signal;
     this.#clock = options.clock ?? systemClock;
-    this.#deploymentHash = options.deploymentHash ?? "default";
+    this.#deploymentHash = options.deploymentHash ?? DEFAULT_DEPLOYMENT_HASH;
     this.#pollingTimeoutSecs = checkSecs(
       "pollingTimeoutSecs",
-      options.pollingTimeoutSecs ?? 30,
+      options.pollingTimeoutSecs ?? DEFAULT_POLLING_TIMEOUT_SECS,
       1,
     );
-    this.#graceMs = checkSecs("shutdownGraceSecs", options.shutdownGraceSecs ?? 30, 0) * 1000;
-    checkSecs("metricsIntervalSecs", options.metricsIntervalSecs ?? 30, 0.001);
+    this.#graceMs =
+      checkSecs("shutdownGraceSecs", options.shutdownGraceSecs ?? DEFAULT_SHUTDOWN_GRACE_SECS, 0) *
+      1000;
+    checkSecs(
+      "metricsIntervalSecs",
+      options.metricsIntervalSecs ?? DEFAULT_METRICS_INTERVAL_SECS,
+      0.001,
+    );
     this.#backoffOptions = {
-      initialSecs: options.pollingBackoffSecs ?? 5,
-      maxSecs: options.pollingBackoffMaxSecs ?? 60,
+      initialSecs: options.pollingBackoffSecs ?? DEFAULT_POLLING_BACKOFF_SECS,
+      maxSecs: options.pollingBackoffMaxSecs ?? DEFAULT_POLLING_BACKOFF_MAX_SECS,
     };
     this.#backoff = new PollBackoff(this.#backoffOptions);
     const retryDelayMs = checkSecs("retryDelayMs", options.retryDelayMs ?? 500, 0);
@@ -288,9 +303,9 @@ class Agent {
   async run(): Promise<AgentRunSummary> {
     const options = this.#options;
     log.info("Agent daemon starting", {
-      agent_id: options.agentId,
-      dashboard_url: options.dashboardUrl,
-      deployment_hash: this.#deploymentHash,
+      agentId: options.agentId,
+      dashboardUrl: options.dashboardUrl,
+      deploymentHash: this.#deploymentHash,
       signed: options.agentToken !== undefined,
       pid: Deno.pid,
       version: VERSION,
@@ -324,18 +339,18 @@ class Agent {
     } else if (this.#state.notice) log.warning(this.#state.notice);
     else if (ownState) {
       log.info("execution journal and result outbox are on disk", {
-        state_dir: options.stateDir,
+        stateDir: options.stateDir,
       });
     }
     // A restarted agent keeps its instance id (the dashboard serves one process per agent id).
     if (options.instanceId === undefined && ownState && this.#state.durable) {
       try {
-        this.#instanceId = stateInstanceId(options.stateDir ?? "./.status-state");
+        this.#instanceId = stateInstanceId(options.stateDir ?? DEFAULT_STATE_DIR);
       } catch (error) {
         log.warning("could not keep the instance id in the state directory: {error}", { error });
       }
     }
-    log.info("agent instance {instance_id}", { instance_id: this.#instanceId });
+    log.info("agent instance {instanceId}", { instanceId: this.#instanceId });
     const heartbeatStop = new AbortController();
     let heartbeat: Promise<void> | undefined;
     let metricsServer: Deno.HttpServer | undefined;
@@ -358,7 +373,7 @@ class Agent {
         const overrides = typeof options.heartbeat === "object" ? options.heartbeat : {};
         heartbeat = runHeartbeat({
           agentId: options.agentId,
-          intervalSecs: options.metricsIntervalSecs ?? 30,
+          intervalSecs: options.metricsIntervalSecs ?? DEFAULT_METRICS_INTERVAL_SECS,
           webhook: options.metricsWebhook,
           dashboardUrl: options.dashboardUrl,
           agentToken: options.agentToken,
@@ -369,13 +384,13 @@ class Agent {
         }, AbortSignal.any([this.#signal, heartbeatStop.signal]));
       }
       pollLog.info("long-polling configuration initialized", {
-        dashboard_url: options.dashboardUrl,
-        deployment_hash: this.#deploymentHash,
-        polling_timeout_secs: this.#pollingTimeoutSecs,
-        client_abort_secs: this.#pollingTimeoutSecs + WAIT_GRACE_SECS,
-        polling_backoff_secs: options.pollingBackoffSecs ?? 5,
-        polling_backoff_max_secs: options.pollingBackoffMaxSecs ?? 60,
-        shutdown_grace_secs: this.#graceMs / 1000,
+        dashboardUrl: options.dashboardUrl,
+        deploymentHash: this.#deploymentHash,
+        pollingTimeoutSecs: this.#pollingTimeoutSecs,
+        clientAbortSecs: this.#pollingTimeoutSecs + WAIT_GRACE_SECS,
+        pollingBackoffSecs: options.pollingBackoffSecs ?? DEFAULT_POLLING_BACKOFF_SECS,
+        pollingBackoffMaxSecs: options.pollingBackoffMaxSecs ?? DEFAULT_POLLING_BACKOFF_MAX_SECS,
+        shutdownGraceSecs: this.#graceMs / 1000,
       });
       await this.#loop();
     } finally {
@@ -394,7 +409,7 @@ class Agent {
         { pending },
       );
     }
-    log.info("agent stopped", { commands_run: this.#commandsRun, reports_pending: pending });
+    log.info("agent stopped", { commandsRun: this.#commandsRun, reportsPending: pending });
     return {
       commandsRun: this.#commandsRun,
       reportsPending: pending,
@@ -491,8 +506,8 @@ class Agent {
   async #loop(): Promise<void> {
     const signal = this.#signal;
     pollLog.info("long-poll: polling loop started", {
-      dashboard_url: this.#options.dashboardUrl,
-      deployment_hash: this.#deploymentHash,
+      dashboardUrl: this.#options.dashboardUrl,
+      deploymentHash: this.#deploymentHash,
     });
     while (!signal.aborted) {
       const failure = await this.#drainOutbox();
@@ -502,7 +517,10 @@ class Agent {
         continue;
       }
       if (this.#blocked !== undefined && !this.#unblock()) {
-        await this.#clock.sleep((this.#backoffOptions.initialSecs ?? 5) * 1000, signal);
+        await this.#clock.sleep(
+          (this.#backoffOptions.initialSecs ?? DEFAULT_POLLING_BACKOFF_SECS) * 1000,
+          signal,
+        );
         continue;
       }
       const started = this.#clock.now();
@@ -528,7 +546,7 @@ class Agent {
           const elapsed = this.#clock.now() - started;
           if (outcome.nextPollSecs !== undefined && outcome.nextPollSecs > 0) {
             pollLog.debug("no command; the dashboard asks to poll again later", {
-              next_poll_secs: outcome.nextPollSecs,
+              nextPollSecs: outcome.nextPollSecs,
             });
             await this.#clock.sleep(outcome.nextPollSecs * 1000, signal);
           } else if (elapsed < 1000) {
@@ -550,12 +568,12 @@ class Agent {
   #unblock(): boolean {
     if (!(this.#state!.retry?.() ?? true)) {
       log.debug("the state directory still cannot be written; new commands wait", {
-        state_dir: this.#journal.dir ?? null,
+        stateDir: this.#journal.dir ?? null,
       });
       return false;
     }
     log.info("the state directory can be written again: taking new commands again", {
-      state_dir: this.#journal.dir ?? null,
+      stateDir: this.#journal.dir ?? null,
     });
     this.#blocked = undefined;
     return true;
@@ -572,7 +590,7 @@ class Agent {
       case "network":
         pollLog.warning(`dashboard unreachable (${request}); retrying after back-off`, {
           error: failure.message,
-          delay_secs: delaySecs,
+          delaySecs,
           attempt: this.#backoff.attempts,
         });
         break;
@@ -582,7 +600,7 @@ class Agent {
           {
             status: failure.status,
             error: failure.message,
-            delay_secs: delaySecs,
+            delaySecs,
             attempt: this.#backoff.attempts,
           },
         );
@@ -591,7 +609,7 @@ class Agent {
         pollLog.warning(`dashboard asked the agent to wait (${failure.status}, Retry-After)`, {
           status: failure.status,
           error: failure.message,
-          delay_secs: delaySecs,
+          delaySecs,
         });
         break;
       case "auth":
@@ -602,9 +620,9 @@ class Agent {
               "(dashboard time minus agent time, from its Date header); fix the clock (NTP)",
             {
               status: failure.status,
-              clock_offset_secs: failure.clockOffsetSecs ?? null,
+              clockOffsetSecs: failure.clockOffsetSecs ?? null,
               error: failure.message,
-              delay_secs: delaySecs,
+              delaySecs,
             },
           );
         } else if (failure.status === 401) {
@@ -612,14 +630,14 @@ class Agent {
             "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN",
             {
               error: failure.message,
-              clock_offset_secs: failure.clockOffsetSecs ?? null,
-              delay_secs: delaySecs,
+              clockOffsetSecs: failure.clockOffsetSecs ?? null,
+              delaySecs,
             },
           );
         } else {
           pollLog.error(`dashboard forbids this agent the ${request} (403)`, {
             error: failure.message,
-            delay_secs: delaySecs,
+            delaySecs,
           });
         }
         break;
@@ -632,8 +650,8 @@ class Agent {
             {
               status: failure.status,
               error: failure.message,
-              instance_id: this.#instanceId,
-              delay_secs: delaySecs,
+              instanceId: this.#instanceId,
+              delaySecs,
             },
           );
           break;
@@ -641,13 +659,13 @@ class Agent {
         pollLog.error(
           `dashboard refused the ${request} (${failure.status}); check DASHBOARD_URL and ` +
             "DEPLOYMENT_HASH",
-          { status: failure.status, error: failure.message, delay_secs: delaySecs },
+          { status: failure.status, error: failure.message, delaySecs },
         );
         break;
       case "invalid":
         pollLog.error(`dashboard answered the ${request} with something unexpected`, {
           error: failure.message,
-          delay_secs: delaySecs,
+          delaySecs,
         });
         break;
     }
@@ -661,7 +679,7 @@ class Agent {
       const outcome = await this.#sendReport(report, this.#signal);
       if (outcome.kind === "accepted") {
         log.info("pending result delivered", {
-          command_id: report.command_id,
+          commandId: report.command_id,
           status: report.status,
         });
         continue;
@@ -683,11 +701,11 @@ class Agent {
       this.#journal.accept(report.command_id);
       this.#outbox.remove(report.command_id);
       if (outcome.duplicate) {
-        log.debug("the dashboard had this result already", { command_id: report.command_id });
+        log.debug("the dashboard had this result already", { commandId: report.command_id });
       }
     } else if (outcome.kind === "refused" || outcome.kind === "invalid") {
       log.error("dashboard refused the report for good; the result is dropped", {
-        command_id: report.command_id,
+        commandId: report.command_id,
         status: "status" in outcome ? outcome.status : null,
         error: outcome.message,
       });
@@ -699,8 +717,8 @@ class Agent {
 
   async #handle(command: DeliveredCommand): Promise<void> {
     log.info("command received from dashboard", {
-      command_id: command.id,
-      command_name: command.name,
+      commandId: command.id,
+      commandName: command.name,
       attempt: command.attempt,
     });
     const known = this.#journal.get(command.id);
@@ -718,14 +736,14 @@ class Agent {
         "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
           "delivers it again later); no new command is taken until the state directory can be " +
           "written again, results are still reported",
-        { command_id: command.id, state_dir: this.#journal.dir ?? null, error: error.message },
+        { commandId: command.id, stateDir: this.#journal.dir ?? null, error: error.message },
       );
       return;
     }
     const ack = await this.#ack(command);
     if (ack.kind === "stale") {
       log.warning("the dashboard says this delivery is stale; not running it now", {
-        command_id: command.id,
+        commandId: command.id,
         error: ack.message,
       });
       this.#journal.forget(command.id);
@@ -736,7 +754,10 @@ class Agent {
       this.#journal.forget(command.id);
       return;
     }
-    log.info`Executing command: ${command.name} (id: ${command.id})`;
+    log.info("Executing command: {commandName} (id: {commandId})", {
+      commandName: command.name,
+      commandId: command.id,
+    });
     const outcome = await this.#execute(command);
     this.#commandsRun++;
     this.#metrics?.commandRun(outcome.status);
@@ -752,10 +773,10 @@ class Agent {
     this.#outbox.put(report);
     this.#journal.complete(command.id, report);
     log.info("command finished", {
-      command_id: command.id,
+      commandId: command.id,
       status: report.status,
-      exit_code: report.result?.exit_code ?? null,
-      duration_secs: report.result?.duration_secs ?? null,
+      exitCode: report.result?.exit_code ?? null,
+      durationSecs: report.result?.duration_secs ?? null,
     });
     await this.#deliver(report);
   }
@@ -764,7 +785,7 @@ class Agent {
   async #deliver(report: ReportRequest): Promise<void> {
     if (this.#stopNow.aborted) {
       log.warning("stopping at once: the result stays in the outbox", {
-        command_id: report.command_id,
+        commandId: report.command_id,
       });
       return;
     }
@@ -783,12 +804,12 @@ class Agent {
     }
     if (outcome.kind === "accepted") {
       log.info("command execution and reporting completed", {
-        command_id: report.command_id,
+        commandId: report.command_id,
         status: report.status,
       });
     } else if (outcome.kind !== "refused" && outcome.kind !== "invalid") {
       log.warning("result not accepted yet; it stays in the outbox and is sent again", {
-        command_id: report.command_id,
+        commandId: report.command_id,
         reason: outcome.kind === "aborted" ? "stopping" : outcome.message,
       });
     }
@@ -799,8 +820,8 @@ class Agent {
     const previous = this.#outbox.get(known.id) ?? known.summary ??
       this.#interruptedReport(known);
     log.warning("command delivered again; it is not run twice, its known result is sent again", {
-      command_id: command.id,
-      journal_state: known.state,
+      commandId: command.id,
+      journalState: known.state,
       status: previous.status,
     });
     const report: ReportRequest = { ...previous, attempt: command.attempt };
@@ -832,7 +853,7 @@ class Agent {
         break;
       default:
         log.warning("ack failed; running the command anyway (the journal prevents a second run)", {
-          command_id: command.id,
+          commandId: command.id,
           error: "message" in outcome ? outcome.message : "no answer",
         });
     }
@@ -845,19 +866,19 @@ class Agent {
     const done = new AbortController();
     const onStop = () => {
       log.info("stopping: the running command may finish within the shutdown grace", {
-        command_id: command.id,
-        grace_secs: this.#graceMs / 1000,
+        commandId: command.id,
+        graceSecs: this.#graceMs / 1000,
       });
       this.#clock.sleep(this.#graceMs, AbortSignal.any([done.signal, cancel.signal])).then(() => {
         if (done.signal.aborted || cancel.signal.aborted) return;
         log.warning("shutdown grace is over: cancelling the running command", {
-          command_id: command.id,
+          commandId: command.id,
         });
         cancel.abort();
       });
     };
     const onStopNow = () => {
-      log.warning("stopping at once: cancelling the running command", { command_id: command.id });
+      log.warning("stopping at once: cancelling the running command", { commandId: command.id });
       cancel.abort();
     };
     this.#signal.addEventListener("abort", onStop, { once: true });
@@ -877,7 +898,7 @@ class Agent {
         onOutput: streamer ? (stream, chunk) => streamer.push(stream, chunk) : undefined,
       });
     } catch (error) {
-      log.error("the executor failed", { command_id: command.id, error });
+      log.error("the executor failed", { commandId: command.id, error });
       return {
         status: "failed",
         result: null,
@@ -917,7 +938,7 @@ class Agent {
           if (!this.#toldNoOutput) {
             this.#toldNoOutput = true;
             log.info("the dashboard does not take live output here; results come at the end", {
-              command_id: command.id,
+              commandId: command.id,
               error: outcome.message,
             });
           }
@@ -973,7 +994,7 @@ class Agent {
         if (done.aborted) return;
         switch (outcome.kind) {
           case "cancel":
-            log.info("command cancelled by the dashboard", { command_id: command.id });
+            log.info("command cancelled by the dashboard", { commandId: command.id });
             cancel.abort();
             return;
           case "none": {
@@ -989,7 +1010,7 @@ class Agent {
               log.info(
                 "the dashboard has no cancel-wait endpoint (404): an operator's cancel does not " +
                   "stop a running command here",
-                { command_id: command.id, error: outcome.message },
+                { commandId: command.id, error: outcome.message },
               );
             }
             return;
@@ -1001,23 +1022,23 @@ class Agent {
               (outcome.kind === "auth" && outcome.status === 403)
             ) {
               pollLog.debug("no cancel-wait for this command", {
-                command_id: command.id,
+                commandId: command.id,
                 error: outcome.message,
               });
               return;
             }
             const delayMs = outcome.kind === "throttled" ? outcome.retryAfterMs : backoff.next();
             pollLog.debug("cancel-wait failed; asking again after back-off", {
-              command_id: command.id,
+              commandId: command.id,
               error: outcome.message,
-              delay_secs: Math.round(delayMs) / 1000,
+              delaySecs: Math.round(delayMs) / 1000,
             });
             await this.#clock.sleep(delayMs, done);
           }
         }
       }
     } catch (error) {
-      log.warning("cancel-wait stopped", { command_id: command.id, error });
+      log.warning("cancel-wait stopped", { commandId: command.id, error });
     }
   }
 }

@@ -106,7 +106,7 @@ export class Outbox {
     log.warning(
       "the result could not be written to the outbox; it is kept in memory and sent from there " +
         "(it is lost if the agent stops before the dashboard accepts it)",
-      { command_id: report.command_id, dir: this.#dir },
+      { commandId: report.command_id, dir: this.#dir },
     );
     return false;
   }
@@ -169,7 +169,7 @@ export class Outbox {
       removeFileDurableSync(join(this.#dir, fileNameOf(id)));
     } catch (error) {
       log.warning("an accepted result could not be removed from the outbox", {
-        command_id: id,
+        commandId: id,
         error: (error as Error).message,
       });
     }

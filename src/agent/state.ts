@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { DEFAULT_STATE_DIR } from "../defaults.ts";
 import { canReadWrite, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
@@ -51,7 +52,7 @@ export interface AgentStateOptions extends Pick<JournalOptions, "maxEntries" | "
  *   such as a file in its place or EACCES); losing durability silently would be worse.
  */
 export function openAgentState(options: AgentStateOptions = {}): AgentState {
-  const dir = options.dir ?? "./.status-state";
+  const dir = options.dir ?? DEFAULT_STATE_DIR;
   const canUse = options.canUse ?? canReadWrite;
   const memory = (notice: string): AgentState => {
     const journal = Journal.open({ ...options, dir: undefined });

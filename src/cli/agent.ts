@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { SIGNAL_NUMBERS, twoStageStop } from "./signals.ts";
 import { Command, Option } from "@commander-js/extra-typings";
 import { dirname } from "node:path";
 import {
@@ -45,8 +46,6 @@ export const DAEMON_LOG_FILE = "status.log";
 
 /** Seconds the CLI still waits for the agent after a second stop signal. */
 const FORCED_STOP_WAIT_MS = 3000;
-
-const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
 
 /**
  * Builds the `agent` command.
@@ -228,30 +227,11 @@ async function agentAction(
 
   const log = logger("agent", "cli");
   if (daemonChild) acquirePidFile(s.pidFile);
-  const stop = new AbortController();
-  const stopNow = new AbortController();
-  let signals = 0;
-  let forcedBy: keyof typeof SIGNAL_NUMBERS | undefined;
-  const listeners: Array<[Deno.Signal, () => void]> = [];
-  for (const name of ["SIGINT", "SIGTERM"] as const) {
-    const listener = () => {
-      signals++;
-      if (signals === 1) {
-        log.info(`${name} received: stopping (a second signal stops at once)`);
-        stop.abort();
-      } else if (!stopNow.signal.aborted) {
-        log.warning(`${name} received again: stopping at once`);
-        forcedBy = name;
-        stopNow.abort();
-      }
-    };
-    try {
-      Deno.addSignalListener(name, listener);
-      listeners.push([name, listener]);
-    } catch {
-      // Not every platform has every signal.
-    }
-  }
+  const signals = twoStageStop({
+    first: (name) => log.info(`${name} received: stopping (a second signal stops at once)`),
+    again: (name) => log.warning(`${name} received again: stopping at once`),
+  });
+  const { stop, stopNow } = signals;
   let forcedTimer: ReturnType<typeof setTimeout> | undefined;
   try {
     const running = runAgent({
@@ -272,10 +252,10 @@ async function agentAction(
     running.catch(() => {});
   } finally {
     clearTimeout(forcedTimer);
-    for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
+    signals[Symbol.dispose]();
     if (daemonChild) releasePidFile(s.pidFile);
     await executor.close?.();
     closeLogging();
   }
-  if (forcedBy) setExitCode(128 + SIGNAL_NUMBERS[forcedBy]);
+  if (signals.forcedBy) setExitCode(128 + SIGNAL_NUMBERS[signals.forcedBy]);
 }

@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { onSignals } from "./signals.ts";
+import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
@@ -83,8 +85,8 @@ function parseCommandLine(value: string): string {
 }
 
 function parseDeploymentHash(value: string): string {
-  if (!/^[^/?#\s]{1,256}$/.test(value)) {
-    throw new InvalidArgumentError("must be 1–256 characters without / ? # or spaces");
+  if (!DEPLOYMENT_HASH_PATTERN.test(value)) {
+    throw new InvalidArgumentError(`must be ${DEPLOYMENT_HASH_RULE}`);
   }
   return value;
 }
@@ -141,14 +143,7 @@ export async function follow(
   options: FollowOptions = {},
 ): Promise<CommandRecord | null> {
   const interrupt = new AbortController();
-  const onSignal = () => interrupt.abort(new Error("interrupted"));
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-    listening = true;
-  } catch {
-    // Signals cannot be listened to here (e.g. a platform without SIGINT); Ctrl-C just ends us.
-  }
+  const listening = onSignals(["SIGINT"], () => interrupt.abort(new Error("interrupted")));
   const timeout = options.timeoutSecs === undefined
     ? undefined
     : AbortSignal.timeout(options.timeoutSecs * 1000);
@@ -180,7 +175,7 @@ export async function follow(
     }
     throw error;
   } finally {
-    if (listening) Deno.removeSignalListener("SIGINT", onSignal);
+    listening[Symbol.dispose]();
   }
 }
 

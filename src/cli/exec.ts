@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT } from "../operator/types.ts";
+import { onSignals, SIGNAL_NUMBERS, STOP_SIGNALS } from "./signals.ts";
 import { resolve } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError, UsageError } from "../errors.ts";
@@ -25,13 +27,13 @@ import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 
 /** Exit code of a command refused by the policy (a shell's "cannot execute"). */
-export const EXEC_EXIT_REJECTED = 126;
+export const EXEC_EXIT_REJECTED = EXIT_REJECTED;
 /** Exit code of a program that could not be found. */
 export const EXEC_EXIT_NOT_FOUND = 127;
 /** Exit code of a command stopped by SIGTERM at its deadline (like `timeout(1)`). */
-export const EXEC_EXIT_TIMEOUT = 124;
+export const EXEC_EXIT_TIMEOUT = EXIT_TIMEOUT;
 /** Exit code of a command that needed SIGKILL (128 + 9). */
-export const EXEC_EXIT_KILLED = 137;
+export const EXEC_EXIT_KILLED = EXIT_KILLED;
 /** Exit code of a run cancelled by SIGINT or SIGTERM (128 + 2). */
 export const EXEC_EXIT_CANCELLED = 130;
 
@@ -113,26 +115,6 @@ export function execExitCode(result: ExecResult): number {
       return 1;
   }
 }
-
-const SIGNAL_NUMBERS: Record<string, number> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGILL: 4,
-  SIGTRAP: 5,
-  SIGABRT: 6,
-  SIGBUS: 7,
-  SIGFPE: 8,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-  SIGXCPU: 24,
-  SIGXFSZ: 25,
-};
 
 /**
  * The human summary of a result, e.g. `exec: success after 0.004 s (/usr/bin/echo)` or
@@ -288,22 +270,8 @@ export function notReportedBySummary(record: LogRecordView): boolean {
 /** Listens for SIGINT and SIGTERM while a command runs, so the run is cancelled, not orphaned. */
 function cancelOnSignals(): { signal: AbortSignal } & Disposable {
   const controller = new AbortController();
-  const abort = () => controller.abort();
-  const added: Deno.Signal[] = [];
-  for (const name of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(name, abort);
-      added.push(name);
-    } catch {
-      // not supported on this platform
-    }
-  }
-  return {
-    signal: controller.signal,
-    [Symbol.dispose]() {
-      for (const name of added) Deno.removeSignalListener(name, abort);
-    },
-  };
+  const listening = onSignals(STOP_SIGNALS, () => controller.abort());
+  return { signal: controller.signal, [Symbol.dispose]: () => listening[Symbol.dispose]() };
 }
 
 /** The commander command of `status exec`, with its argument and flags typed. */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { writeAllSync } from "../write_all.ts";
 
 /** Output streams of a CLI command. */
 export interface Io {
@@ -35,9 +36,8 @@ interface Writable {
  */
 export function writeAllOrStop(file: Writable, bytes: Uint8Array, closed: Set<Writable>): void {
   if (closed.has(file)) return;
-  let written = 0;
   try {
-    while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+    writeAllSync(file, bytes);
   } catch (error) {
     if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
     closed.add(file);

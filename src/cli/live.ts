@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { writeAllSync as writeAll } from "../write_all.ts";
+import { onSignals } from "./signals.ts";
 import { fromBase64 } from "../protocol/mod.ts";
 import {
   type CommandRecord,
@@ -28,11 +30,6 @@ export interface OutputWriter {
   readonly isTerminal: boolean;
   /** Writes what is still held back (a line-based writer holds an unfinished line). */
   flush?(): void;
-}
-
-function writeAll(file: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
-  let written = 0;
-  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
 }
 
 /** The process's standard output and error. */
@@ -159,14 +156,7 @@ export async function followAndPrint(
   options: FollowPrintOptions = {},
 ): Promise<CommandRecord | null> {
   const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-    listening = true;
-  } catch {
-    // Signals cannot be listened to here; Ctrl-C just ends the process.
-  }
+  const listening = onSignals(["SIGINT"], () => controller.abort(new Error("interrupted")));
   const timeout = options.timeoutSecs === undefined
     ? undefined
     : AbortSignal.timeout(options.timeoutSecs * 1000);
@@ -268,6 +258,6 @@ export async function followAndPrint(
   } finally {
     if (indicator !== undefined) clearInterval(indicator);
     clearIndicator();
-    if (listening) Deno.removeSignalListener("SIGINT", onSignal);
+    listening[Symbol.dispose]();
   }
 }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { onSignals, STOP_SIGNALS } from "./signals.ts";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
@@ -26,23 +27,6 @@ function readPem(path: string, flag: string): string {
       cause: error,
     });
   }
-}
-
-/** Listens for SIGINT and SIGTERM until `stop` is called; returns the stop function. */
-function onSignals(handler: (signal: Deno.Signal) => void): () => void {
-  const listeners: Array<[Deno.Signal, () => void]> = [];
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    const listener = () => handler(signal);
-    try {
-      Deno.addSignalListener(signal, listener);
-      listeners.push([signal, listener]);
-    } catch {
-      // Not supported here (SIGTERM on Windows): that signal just ends the process.
-    }
-  }
-  return () => {
-    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
-  };
 }
 
 /**
@@ -102,7 +86,7 @@ Examples:
       offlineAfterSecs: s.offlineAfterSecs,
     });
     const log = logger("server");
-    const stopSignals = onSignals((signal) => {
+    const stopSignals = onSignals(STOP_SIGNALS, (signal) => {
       log.info("received {signal}; shutting down", { signal });
       void server.shutdown();
     });
@@ -117,7 +101,7 @@ Examples:
       io.out(`listening on ${server.url}`);
       await server.finished;
     } finally {
-      stopSignals();
+      stopSignals[Symbol.dispose]();
     }
   });
   return command;

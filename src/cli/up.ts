@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { twoStageStop } from "./signals.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
@@ -170,28 +171,11 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       throw error;
     }
 
-    const stop = new AbortController();
-    const stopNow = new AbortController();
-    let signals = 0;
-    const listeners: Array<[Deno.Signal, () => void]> = [];
-    for (const name of ["SIGINT", "SIGTERM"] as const) {
-      const listener = () => {
-        signals++;
-        if (signals === 1) {
-          log.info(`${name} received: stopping the agent, then the dashboard`);
-          stop.abort();
-        } else {
-          log.warning(`${name} received again: stopping at once`);
-          stopNow.abort();
-        }
-      };
-      try {
-        Deno.addSignalListener(name, listener);
-        listeners.push([name, listener]);
-      } catch {
-        // Not every platform has every signal.
-      }
-    }
+    const signals = twoStageStop({
+      first: (name) => log.info(`${name} received: stopping the agent, then the dashboard`),
+      again: (name) => log.warning(`${name} received again: stopping at once`),
+    });
+    const { stop, stopNow } = signals;
 
     try {
       const agent = runAgent({
@@ -223,7 +207,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       stop.abort();
       await server.shutdown();
       state[Symbol.dispose]();
-      for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
+      signals[Symbol.dispose]();
     }
     io.err("status up: stopped");
   });

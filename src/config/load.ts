@@ -17,9 +17,6 @@ import {
   type Settings,
 } from "./settings.ts";
 
-/** Where a setting's value came from. */
-export type SourceKind = "flag" | "environment" | "env-file" | "config-file" | "default";
-
 /** Options of {@link loadSettings}. */
 export interface LoadOptions {
   /** The roles of the command being run; only their settings are read and validated. */

@@ -5,7 +5,12 @@
  * @module
  */
 import { z } from "zod";
-import { AGENT_ID_PATTERN } from "../protocol/schemas.ts";
+import {
+  AGENT_ID_PATTERN,
+  DEPLOYMENT_HASH_PATTERN,
+  DEPLOYMENT_HASH_RULE,
+} from "../protocol/schemas.ts";
+import * as defaults from "../defaults.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -34,15 +39,6 @@ export interface SettingSpec {
 
 const fromString = (v: unknown) => (typeof v === "string" ? v.trim() : v);
 
-const secs = (min: number) =>
-  z.preprocess(
-    (v) => {
-      const s = fromString(v);
-      return typeof s === "string" && /^\d+$/.test(s) ? Number(s) : s;
-    },
-    z.number().int().min(min).max(86_400 * 365),
-  );
-
 const wholeNumber = (min: number, max: number) =>
   z.preprocess(
     (v) => {
@@ -51,6 +47,9 @@ const wholeNumber = (min: number, max: number) =>
     },
     z.number().int().min(min).max(max),
   );
+
+/** A whole number of seconds from `min` up to a year. */
+const secs = (min: number) => wholeNumber(min, 86_400 * 365);
 
 const bool = z.preprocess((v) => {
   const s = fromString(v);
@@ -122,16 +121,16 @@ const SPECS = {
   deploymentHash: {
     env: "DEPLOYMENT_HASH",
     description: "Deployment this agent serves; commands for another deployment are not delivered",
-    default: "default",
-    expected: "1–256 characters without / ? # or spaces",
-    schema: z.preprocess(fromString, z.string().regex(/^[^/?#\s]{1,256}$/)),
+    default: defaults.DEFAULT_DEPLOYMENT_HASH,
+    expected: DEPLOYMENT_HASH_RULE,
+    schema: z.preprocess(fromString, z.string().regex(DEPLOYMENT_HASH_PATTERN)),
     roles: ["agent"],
     placeholder: "<hash>",
   },
   pollingTimeoutSecs: {
     env: "POLLING_TIMEOUT_SECS",
     description: "How long one long-poll waits on the dashboard",
-    default: 30,
+    default: defaults.DEFAULT_POLLING_TIMEOUT_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["agent"],
@@ -140,7 +139,7 @@ const SPECS = {
   pollingBackoffSecs: {
     env: "POLLING_BACKOFF_SECS",
     description: "First back-off delay after a network error or 5xx (grows exponentially)",
-    default: 5,
+    default: defaults.DEFAULT_POLLING_BACKOFF_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["agent"],
@@ -149,7 +148,7 @@ const SPECS = {
   pollingBackoffMaxSecs: {
     env: "POLLING_BACKOFF_MAX_SECS",
     description: "Largest back-off delay",
-    default: 60,
+    default: defaults.DEFAULT_POLLING_BACKOFF_MAX_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["agent"],
@@ -159,7 +158,7 @@ const SPECS = {
     env: "COMMAND_TIMEOUT_SECS",
     description:
       "Deadline of a command that does not set params.timeout_secs (the dashboard's execution lease is this + 60 s)",
-    default: 300,
+    default: defaults.DEFAULT_COMMAND_TIMEOUT_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["agent", "exec", "server"],
@@ -168,7 +167,7 @@ const SPECS = {
   commandTimeoutMaxSecs: {
     env: "COMMAND_TIMEOUT_MAX_SECS",
     description: "Largest deadline a command may ask for with params.timeout_secs",
-    default: 3600,
+    default: defaults.DEFAULT_MAX_TIMEOUT_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["agent", "exec"],
@@ -231,7 +230,7 @@ const SPECS = {
   metricsIntervalSecs: {
     env: "METRICS_INTERVAL_SECS",
     description: "Interval of the metrics heartbeat",
-    default: 30,
+    default: defaults.DEFAULT_METRICS_INTERVAL_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["agent"],
@@ -266,7 +265,7 @@ const SPECS = {
   stateDir: {
     env: "STATE_DIR",
     description: "Directory of the execution journal and the result outbox",
-    default: "./.status-state",
+    default: defaults.DEFAULT_STATE_DIR,
     expected: "a directory path",
     schema: text(),
     roles: ["agent"],
@@ -275,7 +274,7 @@ const SPECS = {
   shutdownGraceSecs: {
     env: "SHUTDOWN_GRACE_SECS",
     description: "On SIGTERM, how long a running command may still run before it is killed",
-    default: 30,
+    default: defaults.DEFAULT_SHUTDOWN_GRACE_SECS,
     expected: "a whole number of seconds",
     schema: secs(0),
     roles: ["agent"],
@@ -412,7 +411,7 @@ const SPECS = {
   ackTimeoutSecs: {
     env: "ACK_TIMEOUT_SECS",
     description: "Delivery lease: a command not acked by then goes back to the queue",
-    default: 30,
+    default: defaults.DEFAULT_ACK_TIMEOUT_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["server"],
@@ -502,29 +501,8 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec } = SPECS;
 /** The camelCase name of a setting. */
 export type SettingKey = keyof typeof SPECS;
 
-type ValueOf<K extends SettingKey> = K extends
-  "allowedPrograms" | "allowedPathPrefixes" | "commandEnv" ? string[]
-  : K extends "daemon" | "waitRequireSignature" | "acceptV1Signatures" | "liveOutput" ? boolean
-  : K extends
-    | "pollingTimeoutSecs"
-    | "pollingBackoffSecs"
-    | "pollingBackoffMaxSecs"
-    | "commandTimeoutSecs"
-    | "commandTimeoutMaxSecs"
-    | "metricsIntervalSecs"
-    | "shutdownGraceSecs"
-    | "port"
-    | "ackTimeoutSecs"
-    | "maxAttempts"
-    | "rateLimitPerMinute"
-    | "headerTimeoutSecs"
-    | "maxConnections"
-    | "operatorRateLimitPerMinute"
-    | "queueTtlSecs"
-    | "offlineAfterSecs" ? number
-  : K extends "logFormat" ? "text" | "json"
-  : K extends "logLevel" ? "trace" | "debug" | "info" | "warning" | "error" | "fatal"
-  : string;
+/** The type of a setting's value: what its schema gives. */
+type ValueOf<K extends SettingKey> = z.output<(typeof SPECS)[K]["schema"]>;
 
 type HasDefault<K extends SettingKey> = (typeof SPECS)[K] extends { default: unknown } ? K : never;
 

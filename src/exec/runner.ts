@@ -18,13 +18,11 @@ import { parseCommandLine } from "./parse.ts";
 import { type OnOutput, tapOutput } from "./tap.ts";
 import { checkPolicy, type ExecPolicy, resolveProgram } from "./policy.ts";
 import { type Cell, type ProcessRecord, Sandbox } from "./sandbox.ts";
+import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 
 const log = logger("exec");
 
-/** `COMMAND_TIMEOUT_SECS` when nothing is configured. */
-export const DEFAULT_COMMAND_TIMEOUT_SECS = 300;
-/** The largest deadline a command may ask for when nothing is configured. */
-export const DEFAULT_MAX_TIMEOUT_SECS = 3600;
+export { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS };
 /** Grace between SIGTERM and SIGKILL when a run is cancelled, in milliseconds. */
 export const DEFAULT_CANCEL_GRACE_MS = 2000;
 /**

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { writeAllSync } from "../write_all.ts";
 import {
   configureSync,
   getLogger,
@@ -184,14 +185,20 @@ export function formatJson(record: LogRecord): string {
 const encoder = new TextEncoder();
 
 function writeStderr(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let written = 0;
-  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+  writeAllSync(Deno.stderr, encoder.encode(line + "\n"));
 }
 
 /**
  * Configures LogTape for the whole process. Call once at the CLI edge; calling again replaces the
  * previous configuration.
+ *
+ * @example JSON lines at debug level on standard error
+ * ```ts
+ * import { closeLogging, setupLogging } from "./mod.ts";
+ *
+ * setupLogging({ format: "json", level: "debug" });
+ * closeLogging();
+ * ```
  *
  * @param options Format, level, file and secrets.
  */

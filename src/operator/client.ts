@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { abortableSleep as sleepUnlessAborted } from "../clock.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
 import { type CommandParams, HEADER, PATHS } from "../protocol/mod.ts";
@@ -194,19 +195,11 @@ function isTransient(error: unknown): boolean {
   return error instanceof OperatorError && TRANSIENT.has(error.kind);
 }
 
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+/** Waits `ms`, or rejects with the signal's reason when it aborts. */
+async function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
+  await sleepUnlessAborted(ms, signal);
+  signal?.throwIfAborted();
 }
 
 function describeFetchFailure(error: unknown): string {

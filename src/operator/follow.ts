@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { abortableSleep as sleep } from "../clock.ts";
 import { fromBase64 } from "../protocol/mod.ts";
 import { type OperatorClient, OperatorError } from "./client.ts";
 import { type CommandRecord, commandRecordSchema } from "./types.ts";
@@ -114,20 +115,20 @@ export interface FollowResult {
   live: boolean;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
 /**
  * Follows a command to its final status, handing status changes and output to `options`.
+ *
+ * @example Print a command's output as it is written
+ * ```ts ignore
+ * import { OperatorClient } from "./client.ts";
+ * import { followCommand } from "./follow.ts";
+ *
+ * const client = new OperatorClient({ dashboardUrl: "http://127.0.0.1:5000" });
+ * const { record } = await followCommand(client, "cmd-1", {
+ *   onOutput: (chunk) => Deno.stdout.writeSync(chunk.data),
+ * });
+ * console.log(record.status);
+ * ```
  *
  * @param client The operator client.
  * @param id The command.

@@ -63,6 +63,18 @@ async function errorOf(response: Response): Promise<string> {
  * Checks a dashboard: reachability, version and mode, clock offset, admin token, agent
  * credentials.
  *
+ * @example Check a dashboard and an agent's credentials
+ * ```ts ignore
+ * import { checkHealth } from "./health.ts";
+ *
+ * const report = await checkHealth({
+ *   dashboardUrl: "http://127.0.0.1:5000",
+ *   agentId: "web-1",
+ *   agentToken: Deno.env.get("AGENT_TOKEN"),
+ * });
+ * for (const check of report.checks) console.log(check);
+ * ```
+ *
  * @param options URL, credentials, injectables.
  * @returns The findings.
  */

@@ -70,6 +70,14 @@ export const heartbeatSchema: z.ZodType<HeartbeatRequest> = z.looseObject({
 /**
  * Encodes bytes as base64 (standard alphabet, padded).
  *
+ * @example Encode output bytes
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { toBase64 } from "./live.ts";
+ *
+ * assert.equal(toBase64(new TextEncoder().encode("hi")), "aGk=");
+ * ```
+ *
  * @param bytes The bytes.
  */
 export function toBase64(bytes: Uint8Array): string {
@@ -82,6 +90,14 @@ export function toBase64(bytes: Uint8Array): string {
 
 /**
  * Decodes base64 (standard alphabet, padded).
+ *
+ * @example Decode output bytes
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fromBase64 } from "./live.ts";
+ *
+ * assert.equal(new TextDecoder().decode(fromBase64("aGk=")), "hi");
+ * ```
  *
  * @param text The base64 text.
  * @throws {TypeError} When it is not base64.

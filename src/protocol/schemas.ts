@@ -5,6 +5,12 @@
  */
 import { z } from "zod";
 
+/** Pattern of a deployment hash: 1–256 characters without `/`, `?`, `#` or white space. */
+export const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
+
+/** What {@link DEPLOYMENT_HASH_PATTERN} asks for, in words. */
+export const DEPLOYMENT_HASH_RULE = "1–256 characters without / ? # or spaces";
+
 /** Pattern of a valid agent id: 1–128 chars of `A-Za-z0-9._:-`. */
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 

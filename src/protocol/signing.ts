@@ -30,6 +30,21 @@ function bytesOf(body: Uint8Array | string): Uint8Array {
 /**
  * Builds the version 2 canonical string: five lines joined by `\n`.
  *
+ * @example The five signed lines
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { canonicalStringV2 } from "./signing.ts";
+ *
+ * const text = canonicalStringV2({
+ *   method: "GET",
+ *   pathAndQuery: "/api/v1/agent/commands/wait/default?timeout=30",
+ *   timestamp: "1768212000",
+ *   requestId: "5f0c1a9e-0000-4000-8000-000000000000",
+ *   body: "",
+ * });
+ * assert.equal(text.split("\n").length, 5);
+ * ```
+ *
  * @param parts The signed parts of the request.
  * @returns The string that is HMACed.
  */
@@ -75,6 +90,20 @@ export function signV2Hashed(token: string, parts: HashedSignedParts): string {
 /**
  * Signs a request with signature version 2.
  *
+ * @example Sign a wait request
+ * ```ts
+ * import { signV2 } from "./signing.ts";
+ *
+ * const signature = signV2("an-agent-token-of-at-least-32-characters", {
+ *   method: "GET",
+ *   pathAndQuery: "/api/v1/agent/commands/wait/default?timeout=30",
+ *   timestamp: String(Math.floor(Date.now() / 1000)),
+ *   requestId: crypto.randomUUID(),
+ *   body: "",
+ * });
+ * console.log(signature); // base64 HMAC-SHA256
+ * ```
+ *
  * @param token The agent's token (the HMAC key).
  * @param parts The signed parts of the request.
  * @returns Base64 (standard alphabet, padded) HMAC-SHA256.
@@ -85,6 +114,14 @@ export function signV2(token: string, parts: SignedParts): string {
 
 /**
  * Signs a body with the Status Panel agent's version 1 scheme (HMAC over the body alone).
+ *
+ * @example Sign a body the version 1 way
+ * ```ts
+ * import { signV1 } from "./signing.ts";
+ *
+ * const body = JSON.stringify({ command_id: "c1" });
+ * console.log(signV1("an-agent-token-of-at-least-32-characters", body));
+ * ```
  *
  * @param token The agent's token.
  * @param body The exact body bytes.
@@ -131,6 +168,22 @@ export interface SignOptions {
 /**
  * Builds the headers of a signed agent request (version 2).
  *
+ * @example Headers of a signed report
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { signedHeaders } from "./signing.ts";
+ *
+ * const body = JSON.stringify({ command_id: "c1", status: "success" });
+ * const headers = signedHeaders({
+ *   agentId: "web-1",
+ *   token: "an-agent-token-of-at-least-32-characters",
+ *   method: "POST",
+ *   pathAndQuery: "/api/v1/agent/commands/report",
+ *   body,
+ * });
+ * assert.equal(headers["X-Agent-Id"], "web-1");
+ * ```
+ *
  * @param options Who signs what.
  * @returns Headers to merge into the request.
  */
@@ -158,6 +211,13 @@ export function signedHeaders(options: SignOptions): Record<string, string> {
 
 /**
  * Makes a new agent token: 32 random bytes as base64url (43 characters).
+ *
+ * @example A new agent token
+ * ```ts
+ * import { generateToken } from "./signing.ts";
+ *
+ * console.log(generateToken());
+ * ```
  *
  * @returns The token.
  */

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { DEFAULT_ACK_TIMEOUT_SECS, DEFAULT_COMMAND_TIMEOUT_SECS } from "../defaults.ts";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { MAX_BODY_BYTES, MAX_TTL_SECS, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
@@ -22,14 +23,15 @@ import {
 } from "../store/mod.ts";
 import type { AuthContext, ServerEnv } from "./auth.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
 import { connectInstances, resyncWaits, StoreAvailability, unavailableError } from "./notify.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { StoreHealth } from "./store_health.ts";
-import { agentRoutes, chain, type RouteDeps } from "./routes_agent.ts";
+import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
+import { every } from "hono/combine";
 import { operatorRoutes } from "./routes_operator.ts";
 import { cancelAsked, LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
@@ -286,7 +288,10 @@ export function createApp(options: AppOptions): DashboardApp {
   const metrics = new DashboardMetrics();
   const events = new CommandEvents();
   const store = observeStore(options.store, { events, metrics });
-  const ackTimeoutSecs = positiveInteger("ackTimeoutSecs", options.ackTimeoutSecs ?? 30);
+  const ackTimeoutSecs = positiveInteger(
+    "ackTimeoutSecs",
+    options.ackTimeoutSecs ?? DEFAULT_ACK_TIMEOUT_SECS,
+  );
   const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 3, 100);
   const rateLimitPerMinute = positiveInteger(
     "rateLimitPerMinute",
@@ -303,7 +308,7 @@ export function createApp(options: AppOptions): DashboardApp {
   );
   const defaultTimeoutSecs = positiveInteger(
     "defaultTimeoutSecs",
-    options.defaultTimeoutSecs ?? 300,
+    options.defaultTimeoutSecs ?? DEFAULT_COMMAND_TIMEOUT_SECS,
   );
   const maxBodyBytes = positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES);
   const autoExpire = options.autoExpireLeases ?? true;
@@ -425,10 +430,10 @@ export function createApp(options: AppOptions): DashboardApp {
   // The deployment hash of each agent's latest wait (one entry per agent, like lastSeen).
   const lastWaitHash = new Map<string, string>();
   let unwritten = new Map<string, number>();
-  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  let flushTimer: TimerId | undefined;
   let closed = false;
   const flushLastSeen = async () => {
-    if (flushTimer !== undefined) clearTimeout(flushTimer);
+    clock.clearTimeout(flushTimer);
     flushTimer = undefined;
     if (unwritten.size === 0) return;
     const batch = unwritten;
@@ -454,7 +459,7 @@ export function createApp(options: AppOptions): DashboardApp {
     unwritten.set(agentId, now);
     if (unwritten.size >= lastSeenMax) void flushLastSeen();
     if (flushTimer === undefined && !closed) {
-      flushTimer = setTimeout(() => {
+      flushTimer = clock.setTimeout(() => {
         flushTimer = undefined;
         void flushLastSeen();
       }, lastSeenFlushMs);
@@ -530,10 +535,10 @@ export function createApp(options: AppOptions): DashboardApp {
   agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
   // Every operator route takes from the operators' buckets, never from an agent's.
-  const operatorAuth = chain([
+  const operatorAuth = every(
     operatorRateLimit(deps.operatorLimiter),
     adminAuth({ adminToken: options.adminToken, devMode }),
-  ]);
+  );
   liveRoutes(app, deps, {
     outputLimiter: new TokenBucketLimiter({ perMinute: rateLimitPerMinute * 5, clock }),
     keep: options.outputBounds ?? {
@@ -591,13 +596,16 @@ export function createApp(options: AppOptions): DashboardApp {
   subscribe();
   // Live output of final commands is redundant with their results after a while.
   const pruneOutput = () => store.pruneOutput(clock.now() - retentionMs);
-  const pruneTimer = autoExpire
-    ? setInterval(() => {
+  let pruneTimer: TimerId | undefined;
+  const armPrune = () => {
+    pruneTimer = clock.setTimeout(() => {
+      armPrune();
       pruneOutput().catch((error) => {
         log.warning("could not prune live output: {error}", { error });
       });
-    }, 60_000)
-    : undefined;
+    }, 60_000);
+  };
+  if (autoExpire) armPrune();
 
   // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
   const lean = leanRoutes(deps);
@@ -654,7 +662,7 @@ export function createApp(options: AppOptions): DashboardApp {
         hub.close();
         cancelWaiters.close();
         events.close();
-        clearInterval(pruneTimer);
+        clock.clearTimeout(pruneTimer);
         leases.close();
         availability.close();
         await subscribing;

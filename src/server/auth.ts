@@ -1,32 +1,22 @@
 /**
  * Authentication and limits of agent requests, in exactly the order of PROTOCOL.md §1. Each step
  * is a plain function over an {@link AgentCall} (the request and what earlier steps found) that
- * throws {@link HttpError} and writes the audit log on a failure. The Hono routes run them through
- * middleware factories of the same names (each validates its options once and returns a named
- * middleware); the lean wait route (`wait_route.ts`) calls them directly, so that a held wait
- * keeps no suspended middleware frames. Both give the same answers in the same order.
+ * throws {@link HttpError} and writes the audit log on a failure. One ordered list of them,
+ * `agentAuthSteps` in `routes_agent.ts`, is run by the Hono routes (as one middleware,
+ * `agentPipeline`) and by the lean wait route (`wait_route.ts`, directly, so that a held wait
+ * keeps no suspended middleware frames). Both give the same answers in the same order.
  *
- * 1. {@link identifyAgent}: `X-Agent-Id` missing or unknown → `401`
- * 2. {@link bearerToken}: bearer token missing or wrong → `401`
- * 3. {@link rateLimit}: token bucket per agent → `429` with `Retry-After`
- * 4. {@link checkTimestamp}: `X-Timestamp` missing, not an integer or too far off → `401`
- * 5. {@link verifySignature}: signature wrong → `401`
- * 6. {@link checkReplay}: `X-Request-Id` missing → `400`; seen before → `409`
- * 7. {@link requireScope}: scope not granted → `403`
+ * 1. {@link identify}: `X-Agent-Id` missing or unknown → `401`
+ * 2. {@link checkBearer}: bearer token missing or wrong → `401`
+ * 3. {@link checkRateLimit}: token bucket per agent → `429` with `Retry-After`
+ * 4. {@link checkTimestampOf}: `X-Timestamp` missing, not an integer or too far off → `401`
+ * 5. {@link checkSignature}: signature wrong → `401`
+ * 6. {@link checkRequestId}: `X-Request-Id` missing → `400`; seen before → `409`
+ * 7. {@link checkScope}: scope not granted → `403`
  * 8. {@link jsonBody}: larger than 1 MiB → `413`; not JSON, nested more than 64 deep or not of the
  *    schema → `400`
  *
  * In dev mode an agent without a token skips steps 2, 4, 5 and 6 ("unsigned").
- *
- * | step | plain function | middleware |
- * | --- | --- | --- |
- * | 1 | {@link identify} | {@link identifyAgent} |
- * | 2 | {@link checkBearer} | {@link bearerToken} |
- * | 3 | {@link checkRateLimit} | {@link rateLimit} |
- * | 4 | {@link checkTimestampOf} | {@link checkTimestamp} |
- * | 5 | {@link checkSignature} | {@link verifySignature} |
- * | 6 | {@link checkRequestId} | {@link checkReplay} |
- * | 7 | {@link checkScope} | {@link requireScope} |
  *
  * @module
  */
@@ -63,8 +53,6 @@ export type ServerEnv = {
     via: "admin" | "dev-operator" | "agent" | "dev-agent";
     /** The agent request as the auth steps see it (body memoized on it). */
     call: AgentCall;
-    /** The parsed and validated JSON body. */
-    body: unknown;
     /** A `GET` carries a valid console session cookie (set by the console, `web/routes.tsx`). */
     consoleSession: boolean;
   };
@@ -98,7 +86,7 @@ export function agentCall(request: Request, remote?: string): AgentCall {
 }
 
 /** The {@link AgentCall} of a Hono request, made on first use. */
-export function callOf(c: Context<ServerEnv>): AgentCall {
+export function callOf<E extends ServerEnv>(c: Context<E>): AgentCall {
   let call = c.get("call");
   if (!call) {
     call = agentCall(c.req.raw, remoteOf(c));
@@ -124,7 +112,7 @@ export interface AuthContext {
 const audit = auditLogger();
 
 /** Where a request came from, for the audit log. */
-export function remoteOf(c: Context<ServerEnv>): string | undefined {
+export function remoteOf<E extends ServerEnv>(c: Context<E>): string | undefined {
   const addr = c.env?.remoteAddr;
   return addr && "hostname" in addr ? addr.hostname : undefined;
 }
@@ -148,8 +136,8 @@ export function pathAndQueryOf(request: Request): string {
  * @param event What the audit log calls it ("authentication failed", "replay detected", ...).
  * @param extra Properties for the log line and the error.
  */
-export function refuse(
-  from: Context<ServerEnv> | AgentCall,
+export function refuse<E extends ServerEnv>(
+  from: Context<E> | AgentCall,
   status: 400 | 401 | 403 | 404 | 409 | 429,
   message: string,
   event: string,
@@ -176,8 +164,8 @@ export function refuse(
  * @param ctx Size limit.
  * @param hmacKey Key of a version 1 HMAC, when the body is read for one.
  */
-export async function rawBodyOf(
-  from: Context<ServerEnv> | AgentCall,
+export async function rawBodyOf<E extends ServerEnv>(
+  from: Context<E> | AgentCall,
   ctx: Pick<AuthContext, "maxBodyBytes">,
   hmacKey?: string,
 ): Promise<RawBody> {
@@ -205,28 +193,21 @@ function bearerOf(request: Request): string | undefined {
  * @param c The request context.
  * @param token The expected token.
  */
-export function hasBearer(c: Context<ServerEnv>, token: string): boolean {
+export function hasBearer<E extends ServerEnv>(c: Context<E>, token: string): boolean {
   const given = bearerOf(c.req.raw);
   return given !== undefined && given !== "" && constantTimeEqual(given, token);
 }
 
-/** The identified agent of a call (step 1 ran). */
-function agentOf(call: AgentCall): AgentRecord {
+/**
+ * The identified agent of a call (step 1 ran).
+ *
+ * @param call The request.
+ * @returns The agent.
+ * @throws {HttpError} `500` when step 1 did not run.
+ */
+export function agentOf(call: AgentCall): AgentRecord {
   if (!call.agent) throw new HttpError(500, "an auth step ran before the agent was identified");
   return call.agent;
-}
-
-/** Wraps a plain step as a named middleware over the request's {@link AgentCall}. */
-function middleware(
-  name: string,
-  step: (call: AgentCall) => void | Promise<void>,
-): MiddlewareHandler<ServerEnv> {
-  const handler: MiddlewareHandler<ServerEnv> = async (c, next) => {
-    await step(callOf(c));
-    await next();
-  };
-  Object.defineProperty(handler, "name", { value: name });
-  return handler;
 }
 
 /**
@@ -262,22 +243,6 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
 }
 
 /**
- * Step 1 as middleware; also puts `agent` and `unsigned` on the context for the routes.
- *
- * @param ctx Store, clock, dev mode.
- * @returns The middleware.
- */
-export function identifyAgent(ctx: AuthContext): MiddlewareHandler<ServerEnv> {
-  return async function identifyAgentStep(c, next) {
-    const call = callOf(c);
-    await identify(ctx, call);
-    c.set("agent", agentOf(call));
-    c.set("unsigned", call.unsigned);
-    await next();
-  };
-}
-
-/**
  * Step 2: `Authorization: Bearer <the agent's token>`.
  *
  * @param call The request, after step 1.
@@ -304,15 +269,6 @@ export function checkBearer(call: AgentCall): void {
 }
 
 /**
- * Step 2 as middleware.
- *
- * @returns The middleware.
- */
-export function bearerToken(): MiddlewareHandler<ServerEnv> {
-  return middleware("bearerTokenStep", checkBearer);
-}
-
-/**
  * Step 3: the agent's token bucket.
  *
  * @param limiter The buckets.
@@ -324,10 +280,10 @@ export function checkRateLimit(limiter: TokenBucketLimiter, call: AgentCall): vo
 }
 
 /** Takes a token of `key`'s bucket, or throws the `429` (audited) saying when to retry. */
-function takeOrRefuse(
+function takeOrRefuse<E extends ServerEnv>(
   limiter: TokenBucketLimiter,
   key: string,
-  from: Context<ServerEnv> | AgentCall,
+  from: Context<E> | AgentCall,
 ): void {
   const taken = limiter.take(key);
   if (!taken.ok) {
@@ -342,16 +298,6 @@ function takeOrRefuse(
       },
     );
   }
-}
-
-/**
- * Step 3 as middleware.
- *
- * @param limiter The buckets.
- * @returns The middleware.
- */
-export function rateLimit(limiter: TokenBucketLimiter): MiddlewareHandler<ServerEnv> {
-  return middleware("rateLimitStep", (call) => checkRateLimit(limiter, call));
 }
 
 /**
@@ -412,20 +358,6 @@ export function checkTimestampOf(options: TimestampOptions, call: AgentCall): vo
       },
     );
   }
-}
-
-/**
- * Step 4 as middleware.
- *
- * @param options Clock and the largest skew in seconds.
- * @returns The middleware.
- * @throws {RangeError} When `maxSkewSecs` is not above 0.
- */
-export function checkTimestamp(options: TimestampOptions): MiddlewareHandler<ServerEnv> {
-  if (!(options.maxSkewSecs > 0)) {
-    throw new RangeError(`maxSkewSecs must be above 0, got ${options.maxSkewSecs}`);
-  }
-  return middleware("checkTimestampStep", (call) => checkTimestampOf(options, call));
 }
 
 /** Options of step 5. */
@@ -496,16 +428,6 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
 }
 
 /**
- * Step 5 as middleware.
- *
- * @param options Whether version 1 is accepted, and the body limit.
- * @returns The middleware.
- */
-export function verifySignature(options: SignatureOptions): MiddlewareHandler<ServerEnv> {
-  return middleware("verifySignatureStep", (call) => checkSignature(options, call));
-}
-
-/**
  * Step 6: `X-Request-Id` is present and not seen in the replay window.
  *
  * @param replay The cache of recent request ids.
@@ -532,16 +454,6 @@ export async function checkRequestId(replay: RequestIdGuard, call: AgentCall): P
 }
 
 /**
- * Step 6 as middleware.
- *
- * @param replay The cache of recent request ids.
- * @returns The middleware.
- */
-export function checkReplay(replay: RequestIdGuard): MiddlewareHandler<ServerEnv> {
-  return middleware("checkReplayStep", (call) => checkRequestId(replay, call));
-}
-
-/**
  * Step 7: the agent was granted `scope`.
  *
  * @param scope The scope the route needs.
@@ -560,28 +472,21 @@ export function checkScope(scope: AgentScope, call: AgentCall): void {
   }
 }
 
-/**
- * Step 7 as middleware.
- *
- * @param scope The scope the route needs.
- * @returns The middleware.
- */
-export function requireScope(scope: AgentScope): MiddlewareHandler<ServerEnv> {
-  return middleware("requireScopeStep", (call) => checkScope(scope, call));
-}
+/** The Hono environment after {@link jsonBody}: `c.get("body")` is the schema's output type. */
+export type BodyEnv<T> = ServerEnv & { Variables: { body: T } };
 
 /**
  * Step 8: the body is at most the limit, UTF-8 JSON, and of the schema; the parsed value is put on
- * the context as `body`.
+ * the context as `body`, typed as the schema's output.
  *
  * @param schema The zod schema of the body.
  * @param options The body limit.
  * @returns The middleware.
  */
-export function jsonBody(
-  schema: z.ZodType,
+export function jsonBody<S extends z.ZodType>(
+  schema: S,
   options: { maxBodyBytes: number },
-): MiddlewareHandler<ServerEnv> {
+): MiddlewareHandler<BodyEnv<z.output<S>>> {
   return async function jsonBodyStep(c, next) {
     const body = await rawBodyOf(c, options);
     if (body.bytes === null) {

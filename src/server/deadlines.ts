@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock, type TimerId } from "./clock.ts";
 
 /** Longest delay `setTimeout` accepts, in ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -23,8 +23,8 @@ export interface DeadlinesOptions<T> {
   /** Called with each item whose deadline passed (it is already removed). */
   onExpire(item: T): void;
   /**
-   * The clock the deadlines are measured on; tests inject one and call
-   * {@link Deadlines.expireDue} after moving it.
+   * The clock the deadlines are measured and timed on; tests inject a fake one and advance it
+   * (or call {@link Deadlines.expireDue} after moving it).
    * @default {systemClock}
    */
   clock?: Clock;
@@ -37,17 +37,16 @@ export interface DeadlinesOptions<T> {
  * ```ts
  * import assert from "node:assert/strict";
  * import { Deadlines } from "./deadlines.ts";
+ * import { FakeClock } from "./clock.ts";
  *
- * let now = 10_200;
+ * const clock = new FakeClock(10_200);
  * const ended: string[] = [];
- * const deadlines = new Deadlines<string>({ clock: { now: () => now }, onExpire: (w) => ended.push(w) });
+ * const deadlines = new Deadlines<string>({ clock, onExpire: (w) => ended.push(w) });
  * deadlines.add("w1", 2_000); // due at 12.2 s, ends in the bucket of second 13
  * assert.equal(deadlines.armedAt, 13_000);
- * now = 12_500;
- * deadlines.expireDue();
+ * clock.advance(2_300); // 12.5 s
  * assert.deepEqual(ended, []);
- * now = 13_000;
- * deadlines.expireDue();
+ * clock.advance(500); // 13 s
  * assert.deepEqual(ended, ["w1"]);
  * assert.equal(deadlines.armedAt, null);
  * ```
@@ -57,7 +56,7 @@ export class Deadlines<T> {
   readonly #clock: Clock;
   /** Second (deadline rounded up) → the items due then. */
   readonly #buckets = new Map<number, Set<T>>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerId | undefined;
   #armedAt: number | null = null;
 
   /**
@@ -135,10 +134,10 @@ export class Deadlines<T> {
 
   #arm(at: number): void {
     if (this.#armedAt === at) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#armedAt = at;
     const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#clock.now()));
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.#armedAt = null;
       this.expireDue();
@@ -146,7 +145,7 @@ export class Deadlines<T> {
   }
 
   #disarm(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedAt = null;
   }

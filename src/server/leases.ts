@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Clock } from "./clock.ts";
+import type { Clock, TimerId } from "./clock.ts";
 
 /** Longest delay `setTimeout` accepts, in ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -38,7 +38,7 @@ export interface LeaseTimerOptions {
 /** One timer for every lease of the store. */
 export class LeaseTimer {
   readonly #options: LeaseTimerOptions;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerId | undefined;
   #armedAt: number | null = null;
   #closed = false;
   #chain: Promise<void> = Promise.resolve();
@@ -115,7 +115,7 @@ export class LeaseTimer {
     if (this.#options.enabled === false) return;
     this.#armedAt = at;
     const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#options.clock.now()));
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#options.clock.setTimeout(() => {
       this.#timer = undefined;
       this.#armedAt = null;
       void this.run();
@@ -123,7 +123,7 @@ export class LeaseTimer {
   }
 
   #disarm(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#options.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedAt = null;
   }

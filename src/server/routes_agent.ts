@@ -8,33 +8,33 @@
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
 import {
-  type AckRequest,
   ackRequestSchema,
   AGENT_ID_PATTERN,
   type EnqueueRequest,
   enqueueRequestSchema,
   HEADER,
   MAX_CLOCK_SKEW_SECS,
-  type ReportRequest,
   reportRequestSchema,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
 import type { AgentScope, CommandStore, EnqueueOutcome } from "../store/mod.ts";
 import {
   type AgentCall,
+  agentOf,
   type AuthContext,
-  bearerToken,
-  checkReplay,
-  checkTimestamp,
+  callOf,
+  checkBearer,
+  checkRateLimit,
+  checkRequestId,
+  checkScope,
+  checkSignature,
+  checkTimestampOf,
   hasBearer,
-  identifyAgent,
+  identify,
   jsonBody,
   operatorRateLimit,
-  rateLimit,
   refuse,
-  requireScope,
   type ServerEnv,
-  verifySignature,
 } from "./auth.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
@@ -56,8 +56,8 @@ import type { WaiterHub } from "./waiters.ts";
  * @param outcome Whether the command is missing or belongs to another agent.
  * @returns The error to throw.
  */
-export function unknownCommand(
-  from: Context<ServerEnv> | AgentCall,
+export function unknownCommand<E extends ServerEnv>(
+  from: Context<E> | AgentCall,
   commandId: string,
   outcome: "not_found" | "forbidden",
 ): HttpError {
@@ -145,9 +145,13 @@ export function enqueueFingerprint(agentId: string, body: EnqueueRequest): strin
   return createHash("sha256").update(canonical).digest("hex");
 }
 
+/** One step of the agent pipeline, on the request as the steps see it. */
+export type AuthStep = (call: AgentCall) => void | Promise<void>;
+
 /**
- * The agent pipeline of docs/protocol.md §1 for one route: steps 1–3 always, 4–6 when `signed`,
- * 7.
+ * The steps of the agent pipeline of docs/protocol.md §1, in order: 1–3 always, 4–6 when
+ * `signed`, 7. The one list both the Hono routes ({@link agentPipeline}) and the lean long-polls
+ * run.
  *
  * @param deps The shared parts.
  * @param scope The route's scope.
@@ -155,39 +159,57 @@ export function enqueueFingerprint(agentId: string, body: EnqueueRequest): strin
  * @param forEnqueue An enqueue: the agent is not marked seen by step 1 (an operator's `curl`
  *   with `X-Agent-Id` is not the agent connecting; the route marks a signed one) and step 3 is
  *   left to the operators' limit.
- * @returns The middleware, in order.
+ * @returns The steps, in order; the first identifies the agent.
+ */
+export function agentAuthSteps(
+  deps: Pick<
+    RouteDeps,
+    "auth" | "limiter" | "clock" | "acceptV1Signatures" | "maxBodyBytes" | "replay"
+  >,
+  scope: AgentScope,
+  signed = true,
+  forEnqueue = false,
+): AuthStep[] {
+  const auth = forEnqueue ? { ...deps.auth, seen: undefined } : deps.auth;
+  const steps: AuthStep[] = [(call) => identify(auth, call), checkBearer];
+  if (!forEnqueue) steps.push((call) => checkRateLimit(deps.limiter, call));
+  if (signed) {
+    const timestamp = { clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS };
+    const signature = { acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes };
+    steps.push(
+      (call) => checkTimestampOf(timestamp, call),
+      (call) => checkSignature(signature, call),
+      (call) => checkRequestId(deps.replay, call),
+    );
+  }
+  steps.push((call) => checkScope(scope, call));
+  return steps;
+}
+
+/**
+ * The agent pipeline ({@link agentAuthSteps}) as one middleware; after step 1 the context holds
+ * `agent` and `unsigned`.
+ *
+ * @param deps The shared parts.
+ * @param scope The route's scope.
+ * @param signed Whether timestamp, signature and replay are checked.
+ * @param forEnqueue See {@link agentAuthSteps}.
+ * @returns The middleware.
  */
 export function agentPipeline(
   deps: RouteDeps,
   scope: AgentScope,
   signed = true,
   forEnqueue = false,
-): MiddlewareHandler<ServerEnv>[] {
-  const steps: MiddlewareHandler<ServerEnv>[] = forEnqueue
-    ? [identifyAgent({ ...deps.auth, seen: undefined }), bearerToken()]
-    : [identifyAgent(deps.auth), bearerToken(), rateLimit(deps.limiter)];
-  if (signed) {
-    steps.push(
-      checkTimestamp({ clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS }),
-      verifySignature({ acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes }),
-      checkReplay(deps.replay),
-    );
-  }
-  steps.push(requireScope(scope));
-  return steps;
-}
-
-/** Runs middleware in order as one. */
-export function chain(steps: MiddlewareHandler<ServerEnv>[]): MiddlewareHandler<ServerEnv> {
-  return async function chained(c, next) {
-    const run = async (index: number): Promise<void> => {
-      if (index === steps.length) {
-        await next();
-        return;
-      }
-      await steps[index](c, () => run(index + 1));
-    };
-    await run(0);
+): MiddlewareHandler<ServerEnv> {
+  const [identifyStep, ...rest] = agentAuthSteps(deps, scope, signed, forEnqueue);
+  return async function agentPipelineStep(c, next) {
+    const call = callOf(c);
+    await identifyStep(call);
+    c.set("agent", agentOf(call));
+    c.set("unsigned", call.unsigned);
+    for (const step of rest) await step(call);
+    await next();
   };
 }
 
@@ -253,10 +275,10 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
 
   app.post(
     "/api/v1/agent/commands/ack",
-    chain(agentPipeline(deps, "commands:wait")),
+    agentPipeline(deps, "commands:wait"),
     jsonBody(ackRequestSchema, body),
     async function ackRoute(c) {
-      const request = c.get("body") as AckRequest;
+      const request = c.get("body");
       const agent = c.get("agent");
       const outcome = await store.ack({
         commandId: request.command_id,
@@ -293,10 +315,10 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
 
   app.post(
     "/api/v1/agent/commands/report",
-    chain(agentPipeline(deps, "commands:report")),
+    agentPipeline(deps, "commands:report"),
     jsonBody(reportRequestSchema, body),
     async function reportRoute(c) {
-      const report = c.get("body") as ReportRequest;
+      const report = c.get("body");
       const agent = c.get("agent");
       const r = report.result ?? null;
       const outcome = await store.report({
@@ -341,7 +363,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
 
   // Enqueue: an operator with the admin token, an operator of a dev-mode dashboard (no
   // X-Agent-Id: the body names the agent), or the target agent's own signed request.
-  const agentEnqueue = chain(agentPipeline(deps, "commands:enqueue", true, true));
+  const agentEnqueue = agentPipeline(deps, "commands:enqueue", true, true);
   app.post(
     "/api/v1/agent/commands/enqueue",
     operatorRateLimit(deps.operatorLimiter),
@@ -374,7 +396,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
     },
     jsonBody(enqueueRequestSchema, body),
     async function enqueueRoute(c) {
-      const request = c.get("body") as EnqueueRequest;
+      const request = c.get("body");
       const via = c.get("via");
       const now = clock.now();
       let target: string;

@@ -129,7 +129,7 @@ export function fleetRoutes(
     admin,
     jsonBody(addSchema, { maxBodyBytes: 16 * 1024 }),
     async function addAgentRoute(c) {
-      const body = c.get("body") as z.infer<typeof addSchema>;
+      const body = c.get("body");
       const token = generateToken();
       const scopes = (body.scopes ? [...new Set(body.scopes)] : [...AGENT_SCOPES]) as AgentScope[];
       const added = await store.addAgent({ id: body.id, token, scopes, now: clock.now() });

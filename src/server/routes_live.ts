@@ -6,19 +6,13 @@
  * @module
  */
 import type { Hono } from "hono";
-import {
-  fromBase64,
-  type HeartbeatRequest,
-  heartbeatSchema,
-  type OutputChunkRequest,
-  outputChunkSchema,
-} from "../protocol/mod.ts";
+import { fromBase64, heartbeatSchema, outputChunkSchema } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { OutputBounds } from "../store/mod.ts";
 import { jsonBody, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { InstanceRegistry } from "./instances.ts";
-import { agentPipeline, chain, type RouteDeps, unknownCommand } from "./routes_agent.ts";
+import { agentPipeline, type RouteDeps, unknownCommand } from "./routes_agent.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 
 /** What the live routes need beyond the shared route parts. */
@@ -46,11 +40,11 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
 
   app.post(
     "/api/v1/agent/commands/:id/output",
-    chain(agentPipeline({ ...deps, limiter: options.outputLimiter }, "commands:report")),
+    agentPipeline({ ...deps, limiter: options.outputLimiter }, "commands:report"),
     jsonBody(outputChunkSchema, { maxBodyBytes: deps.maxBodyBytes }),
     async function outputRoute(c) {
       const id = c.req.param("id");
-      const chunk = c.get("body") as OutputChunkRequest;
+      const chunk = c.get("body");
       const agent = c.get("agent");
       const command = await store.getCommand(id);
       if (!command) throw unknownCommand(c, id, "not_found");
@@ -92,10 +86,10 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
 
   app.post(
     "/api/v1/agent/heartbeat",
-    chain(agentPipeline(deps, "commands:wait")),
+    agentPipeline(deps, "commands:wait"),
     jsonBody(heartbeatSchema, { maxBodyBytes: Math.min(deps.maxBodyBytes, MAX_HEARTBEAT_BYTES) }),
     async function heartbeatRoute(c) {
-      const body = c.get("body") as HeartbeatRequest;
+      const body = c.get("body");
       const agent = c.get("agent");
       if (body.agent_id !== undefined && body.agent_id !== agent.id) {
         throw new HttpError(403, `field "agent_id": an agent sends only its own heartbeat`);
@@ -115,7 +109,7 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
 
   app.get(
     "/api/v1/agent/ping",
-    chain(agentPipeline(deps, "commands:wait")),
+    agentPipeline(deps, "commands:wait"),
     function pingRoute(c) {
       return c.json({
         agent_id: c.get("agent").id,

@@ -10,7 +10,8 @@ import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
-import { chain, type RouteDeps } from "./routes_agent.ts";
+import type { RouteDeps } from "./routes_agent.ts";
+import { every } from "hono/combine";
 import { commandView } from "./views.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { VERSION } from "../version.ts";
@@ -35,7 +36,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   const { store, clock, hub } = deps;
   const limit = operatorRateLimit(deps.operatorLimiter);
   const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
-  const admin: MiddlewareHandler<ServerEnv> = chain([limit, auth]);
+  const admin: MiddlewareHandler<ServerEnv> = every(limit, auth);
 
   // 503 while the store is unreachable (a shared store; probed) or full: the dashboard answers,
   // but cannot take new work.

@@ -15,23 +15,14 @@
  *
  * @module
  */
-import { FINAL_STATUSES, MAX_CLOCK_SKEW_SECS } from "../protocol/mod.ts";
+import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
+import { FINAL_STATUSES } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import type { AgentScope, CommandRecord } from "../store/mod.ts";
-import {
-  type AgentCall,
-  agentCall,
-  checkBearer,
-  checkRateLimit,
-  checkRequestId,
-  checkScope,
-  checkSignature,
-  checkTimestampOf,
-  identify,
-} from "./auth.ts";
+import type { CommandRecord } from "../store/mod.ts";
+import { type AgentCall, agentCall } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
-import { type RouteDeps, unknownCommand } from "./routes_agent.ts";
+import { agentAuthSteps, type AuthStep, type RouteDeps, unknownCommand } from "./routes_agent.ts";
 import { deliveredView } from "./views.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
@@ -40,7 +31,6 @@ export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
 const COMMANDS_PREFIX = "/api/v1/agent/commands/";
 const WAIT_PREFIX = `${COMMANDS_PREFIX}wait/`;
 const CANCEL_WAIT_SUFFIX = "/cancel-wait";
-const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
 
 /**
  * The routes {@link leanRoutes} answers, in Hono's path syntax (`:name` for a parameter), built
@@ -97,8 +87,6 @@ export type LeanRoutes = (request: Request, remote?: string) => Promise<Response
  */
 export function leanRoutes(deps: RouteDeps): LeanRoutes {
   const { clock, hub, cancelWaiters, store } = deps;
-  const timestamp = { clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS };
-  const signature = { acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes };
 
   // The Date header changes once a second; build its string once a second.
   let dateSecond = NaN;
@@ -119,26 +107,23 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     });
   const noContent = () => new Response(null, { status: 204, headers: { Date: dateHeader() } });
 
-  async function authenticate(call: AgentCall, scope: AgentScope, signed: boolean) {
-    await identify(deps.auth, call);
-    checkBearer(call);
-    checkRateLimit(deps.limiter, call);
-    if (signed) {
-      checkTimestampOf(timestamp, call);
-      await checkSignature(signature, call);
-      await checkRequestId(deps.replay, call);
+  const waitSteps = agentAuthSteps(deps, "commands:wait", deps.waitRequireSignature);
+  const cancelWaitSteps = agentAuthSteps(deps, "commands:wait", true);
+  async function authenticate(call: AgentCall, steps: readonly AuthStep[]) {
+    for (const step of steps) {
+      const pending = step(call);
+      if (pending) await pending;
     }
-    checkScope(scope, call);
     return call.agent!;
   }
 
   async function wait(call: AgentCall, rawHash: string, query: URLSearchParams) {
-    const agent = await authenticate(call, "commands:wait", deps.waitRequireSignature);
+    const agent = await authenticate(call, waitSteps);
     const hash = decodeSegment(rawHash);
     if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
       throw new HttpError(
         400,
-        `path "deployment_hash": must be 1–256 characters without / ? # or spaces`,
+        `path "deployment_hash": must be ${DEPLOYMENT_HASH_RULE}`,
       );
     }
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
@@ -164,7 +149,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   }
 
   async function cancelWait(call: AgentCall, rawId: string, query: URLSearchParams) {
-    const agent = await authenticate(call, "commands:wait", true);
+    const agent = await authenticate(call, cancelWaitSteps);
     const id = decodeSegment(rawId);
     const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
     const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000, false);

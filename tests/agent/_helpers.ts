@@ -3,7 +3,9 @@
  *
  * @module
  */
-import type { Clock, ExecOutcome, ExecRequest, Executor } from "../../src/agent/mod.ts";
+import { until } from "../_until.ts";
+import { FakeClock } from "../../src/clock.ts";
+import type { ExecOutcome, ExecRequest, Executor } from "../../src/agent/mod.ts";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 
 /** A successful outcome. */
@@ -76,27 +78,41 @@ export function captureLogs(): CapturedLogs {
   };
 }
 
-/** A clock whose sleeps return at once (after a turn of the event loop) and are recorded. */
-export class RecordingClock implements Clock {
+/** A fake clock whose sleeps return at once (after a turn of the event loop), moving it, and are recorded. */
+export class RecordingClock extends FakeClock {
   readonly sleeps: number[] = [];
-  #now = Date.parse("2026-01-12T10:00:00Z");
 
-  now(): number {
-    return this.#now;
-  }
-
-  sleep(ms: number, _signal?: AbortSignal): Promise<void> {
+  override sleep(ms: number, _signal?: AbortSignal): Promise<void> {
     this.sleeps.push(ms);
-    this.#now += ms;
+    this.advance(ms);
     return new Promise((resolve) => setTimeout(resolve, 0));
   }
 }
 
-/** Waits until `predicate` holds, polling every 10 ms; rejects after `ms`. */
-export async function eventually(predicate: () => boolean, ms = 10_000, what = "condition") {
+/**
+ * Advances a fake clock by `stepMs` at a time (letting promises and I/O run between steps) until
+ * `predicate` holds; rejects after `ms` of real time.
+ */
+export async function advanceUntil(
+  clock: FakeClock,
+  predicate: () => boolean,
+  stepMs: number,
+  what = "condition",
+  ms = 10_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await clock.advanceAsync(stepMs);
+    await new Promise((resolve) => setTimeout(resolve, 1));
   }
+}
+
+/** Waits until `predicate` holds (the tests' one poll helper, {@link until}); rejects after `ms`. */
+export function eventually(
+  predicate: () => boolean,
+  ms = 10_000,
+  what = "condition",
+): Promise<void> {
+  return until(predicate, what, ms, 10);
 }

@@ -4,19 +4,12 @@
  *
  * @module
  */
-import { fileURLToPath } from "node:url";
+import { MAIN, PERMS } from "../e2e/helpers.ts";
 
-/** The CLI entry. */
-export const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
+export { MAIN };
 
 /** The permission flags the issue names for the agent. */
-export const AGENT_FLAGS = [
-  "--allow-net",
-  "--allow-run",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-];
+export const AGENT_FLAGS: readonly string[] = PERMS.agentWithoutSys;
 
 /** A running CLI process. */
 export class CliProcess implements AsyncDisposable {
@@ -26,7 +19,7 @@ export class CliProcess implements AsyncDisposable {
   readonly #reading: Promise<void>[];
   #status: Deno.CommandStatus | undefined;
 
-  constructor(args: string[], options: { flags?: string[]; cwd: string }) {
+  constructor(args: string[], options: { flags?: readonly string[]; cwd: string }) {
     this.child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...(options.flags ?? AGENT_FLAGS), MAIN, ...args],
       cwd: options.cwd,

@@ -11,7 +11,9 @@ import {
 } from "../../src/agent/mod.ts";
 import { signV2 } from "../../src/protocol/mod.ts";
 import { command, StubDashboard } from "./_stub_dashboard.ts";
+import { FakeClock } from "../../src/clock.ts";
 import {
+  advanceUntil,
   cancellable,
   captureLogs,
   eventually,
@@ -133,8 +135,8 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
     at = next;
   }
   const received = logs.records.find((r) => r.message === "command received from dashboard")!;
-  assert.equal(received.command_id, "cmd-1");
-  assert.equal(received.command_name, "echo hello");
+  assert.equal(received.commandId, "cmd-1");
+  assert.equal(received.commandName, "echo hello");
 });
 
 Deno.test("without a token the agent sends unsigned dev-mode requests", async () => {
@@ -311,16 +313,22 @@ Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delay
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (probe.addr as Deno.NetAddr).port;
     probe.close();
+    const clock = new FakeClock();
     const agent = start({ url: `http://127.0.0.1:${port}` }, {
       pollingBackoffSecs: 1,
       pollingBackoffMaxSecs: 2,
+      clock,
     });
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    // Three refused connections, each followed by a back-off on the fake clock.
+    for (let i = 0; i < 3; i++) {
+      await eventually(() => clock.pending > 0, 10_000, "a back-off");
+      assert.ok(clock.nextAt! - clock.now() <= 2000, "capped at pollingBackoffMaxSecs");
+      await clock.advanceAsync(clock.nextAt! - clock.now());
+    }
+    await eventually(() => clock.pending > 0, 10_000, "a back-off");
     await using stub = new StubDashboard(port);
-    const appeared = Date.now();
+    await clock.advanceAsync(2000);
     await stub.until(() => stub.seen.length > 0, 10_000, "the first request");
-    const waited = stub.seen[0].at - appeared;
-    assert.ok(waited < 2000 + 500, `connected ${waited} ms after the dashboard appeared`);
     await finish(agent);
   });
 });
@@ -338,11 +346,15 @@ Deno.test("429 with Retry-After: 2 delays the next request by at least 2 s", asy
       });
     }
   };
-  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+  const clock = new FakeClock();
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1, clock });
+  await eventually(() => stub.seen.length >= 1 && clock.pending > 0, 10_000, "the 429");
+  assert.equal(clock.nextAt! - clock.now(), 2000, "the next request waits Retry-After");
+  await clock.advanceAsync(1999);
+  assert.equal(stub.seen.length, 1, "not before");
+  await clock.advanceAsync(1);
   await stub.until(() => stub.seen.length >= 2, 10_000);
   await finish(agent);
-  const gap = stub.seen[1].at - stub.seen[0].at;
-  assert.ok(gap >= 2000, `next request after ${gap} ms`);
   assert.ok(logs.has(/asked the agent to wait/));
 });
 
@@ -377,7 +389,7 @@ Deno.test("401 and 403 are logged with their reason and backed off", async (t) =
     );
     const record = logs.records.find((r) => /clock is off/.test(String(r.message)));
     assert.ok(record, "skew logged");
-    assert.ok(Math.abs(Number(record.clock_offset_secs) - 3600) <= 2, String(record.message));
+    assert.ok(Math.abs(Number(record.clockOffsetSecs) - 3600) <= 2, String(record.message));
     assert.ok(clock.sleeps.length >= 2, "backed off");
   });
 
@@ -407,11 +419,13 @@ Deno.test("shutdown with a running command", async (t) => {
     const executor = new FakeExecutor();
     let release!: () => void;
     executor.behaviour = cancellable(new Promise((resolve) => release = resolve));
-    const agent = start(stub, { executor, shutdownGraceSecs: 10 });
+    const clock = new FakeClock();
+    const agent = start(stub, { executor, shutdownGraceSecs: 10, clock });
     stub.enqueue(command("cmd-1", "sleep 1"));
     await eventually(() => executor.runs.length === 1);
     agent.stop.abort();
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await eventually(() => logs.has(/may finish within the shutdown grace/));
+    await clock.advanceAsync(9_999);
     release();
     const summary = await agent.done;
     agent.state[Symbol.dispose]();
@@ -423,18 +437,22 @@ Deno.test("shutdown with a running command", async (t) => {
   });
 
   await t.step("the command is cancelled at the end of the grace and reported", async () => {
-    using _logs = captureLogs();
+    using logs = captureLogs();
     await using stub = new StubDashboard();
     const executor = new FakeExecutor();
     executor.behaviour = cancellable(new Promise(() => {}));
-    const agent = start(stub, { executor, shutdownGraceSecs: 0.5 });
+    const clock = new FakeClock();
+    const agent = start(stub, { executor, shutdownGraceSecs: 0.5, clock });
     stub.enqueue(command("cmd-1", "sleep 100"));
     await eventually(() => executor.runs.length === 1);
-    const stoppedAt = Date.now();
     agent.stop.abort();
+    await eventually(() => logs.has(/may finish within the shutdown grace/));
+    await clock.advanceAsync(499);
+    assert.equal(executor.runs[0].signal.aborted, false, "not cancelled within the grace");
+    await clock.advanceAsync(1);
     await agent.done;
     agent.state[Symbol.dispose]();
-    assert.ok(Date.now() - stoppedAt >= 450);
+    assert.equal(executor.runs[0].signal.aborted, true);
     assert.equal(stub.reports[0].status, "cancelled");
   });
 
@@ -508,7 +526,7 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
       }),
     );
     const record = logs.records.find((r) => r.message === "command cancelled by the dashboard");
-    assert.equal(record?.command_id, "cmd-1");
+    assert.equal(record?.commandId, "cmd-1");
     assert.equal(agent.state.journal.get("cmd-1")?.state, "accepted");
   });
 
@@ -539,9 +557,16 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
     };
     const executor = new FakeExecutor();
     executor.behaviour = cancellable(new Promise(() => {}));
-    const agent = start(stub, { executor });
+    const clock = new FakeClock();
+    const agent = start(stub, { executor, clock });
     stub.enqueue(command("cmd-1", "sleep 100"));
-    await stub.until(() => stub.seen.filter((s) => s.kind === "cancel-wait").length >= 3, 10_000);
+    // The back-offs run on the fake clock: move it until the third cancel-wait.
+    await advanceUntil(
+      clock,
+      () => stub.seen.filter((s) => s.kind === "cancel-wait").length >= 3,
+      500,
+      "three cancel-waits",
+    );
     stub.cancel("cmd-1");
     await stub.until(() => stub.reports.length === 1, 5_000, "the report");
     await finish(agent);
@@ -565,15 +590,18 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
       const releases: Array<() => void> = [];
       executor.behaviour = (request) =>
         cancellable(new Promise((resolve) => releases.push(resolve)))(request);
-      const agent = start(stub, { executor });
+      const clock = new FakeClock();
+      const agent = start(stub, { executor, clock });
       for (const id of ["cmd-1", "cmd-2"]) {
         stub.enqueue(command(id, "sleep 100"));
-        await stub.until(
+        await advanceUntil(
+          clock,
           () => stub.seen.some((s) => s.kind === "cancel-wait" && s.path.includes(`/${id}/`)),
-          10_000,
+          500,
+          `the cancel-wait of ${id}`,
         );
-        // Long enough for a second cancel-wait, were one sent.
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        // A minute of back-offs: long enough for a second cancel-wait, were one sent.
+        await clock.advanceAsync(60_000);
         releases.at(-1)!();
         await stub.until(() => stub.reports.some((r) => r.command_id === id), 5_000);
       }

@@ -6,36 +6,7 @@ import assert from "node:assert/strict";
 import type { OutputChunkRequest } from "../../src/protocol/mod.ts";
 import { fromBase64 } from "../../src/protocol/mod.ts";
 import { type ChunkOutcome, OutputStreamer } from "../../src/agent/output_stream.ts";
-import type { Clock } from "../../src/agent/clock.ts";
-
-/** A clock whose sleeps end only when the test moves time (or the signal aborts). */
-class ManualClock implements Clock {
-  #now = 0;
-  #sleepers = new Set<{ until: number; wake: () => void }>();
-  now(): number {
-    return this.#now;
-  }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const sleeper = {
-        until: this.#now + ms,
-        wake: () => {
-          this.#sleepers.delete(sleeper);
-          signal?.removeEventListener("abort", sleeper.wake);
-          resolve();
-        },
-      };
-      this.#sleepers.add(sleeper);
-      signal?.addEventListener("abort", sleeper.wake, { once: true });
-    });
-  }
-  async advance(ms: number): Promise<void> {
-    this.#now += ms;
-    for (const sleeper of [...this.#sleepers]) if (sleeper.until <= this.#now) sleeper.wake();
-    await settle();
-  }
-}
+import { FakeClock } from "../../src/clock.ts";
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -52,7 +23,7 @@ function recorder(outcomes: ChunkOutcome[] = []) {
 }
 
 Deno.test("output streamer sends the first output at once, then at most once a second", async () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock(0);
   const sink = recorder();
   const streamer = new OutputStreamer({ attempt: 2, send: sink.send, clock });
   streamer.push("stdout", bytes("line 1\n"));
@@ -62,14 +33,14 @@ Deno.test("output streamer sends the first output at once, then at most once a s
   ]);
   streamer.push("stdout", bytes("line 2\n"));
   streamer.push("stderr", bytes("warn\n"));
-  await clock.advance(500);
+  await clock.advanceAsync(500);
   assert.equal(sink.sent.length, 1, "not before a second has passed");
-  await clock.advance(500);
+  await clock.advanceAsync(500);
   // The streams take turns, one request a second while little is waiting.
   assert.deepEqual(sink.sent.slice(1).map((c) => [c.stream, c.offset, c.text]), [
     ["stderr", 0, "warn\n"],
   ]);
-  await clock.advance(1000);
+  await clock.advanceAsync(1000);
   assert.deepEqual(sink.sent.slice(2).map((c) => [c.stream, c.offset, c.text]), [
     ["stdout", 7, "line 2\n"],
   ]);
@@ -78,13 +49,13 @@ Deno.test("output streamer sends the first output at once, then at most once a s
 });
 
 Deno.test("output streamer sends at once when 16 KiB are waiting", async () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock(0);
   const sink = recorder();
   const streamer = new OutputStreamer({ attempt: 1, send: sink.send, clock });
   streamer.push("stdout", bytes("x"));
   await settle();
   streamer.push("stdout", new Uint8Array(16 * 1024));
-  await clock.advance(100); // the shortest spacing, far below the second
+  await clock.advanceAsync(100); // the shortest spacing, far below the second
   assert.equal(sink.sent.length, 2);
   assert.equal(sink.sent[1].offset, 1);
   assert.equal(fromBase64(sink.sent[1].data).length, 16 * 1024);
@@ -92,13 +63,13 @@ Deno.test("output streamer sends at once when 16 KiB are waiting", async () => {
 });
 
 Deno.test("output streamer sends a failed chunk again with the same offset", async () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock(0);
   const sink = recorder(["retry", "retry", "sent"]);
   const streamer = new OutputStreamer({ attempt: 1, send: sink.send, clock });
   streamer.push("stdout", bytes("abc"));
   await settle();
   streamer.push("stdout", bytes("def"));
-  for (let i = 0; i < 10 && sink.sent.length < 3; i++) await clock.advance(5000);
+  for (let i = 0; i < 10 && sink.sent.length < 3; i++) await clock.advanceAsync(5000);
   assert.deepEqual(sink.sent.slice(0, 3).map((c) => [c.offset, c.text]), [
     [0, "abc"],
     [0, "abcdef"],
@@ -109,7 +80,7 @@ Deno.test("output streamer sends a failed chunk again with the same offset", asy
 });
 
 Deno.test("output streamer keeps memory bounded: the oldest waiting bytes go, the offset shows the gap", async () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock(0);
   const sink = recorder(["retry"]);
   const streamer = new OutputStreamer({
     attempt: 1,
@@ -122,14 +93,14 @@ Deno.test("output streamer keeps memory bounded: the oldest waiting bytes go, th
   await settle();
   streamer.push("stdout", bytes("456789ABCDEF")); // 16 waiting: the oldest 6 are dropped
   assert.deepEqual(streamer.droppedBytes, { stdout: 6, stderr: 0 });
-  await clock.advance(10_000); // the retry after the back-off
+  await clock.advanceAsync(10_000); // the retry after the back-off
   await streamer.finish(1000);
   const last = sink.sent.at(-1)!;
   assert.deepEqual([last.offset, last.text], [6, "6789ABCDEF"]);
 });
 
 Deno.test("output streamer stops for good when the dashboard has no live output", async () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock(0);
   const sink = recorder(["stop"]);
   const streamer = new OutputStreamer({ attempt: 1, send: sink.send, clock });
   streamer.push("stdout", bytes("a"));
@@ -140,7 +111,7 @@ Deno.test("output streamer stops for good when the dashboard has no live output"
 });
 
 Deno.test("output streamer waits out its back-off after a failure, however much output arrives", async () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock(0);
   const sink = recorder(["retry"]);
   const streamer = new OutputStreamer({ attempt: 1, send: sink.send, clock });
   streamer.push("stdout", bytes("a"));
@@ -148,10 +119,10 @@ Deno.test("output streamer waits out its back-off after a failure, however much 
   assert.equal(sink.sent.length, 1);
   for (let i = 0; i < 5; i++) {
     streamer.push("stdout", new Uint8Array(20 * 1024)); // above the 16 KiB threshold each time
-    await clock.advance(100);
+    await clock.advanceAsync(100);
   }
   assert.equal(sink.sent.length, 1, "no request during the back-off (2 s after one failure)");
-  await clock.advance(1600);
+  await clock.advanceAsync(1500); // 2 s after the failure
   assert.equal(sink.sent.length, 2);
   assert.equal(sink.sent[1].offset, 0, "the failed bytes go again first");
   await streamer.finish(1000);

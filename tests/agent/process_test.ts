@@ -2,6 +2,7 @@
  * End-to-end tests of the agent as a real process, started with the permission flags users pass,
  * against a stub dashboard over a real socket.
  */
+import { PERMS } from "../e2e/helpers.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { isProcessAlive } from "../../src/agent/mod.ts";
@@ -294,7 +295,7 @@ Deno.test({
           "--log-format",
           "json",
         ],
-        { cwd: dir, flags: ["--allow-net", "--allow-run"] },
+        { cwd: dir, flags: PERMS.agentMinimal },
       );
       await agent.waitForLog("long-poll: polling loop started");
       assert.ok(agent.logged(/in memory only.*--allow-read=\.\/\.status-state/));

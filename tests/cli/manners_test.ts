@@ -16,7 +16,7 @@ Deno.test("output into a pipe closed early ends quietly with exit code 0", async
   for (const args of [["--help"], ["--version"], ["list", "--help"]]) {
     await t.step(`status ${args.join(" ")} | head -0`, async () => {
       const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, "--allow-net", MAIN, ...args],
+        args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, ...PERMS.operator, MAIN, ...args],
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

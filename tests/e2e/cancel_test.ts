@@ -81,7 +81,7 @@ Deno.test("status cancel stops a running command: cancelled within seconds, no s
   const record = jsonLogs(agent.stderr).find((r) =>
     r.message === "command cancelled by the dashboard"
   );
-  assert.equal(record?.command_id, "cancel-1");
+  assert.equal(record?.commandId, "cancel-1");
 
   agent.kill("SIGINT");
   assert.equal((await agent.exited()).code, 0);

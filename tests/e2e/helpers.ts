@@ -23,6 +23,8 @@ export const PERMS = {
     "--allow-env",
     "--allow-sys",
   ],
+  /** The agent's flags without `--allow-sys` (no load or memory figures). */
+  agentWithoutSys: ["--allow-net", "--allow-run", "--allow-read", "--allow-write", "--allow-env"],
   /** Exactly what ARCHITECTURE.md promises works for the agent. */
   agentMinimal: ["--allow-net", "--allow-run"],
   up: ["--allow-net", "--allow-run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"],

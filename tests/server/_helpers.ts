@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { FakeClock as SharedFakeClock, systemClock, type TimerId } from "../../src/clock.ts";
 import { type AppOptions, createApp, type DashboardApp } from "../../src/server/mod.ts";
 import {
   AGENT_SCOPES,
@@ -22,19 +23,25 @@ export const TOKEN2 = "agent-token-a2-0123456789abcdefghijklmnopq";
 /** 2026-01-12T10:00:00Z. */
 export const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
 
-/** A clock the test moves by hand (or, with `real`, the system clock). */
-export class FakeClock {
-  #now: number;
+/**
+ * A clock the test moves by hand, timers included (or, with `real`, the system clock and real
+ * timers).
+ */
+export class FakeClock extends SharedFakeClock {
   readonly #real: boolean;
   constructor(start = T0, real = false) {
-    this.#now = start;
+    super(start);
     this.#real = real;
   }
-  now(): number {
-    return this.#real ? Date.now() : this.#now;
+  override now(): number {
+    return this.#real ? Date.now() : super.now();
   }
-  advance(ms: number): void {
-    this.#now += ms;
+  override setTimeout(fn: () => void, ms: number): TimerId {
+    return this.#real ? systemClock.setTimeout(fn, ms) : super.setTimeout(fn, ms);
+  }
+  override clearTimeout(id: TimerId | undefined): void {
+    if (this.#real) systemClock.clearTimeout(id);
+    else super.clearTimeout(id);
   }
 }
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
-import { json, makeDashboard, P, T0 } from "./_helpers.ts";
+import { FakeClock, json, makeDashboard, P, T0 } from "./_helpers.ts";
 
 function randomId(): string {
   return `x-${crypto.randomUUID()}`;
@@ -97,7 +97,7 @@ Deno.test("thousands of made-up agent ids do not grow the dashboard's caches", a
   });
 
   await t.step("rate-limit buckets and the replay cache stay within their bounds", () => {
-    const clock = { now: () => T0 };
+    const clock = new FakeClock(T0);
     const limiter = new TokenBucketLimiter({ perMinute: 10, clock, maxKeys: 100 });
     const replay = new ReplayCache({ windowMs: 600_000, clock, maxEntries: 100 });
     for (let i = 0; i < 10_000; i++) {

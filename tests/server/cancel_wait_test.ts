@@ -2,6 +2,7 @@
  * `GET /api/v1/agent/commands/{id}/cancel-wait`: how a running command's agent learns of an
  * operator's cancel, in process.
  */
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { CancelWaiters, createApp } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, type CommandStore, openSqliteStore } from "../../src/store/mod.ts";
@@ -23,14 +24,6 @@ async function running(d: TestDashboard, id: string): Promise<void> {
   await acked.body?.cancel();
 }
 
-async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-}
-
 Deno.test("cancel-wait answers as the cancel route and the command's state say", async (t) => {
   await using d = await makeDashboard();
   const waiters = d.dashboard.cancelWaiters;
@@ -38,7 +31,7 @@ Deno.test("cancel-wait answers as the cancel route and the command's state say",
 
   await t.step("a cancel requested later wakes it within milliseconds", async () => {
     const waiting = d.agent({ path: cancelWait("c1") });
-    await until(() => waiters.size === 1, "the cancel-wait is open");
+    await until(() => waiters.size === 1, "the cancel-wait is open", 5000);
     const started = performance.now();
     const cancel = await d.admin("POST", "/api/v1/commands/c1/cancel");
     assert.equal(cancel.status, 202);
@@ -77,10 +70,10 @@ Deno.test("cancel-wait answers as the cancel route and the command's state say",
       headers,
       signal: controller.signal,
     });
-    await until(() => waiters.size === 1, "the cancel-wait is open");
+    await until(() => waiters.size === 1, "the cancel-wait is open", 5000);
     controller.abort();
     await Promise.resolve(waiting).then((r) => r.body?.cancel(), () => {});
-    await until(() => waiters.size === 0, "the cancel-wait is dropped");
+    await until(() => waiters.size === 0, "the cancel-wait is dropped", 5000);
   });
 
   await t.step("a command already final: 409", async () => {
@@ -142,7 +135,7 @@ Deno.test("shutdown answers open cancel-waits with 204", async () => {
   await using d = await makeDashboard();
   await running(d, "c1");
   const waiting = d.agent({ path: cancelWait("c1", 120) });
-  await until(() => d.dashboard.cancelWaiters.size === 1, "the cancel-wait is open");
+  await until(() => d.dashboard.cancelWaiters.size === 1, "the cancel-wait is open", 5000);
   await d.dashboard.close();
   assert.equal((await waiting).status, 204);
   assert.equal(d.dashboard.cancelWaiters.size, 0);

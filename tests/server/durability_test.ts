@@ -2,6 +2,7 @@
  * Durability over real processes: `status serve` started with the exact permissions users pass,
  * stopped with SIGKILL or SIGTERM, and started again on the same `--db`.
  */
+import { PERMS } from "../e2e/helpers.ts";
 import assert from "node:assert/strict";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { P, reportBody } from "./_helpers.ts";
@@ -33,10 +34,7 @@ class ServeProcess implements AsyncDisposable {
         "run",
         "--config",
         CONFIG,
-        "--allow-net",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
+        ...PERMS.serve,
         MAIN,
         "serve",
         "--port",
@@ -188,10 +186,7 @@ Deno.test("status serve refuses to start in dev mode on a non-loopback address",
         "run",
         "--config",
         CONFIG,
-        "--allow-net",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
+        ...PERMS.serve,
         MAIN,
         "serve",
         "--bind",

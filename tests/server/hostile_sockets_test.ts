@@ -2,6 +2,7 @@
  * Sockets that do not behave: idle or half-sent request heads, more connections than the limit,
  * a process at its open-files limit, malformed HTTP.
  */
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
@@ -11,14 +12,6 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(10);
-  }
 }
 
 /** Log lines (JSON) of the process while `fn` runs. */

@@ -1,22 +1,11 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { signedHeaders } from "../../src/protocol/mod.ts";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, P, reportBody, TOKEN } from "./_helpers.ts";
 
 type Delivered = { id: string; attempt: number };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(2);
-  }
-}
 
 /** A dev-mode dashboard on a free port. */
 async function devServer(): Promise<RunningServer> {
@@ -55,7 +44,7 @@ Deno.test("a waiting agent is answered within milliseconds of the enqueue", asyn
   const latencies: number[] = [];
   for (let i = 0; i < 5; i++) {
     const waiting = wait(server);
-    await until(() => server.dashboard.hub.size === 1, "the wait is open");
+    await until(() => server.dashboard.hub.size === 1, "the wait is open", 5000);
     const started = performance.now();
     const [answer] = await Promise.all([waiting, enqueue(server, { id: `c${i}`, name: "echo" })]);
     latencies.push(performance.now() - started);
@@ -93,7 +82,7 @@ Deno.test("concurrent waits of one agent never receive the same command", async 
   await using server = await devServer();
   await t.step("two waits, two commands: one each", async () => {
     const waits = [wait(server), wait(server)];
-    await until(() => server.dashboard.hub.size === 2, "both waits are open");
+    await until(() => server.dashboard.hub.size === 2, "both waits are open", 5000);
     await enqueue(server, { id: "one", name: "echo" });
     await enqueue(server, { id: "two", name: "echo" });
     const answers = await Promise.all(waits);
@@ -101,7 +90,7 @@ Deno.test("concurrent waits of one agent never receive the same command", async 
   });
   await t.step("twenty waits, twenty commands at once: each delivered exactly once", async () => {
     const waits = Array.from({ length: 20 }, () => wait(server));
-    await until(() => server.dashboard.hub.size === 20, "all waits are open");
+    await until(() => server.dashboard.hub.size === 20, "all waits are open", 5000);
     await Promise.all(
       Array.from({ length: 20 }, (_, i) => enqueue(server, { id: `m${i}`, name: "echo" })),
     );
@@ -110,7 +99,7 @@ Deno.test("concurrent waits of one agent never receive the same command", async 
   });
   await t.step("one command, two waits: one gets it, the other times out empty", async () => {
     const waits = [wait(server, { timeout: 1 }), wait(server, { timeout: 1 })];
-    await until(() => server.dashboard.hub.size === 2, "both waits are open");
+    await until(() => server.dashboard.hub.size === 2, "both waits are open", 5000);
     await enqueue(server, { id: "single", name: "echo" });
     const answers = await Promise.all(waits);
     assert.deepEqual(answers.map((a) => a.status).sort(), [200, 204]);
@@ -152,10 +141,10 @@ Deno.test("a wait whose client went away claims nothing", async () => {
   await using server = await devServer();
   const controller = new AbortController();
   const waiting = wait(server, { signal: controller.signal }).catch((error) => error);
-  await until(() => server.dashboard.hub.size === 1, "the wait is open");
+  await until(() => server.dashboard.hub.size === 1, "the wait is open", 5000);
   controller.abort();
   assert.equal((await waiting).name, "AbortError");
-  await until(() => server.dashboard.hub.size === 0, "the server dropped the wait");
+  await until(() => server.dashboard.hub.size === 0, "the server dropped the wait", 5000);
   await enqueue(server, { id: "kept", name: "echo" });
   const response = await fetch(`${server.url}/api/v1/commands/kept`);
   assert.equal((await response.json()).status, "queued");
@@ -164,7 +153,7 @@ Deno.test("a wait whose client went away claims nothing", async () => {
 Deno.test("shutdown answers open waits with 204 and stops listening", async () => {
   const server = await devServer();
   const waits = [wait(server), wait(server, { agentId: "other" })];
-  await until(() => server.dashboard.hub.size === 2, "the waits are open");
+  await until(() => server.dashboard.hub.size === 2, "the waits are open", 5000);
   await server.shutdown();
   assert.deepEqual((await Promise.all(waits)).map((a) => a.status), [204, 204]);
   await server.finished;
@@ -191,7 +180,7 @@ Deno.test("signed agent requests work over a real socket", async () => {
   };
   const waitPath = "/api/v1/agent/commands/wait/dep-1%3Ablue?timeout=5";
   const waiting = call("GET", waitPath);
-  await until(() => server.dashboard.hub.size === 1, "the wait is open");
+  await until(() => server.dashboard.hub.size === 1, "the wait is open", 5000);
   const enqueued = await call("POST", P.enqueue, { id: "s1", name: "echo hi" });
   assert.equal(enqueued.status, 202);
   await enqueued.body?.cancel();

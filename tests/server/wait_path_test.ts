@@ -120,8 +120,12 @@ Deno.test("last-seen times are flushed by one timer at the configured interval",
     assert.equal(response.status, 404);
     await response.body?.cancel();
   }
-  await new Promise((resolve) => setTimeout(resolve, 120));
+  await d.clock.advanceAsync(49);
+  assert.equal(writes, 0, "not before the interval");
+  await d.clock.advanceAsync(1);
   assert.equal(writes, 1, "five requests, one write");
+  await d.clock.advanceAsync(1_000);
+  assert.equal(writes, 1, "nothing more to write, no timer");
   assert.equal((await d.store.getAgent("a1"))?.lastSeenAt, T0);
 });
 

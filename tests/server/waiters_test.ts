@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Deadlines, LeaseTimer, WaiterHub } from "../../src/server/mod.ts";
 import type { CommandRecord } from "../../src/store/mod.ts";
-import { json, makeDashboard, P } from "./_helpers.ts";
+import { FakeClock, json, makeDashboard, P } from "./_helpers.ts";
 
 function command(id: string, deploymentHash: string | null = null): CommandRecord {
   return { id, deploymentHash, attempt: 1 } as CommandRecord;
@@ -202,33 +202,33 @@ Deno.test("waiter hub rejects a wait whose claim fails", async () => {
 });
 
 Deno.test("lease timer keeps one timer armed at the earliest lease end", async () => {
-  let now = 1_000_000;
+  const clock = new FakeClock(1_000_000);
+  const now = () => clock.now();
   const leases: number[] = [];
   let runs = 0;
   const timer = new LeaseTimer({
-    clock: { now: () => now },
+    clock,
     nextExpiry: () => Promise.resolve(leases.length ? Math.min(...leases) : null),
     expire: () => {
       runs++;
-      for (let i = leases.length - 1; i >= 0; i--) if (leases[i] <= now) leases.splice(i, 1);
+      for (let i = leases.length - 1; i >= 0; i--) if (leases[i] <= now()) leases.splice(i, 1);
       return Promise.resolve();
     },
   });
   try {
     await timer.start();
     assert.equal(timer.armedAt, null, "nothing to wait for");
-    leases.push(now + 60_000);
-    timer.schedule(now + 60_000);
-    assert.equal(timer.armedAt, now + 60_000);
-    leases.push(now + 20);
-    timer.schedule(now + 20);
-    assert.equal(timer.armedAt, now + 20, "an earlier lease re-arms");
-    timer.schedule(now + 30_000);
-    assert.equal(timer.armedAt, now + 20, "a later one does not");
-    now += 20;
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    leases.push(now() + 60_000);
+    timer.schedule(now() + 60_000);
+    assert.equal(timer.armedAt, now() + 60_000);
+    leases.push(now() + 20);
+    timer.schedule(now() + 20);
+    assert.equal(timer.armedAt, now() + 20, "an earlier lease re-arms");
+    timer.schedule(now() + 30_000);
+    assert.equal(timer.armedAt, now() + 20, "a later one does not");
+    await clock.advanceAsync(20);
     assert.equal(runs, 1);
-    assert.equal(timer.armedAt, now + 59_980, "re-armed at the next lease end");
+    assert.equal(timer.armedAt, now() + 59_980, "re-armed at the next lease end");
   } finally {
     timer.close();
   }
@@ -279,7 +279,7 @@ Deno.test("thousands of open waits are held without polling, and an enqueue wake
     if (claim) claims++;
     return enqueue(command, claim);
   };
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await d.clock.advanceAsync(30_000);
   assert.equal(claims, 0, "nothing asks the store while nothing changes");
   const enqueued = await d.dashboard.app.request(P.enqueue, {
     method: "POST",
@@ -298,10 +298,10 @@ Deno.test("thousands of open waits are held without polling, and an enqueue wake
 });
 
 Deno.test("deadlines are coalesced per second under one timer, stopped when none is left", async (t) => {
-  let now = 100_250;
+  const clock = new FakeClock(100_250);
   const ended: string[] = [];
   const deadlines = new Deadlines<string>({
-    clock: { now: () => now },
+    clock,
     onExpire: (item) => ended.push(item),
   });
   try {
@@ -317,13 +317,12 @@ Deno.test("deadlines are coalesced per second under one timer, stopped when none
       assert.equal(deadlines.buckets, 3);
     });
     await t.step("an expiry ends every due bucket at once and re-arms for the next", () => {
-      now = 101_999;
-      deadlines.expireDue();
+      clock.advance(101_999 - clock.now()); // the timer fires at 101 s
       assert.deepEqual(ended, ["d"], "a wait of 100 ms ended within the next whole second");
       assert.equal(deadlines.armedAt, 102_000);
-      now = 103_000; // late: both due buckets end together
+      clock.advance(103_000 - clock.now()); // the timer fires at 102 s
       deadlines.add("e", 0); // due now → second 103
-      deadlines.expireDue();
+      deadlines.expireDue(); // an expiry called by hand ends what is due at once
       assert.deepEqual(ended, ["d", "b", "e"]);
       assert.equal(deadlines.armedAt, 106_000);
     });
@@ -339,11 +338,11 @@ Deno.test("deadlines are coalesced per second under one timer, stopped when none
 });
 
 Deno.test("waiter hub ends waits of N s between N and N + 1 s by its clock, with one timer", async () => {
-  let now = 7_400;
+  const clock = new FakeClock(7_400);
   const hub = new WaiterHub({
     claim: () => Promise.resolve(null),
     release: () => Promise.resolve(),
-    clock: { now: () => now },
+    clock,
   });
   try {
     const results: (string | null)[] = [];
@@ -353,18 +352,15 @@ Deno.test("waiter hub ends waits of N s between N and N + 1 s by its clock, with
       });
     const waits = [track("one", 1_000), track("one-too", 1_500), track("two", 2_000)];
     assert.equal(hub.timeoutArmedAt, 9_000, "8.4 s and 8.9 s both end at 9 s");
-    now = 8_999;
-    hub.expireDue();
+    clock.advance(8_999 - clock.now());
     await Promise.resolve();
     assert.deepEqual(results, []);
-    now = 9_000;
-    hub.expireDue();
+    clock.advance(1); // 9 s: the one timer fires
     await Promise.all(waits.slice(0, 2));
     assert.deepEqual(results, ["one", "one-too"]);
     assert.equal(hub.size, 1);
     assert.equal(hub.timeoutArmedAt, 10_000);
-    now = 10_000;
-    hub.expireDue();
+    clock.advance(1_000);
     await waits[2];
     assert.equal(hub.size, 0);
     assert.equal(hub.timeoutArmedAt, null, "no timer while no wait is open");
@@ -423,10 +419,11 @@ Deno.test("waiter hub enqueue claims for a waiter in one step, losing and doubli
 });
 
 Deno.test("lease timer with maxIdleMs looks again for leases taken elsewhere", async () => {
-  const now = 1_000_000;
+  const clock = new FakeClock(1_000_000);
+  const now = clock.now();
   let lease: number | null = null;
   const timer = new LeaseTimer({
-    clock: { now: () => now },
+    clock,
     nextExpiry: () => Promise.resolve(lease),
     expire: () => Promise.resolve(),
     maxIdleMs: 5000,

@@ -1,0 +1,207 @@
+/**
+ * Time under our control: one clock for the agent and the dashboard (now, timers and an abortable
+ * sleep), the real one, and a fake one that tests advance on command.
+ *
+ * @module
+ */
+
+/** An opaque handle of a timer set with {@link Clock.setTimeout}. */
+export type TimerId = number | ReturnType<typeof setTimeout>;
+
+/** A source of time in milliseconds since the epoch, with timers. */
+export interface Clock {
+  /** The current time in milliseconds since the epoch. */
+  now(): number;
+  /**
+   * Waits `ms` milliseconds, or less when `signal` aborts; never rejects.
+   *
+   * @param ms How long to wait.
+   * @param signal Ends the wait early.
+   */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Calls `fn` once after `ms` milliseconds.
+   *
+   * @param fn What to call.
+   * @param ms The delay.
+   * @returns A handle for {@link Clock.clearTimeout}.
+   */
+  setTimeout(fn: () => void, ms: number): TimerId;
+  /**
+   * Cancels a timer; unknown or fired handles are ignored.
+   *
+   * @param id The handle from {@link Clock.setTimeout}.
+   */
+  clearTimeout(id: TimerId | undefined): void;
+}
+
+/**
+ * Waits `ms` milliseconds on a real timer, or until `signal` aborts. Resolves in both cases and
+ * leaves no timer or listener behind.
+ *
+ * @example Wait a second unless stopped
+ * ```ts
+ * import { abortableSleep } from "./clock.ts";
+ * await abortableSleep(1, AbortSignal.timeout(10));
+ * ```
+ *
+ * @param ms How long to wait; values at or below 0 resolve on the next turn.
+ * @param signal Ends the wait early.
+ * @returns A promise that resolves when the time has passed or the signal aborted.
+ */
+export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return sleepOn(systemClock, ms, signal);
+}
+
+function sleepOn(
+  timers: Pick<Clock, "setTimeout" | "clearTimeout">,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      timers.clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = timers.setTimeout(done, Math.max(0, ms));
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** The real clock: `Date.now()` and real timers. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: abortableSleep,
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => clearTimeout(id as number | undefined),
+};
+
+interface FakeTimer {
+  at: number;
+  seq: number;
+  fn: () => void;
+}
+
+/**
+ * A clock that stands still until {@link FakeClock.advance} moves it; timers and sleeps fire in
+ * order of their due time as it passes them (in the spirit of std's `FakeTime`, without replacing
+ * the globals).
+ *
+ * @example Advance past a timer
+ * ```ts
+ * import { FakeClock } from "./clock.ts";
+ * const clock = new FakeClock(0);
+ * let fired = false;
+ * clock.setTimeout(() => fired = true, 1_000);
+ * clock.advance(999);
+ * clock.advance(1);
+ * if (!fired) throw new Error("the timer did not fire");
+ * ```
+ */
+export class FakeClock implements Clock {
+  #now: number;
+  #seq = 0;
+  readonly #timers = new Map<TimerId, FakeTimer>();
+
+  /**
+   * Makes a clock standing at `start`.
+   *
+   * @param start The starting time in ms since the epoch.
+   */
+  constructor(start: number = Date.UTC(2026, 0, 12, 10, 0, 0)) {
+    this.#now = start;
+  }
+
+  /** The current fake time. */
+  now(): number {
+    return this.#now;
+  }
+
+  /** Timers (and sleeps) waiting to fire. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** When the next timer is due, or `null` without one. */
+  get nextAt(): number | null {
+    let next: number | null = null;
+    for (const timer of this.#timers.values()) {
+      if (next === null || timer.at < next) next = timer.at;
+    }
+    return next;
+  }
+
+  /** Sets a timer on the fake time. */
+  setTimeout(fn: () => void, ms: number): TimerId {
+    const id = ++this.#seq;
+    this.#timers.set(id, { at: this.#now + Math.max(0, ms), seq: id, fn });
+    return id;
+  }
+
+  /** Cancels a timer. */
+  clearTimeout(id: TimerId | undefined): void {
+    if (id !== undefined) this.#timers.delete(id);
+  }
+
+  /** Sleeps on the fake time; the promise settles when {@link FakeClock.advance} passes it. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return sleepOn(this, ms, signal);
+  }
+
+  /**
+   * Moves the time forward by `ms`, firing each timer due on the way at its own time, in order
+   * (at once, like std's `FakeTime.tick`).
+   *
+   * @param ms How far to move.
+   */
+  advance(ms: number): void {
+    const end = this.#now + Math.max(0, ms);
+    for (let due = this.#due(end); due !== undefined; due = this.#due(end)) {
+      this.#timers.delete(due[0]);
+      this.#now = Math.max(this.#now, due[1].at);
+      due[1].fn();
+    }
+    this.#now = end;
+  }
+
+  /**
+   * Like {@link FakeClock.advance}, but lets pending promise callbacks run before and after each
+   * timer, so that code woken by one timer can set the next (like std's `FakeTime.tickAsync`).
+   *
+   * @param ms How far to move.
+   */
+  async advanceAsync(ms: number): Promise<void> {
+    const end = this.#now + Math.max(0, ms);
+    await settle();
+    for (let due = this.#due(end); due !== undefined; due = this.#due(end)) {
+      this.#timers.delete(due[0]);
+      this.#now = Math.max(this.#now, due[1].at);
+      due[1].fn();
+      await settle();
+    }
+    this.#now = end;
+    await settle();
+  }
+
+  #due(end: number): [TimerId, FakeTimer] | undefined {
+    let due: [TimerId, FakeTimer] | undefined;
+    for (const entry of this.#timers) {
+      const timer = entry[1];
+      if (timer.at > end) continue;
+      if (
+        due === undefined || timer.at < due[1].at ||
+        (timer.at === due[1].at && timer.seq < due[1].seq)
+      ) {
+        due = entry;
+      }
+    }
+    return due;
+  }
+}
+
+/** Lets pending promise callbacks (and one macrotask) run. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
