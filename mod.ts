@@ -114,12 +114,9 @@ export {
   type ExpireOutcome,
   isSharedStore,
   type NewCommand,
-  openPostgresStore,
   openSqliteStore,
   openStore,
   type OpenStoreOptions,
-  PostgresStore,
-  type PostgresStoreOptions,
   type ReportInput,
   type ReportOutcome,
   type SharedStore,
@@ -131,6 +128,11 @@ export {
   type StoreSubscription,
   StoreUnavailableError,
 } from "./src/store/mod.ts";
+export {
+  openPostgresStore,
+  PostgresStore,
+  type PostgresStoreOptions,
+} from "./src/store/postgres.ts";
 
 export {
   type AgentOptions,

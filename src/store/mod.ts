@@ -58,12 +58,7 @@ export {
 } from "./types.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
 export { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
-export {
-  isPostgresUrl,
-  openPostgresStore,
-  PG_CHANNEL,
-  PostgresStore,
-  type PostgresStoreOptions,
-  redactUrl,
-} from "./postgres.ts";
+// Types only: the PostgreSQL driver is loaded by `openStore` or an import of `./postgres.ts`.
+export type { PostgresStore, PostgresStoreOptions } from "./postgres.ts";
+export { isPostgresUrl, redactUrl } from "./url.ts";
 export { openStore, type OpenStoreOptions } from "./open.ts";

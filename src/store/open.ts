@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { isPostgresUrl, openPostgresStore, type PostgresStoreOptions } from "./postgres.ts";
+import type { PostgresStoreOptions } from "./postgres.ts";
+import { isPostgresUrl } from "./url.ts";
 import { openSqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
 import type { CommandStore } from "./types.ts";
 
@@ -38,6 +39,10 @@ export async function openStore(
   db: string,
   options: OpenStoreOptions = {},
 ): Promise<CommandStore> {
-  if (isPostgresUrl(db)) return await openPostgresStore(db.trim(), options.postgres);
+  if (isPostgresUrl(db)) {
+    // Loaded only here: a SQLite dashboard never loads the PostgreSQL driver.
+    const { openPostgresStore } = await import("./postgres.ts");
+    return await openPostgresStore(db.trim(), options.postgres);
+  }
   return openSqliteStore(db, options.sqlite);
 }

@@ -41,6 +41,9 @@ import {
   toCommand,
 } from "./_rows.ts";
 import { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
+import { isPostgresUrl, redactUrl } from "./url.ts";
+
+export { isPostgresUrl, redactUrl };
 import {
   type AckOutcome,
   type AckRequest,
@@ -143,28 +146,6 @@ function isUnavailable(error: unknown): boolean {
       /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
   }
   return UNAVAILABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08");
-}
-
-/**
- * A connection URL without its password, for messages.
- *
- * @param url A `postgres://` URL.
- * @returns The URL with the password replaced by `***`.
- */
-export function redactUrl(url: string): string {
-  if (!isPostgresUrl(url)) return url;
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
-  }
-}
-
-/** Whether `db` names a PostgreSQL database (`postgres://` or `postgresql://`). */
-export function isPostgresUrl(db: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(db.trim());
 }
 
 /**

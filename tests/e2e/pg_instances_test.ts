@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { signedHeaders } from "../../src/protocol/mod.ts";
-import { AGENT_SCOPES, openPostgresStore } from "../../src/store/mod.ts";
+import { AGENT_SCOPES } from "../../src/store/mod.ts";
+import { openPostgresStore } from "../../src/store/postgres.ts";
 import { pgIgnore, testDatabase } from "../_pg.ts";
 import { PERMS, runCli, startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
 

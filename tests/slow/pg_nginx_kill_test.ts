@@ -3,7 +3,8 @@
  * restarted in turn: afterwards every command has exactly one final result and none ran twice.
  */
 import assert from "node:assert/strict";
-import { AGENT_SCOPES, openPostgresStore } from "../../src/store/mod.ts";
+import { AGENT_SCOPES } from "../../src/store/mod.ts";
+import { openPostgresStore } from "../../src/store/postgres.ts";
 import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
 import { pgIgnore, testDatabase } from "../_pg.ts";
 import { startAgent, tempDir } from "../e2e/helpers.ts";

@@ -4,7 +4,8 @@
  * queued work runs, cross-instance wake-ups work again, nothing ran twice.
  */
 import assert from "node:assert/strict";
-import { AGENT_SCOPES, openPostgresStore } from "../../src/store/mod.ts";
+import { AGENT_SCOPES } from "../../src/store/mod.ts";
+import { openPostgresStore } from "../../src/store/postgres.ts";
 import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
 import { pgIgnore, startCluster, testDatabase } from "../_pg.ts";
 import { startAgent, tempDir } from "../e2e/helpers.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { openPostgresStore } from "../../src/store/postgres.ts";
 import {
-  openPostgresStore,
   StoreError,
   type StoreEvent,
   StoreFullError,
