@@ -5,7 +5,7 @@
  * @module
  */
 import { generateToken, signedHeaders } from "../src/protocol/mod.ts";
-import { AGENT_SCOPES, openSqliteStore } from "../src/store/mod.ts";
+import { AGENT_SCOPES, openStore } from "../src/store/mod.ts";
 import { HttpConnection, type HttpResponse, jsonOf } from "./_http.ts";
 import { baseEnv, type Child, type Children } from "./_proc.ts";
 
@@ -50,12 +50,12 @@ export function makeAgents(prefix: string, count: number): AgentCredentials[] {
  * Creates the dashboard's store file with these agents and their tokens, as
  * `status agents add` would.
  *
- * @param path The SQLite file.
+ * @param path The SQLite file, or a `postgres://` URL.
  * @param agents The agents.
  */
 export async function createStore(path: string, agents: readonly AgentCredentials[]) {
-  // Setting up is not measured: no fsync per insert.
-  await using store = openSqliteStore(path, { synchronous: "normal" });
+  // Setting up is not measured: no fsync per insert (SQLite).
+  await using store = await openStore(path, { sqlite: { synchronous: "normal" } });
   const now = Date.now();
   for (const agent of agents) {
     const added = await store.addAgent({

@@ -10,7 +10,14 @@ import type { ThroughputResult } from "./throughput_bench.ts";
 import type { WakeResult } from "./wake_bench.ts";
 
 /** The parts of a run, for `--only`. */
-export type Phase = "status" | "floor" | "redis" | "postgres" | "throughput" | "exec";
+export type Phase =
+  | "status"
+  | "floor"
+  | "redis"
+  | "postgres"
+  | "throughput"
+  | "exec"
+  | "pg-instances";
 
 /** What one run measures. */
 export interface Plan {
@@ -20,6 +27,8 @@ export interface Plan {
   phases: Set<Phase>;
   /** N of the wake-up measurements. */
   waiting: number[];
+  /** N of the wake-up measurements on two `status serve` instances sharing PostgreSQL (`pg-instances`). */
+  pgWaiting: number[];
   /** N of the idle-cost windows; the agent's idle CPU is measured during the first. */
   idleWaiting: number[];
   /** Timed wake-up samples at each N. */
@@ -50,6 +59,7 @@ export const ALL_PHASES: Set<Phase> = new Set([
   "postgres",
   "throughput",
   "exec",
+  "pg-instances",
 ]);
 
 /** The full run: `deno task bench`. */
@@ -57,6 +67,7 @@ export const FULL: Plan = {
   quick: false,
   phases: ALL_PHASES,
   waiting: [1, 1000, 5000, 10000, 15000],
+  pgWaiting: [1, 1000],
   idleWaiting: [1000, 10000],
   samples: 1000,
   warmup: 50,
@@ -75,6 +86,7 @@ export const QUICK: Plan = {
   quick: true,
   phases: ALL_PHASES,
   waiting: [1, 100],
+  pgWaiting: [1, 100],
   idleWaiting: [100],
   samples: 100,
   warmup: 10,
@@ -98,6 +110,9 @@ export const TARGET = {
   idleCpuPercent: 2,
   idleCpuAtWaiting: 10000,
   agentCpuPercent: 0.5,
+  /** Issue 10: cross-instance wake-up p99 of `status serve` on PostgreSQL, at this many waiting. */
+  pgCrossWakeP99Ms: 10,
+  pgWakeAtWaiting: 1000,
 };
 
 /** The platform floor: a bare `Deno.serve` holding the same waits (`bench/floor_server.ts`). */
@@ -130,6 +145,14 @@ export interface Results {
   idle: IdleResult[];
   floor: FloorResult[];
   throughput: ThroughputResult[];
+  /**
+   * `pg-instances`: two `status serve` instances on one PostgreSQL database: wake-ups (enqueue on
+   * the same and on the other instance), throughput.
+   */
+  pgInstancesWake: WakeResult[];
+  pgInstancesThroughput: ThroughputResult[];
+  /** Why the `pg-instances` phase did not run, if it did not. */
+  pgInstancesNote?: string;
   exec?: ExecBenchReport;
   /** V8 heap in use after a full GC, when profiling. */
   heapBytes: Array<{ waiting: number; bytes: number }>;

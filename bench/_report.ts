@@ -218,6 +218,7 @@ function summaryTable(results: Results): string[] {
   for (const t of results.throughput) {
     rows.push([`throughput: ${t.name}`, `${fmt(t.perSecond, 1)} commands/s`, "—", "—"]);
   }
+  rows.push(...pgInstancesRows(results));
   if (results.exec) {
     const overhead = results.exec.rows.find((row) => row.name.startsWith("executor overhead"));
     rows.push([
@@ -231,6 +232,19 @@ function summaryTable(results: Results): string[] {
   }
   // Targets whose N was not part of this run (quick mode).
   const missing: string[][] = [];
+  const crossAtTarget = results.pgInstancesWake.some((w) =>
+    w.waiting === TARGET.pgWakeAtWaiting && w.setup?.enqueue === "other instance"
+  );
+  if (!crossAtTarget) {
+    missing.push([
+      `status serve on PostgreSQL, two instances: cross-instance wake-up p99, ${
+        count(TARGET.pgWakeAtWaiting)
+      } waiting`,
+      "—",
+      `≤ ${TARGET.pgCrossWakeP99Ms} ms`,
+      met(undefined),
+    ]);
+  }
   if (!wakeAt(results.statusWake, TARGET.wakeAtWaiting)) {
     missing.push([
       `wake-up p99, ${count(TARGET.wakeAtWaiting)} waiting`,
@@ -262,18 +276,59 @@ function summaryTable(results: Results): string[] {
   );
 }
 
+/**
+ * Summary rows of `pg-instances`: two `status serve` instances on PostgreSQL (issue 10), beside
+ * the SQLite rows. Not the PostgreSQL anchor (`INSERT` + `NOTIFY`).
+ */
+function pgInstancesRows(results: Results): string[][] {
+  const rows: string[][] = [];
+  for (const wake of results.pgInstancesWake) {
+    const cross = wake.setup?.enqueue === "other instance";
+    const isTarget = cross && wake.waiting === TARGET.pgWakeAtWaiting;
+    rows.push([
+      `status serve on PostgreSQL, two instances: wake-up p50 / p99 / max, ${
+        count(wake.waiting)
+      } waiting, ` +
+      `enqueue on the ${wake.setup?.enqueue ?? "same instance"}`,
+      `${fmt(wake.latencyMs.p50)} / ${fmt(wake.latencyMs.p99)} / ${fmt(wake.latencyMs.max)} ms`,
+      isTarget ? `p99 ≤ ${TARGET.pgCrossWakeP99Ms} ms` : "—",
+      isTarget ? met(wake.latencyMs.p99 <= TARGET.pgCrossWakeP99Ms) : "—",
+    ]);
+  }
+  for (const t of results.pgInstancesThroughput) {
+    rows.push([`throughput: ${t.name}`, `${fmt(t.perSecond, 1)} commands/s`, "—", "—"]);
+  }
+  if (results.pgInstancesNote) {
+    rows.push(["status serve on PostgreSQL, two instances", results.pgInstancesNote, "—", "—"]);
+  }
+  return rows;
+}
+
+/** The server column of the wake-up table. */
+function wakeServer(w: WakeResult): string {
+  switch (w.system) {
+    case "redis":
+      return "Redis (nothing kept)";
+    case "redis-durable":
+      return "Redis (appendfsync always)";
+    case "postgres":
+      return "PostgreSQL INSERT + NOTIFY (anchor)";
+    case "status":
+      return w.setup?.store === "postgres"
+        ? `status serve on PostgreSQL, enqueue on the ${w.setup.enqueue}`
+        : "status serve";
+  }
+}
+
 function detailTables(results: Results): string[] {
   const lines: string[] = [];
-  const wakeRows = [...results.statusWake, ...results.redisWake, ...results.postgresWake].map((
-    w,
-  ) => [
-    w.system === "status"
-      ? "status serve"
-      : w.system === "redis"
-      ? "Redis (nothing kept)"
-      : w.system === "postgres"
-      ? "PostgreSQL (INSERT + NOTIFY)"
-      : "Redis (appendfsync always)",
+  const wakeRows = [
+    ...results.statusWake,
+    ...results.pgInstancesWake,
+    ...results.redisWake,
+    ...results.postgresWake,
+  ].map((w) => [
+    wakeServer(w),
     count(w.waiting),
     count(w.latencyMs.count),
     fmt(w.latencyMs.mean, 3),
@@ -364,7 +419,7 @@ function detailTables(results: Results): string[] {
   lines.push(
     ...table(
       ["configuration", "commands", "seconds", "commands/s", "dashboard CPU %", "not success"],
-      results.throughput.map((t) => [
+      [...results.throughput, ...results.pgInstancesThroughput].map((t) => [
         t.name,
         count(t.commands),
         fmt(t.seconds, 2),
@@ -400,6 +455,13 @@ const METHOD = `## Method
   starts just before the enqueue (\`POST …/enqueue\` with the admin token / \`LPUSH\`) is written and
   stops when the waiting connection has parsed the whole answer. Each delivered command is then
   acked and reported. Warm-up samples are dropped.
+- **\`status serve\` on PostgreSQL, two instances** (\`pg-instances\`, issue 10): a throw-away
+  cluster (\`initdb\`, PostgreSQL's default durability: fsync and synchronous commit on) on
+  loopback; two \`status serve --db postgres://…\` instances.
+  The load generator's agents wait on instance A; the measuring agent waits on A, and the enqueue
+  goes to A ("same instance") or to B ("other instance": B commits, \`NOTIFY\`, A's \`LISTEN\`
+  connection hears it and A claims with \`FOR UPDATE SKIP LOCKED\`). Dashboard alone: the same
+  simulated agents against instance A.
 - **Platform floor**: \`bench/floor_server.ts\`, a bare \`Deno.serve\` that holds the same
   waits and does nothing else (no Hono, no auth, no store, no log), under the same load generator
   and idle window: once with a timer per wait, once with one sweep a second.

@@ -11,6 +11,10 @@
  * 4. Throughput: enqueue → `true` → report stored, with 1 and 8 agent processes; the dashboard
  *    alone with 100 simulated agents.
  * 5. The executor's overhead (`bench/exec_bench.ts`).
+ * 6. `postgres`: the PostgreSQL anchor, a committed `INSERT` + `NOTIFY` → one `LISTEN`
+ *    (`bench/_postgres.ts`).
+ * 7. `pg-instances`: two `status serve` instances on one PostgreSQL database: wake-up latency with
+ *    the enqueue on the waiting agent's instance and on the other one, and the dashboard alone.
  *
  * ```sh
  * deno task bench                 # the full run, about 4 minutes; writes bench/RESULTS.md
@@ -23,7 +27,7 @@
  *
  * Flags: `--quick`; `--out <file>` (default `bench/RESULTS.md`); `--no-install` (do not
  * `apt-get install redis-server` when it is missing); `--no-redis`; `--only <phases>`
- * (comma-separated `status`, `floor`, `redis`, `postgres`, `throughput`, `exec`);
+ * (comma-separated `status`, `floor`, `redis`, `postgres`, `throughput`, `exec`, `pg-instances`);
  * `--waiting <N,...>`, `--idle-waiting <N,...>` and `--sim-agents <N,...>` (the curves' points);
  * `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
  * flags of `status serve`, e.g. `--log-level warning`); `--profile <dir>` (the dashboard runs with
@@ -37,6 +41,7 @@ import { parseArgs } from "node:util";
 import { dirname, resolve } from "node:path";
 import { writeCharts } from "./_charts.ts";
 import { generateToken } from "../src/protocol/mod.ts";
+import { findPgBin, type PgCluster, startCluster, testDatabase } from "../tests/_pg.ts";
 import { runExecBench } from "./exec_bench.ts";
 import {
   type AgentCredentials,
@@ -147,7 +152,11 @@ function maybeCpu<T>(run: Run, name: string, fn: () => Promise<T>): Promise<T> {
 }
 
 async function makeFleet(plan: Plan, dir: string): Promise<Fleet> {
-  const counts = [...plan.waiting, ...plan.idleWaiting];
+  const counts = [
+    ...plan.waiting,
+    ...plan.idleWaiting,
+    ...(plan.phases.has("pg-instances") ? plan.pgWaiting : []),
+  ];
   const fleet: Fleet = {
     waiters: makeAgents("w", Math.max(...counts)),
     waitersFile: `${dir}/waiters.json`,
@@ -301,6 +310,98 @@ async function floorPhases(run: Run): Promise<void> {
         }
       },
     );
+  }
+}
+
+/**
+ * `pg-instances`: two `status serve` instances on one PostgreSQL database (a throw-away cluster
+ * with PostgreSQL's default durability): wake-up latency with the enqueue on the waiting agent's
+ * instance and on the other one, for every N of `pgWaiting`, then the dashboard-alone throughput
+ * on one instance. Not the `postgres` anchor (raw `INSERT` + `NOTIFY` → `LISTEN`).
+ */
+async function pgInstancesPhases(run: Run): Promise<void> {
+  const { plan, fleet, results } = run;
+  if (findPgBin() === null) {
+    results.pgInstancesNote = "skipped: no PostgreSQL binaries in /usr/lib/postgresql/*/bin";
+    return;
+  }
+  let cluster: PgCluster | undefined;
+  try {
+    await phase(run, "status serve on PostgreSQL: two instances on one database", async () => {
+      cluster = await startCluster({ durable: true });
+      const db = await testDatabase(cluster);
+      const agents = [...fleet.waiters.slice(0, Math.max(...plan.pgWaiting)), fleet.probe];
+      say(`creating ${count(agents.length + fleet.sim.length)} agents in PostgreSQL`);
+      await createStore(db.url, [...agents, ...fleet.sim]);
+      const adminToken = generateToken();
+      const start = (name: string) =>
+        startDashboard(run.children, {
+          db: db.url,
+          adminToken,
+          cwd: run.dir,
+          logFile: `${run.dir}/serve-pg-${name}.log`,
+        });
+      const [a, b] = [await start("a"), await start("b")];
+      try {
+        using operator = await Operator.open(a.url, adminToken);
+        for (const n of plan.pgWaiting) {
+          const load = await startWaiters(
+            run.children,
+            {
+              kind: "http",
+              url: a.url,
+              agentsFile: fleet.waitersFile,
+              timeoutSecs: plan.waitTimeoutSecs,
+            },
+            n,
+            `${run.dir}/load-pg-${n}.log`,
+          );
+          try {
+            await waitForWaiting(operator, n, 120_000);
+            for (const other of [false, true]) {
+              const where = other ? "other instance" : "same instance";
+              say(`PostgreSQL wake-up latency, enqueue on the ${where}, ${count(n)} waiting`);
+              const wake = await measureStatusWake(a.url, adminToken, fleet.probe, {
+                waiting: n,
+                samples: plan.samples,
+                warmup: plan.warmup,
+                enqueueUrl: other ? b.url : undefined,
+              });
+              results.pgInstancesWake.push({
+                ...wake,
+                setup: { store: "postgres", enqueue: where },
+              });
+            }
+          } finally {
+            await stopWaiters(load);
+            const deadline = Date.now() + 30_000;
+            while ((await operator.waiting()) > 0 && Date.now() < deadline) await sleep(100);
+          }
+        }
+        for (const agents of plan.simAgents) {
+          say(`PostgreSQL: dashboard alone, ${agents} simulated agents`);
+          const throughput = await measureDashboardThroughput(run.children, {
+            url: a.url,
+            adminToken,
+            dashboardPid: a.child.pid,
+            agentsFile: fleet.simFile,
+            agents,
+            warmupSecs: plan.simWarmupSecs,
+            durationSecs: plan.simDurationSecs,
+            logFile: `${run.dir}/sim-pg-${agents}.log`,
+          });
+          results.pgInstancesThroughput.push({
+            ...throughput,
+            name: `${throughput.name}, PostgreSQL`,
+          });
+        }
+      } finally {
+        await a.child.stop();
+        await b.child.stop();
+      }
+    });
+  } finally {
+    await cluster?.destroy();
   }
 }
 
@@ -487,6 +588,8 @@ async function runAll(
     idle: [],
     floor: [],
     throughput: [],
+    pgInstancesWake: [],
+    pgInstancesThroughput: [],
     heapBytes: [],
     errors: [],
   };
@@ -510,6 +613,7 @@ async function runAll(
     if (plan.phases.has("status") || plan.phases.has("throughput")) {
       await dashboardPhases(run, options.serveArgs, options.profileDir);
     }
+    if (plan.phases.has("pg-instances")) await pgInstancesPhases(run);
     if (plan.phases.has("floor")) await floorPhases(run);
     if (redisBinary.ok && plan.phases.has("redis")) await redisPhases(run, redisBinary);
     if (postgresBinary.ok) await postgresPhase(run, postgresBinary);

@@ -34,6 +34,8 @@ export interface WakeResult {
    * (`INSERT` + `NOTIFY` → `LISTEN`).
    */
   system: "status" | "redis" | "redis-durable" | "postgres";
+  /** For `status`: the store, and whether the enqueue went to the waiting agent's instance. */
+  setup?: { store: "sqlite" | "postgres"; enqueue: "same instance" | "other instance" };
   /** Other clients waiting on the server meanwhile. */
   waiting: number;
   /** Latency in milliseconds. */
@@ -55,6 +57,8 @@ export interface WakeOptions {
    * @default {50}
    */
   warmup?: number;
+  /** Enqueue on this dashboard instead (another instance on the same database). */
+  enqueueUrl?: string;
 }
 
 /** How long the registration check may take, in polls of the server's count. */
@@ -77,6 +81,10 @@ export async function measureStatusWake(
 ): Promise<WakeResult> {
   const warmup = options.warmup ?? 50;
   using operator = await Operator.open(url, adminToken);
+  using other = options.enqueueUrl
+    ? await Operator.open(options.enqueueUrl, adminToken)
+    : undefined;
+  const enqueuer = other ?? operator;
   using conn = await HttpConnection.open(url);
   const samples: number[] = [];
   let unconfirmed = 0;
@@ -91,10 +99,10 @@ export async function measureStatusWake(
       confirmed = (await operator.waiting()) >= options.waiting + 1;
     }
     const started = performance.now();
-    await operator.sendEnqueue(agent.id, `wake-${runId}-${options.waiting}-${i}`, "true");
+    await enqueuer.sendEnqueue(agent.id, `wake-${runId}-${options.waiting}-${i}`, "true");
     const response = await answer;
     const elapsed = performance.now() - started;
-    await operator.enqueueAnswer();
+    await enqueuer.enqueueAnswer();
     expectStatus(response, 200, "wait");
     const command = jsonOf<{ id: string; attempt: number }>(response);
     await ackAndReport(conn, agent, command);

@@ -1,6 +1,6 @@
 /**
  * `status agents add|list|rotate|remove`: manages the dashboard's agents and their tokens, directly
- * on its SQLite file (`--db`). Tokens are printed once, by `add` and `rotate`, and never listed.
+ * on its store (`--db`: a SQLite file or a `postgres://` URL). Tokens are printed once, by `add` and `rotate`, and never listed.
  *
  * @module
  */
@@ -11,10 +11,10 @@ import {
   AGENT_SCOPES,
   type AgentScope,
   type CommandStore,
-  openSqliteStore,
+  openStore,
   StoreError,
 } from "../store/mod.ts";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
 import {
   addAgentRemote,
   listAgentsRemote,
@@ -60,9 +60,9 @@ function parseScopes(value: string): AgentScope[] {
 // deno-lint-ignore no-explicit-any
 function withDbOptions<C extends Command<any, any, any>>(command: C): C {
   command.option(
-    "--db <path>",
-    "work on this SQLite file of the dashboard's store; without it, over the dashboard's " +
-      "operator API at DASHBOARD_URL",
+    "--db <path|url>",
+    "work on this store of the dashboard (a SQLite file or a postgres:// URL); without it, over " +
+      "the dashboard's operator API at DASHBOARD_URL",
   );
   addSettingOptions(command, ["operator"]);
   return command;
@@ -74,10 +74,10 @@ function onDisk(options: object): boolean {
 }
 
 async function withStore<T>(options: object, fn: (store: CommandStore) => Promise<T>) {
-  const { settings } = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+  const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
   let store: CommandStore;
   try {
-    store = openSqliteStore(settings.db, { create: false });
+    store = await openStore(storeLocation(loaded), { sqlite: { create: false } });
   } catch (error) {
     if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
     throw error;

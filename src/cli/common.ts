@@ -84,7 +84,9 @@ export function loadCommandSettings(
     format: s.logFormat,
     level: s.logLevel,
     file: logFile(s),
-    secrets: [s.agentToken, s.statusAdminToken].filter((v): v is string => !!v),
+    secrets: [s.agentToken, s.statusAdminToken, ...urlPasswords(s.db, s.databaseUrl)].filter((
+      v,
+    ): v is string => !!v),
     filter,
   });
   const log = logger("config");
@@ -119,4 +121,32 @@ export function loadCommandSettings(
     );
   }
   return loaded;
+}
+
+/** The passwords in database URLs (kept out of logs). */
+function urlPasswords(...urls: (string | undefined)[]): string[] {
+  const out: string[] = [];
+  for (const url of urls) {
+    if (!url || !/^postgres(ql)?:\/\//i.test(url)) continue;
+    try {
+      const password = decodeURIComponent(new URL(url).password);
+      if (password) out.push(password);
+    } catch {
+      // not a URL: nothing to hide
+    }
+  }
+  return out;
+}
+
+/**
+ * The store a server-side command opens: `--db`/`DB` when set anywhere, else `DATABASE_URL` when
+ * set, else the default SQLite file.
+ *
+ * @param loaded The loaded settings.
+ * @returns A SQLite path or a `postgres://` URL.
+ */
+export function storeLocation(loaded: LoadedSettings): string {
+  const { settings, sources } = loaded;
+  if (sources.db !== "default" && sources.db !== undefined) return settings.db;
+  return settings.databaseUrl ?? settings.db;
 }

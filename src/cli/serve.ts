@@ -8,7 +8,7 @@ import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import { startServer } from "../server/mod.ts";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
 import type { Io } from "./io.ts";
 
 function readPem(path: string, flag: string): string {
@@ -54,10 +54,12 @@ unsigned requests accepted). Otherwise set STATUS_ADMIN_TOKEN and add agents wit
 Examples:
   status serve
   status serve --port 0 --db /var/lib/status/status.db
+  DATABASE_URL=postgres://status:secret@db:5432/status status serve   # several instances
   STATUS_ADMIN_TOKEN=... status serve --bind 0.0.0.0 --tls-cert cert.pem --tls-key key.pem`,
   );
   command.action(async (options) => {
-    const { settings: s } = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+    const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+    const s = loaded.settings;
     if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
       throw new ConfigError("--tls-cert and --tls-key must be given together");
     }
@@ -65,7 +67,7 @@ Examples:
       ? { cert: readPem(s.tlsCert, "--tls-cert"), key: readPem(s.tlsKey, "--tls-key") }
       : undefined;
     const server = await startServer({
-      db: s.db,
+      db: storeLocation(loaded),
       port: s.port,
       hostname: s.bind,
       tls,

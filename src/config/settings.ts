@@ -385,12 +385,24 @@ const SPECS = {
   },
   db: {
     env: "DB",
-    description: "SQLite file of the dashboard's store",
+    description: "The dashboard's store: a SQLite file, or a postgres:// URL shared by instances",
     default: "./status.db",
-    expected: "a file path",
+    expected: "a file path or a postgres:// URL",
     schema: text(),
     roles: ["server"],
-    placeholder: "<path>",
+    placeholder: "<path|url>",
+  },
+  databaseUrl: {
+    env: "DATABASE_URL",
+    description: "postgres:// URL of the store, used when DB/--db is not set",
+    expected: "a postgres://user:password@host:port/database URL",
+    schema: z.preprocess(
+      fromString,
+      z.string().max(4096).regex(/^postgres(ql)?:\/\/\S+$/i, "not a postgres:// URL"),
+    ),
+    roles: ["server"],
+    secret: true,
+    placeholder: "<url>",
   },
   tlsCert: {
     env: "TLS_CERT",

@@ -14,19 +14,26 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { MAX_BODY_BYTES, MAX_TTL_SECS, REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import type { CommandRecord, CommandStore, ExpireOutcome } from "../store/mod.ts";
+import {
+  type CommandRecord,
+  type CommandStore,
+  type ExpireOutcome,
+  isSharedStore,
+  type StoreSubscription,
+} from "../store/mod.ts";
 import type { AuthContext, ServerEnv } from "./auth.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
 import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { LeaseTimer } from "./leases.ts";
+import { connectInstances, resyncWaits, StoreAvailability, unavailableError } from "./notify.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { StoreHealth } from "./store_health.ts";
 import { agentRoutes, type RouteDeps } from "./routes_agent.ts";
 import { every } from "hono/combine";
 import { operatorRoutes } from "./routes_operator.ts";
-import { LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
+import { cancelAsked, LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
 import { adminAuth, operatorRateLimit } from "./auth.ts";
@@ -194,6 +201,8 @@ export interface DashboardApp {
   cancelWaiters: CancelWaiters;
   /** Whether the app runs in dev mode. */
   devMode: boolean;
+  /** Whether the store is reachable (it goes down only for a shared store such as PostgreSQL). */
+  availability: StoreAvailability;
   /** The app's Prometheus metrics (`GET /metrics`). */
   metrics: MetricsRenderer;
   /** The event streams of commands. */
@@ -231,6 +240,8 @@ export interface DashboardApp {
 
 const log = logger("server");
 
+/** With a shared store, how often the lease timer looks for leases other instances took, in ms. */
+const SHARED_LEASE_LOOKUP_MS = 5000;
 /** Default requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
 export const DEFAULT_AGENT_RATE_LIMIT = 1200;
 /**
@@ -318,6 +329,9 @@ export function createApp(options: AppOptions): DashboardApp {
     options.liveOutputRetentionSecs ?? 600,
   ) * 1000;
   const startedAt = clock.now();
+  // A store shared by several instances (PostgreSQL): events between them, request ids in the
+  // database, and a store that can go away and come back.
+  const shared = isSharedStore(store) ? store : null;
 
   const storeHealth = new StoreHealth(clock);
   const leases = new LeaseTimer({
@@ -325,11 +339,14 @@ export function createApp(options: AppOptions): DashboardApp {
     nextExpiry: () => store.nextLeaseExpiry(),
     expire: () => expireLeases(),
     onError: (error) => {
+      if (availability.observe(error)) return;
       if (storeHealth.map(error) !== error) {
         log.warning("lease expiry waits for the store to have room again");
       } else log.error("lease expiry failed: {error}", { error });
     },
     enabled: autoExpire,
+    // Leases taken by other instances: looked up again at least this often.
+    maxIdleMs: shared ? SHARED_LEASE_LOOKUP_MS : undefined,
   });
 
   const hub = new WaiterHub({
@@ -348,6 +365,35 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   const cancelWaiters = new CancelWaiters();
+
+  let subscription: StoreSubscription | null = null;
+  let subscribing: Promise<void> | undefined;
+  const subscribe = () => {
+    if (!shared || subscription || subscribing) return;
+    subscribing = connectInstances({
+      store: shared,
+      hub,
+      cancelWaiters,
+      availability,
+      resync: () => resyncWaits(store, hub, cancelWaiters, cancelAsked),
+      changed: (commandId) => events.publish(commandId),
+    }).then(async (opened) => {
+      if (closed) await opened?.close();
+      else subscription = opened;
+    }, (error) => log.error("could not listen for other instances: {error}", { error }))
+      .finally(() => subscribing = undefined);
+  };
+  const availability = new StoreAvailability({
+    ping: () => shared ? shared.ping() : Promise.resolve(),
+    onRecovered() {
+      if (closed) return;
+      subscribe();
+      resyncWaits(store, hub, cancelWaiters, cancelAsked).catch((error) =>
+        availability.observe(error)
+      );
+      if (autoExpire) void leases.start();
+    },
+  });
 
   async function expireLeases(): Promise<ExpireOutcome> {
     const outcome = await store.requeueExpired(clock.now(), maxAttempts);
@@ -448,11 +494,16 @@ export function createApp(options: AppOptions): DashboardApp {
       if (lastWaitHash.get(agentId) !== hash) lastWaitHash.set(agentId, hash);
     },
     lastWaitHash: (agentId) => lastWaitHash.get(agentId),
-    replay: new ReplayCache({
-      windowMs: REPLAY_WINDOW_SECS * 1000,
-      clock,
-      maxEntries: options.replayCacheSize,
-    }),
+    replay: shared
+      ? {
+        remember: (id) => shared.rememberRequestId(id, clock.now(), REPLAY_WINDOW_SECS * 1000),
+      }
+      : new ReplayCache({
+        windowMs: REPLAY_WINDOW_SECS * 1000,
+        clock,
+        maxEntries: options.replayCacheSize,
+      }),
+    availability,
     waitRequireSignature: options.waitRequireSignature ?? false,
     acceptV1Signatures: options.acceptV1Signatures ?? false,
     defaultTimeoutSecs,
@@ -547,7 +598,9 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   app.onError((thrown, c) => {
-    const error = storeHealth.map(thrown);
+    const unavailable = unavailableError(thrown);
+    if (unavailable) availability.observe(thrown);
+    const error = unavailable ?? storeHealth.map(thrown);
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       return c.json(error.toJSON(), error.status);
@@ -564,6 +617,7 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   if (autoExpire) void leases.start();
+  subscribe();
   // Live output of final commands is redundant with their results after a while.
   const pruneOutput = () => store.pruneOutput(clock.now() - retentionMs);
   let pruneTimer: TimerId | undefined;
@@ -616,6 +670,7 @@ export function createApp(options: AppOptions): DashboardApp {
     hub,
     cancelWaiters,
     devMode,
+    availability,
     metrics,
     events,
     runs,
@@ -635,6 +690,9 @@ export function createApp(options: AppOptions): DashboardApp {
         runs.close();
         clock.clearTimeout(pruneTimer);
         leases.close();
+        availability.close();
+        await subscribing;
+        await subscription?.close();
         await flushLastSeen();
       }
     },

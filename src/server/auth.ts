@@ -36,7 +36,7 @@ import { HttpError } from "./http_error.ts";
 import { MAX_JSON_DEPTH, nestedDeeperThan, type RawBody, readBody } from "./body.ts";
 import { noteRefusal } from "./refusals.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
-import type { ReplayCache } from "./replay.ts";
+import type { RequestIdGuard } from "./replay.ts";
 
 /** Hono environment of the dashboard: what middleware hands to routes. */
 export type ServerEnv = {
@@ -434,7 +434,7 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
  * @param call The request, after step 1.
  * @throws {HttpError} `400` when missing or too long, `409` on a replay.
  */
-export function checkRequestId(replay: ReplayCache, call: AgentCall): void {
+export async function checkRequestId(replay: RequestIdGuard, call: AgentCall): Promise<void> {
   if (call.unsigned) return;
   const requestId = call.request.headers.get(HEADER.requestId)?.trim();
   if (!requestId) {
@@ -443,7 +443,7 @@ export function checkRequestId(replay: ReplayCache, call: AgentCall): void {
   if (requestId.length > 128) {
     throw refuse(call, 400, "X-Request-Id must be at most 128 characters", "authentication failed");
   }
-  if (!replay.remember(`${agentOf(call).id}\n${requestId}`)) {
+  if (!(await replay.remember(`${agentOf(call).id}\n${requestId}`))) {
     throw refuse(
       call,
       409,

@@ -103,6 +103,11 @@ export class CancelWaiters {
     for (const waiter of [...this.#commands.get(commandId) ?? []]) this.#settle(waiter, true);
   }
 
+  /** The commands that have open cancel-waits (to re-check them after missed events). */
+  commandIds(): string[] {
+    return [...this.#commands.keys()];
+  }
+
   /** Answers every open wait with `false`; later waits resolve with `false` at once. */
   close(): void {
     this.#closed = true;

@@ -26,6 +26,13 @@ export interface LeaseTimerOptions {
    * @default {true}
    */
   enabled?: boolean;
+  /**
+   * Look the earliest lease up again at least this often, in ms, even when none is due earlier:
+   * with a store shared by several instances, leases taken by another instance (which may die
+   * before they end) are only seen that way.
+   * @default {undefined} (never: every lease is taken through this timer's dashboard)
+   */
+  maxIdleMs?: number;
 }
 
 /** One timer for every lease of the store. */
@@ -97,8 +104,10 @@ export class LeaseTimer {
   async #refresh(): Promise<void> {
     const next = await this.#options.nextExpiry();
     if (this.#closed) return;
-    if (next === null) this.#disarm();
-    else this.#arm(next);
+    const idle = this.#options.maxIdleMs;
+    const lookup = idle === undefined ? null : this.#options.clock.now() + idle;
+    if (next === null && lookup === null) this.#disarm();
+    else this.#arm(Math.min(next ?? Infinity, lookup ?? Infinity));
   }
 
   #arm(at: number): void {

@@ -35,7 +35,12 @@
  *   an agent given a token while the dashboard runs must authenticate at once.
  * - **Scopes**: `commands:wait` (wait, ack and cancel-wait), `commands:report`, `commands:enqueue`.
  *   The wait checks the scope too, besides steps 1–3.
- * - **Request ids** are remembered per agent for 600 s, at most 200 000 (the oldest go first).
+ * - **Request ids** are remembered per agent for 600 s, at most 200 000 (the oldest go first); on a
+ *   store shared by several instances (PostgreSQL) they are recorded in the database instead, so
+ *   that every instance refuses an id any of them accepted.
+ * - **Several instances** on one PostgreSQL database: see `notify.ts` (events between instances with
+ *   `LISTEN`/`NOTIFY`, the store going down: `/health` 503, `503` with `Retry-After`, probes with
+ *   backoff) and `src/store/postgres.ts`. Rate limits stay per instance.
  * - **Execution lease**: `timeout_secs` (default 300, `defaultTimeoutSecs`) + 60 s from the ack.
  * - **Cancel** of a delivered command sets `cancel_requested` (shown in the command) and wakes the
  *   agent's cancel-wait (below), so the agent stops the command and reports it `cancelled`; if its
@@ -121,8 +126,14 @@ export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts
 export { Deadlines, type DeadlinesOptions } from "./deadlines.ts";
 export { CancelWaiters, type CancelWaitRequest } from "./cancel_waiters.ts";
 export { LeaseTimer, type LeaseTimerOptions } from "./leases.ts";
+export {
+  STORE_RETRY_AFTER_SECS,
+  StoreAvailability,
+  type StoreAvailabilityOptions,
+  unavailableError,
+} from "./notify.ts";
 export { type TakeResult, TokenBucketLimiter, type TokenBucketOptions } from "./rate_limit.ts";
-export { ReplayCache, type ReplayCacheOptions } from "./replay.ts";
+export { ReplayCache, type ReplayCacheOptions, type RequestIdGuard } from "./replay.ts";
 export type { ServerEnv } from "./auth.ts";
 export type { RawBody } from "./body.ts";
 export { WAIT_TIMEOUT_SECS } from "./wait_route.ts";

@@ -20,8 +20,23 @@ export interface ReplayCacheOptions {
   maxEntries?: number;
 }
 
+/**
+ * Where request ids are remembered: {@link ReplayCache} in memory (one dashboard), or the shared
+ * store's table (several instances on PostgreSQL), so that an id used at one instance is refused by
+ * every other.
+ */
+export interface RequestIdGuard {
+  /**
+   * Records an id.
+   *
+   * @param id The request id scoped by the caller (`agent\nrequest-id`).
+   * @returns `true` when the id is new, `false` when it was seen within the window (a replay).
+   */
+  remember(id: string): boolean | Promise<boolean>;
+}
+
 /** Remembers request ids for a window. */
-export class ReplayCache {
+export class ReplayCache implements RequestIdGuard {
   readonly #windowMs: number;
   readonly #clock: Clock;
   readonly #maxEntries: number;

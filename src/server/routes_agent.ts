@@ -40,8 +40,9 @@ import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import type { LeaseTimer } from "./leases.ts";
+import type { StoreAvailability } from "./notify.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
-import type { ReplayCache } from "./replay.ts";
+import type { RequestIdGuard } from "./replay.ts";
 import type { StoreHealth } from "./store_health.ts";
 import type { InstanceRegistry } from "./instances.ts";
 import type { WaiterHub } from "./waiters.ts";
@@ -95,7 +96,9 @@ export interface RouteDeps {
   noteWaitHash?(agentId: string, hash: string): void;
   /** The deployment hash of the agent's latest wait since the dashboard started, if any. */
   lastWaitHash?(agentId: string): string | undefined;
-  replay: ReplayCache;
+  replay: RequestIdGuard;
+  /** Whether the store is reachable; told of every failure to reach it. */
+  availability: StoreAvailability;
   waitRequireSignature: boolean;
   acceptV1Signatures: boolean;
   defaultTimeoutSecs: number;

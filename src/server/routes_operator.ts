@@ -9,6 +9,7 @@ import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit, type ServerEnv } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
+import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
 import type { RouteDeps } from "./routes_agent.ts";
 import { every } from "hono/combine";
 import { commandView } from "./views.ts";
@@ -37,14 +38,31 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
   const admin: MiddlewareHandler<ServerEnv> = every(limit, auth);
 
-  // 503 while the store is full: the dashboard answers, but cannot take new work.
-  app.get("/health", function healthRoute(c) {
+  // 503 while the store is unreachable (a shared store; probed) or full: the dashboard answers,
+  // but cannot take new work.
+  app.get("/health", async function healthRoute(c) {
+    if (!(await deps.availability.check())) {
+      const outage = deps.availability.outage;
+      c.header("Retry-After", String(STORE_RETRY_AFTER_SECS));
+      return c.json({
+        status: "unavailable",
+        store: {
+          status: "down",
+          ...(outage ? { since: new Date(outage.since).toISOString(), error: outage.error } : {}),
+        },
+        version: VERSION,
+        dev_mode: deps.devMode,
+        waiting: hub.size,
+        time: new Date(clock.now()).toISOString(),
+      }, 503);
+    }
     const store = deps.storeHealth.state();
     return c.json({
       status: store.status === "full" ? "store_full" : "ok",
       version: VERSION,
       dev_mode: deps.devMode,
       waiting: hub.size,
+      cancel_waiting: deps.cancelWaiters.size,
       store,
       time: new Date(clock.now()).toISOString(),
       uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),

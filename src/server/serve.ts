@@ -8,7 +8,8 @@ import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import {
   type CommandStore,
-  openSqliteStore,
+  openStore,
+  redactUrl,
   type SqliteStoreOptions,
   StoreError,
 } from "../store/mod.ts";
@@ -21,7 +22,8 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
   /** Use this store (the caller closes it); otherwise `db` is opened and closed at shutdown. */
   store?: CommandStore;
   /**
-   * SQLite file of the store, created on first start.
+   * The store: a SQLite file, created on first start, or a `postgres://` URL of a database shared
+   * by several instances (schema created or migrated on start).
    * @default {"./status.db"}
    */
   db?: string;
@@ -154,7 +156,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     store = options.store;
   } else {
     try {
-      store = openSqliteStore(options.db ?? "./status.db", options.dbOptions);
+      store = await openStore(options.db ?? "./status.db", { sqlite: options.dbOptions });
     } catch (error) {
       if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
       throw error;
@@ -234,7 +236,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     log.info("dashboard listening", {
       url,
       devMode,
-      db: ownsStore ? options.db : undefined,
+      db: ownsStore && options.db !== undefined ? redactUrl(options.db) : undefined,
       maxConnections: listener.maxConnections,
     });
 

@@ -21,6 +21,7 @@ import { logger } from "../log/mod.ts";
 import type { CommandRecord } from "../store/mod.ts";
 import { type AgentCall, agentCall } from "./auth.ts";
 import { HttpError } from "./http_error.ts";
+import { unavailableError } from "./notify.ts";
 import { agentAuthSteps, type AuthStep, type RouteDeps, unknownCommand } from "./routes_agent.ts";
 import { deliveredView } from "./views.ts";
 
@@ -193,7 +194,9 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   }
 
   function failed(call: AgentCall, thrown: unknown): Response {
-    const error = deps.storeHealth.map(thrown);
+    const unavailable = unavailableError(thrown);
+    if (unavailable) deps.availability.observe(thrown);
+    const error = unavailable ?? deps.storeHealth.map(thrown);
     if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
     log.error("request {method} {path} failed: {error}", {
       method: call.request.method,

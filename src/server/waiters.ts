@@ -221,6 +221,15 @@ export class WaiterHub {
   }
 
   /**
+   * Serves every agent's open waits (after events may have been missed: a store shared by several
+   * instances reconnected its notifications).
+   */
+  notifyAll(): void {
+    if (this.#closed) return;
+    for (const agentId of [...this.#agents.keys()]) void this.#pump(agentId);
+  }
+
+  /**
    * Runs an enqueue for the agent so that the store can claim for an open matching wait in the
    * same transaction. The step is called with the deployment hash of the oldest open wait that
    * the new command matches, or with `null` when there is none (or the agent's pump is busy): then

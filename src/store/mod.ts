@@ -42,6 +42,7 @@ export {
   EXECUTION_LEASE_GRACE_SECS,
   type ExpireOutcome,
   type HeartbeatInput,
+  isSharedStore,
   type NewCommand,
   type OutputBounds,
   type OutputChunk,
@@ -50,6 +51,10 @@ export {
   type OutputStream,
   type ReportInput,
   type ReportOutcome,
+  type SharedStore,
+  type StoreEvent,
+  type StoreEventListener,
+  type StoreSubscription,
 } from "./types.ts";
 export type {
   AdvanceRunOutcome,
@@ -71,4 +76,8 @@ export {
   targetState,
 } from "./runs.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
-export { StoreError, StoreFullError } from "./errors.ts";
+export { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
+// Types only: the PostgreSQL driver is loaded by `openStore` or an import of `./postgres.ts`.
+export type { PostgresStore, PostgresStoreOptions } from "./postgres.ts";
+export { isPostgresUrl, redactUrl } from "./url.ts";
+export { openStore, type OpenStoreOptions } from "./open.ts";

@@ -673,3 +673,69 @@ export interface CommandStore extends AsyncDisposable {
   /** Closes the store; later calls fail. Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * A change another dashboard instance must hear of: a command became claimable for an agent
+ * (enqueued, requeued after its lease, released), a command's cancel was recorded, or a command
+ * changed at all (for its event streams: status, live output).
+ */
+export type StoreEvent =
+  | { type: "queued"; agentId: string }
+  | { type: "cancel"; commandId: string }
+  /** A command changed in any way (its event streams re-read it). */
+  | { type: "changed"; commandId: string };
+
+/** Receives the {@link StoreEvent}s of other instances. */
+export interface StoreEventListener {
+  /** One event made by another instance (never called for this store's own changes). */
+  event(event: StoreEvent): void;
+  /**
+   * Events may have been missed (the listening connection was re-established): re-check every
+   * open wait and cancel-wait against the store.
+   */
+  resync(): void;
+}
+
+/** An open subscription of {@link SharedStore.subscribe}. */
+export interface StoreSubscription {
+  /** Stops listening. */
+  close(): Promise<void>;
+}
+
+/**
+ * What a store shared by several dashboard instances adds to {@link CommandStore} (the
+ * PostgreSQL store): events between instances, request ids remembered in the database, and a
+ * health check. The embedded SQLite store has one instance and does not need them.
+ */
+export interface SharedStore {
+  /**
+   * Listens for the events of other instances.
+   *
+   * @param listener Gets each event, and `resync` after a reconnect of the listening connection.
+   * @returns The subscription, once listening.
+   */
+  subscribe(listener: StoreEventListener): Promise<StoreSubscription>;
+  /**
+   * Records a request id for replay protection, atomically for every instance.
+   *
+   * @param key The request id scoped by the caller (`agent\nrequest-id`).
+   * @param now The current time, in ms.
+   * @param windowMs How long the id is remembered.
+   * @returns `true` when the id is new (or last used longer than the window ago), `false` on a
+   *   replay.
+   */
+  rememberRequestId(key: string, now: number, windowMs: number): Promise<boolean>;
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+}
+
+/**
+ * Whether a store is shared by several instances (implements {@link SharedStore}).
+ *
+ * @param store A store.
+ */
+export function isSharedStore(store: CommandStore): store is CommandStore & SharedStore {
+  const s = store as Partial<SharedStore>;
+  return typeof s.subscribe === "function" && typeof s.rememberRequestId === "function" &&
+    typeof s.ping === "function";
+}

@@ -56,6 +56,11 @@ Deno.test({
         report,
         ci ? /PostgreSQL INSERT \+ NOTIFY/ : /PostgreSQL INSERT \+ NOTIFY|PostgreSQL: /,
       );
+      // status serve on PostgreSQL (two instances) is either measured or said to be skipped.
+      assert.match(
+        report,
+        /status serve on PostgreSQL, two instances: wake-up .*enqueue on the other instance|status serve on PostgreSQL, two instances \| skipped/,
+      );
       // The table is printed too.
       assert.match(new TextDecoder().decode(output.stdout), /## Summary/);
     } finally {

@@ -282,7 +282,14 @@ const LISTEN_URL = /https?:\/\/[\w.\[\]:-]+:(\d+)/;
  * @returns The process and its URL.
  */
 export async function startServe(
-  options: { db: string; port?: number; args?: string[]; perms?: readonly string[]; cwd?: string },
+  options: {
+    db: string;
+    port?: number;
+    args?: string[];
+    perms?: readonly string[];
+    cwd?: string;
+    env?: Record<string, string>;
+  },
 ): Promise<ServeProcess> {
   const proc = spawnCli(
     [
@@ -295,7 +302,7 @@ export async function startServe(
       "json",
       ...(options.args ?? []),
     ],
-    { perms: options.perms ?? PERMS.serve, cwd: options.cwd },
+    { perms: options.perms ?? PERMS.serve, cwd: options.cwd, env: options.env },
   );
   try {
     const url = await waitForListenUrl(proc);

@@ -417,3 +417,27 @@ Deno.test("waiter hub enqueue claims for a waiter in one step, losing and doubli
     }
   }
 });
+
+Deno.test("lease timer with maxIdleMs looks again for leases taken elsewhere", async () => {
+  const clock = new FakeClock(1_000_000);
+  const now = clock.now();
+  let lease: number | null = null;
+  const timer = new LeaseTimer({
+    clock,
+    nextExpiry: () => Promise.resolve(lease),
+    expire: () => Promise.resolve(),
+    maxIdleMs: 5000,
+  });
+  try {
+    await timer.start();
+    assert.equal(timer.armedAt, now + 5000, "armed for a look-up although no lease is known");
+    lease = now + 60_000; // another instance took a lease
+    await timer.start();
+    assert.equal(timer.armedAt, now + 5000, "the look-up comes before a later lease");
+    lease = now + 1000;
+    await timer.start();
+    assert.equal(timer.armedAt, now + 1000, "an earlier lease first");
+  } finally {
+    timer.close();
+  }
+});

@@ -1,0 +1,243 @@
+/**
+ * Several dashboard instances on one shared store (PostgreSQL): how an instance learns of what the
+ * others did, and how it lives through the database going away.
+ *
+ * ## Events between instances
+ *
+ * The store sends an event inside the transaction of each change another instance may be waiting
+ * for (`LISTEN`/`NOTIFY`: delivered when it commits): a command became claimable for an agent, or a
+ * command's cancel was recorded. {@link connectInstances} passes them to the instance's own
+ * {@link WaiterHub} and {@link CancelWaiters}, exactly as the local routes do after their writes.
+ * The in-process paths are unchanged, and they are all a single instance (SQLite) has.
+ *
+ * Events are not queued while the listening connection is down. Whenever it is established again,
+ * and whenever the store comes back after an outage, every open wait and cancel-wait is checked
+ * against the store once ({@link resyncWaits}): a missed event is repaired by that re-check, and
+ * nothing polls on a timer.
+ *
+ * ## The store going away
+ *
+ * {@link StoreAvailability} is told of every {@link StoreUnavailableError}. It marks the store down
+ * (`GET /health` answers `503`), and probes it with a trivial query after 250 ms, 500 ms, 1 s, ...
+ * up to 5 s between probes, until it answers; then the waits are re-checked and the lease timer
+ * re-armed. Requests that need the store meanwhile fail fast with `503` and `Retry-After`
+ * ({@link unavailableError}); the agents back off and retry.
+ *
+ * @module
+ */
+import { logger } from "../log/mod.ts";
+import {
+  type CommandStore,
+  type SharedStore,
+  type StoreSubscription,
+  StoreUnavailableError,
+} from "../store/mod.ts";
+import type { CancelWaiters } from "./cancel_waiters.ts";
+import { HttpError } from "./http_error.ts";
+import type { WaiterHub } from "./waiters.ts";
+
+const log = logger("server");
+
+/** `Retry-After` of a `503` while the store is unavailable, in seconds. */
+export const STORE_RETRY_AFTER_SECS = 2;
+
+/**
+ * The answer to a request that failed because the store is unavailable, or `null` for any other
+ * error.
+ *
+ * @param error What a route or the store threw.
+ * @returns A `503` with `Retry-After`, or `null`.
+ */
+export function unavailableError(error: unknown): HttpError | null {
+  if (!(error instanceof StoreUnavailableError)) return null;
+  return new HttpError(503, "the dashboard's database is unavailable; retry later", {
+    headers: { "Retry-After": String(STORE_RETRY_AFTER_SECS) },
+    cause: error,
+  });
+}
+
+/** Options of {@link StoreAvailability}. */
+export interface StoreAvailabilityOptions {
+  /** Resolves when the store answers. */
+  ping(): Promise<void>;
+  /** Called once each time the store is reachable again after being down. */
+  onRecovered?(): void;
+  /**
+   * First delay between probes, in ms (doubles up to `maxDelayMs`).
+   * @default {250}
+   */
+  minDelayMs?: number;
+  /**
+   * Largest delay between probes, in ms.
+   * @default {5000}
+   */
+  maxDelayMs?: number;
+}
+
+/** Whether the store is reachable, and the reconnection probe while it is not. */
+export class StoreAvailability {
+  readonly #options: StoreAvailabilityOptions;
+  #down: { since: number; error: string } | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #delay: number;
+  #closed = false;
+
+  /**
+   * Starts healthy.
+   *
+   * @param options The probe and what to do on recovery.
+   */
+  constructor(options: StoreAvailabilityOptions) {
+    this.#options = options;
+    this.#delay = options.minDelayMs ?? 250;
+  }
+
+  /** Whether the store is known to be unreachable. */
+  get down(): boolean {
+    return this.#down !== null;
+  }
+
+  /** Why it is down and since when (ms), or `null`. */
+  get outage(): { since: number; error: string } | null {
+    return this.#down;
+  }
+
+  /**
+   * Looks at an error of the store: an unavailable store is marked down and probed until it is
+   * back.
+   *
+   * @param error Any error.
+   * @returns Whether it was a {@link StoreUnavailableError}.
+   */
+  observe(error: unknown): boolean {
+    if (!(error instanceof StoreUnavailableError)) return false;
+    if (this.#down === null && !this.#closed) {
+      this.#down = { since: Date.now(), error: error.message };
+      log.error("store unavailable: {error}; retrying with backoff", { error: error.message });
+      this.#schedule();
+    }
+    return true;
+  }
+
+  /**
+   * Probes the store now (for `GET /health`).
+   *
+   * @returns Whether it answered.
+   */
+  async check(): Promise<boolean> {
+    if (this.#down) return false;
+    try {
+      await this.#options.ping();
+      return true;
+    } catch (error) {
+      if (!this.observe(error)) throw error;
+      return false;
+    }
+  }
+
+  /** Stops probing. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#timer !== undefined) return;
+    this.#timer = setTimeout(async () => {
+      this.#timer = undefined;
+      try {
+        await this.#options.ping();
+      } catch (error) {
+        if (this.#closed) return;
+        if (this.#down) this.#down = { ...this.#down, error: (error as Error).message };
+        this.#delay = Math.min(this.#delay * 2, this.#options.maxDelayMs ?? 5000);
+        this.#schedule();
+        return;
+      }
+      if (this.#closed) return;
+      const since = this.#down?.since ?? Date.now();
+      this.#down = null;
+      this.#delay = this.#options.minDelayMs ?? 250;
+      log.info("store reachable again after {secs} s", {
+        secs: Math.round((Date.now() - since) / 100) / 10,
+      });
+      this.#options.onRecovered?.();
+    }, this.#delay);
+  }
+}
+
+/**
+ * Re-checks every open wait and cancel-wait against the store: the waits' pumps claim again, and
+ * a cancel-wait whose command's cancel is recorded is answered.
+ *
+ * @param store The store.
+ * @param hub The open waits.
+ * @param cancelWaiters The open cancel-waits.
+ * @param cancelAsked Whether a command's agent should stop it.
+ */
+export async function resyncWaits(
+  store: CommandStore,
+  hub: WaiterHub,
+  cancelWaiters: CancelWaiters,
+  cancelAsked: (command: NonNullable<Awaited<ReturnType<CommandStore["getCommand"]>>>) => boolean,
+): Promise<void> {
+  hub.notifyAll();
+  for (const id of cancelWaiters.commandIds()) {
+    const command = await store.getCommand(id);
+    if (command && cancelAsked(command)) cancelWaiters.notify(id);
+  }
+}
+
+/** What {@link connectInstances} wires together. */
+export interface InstanceLinks {
+  /** The shared store. */
+  store: CommandStore & SharedStore;
+  /** This instance's open waits. */
+  hub: WaiterHub;
+  /** This instance's open cancel-waits. */
+  cancelWaiters: CancelWaiters;
+  /** Re-checks every open wait and cancel-wait (after missed events). */
+  resync(): Promise<void>;
+  /** Told of store failures. */
+  availability: StoreAvailability;
+  /** A command changed (anything: its event streams re-read it). */
+  changed?(commandId: string): void;
+}
+
+/**
+ * Subscribes to the events of the other instances and passes them to this instance's waits;
+ * re-checks the waits whenever events may have been missed.
+ *
+ * @param links The store, the waits and the health tracker.
+ * @returns The subscription (close it at shutdown), or `null` when the store was unavailable
+ *   (call again once it recovers).
+ */
+export async function connectInstances(links: InstanceLinks): Promise<StoreSubscription | null> {
+  const { store, hub, cancelWaiters, availability } = links;
+  const resync = () => {
+    links.resync().catch((error) => {
+      if (!availability.observe(error)) {
+        log.error("re-check of open waits failed: {error}", { error });
+      }
+    });
+  };
+  try {
+    return await store.subscribe({
+      event(event) {
+        if (event.type === "queued") hub.notify(event.agentId);
+        else if (event.type === "cancel") {
+          cancelWaiters.notify(event.commandId);
+          links.changed?.(event.commandId);
+        } else if (event.type === "changed") links.changed?.(event.commandId);
+      },
+      resync() {
+        log.info("notifications reconnected; re-checking open waits");
+        resync();
+      },
+    });
+  } catch (error) {
+    if (!availability.observe(error)) throw error;
+    return null;
+  }
+}

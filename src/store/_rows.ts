@@ -1,0 +1,210 @@
+/**
+ * Rows of the SQL stores as records: the SQLite and the PostgreSQL store share one schema shape
+ * (`agents`, `commands` joined with `results` as `r_*` columns) and these mappings.
+ *
+ * @module
+ */
+import {
+  type CommandParams,
+  type CommandStatus,
+  type OutputEncoding,
+  PRIORITIES,
+  type Priority,
+  type ReportStatus,
+} from "../protocol/mod.ts";
+import {
+  AGENT_SCOPES,
+  type AgentRecord,
+  type AgentScope,
+  type CommandRecord,
+  type RunRecord,
+  type RunTargetRecord,
+} from "./types.ts";
+
+/** A row as a driver returns it: numbers may come as `bigint` (SQLite) or strings (PostgreSQL). */
+export type Row = Record<string, unknown>;
+
+/** The command columns and the result columns (`r_*`) selected by both stores. */
+export const COMMAND_COLUMNS = `
+  c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
+  c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
+  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at,
+  r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
+  r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
+  r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
+  r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
+  r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
+  r.output_escaped AS r_output_escaped, r.stdout_encoding AS r_stdout_encoding,
+  r.stderr_encoding AS r_stderr_encoding,
+  r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
+
+/** A number column (`bigint`, numeric string or number). */
+export function num(value: unknown): number {
+  return typeof value === "number" ? value : Number(value);
+}
+
+/** A nullable number column. */
+export function numOrNull(value: unknown): number | null {
+  return value === null || value === undefined ? null : num(value);
+}
+
+/** A nullable text column. */
+export function strOrNull(value: unknown): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+/** A flag column: SQLite's 0/1 or PostgreSQL's boolean. */
+export function flag(value: unknown): boolean {
+  return value === true || (value !== false && value !== null && num(value) !== 0);
+}
+
+/** An output encoding column. */
+export function encodingOrNull(value: unknown): OutputEncoding | null {
+  return value === "utf-8" || value === "base64" ? value : null;
+}
+
+/**
+ * Output as stored: a JSON string literal when `escaped` (rows written since binary-safe output),
+ * so that NUL bytes survive text columns (SQLite's bound text ends at a NUL; PostgreSQL's text
+ * refuses one).
+ */
+export function storedOutput(value: unknown, escaped: boolean): string | null {
+  const text = strOrNull(value);
+  if (text === null || !escaped) return text;
+  try {
+    const parsed = JSON.parse(text);
+    return typeof parsed === "string" ? parsed : text;
+  } catch {
+    return text;
+  }
+}
+
+/** The scopes column (a JSON array); a damaged column grants nothing. */
+export function parseScopes(text: string): AgentScope[] {
+  try {
+    const parsed = JSON.parse(text);
+    if (Array.isArray(parsed)) {
+      return parsed.filter((s): s is AgentScope => AGENT_SCOPES.includes(s));
+    }
+  } catch {
+    // fall through: a damaged scopes column grants nothing
+  }
+  return [];
+}
+
+/** An `agents` row as a record. */
+export function toAgent(row: Row): AgentRecord {
+  return {
+    id: String(row.id),
+    token: strOrNull(row.token),
+    scopes: parseScopes(String(row.scopes)),
+    createdAt: num(row.created_at),
+    lastSeenAt: numOrNull(row.last_seen_at),
+  };
+}
+
+/** A row of {@link COMMAND_COLUMNS} as a record. */
+export function toCommand(row: Row): CommandRecord {
+  return {
+    id: String(row.id),
+    agentId: String(row.agent_id),
+    deploymentHash: strOrNull(row.deployment_hash),
+    name: String(row.name),
+    params: JSON.parse(String(row.params)) as CommandParams,
+    priority: PRIORITIES[num(row.priority)] ?? "normal",
+    status: String(row.status) as CommandStatus,
+    attempt: num(row.attempt),
+    deliveredAttempt: num(row.delivered_attempt),
+    leaseExpiresAt: numOrNull(row.lease_expires_at),
+    cancelRequested: flag(row.cancel_requested),
+    fingerprint: String(row.fingerprint),
+    seq: num(row.seq),
+    createdAt: num(row.created_at),
+    deliveredAt: numOrNull(row.delivered_at),
+    ackedAt: numOrNull(row.acked_at),
+    completedAt: numOrNull(row.completed_at),
+    expiresAt: numOrNull(row.expires_at),
+    updatedAt: num(row.updated_at),
+    result: row.r_command_id === null || row.r_command_id === undefined ? null : {
+      status: String(row.r_status) as ReportStatus,
+      attempt: numOrNull(row.r_attempt),
+      hasOutput: flag(row.r_has_output),
+      exitCode: numOrNull(row.r_exit_code),
+      signal: strOrNull(row.r_signal),
+      durationSecs: numOrNull(row.r_duration_secs),
+      stdout: storedOutput(row.r_stdout, flag(row.r_output_escaped ?? 0)),
+      stderr: storedOutput(row.r_stderr, flag(row.r_output_escaped ?? 0)),
+      stdoutEncoding: encodingOrNull(row.r_stdout_encoding),
+      stderrEncoding: encodingOrNull(row.r_stderr_encoding),
+      stdoutTruncatedBytes: numOrNull(row.r_stdout_truncated_bytes),
+      stderrTruncatedBytes: numOrNull(row.r_stderr_truncated_bytes),
+      error: strOrNull(row.r_error),
+      startedAt: strOrNull(row.r_started_at),
+      completedAt: strOrNull(row.r_completed_at),
+      reportedAt: num(row.r_reported_at),
+    },
+  };
+}
+
+/** The stored rank of a priority (0 = critical); unknown or absent is `normal`. */
+export function priorityRank(priority: Priority | undefined): number {
+  const rank = PRIORITIES.indexOf(priority ?? "normal");
+  return rank < 0 ? PRIORITIES.indexOf("normal") : rank;
+}
+
+/** The labels column (a JSON object of strings); `{}` when absent or damaged. */
+export function parseLabelsColumn(value: unknown): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (typeof value !== "string") return labels;
+  try {
+    const parsed = JSON.parse(value);
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
+      for (const [key, v] of Object.entries(parsed)) if (typeof v === "string") labels[key] = v;
+    }
+  } catch {
+    // a damaged column: no labels
+  }
+  return labels;
+}
+
+/** A run's targets with their commands (`c`, `r` as in {@link COMMAND_COLUMNS}). */
+export const TARGET_COLUMNS = `t.position AS t_position, t.agent_id AS t_agent_id,
+  t.command_id AS t_command_id, t.offline_at_creation AS t_offline,
+  t.started_at AS t_started_at, t.skipped_at AS t_skipped_at`;
+/** The tables of {@link TARGET_COLUMNS}. */
+export const TARGET_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id
+  LEFT JOIN results r ON r.command_id = c.id`;
+
+/** A run's row and its targets. */
+export function toRun(row: Row, targets: RunTargetRecord[]): RunRecord {
+  const spec = strOrNull(row.max_concurrency_spec);
+  return {
+    id: String(row.id),
+    name: String(row.name),
+    params: JSON.parse(String(row.params)) as CommandParams,
+    target: JSON.parse(String(row.target)),
+    fingerprint: String(row.fingerprint),
+    maxConcurrency: num(row.max_concurrency),
+    maxConcurrencySpec: spec === null ? null : JSON.parse(spec),
+    maxErrors: numOrNull(row.max_errors),
+    cancelRequested: flag(row.cancel_requested),
+    seq: num(row.seq),
+    createdAt: num(row.created_at),
+    completedAt: numOrNull(row.completed_at),
+    updatedAt: num(row.updated_at),
+    targets,
+  };
+}
+
+/** A run target's row (`t_` columns) with its command's (null when it has none yet). */
+export function toTarget(row: Row): RunTargetRecord {
+  return {
+    position: num(row.t_position),
+    agentId: String(row.t_agent_id),
+    commandId: String(row.t_command_id),
+    offlineAtCreation: flag(row.t_offline),
+    startedAt: numOrNull(row.t_started_at),
+    skippedAt: numOrNull(row.t_skipped_at),
+    command: row.id === null || row.id === undefined ? null : toCommand(row),
+  };
+}

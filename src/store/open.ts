@@ -1,0 +1,48 @@
+/**
+ * Opening the store a `--db` value names: a `postgres://` (or `postgresql://`) URL opens the
+ * PostgreSQL store, anything else is a SQLite file path (or `:memory:`).
+ *
+ * @module
+ */
+import type { PostgresStoreOptions } from "./postgres.ts";
+import { isPostgresUrl } from "./url.ts";
+import { openSqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
+import type { CommandStore } from "./types.ts";
+
+/** Options of {@link openStore}, per kind of store. */
+export interface OpenStoreOptions {
+  /** Options of a SQLite store. */
+  sqlite?: SqliteStoreOptions;
+  /** Options of a PostgreSQL store. */
+  postgres?: PostgresStoreOptions;
+}
+
+/**
+ * Opens (creating or migrating) the store that `db` names.
+ *
+ * @param db A SQLite file path, `":memory:"`, or a `postgres://user:password@host:port/db` URL.
+ * @param options Options of each kind of store.
+ * @returns The open store.
+ * @throws {StoreError} When it cannot be opened (see {@link openSqliteStore} and
+ *   {@link openPostgresStore}).
+ *
+ * @example A SQLite store in memory
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStore } from "./open.ts";
+ *
+ * await using store = await openStore(":memory:");
+ * assert.equal(await store.hasAgentWithToken(), false);
+ * ```
+ */
+export async function openStore(
+  db: string,
+  options: OpenStoreOptions = {},
+): Promise<CommandStore> {
+  if (isPostgresUrl(db)) {
+    // Loaded only here: a SQLite dashboard never loads the PostgreSQL driver.
+    const { openPostgresStore } = await import("./postgres.ts");
+    return await openPostgresStore(db.trim(), options.postgres);
+  }
+  return openSqliteStore(db, options.sqlite);
+}

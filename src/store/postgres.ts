@@ -1,0 +1,1224 @@
+/**
+ * The {@link CommandStore} on PostgreSQL (the `postgres` npm package), for several dashboard
+ * instances sharing one database. Schema created and migrated on open, versioned in
+ * `status_schema` (see `_pg_migrations.ts`).
+ *
+ * What the database enforces, so that no instance's memory has to:
+ *
+ * - **Claims** take the next queued row with `FOR UPDATE SKIP LOCKED` in the same statement that
+ *   marks it delivered: two instances never hand out one command, and neither waits for the other.
+ * - **Idempotent enqueue**: `INSERT … ON CONFLICT (id) DO NOTHING`, then the existing row is
+ *   compared; two instances enqueueing one id concurrently make one command.
+ * - **First result wins**: the report locks the command row, and `results.command_id` is the
+ *   primary key.
+ * - **Leases** are ended by one statement over `FOR UPDATE SKIP LOCKED` rows, re-checked under
+ *   the lock: with N instances expiring at once, each lease is requeued (or lost) exactly once.
+ *
+ * Changes other instances must hear of are sent with `pg_notify` inside the transaction that makes
+ * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
+ * release) and a cancel of a delivered command. {@link PostgresStore.subscribe} listens.
+ *
+ * Errors that mean "the server is not reachable now" (refused, dropped, shutting down) are thrown
+ * as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import postgres from "postgres";
+import type { CommandStatus } from "../protocol/mod.ts";
+import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
+import { logger } from "../log/mod.ts";
+import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
+import {
+  COMMAND_COLUMNS,
+  num,
+  numOrNull,
+  parseLabelsColumn,
+  parseScopes,
+  priorityRank,
+  type Row,
+  strOrNull,
+  TARGET_COLUMNS,
+  TARGET_FROM,
+  toAgent,
+  toCommand,
+  toRun,
+  toTarget,
+} from "./_rows.ts";
+import { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
+import { isPostgresUrl, redactUrl } from "./url.ts";
+
+export { isPostgresUrl, redactUrl };
+import type {
+  AdvanceRunOutcome,
+  CancelRunOutcome,
+  CreateRunOutcome,
+  NewRun,
+  RunQuery,
+  RunRecord,
+  RunTargetRecord,
+} from "./types.ts";
+import { planRun } from "./runs.ts";
+import {
+  type AckOutcome,
+  type AckRequest,
+  AGENT_SCOPES,
+  type AgentRecord,
+  type AgentScope,
+  type AgentSummary,
+  type AppendOutputOutcome,
+  type CancelOutcome,
+  type ClaimRequest,
+  type CommandQuery,
+  type CommandRecord,
+  type CommandStore,
+  type EnqueueOutcome,
+  EXECUTION_LEASE_GRACE_SECS,
+  type ExpireOutcome,
+  type HeartbeatInput,
+  type NewCommand,
+  type OutputChunk,
+  type OutputChunkInput,
+  type OutputQuery,
+  type OutputStream,
+  type ReportInput,
+  type ReportOutcome,
+  type SharedStore,
+  type StoreEvent,
+  type StoreEventListener,
+  type StoreSubscription,
+} from "./types.ts";
+
+/** First and largest delay between attempts to listen again after the connection closed, in ms. */
+const LISTEN_RETRY_MIN_MS = 250;
+const LISTEN_RETRY_MAX_MS = 5000;
+
+/** The channel of {@link StoreEvent}s. */
+export const PG_CHANNEL = "status_events";
+
+/** Options of {@link openPostgresStore}. */
+export interface PostgresStoreOptions {
+  /**
+   * Connections in the pool.
+   * @default {10}
+   */
+  maxConnections?: number;
+  /**
+   * How long a connection attempt may take before the call fails as unavailable, in seconds.
+   * @default {5}
+   */
+  connectTimeoutSecs?: number;
+  /**
+   * How long one store operation may wait for the server before it fails as unavailable (its
+   * outcome is then unknown; every operation is safe to repeat), in seconds. A server that stops
+   * answering never hangs a request longer than this.
+   * @default {15}
+   */
+  queryTimeoutSecs?: number;
+}
+
+type Sql = postgres.Sql;
+/** Hooks of the client a subscription listens on. */
+interface ListenerHooks {
+  onnotify(channel: string, payload: string): void;
+  onclose(): void;
+}
+type Tx = postgres.TransactionSql;
+type Querier = Sql | Tx;
+
+const log = logger("store");
+
+const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
+/** Selects a command with its result from a CTE `c` of updated rows. */
+const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
+
+/** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
+const DISK_FULL = "53100";
+
+/** SQLSTATE classes and codes that mean the server is not there (now). */
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "58P01"]);
+/** Node/postgres error codes of a connection that failed or dropped. */
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+]);
+
+/** Whether an error of the driver means "not reachable now". */
+function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") {
+    // Deno's node:net reports a refused connection with the message only on some paths.
+    return error instanceof Error &&
+      /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
+  }
+  return UNAVAILABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08");
+}
+
+/**
+ * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
+ *
+ * @param url `postgres://user:password@host:port/database` (query parameters as `libpq`'s, e.g.
+ *   `?sslmode=require`).
+ * @param options Pool size and connect timeout.
+ * @returns The open store; close it with {@link PostgresStore.close} or `await using`.
+ * @throws {StoreError} When the server is unreachable, rejects the credentials, the database does
+ *   not exist, holds foreign tables, or was migrated by a newer version of this program.
+ */
+export async function openPostgresStore(
+  url: string,
+  options: PostgresStoreOptions = {},
+): Promise<PostgresStore> {
+  if (!isPostgresUrl(url)) {
+    throw new TypeError(`not a postgres:// URL: ${JSON.stringify(redactUrl(url))}`);
+  }
+  const where = redactUrl(url);
+  let sql: Sql;
+  try {
+    sql = postgres(url, {
+      max: options.maxConnections ?? 10,
+      connect_timeout: options.connectTimeoutSecs ?? 5,
+      idle_timeout: 60,
+      onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
+      connection: { application_name: "status" },
+    });
+  } catch (error) {
+    throw new StoreError(`cannot open database ${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const store = new PostgresStore(
+    sql,
+    where,
+    (options.queryTimeoutSecs ?? 15) * 1000,
+    (hooks) =>
+      postgres(url, {
+        ...hooks,
+        max: 1,
+        idle_timeout: 0,
+        max_lifetime: null,
+        connect_timeout: options.connectTimeoutSecs ?? 5,
+        onnotice: () => {},
+        connection: { application_name: "status-listen" },
+      }),
+  );
+  try {
+    await store.migrate();
+  } catch (error) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    if (error instanceof StoreError) throw error;
+    throw new StoreError(`cannot open database ${where}: ${describeOpenError(error)}`, {
+      cause: error,
+    });
+  }
+  return store;
+}
+
+function describeOpenError(error: unknown): string {
+  const e = error as { code?: string; message?: string; routine?: string };
+  if (e?.code === "28P01" || e?.code === "28000") {
+    return `the server rejected the credentials (${e.message})`;
+  }
+  if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
+  if (isUnavailable(error)) {
+    return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
+      /\(\s+/,
+      "(",
+    );
+  }
+  if (error instanceof Deno.errors.NotCapable || (error as Error)?.name === "NotCapable") {
+    return "permission denied by Deno; run with --allow-net (and --allow-env, --allow-read for " +
+      "the driver's defaults)";
+  }
+  return e?.message ?? String(error);
+}
+
+/** The {@link CommandStore} on PostgreSQL. See {@link openPostgresStore}. */
+export class PostgresStore implements CommandStore, SharedStore {
+  /** The database URL without its password. */
+  readonly location: string;
+  /** This store's id in notifications: it ignores its own. */
+  readonly instanceId: string = crypto.randomUUID();
+  readonly #sql: Sql;
+  readonly #listenerConnection: (hooks: ListenerHooks) => Sql;
+  readonly #queryTimeoutMs: number;
+  #closed = false;
+  #lastSweep = 0;
+
+  /**
+   * Wraps an open connection pool; use {@link openPostgresStore}.
+   *
+   * @param sql The pool.
+   * @param location The URL without its password.
+   * @param queryTimeoutMs How long one operation may wait for the server.
+   * @param listenerConnection Makes the one-connection client that a subscription listens on.
+   */
+  constructor(
+    sql: Sql,
+    location: string,
+    queryTimeoutMs: number,
+    listenerConnection: (hooks: ListenerHooks) => Sql,
+  ) {
+    this.#sql = sql;
+    this.location = location;
+    this.#queryTimeoutMs = queryTimeoutMs;
+    this.#listenerConnection = listenerConnection;
+  }
+
+  /** The schema version this program writes. */
+  static get schemaVersion(): number {
+    return PG_MIGRATIONS.length;
+  }
+
+  /**
+   * Creates or migrates the schema (open does it; idempotent).
+   *
+   * @throws {StoreError} When the database is foreign or newer than this program.
+   */
+  async migrate(): Promise<void> {
+    const sql = this.#sql;
+    await sql.begin(async (tx) => {
+      await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [PG_MIGRATION_LOCK]);
+      await tx.unsafe("SET LOCAL client_min_messages = warning");
+      const [{ present }] = await tx.unsafe(
+        "SELECT to_regclass('status_schema') IS NOT NULL AS present",
+      );
+      let version = 0;
+      if (present) {
+        const rows = await tx.unsafe("SELECT version FROM status_schema");
+        version = rows.length ? num(rows[0].version) : 0;
+      } else {
+        const foreign = await tx.unsafe(
+          `SELECT table_name FROM information_schema.tables
+           WHERE table_schema = current_schema() AND table_name = ANY($1::text[])`,
+          [[...PG_TABLES]],
+        );
+        if (foreign.length > 0) {
+          throw new StoreError(
+            `${this.location} is not a status database (it has a table ${foreign[0].table_name} ` +
+              `but no status_schema)`,
+          );
+        }
+        await tx.unsafe("CREATE TABLE status_schema (version integer NOT NULL)");
+        await tx.unsafe("INSERT INTO status_schema (version) VALUES (0)");
+      }
+      if (version > PG_MIGRATIONS.length) {
+        throw new StoreError(
+          `${this.location} has schema version ${version}, newer than this program's ` +
+            `${PG_MIGRATIONS.length}; use a newer version of status`,
+        );
+      }
+      for (let v = version; v < PG_MIGRATIONS.length; v++) {
+        await tx.unsafe(PG_MIGRATIONS[v]);
+        await tx.unsafe("UPDATE status_schema SET version = $1", [v + 1]);
+        log.info("database {location} migrated to schema version {version}", {
+          location: this.location,
+          version: v + 1,
+        });
+      }
+    });
+  }
+
+  /** Runs one store operation, mapping connection failures to {@link StoreUnavailableError}. */
+  async #run<T>(what: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new StoreError(`database ${this.location} is closed`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const answer = fn(this.#sql);
+      // Settled even when the timeout wins the race (its late failure is of no interest then).
+      answer.catch(() => {});
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() =>
+          reject(
+            new StoreUnavailableError(
+              `database ${this.location} did not answer within ` +
+                `${this.#queryTimeoutMs / 1000} s (${what}); the outcome is unknown`,
+            ),
+          ), this.#queryTimeoutMs);
+      });
+      return await Promise.race([answer, timeout]);
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      if (this.#closed) {
+        throw new StoreError(`database ${this.location} is closed`, { cause: error });
+      }
+      if ((error as { code?: unknown })?.code === DISK_FULL) {
+        throw new StoreFullError(
+          `database ${this.location} is full (${what}): ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      if (isUnavailable(error)) {
+        const e = error as { code?: string; message?: string };
+        throw new StoreUnavailableError(
+          `database ${this.location} is unavailable (${what}): ${e.code ?? ""} ${e.message ?? ""}`
+            .trimEnd(),
+          { cause: error },
+        );
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.#run(what, (sql) => sql.begin((tx) => fn(tx)) as Promise<T>);
+  }
+
+  async #command(q: Querier, id: string, lock = false): Promise<CommandRecord | null> {
+    // FOR UPDATE OF c: lock the command row (a LEFT JOIN's nullable side cannot be locked).
+    const rows = await q.unsafe(
+      `SELECT ${COMMAND_COLUMNS} ${FROM} WHERE c.id = $1${lock ? " FOR UPDATE OF c" : ""}`,
+      [id],
+    );
+    return rows.length ? toCommand(rows[0] as Row) : null;
+  }
+
+  async #mustCommand(q: Querier, id: string): Promise<CommandRecord> {
+    const command = await this.#command(q, id);
+    if (!command) throw new StoreError(`command ${id} vanished inside a transaction`);
+    return command;
+  }
+
+  /** Sends events to the other instances when the transaction commits (one round trip). */
+  #notify(q: Querier, ...events: StoreEvent[]): Promise<unknown> {
+    return q.unsafe(
+      "SELECT pg_notify($1, e) FROM unnest($2::text[]) WITH ORDINALITY AS x(e, i) ORDER BY i",
+      [
+        PG_CHANNEL,
+        events.map((event) => JSON.stringify({ ...event, instance: this.instanceId })),
+      ],
+    );
+  }
+
+  // -- agents
+
+  /** {@inheritDoc CommandStore.addAgent} */
+  addAgent(
+    agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
+  ): Promise<boolean> {
+    return this.#run("add agent", async (sql) => {
+      const rows = await sql.unsafe(
+        `INSERT INTO agents (id, token, scopes, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [agent.id, agent.token, JSON.stringify([...agent.scopes]), agent.now],
+      );
+      return rows.length === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.ensureAgent} */
+  ensureAgent(id: string, now: number): Promise<AgentRecord> {
+    return this.#run("register agent", async (sql) => {
+      await sql.unsafe(
+        `INSERT INTO agents (id, token, scopes, created_at, last_seen_at)
+         VALUES ($1, NULL, $2, $3, NULL) ON CONFLICT (id) DO NOTHING`,
+        [id, JSON.stringify(AGENT_SCOPES), now],
+      );
+      const rows = await sql.unsafe("SELECT * FROM agents WHERE id = $1", [id]);
+      if (!rows.length) throw new StoreError(`agent ${id} was removed while it was registered`);
+      return toAgent(rows[0] as Row);
+    });
+  }
+
+  /**
+   * {@inheritDoc CommandStore.getAgent}
+   *
+   * Not cached: one indexed read, so another instance's or process's change is seen at once.
+   */
+  getAgent(id: string): Promise<AgentRecord | null> {
+    return this.#run("read agent", async (sql) => {
+      const rows = await sql.unsafe("SELECT * FROM agents WHERE id = $1", [id]);
+      return rows.length ? toAgent(rows[0] as Row) : null;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listAgents} */
+  listAgents(): Promise<AgentSummary[]> {
+    return this.#run("list agents", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
+           a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at, a.labels,
+           (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued')
+             AS queued
+         FROM agents a ORDER BY a.id COLLATE "C"`,
+      );
+      return rows.map((row) => ({
+        id: String(row.id),
+        hasToken: row.has_token === true,
+        scopes: parseScopes(String(row.scopes)),
+        createdAt: num(row.created_at),
+        lastSeenAt: numOrNull(row.last_seen_at),
+        queued: num(row.queued),
+        version: strOrNull(row.version),
+        deploymentHash: strOrNull(row.deployment_hash),
+        instanceId: strOrNull(row.instance_id),
+        heartbeat: parseHeartbeat(row.heartbeat),
+        heartbeatAt: numOrNull(row.heartbeat_at),
+        labels: parseLabelsColumn(row.labels),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.setAgentToken} */
+  setAgentToken(id: string, token: string): Promise<boolean> {
+    return this.#run("set agent token", async (sql) => {
+      const rows = await sql.unsafe("UPDATE agents SET token = $1 WHERE id = $2 RETURNING id", [
+        token,
+        id,
+      ]);
+      return rows.length === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.removeAgent} */
+  removeAgent(id: string): Promise<boolean> {
+    return this.#run("remove agent", async (sql) => {
+      const rows = await sql.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
+      return rows.length === 1;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.touchAgent} */
+  touchAgent(id: string, now: number): Promise<void> {
+    return this.touchAgents([[id, now]]);
+  }
+
+  /** {@inheritDoc CommandStore.touchAgents} */
+  touchAgents(seen: Iterable<readonly [string, number]>): Promise<void> {
+    const latest = new Map<string, number>();
+    for (const [id, at] of seen) latest.set(id, Math.max(at, latest.get(id) ?? at));
+    if (latest.size === 0) return Promise.resolve();
+    return this.#run("record last seen", async (sql) => {
+      await sql.unsafe(
+        `UPDATE agents a SET last_seen_at = v.at
+         FROM unnest($1::text[], $2::bigint[]) AS v (id, at)
+         WHERE a.id = v.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
+        [[...latest.keys()], [...latest.values()].map(String)],
+      );
+    });
+  }
+
+  /** {@inheritDoc CommandStore.hasAgentWithToken} */
+  hasAgentWithToken(): Promise<boolean> {
+    return this.#run("read agents", async (sql) => {
+      const rows = await sql.unsafe("SELECT 1 FROM agents WHERE token IS NOT NULL LIMIT 1");
+      return rows.length > 0;
+    });
+  }
+
+  // -- commands
+
+  /** {@inheritDoc CommandStore.enqueue} */
+  enqueue(
+    command: NewCommand,
+    claim?: Pick<ClaimRequest, "deploymentHash" | "deliveryLeaseMs">,
+  ): Promise<EnqueueOutcome> {
+    return this.#tx("enqueue", async (tx): Promise<EnqueueOutcome> => {
+      const inserted = await tx.unsafe(
+        `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
+           status, attempt, created_at, updated_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 1, $8, $8, $9)
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [
+          command.id,
+          command.agentId,
+          command.params.deployment_hash ?? null,
+          command.name,
+          JSON.stringify(command.params),
+          priorityRank(command.params.priority),
+          command.fingerprint,
+          command.now,
+          command.expiresAt ?? null,
+        ],
+      );
+      if (inserted.length === 0) {
+        // Another transaction (any instance) inserted this id first; it has committed by now.
+        const existing = await this.#mustCommand(tx, command.id);
+        const same = existing.fingerprint === command.fingerprint &&
+          existing.agentId === command.agentId;
+        return { outcome: same ? "duplicate" : "conflict", command: existing };
+      }
+      const created = await this.#mustCommand(tx, command.id);
+      let claimed: CommandRecord | null | undefined;
+      if (claim) {
+        claimed = await this.#claimIn(tx, {
+          agentId: command.agentId,
+          deploymentHash: claim.deploymentHash,
+          now: command.now,
+          deliveryLeaseMs: claim.deliveryLeaseMs,
+        });
+      }
+      // Unless this instance's own wait took it, a wait elsewhere may want it.
+      const events: StoreEvent[] = [{ type: "changed", commandId: command.id }];
+      if (claimed && claimed.id !== command.id) {
+        events.push({ type: "changed", commandId: claimed.id });
+      }
+      if (claimed?.id !== command.id) events.push({ type: "queued", agentId: command.agentId });
+      await this.#notify(tx, ...events);
+      return claim
+        ? { outcome: "created", command: created, claimed: claimed ?? null }
+        : { outcome: "created", command: created };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.claimNext} */
+  claimNext(request: ClaimRequest): Promise<CommandRecord | null> {
+    // One statement (its own transaction); with nothing queued it changes no row and writes nothing.
+    return this.#run("claim", (sql) => this.#claimIn(sql, request));
+  }
+
+  async #claimIn(q: Querier, request: ClaimRequest): Promise<CommandRecord | null> {
+    const rows = await q.unsafe(
+      `WITH next AS (
+         SELECT seq FROM commands
+         WHERE agent_id = $1 AND status = 'queued'
+           AND (deployment_hash IS NULL OR deployment_hash = $2)
+           AND (expires_at IS NULL OR expires_at > $4)
+         ORDER BY priority, seq LIMIT 1
+         FOR UPDATE SKIP LOCKED
+       ), c AS (
+         UPDATE commands u SET status = 'delivered', lease_expires_at = $3, delivered_at = $4,
+           delivered_attempt = u.attempt, acked_at = NULL, updated_at = $4
+         FROM next WHERE u.seq = next.seq AND u.status = 'queued'
+         RETURNING u.*
+       ), notified AS (
+         SELECT pg_notify($5, json_build_object('type', 'changed', 'commandId', c.id,
+           'instance', $6::text)::text) FROM c
+       )
+       SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} CROSS JOIN (SELECT count(*) FROM notified) AS n`,
+      [
+        request.agentId,
+        request.deploymentHash,
+        request.now + request.deliveryLeaseMs,
+        request.now,
+        PG_CHANNEL,
+        this.instanceId,
+      ],
+    );
+    return rows.length ? toCommand(rows[0] as Row) : null;
+  }
+
+  /** {@inheritDoc CommandStore.release} */
+  release(commandId: string, attempt: number, now: number): Promise<boolean> {
+    return this.#tx("release", async (tx) => {
+      const rows = await tx.unsafe(
+        `UPDATE commands SET status = 'queued', lease_expires_at = NULL,
+           delivered_attempt = attempt - 1, updated_at = $1
+         WHERE id = $2 AND status = 'delivered' AND attempt = $3 RETURNING agent_id`,
+        [now, commandId, attempt],
+      );
+      if (rows.length === 0) return false;
+      await this.#notify(
+        tx,
+        { type: "queued", agentId: String(rows[0].agent_id) },
+        { type: "changed", commandId },
+      );
+      return true;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.ack} */
+  ack(request: AckRequest): Promise<AckOutcome> {
+    return this.#tx("ack", async (tx): Promise<AckOutcome> => {
+      const command = await this.#command(tx, request.commandId, true);
+      if (!command) return { outcome: "not_found" };
+      if (command.agentId !== request.agentId) return { outcome: "forbidden", command };
+      if (command.attempt !== request.attempt) return { outcome: "stale", command };
+      if (command.status === "running") return { outcome: "acked", command };
+      if (command.status !== "delivered") return { outcome: "stale", command };
+      const timeoutSecs = command.params.timeout_secs ?? request.defaultTimeoutSecs;
+      const lease = request.now + (timeoutSecs + EXECUTION_LEASE_GRACE_SECS) * 1000;
+      await tx.unsafe(
+        `UPDATE commands SET status = 'running', lease_expires_at = $1, acked_at = $2,
+           updated_at = $2 WHERE id = $3`,
+        [lease, request.now, command.id],
+      );
+      await this.#notify(tx, { type: "changed", commandId: command.id });
+      return { outcome: "acked", command: await this.#mustCommand(tx, command.id) };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.report} */
+  report(input: ReportInput): Promise<ReportOutcome> {
+    return this.#tx("report", async (tx): Promise<ReportOutcome> => {
+      const command = await this.#command(tx, input.commandId, true);
+      if (!command) return { outcome: "not_found" };
+      if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
+      if (command.result) return { outcome: "duplicate", command };
+      if (command.deliveredAttempt === 0) {
+        return {
+          outcome: "conflict",
+          command,
+          reason: `command ${command.id} was never delivered`,
+        };
+      }
+      if (input.attempt !== null && input.attempt > command.deliveredAttempt) {
+        return {
+          outcome: "conflict",
+          command,
+          reason: `attempt ${input.attempt} of command ${command.id} was never delivered ` +
+            `(last delivered: ${command.deliveredAttempt})`,
+        };
+      }
+      const r = input.result;
+      const inserted = await tx.unsafe(
+        `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,
+           duration_secs, stdout, stderr, stdout_truncated_bytes, stderr_truncated_bytes, error,
+           started_at, completed_at, reported_at, output_escaped, stdout_encoding, stderr_encoding)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, true, $16, $17)
+         ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
+        [
+          command.id,
+          input.attempt,
+          input.status,
+          r !== null,
+          r?.exitCode ?? null,
+          r?.signal ?? null,
+          r?.durationSecs ?? null,
+          r ? JSON.stringify(r.stdout) : null,
+          r ? JSON.stringify(r.stderr) : null,
+          r?.stdoutTruncatedBytes ?? null,
+          r?.stderrTruncatedBytes ?? null,
+          input.error,
+          input.startedAt,
+          input.completedAt,
+          input.now,
+          r?.stdoutEncoding ?? null,
+          r?.stderrEncoding ?? null,
+        ],
+      );
+      if (inserted.length === 0) {
+        return { outcome: "duplicate", command: await this.#mustCommand(tx, command.id) };
+      }
+      await tx.unsafe(
+        `UPDATE commands SET status = $1, lease_expires_at = NULL, completed_at = $2,
+           updated_at = $2 WHERE id = $3`,
+        [input.status, input.now, command.id],
+      );
+      await this.#notify(tx, { type: "changed", commandId: command.id });
+      return { outcome: "accepted", command: await this.#mustCommand(tx, command.id) };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.cancel} */
+  cancel(commandId: string, now: number): Promise<CancelOutcome> {
+    return this.#tx("cancel", async (tx): Promise<CancelOutcome> => {
+      const command = await this.#command(tx, commandId, true);
+      if (!command) return { outcome: "not_found" };
+      if (command.status === "queued") {
+        await tx.unsafe(
+          `UPDATE commands SET status = 'cancelled', completed_at = $1, updated_at = $1
+           WHERE id = $2`,
+          [now, commandId],
+        );
+        await this.#notify(tx, { type: "cancel", commandId });
+        return { outcome: "cancelled", command: await this.#mustCommand(tx, commandId) };
+      }
+      if (command.status === "delivered" || command.status === "running") {
+        if (!command.cancelRequested) {
+          await tx.unsafe(
+            "UPDATE commands SET cancel_requested = true, updated_at = $1 WHERE id = $2",
+            [now, commandId],
+          );
+        }
+        await this.#notify(tx, { type: "cancel", commandId });
+        return { outcome: "requested", command: await this.#mustCommand(tx, commandId) };
+      }
+      return { outcome: "final", command };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.requeueExpired} */
+  requeueExpired(now: number, maxAttempts: number): Promise<ExpireOutcome> {
+    return this.#tx("expire leases", async (tx) => {
+      const rows = await tx.unsafe(
+        `WITH due AS (
+           SELECT seq, lease_expires_at AS old_lease FROM commands
+           WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= $1
+             AND status IN ('delivered', 'running')
+           FOR UPDATE SKIP LOCKED
+         ), c AS (
+           UPDATE commands u SET
+             status = CASE WHEN u.cancel_requested THEN 'cancelled'
+                           WHEN u.attempt >= $2 THEN 'lost' ELSE 'queued' END,
+             attempt = CASE WHEN NOT u.cancel_requested AND u.attempt < $2
+                            THEN u.attempt + 1 ELSE u.attempt END,
+             acked_at = CASE WHEN NOT u.cancel_requested AND u.attempt < $2
+                             THEN NULL ELSE u.acked_at END,
+             completed_at = CASE WHEN NOT u.cancel_requested AND u.attempt < $2
+                                 THEN u.completed_at ELSE $1 END,
+             lease_expires_at = NULL,
+             updated_at = $1
+           FROM due
+           WHERE u.seq = due.seq AND u.lease_expires_at <= $1
+             AND u.status IN ('delivered', 'running')
+           RETURNING u.*, due.old_lease
+         )
+         SELECT ${COMMAND_COLUMNS}, c.old_lease ${FROM_UPDATED}
+         ORDER BY c.old_lease, c.seq`,
+        [now, maxAttempts],
+      );
+      const outcome: ExpireOutcome = { requeued: [], lost: [], cancelled: [], expired: [] };
+      for (const row of rows) {
+        const command = toCommand(row as Row);
+        if (command.status === "queued") outcome.requeued.push(command);
+        else if (command.status === "lost") outcome.lost.push(command);
+        else outcome.cancelled.push(command);
+      }
+      // Then queue expiry (also of a command just queued again: reported once, as expired).
+      const expired = await tx.unsafe(
+        `WITH due AS (
+           SELECT seq FROM commands
+           WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1
+           FOR UPDATE SKIP LOCKED
+         ), c AS (
+           UPDATE commands u SET status = 'expired', completed_at = $1, updated_at = $1
+           FROM due WHERE u.seq = due.seq AND u.status = 'queued'
+           RETURNING u.*
+         )
+         SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} ORDER BY c.expires_at, c.seq`,
+        [now],
+      );
+      outcome.expired = expired.map((row) => toCommand(row as Row));
+      const gone = new Set(outcome.expired.map((c) => c.id));
+      outcome.requeued = outcome.requeued.filter((c) => !gone.has(c.id));
+      const events: StoreEvent[] = [
+        ...[...rows, ...expired].map((row): StoreEvent => ({
+          type: "changed",
+          commandId: String(row.id),
+        })),
+        ...[...new Set(outcome.requeued.map((c) => c.agentId))].map((agentId): StoreEvent => ({
+          type: "queued",
+          agentId,
+        })),
+      ];
+      if (events.length > 0) await this.#notify(tx, ...events);
+      return outcome;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.nextLeaseExpiry} */
+  nextLeaseExpiry(): Promise<number | null> {
+    return this.#run("read leases", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT least(
+           (SELECT min(lease_expires_at) FROM commands
+            WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')),
+           (SELECT min(expires_at) FROM commands
+            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at`,
+      );
+      return numOrNull(rows[0]?.at);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.getCommand} */
+  getCommand(id: string): Promise<CommandRecord | null> {
+    return this.#run("read command", (sql) => this.#command(sql, id));
+  }
+
+  /** {@inheritDoc CommandStore.listCommands} */
+  listCommands(query: CommandQuery): Promise<CommandRecord[]> {
+    return this.#run("list commands", async (sql) => {
+      const where: string[] = [];
+      const args: (string | number)[] = [];
+      if (query.agentId !== undefined) {
+        args.push(query.agentId);
+        where.push(`c.agent_id = $${args.length}`);
+      }
+      if (query.status !== undefined) {
+        args.push(query.status);
+        where.push(`c.status = $${args.length}`);
+      }
+      args.push(Math.max(0, Math.floor(query.limit)));
+      const rows = await sql.unsafe(
+        `SELECT ${COMMAND_COLUMNS} ${FROM}
+         ${where.length ? "WHERE " + where.join(" AND ") : ""}
+         ORDER BY c.seq DESC LIMIT $${args.length}`,
+        args,
+      );
+      return rows.map((row) => toCommand(row as Row));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.countCommandsByStatus} */
+  countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>> {
+    return this.#run("count commands", async (sql) => {
+      const rows = await sql.unsafe("SELECT status, count(*) AS n FROM commands GROUP BY status");
+      const counts: Partial<Record<CommandStatus, number>> = {};
+      for (const row of rows) counts[String(row.status) as CommandStatus] = num(row.n);
+      return counts;
+    });
+  }
+
+  // -- live output and heartbeats
+
+  /**
+   * {@inheritDoc CommandStore.appendOutput}
+   *
+   * Appends to one stream are serialized by an advisory lock on the stream (a retried chunk may
+   * reach another instance while the first is still being stored).
+   */
+  async appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
+    const { headBytes } = checkBounds(chunk.keep);
+    return await this.#tx("append output", async (tx): Promise<AppendOutputOutcome> => {
+      const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
+      await tx.unsafe("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [
+        `output\n${chunk.commandId}\n${chunk.attempt}\n${chunk.stream}`,
+      ]);
+      const [{ e }] = await tx.unsafe(
+        `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
+         WHERE command_id = $1 AND attempt = $2 AND stream = $3`,
+        [...key],
+      );
+      const plan = planAppend(num(e), chunk.offset, chunk.data, chunk.keep);
+      if (plan.duplicate) return { outcome: "duplicate" };
+      const { cut } = plan;
+      // Stored tail chunks that fell out of the tail go; one that straddles the cut is cut.
+      await tx.unsafe(
+        `DELETE FROM output_chunks WHERE command_id = $1 AND attempt = $2 AND stream = $3
+         AND byte_offset >= $4 AND byte_offset + length(data) <= $5`,
+        [...key, headBytes, cut],
+      );
+      await tx.unsafe(
+        `UPDATE output_chunks
+         SET data = substring(data from ($4::bigint - byte_offset + 1)::int), byte_offset = $4
+         WHERE command_id = $1 AND attempt = $2 AND stream = $3
+         AND byte_offset >= $5 AND byte_offset < $4 AND byte_offset + length(data) > $4`,
+        [...key, cut, headBytes],
+      );
+      let seq = 0;
+      for (const [at, bytes] of plan.pieces) {
+        const [row] = await tx.unsafe(
+          `INSERT INTO output_chunks (command_id, attempt, stream, byte_offset, data, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
+          [...key, at, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), chunk.now],
+        );
+        seq = num(row.seq);
+      }
+      await this.#notify(tx, { type: "changed", commandId: chunk.commandId });
+      return {
+        outcome: "stored",
+        seq,
+        offset: plan.offset,
+        bytes: plan.bytes,
+        gapBytes: plan.gapBytes,
+      };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listOutput} */
+  listOutput(commandId: string, query: OutputQuery = {}): Promise<OutputChunk[]> {
+    return this.#run("list output", async (sql) => {
+      const where = ["command_id = $1", "seq > $2"];
+      const args: (string | number)[] = [commandId, query.afterSeq ?? 0];
+      if (query.attempt !== undefined) {
+        args.push(query.attempt);
+        where.push(`attempt = $${args.length}`);
+      }
+      args.push(Math.max(0, Math.floor(query.limit ?? 1_000_000)));
+      const rows = await sql.unsafe(
+        `SELECT seq, command_id, attempt, stream, byte_offset, data, created_at FROM output_chunks
+         WHERE ${where.join(" AND ")} ORDER BY seq LIMIT $${args.length}`,
+        args,
+      );
+      return rows.map((row) => ({
+        seq: num(row.seq),
+        commandId: String(row.command_id),
+        attempt: num(row.attempt),
+        stream: String(row.stream) as OutputStream,
+        offset: num(row.byte_offset),
+        data: row.data instanceof Uint8Array ? new Uint8Array(row.data) : new Uint8Array(),
+        createdAt: num(row.created_at),
+      }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.pruneOutput} */
+  pruneOutput(completedBefore: number): Promise<number> {
+    return this.#run("prune output", async (sql) => {
+      const [{ n }] = await sql.unsafe(
+        `WITH gone AS (
+           DELETE FROM output_chunks o USING commands c
+           WHERE c.id = o.command_id AND c.completed_at IS NOT NULL AND c.completed_at < $1
+           RETURNING 1
+         ) SELECT count(*) AS n FROM gone`,
+        [completedBefore],
+      );
+      return num(n);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.recordHeartbeat} */
+  recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
+    return this.#run("record heartbeat", async (sql) => {
+      const rows = await sql.unsafe(
+        `UPDATE agents SET version = $1, deployment_hash = $2, instance_id = $3, heartbeat = $4,
+           heartbeat_at = $5, last_seen_at = greatest(coalesce(last_seen_at, 0), $5),
+           labels = coalesce($7, labels)
+         WHERE id = $6 RETURNING id`,
+        [
+          heartbeat.version,
+          heartbeat.deploymentHash,
+          heartbeat.instanceId,
+          heartbeat.sample === null ? null : JSON.stringify(heartbeat.sample),
+          heartbeat.now,
+          agentId,
+          heartbeat.labels === undefined ? null : JSON.stringify(heartbeat.labels),
+        ],
+      );
+      return rows.length === 1;
+    });
+  }
+
+  // -- shared-store features
+
+  /** {@inheritDoc SharedStore.rememberRequestId} */
+  rememberRequestId(key: string, now: number, windowMs: number): Promise<boolean> {
+    return this.#run("remember request id", async (sql) => {
+      // A row returned: the id is new, or its last use is older than the window.
+      const rows = await sql.unsafe(
+        `INSERT INTO request_ids (key, expires_at) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
+           WHERE request_ids.expires_at <= $3
+         RETURNING key`,
+        [key, now + windowMs, now],
+      );
+      if (now - this.#lastSweep >= windowMs) {
+        this.#lastSweep = now;
+        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now]);
+      }
+      return rows.length === 1;
+    });
+  }
+
+  /**
+   * {@inheritDoc SharedStore.subscribe}
+   *
+   * Listens on a connection of its own. When that connection closes (the server restarted, the
+   * network dropped it), `LISTEN` is sent again on a new one after 250 ms, 500 ms, 1 s, ... up to
+   * 10 s between attempts, and `resync` is called once it listens again.
+   */
+  subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
+    if (this.#closed) return Promise.reject(new StoreError(`database ${this.location} is closed`));
+    let closed = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let delay = LISTEN_RETRY_MIN_MS;
+    const deliver = (payload: string) => {
+      let event: (StoreEvent & { instance?: string }) | undefined;
+      try {
+        event = JSON.parse(payload);
+      } catch {
+        log.warning("ignored a malformed notification on {channel}", { channel: PG_CHANNEL });
+        return;
+      }
+      if (!event || event.instance === this.instanceId) return;
+      listener.event(event);
+    };
+    const connection = this.#listenerConnection({
+      onnotify: (channel, payload) => {
+        if (channel === PG_CHANNEL) deliver(payload);
+      },
+      onclose: () => {
+        if (closed) return;
+        log.warning("the notification connection to {location} closed; listening again", {
+          location: this.location,
+        });
+        retry();
+      },
+    });
+    const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
+    const retry = () => {
+      if (closed || timer !== undefined) return;
+      timer = setTimeout(async () => {
+        timer = undefined;
+        try {
+          await listen();
+        } catch (error) {
+          if (closed) return;
+          log.debug("LISTEN failed; retrying: {error}", { error });
+          delay = Math.min(delay * 2, LISTEN_RETRY_MAX_MS);
+          retry();
+          return;
+        }
+        delay = LISTEN_RETRY_MIN_MS;
+        if (!closed) listener.resync();
+      }, delay);
+    };
+    return this.#run("listen", async () => {
+      try {
+        await listen();
+      } catch (error) {
+        closed = true;
+        await connection.end({ timeout: 1 }).catch(() => {});
+        throw error;
+      }
+      return {
+        close: async () => {
+          if (closed) return;
+          closed = true;
+          if (timer !== undefined) clearTimeout(timer);
+          await connection.end({ timeout: 1 }).catch(() => {});
+        },
+      };
+    });
+  }
+
+  /** {@inheritDoc SharedStore.ping} */
+  ping(): Promise<void> {
+    return this.#run("ping", async (sql) => {
+      await sql.unsafe("SELECT 1");
+    });
+  }
+
+  // -- fan-out runs (decisions: planRun in runs.ts)
+
+  async #runTargets(q: Querier, runId: string): Promise<RunTargetRecord[]> {
+    const rows = await q.unsafe(
+      `SELECT ${TARGET_COLUMNS}, ${COMMAND_COLUMNS} ${TARGET_FROM}
+       WHERE t.run_id = $1 ORDER BY t.position`,
+      [runId],
+    );
+    return (rows as unknown as Row[]).map(toTarget);
+  }
+
+  async #getRun(q: Querier, id: string, lock = false): Promise<RunRecord | null> {
+    const rows = await q.unsafe(`SELECT * FROM runs WHERE id = $1${lock ? " FOR UPDATE" : ""}`, [
+      id,
+    ]);
+    if (rows.length === 0) return null;
+    return toRun(rows[0] as Row, await this.#runTargets(q, id));
+  }
+
+  /** {@inheritDoc CommandStore.createRun} */
+  createRun(run: NewRun): Promise<CreateRunOutcome> {
+    return this.#tx("create run", async (tx): Promise<CreateRunOutcome> => {
+      const inserted = await tx.unsafe(
+        `INSERT INTO runs (id, name, params, target, fingerprint, max_concurrency,
+         max_concurrency_spec, max_errors, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [
+          run.id,
+          run.name,
+          JSON.stringify(run.params),
+          JSON.stringify(run.target),
+          run.fingerprint,
+          run.maxConcurrency,
+          run.maxConcurrencySpec === null ? null : JSON.stringify(run.maxConcurrencySpec),
+          run.maxErrors,
+          run.now,
+        ],
+      );
+      if (inserted.length === 0) {
+        const existing = await this.#getRun(tx, run.id);
+        if (!existing) throw new StoreError(`run ${run.id} vanished inside a transaction`);
+        return {
+          outcome: existing.fingerprint === run.fingerprint ? "duplicate" : "conflict",
+          run: existing,
+        };
+      }
+      for (const [position, t] of run.targets.entries()) {
+        await tx.unsafe(
+          `INSERT INTO run_targets (run_id, position, agent_id, command_id, offline_at_creation)
+           VALUES ($1, $2, $3, $4, $5)`,
+          [run.id, position, t.agentId, t.commandId, t.offlineAtCreation],
+        );
+      }
+      return { outcome: "created", run: (await this.#getRun(tx, run.id))! };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.getRun} */
+  getRun(id: string): Promise<RunRecord | null> {
+    return this.#run("read run", (sql) => this.#getRun(sql, id));
+  }
+
+  /** {@inheritDoc CommandStore.listRuns} */
+  listRuns(query: RunQuery): Promise<RunRecord[]> {
+    return this.#run("list runs", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT * FROM runs WHERE ($1::boolean = false OR completed_at IS NULL)
+         ORDER BY seq DESC LIMIT $2`,
+        [query.open === true, Math.max(0, Math.floor(query.limit))],
+      );
+      const runs: RunRecord[] = [];
+      for (const row of rows as unknown as Row[]) {
+        runs.push(toRun(row, await this.#runTargets(sql, String(row.id))));
+      }
+      return runs;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.advanceRun} */
+  advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
+    return this.#tx("step run", async (tx): Promise<AdvanceRunOutcome | null> => {
+      // The run's row lock orders every step of it, whichever instance makes it.
+      const run = await this.#getRun(tx, id, true);
+      if (!run) return null;
+      if (run.completedAt === null) {
+        const plan = planRun(run);
+        for (const [column, positions] of [["started_at", plan.start], ["skipped_at", plan.skip]]) {
+          if ((positions as number[]).length === 0) continue;
+          await tx.unsafe(
+            `UPDATE run_targets SET ${column} = $1 WHERE run_id = $2 AND position = ANY($3::int[])
+             AND started_at IS NULL AND skipped_at IS NULL`,
+            [now, id, positions as number[]],
+          );
+        }
+        if (plan.start.length + plan.skip.length > 0 || plan.complete) {
+          await tx.unsafe(`UPDATE runs SET updated_at = $1, completed_at = $2 WHERE id = $3`, [
+            now,
+            plan.complete ? now : null,
+            id,
+          ]);
+        }
+      }
+      const after = (await this.#getRun(tx, id))!;
+      const toEnqueue = after.targets.filter((t) =>
+        t.startedAt !== null && t.skippedAt === null && t.command === null
+      );
+      return { run: after, toEnqueue };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.cancelRun} */
+  cancelRun(id: string, now: number): Promise<CancelRunOutcome> {
+    return this.#tx("cancel run", async (tx): Promise<CancelRunOutcome> => {
+      const run = await this.#getRun(tx, id, true);
+      if (!run) return { outcome: "not_found" };
+      if (run.completedAt !== null) return { outcome: "final", run };
+      await tx.unsafe("UPDATE runs SET cancel_requested = true, updated_at = $1 WHERE id = $2", [
+        now,
+        id,
+      ]);
+      await tx.unsafe(
+        `UPDATE run_targets SET skipped_at = $1 WHERE run_id = $2
+         AND started_at IS NULL AND skipped_at IS NULL`,
+        [now, id],
+      );
+      return { outcome: "cancelled", run: (await this.#getRun(tx, id))! };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.close} */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#sql.end({ timeout: 5 });
+  }
+
+  /** Closes the store. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * The dashboard on a shared store (what PostgreSQL adds), in process: events of other instances
+ * wake waits and cancel-waits, a resync repairs missed events, request ids go to the store, and a
+ * store that goes down gives `503` with `Retry-After` and `/health` 503 until it is back.
+ */
+import assert from "node:assert/strict";
+import { createApp } from "../../src/server/mod.ts";
+import {
+  AGENT_SCOPES,
+  type CommandStore,
+  openSqliteStore,
+  type SharedStore,
+  type StoreEventListener,
+  StoreUnavailableError,
+} from "../../src/store/mod.ts";
+import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
+
+/** A SQLite store dressed as a shared one: events are injected, and it can be made unreachable. */
+function fakeShared(inner: CommandStore) {
+  const state = {
+    down: false,
+    listener: undefined as StoreEventListener | undefined,
+    requestIds: new Map<string, number>(),
+  };
+  const shared: SharedStore = {
+    subscribe(listener) {
+      if (state.down) return Promise.reject(new StoreUnavailableError("down"));
+      state.listener = listener;
+      return Promise.resolve({ close: () => Promise.resolve() });
+    },
+    rememberRequestId(key, now, windowMs) {
+      if (state.down) return Promise.reject(new StoreUnavailableError("down"));
+      const until = state.requestIds.get(key);
+      if (until !== undefined && until > now) return Promise.resolve(false);
+      state.requestIds.set(key, now + windowMs);
+      return Promise.resolve(true);
+    },
+    ping() {
+      return state.down ? Promise.reject(new StoreUnavailableError("down")) : Promise.resolve();
+    },
+  };
+  const store = new Proxy(inner, {
+    get(target, key, receiver) {
+      if (key in shared) return shared[key as keyof SharedStore];
+      const value = Reflect.get(target, key, receiver);
+      if (typeof value !== "function" || key === "close" || key === Symbol.asyncDispose) {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (...args: unknown[]) =>
+        state.down
+          ? Promise.reject(new StoreUnavailableError("database is unavailable (test)"))
+          : value.apply(target, args);
+    },
+  }) as CommandStore & SharedStore;
+  return { store, state };
+}
+
+async function setup() {
+  const inner = openSqliteStore(":memory:");
+  await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  const { store, state } = fakeShared(inner);
+  const dashboard = createApp({ store, adminToken: ADMIN_TOKEN, autoExpireLeases: false });
+  const agent = (path: string, body?: unknown, requestId?: string) => {
+    const bodyText = body === undefined ? "" : JSON.stringify(body);
+    return dashboard.app.request(path, {
+      method: body === undefined ? "GET" : "POST",
+      headers: agentHeaders({
+        path,
+        method: body === undefined ? "GET" : "POST",
+        bodyText,
+        now: Date.now(),
+        requestId,
+      }),
+      body: body === undefined ? undefined : bodyText,
+    });
+  };
+  // The subscription is made in the background at start.
+  while (!state.listener) await new Promise((r) => setTimeout(r, 1));
+  return {
+    inner,
+    state,
+    dashboard,
+    agent,
+    async [Symbol.asyncDispose]() {
+      await dashboard.close();
+      await inner.close();
+    },
+  };
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within 10 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const enqueueDirect = (store: CommandStore, id: string) =>
+  store.enqueue({ id, agentId: "a1", name: "echo", params: {}, fingerprint: id, now: Date.now() });
+
+Deno.test("another instance's enqueue event wakes a wait here", async () => {
+  await using d = await setup();
+  const waiting = d.agent(P.wait("default", 10));
+  await until(() => d.dashboard.hub.size === 1, "wait open");
+  await enqueueDirect(d.inner, "c1"); // as another instance would: no local notify
+  d.state.listener!.event({ type: "queued", agentId: "a1" });
+  const response = await waiting;
+  assert.equal(response.status, 200);
+  assert.equal((await response.json()).id, "c1");
+});
+
+Deno.test("a resync after missed events serves open waits and cancel-waits", async () => {
+  await using d = await setup();
+  await enqueueDirect(d.inner, "run");
+  const delivered = await d.agent(P.wait("default", 1));
+  assert.equal(delivered.status, 200);
+  await delivered.body?.cancel();
+  const cancelWait = d.agent("/api/v1/agent/commands/run/cancel-wait?timeout=10");
+  const waiting = d.agent(P.wait("default", 10));
+  await until(
+    () => d.dashboard.hub.size === 1 && d.dashboard.cancelWaiters.size === 1,
+    "both open",
+  );
+  // Changes made elsewhere whose events were lost.
+  await enqueueDirect(d.inner, "c2");
+  assert.equal((await d.inner.cancel("run", Date.now())).outcome, "requested");
+  d.state.listener!.resync();
+  assert.equal((await (await waiting).json()).id, "c2");
+  const cancelled = await cancelWait;
+  assert.equal(cancelled.status, 200);
+  assert.deepEqual(await cancelled.json(), { cancel_requested: true });
+});
+
+Deno.test("another instance's cancel event wakes a cancel-wait here", async () => {
+  await using d = await setup();
+  await enqueueDirect(d.inner, "run");
+  await (await d.agent(P.wait("default", 1))).body?.cancel();
+  const cancelWait = d.agent("/api/v1/agent/commands/run/cancel-wait?timeout=10");
+  await until(() => d.dashboard.cancelWaiters.size === 1, "cancel-wait open");
+  await d.inner.cancel("run", Date.now());
+  d.state.listener!.event({ type: "cancel", commandId: "run" });
+  assert.equal((await cancelWait).status, 200);
+});
+
+Deno.test("request ids are checked by the shared store", async () => {
+  await using d = await setup();
+  await enqueueDirect(d.inner, "c1");
+  await (await d.agent(P.wait("default", 1))).body?.cancel();
+  const ack = { command_id: "c1", attempt: 1 };
+  assert.equal((await d.agent(P.ack, ack, "req-1")).status, 200);
+  assert.ok([...d.state.requestIds.keys()].some((k) => k.endsWith("\nreq-1")));
+  // Another instance saw this id first: refused here although this instance never saw it.
+  d.state.requestIds.set("a1\nreq-2", Date.now() + 60_000);
+  const replay = await d.agent(P.ack, ack, "req-2");
+  assert.equal(replay.status, 409);
+});
+
+Deno.test("a store that goes down: 503 with Retry-After, /health 503, then recovery", async () => {
+  await using d = await setup();
+  d.state.down = true;
+  const enqueue = await d.dashboard.app.request("/api/v1/agent/commands/enqueue", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ id: "c1", agent_id: "a1", name: "echo hi" }),
+  });
+  assert.equal(enqueue.status, 503);
+  assert.ok(Number(enqueue.headers.get("Retry-After")) >= 1);
+  assert.match((await enqueue.json()).error, /unavailable/);
+  const wait = await d.agent(P.wait("default", 1));
+  assert.equal(wait.status, 503);
+  assert.ok(wait.headers.get("Retry-After"));
+  await wait.body?.cancel();
+  const health = await d.dashboard.app.request("/health");
+  assert.equal(health.status, 503);
+  const body = await health.json();
+  assert.equal(body.status, "unavailable");
+  assert.equal(body.store.status, "down");
+  assert.match(body.store.error, /unavailable/);
+  assert.equal(d.dashboard.availability.down, true);
+
+  // Back: the probe notices by itself, and a command queued meanwhile reaches an open wait.
+  d.state.down = false;
+  const waiting = d.agent(P.wait("default", 10));
+  await until(() => d.dashboard.hub.size === 1, "wait open");
+  await enqueueDirect(d.inner, "c2");
+  await until(() => !d.dashboard.availability.down, "store up again");
+  assert.equal((await (await waiting).json()).id, "c2");
+  assert.equal((await d.dashboard.app.request("/health")).status, 200);
+});

@@ -1,0 +1,389 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { openPostgresStore } from "../../src/store/postgres.ts";
+import {
+  StoreError,
+  type StoreEvent,
+  StoreFullError,
+  StoreUnavailableError,
+} from "../../src/store/mod.ts";
+import { pgIgnore, testDatabase } from "../_pg.ts";
+import { runStoreContract } from "./contract.ts";
+
+const ignore = pgIgnore();
+
+if (!ignore) {
+  runStoreContract("postgres", async () => {
+    const db = await testDatabase();
+    const store = await openPostgresStore(db.url);
+    const close = store.close.bind(store);
+    store.close = async () => {
+      await close();
+      await db.drop();
+    };
+    return store;
+  });
+}
+
+const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
+
+/** `n` stores (as `n` dashboard instances would open) on one fresh database. */
+async function instances(n: number) {
+  const db = await testDatabase();
+  const stores = await Promise.all(Array.from({ length: n }, () => openPostgresStore(db.url)));
+  return {
+    url: db.url,
+    stores,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(stores.map((s) => s.close()));
+      await db.drop();
+    },
+  };
+}
+
+function newCommand(id: string, agentId = "a1", now = T0) {
+  return { id, agentId, name: `echo ${id}`, params: {}, fingerprint: `fp-${id}`, now };
+}
+
+Deno.test({
+  name: "postgres store: instances claiming at once never hand out one command twice",
+  ignore,
+  async fn() {
+    await using cluster = await instances(4);
+    const [first] = cluster.stores;
+    for (let i = 0; i < 40; i++) await first.enqueue(newCommand(`c${i}`));
+    const claimed: string[] = [];
+    await Promise.all(cluster.stores.map(async (store) => {
+      for (;;) {
+        const command = await store.claimNext({
+          agentId: "a1",
+          deploymentHash: "default",
+          now: T0,
+          deliveryLeaseMs: 30_000,
+        });
+        if (!command) return;
+        claimed.push(command.id);
+      }
+    }));
+    assert.equal(claimed.length, 40);
+    assert.equal(new Set(claimed).size, 40);
+  },
+});
+
+Deno.test({
+  name: "postgres store: an expired lease is requeued once across instances, then lost",
+  ignore,
+  async fn() {
+    await using cluster = await instances(4);
+    const [first] = cluster.stores;
+    await first.enqueue(newCommand("c1"));
+    let now = T0;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const command = await first.claimNext({
+        agentId: "a1",
+        deploymentHash: "default",
+        now,
+        deliveryLeaseMs: 1000,
+      });
+      assert.equal(command?.attempt, attempt);
+      now += 1000;
+      const outcomes = await Promise.all(cluster.stores.map((s) => s.requeueExpired(now, 3)));
+      const requeued = outcomes.flatMap((o) => o.requeued);
+      const lost = outcomes.flatMap((o) => o.lost);
+      if (attempt < 3) {
+        assert.deepEqual(requeued.map((c) => [c.id, c.attempt]), [["c1", attempt + 1]]);
+        assert.equal(lost.length, 0);
+      } else {
+        assert.equal(requeued.length, 0);
+        assert.deepEqual(lost.map((c) => [c.id, c.status, c.attempt]), [["c1", "lost", 3]]);
+      }
+    }
+    assert.equal((await first.getCommand("c1"))?.status, "lost");
+  },
+});
+
+Deno.test({
+  name: "postgres store: concurrent enqueues of one id make one command; the first report wins",
+  ignore,
+  async fn() {
+    await using cluster = await instances(4);
+    const outcomes = await Promise.all(cluster.stores.map((s) => s.enqueue(newCommand("c1"))));
+    assert.deepEqual(outcomes.map((o) => o.outcome).sort(), [
+      "created",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+    ]);
+    const [first] = cluster.stores;
+    await first.claimNext({ agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 1000 });
+    const reports = await Promise.all(cluster.stores.map((s, i) =>
+      s.report({
+        commandId: "c1",
+        agentId: "a1",
+        attempt: 1,
+        status: i % 2 ? "failed" : "success",
+        result: null,
+        error: `report ${i}`,
+        startedAt: null,
+        completedAt: null,
+        now: T0 + i,
+      })
+    ));
+    const accepted = reports.filter((r) => r.outcome === "accepted");
+    assert.equal(accepted.length, 1);
+    assert.equal(reports.filter((r) => r.outcome === "duplicate").length, 3);
+    const stored = await first.getCommand("c1");
+    assert.ok(accepted[0].outcome === "accepted");
+    assert.equal(stored?.result?.error, accepted[0].command.result?.error);
+  },
+});
+
+Deno.test({
+  name: "postgres store: a request id is accepted once by all instances within the window",
+  ignore,
+  async fn() {
+    await using cluster = await instances(3);
+    const [a, b, c] = cluster.stores;
+    const results = await Promise.all([a, b, c].map((s) => s.rememberRequestId("a1\nr1", T0, 600)));
+    assert.deepEqual(results.sort(), [false, false, true]);
+    assert.equal(await b.rememberRequestId("a1\nr1", T0 + 599, 600), false);
+    assert.equal(await c.rememberRequestId("a1\nr1", T0 + 600, 600), true, "after the window");
+    assert.equal(await a.rememberRequestId("a2\nr1", T0, 600), true, "scoped by the key");
+  },
+});
+
+Deno.test({
+  name: "postgres store: other instances hear of enqueues, requeues, releases and cancels",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [a, b] = cluster.stores;
+    const events: StoreEvent[] = [];
+    const heard = Promise.withResolvers<void>();
+    const subscription = await a.subscribe({
+      event(event) {
+        if (event.type === "changed") return; // every change of a command: for event streams
+        events.push(event);
+        if (events.length === 5) heard.resolve();
+      },
+      resync() {},
+    });
+    try {
+      await a.enqueue(newCommand("own")); // its own: not heard
+      await b.enqueue(newCommand("c1"));
+      const claim = { agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 1000 };
+      const own = await b.claimNext(claim);
+      const c1 = await b.claimNext(claim);
+      assert.equal(await b.release(c1!.id, 1, T0), true);
+      await b.cancel("own", T0);
+      await b.claimNext(claim);
+      const expired = await b.requeueExpired(T0 + 1000, 3);
+      assert.deepEqual(expired.requeued.map((c) => c.id), ["c1"]);
+      await b.enqueue(newCommand("c2", "a2"));
+      await heard.promise;
+      assert.equal(own?.id, "own");
+      assert.deepEqual(events.map((e) => e.type === "queued" ? e.agentId : e.commandId), [
+        "a1",
+        "a1",
+        "own",
+        "a1",
+        "a2",
+      ]);
+    } finally {
+      await subscription.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: clear errors for an unreachable server, a missing database, a newer schema",
+  ignore,
+  async fn() {
+    await using cluster = await instances(1);
+    const url = new URL(cluster.url);
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (closed.addr as Deno.NetAddr).port;
+    closed.close();
+    url.port = String(port);
+    url.password = "secret-pw";
+    const unreachable = await storeError(openPostgresStore(url.toString()), /not reachable/);
+    assert.doesNotMatch(unreachable.message, /secret-pw/);
+
+    const missing = new URL(cluster.url);
+    missing.pathname = "/no_such_database";
+    await storeError(openPostgresStore(missing.toString()), /does not exist/);
+
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe("UPDATE status_schema SET version = 999");
+    } finally {
+      await sql.end();
+    }
+    await storeError(openPostgresStore(cluster.url), /newer than this program/);
+  },
+});
+
+Deno.test({
+  name: "postgres store: a database with foreign tables is refused",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe("CREATE TABLE commands (x int)");
+    } finally {
+      await sql.end();
+    }
+    await storeError(openPostgresStore(db.url), /not a status database/);
+  },
+});
+
+async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<StoreError> {
+  try {
+    await opening;
+  } catch (error) {
+    assert.ok(error instanceof StoreError, String(error));
+    assert.match(error.message, pattern);
+    return error;
+  }
+  throw new assert.AssertionError({ message: "the store opened" });
+}
+
+/** A TCP proxy to the database that can stop forwarding (a server that hangs, a partition). */
+function freezableProxy(target: URL) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let frozen = false;
+  const conns: Deno.Conn[] = [];
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    const buffer = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        if (frozen) continue; // swallowed: the other side never hears of it
+        await to.write(buffer.subarray(0, n));
+      }
+    } catch {
+      // closed
+    }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
+      conns.push(client, server);
+      void pipe(client, server);
+      void pipe(server, client);
+    }
+  })().catch(() => {});
+  const url = new URL(target);
+  url.port = String((listener.addr as Deno.NetAddr).port);
+  return {
+    url: url.toString(),
+    freeze() {
+      frozen = true;
+    },
+    async close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+      await accepting;
+    },
+  };
+}
+
+Deno.test({
+  name: "postgres store: a server that stops answering fails an operation as unavailable in time",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url));
+    const store = await openPostgresStore(proxy.url, { queryTimeoutSecs: 1 });
+    try {
+      await store.enqueue(newCommand("c1"));
+      proxy.freeze();
+      const started = Date.now();
+      let failure: unknown;
+      try {
+        await store.claimNext({ agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 1 });
+      } catch (error) {
+        failure = error;
+      }
+      assert.ok(failure instanceof StoreUnavailableError, String(failure));
+      assert.match((failure as Error).message, /did not answer within 1 s/);
+      assert.ok(Date.now() - started < 10_000, "bounded by the query timeout, not a hang");
+    } finally {
+      await proxy.close();
+      await store.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a server out of disk space fails writes as store-full, not as a crash",
+  ignore,
+  async fn() {
+    await using cluster = await instances(1);
+    const [store] = cluster.stores;
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      // What PostgreSQL answers when it cannot extend a file: SQLSTATE 53100 (disk_full).
+      await sql.unsafe(`
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'
+          USING ERRCODE = 'disk_full'; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION refuse();`);
+      let failure: unknown;
+      try {
+        await store.enqueue(newCommand("c1"));
+      } catch (error) {
+        failure = error;
+      }
+      assert.ok(failure instanceof StoreFullError, String(failure));
+      assert.equal(await store.getCommand("c1"), null, "nothing of the failed write was kept");
+      await sql.unsafe("DROP TRIGGER refuse ON commands");
+      assert.equal((await store.enqueue(newCommand("c1"))).outcome, "created", "heals by itself");
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: instances stepping one run at once start no more than max_concurrency",
+  ignore,
+  async fn() {
+    await using cluster = await instances(4);
+    const agents = Array.from({ length: 10 }, (_, i) => `a${i}`);
+    await cluster.stores[0].createRun({
+      id: "r",
+      name: "uname",
+      params: {},
+      target: { agents },
+      fingerprint: "fp",
+      maxConcurrency: 3,
+      maxConcurrencySpec: 3,
+      maxErrors: null,
+      targets: agents.map((agentId) => ({
+        agentId,
+        commandId: `r:${agentId}`,
+        offlineAtCreation: false,
+      })),
+      now: T0,
+    });
+    const steps = await Promise.all(
+      cluster.stores.flatMap((store) => [store.advanceRun("r", T0), store.advanceRun("r", T0)]),
+    );
+    const started = new Set(steps.flatMap((step) => step!.toEnqueue.map((t) => t.agentId)));
+    assert.deepEqual([...started].sort(), ["a0", "a1", "a2"]);
+    const run = await cluster.stores[1].getRun("r");
+    assert.equal(run!.targets.filter((t) => t.startedAt !== null).length, 3);
+  },
+});
