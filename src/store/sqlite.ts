@@ -27,14 +27,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { clearImmediate, setImmediate } from "node:timers";
-import {
-  type CommandParams,
-  type CommandStatus,
-  type OutputEncoding,
-  PRIORITIES,
-  type Priority,
-  type ReportStatus,
-} from "../protocol/mod.ts";
+import type { CommandStatus } from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
 import { StoreError, StoreFullError } from "./errors.ts";
 import {
@@ -72,6 +65,22 @@ import type {
   RunTargetRecord,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
+import { checkBounds, parseHeartbeat } from "./_output.ts";
+import {
+  COMMAND_COLUMNS,
+  num,
+  numOrNull,
+  parseLabelsColumn,
+  parseScopes,
+  priorityRank,
+  strOrNull,
+  TARGET_COLUMNS,
+  TARGET_FROM,
+  toAgent,
+  toCommand,
+  toRun,
+  toTarget,
+} from "./_rows.ts";
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -128,163 +137,7 @@ function isDiskFull(error: unknown): boolean {
   );
 }
 
-const COMMAND_COLUMNS = `
-  c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
-  c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
-  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at,
-  r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
-  r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
-  r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
-  r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
-  r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
-  r.output_escaped AS r_output_escaped, r.stdout_encoding AS r_stdout_encoding,
-  r.stderr_encoding AS r_stderr_encoding,
-  r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
-
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
-
-/** A run's targets with their commands (`c`, `r` as in {@link COMMAND_COLUMNS}). */
-const TARGET_COLUMNS = `t.position AS t_position, t.agent_id AS t_agent_id,
-  t.command_id AS t_command_id, t.offline_at_creation AS t_offline,
-  t.started_at AS t_started_at, t.skipped_at AS t_skipped_at`;
-const TARGET_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id
-  LEFT JOIN results r ON r.command_id = c.id`;
-
-function num(value: SQLInputValue): number {
-  return typeof value === "bigint" ? Number(value) : value as number;
-}
-
-function numOrNull(value: SQLInputValue): number | null {
-  return value === null || value === undefined ? null : num(value);
-}
-
-function strOrNull(value: SQLInputValue): string | null {
-  return value === null || value === undefined ? null : String(value);
-}
-
-function encodingOrNull(value: SQLInputValue): OutputEncoding | null {
-  return value === "utf-8" || value === "base64" ? value : null;
-}
-
-/** Output as stored: a JSON string literal (`escaped`), so that NUL bytes survive SQLite. */
-function storedOutput(value: SQLInputValue, escaped: boolean): string | null {
-  const text = strOrNull(value);
-  if (text === null || !escaped) return text;
-  try {
-    const parsed = JSON.parse(text);
-    return typeof parsed === "string" ? parsed : text;
-  } catch {
-    return text;
-  }
-}
-
-function parseScopes(text: string): AgentScope[] {
-  try {
-    const parsed = JSON.parse(text);
-    if (Array.isArray(parsed)) {
-      return parsed.filter((s): s is AgentScope => AGENT_SCOPES.includes(s));
-    }
-  } catch {
-    // fall through: a damaged scopes column grants nothing
-  }
-  return [];
-}
-
-function toAgent(row: Row): AgentRecord {
-  return {
-    id: String(row.id),
-    token: strOrNull(row.token),
-    scopes: parseScopes(String(row.scopes)),
-    createdAt: num(row.created_at),
-    lastSeenAt: numOrNull(row.last_seen_at),
-  };
-}
-
-function toCommand(row: Row): CommandRecord {
-  return {
-    id: String(row.id),
-    agentId: String(row.agent_id),
-    deploymentHash: strOrNull(row.deployment_hash),
-    name: String(row.name),
-    params: JSON.parse(String(row.params)) as CommandParams,
-    priority: PRIORITIES[num(row.priority)] ?? "normal",
-    status: String(row.status) as CommandStatus,
-    attempt: num(row.attempt),
-    deliveredAttempt: num(row.delivered_attempt),
-    leaseExpiresAt: numOrNull(row.lease_expires_at),
-    cancelRequested: num(row.cancel_requested) !== 0,
-    fingerprint: String(row.fingerprint),
-    seq: num(row.seq),
-    createdAt: num(row.created_at),
-    deliveredAt: numOrNull(row.delivered_at),
-    ackedAt: numOrNull(row.acked_at),
-    completedAt: numOrNull(row.completed_at),
-    expiresAt: numOrNull(row.expires_at),
-    updatedAt: num(row.updated_at),
-    result: row.r_command_id === null || row.r_command_id === undefined ? null : {
-      status: String(row.r_status) as ReportStatus,
-      attempt: numOrNull(row.r_attempt),
-      hasOutput: num(row.r_has_output) !== 0,
-      exitCode: numOrNull(row.r_exit_code),
-      signal: strOrNull(row.r_signal),
-      durationSecs: numOrNull(row.r_duration_secs),
-      stdout: storedOutput(row.r_stdout, num(row.r_output_escaped ?? 0) !== 0),
-      stderr: storedOutput(row.r_stderr, num(row.r_output_escaped ?? 0) !== 0),
-      stdoutEncoding: encodingOrNull(row.r_stdout_encoding),
-      stderrEncoding: encodingOrNull(row.r_stderr_encoding),
-      stdoutTruncatedBytes: numOrNull(row.r_stdout_truncated_bytes),
-      stderrTruncatedBytes: numOrNull(row.r_stderr_truncated_bytes),
-      error: strOrNull(row.r_error),
-      startedAt: strOrNull(row.r_started_at),
-      completedAt: strOrNull(row.r_completed_at),
-      reportedAt: num(row.r_reported_at),
-    },
-  };
-}
-
-/** A boolean column: SQLite's 0/1 or PostgreSQL's boolean. */
-function flag(value: unknown): boolean {
-  return value === true || value === 1 || value === 1n;
-}
-
-/** A run's row and its targets. */
-function toRun(row: Row, targets: RunTargetRecord[]): RunRecord {
-  const spec = strOrNull(row.max_concurrency_spec);
-  return {
-    id: String(row.id),
-    name: String(row.name),
-    params: JSON.parse(String(row.params)) as CommandParams,
-    target: JSON.parse(String(row.target)),
-    fingerprint: String(row.fingerprint),
-    maxConcurrency: num(row.max_concurrency),
-    maxConcurrencySpec: spec === null ? null : JSON.parse(spec),
-    maxErrors: numOrNull(row.max_errors),
-    cancelRequested: flag(row.cancel_requested),
-    seq: num(row.seq),
-    createdAt: num(row.created_at),
-    completedAt: numOrNull(row.completed_at),
-    updatedAt: num(row.updated_at),
-    targets,
-  };
-}
-
-/** A run target's row (`t_` columns) with its command's (null when it has none yet). */
-function toTarget(row: Row): RunTargetRecord {
-  return {
-    position: num(row.t_position),
-    agentId: String(row.t_agent_id),
-    commandId: String(row.t_command_id),
-    offlineAtCreation: flag(row.t_offline),
-    startedAt: numOrNull(row.t_started_at),
-    skippedAt: numOrNull(row.t_skipped_at),
-    command: row.id === null || row.id === undefined ? null : toCommand(row),
-  };
-}
-
-function priorityRank(priority: Priority | undefined): number {
-  const rank = PRIORITIES.indexOf(priority ?? "normal");
-  return rank < 0 ? PRIORITIES.indexOf("normal") : rank;
-}
 
 /**
  * Opens (and creates or migrates) the SQLite store at `path`.
@@ -1385,35 +1238,6 @@ function checkDatabasePath(path: string, create: boolean): void {
   if (dirKind !== "directory") {
     throw new StoreError(`cannot create database ${path}: ${dir} is not a directory`);
   }
-}
-
-function parseHeartbeat(value: SQLInputValue): Record<string, unknown> | null {
-  if (typeof value !== "string") return null;
-  try {
-    const parsed = JSON.parse(value);
-    return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : null;
-  } catch {
-    return null;
-  }
-}
-
-function parseLabelsColumn(value: SQLInputValue): Record<string, string> {
-  const parsed = parseHeartbeat(value);
-  const labels: Record<string, string> = {};
-  for (const [key, v] of Object.entries(parsed ?? {})) {
-    if (typeof v === "string") labels[key] = v;
-  }
-  return labels;
-}
-
-function checkBounds(keep: { headBytes: number; tailBytes: number }) {
-  if (!Number.isSafeInteger(keep.headBytes) || keep.headBytes < 0) {
-    throw new RangeError(`keep.headBytes must be a whole number >= 0, got ${keep.headBytes}`);
-  }
-  if (!Number.isSafeInteger(keep.tailBytes) || keep.tailBytes < 1) {
-    throw new RangeError(`keep.tailBytes must be a whole number >= 1, got ${keep.tailBytes}`);
-  }
-  return keep;
 }
 
 function describeOpenError(error: unknown): string {
