@@ -275,22 +275,23 @@ Deno.test("policy refuses file lists and dereferencing, named, abbreviated or bu
 });
 
 Deno.test("policy checks relative arguments against the working directory", () => {
-  // Outside the allowed prefixes (/tmp, /var/tmp): next to the repository's files.
-  const outside = Deno.makeTempDirSync({
-    dir: new URL("../../", import.meta.url).pathname,
-    prefix: ".status-policy-test-",
-  });
+  // Two directories of their own, wherever the repository or the temp directory lives: commands
+  // may touch `allowed` only, and run in `outside`, next to a file that looks like the agent's.
+  const allowed = Deno.makeTempDirSync({ prefix: "status-policy-allowed-" });
+  const outside = Deno.makeTempDirSync({ prefix: "status-policy-outside-" });
+  const policy: ExecPolicy = { ...defaultPolicy(), allowedPathPrefixes: [allowed] };
   try {
     Deno.writeTextFileSync(`${outside}/.env`, "AGENT_TOKEN=x\n");
     assert.match(
-      refused(["tar", "cf", "-", ".env"], defaultPolicy(), outside),
+      refused(["tar", "cf", "-", ".env"], policy, outside),
       /^path "\.env" is .*\/\.env relative to the working directory, outside the allowed prefixes/,
     );
     // A word that names nothing there is not a path.
-    accepted(["echo", "hello"], defaultPolicy(), outside);
+    accepted(["echo", "hello"], policy, outside);
     // Without a working directory to check against (a command's own new one), nothing to find.
-    accepted(["tar", "cf", "-", ".env"]);
+    accepted(["tar", "cf", "-", ".env"], policy);
   } finally {
     Deno.removeSync(outside, { recursive: true });
+    Deno.removeSync(allowed, { recursive: true });
   }
 });
