@@ -65,7 +65,7 @@ import type {
   RunTargetRecord,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
-import { checkBounds, parseHeartbeat } from "./_output.ts";
+import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
 import {
   COMMAND_COLUMNS,
   num,
@@ -947,7 +947,7 @@ export class SqliteStore implements CommandStore {
   /** {@inheritDoc CommandStore.appendOutput} */
   appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
     return this.#run(() => {
-      const { headBytes, tailBytes } = checkBounds(chunk.keep);
+      const { headBytes } = checkBounds(chunk.keep);
       return this.#tx((): AppendOutputOutcome => {
         const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
         const end = num(
@@ -956,23 +956,9 @@ export class SqliteStore implements CommandStore {
              WHERE command_id = ? AND attempt = ? AND stream = ?`,
           ).get(...key) as Row).e,
         );
-        let offset = chunk.offset;
-        let data = chunk.data;
-        if (data.length === 0 || offset + data.length <= end) return { outcome: "duplicate" };
-        if (offset < end) {
-          data = data.subarray(end - offset);
-          offset = end;
-        }
-        const gapBytes = offset - end;
-        const newEnd = offset + data.length;
-        const cut = Math.max(headBytes, newEnd - tailBytes);
-        // The part in the head, then the part in the tail; bytes between them are dropped.
-        const pieces: Array<[number, Uint8Array]> = [];
-        if (offset < headBytes) {
-          pieces.push([offset, data.subarray(0, Math.min(data.length, headBytes - offset))]);
-        }
-        const restFrom = Math.max(offset, cut);
-        if (restFrom < newEnd) pieces.push([restFrom, data.subarray(restFrom - offset)]);
+        const plan = planAppend(end, chunk.offset, chunk.data, chunk.keep);
+        if (plan.duplicate) return { outcome: "duplicate" };
+        const { cut, pieces, offset, bytes, gapBytes } = plan;
         // Stored tail chunks that fell out of the tail go; one that straddles the cut is cut.
         this.#stmt(
           `DELETE FROM output_chunks WHERE command_id = ? AND attempt = ? AND stream = ?
@@ -991,7 +977,7 @@ export class SqliteStore implements CommandStore {
         for (const [at, bytes] of pieces) {
           seq = num(insert.run(...key, at, bytes, chunk.now).lastInsertRowid);
         }
-        return { outcome: "stored", seq, offset, bytes: data.length, gapBytes };
+        return { outcome: "stored", seq, offset, bytes, gapBytes };
       });
     });
   }
