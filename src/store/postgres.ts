@@ -45,7 +45,12 @@ import {
   toRun,
   toTarget,
 } from "./_rows.ts";
-import { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
+import {
+  isConnectionFailure,
+  StoreError,
+  StoreFullError,
+  StoreUnavailableError,
+} from "./errors.ts";
 import { isPostgresUrl, redactUrl } from "./url.ts";
 
 export { isPostgresUrl, redactUrl };
@@ -135,34 +140,6 @@ const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 /** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
 const DISK_FULL = "53100";
 
-/** SQLSTATE classes and codes that mean the server is not there (now). */
-const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "58P01"]);
-/** Node/postgres error codes of a connection that failed or dropped. */
-const UNAVAILABLE_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EAI_AGAIN",
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "CONNECT_TIMEOUT",
-]);
-
-/** Whether an error of the driver means "not reachable now". */
-function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== "string") {
-    // Deno's node:net reports a refused connection with the message only on some paths.
-    return error instanceof Error &&
-      /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
-  }
-  return UNAVAILABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08");
-}
-
 /**
  * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
  *
@@ -228,7 +205,7 @@ function describeOpenError(error: unknown): string {
     return `the server rejected the credentials (${e.message})`;
   }
   if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
-  if (isUnavailable(error)) {
+  if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,
       "(",
@@ -356,7 +333,7 @@ export class PostgresStore implements CommandStore, SharedStore {
           { cause: error },
         );
       }
-      if (isUnavailable(error)) {
+      if (isConnectionFailure(error)) {
         const e = error as { code?: string; message?: string };
         throw new StoreUnavailableError(
           `database ${this.location} is unavailable (${what}): ${e.code ?? ""} ${e.message ?? ""}`
