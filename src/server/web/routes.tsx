@@ -221,7 +221,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     if (adminToken && !devMode) headers.set("Authorization", `Bearer ${adminToken}`);
     if (init.body !== undefined) headers.set("Content-Type", "application/json");
     const response = await options.api(
-      new Request(`http://console.internal${path}`, { ...init, headers }),
+      new Request(`http://console.localhost${path}`, { ...init, headers }),
     );
     let body: Record<string, unknown> = {};
     try {
