@@ -12,6 +12,8 @@
  * @module
  */
 
+import { isLoopback } from "./loopback.ts";
+
 /** `Sec-Fetch-Site` values of a request the dashboard's own pages or a typed URL made. */
 const OWN_SITES = new Set(["same-origin", "none"]);
 
@@ -24,18 +26,6 @@ const OWN_SITES = new Set(["same-origin", "none"]);
 export function isApiPath(url: string): boolean {
   const path = new URL(url).pathname;
   return path.startsWith("/api/") || path === "/metrics";
-}
-
-/**
- * Whether a host name always means this machine: `localhost` and its subdomains (RFC 6761), the
- * IPv4 loopback network, the IPv6 loopback address.
- *
- * @param hostname A URL's hostname (IPv6 in brackets).
- */
-export function isLoopbackName(hostname: string): boolean {
-  const name = hostname.toLowerCase().replace(/\.$/, "");
-  return name === "localhost" || name.endsWith(".localhost") || name === "[::1]" ||
-    /^127(\.\d{1,3}){3}$/.test(name);
 }
 
 /**
@@ -60,7 +50,7 @@ export function isLoopbackName(hostname: string): boolean {
  */
 export function foreignBrowserRequest(request: Request): Response | null {
   const url = new URL(request.url);
-  if (!isLoopbackName(url.hostname)) {
+  if (!isLoopback(url.hostname)) {
     return refuse(
       `dev mode answers requests addressed to this machine by a loopback name ` +
         `(localhost, 127.0.0.1, [::1]) only; this one was addressed to ${
