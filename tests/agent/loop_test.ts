@@ -64,7 +64,8 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
     agentToken: token,
     executor: undefined,
     exec: { allowedPrograms: ["echo"] },
-    heartbeat: { sources: { sources: {}, missing: [] } },
+    heartbeat: true,
+    heartbeatOptions: { sources: { sources: {}, missing: [] } },
     metricsIntervalSecs: 3600,
   });
   stub.enqueue(command("cmd-1", "echo hello"));

@@ -38,7 +38,7 @@ async function startFleet(
       dashboardUrl: server.url,
       agentId: `web-${String(i).padStart(2, "0")}`,
       pollingTimeoutSecs: 5,
-      heartbeat: { intervalSecs: 3600 },
+      heartbeatOptions: { intervalSecs: 3600 },
       labels: options.labels?.(i) ?? { role: "web" },
       deploymentHash: "prod",
       liveOutput: false,
