@@ -73,8 +73,12 @@ function onDisk(options: object): boolean {
   return (options as { db?: string }).db !== undefined;
 }
 
-async function withStore<T>(options: object, fn: (store: CommandStore) => Promise<T>) {
-  const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+async function withStore<T>(
+  io: Io,
+  options: object,
+  fn: (store: CommandStore) => Promise<T>,
+) {
+  const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["server"]);
   let store: CommandStore;
   try {
     store = await openStore(storeLocation(loaded), { sqlite: { create: false } });
@@ -120,7 +124,7 @@ export function agentsCommand(io: Io) {
   add.action(async (id, options) => {
     if (!onDisk(options)) return await addAgentRemote(io, id, options);
     const token = generateToken();
-    await withStore(options, async (store) => {
+    await withStore(io, options, async (store) => {
       const added = await store.addAgent({
         id,
         token,
@@ -153,7 +157,7 @@ export function agentsCommand(io: Io) {
   );
   list.action(async (options) => {
     if (!onDisk(options)) return await listAgentsRemote(io, options);
-    const rows = await withStore(options, (store) => store.listAgents());
+    const rows = await withStore(io, options, (store) => store.listAgents());
     if (options.json) {
       io.out(JSON.stringify(
         rows.map((a) => ({
@@ -197,7 +201,7 @@ export function agentsCommand(io: Io) {
   rotate.action(async (id, options) => {
     if (!onDisk(options)) return await rotateAgentRemote(io, id, options);
     const token = generateToken();
-    await withStore(options, async (store) => {
+    await withStore(io, options, async (store) => {
       if (!(await store.setAgentToken(id, token))) {
         throw new AgentsError(`agent ${id} does not exist; add it with "status agents add ${id}"`);
       }
@@ -213,7 +217,7 @@ export function agentsCommand(io: Io) {
   );
   remove.action(async (id, options) => {
     if (!onDisk(options)) return await removeAgentRemote(io, id, options);
-    await withStore(options, async (store) => {
+    await withStore(io, options, async (store) => {
       if (!(await store.removeAgent(id))) {
         throw new AgentsError(`agent ${id} does not exist`);
       }

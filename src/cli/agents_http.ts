@@ -26,8 +26,8 @@ interface FleetAgent {
   has_token?: boolean;
 }
 
-function clientOf(options: object): OperatorClient {
-  const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+function clientOf(io: Io, options: object): OperatorClient {
+  const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
   return operatorClientFromSettings(settings);
 }
 
@@ -63,7 +63,9 @@ export async function listAgentsRemote(
   io: Io,
   options: { json?: boolean } & Record<string, unknown>,
 ): Promise<void> {
-  const { body } = await clientOf(options).call("GET", "/api/v1/agents", { what: "agent list" });
+  const { body } = await clientOf(io, options).call("GET", "/api/v1/agents", {
+    what: "agent list",
+  });
   const agents = ((body as { agents?: unknown }).agents ?? []) as FleetAgent[];
   if (options.json) {
     io.out(JSON.stringify(agents, null, 2));
@@ -111,7 +113,7 @@ export async function addAgentRemote(
   id: string,
   options: { scopes?: string[] } & Record<string, unknown>,
 ): Promise<void> {
-  const client = clientOf(options);
+  const client = clientOf(io, options);
   let body: unknown;
   try {
     body = (await client.call("POST", "/api/v1/agents", {
@@ -148,7 +150,7 @@ export async function rotateAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  const { body } = await clientOf(options).call("POST", LIVE_PATHS.rotate(id), {
+  const { body } = await clientOf(io, options).call("POST", LIVE_PATHS.rotate(id), {
     what: "token rotation",
   }).catch((error) => {
     throw notFound(error, id);
@@ -169,7 +171,7 @@ export async function removeAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  await clientOf(options).call("DELETE", LIVE_PATHS.agent(id), { what: "agent removal" })
+  await clientOf(io, options).call("DELETE", LIVE_PATHS.agent(id), { what: "agent removal" })
     .catch((error) => {
       throw notFound(error, id);
     });

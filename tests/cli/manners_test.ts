@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { openAgentState } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
-import { LineStream, MAIN, PERMS, ROOT, runCli, spawnCli, tempDir } from "../e2e/helpers.ts";
+import { tempDir } from "../e2e/helpers.ts";
+import { cliCommand, LineStream, MAIN, PERMS, ROOT, runCli, spawnCli } from "../_cli.ts";
 
 /** A port nothing listens on. */
 function closedPort(): number {
@@ -15,12 +16,7 @@ function closedPort(): number {
 Deno.test("output into a pipe closed early ends quietly with exit code 0", async (t) => {
   for (const args of [["--help"], ["--version"], ["list", "--help"]]) {
     await t.step(`status ${args.join(" ")} | head -0`, async () => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, ...PERMS.operator, MAIN, ...args],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const child = cliCommand(args, { perms: PERMS.operator }).spawn();
       // The reader goes away before the program writes (it takes a while to start).
       await child.stdout.cancel();
       const [status, stderr] = await Promise.all([

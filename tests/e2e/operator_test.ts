@@ -5,7 +5,8 @@ import { openSqliteStore } from "../../src/store/mod.ts";
  */
 import assert from "node:assert/strict";
 import { closedPort } from "../operator/stub_dashboard.ts";
-import { PERMS, runCli, startAgent, startServe, tempDir } from "./helpers.ts";
+import { startAgent, startServe, tempDir } from "./helpers.ts";
+import { PERMS, runCli } from "../_cli.ts";
 
 const AGENT = "e2e-agent";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { closedPort, startStubDashboard } from "./stub_dashboard.ts";
-import { run } from "./_run.ts";
+import { run } from "../cli/_run.ts";
 
 Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
   await t.step("success", async () => {
