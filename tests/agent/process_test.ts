@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { isProcessAlive } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { PERMS, runCli, spawnCli } from "../_cli.ts";
-import { command, StubDashboard } from "./_stub_dashboard.ts";
+import { command, StubDashboard } from "../_stub_dashboard.ts";
 
 /** The agent's flags without `--allow-sys`. */
 const AGENT_PERMS = PERMS.agentWithoutSys;

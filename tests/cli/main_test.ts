@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
 import { main, run } from "../../main.ts";
 import { memoryIo } from "../../src/cli/io.ts";
-import { closedPort } from "../operator/stub_dashboard.ts";
+import { closedPort } from "../_stub_dashboard.ts";
 
 /** Runs `status <args>` in process with this environment only. */
 async function status(args: string[], env: Record<string, string> = {}) {

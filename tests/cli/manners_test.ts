@@ -3,15 +3,8 @@ import { openAgentState } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
 import { tempDir } from "../e2e/helpers.ts";
+import { closedPort } from "../_stub_dashboard.ts";
 import { cliCommand, LineStream, MAIN, PERMS, ROOT, runCli, spawnCli } from "../_cli.ts";
-
-/** A port nothing listens on. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 Deno.test("output into a pipe closed early ends quietly with exit code 0", async (t) => {
   for (const args of [["--help"], ["--version"], ["list", "--help"]]) {
