@@ -107,7 +107,7 @@ export interface SandboxOptions {
    * working directory, its state directory).
    */
   protectedDirs?: readonly string[];
-  /** The agent's uid; for tests. Default: `Deno.uid()`, else `/proc/self/status`. */
+  /** @internal The agent's uid; for tests. Default: `Deno.uid()`, else `/proc/self/status`. */
   agentUid?: number | null;
 }
 
@@ -514,13 +514,12 @@ function realOrSelf(path: string): string {
  * The confinement every command of an agent gets: see the module doc. Create one per agent with
  * {@link Sandbox.create}; {@link Sandbox.open} prepares one command.
  *
- * @example Run a command in a directory of its own (no user switch, no cgroup)
+ * @example Run a command in a directory of its own (without a cgroup)
  * ```ts
  * import assert from "node:assert/strict";
  * import { createPolicy, runCommand, Sandbox } from "../../mod.ts";
  *
- * const sandbox = Sandbox.create({ cgroups: false, agentUid: 1000 });
- * assert.equal(sandbox.user, undefined);
+ * const sandbox = Sandbox.create({ cgroups: false });
  * const result = await runCommand("pwd", {
  *   policy: createPolicy({ allowedPrograms: ["pwd"] }),
  *   sandbox,

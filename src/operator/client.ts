@@ -102,7 +102,7 @@ export interface OperatorClientOptions {
    */
   requestTimeoutMs?: number;
   /**
-   * The `fetch` to use; for tests.
+   * @internal The `fetch` to use; for tests.
    * @default {globalThis.fetch}
    */
   fetch?: typeof fetch;
@@ -112,7 +112,7 @@ export interface OperatorClientOptions {
    */
   maxRateLimitRetries?: number;
   /**
-   * Sleeps for a `Retry-After`; for tests.
+   * @internal Sleeps for a `Retry-After`; for tests.
    * @default {a timer}
    */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;

@@ -39,7 +39,7 @@ export interface HealthOptions {
   agentId?: string;
   /** `AGENT_TOKEN`. */
   agentToken?: string;
-  /** `fetch`; for tests. */
+  /** @internal `fetch`; for tests. */
   fetch?: typeof fetch;
   /**
    * Deadline of each request, in ms.
