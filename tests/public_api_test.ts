@@ -99,9 +99,23 @@ interface DocTag {
   doc?: string;
 }
 
+interface DocJs {
+  doc?: string;
+  tags?: DocTag[];
+}
+
+interface DocMember {
+  name: string;
+  jsDoc?: DocJs;
+}
+
 interface DocSymbol {
   name: string;
-  declarations: { kind: string; jsDoc?: { tags?: DocTag[] } }[];
+  declarations: {
+    kind: string;
+    jsDoc?: DocJs;
+    def?: { properties?: DocMember[]; methods?: DocMember[] };
+  }[];
 }
 
 /** What `deno doc --json mod.ts` says mod.ts exports. */
@@ -132,4 +146,20 @@ Deno.test("every function and class mod.ts exports has a runnable @example", asy
     }
   }
   assert.deepEqual(missing, [], "functions and classes without a runnable example");
+});
+
+Deno.test("what exists for tests is marked @internal in the public types", async () => {
+  const leaks: string[] = [];
+  for (const symbol of await documentedSymbols()) {
+    for (const declaration of symbol.declarations) {
+      const members = [...declaration.def?.properties ?? [], ...declaration.def?.methods ?? []];
+      for (const member of members) {
+        const internal = member.jsDoc?.tags?.some((t) => t.kind === "internal") ?? false;
+        if (!internal && /\bfor tests\b|\btests inject/i.test(member.jsDoc?.doc ?? "")) {
+          leaks.push(`${symbol.name}.${member.name}`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(leaks, [], "members documented as for tests but not @internal");
 });
