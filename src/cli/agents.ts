@@ -7,6 +7,7 @@
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { AGENT_ID_PATTERN, generateToken } from "../protocol/mod.ts";
+import { alignColumns } from "../operator/mod.ts";
 import {
   AGENT_SCOPES,
   type AgentScope,
@@ -177,20 +178,17 @@ export function agentsCommand(io: Io) {
       io.err('no agents; add one with "status agents add <id>"');
       return;
     }
-    const table = [
+    const lines = alignColumns(
       ["ID", "SCOPES", "LAST SEEN", "CREATED", "QUEUED"],
-      ...rows.map((a) => [
+      rows.map((a) => [
         a.hasToken ? a.id : `${a.id} (no token)`,
         a.scopes.join(","),
         iso(a.lastSeenAt),
         iso(a.createdAt),
         String(a.queued),
       ]),
-    ];
-    const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
-    for (const row of table) {
-      io.out(row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
-    }
+    );
+    for (const line of lines) io.out(line);
   });
 
   const rotate = withDbOptions(

@@ -7,7 +7,12 @@
  * @module
  */
 import { formatLabels, LIVE_PATHS } from "../protocol/mod.ts";
-import { type OperatorClient, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
+import {
+  alignColumns,
+  type OperatorClient,
+  operatorClientFromSettings,
+  OperatorError,
+} from "../operator/mod.ts";
 import { loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 
@@ -48,9 +53,8 @@ function figures(heartbeat: Record<string, unknown> | null | undefined): string 
   return parts.length ? parts.join(" ") : "-";
 }
 
-function table(io: Io, rows: string[][]): void {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  for (const row of rows) io.out(row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
+function table(io: Io, [header, ...rows]: string[][]): void {
+  for (const line of alignColumns(header, rows)) io.out(line);
 }
 
 /**

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  alignColumns,
+  cell,
   describeStatus,
   formatElapsed,
   formatProgress,
@@ -119,4 +121,18 @@ Deno.test("formatTable aligns columns and shortens long command lines", () => {
     "cmd-1   web-1  success  0     2026-01-12T10:00:00Z  echo hi",
     "cmd-22         queued                               sleep 6…",
   ]);
+});
+
+Deno.test("alignColumns pads every column but the last to its widest entry", () => {
+  assert.deepEqual(alignColumns(["A", "LONG NAME", "Z"], [["xyz", "b", ""], ["1", "2", "3"]]), [
+    "A    LONG NAME  Z",
+    "xyz  b",
+    "1    2          3",
+  ]);
+  assert.deepEqual(alignColumns(["ONLY"], []), ["ONLY"]);
+});
+
+Deno.test("cell shortens text to the width with an ellipsis", () => {
+  assert.equal(cell("abc", 3), "abc");
+  assert.equal(cell("abcd", 3), "ab…");
 });
