@@ -77,7 +77,10 @@ export interface Executor {
   close?(): void | Promise<void>;
 }
 
-/** Options of {@link createExecutor}: the `exec` settings. */
+/**
+ * The `exec` settings: how the agent (`AgentOptions.exec`) and {@link createExecutor} run
+ * commands.
+ */
 export interface ExecutorOptions {
   /**
    * Programs commands may run (`ALLOWED_PROGRAMS`).

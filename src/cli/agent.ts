@@ -192,7 +192,7 @@ async function agentAction(
   const daemonChild = options.daemonChild === true;
   // The parent of a daemon only starts it and prints its pid: it logs to standard error, never
   // to the daemon's log file, so its messages reach the person who started it.
-  const loaded = loadCommandSettings(options, ["agent"], (settings) => {
+  const loaded = loadCommandSettings(io, options, ["agent"], (settings) => {
     if (daemonChild) return settings.logFile ?? DAEMON_LOG_FILE;
     return settings.daemon ? undefined : settings.logFile;
   });

@@ -263,7 +263,7 @@ Examples:
   status enqueue "df -h /" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait`,
   );
   command.action(async (commandLine, options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const params: CommandParams = {};
     if (options.timeout !== undefined) params.timeout_secs = options.timeout;

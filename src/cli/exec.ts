@@ -311,6 +311,7 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
     const resolved = settings ??
       execSettingsFrom(
         loadCommandSettings(
+          io,
           options as Record<string, unknown>,
           ["exec"],
           undefined,

@@ -17,6 +17,11 @@ export interface Io {
    * text); without it, they are written with {@link Io.out} as UTF-8 text.
    */
   write?(bytes: Uint8Array): void;
+  /**
+   * The environment settings are read from; without it, the process's own (each variable where
+   * `--allow-env` permits it).
+   */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 const encoder = new TextEncoder();

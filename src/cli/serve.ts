@@ -59,7 +59,7 @@ Examples:
   STATUS_ADMIN_TOKEN=... status serve --bind 0.0.0.0 --tls-cert cert.pem --tls-key key.pem`,
   );
   command.action(async (options) => {
-    const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["server"]);
     const s = loaded.settings;
     if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
       throw new ConfigError("--tls-cert and --tls-key must be given together");

@@ -43,9 +43,13 @@ export function stopCommand(io: Io): Command {
     .action(async (options) => {
       const timeoutSecs = options.timeout ?? DEFAULT_STOP_TIMEOUT_SECS;
       // The same PID_FILE the agent used, from the same flags, environment and files.
-      const { settings } = loadCommandSettings(options as Record<string, unknown> & FileOptions, [
-        "agent",
-      ]);
+      const { settings } = loadCommandSettings(
+        io,
+        options as Record<string, unknown> & FileOptions,
+        [
+          "agent",
+        ],
+      );
       const pid = await stopDaemon({
         pidFile: settings.pidFile,
         timeoutMs: timeoutSecs * 1000,

@@ -107,7 +107,7 @@ read from the environment, .env and config.json as usual; tokens are not: "statu
 in dev mode. For anything beyond trying, run "status serve" and "status agent".`,
   );
   command.action(async (options) => {
-    const loaded = loadCommandSettings(options as Record<string, unknown>, ["agent", "server"]);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["agent", "server"]);
     const s = loaded.settings;
     const log = logger("up");
     const dataDir = options.dataDir;

@@ -154,11 +154,11 @@ export interface RunOptions {
   drainMs?: number;
   /** Called once when the command reaches 80 % of its deadline (a warning is logged too). */
   onWarning?: (warning: DeadlineWarning) => void;
-  /** Sizes of the kept output head and tail, per stream. */
+  /** @internal Sizes of the kept output head and tail, per stream. */
   capture?: OutputCaptureOptions;
   /** Receives every chunk of output as it is read (live output); the capture is unchanged. */
   onOutput?: OnOutput;
-  /** Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
+  /** @internal Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
   readEnv?: EnvReader;
   /**
    * Who the command runs as, where, and how its processes are stopped (see `sandbox.ts`).
@@ -166,10 +166,10 @@ export interface RunOptions {
    * directory), and its process group is signalled.
    */
   sandbox?: Sandbox;
-  /** Called right after the spawn with what identifies the command's processes. */
+  /** @internal Called right after the spawn with what identifies the command's processes. */
   onSpawn?: (record: ProcessRecord) => void;
   /**
-   * Called the moment the command's first process exited, before its output is collected, with
+   * @internal Called the moment the command's first process exited, before its output is collected, with
    * the result minus the output; a caller records it durably so that a crash right after still
    * knows how the command ended.
    */

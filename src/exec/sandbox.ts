@@ -107,7 +107,7 @@ export interface SandboxOptions {
    * working directory, its state directory).
    */
   protectedDirs?: readonly string[];
-  /** The agent's uid; for tests. Default: `Deno.uid()`, else `/proc/self/status`. */
+  /** @internal The agent's uid; for tests. Default: `Deno.uid()`, else `/proc/self/status`. */
   agentUid?: number | null;
 }
 
@@ -514,15 +514,17 @@ function realOrSelf(path: string): string {
  * The confinement every command of an agent gets: see the module doc. Create one per agent with
  * {@link Sandbox.create}; {@link Sandbox.open} prepares one command.
  *
- * @example A sandbox without user switch or cgroups (as for a library caller)
+ * @example Run a command in a directory of its own (without a cgroup)
  * ```ts
  * import assert from "node:assert/strict";
- * import { Sandbox } from "./sandbox.ts";
+ * import { createPolicy, runCommand, Sandbox } from "../../mod.ts";
  *
- * const sandbox = Sandbox.create({ cgroups: false, agentUid: 1000 });
- * assert.equal(sandbox.user, undefined);
- * await using cell = await sandbox.open();
- * assert.ok(cell.ownDir);
+ * const sandbox = Sandbox.create({ cgroups: false });
+ * const result = await runCommand("pwd", {
+ *   policy: createPolicy({ allowedPrograms: ["pwd"] }),
+ *   sandbox,
+ * });
+ * assert.notEqual(result.stdout.trim(), Deno.cwd());
  * ```
  */
 export class Sandbox {
@@ -634,7 +636,7 @@ export class Sandbox {
   }
 
   /**
-   * A tag naming an agent's cgroups, from its state directory (so that a restarted agent finds
+   * @internal A tag naming an agent's cgroups, from its state directory (so that a restarted agent finds
    * what its previous run left).
    *
    * @param stateDir The state directory.
@@ -712,7 +714,7 @@ export class Sandbox {
   }
 
   /**
-   * Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is set) and
+   * @internal Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is set) and
    * its cgroup.
    *
    * @returns The cell; close it when the command ended.
@@ -757,7 +759,7 @@ export class Sandbox {
   }
 
   /**
-   * Kills whatever a previous run of this agent left in its cgroups (all of this agent's
+   * @internal Kills whatever a previous run of this agent left in its cgroups (all of this agent's
    * command cgroups are stale when it starts).
    *
    * @returns How many cgroups still had processes.
@@ -784,7 +786,7 @@ export class Sandbox {
   }
 
   /**
-   * Stops what a command of a previous run left running, found by its record.
+   * @internal Stops what a command of a previous run left running, found by its record.
    *
    * @param record What identified its processes.
    * @returns Whether something was still running.

@@ -39,7 +39,22 @@ export type OperatorErrorKind =
   /** A `2xx` whose body is not what the protocol says. */
   | "invalid_answer";
 
-/** A failed operator request. The CLI exits with {@link OperatorError.exitCode} (1). */
+/**
+ * A failed operator request. The CLI exits with {@link OperatorError.exitCode} (1).
+ *
+ * @example Tell an unknown command from other failures
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OperatorClient, OperatorError, startServer } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * const error = await client.getCommand("no-such-command").catch((e) => e);
+ * assert.ok(error instanceof OperatorError);
+ * assert.equal(error.kind, "not_found");
+ * assert.equal(error.status, 404);
+ * ```
+ */
 export class OperatorError extends Error {
   /** Exit code the CLI uses for this error. */
   readonly exitCode = 1;
@@ -87,7 +102,7 @@ export interface OperatorClientOptions {
    */
   requestTimeoutMs?: number;
   /**
-   * The `fetch` to use; for tests.
+   * @internal The `fetch` to use; for tests.
    * @default {globalThis.fetch}
    */
   fetch?: typeof fetch;
@@ -97,7 +112,7 @@ export interface OperatorClientOptions {
    */
   maxRateLimitRetries?: number;
   /**
-   * Sleeps for a `Retry-After`; for tests.
+   * @internal Sleeps for a `Retry-After`; for tests.
    * @default {a timer}
    */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -241,14 +256,17 @@ function arrayIn(body: unknown, key: string): unknown {
  * A client of the dashboard's operator endpoints. Every method throws {@link OperatorError} with
  * a sentence fit for a user when the request fails.
  *
- * @example Enqueue a command and wait for its result
- * ```ts ignore
- * import { OperatorClient } from "./client.ts";
+ * @example Enqueue a command and read it back
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OperatorClient, startServer } from "../../mod.ts";
  *
- * const client = new OperatorClient({ dashboardUrl: "http://localhost:5000" });
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
  * const { id } = await client.enqueue({ agentId: "test-agent", name: "echo hi" });
- * const done = await client.waitForFinal(id);
- * console.log(done.status, done.result?.stdout);
+ * const command = await client.getCommand(id);
+ * assert.equal(command.status, "queued");
+ * assert.equal((await client.cancel(id)).outcome, "cancelled");
  * ```
  */
 export class OperatorClient {

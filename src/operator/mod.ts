@@ -43,6 +43,8 @@ export {
 } from "./types.ts";
 export type { CommandParams, Priority } from "../protocol/mod.ts";
 export {
+  alignColumns,
+  cell,
   describeStatus,
   formatElapsed,
   formatProgress,

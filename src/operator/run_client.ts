@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { RUN_PATHS, type RunRequest, type RunView } from "../protocol/runs.ts";
 import { type OperatorClient, OperatorError } from "./client.ts";
+import { alignColumns, cell } from "./format.ts";
 
 const agentViewSchema = z.looseObject({
   agent_id: z.string(),
@@ -221,10 +222,6 @@ export async function waitForRun(
   }
 }
 
-function cell(text: string, width: number): string {
-  return text.length > width ? text.slice(0, width - 1) + "…" : text;
-}
-
 /**
  * The run's aggregate as a table: agent, status, exit code, duration, first line of output.
  *
@@ -241,11 +238,7 @@ export function formatRunTable(run: RunView, outputWidth = 60): string[] {
     a.duration_secs === null ? "" : `${a.duration_secs.toFixed(1)} s`,
     cell((a.first_line ?? a.error ?? "").replace(/\s+/g, " "), outputWidth),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  return [header, ...rows].map((row) =>
-    row.map((text, i) => i === row.length - 1 ? text : text.padEnd(widths[i])).join("  ")
-      .trimEnd()
-  );
+  return alignColumns(header, rows);
 }
 
 /**

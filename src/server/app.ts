@@ -49,12 +49,12 @@ import { liveRoutes } from "./routes_live.ts";
 import { enqueueRunCommand, runRoutes, RunScheduler } from "./runs.ts";
 import type { OutputBounds } from "../store/mod.ts";
 
-/** Options of {@link createApp}. */
+/** The dashboard's settings: options of the app {@link startServer} serves (see {@link ServeOptions}). */
 export interface AppOptions {
-  /** Where agents, commands and results live. The app never closes it. */
+  /** @internal Where agents, commands and results live. The app never closes it. */
   store: CommandStore;
   /**
-   * Dev mode (PROTOCOL.md §1): token-less agents are accepted unsigned, registered on first sight,
+   * @internal Dev mode (PROTOCOL.md §1): token-less agents are accepted unsigned, registered on first sight,
    * and the operator endpoints need no admin token. {@link startServer} decides it from the store.
    * @default {false}
    */
@@ -62,7 +62,7 @@ export interface AppOptions {
   /** `STATUS_ADMIN_TOKEN`; required unless `devMode`. */
   adminToken?: string;
   /**
-   * The clock (ms); tests inject one so that leases, skew and rate limits need no real waiting.
+   * @internal The clock (ms); tests inject one so that leases, skew and rate limits need no real waiting.
    * @default {systemClock}
    */
   clock?: Clock;
@@ -111,7 +111,7 @@ export interface AppOptions {
    */
   defaultTimeoutSecs?: number;
   /**
-   * Arm the one lease timer. Tests with an injected clock turn it off and call
+   * @internal Arm the one lease timer. Tests with an injected clock turn it off and call
    * {@link DashboardApp.expireLeases}.
    * @default {true}
    */
@@ -122,7 +122,7 @@ export interface AppOptions {
    */
   maxBodyBytes?: number;
   /**
-   * Request ids remembered at most for replay detection.
+   * @internal Request ids remembered at most for replay detection.
    * @default {200000}
    */
   replayCacheSize?: number;
@@ -132,13 +132,13 @@ export interface AppOptions {
    */
   consoleSessionTtlSecs?: number;
   /**
-   * How often the in-memory last-seen times are written to the store at most (one transaction for
+   * @internal How often the in-memory last-seen times are written to the store at most (one transaction for
    * every agent seen since the last write), in ms. They are also written at close.
    * @default {60000}
    */
   lastSeenFlushMs?: number;
   /**
-   * Agents whose last-seen time is kept in memory at most; the least recently seen are forgotten
+   * @internal Agents whose last-seen time is kept in memory at most; the least recently seen are forgotten
    * first (their time stays in the store).
    * @default {100000}
    */
@@ -150,12 +150,12 @@ export interface AppOptions {
    */
   offlineAfterSecs?: number;
   /**
-   * What is kept of a running command's live output, per stream.
+   * @internal What is kept of a running command's live output, per stream.
    * @default {{ headBytes: 32768, tailBytes: 32768 }}
    */
   outputBounds?: OutputBounds;
   /**
-   * Interval of keep-alive comments on event streams, in ms.
+   * @internal Interval of keep-alive comments on event streams, in ms.
    * @default {15000}
    */
   eventKeepAliveMs?: number;
@@ -166,7 +166,7 @@ export interface AppOptions {
    */
   liveOutputRetentionSecs?: number;
   /**
-   * How often every open fan-out run is stepped besides when its commands change, in ms; 0:
+   * @internal How often every open fan-out run is stepped besides when its commands change, in ms; 0:
    * only when they change (tests call {@link DashboardApp.runs}' `sweep`).
    * @default {5000}
    */

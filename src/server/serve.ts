@@ -19,7 +19,10 @@ import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
-  /** Use this store (the caller closes it); otherwise `db` is opened and closed at shutdown. */
+  /**
+   * @internal Use this store (the caller closes it); otherwise `db` is opened and closed at
+   * shutdown.
+   */
   store?: CommandStore;
   /**
    * The store: a SQLite file, created on first start, or a `postgres://` URL of a database shared
@@ -27,7 +30,7 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    * @default {"./status.db"}
    */
   db?: string;
-  /** Options of the SQLite store opened from `db`. */
+  /** @internal Options of the SQLite store opened from `db`. */
   dbOptions?: SqliteStoreOptions;
   /**
    * Port to listen on; `0` picks a free one (see {@link RunningServer.port}).
@@ -52,7 +55,7 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    * @default {20000}
    */
   maxConnections?: number;
-  /** Descriptors the process can still open; counted at start when not given. */
+  /** @internal Descriptors the process can still open; counted at start when not given. */
   availableDescriptors?: number | "plenty" | "unknown";
   /**
    * Also serve `GET /metrics` without the admin token on this `PORT` (on 127.0.0.1) or
@@ -73,9 +76,9 @@ export interface RunningServer extends AsyncDisposable {
   devMode: boolean;
   /** Where `--metrics-bind` serves `/metrics`, when it is set. */
   metricsUrl?: string;
-  /** The app, its hub and lease expiry, for tests and embedding. */
+  /** @internal The app, its hub and lease expiry, for the CLI and tests. */
   dashboard: DashboardApp;
-  /** The sockets: open connections, the limit in force, refused connections. */
+  /** @internal The sockets: open connections, the limit in force, refused connections. */
   listener: HttpListener;
   /**
    * Stops accepting connections, answers open waits and cancel-waits with `204`, lets in-flight
