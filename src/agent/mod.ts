@@ -5,7 +5,6 @@
  * - {@link runAgent} runs the poll loop until its signal aborts;
  * - {@link Journal} and {@link Outbox} keep the execution journal and the pending results;
  * - {@link DashboardClient} makes the signed requests of PROTOCOL.md §1–2;
- * - {@link acquirePidFile}, {@link spawnDaemon} and {@link stopDaemon} run it as a daemon.
  *
  * @example Run an agent against a local dashboard until SIGTERM
  * ```ts ignore
@@ -78,20 +77,3 @@ export type {
   ReportRequest,
   ReportStatus,
 } from "../protocol/mod.ts";
-export {
-  acquirePidFile,
-  currentProgram,
-  DAEMON_CHILD_FLAG,
-  DaemonError,
-  isLiveAgent,
-  isProcessAlive,
-  permissionFlags,
-  type PermissionNeeds,
-  type ProgramCommand,
-  readPidFile,
-  releasePidFile,
-  spawnDaemon,
-  type SpawnDaemonOptions,
-  stopDaemon,
-  type StopDaemonOptions,
-} from "./daemon.ts";

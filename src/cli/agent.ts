@@ -13,21 +13,23 @@ import { SIGNAL_NUMBERS, twoStageStop } from "./signals.ts";
 import { Command, Option } from "@commander-js/extra-typings";
 import { dirname } from "node:path";
 import {
-  acquirePidFile,
   type AgentOptions,
   createExecutor,
+  type Executor,
+  type ExecutorOptions,
+  runAgent,
+} from "../agent/mod.ts";
+import {
+  acquirePidFile,
   currentProgram,
   DAEMON_CHILD_FLAG,
   DaemonError,
-  type Executor,
-  type ExecutorOptions,
   isLiveAgent,
-  type PermissionNeeds,
   readPidFile,
   releasePidFile,
-  runAgent,
   spawnDaemon,
-} from "../agent/mod.ts";
+} from "./daemon.ts";
+import type { PermissionNeeds } from "./permission_flags.ts";
 import {
   keysFor,
   type LoadedSettings,

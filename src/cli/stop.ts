@@ -4,7 +4,7 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { stopDaemon } from "../agent/mod.ts";
+import { stopDaemon } from "./daemon.ts";
 import { type FileOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 

@@ -5,7 +5,7 @@
 import { PERMS } from "../e2e/helpers.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { isProcessAlive } from "../../src/agent/mod.ts";
+import { isProcessAlive } from "../../src/cli/daemon.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { CliProcess, runCli } from "./_process.ts";
 import { command, StubDashboard } from "./_stub_dashboard.ts";
