@@ -21,7 +21,8 @@ import {
   isSharedStore,
   type StoreSubscription,
 } from "../store/mod.ts";
-import type { AuthContext, ServerEnv } from "./auth.ts";
+import type { AuthContext } from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
 import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
@@ -36,7 +37,7 @@ import { operatorRoutes } from "./routes_operator.ts";
 import { cancelAsked, LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
 import { mountConsole } from "./web/routes.tsx";
 import { WaiterHub } from "./waiters.ts";
-import { adminAuth, operatorRateLimit } from "./auth.ts";
+import { adminAuth, operatorRateLimit } from "./auth/mod.ts";
 import { CommandEvents, eventRoutes } from "./events.ts";
 import { InstanceRegistry } from "./instances.ts";
 import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "./live_output.ts";

@@ -134,7 +134,7 @@ export {
 } from "./notify.ts";
 export { type TakeResult, TokenBucketLimiter, type TokenBucketOptions } from "./rate_limit.ts";
 export { ReplayCache, type ReplayCacheOptions, type RequestIdGuard } from "./replay.ts";
-export type { ServerEnv } from "./auth.ts";
+export type { ServerEnv } from "./env.ts";
 export type { RawBody } from "./body.ts";
 export { WAIT_TIMEOUT_SECS } from "./wait_route.ts";
 export { LIST_LIMIT } from "./routes_operator.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Context, Hono, MiddlewareHandler } from "hono";
+import type { Context, Hono } from "hono";
 import { createHash } from "node:crypto";
 import {
   ackRequestSchema,
@@ -13,29 +13,20 @@ import {
   type EnqueueRequest,
   enqueueRequestSchema,
   HEADER,
-  MAX_CLOCK_SKEW_SECS,
   reportRequestSchema,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
-import type { AgentScope, CommandStore, EnqueueOutcome, NewCommand } from "../store/mod.ts";
+import type { CommandStore, EnqueueOutcome, NewCommand } from "../store/mod.ts";
 import {
   type AgentCall,
-  agentOf,
+  agentPipeline,
   type AuthContext,
-  callOf,
-  checkBearer,
-  checkRateLimit,
-  checkRequestId,
-  checkScope,
-  checkSignature,
-  checkTimestampOf,
   hasBearer,
-  identify,
   jsonBody,
   operatorRateLimit,
   refuse,
-  type ServerEnv,
-} from "./auth.ts";
+} from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
@@ -144,74 +135,6 @@ export function enqueueFingerprint(agentId: string, body: EnqueueRequest): strin
     params: body.params ?? {},
   });
   return createHash("sha256").update(canonical).digest("hex");
-}
-
-/** One step of the agent pipeline, on the request as the steps see it. */
-export type AuthStep = (call: AgentCall) => void | Promise<void>;
-
-/**
- * The steps of the agent pipeline of docs/protocol.md §1, in order: 1–3 always, 4–6 when
- * `signed`, 7. The one list both the Hono routes ({@link agentPipeline}) and the lean long-polls
- * run.
- *
- * @param deps The shared parts.
- * @param scope The route's scope.
- * @param signed Whether timestamp, signature and replay are checked.
- * @param forEnqueue An enqueue: the agent is not marked seen by step 1 (an operator's `curl`
- *   with `X-Agent-Id` is not the agent connecting; the route marks a signed one) and step 3 is
- *   left to the operators' limit.
- * @returns The steps, in order; the first identifies the agent.
- */
-export function agentAuthSteps(
-  deps: Pick<
-    RouteDeps,
-    "auth" | "limiter" | "clock" | "acceptV1Signatures" | "maxBodyBytes" | "replay"
-  >,
-  scope: AgentScope,
-  signed = true,
-  forEnqueue = false,
-): AuthStep[] {
-  const auth = forEnqueue ? { ...deps.auth, seen: undefined } : deps.auth;
-  const steps: AuthStep[] = [(call) => identify(auth, call), checkBearer];
-  if (!forEnqueue) steps.push((call) => checkRateLimit(deps.limiter, call));
-  if (signed) {
-    const timestamp = { clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS };
-    const signature = { acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes };
-    steps.push(
-      (call) => checkTimestampOf(timestamp, call),
-      (call) => checkSignature(signature, call),
-      (call) => checkRequestId(deps.replay, call),
-    );
-  }
-  steps.push((call) => checkScope(scope, call));
-  return steps;
-}
-
-/**
- * The agent pipeline ({@link agentAuthSteps}) as one middleware; after step 1 the context holds
- * `agent` and `unsigned`.
- *
- * @param deps The shared parts.
- * @param scope The route's scope.
- * @param signed Whether timestamp, signature and replay are checked.
- * @param forEnqueue See {@link agentAuthSteps}.
- * @returns The middleware.
- */
-export function agentPipeline(
-  deps: RouteDeps,
-  scope: AgentScope,
-  signed = true,
-  forEnqueue = false,
-): MiddlewareHandler<ServerEnv> {
-  const [identifyStep, ...rest] = agentAuthSteps(deps, scope, signed, forEnqueue);
-  return async function agentPipelineStep(c, next) {
-    const call = callOf(c);
-    await identifyStep(call);
-    c.set("agent", agentOf(call));
-    c.set("unsigned", call.unsigned);
-    for (const step of rest) await step(call);
-    await next();
-  };
 }
 
 /**

@@ -16,7 +16,8 @@ import {
   type AgentSummary,
   type CommandRecord,
 } from "../store/mod.ts";
-import { jsonBody, type ServerEnv } from "./auth.ts";
+import { jsonBody } from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import type { RouteDeps } from "./routes_agent.ts";
 

@@ -40,7 +40,8 @@ import {
   targetFinal,
   targetState,
 } from "../store/mod.ts";
-import { jsonBody, type ServerEnv } from "./auth.ts";
+import { jsonBody } from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import type { Clock } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
