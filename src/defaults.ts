@@ -25,3 +25,11 @@ export const DEFAULT_ACK_TIMEOUT_SECS = 30;
 export const DEFAULT_STATE_DIR = "./.status-state";
 /** The deployment an agent serves when none is set. */
 export const DEFAULT_DEPLOYMENT_HASH = "default";
+/** Deliveries of one command before the dashboard marks it lost. */
+export const DEFAULT_MAX_ATTEMPTS = 3;
+/** Requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
+export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
+/** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
+export const DEFAULT_QUEUE_TTL_SECS = 3600;
+/** An agent with no open wait not seen for this long is offline, in seconds. */
+export const DEFAULT_OFFLINE_AFTER_SECS = 90;

@@ -377,7 +377,7 @@ const SPECS = {
   offlineAfterSecs: {
     env: "OFFLINE_AFTER_SECS",
     description: "An agent with no open poll that was not seen for this long is offline",
-    default: 90,
+    default: defaults.DEFAULT_OFFLINE_AFTER_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["server"],
@@ -441,7 +441,7 @@ const SPECS = {
   maxAttempts: {
     env: "MAX_ATTEMPTS",
     description: "Deliveries of one command before it is marked lost",
-    default: 3,
+    default: defaults.DEFAULT_MAX_ATTEMPTS,
     expected: "a whole number from 1 to 100",
     schema: wholeNumber(1, 100),
     roles: ["server"],
@@ -451,7 +451,7 @@ const SPECS = {
     env: "RATE_LIMIT_PER_MINUTE",
     description:
       "Requests a minute one agent may make to its own endpoints (token bucket; operators never use it)",
-    default: 1200,
+    default: defaults.DEFAULT_RATE_LIMIT_PER_MINUTE,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),
     roles: ["server"],
@@ -490,7 +490,7 @@ const SPECS = {
     env: "QUEUE_TTL_SECS",
     description:
       "A command still queued this long after its enqueue expires (default of enqueue --ttl)",
-    default: 3600,
+    default: defaults.DEFAULT_QUEUE_TTL_SECS,
     expected: "a whole number of seconds from 1 to 2592000",
     schema: wholeNumber(1, 2_592_000),
     roles: ["server"],

@@ -104,13 +104,9 @@
  *
  * @module
  */
-export {
-  type AppOptions,
-  createApp,
-  type DashboardApp,
-  type HttpApp,
-  type RouteInfo,
-} from "./app.ts";
+export { createApp, type DashboardApp } from "./app.ts";
+export type { AppOptions } from "./app_options.ts";
+export type { HttpApp, RouteInfo } from "./http_app.ts";
 export {
   isLoopback,
   resolveDevMode,

@@ -7,6 +7,7 @@
  */
 import type { Context, Hono } from "hono";
 import { createHash } from "node:crypto";
+import { DEFAULT_OFFLINE_AFTER_SECS } from "../defaults.ts";
 import {
   ackRequestSchema,
   AGENT_ID_PATTERN,
@@ -174,7 +175,7 @@ export async function deliveryWarning(
       `queue ${until}`;
   }
   const ago = deps.clock.now() - lastSeen;
-  if (ago < (deps.offlineAfterMs ?? 90_000)) {
+  if (ago < (deps.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_SECS * 1000)) {
     // Between two waits (running a command): its latest wait says which deployment it serves.
     const latest = deps.lastWaitHash?.(agentId);
     if (deploymentHash === null || latest === undefined || latest === deploymentHash) {

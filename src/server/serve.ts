@@ -13,7 +13,8 @@ import {
   type SqliteStoreOptions,
   StoreError,
 } from "../store/mod.ts";
-import { type AppOptions, createApp, type DashboardApp } from "./app.ts";
+import { createApp, type DashboardApp } from "./app.ts";
+import type { AppOptions } from "./app_options.ts";
 import { type HttpListener, listenHttp } from "./http_listener.ts";
 import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
