@@ -57,7 +57,6 @@ export {
   type EnvReader,
   type ExecPolicy,
   type ExecResult,
-  type ExecResultWire,
   type ExecStatus,
   type ExitRecord,
   type KillMode,

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { SIGNAL_NUMBERS, twoStageStop } from "./signals.ts";
+import { signalNumber, twoStageStop } from "./signals.ts";
 import { Command, Option } from "@commander-js/extra-typings";
 import { dirname } from "node:path";
 import {
@@ -260,5 +260,5 @@ async function agentAction(
     await executor.close?.();
     closeLogging();
   }
-  if (signals.forcedBy) setExitCode(128 + SIGNAL_NUMBERS[signals.forcedBy]);
+  if (signals.forcedBy) setExitCode(128 + signalNumber(signals.forcedBy)!);
 }

@@ -97,7 +97,6 @@ export {
   DEFAULT_MAX_TIMEOUT_SECS,
   effectiveTimeoutSecs,
   type ExecResult,
-  type ExecResultWire,
   type ExecStatus,
   type ExitRecord,
   type ReportFields,
