@@ -48,8 +48,6 @@ export function syncDirSync(dir: string): void {
   }
 }
 
-export { writeAllSync };
-
 /**
  * Replaces a file's contents atomically: after a crash the file holds either the old or the new
  * contents, never a mix.

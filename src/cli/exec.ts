@@ -8,12 +8,11 @@
 import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT } from "../operator/types.ts";
 import { onSignals, signalNumber, STOP_SIGNALS } from "./signals.ts";
 import { resolve } from "node:path";
+import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError, UsageError } from "../errors.ts";
 import {
   createPolicy,
-  DEFAULT_COMMAND_TIMEOUT_SECS,
-  DEFAULT_MAX_TIMEOUT_SECS,
   defaultPolicy,
   envFromAssignments,
   type ExecPolicy,

@@ -22,7 +22,6 @@ import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defau
 
 const log = logger("exec");
 
-export { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS };
 /** Grace between SIGTERM and SIGKILL when a run is cancelled, in milliseconds. */
 export const DEFAULT_CANCEL_GRACE_MS = 2000;
 /**

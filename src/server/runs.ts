@@ -17,6 +17,7 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
+import { abortableSleep } from "../clock.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import {
   formatLabels,
@@ -617,7 +618,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
           send("status", view, String(++sent));
         }
         // At most a few snapshots a second, however busy the run's commands are.
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await abortableSleep(100);
         return "wait";
       },
     });
