@@ -305,6 +305,9 @@ function sendSignal(pid: number, signal: Deno.Signal): void {
   );
 }
 
+/** Seconds {@link stopDaemon} waits by default: above the default shutdown grace of 30 s. */
+export const DEFAULT_STOP_TIMEOUT_SECS = 60;
+
 /** Options of {@link stopDaemon}. */
 export interface StopDaemonOptions {
   /** The daemon's pid file. */
@@ -349,7 +352,7 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
     );
   }
   sendSignal(pid, options.signal ?? "SIGTERM");
-  const timeoutMs = options.timeoutMs ?? 60_000;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_SECS * 1000;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!isProcessAlive(pid)) return pid;
