@@ -7,6 +7,7 @@
  */
 import { DEFAULT_PORT } from "../defaults.ts";
 import { twoStageStop } from "./signals.ts";
+import { surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
@@ -142,6 +143,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       );
     }
 
+    using _survive = surviveConnectionFailures();
     let server: RunningServer;
     try {
       server = await startServer({
@@ -159,6 +161,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       });
     } catch (error) {
       state[Symbol.dispose]();
+      await executor.close?.();
       if (isAddrInUse(error)) {
         throw new Error(
           `port ${options.port} is busy: something already listens on 127.0.0.1:${options.port} ` +
@@ -205,6 +208,8 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     } finally {
       stop.abort();
       await server.shutdown();
+      // The watchdog, and the agent's cgroup directory when it confined commands.
+      await executor.close?.();
       state[Symbol.dispose]();
       signals[Symbol.dispose]();
     }

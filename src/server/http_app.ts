@@ -57,12 +57,15 @@ export function routeList(lean: readonly RouteInfo[], app: Hono<ServerEnv>): Rou
  * @param lean Answers the long-polls, `null` for anything else.
  * @param app The Hono app.
  * @param metrics Where answers are counted.
+ * @param guard Answers a request it refuses before anything else does (dev mode's browser
+ *   guard); `null` lets it through.
  * @returns The app as the HTTP server and tests call it.
  */
 export function httpApp(
   lean: LeanRoutes,
   app: Hono<ServerEnv>,
   metrics: Pick<DashboardMetrics, "requests" | "rateLimited" | "authRefusals">,
+  guard?: (request: Request) => Response | null,
 ): HttpApp {
   const count = (request: Request, response: Response) => {
     const status = response.status;
@@ -76,6 +79,8 @@ export function httpApp(
   };
   // Counted with `then`, not an async frame: a held wait keeps nothing more than before.
   const fetch: HttpApp["fetch"] = (request, env) => {
+    const refused = guard?.(request) ?? null;
+    if (refused) return count(request, refused);
     const addr = env?.remoteAddr;
     const answer = lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
       app.fetch(request, env);
