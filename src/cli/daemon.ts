@@ -8,7 +8,8 @@
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { abortableSleep } from "../clock.ts";
-import { isGranted, removeFileDurableSync } from "../agent/fs.ts";
+import { removeFileDurableSync } from "../agent/fs.ts";
+import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
 import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { isGranted } from "../agent/fs.ts";
+import { isGranted } from "../permissions.ts";
 
 /** Paths, hosts, programs and variables the daemon needs, to narrow its permission flags. */
 export interface PermissionNeeds {
