@@ -5,223 +5,24 @@
  *
  * @module
  */
-import type { Context, Hono } from "hono";
-import { createHash } from "node:crypto";
-import { DEFAULT_OFFLINE_AFTER_SECS } from "../defaults.ts";
+import type { Hono } from "hono";
 import {
   ackRequestSchema,
   AGENT_ID_PATTERN,
-  type EnqueueRequest,
   enqueueRequestSchema,
   HEADER,
   reportRequestSchema,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
-import type { CommandStore, EnqueueOutcome, NewCommand } from "../store/mod.ts";
-import {
-  type AgentCall,
-  agentPipeline,
-  type AuthContext,
-  hasBearer,
-  jsonBody,
-  operatorRateLimit,
-  refuse,
-} from "./auth/mod.ts";
+import { agentPipeline, hasBearer, jsonBody, operatorRateLimit, refuse } from "./auth/mod.ts";
+import { deliveryWarning, enqueueAndWake } from "./enqueue.ts";
 import type { ServerEnv } from "./env.ts";
-import type { CancelWaiters } from "./cancel_waiters.ts";
-import type { Clock } from "./clock.ts";
+import { enqueueFingerprint } from "./fingerprint.ts";
 import { HttpError } from "./http_error.ts";
-import type { LeaseTimer } from "./leases.ts";
-import type { StoreAvailability } from "./notify.ts";
-import type { TokenBucketLimiter } from "./rate_limit.ts";
-import type { RequestIdGuard } from "./replay.ts";
-import type { StoreHealth } from "./store_health.ts";
-import type { InstanceRegistry } from "./instances.ts";
-import type { WaiterHub } from "./waiters.ts";
-
-/**
- * The answer to an agent naming a command that does not exist or is another agent's: the same
- * `404` for both, so that an agent cannot learn which ids exist (the audit log tells them apart).
- *
- * @param from The request, for the audit log.
- * @param commandId The command id the agent named.
- * @param outcome Whether the command is missing or belongs to another agent.
- * @returns The error to throw.
- */
-export function unknownCommand<E extends ServerEnv>(
-  from: Context<E> | AgentCall,
-  commandId: string,
-  outcome: "not_found" | "forbidden",
-): HttpError {
-  const message = `command ${commandId} does not exist`;
-  if (outcome === "forbidden") {
-    refuse(from, 404, message, "command of another agent named");
-  }
-  return new HttpError(404, message);
-}
-
-/** What the routes share; built once by `createApp`. */
-export interface RouteDeps {
-  store: CommandStore;
-  clock: Clock;
-  hub: WaiterHub;
-  cancelWaiters: CancelWaiters;
-  leases: LeaseTimer;
-  devMode: boolean;
-  adminToken?: string;
-  auth: AuthContext;
-  /** The agents' buckets (one per agent id). */
-  limiter: TokenBucketLimiter;
-  /** The operators' buckets (one per client address), for operator routes and enqueues. */
-  operatorLimiter: TokenBucketLimiter;
-  /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
-  queueTtlSecs: number;
-  /**
-   * An agent with no open wait that was not seen for this long is offline (`OFFLINE_AFTER_SECS`,
-   * as the fleet view says), in ms.
-   * @default {90000}
-   */
-  offlineAfterMs?: number;
-  /** The deployment hashes of an agent's open waits. */
-  waitingHashes(agentId: string): string[];
-  /** Records the deployment hash of an agent's wait (for the enqueue's warning). */
-  noteWaitHash?(agentId: string, hash: string): void;
-  /** The deployment hash of the agent's latest wait since the dashboard started, if any. */
-  lastWaitHash?(agentId: string): string | undefined;
-  replay: RequestIdGuard;
-  /** Whether the store is reachable; told of every failure to reach it. */
-  availability: StoreAvailability;
-  waitRequireSignature: boolean;
-  acceptV1Signatures: boolean;
-  defaultTimeoutSecs: number;
-  /** Length of the delivery lease (`ACK_TIMEOUT_SECS`), in ms. */
-  deliveryLeaseMs: number;
-  maxBodyBytes: number;
-  /** The freshest last-seen time of an agent known in memory. */
-  lastSeen(agentId: string): number | null;
-  /** Whether the store is full (`507`s, `/health`). */
-  storeHealth: StoreHealth;
-  /** Which agent process holds each agent id (one agent per id). */
-  instances?: InstanceRegistry;
-}
+import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 
 const log = logger("server");
 const audit = auditLogger();
-
-/** JSON with object keys sorted and `undefined` members left out (for digests). */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-
-/**
- * Digest of what an enqueue asks for: the target agent, the name and the params (absent params
- * equal `{}`; key order does not matter). Two enqueues of one id are "the same body" when their
- * fingerprints are equal.
- *
- * @param agentId The target agent.
- * @param body The enqueue request.
- * @returns Hex SHA-256.
- */
-export function enqueueFingerprint(agentId: string, body: EnqueueRequest): string {
-  const canonical = canonicalJson({
-    agent_id: agentId,
-    name: body.name,
-    params: body.params ?? {},
-  });
-  return createHash("sha256").update(canonical).digest("hex");
-}
-
-/**
- * Why a command just queued cannot be delivered now, for the enqueue's answer: the agent never
- * connected, is offline, or waits only on other deployment hashes.
- *
- * @param deps The shared parts.
- * @param agentId The target agent.
- * @param deploymentHash The command's deployment hash, if any.
- * @param expiresAt When the command expires, if ever.
- * @returns One sentence, or `undefined` when an open wait can take it.
- */
-export async function deliveryWarning(
-  deps: Pick<
-    RouteDeps,
-    "store" | "clock" | "lastSeen" | "waitingHashes" | "lastWaitHash" | "offlineAfterMs"
-  >,
-  agentId: string,
-  deploymentHash: string | null,
-  expiresAt: number | null,
-): Promise<string | undefined> {
-  const expiry = expiresAt === null ? "" : ` (it expires at ${new Date(expiresAt).toISOString()})`;
-  const until = `until it does${expiry}`;
-  const forHash = (what: string) =>
-    `${what}, not ${deploymentHash}; the command waits in the queue for a wait on ` +
-    `${deploymentHash}${expiry}`;
-  const hashes = deps.waitingHashes(agentId);
-  if (hashes.length > 0) {
-    if (deploymentHash === null || hashes.includes(deploymentHash)) return undefined;
-    return forHash(`agent ${agentId} is waiting for deployment ${hashes.join(", ")}`);
-  }
-  const stored = (await deps.store.getAgent(agentId))?.lastSeenAt ?? null;
-  const memory = deps.lastSeen(agentId);
-  const lastSeen = memory === null ? stored : Math.max(memory, stored ?? 0);
-  if (lastSeen === null) {
-    return `agent ${agentId} has never connected to this dashboard; the command waits in the ` +
-      `queue ${until}`;
-  }
-  const ago = deps.clock.now() - lastSeen;
-  if (ago < (deps.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_SECS * 1000)) {
-    // Between two waits (running a command): its latest wait says which deployment it serves.
-    const latest = deps.lastWaitHash?.(agentId);
-    if (deploymentHash === null || latest === undefined || latest === deploymentHash) {
-      return undefined;
-    }
-    return forHash(`agent ${agentId} last waited for deployment ${latest}`);
-  }
-  return `agent ${agentId} is offline (last seen ${Math.round(ago / 1000)} s ago, at ${
-    new Date(lastSeen).toISOString()
-  }); the command waits in the queue ${until}`;
-}
-
-/**
- * Stores a new queued command. When an open wait of its agent matches, the store claims the
- * command for it in the enqueue's transaction (one commit on the wake-up path) and the hub answers
- * that wait before this returns; the claim's lease and the command's queue expiry are scheduled.
- *
- * @param deps The shared parts.
- * @param command The command.
- * @returns The store's outcome.
- */
-export async function enqueueAndWake(
-  deps: Pick<RouteDeps, "store" | "hub" | "leases" | "deliveryLeaseMs">,
-  command: NewCommand,
-): Promise<EnqueueOutcome> {
-  const outcome = await deps.hub.enqueue<EnqueueOutcome>(
-    command.agentId,
-    command.params.deployment_hash ?? null,
-    async (claimFor) => {
-      const outcome = await deps.store.enqueue(
-        command,
-        claimFor === null ? undefined : {
-          deploymentHash: claimFor,
-          deliveryLeaseMs: deps.deliveryLeaseMs,
-        },
-      );
-      const claimed = outcome.outcome === "created" ? outcome.claimed ?? null : null;
-      if (claimed?.leaseExpiresAt != null) deps.leases.schedule(claimed.leaseExpiresAt);
-      return { result: outcome, claimed };
-    },
-  );
-  if (outcome.outcome === "created" && outcome.command.expiresAt !== null) {
-    deps.leases.schedule(outcome.command.expiresAt);
-  }
-  return outcome;
-}
 
 /**
  * Registers `ack`, `report` and `enqueue` (the long-polls are in `wait_route.ts`).

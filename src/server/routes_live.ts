@@ -14,7 +14,7 @@ import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { InstanceRegistry } from "./instances.ts";
 import { agentPipeline } from "./auth/mod.ts";
-import { type RouteDeps, unknownCommand } from "./routes_agent.ts";
+import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 
 /** What the live routes need beyond the shared route parts. */

@@ -46,12 +46,9 @@ import type { ServerEnv } from "./env.ts";
 import type { Clock } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
-import {
-  canonicalJson,
-  enqueueAndWake,
-  enqueueFingerprint,
-  type RouteDeps,
-} from "./routes_agent.ts";
+import { enqueueAndWake } from "./enqueue.ts";
+import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
+import type { RouteDeps } from "./route_deps.ts";
 import { agentState } from "./routes_fleet.ts";
 import { eventStreamResponse } from "./sse.ts";
 

@@ -22,7 +22,7 @@ import type { CommandRecord } from "../store/mod.ts";
 import { agentAuthSteps, type AgentCall, agentCall, type AuthStep } from "./auth/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
-import { type RouteDeps, unknownCommand } from "./routes_agent.ts";
+import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
