@@ -63,7 +63,6 @@ export {
   defaultPolicy,
   type ExecPolicy,
   type ExecResult,
-  type ExecResultWire,
   type ExecStatus,
   type KillMode,
   type OnOutput,

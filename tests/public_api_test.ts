@@ -17,7 +17,6 @@ const PUBLIC_API = {
     "defaultPolicy",
     "ExecPolicy",
     "ExecResult",
-    "ExecResultWire",
     "ExecStatus",
     "KillMode",
     "OnOutput",

@@ -16,6 +16,7 @@ import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
 import {
   AGENT_ID_PATTERN,
+  COMMAND_ID_PATTERN,
   type CommandParams,
   MAX_TTL_SECS,
   PRIORITIES,
@@ -32,8 +33,6 @@ import {
   outputBytes,
   truncationNotes,
 } from "../operator/mod.ts";
-
-const COMMAND_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 function runIdOf(id: string | undefined): string | undefined {
   if (id !== undefined && !RUN_ID_PATTERN.test(id)) {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { writeAllSync } from "../write_all.ts";
+import { type SyncWriter, writeAllSync } from "../write_all.ts";
 
 /** Output streams of a CLI command. */
 export interface Io {
@@ -26,11 +26,6 @@ export interface Io {
 
 const encoder = new TextEncoder();
 
-/** A stream that may be closed by its reader: `status --help | head -1`. */
-interface Writable {
-  writeSync(p: Uint8Array): number;
-}
-
 /**
  * Writes every byte, unless the reader went away: a broken pipe is the reader saying it has seen
  * enough (`| head -1`), not an error, so that stream is left alone from then on.
@@ -39,7 +34,7 @@ interface Writable {
  * @param bytes What to write.
  * @param closed The streams whose reader went away.
  */
-export function writeAllOrStop(file: Writable, bytes: Uint8Array, closed: Set<Writable>): void {
+export function writeAllOrStop(file: SyncWriter, bytes: Uint8Array, closed: Set<SyncWriter>): void {
   if (closed.has(file)) return;
   try {
     writeAllSync(file, bytes);
@@ -49,7 +44,7 @@ export function writeAllOrStop(file: Writable, bytes: Uint8Array, closed: Set<Wr
   }
 }
 
-const closedStreams = new Set<Writable>();
+const closedStreams = new Set<SyncWriter>();
 
 /** The process's own standard output and error. */
 export const processIo: Io = {

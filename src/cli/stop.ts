@@ -4,12 +4,9 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { stopDaemon } from "../agent/mod.ts";
+import { DEFAULT_STOP_TIMEOUT_SECS, stopDaemon } from "./daemon.ts";
 import { type FileOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-
-/** Seconds `status stop` waits by default: above the default shutdown grace of 30 s. */
-export const DEFAULT_STOP_TIMEOUT_SECS = 60;
 
 function parseSecs(value: string): number {
   if (!/^\d+$/.test(value.trim()) || Number(value) < 1) {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { DEFAULT_PORT } from "../defaults.ts";
 import { twoStageStop } from "./signals.ts";
 import { surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
@@ -17,8 +18,6 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
 import type { Io } from "./io.ts";
 
-/** Port `status up` listens on by default (the seed's). */
-export const UP_DEFAULT_PORT = 5000;
 /** Folder of the database and the agent's state by default. */
 export const UP_DEFAULT_DATA_DIR = "./.status";
 /** The agent id `status up` runs by default (the seed's). */
@@ -55,7 +54,7 @@ function isAddrInUse(error: unknown): boolean {
 export function upBanner(options: { port: number; agentId: string; dataDir: string }): string[] {
   const base = `http://localhost:${options.port}`;
   const body = JSON.stringify({ id: "cmd-001", name: "echo Hello from dashboard", params: {} });
-  const urlFlag = options.port === UP_DEFAULT_PORT ? "" : ` --dashboard-url ${base}`;
+  const urlFlag = options.port === DEFAULT_PORT ? "" : ` --dashboard-url ${base}`;
   return [
     `status up: dashboard on http://127.0.0.1:${options.port} (dev mode, loopback only, ` +
     `database ${join(options.dataDir, "status.db")})`,
@@ -88,7 +87,7 @@ export function upCommand(io: Io): Command {
       "Try status on this machine: a dev-mode dashboard on 127.0.0.1 and one agent in one " +
         "process, data in ./.status; Ctrl-C stops both",
     )
-    .option("--port <port>", "port of the dashboard (0: any free port)", parsePort, UP_DEFAULT_PORT)
+    .option("--port <port>", "port of the dashboard (0: any free port)", parsePort, DEFAULT_PORT)
     .option(
       "--data-dir <dir>",
       "folder of the database (status.db) and the agent's state (agent-state)",

@@ -5,7 +5,7 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
-import type { ExecResultBody, OutputEncoding, ReportStatus } from "../protocol/schemas.ts";
+import type { ExecResultBody, ReportStatus } from "../protocol/schemas.ts";
 import { captureStream, type OutputCaptureOptions } from "./capture.ts";
 import {
   AGENT_SECRET_ENV_NAMES,
@@ -22,7 +22,6 @@ import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defau
 
 const log = logger("exec");
 
-export { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS };
 /** Grace between SIGTERM and SIGKILL when a run is cancelled, in milliseconds. */
 export const DEFAULT_CANCEL_GRACE_MS = 2000;
 /**
@@ -36,53 +35,16 @@ export const DEADLINE_PHASES: Readonly<{ warning: number; terminate: number; kil
   Object.freeze({ warning: 0.8, terminate: 0.9, kill: 1 });
 
 /** The statuses a run can end with (every report status except `interrupted`). */
-export type ExecStatus =
-  | "success"
-  | "failed"
-  | "timeout"
-  | "killed"
-  | "rejected"
-  | "cancelled";
+export type ExecStatus = Exclude<ReportStatus, "interrupted">;
 
 /** Why a program could not be started. */
 export type StartFailure = "not_found" | "not_executable" | "spawn_failed";
 
 /**
- * The wire body of a report's `result` (PROTOCOL.md §2); the same shape as the protocol's
- * `ExecResultBody`.
- */
-export interface ExecResultWire {
-  /** The exit code, or `null` when the process ended by a signal or never started. */
-  exit_code: number | null;
-  /** The signal that ended the process (e.g. `"SIGKILL"`), or `null`. */
-  signal: string | null;
-  /** Seconds from spawn to exit, to the millisecond. */
-  duration_secs: number;
-  /** The kept standard output (first and last 32 KiB): text, or base64 (`stdout_encoding`). */
-  stdout: string;
-  /** The kept standard error (first and last 32 KiB): text, or base64 (`stderr_encoding`). */
-  stderr: string;
-  /** Bytes of standard output dropped between the kept head and tail. */
-  stdout_truncated_bytes: number;
-  /** Bytes of standard error dropped between the kept head and tail. */
-  stderr_truncated_bytes: number;
-  /** `"base64"` when `stdout` holds base64 (the bytes were not UTF-8); absent: text. */
-  stdout_encoding?: OutputEncoding;
-  /** `"base64"` when `stderr` holds base64 (the bytes were not UTF-8); absent: text. */
-  stderr_encoding?: OutputEncoding;
-}
-
-// Compile-time checks: these local types must stay the protocol's types.
-type _Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
-const _wireIsProtocolBody: _Same<ExecResultWire, ExecResultBody> = true;
-const _statusIsReportStatus: _Same<ExecStatus, Exclude<ReportStatus, "interrupted">> = true;
-void _wireIsProtocolBody, _statusIsReportStatus;
-
-/**
  * The result of {@link runCommand}: the wire fields of a report's `result` plus the status, the
  * error and a few local details.
  */
-export interface ExecResult extends ExecResultWire {
+export interface ExecResult extends ExecResultBody {
   /** How the run ended. */
   status: ExecStatus;
   /** Why it was rejected, failed, timed out, was killed or cancelled; `null` on success. */
@@ -661,7 +623,7 @@ export interface ReportFields {
   /** The final status. */
   status: ExecStatus;
   /** The wire body, or `null` when no program ran. */
-  result: ExecResultWire | null;
+  result: ExecResultBody | null;
   /** Why it did not succeed, or `null`. */
   error: string | null;
   /** When the run started, ISO 8601. */
@@ -690,7 +652,7 @@ export interface ReportFields {
 export function toReportFields(result: ExecResult): ReportFields {
   const ran = result.status !== "rejected" && result.start_failure === null &&
     !(result.status === "cancelled" && result.program === null);
-  const body: ExecResultWire = {
+  const body: ExecResultBody = {
     exit_code: result.exit_code,
     signal: result.signal,
     duration_secs: result.duration_secs,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { abortableSleep as sleepUnlessAborted } from "../clock.ts";
+import { sleepOrThrow } from "../clock.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
 import { type CommandParams, HEADER, PATHS } from "../protocol/mod.ts";
@@ -210,13 +210,6 @@ function isTransient(error: unknown): boolean {
   return error instanceof OperatorError && TRANSIENT.has(error.kind);
 }
 
-/** Waits `ms`, or rejects with the signal's reason when it aborts. */
-async function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  signal?.throwIfAborted();
-  await sleepUnlessAborted(ms, signal);
-  signal?.throwIfAborted();
-}
-
 function describeFetchFailure(error: unknown): string {
   const cause = (error as { cause?: unknown }).cause;
   const text = [
@@ -311,7 +304,7 @@ export class OperatorClient {
     this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.#maxRateLimitRetries = options.maxRateLimitRetries ?? 3;
-    this.#sleep = options.sleep ?? abortableSleep;
+    this.#sleep = options.sleep ?? sleepOrThrow;
   }
 
   /** Whether requests carry an admin token. */
@@ -452,7 +445,7 @@ export class OperatorClient {
         options.onProgress?.(record, performance.now() - started);
       }
       if (isFinalStatus(record.status)) return record;
-      await abortableSleep(interval, signal);
+      await sleepOrThrow(interval, signal);
       interval = Math.min(max, Math.round(interval * 1.5));
     }
   }

@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { sleepOrThrow } from "../clock.ts";
 import { RUN_PATHS, type RunRequest, type RunView } from "../protocol/runs.ts";
 import { type OperatorClient, OperatorError } from "./client.ts";
 import { alignColumns, cell } from "./format.ts";
@@ -212,13 +213,7 @@ export async function waitForRun(
       }
       if (runEnded(run)) return run;
     }
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(resolve, interval);
-      options.signal?.addEventListener("abort", () => {
-        clearTimeout(timer);
-        reject(options.signal?.reason);
-      }, { once: true });
-    });
+    await sleepOrThrow(interval, options.signal);
   }
 }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULT_BIND, DEFAULT_DB, DEFAULT_PORT } from "../defaults.ts";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import {
@@ -13,7 +14,8 @@ import {
   type SqliteStoreOptions,
   StoreError,
 } from "../store/mod.ts";
-import { type AppOptions, createApp, type DashboardApp } from "./app.ts";
+import { createApp, type DashboardApp } from "./app.ts";
+import type { AppOptions } from "./app_options.ts";
 import { type HttpListener, listenHttp } from "./http_listener.ts";
 import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
@@ -139,8 +141,8 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  * ```
  */
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
-  const hostname = options.hostname ?? "127.0.0.1";
-  const port = options.port ?? 5000;
+  const hostname = options.hostname ?? DEFAULT_BIND;
+  const port = options.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`port must be a whole number from 0 to 65535, got ${port}`);
   }
@@ -150,7 +152,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     store = options.store;
   } else {
     try {
-      store = await openStore(options.db ?? "./status.db", { sqlite: options.dbOptions });
+      store = await openStore(options.db ?? DEFAULT_DB, { sqlite: options.dbOptions });
     } catch (error) {
       if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
       throw error;

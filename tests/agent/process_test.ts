@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { isProcessAlive } from "../../src/agent/mod.ts";
+import { isProcessAlive } from "../../src/cli/daemon.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { PERMS, runCli, spawnCli } from "../_cli.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";

@@ -9,7 +9,7 @@ import {
   readPidFile,
   releasePidFile,
   stopDaemon,
-} from "../../src/agent/mod.ts";
+} from "../../src/cli/daemon.ts";
 
 const PROBE = fileURLToPath(new URL("./_permission_probe.ts", import.meta.url));
 
