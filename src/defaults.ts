@@ -29,6 +29,8 @@ export const DEFAULT_DEPLOYMENT_HASH = "default";
 export const DEFAULT_MAX_ATTEMPTS = 3;
 /** Requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
+/** Requests a minute per operator address (an enqueue burst of a script, a console's pages). */
+export const DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE = 3000;
 /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
 export const DEFAULT_QUEUE_TTL_SECS = 3600;
 /** An agent with no open wait not seen for this long is offline, in seconds. */

@@ -481,7 +481,7 @@ const SPECS = {
     env: "OPERATOR_RATE_LIMIT_PER_MINUTE",
     description:
       "Requests a minute one operator address may make, enqueues included (token bucket)",
-    default: 600,
+    default: defaults.DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),
     roles: ["server"],

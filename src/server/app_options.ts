@@ -9,6 +9,7 @@ import {
   DEFAULT_COMMAND_TIMEOUT_SECS,
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_OFFLINE_AFTER_SECS,
+  DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE,
   DEFAULT_QUEUE_TTL_SECS,
   DEFAULT_RATE_LIMIT_PER_MINUTE,
 } from "../defaults.ts";
@@ -140,12 +141,6 @@ export interface AppOptions {
   runSweepMs?: number;
 }
 
-/**
- * Default requests a minute per operator client address: dozens of `status enqueue --wait` polling
- * at once from one machine fit.
- */
-export const DEFAULT_OPERATOR_RATE_LIMIT = 3000;
-
 /** The options of `createApp` checked, with every default applied. */
 export interface AppSettings {
   /** Dev mode. */
@@ -218,7 +213,7 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
     ),
     operatorRateLimitPerMinute: positiveInteger(
       "operatorRateLimitPerMinute",
-      options.operatorRateLimitPerMinute ?? DEFAULT_OPERATOR_RATE_LIMIT,
+      options.operatorRateLimitPerMinute ?? DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE,
     ),
     queueTtlSecs: positiveInteger(
       "queueTtlSecs",
