@@ -46,6 +46,7 @@ export {
   type ExecPolicy,
   isUnderPrefix,
   normalizePath,
+  PolicyChecker,
   type PolicyInput,
   type ProgramRef,
   type Resolution,
@@ -89,6 +90,8 @@ export {
   type SignalRoute,
 } from "./sandbox.ts";
 export {
+  type CommandOptions,
+  CommandRunner,
   DEADLINE_PHASES,
   type DeadlineWarning,
   DEFAULT_CANCEL_GRACE_MS,
@@ -102,6 +105,7 @@ export {
   type ExitRecord,
   type ReportFields,
   runCommand,
+  type RunnerOptions,
   type RunOptions,
   signalGroup,
   type StartFailure,
