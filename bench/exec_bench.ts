@@ -10,7 +10,7 @@
  */
 import { CommandRunner, createPolicy, resolveProgram } from "../src/exec/mod.ts";
 import { setsidProgram } from "../src/exec/sandbox.ts";
-import { fmt, type Summary, summarize, table } from "./_stats.ts";
+import { fmt, summarize, type Summary, table } from "./_stats.ts";
 
 /** One line of the results table; times in milliseconds. */
 export interface ExecBenchRow extends Summary {
@@ -73,8 +73,10 @@ export async function runExecBench(options: ExecBenchOptions = {}): Promise<Exec
   // The spawn the executor makes: util-linux setsid, for a session and process group of its own.
   const setsid = setsidProgram();
   if (setsid) variants.set("bare setsid -- true", spawn(setsid, { args: ["--", found.path] }));
+  let spawned = 0;
   variants.set("executor (CommandRunner.run)", async () => {
-    const result = await runner.run("true", { timeoutSecs: 30 });
+    // With an onSpawn, as the agent's executor runs (its journal records the process).
+    const result = await runner.run("true", { timeoutSecs: 30, onSpawn: () => spawned++ });
     if (result.status !== "success") throw new Error(`true failed: ${result.error}`);
   });
 
@@ -103,6 +105,7 @@ export async function runExecBench(options: ExecBenchOptions = {}): Promise<Exec
   const overhead = paired(1);
   rows.push(paired(0), overhead);
   if (setsid) rows.push(paired(2));
+  if (spawned !== warmup + iterations) throw new Error(`onSpawn ran ${spawned} times`);
   return { rows, overheadP50Ms: overhead.p50, overheadMeanMs: overhead.mean };
 }
 

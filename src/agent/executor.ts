@@ -26,7 +26,7 @@ export interface ExecRequest {
   timeoutSecs?: number;
   /** Aborting it cancels the run: the command's processes are terminated, then killed. */
   signal: AbortSignal;
-  /** Called right after the spawn with what identifies the command's processes. */
+  /** Called once the command is spawned with what identifies its processes, before `onExit`. */
   onSpawn?: (record: ProcessRecord) => void;
   /** Called the moment the command exited, before its output is collected. */
   onExit?: (exit: ExitRecord) => void;

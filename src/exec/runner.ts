@@ -181,7 +181,10 @@ export interface CommandOptions {
   onWarning?: (warning: DeadlineWarning) => void;
   /** Receives every chunk of output as it is read (live output); the capture is unchanged. */
   onOutput?: OnOutput;
-  /** Called right after the spawn with what identifies the command's processes. */
+  /**
+   * Called once the command is spawned with what identifies its processes (its start time is
+   * read from `/proc` while the command starts), always before `onExit`.
+   */
   onSpawn?: (record: ProcessRecord) => void;
   /**
    * Called the moment the command's first process exited, before its output is collected, with
@@ -457,10 +460,13 @@ export class CommandRunner {
         : "spawn_failed";
       return notRun("failed", reason, kind);
     }
-    const record = cell.record();
-    if (record) callSafely("onSpawn", () => command.onSpawn?.(record));
-
-    const result = await supervise(child, cell, { ...base, timeoutSecs }, options, command, clock);
+    // The record is read while the command starts (see Cell.recordSoon); onExit waits for it.
+    const spawned = command.onSpawn &&
+      cell.recordSoon().then((record) => {
+        if (record) callSafely("onSpawn", () => command.onSpawn?.(record));
+      });
+    const context = { ...base, timeoutSecs, spawned };
+    const result = await supervise(child, cell, context, options, command, clock);
     if (cell.throughSetsid && result.status === "failed") {
       // Started through setsid: an exec that failed is its exit status, not a spawn error.
       const failed = setsidExecFailure(
@@ -531,6 +537,8 @@ interface RunContext {
   program: string | null;
   started_at: string;
   timeoutSecs: number;
+  /** Settles once `onSpawn` was called. */
+  spawned: Promise<void> | undefined;
 }
 
 function callSafely(what: string, fn: () => void): void {
@@ -678,6 +686,7 @@ async function supervise(
       timeoutSecs,
     );
     const early = outcome;
+    await context.spawned;
     callSafely("onExit", () =>
       command.onExit?.({
         status: early.status,

@@ -579,3 +579,14 @@ Deno.test("a runner reads the environment once and caches PATH lookups while the
     `read again per command: ${reads.slice(readsWhenMade)}`,
   );
 });
+
+Deno.test("onSpawn comes before onExit, with the start time read while the command starts", async () => {
+  const events: string[] = [];
+  const result = await runCommand("sleep 0.2", {
+    policy: defaultPolicy(),
+    onSpawn: (record) => events.push(`spawn ${record.start_ticks !== undefined}`),
+    onExit: (exit) => events.push(`exit ${exit.status}`),
+  });
+  assert.equal(result.status, "success");
+  assert.deepEqual(events, [`spawn ${Deno.build.os === "linux"}`, "exit success"]);
+});
