@@ -55,19 +55,20 @@ export async function runExecBench(options: ExecBenchOptions = {}): Promise<Exec
   const warmup = options.warmup ?? 20;
   const found = resolveProgram({ kind: "name", name: "true" }, Deno.env.get("PATH") ?? "/bin");
   if (!found.ok) throw new Error(`Cannot benchmark: ${found.reason}`);
+  // spawn() then output(), as the executor spawns: `Command.output()` ignores `detached`.
   const spawn = (program: string, extra: Partial<Deno.CommandOptions> = {}) => async () => {
-    const output = await new Deno.Command(program, {
+    const child = new Deno.Command(program, {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
       ...extra,
-    }).output();
-    if (!output.success) throw new Error(`${program} failed`);
+    }).spawn();
+    if (!(await child.output()).success) throw new Error(`${program} failed`);
   };
   const runner = new CommandRunner({ policy: createPolicy({ allowedPrograms: ["true"] }) });
   const variants = new Map<string, () => Promise<void>>([
     ["bare Deno.Command", spawn(found.path)],
-    // Deno's `detached` spawn (posix_spawn; issue 14 measures against it).
+    // Deno's `detached` spawn: a fork of this (small) process and setsid (issue 14's baseline).
     ["bare Deno.Command, detached", spawn(found.path, { detached: true })],
   ]);
   // The spawn the executor makes: util-linux setsid, for a session and process group of its own.

@@ -284,6 +284,7 @@ export function captureStream(
     reader = stream.getReader();
   }
   let stopped = false;
+  let ended = false;
   const done = (async () => {
     try {
       if (byob) {
@@ -311,6 +312,7 @@ export function captureStream(
     } catch {
       // A stream that errors or is cancelled ends the capture with what was read.
     } finally {
+      ended = true;
       try {
         reader.releaseLock();
       } catch {
@@ -324,7 +326,8 @@ export function captureStream(
     async stop() {
       if (!stopped) {
         stopped = true;
-        await reader.cancel().catch(() => {});
+        // A stream read to its end has nothing to cancel (and its reader is released).
+        if (!ended) await reader.cancel().catch(() => {});
       }
       await done;
     },

@@ -313,8 +313,8 @@ export async function runCommand(name: string, options: RunOptions): Promise<Exe
  * its `PATH` lookups are cached) when the runner is made. {@link runCommand} is one run of a
  * runner made for it; an executor keeps one runner.
  *
- * The environment is read when the runner is made: a change of the agent's own `PATH`, `HOME` or
- * `LANG` afterwards is not seen.
+ * The environment and the agent's working directory are read when the runner is made: a change of
+ * the agent's own `PATH`, `HOME` or `LANG`, or a `Deno.chdir`, afterwards is not seen.
  *
  * @example One runner, many commands
  * ```ts
@@ -333,6 +333,7 @@ export class CommandRunner {
   readonly #cwd: string | undefined;
   readonly #sandbox: Sandbox;
   readonly #clock: Clock;
+  readonly #checkCwd: string | undefined;
 
   /**
    * Prepares the runner.
@@ -356,6 +357,9 @@ export class CommandRunner {
     this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
     this.#sandbox = options.sandbox ?? Sandbox.unconfined(this.#cwd);
     this.#clock = options.clock ?? systemClock;
+    // Relative arguments are checked against where the command runs: unconfined, the agent's
+    // own working directory (read once: the agent never changes it).
+    this.#checkCwd = options.sandbox ? this.#cwd : this.#cwd ?? currentDirectory();
   }
 
   /** The sandbox commands run in: the one given, or an unconfined one made once. */
@@ -407,7 +411,7 @@ export class CommandRunner {
 
     const checked = this.#checker.check(parsed.value, {
       searchPath: env.PATH,
-      cwd: options.sandbox ? cwd : cwd ?? currentDirectory(),
+      cwd: this.#checkCwd,
     });
     if (!checked.ok) {
       log.warning("command rejected: {reason}", { argv: parsed.value, reason: checked.reason });
@@ -569,6 +573,15 @@ function outcomeOf(
   },
   timeoutSecs: number,
 ): { status: ExecStatus; error: string | null } {
+  if (facts.cancelAt === undefined && facts.termAt === undefined) {
+    if (facts.exitCode === 0) return { status: "success", error: null };
+    return {
+      status: "failed",
+      error: facts.signal
+        ? `terminated by signal ${facts.signal}`
+        : `exited with code ${facts.exitCode}`,
+    };
+  }
   const at = (ms: number) => describeSecs(roundSecs(ms));
   const ended = `${howItEnded(facts.signal, facts.exitCode)} at ${at(facts.endedAt)}`;
   const killClause = facts.killAt === undefined
@@ -580,20 +593,11 @@ function outcomeOf(
       error: `cancelled: SIGTERM was sent at ${at(facts.cancelAt)}${killClause}; ${ended}`,
     };
   }
-  if (facts.termAt !== undefined) {
-    return {
-      status: facts.killAt !== undefined && facts.signal === "SIGKILL" ? "killed" : "timeout",
-      error: `deadline of ${describeSecs(timeoutSecs)}: SIGTERM was sent at ${at(facts.termAt)} (${
-        Math.round(DEADLINE_PHASES.terminate * 100)
-      } % of it)${killClause}; ${ended}`,
-    };
-  }
-  if (facts.exitCode === 0) return { status: "success", error: null };
   return {
-    status: "failed",
-    error: facts.signal
-      ? `terminated by signal ${facts.signal}`
-      : `exited with code ${facts.exitCode}`,
+    status: facts.killAt !== undefined && facts.signal === "SIGKILL" ? "killed" : "timeout",
+    error: `deadline of ${describeSecs(timeoutSecs)}: SIGTERM was sent at ${at(facts.termAt!)} (${
+      Math.round(DEADLINE_PHASES.terminate * 100)
+    } % of it)${killClause}; ${ended}`,
   };
 }
 
