@@ -58,12 +58,7 @@ import { startWaiters, stopWaiters } from "./_load.ts";
 import { FULL, type Phase, type Plan, QUICK, type Results, type RunOutcome } from "./_plan.ts";
 import { baseEnv, Children, freePort, rssBytes, sampleUsage, sleep } from "./_proc.ts";
 import { ensureRedis, type RedisBinary, startRedis } from "./_redis.ts";
-import {
-  findPostgres,
-  measurePostgresWake,
-  type PostgresBinary,
-  startPostgres,
-} from "./_postgres.ts";
+import { measurePostgresWake } from "./_postgres.ts";
 import { ActivityMonitor, render } from "./_report.ts";
 import { infoField, RespConnection } from "./_resp.ts";
 import { count } from "./_stats.ts";
@@ -439,31 +434,17 @@ async function redisPhases(run: Run, binary: RedisBinary & { ok: true }): Promis
 }
 
 /** `INSERT` committed + `NOTIFY` → one waiting `LISTEN` on a throwaway PostgreSQL cluster. */
-async function postgresPhase(run: Run, binary: PostgresBinary & { ok: true }): Promise<void> {
-  await phase(run, `postgres ${binary.version}`, async () => {
-    // Its own directory: the run's is private to root, and the server runs as postgres.
-    const dir = await Deno.makeTempDir({ prefix: "status-bench-pg-" });
-    const port = freePort();
-    const server = await startPostgres(
-      run.children,
-      binary,
-      port,
-      dir,
-      `${run.dir}/postgres.log`,
+async function postgresPhase(run: Run): Promise<void> {
+  await phase(run, "postgres", async () => {
+    await using cluster = await startCluster({ durable: true });
+    say(`postgres INSERT + NOTIFY → LISTEN, ${run.plan.samples} samples`);
+    run.results.postgresWake.push(
+      await measurePostgresWake(cluster.port, {
+        waiting: 1,
+        samples: run.plan.samples,
+        warmup: run.plan.warmup,
+      }),
     );
-    try {
-      say(`postgres INSERT + NOTIFY → LISTEN, ${run.plan.samples} samples`);
-      run.results.postgresWake.push(
-        await measurePostgresWake(port, {
-          waiting: 1,
-          samples: run.plan.samples,
-          warmup: run.plan.warmup,
-        }),
-      );
-    } finally {
-      await server.stop();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
   });
 }
 
@@ -594,10 +575,12 @@ async function runAll(
     errors: [],
   };
   if (!redisBinary.ok) results.redisNote = redisBinary.reason;
-  const postgresBinary: PostgresBinary = plan.phases.has("postgres")
-    ? findPostgres()
-    : { ok: false, reason: "skipped (--only)" };
-  if (!postgresBinary.ok) results.postgresNote = postgresBinary.reason;
+  const postgres = plan.phases.has("postgres") && findPgBin() !== null;
+  if (!postgres) {
+    results.postgresNote = plan.phases.has("postgres")
+      ? "PostgreSQL is not installed (no initdb/pg_ctl under /usr/lib/postgresql/*/bin)"
+      : "skipped (--only)";
+  }
   const dir = await Deno.makeTempDir({ prefix: "status-bench-" });
   const children = new Children();
   const monitor = new ActivityMonitor(children);
@@ -616,7 +599,7 @@ async function runAll(
     if (plan.phases.has("pg-instances")) await pgInstancesPhases(run);
     if (plan.phases.has("floor")) await floorPhases(run);
     if (redisBinary.ok && plan.phases.has("redis")) await redisPhases(run, redisBinary);
-    if (postgresBinary.ok) await postgresPhase(run, postgresBinary);
+    if (postgres) await postgresPhase(run);
     await children.stopAll();
     if (plan.phases.has("exec")) {
       await phase(run, "executor overhead", async () => {
