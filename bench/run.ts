@@ -41,7 +41,7 @@ import { parseArgs } from "node:util";
 import { dirname, resolve } from "node:path";
 import { writeCharts } from "./_charts.ts";
 import { generateToken } from "../src/protocol/mod.ts";
-import { findPgBin, type PgCluster, startCluster, testDatabase } from "../tests/_pg.ts";
+import { findPgBin, freePort, type PgCluster, startCluster, testDatabase } from "../tests/_pg.ts";
 import { runExecBench } from "./exec_bench.ts";
 import {
   type AgentCredentials,
@@ -56,7 +56,7 @@ import {
 import { Inspector } from "./_inspector.ts";
 import { startWaiters, stopWaiters } from "./_load.ts";
 import { FULL, type Phase, type Plan, QUICK, type Results, type RunOutcome } from "./_plan.ts";
-import { baseEnv, Children, freePort, rssBytes, sampleUsage, sleep } from "./_proc.ts";
+import { baseEnv, Children, rssBytes, sampleUsage, sleep } from "./_proc.ts";
 import { ensureRedis, type RedisBinary, startRedis } from "./_redis.ts";
 import { measurePostgresWake } from "./_postgres.ts";
 import { ActivityMonitor, render } from "./_report.ts";
