@@ -6,14 +6,12 @@
  * @module
  */
 import type { ChartFile } from "./_charts.ts";
+import { ROOT } from "./_dashboard.ts";
 import { formatExecBenchTable } from "./exec_bench.ts";
 import type { Children } from "./_proc.ts";
 import { type Plan, type Results, type RunOutcome, TARGET } from "./_plan.ts";
 import { count, fmt, table } from "./_stats.ts";
 import type { WakeResult } from "./wake_bench.ts";
-
-/** The repository root. */
-const ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
 const decoder = new TextDecoder();
 

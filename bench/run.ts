@@ -56,7 +56,7 @@ import {
 import { Inspector } from "./_inspector.ts";
 import { startWaiters, stopWaiters } from "./_load.ts";
 import { FULL, type Phase, type Plan, QUICK, type Results, type RunOutcome } from "./_plan.ts";
-import { baseEnv, Children, rssBytes, sampleUsage, sleep } from "./_proc.ts";
+import { baseEnv, type Child, Children, rssBytes, sampleUsage, sleep } from "./_proc.ts";
 import { ensureRedis, type RedisBinary, startRedis } from "./_redis.ts";
 import { measurePostgresWake } from "./_postgres.ts";
 import { ActivityMonitor, render } from "./_report.ts";
@@ -169,25 +169,48 @@ async function makeFleet(plan: Plan, dir: string): Promise<Fleet> {
   return fleet;
 }
 
+/**
+ * Runs `fn` while the load generator holds `n` waits on the dashboard (or floor server) at `url`,
+ * then stops it and, with `drain`, waits until the server counts no open wait.
+ */
+async function holdingWaits(
+  run: Run,
+  target: { url: string; operator: Operator; drain: boolean },
+  n: number,
+  logName: string,
+  fn: (load: Child) => Promise<void>,
+): Promise<void> {
+  const load = await startWaiters(
+    run.children,
+    {
+      kind: "http",
+      url: target.url,
+      agentsFile: run.fleet.waitersFile,
+      timeoutSecs: run.plan.waitTimeoutSecs,
+    },
+    n,
+    `${run.dir}/${logName}.log`,
+  );
+  try {
+    await waitForWaiting(target.operator, n, 120_000);
+    await fn(load);
+  } finally {
+    await stopWaiters(load);
+    const deadline = Date.now() + 30_000;
+    while (
+      target.drain && (await target.operator.waiting()) > 0 && Date.now() < deadline
+    ) await sleep(100);
+  }
+}
+
 /** Wake-up latency and idle cost on the dashboard, for every N of the plan. */
 async function statusPhases(run: Run, dash: Dash): Promise<void> {
   const { plan, fleet } = run;
   const counts = [...new Set([...plan.waiting, ...plan.idleWaiting])].sort((a, b) => a - b);
   for (const n of counts) {
     await phase(run, `status serve with ${count(n)} agents waiting`, async () => {
-      const load = await startWaiters(
-        run.children,
-        {
-          kind: "http",
-          url: dash.url,
-          agentsFile: fleet.waitersFile,
-          timeoutSecs: plan.waitTimeoutSecs,
-        },
-        n,
-        `${run.dir}/load-${n}.log`,
-      );
-      try {
-        await waitForWaiting(dash.operator, n, 120_000);
+      const target = { url: dash.url, operator: dash.operator, drain: true };
+      await holdingWaits(run, target, n, `load-${n}`, async (load) => {
         if (plan.idleWaiting.includes(n)) {
           const withAgent = n === plan.idleWaiting[0] ? fleet.idleAgent : undefined;
           await measureIdle(run, dash, { n, loadPid: load.pid, withAgent });
@@ -203,11 +226,7 @@ async function statusPhases(run: Run, dash: Dash): Promise<void> {
           );
           run.results.statusWake.push({ ...wake, rssBytes: rss });
         }
-      } finally {
-        await stopWaiters(load);
-        const deadline = Date.now() + 30_000;
-        while ((await dash.operator.waiting()) > 0 && Date.now() < deadline) await sleep(100);
-      }
+      });
     });
   }
 }
@@ -280,26 +299,13 @@ async function floorPhases(run: Run): Promise<void> {
           const url = /http:\/\/[\d.]+:\d+/.exec(line)![0];
           await sleep(1000);
           const startRssBytes = rssBytes(server.pid);
-          const load = await startWaiters(
-            run.children,
-            {
-              kind: "http",
-              url,
-              agentsFile: run.fleet.waitersFile,
-              timeoutSecs: run.plan.waitTimeoutSecs,
-            },
-            n,
-            `${run.dir}/load-floor.log`,
-          );
-          try {
-            using health = await Operator.open(url, "unused");
-            await waitForWaiting(health, n, 120_000);
+          using health = await Operator.open(url, "unused");
+          const target = { url, operator: health, drain: false };
+          await holdingWaits(run, target, n, "load-floor", async () => {
             await sleep(run.plan.quick ? 1000 : 5000);
             const usage = await sampleUsage({ floor: server.pid }, run.plan.idleSecs * 1000);
             run.results.floor.push({ waiting: n, coalesced, startRssBytes, usage: usage.floor });
-          } finally {
-            await stopWaiters(load);
-          }
+          });
         } finally {
           await server.stop();
         }
@@ -340,19 +346,8 @@ async function pgInstancesPhases(run: Run): Promise<void> {
       try {
         using operator = await Operator.open(a.url, adminToken);
         for (const n of plan.pgWaiting) {
-          const load = await startWaiters(
-            run.children,
-            {
-              kind: "http",
-              url: a.url,
-              agentsFile: fleet.waitersFile,
-              timeoutSecs: plan.waitTimeoutSecs,
-            },
-            n,
-            `${run.dir}/load-pg-${n}.log`,
-          );
-          try {
-            await waitForWaiting(operator, n, 120_000);
+          const target = { url: a.url, operator, drain: true };
+          await holdingWaits(run, target, n, `load-pg-${n}`, async () => {
             for (const other of [false, true]) {
               const where = other ? "other instance" : "same instance";
               say(`PostgreSQL wake-up latency, enqueue on the ${where}, ${count(n)} waiting`);
@@ -367,11 +362,7 @@ async function pgInstancesPhases(run: Run): Promise<void> {
                 setup: { store: "postgres", enqueue: where },
               });
             }
-          } finally {
-            await stopWaiters(load);
-            const deadline = Date.now() + 30_000;
-            while ((await operator.waiting()) > 0 && Date.now() < deadline) await sleep(100);
-          }
+          });
         }
         for (const agents of plan.simAgents) {
           say(`PostgreSQL: dashboard alone, ${agents} simulated agents`);
