@@ -14,8 +14,6 @@ export type LoadTarget =
     url: string;
     agentsFile: string;
     timeoutSecs: number;
-    /** Spread the first waits' timeouts over 1…timeoutSecs (default true). */
-    stagger?: boolean;
   }
   | { kind: "redis"; port: number };
 
@@ -44,7 +42,8 @@ export async function startWaiters(
       target.agentsFile,
       "--timeout",
       String(target.timeoutSecs),
-      ...(target.stagger === false ? [] : ["--stagger"]),
+      // The first waits' timeouts spread over 1…timeoutSecs, as in a fleet in steady state.
+      "--stagger",
     ]
     : ["--mode", "redis", "--port", String(target.port)];
   const child = spawnLoadGenerator(
