@@ -471,6 +471,9 @@ const METHOD = `## Method
   the first enqueue to the latest \`reported_at\` stored. **Dashboard alone**: simulated agents in the
   load generator doing wait → ack → report with a fake result, 4 enqueuing connections keeping at
   most 200 commands in flight; reports stored a second after a warm-up.
+- **Executor** (\`bench/exec_bench.ts\`): \`true\` through a \`CommandRunner\` made once, as the agent's
+  executor keeps one, against bare spawns of \`true\` in the same process (plain, \`detached\`, through
+  \`setsid\`), interleaved; the overheads are paired per iteration.
 - All numbers are from one run on one machine; the client, the load generator and the server
   share its cores.`;
 
