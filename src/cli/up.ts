@@ -6,6 +6,7 @@
  * @module
  */
 import { twoStageStop } from "./signals.ts";
+import { surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
@@ -143,6 +144,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       );
     }
 
+    using _survive = surviveConnectionFailures();
     let server: RunningServer;
     try {
       server = await startServer({
@@ -160,6 +162,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       });
     } catch (error) {
       state[Symbol.dispose]();
+      await executor.close?.();
       if (isAddrInUse(error)) {
         throw new Error(
           `port ${options.port} is busy: something already listens on 127.0.0.1:${options.port} ` +
@@ -206,6 +209,8 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     } finally {
       stop.abort();
       await server.shutdown();
+      // The watchdog, and the agent's cgroup directory when it confined commands.
+      await executor.close?.();
       state[Symbol.dispose]();
       signals[Symbol.dispose]();
     }

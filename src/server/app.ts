@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { foreignBrowserRequest, isApiPath } from "./browser_guard.ts";
 import { DEFAULT_ACK_TIMEOUT_SECS, DEFAULT_COMMAND_TIMEOUT_SECS } from "../defaults.ts";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -645,6 +646,9 @@ export function createApp(options: AppOptions): DashboardApp {
   };
   // Counted with `then`, not an async frame: a held wait keeps nothing more than before.
   const fetch: HttpApp["fetch"] = (request, env) => {
+    // The console's pages check the name themselves (with a page) and their forms a CSRF token.
+    const foreign = devMode && isApiPath(request.url) ? foreignBrowserRequest(request) : null;
+    if (foreign) return count(request, foreign);
     const addr = env?.remoteAddr;
     const answer = lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
       app.fetch(request, env);

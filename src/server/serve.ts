@@ -87,19 +87,10 @@ export interface RunningServer extends AsyncDisposable {
   finished: Promise<void>;
 }
 
-const log = logger("server");
+import { isLoopback } from "./loopback.ts";
+export { isLoopback };
 
-/**
- * Whether an address is loopback-only: `localhost`, `127.0.0.0/8`, `::1`.
- *
- * @param hostname A host name or IP address.
- */
-export function isLoopback(hostname: string): boolean {
-  const host = hostname.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
-  if (host === "localhost" || host === "::1" || host === "0:0:0:0:0:0:0:1") return true;
-  const v4 = host.replace(/^::ffff:/, "");
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
-}
+const log = logger("server");
 
 /**
  * Decides dev mode (PROTOCOL.md §1): on when no admin token is configured and no agent has a token.
