@@ -55,6 +55,8 @@
 
 // The executor.
 export {
+  type CommandOptions,
+  CommandRunner,
   type CommandUser,
   createPolicy,
   type DeadlineWarning,
@@ -68,6 +70,7 @@ export {
   type OnOutput,
   type PolicyInput,
   runCommand,
+  type RunnerOptions,
   type RunOptions,
   Sandbox,
   type SandboxOptions,

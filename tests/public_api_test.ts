@@ -9,6 +9,8 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 const PUBLIC_API = {
   executor: [
+    "CommandOptions",
+    "CommandRunner",
     "CommandUser",
     "createPolicy",
     "DeadlineWarning",
@@ -22,6 +24,7 @@ const PUBLIC_API = {
     "OnOutput",
     "PolicyInput",
     "runCommand",
+    "RunnerOptions",
     "RunOptions",
     "Sandbox",
     "SandboxOptions",

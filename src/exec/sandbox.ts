@@ -307,13 +307,30 @@ export function processStartTicks(pid: number): number | undefined {
   return readStat(pid)?.startTicks;
 }
 
-function readStat(pid: number): { pgrp: number; startTicks: number } | undefined {
+interface Stat {
+  pgrp: number;
+  startTicks: number;
+}
+
+function parseStat(text: string): Stat | undefined {
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state): pgrp is field 5, starttime field 22.
+  if (fields[0] === "Z" || fields[0] === "X") return undefined;
+  return { pgrp: Number(fields[2]), startTicks: Number(fields[19]) };
+}
+
+function readStat(pid: number): Stat | undefined {
   try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    // fields[0] is field 3 (state): pgrp is field 5, starttime field 22.
-    if (fields[0] === "Z" || fields[0] === "X") return undefined;
-    return { pgrp: Number(fields[2]), startTicks: Number(fields[19]) };
+    return parseStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return undefined;
+  }
+}
+
+/** {@link readStat} without blocking the thread (right after a spawn the read waits for the exec). */
+async function readStatSoon(pid: number): Promise<Stat | undefined> {
+  try {
+    return parseStat(await Deno.readTextFile(`/proc/${pid}/stat`));
   } catch {
     return undefined;
   }
@@ -424,10 +441,23 @@ export class Cell implements AsyncDisposable {
   /** What identifies the command's processes after a restart. */
   record(): ProcessRecord | undefined {
     const pid = this.#child?.pid;
-    if (pid === undefined) return undefined;
+    return pid === undefined ? undefined : this.#record(pid, processStartTicks(pid));
+  }
+
+  /**
+   * The same as {@link Cell.record}, reading the start time from `/proc` without blocking: right
+   * after the spawn that read waits for the program's exec, which the command's run need not.
+   *
+   * @returns The record, or `undefined` before the spawn.
+   */
+  async recordSoon(): Promise<ProcessRecord | undefined> {
+    const pid = this.#child?.pid;
+    return pid === undefined ? undefined : this.#record(pid, (await readStatSoon(pid))?.startTicks);
+  }
+
+  #record(pid: number, ticks: number | undefined): ProcessRecord {
     const record: ProcessRecord = { pid, spawned_at_ms: this.#spawnedAt };
     if (this.#cgroup) record.cgroup = this.#cgroup;
-    const ticks = processStartTicks(pid);
     if (ticks !== undefined) record.start_ticks = ticks;
     return record;
   }
