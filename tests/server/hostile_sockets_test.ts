@@ -289,7 +289,11 @@ Deno.test({
             signal: AbortSignal.timeout(3000),
           });
         } catch {
-          if (Date.now() > deadline) throw new Error("no new connection was accepted again");
+          if (Date.now() > deadline) {
+            throw new Error(
+              `no new connection was accepted again; the dashboard's log:\n${stderr.join("\n")}`,
+            );
+          }
           await sleep(250);
         }
       }
