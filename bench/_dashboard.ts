@@ -94,6 +94,8 @@ export async function startDashboard(
     inspectPort?: number;
     /** More arguments of `status serve`, e.g. `["--log-level", "warning"]`. */
     extraArgs?: readonly string[];
+    /** More flags of `deno run`, e.g. `["--v8-flags=--max-semi-space-size=1"]`. */
+    denoArgs?: readonly string[];
   },
 ): Promise<Dashboard> {
   const child = children.spawn("status serve", [
@@ -101,6 +103,7 @@ export async function startDashboard(
     "run",
     "--quiet",
     ...(options.inspectPort ? [`--inspect=127.0.0.1:${options.inspectPort}`] : []),
+    ...(options.denoArgs ?? []),
     "--config",
     `${ROOT}/deno.json`,
     ...SERVE_PERMS,

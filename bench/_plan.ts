@@ -115,9 +115,14 @@ export const TARGET = {
   pgWakeAtWaiting: 1000,
 };
 
-/** The platform floor: a bare `Deno.serve` holding the same waits (`bench/floor_server.ts`). */
+/**
+ * The platform floor: a bare `Deno.serve` or `node:http` server holding the same waits
+ * (`bench/floor_server.ts`).
+ */
 export interface FloorResult {
   waiting: number;
+  /** The HTTP server under test. */
+  platform: "Deno.serve" | "node:http";
   /** `true`: one sweep a second ends due waits; `false`: one timer per wait. */
   coalesced: boolean;
   /** Resident memory right after start, in bytes. */
@@ -168,4 +173,6 @@ export interface RunOutcome {
   activity: string;
   /** Extra flags `status serve` ran with. */
   serveArgs: string[];
+  /** Extra flags of `deno run` the dashboard ran with. */
+  denoArgs: string[];
 }

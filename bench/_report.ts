@@ -205,7 +205,7 @@ function summaryTable(results: Results): string[] {
   }
   for (const floor of results.floor) {
     rows.push([
-      `platform floor: bare Deno.serve holding ${count(floor.waiting)} waits (${
+      `platform floor: bare ${floor.platform} holding ${count(floor.waiting)} waits (${
         floor.coalesced ? "one sweep a second" : "a timer per wait"
       }): resident memory (max) / CPU`,
       `${fmt(floor.usage.rssMaxBytes / MB, 1)} MB / ${fmt(floor.usage.cpuPercent)} %`,
@@ -386,8 +386,17 @@ function detailTables(results: Results): string[] {
     lines.push("### Platform floor (`bench/floor_server.ts`, same load generator)", "");
     lines.push(
       ...table(
-        ["waiting", "timeouts", "CPU %", "resident MB at start", "resident MB (max)", "window s"],
+        [
+          "server",
+          "waiting",
+          "timeouts",
+          "CPU %",
+          "resident MB at start",
+          "resident MB (max)",
+          "window s",
+        ],
         results.floor.map((f) => [
+          f.platform,
           count(f.waiting),
           f.coalesced ? "one sweep a second" : "a timer per wait",
           fmt(f.usage.cpuPercent, 3),
@@ -395,7 +404,7 @@ function detailTables(results: Results): string[] {
           fmt(f.usage.rssMaxBytes / MB, 1),
           fmt(f.usage.seconds, 1),
         ]),
-        ["r", "l", "r", "r", "r", "r"],
+        ["l", "r", "l", "r", "r", "r", "r"],
       ),
       "",
     );
@@ -460,7 +469,8 @@ const METHOD = `## Method
   simulated agents against instance A.
 - **Platform floor**: \`bench/floor_server.ts\`, a bare \`Deno.serve\` that holds the same
   waits and does nothing else (no Hono, no auth, no store, no log), under the same load generator
-  and idle window: once with a timer per wait, once with one sweep a second.
+  and idle window: once with a timer per wait, once with one sweep a second; then a bare
+  \`node:http\` server (the dashboard's own HTTP layer) with one sweep a second.
 - **Redis**: \`redis-server --save '' --appendonly no --bind 127.0.0.1\`, N idle connections
   from the load generator blocked in \`BLPOP\` on keys of their own.
 - **Idle cost**: \`/proc/<pid>/stat\` (utime + stime) over the window, \`/proc/<pid>/status\`
@@ -518,6 +528,12 @@ export function render(
   }
   if (run.serveArgs.length > 0) {
     lines.push(`\`status serve\` ran with the extra flags \`${run.serveArgs.join(" ")}\`.`, "");
+  }
+  if (run.denoArgs.length > 0) {
+    lines.push(
+      `The dashboard's \`deno run\` had the extra flags \`${run.denoArgs.join(" ")}\`.`,
+      "",
+    );
   }
   if (results.errors.length > 0) {
     lines.push("**Phases that failed:**", "", ...results.errors.map((e) => `- ${e}`), "");

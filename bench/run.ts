@@ -30,7 +30,8 @@
  * (comma-separated `status`, `floor`, `redis`, `postgres`, `throughput`, `exec`, `pg-instances`);
  * `--waiting <N,...>`, `--idle-waiting <N,...>` and `--sim-agents <N,...>` (the curves' points);
  * `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
- * flags of `status serve`, e.g. `--log-level warning`); `--profile <dir>` (the dashboard runs with
+ * flags of `status serve`, e.g. `--log-level warning`); `--deno-args="<flags>"` (more flags of the
+ * dashboard's `deno run`, e.g. `--v8-flags=--max-semi-space-size=1`); `--profile <dir>` (the dashboard runs with
  * the V8 inspector: CPU profiles of the idle windows, the wake-up samples and the simulated-agent
  * load, and heap snapshots; the inspector costs time, so a profiling run's numbers are not the
  * ones to publish).
@@ -277,14 +278,22 @@ async function measureIdle(
   }
 }
 
-/** The platform floor at the largest idle N: a timer per wait, then one sweep a second. */
+/**
+ * The platform floor at the largest idle N: a bare `Deno.serve` with a timer per wait, then with
+ * one sweep a second, then a bare `node:http` server (the dashboard's HTTP layer) with one sweep.
+ */
 async function floorPhases(run: Run): Promise<void> {
   const n = Math.max(...run.plan.idleWaiting);
-  for (const coalesced of [false, true]) {
+  const variants = [
+    { platform: "Deno.serve", coalesced: false },
+    { platform: "Deno.serve", coalesced: true },
+    { platform: "node:http", coalesced: true },
+  ] as const;
+  for (const { platform, coalesced } of variants) {
     const timeouts = coalesced ? "one sweep a second" : "a timer per wait";
     await phase(
       run,
-      `platform floor: bare Deno.serve, ${count(n)} waiting, ${timeouts}`,
+      `platform floor: bare ${platform}, ${count(n)} waiting, ${timeouts}`,
       async () => {
         const server = run.children.spawn("floor server", [
           Deno.execPath(),
@@ -293,6 +302,7 @@ async function floorPhases(run: Run): Promise<void> {
           "--allow-net",
           `${ROOT}/bench/floor_server.ts`,
           ...(coalesced ? ["--coalesce"] : []),
+          ...(platform === "node:http" ? ["--node"] : []),
         ], { env: baseEnv(), logFile: `${run.dir}/floor.log`, readStdout: true });
         try {
           const line = await server.lines!.take(/listening on/, 30_000);
@@ -304,7 +314,13 @@ async function floorPhases(run: Run): Promise<void> {
           await holdingWaits(run, target, n, "load-floor", async () => {
             await sleep(run.plan.quick ? 1000 : 5000);
             const usage = await sampleUsage({ floor: server.pid }, run.plan.idleSecs * 1000);
-            run.results.floor.push({ waiting: n, coalesced, startRssBytes, usage: usage.floor });
+            run.results.floor.push({
+              waiting: n,
+              platform,
+              coalesced,
+              startRssBytes,
+              usage: usage.floor,
+            });
           });
         } finally {
           await server.stop();
@@ -514,7 +530,11 @@ async function throughputPhases(run: Run, dash: Dash): Promise<void> {
 }
 
 /** The phases that need the dashboard, around one `status serve` process. */
-async function dashboardPhases(run: Run, serveArgs: string[], profileDir?: string) {
+async function dashboardPhases(
+  run: Run,
+  args: { serveArgs: string[]; denoArgs: string[] },
+  profileDir?: string,
+) {
   const adminToken = generateToken();
   const inspectPort = profileDir ? freePort() : undefined;
   const dashboard = await startDashboard(run.children, {
@@ -523,7 +543,8 @@ async function dashboardPhases(run: Run, serveArgs: string[], profileDir?: strin
     cwd: run.dir,
     logFile: `${run.dir}/serve.log`,
     inspectPort,
-    extraArgs: serveArgs,
+    extraArgs: args.serveArgs,
+    denoArgs: args.denoArgs,
   });
   say(`status serve listens on ${dashboard.url} (pid ${dashboard.child.pid})`);
   using operator = await Operator.open(dashboard.url, adminToken);
@@ -548,7 +569,13 @@ async function dashboardPhases(run: Run, serveArgs: string[], profileDir?: strin
 
 async function runAll(
   plan: Plan,
-  options: { install: boolean; redis: boolean; profileDir?: string; serveArgs: string[] },
+  options: {
+    install: boolean;
+    redis: boolean;
+    profileDir?: string;
+    serveArgs: string[];
+    denoArgs: string[];
+  },
 ): Promise<RunOutcome> {
   const redisBinary: RedisBinary = options.redis && plan.phases.has("redis")
     ? ensureRedis(options.install)
@@ -585,7 +612,7 @@ async function runAll(
   try {
     const run: Run = { plan, results, monitor, children, dir, fleet: await makeFleet(plan, dir) };
     if (plan.phases.has("status") || plan.phases.has("throughput")) {
-      await dashboardPhases(run, options.serveArgs, options.profileDir);
+      await dashboardPhases(run, options, options.profileDir);
     }
     if (plan.phases.has("pg-instances")) await pgInstancesPhases(run);
     if (plan.phases.has("floor")) await floorPhases(run);
@@ -616,6 +643,7 @@ async function runAll(
     redisVersion: redisBinary.ok ? redisBinary.version : "unavailable",
     activity: monitor.describe(),
     serveArgs: options.serveArgs,
+    denoArgs: options.denoArgs,
   };
 }
 
@@ -679,6 +707,7 @@ if (import.meta.main) {
       only: { type: "string" },
       profile: { type: "string" },
       "serve-args": { type: "string" },
+      "deno-args": { type: "string" },
     },
   });
   const plan = parsePlan(values);
@@ -690,6 +719,7 @@ if (import.meta.main) {
     redis: !values["no-redis"],
     profileDir: values.profile,
     serveArgs: values["serve-args"]?.split(/\s+/).filter(Boolean) ?? [],
+    denoArgs: values["deno-args"]?.split(/\s+/).filter(Boolean) ?? [],
   });
   const charts = await writeCharts(outcome.results, dirname(resolve(out)));
   const report = render(plan, outcome, started, (performance.now() - t0) / 1000, charts);
