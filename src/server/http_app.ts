@@ -5,11 +5,52 @@
  * @module
  */
 import type { Hono } from "hono";
+import { Buffer } from "node:buffer";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ServerEnv } from "./env.ts";
 import type { DashboardMetrics } from "./metrics.ts";
 import { routeLabel } from "./metrics.ts";
 import { refusalOf } from "./refusals.ts";
-import type { LeanRoutes } from "./wait_route.ts";
+import { type LeanRoutes, maybeLean } from "./wait_route.ts";
+
+/**
+ * Answers a request straight on the `node:http` server's objects, or returns `false` (having
+ * done nothing) to leave it to {@link HttpApp.fetch}. `remote` is the client's address.
+ */
+export type DirectHandler = (
+  incoming: IncomingMessage,
+  outgoing: ServerResponse,
+  remote: string | undefined,
+) => boolean;
+
+const directHandlers = new WeakMap<HttpApp, DirectHandler>();
+
+/**
+ * The handler that answers the lean long-polls on `node:http` without the web-`Request` adapter
+ * of `@hono/node-server` (whose lightweight request, header copy, abort controller and two
+ * suspended async frames a held wait would keep), if the app has one.
+ *
+ * @param app The app.
+ */
+export function directHandlerOf(app: HttpApp): DirectHandler | undefined {
+  return directHandlers.get(app);
+}
+
+function headersOf(incoming: IncomingMessage): Headers {
+  const headers = new Headers();
+  const raw = incoming.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
+  return headers;
+}
+
+function send(outgoing: ServerResponse, response: Response, body: string): void {
+  if (outgoing.destroyed || outgoing.writableEnded) return;
+  const head: Record<string, string | number> = {};
+  response.headers.forEach((value, name) => head[name] = value);
+  if (response.status !== 204) head["content-length"] = Buffer.byteLength(body);
+  outgoing.writeHead(response.status, head);
+  outgoing.end(response.status === 204 ? undefined : body);
+}
 
 /**
  * The HTTP side of the dashboard: the long-poll routes, then a Hono app for everything else,
@@ -67,16 +108,18 @@ export function httpApp(
   metrics: Pick<DashboardMetrics, "requests" | "rateLimited" | "authRefusals">,
   guard?: (request: Request) => Response | null,
 ): HttpApp {
-  const count = (request: Request, response: Response) => {
+  const countAnswer = (pathname: string, response: Response, request?: Request) => {
     const status = response.status;
-    metrics.requests.inc({ route: routeLabel(new URL(request.url).pathname), status });
+    metrics.requests.inc({ route: routeLabel(pathname), status });
     if (status === 429) metrics.rateLimited.inc();
     else if (status >= 400) {
-      const reason = refusalOf(request);
+      const reason = refusalOf(response) ?? (request && refusalOf(request));
       if (reason !== undefined) metrics.authRefusals.inc({ reason });
     }
     return response;
   };
+  const count = (request: Request, response: Response) =>
+    countAnswer(new URL(request.url).pathname, response, request);
   // Counted with `then`, not an async frame: a held wait keeps nothing more than before.
   const fetch: HttpApp["fetch"] = (request, env) => {
     const refused = guard?.(request) ?? null;
@@ -88,7 +131,44 @@ export function httpApp(
       ? answer.then((response) => count(request, response))
       : count(request, answer);
   };
-  return {
+  // The lean routes on node:http: a `Request` only for the auth steps, no adapter around it.
+  const direct: DirectHandler = (incoming, outgoing, remote) => {
+    const target = incoming.url ?? "";
+    const host = incoming.headers.host;
+    if (!maybeLean(incoming.method, target) || !host) return false;
+    const secure = (incoming.socket as { encrypted?: boolean } | null)?.encrypted === true;
+    let request: Request;
+    try {
+      request = new Request(`${secure ? "https" : "http"}://${host}${target}`, {
+        headers: headersOf(incoming),
+      });
+    } catch {
+      // A target or header the web `Request` refuses: the adapter's own error answer.
+      return false;
+    }
+    const refused = guard?.(request) ?? null;
+    const gone = new AbortController();
+    const onClose = () => gone.abort();
+    outgoing.once("close", onClose);
+    const answer = refused ? Promise.resolve(refused) : lean(request, remote, gone.signal);
+    if (answer === null) {
+      outgoing.off("close", onClose);
+      return false;
+    }
+    // Nothing of `request` is kept while the wait is held: the answer carries any refusal.
+    const pathname = new URL(request.url).pathname;
+    answer.then((response) => {
+      outgoing.off("close", onClose);
+      countAnswer(pathname, response);
+      return response.text().then((body) => send(outgoing, response, body));
+    }).catch(() => {
+      // The lean routes answer their own errors: this is a failure to write the answer, whose
+      // connection is no use any more.
+      outgoing.destroy();
+    });
+    return true;
+  };
+  const http: HttpApp = {
     fetch,
     // As Hono's `app.request`: a path is resolved against http://localhost.
     request(input, init) {
@@ -100,4 +180,6 @@ export function httpApp(
       return fetch(new Request(url, init));
     },
   };
+  directHandlers.set(http, direct);
+  return http;
 }

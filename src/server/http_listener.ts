@@ -62,6 +62,15 @@ export interface HttpListenOptions {
   availableDescriptors?: number | "plenty" | "unknown";
   /** Answers a request; `remote` is the client's address. */
   fetch(request: Request, remote: string | undefined): Response | Promise<Response>;
+  /**
+   * Answers a request straight on the server's objects, before any web `Request` is made for
+   * {@link HttpListenOptions.fetch}; returns `false` (having done nothing) to leave it to `fetch`.
+   */
+  direct?(
+    incoming: IncomingMessage,
+    outgoing: ServerResponse,
+    remote: string | undefined,
+  ): boolean;
 }
 
 /** A listening HTTP server. */
@@ -176,7 +185,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     // a percent of a core. Half the header timeout (at most 5 s) bounds how late one fires.
     connectionsCheckingInterval: Math.min(5000, Math.max(1000, headerTimeoutMs / 2)),
   };
-  const listener = getRequestListener(
+  const adapted = getRequestListener(
     (request, env) => {
       const incoming = (env as { incoming: IncomingMessage }).incoming;
       return options.fetch(request, incoming.socket?.remoteAddress);
@@ -195,6 +204,12 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       },
     },
   );
+  const direct = options.direct;
+  const listener = direct
+    ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
+      if (!direct(incoming, outgoing, incoming.socket?.remoteAddress)) adapted(incoming, outgoing);
+    }
+    : adapted;
   const server: Server = options.tls
     ? createHttpsServer(
       { ...serverOptions, ...options.tls },

@@ -23,7 +23,7 @@ export type RefusalReason =
   | "duplicate_instance"
   | "other";
 
-const noted = new WeakMap<Request, RefusalReason>();
+const noted = new WeakMap<Request | Response, RefusalReason>();
 
 const RULES: Array<[RegExp, RefusalReason]> = [
   [/^rate limit/, "rate_limit"],
@@ -62,10 +62,25 @@ export function noteRefusal(request: Request, message: string): void {
 }
 
 /**
- * Why a request was refused, if an auth step refused it.
+ * Why a request was refused, if an auth step refused it; or, for an answer, why the request it
+ * answers was ({@link carryRefusal}).
+ *
+ * @param request The request or the answer.
+ */
+export function refusalOf(request: Request | Response): RefusalReason | undefined {
+  return noted.get(request);
+}
+
+/**
+ * Notes on an answer why its request was refused, so that the answer can be counted without
+ * keeping the request (a held long-poll keeps nothing of its request).
  *
  * @param request The request.
+ * @param response Its answer.
+ * @returns The answer.
  */
-export function refusalOf(request: Request): RefusalReason | undefined {
-  return noted.get(request);
+export function carryRefusal(request: Request, response: Response): Response {
+  const reason = noted.get(request);
+  if (reason !== undefined) noted.set(response, reason);
+  return response;
 }

@@ -17,6 +17,7 @@ import {
 import { createApp, type DashboardApp } from "./app.ts";
 import type { AppOptions } from "./app_options.ts";
 import { type HttpListener, listenHttp } from "./http_listener.ts";
+import { directHandlerOf } from "./http_app.ts";
 import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
 /** Options of {@link startServer}. */
@@ -179,6 +180,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         headerTimeoutSecs: options.headerTimeoutSecs,
         maxConnections: options.maxConnections,
         availableDescriptors: options.availableDescriptors,
+        direct: directHandlerOf(app),
         fetch: (request, remote) =>
           app.fetch(
             request,

@@ -10,18 +10,20 @@
  * promises and the request, nothing else.
  *
  * Every answer carries a `Date` header and errors have the JSON body of `HttpError`, as on the
- * Hono routes. A client that goes away is noticed through `request.signal`, which the HTTP layer
- * (`http_listener.ts`) aborts when the connection closes before the answer is sent.
+ * Hono routes. A client that goes away is noticed through the signal the HTTP layer passes (on
+ * `node:http`, `http_app.ts` answers these routes straight on the server's objects and aborts it
+ * when the connection closes before the answer is sent), or else through `request.signal`.
  *
  * @module
  */
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import type { CommandRecord } from "../store/mod.ts";
+import type { AgentRecord, CommandRecord } from "../store/mod.ts";
 import { agentAuthSteps, type AgentCall, agentCall, type AuthStep } from "./auth/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
+import { carryRefusal } from "./refusals.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
 
@@ -76,8 +78,26 @@ function decodeSegment(segment: string): string {
   }
 }
 
-/** Answers a request to a lean route, or returns `null` for the Hono app to answer it. */
-export type LeanRoutes = (request: Request, remote?: string) => Promise<Response> | null;
+/**
+ * Answers a request to a lean route, or returns `null` for the Hono app to answer it. `signal`
+ * aborts when the client goes away (default: `request.signal`).
+ */
+export type LeanRoutes = (
+  request: Request,
+  remote?: string,
+  signal?: AbortSignal,
+) => Promise<Response> | null;
+
+/**
+ * Whether a request target (path and query, as on the request line) may be a lean route: a cheap
+ * test that lets everything else go straight to the Hono app.
+ *
+ * @param method The request's method.
+ * @param target The request target, e.g. `/api/v1/agent/commands/wait/default?timeout=30`.
+ */
+export function maybeLean(method: string | undefined, target: string): boolean {
+  return method === "GET" && target.startsWith(COMMANDS_PREFIX);
+}
 
 /**
  * Makes the dispatcher of the lean long-poll routes.
@@ -117,54 +137,86 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return call.agent!;
   }
 
-  async function wait(call: AgentCall, rawHash: string, query: URLSearchParams) {
-    const agent = await authenticate(call, waitSteps);
-    const hash = decodeSegment(rawHash);
-    if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
-      throw new HttpError(
-        400,
-        `path "deployment_hash": must be ${DEPLOYMENT_HASH_RULE}`,
-      );
+  // While a wait is held, no closure of it refers to its `call` (nor so to its request): the
+  // failures before it is held are answered here, with the call at hand; later ones through
+  // `failedLate`, which needs only the path.
+  async function wait(
+    call: AgentCall,
+    rawHash: string,
+    query: URLSearchParams,
+    signal: AbortSignal,
+    path: string,
+  ): Promise<Response> {
+    let agent: AgentRecord;
+    let hash: string;
+    let timeoutSecs: number;
+    let leave: (() => void) | undefined;
+    try {
+      agent = await authenticate(call, waitSteps);
+      hash = decodeSegment(rawHash);
+      if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
+        throw new HttpError(
+          400,
+          `path "deployment_hash": must be ${DEPLOYMENT_HASH_RULE}`,
+        );
+      }
+      timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+      // One agent process per id: a second one is refused (409) while the first is connected.
+      leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
+    } catch (error) {
+      return failed(call, error);
     }
-    const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
-    // One agent process per id: a second one is refused (409) while the first is connected.
-    const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
     deps.noteWaitHash?.(agent.id, hash);
+    const agentId = agent.id;
     // Returned, not awaited: while the wait is held nothing else of this request stays suspended.
     return hub.wait({
       agentId: agent.id,
       deploymentHash: hash,
       timeoutMs: timeoutSecs * 1000,
-      signal: call.request.signal,
+      signal,
     }).then((command) => {
       if (!command) return noContent();
       deps.storeHealth.wrote();
       log.info("command delivered {commandId} to {agentId}", {
         commandId: command.id,
-        agentId: agent.id,
+        agentId,
         attempt: command.attempt,
       });
       return json(deliveredView(command), 200);
-    }).finally(leave);
+    }).catch((error) => failedLate(path, error)).finally(leave);
   }
 
-  async function cancelWait(call: AgentCall, rawId: string, query: URLSearchParams) {
-    const agent = await authenticate(call, cancelWaitSteps);
-    const id = decodeSegment(rawId);
-    const timeoutSecs = parseTimeoutSecs(query.get("timeout"));
-    const leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000, false);
+  async function cancelWait(
+    call: AgentCall,
+    rawId: string,
+    query: URLSearchParams,
+    signal: AbortSignal,
+    path: string,
+  ): Promise<Response> {
+    let agentId: string;
+    let id: string;
+    let timeoutSecs: number;
+    let leave: (() => void) | undefined;
+    try {
+      agentId = (await authenticate(call, cancelWaitSteps)).id;
+      id = decodeSegment(rawId);
+      timeoutSecs = parseTimeoutSecs(query.get("timeout"));
+      leave = deps.instances?.enter(agentId, call.request, timeoutSecs * 1000, false);
+    } catch (error) {
+      return failed(call, error);
+    }
     // Register first, then read the store: a cancel written before the read is seen by it, one
     // written after finds the waiter (the cancel route notifies after its write).
     const drop = new AbortController();
     const cancelled = cancelWaiters.wait({
       commandId: id,
       timeoutMs: timeoutSecs * 1000,
-      signal: AbortSignal.any([call.request.signal, drop.signal]),
+      signal: AbortSignal.any([signal, drop.signal]),
     });
     try {
       const command = await store.getCommand(id);
       if (!command) throw unknownCommand(call, id, "not_found");
-      if (command.agentId !== agent.id) throw unknownCommand(call, id, "forbidden");
+      if (command.agentId !== agentId) throw unknownCommand(call, id, "forbidden");
       if (!cancelAsked(command) && FINAL_STATUSES.has(command.status)) {
         throw new HttpError(
           409,
@@ -175,17 +227,17 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       if (cancelAsked(command)) {
         drop.abort();
         leave?.();
-        return passCancel(id, agent.id);
+        return passCancel(id, agentId);
       }
     } catch (error) {
       drop.abort();
       leave?.();
-      throw error;
+      return failed(call, error);
     }
     return cancelled.then((requested) => {
       drop.abort();
-      return requested ? passCancel(id, agent.id) : noContent();
-    }).finally(leave);
+      return requested ? passCancel(id, agentId) : noContent();
+    }).catch((error) => failedLate(path, error)).finally(leave);
   }
 
   function passCancel(commandId: string, agentId: string): Response {
@@ -193,20 +245,22 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return json({ cancel_requested: true }, 200);
   }
 
+  /** The answer to a failure before the wait is held (a refusal is noted on the answer). */
   function failed(call: AgentCall, thrown: unknown): Response {
+    return carryRefusal(call.request, failedLate(new URL(call.request.url).pathname, thrown));
+  }
+
+  /** The answer to a failure of the `GET` of `path`. */
+  function failedLate(path: string, thrown: unknown): Response {
     const unavailable = unavailableError(thrown);
     if (unavailable) deps.availability.observe(thrown);
     const error = unavailable ?? deps.storeHealth.map(thrown);
     if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
-    log.error("request {method} {path} failed: {error}", {
-      method: call.request.method,
-      path: new URL(call.request.url).pathname,
-      error,
-    });
+    log.error("request {method} {path} failed: {error}", { method: "GET", path, error });
     return json({ error: "internal error; see the dashboard's log" }, 500);
   }
 
-  return function dispatch(request, remote) {
+  return function dispatch(request, remote, signal) {
     if (request.method !== "GET") return null;
     const url = request.url;
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
@@ -232,18 +286,23 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       pathEnd >= 0 && url[pathEnd] === "?" ? url.slice(pathEnd + 1).split("#")[0] : "",
     );
     const call = agentCall(request, remote);
-    const answer = handler(call, segment, query).catch((error) => failed(call, error));
-    if (!log.isEnabledFor("debug")) return answer;
-    const started = performance.now();
-    return answer.then((response) => {
-      log.debug("{method} {path} {status}", () => ({
-        method: request.method,
-        path,
-        status: response.status,
-        durationMs: Math.round((performance.now() - started) * 10) / 10,
-        agentId: call.agent?.id,
-      }));
-      return response;
-    });
+    const answer = handler(call, segment, query, signal ?? request.signal, path)
+      .catch((error) => failedLate(path, error));
+    return log.isEnabledFor("debug") ? logged(answer, path, call) : answer;
   };
+}
+
+/** Logs the answer of a lean route at debug level (in a scope of its own: see `wait`). */
+function logged(answer: Promise<Response>, path: string, call: AgentCall): Promise<Response> {
+  const started = performance.now();
+  return answer.then((response) => {
+    log.debug("{method} {path} {status}", () => ({
+      method: "GET",
+      path,
+      status: response.status,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      agentId: call.agent?.id,
+    }));
+    return response;
+  });
 }

@@ -1,0 +1,117 @@
+/**
+ * The long-polls answered straight on `node:http` (`http_app.ts`'s direct handler, wired through
+ * `listenHttp`'s `direct` option): what the web-`Request` adapter used to do for them is done
+ * there, over real sockets.
+ */
+import assert from "node:assert/strict";
+import { until } from "../_until.ts";
+import { directHandlerOf } from "../../src/server/http_app.ts";
+import { listenHttp } from "../../src/server/http_listener.ts";
+import { type RunningServer, startServer } from "../../src/server/mod.ts";
+import { P } from "./_helpers.ts";
+
+async function devServer(rateLimitPerMinute = 1_000_000): Promise<RunningServer> {
+  return await startServer({ db: ":memory:", port: 0, rateLimitPerMinute });
+}
+
+Deno.test("listenHttp hands a request to `direct` first and to `fetch` only when it declines", async () => {
+  const fetched: string[] = [];
+  const listener = await listenHttp({
+    port: 0,
+    hostname: "127.0.0.1",
+    availableDescriptors: "plenty",
+    direct(incoming, outgoing, remote) {
+      if (incoming.url !== "/direct") return false;
+      outgoing.writeHead(200, { "content-type": "text/plain" });
+      outgoing.end(`direct from ${remote}`);
+      return true;
+    },
+    fetch(request) {
+      fetched.push(new URL(request.url).pathname);
+      return new Response("adapted");
+    },
+  });
+  try {
+    const base = `http://127.0.0.1:${listener.port}`;
+    assert.equal(await (await fetch(`${base}/direct`)).text(), "direct from 127.0.0.1");
+    assert.equal(await (await fetch(`${base}/other`)).text(), "adapted");
+    assert.deepEqual(fetched, ["/other"]);
+  } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("the dashboard answers its long-polls on node:http directly", async () => {
+  await using server = await devServer();
+  assert.ok(directHandlerOf(server.dashboard.app), "the app has a direct handler");
+});
+
+Deno.test("a direct wait's answers: 204 without a body, JSON errors with Date and length", async () => {
+  await using server = await devServer();
+  const empty = await fetch(`${server.url}${P.wait("default", 1)}`, {
+    headers: { "X-Agent-Id": "direct-agent" },
+  });
+  assert.equal(empty.status, 204);
+  assert.equal(await empty.text(), "");
+  assert.ok(empty.headers.get("date"));
+
+  const bad = await fetch(`${server.url}${P.wait("not a hash!", 1)}`, {
+    headers: { "X-Agent-Id": "direct-agent" },
+  });
+  const text = await bad.text();
+  assert.equal(bad.status, 400);
+  assert.equal(bad.headers.get("content-type"), "application/json");
+  assert.equal(Number(bad.headers.get("content-length")), new TextEncoder().encode(text).length);
+  assert.ok(bad.headers.get("date"));
+  assert.match(JSON.parse(text).error, /deployment_hash/);
+
+  const delivered = fetch(`${server.url}${P.wait("default", 10)}`, {
+    headers: { "X-Agent-Id": "direct-agent" },
+  });
+  await until(() => server.dashboard.hub.size === 1, "the wait is open", 5000);
+  const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Agent-Id": "direct-agent" },
+    body: JSON.stringify({ id: "direct-1", name: "echo" }),
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const answer = await delivered;
+  assert.equal(answer.status, 200);
+  assert.equal((await answer.json()).id, "direct-1");
+});
+
+Deno.test("a direct wait over the rate limit is 429 with Retry-After", async () => {
+  await using server = await devServer(1);
+  const headers = { "X-Agent-Id": "limited-agent" };
+  const first = await fetch(`${server.url}${P.wait("default", 1)}`, { headers });
+  assert.equal(first.status, 204);
+  await first.body?.cancel();
+  const second = await fetch(`${server.url}${P.wait("default", 1)}`, { headers });
+  assert.equal(second.status, 429);
+  assert.ok(Number(second.headers.get("retry-after")) >= 1);
+  assert.match((await second.json()).error, /rate limit/);
+});
+
+Deno.test("a direct wait whose client went away is dropped and claims nothing", async () => {
+  await using server = await devServer();
+  const controller = new AbortController();
+  const waiting = fetch(`${server.url}${P.wait("default", 30)}`, {
+    headers: { "X-Agent-Id": "gone-agent" },
+    signal: controller.signal,
+  }).catch((error) => error);
+  await until(() => server.dashboard.hub.size === 1, "the wait is open", 5000);
+  controller.abort();
+  assert.equal((await waiting).name, "AbortError");
+  await until(() => server.dashboard.hub.size === 0, "the server dropped the wait", 5000);
+});
+
+Deno.test("dev mode's browser guard still refuses a foreign site's wait", async () => {
+  await using server = await devServer();
+  const refused = await fetch(`${server.url}${P.wait("default", 1)}`, {
+    headers: { "X-Agent-Id": "guarded-agent", "Sec-Fetch-Site": "cross-site" },
+  });
+  assert.equal(refused.status, 403);
+  assert.match((await refused.json()).error, /another site/);
+  assert.equal(server.dashboard.hub.size, 0);
+});
