@@ -157,15 +157,18 @@ export function httpApp(
     }
     // Nothing of `request` is kept while the wait is held: the answer carries any refusal.
     const pathname = new URL(request.url).pathname;
+    // The lean routes answer their own errors: a failure here is one to write the answer, whose
+    // connection is no use any more. One `then`: each link of a chain is kept for the whole wait.
+    const broken = () => outgoing.destroy();
     answer.then((response) => {
       outgoing.off("close", onClose);
-      countAnswer(pathname, response);
-      return response.text().then((body) => send(outgoing, response, body));
-    }).catch(() => {
-      // The lean routes answer their own errors: this is a failure to write the answer, whose
-      // connection is no use any more.
-      outgoing.destroy();
-    });
+      response.text().then((body) => send(outgoing, response, body)).catch(broken);
+      try {
+        countAnswer(pathname, response);
+      } catch {
+        // A metric that cannot be counted does not cost the answer (already on its way).
+      }
+    }, broken);
     return true;
   };
   const http: HttpApp = {

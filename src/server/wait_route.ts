@@ -175,6 +175,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       timeoutMs: timeoutSecs * 1000,
       signal,
     }).then((command) => {
+      // One `then` with both branches: each link of a chain is kept for the whole wait.
+      leave?.();
       if (!command) return noContent();
       deps.storeHealth.wrote();
       log.info("command delivered {commandId} to {agentId}", {
@@ -183,7 +185,10 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
         attempt: command.attempt,
       });
       return json(deliveredView(command), 200);
-    }).catch((error) => failedLate(path, error)).finally(leave);
+    }, (error) => {
+      leave?.();
+      return failedLate(path, error);
+    });
   }
 
   async function cancelWait(
@@ -236,8 +241,12 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     }
     return cancelled.then((requested) => {
       drop.abort();
+      leave?.();
       return requested ? passCancel(id, agentId) : noContent();
-    }).catch((error) => failedLate(path, error)).finally(leave);
+    }, (error) => {
+      leave?.();
+      return failedLate(path, error);
+    });
   }
 
   function passCancel(commandId: string, agentId: string): Response {
