@@ -15,6 +15,18 @@ export const ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/
 /** Permission flags of `status serve`, as the `serve` task gives them. */
 export const SERVE_PERMS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env"];
 
+/**
+ * The V8 flags `deno task serve` gives the dashboard (`--v8-flags=…` in `deno.json`'s `serve`
+ * task), so that the bench measures the dashboard as users start it.
+ *
+ * @param denoJson The text of `deno.json`.
+ * @returns The `--v8-flags=…` argument, if the task has one.
+ */
+export function serveV8Flags(denoJson: string): string[] {
+  const task = (JSON.parse(denoJson) as { tasks?: Record<string, string> }).tasks?.serve ?? "";
+  return task.match(/--v8-flags=\S+/g) ?? [];
+}
+
 /** Permission flags of `status agent`, as the `agent` task gives them. */
 export const AGENT_PERMS = [
   "--allow-net",
@@ -103,6 +115,7 @@ export async function startDashboard(
     "run",
     "--quiet",
     ...(options.inspectPort ? [`--inspect=127.0.0.1:${options.inspectPort}`] : []),
+    ...serveV8Flags(Deno.readTextFileSync(`${ROOT}/deno.json`)),
     ...(options.denoArgs ?? []),
     "--config",
     `${ROOT}/deno.json`,

@@ -445,8 +445,9 @@ function detailTables(results: Results): string[] {
 
 const METHOD = `## Method
 
-- **Dashboard**: \`deno run --allow-net --allow-read --allow-write --allow-env main.ts serve
-  --port 0 --db <tmp>/status.db --rate-limit-per-minute 1000000\`, not in dev mode: every agent
+- **Dashboard**: \`deno run <the V8 flags of deno.json's serve task> --allow-net --allow-read
+  --allow-write --allow-env main.ts serve --port 0 --db <tmp>/status.db
+  --rate-limit-per-minute 1000000\`, not in dev mode: every agent
   has a token in the store (made up front through \`src/store\`, as \`status agents add\` does),
   \`STATUS_ADMIN_TOKEN\` is set, default settings otherwise (SQLite \`synchronous=FULL\`, log level
   info, JSON lines to a file). Every child runs in its own process group with \`ulimit -n 65536\`.
