@@ -9,6 +9,7 @@ import { ExponentialBackoff, fullJitterGenerator, handleWhen, retry } from "cock
 import { signedHeaders } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type Clock, systemClock } from "./clock.ts";
+import type { DashboardClient } from "./client.ts";
 import {
   defaultMetricsSources,
   type MetricsAvailability,
@@ -61,6 +62,7 @@ export interface HeartbeatOptions {
 }
 
 const log = logger("agent", "metrics");
+const agentLog = logger("agent");
 
 class WebhookError extends Error {
   constructor(message: string, readonly status?: number) {
@@ -163,4 +165,52 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
     }
   }
   log.debug("metrics heartbeat stopped");
+}
+
+/** What the agent adds to each sample it sends to the dashboard's fleet view. */
+export interface FleetHeartbeatOptions {
+  /** Sends the heartbeats. */
+  client: DashboardClient;
+  /** The agent's version. */
+  version: string;
+  /** The deployment the agent serves. */
+  deploymentHash: string;
+  /** This process's instance id. */
+  instanceId: () => string;
+  /** The agent's labels. */
+  labels: Record<string, string>;
+}
+
+/**
+ * The {@link HeartbeatOptions.report} that sends each sample to the dashboard's fleet view;
+ * after a `404` (a dashboard without fleet view) it says so once and sends no more. Never throws.
+ *
+ * @param options Client and what each sample carries.
+ * @returns The report callback.
+ */
+export function fleetHeartbeat(
+  options: FleetHeartbeatOptions,
+): (sample: MetricsSample, signal: AbortSignal) => Promise<void> {
+  let unsupported = false;
+  return async (sample, signal) => {
+    if (unsupported) return;
+    const outcome = await options.client.heartbeat({
+      ...sample,
+      version: options.version,
+      deployment_hash: options.deploymentHash,
+      instance_id: options.instanceId(),
+      labels: options.labels,
+    }, signal);
+    if (outcome.kind === "accepted" || outcome.kind === "aborted") return;
+    if (outcome.kind === "refused" && outcome.status === 404) {
+      unsupported = true;
+      agentLog.info(
+        "the dashboard has no heartbeat endpoint (404); heartbeats go to the webhook only",
+      );
+      return;
+    }
+    agentLog.debug("heartbeat not delivered to the dashboard", {
+      error: outcome.message ?? outcome.kind,
+    });
+  };
 }

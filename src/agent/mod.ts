@@ -22,7 +22,7 @@
  *
  * @module
  */
-export { type AgentOptions, type AgentRunSummary, runAgent } from "./loop.ts";
+export { type AgentOptions, type AgentRunSummary, runAgent } from "./run_agent.ts";
 export {
   DEFAULT_JOURNAL_MAX_ENTRIES,
   DEFAULT_JOURNAL_RETENTION_MS,
