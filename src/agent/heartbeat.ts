@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { ExponentialBackoff, fullJitterGenerator, handleWhen, retry } from "cockatiel";
 import { signedHeaders } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
+import { retryWhile } from "./backoff.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { DashboardClient } from "./client.ts";
 import {
@@ -99,20 +99,10 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
     webhook: options.webhook ?? null,
   });
   if (missing.length > 0) log.info(`metrics heartbeat: ${missing.join("; ")}`);
-  const policy = retry(
-    handleWhen((error) =>
-      !(error instanceof WebhookError) || error.status === undefined || error.status >= 500 ||
-      error.status === 429
-    ),
-    {
-      maxAttempts: options.retries ?? 2,
-      backoff: new ExponentialBackoff({
-        generator: fullJitterGenerator,
-        initialDelay: options.retryDelayMs ?? 500,
-        maxDelay: (options.retryDelayMs ?? 500) * 4,
-      }),
-    },
-  );
+  const retryable = (error: Error | undefined) =>
+    error !== undefined &&
+    (!(error instanceof WebhookError) || error.status === undefined || error.status >= 500 ||
+      error.status === 429);
   const signWithToken = sameOrigin(options.webhook ?? "", options.dashboardUrl);
 
   const post = async (body: string) => {
@@ -154,13 +144,16 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
     await options.report?.(sample, signal);
     if (!options.webhook) continue;
     const body = JSON.stringify(sample);
-    try {
-      await policy.execute(() => post(body), signal);
-    } catch (error) {
-      if (signal.aborted) break;
+    const error = await retryWhile(
+      () => post(body).then(() => undefined, (error: Error) => error),
+      retryable,
+      { retries: options.retries ?? 2, initialDelayMs: options.retryDelayMs ?? 500, clock, signal },
+    );
+    if (signal.aborted) break;
+    if (error !== undefined) {
       log.warning("metrics heartbeat not delivered to the webhook", {
         webhook: options.webhook,
-        error: (error as Error).message,
+        error: error.message,
       });
     }
   }

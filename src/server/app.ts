@@ -555,7 +555,13 @@ export function createApp(options: AppOptions): DashboardApp {
       tailBytes: LIVE_OUTPUT_TAIL_BYTES,
     },
   });
-  eventRoutes(app, { store, events, auth: operatorAuth, keepAliveMs: options.eventKeepAliveMs });
+  eventRoutes(app, {
+    store,
+    events,
+    auth: operatorAuth,
+    keepAliveMs: options.eventKeepAliveMs,
+    clock,
+  });
   const fleet = fleetRoutes(app, deps, {
     auth: operatorAuth,
     offlineAfterMs: offlineAfterSecs * 1000,

@@ -41,7 +41,7 @@ import {
   targetState,
 } from "../store/mod.ts";
 import { jsonBody, type ServerEnv } from "./auth.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock, TimerId } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
 import {
@@ -95,7 +95,7 @@ export class RunScheduler {
   /** Command id → unsubscribe, for started commands that are not final. */
   readonly #watched = new Map<string, () => void>();
   readonly #listeners = new Map<string, Set<() => void>>();
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: TimerId | undefined;
   #closed = false;
 
   /**
@@ -111,11 +111,15 @@ export class RunScheduler {
   async start(): Promise<void> {
     await this.sweep();
     const every = this.#options.sweepMs ?? 5000;
-    if (every > 0 && !this.#closed) {
-      this.#timer = setInterval(() => {
+    const { clock } = this.#options;
+    const arm = () => {
+      this.#timer = clock.setTimeout(() => {
+        if (this.#closed) return;
+        arm();
         this.sweep().catch((error) => log.warning("run sweep failed: {error}", { error }));
       }, every);
-    }
+    };
+    if (every > 0 && !this.#closed) arm();
   }
 
   /** Steps every open run once. */
@@ -185,7 +189,7 @@ export class RunScheduler {
   /** Stops the sweeps and the command subscriptions; run streams end. */
   close(): void {
     this.#closed = true;
-    clearInterval(this.#timer);
+    this.#options.clock.clearTimeout(this.#timer);
     for (const unsubscribe of this.#watched.values()) unsubscribe();
     this.#watched.clear();
     for (const set of [...this.#listeners.values()]) for (const listener of [...set]) listener();
@@ -597,6 +601,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       subscribe: (wake) => scheduler.subscribe(id, wake),
       closed: () => scheduler.closed,
       keepAliveMs,
+      clock,
       onError: (error) =>
         log.warning("event stream of run {runId} failed: {error}", { runId: id, error }),
       async step(send) {
@@ -616,7 +621,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
           send("status", view, String(++sent));
         }
         // At most a few snapshots a second, however busy the run's commands are.
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await clock.sleep(100);
         return "wait";
       },
     });
