@@ -216,20 +216,46 @@ function serverUrl(): Promise<string> {
   return shared;
 }
 
+/** A test database: its URL and how to drop it. */
+export type TestDatabase = { url: string; drop(): Promise<void> } & AsyncDisposable;
+
 /**
  * Makes an empty database on the test server (or on `cluster`).
  *
  * @param cluster A private cluster; default the shared test server.
  * @returns Its URL, and a disposer that drops it.
  */
-export async function testDatabase(
-  cluster?: PgCluster,
-): Promise<{ url: string; drop(): Promise<void> } & AsyncDisposable> {
-  const base = cluster?.url ?? await serverUrl();
+export function testDatabase(cluster?: PgCluster): Promise<TestDatabase> {
+  return createDatabase(cluster?.url, "");
+}
+
+let migrated: Promise<string> | undefined;
+
+/**
+ * Makes a database with the store's schema already in it, on the shared test server: a copy of
+ * a template migrated once per test process (much faster than migrating each one).
+ *
+ * @param migrate Opens and closes a store on a URL, which migrates its database.
+ * @returns Its URL, and a disposer that drops it.
+ */
+export async function migratedTestDatabase(
+  migrate: (url: string) => Promise<void>,
+): Promise<TestDatabase> {
+  migrated ??= (async () => {
+    const template = await createDatabase(undefined, "");
+    await migrate(template.url);
+    return new URL(template.url).pathname.slice(1);
+  })();
+  const template = await migrated;
+  return createDatabase(undefined, ` TEMPLATE ${template} STRATEGY = FILE_COPY`);
+}
+
+async function createDatabase(clusterUrl: string | undefined, options: string) {
+  const base = clusterUrl ?? await serverUrl();
   const name = `status_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
   const admin = postgres(base, { max: 1, onnotice: () => {} });
   try {
-    await admin.unsafe(`CREATE DATABASE ${name}`);
+    await admin.unsafe(`CREATE DATABASE ${name}${options}`);
   } finally {
     await admin.end();
   }

@@ -296,7 +296,7 @@ Deno.test("operator API lists commands newest first and agents with their state"
   });
   await t.step("agents: last seen, waiting, queued; never tokens", async () => {
     const waiting = d.agent({ path: P.wait("other-hash", 1), agentId: "a2", token: TOKEN2 });
-    while (!d.dashboard.hub.isWaiting("a2")) await new Promise((r) => setTimeout(r, 5));
+    await until(() => d.dashboard.hub.isWaiting("a2"), "a2 waits");
     const response = await d.admin("GET", "/api/v1/agents");
     const body = await json(response);
     assert.ok(!JSON.stringify(body).includes("agent-token"), "no token in the answer");
