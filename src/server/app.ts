@@ -384,6 +384,7 @@ export function createApp(options: AppOptions): DashboardApp {
       .finally(() => subscribing = undefined);
   };
   const availability = new StoreAvailability({
+    clock,
     ping: () => shared ? shared.ping() : Promise.resolve(),
     onRecovered() {
       if (closed) return;
