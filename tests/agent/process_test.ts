@@ -61,7 +61,11 @@ Deno.test({
   async fn() {
     const dir = tempDir();
     try {
-      await using server = await startServer({ db: ":memory:", port: 0 });
+      await using server = await startServer({
+        availableDescriptors: "plenty",
+        db: ":memory:",
+        port: 0,
+      });
       await using agent = new CliProcess(
         agentArgs(server, dir, ["--shutdown-grace-secs", "20"]),
         { cwd: dir },
@@ -86,7 +90,11 @@ Deno.test({
   async fn() {
     const dir = tempDir();
     try {
-      await using server = await startServer({ db: ":memory:", port: 0 });
+      await using server = await startServer({
+        availableDescriptors: "plenty",
+        db: ":memory:",
+        port: 0,
+      });
       await using agent = new CliProcess(
         agentArgs(server, dir, ["--shutdown-grace-secs", "1"]),
         { cwd: dir },

@@ -35,7 +35,12 @@ async function run(make: (io: ReturnType<typeof memoryIo>) => Command, args: str
 
 async function dashboard() {
   const store = openSqliteStore(":memory:");
-  const server = await startServer({ store, port: 0, adminToken: ADMIN });
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    adminToken: ADMIN,
+  });
   return {
     server,
     store,

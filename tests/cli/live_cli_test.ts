@@ -28,7 +28,7 @@ function recordingWriter(isTerminal: boolean) {
 
 async function dashboard() {
   const store = openSqliteStore(":memory:");
-  const server = await startServer({ store, port: 0 }); // dev mode
+  const server = await startServer({ availableDescriptors: "plenty", store, port: 0 }); // dev mode
   const agentCall = async (path: string, body?: unknown) => {
     const response = await fetch(`${server.url}${path}`, {
       method: body === undefined ? "GET" : "POST",

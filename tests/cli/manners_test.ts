@@ -131,7 +131,11 @@ Deno.test("the design card's command says the environment was not readable, and 
 
 Deno.test("deno run -P=agent main.ts runs the agent with the permission set of deno.json", async () => {
   await using dir = tempDir();
-  await using server = await startServer({ db: ":memory:", port: 0 });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
   await using agent = spawnCli([], {
     perms: ["-P=agent"],
     cwd: dir.path,

@@ -38,7 +38,7 @@ async function withDashboard(
   agent?: { programs: string[] },
 ) {
   const stateDir = await Deno.makeTempDir({ prefix: "status-traps-" });
-  const server = await startServer({ db: ":memory:", port: 0 });
+  const server = await startServer({ availableDescriptors: "plenty", db: ":memory:", port: 0 });
   const stop = new AbortController();
   const running = agent &&
     runAgent({
@@ -110,7 +110,12 @@ Deno.test("enqueue --ttl: a command nobody takes ends expired, reported like any
 });
 
 Deno.test("enqueue outside dev mode for an unknown agent says which agent", async () => {
-  const server = await startServer({ db: ":memory:", port: 0, adminToken: ADMIN });
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    adminToken: ADMIN,
+  });
   try {
     const out = await run([
       "enqueue",

@@ -79,6 +79,7 @@ function closeQuietly(conn: Deno.Conn): void {
 
 Deno.test("a connection without a complete request head is closed after the header timeout, a held wait is not", async () => {
   await using server = await startServer({
+    availableDescriptors: "plenty",
     db: ":memory:",
     port: 0,
     headerTimeoutSecs: 1,
@@ -167,7 +168,11 @@ Deno.test("the connection limit stays below the open-files limit", async () => {
 
 Deno.test("broken chunked encoding and a bad request head get 400 with a message and a warning at most", async () => {
   await withLogs(async (lines) => {
-    await using server = await startServer({ db: ":memory:", port: 0 });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
     const chunked = await rawConnect(server);
     const head = await rawConnect(server);
     try {
@@ -195,7 +200,11 @@ Deno.test("broken chunked encoding and a bad request head get 400 with a message
 
 Deno.test("a body cut short is answered 400 (when the client still listens) and never logged as an error", async () => {
   await withLogs(async (lines) => {
-    await using server = await startServer({ db: ":memory:", port: 0 });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
     const conn = await rawConnect(server);
     try {
       await send(

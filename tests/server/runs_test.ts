@@ -27,7 +27,12 @@ async function startFleet(
     {},
 ): Promise<Fleet> {
   const store = openSqliteStore(":memory:");
-  const server = await startServer({ store, port: 0, runSweepMs: 200 });
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    runSweepMs: 200,
+  });
   const stop = new AbortController();
   const states: AgentState[] = [];
   const agents: Promise<unknown>[] = [];
