@@ -9,6 +9,7 @@
  * @module
  */
 import postgres from "postgres";
+import { PG_MIGRATIONS } from "../src/store/_pg_migrations.ts";
 
 /** The variable naming a server for the tests (a superuser URL; CI sets it). */
 export const TEST_URL_VARIABLE = "STATUS_TEST_DATABASE_URL";
@@ -233,7 +234,8 @@ let migrated: Promise<string> | undefined;
 
 /**
  * Makes a database with the store's schema already in it, on the shared test server: a copy of
- * a template migrated once per test process (much faster than migrating each one).
+ * a template that holds the current migrations (made once, kept on the server under a name that
+ * changes with them; much faster than migrating each database).
  *
  * @param migrate Opens and closes a store on a URL, which migrates its database.
  * @returns Its URL, and a disposer that drops it.
@@ -241,13 +243,38 @@ let migrated: Promise<string> | undefined;
 export async function migratedTestDatabase(
   migrate: (url: string) => Promise<void>,
 ): Promise<TestDatabase> {
-  migrated ??= (async () => {
-    const template = await createDatabase(undefined, "");
-    await migrate(template.url);
-    return new URL(template.url).pathname.slice(1);
-  })();
-  const template = await migrated;
-  return createDatabase(undefined, ` TEMPLATE ${template} STRATEGY = FILE_COPY`);
+  migrated ??= migratedTemplate(migrate);
+  return createDatabase(undefined, ` TEMPLATE ${await migrated}`);
+}
+
+/** The template's name; made (migrated under another name, then renamed) when missing. */
+async function migratedTemplate(migrate: (url: string) => Promise<void>): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(JSON.stringify(PG_MIGRATIONS)),
+  );
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const name = `status_test_template_${hex.slice(0, 16)}`;
+  const base = await serverUrl();
+  const admin = postgres(base, { max: 1, onnotice: () => {} });
+  try {
+    const exists = async () =>
+      (await admin`SELECT 1 FROM pg_database WHERE datname = ${name}`).length > 0;
+    if (await exists()) return name;
+    // Made under a name of its own, then renamed: another test process may be doing the same.
+    const draft = await createDatabase(base, "");
+    await migrate(draft.url);
+    const draftName = new URL(draft.url).pathname.slice(1);
+    try {
+      await admin.unsafe(`ALTER DATABASE ${draftName} RENAME TO ${name}`);
+    } catch (error) {
+      await draft.drop();
+      if (!(await exists())) throw error;
+    }
+    return name;
+  } finally {
+    await admin.end();
+  }
 }
 
 async function createDatabase(clusterUrl: string | undefined, options: string) {

@@ -91,7 +91,7 @@
  * import assert from "node:assert/strict";
  * import { startServer } from "./mod.ts";
  *
- * await using server = await startServer({ db: ":memory:", port: 0 });
+ * await using server = await startServer({ db: ":memory:", port: 0, maxConnections: 100 });
  * assert.equal(server.devMode, true);
  * const answer = await fetch(`${server.url}/api/v1/agent/commands/enqueue`, {
  *   method: "POST",

@@ -139,7 +139,7 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  * import assert from "node:assert/strict";
  * import { startServer } from "./serve.ts";
  *
- * await using server = await startServer({ db: ":memory:", port: 0 });
+ * await using server = await startServer({ db: ":memory:", port: 0, maxConnections: 100 });
  * const health = await fetch(`${server.url}/health`);
  * assert.equal((await health.json()).status, "ok");
  * ```
