@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { openAgentState } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
@@ -142,14 +143,10 @@ Deno.test("deno run -P=agent main.ts runs the agent with the permission set of d
     env: { AGENT_ID: "web-1", DASHBOARD_URL: server.url, LOG_FORMAT: "json" },
   });
   try {
-    const deadline = Date.now() + 30_000;
-    while (!server.dashboard.hub.isWaiting("web-1")) {
-      assert.ok(
-        Date.now() < deadline,
-        `the agent did not connect:\n${agent.stderr.lines.slice(-10).join("\n")}`,
-      );
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await until(() => server.dashboard.hub.isWaiting("web-1"), "the agent connects", 30_000, 50)
+      .catch((error) => {
+        throw new Error(`${error.message}:\n${agent.stderr.lines.slice(-10).join("\n")}`);
+      });
   } finally {
     agent.kill("SIGTERM");
     await agent.exited();
