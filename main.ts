@@ -7,7 +7,7 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
-import { processIo } from "./src/cli/io.ts";
+import { type Io, processIo } from "./src/cli/io.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
 import { closeLogging } from "./src/log/mod.ts";
 import { agentCommand } from "./src/cli/agent.ts";
@@ -25,13 +25,19 @@ import { completionsCommand } from "./src/cli/completions.ts";
 import { nearest } from "./src/config/mod.ts";
 import { healthCommand } from "./src/cli/health.ts";
 
+/** What the program talks to: its output streams, its environment, and how it ends. */
+export interface ProgramIo extends Io {
+  /** Ends the process with this code. */
+  exit(code: number): void;
+}
+
 /**
  * Builds the whole command tree.
  *
+ * @param io Where the commands print and read their environment.
  * @returns The root `status` command.
  */
-export function buildProgram(): Command {
-  const io = processIo;
+export function buildProgram(io: Io = processIo): Command {
   const program = new Command("status")
     .description(
       "Fleet command agent and dashboard: the agent long-polls the dashboard, runs commands " +
@@ -58,7 +64,7 @@ export function buildProgram(): Command {
   program.addCommand(execCommand(io));
   program.addCommand(healthCommand(io));
   program.addCommand(completionsCommand(io, () => program));
-  configureErrors(program);
+  configureErrors(program, io);
   return program;
 }
 
@@ -94,31 +100,32 @@ export function unknownCommand(
   return undefined;
 }
 
-function configureErrors(command: Command<unknown[], Record<string, unknown>>): void {
+function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
-    writeErr: (text) => processIo.err(text.replace(/\n$/, "")),
-    writeOut: (text) => processIo.out(text.replace(/\n$/, "")),
+    writeErr: (text) => io.err(text.replace(/\n$/, "")),
+    writeOut: (text) => io.out(text.replace(/\n$/, "")),
     // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
     getOutHasColors: () => false,
     getErrHasColors: () => false,
   });
   // deno-lint-ignore no-explicit-any
-  for (const sub of command.commands as any[]) configureErrors(sub);
+  for (const sub of command.commands as any[]) configureErrors(sub, io);
 }
 
 /**
  * Runs the CLI with the given arguments and returns the exit code.
  *
  * @param args Arguments after the program name.
+ * @param io Where the commands print and read their environment.
  * @returns 0 on success, 2 for bad usage or configuration, 1 for runtime failures, or the code
  *   a command chose.
  */
-export async function main(args: string[]): Promise<number> {
-  const program = buildProgram();
+export async function main(args: readonly string[], io: Io = processIo): Promise<number> {
+  const program = buildProgram(io);
   const unknown = unknownCommand(program, args);
   if (unknown) {
-    processIo.err(
+    io.err(
       `status: unknown command '${unknown.word}'${
         unknown.suggestion ? ` (did you mean ${unknown.suggestion}?)` : ""
       }; see status --help`,
@@ -126,7 +133,7 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   try {
-    await program.parseAsync(args, { from: "user" });
+    await program.parseAsync([...args], { from: "user" });
     return takeExitCode() ?? 0;
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -138,13 +145,23 @@ export async function main(args: string[]): Promise<number> {
     }
     const exitCode = (error as { exitCode?: unknown }).exitCode;
     const message = error instanceof Error ? error.message : String(error);
-    processIo.err(`status: ${message}`);
+    io.err(`status: ${message}`);
     return typeof exitCode === "number" ? exitCode : 1;
   } finally {
     closeLogging();
   }
 }
 
+/**
+ * Runs the CLI and ends through `io.exit` with its exit code.
+ *
+ * @param args Arguments after the program name.
+ * @param io Output, environment and exit; by default the process's own.
+ */
+export async function run(args: readonly string[], io: ProgramIo): Promise<void> {
+  io.exit(await main(args, io));
+}
+
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  await run(Deno.args, { ...processIo, exit: (code) => Deno.exit(code) });
 }

@@ -1,39 +1,51 @@
 /**
  * `status`: a fleet command agent and the dashboard command queue it talks to.
  *
- * The same core the `status` CLI is built on, for use from Deno:
+ * The same core the `status` CLI is built on, for use from Deno. This module exports what a
+ * program embedding it needs, and nothing of how it is built:
  *
  * - **Executor**: {@link runCommand} runs one command line without a shell, under an allowlist
- *   ({@link createPolicy}), a deadline (warn at 80 %, SIGTERM at 90 %, SIGKILL at 100 % to the
- *   whole process group) and bounded output capture.
- * - **Dashboard**: {@link startServer} listens with a durable SQLite {@link CommandStore}
- *   ({@link openSqliteStore}); {@link createApp} builds the HTTP app alone.
+ *   ({@link createPolicy}, {@link defaultPolicy}), a deadline (warn at 80 %, SIGTERM at 90 %,
+ *   SIGKILL at 100 % to the whole process group) and bounded output capture; a {@link Sandbox}
+ *   confines it as the agent does.
  * - **Agent**: {@link runAgent} long-polls a dashboard, runs what it is given, reports, and never
  *   loses a result or runs a command twice.
- * - **Operator**: {@link OperatorClient} enqueues commands and reads results.
- * - **Protocol**: request signing ({@link signedHeaders}, {@link signV2}) and wire types.
+ * - **Dashboard**: {@link startServer} serves the command queue on SQLite (a file, or
+ *   `":memory:"`) or on PostgreSQL (a `postgres://` URL shared by several instances).
+ * - **Operator**: {@link OperatorClient} enqueues commands, reads and cancels them;
+ *   {@link followCommand} streams a command's output as it runs; {@link checkHealth} probes a
+ *   dashboard.
+ * - **Protocol**: the wire types (PROTOCOL.md), the paths and headers, and request signing
+ *   ({@link signedHeaders}, {@link signV2}, {@link canonicalStringV2}, {@link generateToken}).
  *
  * @example Run a command through the executor
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createPolicy, runCommand } from "./mod.ts";
  *
  * const result = await runCommand("echo hello", {
  *   policy: createPolicy({ allowedPrograms: ["echo"] }),
  *   defaultTimeoutSecs: 10,
  * });
- * console.log(result.status, result.stdout); // "success" "hello\n"
+ * assert.equal(result.status, "success");
+ * assert.equal(result.stdout, "hello\n");
  * ```
  *
  * @example A dashboard and an agent in one process
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { OperatorClient, runAgent, startServer } from "./mod.ts";
  *
  * await using server = await startServer({ port: 0, db: ":memory:" });
  * const stop = new AbortController();
- * const agent = runAgent({ dashboardUrl: server.url, agentId: "web-1" }, stop.signal);
+ * const agent = runAgent(
+ *   { dashboardUrl: server.url, agentId: "web-1", heartbeat: false },
+ *   stop.signal,
+ * );
  * const operator = new OperatorClient({ dashboardUrl: server.url });
- * const { id } = await operator.enqueue({ agentId: "web-1", name: "uname -a" });
- * console.log(await operator.waitForFinal(id));
+ * const { id } = await operator.enqueue({ agentId: "web-1", name: "echo hi" });
+ * const done = await operator.waitForFinal(id);
+ * assert.equal(done.result?.stdout, "hi\n");
  * stop.abort();
  * await agent;
  * ```
@@ -41,138 +53,62 @@
  * @module
  */
 
+// The executor.
 export {
-  type AcceptedCommand,
-  Cell,
-  type CgroupHome,
-  type Checked,
-  checkPolicy,
-  type CheckPolicyOptions,
+  type CommandOptions,
+  CommandRunner,
   type CommandUser,
   createPolicy,
   type DeadlineWarning,
   DEFAULT_ALLOWED_PATH_PREFIXES,
   DEFAULT_ALLOWED_PROGRAMS,
   defaultPolicy,
-  type EnvReader,
   type ExecPolicy,
   type ExecResult,
-  type ExecResultWire,
   type ExecStatus,
-  type ExitRecord,
   type KillMode,
-  type LeftoverOutcome,
-  type OutputCaptureOptions,
-  parseCommandLine,
+  type OnOutput,
   type PolicyInput,
-  type ProcessRecord,
-  type ProgramRef,
-  type ReportFields,
   runCommand,
+  type RunnerOptions,
   type RunOptions,
   Sandbox,
   type SandboxOptions,
-  type SignalRoute,
   type StartFailure,
-  toReportFields,
 } from "./src/exec/mod.ts";
 
-export {
-  type AppOptions,
-  CancelWaiters,
-  type CancelWaitRequest,
-  type Clock as ServerClock,
-  createApp,
-  type DashboardApp,
-  type HttpApp,
-  type HttpListener,
-  type RouteInfo,
-  type RunningServer,
-  RunScheduler,
-  type RunSchedulerOptions,
-  type ServeOptions,
-  startServer,
-  StoreAvailability,
-  type StoreAvailabilityOptions,
-  WaiterHub,
-  type WaiterHubOptions,
-  type WaitRequest,
-} from "./src/server/mod.ts";
-
-export {
-  type AckOutcome,
-  type AckRequest as StoreAckRequest,
-  type AdvanceRunOutcome,
-  AGENT_SCOPES,
-  type AgentRecord,
-  type AgentScope,
-  type AgentSummary,
-  type CancelOutcome,
-  type CancelRunOutcome,
-  type ClaimRequest,
-  type CommandQuery,
-  type CommandRecord,
-  type CommandResult,
-  type CommandStore,
-  type CreateRunOutcome,
-  type EnqueueOutcome,
-  type ExpireOutcome,
-  isSharedStore,
-  type NewCommand,
-  type NewRun,
-  openSqliteStore,
-  openStore,
-  type OpenStoreOptions,
-  type ReportInput,
-  type ReportOutcome,
-  type RunQuery,
-  type RunRecord,
-  type RunTargetRecord,
-  type SharedStore,
-  SqliteStore,
-  type SqliteStoreOptions,
-  StoreError,
-  type StoreEvent,
-  type StoreEventListener,
-  type StoreSubscription,
-  StoreUnavailableError,
-} from "./src/store/mod.ts";
-export {
-  openPostgresStore,
-  PostgresStore,
-  type PostgresStoreOptions,
-} from "./src/store/postgres.ts";
-
+// The agent.
 export {
   type AgentOptions,
   type AgentRunSummary,
-  type AgentState,
-  type Clock as AgentClock,
-  type CpuTimes,
-  createExecutor,
-  type ExecOutcome,
-  type ExecRequest,
-  type Executor,
   type ExecutorOptions,
-  type HeartbeatOptions,
-  Journal,
-  type JournalEntry,
-  type JournalOptions,
-  type JournalState,
-  type MetricsAvailability,
-  type MetricsSources,
-  Outbox,
-  type OutboxItem,
-  type OutboxOptions,
   runAgent,
 } from "./src/agent/mod.ts";
 
+// The dashboard.
 export {
-  type AgentRecord as OperatorAgentRecord,
+  type AppOptions,
+  type RunningServer,
+  type ServeOptions,
+  startServer,
+} from "./src/server/mod.ts";
+export { ConfigError } from "./src/errors.ts";
+
+// An operator's side.
+export {
+  type AgentRecord,
   type CancelAnswer,
-  type CommandRecord as OperatorCommandRecord,
+  checkHealth,
+  type CommandRecord,
   type EnqueueAnswer,
   type EnqueueOptions,
+  followCommand,
+  type FollowHandlers,
+  type FollowOptions,
+  type FollowResult,
+  type HealthCheck,
+  type HealthOptions,
+  type HealthReport,
   type ListOptions,
   OperatorClient,
   type OperatorClientOptions,
@@ -183,8 +119,10 @@ export {
   type WireTime,
 } from "./src/operator/mod.ts";
 
+// The wire: types, paths, headers and signing.
 export {
   type AckRequest,
+  AGENT_INSTANCE_HEADER,
   canonicalStringV2,
   COMMAND_STATUSES,
   type CommandParams,
@@ -194,85 +132,30 @@ export {
   type ExecResultBody,
   generateToken,
   HEADER,
+  type HeartbeatRequest,
+  type Labels,
+  LIVE_PATHS,
   MAX_TTL_SECS,
+  type MaxConcurrency,
   OUTPUT_ENCODINGS,
+  type OutputChunkRequest,
   type OutputEncoding,
+  type OutputStreamName,
   PATHS,
   PRIORITIES,
   type Priority,
   REPORT_STATUSES,
   type ReportRequest,
   type ReportStatus,
-  signedHeaders,
-  type SignedParts,
-  type SignOptions,
-  signV1,
-  signV2,
-} from "./src/protocol/mod.ts";
-
-export {
-  LOG_LEVELS,
-  type LogFormat,
-  type LoggingOptions,
-  type LogLevel,
-  type LogRecordView,
-  setupLogging,
-} from "./src/log/mod.ts";
-export { ConfigError, UsageError } from "./src/errors.ts";
-export { type Clock, FakeClock, systemClock, type TimerId } from "./src/clock.ts";
-
-// Live output, event streams, metrics, the fleet view and health checks.
-export {
-  type AppendOutputOutcome,
-  type HeartbeatInput,
-  type OutputBounds,
-  type OutputChunk,
-  type OutputChunkInput,
-  type OutputQuery,
-  type OutputStream,
-} from "./src/store/mod.ts";
-export { CommandEvents, type MetricsRenderer } from "./src/server/mod.ts";
-export {
-  AgentMetrics,
-  type ChunkOutcome,
-  type MetricsSample,
-  OutputStreamer,
-  type OutputStreamerOptions,
-} from "./src/agent/mod.ts";
-export { type OnOutput, tapOutput } from "./src/exec/mod.ts";
-export {
-  checkHealth,
-  followCommand,
-  type FollowHandlers,
-  type FollowOptions,
-  type FollowResult,
-  type HealthCheck,
-  type HealthOptions,
-  type HealthReport,
-  parseServerSentEvents,
-  type ServerSentEvent,
-} from "./src/operator/mod.ts";
-export {
-  AGENT_INSTANCE_HEADER,
-  fromBase64,
-  type HeartbeatRequest,
-  LIVE_PATHS,
-  type OutputChunkRequest,
-  type OutputStreamName,
-  toBase64,
-} from "./src/protocol/mod.ts";
-
-export {
-  formatLabels,
-  type Labels,
-  type MaxConcurrency,
-  parseLabels,
-  parseMaxConcurrency,
-  resolveConcurrency,
+  RUN_PATHS,
   type RunAgentState,
   type RunAgentView,
   type RunRequest,
   type RunStatus,
   type RunTarget,
   type RunView,
-} from "./src/protocol/runs.ts";
+  signedHeaders,
+  type SignedParts,
+  type SignOptions,
+  signV2,
+} from "./src/protocol/mod.ts";

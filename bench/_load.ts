@@ -14,8 +14,6 @@ export type LoadTarget =
     url: string;
     agentsFile: string;
     timeoutSecs: number;
-    /** Spread the first waits' timeouts over 1…timeoutSecs (default true). */
-    stagger?: boolean;
   }
   | { kind: "redis"; port: number };
 
@@ -44,23 +42,16 @@ export async function startWaiters(
       target.agentsFile,
       "--timeout",
       String(target.timeoutSecs),
-      ...(target.stagger === false ? [] : ["--stagger"]),
+      // The first waits' timeouts spread over 1…timeoutSecs, as in a fleet in steady state.
+      "--stagger",
     ]
     : ["--mode", "redis", "--port", String(target.port)];
-  const child = children.spawn(`load generator (${target.kind}, ${count})`, [
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    "--config",
-    `${ROOT}/deno.json`,
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    `${ROOT}/bench/load_waiters.ts`,
-    ...args,
-    "--count",
-    String(count),
-  ], { env: baseEnv(), logFile, readStdout: true, pipeStdin: true });
+  const child = spawnLoadGenerator(
+    children,
+    `load generator (${target.kind}, ${count})`,
+    [...args, "--count", String(count)],
+    { logFile },
+  );
   try {
     await child.lines!.take(/"event":"ready"/, 180_000);
   } catch (error) {
@@ -78,4 +69,39 @@ export async function startWaiters(
 export async function stopWaiters(child: Child): Promise<void> {
   await child.closeStdin();
   await child.stop(10_000);
+}
+
+/**
+ * Spawns `bench/load_waiters.ts` with its standard output piped (its JSON event lines) and its
+ * standard input open (closing it stops it).
+ *
+ * @param children Where the process is registered (so it is always stopped).
+ * @param name What it is, for messages.
+ * @param args Its arguments (`--mode ...`).
+ * @param options Its log file and environment additions.
+ * @returns The process.
+ */
+export function spawnLoadGenerator(
+  children: Children,
+  name: string,
+  args: readonly string[],
+  options: { logFile: string; env?: Record<string, string> },
+): Child {
+  return children.spawn(name, [
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    "--config",
+    `${ROOT}/deno.json`,
+    "--allow-net",
+    "--allow-read",
+    "--allow-env",
+    `${ROOT}/bench/load_waiters.ts`,
+    ...args,
+  ], {
+    env: { ...baseEnv(), ...options.env },
+    logFile: options.logFile,
+    readStdout: true,
+    pipeStdin: true,
+  });
 }

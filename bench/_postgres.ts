@@ -1,134 +1,14 @@
 /**
- * The PostgreSQL reference: a throwaway cluster (`initdb`, trust on loopback, `fsync` and
- * `synchronous_commit` on) and a tiny client of the frontend/backend protocol (startup, simple
- * query, notifications), enough to time `INSERT` committed + `NOTIFY` → a waiting `LISTEN`.
- * No dependency, the same socket code as the other clients of the benchmark.
+ * The PostgreSQL reference: a tiny client of the frontend/backend protocol (startup, simple query,
+ * notifications), enough to time `INSERT` committed + `NOTIFY` → a waiting `LISTEN` on the
+ * tests' throw-away cluster (`tests/_pg.ts`, started durable: `fsync` and `synchronous_commit`
+ * on). No driver in the measured path: the same socket code as the other clients of the benchmark.
  *
  * @module
  */
 import { BufferedReader, writeAll } from "./_reader.ts";
-import { baseEnv, type Child, type Children, sleep } from "./_proc.ts";
 import { summarize } from "./_stats.ts";
 import type { WakeOptions, WakeResult } from "./wake_bench.ts";
-
-/** PostgreSQL's server programs, or why there are none. */
-export type PostgresBinary = { ok: true; binDir: string; version: string } | {
-  ok: false;
-  reason: string;
-};
-
-/** Where Debian puts the server programs (`initdb` and `postgres` are not on `PATH`). */
-const DEBIAN_ROOT = "/usr/lib/postgresql";
-
-/**
- * Finds the newest `/usr/lib/postgresql/<major>/bin` holding `initdb` and `postgres`.
- *
- * @returns The directory and version, or why there is none.
- */
-export function findPostgres(): PostgresBinary {
-  let majors: number[];
-  try {
-    majors = [...Deno.readDirSync(DEBIAN_ROOT)].map((e) => Number(e.name))
-      .filter((n) => Number.isInteger(n)).sort((a, b) => b - a);
-  } catch {
-    return { ok: false, reason: `PostgreSQL is not installed (no ${DEBIAN_ROOT})` };
-  }
-  for (const major of majors) {
-    const binDir = `${DEBIAN_ROOT}/${major}/bin`;
-    try {
-      Deno.statSync(`${binDir}/initdb`);
-      Deno.statSync(`${binDir}/postgres`);
-      return { ok: true, binDir, version: String(major) };
-    } catch {
-      // try an older one
-    }
-  }
-  return { ok: false, reason: `PostgreSQL is not installed (no initdb under ${DEBIAN_ROOT})` };
-}
-
-/** Runs as the `postgres` user when this is root (PostgreSQL refuses to run as root). */
-function asPostgres(command: string[]): string[] {
-  return Deno.uid() === 0
-    ? ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", ...command]
-    : command;
-}
-
-/**
- * Creates a cluster in `dir` and starts it on loopback, waiting until it takes connections.
- *
- * @param children Where the server is registered (so it is always stopped).
- * @param binary The server programs.
- * @param port The port.
- * @param dir An empty directory for the cluster and its socket.
- * @param logFile Where its output goes.
- * @returns The server process.
- */
-export async function startPostgres(
-  children: Children,
-  binary: PostgresBinary & { ok: true },
-  port: number,
-  dir: string,
-  logFile: string,
-): Promise<Child> {
-  if (Deno.uid() === 0) {
-    const pw = await new Deno.Command("id", { args: ["-u", "postgres"] }).output();
-    const uid = Number(new TextDecoder().decode(pw.stdout).trim());
-    const gr = await new Deno.Command("id", { args: ["-g", "postgres"] }).output();
-    Deno.chownSync(dir, uid, Number(new TextDecoder().decode(gr.stdout).trim()));
-  }
-  const init = await new Deno.Command(asPostgres([`${binary.binDir}/initdb`])[0], {
-    args: [
-      ...asPostgres([`${binary.binDir}/initdb`]).slice(1),
-      "-D",
-      `${dir}/data`,
-      "-U",
-      "bench",
-      "--auth=trust",
-      "--no-sync",
-    ],
-    env: baseEnv(),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!init.success) {
-    throw new Error(`initdb failed: ${new TextDecoder().decode(init.stderr).slice(-500)}`);
-  }
-  const child = children.spawn(
-    "postgres",
-    asPostgres([
-      `${binary.binDir}/postgres`,
-      "-D",
-      `${dir}/data`,
-      "-p",
-      String(port),
-      "-k",
-      dir,
-      "-c",
-      "listen_addresses=127.0.0.1",
-      "-c",
-      "fsync=on",
-      "-c",
-      "synchronous_commit=on",
-      "-c",
-      "max_connections=50",
-    ]),
-    { env: baseEnv(), logFile },
-  );
-  const deadline = Date.now() + 20_000;
-  while (true) {
-    try {
-      const conn = await PgConnection.open(port);
-      conn.close();
-      return child;
-    } catch (error) {
-      if (child.exited || Date.now() > deadline) {
-        await child.stop();
-        throw new Error(`postgres did not start (see ${logFile})`, { cause: error });
-      }
-    }
-    await sleep(200);
-  }
-}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -139,8 +19,8 @@ interface Message {
   body: Uint8Array;
 }
 
-/** One connection (user `bench`, database `postgres`, trust authentication). */
-export class PgConnection {
+/** One connection (user `status`, database `postgres`, trust authentication). */
+class PgConnection {
   readonly #conn: Deno.TcpConn;
   readonly #reader: BufferedReader;
 
@@ -160,7 +40,7 @@ export class PgConnection {
     conn.setNoDelay(true);
     const pg = new PgConnection(conn);
     try {
-      const params = encoder.encode("user\0bench\0database\0postgres\0\0");
+      const params = encoder.encode("user\0status\0database\0postgres\0\0");
       const startup = new Uint8Array(8 + params.length);
       const view = new DataView(startup.buffer);
       view.setInt32(0, startup.length);

@@ -238,14 +238,6 @@ export function baseEnv(): Record<string, string> {
   return env;
 }
 
-/** A free TCP port on loopback (free when asked; a race is possible but harmless here). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 let clockTicks: number | undefined;
 
 /** Clock ticks a second of `/proc/<pid>/stat` times (`getconf CLK_TCK`, usually 100). */
@@ -370,11 +362,4 @@ export async function sampleUsage(
   return out;
 }
 
-/**
- * Sleeps.
- *
- * @param ms Milliseconds.
- */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { abortableSleep as sleep } from "../src/clock.ts";

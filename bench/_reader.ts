@@ -89,20 +89,6 @@ export class BufferedReader {
     this.#start += n;
     return out;
   }
-
-  /**
-   * Reads until the end of the stream.
-   *
-   * @returns Every remaining byte.
-   */
-  async readToEnd(): Promise<Uint8Array> {
-    while (await this.#fill()) {
-      // keep reading
-    }
-    const out = this.#buf.slice(this.#start, this.#end);
-    this.#start = this.#end;
-    return out;
-  }
 }
 
 function latin1(bytes: Uint8Array): string {

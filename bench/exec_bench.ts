@@ -1,40 +1,31 @@
 /**
- * The executor's overhead: running `true` through {@link runCommand} (parse, policy, PATH lookup,
- * process group, timers, bounded capture, group kill) against a bare `Deno.Command` in the same
- * run.
+ * The executor's overhead: running `true` through a {@link CommandRunner} made once, as the
+ * agent's executor keeps one (parse, policy, cached PATH lookup, own session and process group,
+ * timers, bounded capture, group kill), against bare `Deno.Command` spawns in the same run.
  *
- * Run it alone with `deno run --allow-run --allow-read --allow-env bench/exec_bench.ts`, or call
- * {@link runExecBench} from a combined bench runner.
+ * Run it alone with `deno run --allow-run --allow-read --allow-env bench/exec_bench.ts [runs]`,
+ * or call {@link runExecBench} from `bench/run.ts`.
  *
  * @module
  */
-import { createPolicy, resolveProgram, runCommand } from "../src/exec/mod.ts";
+import { CommandRunner, createPolicy, resolveProgram } from "../src/exec/mod.ts";
+import { setsidProgram } from "../src/exec/sandbox.ts";
+import { fmt, summarize, type Summary, table } from "./_stats.ts";
 
 /** One line of the results table; times in milliseconds. */
-export interface ExecBenchRow {
+export interface ExecBenchRow extends Summary {
   /** What was measured. */
   name: string;
-  /** How many runs were timed. */
-  iterations: number;
-  /** Mean time of a run. */
-  meanMs: number;
-  /** Median time of a run. */
-  p50Ms: number;
-  /** 95th percentile time of a run. */
-  p95Ms: number;
-  /** Fastest run. */
-  minMs: number;
 }
 
 /** What {@link runExecBench} measured. */
 export interface ExecBenchReport {
-  /**
-   * The bare spawn, the same spawn in its own process group (`detached`), the executor, and the
-   * difference between the executor and the bare spawn (the overhead).
-   */
+  /** Each spawn variant, then the paired differences (the overheads). */
   rows: ExecBenchRow[];
-  /** Median overhead of the executor per command, in milliseconds. */
+  /** Median overhead of the executor over a bare detached `Deno.Command` (issue 14's target). */
   overheadP50Ms: number;
+  /** Mean of the same. */
+  overheadMeanMs: number;
 }
 
 /** Options of {@link runExecBench}. */
@@ -51,22 +42,9 @@ export interface ExecBenchOptions {
   warmup?: number;
 }
 
-function stats(name: string, samples: number[]): ExecBenchRow {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  return {
-    name,
-    iterations: samples.length,
-    meanMs: samples.reduce((a, b) => a + b, 0) / samples.length,
-    p50Ms: at(0.5),
-    p95Ms: at(0.95),
-    minMs: sorted[0],
-  };
-}
-
 /**
- * Measures `true` through a bare `Deno.Command` and through the executor, interleaved so both
- * see the same machine state.
+ * Measures `true` through bare spawns and through the executor, interleaved (the order rotating)
+ * so all see the same machine state; the overheads are paired per iteration.
  *
  * @param options Iterations and warm-up.
  * @returns The rows of the table and the median overhead.
@@ -75,66 +53,61 @@ function stats(name: string, samples: number[]): ExecBenchRow {
 export async function runExecBench(options: ExecBenchOptions = {}): Promise<ExecBenchReport> {
   const iterations = options.iterations ?? 200;
   const warmup = options.warmup ?? 20;
-  const policy = createPolicy({ allowedPrograms: ["true"] });
-  const found = resolveProgram(
-    { kind: "name", name: "true" },
-    Deno.env.get("PATH") ?? "/usr/bin:/bin",
-  );
+  const found = resolveProgram({ kind: "name", name: "true" }, Deno.env.get("PATH") ?? "/bin");
   if (!found.ok) throw new Error(`Cannot benchmark: ${found.reason}`);
-  const truePath = found.path;
-
-  const bare = async () => {
-    const output = await new Deno.Command(truePath, {
+  // spawn() then output(), as the executor spawns: `Command.output()` ignores `detached`.
+  const spawn = (program: string, extra: Partial<Deno.CommandOptions> = {}) => async () => {
+    const child = new Deno.Command(program, {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-    }).output();
-    if (!output.success) throw new Error("true failed under Deno.Command");
+      ...extra,
+    }).spawn();
+    if (!(await child.output()).success) throw new Error(`${program} failed`);
   };
-  // The same spawn in its own process group, as the executor does it, to split the overhead
-  // between the process group and the executor's own work.
-  const detached = async () => {
-    const output = await new Deno.Command(truePath, {
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      detached: true,
-    }).output();
-    if (!output.success) throw new Error("true failed under Deno.Command (detached)");
-  };
-  const executor = async () => {
-    const result = await runCommand("true", { policy, timeoutSecs: 30 });
+  const runner = new CommandRunner({ policy: createPolicy({ allowedPrograms: ["true"] }) });
+  const variants = new Map<string, () => Promise<void>>([
+    ["bare Deno.Command", spawn(found.path)],
+    // Deno's `detached` spawn: a fork of this (small) process and setsid (issue 14's baseline).
+    ["bare Deno.Command, detached", spawn(found.path, { detached: true })],
+  ]);
+  // The spawn the executor makes: util-linux setsid, for a session and process group of its own.
+  const setsid = setsidProgram();
+  if (setsid) variants.set("bare setsid -- true", spawn(setsid, { args: ["--", found.path] }));
+  let spawned = 0;
+  variants.set("executor (CommandRunner.run)", async () => {
+    // With an onSpawn, as the agent's executor runs (its journal records the process).
+    const result = await runner.run("true", { timeoutSecs: 30, onSpawn: () => spawned++ });
     if (result.status !== "success") throw new Error(`true failed: ${result.error}`);
-  };
+  });
 
-  const variants = [bare, detached, executor];
+  const runs = [...variants.values()];
   for (let i = 0; i < warmup; i++) {
-    for (const run of variants) await run();
+    for (const run of runs) await run();
   }
-  const samples = new Map(variants.map((run) => [run, [] as number[]]));
+  const samples = runs.map(() => [] as number[]);
   for (let i = 0; i < iterations; i++) {
-    // Rotate which goes first so none always runs on a warmer cache.
-    for (let j = 0; j < variants.length; j++) {
-      const run = variants[(i + j) % variants.length];
+    for (let j = 0; j < runs.length; j++) {
+      const k = (i + j) % runs.length;
       const started = performance.now();
-      await run();
-      samples.get(run)!.push(performance.now() - started);
+      await runs[k]();
+      samples[k].push(performance.now() - started);
     }
   }
-  const bareRow = stats("bare Deno.Command (true)", samples.get(bare)!);
-  const detachedRow = stats("bare Deno.Command, detached (true)", samples.get(detached)!);
-  const executorRow = stats("runCommand (true)", samples.get(executor)!);
-  // The overhead of each iteration (both ran in it, back to back), then its distribution: the
-  // difference of two distributions' quantiles is not a quantile of the difference.
-  const bareSamples = samples.get(bare)!;
-  const overhead = stats(
-    "executor overhead (paired, vs bare)",
-    samples.get(executor)!.map((ms, i) => ms - bareSamples[i]),
-  );
-  return {
-    rows: [bareRow, detachedRow, executorRow, overhead],
-    overheadP50Ms: overhead.p50Ms,
-  };
+  const names = [...variants.keys()];
+  const rows = names.map((name, k) => ({ name, ...summarize(samples[k]) }));
+  const executor = samples[samples.length - 1];
+  // The difference within each iteration, then its distribution: the difference of two
+  // distributions' quantiles is not a quantile of the difference.
+  const paired = (k: number) => ({
+    name: `executor overhead (paired, vs ${names[k]})`,
+    ...summarize(executor.map((ms, i) => ms - samples[k][i])),
+  });
+  const overhead = paired(1);
+  rows.push(paired(0), overhead);
+  if (setsid) rows.push(paired(2));
+  if (spawned !== warmup + iterations) throw new Error(`onSpawn ran ${spawned} times`);
+  return { rows, overheadP50Ms: overhead.p50, overheadMeanMs: overhead.mean };
 }
 
 /**
@@ -144,20 +117,21 @@ export async function runExecBench(options: ExecBenchOptions = {}): Promise<Exec
  * @returns The table's lines.
  */
 export function formatExecBenchTable(rows: readonly ExecBenchRow[]): string[] {
-  const ms = (value: number) => value.toFixed(3);
-  return [
-    "| benchmark | runs | mean ms | p50 ms | p95 ms | min ms |",
-    "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ...rows.map((row) =>
-      `| ${row.name} | ${row.iterations} | ${ms(row.meanMs)} | ${ms(row.p50Ms)} | ${
-        ms(row.p95Ms)
-      } | ${ms(row.minMs)} |`
-    ),
-  ];
+  return table(
+    ["benchmark", "runs", "mean ms", "p50 ms", "p99 ms", "max ms"],
+    rows.map((r) => [
+      r.name,
+      String(r.count),
+      fmt(r.mean, 3),
+      fmt(r.p50, 3),
+      fmt(r.p99, 3),
+      fmt(r.max, 3),
+    ]),
+    ["l", "r", "r", "r", "r", "r"],
+  );
 }
 
 if (import.meta.main) {
-  const iterations = Number(Deno.args[0] ?? 200);
-  const report = await runExecBench({ iterations });
+  const report = await runExecBench({ iterations: Number(Deno.args[0] ?? 200) });
   for (const line of formatExecBenchTable(report.rows)) console.log(line);
 }

@@ -5,7 +5,7 @@
  *
  * ```sh
  * deno run --allow-read bench/profile_summary.ts /tmp/prof/idle-10000.cpuprofile
- * deno run --allow-read bench/profile_summary.ts /tmp/prof/heap-10000.heapsnapshot
+ * deno run --allow-read bench/profile_summary.ts --top=50 /tmp/prof/heap-10000.heapsnapshot
  * ```
  *
  * @module
@@ -182,8 +182,9 @@ function printHeap(path: string, top: number): void {
 }
 
 if (import.meta.main) {
-  const top = Number(Deno.env.get("TOP") ?? 30);
-  for (const path of Deno.args) {
+  // `--top=N` rows per list (30 by default), then the files.
+  const top = Number(/^--top=(\d+)$/.exec(Deno.args[0] ?? "")?.[1] ?? 30);
+  for (const path of Deno.args.filter((arg) => !arg.startsWith("--top="))) {
     if (path.endsWith(".cpuprofile")) printCpu(path, top);
     else if (path.endsWith(".heapsnapshot")) printHeap(path, top);
     else console.error(`${path}: not a .cpuprofile or .heapsnapshot`);

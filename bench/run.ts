@@ -41,7 +41,7 @@ import { parseArgs } from "node:util";
 import { dirname, resolve } from "node:path";
 import { writeCharts } from "./_charts.ts";
 import { generateToken } from "../src/protocol/mod.ts";
-import { findPgBin, type PgCluster, startCluster, testDatabase } from "../tests/_pg.ts";
+import { findPgBin, freePort, type PgCluster, startCluster, testDatabase } from "../tests/_pg.ts";
 import { runExecBench } from "./exec_bench.ts";
 import {
   type AgentCredentials,
@@ -56,14 +56,9 @@ import {
 import { Inspector } from "./_inspector.ts";
 import { startWaiters, stopWaiters } from "./_load.ts";
 import { FULL, type Phase, type Plan, QUICK, type Results, type RunOutcome } from "./_plan.ts";
-import { baseEnv, Children, freePort, rssBytes, sampleUsage, sleep } from "./_proc.ts";
+import { baseEnv, type Child, Children, rssBytes, sampleUsage, sleep } from "./_proc.ts";
 import { ensureRedis, type RedisBinary, startRedis } from "./_redis.ts";
-import {
-  findPostgres,
-  measurePostgresWake,
-  type PostgresBinary,
-  startPostgres,
-} from "./_postgres.ts";
+import { measurePostgresWake } from "./_postgres.ts";
 import { ActivityMonitor, render } from "./_report.ts";
 import { infoField, RespConnection } from "./_resp.ts";
 import { count } from "./_stats.ts";
@@ -174,25 +169,48 @@ async function makeFleet(plan: Plan, dir: string): Promise<Fleet> {
   return fleet;
 }
 
+/**
+ * Runs `fn` while the load generator holds `n` waits on the dashboard (or floor server) at `url`,
+ * then stops it and, with `drain`, waits until the server counts no open wait.
+ */
+async function holdingWaits(
+  run: Run,
+  target: { url: string; operator: Operator; drain: boolean },
+  n: number,
+  logName: string,
+  fn: (load: Child) => Promise<void>,
+): Promise<void> {
+  const load = await startWaiters(
+    run.children,
+    {
+      kind: "http",
+      url: target.url,
+      agentsFile: run.fleet.waitersFile,
+      timeoutSecs: run.plan.waitTimeoutSecs,
+    },
+    n,
+    `${run.dir}/${logName}.log`,
+  );
+  try {
+    await waitForWaiting(target.operator, n, 120_000);
+    await fn(load);
+  } finally {
+    await stopWaiters(load);
+    const deadline = Date.now() + 30_000;
+    while (
+      target.drain && (await target.operator.waiting()) > 0 && Date.now() < deadline
+    ) await sleep(100);
+  }
+}
+
 /** Wake-up latency and idle cost on the dashboard, for every N of the plan. */
 async function statusPhases(run: Run, dash: Dash): Promise<void> {
   const { plan, fleet } = run;
   const counts = [...new Set([...plan.waiting, ...plan.idleWaiting])].sort((a, b) => a - b);
   for (const n of counts) {
     await phase(run, `status serve with ${count(n)} agents waiting`, async () => {
-      const load = await startWaiters(
-        run.children,
-        {
-          kind: "http",
-          url: dash.url,
-          agentsFile: fleet.waitersFile,
-          timeoutSecs: plan.waitTimeoutSecs,
-        },
-        n,
-        `${run.dir}/load-${n}.log`,
-      );
-      try {
-        await waitForWaiting(dash.operator, n, 120_000);
+      const target = { url: dash.url, operator: dash.operator, drain: true };
+      await holdingWaits(run, target, n, `load-${n}`, async (load) => {
         if (plan.idleWaiting.includes(n)) {
           const withAgent = n === plan.idleWaiting[0] ? fleet.idleAgent : undefined;
           await measureIdle(run, dash, { n, loadPid: load.pid, withAgent });
@@ -208,11 +226,7 @@ async function statusPhases(run: Run, dash: Dash): Promise<void> {
           );
           run.results.statusWake.push({ ...wake, rssBytes: rss });
         }
-      } finally {
-        await stopWaiters(load);
-        const deadline = Date.now() + 30_000;
-        while ((await dash.operator.waiting()) > 0 && Date.now() < deadline) await sleep(100);
-      }
+      });
     });
   }
 }
@@ -285,26 +299,13 @@ async function floorPhases(run: Run): Promise<void> {
           const url = /http:\/\/[\d.]+:\d+/.exec(line)![0];
           await sleep(1000);
           const startRssBytes = rssBytes(server.pid);
-          const load = await startWaiters(
-            run.children,
-            {
-              kind: "http",
-              url,
-              agentsFile: run.fleet.waitersFile,
-              timeoutSecs: run.plan.waitTimeoutSecs,
-            },
-            n,
-            `${run.dir}/load-floor.log`,
-          );
-          try {
-            using health = await Operator.open(url, "unused");
-            await waitForWaiting(health, n, 120_000);
+          using health = await Operator.open(url, "unused");
+          const target = { url, operator: health, drain: false };
+          await holdingWaits(run, target, n, "load-floor", async () => {
             await sleep(run.plan.quick ? 1000 : 5000);
             const usage = await sampleUsage({ floor: server.pid }, run.plan.idleSecs * 1000);
             run.results.floor.push({ waiting: n, coalesced, startRssBytes, usage: usage.floor });
-          } finally {
-            await stopWaiters(load);
-          }
+          });
         } finally {
           await server.stop();
         }
@@ -345,19 +346,8 @@ async function pgInstancesPhases(run: Run): Promise<void> {
       try {
         using operator = await Operator.open(a.url, adminToken);
         for (const n of plan.pgWaiting) {
-          const load = await startWaiters(
-            run.children,
-            {
-              kind: "http",
-              url: a.url,
-              agentsFile: fleet.waitersFile,
-              timeoutSecs: plan.waitTimeoutSecs,
-            },
-            n,
-            `${run.dir}/load-pg-${n}.log`,
-          );
-          try {
-            await waitForWaiting(operator, n, 120_000);
+          const target = { url: a.url, operator, drain: true };
+          await holdingWaits(run, target, n, `load-pg-${n}`, async () => {
             for (const other of [false, true]) {
               const where = other ? "other instance" : "same instance";
               say(`PostgreSQL wake-up latency, enqueue on the ${where}, ${count(n)} waiting`);
@@ -372,11 +362,7 @@ async function pgInstancesPhases(run: Run): Promise<void> {
                 setup: { store: "postgres", enqueue: where },
               });
             }
-          } finally {
-            await stopWaiters(load);
-            const deadline = Date.now() + 30_000;
-            while ((await operator.waiting()) > 0 && Date.now() < deadline) await sleep(100);
-          }
+          });
         }
         for (const agents of plan.simAgents) {
           say(`PostgreSQL: dashboard alone, ${agents} simulated agents`);
@@ -439,31 +425,17 @@ async function redisPhases(run: Run, binary: RedisBinary & { ok: true }): Promis
 }
 
 /** `INSERT` committed + `NOTIFY` → one waiting `LISTEN` on a throwaway PostgreSQL cluster. */
-async function postgresPhase(run: Run, binary: PostgresBinary & { ok: true }): Promise<void> {
-  await phase(run, `postgres ${binary.version}`, async () => {
-    // Its own directory: the run's is private to root, and the server runs as postgres.
-    const dir = await Deno.makeTempDir({ prefix: "status-bench-pg-" });
-    const port = freePort();
-    const server = await startPostgres(
-      run.children,
-      binary,
-      port,
-      dir,
-      `${run.dir}/postgres.log`,
+async function postgresPhase(run: Run): Promise<void> {
+  await phase(run, "postgres", async () => {
+    await using cluster = await startCluster({ durable: true });
+    say(`postgres INSERT + NOTIFY → LISTEN, ${run.plan.samples} samples`);
+    run.results.postgresWake.push(
+      await measurePostgresWake(cluster.port, {
+        waiting: 1,
+        samples: run.plan.samples,
+        warmup: run.plan.warmup,
+      }),
     );
-    try {
-      say(`postgres INSERT + NOTIFY → LISTEN, ${run.plan.samples} samples`);
-      run.results.postgresWake.push(
-        await measurePostgresWake(port, {
-          waiting: 1,
-          samples: run.plan.samples,
-          warmup: run.plan.warmup,
-        }),
-      );
-    } finally {
-      await server.stop();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
   });
 }
 
@@ -594,10 +566,12 @@ async function runAll(
     errors: [],
   };
   if (!redisBinary.ok) results.redisNote = redisBinary.reason;
-  const postgresBinary: PostgresBinary = plan.phases.has("postgres")
-    ? findPostgres()
-    : { ok: false, reason: "skipped (--only)" };
-  if (!postgresBinary.ok) results.postgresNote = postgresBinary.reason;
+  const postgres = plan.phases.has("postgres") && findPgBin() !== null;
+  if (!postgres) {
+    results.postgresNote = plan.phases.has("postgres")
+      ? "PostgreSQL is not installed (no initdb/pg_ctl under /usr/lib/postgresql/*/bin)"
+      : "skipped (--only)";
+  }
   const dir = await Deno.makeTempDir({ prefix: "status-bench-" });
   const children = new Children();
   const monitor = new ActivityMonitor(children);
@@ -616,7 +590,7 @@ async function runAll(
     if (plan.phases.has("pg-instances")) await pgInstancesPhases(run);
     if (plan.phases.has("floor")) await floorPhases(run);
     if (redisBinary.ok && plan.phases.has("redis")) await redisPhases(run, redisBinary);
-    if (postgresBinary.ok) await postgresPhase(run, postgresBinary);
+    if (postgres) await postgresPhase(run);
     await children.stopAll();
     if (plan.phases.has("exec")) {
       await phase(run, "executor overhead", async () => {

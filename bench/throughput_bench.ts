@@ -5,8 +5,9 @@
  *
  * @module
  */
-import { type AgentCredentials, Operator, ROOT, startAgent, waitForWaiting } from "./_dashboard.ts";
-import { baseEnv, type Children, procSample, sampleUsage, sleep } from "./_proc.ts";
+import { type AgentCredentials, Operator, startAgent, waitForWaiting } from "./_dashboard.ts";
+import { spawnLoadGenerator } from "./_load.ts";
+import { type Children, procSample, sampleUsage, sleep } from "./_proc.ts";
 
 /** Commands a second through one configuration. */
 export interface ThroughputResult {
@@ -140,16 +141,7 @@ export async function measureDashboardThroughput(
     logFile: string;
   },
 ): Promise<ThroughputResult> {
-  const child = children.spawn("load generator (sim)", [
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    "--config",
-    `${ROOT}/deno.json`,
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    `${ROOT}/bench/load_waiters.ts`,
+  const child = spawnLoadGenerator(children, "load generator (sim)", [
     "--mode",
     "sim",
     "--url",
@@ -162,12 +154,7 @@ export async function measureDashboardThroughput(
     String(options.warmupSecs),
     "--duration-secs",
     String(options.durationSecs),
-  ], {
-    env: { ...baseEnv(), STATUS_ADMIN_TOKEN: options.adminToken },
-    logFile: options.logFile,
-    readStdout: true,
-    pipeStdin: true,
-  });
+  ], { logFile: options.logFile, env: { STATUS_ADMIN_TOKEN: options.adminToken } });
   try {
     const timeoutMs = (options.warmupSecs + options.durationSecs + 60) * 1000;
     await child.lines!.take(/"event":"ready"/, 60_000);

@@ -53,6 +53,28 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
   return sleepOn(systemClock, ms, signal);
 }
 
+/**
+ * Waits `ms` milliseconds on a real timer, or rejects with the signal's reason when it aborts
+ * (before or during the wait): {@link abortableSleep} for loops that end on abort.
+ *
+ * @example Stop polling on abort
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sleepOrThrow } from "./clock.ts";
+ * await assert.rejects(sleepOrThrow(60_000, AbortSignal.abort(new Error("stop"))), /stop/);
+ * ```
+ *
+ * @param ms How long to wait.
+ * @param signal Ends the wait with its reason.
+ * @returns A promise that resolves when the time has passed.
+ * @throws The signal's reason when it aborted.
+ */
+export async function sleepOrThrow(ms: number, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
+  await abortableSleep(ms, signal);
+  signal?.throwIfAborted();
+}
+
 function sleepOn(
   timers: Pick<Clock, "setTimeout" | "clearTimeout">,
   ms: number,

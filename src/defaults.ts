@@ -25,3 +25,25 @@ export const DEFAULT_ACK_TIMEOUT_SECS = 30;
 export const DEFAULT_STATE_DIR = "./.status-state";
 /** The deployment an agent serves when none is set. */
 export const DEFAULT_DEPLOYMENT_HASH = "default";
+/** Deliveries of one command before the dashboard marks it lost. */
+export const DEFAULT_MAX_ATTEMPTS = 3;
+/** Requests a minute per agent: a burst of 200 commands (about 5 requests each) fits. */
+export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
+/** Requests a minute per operator address (an enqueue burst of a script, a console's pages). */
+export const DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE = 3000;
+/** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
+export const DEFAULT_QUEUE_TTL_SECS = 3600;
+/** An agent with no open wait not seen for this long is offline, in seconds. */
+export const DEFAULT_OFFLINE_AFTER_SECS = 90;
+/** Port the dashboard listens on. */
+export const DEFAULT_PORT = 5000;
+/** Address the dashboard listens on: this machine only. */
+export const DEFAULT_BIND = "127.0.0.1";
+/** The dashboard's SQLite file. */
+export const DEFAULT_DB = "./status.db";
+/** The dashboard the agent and operator commands talk to. */
+export const DEFAULT_DASHBOARD_URL = `http://localhost:${DEFAULT_PORT}`;
+/** A connection that sends no complete request head this long is closed, in seconds. */
+export const DEFAULT_HEADER_TIMEOUT_SECS = 10;
+/** Most open connections of the dashboard. */
+export const DEFAULT_MAX_CONNECTIONS = 20_000;

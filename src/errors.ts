@@ -16,7 +16,20 @@ export class UsageError extends Error {
   }
 }
 
-/** A setting that is missing or invalid, naming where it came from. Exits with code 2. */
+/**
+ * A setting that is missing or invalid, naming where it came from. Exits with code 2.
+ *
+ * @example A dashboard that would listen beyond loopback in dev mode
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError, startServer } from "../mod.ts";
+ *
+ * await assert.rejects(
+ *   startServer({ db: ":memory:", port: 0, hostname: "0.0.0.0" }),
+ *   ConfigError,
+ * );
+ * ```
+ */
 export class ConfigError extends Error {
   /** Exit code the CLI uses for this error. */
   readonly exitCode = 2;

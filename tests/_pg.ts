@@ -108,7 +108,8 @@ async function run(user: string | null, program: string, args: string[]): Promis
   }
 }
 
-function freePort(): number {
+/** A free TCP port on loopback (free when asked; a race is possible but harmless). */
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();

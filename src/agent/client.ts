@@ -452,24 +452,21 @@ export class DashboardClient {
     if (signal.aborted) return { kind: "aborted" };
     const url = this.urlOf(path);
     const headers = this.headersFor(method, url.pathname + url.search, body);
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    const deadline = AbortSignal.timeout(timeoutMs);
     try {
       const response = await this.#fetch(url, {
         method,
         headers,
         body,
-        signal: AbortSignal.any([signal, deadline.signal]),
+        signal: AbortSignal.any([signal, deadline]),
       });
       return { response };
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
-      if (deadline.signal.aborted) {
+      if (deadline.aborted) {
         return { kind: "network", message: `no answer within ${Math.round(timeoutMs / 1000)} s` };
       }
       return { kind: "network", message: (error as Error).message ?? String(error) };
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -29,8 +29,10 @@ export interface CommandExecutionOptions {
   cancelWatcher: CancelWatcher;
   /** How long a running command may still run after the stop, in ms. */
   graceMs: number;
-  /** Whether live output is streamed, or options of the stream. */
-  liveOutput: boolean | Partial<Omit<OutputStreamerOptions, "attempt" | "send">>;
+  /** Whether live output is streamed. */
+  liveOutput: boolean;
+  /** Options of the live output stream. */
+  liveOutputOptions?: Partial<Omit<OutputStreamerOptions, "attempt" | "send">>;
   /** Counts the chunks sent. */
   metrics?: AgentMetrics;
   /** The agent's stop. */
@@ -122,12 +124,12 @@ export class CommandExecution {
 
   /** The live output stream of a command run, unless turned off. */
   #streamer(command: DeliveredCommand): OutputStreamer | undefined {
-    const { liveOutput, client, metrics } = this.#options;
+    const { liveOutput, liveOutputOptions, client, metrics } = this.#options;
     // `…/commands/wait/output` is a wait on that deployment hash, not this command's output.
     if (liveOutput === false || command.id === "wait") return undefined;
     return new OutputStreamer({
       clock: this.#options.clock,
-      ...(typeof liveOutput === "object" ? liveOutput : {}),
+      ...liveOutputOptions,
       attempt: command.attempt,
       send: async (chunk, signal) => {
         const outcome = await client.output(command.id, chunk, signal);

@@ -5,17 +5,17 @@
  * @module
  */
 import type { ExecResultBody, ReportStatus } from "../protocol/mod.ts";
+import type { Clock } from "../clock.ts";
 import {
+  CommandRunner,
   createPolicy,
   envFromAssignments,
   type ExitRecord,
   type LeftoverOutcome,
   type OnOutput,
   type ProcessRecord,
-  runCommand,
   Sandbox,
   toReportFields,
-  validateExtraEnv,
 } from "../exec/mod.ts";
 
 /** What the agent asks the executor to run. */
@@ -26,7 +26,7 @@ export interface ExecRequest {
   timeoutSecs?: number;
   /** Aborting it cancels the run: the command's processes are terminated, then killed. */
   signal: AbortSignal;
-  /** Called right after the spawn with what identifies the command's processes. */
+  /** Called once the command is spawned with what identifies its processes, before `onExit`. */
   onSpawn?: (record: ProcessRecord) => void;
   /** Called the moment the command exited, before its output is collected. */
   onExit?: (exit: ExitRecord) => void;
@@ -77,7 +77,10 @@ export interface Executor {
   close?(): void | Promise<void>;
 }
 
-/** Options of {@link createExecutor}: the `exec` settings. */
+/**
+ * The `exec` settings: how the agent (`AgentOptions.exec`) and {@link createExecutor} run
+ * commands.
+ */
 export interface ExecutorOptions {
   /**
    * Programs commands may run (`ALLOWED_PROGRAMS`).
@@ -127,11 +130,19 @@ export interface ExecutorOptions {
   cgroups?: boolean;
   /** Secret values (the agent token) that must never reach a command. */
   secretValues?: readonly string[];
+  /**
+   * @internal The clock of the deadline phases, the cancel grace and the reported times (see
+   * `RunnerOptions.clock`); tests drive the phases with a fake one.
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 /**
  * Builds the executor that runs commands with `src/exec` under the configured policy. Checks the
- * policy and the extra environment up front.
+ * policy and the extra environment up front, and does once what does not depend on the command
+ * (one `CommandRunner`: environment and permission reads, the child's environment, the prepared
+ * policy with its cached `PATH` lookups, the sandbox).
  *
  * @example Build the agent's executor
  * ```ts ignore
@@ -151,9 +162,6 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
     allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
   });
-  const extraEnv = envFromAssignments(options.commandEnv ?? []);
-  const secretValues = options.secretValues ?? [];
-  validateExtraEnv(extraEnv, secretValues);
   const sandbox = options.confine === false ? undefined : Sandbox.create({
     user: options.user,
     cwd: options.cwd,
@@ -161,22 +169,25 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
     protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
   });
+  const runner = new CommandRunner({
+    policy,
+    defaultTimeoutSecs: options.defaultTimeoutSecs,
+    maxTimeoutSecs: options.maxTimeoutSecs,
+    cwd: options.cwd,
+    extraEnv: envFromAssignments(options.commandEnv ?? []),
+    secretValues: options.secretValues ?? [],
+    sandbox,
+    clock: options.clock,
+  });
   return {
-    describe: () => (sandbox ?? Sandbox.unconfined(options.cwd)).describe(),
-    stopLeftover: (record) => (sandbox ?? Sandbox.unconfined(options.cwd)).stopLeftover(record),
+    describe: () => runner.sandbox.describe(),
+    stopLeftover: (record) => runner.sandbox.stopLeftover(record),
     sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
     close: () => sandbox?.close(),
     async run(request: ExecRequest): Promise<ExecOutcome> {
-      const result = await runCommand(request.name, {
-        policy,
+      const result = await runner.run(request.name, {
         timeoutSecs: request.timeoutSecs,
-        defaultTimeoutSecs: options.defaultTimeoutSecs,
-        maxTimeoutSecs: options.maxTimeoutSecs,
-        cwd: options.cwd,
-        extraEnv,
-        secretValues,
         signal: request.signal,
-        sandbox,
         onSpawn: request.onSpawn,
         onExit: request.onExit,
         onOutput: request.onOutput,

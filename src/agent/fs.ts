@@ -7,6 +7,7 @@
  */
 import { writeAllSync } from "../write_all.ts";
 import { dirname } from "node:path";
+import { isGranted } from "../permissions.ts";
 
 const encoder = new TextEncoder();
 
@@ -47,8 +48,6 @@ export function syncDirSync(dir: string): void {
     // Not every platform can fsync a directory; the rename itself is still atomic.
   }
 }
-
-export { writeAllSync };
 
 /**
  * Replaces a file's contents atomically: after a crash the file holds either the old or the new
@@ -91,20 +90,6 @@ export function removeFileDurableSync(path: string): boolean {
   }
   syncDirSync(dirname(path));
   return true;
-}
-
-/**
- * Whether a permission is granted, without ever prompting or throwing.
- *
- * @param descriptor The permission.
- * @returns `true` when granted.
- */
-export function isGranted(descriptor: Deno.PermissionDescriptor): boolean {
-  try {
-    return Deno.permissions.querySync(descriptor).state === "granted";
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -116,21 +116,15 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
       now: clock.now(),
     }));
     headers.set("Content-Type", "application/json");
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), options.requestTimeoutMs ?? 10_000);
-    try {
-      const response = await doFetch(url, {
-        method: "POST",
-        headers,
-        body,
-        signal: AbortSignal.any([signal, deadline.signal]),
-      });
-      await response.body?.cancel();
-      if (!response.ok) {
-        throw new WebhookError(`webhook answered ${response.status}`, response.status);
-      }
-    } finally {
-      clearTimeout(timer);
+    const response = await doFetch(url, {
+      method: "POST",
+      headers,
+      body,
+      signal: AbortSignal.any([signal, AbortSignal.timeout(options.requestTimeoutMs ?? 10_000)]),
+    });
+    await response.body?.cancel();
+    if (!response.ok) {
+      throw new WebhookError(`webhook answered ${response.status}`, response.status);
     }
   };
 

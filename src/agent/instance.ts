@@ -9,11 +9,10 @@
  */
 import { join } from "node:path";
 import { writeFileAtomicSync } from "./fs.ts";
+import { INSTANCE_ID_PATTERN } from "../protocol/mod.ts";
 
 /** Name of the file holding the instance id inside the state directory. */
 export const INSTANCE_ID_FILE = "instance-id";
-
-const INSTANCE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * The instance id kept in `dir`, made and written on first use.
@@ -26,7 +25,7 @@ export function stateInstanceId(dir: string): string {
   const path = join(dir, INSTANCE_ID_FILE);
   try {
     const kept = Deno.readTextFileSync(path).trim();
-    if (INSTANCE_ID.test(kept)) return kept;
+    if (INSTANCE_ID_PATTERN.test(kept)) return kept;
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }

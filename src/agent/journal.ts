@@ -13,7 +13,8 @@ import { join } from "node:path";
 import type { ReportRequest, ReportStatus } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { ExitRecord, ProcessRecord } from "../exec/mod.ts";
-import { isNoSpace, StateWriteError, writeAllSync, writeFileAtomicSync } from "./fs.ts";
+import { isNoSpace, StateWriteError, writeFileAtomicSync } from "./fs.ts";
+import { writeAllSync } from "../write_all.ts";
 
 /** Where a journaled command stands. */
 export type JournalState = "running" | "done" | "accepted";

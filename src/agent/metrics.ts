@@ -7,7 +7,7 @@
  */
 import { statfsSync } from "node:fs";
 import { cpus } from "node:os";
-import { isGranted } from "./fs.ts";
+import { isGranted } from "../permissions.ts";
 
 /** One heartbeat's measurements. Fields that could not be read are absent. */
 export interface MetricsSample {

@@ -4,8 +4,7 @@
  *
  * - {@link runAgent} runs the poll loop until its signal aborts;
  * - {@link Journal} and {@link Outbox} keep the execution journal and the pending results;
- * - {@link DashboardClient} makes the signed requests of PROTOCOL.md §1–2;
- * - {@link acquirePidFile}, {@link spawnDaemon} and {@link stopDaemon} run it as a daemon.
+ * - `DashboardClient` (`client.ts`) makes the signed requests of PROTOCOL.md §1–2.
  *
  * @example Run an agent against a local dashboard until SIGTERM
  * ```ts ignore
@@ -24,8 +23,6 @@
  */
 export { type AgentOptions, type AgentRunSummary, runAgent } from "./run_agent.ts";
 export {
-  DEFAULT_JOURNAL_MAX_ENTRIES,
-  DEFAULT_JOURNAL_RETENTION_MS,
   Journal,
   type JournalEntry,
   type JournalOptions,
@@ -33,24 +30,9 @@ export {
   summarizeReport,
 } from "./journal.ts";
 export { Outbox, type OutboxItem, type OutboxOptions } from "./outbox.ts";
-export { type AgentState, type AgentStateOptions, openAgentState } from "./state.ts";
-export {
-  type AckOutcome,
-  type CancelWaitOutcome,
-  DashboardClient,
-  type DashboardClientOptions,
-  type ReportOutcome,
-  type RequestFailure,
-  WAIT_GRACE_SECS,
-  type WaitOutcome,
-} from "./client.ts";
-export {
-  MAX_RETRY_AFTER_SECS,
-  parseRetryAfter,
-  PollBackoff,
-  type PollBackoffOptions,
-} from "./backoff.ts";
-export { abortableSleep, type Clock, systemClock } from "./clock.ts";
+export { type AgentState, openAgentState } from "./state.ts";
+export { PollBackoff } from "./backoff.ts";
+export type { Clock } from "./clock.ts";
 export {
   createExecutor,
   type ExecOutcome,
@@ -70,28 +52,4 @@ export {
   type MetricsSources,
   parseDf,
   parseProcStat,
-  sumCpuTimes,
 } from "./metrics.ts";
-export type {
-  DeliveredCommand,
-  ExecResultBody,
-  ReportRequest,
-  ReportStatus,
-} from "../protocol/mod.ts";
-export {
-  acquirePidFile,
-  currentProgram,
-  DAEMON_CHILD_FLAG,
-  DaemonError,
-  isLiveAgent,
-  isProcessAlive,
-  permissionFlags,
-  type PermissionNeeds,
-  type ProgramCommand,
-  readPidFile,
-  releasePidFile,
-  spawnDaemon,
-  type SpawnDaemonOptions,
-  stopDaemon,
-  type StopDaemonOptions,
-} from "./daemon.ts";

@@ -79,10 +79,12 @@ export interface AgentOptions {
   /** Where heartbeat samples are POSTed (`METRICS_WEBHOOK`). */
   metricsWebhook?: string;
   /**
-   * Whether the metrics heartbeat runs, or options overriding its defaults.
+   * Whether the metrics heartbeat runs.
    * @default {true}
    */
-  heartbeat?: boolean | Partial<HeartbeatOptions>;
+  heartbeat?: boolean;
+  /** @internal Options overriding the heartbeat's defaults (tests). */
+  heartbeatOptions?: Partial<HeartbeatOptions>;
   /**
    * Directory of the journal and the outbox (`STATE_DIR`); ignored when `state` is given. Without
    * it (and without `state`) they are kept in memory: nothing is written to the disk, and a
@@ -91,9 +93,12 @@ export interface AgentOptions {
    * @default {undefined (in memory)}
    */
   stateDir?: string;
-  /** An opened journal and outbox to use instead of opening `stateDir`; left open at the end. */
+  /**
+   * @internal An opened journal and outbox to use instead of opening `stateDir`; left open at the
+   * end.
+   */
   state?: AgentState;
-  /** Runs commands; defaults to {@link createExecutor} with `exec`. */
+  /** @internal Runs commands; defaults to an executor made with `exec`. */
   executor?: Executor;
   /** Settings of the default executor. */
   exec?: ExecutorOptions;
@@ -102,27 +107,29 @@ export interface AgentOptions {
    * in the outbox unsent, and `runAgent` resolves as soon as that is written.
    */
   stopNow?: AbortSignal;
-  /** `fetch` to use; for tests. */
+  /** @internal `fetch` to use; for tests. */
   fetch?: typeof fetch;
-  /** Clock and sleep; for tests. */
+  /** @internal Clock and sleep; for tests. */
   clock?: Clock;
   /**
-   * Upper bound of the first retry delay of an ack, and of a report while stopping, in
+   * @internal Upper bound of the first retry delay of an ack, and of a report while stopping, in
    * milliseconds (full jitter, doubling up to four times this).
    * @default {500}
    */
   retryDelayMs?: number;
   /**
-   * This process's instance id, sent with every request (one agent process per agent id).
+   * @internal This process's instance id, sent with every request (one agent process per agent id).
    * @default {a random UUID}
    */
   instanceId?: string;
   /**
-   * Whether a running command's output is streamed to the dashboard, or options of the stream.
+   * Whether a running command's output is streamed to the dashboard while it runs.
    * @default {true}
    */
-  liveOutput?: boolean | Partial<Omit<OutputStreamerOptions, "attempt" | "send">>;
-  /** The agent's Prometheus metrics; made when `metricsPort` is given. */
+  liveOutput?: boolean;
+  /** @internal Options of the live output stream (tests). */
+  liveOutputOptions?: Partial<Omit<OutputStreamerOptions, "attempt" | "send">>;
+  /** @internal The agent's Prometheus metrics; made when `metricsPort` is given. */
   metrics?: AgentMetrics;
   /**
    * Serve the agent's metrics on `GET /metrics` at this `PORT` (on 127.0.0.1) or `HOST:PORT`
@@ -163,13 +170,22 @@ function checkSecs(name: string, value: number, min: number): number {
  * @throws {RangeError} On an out-of-range option.
  * @throws {Error} When the state directory cannot be used or written.
  *
- * @example Run an agent for a while
- * ```ts ignore
- * import { runAgent } from "./mod.ts";
+ * @example Run one command from a dashboard, then stop
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OperatorClient, runAgent, startServer } from "../../mod.ts";
  *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const operator = new OperatorClient({ dashboardUrl: server.url });
+ * const { id } = await operator.enqueue({ agentId: "web-1", name: "echo hi" });
  * const stop = new AbortController();
- * Deno.addSignalListener("SIGTERM", () => stop.abort());
- * await runAgent({ dashboardUrl: "http://localhost:5000", agentId: "web-1" }, stop.signal);
+ * const agent = runAgent(
+ *   { dashboardUrl: server.url, agentId: "web-1", heartbeat: false },
+ *   stop.signal,
+ * );
+ * assert.equal((await operator.waitForFinal(id)).status, "success");
+ * stop.abort();
+ * assert.equal((await agent).commandsRun, 1);
  * ```
  */
 export async function runAgent(
@@ -275,7 +291,7 @@ export async function runAgent(
     }
     await recover(state, executor, () => clock.now());
     if (options.heartbeat !== false) {
-      const overrides = typeof options.heartbeat === "object" ? options.heartbeat : {};
+      const overrides = options.heartbeatOptions ?? {};
       heartbeat = runHeartbeat({
         agentId: options.agentId,
         intervalSecs: options.metricsIntervalSecs ?? DEFAULT_METRICS_INTERVAL_SECS,
@@ -311,6 +327,7 @@ export async function runAgent(
       cancelWatcher: new CancelWatcher({ client, clock, backoff, pollingTimeoutSecs }),
       graceMs,
       liveOutput: options.liveOutput ?? true,
+      liveOutputOptions: options.liveOutputOptions,
       metrics,
       signal,
       stopNow,

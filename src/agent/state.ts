@@ -7,6 +7,7 @@
  */
 import { DEFAULT_STATE_DIR } from "../defaults.ts";
 import { canReadWrite, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import { writeAllSync } from "../write_all.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
 
@@ -164,7 +165,7 @@ function lockStateDir(dir: string): Deno.FsFile {
   }
   try {
     file.truncateSync(0);
-    file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+    writeAllSync(file, new TextEncoder().encode(`${Deno.pid}\n`));
   } catch {
     // The pid is only a hint for the error above; a full disk must not stop the agent.
   }

@@ -9,25 +9,27 @@
  *
  * @module
  */
-import { SIGNAL_NUMBERS, twoStageStop } from "./signals.ts";
+import { signalNumber, twoStageStop } from "./signals.ts";
 import { Command, Option } from "@commander-js/extra-typings";
 import { dirname } from "node:path";
 import {
-  acquirePidFile,
   type AgentOptions,
   createExecutor,
+  type Executor,
+  type ExecutorOptions,
+  runAgent,
+} from "../agent/mod.ts";
+import {
+  acquirePidFile,
   currentProgram,
   DAEMON_CHILD_FLAG,
   DaemonError,
-  type Executor,
-  type ExecutorOptions,
   isLiveAgent,
-  type PermissionNeeds,
   readPidFile,
   releasePidFile,
-  runAgent,
   spawnDaemon,
-} from "../agent/mod.ts";
+} from "./daemon.ts";
+import type { PermissionNeeds } from "./permission_flags.ts";
 import {
   keysFor,
   type LoadedSettings,
@@ -192,7 +194,7 @@ async function agentAction(
   const daemonChild = options.daemonChild === true;
   // The parent of a daemon only starts it and prints its pid: it logs to standard error, never
   // to the daemon's log file, so its messages reach the person who started it.
-  const loaded = loadCommandSettings(options, ["agent"], (settings) => {
+  const loaded = loadCommandSettings(io, options, ["agent"], (settings) => {
     if (daemonChild) return settings.logFile ?? DAEMON_LOG_FILE;
     return settings.daemon ? undefined : settings.logFile;
   });
@@ -258,5 +260,5 @@ async function agentAction(
     await executor.close?.();
     closeLogging();
   }
-  if (signals.forcedBy) setExitCode(128 + SIGNAL_NUMBERS[signals.forcedBy]);
+  if (signals.forcedBy) setExitCode(128 + signalNumber(signals.forcedBy)!);
 }

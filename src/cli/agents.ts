@@ -7,6 +7,7 @@
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { AGENT_ID_PATTERN, generateToken } from "../protocol/mod.ts";
+import { alignColumns } from "../operator/mod.ts";
 import {
   AGENT_SCOPES,
   type AgentScope,
@@ -73,8 +74,12 @@ function onDisk(options: object): boolean {
   return (options as { db?: string }).db !== undefined;
 }
 
-async function withStore<T>(options: object, fn: (store: CommandStore) => Promise<T>) {
-  const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+async function withStore<T>(
+  io: Io,
+  options: object,
+  fn: (store: CommandStore) => Promise<T>,
+) {
+  const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["server"]);
   let store: CommandStore;
   try {
     store = await openStore(storeLocation(loaded), { sqlite: { create: false } });
@@ -120,7 +125,7 @@ export function agentsCommand(io: Io) {
   add.action(async (id, options) => {
     if (!onDisk(options)) return await addAgentRemote(io, id, options);
     const token = generateToken();
-    await withStore(options, async (store) => {
+    await withStore(io, options, async (store) => {
       const added = await store.addAgent({
         id,
         token,
@@ -153,7 +158,7 @@ export function agentsCommand(io: Io) {
   );
   list.action(async (options) => {
     if (!onDisk(options)) return await listAgentsRemote(io, options);
-    const rows = await withStore(options, (store) => store.listAgents());
+    const rows = await withStore(io, options, (store) => store.listAgents());
     if (options.json) {
       io.out(JSON.stringify(
         rows.map((a) => ({
@@ -173,20 +178,17 @@ export function agentsCommand(io: Io) {
       io.err('no agents; add one with "status agents add <id>"');
       return;
     }
-    const table = [
+    const lines = alignColumns(
       ["ID", "SCOPES", "LAST SEEN", "CREATED", "QUEUED"],
-      ...rows.map((a) => [
+      rows.map((a) => [
         a.hasToken ? a.id : `${a.id} (no token)`,
         a.scopes.join(","),
         iso(a.lastSeenAt),
         iso(a.createdAt),
         String(a.queued),
       ]),
-    ];
-    const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
-    for (const row of table) {
-      io.out(row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
-    }
+    );
+    for (const line of lines) io.out(line);
   });
 
   const rotate = withDbOptions(
@@ -197,7 +199,7 @@ export function agentsCommand(io: Io) {
   rotate.action(async (id, options) => {
     if (!onDisk(options)) return await rotateAgentRemote(io, id, options);
     const token = generateToken();
-    await withStore(options, async (store) => {
+    await withStore(io, options, async (store) => {
       if (!(await store.setAgentToken(id, token))) {
         throw new AgentsError(`agent ${id} does not exist; add it with "status agents add ${id}"`);
       }
@@ -213,7 +215,7 @@ export function agentsCommand(io: Io) {
   );
   remove.action(async (id, options) => {
     if (!onDisk(options)) return await removeAgentRemote(io, id, options);
-    await withStore(options, async (store) => {
+    await withStore(io, options, async (store) => {
       if (!(await store.removeAgent(id))) {
         throw new AgentsError(`agent ${id} does not exist`);
       }

@@ -7,7 +7,12 @@
  * @module
  */
 import { formatLabels, LIVE_PATHS } from "../protocol/mod.ts";
-import { type OperatorClient, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
+import {
+  alignColumns,
+  type OperatorClient,
+  operatorClientFromSettings,
+  OperatorError,
+} from "../operator/mod.ts";
 import { loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 
@@ -26,8 +31,8 @@ interface FleetAgent {
   has_token?: boolean;
 }
 
-function clientOf(options: object): OperatorClient {
-  const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+function clientOf(io: Io, options: object): OperatorClient {
+  const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
   return operatorClientFromSettings(settings);
 }
 
@@ -48,9 +53,8 @@ function figures(heartbeat: Record<string, unknown> | null | undefined): string 
   return parts.length ? parts.join(" ") : "-";
 }
 
-function table(io: Io, rows: string[][]): void {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  for (const row of rows) io.out(row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
+function table(io: Io, [header, ...rows]: string[][]): void {
+  for (const line of alignColumns(header, rows)) io.out(line);
 }
 
 /**
@@ -63,7 +67,9 @@ export async function listAgentsRemote(
   io: Io,
   options: { json?: boolean } & Record<string, unknown>,
 ): Promise<void> {
-  const { body } = await clientOf(options).call("GET", "/api/v1/agents", { what: "agent list" });
+  const { body } = await clientOf(io, options).call("GET", "/api/v1/agents", {
+    what: "agent list",
+  });
   const agents = ((body as { agents?: unknown }).agents ?? []) as FleetAgent[];
   if (options.json) {
     io.out(JSON.stringify(agents, null, 2));
@@ -111,7 +117,7 @@ export async function addAgentRemote(
   id: string,
   options: { scopes?: string[] } & Record<string, unknown>,
 ): Promise<void> {
-  const client = clientOf(options);
+  const client = clientOf(io, options);
   let body: unknown;
   try {
     body = (await client.call("POST", "/api/v1/agents", {
@@ -148,7 +154,7 @@ export async function rotateAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  const { body } = await clientOf(options).call("POST", LIVE_PATHS.rotate(id), {
+  const { body } = await clientOf(io, options).call("POST", LIVE_PATHS.rotate(id), {
     what: "token rotation",
   }).catch((error) => {
     throw notFound(error, id);
@@ -169,7 +175,7 @@ export async function removeAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  await clientOf(options).call("DELETE", LIVE_PATHS.agent(id), { what: "agent removal" })
+  await clientOf(io, options).call("DELETE", LIVE_PATHS.agent(id), { what: "agent removal" })
     .catch((error) => {
       throw notFound(error, id);
     });

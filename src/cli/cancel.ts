@@ -36,7 +36,7 @@ export function cancelCommand(io: Io): Command {
     );
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     try {
       const answer = await client.cancel(id);

@@ -15,6 +15,7 @@ import {
   type Settings,
 } from "../config/mod.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
+import type { Io } from "./io.ts";
 
 /** Options every settings-reading command accepts besides its setting flags. */
 export interface FileOptions {
@@ -61,6 +62,7 @@ export function addSettingOptions<C extends Command<any, any, any>>(
  * Loads the settings of a command from its parsed options, sets up logging from them and logs
  * the start-up notices.
  *
+ * @param io Where the environment comes from ({@link Io.env}).
  * @param options The command's parsed options.
  * @param roles The roles whose settings it reads.
  * @param logFile Chooses the log file from the settings (`undefined`: standard error);
@@ -68,6 +70,7 @@ export function addSettingOptions<C extends Command<any, any, any>>(
  * @returns The loaded settings.
  */
 export function loadCommandSettings(
+  io: Pick<Io, "env">,
   options: Record<string, unknown> & FileOptions,
   roles: readonly Role[],
   logFile: (settings: Settings) => string | undefined = (settings) => settings.logFile,
@@ -78,6 +81,7 @@ export function loadCommandSettings(
     flags: options,
     configPath: options.config,
     envFilePath: options.envFile,
+    env: io.env && { ...io.env },
   });
   const s = loaded.settings;
   setupLogging({

@@ -16,6 +16,7 @@ import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
 import {
   AGENT_ID_PATTERN,
+  COMMAND_ID_PATTERN,
   type CommandParams,
   MAX_TTL_SECS,
   PRIORITIES,
@@ -32,8 +33,6 @@ import {
   outputBytes,
   truncationNotes,
 } from "../operator/mod.ts";
-
-const COMMAND_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 function runIdOf(id: string | undefined): string | undefined {
   if (id !== undefined && !RUN_ID_PATTERN.test(id)) {
@@ -263,7 +262,7 @@ Examples:
   status enqueue "df -h /" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait`,
   );
   command.action(async (commandLine, options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const params: CommandParams = {};
     if (options.timeout !== undefined) params.timeout_secs = options.timeout;

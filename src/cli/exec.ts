@@ -6,14 +6,13 @@
  * @module
  */
 import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT } from "../operator/types.ts";
-import { onSignals, SIGNAL_NUMBERS, STOP_SIGNALS } from "./signals.ts";
+import { onSignals, signalNumber, STOP_SIGNALS } from "./signals.ts";
 import { resolve } from "node:path";
+import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError, UsageError } from "../errors.ts";
 import {
   createPolicy,
-  DEFAULT_COMMAND_TIMEOUT_SECS,
-  DEFAULT_MAX_TIMEOUT_SECS,
   defaultPolicy,
   envFromAssignments,
   type ExecPolicy,
@@ -26,14 +25,8 @@ import { printOutput } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 
-/** Exit code of a command refused by the policy (a shell's "cannot execute"). */
-export const EXEC_EXIT_REJECTED = EXIT_REJECTED;
-/** Exit code of a program that could not be found. */
+/** Exit code of a program that could not be found (a shell's "command not found"). */
 export const EXEC_EXIT_NOT_FOUND = 127;
-/** Exit code of a command stopped by SIGTERM at its deadline (like `timeout(1)`). */
-export const EXEC_EXIT_TIMEOUT = EXIT_TIMEOUT;
-/** Exit code of a command that needed SIGKILL (128 + 9). */
-export const EXEC_EXIT_KILLED = EXIT_KILLED;
 /** Exit code of a run cancelled by SIGINT or SIGTERM (128 + 2). */
 export const EXEC_EXIT_CANCELLED = 130;
 
@@ -100,18 +93,18 @@ export function execExitCode(result: ExecResult): number {
     case "success":
       return 0;
     case "rejected":
-      return EXEC_EXIT_REJECTED;
+      return EXIT_REJECTED;
     case "timeout":
-      return EXEC_EXIT_TIMEOUT;
+      return EXIT_TIMEOUT;
     case "killed":
-      return EXEC_EXIT_KILLED;
+      return EXIT_KILLED;
     case "cancelled":
       return EXEC_EXIT_CANCELLED;
     case "failed":
       if (result.exit_code !== null) return result.exit_code === 0 ? 1 : result.exit_code;
-      if (result.signal) return 128 + (SIGNAL_NUMBERS[result.signal] ?? 0) || 1;
+      if (result.signal) return 128 + (signalNumber(result.signal) ?? 0);
       if (result.start_failure === "not_found") return EXEC_EXIT_NOT_FOUND;
-      if (result.start_failure === "not_executable") return EXEC_EXIT_REJECTED;
+      if (result.start_failure === "not_executable") return EXIT_REJECTED;
       return 1;
   }
 }
@@ -311,6 +304,7 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
     const resolved = settings ??
       execSettingsFrom(
         loadCommandSettings(
+          io,
           options as Record<string, unknown>,
           ["exec"],
           undefined,

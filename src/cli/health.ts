@@ -31,7 +31,7 @@ export function healthCommand(io: Io): Command {
     .option("--agent-id <id>", "check this agent's credentials too [AGENT_ID]")
     .option("--agent-token <token>", "the agent's token [AGENT_TOKEN]");
   command.action(async (options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, [
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, [
       "operator",
       "agent",
     ]);

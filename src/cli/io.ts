@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { writeAllSync } from "../write_all.ts";
+import { type SyncWriter, writeAllSync } from "../write_all.ts";
 
 /** Output streams of a CLI command. */
 export interface Io {
@@ -17,14 +17,14 @@ export interface Io {
    * text); without it, they are written with {@link Io.out} as UTF-8 text.
    */
   write?(bytes: Uint8Array): void;
+  /**
+   * The environment settings are read from; without it, the process's own (each variable where
+   * `--allow-env` permits it).
+   */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 const encoder = new TextEncoder();
-
-/** A stream that may be closed by its reader: `status --help | head -1`. */
-interface Writable {
-  writeSync(p: Uint8Array): number;
-}
 
 /**
  * Writes every byte, unless the reader went away: a broken pipe is the reader saying it has seen
@@ -34,7 +34,7 @@ interface Writable {
  * @param bytes What to write.
  * @param closed The streams whose reader went away.
  */
-export function writeAllOrStop(file: Writable, bytes: Uint8Array, closed: Set<Writable>): void {
+export function writeAllOrStop(file: SyncWriter, bytes: Uint8Array, closed: Set<SyncWriter>): void {
   if (closed.has(file)) return;
   try {
     writeAllSync(file, bytes);
@@ -44,7 +44,7 @@ export function writeAllOrStop(file: Writable, bytes: Uint8Array, closed: Set<Wr
   }
 }
 
-const closedStreams = new Set<Writable>();
+const closedStreams = new Set<SyncWriter>();
 
 /** The process's own standard output and error. */
 export const processIo: Io = {

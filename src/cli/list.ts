@@ -31,7 +31,7 @@ export function listCommand(io: Io): Command {
     .option("--json", "print the commands as a JSON array");
   addSettingOptions(command, ["operator"]);
   command.action(async (options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const records = await operatorClientFromSettings(settings).listCommands({
       agentId: options.agent,
       status: options.status,

@@ -48,13 +48,14 @@ export function processWriter(): OutputWriter {
 }
 
 /**
- * The writer for an {@link Io}: the process's own streams for {@link processIo}, otherwise one
- * that hands complete lines to `io` (tests capture lines).
+ * The writer for an {@link Io}: the process's own streams for {@link processIo} (or an Io that
+ * writes through it, such as main.ts's with its exit), otherwise one that hands complete lines
+ * to `io` (tests capture lines).
  *
  * @param io Where the command prints.
  */
 export function writerFor(io: Io): OutputWriter {
-  if (io === processIo) return processWriter();
+  if (io.out === processIo.out) return processWriter();
   const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
   const held = { stdout: "", stderr: "" };
   const emit = (stream: "stdout" | "stderr", text: string) =>

@@ -42,7 +42,7 @@ export function resultCommand(io: Io): Command {
     );
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     if (options.follow) {
       // With --json, stdout is the final command alone: wait for it without printing output.

@@ -366,7 +366,7 @@ Examples:
   status run start "uname -a" --agent web-1 --agent web-2 --json`,
   );
   start.action(async (commandLine, options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const flags = options as RunFlags & { wait?: boolean; json?: boolean };
     await startRun(io, client, runRequestOf(commandLine, flags, paramsOf(options), options.id), {
@@ -383,7 +383,7 @@ Examples:
     .option("--follow", "follow it to its end; exit 0 only when every agent succeeded");
   addSettingOptions(show, ["operator"]);
   show.action(async (id, options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const current = await getRun(client, id);
     if (options.follow && !runEnded(current)) {
@@ -401,7 +401,7 @@ Examples:
     .option("--json", "print the runs as JSON");
   addSettingOptions(list, ["operator"]);
   list.action(async (options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const runs = await listRuns(client, { open: options.open, limit: options.limit });
     if (options.json) {
@@ -420,7 +420,7 @@ Examples:
     .argument("<id>", "the run id", parseRunId);
   addSettingOptions(cancel, ["operator"]);
   cancel.action(async (id, options) => {
-    const { settings } = loadCommandSettings(options as Record<string, unknown>, ["operator"]);
+    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const after = await cancelRun(client, id);
     io.out(`cancelled run ${id}`);

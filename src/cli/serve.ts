@@ -10,6 +10,7 @@ import { logger } from "../log/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
 import type { Io } from "./io.ts";
+import { surviveConnectionFailures } from "./survive.ts";
 
 function readPem(path: string, flag: string): string {
   try {
@@ -58,7 +59,7 @@ Examples:
   STATUS_ADMIN_TOKEN=... status serve --bind 0.0.0.0 --tls-cert cert.pem --tls-key key.pem`,
   );
   command.action(async (options) => {
-    const loaded = loadCommandSettings(options as Record<string, unknown>, ["server"]);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["server"]);
     const s = loaded.settings;
     if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
       throw new ConfigError("--tls-cert and --tls-key must be given together");
@@ -66,6 +67,7 @@ Examples:
     const tls = s.tlsCert && s.tlsKey
       ? { cert: readPem(s.tlsCert, "--tls-cert"), key: readPem(s.tlsKey, "--tls-key") }
       : undefined;
+    using _survive = surviveConnectionFailures();
     const server = await startServer({
       db: storeLocation(loaded),
       port: s.port,

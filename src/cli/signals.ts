@@ -5,27 +5,27 @@
  *
  * @module
  */
+import { constants } from "node:os";
 
-/** The numbers of the signals a command may end by (Linux), for exit codes 128 + n. */
-export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = Object.freeze({
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGILL: 4,
-  SIGTRAP: 5,
-  SIGABRT: 6,
-  SIGBUS: 7,
-  SIGFPE: 8,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-  SIGXCPU: 24,
-  SIGXFSZ: 25,
-});
+/**
+ * The number of a signal on this platform (`node:os` `constants.signals`), for exit codes of the
+ * form 128 + n.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { signalNumber } from "./signals.ts";
+ * assert.equal(signalNumber("SIGKILL"), 9);
+ * assert.equal(signalNumber("SIGNOPE"), undefined);
+ * ```
+ *
+ * @param name The signal's name, e.g. `"SIGTERM"`.
+ * @returns Its number, or `undefined` for a name the platform does not know.
+ */
+export function signalNumber(name: string): number | undefined {
+  const numbers: Readonly<Record<string, number>> = constants.signals;
+  return Object.hasOwn(numbers, name) ? numbers[name] : undefined;
+}
 
 /** The signals that ask a CLI command to stop. */
 export type StopSignal = "SIGINT" | "SIGTERM";

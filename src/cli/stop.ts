@@ -4,12 +4,9 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { stopDaemon } from "../agent/mod.ts";
+import { DEFAULT_STOP_TIMEOUT_SECS, stopDaemon } from "./daemon.ts";
 import { type FileOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-
-/** Seconds `status stop` waits by default: above the default shutdown grace of 30 s. */
-export const DEFAULT_STOP_TIMEOUT_SECS = 60;
 
 function parseSecs(value: string): number {
   if (!/^\d+$/.test(value.trim()) || Number(value) < 1) {
@@ -43,9 +40,13 @@ export function stopCommand(io: Io): Command {
     .action(async (options) => {
       const timeoutSecs = options.timeout ?? DEFAULT_STOP_TIMEOUT_SECS;
       // The same PID_FILE the agent used, from the same flags, environment and files.
-      const { settings } = loadCommandSettings(options as Record<string, unknown> & FileOptions, [
-        "agent",
-      ]);
+      const { settings } = loadCommandSettings(
+        io,
+        options as Record<string, unknown> & FileOptions,
+        [
+          "agent",
+        ],
+      );
       const pid = await stopDaemon({
         pidFile: settings.pidFile,
         timeoutMs: timeoutSecs * 1000,

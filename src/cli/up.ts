@@ -5,7 +5,9 @@
  *
  * @module
  */
+import { DEFAULT_PORT } from "../defaults.ts";
 import { twoStageStop } from "./signals.ts";
+import { surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
@@ -16,8 +18,6 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
 import type { Io } from "./io.ts";
 
-/** Port `status up` listens on by default (the seed's). */
-export const UP_DEFAULT_PORT = 5000;
 /** Folder of the database and the agent's state by default. */
 export const UP_DEFAULT_DATA_DIR = "./.status";
 /** The agent id `status up` runs by default (the seed's). */
@@ -54,7 +54,7 @@ function isAddrInUse(error: unknown): boolean {
 export function upBanner(options: { port: number; agentId: string; dataDir: string }): string[] {
   const base = `http://localhost:${options.port}`;
   const body = JSON.stringify({ id: "cmd-001", name: "echo Hello from dashboard", params: {} });
-  const urlFlag = options.port === UP_DEFAULT_PORT ? "" : ` --dashboard-url ${base}`;
+  const urlFlag = options.port === DEFAULT_PORT ? "" : ` --dashboard-url ${base}`;
   return [
     `status up: dashboard on http://127.0.0.1:${options.port} (dev mode, loopback only, ` +
     `database ${join(options.dataDir, "status.db")})`,
@@ -87,7 +87,7 @@ export function upCommand(io: Io): Command {
       "Try status on this machine: a dev-mode dashboard on 127.0.0.1 and one agent in one " +
         "process, data in ./.status; Ctrl-C stops both",
     )
-    .option("--port <port>", "port of the dashboard (0: any free port)", parsePort, UP_DEFAULT_PORT)
+    .option("--port <port>", "port of the dashboard (0: any free port)", parsePort, DEFAULT_PORT)
     .option(
       "--data-dir <dir>",
       "folder of the database (status.db) and the agent's state (agent-state)",
@@ -106,7 +106,7 @@ read from the environment, .env and config.json as usual; tokens are not: "statu
 in dev mode. For anything beyond trying, run "status serve" and "status agent".`,
   );
   command.action(async (options) => {
-    const loaded = loadCommandSettings(options as Record<string, unknown>, ["agent", "server"]);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["agent", "server"]);
     const s = loaded.settings;
     const log = logger("up");
     const dataDir = options.dataDir;
@@ -143,6 +143,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       );
     }
 
+    using _survive = surviveConnectionFailures();
     let server: RunningServer;
     try {
       server = await startServer({
@@ -160,6 +161,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
       });
     } catch (error) {
       state[Symbol.dispose]();
+      await executor.close?.();
       if (isAddrInUse(error)) {
         throw new Error(
           `port ${options.port} is busy: something already listens on 127.0.0.1:${options.port} ` +
@@ -206,6 +208,8 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     } finally {
       stop.abort();
       await server.shutdown();
+      // The watchdog, and the agent's cgroup directory when it confined commands.
+      await executor.close?.();
       state[Symbol.dispose]();
       signals[Symbol.dispose]();
     }

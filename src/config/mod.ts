@@ -1,8 +1,16 @@
 /**
- * Configuration: the settings table and its loader.
+ * Configuration: the settings table (one row per setting drives its flag, environment variable,
+ * file key and README line) and its loader.
  *
  * @module
  */
-export * from "./settings.ts";
-export * from "./load.ts";
-export * from "./suggest.ts";
+export {
+  flagOf,
+  keysFor,
+  type Role,
+  type SettingKey,
+  SETTINGS,
+  type Settings,
+} from "./settings.ts";
+export { type LoadedSettings, loadSettings, missingSettingError, parseEnvFile } from "./load.ts";
+export { nearest } from "./suggest.ts";

@@ -11,6 +11,7 @@ import {
   DEPLOYMENT_HASH_RULE,
 } from "../protocol/schemas.ts";
 import * as defaults from "../defaults.ts";
+import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 
 /** Which part of the program reads a setting. */
@@ -96,7 +97,7 @@ const SPECS = {
   dashboardUrl: {
     env: "DASHBOARD_URL",
     description: "Base URL of the dashboard the agent and operator commands talk to",
-    default: "http://localhost:5000",
+    default: defaults.DEFAULT_DASHBOARD_URL,
     expected: "an http:// or https:// URL",
     schema: url,
     roles: ["agent", "operator"],
@@ -337,12 +338,12 @@ const SPECS = {
   },
   logLevel: {
     env: "LOG_LEVEL",
-    description: "Lowest level logged: trace, debug, info, warning, error, fatal",
+    description: `Lowest level logged: ${LOG_LEVELS.join(", ")}`,
     default: "info",
-    expected: 'one of "trace", "debug", "info", "warning", "error", "fatal"',
+    expected: `one of ${LOG_LEVELS.map((level) => JSON.stringify(level)).join(", ")}`,
     schema: z.preprocess(
       (v) => (typeof v === "string" ? v.trim().toLowerCase().replace(/^warn$/, "warning") : v),
-      z.enum(["trace", "debug", "info", "warning", "error", "fatal"]),
+      z.enum(LOG_LEVELS),
     ),
     roles: ["log"],
     placeholder: "<level>",
@@ -350,7 +351,7 @@ const SPECS = {
   port: {
     env: "PORT",
     description: "Port the dashboard listens on",
-    default: 5000,
+    default: defaults.DEFAULT_PORT,
     expected: "a port number from 0 to 65535",
     schema: wholeNumber(0, 65535),
     roles: ["server"],
@@ -359,7 +360,7 @@ const SPECS = {
   bind: {
     env: "BIND",
     description: "Address the dashboard listens on",
-    default: "127.0.0.1",
+    default: defaults.DEFAULT_BIND,
     expected: "an IP address or host name",
     schema: text(255),
     roles: ["server"],
@@ -377,7 +378,7 @@ const SPECS = {
   offlineAfterSecs: {
     env: "OFFLINE_AFTER_SECS",
     description: "An agent with no open poll that was not seen for this long is offline",
-    default: 90,
+    default: defaults.DEFAULT_OFFLINE_AFTER_SECS,
     expected: "a whole number of seconds above 0",
     schema: secs(1),
     roles: ["server"],
@@ -386,7 +387,7 @@ const SPECS = {
   db: {
     env: "DB",
     description: "The dashboard's store: a SQLite file, or a postgres:// URL shared by instances",
-    default: "./status.db",
+    default: defaults.DEFAULT_DB,
     expected: "a file path or a postgres:// URL",
     schema: text(),
     roles: ["server"],
@@ -441,7 +442,7 @@ const SPECS = {
   maxAttempts: {
     env: "MAX_ATTEMPTS",
     description: "Deliveries of one command before it is marked lost",
-    default: 3,
+    default: defaults.DEFAULT_MAX_ATTEMPTS,
     expected: "a whole number from 1 to 100",
     schema: wholeNumber(1, 100),
     roles: ["server"],
@@ -451,7 +452,7 @@ const SPECS = {
     env: "RATE_LIMIT_PER_MINUTE",
     description:
       "Requests a minute one agent may make to its own endpoints (token bucket; operators never use it)",
-    default: 1200,
+    default: defaults.DEFAULT_RATE_LIMIT_PER_MINUTE,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),
     roles: ["server"],
@@ -461,7 +462,7 @@ const SPECS = {
     env: "HEADER_TIMEOUT_SECS",
     description:
       "A connection that sends no complete request head (or idles between requests) this long is closed",
-    default: 10,
+    default: defaults.DEFAULT_HEADER_TIMEOUT_SECS,
     expected: "a whole number from 1 to 300",
     schema: wholeNumber(1, 300),
     roles: ["server"],
@@ -470,7 +471,7 @@ const SPECS = {
   maxConnections: {
     env: "MAX_CONNECTIONS",
     description: "Most open connections (kept 128 under the open-files limit); beyond it, refused",
-    default: 20000,
+    default: defaults.DEFAULT_MAX_CONNECTIONS,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),
     roles: ["server"],
@@ -480,7 +481,7 @@ const SPECS = {
     env: "OPERATOR_RATE_LIMIT_PER_MINUTE",
     description:
       "Requests a minute one operator address may make, enqueues included (token bucket)",
-    default: 600,
+    default: defaults.DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),
     roles: ["server"],
@@ -490,7 +491,7 @@ const SPECS = {
     env: "QUEUE_TTL_SECS",
     description:
       "A command still queued this long after its enqueue expires (default of enqueue --ttl)",
-    default: 3600,
+    default: defaults.DEFAULT_QUEUE_TTL_SECS,
     expected: "a whole number of seconds from 1 to 2592000",
     schema: wholeNumber(1, 2_592_000),
     roles: ["server"],

@@ -16,8 +16,11 @@ export const CAPTURE_HEAD_BYTES = 32 * 1024;
 /** Bytes kept from the end of each stream. */
 export const CAPTURE_TAIL_BYTES = 32 * 1024;
 
-/** Size of the buffer each stream is read into. */
+/** Largest buffer a stream is read into. */
 const READ_BUFFER_BYTES = 64 * 1024;
+
+/** First size of the read buffer; it doubles (up to {@link READ_BUFFER_BYTES}) when a read fills it. */
+const FIRST_READ_BYTES = 4 * 1024;
 
 /** The head buffer's first size; it doubles from there as output arrives. */
 const FIRST_HEAD_BYTES = 4 * 1024;
@@ -249,8 +252,9 @@ export interface StreamCapture {
 }
 
 /**
- * Reads a byte stream as data arrives into a bounded capture. A byte stream is read with a single
- * reused buffer (BYOB), other streams chunk by chunk.
+ * Reads a byte stream as data arrives into a bounded capture. A byte stream is read into a reused
+ * buffer (BYOB) that starts at 4 KiB and doubles up to 64 KiB while reads fill it; other streams
+ * are read chunk by chunk.
  *
  * @param stream The stream, e.g. a child's `stdout`.
  * @param options Sizes of the head and the tail.
@@ -280,15 +284,20 @@ export function captureStream(
     reader = stream.getReader();
   }
   let stopped = false;
+  let ended = false;
   const done = (async () => {
     try {
       if (byob) {
-        let buffer = new Uint8Array(READ_BUFFER_BYTES);
+        // A command that prints little costs little: the buffer grows only while reads fill it.
+        let buffer = new Uint8Array(FIRST_READ_BYTES);
         for (;;) {
           const { done, value } = await byob.read(buffer);
           if (value) {
             capture.push(value);
-            buffer = new Uint8Array(value.buffer);
+            buffer = value.length === value.buffer.byteLength &&
+                value.buffer.byteLength < READ_BUFFER_BYTES
+              ? new Uint8Array(value.buffer.byteLength * 2)
+              : new Uint8Array(value.buffer);
           }
           if (done || stopped) break;
         }
@@ -303,6 +312,7 @@ export function captureStream(
     } catch {
       // A stream that errors or is cancelled ends the capture with what was read.
     } finally {
+      ended = true;
       try {
         reader.releaseLock();
       } catch {
@@ -316,7 +326,8 @@ export function captureStream(
     async stop() {
       if (!stopped) {
         stopped = true;
-        await reader.cancel().catch(() => {});
+        // A stream read to its end has nothing to cancel (and its reader is released).
+        if (!ended) await reader.cancel().catch(() => {});
       }
       await done;
     },

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { abortableSleep } from "../clock.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("exec", "sandbox");
@@ -78,8 +79,6 @@ export function exists(path: string): boolean {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * Kills every process of a cgroup (`cgroup.kill`), waits until it is empty and removes it.
  *
@@ -106,7 +105,7 @@ export async function killCgroup(cgroup: string, limitMs = 5000): Promise<boolea
         return wasPopulated;
       }
     }
-    await sleep(10);
+    await abortableSleep(10);
   }
 }
 

@@ -28,13 +28,7 @@
  *
  * @module
  */
-export {
-  type Checked,
-  MAX_ARG_LENGTH,
-  MAX_ARGS,
-  MAX_COMMAND_LINE_LENGTH,
-  parseCommandLine,
-} from "./parse.ts";
+export { type Checked, MAX_ARG_LENGTH, MAX_ARGS, parseCommandLine } from "./parse.ts";
 export {
   type AcceptedCommand,
   checkPolicy,
@@ -46,30 +40,17 @@ export {
   type ExecPolicy,
   isUnderPrefix,
   normalizePath,
+  PolicyChecker,
   type PolicyInput,
   type ProgramRef,
-  type Resolution,
   resolveProgram,
-  SHELLS,
 } from "./policy.ts";
+export { captureStream, OutputCapture, type OutputCaptureOptions } from "./capture.ts";
 export {
-  CAPTURE_HEAD_BYTES,
-  CAPTURE_TAIL_BYTES,
-  type CapturedOutput,
-  captureStream,
-  OutputCapture,
-  type OutputCaptureOptions,
-  type StreamCapture,
-} from "./capture.ts";
-export {
-  AGENT_SECRET_ENV_NAMES,
   buildChildEnv,
-  DEFAULT_CHILD_HOME,
-  DEFAULT_CHILD_LANG,
   DEFAULT_CHILD_PATH,
   envFromAssignments,
   type EnvReader,
-  readAgentEnv,
   validateExtraEnv,
 } from "./env.ts";
 export {
@@ -78,7 +59,6 @@ export {
   cgroup2Mount,
   type CgroupHome,
   type CommandUser,
-  DEFAULT_COMMAND_USER,
   type KillMode,
   type LeftoverOutcome,
   ownCgroupPath,
@@ -89,22 +69,18 @@ export {
   type SignalRoute,
 } from "./sandbox.ts";
 export {
+  type CommandOptions,
+  CommandRunner,
   DEADLINE_PHASES,
   type DeadlineWarning,
-  DEFAULT_CANCEL_GRACE_MS,
-  DEFAULT_COMMAND_TIMEOUT_SECS,
-  DEFAULT_DRAIN_MS,
-  DEFAULT_MAX_TIMEOUT_SECS,
-  effectiveTimeoutSecs,
   type ExecResult,
-  type ExecResultWire,
   type ExecStatus,
   type ExitRecord,
   type ReportFields,
   runCommand,
+  type RunnerOptions,
   type RunOptions,
-  signalGroup,
   type StartFailure,
   toReportFields,
 } from "./runner.ts";
-export { type OnOutput, type OutputStreamName, tapOutput } from "./tap.ts";
+export { type OnOutput, tapOutput } from "./tap.ts";

@@ -332,67 +332,192 @@ export function checkPolicy(
   policy: ExecPolicy,
   options: CheckPolicyOptions = {},
 ): Checked<AcceptedCommand> {
-  if (argv.length === 0) return { ok: false, reason: "command line is empty" };
-  const program = checkProgram(argv[0], policy, options.searchPath ?? "");
-  if (!program.ok) return program;
-  const prefixes = policy.allowedPathPrefixes.map(normalizePath);
-  for (let i = 1; i < argv.length; i++) {
-    const reason = checkArgument(argv[i], prefixes, options.cwd);
-    if (reason) return { ok: false, reason };
-  }
-  const programName = program.value.kind === "name"
-    ? program.value.name
-    : basename(program.value.path);
-  const rules = Object.hasOwn(OPTION_RULES, programName) ? OPTION_RULES[programName] : undefined;
-  if (rules) {
-    const reason = checkOptions(programName, argv.slice(1), rules);
-    if (reason) return { ok: false, reason };
-  }
-  return { ok: true, value: { argv: [...argv], program: program.value } };
+  return new PolicyChecker(policy).check(argv, options);
 }
 
-function notAllowed(program: string, policy: ExecPolicy): Checked<ProgramRef> {
-  if (SHELLS.has(basename(program))) {
-    return {
-      ok: false,
-      reason: `program "${program}" is not allowed (shells must be allowed explicitly)`,
-    };
-  }
-  const allowed = policy.allowedPrograms.length ? policy.allowedPrograms.join(", ") : "none";
-  return {
-    ok: false,
-    reason: `program "${program}" is not on the allowlist (allowed: ${allowed})`,
-  };
-}
+/**
+ * A policy prepared once for many commands, as an executor keeps it: the allowlist split into
+ * names and paths, the prefixes normalised, their real paths resolved when first needed (once),
+ * and the `PATH` lookups of bare names cached. A cached lookup is used while the file it found is
+ * still an executable regular file, and looked up again otherwise. The checks are those of
+ * {@link checkPolicy}; the policy is copied, so changing it afterwards changes nothing here.
+ *
+ * @example Check and resolve many commands with one checker
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPolicy, PolicyChecker } from "./policy.ts";
+ *
+ * const checker = new PolicyChecker(defaultPolicy());
+ * const checked = checker.check(["echo", "hi"]);
+ * assert.ok(checked.ok);
+ * const found = checker.resolve(checked.value.program, "/usr/bin:/bin");
+ * assert.ok(found.ok && found.path.endsWith("/echo"));
+ * assert.equal(checker.check(["rm", "/tmp/x"]).ok, false);
+ * ```
+ */
+export class PolicyChecker {
+  /** The allowlist as configured (for messages). */
+  readonly #allowed: readonly string[];
+  /** Allowed bare names. */
+  readonly #names: ReadonlySet<string>;
+  /** Allowed absolute program paths, normalised. */
+  readonly #paths: readonly string[];
+  /** Allowed path prefixes, normalised. */
+  readonly #prefixes: readonly string[];
+  /** The prefixes and their real paths, resolved on first need. */
+  #withRealPrefixes: readonly string[] | undefined;
+  /** `PATH` lookups that found an executable file: `searchPath \0 name` → its path. */
+  readonly #found = new Map<string, string>();
 
-function checkProgram(
-  program: string,
-  policy: ExecPolicy,
-  searchPath: string,
-): Checked<ProgramRef> {
-  if (hasDotDot(program)) return { ok: false, reason: `program "${program}" has a ".." segment` };
-  const names = policy.allowedPrograms.filter((p) => !p.startsWith("/"));
-  const paths = policy.allowedPrograms.filter((p) => p.startsWith("/")).map(normalizePath);
-  if (!program.includes("/")) {
-    if (names.includes(program)) return { ok: true, value: { kind: "name", name: program } };
-    const byPath = paths.find((p) => basename(p) === program);
-    if (byPath) return { ok: true, value: { kind: "path", path: byPath } };
-    return notAllowed(program, policy);
+  /**
+   * Prepares a policy.
+   *
+   * @param policy The policy (from {@link createPolicy} or {@link defaultPolicy}).
+   */
+  constructor(policy: ExecPolicy) {
+    this.#allowed = [...policy.allowedPrograms];
+    this.#names = new Set(this.#allowed.filter((p) => !p.startsWith("/")));
+    this.#paths = this.#allowed.filter((p) => p.startsWith("/")).map(normalizePath);
+    this.#prefixes = policy.allowedPathPrefixes.map(normalizePath);
   }
-  if (!program.startsWith("/")) {
+
+  /**
+   * Checks an argv, as {@link checkPolicy} does.
+   *
+   * @param argv The argv from {@link parseCommandLine}.
+   * @param options The `PATH` and working directory the command will run with.
+   * @returns The accepted command, or the reason it is refused.
+   */
+  check(argv: readonly string[], options: CheckPolicyOptions = {}): Checked<AcceptedCommand> {
+    if (argv.length === 0) return { ok: false, reason: "command line is empty" };
+    const program = this.#checkProgram(argv[0], options.searchPath ?? "");
+    if (!program.ok) return program;
+    for (let i = 1; i < argv.length; i++) {
+      const reason = this.#checkArgument(argv[i], options.cwd);
+      if (reason) return { ok: false, reason };
+    }
+    const programName = program.value.kind === "name"
+      ? program.value.name
+      : basename(program.value.path);
+    const rules = Object.hasOwn(OPTION_RULES, programName) ? OPTION_RULES[programName] : undefined;
+    if (rules) {
+      const reason = checkOptions(programName, argv.slice(1), rules);
+      if (reason) return { ok: false, reason };
+    }
+    return { ok: true, value: { argv: [...argv], program: program.value } };
+  }
+
+  /**
+   * Finds the file a program reference runs, as {@link resolveProgram} does, from the cache when
+   * the file found before is still an executable regular file.
+   *
+   * @param program The program from {@link PolicyChecker.check}.
+   * @param searchPath A `PATH`-style list of directories.
+   * @returns The absolute path, or `not_found` / `not_executable` with a reason.
+   */
+  resolve(program: ProgramRef, searchPath: string): Resolution {
+    if (program.kind === "path") return resolveProgram(program, searchPath);
+    const key = `${searchPath}\0${program.name}`;
+    const cached = this.#found.get(key);
+    if (cached !== undefined) {
+      const info = statIfExists(cached);
+      if (info !== "unknown" && info?.isFile && isExecutable(info)) {
+        return { ok: true, path: cached };
+      }
+      this.#found.delete(key);
+    }
+    const found = resolveProgram(program, searchPath);
+    // Only a file that was seen is cached (without read permission the name comes back as is).
+    if (found.ok && found.path.startsWith("/")) this.#found.set(key, found.path);
+    return found;
+  }
+
+  #notAllowed(program: string): Checked<ProgramRef> {
+    if (SHELLS.has(basename(program))) {
+      return {
+        ok: false,
+        reason: `program "${program}" is not allowed (shells must be allowed explicitly)`,
+      };
+    }
+    const allowed = this.#allowed.length ? this.#allowed.join(", ") : "none";
     return {
       ok: false,
-      reason: `program "${program}" must be a bare name or an absolute path`,
+      reason: `program "${program}" is not on the allowlist (allowed: ${allowed})`,
     };
   }
-  const path = normalizePath(program);
-  if (paths.includes(path)) return { ok: true, value: { kind: "path", path } };
-  const name = basename(path);
-  if (names.includes(name)) {
-    const found = findOnPath(name, searchPath);
-    if (found && sameFile(found, path)) return { ok: true, value: { kind: "path", path } };
+
+  #checkProgram(program: string, searchPath: string): Checked<ProgramRef> {
+    if (hasDotDot(program)) {
+      return { ok: false, reason: `program "${program}" has a ".." segment` };
+    }
+    if (!program.includes("/")) {
+      if (this.#names.has(program)) return { ok: true, value: { kind: "name", name: program } };
+      const byPath = this.#paths.find((p) => basename(p) === program);
+      if (byPath) return { ok: true, value: { kind: "path", path: byPath } };
+      return this.#notAllowed(program);
+    }
+    if (!program.startsWith("/")) {
+      return {
+        ok: false,
+        reason: `program "${program}" must be a bare name or an absolute path`,
+      };
+    }
+    const path = normalizePath(program);
+    if (this.#paths.includes(path)) return { ok: true, value: { kind: "path", path } };
+    const name = basename(path);
+    if (this.#names.has(name)) {
+      const found = this.resolve({ kind: "name", name }, searchPath);
+      if (found.ok && sameFile(found.path, path)) {
+        return { ok: true, value: { kind: "path", path } };
+      }
+    }
+    return this.#notAllowed(program);
   }
-  return notAllowed(program, policy);
+
+  #checkArgument(arg: string, cwd: string | undefined): string | undefined {
+    const prefixes = this.#prefixes;
+    const allowed = () => prefixes.length ? prefixes.join(", ") : "none";
+    for (const candidate of pathCandidates(arg)) {
+      if (hasDotDot(candidate)) return `path "${candidate}" has a ".." segment`;
+      if (candidate.startsWith("/")) {
+        const path = normalizePath(candidate);
+        if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
+          return `path "${candidate}" is outside the allowed prefixes (${allowed()})`;
+        }
+        if (this.#escapesThroughSymlink(path)) {
+          return `path "${candidate}" leaves the allowed prefixes through a symbolic link`;
+        }
+      } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
+        const path = normalizePath(`${cwd}/${arg}`);
+        if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
+          // A relative argument naming something of the working directory outside the prefixes
+          // (the agent's own files when it runs in its own directory) is a path like any other.
+          if (entryExists(path)) {
+            return `path "${arg}" is ${path} relative to the working directory, outside the ` +
+              `allowed prefixes (${allowed()})`;
+          }
+        } else if (this.#escapesThroughSymlink(path)) {
+          return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
+        }
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Resolves the deepest existing ancestor of `path` and tells whether the result lies outside
+   * every prefix (lexical or resolved). Without read permission nothing can be resolved and the
+   * lexical check stands.
+   */
+  #escapesThroughSymlink(path: string): boolean {
+    const resolved = realPathOfExisting(path);
+    if (resolved === undefined || resolved === path) return false;
+    this.#withRealPrefixes ??= [
+      ...this.#prefixes,
+      ...this.#prefixes.map((prefix) => realPathOfExisting(prefix) ?? prefix),
+    ];
+    return !this.#withRealPrefixes.some((prefix) => isUnderPrefix(resolved, prefix));
+  }
 }
 
 function sameFile(a: string, b: string): boolean {
@@ -415,39 +540,6 @@ function pathCandidates(arg: string): string[] {
   return candidates;
 }
 
-function checkArgument(
-  arg: string,
-  prefixes: string[],
-  cwd: string | undefined,
-): string | undefined {
-  for (const candidate of pathCandidates(arg)) {
-    if (hasDotDot(candidate)) return `path "${candidate}" has a ".." segment`;
-    if (candidate.startsWith("/")) {
-      const path = normalizePath(candidate);
-      if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
-        const allowed = prefixes.length ? prefixes.join(", ") : "none";
-        return `path "${candidate}" is outside the allowed prefixes (${allowed})`;
-      }
-      if (escapesThroughSymlink(path, prefixes)) {
-        return `path "${candidate}" leaves the allowed prefixes through a symbolic link`;
-      }
-    } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
-      const path = normalizePath(`${cwd}/${arg}`);
-      if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
-        // A relative argument naming something of the working directory outside the prefixes
-        // (the agent's own files when it runs in its own directory) is a path like any other.
-        if (entryExists(path)) {
-          return `path "${arg}" is ${path} relative to the working directory, outside the ` +
-            `allowed prefixes (${prefixes.length ? prefixes.join(", ") : "none"})`;
-        }
-      } else if (escapesThroughSymlink(path, prefixes)) {
-        return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
-      }
-    }
-  }
-  return undefined;
-}
-
 /** Whether a directory entry exists (a dangling symlink counts); `false` when unreadable. */
 function entryExists(path: string): boolean {
   try {
@@ -456,18 +548,6 @@ function entryExists(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Resolves the deepest existing ancestor of `path` and tells whether the result lies outside
- * every prefix (lexical or resolved). Without read permission nothing can be resolved and the
- * lexical check stands.
- */
-function escapesThroughSymlink(path: string, prefixes: string[]): boolean {
-  const resolved = realPathOfExisting(path);
-  if (resolved === undefined || resolved === path) return false;
-  const realPrefixes = prefixes.map((prefix) => realPathOfExisting(prefix) ?? prefix);
-  return ![...prefixes, ...realPrefixes].some((prefix) => isUnderPrefix(resolved, prefix));
 }
 
 function realPathOfExisting(path: string): string | undefined {
@@ -522,11 +602,6 @@ function checkOptions(program: string, args: string[], rules: OptionRules): stri
 export type Resolution =
   | { ok: true; path: string }
   | { ok: false; kind: "not_found" | "not_executable"; reason: string };
-
-function findOnPath(name: string, searchPath: string): string | undefined {
-  const found = resolveProgram({ kind: "name", name }, searchPath);
-  return found.ok ? found.path : undefined;
-}
 
 function statIfExists(path: string): Deno.FileInfo | undefined | "unknown" {
   try {

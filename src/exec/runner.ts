@@ -5,7 +5,7 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
-import type { ExecResultBody, OutputEncoding, ReportStatus } from "../protocol/schemas.ts";
+import type { ExecResultBody, ReportStatus } from "../protocol/schemas.ts";
 import { captureStream, type OutputCaptureOptions } from "./capture.ts";
 import {
   AGENT_SECRET_ENV_NAMES,
@@ -16,13 +16,13 @@ import {
 } from "./env.ts";
 import { parseCommandLine } from "./parse.ts";
 import { type OnOutput, tapOutput } from "./tap.ts";
-import { checkPolicy, type ExecPolicy, resolveProgram } from "./policy.ts";
+import { type ExecPolicy, PolicyChecker } from "./policy.ts";
 import { type Cell, type ProcessRecord, Sandbox, setsidExecFailure } from "./sandbox.ts";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
+import { type Clock, systemClock, type TimerId } from "../clock.ts";
 
 const log = logger("exec");
 
-export { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS };
 /** Grace between SIGTERM and SIGKILL when a run is cancelled, in milliseconds. */
 export const DEFAULT_CANCEL_GRACE_MS = 2000;
 /**
@@ -36,53 +36,16 @@ export const DEADLINE_PHASES: Readonly<{ warning: number; terminate: number; kil
   Object.freeze({ warning: 0.8, terminate: 0.9, kill: 1 });
 
 /** The statuses a run can end with (every report status except `interrupted`). */
-export type ExecStatus =
-  | "success"
-  | "failed"
-  | "timeout"
-  | "killed"
-  | "rejected"
-  | "cancelled";
+export type ExecStatus = Exclude<ReportStatus, "interrupted">;
 
 /** Why a program could not be started. */
 export type StartFailure = "not_found" | "not_executable" | "spawn_failed";
 
 /**
- * The wire body of a report's `result` (PROTOCOL.md §2); the same shape as the protocol's
- * `ExecResultBody`.
- */
-export interface ExecResultWire {
-  /** The exit code, or `null` when the process ended by a signal or never started. */
-  exit_code: number | null;
-  /** The signal that ended the process (e.g. `"SIGKILL"`), or `null`. */
-  signal: string | null;
-  /** Seconds from spawn to exit, to the millisecond. */
-  duration_secs: number;
-  /** The kept standard output (first and last 32 KiB): text, or base64 (`stdout_encoding`). */
-  stdout: string;
-  /** The kept standard error (first and last 32 KiB): text, or base64 (`stderr_encoding`). */
-  stderr: string;
-  /** Bytes of standard output dropped between the kept head and tail. */
-  stdout_truncated_bytes: number;
-  /** Bytes of standard error dropped between the kept head and tail. */
-  stderr_truncated_bytes: number;
-  /** `"base64"` when `stdout` holds base64 (the bytes were not UTF-8); absent: text. */
-  stdout_encoding?: OutputEncoding;
-  /** `"base64"` when `stderr` holds base64 (the bytes were not UTF-8); absent: text. */
-  stderr_encoding?: OutputEncoding;
-}
-
-// Compile-time checks: these local types must stay the protocol's types.
-type _Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
-const _wireIsProtocolBody: _Same<ExecResultWire, ExecResultBody> = true;
-const _statusIsReportStatus: _Same<ExecStatus, Exclude<ReportStatus, "interrupted">> = true;
-void _wireIsProtocolBody, _statusIsReportStatus;
-
-/**
  * The result of {@link runCommand}: the wire fields of a report's `result` plus the status, the
  * error and a few local details.
  */
-export interface ExecResult extends ExecResultWire {
+export interface ExecResult extends ExecResultBody {
   /** How the run ended. */
   status: ExecStatus;
   /** Why it was rejected, failed, timed out, was killed or cancelled; `null` on success. */
@@ -111,12 +74,13 @@ export interface DeadlineWarning {
   timeoutSecs: number;
 }
 
-/** Options of {@link runCommand}. */
-export interface RunOptions {
+/**
+ * What stays the same for every command of an executor: the options of a {@link CommandRunner},
+ * and the part of {@link RunOptions} that is not about one command.
+ */
+export interface RunnerOptions {
   /** Which programs and paths are allowed. */
   policy: ExecPolicy;
-  /** The deadline the command asks for (`params.timeout_secs`), capped by `maxTimeoutSecs`. */
-  timeoutSecs?: number;
   /**
    * The deadline when the command asks for none (`COMMAND_TIMEOUT_SECS`).
    * @default {300}
@@ -140,8 +104,6 @@ export interface RunOptions {
    * `STATUS_ADMIN_TOKEN` (read from its environment when permitted).
    */
   secretValues?: readonly string[];
-  /** Cancels the run: SIGTERM to the group, `cancelGraceMs`, then SIGKILL; status `cancelled`. */
-  signal?: AbortSignal;
   /**
    * Grace between SIGTERM and SIGKILL on cancellation, in milliseconds.
    * @default {2000}
@@ -152,13 +114,9 @@ export interface RunOptions {
    * @default {250}
    */
   drainMs?: number;
-  /** Called once when the command reaches 80 % of its deadline (a warning is logged too). */
-  onWarning?: (warning: DeadlineWarning) => void;
-  /** Sizes of the kept output head and tail, per stream. */
+  /** @internal Sizes of the kept output head and tail, per stream. */
   capture?: OutputCaptureOptions;
-  /** Receives every chunk of output as it is read (live output); the capture is unchanged. */
-  onOutput?: OnOutput;
-  /** Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
+  /** @internal Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
   readEnv?: EnvReader;
   /**
    * Who the command runs as, where, and how its processes are stopped (see `sandbox.ts`).
@@ -166,15 +124,40 @@ export interface RunOptions {
    * directory), and its process group is signalled.
    */
   sandbox?: Sandbox;
-  /** Called right after the spawn with what identifies the command's processes. */
+  /**
+   * @internal The time the deadline phases, the cancel grace, the drain and the reported times and
+   * durations are measured on; the command itself runs in real time, so a fake clock lets a
+   * test drive the phases by advancing it.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+}
+
+/** What belongs to one command: the part of {@link RunOptions} given to {@link CommandRunner.run}. */
+export interface CommandOptions {
+  /** The deadline the command asks for (`params.timeout_secs`), capped by `maxTimeoutSecs`. */
+  timeoutSecs?: number;
+  /** Cancels the run: SIGTERM to the group, `cancelGraceMs`, then SIGKILL; status `cancelled`. */
+  signal?: AbortSignal;
+  /** Called once when the command reaches 80 % of its deadline (a warning is logged too). */
+  onWarning?: (warning: DeadlineWarning) => void;
+  /** Receives every chunk of output as it is read (live output); the capture is unchanged. */
+  onOutput?: OnOutput;
+  /**
+   * @internal Called once the command is spawned with what identifies its processes (its start time is
+   * read from `/proc` while the command starts), always before `onExit`.
+   */
   onSpawn?: (record: ProcessRecord) => void;
   /**
-   * Called the moment the command's first process exited, before its output is collected, with
+   * @internal Called the moment the command's first process exited, before its output is collected, with
    * the result minus the output; a caller records it durably so that a crash right after still
    * knows how the command ended.
    */
   onExit?: (exit: ExitRecord) => void;
 }
+
+/** Options of {@link runCommand}: those of the runner and those of the command. */
+export interface RunOptions extends RunnerOptions, CommandOptions {}
 
 /** How a command ended, known the moment it exited (a result without its output). */
 export type ExitRecord = Pick<
@@ -282,112 +265,190 @@ export function signalGroup(pid: number, signal: Deno.Signal): void {
  * ```
  */
 export async function runCommand(name: string, options: RunOptions): Promise<ExecResult> {
-  const timeoutSecs = effectiveTimeoutSecs(
-    options.timeoutSecs,
-    options.defaultTimeoutSecs,
-    options.maxTimeoutSecs,
-  );
-  checkNonNegative("cancelGraceMs", options.cancelGraceMs);
-  checkNonNegative("drainMs", options.drainMs);
-  const extraEnv = options.extraEnv ?? {};
-  const readEnv = options.readEnv ?? readAgentEnv;
-  const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
-  validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
-  const cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
+  return await new CommandRunner(options).run(name, options);
+}
 
-  const startedAt = new Date();
-  const base = {
-    timeout_secs: timeoutSecs,
-    started_at: startedAt.toISOString(),
-    argv: null as string[] | null,
-    program: null as string | null,
-  };
-  const notRun = (status: ExecStatus, error: string, startFailure: StartFailure | null = null) =>
-    notRunResult(base, status, error, startFailure);
+/**
+ * Runs many commands under the same settings, doing once what does not depend on the command:
+ * the options are checked, the agent's environment and permissions read, the extra variables
+ * validated, the child's environment built and the policy prepared (see {@link PolicyChecker}:
+ * its `PATH` lookups are cached) when the runner is made. {@link runCommand} is one run of a
+ * runner made for it; an executor keeps one runner.
+ *
+ * The environment and the agent's working directory are read when the runner is made: a change of
+ * the agent's own `PATH`, `HOME` or `LANG`, or a `Deno.chdir`, afterwards is not seen.
+ *
+ * @example One runner, many commands
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CommandRunner, defaultPolicy } from "./mod.ts";
+ *
+ * const runner = new CommandRunner({ policy: defaultPolicy() });
+ * assert.equal((await runner.run("echo one")).stdout, "one\n");
+ * assert.equal((await runner.run("echo two", { timeoutSecs: 5 })).stdout, "two\n");
+ * ```
+ */
+export class CommandRunner {
+  readonly #options: RunnerOptions;
+  readonly #checker: PolicyChecker;
+  readonly #env: Readonly<Record<string, string>>;
+  readonly #cwd: string | undefined;
+  readonly #sandbox: Sandbox;
+  readonly #clock: Clock;
+  readonly #checkCwd: string | undefined;
 
-  if (options.signal?.aborted) return notRun("cancelled", "cancelled before it started");
-
-  const parsed = parseCommandLine(name);
-  if (!parsed.ok) {
-    log.warning("command rejected: {reason}", {
-      commandLine: name.length > 256 ? `${name.slice(0, 256)}… (${name.length} characters)` : name,
-      reason: parsed.reason,
-    });
-    return notRun("rejected", parsed.reason);
-  }
-  base.argv = parsed.value;
-
-  const env = buildChildEnv(extraEnv, readEnv);
-  const checked = checkPolicy(parsed.value, options.policy, {
-    searchPath: env.PATH,
-    cwd: options.sandbox ? cwd : cwd ?? currentDirectory(),
-  });
-  if (!checked.ok) {
-    log.warning("command rejected: {reason}", { argv: parsed.value, reason: checked.reason });
-    return notRun("rejected", checked.reason);
-  }
-
-  const resolved = resolveProgram(checked.value.program, env.PATH);
-  if (!resolved.ok) {
-    log.warning("command could not start: {reason}", {
-      argv: parsed.value,
-      reason: resolved.reason,
-    });
-    return notRun("failed", resolved.reason, resolved.kind);
-  }
-  base.program = resolved.path;
-
-  const cwdProblem = cwd === undefined ? undefined : checkDirectory(cwd);
-  if (cwdProblem) return notRun("failed", cwdProblem, "spawn_failed");
-
-  const sandbox = options.sandbox ?? Sandbox.unconfined(cwd);
-  let cell: Cell;
-  try {
-    cell = await sandbox.open();
-  } catch (error) {
-    const reason = (error as Error).message;
-    log.warning("command could not start: {reason}", { argv: parsed.value, reason });
-    return notRun("failed", reason, "spawn_failed");
+  /**
+   * Prepares the runner.
+   *
+   * @param options The settings shared by its commands.
+   * @throws {RangeError} When a deadline, the cancel grace or the drain is not a valid number.
+   * @throws {TypeError} When an extra environment variable is invalid or holds a secret.
+   */
+  constructor(options: RunnerOptions) {
+    checkPositive("defaultTimeoutSecs", options.defaultTimeoutSecs);
+    checkPositive("maxTimeoutSecs", options.maxTimeoutSecs);
+    checkNonNegative("cancelGraceMs", options.cancelGraceMs);
+    checkNonNegative("drainMs", options.drainMs);
+    const extraEnv = options.extraEnv ?? {};
+    const readEnv = options.readEnv ?? readAgentEnv;
+    const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
+    validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
+    this.#options = options;
+    this.#checker = new PolicyChecker(options.policy);
+    this.#env = Object.freeze(buildChildEnv(extraEnv, readEnv));
+    this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
+    this.#sandbox = options.sandbox ?? Sandbox.unconfined(this.#cwd);
+    this.#clock = options.clock ?? systemClock;
+    // Relative arguments are checked against where the command runs: unconfined, the agent's
+    // own working directory (read once: the agent never changes it).
+    this.#checkCwd = options.sandbox ? this.#cwd : this.#cwd ?? currentDirectory();
   }
 
-  let child: Deno.ChildProcess;
-  try {
-    child = cell.spawn(resolved.path, {
-      args: parsed.value.slice(1),
-      clearEnv: true,
-      env: cell.ownDir && cell.cwd ? { ...env, HOME: cell.cwd } : env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    });
-  } catch (error) {
-    await cell.close();
-    const message = error instanceof Deno.errors.NotCapable
-      ? `${(error as Error).message} (the agent needs --allow-run)`
-      : (error as Error).message;
-    const reason = `program "${resolved.path}" could not be started: ${message}`;
-    log.warning("command could not start: {reason}", { argv: parsed.value, reason });
-    const kind: StartFailure = error instanceof Deno.errors.NotFound
-      ? "not_found"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "not_executable"
-      : "spawn_failed";
-    return notRun("failed", reason, kind);
+  /** The sandbox commands run in: the one given, or an unconfined one made once. */
+  get sandbox(): Sandbox {
+    return this.#sandbox;
   }
-  const record = cell.record();
-  if (record) callSafely("onSpawn", () => options.onSpawn?.(record));
 
-  const result = await supervise(child, cell, { ...base, timeoutSecs }, options);
-  if (cell.throughSetsid && result.status === "failed") {
-    // Started through setsid: an exec that failed is its exit status, not a spawn error.
-    const failed = setsidExecFailure(result.exit_code, result.stdout, result.stderr, resolved.path);
-    if (failed) {
-      const reason = `program "${resolved.path}" could not be started: ${failed.reason}`;
-      log.warning("command could not start: {reason}", { argv: parsed.value, reason });
-      return notRun("failed", reason, failed.kind);
+  /**
+   * Runs one command line; see {@link runCommand}.
+   *
+   * @param name The command line (a delivered command's `name`).
+   * @param command Its deadline, cancellation and callbacks.
+   * @returns The result; never rejects for anything the command line or the program does.
+   * @throws {RangeError} When `timeoutSecs` is not a positive number.
+   */
+  async run(name: string, command: CommandOptions = {}): Promise<ExecResult> {
+    const options = this.#options;
+    const timeoutSecs = effectiveTimeoutSecs(
+      command.timeoutSecs,
+      options.defaultTimeoutSecs,
+      options.maxTimeoutSecs,
+    );
+    const cwd = this.#cwd;
+    const env = this.#env;
+    const clock = this.#clock;
+
+    const base = {
+      timeout_secs: timeoutSecs,
+      started_at: new Date(clock.now()).toISOString(),
+      argv: null as string[] | null,
+      program: null as string | null,
+    };
+    const notRun = (status: ExecStatus, error: string, startFailure: StartFailure | null = null) =>
+      notRunResult(base, status, error, startFailure, clock);
+
+    if (command.signal?.aborted) return notRun("cancelled", "cancelled before it started");
+
+    const parsed = parseCommandLine(name);
+    if (!parsed.ok) {
+      log.warning("command rejected: {reason}", {
+        commandLine: name.length > 256
+          ? `${name.slice(0, 256)}… (${name.length} characters)`
+          : name,
+        reason: parsed.reason,
+      });
+      return notRun("rejected", parsed.reason);
     }
+    base.argv = parsed.value;
+
+    const checked = this.#checker.check(parsed.value, {
+      searchPath: env.PATH,
+      cwd: this.#checkCwd,
+    });
+    if (!checked.ok) {
+      log.warning("command rejected: {reason}", { argv: parsed.value, reason: checked.reason });
+      return notRun("rejected", checked.reason);
+    }
+
+    const resolved = this.#checker.resolve(checked.value.program, env.PATH);
+    if (!resolved.ok) {
+      log.warning("command could not start: {reason}", {
+        argv: parsed.value,
+        reason: resolved.reason,
+      });
+      return notRun("failed", resolved.reason, resolved.kind);
+    }
+    base.program = resolved.path;
+
+    const cwdProblem = cwd === undefined ? undefined : checkDirectory(cwd);
+    if (cwdProblem) return notRun("failed", cwdProblem, "spawn_failed");
+
+    let cell: Cell;
+    try {
+      cell = await this.#sandbox.open();
+    } catch (error) {
+      const reason = (error as Error).message;
+      log.warning("command could not start: {reason}", { argv: parsed.value, reason });
+      return notRun("failed", reason, "spawn_failed");
+    }
+
+    let child: Deno.ChildProcess;
+    try {
+      child = cell.spawn(resolved.path, {
+        args: parsed.value.slice(1),
+        clearEnv: true,
+        env: cell.ownDir && cell.cwd ? { ...env, HOME: cell.cwd } : env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      });
+    } catch (error) {
+      await cell.close();
+      const message = error instanceof Deno.errors.NotCapable
+        ? `${(error as Error).message} (the agent needs --allow-run)`
+        : (error as Error).message;
+      const reason = `program "${resolved.path}" could not be started: ${message}`;
+      log.warning("command could not start: {reason}", { argv: parsed.value, reason });
+      const kind: StartFailure = error instanceof Deno.errors.NotFound
+        ? "not_found"
+        : error instanceof Deno.errors.PermissionDenied
+        ? "not_executable"
+        : "spawn_failed";
+      return notRun("failed", reason, kind);
+    }
+    // The record is read while the command starts (see Cell.recordSoon); onExit waits for it.
+    const spawned = command.onSpawn &&
+      cell.recordSoon().then((record) => {
+        if (record) callSafely("onSpawn", () => command.onSpawn?.(record));
+      });
+    const context = { ...base, timeoutSecs, spawned };
+    const result = await supervise(child, cell, context, options, command, clock);
+    if (cell.throughSetsid && result.status === "failed") {
+      // Started through setsid: an exec that failed is its exit status, not a spawn error.
+      const failed = setsidExecFailure(
+        result.exit_code,
+        result.stdout,
+        result.stderr,
+        resolved.path,
+      );
+      if (failed) {
+        const reason = `program "${resolved.path}" could not be started: ${failed.reason}`;
+        log.warning("command could not start: {reason}", { argv: parsed.value, reason });
+        return notRun("failed", reason, failed.kind);
+      }
+    }
+    return result;
   }
-  return result;
 }
 
 function currentDirectory(): string | undefined {
@@ -416,6 +477,7 @@ function notRunResult(
   status: ExecStatus,
   error: string,
   startFailure: StartFailure | null,
+  clock: Clock,
 ): ExecResult {
   return {
     status,
@@ -432,7 +494,7 @@ function notRunResult(
     timeout_secs: base.timeout_secs,
     start_failure: startFailure,
     started_at: base.started_at,
-    completed_at: new Date().toISOString(),
+    completed_at: new Date(clock.now()).toISOString(),
   };
 }
 
@@ -441,6 +503,8 @@ interface RunContext {
   program: string | null;
   started_at: string;
   timeoutSecs: number;
+  /** Settles once `onSpawn` was called. */
+  spawned: Promise<void> | undefined;
 }
 
 function callSafely(what: string, fn: () => void): void {
@@ -471,6 +535,15 @@ function outcomeOf(
   },
   timeoutSecs: number,
 ): { status: ExecStatus; error: string | null } {
+  if (facts.cancelAt === undefined && facts.termAt === undefined) {
+    if (facts.exitCode === 0) return { status: "success", error: null };
+    return {
+      status: "failed",
+      error: facts.signal
+        ? `terminated by signal ${facts.signal}`
+        : `exited with code ${facts.exitCode}`,
+    };
+  }
   const at = (ms: number) => describeSecs(roundSecs(ms));
   const ended = `${howItEnded(facts.signal, facts.exitCode)} at ${at(facts.endedAt)}`;
   const killClause = facts.killAt === undefined
@@ -482,20 +555,11 @@ function outcomeOf(
       error: `cancelled: SIGTERM was sent at ${at(facts.cancelAt)}${killClause}; ${ended}`,
     };
   }
-  if (facts.termAt !== undefined) {
-    return {
-      status: facts.killAt !== undefined && facts.signal === "SIGKILL" ? "killed" : "timeout",
-      error: `deadline of ${describeSecs(timeoutSecs)}: SIGTERM was sent at ${at(facts.termAt)} (${
-        Math.round(DEADLINE_PHASES.terminate * 100)
-      } % of it)${killClause}; ${ended}`,
-    };
-  }
-  if (facts.exitCode === 0) return { status: "success", error: null };
   return {
-    status: "failed",
-    error: facts.signal
-      ? `terminated by signal ${facts.signal}`
-      : `exited with code ${facts.exitCode}`,
+    status: facts.killAt !== undefined && facts.signal === "SIGKILL" ? "killed" : "timeout",
+    error: `deadline of ${describeSecs(timeoutSecs)}: SIGTERM was sent at ${at(facts.termAt!)} (${
+      Math.round(DEADLINE_PHASES.terminate * 100)
+    } % of it)${killClause}; ${ended}`,
   };
 }
 
@@ -503,10 +567,13 @@ async function supervise(
   child: Deno.ChildProcess,
   cell: Cell,
   context: RunContext,
-  options: RunOptions,
+  options: RunnerOptions,
+  command: CommandOptions,
+  clock: Clock,
 ): Promise<ExecResult> {
-  const spawnedAt = performance.now();
-  const sinceSpawn = () => performance.now() - spawnedAt;
+  const spawnedAt = clock.now();
+  // A wall clock stepped back must not make a negative time.
+  const sinceSpawn = () => Math.max(0, clock.now() - spawnedAt);
   const pid = child.pid;
   const { timeoutSecs } = context;
   const deadlineMs = timeoutSecs * 1000;
@@ -520,11 +587,11 @@ async function supervise(
   log.debug("command started", logProps);
 
   const stdout = captureStream(
-    tapOutput(child.stdout, "stdout", options.onOutput),
+    tapOutput(child.stdout, "stdout", command.onOutput),
     options.capture,
   );
   const stderr = captureStream(
-    tapOutput(child.stderr, "stderr", options.onOutput),
+    tapOutput(child.stderr, "stderr", command.onOutput),
     options.capture,
   );
 
@@ -532,8 +599,8 @@ async function supervise(
   let termAt: number | undefined;
   let killAt: number | undefined;
   let cancelAt: number | undefined;
-  const timers: ReturnType<typeof setTimeout>[] = [];
-  const after = (ms: number, fn: () => void) => timers.push(setTimeout(fn, ms));
+  const timers: TimerId[] = [];
+  const after = (ms: number, fn: () => void) => timers.push(clock.setTimeout(fn, ms));
 
   const terminate = (why: string) => {
     if (exited || termAt !== undefined) return;
@@ -552,7 +619,7 @@ async function supervise(
     if (exited) return;
     const elapsedSecs = roundSecs(sinceSpawn());
     log.warning("command is near its deadline", { ...logProps, elapsedSecs });
-    callSafely("deadline warning", () => options.onWarning?.({ pid, elapsedSecs, timeoutSecs }));
+    callSafely("deadline warning", () => command.onWarning?.({ pid, elapsedSecs, timeoutSecs }));
   });
   after(deadlineMs * DEADLINE_PHASES.terminate, () => {
     if (cancelAt === undefined) terminate("deadline");
@@ -567,9 +634,9 @@ async function supervise(
     terminate("cancelled");
     after(options.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS, () => kill("cancelled"));
   };
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  // An abort between the check in runCommand and here must not be lost.
-  if (options.signal?.aborted) onAbort();
+  command.signal?.addEventListener("abort", onAbort, { once: true });
+  // An abort between the check in run() and here must not be lost.
+  if (command.signal?.aborted) onAbort();
 
   let status: Deno.CommandStatus;
   let durationMs = 0;
@@ -585,25 +652,26 @@ async function supervise(
       timeoutSecs,
     );
     const early = outcome;
+    await context.spawned;
     callSafely("onExit", () =>
-      options.onExit?.({
+      command.onExit?.({
         status: early.status,
         exit_code: exitCode,
         signal,
         duration_secs: roundSecs(durationMs),
         error: early.error,
         started_at: context.started_at,
-        completed_at: new Date().toISOString(),
+        completed_at: new Date(clock.now()).toISOString(),
       }));
   } finally {
     exited = true;
-    for (const timer of timers) clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onAbort);
+    for (const timer of timers) clock.clearTimeout(timer);
+    command.signal?.removeEventListener("abort", onAbort);
     // Whatever the command left behind (in its cgroup or group) dies with it, even on success.
     await cell.close();
     // Read what is still in the pipes, but never wait on a process outside the group that
     // holds them open.
-    await drain([stdout.done, stderr.done], options.drainMs ?? DEFAULT_DRAIN_MS);
+    await drain([stdout.done, stderr.done], options.drainMs ?? DEFAULT_DRAIN_MS, clock);
     await Promise.all([stdout.stop(), stderr.stop()]);
   }
 
@@ -630,7 +698,7 @@ async function supervise(
     timeout_secs: timeoutSecs,
     start_failure: null,
     started_at: context.started_at,
-    completed_at: new Date().toISOString(),
+    completed_at: new Date(clock.now()).toISOString(),
   };
   log.debug("command finished with {status}", {
     ...logProps,
@@ -644,15 +712,12 @@ async function supervise(
   return result;
 }
 
-async function drain(reads: Promise<void>[], ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+async function drain(reads: Promise<void>[], ms: number, clock: Clock): Promise<void> {
+  const stop = new AbortController();
   try {
-    await Promise.race([
-      Promise.all(reads),
-      new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
-    ]);
+    await Promise.race([Promise.all(reads), clock.sleep(ms, stop.signal)]);
   } finally {
-    clearTimeout(timer);
+    stop.abort();
   }
 }
 
@@ -661,7 +726,7 @@ export interface ReportFields {
   /** The final status. */
   status: ExecStatus;
   /** The wire body, or `null` when no program ran. */
-  result: ExecResultWire | null;
+  result: ExecResultBody | null;
   /** Why it did not succeed, or `null`. */
   error: string | null;
   /** When the run started, ISO 8601. */
@@ -690,7 +755,7 @@ export interface ReportFields {
 export function toReportFields(result: ExecResult): ReportFields {
   const ran = result.status !== "rejected" && result.start_failure === null &&
     !(result.status === "cancelled" && result.program === null);
-  const body: ExecResultWire = {
+  const body: ExecResultBody = {
     exit_code: result.exit_code,
     signal: result.signal,
     duration_secs: result.duration_secs,

@@ -107,7 +107,7 @@ export interface SandboxOptions {
    * working directory, its state directory).
    */
   protectedDirs?: readonly string[];
-  /** The agent's uid; for tests. Default: `Deno.uid()`, else `/proc/self/status`. */
+  /** @internal The agent's uid; for tests. Default: `Deno.uid()`, else `/proc/self/status`. */
   agentUid?: number | null;
 }
 
@@ -307,13 +307,30 @@ export function processStartTicks(pid: number): number | undefined {
   return readStat(pid)?.startTicks;
 }
 
-function readStat(pid: number): { pgrp: number; startTicks: number } | undefined {
+interface Stat {
+  pgrp: number;
+  startTicks: number;
+}
+
+function parseStat(text: string): Stat | undefined {
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state): pgrp is field 5, starttime field 22.
+  if (fields[0] === "Z" || fields[0] === "X") return undefined;
+  return { pgrp: Number(fields[2]), startTicks: Number(fields[19]) };
+}
+
+function readStat(pid: number): Stat | undefined {
   try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    // fields[0] is field 3 (state): pgrp is field 5, starttime field 22.
-    if (fields[0] === "Z" || fields[0] === "X") return undefined;
-    return { pgrp: Number(fields[2]), startTicks: Number(fields[19]) };
+    return parseStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return undefined;
+  }
+}
+
+/** {@link readStat} without blocking the thread (right after a spawn the read waits for the exec). */
+async function readStatSoon(pid: number): Promise<Stat | undefined> {
+  try {
+    return parseStat(await Deno.readTextFile(`/proc/${pid}/stat`));
   } catch {
     return undefined;
   }
@@ -424,10 +441,23 @@ export class Cell implements AsyncDisposable {
   /** What identifies the command's processes after a restart. */
   record(): ProcessRecord | undefined {
     const pid = this.#child?.pid;
-    if (pid === undefined) return undefined;
+    return pid === undefined ? undefined : this.#record(pid, processStartTicks(pid));
+  }
+
+  /**
+   * The same as {@link Cell.record}, reading the start time from `/proc` without blocking: right
+   * after the spawn that read waits for the program's exec, which the command's run need not.
+   *
+   * @returns The record, or `undefined` before the spawn.
+   */
+  async recordSoon(): Promise<ProcessRecord | undefined> {
+    const pid = this.#child?.pid;
+    return pid === undefined ? undefined : this.#record(pid, (await readStatSoon(pid))?.startTicks);
+  }
+
+  #record(pid: number, ticks: number | undefined): ProcessRecord {
     const record: ProcessRecord = { pid, spawned_at_ms: this.#spawnedAt };
     if (this.#cgroup) record.cgroup = this.#cgroup;
-    const ticks = processStartTicks(pid);
     if (ticks !== undefined) record.start_ticks = ticks;
     return record;
   }
@@ -514,15 +544,17 @@ function realOrSelf(path: string): string {
  * The confinement every command of an agent gets: see the module doc. Create one per agent with
  * {@link Sandbox.create}; {@link Sandbox.open} prepares one command.
  *
- * @example A sandbox without user switch or cgroups (as for a library caller)
+ * @example Run a command in a directory of its own (without a cgroup)
  * ```ts
  * import assert from "node:assert/strict";
- * import { Sandbox } from "./sandbox.ts";
+ * import { createPolicy, runCommand, Sandbox } from "../../mod.ts";
  *
- * const sandbox = Sandbox.create({ cgroups: false, agentUid: 1000 });
- * assert.equal(sandbox.user, undefined);
- * await using cell = await sandbox.open();
- * assert.ok(cell.ownDir);
+ * const sandbox = Sandbox.create({ cgroups: false });
+ * const result = await runCommand("pwd", {
+ *   policy: createPolicy({ allowedPrograms: ["pwd"] }),
+ *   sandbox,
+ * });
+ * assert.notEqual(result.stdout.trim(), Deno.cwd());
  * ```
  */
 export class Sandbox {
@@ -634,7 +666,7 @@ export class Sandbox {
   }
 
   /**
-   * A tag naming an agent's cgroups, from its state directory (so that a restarted agent finds
+   * @internal A tag naming an agent's cgroups, from its state directory (so that a restarted agent finds
    * what its previous run left).
    *
    * @param stateDir The state directory.
@@ -712,7 +744,7 @@ export class Sandbox {
   }
 
   /**
-   * Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is set) and
+   * @internal Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is set) and
    * its cgroup.
    *
    * @returns The cell; close it when the command ended.
@@ -757,7 +789,7 @@ export class Sandbox {
   }
 
   /**
-   * Kills whatever a previous run of this agent left in its cgroups (all of this agent's
+   * @internal Kills whatever a previous run of this agent left in its cgroups (all of this agent's
    * command cgroups are stale when it starts).
    *
    * @returns How many cgroups still had processes.
@@ -784,7 +816,7 @@ export class Sandbox {
   }
 
   /**
-   * Stops what a command of a previous run left running, found by its record.
+   * @internal Stops what a command of a previous run left running, found by its record.
    *
    * @param record What identified its processes.
    * @returns Whether something was still running.

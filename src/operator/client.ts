@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { abortableSleep as sleepUnlessAborted } from "../clock.ts";
+import { sleepOrThrow } from "../clock.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
 import { type CommandParams, HEADER, PATHS } from "../protocol/mod.ts";
@@ -39,7 +39,22 @@ export type OperatorErrorKind =
   /** A `2xx` whose body is not what the protocol says. */
   | "invalid_answer";
 
-/** A failed operator request. The CLI exits with {@link OperatorError.exitCode} (1). */
+/**
+ * A failed operator request. The CLI exits with {@link OperatorError.exitCode} (1).
+ *
+ * @example Tell an unknown command from other failures
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OperatorClient, OperatorError, startServer } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * const error = await client.getCommand("no-such-command").catch((e) => e);
+ * assert.ok(error instanceof OperatorError);
+ * assert.equal(error.kind, "not_found");
+ * assert.equal(error.status, 404);
+ * ```
+ */
 export class OperatorError extends Error {
   /** Exit code the CLI uses for this error. */
   readonly exitCode = 1;
@@ -87,7 +102,7 @@ export interface OperatorClientOptions {
    */
   requestTimeoutMs?: number;
   /**
-   * The `fetch` to use; for tests.
+   * @internal The `fetch` to use; for tests.
    * @default {globalThis.fetch}
    */
   fetch?: typeof fetch;
@@ -97,7 +112,7 @@ export interface OperatorClientOptions {
    */
   maxRateLimitRetries?: number;
   /**
-   * Sleeps for a `Retry-After`; for tests.
+   * @internal Sleeps for a `Retry-After`; for tests.
    * @default {a timer}
    */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -195,13 +210,6 @@ function isTransient(error: unknown): boolean {
   return error instanceof OperatorError && TRANSIENT.has(error.kind);
 }
 
-/** Waits `ms`, or rejects with the signal's reason when it aborts. */
-async function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  signal?.throwIfAborted();
-  await sleepUnlessAborted(ms, signal);
-  signal?.throwIfAborted();
-}
-
 function describeFetchFailure(error: unknown): string {
   const cause = (error as { cause?: unknown }).cause;
   const text = [
@@ -241,14 +249,17 @@ function arrayIn(body: unknown, key: string): unknown {
  * A client of the dashboard's operator endpoints. Every method throws {@link OperatorError} with
  * a sentence fit for a user when the request fails.
  *
- * @example Enqueue a command and wait for its result
- * ```ts ignore
- * import { OperatorClient } from "./client.ts";
+ * @example Enqueue a command and read it back
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OperatorClient, startServer } from "../../mod.ts";
  *
- * const client = new OperatorClient({ dashboardUrl: "http://localhost:5000" });
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
  * const { id } = await client.enqueue({ agentId: "test-agent", name: "echo hi" });
- * const done = await client.waitForFinal(id);
- * console.log(done.status, done.result?.stdout);
+ * const command = await client.getCommand(id);
+ * assert.equal(command.status, "queued");
+ * assert.equal((await client.cancel(id)).outcome, "cancelled");
  * ```
  */
 export class OperatorClient {
@@ -293,7 +304,7 @@ export class OperatorClient {
     this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.#maxRateLimitRetries = options.maxRateLimitRetries ?? 3;
-    this.#sleep = options.sleep ?? abortableSleep;
+    this.#sleep = options.sleep ?? sleepOrThrow;
   }
 
   /** Whether requests carry an admin token. */
@@ -434,7 +445,7 @@ export class OperatorClient {
         options.onProgress?.(record, performance.now() - started);
       }
       if (isFinalStatus(record.status)) return record;
-      await abortableSleep(interval, signal);
+      await sleepOrThrow(interval, signal);
       interval = Math.min(max, Math.round(interval * 1.5));
     }
   }

@@ -118,16 +118,24 @@ export interface FollowResult {
 /**
  * Follows a command to its final status, handing status changes and output to `options`.
  *
- * @example Print a command's output as it is written
- * ```ts ignore
- * import { OperatorClient } from "./client.ts";
- * import { followCommand } from "./follow.ts";
+ * @example Collect a command's output as it is written
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { followCommand, OperatorClient, runAgent, startServer } from "../../mod.ts";
  *
- * const client = new OperatorClient({ dashboardUrl: "http://127.0.0.1:5000" });
- * const { record } = await followCommand(client, "cmd-1", {
- *   onOutput: (chunk) => Deno.stdout.writeSync(chunk.data),
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * const { id } = await client.enqueue({ agentId: "web-1", name: "echo hi" });
+ * const stop = new AbortController();
+ * const agent = runAgent({ dashboardUrl: server.url, agentId: "web-1", heartbeat: false }, stop.signal);
+ * let output = "";
+ * const { record } = await followCommand(client, id, {
+ *   onOutput: (chunk) => output += new TextDecoder().decode(chunk.data),
  * });
- * console.log(record.status);
+ * stop.abort();
+ * await agent;
+ * assert.equal(record.status, "success");
+ * assert.equal(output, "hi\n");
  * ```
  *
  * @param client The operator client.

@@ -174,8 +174,31 @@ export function formatRecord(record: CommandRecord): string[] {
   return lines;
 }
 
-function cell(text: string, width: number): string {
+/**
+ * Shortens text to a column's width, ending it with `…` when it was longer.
+ *
+ * @param text The text.
+ * @param width The largest width.
+ * @returns The text, at most `width` characters.
+ */
+export function cell(text: string, width: number): string {
   return text.length > width ? text.slice(0, width - 1) + "…" : text;
+}
+
+/**
+ * Lays out rows under a header in columns two spaces apart, each as wide as its widest entry; the
+ * last column is not padded and no line ends in spaces.
+ *
+ * @param header The column names.
+ * @param rows The rows, one entry per column.
+ * @returns The lines, the header first.
+ */
+export function alignColumns(header: readonly string[], rows: readonly string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  return [header, ...rows].map((row) =>
+    row.map((text, i) => i === row.length - 1 ? text : text.padEnd(widths[i])).join("  ")
+      .trimEnd()
+  );
 }
 
 /**
@@ -196,9 +219,5 @@ export function formatTable(records: readonly CommandRecord[], commandWidth = 60
     formatTime(r.created_at) ?? "",
     cell(r.name.replace(/\s+/g, " "), commandWidth),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  return [header, ...rows].map((row) =>
-    row.map((text, i) => i === row.length - 1 ? text : text.padEnd(widths[i])).join("  ")
-      .trimEnd()
-  );
+  return alignColumns(header, rows);
 }

@@ -39,7 +39,7 @@ export interface HealthOptions {
   agentId?: string;
   /** `AGENT_TOKEN`. */
   agentToken?: string;
-  /** `fetch`; for tests. */
+  /** @internal `fetch`; for tests. */
   fetch?: typeof fetch;
   /**
    * Deadline of each request, in ms.
@@ -63,16 +63,15 @@ async function errorOf(response: Response): Promise<string> {
  * Checks a dashboard: reachability, version and mode, clock offset, admin token, agent
  * credentials.
  *
- * @example Check a dashboard and an agent's credentials
- * ```ts ignore
- * import { checkHealth } from "./health.ts";
+ * @example Check a dashboard
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkHealth, startServer } from "../../mod.ts";
  *
- * const report = await checkHealth({
- *   dashboardUrl: "http://127.0.0.1:5000",
- *   agentId: "web-1",
- *   agentToken: Deno.env.get("AGENT_TOKEN"),
- * });
- * for (const check of report.checks) console.log(check);
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const report = await checkHealth({ dashboardUrl: server.url });
+ * assert.ok(report.ok);
+ * assert.equal(report.checks[0].name, "dashboard");
  * ```
  *
  * @param options URL, credentials, injectables.

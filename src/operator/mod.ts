@@ -32,18 +32,14 @@ export {
   type AgentRecord,
   type CommandRecord,
   type EnqueueAnswer,
-  EXIT_KILLED,
-  EXIT_REJECTED,
-  EXIT_TIMEOUT,
   EXIT_WAIT_TIMEOUT,
   exitCodeOf,
   isFinalStatus,
   type StoredResult,
   type WireTime,
 } from "./types.ts";
-export type { CommandParams, Priority } from "../protocol/mod.ts";
 export {
-  describeStatus,
+  alignColumns,
   formatElapsed,
   formatProgress,
   formatRecord,

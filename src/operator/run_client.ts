@@ -5,8 +5,10 @@
  * @module
  */
 import { z } from "zod";
+import { sleepOrThrow } from "../clock.ts";
 import { RUN_PATHS, type RunRequest, type RunView } from "../protocol/runs.ts";
 import { type OperatorClient, OperatorError } from "./client.ts";
+import { alignColumns, cell } from "./format.ts";
 
 const agentViewSchema = z.looseObject({
   agent_id: z.string(),
@@ -211,18 +213,8 @@ export async function waitForRun(
       }
       if (runEnded(run)) return run;
     }
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(resolve, interval);
-      options.signal?.addEventListener("abort", () => {
-        clearTimeout(timer);
-        reject(options.signal?.reason);
-      }, { once: true });
-    });
+    await sleepOrThrow(interval, options.signal);
   }
-}
-
-function cell(text: string, width: number): string {
-  return text.length > width ? text.slice(0, width - 1) + "…" : text;
 }
 
 /**
@@ -241,11 +233,7 @@ export function formatRunTable(run: RunView, outputWidth = 60): string[] {
     a.duration_secs === null ? "" : `${a.duration_secs.toFixed(1)} s`,
     cell((a.first_line ?? a.error ?? "").replace(/\s+/g, " "), outputWidth),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  return [header, ...rows].map((row) =>
-    row.map((text, i) => i === row.length - 1 ? text : text.padEnd(widths[i])).join("  ")
-      .trimEnd()
-  );
+  return alignColumns(header, rows);
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { type Labels, labelsSchema } from "./runs.ts";
+import { BASE64_PATTERN } from "./schemas.ts";
 
 /** Paths of the live-output, heartbeat, ping, events and fleet endpoints. */
 export const LIVE_PATHS = {
@@ -20,6 +21,9 @@ export const LIVE_PATHS = {
 
 /** Header carrying the agent process's instance id (one agent process per agent id). */
 export const AGENT_INSTANCE_HEADER = "X-Agent-Instance";
+
+/** Pattern of a valid instance id: 1–128 chars of `A-Za-z0-9._:-`. */
+export const INSTANCE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** The output stream a chunk belongs to. */
 export type OutputStreamName = "stdout" | "stderr";
@@ -36,14 +40,12 @@ export interface OutputChunkRequest {
   data: string;
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 /** Schema of {@link OutputChunkRequest}. */
 export const outputChunkSchema: z.ZodType<OutputChunkRequest> = z.object({
   attempt: z.number().int().min(1),
   stream: z.enum(["stdout", "stderr"]),
   offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  data: z.string().min(1).regex(BASE64, "must be base64 (standard alphabet, padded)"),
+  data: z.string().min(1).regex(BASE64_PATTERN, "must be base64 (standard alphabet, padded)"),
 });
 
 /** Body of `POST /api/v1/agent/heartbeat`: the metrics sample plus who sends it. */

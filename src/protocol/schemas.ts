@@ -14,6 +14,9 @@ export const DEPLOYMENT_HASH_RULE = "1–256 characters without / ? # or spaces"
 /** Pattern of a valid agent id: 1–128 chars of `A-Za-z0-9._:-`. */
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Pattern of a valid command id: 1–128 chars of `A-Za-z0-9._:-`. */
+export const COMMAND_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
 /** Schema of an agent id. */
 export const agentIdSchema: z.ZodType<string> = z.string().regex(
   AGENT_ID_PATTERN,
@@ -170,6 +173,9 @@ export const OUTPUT_ENCODINGS = ["utf-8", "base64"] as const;
 /** How a captured stream is carried; see {@link OUTPUT_ENCODINGS}. */
 export type OutputEncoding = typeof OUTPUT_ENCODINGS[number];
 
+/** Standard, padded base64 (how binary output travels). */
+export const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
 /** What running a command produced (the `result` object of a report). */
 export interface ExecResultBody {
   /** Exit code, or null when a signal ended the process or it never ran. */
@@ -207,7 +213,7 @@ export const execResultSchema: z.ZodType<ExecResultBody> = z.object({
   for (const stream of ["stdout", "stderr"] as const) {
     if (
       result[`${stream}_encoding`] === "base64" &&
-      !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(result[stream])
+      !BASE64_PATTERN.test(result[stream])
     ) {
       ctx.addIssue({ code: "custom", path: [stream], message: "must be standard padded base64" });
     }

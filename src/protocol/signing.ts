@@ -159,7 +159,7 @@ export interface SignOptions {
   pathAndQuery: string;
   /** Body bytes or string (empty for GET). */
   body?: Uint8Array | string;
-  /** Current time in milliseconds; injectable for tests. */
+  /** @internal Current time in milliseconds; injectable for tests. */
   now?: number;
   /** Request id; a fresh UUID v4 when absent. */
   requestId?: string;

@@ -17,7 +17,7 @@ import type { Hono } from "hono";
 import { FINAL_STATUSES, toBase64 } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
-import type { ServerEnv } from "./auth.ts";
+import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { eventStreamResponse } from "./sse.ts";

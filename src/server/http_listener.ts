@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS } from "../defaults.ts";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -151,9 +152,9 @@ function jsonHead(status: number, reason: string, message: string): string {
  * @throws {Error} With `code` `EADDRINUSE` (or another listen error) when it cannot listen.
  */
 export async function listenHttp(options: HttpListenOptions): Promise<HttpListener> {
-  const headerTimeoutMs = (options.headerTimeoutSecs ?? 10) * 1000;
+  const headerTimeoutMs = (options.headerTimeoutSecs ?? DEFAULT_HEADER_TIMEOUT_SECS) * 1000;
   const bodyTimeoutMs = Math.max(headerTimeoutMs, (options.bodyTimeoutSecs ?? 60) * 1000);
-  const configured = options.maxConnections ?? 20_000;
+  const configured = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const descriptors = options.availableDescriptors === undefined
     ? availableDescriptors(configured + FD_RESERVE)
     : options.availableDescriptors;

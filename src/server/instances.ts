@@ -11,14 +11,11 @@
  *
  * @module
  */
-import { AGENT_INSTANCE_HEADER } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
+import { AGENT_INSTANCE_HEADER, INSTANCE_ID_PATTERN } from "../protocol/mod.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import { noteRefusal } from "./refusals.ts";
-
-/** Pattern of a valid instance id. */
-export const INSTANCE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 interface Holder {
   instance: string;

@@ -1,5 +1,5 @@
 /**
- * Why a request was refused, noted by the auth steps (`refuse` in `auth.ts`) on the request
+ * Why a request was refused, noted by the auth steps (`refuse` in `auth/refuse.ts`) on the request
  * itself, and read by the metrics when the answer goes out: one place classifies refusals into
  * a small, bounded set of reasons.
  *

@@ -16,9 +16,10 @@ import {
   type AgentSummary,
   type CommandRecord,
 } from "../store/mod.ts";
-import { jsonBody, type ServerEnv } from "./auth.ts";
+import { jsonBody } from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
-import type { RouteDeps } from "./routes_agent.ts";
+import type { RouteDeps } from "./route_deps.ts";
 
 /** Where an agent stands. */
 export type AgentState = "waiting" | "online" | "offline";

@@ -9,10 +9,12 @@ import type { Hono } from "hono";
 import { fromBase64, heartbeatSchema, outputChunkSchema } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { OutputBounds } from "../store/mod.ts";
-import { jsonBody, type ServerEnv } from "./auth.ts";
+import { jsonBody } from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { InstanceRegistry } from "./instances.ts";
-import { agentPipeline, type RouteDeps, unknownCommand } from "./routes_agent.ts";
+import { agentPipeline } from "./auth/mod.ts";
+import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import type { TokenBucketLimiter } from "./rate_limit.ts";
 
 /** What the live routes need beyond the shared route parts. */

@@ -7,10 +7,11 @@
 import type { Hono, MiddlewareHandler } from "hono";
 import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
-import { adminAuth, operatorRateLimit, type ServerEnv } from "./auth.ts";
+import { adminAuth, operatorRateLimit } from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
-import type { RouteDeps } from "./routes_agent.ts";
+import type { RouteDeps } from "./route_deps.ts";
 import { every } from "hono/combine";
 import { commandView } from "./views.ts";
 import { commandWithLiveOutput } from "./live_output.ts";

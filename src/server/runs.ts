@@ -17,6 +17,7 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
+import { abortableSleep } from "../clock.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import {
   formatLabels,
@@ -40,16 +41,14 @@ import {
   targetFinal,
   targetState,
 } from "../store/mod.ts";
-import { jsonBody, type ServerEnv } from "./auth.ts";
+import { jsonBody } from "./auth/mod.ts";
+import type { ServerEnv } from "./env.ts";
 import type { Clock, TimerId } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
-import {
-  canonicalJson,
-  enqueueAndWake,
-  enqueueFingerprint,
-  type RouteDeps,
-} from "./routes_agent.ts";
+import { enqueueAndWake } from "./enqueue.ts";
+import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
+import type { RouteDeps } from "./route_deps.ts";
 import { agentState } from "./routes_fleet.ts";
 import { eventStreamResponse } from "./sse.ts";
 

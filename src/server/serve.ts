@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULT_BIND, DEFAULT_DB, DEFAULT_PORT } from "../defaults.ts";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import {
@@ -13,13 +14,17 @@ import {
   type SqliteStoreOptions,
   StoreError,
 } from "../store/mod.ts";
-import { type AppOptions, createApp, type DashboardApp } from "./app.ts";
+import { createApp, type DashboardApp } from "./app.ts";
+import type { AppOptions } from "./app_options.ts";
 import { type HttpListener, listenHttp } from "./http_listener.ts";
 import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
-  /** Use this store (the caller closes it); otherwise `db` is opened and closed at shutdown. */
+  /**
+   * @internal Use this store (the caller closes it); otherwise `db` is opened and closed at
+   * shutdown.
+   */
   store?: CommandStore;
   /**
    * The store: a SQLite file, created on first start, or a `postgres://` URL of a database shared
@@ -27,7 +32,7 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    * @default {"./status.db"}
    */
   db?: string;
-  /** Options of the SQLite store opened from `db`. */
+  /** @internal Options of the SQLite store opened from `db`. */
   dbOptions?: SqliteStoreOptions;
   /**
    * Port to listen on; `0` picks a free one (see {@link RunningServer.port}).
@@ -52,7 +57,7 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    * @default {20000}
    */
   maxConnections?: number;
-  /** Descriptors the process can still open; counted at start when not given. */
+  /** @internal Descriptors the process can still open; counted at start when not given. */
   availableDescriptors?: number | "plenty" | "unknown";
   /**
    * Also serve `GET /metrics` without the admin token on this `PORT` (on 127.0.0.1) or
@@ -73,9 +78,9 @@ export interface RunningServer extends AsyncDisposable {
   devMode: boolean;
   /** Where `--metrics-bind` serves `/metrics`, when it is set. */
   metricsUrl?: string;
-  /** The app, its hub and lease expiry, for tests and embedding. */
+  /** @internal The app, its hub and lease expiry, for the CLI and tests. */
   dashboard: DashboardApp;
-  /** The sockets: open connections, the limit in force, refused connections. */
+  /** @internal The sockets: open connections, the limit in force, refused connections. */
   listener: HttpListener;
   /**
    * Stops accepting connections, answers open waits and cancel-waits with `204`, lets in-flight
@@ -87,19 +92,10 @@ export interface RunningServer extends AsyncDisposable {
   finished: Promise<void>;
 }
 
-const log = logger("server");
+import { isLoopback } from "./loopback.ts";
+export { isLoopback };
 
-/**
- * Whether an address is loopback-only: `localhost`, `127.0.0.0/8`, `::1`.
- *
- * @param hostname A host name or IP address.
- */
-export function isLoopback(hostname: string): boolean {
-  const host = hostname.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
-  if (host === "localhost" || host === "::1" || host === "0:0:0:0:0:0:0:1") return true;
-  const v4 = host.replace(/^::ffff:/, "");
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
-}
+const log = logger("server");
 
 /**
  * Decides dev mode (PROTOCOL.md §1): on when no admin token is configured and no agent has a token.
@@ -139,14 +135,14 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  * import assert from "node:assert/strict";
  * import { startServer } from "./serve.ts";
  *
- * await using server = await startServer({ db: ":memory:", port: 0, maxConnections: 100 });
+ * await using server = await startServer({ db: ":memory:", port: 0 });
  * const health = await fetch(`${server.url}/health`);
  * assert.equal((await health.json()).status, "ok");
  * ```
  */
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
-  const hostname = options.hostname ?? "127.0.0.1";
-  const port = options.port ?? 5000;
+  const hostname = options.hostname ?? DEFAULT_BIND;
+  const port = options.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`port must be a whole number from 0 to 65535, got ${port}`);
   }
@@ -156,7 +152,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     store = options.store;
   } else {
     try {
-      store = await openStore(options.db ?? "./status.db", { sqlite: options.dbOptions });
+      store = await openStore(options.db ?? DEFAULT_DB, { sqlite: options.dbOptions });
     } catch (error) {
       if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
       throw error;

@@ -5,7 +5,7 @@
  * A wait is held for up to two minutes, and with 10,000 agents 10,000 are held at once. Through
  * Hono's middleware chain each held wait kept about sixteen suspended async frames (every
  * middleware awaits `next()` for the whole wait) and a context with some fifty closures. Here the
- * same auth steps of PROTOCOL.md §1 run as plain functions (`auth.ts`, same order, same answers),
+ * same auth steps of PROTOCOL.md §1 run as plain functions (`auth/pipeline.ts`, same order, same answers),
  * and then the handler returns the waiter's promise: a held wait keeps its waiter entry, a few
  * promises and the request, nothing else.
  *
@@ -19,10 +19,10 @@ import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schem
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CommandRecord } from "../store/mod.ts";
-import { type AgentCall, agentCall } from "./auth.ts";
+import { agentAuthSteps, type AgentCall, agentCall, type AuthStep } from "./auth/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
-import { agentAuthSteps, type AuthStep, type RouteDeps, unknownCommand } from "./routes_agent.ts";
+import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */

@@ -39,7 +39,6 @@ export {
   type CommandResult,
   type CommandStore,
   type EnqueueOutcome,
-  EXECUTION_LEASE_GRACE_SECS,
   type ExpireOutcome,
   type HeartbeatInput,
   isSharedStore,
@@ -65,19 +64,8 @@ export type {
   RunRecord,
   RunTargetRecord,
 } from "./types.ts";
-export {
-  planRun,
-  runCommandId,
-  type RunPlan,
-  runStatus,
-  runTotals,
-  targetFailed,
-  targetFinal,
-  targetState,
-} from "./runs.ts";
+export { runCommandId, runStatus, runTotals, targetFinal, targetState } from "./runs.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
 export { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
-// Types only: the PostgreSQL driver is loaded by `openStore` or an import of `./postgres.ts`.
-export type { PostgresStore, PostgresStoreOptions } from "./postgres.ts";
-export { isPostgresUrl, redactUrl } from "./url.ts";
+export { redactUrl } from "./url.ts";
 export { openStore, type OpenStoreOptions } from "./open.ts";

@@ -45,7 +45,12 @@ import {
   toRun,
   toTarget,
 } from "./_rows.ts";
-import { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
+import {
+  isConnectionFailure,
+  StoreError,
+  StoreFullError,
+  StoreUnavailableError,
+} from "./errors.ts";
 import { isPostgresUrl, redactUrl } from "./url.ts";
 
 export { isPostgresUrl, redactUrl };
@@ -135,34 +140,6 @@ const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 /** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
 const DISK_FULL = "53100";
 
-/** SQLSTATE classes and codes that mean the server is not there (now). */
-const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "58P01"]);
-/** Node/postgres error codes of a connection that failed or dropped. */
-const UNAVAILABLE_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EAI_AGAIN",
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "CONNECT_TIMEOUT",
-]);
-
-/** Whether an error of the driver means "not reachable now". */
-function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== "string") {
-    // Deno's node:net reports a refused connection with the message only on some paths.
-    return error instanceof Error &&
-      /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
-  }
-  return UNAVAILABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08");
-}
-
 /**
  * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
  *
@@ -181,15 +158,17 @@ export async function openPostgresStore(
     throw new TypeError(`not a postgres:// URL: ${JSON.stringify(redactUrl(url))}`);
   }
   const where = redactUrl(url);
-  let sql: Sql;
-  try {
-    sql = postgres(url, {
+  const pool = () =>
+    postgres(url, {
       max: options.maxConnections ?? 10,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
       connection: { application_name: "status" },
     });
+  let sql: Sql;
+  try {
+    sql = pool();
   } catch (error) {
     throw new StoreError(`cannot open database ${where}: ${(error as Error).message}`, {
       cause: error,
@@ -197,6 +176,7 @@ export async function openPostgresStore(
   }
   const store = new PostgresStore(
     sql,
+    pool,
     where,
     (options.queryTimeoutSecs ?? 15) * 1000,
     (hooks) =>
@@ -213,7 +193,7 @@ export async function openPostgresStore(
   try {
     await store.migrate();
   } catch (error) {
-    await sql.end({ timeout: 1 }).catch(() => {});
+    await store.close().catch(() => {});
     if (error instanceof StoreError) throw error;
     throw new StoreError(`cannot open database ${where}: ${describeOpenError(error)}`, {
       cause: error,
@@ -228,7 +208,7 @@ function describeOpenError(error: unknown): string {
     return `the server rejected the credentials (${e.message})`;
   }
   if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
-  if (isUnavailable(error)) {
+  if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,
       "(",
@@ -241,14 +221,31 @@ function describeOpenError(error: unknown): string {
   return e?.message ?? String(error);
 }
 
+/**
+ * Whether an uncaught error is the `postgres` driver's known fault on a connection that closed
+ * while a small write was still scheduled: it writes to a socket it has already dropped
+ * (`Cannot read properties of null (reading 'write')` in `nextWrite`; porsager/postgres#1066,
+ * #1154, denoland/deno#34667). The query it belonged to has already failed as `CONNECTION_CLOSED`.
+ *
+ * @param error What was thrown.
+ */
+export function isDriverFault(error: unknown): boolean {
+  return error instanceof TypeError && /reading 'write'/.test(error.message) &&
+    /nextWrite/.test(error.stack ?? "") && /postgres/.test(error.stack ?? "");
+}
+
 /** The {@link CommandStore} on PostgreSQL. See {@link openPostgresStore}. */
 export class PostgresStore implements CommandStore, SharedStore {
   /** The database URL without its password. */
   readonly location: string;
   /** This store's id in notifications: it ignores its own. */
   readonly instanceId: string = crypto.randomUUID();
-  readonly #sql: Sql;
+  #sql: Sql;
+  readonly #pool: () => Sql;
   readonly #listenerConnection: (hooks: ListenerHooks) => Sql;
+  /** Called when the driver faulted (see {@link isDriverFault}): the subscriptions start afresh. */
+  readonly #onFault = new Set<() => void>();
+  readonly #faultGuard: (event: ErrorEvent) => void;
   readonly #queryTimeoutMs: number;
   #closed = false;
   #lastSweep = 0;
@@ -257,17 +254,26 @@ export class PostgresStore implements CommandStore, SharedStore {
    * Wraps an open connection pool; use {@link openPostgresStore}.
    *
    * @param sql The pool.
+   * @param pool Makes another pool like it (after a fault of the driver).
    * @param location The URL without its password.
    * @param queryTimeoutMs How long one operation may wait for the server.
    * @param listenerConnection Makes the one-connection client that a subscription listens on.
    */
   constructor(
     sql: Sql,
+    pool: () => Sql,
     location: string,
     queryTimeoutMs: number,
     listenerConnection: (hooks: ListenerHooks) => Sql,
   ) {
     this.#sql = sql;
+    this.#pool = pool;
+    this.#faultGuard = (event) => {
+      if (this.#closed || !isDriverFault(event.error)) return;
+      event.preventDefault();
+      this.#recover(event.error);
+    };
+    globalThis.addEventListener("error", this.#faultGuard);
     this.location = location;
     this.#queryTimeoutMs = queryTimeoutMs;
     this.#listenerConnection = listenerConnection;
@@ -356,7 +362,7 @@ export class PostgresStore implements CommandStore, SharedStore {
           { cause: error },
         );
       }
-      if (isUnavailable(error)) {
+      if (isConnectionFailure(error)) {
         const e = error as { code?: string; message?: string };
         throw new StoreUnavailableError(
           `database ${this.location} is unavailable (${what}): ${e.code ?? ""} ${e.message ?? ""}`
@@ -1024,18 +1030,22 @@ export class PostgresStore implements CommandStore, SharedStore {
       if (!event || event.instance === this.instanceId) return;
       listener.event(event);
     };
-    const connection = this.#listenerConnection({
-      onnotify: (channel, payload) => {
-        if (channel === PG_CHANNEL) deliver(payload);
-      },
-      onclose: () => {
-        if (closed) return;
-        log.warning("the notification connection to {location} closed; listening again", {
-          location: this.location,
-        });
-        retry();
-      },
-    });
+    const connect = (): Sql => {
+      const made: Sql = this.#listenerConnection({
+        onnotify: (channel, payload) => {
+          if (channel === PG_CHANNEL) deliver(payload);
+        },
+        onclose: () => {
+          if (closed || made !== connection) return;
+          log.warning("the notification connection to {location} closed; listening again", {
+            location: this.location,
+          });
+          retry();
+        },
+      });
+      return made;
+    };
+    let connection = connect();
     const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
     const retry = () => {
       if (closed || timer !== undefined) return;
@@ -1054,6 +1064,14 @@ export class PostgresStore implements CommandStore, SharedStore {
         if (!closed) listener.resync();
       }, delay);
     };
+    // After a fault of the driver: a new connection (the old one may hold half a message).
+    const restart = () => {
+      if (closed) return;
+      const old = connection;
+      connection = connect();
+      old.end({ timeout: 0 }).catch(() => {});
+      retry();
+    };
     return this.#run("listen", async () => {
       try {
         await listen();
@@ -1062,10 +1080,12 @@ export class PostgresStore implements CommandStore, SharedStore {
         await connection.end({ timeout: 1 }).catch(() => {});
         throw error;
       }
+      this.#onFault.add(restart);
       return {
         close: async () => {
           if (closed) return;
           closed = true;
+          this.#onFault.delete(restart);
           if (timer !== undefined) clearTimeout(timer);
           await connection.end({ timeout: 1 }).catch(() => {});
         },
@@ -1214,7 +1234,23 @@ export class PostgresStore implements CommandStore, SharedStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    globalThis.removeEventListener("error", this.#faultGuard);
     await this.#sql.end({ timeout: 5 });
+  }
+
+  /**
+   * After a fault of the driver, its connection objects may hold half a message: the pool is
+   * replaced (operations under way on the old one get 5 s, then fail as unavailable and are
+   * retried by their callers), and every subscription listens on a new connection.
+   */
+  #recover(error: unknown): void {
+    log.error("the PostgreSQL driver failed on a closing connection: {error}; reconnecting", {
+      error,
+    });
+    const old = this.#sql;
+    this.#sql = this.#pool();
+    old.end({ timeout: 5 }).catch(() => {});
+    for (const restart of this.#onFault) restart();
   }
 
   /** Closes the store. */

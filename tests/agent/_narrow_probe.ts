@@ -22,13 +22,31 @@ if (mode === "leftover") {
     stderr: "null",
   });
   const record = cell.record()!;
+  // What `ps` shows of the group before the restarted agent looks (for a failure message).
+  const before = await psLines();
   const restarted = Sandbox.create({ tag: "narrow-probe-restarted" });
   const outcome = await restarted.stopLeftover(record);
-  const status = await child.status;
+  // Bounded: a leftover that was not stopped is reported (and killed here), not waited for.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const status = await Promise.race([
+    child.status,
+    new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 10_000)),
+  ]);
+  clearTimeout(timer);
+  if (status === null) {
+    child.kill("SIGKILL");
+    await child.status;
+  }
   await cell.close();
   await previous.close();
   await restarted.close();
-  console.log(JSON.stringify({ record, outcome, signal: status.signal }));
+  console.log(JSON.stringify({
+    record,
+    outcome,
+    signal: status === null ? "still running 10 s later" : status.signal,
+    now: Date.now(),
+    before,
+  }));
 } else {
   const executor = createExecutor({
     stateDir: "/var/lib/status/state",
@@ -43,4 +61,17 @@ if (mode === "leftover") {
   });
   await executor.close?.();
   console.log(JSON.stringify({ describe: executor.describe?.(), pid, outcome }));
+}
+
+/** `ps`'s lines (pid, pgid, elapsed seconds, state), as the sandbox reads them. */
+async function psLines(): Promise<string> {
+  const output = await new Deno.Command("ps", {
+    args: ["-e", "-o", "pid=,pgid=,etimes=,stat="],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(output.stdout).split("\n")
+    .filter((line) => / (S|R|D|T)/.test(line)).slice(-20).join("\n") +
+    new TextDecoder().decode(output.stderr);
 }

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { type AgentState, Journal, Outbox, runAgent } from "../../src/agent/mod.ts";
 import { StateWriteError } from "../../src/agent/fs.ts";
-import { command, StubDashboard } from "./_stub_dashboard.ts";
+import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, eventually, FakeExecutor } from "./_helpers.ts";
 
 Deno.test("a journal that cannot be written: no ack, no run, no new command, then it heals", async () => {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createExecutor, openAgentState, runAgent } from "../../src/agent/mod.ts";
-import { command, StubDashboard } from "./_stub_dashboard.ts";
+import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, eventually } from "./_helpers.ts";
 
 function mountTmpfs(dir: string, size: string): boolean {

@@ -7,7 +7,7 @@ import {
   parseProcStat,
   runHeartbeat,
 } from "../../src/agent/mod.ts";
-import { StubDashboard } from "./_stub_dashboard.ts";
+import { StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, RecordingClock } from "./_helpers.ts";
 
 Deno.test("metrics parsers read /proc/stat and df -Pk output", () => {

@@ -8,7 +8,7 @@ import {
   runAgent,
 } from "../../src/agent/mod.ts";
 import { signV2 } from "../../src/protocol/mod.ts";
-import { command, StubDashboard } from "./_stub_dashboard.ts";
+import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { FakeClock } from "../../src/clock.ts";
 import {
   advanceUntil,
@@ -64,7 +64,8 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
     agentToken: token,
     executor: undefined,
     exec: { allowedPrograms: ["echo"] },
-    heartbeat: { sources: { sources: {}, missing: [] } },
+    heartbeat: true,
+    heartbeatOptions: { sources: { sources: {}, missing: [] } },
     metricsIntervalSecs: 3600,
   });
   stub.enqueue(command("cmd-1", "echo hello"));
@@ -315,7 +316,7 @@ Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delay
       await clock.advanceAsync(clock.nextAt! - clock.now());
     }
     await eventually(() => clock.pending > 0, 10_000, "a back-off");
-    await using stub = new StubDashboard(port);
+    await using stub = new StubDashboard({ port });
     await clock.advanceAsync(2000);
     await stub.until(() => stub.seen.length > 0, 10_000, "the first request");
     await finish(agent);

@@ -98,10 +98,11 @@ Deno.test({
           stderr: "piped",
         }).output();
         assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-        const { record, outcome, signal } = JSON.parse(new TextDecoder().decode(output.stdout));
+        const stdout = new TextDecoder().decode(output.stdout);
+        const { record, outcome, signal } = JSON.parse(stdout);
         assert.equal(record.start_ticks, undefined, "no /proc under these flags");
-        assert.equal(outcome, "stopped");
-        assert.equal(signal, "SIGKILL");
+        assert.equal(outcome, "stopped", stdout);
+        assert.equal(signal, "SIGKILL", stdout);
       });
     } finally {
       holder.kill("SIGKILL");

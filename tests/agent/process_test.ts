@@ -2,13 +2,15 @@
  * End-to-end tests of the agent as a real process, started with the permission flags users pass,
  * against a stub dashboard over a real socket.
  */
-import { PERMS } from "../e2e/helpers.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { isProcessAlive } from "../../src/agent/mod.ts";
+import { isProcessAlive } from "../../src/cli/daemon.ts";
 import { startServer } from "../../src/server/mod.ts";
-import { CliProcess, runCli } from "./_process.ts";
-import { command, StubDashboard } from "./_stub_dashboard.ts";
+import { PERMS, runCli, spawnCli } from "../_cli.ts";
+import { command, StubDashboard } from "../_stub_dashboard.ts";
+
+/** The agent's flags without `--allow-sys`. */
+const AGENT_PERMS = PERMS.agentWithoutSys;
 
 function agentArgs(stub: { url: string }, dir: string, extra: string[] = []): string[] {
   Deno.writeTextFileSync(join(dir, "config.json"), "{}");
@@ -66,16 +68,16 @@ Deno.test({
         db: ":memory:",
         port: 0,
       });
-      await using agent = new CliProcess(
+      await using agent = spawnCli(
         agentArgs(server, dir, ["--shutdown-grace-secs", "20"]),
-        { cwd: dir },
+        { cwd: dir, perms: AGENT_PERMS },
       );
       await agent.waitForLog("long-poll: polling loop started");
       await enqueue(server.url, "proc-agent", "term-1", "sleep 2");
       await agent.waitForLog("Executing command: sleep 2 (id: term-1)");
       agent.kill("SIGTERM");
-      const status = await agent.finished();
-      assert.equal(status.code, 0, agent.stderr.join("\n"));
+      const status = await agent.exited(60_000);
+      assert.equal(status.code, 0, agent.stderr.text);
       const record = await commandOf(server.url, "term-1");
       assert.equal(record.status, "success");
       assert.ok(agent.logged("command execution and reporting completed"));
@@ -95,17 +97,17 @@ Deno.test({
         db: ":memory:",
         port: 0,
       });
-      await using agent = new CliProcess(
+      await using agent = spawnCli(
         agentArgs(server, dir, ["--shutdown-grace-secs", "1"]),
-        { cwd: dir },
+        { cwd: dir, perms: AGENT_PERMS },
       );
       await agent.waitForLog("long-poll: polling loop started");
       await enqueue(server.url, "proc-agent", "term-2", "sleep 60");
       await agent.waitForLog("Executing command: sleep 60 (id: term-2)");
       const signalled = Date.now();
       agent.kill("SIGTERM");
-      const status = await agent.finished();
-      assert.equal(status.code, 0, agent.stderr.join("\n"));
+      const status = await agent.exited(60_000);
+      assert.equal(status.code, 0, agent.stderr.text);
       assert.ok(Date.now() - signalled < 15_000);
       assert.equal((await commandOf(server.url, "term-2")).status, "cancelled");
     } finally {
@@ -121,23 +123,23 @@ Deno.test({
     try {
       await using stub = new StubDashboard();
       {
-        await using agent = new CliProcess(agentArgs(stub, dir), { cwd: dir });
+        await using agent = spawnCli(agentArgs(stub, dir), { cwd: dir, perms: AGENT_PERMS });
         stub.enqueue(command("twice-1", "sleep 60"));
         await agent.waitForLog("Executing command: sleep 60 (id: twice-1)");
         const signalled = Date.now();
         agent.kill("SIGTERM");
         await agent.waitForLog(/SIGTERM received: stopping/);
         agent.kill("SIGINT");
-        const status = await agent.finished();
-        assert.equal(status.code, 130, agent.stderr.join("\n"));
+        const status = await agent.exited(60_000);
+        assert.equal(status.code, 130, agent.stderr.text);
         assert.ok(Date.now() - signalled < 10_000);
         assert.equal(stub.reports.length, 0);
         assert.ok(agent.logged("stopping at once: the result stays in the outbox"));
       }
-      await using agent = new CliProcess(agentArgs(stub, dir), { cwd: dir });
+      await using agent = spawnCli(agentArgs(stub, dir), { cwd: dir, perms: AGENT_PERMS });
       await stub.until(() => stub.reports.length === 1, 20_000, "the kept result");
       agent.kill("SIGTERM");
-      assert.equal((await agent.finished()).code, 0);
+      assert.equal((await agent.exited(60_000)).code, 0);
       assert.equal(stub.reports[0].command_id, "twice-1");
       assert.equal(stub.reports[0].status, "cancelled");
     } finally {
@@ -153,12 +155,13 @@ Deno.test({
     try {
       await using stub = new StubDashboard();
       const logFile = join(dir, "agent.log");
-      await using agent = new CliProcess(agentArgs(stub, dir, ["--log-file", logFile]), {
+      await using agent = spawnCli(agentArgs(stub, dir, ["--log-file", logFile]), {
         cwd: dir,
+        perms: AGENT_PERMS,
       });
       await stub.until(() => stub.seen.some((s) => s.kind === "wait"), 20_000, "a wait");
       agent.kill("SIGTERM");
-      assert.equal((await agent.finished()).code, 0, agent.stderr.join("\n"));
+      assert.equal((await agent.exited(60_000)).code, 0, agent.stderr.text);
       const log = Deno.readTextFileSync(logFile);
       assert.match(log, /long-poll: polling loop started/);
       assert.match(log, /agent stopped/);
@@ -175,19 +178,19 @@ Deno.test({
     try {
       await using stub = new StubDashboard();
       {
-        await using agent = new CliProcess(agentArgs(stub, dir), { cwd: dir });
+        await using agent = spawnCli(agentArgs(stub, dir), { cwd: dir, perms: AGENT_PERMS });
         stub.enqueue(command("kill-1", "sleep 4"));
         await agent.waitForLog("Executing command: sleep 4 (id: kill-1)");
         agent.kill("SIGKILL");
-        await agent.finished();
+        await agent.exited(60_000);
       }
       assert.equal(stub.reports.length, 0);
       // The dashboard delivers it again (lease expired) while the agent is down.
       stub.enqueue({ ...command("kill-1", "sleep 4"), attempt: 2 });
-      await using agent = new CliProcess(agentArgs(stub, dir), { cwd: dir });
+      await using agent = spawnCli(agentArgs(stub, dir), { cwd: dir, perms: AGENT_PERMS });
       await stub.until(() => stub.reports.length >= 2, 20_000, "two reports");
       agent.kill("SIGTERM");
-      assert.equal((await agent.finished()).code, 0);
+      assert.equal((await agent.exited(60_000)).code, 0);
       assert.deepEqual(stub.reports.map((r) => [r.status, r.attempt]), [
         ["interrupted", 1],
         ["interrupted", 2],
@@ -212,18 +215,18 @@ Deno.test({
           ? Response.json({ error: "down for maintenance" }, { status: 500 })
           : undefined;
       {
-        await using agent = new CliProcess(agentArgs(stub, dir), { cwd: dir });
+        await using agent = spawnCli(agentArgs(stub, dir), { cwd: dir, perms: AGENT_PERMS });
         stub.enqueue(command("box-1", "echo from-the-outbox"));
         await stub.until(() => stub.seen.some((s) => s.kind === "report"), 20_000, "a report");
         agent.kill("SIGKILL");
-        await agent.finished();
+        await agent.exited(60_000);
       }
       failing = false;
       const before = stub.seen.length;
-      await using agent = new CliProcess(agentArgs(stub, dir), { cwd: dir });
+      await using agent = spawnCli(agentArgs(stub, dir), { cwd: dir, perms: AGENT_PERMS });
       await stub.until(() => stub.reports.length >= 1, 20_000, "the report after restart");
       agent.kill("SIGTERM");
-      assert.equal((await agent.finished()).code, 0);
+      assert.equal((await agent.exited(60_000)).code, 0);
       const after = stub.seen.slice(before);
       assert.equal(after[0].kind, "report", "sent before the first wait");
       const delivered = stub.reports.at(-1)!;
@@ -247,7 +250,7 @@ Deno.test({
       const logFile = join(dir, "agent.log");
       const args = agentArgs(stub, dir, ["--pid-file", pidFile, "--log-file", logFile]).slice(1);
       // `status --daemon ...`: the agent is the default command.
-      const started = await runCli(["--daemon", ...args], { cwd: dir });
+      const started = await runCli(["--daemon", ...args], { cwd: dir, perms: AGENT_PERMS });
       daemonPid = Number(/pid (\d+)/.exec(started.stdout)?.[1]) || undefined;
       assert.equal(started.code, 0, started.stderr);
       const pid = Number(/pid (\d+)/.exec(started.stdout)?.[1]);
@@ -255,13 +258,13 @@ Deno.test({
       assert.equal(Deno.readTextFileSync(pidFile).trim(), String(pid));
       await stub.until(() => stub.seen.some((s) => s.kind === "wait"), 20_000, "the daemon's wait");
 
-      const second = await runCli(["agent", "--daemon", ...args], { cwd: dir });
+      const second = await runCli(["agent", "--daemon", ...args], { cwd: dir, perms: AGENT_PERMS });
       assert.equal(second.code, 1);
       assert.match(second.stderr, new RegExp(`running already with pid ${pid}`));
 
       const stopped = await runCli(["stop", "--pid-file", pidFile], {
         cwd: dir,
-        flags: ["--allow-read", "--allow-run"],
+        perms: PERMS.stop,
       });
       assert.equal(stopped.code, 0, stopped.stderr);
       assert.match(stopped.stdout, new RegExp(`stopped \\(pid ${pid}\\)`));
@@ -273,7 +276,7 @@ Deno.test({
 
       const again = await runCli(["stop", "--pid-file", pidFile], {
         cwd: dir,
-        flags: ["--allow-read", "--allow-run"],
+        perms: PERMS.stop,
       });
       assert.equal(again.code, 1);
       assert.match(again.stderr, /no pid file/);
@@ -291,7 +294,7 @@ Deno.test({
     const dir = tempDir();
     try {
       await using stub = new StubDashboard();
-      await using agent = new CliProcess(
+      await using agent = spawnCli(
         [
           "agent",
           "--dashboard-url",
@@ -303,17 +306,17 @@ Deno.test({
           "--log-format",
           "json",
         ],
-        { cwd: dir, flags: PERMS.agentMinimal },
+        { cwd: dir, perms: PERMS.agentMinimal },
       );
       await agent.waitForLog("long-poll: polling loop started");
       assert.ok(agent.logged(/in memory only.*--allow-read=\.\/\.status-state/));
       stub.enqueue(command("narrow-1", "echo narrow"));
       await stub.until(() => stub.reports.length === 1, 20_000, "the report");
       agent.kill("SIGTERM");
-      assert.equal((await agent.finished()).code, 0, agent.stderr.join("\n"));
+      assert.equal((await agent.exited(60_000)).code, 0, agent.stderr.text);
       assert.equal(stub.reports[0].status, "success");
       assert.equal((stub.reports[0].result as { stdout: string }).stdout, "narrow\n");
-      assert.ok(!agent.stderr.some((l) => /NotCapable/.test(l)), agent.stderr.join("\n"));
+      assert.ok(!agent.stderr.lines.some((l) => /NotCapable/.test(l)), agent.stderr.text);
       assert.throws(() => Deno.statSync(join(dir, ".status-state")), Deno.errors.NotFound);
     } finally {
       Deno.removeSync(dir, { recursive: true });
@@ -325,7 +328,10 @@ Deno.test("the agent refuses to start without AGENT_ID, naming how to set it", a
   const dir = tempDir();
   try {
     Deno.writeTextFileSync(join(dir, "config.json"), "{}");
-    const result = await runCli(["--config", join(dir, "config.json")], { cwd: dir });
+    const result = await runCli(["--config", join(dir, "config.json")], {
+      cwd: dir,
+      perms: AGENT_PERMS,
+    });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /AGENT_ID is not set/);
     assert.match(result.stderr, /--agent-id/);

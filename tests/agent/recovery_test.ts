@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type AgentState, createExecutor, openAgentState, runAgent } from "../../src/agent/mod.ts";
 import { agentUid, type ExitRecord, Sandbox } from "../../src/exec/mod.ts";
-import { StubDashboard } from "./_stub_dashboard.ts";
+import { StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs } from "./_helpers.ts";
 import { runsHereOrUnderAllowAll, survivors } from "../exec/helpers.ts";
 

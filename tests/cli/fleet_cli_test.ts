@@ -2,36 +2,11 @@
  * `status agents` over HTTP (no `--db`) and `status health`, in process against a real dashboard.
  */
 import assert from "node:assert/strict";
-import type { Command } from "@commander-js/extra-typings";
-import { agentsCommand } from "../../src/cli/agents.ts";
-import { healthCommand } from "../../src/cli/health.ts";
-import { takeExitCode } from "../../src/cli/exit.ts";
-import { memoryIo } from "../../src/cli/io.ts";
-import { closeLogging } from "../../src/log/mod.ts";
+import { run } from "./_run.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
-
-async function run(make: (io: ReturnType<typeof memoryIo>) => Command, args: string[]) {
-  const io = memoryIo();
-  const command = make(io);
-  // deno-lint-ignore no-explicit-any
-  const quiet = (c: any) => {
-    c.exitOverride();
-    c.configureOutput({ writeErr: (text: string) => io.err(text.trimEnd()), writeOut: () => {} });
-    for (const sub of c.commands) quiet(sub);
-  };
-  quiet(command);
-  try {
-    await command.parseAsync(args, { from: "user" });
-    return { io, error: undefined, code: takeExitCode() ?? 0 };
-  } catch (error) {
-    return { io, error: error as Error, code: 1 };
-  } finally {
-    closeLogging();
-  }
-}
 
 async function dashboard() {
   const store = openSqliteStore(":memory:");
@@ -54,25 +29,26 @@ async function dashboard() {
 Deno.test("status agents without --db adds, lists, rotates and removes over the operator API", async () => {
   await using d = await dashboard();
   const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];
-  const agents = (io: ReturnType<typeof memoryIo>) => agentsCommand(io) as unknown as Command;
+  const agents = (args: string[]) => run(["agents", ...args]);
 
-  const added = await run(agents, ["add", "web-1", ...remote]);
-  assert.equal(added.error, undefined);
-  assert.equal(added.io.stdout[0], "AGENT_ID=web-1");
-  const token = added.io.stdout[1].replace("AGENT_TOKEN=", "");
+  const added = await agents(["add", "web-1", ...remote]);
+  assert.equal(added.code, 0);
+  assert.equal(added.stdout[0], "AGENT_ID=web-1");
+  const token = added.stdout[1].replace("AGENT_TOKEN=", "");
   assert.equal((await d.store.getAgent("web-1"))?.token, token, "stored on the dashboard");
 
-  const again = await run(agents, ["add", "web-1", ...remote]);
-  assert.match(again.error?.message ?? "", /already exists/);
+  const again = await agents(["add", "web-1", ...remote]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr.join("\n"), /already exists/);
 
-  const listed = await run(agents, ["list", "--json", ...remote]);
-  const rows = JSON.parse(listed.io.stdout.join("\n"));
+  const listed = await agents(["list", "--json", ...remote]);
+  const rows = JSON.parse(listed.stdout.join("\n"));
   assert.equal(rows[0].id, "web-1");
   assert.equal(rows[0].state, "offline");
-  const table = await run(agents, remote); // list is the default
-  assert.match(table.io.stdout[0], /^ID\s+STATE\s+LAST SEEN\s+VERSION/);
-  assert.match(table.io.stdout[1], /^web-1\s+offline\s+never/);
-  assert.match(table.io.stdout[0], /\sDEPLOYMENT\s+LABELS\s+RUNNING\s/);
+  const table = await agents(remote); // list is the default
+  assert.match(table.stdout[0], /^ID\s+STATE\s+LAST SEEN\s+VERSION/);
+  assert.match(table.stdout[1], /^web-1\s+offline\s+never/);
+  assert.match(table.stdout[0], /\sDEPLOYMENT\s+LABELS\s+RUNNING\s/);
   await d.store.recordHeartbeat("web-1", {
     version: "1",
     deploymentHash: "prod",
@@ -81,21 +57,21 @@ Deno.test("status agents without --db adds, lists, rotates and removes over the 
     labels: { zone: "eu", role: "web" },
     now: Date.now() - 3_600_000,
   });
-  const labelled = await run(agents, remote);
-  assert.match(labelled.io.stdout[1], /\sprod\s+role=web,zone=eu\s/);
+  const labelled = await agents(remote);
+  assert.match(labelled.stdout[1], /\sprod\s+role=web,zone=eu\s/);
 
-  const rotated = await run(agents, ["rotate", "web-1", ...remote]);
-  assert.notEqual(rotated.io.stdout[0], `AGENT_TOKEN=${token}`);
-  assert.equal((await d.store.getAgent("web-1"))?.token, rotated.io.stdout[0].slice(12));
+  const rotated = await agents(["rotate", "web-1", ...remote]);
+  assert.notEqual(rotated.stdout[0], `AGENT_TOKEN=${token}`);
+  assert.equal((await d.store.getAgent("web-1"))?.token, rotated.stdout[0].slice(12));
 
-  const removed = await run(agents, ["remove", "web-1", ...remote]);
-  assert.equal(removed.error, undefined);
+  const removed = await agents(["remove", "web-1", ...remote]);
+  assert.equal(removed.code, 0);
   assert.equal(await d.store.getAgent("web-1"), null);
-  const missing = await run(agents, ["remove", "web-1", ...remote]);
-  assert.match(missing.error?.message ?? "", /agent web-1 does not exist/);
+  const missing = await agents(["remove", "web-1", ...remote]);
+  assert.match(missing.stderr.join("\n"), /agent web-1 does not exist/);
 
-  const refused = await run(agents, ["list", "--dashboard-url", d.server.url]);
-  assert.match(refused.error?.message ?? "", /STATUS_ADMIN_TOKEN/);
+  const refused = await agents(["list", "--dashboard-url", d.server.url]);
+  assert.match(refused.stderr.join("\n"), /STATUS_ADMIN_TOKEN/);
 });
 
 Deno.test("status health checks the URL, the credentials and the clock", async () => {
@@ -106,9 +82,9 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
     scopes: ["commands:wait"],
     now: Date.now(),
   });
-  const health = (io: ReturnType<typeof memoryIo>) => healthCommand(io);
+  const health = (args: string[]) => run(["health", ...args]);
 
-  const good = await run(health, [
+  const good = await health([
     "--dashboard-url",
     d.server.url,
     "--status-admin-token",
@@ -118,15 +94,14 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
     "--agent-token",
     "agent-token-0123456789abcdef",
   ]);
-  assert.equal(good.error, undefined);
-  assert.equal(good.code, 0, good.io.stdout.join("\n"));
-  const text = good.io.stdout.join("\n");
+  assert.equal(good.code, 0, good.stdout.join("\n"));
+  const text = good.stdout.join("\n");
   assert.match(text, /dashboard\s+ok\s+reachable \(\d+ ms\), version \d+\.\d+\.\d+, dev mode off/);
   assert.match(text, /clock\s+ok\s+the dashboard is \d+\.\d s (ahead of|behind) this machine/);
   assert.match(text, /operator\s+ok\s+admin token accepted/);
   assert.match(text, /agent\s+ok\s+web-1: token and signature accepted/);
 
-  const bad = await run(health, [
+  const bad = await health([
     "--dashboard-url",
     d.server.url,
     "--status-admin-token",
@@ -138,7 +113,7 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
     "--json",
   ]);
   assert.equal(bad.code, 1);
-  const report = JSON.parse(bad.io.stdout.join("\n"));
+  const report = JSON.parse(bad.stdout.join("\n"));
   const byName = Object.fromEntries(
     report.checks.map((c: { name: string }) => [c.name, c]),
   );
@@ -148,7 +123,7 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
   assert.match(byName.agent.message, /bearer token is wrong/);
   assert.equal(typeof report.clockOffsetSecs, "number");
 
-  const down = await run(health, ["--dashboard-url", "http://127.0.0.1:9", "--json"]);
+  const down = await health(["--dashboard-url", "http://127.0.0.1:9", "--json"]);
   assert.equal(down.code, 1);
-  assert.match(JSON.parse(down.io.stdout.join("\n")).checks[0].message, /not reachable/);
+  assert.match(JSON.parse(down.stdout.join("\n")).checks[0].message, /not reachable/);
 });

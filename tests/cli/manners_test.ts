@@ -3,25 +3,14 @@ import { until } from "../_until.ts";
 import { openAgentState } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
-import { LineStream, MAIN, PERMS, ROOT, runCli, spawnCli, tempDir } from "../e2e/helpers.ts";
-
-/** A port nothing listens on. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { tempDir } from "../e2e/helpers.ts";
+import { closedPort } from "../_stub_dashboard.ts";
+import { cliCommand, LineStream, MAIN, PERMS, ROOT, runCli, spawnCli } from "../_cli.ts";
 
 Deno.test("output into a pipe closed early ends quietly with exit code 0", async (t) => {
   for (const args of [["--help"], ["--version"], ["list", "--help"]]) {
     await t.step(`status ${args.join(" ")} | head -0`, async () => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, ...PERMS.operator, MAIN, ...args],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const child = cliCommand(args, { perms: PERMS.operator }).spawn();
       // The reader goes away before the program writes (it takes a while to start).
       await child.stdout.cancel();
       const [status, stderr] = await Promise.all([

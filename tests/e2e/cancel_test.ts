@@ -3,15 +3,8 @@
  * agent's cancel-wait is woken, the command's process is stopped and the result is `cancelled`.
  */
 import assert from "node:assert/strict";
-import {
-  jsonLogs,
-  PERMS,
-  runCli,
-  startAgent,
-  startServe,
-  tempDir,
-  waitForFinal,
-} from "./helpers.ts";
+import { startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { jsonLogs, PERMS, runCli } from "../_cli.ts";
 import { alive } from "../exec/helpers.ts";
 
 const AGENT = "e2e-cancel-agent";

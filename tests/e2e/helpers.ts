@@ -1,269 +1,12 @@
 /**
- * Helpers of the end-to-end tests: spawn the real CLI with explicit `--allow-*` flags, read its
- * output lines until a pattern appears, and stop it cleanly.
+ * Helpers of the end-to-end tests: start `status serve` and `status agent` (through the one
+ * spawner of `../_cli.ts`), wait for a command to be final, and temporary directories.
  *
  * @module
  */
 
 import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
-
-/** The repository root. */
-export const ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
-/** The CLI entry point. */
-export const MAIN: string = `${ROOT}/main.ts`;
-
-/** Permission flags of each role, as the `deno.json` tasks give them. */
-export const PERMS = {
-  serve: ["--allow-net", "--allow-read", "--allow-write", "--allow-env"],
-  agent: [
-    "--allow-net",
-    "--allow-run",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-sys",
-  ],
-  /** The agent's flags without `--allow-sys` (no load or memory figures). */
-  agentWithoutSys: ["--allow-net", "--allow-run", "--allow-read", "--allow-write", "--allow-env"],
-  /** Exactly what ARCHITECTURE.md promises works for the agent. */
-  agentMinimal: ["--allow-net", "--allow-run"],
-  up: ["--allow-net", "--allow-run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"],
-  operator: ["--allow-net"],
-} as const;
-
-const decoder = new TextDecoder();
-
-/** Lines one stream of a child has written so far, with waiting for a line. */
-export class LineStream {
-  /** Every complete line so far. */
-  readonly lines: string[] = [];
-  #partial = "";
-  #waiters = new Set<() => void>();
-  #closed = false;
-  /** Resolves when the stream has ended. */
-  readonly done: Promise<void>;
-
-  constructor(readonly name: string, stream: ReadableStream<Uint8Array>) {
-    this.done = this.#pump(stream);
-  }
-
-  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
-    try {
-      for await (const chunk of stream) {
-        this.#partial += decoder.decode(chunk, { stream: true });
-        const parts = this.#partial.split("\n");
-        this.#partial = parts.pop() ?? "";
-        if (parts.length > 0) {
-          this.lines.push(...parts);
-          this.#wake();
-        }
-      }
-    } catch {
-      // The child was killed; what it wrote is kept.
-    } finally {
-      if (this.#partial) this.lines.push(this.#partial);
-      this.#partial = "";
-      this.#closed = true;
-      this.#wake();
-    }
-  }
-
-  #wake(): void {
-    for (const waiter of this.#waiters) waiter();
-  }
-
-  /** The whole output so far. */
-  get text(): string {
-    return this.lines.join("\n");
-  }
-
-  /**
-   * Waits until a line matches, starting at line `from`.
-   *
-   * @param pattern What the line must match (a string: contained in it).
-   * @param options How long to wait, where to start, and a signal that stops waiting.
-   * @returns The matching line, its index and the regular expression's match.
-   * @throws {Error} Naming the pattern and showing the last lines, on timeout or end of stream.
-   */
-  async waitFor(
-    pattern: RegExp | string,
-    options: { timeoutMs?: number; from?: number; signal?: AbortSignal } = {},
-  ): Promise<{ line: string; index: number; match: RegExpExecArray | null }> {
-    const timeoutMs = options.timeoutMs ?? 20_000;
-    const regex = typeof pattern === "string"
-      ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
-      : pattern;
-    const test = (line: string) => regex.exec(line);
-    const deadline = Date.now() + timeoutMs;
-    let scanned = options.from ?? 0;
-    while (true) {
-      for (; scanned < this.lines.length; scanned++) {
-        const match = test(this.lines[scanned]);
-        if (match) return { line: this.lines[scanned], index: scanned, match };
-      }
-      options.signal?.throwIfAborted();
-      const left = deadline - Date.now();
-      if (this.#closed || left <= 0) {
-        throw new Error(
-          `${this.name}: no line matching ${String(pattern)} ${
-            this.#closed ? "before the stream ended" : `within ${timeoutMs} ms`
-          }; last lines:\n${this.lines.slice(-15).join("\n")}`,
-        );
-      }
-      await new Promise<void>((resolve) => {
-        const waiters = this.#waiters;
-        const signal = options.signal;
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(done);
-          signal?.removeEventListener("abort", done);
-          resolve();
-        };
-        const timer = setTimeout(done, left);
-        waiters.add(done);
-        signal?.addEventListener("abort", done, { once: true });
-      });
-    }
-  }
-}
-
-/** Options of {@link spawnCli}. */
-export interface SpawnOptions {
-  /** Permission flags given to `deno run`. */
-  perms: readonly string[];
-  /** Working directory. */
-  cwd?: string;
-  /** Extra environment (the child otherwise gets a clean one with PATH and HOME). */
-  env?: Record<string, string>;
-  /**
-   * Run exactly `deno run <perms> main.ts <args>` in the repository root, as a user would
-   * (no `--quiet`, no `--config`); `cwd` is ignored.
-   */
-  plain?: boolean;
-}
-
-/** A running CLI process. */
-export class CliProcess implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  readonly stdout: LineStream;
-  readonly stderr: LineStream;
-  #status?: Promise<Deno.CommandStatus>;
-
-  constructor(readonly args: readonly string[], options: SpawnOptions) {
-    const command = new Deno.Command(Deno.execPath(), {
-      args: options.plain
-        ? ["run", ...options.perms, "main.ts", ...args]
-        : ["run", "--quiet", "--config", `${ROOT}/deno.json`, ...options.perms, MAIN, ...args],
-      cwd: options.plain ? ROOT : options.cwd ?? ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      clearEnv: true,
-      env: {
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        HOME: Deno.env.get("HOME") ?? "/tmp",
-        ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-        NO_COLOR: "1",
-        ...options.env,
-      },
-    });
-    this.child = command.spawn();
-    this.stdout = new LineStream(`stdout of status ${args[0]}`, this.child.stdout);
-    this.stderr = new LineStream(`stderr of status ${args[0]}`, this.child.stderr);
-  }
-
-  /** The exit status, once the process and its output have ended. */
-  status(): Promise<Deno.CommandStatus> {
-    this.#status ??= (async () => {
-      const status = await this.child.status;
-      await Promise.all([this.stdout.done, this.stderr.done]);
-      return status;
-    })();
-    return this.#status;
-  }
-
-  /**
-   * Waits for the exit status within a time limit.
-   *
-   * @param timeoutMs How long to wait.
-   * @returns The status.
-   * @throws {Error} When the process is still running then (it is left running).
-   */
-  async exited(timeoutMs = 20_000): Promise<Deno.CommandStatus> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      return await Promise.race([
-        this.status(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new Error(
-                  `status ${this.args[0]} still running after ${timeoutMs} ms; stderr:\n${
-                    this.stderr.lines.slice(-15).join("\n")
-                  }`,
-                ),
-              ),
-            timeoutMs,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Sends a signal, ignoring a process that has already ended. */
-  kill(signal: Deno.Signal = "SIGTERM"): void {
-    try {
-      this.child.kill(signal);
-    } catch {
-      // already gone
-    }
-  }
-
-  /** Kills the process if it still runs (SIGKILL) and waits for it and its output. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGKILL");
-    await this.status();
-  }
-}
-
-/**
- * Spawns `deno run <perms> main.ts <args>`.
- *
- * @param args CLI arguments.
- * @param options Permissions, working directory, environment.
- * @returns The running process; `await using` it.
- */
-export function spawnCli(args: readonly string[], options: SpawnOptions): CliProcess {
-  return new CliProcess(args, options);
-}
-
-/** What a finished CLI run printed. */
-export interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs the CLI to the end.
- *
- * @param args CLI arguments.
- * @param options Permissions, working directory, environment.
- * @param timeoutMs How long it may take.
- * @returns Its exit code and output.
- */
-export async function runCli(
-  args: readonly string[],
-  options: SpawnOptions = { perms: PERMS.operator },
-  timeoutMs = 30_000,
-): Promise<CliRun> {
-  await using proc = spawnCli(args, options);
-  const status = await proc.exited(timeoutMs);
-  return { code: status.code, stdout: proc.stdout.text, stderr: proc.stderr.text };
-}
+import { type CliProcess, PERMS, spawnCli } from "../_cli.ts";
 
 /** A `status serve` process and the URL it listens on. */
 export interface ServeProcess extends AsyncDisposable {
@@ -278,7 +21,8 @@ const LISTEN_URL = /https?:\/\/[\w.\[\]:-]+:(\d+)/;
 /**
  * Starts `status serve` and waits until it listens.
  *
- * @param options The database file, the port (0: any free one) and extra flags.
+ * @param options The database file, the port (0: any free one), extra flags, and a program
+ *   that runs `deno` in turn (`prefix`).
  * @returns The process and its URL.
  */
 export async function startServe(
@@ -289,6 +33,7 @@ export async function startServe(
     perms?: readonly string[];
     cwd?: string;
     env?: Record<string, string>;
+    prefix?: readonly string[];
   },
 ): Promise<ServeProcess> {
   const proc = spawnCli(
@@ -302,7 +47,12 @@ export async function startServe(
       "json",
       ...(options.args ?? []),
     ],
-    { perms: options.perms ?? PERMS.serve, cwd: options.cwd, env: options.env },
+    {
+      perms: options.perms ?? PERMS.serve,
+      cwd: options.cwd,
+      env: options.env,
+      prefix: options.prefix,
+    },
   );
   try {
     const url = await waitForListenUrl(proc);
@@ -381,25 +131,6 @@ export function startAgent(options: {
     ],
     { perms: options.perms ?? PERMS.agent, cwd: options.cwd, plain: options.plain },
   );
-}
-
-/**
- * Parses the JSON log lines of a stream, skipping lines that are not JSON objects.
- *
- * @param stream The stream.
- * @returns The records.
- */
-export function jsonLogs(stream: LineStream): Array<Record<string, unknown>> {
-  const out: Array<Record<string, unknown>> = [];
-  for (const line of stream.lines) {
-    if (!line.startsWith("{")) continue;
-    try {
-      out.push(JSON.parse(line));
-    } catch {
-      // not a log record
-    }
-  }
-  return out;
 }
 
 /**

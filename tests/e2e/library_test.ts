@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ROOT, tempDir } from "./helpers.ts";
+import { tempDir } from "./helpers.ts";
+import { ROOT } from "../_cli.ts";
 
 /** The first code block of a language after a heading of the README. */
 function readmeBlock(readme: string, heading: string, lang: string): string {

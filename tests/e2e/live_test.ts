@@ -7,15 +7,8 @@ import assert from "node:assert/strict";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
 import { fromBase64 } from "../../src/protocol/mod.ts";
-import {
-  PERMS,
-  runCli,
-  spawnCli,
-  startAgent,
-  startServe,
-  tempDir,
-  waitForFinal,
-} from "./helpers.ts";
+import { startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { PERMS, runCli, spawnCli } from "../_cli.ts";
 
 const DENO = Deno.execPath();
 

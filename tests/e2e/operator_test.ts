@@ -4,8 +4,9 @@ import { openSqliteStore } from "../../src/store/mod.ts";
  * against a real `status serve` and `status agent`.
  */
 import assert from "node:assert/strict";
-import { closedPort } from "../operator/stub_dashboard.ts";
-import { PERMS, runCli, startAgent, startServe, tempDir } from "./helpers.ts";
+import { closedPort } from "../_stub_dashboard.ts";
+import { startAgent, startServe, tempDir } from "./helpers.ts";
+import { PERMS, runCli } from "../_cli.ts";
 
 const AGENT = "e2e-agent";
 

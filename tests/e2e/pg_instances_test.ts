@@ -7,7 +7,8 @@ import { signedHeaders } from "../../src/protocol/mod.ts";
 import { AGENT_SCOPES } from "../../src/store/mod.ts";
 import { openPostgresStore } from "../../src/store/postgres.ts";
 import { pgIgnore, testDatabase } from "../_pg.ts";
-import { PERMS, runCli, startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { PERMS, runCli } from "../_cli.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 const TOKEN = "agent-token-a1-0123456789abcdefghijklmnopq";

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
-import { jsonLogs, type ServeProcess, startAgent, startServe, tempDir } from "./helpers.ts";
+import { type ServeProcess, startAgent, startServe, tempDir } from "./helpers.ts";
+import { jsonLogs } from "../_cli.ts";
 
 const COMMANDS = 200;
 const RESTARTS = 5;

@@ -4,8 +4,9 @@
  * end, every agent must succeed, and no agent may run the command twice.
  */
 import assert from "node:assert/strict";
-import { jsonLogs, type ServeProcess, startAgent, startServe, tempDir } from "./helpers.ts";
-import type { CliProcess } from "./helpers.ts";
+import { type ServeProcess, startAgent, startServe, tempDir } from "./helpers.ts";
+import { jsonLogs } from "../_cli.ts";
+import type { CliProcess } from "../_cli.ts";
 
 const AGENTS = 4;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -3,7 +3,8 @@
  * the seed's curl request, the stored result, and the agent's log lines in the seed's order.
  */
 import assert from "node:assert/strict";
-import { jsonLogs, PERMS, startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { jsonLogs, PERMS } from "../_cli.ts";
 
 /** The seed's request: `curl -X POST .../enqueue -H 'X-Agent-Id: test-agent' -d '{...}'`. */
 async function seedCurl(url: string, id = "cmd-001"): Promise<Record<string, unknown>> {

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { PERMS, ROOT, runCli, spawnCli, tempDir, waitForFinal } from "./helpers.ts";
+import { tempDir, waitForFinal } from "./helpers.ts";
+import { PERMS, ROOT, runCli, spawnCli } from "../_cli.ts";
 
 const BANNER = /^status up: dashboard on http:\/\/127\.0\.0\.1:(\d+) /;
 

@@ -120,6 +120,9 @@ Deno.test("status exec maps results to exit codes", () => {
     start_failure: null,
   } as unknown as ExecResult;
   assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGSEGV" }), 139);
+  // Any signal the platform knows, not only a hand-kept few (SIGSYS is 31 on Linux).
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGSYS" }), 159);
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGNOPE" }), 128);
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "not_executable" }), 126);
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "spawn_failed" }), 1);
   assert.equal(execExitCode({ ...base, status: "cancelled" }), 130);

@@ -4,7 +4,15 @@
  *
  * @module
  */
-import { createPolicy, type ExecPolicy } from "../../src/exec/mod.ts";
+import {
+  createPolicy,
+  type ExecPolicy,
+  type ExecResult,
+  runCommand,
+  type RunOptions,
+} from "../../src/exec/mod.ts";
+import { FakeClock } from "../../src/clock.ts";
+import { until } from "../_until.ts";
 
 /** A temporary directory of executable scripts, removed on dispose. */
 export interface Scripts extends AsyncDisposable {
@@ -113,4 +121,48 @@ export function runsHereOrUnderAllowAll(file: string): boolean {
     if (!/\| [1-9]\d* passed/.test(said)) throw new Error(`no test of ${name} ran:\n${said}`);
   });
   return false;
+}
+
+/** A run whose deadline phases, cancel grace and times are on a fake clock the test advances. */
+export interface FakeClockRun {
+  /** The clock; it starts at 0, the moment of the spawn as far as the run is concerned. */
+  clock: FakeClock;
+  /** The result. */
+  result: Promise<ExecResult>;
+  /**
+   * Waits (in real time, polling) until the command runs under its deadline timers and has
+   * printed `text` on stdout (a script prints a marker once its traps are set).
+   */
+  ready(text?: string): Promise<void>;
+}
+
+/**
+ * Starts {@link runCommand} on a {@link FakeClock}: the command runs in real time, its phases
+ * happen when the test advances the clock.
+ *
+ * @param name The command line.
+ * @param options The run's options (its `clock` is replaced).
+ * @returns The clock, the result and a way to wait until the command runs.
+ */
+export function runOnFakeClock(name: string, options: RunOptions): FakeClockRun {
+  const clock = new FakeClock(0);
+  const decoder = new TextDecoder();
+  let stdout = "";
+  let settled = false;
+  const result = runCommand(name, {
+    ...options,
+    clock,
+    onOutput: (stream, chunk) => {
+      if (stream === "stdout") stdout += decoder.decode(chunk, { stream: true });
+    },
+  }).finally(() => settled = true);
+  return {
+    clock,
+    result,
+    async ready(text = "") {
+      // The warning, SIGTERM and SIGKILL timers are set once the command runs.
+      await until(() => settled || (clock.pending >= 3 && stdout.includes(text)), "the run starts");
+      if (settled) throw new Error(`the run ended early: ${JSON.stringify(await result)}`);
+    },
+  };
 }

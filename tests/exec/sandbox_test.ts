@@ -18,7 +18,7 @@ import {
   runCommand,
   Sandbox,
 } from "../../src/exec/mod.ts";
-import { alive, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
+import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
 
 const here = runsHereOrUnderAllowAll(import.meta.filename!);
 const isRoot = agentUid() === 0;
@@ -263,17 +263,25 @@ Deno.test({
     const policy = policyWith(escaper.path, quick.path);
     try {
       await t.step("at the deadline", async () => {
-        const result = await runCommand(escaper.path, { policy, sandbox, timeoutSecs: 1 });
+        const run = runOnFakeClock(escaper.path, { policy, sandbox, timeoutSecs: 1 });
+        await run.ready("\n");
+        run.clock.advance(900);
+        const result = await run.result;
         assert.equal(result.status, "timeout");
         assert.deepEqual(await survivors([pidOf(result.stdout)]), []);
       });
       await t.step("on cancel", async () => {
-        const result = await runCommand(escaper.path, {
+        const cancel = new AbortController();
+        const run = runOnFakeClock(escaper.path, {
           policy,
           sandbox,
-          signal: AbortSignal.timeout(300),
+          signal: cancel.signal,
           cancelGraceMs: 200,
         });
+        await run.ready("\n");
+        run.clock.advance(300);
+        cancel.abort();
+        const result = await run.result;
         assert.equal(result.status, "cancelled");
         assert.deepEqual(await survivors([pidOf(result.stdout)]), []);
       });

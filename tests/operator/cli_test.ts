@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { closedPort, startStubDashboard } from "./stub_dashboard.ts";
-import { run } from "./_run.ts";
+import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
+import { run } from "../cli/_run.ts";
 
 Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
   await t.step("success", async () => {
-    await using stub = startStubDashboard();
+    await using stub = new StubDashboard();
     const out = await run([
       "enqueue",
       "echo hi",
@@ -34,7 +34,7 @@ Deno.test("status enqueue --wait shows progress and exits with the command's cod
   ];
   for (const [status, finalResult, expected] of cases) {
     await t.step(`${status} exits ${expected}`, async () => {
-      await using stub = startStubDashboard({
+      await using stub = new StubDashboard({
         lifecycle: ["queued", status],
         finalResult,
         finalError: status === "rejected" ? "program rm is not allowed" : null,
@@ -56,7 +56,7 @@ Deno.test("status enqueue --wait shows progress and exits with the command's cod
     });
   }
   await t.step("--json prints the final command", async () => {
-    await using stub = startStubDashboard();
+    await using stub = new StubDashboard();
     const out = await run([
       "enqueue",
       "echo hi",
@@ -79,7 +79,7 @@ Deno.test("status enqueue --wait shows progress and exits with the command's cod
     const record = JSON.parse(out.stdout.join("\n"));
     assert.equal(record.id, "j-1");
     assert.equal(record.status, "success");
-    assert.deepEqual(stub.requests[0].body, {
+    assert.deepEqual(stub.seen[0].body, {
       id: "j-1",
       name: "echo hi",
       params: { timeout_secs: 7, priority: "critical", deployment_hash: "dep-1" },
@@ -88,7 +88,7 @@ Deno.test("status enqueue --wait shows progress and exits with the command's cod
 });
 
 Deno.test("status enqueue without --wait prints the id", async () => {
-  await using stub = startStubDashboard();
+  await using stub = new StubDashboard();
   const out = await run(["enqueue", "echo hi", "--agent", "a", "--dashboard-url", stub.url]);
   assert.equal(out.code, 0);
   assert.deepEqual(out.stdout, ["gen-1"]);
@@ -140,7 +140,7 @@ Deno.test("operator commands name the dashboard URL when it is unreachable", asy
 });
 
 Deno.test("status result, list and cancel against a stub dashboard", async (t) => {
-  await using stub = startStubDashboard({ adminToken: "admin-token-0123456789" });
+  await using stub = new StubDashboard({ adminToken: "admin-token-0123456789" });
   const auth = ["--dashboard-url", stub.url, "--status-admin-token", "admin-token-0123456789"];
   for (const id of ["c1", "c2"]) {
     assert.equal(

@@ -7,16 +7,16 @@ import {
   OperatorClient,
   OperatorError,
 } from "../../src/operator/mod.ts";
-import { closedPort, startStubDashboard } from "./stub_dashboard.ts";
+import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 
 const TOKEN = "admin-token-0123456789abcdef";
 
 Deno.test("operator client enqueues with the seed's headers in dev mode", async () => {
-  await using stub = startStubDashboard();
+  await using stub = new StubDashboard();
   const client = new OperatorClient({ dashboardUrl: stub.url });
   const answer = await client.enqueue({ agentId: "test-agent", name: "echo hi", id: "cmd-001" });
   assert.deepEqual(answer, { queued: true, id: "cmd-001" });
-  const sent = stub.requests[0];
+  const sent = stub.seen[0];
   assert.equal(sent.method, "POST");
   assert.equal(sent.path, "/api/v1/agent/commands/enqueue");
   assert.equal(sent.headers.get("x-agent-id"), "test-agent");
@@ -26,7 +26,7 @@ Deno.test("operator client enqueues with the seed's headers in dev mode", async 
 });
 
 Deno.test("operator client enqueues with the admin token and agent_id in the body", async () => {
-  await using stub = startStubDashboard({ adminToken: TOKEN });
+  await using stub = new StubDashboard({ adminToken: TOKEN });
   const client = new OperatorClient({ dashboardUrl: stub.url + "/", adminToken: TOKEN });
   const answer = await client.enqueue({
     agentId: "web-1",
@@ -34,7 +34,7 @@ Deno.test("operator client enqueues with the admin token and agent_id in the bod
     params: { timeout_secs: 5, priority: "high" },
   });
   assert.equal(answer.id, "gen-1");
-  const sent = stub.requests[0];
+  const sent = stub.seen[0];
   assert.equal(sent.headers.get("authorization"), `Bearer ${TOKEN}`);
   assert.equal(sent.headers.get("x-agent-id"), null);
   assert.deepEqual(sent.body, {
@@ -45,7 +45,7 @@ Deno.test("operator client enqueues with the admin token and agent_id in the bod
 });
 
 Deno.test("operator client reports a duplicate and a conflicting enqueue", async (t) => {
-  await using stub = startStubDashboard();
+  await using stub = new StubDashboard();
   const client = new OperatorClient({ dashboardUrl: stub.url });
   await client.enqueue({ agentId: "a", name: "echo 1", id: "same" });
   await t.step("same id and body: duplicate", async () => {
@@ -65,7 +65,7 @@ Deno.test("operator client reports a duplicate and a conflicting enqueue", async
 });
 
 Deno.test("operator client waits through queued, delivered and running to the result", async () => {
-  await using stub = startStubDashboard();
+  await using stub = new StubDashboard();
   const client = new OperatorClient({ dashboardUrl: stub.url });
   const { id } = await client.enqueue({ agentId: "a", name: "echo hello" });
   const seen: string[] = [];
@@ -83,17 +83,17 @@ Deno.test("operator client waits through queued, delivered and running to the re
 });
 
 Deno.test("operator client rides out a dashboard answering 503 while waiting", async () => {
-  await using stub = startStubDashboard({ lifecycle: ["running", "failed"], failFirst: 2 });
+  await using stub = new StubDashboard({ lifecycle: ["running", "failed"], failFirst: 2 });
   const client = new OperatorClient({ dashboardUrl: stub.url });
   const { id } = await client.enqueue({ agentId: "a", name: "ls /nope" });
   stub.commands.get(id)!.status = "running";
   const record = await client.waitForFinal(id, { initialIntervalMs: 5 });
   assert.equal(record.status, "failed");
-  assert.equal(stub.requests.filter((r) => r.method === "GET").length, 4);
+  assert.equal(stub.seen.filter((r) => r.method === "GET").length, 4);
 });
 
 Deno.test("operator client gives up waiting after the outage budget", async () => {
-  await using stub = startStubDashboard({ failFirst: 1_000 });
+  await using stub = new StubDashboard({ failFirst: 1_000 });
   const client = new OperatorClient({ dashboardUrl: stub.url });
   const { id } = await client.enqueue({ agentId: "a", name: "echo x" });
   const error = await client.waitForFinal(id, { maxOutageMs: 600 }).then(
@@ -106,7 +106,7 @@ Deno.test("operator client gives up waiting after the outage budget", async () =
 });
 
 Deno.test("operator client stops waiting when its signal aborts", async () => {
-  await using stub = startStubDashboard({ lifecycle: ["queued"] });
+  await using stub = new StubDashboard({ lifecycle: ["queued"] });
   const client = new OperatorClient({ dashboardUrl: stub.url });
   const { id } = await client.enqueue({ agentId: "a", name: "echo x" });
   const controller = new AbortController();
@@ -128,7 +128,7 @@ Deno.test("operator client words its failures for a user", async (t) => {
       new RegExp(`cannot reach the dashboard at ${url}: connection refused`),
     );
   });
-  await using stub = startStubDashboard({ adminToken: TOKEN });
+  await using stub = new StubDashboard({ adminToken: TOKEN });
   await t.step("a wrong admin token", async () => {
     const client = new OperatorClient({
       dashboardUrl: stub.url,
@@ -181,7 +181,7 @@ Deno.test("operator client words its failures for a user", async (t) => {
 Deno.test("operator client lists newest first with filters, bare or wrapped", async (t) => {
   for (const wrapList of [false, true]) {
     await t.step(wrapList ? "wrapped" : "bare", async () => {
-      await using stub = startStubDashboard({ wrapList });
+      await using stub = new StubDashboard({ wrapList });
       const client = new OperatorClient({ dashboardUrl: stub.url });
       await client.enqueue({ agentId: "a", name: "echo 1", id: "c1" });
       await client.enqueue({ agentId: "b", name: "echo 2", id: "c2" });
@@ -189,13 +189,13 @@ Deno.test("operator client lists newest first with filters, bare or wrapped", as
       assert.deepEqual((await client.listCommands()).map((c) => c.id), ["c3", "c2", "c1"]);
       const filtered = await client.listCommands({ agentId: "a", status: "queued", limit: 1 });
       assert.deepEqual(filtered.map((c) => c.id), ["c3"]);
-      assert.equal(stub.requests.at(-1)?.path, "/api/v1/commands?agent_id=a&status=queued&limit=1");
+      assert.equal(stub.seen.at(-1)?.path, "/api/v1/commands?agent_id=a&status=queued&limit=1");
     });
   }
 });
 
 Deno.test("operator client cancels queued and delivered commands, not final ones", async () => {
-  await using stub = startStubDashboard();
+  await using stub = new StubDashboard();
   const client = new OperatorClient({ dashboardUrl: stub.url });
   await client.enqueue({ agentId: "a", name: "sleep 9", id: "q" });
   assert.equal((await client.cancel("q")).outcome, "cancelled");

@@ -4,18 +4,14 @@ import { runAgent } from "../../src/agent/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
 import { EXIT_WAIT_TIMEOUT, OperatorClient } from "../../src/operator/mod.ts";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
-import { run } from "./_run.ts";
-import { MAIN, PERMS, ROOT } from "../e2e/helpers.ts";
+import { run } from "../cli/_run.ts";
+import { cliCommand, PERMS } from "../_cli.ts";
 
 const ADMIN = "admin-token-for-traps-0123456789";
 
 /** Runs the real CLI (operator permissions) and returns its exact standard output bytes. */
 async function cliBytes(args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, ...PERMS.operator, MAIN, ...args],
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-  }).output();
+  const output = await cliCommand(args, { perms: PERMS.operator }).output();
   return {
     code: output.code,
     stdout: output.stdout,

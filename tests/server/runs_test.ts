@@ -10,10 +10,8 @@ import { createApp, startServer } from "../../src/server/mod.ts";
 import { type CommandRecord, type CommandResult, openSqliteStore } from "../../src/store/mod.ts";
 import { firstLine } from "../../src/server/runs.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
-import { runCommand } from "../../src/cli/run.ts";
-import { enqueueCommand } from "../../src/cli/enqueue.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
-import { run } from "../operator/_run.ts";
+import { run } from "../cli/_run.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
 
 interface Fleet extends AsyncDisposable {
@@ -44,7 +42,7 @@ async function startFleet(
       dashboardUrl: server.url,
       agentId: `web-${String(i).padStart(2, "0")}`,
       pollingTimeoutSecs: 5,
-      heartbeat: { intervalSecs: 3600 },
+      heartbeatOptions: { intervalSecs: 3600 },
       labels: options.labels?.(i) ?? { role: "web" },
       deploymentHash: "prod",
       liveOutput: false,
@@ -115,7 +113,7 @@ function peakConcurrency(run: RunView): number {
 
 /** Runs `status run …` / `status enqueue …` in process against `url`. */
 async function cli(url: string, args: string[]) {
-  const result = await run([...args, "--dashboard-url", url], [runCommand, enqueueCommand]);
+  const result = await run([...args, "--dashboard-url", url]);
   return { code: result.code, stdout: result.stdout.join("\n"), stderr: result.stderr.join("\n") };
 }
 

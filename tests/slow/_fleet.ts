@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { ROOT, type ServeProcess, startServe } from "../e2e/helpers.ts";
+import { type ServeProcess, startServe } from "../e2e/helpers.ts";
+import { ROOT } from "../_cli.ts";
 
 /** Where nginx is, or `null`. */
 export function findNginx(): string | null {

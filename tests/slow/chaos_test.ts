@@ -16,13 +16,13 @@
 import assert from "node:assert/strict";
 import { Sandbox } from "../../src/exec/mod.ts";
 import {
-  type CliProcess,
   type ServeProcess,
   startAgent,
   startServe,
   tempDir,
   waitForFinal,
 } from "../e2e/helpers.ts";
+import { type CliProcess } from "../_cli.ts";
 
 const AGENTS = 3;
 const COMMANDS = 90;

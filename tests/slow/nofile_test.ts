@@ -5,20 +5,16 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
+import { type ServeProcess, startServe } from "../e2e/helpers.ts";
 import { P } from "../server/_helpers.ts";
 import { closeQuietly, rawConnect, readAll, send, waitHead } from "../server/_sockets.ts";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A `status serve` process under `prlimit --nofile=<n>`, or `null` without prlimit. */
-async function serveUnderFileLimit(
-  dir: string,
-  nofile: number,
-): Promise<{ child: Deno.ChildProcess; url: string; stderr: string[] } | null> {
+async function serveUnderFileLimit(dir: string, nofile: number): Promise<ServeProcess | null> {
   try {
     const probe = await new Deno.Command("prlimit", { args: ["--version"], stdout: "null" })
       .output();
@@ -26,51 +22,11 @@ async function serveUnderFileLimit(
   } catch {
     return null;
   }
-  const child = new Deno.Command("prlimit", {
-    args: [
-      `--nofile=${nofile}:${nofile}`,
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      `${ROOT}main.ts`,
-      "serve",
-      "--port",
-      "0",
-      "--db",
-      `${dir}/status.db`,
-      "--header-timeout-secs",
-      "2",
-      "--rate-limit-per-minute",
-      "100000",
-      "--log-format",
-      "json",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const stderr: string[] = [];
-  void (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      stderr.push(...chunk.split("\n").filter(Boolean));
-    }
-  })();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!/listening on (\S+)/.test(out)) {
-    if (Date.now() > deadline) throw new Error(`status serve did not start: ${stderr.join("\n")}`);
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`status serve exited: ${stderr.join("\n")}`);
-    out += value;
-  }
-  void reader.read().then(function drain(r): Promise<void> | void {
-    if (!r.done) return reader.read().then(drain);
+  return await startServe({
+    db: `${dir}/status.db`,
+    args: ["--header-timeout-secs", "2", "--rate-limit-per-minute", "100000"],
+    prefix: ["prlimit", `--nofile=${nofile}:${nofile}`],
   });
-  return { child, url: /listening on (\S+)/.exec(out)![1], stderr };
 }
 
 Deno.test({
@@ -87,7 +43,8 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
       return;
     }
-    const { child, url, stderr } = served;
+    const { proc, url } = served;
+    const stderr = proc.stderr.lines;
     const port = Number(new URL(url).port);
     const conns: Deno.TcpConn[] = [];
     let ended = false;
@@ -130,7 +87,11 @@ Deno.test({
             signal: AbortSignal.timeout(3000),
           });
         } catch {
-          if (Date.now() > deadline) throw new Error("no new connection was accepted again");
+          if (Date.now() > deadline) {
+            throw new Error(
+              `no new connection was accepted again; the dashboard's log:\n${stderr.join("\n")}`,
+            );
+          }
           await sleep(250);
         }
       }
@@ -150,8 +111,8 @@ Deno.test({
     } finally {
       ended = true;
       for (const conn of conns) closeQuietly(conn);
-      child.kill("SIGTERM");
-      await child.status;
+      proc.kill("SIGTERM");
+      await proc.status();
       await Deno.remove(dir, { recursive: true });
     }
   },

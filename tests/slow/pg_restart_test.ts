@@ -91,7 +91,14 @@ Deno.test({
     }
 
     await cluster.stop("fast");
-    const health = await fetch(`${urlA}/health`);
+    const health = await fetch(`${urlA}/health`).catch(async (error) => {
+      const status = await a.current?.proc.status();
+      throw new Error(
+        `dashboard A did not answer once the database stopped (${error}); it exited ${
+          JSON.stringify(status)
+        }; its stderr:\n${a.current?.proc.stderr.text}`,
+      );
+    });
     assert.equal(health.status, 503);
     assert.equal((await health.json()).store.status, "down");
     const refused = await enqueue(urlB, "down", `${script} down`);

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { openPostgresStore } from "../../src/store/postgres.ts";
+import { isDriverFault, openPostgresStore } from "../../src/store/postgres.ts";
+import { pathToFileURL } from "node:url";
+import { until } from "../_until.ts";
 import {
   StoreError,
   type StoreEvent,
@@ -392,3 +394,76 @@ Deno.test({
     assert.equal(run!.targets.filter((t) => t.startedAt !== null).length, 3);
   },
 });
+
+Deno.test("isDriverFault: the driver's write to a dropped socket, and nothing else", async () => {
+  await using dir = await faultModule();
+  const fault = await dir.throwCaught();
+  assert.ok(isDriverFault(fault));
+  assert.ok(!isDriverFault(new TypeError("Cannot read properties of null (reading 'write')")));
+  assert.ok(!isDriverFault(new Error("nextWrite")));
+});
+
+Deno.test({
+  name: "postgres store: a fault of the driver on a closing connection neither ends the process " +
+    "nor the store: new connections, and notifications still arrive",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [a, b] = cluster.stores;
+    const queued = new Set<string>();
+    let resynced = 0;
+    const subscription = await a.subscribe({
+      event(event) {
+        if (event.type === "queued") queued.add(event.agentId);
+      },
+      resync() {
+        resynced++;
+      },
+    });
+    try {
+      await using dir = await faultModule();
+      // Uncaught, from an immediate, as the driver throws it: the store handles the error event.
+      dir.throwUncaught();
+      await until(() => resynced > 0, "listening again after the fault");
+      assert.equal(await a.getCommand("none"), null, "the recycled pool answers");
+      await b.enqueue(newCommand("after", "a9"));
+      await until(() => queued.has("a9"), "the enqueue of the other instance heard");
+    } finally {
+      await subscription.close();
+    }
+  },
+});
+
+/**
+ * A module at `.../postgres/connection.js` whose `nextWrite` writes to a null socket, as the
+ * driver's does after a close (its stack then names the driver as the real one would).
+ */
+async function faultModule() {
+  const root = await Deno.makeTempDir({ prefix: "status-fault-" });
+  await Deno.mkdir(`${root}/postgres`);
+  const path = `${root}/postgres/connection.js`;
+  await Deno.writeTextFile(
+    path,
+    `let socket = null;
+export function nextWrite() { return socket.write("x"); }
+export function later() { setImmediate(nextWrite); }
+`,
+  );
+  const module = await import(pathToFileURL(path).href);
+  return {
+    throwCaught(): unknown {
+      try {
+        module.nextWrite();
+      } catch (error) {
+        return error;
+      }
+      throw new Error("nextWrite did not throw");
+    },
+    throwUncaught(): void {
+      module.later();
+    },
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(root, { recursive: true });
+    },
+  };
+}

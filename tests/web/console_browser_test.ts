@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { PERMS, runCli, spawnCli, startAgent, tempDir, waitForListenUrl } from "../e2e/helpers.ts";
+import { startAgent, tempDir, waitForListenUrl } from "../e2e/helpers.ts";
+import { PERMS, runCli, spawnCli } from "../_cli.ts";
 import {
   BROWSER_AVAILABLE,
   eventually,
@@ -20,7 +21,7 @@ const LATE = "late-agent";
 
 async function addAgent(db: string, id: string, cwd: string): Promise<string> {
   const added = await runCli(["agents", "add", id, "--db", db], {
-    perms: ["--allow-read", "--allow-write", "--allow-env"],
+    perms: PERMS.agentsOnDisk,
     cwd,
   });
   assert.equal(added.code, 0, added.stderr);

@@ -17,10 +17,11 @@ import type { Context, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import { constantTimeEqual, PRIORITIES } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
-import { remoteOf, type ServerEnv } from "../auth.ts";
+import { remoteOf } from "../auth/mod.ts";
+import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
 import { TokenBucketLimiter } from "../rate_limit.ts";
-import { isLoopback } from "../serve.ts";
+import { isLoopback } from "../loopback.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import type { AgentJson, CommandJson } from "./format.ts";
 import {
@@ -221,7 +222,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     if (adminToken && !devMode) headers.set("Authorization", `Bearer ${adminToken}`);
     if (init.body !== undefined) headers.set("Content-Type", "application/json");
     const response = await options.api(
-      new Request(`http://console.internal${path}`, { ...init, headers }),
+      new Request(`http://localhost${path}`, { ...init, headers }),
     );
     let body: Record<string, unknown> = {};
     try {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { PERMS, runCli } from "../_cli.ts";
 import { fileURLToPath } from "node:url";
 import {
   acquirePidFile,
@@ -8,7 +9,7 @@ import {
   readPidFile,
   releasePidFile,
   stopDaemon,
-} from "../../src/agent/mod.ts";
+} from "../../src/cli/daemon.ts";
 
 const PROBE = fileURLToPath(new URL("./_permission_probe.ts", import.meta.url));
 
@@ -132,15 +133,9 @@ Deno.test("status stop reads PID_FILE like the agent does (here from .env)", asy
   try {
     const pidFile = join(dir, "custom.pid");
     Deno.writeTextFileSync(join(dir, ".env"), `PID_FILE=${pidFile}\n`);
-    const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-all", main, "stop"],
-      cwd: dir,
-      stdin: "null",
-    }).output();
+    const output = await runCli(["stop"], { perms: PERMS.stop, cwd: dir });
     assert.equal(output.code, 1);
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.match(stderr, new RegExp(`no pid file ${pidFile}`));
+    assert.match(output.stderr, new RegExp(`no pid file ${pidFile}`));
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -7,8 +7,11 @@
  */
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import { abortableSleep } from "./clock.ts";
-import { isGranted, removeFileDurableSync, writeAllSync } from "./fs.ts";
+import { abortableSleep } from "../clock.ts";
+import { removeFileDurableSync } from "../agent/fs.ts";
+import { isGranted } from "../permissions.ts";
+import { writeAllSync } from "../write_all.ts";
+import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 
 /** The hidden flag that tells a re-spawned process it is the daemon. */
 export const DAEMON_CHILD_FLAG = "--daemon-child";
@@ -159,62 +162,6 @@ export function releasePidFile(path: string, pid: number = Deno.pid): boolean {
   }
 }
 
-/** Paths, hosts, programs and variables the daemon needs, to narrow its permission flags. */
-export interface PermissionNeeds {
-  /** Paths it reads (config file, `.env`, state directory, pid file, `/proc/stat`, ...). */
-  read?: string[];
-  /** Paths it writes (state directory, log file and its directory, pid file). */
-  write?: string[];
-  /** Hosts (`host:port`) it connects to. */
-  net?: string[];
-  /** Programs it runs. */
-  run?: string[];
-  /** Environment variables it reads. */
-  env?: string[];
-  /** System information kinds it reads (`loadavg`, `systemMemoryInfo`, ...). */
-  sys?: string[];
-}
-
-/**
- * Rebuilds the `--allow-*` flags of the running program from `Deno.permissions`: a permission
- * granted in full becomes `--allow-<name>`; otherwise each needed item that is granted is listed
- * (`--allow-read=<a>,<b>`), so the daemon gets no more than the program had.
- *
- * @param needs The items to ask about where a permission is not granted in full.
- * @returns The flags.
- */
-export function permissionFlags(needs: PermissionNeeds = {}): string[] {
-  const flags: string[] = [];
-  const narrow = (name: string, items: string[], granted: (item: string) => boolean) => {
-    const list = [...new Set(items)].filter((item) => !item.includes(",") && granted(item));
-    if (list.length > 0) flags.push(`--allow-${name}=${list.join(",")}`);
-  };
-  const full = (name: Deno.PermissionName) => isGranted({ name } as Deno.PermissionDescriptor);
-  // Everything granted (-A): keep -A, which alone lets the agent use /proc and cgroups.
-  const everything: Deno.PermissionName[] = ["read", "write", "net", "run", "env", "sys", "ffi"];
-  if (everything.every(full)) return ["--allow-all"];
-  if (full("read")) flags.push("--allow-read");
-  else narrow("read", needs.read ?? [], (path) => isGranted({ name: "read", path }));
-  if (full("write")) flags.push("--allow-write");
-  else narrow("write", needs.write ?? [], (path) => isGranted({ name: "write", path }));
-  if (full("net")) flags.push("--allow-net");
-  else narrow("net", needs.net ?? [], (host) => isGranted({ name: "net", host }));
-  if (full("run")) flags.push("--allow-run");
-  else narrow("run", needs.run ?? [], (command) => isGranted({ name: "run", command }));
-  if (full("env")) flags.push("--allow-env");
-  else narrow("env", needs.env ?? [], (variable) => isGranted({ name: "env", variable }));
-  if (full("sys")) flags.push("--allow-sys");
-  else {
-    narrow(
-      "sys",
-      needs.sys ?? [],
-      (kind) => isGranted({ name: "sys", kind: kind as Deno.SysPermissionDescriptor["kind"] }),
-    );
-  }
-  if (full("ffi")) flags.push("--allow-ffi");
-  return flags;
-}
-
 /** How to start this same program again. */
 export interface ProgramCommand {
   /** The executable. */
@@ -359,6 +306,9 @@ function sendSignal(pid: number, signal: Deno.Signal): void {
   );
 }
 
+/** Seconds {@link stopDaemon} waits by default: above the default shutdown grace of 30 s. */
+export const DEFAULT_STOP_TIMEOUT_SECS = 60;
+
 /** Options of {@link stopDaemon}. */
 export interface StopDaemonOptions {
   /** The daemon's pid file. */
@@ -403,7 +353,7 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
     );
   }
   sendSignal(pid, options.signal ?? "SIGTERM");
-  const timeoutMs = options.timeoutMs ?? 60_000;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_SECS * 1000;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!isProcessAlive(pid)) return pid;

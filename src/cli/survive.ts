@@ -1,0 +1,53 @@
+/**
+ * A dashboard process outlives connection failures that no request is waiting for: a database
+ * connection dropped while the database restarts, a client's socket reset under the HTTP server.
+ * Such a failure can surface outside any of our promises (inside the database driver, or Node's
+ * compatibility layer), and by default it would end the process — and every agent's wait with it.
+ *
+ * @module
+ */
+import { logger } from "../log/mod.ts";
+import { isConnectionFailure } from "../store/errors.ts";
+
+const log = logger("server");
+
+/**
+ * Until disposed, logs connection failures that nothing handled (rejected promises and errors
+ * thrown from callbacks) instead of letting them end the process. Any other unhandled error still
+ * ends it, as a bug should.
+ *
+ * @example Keeps the dashboard running through a reset connection
+ * ```ts
+ * import { surviveConnectionFailures } from "./survive.ts";
+ *
+ * using _guard = surviveConnectionFailures();
+ * Promise.reject(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }));
+ * await new Promise((resolve) => setTimeout(resolve, 0));
+ * ```
+ *
+ * @returns Removes the handlers when disposed.
+ */
+export function surviveConnectionFailures(): Disposable {
+  const onRejection = (event: PromiseRejectionEvent) => {
+    if (!isConnectionFailure(event.reason)) return;
+    event.preventDefault();
+    log.error("a connection failed outside any request: {error}; still running", {
+      error: event.reason,
+    });
+  };
+  const onError = (event: ErrorEvent) => {
+    if (!isConnectionFailure(event.error)) return;
+    event.preventDefault();
+    log.error("a connection failed outside any request: {error}; still running", {
+      error: event.error,
+    });
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  globalThis.addEventListener("error", onError);
+  return {
+    [Symbol.dispose]() {
+      globalThis.removeEventListener("unhandledrejection", onRejection);
+      globalThis.removeEventListener("error", onError);
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * Redaction of secrets in log records: properties named like a secret, and registered secret
+ * values wherever they appear.
+ *
+ * @module
+ */
+
+const SECRET_KEY = /token|signature|authorization|secret|password/i;
+const REDACTED = "[redacted]";
+
+const secretValues = new Set<string>();
+
+/**
+ * Registers a secret value so that it is replaced in every later log line.
+ *
+ * @param value The secret; values shorter than 8 characters are ignored.
+ */
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 8) secretValues.add(value);
+}
+
+export function redactString(text: string): string {
+  let out = text;
+  for (const secret of secretValues) {
+    if (out.includes(secret)) out = out.replaceAll(secret, REDACTED);
+  }
+  return out;
+}
+
+export function redactValue(key: string, value: unknown, depth = 0): unknown {
+  if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== "") {
+    return REDACTED;
+  }
+  if (typeof value === "string") return redactString(value);
+  if (value instanceof Error) {
+    return { name: value.name, message: redactString(value.message) };
+  }
+  if (depth < 4 && value && typeof value === "object") {
+    if (Array.isArray(value)) return value.map((v) => redactValue("", v, depth + 1));
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = redactValue(k, v, depth + 1);
+    return out;
+  }
+  return value;
+}

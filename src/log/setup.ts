@@ -1,0 +1,108 @@
+/**
+ * Configuring LogTape once for the whole process, at the CLI edge.
+ *
+ * @module
+ */
+import { writeAllSync } from "../write_all.ts";
+import { configureSync, type LogRecord, resetSync, type Sink } from "@logtape/logtape";
+import { getRotatingFileSink } from "@logtape/file";
+import { formatJson, formatText, type LogFormat } from "./format.ts";
+import type { LogLevel } from "./levels.ts";
+import { ROOT_CATEGORY } from "./logger.ts";
+import { registerSecret } from "./redact.ts";
+
+/** What a {@link LoggingOptions.filter} sees of a log record. */
+export interface LogRecordView {
+  /** The category, e.g. `["status", "exec"]`. */
+  readonly category: readonly string[];
+  /** The level, e.g. `"warning"`. */
+  readonly level: string;
+  /** The message template before its properties are filled in. */
+  readonly rawMessage: string | TemplateStringsArray;
+}
+
+/** Options of {@link setupLogging}. */
+export interface LoggingOptions {
+  /**
+   * `text` for human-readable lines, `json` for JSON lines.
+   * @default {"text" on a terminal, "json" otherwise}
+   */
+  format?: LogFormat;
+  /**
+   * The lowest level written.
+   * @default {"info"}
+   */
+  level?: LogLevel;
+  /** Write to this file (rotating) instead of standard error. */
+  file?: string;
+  /** Secret values (tokens) that must never appear in a log line; they are replaced. */
+  secrets?: readonly string[];
+  /** Where lines go when no file is given; for tests. Defaults to standard error. */
+  write?: (line: string) => void;
+  /**
+   * Records for which it returns `false` are not written (a command that reports an event
+   * itself keeps its log from saying it twice).
+   */
+  filter?: (record: LogRecordView) => boolean;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  writeAllSync(Deno.stderr, encoder.encode(line + "\n"));
+}
+
+/**
+ * Configures LogTape for the whole process. Call once at the CLI edge; calling again replaces the
+ * previous configuration.
+ *
+ * @example JSON lines at debug level on standard error
+ * ```ts
+ * import { closeLogging, setupLogging } from "./mod.ts";
+ *
+ * setupLogging({ format: "json", level: "debug" });
+ * closeLogging();
+ * ```
+ *
+ * @param options Format, level, file and secrets.
+ */
+export function setupLogging(options: LoggingOptions = {}): void {
+  for (const secret of options.secrets ?? []) registerSecret(secret);
+  const format = options.format ?? (Deno.stderr.isTerminal() ? "text" : "json");
+  const formatter = format === "json" ? formatJson : formatText;
+  closeLogging();
+  let sink: Sink;
+  if (options.file) {
+    sink = getRotatingFileSink(options.file, {
+      maxSize: 10 * 1024 * 1024,
+      maxFiles: 5,
+      // Write each line at once: a daemon's log is read while it runs (and after a crash).
+      bufferSize: 0,
+      formatter: (record) => formatter(record) + "\n",
+    });
+  } else {
+    const write = options.write ?? writeStderr;
+    sink = (record) => write(formatter(record));
+  }
+  const filter = options.filter;
+  if (filter) {
+    const unfiltered = sink;
+    sink = Object.assign((record: LogRecord) => {
+      if (filter(record)) unfiltered(record);
+    }, { [Symbol.dispose]: () => (unfiltered as Partial<Disposable>)[Symbol.dispose]?.() });
+  }
+  configureSync({
+    reset: true,
+    sinks: { main: sink },
+    loggers: [
+      { category: [ROOT_CATEGORY], lowestLevel: options.level ?? "info", sinks: ["main"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
+    ],
+  });
+}
+
+/** Flushes and closes the log file, if any, and resets LogTape. */
+export function closeLogging(): void {
+  // resetSync() disposes the configured sinks, the rotating file sink included.
+  resetSync();
+}

@@ -1,0 +1,56 @@
+/**
+ * Bearer tokens: reading `Authorization: Bearer <token>`, and step 2 of the agent pipeline (the
+ * agent's own token).
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import { constantTimeEqual, HEADER } from "../../protocol/mod.ts";
+import type { ServerEnv } from "../env.ts";
+import { type AgentCall, agentOf } from "./call.ts";
+import { refuse } from "./refuse.ts";
+
+/** The token of `Authorization: Bearer <token>`: `undefined` without the header, `""` when malformed. */
+export function bearerOf(request: Request): string | undefined {
+  const header = request.headers.get(HEADER.authorization);
+  if (!header) return undefined;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  return match ? match[1] : "";
+}
+
+/**
+ * Whether the request carries `Authorization: Bearer <token>` (constant-time compare).
+ *
+ * @param c The request context.
+ * @param token The expected token.
+ */
+export function hasBearer<E extends ServerEnv>(c: Context<E>, token: string): boolean {
+  const given = bearerOf(c.req.raw);
+  return given !== undefined && given !== "" && constantTimeEqual(given, token);
+}
+
+/**
+ * Step 2: `Authorization: Bearer <the agent's token>`.
+ *
+ * @param call The request, after step 1.
+ * @throws {HttpError} `401`.
+ */
+export function checkBearer(call: AgentCall): void {
+  if (call.unsigned) return;
+  const agent = agentOf(call);
+  const given = bearerOf(call.request);
+  if (given === undefined || given === "") {
+    throw refuse(call, 401, "Authorization bearer token is missing", "authentication failed");
+  }
+  if (agent.token === null) {
+    throw refuse(
+      call,
+      401,
+      `agent ${agent.id} has no token; give it one with "status agents rotate ${agent.id}"`,
+      "authentication failed",
+    );
+  }
+  if (!constantTimeEqual(given, agent.token)) {
+    throw refuse(call, 401, "bearer token is wrong", "authentication failed");
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * One agent request as the auth steps see it ({@link AgentCall}): the same object for the Hono
+ * pipeline and the lean long-polls, with the agent once identified and the body read at most once.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import type { AgentRecord, CommandStore } from "../../store/mod.ts";
+import type { Clock } from "../clock.ts";
+import type { ServerEnv } from "../env.ts";
+import { HttpError } from "../http_error.ts";
+import { type RawBody, readBody } from "../body.ts";
+
+/**
+ * One agent request as the auth steps see it: the same object for the Hono pipeline and the lean
+ * wait route. Step 1 fills in `agent` and `unsigned`; the body is read at most once.
+ */
+export interface AgentCall {
+  /** The request. */
+  readonly request: Request;
+  /** The client's address, for the audit log. */
+  readonly remote: string | undefined;
+  /** The agent, once identified. */
+  agent?: AgentRecord;
+  /** Dev mode and a token-less agent: the signature steps are skipped. */
+  unsigned: boolean;
+  /** The body as read (memoized: read once, by the first step that needs it). */
+  rawBody?: RawBody;
+}
+
+/**
+ * Makes the {@link AgentCall} of a request.
+ *
+ * @param request The request.
+ * @param remote The client's address, if known.
+ */
+export function agentCall(request: Request, remote?: string): AgentCall {
+  return { request, remote, unsigned: false };
+}
+
+/** The {@link AgentCall} of a Hono request, made on first use. */
+export function callOf<E extends ServerEnv>(c: Context<E>): AgentCall {
+  let call = c.get("call");
+  if (!call) {
+    call = agentCall(c.req.raw, remoteOf(c));
+    c.set("call", call);
+  }
+  return call;
+}
+
+/** What every auth step shares. */
+export interface AuthContext {
+  /** The store (agents and their tokens). */
+  store: CommandStore;
+  /** The dashboard's clock. */
+  clock: Clock;
+  /** Dev mode (PROTOCOL.md §1). */
+  devMode: boolean;
+  /** Largest accepted body, in bytes. */
+  maxBodyBytes: number;
+  /** Called with every identified agent (last seen). */
+  seen?(agentId: string): void;
+}
+
+/** Where a request came from, for the audit log. */
+export function remoteOf<E extends ServerEnv>(c: Context<E>): string | undefined {
+  const addr = c.env?.remoteAddr;
+  return addr && "hostname" in addr ? addr.hostname : undefined;
+}
+
+/**
+ * The identified agent of a call (step 1 ran).
+ *
+ * @param call The request.
+ * @returns The agent.
+ * @throws {HttpError} `500` when step 1 did not run.
+ */
+export function agentOf(call: AgentCall): AgentRecord {
+  if (!call.agent) throw new HttpError(500, "an auth step ran before the agent was identified");
+  return call.agent;
+}
+
+/**
+ * Reads the body once and memoizes it on the call.
+ *
+ * @param from The request context, or the agent call.
+ * @param ctx Size limit.
+ * @param hmacKey Key of a version 1 HMAC, when the body is read for one.
+ */
+export async function rawBodyOf<E extends ServerEnv>(
+  from: Context<E> | AgentCall,
+  ctx: Pick<AuthContext, "maxBodyBytes">,
+  hmacKey?: string,
+): Promise<RawBody> {
+  const call = "request" in from ? from : callOf(from);
+  if (call.rawBody) return call.rawBody;
+  const body = await readBody(call.request, {
+    limit: ctx.maxBodyBytes,
+    hardLimit: Math.max(ctx.maxBodyBytes * 16, 16 * 1024 * 1024),
+    hmacKey,
+  });
+  call.rawBody = body;
+  return body;
+}

@@ -1,0 +1,40 @@
+/**
+ * Step 1 of the agent pipeline: who is asking (`X-Agent-Id`).
+ *
+ * @module
+ */
+import { AGENT_ID_PATTERN, HEADER } from "../../protocol/mod.ts";
+import type { AgentCall, AuthContext } from "./call.ts";
+import { refuse } from "./refuse.ts";
+
+/**
+ * Step 1: `X-Agent-Id` names a known agent (in dev mode, any valid id, registered on first sight).
+ * Sets `call.agent` and `call.unsigned`.
+ *
+ * @param ctx Store, clock, dev mode.
+ * @param call The request.
+ * @throws {HttpError} `401`.
+ */
+export async function identify(ctx: AuthContext, call: AgentCall): Promise<void> {
+  const id = call.request.headers.get(HEADER.agentId);
+  if (!id) throw refuse(call, 401, "X-Agent-Id header is missing", "authentication failed");
+  if (!AGENT_ID_PATTERN.test(id)) {
+    throw refuse(
+      call,
+      401,
+      "X-Agent-Id must be 1–128 characters of A-Z a-z 0-9 . _ : -",
+      "authentication failed",
+      { agentId: id.slice(0, 128) },
+    );
+  }
+  let agent = await ctx.store.getAgent(id);
+  if (!agent) {
+    if (!ctx.devMode) {
+      throw refuse(call, 401, `agent ${id} is not registered`, "authentication failed");
+    }
+    agent = await ctx.store.ensureAgent(id, ctx.clock.now());
+  }
+  call.agent = agent;
+  call.unsigned = ctx.devMode && agent.token === null;
+  ctx.seen?.(id);
+}

@@ -1,0 +1,68 @@
+/**
+ * Step 8 of the agent pipeline (and the body of every JSON route): a bounded, UTF-8 JSON body
+ * of the route's schema, typed as the schema's output.
+ *
+ * @module
+ */
+import type { MiddlewareHandler } from "hono";
+import type { z } from "zod";
+import { describeZodError } from "../../protocol/mod.ts";
+import { MAX_JSON_DEPTH, nestedDeeperThan } from "../body.ts";
+import type { ServerEnv } from "../env.ts";
+import { HttpError } from "../http_error.ts";
+import { rawBodyOf } from "./call.ts";
+
+/** The Hono environment after {@link jsonBody}: `c.get("body")` is the schema's output type. */
+export type BodyEnv<T> = ServerEnv & { Variables: { body: T } };
+
+/**
+ * Step 8: the body is at most the limit, UTF-8 JSON, and of the schema; the parsed value is put on
+ * the context as `body`, typed as the schema's output.
+ *
+ * @param schema The zod schema of the body.
+ * @param options The body limit.
+ * @returns The middleware.
+ */
+export function jsonBody<S extends z.ZodType>(
+  schema: S,
+  options: { maxBodyBytes: number },
+): MiddlewareHandler<BodyEnv<z.output<S>>> {
+  return async function jsonBodyStep(c, next) {
+    const body = await rawBodyOf(c, options);
+    if (body.bytes === null) {
+      throw new HttpError(413, `request body is larger than ${options.maxBodyBytes} bytes`, {
+        details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
+      });
+    }
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(body.bytes);
+    } catch {
+      throw new HttpError(400, "request body is not UTF-8");
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new HttpError(400, `request body is not JSON: ${(error as Error).message}`);
+    }
+    if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+      throw new HttpError(
+        400,
+        `request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+        { details: { max_depth: MAX_JSON_DEPTH } },
+      );
+    }
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) {
+      throw new HttpError(400, describeZodError(parsed.error), {
+        details: parsed.error.issues.slice(0, 10).map((issue) => ({
+          field: issue.path.join(".") || "(body)",
+          message: issue.message,
+        })),
+      });
+    }
+    c.set("body", parsed.data);
+    await next();
+  };
+}

@@ -1,0 +1,14 @@
+/**
+ * Authentication and limits of the dashboard's requests: the agent pipeline of PROTOCOL.md §1 in
+ * its order (`pipeline.ts`, one file per step), the JSON body of a route, the operators' admin
+ * token and rate limit.
+ *
+ * @module
+ */
+export { agentAuthSteps, agentPipeline, type AuthStep } from "./pipeline.ts";
+export { type AgentCall, agentCall, agentOf, type AuthContext, callOf, remoteOf } from "./call.ts";
+export { hasBearer } from "./bearer.ts";
+export { jsonBody } from "./json_body.ts";
+export { adminAuth } from "./operator.ts";
+export { refuse } from "./refuse.ts";
+export { operatorRateLimit } from "./throttle.ts";

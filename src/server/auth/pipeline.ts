@@ -1,0 +1,119 @@
+/**
+ * The agent pipeline: authentication and limits of agent requests, in exactly the order of
+ * PROTOCOL.md §1. Each step is a plain function over an {@link AgentCall} (the request and what
+ * earlier steps found) that throws `HttpError` and writes the audit log on a failure. One
+ * ordered list of them, {@link agentAuthSteps}, is run by the Hono routes (as one middleware,
+ * {@link agentPipeline}) and by the lean long-polls (`wait_route.ts`, directly, so that a held wait
+ * keeps no suspended middleware frames). Both give the same answers in the same order.
+ *
+ * 1. `identify` (`identify.ts`): `X-Agent-Id` missing or unknown → `401`
+ * 2. `checkBearer` (`bearer.ts`): bearer token missing or wrong → `401`
+ * 3. `checkRateLimit` (`throttle.ts`): token bucket per agent → `429` with `Retry-After`
+ * 4. `checkTimestampOf` (`timestamp.ts`): `X-Timestamp` missing, not an integer or too far off →
+ *    `401`
+ * 5. `checkSignature` (`signature.ts`): signature wrong → `401`
+ * 6. `checkRequestId` (`request_id.ts`): `X-Request-Id` missing → `400`; seen before → `409`
+ * 7. `checkScope` (`scope.ts`): scope not granted → `403`
+ * 8. `jsonBody` (`json_body.ts`, on the routes with a body): larger than 1 MiB → `413`; not JSON,
+ *    nested more than 64 deep or not of the schema → `400`
+ *
+ * In dev mode an agent without a token skips steps 2, 4, 5 and 6 ("unsigned").
+ *
+ * @module
+ */
+import type { MiddlewareHandler } from "hono";
+import { MAX_CLOCK_SKEW_SECS } from "../../protocol/mod.ts";
+import type { AgentScope } from "../../store/mod.ts";
+import type { Clock } from "../clock.ts";
+import type { ServerEnv } from "../env.ts";
+import type { TokenBucketLimiter } from "../rate_limit.ts";
+import type { RequestIdGuard } from "../replay.ts";
+import { checkBearer } from "./bearer.ts";
+import { type AgentCall, agentOf, type AuthContext, callOf } from "./call.ts";
+import { identify } from "./identify.ts";
+import { checkRequestId } from "./request_id.ts";
+import { checkScope } from "./scope.ts";
+import { checkSignature } from "./signature.ts";
+import { checkRateLimit } from "./throttle.ts";
+import { checkTimestampOf } from "./timestamp.ts";
+
+/** What the steps of the agent pipeline need; the routes' shared parts hold it. */
+export interface AgentAuthDeps {
+  /** Store, clock, dev mode, body limit and the last-seen hook. */
+  auth: AuthContext;
+  /** The agents' buckets (one per agent id). */
+  limiter: TokenBucketLimiter;
+  /** The dashboard's clock. */
+  clock: Clock;
+  /** Whether body-only version 1 signatures are accepted. */
+  acceptV1Signatures: boolean;
+  /** Largest accepted body, in bytes. */
+  maxBodyBytes: number;
+  /** The request ids seen in the replay window. */
+  replay: RequestIdGuard;
+}
+
+/** One step of the agent pipeline, on the request as the steps see it. */
+export type AuthStep = (call: AgentCall) => void | Promise<void>;
+
+/**
+ * The steps of the agent pipeline of docs/protocol.md §1, in order: 1–3 always, 4–6 when
+ * `signed`, 7. The one list both the Hono routes ({@link agentPipeline}) and the lean long-polls
+ * run.
+ *
+ * @param deps The shared parts.
+ * @param scope The route's scope.
+ * @param signed Whether timestamp, signature and replay are checked.
+ * @param forEnqueue An enqueue: the agent is not marked seen by step 1 (an operator's `curl`
+ *   with `X-Agent-Id` is not the agent connecting; the route marks a signed one) and step 3 is
+ *   left to the operators' limit.
+ * @returns The steps, in order; the first identifies the agent.
+ */
+export function agentAuthSteps(
+  deps: AgentAuthDeps,
+  scope: AgentScope,
+  signed = true,
+  forEnqueue = false,
+): AuthStep[] {
+  const auth = forEnqueue ? { ...deps.auth, seen: undefined } : deps.auth;
+  const steps: AuthStep[] = [(call) => identify(auth, call), checkBearer];
+  if (!forEnqueue) steps.push((call) => checkRateLimit(deps.limiter, call));
+  if (signed) {
+    const timestamp = { clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS };
+    const signature = { acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes };
+    steps.push(
+      (call) => checkTimestampOf(timestamp, call),
+      (call) => checkSignature(signature, call),
+      (call) => checkRequestId(deps.replay, call),
+    );
+  }
+  steps.push((call) => checkScope(scope, call));
+  return steps;
+}
+
+/**
+ * The agent pipeline ({@link agentAuthSteps}) as one middleware; after step 1 the context holds
+ * `agent` and `unsigned`.
+ *
+ * @param deps The shared parts.
+ * @param scope The route's scope.
+ * @param signed Whether timestamp, signature and replay are checked.
+ * @param forEnqueue See {@link agentAuthSteps}.
+ * @returns The middleware.
+ */
+export function agentPipeline(
+  deps: AgentAuthDeps,
+  scope: AgentScope,
+  signed = true,
+  forEnqueue = false,
+): MiddlewareHandler<ServerEnv> {
+  const [identifyStep, ...rest] = agentAuthSteps(deps, scope, signed, forEnqueue);
+  return async function agentPipelineStep(c, next) {
+    const call = callOf(c);
+    await identifyStep(call);
+    c.set("agent", agentOf(call));
+    c.set("unsigned", call.unsigned);
+    for (const step of rest) await step(call);
+    await next();
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * Step 6 of the agent pipeline: an `X-Request-Id` not seen before (replay protection).
+ *
+ * @module
+ */
+import { HEADER } from "../../protocol/mod.ts";
+import type { RequestIdGuard } from "../replay.ts";
+import { type AgentCall, agentOf } from "./call.ts";
+import { refuse } from "./refuse.ts";
+
+/**
+ * Step 6: `X-Request-Id` is present and not seen in the replay window.
+ *
+ * @param replay The cache of recent request ids.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `400` when missing or too long, `409` on a replay.
+ */
+export async function checkRequestId(replay: RequestIdGuard, call: AgentCall): Promise<void> {
+  if (call.unsigned) return;
+  const requestId = call.request.headers.get(HEADER.requestId)?.trim();
+  if (!requestId) {
+    throw refuse(call, 400, "X-Request-Id header is missing", "authentication failed");
+  }
+  if (requestId.length > 128) {
+    throw refuse(call, 400, "X-Request-Id must be at most 128 characters", "authentication failed");
+  }
+  if (!(await replay.remember(`${agentOf(call).id}\n${requestId}`))) {
+    throw refuse(
+      call,
+      409,
+      "replay detected: this X-Request-Id was already used",
+      "replay detected",
+    );
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Step 5 of the agent pipeline: the request's HMAC signature (version 2, or version 1 when
+ * accepted).
+ *
+ * @module
+ */
+import { constantTimeEqual, HEADER, signV2Hashed } from "../../protocol/mod.ts";
+import { HttpError } from "../http_error.ts";
+import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
+import { refuse } from "./refuse.ts";
+
+/** The path and query of a request exactly as it arrived (signature version 2 covers it). */
+export function pathAndQueryOf(request: Request): string {
+  const url = request.url;
+  const schemeEnd = url.indexOf("//");
+  const pathStart = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 2);
+  if (pathStart < 0) return "/";
+  const hash = url.indexOf("#", pathStart);
+  return hash < 0 ? url.slice(pathStart) : url.slice(pathStart, hash);
+}
+
+/** Options of step 5. */
+export interface SignatureOptions {
+  /** Whether body-only version 1 signatures are accepted. */
+  acceptV1: boolean;
+  /** Largest accepted body, in bytes. */
+  maxBodyBytes: number;
+}
+
+/**
+ * Step 5: `X-Agent-Signature` is the HMAC of the request with the agent's token: version 2 (the
+ * canonical string), or version 1 (the body alone) when `acceptV1` is set.
+ *
+ * @param options Whether version 1 is accepted, and the body limit.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `401`.
+ */
+export async function checkSignature(options: SignatureOptions, call: AgentCall): Promise<void> {
+  if (call.unsigned) return;
+  const agent = agentOf(call);
+  const headers = call.request.headers;
+  const token = agent.token ?? "";
+  const signature = headers.get(HEADER.signature);
+  if (!signature) {
+    throw refuse(call, 401, "X-Agent-Signature header is missing", "authentication failed");
+  }
+  const version = headers.get(HEADER.signatureVersion)?.trim();
+  let expected: string;
+  if (version === "2") {
+    const body = await rawBodyOf(call, options);
+    expected = signV2Hashed(token, {
+      method: call.request.method,
+      pathAndQuery: pathAndQueryOf(call.request),
+      timestamp: headers.get(HEADER.timestamp)?.trim() ?? "",
+      requestId: headers.get(HEADER.requestId) ?? "",
+      bodySha256Hex: body.sha256Hex,
+    });
+  } else if (version === undefined || version === "" || version === "1") {
+    if (!options.acceptV1) {
+      throw refuse(
+        call,
+        401,
+        "signature version 1 is not accepted by this dashboard; send X-Signature-Version: 2 " +
+          "(or start the dashboard with --accept-v1-signatures)",
+        "authentication failed",
+      );
+    }
+    const existing = call.rawBody;
+    const body = existing?.hmacBase64 !== undefined
+      ? existing
+      : await rawBodyOf(call, options, token);
+    if (body.hmacBase64 === undefined) {
+      throw new HttpError(500, "the body was read before its version 1 signature");
+    }
+    expected = body.hmacBase64;
+  } else {
+    throw refuse(
+      call,
+      401,
+      `X-Signature-Version ${JSON.stringify(version.slice(0, 16))} is not supported; send 2`,
+      "authentication failed",
+    );
+  }
+  if (!constantTimeEqual(signature.trim(), expected)) {
+    throw refuse(call, 401, "signature is wrong", "authentication failed");
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Step 4 of the agent pipeline: the request's `X-Timestamp` is close to the dashboard's clock.
+ *
+ * @module
+ */
+import { HEADER } from "../../protocol/mod.ts";
+import type { Clock } from "../clock.ts";
+import type { AgentCall } from "./call.ts";
+import { refuse } from "./refuse.ts";
+
+/** Options of step 4. */
+export interface TimestampOptions {
+  /** The dashboard's clock. */
+  clock: Clock;
+  /** The largest accepted skew, in seconds. */
+  maxSkewSecs: number;
+}
+
+/**
+ * Step 4: `X-Timestamp` is an integer within `maxSkewSecs` of the dashboard's clock.
+ *
+ * @param options Clock and the largest skew in seconds.
+ * @param call The request, after step 1.
+ * @throws {HttpError} `401`, saying how far off the clock is.
+ */
+export function checkTimestampOf(options: TimestampOptions, call: AgentCall): void {
+  if (call.unsigned) return;
+  const raw = call.request.headers.get(HEADER.timestamp);
+  if (!raw || !/^-?\d{1,15}$/.test(raw.trim())) {
+    throw refuse(
+      call,
+      401,
+      "X-Timestamp header is missing or not an integer",
+      "authentication failed",
+    );
+  }
+  const nowSecs = options.clock.now() / 1000;
+  const skew = Math.round(Number(raw.trim()) - nowSecs);
+  if (Math.abs(skew) > options.maxSkewSecs) {
+    throw refuse(
+      call,
+      401,
+      `X-Timestamp is ${Math.abs(skew)} s ${skew > 0 ? "ahead of" : "behind"} the ` +
+        `dashboard's clock (at most ${options.maxSkewSecs} s allowed); check the agent's clock`,
+      "authentication failed",
+      {
+        details: {
+          skew_secs: skew,
+          dashboard_time: new Date(options.clock.now()).toISOString(),
+        },
+      },
+    );
+  }
+}

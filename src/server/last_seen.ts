@@ -1,0 +1,133 @@
+/**
+ * When each agent was last seen, and on which deployment it last waited.
+ *
+ * Last-seen times are kept in memory (`GET /api/v1/agents` shows them) and written to the store in
+ * one transaction for every agent seen, at most once per flush interval and at the dashboard's
+ * close; a request never waits for that write.
+ *
+ * @module
+ */
+import { logger } from "../log/mod.ts";
+import type { CommandStore } from "../store/mod.ts";
+import type { Clock, TimerId } from "./clock.ts";
+import type { StoreHealth } from "./store_health.ts";
+
+const log = logger("server");
+
+/** Options of {@link LastSeen}. */
+export interface LastSeenOptions {
+  /** Where the times are written. */
+  store: Pick<CommandStore, "touchAgents">;
+  /** The dashboard's clock (and its timer for the writes). */
+  clock: Clock;
+  /** Told of every write that succeeded or failed for lack of space. */
+  storeHealth: StoreHealth;
+  /** How often the unwritten times are written at most, in ms. */
+  flushMs: number;
+  /** Agents whose time is kept in memory at most; the least recently seen are forgotten first. */
+  max: number;
+}
+
+/** The agents' last-seen times and the deployment hash of each agent's latest wait. */
+export class LastSeen {
+  readonly #options: LastSeenOptions;
+  /** Most recently seen last. */
+  readonly #times = new Map<string, number>();
+  /** One entry per agent, like the times. */
+  readonly #waitHashes = new Map<string, string>();
+  #unwritten = new Map<string, number>();
+  #timer: TimerId | undefined;
+  #closed = false;
+
+  /**
+   * Makes an empty record.
+   *
+   * @param options Store, clock, write interval and bound.
+   */
+  constructor(options: LastSeenOptions) {
+    this.#options = options;
+  }
+
+  /** How many agents' times are in memory (at most `max`). */
+  get size(): number {
+    return this.#times.size;
+  }
+
+  /**
+   * Notes that an agent was seen now; arms the write timer when none is armed.
+   *
+   * @param agentId The agent.
+   */
+  seen(agentId: string): void {
+    const { clock, max, flushMs } = this.#options;
+    const now = clock.now();
+    // Beyond the bound the least recently seen is forgotten here (its time is in the store, or
+    // in the unwritten batch until the next write).
+    this.#times.delete(agentId);
+    this.#times.set(agentId, now);
+    if (this.#times.size > max) this.#times.delete(this.#times.keys().next().value!);
+    this.#unwritten.set(agentId, now);
+    if (this.#unwritten.size >= max) void this.flush();
+    if (this.#timer === undefined && !this.#closed) {
+      this.#timer = clock.setTimeout(() => {
+        this.#timer = undefined;
+        void this.flush();
+      }, flushMs);
+    }
+  }
+
+  /**
+   * The freshest time an agent was seen, as known in memory.
+   *
+   * @param agentId The agent.
+   * @returns Ms since the epoch, or `null`.
+   */
+  get(agentId: string): number | null {
+    return this.#times.get(agentId) ?? null;
+  }
+
+  /**
+   * Notes the deployment hash of an agent's wait.
+   *
+   * @param agentId The agent.
+   * @param hash The deployment hash it waits on.
+   */
+  noteWaitHash(agentId: string, hash: string): void {
+    if (this.#waitHashes.get(agentId) !== hash) this.#waitHashes.set(agentId, hash);
+  }
+
+  /**
+   * The deployment hash of the agent's latest wait since the dashboard started.
+   *
+   * @param agentId The agent.
+   * @returns The hash, if it waited.
+   */
+  lastWaitHash(agentId: string): string | undefined {
+    return this.#waitHashes.get(agentId);
+  }
+
+  /** Writes the unwritten times to the store now (one transaction); a failure is logged. */
+  async flush(): Promise<void> {
+    const { clock, store, storeHealth } = this.#options;
+    clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#unwritten.size === 0) return;
+    const batch = this.#unwritten;
+    this.#unwritten = new Map();
+    try {
+      await store.touchAgents(batch);
+      storeHealth.wrote();
+    } catch (error) {
+      storeHealth.map(error);
+      log.warning("could not record when {count} agents were seen: {error}", {
+        count: batch.size,
+        error,
+      });
+    }
+  }
+
+  /** Arms no more writes (at close; a last {@link LastSeen.flush} writes what is left). */
+  stop(): void {
+    this.#closed = true;
+  }
+}

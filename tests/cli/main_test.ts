@@ -1,0 +1,62 @@
+/**
+ * main.ts's mapping of outcomes to exit codes, tested once, in process, through its `Io`:
+ * 0 for success, help and version; 2 for bad usage or configuration; 1 for a runtime failure;
+ * and the code a command chose.
+ */
+import assert from "node:assert/strict";
+import denoJson from "../../deno.json" with { type: "json" };
+import { main, run } from "../../main.ts";
+import { memoryIo } from "../../src/cli/io.ts";
+import { closedPort } from "../_stub_dashboard.ts";
+
+/** Runs `status <args>` in process with this environment only. */
+async function status(args: string[], env: Record<string, string> = {}) {
+  const io = { ...memoryIo(), env };
+  const code = await main(args, io);
+  return { code, stdout: io.stdout.join("\n"), stderr: io.stderr.join("\n") };
+}
+
+Deno.test("main maps each outcome to its exit code, printing through its Io", async (t) => {
+  await t.step("--version: 0, the version on stdout", async () => {
+    const { code, stdout } = await status(["--version"]);
+    assert.equal(code, 0);
+    assert.equal(stdout, denoJson.version);
+  });
+  await t.step("--help: 0", async () => {
+    const { code, stdout } = await status(["list", "--help"]);
+    assert.equal(code, 0);
+    assert.match(stdout, /^Usage: status list/);
+  });
+  await t.step("an unknown option: 2, commander's one line", async () => {
+    const { code, stderr } = await status(["list", "--no-such-flag"]);
+    assert.equal(code, 2);
+    assert.equal(stderr, "error: unknown option '--no-such-flag'");
+  });
+  await t.step("an unknown command: 2, with the nearest one", async () => {
+    const { code, stderr } = await status(["lst"]);
+    assert.equal(code, 2);
+    assert.match(stderr, /unknown command 'lst' \(did you mean list\?\)/);
+  });
+  await t.step("a configuration error: 2, one line naming the setting", async () => {
+    const { code, stderr } = await status(["list"], { DASHBOARD_URL: "ftp://nowhere" });
+    assert.equal(code, 2);
+    assert.match(stderr, /^status: DASHBOARD_URL from the environment must be /);
+  });
+  await t.step("a runtime failure: 1, the environment of the Io is the one read", async () => {
+    const url = `http://127.0.0.1:${closedPort()}`;
+    const { code, stderr } = await status(["list"], { DASHBOARD_URL: url });
+    assert.equal(code, 1);
+    assert.match(stderr, new RegExp(`^status: cannot reach the dashboard at ${url}`));
+  });
+  await t.step("the code a command chose: a refused command line exits 126", async () => {
+    const { code, stderr } = await status(["exec", "rm -rf /"]);
+    assert.equal(code, 126);
+    assert.match(stderr, /^exec: rejected: program "rm" is not on the allowlist/);
+  });
+});
+
+Deno.test("run ends through the Io's exit with main's code", async () => {
+  const codes: number[] = [];
+  await run(["lst"], { ...memoryIo(), env: {}, exit: (code) => void codes.push(code) });
+  assert.deepEqual(codes, [2]);
+});

@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import {
+  alignColumns,
+  cell,
+  describeStatus,
+  formatElapsed,
+  formatProgress,
+  formatRecord,
+  formatTable,
+  truncationNotes,
+} from "../../src/operator/format.ts";
+import type { CommandRecord } from "../../src/operator/types.ts";
+
+const done: CommandRecord = {
+  id: "cmd-1",
+  agent_id: "web-1",
+  name: "echo hi",
+  params: {},
+  status: "success",
+  attempt: 1,
+  created_at: "2026-01-12T10:00:00.123Z",
+  delivered_at: 1768212001,
+  completed_at: "2026-01-12T10:00:02Z",
+  result: {
+    exit_code: 0,
+    signal: null,
+    duration_secs: 0.004,
+    stdout: "hi\n",
+    stderr: "",
+    stdout_truncated_bytes: 0,
+    stderr_truncated_bytes: 0,
+  },
+  error: null,
+};
+
+Deno.test("formatElapsed shows tenths of seconds, never negative", () => {
+  assert.equal(formatElapsed(0), "0.0 s");
+  assert.equal(formatElapsed(1234), "1.2 s");
+  assert.equal(formatElapsed(-5), "0.0 s");
+});
+
+Deno.test("describeStatus says who, which attempt, how it ended and why", () => {
+  assert.equal(describeStatus(done), "success, exit code 0");
+  assert.equal(
+    describeStatus({ id: "c", name: "x", status: "delivered", agent_id: "web-2", attempt: 2 }),
+    "delivered to web-2, attempt 2",
+  );
+  assert.equal(describeStatus({ id: "c", name: "x", status: "queued", attempt: 1 }), "queued");
+  assert.equal(
+    describeStatus({
+      id: "c",
+      name: "x",
+      status: "killed",
+      result: { ...done.result, exit_code: null, signal: "SIGKILL" },
+      error: "deadline of 5 s reached",
+    }),
+    "killed, signal SIGKILL: deadline of 5 s reached",
+  );
+});
+
+Deno.test("formatProgress is one line of id, status and time waited", () => {
+  assert.equal(
+    formatProgress({ id: "cmd-001", name: "x", status: "running" }, 400),
+    "cmd-001 running (0.4 s)",
+  );
+});
+
+Deno.test("formatRecord lists the fields, times in UTC to the second, then the output", () => {
+  assert.deepEqual(formatRecord(done), [
+    "id:        cmd-1",
+    "agent:     web-1",
+    "command:   echo hi",
+    "status:    success, exit code 0",
+    "attempt:   1",
+    "created:   2026-01-12T10:00:00Z",
+    "delivered: 2026-01-12T10:00:01Z",
+    "completed: 2026-01-12T10:00:02Z",
+    "duration:  0.004 s",
+    "--- stdout ---",
+    "hi",
+    "stderr:    (empty)",
+  ]);
+});
+
+Deno.test("formatRecord shows bytes that are not text as base64 and names the dropped bytes", () => {
+  const lines = formatRecord({
+    ...done,
+    result: {
+      ...done.result,
+      stdout: "AP8=",
+      stdout_encoding: "base64",
+      stdout_truncated_bytes: 100,
+    },
+  });
+  assert.ok(lines.includes(
+    "--- stdout: 2 bytes that are not UTF-8 text, in base64 (the exact " +
+      "bytes: status result cmd-1 --stdout) ---",
+  ));
+  assert.ok(lines.includes("AP8="));
+  assert.match(lines.at(-1)!, /^\(100 bytes of stdout were dropped from the middle/);
+});
+
+Deno.test("truncationNotes has one line per stream that lost bytes", () => {
+  assert.deepEqual(truncationNotes(done), []);
+  const notes = truncationNotes({
+    ...done,
+    result: { ...done.result, stdout_truncated_bytes: 5, stderr_truncated_bytes: 7 },
+  });
+  assert.equal(notes.length, 2);
+  assert.match(notes[0], /^\(5 bytes of stdout/);
+  assert.match(notes[1], /^\(7 bytes of stderr/);
+});
+
+Deno.test("formatTable aligns columns and shortens long command lines", () => {
+  const lines = formatTable([
+    done,
+    { id: "cmd-22", agent_id: null, name: "sleep   60\tnow", status: "queued" },
+  ], 8);
+  assert.deepEqual(lines, [
+    "ID      AGENT  STATUS   EXIT  CREATED               COMMAND",
+    "cmd-1   web-1  success  0     2026-01-12T10:00:00Z  echo hi",
+    "cmd-22         queued                               sleep 6…",
+  ]);
+});
+
+Deno.test("alignColumns pads every column but the last to its widest entry", () => {
+  assert.deepEqual(alignColumns(["A", "LONG NAME", "Z"], [["xyz", "b", ""], ["1", "2", "3"]]), [
+    "A    LONG NAME  Z",
+    "xyz  b",
+    "1    2          3",
+  ]);
+  assert.deepEqual(alignColumns(["ONLY"], []), ["ONLY"]);
+});
+
+Deno.test("cell shortens text to the width with an ellipsis", () => {
+  assert.equal(cell("abc", 3), "abc");
+  assert.equal(cell("abcd", 3), "ab…");
+});

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import {
+  formatLabels,
+  parseLabels,
+  parseMaxConcurrency,
+  resolveConcurrency,
+} from "../../src/protocol/runs.ts";
+
+Deno.test("parseLabels reads key=value pairs and formatLabels writes them sorted", () => {
+  assert.deepEqual(parseLabels(" role=web , zone=eu-1,empty="), {
+    role: "web",
+    zone: "eu-1",
+    empty: "",
+  });
+  assert.deepEqual(parseLabels("  "), {});
+  assert.equal(formatLabels({ zone: "eu", role: "web" }), "role=web,zone=eu");
+  assert.equal(formatLabels(null), "");
+});
+
+Deno.test("parseLabels refuses what it cannot keep, naming it", () => {
+  assert.throws(() => parseLabels("role"), /label "role" is not key=value/);
+  assert.throws(() => parseLabels("-x=1"), /label key "-x" must be 1–63 characters/);
+  assert.throws(() => parseLabels("a=b c"), /label value "b c" of a must be/);
+  assert.throws(() => parseLabels("a=1,a=2"), /label a is given twice/);
+  const many = Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(",");
+  assert.throws(() => parseLabels(many), /at most 32 labels, got 33/);
+});
+
+Deno.test("parseMaxConcurrency takes a count or a percentage, and nothing else", () => {
+  assert.equal(parseMaxConcurrency(" 5 "), 5);
+  assert.equal(parseMaxConcurrency("10%"), "10%");
+  assert.equal(parseMaxConcurrency("100%"), "100%");
+  for (const bad of ["0", "-1", "1.5", "0%", "101%", "ten"]) {
+    assert.throws(
+      () => parseMaxConcurrency(bad),
+      new RegExp(`max concurrency "${bad.replace(".", "\\.")}" must be`),
+    );
+  }
+});
+
+Deno.test("resolveConcurrency rounds a percentage of the targets up, to at least 1", () => {
+  assert.equal(resolveConcurrency(3, 100), 3);
+  assert.equal(resolveConcurrency("10%", 25), 3);
+  assert.equal(resolveConcurrency("1%", 5), 1);
+  assert.equal(resolveConcurrency("50%", 0), 1);
+});

@@ -1,0 +1,167 @@
+/**
+ * The library's public face: `mod.ts` exports exactly the names below (a change to the public API
+ * is a deliberate edit of this list), and every exported function and class has a runnable
+ * `@example` (`deno test --doc` runs it).
+ */
+import assert from "node:assert/strict";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+const PUBLIC_API = {
+  executor: [
+    "CommandOptions",
+    "CommandRunner",
+    "CommandUser",
+    "createPolicy",
+    "DeadlineWarning",
+    "DEFAULT_ALLOWED_PATH_PREFIXES",
+    "DEFAULT_ALLOWED_PROGRAMS",
+    "defaultPolicy",
+    "ExecPolicy",
+    "ExecResult",
+    "ExecStatus",
+    "KillMode",
+    "OnOutput",
+    "PolicyInput",
+    "runCommand",
+    "RunnerOptions",
+    "RunOptions",
+    "Sandbox",
+    "SandboxOptions",
+    "StartFailure",
+  ],
+  agent: ["AgentOptions", "AgentRunSummary", "ExecutorOptions", "runAgent"],
+  dashboard: ["AppOptions", "ConfigError", "RunningServer", "ServeOptions", "startServer"],
+  operator: [
+    "AgentRecord",
+    "CancelAnswer",
+    "checkHealth",
+    "CommandRecord",
+    "EnqueueAnswer",
+    "EnqueueOptions",
+    "followCommand",
+    "FollowHandlers",
+    "FollowOptions",
+    "FollowResult",
+    "HealthCheck",
+    "HealthOptions",
+    "HealthReport",
+    "ListOptions",
+    "OperatorClient",
+    "OperatorClientOptions",
+    "OperatorError",
+    "OperatorErrorKind",
+    "StoredResult",
+    "WaitForFinalOptions",
+    "WireTime",
+  ],
+  wire: [
+    "AckRequest",
+    "AGENT_INSTANCE_HEADER",
+    "canonicalStringV2",
+    "COMMAND_STATUSES",
+    "CommandParams",
+    "CommandStatus",
+    "DeliveredCommand",
+    "EnqueueRequest",
+    "ExecResultBody",
+    "generateToken",
+    "HEADER",
+    "HeartbeatRequest",
+    "Labels",
+    "LIVE_PATHS",
+    "MAX_TTL_SECS",
+    "MaxConcurrency",
+    "OUTPUT_ENCODINGS",
+    "OutputChunkRequest",
+    "OutputEncoding",
+    "OutputStreamName",
+    "PATHS",
+    "PRIORITIES",
+    "Priority",
+    "REPORT_STATUSES",
+    "ReportRequest",
+    "ReportStatus",
+    "RUN_PATHS",
+    "RunAgentState",
+    "RunAgentView",
+    "RunRequest",
+    "RunStatus",
+    "RunTarget",
+    "RunView",
+    "signedHeaders",
+    "SignedParts",
+    "SignOptions",
+    "signV2",
+  ],
+};
+
+interface DocTag {
+  kind: string;
+  doc?: string;
+}
+
+interface DocJs {
+  doc?: string;
+  tags?: DocTag[];
+}
+
+interface DocMember {
+  name: string;
+  jsDoc?: DocJs;
+}
+
+interface DocSymbol {
+  name: string;
+  declarations: {
+    kind: string;
+    jsDoc?: DocJs;
+    def?: { properties?: DocMember[]; methods?: DocMember[] };
+  }[];
+}
+
+/** What `deno doc --json mod.ts` says mod.ts exports. */
+async function documentedSymbols(): Promise<DocSymbol[]> {
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["doc", "--json", "mod.ts"],
+    cwd: ROOT,
+    stdin: "null",
+  }).output();
+  assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+  const doc = JSON.parse(new TextDecoder().decode(run.stdout));
+  return doc.nodes[`file://${ROOT}/mod.ts`].symbols;
+}
+
+Deno.test("mod.ts exports the public API and nothing else", async () => {
+  const exported = (await documentedSymbols()).map((s) => s.name).sort();
+  assert.deepEqual(exported, Object.values(PUBLIC_API).flat().sort());
+});
+
+Deno.test("every function and class mod.ts exports has a runnable @example", async () => {
+  const missing: string[] = [];
+  for (const symbol of await documentedSymbols()) {
+    for (const declaration of symbol.declarations) {
+      if (declaration.kind !== "function" && declaration.kind !== "class") continue;
+      const examples = (declaration.jsDoc?.tags ?? []).filter((t) => t.kind === "example");
+      const runnable = examples.filter((e) => !/```\w*\s+ignore/.test(e.doc ?? ""));
+      if (runnable.length === 0) missing.push(symbol.name);
+    }
+  }
+  assert.deepEqual(missing, [], "functions and classes without a runnable example");
+});
+
+Deno.test("what exists for tests is marked @internal in the public types", async () => {
+  const leaks: string[] = [];
+  for (const symbol of await documentedSymbols()) {
+    for (const declaration of symbol.declarations) {
+      const members = [...declaration.def?.properties ?? [], ...declaration.def?.methods ?? []];
+      for (const member of members) {
+        const internal = member.jsDoc?.tags?.some((t) => t.kind === "internal") ?? false;
+        if (!internal && /\bfor tests\b|\btests inject/i.test(member.jsDoc?.doc ?? "")) {
+          leaks.push(`${symbol.name}.${member.name}`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(leaks, [], "members documented as for tests but not @internal");
+});

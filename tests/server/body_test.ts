@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { createHash, createHmac } from "node:crypto";
+import { HttpError } from "../../src/server/http_error.ts";
+import { nestedDeeperThan, readBody } from "../../src/server/body.ts";
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** A POST whose body arrives in the given chunks (no Content-Length). */
+function streamed(chunks: string[]): Request {
+  const encoder = new TextEncoder();
+  return new Request("http://dashboard/", {
+    method: "POST",
+    body: ReadableStream.from(chunks.map((chunk) => encoder.encode(chunk))),
+  });
+}
+
+Deno.test("readBody keeps a body within the limit, with its size and digests", async () => {
+  const body = await readBody(streamed(['{"a":', "1}"]), {
+    limit: 100,
+    hardLimit: 1000,
+    hmacKey: "k",
+  });
+  assert.equal(new TextDecoder().decode(body.bytes!), '{"a":1}');
+  assert.equal(body.size, 7);
+  assert.equal(body.sha256Hex, sha256('{"a":1}'));
+  assert.equal(body.hmacBase64, createHmac("sha256", "k").update('{"a":1}').digest("base64"));
+});
+
+Deno.test("readBody of a request without a body gives the empty body's digest", async () => {
+  const body = await readBody(new Request("http://dashboard/"), { limit: 10, hardLimit: 10 });
+  assert.deepEqual(body, { bytes: new Uint8Array(0), size: 0, sha256Hex: sha256("") });
+});
+
+Deno.test("readBody between the limit and the hard limit keeps only the hash", async () => {
+  const text = "x".repeat(50);
+  const body = await readBody(streamed([text.slice(0, 20), text.slice(20)]), {
+    limit: 10,
+    hardLimit: 100,
+  });
+  assert.equal(body.bytes, null);
+  assert.equal(body.size, 50);
+  assert.equal(body.sha256Hex, sha256(text));
+});
+
+Deno.test("readBody answers 413 beyond the hard limit, declared or streamed", async (t) => {
+  const isTooLarge = (error: unknown) =>
+    error instanceof HttpError && error.status === 413 &&
+    /request body is larger than 10 bytes/.test(error.message);
+  await t.step("declared by Content-Length: nothing is read", async () => {
+    const request = new Request("http://dashboard/", {
+      method: "POST",
+      body: "y".repeat(200),
+      headers: { "Content-Length": "200" },
+    });
+    await assert.rejects(readBody(request, { limit: 10, hardLimit: 100 }), isTooLarge);
+  });
+  await t.step("streamed past it", async () => {
+    const request = streamed(["z".repeat(60), "z".repeat(60)]);
+    await assert.rejects(readBody(request, { limit: 10, hardLimit: 100 }), isTooLarge);
+  });
+});
+
+Deno.test("readBody answers 400 when the body cannot be read to its end", async () => {
+  const request = new Request("http://dashboard/", {
+    method: "POST",
+    body: new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.error(new Error("connection reset"));
+      },
+    }),
+  });
+  await assert.rejects(
+    readBody(request, { limit: 10, hardLimit: 100 }),
+    (error) =>
+      error instanceof HttpError && error.status === 400 &&
+      /could not be read to its end: connection reset/.test(error.message),
+  );
+});
+
+Deno.test("nestedDeeperThan counts arrays and objects, not scalars", () => {
+  assert.equal(nestedDeeperThan(1, 0), false);
+  assert.equal(nestedDeeperThan({}, 0), true);
+  assert.equal(nestedDeeperThan({ a: [1, { b: 2 }] }, 3), false);
+  assert.equal(nestedDeeperThan({ a: [1, { b: 2 }] }, 2), true);
+  let deep: unknown = null;
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  assert.equal(nestedDeeperThan(deep, 64), true, "no recursion: a deep body cannot blow the stack");
+});

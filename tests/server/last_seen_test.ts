@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { FakeClock } from "../../src/clock.ts";
+import { LastSeen } from "../../src/server/last_seen.ts";
+import { StoreHealth } from "../../src/server/store_health.ts";
+
+function recorder() {
+  const writes: Array<Map<string, number>> = [];
+  return {
+    writes,
+    store: {
+      touchAgents(batch: ReadonlyMap<string, number>) {
+        writes.push(new Map(batch));
+        return Promise.resolve();
+      },
+    },
+  };
+}
+
+Deno.test("last-seen times are written in one batch per interval, not per request", async () => {
+  const clock = new FakeClock(1_000_000);
+  const { writes, store } = recorder();
+  const seen = new LastSeen({
+    store,
+    clock,
+    storeHealth: new StoreHealth(clock),
+    flushMs: 60_000,
+    max: 100,
+  });
+  seen.seen("a");
+  clock.advance(10);
+  seen.seen("b");
+  seen.seen("a");
+  assert.equal(writes.length, 0, "nothing is written before the interval");
+  assert.equal(seen.get("a"), 1_000_010);
+  await clock.advanceAsync(60_000);
+  assert.deepEqual(writes, [new Map([["a", 1_000_010], ["b", 1_000_010]])]);
+  await clock.advanceAsync(120_000);
+  assert.equal(writes.length, 1, "no timer while nothing is unwritten");
+  seen.stop();
+  seen.seen("c");
+  await clock.advanceAsync(120_000);
+  assert.equal(writes.length, 1, "no timer after stop");
+  await seen.flush();
+  assert.deepEqual(writes[1], new Map([["c", 1_180_010]]));
+});
+
+Deno.test("last-seen keeps at most max agents in memory and writes when that many wait", async () => {
+  const clock = new FakeClock(0);
+  const { writes, store } = recorder();
+  const seen = new LastSeen({
+    store,
+    clock,
+    storeHealth: new StoreHealth(clock),
+    flushMs: 1000,
+    max: 2,
+  });
+  seen.seen("a");
+  seen.seen("b");
+  await Promise.resolve();
+  assert.equal(writes.length, 1, "a full batch is written at once");
+  seen.seen("c");
+  assert.equal(seen.size, 2);
+  assert.equal(seen.get("a"), null, "the least recently seen is forgotten");
+  assert.equal(seen.get("c"), 0);
+  seen.noteWaitHash("c", "v1");
+  assert.equal(seen.lastWaitHash("c"), "v1");
+  assert.equal(seen.lastWaitHash("a"), undefined);
+  seen.stop();
+  await seen.flush();
+});
