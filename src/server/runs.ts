@@ -17,7 +17,6 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
-import { abortableSleep } from "../clock.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import {
   formatLabels,
