@@ -31,7 +31,7 @@ import { PollLoop } from "./poll_loop.ts";
 import { AgentMetrics } from "./prom.ts";
 import { recover } from "./recovery.ts";
 import { ResultReporter } from "./result_reporter.ts";
-import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
+import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import { VERSION } from "../version.ts";
 import { stateInstanceId } from "./instance.ts";
 
@@ -277,13 +277,13 @@ export async function runAgent(
   const reporter = new ResultReporter({ client, state, clock, retryDelayMs, signal, stopNow });
   const heartbeatStop = new AbortController();
   let heartbeat: Promise<void> | undefined;
-  let metricsServer: Deno.HttpServer | undefined;
+  let metricsServer: MetricsServer | undefined;
   let handler: CommandHandler | undefined;
   try {
     if (options.metricsPort !== undefined) {
       metrics ??= new AgentMetrics({ agentId: options.agentId, version: VERSION, instanceId });
       const served = metrics;
-      metricsServer = serveMetrics(
+      metricsServer = await serveMetrics(
         () => served.render(),
         parseListenAddress(options.metricsPort),
         heartbeatStop.signal,
