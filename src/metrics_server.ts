@@ -5,6 +5,7 @@
  * @module
  */
 import { ConfigError } from "./errors.ts";
+import { type HttpListener, listenHttp } from "./http_listener.ts";
 import { logger } from "./log/mod.ts";
 
 /**
@@ -25,56 +26,81 @@ export function parseListenAddress(value: string): { hostname: string; port: num
 
 const log = logger("metrics");
 
+/** Connections the metrics listener holds at most (a scraper or two, and a margin). */
+export const METRICS_MAX_CONNECTIONS = 64;
+
+/** A listener of {@link serveMetrics}. */
+export interface MetricsServer {
+  /** The address it listens on. */
+  hostname: string;
+  /** The port it listens on. */
+  port: number;
+  /** Resolves once it stopped (after the signal, when in-flight scrapes are answered). */
+  finished: Promise<void>;
+}
+
 /**
  * Serves `GET /metrics` on its own listener (the agent's `--metrics-port`, the
- * dashboard's `--metrics-bind`); anything else is `404`.
+ * dashboard's `--metrics-bind`); anything else is `404`. The listener has the dashboard's socket
+ * defences: a connection that sends no complete request head within the header timeout is closed,
+ * and beyond {@link METRICS_MAX_CONNECTIONS} connections new ones are refused, so idle sockets
+ * cannot run the process out of descriptors.
  *
  * @param render Renders the metrics (Prometheus text format).
  * @param address Where to listen.
  * @param signal Stops the listener.
+ * @param limits @internal Header timeout and connection limit (tests make them small).
  * @returns The listening server.
  * @throws {Error} When the address is in use.
  * @throws {ConfigError} When listening is not permitted (`--allow-net`).
  */
-export function serveMetrics(
+export async function serveMetrics(
   render: () => Promise<Response>,
   address: { hostname: string; port: number },
   signal: AbortSignal,
-): Deno.HttpServer<Deno.NetAddr> {
+  limits: { headerTimeoutSecs?: number; maxConnections?: number } = {},
+): Promise<MetricsServer> {
   const where = `${address.hostname}:${address.port}`;
+  let listener: HttpListener;
   try {
-    return listen(render, address, signal);
+    listener = await listenHttp({
+      hostname: address.hostname,
+      port: address.port,
+      maxConnections: limits.maxConnections ?? METRICS_MAX_CONNECTIONS,
+      headerTimeoutSecs: limits.headerTimeoutSecs,
+      logCategory: "metrics",
+      fetch: async (request) => {
+        const path = new URL(request.url).pathname;
+        if (request.method !== "GET" || path !== "/metrics") {
+          return new Response("only GET /metrics here\n", { status: 404 });
+        }
+        return await render();
+      },
+    });
   } catch (error) {
-    if (error instanceof Deno.errors.AddrInUse) {
+    const code = (error as { code?: string }).code;
+    if (code === "EADDRINUSE" || error instanceof Deno.errors.AddrInUse) {
       throw new Error(`cannot serve metrics on ${where}: the address is already in use`, {
         cause: error,
       });
     }
-    if (error instanceof Deno.errors.NotCapable) {
-      throw new ConfigError(`cannot serve metrics on ${where}: run with --allow-net`, {
-        cause: error,
-      });
+    if (error instanceof Deno.errors.NotCapable || code === "EACCES") {
+      throw new ConfigError(
+        `cannot serve metrics on ${where}: ${
+          code === "EACCES" ? "permission denied by the operating system" : "run with --allow-net"
+        }`,
+        { cause: error },
+      );
     }
     throw error;
   }
-}
-
-function listen(
-  render: () => Promise<Response>,
-  address: { hostname: string; port: number },
-  signal: AbortSignal,
-): Deno.HttpServer<Deno.NetAddr> {
-  const server = Deno.serve({
-    hostname: address.hostname,
-    port: address.port,
-    signal,
-    onListen: (addr) => log.info("metrics on http://{hostname}:{port}/metrics", { ...addr }),
-  }, async (request) => {
-    const path = new URL(request.url).pathname;
-    if (request.method !== "GET" || path !== "/metrics") {
-      return new Response("only GET /metrics here\n", { status: 404 });
-    }
-    return await render();
+  log.info("metrics on http://{hostname}:{port}/metrics", {
+    hostname: listener.hostname,
+    port: listener.port,
   });
-  return server;
+  const finished = Promise.withResolvers<void>();
+  const stop = () => listener.close().then(finished.resolve, finished.resolve);
+  if (signal.aborted) stop();
+  else signal.addEventListener("abort", stop, { once: true });
+  return { hostname: listener.hostname, port: listener.port, finished: finished.promise };
 }

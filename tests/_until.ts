@@ -13,13 +13,13 @@
  * @param everyMs How often to look.
  */
 export async function until(
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   what = "condition",
   ms = 10_000,
   everyMs = 5,
 ): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }

@@ -6,6 +6,7 @@
  */
 import { DEFAULT_POLLING_BACKOFF_MAX_SECS, DEFAULT_POLLING_BACKOFF_SECS } from "../defaults.ts";
 import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from "cockatiel";
+import { type Clock, systemClock } from "./clock.ts";
 
 /** Options of {@link PollBackoff}. */
 export interface PollBackoffOptions {
@@ -84,6 +85,64 @@ export class PollBackoff {
   reset(): void {
     this.#current = undefined;
     this.#attempts = 0;
+  }
+}
+
+/** Options of {@link retryWhile}. */
+export interface RetryOptions {
+  /** Calls after the first, at most. */
+  retries: number;
+  /** Upper bound of the first delay, in ms (full jitter, doubling up to four times this). */
+  initialDelayMs: number;
+  /**
+   * Clock of the delays.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /** Ends a delay early, and no delay follows a call made after it aborted. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Calls `fn` again while its result is `retryable`, after delays with full jitter (attempt `n`
+ * from 0 waits up to `min(4 × initial, initial × 2ⁿ)`), at most `retries` more times, on the
+ * injected clock.
+ *
+ * @example Retry a flaky call twice at most
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { retryWhile } from "./backoff.ts";
+ *
+ * let calls = 0;
+ * const result = await retryWhile(() => Promise.resolve(++calls), (n) => n < 5, {
+ *   retries: 2,
+ *   initialDelayMs: 1,
+ * });
+ * assert.equal(result, 3);
+ * ```
+ *
+ * @param fn The call.
+ * @param retryable Whether a result is worth another call.
+ * @param options Retries, delays, clock and signal.
+ * @returns The first result that is not retryable, or the last one.
+ */
+export async function retryWhile<T>(
+  fn: () => Promise<T>,
+  retryable: (result: T) => boolean,
+  options: RetryOptions,
+): Promise<T> {
+  const clock = options.clock ?? systemClock;
+  const delays = new ExponentialBackoff({
+    generator: fullJitterGenerator,
+    initialDelay: options.initialDelayMs,
+    maxDelay: options.initialDelayMs * 4,
+  });
+  let delay: IBackoff<unknown> | undefined;
+  for (let retry = 0;; retry++) {
+    const result = await fn();
+    if (!retryable(result) || retry >= options.retries || options.signal?.aborted) return result;
+    delay = delay ? delay.next(undefined) : delays.next();
+    await clock.sleep(delay.duration, options.signal);
   }
 }
 

@@ -64,6 +64,17 @@ export type RequestFailure =
     kind: "aborted";
   };
 
+/**
+ * Whether an outcome is a failure that may go away by itself soon (no answer, a 5xx, or a
+ * `Retry-After`), so that the request is worth making again.
+ *
+ * @param outcome Any outcome of a request.
+ * @returns Whether to try again.
+ */
+export function isTransient(outcome: { kind: string }): boolean {
+  return outcome.kind === "network" || outcome.kind === "server" || outcome.kind === "throttled";
+}
+
 /** What a `wait` request brought. */
 export type WaitOutcome =
   | {

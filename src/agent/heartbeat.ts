@@ -5,10 +5,11 @@
  *
  * @module
  */
-import { ExponentialBackoff, fullJitterGenerator, handleWhen, retry } from "cockatiel";
 import { signedHeaders } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
+import { retryWhile } from "./backoff.ts";
 import { type Clock, systemClock } from "./clock.ts";
+import type { DashboardClient } from "./client.ts";
 import {
   defaultMetricsSources,
   type MetricsAvailability,
@@ -61,6 +62,7 @@ export interface HeartbeatOptions {
 }
 
 const log = logger("agent", "metrics");
+const agentLog = logger("agent");
 
 class WebhookError extends Error {
   constructor(message: string, readonly status?: number) {
@@ -97,20 +99,10 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
     webhook: options.webhook ?? null,
   });
   if (missing.length > 0) log.info(`metrics heartbeat: ${missing.join("; ")}`);
-  const policy = retry(
-    handleWhen((error) =>
-      !(error instanceof WebhookError) || error.status === undefined || error.status >= 500 ||
-      error.status === 429
-    ),
-    {
-      maxAttempts: options.retries ?? 2,
-      backoff: new ExponentialBackoff({
-        generator: fullJitterGenerator,
-        initialDelay: options.retryDelayMs ?? 500,
-        maxDelay: (options.retryDelayMs ?? 500) * 4,
-      }),
-    },
-  );
+  const retryable = (error: Error | undefined) =>
+    error !== undefined &&
+    (!(error instanceof WebhookError) || error.status === undefined || error.status >= 500 ||
+      error.status === 429);
   const signWithToken = sameOrigin(options.webhook ?? "", options.dashboardUrl);
 
   const post = async (body: string) => {
@@ -146,15 +138,66 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
     await options.report?.(sample, signal);
     if (!options.webhook) continue;
     const body = JSON.stringify(sample);
-    try {
-      await policy.execute(() => post(body), signal);
-    } catch (error) {
-      if (signal.aborted) break;
+    const error = await retryWhile(
+      () => post(body).then(() => undefined, (error: Error) => error),
+      retryable,
+      { retries: options.retries ?? 2, initialDelayMs: options.retryDelayMs ?? 500, clock, signal },
+    );
+    if (signal.aborted) break;
+    if (error !== undefined) {
       log.warning("metrics heartbeat not delivered to the webhook", {
         webhook: options.webhook,
-        error: (error as Error).message,
+        error: error.message,
       });
     }
   }
   log.debug("metrics heartbeat stopped");
+}
+
+/** What the agent adds to each sample it sends to the dashboard's fleet view. */
+export interface FleetHeartbeatOptions {
+  /** Sends the heartbeats. */
+  client: DashboardClient;
+  /** The agent's version. */
+  version: string;
+  /** The deployment the agent serves. */
+  deploymentHash: string;
+  /** This process's instance id. */
+  instanceId: () => string;
+  /** The agent's labels. */
+  labels: Record<string, string>;
+}
+
+/**
+ * The {@link HeartbeatOptions.report} that sends each sample to the dashboard's fleet view;
+ * after a `404` (a dashboard without fleet view) it says so once and sends no more. Never throws.
+ *
+ * @param options Client and what each sample carries.
+ * @returns The report callback.
+ */
+export function fleetHeartbeat(
+  options: FleetHeartbeatOptions,
+): (sample: MetricsSample, signal: AbortSignal) => Promise<void> {
+  let unsupported = false;
+  return async (sample, signal) => {
+    if (unsupported) return;
+    const outcome = await options.client.heartbeat({
+      ...sample,
+      version: options.version,
+      deployment_hash: options.deploymentHash,
+      instance_id: options.instanceId(),
+      labels: options.labels,
+    }, signal);
+    if (outcome.kind === "accepted" || outcome.kind === "aborted") return;
+    if (outcome.kind === "refused" && outcome.status === 404) {
+      unsupported = true;
+      agentLog.info(
+        "the dashboard has no heartbeat endpoint (404); heartbeats go to the webhook only",
+      );
+      return;
+    }
+    agentLog.debug("heartbeat not delivered to the dashboard", {
+      error: outcome.message ?? outcome.kind,
+    });
+  };
 }

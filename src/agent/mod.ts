@@ -21,7 +21,7 @@
  *
  * @module
  */
-export { type AgentOptions, type AgentRunSummary, runAgent } from "./loop.ts";
+export { type AgentOptions, type AgentRunSummary, runAgent } from "./run_agent.ts";
 export {
   Journal,
   type JournalEntry,

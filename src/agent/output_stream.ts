@@ -153,14 +153,14 @@ export class OutputStreamer {
    */
   async finish(timeoutMs = 5000, signal?: AbortSignal): Promise<void> {
     this.#finishing = true;
-    const timer = setTimeout(() => this.#stop.abort(), timeoutMs);
+    const timer = this.#clock.setTimeout(() => this.#stop.abort(), timeoutMs);
     const onAbort = () => this.#stop.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
     this.#wake?.();
     try {
       await this.#running;
     } finally {
-      clearTimeout(timer);
+      this.#clock.clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
       this.#stop.abort();
     }

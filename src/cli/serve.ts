@@ -10,7 +10,7 @@ import { logger } from "../log/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
 import type { Io } from "./io.ts";
-import { surviveConnectionFailures } from "./survive.ts";
+import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 
 function readPem(path: string, flag: string): string {
   try {
@@ -68,6 +68,7 @@ Examples:
       ? { cert: readPem(s.tlsCert, "--tls-cert"), key: readPem(s.tlsKey, "--tls-key") }
       : undefined;
     using _survive = surviveConnectionFailures();
+    using _console = consoleIntoLog();
     const server = await startServer({
       db: storeLocation(loaded),
       port: s.port,

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { format } from "node:util";
 import { logger } from "../log/mod.ts";
 import { isConnectionFailure } from "../store/errors.ts";
 
@@ -48,6 +49,49 @@ export function surviveConnectionFailures(): Disposable {
     [Symbol.dispose]() {
       globalThis.removeEventListener("unhandledrejection", onRejection);
       globalThis.removeEventListener("error", onError);
+    },
+  };
+}
+
+const consoleLog = logger("server", "library");
+
+/** The `console` methods a library may print with, and the log level each goes to. */
+const CONSOLE_LEVELS = {
+  debug: "debug",
+  log: "info",
+  info: "info",
+  warn: "warning",
+  error: "error",
+} as const;
+
+/**
+ * Until disposed, what libraries print with `console` (the HTTP adapter prints "The user aborted a
+ * request." for every client that leaves a streamed answer early) goes to the dashboard's log, at
+ * the matching level, instead of mixing plain lines into its standard output. Our own code never
+ * prints with `console`.
+ *
+ * @example A library's line becomes a log record
+ * ```ts
+ * import { consoleIntoLog } from "./survive.ts";
+ *
+ * using _console = consoleIntoLog();
+ * console.info("The user aborted a request.");
+ * ```
+ *
+ * @returns Restores `console` when disposed.
+ */
+export function consoleIntoLog(): Disposable {
+  const saved = new Map<keyof typeof CONSOLE_LEVELS, (...args: unknown[]) => void>();
+  for (const [method, level] of Object.entries(CONSOLE_LEVELS)) {
+    const name = method as keyof typeof CONSOLE_LEVELS;
+    saved.set(name, console[name]);
+    console[name] = (...args: unknown[]) => {
+      consoleLog[level]("{text}", { text: format(...args) });
+    };
+  }
+  return {
+    [Symbol.dispose]() {
+      for (const [name, original] of saved) console[name] = original;
     },
   };
 }

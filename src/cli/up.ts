@@ -7,7 +7,7 @@
  */
 import { DEFAULT_PORT } from "../defaults.ts";
 import { twoStageStop } from "./signals.ts";
-import { surviveConnectionFailures } from "./survive.ts";
+import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
@@ -144,6 +144,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     }
 
     using _survive = surviveConnectionFailures();
+    using _console = consoleIntoLog();
     let server: RunningServer;
     try {
       server = await startServer({

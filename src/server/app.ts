@@ -178,6 +178,7 @@ export function createApp(options: AppOptions): DashboardApp {
   const cancelWaiters = new CancelWaiters();
   const resync = () => resyncWaits(store, hub, cancelWaiters, cancelAsked);
   const availability = new StoreAvailability({
+    clock,
     ping: () => shared ? shared.ping() : Promise.resolve(),
     onRecovered() {
       if (closed) return;
@@ -275,7 +276,13 @@ export function createApp(options: AppOptions): DashboardApp {
       tailBytes: LIVE_OUTPUT_TAIL_BYTES,
     },
   });
-  eventRoutes(app, { store, events, auth: operatorAuth, keepAliveMs: options.eventKeepAliveMs });
+  eventRoutes(app, {
+    store,
+    events,
+    auth: operatorAuth,
+    keepAliveMs: options.eventKeepAliveMs,
+    clock,
+  });
   const fleet = fleetRoutes(app, deps, { auth: operatorAuth, offlineAfterMs });
   const runs = new RunScheduler({
     store,

@@ -21,6 +21,7 @@ import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { eventStreamResponse } from "./sse.ts";
+import { type Clock, systemClock } from "./clock.ts";
 
 const log = logger("server", "events");
 
@@ -131,6 +132,11 @@ export interface EventRouteOptions {
    * @default {15000}
    */
   keepAliveMs?: number;
+  /**
+   * The clock of the keep-alives.
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 const CHUNKS_PER_READ = 100;
@@ -163,6 +169,7 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
       subscribe: (wake) => events.subscribe(id, wake),
       closed: () => events.closed,
       keepAliveMs,
+      clock: options.clock ?? systemClock,
       onError: (error) =>
         log.warning("event stream of {commandId} failed: {error}", { commandId: id, error }),
       async step(send) {

@@ -109,7 +109,7 @@ export type { AppOptions } from "./app_options.ts";
 export type { HttpApp, RouteInfo } from "./http_app.ts";
 export { type RunningServer, type ServeOptions, startServer } from "./serve.ts";
 export type { Clock } from "./clock.ts";
-export type { HttpListener } from "./http_listener.ts";
+export type { HttpListener } from "../http_listener.ts";
 export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts";
 export { Deadlines } from "./deadlines.ts";
 export { CancelWaiters, type CancelWaitRequest } from "./cancel_waiters.ts";

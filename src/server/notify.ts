@@ -32,6 +32,7 @@ import {
   type StoreSubscription,
   StoreUnavailableError,
 } from "../store/mod.ts";
+import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import { HttpError } from "./http_error.ts";
 import type { WaiterHub } from "./waiters.ts";
@@ -63,6 +64,11 @@ export interface StoreAvailabilityOptions {
   /** Called once each time the store is reachable again after being down. */
   onRecovered?(): void;
   /**
+   * The clock of the probes and of the outage's times.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /**
    * First delay between probes, in ms (doubles up to `maxDelayMs`).
    * @default {250}
    */
@@ -78,9 +84,10 @@ export interface StoreAvailabilityOptions {
 export class StoreAvailability {
   readonly #options: StoreAvailabilityOptions;
   #down: { since: number; error: string } | null = null;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerId | undefined;
   #delay: number;
   #closed = false;
+  readonly #clock: Clock;
 
   /**
    * Starts healthy.
@@ -89,6 +96,7 @@ export class StoreAvailability {
    */
   constructor(options: StoreAvailabilityOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? systemClock;
     this.#delay = options.minDelayMs ?? 250;
   }
 
@@ -112,7 +120,7 @@ export class StoreAvailability {
   observe(error: unknown): boolean {
     if (!(error instanceof StoreUnavailableError)) return false;
     if (this.#down === null && !this.#closed) {
-      this.#down = { since: Date.now(), error: error.message };
+      this.#down = { since: this.#clock.now(), error: error.message };
       log.error("store unavailable: {error}; retrying with backoff", { error: error.message });
       this.#schedule();
     }
@@ -138,13 +146,13 @@ export class StoreAvailability {
   /** Stops probing. */
   close(): void {
     this.#closed = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
   #schedule(): void {
     if (this.#closed || this.#timer !== undefined) return;
-    this.#timer = setTimeout(async () => {
+    this.#timer = this.#clock.setTimeout(async () => {
       this.#timer = undefined;
       try {
         await this.#options.ping();
@@ -156,11 +164,12 @@ export class StoreAvailability {
         return;
       }
       if (this.#closed) return;
-      const since = this.#down?.since ?? Date.now();
+      const now = this.#clock.now();
+      const since = this.#down?.since ?? now;
       this.#down = null;
       this.#delay = this.#options.minDelayMs ?? 250;
       log.info("store reachable again after {secs} s", {
-        secs: Math.round((Date.now() - since) / 100) / 10,
+        secs: Math.round((now - since) / 100) / 10,
       });
       this.#options.onRecovered?.();
     }, this.#delay);

@@ -17,7 +17,6 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
-import { abortableSleep } from "../clock.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import {
   formatLabels,
@@ -43,7 +42,7 @@ import {
 } from "../store/mod.ts";
 import { jsonBody } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock, TimerId } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
 import { enqueueAndWake } from "./enqueue.ts";
@@ -94,7 +93,7 @@ export class RunScheduler {
   /** Command id → unsubscribe, for started commands that are not final. */
   readonly #watched = new Map<string, () => void>();
   readonly #listeners = new Map<string, Set<() => void>>();
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: TimerId | undefined;
   #closed = false;
 
   /**
@@ -110,11 +109,15 @@ export class RunScheduler {
   async start(): Promise<void> {
     await this.sweep();
     const every = this.#options.sweepMs ?? 5000;
-    if (every > 0 && !this.#closed) {
-      this.#timer = setInterval(() => {
+    const { clock } = this.#options;
+    const arm = () => {
+      this.#timer = clock.setTimeout(() => {
+        if (this.#closed) return;
+        arm();
         this.sweep().catch((error) => log.warning("run sweep failed: {error}", { error }));
       }, every);
-    }
+    };
+    if (every > 0 && !this.#closed) arm();
   }
 
   /** Steps every open run once. */
@@ -184,7 +187,7 @@ export class RunScheduler {
   /** Stops the sweeps and the command subscriptions; run streams end. */
   close(): void {
     this.#closed = true;
-    clearInterval(this.#timer);
+    this.#options.clock.clearTimeout(this.#timer);
     for (const unsubscribe of this.#watched.values()) unsubscribe();
     this.#watched.clear();
     for (const set of [...this.#listeners.values()]) for (const listener of [...set]) listener();
@@ -596,6 +599,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       subscribe: (wake) => scheduler.subscribe(id, wake),
       closed: () => scheduler.closed,
       keepAliveMs,
+      clock,
       onError: (error) =>
         log.warning("event stream of run {runId} failed: {error}", { runId: id, error }),
       async step(send) {
@@ -615,7 +619,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
           send("status", view, String(++sent));
         }
         // At most a few snapshots a second, however busy the run's commands are.
-        await abortableSleep(100);
+        await clock.sleep(100);
         return "wait";
       },
     });

@@ -16,9 +16,9 @@ import {
 } from "../store/mod.ts";
 import { createApp, type DashboardApp } from "./app.ts";
 import type { AppOptions } from "./app_options.ts";
-import { type HttpListener, listenHttp } from "./http_listener.ts";
+import { type HttpListener, listenHttp } from "../http_listener.ts";
+import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import { directHandlerOf } from "./http_app.ts";
-import { parseListenAddress, serveMetrics } from "../metrics_server.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
@@ -210,11 +210,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     const addr = { hostname: listener.hostname, port: listener.port };
     const url = urlOf(addr.hostname, addr.port, options.tls !== undefined);
     const metricsStop = new AbortController();
-    let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
+    let metricsServer: MetricsServer | undefined;
     if (options.metricsBind !== undefined) {
       try {
         const metrics = dashboard.metrics;
-        metricsServer = serveMetrics(
+        metricsServer = await serveMetrics(
           () => metrics.render(),
           parseListenAddress(options.metricsBind),
           metricsStop.signal,
@@ -266,7 +266,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       hostname: addr.hostname,
       devMode,
       metricsUrl: metricsServer
-        ? urlOf(metricsServer.addr.hostname, metricsServer.addr.port, false) + "/metrics"
+        ? urlOf(metricsServer.hostname, metricsServer.port, false) + "/metrics"
         : undefined,
       dashboard: current,
       listener,

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { Clock } from "../clock.ts";
 
 /** Sends one event: `id:` (when given), `event:` and the JSON `data:`. */
 export type SendEvent = (event: string, data: unknown, id?: string) => void;
@@ -30,6 +31,8 @@ export interface EventStreamOptions {
   closed(): boolean;
   /** Interval of keep-alive comments (and of a look at the store), in ms. */
   keepAliveMs: number;
+  /** The clock of the keep-alives. */
+  clock: Clock;
   /** Reads the store and sends what is new. */
   step(send: SendEvent): Promise<StepResult>;
   /** Called when a step fails while the client is still there. */
@@ -80,9 +83,9 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
         while (!over()) {
           if (!dirty) {
             const woken = await new Promise<boolean>((resolve) => {
-              const timer = setTimeout(() => resolve(false), options.keepAliveMs);
+              const timer = options.clock.setTimeout(() => resolve(false), options.keepAliveMs);
               wake = () => {
-                clearTimeout(timer);
+                options.clock.clearTimeout(timer);
                 resolve(true);
               };
             });

@@ -29,6 +29,7 @@ Deno.test("a signed agent runs a command from the real dashboard and its result 
   await using store = openSqliteStore(":memory:");
   await store.addAgent({ id: "web-1", token, scopes: [...AGENT_SCOPES], now: Date.now() });
   await using server = await startServer({
+    availableDescriptors: "plenty",
     store,
     port: 0,
     adminToken,
@@ -66,7 +67,11 @@ Deno.test("a signed agent runs a command from the real dashboard and its result 
 
 Deno.test("a token-less agent works against a dev-mode dashboard (the seed's curl flow)", async () => {
   using _logs = captureLogs();
-  await using server = await startServer({ db: ":memory:", port: 0 });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
   assert.equal(server.devMode, true);
   const stop = new AbortController();
   using state = memoryAgentState();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import {
   defaultMetricsSources,
   MetricsCollector,
@@ -114,7 +115,7 @@ Deno.test("the heartbeat posts samples to the webhook with a bounded retry", asy
       clock: new RecordingClock(),
     }, stop.signal);
     await stub.until(() => stub.seen.filter((s) => s.kind === "metrics").length >= 3, 10_000);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await until(() => logs.has("metrics heartbeat not delivered to the webhook"), "given up");
     stop.abort();
     await done;
     const posts = stub.seen.filter((s) => s.kind === "metrics");

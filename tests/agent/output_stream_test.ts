@@ -125,5 +125,7 @@ Deno.test("output streamer waits out its back-off after a failure, however much 
   await clock.advanceAsync(1500); // 2 s after the failure
   assert.equal(sink.sent.length, 2);
   assert.equal(sink.sent[1].offset, 0, "the failed bytes go again first");
-  await streamer.finish(1000);
+  const finished = streamer.finish(1000);
+  await clock.advanceAsync(1000); // what is left goes within the finish time
+  await finished;
 });

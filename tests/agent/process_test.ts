@@ -63,7 +63,11 @@ Deno.test({
   async fn() {
     const dir = tempDir();
     try {
-      await using server = await startServer({ db: ":memory:", port: 0 });
+      await using server = await startServer({
+        availableDescriptors: "plenty",
+        db: ":memory:",
+        port: 0,
+      });
       await using agent = spawnCli(
         agentArgs(server, dir, ["--shutdown-grace-secs", "20"]),
         { cwd: dir, perms: AGENT_PERMS },
@@ -88,7 +92,11 @@ Deno.test({
   async fn() {
     const dir = tempDir();
     try {
-      await using server = await startServer({ db: ":memory:", port: 0 });
+      await using server = await startServer({
+        availableDescriptors: "plenty",
+        db: ":memory:",
+        port: 0,
+      });
       await using agent = spawnCli(
         agentArgs(server, dir, ["--shutdown-grace-secs", "1"]),
         { cwd: dir, perms: AGENT_PERMS },

@@ -10,7 +10,12 @@ const ADMIN = "admin-token-0123456789abcdef";
 
 async function dashboard() {
   const store = openSqliteStore(":memory:");
-  const server = await startServer({ store, port: 0, adminToken: ADMIN });
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    adminToken: ADMIN,
+  });
   return {
     server,
     store,

@@ -4,6 +4,7 @@
  * and the elapsed indicator only on a terminal.
  */
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { followAndPrint, type OutputWriter } from "../../src/cli/live.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { OperatorClient } from "../../src/operator/mod.ts";
@@ -27,7 +28,7 @@ function recordingWriter(isTerminal: boolean) {
 
 async function dashboard() {
   const store = openSqliteStore(":memory:");
-  const server = await startServer({ store, port: 0 }); // dev mode
+  const server = await startServer({ availableDescriptors: "plenty", store, port: 0 }); // dev mode
   const agentCall = async (path: string, body?: unknown) => {
     const response = await fetch(`${server.url}${path}`, {
       method: body === undefined ? "GET" : "POST",
@@ -84,7 +85,7 @@ Deno.test("followAndPrint prints live output as it comes, names gaps, then the r
   await chunk("stdout", 0, "first\n");
   await chunk("stderr", 0, "warning\n");
   await chunk("stdout", 10, "after gap\n");
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => rec.stdout().includes("after gap"), "the live output is printed");
   // The final result has 4 more bytes than arrived live: they are printed at the end.
   await d.agentCall(
     "/api/v1/agent/commands/report",
@@ -105,7 +106,7 @@ Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while
   const io = memoryIo();
   const rec = recordingWriter(true);
   const following = followAndPrint(io, rec.writer, d.client, id, { indicatorMs: 20 });
-  await new Promise((r) => setTimeout(r, 200));
+  await until(() => rec.stderr().includes("queued"), "the indicator shows");
   assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
   await d.agentCall("/api/v1/agent/commands/report", report(id, "done\n", "", 0));
   await following;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { openAgentState } from "../../src/agent/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
@@ -120,21 +121,21 @@ Deno.test("the design card's command says the environment was not readable, and 
 
 Deno.test("deno run -P=agent main.ts runs the agent with the permission set of deno.json", async () => {
   await using dir = tempDir();
-  await using server = await startServer({ db: ":memory:", port: 0 });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
   await using agent = spawnCli([], {
     perms: ["-P=agent"],
     cwd: dir.path,
     env: { AGENT_ID: "web-1", DASHBOARD_URL: server.url, LOG_FORMAT: "json" },
   });
   try {
-    const deadline = Date.now() + 30_000;
-    while (!server.dashboard.hub.isWaiting("web-1")) {
-      assert.ok(
-        Date.now() < deadline,
-        `the agent did not connect:\n${agent.stderr.lines.slice(-10).join("\n")}`,
-      );
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await until(() => server.dashboard.hub.isWaiting("web-1"), "the agent connects", 30_000, 50)
+      .catch((error) => {
+        throw new Error(`${error.message}:\n${agent.stderr.lines.slice(-10).join("\n")}`);
+      });
   } finally {
     agent.kill("SIGTERM");
     await agent.exited();

@@ -7,16 +7,8 @@ import assert from "node:assert/strict";
 const survive = new URL("../../src/cli/survive.ts", import.meta.url).href;
 const errors = new URL("../../src/store/errors.ts", import.meta.url).href;
 
-/** Runs a script with the guard installed; returns its exit code and output. */
-async function withGuard(failure: string): Promise<{ code: number; stdout: string }> {
-  const script = `
-    import { surviveConnectionFailures } from ${JSON.stringify(survive)};
-    import { StoreUnavailableError } from ${JSON.stringify(errors)};
-    using _guard = surviveConnectionFailures();
-    ${failure}
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    console.log("still running");
-  `;
+/** Runs a script in a new process: its exit code and output. */
+async function evalScript(script: string) {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--no-check", script],
     stdin: "null",
@@ -24,7 +16,24 @@ async function withGuard(failure: string): Promise<{ code: number; stdout: strin
     stderr: "piped",
     env: { NO_COLOR: "1" },
   }).output();
-  return { code: output.code, stdout: new TextDecoder().decode(output.stdout) };
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** Runs a script with the guard installed; returns its exit code and output. */
+function withGuard(failure: string): Promise<{ code: number; stdout: string }> {
+  return evalScript(`
+    import { surviveConnectionFailures } from ${JSON.stringify(survive)};
+    import { StoreUnavailableError } from ${JSON.stringify(errors)};
+    using _guard = surviveConnectionFailures();
+    ${failure}
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    console.log("still running");
+  `);
 }
 
 Deno.test("a dropped connection rejected outside any request does not end the process", async () => {
@@ -54,4 +63,30 @@ Deno.test("any other unhandled rejection still ends the process", async () => {
   const { code, stdout } = await withGuard(`Promise.reject(new TypeError("a bug"));`);
   assert.notEqual(code, 0);
   assert.doesNotMatch(stdout, /still running/);
+});
+
+Deno.test("what libraries print with console goes to the log, not to standard output", async () => {
+  const script = `
+    import { consoleIntoLog } from ${JSON.stringify(survive)};
+    import { setupLogging } from ${
+    JSON.stringify(new URL("../../src/log/mod.ts", import.meta.url).href)
+  };
+    setupLogging({ format: "json", level: "debug" });
+    {
+      using _console = consoleIntoLog();
+      console.info("The user aborted a request.");
+      console.error(new Error("boom"));
+    }
+    console.log("restored");
+  `;
+  const { code, stdout, stderr } = await evalScript(script);
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, "restored\n");
+  const records = stderr.trim().split("\n").map((line) => JSON.parse(line));
+  assert.deepEqual(records.map((r) => [r.level, r.category]), [
+    ["info", "status.server.library"],
+    ["error", "status.server.library"],
+  ]);
+  assert.match(records[0].message, /The user aborted a request\./);
+  assert.match(records[1].message, /Error: boom/);
 });

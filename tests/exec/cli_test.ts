@@ -152,13 +152,18 @@ Deno.test("status exec as a commander command records its exit code", async (t) 
   });
   await t.step("with settings from flags", async () => {
     const io = memoryIo();
+    // Empty settings files of its own, so that none in the working directory count (no chdir:
+    // the working directory is the whole process's, shared by parallel test files).
     const cwd = await Deno.makeTempDir({ prefix: "status-exec-cli-" });
-    const saved = Deno.cwd();
-    Deno.chdir(cwd);
+    await Deno.writeTextFile(`${cwd}/.env`, "");
+    await Deno.writeTextFile(`${cwd}/config.json`, "{}");
     try {
       const command = execCommand(io).exitOverride();
       await command.parseAsync(
-        ["--allowed-programs", "uname", "--log-level", "error", "echo hi"],
+        [
+          ...["--env-file", `${cwd}/.env`, "--config", `${cwd}/config.json`],
+          ...["--allowed-programs", "uname", "--log-level", "error", "echo hi"],
+        ],
         { from: "user" },
       );
       assert.equal(takeExitCode(), 126);
@@ -167,7 +172,6 @@ Deno.test("status exec as a commander command records its exit code", async (t) 
         /program "echo" is not on the allowlist \(allowed: uname\)/,
       );
     } finally {
-      Deno.chdir(saved);
       closeLogging();
       await Deno.remove(cwd, { recursive: true });
     }

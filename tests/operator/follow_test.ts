@@ -3,6 +3,7 @@
  * Last-Event-ID, and nothing is missed or repeated.
  */
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { followCommand, OperatorClient } from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import { makeDashboard, P, reportBody, type TestDashboard } from "../server/_helpers.ts";
@@ -77,7 +78,7 @@ Deno.test("followCommand resumes a broken or silent stream with Last-Event-ID, m
     onOutput: (c) => seen.push([c.offset, new TextDecoder().decode(c.data)]),
     onReconnect: () => reconnects++,
   });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await until(() => seen.length >= 1, "the first output is followed");
   await chunk(d, "f1", 8, "three\n");
   await d.agent({ path: P.report, body: reportBody("f1") });
   const { record, live } = await following;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { runAgent } from "../../src/agent/mod.ts";
 import { closeLogging } from "../../src/log/mod.ts";
 import { EXIT_WAIT_TIMEOUT, OperatorClient } from "../../src/operator/mod.ts";
@@ -34,7 +35,7 @@ async function withDashboard(
   agent?: { programs: string[] },
 ) {
   const stateDir = await Deno.makeTempDir({ prefix: "status-traps-" });
-  const server = await startServer({ db: ":memory:", port: 0 });
+  const server = await startServer({ availableDescriptors: "plenty", db: ":memory:", port: 0 });
   const stop = new AbortController();
   const running = agent &&
     runAgent({
@@ -45,10 +46,7 @@ async function withDashboard(
       exec: { allowedPrograms: agent.programs },
     }, stop.signal);
   try {
-    for (let i = 0; agent && !server.dashboard.hub.isWaiting("a1"); i++) {
-      assert.ok(i < 600, "the agent waits within 30 s");
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    if (agent) await until(() => server.dashboard.hub.isWaiting("a1"), "the agent waits", 30_000);
     await fn(server);
   } finally {
     stop.abort();
@@ -106,7 +104,12 @@ Deno.test("enqueue --ttl: a command nobody takes ends expired, reported like any
 });
 
 Deno.test("enqueue outside dev mode for an unknown agent says which agent", async () => {
-  const server = await startServer({ db: ":memory:", port: 0, adminToken: ADMIN });
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    adminToken: ADMIN,
+  });
   try {
     const out = await run([
       "enqueue",
@@ -244,11 +247,12 @@ Deno.test("cancel --wait of a running command follows it from running, never say
   await withDashboard(async (server) => {
     const client = new OperatorClient({ dashboardUrl: server.url });
     const { id } = await client.enqueue({ agentId: "a1", name: "sleep 30" });
-    const deadline = Date.now() + 20_000;
-    while ((await client.getCommand(id)).status !== "running") {
-      assert.ok(Date.now() < deadline, "running within 20 s");
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await until(
+      async () => (await client.getCommand(id)).status === "running",
+      "the command runs",
+      20_000,
+      50,
+    );
     const out = await run(["cancel", id, "--wait", "--dashboard-url", server.url]);
     assert.equal(out.code, 0, out.stderr.join("\n"));
     assert.deepEqual(out.stdout, [`cancel requested: the agent will stop ${id}`]);

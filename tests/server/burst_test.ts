@@ -8,7 +8,11 @@ const BURST = 200;
 
 Deno.test("with the default limits one agent takes a burst of 200 commands without one 429", async () => {
   const stateDir = await Deno.makeTempDir({ prefix: "status-burst-" });
-  await using server = await startServer({ db: ":memory:", port: 0 });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
   const refused: string[] = [];
   const agentRequests = new Map<string, number>();
   const countingFetch: typeof fetch = async (input, init) => {

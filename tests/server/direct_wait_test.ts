@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { directHandlerOf } from "../../src/server/http_app.ts";
-import { listenHttp } from "../../src/server/http_listener.ts";
+import { listenHttp } from "../../src/http_listener.ts";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
 import { P } from "./_helpers.ts";
 

@@ -4,6 +4,7 @@
  * token management over the operator API.
  */
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { agentHeaders, json, makeDashboard, P, TOKEN } from "./_helpers.ts";
 
 Deno.test("a second agent process with one id is refused with 409 and may take over later", async (t) => {
@@ -12,7 +13,7 @@ Deno.test("a second agent process with one id is refused with 409 and may take o
     d.agent({ path: P.wait("default", timeout), headers: { "X-Agent-Instance": instance } });
 
   const first = wait("instance-a"); // held open
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await until(() => d.dashboard.hub.isWaiting("a1"), "the first agent waits");
 
   await t.step("while the first waits, the second is refused and told why", async () => {
     const second = await wait("instance-b");

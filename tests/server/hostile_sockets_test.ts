@@ -1,17 +1,13 @@
 /**
  * Sockets that do not behave: idle or half-sent request heads, more connections than the limit,
- * a process at its open-files limit, malformed HTTP.
+ * malformed HTTP (a process at its open-files limit: `tests/slow/nofile_test.ts`).
  */
 import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { P } from "./_helpers.ts";
-import { type ServeProcess, startServe } from "../e2e/helpers.ts";
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+import { closeQuietly, rawConnect, readAll, send, waitHead } from "./_sockets.ts";
 
 /** Log lines (JSON) of the process while `fn` runs. */
 async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
@@ -24,60 +20,9 @@ async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
   }
 }
 
-/** Reads from a raw connection until it closes (or `ms` pass): what the server sent. */
-async function readAll(conn: Deno.Conn, ms: number): Promise<{ text: string; closed: boolean }> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(4096);
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    let n: number | null;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      n = await Promise.race([
-        conn.read(buffer),
-        new Promise<number>((resolve) => {
-          timer = setTimeout(() => resolve(-1), Math.max(1, deadline - Date.now()));
-        }),
-      ]);
-    } catch {
-      n = null; // reset by the server
-    } finally {
-      clearTimeout(timer);
-    }
-    if (n === -1) return { text: decode(chunks), closed: false };
-    if (n === null) return { text: decode(chunks), closed: true };
-    chunks.push(buffer.slice(0, n));
-  }
-  return { text: decode(chunks), closed: false };
-}
-
-function decode(chunks: Uint8Array[]): string {
-  return chunks.map((chunk) => new TextDecoder().decode(chunk)).join("");
-}
-
-async function rawConnect(server: { port: number }): Promise<Deno.TcpConn> {
-  return await Deno.connect({ hostname: "127.0.0.1", port: server.port });
-}
-
-function send(conn: Deno.Conn, text: string): Promise<number> {
-  return conn.write(new TextEncoder().encode(text));
-}
-
-function waitHead(agentId: string, timeout: number): string {
-  return `GET ${P.wait("default", timeout)} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
-    `X-Agent-Id: ${agentId}\r\n\r\n`;
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // already closed
-  }
-}
-
 Deno.test("a connection without a complete request head is closed after the header timeout, a held wait is not", async () => {
   await using server = await startServer({
+    availableDescriptors: "plenty",
     db: ":memory:",
     port: 0,
     headerTimeoutSecs: 1,
@@ -166,7 +111,11 @@ Deno.test("the connection limit stays below the open-files limit", async () => {
 
 Deno.test("broken chunked encoding and a bad request head get 400 with a message and a warning at most", async () => {
   await withLogs(async (lines) => {
-    await using server = await startServer({ db: ":memory:", port: 0 });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
     const chunked = await rawConnect(server);
     const head = await rawConnect(server);
     try {
@@ -194,7 +143,11 @@ Deno.test("broken chunked encoding and a bad request head get 400 with a message
 
 Deno.test("a body cut short is answered 400 (when the client still listens) and never logged as an error", async () => {
   await withLogs(async (lines) => {
-    await using server = await startServer({ db: ":memory:", port: 0 });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
     const conn = await rawConnect(server);
     try {
       await send(
@@ -208,114 +161,9 @@ Deno.test("a body cut short is answered 400 (when the client still listens) and 
     } finally {
       closeQuietly(conn);
     }
-    // Give the server a moment to log whatever it logs about the cut body.
-    await sleep(200);
+    // The server has logged whatever it logs about the cut body once the connection is gone.
+    await until(() => server.listener.connections === 0, "the connection is closed");
     const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
     assert.deepEqual(errors, []);
   });
-});
-
-/** A `status serve` process under `prlimit --nofile=<n>`, or `null` without prlimit. */
-async function serveUnderFileLimit(dir: string, nofile: number): Promise<ServeProcess | null> {
-  try {
-    const probe = await new Deno.Command("prlimit", { args: ["--version"], stdout: "null" })
-      .output();
-    if (!probe.success) return null;
-  } catch {
-    return null;
-  }
-  return await startServe({
-    db: `${dir}/status.db`,
-    args: ["--header-timeout-secs", "2", "--rate-limit-per-minute", "100000"],
-    prefix: ["prlimit", `--nofile=${nofile}:${nofile}`],
-  });
-}
-
-Deno.test({
-  name:
-    "status serve at its open-files limit keeps serving waits, refuses new connections, and recovers",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn(t) {
-    const dir = await Deno.makeTempDir({ prefix: "status-nofile-" });
-    const served = await serveUnderFileLimit(dir, 256);
-    if (!served) {
-      if (Deno.env.get("CI")) throw new Error("prlimit is missing: .ci/run installs util-linux");
-      await t.step({ name: "prlimit is not available", ignore: true, fn: () => {} });
-      await Deno.remove(dir, { recursive: true });
-      return;
-    }
-    const { proc, url } = served;
-    const stderr = proc.stderr.lines;
-    const port = Number(new URL(url).port);
-    const conns: Deno.TcpConn[] = [];
-    let ended = false;
-    try {
-      // Two agents wait, then 600 idle connections: more than the process has descriptors.
-      const waiting: Deno.TcpConn[] = [];
-      for (const agent of ["w1", "w2"]) {
-        const conn = await rawConnect({ port });
-        await send(conn, waitHead(agent, 60));
-        waiting.push(conn);
-      }
-      await sleep(300);
-      // All at once: a burst must not run the dashboard out of descriptors while it refuses.
-      // (A dashboard that stopped accepting leaves connects hanging: give up on them after 10 s.)
-      await Promise.allSettled(Array.from({ length: 600 }, async () => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const connecting = rawConnect({ port }).then((conn) => {
-          if (ended) closeQuietly(conn);
-          else conns.push(conn);
-        });
-        await Promise.race([
-          connecting,
-          new Promise((resolve) => timer = setTimeout(resolve, 10_000)),
-        ]);
-        clearTimeout(timer);
-      }));
-      await until(
-        () => stderr.some((line) => line.includes("connection limit reached")),
-        `the dashboard logs that the limit is reached: ${stderr.join("\n")}`,
-      );
-      // The idle ones are closed after the header timeout; then a new client gets in.
-      let enqueued: Response | undefined;
-      const deadline = Date.now() + 20_000;
-      while (!enqueued) {
-        try {
-          enqueued = await fetch(`${url}${P.enqueue}`, {
-            method: "POST",
-            headers: { "Content-Type": "application/json", "X-Agent-Id": "w1" },
-            body: JSON.stringify({ id: "after-flood", name: "echo hi" }),
-            signal: AbortSignal.timeout(3000),
-          });
-        } catch {
-          if (Date.now() > deadline) {
-            throw new Error(
-              `no new connection was accepted again; the dashboard's log:\n${stderr.join("\n")}`,
-            );
-          }
-          await sleep(250);
-        }
-      }
-      assert.equal(enqueued.status, 202);
-      await enqueued.body?.cancel();
-      const woken = await readAll(waiting[0], 5000);
-      assert.match(woken.text, /^HTTP\/1\.1 200 /, "the wait held through the flood is answered");
-      assert.match(woken.text, /"id":"after-flood"/);
-      const health = await fetch(`${url}/health`);
-      assert.equal(health.status, 200);
-      await health.body?.cancel();
-      conns.push(...waiting);
-      assert.ok(
-        !stderr.some((line) => /Too many open files|Uncaught/.test(line)),
-        stderr.join("\n"),
-      );
-    } finally {
-      ended = true;
-      for (const conn of conns) closeQuietly(conn);
-      proc.kill("SIGTERM");
-      await proc.status();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { json, makeDashboard, P, reportBody, T0, TOKEN2 } from "./_helpers.ts";
 
 type Delivered = { id: string; attempt: number; lease_expires_at: string };
@@ -89,8 +90,7 @@ Deno.test("a requeued command wakes a waiting agent at once", async () => {
   await enqueue(d, { id: "c1", name: "echo hi" });
   await waitFor(d);
   const waiting = d.agent({ path: P.wait("default", 30) });
-  await new Promise((resolve) => setTimeout(resolve, 10));
-  assert.equal(d.dashboard.hub.size, 1);
+  await until(() => d.dashboard.hub.size === 1, "the agent waits");
   d.clock.advance(10_000);
   await d.dashboard.expireLeases();
   const response = await waiting;
@@ -296,7 +296,7 @@ Deno.test("operator API lists commands newest first and agents with their state"
   });
   await t.step("agents: last seen, waiting, queued; never tokens", async () => {
     const waiting = d.agent({ path: P.wait("other-hash", 1), agentId: "a2", token: TOKEN2 });
-    while (!d.dashboard.hub.isWaiting("a2")) await new Promise((r) => setTimeout(r, 5));
+    await until(() => d.dashboard.hub.isWaiting("a2"), "a2 waits");
     const response = await d.admin("GET", "/api/v1/agents");
     const body = await json(response);
     assert.ok(!JSON.stringify(body).includes("agent-token"), "no token in the answer");

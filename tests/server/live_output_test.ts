@@ -3,6 +3,7 @@
  * where bytes were dropped, and the per-command event stream (SSE) resumable with Last-Event-ID.
  */
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
 import { fromBase64, toBase64 } from "../../src/protocol/mod.ts";
 import { json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
@@ -195,8 +196,8 @@ Deno.test("the event stream wakes on new output at once and needs the admin toke
   const missing = await d.admin("GET", "/api/v1/commands/nope/events");
   assert.equal(missing.status, 404);
   const reading = readEvents(d, "w1", (events) => events.some((e) => e.event === "output"));
-  // The stream is open (status sent) before the chunk arrives; the chunk wakes it.
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // The stream is open (subscribed) before the chunk arrives; the chunk wakes it.
+  await until(() => d.dashboard.events.size === 1, "the stream is subscribed");
   await chunk(d, "w1", 0, "late\n");
   const events = await reading;
   assert.equal(events.at(-1)!.event, "output");
@@ -207,7 +208,7 @@ Deno.test("closing the dashboard ends open event streams (shutdown does not wait
   await using d = await makeDashboard({ realClock: true, eventKeepAliveMs: 60_000 });
   await deliver(d, "x1");
   const reading = readEvents(d, "x1", () => false);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await until(() => d.dashboard.events.size === 1, "the stream is subscribed");
   await d.dashboard.close();
   const events = await reading;
   assert.deepEqual(events.map((e) => e.event), ["status"], "the stream ended without an end");

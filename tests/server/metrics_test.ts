@@ -135,6 +135,7 @@ Deno.test("/metrics is open in dev mode", async () => {
 Deno.test("--metrics-bind serves /metrics without the token on its own address", async () => {
   await using store = openSqliteStore(":memory:");
   await using server = await startServer({
+    availableDescriptors: "plenty",
     store,
     port: 0,
     adminToken: ADMIN_TOKEN,
@@ -159,6 +160,7 @@ Deno.test("--metrics-bind on a busy address is a clear error and leaves nothing 
   await assert.rejects(
     () =>
       startServer({
+        availableDescriptors: "plenty",
         store,
         port: 0,
         adminToken: ADMIN_TOKEN,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { json, makeDashboard, P, T0, TOKEN2 } from "./_helpers.ts";
 
 Deno.test("a command nobody takes expires at its TTL, reported like any final status", async (t) => {
@@ -64,21 +65,17 @@ Deno.test("the dashboard's timer expires a queued command without any request", 
   });
   assert.equal(response.status, 202);
   await response.body?.cancel();
-  const deadline = Date.now() + 15_000;
-  while ((await d.store.getCommand("soon"))?.status !== "expired") {
-    assert.ok(Date.now() < deadline, "expired within 15 s");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await until(
+    async () => (await d.store.getCommand("soon"))?.status === "expired",
+    "the command expired",
+    15_000,
+    50,
+  );
 });
 
 Deno.test("an enqueue warns when its agent cannot take the command now", async (t) => {
   await using d = await makeDashboard();
-  const waiting = async (agentId: string) => {
-    for (let i = 0; !d.dashboard.hub.isWaiting(agentId); i++) {
-      assert.ok(i < 1000, `${agentId} waits`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  };
+  const waiting = (agentId: string) => until(() => d.dashboard.hub.isWaiting(agentId), agentId);
   const enqueue = async (agentId: string, params: Record<string, unknown> = {}) => {
     const response = await d.admin("POST", P.enqueue, { name: "echo", agent_id: agentId, params });
     assert.equal(response.status, 202);

@@ -4,6 +4,7 @@
  * table and exit code, cancel, and bad targets.
  */
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
 import { createApp, startServer } from "../../src/server/mod.ts";
 import { type CommandRecord, type CommandResult, openSqliteStore } from "../../src/store/mod.ts";
@@ -25,7 +26,12 @@ async function startFleet(
     {},
 ): Promise<Fleet> {
   const store = openSqliteStore(":memory:");
-  const server = await startServer({ store, port: 0, runSweepMs: 200 });
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    runSweepMs: 200,
+  });
   const stop = new AbortController();
   const states: AgentState[] = [];
   const agents: Promise<unknown>[] = [];
@@ -232,11 +238,12 @@ Deno.test("a run that all succeeds exits 0 with --wait; cancel stops a run", asy
     max_concurrency: 1,
   });
   assert.equal(created.status, 201);
-  const deadline = Date.now() + 20_000;
-  while ((await fleet.store.getCommand("run-cancel:web-01"))?.status !== "running") {
-    assert.ok(Date.now() < deadline, "the first command never ran");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await until(
+    async () => (await fleet.store.getCommand("run-cancel:web-01"))?.status === "running",
+    "the first command runs",
+    20_000,
+    50,
+  );
   const cancelled = await cli(fleet.url, ["run", "cancel", "run-cancel"]);
   assert.equal(cancelled.code, 0, cancelled.stderr);
   const run = await finalRun(fleet.url, "run-cancel");

@@ -4,6 +4,7 @@
  * store that goes down gives `503` with `Retry-After` and `/health` 503 until it is back.
  */
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { createApp } from "../../src/server/mod.ts";
 import {
   AGENT_SCOPES,
@@ -75,7 +76,7 @@ async function setup() {
     });
   };
   // The subscription is made in the background at start.
-  while (!state.listener) await new Promise((r) => setTimeout(r, 1));
+  await until(() => state.listener !== undefined, "the subscription", 10_000, 1);
   return {
     inner,
     state,
@@ -86,14 +87,6 @@ async function setup() {
       await inner.close();
     },
   };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within 10 s: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 const enqueueDirect = (store: CommandStore, id: string) =>

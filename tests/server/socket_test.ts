@@ -9,7 +9,12 @@ type Delivered = { id: string; attempt: number };
 
 /** A dev-mode dashboard on a free port. */
 async function devServer(): Promise<RunningServer> {
-  return await startServer({ db: ":memory:", port: 0, rateLimitPerMinute: 1_000_000 });
+  return await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
 }
 
 function enqueue(server: RunningServer, body: Record<string, unknown>, agentId = "test-agent") {
@@ -164,7 +169,12 @@ Deno.test("shutdown answers open waits with 204 and stops listening", async () =
 Deno.test("signed agent requests work over a real socket", async () => {
   await using store = openSqliteStore(":memory:");
   await store.addAgent({ id: "web-1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
-  await using server = await startServer({ store, port: 0, adminToken: ADMIN_TOKEN });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    adminToken: ADMIN_TOKEN,
+  });
   assert.equal(server.devMode, false);
   const call = (method: string, pathAndQuery: string, body?: unknown) => {
     const text = body === undefined ? "" : JSON.stringify(body);

@@ -82,7 +82,12 @@ Deno.test({
       return;
     }
     const db = `${disk.dir}/status.db`;
-    await using server = await startServer({ db, port: 0, rateLimitPerMinute: 1_000_000 });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db,
+      port: 0,
+      rateLimitPerMinute: 1_000_000,
+    });
     const agent = new DashboardClient({ dashboardUrl: server.url, agentId: "a1" });
     const signal = new AbortController().signal;
 

@@ -58,7 +58,12 @@ async function withCert(
 
 Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => {
   await withCert(t, async (tls) => {
-    await using server = await startServer({ db: ":memory:", port: 0, tls });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+      tls,
+    });
     assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     using client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const response = await fetch(`${server.url}/health`, { client });
@@ -69,7 +74,13 @@ Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => 
 
 Deno.test("an HTTPS connection that never finishes its TLS handshake is closed after the header timeout", async (t) => {
   await withCert(t, async (tls) => {
-    await using server = await startServer({ db: ":memory:", port: 0, tls, headerTimeoutSecs: 1 });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+      tls,
+      headerTimeoutSecs: 1,
+    });
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
     try {
       const buffer = new Uint8Array(64);

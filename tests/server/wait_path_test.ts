@@ -3,6 +3,7 @@
  * in batches, one commit per wake-up, and the long-polls answered outside Hono.
  */
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, agentHeaders, json, makeDashboard, P, T0, TOKEN } from "./_helpers.ts";
@@ -148,7 +149,7 @@ Deno.test("an enqueue for a waiting agent is inserted and claimed in one transac
     order.push("wait");
     return response;
   });
-  while (d.dashboard.hub.size === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  await until(() => d.dashboard.hub.size > 0, "the agent waits", 10_000, 1);
   claims = 0;
   const enqueued = await d.agent({ path: P.enqueue, body: { id: "c1", name: "echo" } });
   order.push("enqueue");

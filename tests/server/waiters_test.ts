@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../_until.ts";
 import { Deadlines, LeaseTimer, WaiterHub } from "../../src/server/mod.ts";
 import type { CommandRecord } from "../../src/store/mod.ts";
 import { FakeClock, json, makeDashboard, P } from "./_helpers.ts";
@@ -133,7 +134,7 @@ Deno.test("waiter hub gives a claim whose wait went away to another wait, or bac
       hub.notify("a");
       gone.abort();
       assert.equal(await only, null);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await until(() => queue.released.length > 0, "the claim is released");
       assert.deepEqual(queue.released, ["c1"]);
       assert.deepEqual(queue.items.map((c) => c.id), ["c1"]);
     } finally {

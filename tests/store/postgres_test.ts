@@ -9,14 +9,19 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
-import { pgIgnore, testDatabase } from "../_pg.ts";
+import { migratedTestDatabase, pgIgnore, testDatabase } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
 
 const ignore = pgIgnore();
 
+/** Opening a store migrates its database. */
+async function migrate(url: string): Promise<void> {
+  await (await openPostgresStore(url)).close();
+}
+
 if (!ignore) {
   runStoreContract("postgres", async () => {
-    const db = await testDatabase();
+    const db = await migratedTestDatabase(migrate);
     const store = await openPostgresStore(db.url);
     const close = store.close.bind(store);
     store.close = async () => {
@@ -31,7 +36,7 @@ const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
 
 /** `n` stores (as `n` dashboard instances would open) on one fresh database. */
 async function instances(n: number) {
-  const db = await testDatabase();
+  const db = await migratedTestDatabase(migrate);
   const stores = await Promise.all(Array.from({ length: n }, () => openPostgresStore(db.url)));
   return {
     url: db.url,

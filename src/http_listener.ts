@@ -23,13 +23,13 @@
  *
  * @module
  */
-import { DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS } from "../defaults.ts";
+import { DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS } from "./defaults.ts";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Socket } from "node:net";
 import { getRequestListener } from "@hono/node-server";
-import { logger } from "../log/mod.ts";
+import { logger } from "./log/mod.ts";
 
 /** Options of {@link listenHttp}. */
 export interface HttpListenOptions {
@@ -60,6 +60,11 @@ export interface HttpListenOptions {
    * not given.
    */
   availableDescriptors?: number | "plenty" | "unknown";
+  /**
+   * The log category of its lines (under `status`).
+   * @default {"server"}
+   */
+  logCategory?: string;
   /** Answers a request; `remote` is the client's address. */
   fetch(request: Request, remote: string | undefined): Response | Promise<Response>;
   /**
@@ -102,8 +107,6 @@ export const FD_RESERVE = 128;
  * accepting for good when an accept fails for lack of one).
  */
 export const LISTEN_BACKLOG = FD_RESERVE / 2;
-
-const log = logger("server");
 
 let probed: { upTo: number; available: number | "plenty" | "unknown" } | undefined;
 
@@ -161,6 +164,7 @@ function jsonHead(status: number, reason: string, message: string): string {
  * @throws {Error} With `code` `EADDRINUSE` (or another listen error) when it cannot listen.
  */
 export async function listenHttp(options: HttpListenOptions): Promise<HttpListener> {
+  const log = logger(options.logCategory ?? "server");
   const headerTimeoutMs = (options.headerTimeoutSecs ?? DEFAULT_HEADER_TIMEOUT_SECS) * 1000;
   const bodyTimeoutMs = Math.max(headerTimeoutMs, (options.bodyTimeoutSecs ?? 60) * 1000);
   const configured = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
-import { type ServeProcess, startAgent, startServe, tempDir } from "./helpers.ts";
+import { type ServeProcess, startAgent, startServe, tempDir } from "../e2e/helpers.ts";
 import { jsonLogs } from "../_cli.ts";
 
 const COMMANDS = 200;

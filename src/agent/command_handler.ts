@@ -1,0 +1,191 @@
+/**
+ * What the agent does with a delivered command (PROTOCOL.md §4): journal it, acknowledge it, run
+ * it, put its result in the outbox and report it. A command seen before is never run twice: its
+ * known result is sent again.
+ *
+ * @module
+ */
+import type { DeliveredCommand, ReportRequest } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import { retryWhile } from "./backoff.ts";
+import type { Clock } from "./clock.ts";
+import { type AckOutcome, type DashboardClient, isTransient } from "./client.ts";
+import type { CommandExecution } from "./command_execution.ts";
+import { StateWriteError } from "./fs.ts";
+import type { JournalEntry } from "./journal.ts";
+import type { AgentMetrics } from "./prom.ts";
+import { interruptedReport } from "./recovery.ts";
+import type { ResultReporter } from "./result_reporter.ts";
+import type { AgentState } from "./state.ts";
+
+/** What a {@link CommandHandler} works with. */
+export interface CommandHandlerOptions {
+  /** Acknowledges the commands. */
+  client: DashboardClient;
+  /** The journal and the outbox. */
+  state: AgentState;
+  /** Runs the commands. */
+  execution: CommandExecution;
+  /** Reports the results. */
+  reporter: ResultReporter;
+  /** Clock of the retry delays and the timestamps. */
+  clock: Clock;
+  /** Upper bound of the first retry delay of an ack, in ms. */
+  retryDelayMs: number;
+  /** Counts the commands run. */
+  metrics?: AgentMetrics;
+  /** The agent's stop. */
+  signal: AbortSignal;
+}
+
+/** What became of a delivered command. */
+export type HandleOutcome =
+  /** Run and reported, answered from the journal, or left to be delivered again. */
+  | "handled"
+  /** The journal cannot be written: neither acknowledged nor run, take no new command. */
+  | "blocked";
+
+const log = logger("agent");
+
+/** Handles delivered commands, at most once each. */
+export class CommandHandler {
+  readonly #options: CommandHandlerOptions;
+  #commandsRun = 0;
+  #toldNoAcks = false;
+
+  /**
+   * Makes a handler.
+   *
+   * @param options Client, state, runner, reporter and clock.
+   */
+  constructor(options: CommandHandlerOptions) {
+    this.#options = options;
+  }
+
+  /** Commands run (not counting deliveries that were answered from the journal). */
+  get commandsRun(): number {
+    return this.#commandsRun;
+  }
+
+  /**
+   * Journals, acknowledges, runs and reports a delivered command.
+   *
+   * @param command The delivered command.
+   * @returns Whether new commands may be taken.
+   */
+  async handle(command: DeliveredCommand): Promise<HandleOutcome> {
+    const { journal, outbox } = this.#options.state;
+    log.info("command received from dashboard", {
+      commandId: command.id,
+      commandName: command.name,
+      attempt: command.attempt,
+    });
+    const known = journal.get(command.id);
+    if (known) {
+      await this.#resend(known, command);
+      return "handled";
+    }
+    try {
+      journal.start(command);
+    } catch (error) {
+      if (!(error instanceof StateWriteError)) throw error;
+      // Not journaled, so neither acknowledged nor run: the dashboard delivers it again later.
+      log.error(
+        "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
+          "delivers it again later); no new command is taken until the state directory can be " +
+          "written again, results are still reported",
+        { commandId: command.id, stateDir: journal.dir ?? null, error: error.message },
+      );
+      return "blocked";
+    }
+    const ack = await this.#ack(command);
+    if (ack.kind === "stale") {
+      log.warning("the dashboard says this delivery is stale; not running it now", {
+        commandId: command.id,
+        error: ack.message,
+      });
+      journal.forget(command.id);
+      return "handled";
+    }
+    if (this.#options.signal.aborted) {
+      // Stopping before it started: not run, so not journaled; it will be delivered again.
+      journal.forget(command.id);
+      return "handled";
+    }
+    log.info("Executing command: {commandName} (id: {commandId})", {
+      commandName: command.name,
+      commandId: command.id,
+    });
+    const outcome = await this.#options.execution.run(command);
+    this.#commandsRun++;
+    this.#options.metrics?.commandRun(outcome.status);
+    const report: ReportRequest = {
+      command_id: command.id,
+      status: outcome.status,
+      attempt: command.attempt,
+      result: outcome.result,
+      error: outcome.error,
+      started_at: outcome.started_at,
+      completed_at: outcome.completed_at,
+    };
+    outbox.put(report);
+    journal.complete(command.id, report);
+    log.info("command finished", {
+      commandId: command.id,
+      status: report.status,
+      exitCode: report.result?.exit_code ?? null,
+      durationSecs: report.result?.duration_secs ?? null,
+    });
+    await this.#options.reporter.deliver(report);
+    return "handled";
+  }
+
+  /** A command seen before: its known result is sent again, it is never run twice. */
+  async #resend(known: JournalEntry, command: DeliveredCommand): Promise<void> {
+    const { journal, outbox } = this.#options.state;
+    const previous = outbox.get(known.id) ?? known.summary ??
+      interruptedReport(known, this.#options.clock.now());
+    log.warning("command delivered again; it is not run twice, its known result is sent again", {
+      commandId: command.id,
+      journalState: known.state,
+      status: previous.status,
+    });
+    const report: ReportRequest = { ...previous, attempt: command.attempt };
+    outbox.put(report);
+    if (known.state === "running") journal.complete(known.id, report);
+    await this.#options.reporter.deliver(report);
+  }
+
+  /** Acks a journaled command, retrying briefly on transient failures. */
+  async #ack(command: DeliveredCommand): Promise<AckOutcome> {
+    const { client, signal } = this.#options;
+    const outcome = await retryWhile(
+      () => client.ack(command.id, command.attempt, signal),
+      isTransient,
+      {
+        retries: 2,
+        initialDelayMs: this.#options.retryDelayMs,
+        clock: this.#options.clock,
+        signal,
+      },
+    );
+    switch (outcome.kind) {
+      case "acked":
+      case "stale":
+      case "aborted":
+        break;
+      case "unsupported":
+        if (!this.#toldNoAcks) {
+          this.#toldNoAcks = true;
+          log.info("the dashboard has no ack endpoint (404): no acks here, commands run anyway");
+        }
+        break;
+      default:
+        log.warning("ack failed; running the command anyway (the journal prevents a second run)", {
+          commandId: command.id,
+          error: "message" in outcome ? outcome.message : "no answer",
+        });
+    }
+    return outcome;
+  }
+}

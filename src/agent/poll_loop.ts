@@ -1,0 +1,236 @@
+/**
+ * The agent's poll loop (PROTOCOL.md §4, §6): send what the outbox holds, long-poll the
+ * dashboard, hand each delivered command to the handler, poll again; back off on failures (or as
+ * `Retry-After` says), and take no new command while the journal cannot be written.
+ *
+ * @module
+ */
+import { DEFAULT_POLLING_BACKOFF_SECS } from "../defaults.ts";
+import { logger } from "../log/mod.ts";
+import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
+import type { Clock } from "./clock.ts";
+import type { DashboardClient, RequestFailure } from "./client.ts";
+import type { CommandHandler } from "./command_handler.ts";
+import type { AgentMetrics } from "./prom.ts";
+import type { ResultReporter } from "./result_reporter.ts";
+import type { AgentState } from "./state.ts";
+
+/** What a {@link PollLoop} works with. */
+export interface PollLoopOptions {
+  /** Makes the wait requests. */
+  client: DashboardClient;
+  /** Clock of the delays. */
+  clock: Clock;
+  /** The journal and the outbox (its retry heals a blocked journal). */
+  state: AgentState;
+  /** Handles each delivered command. */
+  handler: CommandHandler;
+  /** Sends what the outbox holds. */
+  reporter: ResultReporter;
+  /** Base URL of the dashboard, for the logs. */
+  dashboardUrl: string;
+  /** The deployment whose commands are asked for. */
+  deploymentHash: string;
+  /** How long one long-poll may wait on the dashboard, in seconds. */
+  pollingTimeoutSecs: number;
+  /** The back-off after failures. */
+  backoff: PollBackoffOptions;
+  /** This process's instance id, for the logs. */
+  instanceId: () => string;
+  /** Counts polls and back-offs. */
+  metrics?: AgentMetrics;
+  /** Stops the loop. */
+  signal: AbortSignal;
+}
+
+const log = logger("agent");
+const pollLog = logger("agent", "poll");
+
+/** Polls the dashboard for commands until the agent stops. */
+export class PollLoop {
+  readonly #options: PollLoopOptions;
+  readonly #backoff: PollBackoff;
+  /** Whether new commands are refused: the journal cannot be written. */
+  #blocked = false;
+
+  /**
+   * Makes the loop.
+   *
+   * @param options Client, clock, state, handler, reporter and settings.
+   */
+  constructor(options: PollLoopOptions) {
+    this.#options = options;
+    this.#backoff = new PollBackoff(options.backoff);
+  }
+
+  /**
+   * Polls until the signal aborts.
+   *
+   * @returns A promise that resolves once the loop stopped.
+   */
+  async run(): Promise<void> {
+    const { client, clock, signal, handler, reporter, metrics, deploymentHash } = this.#options;
+    pollLog.info("long-poll: polling loop started", {
+      dashboardUrl: this.#options.dashboardUrl,
+      deploymentHash,
+    });
+    while (!signal.aborted) {
+      const failure = await reporter.drain();
+      if (signal.aborted) break;
+      if (failure) {
+        await this.#pause(failure, "report");
+        continue;
+      }
+      if (this.#blocked && !this.#unblock()) {
+        await clock.sleep(
+          (this.#options.backoff.initialSecs ?? DEFAULT_POLLING_BACKOFF_SECS) * 1000,
+          signal,
+        );
+        continue;
+      }
+      const started = clock.now();
+      const outcome = await client.wait(deploymentHash, this.#options.pollingTimeoutSecs, signal);
+      // A command that arrives as the agent stops is not acknowledged: it is delivered again.
+      if (signal.aborted) break;
+      if (outcome.kind === "command" || outcome.kind === "empty") {
+        metrics?.pollSucceeded(clock.now());
+      } else if (outcome.kind !== "aborted") {
+        metrics?.pollFailed(outcome.kind);
+      }
+      switch (outcome.kind) {
+        case "command":
+          this.#backoff.reset();
+          if (await handler.handle(outcome.command) === "blocked") this.#blocked = true;
+          break;
+        case "empty": {
+          this.#backoff.reset();
+          const elapsed = clock.now() - started;
+          if (outcome.nextPollSecs !== undefined && outcome.nextPollSecs > 0) {
+            pollLog.debug("no command; the dashboard asks to poll again later", {
+              nextPollSecs: outcome.nextPollSecs,
+            });
+            await clock.sleep(outcome.nextPollSecs * 1000, signal);
+          } else if (elapsed < 1000) {
+            // An empty answer long before the timeout: do not spin against it.
+            await clock.sleep(1000 - elapsed, signal);
+          }
+          break;
+        }
+        case "aborted":
+          break;
+        default:
+          await this.#pause(outcome, "wait");
+      }
+    }
+    pollLog.info("long-poll: polling loop stopped");
+  }
+
+  /** Whether the journal can be written again (then new commands are taken again). */
+  #unblock(): boolean {
+    const { state } = this.#options;
+    if (!(state.retry?.() ?? true)) {
+      log.debug("the state directory still cannot be written; new commands wait", {
+        stateDir: state.journal.dir ?? null,
+      });
+      return false;
+    }
+    log.info("the state directory can be written again: taking new commands again", {
+      stateDir: state.journal.dir ?? null,
+    });
+    this.#blocked = false;
+    return true;
+  }
+
+  /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */
+  async #pause(failure: RequestFailure, what: "wait" | "report"): Promise<void> {
+    if (failure.kind === "aborted") return;
+    const delayMs = failure.kind === "throttled" ? failure.retryAfterMs : this.#backoff.next();
+    const delaySecs = Math.round(delayMs) / 1000;
+    this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
+    const request = what === "wait" ? "wait request" : "report";
+    switch (failure.kind) {
+      case "network":
+        pollLog.warning(`dashboard unreachable (${request}); retrying after back-off`, {
+          error: failure.message,
+          delaySecs,
+          attempt: this.#backoff.attempts,
+        });
+        break;
+      case "server":
+        pollLog.warning(
+          `dashboard failed the ${request} (${failure.status}); retrying after back-off`,
+          {
+            status: failure.status,
+            error: failure.message,
+            delaySecs,
+            attempt: this.#backoff.attempts,
+          },
+        );
+        break;
+      case "throttled":
+        pollLog.warning(`dashboard asked the agent to wait (${failure.status}, Retry-After)`, {
+          status: failure.status,
+          error: failure.message,
+          delaySecs,
+        });
+        break;
+      case "auth":
+        if (failure.skew) {
+          pollLog.error(
+            "dashboard rejected the request time: the agent's clock is off by " +
+              `${failure.clockOffsetSecs ?? "an unknown number of"} s ` +
+              "(dashboard time minus agent time, from its Date header); fix the clock (NTP)",
+            {
+              status: failure.status,
+              clockOffsetSecs: failure.clockOffsetSecs ?? null,
+              error: failure.message,
+              delaySecs,
+            },
+          );
+        } else if (failure.status === 401) {
+          pollLog.error(
+            "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN",
+            {
+              error: failure.message,
+              clockOffsetSecs: failure.clockOffsetSecs ?? null,
+              delaySecs,
+            },
+          );
+        } else {
+          pollLog.error(`dashboard forbids this agent the ${request} (403)`, {
+            error: failure.message,
+            delaySecs,
+          });
+        }
+        break;
+      case "refused":
+        if (failure.status === 409 && what === "wait") {
+          pollLog.error(
+            "the dashboard refused this agent process: another process is polling with the " +
+              "same AGENT_ID; give each machine its own id (this one retries and takes over " +
+              "once the other stops)",
+            {
+              status: failure.status,
+              error: failure.message,
+              instanceId: this.#options.instanceId(),
+              delaySecs,
+            },
+          );
+          break;
+        }
+        pollLog.error(
+          `dashboard refused the ${request} (${failure.status}); check DASHBOARD_URL and ` +
+            "DEPLOYMENT_HASH",
+          { status: failure.status, error: failure.message, delaySecs },
+        );
+        break;
+      case "invalid":
+        pollLog.error(`dashboard answered the ${request} with something unexpected`, {
+          error: failure.message,
+          delaySecs,
+        });
+        break;
+    }
+    await this.#options.clock.sleep(delayMs, this.#options.signal);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Result reporting (PROTOCOL.md §4): every result goes into the outbox before it is sent; the
+ * reporter sends fresh results, drains what the outbox still holds, and settles journal and
+ * outbox by what the dashboard answered.
+ *
+ * @module
+ */
+import type { ReportRequest } from "../protocol/mod.ts";
+import { logger } from "../log/mod.ts";
+import { retryWhile } from "./backoff.ts";
+import type { Clock } from "./clock.ts";
+import {
+  type DashboardClient,
+  isTransient,
+  type ReportOutcome,
+  type RequestFailure,
+} from "./client.ts";
+import type { AgentState } from "./state.ts";
+
+/** What a {@link ResultReporter} works with. */
+export interface ResultReporterOptions {
+  /** Sends the reports. */
+  client: DashboardClient;
+  /** The journal and the outbox. */
+  state: AgentState;
+  /** Clock of the retry delays. */
+  clock: Clock;
+  /** Upper bound of the first retry delay of a report while stopping, in ms. */
+  retryDelayMs: number;
+  /** The agent's stop: a fresh report is retried a few times after it. */
+  signal: AbortSignal;
+  /** The agent's stop-now: results stay in the outbox unsent. */
+  stopNow: AbortSignal;
+}
+
+const log = logger("agent");
+
+/** Sends results to the dashboard out of the outbox; never throws on a failed request. */
+export class ResultReporter {
+  readonly #options: ResultReporterOptions;
+
+  /**
+   * Makes a reporter.
+   *
+   * @param options Client, state, clock and signals.
+   */
+  constructor(options: ResultReporterOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Sends every pending report, oldest first; stops at the first that should be retried later.
+   *
+   * @returns The failure to back off from, if any.
+   */
+  async drain(): Promise<RequestFailure | undefined> {
+    const signal = this.#options.signal;
+    for (const report of this.#options.state.outbox.pending()) {
+      if (signal.aborted) return undefined;
+      const outcome = await this.#send(report, signal);
+      if (outcome.kind === "accepted") {
+        log.info("pending result delivered", {
+          commandId: report.command_id,
+          status: report.status,
+        });
+        continue;
+      }
+      if (outcome.kind === "aborted") return undefined;
+      if (outcome.kind === "refused" || outcome.kind === "invalid") continue;
+      return outcome;
+    }
+    return undefined;
+  }
+
+  /**
+   * Sends a fresh report (already in the outbox): once normally (the poll loop retries), a few
+   * times when stopping, not at all when stopping at once.
+   *
+   * @param report The report.
+   */
+  async deliver(report: ReportRequest): Promise<void> {
+    const { signal, stopNow } = this.#options;
+    if (stopNow.aborted) {
+      log.warning("stopping at once: the result stays in the outbox", {
+        commandId: report.command_id,
+      });
+      return;
+    }
+    const outcome = signal.aborted
+      ? await retryWhile(() => this.#send(report, stopNow), isTransient, {
+        retries: 3,
+        initialDelayMs: this.#options.retryDelayMs,
+        clock: this.#options.clock,
+        signal: stopNow,
+      })
+      : await this.#send(report, stopNow);
+    if (outcome.kind === "accepted") {
+      log.info("command execution and reporting completed", {
+        commandId: report.command_id,
+        status: report.status,
+      });
+    } else if (outcome.kind !== "refused" && outcome.kind !== "invalid") {
+      log.warning("result not accepted yet; it stays in the outbox and is sent again", {
+        commandId: report.command_id,
+        reason: outcome.kind === "aborted" ? "stopping" : outcome.message,
+      });
+    }
+  }
+
+  /**
+   * Sends one report. Accepted → journal and outbox updated; refused for good (4xx other than
+   * 401/403/429) → dropped with an error; otherwise it stays in the outbox.
+   */
+  async #send(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
+    const { journal, outbox } = this.#options.state;
+    const outcome = await this.#options.client.report(report, signal);
+    if (outcome.kind === "accepted") {
+      journal.accept(report.command_id);
+      outbox.remove(report.command_id);
+      if (outcome.duplicate) {
+        log.debug("the dashboard had this result already", { commandId: report.command_id });
+      }
+    } else if (outcome.kind === "refused" || outcome.kind === "invalid") {
+      log.error("dashboard refused the report for good; the result is dropped", {
+        commandId: report.command_id,
+        status: "status" in outcome ? outcome.status : null,
+        error: outcome.message,
+      });
+      journal.accept(report.command_id);
+      outbox.remove(report.command_id);
+    }
+    return outcome;
+  }
+}

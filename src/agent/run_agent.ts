@@ -1,0 +1,378 @@
+/**
+ * Running an agent: {@link runAgent} opens the journal and the outbox, the executor, the metrics
+ * endpoint and the heartbeat, recovers what a previous run left, runs the poll loop until its
+ * signal aborts, and closes what it opened. The parts live beside it: `poll_loop.ts`,
+ * `command_handler.ts`, `command_execution.ts`, `cancel_watch.ts`, `result_reporter.ts`,
+ * `recovery.ts`.
+ *
+ * @module
+ */
+import {
+  DEFAULT_DEPLOYMENT_HASH,
+  DEFAULT_METRICS_INTERVAL_SECS,
+  DEFAULT_POLLING_BACKOFF_MAX_SECS,
+  DEFAULT_POLLING_BACKOFF_SECS,
+  DEFAULT_POLLING_TIMEOUT_SECS,
+  DEFAULT_SHUTDOWN_GRACE_SECS,
+  DEFAULT_STATE_DIR,
+} from "../defaults.ts";
+import { logger } from "../log/mod.ts";
+import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
+import { CancelWatcher } from "./cancel_watch.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { DashboardClient, WAIT_GRACE_SECS } from "./client.ts";
+import { CommandExecution } from "./command_execution.ts";
+import { CommandHandler } from "./command_handler.ts";
+import { createExecutor, type Executor, type ExecutorOptions } from "./executor.ts";
+import { fleetHeartbeat, type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
+import { type AgentState, openAgentState } from "./state.ts";
+import type { OutputStreamerOptions } from "./output_stream.ts";
+import { PollLoop } from "./poll_loop.ts";
+import { AgentMetrics } from "./prom.ts";
+import { recover } from "./recovery.ts";
+import { ResultReporter } from "./result_reporter.ts";
+import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
+import { VERSION } from "../version.ts";
+import { stateInstanceId } from "./instance.ts";
+
+/** Options of {@link runAgent}: the agent settings plus injectables. */
+export interface AgentOptions {
+  /** Base URL of the dashboard (`DASHBOARD_URL`). */
+  dashboardUrl: string;
+  /** This agent's id (`AGENT_ID`). */
+  agentId: string;
+  /** This agent's token (`AGENT_TOKEN`); without it requests are unsigned (dev mode). */
+  agentToken?: string;
+  /**
+   * The deployment this agent serves (`DEPLOYMENT_HASH`).
+   * @default {"default"}
+   */
+  deploymentHash?: string;
+  /** This agent's labels (`AGENT_LABELS`), sent in its heartbeats. */
+  labels?: Record<string, string>;
+  /**
+   * How long one long-poll may wait on the dashboard, in seconds (`POLLING_TIMEOUT_SECS`).
+   * @default {30}
+   */
+  pollingTimeoutSecs?: number;
+  /**
+   * First back-off delay's upper bound, in seconds (`POLLING_BACKOFF_SECS`).
+   * @default {5}
+   */
+  pollingBackoffSecs?: number;
+  /**
+   * Largest back-off delay, in seconds (`POLLING_BACKOFF_MAX_SECS`).
+   * @default {60}
+   */
+  pollingBackoffMaxSecs?: number;
+  /**
+   * After the stop signal, how long a running command may still run before it is cancelled, in
+   * seconds (`SHUTDOWN_GRACE_SECS`).
+   * @default {30}
+   */
+  shutdownGraceSecs?: number;
+  /**
+   * Seconds between heartbeat samples (`METRICS_INTERVAL_SECS`).
+   * @default {30}
+   */
+  metricsIntervalSecs?: number;
+  /** Where heartbeat samples are POSTed (`METRICS_WEBHOOK`). */
+  metricsWebhook?: string;
+  /**
+   * Whether the metrics heartbeat runs.
+   * @default {true}
+   */
+  heartbeat?: boolean;
+  /** @internal Options overriding the heartbeat's defaults (tests). */
+  heartbeatOptions?: Partial<HeartbeatOptions>;
+  /**
+   * Directory of the journal and the outbox (`STATE_DIR`); ignored when `state` is given. Without
+   * it (and without `state`) they are kept in memory: nothing is written to the disk, and a
+   * restart forgets which commands ran (the `status` CLI always passes `STATE_DIR`, by default
+   * `./.status-state`).
+   * @default {undefined (in memory)}
+   */
+  stateDir?: string;
+  /**
+   * @internal An opened journal and outbox to use instead of opening `stateDir`; left open at the
+   * end.
+   */
+  state?: AgentState;
+  /** @internal Runs commands; defaults to an executor made with `exec`. */
+  executor?: Executor;
+  /** Settings of the default executor. */
+  exec?: ExecutorOptions;
+  /**
+   * Aborted on a second stop request: a running command is cancelled at once, its result stays
+   * in the outbox unsent, and `runAgent` resolves as soon as that is written.
+   */
+  stopNow?: AbortSignal;
+  /** @internal `fetch` to use; for tests. */
+  fetch?: typeof fetch;
+  /** @internal Clock and sleep; for tests. */
+  clock?: Clock;
+  /**
+   * @internal Upper bound of the first retry delay of an ack, and of a report while stopping, in
+   * milliseconds (full jitter, doubling up to four times this).
+   * @default {500}
+   */
+  retryDelayMs?: number;
+  /**
+   * @internal This process's instance id, sent with every request (one agent process per agent id).
+   * @default {a random UUID}
+   */
+  instanceId?: string;
+  /**
+   * Whether a running command's output is streamed to the dashboard while it runs.
+   * @default {true}
+   */
+  liveOutput?: boolean;
+  /** @internal Options of the live output stream (tests). */
+  liveOutputOptions?: Partial<Omit<OutputStreamerOptions, "attempt" | "send">>;
+  /** @internal The agent's Prometheus metrics; made when `metricsPort` is given. */
+  metrics?: AgentMetrics;
+  /**
+   * Serve the agent's metrics on `GET /metrics` at this `PORT` (on 127.0.0.1) or `HOST:PORT`
+   * (`METRICS_PORT`), while the agent runs.
+   */
+  metricsPort?: string;
+}
+
+/** What {@link runAgent} did, once it stopped. */
+export interface AgentRunSummary {
+  /** Commands run (not counting deliveries that were answered from the journal). */
+  commandsRun: number;
+  /** Reports still in the outbox (sent after a restart when the outbox is durable). */
+  reportsPending: number;
+  /** Whether the journal and the outbox were on disk. */
+  durable: boolean;
+}
+
+const log = logger("agent");
+const pollLog = logger("agent", "poll");
+
+function checkSecs(name: string, value: number, min: number): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+    throw new RangeError(`${name} must be a number of at least ${min}, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Runs the agent until `signal` aborts, then lets a running command finish within the shutdown
+ * grace (cancelling it after), reports its result and resolves. Library code: it never exits
+ * the process and never installs signal handlers; the CLI turns SIGINT/SIGTERM into `signal`
+ * (and a second signal into `options.stopNow`).
+ *
+ * @param options Settings and injectables.
+ * @param signal Stops the agent.
+ * @returns What the agent did.
+ * @throws {RangeError} On an out-of-range option.
+ * @throws {Error} When the state directory cannot be used or written.
+ *
+ * @example Run one command from a dashboard, then stop
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OperatorClient, runAgent, startServer } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const operator = new OperatorClient({ dashboardUrl: server.url });
+ * const { id } = await operator.enqueue({ agentId: "web-1", name: "echo hi" });
+ * const stop = new AbortController();
+ * const agent = runAgent(
+ *   { dashboardUrl: server.url, agentId: "web-1", heartbeat: false },
+ *   stop.signal,
+ * );
+ * assert.equal((await operator.waitForFinal(id)).status, "success");
+ * stop.abort();
+ * assert.equal((await agent).commandsRun, 1);
+ * ```
+ */
+export async function runAgent(
+  options: AgentOptions,
+  signal: AbortSignal,
+): Promise<AgentRunSummary> {
+  const stopNow = options.stopNow ?? new AbortController().signal;
+  const clock = options.clock ?? systemClock;
+  const deploymentHash = options.deploymentHash ?? DEFAULT_DEPLOYMENT_HASH;
+  const pollingTimeoutSecs = checkSecs(
+    "pollingTimeoutSecs",
+    options.pollingTimeoutSecs ?? DEFAULT_POLLING_TIMEOUT_SECS,
+    1,
+  );
+  const graceMs =
+    checkSecs("shutdownGraceSecs", options.shutdownGraceSecs ?? DEFAULT_SHUTDOWN_GRACE_SECS, 0) *
+    1000;
+  checkSecs(
+    "metricsIntervalSecs",
+    options.metricsIntervalSecs ?? DEFAULT_METRICS_INTERVAL_SECS,
+    0.001,
+  );
+  const backoff: PollBackoffOptions = {
+    initialSecs: options.pollingBackoffSecs ?? DEFAULT_POLLING_BACKOFF_SECS,
+    maxSecs: options.pollingBackoffMaxSecs ?? DEFAULT_POLLING_BACKOFF_MAX_SECS,
+  };
+  new PollBackoff(backoff); // checks the back-off settings before anything starts
+  const retryDelayMs = checkSecs("retryDelayMs", options.retryDelayMs ?? 500, 0);
+  let instanceId = options.instanceId ?? crypto.randomUUID();
+  let metrics = options.metrics;
+  const client = new DashboardClient({
+    dashboardUrl: options.dashboardUrl,
+    agentId: options.agentId,
+    agentToken: options.agentToken,
+    instanceId: () => instanceId,
+    fetch: options.fetch,
+    now: () => clock.now(),
+  });
+
+  log.info("Agent daemon starting", {
+    agentId: options.agentId,
+    dashboardUrl: options.dashboardUrl,
+    deploymentHash,
+    signed: options.agentToken !== undefined,
+    pid: Deno.pid,
+    version: VERSION,
+  });
+  if (!options.agentToken) {
+    log.warning(
+      "no AGENT_TOKEN is set: requests are not signed, which only a dashboard in dev mode " +
+        "accepts; set AGENT_TOKEN (or --agent-token) to sign them",
+    );
+  }
+  const ownExecutor = options.executor === undefined;
+  const executor: Executor = options.executor ?? createExecutor({
+    stateDir: options.stateDir,
+    ...options.exec,
+    secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
+      (s) => s !== "",
+    ),
+  });
+  const confinement = executor.describe?.();
+  if (confinement) log.info("sandbox: {confinement}", { confinement });
+  const ownState = options.state === undefined;
+  const state = options.state ??
+    (options.stateDir === undefined
+      ? openAgentState({ canUse: () => false })
+      : openAgentState({ dir: options.stateDir }));
+  if (ownState && options.stateDir === undefined) {
+    log.info(
+      "execution journal and result outbox are kept in memory (no stateDir given); pass " +
+        "stateDir to keep them on disk across restarts",
+    );
+  } else if (state.notice) log.warning(state.notice);
+  else if (ownState) {
+    log.info("execution journal and result outbox are on disk", {
+      stateDir: options.stateDir,
+    });
+  }
+  // A restarted agent keeps its instance id (the dashboard serves one process per agent id).
+  if (options.instanceId === undefined && ownState && state.durable) {
+    try {
+      instanceId = stateInstanceId(options.stateDir ?? DEFAULT_STATE_DIR);
+    } catch (error) {
+      log.warning("could not keep the instance id in the state directory: {error}", { error });
+    }
+  }
+  log.info("agent instance {instanceId}", { instanceId });
+  const reporter = new ResultReporter({ client, state, clock, retryDelayMs, signal, stopNow });
+  const heartbeatStop = new AbortController();
+  let heartbeat: Promise<void> | undefined;
+  let metricsServer: MetricsServer | undefined;
+  let handler: CommandHandler | undefined;
+  try {
+    if (options.metricsPort !== undefined) {
+      metrics ??= new AgentMetrics({ agentId: options.agentId, version: VERSION, instanceId });
+      const served = metrics;
+      metricsServer = await serveMetrics(
+        () => served.render(),
+        parseListenAddress(options.metricsPort),
+        heartbeatStop.signal,
+      );
+    }
+    await recover(state, executor, () => clock.now());
+    if (options.heartbeat !== false) {
+      const overrides = options.heartbeatOptions ?? {};
+      heartbeat = runHeartbeat({
+        agentId: options.agentId,
+        intervalSecs: options.metricsIntervalSecs ?? DEFAULT_METRICS_INTERVAL_SECS,
+        webhook: options.metricsWebhook,
+        dashboardUrl: options.dashboardUrl,
+        agentToken: options.agentToken,
+        fetch: options.fetch,
+        clock,
+        report: fleetHeartbeat({
+          client,
+          version: VERSION,
+          deploymentHash,
+          instanceId: () => instanceId,
+          labels: options.labels ?? {},
+        }),
+        ...overrides,
+      }, AbortSignal.any([signal, heartbeatStop.signal]));
+    }
+    pollLog.info("long-polling configuration initialized", {
+      dashboardUrl: options.dashboardUrl,
+      deploymentHash,
+      pollingTimeoutSecs,
+      clientAbortSecs: pollingTimeoutSecs + WAIT_GRACE_SECS,
+      pollingBackoffSecs: backoff.initialSecs,
+      pollingBackoffMaxSecs: backoff.maxSecs,
+      shutdownGraceSecs: graceMs / 1000,
+    });
+    const execution = new CommandExecution({
+      executor,
+      journal: state.journal,
+      client,
+      clock,
+      cancelWatcher: new CancelWatcher({ client, clock, backoff, pollingTimeoutSecs }),
+      graceMs,
+      liveOutput: options.liveOutput ?? true,
+      liveOutputOptions: options.liveOutputOptions,
+      metrics,
+      signal,
+      stopNow,
+    });
+    handler = new CommandHandler({
+      client,
+      state,
+      execution,
+      reporter,
+      clock,
+      retryDelayMs,
+      metrics,
+      signal,
+    });
+    await new PollLoop({
+      client,
+      clock,
+      state,
+      handler,
+      reporter,
+      dashboardUrl: options.dashboardUrl,
+      deploymentHash,
+      pollingTimeoutSecs,
+      backoff,
+      instanceId: () => instanceId,
+      metrics,
+      signal,
+    }).run();
+  } finally {
+    heartbeatStop.abort();
+    await heartbeat;
+    await metricsServer?.finished;
+    if (ownState) state[Symbol.dispose]();
+    if (ownExecutor) await executor.close?.();
+  }
+  const commandsRun = handler.commandsRun;
+  const pending = state.outbox.size;
+  if (pending > 0) {
+    log.warning(
+      state.durable
+        ? "results not yet accepted stay in the outbox and are sent after a restart"
+        : "results not yet accepted are lost: the outbox is in memory only",
+      { pending },
+    );
+  }
+  log.info("agent stopped", { commandsRun, reportsPending: pending });
+  return { commandsRun, reportsPending: pending, durable: state.durable };
+}
