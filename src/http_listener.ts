@@ -1,6 +1,7 @@
 /**
  * The dashboard's sockets: `node:http` (or `node:https`) with `@hono/node-server` turning each
- * request into a web `Request` for the app.
+ * request into a web `Request` for the app; a `direct` handler may answer a request first on the
+ * server's own objects (the dashboard's held long-polls: no adapter kept around each).
  *
  * `Deno.serve` was the first choice but cannot defend itself: it has no header or idle timeout,
  * no connection limit, and its accept loop dies (an unhandled `Too many open files` that ends the

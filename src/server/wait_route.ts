@@ -6,8 +6,8 @@
  * Hono's middleware chain each held wait kept about sixteen suspended async frames (every
  * middleware awaits `next()` for the whole wait) and a context with some fifty closures. Here the
  * same auth steps of PROTOCOL.md §1 run as plain functions (`auth/pipeline.ts`, same order, same answers),
- * and then the handler returns the waiter's promise: a held wait keeps its waiter entry, a few
- * promises and the request, nothing else.
+ * and then the handler returns the waiter's promise: a held wait keeps its waiter entry and a few
+ * promises, nothing of its request (a refusal's reason travels on the answer, `carryRefusal`).
  *
  * Every answer carries a `Date` header and errors have the JSON body of `HttpError`, as on the
  * Hono routes. A client that goes away is noticed through the signal the HTTP layer passes (on
