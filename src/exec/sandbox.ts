@@ -97,9 +97,11 @@ export interface SandboxOptions {
    */
   cgroups?: boolean;
   /**
-   * Names this agent's cgroups (two agents must use different tags); the state directory is a
-   * good source.
-   * @default {"pid-<agent pid>"}
+   * Names this agent's cgroups and working directories, so that a restarted agent finds (and
+   * stops, and removes) what its previous run left: two agents must use different tags; the
+   * state directory is a good source. Without one, the sandbox has a tag of its own that no other
+   * sandbox, in this process or another, shares (there is no previous run to find).
+   * @default {"pid-<agent pid>-<random>"}
    */
   tag?: string;
   /**
@@ -641,7 +643,9 @@ export class Sandbox {
         }
       }
     }
-    const tag = options.tag ?? `pid-${Deno.pid}`;
+    // Unique: another agent of this process (a library, parallel tests) must never sweep this
+    // one's working directories as leftovers at its start.
+    const tag = options.tag ?? `pid-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
     const home = options.cgroups === false ? "cgroups are turned off" : probeCgroups(tag);
     return new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
   }

@@ -56,7 +56,7 @@ Deno.test("a signed agent runs a command from the real dashboard and its result 
     });
     assert.equal(enqueued.status, 202, await enqueued.text());
     const record = await finalCommand(server.url, "cmd-signed", adminToken);
-    assert.equal(record.status, "success");
+    assert.equal(record.status, "success", JSON.stringify(record));
     assert.equal(record.result.stdout, "signed\n");
     assert.equal(record.attempt, 1);
   } finally {

@@ -421,3 +421,22 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "two untagged sandboxes of one process: the start of one never sweeps the other's command",
+  ignore: !here,
+  fn: async () => {
+    const first = Sandbox.create({ cgroups: false });
+    const second = Sandbox.create({ cgroups: false });
+    const cell = await first.open();
+    try {
+      assert.ok(cell.cwd && cell.ownDir, "the command has a directory of its own");
+      await second.sweep();
+      assert.ok(Deno.statSync(cell.cwd).isDirectory, "the running command's directory is kept");
+    } finally {
+      await cell.close();
+      await first.close();
+      await second.close();
+    }
+  },
+});
