@@ -21,14 +21,6 @@ export function findNginx(): string | null {
   return null;
 }
 
-/** A free loopback port (closed again; a fixed port for a process that restarts). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /** A dashboard instance on a fixed port that can be SIGKILLed and started again. */
 export class Instance implements AsyncDisposable {
   readonly port: number = freePort();
