@@ -7,6 +7,7 @@
  */
 import { type ServeProcess, startServe } from "../e2e/helpers.ts";
 import { ROOT } from "../_cli.ts";
+import { freePort } from "../_pg.ts";
 
 /** Where nginx is, or `null`. */
 export function findNginx(): string | null {
