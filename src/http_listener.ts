@@ -230,6 +230,28 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   let full = false;
   let closing = false;
 
+  // One listener function for every connection and one for every answer (`this` is the emitter):
+  // a closure each, or `once`'s wrapper, would be kept for every held long-poll.
+  function onSocketClose(this: Socket): void {
+    sockets.delete(this);
+    busy.delete(this);
+    if (full && sockets.size < maxConnections * 0.9) {
+      full = false;
+      log.info("below the connection limit again; {refused} connections were refused", {
+        refused: refusedSinceFull,
+        limit: maxConnections,
+      });
+      refusedSinceFull = 0;
+    }
+  }
+  function onResponseClose(this: ServerResponse): void {
+    this.off("close", onResponseClose);
+    const socket = (this.req?.socket ?? this.socket) as Socket | null;
+    if (!socket) return;
+    busy.delete(socket);
+    if (closing) socket.end();
+  }
+
   server.on("connection", (socket: Socket) => {
     if (closing || sockets.size >= maxConnections) {
       refused++;
@@ -248,18 +270,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     }
     sockets.add(socket);
     socket.setNoDelay(true);
-    socket.once("close", () => {
-      sockets.delete(socket);
-      busy.delete(socket);
-      if (full && sockets.size < maxConnections * 0.9) {
-        full = false;
-        log.info("below the connection limit again; {refused} connections were refused", {
-          refused: refusedSinceFull,
-          limit: maxConnections,
-        });
-        refusedSinceFull = 0;
-      }
-    });
+    socket.on("close", onSocketClose);
   });
   if (options.tls) {
     // A TLS handshake never finished is an idle connection too (Deno's `node:https` does not
@@ -293,12 +304,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     });
   }
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
-    const socket = request.socket as Socket;
-    busy.add(socket);
-    response.once("close", () => {
-      busy.delete(socket);
-      if (closing) socket.end();
-    });
+    busy.add(request.socket as Socket);
+    response.on("close", onResponseClose);
   });
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
     const code = error.code ?? "";

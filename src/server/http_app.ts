@@ -10,8 +10,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ServerEnv } from "./env.ts";
 import type { DashboardMetrics } from "./metrics.ts";
 import { routeLabel } from "./metrics.ts";
-import { refusalOf } from "./refusals.ts";
-import { type LeanRoutes, maybeLean } from "./wait_route.ts";
+import { refusalOf, type RefusalReason } from "./refusals.ts";
+import { type LeanAnswer, LeanExchange, type LeanRoutes, maybeLean } from "./wait_route.ts";
 
 /**
  * Answers a request straight on the `node:http` server's objects, or returns `false` (having
@@ -36,6 +36,15 @@ export function directHandlerOf(app: HttpApp): DirectHandler | undefined {
   return directHandlers.get(app);
 }
 
+/** The `Host` header of raw headers (read without making `IncomingMessage.headers`). */
+function hostOf(raw: string[]): string | undefined {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.length === 4 && name.toLowerCase() === "host") return raw[i + 1];
+  }
+  return undefined;
+}
+
 function headersOf(incoming: IncomingMessage): Headers {
   const headers = new Headers();
   const raw = incoming.rawHeaders;
@@ -43,13 +52,57 @@ function headersOf(incoming: IncomingMessage): Headers {
   return headers;
 }
 
-function send(outgoing: ServerResponse, response: Response, body: string): void {
+function send(outgoing: ServerResponse, answer: LeanAnswer): void {
   if (outgoing.destroyed || outgoing.writableEnded) return;
-  const head: Record<string, string | number> = {};
-  response.headers.forEach((value, name) => head[name] = value);
-  if (response.status !== 204) head["content-length"] = Buffer.byteLength(body);
-  outgoing.writeHead(response.status, head);
-  outgoing.end(response.status === 204 ? undefined : body);
+  const head: Record<string, string | number> = answer.headers;
+  if (answer.status !== 204) head["content-length"] = Buffer.byteLength(answer.body ?? "");
+  outgoing.writeHead(answer.status, head);
+  outgoing.end(answer.status === 204 ? undefined : answer.body ?? "");
+}
+
+/** Counts an answer in the metrics. */
+type CountAnswer = (pathname: string, status: number, refusal: RefusalReason | undefined) => void;
+
+/**
+ * A lean request answered on `node:http`: while its wait is held, this object is what is kept of
+ * it besides the server's own objects (no closure, no abort controller).
+ */
+class NodeExchange extends LeanExchange {
+  readonly outgoing: ServerResponse;
+  readonly #count: CountAnswer;
+  readonly #exchanges: WeakMap<ServerResponse, NodeExchange>;
+  readonly #onClose: (this: ServerResponse) => void;
+
+  constructor(
+    path: string,
+    outgoing: ServerResponse,
+    count: CountAnswer,
+    exchanges: WeakMap<ServerResponse, NodeExchange>,
+    onClose: (this: ServerResponse) => void,
+  ) {
+    super(path);
+    this.outgoing = outgoing;
+    this.#count = count;
+    this.#exchanges = exchanges;
+    this.#onClose = onClose;
+  }
+
+  send(answer: LeanAnswer): void {
+    const outgoing = this.outgoing;
+    outgoing.off("close", this.#onClose);
+    this.#exchanges.delete(outgoing);
+    try {
+      send(outgoing, answer);
+    } catch {
+      // An answer that cannot be written: the connection is no use any more.
+      outgoing.destroy();
+    }
+    try {
+      this.#count(this.path, answer.status, answer.refusal);
+    } catch {
+      // A metric that cannot be counted does not cost the answer (already on its way).
+    }
+  }
 }
 
 /**
@@ -108,34 +161,42 @@ export function httpApp(
   metrics: Pick<DashboardMetrics, "requests" | "rateLimited" | "authRefusals">,
   guard?: (request: Request) => Response | null,
 ): HttpApp {
-  const countAnswer = (pathname: string, response: Response, request?: Request) => {
-    const status = response.status;
+  const countAnswer: CountAnswer = (pathname, status, refusal) => {
     metrics.requests.inc({ route: routeLabel(pathname), status });
     if (status === 429) metrics.rateLimited.inc();
-    else if (status >= 400) {
-      const reason = refusalOf(response) ?? (request && refusalOf(request));
-      if (reason !== undefined) metrics.authRefusals.inc({ reason });
-    }
+    else if (status >= 400 && refusal !== undefined) metrics.authRefusals.inc({ reason: refusal });
+  };
+  const count = (request: Request, response: Response) => {
+    countAnswer(
+      new URL(request.url).pathname,
+      response.status,
+      response.status >= 400 ? refusalOf(response) ?? refusalOf(request) : undefined,
+    );
     return response;
   };
-  const count = (request: Request, response: Response) =>
-    countAnswer(new URL(request.url).pathname, response, request);
   // Counted with `then`, not an async frame: a held wait keeps nothing more than before.
   const fetch: HttpApp["fetch"] = (request, env) => {
     const refused = guard?.(request) ?? null;
     if (refused) return count(request, refused);
     const addr = env?.remoteAddr;
-    const answer = lean(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
+    const answer = lean.fetch(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
       app.fetch(request, env);
     return answer instanceof Promise
       ? answer.then((response) => count(request, response))
       : count(request, answer);
   };
-  // The lean routes on node:http: a `Request` only for the auth steps, no adapter around it.
+  // The lean routes on node:http: a `Request` only for the auth steps, no adapter around it. A
+  // held wait's exchange is found from its response by the one `close` listener of them all.
+  const exchanges = new WeakMap<ServerResponse, NodeExchange>();
+  function onClose(this: ServerResponse): void {
+    const exchange = exchanges.get(this);
+    if (exchange) lean.gone(exchange);
+  }
   const direct: DirectHandler = (incoming, outgoing, remote) => {
     const target = incoming.url ?? "";
-    const host = incoming.headers.host;
-    if (!maybeLean(incoming.method, target) || !host) return false;
+    if (!maybeLean(incoming.method, target)) return false;
+    const host = hostOf(incoming.rawHeaders);
+    if (!host) return false;
     const secure = (incoming.socket as { encrypted?: boolean } | null)?.encrypted === true;
     let request: Request;
     try {
@@ -147,28 +208,22 @@ export function httpApp(
       return false;
     }
     const refused = guard?.(request) ?? null;
-    const gone = new AbortController();
-    const onClose = () => gone.abort();
-    outgoing.once("close", onClose);
-    const answer = refused ? Promise.resolve(refused) : lean(request, remote, gone.signal);
-    if (answer === null) {
-      outgoing.off("close", onClose);
-      return false;
+    const found = refused ? null : lean.match(request);
+    if (refused) {
+      const pathname = new URL(request.url).pathname;
+      refused.text().then((body) => {
+        const headers: Record<string, string> = {};
+        refused.headers.forEach((value, name) => headers[name] = value);
+        send(outgoing, { status: refused.status, headers, body });
+      }).catch(() => outgoing.destroy());
+      countAnswer(pathname, refused.status, refusalOf(refused) ?? refusalOf(request));
+      return true;
     }
-    // Nothing of `request` is kept while the wait is held: the answer carries any refusal.
-    const pathname = new URL(request.url).pathname;
-    // The lean routes answer their own errors: a failure here is one to write the answer, whose
-    // connection is no use any more. One `then`: each link of a chain is kept for the whole wait.
-    const broken = () => outgoing.destroy();
-    answer.then((response) => {
-      outgoing.off("close", onClose);
-      response.text().then((body) => send(outgoing, response, body)).catch(broken);
-      try {
-        countAnswer(pathname, response);
-      } catch {
-        // A metric that cannot be counted does not cost the answer (already on its way).
-      }
-    }, broken);
+    if (!found) return false;
+    const exchange = new NodeExchange(found.path, outgoing, countAnswer, exchanges, onClose);
+    exchanges.set(outgoing, exchange);
+    outgoing.on("close", onClose);
+    lean.run(found, request, remote, exchange);
     return true;
   };
   const http: HttpApp = {

@@ -75,12 +75,9 @@ export function refusalOf(request: Request | Response): RefusalReason | undefine
  * Notes on an answer why its request was refused, so that the answer can be counted without
  * keeping the request (a held long-poll keeps nothing of its request).
  *
- * @param request The request.
- * @param response Its answer.
- * @returns The answer.
+ * @param response The answer.
+ * @param reason Why its request was refused.
  */
-export function carryRefusal(request: Request, response: Response): Response {
-  const reason = noted.get(request);
-  if (reason !== undefined) noted.set(response, reason);
-  return response;
+export function markRefusal(response: Response, reason: RefusalReason): void {
+  noted.set(response, reason);
 }

@@ -6,13 +6,15 @@
  * Hono's middleware chain each held wait kept about sixteen suspended async frames (every
  * middleware awaits `next()` for the whole wait) and a context with some fifty closures. Here the
  * same auth steps of PROTOCOL.md §1 run as plain functions (`auth/pipeline.ts`, same order, same answers),
- * and then the handler returns the waiter's promise: a held wait keeps its waiter entry and a few
- * promises, nothing of its request (a refusal's reason travels on the answer, `carryRefusal`).
+ * and then the wait is held in the hub with a callback ({@link WaiterHub.hold}): a held wait keeps
+ * its {@link LeanExchange} (where the answer goes) and the hub's waiter entry, no promise, no
+ * closure, no abort signal, nothing of its request (a refusal's reason travels on the answer).
  *
  * Every answer carries a `Date` header and errors have the JSON body of `HttpError`, as on the
- * Hono routes. A client that goes away is noticed through the signal the HTTP layer passes (on
- * `node:http`, `http_app.ts` answers these routes straight on the server's objects and aborts it
- * when the connection closes before the answer is sent), or else through `request.signal`.
+ * Hono routes. A client that goes away is noticed by the HTTP layer, which calls
+ * {@link LeanRoutes.gone} (on `node:http`, `http_app.ts` answers these routes straight on the
+ * server's objects and does so when the connection closes before the answer is sent;
+ * {@link LeanRoutes.fetch} does so when `request.signal` aborts).
  *
  * @module
  */
@@ -23,9 +25,10 @@ import type { AgentRecord, CommandRecord } from "../store/mod.ts";
 import { agentAuthSteps, type AgentCall, agentCall, type AuthStep } from "./auth/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
-import { carryRefusal } from "./refusals.ts";
+import { markRefusal, refusalOf, type RefusalReason } from "./refusals.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
+import type { HeldWait, WaiterHub } from "./waiters.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
 export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
@@ -78,15 +81,100 @@ function decodeSegment(segment: string): string {
   }
 }
 
+/** A lean route's answer, before it is a web `Response` (`node:http` writes it as it is). */
+export interface LeanAnswer {
+  /** The HTTP status. */
+  status: number;
+  /** The headers, names in lower case. */
+  headers: Record<string, string>;
+  /** The JSON body; `null` for a `204`. */
+  body: string | null;
+  /** Why the request was refused, when an auth step refused it (the metrics count it). */
+  refusal?: RefusalReason;
+}
+
 /**
- * Answers a request to a lean route, or returns `null` for the Hono app to answer it. `signal`
- * aborts when the client goes away (default: `request.signal`).
+ * One request to a lean route, made by the HTTP layer: where its answer goes. While a wait is held
+ * this object (and the hub's entry) is all that is kept of the request.
  */
-export type LeanRoutes = (
-  request: Request,
-  remote?: string,
-  signal?: AbortSignal,
-) => Promise<Response> | null;
+export abstract class LeanExchange {
+  /** The request's path. */
+  readonly path: string;
+  /** The held wait, while one is held. */
+  held: HeldWait | undefined = undefined;
+  /** Ends the held cancel-wait, while one is held. */
+  abort: AbortController | undefined = undefined;
+  /** Ends the agent's instance hold (`instances.ts`). */
+  leave: (() => void) | undefined = undefined;
+  /** The identified agent. */
+  agentId: string | undefined = undefined;
+  /** When the request started, in ms of `performance.now()` (debug timing only). */
+  started: number | undefined = undefined;
+  /** Whether the answer was given. */
+  answered = false;
+  /** Whether the client went away before a wait was held. */
+  gone = false;
+
+  /**
+   * Makes an exchange.
+   *
+   * @param path The request's path (as a route label and in the logs).
+   */
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  /**
+   * Sends the answer; called once.
+   *
+   * @param answer The answer.
+   */
+  abstract send(answer: LeanAnswer): void;
+}
+
+/** A request to one of the lean routes, as {@link LeanRoutes.match} found it. */
+export interface LeanMatch {
+  /** Which route. */
+  readonly route: "wait" | "cancel-wait";
+  /** The request's path. */
+  readonly path: string;
+  /** The path parameter, as sent (percent-encoded). */
+  readonly segment: string;
+  /** The query. */
+  readonly query: URLSearchParams;
+}
+
+/** The lean long-poll routes, as the HTTP layer calls them. */
+export interface LeanRoutes {
+  /**
+   * Whether a request is to a lean route.
+   *
+   * @param request The request.
+   * @returns The route and its parameters, or `null` for the Hono app to answer it.
+   */
+  match(request: Request): LeanMatch | null;
+  /**
+   * Answers a matched request through `exchange` (later: the wait is held until a command, the
+   * timeout, {@link LeanRoutes.gone} or the hub's close).
+   *
+   * @param match The route, from {@link LeanRoutes.match}.
+   * @param request The request (its headers, for the auth steps; it is not kept).
+   * @param remote The client's address.
+   * @param exchange Where the answer goes.
+   */
+  run(match: LeanMatch, request: Request, remote: string | undefined, exchange: LeanExchange): void;
+  /**
+   * The client went away: a held wait is dropped (and answered with `204` to nobody).
+   *
+   * @param exchange The request's exchange.
+   */
+  gone(exchange: LeanExchange): void;
+  /**
+   * The lean routes as a web handler: the answer to a request to one of them, or `null` for the
+   * Hono app to answer it. `signal` aborts when the client goes away (default: `request.signal`).
+   */
+  fetch(request: Request, remote?: string, signal?: AbortSignal): Promise<Response> | null;
+}
 
 /**
  * Whether a request target (path and query, as on the request line) may be a lean route: a cheap
@@ -100,13 +188,42 @@ export function maybeLean(method: string | undefined, target: string): boolean {
 }
 
 /**
- * Makes the dispatcher of the lean long-poll routes.
+ * A lean answer as a web `Response` (with its refusal noted for the metrics).
+ *
+ * @param answer The answer.
+ */
+export function leanResponse(answer: LeanAnswer): Response {
+  const response = new Response(answer.body, { status: answer.status, headers: answer.headers });
+  if (answer.refusal !== undefined) markRefusal(response, answer.refusal);
+  return response;
+}
+
+/** The exchange of {@link LeanRoutes.fetch}: the answer resolves a promise. */
+class PromiseExchange extends LeanExchange {
+  readonly #resolve: (response: Response) => void;
+  readonly #done: () => void;
+
+  constructor(path: string, resolve: (response: Response) => void, done: () => void) {
+    super(path);
+    this.#resolve = resolve;
+    this.#done = done;
+  }
+
+  send(answer: LeanAnswer): void {
+    this.#done();
+    this.#resolve(leanResponse(answer));
+  }
+}
+
+/**
+ * Makes the lean long-poll routes.
  *
  * @param deps The shared parts of the routes.
- * @returns A function that answers the two long-polls and returns `null` for anything else.
+ * @returns The routes; {@link LeanRoutes.match} is `null` for anything else.
  */
 export function leanRoutes(deps: RouteDeps): LeanRoutes {
-  const { clock, hub, cancelWaiters, store } = deps;
+  const { clock, cancelWaiters, store } = deps;
+  const hub: WaiterHub = deps.hub;
 
   // The Date header changes once a second; build its string once a second.
   let dateSecond = NaN;
@@ -120,12 +237,19 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     }
     return dateText;
   };
-  const json = (body: unknown, status: number, extra?: Record<string, string>) =>
-    new Response(JSON.stringify(body), {
-      status,
-      headers: { "Content-Type": "application/json", Date: dateHeader(), ...extra },
-    });
-  const noContent = () => new Response(null, { status: 204, headers: { Date: dateHeader() } });
+  const json = (body: unknown, status: number, extra?: Record<string, string>): LeanAnswer => {
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      date: dateHeader(),
+    };
+    if (extra) { for (const name in extra) headers[name.toLowerCase()] = extra[name]; }
+    return { status, headers, body: JSON.stringify(body) };
+  };
+  const noContent = (): LeanAnswer => ({
+    status: 204,
+    headers: { date: dateHeader() },
+    body: null,
+  });
 
   const waitSteps = agentAuthSteps(deps, "commands:wait", deps.waitRequireSignature);
   const cancelWaitSteps = agentAuthSteps(deps, "commands:wait", true);
@@ -137,86 +261,140 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return call.agent!;
   }
 
-  // While a wait is held, no closure of it refers to its `call` (nor so to its request): the
-  // failures before it is held are answered here, with the call at hand; later ones through
-  // `failedLate`, which needs only the path.
-  async function wait(
-    call: AgentCall,
-    rawHash: string,
-    query: URLSearchParams,
-    signal: AbortSignal,
-    path: string,
-  ): Promise<Response> {
-    let agent: AgentRecord;
-    let hash: string;
-    let timeoutSecs: number;
-    let leave: (() => void) | undefined;
-    try {
-      agent = await authenticate(call, waitSteps);
-      hash = decodeSegment(rawHash);
-      if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
-        throw new HttpError(
-          400,
-          `path "deployment_hash": must be ${DEPLOYMENT_HASH_RULE}`,
-        );
-      }
-      timeoutSecs = parseTimeoutSecs(query.get("timeout"));
-      // One agent process per id: a second one is refused (409) while the first is connected.
-      leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
-    } catch (error) {
-      return failed(call, error);
+  /** Gives the answer, once (and logs its timing at debug level). */
+  function finish(exchange: LeanExchange, answer: LeanAnswer): void {
+    if (exchange.answered) return;
+    exchange.answered = true;
+    if (exchange.started !== undefined) {
+      const started = exchange.started;
+      log.debug("{method} {path} {status}", () => ({
+        method: "GET",
+        path: exchange.path,
+        status: answer.status,
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        agentId: exchange.agentId,
+      }));
     }
-    deps.noteWaitHash?.(agent.id, hash);
-    const agentId = agent.id;
-    // Returned, not awaited: while the wait is held nothing else of this request stays suspended.
-    return hub.wait({
-      agentId: agent.id,
-      deploymentHash: hash,
-      timeoutMs: timeoutSecs * 1000,
-      signal,
-    }).then((command) => {
-      // One `then` with both branches: each link of a chain is kept for the whole wait.
-      leave?.();
-      if (!command) return noContent();
-      deps.storeHealth.wrote();
-      log.info("command delivered {commandId} to {agentId}", {
-        commandId: command.id,
-        agentId,
-        attempt: command.attempt,
-      });
-      return json(deliveredView(command), 200);
-    }, (error) => {
-      leave?.();
-      return failedLate(path, error);
-    });
+    exchange.send(answer);
   }
 
-  async function cancelWait(
+  /** Answers a failure before the wait is held (a refusal is noted on the answer). */
+  function fail(exchange: LeanExchange, call: AgentCall, thrown: unknown): void {
+    exchange.agentId ??= call.agent?.id;
+    const answer = failedLate(exchange.path, thrown);
+    const refusal = refusalOf(call.request);
+    if (refusal !== undefined) answer.refusal = refusal;
+    finish(exchange, answer);
+  }
+
+  /** The answer to a failure of the `GET` of `path`. */
+  function failedLate(path: string, thrown: unknown): LeanAnswer {
+    const unavailable = unavailableError(thrown);
+    if (unavailable) deps.availability.observe(thrown);
+    const error = unavailable ?? deps.storeHealth.map(thrown);
+    if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
+    log.error("request {method} {path} failed: {error}", { method: "GET", path, error });
+    return json({ error: "internal error; see the dashboard's log" }, 500);
+  }
+
+  // While a wait is held, nothing refers to its `call` (nor so to its request): the failures
+  // before it is held are answered with the call at hand, later ones with the exchange's path.
+  function wait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {
+    return authenticate(call, waitSteps).then(
+      (agent) => holdWait(call, agent, match, exchange),
+      (error) => fail(exchange, call, error),
+    );
+  }
+
+  function holdWait(
     call: AgentCall,
-    rawId: string,
-    query: URLSearchParams,
-    signal: AbortSignal,
-    path: string,
-  ): Promise<Response> {
-    let agentId: string;
+    agent: AgentRecord,
+    match: LeanMatch,
+    exchange: LeanExchange,
+  ): void {
+    let hash: string;
+    let timeoutSecs: number;
+    try {
+      hash = decodeSegment(match.segment);
+      if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
+        throw new HttpError(400, `path "deployment_hash": must be ${DEPLOYMENT_HASH_RULE}`);
+      }
+      timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
+      // One agent process per id: a second one is refused (409) while the first is connected.
+      exchange.leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
+    } catch (error) {
+      fail(exchange, call, error);
+      return;
+    }
+    deps.noteWaitHash?.(agent.id, hash);
+    exchange.agentId = agent.id;
+    if (exchange.gone) {
+      // The client went away while the steps ran: nothing to hold.
+      exchange.leave?.();
+      finish(exchange, noContent());
+      return;
+    }
+    exchange.held = hub.hold(
+      { agentId: agent.id, deploymentHash: hash, timeoutMs: timeoutSecs * 1000 },
+      waitDone,
+      exchange,
+    );
+  }
+
+  /** Where every held wait ends (one function for all: a held wait keeps no closure). */
+  function waitDone(exchange: LeanExchange, command: CommandRecord | null, error?: unknown): void {
+    exchange.held = undefined;
+    exchange.leave?.();
+    if (error !== undefined) {
+      finish(exchange, failedLate(exchange.path, error));
+      return;
+    }
+    if (!command) {
+      finish(exchange, noContent());
+      return;
+    }
+    deps.storeHealth.wrote();
+    log.info("command delivered {commandId} to {agentId}", {
+      commandId: command.id,
+      agentId: exchange.agentId,
+      attempt: command.attempt,
+    });
+    finish(exchange, json(deliveredView(command), 200));
+  }
+
+  function cancelWait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {
+    return authenticate(call, cancelWaitSteps).then(
+      (agent) => holdCancelWait(call, agent.id, match, exchange),
+      (error) => fail(exchange, call, error),
+    );
+  }
+
+  async function holdCancelWait(
+    call: AgentCall,
+    agentId: string,
+    match: LeanMatch,
+    exchange: LeanExchange,
+  ): Promise<void> {
     let id: string;
     let timeoutSecs: number;
-    let leave: (() => void) | undefined;
     try {
-      agentId = (await authenticate(call, cancelWaitSteps)).id;
-      id = decodeSegment(rawId);
-      timeoutSecs = parseTimeoutSecs(query.get("timeout"));
-      leave = deps.instances?.enter(agentId, call.request, timeoutSecs * 1000, false);
+      id = decodeSegment(match.segment);
+      timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
+      exchange.leave = deps.instances?.enter(agentId, call.request, timeoutSecs * 1000, false);
     } catch (error) {
-      return failed(call, error);
+      fail(exchange, call, error);
+      return;
     }
+    exchange.agentId = agentId;
     // Register first, then read the store: a cancel written before the read is seen by it, one
     // written after finds the waiter (the cancel route notifies after its write).
     const drop = new AbortController();
+    exchange.abort = drop;
+    if (exchange.gone) drop.abort();
     const cancelled = cancelWaiters.wait({
       commandId: id,
       timeoutMs: timeoutSecs * 1000,
-      signal: AbortSignal.any([signal, drop.signal]),
+      signal: drop.signal,
     });
     try {
       const command = await store.getCommand(id);
@@ -230,46 +408,38 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
         );
       }
       if (cancelAsked(command)) {
-        drop.abort();
-        leave?.();
-        return passCancel(id, agentId);
+        endCancelWait(exchange);
+        finish(exchange, passCancel(id, agentId));
+        return;
       }
     } catch (error) {
-      drop.abort();
-      leave?.();
-      return failed(call, error);
+      endCancelWait(exchange);
+      fail(exchange, call, error);
+      return;
     }
-    return cancelled.then((requested) => {
-      drop.abort();
-      leave?.();
-      return requested ? passCancel(id, agentId) : noContent();
+    cancelled.then((requested) => {
+      endCancelWait(exchange);
+      finish(exchange, requested ? passCancel(id, agentId) : noContent());
     }, (error) => {
-      leave?.();
-      return failedLate(path, error);
+      exchange.abort = undefined;
+      exchange.leave?.();
+      finish(exchange, failedLate(exchange.path, error));
     });
   }
 
-  function passCancel(commandId: string, agentId: string): Response {
+  function endCancelWait(exchange: LeanExchange): void {
+    const drop = exchange.abort;
+    exchange.abort = undefined;
+    drop?.abort();
+    exchange.leave?.();
+  }
+
+  function passCancel(commandId: string, agentId: string): LeanAnswer {
     log.info("cancel of command {commandId} passed to {agentId}", { commandId, agentId });
     return json({ cancel_requested: true }, 200);
   }
 
-  /** The answer to a failure before the wait is held (a refusal is noted on the answer). */
-  function failed(call: AgentCall, thrown: unknown): Response {
-    return carryRefusal(call.request, failedLate(new URL(call.request.url).pathname, thrown));
-  }
-
-  /** The answer to a failure of the `GET` of `path`. */
-  function failedLate(path: string, thrown: unknown): Response {
-    const unavailable = unavailableError(thrown);
-    if (unavailable) deps.availability.observe(thrown);
-    const error = unavailable ?? deps.storeHealth.map(thrown);
-    if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
-    log.error("request {method} {path} failed: {error}", { method: "GET", path, error });
-    return json({ error: "internal error; see the dashboard's log" }, 500);
-  }
-
-  return function dispatch(request, remote, signal) {
+  function match(request: Request): LeanMatch | null {
     if (request.method !== "GET") return null;
     const url = request.url;
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
@@ -278,14 +448,14 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     const hashMark = url.indexOf("#", pathStart);
     if (pathEnd < 0 || (hashMark >= 0 && hashMark < pathEnd)) pathEnd = hashMark;
     const path = pathEnd < 0 ? url.slice(pathStart) : url.slice(pathStart, pathEnd);
-    let handler: typeof wait;
+    let route: LeanMatch["route"];
     let segment: string;
     if (path.startsWith(WAIT_PREFIX)) {
       segment = path.slice(WAIT_PREFIX.length);
-      handler = wait;
+      route = "wait";
     } else if (path.endsWith(CANCEL_WAIT_SUFFIX)) {
       segment = path.slice(COMMANDS_PREFIX.length, path.length - CANCEL_WAIT_SUFFIX.length);
-      handler = cancelWait;
+      route = "cancel-wait";
     } else {
       return null;
     }
@@ -294,24 +464,47 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     const query = new URLSearchParams(
       pathEnd >= 0 && url[pathEnd] === "?" ? url.slice(pathEnd + 1).split("#")[0] : "",
     );
-    const call = agentCall(request, remote);
-    const answer = handler(call, segment, query, signal ?? request.signal, path)
-      .catch((error) => failedLate(path, error));
-    return log.isEnabledFor("debug") ? logged(answer, path, call) : answer;
-  };
-}
+    return { route, path, segment, query };
+  }
 
-/** Logs the answer of a lean route at debug level (in a scope of its own: see `wait`). */
-function logged(answer: Promise<Response>, path: string, call: AgentCall): Promise<Response> {
-  const started = performance.now();
-  return answer.then((response) => {
-    log.debug("{method} {path} {status}", () => ({
-      method: "GET",
-      path,
-      status: response.status,
-      durationMs: Math.round((performance.now() - started) * 10) / 10,
-      agentId: call.agent?.id,
-    }));
-    return response;
-  });
+  function run(
+    found: LeanMatch,
+    request: Request,
+    remote: string | undefined,
+    exchange: LeanExchange,
+  ): void {
+    if (log.isEnabledFor("debug")) exchange.started = performance.now();
+    const call = agentCall(request, remote);
+    (found.route === "wait" ? wait : cancelWait)(call, found, exchange)
+      .catch((error) => finish(exchange, failedLate(found.path, error)));
+  }
+
+  function gone(exchange: LeanExchange): void {
+    if (exchange.answered) return;
+    exchange.gone = true;
+    if (exchange.held) hub.drop(exchange.held);
+    else exchange.abort?.abort();
+  }
+
+  return {
+    match,
+    run,
+    gone,
+    fetch(request, remote, signal) {
+      const found = match(request);
+      if (!found) return null;
+      const gave = signal ?? request.signal;
+      const { promise, resolve } = Promise.withResolvers<Response>();
+      const onAbort = () => gone(exchange);
+      const exchange = new PromiseExchange(
+        found.path,
+        resolve,
+        () => gave.removeEventListener("abort", onAbort),
+      );
+      gave.addEventListener("abort", onAbort, { once: true });
+      run(found, request, remote, exchange);
+      if (gave.aborted) gone(exchange);
+      return promise;
+    },
+  };
 }

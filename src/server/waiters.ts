@@ -27,8 +27,9 @@
  *
  * ## Cost
  *
- * One object, one entry in a per-second bucket of {@link Deadlines} and one abort listener per
- * open wait. Timeouts are coalesced: a wait of N s ends between N and N + 1 s, and one timer serves
+ * One object and one entry in a per-second bucket of {@link Deadlines} per open wait held with
+ * {@link WaiterHub.hold} (the dashboard's long-polls: the answer goes to a callback, no promise, no
+ * closure, no abort signal); {@link WaiterHub.wait} adds a promise and an abort listener. Timeouts are coalesced: a wait of N s ends between N and N + 1 s, and one timer serves
  * every wait (armed for the earliest non-empty second, stopped while no wait is open). Nothing
  * else runs while nothing changes.
  *
@@ -47,7 +48,10 @@ export interface WaiterHubOptions {
   claim(agentId: string, deploymentHash: string): Promise<CommandRecord | null>;
   /** Gives back a claimed command whose wait went away before it could be answered. */
   release(command: CommandRecord): Promise<unknown>;
-  /** Called with a failure of `release`; the delivery lease recovers the command then. */
+  /**
+   * Called with a failure of `release` (the delivery lease recovers the command then) or of a
+   * {@link WaiterHub.hold} callback.
+   */
   onError?(error: unknown): void;
   /**
    * The clock of the wait timeouts (real time, also when the dashboard's clock is a fake one);
@@ -72,16 +76,40 @@ export interface WaitRequest {
   signal?: AbortSignal;
 }
 
-interface Waiter {
+/**
+ * Where a wait held with {@link WaiterHub.hold} ends: called once with the caller's context and
+ * the claimed command (`null` at the timeout, when dropped or when the hub closed), or with the
+ * store's error when a claim failed.
+ */
+export type WaitDone<C> = (context: C, command: CommandRecord | null, error?: unknown) => void;
+
+/** What {@link WaiterHub.hold} needs of a wait. */
+export type HoldRequest = Omit<WaitRequest, "signal">;
+
+/** An open wait of {@link WaiterHub.hold}, to {@link WaiterHub.drop} when its client goes away. */
+export interface HeldWait {
+  /** Whether it is still open. */
+  readonly open: boolean;
+}
+
+interface Waiter extends HeldWait {
   readonly agentId: string;
   readonly hash: string;
   open: boolean;
-  readonly resolve: (command: CommandRecord | null) => void;
-  readonly reject: (error: unknown) => void;
+  // deno-lint-ignore no-explicit-any
+  readonly done: WaitDone<any>;
+  readonly context: unknown;
   /** Its bucket in the hub's {@link Deadlines}. */
   due: number;
-  signal?: AbortSignal;
-  onAbort?: () => void;
+}
+
+function settlePromise(
+  context: { resolve(command: CommandRecord | null): void; reject(error: unknown): void },
+  command: CommandRecord | null,
+  error?: unknown,
+): void {
+  if (error !== undefined) context.reject(error);
+  else context.resolve(command);
 }
 
 interface AgentWaiters {
@@ -183,16 +211,55 @@ export class WaiterHub {
    * @throws The store's error when a claim fails.
    */
   wait(request: WaitRequest): Promise<CommandRecord | null> {
-    if (this.#closed || request.signal?.aborted) return Promise.resolve(null);
-    const { promise, resolve, reject } = Promise.withResolvers<CommandRecord | null>();
+    const signal = request.signal;
+    if (this.#closed || signal?.aborted) return Promise.resolve(null);
+    const resolvers = Promise.withResolvers<CommandRecord | null>();
+    if (!signal) {
+      this.hold(request, settlePromise, resolvers);
+      return resolvers.promise;
+    }
+    const onAbort = () => this.drop(held);
+    const context = {
+      resolve(command: CommandRecord | null) {
+        signal.removeEventListener("abort", onAbort);
+        resolvers.resolve(command);
+      },
+      reject(error: unknown) {
+        signal.removeEventListener("abort", onAbort);
+        resolvers.reject(error);
+      },
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    const held = this.hold(request, settlePromise, context);
+    return resolvers.promise;
+  }
+
+  /**
+   * Holds a wait for the agent's next matching command, answered through a callback: the lean
+   * form of {@link WaiterHub.wait} for the dashboard's long-polls (no promise, no closure of its
+   * own; `done` is usually one function for every wait and `context` the wait's own data).
+   *
+   * @param request Who waits, on which hash, how long.
+   * @param done Called once with `context` and the command (`null` at the timeout, when dropped
+   *   or when the hub is closed), or with the store's error when a claim fails. Called at once
+   *   (before `hold` returns) when the hub is closed.
+   * @param context Passed to `done`.
+   * @returns The open wait, for {@link WaiterHub.drop}.
+   */
+  hold<C>(request: HoldRequest, done: WaitDone<C>, context: C): HeldWait {
     const waiter: Waiter = {
       agentId: request.agentId,
       hash: request.deploymentHash,
       open: true,
-      resolve,
-      reject,
+      done,
+      context,
       due: 0,
     };
+    if (this.#closed) {
+      waiter.open = false;
+      done(context, null);
+      return waiter;
+    }
     let entry = this.#agents.get(request.agentId);
     if (!entry) {
       entry = { waiters: [], pumping: false, dirty: false };
@@ -201,13 +268,18 @@ export class WaiterHub {
     entry.waiters.push(waiter);
     this.#size++;
     waiter.due = this.#deadlines.add(waiter, request.timeoutMs);
-    if (request.signal) {
-      waiter.signal = request.signal;
-      waiter.onAbort = () => this.#settle(waiter, null);
-      request.signal.addEventListener("abort", waiter.onAbort, { once: true });
-    }
     void this.#pump(request.agentId);
-    return promise;
+    return waiter;
+  }
+
+  /**
+   * Ends an open wait of {@link WaiterHub.hold} with `null` (its client went away); nothing when
+   * it has ended already.
+   *
+   * @param held The wait.
+   */
+  drop(held: HeldWait): void {
+    this.#settle(held as Waiter, null);
   }
 
   /**
@@ -284,7 +356,6 @@ export class WaiterHub {
     if (!waiter.open) return;
     waiter.open = false;
     this.#deadlines.delete(waiter, waiter.due);
-    if (waiter.onAbort) waiter.signal?.removeEventListener("abort", waiter.onAbort);
     const entry = this.#agents.get(waiter.agentId);
     if (entry) {
       const index = entry.waiters.indexOf(waiter);
@@ -292,8 +363,12 @@ export class WaiterHub {
       if (entry.waiters.length === 0 && !entry.pumping) this.#agents.delete(waiter.agentId);
     }
     this.#size--;
-    if (error !== undefined) waiter.reject(error);
-    else waiter.resolve(command);
+    try {
+      waiter.done(waiter.context, command, error);
+    } catch (thrown) {
+      // The callback's own failure: the hub goes on serving the other waits.
+      this.#options.onError?.(thrown);
+    }
   }
 
   /**
