@@ -36,6 +36,13 @@ export function directHandlerOf(app: HttpApp): DirectHandler | undefined {
   return directHandlers.get(app);
 }
 
+/**
+ * What a lean request's `IncomingMessage` holds as headers once its `Request` is made: held
+ * for up to two minutes, node's copies (raw and parsed) would cost a kilobyte each.
+ */
+const NO_RAW_HEADERS: string[] = Object.freeze([]) as unknown as string[];
+const NO_HEADERS = Object.freeze({}) as IncomingMessage["headers"];
+
 /** The `Host` header of raw headers (read without making `IncomingMessage.headers`). */
 function hostOf(raw: string[]): string | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -220,7 +227,12 @@ export function httpApp(
       return true;
     }
     if (!found) return false;
-    const exchange = new NodeExchange(found.path, outgoing, countAnswer, exchanges, onClose);
+    // The request's copy of the headers is all the auth steps read: node's own two are let go,
+    // and the path is a slice of the target node keeps (rather than of the `Request`'s URL).
+    incoming.rawHeaders = NO_RAW_HEADERS;
+    incoming.headers = NO_HEADERS;
+    const path = target.startsWith(found.path) ? target.slice(0, found.path.length) : found.path;
+    const exchange = new NodeExchange(path, outgoing, countAnswer, exchanges, onClose);
     exchanges.set(outgoing, exchange);
     outgoing.on("close", onClose);
     lean.run(found, request, remote, exchange);

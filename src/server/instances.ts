@@ -29,6 +29,33 @@ interface Holder {
 
 const audit = auditLogger();
 
+/** A long-poll's hold on its agent id ({@link InstanceRegistry.enter}). */
+export interface InstanceHold {
+  /** The long-poll ended (idempotent). */
+  leave(): void;
+}
+
+const NO_HOLD: InstanceHold = { leave() {} };
+
+/** One object, no closure: a held wait keeps it. */
+class Hold implements InstanceHold {
+  #holder: Holder | undefined;
+  readonly #clock: Clock;
+
+  constructor(holder: Holder, clock: Clock) {
+    this.#holder = holder;
+    this.#clock = clock;
+  }
+
+  leave(): void {
+    const holder = this.#holder;
+    if (holder === undefined) return;
+    this.#holder = undefined;
+    holder.open--;
+    holder.activeAt = this.#clock.now();
+  }
+}
+
 /** Which process holds each agent id. */
 export class InstanceRegistry {
   readonly #clock: Clock;
@@ -70,18 +97,18 @@ export class InstanceRegistry {
    * @param timeoutMs How long the long-poll may be held.
    * @param check Whether another connected instance is refused (waits: yes; cancel-waits of a
    *   running command: no, they only keep their instance active).
-   * @returns Call when the long-poll ends.
+   * @returns Its {@link InstanceHold}: `leave` it when the long-poll ends.
    * @throws {HttpError} `409` when another instance is connected with this id.
    */
-  enter(agentId: string, request: Request, timeoutMs: number, check = true): () => void {
+  enter(agentId: string, request: Request, timeoutMs: number, check = true): InstanceHold {
     const instance = InstanceRegistry.of(request);
-    if (instance === undefined) return () => {};
+    if (instance === undefined) return NO_HOLD;
     const now = this.#clock.now();
     let holder = this.#holders.get(agentId);
     if (holder && holder.instance !== instance) {
       const connected = holder.open > 0 || now - holder.activeAt < holder.timeoutMs;
       if (connected) {
-        if (!check) return () => {};
+        if (!check) return NO_HOLD;
         const message = `agent id ${agentId} is already connected from another process ` +
           `(instance ${holder.instance}); are two machines configured with one AGENT_ID? Give ` +
           `each agent its own id. This process may take over once the other stops polling`;
@@ -107,17 +134,10 @@ export class InstanceRegistry {
       holder = { instance, open: 0, activeAt: now, timeoutMs };
       this.#holders.set(agentId, holder);
     }
-    const current = holder;
-    current.open++;
-    current.activeAt = now;
-    if (check) current.timeoutMs = timeoutMs;
-    let left = false;
-    return () => {
-      if (left) return;
-      left = true;
-      current.open--;
-      current.activeAt = this.#clock.now();
-    };
+    holder.open++;
+    holder.activeAt = now;
+    if (check) holder.timeoutMs = timeoutMs;
+    return new Hold(holder, this.#clock);
   }
 
   /**

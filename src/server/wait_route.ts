@@ -29,6 +29,7 @@ import { markRefusal, refusalOf, type RefusalReason } from "./refusals.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
 import type { HeldWait, WaiterHub } from "./waiters.ts";
+import type { InstanceHold } from "./instances.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
 export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
@@ -104,8 +105,8 @@ export abstract class LeanExchange {
   held: HeldWait | undefined = undefined;
   /** Ends the held cancel-wait, while one is held. */
   abort: AbortController | undefined = undefined;
-  /** Ends the agent's instance hold (`instances.ts`). */
-  leave: (() => void) | undefined = undefined;
+  /** The agent's instance hold (`instances.ts`), to leave when the long-poll ends. */
+  instance: InstanceHold | undefined = undefined;
   /** The identified agent. */
   agentId: string | undefined = undefined;
   /** When the request started, in ms of `performance.now()` (debug timing only). */
@@ -118,7 +119,8 @@ export abstract class LeanExchange {
   /**
    * Makes an exchange.
    *
-   * @param path The request's path (as a route label and in the logs).
+   * @param path The request's path (as a route label and in the logs): better a part of a string
+   *   kept anyway while the wait is held (a slice keeps its whole string).
    */
   constructor(path: string) {
     this.path = path;
@@ -321,7 +323,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       }
       timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
       // One agent process per id: a second one is refused (409) while the first is connected.
-      exchange.leave = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
+      exchange.instance = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
     } catch (error) {
       fail(exchange, call, error);
       return;
@@ -330,7 +332,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     exchange.agentId = agent.id;
     if (exchange.gone) {
       // The client went away while the steps ran: nothing to hold.
-      exchange.leave?.();
+      exchange.instance?.leave();
       finish(exchange, noContent());
       return;
     }
@@ -344,7 +346,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   /** Where every held wait ends (one function for all: a held wait keeps no closure). */
   function waitDone(exchange: LeanExchange, command: CommandRecord | null, error?: unknown): void {
     exchange.held = undefined;
-    exchange.leave?.();
+    exchange.instance?.leave();
     if (error !== undefined) {
       finish(exchange, failedLate(exchange.path, error));
       return;
@@ -380,7 +382,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     try {
       id = decodeSegment(match.segment);
       timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
-      exchange.leave = deps.instances?.enter(agentId, call.request, timeoutSecs * 1000, false);
+      exchange.instance = deps.instances?.enter(agentId, call.request, timeoutSecs * 1000, false);
     } catch (error) {
       fail(exchange, call, error);
       return;
@@ -422,7 +424,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       finish(exchange, requested ? passCancel(id, agentId) : noContent());
     }, (error) => {
       exchange.abort = undefined;
-      exchange.leave?.();
+      exchange.instance?.leave();
       finish(exchange, failedLate(exchange.path, error));
     });
   }
@@ -431,7 +433,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     const drop = exchange.abort;
     exchange.abort = undefined;
     drop?.abort();
-    exchange.leave?.();
+    exchange.instance?.leave();
   }
 
   function passCancel(commandId: string, agentId: string): LeanAnswer {
