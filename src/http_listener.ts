@@ -223,18 +223,15 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     : createHttpServer(serverOptions, listener);
 
   const sockets = new Set<Socket>();
-  /** Sockets with a request being answered (not to be closed by `close`). */
-  const busy = new Set<Socket>();
   let refused = 0;
   let refusedSinceFull = 0;
   let full = false;
   let closing = false;
 
-  // One listener function for every connection and one for every answer (`this` is the emitter):
-  // a closure each, or `once`'s wrapper, would be kept for every held long-poll.
+  // One listener function for every connection (`this` is the socket): a closure each, or
+  // `once`'s wrapper, would be kept for every held long-poll.
   function onSocketClose(this: Socket): void {
     sockets.delete(this);
-    busy.delete(this);
     if (full && sockets.size < maxConnections * 0.9) {
       full = false;
       log.info("below the connection limit again; {refused} connections were refused", {
@@ -244,12 +241,9 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       refusedSinceFull = 0;
     }
   }
-  function onResponseClose(this: ServerResponse): void {
-    this.off("close", onResponseClose);
-    const socket = (this.req?.socket ?? this.socket) as Socket | null;
-    if (!socket) return;
-    busy.delete(socket);
-    if (closing) socket.end();
+  /** After `close`: a connection ends once its answer is sent. */
+  function endAfterAnswer(this: ServerResponse): void {
+    (this.req?.socket ?? this.socket)?.end();
   }
 
   server.on("connection", (socket: Socket) => {
@@ -303,9 +297,11 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       handshakes.delete(raw);
     });
   }
-  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
-    busy.add(request.socket as Socket);
-    response.on("close", onResponseClose);
+  // A request that starts after `close` (on a kept-alive connection) ends its connection when
+  // answered; nothing is noted per request before (`close` finds the busy connections by the
+  // answer node assigns to a socket until it is sent).
+  server.on("request", (_request: IncomingMessage, response: ServerResponse) => {
+    if (closing) response.once("close", endAfterAnswer);
   });
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
     const code = error.code ?? "";
@@ -368,7 +364,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
         closing = true;
         server.close(() => resolve());
         // Idle keep-alive connections end now; busy ones when their answer is sent.
-        for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
+        for (const socket of sockets) {
+          // Node assigns an answer to its socket until the answer is sent (then its `close`
+          // follows); the same test as node's `closeIdleConnections`.
+          const answering = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+          if (answering && !answering.writableFinished) answering.once("close", endAfterAnswer);
+          else socket.destroy();
+        }
       });
       return closed;
     },

@@ -9,6 +9,9 @@ import { directHandlerOf } from "../../src/server/http_app.ts";
 import { listenHttp } from "../../src/http_listener.ts";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
 import { P } from "./_helpers.ts";
+import { closeQuietly, rawConnect, readAll, send } from "./_sockets.ts";
+import { createServer, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
 
 async function devServer(rateLimitPerMinute = 1_000_000): Promise<RunningServer> {
   return await startServer({ db: ":memory:", port: 0, rateLimitPerMinute });
@@ -114,4 +117,88 @@ Deno.test("dev mode's browser guard still refuses a foreign site's wait", async 
   assert.equal(refused.status, 403);
   assert.match((await refused.json()).error, /another site/);
   assert.equal(server.dashboard.hub.size, 0);
+});
+
+Deno.test("a held direct wait keeps none of node's header copies", async () => {
+  await using server = await devServer();
+  const direct = directHandlerOf(server.dashboard.app)!;
+  let held: IncomingMessage | undefined;
+  const node = createServer((incoming, outgoing) => {
+    held = incoming;
+    if (!direct(incoming, outgoing, "127.0.0.1")) outgoing.end();
+  });
+  await new Promise<void>((resolve) => node.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = node.address() as AddressInfo;
+    const waiting = fetch(`http://127.0.0.1:${port}${P.wait("default", 10)}`, {
+      headers: { "X-Agent-Id": "bare-agent" },
+    });
+    await until(() => server.dashboard.hub.size === 1, "the wait is open", 5000);
+    assert.deepEqual(held!.rawHeaders, []);
+    assert.deepEqual(held!.headers, {});
+    const enqueued = await server.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Agent-Id": "bare-agent" },
+      body: JSON.stringify({ id: "bare-1", name: "echo" }),
+    });
+    assert.equal(enqueued.status, 202);
+    const answer = await waiting;
+    assert.equal(answer.status, 200);
+    assert.equal((await answer.json()).id, "bare-1");
+  } finally {
+    await new Promise((resolve) => node.close(resolve));
+  }
+});
+
+Deno.test("a lean wait whose client is gone before it is held is answered 204 and holds nothing", async () => {
+  await using server = await devServer();
+  const controller = new AbortController();
+  controller.abort();
+  const answer = await server.dashboard.app.request(P.wait("default", 30), {
+    headers: { "X-Agent-Id": "early-gone-agent" },
+    signal: controller.signal,
+  });
+  assert.equal(answer.status, 204);
+  assert.equal(server.dashboard.hub.size, 0);
+});
+
+Deno.test("listenHttp's close ends idle connections at once and busy ones after their answer", async () => {
+  const release = Promise.withResolvers<void>();
+  const arrived = Promise.withResolvers<void>();
+  const listener = await listenHttp({
+    port: 0,
+    hostname: "127.0.0.1",
+    availableDescriptors: "plenty",
+    async fetch(request) {
+      if (new URL(request.url).pathname === "/slow") {
+        arrived.resolve();
+        await release.promise;
+      }
+      return new Response("done");
+    },
+  });
+  const idle = await rawConnect(listener);
+  const busy = await rawConnect(listener);
+  try {
+    await send(idle, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+    await until(
+      async () => (await readAll(idle, 200)).text.includes("done"),
+      "the idle one's answer",
+    );
+    await send(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    await arrived.promise;
+    const closed = listener.close();
+    const idleEnd = await readAll(idle, 2000);
+    assert.equal(idleEnd.closed, true, "the idle keep-alive connection is closed at once");
+    release.resolve();
+    const answer = await readAll(busy, 5000);
+    assert.match(answer.text, /200 OK[\s\S]*done/);
+    assert.equal(answer.closed, true, "the busy connection ends after its answer");
+    await closed;
+  } finally {
+    release.resolve();
+    closeQuietly(idle);
+    closeQuietly(busy);
+    await listener.close();
+  }
 });

@@ -442,3 +442,81 @@ Deno.test("lease timer with maxIdleMs looks again for leases taken elsewhere", a
     timer.close();
   }
 });
+
+Deno.test("waiter hub holds a wait with a callback: command, drop, close, a failing claim", async (t) => {
+  const queue = new SlowQueue(0);
+  const errors: unknown[] = [];
+  const hub = new WaiterHub({
+    claim: (agentId, hash) =>
+      agentId === "broken" ? Promise.reject(new Error("disk on fire")) : queue.claim(agentId, hash),
+    release: (item) => queue.release(item),
+    onError: (error) => errors.push(error),
+  });
+  const ended: Array<[string, string | null, unknown]> = [];
+  const done = (context: { name: string }, command: CommandRecord | null, error?: unknown) => {
+    ended.push([context.name, command?.id ?? null, error]);
+  };
+  try {
+    await t.step("a command goes to the callback with its context", async () => {
+      const held = hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, done, {
+        name: "first",
+      });
+      assert.equal(held.open, true);
+      assert.equal(hub.size, 1);
+      queue.items.push(command("c1"));
+      hub.notify("a");
+      await until(() => ended.length === 1, "the wait ended");
+      assert.deepEqual(ended.shift(), ["first", "c1", undefined]);
+      assert.equal(held.open, false);
+      assert.equal(hub.size, 0);
+    });
+    await t.step("drop ends it with null, once", async () => {
+      const held = hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, done, {
+        name: "dropped",
+      });
+      await until(() => queue.inFlight === 0, "the first claim ran");
+      hub.drop(held);
+      hub.drop(held);
+      assert.deepEqual(ended.splice(0), [["dropped", null, undefined]]);
+      assert.equal(hub.isWaiting("a"), false);
+      queue.items.push(command("c2"));
+      hub.notify("a");
+      assert.equal(queue.items.length, 1, "a dropped wait claims nothing");
+      queue.items.length = 0;
+    });
+    await t.step("a failing claim gives its error to the callback", async () => {
+      hub.hold({ agentId: "broken", deploymentHash: "d", timeoutMs: 60_000 }, done, {
+        name: "broken",
+      });
+      await until(() => ended.length === 1, "the wait ended");
+      const [name, id, error] = ended.shift()!;
+      assert.deepEqual([name, id], ["broken", null]);
+      assert.match(String(error), /disk on fire/);
+    });
+    await t.step("a callback that throws is reported; the hub goes on", async () => {
+      const throwing = () => {
+        throw new Error("callback broke");
+      };
+      hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, throwing, {});
+      hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, done, { name: "next" });
+      queue.items.push(command("c3"), command("c4"));
+      hub.notify("a");
+      await until(() => ended.length === 1, "the second wait got its command");
+      assert.deepEqual(ended.shift(), ["next", "c4", undefined]);
+      assert.match(String(errors[0]), /callback broke/);
+    });
+    await t.step("close ends open waits, and later ones before hold returns", () => {
+      hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, done, { name: "open" });
+      hub.close();
+      assert.deepEqual(ended.splice(0), [["open", null, undefined]]);
+      const late = hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, done, {
+        name: "late",
+      });
+      assert.deepEqual(ended.splice(0), [["late", null, undefined]]);
+      assert.equal(late.open, false);
+      assert.equal(hub.size, 0);
+    });
+  } finally {
+    hub.close();
+  }
+});
