@@ -40,24 +40,28 @@ export interface ReadBodyOptions {
  * @throws {HttpError} `413` beyond the hard limit; `400` when the body ends early or its chunked
  *   encoding is broken.
  */
-export async function readBody(request: Request, options: ReadBodyOptions): Promise<RawBody> {
+export async function readBody(
+  request: Request | null,
+  options: ReadBodyOptions,
+): Promise<RawBody> {
   const tooLarge = () =>
     new HttpError(413, `request body is larger than ${options.limit} bytes`, {
       details: { limit_bytes: options.limit },
     });
-  if (request.body === null && options.hmacKey === undefined) {
+  const stream = request?.body ?? null;
+  if (stream === null && options.hmacKey === undefined) {
     // A GET (every wait): nothing to read or hash again.
     return { bytes: new Uint8Array(0), size: 0, sha256Hex: EMPTY_SHA256_HEX };
   }
-  const declared = Number(request.headers.get("content-length") ?? NaN);
+  const declared = Number(request?.headers.get("content-length") ?? NaN);
   if (Number.isFinite(declared) && declared > options.hardLimit) throw tooLarge();
   const hash = createHash("sha256");
   const hmac = options.hmacKey === undefined ? undefined : createHmac("sha256", options.hmacKey);
   const chunks: Uint8Array[] = [];
   let size = 0;
   let kept = true;
-  if (request.body) {
-    const reader = request.body.getReader();
+  if (stream) {
+    const reader = stream.getReader();
     try {
       while (true) {
         let chunk: ReadableStreamReadResult<Uint8Array>;

@@ -12,6 +12,7 @@ import type { DashboardMetrics } from "./metrics.ts";
 import { routeLabel } from "./metrics.ts";
 import { refusalOf, type RefusalReason } from "./refusals.ts";
 import { type LeanAnswer, LeanExchange, type LeanRoutes, maybeLean } from "./wait_route.ts";
+import type { AgentCall, HeaderReader } from "./auth/call.ts";
 
 /**
  * Answers a request straight on the `node:http` server's objects, or returns `false` (having
@@ -52,11 +53,53 @@ function hostOf(raw: string[]): string | undefined {
   return undefined;
 }
 
-function headersOf(incoming: IncomingMessage): Headers {
+function headersOf(raw: string[]): Headers {
   const headers = new Headers();
-  const raw = incoming.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
   return headers;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\0\r\n]|[^\0-\xff]/;
+
+/** Whether a web `Headers` takes these raw headers (names are tokens; no NUL, CR, LF, wide char). */
+export function webHeadersAccept(raw: readonly string[]): boolean {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (!TOKEN.test(raw[i]) || BAD_VALUE.test(raw[i + 1])) return false;
+  }
+  return true;
+}
+
+const EDGE_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g;
+
+/**
+ * `node:http`'s raw headers read as a web `Headers` reads them: a name in any case, repeated
+ * headers joined with `", "`, values without surrounding whitespace.
+ */
+export class RawHeaders implements HeaderReader {
+  readonly #raw: readonly string[];
+
+  /**
+   * Reads raw headers.
+   *
+   * @param raw Names and values, alternating (`IncomingMessage.rawHeaders`).
+   */
+  constructor(raw: readonly string[]) {
+    this.#raw = raw;
+  }
+
+  get(name: string): string | null {
+    const wanted = name.toLowerCase();
+    const raw = this.#raw;
+    let value: string | null = null;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const key = raw[i];
+      if (key.length !== wanted.length || key.toLowerCase() !== wanted) continue;
+      const one = raw[i + 1].replace(EDGE_WHITESPACE, "");
+      value = value === null ? one : `${value}, ${one}`;
+    }
+    return value;
+  }
 }
 
 function send(outgoing: ServerResponse, answer: LeanAnswer): void {
@@ -202,40 +245,59 @@ export function httpApp(
   const direct: DirectHandler = (incoming, outgoing, remote) => {
     const target = incoming.url ?? "";
     if (!maybeLean(incoming.method, target)) return false;
-    const host = hostOf(incoming.rawHeaders);
-    if (!host) return false;
+    const raw = incoming.rawHeaders;
+    const host = hostOf(raw);
+    // What a web `Request` would refuse goes to the adapter, for its own error answer.
+    if (!host || !webHeadersAccept(raw)) return false;
     const secure = (incoming.socket as { encrypted?: boolean } | null)?.encrypted === true;
-    let request: Request;
+    let url: string;
     try {
-      request = new Request(`${secure ? "https" : "http"}://${host}${target}`, {
-        headers: headersOf(incoming),
-      });
+      url = new URL(`${secure ? "https" : "http"}://${host}${target}`).href;
     } catch {
-      // A target or header the web `Request` refuses: the adapter's own error answer.
       return false;
     }
-    const refused = guard?.(request) ?? null;
-    const found = refused ? null : lean.match(request);
-    if (refused) {
-      const pathname = new URL(request.url).pathname;
-      refused.text().then((body) => {
-        const headers: Record<string, string> = {};
-        refused.headers.forEach((value, name) => headers[name] = value);
-        send(outgoing, { status: refused.status, headers, body });
-      }).catch(() => outgoing.destroy());
-      countAnswer(pathname, refused.status, refusalOf(refused) ?? refusalOf(request));
-      return true;
+    if (guard) {
+      // Dev mode's browser guard reads a web `Request` (made for it alone).
+      let request: Request;
+      try {
+        request = new Request(url, { headers: headersOf(raw) });
+      } catch {
+        return false;
+      }
+      const refused = guard(request);
+      if (refused) {
+        refused.text().then((body) => {
+          const headers: Record<string, string> = {};
+          refused.headers.forEach((value, name) => headers[name] = value);
+          send(outgoing, { status: refused.status, headers, body });
+        }).catch(() => outgoing.destroy());
+        countAnswer(
+          new URL(url).pathname,
+          refused.status,
+          refusalOf(refused) ?? refusalOf(request),
+        );
+        return true;
+      }
     }
+    const found = lean.match("GET", url);
     if (!found) return false;
-    // The request's copy of the headers is all the auth steps read: node's own two are let go,
-    // and the path is a slice of the target node keeps (rather than of the `Request`'s URL).
+    // The auth steps read node's raw headers (no web `Request`, no `Headers` copy); once the call
+    // is made, the `IncomingMessage` lets go of them, and the path is a slice of the target node
+    // keeps anyway.
+    const call: AgentCall = {
+      method: "GET",
+      url,
+      headers: new RawHeaders(raw),
+      remote,
+      unsigned: false,
+    };
     incoming.rawHeaders = NO_RAW_HEADERS;
     incoming.headers = NO_HEADERS;
     const path = target.startsWith(found.path) ? target.slice(0, found.path.length) : found.path;
     const exchange = new NodeExchange(path, outgoing, countAnswer, exchanges, onClose);
     exchanges.set(outgoing, exchange);
     outgoing.on("close", onClose);
-    lean.run(found, request, remote, exchange);
+    lean.run(found, call, exchange);
     return true;
   };
   const http: HttpApp = {

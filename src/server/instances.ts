@@ -15,7 +15,8 @@ import { auditLogger } from "../log/mod.ts";
 import { AGENT_INSTANCE_HEADER, INSTANCE_ID_PATTERN } from "../protocol/mod.ts";
 import type { Clock } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
-import { noteRefusal } from "./refusals.ts";
+import type { AgentCall, HeaderReader } from "./auth/call.ts";
+import { noteCallRefusal } from "./auth/refuse.ts";
 
 interface Holder {
   instance: string;
@@ -73,10 +74,10 @@ export class InstanceRegistry {
   /**
    * The instance id of a request, if it sent a valid one.
    *
-   * @param request The request.
+   * @param request The request (its headers).
    * @throws {HttpError} `400` for a malformed header.
    */
-  static of(request: Request): string | undefined {
+  static of(request: { readonly headers: HeaderReader }): string | undefined {
     const raw = request.headers.get(AGENT_INSTANCE_HEADER);
     if (raw === null) return undefined;
     const value = raw.trim();
@@ -93,15 +94,15 @@ export class InstanceRegistry {
    * A long-poll of the agent starts: the instance holds the id, or is refused.
    *
    * @param agentId The authenticated agent.
-   * @param request The request (its instance header).
+   * @param call The request (its instance header; a refusal is noted on it).
    * @param timeoutMs How long the long-poll may be held.
    * @param check Whether another connected instance is refused (waits: yes; cancel-waits of a
    *   running command: no, they only keep their instance active).
    * @returns Its {@link InstanceHold}: `leave` it when the long-poll ends.
    * @throws {HttpError} `409` when another instance is connected with this id.
    */
-  enter(agentId: string, request: Request, timeoutMs: number, check = true): InstanceHold {
-    const instance = InstanceRegistry.of(request);
+  enter(agentId: string, call: AgentCall, timeoutMs: number, check = true): InstanceHold {
+    const instance = InstanceRegistry.of(call);
     if (instance === undefined) return NO_HOLD;
     const now = this.#clock.now();
     let holder = this.#holders.get(agentId);
@@ -112,7 +113,7 @@ export class InstanceRegistry {
         const message = `agent id ${agentId} is already connected from another process ` +
           `(instance ${holder.instance}); are two machines configured with one AGENT_ID? Give ` +
           `each agent its own id. This process may take over once the other stops polling`;
-        noteRefusal(request, message);
+        noteCallRefusal(call, message);
         audit.warning("second agent process refused: {reason}", {
           reason: message,
           agentId,

@@ -72,12 +72,12 @@ export function refusalOf(request: Request | Response): RefusalReason | undefine
 }
 
 /**
- * Notes on an answer why its request was refused, so that the answer can be counted without
- * keeping the request (a held long-poll keeps nothing of its request).
+ * Notes why a request was refused, by reason; or, on an answer, why its request was, so that the
+ * answer can be counted without keeping the request (a held long-poll keeps nothing of it).
  *
- * @param response The answer.
- * @param reason Why its request was refused.
+ * @param target The request or the answer.
+ * @param reason Why the request was refused.
  */
-export function markRefusal(response: Response, reason: RefusalReason): void {
-  noted.set(response, reason);
+export function markRefusal(target: Request | Response, reason: RefusalReason): void {
+  noted.set(target, reason);
 }

@@ -25,7 +25,7 @@ import type { AgentRecord, CommandRecord } from "../store/mod.ts";
 import { agentAuthSteps, type AgentCall, agentCall, type AuthStep } from "./auth/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
-import { markRefusal, refusalOf, type RefusalReason } from "./refusals.ts";
+import { markRefusal, type RefusalReason } from "./refusals.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
 import type { HeldWait, WaiterHub } from "./waiters.ts";
@@ -151,20 +151,20 @@ export interface LeanRoutes {
   /**
    * Whether a request is to a lean route.
    *
-   * @param request The request.
+   * @param method The request method.
+   * @param url The request's URL, as a web `Request` has it.
    * @returns The route and its parameters, or `null` for the Hono app to answer it.
    */
-  match(request: Request): LeanMatch | null;
+  match(method: string, url: string): LeanMatch | null;
   /**
    * Answers a matched request through `exchange` (later: the wait is held until a command, the
    * timeout, {@link LeanRoutes.gone} or the hub's close).
    *
    * @param match The route, from {@link LeanRoutes.match}.
-   * @param request The request (its headers, for the auth steps; it is not kept).
-   * @param remote The client's address.
+   * @param call The request as the auth steps read it (not kept once a wait is held).
    * @param exchange Where the answer goes.
    */
-  run(match: LeanMatch, request: Request, remote: string | undefined, exchange: LeanExchange): void;
+  run(match: LeanMatch, call: AgentCall, exchange: LeanExchange): void;
   /**
    * The client went away: a held wait is dropped (and answered with `204` to nobody).
    *
@@ -284,8 +284,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   function fail(exchange: LeanExchange, call: AgentCall, thrown: unknown): void {
     exchange.agentId ??= call.agent?.id;
     const answer = failedLate(exchange.path, thrown);
-    const refusal = refusalOf(call.request);
-    if (refusal !== undefined) answer.refusal = refusal;
+    if (call.refusal !== undefined) answer.refusal = call.refusal;
     finish(exchange, answer);
   }
 
@@ -323,7 +322,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       }
       timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
       // One agent process per id: a second one is refused (409) while the first is connected.
-      exchange.instance = deps.instances?.enter(agent.id, call.request, timeoutSecs * 1000);
+      exchange.instance = deps.instances?.enter(agent.id, call, timeoutSecs * 1000);
     } catch (error) {
       fail(exchange, call, error);
       return;
@@ -382,7 +381,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     try {
       id = decodeSegment(match.segment);
       timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
-      exchange.instance = deps.instances?.enter(agentId, call.request, timeoutSecs * 1000, false);
+      exchange.instance = deps.instances?.enter(agentId, call, timeoutSecs * 1000, false);
     } catch (error) {
       fail(exchange, call, error);
       return;
@@ -441,9 +440,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return json({ cancel_requested: true }, 200);
   }
 
-  function match(request: Request): LeanMatch | null {
-    if (request.method !== "GET") return null;
-    const url = request.url;
+  function match(method: string, url: string): LeanMatch | null {
+    if (method !== "GET") return null;
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
     if (pathStart < 0 || !url.startsWith(COMMANDS_PREFIX, pathStart)) return null;
     let pathEnd = url.indexOf("?", pathStart);
@@ -469,14 +467,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return { route, path, segment, query };
   }
 
-  function run(
-    found: LeanMatch,
-    request: Request,
-    remote: string | undefined,
-    exchange: LeanExchange,
-  ): void {
+  function run(found: LeanMatch, call: AgentCall, exchange: LeanExchange): void {
     if (log.isEnabledFor("debug")) exchange.started = performance.now();
-    const call = agentCall(request, remote);
     (found.route === "wait" ? wait : cancelWait)(call, found, exchange)
       .catch((error) => finish(exchange, failedLate(found.path, error)));
   }
@@ -493,7 +485,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     run,
     gone,
     fetch(request, remote, signal) {
-      const found = match(request);
+      const found = match(request.method, request.url);
       if (!found) return null;
       const gave = signal ?? request.signal;
       const { promise, resolve } = Promise.withResolvers<Response>();
@@ -504,7 +496,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
         () => gave.removeEventListener("abort", onAbort),
       );
       gave.addEventListener("abort", onAbort, { once: true });
-      run(found, request, remote, exchange);
+      run(found, agentCall(request, remote), exchange);
       if (gave.aborted) gone(exchange);
       return promise;
     },

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
-import { directHandlerOf } from "../../src/server/http_app.ts";
+import { directHandlerOf, RawHeaders, webHeadersAccept } from "../../src/server/http_app.ts";
+import { openSqliteStore } from "../../src/store/mod.ts";
 import { listenHttp } from "../../src/http_listener.ts";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
 import { P } from "./_helpers.ts";
@@ -201,4 +202,64 @@ Deno.test("listenHttp's close ends idle connections at once and busy ones after 
     closeQuietly(busy);
     await listener.close();
   }
+});
+
+Deno.test("RawHeaders reads node's raw headers as a web Headers reads them", () => {
+  const raw = [
+    "Host",
+    "127.0.0.1",
+    "X-Agent-Id",
+    " \tagent-1\t ",
+    "x-request-id",
+    "one",
+    "X-REQUEST-ID",
+    "two",
+    "Authorization",
+    "Bearer abc",
+  ];
+  const web = new Headers();
+  for (let i = 0; i < raw.length; i += 2) web.append(raw[i], raw[i + 1]);
+  const read = new RawHeaders(raw);
+  for (const name of ["x-agent-id", "X-Request-Id", "authorization", "host", "x-timestamp"]) {
+    assert.equal(read.get(name), web.get(name), name);
+  }
+  assert.equal(read.get("x-request-id"), "one, two");
+  assert.equal(read.get("X-Agent-Id"), "agent-1");
+  assert.equal(read.get("x-missing"), null);
+});
+
+Deno.test("webHeadersAccept refuses what a web Headers refuses", () => {
+  assert.equal(webHeadersAccept(["Host", "h", "X-Agent-Id", "a"]), true);
+  for (
+    const raw of [["Bad Name", "v"], ["X-A", "a\r\nb"], ["X-A", "nul\0"], ["X-A", "wide\u0100"]]
+  ) {
+    assert.equal(webHeadersAccept(raw), false, JSON.stringify(raw));
+    assert.throws(() => new Headers([raw as [string, string]]));
+  }
+});
+
+Deno.test("direct waits' refusals are counted in the metrics by reason", async () => {
+  await using store = openSqliteStore(":memory:");
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    adminToken: "a".repeat(40),
+    metricsBind: "127.0.0.1:0",
+  });
+  const anonymous = await fetch(`${server.url}${P.wait("default", 1)}`);
+  assert.equal(anonymous.status, 401);
+  await anonymous.body?.cancel();
+  const unknown = await fetch(`${server.url}${P.wait("default", 1)}`, {
+    headers: { "X-Agent-Id": "nobody" },
+  });
+  assert.equal(unknown.status, 401);
+  assert.match((await unknown.json()).error, /not registered/);
+  const text = await (await fetch(server.metricsUrl!)).text();
+  assert.match(text, /status_auth_refusals_total\{reason="missing_agent_id"\} 1/);
+  assert.match(text, /status_auth_refusals_total\{reason="unknown_agent"\} 1/);
+  assert.match(
+    text,
+    /status_http_requests_total\{route="\/api\/v1\/agent\/commands\/wait\/:hash",status="401"\} 2/,
+  );
 });

@@ -7,11 +7,11 @@
 import type { Context } from "hono";
 import { constantTimeEqual, HEADER } from "../../protocol/mod.ts";
 import type { ServerEnv } from "../env.ts";
-import { type AgentCall, agentOf } from "./call.ts";
+import { type AgentCall, agentOf, type HeaderReader } from "./call.ts";
 import { refuse } from "./refuse.ts";
 
 /** The token of `Authorization: Bearer <token>`: `undefined` without the header, `""` when malformed. */
-export function bearerOf(request: Request): string | undefined {
+export function bearerOf(request: { headers: HeaderReader }): string | undefined {
   const header = request.headers.get(HEADER.authorization);
   if (!header) return undefined;
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
@@ -38,7 +38,7 @@ export function hasBearer<E extends ServerEnv>(c: Context<E>, token: string): bo
 export function checkBearer(call: AgentCall): void {
   if (call.unsigned) return;
   const agent = agentOf(call);
-  const given = bearerOf(call.request);
+  const given = bearerOf(call);
   if (given === undefined || given === "") {
     throw refuse(call, 401, "Authorization bearer token is missing", "authentication failed");
   }

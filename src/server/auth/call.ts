@@ -10,14 +10,35 @@ import type { Clock } from "../clock.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
 import { type RawBody, readBody } from "../body.ts";
+import type { RefusalReason } from "../refusals.ts";
+
+/** Request headers as the auth steps read them: a web `Headers`, or `node:http`'s raw ones. */
+export interface HeaderReader {
+  /**
+   * A header's value as a web `Headers` gives it (repeated ones joined with `", "`).
+   *
+   * @param name The header's name, in any case.
+   * @returns The value, or `null` without the header.
+   */
+  get(name: string): string | null;
+}
 
 /**
  * One agent request as the auth steps see it: the same object for the Hono pipeline and the lean
  * wait route. Step 1 fills in `agent` and `unsigned`; the body is read at most once.
  */
 export interface AgentCall {
-  /** The request. */
-  readonly request: Request;
+  /** The request method. */
+  readonly method: string;
+  /** The request's URL, as a web `Request` has it. */
+  readonly url: string;
+  /** The request headers. */
+  readonly headers: HeaderReader;
+  /**
+   * The web request, when there is one (the lean long-polls on `node:http` have none: they are
+   * `GET`s, their body is taken as empty, as a web `Request` made for them had it).
+   */
+  readonly request?: Request;
   /** The client's address, for the audit log. */
   readonly remote: string | undefined;
   /** The agent, once identified. */
@@ -26,6 +47,8 @@ export interface AgentCall {
   unsigned: boolean;
   /** The body as read (memoized: read once, by the first step that needs it). */
   rawBody?: RawBody;
+  /** Why an auth step refused the request, once one did (the metrics count it). */
+  refusal?: RefusalReason;
 }
 
 /**
@@ -35,7 +58,23 @@ export interface AgentCall {
  * @param remote The client's address, if known.
  */
 export function agentCall(request: Request, remote?: string): AgentCall {
-  return { request, remote, unsigned: false };
+  return {
+    method: request.method,
+    url: request.url,
+    headers: request.headers,
+    request,
+    remote,
+    unsigned: false,
+  };
+}
+
+/**
+ * Whether `from` is an {@link AgentCall} (and not a Hono context).
+ *
+ * @param from A request context or an agent call.
+ */
+export function isAgentCall<E extends ServerEnv>(from: Context<E> | AgentCall): from is AgentCall {
+  return "unsigned" in from;
 }
 
 /** The {@link AgentCall} of a Hono request, made on first use. */
@@ -92,9 +131,9 @@ export async function rawBodyOf<E extends ServerEnv>(
   ctx: Pick<AuthContext, "maxBodyBytes">,
   hmacKey?: string,
 ): Promise<RawBody> {
-  const call = "request" in from ? from : callOf(from);
+  const call = isAgentCall(from) ? from : callOf(from);
   if (call.rawBody) return call.rawBody;
-  const body = await readBody(call.request, {
+  const body = await readBody(call.request ?? null, {
     limit: ctx.maxBodyBytes,
     hardLimit: Math.max(ctx.maxBodyBytes * 16, 16 * 1024 * 1024),
     hmacKey,

@@ -8,10 +8,23 @@ import { HEADER } from "../../protocol/mod.ts";
 import { auditLogger } from "../../log/mod.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
-import { noteRefusal } from "../refusals.ts";
-import { type AgentCall, callOf } from "./call.ts";
+import { markRefusal, refusalReason } from "../refusals.ts";
+import { type AgentCall, callOf, isAgentCall } from "./call.ts";
 
 const audit = auditLogger();
+
+/**
+ * Notes why a call was refused: on the call, and on its web request when it has one (the Hono
+ * routes' answers are counted by their request).
+ *
+ * @param call The request.
+ * @param message The sentence sent to the client.
+ */
+export function noteCallRefusal(call: AgentCall, message: string): void {
+  const reason = refusalReason(message);
+  call.refusal = reason;
+  if (call.request) markRefusal(call.request, reason);
+}
 
 /**
  * Writes a refused request to the audit log and returns the error to throw.
@@ -29,15 +42,14 @@ export function refuse<E extends ServerEnv>(
   event: string,
   extra: { details?: unknown; headers?: Record<string, string>; agentId?: string } = {},
 ): HttpError {
-  const call = "request" in from ? from : callOf(from);
-  const request = call.request;
-  noteRefusal(request, message);
+  const call = isAgentCall(from) ? from : callOf(from);
+  noteCallRefusal(call, message);
   audit.warning(`${event}: {reason}`, {
     reason: message,
     status,
-    agentId: extra.agentId ?? request.headers.get(HEADER.agentId) ?? undefined,
-    method: request.method,
-    path: new URL(request.url).pathname,
+    agentId: extra.agentId ?? call.headers.get(HEADER.agentId) ?? undefined,
+    method: call.method,
+    path: new URL(call.url).pathname,
     remote: call.remote,
   });
   return new HttpError(status, message, { details: extra.details, headers: extra.headers });

@@ -17,7 +17,7 @@ import { refuse } from "./refuse.ts";
  */
 export async function checkRequestId(replay: RequestIdGuard, call: AgentCall): Promise<void> {
   if (call.unsigned) return;
-  const requestId = call.request.headers.get(HEADER.requestId)?.trim();
+  const requestId = call.headers.get(HEADER.requestId)?.trim();
   if (!requestId) {
     throw refuse(call, 400, "X-Request-Id header is missing", "authentication failed");
   }

@@ -10,7 +10,7 @@ import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
 import { refuse } from "./refuse.ts";
 
 /** The path and query of a request exactly as it arrived (signature version 2 covers it). */
-export function pathAndQueryOf(request: Request): string {
+export function pathAndQueryOf(request: { readonly url: string }): string {
   const url = request.url;
   const schemeEnd = url.indexOf("//");
   const pathStart = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 2);
@@ -38,7 +38,7 @@ export interface SignatureOptions {
 export async function checkSignature(options: SignatureOptions, call: AgentCall): Promise<void> {
   if (call.unsigned) return;
   const agent = agentOf(call);
-  const headers = call.request.headers;
+  const headers = call.headers;
   const token = agent.token ?? "";
   const signature = headers.get(HEADER.signature);
   if (!signature) {
@@ -49,8 +49,8 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
   if (version === "2") {
     const body = await rawBodyOf(call, options);
     expected = signV2Hashed(token, {
-      method: call.request.method,
-      pathAndQuery: pathAndQueryOf(call.request),
+      method: call.method,
+      pathAndQuery: pathAndQueryOf(call),
       timestamp: headers.get(HEADER.timestamp)?.trim() ?? "",
       requestId: headers.get(HEADER.requestId) ?? "",
       bodySha256Hex: body.sha256Hex,

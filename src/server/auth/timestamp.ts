@@ -25,7 +25,7 @@ export interface TimestampOptions {
  */
 export function checkTimestampOf(options: TimestampOptions, call: AgentCall): void {
   if (call.unsigned) return;
-  const raw = call.request.headers.get(HEADER.timestamp);
+  const raw = call.headers.get(HEADER.timestamp);
   if (!raw || !/^-?\d{1,15}$/.test(raw.trim())) {
     throw refuse(
       call,
