@@ -27,7 +27,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { clearImmediate, setImmediate } from "node:timers";
-import type { CommandStatus } from "../protocol/mod.ts";
+import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
 import { StoreError, StoreFullError } from "./errors.ts";
 import {
@@ -68,6 +68,7 @@ import { planRun } from "./runs.ts";
 import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
 import {
   COMMAND_COLUMNS,
+  encodingOrNull,
   num,
   numOrNull,
   parseLabelsColumn,
@@ -395,10 +396,10 @@ export class SqliteStore implements CommandStore {
   #tx<T>(fn: () => T): T {
     if (this.#closed) throw new StoreError(`database ${this.path} is closed`);
     this.#joinGroup();
-    this.#db.exec("SAVEPOINT w");
+    this.#stmt("SAVEPOINT w").run();
     try {
       const result = fn();
-      this.#db.exec("RELEASE w");
+      this.#stmt("RELEASE w").run();
       return result;
     } catch (error) {
       if (this.#db.isTransaction) {
@@ -651,36 +652,64 @@ export class SqliteStore implements CommandStore {
   ): Promise<EnqueueOutcome> {
     return this.#run(() => {
       return this.#tx((): EnqueueOutcome => {
-        const existing = this.#command(command.id);
-        if (existing) {
+        const params = JSON.stringify(command.params);
+        const rank = priorityRank(command.params.priority);
+        const deploymentHash = command.params.deployment_hash ?? null;
+        const expiresAt = command.expiresAt ?? null;
+        // No read first: an id that exists already is the rare case (a retried enqueue).
+        const inserted = this.#stmt(
+          `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
+           status, attempt, created_at, updated_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+        ).run(
+          command.id,
+          command.agentId,
+          deploymentHash,
+          command.name,
+          params,
+          rank,
+          command.fingerprint,
+          command.now,
+          command.now,
+          expiresAt,
+        );
+        if (num(inserted.changes) === 0) {
+          const existing = this.#mustCommand(command.id);
           const same = existing.fingerprint === command.fingerprint &&
             existing.agentId === command.agentId;
           return { outcome: same ? "duplicate" : "conflict", command: existing };
         }
-        this.#stmt(
-          `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)`,
-        ).run(
-          command.id,
-          command.agentId,
-          command.params.deployment_hash ?? null,
-          command.name,
-          JSON.stringify(command.params),
-          priorityRank(command.params.priority),
-          command.fingerprint,
-          command.now,
-          command.now,
-          command.expiresAt ?? null,
-        );
-        const created = this.#mustCommand(command.id);
+        // The row as written, without reading it back (what `toCommand` would make of it).
+        const created: CommandRecord = {
+          id: command.id,
+          agentId: command.agentId,
+          deploymentHash,
+          name: command.name,
+          params: JSON.parse(params),
+          priority: PRIORITIES[rank] ?? "normal",
+          status: "queued",
+          attempt: 1,
+          deliveredAttempt: 0,
+          leaseExpiresAt: null,
+          cancelRequested: false,
+          fingerprint: command.fingerprint,
+          seq: num(inserted.lastInsertRowid),
+          createdAt: command.now,
+          deliveredAt: null,
+          ackedAt: null,
+          completedAt: null,
+          expiresAt,
+          updatedAt: command.now,
+          result: null,
+        };
         if (!claim) return { outcome: "created", command: created };
         const claimed = this.#claimIn({
           agentId: command.agentId,
           deploymentHash: claim.deploymentHash,
           now: command.now,
           deliveryLeaseMs: claim.deliveryLeaseMs,
-        });
+        }, created);
         return { outcome: "created", command: created, claimed };
       });
     });
@@ -706,16 +735,29 @@ export class SqliteStore implements CommandStore {
     return row ? String(row.id) : null;
   }
 
-  /** Claims inside a transaction. */
-  #claimIn(request: ClaimRequest): CommandRecord | null {
+  /**
+   * Claims inside a transaction. `fresh` is a command this transaction just wrote (its record
+   * is not read again when it is the one claimed).
+   */
+  #claimIn(request: ClaimRequest, fresh?: CommandRecord): CommandRecord | null {
     const id = this.#nextQueued(request);
     if (id === null) return null;
+    const before = fresh?.id === id ? fresh : this.#mustCommand(id);
+    const leaseExpiresAt = request.now + request.deliveryLeaseMs;
     this.#stmt(
       `UPDATE commands SET status = 'delivered', lease_expires_at = ?, delivered_at = ?,
        delivered_attempt = attempt, acked_at = NULL, updated_at = ?
      WHERE id = ?`,
-    ).run(request.now + request.deliveryLeaseMs, request.now, request.now, id);
-    return this.#mustCommand(id);
+    ).run(leaseExpiresAt, request.now, request.now, id);
+    return {
+      ...before,
+      status: "delivered",
+      leaseExpiresAt,
+      deliveredAt: request.now,
+      deliveredAttempt: before.attempt,
+      ackedAt: null,
+      updatedAt: request.now,
+    };
   }
 
   /** {@inheritDoc CommandStore.release} */
@@ -746,7 +788,16 @@ export class SqliteStore implements CommandStore {
           `UPDATE commands SET status = 'running', lease_expires_at = ?, acked_at = ?, updated_at = ?
          WHERE id = ?`,
         ).run(lease, request.now, request.now, command.id);
-        return { outcome: "acked", command: this.#mustCommand(command.id) };
+        return {
+          outcome: "acked",
+          command: {
+            ...command,
+            status: "running",
+            leaseExpiresAt: lease,
+            ackedAt: request.now,
+            updatedAt: request.now,
+          },
+        };
       });
     });
   }
@@ -804,7 +855,34 @@ export class SqliteStore implements CommandStore {
           `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?
          WHERE id = ?`,
         ).run(input.status, input.now, input.now, command.id);
-        return { outcome: "accepted", command: this.#mustCommand(command.id) };
+        return {
+          outcome: "accepted",
+          command: {
+            ...command,
+            status: input.status,
+            leaseExpiresAt: null,
+            completedAt: input.now,
+            updatedAt: input.now,
+            result: {
+              status: input.status,
+              attempt: input.attempt,
+              hasOutput: r !== null,
+              exitCode: r?.exitCode ?? null,
+              signal: r?.signal ?? null,
+              durationSecs: r?.durationSecs ?? null,
+              stdout: r ? r.stdout : null,
+              stderr: r ? r.stderr : null,
+              stdoutEncoding: encodingOrNull(r?.stdoutEncoding),
+              stderrEncoding: encodingOrNull(r?.stderrEncoding),
+              stdoutTruncatedBytes: r?.stdoutTruncatedBytes ?? null,
+              stderrTruncatedBytes: r?.stderrTruncatedBytes ?? null,
+              error: input.error,
+              startedAt: input.startedAt,
+              completedAt: input.completedAt,
+              reportedAt: input.now,
+            },
+          },
+        };
       });
     });
   }
