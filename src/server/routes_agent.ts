@@ -20,6 +20,7 @@ import type { ServerEnv } from "./env.ts";
 import { enqueueFingerprint } from "./fingerprint.ts";
 import { HttpError } from "./http_error.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
+import type { AgentRecord } from "../store/mod.ts";
 
 const log = logger("server");
 const audit = auditLogger();
@@ -161,6 +162,8 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       const via = c.get("via");
       const now = clock.now();
       let target: string;
+      // The target's record as read for this request (its stored last-seen time for the warning).
+      let targetAgent: AgentRecord | null;
       if (via === "admin" || via === "dev-operator") {
         const named = request.agent_id ?? c.req.header(HEADER.agentId);
         if (!named || !AGENT_ID_PATTERN.test(named)) {
@@ -169,9 +172,10 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
           });
         }
         target = named;
-        if (deps.devMode) {
-          await store.ensureAgent(target, now);
-        } else if (!(await store.getAgent(target))) {
+        targetAgent = deps.devMode
+          ? await store.ensureAgent(target, now)
+          : await store.getAgent(target);
+        if (!targetAgent) {
           throw new HttpError(
             404,
             `agent ${target} is not registered; add it with "status agents add ${target}"`,
@@ -180,6 +184,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       } else {
         const agent = c.get("agent");
         target = agent.id;
+        targetAgent = agent;
         if (request.agent_id !== undefined && request.agent_id !== agent.id) {
           if (via !== "dev-agent") {
             throw new HttpError(
@@ -188,7 +193,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
             );
           }
           target = request.agent_id;
-          await store.ensureAgent(target, now);
+          targetAgent = await store.ensureAgent(target, now);
         }
       }
       const id = request.id ?? crypto.randomUUID();
@@ -226,7 +231,9 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         ? null
         : new Date(stored.expiresAt).toISOString();
       const warning = stored.status === "queued"
-        ? await deliveryWarning(deps, stored.agentId, stored.deploymentHash, stored.expiresAt)
+        ? await deliveryWarning(deps, stored.agentId, stored.deploymentHash, stored.expiresAt, {
+          lastSeenAt: targetAgent.lastSeenAt,
+        })
         : undefined;
       if (warning) {
         answer.warning = warning;
