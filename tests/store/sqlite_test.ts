@@ -271,21 +271,21 @@ Deno.test("sqlite store fails only the write that failed in a group, and the nex
   });
 });
 
-/** A file store with agent `a1` and `count` commands, each enqueued in a commit of its own. */
-async function storeWithCommands(path: string, count: number): Promise<SqliteStore> {
-  const store = openSqliteStore(path);
-  await store.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 0 });
-  for (let i = 0; i < count; i++) {
-    const command = { id: `c${i}`, agentId: "a1", name: "true", params: {}, fingerprint: "f" };
-    await store.enqueue({ ...command, now: i });
-  }
-  return store;
-}
-
 Deno.test("sqlite store copies the write-ahead log into the database between commits", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
-    await using store = await storeWithCommands(path, 40);
+    await using store = openSqliteStore(path);
+    await store.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 0 });
+    for (let i = 0; i < 40; i++) {
+      await store.enqueue({
+        id: `c${i}`,
+        agentId: "a1",
+        name: "true",
+        params: {},
+        fingerprint: "f",
+        now: i,
+      });
+    }
     await until(() => store.checkpoints > 0, "a checkpoint off the commit path");
     // Everything committed is in the database file itself now: a reader without the log sees it.
     const copy = `${dir}/copy.db`;
@@ -303,7 +303,18 @@ Deno.test("sqlite store copies the write-ahead log into the database between com
 
 Deno.test("sqlite store closed right after many commits leaves no checkpoint behind", async () => {
   await withTempDir(async (dir) => {
-    const store = await storeWithCommands(`${dir}/status.db`, 20);
+    const store = openSqliteStore(`${dir}/status.db`);
+    await store.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 0 });
+    for (let i = 0; i < 20; i++) {
+      await store.enqueue({
+        id: `c${i}`,
+        agentId: "a1",
+        name: "true",
+        params: {},
+        fingerprint: "f",
+        now: i,
+      });
+    }
     // The test sanitizer fails this test if the checkpoint's timer outlives the store.
     await store.close();
     assert.equal(store.checkpoints, 0);
