@@ -26,7 +26,7 @@
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { clearImmediate, clearTimeout, setImmediate, setTimeout } from "node:timers";
+import { clearImmediate, setImmediate } from "node:timers";
 import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
 import { StoreError, StoreFullError } from "./errors.ts";
@@ -121,14 +121,6 @@ const AGENT_CACHE_MAX = 50_000;
 const WAL_AUTOCHECKPOINT_PAGES = 256;
 
 /**
- * Commits after which the write-ahead log is copied into the database off the commit path (a
- * timer after the answers went out), so that SQLite's own checkpoint at
- * {@link WAL_AUTOCHECKPOINT_PAGES}, which runs inside the commit that crosses it (two more
- * fsyncs), rarely has to: a wake-up commit writes about six pages.
- */
-const CHECKPOINT_EVERY_COMMITS = 16;
-
-/**
  * Size of the reserve file kept beside the database (`<db>-reserve`): room for one checkpoint of a
  * full write-ahead log (256 pages of up to 8 KiB), given back when the disk fills up.
  */
@@ -200,10 +192,6 @@ export class SqliteStore implements CommandStore {
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
   #commits = 0;
-  /** Commits since the write-ahead log was last copied into the database by this connection. */
-  #uncheckpointed = 0;
-  #checkpointTimer: ReturnType<typeof setTimeout> | null = null;
-  #checkpoints = 0;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -464,7 +452,6 @@ export class SqliteStore implements CommandStore {
     }
     this.#group = null;
     this.#commits++;
-    this.#scheduleCheckpoint();
     if (this.#full) {
       // Space came back: take the reserve again.
       this.#full = false;
@@ -490,39 +477,6 @@ export class SqliteStore implements CommandStore {
     // Cached agents may hold changes that were just undone.
     this.#agents.clear();
     return group?.waiting ?? [];
-  }
-
-  /** After enough commits, copies the write-ahead log into the database once the answers are out. */
-  #scheduleCheckpoint(): void {
-    if (this.path === ":memory:") return;
-    if (++this.#uncheckpointed < CHECKPOINT_EVERY_COMMITS || this.#checkpointTimer !== null) return;
-    // A timer, not `setImmediate`: the group's answers are written first.
-    this.#checkpointTimer = setTimeout(() => {
-      this.#checkpointTimer = null;
-      this.#checkpoint();
-    }, 0);
-  }
-
-  /**
-   * `PRAGMA wal_checkpoint(PASSIVE)`: what the automatic checkpoint does (the write-ahead log
-   * synced, its pages copied, the database synced), between commits. It skips when a group is
-   * open (the next commit schedules it again); a failure is left to SQLite's own checkpoint and to
-   * the next write, which reports it.
-   */
-  #checkpoint(): void {
-    if (this.#closed || this.#group !== null) return;
-    try {
-      this.#stmt("PRAGMA wal_checkpoint(PASSIVE)").get();
-      this.#uncheckpointed = 0;
-      this.#checkpoints++;
-    } catch {
-      // busy or full: SQLite's own checkpoint and the next write deal with it
-    }
-  }
-
-  /** Write-ahead log checkpoints made by {@link SqliteStore} off the commit path (diagnostics). */
-  get checkpoints(): number {
-    return this.#checkpoints;
   }
 
   /** Transactions committed by this connection since it was opened (a group counts once). */
@@ -1293,8 +1247,6 @@ export class SqliteStore implements CommandStore {
       if (this.#closed) return;
       // Writes still waiting for their commit get it (or its failure) before the file closes.
       this.#commitGroup();
-      if (this.#checkpointTimer !== null) clearTimeout(this.#checkpointTimer);
-      this.#checkpointTimer = null;
       this.#closed = true;
       this.#statements.clear();
       if (this.#db.isOpen) this.#db.close();
