@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { DEFAULT_OFFLINE_AFTER_SECS } from "../defaults.ts";
 import type { AgentRecord, EnqueueOutcome, NewCommand } from "../store/mod.ts";
 import type { RouteDeps } from "./route_deps.ts";
@@ -65,7 +66,8 @@ export async function deliveryWarning(
 /**
  * Stores a new queued command. When an open wait of its agent matches, the store claims the
  * command for it in the enqueue's transaction (one commit on the wake-up path) and the hub answers
- * that wait before this returns; the claim's lease and the command's queue expiry are scheduled.
+ * that wait before this returns (a turn of the event loop later, so that the wait's answer is
+ * written first); the claim's lease and the command's queue expiry are scheduled.
  *
  * @param deps The shared parts.
  * @param command The command.
@@ -93,6 +95,11 @@ export async function enqueueAndWake(
   );
   if (outcome.outcome === "created" && outcome.command.expiresAt !== null) {
     deps.leases.schedule(outcome.command.expiresAt);
+  }
+  if (outcome.outcome === "created" && outcome.claimed) {
+    // A wait was answered: its answer is written (all in microtasks) before the enqueue's own
+    // audit line and answer, which would otherwise interleave with it (~60 µs of a wake-up).
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return outcome;
 }

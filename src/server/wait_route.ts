@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
@@ -179,11 +180,14 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       leave?.();
       if (!command) return noContent();
       deps.storeHealth.wrote();
-      log.info("command delivered {commandId} to {agentId}", {
-        commandId: command.id,
-        agentId,
-        attempt: command.attempt,
-      });
+      // Logged after the answer is written (a turn later): the line costs a wake-up ~35 µs.
+      setImmediate(() =>
+        log.info("command delivered {commandId} to {agentId}", {
+          commandId: command.id,
+          agentId,
+          attempt: command.attempt,
+        })
+      );
       return json(deliveredView(command), 200);
     }, (error) => {
       leave?.();
