@@ -656,11 +656,29 @@ export class SqliteStore implements CommandStore {
         const rank = priorityRank(command.params.priority);
         const deploymentHash = command.params.deployment_hash ?? null;
         const expiresAt = command.expiresAt ?? null;
+        const now = command.now;
+        const request: ClaimRequest | undefined = claim && {
+          agentId: command.agentId,
+          deploymentHash: claim.deploymentHash,
+          now,
+          deliveryLeaseMs: claim.deliveryLeaseMs,
+        };
+        // The wait takes the new command itself when it matches and no queued one comes first
+        // (`ORDER BY priority, seq`): then it is written delivered at once, not queued and then
+        // updated (one statement and two queue index entries fewer on the wake-up path).
+        let takesNew = false;
+        if (request && (deploymentHash === null || deploymentHash === request.deploymentHash)) {
+          const first = this.#firstQueued(request);
+          takesNew = (expiresAt === null || expiresAt > now) &&
+            (first === null || rank < first.priority);
+        }
+        const leaseExpiresAt = takesNew ? now + request!.deliveryLeaseMs : null;
         // No read first: an id that exists already is the rare case (a retried enqueue).
         const inserted = this.#stmt(
           `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)
+           status, attempt, created_at, updated_at, expires_at, lease_expires_at, delivered_at,
+           delivered_attempt)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING`,
         ).run(
           command.id,
@@ -670,9 +688,13 @@ export class SqliteStore implements CommandStore {
           params,
           rank,
           command.fingerprint,
-          command.now,
-          command.now,
+          takesNew ? "delivered" : "queued",
+          now,
+          now,
           expiresAt,
+          leaseExpiresAt,
+          takesNew ? now : null,
+          takesNew ? 1 : 0,
         );
         if (num(inserted.changes) === 0) {
           const existing = this.#mustCommand(command.id);
@@ -703,13 +725,16 @@ export class SqliteStore implements CommandStore {
           updatedAt: command.now,
           result: null,
         };
-        if (!claim) return { outcome: "created", command: created };
-        const claimed = this.#claimIn({
-          agentId: command.agentId,
-          deploymentHash: claim.deploymentHash,
-          now: command.now,
-          deliveryLeaseMs: claim.deliveryLeaseMs,
-        }, created);
+        if (!request) return { outcome: "created", command: created };
+        const claimed = takesNew
+          ? {
+            ...created,
+            status: "delivered" as const,
+            leaseExpiresAt,
+            deliveredAt: now,
+            deliveredAttempt: 1,
+          }
+          : this.#claimIn(request, created);
         return { outcome: "created", command: created, claimed };
       });
     });
@@ -726,13 +751,18 @@ export class SqliteStore implements CommandStore {
 
   /** The id of the agent's next queued command for a wait on the hash, or `null`. */
   #nextQueued(request: ClaimRequest): string | null {
+    return this.#firstQueued(request)?.id ?? null;
+  }
+
+  /** The agent's next queued command for a wait on the hash (its id and priority rank). */
+  #firstQueued(request: ClaimRequest): { id: string; priority: number } | null {
     const row = this.#stmt(
-      `SELECT id FROM commands
+      `SELECT id, priority FROM commands
      WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
        AND (expires_at IS NULL OR expires_at > ?)
      ORDER BY priority, seq LIMIT 1`,
     ).get(request.agentId, request.deploymentHash, request.now) as Row | undefined;
-    return row ? String(row.id) : null;
+    return row ? { id: String(row.id), priority: num(row.priority) } : null;
   }
 
   /**

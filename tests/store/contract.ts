@@ -558,6 +558,35 @@ export function runStoreContract(
       assert.equal(outcome.outcome === "created" && outcome.claimed?.id, "c2");
       assert.equal((await store.getCommand("c3"))?.status, "queued");
     });
+    await t.step(
+      "a newer command of a higher priority goes first; its record is stored",
+      async () => {
+        const outcome = await store.enqueue({
+          id: "c4",
+          agentId: "a1",
+          name: "echo c4",
+          params: { priority: "critical" },
+          fingerprint: "fp-c4",
+          now: T0 + 1,
+        }, claimFor("two"));
+        assert.ok(outcome.outcome === "created" && outcome.claimed?.id === "c4");
+        assert.deepEqual(outcome.claimed, await store.getCommand("c4"));
+        assert.equal((await store.getCommand("c3"))?.status, "queued", "the older one waits");
+      },
+    );
+    await t.step("an enqueue already expired is stored, not claimed", async () => {
+      const outcome = await store.enqueue({
+        id: "c5",
+        agentId: "a2",
+        name: "echo c5",
+        params: {},
+        fingerprint: "fp-c5",
+        now: T0,
+        expiresAt: T0,
+      }, claimFor("default"));
+      assert.equal(outcome.outcome === "created" && outcome.claimed, null);
+      assert.equal((await store.getCommand("c5"))?.status, "queued");
+    });
     await t.step("a duplicate enqueue claims nothing", async () => {
       const outcome = await store.enqueue({
         id: "c3",
