@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import { DEFAULT_OFFLINE_AFTER_SECS } from "../defaults.ts";
 import type { AgentRecord, EnqueueOutcome, NewCommand } from "../store/mod.ts";
 import type { RouteDeps } from "./route_deps.ts";
@@ -66,16 +65,18 @@ export async function deliveryWarning(
 /**
  * Stores a new queued command. When an open wait of its agent matches, the store claims the
  * command for it in the enqueue's transaction (one commit on the wake-up path) and the hub answers
- * that wait before this returns (a turn of the event loop later, so that the wait's answer is
- * written first); the claim's lease and the command's queue expiry are scheduled.
+ * that wait before this returns; the claim's lease and the command's queue expiry are scheduled.
  *
  * @param deps The shared parts.
  * @param command The command.
+ * @param stored Called with the store's outcome once it is committed, before a woken wait is
+ *   answered.
  * @returns The store's outcome.
  */
 export async function enqueueAndWake(
   deps: Pick<RouteDeps, "store" | "hub" | "leases" | "deliveryLeaseMs">,
   command: NewCommand,
+  stored?: (outcome: EnqueueOutcome) => void,
 ): Promise<EnqueueOutcome> {
   const outcome = await deps.hub.enqueue<EnqueueOutcome>(
     command.agentId,
@@ -88,6 +89,7 @@ export async function enqueueAndWake(
           deliveryLeaseMs: deps.deliveryLeaseMs,
         },
       );
+      stored?.(outcome);
       const claimed = outcome.outcome === "created" ? outcome.claimed ?? null : null;
       if (claimed?.leaseExpiresAt != null) deps.leases.schedule(claimed.leaseExpiresAt);
       return { result: outcome, claimed };
@@ -95,11 +97,6 @@ export async function enqueueAndWake(
   );
   if (outcome.outcome === "created" && outcome.command.expiresAt !== null) {
     deps.leases.schedule(outcome.command.expiresAt);
-  }
-  if (outcome.outcome === "created" && outcome.claimed) {
-    // A wait was answered: its answer is written (all in microtasks) before the enqueue's own
-    // audit line and answer, which would otherwise interleave with it (~60 µs of a wake-up).
-    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return outcome;
 }
