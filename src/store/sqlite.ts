@@ -419,6 +419,8 @@ export class SqliteStore implements CommandStore {
     if (this.#group !== null) return;
     this.#db.exec("BEGIN IMMEDIATE");
     this.#group = { waiting: [] };
+    // What other connections committed before the write lock was taken (see #checkOtherWriters).
+    this.#lookAtOtherWriters();
     if (this.#groupTimer === null) {
       // After the requests read in this turn of the event loop have had their turn to join
       // (`setImmediate` runs right after the poll for I/O; a `setTimeout` would wait about 2 ms).
@@ -499,9 +501,18 @@ export class SqliteStore implements CommandStore {
 
   /**
    * Drops the agent cache when another connection committed since the last look
-   * (`PRAGMA data_version` moved; it does not move for this connection's own commits).
+   * (`PRAGMA data_version` moved; it does not move for this connection's own commits). While this
+   * connection's group transaction is open it holds the write lock, so no other connection can
+   * commit: the look taken when the group began (in {@link SqliteStore.#joinGroup}) holds until its
+   * commit, and reads inside the group skip it (outside a transaction the pragma takes and drops a
+   * read lock each time).
    */
   #checkOtherWriters(): void {
+    if (this.#group !== null) return;
+    this.#lookAtOtherWriters();
+  }
+
+  #lookAtOtherWriters(): void {
     const version = num(
       (this.#stmt("PRAGMA data_version").get() as Row).data_version,
     );
