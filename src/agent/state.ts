@@ -128,6 +128,14 @@ function canWriteProbe(dir: string): boolean {
   }
 }
 
+/** How long a lock that another process holds is tried again before the agent gives up. */
+export const LOCK_RELEASE_WAIT_MS = 500;
+
+/** Blocks the thread for `ms` milliseconds (opening the state is synchronous). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /** Name of the lock file inside the state directory. */
 export const STATE_LOCK_FILE = "agent.lock";
 
@@ -145,7 +153,12 @@ function lockStateDir(dir: string): Deno.FsFile {
   const file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
   let locked = false;
   try {
-    locked = file.tryLockSync(true);
+    // A lock just released may still be held for a moment: a process being spawned holds a copy
+    // of every open file until it starts its program, and with it the lock (flock(2) belongs to
+    // the open file, not to the descriptor). A short, bounded wait tells that apart from an
+    // agent that really holds it.
+    const waitUntil = Date.now() + LOCK_RELEASE_WAIT_MS;
+    while (!(locked = file.tryLockSync(true)) && Date.now() < waitUntil) sleepSync(10);
   } catch (error) {
     file.close();
     throw new Error(`cannot lock ${path}: ${(error as Error).message}`, { cause: error });

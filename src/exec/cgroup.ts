@@ -109,6 +109,44 @@ export async function killCgroup(cgroup: string, limitMs = 5000): Promise<boolea
   }
 }
 
+/**
+ * The agent's own cgroup from the path `/proc/self/cgroup` shows now. While another agent of the
+ * same process (another thread: a library embedding two agents, parallel tests) starts a command,
+ * the whole process is in that command's cgroup (`<own>/status-<tag>/cmd-…`) or in a probe
+ * (`…/probe-<pid>`) for a moment; the cgroup above those is the process's own.
+ *
+ * @param path The path, starting with `/`.
+ * @returns The own cgroup's path.
+ */
+export function ownCgroupOf(path: string): string {
+  const inside = /^(.*)\/status-[^/]+\/(?:cmd-\d+-\d+-[0-9a-f]+|probe-\d+)$/.exec(path);
+  return inside ? inside[1] || "/" : path;
+}
+
+/**
+ * Runs `step` holding the lock on the own cgroup's directory (`flock`): the steps that move this
+ * process into a cgroup of its own and back (a probe, a command's spawn) and the spawns that
+ * must not land in a command's cgroup (the watchdog) take turns between the agents of one process,
+ * each on its own thread, so that no agent spawns, probes or reads its cgroup while another has
+ * moved the process. Agents of other processes sharing the cgroup take turns too (a spawn's
+ * moment each).
+ *
+ * @param own The own cgroup's directory.
+ * @param step What runs under the lock (synchronous).
+ * @returns What `step` returns.
+ */
+export function whileMoving<T>(own: string, step: () => T): T {
+  using dir = Deno.openSync(own, { read: true });
+  dir.lockSync(true);
+  try {
+    return step();
+  } finally {
+    // Unlocked by name, not by closing: a child being spawned holds a copy of the descriptor
+    // until its program starts, and the lock with it.
+    dir.unlockSync();
+  }
+}
+
 /** Where an agent's command cgroups live. */
 export interface CgroupHome {
   /** The agent's own cgroup directory. */
@@ -138,7 +176,17 @@ export function probeCgroups(tag: string): CgroupHome | string {
   }
   if (!mount) return "no cgroup v2 hierarchy is mounted";
   if (!path) return "this process is in no cgroup v2 group";
-  const own = `${mount}${path === "/" ? "" : path}`;
+  const ownPath = ownCgroupOf(path);
+  const own = `${mount}${ownPath === "/" ? "" : ownPath}`;
+  try {
+    return whileMoving(own, () => probeBelow(own, tag));
+  } catch (error) {
+    return `cannot lock ${own} (${(error as Error).message})`;
+  }
+}
+
+/** {@link probeCgroups} once the own cgroup is known and locked. */
+function probeBelow(own: string, tag: string): CgroupHome | string {
   const base = `${own}/status-${tag}`;
   try {
     Deno.mkdirSync(base, { recursive: true });

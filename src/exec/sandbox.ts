@@ -13,8 +13,12 @@
  *
  * How a child gets into its cgroup before it can fork: the agent moves itself into the command's
  * cgroup, spawns the child (which inherits the cgroup at fork), and moves itself back, all in one
- * synchronous step, so no other spawn (and no `cgroup.kill`) can come in between. Deno offers no
- * `clone3(CLONE_INTO_CGROUP)`; a child that moved itself would already be running.
+ * synchronous step, so no other spawn of its thread (and no `cgroup.kill`) can come in between.
+ * Agents on other threads of the same process take turns through a lock on the own cgroup
+ * (`whileMoving`); a spawn by other code on another thread in that moment would land in the
+ * command's cgroup, so an embedding program that starts processes from other threads passes
+ * `cgroups: false`. Deno offers no `clone3(CLONE_INTO_CGROUP)`; a child that moved itself would
+ * already be running.
  *
  * @module
  */
@@ -30,6 +34,7 @@ import {
   readText,
   startWatchdog,
   type Watchdog,
+  whileMoving,
   writeText,
 } from "./cgroup.ts";
 
@@ -400,15 +405,21 @@ export class Cell implements AsyncDisposable {
     const home = this.#sandbox.cgroupHome;
     this.#spawnedAt = Date.now();
     if (!this.#cgroup || !home) return this.#child = command.spawn();
+    const cgroup = this.#cgroup;
+    return whileMoving(home.own, () => this.#spawnInside(command, cgroup, home));
+  }
+
+  /** Moves the agent into the command's cgroup, spawns the child there, and moves back. */
+  #spawnInside(command: Deno.Command, cgroup: string, home: CgroupHome): Deno.ChildProcess {
     try {
-      writeText(`${this.#cgroup}/cgroup.procs`, String(Deno.pid));
+      writeText(`${cgroup}/cgroup.procs`, String(Deno.pid));
     } catch (error) {
       log.warning("could not enter the command's cgroup; signalling its process group", {
-        cgroup: this.#cgroup,
+        cgroup,
         error,
       });
       try {
-        Deno.removeSync(this.#cgroup);
+        Deno.removeSync(cgroup);
       } catch {
         // the sweep of a later start removes it
       }
@@ -597,7 +608,8 @@ export class Sandbox {
     if (typeof home === "string") this.#cgroupNote = home;
     else if (home) {
       this.#cgroupHome = home;
-      this.#watchdog = startWatchdog(home.base);
+      // Not into another agent's command cgroup of this process (see whileMoving).
+      this.#watchdog = whileMoving(home.own, () => startWatchdog(home.base));
     }
   }
 

@@ -68,7 +68,11 @@ Deno.test({
     await using stub = new StubDashboard();
     const stop = new AbortController();
     const state = openAgentState({ dir });
-    const executor = createExecutor({ stateDir: dir, allowedPrograms: ["echo", "sleep"] });
+    const executor = createExecutor({
+      stateDir: dir,
+      allowedPrograms: ["echo", "sleep"],
+      cgroups: false, // beside other test threads (README, "As a library")
+    });
     let ended = false;
     const done = runAgent({
       dashboardUrl: stub.url,

@@ -63,7 +63,7 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
   const agent = start(stub, {
     agentToken: token,
     executor: undefined,
-    exec: { allowedPrograms: ["echo"] },
+    exec: { allowedPrograms: ["echo"], cgroups: false }, // beside other test threads (README)
     heartbeat: true,
     heartbeatOptions: { sources: { sources: {}, missing: [] } },
     metricsIntervalSecs: 3600,
@@ -486,7 +486,7 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
     const agent = start(stub, {
       agentToken: token,
       executor: undefined,
-      exec: { allowedPrograms: ["sleep"] },
+      exec: { allowedPrograms: ["sleep"], cgroups: false }, // beside other test threads
     });
     stub.enqueue(command("cmd-1", "sleep 30"));
     const cancelWaits = () => stub.seen.filter((s) => s.kind === "cancel-wait");

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agent/mod.ts";
 import type { ReportRequest } from "../../src/protocol/mod.ts";
+import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE } from "../../src/agent/state.ts";
 
 function report(id: string, stdout = "hello\n"): ReportRequest {
   return {
@@ -244,6 +245,35 @@ Deno.test("two agents cannot share one state directory", () => {
     const second = openAgentState({ dir });
     assert.equal(second.durable, true);
     second[Symbol.dispose]();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a lock held a moment longer by another process (a spawn's copy) is waited for", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
+  try {
+    // Stands in for a child between its spawn and the start of its program: it holds the lock
+    // for a moment after the agent that took it has let go.
+    const holder = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `const f = Deno.openSync(${JSON.stringify(`${dir}/${STATE_LOCK_FILE}`)}, ` +
+        `{ read: true, write: true, create: true }); f.lockSync(true); console.log("held"); ` +
+        `setTimeout(() => f.close(), 200);`,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const first = await reader.read();
+    assert.equal(first.value?.trim(), "held");
+    const state = openAgentState({ dir });
+    assert.equal(state.durable, true);
+    state[Symbol.dispose]();
+    await reader.cancel();
+    await holder.status;
+    assert.ok(LOCK_RELEASE_WAIT_MS >= 200, "the test's hold fits in the wait");
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

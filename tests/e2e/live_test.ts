@@ -241,6 +241,7 @@ Deno.test("status agents over HTTP shows a real agent online, then offline once 
     perms: PERMS.operator,
     cwd: dir.path,
   });
+  assert.equal(table.code, 0, table.stderr);
   assert.match(table.stdout, /^fleet-1 \(no token\)\s+waiting\s+\d{4}-/m);
 
   // The agent's own metrics.

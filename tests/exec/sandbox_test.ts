@@ -18,6 +18,8 @@ import {
   runCommand,
   Sandbox,
 } from "../../src/exec/mod.ts";
+import { ownCgroupOf } from "../../src/exec/cgroup.ts";
+import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
 
 const here = runsHereOrUnderAllowAll(import.meta.filename!);
@@ -69,6 +71,45 @@ Deno.test({ name: "cgroup2Mount and ownCgroupPath read /proc/self texts", ignore
     ownCgroupPath("1:cpu:/\n0::/system.slice/status.service\n"),
     "/system.slice/status.service",
   );
+  // Read while another agent of the process has moved it into a command's cgroup or a probe.
+  assert.equal(ownCgroupOf("/system.slice/status.service"), "/system.slice/status.service");
+  assert.equal(ownCgroupOf("/svc/status-ab12/cmd-77-3-9f8e7d6c"), "/svc");
+  assert.equal(ownCgroupOf("/status-ab12/probe-77"), "/");
+  assert.equal(ownCgroupOf("/svc/status-ab12/other"), "/svc/status-ab12/other");
+});
+
+Deno.test({
+  name: "two agents on two threads of one process: every command in its own cgroup",
+  ignore,
+  fn: async () => {
+    const probe = Sandbox.create({ tag: `probe-${crypto.randomUUID().slice(0, 8)}` });
+    const withCgroups = probe.killMode === "cgroup";
+    await probe.close();
+    if (!withCgroups) {
+      console.log("skipped: no cgroups here");
+      return;
+    }
+    const runs = 120;
+    const worker = new Worker(new URL("./_cgroup_worker.ts", import.meta.url), { type: "module" });
+    try {
+      const other = new Promise<Awaited<ReturnType<typeof cgroupsOfRuns>>>((resolve, reject) => {
+        worker.onmessage = (event) => resolve(event.data);
+        worker.onerror = (event) => reject(new Error(event.message));
+      });
+      const tag = crypto.randomUUID().slice(0, 8);
+      worker.postMessage({ tag: `${tag}-w`, runs });
+      const here = await cgroupsOfRuns(`${tag}-m`, runs);
+      const there = await other;
+      assert.deepEqual([here, there].map((r) => r.failed), [0, 0]);
+      assert.deepEqual(
+        [here, there].map((r) => r.misplaced),
+        [0, 0],
+        `commands in another cgroup, e.g. ${here.example ?? there.example}`,
+      );
+    } finally {
+      worker.terminate();
+    }
+  },
 });
 
 Deno.test({

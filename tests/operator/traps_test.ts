@@ -43,7 +43,7 @@ async function withDashboard(
       agentId: "a1",
       stateDir,
       heartbeat: false,
-      exec: { allowedPrograms: agent.programs },
+      exec: { allowedPrograms: agent.programs, cgroups: false }, // beside other test threads
     }, stop.signal);
   try {
     if (agent) await until(() => server.dashboard.hub.isWaiting("a1"), "the agent waits", 30_000);

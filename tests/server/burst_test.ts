@@ -32,6 +32,7 @@ Deno.test("with the default limits one agent takes a burst of 200 commands witho
     heartbeat: false,
     pollingTimeoutSecs: 5,
     fetch: countingFetch,
+    exec: { cgroups: false }, // beside other test threads (README, "As a library")
   }, stop.signal);
   try {
     // The operator's burst: 200 enqueues as fast as they go (their own limit, not the agent's).

@@ -47,7 +47,8 @@ async function startFleet(
       deploymentHash: "prod",
       liveOutput: false,
       state,
-      exec: options.allowed ? { allowedPrograms: options.allowed(i) } : undefined,
+      // No cgroups beside other test threads (README, "As a library").
+      exec: { allowedPrograms: options.allowed?.(i), cgroups: false },
     }, stop.signal));
   }
   // Every agent has sent its heartbeat (labels) and is waiting.

@@ -1,0 +1,42 @@
+/**
+ * `deno task test`: the test files in parallel threads of one process (`test:parallel`) and, at
+ * the same time in a process of their own, the doc examples and the tests that need their process
+ * to themselves (`test:serial`: a memory bound on the process, cgroups). The parallel phase
+ * prints as it goes; the serial one's output follows it, whole. The exit code is the parallel
+ * phase's when it failed, else the serial one's.
+ *
+ * @module
+ */
+
+const deno = Deno.execPath();
+const task = (name: string, output: "inherit" | "piped") =>
+  new Deno.Command(deno, { args: ["task", name], stdout: output, stderr: output }).spawn();
+
+/** Everything a child writes to stdout and stderr, in the order it arrives. */
+async function collect(child: Deno.ChildProcess): Promise<Uint8Array[]> {
+  const chunks: Uint8Array[] = [];
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) chunks.push(chunk);
+  };
+  await Promise.all([drain(child.stdout), drain(child.stderr)]);
+  return chunks;
+}
+
+async function writeAll(chunks: Uint8Array[]): Promise<void> {
+  const writer = Deno.stdout.writable.getWriter();
+  try {
+    for (const chunk of chunks) await writer.write(chunk);
+  } finally {
+    writer.releaseLock();
+  }
+}
+
+const serial = task("test:serial", "piped");
+const serialOutput = collect(serial);
+const parallel = await task("test:parallel", "inherit").status;
+await writeAll([
+  new TextEncoder().encode("\ntest:serial (ran at the same time, in a process of its own):\n"),
+]);
+await writeAll(await serialOutput);
+const serialStatus = await serial.status;
+Deno.exit(parallel.code !== 0 ? parallel.code : serialStatus.code);
