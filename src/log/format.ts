@@ -10,8 +10,54 @@ import { redactString, redactValue } from "./redact.ts";
 /** Output format of log lines. */
 export type LogFormat = "text" | "json";
 
+/** Templates cut at their placeholders (text, key, text, …, text), or `null`: LogTape cuts it. */
+const templates = new Map<string, readonly string[] | null>();
+/** Templates are the program's constants; more than this many distinct ones are not kept. */
+const TEMPLATES_MAX = 1000;
+const PLAIN_KEY = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * Cuts a template whose placeholders are all plain `{name}` keys, which LogTape fills with
+ * `properties[name]`; anything else (escaped or unmatched braces, paths, `{*}`) gives `null`.
+ */
+function cutTemplate(template: string): readonly string[] | null {
+  const parts: string[] = [];
+  let start = 0;
+  for (let open = template.indexOf("{"); open >= 0; open = template.indexOf("{", start)) {
+    const close = template.indexOf("}", open + 1);
+    if (close < 0) return null;
+    const key = template.slice(open + 1, close);
+    if (!PLAIN_KEY.test(key)) return null;
+    parts.push(template.slice(start, open), key);
+    start = close + 1;
+  }
+  parts.push(template.slice(start));
+  for (let i = 0; i < parts.length; i += 2) if (/[{}]/.test(parts[i])) return null;
+  return parts;
+}
+
+function templateOf(template: unknown): readonly string[] | null {
+  if (typeof template !== "string") return null;
+  let parts = templates.get(template);
+  if (parts === undefined) {
+    parts = cutTemplate(template);
+    if (templates.size < TEMPLATES_MAX) templates.set(template, parts);
+  }
+  return parts;
+}
+
 function renderMessage(record: LogRecord): string {
   let text = "";
+  // A plain template is filled from the properties here: LogTape's `message` would parse it again
+  // for every record.
+  const parts = templateOf(record.rawMessage);
+  if (parts !== null) {
+    const props = record.properties;
+    for (let i = 0; i < parts.length; i++) {
+      text += i % 2 === 0 ? parts[i] : renderValue(redactValue("", props[parts[i]]));
+    }
+    return redactString(text);
+  }
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
     text += i % 2 === 0 ? String(part) : renderValue(redactValue("", part));
@@ -54,12 +100,30 @@ export function formatText(record: LogRecord): string {
 
 /** Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties. */
 export function formatJson(record: LogRecord): string {
-  const props = redactValue("", record.properties) as Record<string, unknown>;
-  return JSON.stringify({
+  const line: Record<string, unknown> = {
     time: new Date(record.timestamp).toISOString(),
     level: record.level,
-    category: record.category.join("."),
+    category: categoryText(record.category),
     message: renderMessage(record),
-    ...props,
-  });
+  };
+  // The redacted properties after those four (a property of the same name takes its place).
+  for (const [key, value] of Object.entries(record.properties)) {
+    const redacted = redactValue(key, value, 1);
+    if (key === "__proto__") {
+      Object.defineProperty(line, key, { value: redacted, enumerable: true, writable: true });
+    } else line[key] = redacted;
+  }
+  return JSON.stringify(line);
+}
+
+/** Categories joined with dots, once per logger (a logger's category is one array). */
+const categories = new WeakMap<readonly string[], string>();
+
+function categoryText(category: readonly string[]): string {
+  let text = categories.get(category);
+  if (text === undefined) {
+    text = category.join(".");
+    categories.set(category, text);
+  }
+  return text;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { DEFAULT_OFFLINE_AFTER_SECS } from "../defaults.ts";
-import type { EnqueueOutcome, NewCommand } from "../store/mod.ts";
+import type { AgentRecord, EnqueueOutcome, NewCommand } from "../store/mod.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
 /**
@@ -16,6 +16,7 @@ import type { RouteDeps } from "./route_deps.ts";
  * @param agentId The target agent.
  * @param deploymentHash The command's deployment hash, if any.
  * @param expiresAt When the command expires, if ever.
+ * @param known The agent's stored record as the caller just read it (spares reading it again).
  * @returns One sentence, or `undefined` when an open wait can take it.
  */
 export async function deliveryWarning(
@@ -26,6 +27,7 @@ export async function deliveryWarning(
   agentId: string,
   deploymentHash: string | null,
   expiresAt: number | null,
+  known?: Pick<AgentRecord, "lastSeenAt">,
 ): Promise<string | undefined> {
   const expiry = expiresAt === null ? "" : ` (it expires at ${new Date(expiresAt).toISOString()})`;
   const until = `until it does${expiry}`;
@@ -37,7 +39,9 @@ export async function deliveryWarning(
     if (deploymentHash === null || hashes.includes(deploymentHash)) return undefined;
     return forHash(`agent ${agentId} is waiting for deployment ${hashes.join(", ")}`);
   }
-  const stored = (await deps.store.getAgent(agentId))?.lastSeenAt ?? null;
+  const stored = known
+    ? known.lastSeenAt
+    : (await deps.store.getAgent(agentId))?.lastSeenAt ?? null;
   const memory = deps.lastSeen(agentId);
   const lastSeen = memory === null ? stored : Math.max(memory, stored ?? 0);
   if (lastSeen === null) {
@@ -65,11 +69,14 @@ export async function deliveryWarning(
  *
  * @param deps The shared parts.
  * @param command The command.
+ * @param stored Called with the store's outcome once it is committed, before a woken wait is
+ *   answered.
  * @returns The store's outcome.
  */
 export async function enqueueAndWake(
   deps: Pick<RouteDeps, "store" | "hub" | "leases" | "deliveryLeaseMs">,
   command: NewCommand,
+  stored?: (outcome: EnqueueOutcome) => void,
 ): Promise<EnqueueOutcome> {
   const outcome = await deps.hub.enqueue<EnqueueOutcome>(
     command.agentId,
@@ -82,6 +89,7 @@ export async function enqueueAndWake(
           deliveryLeaseMs: deps.deliveryLeaseMs,
         },
       );
+      stored?.(outcome);
       const claimed = outcome.outcome === "created" ? outcome.claimed ?? null : null;
       if (claimed?.leaseExpiresAt != null) deps.leases.schedule(claimed.leaseExpiresAt);
       return { result: outcome, claimed };

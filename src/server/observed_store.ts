@@ -109,18 +109,26 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       if (!fn) {
         const hook = after[property as Method];
         const timer = metrics?.storeLatency.labels({ operation: property });
-        fn = async (...args: unknown[]) => {
+        // One `then`, not an async frame: every request makes several of these calls.
+        fn = (...args: unknown[]) => {
           const started = performance.now();
+          const timed = () => timer?.observe((performance.now() - started) / 1000);
+          let pending: Promise<unknown>;
           try {
-            const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(
-              target,
-              args,
+            pending = Promise.resolve(
+              (value as (...a: unknown[]) => Promise<unknown>).apply(target, args),
             );
+          } catch (error) {
+            pending = Promise.reject(error);
+          }
+          return pending.then((result) => {
+            timed();
             hook?.(result, args);
             return result;
-          } finally {
-            timer?.observe((performance.now() - started) / 1000);
-          }
+          }, (error) => {
+            timed();
+            throw error;
+          });
         };
         wrapped.set(property, fn);
       }

@@ -20,13 +20,24 @@ const log = logger("server");
  * @returns The middleware; the debug line builds its properties only when debug is on.
  */
 export function requestLog(clock: Clock, storeHealth: StoreHealth): MiddlewareHandler<ServerEnv> {
+  // The Date header changes once a second: its text is made once a second.
+  let second = NaN;
+  let dateText = "";
+  const date = () => {
+    const now = clock.now();
+    if (Math.floor(now / 1000) !== second) {
+      second = Math.floor(now / 1000);
+      dateText = new Date(now).toUTCString();
+    }
+    return dateText;
+  };
   return async function requestLog(c, next) {
     const started = log.isEnabledFor("debug") ? performance.now() : 0;
     await next();
     // A state change that succeeded wrote to the store: it has room (again).
     if (c.req.method === "POST" && c.res.status >= 200 && c.res.status < 300) storeHealth.wrote();
     if (!c.res.headers.has("Date")) {
-      c.res.headers.set("Date", new Date(clock.now()).toUTCString());
+      c.res.headers.set("Date", date());
     }
     log.debug("{method} {path} {status}", () => ({
       method: c.req.method,

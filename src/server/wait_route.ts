@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
@@ -355,12 +356,16 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       return;
     }
     deps.storeHealth.wrote();
-    log.info("command delivered {commandId} to {agentId}", {
-      commandId: command.id,
-      agentId: exchange.agentId,
-      attempt: command.attempt,
-    });
     finish(exchange, json(deliveredView(command), 200));
+    // Logged after the answer is written (a turn later): the line costs a wake-up ~35 µs.
+    const agentId = exchange.agentId;
+    setImmediate(() =>
+      log.info("command delivered {commandId} to {agentId}", {
+        commandId: command.id,
+        agentId,
+        attempt: command.attempt,
+      })
+    );
   }
 
   function cancelWait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {

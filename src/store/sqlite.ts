@@ -27,7 +27,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { clearImmediate, setImmediate } from "node:timers";
-import type { CommandStatus } from "../protocol/mod.ts";
+import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
 import { StoreError, StoreFullError } from "./errors.ts";
 import {
@@ -68,6 +68,7 @@ import { planRun } from "./runs.ts";
 import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
 import {
   COMMAND_COLUMNS,
+  encodingOrNull,
   num,
   numOrNull,
   parseLabelsColumn,
@@ -395,10 +396,10 @@ export class SqliteStore implements CommandStore {
   #tx<T>(fn: () => T): T {
     if (this.#closed) throw new StoreError(`database ${this.path} is closed`);
     this.#joinGroup();
-    this.#db.exec("SAVEPOINT w");
+    this.#stmt("SAVEPOINT w").run();
     try {
       const result = fn();
-      this.#db.exec("RELEASE w");
+      this.#stmt("RELEASE w").run();
       return result;
     } catch (error) {
       if (this.#db.isTransaction) {
@@ -418,6 +419,8 @@ export class SqliteStore implements CommandStore {
     if (this.#group !== null) return;
     this.#db.exec("BEGIN IMMEDIATE");
     this.#group = { waiting: [] };
+    // What other connections committed before the write lock was taken (see #checkOtherWriters).
+    this.#lookAtOtherWriters();
     if (this.#groupTimer === null) {
       // After the requests read in this turn of the event loop have had their turn to join
       // (`setImmediate` runs right after the poll for I/O; a `setTimeout` would wait about 2 ms).
@@ -498,9 +501,18 @@ export class SqliteStore implements CommandStore {
 
   /**
    * Drops the agent cache when another connection committed since the last look
-   * (`PRAGMA data_version` moved; it does not move for this connection's own commits).
+   * (`PRAGMA data_version` moved; it does not move for this connection's own commits). While this
+   * connection's group transaction is open it holds the write lock, so no other connection can
+   * commit: the look taken when the group began (in {@link SqliteStore.#joinGroup}) holds until its
+   * commit, and reads inside the group skip it (outside a transaction the pragma takes and drops a
+   * read lock each time).
    */
   #checkOtherWriters(): void {
+    if (this.#group !== null) return;
+    this.#lookAtOtherWriters();
+  }
+
+  #lookAtOtherWriters(): void {
     const version = num(
       (this.#stmt("PRAGMA data_version").get() as Row).data_version,
     );
@@ -651,36 +663,89 @@ export class SqliteStore implements CommandStore {
   ): Promise<EnqueueOutcome> {
     return this.#run(() => {
       return this.#tx((): EnqueueOutcome => {
-        const existing = this.#command(command.id);
-        if (existing) {
+        const params = JSON.stringify(command.params);
+        const rank = priorityRank(command.params.priority);
+        const deploymentHash = command.params.deployment_hash ?? null;
+        const expiresAt = command.expiresAt ?? null;
+        const now = command.now;
+        const request: ClaimRequest | undefined = claim && {
+          agentId: command.agentId,
+          deploymentHash: claim.deploymentHash,
+          now,
+          deliveryLeaseMs: claim.deliveryLeaseMs,
+        };
+        // The wait takes the new command itself when it matches and no queued one comes first
+        // (`ORDER BY priority, seq`): then it is written delivered at once, not queued and then
+        // updated (one statement and two queue index entries fewer on the wake-up path).
+        let takesNew = false;
+        if (request && (deploymentHash === null || deploymentHash === request.deploymentHash)) {
+          const first = this.#firstQueued(request);
+          takesNew = (expiresAt === null || expiresAt > now) &&
+            (first === null || rank < first.priority);
+        }
+        const leaseExpiresAt = takesNew ? now + request!.deliveryLeaseMs : null;
+        // No read first: an id that exists already is the rare case (a retried enqueue).
+        const inserted = this.#stmt(
+          `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
+           status, attempt, created_at, updated_at, expires_at, lease_expires_at, delivered_at,
+           delivered_attempt)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+        ).run(
+          command.id,
+          command.agentId,
+          deploymentHash,
+          command.name,
+          params,
+          rank,
+          command.fingerprint,
+          takesNew ? "delivered" : "queued",
+          now,
+          now,
+          expiresAt,
+          leaseExpiresAt,
+          takesNew ? now : null,
+          takesNew ? 1 : 0,
+        );
+        if (num(inserted.changes) === 0) {
+          const existing = this.#mustCommand(command.id);
           const same = existing.fingerprint === command.fingerprint &&
             existing.agentId === command.agentId;
           return { outcome: same ? "duplicate" : "conflict", command: existing };
         }
-        this.#stmt(
-          `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)`,
-        ).run(
-          command.id,
-          command.agentId,
-          command.params.deployment_hash ?? null,
-          command.name,
-          JSON.stringify(command.params),
-          priorityRank(command.params.priority),
-          command.fingerprint,
-          command.now,
-          command.now,
-          command.expiresAt ?? null,
-        );
-        const created = this.#mustCommand(command.id);
-        if (!claim) return { outcome: "created", command: created };
-        const claimed = this.#claimIn({
+        // The row as written, without reading it back (what `toCommand` would make of it).
+        const created: CommandRecord = {
+          id: command.id,
           agentId: command.agentId,
-          deploymentHash: claim.deploymentHash,
-          now: command.now,
-          deliveryLeaseMs: claim.deliveryLeaseMs,
-        });
+          deploymentHash,
+          name: command.name,
+          params: JSON.parse(params),
+          priority: PRIORITIES[rank] ?? "normal",
+          status: "queued",
+          attempt: 1,
+          deliveredAttempt: 0,
+          leaseExpiresAt: null,
+          cancelRequested: false,
+          fingerprint: command.fingerprint,
+          seq: num(inserted.lastInsertRowid),
+          createdAt: command.now,
+          deliveredAt: null,
+          ackedAt: null,
+          completedAt: null,
+          expiresAt,
+          updatedAt: command.now,
+          result: null,
+        };
+        if (!request) return { outcome: "created", command: created };
+        const claimed = takesNew
+          ? {
+            ...created,
+            status: "delivered" as const,
+            leaseExpiresAt,
+            deliveredAt: now,
+            deliveredAttempt: 1,
+          }
+          : this.#claimIn(request, created);
         return { outcome: "created", command: created, claimed };
       });
     });
@@ -697,25 +762,43 @@ export class SqliteStore implements CommandStore {
 
   /** The id of the agent's next queued command for a wait on the hash, or `null`. */
   #nextQueued(request: ClaimRequest): string | null {
+    return this.#firstQueued(request)?.id ?? null;
+  }
+
+  /** The agent's next queued command for a wait on the hash (its id and priority rank). */
+  #firstQueued(request: ClaimRequest): { id: string; priority: number } | null {
     const row = this.#stmt(
-      `SELECT id FROM commands
+      `SELECT id, priority FROM commands
      WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
        AND (expires_at IS NULL OR expires_at > ?)
      ORDER BY priority, seq LIMIT 1`,
     ).get(request.agentId, request.deploymentHash, request.now) as Row | undefined;
-    return row ? String(row.id) : null;
+    return row ? { id: String(row.id), priority: num(row.priority) } : null;
   }
 
-  /** Claims inside a transaction. */
-  #claimIn(request: ClaimRequest): CommandRecord | null {
+  /**
+   * Claims inside a transaction. `fresh` is a command this transaction just wrote (its record
+   * is not read again when it is the one claimed).
+   */
+  #claimIn(request: ClaimRequest, fresh?: CommandRecord): CommandRecord | null {
     const id = this.#nextQueued(request);
     if (id === null) return null;
+    const before = fresh?.id === id ? fresh : this.#mustCommand(id);
+    const leaseExpiresAt = request.now + request.deliveryLeaseMs;
     this.#stmt(
       `UPDATE commands SET status = 'delivered', lease_expires_at = ?, delivered_at = ?,
        delivered_attempt = attempt, acked_at = NULL, updated_at = ?
      WHERE id = ?`,
-    ).run(request.now + request.deliveryLeaseMs, request.now, request.now, id);
-    return this.#mustCommand(id);
+    ).run(leaseExpiresAt, request.now, request.now, id);
+    return {
+      ...before,
+      status: "delivered",
+      leaseExpiresAt,
+      deliveredAt: request.now,
+      deliveredAttempt: before.attempt,
+      ackedAt: null,
+      updatedAt: request.now,
+    };
   }
 
   /** {@inheritDoc CommandStore.release} */
@@ -746,7 +829,16 @@ export class SqliteStore implements CommandStore {
           `UPDATE commands SET status = 'running', lease_expires_at = ?, acked_at = ?, updated_at = ?
          WHERE id = ?`,
         ).run(lease, request.now, request.now, command.id);
-        return { outcome: "acked", command: this.#mustCommand(command.id) };
+        return {
+          outcome: "acked",
+          command: {
+            ...command,
+            status: "running",
+            leaseExpiresAt: lease,
+            ackedAt: request.now,
+            updatedAt: request.now,
+          },
+        };
       });
     });
   }
@@ -804,7 +896,34 @@ export class SqliteStore implements CommandStore {
           `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?
          WHERE id = ?`,
         ).run(input.status, input.now, input.now, command.id);
-        return { outcome: "accepted", command: this.#mustCommand(command.id) };
+        return {
+          outcome: "accepted",
+          command: {
+            ...command,
+            status: input.status,
+            leaseExpiresAt: null,
+            completedAt: input.now,
+            updatedAt: input.now,
+            result: {
+              status: input.status,
+              attempt: input.attempt,
+              hasOutput: r !== null,
+              exitCode: r?.exitCode ?? null,
+              signal: r?.signal ?? null,
+              durationSecs: r?.durationSecs ?? null,
+              stdout: r ? r.stdout : null,
+              stderr: r ? r.stderr : null,
+              stdoutEncoding: encodingOrNull(r?.stdoutEncoding),
+              stderrEncoding: encodingOrNull(r?.stderrEncoding),
+              stdoutTruncatedBytes: r?.stdoutTruncatedBytes ?? null,
+              stderrTruncatedBytes: r?.stderrTruncatedBytes ?? null,
+              error: input.error,
+              startedAt: input.startedAt,
+              completedAt: input.completedAt,
+              reportedAt: input.now,
+            },
+          },
+        };
       });
     });
   }

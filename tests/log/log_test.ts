@@ -102,3 +102,63 @@ Deno.test("a log file gets each line at once and closes cleanly", () => {
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("messages fill their placeholders as LogTape does, plain keys or not", async (t) => {
+  const cases: Array<[string, Record<string, unknown>, string]> = [
+    [
+      "command enqueued {commandId} for {agentId}",
+      { commandId: "c1", agentId: "a1" },
+      "command enqueued c1 for a1",
+    ],
+    ["{n} at the start, {missing} unset", { n: 3 }, "3 at the start, undefined unset"],
+    [
+      "an object {o} and an error {e}",
+      { o: { a: [1] }, e: new Error("boom") },
+      'an object {"a":[1]} and an error {"name":"Error","message":"boom"}',
+    ],
+    ["escaped {{braces}} and {x}", { x: "y" }, "escaped {braces} and y"],
+    ["a path {user.name}", { user: { name: "ann" } }, "a path ann"],
+    ["spaced { x }", { x: 1 }, "spaced 1"],
+    ["unmatched { brace", {}, "unmatched { brace"],
+    ["a secret {t}", { t: `x ${TOKEN}` }, "a secret x [redacted]"],
+  ];
+  for (const format of ["json", "text"] as const) {
+    await t.step(format, () => {
+      const lines = capture(format);
+      try {
+        // Twice: the second line of a template comes from the cut kept of the first.
+        for (const [template, props] of [...cases, ...cases]) logger("t").info(template, props);
+      } finally {
+        closeLogging();
+      }
+      const messages = lines.map((line) =>
+        format === "json" ? JSON.parse(line).message : line.replace(/^\S+ INFO /, "")
+      );
+      cases.forEach(([template, , expected], i) => {
+        for (const message of [messages[i], messages[i + cases.length]]) {
+          assert.ok(message.startsWith(expected), `${template}: ${message}`);
+        }
+      });
+    });
+  }
+});
+
+Deno.test("json lines keep their four fields first; a property of the same name wins", () => {
+  const lines = capture("json");
+  try {
+    logger("t").info("m {a}", { a: 1, level: "mine", token: "x", __proto__x: 2 });
+  } finally {
+    closeLogging();
+  }
+  assert.deepEqual(Object.keys(JSON.parse(lines[0])), [
+    "time",
+    "level",
+    "category",
+    "message",
+    "a",
+    "token",
+    "__proto__x",
+  ]);
+  assert.equal(JSON.parse(lines[0]).level, "mine");
+  assert.equal(JSON.parse(lines[0]).token, "[redacted]");
+});

@@ -60,21 +60,27 @@ Deno.test("readBody answers 413 beyond the hard limit, declared or streamed", as
   });
 });
 
-Deno.test("readBody answers 400 when the body cannot be read to its end", async () => {
-  const request = new Request("http://dashboard/", {
-    method: "POST",
-    body: new ReadableStream<Uint8Array>({
-      pull(controller) {
-        controller.error(new Error("connection reset"));
-      },
-    }),
-  });
-  await assert.rejects(
-    readBody(request, { limit: 10, hardLimit: 100 }),
-    (error) =>
-      error instanceof HttpError && error.status === 400 &&
-      /could not be read to its end: connection reset/.test(error.message),
-  );
+Deno.test("readBody answers 400 when the body cannot be read to its end", async (t) => {
+  // Streamed (no Content-Length), and read whole (a declared length within the limit).
+  for (const headers of [{}, { "Content-Length": "5" }] as Record<string, string>[]) {
+    await t.step(JSON.stringify(headers), async () => {
+      const request = new Request("http://dashboard/", {
+        method: "POST",
+        headers,
+        body: new ReadableStream<Uint8Array>({
+          pull(controller) {
+            controller.error(new Error("connection reset"));
+          },
+        }),
+      });
+      await assert.rejects(
+        readBody(request, { limit: 10, hardLimit: 100 }),
+        (error) =>
+          error instanceof HttpError && error.status === 400 &&
+          /could not be read to its end: connection reset/.test(error.message),
+      );
+    });
+  }
 });
 
 Deno.test("nestedDeeperThan counts arrays and objects, not scalars", () => {
@@ -85,4 +91,42 @@ Deno.test("nestedDeeperThan counts arrays and objects, not scalars", () => {
   let deep: unknown = null;
   for (let i = 0; i < 100_000; i++) deep = [deep];
   assert.equal(nestedDeeperThan(deep, 64), true, "no recursion: a deep body cannot blow the stack");
+});
+
+Deno.test("readBody reads a body of a declared length within the limit whole, same digests", async () => {
+  const request = new Request("http://dashboard/", {
+    method: "POST",
+    body: '{"a":1}',
+    headers: { "Content-Length": "7" },
+  });
+  const body = await readBody(request, { limit: 100, hardLimit: 1000, hmacKey: "k" });
+  assert.equal(new TextDecoder().decode(body.bytes!), '{"a":1}');
+  assert.equal(body.size, 7);
+  assert.equal(body.sha256Hex, sha256('{"a":1}'));
+  assert.equal(body.hmacBase64, createHmac("sha256", "k").update('{"a":1}').digest("base64"));
+  const empty = await readBody(
+    new Request("http://dashboard/", { method: "POST", headers: { "Content-Length": "0" } }),
+    { limit: 100, hardLimit: 1000 },
+  );
+  assert.deepEqual(empty.bytes, new Uint8Array(0));
+  assert.equal(empty.size, 0);
+  assert.equal(empty.sha256Hex, sha256(""));
+});
+
+Deno.test("readBody holds a body read whole to the limits whatever its Content-Length said", async () => {
+  // In process a Content-Length can understate the body (node:http's parser holds it to it).
+  const understated = (text: string) =>
+    new Request("http://dashboard/", {
+      method: "POST",
+      body: text,
+      headers: { "Content-Length": "5" },
+    });
+  const between = await readBody(understated("x".repeat(50)), { limit: 10, hardLimit: 100 });
+  assert.equal(between.bytes, null);
+  assert.equal(between.size, 50);
+  assert.equal(between.sha256Hex, sha256("x".repeat(50)));
+  await assert.rejects(
+    readBody(understated("x".repeat(200)), { limit: 10, hardLimit: 100 }),
+    (error) => error instanceof HttpError && error.status === 413,
+  );
 });

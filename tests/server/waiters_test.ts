@@ -3,6 +3,7 @@ import { until } from "../_until.ts";
 import { Deadlines, LeaseTimer, WaiterHub } from "../../src/server/mod.ts";
 import type { CommandRecord } from "../../src/store/mod.ts";
 import { FakeClock, json, makeDashboard, P } from "./_helpers.ts";
+import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 
 function command(id: string, deploymentHash: string | null = null): CommandRecord {
   return { id, deploymentHash, attempt: 1 } as CommandRecord;
@@ -519,4 +520,36 @@ Deno.test("waiter hub holds a wait with a callback: command, drop, close, a fail
   } finally {
     hub.close();
   }
+});
+
+Deno.test("a wake-up logs the enqueue, then the delivery, each once", async () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  try {
+    await using d = await makeDashboard();
+    for (const id of ["c1", "c2"]) {
+      const waiting = d.agent({ path: P.wait("default", 30) });
+      await until(() => d.dashboard.hub.size === 1, "the wait is open");
+      const enqueued = await d.admin("POST", P.enqueue, { id, agent_id: "a1", name: "true" });
+      assert.equal(enqueued.status, 202);
+      await enqueued.body?.cancel();
+      assert.equal((await json(await waiting)).id, id);
+      // Both lines are written a turn after the answers.
+      await until(() => lines.some((line) => line.includes(`command delivered ${id}`)), "logged");
+    }
+    // Queued with nobody waiting: logged at once, as before.
+    const queued = await d.admin("POST", P.enqueue, { id: "c3", agent_id: "a1", name: "true" });
+    await queued.body?.cancel();
+  } finally {
+    closeLogging();
+  }
+  const messages = lines.map((line) => JSON.parse(line).message as string)
+    .filter((message) => /^command (enqueued|delivered)/.test(message));
+  assert.deepEqual(messages, [
+    "command enqueued c1 for a1",
+    "command delivered c1 to a1",
+    "command enqueued c2 for a1",
+    "command delivered c2 to a1",
+    "command enqueued c3 for a1",
+  ]);
 });

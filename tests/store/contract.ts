@@ -558,6 +558,35 @@ export function runStoreContract(
       assert.equal(outcome.outcome === "created" && outcome.claimed?.id, "c2");
       assert.equal((await store.getCommand("c3"))?.status, "queued");
     });
+    await t.step(
+      "a newer command of a higher priority goes first; its record is stored",
+      async () => {
+        const outcome = await store.enqueue({
+          id: "c4",
+          agentId: "a1",
+          name: "echo c4",
+          params: { priority: "critical" },
+          fingerprint: "fp-c4",
+          now: T0 + 1,
+        }, claimFor("two"));
+        assert.ok(outcome.outcome === "created" && outcome.claimed?.id === "c4");
+        assert.deepEqual(outcome.claimed, await store.getCommand("c4"));
+        assert.equal((await store.getCommand("c3"))?.status, "queued", "the older one waits");
+      },
+    );
+    await t.step("an enqueue already expired is stored, not claimed", async () => {
+      const outcome = await store.enqueue({
+        id: "c5",
+        agentId: "a2",
+        name: "echo c5",
+        params: {},
+        fingerprint: "fp-c5",
+        now: T0,
+        expiresAt: T0,
+      }, claimFor("default"));
+      assert.equal(outcome.outcome === "created" && outcome.claimed, null);
+      assert.equal((await store.getCommand("c5"))?.status, "queued");
+    });
     await t.step("a duplicate enqueue claims nothing", async () => {
       const outcome = await store.enqueue({
         id: "c3",
@@ -570,6 +599,95 @@ export function runStoreContract(
       assert.equal(outcome.outcome, "duplicate");
       assert.equal((await store.getCommand("c3"))?.status, "queued");
     });
+  });
+
+  test("the records enqueue, claim, ack and report return are the stored ones", async (store) => {
+    // Each call answers with the command as it left the call; a read afterwards gives the same.
+    const same = async (returned: CommandRecord | null | undefined, what: string) => {
+      assert.ok(returned, what);
+      assert.deepEqual(returned, await store.getCommand(returned.id), what);
+    };
+    const params = {
+      priority: "high" as const,
+      timeout_secs: 5,
+      deployment_hash: "d1",
+      env: { A: "1" },
+    };
+    const created = await store.enqueue({
+      id: "r1",
+      agentId: "a1",
+      name: "echo r1",
+      params,
+      fingerprint: "fp-r1",
+      now: T0,
+      expiresAt: T0 + 60_000,
+    });
+    assert.equal(created.outcome, "created");
+    await same(created.command, "enqueue");
+    const claimedNow = await store.enqueue({
+      id: "r2",
+      agentId: "a1",
+      name: "echo r2",
+      params: {},
+      fingerprint: "fp-r2",
+      now: T0 + 1,
+    }, { deploymentHash: "d0", deliveryLeaseMs: LEASE });
+    assert.ok(claimedNow.outcome === "created" && claimedNow.claimed?.id === "r2");
+    await same(claimedNow.claimed, "enqueue with a claim");
+    const older = await store.enqueue({
+      id: "r3",
+      agentId: "a1",
+      name: "echo r3",
+      params: {},
+      fingerprint: "fp-r3",
+      now: T0 + 2,
+    }, { deploymentHash: "d1", deliveryLeaseMs: LEASE });
+    assert.ok(older.outcome === "created" && older.claimed?.id === "r1", "the older one first");
+    await same(older.claimed, "enqueue claiming an older command");
+    const next = await claim(store, "a1", "d1", T0 + 3);
+    assert.equal(next?.id, "r3");
+    await same(next, "claimNext");
+    const acked = await store.ack({
+      commandId: "r1",
+      agentId: "a1",
+      attempt: 1,
+      now: T0 + 4,
+      defaultTimeoutSecs: 30,
+    });
+    assert.equal(acked.outcome, "acked");
+    await same(acked.outcome === "acked" ? acked.command : null, "ack");
+    const full = await store.report(report({ id: "r1", agentId: "a1" }, {
+      status: "failed",
+      result: {
+        exitCode: 3,
+        signal: null,
+        durationSecs: 1.25,
+        stdout: "out\u0000put",
+        stderr: "\u00ff",
+        stdoutTruncatedBytes: 7,
+        stderrTruncatedBytes: 0,
+        stdoutEncoding: "utf-8",
+        stderrEncoding: "base64",
+      },
+      error: "exit code 3",
+      startedAt: "2026-01-12T10:00:00Z",
+      completedAt: "2026-01-12T10:00:01Z",
+    }));
+    assert.equal(full.outcome, "accepted");
+    await same(full.outcome === "accepted" ? full.command : null, "report with a result");
+    const bare = await store.report({
+      commandId: "r2",
+      agentId: "a1",
+      attempt: null,
+      status: "rejected",
+      result: null,
+      error: "not allowed",
+      startedAt: null,
+      completedAt: null,
+      now: T0 + 5,
+    });
+    assert.equal(bare.outcome, "accepted");
+    await same(bare.outcome === "accepted" ? bare.command : null, "report without a result");
   });
 
   test("stores live output once, keeps head and tail, and shows gaps", async (store, t) => {

@@ -269,3 +269,26 @@ Deno.test("sqlite store fails only the write that failed in a group, and the nex
     assert.equal(await reopened.getCommand("bad"), null);
   });
 });
+
+Deno.test("sqlite store sees inside its open group what another process committed before it", async () => {
+  await withTempDir(async (dir) => {
+    await using server = openSqliteStore(`${dir}/status.db`, { synchronous: "normal" });
+    await using cli = openSqliteStore(`${dir}/status.db`, { synchronous: "normal" });
+    const now = Date.now();
+    await cli.addAgent({ id: "web-1", token: "old".repeat(15), scopes: AGENT_SCOPES, now });
+    assert.equal((await server.getAgent("web-1"))?.token, "old".repeat(15), "cached");
+    await cli.setAgentToken("web-1", "new".repeat(15));
+    // The enqueue opens the server's group (the write lock); the read joins it before the commit.
+    const enqueued = server.enqueue({
+      id: "c1",
+      agentId: "web-1",
+      name: "true",
+      params: {},
+      fingerprint: "f",
+      now,
+    });
+    const agent = server.getAgent("web-1");
+    assert.equal((await enqueued).outcome, "created");
+    assert.equal((await agent)?.token, "new".repeat(15), "the rotate is seen inside the group");
+  });
+});
