@@ -15,7 +15,12 @@ import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 
 async function devServer(rateLimitPerMinute = 1_000_000): Promise<RunningServer> {
-  return await startServer({ db: ":memory:", port: 0, rateLimitPerMinute });
+  return await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute,
+  });
 }
 
 Deno.test("listenHttp hands a request to `direct` first and to `fetch` only when it declines", async () => {
