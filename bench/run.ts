@@ -17,7 +17,7 @@
  *    the enqueue on the waiting agent's instance and on the other one, and the dashboard alone.
  *
  * ```sh
- * deno task bench                 # the full run, about 4 minutes; writes bench/RESULTS.md
+ * deno task bench                 # the full run, about 10 minutes; writes bench/RESULTS.md
  * deno task bench --quick         # a smoke run: small N, few samples, short windows
  * deno task bench --out /tmp/r.md --no-install --no-redis
  * deno task bench --only status --waiting 1000,10000 --idle-waiting 10000 --samples 300 \
@@ -691,26 +691,54 @@ function parsePlan(values: {
   return plan;
 }
 
+/** The flags, as the module documentation above describes them. */
+const USAGE = `usage: deno task bench [--quick] [--out <file>] [--no-install] [--no-redis]
+  [--only <status,floor,redis,postgres,throughput,exec,pg-instances>]
+  [--waiting <N,...>] [--idle-waiting <N,...>] [--sim-agents <N,...>] [--samples <n>]
+  [--idle-secs <s>] [--serve-args="<flags>"] [--deno-args="<flags>"] [--profile <dir>]
+(the full run takes about 10 minutes and writes bench/RESULTS.md; see bench/run.ts)`;
+
+/** The flags of a run, or a usage error (exit 2) naming what is wrong. */
+function parseFlags(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      options: {
+        help: { type: "boolean", short: "h", default: false },
+        quick: { type: "boolean", default: false },
+        out: { type: "string" },
+        "no-install": { type: "boolean", default: false },
+        "no-redis": { type: "boolean", default: false },
+        waiting: { type: "string" },
+        "idle-waiting": { type: "string" },
+        "sim-agents": { type: "string" },
+        samples: { type: "string" },
+        "idle-secs": { type: "string" },
+        only: { type: "string" },
+        profile: { type: "string" },
+        "serve-args": { type: "string" },
+        "deno-args": { type: "string" },
+      },
+    }).values;
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}\n${USAGE}`);
+    Deno.exit(2);
+  }
+}
+
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      quick: { type: "boolean", default: false },
-      out: { type: "string" },
-      "no-install": { type: "boolean", default: false },
-      "no-redis": { type: "boolean", default: false },
-      waiting: { type: "string" },
-      "idle-waiting": { type: "string" },
-      "sim-agents": { type: "string" },
-      samples: { type: "string" },
-      "idle-secs": { type: "string" },
-      only: { type: "string" },
-      profile: { type: "string" },
-      "serve-args": { type: "string" },
-      "deno-args": { type: "string" },
-    },
-  });
-  const plan = parsePlan(values);
+  const values = parseFlags(Deno.args);
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  let plan: ReturnType<typeof parsePlan>;
+  try {
+    plan = parsePlan(values);
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}\n${USAGE}`);
+    Deno.exit(2);
+  }
   const out = values.out ?? `${ROOT}/bench/RESULTS.md`;
   const started = new Date();
   const t0 = performance.now();
