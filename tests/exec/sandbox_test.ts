@@ -89,7 +89,7 @@ Deno.test({
       console.log("skipped: no cgroups here");
       return;
     }
-    const runs = 120;
+    const runs = 80;
     const worker = new Worker(new URL("./_cgroup_worker.ts", import.meta.url), { type: "module" });
     try {
       const other = new Promise<Awaited<ReturnType<typeof cgroupsOfRuns>>>((resolve, reject) => {
