@@ -1,12 +1,14 @@
 /**
  * `deno task test`: the test files in parallel threads of one process (`test:parallel`) and, at
  * the same time in a process of their own, the doc examples and the tests that need their process
- * to themselves (`test:serial`: a memory bound on the process, cgroups). The parallel phase
+ * to themselves (`test:serial`: a memory bound on the process, cgroups), with one PostgreSQL
+ * cluster for both when PostgreSQL is installed and no server is named. The parallel phase
  * prints as it goes; the serial one's output follows it, whole. The exit code is the parallel
  * phase's when it failed, else the serial one's.
  *
  * @module
  */
+import { PG_CLUSTER_AVAILABLE, type PgCluster, startCluster, TEST_URL_VARIABLE } from "./_pg.ts";
 
 const deno = Deno.execPath();
 const task = (name: string, output: "inherit" | "piped") =>
@@ -31,6 +33,28 @@ async function writeAll(chunks: Uint8Array[]): Promise<void> {
   }
 }
 
+/**
+ * One throw-away PostgreSQL cluster for the test files that need one, started before they are,
+ * as CI does (`STATUS_TEST_DATABASE_URL`): without it each such file starts a cluster of its own
+ * when it begins, late in the run. Nothing when the variable is set or PostgreSQL is missing.
+ */
+async function sharedCluster(): Promise<PgCluster | undefined> {
+  if (Deno.env.get(TEST_URL_VARIABLE) || !PG_CLUSTER_AVAILABLE) return undefined;
+  try {
+    const cluster = await startCluster();
+    Deno.env.set(TEST_URL_VARIABLE, cluster.url);
+    return cluster;
+  } catch (error) {
+    console.warn(`no shared PostgreSQL cluster (each test file starts its own): ${error}`);
+    return undefined;
+  }
+}
+
+const cluster = await sharedCluster();
+Deno.addSignalListener("SIGINT", () => {
+  cluster?.destroySync();
+  Deno.exit(130);
+});
 const serial = task("test:serial", "piped");
 const serialOutput = collect(serial);
 const parallel = await task("test:parallel", "inherit").status;
@@ -39,4 +63,5 @@ await writeAll([
 ]);
 await writeAll(await serialOutput);
 const serialStatus = await serial.status;
+await cluster?.destroy();
 Deno.exit(parallel.code !== 0 ? parallel.code : serialStatus.code);
