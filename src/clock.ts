@@ -75,6 +75,30 @@ export async function sleepOrThrow(ms: number, signal?: AbortSignal): Promise<vo
   signal?.throwIfAborted();
 }
 
+/**
+ * Blocks the thread for `ms` milliseconds: for the few synchronous steps that must wait a moment
+ * for a lock another process holds (opening the agent's state, moving between cgroups).
+ *
+ * @param ms How long to wait.
+ */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.max(0, ms));
+}
+
+/**
+ * Takes an exclusive `flock` on `file`, trying again for up to `waitMs` milliseconds.
+ *
+ * @param file The open file (or directory).
+ * @param waitMs How long another holder is waited for.
+ * @returns Whether the lock is held.
+ */
+export function lockWithin(file: Deno.FsFile, waitMs: number): boolean {
+  const waitUntil = Date.now() + waitMs;
+  let locked: boolean;
+  while (!(locked = file.tryLockSync(true)) && Date.now() < waitUntil) sleepSync(1);
+  return locked;
+}
+
 function sleepOn(
   timers: Pick<Clock, "setTimeout" | "clearTimeout">,
   ms: number,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { lockWithin } from "../clock.ts";
 import { DEFAULT_STATE_DIR } from "../defaults.ts";
 import { canReadWrite, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
@@ -131,11 +132,6 @@ function canWriteProbe(dir: string): boolean {
 /** How long a lock that another process holds is tried again before the agent gives up. */
 export const LOCK_RELEASE_WAIT_MS = 500;
 
-/** Blocks the thread for `ms` milliseconds (opening the state is synchronous). */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /** Name of the lock file inside the state directory. */
 export const STATE_LOCK_FILE = "agent.lock";
 
@@ -157,8 +153,7 @@ function lockStateDir(dir: string): Deno.FsFile {
     // of every open file until it starts its program, and with it the lock (flock(2) belongs to
     // the open file, not to the descriptor). A short, bounded wait tells that apart from an
     // agent that really holds it.
-    const waitUntil = Date.now() + LOCK_RELEASE_WAIT_MS;
-    while (!(locked = file.tryLockSync(true)) && Date.now() < waitUntil) sleepSync(10);
+    locked = lockWithin(file, LOCK_RELEASE_WAIT_MS);
   } catch (error) {
     file.close();
     throw new Error(`cannot lock ${path}: ${(error as Error).message}`, { cause: error });

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { abortableSleep } from "../clock.ts";
+import { abortableSleep, lockWithin } from "../clock.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("exec", "sandbox");
@@ -129,7 +129,9 @@ export function ownCgroupOf(path: string): string {
  * must not land in a command's cgroup (the watchdog) take turns between the agents of one process,
  * each on its own thread, so that no agent spawns, probes or reads its cgroup while another has
  * moved the process. Agents of other processes sharing the cgroup take turns too (a spawn's
- * moment each).
+ * moment each). Any process that may read the directory can take the lock, so it is waited for
+ * {@link MOVE_LOCK_WAIT_MS} at most: a holder that keeps it longer (a stuck or hostile process)
+ * costs a warning, never the agent's commands.
  *
  * @param own The own cgroup's directory.
  * @param step What runs under the lock (synchronous).
@@ -137,15 +139,24 @@ export function ownCgroupOf(path: string): string {
  */
 export function whileMoving<T>(own: string, step: () => T): T {
   using dir = Deno.openSync(own, { read: true });
-  dir.lockSync(true);
+  const locked = lockWithin(dir, MOVE_LOCK_WAIT_MS);
+  if (!locked) {
+    log.warning(
+      "another process has held the lock on {cgroup} for {waitMs} ms; going on without it",
+      { cgroup: own, waitMs: MOVE_LOCK_WAIT_MS },
+    );
+  }
   try {
     return step();
   } finally {
     // Unlocked by name, not by closing: a child being spawned holds a copy of the descriptor
     // until its program starts, and the lock with it.
-    dir.unlockSync();
+    if (locked) dir.unlockSync();
   }
 }
+
+/** How long {@link whileMoving} waits for another holder of its lock. */
+export const MOVE_LOCK_WAIT_MS = 1000;
 
 /** Where an agent's command cgroups live. */
 export interface CgroupHome {
