@@ -51,10 +51,12 @@ async function sharedCluster(): Promise<PgCluster | undefined> {
 }
 
 const cluster = await sharedCluster();
-Deno.addSignalListener("SIGINT", () => {
-  cluster?.destroySync();
-  Deno.exit(130);
-});
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.addSignalListener(signal, () => {
+    cluster?.destroySync();
+    Deno.exit(code);
+  });
+}
 const serial = task("test:serial", "piped");
 const serialOutput = collect(serial);
 const parallel = await task("test:parallel", "inherit").status;

@@ -130,8 +130,9 @@ export function ownCgroupOf(path: string): string {
  * each on its own thread, so that no agent spawns, probes or reads its cgroup while another has
  * moved the process. Agents of other processes sharing the cgroup take turns too (a spawn's
  * moment each). Any process that may read the directory can take the lock, so it is waited for
- * {@link MOVE_LOCK_WAIT_MS} at most: a holder that keeps it longer (a stuck or hostile process)
- * costs a warning, never the agent's commands.
+ * {@link MOVE_LOCK_WAIT_MS} at most, and while a holder keeps it past that (a stuck or hostile
+ * process) it is only tried, not waited for: the thread blocks once per such episode, not at
+ * every command, and the agent's commands run either way, with one warning.
  *
  * @param own The own cgroup's directory.
  * @param step What runs under the lock (synchronous).
@@ -139,10 +140,13 @@ export function ownCgroupOf(path: string): string {
  */
 export function whileMoving<T>(own: string, step: () => T): T {
   using dir = Deno.openSync(own, { read: true });
-  const locked = lockWithin(dir, MOVE_LOCK_WAIT_MS);
-  if (!locked) {
+  const locked = lockWithin(dir, kept.has(own) ? 0 : MOVE_LOCK_WAIT_MS);
+  if (locked) kept.delete(own);
+  else if (!kept.has(own)) {
+    kept.add(own);
     log.warning(
-      "another process has held the lock on {cgroup} for {waitMs} ms; going on without it",
+      "another process has held the lock on {cgroup} for {waitMs} ms; going on without it " +
+        "until it is free again",
       { cgroup: own, waitMs: MOVE_LOCK_WAIT_MS },
     );
   }
@@ -154,6 +158,9 @@ export function whileMoving<T>(own: string, step: () => T): T {
     if (locked) dir.unlockSync();
   }
 }
+
+/** The own cgroups whose lock another process kept past the wait (tried, not waited for). */
+const kept = new Set<string>();
 
 /** How long {@link whileMoving} waits for another holder of its lock. */
 export const MOVE_LOCK_WAIT_MS = 1000;

@@ -55,6 +55,11 @@ Deno.test("whileMoving goes on with a warning when a process keeps the lock", as
     assert.equal(whileMoving(dir, () => "moved"), "moved");
     assert.ok(Date.now() - started >= MOVE_LOCK_WAIT_MS - 50, "it waited its bound first");
     assert.ok(logs.has(/going on without it/), logs.messages().join("\n"));
+    // While it keeps the lock, later moves do not wait again, nor warn again.
+    const again = Date.now();
+    assert.equal(whileMoving(dir, () => "again"), "again");
+    assert.ok(Date.now() - again < MOVE_LOCK_WAIT_MS / 2, "no second wait");
+    assert.equal(logs.messages().filter((m) => /going on without it/.test(m)).length, 1);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
