@@ -1,7 +1,7 @@
 /**
- * The dashboard's app: the lean long-poll routes (`wait_route.ts`) in front of the Hono app
- * (middleware and the other routes), wired to one `CommandStore`. Each part lives in its own
- * file; this one only builds them and connects them:
+ * The dashboard's app: the lean routes (`wait_route.ts`: the long-polls, and the agent `POST`s of
+ * `routes_agent.ts`) in front of the Hono app (middleware and the other routes), wired to one
+ * `CommandStore`. Each part lives in its own file; this one only builds them and connects them:
  *
  * - options and defaults: `app_options.ts`;
  * - the waits: `waiters.ts`, `cancel_waiters.ts`; leases: `leases.ts` (the timer) and
@@ -41,7 +41,6 @@ import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { requestLog } from "./request_log.ts";
 import type { RouteDeps } from "./route_deps.ts";
-import { agentRoutes } from "./routes_agent.ts";
 import { fleetRoutes } from "./routes_fleet.ts";
 import { liveRoutes } from "./routes_live.ts";
 import { operatorRoutes } from "./routes_operator.ts";
@@ -262,7 +261,6 @@ export function createApp(options: AppOptions): DashboardApp {
     sessionTtlSecs: options.consoleSessionTtlSecs,
     api: (request) => http.fetch(request),
   });
-  agentRoutes(app, deps);
   operatorRoutes(app, deps, startedAt);
   // Every operator route takes from the operators' buckets, never from an agent's.
   const operatorAuth = every(
@@ -317,7 +315,8 @@ export function createApp(options: AppOptions): DashboardApp {
   const pruner = new OutputPruner({ store, clock, retentionMs: settings.liveOutputRetentionMs });
   if (autoExpire) pruner.start();
 
-  // The long-polls first (they hold no Hono context while waiting), Hono for the rest.
+  // The long-polls (they hold no Hono context while waiting) and the agent POSTs (the command
+  // cycle's hot path) first, Hono for the rest.
   // In dev mode, the API refuses what a browser sends for a foreign page; the console's pages
   // check the name themselves (with a page) and their forms a CSRF token.
   const browserGuard = (request: Request) =>

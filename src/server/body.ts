@@ -3,7 +3,10 @@
  *
  * @module
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHash, createHmac, type Hash, type Hmac } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import { Buffer } from "node:buffer";
+import type { Socket } from "node:net";
 import { HttpError } from "./http_error.ts";
 
 /** A body as read by {@link readBody}. */
@@ -44,10 +47,7 @@ export async function readBody(
   request: Request | null,
   options: ReadBodyOptions,
 ): Promise<RawBody> {
-  const tooLarge = () =>
-    new HttpError(413, `request body is larger than ${options.limit} bytes`, {
-      details: { limit_bytes: options.limit },
-    });
+  const tooLarge = () => tooLargeError(options);
   // No request: a lean long-poll on node:http (a GET), whose body is taken as empty.
   const bodiless = request === null || request.method === "GET" || request.method === "HEAD";
   if (bodiless && options.hmacKey === undefined) {
@@ -78,11 +78,7 @@ export async function readBody(
           chunk = await reader.read();
         } catch (error) {
           // The client's fault: it went away, or cut the body or its chunked encoding short.
-          throw new HttpError(
-            400,
-            `request body could not be read to its end: ${(error as Error)?.message ?? error}`,
-            { cause: error },
-          );
+          throw cutShort(error);
         }
         const { done, value } = chunk;
         if (done) break;
@@ -125,12 +121,152 @@ async function readWhole(request: Request): Promise<Uint8Array> {
   try {
     return new Uint8Array(await request.arrayBuffer());
   } catch (error) {
-    throw new HttpError(
-      400,
-      `request body could not be read to its end: ${(error as Error)?.message ?? error}`,
-      { cause: error },
-    );
+    throw cutShort(error);
   }
+}
+
+/** The `413` of a body beyond the hard limit. */
+function tooLargeError(options: ReadBodyOptions): HttpError {
+  return new HttpError(413, `request body is larger than ${options.limit} bytes`, {
+    details: { limit_bytes: options.limit },
+  });
+}
+
+/** The `400` of a body the client went away from, or cut short. */
+function cutShort(error: unknown): HttpError {
+  return new HttpError(
+    400,
+    `request body could not be read to its end: ${(error as Error)?.message ?? error}`,
+    { cause: error },
+  );
+}
+
+/** Listens to a body's `error` events once reading began (an `error` nobody hears is thrown). */
+function ignoreError(): void {}
+
+/**
+ * Reads the body of a request straight from `node:http`'s `IncomingMessage`, as {@link readBody}
+ * reads a web request's: the same limits, digests and errors, without a web `Request` or stream.
+ * A body declared beyond the hard limit is refused unread; one that grows beyond it is refused
+ * as soon as it does, and reading stops (what is left is {@link drainIncoming}'s).
+ *
+ * @param incoming The request.
+ * @param declared Its `Content-Length` header, if any.
+ * @param options Size limits and an optional HMAC key.
+ * @returns Bytes (when within the limit), size and digests.
+ * @throws {HttpError} `413` beyond the hard limit; `400` when the body ends early (the client went
+ *   away, or its chunked encoding is broken).
+ */
+export function readIncoming(
+  incoming: IncomingMessage,
+  declared: string | null,
+  options: ReadBodyOptions,
+): Promise<RawBody> {
+  const length = Number(declared ?? NaN);
+  if (Number.isFinite(length) && length > options.hardLimit) {
+    return Promise.reject(tooLargeError(options));
+  }
+  return new Promise<RawBody>((resolve, reject) => {
+    let chunks: Buffer[] | null = [];
+    let size = 0;
+    // Beyond the limit only the digests are kept, made as the body streams.
+    let hash: Hash | undefined;
+    let hmac: Hmac | undefined;
+    const stop = () => {
+      incoming.off("data", onData);
+      incoming.off("end", onEnd);
+      incoming.off("close", onClose);
+      incoming.off("error", onFailure);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > options.hardLimit) {
+        stop();
+        incoming.pause();
+        reject(tooLargeError(options));
+        return;
+      }
+      if (chunks !== null && size > options.limit) {
+        hash = createHash("sha256");
+        hmac = options.hmacKey === undefined ? undefined : createHmac("sha256", options.hmacKey);
+        for (const kept of chunks) {
+          hash.update(kept);
+          hmac?.update(kept);
+        }
+        chunks = null;
+      }
+      if (chunks !== null) chunks.push(chunk);
+      else {
+        hash!.update(chunk);
+        hmac?.update(chunk);
+      }
+    };
+    const onEnd = () => {
+      stop();
+      if (chunks === null) {
+        resolve({
+          bytes: null,
+          size,
+          sha256Hex: hash!.digest("hex"),
+          hmacBase64: hmac?.digest("base64"),
+        });
+        return;
+      }
+      const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+      resolve(digested(bytes, options, () => tooLargeError(options)));
+    };
+    const onFailure = (error: unknown) => {
+      stop();
+      reject(cutShort(error));
+    };
+    const onClose = () => onFailure(new Error("the client closed the connection"));
+    incoming.on("error", ignoreError);
+    incoming.on("error", onFailure);
+    incoming.on("close", onClose);
+    incoming.on("end", onEnd);
+    incoming.on("data", onData);
+  });
+}
+
+/** How long what is left of an unread body is read (and thrown away) after the answer, in ms. */
+const DRAIN_MS = 500;
+/** How much of an unread body is thrown away before the connection is closed instead. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads and throws away what is left of a request's body after its answer (a body refused unread,
+ * or beyond the hard limit), so that `node:http` can read the connection's next request; a body
+ * still arriving after {@link DRAIN_MS}, or larger than {@link DRAIN_MAX_BYTES}, closes the
+ * connection instead (as `@hono/node-server` does for the requests it answers).
+ *
+ * @param incoming The answered request.
+ */
+export function drainIncoming(incoming: IncomingMessage): void {
+  if (incoming.readableEnded || incoming.destroyed) return;
+  let drained = 0;
+  const done = () => {
+    clearTimeout(timer);
+    incoming.off("data", onData);
+    incoming.off("end", done);
+    incoming.off("close", done);
+  };
+  const close = () => {
+    done();
+    const socket = incoming.socket as (Socket & { destroySoon?: () => void }) | null;
+    if (!socket || socket.destroyed) return;
+    if (typeof socket.destroySoon === "function") socket.destroySoon();
+    else socket.destroy();
+  };
+  const onData = (chunk: Buffer) => {
+    drained += chunk.byteLength;
+    if (drained > DRAIN_MAX_BYTES) close();
+  };
+  const timer = setTimeout(close, DRAIN_MS);
+  incoming.on("error", ignoreError);
+  incoming.on("data", onData);
+  incoming.on("end", done);
+  incoming.on("close", done);
+  incoming.resume();
 }
 
 /** The {@link RawBody} of a body read whole, held to the same limits as a streamed one. */

@@ -1,5 +1,6 @@
 /**
- * The HTTP face of the dashboard: the lean long-poll routes answered before the Hono app, every
+ * The HTTP face of the dashboard: the lean routes (the long-polls and the agent `POST`s) answered
+ * before the Hono app, every
  * answer counted in the metrics, and the list of routes the app answers.
  *
  * @module
@@ -13,6 +14,7 @@ import { routeLabel } from "./metrics.ts";
 import { refusalOf, type RefusalReason } from "./refusals.ts";
 import { type LeanAnswer, LeanExchange, type LeanRoutes, maybeLean } from "./wait_route.ts";
 import type { AgentCall, HeaderReader } from "./auth/call.ts";
+import { drainIncoming } from "./body.ts";
 
 /**
  * Answers a request straight on the `node:http` server's objects, or returns `false` (having
@@ -27,9 +29,10 @@ export type DirectHandler = (
 const directHandlers = new WeakMap<HttpApp, DirectHandler>();
 
 /**
- * The handler that answers the lean long-polls on `node:http` without the web-`Request` adapter
- * of `@hono/node-server` (whose lightweight request, header copy, abort controller and two
- * suspended async frames a held wait would keep), if the app has one.
+ * The handler that answers the lean routes on `node:http` without the web-`Request` adapter of
+ * `@hono/node-server` (whose lightweight request, header copy, abort controller and two suspended
+ * async frames a held wait would keep, and whose `Request`, `Headers`, body stream and `Response`
+ * every agent `POST` would make), if the app has one.
  *
  * @param app The app.
  */
@@ -113,6 +116,54 @@ function send(outgoing: ServerResponse, answer: LeanAnswer): void {
 /** Counts an answer in the metrics. */
 type CountAnswer = (pathname: string, status: number, refusal: RefusalReason | undefined) => void;
 
+/** Writes an answer on `node:http` (or gives up the connection) and counts it. */
+function deliver(
+  outgoing: ServerResponse,
+  answer: LeanAnswer,
+  count: CountAnswer,
+  path: string,
+): void {
+  try {
+    send(outgoing, answer);
+  } catch {
+    // An answer that cannot be written: the connection is no use any more.
+    outgoing.destroy();
+  }
+  try {
+    count(path, answer.status, answer.refusal);
+  } catch {
+    // A metric that cannot be counted does not cost the answer (already on its way).
+  }
+}
+
+/**
+ * An agent `POST` answered on `node:http`: once its answer is written, what was not read of its
+ * body (refused before it was read, or beyond the hard limit) is read and thrown away, so that the
+ * connection can carry its next request (or it is closed, see {@link drainIncoming}).
+ */
+class NodePostExchange extends LeanExchange {
+  readonly #incoming: IncomingMessage;
+  readonly #outgoing: ServerResponse;
+  readonly #count: CountAnswer;
+
+  constructor(
+    path: string,
+    incoming: IncomingMessage,
+    outgoing: ServerResponse,
+    count: CountAnswer,
+  ) {
+    super(path);
+    this.#incoming = incoming;
+    this.#outgoing = outgoing;
+    this.#count = count;
+  }
+
+  send(answer: LeanAnswer): void {
+    deliver(this.#outgoing, answer, this.#count, this.path);
+    drainIncoming(this.#incoming);
+  }
+}
+
 /**
  * A lean request answered on `node:http`: while its wait is held, this object is what is kept of
  * it besides the server's own objects (no closure, no abort controller).
@@ -141,22 +192,12 @@ class NodeExchange extends LeanExchange {
     const outgoing = this.outgoing;
     outgoing.off("close", this.#onClose);
     this.#exchanges.delete(outgoing);
-    try {
-      send(outgoing, answer);
-    } catch {
-      // An answer that cannot be written: the connection is no use any more.
-      outgoing.destroy();
-    }
-    try {
-      this.#count(this.path, answer.status, answer.refusal);
-    } catch {
-      // A metric that cannot be counted does not cost the answer (already on its way).
-    }
+    deliver(outgoing, answer, this.#count, this.path);
   }
 }
 
 /**
- * The HTTP side of the dashboard: the long-poll routes, then a Hono app for everything else,
+ * The HTTP side of the dashboard: the lean routes, then a Hono app for everything else,
  * described by the two methods callers use so that the public API does not depend on Hono's types.
  */
 export interface HttpApp {
@@ -198,7 +239,7 @@ export function routeList(lean: readonly RouteInfo[], app: Hono<ServerEnv>): Rou
  * Puts the lean routes in front of the Hono app and counts every answer (status, rate limits,
  * refusals by reason).
  *
- * @param lean Answers the long-polls, `null` for anything else.
+ * @param lean Answers the long-polls and the agent `POST`s, `null` for anything else.
  * @param app The Hono app.
  * @param metrics Where answers are counted.
  * @param guard Answers a request it refuses before anything else does (dev mode's browser
@@ -235,7 +276,7 @@ export function httpApp(
       ? answer.then((response) => count(request, response))
       : count(request, answer);
   };
-  // The lean routes on node:http: a `Request` only for the auth steps, no adapter around it. A
+  // The lean routes on node:http: no `Request` (but for dev mode's guard), no adapter around it. A
   // held wait's exchange is found from its response by the one `close` listener of them all.
   const exchanges = new WeakMap<ServerResponse, NodeExchange>();
   function onClose(this: ServerResponse): void {
@@ -244,7 +285,8 @@ export function httpApp(
   }
   const direct: DirectHandler = (incoming, outgoing, remote) => {
     const target = incoming.url ?? "";
-    if (!maybeLean(incoming.method, target)) return false;
+    const method = incoming.method;
+    if (!maybeLean(method, target)) return false;
     const raw = incoming.rawHeaders;
     const host = hostOf(raw);
     // What a web `Request` would refuse goes to the adapter, for its own error answer.
@@ -279,21 +321,28 @@ export function httpApp(
         return true;
       }
     }
-    const found = lean.match("GET", url);
+    const found = lean.match(method!, url);
     if (!found) return false;
-    // The auth steps read node's raw headers (no web `Request`, no `Headers` copy); once the call
-    // is made, the `IncomingMessage` lets go of them, and the path is a slice of the target node
-    // keeps anyway.
+    const path = target.startsWith(found.path) ? target.slice(0, found.path.length) : found.path;
+    // The auth steps read node's raw headers (no web `Request`, no `Headers` copy); a `POST`'s
+    // body is read from the `IncomingMessage` when a step first needs it.
+    const post = method === "POST";
     const call: AgentCall = {
-      method: "GET",
+      method: post ? "POST" : "GET",
       url,
       headers: new RawHeaders(raw),
+      incoming: post ? incoming : undefined,
       remote,
       unsigned: false,
     };
+    if (post) {
+      lean.run(found, call, new NodePostExchange(path, incoming, outgoing, countAnswer));
+      return true;
+    }
+    // A long-poll may be held: once the call is made, the `IncomingMessage` lets go of its
+    // headers, and the path is a slice of the target node keeps anyway.
     incoming.rawHeaders = NO_RAW_HEADERS;
     incoming.headers = NO_HEADERS;
-    const path = target.startsWith(found.path) ? target.slice(0, found.path.length) : found.path;
     const exchange = new NodeExchange(path, outgoing, countAnswer, exchanges, onClose);
     exchanges.set(outgoing, exchange);
     outgoing.on("close", onClose);

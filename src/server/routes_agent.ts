@@ -1,11 +1,13 @@
 /**
- * Agent-facing endpoints (PROTOCOL.md §2) on the Hono app: ack, report and the seed-compatible
- * enqueue. The long-polls (wait and our extension cancel-wait, see the module doc of `mod.ts`) are
- * answered before Hono by `wait_route.ts`, with the same auth steps.
+ * Agent-facing endpoints (PROTOCOL.md §2) with a body: ack, report and the seed-compatible
+ * enqueue, as plain functions over an {@link AgentCall} (auth steps, JSON body, store) that return
+ * their answer or throw `HttpError`. They are answered before the Hono app, with the long-polls
+ * (`wait_route.ts`): on `node:http` straight on the server's objects (`http_app.ts`, the body read
+ * from the `IncomingMessage`), and through {@link LeanRoutes.fetch} for a web `Request` (tests,
+ * the console). Each runs the same steps in the same order as the Hono routes did.
  *
  * @module
  */
-import type { Hono } from "hono";
 import {
   ackRequestSchema,
   AGENT_ID_PATTERN,
@@ -14,35 +16,66 @@ import {
   reportRequestSchema,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
-import { agentPipeline, hasBearer, jsonBody, operatorRateLimit, refuse } from "./auth/mod.ts";
+import {
+  agentAuthSteps,
+  type AgentCall,
+  agentOf,
+  checkOperatorRateLimit,
+  hasBearer,
+  jsonBodyOf,
+  refuse,
+  runAuthSteps,
+} from "./auth/mod.ts";
 import { deliveryWarning, enqueueAndWake } from "./enqueue.ts";
 import type { ServerEnv } from "./env.ts";
 import { enqueueFingerprint } from "./fingerprint.ts";
 import { HttpError } from "./http_error.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import type { AgentRecord, EnqueueOutcome } from "../store/mod.ts";
+import type { LeanAnswer } from "./wait_route.ts";
 import { setImmediate } from "node:timers";
+
+/** The agent routes with a body. */
+export type AgentPostRoute = "ack" | "report" | "enqueue";
+
+const COMMANDS = "/api/v1/agent/commands/";
+
+/** The path of each agent route with a body (all `POST`). */
+export const AGENT_POST_PATHS: ReadonlyMap<string, AgentPostRoute> = new Map([
+  [`${COMMANDS}ack`, "ack"],
+  [`${COMMANDS}report`, "report"],
+  [`${COMMANDS}enqueue`, "enqueue"],
+]);
+
+/** A JSON answer with the `Date` header (`wait_route.ts` makes it). */
+export type JsonAnswer = (body: unknown, status: number) => LeanAnswer;
+
+/** Answers one agent route with a body; throws `HttpError` (or a store's error) for a failure. */
+export type AgentPost = (call: AgentCall) => Promise<LeanAnswer>;
 
 const log = logger("server");
 const audit = auditLogger();
 
 /**
- * Registers `ack`, `report` and `enqueue` (the long-polls are in `wait_route.ts`).
+ * Makes `ack`, `report` and `enqueue` (the long-polls are in `wait_route.ts`).
  *
- * @param app The Hono app.
  * @param deps The shared parts.
+ * @param json Makes a JSON answer.
+ * @returns The three routes.
  */
-export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
+export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostRoute, AgentPost> {
   const { store, clock } = deps;
   const body = { maxBodyBytes: deps.maxBodyBytes };
+  const ackSteps = agentAuthSteps(deps, "commands:wait");
+  const reportSteps = agentAuthSteps(deps, "commands:report");
+  // An enqueue with X-Agent-Id: the agent's signed request (or a token-less agent in dev mode).
+  const enqueueSteps = agentAuthSteps(deps, "commands:enqueue", true, true);
 
-  app.post(
-    "/api/v1/agent/commands/ack",
-    agentPipeline(deps, "commands:wait"),
-    jsonBody(ackRequestSchema, body),
-    async function ackRoute(c) {
-      const request = c.get("body");
-      const agent = c.get("agent");
+  return {
+    async ack(call) {
+      await runAuthSteps(call, ackSteps);
+      const request = await jsonBodyOf(call, ackRequestSchema, body);
+      const agent = agentOf(call);
       const outcome = await store.ack({
         commandId: request.command_id,
         agentId: agent.id,
@@ -53,7 +86,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       switch (outcome.outcome) {
         case "not_found":
         case "forbidden":
-          throw unknownCommand(c, request.command_id, outcome.outcome);
+          throw unknownCommand(call, request.command_id, outcome.outcome);
         case "stale":
           throw new HttpError(
             409,
@@ -67,22 +100,18 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         commandId: command.id,
         attempt: command.attempt,
       }));
-      return c.json({
+      return json({
         acked: true,
         lease_expires_at: command.leaseExpiresAt === null
           ? null
           : new Date(command.leaseExpiresAt).toISOString(),
-      });
+      }, 200);
     },
-  );
 
-  app.post(
-    "/api/v1/agent/commands/report",
-    agentPipeline(deps, "commands:report"),
-    jsonBody(reportRequestSchema, body),
-    async function reportRoute(c) {
-      const report = c.get("body");
-      const agent = c.get("agent");
+    async report(call) {
+      await runAuthSteps(call, reportSteps);
+      const report = await jsonBodyOf(call, reportRequestSchema, body);
+      const agent = agentOf(call);
       const r = report.result ?? null;
       const outcome = await store.report({
         commandId: report.command_id,
@@ -108,7 +137,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
       switch (outcome.outcome) {
         case "not_found":
         case "forbidden":
-          throw unknownCommand(c, report.command_id, outcome.outcome);
+          throw unknownCommand(call, report.command_id, outcome.outcome);
         case "conflict":
           throw new HttpError(409, outcome.reason);
       }
@@ -120,53 +149,42 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
         attempt: report.attempt,
         duplicate,
       });
-      return c.json(duplicate ? { accepted: true, duplicate: true } : { accepted: true });
+      return json(duplicate ? { accepted: true, duplicate: true } : { accepted: true }, 200);
     },
-  );
 
-  // Enqueue: an operator with the admin token, an operator of a dev-mode dashboard (no
-  // X-Agent-Id: the body names the agent), or the target agent's own signed request.
-  const agentEnqueue = agentPipeline(deps, "commands:enqueue", true, true);
-  app.post(
-    "/api/v1/agent/commands/enqueue",
-    operatorRateLimit(deps.operatorLimiter),
-    async function enqueueAuth(c, next) {
-      if (deps.adminToken && hasBearer(c, deps.adminToken)) {
-        c.set("via", "admin");
-        await next();
-      } else if (!c.req.header(HEADER.agentId)) {
+    // Enqueue: an operator with the admin token, an operator of a dev-mode dashboard (no
+    // X-Agent-Id: the body names the agent), or the target agent's own signed request; the
+    // operators' rate limit first, however it is authenticated.
+    async enqueue(call) {
+      checkOperatorRateLimit(deps.operatorLimiter, call);
+      let via: ServerEnv["Variables"]["via"];
+      if (deps.adminToken && hasBearer(call, deps.adminToken)) {
+        via = "admin";
+      } else if (!call.headers.get(HEADER.agentId)) {
         if (!deps.devMode) {
           throw refuse(
-            c,
+            call,
             401,
-            c.req.header(HEADER.authorization)
+            call.headers.get(HEADER.authorization)
               ? "admin token is wrong"
               : "X-Agent-Id header is missing; operators send the admin token as a bearer token",
             "authentication failed",
           );
         }
-        c.set("via", "dev-operator");
-        await next();
+        via = "dev-operator";
       } else {
-        await agentEnqueue(c, async () => {
-          const unsigned = c.get("unsigned");
-          c.set("via", unsigned ? "dev-agent" : "agent");
-          // A signed request is the agent itself; an unsigned one (the seed's curl) is not.
-          if (!unsigned) deps.auth.seen?.(c.get("agent").id);
-          await next();
-        });
+        await runAuthSteps(call, enqueueSteps);
+        via = call.unsigned ? "dev-agent" : "agent";
+        // A signed request is the agent itself; an unsigned one (the seed's curl) is not.
+        if (!call.unsigned) deps.auth.seen?.(agentOf(call).id);
       }
-    },
-    jsonBody(enqueueRequestSchema, body),
-    async function enqueueRoute(c) {
-      const request = c.get("body");
-      const via = c.get("via");
+      const request = await jsonBodyOf(call, enqueueRequestSchema, body);
       const now = clock.now();
       let target: string;
       // The target's record as read for this request (its stored last-seen time for the warning).
       let targetAgent: AgentRecord | null;
       if (via === "admin" || via === "dev-operator") {
-        const named = request.agent_id ?? c.req.header(HEADER.agentId);
+        const named = request.agent_id ?? call.headers.get(HEADER.agentId);
         if (!named || !AGENT_ID_PATTERN.test(named)) {
           throw new HttpError(400, `field "agent_id": names the agent that runs the command`, {
             details: [{ field: "agent_id", message: "required without X-Agent-Id" }],
@@ -183,7 +201,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
           );
         }
       } else {
-        const agent = c.get("agent");
+        const agent = agentOf(call);
         target = agent.id;
         targetAgent = agent;
         if (request.agent_id !== undefined && request.agent_id !== agent.id) {
@@ -253,7 +271,7 @@ export function agentRoutes(app: Hono<ServerEnv>, deps: RouteDeps): void {
           warning,
         });
       }
-      return c.json(answer, 202);
+      return json(answer, 202);
     },
-  );
+  };
 }

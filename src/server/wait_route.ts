@@ -1,6 +1,9 @@
 /**
- * The lean long-poll routes: `GET /api/v1/agent/commands/wait/{hash}` and
- * `GET /api/v1/agent/commands/{id}/cancel-wait`, answered before the Hono app.
+ * The lean routes, answered before the Hono app: the long-polls
+ * `GET /api/v1/agent/commands/wait/{hash}` and `GET /api/v1/agent/commands/{id}/cancel-wait`, and
+ * the agent routes with a body `POST /api/v1/agent/commands/{ack,report,enqueue}` (their logic is
+ * in `routes_agent.ts`; answered here for what a request costs: on `node:http` no web `Request`,
+ * `Headers`, stream or `Response` is made for them, and no Hono context or middleware chain).
  *
  * A wait is held for up to two minutes, and with 10,000 agents 10,000 are held at once. Through
  * Hono's middleware chain each held wait kept about sixteen suspended async frames (every
@@ -19,11 +22,12 @@
  * @module
  */
 import { setImmediate } from "node:timers";
+import { AGENT_POST_PATHS, type AgentPostRoute, agentPosts } from "./routes_agent.ts";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { AgentRecord, CommandRecord } from "../store/mod.ts";
-import { agentAuthSteps, type AgentCall, agentCall, type AuthStep } from "./auth/mod.ts";
+import { agentAuthSteps, type AgentCall, agentCall, runAuthSteps } from "./auth/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { unavailableError } from "./notify.ts";
 import { markRefusal, type RefusalReason } from "./refusals.ts";
@@ -41,11 +45,12 @@ const CANCEL_WAIT_SUFFIX = "/cancel-wait";
 
 /**
  * The routes {@link leanRoutes} answers, in Hono's path syntax (`:name` for a parameter), built
- * from the prefixes its dispatcher matches.
+ * from the prefixes and paths its dispatcher matches.
  */
-export const LEAN_ROUTES: readonly { method: "GET"; path: string }[] = [
+export const LEAN_ROUTES: readonly { method: "GET" | "POST"; path: string }[] = [
   { method: "GET", path: `${WAIT_PREFIX}:deployment_hash` },
   { method: "GET", path: `${COMMANDS_PREFIX}:id${CANCEL_WAIT_SUFFIX}` },
+  ...[...AGENT_POST_PATHS.keys()].map((path) => ({ method: "POST" as const, path })),
 ];
 
 const log = logger("server");
@@ -72,6 +77,20 @@ export function cancelAsked(command: CommandRecord): boolean {
   // `cancelled` without the flag: cancelled while queued again after its lease ended, while the
   // agent may still run the earlier attempt.
   return command.cancelRequested || command.status === "cancelled";
+}
+
+/** The `timeout` parameter of a long-poll's query, if any. */
+function timeoutOf(match: LeanMatch): string | null {
+  return match.search === "" ? null : new URLSearchParams(match.search).get("timeout");
+}
+
+/** A path with its percent-escapes decoded as Hono decodes them, or as it is when malformed. */
+function decodedPath(path: string): string {
+  try {
+    return decodeURI(path);
+  } catch {
+    return path;
+  }
 }
 
 function decodeSegment(segment: string): string {
@@ -138,19 +157,19 @@ export abstract class LeanExchange {
 /** A request to one of the lean routes, as {@link LeanRoutes.match} found it. */
 export interface LeanMatch {
   /** Which route. */
-  readonly route: "wait" | "cancel-wait";
+  readonly route: "wait" | "cancel-wait" | AgentPostRoute;
   /** The request's path. */
   readonly path: string;
-  /** The path parameter, as sent (percent-encoded). */
+  /** The path parameter, as sent (percent-encoded); `""` for the routes without one. */
   readonly segment: string;
-  /** The query. */
-  readonly query: URLSearchParams;
+  /** The query, without its `?`. */
+  readonly search: string;
 }
 
 /** The lean long-poll routes, as the HTTP layer calls them. */
 export interface LeanRoutes {
   /**
-   * Whether a request is to a lean route.
+   * Whether a request is to a lean route (a `GET` long-poll or an agent `POST`).
    *
    * @param method The request method.
    * @param url The request's URL, as a web `Request` has it.
@@ -187,7 +206,7 @@ export interface LeanRoutes {
  * @param target The request target, e.g. `/api/v1/agent/commands/wait/default?timeout=30`.
  */
 export function maybeLean(method: string | undefined, target: string): boolean {
-  return method === "GET" && target.startsWith(COMMANDS_PREFIX);
+  return (method === "GET" || method === "POST") && target.startsWith(COMMANDS_PREFIX);
 }
 
 /**
@@ -256,22 +275,17 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
 
   const waitSteps = agentAuthSteps(deps, "commands:wait", deps.waitRequireSignature);
   const cancelWaitSteps = agentAuthSteps(deps, "commands:wait", true);
-  async function authenticate(call: AgentCall, steps: readonly AuthStep[]) {
-    for (const step of steps) {
-      const pending = step(call);
-      if (pending) await pending;
-    }
-    return call.agent!;
-  }
+  const authenticate = runAuthSteps;
+  const posts = agentPosts(deps, json);
 
   /** Gives the answer, once (and logs its timing at debug level). */
-  function finish(exchange: LeanExchange, answer: LeanAnswer): void {
+  function finish(exchange: LeanExchange, answer: LeanAnswer, method = "GET"): void {
     if (exchange.answered) return;
     exchange.answered = true;
     if (exchange.started !== undefined) {
       const started = exchange.started;
       log.debug("{method} {path} {status}", () => ({
-        method: "GET",
+        method,
         path: exchange.path,
         status: answer.status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
@@ -289,14 +303,32 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     finish(exchange, answer);
   }
 
-  /** The answer to a failure of the `GET` of `path`. */
-  function failedLate(path: string, thrown: unknown): LeanAnswer {
+  /**
+   * The answer to a failure of a request to `path` (as `error_handler.ts` answers the Hono
+   * routes'): an `HttpError` as it says, a store gone `503`, a full store `507`, else a logged
+   * `500`.
+   */
+  function failedLate(path: string, thrown: unknown, method = "GET"): LeanAnswer {
     const unavailable = unavailableError(thrown);
     if (unavailable) deps.availability.observe(thrown);
     const error = unavailable ?? deps.storeHealth.map(thrown);
     if (error instanceof HttpError) return json(error.toJSON(), error.status, error.headers);
-    log.error("request {method} {path} failed: {error}", { method: "GET", path, error });
+    log.error("request {method} {path} failed: {error}", { method, path, error });
     return json({ error: "internal error; see the dashboard's log" }, 500);
+  }
+
+  /** Answers an agent `POST` (a success that wrote tells the store's health, as Hono's did). */
+  function post(found: LeanMatch, call: AgentCall, exchange: LeanExchange): Promise<void> {
+    return posts[found.route as AgentPostRoute](call).then((answer) => {
+      deps.storeHealth.wrote();
+      exchange.agentId = call.agent?.id;
+      finish(exchange, answer, "POST");
+    }, (error) => {
+      exchange.agentId = call.agent?.id;
+      const answer = failedLate(exchange.path, error, "POST");
+      if (call.refusal !== undefined) answer.refusal = call.refusal;
+      finish(exchange, answer, "POST");
+    });
   }
 
   // While a wait is held, nothing refers to its `call` (nor so to its request): the failures
@@ -321,7 +353,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       if (!DEPLOYMENT_HASH_PATTERN.test(hash)) {
         throw new HttpError(400, `path "deployment_hash": must be ${DEPLOYMENT_HASH_RULE}`);
       }
-      timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
+      timeoutSecs = parseTimeoutSecs(timeoutOf(match));
       // One agent process per id: a second one is refused (409) while the first is connected.
       exchange.instance = deps.instances?.enter(agent.id, call, timeoutSecs * 1000);
     } catch (error) {
@@ -385,7 +417,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     let timeoutSecs: number;
     try {
       id = decodeSegment(match.segment);
-      timeoutSecs = parseTimeoutSecs(match.query.get("timeout"));
+      timeoutSecs = parseTimeoutSecs(timeoutOf(match));
       exchange.instance = deps.instances?.enter(agentId, call, timeoutSecs * 1000, false);
     } catch (error) {
       fail(exchange, call, error);
@@ -446,13 +478,19 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   }
 
   function match(method: string, url: string): LeanMatch | null {
-    if (method !== "GET") return null;
+    if (method !== "GET" && method !== "POST") return null;
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
     if (pathStart < 0 || !url.startsWith(COMMANDS_PREFIX, pathStart)) return null;
     let pathEnd = url.indexOf("?", pathStart);
     const hashMark = url.indexOf("#", pathStart);
     if (pathEnd < 0 || (hashMark >= 0 && hashMark < pathEnd)) pathEnd = hashMark;
     const path = pathEnd < 0 ? url.slice(pathStart) : url.slice(pathStart, pathEnd);
+    if (method === "POST") {
+      // As Hono matched them: the exact path, percent-escapes decoded (`decodeURI`).
+      const route = AGENT_POST_PATHS.get(path) ??
+        (path.includes("%") ? AGENT_POST_PATHS.get(decodedPath(path)) : undefined);
+      return route ? { route, path, segment: "", search: "" } : null;
+    }
     let route: LeanMatch["route"];
     let segment: string;
     if (path.startsWith(WAIT_PREFIX)) {
@@ -466,16 +504,20 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     }
     // One non-empty path segment, as the Hono routes matched; anything else is Hono's 404.
     if (segment === "" || segment.includes("/")) return null;
-    const query = new URLSearchParams(
-      pathEnd >= 0 && url[pathEnd] === "?" ? url.slice(pathEnd + 1).split("#")[0] : "",
-    );
-    return { route, path, segment, query };
+    const search = pathEnd >= 0 && url[pathEnd] === "?" ? url.slice(pathEnd + 1).split("#")[0] : "";
+    return { route, path, segment, search };
   }
 
   function run(found: LeanMatch, call: AgentCall, exchange: LeanExchange): void {
     if (log.isEnabledFor("debug")) exchange.started = performance.now();
-    (found.route === "wait" ? wait : cancelWait)(call, found, exchange)
-      .catch((error) => finish(exchange, failedLate(found.path, error)));
+    const route = found.route;
+    if (route === "wait" || route === "cancel-wait") {
+      (route === "wait" ? wait : cancelWait)(call, found, exchange)
+        .catch((error) => finish(exchange, failedLate(found.path, error)));
+    } else {
+      post(found, call, exchange)
+        .catch((error) => finish(exchange, failedLate(found.path, error, "POST"), "POST"));
+    }
   }
 
   function gone(exchange: LeanExchange): void {

@@ -4,9 +4,7 @@
  *
  * @module
  */
-import type { Context } from "hono";
 import { constantTimeEqual, HEADER } from "../../protocol/mod.ts";
-import type { ServerEnv } from "../env.ts";
 import { type AgentCall, agentOf, type HeaderReader } from "./call.ts";
 import { refuse } from "./refuse.ts";
 
@@ -21,11 +19,11 @@ export function bearerOf(request: { headers: HeaderReader }): string | undefined
 /**
  * Whether the request carries `Authorization: Bearer <token>` (constant-time compare).
  *
- * @param c The request context.
+ * @param request The request (a web `Request` or an {@link AgentCall}).
  * @param token The expected token.
  */
-export function hasBearer<E extends ServerEnv>(c: Context<E>, token: string): boolean {
-  const given = bearerOf(c.req.raw);
+export function hasBearer(request: { headers: HeaderReader }, token: string): boolean {
+  const given = bearerOf(request);
   return given !== undefined && given !== "" && constantTimeEqual(given, token);
 }
 

@@ -9,7 +9,8 @@ import type { AgentRecord, CommandStore } from "../../store/mod.ts";
 import type { Clock } from "../clock.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
-import { type RawBody, readBody } from "../body.ts";
+import type { IncomingMessage } from "node:http";
+import { type RawBody, readBody, readIncoming } from "../body.ts";
 import type { RefusalReason } from "../refusals.ts";
 
 /** Request headers as the auth steps read them: a web `Headers`, or `node:http`'s raw ones. */
@@ -39,6 +40,11 @@ export interface AgentCall {
    * `GET`s, their body is taken as empty, as a web `Request` made for them had it).
    */
   readonly request?: Request;
+  /**
+   * The `node:http` request whose body is read, when the call is answered straight on
+   * `node:http` (`http_app.ts`'s direct handler, for the routes with a body) and has no `request`.
+   */
+  readonly incoming?: IncomingMessage;
   /** The client's address, for the audit log. */
   readonly remote: string | undefined;
   /** The agent, once identified. */
@@ -133,11 +139,14 @@ export async function rawBodyOf<E extends ServerEnv>(
 ): Promise<RawBody> {
   const call = isAgentCall(from) ? from : callOf(from);
   if (call.rawBody) return call.rawBody;
-  const body = await readBody(call.request ?? null, {
+  const options = {
     limit: ctx.maxBodyBytes,
     hardLimit: Math.max(ctx.maxBodyBytes * 16, 16 * 1024 * 1024),
     hmacKey,
-  });
+  };
+  const body = call.incoming
+    ? await readIncoming(call.incoming, call.headers.get("content-length"), options)
+    : await readBody(call.request ?? null, options);
   call.rawBody = body;
   return body;
 }

@@ -10,7 +10,7 @@ import { describeZodError } from "../../protocol/mod.ts";
 import { MAX_JSON_DEPTH, nestedDeeperThan } from "../body.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
-import { rawBodyOf } from "./call.ts";
+import { type AgentCall, callOf, rawBodyOf } from "./call.ts";
 
 /** The Hono environment after {@link jsonBody}: `c.get("body")` is the schema's output type. */
 export type BodyEnv<T> = ServerEnv & { Variables: { body: T } };
@@ -28,41 +28,62 @@ export function jsonBody<S extends z.ZodType>(
   options: { maxBodyBytes: number },
 ): MiddlewareHandler<BodyEnv<z.output<S>>> {
   return async function jsonBodyStep(c, next) {
-    const body = await rawBodyOf(c, options);
-    if (body.bytes === null) {
-      throw new HttpError(413, `request body is larger than ${options.maxBodyBytes} bytes`, {
-        details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
-      });
-    }
-    let text: string;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(body.bytes);
-    } catch {
-      throw new HttpError(400, "request body is not UTF-8");
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      throw new HttpError(400, `request body is not JSON: ${(error as Error).message}`);
-    }
-    if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
-      throw new HttpError(
-        400,
-        `request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
-        { details: { max_depth: MAX_JSON_DEPTH } },
-      );
-    }
-    const parsed = schema.safeParse(value);
-    if (!parsed.success) {
-      throw new HttpError(400, describeZodError(parsed.error), {
-        details: parsed.error.issues.slice(0, 10).map((issue) => ({
-          field: issue.path.join(".") || "(body)",
-          message: issue.message,
-        })),
-      });
-    }
-    c.set("body", parsed.data);
+    c.set("body", await jsonBodyOf(callOf(c), schema, options));
     await next();
   };
+}
+
+/** Decodes UTF-8 and refuses a malformed sequence (stateless between whole-body calls). */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Step 8 as a plain function (the routes answered without Hono): the body of a call read (once),
+ * at most the limit, UTF-8 JSON, nested at most {@link MAX_JSON_DEPTH} deep, and of the schema.
+ *
+ * @param call The request.
+ * @param schema The zod schema of the body.
+ * @param options The body limit.
+ * @returns The parsed body, typed as the schema's output.
+ * @throws {HttpError} `413` over the limit; `400` for a body that is not UTF-8 JSON of the schema.
+ */
+export async function jsonBodyOf<S extends z.ZodType>(
+  call: AgentCall,
+  schema: S,
+  options: { maxBodyBytes: number },
+): Promise<z.output<S>> {
+  const body = await rawBodyOf(call, options);
+  if (body.bytes === null) {
+    throw new HttpError(413, `request body is larger than ${options.maxBodyBytes} bytes`, {
+      details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
+    });
+  }
+  let text: string;
+  try {
+    text = UTF8.decode(body.bytes);
+  } catch {
+    throw new HttpError(400, "request body is not UTF-8");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new HttpError(400, `request body is not JSON: ${(error as Error).message}`);
+  }
+  if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+    throw new HttpError(
+      400,
+      `request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+      { details: { max_depth: MAX_JSON_DEPTH } },
+    );
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new HttpError(400, describeZodError(parsed.error), {
+      details: parsed.error.issues.slice(0, 10).map((issue) => ({
+        field: issue.path.join(".") || "(body)",
+        message: issue.message,
+      })),
+    });
+  }
+  return parsed.data;
 }

@@ -5,10 +5,10 @@
  *
  * @module
  */
-export { agentAuthSteps, agentPipeline, type AuthStep } from "./pipeline.ts";
+export { agentAuthSteps, agentPipeline, type AuthStep, runAuthSteps } from "./pipeline.ts";
 export { type AgentCall, agentCall, agentOf, type AuthContext, callOf, remoteOf } from "./call.ts";
 export { hasBearer } from "./bearer.ts";
-export { jsonBody } from "./json_body.ts";
+export { jsonBody, jsonBodyOf } from "./json_body.ts";
 export { adminAuth } from "./operator.ts";
 export { refuse } from "./refuse.ts";
-export { operatorRateLimit } from "./throttle.ts";
+export { checkOperatorRateLimit, operatorRateLimit } from "./throttle.ts";

@@ -23,7 +23,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { MAX_CLOCK_SKEW_SECS } from "../../protocol/mod.ts";
-import type { AgentScope } from "../../store/mod.ts";
+import type { AgentRecord, AgentScope } from "../../store/mod.ts";
 import type { Clock } from "../clock.ts";
 import type { ServerEnv } from "../env.ts";
 import type { TokenBucketLimiter } from "../rate_limit.ts";
@@ -89,6 +89,25 @@ export function agentAuthSteps(
   }
   steps.push((call) => checkScope(scope, call));
   return steps;
+}
+
+/**
+ * Runs the steps of {@link agentAuthSteps} on a call, in order (the routes answered without Hono);
+ * a step that refuses throws.
+ *
+ * @param call The request.
+ * @param steps The steps.
+ * @returns The identified agent.
+ */
+export async function runAuthSteps(
+  call: AgentCall,
+  steps: readonly AuthStep[],
+): Promise<AgentRecord> {
+  for (const step of steps) {
+    const pending = step(call);
+    if (pending) await pending;
+  }
+  return agentOf(call);
 }
 
 /**

@@ -43,6 +43,18 @@ function takeOrRefuse<E extends ServerEnv>(
 }
 
 /**
+ * The operators' rate limit of one call (the routes answered without Hono): see
+ * {@link operatorRateLimit}.
+ *
+ * @param limiter The operators' buckets.
+ * @param call The request.
+ * @throws {HttpError} `429` with `Retry-After`.
+ */
+export function checkOperatorRateLimit(limiter: TokenBucketLimiter, call: AgentCall): void {
+  takeOrRefuse(limiter, `operator ${call.remote ?? "local"}`, call);
+}
+
+/**
  * The operators' rate limit: one token bucket per client address, apart from every agent's own
  * bucket, so that operator requests (and enqueues, however authenticated) never take from an
  * agent's budget.
