@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
 import { HttpError } from "../../src/server/http_error.ts";
-import { nestedDeeperThan, readBody } from "../../src/server/body.ts";
+import { nestedDeeperThan, readBody, readIncoming } from "../../src/server/body.ts";
+import { Buffer } from "node:buffer";
+import type { IncomingMessage } from "node:http";
+import { Readable } from "node:stream";
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -129,4 +132,66 @@ Deno.test("readBody holds a body read whole to the limits whatever its Content-L
     readBody(understated("x".repeat(200)), { limit: 10, hardLimit: 100 }),
     (error) => error instanceof HttpError && error.status === 413,
   );
+});
+
+/** A stand-in for `node:http`'s `IncomingMessage`: a readable stream of the given chunks. */
+function incoming(chunks: string[], fail?: Error): IncomingMessage {
+  let next = 0;
+  return new Readable({
+    read() {
+      if (next < chunks.length) this.push(Buffer.from(chunks[next++]));
+      else if (fail) this.destroy(fail);
+      else this.push(null);
+    },
+  }) as unknown as IncomingMessage;
+}
+
+Deno.test("readIncoming reads a node:http body as readBody reads a web one", async (t) => {
+  await t.step("within the limit: bytes and digests", async () => {
+    const body = await readIncoming(incoming(['{"a":', "1}"]), null, {
+      limit: 100,
+      hardLimit: 1000,
+      hmacKey: "k",
+    });
+    assert.equal(new TextDecoder().decode(body.bytes!), '{"a":1}');
+    assert.equal(body.sha256Hex, sha256('{"a":1}'));
+    assert.equal(body.hmacBase64, createHmac("sha256", "k").update('{"a":1}').digest("base64"));
+  });
+  await t.step("between the limit and the hard limit: only the digests", async () => {
+    const text = "x".repeat(50);
+    const body = await readIncoming(incoming([text.slice(0, 5), text.slice(5)]), null, {
+      limit: 10,
+      hardLimit: 100,
+      hmacKey: "k",
+    });
+    assert.equal(body.bytes, null);
+    assert.equal(body.size, 50);
+    assert.equal(body.sha256Hex, sha256(text));
+    assert.equal(body.hmacBase64, createHmac("sha256", "k").update(text).digest("base64"));
+  });
+  await t.step("declared beyond the hard limit: 413, nothing read", async () => {
+    const stream = incoming(["y".repeat(200)]);
+    await assert.rejects(
+      readIncoming(stream, "200", { limit: 10, hardLimit: 100 }),
+      (error) => error instanceof HttpError && error.status === 413,
+    );
+    assert.equal(stream.readableFlowing, null, "the body was not touched");
+  });
+  await t.step("streamed past the hard limit: 413, reading stops", async () => {
+    const stream = incoming(["z".repeat(60), "z".repeat(60), "z".repeat(60)]);
+    await assert.rejects(
+      readIncoming(stream, null, { limit: 10, hardLimit: 100 }),
+      (error) => error instanceof HttpError && error.status === 413,
+    );
+    assert.equal(stream.readableFlowing, false, "paused");
+    assert.equal(stream.listenerCount("data"), 0);
+  });
+  await t.step("cut short: 400", async () => {
+    await assert.rejects(
+      readIncoming(incoming(["{"], new Error("aborted")), null, { limit: 10, hardLimit: 100 }),
+      (error) =>
+        error instanceof HttpError && error.status === 400 &&
+        /could not be read to its end: aborted/.test(error.message),
+    );
+  });
 });
