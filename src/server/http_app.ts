@@ -312,6 +312,8 @@ export function httpApp(
           const headers: Record<string, string> = {};
           refused.headers.forEach((value, name) => headers[name] = value);
           send(outgoing, { status: refused.status, headers, body });
+          // A refused POST's body is not read: thrown away, for the connection's next request.
+          drainIncoming(incoming);
         }).catch(() => outgoing.destroy());
         countAnswer(
           new URL(url).pathname,

@@ -383,6 +383,25 @@ Deno.test("an unknown agent's POST is refused before its body arrives, and the c
   });
 });
 
+Deno.test("dev mode's browser guard refuses a foreign page's enqueue on node:http, unread", async () => {
+  await onSocket({}, async (conn, server) => {
+    const body = JSON.stringify({ id: "forged", name: "echo forged" });
+    await send(
+      conn,
+      postHead(P.enqueue, "guarded-agent", {
+        "Content-Length": String(body.length),
+        Origin: "https://evil.example",
+      }) + body + head("GET", "/health", {}),
+    );
+    const text = await readUntil(conn, answers(2));
+    assert.match(text, /^HTTP\/1\.1 403 /);
+    assert.match(text, /another origin/);
+    assert.match(text, /\r\n\r\n[^]*HTTP\/1\.1 200 /);
+    const forged = await server.dashboard.app.request("/api/v1/commands/forged");
+    assert.equal(forged.status, 404);
+  });
+});
+
 Deno.test("a body over the limit is 413 and the connection carries the next request", async () => {
   await onSocket({ maxBodyBytes: 1024 }, async (conn) => {
     const body = JSON.stringify({ id: "big", name: "x".repeat(2000) });
@@ -395,6 +414,26 @@ Deno.test("a body over the limit is 413 and the connection carries the next requ
     assert.match(text, /^HTTP\/1\.1 413 /);
     assert.match(text, /request body is larger than 1024 bytes/);
     assert.match(text, /\r\n\r\n[^]*HTTP\/1\.1 200 /);
+  });
+});
+
+Deno.test("a chunked body growing beyond the hard limit is 413 and the rest is thrown away", async () => {
+  await onSocket({ maxBodyBytes: 1024 }, async (conn) => {
+    // The hard limit is 16 MiB here: 17 chunks of 1 MiB, then a second request.
+    const chunk = `100000\r\n${"x".repeat(1024 * 1024)}\r\n`;
+    const writeAll = async (text: string) => {
+      const bytes = new TextEncoder().encode(text);
+      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+    };
+    const writing = (async () => {
+      await writeAll(postHead(P.enqueue, "growing-agent", { "Transfer-Encoding": "chunked" }));
+      for (let i = 0; i < 17; i++) await writeAll(chunk);
+      await writeAll("0\r\n\r\n" + head("GET", "/health", {}));
+    })().catch(() => {});
+    const text = await readUntil(conn, answers(2), 10_000);
+    assert.match(text, /^HTTP\/1\.1 413 /);
+    assert.match(text, /\r\n\r\n[^]*HTTP\/1\.1 200 /);
+    await writing;
   });
 });
 
