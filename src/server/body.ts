@@ -178,13 +178,16 @@ export function readIncoming(
       incoming.off("close", onClose);
       incoming.off("error", onFailure);
     };
-    const onData = (chunk: Buffer) => {
+    let settled = false;
+    /** Takes a chunk; `false` once the body is beyond the hard limit (refused, reading stops). */
+    const take = (chunk: Buffer): boolean => {
       size += chunk.byteLength;
       if (size > options.hardLimit) {
+        settled = true;
         stop();
         incoming.pause();
         reject(tooLargeError(options));
-        return;
+        return false;
       }
       if (chunks !== null && size > options.limit) {
         hash = createHash("sha256");
@@ -200,8 +203,12 @@ export function readIncoming(
         hash!.update(chunk);
         hmac?.update(chunk);
       }
+      return true;
     };
+    const onData = (chunk: Buffer) => void take(chunk);
     const onEnd = () => {
+      if (settled) return;
+      settled = true;
       stop();
       if (chunks === null) {
         resolve({
@@ -215,12 +222,30 @@ export function readIncoming(
       const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
       resolve(digested(bytes, options, () => tooLargeError(options)));
     };
+    // The connection went away (or the stream failed) before the body's end was read. A body
+    // the parser had seen whole is still in the stream's buffer: it is the request as sent (as
+    // `@hono/node-server` recovers it), else the body was cut short.
     const onFailure = (error: unknown) => {
+      if (settled) return;
       stop();
+      if (incoming.complete) {
+        let chunk: Buffer | null;
+        while ((chunk = incoming.read() as Buffer | null) !== null) if (!take(chunk)) return;
+        if (!Number.isFinite(length) || size === length) {
+          onEnd();
+          return;
+        }
+      }
+      settled = true;
       reject(cutShort(error));
     };
     const onClose = () => onFailure(new Error("the client closed the connection"));
     incoming.on("error", ignoreError);
+    if (incoming.destroyed) {
+      // Gone before the body was asked for (while the auth steps ran): no event will come.
+      onClose();
+      return;
+    }
     incoming.on("error", onFailure);
     incoming.on("close", onClose);
     incoming.on("end", onEnd);

@@ -13,6 +13,10 @@
  * - **The long-polls bypass Hono**: `wait` and `cancel-wait` are dispatched before the Hono app
  *   (in `app.fetch`, so the server and `app.request()` both use it) to a handler that runs the
  *   auth steps of PROTOCOL.md §1 as plain functions and then holds only the waiter and its promise.
+ *   On `node:http` they are answered straight on the server's objects, without a web `Request`.
+ * - **So do ack, report and enqueue** (the command cycle's other requests): the same plain auth
+ *   steps, the body read from `node:http`'s request with the same limits, no web `Request`,
+ *   `Headers`, stream or `Response` and no Hono context per request.
  * - **Coalesced timeouts** ({@link Deadlines}): a wait's timeout is rounded up to the next whole
  *   second, and one timer ends each second's waits together; a wait of N s ends between N and
  *   N + 1 s (the agent aborts client-side 10 s after N).

@@ -496,3 +496,27 @@ Deno.test("a client that goes away mid-body leaves nothing behind and the server
     closeLogging();
   }
 });
+
+Deno.test("a whole request from a client that half-closes at once is still answered and enqueued", async () => {
+  await onSocket({}, async (first, server) => {
+    // The first registers its agent (dev mode): its connection is gone before the body is read.
+    for (const [conn, id] of [[first, "half-1"], [await rawConnect(server), "half-2"]] as const) {
+      try {
+        const body = JSON.stringify({ id, name: "echo half" });
+        await send(
+          conn,
+          postHead(P.enqueue, "half-agent", { "Content-Length": String(body.length) }) + body,
+        );
+        await conn.closeWrite();
+        await readAll(conn, 5000);
+      } finally {
+        closeQuietly(conn);
+      }
+      await until(async () => {
+        const command = await server.dashboard.app.request(`/api/v1/commands/${id}`);
+        await command.body?.cancel();
+        return command.status === 200;
+      }, `${id} is enqueued`);
+    }
+  });
+});
