@@ -237,13 +237,19 @@ export function readIncoming(
         }
       }
       settled = true;
-      reject(cutShort(error));
+      reject(cutShort(error ?? new Error("the body is shorter than its Content-Length")));
     };
     const onClose = () => onFailure(new Error("the client closed the connection"));
     incoming.on("error", ignoreError);
     if (incoming.destroyed) {
       // Gone before the body was asked for (while the auth steps ran): no event will come.
       onClose();
+      return;
+    }
+    if (incoming.complete) {
+      // The usual case: the whole body came with the head and waits in the stream's buffer;
+      // read at once (its `end` follows), without listeners or turns of the stream.
+      onFailure(undefined);
       return;
     }
     incoming.on("error", onFailure);
