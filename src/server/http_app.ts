@@ -1,7 +1,6 @@
 /**
  * The HTTP face of the dashboard: the lean routes (the long-polls and the agent `POST`s) answered
- * before the Hono app, every
- * answer counted in the metrics, and the list of routes the app answers.
+ * before the Hono app, every answer counted in the metrics, and the list of routes the app answers.
  *
  * @module
  */

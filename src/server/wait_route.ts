@@ -166,7 +166,7 @@ export interface LeanMatch {
   readonly search: string;
 }
 
-/** The lean long-poll routes, as the HTTP layer calls them. */
+/** The lean routes, as the HTTP layer calls them. */
 export interface LeanRoutes {
   /**
    * Whether a request is to a lean route (a `GET` long-poll or an agent `POST`).
@@ -238,7 +238,7 @@ class PromiseExchange extends LeanExchange {
 }
 
 /**
- * Makes the lean long-poll routes.
+ * Makes the lean routes (the long-polls and the agent `POST`s).
  *
  * @param deps The shared parts of the routes.
  * @returns The routes; {@link LeanRoutes.match} is `null` for anything else.

@@ -3,8 +3,9 @@
  * PROTOCOL.md §1. Each step is a plain function over an {@link AgentCall} (the request and what
  * earlier steps found) that throws `HttpError` and writes the audit log on a failure. One
  * ordered list of them, {@link agentAuthSteps}, is run by the Hono routes (as one middleware,
- * {@link agentPipeline}) and by the lean long-polls (`wait_route.ts`, directly, so that a held wait
- * keeps no suspended middleware frames). Both give the same answers in the same order.
+ * {@link agentPipeline}) and by the lean routes (`wait_route.ts`: the long-polls, so that a held
+ * wait keeps no suspended middleware frames, and ack, report and enqueue, with
+ * {@link runAuthSteps}). Both give the same answers in the same order.
  *
  * 1. `identify` (`identify.ts`): `X-Agent-Id` missing or unknown → `401`
  * 2. `checkBearer` (`bearer.ts`): bearer token missing or wrong → `401`
@@ -58,8 +59,8 @@ export type AuthStep = (call: AgentCall) => void | Promise<void>;
 
 /**
  * The steps of the agent pipeline of docs/protocol.md §1, in order: 1–3 always, 4–6 when
- * `signed`, 7. The one list both the Hono routes ({@link agentPipeline}) and the lean long-polls
- * run.
+ * `signed`, 7. The one list both the Hono routes ({@link agentPipeline}) and the lean routes
+ * ({@link runAuthSteps}) run.
  *
  * @param deps The shared parts.
  * @param scope The route's scope.
