@@ -1,6 +1,6 @@
 /**
  * One agent request as the auth steps see it ({@link AgentCall}): the same object for the Hono
- * pipeline and the lean long-polls, with the agent once identified and the body read at most once.
+ * pipeline and the lean routes, with the agent once identified and the body read at most once.
  *
  * @module
  */
@@ -36,8 +36,9 @@ export interface AgentCall {
   /** The request headers. */
   readonly headers: HeaderReader;
   /**
-   * The web request, when there is one (the lean long-polls on `node:http` have none: they are
-   * `GET`s, their body is taken as empty, as a web `Request` made for them had it).
+   * The web request, when there is one (the lean routes on `node:http` have none: a long-poll is a
+   * `GET` whose body is taken as empty, as a web `Request` made for it had it; a `POST`'s body is
+   * read from {@link AgentCall.incoming}).
    */
   readonly request?: Request;
   /**
