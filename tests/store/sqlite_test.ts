@@ -138,6 +138,12 @@ Deno.test("sqlite store sees agents changed by another process at once, and cach
     await server.touchAgents([["web-2", now + 5]]);
     assert.equal((await server.getAgent("web-2"))?.lastSeenAt, now + 5);
     assert.equal((await cli.getAgent("web-2"))?.lastSeenAt, now + 5, "written to the file");
+
+    // A look taken while the other store's write waits for its commit does not stand after it.
+    const touched = cli.touchAgents([["web-2", now + 9]]);
+    assert.equal((await server.getAgent("web-2"))?.lastSeenAt, now + 5, "not committed yet");
+    await touched;
+    assert.equal((await server.getAgent("web-2"))?.lastSeenAt, now + 9, "seen once committed");
   });
 });
 
