@@ -140,6 +140,13 @@ let storesOpened = 0;
 const WAL_AUTOCHECKPOINT_PAGES = 256;
 
 /**
+ * Commits after which the store copies the write-ahead log into the database itself, once their
+ * answers are out (see {@link SqliteStore.checkpoints}); well before SQLite's own checkpoint at
+ * {@link WAL_AUTOCHECKPOINT_PAGES}, which runs inside the commit that crosses it.
+ */
+export const CHECKPOINT_AFTER_COMMITS = 16;
+
+/**
  * Size of the reserve file kept beside the database (`<db>-reserve`): room for one checkpoint of a
  * full write-ahead log (256 pages of up to 8 KiB), given back when the disk fills up.
  */
@@ -216,6 +223,10 @@ export class SqliteStore implements CommandStore {
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
   #commits = 0;
+  /** Commits since this store's last checkpoint, and the checkpoint scheduled after them. */
+  #uncheckpointed = 0;
+  #checkpointTimer: ReturnType<typeof setImmediate> | null = null;
+  #checkpoints = 0;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -267,6 +278,8 @@ export class SqliteStore implements CommandStore {
       db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
       db.exec("PRAGMA foreign_keys = ON");
       this.#migrate();
+      // The migrations' commits are counted from the first write on.
+      this.#uncheckpointed = 0;
       if (!memory) {
         this.#reservePath = `${path}-reserve`;
         this.#keepReserve();
@@ -492,7 +505,43 @@ export class SqliteStore implements CommandStore {
       this.#keepReserve();
     }
     for (const waiter of group.waiting) waiter.resolve();
+    if (
+      ++this.#uncheckpointed >= CHECKPOINT_AFTER_COMMITS && this.#checkpointTimer === null &&
+      this.path !== ":memory:"
+    ) {
+      // A turn later: the answers of this group's calls are written first.
+      this.#checkpointTimer = setImmediate(() => {
+        this.#checkpointTimer = null;
+        this.#checkpoint();
+      });
+    }
     return null;
+  }
+
+  /**
+   * Copies the write-ahead log into the database (`PASSIVE`: it waits for no one) when no group
+   * is open; with one open, the commit that ends it schedules the next try. A checkpoint that
+   * fails (no room on the disk) is left to SQLite's own, inside a later commit, which reports it.
+   */
+  #checkpoint(): void {
+    if (this.#closed || this.#group !== null) return;
+    try {
+      this.#stmt("PRAGMA wal_checkpoint(PASSIVE)").get();
+      this.#uncheckpointed = 0;
+      this.#checkpoints++;
+    } catch {
+      // Left to SQLite's checkpoint at WAL_AUTOCHECKPOINT_PAGES, which fails the write it is in.
+    }
+  }
+
+  /**
+   * Checkpoints this store made itself. SQLite copies the write-ahead log into the database inside
+   * the commit that makes it longer than {@link WAL_AUTOCHECKPOINT_PAGES} (a millisecond or more,
+   * before that commit's calls are answered); the store does it first, every
+   * {@link CHECKPOINT_AFTER_COMMITS} commits, a turn of the event loop after the answers.
+   */
+  get checkpoints(): number {
+    return this.#checkpoints;
   }
 
   /**
@@ -1326,6 +1375,8 @@ export class SqliteStore implements CommandStore {
       // Writes still waiting for their commit get it (or its failure) before the file closes.
       this.#commitGroup();
       this.#closed = true;
+      if (this.#checkpointTimer !== null) clearImmediate(this.#checkpointTimer);
+      this.#checkpointTimer = null;
       this.#statements.clear();
       if (this.#db.isOpen) this.#db.close();
     });
