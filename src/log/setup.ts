@@ -57,6 +57,18 @@ function writeStderr(text: string): void {
   writeAllSync(Deno.stderr, encoder.encode(text));
 }
 
+/** The log lines of standard error not written yet (see {@link flushLogging}). */
+let pending: LineBatcher | undefined;
+
+/**
+ * Writes the log lines still waiting for the end of the turn. Whatever else writes to standard
+ * error or output (the CLI's own lines) calls it first, so that lines appear in the order they
+ * were made.
+ */
+export function flushLogging(): void {
+  pending?.flush();
+}
+
 /** Levels written at once, not at the end of the turn. */
 const AT_ONCE = new Set(["warning", "error", "fatal"]);
 
@@ -68,6 +80,7 @@ const AT_ONCE = new Set(["warning", "error", "fatal"]);
 function stderrSink(formatter: (record: LogRecord) => string): Sink & Disposable {
   const batch = new LineBatcher(writeStderr);
   const flush = () => batch.flush();
+  pending = batch;
   // The end of the program, and an uncaught error or rejection that is about to end it.
   const ends = ["unload", "error", "unhandledrejection"] as const;
   for (const end of ends) globalThis.addEventListener(end, flush);
@@ -76,6 +89,7 @@ function stderrSink(formatter: (record: LogRecord) => string): Sink & Disposable
   }, {
     [Symbol.dispose]: () => {
       for (const end of ends) globalThis.removeEventListener(end, flush);
+      if (pending === batch) pending = undefined;
       flush();
     },
   });

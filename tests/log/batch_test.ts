@@ -73,6 +73,14 @@ Deno.test("standard error gets every line, in order, however the program ends", 
       );
     });
   }
+  await t.step("the CLI's own lines keep their place among the log lines", async () => {
+    const { code, lines } = await runChild("cli");
+    assert.equal(code, 0);
+    assert.deepEqual(
+      lines.map((line) => JSON.parse(line).message),
+      ["first", "the CLI's own line", "second"],
+    );
+  });
   await t.step("many lines in one turn", async () => {
     const { code, lines } = await runChild("busy");
     assert.equal(code, 0);
