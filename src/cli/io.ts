@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { flushLogging } from "../log/mod.ts";
 import { type SyncWriter, writeAllSync } from "../write_all.ts";
 
 /** Output streams of a CLI command. */
@@ -36,6 +37,8 @@ const encoder = new TextEncoder();
  */
 export function writeAllOrStop(file: SyncWriter, bytes: Uint8Array, closed: Set<SyncWriter>): void {
   if (closed.has(file)) return;
+  // Log lines made before this line come before it.
+  flushLogging();
   try {
     writeAllSync(file, bytes);
   } catch (error) {

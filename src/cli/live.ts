@@ -7,6 +7,7 @@
  * @module
  */
 import { writeAllSync as writeAll } from "../write_all.ts";
+import { flushLogging } from "../log/mod.ts";
 import { onSignals } from "./signals.ts";
 import { fromBase64 } from "../protocol/mod.ts";
 import {
@@ -41,8 +42,9 @@ export function processWriter(): OutputWriter {
     // Not known: no indicator.
   }
   return {
-    stdout: (bytes) => writeAll(Deno.stdout, bytes),
-    stderr: (bytes) => writeAll(Deno.stderr, bytes),
+    // Log lines made before the command's output come before it.
+    stdout: (bytes) => (flushLogging(), writeAll(Deno.stdout, bytes)),
+    stderr: (bytes) => (flushLogging(), writeAll(Deno.stderr, bytes)),
     isTerminal: terminal,
   };
 }

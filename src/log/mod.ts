@@ -10,4 +10,10 @@
 export { auditLogger, logger } from "./logger.ts";
 export { LOG_LEVELS, type LogLevel } from "./levels.ts";
 export { type LogFormat } from "./format.ts";
-export { closeLogging, type LoggingOptions, type LogRecordView, setupLogging } from "./setup.ts";
+export {
+  closeLogging,
+  flushLogging,
+  type LoggingOptions,
+  type LogRecordView,
+  setupLogging,
+} from "./setup.ts";

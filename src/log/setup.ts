@@ -6,6 +6,7 @@
 import { writeAllSync } from "../write_all.ts";
 import { configureSync, type LogRecord, resetSync, type Sink } from "@logtape/logtape";
 import { getRotatingFileSink } from "@logtape/file";
+import { LineBatcher } from "./batch.ts";
 import { formatJson, formatText, type LogFormat } from "./format.ts";
 import type { LogLevel } from "./levels.ts";
 import { ROOT_CATEGORY } from "./logger.ts";
@@ -37,7 +38,11 @@ export interface LoggingOptions {
   file?: string;
   /** Secret values (tokens) that must never appear in a log line; they are replaced. */
   secrets?: readonly string[];
-  /** Where lines go when no file is given; for tests. Defaults to standard error. */
+  /**
+   * Where lines go when no file is given, one call per line; for tests. By default they go to
+   * standard error, the lines of one turn of the event loop in one write (warnings and errors at
+   * once).
+   */
   write?: (line: string) => void;
   /**
    * Records for which it returns `false` are not written (a command that reports an event
@@ -48,8 +53,46 @@ export interface LoggingOptions {
 
 const encoder = new TextEncoder();
 
-function writeStderr(line: string): void {
-  writeAllSync(Deno.stderr, encoder.encode(line + "\n"));
+function writeStderr(text: string): void {
+  writeAllSync(Deno.stderr, encoder.encode(text));
+}
+
+/** The log lines of standard error not written yet (see {@link flushLogging}). */
+let pending: LineBatcher | undefined;
+
+/**
+ * Writes the log lines still waiting for the end of the turn. Whatever else writes to standard
+ * error or output (the CLI's own lines) calls it first, so that lines appear in the order they
+ * were made.
+ */
+export function flushLogging(): void {
+  pending?.flush();
+}
+
+/** Levels written at once, not at the end of the turn. */
+const AT_ONCE = new Set(["warning", "error", "fatal"]);
+
+/**
+ * The sink of standard error: lines batched per turn of the event loop (`batch.ts`), warnings
+ * and errors at once; what is left is written when the sink is disposed, when the program ends
+ * and when an uncaught error is about to end it.
+ */
+function stderrSink(formatter: (record: LogRecord) => string): Sink & Disposable {
+  const batch = new LineBatcher(writeStderr);
+  const flush = () => batch.flush();
+  pending = batch;
+  // The end of the program, and an uncaught error or rejection that is about to end it.
+  const ends = ["unload", "error", "unhandledrejection"] as const;
+  for (const end of ends) globalThis.addEventListener(end, flush);
+  return Object.assign((record: LogRecord) => {
+    batch.add(formatter(record), AT_ONCE.has(record.level));
+  }, {
+    [Symbol.dispose]: () => {
+      for (const end of ends) globalThis.removeEventListener(end, flush);
+      if (pending === batch) pending = undefined;
+      flush();
+    },
+  });
 }
 
 /**
@@ -80,9 +123,11 @@ export function setupLogging(options: LoggingOptions = {}): void {
       bufferSize: 0,
       formatter: (record) => formatter(record) + "\n",
     });
-  } else {
-    const write = options.write ?? writeStderr;
+  } else if (options.write) {
+    const write = options.write;
     sink = (record) => write(formatter(record));
+  } else {
+    sink = stderrSink(formatter);
   }
   const filter = options.filter;
   if (filter) {

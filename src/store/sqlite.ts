@@ -14,8 +14,9 @@
  *
  * - **Agents are cached** in memory. Another process (`status agents add/rotate/remove`) may
  *   change them in the same file while the dashboard runs; `PRAGMA data_version` (a counter read
- *   from memory that moves when another connection commits) is checked on every
- *   {@link SqliteStore.getAgent}, and the cache is dropped when it moved. This connection's own
+ *   from memory that moves when another connection commits) is checked by
+ *   {@link SqliteStore.getAgent} (at most once every quarter millisecond while no other store of
+ *   this process commits), and the cache is dropped when it moved. This connection's own
  *   writes update the cache directly.
  * - **A claim on an empty queue writes nothing**: the queue is read first, and `BEGIN IMMEDIATE`
  *   (with its commit and fsync) only follows when a command matches.
@@ -117,8 +118,33 @@ interface GroupWaiter {
 /** Agents cached in memory at most; beyond it the cache starts again empty. */
 const AGENT_CACHE_MAX = 50_000;
 
+/**
+ * How long one look at `PRAGMA data_version` stands for the agent cache, in ms. Outside a
+ * transaction the pragma takes and drops a read lock (a few µs, on every request that names an
+ * agent); a commit by another process that ended less than this before a read may be seen by the
+ * next read instead, far less than any process takes to commit and then have a request sent.
+ */
+const LOOK_REUSE_MS = 0.25;
+
+/**
+ * Moves when a {@link SqliteStore} of this process commits, or runs a call after another one did:
+ * a look is not reused once another store here may have written (its writer and the reader may be
+ * one program, in order).
+ */
+let storeEpoch = 0;
+/** The number of the store that ran the last call in this process (none kept alive by it). */
+let lastStore = 0;
+let storesOpened = 0;
+
 /** Pages in the write-ahead log before it is copied into the database (SQLite's default: 1000). */
 const WAL_AUTOCHECKPOINT_PAGES = 256;
+
+/**
+ * Commits after which the store copies the write-ahead log into the database itself, once their
+ * answers are out (see {@link SqliteStore.checkpoints}); well before SQLite's own checkpoint at
+ * {@link WAL_AUTOCHECKPOINT_PAGES}, which runs inside the commit that crosses it.
+ */
+export const CHECKPOINT_AFTER_COMMITS = 16;
 
 /**
  * Size of the reserve file kept beside the database (`<db>-reserve`): room for one checkpoint of a
@@ -183,6 +209,11 @@ export class SqliteStore implements CommandStore {
   readonly #agents = new Map<string, AgentRecord>();
   /** `PRAGMA data_version` when {@link SqliteStore.#agents} was last known to be current. */
   #dataVersion = -1;
+  /** This store's number among those of the process (see {@link lastStore}). */
+  readonly #number = ++storesOpened;
+  /** When the last look was taken (`performance.now()`), and {@link storeEpoch} then. */
+  #lookedAt = -Infinity;
+  #lookedAtEpoch = -1;
   #closed = false;
   /** `<db>-reserve`, or `null` for an in-memory store or where it cannot be written. */
   #reservePath: string | null = null;
@@ -192,6 +223,10 @@ export class SqliteStore implements CommandStore {
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
   #commits = 0;
+  /** Commits since this store's last checkpoint, and the checkpoint scheduled after them. */
+  #uncheckpointed = 0;
+  #checkpointTimer: ReturnType<typeof setImmediate> | null = null;
+  #checkpoints = 0;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -243,6 +278,8 @@ export class SqliteStore implements CommandStore {
       db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
       db.exec("PRAGMA foreign_keys = ON");
       this.#migrate();
+      // The migrations' commits are counted from the first write on.
+      this.#uncheckpointed = 0;
       if (!memory) {
         this.#reservePath = `${path}-reserve`;
         this.#keepReserve();
@@ -298,6 +335,10 @@ export class SqliteStore implements CommandStore {
    * group transaction is open (its own write or another's), that is after the group's commit.
    */
   #run<T>(fn: () => T): Promise<T> {
+    if (lastStore !== this.#number) {
+      lastStore = this.#number;
+      storeEpoch++;
+    }
     let value: T;
     try {
       value = fn();
@@ -454,13 +495,53 @@ export class SqliteStore implements CommandStore {
     }
     this.#group = null;
     this.#commits++;
+    // This connection's own commit does not move data_version: its last look still stands.
+    const current = this.#lookedAtEpoch === storeEpoch;
+    storeEpoch++;
+    if (current) this.#lookedAtEpoch = storeEpoch;
     if (this.#full) {
       // Space came back: take the reserve again.
       this.#full = false;
       this.#keepReserve();
     }
     for (const waiter of group.waiting) waiter.resolve();
+    if (
+      ++this.#uncheckpointed >= CHECKPOINT_AFTER_COMMITS && this.#checkpointTimer === null &&
+      this.path !== ":memory:"
+    ) {
+      // A turn later: the answers of this group's calls are written first.
+      this.#checkpointTimer = setImmediate(() => {
+        this.#checkpointTimer = null;
+        this.#checkpoint();
+      });
+    }
     return null;
+  }
+
+  /**
+   * Copies the write-ahead log into the database (`PASSIVE`: it waits for no one) when no group
+   * is open; with one open, the commit that ends it schedules the next try. A checkpoint that
+   * fails (no room on the disk) is left to SQLite's own, inside a later commit, which reports it.
+   */
+  #checkpoint(): void {
+    if (this.#closed || this.#group !== null) return;
+    try {
+      this.#stmt("PRAGMA wal_checkpoint(PASSIVE)").get();
+      this.#uncheckpointed = 0;
+      this.#checkpoints++;
+    } catch {
+      // Left to SQLite's checkpoint at WAL_AUTOCHECKPOINT_PAGES, which fails the write it is in.
+    }
+  }
+
+  /**
+   * Checkpoints this store made itself. SQLite copies the write-ahead log into the database inside
+   * the commit that makes it longer than {@link WAL_AUTOCHECKPOINT_PAGES} (a millisecond or more,
+   * before that commit's calls are answered); the store does it first, every
+   * {@link CHECKPOINT_AFTER_COMMITS} commits, a turn of the event loop after the answers.
+   */
+  get checkpoints(): number {
+    return this.#checkpoints;
   }
 
   /**
@@ -505,11 +586,16 @@ export class SqliteStore implements CommandStore {
    * connection's group transaction is open it holds the write lock, so no other connection can
    * commit: the look taken when the group began (in {@link SqliteStore.#joinGroup}) holds until its
    * commit, and reads inside the group skip it (outside a transaction the pragma takes and drops a
-   * read lock each time).
+   * read lock each time). Outside a group, one look stands for {@link LOOK_REUSE_MS} while no
+   * other store of this process commits.
    */
   #checkOtherWriters(): void {
     if (this.#group !== null) return;
+    const now = performance.now();
+    if (now - this.#lookedAt < LOOK_REUSE_MS && this.#lookedAtEpoch === storeEpoch) return;
     this.#lookAtOtherWriters();
+    this.#lookedAt = now;
+    this.#lookedAtEpoch = storeEpoch;
   }
 
   #lookAtOtherWriters(): void {
@@ -1289,6 +1375,8 @@ export class SqliteStore implements CommandStore {
       // Writes still waiting for their commit get it (or its failure) before the file closes.
       this.#commitGroup();
       this.#closed = true;
+      if (this.#checkpointTimer !== null) clearImmediate(this.#checkpointTimer);
+      this.#checkpointTimer = null;
       this.#statements.clear();
       if (this.#db.isOpen) this.#db.close();
     });

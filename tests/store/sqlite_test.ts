@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import { setImmediate } from "node:timers";
 import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
+import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { runStoreContract } from "./contract.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
@@ -138,6 +140,12 @@ Deno.test("sqlite store sees agents changed by another process at once, and cach
     await server.touchAgents([["web-2", now + 5]]);
     assert.equal((await server.getAgent("web-2"))?.lastSeenAt, now + 5);
     assert.equal((await cli.getAgent("web-2"))?.lastSeenAt, now + 5, "written to the file");
+
+    // A look taken while the other store's write waits for its commit does not stand after it.
+    const touched = cli.touchAgents([["web-2", now + 9]]);
+    assert.equal((await server.getAgent("web-2"))?.lastSeenAt, now + 5, "not committed yet");
+    await touched;
+    assert.equal((await server.getAgent("web-2"))?.lastSeenAt, now + 9, "seen once committed");
   });
 });
 
@@ -197,6 +205,52 @@ Deno.test("sqlite store creates a database only where asked, only in an existing
       await openSqliteStore(path, { create: false }).close();
     });
   });
+});
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+Deno.test("sqlite store copies its write-ahead log into the database a turn after the answers", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    await using store = openSqliteStore(path);
+    const walFrames = () => {
+      // What is left in the log for the database: frames after the last checkpoint.
+      const other = new DatabaseSync(path);
+      try {
+        const row = other.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as Record<string, number>;
+        return row.log;
+      } finally {
+        other.close();
+      }
+    };
+    const write = (i: number) => store.ensureAgent(`agent-${i}`, Date.now());
+    for (let i = 0; i < CHECKPOINT_AFTER_COMMITS - 1; i++) await write(i);
+    await nextTurn();
+    assert.equal(store.checkpoints, 0, "not before the count");
+    assert.ok(walFrames() > 0, "the commits are in the log");
+    await write(CHECKPOINT_AFTER_COMMITS);
+    assert.equal(store.checkpoints, 0, "the commit's call is answered first");
+    await nextTurn();
+    assert.equal(store.checkpoints, 1, "a turn later");
+
+    // With a group open when it is due, it waits for that group's commit.
+    for (let i = 0; i < CHECKPOINT_AFTER_COMMITS - 1; i++) await write(100 + i);
+    const last = write(200);
+    await nextTurn();
+    // The due checkpoint's turn comes while this write's group is open.
+    const open = write(201);
+    await last;
+    await open;
+    await nextTurn();
+    await nextTurn();
+    assert.equal(store.checkpoints, 2);
+  });
+
+  // An in-memory store has no log to copy.
+  await using memory = openSqliteStore(":memory:");
+  for (let i = 0; i < CHECKPOINT_AFTER_COMMITS + 1; i++) await memory.ensureAgent(`m${i}`, 1);
+  await nextTurn();
+  assert.equal(memory.checkpoints, 0);
 });
 
 Deno.test("sqlite store commits concurrent writes together, answering none before the commit", async () => {
