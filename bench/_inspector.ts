@@ -93,6 +93,29 @@ export class Inspector implements Disposable {
   }
 
   /**
+   * Starts the sampling heap profiler, counting what the young and old collections freed too:
+   * what is allocated, not what stays.
+   */
+  async startAllocationSampling(): Promise<void> {
+    await this.send("HeapProfiler.enable");
+    await this.send("HeapProfiler.startSampling", {
+      samplingInterval: 16 * 1024,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  }
+
+  /**
+   * Stops the sampling heap profiler and writes its profile.
+   *
+   * @param path The `.heapprofile` file.
+   */
+  async stopAllocationSampling(path: string): Promise<void> {
+    const { profile } = await this.send("HeapProfiler.stopSampling");
+    await Deno.writeTextFile(path, JSON.stringify(profile));
+  }
+
+  /**
    * Takes a heap snapshot (after a full GC) and writes it.
    *
    * @param path The `.heapsnapshot` file.

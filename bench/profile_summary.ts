@@ -1,6 +1,8 @@
 /**
  * Summarises the profiles that `deno task bench --profile <dir>` writes: the functions that take
- * the most CPU in a `.cpuprofile` (self and inclusive time), and what fills a `.heapsnapshot`
+ * the most CPU in a `.cpuprofile` (self and inclusive time), the functions that allocate the most in
+ * a `.heapprofile` (sampled allocations, what the collector freed included), and what fills a
+ * `.heapsnapshot`
  * (retained-by-nobody accounting: self size by object type and constructor name).
  *
  * ```sh
@@ -152,6 +154,54 @@ export function summarizeHeapSnapshot(
   return { groups: [...groups.values()], totalBytes };
 }
 
+interface SamplingNode {
+  callFrame: CallFrame;
+  selfSize: number;
+  children: SamplingNode[];
+}
+
+/**
+ * Sums an allocation profile (`.heapprofile`) by function: bytes allocated in the function itself
+ * and in it and what it called.
+ *
+ * @param profile The parsed `.heapprofile`.
+ * @returns One line per function (its times are bytes here) and the total, in bytes.
+ */
+export function summarizeAllocations(
+  profile: { head: SamplingNode },
+): { functions: FunctionTime[]; totalBytes: number } {
+  const byLabel = new Map<string, FunctionTime>();
+  const walk = (node: SamplingNode, open: Set<string>): number => {
+    const label = labelOf(node.callFrame);
+    let total = node.selfSize;
+    const inner = new Set(open).add(label);
+    for (const child of node.children) total += walk(child, inner);
+    const entry = byLabel.get(label) ?? { label, selfMs: 0, totalMs: 0 };
+    entry.selfMs += node.selfSize;
+    // A recursive function counts its bytes once.
+    if (!open.has(label)) entry.totalMs += total;
+    byLabel.set(label, entry);
+    return total;
+  };
+  const totalBytes = walk(profile.head, new Set());
+  return { functions: [...byLabel.values()], totalBytes };
+}
+
+function printAllocations(path: string, top: number): void {
+  const profile = JSON.parse(Deno.readTextFileSync(path)) as { head: SamplingNode };
+  const { functions, totalBytes } = summarizeAllocations(profile);
+  const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1).padStart(9);
+  console.log(`${path}: ${mb(totalBytes).trim()} MB allocated (sampled)`);
+  console.log("\nby bytes allocated in the function itself:");
+  for (const f of [...functions].sort((a, b) => b.selfMs - a.selfMs).slice(0, top)) {
+    console.log(`${mb(f.selfMs)} MB  ${f.label}`);
+  }
+  console.log("\nby bytes allocated in it and what it called:");
+  for (const f of [...functions].sort((a, b) => b.totalMs - a.totalMs).slice(0, top)) {
+    console.log(`${mb(f.totalMs)} MB  ${f.label}`);
+  }
+}
+
 function printCpu(path: string, top: number): void {
   const profile = JSON.parse(Deno.readTextFileSync(path)) as CpuProfile;
   const { functions, wallMs, busyMs } = summarizeCpuProfile(profile);
@@ -187,7 +237,8 @@ if (import.meta.main) {
   for (const path of Deno.args.filter((arg) => !arg.startsWith("--top="))) {
     if (path.endsWith(".cpuprofile")) printCpu(path, top);
     else if (path.endsWith(".heapsnapshot")) printHeap(path, top);
-    else console.error(`${path}: not a .cpuprofile or .heapsnapshot`);
+    else if (path.endsWith(".heapprofile")) printAllocations(path, top);
+    else console.error(`${path}: not a .cpuprofile, .heapprofile or .heapsnapshot`);
     console.log();
   }
 }

@@ -74,12 +74,17 @@ function say(message: string): void {
 class Profiles {
   constructor(readonly inspector: Inspector, readonly dir: string) {}
 
-  /** Runs `fn` under the CPU profiler and writes `<name>.cpuprofile`. */
+  /**
+   * Runs `fn` under the CPU profiler and the allocation sampler, and writes `<name>.cpuprofile`
+   * and `<name>.heapprofile`.
+   */
   async cpu<T>(name: string, fn: () => Promise<T>): Promise<T> {
     await this.inspector.startCpuProfile();
+    await this.inspector.startAllocationSampling();
     try {
       return await fn();
     } finally {
+      await this.inspector.stopAllocationSampling(`${this.dir}/${name}.heapprofile`);
       await this.inspector.stopCpuProfile(`${this.dir}/${name}.cpuprofile`);
     }
   }
