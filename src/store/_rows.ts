@@ -24,11 +24,14 @@ import {
 /** A row as a driver returns it: numbers may come as `bigint` (SQLite) or strings (PostgreSQL). */
 export type Row = Record<string, unknown>;
 
-/** The command columns and the result columns (`r_*`) selected by both stores. */
-export const COMMAND_COLUMNS = `
+/** The command's own columns (`c`), without its result. */
+export const COMMAND_CORE_COLUMNS = `
   c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
   c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
-  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at,
+  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at`;
+
+/** The command columns and the result columns (`r_*`) selected by both stores. */
+export const COMMAND_COLUMNS = `${COMMAND_CORE_COLUMNS},
   r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
   r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
   r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
@@ -103,7 +106,10 @@ export function toAgent(row: Row): AgentRecord {
   };
 }
 
-/** A row of {@link COMMAND_COLUMNS} as a record. */
+/**
+ * A row of {@link COMMAND_COLUMNS} as a record (of {@link COMMAND_CORE_COLUMNS}: one without its
+ * result, `result` is `null`).
+ */
 export function toCommand(row: Row): CommandRecord {
   return {
     id: String(row.id),

@@ -69,6 +69,7 @@ import { planRun } from "./runs.ts";
 import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
 import {
   COMMAND_COLUMNS,
+  COMMAND_CORE_COLUMNS,
   encodingOrNull,
   num,
   numOrNull,
@@ -574,6 +575,19 @@ export class SqliteStore implements CommandStore {
     return row ? toCommand(row) : null;
   }
 
+  /**
+   * A command without its result (`result: null`), and whether it has one: ack and report read
+   * only this on their usual path (a command delivered or running has no result yet).
+   */
+  #commandCore(id: string): { command: CommandRecord; hasResult: boolean } | null {
+    const row = this.#stmt(
+      `SELECT ${COMMAND_CORE_COLUMNS},
+         EXISTS (SELECT 1 FROM results r WHERE r.command_id = c.id) AS has_result
+       FROM commands c WHERE c.id = ?`,
+    ).get(id) as Row | undefined;
+    return row ? { command: toCommand(row), hasResult: num(row.has_result) !== 0 } : null;
+  }
+
   #mustCommand(id: string): CommandRecord {
     const command = this.#command(id);
     if (!command) throw new StoreError(`command ${id} vanished inside a transaction`);
@@ -903,8 +917,13 @@ export class SqliteStore implements CommandStore {
   ack(request: AckRequest): Promise<AckOutcome> {
     return this.#run(() => {
       return this.#tx((): AckOutcome => {
-        const command = this.#command(request.commandId);
-        if (!command) return { outcome: "not_found" };
+        const core = this.#commandCore(request.commandId);
+        if (!core) return { outcome: "not_found" };
+        const usual = core.command.agentId === request.agentId &&
+          core.command.attempt === request.attempt && !core.hasResult &&
+          (core.command.status === "delivered" || core.command.status === "running");
+        // Anything else is answered with the whole command, result included.
+        const command = usual ? core.command : this.#mustCommand(request.commandId);
         if (command.agentId !== request.agentId) return { outcome: "forbidden", command };
         if (command.attempt !== request.attempt) return { outcome: "stale", command };
         if (command.status === "running") return { outcome: "acked", command };
@@ -933,8 +952,10 @@ export class SqliteStore implements CommandStore {
   report(input: ReportInput): Promise<ReportOutcome> {
     return this.#run(() => {
       return this.#tx((): ReportOutcome => {
-        const command = this.#command(input.commandId);
-        if (!command) return { outcome: "not_found" };
+        const core = this.#commandCore(input.commandId);
+        if (!core) return { outcome: "not_found" };
+        // A command with a result is answered with it (a duplicate); else it has none to read.
+        const command = core.hasResult ? this.#mustCommand(input.commandId) : core.command;
         if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
         if (command.result) return { outcome: "duplicate", command };
         if (command.deliveredAttempt === 0) {
