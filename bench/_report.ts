@@ -43,7 +43,10 @@ function machineInfo(redisVersion: string): string[] {
   // Deno reads /proc only with --allow-all; cat does it.
   const model = /^model name\s*:\s*(.+)$/m.exec(sh("cat /proc/cpuinfo"))?.[1] ?? "unknown";
   const commit = sh("git rev-parse --short HEAD") || "unknown";
-  const dirty = sh("git status --porcelain") !== "";
+  // What this run writes itself (the results and their charts) does not count as a change.
+  const dirty = sh(
+    "git status --porcelain -- . ':(exclude)bench/RESULTS.md' ':(exclude)bench/curve-*.svg'",
+  ) !== "";
   return [
     `- CPU: ${navigator.hardwareConcurrency} × ${model}`,
     `- memory: ${fmt(Deno.systemMemoryInfo().total / 1024 ** 3, 1)} GiB`,
