@@ -6,6 +6,7 @@
  */
 import type { ExecBenchReport } from "./exec_bench.ts";
 import type { Usage } from "./_proc.ts";
+import type { Summary } from "./_stats.ts";
 import type { ThroughputResult } from "./throughput_bench.ts";
 import type { WakeResult } from "./wake_bench.ts";
 
@@ -128,6 +129,11 @@ export interface FloorResult {
   /** Resident memory right after start, in bytes. */
   startRssBytes: number;
   usage: Usage;
+  /**
+   * Wake-up latency with the N waiting, the enqueue doing one appended write and `fdatasync` on
+   * the JS thread (measured on the coalesced variants), in milliseconds.
+   */
+  wakeMs?: Summary;
 }
 
 /** One idle window: nothing enqueued, N agents waiting. */

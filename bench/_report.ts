@@ -106,6 +106,45 @@ function wakeAt(list: WakeResult[], n: number): WakeResult | undefined {
   return list.find((w) => w.waiting === n);
 }
 
+/**
+ * The wake-up floor (a bare server whose enqueue is one write and `fdatasync`): its latency, its
+ * ratio to durable Redis at the same N, and ours to it.
+ */
+function floorWakeRows(results: Results): string[][] {
+  const rows: string[][] = [];
+  for (const floor of results.floor) {
+    const wake = floor.wakeMs;
+    if (!wake) continue;
+    const n = floor.waiting;
+    const name = `bare ${floor.platform}, enqueue = one write + fdatasync`;
+    rows.push([
+      `platform floor wake-up p50 / p99 / max, ${count(n)} waiting (${name})`,
+      `${fmt(wake.p50)} / ${fmt(wake.p99)} / ${fmt(wake.max)} ms`,
+      "reference",
+      "—",
+    ]);
+    const redis = results.redisWake.find((w) => w.waiting === n && w.system === "redis-durable");
+    if (redis) {
+      rows.push([
+        `that floor's p50 / p99 ÷ durable Redis (appendfsync always), ${count(n)} waiting`,
+        `${fmt(wake.p50 / redis.latencyMs.p50, 1)} × / ${fmt(wake.p99 / redis.latencyMs.p99, 1)} ×`,
+        "—",
+        "—",
+      ]);
+    }
+    const ours = wakeAt(results.statusWake, n);
+    if (ours) {
+      rows.push([
+        `our p50 / p99 ÷ that floor's, ${count(n)} waiting`,
+        `${fmt(ours.latencyMs.p50 / wake.p50, 1)} × / ${fmt(ours.latencyMs.p99 / wake.p99, 1)} ×`,
+        "—",
+        "—",
+      ]);
+    }
+  }
+  return rows;
+}
+
 function summaryTable(results: Results): string[] {
   const rows: string[][] = [];
   for (const wake of results.statusWake) {
@@ -216,6 +255,7 @@ function summaryTable(results: Results): string[] {
       "—",
     ]);
   }
+  rows.push(...floorWakeRows(results));
   for (const t of results.throughput) {
     rows.push([`throughput: ${t.name}`, `${fmt(t.perSecond, 1)} commands/s`, "—", "—"]);
   }
@@ -397,6 +437,7 @@ function detailTables(results: Results): string[] {
           "resident MB at start",
           "resident MB (max)",
           "window s",
+          "wake-up p50 / p99 / max ms",
         ],
         results.floor.map((f) => [
           f.platform,
@@ -406,9 +447,17 @@ function detailTables(results: Results): string[] {
           fmt(f.startRssBytes / MB, 1),
           fmt(f.usage.rssMaxBytes / MB, 1),
           fmt(f.usage.seconds, 1),
+          f.wakeMs
+            ? `${fmt(f.wakeMs.p50, 3)} / ${fmt(f.wakeMs.p99, 3)} / ${fmt(f.wakeMs.max, 3)}`
+            : "—",
         ]),
-        ["l", "r", "l", "r", "r", "r", "r"],
+        ["l", "r", "l", "r", "r", "r", "r", "r"],
       ),
+      "",
+      "Wake-up: measured after the idle window with the same N waiting and the same client as " +
+        "the dashboard's; the enqueue route appends its body to a file and `fdatasync`s it on " +
+        "the JS thread, then answers the wait (one durable write and two HTTP exchanges, " +
+        "nothing else).",
       "",
     );
   }
@@ -474,7 +523,11 @@ const METHOD = `## Method
 - **Platform floor**: \`bench/floor_server.ts\`, a bare \`Deno.serve\` that holds the same
   waits and does nothing else (no Hono, no auth, no store, no log), under the same load generator
   and idle window: once with a timer per wait, once with one sweep a second; then a bare
-  \`node:http\` server (the dashboard's own HTTP layer) with one sweep a second.
+  \`node:http\` server (the dashboard's own HTTP layer) with one sweep a second. After each
+  one-sweep idle window, the wake-up floor with the same N waiting and the same measuring client:
+  the floor's enqueue appends its body to a file and \`fdatasync\`s it on the JS thread before it
+  answers the wait (what one durable write and two HTTP exchanges cost, with no auth, routing,
+  validation, store or log).
 - **Redis**: \`redis-server --save '' --appendonly no --bind 127.0.0.1\`, N idle connections
   from the load generator blocked in \`BLPOP\` on keys of their own.
 - **Idle cost**: \`/proc/<pid>/stat\` (utime + stime) over the window, \`/proc/<pid>/status\`

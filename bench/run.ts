@@ -305,7 +305,9 @@ async function floorPhases(run: Run): Promise<void> {
           "run",
           "--quiet",
           "--allow-net",
+          `--allow-write=${run.dir}`,
           `${ROOT}/bench/floor_server.ts`,
+          `--sync-file=${run.dir}/floor-writes.log`,
           ...(coalesced ? ["--coalesce"] : []),
           ...(platform === "node:http" ? ["--node"] : []),
         ], { env: baseEnv(), logFile: `${run.dir}/floor.log`, readStdout: true });
@@ -319,12 +321,22 @@ async function floorPhases(run: Run): Promise<void> {
           await holdingWaits(run, target, n, "load-floor", async () => {
             await sleep(run.plan.quick ? 1000 : 5000);
             const usage = await sampleUsage({ floor: server.pid }, run.plan.idleSecs * 1000);
+            // Then the wake-up floor, with the same client as the dashboard's: one durable write
+            // and two HTTP exchanges, nothing else.
+            const wake = coalesced
+              ? await measureStatusWake(url, "unused", run.fleet.probe, {
+                waiting: n,
+                samples: run.plan.samples,
+                warmup: run.plan.warmup,
+              })
+              : undefined;
             run.results.floor.push({
               waiting: n,
               platform,
               coalesced,
               startRssBytes,
               usage: usage.floor,
+              wakeMs: wake?.latencyMs,
             });
           });
         } finally {

@@ -47,6 +47,11 @@ Deno.test({
       assert.match(report, /throughput: 1 agent, run `true`/);
       assert.match(report, /throughput: dashboard alone, 10 simulated agents/);
       assert.match(report, /executor overhead per command/);
+      // The wake-up floor: a bare server whose enqueue is one write and fdatasync.
+      assert.match(
+        report,
+        /platform floor wake-up p50 \/ p99 \/ max, 100 waiting \(bare node:http, enqueue = one write \+ fdatasync\) \| \d/,
+      );
       assert.match(report, /- commit: \S+/);
       assert.doesNotMatch(report, /Phases that failed/);
       // The anchors are measured, or said to be unavailable (CI installs them: they must run there).
