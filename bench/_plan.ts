@@ -154,6 +154,11 @@ export interface Results {
   postgresWake: WakeResult[];
   postgresNote?: string;
   idle: IdleResult[];
+  /**
+   * The largest idle N waiting again after every earlier phase's agents left (a reconnect wave):
+   * what the closed connections leave behind.
+   */
+  rewave?: { waiting: number; after: number; dashboard: Usage };
   floor: FloorResult[];
   throughput: ThroughputResult[];
   /**

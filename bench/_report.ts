@@ -245,6 +245,17 @@ function summaryTable(results: Results): string[] {
       ]);
     }
   }
+  if (results.rewave) {
+    const { waiting, after, dashboard } = results.rewave;
+    rows.push([
+      `dashboard resident memory (max), ${count(waiting)} waiting again after ${
+        count(after)
+      } had left (a reconnect wave)`,
+      `${fmt(dashboard.rssMaxBytes / MB, 1)} MB`,
+      "—",
+      "—",
+    ]);
+  }
   for (const floor of results.floor) {
     rows.push([
       `platform floor: bare ${floor.platform} holding ${count(floor.waiting)} waits (${
@@ -532,7 +543,9 @@ const METHOD = `## Method
   from the load generator blocked in \`BLPOP\` on keys of their own.
 - **Idle cost**: \`/proc/<pid>/stat\` (utime + stime) over the window, \`/proc/<pid>/status\`
   VmRSS every second. The agent is a real \`status agent\` (default 30 s long-poll, metrics
-  heartbeat every 30 s), measured during the first idle window.
+  heartbeat every 30 s), measured during the first idle window. After the wake-up phases, the
+  largest idle N waits once more (a reconnect wave, every earlier phase's agents gone) and the
+  dashboard's resident memory is sampled the same way: what closed connections leave behind.
 - **Throughput with agents**: real \`status agent\` processes allowed to run \`true\`; the commands
   are enqueued at once (4 operator connections, round-robin over the agents); the time runs from
   the first enqueue to the latest \`reported_at\` stored. **Dashboard alone**: simulated agents in the

@@ -235,6 +235,18 @@ async function statusPhases(run: Run, dash: Dash): Promise<void> {
       });
     });
   }
+  // A reconnect wave: the largest idle N again, now that every earlier phase's agents have left.
+  const n = Math.max(...plan.idleWaiting);
+  const after = counts[counts.length - 1];
+  await phase(run, `status serve with ${count(n)} agents waiting again`, async () => {
+    const target = { url: dash.url, operator: dash.operator, drain: true };
+    await holdingWaits(run, target, n, `load-again-${n}`, async () => {
+      await sleep(plan.quick ? 1000 : 5000);
+      say(`window of ${plan.idleSecs} s with ${count(n)} waiting again`);
+      const usage = await sampleUsage({ dashboard: dash.pid }, plan.idleSecs * 1000);
+      run.results.rewave = { waiting: n, after, dashboard: usage.dashboard };
+    });
+  });
 }
 
 /** One idle window: CPU and memory of the dashboard, the load generator and maybe an agent. */

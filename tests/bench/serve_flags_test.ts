@@ -9,7 +9,9 @@ const denoJson = Deno.readTextFileSync(`${ROOT}/deno.json`);
 const tasks = (JSON.parse(denoJson) as { tasks: Record<string, string> }).tasks;
 
 Deno.test("the bench starts the dashboard with the serve task's V8 flags", () => {
-  assert.deepEqual(serveV8Flags(denoJson), ["--v8-flags=--max-semi-space-size=1"]);
+  assert.deepEqual(serveV8Flags(denoJson), [
+    "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=35",
+  ]);
   assert.deepEqual(serveV8Flags(JSON.stringify({ tasks: { serve: "deno run main.ts" } })), []);
 });
 
