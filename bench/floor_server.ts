@@ -55,7 +55,10 @@ export class Enqueues {
   /** Writes the command durably, then answers the oldest wait of its agent. */
   enqueue(text: string): void {
     if (!this.#file) throw new Error("the floor server runs without --sync-file");
-    const command = JSON.parse(text) as { id: string; agent_id: string };
+    const command = JSON.parse(text) as { id?: unknown; agent_id?: unknown };
+    if (typeof command?.id !== "string" || typeof command.agent_id !== "string") {
+      throw new Error('an enqueue names its "id" and "agent_id"');
+    }
     this.#file.writeSync(new TextEncoder().encode(`${text}\n`));
     this.#file.syncDataSync();
     const list = this.#waits.get(command.agent_id);
@@ -130,7 +133,11 @@ export function serveFloor(
     if (request.method === "POST" && url.pathname.startsWith(COMMANDS)) {
       const text = await request.text();
       if (url.pathname !== `${COMMANDS}enqueue`) return Response.json({ accepted: true });
-      enqueues.enqueue(text);
+      try {
+        enqueues.enqueue(text);
+      } catch (error) {
+        return Response.json({ error: String(error) }, { status: 400 });
+      }
       return Response.json({ queued: true }, { status: 202 });
     }
     if (!url.pathname.startsWith(`${COMMANDS}wait/`)) {
@@ -188,7 +195,12 @@ export function serveNodeFloor(port: number, coalesce: boolean, enqueues: Enqueu
           json(response, 200, '{"accepted":true}');
           return;
         }
-        enqueues.enqueue(Buffer.concat(chunks).toString());
+        try {
+          enqueues.enqueue(Buffer.concat(chunks).toString());
+        } catch (error) {
+          json(response, 400, JSON.stringify({ error: String(error) }));
+          return;
+        }
         json(response, 202, '{"queued":true}');
       });
       return;

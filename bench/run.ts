@@ -236,6 +236,7 @@ async function statusPhases(run: Run, dash: Dash): Promise<void> {
     });
   }
   // A reconnect wave: the largest idle N again, now that every earlier phase's agents have left.
+  if (plan.idleWaiting.length === 0) return;
   const n = Math.max(...plan.idleWaiting);
   const after = counts[counts.length - 1];
   await phase(run, `status serve with ${count(n)} agents waiting again`, async () => {
