@@ -31,7 +31,9 @@
  * `--waiting <N,...>`, `--idle-waiting <N,...>` and `--sim-agents <N,...>` (the curves' points);
  * `--samples <n>`; `--idle-secs <s>`; `--serve-args="<flags>"` (more
  * flags of `status serve`, e.g. `--log-level warning`); `--deno-args="<flags>"` (more flags of the
- * dashboard's `deno run`, e.g. `--v8-flags=--max-semi-space-size=1`); `--profile <dir>` (the dashboard runs with
+ * dashboard's `deno run`, e.g. `--v8-flags=--max-semi-space-size=2`; they come after the serve
+ * task's `--v8-flags`, which they add to rather than replace: `--heap-growing-percent=0` gives V8
+ * back its own factor); `--profile <dir>` (the dashboard runs with
  * the V8 inspector: CPU profiles of the idle windows, the wake-up samples and the simulated-agent
  * load, and heap snapshots; the inspector costs time, so a profiling run's numbers are not the
  * ones to publish).
