@@ -43,7 +43,10 @@ Deno.test({
       assert.match(report, /\| figure \| measured \| target \| met\? \|/);
       assert.match(report, /wake-up p50 \/ p99 \/ max, 100 waiting \(status\)/);
       assert.match(report, /dashboard CPU, idle/);
-      assert.match(report, /resident memory \(max\), 100 waiting again after 100 had left \| \d/);
+      assert.match(
+        report,
+        /resident memory \(max\), 100 waiting again after 100 had left \(a reconnect wave\) \| \d/,
+      );
       assert.match(report, /agent CPU while it waits/);
       assert.match(report, /throughput: 1 agent, run `true`/);
       assert.match(report, /throughput: dashboard alone, 10 simulated agents/);
