@@ -21,7 +21,7 @@ import { logger } from "../log/mod.ts";
 import { type CommandRecord, type ExpireOutcome, isSharedStore } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import { adminAuth, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
-import { foreignBrowserRequest, isApiPath } from "./browser_guard.ts";
+import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
 import type { ServerEnv } from "./env.ts";
 import { errorHandler, notFound } from "./error_handler.ts";
@@ -319,7 +319,7 @@ export function createApp(options: AppOptions): DashboardApp {
   // cycle's hot path) first, Hono for the rest.
   // In dev mode, the API refuses what a browser sends for a foreign page; the console's pages
   // check the name themselves (with a page) and their forms a CSRF token.
-  const browserGuard = (request: Request) =>
+  const browserGuard = (request: GuardedRequest) =>
     isApiPath(request.url) ? foreignBrowserRequest(request) : null;
   const http = httpApp(leanRoutes(deps), app, metrics, devMode ? browserGuard : undefined);
 

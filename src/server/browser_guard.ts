@@ -12,7 +12,19 @@
  * @module
  */
 
+import type { HeaderReader } from "./auth/call.ts";
 import { isLoopback } from "./loopback.ts";
+
+/**
+ * What the guard reads of a request: its URL (which carries the `Host` it was sent with) and its
+ * headers. A web `Request` is one; the `node:http` path passes the raw headers without making one.
+ */
+export interface GuardedRequest {
+  /** The absolute URL. */
+  readonly url: string;
+  /** The headers. */
+  readonly headers: HeaderReader;
+}
 
 /** `Sec-Fetch-Site` values of a request the dashboard's own pages or a typed URL made. */
 const OWN_SITES = new Set(["same-origin", "none"]);
@@ -48,7 +60,7 @@ export function isApiPath(url: string): boolean {
  * @param request The request (its URL carries the `Host` it was sent with).
  * @returns A `403` response, or `null`.
  */
-export function foreignBrowserRequest(request: Request): Response | null {
+export function foreignBrowserRequest(request: GuardedRequest): Response | null {
   const url = new URL(request.url);
   if (!isLoopback(url.hostname)) {
     return refuse(

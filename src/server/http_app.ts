@@ -12,6 +12,7 @@ import type { DashboardMetrics } from "./metrics.ts";
 import { routeLabel } from "./metrics.ts";
 import { refusalOf, type RefusalReason } from "./refusals.ts";
 import { type LeanAnswer, LeanExchange, type LeanRoutes, maybeLean } from "./wait_route.ts";
+import type { GuardedRequest } from "./browser_guard.ts";
 import type { AgentCall, HeaderReader } from "./auth/call.ts";
 import { drainIncoming } from "./body.ts";
 
@@ -53,12 +54,6 @@ function hostOf(raw: string[]): string | undefined {
     if (name.length === 4 && name.toLowerCase() === "host") return raw[i + 1];
   }
   return undefined;
-}
-
-function headersOf(raw: string[]): Headers {
-  const headers = new Headers();
-  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
-  return headers;
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -249,7 +244,7 @@ export function httpApp(
   lean: LeanRoutes,
   app: Hono<ServerEnv>,
   metrics: Pick<DashboardMetrics, "requests" | "rateLimited" | "authRefusals">,
-  guard?: (request: Request) => Response | null,
+  guard?: (request: GuardedRequest) => Response | null,
 ): HttpApp {
   const countAnswer: CountAnswer = (pathname, status, refusal) => {
     metrics.requests.inc({ route: routeLabel(pathname), status });
@@ -275,8 +270,8 @@ export function httpApp(
       ? answer.then((response) => count(request, response))
       : count(request, answer);
   };
-  // The lean routes on node:http: no `Request` (but for dev mode's guard), no adapter around it. A
-  // held wait's exchange is found from its response by the one `close` listener of them all.
+  // The lean routes on node:http: no `Request`, no adapter around it. A held wait's exchange is
+  // found from its response by the one `close` listener of them all.
   const exchanges = new WeakMap<ServerResponse, NodeExchange>();
   function onClose(this: ServerResponse): void {
     const exchange = exchanges.get(this);
@@ -297,15 +292,10 @@ export function httpApp(
     } catch {
       return false;
     }
+    // The guard and the auth steps read node's raw headers (no web `Request`, no `Headers` copy).
+    const headers = new RawHeaders(raw);
     if (guard) {
-      // Dev mode's browser guard reads a web `Request` (made for it alone).
-      let request: Request;
-      try {
-        request = new Request(url, { headers: headersOf(raw) });
-      } catch {
-        return false;
-      }
-      const refused = guard(request);
+      const refused = guard({ url, headers });
       if (refused) {
         refused.text().then((body) => {
           const headers: Record<string, string> = {};
@@ -314,24 +304,19 @@ export function httpApp(
           // A refused POST's body is not read: thrown away, for the connection's next request.
           drainIncoming(incoming);
         }).catch(() => outgoing.destroy());
-        countAnswer(
-          new URL(url).pathname,
-          refused.status,
-          refusalOf(refused) ?? refusalOf(request),
-        );
+        countAnswer(new URL(url).pathname, refused.status, refusalOf(refused));
         return true;
       }
     }
     const found = lean.match(method!, url);
     if (!found) return false;
     const path = target.startsWith(found.path) ? target.slice(0, found.path.length) : found.path;
-    // The auth steps read node's raw headers (no web `Request`, no `Headers` copy); a `POST`'s
-    // body is read from the `IncomingMessage` when a step first needs it.
+    // A `POST`'s body is read from the `IncomingMessage` when a step first needs it.
     const post = method === "POST";
     const call: AgentCall = {
       method: post ? "POST" : "GET",
       url,
-      headers: new RawHeaders(raw),
+      headers,
       incoming: post ? incoming : undefined,
       remote,
       unsigned: false,
