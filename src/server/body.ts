@@ -15,8 +15,11 @@ export interface RawBody {
   bytes: Uint8Array | null;
   /** The body's size in bytes. */
   size: number;
-  /** Lowercase hex SHA-256 of the body (signature version 2). */
-  sha256Hex: string;
+  /**
+   * Lowercase hex SHA-256 of the body (signature version 2). For a body within the limit it is
+   * computed when first read: a request no signature covers (the admin token's) never pays for it.
+   */
+  readonly sha256Hex: string;
   /** Base64 HMAC-SHA256 of the body with `hmacKey` (signature version 1), when a key was given. */
   hmacBase64?: string;
 }
@@ -308,14 +311,38 @@ function digested(
 ): RawBody {
   const size = bytes.byteLength;
   if (size > options.hardLimit) throw tooLarge();
-  return {
-    bytes: size > options.limit ? null : bytes,
-    size,
-    sha256Hex: size === 0 ? EMPTY_SHA256_HEX : createHash("sha256").update(bytes).digest("hex"),
-    hmacBase64: options.hmacKey === undefined
-      ? undefined
-      : createHmac("sha256", options.hmacKey).update(bytes).digest("base64"),
-  };
+  const hmacBase64 = options.hmacKey === undefined
+    ? undefined
+    : createHmac("sha256", options.hmacKey).update(bytes).digest("base64");
+  if (size > options.limit) {
+    // The bytes are not kept: the digest is made now.
+    return { bytes: null, size, sha256Hex: sha256HexOf(bytes), hmacBase64 };
+  }
+  return new KeptBody(bytes, hmacBase64);
+}
+
+function sha256HexOf(bytes: Uint8Array): string {
+  return bytes.byteLength === 0
+    ? EMPTY_SHA256_HEX
+    : createHash("sha256").update(bytes).digest("hex");
+}
+
+/** A body within the limit: its SHA-256 is made when first asked for. */
+class KeptBody implements RawBody {
+  readonly bytes: Uint8Array;
+  readonly size: number;
+  readonly hmacBase64: string | undefined;
+  #sha256Hex: string | undefined;
+
+  constructor(bytes: Uint8Array, hmacBase64: string | undefined) {
+    this.bytes = bytes;
+    this.size = bytes.byteLength;
+    this.hmacBase64 = hmacBase64;
+  }
+
+  get sha256Hex(): string {
+    return this.#sha256Hex ??= sha256HexOf(this.bytes);
+  }
 }
 
 /** The deepest nesting of arrays and objects a JSON body may have. */
