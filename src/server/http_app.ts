@@ -298,9 +298,9 @@ export function httpApp(
       const refused = guard({ url, headers });
       if (refused) {
         refused.text().then((body) => {
-          const headers: Record<string, string> = {};
-          refused.headers.forEach((value, name) => headers[name] = value);
-          send(outgoing, { status: refused.status, headers, body });
+          const answerHeaders: Record<string, string> = {};
+          refused.headers.forEach((value, name) => answerHeaders[name] = value);
+          send(outgoing, { status: refused.status, headers: answerHeaders, body });
           // A refused POST's body is not read: thrown away, for the connection's next request.
           drainIncoming(incoming);
         }).catch(() => outgoing.destroy());
