@@ -6,15 +6,15 @@
  * request path, and one that can wait: appending to a file on the disk that the store is
  * `fsync`ing may wait for that disk's journal. Batched, a turn that answers many requests writes
  * once. A warning or an error is written at once (after the lines before it), and so is a batch
- * that has grown past {@link BATCH_FLUSH_BYTES}; {@link LineBatcher.flush} writes what is left
+ * that has grown past {@link BATCH_FLUSH_LENGTH}; {@link LineBatcher.flush} writes what is left
  * (on close, and when the program ends normally).
  *
  * @module
  */
 import { setImmediate } from "node:timers";
 
-/** A batch this long (in UTF-16 code units) is written at once. */
-export const BATCH_FLUSH_BYTES = 64 * 1024;
+/** A batch this long (its string length: UTF-16 code units, not bytes) is written at once. */
+export const BATCH_FLUSH_LENGTH = 64 * 1024;
 
 /** Collects log lines and writes them at the end of the turn (see the module doc). */
 export class LineBatcher {
@@ -46,7 +46,7 @@ export class LineBatcher {
   add(line: string, now = false): void {
     this.#lines.push(line);
     this.#length += line.length + 1;
-    if (now || this.#length >= BATCH_FLUSH_BYTES) {
+    if (now || this.#length >= BATCH_FLUSH_LENGTH) {
       this.flush();
     } else if (!this.#scheduled) {
       this.#scheduled = true;

@@ -275,7 +275,6 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
 
   const waitSteps = agentAuthSteps(deps, "commands:wait", deps.waitRequireSignature);
   const cancelWaitSteps = agentAuthSteps(deps, "commands:wait", true);
-  const authenticate = runAuthSteps;
   const posts = agentPosts(deps, json);
 
   /** Gives the answer, once (and logs its timing at debug level). */
@@ -334,7 +333,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   // While a wait is held, nothing refers to its `call` (nor so to its request): the failures
   // before it is held are answered with the call at hand, later ones with the exchange's path.
   function wait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {
-    return authenticate(call, waitSteps).then(
+    return runAuthSteps(call, waitSteps).then(
       (agent) => holdWait(call, agent, match, exchange),
       (error) => fail(exchange, call, error),
     );
@@ -401,7 +400,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   }
 
   function cancelWait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {
-    return authenticate(call, cancelWaitSteps).then(
+    return runAuthSteps(call, cancelWaitSteps).then(
       (agent) => holdCancelWait(call, agent.id, match, exchange),
       (error) => fail(exchange, call, error),
     );

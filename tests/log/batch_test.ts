@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
-import { BATCH_FLUSH_BYTES, LineBatcher } from "../../src/log/batch.ts";
+import { BATCH_FLUSH_LENGTH, LineBatcher } from "../../src/log/batch.ts";
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -31,9 +31,9 @@ Deno.test("a batch that grows past its bound is written at once", () => {
   const writes: string[] = [];
   const batch = new LineBatcher((text) => writes.push(text));
   const line = "x".repeat(1023);
-  for (let i = 0; i < BATCH_FLUSH_BYTES / 1024; i++) batch.add(line);
+  for (let i = 0; i < BATCH_FLUSH_LENGTH / 1024; i++) batch.add(line);
   assert.equal(writes.length, 1);
-  assert.equal(writes[0].length, BATCH_FLUSH_BYTES);
+  assert.equal(writes[0].length, BATCH_FLUSH_LENGTH);
   assert.equal(batch.pending, 0);
 });
 
