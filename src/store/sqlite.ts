@@ -228,6 +228,7 @@ export class SqliteStore implements CommandStore {
   #uncheckpointed = 0;
   #checkpointTimer: ReturnType<typeof setImmediate> | null = null;
   #checkpoints = 0;
+  #logRestarts = 0;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -523,16 +524,36 @@ export class SqliteStore implements CommandStore {
    * Copies the write-ahead log into the database (`PASSIVE`: it waits for no one) when no group
    * is open; with one open, the commit that ends it schedules the next try. A checkpoint that
    * fails (no room on the disk) is left to SQLite's own, inside a later commit, which reports it.
+   *
+   * When the whole log was copied, the next commit starts it over from its beginning, and with
+   * `synchronous=full` that commit syncs the log twice (its new header, then its pages). The
+   * store makes that commit itself, here, with a write that changes nothing (the application id,
+   * to the value it has): the first request after a checkpoint pays one sync like every other.
    */
   #checkpoint(): void {
     if (this.#closed || this.#group !== null) return;
+    let copied: Row | undefined;
     try {
-      this.#stmt("PRAGMA wal_checkpoint(PASSIVE)").get();
+      copied = this.#stmt("PRAGMA wal_checkpoint(PASSIVE)").get() as Row | undefined;
       this.#uncheckpointed = 0;
       this.#checkpoints++;
     } catch {
       // Left to SQLite's checkpoint at WAL_AUTOCHECKPOINT_PAGES, which fails the write it is in.
+      return;
     }
+    if (copied?.busy === 0 && Number(copied.log) > 0 && copied.log === copied.checkpointed) {
+      try {
+        this.#stmt(`PRAGMA application_id = ${APPLICATION_ID}`).run();
+        this.#logRestarts++;
+      } catch {
+        // No room, or another process writes: the next commit starts the log over instead.
+      }
+    }
+  }
+
+  /** Times the store started the write-ahead log over itself, after a checkpoint (tests). */
+  get logRestarts(): number {
+    return this.#logRestarts;
   }
 
   /**

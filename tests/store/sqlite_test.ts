@@ -223,6 +223,11 @@ Deno.test("sqlite store copies its write-ahead log into the database a turn afte
         other.close();
       }
     };
+    /** The write-ahead log's salts (header bytes 16–23): new ones each time it starts over. */
+    const walSalt = () => {
+      const header = Deno.readFileSync(`${path}-wal`).subarray(16, 24);
+      return Array.from(header, (byte) => byte.toString(16).padStart(2, "0")).join("");
+    };
     const write = (i: number) => store.ensureAgent(`agent-${i}`, Date.now());
     for (let i = 0; i < CHECKPOINT_AFTER_COMMITS - 1; i++) await write(i);
     await nextTurn();
@@ -230,8 +235,17 @@ Deno.test("sqlite store copies its write-ahead log into the database a turn afte
     assert.ok(walFrames() > 0, "the commits are in the log");
     await write(CHECKPOINT_AFTER_COMMITS);
     assert.equal(store.checkpoints, 0, "the commit's call is answered first");
+    const salt = walSalt();
     await nextTurn();
     assert.equal(store.checkpoints, 1, "a turn later");
+    // The whole log was copied: the store started it over itself (a new salt in its header), so
+    // the next request's commit does not.
+    assert.equal(store.logRestarts, 1);
+    const restarted = walSalt();
+    assert.notEqual(restarted, salt, "the log was started over in the checkpoint's turn");
+    await write(CHECKPOINT_AFTER_COMMITS + 1);
+    assert.equal(walSalt(), restarted, "the next commit appends to the restarted log");
+    assert.equal(await store.getAgent(`agent-${CHECKPOINT_AFTER_COMMITS}`) !== null, true);
 
     // With a group open when it is due, it waits for that group's commit.
     for (let i = 0; i < CHECKPOINT_AFTER_COMMITS - 1; i++) await write(100 + i);
