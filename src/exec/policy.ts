@@ -79,6 +79,7 @@ interface OptionRules {
 const RUNS = "runs other programs";
 const FILE_LIST = "reads the names of the files to use from a file";
 const FOLLOWS = "follows symbolic links";
+const MEMBER_NAMES = 'keeps absolute and ".." member names, which these rules never see';
 
 const TAR_RULES: OptionRules = {
   long: {
@@ -91,9 +92,11 @@ const TAR_RULES: OptionRules = {
     "--rmt-command": RUNS,
     "--files-from": FILE_LIST,
     "--dereference": FOLLOWS,
+    "--absolute-names": MEMBER_NAMES,
   },
-  short: { I: RUNS, F: RUNS, T: FILE_LIST, h: FOLLOWS },
-  harmless: new Set(["--checkpoint"]),
+  short: { I: RUNS, F: RUNS, T: FILE_LIST, h: FOLLOWS, P: MEMBER_NAMES },
+  // Exact names that begin a refused one: `--file` (not `--files-from`), `--checkpoint`.
+  harmless: new Set(["--checkpoint", "--file"]),
   oldStyleBundle: true,
 };
 
@@ -119,11 +122,75 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
     short: { L: FOLLOWS, H: FOLLOWS },
   },
   gzip: {
-    // --force makes gzip follow symbolic links (and overwrite files).
-    long: { "--force": FOLLOWS },
-    short: { f: FOLLOWS },
+    // --force makes gzip follow symbolic links (and overwrite files); --recursive follows the
+    // symbolic links to directories that it meets inside the ones it was given.
+    long: { "--force": FOLLOWS, "--recursive": FOLLOWS },
+    short: { f: FOLLOWS, r: FOLLOWS },
   },
 };
+
+/** Base names of the programs whose arguments {@link tarOperands} reads. */
+const TARS: ReadonlySet<string> = new Set(["tar", "gtar", "bsdtar"]);
+
+/** GNU tar's short options that take a value (`-C dir`, `-f archive`, `-b 20`, ...). */
+const TAR_VALUE_LETTERS: ReadonlySet<string> = new Set("bCfFgHIKLNTVX");
+
+/**
+ * The directories (`-C`, `--directory`) and archives (`-f`, `--file`) a tar command line names,
+ * in order, as GNU tar reads them: a first argument without a dash is a bundle whose letters that
+ * take a value take the arguments after it, in order; a letter that takes a value ends a dash
+ * bundle, its value being the rest of the bundle or the next argument; `--dir`… is `--directory`
+ * (any prefix of at least that length); `--` ends the options. Where the reading is unsure (a
+ * long option's value given as the next argument), what follows is still read as options: at
+ * worst a directory too many is checked.
+ */
+export function tarOperands(
+  args: readonly string[],
+): { directories: string[]; archives: string[] } {
+  const directories: string[] = [];
+  const archives: string[] = [];
+  const take = (letter: string, value: string | undefined) => {
+    if (value === undefined) return;
+    if (letter === "C") directories.push(value);
+    else if (letter === "f") archives.push(value);
+  };
+  let i = 0;
+  if (args.length > 0 && !args[0].startsWith("-")) {
+    let next = 1;
+    for (const letter of args[0]) {
+      if (TAR_VALUE_LETTERS.has(letter)) take(letter, args[next++]);
+    }
+    i = Math.max(next, 1);
+  }
+  for (; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") break;
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq < 0 ? arg : arg.slice(0, eq);
+      const letter = name.length >= 5 && "--directory".startsWith(name)
+        ? "C"
+        : name === "--file"
+        ? "f"
+        : undefined;
+      if (letter !== undefined) take(letter, eq < 0 ? args[++i] : arg.slice(eq + 1));
+    } else if (arg.startsWith("-") && arg.length > 1) {
+      for (let k = 1; k < arg.length; k++) {
+        if (!TAR_VALUE_LETTERS.has(arg[k])) continue;
+        const rest = arg.slice(k + 1);
+        take(arg[k], rest !== "" ? rest : args[++i]);
+        break;
+      }
+    }
+  }
+  return { directories, archives };
+}
+
+/** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
+function isRemoteArchive(name: string): boolean {
+  const colon = name.indexOf(":");
+  return colon > 0 && !name.slice(0, colon).includes("/");
+}
 
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]+$/;
 
@@ -303,11 +370,14 @@ export interface CheckPolicyOptions {
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
- *   gzip `-f`), by exact name, unambiguous prefix or inside a bundle (`-chf`, `tar chf`).
+ *   gzip `-f`/`-r`) and tar's `-P` (absolute member names), by exact name, unambiguous prefix or
+ *   inside a bundle (`-chf`, `tar chf`);
+ * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
+ *   and an archive on another host (`host:file`) is refused unless `--force-local` is given.
  *
  * These rules are the second line: they cannot see what a program does with a path after the
- * check (a symlink swapped in between), so the operating system (an unprivileged user, see
- * `sandbox.ts`) must be the first.
+ * check (a symlink swapped in between) or the names it reads from elsewhere (an archive's members),
+ * so the operating system (an unprivileged user, see `sandbox.ts`) must be the first.
  *
  * @param argv The argv from {@link parseCommandLine}.
  * @param policy The policy.
@@ -404,7 +474,63 @@ export class PolicyChecker {
       const reason = checkOptions(programName, argv.slice(1), rules);
       if (reason) return { ok: false, reason };
     }
+    if (TARS.has(programName)) {
+      const reason = this.#checkTar(programName, argv.slice(1), options.cwd);
+      if (reason) return { ok: false, reason };
+    }
     return { ok: true, value: { argv: [...argv], program: program.value } };
+  }
+
+  /**
+   * What tar's own options change about the paths: an archive on another host, and the
+   * directories (`-C`) that its member names are relative to. Each relative argument is checked
+   * as a path under every such directory (and each directory under the ones before it, since a
+   * relative `-C` is taken from the one before), so `-C /tmp link/file` cannot leave the prefixes
+   * through `/tmp/link`.
+   */
+  #checkTar(program: string, args: string[], cwd: string | undefined): string | undefined {
+    const { directories, archives } = tarOperands(args);
+    const forceLocal = args.some((arg) => arg.length >= 6 && "--force-local".startsWith(arg));
+    const remote = forceLocal ? undefined : archives.find(isRemoteArchive);
+    if (remote !== undefined) {
+      return `archive "${remote}" of ${program} names another host (${program} would run rsh or ` +
+        `ssh to reach it) and is not allowed; a local file whose name has a colon needs ` +
+        `--force-local`;
+    }
+    if (directories.length === 0) return undefined;
+    const bases: string[] = cwd ? [normalizePath(cwd)] : [];
+    const outside = (path: string) => !this.#prefixes.some((p) => isUnderPrefix(path, p));
+    for (const directory of directories) {
+      if (hasDotDot(directory)) return `path "${directory}" has a ".." segment`;
+      const places = directory.startsWith("/")
+        ? [normalizePath(directory)]
+        : bases.map((base) => normalizePath(`${base}/${directory}`));
+      for (const place of places) {
+        if (outside(place)) {
+          if (!directory.startsWith("/") && !entryExists(place)) continue;
+          return `directory "${directory}" of ${program} is ${place}, outside the allowed ` +
+            `prefixes (${this.#prefixes.join(", ") || "none"})`;
+        }
+        if (this.#escapesThroughSymlink(place)) {
+          return `directory "${directory}" of ${program} leaves the allowed prefixes through a ` +
+            `symbolic link`;
+        }
+      }
+      bases.push(...places);
+    }
+    const members = args.filter((arg) =>
+      arg !== "" && !arg.startsWith("-") && !arg.startsWith("/")
+    );
+    for (const member of members) {
+      for (const base of bases) {
+        const path = normalizePath(`${base}/${member}`);
+        if (!outside(path) && this.#escapesThroughSymlink(path)) {
+          return `path "${member}" is ${path} after ${program}'s -C, and leaves the allowed ` +
+            `prefixes through a symbolic link`;
+        }
+      }
+    }
+    return undefined;
   }
 
   /**

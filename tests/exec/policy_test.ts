@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tarOperands } from "../../src/exec/policy.ts";
 import {
   checkPolicy,
   createPolicy,
@@ -256,7 +257,12 @@ Deno.test("policy refuses file lists and dereferencing, named, abbreviated or bu
     [["du", "-aD", "/tmp/box"], "-D", "follows symbolic links"],
     [["ls", "-RL", "/tmp/box"], "-L", "follows symbolic links"],
     [["ls", "--dereference-command-line", "/tmp/box"], "--dereference-command-line", "follows"],
-    [["gzip", "-rf", "/tmp/box"], "-f", "follows symbolic links"],
+    [["gzip", "-cf", "/tmp/box"], "-f", "follows symbolic links"],
+    [["gzip", "-rc", "/tmp/box"], "-r", "follows symbolic links"],
+    [["gzip", "--rec", "-c", "/tmp/box"], "--rec", "follows symbolic links"],
+    [["tar", "-xPf", "/tmp/a.tar"], "-P", "member names"],
+    [["tar", "xPf", "/tmp/a.tar"], "-P", "member names"],
+    [["tar", "--absolute-n", "-xf", "/tmp/a.tar"], "--absolute-n", "member names"],
   ];
   for (const [argv, option, why] of cases) {
     await t.step(argv.join(" "), () => {
@@ -293,5 +299,91 @@ Deno.test("policy checks relative arguments against the working directory", () =
   } finally {
     Deno.removeSync(outside, { recursive: true });
     Deno.removeSync(allowed, { recursive: true });
+  }
+});
+
+Deno.test("tarOperands reads -C and -f as GNU tar does", () => {
+  const cases: Array<[string[], string[], string[]]> = [
+    [["-cf", "/tmp/a.tar", "-C", "/tmp", "x"], ["/tmp"], ["/tmp/a.tar"]],
+    [["cCf", "/tmp", "-", "x"], ["/tmp"], ["-"]],
+    [["czfC", "a.tgz", "/tmp", "x"], ["/tmp"], ["a.tgz"]],
+    [["-xC/tmp", "-fa.tar"], ["/tmp"], ["a.tar"]],
+    [["--directory=/tmp", "--file", "a.tar"], ["/tmp"], ["a.tar"]],
+    [["--dir", "/tmp", "--file=h:a"], ["/tmp"], ["h:a"]],
+    [["-C", "/tmp", "-C", "sub", "x"], ["/tmp", "sub"], []],
+    [["-cf", "-", "--", "-C", "/etc"], [], ["-"]],
+    // --di is ambiguous (--diff, --directory): tar refuses it; it names no directory here.
+    [["--di=/etc", "x"], [], []],
+  ];
+  for (const [args, directories, archives] of cases) {
+    assert.deepEqual(tarOperands(args), { directories, archives }, args.join(" "));
+  }
+});
+
+Deno.test("policy checks tar's members under its -C directories, and refuses remote archives", async (t) => {
+  const dir = Deno.realPathSync(Deno.makeTempDirSync({ prefix: "status-policy-tar-" }));
+  const policy: ExecPolicy = { ...defaultPolicy(), allowedPathPrefixes: [dir] };
+  try {
+    Deno.symlinkSync("/etc", `${dir}/link`);
+    Deno.mkdirSync(`${dir}/sub`);
+    Deno.writeTextFileSync(`${dir}/sub/file`, "x");
+    await t.step("a member that leaves through a symlink under -C", () => {
+      for (
+        const argv of [
+          ["tar", "-cf", "-", "-C", dir, "link/passwd"],
+          ["tar", "cCf", dir, "-", "link/passwd"],
+          ["tar", "--directory=" + dir, "-cf", "-", "link"],
+          ["tar", `-cC${dir}`, "-f", "-", "link/passwd"],
+        ]
+      ) {
+        assert.match(
+          refused(argv, policy),
+          /^path "link(\/passwd)?" is .* after tar's -C, and leaves the allowed prefixes through a symbolic link$/,
+          argv.join(" "),
+        );
+      }
+    });
+    await t.step("a -C directory that leaves through a symlink, even relative", () => {
+      assert.equal(
+        refused(["tar", "-cf", "-", "-C", dir, "-C", "link", "passwd"], policy),
+        `directory "link" of tar leaves the allowed prefixes through a symbolic link`,
+      );
+      // Named in the working directory, "link" is refused as a path of its own first.
+      assert.match(
+        refused(["tar", "-C", "link", "-cf", "-", "passwd"], policy, dir),
+        /^path "link" leaves the allowed prefixes through a symbolic link$/,
+      );
+      assert.equal(
+        refused(["tar", "-C", dir, "-Clink", "-cf", "-", "passwd"], policy),
+        `directory "link" of tar leaves the allowed prefixes through a symbolic link`,
+      );
+      assert.match(refused(["tar", "-C", "/etc", "-cf", "-", "passwd"], policy), /outside/);
+    });
+    await t.step("ordinary -C use stays allowed", () => {
+      accepted(["tar", "-cf", "-", "-C", dir, "sub/file"], policy);
+      accepted(["tar", "-cf", "-", "-C", dir, "-C", "sub", "file"], policy);
+      accepted(["tar", "-xf", `${dir}/a.tar`, "-C", `${dir}/sub`], policy);
+      accepted(["tar", "--file", `${dir}/a.tar`, "-x", "--directory", `${dir}/sub`], policy);
+      accepted(["tar", `--file=${dir}/a.tar`, "-t"], policy);
+    });
+    await t.step("an archive on another host", () => {
+      for (
+        const argv of [
+          ["tar", "-cf", "host:/tmp/x", `${dir}/sub`],
+          ["tar", "cf", "me@host:x", `${dir}/sub`],
+          ["tar", "-c", "--file=host:x", `${dir}/sub`],
+        ]
+      ) {
+        assert.match(
+          refused(argv, policy),
+          /^archive ".*" of tar names another host/,
+          argv.join(" "),
+        );
+      }
+      accepted(["tar", "-cf", "host:x", "--force-local", `${dir}/sub`], policy);
+      accepted(["tar", "-cf", "./a:b", `${dir}/sub`], policy);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });
