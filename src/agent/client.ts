@@ -16,6 +16,7 @@ import {
   signedHeaders,
 } from "../protocol/mod.ts";
 import { parseRetryAfter } from "./backoff.ts";
+import { describeFetchFailure } from "../fetch_failure.ts";
 
 /** A request that did not succeed, classified by what the agent should do next. */
 export type RequestFailure =
@@ -466,7 +467,7 @@ export class DashboardClient {
       if (deadline.aborted) {
         return { kind: "network", message: `no answer within ${Math.round(timeoutMs / 1000)} s` };
       }
-      return { kind: "network", message: (error as Error).message ?? String(error) };
+      return { kind: "network", message: describeFetchFailure(error) };
     }
   }
 

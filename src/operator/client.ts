@@ -17,6 +17,7 @@ import {
   enqueueAnswerSchema,
   isFinalStatus,
 } from "./types.ts";
+import { describeFetchFailure } from "../fetch_failure.ts";
 
 /** What went wrong in an operator request; the CLI words its message after it. */
 export type OperatorErrorKind =
@@ -208,22 +209,6 @@ const TRANSIENT: ReadonlySet<OperatorErrorKind> = new Set([
 
 function isTransient(error: unknown): boolean {
   return error instanceof OperatorError && TRANSIENT.has(error.kind);
-}
-
-function describeFetchFailure(error: unknown): string {
-  const cause = (error as { cause?: unknown }).cause;
-  const text = [
-    error instanceof Error ? error.message : String(error),
-    cause instanceof Error ? cause.message : "",
-  ].join(" ");
-  if (/connection refused/i.test(text)) return "connection refused";
-  if (/dns error|name or service not known|failed to lookup/i.test(text)) {
-    return "the host name does not resolve";
-  }
-  if (/connection reset/i.test(text)) return "the connection was reset";
-  if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
-  const detail = cause instanceof Error ? cause.message : text.trim();
-  return detail.replace(/^error sending request for url \([^)]*\): /, "");
 }
 
 function errorSentence(body: unknown): string | undefined {

@@ -1,0 +1,39 @@
+/**
+ * What a failed `fetch` says, in words: Deno's fetch throws "fetch failed" and keeps the reason
+ * (connection refused, a name that does not resolve, a TLS failure, ...) in the error's `cause`.
+ *
+ * @module
+ */
+
+/**
+ * Describes why a `fetch` failed, from the error and its cause.
+ *
+ * @param error What `fetch` threw.
+ * @returns A short reason, such as `connection refused` or `the host name does not resolve`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeFetchFailure } from "./fetch_failure.ts";
+ *
+ * const error = new TypeError("fetch failed", {
+ *   cause: new Error("client error (Connect): tcp connect error: Connection refused (os error 111)"),
+ * });
+ * assert.equal(describeFetchFailure(error), "connection refused");
+ * ```
+ */
+export function describeFetchFailure(error: unknown): string {
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  const text = [
+    error instanceof Error ? error.message : String(error),
+    cause instanceof Error ? cause.message : "",
+  ].join(" ");
+  if (/connection refused/i.test(text)) return "connection refused";
+  if (/dns error|name or service not known|failed to lookup/i.test(text)) {
+    return "the host name does not resolve";
+  }
+  if (/connection reset/i.test(text)) return "the connection was reset";
+  if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
+  const detail = cause instanceof Error ? cause.message : text.trim();
+  return detail.replace(/^error sending request for url \([^)]*\): /, "");
+}
