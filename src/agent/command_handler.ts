@@ -47,6 +47,9 @@ export type HandleOutcome =
 
 const log = logger("agent");
 
+/** How long an ack waits in all for a dashboard that asks it to wait (`Retry-After`), in ms. */
+export const MAX_ACK_THROTTLED_MS = 5 * 60_000;
+
 /** Handles delivered commands, at most once each. */
 export class CommandHandler {
   readonly #options: CommandHandlerOptions;
@@ -156,19 +159,35 @@ export class CommandHandler {
     await this.#options.reporter.deliver(report);
   }
 
-  /** Acks a journaled command, retrying briefly on transient failures. */
+  /**
+   * Acks a journaled command, retrying briefly on network and server failures. A dashboard that
+   * answers `429` (or `503`/`507`) with `Retry-After` is asked again after that wait, for up to
+   * {@link MAX_ACK_THROTTLED_MS} in all, before the command runs: the dashboard's view then says
+   * it runs when it does. Once its delivery lease is over the dashboard answers that the delivery
+   * is stale, and the command runs when it is delivered again.
+   */
   async #ack(command: DeliveredCommand): Promise<AckOutcome> {
-    const { client, signal } = this.#options;
-    const outcome = await retryWhile(
-      () => client.ack(command.id, command.attempt, signal),
-      isTransient,
-      {
-        retries: 2,
-        initialDelayMs: this.#options.retryDelayMs,
-        clock: this.#options.clock,
-        signal,
-      },
-    );
+    const { client, signal, clock } = this.#options;
+    let throttledMs = 0;
+    let outcome: AckOutcome;
+    for (;;) {
+      outcome = await retryWhile(
+        () => client.ack(command.id, command.attempt, signal),
+        (result) => isTransient(result) && result.kind !== "throttled",
+        { retries: 2, initialDelayMs: this.#options.retryDelayMs, clock, signal },
+      );
+      if (outcome.kind !== "throttled" || signal.aborted || throttledMs >= MAX_ACK_THROTTLED_MS) {
+        break;
+      }
+      const waitMs = Math.min(Math.max(outcome.retryAfterMs, 1000), MAX_ACK_THROTTLED_MS);
+      log.info("the dashboard asks the agent to wait before the ack; the command runs once acked", {
+        commandId: command.id,
+        status: outcome.status,
+        retryAfterSecs: waitMs / 1000,
+      });
+      throttledMs += waitMs;
+      await clock.sleep(waitMs, signal);
+    }
     switch (outcome.kind) {
       case "acked":
       case "stale":

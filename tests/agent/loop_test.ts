@@ -299,7 +299,7 @@ Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delay
   });
 
   await t.step("over a real socket: connects as soon as the dashboard appears", async () => {
-    using _logs = captureLogs();
+    using logs = captureLogs();
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (probe.addr as Deno.NetAddr).port;
     probe.close();
@@ -316,6 +316,8 @@ Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delay
       await clock.advanceAsync(clock.nextAt! - clock.now());
     }
     await eventually(() => clock.pending > 0, 10_000, "a back-off");
+    // The reason, not Deno's bare "fetch failed".
+    assert.ok(logs.records.some((r) => r.error === "connection refused"), "the cause is logged");
     await using stub = new StubDashboard({ port });
     await clock.advanceAsync(2000);
     await stub.until(() => stub.seen.length > 0, 10_000, "the first request");
@@ -346,6 +348,36 @@ Deno.test("429 with Retry-After: 2 delays the next request by at least 2 s", asy
   await stub.until(() => stub.seen.length >= 2, 10_000);
   await finish(agent);
   assert.ok(logs.has(/asked the agent to wait/));
+});
+
+Deno.test("an ack answered 429 with Retry-After waits that long and runs the command once acked", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let throttledAcks = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "ack" && throttledAcks < 2) {
+      throttledAcks++;
+      return Response.json({ error: "rate limit exceeded" }, {
+        status: 429,
+        headers: { "Retry-After": "7" },
+      });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, { clock, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo hello"));
+  for (let i = 1; i <= 2; i++) {
+    await eventually(() => throttledAcks === i && clock.pending > 0, 10_000, `the 429 #${i}`);
+    assert.equal(clock.nextAt! - clock.now(), 7000, "the next ack waits Retry-After");
+    assert.equal(agent.executor.runs.length, 0, "not run before it is acknowledged");
+    await clock.advanceAsync(7000);
+  }
+  await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+  assert.equal(stub.acks.length, 1, "acknowledged once the dashboard let it");
+  assert.equal(agent.executor.runs.length, 1);
+  assert.ok(logs.has(/asks the agent to wait before the ack/));
+  assert.ok(!logs.has(/running the command anyway/));
+  await finish(agent);
 });
 
 Deno.test("401 and 403 are logged with their reason and backed off", async (t) => {
