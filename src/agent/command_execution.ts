@@ -64,9 +64,16 @@ export class CommandExecution {
    * Runs a command; on stop, cancels it after the grace; on stop-now, at once.
    *
    * @param command The command, already journaled and acknowledged.
-   * @returns How it ended (`failed` when the executor itself failed).
+   * @param ended Called with how it ended as soon as the process has, before its last live output
+   *   is sent (which may wait up to {@link OUTPUT_FINISH_MS} for a dashboard that is down): the
+   *   result is kept (outbox, journal) before anything else can go wrong.
+   * @returns How it ended (`failed` when the executor itself failed), once the last live output
+   *   was sent or given up.
    */
-  async run(command: DeliveredCommand): Promise<ExecOutcome> {
+  async run(
+    command: DeliveredCommand,
+    ended?: (outcome: ExecOutcome) => void,
+  ): Promise<ExecOutcome> {
     const { clock, signal, stopNow, graceMs, journal } = this.#options;
     const cancel = new AbortController();
     const done = new AbortController();
@@ -92,8 +99,9 @@ export class CommandExecution {
     const startedAt = new Date(clock.now()).toISOString();
     const watching = this.#options.cancelWatcher.watch(command, cancel, done.signal);
     const streamer = this.#streamer(command);
+    let outcome: ExecOutcome;
     try {
-      return await this.#options.executor.run({
+      outcome = await this.#options.executor.run({
         name: command.name,
         timeoutSecs: typeof command.params.timeout_secs === "number"
           ? command.params.timeout_secs
@@ -105,7 +113,7 @@ export class CommandExecution {
       });
     } catch (error) {
       log.error("the executor failed", { commandId: command.id, error });
-      return {
+      outcome = {
         status: "failed",
         result: null,
         error: `the agent could not run the command: ${(error as Error).message}`,
@@ -116,10 +124,15 @@ export class CommandExecution {
       done.abort();
       signal.removeEventListener("abort", onStop);
       stopNow.removeEventListener("abort", onStopNow);
+    }
+    try {
+      ended?.(outcome);
+    } finally {
       // What the command printed last reaches the dashboard before its result.
       await streamer?.finish(OUTPUT_FINISH_MS, stopNow);
       await watching;
     }
+    return outcome;
   }
 
   /** The live output stream of a command run, unless turned off. */

@@ -11,6 +11,7 @@ import { retryWhile } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import { type AckOutcome, type DashboardClient, isTransient } from "./client.ts";
 import type { CommandExecution } from "./command_execution.ts";
+import type { ExecOutcome } from "./executor.ts";
 import { StateWriteError } from "./fs.ts";
 import type { JournalEntry } from "./journal.ts";
 import type { AgentMetrics } from "./prom.ts";
@@ -119,27 +120,32 @@ export class CommandHandler {
       commandName: command.name,
       commandId: command.id,
     });
-    const outcome = await this.#options.execution.run(command);
+    let report: ReportRequest | undefined;
+    // Kept in the outbox the moment the process has ended, before its last live output is sent.
+    const keep = (outcome: ExecOutcome) => {
+      report = {
+        command_id: command.id,
+        status: outcome.status,
+        attempt: command.attempt,
+        result: outcome.result,
+        error: outcome.error,
+        started_at: outcome.started_at,
+        completed_at: outcome.completed_at,
+      };
+      outbox.put(report);
+      journal.complete(command.id, report);
+      log.info("command finished", {
+        commandId: command.id,
+        status: report.status,
+        exitCode: report.result?.exit_code ?? null,
+        durationSecs: report.result?.duration_secs ?? null,
+      });
+    };
+    const outcome = await this.#options.execution.run(command, keep);
     this.#commandsRun++;
     this.#options.metrics?.commandRun(outcome.status);
-    const report: ReportRequest = {
-      command_id: command.id,
-      status: outcome.status,
-      attempt: command.attempt,
-      result: outcome.result,
-      error: outcome.error,
-      started_at: outcome.started_at,
-      completed_at: outcome.completed_at,
-    };
-    outbox.put(report);
-    journal.complete(command.id, report);
-    log.info("command finished", {
-      commandId: command.id,
-      status: report.status,
-      exitCode: report.result?.exit_code ?? null,
-      durationSecs: report.result?.duration_secs ?? null,
-    });
-    await this.#options.reporter.deliver(report);
+    if (report === undefined) keep(outcome);
+    await this.#options.reporter.deliver(report!);
     return "handled";
   }
 

@@ -380,6 +380,36 @@ Deno.test("an ack answered 429 with Retry-After waits that long and runs the com
   await finish(agent);
 });
 
+Deno.test("a finished command's result is kept before its last live output is sent", async () => {
+  using _logs = captureLogs();
+  await using stub = new StubDashboard();
+  // The dashboard takes no output now (503, no Retry-After): the streamer retries on the clock.
+  stub.override = (seen) => {
+    if (seen.path.endsWith("/output")) {
+      return Response.json({ error: "try later" }, { status: 503 });
+    }
+  };
+  const clock = new FakeClock();
+  const executor = new FakeExecutor();
+  executor.behaviour = (request) => {
+    request.onOutput?.("stdout", new TextEncoder().encode("last words\n"));
+    return Promise.resolve(success("last words\n"));
+  };
+  const agent = start(stub, { clock, executor, liveOutput: true, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo last words"));
+  await eventually(
+    () => stub.seen.some((s) => s.path.endsWith("/output")) && clock.pending > 0,
+    10_000,
+    "the output retry",
+  );
+  // The process has ended and its output is still being retried: the result is kept already.
+  assert.equal(agent.state.outbox.get("cmd-1")?.status, "success");
+  assert.equal(agent.state.journal.get("cmd-1")?.state, "done");
+  assert.equal(stub.reports.length, 0, "reported only after the output was given up");
+  await advanceUntil(clock, () => stub.reports.length === 1, 500, "the report");
+  await finish(agent);
+});
+
 Deno.test("401 and 403 are logged with their reason and backed off", async (t) => {
   const run = async (response: () => Response) => {
     const clock = new RecordingClock();
