@@ -135,3 +135,66 @@ export function buildChildEnv(
   }
   return env;
 }
+
+/** Reads a file's owner and mode; for tests. `undefined` when it cannot be read. */
+export type OwnerReader = (path: string) => { uid: number; gid: number; mode: number } | undefined;
+
+function readOwner(path: string): { uid: number; gid: number; mode: number } | undefined {
+  try {
+    const info = Deno.statSync(path);
+    if (info.uid === null || info.gid === null || info.mode === null) return undefined;
+    return { uid: info.uid, gid: info.gid, mode: info.mode };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The entries of a `PATH` that a command user can search: every directory on the way must let
+ * that user through (the owner's, the group's or the others' execute bit, as the kernel decides
+ * for a user without supplementary groups). An agent running as root would otherwise find a
+ * program under its own home (`/root/.pyenv/shims`) that the command, run as `nobody`, may not
+ * start. Entries that cannot be read are kept (the spawn then says what is wrong); when nothing is
+ * left, {@link DEFAULT_CHILD_PATH}'s usable entries are used.
+ *
+ * @param path The agent's `PATH`.
+ * @param user Who the commands run as.
+ * @param owner Reads a directory's owner and mode; for tests.
+ * @returns The `PATH` for that user.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pathForUser } from "./env.ts";
+ *
+ * const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+ *   "/": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/root": { uid: 0, gid: 0, mode: 0o700 },
+ *   "/root/bin": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/usr": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/usr/bin": { uid: 0, gid: 0, mode: 0o755 },
+ * };
+ * const nobody = { uid: 65534, gid: 65534 };
+ * assert.equal(pathForUser("/root/bin:/usr/bin", nobody, (p) => dirs[p]), "/usr/bin");
+ * ```
+ */
+export function pathForUser(
+  path: string,
+  user: { uid: number; gid: number },
+  owner: OwnerReader = readOwner,
+): string {
+  const searchable = (dir: string): boolean => {
+    if (!dir.startsWith("/")) return false;
+    const parts = dir.split("/").filter((part) => part !== "");
+    for (let i = 0; i <= parts.length; i++) {
+      const info = owner("/" + parts.slice(0, i).join("/"));
+      if (info === undefined) return true;
+      const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
+      if ((info.mode & bit) === 0) return false;
+    }
+    return true;
+  };
+  const kept = path.split(":").filter(searchable);
+  if (kept.length > 0) return kept.join(":");
+  return DEFAULT_CHILD_PATH.split(":").filter(searchable).join(":") || DEFAULT_CHILD_PATH;
+}

@@ -11,6 +11,7 @@ import {
   AGENT_SECRET_ENV_NAMES,
   buildChildEnv,
   type EnvReader,
+  pathForUser,
   readAgentEnv,
   validateExtraEnv,
 } from "./env.ts";
@@ -315,7 +316,11 @@ export class CommandRunner {
     validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
     this.#options = options;
     this.#checker = new PolicyChecker(options.policy);
-    this.#env = Object.freeze(buildChildEnv(extraEnv, readEnv));
+    const env = buildChildEnv(extraEnv, readEnv);
+    const user = options.sandbox?.user;
+    // Programs are looked up, and commands run, on the directories the command user can search.
+    if (user && !Object.hasOwn(extraEnv, "PATH")) env.PATH = pathForUser(env.PATH, user);
+    this.#env = Object.freeze(env);
     this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
     this.#sandbox = options.sandbox ?? Sandbox.unconfined(this.#cwd);
     this.#clock = options.clock ?? systemClock;

@@ -483,3 +483,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "programs are looked up on the PATH directories the command user can enter",
+  ignore,
+  fn: async () => {
+    const sandbox = Sandbox.create({ cgroups: false });
+    // A root-only directory first on the agent's PATH, holding an `echo` the command user could
+    // not start (as /root/.pyenv/shims does on a root agent).
+    using secret = secretDir();
+    Deno.writeTextFileSync(`${secret.dir}/echo`, "#!/bin/sh\necho private\n", { mode: 0o755 });
+    Deno.chmodSync(`${secret.dir}/echo`, 0o755);
+    const readEnv = (name: string) => name === "PATH" ? `${secret.dir}:/usr/bin:/bin` : undefined;
+    const result = await runCommand("echo public", { policy: policyWith(), sandbox, readEnv });
+    assert.equal(result.status, "success", result.error ?? "");
+    assert.equal(result.stdout, "public\n");
+    assert.ok(!result.program?.startsWith(secret.dir), result.program ?? "");
+    // The command's own PATH leaves that directory out too.
+    const path = await runCommand("printenv PATH", {
+      policy: policyWith("printenv"),
+      sandbox,
+      readEnv,
+    });
+    assert.equal(path.stdout, "/usr/bin:/bin\n");
+  },
+});
