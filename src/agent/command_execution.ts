@@ -77,6 +77,8 @@ export class CommandExecution {
     const { clock, signal, stopNow, graceMs, journal } = this.#options;
     const cancel = new AbortController();
     const done = new AbortController();
+    /** Why the agent itself stopped the command, when its stop (not a cancel) did. */
+    let stoppedBecause: string | undefined;
     const onStop = () => {
       log.info("stopping: the running command may finish within the shutdown grace", {
         commandId: command.id,
@@ -87,11 +89,15 @@ export class CommandExecution {
         log.warning("shutdown grace is over: cancelling the running command", {
           commandId: command.id,
         });
+        stoppedBecause = `the agent was stopping and its shutdown grace of ${
+          graceMs / 1000
+        } s was over`;
         cancel.abort();
       });
     };
     const onStopNow = () => {
       log.warning("stopping at once: cancelling the running command", { commandId: command.id });
+      if (!cancel.signal.aborted) stoppedBecause = "the agent was stopping at once";
       cancel.abort();
     };
     signal.addEventListener("abort", onStop, { once: true });
@@ -124,6 +130,14 @@ export class CommandExecution {
       done.abort();
       signal.removeEventListener("abort", onStop);
       stopNow.removeEventListener("abort", onStopNow);
+    }
+    if (stoppedBecause !== undefined && outcome.status === "cancelled") {
+      // Nobody cancelled it: the agent's own stop cut it short, so it did not finish.
+      outcome = {
+        ...outcome,
+        status: "interrupted",
+        error: `${stoppedBecause}: ${(outcome.error ?? "").replace(/^cancelled: /, "")}`,
+      };
     }
     try {
       ended?.(outcome);

@@ -505,7 +505,12 @@ Deno.test("shutdown with a running command", async (t) => {
     await agent.done;
     agent.state[Symbol.dispose]();
     assert.equal(executor.runs[0].signal.aborted, true);
-    assert.equal(stub.reports[0].status, "cancelled");
+    // Nobody cancelled it: the agent's stop cut it short.
+    assert.equal(stub.reports[0].status, "interrupted");
+    assert.match(
+      String(stub.reports[0].error),
+      /^the agent was stopping and its shutdown grace of 0\.5 s was over: /,
+    );
   });
 
   await t.step("a second stop cancels at once and leaves the result in the outbox", async () => {
@@ -522,7 +527,8 @@ Deno.test("shutdown with a running command", async (t) => {
     const summary = await agent.done;
     assert.equal(stub.reports.length, 0);
     assert.equal(summary.reportsPending, 1);
-    assert.equal(state.outbox.get("cmd-1")?.status, "cancelled");
+    assert.equal(state.outbox.get("cmd-1")?.status, "interrupted");
+    assert.match(String(state.outbox.get("cmd-1")?.error), /^the agent was stopping at once: /);
     state[Symbol.dispose]();
   });
 });

@@ -109,7 +109,7 @@ Deno.test({
       const status = await agent.exited(60_000);
       assert.equal(status.code, 0, agent.stderr.text);
       assert.ok(Date.now() - signalled < 15_000);
-      assert.equal((await commandOf(server.url, "term-2")).status, "cancelled");
+      assert.equal((await commandOf(server.url, "term-2")).status, "interrupted");
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
@@ -141,7 +141,7 @@ Deno.test({
       agent.kill("SIGTERM");
       assert.equal((await agent.exited(60_000)).code, 0);
       assert.equal(stub.reports[0].command_id, "twice-1");
-      assert.equal(stub.reports[0].status, "cancelled");
+      assert.equal(stub.reports[0].status, "interrupted");
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
