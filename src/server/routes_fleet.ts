@@ -152,14 +152,17 @@ export function fleetRoutes(
     if (!(await store.setAgentToken(id, token))) {
       throw new HttpError(404, `agent ${id} does not exist`);
     }
-    audit.info("agent {agentId} token rotated over the operator API", { agentId: id });
+    // Waits it holds were opened with the old token: they end now, with no command.
+    const dismissed = hub.dismiss(id);
+    audit.info("agent {agentId} token rotated over the operator API", { agentId: id, dismissed });
     return c.json({ id, token });
   });
 
   app.delete("/api/v1/agents/:id", admin, async function removeAgentRoute(c) {
     const id = c.req.param("id");
     if (!(await store.removeAgent(id))) throw new HttpError(404, `agent ${id} does not exist`);
-    audit.info("agent {agentId} removed over the operator API", { agentId: id });
+    const dismissed = hub.dismiss(id);
+    audit.info("agent {agentId} removed over the operator API", { agentId: id, dismissed });
     return c.json({ removed: true, id });
   });
 

@@ -291,6 +291,22 @@ export class WaiterHub {
   }
 
   /**
+   * Answers every open wait of the agent with `null` (no command), now: its token was rotated or
+   * it was removed, so a wait it opened with the old token must not be handed a command. A
+   * command claimed for one of them meanwhile goes back to the queue.
+   *
+   * @param agentId The agent.
+   * @returns How many waits were answered.
+   */
+  dismiss(agentId: string): number {
+    const entry = this.#agents.get(agentId);
+    if (!entry) return 0;
+    const waiters = entry.waiters.filter((waiter) => waiter.open);
+    for (const waiter of waiters) this.#settle(waiter, null);
+    return waiters.length;
+  }
+
+  /**
    * Serves every agent's open waits (after events may have been missed: a store shared by several
    * instances reconnected its notifications).
    */

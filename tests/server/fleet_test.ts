@@ -146,3 +146,34 @@ Deno.test("tokens are added, rotated and removed over the operator API", async (
   assert.equal((await d.admin("DELETE", "/api/v1/agents/web-9")).status, 404);
   assert.equal((await signedWith(newToken)).status, 401);
 });
+
+Deno.test("a wait held with a token that is then rotated or removed ends with no command", async (t) => {
+  for (
+    const [change, path, method] of [
+      ["rotated", "/api/v1/agents/a1/rotate", "POST"],
+      ["removed", "/api/v1/agents/a1", "DELETE"],
+    ] as const
+  ) {
+    await t.step(change, async () => {
+      await using d = await makeDashboard();
+      const held = d.agent({ path: P.wait("default", 30) });
+      await until(() => d.dashboard.hub.isWaiting("a1"), "the wait is held");
+      assert.equal((await d.admin(method, path)).status, 200);
+      assert.equal((await held).status, 204, "answered at once, with no command");
+      assert.equal(d.dashboard.hub.isWaiting("a1"), false);
+      if (change === "rotated") {
+        // A command enqueued now waits in the queue for a wait with the new token.
+        const id = "after-rotate";
+        const enqueued = await d.admin("POST", P.enqueue, {
+          id,
+          agent_id: "a1",
+          name: "echo hi",
+          params: {},
+        });
+        assert.equal(enqueued.status, 202);
+        const command = await json(await d.admin("GET", `/api/v1/commands/${id}`));
+        assert.equal(command.status, "queued");
+      }
+    });
+  }
+});
