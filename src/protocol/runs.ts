@@ -10,7 +10,12 @@
  * @module
  */
 import { z } from "zod";
-import { AGENT_ID_PATTERN, type CommandParams, paramsSchema } from "./schemas.ts";
+import {
+  AGENT_ID_PATTERN,
+  COMMAND_NAME_PATTERN,
+  type CommandParams,
+  paramsSchema,
+} from "./schemas.ts";
 
 /** Paths of the runs API. */
 export const RUN_PATHS = {
@@ -176,7 +181,11 @@ export const RUN_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 export const runRequestSchema: z.ZodType<RunRequest> = z.object({
   id: z.string().regex(RUN_ID_PATTERN, "must be 1–64 characters of A-Z a-z 0-9 . _ -")
     .optional(),
-  name: z.string().min(1).max(4096),
+  // The same rule as an enqueued command's name: a run's parts are ordinary commands.
+  name: z.string().min(1).max(4096).regex(
+    COMMAND_NAME_PATTERN,
+    "must not contain control characters (NUL, newline, tab, escape, ...)",
+  ),
   params: paramsSchema.optional(),
   target: runTargetSchema,
   max_concurrency: maxConcurrencySchema.optional(),

@@ -50,6 +50,7 @@ import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { agentState } from "./routes_fleet.ts";
 import { eventStreamResponse } from "./sse.ts";
+import { dashboardReason } from "./views.ts";
 
 const log = logger("server", "runs");
 const audit = auditLogger();
@@ -339,7 +340,7 @@ function targetView(target: RunTargetRecord): RunAgentView {
     run_started_at: result?.startedAt ?? null,
     run_completed_at: result?.completedAt ?? null,
     first_line: firstLine(command),
-    error: result?.error ?? null,
+    error: result?.error ?? (command ? dashboardReason(command) : null),
   };
 }
 

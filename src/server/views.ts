@@ -78,8 +78,13 @@ export function commandView(command: CommandRecord): Record<string, unknown> {
   };
 }
 
-/** Why the dashboard itself ended a command without a report (`lost`, `expired`). */
-function dashboardReason(command: CommandRecord): string | null {
+/**
+ * Why the dashboard itself ended a command without a report (`lost`, `expired`).
+ *
+ * @param command The command.
+ * @returns The reason in words, or `null` for a command the dashboard did not end.
+ */
+export function dashboardReason(command: CommandRecord): string | null {
   if (command.status === "expired") {
     const ttl = command.expiresAt === null
       ? ""

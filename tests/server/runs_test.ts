@@ -267,6 +267,11 @@ Deno.test("bad targets: no match, unknown agents and bad flags are clear errors"
   });
   assert.equal(unknown.status, 404);
   assert.match(unknown.body.error, /agents not registered: ghost/);
+  for (const name of ["echo \u0000a", "echo a\nb", "echo \u001b[31m"]) {
+    const control = await post(fleet.url, { name, target: { agents: ["web-01"] } });
+    assert.equal(control.status, 400, JSON.stringify(name));
+    assert.match(control.body.error, /must not contain control characters/);
+  }
   const empty = await post(fleet.url, { name: "echo hi", target: {} });
   assert.equal(empty.status, 400);
   assert.match(empty.body.error, /name agents, a deployment or labels/);
@@ -343,6 +348,8 @@ Deno.test("an offline agent is reported, its command expires by the ttl, the run
   const run = await finalRun(fleet.url, "run-offline");
   assert.equal(run.status, "failed");
   assert.deepEqual(run.agents.map((a) => a.state), ["success", "success", "expired"]);
+  // The dashboard ended it: the run says why, as the command does.
+  assert.match(String(run.agents[2].error), /^no agent took it within its queue expiry of 2 s/);
 });
 
 Deno.test("firstLine: the first line of stdout, else stderr; control characters; binary", () => {
