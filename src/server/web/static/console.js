@@ -189,19 +189,28 @@
     listen();
   }
 
+  /** The part's refresh interval in ms as the page now has it, or 0 once it asks for none. */
+  function refreshMs(id) {
+    const current = document.getElementById(id);
+    const secs = current ? Number(current.dataset.refreshSecs) : 0;
+    return secs > 0 ? secs * 1000 : 0;
+  }
+
+  /** Refreshes a part while it asks for it: a part swapped in without the attribute (a run that ended) stops. */
   function refreshEvery(part) {
-    const secs = Number(part.dataset.refreshSecs);
-    if (!(secs > 0)) return;
+    const id = part.id;
     const tick = async () => {
       try {
-        const fresh = await freshPart(part.id);
+        const fresh = await freshPart(id);
         if (fresh) swap(fresh);
       } catch {
         // try again at the next tick
       }
-      setTimeout(tick, secs * 1000);
+      const next = refreshMs(id);
+      if (next > 0) setTimeout(tick, next);
     };
-    setTimeout(tick, secs * 1000);
+    const first = refreshMs(id);
+    if (first > 0) setTimeout(tick, first);
   }
 
   function start() {

@@ -1,0 +1,63 @@
+/**
+ * The console script's self-refreshing parts (`data-refresh-secs`, as an open run's page has) in
+ * chromium: the part is fetched again at its interval, and once a fresh copy comes without the
+ * attribute (the run ended) the refreshing stops.
+ */
+import assert from "node:assert/strict";
+import {
+  BROWSER_AVAILABLE,
+  eventually,
+  HAS_ALL_PERMISSIONS,
+  launchChromium,
+  runUnderAllowAll,
+} from "./_browser.ts";
+
+const NAME = "a refreshing part stops refreshing once a fresh copy asks for no more";
+const SCRIPT = new URL("../../src/server/web/static/console.js", import.meta.url);
+
+async function refreshTest(): Promise<void> {
+  const script = await Deno.readTextFile(SCRIPT);
+  let pages = 0;
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
+    if (new URL(request.url).pathname === "/console.js") {
+      return new Response(script, { headers: { "Content-Type": "text/javascript" } });
+    }
+    pages++;
+    // The first three copies refresh every 0.2 s; the fourth (the run ended) asks for no more.
+    const refresh = pages <= 3 ? ` data-refresh-secs="0.2"` : "";
+    return new Response(
+      `<!doctype html><html><body><div id="part"${refresh}>copy ${pages}</div>` +
+        `<script src="/console.js"></script></body></html>`,
+      { headers: { "Content-Type": "text/html" } },
+    );
+  });
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.addr.port}/runs/r1`);
+    await eventually(
+      "the part is refreshed up to the copy without the attribute",
+      async () => (await page.locator("#part").innerText()) === "copy 4",
+    );
+    // Five intervals later: no further request.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(pages, 4, "no refresh after the part stopped asking");
+  } finally {
+    await browser.close();
+    await server.shutdown();
+  }
+}
+
+if (!HAS_ALL_PERMISSIONS) {
+  Deno.test({
+    name: `${NAME} (in a child deno test --allow-all, which playwright-core needs)`,
+    ignore: !BROWSER_AVAILABLE,
+  }, () => runUnderAllowAll(import.meta.filename!));
+} else {
+  Deno.test({
+    name: NAME,
+    ignore: !BROWSER_AVAILABLE,
+    sanitizeOps: false,
+    sanitizeResources: false,
+  }, refreshTest);
+}
