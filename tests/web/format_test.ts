@@ -94,6 +94,16 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
   assert.equal(binary.binary, true);
   assert.equal(binary.head, "ok\uFFFD");
   assert.equal(outputView(null, undefined, null).head, "");
+  // The agent's marker line stands at the cut, not in the middle of the kept bytes: the view cuts
+  // in its place.
+  assert.deepEqual(
+    outputView(
+      "head line\n[status: 25934504 bytes dropped here]\ntail line and more\n",
+      undefined,
+      25934504,
+    ),
+    { head: "head line\n", tail: "tail line and more\n", cutBytes: 25934504, binary: false },
+  );
 });
 
 Deno.test("agents page shows heartbeat, version and running command when the API has them", () => {

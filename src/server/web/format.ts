@@ -201,7 +201,8 @@ const decoder = new TextDecoder();
 /**
  * Splits a result's output at the cut. The agent keeps the first and the last bytes of a stream
  * (equal halves) and counts what it dropped in between, so the cut lies in the middle of the kept
- * bytes.
+ * bytes; in text output the agent's own line `[status: N bytes dropped here]` marks it, and the
+ * view cuts there instead of that line.
  *
  * @param text The `stdout` or `stderr` field.
  * @param encoding Its `…_encoding` field (`base64` for bytes that are not UTF-8).
@@ -224,6 +225,14 @@ export function outputView(
   }
   if (cutBytes === 0) {
     return { head: bytes ? decoder.decode(bytes) : text ?? "", tail: "", cutBytes, binary };
+  }
+  if (!binary && text) {
+    // The agent marks the cut in text output with a line of its own: cut there, in its place.
+    const marker = `[status: ${cutBytes} bytes dropped here]\n`;
+    const at = text.indexOf(marker);
+    if (at >= 0) {
+      return { head: text.slice(0, at), tail: text.slice(at + marker.length), cutBytes, binary };
+    }
   }
   bytes ??= new TextEncoder().encode(text ?? "");
   let half = Math.floor(bytes.length / 2);
