@@ -185,6 +185,28 @@ export function cell(text: string, width: number): string {
   return text.length > width ? text.slice(0, width - 1) + "…" : text;
 }
 
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * A cell's text with every control character (C0, DEL, C1) shown as `?`, so that text from an
+ * agent or a command cannot move the cursor, recolour the terminal or start a line of its own.
+ *
+ * @param text The text.
+ * @returns The text, safe to print in a table.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { printable } from "./format.ts";
+ *
+ * assert.equal(printable("v1\u001b[31m\nfake-agent"), "v1?[31m?fake-agent");
+ * ```
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL, "?");
+}
+
 /**
  * Lays out rows under a header in columns two spaces apart, each as wide as its widest entry; the
  * last column is not padded and no line ends in spaces.
@@ -194,6 +216,9 @@ export function cell(text: string, width: number): string {
  * @returns The lines, the header first.
  */
 export function alignColumns(header: readonly string[], rows: readonly string[][]): string[] {
+  // What agents and operators wrote (versions, deployment hashes, labels, names) is shown, never
+  // obeyed: a control character (an escape sequence, a newline forging a row) becomes "?".
+  rows = rows.map((row) => row.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   return [header, ...rows].map((row) =>
     row.map((text, i) => i === row.length - 1 ? text : text.padEnd(widths[i])).join("  ")

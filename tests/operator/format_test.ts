@@ -132,6 +132,18 @@ Deno.test("alignColumns pads every column but the last to its widest entry", () 
   assert.deepEqual(alignColumns(["ONLY"], []), ["ONLY"]);
 });
 
+Deno.test("alignColumns shows an agent's control characters as ?, never obeys them", () => {
+  // A heartbeat's version and deployment hash as a hostile agent could send them.
+  const lines = alignColumns(["ID", "VERSION", "DEPLOYMENT"], [[
+    "web-1",
+    "\u001b]0;pwned\u0007\u001b[31mRED",
+    "d\u001b[2Jx\nfake-agent  waiting",
+  ]]);
+  assert.equal(lines.length, 2, "no forged row");
+  assert.equal(lines[1], "web-1  ?]0;pwned??[31mRED  d?[2Jx?fake-agent  waiting");
+  assert.ok(lines.every((line) => !/[\u0000-\u001f\u007f-\u009f]/.test(line)));
+});
+
 Deno.test("cell shortens text to the width with an ellipsis", () => {
   assert.equal(cell("abc", 3), "abc");
   assert.equal(cell("abcd", 3), "ab…");
