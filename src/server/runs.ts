@@ -474,7 +474,11 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       const agents = await store.listAgents();
       const { matched, unknown } = matchTarget(agents, request.target);
       if (unknown.length > 0) {
-        throw new HttpError(404, `agents not registered: ${unknown.join(", ")}`, {
+        // The sentence names the first few; `details` lists them all.
+        const named = unknown.length > 10
+          ? `${unknown.slice(0, 10).join(", ")} and ${unknown.length - 10} more`
+          : unknown.join(", ");
+        throw new HttpError(404, `agents not registered: ${named}`, {
           details: { unknown_agents: unknown },
         });
       }
