@@ -436,7 +436,19 @@ export class CommandRunner {
       cell.recordSoon().then((record) => {
         if (record) callSafely("onSpawn", () => command.onSpawn?.(record));
       });
-    const context = { ...base, timeoutSecs, spawned };
+    const asked = command.timeoutSecs;
+    const cappedFromSecs = asked !== undefined && asked > timeoutSecs ? asked : undefined;
+    if (cappedFromSecs !== undefined) {
+      log.info(
+        "deadline capped at {timeoutSecs} s (asked {askedSecs} s, COMMAND_TIMEOUT_MAX_SECS)",
+        {
+          argv: parsed.value,
+          timeoutSecs,
+          askedSecs: cappedFromSecs,
+        },
+      );
+    }
+    const context = { ...base, timeoutSecs, cappedFromSecs, spawned };
     const result = await supervise(child, cell, context, options, command, clock);
     if (cell.throughSetsid && result.status === "failed") {
       // Started through setsid: an exec that failed is its exit status, not a spawn error.
@@ -508,6 +520,8 @@ interface RunContext {
   program: string | null;
   started_at: string;
   timeoutSecs: number;
+  /** The deadline the command asked for, when `maxTimeoutSecs` cut it shorter. */
+  cappedFromSecs?: number;
   /** Settles once `onSpawn` was called. */
   spawned: Promise<void> | undefined;
 }
@@ -539,6 +553,7 @@ function outcomeOf(
     exitCode: number | null;
   },
   timeoutSecs: number,
+  cappedFromSecs?: number,
 ): { status: ExecStatus; error: string | null } {
   if (facts.cancelAt === undefined && facts.termAt === undefined) {
     if (facts.exitCode === 0) return { status: "success", error: null };
@@ -562,7 +577,11 @@ function outcomeOf(
   }
   return {
     status: facts.killAt !== undefined && facts.signal === "SIGKILL" ? "killed" : "timeout",
-    error: `deadline of ${describeSecs(timeoutSecs)}: SIGTERM was sent at ${at(facts.termAt!)} (${
+    error: `deadline of ${describeSecs(timeoutSecs)}${
+      cappedFromSecs === undefined
+        ? ""
+        : ` (it asked for ${describeSecs(cappedFromSecs)}; COMMAND_TIMEOUT_MAX_SECS caps it)`
+    }: SIGTERM was sent at ${at(facts.termAt!)} (${
       Math.round(DEADLINE_PHASES.terminate * 100)
     } % of it)${killClause}; ${ended}`,
   };
@@ -655,6 +674,7 @@ async function supervise(
     outcome = outcomeOf(
       { termAt, killAt, cancelAt, endedAt: durationMs, signal, exitCode },
       timeoutSecs,
+      context.cappedFromSecs,
     );
     const early = outcome;
     await context.spawned;

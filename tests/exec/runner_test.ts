@@ -110,6 +110,11 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
     const result = await run.result;
     assert.equal(result.status, "timeout");
     assert.equal(result.timeout_secs, 0.5);
+    // The error says the deadline is not the one asked for, and why.
+    assert.match(
+      result.error ?? "",
+      /^deadline of 0\.5 s \(it asked for 100 s; COMMAND_TIMEOUT_MAX_SECS caps it\): SIGTERM/,
+    );
   });
 
   await t.step("without a requested deadline the default applies", async () => {
