@@ -202,6 +202,8 @@ export async function followAndPrint(
   // Bytes printed so far of each stream of the attempt being shown.
   let attempt = 0;
   const end = { stdout: 0, stderr: 0 };
+  // Bytes of the attempt being shown that never arrived live (gaps noted where they fell).
+  const gaps = { stdout: 0, stderr: 0 };
   const write = (stream: "stdout" | "stderr", bytes: Uint8Array) => {
     if (bytes.length === 0) return;
     clearIndicator();
@@ -221,12 +223,15 @@ export async function followAndPrint(
           attempt = chunk.attempt;
           end.stdout = 0;
           end.stderr = 0;
+          gaps.stdout = 0;
+          gaps.stderr = 0;
         }
         const known = end[chunk.stream];
         if (chunk.offset + chunk.data.length <= known) return;
         if (chunk.offset > known) {
           clearIndicator();
           io.err(`(${chunk.offset - known} bytes of ${chunk.stream} were dropped here)`);
+          gaps[chunk.stream] += chunk.offset - known;
         }
         write(chunk.stream, chunk.data.subarray(Math.max(0, known - chunk.offset)));
         end[chunk.stream] = chunk.offset + chunk.data.length;
@@ -240,8 +245,21 @@ export async function followAndPrint(
       else if (!truncated && bytes.length > end[stream]) write(stream, bytes.subarray(end[stream]));
     }
     writer.flush?.();
+    const shownLive = live && attempt !== 0;
+    if (shownLive) {
+      // What was printed is the live output, not the result's first and last 32 KiB: say what
+      // it lacks, if anything.
+      for (const stream of ["stdout", "stderr"] as const) {
+        if (gaps[stream] === 0) continue;
+        clearIndicator();
+        io.err(
+          `(${gaps[stream]} bytes of ${stream} did not arrive live and are missing from what was ` +
+            `printed, where the notes above stand; see the result with: status result ${id})`,
+        );
+      }
+    }
     progress(record);
-    for (const note of truncationNotes(record)) io.err(note);
+    if (!shownLive) { for (const note of truncationNotes(record)) io.err(note); }
     return record;
   } catch (error) {
     if (controller.signal.aborted) {

@@ -96,6 +96,16 @@ Deno.test("followAndPrint prints live output as it comes, names gaps, then the r
   assert.equal(rec.stdout(), "first\nafter gap\ntail");
   assert.equal(rec.stderr(), "warning\n");
   assert.ok(io.stderr.includes("(4 bytes of stdout were dropped here)"), io.stderr.join("\n"));
+  // The closing note is about what was printed (the live output), not the result's head and tail.
+  assert.ok(
+    io.stderr.some((line) =>
+      line.startsWith(
+        "(4 bytes of stdout did not arrive live and are missing from what was printed",
+      )
+    ),
+    io.stderr.join("\n"),
+  );
+  assert.ok(!io.stderr.some((line) => /first and last 32 KiB are kept/.test(line)));
   assert.match(io.stderr.at(-1)!, new RegExp(`^${id} failed, exit code 4 \\(\\d+\\.\\d s\\)$`));
   assert.ok(!rec.stderr().includes("\x1b[2K"), "no indicator when not a terminal");
 });
