@@ -19,8 +19,28 @@ export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 8) secretValues.add(value);
 }
 
+/** The password of a URL's user information (`scheme://user:password@host`). */
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
+
+/**
+ * A string with every registered secret replaced, and the password of any URL in it
+ * (`https://user:***@host`).
+ *
+ * @param text The text.
+ * @returns The text, safe to log.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { redactString } from "./redact.ts";
+ *
+ * assert.equal(redactString("https://ops:hunter2@dash:5000/"), "https://ops:***@dash:5000/");
+ * ```
+ */
 export function redactString(text: string): string {
-  let out = text;
+  let out = text.includes("://") && text.includes("@")
+    ? text.replace(URL_PASSWORD, "$1***@")
+    : text;
   for (const secret of secretValues) {
     if (out.includes(secret)) out = out.replaceAll(secret, REDACTED);
   }

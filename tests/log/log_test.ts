@@ -121,6 +121,11 @@ Deno.test("messages fill their placeholders as LogTape does, plain keys or not",
     ["spaced { x }", { x: 1 }, "spaced 1"],
     ["unmatched { brace", {}, "unmatched { brace"],
     ["a secret {t}", { t: `x ${TOKEN}` }, "a secret x [redacted]"],
+    [
+      "a url {u}",
+      { u: "https://ops:hunter2@dash.example:5000/x" },
+      "a url https://ops:***@dash.example:5000/x",
+    ],
   ];
   for (const format of ["json", "text"] as const) {
     await t.step(format, () => {
