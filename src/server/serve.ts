@@ -218,6 +218,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           () => metrics.render(),
           parseListenAddress(options.metricsBind),
           metricsStop.signal,
+          // Its sockets are defended as the main port's are.
+          { headerTimeoutSecs: options.headerTimeoutSecs },
         );
       } catch (error) {
         await listener.close();

@@ -8,6 +8,7 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { type DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
+import { closeQuietly, rawConnect, readAll, send } from "./_sockets.ts";
 
 interface Family {
   name: string;
@@ -152,6 +153,31 @@ Deno.test("--metrics-bind serves /metrics without the token on its own address",
   const main = await fetch(`${server.url}/metrics`);
   assert.equal(main.status, 401, "the main address still needs the token");
   await main.body?.cancel();
+});
+
+Deno.test("--metrics-bind's listener closes a stalled request head after --header-timeout-secs too", async () => {
+  await using store = openSqliteStore(":memory:");
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    adminToken: ADMIN_TOKEN,
+    metricsBind: "127.0.0.1:0",
+    headerTimeoutSecs: 1,
+  });
+  const port = Number(new URL(server.metricsUrl!).port);
+  const half = await rawConnect({ port });
+  try {
+    await send(half, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    const started = Date.now();
+    const answer = await readAll(half, 8000);
+    assert.ok(answer.closed, "closed");
+    assert.match(answer.text, /^HTTP\/1\.1 408 /);
+    // The main port's 1 s, not the default 10 s (the check runs every second or so).
+    assert.ok(Date.now() - started < 6000, `closed after ${Date.now() - started} ms`);
+  } finally {
+    closeQuietly(half);
+  }
 });
 
 Deno.test("--metrics-bind on a busy address is a clear error and leaves nothing listening", async () => {
