@@ -146,3 +146,36 @@ Deno.test("tokens are added, rotated and removed over the operator API", async (
   assert.equal((await d.admin("DELETE", "/api/v1/agents/web-9")).status, 404);
   assert.equal((await signedWith(newToken)).status, 401);
 });
+
+Deno.test("a signed heartbeat is held to its own 16 KiB limit, whatever read its body first", async (t) => {
+  await using d = await makeDashboard();
+  const heartbeatOf = (size: number) => {
+    const body = JSON.stringify({ pad: "" });
+    return JSON.stringify({ pad: "x".repeat(size - body.length) });
+  };
+  const send = (body: string) => d.agent({ path: "/api/v1/agent/heartbeat", body });
+
+  await t.step("16,384 bytes are recorded", async () => {
+    const body = heartbeatOf(16 * 1024);
+    assert.equal(body.length, 16 * 1024);
+    const response = await send(body);
+    assert.equal(response.status, 200, await response.clone().text());
+    await response.body?.cancel();
+  });
+
+  for (const size of [16 * 1024 + 1, 1_000_000, 1024 * 1024 + 100_000, 17 * 1024 * 1024]) {
+    await t.step(`${size} bytes → 413 naming 16384 bytes, nothing recorded`, async () => {
+      const response = await send(heartbeatOf(size));
+      const answer = await json(response);
+      assert.equal(response.status, 413);
+      assert.equal(answer.error, "request body is larger than 16384 bytes");
+      assert.equal((answer.details as { limit_bytes: number }).limit_bytes, 16384);
+    });
+  }
+
+  const agents = (await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+    Record<string, unknown>
+  >;
+  const a1 = agents.find((agent) => agent.id === "a1")!;
+  assert.equal((a1.heartbeat as { pad: string }).pad.length, 16 * 1024 - 10);
+});

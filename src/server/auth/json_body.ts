@@ -52,7 +52,9 @@ export async function jsonBodyOf<S extends z.ZodType>(
   options: { maxBodyBytes: number },
 ): Promise<z.output<S>> {
   const body = await rawBodyOf(call, options);
-  if (body.bytes === null) {
+  // The body may have been read first with a larger limit (by the signature step): the route's
+  // own limit holds all the same.
+  if (body.bytes === null || body.size > options.maxBodyBytes) {
     throw new HttpError(413, `request body is larger than ${options.maxBodyBytes} bytes`, {
       details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
     });
