@@ -11,6 +11,9 @@ import { refuse } from "./refuse.ts";
  * Step 1: `X-Agent-Id` names a known agent (in dev mode, any valid id, registered on first sight).
  * Sets `call.agent` and `call.unsigned`.
  *
+ * The agent is not marked seen here: only a request that passes every step is the agent's
+ * (`pipeline.ts`).
+ *
  * @param ctx Store, clock, dev mode.
  * @param call The request.
  * @throws {HttpError} `401`.
@@ -36,5 +39,4 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
   }
   call.agent = agent;
   call.unsigned = ctx.devMode && agent.token === null;
-  ctx.seen?.(id);
 }
