@@ -11,16 +11,36 @@ export const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
 /** What {@link DEPLOYMENT_HASH_PATTERN} asks for, in words. */
 export const DEPLOYMENT_HASH_RULE = "1–256 characters without / ? # or spaces";
 
-/** Pattern of a valid agent id: 1–128 chars of `A-Za-z0-9._:-`. */
-export const AGENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/**
+ * The pattern of an id of the protocol (agent, command, run): 1 to `maxLength` characters of
+ * `chars`, and not only dots. An id of dots alone (`.`, `..`) is a dot-segment in a URL path,
+ * which clients and the HTTP stack collapse (`/api/v1/commands/..` is `/api/v1/`), so no route
+ * could ever reach it.
+ *
+ * @param chars The characters allowed, as the inside of a regular expression's `[...]`.
+ * @param maxLength The longest id.
+ * @returns The pattern, anchored at both ends.
+ */
+export function idPattern(chars: string, maxLength: number): RegExp {
+  return new RegExp(`^(?!\\.+$)[${chars}]{1,${maxLength}}$`);
+}
 
-/** Pattern of a valid command id: 1–128 chars of `A-Za-z0-9._:-`. */
-export const COMMAND_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Pattern of a valid agent id: 1–128 chars of `A-Za-z0-9._:-`, not only dots. */
+export const AGENT_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 128);
+
+/** What {@link AGENT_ID_PATTERN} asks for, in words. */
+export const AGENT_ID_RULE = "1–128 characters of A-Z a-z 0-9 . _ : -, not only dots";
+
+/** Pattern of a valid command id: 1–128 chars of `A-Za-z0-9._:-`, not only dots. */
+export const COMMAND_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 128);
+
+/** What {@link COMMAND_ID_PATTERN} asks for, in words. */
+export const COMMAND_ID_RULE = AGENT_ID_RULE;
 
 /** Schema of an agent id. */
 export const agentIdSchema: z.ZodType<string> = z.string().regex(
   AGENT_ID_PATTERN,
-  "must be 1–128 characters of A-Z a-z 0-9 . _ : -",
+  `must be ${AGENT_ID_RULE}`,
 );
 
 /** Command priorities, highest first. */
@@ -112,10 +132,7 @@ export const COMMAND_NAME_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 
 /** Schema of the body of `POST /api/v1/agent/commands/enqueue`. */
 export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
-  id: z.string().min(1).max(128).regex(
-    /^[A-Za-z0-9._:-]+$/,
-    "must be 1–128 characters of A-Z a-z 0-9 . _ : -",
-  ).optional(),
+  id: z.string().regex(COMMAND_ID_PATTERN, `must be ${COMMAND_ID_RULE}`).optional(),
   name: z.string().min(1).max(4096).regex(
     COMMAND_NAME_PATTERN,
     "must not contain control characters (NUL, newline, tab, escape, ...)",

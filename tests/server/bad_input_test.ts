@@ -110,3 +110,69 @@ Deno.test("thousands of made-up agent ids do not grow the dashboard's caches", a
     assert.ok(replay.size <= 100, `${replay.size} request ids`);
   });
 });
+
+Deno.test("ids made only of dots are refused with 400 wherever ids are given", async (t) => {
+  await using d = await makeDashboard();
+  for (const id of [".", "..", "..."]) {
+    await t.step(`command id ${JSON.stringify(id)} at enqueue`, async () => {
+      const response = await d.admin("POST", P.enqueue, { id, agent_id: "a1", name: "echo hi" });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "id": must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots`,
+      );
+    });
+    await t.step(`agent id ${JSON.stringify(id)} at enqueue and registration`, async () => {
+      const enqueue = await d.admin("POST", P.enqueue, { agent_id: id, name: "echo hi" });
+      assert.equal(enqueue.status, 400);
+      await enqueue.body?.cancel();
+      const added = await d.admin("POST", "/api/v1/agents", { id });
+      assert.equal(added.status, 400);
+      assert.match(String((await json(added)).error), /field "id": .*not only dots/);
+    });
+    await t.step(
+      `run id ${JSON.stringify(id)} and a target agent ${JSON.stringify(id)}`,
+      async () => {
+        const run = await d.admin("POST", "/api/v1/runs", {
+          id,
+          name: "echo hi",
+          target: { agents: ["a1"] },
+        });
+        assert.equal(run.status, 400);
+        assert.equal(
+          (await json(run)).error,
+          `field "id": must be 1–64 characters of A-Z a-z 0-9 . _ -, not only dots`,
+        );
+        const target = await d.admin("POST", "/api/v1/runs", {
+          name: "echo hi",
+          target: { agents: [id] },
+        });
+        assert.equal(target.status, 400);
+        await target.body?.cancel();
+      },
+    );
+  }
+  await t.step("dots with anything else are ids like any other", async () => {
+    const response = await d.admin("POST", P.enqueue, { id: ".a.", agent_id: "a1", name: "echo" });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+    const shown = await d.admin("GET", "/api/v1/commands/.a.");
+    assert.equal(shown.status, 200);
+    await shown.body?.cancel();
+  });
+  const listed = await json(await d.admin("GET", "/api/v1/commands"));
+  assert.deepEqual((listed.commands as { id: string }[]).map((c) => c.id), [".a."]);
+  assert.deepEqual(
+    ((await json(await d.admin("GET", "/api/v1/agents"))).agents as { id: string }[])
+      .map((a) => a.id),
+    ["a1", "a2"],
+  );
+});
+
+Deno.test("a dev-mode dashboard registers no agent whose id is only dots", async () => {
+  await using d = await makeDashboard({ devMode: true });
+  const response = await d.agent({ path: "/api/v1/agent/ping", agentId: "..", token: null });
+  assert.equal(response.status, 401);
+  assert.match(String((await json(response)).error), /X-Agent-Id must be .*not only dots/);
+  assert.equal(await d.store.getAgent(".."), null);
+});

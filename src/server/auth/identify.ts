@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { AGENT_ID_PATTERN, HEADER } from "../../protocol/mod.ts";
+import { AGENT_ID_PATTERN, AGENT_ID_RULE, HEADER } from "../../protocol/mod.ts";
 import type { AgentCall, AuthContext } from "./call.ts";
 import { refuse } from "./refuse.ts";
 
@@ -25,7 +25,7 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
     throw refuse(
       call,
       401,
-      "X-Agent-Id must be 1–128 characters of A-Z a-z 0-9 . _ : -",
+      `X-Agent-Id must be ${AGENT_ID_RULE}`,
       "authentication failed",
       { agentId: id.slice(0, 128) },
     );
