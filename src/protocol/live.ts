@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { type Labels, labelsSchema } from "./runs.ts";
-import { BASE64_PATTERN } from "./schemas.ts";
+import { BASE64_PATTERN, deploymentHashSchema } from "./schemas.ts";
 
 /** Paths of the live-output, heartbeat, ping, events and fleet endpoints. */
 export const LIVE_PATHS = {
@@ -88,7 +88,7 @@ export interface HeartbeatRequest {
 export const heartbeatSchema: z.ZodType<HeartbeatRequest> = z.looseObject({
   agent_id: z.string().max(128).optional(),
   version: z.string().min(1).max(64).optional(),
-  deployment_hash: z.string().min(1).max(256).optional(),
+  deployment_hash: deploymentHashSchema.optional(),
   instance_id: z.string().min(1).max(128).optional(),
   labels: labelsSchema.optional(),
 });

@@ -14,8 +14,9 @@ import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
   type CommandParams,
+  deploymentHashSchema,
+  enqueueParamsSchema,
   idPattern,
-  paramsSchema,
 } from "./schemas.ts";
 
 /** Paths of the runs API. */
@@ -111,7 +112,7 @@ export interface RunTarget {
 export const runTargetSchema: z.ZodType<RunTarget> = z.object({
   agents: z.array(z.string().regex(AGENT_ID_PATTERN, `agent ids are ${AGENT_ID_RULE}`))
     .min(1).max(10_000).optional(),
-  deployment: z.string().min(1).max(256).optional(),
+  deployment: deploymentHashSchema.optional(),
   labels: labelsSchema.optional(),
 }).strict().refine(
   (t) =>
@@ -185,7 +186,7 @@ export const RUN_ID_RULE = "1–64 characters of A-Z a-z 0-9 . _ -, not only dot
 export const runRequestSchema: z.ZodType<RunRequest> = z.object({
   id: z.string().regex(RUN_ID_PATTERN, `must be ${RUN_ID_RULE}`).optional(),
   name: z.string().min(1).max(4096),
-  params: paramsSchema.optional(),
+  params: enqueueParamsSchema.optional(),
   target: runTargetSchema,
   max_concurrency: maxConcurrencySchema.optional(),
   max_errors: z.number().int().min(0).max(100_000).optional(),

@@ -5,11 +5,24 @@
  */
 import { z } from "zod";
 
-/** Pattern of a deployment hash: 1–256 characters without `/`, `?`, `#` or white space. */
-export const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
+/**
+ * Pattern of a deployment hash, as a wait names it in its path: 1–256 characters without `/`, `?`,
+ * `#`, white space or control characters (C0, DEL, C1), and not only dots (a dot-segment of the
+ * wait's path). The enqueue, runs and heartbeats hold a deployment hash to it too, so that a
+ * command is never queued for a hash no wait can name.
+ */
+// deno-lint-ignore no-control-regex
+export const DEPLOYMENT_HASH_PATTERN = /^(?!\.+$)[^/?#\s\u0000-\u001f\u007f-\u009f]{1,256}$/;
 
 /** What {@link DEPLOYMENT_HASH_PATTERN} asks for, in words. */
-export const DEPLOYMENT_HASH_RULE = "1–256 characters without / ? # or spaces";
+export const DEPLOYMENT_HASH_RULE =
+  "1–256 characters without / ? #, spaces or control characters, not only dots";
+
+/** Schema of a deployment hash given to the dashboard (enqueue, runs, heartbeat). */
+export const deploymentHashSchema: z.ZodType<string> = z.string().regex(
+  DEPLOYMENT_HASH_PATTERN,
+  `must be ${DEPLOYMENT_HASH_RULE}`,
+);
 
 /**
  * The pattern of an id of the protocol (agent, command, run): 1 to `maxLength` characters of
@@ -102,14 +115,32 @@ export interface CommandParams {
   [key: string]: unknown;
 }
 
-/** Schema of a command's `params`. Unknown keys are kept. */
-export const paramsSchema: z.ZodType<CommandParams> = z.looseObject({
-  timeout_secs: z.number().int().positive().max(86_400).optional(),
-  priority: z.enum(PRIORITIES).optional(),
-  deployment_hash: z.string().min(1).max(256).optional(),
-  ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional(),
-  metadata: z.record(z.string(), z.unknown()).optional(),
-});
+/** The schema of `params` with a given rule for `deployment_hash`. */
+function paramsSchemaWith(deploymentHash: z.ZodType<string>): z.ZodType<CommandParams> {
+  return z.looseObject({
+    timeout_secs: z.number().int().positive().max(86_400).optional(),
+    priority: z.enum(PRIORITIES).optional(),
+    deployment_hash: deploymentHash.optional(),
+    ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  });
+}
+
+/**
+ * Schema of a command's `params` as an agent receives them. Unknown keys are kept. It reads what
+ * any dashboard delivers: `deployment_hash` is any 1–256 characters.
+ */
+export const paramsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
+  z.string().min(1).max(256),
+);
+
+/**
+ * Schema of the `params` of an enqueue or a run: as {@link paramsSchema}, with a `deployment_hash`
+ * a wait can name ({@link DEPLOYMENT_HASH_PATTERN}).
+ */
+export const enqueueParamsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
+  deploymentHashSchema,
+);
 
 /** Body of `POST /api/v1/agent/commands/enqueue`. */
 export interface EnqueueRequest {
@@ -137,7 +168,7 @@ export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
     COMMAND_NAME_PATTERN,
     "must not contain control characters (NUL, newline, tab, escape, ...)",
   ),
-  params: paramsSchema.optional(),
+  params: enqueueParamsSchema.optional(),
   agent_id: agentIdSchema.optional(),
 });
 

@@ -176,3 +176,85 @@ Deno.test("a dev-mode dashboard registers no agent whose id is only dots", async
   assert.match(String((await json(response)).error), /X-Agent-Id must be .*not only dots/);
   assert.equal(await d.store.getAgent(".."), null);
 });
+
+Deno.test("a deployment hash no wait could name is refused at enqueue, runs and heartbeats", async (t) => {
+  await using d = await makeDashboard();
+  const rule = "1–256 characters without / ? #, spaces or control characters, not only dots";
+  for (const hash of ["a b", "a/b", "a?b", "a#b", "a\u0000b", "a\tb", "a\u0085b", "..", ""]) {
+    const label = JSON.stringify(hash);
+    await t.step(`${label} in an enqueue's params`, async () => {
+      const response = await d.admin("POST", P.enqueue, {
+        agent_id: "a1",
+        name: "echo hi",
+        params: { deployment_hash: hash },
+      });
+      assert.equal(response.status, 400);
+      const error = String((await json(response)).error);
+      assert.match(error, /^field "params\.deployment_hash": /);
+      if (hash !== "") assert.equal(error, `field "params.deployment_hash": must be ${rule}`);
+    });
+    await t.step(`${label} in a run's params and target`, async () => {
+      for (
+        const body of [
+          { name: "echo hi", params: { deployment_hash: hash }, target: { agents: ["a1"] } },
+          { name: "echo hi", target: { deployment: hash } },
+        ]
+      ) {
+        const response = await d.admin("POST", "/api/v1/runs", body);
+        assert.equal(response.status, 400);
+        assert.match(String((await json(response)).error), /deployment/);
+      }
+    });
+    await t.step(`${label} in a heartbeat`, async () => {
+      const response = await d.agent({
+        path: "/api/v1/agent/heartbeat",
+        body: { deployment_hash: hash },
+      });
+      assert.equal(response.status, 400);
+      assert.match(String((await json(response)).error), /^field "deployment_hash": /);
+    });
+  }
+  await t.step("nothing was stored", async () => {
+    assert.deepEqual((await json(await d.admin("GET", "/api/v1/commands"))).commands, []);
+    assert.deepEqual((await json(await d.admin("GET", "/api/v1/runs"))).runs, []);
+    const agents = (await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+      Record<string, unknown>
+    >;
+    assert.equal(agents.find((agent) => agent.id === "a1")!.deployment_hash, null);
+  });
+  await t.step("a hash a wait can name is accepted", async () => {
+    const response = await d.admin("POST", P.enqueue, {
+      agent_id: "a1",
+      name: "echo hi",
+      params: { deployment_hash: "prod.eu-1:v2%é" },
+    });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+});
+
+Deno.test("a wait on a deployment hash with a control character is a 400 and records nothing", async () => {
+  await using d = await makeDashboard();
+  for (const segment of ["%00", "a%0Ab", "%7F", "%C2%85"]) {
+    const waited = d.agent({ path: `/api/v1/agent/commands/wait/${segment}?timeout=1` });
+    // A wait that was held (the bug) ends by its timeout.
+    await d.clock.advanceAsync(2000);
+    const response = await waited;
+    assert.equal(response.status, 400, segment);
+    assert.equal(
+      (await json(response)).error,
+      `path "deployment_hash": must be 1–256 characters without / ? #, spaces or control ` +
+        `characters, not only dots`,
+    );
+  }
+  // The refused waits left no deployment behind: a command for dep-1 gets no warning that the
+  // agent last waited on another hash.
+  const enqueued = await json(
+    await d.admin("POST", P.enqueue, {
+      agent_id: "a1",
+      name: "echo hi",
+      params: { deployment_hash: "dep-1" },
+    }),
+  );
+  assert.equal(enqueued.warning, undefined);
+});
