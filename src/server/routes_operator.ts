@@ -86,10 +86,10 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     }
     let limit: number = LIST_LIMIT.default;
     if (rawLimit !== undefined && rawLimit !== "") {
-      if (!/^\d+$/.test(rawLimit) || Number(rawLimit) < 1) {
+      limit = Number(rawLimit);
+      if (!/^\d+$/.test(rawLimit) || limit < 1 || limit > LIST_LIMIT.max) {
         throw queryError("limit", `must be a whole number from 1 to ${LIST_LIMIT.max}`);
       }
-      limit = Math.min(LIST_LIMIT.max, Number(rawLimit));
     }
     const commands = await store.listCommands({
       agentId,

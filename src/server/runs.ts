@@ -550,13 +550,13 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     const raw = c.req.query("limit");
     let limit: number = RUN_LIST_LIMIT.default;
     if (raw !== undefined && raw !== "") {
-      if (!/^\d+$/.test(raw) || Number(raw) < 1) {
+      limit = Number(raw);
+      if (!/^\d+$/.test(raw) || limit < 1 || limit > RUN_LIST_LIMIT.max) {
         throw new HttpError(
           400,
           `query "limit": must be a whole number from 1 to ${RUN_LIST_LIMIT.max}`,
         );
       }
-      limit = Math.min(RUN_LIST_LIMIT.max, Number(raw));
     }
     const open = c.req.query("open");
     if (open !== undefined && open !== "" && open !== "1" && open !== "true") {

@@ -258,3 +258,24 @@ Deno.test("a wait on a deployment hash with a control character is a 400 and rec
   );
   assert.equal(enqueued.warning, undefined);
 });
+
+Deno.test("a list limit beyond its range is a 400, not clamped", async (t) => {
+  await using d = await makeDashboard();
+  for (
+    const [path, max] of [["/api/v1/commands", 1000], ["/api/v1/runs", 500]] as const
+  ) {
+    await t.step(path, async () => {
+      for (const limit of ["0", String(max + 1), "99999999", "99999999999999999999999", "1.5"]) {
+        const response = await d.admin("GET", `${path}?limit=${limit}`);
+        assert.equal(response.status, 400, `limit=${limit}`);
+        assert.equal(
+          (await json(response)).error,
+          `query "limit": must be a whole number from 1 to ${max}`,
+        );
+      }
+      const most = await d.admin("GET", `${path}?limit=${max}`);
+      assert.equal(most.status, 200);
+      await most.body?.cancel();
+    });
+  }
+});

@@ -268,9 +268,15 @@ Deno.test("operator API lists commands newest first and agents with their state"
     const bad = await d.admin("GET", "/api/v1/commands?status=weird");
     assert.equal(bad.status, 400);
     assert.match((await json(bad)).error as string, /query "status"/);
-    const badLimit = await d.admin("GET", "/api/v1/commands?limit=0");
-    assert.equal(badLimit.status, 400);
-    await badLimit.body?.cancel();
+    for (const limit of ["0", "1001", "99999999", "1e3", "-1", "ten"]) {
+      const badLimit = await d.admin("GET", `/api/v1/commands?limit=${limit}`);
+      assert.equal(badLimit.status, 400, `limit=${limit}`);
+      assert.equal(
+        (await json(badLimit)).error,
+        `query "limit": must be a whole number from 1 to 1000`,
+      );
+    }
+    assert.deepEqual(await ids("?limit=1000"), ["c3", "c2", "c1"]);
   });
   await t.step("one command with every field of PROTOCOL §3", async () => {
     const command = await status(d, "c1");
