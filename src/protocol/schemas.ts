@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from "zod";
+import { shortForm } from "./short_form.ts";
 
 /**
  * Pattern of a deployment hash, as a wait names it in its path: 1–256 characters without `/`, `?`,
@@ -49,6 +50,22 @@ export const COMMAND_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 128);
 
 /** What {@link COMMAND_ID_PATTERN} asks for, in words. */
 export const COMMAND_ID_RULE = AGENT_ID_RULE;
+
+/**
+ * Pattern of the id of any command a dashboard of ours holds, as an agent names it in an ack or a
+ * report: an enqueued command's ({@link COMMAND_ID_PATTERN}) or a run's `<run id>:<agent id>`
+ * (up to 64 + 1 + 128 = 193 characters).
+ */
+export const ANY_COMMAND_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 193);
+
+/** What {@link ANY_COMMAND_ID_PATTERN} asks for, in words. */
+export const ANY_COMMAND_ID_RULE = "1–193 characters of A-Z a-z 0-9 . _ : -, not only dots";
+
+/** Schema of the `command_id` of an ack or a report. */
+const anyCommandIdSchema = z.string().regex(
+  ANY_COMMAND_ID_PATTERN,
+  `must be ${ANY_COMMAND_ID_RULE}`,
+);
 
 /** Schema of an agent id. */
 export const agentIdSchema: z.ZodType<string> = z.string().regex(
@@ -208,7 +225,7 @@ export interface AckRequest {
 
 /** Schema of the body of `POST /api/v1/agent/commands/ack`. */
 export const ackRequestSchema: z.ZodType<AckRequest> = z.object({
-  command_id: z.string().min(1),
+  command_id: anyCommandIdSchema,
   attempt: z.number().int().positive(),
 });
 
@@ -286,16 +303,30 @@ export interface ReportRequest {
   completed_at?: string | null;
 }
 
-/** Schema of the body of `POST /api/v1/agent/commands/report`. */
-export const reportRequestSchema: z.ZodType<ReportRequest> = z.object({
-  command_id: z.string().min(1),
-  status: z.enum(REPORT_STATUSES),
-  attempt: z.number().int().positive().optional(),
-  result: execResultSchema.nullable().optional(),
-  error: z.string().nullable().optional(),
-  started_at: z.string().nullable().optional(),
-  completed_at: z.string().nullable().optional(),
-});
+/** The schema of a report with a given rule for its command id. */
+function reportSchemaWith(commandId: z.ZodType<string>): z.ZodType<ReportRequest> {
+  return z.object({
+    command_id: commandId,
+    status: z.enum(REPORT_STATUSES),
+    attempt: z.number().int().positive().optional(),
+    result: execResultSchema.nullable().optional(),
+    error: z.string().nullable().optional(),
+    started_at: z.string().nullable().optional(),
+    completed_at: z.string().nullable().optional(),
+  });
+}
+
+/**
+ * Schema of the body of `POST /api/v1/agent/commands/report`, as the dashboard checks it: the
+ * `command_id` is one of {@link ANY_COMMAND_ID_PATTERN}.
+ */
+export const reportRequestSchema: z.ZodType<ReportRequest> = reportSchemaWith(anyCommandIdSchema);
+
+/**
+ * Schema of a report as the agent keeps it in its outbox: the `command_id` is whatever id the
+ * dashboard gave (a Stacker-style dashboard's ids need not be ours).
+ */
+export const keptReportSchema: z.ZodType<ReportRequest> = reportSchemaWith(z.string().min(1));
 
 /** The Stacker-style `wait` envelope (PROTOCOL.md §7). */
 export interface StackerEnvelope {
@@ -363,6 +394,6 @@ export function parseWaitAnswer(body: unknown): WaitAnswer {
 export function describeZodError(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return "invalid body";
-  const path = issue.path.length ? issue.path.join(".") : "(body)";
+  const path = issue.path.length ? shortForm(issue.path.join(".")) : "(body)";
   return `field "${path}": ${issue.message}`;
 }

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
-import { FakeClock, json, makeDashboard, P, T0 } from "./_helpers.ts";
+import { FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
 
 function randomId(): string {
   return `x-${crypto.randomUUID()}`;
@@ -278,4 +278,123 @@ Deno.test("a list limit beyond its range is a 400, not clamped", async (t) => {
       await most.body?.cancel();
     });
   }
+});
+
+Deno.test("an ack or a report names its command by a valid id, else 400", async (t) => {
+  await using d = await makeDashboard();
+  const huge = "c".repeat(100_000);
+  const rule = "1–193 characters of A-Z a-z 0-9 . _ : -, not only dots";
+  for (
+    const [label, commandId] of [["100,000 characters", huge], ["a space", "a b"], ["..", ".."]]
+  ) {
+    await t.step(`ack of ${label}`, async () => {
+      const response = await d.agent({ path: P.ack, body: { command_id: commandId, attempt: 1 } });
+      const text = await response.text();
+      assert.equal(response.status, 400);
+      assert.equal(JSON.parse(text).error, `field "command_id": must be ${rule}`);
+      assert.ok(text.length < 1000, `a short answer, not ${text.length} bytes`);
+    });
+    await t.step(`report of ${label}`, async () => {
+      const response = await d.agent({ path: P.report, body: reportBody(commandId) });
+      const text = await response.text();
+      assert.equal(response.status, 400);
+      assert.equal(JSON.parse(text).error, `field "command_id": must be ${rule}`);
+      assert.ok(text.length < 1000, `a short answer, not ${text.length} bytes`);
+    });
+  }
+  await t.step("a run's command id (193 characters) is valid and named whole", async () => {
+    const id = `${"r".repeat(64)}:${"a".repeat(128)}`;
+    const response = await d.agent({ path: P.ack, body: { command_id: id, attempt: 1 } });
+    assert.equal(response.status, 404);
+    assert.equal((await json(response)).error, `command ${id} does not exist`);
+  });
+});
+
+Deno.test("errors show a client's long value cut short, never whole", async (t) => {
+  await using d = await makeDashboard();
+  const long = "x".repeat(10_000);
+  const cut = `${"x".repeat(200)}… (10000 characters)`;
+  const small = async (response: Response, status: number, error: string) => {
+    const text = await response.text();
+    assert.equal(response.status, status, text.slice(0, 300));
+    assert.ok(text.length < 1000, `a short answer, not ${text.length} bytes`);
+    assert.equal(JSON.parse(text).error, error);
+  };
+  await t.step("operator routes naming a command, an agent or a run", async () => {
+    await small(
+      await d.admin("GET", `/api/v1/commands/${long}`),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("GET", `/api/v1/commands/${long}/events`),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("POST", `/api/v1/commands/${long}/cancel`),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("POST", `/api/v1/agents/${long}/rotate`),
+      404,
+      `agent ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("DELETE", `/api/v1/agents/${long}`),
+      404,
+      `agent ${cut} does not exist`,
+    );
+    await small(await d.admin("GET", `/api/v1/runs/${long}`), 404, `run ${cut} does not exist`);
+    await small(
+      await d.admin("POST", `/api/v1/runs/${long}/cancel`),
+      404,
+      `run ${cut} does not exist`,
+    );
+  });
+  await t.step("agent routes naming a command in their path", async () => {
+    await small(
+      await d.agent({
+        path: `/api/v1/agent/commands/${long}/output`,
+        body: { attempt: 1, stream: "stdout", offset: 0, data: "aGkK" },
+      }),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.agent({ path: `/api/v1/agent/commands/${long}/cancel-wait?timeout=1` }),
+      404,
+      `command ${cut} does not exist`,
+    );
+  });
+  await t.step("a path no route answers", async () => {
+    await small(
+      await d.admin("GET", `/api/v1/${long}`),
+      404,
+      `no route for GET /api/v1/${"x".repeat(192)}… (10008 characters)`,
+    );
+  });
+  await t.step("a field named by a client's key", async () => {
+    const key = "k".repeat(10_000);
+    const response = await d.admin("POST", "/api/v1/runs", {
+      name: "echo hi",
+      target: { labels: { [key]: "v" } },
+    });
+    const text = await response.text();
+    assert.equal(response.status, 400);
+    assert.ok(text.length < 2000, `a short answer, not ${text.length} bytes`);
+    assert.match(JSON.parse(text).error, /^field "target\.labels\.k{186}… \(10014 characters\)": /);
+  });
+  await t.step("a run's unknown agents: ten named, a hundred detailed", async () => {
+    const agents = Array.from({ length: 150 }, (_, i) => `ghost-${i}`);
+    const response = await d.admin("POST", "/api/v1/runs", { name: "echo", target: { agents } });
+    const answer = await json(response);
+    assert.equal(response.status, 404);
+    assert.equal(
+      answer.error,
+      `agents not registered: ${agents.slice(0, 10).join(", ")} and 140 more`,
+    );
+    assert.deepEqual(answer.details, { unknown_agents: agents.slice(0, 100), unknown_count: 150 });
+  });
 });

@@ -6,7 +6,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { describeZodError } from "../../protocol/mod.ts";
+import { describeZodError, shortForm } from "../../protocol/mod.ts";
 import { MAX_JSON_DEPTH, nestedDeeperThan } from "../body.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
@@ -69,7 +69,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new HttpError(400, `request body is not JSON: ${(error as Error).message}`);
+    throw new HttpError(400, `request body is not JSON: ${shortForm((error as Error).message)}`);
   }
   if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
     throw new HttpError(
@@ -82,7 +82,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   if (!parsed.success) {
     throw new HttpError(400, describeZodError(parsed.error), {
       details: parsed.error.issues.slice(0, 10).map((issue) => ({
-        field: issue.path.join(".") || "(body)",
+        field: shortForm(issue.path.join(".")) || "(body)",
         message: issue.message,
       })),
     });
