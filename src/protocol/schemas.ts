@@ -303,30 +303,49 @@ export interface ReportRequest {
   completed_at?: string | null;
 }
 
-/** The schema of a report with a given rule for its command id. */
-function reportSchemaWith(commandId: z.ZodType<string>): z.ZodType<ReportRequest> {
+/** The schema of a report with given rules for its command id and its times. */
+function reportSchemaWith(
+  commandId: z.ZodType<string>,
+  time: z.ZodType<string>,
+): z.ZodType<ReportRequest> {
   return z.object({
     command_id: commandId,
     status: z.enum(REPORT_STATUSES),
     attempt: z.number().int().positive().optional(),
     result: execResultSchema.nullable().optional(),
     error: z.string().nullable().optional(),
-    started_at: z.string().nullable().optional(),
-    completed_at: z.string().nullable().optional(),
+    started_at: time.nullable().optional(),
+    completed_at: time.nullable().optional(),
   });
 }
 
 /**
- * Schema of the body of `POST /api/v1/agent/commands/report`, as the dashboard checks it: the
- * `command_id` is one of {@link ANY_COMMAND_ID_PATTERN}.
+ * An ISO 8601 date-time with seconds and a time zone (`Z` or an offset), any fraction of a second:
+ * `2026-01-12T10:00:05.120Z`, as `Date.prototype.toISOString` writes.
  */
-export const reportRequestSchema: z.ZodType<ReportRequest> = reportSchemaWith(anyCommandIdSchema);
+export const isoDateTimeSchema: z.ZodType<string> = z.iso.datetime({
+  offset: true,
+  message: "must be an ISO 8601 date-time with a time zone, such as 2026-01-12T10:00:05.120Z",
+});
 
 /**
- * Schema of a report as the agent keeps it in its outbox: the `command_id` is whatever id the
- * dashboard gave (a Stacker-style dashboard's ids need not be ours).
+ * Schema of the body of `POST /api/v1/agent/commands/report`, as the dashboard checks it: the
+ * `command_id` is one of {@link ANY_COMMAND_ID_PATTERN}, `started_at` and `completed_at` are
+ * ISO 8601 date-times.
  */
-export const keptReportSchema: z.ZodType<ReportRequest> = reportSchemaWith(z.string().min(1));
+export const reportRequestSchema: z.ZodType<ReportRequest> = reportSchemaWith(
+  anyCommandIdSchema,
+  isoDateTimeSchema,
+);
+
+/**
+ * Schema of a report as the agent keeps it in its outbox: what it wrote, whatever the dashboard
+ * (a Stacker-style one's ids need not be ours).
+ */
+export const keptReportSchema: z.ZodType<ReportRequest> = reportSchemaWith(
+  z.string().min(1),
+  z.string(),
+);
 
 /** The Stacker-style `wait` envelope (PROTOCOL.md §7). */
 export interface StackerEnvelope {

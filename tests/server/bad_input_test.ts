@@ -398,3 +398,45 @@ Deno.test("errors show a client's long value cut short, never whole", async (t) 
     assert.deepEqual(answer.details, { unknown_agents: agents.slice(0, 100), unknown_count: 150 });
   });
 });
+
+Deno.test("a report's started_at and completed_at are ISO 8601 date-times, else 400", async (t) => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, { id: "c1", agent_id: "a1", name: "echo" });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const delivered = await d.agent({ path: P.wait() });
+  assert.equal(delivered.status, 200);
+  await delivered.body?.cancel();
+  for (
+    const [field, value] of [
+      ["started_at", "not a date"],
+      ["completed_at", "2026-02-30T10:00:05Z"],
+      ["started_at", "2026-01-12 10:00:05Z"],
+      ["completed_at", "2026-01-12T10:00:05"],
+      ["started_at", ""],
+    ]
+  ) {
+    await t.step(`${field} ${JSON.stringify(value)}`, async () => {
+      const response = await d.agent({
+        path: P.report,
+        body: reportBody("c1", { [field]: value }),
+      });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${field}": must be an ISO 8601 date-time with a time zone, such as ` +
+          `2026-01-12T10:00:05.120Z`,
+      );
+    });
+  }
+  await t.step("null, absent, UTC or an offset are accepted", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("c1", { started_at: "2026-01-12T11:00:05+01:00", completed_at: null }),
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const command = await json(await d.admin("GET", "/api/v1/commands/c1"));
+    assert.equal(command.started_at, "2026-01-12T11:00:05+01:00");
+  });
+});
