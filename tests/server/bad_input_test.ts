@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
-import { FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
+import { ADMIN_TOKEN, FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
 
 function randomId(): string {
   return `x-${crypto.randomUUID()}`;
@@ -439,4 +439,44 @@ Deno.test("a report's started_at and completed_at are ISO 8601 date-times, else 
     const command = await json(await d.admin("GET", "/api/v1/commands/c1"));
     assert.equal(command.started_at, "2026-01-12T11:00:05+01:00");
   });
+});
+
+Deno.test("a number beyond a double's range (1e400) is a 400 naming its field, not stored as null", async (t) => {
+  await using d = await makeDashboard();
+  const send = (body: string) =>
+    d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      body,
+    });
+  for (
+    const [params, field] of [
+      ['{"big":1e400}', "params.big"],
+      ['{"metadata":{"list":[1,-1e400]}}', "params.metadata.list.1"],
+      ['{"timeout_secs":1e999}', "params.timeout_secs"],
+    ]
+  ) {
+    await t.step(params, async () => {
+      const response = await send(`{"agent_id":"a1","name":"echo","params":${params}}`);
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${field}": must be a finite number (at most about 1.8e308)`,
+      );
+    });
+  }
+  await t.step("from an agent too", async () => {
+    const response = await d.agent({
+      path: "/api/v1/agent/heartbeat",
+      body: '{"cpu_percent":1e400}',
+    });
+    assert.equal(response.status, 400);
+    assert.match(String((await json(response)).error), /^field "cpu_percent": must be a finite/);
+  });
+  assert.deepEqual((await json(await d.admin("GET", "/api/v1/commands"))).commands, []);
+  const large = await send('{"agent_id":"a1","id":"c1","name":"echo","params":{"big":1e300}}');
+  assert.equal(large.status, 202);
+  await large.body?.cancel();
+  const stored = await json(await d.admin("GET", "/api/v1/commands/c1"));
+  assert.deepEqual(stored.params, { big: 1e300 });
 });
