@@ -144,7 +144,8 @@ function paramsSchemaWith(deploymentHash: z.ZodType<string>): z.ZodType<CommandP
 }
 
 /**
- * Schema of a command's `params` as an agent receives them. Unknown keys are kept. It reads what
+ * Schema of a command's `params` as an agent receives them. Unknown keys are kept, except a
+ * `__proto__` key here or in `metadata` (zod drops it; docs/protocol.md §2). It reads what
  * any dashboard delivers: `deployment_hash` is any 1–256 characters.
  */
 export const paramsSchema: z.ZodType<CommandParams> = paramsSchemaWith(

@@ -480,3 +480,26 @@ Deno.test("a number beyond a double's range (1e400) is a 400 naming its field, n
   const stored = await json(await d.admin("GET", "/api/v1/commands/c1"));
   assert.deepEqual(stored.params, { big: 1e300 });
 });
+
+Deno.test("a __proto__ key in params or params.metadata is dropped, as documented; deeper ones are kept", async () => {
+  await using d = await makeDashboard();
+  const response = await d.dashboard.app.request(P.enqueue, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: '{"agent_id":"a1","id":"p1","name":"echo","params":' +
+      '{"__proto__":{"polluted":1},"keep":1,"metadata":{"__proto__":2,"m":2},"deep":{"__proto__":3}}}',
+  });
+  assert.equal(response.status, 202);
+  await response.body?.cancel();
+  const params = (await json(await d.admin("GET", "/api/v1/commands/p1"))).params as Record<
+    string,
+    unknown
+  >;
+  assert.equal(JSON.stringify(params), '{"metadata":{"m":2},"keep":1,"deep":{"__proto__":3}}');
+  assert.equal(({} as Record<string, unknown>).polluted, undefined, "no prototype was changed");
+  const delivered = await d.agent({ path: P.wait() });
+  assert.equal(
+    JSON.stringify((await json(delivered)).params),
+    '{"metadata":{"m":2},"keep":1,"deep":{"__proto__":3}}',
+  );
+});
