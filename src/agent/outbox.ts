@@ -10,7 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type ReportRequest, reportRequestSchema } from "../protocol/mod.ts";
+import { keptReportSchema, type ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
 
@@ -211,7 +211,7 @@ export class Outbox {
       if (!dirEntry.name.endsWith(".json")) continue;
       try {
         const raw = JSON.parse(Deno.readTextFileSync(path));
-        const report = reportRequestSchema.parse(raw?.report);
+        const report = keptReportSchema.parse(raw?.report);
         const queuedAt = typeof raw.queued_at === "string" ? raw.queued_at : "";
         loaded.push({ report, queued_at: queuedAt });
       } catch (error) {

@@ -6,7 +6,7 @@
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
-import { AGENT_ID_PATTERN, generateToken } from "../protocol/mod.ts";
+import { AGENT_ID_PATTERN, AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
 import { alignColumns } from "../operator/mod.ts";
 import {
   AGENT_SCOPES,
@@ -36,7 +36,7 @@ export class AgentsError extends Error {
 
 function parseId(value: string): string {
   if (!AGENT_ID_PATTERN.test(value)) {
-    throw new InvalidArgumentError("must be 1–128 characters of A-Z a-z 0-9 . _ : -");
+    throw new InvalidArgumentError(`must be ${AGENT_ID_RULE}`);
   }
   return value;
 }
@@ -115,7 +115,7 @@ export function agentsCommand(io: Io) {
   const add = withDbOptions(
     new Command("add")
       .description("Add an agent and print its new token once (as AGENT_ID=/AGENT_TOKEN= lines)")
-      .argument("<id>", "agent id: 1–128 characters of A-Z a-z 0-9 . _ : -", parseId)
+      .argument("<id>", `agent id: ${AGENT_ID_RULE}`, parseId)
       .option(
         "--scopes <list>",
         `comma-separated scopes (default all: ${AGENT_SCOPES.join(",")})`,

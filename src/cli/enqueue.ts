@@ -9,14 +9,16 @@ import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schem
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { addRunOptions, type RunFlags, runRequestOf, startRun, wantsRun } from "./run.ts";
-import { RUN_ID_PATTERN } from "../protocol/runs.ts";
+import { RUN_ID_PATTERN, RUN_ID_RULE } from "../protocol/runs.ts";
 import { UsageError } from "../errors.ts";
 import { setExitCode } from "./exit.ts";
 import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
 import {
   AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
   COMMAND_ID_PATTERN,
+  COMMAND_ID_RULE,
   type CommandParams,
   MAX_TTL_SECS,
   PRIORITIES,
@@ -36,13 +38,13 @@ import {
 
 function runIdOf(id: string | undefined): string | undefined {
   if (id !== undefined && !RUN_ID_PATTERN.test(id)) {
-    throw new UsageError(`--id of a fan-out run must be 1–64 characters of A-Z a-z 0-9 . _ -`);
+    throw new UsageError(`--id of a fan-out run must be ${RUN_ID_RULE}`);
   }
   return id;
 }
 
 /**
- * Parses `--agent <id>`: 1–128 characters of `A-Za-z0-9._:-`.
+ * Parses `--agent <id>`: 1–128 characters of `A-Za-z0-9._:-`, not only dots.
  *
  * @param value The flag's value.
  * @returns The id.
@@ -50,13 +52,14 @@ function runIdOf(id: string | undefined): string | undefined {
  */
 export function parseAgentId(value: string): string {
   if (!AGENT_ID_PATTERN.test(value)) {
-    throw new InvalidArgumentError("must be 1–128 characters of A-Z a-z 0-9 . _ : -");
+    throw new InvalidArgumentError(`must be ${AGENT_ID_RULE}`);
   }
   return value;
 }
 
 /**
- * Parses a command id (`--id <id>`, `status result <id>`): 1–128 characters of `A-Za-z0-9._:-`.
+ * Parses a command id (`--id <id>`, `status result <id>`): 1–128 characters of `A-Za-z0-9._:-`,
+ * not only dots.
  *
  * @param value The value.
  * @returns The id.
@@ -64,7 +67,7 @@ export function parseAgentId(value: string): string {
  */
 export function parseCommandId(value: string): string {
   if (!COMMAND_ID_PATTERN.test(value)) {
-    throw new InvalidArgumentError("must be 1–128 characters of A-Z a-z 0-9 . _ : -");
+    throw new InvalidArgumentError(`must be ${COMMAND_ID_RULE}`);
   }
   return value;
 }

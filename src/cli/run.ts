@@ -26,6 +26,7 @@ import {
   parseLabels,
   parseMaxConcurrency,
   RUN_ID_PATTERN,
+  RUN_ID_RULE,
   type RunRequest,
 } from "../protocol/runs.ts";
 import {
@@ -49,7 +50,7 @@ import { waitSignals } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
   if (!RUN_ID_PATTERN.test(value)) {
-    throw new InvalidArgumentError("must be 1–64 characters of A-Z a-z 0-9 . _ -");
+    throw new InvalidArgumentError(`must be ${RUN_ID_RULE}`);
   }
   return value;
 }

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import {
   AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
   DEPLOYMENT_HASH_PATTERN,
   DEPLOYMENT_HASH_RULE,
 } from "../protocol/schemas.ts";
@@ -106,7 +107,7 @@ const SPECS = {
   agentId: {
     env: "AGENT_ID",
     description: "This agent's id (1–128 chars of A-Za-z0-9._:-)",
-    expected: "1–128 characters of A-Z a-z 0-9 . _ : -",
+    expected: AGENT_ID_RULE,
     schema: z.preprocess(fromString, z.string().regex(AGENT_ID_PATTERN)),
     roles: ["agent"],
     placeholder: "<id>",

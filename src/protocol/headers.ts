@@ -37,5 +37,10 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 /** Largest accepted distance between the agent's and the dashboard's clocks, in seconds. */
 export const MAX_CLOCK_SKEW_SECS = 300;
 
-/** How long a request id is remembered for replay detection, in seconds. */
-export const REPLAY_WINDOW_SECS = 600;
+/**
+ * How long a request id is remembered for replay detection, in seconds: longer than the span of
+ * timestamps the dashboard accepts at one moment (2 × {@link MAX_CLOCK_SKEW_SECS}), so that a
+ * request is refused by its timestamp before its id is forgotten, with a minute to spare for the
+ * clocks of several dashboard instances sharing one database.
+ */
+export const REPLAY_WINDOW_SECS = 2 * MAX_CLOCK_SKEW_SECS + 60;

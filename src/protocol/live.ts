@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { type Labels, labelsSchema } from "./runs.ts";
-import { BASE64_PATTERN } from "./schemas.ts";
+import { BASE64_PATTERN, deploymentHashSchema } from "./schemas.ts";
 
 /** Paths of the live-output, heartbeat, ping, events and fleet endpoints. */
 export const LIVE_PATHS = {
@@ -40,12 +40,32 @@ export interface OutputChunkRequest {
   data: string;
 }
 
+/**
+ * How many bytes standard padded base64 holds.
+ *
+ * @param base64 Text of {@link BASE64_PATTERN}.
+ */
+export function base64ByteLength(base64: string): number {
+  const padding = base64.endsWith("==") ? 2 : base64.endsWith("=") ? 1 : 0;
+  return (base64.length / 4) * 3 - padding;
+}
+
 /** Schema of {@link OutputChunkRequest}. */
 export const outputChunkSchema: z.ZodType<OutputChunkRequest> = z.object({
   attempt: z.number().int().min(1),
   stream: z.enum(["stdout", "stderr"]),
   offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   data: z.string().min(1).regex(BASE64_PATTERN, "must be base64 (standard alphabet, padded)"),
+}).superRefine((chunk, ctx) => {
+  // Where the chunk ends must be a safe integer: beyond 2^53 - 1 offsets lose their precision
+  // (and a store cannot give them back as numbers).
+  if (chunk.offset + base64ByteLength(chunk.data) > Number.MAX_SAFE_INTEGER) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["offset"],
+      message: `offset plus the data's length must be at most ${Number.MAX_SAFE_INTEGER}`,
+    });
+  }
 });
 
 /** Body of `POST /api/v1/agent/heartbeat`: the metrics sample plus who sends it. */
@@ -68,7 +88,7 @@ export interface HeartbeatRequest {
 export const heartbeatSchema: z.ZodType<HeartbeatRequest> = z.looseObject({
   agent_id: z.string().max(128).optional(),
   version: z.string().min(1).max(64).optional(),
-  deployment_hash: z.string().min(1).max(256).optional(),
+  deployment_hash: deploymentHashSchema.optional(),
   instance_id: z.string().min(1).max(128).optional(),
   labels: labelsSchema.optional(),
 });

@@ -8,3 +8,4 @@ export * from "./schemas.ts";
 export * from "./signing.ts";
 export * from "./live.ts";
 export * from "./runs.ts";
+export * from "./short_form.ts";

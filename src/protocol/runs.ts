@@ -12,9 +12,12 @@
 import { z } from "zod";
 import {
   AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
   COMMAND_NAME_PATTERN,
   type CommandParams,
-  paramsSchema,
+  deploymentHashSchema,
+  enqueueParamsSchema,
+  idPattern,
 } from "./schemas.ts";
 
 /** Paths of the runs API. */
@@ -108,9 +111,9 @@ export interface RunTarget {
 
 /** Schema of {@link RunTarget}. */
 export const runTargetSchema: z.ZodType<RunTarget> = z.object({
-  agents: z.array(z.string().regex(AGENT_ID_PATTERN, "agent ids are 1–128 chars of A-Za-z0-9._:-"))
+  agents: z.array(z.string().regex(AGENT_ID_PATTERN, `agent ids are ${AGENT_ID_RULE}`))
     .min(1).max(10_000).optional(),
-  deployment: z.string().min(1).max(256).optional(),
+  deployment: deploymentHashSchema.optional(),
   labels: labelsSchema.optional(),
 }).strict().refine(
   (t) =>
@@ -174,19 +177,21 @@ export interface RunRequest {
   max_errors?: number;
 }
 
-/** Pattern of a run id (a command id is `<run id>:<agent id>`). */
-export const RUN_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+/** Pattern of a run id (a command id is `<run id>:<agent id>`): not only dots. */
+export const RUN_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._-", 64);
+
+/** What {@link RUN_ID_PATTERN} asks for, in words. */
+export const RUN_ID_RULE = "1–64 characters of A-Z a-z 0-9 . _ -, not only dots";
 
 /** Schema of {@link RunRequest}. */
 export const runRequestSchema: z.ZodType<RunRequest> = z.object({
-  id: z.string().regex(RUN_ID_PATTERN, "must be 1–64 characters of A-Z a-z 0-9 . _ -")
-    .optional(),
+  id: z.string().regex(RUN_ID_PATTERN, `must be ${RUN_ID_RULE}`).optional(),
   // The same rule as an enqueued command's name: a run's parts are ordinary commands.
   name: z.string().min(1).max(4096).regex(
     COMMAND_NAME_PATTERN,
     "must not contain control characters (NUL, newline, tab, escape, ...)",
   ),
-  params: paramsSchema.optional(),
+  params: enqueueParamsSchema.optional(),
   target: runTargetSchema,
   max_concurrency: maxConcurrencySchema.optional(),
   max_errors: z.number().int().min(0).max(100_000).optional(),

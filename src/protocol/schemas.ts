@@ -4,23 +4,73 @@
  * @module
  */
 import { z } from "zod";
+import { shortForm } from "./short_form.ts";
 
-/** Pattern of a deployment hash: 1–256 characters without `/`, `?`, `#` or white space. */
-export const DEPLOYMENT_HASH_PATTERN = /^[^/?#\s]{1,256}$/;
+/**
+ * Pattern of a deployment hash, as a wait names it in its path: 1–256 characters without `/`, `?`,
+ * `#`, white space or control characters (C0, DEL, C1), and not only dots (a dot-segment of the
+ * wait's path). The enqueue, runs and heartbeats hold a deployment hash to it too, so that a
+ * command is never queued for a hash no wait can name.
+ */
+// deno-lint-ignore no-control-regex
+export const DEPLOYMENT_HASH_PATTERN = /^(?!\.+$)[^/?#\s\u0000-\u001f\u007f-\u009f]{1,256}$/;
 
 /** What {@link DEPLOYMENT_HASH_PATTERN} asks for, in words. */
-export const DEPLOYMENT_HASH_RULE = "1–256 characters without / ? # or spaces";
+export const DEPLOYMENT_HASH_RULE =
+  "1–256 characters without / ? #, spaces or control characters, not only dots";
 
-/** Pattern of a valid agent id: 1–128 chars of `A-Za-z0-9._:-`. */
-export const AGENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Schema of a deployment hash given to the dashboard (enqueue, runs, heartbeat). */
+export const deploymentHashSchema: z.ZodType<string> = z.string().regex(
+  DEPLOYMENT_HASH_PATTERN,
+  `must be ${DEPLOYMENT_HASH_RULE}`,
+);
 
-/** Pattern of a valid command id: 1–128 chars of `A-Za-z0-9._:-`. */
-export const COMMAND_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/**
+ * The pattern of an id of the protocol (agent, command, run): 1 to `maxLength` characters of
+ * `chars`, and not only dots. An id of dots alone (`.`, `..`) is a dot-segment in a URL path,
+ * which clients and the HTTP stack collapse (`/api/v1/commands/..` is `/api/v1/`), so no route
+ * could ever reach it.
+ *
+ * @param chars The characters allowed, as the inside of a regular expression's `[...]`.
+ * @param maxLength The longest id.
+ * @returns The pattern, anchored at both ends.
+ */
+export function idPattern(chars: string, maxLength: number): RegExp {
+  return new RegExp(`^(?!\\.+$)[${chars}]{1,${maxLength}}$`);
+}
+
+/** Pattern of a valid agent id: 1–128 chars of `A-Za-z0-9._:-`, not only dots. */
+export const AGENT_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 128);
+
+/** What {@link AGENT_ID_PATTERN} asks for, in words. */
+export const AGENT_ID_RULE = "1–128 characters of A-Z a-z 0-9 . _ : -, not only dots";
+
+/** Pattern of a valid command id: 1–128 chars of `A-Za-z0-9._:-`, not only dots. */
+export const COMMAND_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 128);
+
+/** What {@link COMMAND_ID_PATTERN} asks for, in words. */
+export const COMMAND_ID_RULE = AGENT_ID_RULE;
+
+/**
+ * Pattern of the id of any command a dashboard of ours holds, as an agent names it in an ack or a
+ * report: an enqueued command's ({@link COMMAND_ID_PATTERN}) or a run's `<run id>:<agent id>`
+ * (up to 64 + 1 + 128 = 193 characters).
+ */
+export const ANY_COMMAND_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 193);
+
+/** What {@link ANY_COMMAND_ID_PATTERN} asks for, in words. */
+export const ANY_COMMAND_ID_RULE = "1–193 characters of A-Z a-z 0-9 . _ : -, not only dots";
+
+/** Schema of the `command_id` of an ack or a report. */
+const anyCommandIdSchema = z.string().regex(
+  ANY_COMMAND_ID_PATTERN,
+  `must be ${ANY_COMMAND_ID_RULE}`,
+);
 
 /** Schema of an agent id. */
 export const agentIdSchema: z.ZodType<string> = z.string().regex(
   AGENT_ID_PATTERN,
-  "must be 1–128 characters of A-Z a-z 0-9 . _ : -",
+  `must be ${AGENT_ID_RULE}`,
 );
 
 /** Command priorities, highest first. */
@@ -82,14 +132,33 @@ export interface CommandParams {
   [key: string]: unknown;
 }
 
-/** Schema of a command's `params`. Unknown keys are kept. */
-export const paramsSchema: z.ZodType<CommandParams> = z.looseObject({
-  timeout_secs: z.number().int().positive().max(86_400).optional(),
-  priority: z.enum(PRIORITIES).optional(),
-  deployment_hash: z.string().min(1).max(256).optional(),
-  ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional(),
-  metadata: z.record(z.string(), z.unknown()).optional(),
-});
+/** The schema of `params` with a given rule for `deployment_hash`. */
+function paramsSchemaWith(deploymentHash: z.ZodType<string>): z.ZodType<CommandParams> {
+  return z.looseObject({
+    timeout_secs: z.number().int().positive().max(86_400).optional(),
+    priority: z.enum(PRIORITIES).optional(),
+    deployment_hash: deploymentHash.optional(),
+    ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  });
+}
+
+/**
+ * Schema of a command's `params` as an agent receives them. Unknown keys are kept, except a
+ * `__proto__` key here or in `metadata` (zod drops it; docs/protocol.md §2). It reads what
+ * any dashboard delivers: `deployment_hash` is any 1–256 characters.
+ */
+export const paramsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
+  z.string().min(1).max(256),
+);
+
+/**
+ * Schema of the `params` of an enqueue or a run: as {@link paramsSchema}, with a `deployment_hash`
+ * a wait can name ({@link DEPLOYMENT_HASH_PATTERN}).
+ */
+export const enqueueParamsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
+  deploymentHashSchema,
+);
 
 /** Body of `POST /api/v1/agent/commands/enqueue`. */
 export interface EnqueueRequest {
@@ -112,15 +181,12 @@ export const COMMAND_NAME_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 
 /** Schema of the body of `POST /api/v1/agent/commands/enqueue`. */
 export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
-  id: z.string().min(1).max(128).regex(
-    /^[A-Za-z0-9._:-]+$/,
-    "must be 1–128 characters of A-Z a-z 0-9 . _ : -",
-  ).optional(),
+  id: z.string().regex(COMMAND_ID_PATTERN, `must be ${COMMAND_ID_RULE}`).optional(),
   name: z.string().min(1).max(4096).regex(
     COMMAND_NAME_PATTERN,
     "must not contain control characters (NUL, newline, tab, escape, ...)",
   ),
-  params: paramsSchema.optional(),
+  params: enqueueParamsSchema.optional(),
   agent_id: agentIdSchema.optional(),
 });
 
@@ -160,7 +226,7 @@ export interface AckRequest {
 
 /** Schema of the body of `POST /api/v1/agent/commands/ack`. */
 export const ackRequestSchema: z.ZodType<AckRequest> = z.object({
-  command_id: z.string().min(1),
+  command_id: anyCommandIdSchema,
   attempt: z.number().int().positive(),
 });
 
@@ -238,16 +304,49 @@ export interface ReportRequest {
   completed_at?: string | null;
 }
 
-/** Schema of the body of `POST /api/v1/agent/commands/report`. */
-export const reportRequestSchema: z.ZodType<ReportRequest> = z.object({
-  command_id: z.string().min(1),
-  status: z.enum(REPORT_STATUSES),
-  attempt: z.number().int().positive().optional(),
-  result: execResultSchema.nullable().optional(),
-  error: z.string().nullable().optional(),
-  started_at: z.string().nullable().optional(),
-  completed_at: z.string().nullable().optional(),
+/** The schema of a report with given rules for its command id and its times. */
+function reportSchemaWith(
+  commandId: z.ZodType<string>,
+  time: z.ZodType<string>,
+): z.ZodType<ReportRequest> {
+  return z.object({
+    command_id: commandId,
+    status: z.enum(REPORT_STATUSES),
+    attempt: z.number().int().positive().optional(),
+    result: execResultSchema.nullable().optional(),
+    error: z.string().nullable().optional(),
+    started_at: time.nullable().optional(),
+    completed_at: time.nullable().optional(),
+  });
+}
+
+/**
+ * An ISO 8601 date-time with seconds and a time zone (`Z` or an offset), any fraction of a second:
+ * `2026-01-12T10:00:05.120Z`, as `Date.prototype.toISOString` writes.
+ */
+export const isoDateTimeSchema: z.ZodType<string> = z.iso.datetime({
+  offset: true,
+  message: "must be an ISO 8601 date-time with a time zone, such as 2026-01-12T10:00:05.120Z",
 });
+
+/**
+ * Schema of the body of `POST /api/v1/agent/commands/report`, as the dashboard checks it: the
+ * `command_id` is one of {@link ANY_COMMAND_ID_PATTERN}, `started_at` and `completed_at` are
+ * ISO 8601 date-times.
+ */
+export const reportRequestSchema: z.ZodType<ReportRequest> = reportSchemaWith(
+  anyCommandIdSchema,
+  isoDateTimeSchema,
+);
+
+/**
+ * Schema of a report as the agent keeps it in its outbox: what it wrote, whatever the dashboard
+ * (a Stacker-style one's ids need not be ours).
+ */
+export const keptReportSchema: z.ZodType<ReportRequest> = reportSchemaWith(
+  z.string().min(1),
+  z.string(),
+);
 
 /** The Stacker-style `wait` envelope (PROTOCOL.md §7). */
 export interface StackerEnvelope {
@@ -315,6 +414,6 @@ export function parseWaitAnswer(body: unknown): WaitAnswer {
 export function describeZodError(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return "invalid body";
-  const path = issue.path.length ? issue.path.join(".") : "(body)";
+  const path = issue.path.length ? shortForm(issue.path.join(".")) : "(body)";
   return `field "${path}": ${issue.message}`;
 }

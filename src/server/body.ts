@@ -348,22 +348,60 @@ class KeptBody implements RawBody {
 /** The deepest nesting of arrays and objects a JSON body may have. */
 export const MAX_JSON_DEPTH = 64;
 
+/** What is wrong with a parsed JSON body, as {@link jsonProblem} finds it. */
+export type JsonProblem =
+  /** Arrays and objects nested deeper than allowed. */
+  | { kind: "too_deep" }
+  /**
+   * A number beyond the range of a double (a literal such as `1e400`, which `JSON.parse` makes
+   * `Infinity` and `JSON.stringify` would store as `null`), at `path`.
+   */
+  | { kind: "non_finite"; path: Array<string | number> };
+
+/** One array or object on the walk of {@link jsonProblem}, with the way to it. */
+interface JsonNode {
+  value: object;
+  depth: number;
+  parent: JsonNode | null;
+  key: string | number;
+}
+
 /**
- * Whether a parsed JSON value nests arrays and objects deeper than `max` (checked without
- * recursion, so a hostile body cannot exhaust the stack here or later in validation).
+ * What is wrong with a parsed JSON value, if anything: arrays and objects nested deeper than `max`,
+ * or a number that is not finite. Checked without recursion, so a hostile body cannot exhaust the
+ * stack here or later in validation.
  *
  * @param value A value from `JSON.parse`.
  * @param max The deepest nesting allowed.
+ * @returns The first problem found, or `null`.
  */
-export function nestedDeeperThan(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]];
+export function jsonProblem(value: unknown, max: number): JsonProblem | null {
+  if (typeof value === "number") return Number.isFinite(value) ? null : nonFinite(null, []);
+  if (value === null || typeof value !== "object") return null;
+  const stack: JsonNode[] = [{ value, depth: 1, parent: null, key: "" }];
   while (stack.length > 0) {
-    const [item, depth] = stack.pop()!;
-    if (item === null || typeof item !== "object") continue;
-    if (depth + 1 > max) return true;
-    for (const child of Array.isArray(item) ? item : Object.values(item)) {
-      if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    const node = stack.pop()!;
+    if (node.depth > max) return { kind: "too_deep" };
+    const item = node.value;
+    const isArray = Array.isArray(item);
+    const keys = isArray ? null : Object.keys(item);
+    const length = isArray ? item.length : keys!.length;
+    for (let i = 0; i < length; i++) {
+      const key = isArray ? i : keys![i];
+      const child = (item as Record<string | number, unknown>)[key];
+      if (typeof child === "number") {
+        if (!Number.isFinite(child)) return nonFinite(node, [key]);
+      } else if (child !== null && typeof child === "object") {
+        stack.push({ value: child, depth: node.depth + 1, parent: node, key });
+      }
     }
   }
-  return false;
+  return null;
+}
+
+/** The problem of a non-finite number under `node`, with its path from the top. */
+function nonFinite(node: JsonNode | null, rest: Array<string | number>): JsonProblem {
+  const path = rest;
+  for (let at = node; at !== null && at.parent !== null; at = at.parent) path.unshift(at.key);
+  return { kind: "non_finite", path };
 }

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { shortForm } from "../protocol/short_form.ts";
 import type { HeaderReader } from "./auth/call.ts";
 import { isLoopback } from "./loopback.ts";
 
@@ -66,17 +67,21 @@ export function foreignBrowserRequest(request: GuardedRequest): Response | null 
     return refuse(
       `dev mode answers requests addressed to this machine by a loopback name ` +
         `(localhost, 127.0.0.1, [::1]) only; this one was addressed to ${
-          JSON.stringify(url.hostname)
+          JSON.stringify(shortForm(url.hostname))
         } (a DNS-rebinding page?)`,
     );
   }
   const site = request.headers.get("sec-fetch-site");
   if (site !== null && !OWN_SITES.has(site.toLowerCase())) {
-    return refuse(`dev mode refuses requests a browser sent for another site (${site})`);
+    return refuse(
+      `dev mode refuses requests a browser sent for another site (${shortForm(site)})`,
+    );
   }
   const origin = request.headers.get("origin");
   if (origin !== null && originHost(origin) !== url.host) {
-    return refuse(`dev mode refuses requests a browser sent for another origin (${origin})`);
+    return refuse(
+      `dev mode refuses requests a browser sent for another origin (${shortForm(origin)})`,
+    );
   }
   return null;
 }

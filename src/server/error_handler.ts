@@ -8,6 +8,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { logger } from "../log/mod.ts";
+import { shortForm } from "../protocol/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { type StoreAvailability, unavailableError } from "./notify.ts";
@@ -48,5 +49,6 @@ export function errorHandler(
 
 /** The answer to a path no route answers: `404` naming the method and path. */
 export const notFound: NotFoundHandler<ServerEnv> = (c: Context<ServerEnv>) => {
-  return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
+  const path = shortForm(new URL(c.req.url).pathname);
+  return c.json({ error: `no route for ${shortForm(c.req.method, 16)} ${path}` }, 404);
 };

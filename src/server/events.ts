@@ -14,7 +14,7 @@
  * @module
  */
 import type { Hono } from "hono";
-import { FINAL_STATUSES, toBase64 } from "../protocol/mod.ts";
+import { FINAL_STATUSES, shortForm, toBase64 } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./env.ts";
@@ -162,7 +162,9 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
 
   app.get("/api/v1/commands/:id/events", options.auth, async function eventsRoute(c) {
     const id = c.req.param("id");
-    if (!(await store.getCommand(id))) throw new HttpError(404, `command ${id} does not exist`);
+    if (!(await store.getCommand(id))) {
+      throw new HttpError(404, `command ${shortForm(id)} does not exist`);
+    }
     const cursor = parseEventId(c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"));
     return eventStreamResponse({
       request: c.req.raw,

@@ -39,9 +39,10 @@
  *   an agent given a token while the dashboard runs must authenticate at once.
  * - **Scopes**: `commands:wait` (wait, ack and cancel-wait), `commands:report`, `commands:enqueue`.
  *   The wait checks the scope too, besides steps 1–3.
- * - **Request ids** are remembered per agent for 600 s, at most 200 000 (the oldest go first); on a
- *   store shared by several instances (PostgreSQL) they are recorded in the database instead, so
- *   that every instance refuses an id any of them accepted.
+ * - **Request ids** are remembered per agent for 660 s (the timestamps accepted at one moment span
+ *   600 s), at most 200 000 (the oldest go first); on a store shared by several instances
+ *   (PostgreSQL) they are recorded in the database instead, so that every instance refuses an id
+ *   any of them accepted.
  * - **Several instances** on one PostgreSQL database: see `notify.ts` (events between instances with
  *   `LISTEN`/`NOTIFY`, the store going down: `/health` 503, `503` with `Retry-After`, probes with
  *   backoff) and `src/store/postgres.ts`. Rate limits stay per instance.

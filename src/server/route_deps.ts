@@ -5,6 +5,7 @@
  * @module
  */
 import type { Context } from "hono";
+import { shortForm } from "../protocol/mod.ts";
 import type { CommandStore } from "../store/mod.ts";
 import { type AgentCall, type AuthContext, refuse } from "./auth/mod.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
@@ -78,7 +79,7 @@ export function unknownCommand<E extends ServerEnv>(
   commandId: string,
   outcome: "not_found" | "forbidden",
 ): HttpError {
-  const message = `command ${commandId} does not exist`;
+  const message = `command ${shortForm(commandId)} does not exist`;
   if (outcome === "forbidden") {
     refuse(from, 404, message, "command of another agent named");
   }

@@ -12,6 +12,7 @@ import {
   ackRequestSchema,
   AGENT_ID_PATTERN,
   enqueueRequestSchema,
+  FINAL_STATUSES,
   HEADER,
   reportRequestSchema,
 } from "../protocol/mod.ts";
@@ -31,7 +32,7 @@ import type { ServerEnv } from "./env.ts";
 import { enqueueFingerprint } from "./fingerprint.ts";
 import { HttpError } from "./http_error.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
-import type { AgentRecord, EnqueueOutcome } from "../store/mod.ts";
+import type { AgentRecord, CommandRecord, EnqueueOutcome } from "../store/mod.ts";
 import type { LeanAnswer } from "./wait_route.ts";
 import { setImmediate } from "node:timers";
 
@@ -55,6 +56,37 @@ export type AgentPost = (call: AgentCall) => Promise<LeanAnswer>;
 
 const log = logger("server");
 const audit = auditLogger();
+
+/**
+ * Why an ack of `attempt` cannot be taken (the store answered `stale`): the attempt was never
+ * delivered, the command is final, a later attempt replaced it, or it is queued again.
+ *
+ * @param attempt The attempt the ack names.
+ * @param command The command as stored.
+ * @returns The sentence of the `409`.
+ */
+export function staleAckMessage(
+  attempt: number,
+  command: Pick<CommandRecord, "id" | "status" | "attempt" | "deliveredAttempt">,
+): string {
+  const { id, status } = command;
+  if (command.deliveredAttempt === 0) {
+    return `command ${id} was never delivered (it is ${status}); only a delivered attempt is acked`;
+  }
+  if (attempt > command.deliveredAttempt) {
+    return `attempt ${attempt} of command ${id} was never delivered ` +
+      `(last delivered: ${command.deliveredAttempt})`;
+  }
+  if (FINAL_STATUSES.has(status)) {
+    return `command ${id} is already ${status}; attempt ${attempt} is no longer current`;
+  }
+  if (attempt < command.attempt) {
+    return `attempt ${attempt} of command ${id} is no longer current ` +
+      `(the current attempt is ${command.attempt}, ${status})`;
+  }
+  return `attempt ${attempt} of command ${id} is no longer current (the command is ${status} ` +
+    `again)`;
+}
 
 /**
  * Makes `ack`, `report` and `enqueue` (the long-polls are in `wait_route.ts`).
@@ -88,11 +120,9 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         case "forbidden":
           throw unknownCommand(call, request.command_id, outcome.outcome);
         case "stale":
-          throw new HttpError(
-            409,
-            `attempt ${request.attempt} of command ${request.command_id} is no longer current`,
-            { details: { status: outcome.command.status, attempt: outcome.command.attempt } },
-          );
+          throw new HttpError(409, staleAckMessage(request.attempt, outcome.command), {
+            details: { status: outcome.command.status, attempt: outcome.command.attempt },
+          });
       }
       const { command } = outcome;
       if (command.leaseExpiresAt !== null) deps.leases.schedule(command.leaseExpiresAt);

@@ -8,7 +8,7 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { z } from "zod";
-import { agentIdSchema, generateToken } from "../protocol/mod.ts";
+import { agentIdSchema, generateToken, shortForm } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
 import {
   AGENT_SCOPES,
@@ -150,7 +150,7 @@ export function fleetRoutes(
     const id = c.req.param("id");
     const token = generateToken();
     if (!(await store.setAgentToken(id, token))) {
-      throw new HttpError(404, `agent ${id} does not exist`);
+      throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
     }
     // Waits it holds were opened with the old token: they end now, with no command.
     const dismissed = hub.dismiss(id);
@@ -160,7 +160,9 @@ export function fleetRoutes(
 
   app.delete("/api/v1/agents/:id", admin, async function removeAgentRoute(c) {
     const id = c.req.param("id");
-    if (!(await store.removeAgent(id))) throw new HttpError(404, `agent ${id} does not exist`);
+    if (!(await store.removeAgent(id))) {
+      throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
+    }
     const dismissed = hub.dismiss(id);
     audit.info("agent {agentId} removed over the operator API", { agentId: id, dismissed });
     return c.json({ removed: true, id });

@@ -86,10 +86,12 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
     },
   );
 
+  // The route's own limit for every step that reads the body (the signature's first of all).
+  const heartbeatBody = { maxBodyBytes: Math.min(deps.maxBodyBytes, MAX_HEARTBEAT_BYTES) };
   app.post(
     "/api/v1/agent/heartbeat",
-    agentPipeline(deps, "commands:wait"),
-    jsonBody(heartbeatSchema, { maxBodyBytes: Math.min(deps.maxBodyBytes, MAX_HEARTBEAT_BYTES) }),
+    agentPipeline({ ...deps, ...heartbeatBody }, "commands:wait"),
+    jsonBody(heartbeatSchema, heartbeatBody),
     async function heartbeatRoute(c) {
       const body = c.get("body");
       const agent = c.get("agent");

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Hono, MiddlewareHandler } from "hono";
-import { COMMAND_STATUSES, type CommandStatus } from "../protocol/mod.ts";
+import { COMMAND_STATUSES, type CommandStatus, shortForm } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
@@ -73,7 +73,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   app.get("/api/v1/commands/:id", admin, async function getCommandRoute(c) {
     const id = c.req.param("id");
     const command = await store.getCommand(id);
-    if (!command) throw new HttpError(404, `command ${id} does not exist`);
+    if (!command) throw new HttpError(404, `command ${shortForm(id)} does not exist`);
     return c.json(await commandWithLiveOutput(store, command));
   });
 
@@ -86,10 +86,10 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     }
     let limit: number = LIST_LIMIT.default;
     if (rawLimit !== undefined && rawLimit !== "") {
-      if (!/^\d+$/.test(rawLimit) || Number(rawLimit) < 1) {
+      limit = Number(rawLimit);
+      if (!/^\d+$/.test(rawLimit) || limit < 1 || limit > LIST_LIMIT.max) {
         throw queryError("limit", `must be a whole number from 1 to ${LIST_LIMIT.max}`);
       }
-      limit = Math.min(LIST_LIMIT.max, Number(rawLimit));
     }
     const commands = await store.listCommands({
       agentId,
@@ -102,7 +102,9 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   app.post("/api/v1/commands/:id/cancel", admin, async function cancelRoute(c) {
     const id = c.req.param("id");
     const outcome = await store.cancel(id, clock.now());
-    if (outcome.outcome === "not_found") throw new HttpError(404, `command ${id} does not exist`);
+    if (outcome.outcome === "not_found") {
+      throw new HttpError(404, `command ${shortForm(id)} does not exist`);
+    }
     audit.info("command cancel {commandId}: {outcome}", {
       commandId: id,
       outcome: outcome.outcome,

@@ -17,7 +17,7 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
-import { FINAL_STATUSES } from "../protocol/mod.ts";
+import { FINAL_STATUSES, shortForm } from "../protocol/mod.ts";
 import {
   formatLabels,
   resolveConcurrency,
@@ -54,6 +54,11 @@ import { dashboardReason } from "./views.ts";
 
 const log = logger("server", "runs");
 const audit = auditLogger();
+
+/** How many unknown agent ids of a target the `404`'s message names. */
+const SHOWN_UNKNOWN_AGENTS = 10;
+/** How many unknown agent ids of a target the `404`'s `details.unknown_agents` lists. */
+const MAX_DETAILED_UNKNOWN_AGENTS = 100;
 
 /** Default and largest `limit` of `GET /api/v1/runs`. */
 export const RUN_LIST_LIMIT = { default: 50, max: 500 } as const;
@@ -474,18 +479,22 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       const agents = await store.listAgents();
       const { matched, unknown } = matchTarget(agents, request.target);
       if (unknown.length > 0) {
-        // The sentence names the first few; `details` lists them all.
-        const named = unknown.length > 10
-          ? `${unknown.slice(0, 10).join(", ")} and ${unknown.length - 10} more`
-          : unknown.join(", ");
-        throw new HttpError(404, `agents not registered: ${named}`, {
-          details: { unknown_agents: unknown },
+        // Named in full up to a point: a target may list 10,000 ids.
+        const named = unknown.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ");
+        const more = unknown.length > SHOWN_UNKNOWN_AGENTS
+          ? ` and ${unknown.length - SHOWN_UNKNOWN_AGENTS} more`
+          : "";
+        throw new HttpError(404, `agents not registered: ${named}${more}`, {
+          details: {
+            unknown_agents: unknown.slice(0, MAX_DETAILED_UNKNOWN_AGENTS),
+            unknown_count: unknown.length,
+          },
         });
       }
       if (matched.length === 0) {
         throw new HttpError(
           404,
-          `no agent matches the target (${describeTarget(request.target)}); ` +
+          `no agent matches the target (${shortForm(describeTarget(request.target))}); ` +
             `${agents.length} agent(s) registered; see "status agents" for their deployments ` +
             `and labels`,
           { details: { target: request.target, registered_agents: agents.length } },
@@ -555,13 +564,13 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     const raw = c.req.query("limit");
     let limit: number = RUN_LIST_LIMIT.default;
     if (raw !== undefined && raw !== "") {
-      if (!/^\d+$/.test(raw) || Number(raw) < 1) {
+      limit = Number(raw);
+      if (!/^\d+$/.test(raw) || limit < 1 || limit > RUN_LIST_LIMIT.max) {
         throw new HttpError(
           400,
           `query "limit": must be a whole number from 1 to ${RUN_LIST_LIMIT.max}`,
         );
       }
-      limit = Math.min(RUN_LIST_LIMIT.max, Number(raw));
     }
     const open = c.req.query("open");
     if (open !== undefined && open !== "" && open !== "1" && open !== "true") {
@@ -579,14 +588,16 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
   app.get("/api/v1/runs/:id", auth, async function getRunRoute(c) {
     const id = c.req.param("id");
     const run = await store.getRun(id);
-    if (!run) throw new HttpError(404, `run ${id} does not exist`);
+    if (!run) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     return c.json(runView(run));
   });
 
   app.post("/api/v1/runs/:id/cancel", auth, async function cancelRunRoute(c) {
     const id = c.req.param("id");
     const outcome = await scheduler.cancel(id);
-    if (outcome.outcome === "not_found") throw new HttpError(404, `run ${id} does not exist`);
+    if (outcome.outcome === "not_found") {
+      throw new HttpError(404, `run ${shortForm(id)} does not exist`);
+    }
     if (outcome.outcome === "final") {
       throw new HttpError(409, `run ${id} is already ${runStatus(outcome.run)}`);
     }
@@ -596,7 +607,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
 
   app.get("/api/v1/runs/:id/events", auth, async function runEventsRoute(c) {
     const id = c.req.param("id");
-    if (!(await store.getRun(id))) throw new HttpError(404, `run ${id} does not exist`);
+    if (!(await store.getRun(id))) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     let sent = 0;
     let last = "";
     return eventStreamResponse({

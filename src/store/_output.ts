@@ -41,6 +41,25 @@ export function checkBounds(keep: OutputBounds): OutputBounds {
 }
 
 /**
+ * Checks that a chunk ends at a safe integer offset: a stream's end is read back as a number.
+ *
+ * @param chunk The chunk's offset and bytes.
+ * @throws {RangeError} When `offset + data.length` is beyond `Number.MAX_SAFE_INTEGER` (or the
+ *   offset is not a whole number >= 0).
+ */
+export function checkChunkEnd(chunk: { offset: number; data: Uint8Array }): void {
+  if (
+    !Number.isSafeInteger(chunk.offset) || chunk.offset < 0 ||
+    chunk.offset + chunk.data.length > Number.MAX_SAFE_INTEGER
+  ) {
+    throw new RangeError(
+      `a chunk must end at an offset of at most ${Number.MAX_SAFE_INTEGER}, got offset ` +
+        `${chunk.offset} and ${chunk.data.length} bytes`,
+    );
+  }
+}
+
+/**
  * Plans an append of `data` at `offset` to a stream whose stored bytes end at `end`.
  *
  * @param end Where the stored bytes end.

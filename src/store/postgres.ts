@@ -26,7 +26,7 @@
 import { Buffer } from "node:buffer";
 import postgres from "postgres";
 import type { CommandStatus } from "../protocol/mod.ts";
-import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
+import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_output.ts";
 import { logger } from "../log/mod.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
 import {
@@ -876,6 +876,7 @@ export class PostgresStore implements CommandStore, SharedStore {
    */
   async appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
     const { headBytes } = checkBounds(chunk.keep);
+    checkChunkEnd(chunk);
     return await this.#tx("append output", async (tx): Promise<AppendOutputOutcome> => {
       const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
       await tx.unsafe("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [

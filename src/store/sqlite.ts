@@ -66,7 +66,7 @@ import type {
   RunTargetRecord,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
-import { checkBounds, parseHeartbeat, planAppend } from "./_output.ts";
+import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_output.ts";
 import {
   COMMAND_COLUMNS,
   COMMAND_CORE_COLUMNS,
@@ -1195,6 +1195,7 @@ export class SqliteStore implements CommandStore {
   appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome> {
     return this.#run(() => {
       const { headBytes } = checkBounds(chunk.keep);
+      checkChunkEnd(chunk);
       return this.#tx((): AppendOutputOutcome => {
         const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
         const end = num(

@@ -631,6 +631,9 @@ export interface CommandStore extends AsyncDisposable {
    * are skipped; a chunk starting past what arrived leaves a gap. Then only the first
    * `keep.headBytes` and the last `keep.tailBytes` bytes of the stream are kept; stored chunks
    * in between are dropped or cut. Does not check that the command exists (the route does).
+   *
+   * @throws {RangeError} When the bounds are not whole numbers, or the chunk ends beyond
+   *   `Number.MAX_SAFE_INTEGER` (nothing is stored).
    */
   appendOutput(chunk: OutputChunkInput): Promise<AppendOutputOutcome>;
   /** A command's stored output chunks, in `seq` order. */

@@ -82,7 +82,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       "agent id",
       { roles: ["agent"], env: { AGENT_ID: "bad id!" }, cwd: tempDir() },
-      'AGENT_ID from the environment must be 1–128 characters of A-Z a-z 0-9 . _ : -, got "bad id!"',
+      'AGENT_ID from the environment must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots, got "bad id!"',
     ],
     [
       "boolean",

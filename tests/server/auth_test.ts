@@ -225,14 +225,14 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
   });
 
   await t.step(
-    "6. a request id is forgotten after 600 s (and the clock-skew check still holds)",
+    "6. a request id is forgotten after 660 s (and the clock-skew check still holds)",
     async () => {
       const requestId = crypto.randomUUID();
       assert.equal(
         (await d.agent({ path: P.enqueue, body: { name: "echo x" }, requestId })).status,
         202,
       );
-      d.clock.advance(601_000);
+      d.clock.advance(661_000);
       const later = await d.agent({ path: P.enqueue, body: { name: "echo x" }, requestId });
       assert.equal(later.status, 202, "a fresh signature with an old id after the window");
       const stale = await d.agent({
@@ -305,6 +305,58 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
       /bearer token is wrong/,
     );
   });
+});
+
+Deno.test("the clock skew is compared to the millisecond, not rounded", async () => {
+  await using d = await makeDashboard();
+  d.clock.advance(600);
+  // X-Timestamp T0 + 301 s with the clock at T0 + 0.6 s: 300.4 s ahead (rounded, it was 300).
+  const ahead = await expectError(
+    await d.agent({ path: "/api/v1/agent/ping", signedAt: T0 + 301_000 }),
+    401,
+    /301 s ahead of the dashboard's clock \(at most 300 s allowed\)/,
+  );
+  assert.equal((ahead.details as { skew_secs: number }).skew_secs, 301);
+  // X-Timestamp T0 - 300 s: 300.6 s behind.
+  const behind = await expectError(
+    await d.agent({ path: "/api/v1/agent/ping", signedAt: T0 - 300_000 }),
+    401,
+    /301 s behind/,
+  );
+  assert.equal((behind.details as { skew_secs: number }).skew_secs, -301);
+  // T0 + 300 s: 299.4 s ahead.
+  assert.equal((await d.agent({ path: "/api/v1/agent/ping", signedAt: T0 + 300_000 })).status, 200);
+});
+
+Deno.test("a request id is remembered for as long as its timestamp is accepted", async (t) => {
+  await using d = await makeDashboard();
+  const ping = (requestId: string, signedAt: number) =>
+    d.agent({ path: "/api/v1/agent/ping", requestId, signedAt });
+
+  await t.step("signed 300 s ahead and sent again 600 s later, 300 s behind → 409", async () => {
+    const requestId = crypto.randomUUID();
+    const signedAt = d.clock.now() + 300_000;
+    assert.equal((await ping(requestId, signedAt)).status, 200);
+    d.clock.advance(600_000);
+    await expectError(await ping(requestId, signedAt), 409, /replay detected/);
+    d.clock.advance(1);
+    await expectError(await ping(requestId, signedAt), 401, /301 s behind/);
+  });
+
+  await t.step(
+    "the auditor's case: 300.4 s ahead is refused; 299.4 s ahead is remembered",
+    async () => {
+      d.clock.advance(600 - (d.clock.now() % 1000));
+      const second = Math.floor(d.clock.now() / 1000) * 1000;
+      await expectError(await ping(crypto.randomUUID(), second + 301_000), 401, /ahead of/);
+      const requestId = crypto.randomUUID();
+      assert.equal((await ping(requestId, second + 300_000)).status, 200);
+      d.clock.advance(599_350);
+      await expectError(await ping(requestId, second + 300_000), 409, /replay detected/);
+      d.clock.advance(1_000);
+      await expectError(await ping(requestId, second + 300_000), 401, /301 s behind/);
+    },
+  );
 });
 
 Deno.test("the per-agent rate limit answers 429 with Retry-After, before the later steps", async (t) => {

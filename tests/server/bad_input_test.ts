@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
-import { FakeClock, json, makeDashboard, P, T0 } from "./_helpers.ts";
+import { ADMIN_TOKEN, FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
 
 function randomId(): string {
   return `x-${crypto.randomUUID()}`;
@@ -109,4 +109,397 @@ Deno.test("thousands of made-up agent ids do not grow the dashboard's caches", a
     assert.ok(limiter.size <= 100, `${limiter.size} buckets`);
     assert.ok(replay.size <= 100, `${replay.size} request ids`);
   });
+});
+
+Deno.test("ids made only of dots are refused with 400 wherever ids are given", async (t) => {
+  await using d = await makeDashboard();
+  for (const id of [".", "..", "..."]) {
+    await t.step(`command id ${JSON.stringify(id)} at enqueue`, async () => {
+      const response = await d.admin("POST", P.enqueue, { id, agent_id: "a1", name: "echo hi" });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "id": must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots`,
+      );
+    });
+    await t.step(`agent id ${JSON.stringify(id)} at enqueue and registration`, async () => {
+      const enqueue = await d.admin("POST", P.enqueue, { agent_id: id, name: "echo hi" });
+      assert.equal(enqueue.status, 400);
+      await enqueue.body?.cancel();
+      const added = await d.admin("POST", "/api/v1/agents", { id });
+      assert.equal(added.status, 400);
+      assert.match(String((await json(added)).error), /field "id": .*not only dots/);
+    });
+    await t.step(
+      `run id ${JSON.stringify(id)} and a target agent ${JSON.stringify(id)}`,
+      async () => {
+        const run = await d.admin("POST", "/api/v1/runs", {
+          id,
+          name: "echo hi",
+          target: { agents: ["a1"] },
+        });
+        assert.equal(run.status, 400);
+        assert.equal(
+          (await json(run)).error,
+          `field "id": must be 1–64 characters of A-Z a-z 0-9 . _ -, not only dots`,
+        );
+        const target = await d.admin("POST", "/api/v1/runs", {
+          name: "echo hi",
+          target: { agents: [id] },
+        });
+        assert.equal(target.status, 400);
+        await target.body?.cancel();
+      },
+    );
+  }
+  await t.step("dots with anything else are ids like any other", async () => {
+    const response = await d.admin("POST", P.enqueue, { id: ".a.", agent_id: "a1", name: "echo" });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+    const shown = await d.admin("GET", "/api/v1/commands/.a.");
+    assert.equal(shown.status, 200);
+    await shown.body?.cancel();
+  });
+  const listed = await json(await d.admin("GET", "/api/v1/commands"));
+  assert.deepEqual((listed.commands as { id: string }[]).map((c) => c.id), [".a."]);
+  assert.deepEqual(
+    ((await json(await d.admin("GET", "/api/v1/agents"))).agents as { id: string }[])
+      .map((a) => a.id),
+    ["a1", "a2"],
+  );
+});
+
+Deno.test("a dev-mode dashboard registers no agent whose id is only dots", async () => {
+  await using d = await makeDashboard({ devMode: true });
+  const response = await d.agent({ path: "/api/v1/agent/ping", agentId: "..", token: null });
+  assert.equal(response.status, 401);
+  assert.match(String((await json(response)).error), /X-Agent-Id must be .*not only dots/);
+  assert.equal(await d.store.getAgent(".."), null);
+});
+
+Deno.test("a deployment hash no wait could name is refused at enqueue, runs and heartbeats", async (t) => {
+  await using d = await makeDashboard();
+  const rule = "1–256 characters without / ? #, spaces or control characters, not only dots";
+  for (const hash of ["a b", "a/b", "a?b", "a#b", "a\u0000b", "a\tb", "a\u0085b", "..", ""]) {
+    const label = JSON.stringify(hash);
+    await t.step(`${label} in an enqueue's params`, async () => {
+      const response = await d.admin("POST", P.enqueue, {
+        agent_id: "a1",
+        name: "echo hi",
+        params: { deployment_hash: hash },
+      });
+      assert.equal(response.status, 400);
+      const error = String((await json(response)).error);
+      assert.match(error, /^field "params\.deployment_hash": /);
+      if (hash !== "") assert.equal(error, `field "params.deployment_hash": must be ${rule}`);
+    });
+    await t.step(`${label} in a run's params and target`, async () => {
+      for (
+        const body of [
+          { name: "echo hi", params: { deployment_hash: hash }, target: { agents: ["a1"] } },
+          { name: "echo hi", target: { deployment: hash } },
+        ]
+      ) {
+        const response = await d.admin("POST", "/api/v1/runs", body);
+        assert.equal(response.status, 400);
+        assert.match(String((await json(response)).error), /deployment/);
+      }
+    });
+    await t.step(`${label} in a heartbeat`, async () => {
+      const response = await d.agent({
+        path: "/api/v1/agent/heartbeat",
+        body: { deployment_hash: hash },
+      });
+      assert.equal(response.status, 400);
+      assert.match(String((await json(response)).error), /^field "deployment_hash": /);
+    });
+  }
+  await t.step("nothing was stored", async () => {
+    assert.deepEqual((await json(await d.admin("GET", "/api/v1/commands"))).commands, []);
+    assert.deepEqual((await json(await d.admin("GET", "/api/v1/runs"))).runs, []);
+    const agents = (await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+      Record<string, unknown>
+    >;
+    assert.equal(agents.find((agent) => agent.id === "a1")!.deployment_hash, null);
+  });
+  await t.step("a hash a wait can name is accepted", async () => {
+    const response = await d.admin("POST", P.enqueue, {
+      agent_id: "a1",
+      name: "echo hi",
+      params: { deployment_hash: "prod.eu-1:v2%é" },
+    });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+});
+
+Deno.test("a wait on a deployment hash with a control character is a 400 and records nothing", async () => {
+  await using d = await makeDashboard();
+  for (const segment of ["%00", "a%0Ab", "%7F", "%C2%85"]) {
+    const waited = d.agent({ path: `/api/v1/agent/commands/wait/${segment}?timeout=1` });
+    // A wait that was held (the bug) ends by its timeout.
+    await d.clock.advanceAsync(2000);
+    const response = await waited;
+    assert.equal(response.status, 400, segment);
+    assert.equal(
+      (await json(response)).error,
+      `path "deployment_hash": must be 1–256 characters without / ? #, spaces or control ` +
+        `characters, not only dots`,
+    );
+  }
+  // The refused waits left no deployment behind: a command for dep-1 gets no warning that the
+  // agent last waited on another hash.
+  const enqueued = await json(
+    await d.admin("POST", P.enqueue, {
+      agent_id: "a1",
+      name: "echo hi",
+      params: { deployment_hash: "dep-1" },
+    }),
+  );
+  assert.equal(enqueued.warning, undefined);
+});
+
+Deno.test("a list limit beyond its range is a 400, not clamped", async (t) => {
+  await using d = await makeDashboard();
+  for (
+    const [path, max] of [["/api/v1/commands", 1000], ["/api/v1/runs", 500]] as const
+  ) {
+    await t.step(path, async () => {
+      for (const limit of ["0", String(max + 1), "99999999", "99999999999999999999999", "1.5"]) {
+        const response = await d.admin("GET", `${path}?limit=${limit}`);
+        assert.equal(response.status, 400, `limit=${limit}`);
+        assert.equal(
+          (await json(response)).error,
+          `query "limit": must be a whole number from 1 to ${max}`,
+        );
+      }
+      const most = await d.admin("GET", `${path}?limit=${max}`);
+      assert.equal(most.status, 200);
+      await most.body?.cancel();
+    });
+  }
+});
+
+Deno.test("an ack or a report names its command by a valid id, else 400", async (t) => {
+  await using d = await makeDashboard();
+  const huge = "c".repeat(100_000);
+  const rule = "1–193 characters of A-Z a-z 0-9 . _ : -, not only dots";
+  for (
+    const [label, commandId] of [["100,000 characters", huge], ["a space", "a b"], ["..", ".."]]
+  ) {
+    await t.step(`ack of ${label}`, async () => {
+      const response = await d.agent({ path: P.ack, body: { command_id: commandId, attempt: 1 } });
+      const text = await response.text();
+      assert.equal(response.status, 400);
+      assert.equal(JSON.parse(text).error, `field "command_id": must be ${rule}`);
+      assert.ok(text.length < 1000, `a short answer, not ${text.length} bytes`);
+    });
+    await t.step(`report of ${label}`, async () => {
+      const response = await d.agent({ path: P.report, body: reportBody(commandId) });
+      const text = await response.text();
+      assert.equal(response.status, 400);
+      assert.equal(JSON.parse(text).error, `field "command_id": must be ${rule}`);
+      assert.ok(text.length < 1000, `a short answer, not ${text.length} bytes`);
+    });
+  }
+  await t.step("a run's command id (193 characters) is valid and named whole", async () => {
+    const id = `${"r".repeat(64)}:${"a".repeat(128)}`;
+    const response = await d.agent({ path: P.ack, body: { command_id: id, attempt: 1 } });
+    assert.equal(response.status, 404);
+    assert.equal((await json(response)).error, `command ${id} does not exist`);
+  });
+});
+
+Deno.test("errors show a client's long value cut short, never whole", async (t) => {
+  await using d = await makeDashboard();
+  const long = "x".repeat(10_000);
+  const cut = `${"x".repeat(200)}… (10000 characters)`;
+  const small = async (response: Response, status: number, error: string) => {
+    const text = await response.text();
+    assert.equal(response.status, status, text.slice(0, 300));
+    assert.ok(text.length < 1000, `a short answer, not ${text.length} bytes`);
+    assert.equal(JSON.parse(text).error, error);
+  };
+  await t.step("operator routes naming a command, an agent or a run", async () => {
+    await small(
+      await d.admin("GET", `/api/v1/commands/${long}`),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("GET", `/api/v1/commands/${long}/events`),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("POST", `/api/v1/commands/${long}/cancel`),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("POST", `/api/v1/agents/${long}/rotate`),
+      404,
+      `agent ${cut} does not exist`,
+    );
+    await small(
+      await d.admin("DELETE", `/api/v1/agents/${long}`),
+      404,
+      `agent ${cut} does not exist`,
+    );
+    await small(await d.admin("GET", `/api/v1/runs/${long}`), 404, `run ${cut} does not exist`);
+    await small(
+      await d.admin("POST", `/api/v1/runs/${long}/cancel`),
+      404,
+      `run ${cut} does not exist`,
+    );
+  });
+  await t.step("agent routes naming a command in their path", async () => {
+    await small(
+      await d.agent({
+        path: `/api/v1/agent/commands/${long}/output`,
+        body: { attempt: 1, stream: "stdout", offset: 0, data: "aGkK" },
+      }),
+      404,
+      `command ${cut} does not exist`,
+    );
+    await small(
+      await d.agent({ path: `/api/v1/agent/commands/${long}/cancel-wait?timeout=1` }),
+      404,
+      `command ${cut} does not exist`,
+    );
+  });
+  await t.step("a path no route answers", async () => {
+    await small(
+      await d.admin("GET", `/api/v1/${long}`),
+      404,
+      `no route for GET /api/v1/${"x".repeat(192)}… (10008 characters)`,
+    );
+  });
+  await t.step("a field named by a client's key", async () => {
+    const key = "k".repeat(10_000);
+    const response = await d.admin("POST", "/api/v1/runs", {
+      name: "echo hi",
+      target: { labels: { [key]: "v" } },
+    });
+    const text = await response.text();
+    assert.equal(response.status, 400);
+    assert.ok(text.length < 2000, `a short answer, not ${text.length} bytes`);
+    assert.match(JSON.parse(text).error, /^field "target\.labels\.k{186}… \(10014 characters\)": /);
+  });
+  await t.step("a run's unknown agents: ten named, a hundred detailed", async () => {
+    const agents = Array.from({ length: 150 }, (_, i) => `ghost-${i}`);
+    const response = await d.admin("POST", "/api/v1/runs", { name: "echo", target: { agents } });
+    const answer = await json(response);
+    assert.equal(response.status, 404);
+    assert.equal(
+      answer.error,
+      `agents not registered: ${agents.slice(0, 10).join(", ")} and 140 more`,
+    );
+    assert.deepEqual(answer.details, { unknown_agents: agents.slice(0, 100), unknown_count: 150 });
+  });
+});
+
+Deno.test("a report's started_at and completed_at are ISO 8601 date-times, else 400", async (t) => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, { id: "c1", agent_id: "a1", name: "echo" });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const delivered = await d.agent({ path: P.wait() });
+  assert.equal(delivered.status, 200);
+  await delivered.body?.cancel();
+  for (
+    const [field, value] of [
+      ["started_at", "not a date"],
+      ["completed_at", "2026-02-30T10:00:05Z"],
+      ["started_at", "2026-01-12 10:00:05Z"],
+      ["completed_at", "2026-01-12T10:00:05"],
+      ["started_at", ""],
+    ]
+  ) {
+    await t.step(`${field} ${JSON.stringify(value)}`, async () => {
+      const response = await d.agent({
+        path: P.report,
+        body: reportBody("c1", { [field]: value }),
+      });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${field}": must be an ISO 8601 date-time with a time zone, such as ` +
+          `2026-01-12T10:00:05.120Z`,
+      );
+    });
+  }
+  await t.step("null, absent, UTC or an offset are accepted", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("c1", { started_at: "2026-01-12T11:00:05+01:00", completed_at: null }),
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const command = await json(await d.admin("GET", "/api/v1/commands/c1"));
+    assert.equal(command.started_at, "2026-01-12T11:00:05+01:00");
+  });
+});
+
+Deno.test("a number beyond a double's range (1e400) is a 400 naming its field, not stored as null", async (t) => {
+  await using d = await makeDashboard();
+  const send = (body: string) =>
+    d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      body,
+    });
+  for (
+    const [params, field] of [
+      ['{"big":1e400}', "params.big"],
+      ['{"metadata":{"list":[1,-1e400]}}', "params.metadata.list.1"],
+      ['{"timeout_secs":1e999}', "params.timeout_secs"],
+    ]
+  ) {
+    await t.step(params, async () => {
+      const response = await send(`{"agent_id":"a1","name":"echo","params":${params}}`);
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${field}": must be a finite number (at most about 1.8e308)`,
+      );
+    });
+  }
+  await t.step("from an agent too", async () => {
+    const response = await d.agent({
+      path: "/api/v1/agent/heartbeat",
+      body: '{"cpu_percent":1e400}',
+    });
+    assert.equal(response.status, 400);
+    assert.match(String((await json(response)).error), /^field "cpu_percent": must be a finite/);
+  });
+  assert.deepEqual((await json(await d.admin("GET", "/api/v1/commands"))).commands, []);
+  const large = await send('{"agent_id":"a1","id":"c1","name":"echo","params":{"big":1e300}}');
+  assert.equal(large.status, 202);
+  await large.body?.cancel();
+  const stored = await json(await d.admin("GET", "/api/v1/commands/c1"));
+  assert.deepEqual(stored.params, { big: 1e300 });
+});
+
+Deno.test("a __proto__ key in params or params.metadata is dropped, as documented; deeper ones are kept", async () => {
+  await using d = await makeDashboard();
+  const response = await d.dashboard.app.request(P.enqueue, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: '{"agent_id":"a1","id":"p1","name":"echo","params":' +
+      '{"__proto__":{"polluted":1},"keep":1,"metadata":{"__proto__":2,"m":2},"deep":{"__proto__":3}}}',
+  });
+  assert.equal(response.status, 202);
+  await response.body?.cancel();
+  const params = (await json(await d.admin("GET", "/api/v1/commands/p1"))).params as Record<
+    string,
+    unknown
+  >;
+  assert.equal(JSON.stringify(params), '{"metadata":{"m":2},"keep":1,"deep":{"__proto__":3}}');
+  assert.equal(({} as Record<string, unknown>).polluted, undefined, "no prototype was changed");
+  const delivered = await d.agent({ path: P.wait() });
+  assert.equal(
+    JSON.stringify((await json(delivered)).params),
+    '{"metadata":{"m":2},"keep":1,"deep":{"__proto__":3}}',
+  );
 });

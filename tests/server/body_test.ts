@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
 import { HttpError } from "../../src/server/http_error.ts";
-import { nestedDeeperThan, readBody, readIncoming } from "../../src/server/body.ts";
+import { jsonProblem, readBody, readIncoming } from "../../src/server/body.ts";
 import { Buffer } from "node:buffer";
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
@@ -86,14 +86,28 @@ Deno.test("readBody answers 400 when the body cannot be read to its end", async 
   }
 });
 
-Deno.test("nestedDeeperThan counts arrays and objects, not scalars", () => {
-  assert.equal(nestedDeeperThan(1, 0), false);
-  assert.equal(nestedDeeperThan({}, 0), true);
-  assert.equal(nestedDeeperThan({ a: [1, { b: 2 }] }, 3), false);
-  assert.equal(nestedDeeperThan({ a: [1, { b: 2 }] }, 2), true);
+Deno.test("jsonProblem counts the nesting of arrays and objects, not scalars", () => {
+  const tooDeep = { kind: "too_deep" };
+  assert.equal(jsonProblem(1, 0), null);
+  assert.deepEqual(jsonProblem({}, 0), tooDeep);
+  assert.equal(jsonProblem({ a: [1, { b: 2 }] }, 3), null);
+  assert.deepEqual(jsonProblem({ a: [1, { b: 2 }] }, 2), tooDeep);
   let deep: unknown = null;
   for (let i = 0; i < 100_000; i++) deep = [deep];
-  assert.equal(nestedDeeperThan(deep, 64), true, "no recursion: a deep body cannot blow the stack");
+  assert.deepEqual(
+    jsonProblem(deep, 64),
+    tooDeep,
+    "no recursion: a deep body cannot blow the stack",
+  );
+});
+
+Deno.test("jsonProblem finds a number that is not finite, with its path", () => {
+  assert.deepEqual(jsonProblem(JSON.parse("1e400"), 64), { kind: "non_finite", path: [] });
+  assert.deepEqual(
+    jsonProblem(JSON.parse('{"params":{"a":[1,{"b":-1e400}]},"c":1}'), 64),
+    { kind: "non_finite", path: ["params", "a", 1, "b"] },
+  );
+  assert.equal(jsonProblem(JSON.parse('{"a":[1.7976931348623157e308,-5e-324]}'), 64), null);
 });
 
 Deno.test("readBody reads a body of a declared length within the limit whole, same digests", async () => {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
-import { agentHeaders, json, makeDashboard, P, TOKEN } from "./_helpers.ts";
+import { agentHeaders, json, makeDashboard, P, TOKEN, TOKEN2 } from "./_helpers.ts";
 
 Deno.test("a second agent process with one id is refused with 409 and may take over later", async (t) => {
   await using d = await makeDashboard();
@@ -176,4 +176,85 @@ Deno.test("a wait held with a token that is then rotated or removed ends with no
       }
     });
   }
+});
+
+Deno.test("a signed heartbeat is held to its own 16 KiB limit, whatever read its body first", async (t) => {
+  await using d = await makeDashboard();
+  const heartbeatOf = (size: number) => {
+    const body = JSON.stringify({ pad: "" });
+    return JSON.stringify({ pad: "x".repeat(size - body.length) });
+  };
+  const send = (body: string) => d.agent({ path: "/api/v1/agent/heartbeat", body });
+
+  await t.step("16,384 bytes are recorded", async () => {
+    const body = heartbeatOf(16 * 1024);
+    assert.equal(body.length, 16 * 1024);
+    const response = await send(body);
+    assert.equal(response.status, 200, await response.clone().text());
+    await response.body?.cancel();
+  });
+
+  for (const size of [16 * 1024 + 1, 1_000_000, 1024 * 1024 + 100_000, 17 * 1024 * 1024]) {
+    await t.step(`${size} bytes → 413 naming 16384 bytes, nothing recorded`, async () => {
+      const response = await send(heartbeatOf(size));
+      const answer = await json(response);
+      assert.equal(response.status, 413);
+      assert.equal(answer.error, "request body is larger than 16384 bytes");
+      assert.equal((answer.details as { limit_bytes: number }).limit_bytes, 16384);
+    });
+  }
+
+  const agents = (await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+    Record<string, unknown>
+  >;
+  const a1 = agents.find((agent) => agent.id === "a1")!;
+  assert.equal((a1.heartbeat as { pad: string }).pad.length, 16 * 1024 - 10);
+});
+
+Deno.test("only a request that passes authentication counts as the agent being seen", async (t) => {
+  await using d = await makeDashboard();
+  const a2 = async () =>
+    ((await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+      Record<string, unknown>
+    >).find((agent) => agent.id === "a2")!;
+
+  await t.step("a wrong or missing token, or a bad signature, is 401 and not seen", async () => {
+    const refused = [
+      await d.agent({ path: "/api/v1/agent/ping", agentId: "a2", token: "wrong" }),
+      await d.agent({
+        path: "/api/v1/agent/ping",
+        agentId: "a2",
+        headers: { Authorization: undefined },
+      }),
+      await d.agent({
+        path: "/api/v1/agent/ping",
+        agentId: "a2",
+        headers: { "X-Agent-Signature": "AAAA" },
+      }),
+      await d.agent({ path: P.wait(), agentId: "a2", token: "wrong" }),
+      await d.agent({ path: "/api/v1/agent/heartbeat", agentId: "a2", token: "wrong", body: {} }),
+    ];
+    for (const response of refused) {
+      assert.equal(response.status, 401);
+      await response.body?.cancel();
+    }
+    const agent = await a2();
+    assert.equal(agent.last_seen_at, null);
+    assert.equal(agent.state, "offline");
+    await d.dashboard.flushLastSeen();
+    assert.equal((await d.store.getAgent("a2"))?.lastSeenAt, null);
+    const enqueued = await json(
+      await d.admin("POST", P.enqueue, { id: "for-a2", name: "echo hi", agent_id: "a2" }),
+    );
+    assert.match(String(enqueued.warning), /agent a2 has never connected/);
+  });
+
+  await t.step("its own signed request is", async () => {
+    const response = await d.agent({ path: "/api/v1/agent/ping", agentId: "a2", token: TOKEN2 });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const agent = await a2();
+    assert.equal(agent.last_seen_at, new Date(d.clock.now()).toISOString());
+    assert.equal(agent.state, "online");
+  });
 });

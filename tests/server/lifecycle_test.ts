@@ -109,7 +109,27 @@ Deno.test("acks: stale attempt → 409, unknown or another agent's → the same 
     const response = await d.agent({ path: P.ack, body: { command_id: "c1", attempt: 1 } });
     const body = await json(response);
     assert.equal(response.status, 409);
-    assert.match(body.error as string, /attempt 1 of command c1 is no longer current/);
+    assert.equal(
+      body.error,
+      "attempt 1 of command c1 is no longer current (the current attempt is 2, delivered)",
+    );
+  });
+  await t.step("an attempt never delivered, or a command never delivered, says so", async () => {
+    const later = await d.agent({ path: P.ack, body: { command_id: "c1", attempt: 3 } });
+    assert.equal(later.status, 409);
+    assert.equal(
+      (await json(later)).error,
+      "attempt 3 of command c1 was never delivered (last delivered: 2)",
+    );
+    await enqueue(d, { id: "q1", name: "echo queued" });
+    const queued = await d.agent({ path: P.ack, body: { command_id: "q1", attempt: 1 } });
+    const body = await json(queued);
+    assert.equal(queued.status, 409);
+    assert.equal(
+      body.error,
+      "command q1 was never delivered (it is queued); only a delivered attempt is acked",
+    );
+    assert.deepEqual(body.details, { status: "queued", attempt: 1 });
   });
   await t.step("the current attempt is acked, twice", async () => {
     for (let i = 0; i < 2; i++) {
@@ -130,6 +150,17 @@ Deno.test("acks: stale attempt → 409, unknown or another agent's → the same 
     });
     assert.equal(foreign.status, 404);
     assert.deepEqual(await json(foreign), { error: "command c1 does not exist" });
+  });
+  await t.step("a command already final says so", async () => {
+    const reported = await d.agent({ path: P.report, body: reportBody("c1", { attempt: 2 }) });
+    assert.equal(reported.status, 200);
+    await reported.body?.cancel();
+    const response = await d.agent({ path: P.ack, body: { command_id: "c1", attempt: 2 } });
+    assert.equal(response.status, 409);
+    assert.equal(
+      (await json(response)).error,
+      "command c1 is already success; attempt 2 is no longer current",
+    );
   });
 });
 
@@ -268,9 +299,15 @@ Deno.test("operator API lists commands newest first and agents with their state"
     const bad = await d.admin("GET", "/api/v1/commands?status=weird");
     assert.equal(bad.status, 400);
     assert.match((await json(bad)).error as string, /query "status"/);
-    const badLimit = await d.admin("GET", "/api/v1/commands?limit=0");
-    assert.equal(badLimit.status, 400);
-    await badLimit.body?.cancel();
+    for (const limit of ["0", "1001", "99999999", "1e3", "-1", "ten"]) {
+      const badLimit = await d.admin("GET", `/api/v1/commands?limit=${limit}`);
+      assert.equal(badLimit.status, 400, `limit=${limit}`);
+      assert.equal(
+        (await json(badLimit)).error,
+        `query "limit": must be a whole number from 1 to 1000`,
+      );
+    }
+    assert.deepEqual(await ids("?limit=1000"), ["c3", "c2", "c1"]);
   });
   await t.step("one command with every field of PROTOCOL §3", async () => {
     const command = await status(d, "c1");

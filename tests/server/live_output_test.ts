@@ -226,3 +226,32 @@ Deno.test("live output of a command final for longer than the retention is prune
   const view = await json(await d.admin("GET", "/api/v1/commands/r1"));
   assert.equal((view.result as Record<string, unknown>).stdout, "Hello from dashboard\n");
 });
+
+Deno.test("a chunk ending beyond 2^53 - 1 is a 400, and the stream goes on", async () => {
+  await using d = await makeDashboard();
+  await deliver(d, "c1");
+  // The auditor's chunk: offset 2^53 - 1 and 3 bytes ("aGkK").
+  for (const offset of [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER - 2]) {
+    const refused = await chunk(d, "c1", offset, "hi\n");
+    const answer = await json(refused);
+    assert.equal(refused.status, 400);
+    assert.equal(
+      answer.error,
+      `field "offset": offset plus the data's length must be at most ${Number.MAX_SAFE_INTEGER}`,
+    );
+  }
+  const next = await chunk(d, "c1", 0, "hello\n");
+  assert.equal(next.status, 200);
+  assert.deepEqual(await json(next), { stored: true, gap_bytes: 0 });
+  const view = await d.admin("GET", "/api/v1/commands/c1");
+  assert.equal(view.status, 200);
+  assert.equal(((await json(view)).live_output as { stdout: string }).stdout, "hello\n");
+  // Ending exactly at 2^53 - 1 is the largest accepted, and later chunks are answered.
+  const edge = await chunk(d, "c1", Number.MAX_SAFE_INTEGER - 3, "hi\n");
+  assert.equal(edge.status, 200);
+  await edge.body?.cancel();
+  const after = await chunk(d, "c1", 6, "more");
+  assert.equal(after.status, 200);
+  assert.deepEqual(await json(after), { stored: true, duplicate: true });
+  assert.equal((await d.admin("GET", "/api/v1/commands/c1")).status, 200);
+});

@@ -6,7 +6,16 @@ import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
-import { ADMIN_TOKEN, agentHeaders, json, makeDashboard, P, T0, TOKEN } from "./_helpers.ts";
+import {
+  ADMIN_TOKEN,
+  agentHeaders,
+  json,
+  makeDashboard,
+  P,
+  T0,
+  TOKEN,
+  TOKEN2,
+} from "./_helpers.ts";
 
 Deno.test("a token rotated by another process is refused old and accepted new at once", async () => {
   const dir = await Deno.makeTempDir({ prefix: "status-rotate-" });
@@ -76,8 +85,11 @@ Deno.test("last-seen times are kept in memory and written in one batch, never on
   assert.equal(delivered.status, 200);
   await delivered.body?.cancel();
   d.clock.advance(1000);
-  const a2 = await d.agent({ path: P.wait(), agentId: "a2", token: "unused" });
-  assert.equal(a2.status, 401, "a wrong token is still seen (step 1) but refused");
+  const refused = await d.agent({ path: P.wait(), agentId: "a2", token: "unused" });
+  assert.equal(refused.status, 401, "a wrong token is refused and not seen");
+  await refused.body?.cancel();
+  const a2 = await d.agent({ path: "/api/v1/agent/ping", agentId: "a2", token: TOKEN2 });
+  assert.equal(a2.status, 200);
   await a2.body?.cancel();
   assert.deepEqual(batches, [], "no store write on the request path");
 

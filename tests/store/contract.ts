@@ -786,6 +786,20 @@ export function runStoreContract(
         RangeError,
       );
     });
+    await t.step("a chunk ending beyond 2^53 - 1 is refused and stores nothing", async () => {
+      const before = await store.listOutput("c1");
+      await assert.rejects(() => append(Number.MAX_SAFE_INTEGER, "hi\n"), RangeError);
+      await assert.rejects(() => append(Number.MAX_SAFE_INTEGER - 2, "hi\n"), RangeError);
+      assert.deepEqual(await store.listOutput("c1"), before);
+      // Ending exactly at 2^53 - 1 is stored, and the stream goes on being read and appended to.
+      const last = await append(Number.MAX_SAFE_INTEGER - 3, "hi\n");
+      assert.equal(last.outcome === "stored" && last.offset, Number.MAX_SAFE_INTEGER - 3);
+      assert.deepEqual(await append(16, "late"), { outcome: "duplicate" });
+      assert.deepEqual(
+        (await text()).at(-1),
+        `${Number.MAX_SAFE_INTEGER - 3}:hi\n`,
+      );
+    });
   });
 
   test("prunes the live output of commands final before a time", async (store) => {

@@ -104,7 +104,10 @@ export interface AuthContext {
   devMode: boolean;
   /** Largest accepted body, in bytes. */
   maxBodyBytes: number;
-  /** Called with every identified agent (last seen). */
+  /**
+   * Called with the agent of every request that passed the auth steps (last seen); a request
+   * refused by any of them (a wrong token or signature) does not count.
+   */
   seen?(agentId: string): void;
 }
 

@@ -3,13 +3,16 @@
  *
  * @module
  */
-import { AGENT_ID_PATTERN, HEADER } from "../../protocol/mod.ts";
+import { AGENT_ID_PATTERN, AGENT_ID_RULE, HEADER } from "../../protocol/mod.ts";
 import type { AgentCall, AuthContext } from "./call.ts";
 import { refuse } from "./refuse.ts";
 
 /**
  * Step 1: `X-Agent-Id` names a known agent (in dev mode, any valid id, registered on first sight).
  * Sets `call.agent` and `call.unsigned`.
+ *
+ * The agent is not marked seen here: only a request that passes every step is the agent's
+ * (`pipeline.ts`).
  *
  * @param ctx Store, clock, dev mode.
  * @param call The request.
@@ -22,7 +25,7 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
     throw refuse(
       call,
       401,
-      "X-Agent-Id must be 1–128 characters of A-Z a-z 0-9 . _ : -",
+      `X-Agent-Id must be ${AGENT_ID_RULE}`,
       "authentication failed",
       { agentId: id.slice(0, 128) },
     );
@@ -36,5 +39,4 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
   }
   call.agent = agent;
   call.unsigned = ctx.devMode && agent.token === null;
-  ctx.seen?.(id);
 }

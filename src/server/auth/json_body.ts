@@ -6,8 +6,8 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { describeZodError } from "../../protocol/mod.ts";
-import { MAX_JSON_DEPTH, nestedDeeperThan } from "../body.ts";
+import { describeZodError, shortForm } from "../../protocol/mod.ts";
+import { jsonProblem, MAX_JSON_DEPTH } from "../body.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
 import { type AgentCall, callOf, rawBodyOf } from "./call.ts";
@@ -38,7 +38,8 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Step 8 as a plain function (the routes answered without Hono): the body of a call read (once),
- * at most the limit, UTF-8 JSON, nested at most {@link MAX_JSON_DEPTH} deep, and of the schema.
+ * at most the limit, UTF-8 JSON, nested at most {@link MAX_JSON_DEPTH} deep, with finite numbers
+ * only, and of the schema.
  *
  * @param call The request.
  * @param schema The zod schema of the body.
@@ -52,7 +53,9 @@ export async function jsonBodyOf<S extends z.ZodType>(
   options: { maxBodyBytes: number },
 ): Promise<z.output<S>> {
   const body = await rawBodyOf(call, options);
-  if (body.bytes === null) {
+  // The body may have been read first with a larger limit (by the signature step): the route's
+  // own limit holds all the same.
+  if (body.bytes === null || body.size > options.maxBodyBytes) {
     throw new HttpError(413, `request body is larger than ${options.maxBodyBytes} bytes`, {
       details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
     });
@@ -67,20 +70,29 @@ export async function jsonBodyOf<S extends z.ZodType>(
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new HttpError(400, `request body is not JSON: ${(error as Error).message}`);
+    throw new HttpError(400, `request body is not JSON: ${shortForm((error as Error).message)}`);
   }
-  if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+  const problem = jsonProblem(value, MAX_JSON_DEPTH);
+  if (problem?.kind === "too_deep") {
     throw new HttpError(
       400,
       `request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
       { details: { max_depth: MAX_JSON_DEPTH } },
     );
   }
+  if (problem?.kind === "non_finite") {
+    // `1e400` parses as Infinity, which would be stored as null.
+    const field = shortForm(problem.path.join(".")) || "(body)";
+    const message = "must be a finite number (at most about 1.8e308)";
+    throw new HttpError(400, `field "${field}": ${message}`, {
+      details: [{ field, message }],
+    });
+  }
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     throw new HttpError(400, describeZodError(parsed.error), {
       details: parsed.error.issues.slice(0, 10).map((issue) => ({
-        field: issue.path.join(".") || "(body)",
+        field: shortForm(issue.path.join(".")) || "(body)",
         message: issue.message,
       })),
     });

@@ -15,10 +15,12 @@
  * 5. `checkSignature` (`signature.ts`): signature wrong → `401`
  * 6. `checkRequestId` (`request_id.ts`): `X-Request-Id` missing → `400`; seen before → `409`
  * 7. `checkScope` (`scope.ts`): scope not granted → `403`
- * 8. `jsonBody` (`json_body.ts`, on the routes with a body): larger than 1 MiB → `413`; not JSON,
- *    nested more than 64 deep or not of the schema → `400`
+ * 8. `jsonBody` (`json_body.ts`, on the routes with a body): larger than the route's limit (1 MiB;
+ *    a heartbeat's 16 KiB) → `413`; not JSON, nested more than 64 deep, a number beyond a
+ *    double's range or not of the schema → `400`
  *
- * In dev mode an agent without a token skips steps 2, 4, 5 and 6 ("unsigned").
+ * In dev mode an agent without a token skips steps 2, 4, 5 and 6 ("unsigned"). Once every step
+ * passed, the agent is marked seen (its last-seen time); a refused request never marks it.
  *
  * @module
  */
@@ -65,10 +67,10 @@ export type AuthStep = (call: AgentCall) => void | Promise<void>;
  * @param deps The shared parts.
  * @param scope The route's scope.
  * @param signed Whether timestamp, signature and replay are checked.
- * @param forEnqueue An enqueue: the agent is not marked seen by step 1 (an operator's `curl`
- *   with `X-Agent-Id` is not the agent connecting; the route marks a signed one) and step 3 is
- *   left to the operators' limit.
- * @returns The steps, in order; the first identifies the agent.
+ * @param forEnqueue An enqueue: the agent is not marked seen when the steps pass (an operator's
+ *   `curl` with `X-Agent-Id` is not the agent connecting; the route marks a signed one) and step 3
+ *   is left to the operators' limit.
+ * @returns The steps, in order; the first identifies the agent, the last marks it seen.
  */
 export function agentAuthSteps(
   deps: AgentAuthDeps,
@@ -76,8 +78,7 @@ export function agentAuthSteps(
   signed = true,
   forEnqueue = false,
 ): AuthStep[] {
-  const auth = forEnqueue ? { ...deps.auth, seen: undefined } : deps.auth;
-  const steps: AuthStep[] = [(call) => identify(auth, call), checkBearer];
+  const steps: AuthStep[] = [(call) => identify(deps.auth, call), checkBearer];
   if (!forEnqueue) steps.push((call) => checkRateLimit(deps.limiter, call));
   if (signed) {
     const timestamp = { clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS };
@@ -89,6 +90,8 @@ export function agentAuthSteps(
     );
   }
   steps.push((call) => checkScope(scope, call));
+  const seen = deps.auth.seen;
+  if (seen && !forEnqueue) steps.push((call) => seen(agentOf(call).id));
   return steps;
 }
 

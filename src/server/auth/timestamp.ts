@@ -17,7 +17,8 @@ export interface TimestampOptions {
 }
 
 /**
- * Step 4: `X-Timestamp` is an integer within `maxSkewSecs` of the dashboard's clock.
+ * Step 4: `X-Timestamp` is an integer within `maxSkewSecs` of the dashboard's clock (to the
+ * millisecond).
  *
  * @param options Clock and the largest skew in seconds.
  * @param call The request, after step 1.
@@ -34,18 +35,21 @@ export function checkTimestampOf(options: TimestampOptions, call: AgentCall): vo
       "authentication failed",
     );
   }
-  const nowSecs = options.clock.now() / 1000;
-  const skew = Math.round(Number(raw.trim()) - nowSecs);
+  // Compared to the millisecond, not rounded: a timestamp 300.4 s ahead is refused, so the
+  // timestamps accepted at any moment span at most 2 × maxSkewSecs (the replay window's bound).
+  const skew = Number(raw.trim()) - options.clock.now() / 1000;
   if (Math.abs(skew) > options.maxSkewSecs) {
+    // Whole seconds, rounded away from zero: never a figure within the limit.
+    const shown = Math.sign(skew) * Math.ceil(Math.abs(skew));
     throw refuse(
       call,
       401,
-      `X-Timestamp is ${Math.abs(skew)} s ${skew > 0 ? "ahead of" : "behind"} the ` +
+      `X-Timestamp is ${Math.abs(shown)} s ${skew > 0 ? "ahead of" : "behind"} the ` +
         `dashboard's clock (at most ${options.maxSkewSecs} s allowed); check the agent's clock`,
       "authentication failed",
       {
         details: {
-          skew_secs: skew,
+          skew_secs: shown,
           dashboard_time: new Date(options.clock.now()).toISOString(),
         },
       },

@@ -15,7 +15,7 @@
  */
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
-import { constantTimeEqual, PRIORITIES } from "../../protocol/mod.ts";
+import { constantTimeEqual, PRIORITIES, shortForm } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { remoteOf } from "../auth/mod.ts";
 import type { ServerEnv } from "../env.ts";
@@ -389,7 +389,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such command"
-            message={`Command ${id} does not exist on this dashboard.`}
+            message={`Command ${shortForm(id)} does not exist on this dashboard.`}
           >
             <p>
               <a href="/commands">See every command</a>
@@ -566,7 +566,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such run"
-            message={`Run ${id} does not exist on this dashboard.`}
+            message={`Run ${shortForm(id)} does not exist on this dashboard.`}
           >
             <p>
               <a href="/runs">See every run</a>
