@@ -179,9 +179,16 @@ export interface EnqueueRequest {
 // deno-lint-ignore no-control-regex
 export const COMMAND_NAME_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 
+/** The one command id refused at enqueue: its agent routes would be read as a wait's. */
+export const RESERVED_COMMAND_ID = "wait";
+
 /** Schema of the body of `POST /api/v1/agent/commands/enqueue`. */
 export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
-  id: z.string().regex(COMMAND_ID_PATTERN, `must be ${COMMAND_ID_RULE}`).optional(),
+  id: z.string().regex(COMMAND_ID_PATTERN, `must be ${COMMAND_ID_RULE}`).refine(
+    (id) => id !== RESERVED_COMMAND_ID,
+    `must not be "${RESERVED_COMMAND_ID}": the agent's routes of a command with that id ` +
+      `(…/commands/wait/cancel-wait, …/commands/wait/output) are read as waits`,
+  ).optional(),
   name: z.string().min(1).max(4096).regex(
     COMMAND_NAME_PATTERN,
     "must not contain control characters (NUL, newline, tab, escape, ...)",

@@ -111,6 +111,20 @@ Deno.test("thousands of made-up agent ids do not grow the dashboard's caches", a
   });
 });
 
+Deno.test("the command id wait is refused at enqueue: its agent routes would be read as waits", async () => {
+  await using d = await makeDashboard();
+  const response = await d.admin("POST", P.enqueue, {
+    id: "wait",
+    agent_id: "a1",
+    name: "echo hi",
+  });
+  assert.equal(response.status, 400);
+  assert.match(String((await json(response)).error), /^field "id": must not be "wait"/);
+  const other = await d.admin("POST", P.enqueue, { id: "wait-1", agent_id: "a1", name: "echo hi" });
+  assert.equal(other.status, 202);
+  await other.body?.cancel();
+});
+
 Deno.test("ids made only of dots are refused with 400 wherever ids are given", async (t) => {
   await using d = await makeDashboard();
   for (const id of [".", "..", "..."]) {
