@@ -18,6 +18,8 @@
  *   because of sockets.
  * - **Malformed requests** (a broken head, broken chunked encoding) are answered `400` with a JSON
  *   message and logged as a warning.
+ * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
+ *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
  * Measured against `Deno.serve` on this machine (3,000 held long-polls, `bench/RESULTS.md`): about
  * the same memory per held connection, a few hundredths of a millisecond more per request.
@@ -28,7 +30,8 @@ import { DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS } from "./defaults
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { Socket } from "node:net";
+import { Server as NetServer, type Socket } from "node:net";
+import { type Clock, systemClock } from "./clock.ts";
 import { getRequestListener } from "@hono/node-server";
 import { logger } from "./log/mod.ts";
 
@@ -51,6 +54,17 @@ export interface HttpListenOptions {
    * @default {60}
    */
   bodyTimeoutSecs?: number;
+  /**
+   * Seconds {@link HttpListener.close} waits for the requests in flight before it closes the
+   * connections left.
+   * @default {20}
+   */
+  closeTimeoutSecs?: number;
+  /**
+   * The clock of the close deadline (and of the `Date` of the answers the listener writes itself).
+   * @default {systemClock}
+   */
+  clock?: Clock;
   /**
    * Open connections at most; lowered to stay {@link FD_RESERVE} below the open-files limit.
    * @default {20000}
@@ -92,11 +106,18 @@ export interface HttpListener {
   /** Connections refused because the limit was reached, since start. */
   readonly refused: number;
   /**
-   * Stops accepting, waits for in-flight requests to be answered, closes idle connections.
-   * Idempotent.
+   * Stops accepting, closes idle connections and waits for in-flight requests to be answered:
+   * those still arriving are held to the header and body timeouts meanwhile, and after
+   * {@link HttpListenOptions.closeTimeoutSecs} the connections left are closed. Idempotent.
    */
   close(): Promise<void>;
 }
+
+/**
+ * Seconds {@link HttpListener.close} waits for in-flight requests by default: longer than a store
+ * operation may wait for its database (15 s), so that what is answered in time is.
+ */
+export const DEFAULT_CLOSE_TIMEOUT_SECS = 20;
 
 /** Descriptors kept free for everything else: the database, logs, the agent of `status up`. */
 export const FD_RESERVE = 128;
@@ -168,6 +189,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const log = logger(options.logCategory ?? "server");
   const headerTimeoutMs = (options.headerTimeoutSecs ?? DEFAULT_HEADER_TIMEOUT_SECS) * 1000;
   const bodyTimeoutMs = Math.max(headerTimeoutMs, (options.bodyTimeoutSecs ?? 60) * 1000);
+  const closeTimeoutMs = (options.closeTimeoutSecs ?? DEFAULT_CLOSE_TIMEOUT_SECS) * 1000;
+  const clock = options.clock ?? systemClock;
   const configured = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const descriptors = options.availableDescriptors === undefined
     ? availableDescriptors(configured + FD_RESERVE)
@@ -362,7 +385,27 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     close() {
       closed ??= new Promise<void>((resolve) => {
         closing = true;
-        server.close(() => resolve());
+        // What is left at the deadline is closed: a shutdown always ends.
+        const deadline = clock.setTimeout(() => {
+          if (sockets.size > 0) {
+            log.warning(
+              "closed the connections still open {secs} s after the server began to close " +
+                "({count})",
+              { count: sockets.size, secs: closeTimeoutMs / 1000 },
+            );
+          }
+          for (const socket of sockets) socket.destroy();
+          server.closeAllConnections();
+        }, closeTimeoutMs);
+        // `net.Server`'s close, not `http.Server`'s: that one also stops node's check of the
+        // header and body timeouts, and a client still sending its request would hold the close
+        // for as long as it went on sending. The check goes on until every connection is gone.
+        NetServer.prototype.close.call(server, () => {
+          clock.clearTimeout(deadline);
+          // The server is closed already: this only stops node's check.
+          server.close();
+          resolve();
+        });
         // Idle keep-alive connections end now; busy ones when their answer is sent.
         for (const socket of sockets) {
           // Node assigns an answer to its socket until the answer is sent (then its `close`
