@@ -16,8 +16,8 @@
  *   closed at once, with one warning when the limit is reached and one line when it is left. The
  *   open ones, held long-polls included, are served as before; so descriptors never run out
  *   because of sockets.
- * - **Malformed requests** (a broken head, broken chunked encoding) are answered `400` with a JSON
- *   message and logged as a warning.
+ * - **Malformed requests** (a broken head, broken chunked encoding, an HTTP/1.1 request without
+ *   `Host`, a `CONNECT`) are answered `400` with a JSON message and logged as a warning.
  * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
  *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
@@ -178,6 +178,12 @@ function jsonHead(status: number, reason: string, message: string): string {
     body;
 }
 
+/** Writes an answer the server makes up itself on the bare socket, then closes the connection. */
+function answerAndClose(socket: Socket, answer: string): void {
+  socket.end(answer);
+  socket.destroySoon?.();
+}
+
 /**
  * Starts an HTTP(S) server with the dashboard's socket defences (see the module doc).
  *
@@ -209,6 +215,9 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     headersTimeout: headerTimeoutMs,
     requestTimeout: bodyTimeoutMs,
     keepAliveTimeout: headerTimeoutMs,
+    // An HTTP/1.1 request without `Host` is refused by the adapter, with a JSON message (node's own
+    // refusal is a bare `400` with an empty body).
+    requireHostHeader: false,
     // Each check walks every open connection: with 10,000 held waits a check a second costs about
     // a percent of a core. Half the header timeout (at most 5 s) bounds how late one fires.
     connectionsCheckingInterval: Math.min(5000, Math.max(1000, headerTimeoutMs / 2)),
@@ -222,12 +231,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       // Leave the global Request and Response alone: others in this process (Deno.serve, fetch)
       // must get the platform's own.
       overrideGlobalObjects: false,
-      // Only a request that cannot be made into a `Request` (e.g. a malformed Host) gets here: the
-      // app answers everything else itself.
+      // Only a request that cannot be made into a `Request` (e.g. a malformed or missing Host)
+      // gets here: the app answers everything else itself. Its connection is closed after.
       errorHandler: (error) => {
         log.warning("malformed request refused: {error}", { error: String(error) });
         return Response.json({ error: `malformed request: ${(error as Error).message}` }, {
           status: 400,
+          headers: { Connection: "close" },
         });
       },
     },
@@ -349,8 +359,15 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       log.warning("malformed request refused: {reason}", { reason, code });
       answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`);
     }
-    socket.end(answer);
-    socket.destroySoon?.();
+    answerAndClose(socket, answer);
+  });
+  // A CONNECT asks for a tunnel: without a listener node closes the connection without a word.
+  server.on("connect", (_request: IncomingMessage, socket: Socket) => {
+    log.warning("malformed request refused: {reason}", { reason: "CONNECT" });
+    answerAndClose(
+      socket,
+      jsonHead(400, "Bad Request", "CONNECT is not served: the dashboard is not a proxy"),
+    );
   });
   server.on("error", (error: Error) => {
     log.error("the HTTP server failed: {error}", { error });

@@ -141,6 +141,40 @@ Deno.test("broken chunked encoding and a bad request head get 400 with a message
   });
 });
 
+Deno.test("an HTTP/1.1 request without Host and a CONNECT get 400 with a JSON error", async (t) => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
+    const cases = {
+      "no Host": ["GET /health HTTP/1.1\r\n\r\n", /"error":"malformed request: .*host/i],
+      "CONNECT": [
+        "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+        /"error":"CONNECT is not served: the dashboard is not a proxy"/,
+      ],
+    } as const;
+    for (const [name, [request, message]] of Object.entries(cases)) {
+      await t.step(name, async () => {
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, request);
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 400 /);
+          assert.match(answer.text, /\r\nContent-Type: application\/json\r\n/i);
+          assert.match(answer.text, message);
+          assert.ok(answer.closed, "the connection is closed");
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+    const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
+    assert.deepEqual(errors, []);
+  });
+});
+
 Deno.test("a body cut short is answered 400 (when the client still listens) and never logged as an error", async () => {
   await withLogs(async (lines) => {
     await using server = await startServer({
