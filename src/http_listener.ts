@@ -32,6 +32,7 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { Server as NetServer, type Socket } from "node:net";
 import { type Clock, systemClock } from "./clock.ts";
+import { type BodyInProgress, type ParseFailure, parseFailureReason } from "./http_parse_error.ts";
 import { getRequestListener } from "@hono/node-server";
 import { logger } from "./log/mod.ts";
 
@@ -171,11 +172,22 @@ export function effectiveMaxConnections(
   return Math.max(1, Math.min(configured, available - FD_RESERVE));
 }
 
-function jsonHead(status: number, reason: string, message: string): string {
+/** An answer the server writes itself on the bare socket, with a `Date` as every answer has. */
+function jsonHead(status: number, reason: string, message: string, now: number): string {
   const body = JSON.stringify({ error: message });
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${new TextEncoder().encode(body).byteLength}\r\nConnection: close\r\n\r\n` +
-    body;
+  return `HTTP/1.1 ${status} ${reason}\r\nDate: ${new Date(now).toUTCString()}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${
+      new TextEncoder().encode(body).byteLength
+    }` +
+    `\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** The request on a socket whose body was still being read, if any (for a parse error's reason). */
+function bodyInProgress(socket: Socket): BodyInProgress | undefined {
+  const request = (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.req;
+  if (!request || request.complete) return undefined;
+  const transferEncoding = request.headers["transfer-encoding"];
+  return { transferEncoding };
 }
 
 /** Writes an answer the server makes up itself on the bare socket, then closes the connection. */
@@ -343,6 +355,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       return;
     }
     let answer: string;
+    const now = clock.now();
     if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
       log.debug("closed a connection that sent no complete request in time", { code });
       answer = jsonHead(
@@ -350,14 +363,21 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
         "Request Timeout",
         `the request did not arrive completely within ${headerTimeoutMs / 1000} s (head) or ` +
           `${bodyTimeoutMs / 1000} s (whole request)`,
+        now,
       );
     } else if (code === "HPE_HEADER_OVERFLOW") {
       log.warning("malformed request refused: {reason}", { reason: "headers too large", code });
-      answer = jsonHead(431, "Request Header Fields Too Large", "request headers are too large");
+      answer = jsonHead(
+        431,
+        "Request Header Fields Too Large",
+        "request headers are too large",
+        now,
+      );
     } else {
-      const reason = String((error as { reason?: string }).reason ?? error.message);
+      // Our words, never the parser's (which may quote the request).
+      const reason = parseFailureReason(error as ParseFailure, bodyInProgress(socket));
       log.warning("malformed request refused: {reason}", { reason, code });
-      answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`);
+      answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`, now);
     }
     answerAndClose(socket, answer);
   });
@@ -366,7 +386,12 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     log.warning("malformed request refused: {reason}", { reason: "CONNECT" });
     answerAndClose(
       socket,
-      jsonHead(400, "Bad Request", "CONNECT is not served: the dashboard is not a proxy"),
+      jsonHead(
+        400,
+        "Bad Request",
+        "CONNECT is not served: the dashboard is not a proxy",
+        clock.now(),
+      ),
     );
   });
   server.on("error", (error: Error) => {

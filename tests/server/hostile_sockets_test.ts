@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { P } from "./_helpers.ts";
+import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
 import { closeQuietly, rawConnect, readAll, send, waitHead } from "./_sockets.ts";
 
 /** Log lines (JSON) of the process while `fn` runs. */
@@ -42,6 +43,7 @@ Deno.test("a connection without a complete request head is closed after the head
     assert.ok(idleAnswer.closed, "the idle connection is closed");
     assert.ok(halfAnswer.closed, "the half-sent head is closed");
     assert.match(halfAnswer.text, /^HTTP\/1\.1 408 /);
+    assert.match(halfAnswer.text, /\r\nDate: \w{3}, \d\d \w{3} \d{4} /);
     assert.match(halfAnswer.text, /"error":"the request did not arrive completely/);
     // The wait outlives the header timeout and ends as asked, with 204.
     assert.equal(server.dashboard.hub.size, 1);
@@ -136,6 +138,85 @@ Deno.test("broken chunked encoding and a bad request head get 400 with a message
       closeQuietly(chunked);
       closeQuietly(head);
     }
+    const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
+    assert.deepEqual(errors, []);
+  });
+});
+
+Deno.test("malformed requests get 400 naming the fault, with a Date, never quoting the request", async (t) => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
+    const head = `POST ${P.ack} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n`;
+    const cases: Array<[string, string, string]> = [
+      [
+        "a repeated Content-Length",
+        "Content-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
+        R.contentLength,
+      ],
+      ["a negative Content-Length", "Content-Length: -1\r\n\r\n", R.contentLength],
+      ["a Content-Length in hex", "Content-Length: 0x10\r\n\r\n", R.contentLength],
+      ["Transfer-Encoding: gzip", "Transfer-Encoding: gzip\r\n\r\n", R.transferEncoding],
+      [
+        "Content-Length with Transfer-Encoding",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        R.transferEncoding,
+      ],
+      [
+        "a chunk size that is not hexadecimal",
+        "Transfer-Encoding: chunked\r\n\r\nZZ-secret\r\nabc\r\n0\r\n\r\n",
+        R.chunked,
+      ],
+      ["a header without a colon", "X-Secret secret\r\n\r\n", R.header],
+    ];
+    for (const [name, rest, reason] of cases) {
+      await t.step(name, async () => {
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, head + rest);
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 400 /);
+          assert.match(answer.text, /\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n/);
+          const body = JSON.parse(answer.text.slice(answer.text.indexOf("\r\n\r\n") + 4));
+          assert.equal(body.error, `malformed HTTP request: ${reason}`);
+          assert.ok(answer.closed);
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+    await t.step("a request line that is not one", async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(conn, "GARBAGE-secret\r\n\r\n");
+        const answer = await readAll(conn, 5000);
+        assert.match(answer.text, /^HTTP\/1\.1 400 [\s\S]*\r\nDate: /);
+        assert.ok(answer.text.endsWith(`{"error":"malformed HTTP request: ${R.requestLine}"}`));
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+    await t.step("headers too large: 431 with a Date", async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ${"a".repeat(70_000)}\r\n\r\n`,
+        )
+          .catch(() => 0);
+        const answer = await readAll(conn, 5000);
+        assert.match(
+          answer.text,
+          /^HTTP\/1\.1 431 [\s\S]*\r\nDate: [\s\S]*"error":"request headers/,
+        );
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+    assert.ok(!lines.join("\n").includes("secret"), "the log does not quote the request either");
     const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
     assert.deepEqual(errors, []);
   });
