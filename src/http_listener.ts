@@ -17,7 +17,8 @@
  *   open ones, held long-polls included, are served as before; so descriptors never run out
  *   because of sockets.
  * - **Malformed requests** (a broken head, broken chunked encoding, an HTTP/1.1 request without
- *   `Host`, a `CONNECT`) are answered `400` with a JSON message and logged as a warning.
+ *   `Host`, a `CONNECT`, a body its client half-closed the connection before) are answered `400`
+ *   with a JSON message and logged as a warning.
  * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
  *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
@@ -286,6 +287,36 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       refusedSinceFull = 0;
     }
   }
+  /**
+   * The client half-closed its connection, which node keeps open for its answer
+   * (`httpAllowHalfOpen`; an idle one node ends itself). A request whose body was still arriving
+   * can never be whole: it is answered `400` here, as `node:http` would (Deno's parser does not
+   * report the cut, and without half-open connections node drops the request without a word).
+   * Any other request in progress is given up, as node does without half-open connections: its
+   * client may be gone, and a held wait must not claim a command for nobody.
+   */
+  function onHttpSocketEnd(this: Socket): void {
+    const answering = (this as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (!answering) return;
+    const request = answering.req;
+    if (request && !request.complete && !answering.headersSent && this.writable) {
+      log.warning("malformed request refused: {reason}", {
+        reason: "body cut short by a half-close",
+      });
+      answerAndClose(
+        this,
+        jsonHead(
+          400,
+          "Bad Request",
+          "request body could not be read to its end: the client closed its side of the " +
+            "connection first",
+          clock.now(),
+        ),
+      );
+      return;
+    }
+    this.destroy();
+  }
   /** After `close`: a connection ends once its answer is sent. */
   function endAfterAnswer(this: ServerResponse): void {
     (this.req?.socket ?? this.socket)?.end();
@@ -310,7 +341,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     sockets.add(socket);
     socket.setNoDelay(true);
     socket.on("close", onSocketClose);
+    if (!options.tls) socket.on("end", onHttpSocketEnd);
   });
+  // Over TLS the HTTP socket is the TLS one.
+  if (options.tls) {
+    server.on("secureConnection", (socket: Socket) => socket.on("end", onHttpSocketEnd));
+  }
+  (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
   if (options.tls) {
     // A TLS handshake never finished is an idle connection too (Deno's `node:https` does not
     // apply `handshakeTimeout`). The TLS socket names its TCP socket as `_parent`; where it does

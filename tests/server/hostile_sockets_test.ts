@@ -256,29 +256,77 @@ Deno.test("an HTTP/1.1 request without Host and a CONNECT get 400 with a JSON er
   });
 });
 
-Deno.test("a body cut short is answered 400 (when the client still listens) and never logged as an error", async () => {
+Deno.test("a body cut short by a half-close is answered 400 and never logged as an error", async (t) => {
   await withLogs(async (lines) => {
     await using server = await startServer({
       availableDescriptors: "plenty",
       db: ":memory:",
       port: 0,
     });
-    const conn = await rawConnect(server);
-    try {
-      await send(
-        conn,
-        `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n` +
-          'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"id":"x",',
-      );
-      await conn.closeWrite();
-      const answer = await readAll(conn, 5000);
-      if (answer.text !== "") assert.match(answer.text, /^HTTP\/1\.1 400 /);
-    } finally {
-      closeQuietly(conn);
+    const cases = {
+      // Answered before Hono, with a declared length and chunked.
+      "an agent POST": `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n` +
+        'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"id":"x",',
+      "a chunked agent POST": `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+        "X-Agent-Id: a1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        '5\r\n{"id"\r\n',
+      // Answered by Hono.
+      "an operator POST": "POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+        'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"name":',
+      "the console's login form": "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=a",
+    };
+    for (const [name, request] of Object.entries(cases)) {
+      await t.step(name, async () => {
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, request);
+          await conn.closeWrite();
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 400 [\s\S]*\r\nDate: /);
+          assert.ok(
+            answer.text.endsWith(
+              '{"error":"request body could not be read to its end: the client closed its side ' +
+                'of the connection first"}',
+            ),
+            answer.text,
+          );
+          assert.ok(answer.closed);
+        } finally {
+          closeQuietly(conn);
+        }
+        // The server has logged whatever it logs about the cut body once the connection is gone.
+        await until(() => server.listener.connections === 0, "the connection is closed");
+      });
     }
-    // The server has logged whatever it logs about the cut body once the connection is gone.
-    await until(() => server.listener.connections === 0, "the connection is closed");
     const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
     assert.deepEqual(errors, []);
   });
+});
+
+Deno.test("a held wait whose client half-closes its connection is dropped and claims nothing", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const conn = await rawConnect(server);
+  try {
+    await send(conn, waitHead("w1", 30));
+    await until(() => server.dashboard.hub.size === 1, "the wait is held");
+    await conn.closeWrite();
+    await until(() => server.dashboard.hub.size === 0, "the wait is dropped");
+    const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Agent-Id": "w1" },
+      body: JSON.stringify({ id: "for-w1", name: "echo hi" }),
+    });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+    const command = await fetch(`${server.url}/api/v1/commands/for-w1`);
+    assert.equal((await command.json()).status, "queued", "nobody claimed it");
+  } finally {
+    closeQuietly(conn);
+  }
 });
