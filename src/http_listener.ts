@@ -16,8 +16,11 @@
  *   closed at once, with one warning when the limit is reached and one line when it is left. The
  *   open ones, held long-polls included, are served as before; so descriptors never run out
  *   because of sockets.
- * - **Malformed requests** (a broken head, broken chunked encoding) are answered `400` with a JSON
- *   message and logged as a warning.
+ * - **Malformed requests** (a broken head, broken chunked encoding, an HTTP/1.1 request without
+ *   `Host`, a `CONNECT`, a body its client half-closed the connection before) are answered `400`
+ *   with a JSON message and logged as a warning.
+ * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
+ *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
  * Measured against `Deno.serve` on this machine (3,000 held long-polls, `bench/RESULTS.md`): about
  * the same memory per held connection, a few hundredths of a millisecond more per request.
@@ -28,7 +31,9 @@ import { DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS } from "./defaults
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { Socket } from "node:net";
+import { Server as NetServer, type Socket } from "node:net";
+import { type Clock, systemClock } from "./clock.ts";
+import { type BodyInProgress, type ParseFailure, parseFailureReason } from "./http_parse_error.ts";
 import { getRequestListener } from "@hono/node-server";
 import { logger } from "./log/mod.ts";
 
@@ -51,6 +56,17 @@ export interface HttpListenOptions {
    * @default {60}
    */
   bodyTimeoutSecs?: number;
+  /**
+   * Seconds {@link HttpListener.close} waits for the requests in flight before it closes the
+   * connections left.
+   * @default {20}
+   */
+  closeTimeoutSecs?: number;
+  /**
+   * The clock of the close deadline (and of the `Date` of the answers the listener writes itself).
+   * @default {systemClock}
+   */
+  clock?: Clock;
   /**
    * Open connections at most; lowered to stay {@link FD_RESERVE} below the open-files limit.
    * @default {20000}
@@ -92,11 +108,18 @@ export interface HttpListener {
   /** Connections refused because the limit was reached, since start. */
   readonly refused: number;
   /**
-   * Stops accepting, waits for in-flight requests to be answered, closes idle connections.
-   * Idempotent.
+   * Stops accepting, closes idle connections and waits for in-flight requests to be answered:
+   * those still arriving are held to the header and body timeouts meanwhile, and after
+   * {@link HttpListenOptions.closeTimeoutSecs} the connections left are closed. Idempotent.
    */
   close(): Promise<void>;
 }
+
+/**
+ * Seconds {@link HttpListener.close} waits for in-flight requests by default: longer than a store
+ * operation may wait for its database (15 s), so that what is answered in time is.
+ */
+export const DEFAULT_CLOSE_TIMEOUT_SECS = 20;
 
 /** Descriptors kept free for everything else: the database, logs, the agent of `status up`. */
 export const FD_RESERVE = 128;
@@ -150,11 +173,28 @@ export function effectiveMaxConnections(
   return Math.max(1, Math.min(configured, available - FD_RESERVE));
 }
 
-function jsonHead(status: number, reason: string, message: string): string {
+/** An answer the server writes itself on the bare socket, with a `Date` as every answer has. */
+function jsonHead(status: number, reason: string, message: string, now: number): string {
   const body = JSON.stringify({ error: message });
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${new TextEncoder().encode(body).byteLength}\r\nConnection: close\r\n\r\n` +
-    body;
+  return `HTTP/1.1 ${status} ${reason}\r\nDate: ${new Date(now).toUTCString()}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${
+      new TextEncoder().encode(body).byteLength
+    }` +
+    `\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** The request on a socket whose body was still being read, if any (for a parse error's reason). */
+function bodyInProgress(socket: Socket): BodyInProgress | undefined {
+  const request = (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.req;
+  if (!request || request.complete) return undefined;
+  const transferEncoding = request.headers["transfer-encoding"];
+  return { transferEncoding };
+}
+
+/** Writes an answer the server makes up itself on the bare socket, then closes the connection. */
+function answerAndClose(socket: Socket, answer: string): void {
+  socket.end(answer);
+  socket.destroySoon?.();
 }
 
 /**
@@ -168,6 +208,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const log = logger(options.logCategory ?? "server");
   const headerTimeoutMs = (options.headerTimeoutSecs ?? DEFAULT_HEADER_TIMEOUT_SECS) * 1000;
   const bodyTimeoutMs = Math.max(headerTimeoutMs, (options.bodyTimeoutSecs ?? 60) * 1000);
+  const closeTimeoutMs = (options.closeTimeoutSecs ?? DEFAULT_CLOSE_TIMEOUT_SECS) * 1000;
+  const clock = options.clock ?? systemClock;
   const configured = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const descriptors = options.availableDescriptors === undefined
     ? availableDescriptors(configured + FD_RESERVE)
@@ -186,6 +228,9 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     headersTimeout: headerTimeoutMs,
     requestTimeout: bodyTimeoutMs,
     keepAliveTimeout: headerTimeoutMs,
+    // An HTTP/1.1 request without `Host` is refused by the adapter, with a JSON message (node's own
+    // refusal is a bare `400` with an empty body).
+    requireHostHeader: false,
     // Each check walks every open connection: with 10,000 held waits a check a second costs about
     // a percent of a core. Half the header timeout (at most 5 s) bounds how late one fires.
     connectionsCheckingInterval: Math.min(5000, Math.max(1000, headerTimeoutMs / 2)),
@@ -199,12 +244,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       // Leave the global Request and Response alone: others in this process (Deno.serve, fetch)
       // must get the platform's own.
       overrideGlobalObjects: false,
-      // Only a request that cannot be made into a `Request` (e.g. a malformed Host) gets here: the
-      // app answers everything else itself.
+      // Only a request that cannot be made into a `Request` (e.g. a malformed or missing Host)
+      // gets here: the app answers everything else itself. Its connection is closed after.
       errorHandler: (error) => {
         log.warning("malformed request refused: {error}", { error: String(error) });
         return Response.json({ error: `malformed request: ${(error as Error).message}` }, {
           status: 400,
+          headers: { Connection: "close" },
         });
       },
     },
@@ -241,6 +287,36 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       refusedSinceFull = 0;
     }
   }
+  /**
+   * The client half-closed its connection, which node keeps open for its answer
+   * (`httpAllowHalfOpen`; an idle one node ends itself). A request whose body was still arriving
+   * can never be whole: it is answered `400` here, as `node:http` would (Deno's parser does not
+   * report the cut, and without half-open connections node drops the request without a word).
+   * Any other request in progress is given up, as node does without half-open connections: its
+   * client may be gone, and a held wait must not claim a command for nobody.
+   */
+  function onHttpSocketEnd(this: Socket): void {
+    const answering = (this as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (!answering) return;
+    const request = answering.req;
+    if (request && !request.complete && !answering.headersSent && this.writable) {
+      log.warning("malformed request refused: {reason}", {
+        reason: "body cut short by a half-close",
+      });
+      answerAndClose(
+        this,
+        jsonHead(
+          400,
+          "Bad Request",
+          "request body could not be read to its end: the client closed its side of the " +
+            "connection first",
+          clock.now(),
+        ),
+      );
+      return;
+    }
+    this.destroy();
+  }
   /** After `close`: a connection ends once its answer is sent. */
   function endAfterAnswer(this: ServerResponse): void {
     (this.req?.socket ?? this.socket)?.end();
@@ -265,7 +341,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     sockets.add(socket);
     socket.setNoDelay(true);
     socket.on("close", onSocketClose);
+    if (!options.tls) socket.on("end", onHttpSocketEnd);
   });
+  // Over TLS the HTTP socket is the TLS one.
+  if (options.tls) {
+    server.on("secureConnection", (socket: Socket) => socket.on("end", onHttpSocketEnd));
+  }
+  (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
   if (options.tls) {
     // A TLS handshake never finished is an idle connection too (Deno's `node:https` does not
     // apply `handshakeTimeout`). The TLS socket names its TCP socket as `_parent`; where it does
@@ -310,6 +392,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       return;
     }
     let answer: string;
+    const now = clock.now();
     if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
       log.debug("closed a connection that sent no complete request in time", { code });
       answer = jsonHead(
@@ -317,17 +400,36 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
         "Request Timeout",
         `the request did not arrive completely within ${headerTimeoutMs / 1000} s (head) or ` +
           `${bodyTimeoutMs / 1000} s (whole request)`,
+        now,
       );
     } else if (code === "HPE_HEADER_OVERFLOW") {
       log.warning("malformed request refused: {reason}", { reason: "headers too large", code });
-      answer = jsonHead(431, "Request Header Fields Too Large", "request headers are too large");
+      answer = jsonHead(
+        431,
+        "Request Header Fields Too Large",
+        "request headers are too large",
+        now,
+      );
     } else {
-      const reason = String((error as { reason?: string }).reason ?? error.message);
+      // Our words, never the parser's (which may quote the request).
+      const reason = parseFailureReason(error as ParseFailure, bodyInProgress(socket));
       log.warning("malformed request refused: {reason}", { reason, code });
-      answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`);
+      answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`, now);
     }
-    socket.end(answer);
-    socket.destroySoon?.();
+    answerAndClose(socket, answer);
+  });
+  // A CONNECT asks for a tunnel: without a listener node closes the connection without a word.
+  server.on("connect", (_request: IncomingMessage, socket: Socket) => {
+    log.warning("malformed request refused: {reason}", { reason: "CONNECT" });
+    answerAndClose(
+      socket,
+      jsonHead(
+        400,
+        "Bad Request",
+        "CONNECT is not served: the dashboard is not a proxy",
+        clock.now(),
+      ),
+    );
   });
   server.on("error", (error: Error) => {
     log.error("the HTTP server failed: {error}", { error });
@@ -362,7 +464,27 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     close() {
       closed ??= new Promise<void>((resolve) => {
         closing = true;
-        server.close(() => resolve());
+        // What is left at the deadline is closed: a shutdown always ends.
+        const deadline = clock.setTimeout(() => {
+          if (sockets.size > 0) {
+            log.warning(
+              "closed the connections still open {secs} s after the server began to close " +
+                "({count})",
+              { count: sockets.size, secs: closeTimeoutMs / 1000 },
+            );
+          }
+          for (const socket of sockets) socket.destroy();
+          server.closeAllConnections();
+        }, closeTimeoutMs);
+        // `net.Server`'s close, not `http.Server`'s: that one also stops node's check of the
+        // header and body timeouts, and a client still sending its request would hold the close
+        // for as long as it went on sending. The check goes on until every connection is gone.
+        NetServer.prototype.close.call(server, () => {
+          clock.clearTimeout(deadline);
+          // The server is closed already: this only stops node's check.
+          server.close();
+          resolve();
+        });
         // Idle keep-alive connections end now; busy ones when their answer is sent.
         for (const socket of sockets) {
           // Node assigns an answer to its socket until the answer is sent (then its `close`

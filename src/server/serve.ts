@@ -85,8 +85,9 @@ export interface RunningServer extends AsyncDisposable {
   listener: HttpListener;
   /**
    * Stops accepting connections, answers open waits and cancel-waits with `204`, lets in-flight
-   * requests finish (their store writes are complete when they answer), then closes the store.
-   * Idempotent.
+   * requests finish (their store writes are complete when they answer; a request still arriving
+   * is held to the header and body timeouts), closes the connections still open 20 s later, then
+   * closes the store. Idempotent.
    */
   shutdown(): Promise<void>;
   /** Resolves when the server has shut down and the store is closed. */
@@ -180,6 +181,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         headerTimeoutSecs: options.headerTimeoutSecs,
         maxConnections: options.maxConnections,
         availableDescriptors: options.availableDescriptors,
+        clock: options.clock,
         direct: directHandlerOf(app),
         fetch: (request, remote) =>
           app.fetch(

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { P } from "./_helpers.ts";
+import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
 import { closeQuietly, rawConnect, readAll, send, waitHead } from "./_sockets.ts";
 
 /** Log lines (JSON) of the process while `fn` runs. */
@@ -42,6 +43,7 @@ Deno.test("a connection without a complete request head is closed after the head
     assert.ok(idleAnswer.closed, "the idle connection is closed");
     assert.ok(halfAnswer.closed, "the half-sent head is closed");
     assert.match(halfAnswer.text, /^HTTP\/1\.1 408 /);
+    assert.match(halfAnswer.text, /\r\nDate: \w{3}, \d\d \w{3} \d{4} /);
     assert.match(halfAnswer.text, /"error":"the request did not arrive completely/);
     // The wait outlives the header timeout and ends as asked, with 204.
     assert.equal(server.dashboard.hub.size, 1);
@@ -141,29 +143,190 @@ Deno.test("broken chunked encoding and a bad request head get 400 with a message
   });
 });
 
-Deno.test("a body cut short is answered 400 (when the client still listens) and never logged as an error", async () => {
+Deno.test("malformed requests get 400 naming the fault, with a Date, never quoting the request", async (t) => {
   await withLogs(async (lines) => {
     await using server = await startServer({
       availableDescriptors: "plenty",
       db: ":memory:",
       port: 0,
     });
-    const conn = await rawConnect(server);
-    try {
-      await send(
-        conn,
-        `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n` +
-          'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"id":"x",',
-      );
-      await conn.closeWrite();
-      const answer = await readAll(conn, 5000);
-      if (answer.text !== "") assert.match(answer.text, /^HTTP\/1\.1 400 /);
-    } finally {
-      closeQuietly(conn);
+    const head = `POST ${P.ack} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n`;
+    const cases: Array<[string, string, string]> = [
+      [
+        "a repeated Content-Length",
+        "Content-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
+        R.contentLength,
+      ],
+      ["a negative Content-Length", "Content-Length: -1\r\n\r\n", R.contentLength],
+      ["a Content-Length in hex", "Content-Length: 0x10\r\n\r\n", R.contentLength],
+      ["Transfer-Encoding: gzip", "Transfer-Encoding: gzip\r\n\r\n", R.transferEncoding],
+      [
+        "Content-Length with Transfer-Encoding",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        R.transferEncoding,
+      ],
+      [
+        "a chunk size that is not hexadecimal",
+        "Transfer-Encoding: chunked\r\n\r\nZZ-secret\r\nabc\r\n0\r\n\r\n",
+        R.chunked,
+      ],
+      ["a header without a colon", "X-Secret secret\r\n\r\n", R.header],
+    ];
+    for (const [name, rest, reason] of cases) {
+      await t.step(name, async () => {
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, head + rest);
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 400 /);
+          assert.match(answer.text, /\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n/);
+          const body = JSON.parse(answer.text.slice(answer.text.indexOf("\r\n\r\n") + 4));
+          assert.equal(body.error, `malformed HTTP request: ${reason}`);
+          assert.ok(answer.closed);
+        } finally {
+          closeQuietly(conn);
+        }
+      });
     }
-    // The server has logged whatever it logs about the cut body once the connection is gone.
-    await until(() => server.listener.connections === 0, "the connection is closed");
+    await t.step("a request line that is not one", async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(conn, "GARBAGE-secret\r\n\r\n");
+        const answer = await readAll(conn, 5000);
+        assert.match(answer.text, /^HTTP\/1\.1 400 [\s\S]*\r\nDate: /);
+        assert.ok(answer.text.endsWith(`{"error":"malformed HTTP request: ${R.requestLine}"}`));
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+    await t.step("headers too large: 431 with a Date", async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ${"a".repeat(70_000)}\r\n\r\n`,
+        )
+          .catch(() => 0);
+        const answer = await readAll(conn, 5000);
+        assert.match(
+          answer.text,
+          /^HTTP\/1\.1 431 [\s\S]*\r\nDate: [\s\S]*"error":"request headers/,
+        );
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+    assert.ok(!lines.join("\n").includes("secret"), "the log does not quote the request either");
     const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
     assert.deepEqual(errors, []);
   });
+});
+
+Deno.test("an HTTP/1.1 request without Host and a CONNECT get 400 with a JSON error", async (t) => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
+    const cases = {
+      "no Host": ["GET /health HTTP/1.1\r\n\r\n", /"error":"malformed request: .*host/i],
+      "CONNECT": [
+        "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+        /"error":"CONNECT is not served: the dashboard is not a proxy"/,
+      ],
+    } as const;
+    for (const [name, [request, message]] of Object.entries(cases)) {
+      await t.step(name, async () => {
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, request);
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 400 /);
+          assert.match(answer.text, /\r\nContent-Type: application\/json\r\n/i);
+          assert.match(answer.text, message);
+          assert.ok(answer.closed, "the connection is closed");
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+    const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
+    assert.deepEqual(errors, []);
+  });
+});
+
+Deno.test("a body cut short by a half-close is answered 400 and never logged as an error", async (t) => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
+    const cases = {
+      // Answered before Hono, with a declared length and chunked.
+      "an agent POST": `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n` +
+        'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"id":"x",',
+      "a chunked agent POST": `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+        "X-Agent-Id: a1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        '5\r\n{"id"\r\n',
+      // Answered by Hono.
+      "an operator POST": "POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+        'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"name":',
+      "the console's login form": "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=a",
+    };
+    for (const [name, request] of Object.entries(cases)) {
+      await t.step(name, async () => {
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, request);
+          await conn.closeWrite();
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 400 [\s\S]*\r\nDate: /);
+          assert.ok(
+            answer.text.endsWith(
+              '{"error":"request body could not be read to its end: the client closed its side ' +
+                'of the connection first"}',
+            ),
+            answer.text,
+          );
+          assert.ok(answer.closed);
+        } finally {
+          closeQuietly(conn);
+        }
+        // The server has logged whatever it logs about the cut body once the connection is gone.
+        await until(() => server.listener.connections === 0, "the connection is closed");
+      });
+    }
+    const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
+    assert.deepEqual(errors, []);
+  });
+});
+
+Deno.test("a held wait whose client half-closes its connection is dropped and claims nothing", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const conn = await rawConnect(server);
+  try {
+    await send(conn, waitHead("w1", 30));
+    await until(() => server.dashboard.hub.size === 1, "the wait is held");
+    await conn.closeWrite();
+    await until(() => server.dashboard.hub.size === 0, "the wait is dropped");
+    const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Agent-Id": "w1" },
+      body: JSON.stringify({ id: "for-w1", name: "echo hi" }),
+    });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+    const command = await fetch(`${server.url}/api/v1/commands/for-w1`);
+    assert.equal((await command.json()).status, "queued", "nobody claimed it");
+  } finally {
+    closeQuietly(conn);
+  }
 });

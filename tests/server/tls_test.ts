@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { startServer } from "../../src/server/mod.ts";
+import { until } from "../_until.ts";
+import { P } from "./_helpers.ts";
+import { closeQuietly, readAll, send, waitHead } from "./_sockets.ts";
 
 async function selfSignedCert(dir: string): Promise<{ cert: string; key: string } | null> {
   try {
@@ -98,6 +101,42 @@ Deno.test("an HTTPS connection that never finishes its TLS handshake is closed a
       } catch {
         // closed
       }
+    }
+  });
+});
+
+Deno.test("over HTTPS a half-close drops a held wait and answers a body cut short 400", async (t) => {
+  await withCert(t, async (tls) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+      tls,
+      rateLimitPerMinute: 1_000_000,
+    });
+    const connect = () =>
+      Deno.connectTls({ hostname: "127.0.0.1", port: server.port, caCerts: [tls.cert] });
+    const waiting = await connect();
+    try {
+      await send(waiting, waitHead("w1", 30));
+      await until(() => server.dashboard.hub.size === 1, "the wait is held");
+      await waiting.closeWrite();
+      await until(() => server.dashboard.hub.size === 0, "the wait is dropped");
+    } finally {
+      closeQuietly(waiting);
+    }
+    const cut = await connect();
+    try {
+      await send(
+        cut,
+        `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n` +
+          'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"id":"x",',
+      );
+      await cut.closeWrite();
+      const answer = await readAll(cut, 5000);
+      assert.match(answer.text, /^HTTP\/1\.1 400 [\s\S]*the client closed its side/);
+    } finally {
+      closeQuietly(cut);
     }
   });
 });

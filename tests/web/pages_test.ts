@@ -3,6 +3,7 @@
  * escaping, error pages, the list's filter and paging, dev mode.
  */
 import assert from "node:assert/strict";
+import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { ADMIN_TOKEN, makeDashboard, reportBody, type TestDashboard } from "../server/_helpers.ts";
 import {
   CONTENT_SECURITY_POLICY,
@@ -153,6 +154,37 @@ Deno.test("console login: wrong token, missing form token, a form from another s
   const home = await browser.get("/");
   assert.equal(home.status, 200);
   assert.match(await home.text(), /<h1>Agents<\/h1>/);
+});
+
+Deno.test("console forms: a body cut short is 400 with a message and never logged as an error", async () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "debug", write: (line) => lines.push(line) });
+  try {
+    await using t = await makeDashboard();
+    // Logged in: the forms of the pages read their body too.
+    const browser = new Browser(t);
+    assert.equal((await browser.login()).status, 303);
+    for (const path of ["/login", "/logout", "/enqueue"]) {
+      // As `node:http` hands over a body whose client went away after its first bytes.
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode("token=a"));
+          controller.error(new Error("aborted"));
+        },
+      });
+      const answer = await browser.request(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body,
+      });
+      assert.equal(answer.status, 400, path);
+      assert.match((await answer.json()).error, /request body could not be read to its end/);
+    }
+  } finally {
+    closeLogging();
+  }
+  const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
+  assert.deepEqual(errors, []);
 });
 
 Deno.test("console login: attempts from one address are limited", async () => {

@@ -21,6 +21,8 @@ import { remoteOf } from "../auth/mod.ts";
 import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
 import { TokenBucketLimiter } from "../rate_limit.ts";
+import { readBody } from "../body.ts";
+import { HttpError } from "../http_error.ts";
 import { isLoopback } from "../loopback.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import type { AgentJson, CommandJson } from "./format.ts";
@@ -155,26 +157,23 @@ function safeNext(value: string | undefined | null): string {
   return /^[\x21-\x7e]{1,2000}$/.test(value) ? value : "/";
 }
 
+/**
+ * Reads a posted form. A body cut short is the client's fault, answered `400` as on every route
+ * (`readBody`'s error); one larger than {@link MAX_FORM_BYTES} is no form of the console.
+ *
+ * @returns The form, or `null` when the body is not a form or is too large.
+ */
 async function readForm(request: Request): Promise<URLSearchParams | null> {
   const type = request.headers.get("content-type") ?? "";
   if (!type.toLowerCase().startsWith("application/x-www-form-urlencoded")) return null;
-  const declared = Number(request.headers.get("content-length") ?? NaN);
-  if (Number.isFinite(declared) && declared > MAX_FORM_BYTES) return null;
-  if (!request.body) return new URLSearchParams();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of request.body) {
-    size += chunk.byteLength;
-    if (size > MAX_FORM_BYTES) return null;
-    chunks.push(chunk);
+  let bytes: Uint8Array | null;
+  try {
+    ({ bytes } = await readBody(request, { limit: MAX_FORM_BYTES, hardLimit: MAX_FORM_BYTES }));
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 413) return null;
+    throw error;
   }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return new URLSearchParams(new TextDecoder().decode(bytes));
+  return new URLSearchParams(new TextDecoder().decode(bytes ?? undefined));
 }
 
 /**
@@ -305,6 +304,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         session = sessionOf(c);
         response = session instanceof Response ? session : await handler(c, session);
       } catch (error) {
+        // The client's fault (a form cut short): answered as on every route.
+        if (error instanceof HttpError) throw error;
         const known = error instanceof ApiUnavailable && error.status >= 500;
         log.error("console page {path} failed: {error}", {
           path: new URL(c.req.url).pathname,
