@@ -32,6 +32,13 @@ function parsePort(value: string): number {
   return port;
 }
 
+function parseDataDir(value: string): string {
+  if (value.trim() === "") {
+    throw new InvalidArgumentError("must be a directory path, got an empty value");
+  }
+  return value;
+}
+
 function join(dir: string, name: string): string {
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
 }
@@ -91,6 +98,7 @@ export function upCommand(io: Io): Command {
     .option(
       "--data-dir <dir>",
       "folder of the database (status.db) and the agent's state (agent-state)",
+      parseDataDir,
       UP_DEFAULT_DATA_DIR,
     )
     .option("--agent-id <id>", "id of the agent", parseAgentId, UP_DEFAULT_AGENT_ID);
