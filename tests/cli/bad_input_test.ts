@@ -11,3 +11,67 @@ Deno.test("status up refuses an empty --data-dir instead of writing into /", asy
     });
   }
 });
+
+Deno.test("status serve refuses a TLS pair it cannot use before it listens", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
+  try {
+    const garbage = `${dir}/hostname.txt`;
+    await Deno.writeTextFile(garbage, "not a certificate\n");
+    const serve = (cert: string, key: string) =>
+      run(["serve", "--port", "0", "--db", ":memory:", "--tls-cert", cert, "--tls-key", key]);
+    await t.step("a file that is not PEM is named with its setting and source", async () => {
+      const result = await serve(garbage, garbage);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stdout, [], "never listening");
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: TLS_CERT from flag --tls-cert (${garbage}) holds no PEM certificate ` +
+          '(a "-----BEGIN CERTIFICATE-----" block)',
+      );
+    });
+    await t.step("a missing file", async () => {
+      const result = await serve(`${dir}/none.pem`, garbage);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr.join("\n"), /TLS_CERT from flag --tls-cert .* does not exist/);
+    });
+    const pair = await openssl(dir);
+    if (!pair) return;
+    await t.step("a key that is not PEM", async () => {
+      const result = await serve(pair.cert, garbage);
+      assert.equal(result.code, 2);
+      assert.match(
+        result.stderr.join("\n"),
+        /TLS_KEY from flag --tls-key .* holds no PEM private key/,
+      );
+    });
+    await t.step("a key of another certificate", async () => {
+      const other = await openssl(`${dir}/other`);
+      const result = await serve(pair.cert, other!.key);
+      assert.equal(result.code, 2);
+      assert.match(
+        result.stderr.join("\n"),
+        /TLS_KEY from flag --tls-key .* is not the private key of the certificate in TLS_CERT/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A self-signed certificate and its key, as files; `null` without openssl. */
+async function openssl(dir: string): Promise<{ cert: string; key: string } | null> {
+  await Deno.mkdir(dir, { recursive: true });
+  try {
+    const output = await new Deno.Command("openssl", {
+      args: ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-days", "1"])
+        .concat(["-subj", "/CN=localhost"]),
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!output.success) return null;
+  } catch {
+    return null;
+  }
+  return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+}
