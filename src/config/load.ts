@@ -248,6 +248,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     settings[key] = result.data;
     sources[key] = source;
   }
+  checkBounds(settings, sources);
   return {
     settings: settings as Settings,
     sources,
@@ -258,6 +259,33 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     unreadableFiles,
     files,
   };
+}
+
+/**
+ * Pairs of settings where the first may not be above the second: a smaller maximum than the
+ * value it bounds is a mistake, refused rather than silently capped.
+ */
+const BOUNDS: ReadonlyArray<[SettingKey, SettingKey]> = [
+  ["pollingBackoffSecs", "pollingBackoffMaxSecs"],
+  ["commandTimeoutSecs", "commandTimeoutMaxSecs"],
+];
+
+function checkBounds(
+  settings: Record<string, unknown>,
+  sources: Partial<Record<SettingKey, string>>,
+): void {
+  for (const [low, high] of BOUNDS) {
+    const value = settings[low];
+    const max = settings[high];
+    if (typeof value !== "number" || typeof max !== "number" || value <= max) continue;
+    const from = (key: SettingKey) => sources[key] === "default" ? "the default" : sources[key];
+    const lowEnv = SETTINGS[low].env;
+    const highEnv = SETTINGS[high].env;
+    throw new ConfigError(
+      `${lowEnv} (${value}, from ${from(low)}) must not be above ${highEnv} (${max}, from ` +
+        `${from(high)}): lower ${lowEnv} or raise ${highEnv}`,
+    );
+  }
 }
 
 /**

@@ -270,3 +270,46 @@ Deno.test("without read permission the default files are skipped with a notice",
     Deno.removeSync(cwd, { recursive: true });
   }
 });
+
+Deno.test("settings that bound each other are refused together, naming both", async (t) => {
+  const cwd = tempDir({ "config.json": '{"polling_backoff_max_secs": 10}' });
+  await t.step("a first back-off above the largest", () => {
+    assert.throws(
+      () => loadSettings({ roles: ["agent"], env: {}, cwd, flags: { pollingBackoffSecs: "100" } }),
+      (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          "POLLING_BACKOFF_SECS (100, from flag --polling-backoff-secs) must not be above " +
+            "POLLING_BACKOFF_MAX_SECS (10, from config.json): lower POLLING_BACKOFF_SECS or raise " +
+            "POLLING_BACKOFF_MAX_SECS",
+        );
+        return true;
+      },
+    );
+  });
+  await t.step("a default deadline above the largest, against the default largest", () => {
+    assert.throws(
+      () => loadSettings({ roles: ["exec"], env: { COMMAND_TIMEOUT_SECS: "5000" }, cwd }),
+      /^ConfigError: COMMAND_TIMEOUT_SECS \(5000, from the environment\) must not be above COMMAND_TIMEOUT_MAX_SECS \(3600, from the default\)/,
+    );
+  });
+  await t.step("equal values are fine", () => {
+    const { settings } = loadSettings({
+      roles: ["agent"],
+      env: { COMMAND_TIMEOUT_SECS: "60", COMMAND_TIMEOUT_MAX_SECS: "60" },
+      cwd,
+      flags: { pollingBackoffSecs: "10" },
+    });
+    assert.equal(settings.commandTimeoutSecs, 60);
+    assert.equal(settings.pollingBackoffSecs, 10);
+  });
+  await t.step("the dashboard alone does not read the largest deadline", () => {
+    const { settings } = loadSettings({
+      roles: ["server"],
+      env: { COMMAND_TIMEOUT_SECS: "5000" },
+      cwd,
+    });
+    assert.equal(settings.commandTimeoutSecs, 5000);
+  });
+});
