@@ -14,6 +14,8 @@ import {
   SETTINGS,
   type Settings,
 } from "../config/mod.ts";
+import { dirname } from "node:path";
+import { ConfigError } from "../errors.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 import type { Io } from "./io.ts";
 
@@ -84,15 +86,26 @@ export function loadCommandSettings(
     env: io.env && { ...io.env },
   });
   const s = loaded.settings;
-  setupLogging({
-    format: s.logFormat,
-    level: s.logLevel,
-    file: logFile(s),
-    secrets: [s.agentToken, s.statusAdminToken, ...urlPasswords(s.db, s.databaseUrl)].filter((
-      v,
-    ): v is string => !!v),
-    filter,
-  });
+  const file = logFile(s);
+  try {
+    setupLogging({
+      format: s.logFormat,
+      level: s.logLevel,
+      file,
+      secrets: [s.agentToken, s.statusAdminToken, ...urlPasswords(s.db, s.databaseUrl)].filter((
+        v,
+      ): v is string => !!v),
+      filter,
+    });
+  } catch (error) {
+    if (file === undefined) throw error;
+    throw new ConfigError(
+      `${describeFileSetting("LOG_FILE", loaded.sources.logFile, file)} cannot be opened: ${
+        fileProblem(error, file)
+      }`,
+      { cause: error },
+    );
+  }
   const log = logger("config");
   // Long-running roles say once at start-up what they could not read; one-shot commands only
   // at debug, so that their output stays their own.
@@ -125,6 +138,69 @@ export function loadCommandSettings(
     );
   }
   return loaded;
+}
+
+/**
+ * How a file setting is named in errors: `LOG_FILE from flag --log-file (/var/log/x.log)`.
+ *
+ * @param env The setting's variable.
+ * @param source Where it came from (`undefined`: a default of the command).
+ * @param path The file.
+ * @returns The phrase.
+ */
+export function describeFileSetting(env: string, source: string | undefined, path: string): string {
+  return `${env} from ${source === undefined || source === "default" ? "the default" : source} ` +
+    `(${path})`;
+}
+
+/**
+ * Says in a few words why a file could not be opened or created.
+ *
+ * @param error What opening it threw.
+ * @param path The file.
+ * @returns E.g. "the directory /nonexistent does not exist".
+ */
+export function fileProblem(error: unknown, path: string): string {
+  if (error instanceof Deno.errors.NotFound) {
+    return `the directory ${dirname(path)} does not exist`;
+  }
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory, not a file";
+  if (error instanceof Deno.errors.NotADirectory) {
+    return `${dirname(path)} (or a folder above it) is not a directory`;
+  }
+  if (error instanceof Deno.errors.NotCapable) return "not permitted without --allow-write";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return (error as Error).message;
+}
+
+/**
+ * Checks before a daemon starts that a file it will create can be: its directory exists, and
+ * the path is not a directory. The daemon's own start-up errors would otherwise go where nobody
+ * reads them.
+ *
+ * @param env The setting's variable.
+ * @param source Where it came from.
+ * @param path The file.
+ * @throws {ConfigError} Naming the setting, its source and the problem.
+ */
+export function checkFileLocation(env: string, source: string | undefined, path: string): void {
+  const name = describeFileSetting(env, source, path);
+  let problem: string | undefined;
+  try {
+    if (Deno.statSync(path).isDirectory) problem = "it is a directory, not a file";
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) return; // Not ours to judge: the daemon says.
+    try {
+      if (!Deno.statSync(dirname(path)).isDirectory) {
+        problem = `${dirname(path)} is not a directory`;
+      }
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+        problem = `the directory ${dirname(path)} does not exist`;
+      }
+    }
+  }
+  if (problem !== undefined) throw new ConfigError(`${name} cannot be created: ${problem}`);
 }
 
 /** The passwords in database URLs (kept out of logs). */

@@ -75,3 +75,20 @@ async function openssl(dir: string): Promise<{ cert: string; key: string } | nul
   }
   return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
 }
+
+Deno.test("a log file that cannot be opened is named with LOG_FILE and exits 2", async (t) => {
+  for (
+    const [path, why] of [
+      ["/nonexistent/x.log", "the directory /nonexistent does not exist"],
+      ["/etc", "it is a directory, not a file"],
+    ]
+  ) {
+    await t.step(path, async () => {
+      const result = await run(["list", "--log-file", path]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [
+        `status: LOG_FILE from flag --log-file (${path}) cannot be opened: ${why}`,
+      ]);
+    });
+  }
+});
