@@ -92,16 +92,43 @@ function readTextIfPresent(path: string): string | undefined {
   }
 }
 
+/** A byte order mark some editors put at the start of a file; not part of the first line. */
+const BOM = "\uFEFF";
+
+function withoutBom(text: string): string {
+  return text.startsWith(BOM) ? text.slice(1) : text;
+}
+
 /**
- * Parses a `.env` file, rejecting lines that are not `NAME=value`, comments or blank.
+ * A `.env` line as `node:util`'s `parseEnv` reads it: spaces or tabs, `export` and a space, the
+ * name, spaces or tabs, `=`. Anything else it would drop or read under another name.
+ */
+const ENV_LINE = /^[ \t]*(?:export +)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)$/;
+
+/** Names the invisible or unusual characters of a line, for an error about it. */
+function unusualCharacters(line: string): string {
+  const odd = [...new Set([...line].filter((c) => !/[\x20-\x7e]/.test(c)))].slice(0, 3);
+  if (odd.length === 0) return "";
+  const names = odd.map((c) =>
+    c === "\t" ? "a tab" : `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`
+  );
+  return ` (it holds ${names.join(", ")}; use plain spaces, and one space after "export")`;
+}
+
+/**
+ * Parses a `.env` file, rejecting lines that are not `NAME=value`, comments or blank. A byte
+ * order mark at the start is skipped; a line the parser would not read as the `NAME=value` it
+ * looks like (a non-breaking space before the name, a tab after `export`) is an error.
  *
  * @param text The file's contents.
  * @param label How the file is named in errors.
  * @returns The variables.
- * @throws {ConfigError} On a malformed line.
+ * @throws {ConfigError} On a malformed line, naming its number.
  */
 export function parseEnvFile(text: string, label: string): Record<string, string> {
+  text = withoutBom(text);
   const lines = text.split(/\r?\n/);
+  const names = new Map<string, number>();
   let openQuote: string | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
@@ -109,28 +136,36 @@ export function parseEnvFile(text: string, label: string): Record<string, string
       if (line.includes(openQuote)) openQuote = undefined;
       continue;
     }
-    const trimmed = line.trim();
-    if (trimmed === "" || trimmed.startsWith("#")) continue;
-    const match = /^(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=\s*(.*)$/.exec(trimmed);
+    if (/^[ \t]*(#|$)/.test(line)) continue;
+    const match = ENV_LINE.exec(line);
     if (!match) {
       throw new ConfigError(
-        `${label} line ${i + 1} must be NAME=value, got ${JSON.stringify(trimmed.slice(0, 80))}`,
+        `${label} line ${i + 1} must be NAME=value, got ${
+          JSON.stringify(line.replace(/^[ \t]+|[ \t]+$/g, "").slice(0, 80))
+        }${unusualCharacters(line.split("=")[0])}`,
       );
     }
-    const value = match[1];
+    names.set(match[1], i + 1);
+    const value = match[2];
     const quote = value[0];
     if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
       openQuote = quote;
     }
   }
   if (openQuote) throw new ConfigError(`${label} has an unclosed ${openQuote} quote`);
-  return { ...parseEnv(text) } as Record<string, string>;
+  const parsed = { ...parseEnv(text) } as Record<string, string>;
+  for (const [name, line] of names) {
+    if (!(name in parsed)) {
+      throw new ConfigError(`${label} line ${line} sets ${name} in a way that is not read`);
+    }
+  }
+  return parsed;
 }
 
 function parseConfigJson(text: string, label: string): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(withoutBom(text));
   } catch (error) {
     throw new ConfigError(`${label} is not valid JSON: ${(error as Error).message}`);
   }

@@ -313,3 +313,46 @@ Deno.test("settings that bound each other are refused together, naming both", as
     assert.equal(settings.commandTimeoutSecs, 5000);
   });
 });
+
+Deno.test(".env and config.json: a byte order mark is skipped, a line not read as it looks is refused", async (t) => {
+  await t.step("a BOM before the first line of .env", () => {
+    assert.deepEqual(parseEnvFile("\uFEFFCOMMAND_TIMEOUT_SECS=1\nB=2\n", ".env"), {
+      COMMAND_TIMEOUT_SECS: "1",
+      B: "2",
+    });
+  });
+  await t.step("a BOM before config.json", () => {
+    const cwd = tempDir({ "config.json": '\uFEFF{"command_timeout_secs": 7}' });
+    const loaded = loadSettings({ roles: ["exec"], env: {}, cwd });
+    assert.equal(loaded.settings.commandTimeoutSecs, 7);
+  });
+  await t.step("spaces, tabs and export as the parser reads them", () => {
+    assert.deepEqual(parseEnvFile("  A=1\n\tB = 2\nexport C=3\n  export  D=4\n", ".env"), {
+      A: "1",
+      B: "2",
+      C: "3",
+      D: "4",
+    });
+  });
+  for (
+    const [text, message] of [
+      [
+        "A=1\n\u00A0COMMAND_TIMEOUT_SECS=1\n",
+        /^b\.env line 2 must be NAME=value, got .*COMMAND_TIMEOUT_SECS=1" \(it holds U\+00A0;/,
+      ],
+      [
+        "export\tCOMMAND_TIMEOUT_SECS=1\n",
+        /^b\.env line 1 must be NAME=value, got "export\\tCOMMAND_TIMEOUT_SECS=1" \(it holds a tab;/,
+      ],
+      ["\uFEFF\uFEFFA=1\n", /^b\.env line 1 must be NAME=value.*U\+FEFF/],
+    ] as const
+  ) {
+    await t.step(`refused: ${JSON.stringify(text)}`, () => {
+      assert.throws(() => parseEnvFile(text, "b.env"), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, message);
+        return true;
+      });
+    });
+  }
+});
