@@ -56,8 +56,10 @@ export interface LoadedSettings {
    * each with the nearest setting key when one is near.
    */
   unknownKeys: Array<{ key: string; suggestion?: string }>;
-  /** Whether the environment could not be read (no `--allow-env`). */
+  /** Whether none of the command's variables could be read (no `--allow-env`). */
   envUnreadable: boolean;
+  /** The command's variables that could not be read (not granted by `--allow-env=...`). */
+  deniedVariables: string[];
   /** The default files (`.env`, `config.json`) that could not be read (no `--allow-read`). */
   unreadableFiles: string[];
   /** Files that were read. */
@@ -199,20 +201,28 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   // Environment: every setting's variable, where permitted.
   let env: Record<string, string | undefined> = {};
   let envUnreadable = false;
+  const deniedVariables: string[] = [];
   if (options.env) {
     env = options.env;
   } else {
-    const denied: string[] = [];
-    for (const key of keysFor(["agent", "server", "operator", "exec", "log"])) {
+    // Only this command's variables: a permission set that grants exactly them reads them all.
+    for (const key of keys) {
       const name = SETTINGS[key].env;
       if (permitted({ name: "env", variable: name })) env[name] = Deno.env.get(name);
-      else denied.push(name);
+      else deniedVariables.push(name);
     }
-    if (denied.length > 0) {
+    if (deniedVariables.length > 0 && deniedVariables.length === keys.length) {
       envUnreadable = true;
       notices.push(
         "environment variables are not read without --allow-env; " +
           "add --allow-env to configure by environment, or pass flags",
+      );
+    } else if (deniedVariables.length > 0) {
+      notices.push(
+        `environment variable${deniedVariables.length === 1 ? "" : "s"} ${
+          deniedVariables.join(", ")
+        } ${deniedVariables.length === 1 ? "is" : "are"} not read: --allow-env does not ` +
+          "grant them; add them to --allow-env, or pass flags",
       );
     }
   }
@@ -291,6 +301,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     ignoredKeys,
     unknownKeys,
     envUnreadable,
+    deniedVariables,
     unreadableFiles,
     files,
   };
@@ -356,19 +367,25 @@ export const STATUS_PANEL_KEYS: ReadonlySet<string> = new Set([
  * ```
  */
 export function missingSettingError(
-  loaded: Pick<LoadedSettings, "envUnreadable"> & Partial<Pick<LoadedSettings, "unreadableFiles">>,
+  loaded:
+    & Pick<LoadedSettings, "envUnreadable">
+    & Partial<Pick<LoadedSettings, "unreadableFiles" | "deniedVariables">>,
   key: SettingKey,
   role: string,
 ): ConfigError {
   const spec = SETTINGS[key];
   const flag = `${flagOf(spec.env)} ${spec.placeholder ?? "<value>"}`;
   const unread: string[] = [];
-  if (loaded.envUnreadable) unread.push("the environment (Deno was started without --allow-env)");
+  const envDenied = loaded.envUnreadable;
+  const variableDenied = !envDenied && (loaded.deniedVariables ?? []).includes(spec.env);
+  if (envDenied) unread.push("the environment (Deno was started without --allow-env)");
+  if (variableDenied) unread.push(`${spec.env} (not granted by --allow-env)`);
   const files = loaded.unreadableFiles ?? [];
   if (files.length > 0) unread.push(`${files.join(" and ")} (without --allow-read)`);
   if (unread.length > 0) {
     const grants = [
-      ...(loaded.envUnreadable ? [`--allow-env (or --allow-env=${spec.env})`] : []),
+      ...(envDenied ? [`--allow-env (or --allow-env=${spec.env})`] : []),
+      ...(variableDenied ? [`${spec.env} to --allow-env`] : []),
       ...(files.length > 0 ? [`--allow-read=${files.join(",")}`] : []),
     ];
     return new ConfigError(

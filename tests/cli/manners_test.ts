@@ -267,9 +267,30 @@ Deno.test("deno run -P=serve starts the dashboard and creates ./status.db", asyn
   try {
     await stdout.waitFor(/^listening on http:\/\/127\.0\.0\.1:\d+/, { timeoutMs: 30_000 });
     assert.ok((await Deno.stat(`${dir.path}/status.db`)).isFile, stderr.text);
+    // The set grants every variable the dashboard reads: no note that says otherwise.
+    assert.doesNotMatch(stderr.text, /environment variables? .*not read/);
   } finally {
     serve.kill("SIGTERM");
     await serve.status;
     await Promise.all([stdout.done, stderr.done]);
   }
+});
+
+Deno.test("environment variables not granted are named, the others read", async () => {
+  await using dir = tempDir();
+  const run = await runCli(
+    ["list", "--log-level", "debug", "--log-format", "json"],
+    {
+      perms: ["--allow-net", "--allow-env=DASHBOARD_URL,LOG_FORMAT,LOG_LEVEL"],
+      cwd: dir.path,
+      env: { DASHBOARD_URL: `http://127.0.0.1:${closedPort()}` },
+    },
+  );
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(
+    run.stderr,
+    /environment variables LOG_FILE, STATUS_ADMIN_TOKEN are not read: --allow-env does not grant them/,
+  );
+  assert.doesNotMatch(run.stderr, /not read without --allow-env/);
+  assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1`), "DASHBOARD_URL was read");
 });
