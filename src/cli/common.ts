@@ -117,17 +117,27 @@ export function loadCommandSettings(
   for (const file of loaded.files) log.debug("settings file read", { file });
   if (loaded.ignoredKeys.length > 0) {
     log.debug("config.json keys ignored (not settings of this program)", {
-      keys: loaded.ignoredKeys.join(","),
+      keys: listOf(loaded.ignoredKeys),
     });
   }
-  for (const { key, suggestion } of loaded.unknownKeys) {
+  const unknown = loaded.unknownKeys;
+  if (unknown.length > UNKNOWN_KEYS_ONE_BY_ONE) {
     log.info(
-      suggestion === undefined
-        ? `config.json key "${key}" is not a setting of status; it is ignored`
-        : `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
-          `"${suggestion}"?)`,
-      { key, suggestion },
+      `config.json has ${unknown.length} keys that are not settings of status; they are ` +
+        `ignored: ${listOf(unknown.map(({ key }) => key))}`,
+      { count: unknown.length },
     );
+  } else {
+    for (const { key: fullKey, suggestion } of unknown) {
+      const key = shortKey(fullKey);
+      log.info(
+        suggestion === undefined
+          ? `config.json key "${key}" is not a setting of status; it is ignored`
+          : `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
+            `"${suggestion}"?)`,
+        { key, suggestion },
+      );
+    }
   }
   if (roles.includes("agent") && s.allowedPrograms.length === 0) {
     log.warning(
@@ -138,6 +148,20 @@ export function loadCommandSettings(
     );
   }
   return loaded;
+}
+
+/** Up to this many unknown `config.json` keys are logged one line each; more in one line. */
+const UNKNOWN_KEYS_ONE_BY_ONE = 5;
+
+/** A key as logged: a very long one is cut, saying its length. */
+function shortKey(key: string): string {
+  return key.length <= 64 ? key : `${key.slice(0, 48)}… (${key.length} characters)`;
+}
+
+/** The first few keys, quoted and cut, and how many more. */
+function listOf(keys: readonly string[]): string {
+  const shown = keys.slice(0, 5).map((key) => `"${shortKey(key)}"`).join(", ");
+  return keys.length > 5 ? `${shown} and ${keys.length - 5} more` : shown;
 }
 
 /**

@@ -53,7 +53,7 @@ export interface LoadedSettings {
   ignoredKeys: string[];
   /**
    * The ignored keys that are not keys of the original Status Panel config either (likely typos),
-   * each with the nearest setting key when one is near.
+   * the first ten each with the nearest setting key when one is near.
    */
   unknownKeys: Array<{ key: string; suggestion?: string }>;
   /** Whether none of the command's variables could be read (no `--allow-env`). */
@@ -181,6 +181,9 @@ function show(value: unknown): string {
   return typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
 }
 
+/** How many unknown `config.json` keys get a "did you mean" suggestion. */
+const SUGGESTED_KEYS = 10;
+
 /**
  * Loads and validates the settings of the given roles.
  *
@@ -256,8 +259,9 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     (Object.keys(SETTINGS) as SettingKey[]).map((k) => jsonKeyOf(SETTINGS[k].env)),
   );
   const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
-  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key) => {
-    const suggestion = nearest(key, known);
+  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key, i) => {
+    // A suggestion for the first few only: a file of many unknown keys is summarized anyway.
+    const suggestion = i < SUGGESTED_KEYS ? nearest(key, known) : undefined;
     return suggestion === undefined ? { key } : { key, suggestion };
   });
 

@@ -294,3 +294,30 @@ Deno.test("environment variables not granted are named, the others read", async 
   assert.doesNotMatch(run.stderr, /not read without --allow-env/);
   assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1`), "DASHBOARD_URL was read");
 });
+
+Deno.test("many unknown config.json keys are logged in one line, a long one cut", async (t) => {
+  await using dir = tempDir();
+  const list = (file: string) =>
+    runCli(
+      ["list", "--config", file, "--log-format", "json", "--dashboard-url", "http://127.0.0.1:9"],
+      { perms: ["--allow-net", `--allow-read=${dir.path}`], cwd: dir.path },
+    );
+  await t.step("many keys", async () => {
+    const keys: Record<string, number> = {};
+    for (let i = 0; i < 20_000; i++) keys[`k${i}`] = i;
+    await Deno.writeTextFile(`${dir.path}/many.json`, JSON.stringify(keys));
+    const run = await list("many.json");
+    const lines = run.stderr.split("\n").filter((line) => line.includes("not settings"));
+    assert.equal(lines.length, 1, run.stderr.slice(0, 2000));
+    assert.match(
+      lines[0],
+      /config\.json has 20000 keys that are not settings of status; they are ignored: \\"k0\\", \\"k1\\", \\"k2\\", \\"k3\\", \\"k4\\" and 19995 more/,
+    );
+  });
+  await t.step("a long key", async () => {
+    await Deno.writeTextFile(`${dir.path}/long.json`, JSON.stringify({ ["x".repeat(100_000)]: 1 }));
+    const run = await list("long.json");
+    assert.match(run.stderr, /key \\"x{48}… \(100000 characters\)\\" is not a setting/);
+    assert.ok(run.stderr.length < 2000, `${run.stderr.length} characters on stderr`);
+  });
+});
