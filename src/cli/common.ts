@@ -15,7 +15,7 @@ import {
   type Settings,
 } from "../config/mod.ts";
 import { dirname } from "node:path";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 import type { Io } from "./io.ts";
 
@@ -48,6 +48,13 @@ export function addSettingOptions<C extends Command<any, any, any>>(
     if (!spec.boolean) {
       option.argParser((value: string) => {
         const parsed = spec.schema.safeParse(value);
+        if (!parsed.success && spec.secret) {
+          // commander would quote the value: a secret is never printed.
+          throw new UsageError(
+            `${flagOf(spec.env)} must be ${spec.expected}, got a value of ${value.length} ` +
+              "characters",
+          );
+        }
         if (!parsed.success) {
           throw new InvalidArgumentError(`must be ${spec.expected}`);
         }

@@ -114,7 +114,7 @@ const SPECS = {
   agentToken: {
     env: "AGENT_TOKEN",
     description: "This agent's secret token; requests are signed with it (unset: dev mode)",
-    expected: "a token of at least 16 characters",
+    expected: "a token of 16 to 1024 characters",
     schema: z.preprocess(fromString, z.string().min(16).max(1024)),
     roles: ["agent"],
     secret: true,
@@ -424,7 +424,7 @@ const SPECS = {
   statusAdminToken: {
     env: "STATUS_ADMIN_TOKEN",
     description: "Operator token of the dashboard's operator API (required outside dev mode)",
-    expected: "a token of at least 16 characters",
+    expected: "a token of 16 to 1024 characters",
     schema: z.preprocess(fromString, z.string().min(16).max(1024)),
     roles: ["server", "operator"],
     secret: true,

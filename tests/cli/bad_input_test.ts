@@ -92,3 +92,32 @@ Deno.test("a log file that cannot be opened is named with LOG_FILE and exits 2",
     });
   }
 });
+
+Deno.test("a secret given as a flag is never printed, and the bound it broke is said", async (t) => {
+  const long = "a".repeat(2000);
+  for (
+    const [args, expected] of [
+      [
+        ["--agent-token", "short-secret"],
+        "status: --agent-token must be a token of 16 to 1024 characters, got a value of 12 characters",
+      ],
+      [
+        ["serve", "--status-admin-token", long],
+        "status: --status-admin-token must be a token of 16 to 1024 characters, got a value of " +
+        "2000 characters",
+      ],
+      [
+        ["serve", "--database-url", "mysql://u:hunter2hunter2@db/x"],
+        "status: --database-url must be a postgres://user:password@host:port/database URL, got a " +
+        "value of 29 characters",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" ").slice(0, 60), async () => {
+      const result = await run([...args]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [expected]);
+      assert.ok(!result.stderr.join("").includes(args[args.length - 1]), "the value is not shown");
+    });
+  }
+});
