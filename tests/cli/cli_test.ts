@@ -75,3 +75,21 @@ Deno.test("without env and read permission the agent says which flags would enab
   assert.match(text, /config\.json is not read without --allow-read/);
   assert.doesNotMatch(text, /NotCapable|Requires .* access/);
 });
+
+Deno.test("the README's foreground agent command runs the agent", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const row = readme.split("\n").find((line) => line.startsWith("| agent (foreground)"))!;
+  const command = /`(deno run [^`]*)`/.exec(row)![1];
+  const words = command.split(/\s+/);
+  const perms = words.filter((word) => word.startsWith("--allow-"));
+  const args = words.slice(words.indexOf("main.ts") + 1);
+  assert.deepEqual(args, ["--config", "config.json"]);
+  await using dir = tempDir("status-readme-");
+  await Deno.writeTextFile(
+    `${dir.path}/config.json`,
+    JSON.stringify({ agent_id: "readme-1", dashboard_url: "http://127.0.0.1:9" }),
+  );
+  await using agent = spawnCli([...args, "--log-format", "json"], { perms, cwd: dir.path });
+  await agent.waitForLog("Agent daemon starting");
+  assert.ok(agent.logged("Agent daemon starting"), agent.stderr.text);
+});
