@@ -1,6 +1,6 @@
 /**
  * `status up`: the quickest way to try `status`. Starts a dev-mode dashboard on 127.0.0.1 and one
- * agent in this one process, with their data in a local folder, prints two commands to try, and
+ * agent in this one process, with their data in a local folder, prints three commands to try, and
  * stops cleanly on Ctrl-C (the agent first, then the dashboard).
  *
  * @module
@@ -74,7 +74,7 @@ function isAddrInUse(error: unknown): boolean {
 }
 
 /**
- * The lines `status up` prints once both parts run: where they are and two commands to try.
+ * The lines `status up` prints once both parts run: where they are and three commands to try.
  *
  * @param options The dashboard's port, the agent id and the data folder.
  * @returns The lines.

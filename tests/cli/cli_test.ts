@@ -93,3 +93,17 @@ Deno.test("the README's foreground agent command runs the agent", async () => {
   await agent.waitForLog("Agent daemon starting");
   assert.ok(agent.logged("Agent daemon starting"), agent.stderr.text);
 });
+
+Deno.test("the README's quick start counts the commands status up prints", async () => {
+  const { upBanner } = await import("../../src/cli/up.ts");
+  const banner = upBanner({ port: 5000, agentId: "test-agent", dataDir: "./.status" });
+  const commands = banner.filter((line) => /^ {2}\S/.test(line));
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const count = /It prints (\w+) commands/.exec(readme.replaceAll("\n", " "))?.[1];
+  const words = ["zero", "one", "two", "three", "four", "five"];
+  assert.equal(count, words[commands.length], commands.join("\n"));
+  for (const command of commands) {
+    const words = command.trim().split(/\s+/).slice(0, 3).join(" ");
+    assert.ok(readme.includes(words), `the README shows ${words}`);
+  }
+});
