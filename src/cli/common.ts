@@ -10,6 +10,7 @@ import {
   keysFor,
   type LoadedSettings,
   loadSettings,
+  reasonOf,
   type Role,
   SETTINGS,
   type Settings,
@@ -56,7 +57,8 @@ export function addSettingOptions<C extends Command<any, any, any>>(
           );
         }
         if (!parsed.success) {
-          throw new InvalidArgumentError(`must be ${spec.expected}`);
+          const why = reasonOf(parsed.error);
+          throw new InvalidArgumentError(`must be ${spec.expected}${why ? `: ${why}` : ""}`);
         }
         return value;
       });

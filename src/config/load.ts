@@ -5,12 +5,14 @@
  * @module
  */
 import { parseEnv } from "node:util";
+import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { nearest } from "./suggest.ts";
 import {
   flagOf,
   jsonKeyOf,
   keysFor,
+  reasonOf,
   type Role,
   type SettingKey,
   SETTINGS,
@@ -177,6 +179,11 @@ function parseConfigJson(text: string, label: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+function reason(error: z.ZodError): string {
+  const why = reasonOf(error);
+  return why === undefined ? "" : `: ${why}`;
+}
+
 function show(value: unknown): string {
   return typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
 }
@@ -290,7 +297,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
           spec.secret ? `a value of ${String(raw).length} characters` : show(raw)
-        }`,
+        }${spec.secret ? "" : reason(result.error)}`,
         { cause: result.error },
       );
     }

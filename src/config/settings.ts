@@ -17,6 +17,20 @@ import { parseLabels } from "../protocol/runs.ts";
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
 
+/**
+ * The reason a schema gave beyond "must be ...", when it gave one (a custom issue marked
+ * `params: { reason: true }`, such as "label a is given twice").
+ *
+ * @param error The schema's error.
+ * @returns The reason, or `undefined`.
+ */
+export function reasonOf(error: z.ZodError): string | undefined {
+  const issue = error.issues.find((issue) =>
+    issue.code === "custom" && (issue.params as { reason?: boolean } | undefined)?.reason
+  );
+  return issue?.message;
+}
+
 /** Describes one setting. */
 export interface SettingSpec {
   /** Variable name, e.g. `POLLING_TIMEOUT_SECS`. */
@@ -50,8 +64,14 @@ const wholeNumber = (min: number, max: number) =>
     z.number().int().min(min).max(max),
   );
 
+/** The most seconds a duration setting may be: a year. */
+const MAX_SECS = 86_400 * 365;
+
 /** A whole number of seconds from `min` up to a year. */
-const secs = (min: number) => wholeNumber(min, 86_400 * 365);
+const secs = (min: number) => wholeNumber(min, MAX_SECS);
+
+const SECS_ABOVE_0 = `a whole number of seconds from 1 to ${MAX_SECS} (a year)`;
+const SECS_FROM_0 = `a whole number of seconds from 0 to ${MAX_SECS} (a year)`;
 
 const bool = z.preprocess((v) => {
   const s = fromString(v);
@@ -135,13 +155,19 @@ const SPECS = {
       "Labels of this agent (key=value,key=value), sent in its heartbeat; fan-out runs target them",
     expected: "key=value pairs separated by commas (keys: 1–63 of A-Za-z0-9._/-)",
     schema: z.preprocess(
-      (v) => {
+      (v, ctx) => {
         const s = fromString(v);
         if (typeof s !== "string") return s;
         try {
           return parseLabels(s);
-        } catch {
-          return s;
+        } catch (error) {
+          // The reason ("label a is given twice") follows the error's "must be ...".
+          ctx.addIssue({
+            code: "custom",
+            message: (error as Error).message,
+            params: { reason: true },
+          });
+          return z.NEVER;
         }
       },
       z.record(z.string(), z.string()),
@@ -153,7 +179,7 @@ const SPECS = {
     env: "POLLING_TIMEOUT_SECS",
     description: "How long one long-poll waits on the dashboard",
     default: defaults.DEFAULT_POLLING_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -162,7 +188,7 @@ const SPECS = {
     env: "POLLING_BACKOFF_SECS",
     description: "First back-off delay after a network error or 5xx (grows exponentially)",
     default: defaults.DEFAULT_POLLING_BACKOFF_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -171,7 +197,7 @@ const SPECS = {
     env: "POLLING_BACKOFF_MAX_SECS",
     description: "Largest back-off delay",
     default: defaults.DEFAULT_POLLING_BACKOFF_MAX_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -181,7 +207,7 @@ const SPECS = {
     description:
       "Deadline of a command that does not set params.timeout_secs (the dashboard's execution lease is this + 60 s)",
     default: defaults.DEFAULT_COMMAND_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent", "exec", "server"],
     placeholder: "<secs>",
@@ -190,7 +216,7 @@ const SPECS = {
     env: "COMMAND_TIMEOUT_MAX_SECS",
     description: "Largest deadline a command may ask for with params.timeout_secs",
     default: defaults.DEFAULT_MAX_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent", "exec"],
     placeholder: "<secs>",
@@ -253,7 +279,7 @@ const SPECS = {
     env: "METRICS_INTERVAL_SECS",
     description: "Interval of the metrics heartbeat",
     default: defaults.DEFAULT_METRICS_INTERVAL_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -297,7 +323,7 @@ const SPECS = {
     env: "SHUTDOWN_GRACE_SECS",
     description: "On SIGTERM, how long a running command may still run before it is killed",
     default: defaults.DEFAULT_SHUTDOWN_GRACE_SECS,
-    expected: "a whole number of seconds",
+    expected: SECS_FROM_0,
     schema: secs(0),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -379,7 +405,7 @@ const SPECS = {
     env: "OFFLINE_AFTER_SECS",
     description: "An agent with no open poll that was not seen for this long is offline",
     default: defaults.DEFAULT_OFFLINE_AFTER_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["server"],
     placeholder: "<secs>",
@@ -434,7 +460,7 @@ const SPECS = {
     env: "ACK_TIMEOUT_SECS",
     description: "Delivery lease: a command not acked by then goes back to the queue",
     default: defaults.DEFAULT_ACK_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["server"],
     placeholder: "<secs>",

@@ -58,7 +58,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       ".env",
       { roles: ["agent"], env: {}, cwd: tempDir({ ".env": "POLLING_TIMEOUT_SECS=abc\n" }) },
-      'POLLING_TIMEOUT_SECS from .env must be a whole number of seconds above 0, got "abc"',
+      'POLLING_TIMEOUT_SECS from .env must be a whole number of seconds from 1 to 31536000 (a year), got "abc"',
     ],
     [
       "environment",
@@ -68,7 +68,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       "flag",
       { roles: ["agent"], env: {}, cwd: tempDir(), flags: { commandTimeoutSecs: "0" } },
-      'COMMAND_TIMEOUT_SECS from flag --command-timeout-secs must be a whole number of seconds above 0, got "0"',
+      'COMMAND_TIMEOUT_SECS from flag --command-timeout-secs must be a whole number of seconds from 1 to 31536000 (a year), got "0"',
     ],
     [
       "config.json",
@@ -77,7 +77,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
         env: {},
         cwd: tempDir({ "config.json": '{"polling_backoff_secs": -1}' }),
       },
-      "POLLING_BACKOFF_SECS from config.json must be a whole number of seconds above 0, got -1",
+      "POLLING_BACKOFF_SECS from config.json must be a whole number of seconds from 1 to 31536000 (a year), got -1",
     ],
     [
       "agent id",
@@ -387,5 +387,31 @@ Deno.test("unknown config.json keys cost little however long or many they are", 
       suggestion: "polling_timeout_secs",
     });
     assert.equal(loaded.unknownKeys.filter((k) => k.suggestion !== undefined).length, 10);
+  });
+});
+
+Deno.test("errors say the range of a duration, and why labels were refused", async (t) => {
+  await t.step("a duration beyond a year", () => {
+    assert.throws(
+      () =>
+        loadSettings({
+          roles: ["agent"],
+          env: { POLLING_TIMEOUT_SECS: "99999999999" },
+          cwd: tempDir(),
+        }),
+      {
+        message: "POLLING_TIMEOUT_SECS from the environment must be a whole number of seconds " +
+          'from 1 to 31536000 (a year), got "99999999999"',
+      },
+    );
+  });
+  await t.step("a label key given twice", () => {
+    assert.throws(
+      () => loadSettings({ roles: ["agent"], env: { AGENT_LABELS: "a=b,a=c" }, cwd: tempDir() }),
+      {
+        message: "AGENT_LABELS from the environment must be key=value pairs separated by commas " +
+          '(keys: 1–63 of A-Za-z0-9._/-), got "a=b,a=c": label a is given twice',
+      },
+    );
   });
 });
