@@ -121,3 +121,31 @@ Deno.test("a secret given as a flag is never printed, and the bound it broke is 
     });
   }
 });
+
+Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t) => {
+  for (
+    const [bind, why] of [
+      ["999.1.1.1", "is not an IP address or a host name that resolves"],
+      ["192.0.2.1", "is not an address of this machine"],
+    ]
+  ) {
+    await t.step(bind, async () => {
+      const result = await run([
+        "serve",
+        "--bind",
+        bind,
+        "--port",
+        "0",
+        "--db",
+        ":memory:",
+        "--status-admin-token",
+        "an-admin-token-of-some-length",
+      ]);
+      assert.equal(result.code, 2, result.stderr.join("\n"));
+      assert.match(
+        result.stderr.join("\n"),
+        new RegExp(`^status: cannot listen on ${bind}:0: ${bind} \\(BIND, --bind\\) ${why}$`),
+      );
+    });
+  }
+});
