@@ -149,3 +149,25 @@ Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t)
     });
   }
 });
+
+Deno.test("a mistyped option or sub-command is named, with the nearest one", async (t) => {
+  for (
+    const [args, expected] of [
+      [
+        ["--polling-timeout", "5"],
+        "error: unknown option '--polling-timeout' (did you mean --polling-timeout-secs?)",
+      ],
+      [
+        ["agents", "ad", "web-5"],
+        "status: unknown command 'agents ad' (did you mean agents add?); the commands are add, " +
+        "list, rotate, remove",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const result = await run([...args]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [expected]);
+    });
+  }
+});
