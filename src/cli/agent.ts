@@ -41,6 +41,7 @@ import { ConfigError } from "../errors.ts";
 import { closeLogging, logger } from "../log/mod.ts";
 import {
   addSettingOptions,
+  checkDirectorySetting,
   checkFileLocation,
   type FileOptions,
   loadCommandSettings,
@@ -208,6 +209,8 @@ async function agentAction(
   if (!s.agentId) {
     throw missingSettingError(loaded, "agentId", "agent");
   }
+  checkDirectorySetting(loaded, "commandCwd");
+  checkDirectorySetting(loaded, "stateDir");
   const { executor, exec } = executorFromSettings(loaded.settings);
 
   if (startsDaemon) {

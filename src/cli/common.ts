@@ -195,7 +195,12 @@ export function describeFileSetting(env: string, source: string | undefined, pat
  */
 export function fileProblem(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotFound) {
-    return `the directory ${dirname(path)} does not exist`;
+    try {
+      Deno.statSync(dirname(path));
+      return "it leads to a folder that does not exist (a link?)";
+    } catch {
+      return `the directory ${dirname(path)} does not exist`;
+    }
   }
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory, not a file";
   if (error instanceof Deno.errors.NotADirectory) {
@@ -234,6 +239,38 @@ export function checkFileLocation(env: string, source: string | undefined, path:
     }
   }
   if (problem !== undefined) throw new ConfigError(`${name} cannot be created: ${problem}`);
+}
+
+/**
+ * Checks at start a directory setting that every command (`COMMAND_CWD`) or the agent's state
+ * (`STATE_DIR`) will use, so that a wrong one fails now, not once per command.
+ *
+ * @param loaded The loaded settings.
+ * @param key `commandCwd` (must exist) or `stateDir` (is created when missing).
+ * @throws {ConfigError} Naming the setting and its source, when the path is not a directory, or
+ *   (`commandCwd`) does not exist.
+ */
+export function checkDirectorySetting(
+  loaded: LoadedSettings,
+  key: "commandCwd" | "stateDir",
+): void {
+  const path = loaded.settings[key];
+  if (path === undefined) return;
+  const name = describeFileSetting(SETTINGS[key].env, loaded.sources[key], path);
+  let problem: string | undefined;
+  try {
+    if (!Deno.statSync(path).isDirectory) problem = "it is not a directory";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotADirectory) {
+      problem = "a part of the path above it is not a directory";
+    } else if (error instanceof Deno.errors.NotFound) {
+      if (key === "commandCwd") problem = "the directory does not exist";
+    } else if (error instanceof Deno.errors.PermissionDenied) {
+      problem = "permission denied";
+    }
+    // Without --allow-read: not ours to judge here; the agent says what it can do.
+  }
+  if (problem !== undefined) throw new ConfigError(`${name} cannot be used: ${problem}`);
 }
 
 /** The passwords in database URLs (kept out of logs). */

@@ -15,7 +15,7 @@ import { type SettingKey, SETTINGS } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
 import type { Io } from "./io.ts";
 
@@ -162,6 +162,7 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
           '"status serve" and "status agent" for these',
       );
     }
+    checkDirectorySetting(loaded, "commandCwd");
     const port = s.port;
     const agentId = s.agentId ?? UP_DEFAULT_AGENT_ID;
     const dataDir = options.dataDir;

@@ -171,3 +171,42 @@ Deno.test("a mistyped option or sub-command is named, with the nearest one", asy
     });
   }
 });
+
+Deno.test("COMMAND_CWD and STATE_DIR that cannot be used are refused at start", async (t) => {
+  for (
+    const [args, expected] of [
+      [
+        ["--agent-id", "cwd-1", "--command-cwd", "/nonexistent"],
+        "status: COMMAND_CWD from flag --command-cwd (/nonexistent) cannot be used: the directory " +
+        "does not exist",
+      ],
+      [
+        ["exec", "--command-cwd", "/etc/passwd", "echo hi"],
+        "status: COMMAND_CWD from flag --command-cwd (/etc/passwd) cannot be used: it is not a " +
+        "directory",
+      ],
+      [
+        ["--agent-id", "cwd-1", "--state-dir", "/etc/passwd"],
+        "status: STATE_DIR from flag --state-dir (/etc/passwd) cannot be used: it is not a directory",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const result = await run([...args]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [expected]);
+    });
+  }
+});
+
+Deno.test("the library's state directory error says a file is in the way", async () => {
+  const { openAgentState } = await import("../../src/agent/mod.ts");
+  const file = await Deno.makeTempFile();
+  try {
+    assert.throws(() => openAgentState({ dir: file }), {
+      message: `cannot create the state directory ${file}: it exists and is not a directory`,
+    });
+  } finally {
+    await Deno.remove(file);
+  }
+});

@@ -177,15 +177,30 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
       });
     }
     await t.step("what it says on standard error as it fails is printed", async () => {
+      // A log file the parent cannot tell is unusable: a link to a folder that does not exist.
+      const link = join(dir, "dangling.log");
+      Deno.symlinkSync(join(dir, "no-such-folder", "x.log"), link);
+      const run = await daemon("--log-file", link);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(
+        run.stderr.trim(),
+        new RegExp(
+          `^status: the daemon exited at start with code 2: LOG_FILE from flag --log-file ` +
+            `\\(${link}\\) cannot be opened: it leads to a folder that does not exist`,
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /see its log file/);
+    });
+    await t.step("a state directory that is a file is refused before it is started", async () => {
       const stateFile = join(dir, "state-is-a-file");
       Deno.writeTextFileSync(stateFile, "");
       const run = await daemon("--state-dir", stateFile);
-      assert.equal(run.code, 1, run.stderr);
-      assert.match(
+      assert.equal(run.code, 2, run.stderr);
+      assert.equal(
         run.stderr.trim(),
-        new RegExp(`^status: the daemon exited at start with code 1: .*${stateFile}`),
+        `status: STATE_DIR from flag --state-dir (${stateFile}) cannot be used: it is not a ` +
+          "directory",
       );
-      assert.doesNotMatch(run.stderr, /see its log file/);
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
