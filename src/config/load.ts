@@ -25,6 +25,11 @@ export interface LoadOptions {
   roles: readonly Role[];
   /** Parsed flags keyed by camelCase setting name (as commander returns them). */
   flags?: Record<string, unknown>;
+  /**
+   * Read and validate only these settings of the roles (a command that needs one setting is not
+   * stopped by a bad value of another).
+   */
+  only?: readonly SettingKey[];
   /** `--config PATH`: a missing file named here is an error. */
   configPath?: string;
   /** `--env-file PATH`: a missing file named here is an error. */
@@ -201,7 +206,7 @@ const SUGGESTED_KEYS = 10;
  * @throws {ConfigError} Naming the setting, where it came from and the bad value.
  */
 export function loadSettings(options: LoadOptions): LoadedSettings {
-  const keys = keysFor(options.roles);
+  const keys = keysFor(options.roles).filter((key) => !options.only || options.only.includes(key));
   const cwd = options.cwd ?? Deno.cwd();
   const canRead = options.canRead ?? defaultCanRead;
   const notices: string[] = [];

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { run } from "./_run.ts";
+import { main } from "../../main.ts";
+import { memoryIo } from "../../src/cli/io.ts";
 
 Deno.test("status up refuses an empty --data-dir instead of writing into /", async (t) => {
   for (const value of ["", "  "]) {
@@ -208,5 +210,42 @@ Deno.test("the library's state directory error says a file is in the way", async
     });
   } finally {
     await Deno.remove(file);
+  }
+});
+
+Deno.test("status stop needs only the pid file: other broken settings do not prevent it", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-stop-" });
+  // `status stop` has no logging flags: run it through main directly.
+  const stop = async (args: string[]) => {
+    const io = memoryIo();
+    return { code: await main(["stop", ...args], io), stderr: io.stderr };
+  };
+  try {
+    await Deno.writeTextFile(
+      `${dir}/config.json`,
+      JSON.stringify({ polling_timeout_secs: "abc", pid_file: `${dir}/agent.pid` }),
+    );
+    await Deno.writeTextFile(`${dir}/broken.json`, "{ not json");
+    await t.step("PID_FILE from a config.json with another bad value", async () => {
+      const result = await stop(["--config", `${dir}/config.json`]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr.join("\n"), new RegExp(`no pid file ${dir}/agent\\.pid`));
+    });
+    await t.step("--pid-file given: the files are not read", async () => {
+      const result = await stop([
+        "--config",
+        `${dir}/broken.json`,
+        "--pid-file",
+        `${dir}/other.pid`,
+      ]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr.join("\n"), new RegExp(`no pid file ${dir}/other\\.pid`));
+    });
+    await t.step("a bad PID_FILE itself is still an error", async () => {
+      const result = await stop(["--pid-file", " "]);
+      assert.equal(result.code, 2);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
