@@ -91,6 +91,9 @@ export function unknownCommand(
     if (arg.startsWith("-")) {
       if (arg.includes("=")) continue;
       const option = options.find((o) => o.long === arg || o.short === arg);
+      // An unknown option: commander names it (with the nearest option), and the word after it
+      // may be its value, not a command.
+      if (!option && !["-h", "--help", "-V", "--version"].includes(arg)) return undefined;
       if (option?.required) i++;
       continue;
     }
@@ -100,10 +103,25 @@ export function unknownCommand(
   return undefined;
 }
 
+/**
+ * Adds the nearest option to commander's "unknown option" error when commander found none
+ * (`--polling-timeout` → `--polling-timeout-secs`: too far for its own suggestion).
+ */
+function withOptionSuggestion(
+  command: Command<unknown[], Record<string, unknown>>,
+  text: string,
+): string {
+  const unknown = /^error: unknown option '(--[^'=]+)'$/.exec(text);
+  if (!unknown) return text;
+  const longs = command.options.filter((o) => !o.hidden && o.long).map((o) => o.long!);
+  const suggestion = nearest(unknown[1], longs);
+  return suggestion ? `${text} (did you mean ${suggestion}?)` : text;
+}
+
 function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
-    writeErr: (text) => io.err(text.replace(/\n$/, "")),
+    writeErr: (text) => io.err(withOptionSuggestion(command, text.replace(/\n$/, ""))),
     writeOut: (text) => io.out(text.replace(/\n$/, "")),
     // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
     getOutHasColors: () => false,

@@ -431,10 +431,6 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       ),
     );
   });
-  server.on("error", (error: Error) => {
-    log.error("the HTTP server failed: {error}", { error });
-  });
-
   const listening = Promise.withResolvers<void>();
   const onListenError = (error: Error) => listening.reject(error);
   server.once("error", onListenError);
@@ -444,6 +440,10 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   );
   await listening.promise;
   server.off("error", onListenError);
+  // Failing to listen is the caller's error to report; after that, errors are logged.
+  server.on("error", (error: Error) => {
+    log.error("the HTTP server failed: {error}", { error });
+  });
   const address = server.address();
   if (address === null || typeof address === "string") {
     server.close();

@@ -165,3 +165,20 @@ Deno.test("what exists for tests is marked @internal in the public types", async
   }
   assert.deepEqual(leaks, [], "members documented as for tests but not @internal");
 });
+
+Deno.test("the README's library section names only what mod.ts exports", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  const section = readme.slice(readme.indexOf("## As a library"), readme.indexOf("## Development"));
+  const exported = new Set(Object.values(PUBLIC_API).flat());
+  // Functions and classes named in backticks: `runAgent`, `Sandbox.create({...})`, ...
+  for (const [, name] of section.matchAll(/`([a-zA-Z][A-Za-z]+)(?:\.[a-z]+)?(?:\([^`]*\))?`/g)) {
+    if (
+      !/^(create|run|check|follow|sign|canonical|generate|default)[A-Z]|^[A-Z][a-z]+[A-Z]/.test(
+        name,
+      )
+    ) {
+      continue;
+    }
+    assert.ok(exported.has(name), `README names ${name}, which mod.ts does not export`);
+  }
+});

@@ -85,9 +85,12 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
         }); run with --allow-read=${dir} --allow-write=${dir} to keep them on disk`,
       );
     }
-    throw new Error(`cannot create the state directory ${dir}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    const why = error instanceof Deno.errors.AlreadyExists
+      ? "it exists and is not a directory"
+      : error instanceof Deno.errors.NotADirectory
+      ? "a part of the path above it is not a directory"
+      : (error as Error).message;
+    throw new Error(`cannot create the state directory ${dir}: ${why}`, { cause: error });
   }
   const lock = lockStateDir(dir);
   let journal: Journal | undefined;

@@ -39,7 +39,13 @@ import {
 } from "../config/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { closeLogging, logger } from "../log/mod.ts";
-import { addSettingOptions, type FileOptions, loadCommandSettings } from "./common.ts";
+import {
+  addSettingOptions,
+  checkDirectorySetting,
+  checkFileLocation,
+  type FileOptions,
+  loadCommandSettings,
+} from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 
@@ -203,10 +209,15 @@ async function agentAction(
   if (!s.agentId) {
     throw missingSettingError(loaded, "agentId", "agent");
   }
+  checkDirectorySetting(loaded, "commandCwd");
+  checkDirectorySetting(loaded, "stateDir");
   const { executor, exec } = executorFromSettings(loaded.settings);
 
   if (startsDaemon) {
     await executor.close?.();
+    // What the daemon would fail on at once, said here, where someone reads it.
+    checkFileLocation("PID_FILE", loaded.sources.pidFile, s.pidFile);
+    checkFileLocation("LOG_FILE", loaded.sources.logFile, s.logFile ?? DAEMON_LOG_FILE);
     const running = readPidFile(s.pidFile);
     if (running !== undefined && isLiveAgent(running)) {
       throw new DaemonError(

@@ -5,7 +5,8 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
+import { nearest } from "../config/mod.ts";
 import { AGENT_ID_PATTERN, AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
 import { alignColumns } from "../operator/mod.ts";
 import {
@@ -154,9 +155,21 @@ export function agentsCommand(io: Io) {
           "seen, version, deployment, running command, queue and heartbeat; with --db id, " +
           "scopes, last seen, created. Never tokens",
       )
-      .option("--json", "print JSON"),
+      .option("--json", "print JSON")
+      // As the default command it gets the words of a mistyped sub-command (`agents ad web-5`).
+      .allowExcessArguments(true),
   );
-  list.action(async (options) => {
+  list.action(async (options, cmd) => {
+    const [word] = cmd.args;
+    if (word !== undefined) {
+      const names = agents.commands.map((c) => c.name());
+      const suggestion = nearest(word, names);
+      throw new UsageError(
+        `unknown command 'agents ${word}'${
+          suggestion ? ` (did you mean agents ${suggestion}?)` : ""
+        }; the commands are ${names.join(", ")}`,
+      );
+    }
     if (!onDisk(options)) return await listAgentsRemote(io, options);
     const rows = await withStore(io, options, (store) => store.listAgents());
     if (options.json) {

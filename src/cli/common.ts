@@ -10,10 +10,13 @@ import {
   keysFor,
   type LoadedSettings,
   loadSettings,
+  reasonOf,
   type Role,
   SETTINGS,
   type Settings,
 } from "../config/mod.ts";
+import { dirname } from "node:path";
+import { ConfigError, UsageError } from "../errors.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 import type { Io } from "./io.ts";
 
@@ -46,8 +49,16 @@ export function addSettingOptions<C extends Command<any, any, any>>(
     if (!spec.boolean) {
       option.argParser((value: string) => {
         const parsed = spec.schema.safeParse(value);
+        if (!parsed.success && spec.secret) {
+          // commander would quote the value: a secret is never printed.
+          throw new UsageError(
+            `${flagOf(spec.env)} must be ${spec.expected}, got a value of ${value.length} ` +
+              "characters",
+          );
+        }
         if (!parsed.success) {
-          throw new InvalidArgumentError(`must be ${spec.expected}`);
+          const why = reasonOf(parsed.error);
+          throw new InvalidArgumentError(`must be ${spec.expected}${why ? `: ${why}` : ""}`);
         }
         return value;
       });
@@ -84,15 +95,26 @@ export function loadCommandSettings(
     env: io.env && { ...io.env },
   });
   const s = loaded.settings;
-  setupLogging({
-    format: s.logFormat,
-    level: s.logLevel,
-    file: logFile(s),
-    secrets: [s.agentToken, s.statusAdminToken, ...urlPasswords(s.db, s.databaseUrl)].filter((
-      v,
-    ): v is string => !!v),
-    filter,
-  });
+  const file = logFile(s);
+  try {
+    setupLogging({
+      format: s.logFormat,
+      level: s.logLevel,
+      file,
+      secrets: [s.agentToken, s.statusAdminToken, ...urlPasswords(s.db, s.databaseUrl)].filter((
+        v,
+      ): v is string => !!v),
+      filter,
+    });
+  } catch (error) {
+    if (file === undefined) throw error;
+    throw new ConfigError(
+      `${describeFileSetting("LOG_FILE", loaded.sources.logFile, file)} cannot be opened: ${
+        fileProblem(error, file)
+      }`,
+      { cause: error },
+    );
+  }
   const log = logger("config");
   // Long-running roles say once at start-up what they could not read; one-shot commands only
   // at debug, so that their output stays their own.
@@ -104,17 +126,27 @@ export function loadCommandSettings(
   for (const file of loaded.files) log.debug("settings file read", { file });
   if (loaded.ignoredKeys.length > 0) {
     log.debug("config.json keys ignored (not settings of this program)", {
-      keys: loaded.ignoredKeys.join(","),
+      keys: listOf(loaded.ignoredKeys),
     });
   }
-  for (const { key, suggestion } of loaded.unknownKeys) {
+  const unknown = loaded.unknownKeys;
+  if (unknown.length > UNKNOWN_KEYS_ONE_BY_ONE) {
     log.info(
-      suggestion === undefined
-        ? `config.json key "${key}" is not a setting of status; it is ignored`
-        : `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
-          `"${suggestion}"?)`,
-      { key, suggestion },
+      `config.json has ${unknown.length} keys that are not settings of status; they are ` +
+        `ignored: ${listOf(unknown.map(({ key }) => key))}`,
+      { count: unknown.length },
     );
+  } else {
+    for (const { key: fullKey, suggestion } of unknown) {
+      const key = shortKey(fullKey);
+      log.info(
+        suggestion === undefined
+          ? `config.json key "${key}" is not a setting of status; it is ignored`
+          : `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
+            `"${suggestion}"?)`,
+        { key, suggestion },
+      );
+    }
   }
   if (roles.includes("agent") && s.allowedPrograms.length === 0) {
     log.warning(
@@ -125,6 +157,120 @@ export function loadCommandSettings(
     );
   }
   return loaded;
+}
+
+/** Up to this many unknown `config.json` keys are logged one line each; more in one line. */
+const UNKNOWN_KEYS_ONE_BY_ONE = 5;
+
+/** A key as logged: a very long one is cut, saying its length. */
+function shortKey(key: string): string {
+  return key.length <= 64 ? key : `${key.slice(0, 48)}… (${key.length} characters)`;
+}
+
+/** The first few keys, quoted and cut, and how many more. */
+function listOf(keys: readonly string[]): string {
+  const shown = keys.slice(0, 5).map((key) => `"${shortKey(key)}"`).join(", ");
+  return keys.length > 5 ? `${shown} and ${keys.length - 5} more` : shown;
+}
+
+/**
+ * How a file setting is named in errors: `LOG_FILE from flag --log-file (/var/log/x.log)`.
+ *
+ * @param env The setting's variable.
+ * @param source Where it came from (`undefined`: a default of the command).
+ * @param path The file.
+ * @returns The phrase.
+ */
+export function describeFileSetting(env: string, source: string | undefined, path: string): string {
+  return `${env} from ${source === undefined || source === "default" ? "the default" : source} ` +
+    `(${path})`;
+}
+
+/**
+ * Says in a few words why a file could not be opened or created.
+ *
+ * @param error What opening it threw.
+ * @param path The file.
+ * @returns E.g. "the directory /nonexistent does not exist".
+ */
+export function fileProblem(error: unknown, path: string): string {
+  if (error instanceof Deno.errors.NotFound) {
+    try {
+      Deno.statSync(dirname(path));
+      return "it leads to a folder that does not exist (a link?)";
+    } catch {
+      return `the directory ${dirname(path)} does not exist`;
+    }
+  }
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory, not a file";
+  if (error instanceof Deno.errors.NotADirectory) {
+    return `${dirname(path)} (or a folder above it) is not a directory`;
+  }
+  if (error instanceof Deno.errors.NotCapable) return "not permitted without --allow-write";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return (error as Error).message;
+}
+
+/**
+ * Checks before a daemon starts that a file it will create can be: its directory exists, and
+ * the path is not a directory. The daemon's own start-up errors would otherwise go where nobody
+ * reads them.
+ *
+ * @param env The setting's variable.
+ * @param source Where it came from.
+ * @param path The file.
+ * @throws {ConfigError} Naming the setting, its source and the problem.
+ */
+export function checkFileLocation(env: string, source: string | undefined, path: string): void {
+  const name = describeFileSetting(env, source, path);
+  let problem: string | undefined;
+  try {
+    if (Deno.statSync(path).isDirectory) problem = "it is a directory, not a file";
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) return; // Not ours to judge: the daemon says.
+    try {
+      if (!Deno.statSync(dirname(path)).isDirectory) {
+        problem = `${dirname(path)} is not a directory`;
+      }
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+        problem = `the directory ${dirname(path)} does not exist`;
+      }
+    }
+  }
+  if (problem !== undefined) throw new ConfigError(`${name} cannot be created: ${problem}`);
+}
+
+/**
+ * Checks at start a directory setting that every command (`COMMAND_CWD`) or the agent's state
+ * (`STATE_DIR`) will use, so that a wrong one fails now, not once per command.
+ *
+ * @param loaded The loaded settings.
+ * @param key `commandCwd` (must exist) or `stateDir` (is created when missing).
+ * @throws {ConfigError} Naming the setting and its source, when the path is not a directory, or
+ *   (`commandCwd`) does not exist.
+ */
+export function checkDirectorySetting(
+  loaded: LoadedSettings,
+  key: "commandCwd" | "stateDir",
+): void {
+  const path = loaded.settings[key];
+  if (path === undefined) return;
+  const name = describeFileSetting(SETTINGS[key].env, loaded.sources[key], path);
+  let problem: string | undefined;
+  try {
+    if (!Deno.statSync(path).isDirectory) problem = "it is not a directory";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotADirectory) {
+      problem = "a part of the path above it is not a directory";
+    } else if (error instanceof Deno.errors.NotFound) {
+      if (key === "commandCwd") problem = "the directory does not exist";
+    } else if (error instanceof Deno.errors.PermissionDenied) {
+      problem = "permission denied";
+    }
+    // Without --allow-read: not ours to judge here; the agent says what it can do.
+  }
+  if (problem !== undefined) throw new ConfigError(`${name} cannot be used: ${problem}`);
 }
 
 /** The passwords in database URLs (kept out of logs). */

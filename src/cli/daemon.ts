@@ -11,6 +11,7 @@ import { abortableSleep } from "../clock.ts";
 import { removeFileDurableSync } from "../agent/fs.ts";
 import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
+import { ConfigError } from "../errors.ts";
 import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 
 /** The hidden flag that tells a re-spawned process it is the daemon. */
@@ -229,9 +230,13 @@ export async function spawnDaemon(options: SpawnDaemonOptions): Promise<number> 
     args: [...program.prefix, ...options.args, DAEMON_CHILD_FLAG],
     stdin: "null",
     stdout: "null",
-    stderr: "null",
+    // Read until the daemon runs: why it failed at start (a setting, the pid file) is said
+    // there, before its log file may exist. Once it runs it logs to its file; a line it still
+    // writes to standard error then meets a closed pipe and is dropped.
+    stderr: "piped",
     detached: true,
   }).spawn();
+  const early = readEarly(child.stderr);
   const timeoutMs = options.timeoutMs ?? 30_000;
   const stop = new AbortController();
   let exited: Deno.CommandStatus | undefined;
@@ -249,13 +254,18 @@ export async function spawnDaemon(options: SpawnDaemonOptions): Promise<number> 
         pid = undefined;
       }
       if (pid === child.pid) {
+        await early.stop();
         child.unref();
         return pid;
       }
       if (exited) {
-        throw new DaemonError(
-          `the daemon exited at start with code ${exited.code}; see its log file for why`,
-        );
+        const said = await early.text();
+        const why = said === ""
+          ? "; see its log file for why"
+          : `: ${said.replace(/^status: /, "").replaceAll("\nstatus: ", "\n")}`;
+        const message = `the daemon exited at start with code ${exited.code}${why}`;
+        // A daemon that found its settings bad exits 2, and so does the command that started it.
+        throw exited.code === 2 ? new ConfigError(message) : new DaemonError(message);
       }
       await abortableSleep(100, stop.signal);
     }
@@ -265,12 +275,68 @@ export async function spawnDaemon(options: SpawnDaemonOptions): Promise<number> 
       // Gone.
     }
     await child.status;
+    await early.stop();
     throw new DaemonError(
       `the daemon did not write its pid file ${options.pidFile} within ${timeoutMs / 1000} s`,
     );
   } finally {
     stop.abort();
   }
+}
+
+/** At most this much of what a daemon says at start is kept. */
+const EARLY_STDERR_LIMIT = 8192;
+
+/**
+ * Collects the first bytes of a child's standard error.
+ *
+ * @param stream The child's standard error.
+ * @returns `text()`: what it said, trimmed, once the stream ended (or after a second);
+ *   `stop()`: stops reading and closes the stream.
+ */
+function readEarly(stream: ReadableStream<Uint8Array>): {
+  text(): Promise<string>;
+  stop(): Promise<void>;
+} {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const done = (async () => {
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        if (size < EARLY_STDERR_LIMIT) chunks.push(value.subarray(0, EARLY_STDERR_LIMIT - size));
+        size += value.length;
+      }
+    } catch {
+      // Cancelled.
+    }
+  })();
+  const decode = () => {
+    const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, at);
+      at += chunk.length;
+    }
+    return new TextDecoder().decode(bytes).trim();
+  };
+  return {
+    async text() {
+      // A process the daemon started could hold the pipe open: wait a second at most.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([done, new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
+      clearTimeout(timer);
+      await reader.cancel().catch(() => {});
+      await done;
+      return decode();
+    },
+    async stop() {
+      await reader.cancel().catch(() => {});
+      await done;
+    },
+  };
 }
 
 /**

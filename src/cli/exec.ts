@@ -20,7 +20,7 @@ import {
   runCommand,
 } from "../exec/mod.ts";
 import type { LogRecordView } from "../log/mod.ts";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
 import { printOutput } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
@@ -301,16 +301,17 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
     .option("--json", "print the result object as JSON");
   addSettingOptions(command, ["exec"]);
   command.action(async (commandLine, options) => {
-    const resolved = settings ??
-      execSettingsFrom(
-        loadCommandSettings(
-          io,
-          options as Record<string, unknown>,
-          ["exec"],
-          undefined,
-          notReportedBySummary,
-        ).settings,
+    const resolved = settings ?? (() => {
+      const loaded = loadCommandSettings(
+        io,
+        options as Record<string, unknown>,
+        ["exec"],
+        undefined,
+        notReportedBySummary,
       );
+      checkDirectorySetting(loaded, "commandCwd");
+      return execSettingsFrom(loaded.settings);
+    })();
     using cancel = cancelOnSignals();
     const signal = resolved.signal
       ? AbortSignal.any([resolved.signal, cancel.signal])

@@ -9,25 +9,72 @@ import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
+import type { LoadedSettings } from "../config/mod.ts";
 import type { Io } from "./io.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 
-function readPem(path: string, flag: string): string {
+/** How a TLS file setting is named in errors: `TLS_CERT from flag --tls-cert (cert.pem)`. */
+function named(env: string, source: string | undefined, path: string): string {
+  return `${env} from ${source ?? "the default"} (${path})`;
+}
+
+function readPem(path: string, what: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      throw new ConfigError(`${flag} ${path} does not exist`, { cause: error });
+      throw new ConfigError(`${what}: the file does not exist`, { cause: error });
     }
     if (error instanceof Deno.errors.NotCapable) {
-      throw new ConfigError(`cannot read ${path} (given by ${flag}) without --allow-read`, {
-        cause: error,
-      });
+      throw new ConfigError(`${what}: cannot be read without --allow-read`, { cause: error });
     }
-    throw new ConfigError(`cannot read ${path} (given by ${flag}): ${(error as Error).message}`, {
+    throw new ConfigError(`${what}: cannot be read: ${(error as Error).message}`, {
       cause: error,
     });
   }
+}
+
+/**
+ * Reads the certificate and key files and checks once, before listening, that they are PEM and
+ * belong together: a bad pair would otherwise fail every HTTPS connection, one by one.
+ *
+ * @param loaded The loaded settings (`TLS_CERT` and `TLS_KEY` set).
+ * @returns The PEM texts.
+ * @throws {ConfigError} Naming the setting, where it came from and what is wrong with the file.
+ */
+export function loadTlsPair(loaded: LoadedSettings): { cert: string; key: string } {
+  const { settings: s, sources } = loaded;
+  const certName = named("TLS_CERT", sources.tlsCert, s.tlsCert!);
+  const keyName = named("TLS_KEY", sources.tlsKey, s.tlsKey!);
+  const cert = readPem(s.tlsCert!, certName);
+  const key = readPem(s.tlsKey!, keyName);
+  try {
+    // Loads the pair as rustls will for the listener, without opening a socket.
+    Deno.createHttpClient({ cert, key }).close();
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/no certificates found/i.test(message)) {
+      throw new ConfigError(
+        `${certName} holds no PEM certificate (a "-----BEGIN CERTIFICATE-----" block)`,
+        { cause: error },
+      );
+    }
+    if (/no keys found/i.test(message)) {
+      throw new ConfigError(
+        `${keyName} holds no PEM private key (a "-----BEGIN ... PRIVATE KEY-----" block)`,
+        { cause: error },
+      );
+    }
+    if (/KeyMismatch|not be consistent/i.test(message)) {
+      throw new ConfigError(`${keyName} is not the private key of the certificate in ${certName}`, {
+        cause: error,
+      });
+    }
+    throw new ConfigError(`${certName} and ${keyName} cannot be used for HTTPS: ${message}`, {
+      cause: error,
+    });
+  }
+  return { cert, key };
 }
 
 /**
@@ -62,11 +109,17 @@ Examples:
     const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["server"]);
     const s = loaded.settings;
     if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
-      throw new ConfigError("--tls-cert and --tls-key must be given together");
+      const [given, missing] = s.tlsCert === undefined ? ["TLS_KEY", "TLS_CERT"] : [
+        "TLS_CERT",
+        "TLS_KEY",
+      ];
+      const source = loaded.sources[given === "TLS_CERT" ? "tlsCert" : "tlsKey"];
+      throw new ConfigError(
+        `${given} (from ${source}) is set but ${missing} is not: --tls-cert and --tls-key ` +
+          "must be given together",
+      );
     }
-    const tls = s.tlsCert && s.tlsKey
-      ? { cert: readPem(s.tlsCert, "--tls-cert"), key: readPem(s.tlsKey, "--tls-key") }
-      : undefined;
+    const tls = s.tlsCert && s.tlsKey ? loadTlsPair(loaded) : undefined;
     using _survive = surviveConnectionFailures();
     using _console = consoleIntoLog();
     const server = await startServer({

@@ -5,7 +5,7 @@
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { DEFAULT_STOP_TIMEOUT_SECS, stopDaemon } from "./daemon.ts";
-import { type FileOptions, loadCommandSettings } from "./common.ts";
+import { loadSettings } from "../config/mod.ts";
 import type { Io } from "./io.ts";
 
 function parseSecs(value: string): number {
@@ -28,7 +28,14 @@ export function stopCommand(io: Io): Command {
         "(it finishes or cancels a running command and reports it first)",
     )
     .helpOption("-h, --help", "show help")
-    .option("--pid-file <path>", "pid file of the daemon (default status.pid) [PID_FILE]")
+    .option(
+      "--pid-file <path>",
+      "pid file of the daemon (default status.pid) [PID_FILE]",
+      (value: string) => {
+        if (value.trim() === "") throw new InvalidArgumentError("must be a file path");
+        return value;
+      },
+    )
     .option("--config <path>", "read PID_FILE from this config.json (default ./config.json)")
     .option("--env-file <path>", "read PID_FILE from this .env file (default ./.env)")
     .option(
@@ -39,18 +46,16 @@ export function stopCommand(io: Io): Command {
     )
     .action(async (options) => {
       const timeoutSecs = options.timeout ?? DEFAULT_STOP_TIMEOUT_SECS;
-      // The same PID_FILE the agent used, from the same flags, environment and files.
-      const { settings } = loadCommandSettings(
-        io,
-        options as Record<string, unknown> & FileOptions,
-        [
-          "agent",
-        ],
-      );
-      const pid = await stopDaemon({
-        pidFile: settings.pidFile,
-        timeoutMs: timeoutSecs * 1000,
-      });
+      // The same PID_FILE the agent used, from the same flags, environment and files; nothing
+      // else is read, so that a broken setting of the agent never prevents stopping it.
+      const pidFile = options.pidFile ?? loadSettings({
+        roles: ["agent"],
+        only: ["pidFile"],
+        configPath: options.config,
+        envFilePath: options.envFile,
+        env: io.env && { ...io.env },
+      }).settings.pidFile;
+      const pid = await stopDaemon({ pidFile, timeoutMs: timeoutSecs * 1000 });
       io.out(`agent stopped (pid ${pid})`);
     });
   return command as unknown as Command;

@@ -1,6 +1,6 @@
 /**
  * `status up`: the quickest way to try `status`. Starts a dev-mode dashboard on 127.0.0.1 and one
- * agent in this one process, with their data in a local folder, prints two commands to try, and
+ * agent in this one process, with their data in a local folder, prints three commands to try, and
  * stops cleanly on Ctrl-C (the agent first, then the dashboard).
  *
  * @module
@@ -11,15 +11,36 @@ import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
 import { ConfigError } from "../errors.ts";
+import { type SettingKey, SETTINGS } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
 import type { Io } from "./io.ts";
 
 /** Folder of the database and the agent's state by default. */
 export const UP_DEFAULT_DATA_DIR = "./.status";
+/**
+ * Settings `status up` does not take from any source: it listens on loopback in dev mode, keeps
+ * its data in `--data-dir`, and its agent talks to its own dashboard.
+ */
+export const UP_IGNORED: readonly SettingKey[] = [
+  "bind",
+  "db",
+  "databaseUrl",
+  "stateDir",
+  "dashboardUrl",
+  "agentToken",
+  "statusAdminToken",
+  "tlsCert",
+  "tlsKey",
+  "daemon",
+  "pidFile",
+  "waitRequireSignature",
+  "acceptV1Signatures",
+];
+
 /** The agent id `status up` runs by default (the seed's). */
 export const UP_DEFAULT_AGENT_ID = "test-agent";
 
@@ -30,6 +51,13 @@ function parsePort(value: string): number {
     throw new InvalidArgumentError("must be a port number from 0 to 65535");
   }
   return port;
+}
+
+function parseDataDir(value: string): string {
+  if (value.trim() === "") {
+    throw new InvalidArgumentError("must be a directory path, got an empty value");
+  }
+  return value;
 }
 
 function join(dir: string, name: string): string {
@@ -46,7 +74,7 @@ function isAddrInUse(error: unknown): boolean {
 }
 
 /**
- * The lines `status up` prints once both parts run: where they are and two commands to try.
+ * The lines `status up` prints once both parts run: where they are and three commands to try.
  *
  * @param options The dashboard's port, the agent id and the data folder.
  * @returns The lines.
@@ -87,13 +115,22 @@ export function upCommand(io: Io): Command {
       "Try status on this machine: a dev-mode dashboard on 127.0.0.1 and one agent in one " +
         "process, data in ./.status; Ctrl-C stops both",
     )
-    .option("--port <port>", "port of the dashboard (0: any free port)", parsePort, DEFAULT_PORT)
+    .option(
+      "--port <port>",
+      `port of the dashboard (0: any free port; default PORT, else ${DEFAULT_PORT})`,
+      parsePort,
+    )
     .option(
       "--data-dir <dir>",
       "folder of the database (status.db) and the agent's state (agent-state)",
+      parseDataDir,
       UP_DEFAULT_DATA_DIR,
     )
-    .option("--agent-id <id>", "id of the agent", parseAgentId, UP_DEFAULT_AGENT_ID);
+    .option(
+      "--agent-id <id>",
+      `id of the agent (default AGENT_ID, else ${UP_DEFAULT_AGENT_ID})`,
+      parseAgentId,
+    );
   addSettingOptions(command, []);
   command.addHelpText(
     "after",
@@ -101,14 +138,33 @@ export function upCommand(io: Io): Command {
 Permissions: deno task start, or
   deno run --allow-net --allow-run --allow-read --allow-write --allow-env --allow-sys main.ts up
 
-Other settings of the agent and the dashboard (ALLOWED_PROGRAMS, COMMAND_TIMEOUT_SECS, ...) are
-read from the environment, .env and config.json as usual; tokens are not: "status up" always runs
-in dev mode. For anything beyond trying, run "status serve" and "status agent".`,
+PORT and AGENT_ID, and the other settings of the agent and the dashboard (ALLOWED_PROGRAMS,
+COMMAND_TIMEOUT_SECS, ...), are read from the flags, the environment, .env and config.json as
+usual. These are not, and a note says so when one is set: ${
+      UP_IGNORED.map((k) => SETTINGS[k].env)
+        .join(", ")
+    }: "status up" always listens on 127.0.0.1 in dev mode, with its data in --data-dir,
+and its agent talks to it. For anything beyond trying, run "status serve" and "status agent".`,
   );
   command.action(async (options) => {
     const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["agent", "server"]);
     const s = loaded.settings;
     const log = logger("up");
+    const ignored = UP_IGNORED.filter((key) => {
+      const source = loaded.sources[key];
+      return source !== undefined && source !== "default";
+    });
+    if (ignored.length > 0) {
+      log.warning(
+        `status up ignores ${
+          ignored.map((key) => `${SETTINGS[key].env} (from ${loaded.sources[key]})`).join(", ")
+        }: it always listens on 127.0.0.1 in dev mode with its data in --data-dir; use ` +
+          '"status serve" and "status agent" for these',
+      );
+    }
+    checkDirectorySetting(loaded, "commandCwd");
+    const port = s.port;
+    const agentId = s.agentId ?? UP_DEFAULT_AGENT_ID;
     const dataDir = options.dataDir;
     const db = join(dataDir, "status.db");
     const stateDir = join(dataDir, "agent-state");
@@ -128,7 +184,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     }
 
     // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
-    const { executor, exec } = executorFromSettings({ ...s, agentToken: undefined });
+    const { executor, exec } = executorFromSettings({ ...s, stateDir, agentToken: undefined });
 
     // The agent's state directory first (another "status up" may hold its lock): fail before
     // the dashboard starts and before the invitation is printed.
@@ -149,7 +205,7 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
     try {
       server = await startServer({
         db,
-        port: options.port,
+        port,
         hostname: "127.0.0.1",
         ackTimeoutSecs: s.ackTimeoutSecs,
         maxAttempts: s.maxAttempts,
@@ -159,13 +215,15 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
         operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
         queueTtlSecs: s.queueTtlSecs,
         defaultTimeoutSecs: s.commandTimeoutSecs,
+        offlineAfterSecs: s.offlineAfterSecs,
+        metricsBind: s.metricsBind,
       });
     } catch (error) {
       state[Symbol.dispose]();
       await executor.close?.();
       if (isAddrInUse(error)) {
         throw new Error(
-          `port ${options.port} is busy: something already listens on 127.0.0.1:${options.port} ` +
+          `port ${port} is busy: something already listens on 127.0.0.1:${port} ` +
             '(another "status up" or "status serve"?); stop it, or choose another port with ' +
             "--port <n> (0 picks a free one)",
           { cause: error },
@@ -182,15 +240,15 @@ in dev mode. For anything beyond trying, run "status serve" and "status agent".`
 
     try {
       const agent = runAgent({
-        ...loopOptionsFromSettings({ ...s, agentToken: undefined }),
+        ...loopOptionsFromSettings({ ...s, stateDir, agentToken: undefined }),
         dashboardUrl: server.url,
-        agentId: options.agentId,
+        agentId,
         state,
         executor,
         exec,
         stopNow: stopNow.signal,
       }, stop.signal);
-      for (const line of upBanner({ port: server.port, agentId: options.agentId, dataDir })) {
+      for (const line of upBanner({ port: server.port, agentId, dataDir })) {
         io.out(line);
       }
       // The agent returns once stopped (or throws when it cannot run at all); the dashboard

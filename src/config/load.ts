@@ -5,12 +5,14 @@
  * @module
  */
 import { parseEnv } from "node:util";
+import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { nearest } from "./suggest.ts";
 import {
   flagOf,
   jsonKeyOf,
   keysFor,
+  reasonOf,
   type Role,
   type SettingKey,
   SETTINGS,
@@ -23,6 +25,11 @@ export interface LoadOptions {
   roles: readonly Role[];
   /** Parsed flags keyed by camelCase setting name (as commander returns them). */
   flags?: Record<string, unknown>;
+  /**
+   * Read and validate only these settings of the roles (a command that needs one setting is not
+   * stopped by a bad value of another).
+   */
+  only?: readonly SettingKey[];
   /** `--config PATH`: a missing file named here is an error. */
   configPath?: string;
   /** `--env-file PATH`: a missing file named here is an error. */
@@ -53,11 +60,13 @@ export interface LoadedSettings {
   ignoredKeys: string[];
   /**
    * The ignored keys that are not keys of the original Status Panel config either (likely typos),
-   * each with the nearest setting key when one is near.
+   * the first ten each with the nearest setting key when one is near.
    */
   unknownKeys: Array<{ key: string; suggestion?: string }>;
-  /** Whether the environment could not be read (no `--allow-env`). */
+  /** Whether none of the command's variables could be read (no `--allow-env`). */
   envUnreadable: boolean;
+  /** The command's variables that could not be read (not granted by `--allow-env=...`). */
+  deniedVariables: string[];
   /** The default files (`.env`, `config.json`) that could not be read (no `--allow-read`). */
   unreadableFiles: string[];
   /** Files that were read. */
@@ -92,16 +101,43 @@ function readTextIfPresent(path: string): string | undefined {
   }
 }
 
+/** A byte order mark some editors put at the start of a file; not part of the first line. */
+const BOM = "\uFEFF";
+
+function withoutBom(text: string): string {
+  return text.startsWith(BOM) ? text.slice(1) : text;
+}
+
 /**
- * Parses a `.env` file, rejecting lines that are not `NAME=value`, comments or blank.
+ * A `.env` line as `node:util`'s `parseEnv` reads it: spaces or tabs, `export` and a space, the
+ * name, spaces or tabs, `=`. Anything else it would drop or read under another name.
+ */
+const ENV_LINE = /^[ \t]*(?:export +)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)$/;
+
+/** Names the invisible or unusual characters of a line, for an error about it. */
+function unusualCharacters(line: string): string {
+  const odd = [...new Set([...line].filter((c) => !/[\x20-\x7e]/.test(c)))].slice(0, 3);
+  if (odd.length === 0) return "";
+  const names = odd.map((c) =>
+    c === "\t" ? "a tab" : `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`
+  );
+  return ` (it holds ${names.join(", ")}; use plain spaces, and one space after "export")`;
+}
+
+/**
+ * Parses a `.env` file, rejecting lines that are not `NAME=value`, comments or blank. A byte
+ * order mark at the start is skipped; a line the parser would not read as the `NAME=value` it
+ * looks like (a non-breaking space before the name, a tab after `export`) is an error.
  *
  * @param text The file's contents.
  * @param label How the file is named in errors.
  * @returns The variables.
- * @throws {ConfigError} On a malformed line.
+ * @throws {ConfigError} On a malformed line, naming its number.
  */
 export function parseEnvFile(text: string, label: string): Record<string, string> {
+  text = withoutBom(text);
   const lines = text.split(/\r?\n/);
+  const names = new Map<string, number>();
   let openQuote: string | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
@@ -109,28 +145,36 @@ export function parseEnvFile(text: string, label: string): Record<string, string
       if (line.includes(openQuote)) openQuote = undefined;
       continue;
     }
-    const trimmed = line.trim();
-    if (trimmed === "" || trimmed.startsWith("#")) continue;
-    const match = /^(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=\s*(.*)$/.exec(trimmed);
+    if (/^[ \t]*(#|$)/.test(line)) continue;
+    const match = ENV_LINE.exec(line);
     if (!match) {
       throw new ConfigError(
-        `${label} line ${i + 1} must be NAME=value, got ${JSON.stringify(trimmed.slice(0, 80))}`,
+        `${label} line ${i + 1} must be NAME=value, got ${
+          JSON.stringify(line.replace(/^[ \t]+|[ \t]+$/g, "").slice(0, 80))
+        }${unusualCharacters(line.split("=")[0])}`,
       );
     }
-    const value = match[1];
+    names.set(match[1], i + 1);
+    const value = match[2];
     const quote = value[0];
     if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
       openQuote = quote;
     }
   }
   if (openQuote) throw new ConfigError(`${label} has an unclosed ${openQuote} quote`);
-  return { ...parseEnv(text) } as Record<string, string>;
+  const parsed = { ...parseEnv(text) } as Record<string, string>;
+  for (const [name, line] of names) {
+    if (!(name in parsed)) {
+      throw new ConfigError(`${label} line ${line} sets ${name} in a way that is not read`);
+    }
+  }
+  return parsed;
 }
 
 function parseConfigJson(text: string, label: string): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(withoutBom(text));
   } catch (error) {
     throw new ConfigError(`${label} is not valid JSON: ${(error as Error).message}`);
   }
@@ -140,9 +184,17 @@ function parseConfigJson(text: string, label: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+function reason(error: z.ZodError): string {
+  const why = reasonOf(error);
+  return why === undefined ? "" : `: ${why}`;
+}
+
 function show(value: unknown): string {
   return typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
 }
+
+/** How many unknown `config.json` keys get a "did you mean" suggestion. */
+const SUGGESTED_KEYS = 10;
 
 /**
  * Loads and validates the settings of the given roles.
@@ -154,7 +206,7 @@ function show(value: unknown): string {
  * @throws {ConfigError} Naming the setting, where it came from and the bad value.
  */
 export function loadSettings(options: LoadOptions): LoadedSettings {
-  const keys = keysFor(options.roles);
+  const keys = keysFor(options.roles).filter((key) => !options.only || options.only.includes(key));
   const cwd = options.cwd ?? Deno.cwd();
   const canRead = options.canRead ?? defaultCanRead;
   const notices: string[] = [];
@@ -164,20 +216,28 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   // Environment: every setting's variable, where permitted.
   let env: Record<string, string | undefined> = {};
   let envUnreadable = false;
+  const deniedVariables: string[] = [];
   if (options.env) {
     env = options.env;
   } else {
-    const denied: string[] = [];
-    for (const key of keysFor(["agent", "server", "operator", "exec", "log"])) {
+    // Only this command's variables: a permission set that grants exactly them reads them all.
+    for (const key of keys) {
       const name = SETTINGS[key].env;
       if (permitted({ name: "env", variable: name })) env[name] = Deno.env.get(name);
-      else denied.push(name);
+      else deniedVariables.push(name);
     }
-    if (denied.length > 0) {
+    if (deniedVariables.length > 0 && deniedVariables.length === keys.length) {
       envUnreadable = true;
       notices.push(
         "environment variables are not read without --allow-env; " +
           "add --allow-env to configure by environment, or pass flags",
+      );
+    } else if (deniedVariables.length > 0) {
+      notices.push(
+        `environment variable${deniedVariables.length === 1 ? "" : "s"} ${
+          deniedVariables.join(", ")
+        } ${deniedVariables.length === 1 ? "is" : "are"} not read: --allow-env does not ` +
+          "grant them; add them to --allow-env, or pass flags",
       );
     }
   }
@@ -211,8 +271,9 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     (Object.keys(SETTINGS) as SettingKey[]).map((k) => jsonKeyOf(SETTINGS[k].env)),
   );
   const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
-  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key) => {
-    const suggestion = nearest(key, known);
+  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key, i) => {
+    // A suggestion for the first few only: a file of many unknown keys is summarized anyway.
+    const suggestion = i < SUGGESTED_KEYS ? nearest(key, known) : undefined;
     return suggestion === undefined ? { key } : { key, suggestion };
   });
 
@@ -241,13 +302,14 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
           spec.secret ? `a value of ${String(raw).length} characters` : show(raw)
-        }`,
+        }${spec.secret ? "" : reason(result.error)}`,
         { cause: result.error },
       );
     }
     settings[key] = result.data;
     sources[key] = source;
   }
+  checkBounds(settings, sources);
   return {
     settings: settings as Settings,
     sources,
@@ -255,9 +317,37 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     ignoredKeys,
     unknownKeys,
     envUnreadable,
+    deniedVariables,
     unreadableFiles,
     files,
   };
+}
+
+/**
+ * Pairs of settings where the first may not be above the second: a smaller maximum than the
+ * value it bounds is a mistake, refused rather than silently capped.
+ */
+const BOUNDS: ReadonlyArray<[SettingKey, SettingKey]> = [
+  ["pollingBackoffSecs", "pollingBackoffMaxSecs"],
+  ["commandTimeoutSecs", "commandTimeoutMaxSecs"],
+];
+
+function checkBounds(
+  settings: Record<string, unknown>,
+  sources: Partial<Record<SettingKey, string>>,
+): void {
+  for (const [low, high] of BOUNDS) {
+    const value = settings[low];
+    const max = settings[high];
+    if (typeof value !== "number" || typeof max !== "number" || value <= max) continue;
+    const from = (key: SettingKey) => sources[key] === "default" ? "the default" : sources[key];
+    const lowEnv = SETTINGS[low].env;
+    const highEnv = SETTINGS[high].env;
+    throw new ConfigError(
+      `${lowEnv} (${value}, from ${from(low)}) must not be above ${highEnv} (${max}, from ` +
+        `${from(high)}): lower ${lowEnv} or raise ${highEnv}`,
+    );
+  }
 }
 
 /**
@@ -293,19 +383,25 @@ export const STATUS_PANEL_KEYS: ReadonlySet<string> = new Set([
  * ```
  */
 export function missingSettingError(
-  loaded: Pick<LoadedSettings, "envUnreadable"> & Partial<Pick<LoadedSettings, "unreadableFiles">>,
+  loaded:
+    & Pick<LoadedSettings, "envUnreadable">
+    & Partial<Pick<LoadedSettings, "unreadableFiles" | "deniedVariables">>,
   key: SettingKey,
   role: string,
 ): ConfigError {
   const spec = SETTINGS[key];
   const flag = `${flagOf(spec.env)} ${spec.placeholder ?? "<value>"}`;
   const unread: string[] = [];
-  if (loaded.envUnreadable) unread.push("the environment (Deno was started without --allow-env)");
+  const envDenied = loaded.envUnreadable;
+  const variableDenied = !envDenied && (loaded.deniedVariables ?? []).includes(spec.env);
+  if (envDenied) unread.push("the environment (Deno was started without --allow-env)");
+  if (variableDenied) unread.push(`${spec.env} (not granted by --allow-env)`);
   const files = loaded.unreadableFiles ?? [];
   if (files.length > 0) unread.push(`${files.join(" and ")} (without --allow-read)`);
   if (unread.length > 0) {
     const grants = [
-      ...(loaded.envUnreadable ? [`--allow-env (or --allow-env=${spec.env})`] : []),
+      ...(envDenied ? [`--allow-env (or --allow-env=${spec.env})`] : []),
+      ...(variableDenied ? [`${spec.env} to --allow-env`] : []),
       ...(files.length > 0 ? [`--allow-read=${files.join(",")}`] : []),
     ];
     return new ConfigError(

@@ -7,6 +7,7 @@
 export {
   flagOf,
   keysFor,
+  reasonOf,
   type Role,
   type SettingKey,
   SETTINGS,

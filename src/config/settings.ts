@@ -18,6 +18,20 @@ import { parseLabels } from "../protocol/runs.ts";
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
 
+/**
+ * The reason a schema gave beyond "must be ...", when it gave one (a custom issue marked
+ * `params: { reason: true }`, such as "label a is given twice").
+ *
+ * @param error The schema's error.
+ * @returns The reason, or `undefined`.
+ */
+export function reasonOf(error: z.ZodError): string | undefined {
+  const issue = error.issues.find((issue) =>
+    issue.code === "custom" && (issue.params as { reason?: boolean } | undefined)?.reason
+  );
+  return issue?.message;
+}
+
 /** Describes one setting. */
 export interface SettingSpec {
   /** Variable name, e.g. `POLLING_TIMEOUT_SECS`. */
@@ -51,8 +65,14 @@ const wholeNumber = (min: number, max: number) =>
     z.number().int().min(min).max(max),
   );
 
+/** The most seconds a duration setting may be: a year. */
+const MAX_SECS = 86_400 * 365;
+
 /** A whole number of seconds from `min` up to a year. */
-const secs = (min: number) => wholeNumber(min, 86_400 * 365);
+const secs = (min: number) => wholeNumber(min, MAX_SECS);
+
+const SECS_ABOVE_0 = `a whole number of seconds from 1 to ${MAX_SECS} (a year)`;
+const SECS_FROM_0 = `a whole number of seconds from 0 to ${MAX_SECS} (a year)`;
 
 const bool = z.preprocess((v) => {
   const s = fromString(v);
@@ -115,7 +135,7 @@ const SPECS = {
   agentToken: {
     env: "AGENT_TOKEN",
     description: "This agent's secret token; requests are signed with it (unset: dev mode)",
-    expected: "a token of at least 16 characters",
+    expected: "a token of 16 to 1024 characters",
     schema: z.preprocess(fromString, z.string().min(16).max(1024)),
     roles: ["agent"],
     secret: true,
@@ -136,13 +156,19 @@ const SPECS = {
       "Labels of this agent (key=value,key=value), sent in its heartbeat; fan-out runs target them",
     expected: "key=value pairs separated by commas (keys: 1–63 of A-Za-z0-9._/-)",
     schema: z.preprocess(
-      (v) => {
+      (v, ctx) => {
         const s = fromString(v);
         if (typeof s !== "string") return s;
         try {
           return parseLabels(s);
-        } catch {
-          return s;
+        } catch (error) {
+          // The reason ("label a is given twice") follows the error's "must be ...".
+          ctx.addIssue({
+            code: "custom",
+            message: (error as Error).message,
+            params: { reason: true },
+          });
+          return z.NEVER;
         }
       },
       z.record(z.string(), z.string()),
@@ -154,7 +180,7 @@ const SPECS = {
     env: "POLLING_TIMEOUT_SECS",
     description: "How long one long-poll waits on the dashboard",
     default: defaults.DEFAULT_POLLING_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -163,7 +189,7 @@ const SPECS = {
     env: "POLLING_BACKOFF_SECS",
     description: "First back-off delay after a network error or 5xx (grows exponentially)",
     default: defaults.DEFAULT_POLLING_BACKOFF_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -172,7 +198,7 @@ const SPECS = {
     env: "POLLING_BACKOFF_MAX_SECS",
     description: "Largest back-off delay",
     default: defaults.DEFAULT_POLLING_BACKOFF_MAX_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -182,7 +208,7 @@ const SPECS = {
     description:
       "Deadline of a command that does not set params.timeout_secs (the dashboard's execution lease is this + 60 s)",
     default: defaults.DEFAULT_COMMAND_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent", "exec", "server"],
     placeholder: "<secs>",
@@ -191,7 +217,7 @@ const SPECS = {
     env: "COMMAND_TIMEOUT_MAX_SECS",
     description: "Largest deadline a command may ask for with params.timeout_secs",
     default: defaults.DEFAULT_MAX_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent", "exec"],
     placeholder: "<secs>",
@@ -254,7 +280,7 @@ const SPECS = {
     env: "METRICS_INTERVAL_SECS",
     description: "Interval of the metrics heartbeat",
     default: defaults.DEFAULT_METRICS_INTERVAL_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -298,7 +324,7 @@ const SPECS = {
     env: "SHUTDOWN_GRACE_SECS",
     description: "On SIGTERM, how long a running command may still run before it is killed",
     default: defaults.DEFAULT_SHUTDOWN_GRACE_SECS,
-    expected: "a whole number of seconds",
+    expected: SECS_FROM_0,
     schema: secs(0),
     roles: ["agent"],
     placeholder: "<secs>",
@@ -380,7 +406,7 @@ const SPECS = {
     env: "OFFLINE_AFTER_SECS",
     description: "An agent with no open poll that was not seen for this long is offline",
     default: defaults.DEFAULT_OFFLINE_AFTER_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["server"],
     placeholder: "<secs>",
@@ -425,7 +451,7 @@ const SPECS = {
   statusAdminToken: {
     env: "STATUS_ADMIN_TOKEN",
     description: "Operator token of the dashboard's operator API (required outside dev mode)",
-    expected: "a token of at least 16 characters",
+    expected: "a token of 16 to 1024 characters",
     schema: z.preprocess(fromString, z.string().min(16).max(1024)),
     roles: ["server", "operator"],
     secret: true,
@@ -435,7 +461,7 @@ const SPECS = {
     env: "ACK_TIMEOUT_SECS",
     description: "Delivery lease: a command not acked by then goes back to the queue",
     default: defaults.DEFAULT_ACK_TIMEOUT_SECS,
-    expected: "a whole number of seconds above 0",
+    expected: SECS_ABOVE_0,
     schema: secs(1),
     roles: ["server"],
     placeholder: "<secs>",

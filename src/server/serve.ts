@@ -199,6 +199,24 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           { cause: error },
         );
       }
+      const message = (error as Error).message ?? "";
+      if (
+        code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME" ||
+        /getaddrinfo/.test(message)
+      ) {
+        throw new ConfigError(
+          `cannot listen on ${hostname}:${port}: ${hostname} (BIND, --bind) is not an IP address ` +
+            "or a host name that resolves",
+          { cause: error },
+        );
+      }
+      if (code === "EADDRNOTAVAIL" || code === "EINVAL" || /EADDRNOTAVAIL|EINVAL/.test(message)) {
+        throw new ConfigError(
+          `cannot listen on ${hostname}:${port}: ${hostname} (BIND, --bind) is not an address of ` +
+            "this machine",
+          { cause: error },
+        );
+      }
       if (error instanceof Deno.errors.NotCapable || code === "EACCES") {
         throw new ConfigError(
           `cannot listen on ${hostname}:${port}: ${

@@ -56,7 +56,10 @@ Deno.test("bad usage exits 2 with one clear line", async (t) => {
     const { code, stderr } = await status(["--polling-timeout-secs", "abc"]);
     assert.equal(code, 2);
     assert.equal(stderr.trim().split("\n").length, 1);
-    assert.match(stderr, /--polling-timeout-secs.*must be a whole number of seconds above 0/);
+    assert.match(
+      stderr,
+      /--polling-timeout-secs.*must be a whole number of seconds from 1 to 31536000 \(a year\)/,
+    );
   });
 });
 
@@ -74,4 +77,36 @@ Deno.test("without env and read permission the agent says which flags would enab
   assert.match(text, /\.env is not read without --allow-read/);
   assert.match(text, /config\.json is not read without --allow-read/);
   assert.doesNotMatch(text, /NotCapable|Requires .* access/);
+});
+
+Deno.test("the README's foreground agent command runs the agent", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const row = readme.split("\n").find((line) => line.startsWith("| agent (foreground)"))!;
+  const command = /`(deno run [^`]*)`/.exec(row)![1];
+  const words = command.split(/\s+/);
+  const perms = words.filter((word) => word.startsWith("--allow-"));
+  const args = words.slice(words.indexOf("main.ts") + 1);
+  assert.deepEqual(args, ["--config", "config.json"]);
+  await using dir = tempDir("status-readme-");
+  await Deno.writeTextFile(
+    `${dir.path}/config.json`,
+    JSON.stringify({ agent_id: "readme-1", dashboard_url: "http://127.0.0.1:9" }),
+  );
+  await using agent = spawnCli([...args, "--log-format", "json"], { perms, cwd: dir.path });
+  await agent.waitForLog("Agent daemon starting");
+  assert.ok(agent.logged("Agent daemon starting"), agent.stderr.text);
+});
+
+Deno.test("the README's quick start counts the commands status up prints", async () => {
+  const { upBanner } = await import("../../src/cli/up.ts");
+  const banner = upBanner({ port: 5000, agentId: "test-agent", dataDir: "./.status" });
+  const commands = banner.filter((line) => /^ {2}\S/.test(line));
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const count = /It prints (\w+) commands/.exec(readme.replaceAll("\n", " "))?.[1];
+  const words = ["zero", "one", "two", "three", "four", "five"];
+  assert.equal(count, words[commands.length], commands.join("\n"));
+  for (const command of commands) {
+    const words = command.trim().split(/\s+/).slice(0, 3).join(" ");
+    assert.ok(readme.includes(words), `the README shows ${words}`);
+  }
 });

@@ -140,3 +140,69 @@ Deno.test("status stop reads PID_FILE like the agent does (here from .env)", asy
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a daemon that cannot start says why, where it was started", async (t) => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-daemon-" });
+  Deno.writeTextFileSync(
+    join(dir, "config.json"),
+    JSON.stringify({ agent_id: "daemon-why", dashboard_url: "http://127.0.0.1:9" }),
+  );
+  const daemon = (...args: string[]) =>
+    runCli(["--daemon", ...args], { perms: PERMS.agent, cwd: dir });
+  try {
+    for (
+      const [args, expected] of [
+        [
+          ["--pid-file", "/nonexistent/x.pid"],
+          "status: PID_FILE from flag --pid-file (/nonexistent/x.pid) cannot be created: the " +
+          "directory /nonexistent does not exist",
+        ],
+        [
+          ["--log-file", "/nonexistent/x.log"],
+          "status: LOG_FILE from flag --log-file (/nonexistent/x.log) cannot be created: the " +
+          "directory /nonexistent does not exist",
+        ],
+        [
+          ["--pid-file", dir],
+          `status: PID_FILE from flag --pid-file (${dir}) cannot be created: it is a directory, ` +
+          "not a file",
+        ],
+      ] as const
+    ) {
+      await t.step(`checked before it is started: ${args.join(" ")}`, async () => {
+        const run = await daemon(...args);
+        assert.equal(run.code, 2, run.stderr);
+        assert.equal(run.stderr.trim(), expected);
+        assert.equal(run.stdout, "");
+      });
+    }
+    await t.step("what it says on standard error as it fails is printed", async () => {
+      // A log file the parent cannot tell is unusable: a link to a folder that does not exist.
+      const link = join(dir, "dangling.log");
+      Deno.symlinkSync(join(dir, "no-such-folder", "x.log"), link);
+      const run = await daemon("--log-file", link);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(
+        run.stderr.trim(),
+        new RegExp(
+          `^status: the daemon exited at start with code 2: LOG_FILE from flag --log-file ` +
+            `\\(${link}\\) cannot be opened: it leads to a folder that does not exist`,
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /see its log file/);
+    });
+    await t.step("a state directory that is a file is refused before it is started", async () => {
+      const stateFile = join(dir, "state-is-a-file");
+      Deno.writeTextFileSync(stateFile, "");
+      const run = await daemon("--state-dir", stateFile);
+      assert.equal(run.code, 2, run.stderr);
+      assert.equal(
+        run.stderr.trim(),
+        `status: STATE_DIR from flag --state-dir (${stateFile}) cannot be used: it is not a ` +
+          "directory",
+      );
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -267,9 +267,57 @@ Deno.test("deno run -P=serve starts the dashboard and creates ./status.db", asyn
   try {
     await stdout.waitFor(/^listening on http:\/\/127\.0\.0\.1:\d+/, { timeoutMs: 30_000 });
     assert.ok((await Deno.stat(`${dir.path}/status.db`)).isFile, stderr.text);
+    // The set grants every variable the dashboard reads: no note that says otherwise.
+    assert.doesNotMatch(stderr.text, /environment variables? .*not read/);
   } finally {
     serve.kill("SIGTERM");
     await serve.status;
     await Promise.all([stdout.done, stderr.done]);
   }
+});
+
+Deno.test("environment variables not granted are named, the others read", async () => {
+  await using dir = tempDir();
+  const run = await runCli(
+    ["list", "--log-level", "debug", "--log-format", "json"],
+    {
+      perms: ["--allow-net", "--allow-env=DASHBOARD_URL,LOG_FORMAT,LOG_LEVEL"],
+      cwd: dir.path,
+      env: { DASHBOARD_URL: `http://127.0.0.1:${closedPort()}` },
+    },
+  );
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(
+    run.stderr,
+    /environment variables LOG_FILE, STATUS_ADMIN_TOKEN are not read: --allow-env does not grant them/,
+  );
+  assert.doesNotMatch(run.stderr, /not read without --allow-env/);
+  assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1`), "DASHBOARD_URL was read");
+});
+
+Deno.test("many unknown config.json keys are logged in one line, a long one cut", async (t) => {
+  await using dir = tempDir();
+  const list = (file: string) =>
+    runCli(
+      ["list", "--config", file, "--log-format", "json", "--dashboard-url", "http://127.0.0.1:9"],
+      { perms: ["--allow-net", `--allow-read=${dir.path}`], cwd: dir.path },
+    );
+  await t.step("many keys", async () => {
+    const keys: Record<string, number> = {};
+    for (let i = 0; i < 20_000; i++) keys[`k${i}`] = i;
+    await Deno.writeTextFile(`${dir.path}/many.json`, JSON.stringify(keys));
+    const run = await list("many.json");
+    const lines = run.stderr.split("\n").filter((line) => line.includes("not settings"));
+    assert.equal(lines.length, 1, run.stderr.slice(0, 2000));
+    assert.match(
+      lines[0],
+      /config\.json has 20000 keys that are not settings of status; they are ignored: \\"k0\\", \\"k1\\", \\"k2\\", \\"k3\\", \\"k4\\" and 19995 more/,
+    );
+  });
+  await t.step("a long key", async () => {
+    await Deno.writeTextFile(`${dir.path}/long.json`, JSON.stringify({ ["x".repeat(100_000)]: 1 }));
+    const run = await list("long.json");
+    assert.match(run.stderr, /key \\"x{48}… \(100000 characters\)\\" is not a setting/);
+    assert.ok(run.stderr.length < 2000, `${run.stderr.length} characters on stderr`);
+  });
 });

@@ -30,3 +30,18 @@ Deno.test("the README's configuration table names every setting", () => {
     assert.match(readme, new RegExp(`^\\| \`${SETTINGS[key].env}\` +\\|`, "m"));
   }
 });
+
+Deno.test("examples/.env.example shows each default, or says a value is an example", () => {
+  const lines = Deno.readTextFileSync(`${root}examples/.env.example`).split("\n");
+  for (const key of keys) {
+    const spec = SETTINGS[key];
+    const at = lines.findIndex((line) => line.startsWith(`# ${spec.env}=`));
+    const value = lines[at].slice(`# ${spec.env}=`.length);
+    if ("default" in spec) {
+      const shown = Array.isArray(spec.default) ? spec.default.join(",") : String(spec.default);
+      assert.equal(value, shown, `${spec.env} shows its default`);
+    } else if (value !== "") {
+      assert.match(lines[at - 1], /example/i, `${spec.env}=${value} is marked as an example`);
+    }
+  }
+});

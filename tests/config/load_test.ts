@@ -58,7 +58,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       ".env",
       { roles: ["agent"], env: {}, cwd: tempDir({ ".env": "POLLING_TIMEOUT_SECS=abc\n" }) },
-      'POLLING_TIMEOUT_SECS from .env must be a whole number of seconds above 0, got "abc"',
+      'POLLING_TIMEOUT_SECS from .env must be a whole number of seconds from 1 to 31536000 (a year), got "abc"',
     ],
     [
       "environment",
@@ -68,7 +68,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       "flag",
       { roles: ["agent"], env: {}, cwd: tempDir(), flags: { commandTimeoutSecs: "0" } },
-      'COMMAND_TIMEOUT_SECS from flag --command-timeout-secs must be a whole number of seconds above 0, got "0"',
+      'COMMAND_TIMEOUT_SECS from flag --command-timeout-secs must be a whole number of seconds from 1 to 31536000 (a year), got "0"',
     ],
     [
       "config.json",
@@ -77,7 +77,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
         env: {},
         cwd: tempDir({ "config.json": '{"polling_backoff_secs": -1}' }),
       },
-      "POLLING_BACKOFF_SECS from config.json must be a whole number of seconds above 0, got -1",
+      "POLLING_BACKOFF_SECS from config.json must be a whole number of seconds from 1 to 31536000 (a year), got -1",
     ],
     [
       "agent id",
@@ -269,4 +269,149 @@ Deno.test("without read permission the default files are skipped with a notice",
   } finally {
     Deno.removeSync(cwd, { recursive: true });
   }
+});
+
+Deno.test("settings that bound each other are refused together, naming both", async (t) => {
+  const cwd = tempDir({ "config.json": '{"polling_backoff_max_secs": 10}' });
+  await t.step("a first back-off above the largest", () => {
+    assert.throws(
+      () => loadSettings({ roles: ["agent"], env: {}, cwd, flags: { pollingBackoffSecs: "100" } }),
+      (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          "POLLING_BACKOFF_SECS (100, from flag --polling-backoff-secs) must not be above " +
+            "POLLING_BACKOFF_MAX_SECS (10, from config.json): lower POLLING_BACKOFF_SECS or raise " +
+            "POLLING_BACKOFF_MAX_SECS",
+        );
+        return true;
+      },
+    );
+  });
+  await t.step("a default deadline above the largest, against the default largest", () => {
+    assert.throws(
+      () => loadSettings({ roles: ["exec"], env: { COMMAND_TIMEOUT_SECS: "5000" }, cwd }),
+      /^ConfigError: COMMAND_TIMEOUT_SECS \(5000, from the environment\) must not be above COMMAND_TIMEOUT_MAX_SECS \(3600, from the default\)/,
+    );
+  });
+  await t.step("equal values are fine", () => {
+    const { settings } = loadSettings({
+      roles: ["agent"],
+      env: { COMMAND_TIMEOUT_SECS: "60", COMMAND_TIMEOUT_MAX_SECS: "60" },
+      cwd,
+      flags: { pollingBackoffSecs: "10" },
+    });
+    assert.equal(settings.commandTimeoutSecs, 60);
+    assert.equal(settings.pollingBackoffSecs, 10);
+  });
+  await t.step("the dashboard alone does not read the largest deadline", () => {
+    const { settings } = loadSettings({
+      roles: ["server"],
+      env: { COMMAND_TIMEOUT_SECS: "5000" },
+      cwd,
+    });
+    assert.equal(settings.commandTimeoutSecs, 5000);
+  });
+});
+
+Deno.test(".env and config.json: a byte order mark is skipped, a line not read as it looks is refused", async (t) => {
+  await t.step("a BOM before the first line of .env", () => {
+    assert.deepEqual(parseEnvFile("\uFEFFCOMMAND_TIMEOUT_SECS=1\nB=2\n", ".env"), {
+      COMMAND_TIMEOUT_SECS: "1",
+      B: "2",
+    });
+  });
+  await t.step("a BOM before config.json", () => {
+    const cwd = tempDir({ "config.json": '\uFEFF{"command_timeout_secs": 7}' });
+    const loaded = loadSettings({ roles: ["exec"], env: {}, cwd });
+    assert.equal(loaded.settings.commandTimeoutSecs, 7);
+  });
+  await t.step("spaces, tabs and export as the parser reads them", () => {
+    assert.deepEqual(parseEnvFile("  A=1\n\tB = 2\nexport C=3\n  export  D=4\n", ".env"), {
+      A: "1",
+      B: "2",
+      C: "3",
+      D: "4",
+    });
+  });
+  for (
+    const [text, message] of [
+      [
+        "A=1\n\u00A0COMMAND_TIMEOUT_SECS=1\n",
+        /^b\.env line 2 must be NAME=value, got .*COMMAND_TIMEOUT_SECS=1" \(it holds U\+00A0;/,
+      ],
+      [
+        "export\tCOMMAND_TIMEOUT_SECS=1\n",
+        /^b\.env line 1 must be NAME=value, got "export\\tCOMMAND_TIMEOUT_SECS=1" \(it holds a tab;/,
+      ],
+      ["\uFEFF\uFEFFA=1\n", /^b\.env line 1 must be NAME=value.*U\+FEFF/],
+    ] as const
+  ) {
+    await t.step(`refused: ${JSON.stringify(text)}`, () => {
+      assert.throws(() => parseEnvFile(text, "b.env"), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, message);
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("unknown config.json keys cost little however long or many they are", async (t) => {
+  const { nearest, editDistance } = await import("../../src/config/suggest.ts");
+  await t.step("the edit distance is unchanged", () => {
+    assert.equal(editDistance("lst", "list"), 1);
+    assert.equal(editDistance("enqeue", "enqueue"), 1);
+    assert.equal(editDistance("ab", "ba"), 1);
+    assert.equal(editDistance("", "abc"), 3);
+    assert.equal(editDistance("kitten", "sitting"), 3);
+  });
+  await t.step("a key of two million characters is ruled out at once", () => {
+    const started = performance.now();
+    assert.equal(nearest("x".repeat(2_000_000), ["polling_timeout_secs", "port"]), undefined);
+    assert.ok(performance.now() - started < 1000, "well under a second (was 15 s)");
+  });
+  await t.step("many unknown keys: suggestions for the first few only", () => {
+    const keys: Record<string, number> = { polling_timout_secs: 3 };
+    for (let i = 0; i < 50_000; i++) keys[`polling_timeout_secs_${i}`] = 1;
+    const started = performance.now();
+    const loaded = loadSettings({
+      roles: ["agent"],
+      env: {},
+      cwd: tempDir({ "config.json": JSON.stringify(keys) }),
+    });
+    assert.ok(performance.now() - started < 5000);
+    assert.equal(loaded.unknownKeys.length, 50_001);
+    assert.deepEqual(loaded.unknownKeys[0], {
+      key: "polling_timout_secs",
+      suggestion: "polling_timeout_secs",
+    });
+    assert.equal(loaded.unknownKeys.filter((k) => k.suggestion !== undefined).length, 10);
+  });
+});
+
+Deno.test("errors say the range of a duration, and why labels were refused", async (t) => {
+  await t.step("a duration beyond a year", () => {
+    assert.throws(
+      () =>
+        loadSettings({
+          roles: ["agent"],
+          env: { POLLING_TIMEOUT_SECS: "99999999999" },
+          cwd: tempDir(),
+        }),
+      {
+        message: "POLLING_TIMEOUT_SECS from the environment must be a whole number of seconds " +
+          'from 1 to 31536000 (a year), got "99999999999"',
+      },
+    );
+  });
+  await t.step("a label key given twice", () => {
+    assert.throws(
+      () => loadSettings({ roles: ["agent"], env: { AGENT_LABELS: "a=b,a=c" }, cwd: tempDir() }),
+      {
+        message: "AGENT_LABELS from the environment must be key=value pairs separated by commas " +
+          '(keys: 1–63 of A-Za-z0-9._/-), got "a=b,a=c": label a is given twice',
+      },
+    );
+  });
 });

@@ -87,3 +87,27 @@ Deno.test("status up refuses a bad port with exit code 2", async () => {
   assert.equal(run.code, 2);
   assert.match(run.stderr, /--port/);
 });
+
+Deno.test("status up takes PORT and AGENT_ID like every command, and names what it ignores", async () => {
+  await using dir = tempDir();
+  await Deno.writeTextFile(`${dir.path}/.env`, "AGENT_ID=mine\nDB=/nonexistent/x.db\n");
+  await using up = spawnCli(["up", "--log-format", "json", "--data-dir", "data/deep"], {
+    perms: PERMS.up,
+    cwd: dir.path,
+    env: { PORT: "0", BIND: "0.0.0.0" },
+  });
+  const { match } = await up.stdout.waitFor(BANNER, { timeoutMs: 30_000 });
+  assert.notEqual(match![1], "5000", "PORT=0 from the environment: any free port");
+  await up.stdout.waitFor("status up: agent mine is polling it");
+  assert.ok(
+    up.logged(
+      "status up ignores BIND (from the environment), DB (from .env): it always listens on " +
+        '127.0.0.1 in dev mode with its data in --data-dir; use "status serve" and ' +
+        '"status agent" for these',
+    ),
+    up.stderr.text,
+  );
+  assert.ok(existsSync(`${dir.path}/data/deep/status.db`), "the data folder, parents included");
+  up.kill("SIGINT");
+  assert.equal((await up.exited()).code, 0);
+});

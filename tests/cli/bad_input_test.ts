@@ -1,0 +1,251 @@
+import assert from "node:assert/strict";
+import { run } from "./_run.ts";
+import { main } from "../../main.ts";
+import { memoryIo } from "../../src/cli/io.ts";
+
+Deno.test("status up refuses an empty --data-dir instead of writing into /", async (t) => {
+  for (const value of ["", "  "]) {
+    await t.step(JSON.stringify(value), async () => {
+      const result = await run(["up", "--port", "0", "--data-dir", value]);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr.join("\n"), /--data-dir.*must be a directory path/);
+      assert.deepEqual(result.stdout, []);
+    });
+  }
+});
+
+Deno.test("status serve refuses a TLS pair it cannot use before it listens", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
+  try {
+    const garbage = `${dir}/hostname.txt`;
+    await Deno.writeTextFile(garbage, "not a certificate\n");
+    const serve = (cert: string, key: string) =>
+      run(["serve", "--port", "0", "--db", ":memory:", "--tls-cert", cert, "--tls-key", key]);
+    await t.step("a file that is not PEM is named with its setting and source", async () => {
+      const result = await serve(garbage, garbage);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stdout, [], "never listening");
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: TLS_CERT from flag --tls-cert (${garbage}) holds no PEM certificate ` +
+          '(a "-----BEGIN CERTIFICATE-----" block)',
+      );
+    });
+    await t.step("a missing file", async () => {
+      const result = await serve(`${dir}/none.pem`, garbage);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr.join("\n"), /TLS_CERT from flag --tls-cert .* does not exist/);
+    });
+    const pair = await openssl(dir);
+    if (!pair) return;
+    await t.step("a key that is not PEM", async () => {
+      const result = await serve(pair.cert, garbage);
+      assert.equal(result.code, 2);
+      assert.match(
+        result.stderr.join("\n"),
+        /TLS_KEY from flag --tls-key .* holds no PEM private key/,
+      );
+    });
+    await t.step("a key of another certificate", async () => {
+      const other = await openssl(`${dir}/other`);
+      const result = await serve(pair.cert, other!.key);
+      assert.equal(result.code, 2);
+      assert.match(
+        result.stderr.join("\n"),
+        /TLS_KEY from flag --tls-key .* is not the private key of the certificate in TLS_CERT/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A self-signed certificate and its key, as files; `null` without openssl. */
+async function openssl(dir: string): Promise<{ cert: string; key: string } | null> {
+  await Deno.mkdir(dir, { recursive: true });
+  try {
+    const output = await new Deno.Command("openssl", {
+      args: ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-days", "1"])
+        .concat(["-subj", "/CN=localhost"]),
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!output.success) return null;
+  } catch {
+    return null;
+  }
+  return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+}
+
+Deno.test("a log file that cannot be opened is named with LOG_FILE and exits 2", async (t) => {
+  for (
+    const [path, why] of [
+      ["/nonexistent/x.log", "the directory /nonexistent does not exist"],
+      ["/etc", "it is a directory, not a file"],
+    ]
+  ) {
+    await t.step(path, async () => {
+      const result = await run(["list", "--log-file", path]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [
+        `status: LOG_FILE from flag --log-file (${path}) cannot be opened: ${why}`,
+      ]);
+    });
+  }
+});
+
+Deno.test("a secret given as a flag is never printed, and the bound it broke is said", async (t) => {
+  const long = "a".repeat(2000);
+  for (
+    const [args, expected] of [
+      [
+        ["--agent-token", "short-secret"],
+        "status: --agent-token must be a token of 16 to 1024 characters, got a value of 12 characters",
+      ],
+      [
+        ["serve", "--status-admin-token", long],
+        "status: --status-admin-token must be a token of 16 to 1024 characters, got a value of " +
+        "2000 characters",
+      ],
+      [
+        ["serve", "--database-url", "mysql://u:hunter2hunter2@db/x"],
+        "status: --database-url must be a postgres://user:password@host:port/database URL, got a " +
+        "value of 29 characters",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" ").slice(0, 60), async () => {
+      const result = await run([...args]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [expected]);
+      assert.ok(!result.stderr.join("").includes(args[args.length - 1]), "the value is not shown");
+    });
+  }
+});
+
+Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t) => {
+  for (
+    const [bind, why] of [
+      ["999.1.1.1", "is not an IP address or a host name that resolves"],
+      ["192.0.2.1", "is not an address of this machine"],
+    ]
+  ) {
+    await t.step(bind, async () => {
+      const result = await run([
+        "serve",
+        "--bind",
+        bind,
+        "--port",
+        "0",
+        "--db",
+        ":memory:",
+        "--status-admin-token",
+        "an-admin-token-of-some-length",
+      ]);
+      assert.equal(result.code, 2, result.stderr.join("\n"));
+      assert.match(
+        result.stderr.join("\n"),
+        new RegExp(`^status: cannot listen on ${bind}:0: ${bind} \\(BIND, --bind\\) ${why}$`),
+      );
+    });
+  }
+});
+
+Deno.test("a mistyped option or sub-command is named, with the nearest one", async (t) => {
+  for (
+    const [args, expected] of [
+      [
+        ["--polling-timeout", "5"],
+        "error: unknown option '--polling-timeout' (did you mean --polling-timeout-secs?)",
+      ],
+      [
+        ["agents", "ad", "web-5"],
+        "status: unknown command 'agents ad' (did you mean agents add?); the commands are add, " +
+        "list, rotate, remove",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const result = await run([...args]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [expected]);
+    });
+  }
+});
+
+Deno.test("COMMAND_CWD and STATE_DIR that cannot be used are refused at start", async (t) => {
+  for (
+    const [args, expected] of [
+      [
+        ["--agent-id", "cwd-1", "--command-cwd", "/nonexistent"],
+        "status: COMMAND_CWD from flag --command-cwd (/nonexistent) cannot be used: the directory " +
+        "does not exist",
+      ],
+      [
+        ["exec", "--command-cwd", "/etc/passwd", "echo hi"],
+        "status: COMMAND_CWD from flag --command-cwd (/etc/passwd) cannot be used: it is not a " +
+        "directory",
+      ],
+      [
+        ["--agent-id", "cwd-1", "--state-dir", "/etc/passwd"],
+        "status: STATE_DIR from flag --state-dir (/etc/passwd) cannot be used: it is not a directory",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const result = await run([...args]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [expected]);
+    });
+  }
+});
+
+Deno.test("the library's state directory error says a file is in the way", async () => {
+  const { openAgentState } = await import("../../src/agent/mod.ts");
+  const file = await Deno.makeTempFile();
+  try {
+    assert.throws(() => openAgentState({ dir: file }), {
+      message: `cannot create the state directory ${file}: it exists and is not a directory`,
+    });
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("status stop needs only the pid file: other broken settings do not prevent it", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-stop-" });
+  // `status stop` has no logging flags: run it through main directly.
+  const stop = async (args: string[]) => {
+    const io = memoryIo();
+    return { code: await main(["stop", ...args], io), stderr: io.stderr };
+  };
+  try {
+    await Deno.writeTextFile(
+      `${dir}/config.json`,
+      JSON.stringify({ polling_timeout_secs: "abc", pid_file: `${dir}/agent.pid` }),
+    );
+    await Deno.writeTextFile(`${dir}/broken.json`, "{ not json");
+    await t.step("PID_FILE from a config.json with another bad value", async () => {
+      const result = await stop(["--config", `${dir}/config.json`]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr.join("\n"), new RegExp(`no pid file ${dir}/agent\\.pid`));
+    });
+    await t.step("--pid-file given: the files are not read", async () => {
+      const result = await stop([
+        "--config",
+        `${dir}/broken.json`,
+        "--pid-file",
+        `${dir}/other.pid`,
+      ]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr.join("\n"), new RegExp(`no pid file ${dir}/other\\.pid`));
+    });
+    await t.step("a bad PID_FILE itself is still an error", async () => {
+      const result = await stop(["--pid-file", " "]);
+      assert.equal(result.code, 2);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
