@@ -139,13 +139,16 @@ export function loadCommandSettings(
   } else {
     for (const { key: fullKey, suggestion } of unknown) {
       const key = shortKey(fullKey);
-      log.info(
-        suggestion === undefined
-          ? `config.json key "${key}" is not a setting of status; it is ignored`
-          : `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
+      if (suggestion === undefined) {
+        log.info(`config.json key "${key}" is not a setting of status; it is ignored`, { key });
+      } else {
+        // A near miss is most likely a typo: the setting meant falls back to its default.
+        log.warning(
+          `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
             `"${suggestion}"?)`,
-        { key, suggestion },
-      );
+          { key, suggestion },
+        );
+      }
     }
   }
   if (roles.includes("agent") && s.allowedPrograms.length === 0) {
