@@ -151,6 +151,20 @@ export function loadCommandSettings(
       }
     }
   }
+  // A secret given as a flag stands in the process's command line, which every local user and
+  // every command the agent runs can read (/proc/<pid>/cmdline).
+  for (const key of ["agentToken", "statusAdminToken", "databaseUrl"] as const) {
+    const source = loaded.sources[key];
+    // A database URL is a secret only with a password in it.
+    const secret = key !== "databaseUrl" || /\/\/[^/@]*:[^/@]*@/.test(String(s.databaseUrl ?? ""));
+    if (source?.startsWith("flag ") && longRunning && secret) {
+      log.warning(
+        `${source.slice(5)} puts a secret in this process's command line, which every local ` +
+          "user (and every command an agent runs) can read; set it in the environment, .env or " +
+          "config.json (mode 0600) instead",
+      );
+    }
+  }
   if (roles.includes("agent") && s.allowedPrograms.length === 0) {
     log.warning(
       `ALLOWED_PROGRAMS (from ${

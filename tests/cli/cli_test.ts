@@ -79,6 +79,25 @@ Deno.test("without env and read permission the agent says which flags would enab
   assert.doesNotMatch(text, /NotCapable|Requires .* access/);
 });
 
+Deno.test("a token given as a flag is warned about: the command line is readable by every local user", async () => {
+  await using dir = tempDir("status-cli-");
+  await using agent = spawnCli(
+    [
+      "--agent-id",
+      "flag-token",
+      "--agent-token",
+      "0123456789abcdef0123456789",
+      "--dashboard-url",
+      "http://127.0.0.1:9",
+      "--log-format",
+      "text",
+    ],
+    { perms: PERMS.agentMinimal, cwd: dir.path },
+  );
+  await agent.stderr.waitFor(/--agent-token puts a secret in this process's command line/);
+  assert.doesNotMatch(agent.stderr.text, /0123456789abcdef0123456789/, "never the token itself");
+});
+
 Deno.test("the README's foreground agent command runs the agent", async () => {
   const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
   const row = readme.split("\n").find((line) => line.startsWith("| agent (foreground)"))!;
