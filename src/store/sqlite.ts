@@ -229,6 +229,7 @@ export class SqliteStore implements CommandStore {
   #checkpointTimer: ReturnType<typeof setImmediate> | null = null;
   #checkpoints = 0;
   #logRestarts = 0;
+  readonly #busyTimeoutMs: number;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -251,6 +252,7 @@ export class SqliteStore implements CommandStore {
     if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
       throw new RangeError(`busyTimeoutMs must be a whole number >= 0, got ${busyTimeoutMs}`);
     }
+    this.#busyTimeoutMs = busyTimeoutMs;
     this.path = path;
     const memory = path === ":memory:";
     if (!memory) checkDatabasePath(path, options.create ?? true);
@@ -542,11 +544,15 @@ export class SqliteStore implements CommandStore {
       return;
     }
     if (copied?.busy === 0 && Number(copied.log) > 0 && copied.log === copied.checkpointed) {
+      // Without waiting for another process's write lock: no request waits for this write.
+      this.#db.exec("PRAGMA busy_timeout = 0");
       try {
         this.#stmt(`PRAGMA application_id = ${APPLICATION_ID}`).run();
         this.#logRestarts++;
       } catch {
         // No room, or another process writes: the next commit starts the log over instead.
+      } finally {
+        this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
       }
     }
   }
