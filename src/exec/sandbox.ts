@@ -274,39 +274,47 @@ function signalRoute(): SignalRoute {
 }
 
 /**
+ * What {@link sendSignal} did: `sent` to every target, `missing` some target (none such, or one
+ * that may not be signalled), or `unavailable` (no route to send it).
+ */
+type SignalOutcome = "sent" | "missing" | "unavailable";
+
+/**
  * Sends a signal to processes (positive ids) and process groups (negative ids), ignoring those
  * that are gone: with `Deno.kill` under a plain `--allow-run`, else through the `kill` program
- * (which `--allow-run=...,kill` permits). Returns whether the route could be used.
+ * (which `--allow-run=...,kill` permits).
  */
-function sendSignal(targets: number[], signal: Deno.Signal, route: SignalRoute): boolean {
-  if (targets.length === 0) return true;
+function sendSignal(targets: number[], signal: Deno.Signal, route: SignalRoute): SignalOutcome {
+  if (targets.length === 0) return "sent";
   if (route === "direct") {
+    let outcome: SignalOutcome = "sent";
     for (const target of targets) {
       try {
         Deno.kill(target, signal);
       } catch (error) {
+        outcome = "missing";
         if (!(error instanceof Deno.errors.NotFound)) {
           log.warning("could not signal {target}", { target, signal, error });
         }
       }
     }
-    return true;
+    return outcome;
   }
   if (route === "kill-program") {
     try {
-      new Deno.Command("kill", {
+      const { success } = new Deno.Command("kill", {
         args: ["-s", signal.replace(/^SIG/, ""), "--", ...targets.map(String)],
         stdin: "null",
         stdout: "null",
         stderr: "null",
       }).outputSync();
-      return true;
+      return success ? "sent" : "missing";
     } catch (error) {
       log.warning("could not run kill to signal {targets}", { targets, signal, error });
-      return false;
+      return "unavailable";
     }
   }
-  return false;
+  return "unavailable";
 }
 
 /** The start time of a process in clock ticks since boot, or `undefined` when not readable. */
@@ -492,14 +500,18 @@ export class Cell implements AsyncDisposable {
         log.warning("cgroup.kill failed; signalling the process group", { error });
       }
     }
-    const targets = [-child.pid, ...(this.#cgroup ? readPids(this.#cgroup) : [])];
-    if (!sendSignal(targets, signal, this.#sandbox.signalRoute)) {
+    const route = this.#sandbox.signalRoute;
+    // Started through `setsid`, the child forms its group only once it runs: a signal sent
+    // right after the spawn finds no group yet and goes to the child itself (through its
+    // handle, which refuses a child already reaped, so never reaches a pid used again).
+    if (sendSignal([-child.pid], signal, route) !== "sent") {
       try {
         child.kill(signal);
       } catch {
         // it is gone
       }
     }
+    if (this.#cgroup) sendSignal(readPids(this.#cgroup), signal, route);
   }
 
   /**
@@ -849,7 +861,7 @@ export class Sandbox {
       : groupMembersByPs(record.pid, record.spawned_at_ms);
     if (members === undefined) return "unknown";
     if (members.length === 0) return "ended";
-    if (!sendSignal([-record.pid], "SIGKILL", this.#route)) {
+    if (sendSignal([-record.pid], "SIGKILL", this.#route) === "unavailable") {
       sendSignal(members, "SIGKILL", this.#route);
     }
     return "stopped";

@@ -5,6 +5,7 @@ import {
   type DeadlineWarning,
   defaultPolicy,
   runCommand,
+  Sandbox,
   toReportFields,
 } from "../../src/exec/mod.ts";
 import { alive, pidsIn, runOnFakeClock, scripts, survivors } from "./helpers.ts";
@@ -599,4 +600,26 @@ Deno.test("onSpawn comes before onExit, with the pid and the start time when /pr
   });
   assert.equal(result.status, "success");
   assert.deepEqual(events, ["spawn", "exit success"]);
+});
+
+Deno.test("a signal sent at once after the spawn reaches the command before its group forms", async () => {
+  // Started through `setsid`, the child forms its own process group only once it runs; a cancel
+  // in that moment used to find no group and was lost (the command ran to its end).
+  const sandbox = Sandbox.unconfined();
+  for (let round = 0; round < 5; round++) {
+    const cell = await sandbox.open();
+    try {
+      const child = cell.spawn("sleep", {
+        args: ["30"],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      });
+      cell.signal("SIGTERM");
+      const status = await child.status;
+      assert.equal(status.signal, "SIGTERM", `round ${round}: ${JSON.stringify(status)}`);
+    } finally {
+      await cell.close();
+    }
+  }
 });
