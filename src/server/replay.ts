@@ -13,8 +13,8 @@ export interface ReplayCacheOptions {
   /** The dashboard's clock. */
   clock: Clock;
   /**
-   * Ids kept at most; beyond that the oldest is forgotten early. A version 2 signature binds the
-   * timestamp, so a forgotten id older than the clock-skew window still cannot be replayed.
+   * Ids kept at most; beyond that the oldest is forgotten early. What an id forgotten early could
+   * let through is closed by its scope's floor (see {@link ReplayCache.remember}).
    * @default {200000}
    */
   maxEntries?: number;
@@ -30,18 +30,38 @@ export interface RequestIdGuard {
    * Records an id.
    *
    * @param id The request id scoped by the caller (`agent\nrequest-id`).
-   * @returns `true` when the id is new, `false` when it was seen within the window (a replay).
+   * @param sentAtMs When the request says it was sent (its signed `X-Timestamp`), in ms.
+   * @returns `true` when the id is new, `false` when it was seen within the window (a replay) or
+   * cannot be told apart from one.
    */
-  remember(id: string): boolean | Promise<boolean>;
+  remember(id: string, sentAtMs?: number): boolean | Promise<boolean>;
 }
 
-/** Remembers request ids for a window. */
+/** One remembered id. */
+interface Seen {
+  expiresAt: number;
+  sentAtMs: number | undefined;
+}
+
+/**
+ * Remembers request ids for a window, at most `maxEntries` of them.
+ *
+ * An id forgotten before its window ended (the bound was reached) could be used again while its
+ * signed timestamp is still accepted. So its scope (the part of the id before the first `\n`, the
+ * agent) keeps a floor: the latest `sentAtMs` among its ids forgotten early, and a request of that
+ * scope sent at or before the floor is refused as a possible replay. An agent's own requests carry
+ * its clock's time, which only moves on, so the floor refuses only the requests that were already
+ * seen (or, with a clock set back, refuses until that clock passes the floor again).
+ */
 export class ReplayCache implements RequestIdGuard {
   readonly #windowMs: number;
   readonly #clock: Clock;
   readonly #maxEntries: number;
-  /** Id → expiry; insertion order is expiry order. */
-  readonly #seen = new Map<string, number>();
+  /** Id → when it is forgotten and when it was sent; insertion order is expiry order. */
+  readonly #seen = new Map<string, Seen>();
+  /** Scope → the latest `sentAtMs` among its ids forgotten early, and until when that matters. */
+  readonly #floors = new Map<string, { sentAtMs: number; until: number }>();
+  #floorsSweptAt = 0;
 
   /**
    * Makes an empty cache.
@@ -65,26 +85,65 @@ export class ReplayCache implements RequestIdGuard {
     return this.#seen.size;
   }
 
+  /** How many scopes have a floor (ids forgotten before their window ended). */
+  get floors(): number {
+    return this.#floors.size;
+  }
+
   /**
    * Records an id.
    *
    * @param id The request id (scoped by the caller, e.g. `agent\nrequest-id`).
-   * @returns `true` when the id is new, `false` when it was seen within the window (a replay).
+   * @param sentAtMs When the request was sent (its signed timestamp), in ms; without it, an id
+   *   forgotten early can be used again.
+   * @returns `true` when the id is new, `false` when it was seen within the window (a replay) or
+   * was sent no later than an id of its scope that was forgotten early.
    */
-  remember(id: string): boolean {
+  remember(id: string, sentAtMs?: number): boolean {
     const now = this.#clock.now();
-    for (const [key, expiresAt] of this.#seen) {
-      if (expiresAt > now) break;
+    for (const [key, seen] of this.#seen) {
+      if (seen.expiresAt > now) break;
       this.#seen.delete(key);
     }
-    const expiresAt = this.#seen.get(id);
-    if (expiresAt !== undefined && expiresAt > now) return false;
+    this.#sweepFloors(now);
+    const seen = this.#seen.get(id);
+    if (seen !== undefined && seen.expiresAt > now) return false;
+    if (sentAtMs !== undefined) {
+      const floor = this.#floors.get(scopeOf(id));
+      if (floor !== undefined && sentAtMs <= floor.sentAtMs) return false;
+    }
     this.#seen.delete(id);
     while (this.#seen.size >= this.#maxEntries) {
-      const oldest = this.#seen.keys().next().value as string;
+      const [oldest, forgotten] = this.#seen.entries().next().value as [string, Seen];
       this.#seen.delete(oldest);
+      if (forgotten.sentAtMs !== undefined) this.#raiseFloor(oldest, forgotten);
     }
-    this.#seen.set(id, now + this.#windowMs);
+    this.#seen.set(id, { expiresAt: now + this.#windowMs, sentAtMs });
     return true;
   }
+
+  #raiseFloor(id: string, forgotten: Seen): void {
+    const scope = scopeOf(id);
+    const floor = this.#floors.get(scope);
+    if (floor === undefined || forgotten.sentAtMs! > floor.sentAtMs) {
+      // After the forgotten id's own window, it would have been forgotten anyway.
+      this.#floors.set(scope, { sentAtMs: forgotten.sentAtMs!, until: forgotten.expiresAt });
+    } else {
+      floor.until = Math.max(floor.until, forgotten.expiresAt);
+    }
+  }
+
+  /** Drops the floors that no longer matter, at most ten times a window. */
+  #sweepFloors(now: number): void {
+    if (this.#floors.size === 0 || now - this.#floorsSweptAt < this.#windowMs / 10) return;
+    this.#floorsSweptAt = now;
+    for (const [scope, floor] of this.#floors) {
+      if (floor.until <= now) this.#floors.delete(scope);
+    }
+  }
+}
+
+function scopeOf(id: string): string {
+  const end = id.indexOf("\n");
+  return end === -1 ? "" : id.slice(0, end);
 }

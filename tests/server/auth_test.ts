@@ -9,6 +9,7 @@ import {
   reportBody,
   T0,
   TOKEN,
+  TOKEN2,
 } from "./_helpers.ts";
 
 const ENQUEUE = { id: "cmd-001", name: "echo Hello from dashboard", params: {} };
@@ -640,4 +641,23 @@ Deno.test("dev mode accepts the seed's curl example unchanged", async (t) => {
     assert.equal(signed.status, 202);
     await signed.body?.cancel();
   });
+});
+
+Deno.test("a request id forgotten early (the cache was full) still cannot be replayed", async () => {
+  await using d = await makeDashboard({ replayCacheSize: 2 });
+  const ping = (agentId: string, requestId: string, signedAt: number) =>
+    d.agent({
+      path: "/api/v1/agent/ping",
+      agentId,
+      token: agentId === "a2" ? TOKEN2 : TOKEN,
+      requestId,
+      signedAt,
+    });
+  const signedAt = d.clock.now();
+  assert.equal((await ping("a1", "r-1", signedAt)).status, 200);
+  d.clock.advance(1000);
+  assert.equal((await ping("a2", "r-1", d.clock.now())).status, 200);
+  assert.equal((await ping("a2", "r-2", d.clock.now())).status, 200, "a1's r-1 is forgotten");
+  await expectError(await ping("a1", "r-1", signedAt), 409, /replay detected/);
+  assert.equal((await ping("a1", "r-2", d.clock.now())).status, 200, "a1's next request passes");
 });

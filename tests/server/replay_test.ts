@@ -44,3 +44,39 @@ Deno.test("ReplayCache refuses a window or a bound that is not above 0", () => {
     /maxEntries must be above 0, got 0/,
   );
 });
+
+Deno.test("ReplayCache: an id forgotten early cannot be replayed while its timestamp is accepted", () => {
+  const clock = new FakeClock(1_000_000);
+  const cache = new ReplayCache({ windowMs: 60_000, clock, maxEntries: 2 });
+  const sent = clock.now();
+  assert.equal(cache.remember("a\nr-1", sent), true);
+  clock.advance(1000);
+  assert.equal(cache.remember("b\nr-1", clock.now()), true);
+  assert.equal(cache.remember("b\nr-2", clock.now()), true, "forgets a's r-1 early");
+  assert.equal(cache.size, 2);
+  assert.equal(cache.floors, 1);
+  assert.equal(cache.remember("a\nr-1", sent), false, "its replay is refused by a's floor");
+  assert.equal(cache.remember("a\nr-9", sent), false, "as is any request of a sent no later");
+  assert.equal(cache.remember("a\nr-2", clock.now()), true, "a's next request passes");
+  assert.equal(cache.remember("c\nr-1", sent), true, "another agent's floor is its own");
+  // Without a timestamp (an unsigned guard's caller) nothing stops the forgotten id.
+  const bare = new ReplayCache({ windowMs: 60_000, clock, maxEntries: 1 });
+  bare.remember("a\nr-1");
+  bare.remember("a\nr-2");
+  assert.equal(bare.remember("a\nr-1"), true);
+});
+
+Deno.test("ReplayCache drops a floor once the forgotten id's own window has passed", () => {
+  const clock = new FakeClock(1_000_000);
+  const cache = new ReplayCache({ windowMs: 60_000, clock, maxEntries: 1 });
+  const sent = clock.now();
+  cache.remember("a\nr-1", sent);
+  cache.remember("b\nr-1", clock.now());
+  assert.equal(cache.floors, 1);
+  clock.advance(59_999);
+  cache.remember("b\nr-2", clock.now());
+  assert.equal(cache.remember("a\nr-1", sent), false, "still within the forgotten id's window");
+  clock.advance(6_001);
+  // (Step 4 would refuse a timestamp this old; the cache alone no longer has a reason to.)
+  assert.equal(cache.remember("a\nr-1", sent), true, "a's floor was swept after that window");
+});
