@@ -18,7 +18,8 @@
  *   because of sockets.
  * - **Malformed requests** (a broken head, broken chunked encoding, an HTTP/1.1 request without
  *   `Host`, a `CONNECT`, a body its client half-closed the connection before) are answered `400`
- *   with a JSON message and logged as a warning.
+ *   with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is served, as
+ *   if it named the address it came to.
  * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
  *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
@@ -191,6 +192,28 @@ function bodyInProgress(socket: Socket): BodyInProgress | undefined {
   return { transferEncoding };
 }
 
+/**
+ * Gives an HTTP/1.0 request without `Host` (which HTTP/1.0 does not require, unlike HTTP/1.1) the
+ * address its connection came to, as `Host`: the adapter needs one to make the request's URL, and
+ * would refuse the request without it.
+ */
+function hostOfHttp10(incoming: IncomingMessage): void {
+  if (incoming.httpVersion !== "1.0") return;
+  const raw = incoming.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 4 && raw[i].toLowerCase() === "host") return;
+  }
+  const socket = incoming.socket;
+  if (!socket?.localAddress || socket.localPort === undefined) return;
+  // An IPv4 client of a dual-stack listener has a mapped address: the IPv4 one is its host.
+  const address = socket.localAddress.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+  const host = address.includes(":")
+    ? `[${address}]:${socket.localPort}`
+    : `${address}:${socket.localPort}`;
+  raw.push("Host", host);
+  incoming.headers.host = host;
+}
+
 /** Writes an answer the server makes up itself on the bare socket, then closes the connection. */
 function answerAndClose(socket: Socket, answer: string): void {
   socket.end(answer);
@@ -258,9 +281,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const direct = options.direct;
   const listener = direct
     ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
+      hostOfHttp10(incoming);
       if (!direct(incoming, outgoing, incoming.socket?.remoteAddress)) adapted(incoming, outgoing);
     }
-    : adapted;
+    : (incoming: IncomingMessage, outgoing: ServerResponse) => {
+      hostOfHttp10(incoming);
+      return adapted(incoming, outgoing);
+    };
   const server: Server = options.tls
     ? createHttpsServer(
       { ...serverOptions, ...options.tls },

@@ -330,3 +330,31 @@ Deno.test("a held wait whose client half-closes its connection is dropped and cl
     closeQuietly(conn);
   }
 });
+
+Deno.test("an HTTP/1.0 request without Host is served, on the Hono routes and the lean ones", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const cases = {
+    "GET /health": ["GET /health HTTP/1.0\r\n\r\n", /^HTTP\/1\.[01] 200 [^]*"status":"ok"/],
+    "a wait (dev mode: its loopback guard passes)": [
+      `GET ${P.wait("default", 1)} HTTP/1.0\r\nX-Agent-Id: h10\r\n\r\n`,
+      /^HTTP\/1\.[01] 204 /,
+    ],
+  } as const;
+  for (const [name, [request, expected]] of Object.entries(cases)) {
+    await t.step(name, async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(conn, request);
+        const answer = await readAll(conn, 5000);
+        assert.match(answer.text, expected);
+        assert.ok(answer.closed, "HTTP/1.0 without keep-alive: the connection is closed after");
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+  }
+});
