@@ -79,6 +79,12 @@ export interface HttpListenOptions {
    */
   availableDescriptors?: number | "plenty" | "unknown";
   /**
+   * The largest request body any route takes, in bytes: a request with `Expect: 100-continue`
+   * that declares a longer body is answered `413` before it is told to send it. Without it, every
+   * such request is told to continue.
+   */
+  maxBodyBytes?: number;
+  /**
    * The log category of its lines (under `status`).
    * @default {"server"}
    */
@@ -212,6 +218,17 @@ function hostOfHttp10(incoming: IncomingMessage): void {
     : `${address}:${socket.localPort}`;
   raw.push("Host", host);
   incoming.headers.host = host;
+}
+
+/** Answers a request whose body was not read with a JSON error, and closes its connection. */
+function refuseUnread(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": new TextEncoder().encode(text).byteLength,
+    connection: "close",
+  });
+  response.end(text);
 }
 
 /** Writes an answer the server makes up itself on the bare socket, then closes the connection. */
@@ -444,6 +461,27 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`, now);
     }
     answerAndClose(socket, answer);
+  });
+  // An expectation node does not know gets node's bare 417 without a body, on a connection kept
+  // open although the body was not read: here a JSON error, and the connection is closed.
+  server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
+    log.warning("malformed request refused: {reason}", { reason: "an unknown Expect" });
+    refuseUnread(response, 417, { error: "Expect: only 100-continue is understood" });
+  });
+  // A client that asks before it sends its body is refused at once when the body it declares is
+  // longer than any route takes (rather than told to send it all, only to be refused).
+  server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
+    const declared = Number(request.headers["content-length"]);
+    const limit = options.maxBodyBytes;
+    if (limit !== undefined && declared > limit) {
+      refuseUnread(response, 413, {
+        error: `request body is larger than ${limit} bytes`,
+        details: { limit_bytes: limit },
+      });
+      return;
+    }
+    response.writeContinue();
+    server.emit("request", request, response);
   });
   // A CONNECT asks for a tunnel: without a listener node closes the connection without a word.
   server.on("connect", (_request: IncomingMessage, socket: Socket) => {
