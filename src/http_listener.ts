@@ -18,7 +18,8 @@
  *   because of sockets.
  * - **Malformed requests** (a broken head, broken chunked encoding, an HTTP/1.1 request without
  *   `Host`, a `CONNECT`, a body its client half-closed the connection before) are answered `400`
- *   with a JSON message and logged as a warning.
+ *   with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is served, as
+ *   if it named the address it came to.
  * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
  *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
@@ -77,6 +78,12 @@ export interface HttpListenOptions {
    * not given.
    */
   availableDescriptors?: number | "plenty" | "unknown";
+  /**
+   * The largest request body any route takes, in bytes: a request with `Expect: 100-continue`
+   * that declares a longer body is answered `413` before it is told to send it. Without it, every
+   * such request is told to continue.
+   */
+  maxBodyBytes?: number;
   /**
    * The log category of its lines (under `status`).
    * @default {"server"}
@@ -191,6 +198,39 @@ function bodyInProgress(socket: Socket): BodyInProgress | undefined {
   return { transferEncoding };
 }
 
+/**
+ * Gives an HTTP/1.0 request without `Host` (which HTTP/1.0 does not require, unlike HTTP/1.1) the
+ * address its connection came to, as `Host`: the adapter needs one to make the request's URL, and
+ * would refuse the request without it.
+ */
+function hostOfHttp10(incoming: IncomingMessage): void {
+  if (incoming.httpVersion !== "1.0") return;
+  const raw = incoming.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 4 && raw[i].toLowerCase() === "host") return;
+  }
+  const socket = incoming.socket;
+  if (!socket?.localAddress || socket.localPort === undefined) return;
+  // An IPv4 client of a dual-stack listener has a mapped address: the IPv4 one is its host.
+  const address = socket.localAddress.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+  const host = address.includes(":")
+    ? `[${address}]:${socket.localPort}`
+    : `${address}:${socket.localPort}`;
+  raw.push("Host", host);
+  incoming.headers.host = host;
+}
+
+/** Answers a request whose body was not read with a JSON error, and closes its connection. */
+function refuseUnread(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": new TextEncoder().encode(text).byteLength,
+    connection: "close",
+  });
+  response.end(text);
+}
+
 /** Writes an answer the server makes up itself on the bare socket, then closes the connection. */
 function answerAndClose(socket: Socket, answer: string): void {
   socket.end(answer);
@@ -258,9 +298,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const direct = options.direct;
   const listener = direct
     ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
+      hostOfHttp10(incoming);
       if (!direct(incoming, outgoing, incoming.socket?.remoteAddress)) adapted(incoming, outgoing);
     }
-    : adapted;
+    : (incoming: IncomingMessage, outgoing: ServerResponse) => {
+      hostOfHttp10(incoming);
+      return adapted(incoming, outgoing);
+    };
   const server: Server = options.tls
     ? createHttpsServer(
       { ...serverOptions, ...options.tls },
@@ -417,6 +461,27 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`, now);
     }
     answerAndClose(socket, answer);
+  });
+  // An expectation node does not know gets node's bare 417 without a body, on a connection kept
+  // open although the body was not read: here a JSON error, and the connection is closed.
+  server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
+    log.warning("malformed request refused: {reason}", { reason: "an unknown Expect" });
+    refuseUnread(response, 417, { error: "Expect: only 100-continue is understood" });
+  });
+  // A client that asks before it sends its body is refused at once when the body it declares is
+  // longer than any route takes (rather than told to send it all, only to be refused).
+  server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
+    const declared = Number(request.headers["content-length"]);
+    const limit = options.maxBodyBytes;
+    if (limit !== undefined && declared > limit) {
+      refuseUnread(response, 413, {
+        error: `request body is larger than ${limit} bytes`,
+        details: { limit_bytes: limit },
+      });
+      return;
+    }
+    response.writeContinue();
+    server.emit("request", request, response);
   });
   // A CONNECT asks for a tunnel: without a listener node closes the connection without a word.
   server.on("connect", (_request: IncomingMessage, socket: Socket) => {

@@ -13,7 +13,7 @@ import { z } from "zod";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
-  COMMAND_NAME_PATTERN,
+  commandNameSchema,
   type CommandParams,
   deploymentHashSchema,
   enqueueParamsSchema,
@@ -187,10 +187,7 @@ export const RUN_ID_RULE = "1–64 characters of A-Z a-z 0-9 . _ -, not only dot
 export const runRequestSchema: z.ZodType<RunRequest> = z.object({
   id: z.string().regex(RUN_ID_PATTERN, `must be ${RUN_ID_RULE}`).optional(),
   // The same rule as an enqueued command's name: a run's parts are ordinary commands.
-  name: z.string().min(1).max(4096).regex(
-    COMMAND_NAME_PATTERN,
-    "must not contain control characters (NUL, newline, tab, escape, ...)",
-  ),
+  name: commandNameSchema,
   params: enqueueParamsSchema.optional(),
   target: runTargetSchema,
   max_concurrency: maxConcurrencySchema.optional(),

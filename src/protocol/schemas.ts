@@ -179,6 +179,19 @@ export interface EnqueueRequest {
 // deno-lint-ignore no-control-regex
 export const COMMAND_NAME_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 
+/**
+ * Schema of a command name (an enqueue's, a run's): 1–4096 characters, no control characters
+ * ({@link COMMAND_NAME_PATTERN}), and well-formed Unicode: a lone surrogate (which JSON's `\ud800`
+ * escape can carry) would be stored, and run, as U+FFFD.
+ */
+export const commandNameSchema: z.ZodType<string> = z.string().min(1).max(4096).regex(
+  COMMAND_NAME_PATTERN,
+  "must not contain control characters (NUL, newline, tab, escape, ...)",
+).refine(
+  (name) => name.isWellFormed(),
+  "must be well-formed Unicode (no lone surrogate such as \\ud800)",
+);
+
 /** The one command id refused at enqueue: its agent routes would be read as a wait's. */
 export const RESERVED_COMMAND_ID = "wait";
 
@@ -189,10 +202,7 @@ export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
     `must not be "${RESERVED_COMMAND_ID}": the agent's routes of a command with that id ` +
       `(…/commands/wait/cancel-wait, …/commands/wait/output) are read as waits`,
   ).optional(),
-  name: z.string().min(1).max(4096).regex(
-    COMMAND_NAME_PATTERN,
-    "must not contain control characters (NUL, newline, tab, escape, ...)",
-  ),
+  name: commandNameSchema,
   params: enqueueParamsSchema.optional(),
   agent_id: agentIdSchema.optional(),
 });

@@ -7,6 +7,7 @@
 import { DEFAULT_BIND, DEFAULT_DB, DEFAULT_PORT } from "../defaults.ts";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
+import { MAX_BODY_BYTES } from "../protocol/mod.ts";
 import {
   type CommandStore,
   openStore,
@@ -180,6 +181,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         tls: options.tls,
         headerTimeoutSecs: options.headerTimeoutSecs,
         maxConnections: options.maxConnections,
+        maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES,
         availableDescriptors: options.availableDescriptors,
         clock: options.clock,
         direct: directHandlerOf(app),

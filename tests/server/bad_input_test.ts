@@ -517,3 +517,30 @@ Deno.test("a __proto__ key in params or params.metadata is dropped, as documente
     '{"metadata":{"m":2},"keep":1,"deep":{"__proto__":3}}',
   );
 });
+
+Deno.test("a command name with a lone surrogate is refused (400), not stored changed to U+FFFD", async (t) => {
+  await using d = await makeDashboard();
+  // JSON.stringify sends a lone surrogate as the escape \ud800, which JSON.parse gives back.
+  for (const [label, name] of [["high", "echo a\ud800b"], ["low", "echo \udc00"]]) {
+    await t.step(`enqueue, ${label}`, async () => {
+      const response = await d.admin("POST", P.enqueue, { id: `s-${label}`, agent_id: "a1", name });
+      assert.equal(response.status, 400);
+      const body = await json(response);
+      assert.match(body.error as string, /field "name": must be well-formed Unicode/);
+    });
+    await t.step(`run, ${label}`, async () => {
+      const response = await d.admin("POST", "/api/v1/runs", {
+        name,
+        target: { agents: ["a1"] },
+      });
+      assert.equal(response.status, 400);
+      const body = await json(response);
+      assert.match(body.error as string, /field "name": must be well-formed Unicode/);
+    });
+  }
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+  const paired = await d.admin("POST", P.enqueue, { agent_id: "a1", name: "echo \ud83d\ude00" });
+  assert.equal(paired.status, 202, "a surrogate pair (an emoji) is a character like any other");
+  await paired.body?.cancel();
+});

@@ -330,3 +330,86 @@ Deno.test("a held wait whose client half-closes its connection is dropped and cl
     closeQuietly(conn);
   }
 });
+
+Deno.test("an HTTP/1.0 request without Host is served, on the Hono routes and the lean ones", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const cases = {
+    "GET /health": ["GET /health HTTP/1.0\r\n\r\n", /^HTTP\/1\.[01] 200 [^]*"status":"ok"/],
+    "a wait (dev mode: its loopback guard passes)": [
+      `GET ${P.wait("default", 1)} HTTP/1.0\r\nX-Agent-Id: h10\r\n\r\n`,
+      /^HTTP\/1\.[01] 204 /,
+    ],
+  } as const;
+  for (const [name, [request, expected]] of Object.entries(cases)) {
+    await t.step(name, async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(conn, request);
+        const answer = await readAll(conn, 5000);
+        assert.match(answer.text, expected);
+        assert.ok(answer.closed, "HTTP/1.0 without keep-alive: the connection is closed after");
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+  }
+});
+
+Deno.test("Expect: an unknown expectation gets 417 with a JSON error, a body beyond the limit is refused before 100 Continue", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const enqueue = (expect: string, length: number) =>
+    `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: e1\r\n` +
+    `Content-Type: application/json\r\nExpect: ${expect}\r\nContent-Length: ${length}\r\n\r\n`;
+  await t.step("an expectation other than 100-continue: 417, JSON, closed", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, enqueue("200-ok", 2) + "{}");
+      const answer = await readAll(conn, 5000);
+      assert.match(answer.text, /^HTTP\/1\.1 417 /);
+      assert.match(answer.text, /\r\ncontent-type: application\/json\r\n/i);
+      assert.match(answer.text, /\r\ndate: \w{3}, /i);
+      assert.match(answer.text, /"error":"Expect: only 100-continue is understood"/);
+      assert.ok(answer.closed, "the connection is closed (its body is not read)");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+  await t.step("100-continue declaring more than the largest body: 413 and no 100", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, enqueue("100-continue", 50_000_000));
+      const answer = await readAll(conn, 5000);
+      assert.match(answer.text, /^HTTP\/1\.1 413 /);
+      assert.doesNotMatch(answer.text, /100 Continue/);
+      assert.match(answer.text, /"error":"request body is larger than 1048576 bytes"/);
+      assert.ok(answer.closed, "the connection is closed");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+  await t.step("100-continue within the limit: 100, then the answer", async () => {
+    const conn = await rawConnect(server);
+    const body = JSON.stringify({ id: "exp-1", name: "echo hi" });
+    try {
+      await send(conn, enqueue("100-continue", new TextEncoder().encode(body).length));
+      // One read (readAll's timeout would leave a read pending that takes the answer).
+      const buffer = new Uint8Array(4096);
+      const n = await conn.read(buffer);
+      const first = new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+      assert.match(first, /^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+      await send(conn, body);
+      const answer = await readAll(conn, 2000);
+      assert.match(answer.text, /^HTTP\/1\.1 202 [^]*"queued":true/);
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
