@@ -429,8 +429,29 @@ export function parseWaitAnswer(body: unknown): WaitAnswer {
  * @returns E.g. `field "name": Too small: expected string to have >=1 characters`.
  */
 export function describeZodError(error: z.ZodError): string {
-  const issue = error.issues[0];
+  const issues = relevantIssues(error);
+  const issue = issues[0];
   if (!issue) return "invalid body";
   const path = issue.path.length ? shortForm(issue.path.join(".")) : "(body)";
   return `field "${path}": ${issue.message}`;
+}
+
+/**
+ * A zod error's issues, without the bound every integer field has (the safe-integer range) where
+ * the same field also broke its own, narrower bound: `1e308` for a field of at most 86,400 is
+ * told the 86,400, not 2^53 - 1.
+ *
+ * @param error The validation error.
+ * @returns The issues to show, in zod's order.
+ */
+export function relevantIssues(error: z.ZodError): z.core.$ZodIssue[] {
+  const key = (issue: z.core.$ZodIssue) => JSON.stringify(issue.path);
+  const safeBound = (issue: z.core.$ZodIssue) =>
+    (issue.code === "too_big" || issue.code === "too_small") && issue.origin === "int";
+  const ownBound = new Set(
+    error.issues.filter((issue) =>
+      (issue.code === "too_big" || issue.code === "too_small") && !safeBound(issue)
+    ).map(key),
+  );
+  return error.issues.filter((issue) => !(safeBound(issue) && ownBound.has(key(issue))));
 }

@@ -544,3 +544,31 @@ Deno.test("a command name with a lone surrogate is refused (400), not stored cha
   assert.equal(paired.status, 202, "a surrogate pair (an emoji) is a character like any other");
   await paired.body?.cancel();
 });
+
+Deno.test("a whole number beyond 2^53 is told its field's own bound, not the safe-integer range", async (t) => {
+  await using d = await makeDashboard();
+  for (
+    const [params, message] of [
+      [
+        '{"timeout_secs":1e308}',
+        'field "params.timeout_secs": Too big: expected number to be <=86400',
+      ],
+      [
+        '{"timeout_secs":-1e308}',
+        'field "params.timeout_secs": Too small: expected number to be >0',
+      ],
+    ]
+  ) {
+    await t.step(params, async () => {
+      const response = await d.dashboard.app.request(P.enqueue, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+        body: `{"agent_id":"a1","name":"echo","params":${params}}`,
+      });
+      assert.equal(response.status, 400);
+      const body = await json(response);
+      assert.equal(body.error, message);
+      assert.equal((body.details as unknown[]).length, 1, JSON.stringify(body.details));
+    });
+  }
+});

@@ -6,7 +6,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { describeZodError, shortForm } from "../../protocol/mod.ts";
+import { describeZodError, relevantIssues, shortForm } from "../../protocol/mod.ts";
 import { jsonProblem, MAX_JSON_DEPTH } from "../body.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
@@ -91,7 +91,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     throw new HttpError(400, describeZodError(parsed.error), {
-      details: parsed.error.issues.slice(0, 10).map((issue) => ({
+      details: relevantIssues(parsed.error).slice(0, 10).map((issue) => ({
         field: shortForm(issue.path.join(".")) || "(body)",
         message: issue.message,
       })),
