@@ -16,8 +16,9 @@
  *   closed at once, with one warning when the limit is reached and one line when it is left. The
  *   open ones, held long-polls included, are served as before; so descriptors never run out
  *   because of sockets.
- * - **Malformed requests** (a broken head, broken chunked encoding, an HTTP/1.1 request without
- *   `Host`, a `CONNECT`, a body its client half-closed the connection before) are answered `400`
+ * - **Malformed requests** (a broken head, broken chunked encoding, a `Transfer-Encoding` other
+ *   than `chunked`, an HTTP/1.1 request without `Host` or with two, a `CONNECT`, a body its client
+ *   half-closed the connection before) are answered `400`
  *   with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is served, as
  *   if it named the address it came to.
  * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
@@ -34,7 +35,12 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { Server as NetServer, type Socket } from "node:net";
 import { type Clock, systemClock } from "./clock.ts";
-import { type BodyInProgress, type ParseFailure, parseFailureReason } from "./http_parse_error.ts";
+import {
+  type BodyInProgress,
+  PARSE_FAILURE_REASONS,
+  type ParseFailure,
+  parseFailureReason,
+} from "./http_parse_error.ts";
 import { getRequestListener } from "@hono/node-server";
 import { logger } from "./log/mod.ts";
 
@@ -220,6 +226,31 @@ function hostOfHttp10(incoming: IncomingMessage): void {
   incoming.headers.host = host;
 }
 
+/**
+ * What node's parser lets through but the dashboard refuses, as a reason for a `400`: a
+ * `Transfer-Encoding` other than plain `chunked` (its body would be read as chunked and the other
+ * codings ignored), and a second `Host` (node keeps the first; which one a proxy in front used is
+ * anyone's guess).
+ */
+function framingFault(incoming: IncomingMessage): string | undefined {
+  const transferEncoding = incoming.headers["transfer-encoding"];
+  // One whose last coding is not chunked is refused by the parser itself, as the body comes.
+  if (
+    transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== "chunked" &&
+    /(^|,)\s*chunked\s*$/i.test(transferEncoding)
+  ) {
+    return PARSE_FAILURE_REASONS.transferEncoding;
+  }
+  const raw = incoming.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 4 && raw[i].toLowerCase() === "host" && ++hosts > 1) {
+      return "more than one Host header";
+    }
+  }
+  return undefined;
+}
+
 /** Answers a request whose body was not read with a JSON error, and closes its connection. */
 function refuseUnread(response: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -296,12 +327,22 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     },
   );
   const direct = options.direct;
+  /** Refuses what node's parser let through; returns whether the request was refused. */
+  const refusedFraming = (incoming: IncomingMessage, outgoing: ServerResponse): boolean => {
+    const reason = framingFault(incoming);
+    if (reason === undefined) return false;
+    log.warning("malformed request refused: {reason}", { reason });
+    refuseUnread(outgoing, 400, { error: `malformed HTTP request: ${reason}` });
+    return true;
+  };
   const listener = direct
     ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
+      if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
       if (!direct(incoming, outgoing, incoming.socket?.remoteAddress)) adapted(incoming, outgoing);
     }
     : (incoming: IncomingMessage, outgoing: ServerResponse) => {
+      if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
       return adapted(incoming, outgoing);
     };

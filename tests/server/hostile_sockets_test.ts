@@ -161,6 +161,16 @@ Deno.test("malformed requests get 400 naming the fault, with a Date, never quoti
       ["a Content-Length in hex", "Content-Length: 0x10\r\n\r\n", R.contentLength],
       ["Transfer-Encoding: gzip", "Transfer-Encoding: gzip\r\n\r\n", R.transferEncoding],
       [
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        R.transferEncoding,
+      ],
+      [
+        "Transfer-Encoding given twice",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        R.transferEncoding,
+      ],
+      [
         "Content-Length with Transfer-Encoding",
         "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         R.transferEncoding,
@@ -222,7 +232,7 @@ Deno.test("malformed requests get 400 naming the fault, with a Date, never quoti
   });
 });
 
-Deno.test("an HTTP/1.1 request without Host and a CONNECT get 400 with a JSON error", async (t) => {
+Deno.test("an HTTP/1.1 request without Host or with two, a Transfer-Encoding other than chunked, and a CONNECT get 400 with a JSON error", async (t) => {
   await withLogs(async (lines) => {
     await using server = await startServer({
       availableDescriptors: "plenty",
@@ -234,6 +244,20 @@ Deno.test("an HTTP/1.1 request without Host and a CONNECT get 400 with a JSON er
       "CONNECT": [
         "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
         /"error":"CONNECT is not served: the dashboard is not a proxy"/,
+      ],
+      "two Host headers": [
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+        /"error":"malformed HTTP request: more than one Host header"/,
+      ],
+      "two Host headers on a lean route": [
+        "GET /api/v1/agent/commands/wait/h1 HTTP/1.1\r\nHost: localhost\r\nhost: x\r\n\r\n",
+        /"error":"malformed HTTP request: more than one Host header"/,
+      ],
+      "a Transfer-Encoding other than chunked": [
+        "POST /api/v1/agent/commands/enqueue HTTP/1.1\r\nHost: localhost\r\n" +
+        "Transfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n" +
+        "2\r\n{}\r\n0\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"`),
       ],
     } as const;
     for (const [name, [request, message]] of Object.entries(cases)) {
