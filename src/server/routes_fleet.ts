@@ -57,10 +57,11 @@ export function agentState(
   return lastSeenAt !== null && now - lastSeenAt < offlineAfterMs ? "online" : "offline";
 }
 
+// Strict: a field the route does not take (a `token` of one's own, say) is a 400, not ignored.
 const addSchema = z.object({
   id: agentIdSchema,
   scopes: z.array(z.enum(AGENT_SCOPES)).min(1).optional(),
-});
+}).strict();
 
 /**
  * Registers the fleet routes.

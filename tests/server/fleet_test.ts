@@ -126,6 +126,11 @@ Deno.test("tokens are added, rotated and removed over the operator API", async (
 
   assert.equal((await d.admin("POST", "/api/v1/agents", { id: "web-9" })).status, 409);
   assert.equal((await d.admin("POST", "/api/v1/agents", { id: "bad id" })).status, 400);
+  const own = await d.admin("POST", "/api/v1/agents", { id: "web-8", token: "mine" });
+  assert.equal(own.status, 400, "a token of one's own is refused, not replaced in silence");
+  assert.match(String((await json(own)).error), /token/);
+  const fleet = (await json(await d.admin("GET", "/api/v1/agents"))).agents as { id: string }[];
+  assert.ok(!fleet.some((agent) => agent.id === "web-8"), "nothing was added");
   assert.equal(
     (await d.admin("POST", "/api/v1/agents", { id: "x", scopes: ["root"] })).status,
     400,
