@@ -572,3 +572,19 @@ Deno.test("a whole number beyond 2^53 is told its field's own bound, not the saf
     });
   }
 });
+
+Deno.test("a key given twice in a body: the last one counts, as docs/protocol.md says", async () => {
+  await using d = await makeDashboard();
+  const response = await d.dashboard.app.request(P.enqueue, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: '{"agent_id":"a1","id":"c1","id":"c2","name":"echo","params":{}}',
+  });
+  assert.equal(response.status, 202);
+  assert.equal((await json(response)).id, "c2");
+  const protocol = await Deno.readTextFile(new URL("../../docs/protocol.md", import.meta.url));
+  assert.match(
+    protocol.replace(/\s+/g, " "),
+    /A key given twice in one object is not refused: the last one counts/,
+  );
+});
