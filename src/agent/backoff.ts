@@ -150,12 +150,18 @@ export async function retryWhile<T>(
 export const MAX_RETRY_AFTER_SECS = 3600;
 
 /**
+ * Shortest wait a `Retry-After` gets, in ms: `0`, a date already past (or the agent's clock
+ * ahead of the dashboard's) would otherwise make the agent ask again in a tight loop.
+ */
+export const MIN_RETRY_AFTER_MS = 1000;
+
+/**
  * Reads a `Retry-After` header: delay seconds or an HTTP date.
  *
  * @param value The header value, or `null` when absent.
  * @param now The current time in milliseconds.
- * @returns Milliseconds to wait (at most {@link MAX_RETRY_AFTER_SECS}), or `undefined` when the
- *   header is absent or unreadable.
+ * @returns Milliseconds to wait (at least {@link MIN_RETRY_AFTER_MS}, at most
+ *   {@link MAX_RETRY_AFTER_SECS}), or `undefined` when the header is absent or unreadable.
  *
  * @example Seconds and dates
  * ```ts
@@ -164,6 +170,7 @@ export const MAX_RETRY_AFTER_SECS = 3600;
  *
  * assert.equal(parseRetryAfter("2", 0), 2000);
  * assert.equal(parseRetryAfter("Thu, 01 Jan 1970 00:00:05 GMT", 0), 5000);
+ * assert.equal(parseRetryAfter("0", 0), 1000);
  * assert.equal(parseRetryAfter("soon", 0), undefined);
  * ```
  */
@@ -178,5 +185,5 @@ export function parseRetryAfter(value: string | null, now: number): number | und
     if (Number.isNaN(date)) return undefined;
     ms = Math.max(0, date - now);
   }
-  return Math.min(ms, MAX_RETRY_AFTER_SECS * 1000);
+  return Math.min(Math.max(ms, MIN_RETRY_AFTER_MS), MAX_RETRY_AFTER_SECS * 1000);
 }

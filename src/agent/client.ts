@@ -8,6 +8,7 @@ import {
   AGENT_INSTANCE_HEADER,
   type DeliveredCommand,
   LIVE_PATHS,
+  MAX_BODY_BYTES,
   MAX_CLOCK_SKEW_SECS,
   type OutputChunkRequest,
   parseWaitAnswer,
@@ -147,13 +148,70 @@ export const WAIT_GRACE_SECS = 10;
 
 const SKEW_WORDS = /clock|skew|timestamp/i;
 
-async function errorMessage(response: Response): Promise<string> {
-  let text = "";
+/**
+ * Largest answer body the agent reads, in bytes (4 MiB: a delivered command is at most an
+ * enqueue's 1 MiB body); the rest of a larger one is not read, so a broken or hostile dashboard
+ * or proxy cannot fill the agent's memory.
+ */
+export const MAX_ANSWER_BYTES = 4 * MAX_BODY_BYTES;
+
+/** Bytes of an error answer read for its message. */
+const ERROR_BODY_BYTES = 64 * 1024;
+
+/**
+ * Reads at most `limit` bytes of a body as text; the rest is not read (the body is cancelled).
+ *
+ * @returns The text, or `undefined` when the body is larger than `limit`.
+ */
+async function boundedText(response: Response, limit: number): Promise<string | undefined> {
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
   try {
-    text = await response.text();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > limit) {
+        await reader.cancel().catch(() => {});
+        return undefined;
+      }
+      parts.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * Reads a JSON body of at most {@link MAX_ANSWER_BYTES}.
+ *
+ * @throws {Error} When the body is larger, cannot be read, or is not JSON.
+ */
+async function boundedJson(response: Response): Promise<unknown> {
+  const text = await boundedText(response, MAX_ANSWER_BYTES);
+  if (text === undefined) {
+    throw new Error(`the answer is larger than ${MAX_ANSWER_BYTES / 1024 / 1024} MiB`);
+  }
+  return JSON.parse(text);
+}
+
+async function errorMessage(response: Response): Promise<string> {
+  let text: string | undefined;
+  try {
+    text = await boundedText(response, ERROR_BODY_BYTES);
   } catch {
     return `HTTP ${response.status}`;
   }
+  if (text === undefined) return `HTTP ${response.status} (an answer larger than 64 KiB)`;
   try {
     const body = JSON.parse(text);
     if (body && typeof body.error === "string") return body.error.slice(0, 500);
@@ -250,12 +308,12 @@ export class DashboardClient {
     if (response.status !== 200) return await this.#failure(response);
     let body: unknown;
     try {
-      body = await response.json();
+      body = await boundedJson(response);
     } catch (error) {
       return {
         kind: "invalid",
         status: 200,
-        message: `wait answer is not JSON: ${(error as Error).message}`,
+        message: `wait answer is not usable JSON: ${(error as Error).message}`,
       };
     }
     try {
@@ -338,13 +396,13 @@ export class DashboardClient {
     if (response.status !== 200) return await this.#failure(response);
     let body: unknown;
     try {
-      body = await response.json();
+      body = await boundedJson(response);
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
       return {
         kind: "invalid",
         status: 200,
-        message: `cancel-wait answer is not JSON: ${(error as Error).message}`,
+        message: `cancel-wait answer is not usable JSON: ${(error as Error).message}`,
       };
     }
     if ((body as { cancel_requested?: unknown } | null)?.cancel_requested === true) {
@@ -436,7 +494,8 @@ export class DashboardClient {
     if (!response.ok) return await this.#failure(response);
     let duplicate = false;
     try {
-      duplicate = (await response.json())?.duplicate === true;
+      duplicate =
+        (await boundedJson(response) as { duplicate?: unknown } | null)?.duplicate === true;
     } catch {
       // A 2xx without a JSON body still means accepted.
     }

@@ -3,8 +3,9 @@
  * that a command delivered again is never run twice (PROTOCOL.md §4).
  *
  * On disk it is a JSON-lines log (`journal.jsonl`) under the state directory: every change is one
- * appended line, fsynced before the method returns; a torn last line (a crash mid-write) is
- * ignored on the next open. The log is compacted into a snapshot by writing a temporary file,
+ * appended line, fsynced before the method returns; a torn last line (a crash mid-write), or a
+ * line that is JSON but not a journal change (a damaged disk, a hand edit), is skipped with a
+ * warning on the next open. The log is compacted into a snapshot by writing a temporary file,
  * fsyncing it and renaming it over the log. Without a directory the journal lives in memory.
  *
  * @module
@@ -83,6 +84,45 @@ type JournalOp =
   | { op: "spawned"; id: string; process: ProcessRecord }
   | { op: "exited"; id: string; exit: ExitRecord }
   | { op: "entry"; entry: JournalEntry };
+
+const STATES: ReadonlySet<unknown> = new Set<JournalState>(["running", "done", "accepted"]);
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isId(value: unknown): value is string {
+  return typeof value === "string" && value !== "";
+}
+
+/** Whether a parsed journal line has the fields its operation needs (a damaged one is skipped). */
+function isJournalOp(op: unknown): op is JournalOp {
+  if (!isRecord(op)) return false;
+  if (op.op === "entry") {
+    const entry = op.entry;
+    return isRecord(entry) && isId(entry.id) && typeof entry.name === "string" &&
+      typeof entry.attempt === "number" && STATES.has(entry.state) &&
+      typeof entry.started_at === "string";
+  }
+  if (!isId(op.id)) return false;
+  switch (op.op) {
+    case "start":
+      return typeof op.name === "string" && typeof op.attempt === "number" &&
+        typeof op.at === "string";
+    case "done":
+      return typeof op.status === "string" && isRecord(op.summary) && typeof op.at === "string";
+    case "accepted":
+      return typeof op.at === "string";
+    case "forget":
+      return true;
+    case "spawned":
+      return isRecord(op.process);
+    case "exited":
+      return isRecord(op.exit);
+    default:
+      return false;
+  }
+}
 
 /**
  * Drops a report's captured output, adding the dropped bytes to the truncation counts, so that a
@@ -500,8 +540,12 @@ export class Journal implements Disposable {
         });
         continue;
       }
-      if (!op || typeof op !== "object" || typeof op.op !== "string") {
+      if (!isJournalOp(op)) {
         needsCompaction = true;
+        log.warning("journal line skipped: JSON, but not a change the journal writes", {
+          file: this.#path,
+          line: line.slice(0, 200),
+        });
         continue;
       }
       this.#apply(op);

@@ -396,8 +396,9 @@ export interface StopDaemonOptions {
  *
  * @param options Pid file, timeout and signal.
  * @returns The pid that was stopped.
- * @throws {DaemonError} When there is no pid file, it names no running process (the stale file
- *   is removed), or the process is still running at the timeout.
+ * @throws {DaemonError} When there is no pid file, it names no running agent (no process, or
+ *   another program that holds the pid now: nothing is signalled and the stale file is removed),
+ *   or the process is still running at the timeout.
  */
 export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
   const pid = readPidFile(options.pidFile);
@@ -407,15 +408,22 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
         "(give the daemon's --pid-file)",
     );
   }
-  if (!isProcessAlive(pid)) {
+  // A daemon that ended without removing its pid file (SIGKILL, a reboot) leaves a pid that
+  // another program may hold by now: only a live agent is signalled.
+  if (!isLiveAgent(pid)) {
+    const reused = isProcessAlive(pid);
     try {
       removeFileDurableSync(options.pidFile);
     } catch {
       // Leave it.
     }
     throw new DaemonError(
-      `the agent with pid ${pid} (pid file ${options.pidFile}) is not running; ` +
-        "removed the stale pid file",
+      reused
+        ? `pid ${pid} of the pid file ${options.pidFile} is another program, not the agent ` +
+          "(the agent ended without removing the file and its pid was used again); nothing " +
+          "was signalled; removed the stale pid file"
+        : `the agent with pid ${pid} (pid file ${options.pidFile}) is not running; ` +
+          "removed the stale pid file",
     );
   }
   sendSignal(pid, options.signal ?? "SIGTERM");

@@ -350,6 +350,32 @@ Deno.test("429 with Retry-After: 2 delays the next request by at least 2 s", asy
   assert.ok(logs.has(/asked the agent to wait/));
 });
 
+Deno.test("a Retry-After of 0, in the past or malformed never makes the agent poll without a pause", async (t) => {
+  for (const retryAfter of ["0", "Thu, 01 Jan 1970 00:00:05 GMT", "-5"]) {
+    await t.step(`Retry-After: ${retryAfter}`, async () => {
+      using _logs = captureLogs();
+      await using stub = new StubDashboard();
+      let throttled = 0;
+      stub.override = (seen) => {
+        if (seen.kind !== "wait" || throttled >= 3) return undefined;
+        throttled++;
+        return Response.json({ error: "busy" }, {
+          status: 429,
+          headers: { "Retry-After": retryAfter },
+        });
+      };
+      const clock = new FakeClock();
+      const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1, clock });
+      await eventually(() => throttled === 1 && clock.pending > 0, 10_000, "the 429");
+      // Without a pause, a dashboard (or a proxy) that says 0 is asked again in a tight loop.
+      assert.equal(stub.seen.length, 1, "no second request before the clock moves");
+      await clock.advanceAsync(999);
+      assert.equal(stub.seen.length, 1, "not within the first second");
+      await finish(agent);
+    });
+  }
+});
+
 Deno.test("an ack answered 429 with Retry-After waits that long and runs the command once acked", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();

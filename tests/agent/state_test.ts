@@ -79,6 +79,46 @@ Deno.test("journal ignores a line torn by a crash and keeps appending cleanly", 
   }
 });
 
+Deno.test("journal skips lines that are JSON but no journal change, instead of failing to open", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "a", name: "echo a", attempt: 1 });
+    }
+    // A damaged disk or a hand edit: each line parses, none is a change the journal wrote.
+    const damaged = [
+      { op: "done", id: "x" },
+      { op: "entry", entry: null },
+      { op: "entry", entry: { id: "y" } },
+      { op: "start" },
+      { op: "start", id: "z", name: 5, attempt: "1", at: null },
+      { op: "accepted", id: 7 },
+      { op: "spawned", id: "a" },
+      { op: "no-such-op", id: "a" },
+      ["op"],
+      42,
+    ];
+    Deno.writeTextFileSync(
+      join(dir, "journal.jsonl"),
+      damaged.map((line) => JSON.stringify(line) + "\n").join(""),
+      { append: true },
+    );
+    {
+      using journal = Journal.open({ dir });
+      assert.deepEqual(journal.entries().map((e) => e.id), ["a"]);
+      assert.equal(journal.get("a")?.state, "running");
+      assert.equal(journal.get("a")?.process, undefined);
+      journal.complete("a", report("a"));
+    }
+    using journal = Journal.open({ dir });
+    assert.equal(journal.get("a")?.state, "done");
+    assert.equal(journal.size, 1);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("journal keeps only summaries: output dropped, byte counts kept", () => {
   const summary = summarizeReport(report("a", "héllo\n"));
   assert.equal(summary.result?.stdout, "");

@@ -4,6 +4,7 @@ import { PERMS, runCli } from "../_cli.ts";
 import { fileURLToPath } from "node:url";
 import {
   acquirePidFile,
+  DAEMON_CHILD_FLAG,
   DaemonError,
   isProcessAlive,
   readPidFile,
@@ -115,7 +116,21 @@ Deno.test("pid files", async (t) => {
       await assert.rejects(stopDaemon({ pidFile }), /not running/);
       assert.equal(readPidFile(pidFile), undefined, "the stale file is removed");
 
-      const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      // The daemon ended (SIGKILL, a reboot) and its pid went to another program: not signalled.
+      const other = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      try {
+        Deno.writeTextFileSync(pidFile, `${other.pid}\n`);
+        await assert.rejects(stopDaemon({ pidFile, timeoutMs: 2000 }), /not the agent/);
+        assert.equal(isProcessAlive(other.pid), true, "the other program still runs");
+        assert.equal(readPidFile(pidFile), undefined, "the stale file is removed");
+      } finally {
+        other.kill("SIGKILL");
+        await other.status;
+      }
+
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))", DAEMON_CHILD_FLAG],
+      }).spawn();
       Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
       const waited = child.status;
       assert.equal(await stopDaemon({ pidFile, timeoutMs: 5000 }), child.pid);

@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { DashboardClient, MAX_ANSWER_BYTES } from "../../src/agent/client.ts";
+import type { ReportRequest } from "../../src/protocol/mod.ts";
+
+/** A body of `total` bytes in 1 MiB chunks that counts how many were read. */
+function countedBody(total: number): { body: ReadableStream<Uint8Array>; pulled: () => number } {
+  const chunk = new Uint8Array(1 << 20).fill(0x61); // "a"
+  let pulled = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= total) return controller.close();
+      pulled += chunk.length;
+      controller.enqueue(chunk);
+    },
+  });
+  return { body, pulled: () => pulled };
+}
+
+function clientAnswering(response: () => Response): DashboardClient {
+  return new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    fetch: () => Promise.resolve(response()),
+  });
+}
+
+const HUGE = 64 * 1024 * 1024;
+const signal = new AbortController().signal;
+
+Deno.test("the agent reads no more than a bounded part of a huge answer", async (t) => {
+  await t.step(
+    "a wait answered 200 with 64 MiB is invalid, read only up to the limit",
+    async () => {
+      const { body, pulled } = countedBody(HUGE);
+      const client = clientAnswering(() => new Response(body, { status: 200 }));
+      const outcome = await client.wait("default", 30, signal);
+      assert.equal(outcome.kind, "invalid");
+      assert.match((outcome as { message: string }).message, /larger than 4 MiB/);
+      assert.ok(pulled() <= MAX_ANSWER_BYTES + (2 << 20), `read ${pulled()} bytes`);
+    },
+  );
+
+  await t.step("a 500 with 64 MiB of error page is a server failure, its message cut", async () => {
+    const { body, pulled } = countedBody(HUGE);
+    const client = clientAnswering(() => new Response(body, { status: 500 }));
+    const outcome = await client.wait("default", 30, signal);
+    assert.equal(outcome.kind, "server");
+    assert.ok((outcome as { message: string }).message.length <= 200);
+    assert.ok(pulled() <= 2 << 20, `read ${pulled()} bytes`);
+  });
+
+  await t.step(
+    "a report answered 200 with 64 MiB is accepted, the answer left unread",
+    async () => {
+      const { body, pulled } = countedBody(HUGE);
+      const client = clientAnswering(() => new Response(body, { status: 200 }));
+      const report: ReportRequest = { command_id: "cmd-1", status: "success" };
+      const outcome = await client.report(report, signal);
+      assert.deepEqual(outcome, { kind: "accepted", duplicate: false });
+      assert.ok(pulled() <= MAX_ANSWER_BYTES + (2 << 20), `read ${pulled()} bytes`);
+    },
+  );
+
+  await t.step("a cancel-wait answered 200 with 64 MiB is invalid", async () => {
+    const { body, pulled } = countedBody(HUGE);
+    const client = clientAnswering(() => new Response(body, { status: 200 }));
+    const outcome = await client.cancelWait("cmd-1", 30, signal);
+    assert.equal(outcome.kind, "invalid");
+    assert.ok(pulled() <= MAX_ANSWER_BYTES + (2 << 20), `read ${pulled()} bytes`);
+  });
+});
+
+Deno.test("answers within the limit are read as before", async () => {
+  const command = { id: "cmd-1", name: "echo " + "x".repeat(1000), params: {}, attempt: 1 };
+  const client = clientAnswering(() => Response.json(command));
+  const outcome = await client.wait("default", 30, signal);
+  assert.equal(outcome.kind, "command");
+  assert.equal((outcome as { command: { name: string } }).command.name, command.name);
+  const failing = clientAnswering(() => Response.json({ error: "no such agent" }, { status: 400 }));
+  const refused = await failing.wait("default", 30, signal);
+  assert.deepEqual(refused, { kind: "refused", status: 400, message: "no such agent" });
+});
