@@ -140,7 +140,7 @@ function commandLineFlags(cmd: Command<unknown[], Record<string, unknown>>): str
     if (cmd.getOptionValueSource(key) !== "cli") continue;
     const value = cmd.getOptionValue(key);
     if (option.isBoolean()) {
-      if (value === true) args.push(option.long);
+      if (value === (option.negate ? false : true)) args.push(option.long);
     } else if (value !== undefined) {
       args.push(option.long, String(value));
     }

@@ -65,6 +65,17 @@ export function addSettingOptions<C extends Command<any, any, any>>(
     }
     // deno-lint-ignore no-explicit-any
     (command as any).addOption(option);
+    if (spec.boolean) {
+      // Without it, a setting turned on by the environment, .env or config.json could not be
+      // turned off from the command line, against "flags > environment > ...".
+      // deno-lint-ignore no-explicit-any
+      (command as any).addOption(
+        new Option(
+          `--no-${flagOf(spec.env).slice(2)}`,
+          `Turn ${spec.env} off, whatever the environment, .env or config.json say`,
+        ),
+      );
+    }
   }
   return command;
 }

@@ -190,6 +190,10 @@ function reason(error: z.ZodError): string {
 }
 
 function show(value: unknown): string {
+  // JSON.parse reads 1e400 as Infinity, which JSON.stringify would show as null.
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    return `${value} (a number beyond the range of a double)`;
+  }
   return typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
 }
 

@@ -80,6 +80,15 @@ Deno.test("validation errors name the setting, its source and the bad value", as
       "POLLING_BACKOFF_SECS from config.json must be a whole number of seconds from 1 to 31536000 (a year), got -1",
     ],
     [
+      "config.json number beyond a double",
+      {
+        roles: ["agent"],
+        env: {},
+        cwd: tempDir({ "config.json": '{"polling_timeout_secs": 1e400}' }),
+      },
+      "POLLING_TIMEOUT_SECS from config.json must be a whole number of seconds from 1 to 31536000 (a year), got Infinity (a number beyond the range of a double)",
+    ],
+    [
       "agent id",
       { roles: ["agent"], env: { AGENT_ID: "bad id!" }, cwd: tempDir() },
       'AGENT_ID from the environment must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots, got "bad id!"',

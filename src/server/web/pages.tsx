@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 // Hono renders these on the server once: list items need no React-style `key` (and a `key` would
 // be written out as an attribute).
 // deno-lint-ignore-file jsx-key

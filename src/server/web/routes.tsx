@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 /**
  * The operator's web console: pages served by the dashboard at `/`, a login with the admin token
  * outside dev mode, and the session that lets a browser read the operator API (`GET` only).

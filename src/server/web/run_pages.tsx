@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 // Hono renders these on the server once: list items need no React-style `key`.
 // deno-lint-ignore-file jsx-key
 
