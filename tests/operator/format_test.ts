@@ -141,6 +141,7 @@ Deno.test("alignColumns shows an agent's control characters as ?, never obeys th
   ]]);
   assert.equal(lines.length, 2, "no forged row");
   assert.equal(lines[1], "web-1  ?]0;pwned??[31mRED  d?[2Jx?fake-agent  waiting");
+  // deno-lint-ignore no-control-regex
   assert.ok(lines.every((line) => !/[\u0000-\u001f\u007f-\u009f]/.test(line)));
 });
 
