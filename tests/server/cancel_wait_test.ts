@@ -29,7 +29,7 @@ Deno.test("cancel-wait answers as the cancel route and the command's state say",
   const waiters = d.dashboard.cancelWaiters;
   await running(d, "c1");
 
-  await t.step("a cancel requested later wakes it within milliseconds", async () => {
+  await t.step("a cancel requested later wakes it, long before its timeout", async () => {
     const waiting = d.agent({ path: cancelWait("c1") });
     await until(() => waiters.size === 1, "the cancel-wait is open", 5000);
     const started = performance.now();
@@ -40,7 +40,8 @@ Deno.test("cancel-wait answers as the cancel route and the command's state say",
     const tookMs = performance.now() - started;
     assert.equal(response.status, 200);
     assert.deepEqual(await json(response), { cancel_requested: true });
-    assert.ok(tookMs < 50, `woken ${tookMs.toFixed(1)} ms after the cancel`);
+    // Woken by the cancel, not by its 10 s timeout (no bound on speed: the machine may be busy).
+    assert.ok(tookMs < 5000, `woken ${tookMs.toFixed(1)} ms after the cancel`);
     assert.equal(waiters.size, 0);
   });
 
