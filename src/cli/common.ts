@@ -53,7 +53,7 @@ export function addSettingOptions<C extends Command<any, any, any>>(
           // commander would quote the value: a secret is never printed.
           throw new UsageError(
             `${flagOf(spec.env)} must be ${spec.expected}, got a value of ${value.length} ` +
-              "characters",
+              (value.length === 1 ? "character" : "characters"),
           );
         }
         if (!parsed.success) {

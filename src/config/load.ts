@@ -305,7 +305,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     if (!result.success) {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
-          spec.secret ? `a value of ${String(raw).length} characters` : show(raw)
+          spec.secret ? secretLength(String(raw)) : show(raw)
         }${spec.secret ? "" : reason(result.error)}`,
         { cause: result.error },
       );
@@ -418,4 +418,9 @@ export function missingSettingError(
     `${spec.env} is not set: give it with ${flag}, the ${spec.env} environment variable ` +
       `(or .env), or "${jsonKeyOf(spec.env)}" in config.json`,
   );
+}
+
+/** How a secret that was refused is shown: its length only. */
+function secretLength(value: string): string {
+  return `a value of ${value.length} ${value.length === 1 ? "character" : "characters"}`;
 }

@@ -322,7 +322,8 @@ const SPECS = {
   },
   shutdownGraceSecs: {
     env: "SHUTDOWN_GRACE_SECS",
-    description: "On SIGTERM, how long a running command may still run before it is killed",
+    description:
+      "On SIGTERM, how long a running command may still run before it is stopped (and reported interrupted)",
     default: defaults.DEFAULT_SHUTDOWN_GRACE_SECS,
     expected: SECS_FROM_0,
     schema: secs(0),
