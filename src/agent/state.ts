@@ -111,7 +111,13 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
   } catch (error) {
     journal?.close();
     lock.close();
-    throw error;
+    // E.g. `outbox` is a file or `journal.jsonl` a directory: say where, not only the system call.
+    throw new Error(
+      `cannot open the journal and outbox in the state directory ${dir}: ${
+        (error as Error).message
+      } (move what is in the way, or set STATE_DIR to another directory)`,
+      { cause: error },
+    );
   }
 }
 

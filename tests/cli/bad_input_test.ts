@@ -217,6 +217,36 @@ Deno.test("the library's state directory error says a file is in the way", async
   }
 });
 
+Deno.test("a state directory whose outbox or journal is something else says which directory", async (t) => {
+  const { openAgentState } = await import("../../src/agent/mod.ts");
+  for (
+    const [name, make] of [
+      ["outbox", (path: string) => Deno.writeTextFile(path, "")],
+      ["journal.jsonl", (path: string) => Deno.mkdir(path)],
+    ] as const
+  ) {
+    await t.step(`${name} in the way`, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "status-state-" });
+      try {
+        await make(`${dir}/${name}`);
+        assert.throws(
+          () => openAgentState({ dir }),
+          (error: Error) =>
+            error.message.startsWith(
+              `cannot open the journal and outbox in the state directory ${dir}: `,
+            ) && error.message.includes(name) &&
+            error.message.endsWith("STATE_DIR to another directory)"),
+        );
+        // The lock was let go: once the path is cleared, the state opens.
+        await Deno.remove(`${dir}/${name}`, { recursive: true });
+        openAgentState({ dir })[Symbol.dispose]();
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
+
 Deno.test("status stop needs only the pid file: other broken settings do not prevent it", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "status-stop-" });
   // `status stop` has no logging flags: run it through main directly.
