@@ -42,16 +42,30 @@ export const MAX_LABELS = 32;
 /** Labels: key → value. */
 export type Labels = Record<string, string>;
 
-/** Schema of a set of labels. */
-export const labelsSchema: z.ZodType<Labels> = z.record(
-  z.string().regex(LABEL_KEY_PATTERN, "label keys are 1–63 characters of A-Z a-z 0-9 . _ / -"),
-  z.string().regex(
-    LABEL_VALUE_PATTERN,
-    "label values are 0–128 characters of A-Z a-z 0-9 . _ : / @ -",
-  ),
-).refine((labels) => Object.keys(labels).length <= MAX_LABELS, {
-  message: `at most ${MAX_LABELS} labels`,
-});
+const LABEL_KEY_RULE =
+  "label keys are 1–63 characters of A-Z a-z 0-9 . _ / -, starting with a letter or digit";
+
+/**
+ * Schema of a set of labels. A key `__proto__` (which zod's record would drop in silence, leaving
+ * the other labels or none) breaks the key rule like any other key starting with `_`.
+ */
+export const labelsSchema: z.ZodType<Labels> = z.unknown().superRefine((value, ctx) => {
+  if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
+    ctx.addIssue({ code: "custom", path: ["__proto__"], message: LABEL_KEY_RULE });
+  }
+}).pipe(
+  z.record(
+    z.string().regex(LABEL_KEY_PATTERN, LABEL_KEY_RULE),
+    z.string().regex(
+      LABEL_VALUE_PATTERN,
+      "label values are 0–128 characters of A-Z a-z 0-9 . _ : / @ -",
+    ),
+    // zod's own words for a bad key are "Invalid key in record".
+    { error: (issue) => issue.code === "invalid_key" ? LABEL_KEY_RULE : undefined },
+  ).refine((labels) => Object.keys(labels).length <= MAX_LABELS, {
+    message: `at most ${MAX_LABELS} labels`,
+  }),
+);
 
 /**
  * Parses labels written as `key=value` pairs separated by commas (`AGENT_LABELS`,

@@ -588,3 +588,42 @@ Deno.test("a key given twice in a body: the last one counts, as docs/protocol.md
     /A key given twice in one object is not refused: the last one counts/,
   );
 });
+
+Deno.test("a label key that breaks the rule is a 400 saying the rule, __proto__ included", async (t) => {
+  await using d = await makeDashboard();
+  const rule =
+    "label keys are 1–63 characters of A-Z a-z 0-9 . _ / -, starting with a letter or digit";
+  assert.equal(
+    (await d.agent({ path: "/api/v1/agent/heartbeat", body: '{"labels":{"role":"web"}}' })).status,
+    200,
+  );
+  for (
+    const [name, labels] of [
+      ["__proto__", '{"__proto__":"x","role":"db"}'],
+      ["_x", '{"_x":"1"}'],
+    ]
+  ) {
+    await t.step(`heartbeat: ${name}`, async () => {
+      const response = await d.agent({
+        path: "/api/v1/agent/heartbeat",
+        body: `{"labels":${labels}}`,
+      });
+      assert.equal(response.status, 400);
+      assert.equal((await json(response)).error, `field "labels.${name}": ${rule}`);
+    });
+    await t.step(`run target: ${name}`, async () => {
+      const response = await d.dashboard.app.request("/api/v1/runs", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+        body: `{"name":"echo","target":{"labels":${labels}}}`,
+      });
+      assert.equal(response.status, 400);
+      assert.equal((await json(response)).error, `field "target.labels.${name}": ${rule}`);
+    });
+  }
+  const fleet = (await json(await d.admin("GET", "/api/v1/agents"))).agents as {
+    id: string;
+    labels: Record<string, string>;
+  }[];
+  assert.deepEqual(fleet.find((agent) => agent.id === "a1")?.labels, { role: "web" }, "kept");
+});
