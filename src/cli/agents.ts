@@ -16,7 +16,7 @@ import {
   openStore,
   StoreError,
 } from "../store/mod.ts";
-import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } from "./common.ts";
 import {
   addAgentRemote,
   listAgentsRemote,
@@ -85,7 +85,9 @@ async function withStore<T>(
   try {
     store = await openStore(storeLocation(loaded), { sqlite: { create: false } });
   } catch (error) {
-    if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
+    if (error instanceof StoreError) {
+      throw new ConfigError(`${storeSetting(loaded)}: ${error.message}`, { cause: error });
+    }
     throw error;
   }
   try {

@@ -51,7 +51,7 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "./errors.ts";
-import { isPostgresUrl, redactUrl } from "./url.ts";
+import { isPostgresUrl, postgresUrlProblem, redactUrl, withoutPassword } from "./url.ts";
 
 export { isPostgresUrl, redactUrl };
 import type {
@@ -158,8 +158,14 @@ export async function openPostgresStore(
     throw new TypeError(`not a postgres:// URL: ${JSON.stringify(redactUrl(url))}`);
   }
   const where = redactUrl(url);
+  const problem = postgresUrlProblem(url);
+  if (problem !== null) throw new StoreError(`cannot open database ${where}: ${problem}`);
+  // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
+  // the driver's "prefer" does.
+  const ssl = /[?&]sslmode=allow(&|#|$)/.test(url) ? { ssl: "prefer" as const } : {};
   const pool = () =>
     postgres(url, {
+      ...ssl,
       max: options.maxConnections ?? 10,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
@@ -170,9 +176,10 @@ export async function openPostgresStore(
   try {
     sql = pool();
   } catch (error) {
-    throw new StoreError(`cannot open database ${where}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new StoreError(
+      `cannot open database ${where}: ${withoutPassword((error as Error).message, url)}`,
+      { cause: error },
+    );
   }
   const store = new PostgresStore(
     sql,
@@ -181,6 +188,7 @@ export async function openPostgresStore(
     (options.queryTimeoutSecs ?? 15) * 1000,
     (hooks) =>
       postgres(url, {
+        ...ssl,
         ...hooks,
         max: 1,
         idle_timeout: 0,
@@ -195,9 +203,10 @@ export async function openPostgresStore(
   } catch (error) {
     await store.close().catch(() => {});
     if (error instanceof StoreError) throw error;
-    throw new StoreError(`cannot open database ${where}: ${describeOpenError(error)}`, {
-      cause: error,
-    });
+    throw new StoreError(
+      `cannot open database ${where}: ${withoutPassword(describeOpenError(error), url)}`,
+      { cause: error },
+    );
   }
   return store;
 }

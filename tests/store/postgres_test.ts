@@ -467,3 +467,35 @@ export function later() { setImmediate(nextWrite); }
     },
   };
 }
+
+Deno.test({
+  name: "postgres store: a URL the driver cannot read, or an unknown sslmode, is refused unquoted",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    url.password = "pw-of-the-test";
+    const withPort = url.toString().replace(`:${url.port}/`, ":99999/");
+    const withSslmode = `${url}?sslmode=bogus`;
+    for (const bad of [withPort, withSslmode]) {
+      await assert.rejects(openPostgresStore(bad), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.doesNotMatch(error.message, /pw-of-the-test/);
+        return true;
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: sslmode=allow connects to a server without TLS, as libpq does",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    if (url.searchParams.has("sslmode")) return; // CI names its own
+    url.searchParams.set("sslmode", "allow");
+    const store = await openPostgresStore(url.toString());
+    await store.close();
+  },
+});
