@@ -16,7 +16,7 @@
  *
  * Changes other instances must hear of are sent with `pg_notify` inside the transaction that makes
  * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
- * release) and a cancel of a delivered command. {@link PostgresStore.subscribe} listens.
+ * release), a cancel of a delivered command, and an agent's token replaced or the agent removed. {@link PostgresStore.subscribe} listens.
  *
  * Errors that mean "the server is not reachable now" (refused, dropped, shutting down) are thrown
  * as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
@@ -486,19 +486,22 @@ export class PostgresStore implements CommandStore, SharedStore {
 
   /** {@inheritDoc CommandStore.setAgentToken} */
   setAgentToken(id: string, token: string): Promise<boolean> {
-    return this.#run("set agent token", async (sql) => {
-      const rows = await sql.unsafe("UPDATE agents SET token = $1 WHERE id = $2 RETURNING id", [
+    return this.#tx("set agent token", async (tx) => {
+      const rows = await tx.unsafe("UPDATE agents SET token = $1 WHERE id = $2 RETURNING id", [
         token,
         id,
       ]);
+      // Every instance ends the waits the agent opened with the old token.
+      if (rows.length === 1) await this.#notify(tx, { type: "revoked", agentId: id });
       return rows.length === 1;
     });
   }
 
   /** {@inheritDoc CommandStore.removeAgent} */
   removeAgent(id: string): Promise<boolean> {
-    return this.#run("remove agent", async (sql) => {
-      const rows = await sql.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
+    return this.#tx("remove agent", async (tx) => {
+      const rows = await tx.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
+      if (rows.length === 1) await this.#notify(tx, { type: "revoked", agentId: id });
       return rows.length === 1;
     });
   }

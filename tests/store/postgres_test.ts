@@ -189,7 +189,7 @@ Deno.test({
       await b.enqueue(newCommand("c2", "a2"));
       await heard.promise;
       assert.equal(own?.id, "own");
-      assert.deepEqual(events.map((e) => e.type === "queued" ? e.agentId : e.commandId), [
+      assert.deepEqual(events.map((e) => "agentId" in e ? e.agentId : e.commandId), [
         "a1",
         "a1",
         "own",
