@@ -111,8 +111,8 @@ export function agentsCommand(io: Io) {
   const agents = new Command("agents")
     .description(
       "Manage the dashboard's agents and their tokens: over its operator API (DASHBOARD_URL, " +
-        "STATUS_ADMIN_TOKEN), or on its SQLite file with --db (run with --allow-read " +
-        "--allow-write --allow-env)",
+        "STATUS_ADMIN_TOKEN), or on its store with --db: a SQLite file (run with --allow-read " +
+        "--allow-write --allow-env) or a postgres:// URL (add --allow-net)",
     );
 
   const add = withDbOptions(
