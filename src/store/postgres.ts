@@ -204,15 +204,26 @@ export async function openPostgresStore(
     await store.close().catch(() => {});
     if (error instanceof StoreError) throw error;
     throw new StoreError(
-      `cannot open database ${where}: ${withoutPassword(describeOpenError(error), url)}`,
+      `cannot open database ${where}: ${withoutPassword(describeOpenError(error, url), url)}`,
       { cause: error },
     );
   }
   return store;
 }
 
-function describeOpenError(error: unknown): string {
+function describeOpenError(error: unknown, url: string): string {
   const e = error as { code?: string; message?: string; routine?: string };
+  const sslmode = /[?&]sslmode=([^&#]*)/.exec(url)?.[1];
+  if (
+    sslmode !== undefined && !["disable", "allow", "prefer"].includes(sslmode) &&
+    /\bTLS\b|\bSSL\b|certificate/i.test(e?.message ?? "")
+  ) {
+    const trust = sslmode === "require"
+      ? ""
+      : ", with a certificate this machine trusts for that host name";
+    return `the TLS connection failed (${e?.code ? `${e.code} ` : ""}${e?.message}); the URL ` +
+      `asks for sslmode=${sslmode}: does the server accept TLS${trust}?`;
+  }
   if (e?.code === "28P01" || e?.code === "28000") {
     return `the server rejected the credentials (${e.message})`;
   }

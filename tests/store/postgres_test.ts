@@ -499,3 +499,20 @@ Deno.test({
     await store.close();
   },
 });
+
+Deno.test({
+  name: "postgres store: sslmode=require against a server without TLS says so, not 'not reachable'",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    if (url.searchParams.has("sslmode")) return; // CI names its own
+    url.searchParams.set("sslmode", "require");
+    await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+      assert.ok(error instanceof StoreError, error.message);
+      assert.match(error.message, /TLS connection failed.*sslmode=require: does the server/);
+      assert.doesNotMatch(error.message, /not reachable/);
+      return true;
+    });
+  },
+});
