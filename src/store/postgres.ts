@@ -228,6 +228,12 @@ function describeOpenError(error: unknown, url: string): string {
     return `the server rejected the credentials (${e.message})`;
   }
   if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
+  if (e?.code === "42501") {
+    // PostgreSQL 15 and later let only the database's owner create tables in schema public.
+    return `${e.message}; the schema is created on first start, so the URL's user must own the ` +
+      "database (createdb -O USER NAME, or ALTER DATABASE NAME OWNER TO USER) or be granted " +
+      "CREATE on its schema";
+  }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,

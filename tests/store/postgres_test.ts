@@ -516,3 +516,32 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "postgres store: a user who may not create the schema is told to own the database",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    const role = `status_nocreate_${crypto.randomUUID().slice(0, 8)}`;
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+      await admin.unsafe(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+      url.username = role;
+      url.password = `pw-${role}`;
+      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /permission denied.*must own the database/);
+        assert.doesNotMatch(error.message, new RegExp(`pw-${role}`));
+        return true;
+      });
+    } finally {
+      await admin.unsafe(`DROP OWNED BY ${role}`).catch(() => {});
+      await admin.end();
+      const cleanup = postgres(db.url, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await cleanup.end();
+    }
+  },
+});
