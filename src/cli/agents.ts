@@ -16,7 +16,7 @@ import {
   openStore,
   StoreError,
 } from "../store/mod.ts";
-import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } from "./common.ts";
 import {
   addAgentRemote,
   listAgentsRemote,
@@ -85,7 +85,9 @@ async function withStore<T>(
   try {
     store = await openStore(storeLocation(loaded), { sqlite: { create: false } });
   } catch (error) {
-    if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
+    if (error instanceof StoreError) {
+      throw new ConfigError(`${storeSetting(loaded)}: ${error.message}`, { cause: error });
+    }
     throw error;
   }
   try {
@@ -109,8 +111,8 @@ export function agentsCommand(io: Io) {
   const agents = new Command("agents")
     .description(
       "Manage the dashboard's agents and their tokens: over its operator API (DASHBOARD_URL, " +
-        "STATUS_ADMIN_TOKEN), or on its SQLite file with --db (run with --allow-read " +
-        "--allow-write --allow-env)",
+        "STATUS_ADMIN_TOKEN), or on its store with --db: a SQLite file (run with --allow-read " +
+        "--allow-write --allow-env) or a postgres:// URL (add --allow-net)",
     );
 
   const add = withDbOptions(

@@ -328,3 +328,20 @@ export function storeLocation(loaded: LoadedSettings): string {
   if (sources.db !== "default" && sources.db !== undefined) return settings.db;
   return settings.databaseUrl ?? settings.db;
 }
+
+/**
+ * The setting {@link storeLocation} took the store from, for errors:
+ * `DATABASE_URL from the environment`, `DB from flag --db`, `DB from the default`.
+ *
+ * @param loaded The loaded settings.
+ * @returns The phrase.
+ */
+export function storeSetting(loaded: LoadedSettings): string {
+  const { settings, sources } = loaded;
+  const fromDb = (sources.db !== "default" && sources.db !== undefined) ||
+    settings.databaseUrl === undefined;
+  const source = fromDb ? sources.db : sources.databaseUrl;
+  return `${fromDb ? "DB" : "DATABASE_URL"} from ${
+    source === undefined || source === "default" ? "the default" : source
+  }`;
+}

@@ -8,7 +8,7 @@ import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import { startServer } from "../server/mod.ts";
-import { addSettingOptions, loadCommandSettings, storeLocation } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } from "./common.ts";
 import type { LoadedSettings } from "../config/mod.ts";
 import type { Io } from "./io.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
@@ -124,6 +124,7 @@ Examples:
     using _console = consoleIntoLog();
     const server = await startServer({
       db: storeLocation(loaded),
+      dbSetting: storeSetting(loaded),
       port: s.port,
       hostname: s.bind,
       tls,

@@ -239,6 +239,7 @@ export async function connectInstances(links: InstanceLinks): Promise<StoreSubsc
           cancelWaiters.notify(event.commandId);
           links.changed?.(event.commandId);
         } else if (event.type === "changed") links.changed?.(event.commandId);
+        else if (event.type === "revoked") hub.dismiss(event.agentId);
       },
       resync() {
         log.info("notifications reconnected; re-checking open waits");

@@ -34,6 +34,11 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    * @default {"./status.db"}
    */
   db?: string;
+  /**
+   * The setting `db` came from (`DATABASE_URL from the environment`), put before the message
+   * when the store cannot be opened.
+   */
+  dbSetting?: string;
   /** @internal Options of the SQLite store opened from `db`. */
   dbOptions?: SqliteStoreOptions;
   /**
@@ -157,7 +162,12 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     try {
       store = await openStore(options.db ?? DEFAULT_DB, { sqlite: options.dbOptions });
     } catch (error) {
-      if (error instanceof StoreError) throw new ConfigError(error.message, { cause: error });
+      if (error instanceof StoreError) {
+        const message = options.dbSetting
+          ? `${options.dbSetting}: ${error.message}`
+          : error.message;
+        throw new ConfigError(message, { cause: error });
+      }
       throw error;
     }
   }

@@ -16,7 +16,7 @@
  *
  * Changes other instances must hear of are sent with `pg_notify` inside the transaction that makes
  * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
- * release) and a cancel of a delivered command. {@link PostgresStore.subscribe} listens.
+ * release), a cancel of a delivered command, and an agent's token replaced or the agent removed. {@link PostgresStore.subscribe} listens.
  *
  * Errors that mean "the server is not reachable now" (refused, dropped, shutting down) are thrown
  * as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
@@ -51,7 +51,7 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "./errors.ts";
-import { isPostgresUrl, redactUrl } from "./url.ts";
+import { isPostgresUrl, postgresUrlProblem, redactUrl, withoutPassword } from "./url.ts";
 
 export { isPostgresUrl, redactUrl };
 import type {
@@ -158,8 +158,14 @@ export async function openPostgresStore(
     throw new TypeError(`not a postgres:// URL: ${JSON.stringify(redactUrl(url))}`);
   }
   const where = redactUrl(url);
+  const problem = postgresUrlProblem(url);
+  if (problem !== null) throw new StoreError(`cannot open database ${where}: ${problem}`);
+  // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
+  // the driver's "prefer" does.
+  const ssl = /[?&]sslmode=allow(&|#|$)/.test(url) ? { ssl: "prefer" as const } : {};
   const pool = () =>
     postgres(url, {
+      ...ssl,
       max: options.maxConnections ?? 10,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
@@ -170,9 +176,10 @@ export async function openPostgresStore(
   try {
     sql = pool();
   } catch (error) {
-    throw new StoreError(`cannot open database ${where}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new StoreError(
+      `cannot open database ${where}: ${withoutPassword((error as Error).message, url)}`,
+      { cause: error },
+    );
   }
   const store = new PostgresStore(
     sql,
@@ -181,6 +188,7 @@ export async function openPostgresStore(
     (options.queryTimeoutSecs ?? 15) * 1000,
     (hooks) =>
       postgres(url, {
+        ...ssl,
         ...hooks,
         max: 1,
         idle_timeout: 0,
@@ -195,19 +203,37 @@ export async function openPostgresStore(
   } catch (error) {
     await store.close().catch(() => {});
     if (error instanceof StoreError) throw error;
-    throw new StoreError(`cannot open database ${where}: ${describeOpenError(error)}`, {
-      cause: error,
-    });
+    throw new StoreError(
+      `cannot open database ${where}: ${withoutPassword(describeOpenError(error, url), url)}`,
+      { cause: error },
+    );
   }
   return store;
 }
 
-function describeOpenError(error: unknown): string {
+function describeOpenError(error: unknown, url: string): string {
   const e = error as { code?: string; message?: string; routine?: string };
+  const sslmode = /[?&]sslmode=([^&#]*)/.exec(url)?.[1];
+  if (
+    sslmode !== undefined && !["disable", "allow", "prefer"].includes(sslmode) &&
+    /\bTLS\b|\bSSL\b|certificate/i.test(e?.message ?? "")
+  ) {
+    const trust = sslmode === "require"
+      ? ""
+      : ", with a certificate this machine trusts for that host name";
+    return `the TLS connection failed (${e?.code ? `${e.code} ` : ""}${e?.message}); the URL ` +
+      `asks for sslmode=${sslmode}: does the server accept TLS${trust}?`;
+  }
   if (e?.code === "28P01" || e?.code === "28000") {
     return `the server rejected the credentials (${e.message})`;
   }
   if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
+  if (e?.code === "42501") {
+    // PostgreSQL 15 and later let only the database's owner create tables in schema public.
+    return `${e.message}; the schema is created on first start, so the URL's user must own the ` +
+      "database (createdb -O USER NAME, or ALTER DATABASE NAME OWNER TO USER) or be granted " +
+      "CREATE on its schema";
+  }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,
@@ -477,19 +503,22 @@ export class PostgresStore implements CommandStore, SharedStore {
 
   /** {@inheritDoc CommandStore.setAgentToken} */
   setAgentToken(id: string, token: string): Promise<boolean> {
-    return this.#run("set agent token", async (sql) => {
-      const rows = await sql.unsafe("UPDATE agents SET token = $1 WHERE id = $2 RETURNING id", [
+    return this.#tx("set agent token", async (tx) => {
+      const rows = await tx.unsafe("UPDATE agents SET token = $1 WHERE id = $2 RETURNING id", [
         token,
         id,
       ]);
+      // Every instance ends the waits the agent opened with the old token.
+      if (rows.length === 1) await this.#notify(tx, { type: "revoked", agentId: id });
       return rows.length === 1;
     });
   }
 
   /** {@inheritDoc CommandStore.removeAgent} */
   removeAgent(id: string): Promise<boolean> {
-    return this.#run("remove agent", async (sql) => {
-      const rows = await sql.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
+    return this.#tx("remove agent", async (tx) => {
+      const rows = await tx.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
+      if (rows.length === 1) await this.#notify(tx, { type: "revoked", agentId: id });
       return rows.length === 1;
     });
   }

@@ -679,14 +679,17 @@ export interface CommandStore extends AsyncDisposable {
 
 /**
  * A change another dashboard instance must hear of: a command became claimable for an agent
- * (enqueued, requeued after its lease, released), a command's cancel was recorded, or a command
- * changed at all (for its event streams: status, live output).
+ * (enqueued, requeued after its lease, released), a command's cancel was recorded, a command
+ * changed at all (for its event streams: status, live output), or an agent's token was replaced or
+ * the agent removed (the waits it opened with the old token end).
  */
 export type StoreEvent =
   | { type: "queued"; agentId: string }
   | { type: "cancel"; commandId: string }
   /** A command changed in any way (its event streams re-read it). */
-  | { type: "changed"; commandId: string };
+  | { type: "changed"; commandId: string }
+  /** The agent's token was replaced, or the agent removed. */
+  | { type: "revoked"; agentId: string };
 
 /** Receives the {@link StoreEvent}s of other instances. */
 export interface StoreEventListener {

@@ -27,3 +27,62 @@ export function redactUrl(url: string): string {
 export function isPostgresUrl(db: string): boolean {
   return /^postgres(ql)?:\/\//i.test(db.trim());
 }
+
+/** The `sslmode` values libpq takes. */
+export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+
+/**
+ * Why `url` cannot name a PostgreSQL database, in words that never quote it (it may hold a
+ * password), or `null` when it can. Hosts are read as the driver reads them: several
+ * `host:port` pairs separated by commas are taken.
+ *
+ * @param url A `postgres://` URL.
+ * @returns The problem, or `null`.
+ */
+export function postgresUrlProblem(url: string): string | null {
+  let parsed: URL;
+  try {
+    // As the driver (postgres.js) reads it.
+    let hosts = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0];
+    hosts = decodeURIComponent(hosts.slice(hosts.indexOf("@") + 1));
+    parsed = new URL(url.replace(hosts, hosts.split(",")[0]));
+  } catch {
+    return "it is not a URL the driver can read (is the port a number from 1 to 65535, and are " +
+      "characters such as @ : / # ? % in the user name or password percent-encoded?)";
+  }
+  try {
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+  } catch {
+    return "its user name or password has a % that is not followed by two hexadecimal digits " +
+      "(write a % itself as %25)";
+  }
+  const sslmode = parsed.searchParams.get("sslmode");
+  if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
+    return `its sslmode must be one of ${SSL_MODES.join(", ")}, got ` +
+      JSON.stringify(sslmode.slice(0, 40));
+  }
+  return null;
+}
+
+/**
+ * `text` with every occurrence of the password of `url` (as written and percent-decoded)
+ * replaced by `***`, for messages built from a driver's errors.
+ *
+ * @param text The message.
+ * @param url The URL that was used.
+ * @returns The message without the password.
+ */
+export function withoutPassword(text: string, url: string): string {
+  const match = /^postgres(?:ql)?:\/\/[^/?#]*?:([^/?#]*)@/i.exec(url.trim());
+  if (!match || match[1] === "") return text;
+  const secrets = new Set([match[1]]);
+  try {
+    secrets.add(decodeURIComponent(match[1]));
+  } catch {
+    // not percent-encoded as it should be; the raw form is replaced
+  }
+  let out = text;
+  for (const secret of secrets) out = out.split(secret).join("***");
+  return out;
+}

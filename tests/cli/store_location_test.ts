@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { storeLocation } from "../../src/cli/common.ts";
+import { storeLocation, storeSetting } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
 import { redactUrl } from "../../src/store/mod.ts";
+import { postgresUrlProblem, withoutPassword } from "../../src/store/url.ts";
 
 const URL_A = "postgres://status:pw@db:5432/status";
 
@@ -28,4 +29,49 @@ Deno.test("database URLs lose their password in messages", () => {
   assert.equal(redactUrl(URL_A), "postgres://status:***@db:5432/status");
   assert.equal(redactUrl("./status.db"), "./status.db");
   assert.equal(redactUrl("postgresql://u@h/db"), "postgresql://u@h/db");
+});
+
+Deno.test("the store's setting is named as the one it came from", () => {
+  const setting = (env: Record<string, string>, flags: Record<string, unknown> = {}) =>
+    storeSetting(loadSettings({ roles: ["server"], env, flags, cwd: "/nonexistent" }));
+  assert.equal(setting({}), "DB from the default");
+  assert.equal(setting({ DATABASE_URL: URL_A }), "DATABASE_URL from the environment");
+  assert.equal(setting({ DATABASE_URL: URL_A }, { db: "/tmp/x.db" }), "DB from flag --db");
+});
+
+Deno.test("a database URL the driver cannot read is told why without being quoted", () => {
+  for (
+    const url of [
+      "postgres://u:secretpw@db:99999/status",
+      "postgres://u:secretpw@[::1:5432/status",
+      "postgres://u:secret%zzpw@db/status",
+      "postgres://u:secretpw@db/status?sslmode=bogus",
+      "postgres://u:secretpw@db/status?sslmode=",
+    ]
+  ) {
+    const problem = postgresUrlProblem(url);
+    assert.ok(problem !== null, url);
+    assert.doesNotMatch(problem, /secret/, url);
+  }
+  assert.match(postgresUrlProblem("postgres://u:p@db/s?sslmode=bogus")!, /sslmode must be one of/);
+  for (
+    const url of [
+      URL_A,
+      "postgresql://u@h/db",
+      "postgres://u:p@h1:5432,h2:5433/db",
+      "postgres://u:p@db/s?sslmode=verify-full",
+      "postgres://u:p%40ss@db/s?sslmode=disable",
+    ]
+  ) {
+    assert.equal(postgresUrlProblem(url), null, url);
+  }
+});
+
+Deno.test("a driver's message loses the URL's password, as written and decoded", () => {
+  const url = "postgres://u:se%2Fcret@db:99999/status";
+  assert.equal(
+    withoutPassword(`Invalid URL: '${url}' (se/cret)`, url),
+    "Invalid URL: 'postgres://u:***@db:99999/status' (***)",
+  );
+  assert.equal(withoutPassword("no password here", "postgres://u@db/s"), "no password here");
 });

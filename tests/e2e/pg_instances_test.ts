@@ -183,6 +183,32 @@ Deno.test({
       agent.kill("SIGTERM");
       await agent.exited();
     });
+
+    await t.step("a token rotated on B ends the wait held on A with the old one", async () => {
+      const path = "/api/v1/agent/commands/wait/default?timeout=20";
+      const waiting = fetch(`${a.url}${path}`, { headers: signed("GET", path) });
+      await pollUntil(async () => (await (await fetch(`${a.url}/health`)).json()).waiting === 1);
+      const rotated = await fetch(`${b.url}/api/v1/agents/a1/rotate`, {
+        method: "POST",
+        headers: admin,
+      });
+      assert.equal(rotated.status, 200, await rotated.text());
+      // Before the wait's own timeout: B's rotation reaches A through the database.
+      const ended = await Promise.race([
+        waiting,
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000)),
+      ]);
+      assert.ok(ended !== null, "the wait on A was not ended by the rotation on B");
+      assert.equal(ended.status, 204);
+      await ended.body?.cancel();
+      const answer = await enqueue(b.url, { id: "r1", agent_id: "a1", name: "echo secret" });
+      assert.equal(answer.status, 202);
+      assert.equal(
+        (await (await fetch(`${b.url}/api/v1/commands/r1`, { headers: admin })).json())
+          .status,
+        "queued",
+      );
+    });
   },
 });
 

@@ -189,7 +189,7 @@ Deno.test({
       await b.enqueue(newCommand("c2", "a2"));
       await heard.promise;
       assert.equal(own?.id, "own");
-      assert.deepEqual(events.map((e) => e.type === "queued" ? e.agentId : e.commandId), [
+      assert.deepEqual(events.map((e) => "agentId" in e ? e.agentId : e.commandId), [
         "a1",
         "a1",
         "own",
@@ -467,3 +467,81 @@ export function later() { setImmediate(nextWrite); }
     },
   };
 }
+
+Deno.test({
+  name: "postgres store: a URL the driver cannot read, or an unknown sslmode, is refused unquoted",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    url.password = "pw-of-the-test";
+    const withPort = url.toString().replace(`:${url.port}/`, ":99999/");
+    const withSslmode = `${url}?sslmode=bogus`;
+    for (const bad of [withPort, withSslmode]) {
+      await assert.rejects(openPostgresStore(bad), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.doesNotMatch(error.message, /pw-of-the-test/);
+        return true;
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: sslmode=allow connects to a server without TLS, as libpq does",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    if (url.searchParams.has("sslmode")) return; // CI names its own
+    url.searchParams.set("sslmode", "allow");
+    const store = await openPostgresStore(url.toString());
+    await store.close();
+  },
+});
+
+Deno.test({
+  name: "postgres store: sslmode=require against a server without TLS says so, not 'not reachable'",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    if (url.searchParams.has("sslmode")) return; // CI names its own
+    url.searchParams.set("sslmode", "require");
+    await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+      assert.ok(error instanceof StoreError, error.message);
+      assert.match(error.message, /TLS connection failed.*sslmode=require: does the server/);
+      assert.doesNotMatch(error.message, /not reachable/);
+      return true;
+    });
+  },
+});
+
+Deno.test({
+  name: "postgres store: a user who may not create the schema is told to own the database",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    const role = `status_nocreate_${crypto.randomUUID().slice(0, 8)}`;
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+      await admin.unsafe(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+      url.username = role;
+      url.password = `pw-${role}`;
+      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /permission denied.*must own the database/);
+        assert.doesNotMatch(error.message, new RegExp(`pw-${role}`));
+        return true;
+      });
+    } finally {
+      await admin.unsafe(`DROP OWNED BY ${role}`).catch(() => {});
+      await admin.end();
+      const cleanup = postgres(db.url, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await cleanup.end();
+    }
+  },
+});
