@@ -140,9 +140,10 @@ const TAR_VALUE_LETTERS: ReadonlySet<string> = new Set("bCfFgHIKLNTVX");
  * in order, as GNU tar reads them: a first argument without a dash is a bundle whose letters that
  * take a value take the arguments after it, in order; a letter that takes a value ends a dash
  * bundle, its value being the rest of the bundle or the next argument; `--dir`… is `--directory`
- * (any prefix of at least that length); `--` ends the options. Where the reading is unsure (a
- * long option's value given as the next argument), what follows is still read as options: at
- * worst a directory too many is checked.
+ * (any prefix of at least that length). `--` does not end the reading, since it may be the value
+ * of the option before it (`--exclude --`), after which tar still reads options. Where the reading
+ * is unsure (a long option's value given as the next argument, a file named like an option after
+ * `--`), what follows is still read as options: at worst a directory too many is checked.
  */
 export function tarOperands(
   args: readonly string[],
@@ -164,7 +165,6 @@ export function tarOperands(
   }
   for (; i < args.length; i++) {
     const arg = args[i];
-    if (arg === "--") break;
     if (arg.startsWith("--")) {
       const eq = arg.indexOf("=");
       const name = eq < 0 ? arg : arg.slice(0, eq);
@@ -371,7 +371,8 @@ export interface CheckPolicyOptions {
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
  *   gzip `-f`/`-r`) and tar's `-P` (absolute member names), by exact name, unambiguous prefix or
- *   inside a bundle (`-chf`, `tar chf`);
+ *   inside a bundle (`-chf`, `tar chf`), also after `--` (which an option may take as its value:
+ *   `tar --exclude -- --to-command=...`);
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given.
  *
@@ -693,31 +694,37 @@ function realPathOfExisting(path: string): string | undefined {
   }
 }
 
+/**
+ * Finds a refused option among `args`. `--` does not end the search: the option before it may
+ * take it as its value (`tar --exclude -- --to-command=...` runs the command), so every argument
+ * that reads as a refused option is refused, also after `--`, where it may name a file.
+ */
 function checkOptions(program: string, args: string[], rules: OptionRules): string | undefined {
+  let afterDashes = false;
+  const refuse = (option: string, why: string) =>
+    `option "${option}" of ${program} ${why} and is not allowed` +
+    (afterDashes ? ` (also after "--", which the option before it may take as its value)` : "");
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    if (arg === "--") break;
+    if (arg === "--") {
+      afterDashes = true;
+      continue;
+    }
     if (arg.startsWith("--")) {
       const name = arg.split("=", 1)[0];
       if (name.length <= 2 || rules.harmless?.has(name) || Object.hasOwn(rules.long, name)) {
-        if (Object.hasOwn(rules.long, name)) {
-          return `option "${name}" of ${program} ${rules.long[name]} and is not allowed`;
-        }
+        if (Object.hasOwn(rules.long, name)) return refuse(name, rules.long[name]);
         continue;
       }
       // GNU getopt accepts any unambiguous abbreviation, so a prefix counts too.
       const refused = Object.keys(rules.long).find((option) => option.startsWith(name));
-      if (refused) {
-        return `option "${name}" of ${program} ${rules.long[refused]} and is not allowed`;
-      }
+      if (refused) return refuse(name, rules.long[refused]);
     } else if (arg.startsWith("-") || (i === 0 && rules.oldStyleBundle)) {
       // Short options may be bundled (`-chf`), and tar reads a first argument without a dash
       // as bundled options too (`tar chf ...`); refuse any bundle holding a refused letter.
       const letters = /^-?([A-Za-z0-9]*)/.exec(arg)![1];
       for (const letter of letters) {
-        if (Object.hasOwn(rules.short, letter)) {
-          return `option "-${letter}" of ${program} ${rules.short[letter]} and is not allowed`;
-        }
+        if (Object.hasOwn(rules.short, letter)) return refuse(`-${letter}`, rules.short[letter]);
       }
     }
   }

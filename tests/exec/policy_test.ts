@@ -174,7 +174,23 @@ Deno.test("policy refuses tar options that run other programs", async (t) => {
   await t.step("ordinary tar use", () => {
     accepted(["tar", "-czf", "/tmp/a.tgz", "-C", "/tmp", "dir"]);
     accepted(["tar", "tvf", "/tmp/a.tar"]);
-    accepted(["tar", "--totals", "-cf", "/tmp/a.tar", "--", "-Iname"]);
+    accepted(["tar", "--totals", "-cf", "/tmp/a.tar", "--", "name"]);
+  });
+  await t.step("after --, which an option before it takes as its value", () => {
+    // `--exclude --` is a pattern "--": GNU tar reads the options after it, and runs the command.
+    const after = ` (also after "--", which the option before it may take as its value)`;
+    assert.equal(
+      refused(["tar", "-xf", "/tmp/a.tar", "--exclude", "--", "--to-command=sh -c id"]),
+      `option "--to-command" of tar runs other programs and is not allowed${after}`,
+    );
+    assert.equal(
+      refused(["tar", "-cf", "/tmp/a.tar", "-X", "--", "-Iid", "/tmp/x"]),
+      `option "-I" of tar runs other programs and is not allowed${after}`,
+    );
+    assert.equal(
+      refused(["ls", "-I", "--", "-L", "/tmp"]),
+      `option "-L" of ls follows symbolic links and is not allowed${after}`,
+    );
   });
 });
 
@@ -311,7 +327,9 @@ Deno.test("tarOperands reads -C and -f as GNU tar does", () => {
     [["--directory=/tmp", "--file", "a.tar"], ["/tmp"], ["a.tar"]],
     [["--dir", "/tmp", "--file=h:a"], ["/tmp"], ["h:a"]],
     [["-C", "/tmp", "-C", "sub", "x"], ["/tmp", "sub"], []],
-    [["-cf", "-", "--", "-C", "/etc"], [], ["-"]],
+    // `--` may be an option's value (`--exclude --`), after which tar still reads options.
+    [["-cf", "-", "--exclude", "--", "-C", "/etc"], ["/etc"], ["-"]],
+    [["-cf", "-", "--", "-Csub", "x"], ["sub"], ["-"]],
     // --di is ambiguous (--diff, --directory): tar refuses it; it names no directory here.
     [["--di=/etc", "x"], [], []],
   ];
@@ -358,6 +376,10 @@ Deno.test("policy checks tar's members under its -C directories, and refuses rem
         `directory "link" of tar leaves the allowed prefixes through a symbolic link`,
       );
       assert.match(refused(["tar", "-C", "/etc", "-cf", "-", "passwd"], policy), /outside/);
+      assert.equal(
+        refused(["tar", "-C", dir, "-cf", "-", "--exclude", "--", "-Clink", "passwd"], policy),
+        `directory "link" of tar leaves the allowed prefixes through a symbolic link`,
+      );
     });
     await t.step("ordinary -C use stays allowed", () => {
       accepted(["tar", "-cf", "-", "-C", dir, "sub/file"], policy);
