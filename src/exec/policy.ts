@@ -365,7 +365,8 @@ export interface CheckPolicyOptions {
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows);
  * - a relative argument that names an existing entry of the working directory is checked like
- *   the absolute path it resolves to;
+ *   the absolute path it resolves to, and so is a relative value attached to an option
+ *   (`--file=name`, `-fname`: each rest of a short option bundle counts);
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
@@ -463,8 +464,9 @@ export class PolicyChecker {
     if (argv.length === 0) return { ok: false, reason: "command line is empty" };
     const program = this.#checkProgram(argv[0], options.searchPath ?? "");
     if (!program.ok) return program;
+    const cwdNames = options.cwd === undefined ? undefined : namesOnce(options.cwd);
     for (let i = 1; i < argv.length; i++) {
-      const reason = this.#checkArgument(argv[i], options.cwd);
+      const reason = this.#checkArgument(argv[i], options.cwd, cwdNames);
       if (reason) return { ok: false, reason };
     }
     const programName = program.value.kind === "name"
@@ -601,7 +603,11 @@ export class PolicyChecker {
     return this.#notAllowed(program);
   }
 
-  #checkArgument(arg: string, cwd: string | undefined): string | undefined {
+  #checkArgument(
+    arg: string,
+    cwd: string | undefined,
+    cwdNames?: () => ReadonlySet<string> | undefined,
+  ): string | undefined {
     const prefixes = this.#prefixes;
     const allowed = () => prefixes.length ? prefixes.join(", ") : "none";
     for (const candidate of pathCandidates(arg)) {
@@ -627,6 +633,43 @@ export class PolicyChecker {
           return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
         }
       }
+    }
+    if (cwd) {
+      for (const value of attachedRelativeValues(arg)) {
+        const reason = this.#checkAttachedValue(arg, value, cwd, cwdNames?.());
+        if (reason) return reason;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Checks a relative value attached to an option (`--file=name`, `-fname`) as a relative
+   * argument is checked: refused when it names an existing entry of the working directory
+   * outside the prefixes, or leaves the prefixes through a symbolic link. A value whose first
+   * segment does not exist there cannot lead anywhere, and is not resolved further; the names
+   * of the working directory, when it could be listed, tell that without a system call (a
+   * bundle of 4096 letters has 256 rests, each a failed lstat otherwise).
+   */
+  #checkAttachedValue(
+    arg: string,
+    value: string,
+    cwd: string,
+    cwdNames: ReadonlySet<string> | undefined,
+  ): string | undefined {
+    const first = value.split("/", 1)[0];
+    if (cwdNames && first !== "." && first !== ".." && !cwdNames.has(first)) return undefined;
+    const path = lexicalPath(`${cwd}/${value}`);
+    const shown = `path "${value}" of "${arg}"`;
+    if (!this.#prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
+      if (!entryExists(path)) return undefined;
+      const allowed = this.#prefixes.length ? this.#prefixes.join(", ") : "none";
+      return `${shown} is ${path} relative to the working directory, outside the allowed ` +
+        `prefixes (${allowed})`;
+    }
+    if (!entryExists(lexicalPath(`${cwd}/${first}`))) return undefined;
+    if (this.#escapesThroughSymlink(path)) {
+      return `${shown} leaves the allowed prefixes through a symbolic link`;
     }
     return undefined;
   }
@@ -665,6 +708,60 @@ function pathCandidates(arg: string): string[] {
     if (attached) candidates.push(attached[1]);
   }
   return candidates;
+}
+
+/** The longest file name (one path segment) Linux accepts, in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * The relative paths an option may be given attached to it: the value of `--opt=value`, and for
+ * a short option bundle every rest after one of its letters (`-fname` is `-f name` to date and
+ * tar, `-la` takes no value; which letters take one depends on the program, so each rest counts).
+ * A rest whose first segment is longer than a file name can be is left out: it names nothing.
+ */
+function attachedRelativeValues(arg: string): string[] {
+  const values: string[] = [];
+  const keep = (value: string) => {
+    if (value === "" || value.startsWith("/")) return;
+    if (value.split("/", 1)[0].length > NAME_MAX) return;
+    values.push(value);
+  };
+  if (arg.startsWith("--")) {
+    const eq = arg.indexOf("=");
+    if (eq > 2) keep(arg.slice(eq + 1));
+  } else if (arg.startsWith("-")) {
+    // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
+    // has a first segment too long; those are not even cut out.
+    const end = /^-([A-Za-z0-9]*)/.exec(arg)![1].length + 1;
+    for (let k = Math.max(2, end - NAME_MAX); k <= end && k < arg.length; k++) keep(arg.slice(k));
+  }
+  return values;
+}
+
+/** An absolute path with `.` and `..` segments resolved by name, as the kernel would without symlinks. */
+function lexicalPath(path: string): string {
+  const segments: string[] = [];
+  for (const segment of path.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === "..") segments.pop();
+    else segments.push(segment);
+  }
+  return "/" + segments.join("/");
+}
+
+/** The names in a directory, listed on first call only; `undefined` when it cannot be listed. */
+function namesOnce(dir: string): () => ReadonlySet<string> | undefined {
+  let names: ReadonlySet<string> | undefined | null = null;
+  return () => {
+    if (names === null) {
+      try {
+        names = new Set(Array.from(Deno.readDirSync(dir), (entry) => entry.name));
+      } catch {
+        names = undefined;
+      }
+    }
+    return names;
+  };
 }
 
 /** Whether a directory entry exists (a dangling symlink counts); `false` when unreadable. */

@@ -312,6 +312,30 @@ Deno.test("policy checks relative arguments against the working directory", () =
     accepted(["echo", "hello"], policy, outside);
     // Without a working directory to check against (a command's own new one), nothing to find.
     accepted(["tar", "cf", "-", ".env"], policy);
+    // A value attached to an option is a path too (date prints each line it cannot read).
+    for (const arg of ["--file=.env", "-f.env", "-df.env"]) {
+      assert.match(
+        refused(["date", arg], policy, outside),
+        new RegExp(
+          `^path "\\.env" of "${arg}" is .*/\\.env relative to the working directory, outside`,
+        ),
+      );
+    }
+    assert.match(refused(["tar", "-cf", "-", "--add-file=.env"], policy, outside), /outside/);
+    assert.match(refused(["date", "-f.."], policy, outside), /^path "\.\." of "-f\.\." is /);
+    // Bundles whose rest names nothing there stay allowed.
+    accepted(["ls", "-la"], policy, outside);
+    accepted(["date", "--file=missing"], policy, outside);
+    // Under the prefixes, an attached value may not leave them through a symbolic link.
+    Deno.symlinkSync(outside, `${allowed}/link`);
+    for (const arg of ["--file=link/.env", "-Clink"]) {
+      assert.equal(
+        refused(["tar", "-cf", "-", arg, ".env"], policy, allowed),
+        `path "${arg.replace(/^(--file=|-C)/, "")}" of "${arg}" leaves the allowed prefixes ` +
+          `through a symbolic link`,
+      );
+    }
+    accepted(["date", "--file=missing/x"], policy, allowed);
   } finally {
     Deno.removeSync(outside, { recursive: true });
     Deno.removeSync(allowed, { recursive: true });
