@@ -186,6 +186,35 @@ export function tarOperands(
   return { directories, archives };
 }
 
+/**
+ * The suffixes a gzip or tar command line names: gzip's `-S`/`--suffix` (the compressed file is
+ * each file's name plus it) and tar's `--suffix` (a backup's name). Read generously: a value
+ * given as the next argument is also read as an option itself, and `--` ends nothing (it may be
+ * a value), so at worst a suffix too many is found.
+ */
+export function suffixValues(program: string, args: readonly string[]): string[] {
+  const suffixes: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq < 0 ? arg : arg.slice(0, eq);
+      if (name.length < 4 || !"--suffix".startsWith(name)) continue;
+      const value = eq < 0 ? args[i + 1] : arg.slice(eq + 1);
+      if (value !== undefined) suffixes.push(value);
+    } else if (program === "gzip" && arg.startsWith("-")) {
+      // gzip's short options that take a value: -S (the suffix) and -b (bits).
+      for (let k = 1; k < arg.length; k++) {
+        if (arg[k] !== "S" && arg[k] !== "b") continue;
+        const value = k + 1 < arg.length ? arg.slice(k + 1) : args[i + 1];
+        if (arg[k] === "S" && value !== undefined) suffixes.push(value);
+        break;
+      }
+    }
+  }
+  return suffixes;
+}
+
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
 function isRemoteArchive(name: string): boolean {
   const colon = name.indexOf(":");
@@ -374,6 +403,8 @@ export interface CheckPolicyOptions {
  *   gzip `-f`/`-r`) and tar's `-P` (absolute member names), by exact name, unambiguous prefix or
  *   inside a bundle (`-chf`, `tar chf`), also after `--` (which an option may take as its value:
  *   `tar --exclude -- --to-command=...`);
+ * - gzip's `-S`/`--suffix` and tar's backup `--suffix` may not hold a `/` (see
+ *   {@link suffixValues});
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given.
  *
@@ -476,6 +507,17 @@ export class PolicyChecker {
     if (rules) {
       const reason = checkOptions(programName, argv.slice(1), rules);
       if (reason) return { ok: false, reason };
+    }
+    if (TARS.has(programName) || programName === "gzip") {
+      const slashed = suffixValues(programName, argv.slice(1)).find((s) => s.includes("/"));
+      if (slashed !== undefined) {
+        return {
+          ok: false,
+          reason: `suffix "${slashed}" of ${programName} holds a "/" and is not allowed: ` +
+            `${programName} writes each file's name plus the suffix, which could then lie in ` +
+            `another directory (through a symbolic link) that these rules never see`,
+        };
+      }
     }
     if (TARS.has(programName)) {
       const reason = this.#checkTar(programName, argv.slice(1), options.cwd);

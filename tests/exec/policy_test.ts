@@ -342,6 +342,36 @@ Deno.test("policy checks relative arguments against the working directory", () =
   }
 });
 
+Deno.test("policy refuses a gzip or tar suffix with a slash, which writes through a symlink", () => {
+  // gzip -S x/y /tmp/a writes /tmp/ax/y: through /tmp/ax when that is a symbolic link.
+  for (
+    const argv of [
+      ["gzip", "-S", "x/y", "/tmp/a"],
+      ["gzip", "-cS", "x/y", "/tmp/a"],
+      ["gzip", "-kS", "x/y", "/tmp/a"],
+      ["gzip", "--suffix=x/y", "/tmp/a"],
+      ["gzip", "--suf", "x/y", "/tmp/a"],
+      ["gzip", "-k", "--", "-S", "x/y", "/tmp/a"],
+      ["tar", "-xf", "/tmp/a.tar", "--backup=simple", "--suffix=x/y"],
+      ["tar", "-xf", "/tmp/a.tar", "--backup", "--suffix", "x/y"],
+    ]
+  ) {
+    const program = argv[0];
+    assert.equal(
+      refused(argv),
+      `suffix "x/y" of ${program} holds a "/" and is not allowed: ${program} writes each file's ` +
+        `name plus the suffix, which could then lie in another directory (through a symbolic ` +
+        `link) that these rules never see`,
+      argv.join(" "),
+    );
+  }
+  assert.match(refused(["gzip", "-S.x/y", "/tmp/a"]), /^suffix "\.x\/y" of gzip holds a "\/"/);
+  accepted(["gzip", "-S", ".z", "/tmp/a"]);
+  accepted(["gzip", "-b", "x/y", "/tmp/a"]);
+  accepted(["tar", "-xf", "/tmp/a.tar", "--backup", "--suffix=.orig"]);
+  accepted(["tar", "-cf", "/tmp/a.tar", "-S", "/tmp/sparse"]);
+});
+
 Deno.test("tarOperands reads -C and -f as GNU tar does", () => {
   const cases: Array<[string[], string[], string[]]> = [
     [["-cf", "/tmp/a.tar", "-C", "/tmp", "x"], ["/tmp"], ["/tmp/a.tar"]],
