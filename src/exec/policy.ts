@@ -140,9 +140,10 @@ const TAR_VALUE_LETTERS: ReadonlySet<string> = new Set("bCfFgHIKLNTVX");
  * in order, as GNU tar reads them: a first argument without a dash is a bundle whose letters that
  * take a value take the arguments after it, in order; a letter that takes a value ends a dash
  * bundle, its value being the rest of the bundle or the next argument; `--dir`… is `--directory`
- * (any prefix of at least that length); `--` ends the options. Where the reading is unsure (a
- * long option's value given as the next argument), what follows is still read as options: at
- * worst a directory too many is checked.
+ * (any prefix of at least that length). `--` does not end the reading, since it may be the value
+ * of the option before it (`--exclude --`), after which tar still reads options. Where the reading
+ * is unsure (a long option's value given as the next argument, a file named like an option after
+ * `--`), what follows is still read as options: at worst a directory too many is checked.
  */
 export function tarOperands(
   args: readonly string[],
@@ -164,7 +165,6 @@ export function tarOperands(
   }
   for (; i < args.length; i++) {
     const arg = args[i];
-    if (arg === "--") break;
     if (arg.startsWith("--")) {
       const eq = arg.indexOf("=");
       const name = eq < 0 ? arg : arg.slice(0, eq);
@@ -184,6 +184,35 @@ export function tarOperands(
     }
   }
   return { directories, archives };
+}
+
+/**
+ * The suffixes a gzip or tar command line names: gzip's `-S`/`--suffix` (the compressed file is
+ * each file's name plus it) and tar's `--suffix` (a backup's name). Read generously: a value
+ * given as the next argument is also read as an option itself, and `--` ends nothing (it may be
+ * a value), so at worst a suffix too many is found.
+ */
+export function suffixValues(program: string, args: readonly string[]): string[] {
+  const suffixes: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq < 0 ? arg : arg.slice(0, eq);
+      if (name.length < 4 || !"--suffix".startsWith(name)) continue;
+      const value = eq < 0 ? args[i + 1] : arg.slice(eq + 1);
+      if (value !== undefined) suffixes.push(value);
+    } else if (program === "gzip" && arg.startsWith("-")) {
+      // gzip's short options that take a value: -S (the suffix) and -b (bits).
+      for (let k = 1; k < arg.length; k++) {
+        if (arg[k] !== "S" && arg[k] !== "b") continue;
+        const value = k + 1 < arg.length ? arg.slice(k + 1) : args[i + 1];
+        if (arg[k] === "S" && value !== undefined) suffixes.push(value);
+        break;
+      }
+    }
+  }
+  return suffixes;
 }
 
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
@@ -365,13 +394,17 @@ export interface CheckPolicyOptions {
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows);
  * - a relative argument that names an existing entry of the working directory is checked like
- *   the absolute path it resolves to;
+ *   the absolute path it resolves to, and so is a relative value attached to an option
+ *   (`--file=name`, `-fname`: each rest of a short option bundle counts);
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
  *   gzip `-f`/`-r`) and tar's `-P` (absolute member names), by exact name, unambiguous prefix or
- *   inside a bundle (`-chf`, `tar chf`);
+ *   inside a bundle (`-chf`, `tar chf`), also after `--` (which an option may take as its value:
+ *   `tar --exclude -- --to-command=...`);
+ * - gzip's `-S`/`--suffix` and tar's backup `--suffix` may not hold a `/` (see
+ *   {@link suffixValues});
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given.
  *
@@ -462,8 +495,9 @@ export class PolicyChecker {
     if (argv.length === 0) return { ok: false, reason: "command line is empty" };
     const program = this.#checkProgram(argv[0], options.searchPath ?? "");
     if (!program.ok) return program;
+    const cwdNames = options.cwd === undefined ? undefined : namesOnce(options.cwd);
     for (let i = 1; i < argv.length; i++) {
-      const reason = this.#checkArgument(argv[i], options.cwd);
+      const reason = this.#checkArgument(argv[i], options.cwd, cwdNames);
       if (reason) return { ok: false, reason };
     }
     const programName = program.value.kind === "name"
@@ -473,6 +507,17 @@ export class PolicyChecker {
     if (rules) {
       const reason = checkOptions(programName, argv.slice(1), rules);
       if (reason) return { ok: false, reason };
+    }
+    if (TARS.has(programName) || programName === "gzip") {
+      const slashed = suffixValues(programName, argv.slice(1)).find((s) => s.includes("/"));
+      if (slashed !== undefined) {
+        return {
+          ok: false,
+          reason: `suffix "${slashed}" of ${programName} holds a "/" and is not allowed: ` +
+            `${programName} writes each file's name plus the suffix, which could then lie in ` +
+            `another directory (through a symbolic link) that these rules never see`,
+        };
+      }
     }
     if (TARS.has(programName)) {
       const reason = this.#checkTar(programName, argv.slice(1), options.cwd);
@@ -600,7 +645,11 @@ export class PolicyChecker {
     return this.#notAllowed(program);
   }
 
-  #checkArgument(arg: string, cwd: string | undefined): string | undefined {
+  #checkArgument(
+    arg: string,
+    cwd: string | undefined,
+    cwdNames?: () => ReadonlySet<string> | undefined,
+  ): string | undefined {
     const prefixes = this.#prefixes;
     const allowed = () => prefixes.length ? prefixes.join(", ") : "none";
     for (const candidate of pathCandidates(arg)) {
@@ -626,6 +675,43 @@ export class PolicyChecker {
           return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
         }
       }
+    }
+    if (cwd) {
+      for (const value of attachedRelativeValues(arg)) {
+        const reason = this.#checkAttachedValue(arg, value, cwd, cwdNames?.());
+        if (reason) return reason;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Checks a relative value attached to an option (`--file=name`, `-fname`) as a relative
+   * argument is checked: refused when it names an existing entry of the working directory
+   * outside the prefixes, or leaves the prefixes through a symbolic link. A value whose first
+   * segment does not exist there cannot lead anywhere, and is not resolved further; the names
+   * of the working directory, when it could be listed, tell that without a system call (a
+   * bundle of 4096 letters has 256 rests, each a failed lstat otherwise).
+   */
+  #checkAttachedValue(
+    arg: string,
+    value: string,
+    cwd: string,
+    cwdNames: ReadonlySet<string> | undefined,
+  ): string | undefined {
+    const first = value.split("/", 1)[0];
+    if (cwdNames && first !== "." && first !== ".." && !cwdNames.has(first)) return undefined;
+    const path = lexicalPath(`${cwd}/${value}`);
+    const shown = `path "${value}" of "${arg}"`;
+    if (!this.#prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
+      if (!entryExists(path)) return undefined;
+      const allowed = this.#prefixes.length ? this.#prefixes.join(", ") : "none";
+      return `${shown} is ${path} relative to the working directory, outside the allowed ` +
+        `prefixes (${allowed})`;
+    }
+    if (!entryExists(lexicalPath(`${cwd}/${first}`))) return undefined;
+    if (this.#escapesThroughSymlink(path)) {
+      return `${shown} leaves the allowed prefixes through a symbolic link`;
     }
     return undefined;
   }
@@ -666,6 +752,60 @@ function pathCandidates(arg: string): string[] {
   return candidates;
 }
 
+/** The longest file name (one path segment) Linux accepts, in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * The relative paths an option may be given attached to it: the value of `--opt=value`, and for
+ * a short option bundle every rest after one of its letters (`-fname` is `-f name` to date and
+ * tar, `-la` takes no value; which letters take one depends on the program, so each rest counts).
+ * A rest whose first segment is longer than a file name can be is left out: it names nothing.
+ */
+function attachedRelativeValues(arg: string): string[] {
+  const values: string[] = [];
+  const keep = (value: string) => {
+    if (value === "" || value.startsWith("/")) return;
+    if (value.split("/", 1)[0].length > NAME_MAX) return;
+    values.push(value);
+  };
+  if (arg.startsWith("--")) {
+    const eq = arg.indexOf("=");
+    if (eq > 2) keep(arg.slice(eq + 1));
+  } else if (arg.startsWith("-")) {
+    // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
+    // has a first segment too long; those are not even cut out.
+    const end = /^-([A-Za-z0-9]*)/.exec(arg)![1].length + 1;
+    for (let k = Math.max(2, end - NAME_MAX); k <= end && k < arg.length; k++) keep(arg.slice(k));
+  }
+  return values;
+}
+
+/** An absolute path with `.` and `..` segments resolved by name, as the kernel would without symlinks. */
+function lexicalPath(path: string): string {
+  const segments: string[] = [];
+  for (const segment of path.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === "..") segments.pop();
+    else segments.push(segment);
+  }
+  return "/" + segments.join("/");
+}
+
+/** The names in a directory, listed on first call only; `undefined` when it cannot be listed. */
+function namesOnce(dir: string): () => ReadonlySet<string> | undefined {
+  let names: ReadonlySet<string> | undefined | null = null;
+  return () => {
+    if (names === null) {
+      try {
+        names = new Set(Array.from(Deno.readDirSync(dir), (entry) => entry.name));
+      } catch {
+        names = undefined;
+      }
+    }
+    return names;
+  };
+}
+
 /** Whether a directory entry exists (a dangling symlink counts); `false` when unreadable. */
 function entryExists(path: string): boolean {
   try {
@@ -693,31 +833,37 @@ function realPathOfExisting(path: string): string | undefined {
   }
 }
 
+/**
+ * Finds a refused option among `args`. `--` does not end the search: the option before it may
+ * take it as its value (`tar --exclude -- --to-command=...` runs the command), so every argument
+ * that reads as a refused option is refused, also after `--`, where it may name a file.
+ */
 function checkOptions(program: string, args: string[], rules: OptionRules): string | undefined {
+  let afterDashes = false;
+  const refuse = (option: string, why: string) =>
+    `option "${option}" of ${program} ${why} and is not allowed` +
+    (afterDashes ? ` (also after "--", which the option before it may take as its value)` : "");
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    if (arg === "--") break;
+    if (arg === "--") {
+      afterDashes = true;
+      continue;
+    }
     if (arg.startsWith("--")) {
       const name = arg.split("=", 1)[0];
       if (name.length <= 2 || rules.harmless?.has(name) || Object.hasOwn(rules.long, name)) {
-        if (Object.hasOwn(rules.long, name)) {
-          return `option "${name}" of ${program} ${rules.long[name]} and is not allowed`;
-        }
+        if (Object.hasOwn(rules.long, name)) return refuse(name, rules.long[name]);
         continue;
       }
       // GNU getopt accepts any unambiguous abbreviation, so a prefix counts too.
       const refused = Object.keys(rules.long).find((option) => option.startsWith(name));
-      if (refused) {
-        return `option "${name}" of ${program} ${rules.long[refused]} and is not allowed`;
-      }
+      if (refused) return refuse(name, rules.long[refused]);
     } else if (arg.startsWith("-") || (i === 0 && rules.oldStyleBundle)) {
       // Short options may be bundled (`-chf`), and tar reads a first argument without a dash
       // as bundled options too (`tar chf ...`); refuse any bundle holding a refused letter.
       const letters = /^-?([A-Za-z0-9]*)/.exec(arg)![1];
       for (const letter of letters) {
-        if (Object.hasOwn(rules.short, letter)) {
-          return `option "-${letter}" of ${program} ${rules.short[letter]} and is not allowed`;
-        }
+        if (Object.hasOwn(rules.short, letter)) return refuse(`-${letter}`, rules.short[letter]);
       }
     }
   }

@@ -324,9 +324,10 @@ export class CommandRunner {
     this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
     this.#sandbox = options.sandbox ?? Sandbox.unconfined(this.#cwd);
     this.#clock = options.clock ?? systemClock;
-    // Relative arguments are checked against where the command runs: unconfined, the agent's
-    // own working directory (read once: the agent never changes it).
-    this.#checkCwd = options.sandbox ? this.#cwd : this.#cwd ?? currentDirectory();
+    // Relative arguments are checked against where the command runs: a sandbox's shared
+    // directory (COMMAND_CWD, or its work root when it may create none), or unconfined, the
+    // agent's own working directory (read once: the agent never changes it).
+    this.#checkCwd = options.sandbox ? options.sandbox.sharedCwd : this.#cwd ?? currentDirectory();
   }
 
   /** The sandbox commands run in: the one given, or an unconfined one made once. */

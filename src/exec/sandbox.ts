@@ -589,6 +589,15 @@ export class Sandbox {
   readonly userNote: string | undefined;
   /** The fixed working directory, or `undefined` for one per command. */
   readonly fixedCwd: string | undefined;
+  /**
+   * The directory every command runs in when none gets one of its own: `COMMAND_CWD`, or the work
+   * root when no directory may be created there. `undefined` when each command gets a new, empty
+   * one (nothing in it to protect) or inherits the agent's working directory.
+   */
+  get sharedCwd(): string | undefined {
+    if (this.fixedCwd !== undefined || this.#inheritCwd) return this.fixedCwd;
+    return this.#canCreateDirs ? undefined : this.#workRoot;
+  }
   readonly #workRoot: string;
   readonly #inheritCwd: boolean;
   /** Names this agent's working directories, so that a restart finds what a crash left. */
@@ -752,7 +761,8 @@ export class Sandbox {
       ? "in the agent's working directory"
       : this.#canCreateDirs
       ? `each in a new empty directory under ${this.#workRoot}`
-      : `in / (no directory of their own: grant --allow-write=${this.#workRoot})`;
+      : `in ${this.#workRoot} itself (no directory of their own: grant ` +
+        `--allow-write=${this.#workRoot})`;
     let how: string;
     if (this.#cgroupHome) {
       how = `stopped with a cgroup of their own (cgroup.kill, under ${this.#cgroupHome.base}), ` +
@@ -781,7 +791,9 @@ export class Sandbox {
   async open(): Promise<Cell> {
     let cwd = this.fixedCwd;
     let own = false;
-    if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = "/";
+    // Without a directory of its own a command runs in the work root itself (under the path
+    // prefixes by default), never in "/", where any relative path would name the system's files.
+    if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = this.#workRoot;
     else if (cwd === undefined && !this.#inheritCwd) {
       try {
         cwd = await Deno.makeTempDir({ dir: this.#workRoot, prefix: this.#dirPrefix });

@@ -174,7 +174,23 @@ Deno.test("policy refuses tar options that run other programs", async (t) => {
   await t.step("ordinary tar use", () => {
     accepted(["tar", "-czf", "/tmp/a.tgz", "-C", "/tmp", "dir"]);
     accepted(["tar", "tvf", "/tmp/a.tar"]);
-    accepted(["tar", "--totals", "-cf", "/tmp/a.tar", "--", "-Iname"]);
+    accepted(["tar", "--totals", "-cf", "/tmp/a.tar", "--", "name"]);
+  });
+  await t.step("after --, which an option before it takes as its value", () => {
+    // `--exclude --` is a pattern "--": GNU tar reads the options after it, and runs the command.
+    const after = ` (also after "--", which the option before it may take as its value)`;
+    assert.equal(
+      refused(["tar", "-xf", "/tmp/a.tar", "--exclude", "--", "--to-command=sh -c id"]),
+      `option "--to-command" of tar runs other programs and is not allowed${after}`,
+    );
+    assert.equal(
+      refused(["tar", "-cf", "/tmp/a.tar", "-X", "--", "-Iid", "/tmp/x"]),
+      `option "-I" of tar runs other programs and is not allowed${after}`,
+    );
+    assert.equal(
+      refused(["ls", "-I", "--", "-L", "/tmp"]),
+      `option "-L" of ls follows symbolic links and is not allowed${after}`,
+    );
   });
 });
 
@@ -296,10 +312,64 @@ Deno.test("policy checks relative arguments against the working directory", () =
     accepted(["echo", "hello"], policy, outside);
     // Without a working directory to check against (a command's own new one), nothing to find.
     accepted(["tar", "cf", "-", ".env"], policy);
+    // A value attached to an option is a path too (date prints each line it cannot read).
+    for (const arg of ["--file=.env", "-f.env", "-df.env"]) {
+      assert.match(
+        refused(["date", arg], policy, outside),
+        new RegExp(
+          `^path "\\.env" of "${arg}" is .*/\\.env relative to the working directory, outside`,
+        ),
+      );
+    }
+    assert.match(refused(["tar", "-cf", "-", "--add-file=.env"], policy, outside), /outside/);
+    assert.match(refused(["date", "-f.."], policy, outside), /^path "\.\." of "-f\.\." is /);
+    // Bundles whose rest names nothing there stay allowed.
+    accepted(["ls", "-la"], policy, outside);
+    accepted(["date", "--file=missing"], policy, outside);
+    // Under the prefixes, an attached value may not leave them through a symbolic link.
+    Deno.symlinkSync(outside, `${allowed}/link`);
+    for (const arg of ["--file=link/.env", "-Clink"]) {
+      assert.equal(
+        refused(["tar", "-cf", "-", arg, ".env"], policy, allowed),
+        `path "${arg.replace(/^(--file=|-C)/, "")}" of "${arg}" leaves the allowed prefixes ` +
+          `through a symbolic link`,
+      );
+    }
+    accepted(["date", "--file=missing/x"], policy, allowed);
   } finally {
     Deno.removeSync(outside, { recursive: true });
     Deno.removeSync(allowed, { recursive: true });
   }
+});
+
+Deno.test("policy refuses a gzip or tar suffix with a slash, which writes through a symlink", () => {
+  // gzip -S x/y /tmp/a writes /tmp/ax/y: through /tmp/ax when that is a symbolic link.
+  for (
+    const argv of [
+      ["gzip", "-S", "x/y", "/tmp/a"],
+      ["gzip", "-cS", "x/y", "/tmp/a"],
+      ["gzip", "-kS", "x/y", "/tmp/a"],
+      ["gzip", "--suffix=x/y", "/tmp/a"],
+      ["gzip", "--suf", "x/y", "/tmp/a"],
+      ["gzip", "-k", "--", "-S", "x/y", "/tmp/a"],
+      ["tar", "-xf", "/tmp/a.tar", "--backup=simple", "--suffix=x/y"],
+      ["tar", "-xf", "/tmp/a.tar", "--backup", "--suffix", "x/y"],
+    ]
+  ) {
+    const program = argv[0];
+    assert.equal(
+      refused(argv),
+      `suffix "x/y" of ${program} holds a "/" and is not allowed: ${program} writes each file's ` +
+        `name plus the suffix, which could then lie in another directory (through a symbolic ` +
+        `link) that these rules never see`,
+      argv.join(" "),
+    );
+  }
+  assert.match(refused(["gzip", "-S.x/y", "/tmp/a"]), /^suffix "\.x\/y" of gzip holds a "\/"/);
+  accepted(["gzip", "-S", ".z", "/tmp/a"]);
+  accepted(["gzip", "-b", "x/y", "/tmp/a"]);
+  accepted(["tar", "-xf", "/tmp/a.tar", "--backup", "--suffix=.orig"]);
+  accepted(["tar", "-cf", "/tmp/a.tar", "-S", "/tmp/sparse"]);
 });
 
 Deno.test("tarOperands reads -C and -f as GNU tar does", () => {
@@ -311,7 +381,9 @@ Deno.test("tarOperands reads -C and -f as GNU tar does", () => {
     [["--directory=/tmp", "--file", "a.tar"], ["/tmp"], ["a.tar"]],
     [["--dir", "/tmp", "--file=h:a"], ["/tmp"], ["h:a"]],
     [["-C", "/tmp", "-C", "sub", "x"], ["/tmp", "sub"], []],
-    [["-cf", "-", "--", "-C", "/etc"], [], ["-"]],
+    // `--` may be an option's value (`--exclude --`), after which tar still reads options.
+    [["-cf", "-", "--exclude", "--", "-C", "/etc"], ["/etc"], ["-"]],
+    [["-cf", "-", "--", "-Csub", "x"], ["sub"], ["-"]],
     // --di is ambiguous (--diff, --directory): tar refuses it; it names no directory here.
     [["--di=/etc", "x"], [], []],
   ];
@@ -358,6 +430,10 @@ Deno.test("policy checks tar's members under its -C directories, and refuses rem
         `directory "link" of tar leaves the allowed prefixes through a symbolic link`,
       );
       assert.match(refused(["tar", "-C", "/etc", "-cf", "-", "passwd"], policy), /outside/);
+      assert.equal(
+        refused(["tar", "-C", dir, "-cf", "-", "--exclude", "--", "-Clink", "passwd"], policy),
+        `directory "link" of tar leaves the allowed prefixes through a symbolic link`,
+      );
     });
     await t.step("ordinary -C use stays allowed", () => {
       accepted(["tar", "-cf", "-", "-C", dir, "sub/file"], policy);

@@ -508,3 +508,62 @@ Deno.test({
     assert.equal(path.stdout, "/usr/bin:/bin\n");
   },
 });
+
+Deno.test("a sandbox that may not create directories runs commands in its work root, and checks relative arguments there", async (t) => {
+  const probe = async (line: string, prefixes: string) => {
+    const output = await new Deno.Command(Deno.execPath(), {
+      // No --allow-write: the sandbox cannot give commands a directory of their own.
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-run",
+        "--allow-env",
+        "--allow-sys",
+        new URL("./_no_dirs_probe.ts", import.meta.url).pathname,
+        line,
+        prefixes,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.equal(output.code, 0);
+    return JSON.parse(new TextDecoder().decode(output.stdout)) as {
+      where: string;
+      status: string;
+      error: string | null;
+      stdout: string;
+      stderr: string;
+    };
+  };
+  await t.step("a relative path names a file of /tmp, not of /", async () => {
+    // Run in "/", `date -f etc/hostname` printed each line of /etc/hostname as an invalid date.
+    const hostname = Deno.readTextFileSync("/etc/hostname").trim();
+    const ran = await probe("date -f etc/hostname", "/tmp,/var/tmp");
+    assert.match(
+      ran.where,
+      /in \/tmp itself \(no directory of their own: grant --allow-write=\/tmp\)/,
+    );
+    assert.equal(ran.status, "failed");
+    assert.match(ran.stderr, /etc\/hostname: No such file or directory/);
+    assert.ok(!ran.stderr.includes(hostname), ran.stderr);
+  });
+  await t.step(
+    "a relative argument naming a file there is checked against the prefixes",
+    async () => {
+      const file = Deno.makeTempFileSync({ dir: "/tmp", prefix: "status-no-dirs-" });
+      try {
+        const name = file.slice("/tmp/".length);
+        const ran = await probe(`ls ${name}`, "/var/tmp");
+        assert.equal(ran.status, "rejected");
+        assert.equal(
+          ran.error,
+          `path "${name}" is ${file} relative to the working directory, outside the allowed ` +
+            `prefixes (/var/tmp)`,
+        );
+      } finally {
+        Deno.removeSync(file);
+      }
+    },
+  );
+});
