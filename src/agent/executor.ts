@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import type { ExecResultBody, ReportStatus } from "../protocol/mod.ts";
 import type { Clock } from "../clock.ts";
 import {
@@ -118,6 +119,12 @@ export interface ExecutorOptions {
   /** The agent's state directory: names its cgroups and is protected from commands. */
   stateDir?: string;
   /**
+   * More of the agent's own files and directories (its settings files, pid and log files, a
+   * dashboard's database): command arguments may not name them or anything in them, like
+   * `stateDir`. Relative paths are taken from the agent's working directory.
+   */
+  protectedPaths?: readonly string[];
+  /**
    * Whether to confine commands (user, own directory, cgroup); `false` runs them as the agent's
    * own user in `cwd` (or the agent's working directory), as `runCommand` does by default.
    * @default {true}
@@ -161,6 +168,10 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   const policy = createPolicy({
     allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
     allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
+    protectedPaths: ownPaths([
+      ...(options.stateDir === undefined ? [] : [options.stateDir]),
+      ...options.protectedPaths ?? [],
+    ]),
   });
   const sandbox = options.confine === false ? undefined : Sandbox.create({
     user: options.user,
@@ -195,6 +206,13 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       return toReportFields(result);
     },
   };
+}
+
+/** The agent's own paths made absolute (those that cannot be are left out). */
+function ownPaths(paths: readonly string[]): string[] {
+  const cwd = agentCwd();
+  return paths.filter((path) => path !== "" && (path.startsWith("/") || cwd !== undefined))
+    .map((path) => resolve(cwd ?? "/", path));
 }
 
 function agentCwd(): string | undefined {

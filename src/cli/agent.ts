@@ -83,7 +83,10 @@ export function agentCommand(io: Io): Command {
  * @returns The executor and the options it was built from.
  * @throws {ConfigError} When a setting is not usable (e.g. a bad `COMMAND_ENV` pair).
  */
-export function executorFromSettings(s: Settings): { executor: Executor; exec: ExecutorOptions } {
+export function executorFromSettings(
+  s: Settings,
+  ownFiles: readonly string[] = [],
+): { executor: Executor; exec: ExecutorOptions } {
   const exec: ExecutorOptions = {
     allowedPrograms: s.allowedPrograms,
     allowedPathPrefixes: s.allowedPathPrefixes,
@@ -93,6 +96,7 @@ export function executorFromSettings(s: Settings): { executor: Executor; exec: E
     cwd: s.commandCwd,
     user: s.commandUser,
     stateDir: s.stateDir,
+    protectedPaths: ownFiles,
     secretValues: s.agentToken ? [s.agentToken] : [],
   };
   try {
@@ -211,7 +215,12 @@ async function agentAction(
   }
   checkDirectorySetting(loaded, "commandCwd");
   checkDirectorySetting(loaded, "stateDir");
-  const { executor, exec } = executorFromSettings(loaded.settings);
+  // Commands may not name the files the agent read its settings from, nor its pid and log files.
+  const { executor, exec } = executorFromSettings(loaded.settings, [
+    ...loaded.files,
+    s.pidFile,
+    s.logFile ?? DAEMON_LOG_FILE,
+  ]);
 
   if (startsDaemon) {
     await executor.close?.();

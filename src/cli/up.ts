@@ -184,7 +184,12 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     }
 
     // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
-    const { executor, exec } = executorFromSettings({ ...s, stateDir, agentToken: undefined });
+    // Commands may not name the data directory (the database, the agent's state) or the files
+    // the settings came from.
+    const { executor, exec } = executorFromSettings(
+      { ...s, stateDir, agentToken: undefined },
+      [dataDir, ...loaded.files],
+    );
 
     // The agent's state directory first (another "status up" may hold its lock): fail before
     // the dashboard starts and before the invitation is printed.

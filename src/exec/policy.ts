@@ -23,6 +23,13 @@ export interface ExecPolicy {
    * @default {DEFAULT_ALLOWED_PATH_PREFIXES}
    */
   allowedPathPrefixes: string[];
+  /**
+   * Absolute paths of the agent's own files and directories (its state directory, its settings
+   * files): an argument may not name them or anything under them, also where they lie under an
+   * allowed prefix and also through a symbolic link.
+   * @default {[]}
+   */
+  protectedPaths?: string[];
 }
 
 /** Programs allowed when nothing is configured (PROTOCOL.md §5). */
@@ -261,6 +268,8 @@ export interface PolicyInput {
   allowedPathPrefixes?: readonly string[] | string;
   /** Programs added to the allowlist (e.g. from repeated `--allow` flags). */
   extraPrograms?: readonly string[];
+  /** The agent's own files and directories, absolute (see {@link ExecPolicy.protectedPaths}). */
+  protectedPaths?: readonly string[];
 }
 
 function splitList(value: readonly string[] | string): string[] {
@@ -310,9 +319,18 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
       throw new TypeError(`Allowed path prefix "${prefix}" has a ".." segment`);
     }
   }
+  const protectedPaths = [...input.protectedPaths ?? []];
+  for (const path of protectedPaths) {
+    if (!path.startsWith("/") || hasDotDot(path)) {
+      throw new TypeError(`Protected path "${path}" must be an absolute path without ".."`);
+    }
+  }
   return {
     allowedPrograms: unique(programs.map((p) => p.startsWith("/") ? normalizePath(p) : p)),
     allowedPathPrefixes: unique(prefixes.map(normalizePath)),
+    ...(protectedPaths.length > 0
+      ? { protectedPaths: unique(protectedPaths.map(normalizePath)) }
+      : {}),
   };
 }
 
@@ -469,6 +487,10 @@ export class PolicyChecker {
   readonly #prefixes: readonly string[];
   /** The prefixes and their real paths, resolved on first need. */
   #withRealPrefixes: readonly string[] | undefined;
+  /** The agent's own paths, normalised. */
+  readonly #protected: readonly string[];
+  /** The agent's own paths and their real paths, resolved on first need. */
+  #withRealProtected: readonly string[] | undefined;
   /** `PATH` lookups that found an executable file: `searchPath \0 name` → its path. */
   readonly #found = new Map<string, string>();
 
@@ -482,6 +504,7 @@ export class PolicyChecker {
     this.#names = new Set(this.#allowed.filter((p) => !p.startsWith("/")));
     this.#paths = this.#allowed.filter((p) => p.startsWith("/")).map(normalizePath);
     this.#prefixes = policy.allowedPathPrefixes.map(normalizePath);
+    this.#protected = (policy.protectedPaths ?? []).map(normalizePath);
   }
 
   /**
@@ -560,6 +583,8 @@ export class PolicyChecker {
           return `directory "${directory}" of ${program} leaves the allowed prefixes through a ` +
             `symbolic link`;
         }
+        const own = this.#ownPath(place);
+        if (own) return ownPathReason(`directory "${directory}" of ${program} (${place})`, own);
       }
       bases.push(...places);
     }
@@ -573,6 +598,8 @@ export class PolicyChecker {
           return `path "${member}" is ${path} after ${program}'s -C, and leaves the allowed ` +
             `prefixes through a symbolic link`;
         }
+        const own = outside(path) ? undefined : this.#ownPath(path);
+        if (own) return ownPathReason(`path "${member}" after ${program}'s -C (${path})`, own);
       }
     }
     return undefined;
@@ -662,6 +689,8 @@ export class PolicyChecker {
         if (this.#escapesThroughSymlink(path)) {
           return `path "${candidate}" leaves the allowed prefixes through a symbolic link`;
         }
+        const own = this.#ownPath(path);
+        if (own) return ownPathReason(`path "${candidate}"`, own);
       } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
         const path = normalizePath(`${cwd}/${arg}`);
         if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
@@ -673,6 +702,9 @@ export class PolicyChecker {
           }
         } else if (this.#escapesThroughSymlink(path)) {
           return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
+        } else {
+          const own = this.#ownPath(path);
+          if (own) return ownPathReason(`path "${arg}" (${path})`, own);
         }
       }
     }
@@ -713,7 +745,26 @@ export class PolicyChecker {
     if (this.#escapesThroughSymlink(path)) {
       return `${shown} leaves the allowed prefixes through a symbolic link`;
     }
-    return undefined;
+    const own = this.#ownPath(path);
+    return own ? ownPathReason(`${shown} (${path})`, own) : undefined;
+  }
+
+  /**
+   * The agent's own path that `path` is or lies under, lexically or once the symbolic links of
+   * its existing part are resolved; `undefined` when none.
+   */
+  #ownPath(path: string): string | undefined {
+    if (this.#protected.length === 0) return undefined;
+    const lexical = this.#protected.find((own) => isUnderPrefix(path, own));
+    if (lexical) return lexical;
+    const resolved = realPathOfExisting(path);
+    if (resolved === undefined) return undefined;
+    this.#withRealProtected ??= this.#protected.flatMap((own) => {
+      const real = realPathOfExisting(own);
+      return real === undefined || real === own ? [own] : [own, real];
+    });
+    const index = this.#withRealProtected.findIndex((own) => isUnderPrefix(resolved, own));
+    return index < 0 ? undefined : this.#withRealProtected[index];
   }
 
   /**
@@ -730,6 +781,11 @@ export class PolicyChecker {
     ];
     return !this.#withRealPrefixes.some((prefix) => isUnderPrefix(resolved, prefix));
   }
+}
+
+function ownPathReason(shown: string, own: string): string {
+  return `${shown} is the agent's own ${own} or lies in it (its state or settings), which ` +
+    `commands may not touch`;
 }
 
 function sameFile(a: string, b: string): boolean {

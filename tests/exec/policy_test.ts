@@ -463,3 +463,74 @@ Deno.test("policy checks tar's members under its -C directories, and refuses rem
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("policy refuses the agent's own paths even under an allowed prefix", async (t) => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-own-" });
+  const state = `${dir}/agent-state`;
+  const config = `${dir}/config.json`;
+  const policy = createPolicy({ protectedPaths: [state, config] });
+  const own = (shown: string, path: string) =>
+    `${shown} is the agent's own ${path} or lies in it (its state or settings), which commands ` +
+    `may not touch`;
+  try {
+    await Deno.mkdir(state);
+    await Deno.writeTextFile(`${state}/journal.jsonl`, "");
+    await Deno.writeTextFile(config, "{}");
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.writeTextFile(`${dir}/other`, "x");
+    await Deno.symlink(state, `${dir}/work/link`);
+    await t.step("by absolute path, the path itself or anything in it", () => {
+      assert.equal(refused(["tar", "cf", "-", state], policy), own(`path "${state}"`, state));
+      assert.equal(
+        refused(["ls", `${dir}//agent-state/./journal.jsonl`], policy),
+        own(`path "${dir}//agent-state/./journal.jsonl"`, state),
+      );
+      assert.equal(refused(["date", "-f", config], policy), own(`path "${config}"`, config));
+      assert.equal(
+        refused(["date", `--file=${config}`], policy),
+        own(`path "${config}"`, config),
+      );
+    });
+    await t.step("through a symbolic link", () => {
+      assert.equal(
+        refused(["ls", `${dir}/work/link/journal.jsonl`], policy),
+        own(`path "${dir}/work/link/journal.jsonl"`, state),
+      );
+    });
+    await t.step("relative to the working directory, alone or attached to an option", () => {
+      assert.equal(
+        refused(["ls", "agent-state"], policy, dir),
+        own(`path "agent-state" (${state})`, state),
+      );
+      assert.equal(
+        refused(["date", "-fconfig.json"], policy, dir),
+        own(`path "config.json" of "-fconfig.json" (${config})`, config),
+      );
+    });
+    await t.step("under tar's -C", () => {
+      assert.equal(
+        refused(["tar", "cf", "-", "-C", dir, "agent-state"], policy),
+        own(`path "agent-state" after tar's -C (${state})`, state),
+      );
+      assert.equal(
+        refused(["tar", "cf", "-", "-C", "work", "link"], policy, dir),
+        own(`path "link" after tar's -C (${dir}/work/link)`, state),
+      );
+    });
+    await t.step("what lies beside them is allowed", () => {
+      accepted(["ls", `${dir}/other`, `${dir}/work`, `${dir}/agent-state-2`], policy);
+      accepted(["tar", "cf", "-", "-C", dir, "other"], policy);
+      accepted(["ls", "other", "work"], policy, dir);
+      accepted(["ls", state], defaultPolicy());
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("createPolicy refuses a protected path that is not absolute", () => {
+  assert.throws(
+    () => createPolicy({ protectedPaths: ["state"] }),
+    /Protected path "state" must be an absolute path without "\.\."/,
+  );
+});

@@ -1,0 +1,41 @@
+/**
+ * The agent's executor keeps commands away from the agent's own files (its state directory, its
+ * settings files) even where they lie under an allowed path prefix.
+ */
+import assert from "node:assert/strict";
+import { relative } from "node:path";
+import { createExecutor } from "../../src/agent/mod.ts";
+
+Deno.test("the executor refuses arguments naming the agent's state directory and settings files", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-executor-own-" });
+  // Readable by the user commands run as when the tests run as root (nobody).
+  await Deno.chmod(dir, 0o755);
+  const state = `${dir}/agent-state`;
+  await Deno.mkdir(state);
+  await Deno.writeTextFile(`${dir}/config.json`, "{}");
+  await Deno.writeTextFile(`${dir}/other`, "x", { mode: 0o644 });
+  const executor = createExecutor({
+    // Relative, as STATE_DIR often is: taken from the agent's working directory.
+    stateDir: relative(Deno.cwd(), state),
+    protectedPaths: [`${dir}/config.json`],
+    allowedPrograms: ["ls", "date"],
+    cgroups: false,
+  });
+  try {
+    for (
+      const name of [`ls ${state}`, `ls -la ${dir}/agent-state/.`, `date -f ${dir}/config.json`]
+    ) {
+      const outcome = await executor.run({ name, signal: new AbortController().signal });
+      assert.equal(outcome.status, "rejected", name);
+      assert.match(String(outcome.error), /is the agent's own .* which commands may not touch/);
+    }
+    const beside = await executor.run({
+      name: `ls ${dir}/other`,
+      signal: new AbortController().signal,
+    });
+    assert.equal(beside.status, "success", JSON.stringify(beside));
+  } finally {
+    await executor.close?.();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
