@@ -252,9 +252,16 @@ export async function followAndPrint(
       for (const stream of ["stdout", "stderr"] as const) {
         if (gaps[stream] === 0) continue;
         clearIndicator();
+        // A result cut too holds no more of them (its own first and last 32 KiB were printed
+        // live): sending the operator there would be a false lead.
+        const cut = (record.result?.[`${stream}_truncated_bytes`] ?? 0) > 0;
         io.err(
-          `(${gaps[stream]} bytes of ${stream} did not arrive live and are missing from what was ` +
-            `printed, where the notes above stand; see the result with: status result ${id})`,
+          cut
+            ? `(${gaps[stream]} bytes of ${stream} are missing from what was printed, where the ` +
+              `notes above stand: the dashboard keeps the first and last 32 KiB of a stream's ` +
+              `live output, and the result, cut too, keeps only its first and last 32 KiB)`
+            : `(${gaps[stream]} bytes of ${stream} did not arrive live and are missing from what ` +
+              `was printed, where the notes above stand; the result has them: status result ${id})`,
         );
       }
     }

@@ -52,14 +52,24 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
   let closed = false;
   let dirty = true;
   let wake: (() => void) | undefined;
+  // The stream reads the store only when its reader has taken what it was given: a follower
+  // slower than the output (or one that stopped reading) then gets what the store still holds
+  // when it asks again, instead of every chunk queued in the dashboard's memory.
+  let pulled: (() => void) | undefined;
+  const taken = () => {
+    pulled?.();
+    pulled = undefined;
+  };
   const poke = () => {
     dirty = true;
     wake?.();
+    if (options.closed()) taken(); // shutting down: a reader that stopped reading holds nothing
   };
   const unsubscribe = options.subscribe(poke);
   const onAbort = () => {
     closed = true;
     poke();
+    taken();
   };
   request.signal.addEventListener("abort", onAbort, { once: true });
   const finish = () => {
@@ -97,6 +107,10 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
               continue;
             }
           }
+          if ((controller.desiredSize ?? 1) <= 0) {
+            await new Promise<void>((resolve) => pulled = resolve);
+            if (over()) break;
+          }
           dirty = false;
           const next = await options.step(send);
           if (next === "end") break;
@@ -114,9 +128,13 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
         }
       });
     },
+    pull() {
+      taken();
+    },
     cancel() {
       closed = true;
       poke();
+      taken();
       finish();
     },
   });

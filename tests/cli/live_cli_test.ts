@@ -100,7 +100,8 @@ Deno.test("followAndPrint prints live output as it comes, names gaps, then the r
   assert.ok(
     io.stderr.some((line) =>
       line.startsWith(
-        "(4 bytes of stdout did not arrive live and are missing from what was printed",
+        "(4 bytes of stdout did not arrive live and are missing from what was printed, where " +
+          `the notes above stand; the result has them: status result ${id})`,
       )
     ),
     io.stderr.join("\n"),
@@ -108,6 +109,36 @@ Deno.test("followAndPrint prints live output as it comes, names gaps, then the r
   assert.ok(!io.stderr.some((line) => /first and last 32 KiB are kept/.test(line)));
   assert.match(io.stderr.at(-1)!, new RegExp(`^${id} failed, exit code 4 \\(\\d+\\.\\d s\\)$`));
   assert.ok(!rec.stderr().includes("\x1b[2K"), "no indicator when not a terminal");
+});
+
+Deno.test("followAndPrint: bytes missing live from a result cut too are not said to be in the result", async () => {
+  await using d = await dashboard();
+  const { id } = await d.client.enqueue({ agentId: "runner", name: "seq 1 30000" });
+  const io = memoryIo();
+  const rec = recordingWriter(false);
+  const following = followAndPrint(io, rec.writer, d.client, id, { indicatorMs: 20 });
+  assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
+  await d.agentCall("/api/v1/agent/commands/ack", { command_id: id, attempt: 1 });
+  const chunk = (offset: number, text: string) =>
+    d.agentCall(`/api/v1/agent/commands/${id}/output`, {
+      attempt: 1,
+      stream: "stdout",
+      offset,
+      data: toBase64(new TextEncoder().encode(text)),
+    });
+  await chunk(0, "head\n");
+  await chunk(100, "tail\n");
+  await until(() => rec.stdout().includes("tail"), "the live output is printed");
+  // The agent cut the result as the dashboard cut the live output: the result has no more.
+  const cut = report(id, "head\n[status: 95 bytes dropped here]\ntail\n", "", 0);
+  cut.result.stdout_truncated_bytes = 95;
+  await d.agentCall("/api/v1/agent/commands/report", cut);
+  await following;
+  assert.equal(rec.stdout(), "head\ntail\n");
+  const note = io.stderr.find((line) => line.startsWith("(95 bytes of stdout are missing"));
+  assert.ok(note, io.stderr.join("\n"));
+  assert.match(note, /the result, cut too, keeps only its first and last 32 KiB\)$/);
+  assert.ok(!io.stderr.some((line) => line.includes("status result")), io.stderr.join("\n"));
 });
 
 Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while nothing is printed", async () => {

@@ -204,6 +204,78 @@ Deno.test("the event stream wakes on new output at once and needs the admin toke
   assert.equal(d.dashboard.events.size, 0, "the subscription ended with the connection");
 });
 
+Deno.test("a follower that does not read holds no backlog: it gets what the dashboard keeps when it reads again", async () => {
+  await using d = await makeDashboard({
+    realClock: true,
+    eventKeepAliveMs: 60_000,
+    outputBounds: { headBytes: 8, tailBytes: 8 },
+  });
+  await deliver(d, "slow1");
+  const controller = new AbortController();
+  const response = await d.dashboard.app.request("/api/v1/commands/slow1/events", {
+    headers: { Authorization: "Bearer admin-token-0123456789abcdef" },
+    signal: controller.signal,
+  });
+  const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
+  assert.equal((await events.next()).value?.event, "status");
+  // The follower stops reading while 300 chunks of 8 bytes arrive, each one waking its stream.
+  // Each is stored (the dashboard keeps the first and the last 8 bytes), and nothing of them
+  // may pile up for the follower.
+  let sent = 0;
+  const wrapped = d.dashboard.events;
+  const unsubscribe = wrapped.subscribe("slow1", () => sent++);
+  for (let i = 0; i < 300; i++) {
+    assert.equal(
+      (await chunk(d, "slow1", i * 8, `line${String(i).padStart(3, "0")}\n`)).status,
+      200,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 0)); // the stream's turn
+  }
+  unsubscribe();
+  assert.equal(sent, 300);
+  await d.agent({ path: P.report, body: reportBody("slow1") });
+  const outputs: number[] = [];
+  for (;;) {
+    const next = await events.next();
+    if (next.done) break;
+    if (next.value.event === "output") outputs.push(JSON.parse(next.value.data).offset);
+    if (next.value.event === "end") break;
+  }
+  controller.abort();
+  // Old behaviour: every chunk was queued for it as it came (300 events, all in memory).
+  assert.ok(outputs.length <= 4, `a slow follower got ${outputs.length} chunks`);
+  assert.equal(outputs.at(-1), 299 * 8, "it ends with the last chunk");
+});
+
+Deno.test("closing the dashboard ends a stream whose reader stopped reading", async () => {
+  await using d = await makeDashboard({ realClock: true, eventKeepAliveMs: 60_000 });
+  await deliver(d, "stalled");
+  const response = await d.admin("GET", "/api/v1/commands/stalled/events");
+  const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
+  assert.equal((await events.next()).value?.event, "status");
+  await chunk(d, "stalled", 0, "one\n");
+  await chunk(d, "stalled", 4, "two\n"); // the stream waits for its reader now
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(d.dashboard.events.size, 1);
+  await d.dashboard.close();
+  // Ended by the close itself, not by a read that lets it look again.
+  await until(() => d.dashboard.events.size === 0, "the stream ends without being read");
+  const seen: string[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ended = await Promise.race([
+    (async () => {
+      for (let next = await events.next(); !next.done; next = await events.next()) {
+        seen.push(next.value.event);
+      }
+      return true;
+    })(),
+    new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), 5000)),
+  ]);
+  clearTimeout(timer);
+  assert.ok(ended, `the stream ended (events after the close: ${seen})`);
+  assert.ok(!seen.includes("end"));
+});
+
 Deno.test("closing the dashboard ends open event streams (shutdown does not wait for them)", async () => {
   await using d = await makeDashboard({ realClock: true, eventKeepAliveMs: 60_000 });
   await deliver(d, "x1");

@@ -296,6 +296,22 @@ async function browserTest(t: Deno.TestContext): Promise<void> {
       },
     );
 
+    await t.step("a long agent id and command line wrap: the tables fit the screen", async () => {
+      // An id without a break (as long as ids go) and a long command line for its agent.
+      const longAgent = `fleet-${"g".repeat(100)}`;
+      await addAgent(db, longAgent, dir.path);
+      const enqueued = await page.request.post(`${url}/api/v1/agent/commands/enqueue`, {
+        headers: { Authorization: `Bearer ${admin}` },
+        data: { agent_id: longAgent, name: `echo ${"verylongword".repeat(40)}` },
+      });
+      assert.equal(enqueued.status(), 202);
+      for (const path of ["/", "/commands"]) {
+        await page.goto(`${url}${path}`);
+        const width = await page.evaluate("document.documentElement.scrollWidth") as number;
+        assert.ok(width <= 1440, `${path} is ${width} px wide at 1440 px`);
+      }
+    });
+
     await t.step("readable at 375 px: nothing wider than the screen", async () => {
       await page.setViewportSize({ width: 375, height: 800 });
       for (const path of ["/", "/commands", "/enqueue", `/commands/${helloId}`]) {

@@ -450,9 +450,17 @@ Deno.test("console commands list: newest first, filtered by agent and status, pa
 
   const none = await (await browser.get("/commands?status=failed&agent=a1")).text();
   assert.match(none, /No command matches/);
-  const junk = await browser.get("/commands?page=abc&status=bogus");
-  assert.equal(junk.status, 200, "a bad page or status falls back to the default");
-  await junk.body?.cancel();
+  const junk = await browser.get("/commands?page=abc");
+  assert.equal(junk.status, 200, "a bad page falls back to the first");
+  assert.match(await junk.text(), /<span class="sub">c\d\d<\/span>/);
+  // An unknown status is refused as GET /api/v1/commands refuses it, not dropped from the filter
+  // (which listed every command under a filter the operator thought applied).
+  const bogus = await browser.get("/commands?status=succes&agent=a1");
+  assert.equal(bogus.status, 400);
+  const bogusText = await bogus.text();
+  assert.match(bogusText, /No command can have the status succes: a status is one of queued,/);
+  assert.match(bogusText, /href="\/commands\?agent=a1">See every command of a1</);
+  assert.doesNotMatch(bogusText, /<span class="sub">c\d\d<\/span>/);
 });
 
 Deno.test("console error pages: unknown command and unreachable store, never a stack trace", async () => {

@@ -317,7 +317,7 @@ export function CommandsPage(
                 <td data-label="Status">
                   <StatusBadge status={command.status} />
                 </td>
-                <td data-label="Agent">{command.agent_id}</td>
+                <td data-label="Agent" class="id">{command.agent_id}</td>
                 <td data-label="Queued at">{formatTime(command.created_at)}</td>
                 <td data-label="Exit">{exitText(command)}</td>
                 <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>

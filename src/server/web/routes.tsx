@@ -355,7 +355,26 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const pageNo = /^\d{1,4}$/.test(rawPage)
         ? Math.min(Math.max(1, Number(rawPage)), maxPage)
         : 1;
-      const status = rawStatus && STATUS_CHOICES.includes(rawStatus) ? rawStatus : undefined;
+      if (rawStatus !== undefined && !STATUS_CHOICES.includes(rawStatus)) {
+        // As GET /api/v1/commands does: an unknown status is refused, not dropped from the
+        // filter (which listed every command as if it matched).
+        const back = agent ? `/commands?agent=${encodeURIComponent(agent)}` : "/commands";
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such status"
+            message={`No command can have the status ${shortForm(rawStatus)}: a status is one of ${
+              STATUS_CHOICES.join(", ")
+            }.`}
+          >
+            <p>
+              <a href={back}>See every command{agent ? ` of ${shortForm(agent)}` : ""}</a>
+            </p>
+          </ErrorPage>,
+          400,
+        );
+      }
+      const status = rawStatus;
       const query = new URLSearchParams();
       if (agent) query.set("agent_id", agent);
       if (status) query.set("status", status);
