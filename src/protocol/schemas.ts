@@ -179,10 +179,14 @@ export interface EnqueueRequest {
 // deno-lint-ignore no-control-regex
 export const COMMAND_NAME_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 
+/** Unicode's bidirectional formatting characters (embeddings, overrides, isolates, marks). */
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
 /**
  * Schema of a command name (an enqueue's, a run's): 1–4096 characters, no control characters
  * ({@link COMMAND_NAME_PATTERN}), and well-formed Unicode: a lone surrogate (which JSON's `\ud800`
- * escape can carry) would be stored, and run, as U+FFFD.
+ * escape can carry) would be stored, and run, as U+FFFD; no bidirectional formatting characters,
+ * which would show the line in an order other than the one it runs in.
  */
 export const commandNameSchema: z.ZodType<string> = z.string().min(1).max(4096).regex(
   COMMAND_NAME_PATTERN,
@@ -190,6 +194,10 @@ export const commandNameSchema: z.ZodType<string> = z.string().min(1).max(4096).
 ).refine(
   (name) => name.isWellFormed(),
   "must be well-formed Unicode (no lone surrogate such as \\ud800)",
+).refine(
+  (name) => !BIDI_CONTROLS.test(name),
+  "must not contain bidirectional formatting characters (U+202E and the like), which make a " +
+    "command line show in another order than it runs",
 );
 
 /** The one command id refused at enqueue: its agent routes would be read as a wait's. */

@@ -627,3 +627,23 @@ Deno.test("a label key that breaks the rule is a 400 saying the rule, __proto__ 
   }[];
   assert.deepEqual(fleet.find((agent) => agent.id === "a1")?.labels, { role: "web" }, "kept");
 });
+
+Deno.test("a command name with a bidirectional override (U+202E) is refused at enqueue and in runs", async () => {
+  await using d = await makeDashboard();
+  const message = 'field "name": must not contain bidirectional formatting characters (U+202E ' +
+    "and the like), which make a command line show in another order than it runs";
+  for (const char of ["\u202e", "\u2066", "\u200f"]) {
+    const enqueue = await d.admin("POST", P.enqueue, { agent_id: "a1", name: `echo a ${char}b` });
+    assert.equal(enqueue.status, 400);
+    assert.equal((await json(enqueue)).error, message);
+    const run = await d.admin("POST", "/api/v1/runs", {
+      name: `echo ${char}`,
+      target: { agents: ["a1"] },
+    });
+    assert.equal(run.status, 400);
+    assert.equal((await json(run)).error, message);
+  }
+  const plain = await d.admin("POST", P.enqueue, { agent_id: "a1", name: "echo שלום مرحبا" });
+  assert.equal(plain.status, 202, "right-to-left text itself is fine");
+  await plain.body?.cancel();
+});
