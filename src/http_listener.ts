@@ -148,9 +148,11 @@ export const LISTEN_BACKLOG = FD_RESERVE / 2;
 let probed: { upTo: number; available: number | "plenty" | "unknown" } | undefined;
 
 /**
- * How many more descriptors this process can open, counted by opening `/dev/null` until the
- * open-files limit refuses (Deno lets a program read `/proc/self/limits` only with
- * `--allow-all`). Counted once per process, up to `upTo`; all are closed again at once.
+ * How many more descriptors this process can open: the open-files limit of `/proc/self/limits`
+ * less the descriptors open in `/proc/self/fd` where this process may read them (Deno permits it
+ * only with `--allow-all`), else counted by opening `/dev/null` until the limit refuses. That
+ * count takes every free descriptor for a moment, when an open elsewhere in the process (another
+ * thread's) fails. Counted once per process, up to `upTo`; all are closed again at once.
  *
  * @param upTo Stop counting here: more is as good as unlimited.
  * @returns The count; `"plenty"` when at least `upTo` are free; `"unknown"` when they cannot be
@@ -158,17 +160,37 @@ let probed: { upTo: number; available: number | "plenty" | "unknown" } | undefin
  */
 export function availableDescriptors(upTo: number): number | "plenty" | "unknown" {
   if (probed && probed.upTo >= upTo) return probed.available;
-  const files: Deno.FsFile[] = [];
   let available: number | "plenty" | "unknown" = "plenty";
-  try {
-    while (files.length < upTo) files.push(Deno.openSync("/dev/null"));
-  } catch (error) {
-    available = /os error (23|24)\b/.test(String(error)) ? files.length : "unknown";
-  } finally {
-    for (const file of files) file.close();
+  const free = freeDescriptorsFromProc();
+  if (free !== undefined) {
+    if (free < upTo) available = Math.max(0, free);
+  } else {
+    const files: Deno.FsFile[] = [];
+    try {
+      while (files.length < upTo) files.push(Deno.openSync("/dev/null"));
+    } catch (error) {
+      available = /os error (23|24)\b/.test(String(error)) ? files.length : "unknown";
+    } finally {
+      for (const file of files) file.close();
+    }
   }
   probed = { upTo, available };
   return available;
+}
+
+/** The soft open-files limit less the open descriptors, from `/proc/self`; `undefined` unreadable. */
+function freeDescriptorsFromProc(): number | undefined {
+  try {
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const soft = /^Max open files\s+(\d+|unlimited)\s/m.exec(limits)?.[1];
+    if (soft === undefined) return undefined;
+    if (soft === "unlimited") return Number.MAX_SAFE_INTEGER;
+    let open = 0;
+    for (const _ of Deno.readDirSync("/proc/self/fd")) open++;
+    return Number(soft) - open;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
