@@ -6,6 +6,12 @@
  * prints as it goes; the serial one's output follows it, whole. The exit code is the parallel
  * phase's when it failed, else the serial one's.
  *
+ * Both tasks set `MAX_CONNECTIONS=2000`: a dashboard a test starts in the test process itself
+ * counts its free descriptors by opening them up to `MAX_CONNECTIONS` + 128 (Deno lets it read
+ * `/proc/self/limits` only under `--allow-all`), and with the default 20,000 against a limit of
+ * 20,000 that took every descriptor of the process for a moment, failing an open in another
+ * test's thread.
+ *
  * @module
  */
 import { PG_CLUSTER_AVAILABLE, type PgCluster, startCluster, TEST_URL_VARIABLE } from "./_pg.ts";
