@@ -169,7 +169,8 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     const db = join(dataDir, "status.db");
     const stateDir = join(dataDir, "agent-state");
     try {
-      Deno.mkdirSync(stateDir, { recursive: true });
+      // Owner only: the database and the agent's state are no one else's to read.
+      Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) {
         throw new ConfigError(

@@ -1480,6 +1480,13 @@ function checkDatabasePath(path: string, create: boolean): void {
   if (dirKind !== "directory") {
     throw new StoreError(`cannot create database ${path}: ${dir} is not a directory`);
   }
+  // Readable by its owner only (the agents' token hashes, every command and its output): SQLite
+  // would create it as the umask says (0644), and its -wal and -shm files take its mode.
+  try {
+    Deno.openSync(path, { createNew: true, write: true, mode: 0o600 }).close();
+  } catch {
+    // Created meanwhile, or not permitted: SQLite opens or creates it, or says why not.
+  }
 }
 
 function describeOpenError(error: unknown): string {

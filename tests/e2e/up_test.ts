@@ -108,6 +108,10 @@ Deno.test("status up takes PORT and AGENT_ID like every command, and names what 
     up.stderr.text,
   );
   assert.ok(existsSync(`${dir.path}/data/deep/status.db`), "the data folder, parents included");
+  // No one else may read the database or the agent's state.
+  for (const [path, mode] of [["data/deep", 0o700], ["data/deep/status.db", 0o600]] as const) {
+    assert.equal((Deno.statSync(`${dir.path}/${path}`).mode ?? 0) & 0o777, mode, path);
+  }
   up.kill("SIGINT");
   assert.equal((await up.exited()).code, 0);
 });

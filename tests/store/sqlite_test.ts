@@ -360,3 +360,27 @@ Deno.test("sqlite store sees inside its open group what another process committe
     assert.equal((await agent)?.token, "new".repeat(15), "the rotate is seen inside the group");
   });
 });
+
+Deno.test("a database the store creates, and its -wal and -shm files, are readable by their owner only", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "status-mode-" });
+  try {
+    const path = `${dir}/status.db`;
+    const store = openSqliteStore(path);
+    try {
+      await store.addAgent({ id: "a1", token: "t".repeat(43), scopes: AGENT_SCOPES, now: 0 });
+      for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+        assert.equal((Deno.statSync(file).mode ?? 0) & 0o777, 0o600, file);
+      }
+    } finally {
+      await store.close();
+    }
+    // A database that exists keeps the mode its owner gave it.
+    const shared = `${dir}/shared.db`;
+    await openSqliteStore(shared).close();
+    Deno.chmodSync(shared, 0o640);
+    await openSqliteStore(shared).close();
+    assert.equal((Deno.statSync(shared).mode ?? 0) & 0o777, 0o640);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
