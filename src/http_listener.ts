@@ -232,11 +232,7 @@ function bodyInProgress(socket: Socket): BodyInProgress | undefined {
  * would refuse the request without it.
  */
 function hostOfHttp10(incoming: IncomingMessage): void {
-  if (incoming.httpVersion !== "1.0") return;
-  const raw = incoming.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length === 4 && raw[i].toLowerCase() === "host") return;
-  }
+  if (incoming.httpVersion !== "1.0" || incoming.headers.host !== undefined) return;
   const socket = incoming.socket;
   if (!socket?.localAddress || socket.localPort === undefined) return;
   // An IPv4 client of a dual-stack listener has a mapped address: the IPv4 one is its host.
@@ -244,7 +240,7 @@ function hostOfHttp10(incoming: IncomingMessage): void {
   const host = address.includes(":")
     ? `[${address}]:${socket.localPort}`
     : `${address}:${socket.localPort}`;
-  raw.push("Host", host);
+  incoming.rawHeaders.push("Host", host);
   incoming.headers.host = host;
 }
 
