@@ -491,6 +491,8 @@ export class PolicyChecker {
   readonly #protected: readonly string[];
   /** The agent's own paths and their real paths, resolved on first need. */
   #withRealProtected: readonly string[] | undefined;
+  /** The last path resolved in the check under way, see {@link PolicyChecker.#realPathOf}. */
+  #resolved: { path: string; real: string | undefined } | undefined;
   /** `PATH` lookups that found an executable file: `searchPath \0 name` → its path. */
   readonly #found = new Map<string, string>();
 
@@ -516,6 +518,7 @@ export class PolicyChecker {
    */
   check(argv: readonly string[], options: CheckPolicyOptions = {}): Checked<AcceptedCommand> {
     if (argv.length === 0) return { ok: false, reason: "command line is empty" };
+    this.#resolved = undefined;
     const program = this.#checkProgram(argv[0], options.searchPath ?? "");
     if (!program.ok) return program;
     const cwdNames = options.cwd === undefined ? undefined : namesOnce(options.cwd);
@@ -750,6 +753,17 @@ export class PolicyChecker {
   }
 
   /**
+   * {@link realPathOfExisting}, once per path and check: the symlink and own-path checks of one
+   * argument ask for the same path in turn. Forgotten at the start of every check.
+   */
+  #realPathOf(path: string): string | undefined {
+    if (this.#resolved?.path !== path) {
+      this.#resolved = { path, real: realPathOfExisting(path) };
+    }
+    return this.#resolved.real;
+  }
+
+  /**
    * The agent's own path that `path` is or lies under, lexically or once the symbolic links of
    * its existing part are resolved; `undefined` when none.
    */
@@ -757,7 +771,7 @@ export class PolicyChecker {
     if (this.#protected.length === 0) return undefined;
     const lexical = this.#protected.find((own) => isUnderPrefix(path, own));
     if (lexical) return lexical;
-    const resolved = realPathOfExisting(path);
+    const resolved = this.#realPathOf(path);
     if (resolved === undefined) return undefined;
     this.#withRealProtected ??= this.#protected.flatMap((own) => {
       const real = realPathOfExisting(own);
@@ -773,7 +787,7 @@ export class PolicyChecker {
    * lexical check stands.
    */
   #escapesThroughSymlink(path: string): boolean {
-    const resolved = realPathOfExisting(path);
+    const resolved = this.#realPathOf(path);
     if (resolved === undefined || resolved === path) return false;
     this.#withRealPrefixes ??= [
       ...this.#prefixes,
