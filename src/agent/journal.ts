@@ -11,7 +11,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { ReportRequest, ReportStatus } from "../protocol/mod.ts";
+import { keptReportSchema, type ReportRequest, type ReportStatus } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { ExitRecord, ProcessRecord } from "../exec/mod.ts";
 import { isNoSpace, StateWriteError, writeFileAtomicSync } from "./fs.ts";
@@ -95,6 +95,15 @@ function isId(value: unknown): value is string {
   return typeof value === "string" && value !== "";
 }
 
+function isReport(value: unknown): value is ReportRequest {
+  return keptReportSchema.safeParse(value).success;
+}
+
+/** A process record a restarted agent may signal: its pid at least names a process. */
+function isProcess(value: unknown): value is ProcessRecord {
+  return isRecord(value) && Number.isSafeInteger(value.pid) && (value.pid as number) > 1;
+}
+
 /** Whether a parsed journal line has the fields its operation needs (a damaged one is skipped). */
 function isJournalOp(op: unknown): op is JournalOp {
   if (!isRecord(op)) return false;
@@ -102,7 +111,9 @@ function isJournalOp(op: unknown): op is JournalOp {
     const entry = op.entry;
     return isRecord(entry) && isId(entry.id) && typeof entry.name === "string" &&
       typeof entry.attempt === "number" && STATES.has(entry.state) &&
-      typeof entry.started_at === "string";
+      typeof entry.started_at === "string" &&
+      (entry.summary === undefined || isReport(entry.summary)) &&
+      (entry.process === undefined || isProcess(entry.process));
   }
   if (!isId(op.id)) return false;
   switch (op.op) {
@@ -110,15 +121,16 @@ function isJournalOp(op: unknown): op is JournalOp {
       return typeof op.name === "string" && typeof op.attempt === "number" &&
         typeof op.at === "string";
     case "done":
-      return typeof op.status === "string" && isRecord(op.summary) && typeof op.at === "string";
+      // The summary goes to the outbox after a restart: it must be a report that one takes.
+      return typeof op.status === "string" && isReport(op.summary) && typeof op.at === "string";
     case "accepted":
       return typeof op.at === "string";
     case "forget":
       return true;
     case "spawned":
-      return isRecord(op.process);
+      return isProcess(op.process);
     case "exited":
-      return isRecord(op.exit);
+      return isRecord(op.exit) && typeof op.exit.status === "string";
     default:
       return false;
   }

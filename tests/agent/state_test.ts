@@ -95,6 +95,14 @@ Deno.test("journal skips lines that are JSON but no journal change, instead of f
       { op: "start", id: "z", name: 5, attempt: "1", at: null },
       { op: "accepted", id: 7 },
       { op: "spawned", id: "a" },
+      { op: "spawned", id: "a", process: {} },
+      { op: "exited", id: "a", exit: {} },
+      // A summary the outbox would not take (no command_id): a restart put it there and failed.
+      { op: "done", id: "a", status: "success", summary: {}, at: "2026-01-01T00:00:00Z" },
+      {
+        op: "entry",
+        entry: { id: "w", name: "x", attempt: 1, state: "done", started_at: "t", summary: {} },
+      },
       { op: "no-such-op", id: "a" },
       ["op"],
       42,
