@@ -5,6 +5,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { BIDI_CONTROLS } from "../protocol/mod.ts";
 import type { CommandRecord, StoredResult } from "./types.ts";
 
 /**
@@ -185,12 +186,13 @@ export function cell(text: string, width: number): string {
   return text.length > width ? text.slice(0, width - 1) + "…" : text;
 }
 
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+/** Control characters (C0, DEL, C1) and bidirectional formatting characters. */
+const UNPRINTABLE = new RegExp(`[\u0000-\u001f\u007f-\u009f]|${BIDI_CONTROLS.source}`, "g");
 
 /**
- * A cell's text with every control character (C0, DEL, C1) shown as `?`, so that text from an
- * agent or a command cannot move the cursor, recolour the terminal or start a line of its own.
+ * A cell's text with every control character (C0, DEL, C1) and bidirectional formatting character
+ * (U+202E, ...) shown as `?`, so that text from an agent or a command cannot move the cursor,
+ * recolour the terminal, start a line of its own or show a row in another order.
  *
  * @param text The text.
  * @returns The text, safe to print in a table.
@@ -201,10 +203,11 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
  * import { printable } from "./format.ts";
  *
  * assert.equal(printable("v1\u001b[31m\nfake-agent"), "v1?[31m?fake-agent");
+ * assert.equal(printable("web-1\u202e1-bew"), "web-1?1-bew");
  * ```
  */
 export function printable(text: string): string {
-  return text.replace(CONTROL, "?");
+  return text.replace(UNPRINTABLE, "?");
 }
 
 /**

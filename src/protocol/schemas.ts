@@ -179,8 +179,11 @@ export interface EnqueueRequest {
 // deno-lint-ignore no-control-regex
 export const COMMAND_NAME_PATTERN = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 
-/** Unicode's bidirectional formatting characters (embeddings, overrides, isolates, marks). */
-const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+/**
+ * Unicode's bidirectional formatting characters (embeddings, overrides, isolates, marks): a text
+ * holding them shows in another order than its characters come.
+ */
+export const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
 /**
  * Schema of a command name (an enqueue's, a run's): 1–4096 characters, no control characters
