@@ -164,10 +164,11 @@ export function loadCommandSettings(
   }
   // A secret given as a flag stands in the process's command line, which every local user and
   // every command the agent runs can read (/proc/<pid>/cmdline).
-  for (const key of ["agentToken", "statusAdminToken", "databaseUrl"] as const) {
+  for (const key of ["agentToken", "statusAdminToken", "databaseUrl", "db"] as const) {
     const source = loaded.sources[key];
-    // A database URL is a secret only with a password in it.
-    const secret = key !== "databaseUrl" || /\/\/[^/@]*:[^/@]*@/.test(String(s.databaseUrl ?? ""));
+    // A database URL (DATABASE_URL, or DB naming PostgreSQL) is a secret only with a password.
+    const secret = key === "agentToken" || key === "statusAdminToken" ||
+      urlPasswords(String(s[key] ?? "")).length > 0;
     if (source?.startsWith("flag ") && longRunning && secret) {
       log.warning(
         `${source.slice(5)} puts a secret in this process's command line, which every local ` +

@@ -129,3 +129,14 @@ Deno.test("the README's quick start counts the commands status up prints", async
     assert.ok(readme.includes(words), `the README shows ${words}`);
   }
 });
+
+Deno.test("a PostgreSQL URL with a password given as --db is warned about like --database-url", async () => {
+  await using dir = tempDir("status-cli-");
+  await using serve = spawnCli(
+    ["serve", "--db", "postgres://status:hunter2hunter2@127.0.0.1:9/status", "--port", "0"],
+    { perms: PERMS.serve, cwd: dir.path },
+  );
+  await serve.exited();
+  assert.match(serve.stderr.text, /--db puts a secret in this process's command line/);
+  assert.doesNotMatch(serve.stderr.text, /hunter2hunter2/, "never the password itself");
+});
