@@ -185,7 +185,11 @@ export class CommandHandler {
       if (outcome.kind !== "throttled" || signal.aborted || throttledMs >= MAX_ACK_THROTTLED_MS) {
         break;
       }
-      const waitMs = Math.min(Math.max(outcome.retryAfterMs, 1000), MAX_ACK_THROTTLED_MS);
+      // Never past the budget: all the waits together stay within MAX_ACK_THROTTLED_MS.
+      const waitMs = Math.min(
+        Math.max(outcome.retryAfterMs, 1000),
+        MAX_ACK_THROTTLED_MS - throttledMs,
+      );
       log.info("the dashboard asks the agent to wait before the ack; the command runs once acked", {
         commandId: command.id,
         status: outcome.status,

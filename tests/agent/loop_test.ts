@@ -406,6 +406,33 @@ Deno.test("an ack answered 429 with Retry-After waits that long and runs the com
   await finish(agent);
 });
 
+Deno.test("the waits of a throttled ack together stay within their 5 minute budget", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  stub.override = (seen) => {
+    if (seen.kind === "ack") {
+      return Response.json({ error: "rate limit exceeded" }, {
+        status: 429,
+        headers: { "Retry-After": "200" },
+      });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, { clock, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo hello"));
+  const acks = () => stub.seen.filter((seen) => seen.kind === "ack").length;
+  await eventually(() => acks() === 1 && clock.pending > 0, 10_000, "the first 429");
+  assert.equal(clock.nextAt! - clock.now(), 200_000, "Retry-After");
+  await clock.advanceAsync(200_000);
+  await eventually(() => acks() === 2 && clock.pending > 0, 10_000, "the second 429");
+  assert.equal(clock.nextAt! - clock.now(), 100_000, "what is left of the 300 s budget");
+  await clock.advanceAsync(100_000);
+  await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+  assert.equal(acks(), 3, "asked once more after the budget, then it runs");
+  assert.ok(logs.has(/running the command anyway/));
+  await finish(agent);
+});
+
 Deno.test("a finished command's result is kept before its last live output is sent", async () => {
   using _logs = captureLogs();
   await using stub = new StubDashboard();
