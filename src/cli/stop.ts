@@ -46,8 +46,9 @@ export function stopCommand(io: Io): Command {
     )
     .action(async (options) => {
       const timeoutSecs = options.timeout ?? DEFAULT_STOP_TIMEOUT_SECS;
-      // The same PID_FILE the agent used, from the same flags, environment and files; nothing
-      // else is read, so that a broken setting of the agent never prevents stopping it.
+      // The same PID_FILE the agent used, from the same flags, environment and files; no other
+      // setting is checked, so that a bad value of another setting never prevents stopping it
+      // (a file that cannot be parsed at all still can: --pid-file reads no file).
       const pidFile = options.pidFile ?? loadSettings({
         roles: ["agent"],
         only: ["pidFile"],
