@@ -18,7 +18,12 @@ import { Hono } from "hono";
 import { every } from "hono/combine";
 import { REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { type CommandRecord, type ExpireOutcome, isSharedStore } from "../store/mod.ts";
+import {
+  type CommandRecord,
+  type ExpireOutcome,
+  isSharedStore,
+  isWatchedFileStore,
+} from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import { adminAuth, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
@@ -34,7 +39,12 @@ import { expireLeases, reportExpiryFailure } from "./lease_expiry.ts";
 import { LeaseTimer } from "./leases.ts";
 import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "./live_output.ts";
 import { DashboardMetrics, type MetricsRenderer } from "./metrics.ts";
-import { resyncWaits, StoreAvailability } from "./notify.ts";
+import {
+  dismissRevokedWaits,
+  resyncWaits,
+  StoreAvailability,
+  watchOtherWriters,
+} from "./notify.ts";
 import { observeStore } from "./observed_store.ts";
 import { OutputPruner } from "./output_pruning.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
@@ -311,6 +321,23 @@ export function createApp(options: AppOptions): DashboardApp {
 
   if (autoExpire) void leases.start();
   link?.connect();
+  // Another process may rotate or remove an agent in the same SQLite file (`--db`): no event
+  // says so, so the file is looked at, and the waits opened with a replaced token end.
+  const raw = options.store;
+  const otherWriters = isWatchedFileStore(raw)
+    ? watchOtherWriters({
+      store: raw,
+      clock,
+      everyMs: options.otherWritersLookMs,
+      changed() {
+        dismissRevokedWaits(store, hub).catch((error) => {
+          if (!availability.observe(error)) {
+            log.error("could not check the open waits' tokens: {error}", { error });
+          }
+        });
+      },
+    })
+    : null;
   // Live output of final commands is redundant with their results after a while.
   const pruner = new OutputPruner({ store, clock, retentionMs: settings.liveOutputRetentionMs });
   if (autoExpire) pruner.start();
@@ -350,6 +377,7 @@ export function createApp(options: AppOptions): DashboardApp {
         pruner.close();
         leases.close();
         availability.close();
+        otherWriters?.close();
         await link?.close();
         await lastSeen.flush();
       }

@@ -139,6 +139,12 @@ export interface AppOptions {
    * @default {5000}
    */
   runSweepMs?: number;
+  /**
+   * @internal How often the dashboard looks whether another process changed its SQLite file (an
+   * agent's token rotated with `--db`), in ms of the dashboard's clock.
+   * @default {1000}
+   */
+  otherWritersLookMs?: number;
 }
 
 /** The options of `createApp` checked, with every default applied. */

@@ -12,7 +12,8 @@
  *
  * Events are not queued while the listening connection is down. Whenever it is established again,
  * and whenever the store comes back after an outage, every open wait and cancel-wait is checked
- * against the store once ({@link resyncWaits}): a missed event is repaired by that re-check, and
+ * against the store once ({@link resyncWaits}): a missed event is repaired by that re-check (a
+ * missed `revoked` one too: a wait opened with a token that is no longer the agent's ends), and
  * nothing polls on a timer.
  *
  * ## The store going away
@@ -31,6 +32,7 @@ import {
   type SharedStore,
   type StoreSubscription,
   StoreUnavailableError,
+  type WatchedFileStore,
 } from "../store/mod.ts";
 import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
@@ -176,9 +178,87 @@ export class StoreAvailability {
   }
 }
 
+/** How many agents {@link dismissRevokedWaits} looks up at a time. */
+const REVOKE_CHECK_BATCH = 32;
+
 /**
- * Re-checks every open wait and cancel-wait against the store: the waits' pumps claim again, and
- * a cancel-wait whose command's cancel is recorded is answered.
+ * Ends the open waits whose agent was removed, or whose token was rotated, since they were
+ * opened: they are answered with no command, and the agent's next wait authenticates anew. The
+ * check behind the `revoked` event, for when that event may have been missed (the listening
+ * connection was down) or was never sent (another process changed the SQLite file).
+ *
+ * @param store The store.
+ * @param hub The open waits.
+ * @returns How many waits were ended.
+ */
+export async function dismissRevokedWaits(store: CommandStore, hub: WaiterHub): Promise<number> {
+  const agentIds = hub.waitingAgents();
+  let dismissed = 0;
+  for (let start = 0; start < agentIds.length; start += REVOKE_CHECK_BATCH) {
+    const batch = agentIds.slice(start, start + REVOKE_CHECK_BATCH);
+    const agents = await Promise.all(batch.map((id) => store.getAgent(id)));
+    batch.forEach((id, i) => {
+      const agent = agents[i];
+      const token = agent?.scopes.includes("commands:wait") ? agent.token : undefined;
+      dismissed += hub.dismissStale(id, token);
+    });
+  }
+  if (dismissed > 0) {
+    log.info("ended {count} waits opened with a token that is no longer valid", {
+      count: dismissed,
+    });
+  }
+  return dismissed;
+}
+
+/** How often {@link watchOtherWriters} looks, in ms. */
+export const OTHER_WRITERS_LOOK_MS = 1000;
+
+/**
+ * Looks every `everyMs` whether another process committed to the store's file (the SQLite file,
+ * opened by `status agents rotate --db` while the dashboard runs), and calls `changed` when one
+ * did: the dashboard then ends the waits opened with a token replaced that way
+ * ({@link dismissRevokedWaits}). One look is one `PRAGMA data_version`, read from memory.
+ *
+ * @param options The store, the clock of the timer, how often, and what to call.
+ * @returns Stops looking.
+ */
+export function watchOtherWriters(options: {
+  store: WatchedFileStore;
+  clock: Clock;
+  everyMs?: number;
+  changed(): void;
+}): { close(): void } {
+  const { store, clock } = options;
+  const everyMs = options.everyMs ?? OTHER_WRITERS_LOOK_MS;
+  let seen: number | undefined;
+  let timer: TimerId | undefined;
+  let closed = false;
+  const look = () => {
+    timer = undefined;
+    if (closed) return;
+    try {
+      const count = store.otherCommits();
+      if (seen !== undefined && count !== seen) options.changed();
+      seen = count;
+    } catch (error) {
+      log.debug("could not look for other writers of the store: {error}", { error });
+    }
+    timer = clock.setTimeout(look, everyMs);
+  };
+  look();
+  return {
+    close() {
+      closed = true;
+      clock.clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * Re-checks every open wait and cancel-wait against the store: waits opened with a token that is
+ * no longer valid end ({@link dismissRevokedWaits}), the others' pumps claim again, and a
+ * cancel-wait whose command's cancel is recorded is answered.
  *
  * @param store The store.
  * @param hub The open waits.
@@ -191,6 +271,7 @@ export async function resyncWaits(
   cancelWaiters: CancelWaiters,
   cancelAsked: (command: NonNullable<Awaited<ReturnType<CommandStore["getCommand"]>>>) => boolean,
 ): Promise<void> {
+  await dismissRevokedWaits(store, hub);
   hub.notifyAll();
   for (const id of cancelWaiters.commandIds()) {
     const command = await store.getCommand(id);

@@ -368,7 +368,12 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       return;
     }
     exchange.held = hub.hold(
-      { agentId: agent.id, deploymentHash: hash, timeoutMs: timeoutSecs * 1000 },
+      {
+        agentId: agent.id,
+        deploymentHash: hash,
+        timeoutMs: timeoutSecs * 1000,
+        token: agent.token,
+      },
       waitDone,
       exchange,
     );

@@ -74,6 +74,12 @@ export interface WaitRequest {
   timeoutMs: number;
   /** Aborts when the client goes away: the waiter is dropped and resolves with `null`. */
   signal?: AbortSignal;
+  /**
+   * The agent's token the wait was authenticated with (`null`: none, dev mode), so that
+   * {@link WaiterHub.dismissStale} can end it once the agent's token is another.
+   * @default {null}
+   */
+  token?: string | null;
 }
 
 /**
@@ -95,6 +101,7 @@ export interface HeldWait {
 interface Waiter extends HeldWait {
   readonly agentId: string;
   readonly hash: string;
+  readonly token: string | null;
   open: boolean;
   // deno-lint-ignore no-explicit-any
   readonly done: WaitDone<any>;
@@ -250,6 +257,7 @@ export class WaiterHub {
     const waiter: Waiter = {
       agentId: request.agentId,
       hash: request.deploymentHash,
+      token: request.token ?? null,
       open: true,
       done,
       context,
@@ -304,6 +312,31 @@ export class WaiterHub {
     const waiters = entry.waiters.filter((waiter) => waiter.open);
     for (const waiter of waiters) this.#settle(waiter, null);
     return waiters.length;
+  }
+
+  /**
+   * Answers with `null` (no command), now, the agent's open waits that were authenticated with
+   * another token than `token`, or all of them when `token` is `undefined` (the agent is gone or
+   * may no longer wait): the check after events may have been missed (a `revoked` one, or a
+   * rotation by another process on the same file).
+   *
+   * @param agentId The agent.
+   * @param token Its token now (`null`: none), or `undefined` when none of its waits may stay.
+   * @returns How many waits were answered.
+   */
+  dismissStale(agentId: string, token: string | null | undefined): number {
+    const entry = this.#agents.get(agentId);
+    if (!entry) return 0;
+    const stale = entry.waiters.filter((waiter) =>
+      waiter.open && (token === undefined || waiter.token !== token)
+    );
+    for (const waiter of stale) this.#settle(waiter, null);
+    return stale.length;
+  }
+
+  /** The agents with an open wait now. */
+  waitingAgents(): string[] {
+    return [...this.#agents.keys()];
   }
 
   /**

@@ -42,6 +42,7 @@ export {
   type ExpireOutcome,
   type HeartbeatInput,
   isSharedStore,
+  isWatchedFileStore,
   type NewCommand,
   type OutputBounds,
   type OutputChunk,
@@ -54,6 +55,7 @@ export {
   type StoreEvent,
   type StoreEventListener,
   type StoreSubscription,
+  type WatchedFileStore,
 } from "./types.ts";
 export type {
   AdvanceRunOutcome,

@@ -210,6 +210,8 @@ export class SqliteStore implements CommandStore {
   readonly #agents = new Map<string, AgentRecord>();
   /** `PRAGMA data_version` when {@link SqliteStore.#agents} was last known to be current. */
   #dataVersion = -1;
+  /** How often `data_version` was seen to move (see {@link SqliteStore.otherCommits}). */
+  #otherCommits = 0;
   /** This store's number among those of the process (see {@link lastStore}). */
   readonly #number = ++storesOpened;
   /** When the last look was taken (`performance.now()`), and {@link storeEpoch} then. */
@@ -644,9 +646,23 @@ export class SqliteStore implements CommandStore {
       (this.#stmt("PRAGMA data_version").get() as Row).data_version,
     );
     if (version !== this.#dataVersion) {
+      if (this.#dataVersion !== -1) this.#otherCommits++;
       this.#agents.clear();
       this.#dataVersion = version;
     }
+  }
+
+  /**
+   * Counts the commits of other connections to this file seen so far (another process's
+   * `status agents rotate --db`, say): it moves when one committed since the last look. Looks now,
+   * unless this store's own transaction is open (no other connection can commit meanwhile). The
+   * dashboard calls it once a second to end the waits opened with a token changed that way.
+   *
+   * @returns A count that only grows; compare it with an earlier one.
+   */
+  otherCommits(): number {
+    if (!this.#closed && this.#group === null) this.#lookAtOtherWriters();
+    return this.#otherCommits;
   }
 
   #readAgent(id: string): AgentRecord | null {

@@ -745,3 +745,25 @@ export function isSharedStore(store: CommandStore): store is CommandStore & Shar
   return typeof s.subscribe === "function" && typeof s.rememberRequestId === "function" &&
     typeof s.ping === "function";
 }
+
+/**
+ * A store whose file other processes may change while the dashboard runs (the SQLite store, which
+ * `status agents ... --db` opens too): nothing tells the dashboard of their changes, so it looks.
+ */
+export interface WatchedFileStore {
+  /**
+   * Counts the commits of other processes seen so far; looks now.
+   *
+   * @returns A count that only grows.
+   */
+  otherCommits(): number;
+}
+
+/**
+ * Whether a store can say that other processes changed its file ({@link WatchedFileStore}).
+ *
+ * @param store A store.
+ */
+export function isWatchedFileStore(store: CommandStore): store is CommandStore & WatchedFileStore {
+  return typeof (store as Partial<WatchedFileStore>).otherCommits === "function";
+}

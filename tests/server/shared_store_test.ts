@@ -125,6 +125,19 @@ Deno.test("a resync after missed events serves open waits and cancel-waits", asy
   assert.deepEqual(await cancelled.json(), { cancel_requested: true });
 });
 
+Deno.test("a resync ends a wait opened with a token replaced meanwhile (a missed revoked event)", async () => {
+  await using d = await setup();
+  const waiting = d.agent(P.wait("default", 10));
+  await until(() => d.dashboard.hub.size === 1, "wait open");
+  // Another instance rotated the token and enqueued; both events were lost.
+  assert.equal(await d.inner.setAgentToken("a1", "rotated-elsewhere-0123456789abcdefghijkl"), true);
+  await enqueueDirect(d.inner, "c3");
+  d.state.listener!.resync();
+  assert.equal((await waiting).status, 204, "ended with no command");
+  assert.equal((await d.inner.getCommand("c3"))?.status, "queued", "the command stays queued");
+  assert.equal(d.dashboard.hub.size, 0);
+});
+
 Deno.test("another instance's cancel event wakes a cancel-wait here", async () => {
   await using d = await setup();
   await enqueueDirect(d.inner, "run");

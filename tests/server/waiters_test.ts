@@ -553,3 +553,41 @@ Deno.test("a wake-up logs the enqueue, then the delivery, each once", async () =
     "command enqueued c3 for a1",
   ]);
 });
+
+Deno.test("dismissStale ends the waits opened with another token, and all when none may stay", async () => {
+  const hub = new WaiterHub({
+    claim: () => Promise.resolve(null),
+    release: () => Promise.resolve(),
+  });
+  try {
+    const old = hub.wait({
+      agentId: "a1",
+      deploymentHash: "default",
+      timeoutMs: 60_000,
+      token: "t1",
+    });
+    const fresh = hub.wait({
+      agentId: "a1",
+      deploymentHash: "default",
+      timeoutMs: 60_000,
+      token: "t2",
+    });
+    const devMode = hub.wait({ agentId: "a2", deploymentHash: "default", timeoutMs: 60_000 });
+    assert.deepEqual(hub.waitingAgents().sort(), ["a1", "a2"]);
+
+    assert.equal(hub.dismissStale("a1", "t2"), 1, "only the wait with the old token");
+    assert.equal(await old, null);
+    assert.equal(hub.dismissStale("a2", null), 0, "a token-less wait stays while none is set");
+    assert.equal(hub.dismissStale("nobody", undefined), 0);
+    assert.equal(hub.size, 2);
+
+    assert.equal(hub.dismissStale("a2", "now-set"), 1, "a token given since ends token-less waits");
+    assert.equal(await devMode, null);
+    assert.equal(hub.dismissStale("a1", undefined), 1, "a removed agent keeps none");
+    assert.equal(await fresh, null);
+    assert.equal(hub.size, 0);
+    assert.deepEqual(hub.waitingAgents(), []);
+  } finally {
+    hub.close();
+  }
+});
