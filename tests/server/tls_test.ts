@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { listenHttp } from "../../src/http_listener.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { until } from "../_until.ts";
 import { P } from "./_helpers.ts";
@@ -137,6 +138,52 @@ Deno.test("over HTTPS a half-close drops a held wait and answers a body cut shor
       assert.match(answer.text, /^HTTP\/1\.1 400 [\s\S]*the client closed its side/);
     } finally {
       closeQuietly(cut);
+    }
+  });
+});
+
+Deno.test("over HTTPS a request in flight when close begins gets its answer, then the connection ends", async (t) => {
+  await withCert(t, async (tls) => {
+    const answer = Promise.withResolvers<void>();
+    const started = Promise.withResolvers<void>();
+    const listener = await listenHttp({
+      port: 0,
+      hostname: "127.0.0.1",
+      availableDescriptors: "plenty",
+      tls,
+      async fetch() {
+        started.resolve();
+        await answer.promise;
+        return Response.json({ ok: true });
+      },
+    });
+    const busy = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: listener.port,
+      caCerts: [tls.cert],
+    });
+    const idle = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: listener.port,
+      caCerts: [tls.cert],
+    });
+    try {
+      await idle.handshake();
+      await send(busy, "GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      await started.promise;
+      const closed = listener.close();
+      // The idle connection ends now; the busy one gets its answer first.
+      assert.equal((await readAll(idle, 5000)).closed, true, "the idle connection ends");
+      answer.resolve();
+      const got = await readAll(busy, 5000);
+      assert.match(got.text, /^HTTP\/1\.1 200 [\s\S]*\{"ok":true\}$/);
+      assert.equal(got.closed, true, "then the connection ends");
+      await closed;
+    } finally {
+      answer.resolve();
+      closeQuietly(busy);
+      closeQuietly(idle);
+      await listener.close();
     }
   });
 });
