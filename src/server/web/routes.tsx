@@ -16,7 +16,7 @@
  */
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
-import { constantTimeEqual, PRIORITIES, shortForm } from "../../protocol/mod.ts";
+import { constantTimeEqual, LIST_LIMIT, PRIORITIES, shortForm } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { remoteOf } from "../auth/mod.ts";
 import type { ServerEnv } from "../env.ts";
@@ -77,8 +77,6 @@ export interface ConsoleOptions {
 
 /** Commands on one page of the list. */
 export const PAGE_SIZE = 25;
-/** The largest list the operator API gives in one answer. */
-const LIST_MAX = 1000;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 /** Largest form body, in bytes. */
@@ -351,7 +349,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const agent = c.req.query("agent") || undefined;
       const rawStatus = c.req.query("status") || undefined;
       const rawPage = c.req.query("page") ?? "1";
-      const maxPage = Math.ceil(LIST_MAX / PAGE_SIZE);
+      const maxPage = Math.ceil(LIST_LIMIT.max / PAGE_SIZE);
       const pageNo = /^\d{1,4}$/.test(rawPage)
         ? Math.min(Math.max(1, Number(rawPage)), maxPage)
         : 1;
@@ -378,7 +376,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const query = new URLSearchParams();
       if (agent) query.set("agent_id", agent);
       if (status) query.set("status", status);
-      const wanted = Math.min(pageNo * PAGE_SIZE + 1, LIST_MAX);
+      const wanted = Math.min(pageNo * PAGE_SIZE + 1, LIST_LIMIT.max);
       query.set("limit", String(wanted));
       const [listed, agents] = await Promise.all([
         api(`/api/v1/commands?${query}`),
@@ -394,7 +392,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           agents={agents.map((a) => a.id)}
           filter={filter}
           hasMore={all.length > pageNo * PAGE_SIZE && pageNo < maxPage}
-          lastPage={pageNo === maxPage && all.length >= LIST_MAX}
+          lastPage={pageNo === maxPage && all.length >= LIST_LIMIT.max}
         />,
       );
     }),
