@@ -42,10 +42,7 @@ export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", 
 export function postgresUrlProblem(url: string): string | null {
   let parsed: URL;
   try {
-    // As the driver (postgres.js) reads it.
-    let hosts = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0];
-    hosts = decodeURIComponent(hosts.slice(hosts.indexOf("@") + 1));
-    parsed = new URL(url.replace(hosts, hosts.split(",")[0]));
+    parsed = driverUrl(url);
   } catch {
     return "it is not a URL the driver can read (is the port a number from 1 to 65535, and are " +
       "characters such as @ : / # ? % in the user name or password percent-encoded?)";
@@ -57,12 +54,49 @@ export function postgresUrlProblem(url: string): string | null {
     return "its user name or password has a % that is not followed by two hexadecimal digits " +
       "(write a % itself as %25)";
   }
-  const sslmode = parsed.searchParams.get("sslmode");
+  const sslmode = lastParam(parsed, "sslmode");
   if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
     return `its sslmode must be one of ${SSL_MODES.join(", ")}, got ` +
       JSON.stringify(sslmode.slice(0, 40));
   }
   return null;
+}
+
+/**
+ * The `sslmode` of a connection URL as the driver (postgres.js) reads it: percent-decoded, and
+ * of a key given more than once the last value.
+ *
+ * @param url A `postgres://` URL.
+ * @returns The value, or `null` when the URL has none or cannot be read.
+ *
+ * @example Encoded and repeated
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sslModeOf } from "./url.ts";
+ *
+ * assert.equal(sslModeOf("postgres://u@db/s?sslmode=%72equire"), "require");
+ * assert.equal(sslModeOf("postgres://u@db/s?sslmode=allow&sslmode=require"), "require");
+ * assert.equal(sslModeOf("postgres://u@db/s"), null);
+ * ```
+ */
+export function sslModeOf(url: string): string | null {
+  try {
+    return lastParam(driverUrl(url), "sslmode");
+  } catch {
+    return null;
+  }
+}
+
+/** `url` parsed as the driver parses it: of several comma-separated hosts, the first is kept. */
+function driverUrl(url: string): URL {
+  let hosts = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0];
+  hosts = decodeURIComponent(hosts.slice(hosts.indexOf("@") + 1));
+  return new URL(url.replace(hosts, hosts.split(",")[0]));
+}
+
+/** The last value of query parameter `name`, as the driver keeps it, or `null`. */
+function lastParam(url: URL, name: string): string | null {
+  return url.searchParams.getAll(name).at(-1) ?? null;
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { storeLocation, storeSetting } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
 import { redactUrl } from "../../src/store/mod.ts";
-import { postgresUrlProblem, withoutPassword } from "../../src/store/url.ts";
+import { postgresUrlProblem, sslModeOf, withoutPassword } from "../../src/store/url.ts";
 
 const URL_A = "postgres://status:pw@db:5432/status";
 
@@ -65,6 +65,21 @@ Deno.test("a database URL the driver cannot read is told why without being quote
   ) {
     assert.equal(postgresUrlProblem(url), null, url);
   }
+});
+
+Deno.test("a URL's sslmode is read as the driver reads it: decoded, the last of a repeated key", () => {
+  assert.equal(sslModeOf("postgres://u:p@db/s?sslmode=%72equire"), "require");
+  assert.equal(sslModeOf("postgres://u:p@db/s?sslmode=allow&sslmode=require"), "require");
+  assert.equal(sslModeOf("postgres://u:p@db/s?a=1&sslmode=disable#x"), "disable");
+  assert.equal(sslModeOf("postgres://u:p@h1,h2:5433/s?sslmode=verify-full"), "verify-full");
+  assert.equal(sslModeOf("postgres://u:p@db/s?xsslmode=require"), null);
+  assert.equal(sslModeOf("postgres://u:p@db:99999/s?sslmode=require"), null);
+  assert.equal(postgresUrlProblem("postgres://u:p@db/s?sslmode=%72equire"), null);
+  assert.equal(postgresUrlProblem("postgres://u:p@db/s?sslmode=bogus&sslmode=require"), null);
+  assert.match(
+    postgresUrlProblem("postgres://u:p@db/s?sslmode=require&sslmode=bogus")!,
+    /sslmode must be one of .*got "bogus"/,
+  );
 });
 
 Deno.test("a driver's message loses the URL's password, as written and decoded", () => {
