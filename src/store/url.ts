@@ -100,23 +100,71 @@ function lastParam(url: URL, name: string): string | null {
 }
 
 /**
- * `text` with every occurrence of the password of `url` (as written and percent-decoded)
- * replaced by `***`, for messages built from a driver's errors.
+ * `text` without the password of `url` (as written and percent-decoded), for messages built from
+ * a driver's errors: the password part of a URL (`:password@`) becomes `:***@`, and every other
+ * occurrence of the password becomes `***` unless it lies within the user name, which the
+ * message shows anyway (`postgres:postgres@` keeps `user "postgres"` readable; blanking it would
+ * tell the reader of `postgres://postgres:***@db` the password).
  *
  * @param text The message.
  * @param url The URL that was used.
  * @returns The message without the password.
+ *
+ * @example A password equal to the user name
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withoutPassword } from "./url.ts";
+ *
+ * const url = "postgres://postgres:postgres@db/status";
+ * assert.equal(
+ *   withoutPassword(`${url}: password authentication failed for user "postgres"`, url),
+ *   'postgres://postgres:***@db/status: password authentication failed for user "postgres"',
+ * );
+ * ```
  */
 export function withoutPassword(text: string, url: string): string {
-  const match = /^postgres(?:ql)?:\/\/[^/?#]*?:([^/?#]*)@/i.exec(url.trim());
-  if (!match || match[1] === "") return text;
-  const secrets = new Set([match[1]]);
-  try {
-    secrets.add(decodeURIComponent(match[1]));
-  } catch {
-    // not percent-encoded as it should be; the raw form is replaced
-  }
+  const match = /^postgres(?:ql)?:\/\/([^/?#]*?):([^/?#]*)@/i.exec(url.trim());
+  if (!match || match[2] === "") return text;
+  const secrets = withDecoded(match[2]);
   let out = text;
-  for (const secret of secrets) out = out.split(secret).join("***");
-  return out;
+  for (const secret of secrets) out = out.replaceAll(`:${secret}@`, ":***@");
+  const users = [...withDecoded(match[1])].flatMap((user) => occurrences(out, user));
+  const hidden = [...secrets].flatMap((secret) => occurrences(out, secret))
+    .filter(([start, end]) => !users.some(([from, to]) => from <= start && end <= to))
+    .sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const [start, end] of hidden) {
+    const last = merged.at(-1);
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+    else merged.push([start, end]);
+  }
+  let redacted = "";
+  let at = 0;
+  for (const [start, end] of merged) {
+    redacted += `${out.slice(at, start)}***`;
+    at = end;
+  }
+  return redacted + out.slice(at);
+}
+
+/** `text` and its percent-decoded form (when it decodes), without the empty string. */
+function withDecoded(text: string): Set<string> {
+  const forms = new Set([text]);
+  try {
+    forms.add(decodeURIComponent(text));
+  } catch {
+    // not percent-encoded as it should be; the raw form stands
+  }
+  forms.delete("");
+  return forms;
+}
+
+/** The `[start, end)` of every occurrence of `part` in `text`, overlapping ones included. */
+function occurrences(text: string, part: string): Array<[number, number]> {
+  const found: Array<[number, number]> = [];
+  if (part === "") return found;
+  for (let i = text.indexOf(part); i !== -1; i = text.indexOf(part, i + 1)) {
+    found.push([i, i + part.length]);
+  }
+  return found;
 }

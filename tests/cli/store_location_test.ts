@@ -90,3 +90,40 @@ Deno.test("a driver's message loses the URL's password, as written and decoded",
   );
   assert.equal(withoutPassword("no password here", "postgres://u@db/s"), "no password here");
 });
+
+Deno.test("a driver's message keeps a user name that the password equals or is part of", async (t) => {
+  await t.step("equal: the URL's password part goes, the user name stays", () => {
+    const url = "postgres://postgres:postgres@db/status";
+    assert.equal(
+      withoutPassword(`${url}: password authentication failed for user "postgres"`, url),
+      'postgres://postgres:***@db/status: password authentication failed for user "postgres"',
+    );
+  });
+  await t.step("part of the user name: only the occurrences outside it go", () => {
+    const url = "postgres://postgres:post@db/status";
+    assert.equal(
+      withoutPassword(`user "postgres" (post, repost): postgres://postgres:post@db`, url),
+      'user "postgres" (***, re***): postgres://postgres:***@db',
+    );
+  });
+  await t.step("across the user name's end: it goes", () => {
+    assert.equal(withoutPassword("user abc", "postgres://ab:bc@db/s"), "user a***");
+  });
+  await t.step("encoded in the URL, decoded in the message", () => {
+    const url = "postgres://p%40ss:p%40ss@db/s";
+    assert.equal(
+      withoutPassword(`user "p@ss" at ${url}`, url),
+      `user "p@ss" at postgres://p%40ss:***@db/s`,
+    );
+  });
+  await t.step("a password never shows outside the user name", () => {
+    for (const password of ["pw", "s3cret", "a:b", "x@y", "db", "stat"]) {
+      const encoded = encodeURIComponent(password);
+      const url = `postgres://status:${encoded}@db/s`;
+      const text = `${url} ${password} x${password}x ${password}${password} ${encoded} "status"`;
+      const outsideUser = withoutPassword(text, url).replaceAll("status", "");
+      assert.ok(!outsideUser.includes(password), `${password}: ${outsideUser}`);
+      assert.ok(!outsideUser.includes(encoded), `${password}: ${outsideUser}`);
+    }
+  });
+});
