@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { Context, Hono, MiddlewareHandler } from "hono";
+import type { Context, Handler, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import { constantTimeEqual, LIST_LIMIT, PRIORITIES, shortForm } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
@@ -129,6 +129,23 @@ function html(page: JSX.Element, status = 200, headers: HeadersInit = {}): Respo
     status,
     headers: { "Content-Type": "text/html; charset=utf-8", ...headers },
   });
+}
+
+/**
+ * `308` to the page the request names with a trailing slash (`/commands/` → `/commands`), the
+ * query kept. The path is the request's own minus the slash, so the answer never names another
+ * host (a path starting `//` would: it is refused, and no page route matches one).
+ */
+function withoutTrailingSlash(c: Context<ServerEnv>): Response | Promise<Response> {
+  const url = new URL(c.req.url);
+  const path = url.pathname.replace(/\/+$/, "");
+  if (!/^\/[^/\\]/.test(path)) return c.notFound();
+  const response = new Response(null, {
+    status: 308,
+    headers: { Location: `${path}${url.search}` },
+  });
+  secureHeaders(response.headers);
+  return response;
 }
 
 function redirect(location: string, cookies: string[] = []): Response {
@@ -333,9 +350,15 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       return response;
     };
 
+  /** Registers a page for `GET` (and `HEAD`), and its path with a trailing slash as a redirect. */
+  const getPage = (path: string, handler: Handler<ServerEnv>) => {
+    app.get(path, handler);
+    if (path !== "/") app.get(`${path}/`, withoutTrailingSlash);
+  };
+
   // -- pages
 
-  app.get(
+  getPage(
     "/",
     page(async (_c, session) => {
       const agents = await listAgents();
@@ -343,7 +366,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }),
   );
 
-  app.get(
+  getPage(
     "/commands",
     page(async (c, session) => {
       const agent = c.req.query("agent") || undefined;
@@ -398,7 +421,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }),
   );
 
-  app.get(
+  getPage(
     "/commands/:id",
     page(async (c, session) => {
       const id = c.req.param("id") ?? "";
@@ -464,7 +487,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     );
   };
 
-  app.get(
+  getPage(
     "/enqueue",
     page((c, session) => enqueueForm(session, { agent: c.req.query("agent") })),
   );
@@ -530,7 +553,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   // -- fan-out runs (pages in run_pages.tsx)
 
-  app.get(
+  getPage(
     "/runs",
     page(async (_c, session) => {
       const { status, body } = await api("/api/v1/runs?limit=100");
@@ -542,7 +565,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   const runForm = (session: PageSession, values: RunFormValues, error?: string, status = 200) =>
     html(<StartRunPage {...frame(session)} values={values} error={error} />, status);
 
-  app.get("/runs/new", page((_c, session) => runForm(session, {})));
+  getPage("/runs/new", page((_c, session) => runForm(session, {})));
 
   app.post(
     "/runs/new",
@@ -575,7 +598,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }),
   );
 
-  app.get(
+  getPage(
     "/runs/:id",
     page(async (c, session) => {
       const id = c.req.param("id") ?? "";
@@ -645,7 +668,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     return response;
   };
 
-  app.get("/login", function loginFormRoute(c) {
+  getPage("/login", function loginFormRoute(c) {
     const next = safeNext(c.req.query("next"));
     if (devMode) {
       const response = redirect(next);
