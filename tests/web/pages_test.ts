@@ -605,3 +605,14 @@ Deno.test("console: a page's path with a trailing slash redirects to the page, o
     }
   });
 });
+
+Deno.test("console: the browser's request for /favicon.ico is answered without an error", async () => {
+  await using t = await makeDashboard();
+  for (const method of ["GET", "HEAD"]) {
+    const response = await t.dashboard.app.request("/favicon.ico", { method });
+    assert.equal(response.status, 204, method);
+    assert.equal(await response.text(), "");
+    assert.match(response.headers.get("Cache-Control") ?? "", /max-age=\d+/);
+    assertSecureHeaders(response, "/favicon.ico");
+  }
+});
