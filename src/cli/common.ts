@@ -127,13 +127,9 @@ export function loadCommandSettings(
     );
   }
   const log = logger("config");
-  // Long-running roles say once at start-up what they could not read; one-shot commands only
-  // at debug, so that their output stays their own.
-  const longRunning = roles.includes("agent") || roles.includes("server");
-  for (const notice of loaded.notices) {
-    if (longRunning) log.info(notice);
-    else log.debug(notice);
-  }
+  // Every command says once at start-up what it could not read and which flag would let it, as
+  // it says what is wrong in config.json: a one-shot command too (status list, agents, health).
+  for (const notice of loaded.notices) log.info(notice);
   for (const file of loaded.files) log.debug("settings file read", { file });
   if (loaded.ignoredKeys.length > 0) {
     log.debug("config.json keys ignored (not settings of this program)", {
@@ -164,6 +160,7 @@ export function loadCommandSettings(
   }
   // A secret given as a flag stands in the process's command line, which every local user and
   // every command the agent runs can read (/proc/<pid>/cmdline).
+  const longRunning = roles.includes("agent") || roles.includes("server");
   for (const key of ["agentToken", "statusAdminToken", "databaseUrl", "db"] as const) {
     const source = loaded.sources[key];
     // A database URL (DATABASE_URL, or DB naming PostgreSQL) is a secret only with a password.

@@ -7,7 +7,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
-import { COMMAND_STATUSES } from "../protocol/mod.ts";
+import { COMMAND_STATUSES, LIST_LIMIT } from "../protocol/mod.ts";
 import { formatTable, operatorClientFromSettings } from "../operator/mod.ts";
 
 /**
@@ -26,7 +26,7 @@ export function listCommand(io: Io): Command {
     .option(
       "--limit <n>",
       "at most this many (default: the dashboard's)",
-      wholeNumberParser(1, 1000),
+      wholeNumberParser(1, LIST_LIMIT.max),
     )
     .option("--json", "print the commands as a JSON array");
   addSettingOptions(command, ["operator"]);

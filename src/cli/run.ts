@@ -27,6 +27,7 @@ import {
   parseMaxConcurrency,
   RUN_ID_PATTERN,
   RUN_ID_RULE,
+  RUN_LIST_LIMIT,
   type RunRequest,
 } from "../protocol/runs.ts";
 import {
@@ -398,7 +399,11 @@ Examples:
   const list = new Command("list")
     .description("List runs, newest first")
     .option("--open", "only runs that have not ended")
-    .option("--limit <n>", "at most this many (default 50)", wholeNumberParser(1, 500))
+    .option(
+      "--limit <n>",
+      `at most this many (default ${RUN_LIST_LIMIT.default})`,
+      wholeNumberParser(1, RUN_LIST_LIMIT.max),
+    )
     .option("--json", "print the runs as JSON");
   addSettingOptions(list, ["operator"]);
   list.action(async (options) => {

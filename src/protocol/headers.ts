@@ -31,6 +31,9 @@ export const PATHS = {
   health: "/health",
 } as const;
 
+/** Default and largest `limit` of `GET /api/v1/commands` (PROTOCOL.md §3). */
+export const LIST_LIMIT = { default: 50, max: 1000 } as const;
+
 /** Largest accepted request body, in bytes (PROTOCOL.md §1 step 8). */
 export const MAX_BODY_BYTES = 1024 * 1024;
 

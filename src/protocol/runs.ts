@@ -32,6 +32,9 @@ export const RUN_PATHS = {
   cancel: (id: string): string => `/api/v1/runs/${encodeURIComponent(id)}/cancel`,
 } as const;
 
+/** Default and largest `limit` of `GET /api/v1/runs`. */
+export const RUN_LIST_LIMIT = { default: 50, max: 500 } as const;
+
 /** Pattern of a label key: 1–63 characters of `A-Za-z0-9._/-`, starting with a letter or digit. */
 export const LABEL_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
 /** Pattern of a label value: 0–128 characters of `A-Za-z0-9._:/@-`. */

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Hono, MiddlewareHandler } from "hono";
-import { COMMAND_STATUSES, type CommandStatus, shortForm } from "../protocol/mod.ts";
+import { COMMAND_STATUSES, type CommandStatus, LIST_LIMIT, shortForm } from "../protocol/mod.ts";
 import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
@@ -16,9 +16,6 @@ import { every } from "hono/combine";
 import { commandView } from "./views.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { VERSION } from "../version.ts";
-
-/** Default and largest `limit` of `GET /api/v1/commands`. */
-export const LIST_LIMIT = { default: 50, max: 1000 } as const;
 
 const audit = auditLogger();
 

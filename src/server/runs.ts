@@ -21,6 +21,7 @@ import { FINAL_STATUSES, shortForm } from "../protocol/mod.ts";
 import {
   formatLabels,
   resolveConcurrency,
+  RUN_LIST_LIMIT,
   type RunAgentView,
   type RunRequest,
   runRequestSchema,
@@ -59,9 +60,6 @@ const audit = auditLogger();
 const SHOWN_UNKNOWN_AGENTS = 10;
 /** How many unknown agent ids of a target the `404`'s `details.unknown_agents` lists. */
 const MAX_DETAILED_UNKNOWN_AGENTS = 100;
-
-/** Default and largest `limit` of `GET /api/v1/runs`. */
-export const RUN_LIST_LIMIT = { default: 50, max: 500 } as const;
 
 /** Options of {@link RunScheduler}. */
 export interface RunSchedulerOptions {

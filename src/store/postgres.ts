@@ -51,7 +51,7 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "./errors.ts";
-import { isPostgresUrl, postgresUrlProblem, redactUrl, withoutPassword } from "./url.ts";
+import { isPostgresUrl, postgresUrlProblem, redactUrl, sslModeOf, withoutPassword } from "./url.ts";
 
 export { isPostgresUrl, redactUrl };
 import type {
@@ -162,7 +162,7 @@ export async function openPostgresStore(
   if (problem !== null) throw new StoreError(`cannot open database ${where}: ${problem}`);
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
   // the driver's "prefer" does.
-  const ssl = /[?&]sslmode=allow(&|#|$)/.test(url) ? { ssl: "prefer" as const } : {};
+  const ssl = sslModeOf(url) === "allow" ? { ssl: "prefer" as const } : {};
   const pool = () =>
     postgres(url, {
       ...ssl,
@@ -213,9 +213,9 @@ export async function openPostgresStore(
 
 function describeOpenError(error: unknown, url: string): string {
   const e = error as { code?: string; message?: string; routine?: string };
-  const sslmode = /[?&]sslmode=([^&#]*)/.exec(url)?.[1];
+  const sslmode = sslModeOf(url);
   if (
-    sslmode !== undefined && !["disable", "allow", "prefer"].includes(sslmode) &&
+    sslmode !== null && !["disable", "allow", "prefer"].includes(sslmode) &&
     /\bTLS\b|\bSSL\b|certificate/i.test(e?.message ?? "")
   ) {
     const trust = sslmode === "require"

@@ -42,10 +42,7 @@ export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", 
 export function postgresUrlProblem(url: string): string | null {
   let parsed: URL;
   try {
-    // As the driver (postgres.js) reads it.
-    let hosts = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0];
-    hosts = decodeURIComponent(hosts.slice(hosts.indexOf("@") + 1));
-    parsed = new URL(url.replace(hosts, hosts.split(",")[0]));
+    parsed = driverUrl(url);
   } catch {
     return "it is not a URL the driver can read (is the port a number from 1 to 65535, and are " +
       "characters such as @ : / # ? % in the user name or password percent-encoded?)";
@@ -57,7 +54,7 @@ export function postgresUrlProblem(url: string): string | null {
     return "its user name or password has a % that is not followed by two hexadecimal digits " +
       "(write a % itself as %25)";
   }
-  const sslmode = parsed.searchParams.get("sslmode");
+  const sslmode = lastParam(parsed, "sslmode");
   if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
     return `its sslmode must be one of ${SSL_MODES.join(", ")}, got ` +
       JSON.stringify(sslmode.slice(0, 40));
@@ -66,23 +63,108 @@ export function postgresUrlProblem(url: string): string | null {
 }
 
 /**
- * `text` with every occurrence of the password of `url` (as written and percent-decoded)
- * replaced by `***`, for messages built from a driver's errors.
+ * The `sslmode` of a connection URL as the driver (postgres.js) reads it: percent-decoded, and
+ * of a key given more than once the last value.
+ *
+ * @param url A `postgres://` URL.
+ * @returns The value, or `null` when the URL has none or cannot be read.
+ *
+ * @example Encoded and repeated
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sslModeOf } from "./url.ts";
+ *
+ * assert.equal(sslModeOf("postgres://u@db/s?sslmode=%72equire"), "require");
+ * assert.equal(sslModeOf("postgres://u@db/s?sslmode=allow&sslmode=require"), "require");
+ * assert.equal(sslModeOf("postgres://u@db/s"), null);
+ * ```
+ */
+export function sslModeOf(url: string): string | null {
+  try {
+    return lastParam(driverUrl(url), "sslmode");
+  } catch {
+    return null;
+  }
+}
+
+/** `url` parsed as the driver parses it: of several comma-separated hosts, the first is kept. */
+function driverUrl(url: string): URL {
+  let hosts = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0];
+  hosts = decodeURIComponent(hosts.slice(hosts.indexOf("@") + 1));
+  return new URL(url.replace(hosts, hosts.split(",")[0]));
+}
+
+/** The last value of query parameter `name`, as the driver keeps it, or `null`. */
+function lastParam(url: URL, name: string): string | null {
+  return url.searchParams.getAll(name).at(-1) ?? null;
+}
+
+/**
+ * `text` without the password of `url` (as written and percent-decoded), for messages built from
+ * a driver's errors: the password part of a URL (`:password@`) becomes `:***@`, and every other
+ * occurrence of the password becomes `***` unless it lies within the user name, which the
+ * message shows anyway (`postgres:postgres@` keeps `user "postgres"` readable; blanking it would
+ * tell the reader of `postgres://postgres:***@db` the password).
  *
  * @param text The message.
  * @param url The URL that was used.
  * @returns The message without the password.
+ *
+ * @example A password equal to the user name
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withoutPassword } from "./url.ts";
+ *
+ * const url = "postgres://postgres:postgres@db/status";
+ * assert.equal(
+ *   withoutPassword(`${url}: password authentication failed for user "postgres"`, url),
+ *   'postgres://postgres:***@db/status: password authentication failed for user "postgres"',
+ * );
+ * ```
  */
 export function withoutPassword(text: string, url: string): string {
-  const match = /^postgres(?:ql)?:\/\/[^/?#]*?:([^/?#]*)@/i.exec(url.trim());
-  if (!match || match[1] === "") return text;
-  const secrets = new Set([match[1]]);
-  try {
-    secrets.add(decodeURIComponent(match[1]));
-  } catch {
-    // not percent-encoded as it should be; the raw form is replaced
-  }
+  const match = /^postgres(?:ql)?:\/\/([^/?#]*?):([^/?#]*)@/i.exec(url.trim());
+  if (!match || match[2] === "") return text;
+  const secrets = withDecoded(match[2]);
   let out = text;
-  for (const secret of secrets) out = out.split(secret).join("***");
-  return out;
+  for (const secret of secrets) out = out.replaceAll(`:${secret}@`, ":***@");
+  const users = [...withDecoded(match[1])].flatMap((user) => occurrences(out, user));
+  const hidden = [...secrets].flatMap((secret) => occurrences(out, secret))
+    .filter(([start, end]) => !users.some(([from, to]) => from <= start && end <= to))
+    .sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const [start, end] of hidden) {
+    const last = merged.at(-1);
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+    else merged.push([start, end]);
+  }
+  let redacted = "";
+  let at = 0;
+  for (const [start, end] of merged) {
+    redacted += `${out.slice(at, start)}***`;
+    at = end;
+  }
+  return redacted + out.slice(at);
+}
+
+/** `text` and its percent-decoded form (when it decodes), without the empty string. */
+function withDecoded(text: string): Set<string> {
+  const forms = new Set([text]);
+  try {
+    forms.add(decodeURIComponent(text));
+  } catch {
+    // not percent-encoded as it should be; the raw form stands
+  }
+  forms.delete("");
+  return forms;
+}
+
+/** The `[start, end)` of every occurrence of `part` in `text`, overlapping ones included. */
+function occurrences(text: string, part: string): Array<[number, number]> {
+  const found: Array<[number, number]> = [];
+  if (part === "") return found;
+  for (let i = text.indexOf(part); i !== -1; i = text.indexOf(part, i + 1)) {
+    found.push([i, i + part.length]);
+  }
+  return found;
 }

@@ -79,6 +79,38 @@ Deno.test("without env and read permission the agent says which flags would enab
   assert.doesNotMatch(text, /NotCapable|Requires .* access/);
 });
 
+Deno.test("every command that reads settings names what it could not read, as health does", async () => {
+  await using dir = tempDir("status-cli-");
+  const url = "http://127.0.0.1:9";
+  const notes = async (args: string[]) => {
+    const run = await runCli([...args, "--dashboard-url", url, "--log-format", "json"], {
+      perms: PERMS.operator,
+      cwd: dir.path,
+    });
+    return run.stderr.split("\n").filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line))
+      .filter((record) => record.category === "status.config")
+      .map((record) => `${record.level} ${record.message}`);
+  };
+  const expected = await notes(["health"]);
+  assert.deepEqual(expected, [
+    "info environment variables are not read without --allow-env; add --allow-env to configure " +
+    "by environment, or pass flags",
+    "info .env is not read without --allow-read; add --allow-read to use it",
+    "info config.json is not read without --allow-read; add --allow-read to use it",
+  ]);
+  const commands = [
+    ["list"],
+    ["agents", "list"],
+    ["result", "x"],
+    ["cancel", "x"],
+    ["enqueue", "echo hi", "--agent", "a"],
+    ["run", "list"],
+  ];
+  const all = await Promise.all(commands.map(notes));
+  commands.forEach((args, i) => assert.deepEqual(all[i], expected, args.join(" ")));
+});
+
 Deno.test("a token given as a flag is warned about: the command line is readable by every local user", async () => {
   await using dir = tempDir("status-cli-");
   await using agent = spawnCli(

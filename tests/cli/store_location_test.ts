@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { storeLocation, storeSetting } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
 import { redactUrl } from "../../src/store/mod.ts";
-import { postgresUrlProblem, withoutPassword } from "../../src/store/url.ts";
+import { postgresUrlProblem, sslModeOf, withoutPassword } from "../../src/store/url.ts";
 
 const URL_A = "postgres://status:pw@db:5432/status";
 
@@ -67,6 +67,21 @@ Deno.test("a database URL the driver cannot read is told why without being quote
   }
 });
 
+Deno.test("a URL's sslmode is read as the driver reads it: decoded, the last of a repeated key", () => {
+  assert.equal(sslModeOf("postgres://u:p@db/s?sslmode=%72equire"), "require");
+  assert.equal(sslModeOf("postgres://u:p@db/s?sslmode=allow&sslmode=require"), "require");
+  assert.equal(sslModeOf("postgres://u:p@db/s?a=1&sslmode=disable#x"), "disable");
+  assert.equal(sslModeOf("postgres://u:p@h1,h2:5433/s?sslmode=verify-full"), "verify-full");
+  assert.equal(sslModeOf("postgres://u:p@db/s?xsslmode=require"), null);
+  assert.equal(sslModeOf("postgres://u:p@db:99999/s?sslmode=require"), null);
+  assert.equal(postgresUrlProblem("postgres://u:p@db/s?sslmode=%72equire"), null);
+  assert.equal(postgresUrlProblem("postgres://u:p@db/s?sslmode=bogus&sslmode=require"), null);
+  assert.match(
+    postgresUrlProblem("postgres://u:p@db/s?sslmode=require&sslmode=bogus")!,
+    /sslmode must be one of .*got "bogus"/,
+  );
+});
+
 Deno.test("a driver's message loses the URL's password, as written and decoded", () => {
   const url = "postgres://u:se%2Fcret@db:99999/status";
   assert.equal(
@@ -74,4 +89,41 @@ Deno.test("a driver's message loses the URL's password, as written and decoded",
     "Invalid URL: 'postgres://u:***@db:99999/status' (***)",
   );
   assert.equal(withoutPassword("no password here", "postgres://u@db/s"), "no password here");
+});
+
+Deno.test("a driver's message keeps a user name that the password equals or is part of", async (t) => {
+  await t.step("equal: the URL's password part goes, the user name stays", () => {
+    const url = "postgres://postgres:postgres@db/status";
+    assert.equal(
+      withoutPassword(`${url}: password authentication failed for user "postgres"`, url),
+      'postgres://postgres:***@db/status: password authentication failed for user "postgres"',
+    );
+  });
+  await t.step("part of the user name: only the occurrences outside it go", () => {
+    const url = "postgres://postgres:post@db/status";
+    assert.equal(
+      withoutPassword(`user "postgres" (post, repost): postgres://postgres:post@db`, url),
+      'user "postgres" (***, re***): postgres://postgres:***@db',
+    );
+  });
+  await t.step("across the user name's end: it goes", () => {
+    assert.equal(withoutPassword("user abc", "postgres://ab:bc@db/s"), "user a***");
+  });
+  await t.step("encoded in the URL, decoded in the message", () => {
+    const url = "postgres://p%40ss:p%40ss@db/s";
+    assert.equal(
+      withoutPassword(`user "p@ss" at ${url}`, url),
+      `user "p@ss" at postgres://p%40ss:***@db/s`,
+    );
+  });
+  await t.step("a password never shows outside the user name", () => {
+    for (const password of ["pw", "s3cret", "a:b", "x@y", "db", "stat"]) {
+      const encoded = encodeURIComponent(password);
+      const url = `postgres://status:${encoded}@db/s`;
+      const text = `${url} ${password} x${password}x ${password}${password} ${encoded} "status"`;
+      const outsideUser = withoutPassword(text, url).replaceAll("status", "");
+      assert.ok(!outsideUser.includes(password), `${password}: ${outsideUser}`);
+      assert.ok(!outsideUser.includes(encoded), `${password}: ${outsideUser}`);
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 import { run } from "../cli/_run.ts";
+import { LIST_LIMIT, RUN_LIST_LIMIT } from "../../src/protocol/mod.ts";
 
 Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
   await t.step("success", async () => {
@@ -111,6 +112,8 @@ Deno.test("operator commands refuse bad flag values with exit code 2", async (t)
     ["enqueue", "echo hi", "--agent", "a", "--dashboard-url", "ftp://x"],
     ["list", "--status", "done", "--dashboard-url", url],
     ["list", "--limit", "-1", "--dashboard-url", url],
+    ["list", "--limit", String(LIST_LIMIT.max + 1), "--dashboard-url", url],
+    ["run", "list", "--limit", String(RUN_LIST_LIMIT.max + 1), "--dashboard-url", url],
     ["result", "a/b", "--dashboard-url", url],
     ["cancel", "--dashboard-url", url],
   ];

@@ -497,6 +497,26 @@ Deno.test({
     url.searchParams.set("sslmode", "allow");
     const store = await openPostgresStore(url.toString());
     await store.close();
+    url.search = "?sslmode=%61llow"; // "allow", percent-encoded
+    await (await openPostgresStore(url.toString())).close();
+  },
+});
+
+Deno.test({
+  name: "postgres store: of a repeated sslmode the last one counts, as the driver reads it",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const url = new URL(db.url);
+    if (url.searchParams.has("sslmode")) return; // CI names its own
+    url.search = "?sslmode=allow&sslmode=require";
+    await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+      assert.ok(error instanceof StoreError, error.message);
+      assert.match(error.message, /TLS connection failed.*sslmode=require: does the server/);
+      return true;
+    });
+    url.search = "?sslmode=require&sslmode=allow";
+    await (await openPostgresStore(url.toString())).close();
   },
 });
 

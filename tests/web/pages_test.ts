@@ -561,3 +561,58 @@ Deno.test("console assets: served by the dashboard with their types and the same
   assert.doesNotMatch(CONTENT_SECURITY_POLICY, /unsafe/);
   assert.match(CONTENT_SECURITY_POLICY, /frame-ancestors 'none'/);
 });
+
+Deno.test("console: a page's path with a trailing slash redirects to the page, on this host only", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  for (
+    const [path, location] of [
+      ["/commands/", "/commands"],
+      ["/commands/?agent=a1&status=queued", "/commands?agent=a1&status=queued"],
+      ["/commands/c1/", "/commands/c1"],
+      ["/runs/", "/runs"],
+      ["/runs/new/", "/runs/new"],
+      ["/enqueue/", "/enqueue"],
+      ["/login/?next=%2Fruns", "/login?next=%2Fruns"],
+    ]
+  ) {
+    await t.step(path, async () => {
+      for (const method of ["GET", "HEAD"]) {
+        const response = await browser.request(path, { method });
+        assert.equal(response.status, 308, `${method} ${path}`);
+        assert.equal(response.headers.get("Location"), location, `${method} ${path}`);
+        assertSecureHeaders(response, path);
+        await response.body?.cancel();
+      }
+    });
+  }
+  await t.step("never to another host, never for a form or the API", async () => {
+    for (
+      const [method, path] of [
+        ["GET", "//evil.example/"],
+        ["GET", "//evil.example/commands/"],
+        ["GET", "/\\evil.example/"],
+        ["GET", "/commands//"],
+        ["POST", "/enqueue/"],
+        ["GET", "/api/v1/commands/"],
+      ]
+    ) {
+      const response = await browser.request(path, { method });
+      assert.equal(response.status, 404, `${method} ${path}`);
+      assert.equal(response.headers.get("Location"), null, `${method} ${path}`);
+      await response.body?.cancel();
+    }
+  });
+});
+
+Deno.test("console: the browser's request for /favicon.ico is answered without an error", async () => {
+  await using t = await makeDashboard();
+  for (const method of ["GET", "HEAD"]) {
+    const response = await t.dashboard.app.request("/favicon.ico", { method });
+    assert.equal(response.status, 204, method);
+    assert.equal(await response.text(), "");
+    assert.match(response.headers.get("Cache-Control") ?? "", /max-age=\d+/);
+    assertSecureHeaders(response, "/favicon.ico");
+  }
+});

@@ -14,9 +14,9 @@
  *
  * @module
  */
-import type { Context, Hono, MiddlewareHandler } from "hono";
+import type { Context, Handler, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
-import { constantTimeEqual, PRIORITIES, shortForm } from "../../protocol/mod.ts";
+import { constantTimeEqual, LIST_LIMIT, PRIORITIES, shortForm } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { remoteOf } from "../auth/mod.ts";
 import type { ServerEnv } from "../env.ts";
@@ -77,8 +77,6 @@ export interface ConsoleOptions {
 
 /** Commands on one page of the list. */
 export const PAGE_SIZE = 25;
-/** The largest list the operator API gives in one answer. */
-const LIST_MAX = 1000;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 /** Largest form body, in bytes. */
@@ -131,6 +129,23 @@ function html(page: JSX.Element, status = 200, headers: HeadersInit = {}): Respo
     status,
     headers: { "Content-Type": "text/html; charset=utf-8", ...headers },
   });
+}
+
+/**
+ * `308` to the page the request names with a trailing slash (`/commands/` → `/commands`), the
+ * query kept. The path is the request's own minus the slash, so the answer never names another
+ * host (a path starting `//` would: it is refused, and no page route matches one).
+ */
+function withoutTrailingSlash(c: Context<ServerEnv>): Response | Promise<Response> {
+  const url = new URL(c.req.url);
+  const path = url.pathname.replace(/\/+$/, "");
+  if (!/^\/[^/\\]/.test(path)) return c.notFound();
+  const response = new Response(null, {
+    status: 308,
+    headers: { Location: `${path}${url.search}` },
+  });
+  secureHeaders(response.headers);
+  return response;
 }
 
 function redirect(location: string, cookies: string[] = []): Response {
@@ -335,9 +350,15 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       return response;
     };
 
+  /** Registers a page for `GET` (and `HEAD`), and its path with a trailing slash as a redirect. */
+  const getPage = (path: string, handler: Handler<ServerEnv>) => {
+    app.get(path, handler);
+    if (path !== "/") app.get(`${path}/`, withoutTrailingSlash);
+  };
+
   // -- pages
 
-  app.get(
+  getPage(
     "/",
     page(async (_c, session) => {
       const agents = await listAgents();
@@ -345,13 +366,13 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }),
   );
 
-  app.get(
+  getPage(
     "/commands",
     page(async (c, session) => {
       const agent = c.req.query("agent") || undefined;
       const rawStatus = c.req.query("status") || undefined;
       const rawPage = c.req.query("page") ?? "1";
-      const maxPage = Math.ceil(LIST_MAX / PAGE_SIZE);
+      const maxPage = Math.ceil(LIST_LIMIT.max / PAGE_SIZE);
       const pageNo = /^\d{1,4}$/.test(rawPage)
         ? Math.min(Math.max(1, Number(rawPage)), maxPage)
         : 1;
@@ -378,7 +399,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const query = new URLSearchParams();
       if (agent) query.set("agent_id", agent);
       if (status) query.set("status", status);
-      const wanted = Math.min(pageNo * PAGE_SIZE + 1, LIST_MAX);
+      const wanted = Math.min(pageNo * PAGE_SIZE + 1, LIST_LIMIT.max);
       query.set("limit", String(wanted));
       const [listed, agents] = await Promise.all([
         api(`/api/v1/commands?${query}`),
@@ -394,13 +415,13 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           agents={agents.map((a) => a.id)}
           filter={filter}
           hasMore={all.length > pageNo * PAGE_SIZE && pageNo < maxPage}
-          lastPage={pageNo === maxPage && all.length >= LIST_MAX}
+          lastPage={pageNo === maxPage && all.length >= LIST_LIMIT.max}
         />,
       );
     }),
   );
 
-  app.get(
+  getPage(
     "/commands/:id",
     page(async (c, session) => {
       const id = c.req.param("id") ?? "";
@@ -466,7 +487,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     );
   };
 
-  app.get(
+  getPage(
     "/enqueue",
     page((c, session) => enqueueForm(session, { agent: c.req.query("agent") })),
   );
@@ -532,7 +553,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   // -- fan-out runs (pages in run_pages.tsx)
 
-  app.get(
+  getPage(
     "/runs",
     page(async (_c, session) => {
       const { status, body } = await api("/api/v1/runs?limit=100");
@@ -544,7 +565,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   const runForm = (session: PageSession, values: RunFormValues, error?: string, status = 200) =>
     html(<StartRunPage {...frame(session)} values={values} error={error} />, status);
 
-  app.get("/runs/new", page((_c, session) => runForm(session, {})));
+  getPage("/runs/new", page((_c, session) => runForm(session, {})));
 
   app.post(
     "/runs/new",
@@ -577,7 +598,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }),
   );
 
-  app.get(
+  getPage(
     "/runs/:id",
     page(async (c, session) => {
       const id = c.req.param("id") ?? "";
@@ -647,7 +668,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     return response;
   };
 
-  app.get("/login", function loginFormRoute(c) {
+  getPage("/login", function loginFormRoute(c) {
     const next = safeNext(c.req.query("next"));
     if (devMode) {
       const response = redirect(next);
@@ -729,4 +750,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     };
   app.get("/static/console.js", asset(CONSOLE_JS, "text/javascript; charset=utf-8"));
   app.get("/static/console.css", asset(CONSOLE_CSS, "text/css; charset=utf-8"));
+  // The console has no icon: the browser's own request for one is answered, and remembered for a
+  // day, instead of failing with a 404 in its console on every page.
+  app.get("/favicon.ico", function faviconRoute() {
+    const response = new Response(null, {
+      status: 204,
+      headers: { "Cache-Control": "public, max-age=86400" },
+    });
+    secureHeaders(response.headers);
+    return response;
+  });
 }
