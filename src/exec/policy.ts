@@ -143,12 +143,25 @@ const TARS: ReadonlySet<string> = new Set(["tar", "gtar", "bsdtar"]);
 /** GNU tar's short options that take a value (`-C dir`, `-f archive`, `-b 20`, ...). */
 const TAR_VALUE_LETTERS: ReadonlySet<string> = new Set("bCfFgHIKLNTVX");
 
+/** Letters of tar's operations that read or write members in a directory: extract, compare. */
+const TAR_UNPACK_LETTERS: ReadonlySet<string> = new Set("xd");
+
+/** tar's long options of those operations (`--extract`, `--get`, `--diff`, `--compare`). */
+const TAR_UNPACK_OPTIONS: readonly string[] = ["--extract", "--get", "--diff", "--compare"];
+
 /** What {@link tarOperands} reads from a tar command line. */
 export interface TarOperands {
   /** The `-C`/`--directory` values, in order. */
   directories: string[];
   /** The `-f`/`--file` values, in order. */
   archives: string[];
+  /**
+   * Whether tar extracts or compares members in the working directory: it is asked to extract
+   * (`x`, `--extract`, `--get`) or compare (`d`, `--diff`, `--compare`), and no `-C` comes
+   * before the first argument that may be a member name (GNU tar puts each named member in the
+   * directory of the `-C` before it, a pattern such as `--wildcards 'x*'` included).
+   */
+  unpacksInWorkingDirectory: boolean;
   /**
    * Where the first `-C` is surely read as one: the index of the argument that gives it, or the
    * number of arguments when there is none. A `-C` after `--`, or right after a long option
@@ -163,17 +176,23 @@ export interface TarOperands {
  * in order, and where its members lie (see {@link TarOperands}), as GNU tar reads them: a first
  * argument without a dash is a bundle whose letters that take a value take the arguments after
  * it, in order; a letter that takes a value ends a dash bundle, its value being the rest of the
- * bundle or the next argument; `--dir`… is `--directory` (any prefix of at least that length).
- * `--` does not end the reading, since it may be the value of the option before it
- * (`--exclude --`), after which tar still reads options. Where the reading is unsure (a long
- * option's value given as the next argument, a file named like an option after `--`), what
- * follows is still read as options: at worst a directory too many is checked.
+ * bundle or the next argument; `--dir`… is `--directory` (any prefix of at least that length),
+ * and a long operation counts from its second letter (`--ge` is `--get`). `--` does not end the
+ * reading, since it may be the value of the option before it (`--exclude --`), after which tar
+ * still reads options. Where the reading is unsure (a long option's value given as the next
+ * argument, a file named like an option after `--`), what follows is still read as options, and
+ * may also be a member name: at worst a directory too many is checked.
  */
 export function tarOperands(args: readonly string[]): TarOperands {
   const directories: string[] = [];
   const archives: string[] = [];
+  let unpacks = false;
+  let nameFirst = false;
   let afterDashes = false;
   let firstDirectoryAt: number | undefined;
+  const mayBeName = () => {
+    if (directories.length === 0) nameFirst = true;
+  };
   // `at`: the index of the argument that gives the option.
   const take = (letter: string, value: string | undefined, at: number) => {
     if (value === undefined) return;
@@ -188,6 +207,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
   if (args.length > 0 && !args[0].startsWith("-")) {
     let next = 1;
     for (const letter of args[0]) {
+      if (TAR_UNPACK_LETTERS.has(letter)) unpacks = true;
       if (TAR_VALUE_LETTERS.has(letter)) take(letter, args[next++], 0);
     }
     i = Math.max(next, 1);
@@ -198,9 +218,13 @@ export function tarOperands(args: readonly string[]): TarOperands {
       afterDashes = true;
       continue;
     }
+    if (afterDashes || !arg.startsWith("-") || arg === "-") mayBeName();
     if (arg.startsWith("--")) {
       const eq = arg.indexOf("=");
       const name = eq < 0 ? arg : arg.slice(0, eq);
+      if (name.length >= 4 && TAR_UNPACK_OPTIONS.some((option) => option.startsWith(name))) {
+        unpacks = true;
+      }
       const letter = name.length >= 5 && "--directory".startsWith(name)
         ? "C"
         : name === "--file"
@@ -210,6 +234,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
       if (letter !== undefined && eq < 0) i++;
     } else if (arg.startsWith("-") && arg.length > 1) {
       for (let k = 1; k < arg.length; k++) {
+        if (TAR_UNPACK_LETTERS.has(arg[k])) unpacks = true;
         if (!TAR_VALUE_LETTERS.has(arg[k])) continue;
         const rest = arg.slice(k + 1);
         take(arg[k], rest !== "" ? rest : args[i + 1], i);
@@ -221,6 +246,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
   return {
     directories,
     archives,
+    unpacksInWorkingDirectory: unpacks && (directories.length === 0 || nameFirst),
     firstDirectoryAt: firstDirectoryAt ?? args.length,
   };
 }
@@ -461,8 +487,9 @@ export interface CheckPolicyOptions {
  *   as written and after symbolic links; tar, which reads or writes everything in a directory it
  *   is given, may not name a directory that holds one either (an absolute argument or option
  *   value; a relative one in the working directory, `.` being the working directory itself,
- *   up to the first `-C`; a `-C` directory or a member under it). `ls`, `du` and `df` may
- *   name such a directory: they show names and sizes, not contents.
+ *   up to the first `-C`; a `-C` directory or a member under it), nor extract or compare in a
+ *   working directory that holds one without a `-C` before its member names. `ls`, `du` and
+ *   `df` may name such a directory: they show names and sizes, not contents.
  *
  * These rules are the second line: they cannot see what a program does with a path after the
  * check (a symlink swapped in between) or the names it reads from elsewhere (an archive's members),
@@ -597,8 +624,9 @@ export class PolicyChecker {
   }
 
   /**
-   * What tar's own options change about the paths: an archive on another host, and the
-   * directories (`-C`) that its member names are relative to. Each relative argument is checked as a path under every such directory (and each
+   * What tar's own options change about the paths: an archive on another host, the working
+   * directory it extracts into, and the directories (`-C`) that its member names are relative
+   * to. Each relative argument is checked as a path under every such directory (and each
    * directory under the ones before it, since a relative `-C` is taken from the one before), so
    * `-C /tmp link/file` cannot leave the prefixes through `/tmp/link`. None of these may hold the
    * agent's own paths (a relative argument in the working directory was checked for that before
@@ -608,7 +636,7 @@ export class PolicyChecker {
     program: string,
     args: string[],
     cwd: string | undefined,
-    { directories, archives }: TarOperands,
+    { directories, archives, unpacksInWorkingDirectory }: TarOperands,
   ): string | undefined {
     const forceLocal = args.some((arg) => arg.length >= 6 && "--force-local".startsWith(arg));
     const remote = forceLocal ? undefined : archives.find(isRemoteArchive);
@@ -616,6 +644,13 @@ export class PolicyChecker {
       return `archive "${remote}" of ${program} names another host (${program} would run rsh or ` +
         `ssh to reach it) and is not allowed; a local file whose name has a colon needs ` +
         `--force-local`;
+    }
+    if (unpacksInWorkingDirectory && cwd) {
+      const place = normalizePath(cwd);
+      const shown = `the working directory ${place}, where ${program} extracts or compares ` +
+        `without a -C before its member names,`;
+      const reason = this.#ownPathReason(shown, place, program);
+      if (reason) return reason;
     }
     if (directories.length === 0) return undefined;
     const bases: string[] = cwd ? [normalizePath(cwd)] : [];

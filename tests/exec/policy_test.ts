@@ -397,23 +397,39 @@ Deno.test("tarOperands reads -C and -f as GNU tar does", () => {
   }
 });
 
-Deno.test("tarOperands tells where the members after the first -C lie", () => {
-  const cases: Array<[string[], number]> = [
-    [["cf", "-", "."], 3],
-    [["xf", "/tmp/a.tar", "-C", "/tmp/out"], 2],
-    [["xCf", "/tmp/out", "/tmp/a.tar"], 0],
-    [["-C", "/tmp/out", "-xf", "/tmp/a.tar", "name"], 0],
-    [["-x", "--directory=/tmp/out", "-f", "/tmp/a.tar"], 1],
-    [["-xf", "/tmp/a.tar", "-C/tmp/out"], 2],
-    [["-cC", "x", "-f", "-", "y"], 0],
+Deno.test("tarOperands tells where tar's members lie: the working directory or a -C", () => {
+  // [args, extracts or compares in the working directory, index of the first sure -C]
+  const cases: Array<[string[], boolean, number]> = [
+    [["xf", "/tmp/a.tar"], true, 2],
+    [["-xzf", "/tmp/a.tgz"], true, 2],
+    [["--extract", "--file=/tmp/a.tar"], true, 2],
+    [["--ge", "-f", "/tmp/a.tar"], true, 3],
+    [["df", "/tmp/a.tar"], true, 2],
+    [["--compare", "-f", "/tmp/a.tar"], true, 3],
+    [["xf", "/tmp/a.tar", "-C", "/tmp/out"], false, 2],
+    [["xCf", "/tmp/out", "/tmp/a.tar"], false, 0],
+    [["-C", "/tmp/out", "-xf", "/tmp/a.tar", "name"], false, 0],
+    [["-x", "--directory=/tmp/out", "-f", "/tmp/a.tar"], false, 1],
+    [["-xf", "/tmp/a.tar", "-C/tmp/out"], false, 2],
+    // A member named before any -C is extracted in the working directory, a pattern too.
+    [["-xf", "/tmp/a.tar", "--wildcards", "x*", "-C", "/tmp/out"], true, 4],
     // After "--", or right after a long option that may take it as its value, "-C" may be a
     // member name or a value: the arguments after it may lie in the working directory.
-    [["-xf", "/tmp/a.tar", "--", "-C", "/tmp/out"], 5],
-    [["-cf", "-", "--exclude", "-C", "/tmp/out", "."], 6],
-    [["-cf", "-", "--exclude=x", "-C", "/tmp/out", "."], 3],
+    [["-xf", "/tmp/a.tar", "--", "-C", "/tmp/out"], true, 5],
+    [["-cf", "-", "--exclude", "-C", "/tmp/out", "."], false, 6],
+    [["-cf", "-", "--exclude=x", "-C", "/tmp/out", "."], false, 3],
+    [["cf", "-", "."], false, 3],
+    [["tf", "/tmp/a.tar"], false, 2],
+    // -C's value is not a bundle of operations.
+    [["-cC", "x", "-f", "-", "y"], false, 0],
   ];
-  for (const [args, firstDirectoryAt] of cases) {
-    assert.equal(tarOperands(args).firstDirectoryAt, firstDirectoryAt, args.join(" "));
+  for (const [args, unpacks, firstDirectoryAt] of cases) {
+    const operands = tarOperands(args);
+    assert.deepEqual(
+      [operands.unpacksInWorkingDirectory, operands.firstDirectoryAt],
+      [unpacks, firstDirectoryAt],
+      args.join(" "),
+    );
   }
 });
 
@@ -638,6 +654,21 @@ Deno.test("policy refuses tar a directory that holds the agent's own paths", asy
         refused(["tar", "-C", `${dir}/out`, "-cf", "-", "up"], policy),
         holds(`path "up" after tar's -C (${dir}/out/up)`, state),
       );
+    });
+    await t.step("extracting or comparing in the working directory", () => {
+      const shown = `the working directory ${dir}, where tar extracts or compares without a -C ` +
+        `before its member names,`;
+      for (
+        const argv of [
+          ["tar", "xf", `${dir}/out/a.tar`],
+          ["tar", "-df", `${dir}/out/a.tar`],
+          ["tar", "-xf", `${dir}/out/a.tar`, "--wildcards", "x*", "-C", `${dir}/out`],
+        ]
+      ) {
+        assert.equal(refused(argv, policy, dir), holds(shown, state), argv.join(" "));
+      }
+      accepted(["tar", "xf", `${dir}/out/a.tar`, "-C", `${dir}/out`], policy, dir);
+      accepted(["tar", "tf", `${dir}/out/a.tar`], policy, dir);
     });
     await t.step("through a symbolic link", () => {
       for (const path of [`${dir}/l`, `${dir}/l/`]) {
