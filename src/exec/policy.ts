@@ -26,7 +26,8 @@ export interface ExecPolicy {
   /**
    * Absolute paths of the agent's own files and directories (its state directory, its settings
    * files): an argument may not name them or anything under them, also where they lie under an
-   * allowed prefix and also through a symbolic link.
+   * allowed prefix and also through a symbolic link; tar may not name a directory that holds one
+   * either (see {@link checkPolicy}).
    * @default {[]}
    */
   protectedPaths?: string[];
@@ -142,55 +143,112 @@ const TARS: ReadonlySet<string> = new Set(["tar", "gtar", "bsdtar"]);
 /** GNU tar's short options that take a value (`-C dir`, `-f archive`, `-b 20`, ...). */
 const TAR_VALUE_LETTERS: ReadonlySet<string> = new Set("bCfFgHIKLNTVX");
 
+/** Letters of tar's operations that read or write members in a directory: extract, compare. */
+const TAR_UNPACK_LETTERS: ReadonlySet<string> = new Set("xd");
+
+/** tar's long options of those operations (`--extract`, `--get`, `--diff`, `--compare`). */
+const TAR_UNPACK_OPTIONS: readonly string[] = ["--extract", "--get", "--diff", "--compare"];
+
+/** What {@link tarOperands} reads from a tar command line. */
+export interface TarOperands {
+  /** The `-C`/`--directory` values, in order. */
+  directories: string[];
+  /** The `-f`/`--file` values, in order. */
+  archives: string[];
+  /**
+   * Whether tar extracts or compares members in the working directory: it is asked to extract
+   * (`x`, `--extract`, `--get`) or compare (`d`, `--diff`, `--compare`), and no `-C` comes
+   * before the first argument that may be a member name (GNU tar puts each named member in the
+   * directory of the `-C` before it, a pattern such as `--wildcards 'x*'` included).
+   */
+  unpacksInWorkingDirectory: boolean;
+  /**
+   * Where the first `-C` is surely read as one: the index of the argument that gives it, or the
+   * number of arguments when there is none. A `-C` after `--`, or right after a long option
+   * without `=` (which may take it as its value), is not sure: it may be a member name or a value.
+   * The relative arguments after it name members under a `-C` directory, or option values.
+   */
+  firstDirectoryAt: number;
+}
+
 /**
  * The directories (`-C`, `--directory`) and archives (`-f`, `--file`) a tar command line names,
- * in order, as GNU tar reads them: a first argument without a dash is a bundle whose letters that
- * take a value take the arguments after it, in order; a letter that takes a value ends a dash
- * bundle, its value being the rest of the bundle or the next argument; `--dir`… is `--directory`
- * (any prefix of at least that length). `--` does not end the reading, since it may be the value
- * of the option before it (`--exclude --`), after which tar still reads options. Where the reading
- * is unsure (a long option's value given as the next argument, a file named like an option after
- * `--`), what follows is still read as options: at worst a directory too many is checked.
+ * in order, and where its members lie (see {@link TarOperands}), as GNU tar reads them: a first
+ * argument without a dash is a bundle whose letters that take a value take the arguments after
+ * it, in order; a letter that takes a value ends a dash bundle, its value being the rest of the
+ * bundle or the next argument; `--dir`… is `--directory` (any prefix of at least that length),
+ * and a long operation counts from its second letter (`--ge` is `--get`). `--` does not end the
+ * reading, since it may be the value of the option before it (`--exclude --`), after which tar
+ * still reads options. Where the reading is unsure (a long option's value given as the next
+ * argument, a file named like an option after `--`), what follows is still read as options, and
+ * may also be a member name: at worst a directory too many is checked.
  */
-export function tarOperands(
-  args: readonly string[],
-): { directories: string[]; archives: string[] } {
+export function tarOperands(args: readonly string[]): TarOperands {
   const directories: string[] = [];
   const archives: string[] = [];
-  const take = (letter: string, value: string | undefined) => {
+  let unpacks = false;
+  let nameFirst = false;
+  let afterDashes = false;
+  let firstDirectoryAt: number | undefined;
+  const mayBeName = () => {
+    if (directories.length === 0) nameFirst = true;
+  };
+  // `at`: the index of the argument that gives the option.
+  const take = (letter: string, value: string | undefined, at: number) => {
     if (value === undefined) return;
-    if (letter === "C") directories.push(value);
-    else if (letter === "f") archives.push(value);
+    if (letter === "C") {
+      const before = at > 0 ? args[at - 1] : "";
+      const unsure = afterDashes || (before.startsWith("--") && !before.includes("="));
+      if (firstDirectoryAt === undefined && !unsure) firstDirectoryAt = at;
+      directories.push(value);
+    } else if (letter === "f") archives.push(value);
   };
   let i = 0;
   if (args.length > 0 && !args[0].startsWith("-")) {
     let next = 1;
     for (const letter of args[0]) {
-      if (TAR_VALUE_LETTERS.has(letter)) take(letter, args[next++]);
+      if (TAR_UNPACK_LETTERS.has(letter)) unpacks = true;
+      if (TAR_VALUE_LETTERS.has(letter)) take(letter, args[next++], 0);
     }
     i = Math.max(next, 1);
   }
   for (; i < args.length; i++) {
     const arg = args[i];
+    if (arg === "--") {
+      afterDashes = true;
+      continue;
+    }
+    if (afterDashes || !arg.startsWith("-") || arg === "-") mayBeName();
     if (arg.startsWith("--")) {
       const eq = arg.indexOf("=");
       const name = eq < 0 ? arg : arg.slice(0, eq);
+      if (name.length >= 4 && TAR_UNPACK_OPTIONS.some((option) => option.startsWith(name))) {
+        unpacks = true;
+      }
       const letter = name.length >= 5 && "--directory".startsWith(name)
         ? "C"
         : name === "--file"
         ? "f"
         : undefined;
-      if (letter !== undefined) take(letter, eq < 0 ? args[++i] : arg.slice(eq + 1));
+      if (letter !== undefined) take(letter, eq < 0 ? args[i + 1] : arg.slice(eq + 1), i);
+      if (letter !== undefined && eq < 0) i++;
     } else if (arg.startsWith("-") && arg.length > 1) {
       for (let k = 1; k < arg.length; k++) {
+        if (TAR_UNPACK_LETTERS.has(arg[k])) unpacks = true;
         if (!TAR_VALUE_LETTERS.has(arg[k])) continue;
         const rest = arg.slice(k + 1);
-        take(arg[k], rest !== "" ? rest : args[++i]);
+        take(arg[k], rest !== "" ? rest : args[i + 1], i);
+        if (rest === "") i++;
         break;
       }
     }
   }
-  return { directories, archives };
+  return {
+    directories,
+    archives,
+    unpacksInWorkingDirectory: unpacks && (directories.length === 0 || nameFirst),
+    firstDirectoryAt: firstDirectoryAt ?? args.length,
+  };
 }
 
 /**
@@ -424,7 +482,14 @@ export interface CheckPolicyOptions {
  * - gzip's `-S`/`--suffix` and tar's backup `--suffix` may not hold a `/` (see
  *   {@link suffixValues});
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
- *   and an archive on another host (`host:file`) is refused unless `--force-local` is given.
+ *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
+ * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
+ *   as written and after symbolic links; tar, which reads or writes everything in a directory it
+ *   is given, may not name a directory that holds one either (an absolute argument or option
+ *   value; a relative one in the working directory, `.` being the working directory itself,
+ *   up to the first `-C`; a `-C` directory or a member under it), nor extract or compare in a
+ *   working directory that holds one without a `-C` before its member names. `ls`, `du` and
+ *   `df` may name such a directory: they show names and sizes, not contents.
  *
  * These rules are the second line: they cannot see what a program does with a path after the
  * check (a symlink swapped in between) or the names it reads from elsewhere (an archive's members),
@@ -521,21 +586,27 @@ export class PolicyChecker {
     this.#resolved = undefined;
     const program = this.#checkProgram(argv[0], options.searchPath ?? "");
     if (!program.ok) return program;
-    const cwdNames = options.cwd === undefined ? undefined : namesOnce(options.cwd);
-    for (let i = 1; i < argv.length; i++) {
-      const reason = this.#checkArgument(argv[i], options.cwd, cwdNames);
-      if (reason) return { ok: false, reason };
-    }
     const programName = program.value.kind === "name"
       ? program.value.name
       : basename(program.value.path);
+    const args = argv.slice(1);
+    const tar = TARS.has(programName) ? tarOperands(args) : undefined;
+    // tar reads or writes all that a directory it names holds: no holder of the agent's own paths.
+    const holder = tar ? programName : undefined;
+    const cwdNames = options.cwd === undefined ? undefined : namesOnce(options.cwd);
+    for (let i = 0; i < args.length; i++) {
+      // After tar's first -C, a relative argument names a member under it (or an option's value).
+      const cwdHolder = tar && i < tar.firstDirectoryAt ? holder : undefined;
+      const reason = this.#checkArgument(args[i], options.cwd, cwdNames, holder, cwdHolder);
+      if (reason) return { ok: false, reason };
+    }
     const rules = Object.hasOwn(OPTION_RULES, programName) ? OPTION_RULES[programName] : undefined;
     if (rules) {
-      const reason = checkOptions(programName, argv.slice(1), rules);
+      const reason = checkOptions(programName, args, rules);
       if (reason) return { ok: false, reason };
     }
     if (TARS.has(programName) || programName === "gzip") {
-      const slashed = suffixValues(programName, argv.slice(1)).find((s) => s.includes("/"));
+      const slashed = suffixValues(programName, args).find((s) => s.includes("/"));
       if (slashed !== undefined) {
         return {
           ok: false,
@@ -545,28 +616,41 @@ export class PolicyChecker {
         };
       }
     }
-    if (TARS.has(programName)) {
-      const reason = this.#checkTar(programName, argv.slice(1), options.cwd);
+    if (tar) {
+      const reason = this.#checkTar(programName, args, options.cwd, tar);
       if (reason) return { ok: false, reason };
     }
     return { ok: true, value: { argv: [...argv], program: program.value } };
   }
 
   /**
-   * What tar's own options change about the paths: an archive on another host, and the
-   * directories (`-C`) that its member names are relative to. Each relative argument is checked
-   * as a path under every such directory (and each directory under the ones before it, since a
-   * relative `-C` is taken from the one before), so `-C /tmp link/file` cannot leave the prefixes
-   * through `/tmp/link`.
+   * What tar's own options change about the paths: an archive on another host, the working
+   * directory it extracts into, and the directories (`-C`) that its member names are relative
+   * to. Each relative argument is checked as a path under every such directory (and each
+   * directory under the ones before it, since a relative `-C` is taken from the one before), so
+   * `-C /tmp link/file` cannot leave the prefixes through `/tmp/link`. None of these may hold the
+   * agent's own paths (a relative argument in the working directory was checked for that before
+   * the first `-C`, see {@link TarOperands.firstDirectoryAt}).
    */
-  #checkTar(program: string, args: string[], cwd: string | undefined): string | undefined {
-    const { directories, archives } = tarOperands(args);
+  #checkTar(
+    program: string,
+    args: string[],
+    cwd: string | undefined,
+    { directories, archives, unpacksInWorkingDirectory }: TarOperands,
+  ): string | undefined {
     const forceLocal = args.some((arg) => arg.length >= 6 && "--force-local".startsWith(arg));
     const remote = forceLocal ? undefined : archives.find(isRemoteArchive);
     if (remote !== undefined) {
       return `archive "${remote}" of ${program} names another host (${program} would run rsh or ` +
         `ssh to reach it) and is not allowed; a local file whose name has a colon needs ` +
         `--force-local`;
+    }
+    if (unpacksInWorkingDirectory && cwd) {
+      const place = normalizePath(cwd);
+      const shown = `the working directory ${place}, where ${program} extracts or compares ` +
+        `without a -C before its member names,`;
+      const reason = this.#ownPathReason(shown, place, program);
+      if (reason) return reason;
     }
     if (directories.length === 0) return undefined;
     const bases: string[] = cwd ? [normalizePath(cwd)] : [];
@@ -586,8 +670,9 @@ export class PolicyChecker {
           return `directory "${directory}" of ${program} leaves the allowed prefixes through a ` +
             `symbolic link`;
         }
-        const own = this.#ownPath(place);
-        if (own) return ownPathReason(`directory "${directory}" of ${program} (${place})`, own);
+        const shown = `directory "${directory}" of ${program} (${place})`;
+        const own = this.#ownPathReason(shown, place, program);
+        if (own) return own;
       }
       bases.push(...places);
     }
@@ -595,14 +680,16 @@ export class PolicyChecker {
       arg !== "" && !arg.startsWith("-") && !arg.startsWith("/")
     );
     for (const member of members) {
-      for (const base of bases) {
+      for (const [index, base] of bases.entries()) {
         const path = normalizePath(`${base}/${member}`);
         if (!outside(path) && this.#escapesThroughSymlink(path)) {
           return `path "${member}" is ${path} after ${program}'s -C, and leaves the allowed ` +
             `prefixes through a symbolic link`;
         }
-        const own = outside(path) ? undefined : this.#ownPath(path);
-        if (own) return ownPathReason(`path "${member}" after ${program}'s -C (${path})`, own);
+        if (outside(path)) continue;
+        const shown = `path "${member}" after ${program}'s -C (${path})`;
+        const own = this.#ownPathReason(shown, path, cwd && index === 0 ? undefined : program);
+        if (own) return own;
       }
     }
     return undefined;
@@ -675,10 +762,17 @@ export class PolicyChecker {
     return this.#notAllowed(program);
   }
 
+  /**
+   * Why one argument may not be given, `undefined` when it may. `holder` is tar's name when a
+   * directory that holds one of the agent's own paths may not be named either, and `cwdHolder`
+   * the same for a relative argument taken in the working directory.
+   */
   #checkArgument(
     arg: string,
     cwd: string | undefined,
-    cwdNames?: () => ReadonlySet<string> | undefined,
+    cwdNames: (() => ReadonlySet<string> | undefined) | undefined,
+    holder: string | undefined,
+    cwdHolder: string | undefined,
   ): string | undefined {
     const prefixes = this.#prefixes;
     const allowed = () => prefixes.length ? prefixes.join(", ") : "none";
@@ -692,8 +786,8 @@ export class PolicyChecker {
         if (this.#escapesThroughSymlink(path)) {
           return `path "${candidate}" leaves the allowed prefixes through a symbolic link`;
         }
-        const own = this.#ownPath(path);
-        if (own) return ownPathReason(`path "${candidate}"`, own);
+        const own = this.#ownPathReason(`path "${candidate}"`, path, holder);
+        if (own) return own;
       } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
         const path = normalizePath(`${cwd}/${arg}`);
         if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
@@ -706,14 +800,14 @@ export class PolicyChecker {
         } else if (this.#escapesThroughSymlink(path)) {
           return `path "${arg}" leaves the allowed prefixes through a symbolic link`;
         } else {
-          const own = this.#ownPath(path);
-          if (own) return ownPathReason(`path "${arg}" (${path})`, own);
+          const own = this.#ownPathReason(`path "${arg}" (${path})`, path, cwdHolder);
+          if (own) return own;
         }
       }
     }
     if (cwd) {
       for (const value of attachedRelativeValues(arg)) {
-        const reason = this.#checkAttachedValue(arg, value, cwd, cwdNames?.());
+        const reason = this.#checkAttachedValue(arg, value, cwd, cwdNames?.(), holder);
         if (reason) return reason;
       }
     }
@@ -733,6 +827,7 @@ export class PolicyChecker {
     value: string,
     cwd: string,
     cwdNames: ReadonlySet<string> | undefined,
+    holder: string | undefined,
   ): string | undefined {
     const first = value.split("/", 1)[0];
     if (cwdNames && first !== "." && first !== ".." && !cwdNames.has(first)) return undefined;
@@ -748,8 +843,7 @@ export class PolicyChecker {
     if (this.#escapesThroughSymlink(path)) {
       return `${shown} leaves the allowed prefixes through a symbolic link`;
     }
-    const own = this.#ownPath(path);
-    return own ? ownPathReason(`${shown} (${path})`, own) : undefined;
+    return this.#ownPathReason(`${shown} (${path})`, path, holder);
   }
 
   /**
@@ -764,21 +858,29 @@ export class PolicyChecker {
   }
 
   /**
-   * The agent's own path that `path` is or lies under, lexically or once the symbolic links of
-   * its existing part are resolved; `undefined` when none.
+   * Why `path`, shown as `shown`, may not be named: it is one of the agent's own paths or lies in
+   * one, or, when `holder` names a program that reads or writes everything a directory holds
+   * (tar), it holds one. Compared by segment, as written and once the symbolic links of its
+   * existing part are resolved, in one pass over the own paths each; `undefined` when none.
    */
-  #ownPath(path: string): string | undefined {
+  #ownPathReason(shown: string, path: string, holder?: string): string | undefined {
     if (this.#protected.length === 0) return undefined;
-    const lexical = this.#protected.find((own) => isUnderPrefix(path, own));
-    if (lexical) return lexical;
+    const related = (named: string) => (own: string) =>
+      isUnderPrefix(named, own) || (holder !== undefined && isUnderPrefix(own, named));
+    const reason = (named: string, own: string | undefined) => {
+      if (own === undefined) return undefined;
+      if (holder === undefined || isUnderPrefix(named, own)) return ownPathReason(shown, own);
+      return holdsOwnPathReason(shown, own, holder);
+    };
+    const lexical = this.#protected.find(related(path));
+    if (lexical) return reason(path, lexical);
     const resolved = this.#realPathOf(path);
     if (resolved === undefined) return undefined;
     this.#withRealProtected ??= this.#protected.flatMap((own) => {
       const real = realPathOfExisting(own);
       return real === undefined || real === own ? [own] : [own, real];
     });
-    const index = this.#withRealProtected.findIndex((own) => isUnderPrefix(resolved, own));
-    return index < 0 ? undefined : this.#withRealProtected[index];
+    return reason(resolved, this.#withRealProtected.find(related(resolved)));
   }
 
   /**
@@ -800,6 +902,11 @@ export class PolicyChecker {
 function ownPathReason(shown: string, own: string): string {
   return `${shown} is the agent's own ${own} or lies in it (its state or settings), which ` +
     `commands may not touch`;
+}
+
+function holdsOwnPathReason(shown: string, own: string, program: string): string {
+  return `${shown} holds the agent's own ${own} (its state or settings), and ${program} may not ` +
+    `be given a directory that holds them: it reads or writes everything in it`;
 }
 
 function sameFile(a: string, b: string): boolean {

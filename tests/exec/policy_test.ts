@@ -388,7 +388,48 @@ Deno.test("tarOperands reads -C and -f as GNU tar does", () => {
     [["--di=/etc", "x"], [], []],
   ];
   for (const [args, directories, archives] of cases) {
-    assert.deepEqual(tarOperands(args), { directories, archives }, args.join(" "));
+    const { directories: found, archives: opened } = tarOperands(args);
+    assert.deepEqual(
+      { directories: found, archives: opened },
+      { directories, archives },
+      args.join(" "),
+    );
+  }
+});
+
+Deno.test("tarOperands tells where tar's members lie: the working directory or a -C", () => {
+  // [args, extracts or compares in the working directory, index of the first sure -C]
+  const cases: Array<[string[], boolean, number]> = [
+    [["xf", "/tmp/a.tar"], true, 2],
+    [["-xzf", "/tmp/a.tgz"], true, 2],
+    [["--extract", "--file=/tmp/a.tar"], true, 2],
+    [["--ge", "-f", "/tmp/a.tar"], true, 3],
+    [["df", "/tmp/a.tar"], true, 2],
+    [["--compare", "-f", "/tmp/a.tar"], true, 3],
+    [["xf", "/tmp/a.tar", "-C", "/tmp/out"], false, 2],
+    [["xCf", "/tmp/out", "/tmp/a.tar"], false, 0],
+    [["-C", "/tmp/out", "-xf", "/tmp/a.tar", "name"], false, 0],
+    [["-x", "--directory=/tmp/out", "-f", "/tmp/a.tar"], false, 1],
+    [["-xf", "/tmp/a.tar", "-C/tmp/out"], false, 2],
+    // A member named before any -C is extracted in the working directory, a pattern too.
+    [["-xf", "/tmp/a.tar", "--wildcards", "x*", "-C", "/tmp/out"], true, 4],
+    // After "--", or right after a long option that may take it as its value, "-C" may be a
+    // member name or a value: the arguments after it may lie in the working directory.
+    [["-xf", "/tmp/a.tar", "--", "-C", "/tmp/out"], true, 5],
+    [["-cf", "-", "--exclude", "-C", "/tmp/out", "."], false, 6],
+    [["-cf", "-", "--exclude=x", "-C", "/tmp/out", "."], false, 3],
+    [["cf", "-", "."], false, 3],
+    [["tf", "/tmp/a.tar"], false, 2],
+    // -C's value is not a bundle of operations.
+    [["-cC", "x", "-f", "-", "y"], false, 0],
+  ];
+  for (const [args, unpacks, firstDirectoryAt] of cases) {
+    const operands = tarOperands(args);
+    assert.deepEqual(
+      [operands.unpacksInWorkingDirectory, operands.firstDirectoryAt],
+      [unpacks, firstDirectoryAt],
+      args.join(" "),
+    );
   }
 });
 
@@ -509,8 +550,8 @@ Deno.test("policy refuses the agent's own paths even under an allowed prefix", a
     });
     await t.step("under tar's -C", () => {
       assert.equal(
-        refused(["tar", "cf", "-", "-C", dir, "agent-state"], policy),
-        own(`path "agent-state" after tar's -C (${state})`, state),
+        refused(["tar", "cf", "-", "-C", `${dir}/work`, "link/journal.jsonl"], policy),
+        own(`path "link/journal.jsonl" after tar's -C (${dir}/work/link/journal.jsonl)`, state),
       );
       assert.equal(
         refused(["tar", "cf", "-", "-C", "work", "link"], policy, dir),
@@ -519,9 +560,150 @@ Deno.test("policy refuses the agent's own paths even under an allowed prefix", a
     });
     await t.step("what lies beside them is allowed", () => {
       accepted(["ls", `${dir}/other`, `${dir}/work`, `${dir}/agent-state-2`], policy);
-      accepted(["tar", "cf", "-", "-C", dir, "other"], policy);
+      accepted(["tar", "cf", "-", `${dir}/other`, `${dir}/agent-state-2`], policy);
       accepted(["ls", "other", "work"], policy, dir);
       accepted(["ls", state], defaultPolicy());
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy refuses tar a directory that holds the agent's own paths", async (t) => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-holder-" });
+  const state = `${dir}/x/agent-state`;
+  // Not created: the agent makes it later, and what will hold it is refused already.
+  const later = `${dir}/later/agent-state`;
+  const policy = createPolicy({ protectedPaths: [state, later] });
+  const holds = (shown: string, own: string, program = "tar") =>
+    `${shown} holds the agent's own ${own} (its state or settings), and ${program} may not be ` +
+    `given a directory that holds them: it reads or writes everything in it`;
+  try {
+    await Deno.mkdir(state, { recursive: true });
+    await Deno.writeTextFile(`${state}/journal.jsonl`, "");
+    await Deno.mkdir(`${dir}/x/other`);
+    await Deno.mkdir(`${dir}/xy`);
+    await Deno.mkdir(`${dir}/out`);
+    await Deno.symlink(`${dir}/x`, `${dir}/l`);
+    await Deno.symlink(dir, `${dir}/out/up`);
+    await t.step("an absolute ancestor, however written", () => {
+      for (const path of [dir, `${dir}/x`, `${dir}/x/`, `${dir}//x/.`, "/tmp", "/tmp/"]) {
+        assert.equal(refused(["tar", "cf", "-", path], policy), holds(`path "${path}"`, state));
+      }
+      assert.equal(
+        refused(["tar", "cf", "-", `${dir}/later`], policy),
+        holds(`path "${dir}/later"`, later),
+      );
+      assert.equal(
+        refused(["tar", "-c", `--file=${dir}/x`, `${dir}/xy`], policy),
+        holds(`path "${dir}/x"`, state),
+      );
+      const everywhere = createPolicy({ allowedPathPrefixes: ["/"], protectedPaths: [state] });
+      assert.equal(refused(["tar", "cf", "-", "/"], everywhere), holds(`path "/"`, state));
+      const bsdtar = createPolicy({ extraPrograms: ["bsdtar"], protectedPaths: [state] });
+      assert.equal(
+        refused(["bsdtar", "-cf", "-", dir], bsdtar),
+        holds(`path "${dir}"`, state, "bsdtar"),
+      );
+    });
+    await t.step("relative to the working directory, . included", () => {
+      assert.equal(
+        refused(["tar", "cf", "-", "."], policy, dir),
+        holds(`path "." (${dir})`, state),
+      );
+      assert.equal(
+        refused(["tar", "cf", "-", "x"], policy, dir),
+        holds(`path "x" (${dir}/x)`, state),
+      );
+      assert.equal(
+        refused(["tar", "-cf", "-", "--directory=.", "xy"], policy, dir),
+        holds(`path "." of "--directory=." (${dir})`, state),
+      );
+      assert.equal(
+        refused(["tar", "cf", "-", ".", "-C", `${dir}/out`, "xy"], policy, dir),
+        holds(`path "." (${dir})`, state),
+      );
+      // After a -C that tar surely reads as one, "." is that directory.
+      accepted(["tar", "-C", `${dir}/out`, "-czf", "-", "."], policy, dir);
+      accepted(["tar", "czCf", `${dir}/out`, "-", "."], policy, dir);
+      // Not after a long option that may take "-C" as its value: "." may then be the working one.
+      assert.equal(
+        refused(["tar", "-cf", "-", "--exclude", "-C", `${dir}/out`, "."], policy, dir),
+        holds(`path "." (${dir})`, state),
+      );
+      // An agent that may not create directories runs its commands in /tmp itself.
+      assert.equal(
+        refused(["tar", "cf", "-", "."], policy, "/tmp"),
+        holds(`path "." (/tmp)`, state),
+      );
+    });
+    await t.step("tar's -C, and the members after it", () => {
+      assert.equal(
+        refused(["tar", "-xf", `${dir}/out/a.tar`, "-C", "/tmp"], policy),
+        holds(`path "/tmp"`, state),
+      );
+      assert.equal(
+        refused(["tar", "-C", `${dir}/out`, "-C", "up", "-cf", "-", "xy"], policy),
+        holds(`directory "up" of tar (${dir}/out/up)`, state),
+      );
+      assert.equal(
+        refused(["tar", "-C", "x", "-cf", "-", "other"], policy, dir),
+        holds(`directory "x" of tar (${dir}/x)`, state),
+      );
+      assert.equal(
+        refused(["tar", "-C", `${dir}/out`, "-cf", "-", "up"], policy),
+        holds(`path "up" after tar's -C (${dir}/out/up)`, state),
+      );
+    });
+    await t.step("extracting or comparing in the working directory", () => {
+      const shown = `the working directory ${dir}, where tar extracts or compares without a -C ` +
+        `before its member names,`;
+      for (
+        const argv of [
+          ["tar", "xf", `${dir}/out/a.tar`],
+          ["tar", "-df", `${dir}/out/a.tar`],
+          ["tar", "-xf", `${dir}/out/a.tar`, "--wildcards", "x*", "-C", `${dir}/out`],
+        ]
+      ) {
+        assert.equal(refused(argv, policy, dir), holds(shown, state), argv.join(" "));
+      }
+      accepted(["tar", "xf", `${dir}/out/a.tar`, "-C", `${dir}/out`], policy, dir);
+      accepted(["tar", "tf", `${dir}/out/a.tar`], policy, dir);
+    });
+    await t.step("through a symbolic link", () => {
+      for (const path of [`${dir}/l`, `${dir}/l/`]) {
+        assert.equal(refused(["tar", "cf", "-", path], policy), holds(`path "${path}"`, state));
+      }
+      assert.equal(
+        refused(["tar", "cf", "-", "l"], policy, dir),
+        holds(`path "l" (${dir}/l)`, state),
+      );
+    });
+    await t.step("what lies beside them stays allowed", () => {
+      // Compared by segment: a name that merely begins like theirs does not hold them.
+      accepted(["tar", "cf", "-", `${dir}/xy`, `${dir}/x/agent`, `${dir}/lat`], policy);
+      accepted(["tar", "cf", "-", `${dir}/x/other`, `${dir}/x-2`], policy);
+      accepted(["tar", "cf", "-", "xy", "x/other", `${dir}/x/agent-state-2`], policy, dir);
+    });
+    await t.step("ls, du and df may still name them", () => {
+      for (
+        const argv of [
+          ["ls", "/tmp"],
+          ["ls", "-la", dir, "."],
+          ["du", "-sh", "/tmp"],
+          ["du", "-sh", dir, "x"],
+          ["df", "/tmp"],
+          ["df", "-h", dir],
+        ]
+      ) {
+        accepted(argv, policy, dir);
+      }
+    });
+    await t.step("without protected paths nothing changes", () => {
+      accepted(["tar", "cf", "-", "/tmp", dir, `${dir}/l`], defaultPolicy());
+      accepted(["tar", "cf", "-", "."], defaultPolicy(), dir);
+      accepted(["tar", "xf", `${dir}/out/a.tar`], defaultPolicy(), dir);
+      accepted(["tar", "xf", `${dir}/out/a.tar`, "-C", "/tmp"], defaultPolicy(), dir);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
