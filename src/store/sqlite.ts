@@ -1479,13 +1479,12 @@ function checkDatabasePath(path: string, create: boolean): void {
     );
   }
   const dir = dirname(path);
-  let dirKind: ReturnType<typeof kindOf>;
+  let dirKind: ReturnType<typeof kindOf> | undefined;
   try {
     dirKind = kindOf(dir);
   } catch {
-    // The directory may not be looked at (e.g. read permission for the database files only):
-    // SQLite says whether it can create the file there.
-    return;
+    // The directory may not be looked at (read permission for the database files only, as under
+    // `-P=serve`): the file is still created below, or SQLite says why it cannot be.
   }
   if (dirKind === "missing") {
     throw new StoreError(
@@ -1493,7 +1492,7 @@ function checkDatabasePath(path: string, create: boolean): void {
         `check --db)`,
     );
   }
-  if (dirKind !== "directory") {
+  if (dirKind !== undefined && dirKind !== "directory") {
     throw new StoreError(`cannot create database ${path}: ${dir} is not a directory`);
   }
   // Readable by its owner only (the agents' token hashes, every command and its output): SQLite

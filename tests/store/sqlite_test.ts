@@ -4,6 +4,8 @@ import { setImmediate } from "node:timers";
 import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
 import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { runStoreContract } from "./contract.ts";
+import { spawnCli } from "../_cli.ts";
+import { tempDir } from "../e2e/helpers.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
 
@@ -382,5 +384,25 @@ Deno.test("a database the store creates, and its -wal and -shm files, are readab
     assert.equal((Deno.statSync(shared).mode ?? 0) & 0o777, 0o640);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a dashboard allowed to read only its database files still creates them readable by their owner only", async () => {
+  // As under `deno run -P=serve`: read and write permission for status.db and its companions,
+  // none for the directory around them.
+  await using dir = tempDir("status-mode-");
+  const db = `${dir.path}/status.db`;
+  const files = ["", "-wal", "-shm", "-journal", "-reserve"].map((suffix) => db + suffix);
+  await using serve = spawnCli(["serve", "--db", db, "--port", "0"], {
+    perms: [
+      "--allow-net",
+      `--allow-read=${files.join(",")},/dev/null`,
+      `--allow-write=${files.join(",")}`,
+    ],
+    cwd: dir.path,
+  });
+  await serve.waitForLog("dashboard listening");
+  for (const file of [db, `${db}-wal`, `${db}-shm`]) {
+    assert.equal((Deno.statSync(file).mode ?? 0) & 0o777, 0o600, file);
   }
 });
