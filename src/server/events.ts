@@ -108,14 +108,15 @@ export function statusKeyOf(command: CommandRecord): string {
 }
 
 /**
- * Parses a `Last-Event-ID` (`<seq>:<status key>`); anything else starts from the beginning.
+ * Parses a `Last-Event-ID` (`<seq>:<status key>`, or `<seq>:` when no status was sent: the
+ * chunks of a command already final); anything else starts from the beginning.
  *
  * @param raw The header's value.
  */
 export function parseEventId(raw: string | null | undefined): EventCursor {
-  const match = /^(\d{1,15}):([a-z]+\.\d{1,9}\.[01])$/.exec(raw?.trim() ?? "");
+  const match = /^(\d{1,15}):([a-z]+\.\d{1,9}\.[01])?$/.exec(raw?.trim() ?? "");
   if (!match) return { seq: 0, statusKey: "" };
-  return { seq: Number(match[1]), statusKey: match[2] };
+  return { seq: Number(match[1]), statusKey: match[2] ?? "" };
 }
 
 /** Options of {@link eventRoutes}. */

@@ -288,7 +288,10 @@ export function httpApp(
     const secure = (incoming.socket as { encrypted?: boolean } | null)?.encrypted === true;
     let url: string;
     try {
-      url = new URL(`${secure ? "https" : "http"}://${host}${target}`).href;
+      const parsed = new URL(`${secure ? "https" : "http"}://${host}${target}`);
+      // A `Host` the URL reads otherwise (`evil@localhost`: user info) is the adapter's `400`.
+      if (parsed.hostname !== host.replace(/:\d*$/, "").toLowerCase()) return false;
+      url = parsed.href;
     } catch {
       return false;
     }

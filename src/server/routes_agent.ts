@@ -11,6 +11,7 @@
 import {
   ackRequestSchema,
   AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
   enqueueRequestSchema,
   FINAL_STATUSES,
   HEADER,
@@ -215,10 +216,14 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       let targetAgent: AgentRecord | null;
       if (via === "admin" || via === "dev-operator") {
         const named = request.agent_id ?? call.headers.get(HEADER.agentId);
-        if (!named || !AGENT_ID_PATTERN.test(named)) {
+        if (!named) {
           throw new HttpError(400, `field "agent_id": names the agent that runs the command`, {
             details: [{ field: "agent_id", message: "required without X-Agent-Id" }],
           });
+        }
+        // The body's `agent_id` passed the schema: only the header can be malformed.
+        if (!AGENT_ID_PATTERN.test(named)) {
+          throw new HttpError(400, `X-Agent-Id must be ${AGENT_ID_RULE}`);
         }
         target = named;
         targetAgent = deps.devMode

@@ -125,6 +125,25 @@ Deno.test("the command id wait is refused at enqueue: its agent routes would be 
   await other.body?.cancel();
 });
 
+Deno.test("an operator's enqueue naming its target by a malformed X-Agent-Id is a 400 naming that header", async () => {
+  await using d = await makeDashboard();
+  const enqueue = (headers: Record<string, string>) =>
+    d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...headers },
+      body: JSON.stringify({ name: "echo hi" }),
+    });
+  const malformed = await enqueue({ "X-Agent-Id": "a 1" });
+  assert.equal(malformed.status, 400);
+  assert.match(String((await json(malformed)).error), /^X-Agent-Id must be 1–128 characters/);
+  const absent = await enqueue({});
+  assert.equal(absent.status, 400);
+  assert.match(String((await json(absent)).error), /^field "agent_id": names the agent/);
+  const named = await enqueue({ "X-Agent-Id": "a1" });
+  assert.equal(named.status, 202);
+  await named.body?.cancel();
+});
+
 Deno.test("ids made only of dots are refused with 400 wherever ids are given", async (t) => {
   await using d = await makeDashboard();
   for (const id of [".", "..", "..."]) {

@@ -253,6 +253,20 @@ Deno.test("an HTTP/1.1 request without Host or with two, a Transfer-Encoding oth
         "GET /api/v1/agent/commands/wait/h1 HTTP/1.1\r\nHost: localhost\r\nhost: x\r\n\r\n",
         /"error":"malformed HTTP request: more than one Host header"/,
       ],
+      "a Host with user info (evil@localhost)": [
+        "GET /api/v1/commands HTTP/1.1\r\nHost: evil@localhost\r\n\r\n",
+        /"error":"malformed request: Invalid host header"/,
+      ],
+      "a Host with user info on a lean route": [
+        "GET /api/v1/agent/commands/wait/h1 HTTP/1.1\r\nHost: evil@localhost\r\n" +
+        "X-Agent-Id: a1\r\n\r\n",
+        /"error":"malformed request: Invalid host header"/,
+      ],
+      "a Host with a path on a lean route": [
+        "POST /api/v1/agent/commands/ack HTTP/1.1\r\nHost: localhost/x\r\n" +
+        "X-Agent-Id: a1\r\nContent-Length: 2\r\n\r\n{}",
+        /"error":"malformed request: Invalid host header"/,
+      ],
       "a Transfer-Encoding other than chunked": [
         "POST /api/v1/agent/commands/enqueue HTTP/1.1\r\nHost: localhost\r\n" +
         "Transfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n" +

@@ -187,6 +187,24 @@ Deno.test("the event stream resumed with Last-Event-ID misses and repeats nothin
   assert.equal((end.data.result as Record<string, unknown>).exit_code, 0);
 });
 
+Deno.test("the event stream of a command already final resumes after the last chunk's id, which names no status", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  await deliver(d, "f1");
+  await chunk(d, "f1", 0, "one\n");
+  await chunk(d, "f1", 4, "two\n");
+  await d.agent({ path: P.report, body: reportBody("f1") });
+
+  const first = await readEvents(d, "f1", (events) => events.length === 1);
+  assert.equal(first[0].event, "output");
+  assert.match(first[0].id ?? "", /^\d+:$/, "no status was sent: the id has none");
+
+  const second = await readEvents(d, "f1", () => false, first[0].id);
+  assert.deepEqual(second.map((e) => [e.event, e.data.offset]), [["output", 4], [
+    "end",
+    undefined,
+  ]]);
+});
+
 Deno.test("the event stream wakes on new output at once and needs the admin token", async () => {
   await using d = await makeDashboard({ realClock: true, eventKeepAliveMs: 60_000 });
   await deliver(d, "w1");
