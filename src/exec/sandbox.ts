@@ -798,8 +798,11 @@ export class Sandbox {
       try {
         cwd = await Deno.makeTempDir({ dir: this.#workRoot, prefix: this.#dirPrefix });
         own = true;
-        if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
         await Deno.chmod(cwd, 0o700);
+        // Given away last: once the command user owns it, that user may rename it in /tmp
+        // (sticky) and leave a symlink in its place, and a chmod (which follows symlinks) would
+        // then change the mode of whatever the symlink names.
+        if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
       } catch (error) {
         if (own && cwd) await Deno.remove(cwd, { recursive: true }).catch(() => {});
         throw new Error(

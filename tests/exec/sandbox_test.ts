@@ -567,3 +567,37 @@ Deno.test("a sandbox that may not create directories runs commands in its work r
     },
   );
 });
+
+Deno.test({
+  name: "a command's directory is given to its user last: a swap for a symlink then chmods nothing",
+  ignore,
+  fn: async () => {
+    // The command user may rename a directory it owns in /tmp (sticky) and leave a symlink in its
+    // place: whatever root did to the path after the chown would land on the symlink's target.
+    const victimDir = Deno.makeTempDirSync({ dir: "/var/cache", prefix: "status-victim-" });
+    const victim = `${victimDir}/file`;
+    Deno.writeTextFileSync(victim, "root's\n");
+    Deno.chmodSync(victim, 0o644);
+    const sandbox = Sandbox.create({ cgroups: false });
+    const chown = Deno.chown;
+    let swapped: string | undefined;
+    Deno.chown = async (path, uid, gid) => {
+      await chown(path, uid, gid);
+      const dir = String(path);
+      swapped = `${dir}.moved`;
+      Deno.renameSync(dir, swapped);
+      Deno.symlinkSync(victim, dir);
+    };
+    try {
+      const cell = await sandbox.open();
+      await cell.close();
+      assert.ok(swapped, "the directory was given to the command user");
+      assert.equal(Deno.statSync(victim).mode! & 0o777, 0o644, "the victim's mode is unchanged");
+    } finally {
+      Deno.chown = chown;
+      if (swapped) Deno.removeSync(swapped, { recursive: true });
+      await sandbox.close();
+      Deno.removeSync(victimDir, { recursive: true });
+    }
+  },
+});
