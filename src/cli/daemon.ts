@@ -43,8 +43,17 @@ export class DaemonError extends Error {
 export function readPidFile(path: string): number | undefined {
   let text: string;
   try {
+    // A symlink is refused: where others may write (/tmp), one could point the pid file at
+    // another file, for the daemon to write its pid through and for status stop to read.
+    if (Deno.lstatSync(path).isSymlink) {
+      throw new DaemonError(
+        `the pid file ${path} is a symlink; refusing (remove it, and give the pid file a ` +
+          "path in a directory only this user may write)",
+      );
+    }
     text = Deno.readTextFileSync(path);
   } catch (error) {
+    if (error instanceof DaemonError) throw error;
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw new DaemonError(`cannot read the pid file ${path}: ${(error as Error).message}`, {
       cause: error,
@@ -60,7 +69,7 @@ export function readPidFile(path: string): number | undefined {
 }
 
 /** Runs `ps -o <field>= -p <pid>`; `undefined` when no such process (or `ps` failed). */
-function ps(field: "stat" | "args", pid: number): string | undefined {
+function ps(field: "stat" | "args" | "uid", pid: number): string | undefined {
   try {
     const output = new Deno.Command("ps", {
       args: ["-o", `${field}=`, "-p", String(pid)],
@@ -136,8 +145,15 @@ export function acquirePidFile(path: string, pid: number = Deno.pid): void {
   }
   try {
     // Written in place (not through a temporary file) so that permission for the pid file
-    // alone is enough; readers retry a file that is still empty.
-    using file = Deno.openSync(path, { write: true, create: true, truncate: true, mode: 0o644 });
+    // alone is enough; readers retry a file that is still empty. A stale file is removed and
+    // created anew (O_EXCL), never written into: another user may have left it, or a symlink,
+    // where others may write (/tmp); it would stay theirs, and so would the pid it names.
+    try {
+      Deno.removeSync(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    using file = Deno.openSync(path, { write: true, createNew: true, mode: 0o644 });
     writeAllSync(file, new TextEncoder().encode(`${pid}\n`));
     file.syncSync();
   } catch (error) {
@@ -372,6 +388,24 @@ function sendSignal(pid: number, signal: Deno.Signal): void {
   );
 }
 
+/**
+ * Why a pid file cannot be trusted to name its process: a daemon writes its own pid file, so
+ * the file belongs to the user the process runs as (or to root). `undefined` when it does, or
+ * when either owner cannot be told.
+ */
+function foreignWriter(path: string, pid: number): string | undefined {
+  let fileUid: number | null;
+  try {
+    fileUid = Deno.lstatSync(path).uid;
+  } catch {
+    return undefined;
+  }
+  if (fileUid === null || fileUid === 0) return undefined;
+  const processUid = Number(ps("uid", pid));
+  if (!Number.isInteger(processUid) || processUid === fileUid) return undefined;
+  return `the pid file ${path} belongs to uid ${fileUid} but pid ${pid} runs as uid ${processUid}`;
+}
+
 /** Seconds {@link stopDaemon} waits by default: above the default shutdown grace of 30 s. */
 export const DEFAULT_STOP_TIMEOUT_SECS = 60;
 
@@ -406,6 +440,14 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
     throw new DaemonError(
       `no pid file ${options.pidFile}: no agent daemon is running from it ` +
         "(give the daemon's --pid-file)",
+    );
+  }
+  // Written by another user (where others may write): it may name any agent, root's included.
+  const foreign = foreignWriter(options.pidFile, pid);
+  if (foreign !== undefined) {
+    throw new DaemonError(
+      `${foreign}: refusing to signal it (another user may have written the pid file; give ` +
+        "the daemon a pid file in a directory only its user may write)",
     );
   }
   // A daemon that ended without removing its pid file (SIGKILL, a reboot) leaves a pid that

@@ -108,6 +108,65 @@ Deno.test("pid files", async (t) => {
       Deno.removeSync(pidFile);
     });
 
+    await t.step(
+      "that are a symlink are refused: nothing is written or read through them",
+      async () => {
+        const target = join(dir, "elsewhere");
+        Deno.symlinkSync(target, pidFile);
+        try {
+          assert.throws(
+            () => acquirePidFile(pidFile, Deno.pid),
+            /status\.pid is a symlink; refusing/,
+          );
+          assert.throws(() => Deno.lstatSync(target), Deno.errors.NotFound, "nothing created");
+          Deno.writeTextFileSync(target, `${Deno.pid}\n`);
+          await assert.rejects(stopDaemon({ pidFile, timeoutMs: 1000 }), /is a symlink; refusing/);
+        } finally {
+          Deno.removeSync(pidFile);
+          Deno.removeSync(target, { recursive: true });
+        }
+      },
+    );
+
+    const isRoot = Deno.uid() === 0;
+    await t.step({
+      name: "left by another user are replaced, not written into",
+      ignore: !isRoot,
+      fn: () => {
+        Deno.writeTextFileSync(pidFile, "999999\n", { mode: 0o666 });
+        Deno.chownSync(pidFile, 65534, 65534);
+        acquirePidFile(pidFile, Deno.pid);
+        const after = Deno.statSync(pidFile);
+        assert.equal(after.uid, 0, "a new file, this user's");
+        assert.equal(after.mode! & 0o777, 0o644);
+        assert.equal(readPidFile(pidFile), Deno.pid);
+        releasePidFile(pidFile, Deno.pid);
+      },
+    });
+
+    await t.step({
+      name: "stop: a pid file of another user than the process it names is not trusted",
+      ignore: !isRoot,
+      fn: async () => {
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))", DAEMON_CHILD_FLAG],
+        }).spawn();
+        try {
+          Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
+          Deno.chownSync(pidFile, 65534, 65534);
+          await assert.rejects(
+            stopDaemon({ pidFile, timeoutMs: 1000 }),
+            /belongs to uid 65534 but pid \d+ runs as uid 0: refusing to signal it/,
+          );
+          assert.equal(isProcessAlive(child.pid), true, "not signalled");
+        } finally {
+          child.kill("SIGKILL");
+          await child.status;
+          Deno.removeSync(pidFile);
+        }
+      },
+    });
+
     await t.step("stop: no pid file, stale pid file, and a process that goes", async () => {
       await assert.rejects(stopDaemon({ pidFile }), /no pid file/);
       const dead = new Deno.Command("true").spawn();
