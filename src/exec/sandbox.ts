@@ -25,6 +25,7 @@
 import { createHash } from "node:crypto";
 import { dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
+import { ownUid } from "../own_files.ts";
 import {
   type CgroupHome,
   exists,
@@ -202,18 +203,7 @@ export function setsidExecFailure(
  * @returns The uid or `null`.
  */
 export function agentUid(): number | null {
-  if (granted({ name: "sys", kind: "uid" })) {
-    const uid = Deno.uid();
-    if (uid !== null) return uid;
-  }
-  try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    const match = /^Uid:\s+(\d+)/m.exec(status);
-    if (match) return Number(match[1]);
-  } catch {
-    // not readable
-  }
-  return null;
+  return ownUid();
 }
 
 /**

@@ -5,8 +5,8 @@
  */
 import { writeAllSync } from "../write_all.ts";
 import { configureSync, type LogRecord, resetSync, type Sink } from "@logtape/logtape";
-import { getRotatingFileSink } from "@logtape/file";
 import { LineBatcher } from "./batch.ts";
+import { rotatingFileSink } from "./file_sink.ts";
 import { formatJson, formatText, type LogFormat } from "./format.ts";
 import type { LogLevel } from "./levels.ts";
 import { ROOT_CATEGORY } from "./logger.ts";
@@ -34,7 +34,10 @@ export interface LoggingOptions {
    * @default {"info"}
    */
   level?: LogLevel;
-  /** Write to this file (rotating) instead of standard error. */
+  /**
+   * Write to this file (rotating) instead of standard error. A new file is its owner's only
+   * (0600); a symlink or another user's file in its place is refused.
+   */
   file?: string;
   /** Secret values (tokens) that must never appear in a log line; they are replaced. */
   secrets?: readonly string[];
@@ -116,11 +119,10 @@ export function setupLogging(options: LoggingOptions = {}): void {
   closeLogging();
   let sink: Sink;
   if (options.file) {
-    sink = getRotatingFileSink(options.file, {
+    // Each line at once: a daemon's log is read while it runs (and after a crash).
+    sink = rotatingFileSink(options.file, {
       maxSize: 10 * 1024 * 1024,
       maxFiles: 5,
-      // Write each line at once: a daemon's log is read while it runs (and after a crash).
-      bufferSize: 0,
       formatter: (record) => formatter(record) + "\n",
     });
   } else if (options.write) {

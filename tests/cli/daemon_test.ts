@@ -251,7 +251,8 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
       });
     }
     await t.step("what it says on standard error as it fails is printed", async () => {
-      // A log file the parent cannot tell is unusable: a link to a folder that does not exist.
+      // A log file the parent cannot tell is unusable: a symlink (a link to a folder that does
+      // not exist), which the daemon refuses to write through.
       const link = join(dir, "dangling.log");
       Deno.symlinkSync(join(dir, "no-such-folder", "x.log"), link);
       const run = await daemon("--log-file", link);
@@ -260,7 +261,7 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
         run.stderr.trim(),
         new RegExp(
           `^status: the daemon exited at start with code 2: LOG_FILE from flag --log-file ` +
-            `\\(${link}\\) cannot be opened: it leads to a folder that does not exist`,
+            `\\(${link}\\) cannot be opened: ${link} is a symlink; refusing to write through it`,
         ),
       );
       assert.doesNotMatch(run.stderr, /see its log file/);

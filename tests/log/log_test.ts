@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { auditLogger, closeLogging, logger, setupLogging } from "../../src/log/mod.ts";
+import { rotatingFileSink } from "../../src/log/file_sink.ts";
 
 const TOKEN = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
@@ -98,6 +99,76 @@ Deno.test("a log file gets each line at once and closes cleanly", () => {
       closeLogging();
     }
     closeLogging();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a log file is its owner's only, and never written through a symlink", async (t) => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-log-" });
+  const path = `${dir}/status.log`;
+  try {
+    await t.step("a new log file is created 0600", () => {
+      setupLogging({ format: "json", level: "info", file: path });
+      closeLogging();
+      assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+      Deno.removeSync(path);
+    });
+    await t.step("a symlink in its place is refused; its target is untouched", () => {
+      // Where others may write (/tmp), a local user could point it at a root-owned file.
+      const target = `${dir}/victim`;
+      Deno.writeTextFileSync(target, "precious\n");
+      Deno.symlinkSync(target, path);
+      assert.throws(
+        () => setupLogging({ format: "json", level: "info", file: path }),
+        /status\.log is a symlink; refusing to write through it/,
+      );
+      closeLogging();
+      assert.equal(Deno.readTextFileSync(target), "precious\n");
+      Deno.removeSync(path);
+    });
+    await t.step({
+      name: "another user's file in its place is refused",
+      ignore: Deno.uid() !== 0,
+      fn: () => {
+        Deno.writeTextFileSync(path, "", { mode: 0o666 });
+        Deno.chownSync(path, 65534, 65534);
+        assert.throws(
+          () => setupLogging({ format: "json", level: "info", file: path }),
+          /status\.log belongs to uid 65534, not to this user \(uid 0\); refusing/,
+        );
+        closeLogging();
+        Deno.removeSync(path);
+      },
+    });
+    await t.step("it rotates by size, a symlink left at a rotated name replaced", () => {
+      const target = `${dir}/victim`;
+      Deno.symlinkSync(target, `${path}.1`);
+      const sink = rotatingFileSink(path, {
+        maxSize: 10,
+        maxFiles: 2,
+        formatter: (record) => `${record.rawMessage}\n`,
+      });
+      const record = (message: string) =>
+        ({
+          category: ["status"],
+          level: "info",
+          message: [message],
+          rawMessage: message,
+          properties: {},
+          timestamp: 0,
+        }) as const;
+      try {
+        for (const message of ["first", "second", "third"]) sink(record(message));
+      } finally {
+        sink[Symbol.dispose]();
+      }
+      assert.equal(Deno.readTextFileSync(path), "third\n");
+      assert.equal(Deno.readTextFileSync(`${path}.1`), "second\n");
+      assert.equal(Deno.readTextFileSync(`${path}.2`), "first\n");
+      assert.equal(Deno.lstatSync(`${path}.1`).isSymlink, false);
+      assert.equal(Deno.readTextFileSync(target), "precious\n");
+    });
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

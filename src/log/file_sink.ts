@@ -1,0 +1,73 @@
+/**
+ * The log file: each line written (and synced) at once, rotated by size, and opened only as a
+ * file of this process's own (see `own_files.ts`): a log file in `/tmp` that another user
+ * replaced with a symlink, or created first, is refused instead of written through.
+ *
+ * @module
+ */
+import type { LogRecord, Sink } from "@logtape/logtape";
+import { openOwnFileSync } from "../own_files.ts";
+import { writeAllSync } from "../write_all.ts";
+
+/** Mode of a log file this program creates: its owner's only (commands, errors, addresses). */
+export const LOG_FILE_MODE = 0o600;
+
+/** Options of {@link rotatingFileSink}. */
+export interface RotatingFileSinkOptions {
+  /** Size in bytes after which the file is rotated to `<path>.1`. */
+  maxSize: number;
+  /** How many rotated files are kept beside the current one (`<path>.1` … `<path>.<maxFiles>`). */
+  maxFiles: number;
+  /** Formats a record into its line, newline included. */
+  formatter: (record: LogRecord) => string;
+}
+
+/**
+ * A sink writing to a rotating log file.
+ *
+ * @param path The log file.
+ * @param options Size, number of files and formatter.
+ * @returns The sink; disposing it closes the file.
+ * @throws {import("../own_files.ts").NotOwnFileError} When the file is a symlink or another
+ *   user's.
+ */
+export function rotatingFileSink(
+  path: string,
+  options: RotatingFileSinkOptions,
+): Sink & Disposable {
+  const open = () => openOwnFileSync(path, { append: true, mode: LOG_FILE_MODE });
+  let file: Deno.FsFile | undefined = open();
+  let size = file.statSync().size;
+  const encoder = new TextEncoder();
+  const rotate = () => {
+    file?.close();
+    file = undefined;
+    for (let i = options.maxFiles; i > 0; i--) {
+      try {
+        // A rename never follows a symlink: one left at <path>.N is replaced, not written.
+        Deno.renameSync(i === 1 ? path : `${path}.${i - 1}`, `${path}.${i}`);
+      } catch {
+        // Not there yet.
+      }
+    }
+    size = 0;
+  };
+  return Object.assign((record: LogRecord) => {
+    const bytes = encoder.encode(options.formatter(record));
+    if (file !== undefined && size > 0 && size + bytes.length > options.maxSize) rotate();
+    try {
+      // Opened again after a rotation, or after it could not be (the line is lost then).
+      file ??= open();
+      writeAllSync(file, bytes);
+      file.syncSync();
+      size += bytes.length;
+    } catch {
+      // A log line must not stop the program; the next one tries again.
+    }
+  }, {
+    [Symbol.dispose]: () => {
+      file?.close();
+      file = undefined;
+    },
+  });
+}
