@@ -8,6 +8,7 @@
 import { lockWithin } from "../clock.ts";
 import { DEFAULT_STATE_DIR } from "../defaults.ts";
 import { canReadWrite, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import { sharedDirectoryProblem } from "../own_files.ts";
 import { writeAllSync } from "../write_all.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
@@ -91,6 +92,15 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
       ? "a part of the path above it is not a directory"
       : (error as Error).message;
     throw new Error(`cannot create the state directory ${dir}: ${why}`, { cause: error });
+  }
+  // Created 0700 when missing; one that was there already (made by another user in /tmp, say)
+  // must be this user's alone: its journal tells a restarted agent which processes to kill.
+  const shared = sharedDirectoryProblem(dir);
+  if (shared !== undefined) {
+    throw new Error(
+      `the state directory ${dir} cannot be used: ${shared} (another user could read or change ` +
+        "the journal and the outbox); give the agent a directory of its own",
+    );
   }
   const lock = lockStateDir(dir);
   let journal: Journal | undefined;

@@ -17,6 +17,7 @@ import {
 } from "../config/mod.ts";
 import { dirname } from "node:path";
 import { ConfigError, UsageError } from "../errors.ts";
+import { sharedDirectoryProblem } from "../own_files.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 import type { Io } from "./io.ts";
 
@@ -274,7 +275,8 @@ export function checkFileLocation(env: string, source: string | undefined, path:
  * @param loaded The loaded settings.
  * @param key `commandCwd` (must exist) or `stateDir` (is created when missing).
  * @throws {ConfigError} Naming the setting and its source, when the path is not a directory, or
- *   (`commandCwd`) does not exist.
+ *   (`commandCwd`) does not exist, or (`stateDir`) belongs to another user or every user may
+ *   write in it.
  */
 export function checkDirectorySetting(
   loaded: LoadedSettings,
@@ -296,6 +298,7 @@ export function checkDirectorySetting(
     }
     // Without --allow-read: not ours to judge here; the agent says what it can do.
   }
+  if (problem === undefined && key === "stateDir") problem = sharedDirectoryProblem(path);
   if (problem !== undefined) throw new ConfigError(`${name} cannot be used: ${problem}`);
 }
 

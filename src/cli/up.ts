@@ -10,6 +10,7 @@ import { twoStageStop } from "./signals.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
+import { sharedDirectoryProblem } from "../own_files.ts";
 import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
@@ -182,6 +183,15 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       throw new ConfigError(`cannot create ${stateDir}: ${(error as Error).message}`, {
         cause: error,
       });
+    }
+    // One that was there already (made first by another user in /tmp, say): they could read
+    // the database, or swap what lies in it.
+    const shared = sharedDirectoryProblem(dataDir);
+    if (shared !== undefined) {
+      throw new ConfigError(
+        `cannot use --data-dir ${dataDir}: ${shared} (another user could read or replace the ` +
+          "database and the agent's state); give it a directory of its own",
+      );
     }
 
     // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.

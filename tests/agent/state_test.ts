@@ -276,6 +276,63 @@ Deno.test("agent state", async (t) => {
   });
 });
 
+Deno.test("a state directory others may write, or another user's, is refused", async (t) => {
+  // STATE_DIR=/tmp/agent-state made first by another user: they would read every command and
+  // result, and could write a journal that a restarted agent (root) acts on.
+  await t.step("every user may write in it", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-state-" });
+    try {
+      Deno.chmodSync(dir, 0o1777);
+      assert.throws(() => openAgentState({ dir }), {
+        message: `the state directory ${dir} cannot be used: every user may write in it ` +
+          "(mode 1777) (another user could read or change the journal and the outbox); give " +
+          "the agent a directory of its own",
+      });
+      assert.throws(() => Deno.statSync(join(dir, "journal.jsonl")), Deno.errors.NotFound);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+  await t.step({
+    name: "another user's",
+    ignore: Deno.uid() !== 0,
+    fn: () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-state-" });
+      try {
+        Deno.chownSync(dir, 65534, 65534);
+        assert.throws(() => openAgentState({ dir }), {
+          message: new RegExp(
+            `^the state directory ${dir} cannot be used: ${dir} belongs to ` +
+              "uid 65534, not to this user \\(uid 0\\)",
+          ),
+        });
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
+  });
+  await t.step({
+    name: "a symlink to another user's directory",
+    ignore: Deno.uid() !== 0,
+    fn: () => {
+      const parent = Deno.makeTempDirSync({ prefix: "status-state-" });
+      const theirs = join(parent, "theirs");
+      const link = join(parent, "state");
+      try {
+        Deno.mkdirSync(theirs, { mode: 0o700 });
+        Deno.symlinkSync(theirs, link);
+        Deno.chownSync(theirs, 65534, 65534);
+        assert.throws(
+          () => openAgentState({ dir: link }),
+          /cannot be used: .* belongs to uid 65534/,
+        );
+      } finally {
+        Deno.removeSync(parent, { recursive: true });
+      }
+    },
+  });
+});
+
 Deno.test("two agents cannot share one state directory", () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
   try {

@@ -205,6 +205,33 @@ Deno.test("COMMAND_CWD and STATE_DIR that cannot be used are refused at start", 
   }
 });
 
+Deno.test("a state or data directory every user may write in is refused at start", async (t) => {
+  // Made first in /tmp by another user: they could read, or change, what the agent keeps there.
+  const dir = Deno.makeTempDirSync({ prefix: "status-shared-" });
+  Deno.chmodSync(dir, 0o1777);
+  try {
+    await t.step("STATE_DIR", async () => {
+      const result = await run(["--agent-id", "shared-1", "--state-dir", dir]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [
+        `status: STATE_DIR from flag --state-dir (${dir}) cannot be used: every user may write ` +
+        "in it (mode 1777)",
+      ]);
+    });
+    await t.step("status up --data-dir", async () => {
+      const result = await run(["up", "--port", "0", "--data-dir", dir]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [
+        `status: cannot use --data-dir ${dir}: every user may write in it (mode 1777) (another ` +
+        "user could read or replace the database and the agent's state); give it a directory " +
+        "of its own",
+      ]);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("the library's state directory error says a file is in the way", async () => {
   const { openAgentState } = await import("../../src/agent/mod.ts");
   const file = await Deno.makeTempFile();
