@@ -116,6 +116,36 @@ export function openOwnFileSync(path: string, options: OpenOwnFileOptions): Deno
   return file;
 }
 
+/** Options of {@link notOwnPathProblem}. */
+export interface NotOwnPathOptions {
+  /**
+   * `"never"`: a symlink is a problem whoever made it; `"own"`: a symlink this user or root made
+   * is followed, and what it names is judged.
+   */
+  symlink: "never" | "own";
+}
+
+/**
+ * Why an existing path is not this process's own: a symlink (another user's, or any with
+ * `symlink: "never"`), or a file or directory another user owns.
+ *
+ * @param path The path.
+ * @param options Which symlinks are followed.
+ * @returns The problem, or `undefined` (also when it does not exist or cannot be looked at).
+ */
+export function notOwnPathProblem(path: string, options: NotOwnPathOptions): string | undefined {
+  try {
+    const link = Deno.lstatSync(path);
+    if (!link.isSymlink) return foreignOwner(path, link);
+    if (options.symlink === "never") return `${path} is a symlink`;
+    const foreign = foreignOwner(path, link);
+    if (foreign !== undefined) return `${path} is a symlink and ${foreign.slice(path.length + 1)}`;
+    return foreignOwner(path, Deno.statSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Why an existing directory may not hold this program's private state: it is a symlink another
  * user owns, it (or what the symlink names) belongs to another user, or every user may write
@@ -125,20 +155,15 @@ export function openOwnFileSync(path: string, options: OpenOwnFileOptions): Deno
  * @returns The problem, or `undefined` (also when it does not exist or cannot be looked at).
  */
 export function sharedDirectoryProblem(path: string): string | undefined {
+  const foreign = notOwnPathProblem(path, { symlink: "own" });
+  if (foreign !== undefined) return foreign;
   let info: Deno.FileInfo;
   try {
-    const link = Deno.lstatSync(path);
-    if (link.isSymlink) {
-      const foreign = foreignOwner(path, link);
-      if (foreign !== undefined) return `it is a symlink and ${foreign}`;
-    }
-    info = link.isSymlink ? Deno.statSync(path) : link;
+    info = Deno.statSync(path);
   } catch {
     return undefined;
   }
   if (!info.isDirectory) return undefined;
-  const foreign = foreignOwner(path, info);
-  if (foreign !== undefined) return foreign;
   if (info.mode !== null && (info.mode & 0o002) !== 0) {
     return `every user may write in it (mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")})`;
   }

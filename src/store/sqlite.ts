@@ -27,6 +27,7 @@
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
+import { notOwnPathProblem, openOwnFileSync } from "../own_files.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
@@ -412,7 +413,9 @@ export class SqliteStore implements CommandStore {
     if (path === null) return;
     let file: Deno.FsFile | undefined;
     try {
-      file = Deno.openSync(path, { write: true, create: true, append: true });
+      // Never through a symlink, nor into another user's file: beside a database in /tmp, one
+      // left there would have this process append 2 MiB of zeros to whatever it names.
+      file = openOwnFileSync(path, { append: true, mode: 0o600 });
       let size = file.statSync().size;
       const chunk = new Uint8Array(64 * 1024);
       while (size < RESERVE_BYTES) {
@@ -1467,6 +1470,18 @@ function kindOf(path: string): "file" | "directory" | "other" | "missing" {
 
 /** Refuses a missing file (unless `create`) or a missing directory before SQLite creates one. */
 function checkDatabasePath(path: string, create: boolean): void {
+  // Beside a database in a directory others may write (/tmp), a file or symlink another user
+  // made first would be read and written by this process: theirs to read, or to point elsewhere.
+  const problem = notOwnPathProblem(path, { symlink: "own" }) ??
+    [`${path}-wal`, `${path}-shm`, `${path}-reserve`]
+      .map((companion) => notOwnPathProblem(companion, { symlink: "never" }))
+      .find((found) => found !== undefined);
+  if (problem !== undefined) {
+    throw new StoreError(
+      `cannot open database ${path}: ${problem}; refusing (remove it, or keep the database in ` +
+        "a directory only this user may write)",
+    );
+  }
   const kind = kindOf(path);
   if (kind === "directory") {
     throw new StoreError(`cannot open database ${path}: it is a directory, not a file`);

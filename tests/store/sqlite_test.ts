@@ -387,6 +387,47 @@ Deno.test("a database the store creates, and its -wal and -shm files, are readab
   }
 });
 
+Deno.test("a database's files that another user made first, or a symlink beside it, are refused", async (t) => {
+  // A database in /tmp: another user could make its files first, to read them, or leave a
+  // symlink for this process to write through (the reserve appends 2 MiB of zeros).
+  const dir = await Deno.makeTempDir({ prefix: "status-foreign-" });
+  const path = `${dir}/status.db`;
+  const victim = `${dir}/victim`;
+  try {
+    Deno.writeTextFileSync(victim, "precious\n");
+    for (const companion of ["-reserve", "-wal", "-shm"]) {
+      await t.step(`a symlink at ${companion}`, () => {
+        Deno.symlinkSync(victim, path + companion);
+        try {
+          assert.throws(() => openSqliteStore(path), {
+            name: "StoreError",
+            message: `cannot open database ${path}: ${path}${companion} is a symlink; refusing ` +
+              "(remove it, or keep the database in a directory only this user may write)",
+          });
+          assert.equal(Deno.readTextFileSync(victim), "precious\n");
+        } finally {
+          Deno.removeSync(path + companion);
+        }
+      });
+    }
+    await t.step({
+      name: "a database file of another user",
+      ignore: Deno.uid() !== 0,
+      fn: () => {
+        Deno.writeFileSync(path, new Uint8Array(), { mode: 0o666 });
+        Deno.chownSync(path, 65534, 65534);
+        assert.throws(
+          () => openSqliteStore(path),
+          new RegExp(`^StoreError: cannot open database ${path}: ${path} belongs to uid 65534`),
+        );
+        Deno.removeSync(path);
+      },
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a dashboard allowed to read only its database files still creates them readable by their owner only", async () => {
   // As under `deno run -P=serve`: read and write permission for status.db and its companions,
   // none for the directory around them.
