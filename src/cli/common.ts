@@ -131,6 +131,7 @@ export function loadCommandSettings(
   // Every command says once at start-up what it could not read and which flag would let it, as
   // it says what is wrong in config.json: a one-shot command too (status list, agents, health).
   for (const notice of loaded.notices) log.info(notice);
+  for (const warning of loaded.warnings) log.warning(warning);
   for (const file of loaded.files) log.debug("settings file read", { file });
   if (loaded.ignoredKeys.length > 0) {
     log.debug("config.json keys ignored (not settings of this program)", {

@@ -71,6 +71,11 @@ export interface LoadedSettings {
   unreadableFiles: string[];
   /** Files that were read. */
   files: string[];
+  /**
+   * Things the user must be warned of at start-up: a settings file holding a secret (a token,
+   * a database password) that other users may read.
+   */
+  warnings: string[];
 }
 
 function permitted(desc: Deno.PermissionDescriptor): boolean {
@@ -263,7 +268,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       throw new ConfigError(`${label} does not exist (given by ${flag})`);
     }
     if (text !== undefined) files.push(path);
-    return text === undefined ? undefined : { text, label };
+    return text === undefined ? undefined : { text, label, path };
   };
 
   const envFile = readFile(options.envFilePath, ".env", "--env-file");
@@ -314,6 +319,10 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     sources[key] = source;
   }
   checkBounds(settings, sources);
+  const warnings = [
+    readableSecrets(envFile, (name) => dotenv[name]),
+    readableSecrets(configFile, (name) => json[jsonKeyOf(name)]),
+  ].filter((warning): warning is string => warning !== undefined);
   return {
     settings: settings as Settings,
     sources,
@@ -324,7 +333,33 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     deniedVariables,
     unreadableFiles,
     files,
+    warnings,
   };
+}
+
+/**
+ * A warning when a settings file holds a secret and its mode lets users other than its owner
+ * read it (a token in a 0644 `.env` is every local user's).
+ */
+function readableSecrets(
+  file: { label: string; path: string } | undefined,
+  valueOf: (name: string) => unknown,
+): string | undefined {
+  if (file === undefined) return undefined;
+  const held = Object.values(SETTINGS)
+    .filter((spec) => spec.secret && valueOf(spec.env) !== undefined && valueOf(spec.env) !== null)
+    .map((spec) => spec.env);
+  if (held.length === 0) return undefined;
+  let mode: number | null;
+  try {
+    mode = Deno.statSync(file.path).mode;
+  } catch {
+    return undefined;
+  }
+  if (mode === null || (mode & 0o044) === 0) return undefined;
+  const octal = (mode & 0o7777).toString(8).padStart(4, "0");
+  return `${file.label} holds ${held.join(" and ")} and users other than its owner may read it ` +
+    `(mode ${octal}); make it readable by its owner only: chmod 600 ${file.label}`;
 }
 
 /**

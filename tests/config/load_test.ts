@@ -424,3 +424,31 @@ Deno.test("errors say the range of a duration, and why labels were refused", asy
     );
   });
 });
+
+Deno.test("a settings file that holds a token and other users may read is warned about", async (t) => {
+  const dir = tempDir({
+    ".env": "AGENT_TOKEN=" + "t".repeat(43) + "\n",
+    "config.json": JSON.stringify({ status_admin_token: "a".repeat(43), agent_id: "web-1" }),
+  });
+  try {
+    await t.step("readable by others: one warning per file, naming the secrets", () => {
+      Deno.chmodSync(`${dir}/.env`, 0o644);
+      Deno.chmodSync(`${dir}/config.json`, 0o640);
+      const loaded = loadSettings({ roles: ["agent"], cwd: dir, env: {} });
+      assert.deepEqual(loaded.warnings, [
+        ".env holds AGENT_TOKEN and users other than its owner may read it (mode 0644); make " +
+        "it readable by its owner only: chmod 600 .env",
+        "config.json holds STATUS_ADMIN_TOKEN and users other than its owner may read it " +
+        "(mode 0640); make it readable by its owner only: chmod 600 config.json",
+      ]);
+    });
+    await t.step("its owner's only, or no secret in it: no warning", () => {
+      Deno.chmodSync(`${dir}/.env`, 0o600);
+      Deno.writeTextFileSync(`${dir}/config.json`, JSON.stringify({ agent_id: "web-1" }));
+      Deno.chmodSync(`${dir}/config.json`, 0o644);
+      assert.deepEqual(loadSettings({ roles: ["agent"], cwd: dir, env: {} }).warnings, []);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
