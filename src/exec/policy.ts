@@ -470,8 +470,9 @@ export interface CheckPolicyOptions {
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows);
  * - a relative argument that names an existing entry of the working directory is checked like
- *   the absolute path it resolves to, and so is a relative value attached to an option
- *   (`--file=name`, `-fname`: each rest of a short option bundle counts);
+ *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
+ *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
+ *   rest of a short option bundle counts);
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
@@ -676,9 +677,8 @@ export class PolicyChecker {
       }
       bases.push(...places);
     }
-    const members = args.filter((arg) =>
-      arg !== "" && !arg.startsWith("-") && !arg.startsWith("/")
-    );
+    // Those that begin with a dash too: after `--` they are member names (`-- -l/file`).
+    const members = args.filter((arg) => arg !== "" && !arg.startsWith("/"));
     for (const member of members) {
       for (const [index, base] of bases.entries()) {
         const path = normalizePath(`${base}/${member}`);
@@ -788,7 +788,9 @@ export class PolicyChecker {
         }
         const own = this.#ownPathReason(`path "${candidate}"`, path, holder);
         if (own) return own;
-      } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
+      } else if (cwd && candidate === arg && arg !== "") {
+        // One that begins with a dash too: an option's value given as the next argument may
+        // (`date -f -x` reads the file "-x"), and so may a file name after `--`.
         const path = normalizePath(`${cwd}/${arg}`);
         if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
           // A relative argument naming something of the working directory outside the prefixes

@@ -710,6 +710,60 @@ Deno.test("policy refuses tar a directory that holds the agent's own paths", asy
   }
 });
 
+Deno.test("policy checks an argument that begins with a dash like any other path", async (t) => {
+  // `date -f -x` reads the file "-x": a value given as the next argument may begin with a dash,
+  // and after "--" so may a file name.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-dash-" });
+  const state = `${dir}/agent-state`;
+  const config = `${dir}/config.json`;
+  const policy = createPolicy({ protectedPaths: [state, config] });
+  try {
+    await Deno.mkdir(state);
+    await Deno.writeTextFile(`${state}/journal.jsonl`, "");
+    await Deno.writeTextFile(config, "{}");
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.symlink(config, `${dir}/-x`);
+    await Deno.symlink(state, `${dir}/work/-_l`);
+    await Deno.symlink("/etc", `${dir}/-_o`);
+    await t.step("relative to the working directory", () => {
+      for (
+        const argv of [
+          ["date", "-f", "-x"],
+          ["date", "--file", "-x"],
+          ["gzip", "-c", "--", "-x"],
+          ["tar", "-cf", `${dir}/work/a.tar`, "-g", "-x", "-C", `${dir}/work`, "."],
+        ]
+      ) {
+        assert.equal(
+          refused(argv, policy, dir),
+          `path "-x" (${dir}/-x) is the agent's own ${config} or lies in it (its state or ` +
+            `settings), which commands may not touch`,
+          argv.join(" "),
+        );
+      }
+      assert.equal(
+        refused(["date", "-f", "-_o/secret"], policy, dir),
+        `path "-_o/secret" leaves the allowed prefixes through a symbolic link`,
+      );
+    });
+    await t.step("a member under tar's -C", () => {
+      assert.equal(
+        refused(["tar", "-C", `${dir}/work`, "-cf", "-", "--", "-_l/journal.jsonl"], policy),
+        `path "-_l/journal.jsonl" after tar's -C (${dir}/work/-_l/journal.jsonl) is the ` +
+          `agent's own ${state} or lies in it (its state or settings), which commands may not ` +
+          `touch`,
+      );
+    });
+    await t.step("options that name nothing there stay allowed", () => {
+      accepted(["ls", "-la", "--", "-y"], policy, dir);
+      accepted(["date", "-u", "-R"], policy, dir);
+      accepted(["tar", "-C", `${dir}/work`, "-czf", "-", "--exclude", "-y", "."], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("createPolicy refuses a protected path that is not absolute", () => {
   assert.throws(
     () => createPolicy({ protectedPaths: ["state"] }),
