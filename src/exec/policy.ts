@@ -88,6 +88,8 @@ const RUNS = "runs other programs";
 const FILE_LIST = "reads the names of the files to use from a file";
 const FOLLOWS = "follows symbolic links";
 const MEMBER_NAMES = 'keeps absolute and ".." member names, which these rules never see';
+const TOP_LEVEL =
+  "extracts into a directory named by its value or by the archive (which these rules never see)";
 
 const TAR_RULES: OptionRules = {
   long: {
@@ -101,6 +103,7 @@ const TAR_RULES: OptionRules = {
     "--files-from": FILE_LIST,
     "--dereference": FOLLOWS,
     "--absolute-names": MEMBER_NAMES,
+    "--one-top-level": TOP_LEVEL,
   },
   short: { I: RUNS, F: RUNS, T: FILE_LIST, h: FOLLOWS, P: MEMBER_NAMES },
   // Exact names that begin a refused one: `--file` (not `--files-from`), `--checkpoint`.
@@ -149,12 +152,17 @@ const TAR_UNPACK_LETTERS: ReadonlySet<string> = new Set("xd");
 /** tar's long options of those operations (`--extract`, `--get`, `--diff`, `--compare`). */
 const TAR_UNPACK_OPTIONS: readonly string[] = ["--extract", "--get", "--diff", "--compare"];
 
+/** tar's options that rename members, refused when it extracts or compares them. */
+const TAR_RENAME_OPTIONS: readonly string[] = ["--transform", "--xform"];
+
 /** What {@link tarOperands} reads from a tar command line. */
 export interface TarOperands {
   /** The `-C`/`--directory` values, in order. */
   directories: string[];
   /** The `-f`/`--file` values, in order. */
   archives: string[];
+  /** Whether tar is asked to extract (`x`, `--extract`, `--get`) or compare (`d`, `--diff`). */
+  unpacks: boolean;
   /**
    * Whether tar extracts or compares members in the working directory: it is asked to extract
    * (`x`, `--extract`, `--get`) or compare (`d`, `--diff`, `--compare`), and no `-C` comes
@@ -246,6 +254,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
   return {
     directories,
     archives,
+    unpacks,
     unpacksInWorkingDirectory: unpacks && (directories.length === 0 || nameFirst),
     firstDirectoryAt: firstDirectoryAt ?? args.length,
   };
@@ -278,6 +287,12 @@ export function suffixValues(program: string, args: readonly string[]): string[]
     }
   }
   return suffixes;
+}
+
+/** Whether an argument is `--transform` or `--xform`, abbreviated or not, with or without `=`. */
+function isTarRenameOption(arg: string): boolean {
+  const name = arg.split("=", 1)[0];
+  return name.length >= 4 && TAR_RENAME_OPTIONS.some((option) => option.startsWith(name));
 }
 
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
@@ -477,9 +492,12 @@ export interface CheckPolicyOptions {
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
- *   gzip `-f`/`-r`) and tar's `-P` (absolute member names), by exact name, unambiguous prefix or
+ *   gzip `-f`/`-r`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
+ *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or
  *   inside a bundle (`-chf`, `tar chf`), also after `--` (which an option may take as its value:
  *   `tar --exclude -- --to-command=...`);
+ * - tar's `--transform` and `--xform` are refused when it extracts or compares: they choose the
+ *   names of the files it writes or reads there, which the rules never see;
  * - gzip's `-S`/`--suffix` and tar's backup `--suffix` may not hold a `/` (see
  *   {@link suffixValues});
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
@@ -637,8 +655,14 @@ export class PolicyChecker {
     program: string,
     args: string[],
     cwd: string | undefined,
-    { directories, archives, unpacksInWorkingDirectory }: TarOperands,
+    { directories, archives, unpacks, unpacksInWorkingDirectory }: TarOperands,
   ): string | undefined {
+    const rename = unpacks ? args.find(isTarRenameOption) : undefined;
+    if (rename !== undefined) {
+      return `option "${rename.split("=", 1)[0]}" of ${program} renames the members it extracts ` +
+        `or compares, to names these rules never see (which may lead through a symbolic link), ` +
+        `and is not allowed with -x or -d`;
+    }
     const forceLocal = args.some((arg) => arg.length >= 6 && "--force-local".startsWith(arg));
     const remote = forceLocal ? undefined : archives.find(isRemoteArchive);
     if (remote !== undefined) {

@@ -764,6 +764,46 @@ Deno.test("policy checks an argument that begins with a dash like any other path
   }
 });
 
+Deno.test("policy refuses tar the options that choose where extracted members go", async (t) => {
+  // With a symlink /tmp/box/l to the state directory, `tar -C /tmp/box -xf a.tar
+  // --one-top-level=l` (or `--transform=s,^,l/,`) wrote the archive's members into it.
+  const topLevel = (option: string) =>
+    `option "${option}" of tar extracts into a directory named by its value or by the ` +
+    `archive (which these rules never see) and is not allowed`;
+  const renames = (option: string) =>
+    `option "${option}" of tar renames the members it extracts or compares, to names these ` +
+    `rules never see (which may lead through a symbolic link), and is not allowed with -x or -d`;
+  await t.step("--one-top-level, with a value or without", () => {
+    for (const option of ["--one-top-level=l", "--one-top-level", "--one-top=l"]) {
+      const name = option.split("=")[0];
+      assert.equal(refused(["tar", "-C", "/tmp/box", "-xf", "/tmp/a.tar", option]), topLevel(name));
+    }
+    assert.equal(
+      refused(["tar", "xf", "/tmp/a.tar", "--one-t", "-C", "/tmp/box"]),
+      topLevel("--one-t"),
+    );
+  });
+  await t.step("--transform and --xform when extracting or comparing", () => {
+    for (
+      const [argv, option] of [
+        [["tar", "-C", "/tmp/box", "-xf", "/tmp/a.tar", "--transform=s,^,l/,"], "--transform"],
+        [["tar", "xf", "/tmp/a.tar", "-C", "/tmp/box", "--xform", "s,^,l/,"], "--xform"],
+        [["tar", "--extract", "-f", "/tmp/a.tar", "--tr=s,^,l/,"], "--tr"],
+        [["tar", "-df", "/tmp/a.tar", "-C", "/tmp/box", "--xf=s,^,l/,"], "--xf"],
+        [["tar", "--get", "--file=/tmp/a.tar", "--transfor", "s,^,l/,"], "--transfor"],
+      ] as const
+    ) {
+      assert.equal(refused([...argv]), renames(option), argv.join(" "));
+    }
+  });
+  await t.step("what stays allowed", () => {
+    accepted(["tar", "-czf", "/tmp/a.tgz", "-C", "/tmp/box", "--transform=s,^,pkg/,", "."]);
+    accepted(["tar", "-tvf", "/tmp/a.tar", "--xform", "s,^,x/,"]);
+    accepted(["tar", "-xf", "/tmp/a.tar", "-C", "/tmp/box", "--strip-components=1"]);
+    accepted(["tar", "-cf", "/tmp/a.tar", "--one-file-system", "/tmp/box"]);
+  });
+});
+
 Deno.test("createPolicy refuses a protected path that is not absolute", () => {
   assert.throws(
     () => createPolicy({ protectedPaths: ["state"] }),
