@@ -295,6 +295,73 @@ function isTarRenameOption(arg: string): boolean {
   return name.length >= 4 && TAR_RENAME_OPTIONS.some((option) => option.startsWith(name));
 }
 
+/** What {@link gzipOperands} reads from a gzip command line. */
+interface GzipOperands {
+  /** The files it is given (not `-`, its standard input). */
+  files: string[];
+  /** The `-S`/`--suffix` values. */
+  suffixes: string[];
+  /** The `-N`/`--name` option as written, when given. */
+  nameOption: string | undefined;
+}
+
+/**
+ * The files, suffixes and `-N` of a gzip command line, as its getopt reads them: `-S` and `-b`
+ * take a value (the rest of their bundle or the next argument), and so do `--suffix` and
+ * `--bits`, also abbreviated; after `--` every argument is a file.
+ */
+function gzipOperands(args: readonly string[]): GzipOperands {
+  const files: string[] = [];
+  const suffixes: string[] = [];
+  let nameOption: string | undefined;
+  let afterDashes = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (afterDashes || !arg.startsWith("-")) {
+      if (arg !== "" && arg !== "-") files.push(arg);
+    } else if (arg === "--") {
+      afterDashes = true;
+    } else if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq < 0 ? arg : arg.slice(0, eq);
+      if (name.length >= 4 && "--name".startsWith(name)) nameOption ??= name;
+      const takesValue = name.length >= 4 &&
+        ["--suffix", "--bits"].some((option) => option.startsWith(name));
+      if (!takesValue) continue;
+      const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
+      if (value !== undefined && "--suffix".startsWith(name)) suffixes.push(value);
+    } else {
+      for (let k = 1; k < arg.length; k++) {
+        if (arg[k] === "N") nameOption ??= "-N";
+        if (arg[k] !== "S" && arg[k] !== "b") continue;
+        const value = k + 1 < arg.length ? arg.slice(k + 1) : args[++i];
+        if (arg[k] === "S" && value !== undefined) suffixes.push(value);
+        break;
+      }
+    }
+  }
+  return { files, suffixes, nameOption };
+}
+
+/** The suffixes gzip strips when it decompresses, besides one given with `-S`. */
+const GZIP_SUFFIXES: readonly string[] = [".gz", "-gz", ".z", "-z", "_z", ".Z", ".tgz", ".taz"];
+
+/**
+ * The files gzip may write for `path`: its name plus the suffix when compressing (`-S`, or
+ * `.gz`), its name less a suffix it ends with when decompressing (`.tgz` and `.taz` give
+ * `.tar`). Both, whatever gzip is asked to do.
+ */
+function gzipOutputs(path: string, suffixes: readonly string[]): string[] {
+  const given = suffixes.filter((suffix) => suffix !== "");
+  const outputs = (given.length ? given : [".gz"]).map((suffix) => path + suffix);
+  for (const suffix of [...given, ...GZIP_SUFFIXES]) {
+    if (!path.endsWith(suffix) || path.length === suffix.length) continue;
+    const stem = path.slice(0, -suffix.length);
+    outputs.push(suffix === ".tgz" || suffix === ".taz" ? `${stem}.tar` : stem);
+  }
+  return outputs;
+}
+
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
 function isRemoteArchive(name: string): boolean {
   const colon = name.indexOf(":");
@@ -500,6 +567,9 @@ export interface CheckPolicyOptions {
  *   names of the files it writes or reads there, which the rules never see;
  * - gzip's `-S`/`--suffix` and tar's backup `--suffix` may not hold a `/` (see
  *   {@link suffixValues});
+ * - gzip: the file it writes beside each file it is given (its name plus the suffix, or less it)
+ *   may not be one of the agent's own paths, nor may a file given with `-N` (which names what
+ *   it decompresses from the name stored in the file) lie beside one;
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
@@ -639,6 +709,10 @@ export class PolicyChecker {
       const reason = this.#checkTar(programName, args, options.cwd, tar);
       if (reason) return { ok: false, reason };
     }
+    if (programName === "gzip") {
+      const reason = this.#checkGzipOutputs(args, options.cwd);
+      if (reason) return { ok: false, reason };
+    }
     return { ok: true, value: { argv: [...argv], program: program.value } };
   }
 
@@ -717,6 +791,50 @@ export class PolicyChecker {
       }
     }
     return undefined;
+  }
+
+  /**
+   * What gzip writes beside each file it is given (see {@link gzipOperands}): its name plus the
+   * suffix, or less it (see {@link gzipOutputs}), may not be one of the agent's own paths; and
+   * with `-N`, which names what it decompresses from the name stored in the file, the file may
+   * not lie beside one of them. A relative file is taken in the working directory, and left out
+   * without one (a command's own new directory holds nothing to protect).
+   */
+  #checkGzipOutputs(args: string[], cwd: string | undefined): string | undefined {
+    if (this.#protected.length === 0) return undefined;
+    const { files, suffixes, nameOption } = gzipOperands(args);
+    for (const file of files) {
+      if (!file.startsWith("/") && !cwd) continue;
+      const path = normalizePath(file.startsWith("/") ? file : `${cwd}/${file}`);
+      for (const output of gzipOutputs(path, suffixes)) {
+        const reason = this.#ownPathReason(
+          `the file gzip writes for "${file}" (${output})`,
+          output,
+        );
+        if (reason) return reason;
+      }
+      if (nameOption === undefined) continue;
+      const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+      const dirs = [dir, realPathOfExisting(dir) ?? dir];
+      this.#withRealProtected ??= this.#withReal(this.#protected);
+      const own = this.#withRealProtected.find((own) =>
+        dirs.includes(own.slice(0, own.lastIndexOf("/")) || "/")
+      );
+      if (own !== undefined) {
+        return `path "${file}" lies beside the agent's own ${own} (its state or settings), and ` +
+          `gzip's ${nameOption} writes there under the name stored in the file, which these ` +
+          `rules never see`;
+      }
+    }
+    return undefined;
+  }
+
+  /** The paths and, where it differs, the real path of each, for {@link #withRealProtected}. */
+  #withReal(paths: readonly string[]): string[] {
+    return paths.flatMap((path) => {
+      const real = realPathOfExisting(path);
+      return real === undefined || real === path ? [path] : [path, real];
+    });
   }
 
   /**
@@ -902,10 +1020,7 @@ export class PolicyChecker {
     if (lexical) return reason(path, lexical);
     const resolved = this.#realPathOf(path);
     if (resolved === undefined) return undefined;
-    this.#withRealProtected ??= this.#protected.flatMap((own) => {
-      const real = realPathOfExisting(own);
-      return real === undefined || real === own ? [own] : [own, real];
-    });
+    this.#withRealProtected ??= this.#withReal(this.#protected);
     return reason(resolved, this.#withRealProtected.find(related(resolved)));
   }
 

@@ -804,6 +804,69 @@ Deno.test("policy refuses tar the options that choose where extracted members go
   });
 });
 
+Deno.test("policy refuses gzip a file whose output would be one of the agent's own", async (t) => {
+  // gzip writes beside each file: its name plus the suffix, its name less the suffix, or with
+  // -N (decompressing) the name stored in the file. `gzip -S .log /tmp/s/agent` wrote the
+  // agent's log file /tmp/s/agent.log, and `gzip -dN /tmp/s/x.gz` its pid file.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-gzip-" });
+  const log = `${dir}/agent.log`;
+  const state = `${dir}/x/agent-state`;
+  const policy = createPolicy({ protectedPaths: [log, state] });
+  const own = (shown: string, path: string) =>
+    `${shown} is the agent's own ${path} or lies in it (its state or settings), which commands ` +
+    `may not touch`;
+  try {
+    await Deno.mkdir(state, { recursive: true });
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.symlink(dir, `${dir}/work/up`);
+    await t.step("its name plus the suffix, or less it", () => {
+      for (
+        const [argv, file] of [
+          [["gzip", "-S", ".log", `${dir}/agent`], `${dir}/agent`],
+          [["gzip", "-kS.log", `${dir}/agent`], `${dir}/agent`],
+          [["gzip", "--suffix=.log", "--", `${dir}/agent`], `${dir}/agent`],
+          [["gzip", "-d", `${dir}/agent.log.gz`], `${dir}/agent.log.gz`],
+          [["gzip", "-d", "-S", ".x", `${dir}/work/up/agent.log.x`], `${dir}/work/up/agent.log.x`],
+          [["gzip", "-d", "agent.log.gz"], "agent.log.gz"],
+        ] as const
+      ) {
+        const output = file.endsWith("agent") ? `${file}.log` : file.replace(/\.(gz|x)$/, "");
+        const shown = file.startsWith("/")
+          ? `the file gzip writes for "${file}" (${output})`
+          : `the file gzip writes for "${file}" (${dir}/${output})`;
+        assert.equal(refused([...argv], policy, dir), own(shown, log), argv.join(" "));
+      }
+    });
+    await t.step("-N beside them", () => {
+      for (
+        const [argv, option, file] of [
+          [["gzip", "-dN", `${dir}/a.gz`], "-N", `${dir}/a.gz`],
+          [["gzip", "-d", "--name", "a.gz"], "--name", "a.gz"],
+          [["gzip", "-d", "--na", `${dir}/work/up/x/a.gz`], "--na", `${dir}/work/up/x/a.gz`],
+        ] as const
+      ) {
+        const mine = file.includes("/x/") ? state : log;
+        assert.equal(
+          refused([...argv], policy, dir),
+          `path "${file}" lies beside the agent's own ${mine} (its state or settings), and ` +
+            `gzip's ${option} writes there under the name stored in the file, which these ` +
+            `rules never see`,
+          argv.join(" "),
+        );
+      }
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["gzip", "-k", `${dir}/work/file`, `${dir}/agent`], policy);
+      accepted(["gzip", "-d", `${dir}/agent.gz`, `${dir}/work/agent.log.gz`], policy);
+      accepted(["gzip", "-dN", `${dir}/work/a.gz`], policy, dir);
+      accepted(["gzip", "-S", ".log", `${dir}/work/agent`], policy);
+      accepted(["gzip", "-S", ".log", `${dir}/agent`]);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("createPolicy refuses a protected path that is not absolute", () => {
   assert.throws(
     () => createPolicy({ protectedPaths: ["state"] }),
