@@ -343,23 +343,27 @@ function gzipOperands(args: readonly string[]): GzipOperands {
   return { files, suffixes, nameOption };
 }
 
-/** The suffixes gzip strips when it decompresses, besides one given with `-S`. */
+/**
+ * The suffixes gzip strips when it decompresses, and adds in turn to a name it is given that does
+ * not exist (`gzip -d x` reads `x.gz`), besides one given with `-S`.
+ */
 const GZIP_SUFFIXES: readonly string[] = [".gz", "-gz", ".z", "-z", "_z", ".Z", ".tgz", ".taz"];
 
 /**
- * The files gzip may write for `path`: its name plus the suffix when compressing (`-S`, or
- * `.gz`), its name less a suffix it ends with when decompressing (`.tgz` and `.taz` give
- * `.tar`). Both, whatever gzip is asked to do.
+ * The files gzip may read or write for `path`: its name plus a suffix (what it writes when
+ * compressing, with `-S` or `.gz`, and what it reads when decompressing a name that does not
+ * exist), its name less a suffix it ends with (what it writes when decompressing; `.tgz` and
+ * `.taz` give `.tar`). All of them, whatever gzip is asked to do.
  */
-function gzipOutputs(path: string, suffixes: readonly string[]): string[] {
-  const given = suffixes.filter((suffix) => suffix !== "");
-  const outputs = (given.length ? given : [".gz"]).map((suffix) => path + suffix);
-  for (const suffix of [...given, ...GZIP_SUFFIXES]) {
+function gzipFilesFor(path: string, suffixes: readonly string[]): string[] {
+  const all = [...suffixes.filter((suffix) => suffix !== ""), ...GZIP_SUFFIXES];
+  const files = all.map((suffix) => path + suffix);
+  for (const suffix of all) {
     if (!path.endsWith(suffix) || path.length === suffix.length) continue;
     const stem = path.slice(0, -suffix.length);
-    outputs.push(suffix === ".tgz" || suffix === ".taz" ? `${stem}.tar` : stem);
+    files.push(suffix === ".tgz" || suffix === ".taz" ? `${stem}.tar` : stem);
   }
-  return outputs;
+  return files;
 }
 
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
@@ -567,9 +571,9 @@ export interface CheckPolicyOptions {
  *   names of the files it writes or reads there, which the rules never see;
  * - gzip's `-S`/`--suffix` and tar's backup `--suffix` may not hold a `/` (see
  *   {@link suffixValues});
- * - gzip: the file it writes beside each file it is given (its name plus the suffix, or less it)
- *   may not be one of the agent's own paths, nor may a file given with `-N` (which names what
- *   it decompresses from the name stored in the file) lie beside one;
+ * - gzip: the files it reads or writes beside each file it is given (its name plus a suffix, or
+ *   less it) may not be one of the agent's own paths, nor may a file given with `-N` (which
+ *   names what it decompresses from the name stored in the file) lie beside one;
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
@@ -794,11 +798,11 @@ export class PolicyChecker {
   }
 
   /**
-   * What gzip writes beside each file it is given (see {@link gzipOperands}): its name plus the
-   * suffix, or less it (see {@link gzipOutputs}), may not be one of the agent's own paths; and
-   * with `-N`, which names what it decompresses from the name stored in the file, the file may
-   * not lie beside one of them. A relative file is taken in the working directory, and left out
-   * without one (a command's own new directory holds nothing to protect).
+   * What gzip reads or writes beside each file it is given (see {@link gzipOperands}): its
+   * name plus a suffix, or less it (see {@link gzipFilesFor}), may not be one of the agent's own
+   * paths; and with `-N`, which names what it decompresses from the name stored in the file, the
+   * file may not lie beside one of them. A relative file is taken in the working directory, and
+   * left out without one (a command's own new directory holds nothing to protect).
    */
   #checkGzipOutputs(args: string[], cwd: string | undefined): string | undefined {
     if (this.#protected.length === 0) return undefined;
@@ -806,10 +810,10 @@ export class PolicyChecker {
     for (const file of files) {
       if (!file.startsWith("/") && !cwd) continue;
       const path = normalizePath(file.startsWith("/") ? file : `${cwd}/${file}`);
-      for (const output of gzipOutputs(path, suffixes)) {
+      for (const beside of gzipFilesFor(path, suffixes)) {
         const reason = this.#ownPathReason(
-          `the file gzip writes for "${file}" (${output})`,
-          output,
+          `the file gzip reads or writes for "${file}" (${beside})`,
+          beside,
         );
         if (reason) return reason;
       }

@@ -804,14 +804,15 @@ Deno.test("policy refuses tar the options that choose where extracted members go
   });
 });
 
-Deno.test("policy refuses gzip a file whose output would be one of the agent's own", async (t) => {
+Deno.test("policy keeps gzip from the agent's own paths beside the files it is given", async (t) => {
   // gzip writes beside each file: its name plus the suffix, its name less the suffix, or with
   // -N (decompressing) the name stored in the file. `gzip -S .log /tmp/s/agent` wrote the
   // agent's log file /tmp/s/agent.log, and `gzip -dN /tmp/s/x.gz` its pid file.
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-gzip-" });
   const log = `${dir}/agent.log`;
   const state = `${dir}/x/agent-state`;
-  const policy = createPolicy({ protectedPaths: [log, state] });
+  const journal = `${dir}/journal.gz`;
+  const policy = createPolicy({ protectedPaths: [log, state, journal] });
   const own = (shown: string, path: string) =>
     `${shown} is the agent's own ${path} or lies in it (its state or settings), which commands ` +
     `may not touch`;
@@ -832,9 +833,21 @@ Deno.test("policy refuses gzip a file whose output would be one of the agent's o
       ) {
         const output = file.endsWith("agent") ? `${file}.log` : file.replace(/\.(gz|x)$/, "");
         const shown = file.startsWith("/")
-          ? `the file gzip writes for "${file}" (${output})`
-          : `the file gzip writes for "${file}" (${dir}/${output})`;
+          ? `the file gzip reads or writes for "${file}" (${output})`
+          : `the file gzip reads or writes for "${file}" (${dir}/${output})`;
         assert.equal(refused([...argv], policy, dir), own(shown, log), argv.join(" "));
+      }
+    });
+    await t.step("the names it tries when reading", () => {
+      // gzip -d reads x.gz (or x-z, ...) when x does not exist.
+      for (
+        const argv of [["gzip", "-dc", `${dir}/journal`], ["gzip", "-dcS", "z", `${dir}/journal.g`]]
+      ) {
+        assert.equal(
+          refused(argv, policy),
+          own(`the file gzip reads or writes for "${argv.at(-1)}" (${dir}/journal.gz)`, journal),
+          argv.join(" "),
+        );
       }
     });
     await t.step("-N beside them", () => {
