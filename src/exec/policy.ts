@@ -574,6 +574,8 @@ export interface CheckPolicyOptions {
  * - gzip: the files it reads or writes beside each file it is given (its name plus a suffix, or
  *   less it) may not be one of the agent's own paths, nor may a file given with `-N` (which
  *   names what it decompresses from the name stored in the file) lie beside one;
+ * - tar: it may not extract or compare without a `-C` before its member names in a working
+ *   directory outside the prefixes (it writes or reads there, as `tar cf - .` would);
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
@@ -752,6 +754,13 @@ export class PolicyChecker {
       const place = normalizePath(cwd);
       const shown = `the working directory ${place}, where ${program} extracts or compares ` +
         `without a -C before its member names,`;
+      // It writes there (or reads, comparing) as a relative argument would name it.
+      if (!this.#prefixes.some((prefix) => isUnderPrefix(place, prefix))) {
+        return `${shown} is outside the allowed prefixes (${this.#prefixes.join(", ") || "none"})`;
+      }
+      if (this.#escapesThroughSymlink(place)) {
+        return `${shown} leaves the allowed prefixes through a symbolic link`;
+      }
       const reason = this.#ownPathReason(shown, place, program);
       if (reason) return reason;
     }

@@ -342,6 +342,37 @@ Deno.test("policy checks relative arguments against the working directory", () =
   }
 });
 
+Deno.test("policy refuses tar extracting or comparing in a working directory outside the prefixes", () => {
+  // `tar xf /tmp/a.tar` run in /root wrote the archive's members there, where `tar cf - .` is
+  // refused: the working directory is a path like any other.
+  const allowed = Deno.makeTempDirSync({ prefix: "status-policy-allowed-" });
+  const outside = Deno.makeTempDirSync({ prefix: "status-policy-outside-" });
+  const policy: ExecPolicy = { ...defaultPolicy(), allowedPathPrefixes: [allowed] };
+  try {
+    for (
+      const argv of [
+        ["tar", "xf", `${allowed}/a.tar`],
+        ["tar", "-df", `${allowed}/a.tar`],
+        ["tar", "--extract", `--file=${allowed}/a.tar`, "m.txt", "-C", allowed],
+      ]
+    ) {
+      assert.equal(
+        refused(argv, policy, outside),
+        `the working directory ${outside}, where tar extracts or compares without a -C before ` +
+          `its member names, is outside the allowed prefixes (${allowed})`,
+        argv.join(" "),
+      );
+    }
+    accepted(["tar", "xf", `${allowed}/a.tar`, "-C", allowed], policy, outside);
+    accepted(["tar", "tvf", `${allowed}/a.tar`], policy, outside);
+    accepted(["tar", "xf", `${allowed}/a.tar`], policy, allowed);
+    accepted(["tar", "xf", `${allowed}/a.tar`], policy);
+  } finally {
+    Deno.removeSync(outside, { recursive: true });
+    Deno.removeSync(allowed, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses a gzip or tar suffix with a slash, which writes through a symlink", () => {
   // gzip -S x/y /tmp/a writes /tmp/ax/y: through /tmp/ax when that is a symbolic link.
   for (
