@@ -152,6 +152,16 @@ const TAR_UNPACK_LETTERS: ReadonlySet<string> = new Set("xd");
 /** tar's long options of those operations (`--extract`, `--get`, `--diff`, `--compare`). */
 const TAR_UNPACK_OPTIONS: readonly string[] = ["--extract", "--get", "--diff", "--compare"];
 
+/**
+ * tar's long options whose value is a file it writes (besides `--file`), with the length of
+ * their shortest abbreviation.
+ */
+const TAR_FILE_OPTIONS: readonly (readonly [string, number])[] = [
+  ["--listed-incremental", "--liste".length],
+  ["--index-file", "--ind".length],
+  ["--volno-file", "--vo".length],
+];
+
 /** tar's options that rename members, refused when it extracts or compares them. */
 const TAR_RENAME_OPTIONS: readonly string[] = ["--transform", "--xform"];
 
@@ -161,6 +171,11 @@ export interface TarOperands {
   directories: string[];
   /** The `-f`/`--file` values, in order. */
   archives: string[];
+  /**
+   * The files tar writes by name besides its members, which it creates when they do not exist:
+   * the archives, the `-g`/`--listed-incremental`, `--index-file` and `--volno-file` values.
+   */
+  files: string[];
   /** Whether tar is asked to extract (`x`, `--extract`, `--get`) or compare (`d`, `--diff`). */
   unpacks: boolean;
   /**
@@ -194,6 +209,7 @@ export interface TarOperands {
 export function tarOperands(args: readonly string[]): TarOperands {
   const directories: string[] = [];
   const archives: string[] = [];
+  const files: string[] = [];
   let unpacks = false;
   let nameFirst = false;
   let afterDashes = false;
@@ -210,6 +226,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
       if (firstDirectoryAt === undefined && !unsure) firstDirectoryAt = at;
       directories.push(value);
     } else if (letter === "f") archives.push(value);
+    if (letter === "f" || letter === "g") files.push(value);
   };
   let i = 0;
   if (args.length > 0 && !args[0].startsWith("-")) {
@@ -240,6 +257,12 @@ export function tarOperands(args: readonly string[]): TarOperands {
         : undefined;
       if (letter !== undefined) take(letter, eq < 0 ? args[i + 1] : arg.slice(eq + 1), i);
       if (letter !== undefined && eq < 0) i++;
+      // The other files it writes by name; a value given as the next argument is still read on.
+      const minimum = TAR_FILE_OPTIONS.find(([option]) => option.startsWith(name))?.[1];
+      if (minimum !== undefined && name.length >= minimum) {
+        const value = eq < 0 ? args[i + 1] : arg.slice(eq + 1);
+        if (value !== undefined) files.push(value);
+      }
     } else if (arg.startsWith("-") && arg.length > 1) {
       for (let k = 1; k < arg.length; k++) {
         if (TAR_UNPACK_LETTERS.has(arg[k])) unpacks = true;
@@ -254,6 +277,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
   return {
     directories,
     archives,
+    files,
     unpacks,
     unpacksInWorkingDirectory: unpacks && (directories.length === 0 || nameFirst),
     firstDirectoryAt: firstDirectoryAt ?? args.length,
@@ -575,7 +599,8 @@ export interface CheckPolicyOptions {
  *   less it) may not be one of the agent's own paths, nor may a file given with `-N` (which
  *   names what it decompresses from the name stored in the file) lie beside one;
  * - tar: it may not extract or compare without a `-C` before its member names in a working
- *   directory outside the prefixes (it writes or reads there, as `tar cf - .` would);
+ *   directory outside the prefixes (it writes or reads there, as `tar cf - .` would), nor be
+ *   given there a relative archive, `-g`, `--index-file` or `--volno-file` (it creates them);
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
@@ -735,7 +760,7 @@ export class PolicyChecker {
     program: string,
     args: string[],
     cwd: string | undefined,
-    { directories, archives, unpacks, unpacksInWorkingDirectory }: TarOperands,
+    { directories, archives, files, unpacks, unpacksInWorkingDirectory }: TarOperands,
   ): string | undefined {
     const rename = unpacks ? args.find(isTarRenameOption) : undefined;
     if (rename !== undefined) {
@@ -750,12 +775,13 @@ export class PolicyChecker {
         `ssh to reach it) and is not allowed; a local file whose name has a colon needs ` +
         `--force-local`;
     }
+    const outside = (path: string) => !this.#prefixes.some((p) => isUnderPrefix(path, p));
     if (unpacksInWorkingDirectory && cwd) {
       const place = normalizePath(cwd);
       const shown = `the working directory ${place}, where ${program} extracts or compares ` +
         `without a -C before its member names,`;
       // It writes there (or reads, comparing) as a relative argument would name it.
-      if (!this.#prefixes.some((prefix) => isUnderPrefix(place, prefix))) {
+      if (outside(place)) {
         return `${shown} is outside the allowed prefixes (${this.#prefixes.join(", ") || "none"})`;
       }
       if (this.#escapesThroughSymlink(place)) {
@@ -764,9 +790,17 @@ export class PolicyChecker {
       const reason = this.#ownPathReason(shown, place, program);
       if (reason) return reason;
     }
+    if (cwd && outside(normalizePath(cwd))) {
+      // A relative name that does not exist is no path, but tar creates these files.
+      const created = files.find((file) => file !== "" && file !== "-" && !file.startsWith("/"));
+      if (created !== undefined) {
+        return `file "${created}" of ${program} is ${normalizePath(`${cwd}/${created}`)} ` +
+          `relative to the working directory, outside the allowed prefixes ` +
+          `(${this.#prefixes.join(", ") || "none"}): ${program} may create it there`;
+      }
+    }
     if (directories.length === 0) return undefined;
     const bases: string[] = cwd ? [normalizePath(cwd)] : [];
-    const outside = (path: string) => !this.#prefixes.some((p) => isUnderPrefix(path, p));
     for (const directory of directories) {
       if (hasDotDot(directory)) return `path "${directory}" has a ".." segment`;
       const places = directory.startsWith("/")

@@ -373,6 +373,44 @@ Deno.test("policy refuses tar extracting or comparing in a working directory out
   }
 });
 
+Deno.test("policy refuses tar a new file named relative to a working directory outside the prefixes", () => {
+  // A relative name that does not exist is not a path (`echo hello`), but tar creates the files
+  // it is given to write: `tar cf out.tar /tmp/x` run in /root wrote /root/out.tar.
+  const allowed = Deno.makeTempDirSync({ prefix: "status-policy-allowed-" });
+  const outside = Deno.makeTempDirSync({ prefix: "status-policy-outside-" });
+  const policy: ExecPolicy = { ...defaultPolicy(), allowedPathPrefixes: [allowed] };
+  const x = `${allowed}/x`;
+  const archive = `${allowed}/o.tar`;
+  try {
+    for (
+      const [argv, file] of [
+        [["tar", "cf", "out.tar", x], "out.tar"],
+        [["tar", "-c", "--file=out.tar", x], "out.tar"],
+        [["tar", "-cvf", archive, "--index-file=idx", x], "idx"],
+        [["tar", "-cf", archive, "--ind", "idx", x], "idx"],
+        [["tar", "-cf", archive, "-g", "snap", x], "snap"],
+        [["tar", "-cgsnap", "-f", archive, x], "snap"],
+        [["tar", "-cf", archive, "--listed-incremental=snap", x], "snap"],
+        [["tar", "-cf", archive, "--volno-file", "vol", x], "vol"],
+      ] as const
+    ) {
+      assert.equal(
+        refused([...argv], policy, outside),
+        `file "${file}" of tar is ${outside}/${file} relative to the working directory, outside ` +
+          `the allowed prefixes (${allowed}): tar may create it there`,
+        argv.join(" "),
+      );
+    }
+    accepted(["tar", "cf", "-", x], policy, outside);
+    accepted(["tar", "-cf", archive, "-g", `${allowed}/snap`, x], policy, outside);
+    accepted(["tar", "cf", "out.tar", "x", "--index-file=idx", "-g", "snap"], policy, allowed);
+    accepted(["tar", "cf", "out.tar", x], policy);
+  } finally {
+    Deno.removeSync(outside, { recursive: true });
+    Deno.removeSync(allowed, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses a gzip or tar suffix with a slash, which writes through a symlink", () => {
   // gzip -S x/y /tmp/a writes /tmp/ax/y: through /tmp/ax when that is a symbolic link.
   for (
