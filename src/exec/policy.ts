@@ -88,6 +88,8 @@ const RUNS = "runs other programs";
 const FILE_LIST = "reads the names of the files to use from a file";
 const FOLLOWS = "follows symbolic links";
 const MEMBER_NAMES = 'keeps absolute and ".." member names, which these rules never see';
+const TOP_LEVEL =
+  "extracts into a directory named by its value or by the archive (which these rules never see)";
 
 const TAR_RULES: OptionRules = {
   long: {
@@ -101,6 +103,7 @@ const TAR_RULES: OptionRules = {
     "--files-from": FILE_LIST,
     "--dereference": FOLLOWS,
     "--absolute-names": MEMBER_NAMES,
+    "--one-top-level": TOP_LEVEL,
   },
   short: { I: RUNS, F: RUNS, T: FILE_LIST, h: FOLLOWS, P: MEMBER_NAMES },
   // Exact names that begin a refused one: `--file` (not `--files-from`), `--checkpoint`.
@@ -149,12 +152,32 @@ const TAR_UNPACK_LETTERS: ReadonlySet<string> = new Set("xd");
 /** tar's long options of those operations (`--extract`, `--get`, `--diff`, `--compare`). */
 const TAR_UNPACK_OPTIONS: readonly string[] = ["--extract", "--get", "--diff", "--compare"];
 
+/**
+ * tar's long options whose value is a file it writes (besides `--file`), with the length of
+ * their shortest abbreviation.
+ */
+const TAR_FILE_OPTIONS: readonly (readonly [string, number])[] = [
+  ["--listed-incremental", "--liste".length],
+  ["--index-file", "--ind".length],
+  ["--volno-file", "--vo".length],
+];
+
+/** tar's options that rename members, refused when it extracts or compares them. */
+const TAR_RENAME_OPTIONS: readonly string[] = ["--transform", "--xform"];
+
 /** What {@link tarOperands} reads from a tar command line. */
 export interface TarOperands {
   /** The `-C`/`--directory` values, in order. */
   directories: string[];
   /** The `-f`/`--file` values, in order. */
   archives: string[];
+  /**
+   * The files tar writes by name besides its members, which it creates when they do not exist:
+   * the archives, the `-g`/`--listed-incremental`, `--index-file` and `--volno-file` values.
+   */
+  files: string[];
+  /** Whether tar is asked to extract (`x`, `--extract`, `--get`) or compare (`d`, `--diff`). */
+  unpacks: boolean;
   /**
    * Whether tar extracts or compares members in the working directory: it is asked to extract
    * (`x`, `--extract`, `--get`) or compare (`d`, `--diff`, `--compare`), and no `-C` comes
@@ -186,6 +209,7 @@ export interface TarOperands {
 export function tarOperands(args: readonly string[]): TarOperands {
   const directories: string[] = [];
   const archives: string[] = [];
+  const files: string[] = [];
   let unpacks = false;
   let nameFirst = false;
   let afterDashes = false;
@@ -202,6 +226,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
       if (firstDirectoryAt === undefined && !unsure) firstDirectoryAt = at;
       directories.push(value);
     } else if (letter === "f") archives.push(value);
+    if (letter === "f" || letter === "g") files.push(value);
   };
   let i = 0;
   if (args.length > 0 && !args[0].startsWith("-")) {
@@ -232,6 +257,12 @@ export function tarOperands(args: readonly string[]): TarOperands {
         : undefined;
       if (letter !== undefined) take(letter, eq < 0 ? args[i + 1] : arg.slice(eq + 1), i);
       if (letter !== undefined && eq < 0) i++;
+      // The other files it writes by name; a value given as the next argument is still read on.
+      const minimum = TAR_FILE_OPTIONS.find(([option]) => option.startsWith(name))?.[1];
+      if (minimum !== undefined && name.length >= minimum) {
+        const value = eq < 0 ? args[i + 1] : arg.slice(eq + 1);
+        if (value !== undefined) files.push(value);
+      }
     } else if (arg.startsWith("-") && arg.length > 1) {
       for (let k = 1; k < arg.length; k++) {
         if (TAR_UNPACK_LETTERS.has(arg[k])) unpacks = true;
@@ -246,6 +277,8 @@ export function tarOperands(args: readonly string[]): TarOperands {
   return {
     directories,
     archives,
+    files,
+    unpacks,
     unpacksInWorkingDirectory: unpacks && (directories.length === 0 || nameFirst),
     firstDirectoryAt: firstDirectoryAt ?? args.length,
   };
@@ -278,6 +311,83 @@ export function suffixValues(program: string, args: readonly string[]): string[]
     }
   }
   return suffixes;
+}
+
+/** Whether an argument is `--transform` or `--xform`, abbreviated or not, with or without `=`. */
+function isTarRenameOption(arg: string): boolean {
+  const name = arg.split("=", 1)[0];
+  return name.length >= 4 && TAR_RENAME_OPTIONS.some((option) => option.startsWith(name));
+}
+
+/** What {@link gzipOperands} reads from a gzip command line. */
+interface GzipOperands {
+  /** The files it is given (not `-`, its standard input). */
+  files: string[];
+  /** The `-S`/`--suffix` values. */
+  suffixes: string[];
+  /** The `-N`/`--name` option as written, when given. */
+  nameOption: string | undefined;
+}
+
+/**
+ * The files, suffixes and `-N` of a gzip command line, as its getopt reads them: `-S` and `-b`
+ * take a value (the rest of their bundle or the next argument), and so do `--suffix` and
+ * `--bits`, also abbreviated; after `--` every argument is a file.
+ */
+function gzipOperands(args: readonly string[]): GzipOperands {
+  const files: string[] = [];
+  const suffixes: string[] = [];
+  let nameOption: string | undefined;
+  let afterDashes = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (afterDashes || !arg.startsWith("-")) {
+      if (arg !== "" && arg !== "-") files.push(arg);
+    } else if (arg === "--") {
+      afterDashes = true;
+    } else if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq < 0 ? arg : arg.slice(0, eq);
+      if (name.length >= 4 && "--name".startsWith(name)) nameOption ??= name;
+      const takesValue = name.length >= 4 &&
+        ["--suffix", "--bits"].some((option) => option.startsWith(name));
+      if (!takesValue) continue;
+      const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
+      if (value !== undefined && "--suffix".startsWith(name)) suffixes.push(value);
+    } else {
+      for (let k = 1; k < arg.length; k++) {
+        if (arg[k] === "N") nameOption ??= "-N";
+        if (arg[k] !== "S" && arg[k] !== "b") continue;
+        const value = k + 1 < arg.length ? arg.slice(k + 1) : args[++i];
+        if (arg[k] === "S" && value !== undefined) suffixes.push(value);
+        break;
+      }
+    }
+  }
+  return { files, suffixes, nameOption };
+}
+
+/**
+ * The suffixes gzip strips when it decompresses, and adds in turn to a name it is given that does
+ * not exist (`gzip -d x` reads `x.gz`), besides one given with `-S`.
+ */
+const GZIP_SUFFIXES: readonly string[] = [".gz", "-gz", ".z", "-z", "_z", ".Z", ".tgz", ".taz"];
+
+/**
+ * The files gzip may read or write for `path`: its name plus a suffix (what it writes when
+ * compressing, with `-S` or `.gz`, and what it reads when decompressing a name that does not
+ * exist), its name less a suffix it ends with (what it writes when decompressing; `.tgz` and
+ * `.taz` give `.tar`). All of them, whatever gzip is asked to do.
+ */
+function gzipFilesFor(path: string, suffixes: readonly string[]): string[] {
+  const all = [...suffixes.filter((suffix) => suffix !== ""), ...GZIP_SUFFIXES];
+  const files = all.map((suffix) => path + suffix);
+  for (const suffix of all) {
+    if (!path.endsWith(suffix) || path.length === suffix.length) continue;
+    const stem = path.slice(0, -suffix.length);
+    files.push(suffix === ".tgz" || suffix === ".taz" ? `${stem}.tar` : stem);
+  }
+  return files;
 }
 
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
@@ -470,17 +580,27 @@ export interface CheckPolicyOptions {
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows);
  * - a relative argument that names an existing entry of the working directory is checked like
- *   the absolute path it resolves to, and so is a relative value attached to an option
- *   (`--file=name`, `-fname`: each rest of a short option bundle counts);
+ *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
+ *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
+ *   rest of a short option bundle counts);
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
- *   gzip `-f`/`-r`) and tar's `-P` (absolute member names), by exact name, unambiguous prefix or
+ *   gzip `-f`/`-r`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
+ *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or
  *   inside a bundle (`-chf`, `tar chf`), also after `--` (which an option may take as its value:
  *   `tar --exclude -- --to-command=...`);
+ * - tar's `--transform` and `--xform` are refused when it extracts or compares: they choose the
+ *   names of the files it writes or reads there, which the rules never see;
  * - gzip's `-S`/`--suffix` and tar's backup `--suffix` may not hold a `/` (see
  *   {@link suffixValues});
+ * - gzip: the files it reads or writes beside each file it is given (its name plus a suffix, or
+ *   less it) may not be one of the agent's own paths, nor may a file given with `-N` (which
+ *   names what it decompresses from the name stored in the file) lie beside one;
+ * - tar: it may not extract or compare without a `-C` before its member names in a working
+ *   directory outside the prefixes (it writes or reads there, as `tar cf - .` would), nor be
+ *   given there a relative archive, `-g`, `--index-file` or `--volno-file` (it creates them);
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
@@ -620,6 +740,10 @@ export class PolicyChecker {
       const reason = this.#checkTar(programName, args, options.cwd, tar);
       if (reason) return { ok: false, reason };
     }
+    if (programName === "gzip") {
+      const reason = this.#checkGzipOutputs(args, options.cwd);
+      if (reason) return { ok: false, reason };
+    }
     return { ok: true, value: { argv: [...argv], program: program.value } };
   }
 
@@ -636,8 +760,14 @@ export class PolicyChecker {
     program: string,
     args: string[],
     cwd: string | undefined,
-    { directories, archives, unpacksInWorkingDirectory }: TarOperands,
+    { directories, archives, files, unpacks, unpacksInWorkingDirectory }: TarOperands,
   ): string | undefined {
+    const rename = unpacks ? args.find(isTarRenameOption) : undefined;
+    if (rename !== undefined) {
+      return `option "${rename.split("=", 1)[0]}" of ${program} renames the members it extracts ` +
+        `or compares, to names these rules never see (which may lead through a symbolic link), ` +
+        `and is not allowed with -x or -d`;
+    }
     const forceLocal = args.some((arg) => arg.length >= 6 && "--force-local".startsWith(arg));
     const remote = forceLocal ? undefined : archives.find(isRemoteArchive);
     if (remote !== undefined) {
@@ -645,16 +775,32 @@ export class PolicyChecker {
         `ssh to reach it) and is not allowed; a local file whose name has a colon needs ` +
         `--force-local`;
     }
+    const outside = (path: string) => !this.#prefixes.some((p) => isUnderPrefix(path, p));
     if (unpacksInWorkingDirectory && cwd) {
       const place = normalizePath(cwd);
       const shown = `the working directory ${place}, where ${program} extracts or compares ` +
         `without a -C before its member names,`;
+      // It writes there (or reads, comparing) as a relative argument would name it.
+      if (outside(place)) {
+        return `${shown} is outside the allowed prefixes (${this.#prefixes.join(", ") || "none"})`;
+      }
+      if (this.#escapesThroughSymlink(place)) {
+        return `${shown} leaves the allowed prefixes through a symbolic link`;
+      }
       const reason = this.#ownPathReason(shown, place, program);
       if (reason) return reason;
     }
+    if (cwd && outside(normalizePath(cwd))) {
+      // A relative name that does not exist is no path, but tar creates these files.
+      const created = files.find((file) => file !== "" && file !== "-" && !file.startsWith("/"));
+      if (created !== undefined) {
+        return `file "${created}" of ${program} is ${normalizePath(`${cwd}/${created}`)} ` +
+          `relative to the working directory, outside the allowed prefixes ` +
+          `(${this.#prefixes.join(", ") || "none"}): ${program} may create it there`;
+      }
+    }
     if (directories.length === 0) return undefined;
     const bases: string[] = cwd ? [normalizePath(cwd)] : [];
-    const outside = (path: string) => !this.#prefixes.some((p) => isUnderPrefix(path, p));
     for (const directory of directories) {
       if (hasDotDot(directory)) return `path "${directory}" has a ".." segment`;
       const places = directory.startsWith("/")
@@ -676,9 +822,8 @@ export class PolicyChecker {
       }
       bases.push(...places);
     }
-    const members = args.filter((arg) =>
-      arg !== "" && !arg.startsWith("-") && !arg.startsWith("/")
-    );
+    // Those that begin with a dash too: after `--` they are member names (`-- -l/file`).
+    const members = args.filter((arg) => arg !== "" && !arg.startsWith("/"));
     for (const member of members) {
       for (const [index, base] of bases.entries()) {
         const path = normalizePath(`${base}/${member}`);
@@ -693,6 +838,50 @@ export class PolicyChecker {
       }
     }
     return undefined;
+  }
+
+  /**
+   * What gzip reads or writes beside each file it is given (see {@link gzipOperands}): its
+   * name plus a suffix, or less it (see {@link gzipFilesFor}), may not be one of the agent's own
+   * paths; and with `-N`, which names what it decompresses from the name stored in the file, the
+   * file may not lie beside one of them. A relative file is taken in the working directory, and
+   * left out without one (a command's own new directory holds nothing to protect).
+   */
+  #checkGzipOutputs(args: string[], cwd: string | undefined): string | undefined {
+    if (this.#protected.length === 0) return undefined;
+    const { files, suffixes, nameOption } = gzipOperands(args);
+    for (const file of files) {
+      if (!file.startsWith("/") && !cwd) continue;
+      const path = normalizePath(file.startsWith("/") ? file : `${cwd}/${file}`);
+      for (const beside of gzipFilesFor(path, suffixes)) {
+        const reason = this.#ownPathReason(
+          `the file gzip reads or writes for "${file}" (${beside})`,
+          beside,
+        );
+        if (reason) return reason;
+      }
+      if (nameOption === undefined) continue;
+      const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+      const dirs = [dir, realPathOfExisting(dir) ?? dir];
+      this.#withRealProtected ??= this.#withReal(this.#protected);
+      const own = this.#withRealProtected.find((own) =>
+        dirs.includes(own.slice(0, own.lastIndexOf("/")) || "/")
+      );
+      if (own !== undefined) {
+        return `path "${file}" lies beside the agent's own ${own} (its state or settings), and ` +
+          `gzip's ${nameOption} writes there under the name stored in the file, which these ` +
+          `rules never see`;
+      }
+    }
+    return undefined;
+  }
+
+  /** The paths and, where it differs, the real path of each, for {@link #withRealProtected}. */
+  #withReal(paths: readonly string[]): string[] {
+    return paths.flatMap((path) => {
+      const real = realPathOfExisting(path);
+      return real === undefined || real === path ? [path] : [path, real];
+    });
   }
 
   /**
@@ -788,7 +977,9 @@ export class PolicyChecker {
         }
         const own = this.#ownPathReason(`path "${candidate}"`, path, holder);
         if (own) return own;
-      } else if (cwd && candidate === arg && !arg.startsWith("-") && arg !== "") {
+      } else if (cwd && candidate === arg && arg !== "") {
+        // One that begins with a dash too: an option's value given as the next argument may
+        // (`date -f -x` reads the file "-x"), and so may a file name after `--`.
         const path = normalizePath(`${cwd}/${arg}`);
         if (!prefixes.some((prefix) => isUnderPrefix(path, prefix))) {
           // A relative argument naming something of the working directory outside the prefixes
@@ -876,10 +1067,7 @@ export class PolicyChecker {
     if (lexical) return reason(path, lexical);
     const resolved = this.#realPathOf(path);
     if (resolved === undefined) return undefined;
-    this.#withRealProtected ??= this.#protected.flatMap((own) => {
-      const real = realPathOfExisting(own);
-      return real === undefined || real === own ? [own] : [own, real];
-    });
+    this.#withRealProtected ??= this.#withReal(this.#protected);
     return reason(resolved, this.#withRealProtected.find(related(resolved)));
   }
 

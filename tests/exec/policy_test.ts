@@ -342,6 +342,75 @@ Deno.test("policy checks relative arguments against the working directory", () =
   }
 });
 
+Deno.test("policy refuses tar extracting or comparing in a working directory outside the prefixes", () => {
+  // `tar xf /tmp/a.tar` run in /root wrote the archive's members there, where `tar cf - .` is
+  // refused: the working directory is a path like any other.
+  const allowed = Deno.makeTempDirSync({ prefix: "status-policy-allowed-" });
+  const outside = Deno.makeTempDirSync({ prefix: "status-policy-outside-" });
+  const policy: ExecPolicy = { ...defaultPolicy(), allowedPathPrefixes: [allowed] };
+  try {
+    for (
+      const argv of [
+        ["tar", "xf", `${allowed}/a.tar`],
+        ["tar", "-df", `${allowed}/a.tar`],
+        ["tar", "--extract", `--file=${allowed}/a.tar`, "m.txt", "-C", allowed],
+      ]
+    ) {
+      assert.equal(
+        refused(argv, policy, outside),
+        `the working directory ${outside}, where tar extracts or compares without a -C before ` +
+          `its member names, is outside the allowed prefixes (${allowed})`,
+        argv.join(" "),
+      );
+    }
+    accepted(["tar", "xf", `${allowed}/a.tar`, "-C", allowed], policy, outside);
+    accepted(["tar", "tvf", `${allowed}/a.tar`], policy, outside);
+    accepted(["tar", "xf", `${allowed}/a.tar`], policy, allowed);
+    accepted(["tar", "xf", `${allowed}/a.tar`], policy);
+  } finally {
+    Deno.removeSync(outside, { recursive: true });
+    Deno.removeSync(allowed, { recursive: true });
+  }
+});
+
+Deno.test("policy refuses tar a new file named relative to a working directory outside the prefixes", () => {
+  // A relative name that does not exist is not a path (`echo hello`), but tar creates the files
+  // it is given to write: `tar cf out.tar /tmp/x` run in /root wrote /root/out.tar.
+  const allowed = Deno.makeTempDirSync({ prefix: "status-policy-allowed-" });
+  const outside = Deno.makeTempDirSync({ prefix: "status-policy-outside-" });
+  const policy: ExecPolicy = { ...defaultPolicy(), allowedPathPrefixes: [allowed] };
+  const x = `${allowed}/x`;
+  const archive = `${allowed}/o.tar`;
+  try {
+    for (
+      const [argv, file] of [
+        [["tar", "cf", "out.tar", x], "out.tar"],
+        [["tar", "-c", "--file=out.tar", x], "out.tar"],
+        [["tar", "-cvf", archive, "--index-file=idx", x], "idx"],
+        [["tar", "-cf", archive, "--ind", "idx", x], "idx"],
+        [["tar", "-cf", archive, "-g", "snap", x], "snap"],
+        [["tar", "-cgsnap", "-f", archive, x], "snap"],
+        [["tar", "-cf", archive, "--listed-incremental=snap", x], "snap"],
+        [["tar", "-cf", archive, "--volno-file", "vol", x], "vol"],
+      ] as const
+    ) {
+      assert.equal(
+        refused([...argv], policy, outside),
+        `file "${file}" of tar is ${outside}/${file} relative to the working directory, outside ` +
+          `the allowed prefixes (${allowed}): tar may create it there`,
+        argv.join(" "),
+      );
+    }
+    accepted(["tar", "cf", "-", x], policy, outside);
+    accepted(["tar", "-cf", archive, "-g", `${allowed}/snap`, x], policy, outside);
+    accepted(["tar", "cf", "out.tar", "x", "--index-file=idx", "-g", "snap"], policy, allowed);
+    accepted(["tar", "cf", "out.tar", x], policy);
+  } finally {
+    Deno.removeSync(outside, { recursive: true });
+    Deno.removeSync(allowed, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses a gzip or tar suffix with a slash, which writes through a symlink", () => {
   // gzip -S x/y /tmp/a writes /tmp/ax/y: through /tmp/ax when that is a symbolic link.
   for (
@@ -704,6 +773,176 @@ Deno.test("policy refuses tar a directory that holds the agent's own paths", asy
       accepted(["tar", "cf", "-", "."], defaultPolicy(), dir);
       accepted(["tar", "xf", `${dir}/out/a.tar`], defaultPolicy(), dir);
       accepted(["tar", "xf", `${dir}/out/a.tar`, "-C", "/tmp"], defaultPolicy(), dir);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy checks an argument that begins with a dash like any other path", async (t) => {
+  // `date -f -x` reads the file "-x": a value given as the next argument may begin with a dash,
+  // and after "--" so may a file name.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-dash-" });
+  const state = `${dir}/agent-state`;
+  const config = `${dir}/config.json`;
+  const policy = createPolicy({ protectedPaths: [state, config] });
+  try {
+    await Deno.mkdir(state);
+    await Deno.writeTextFile(`${state}/journal.jsonl`, "");
+    await Deno.writeTextFile(config, "{}");
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.symlink(config, `${dir}/-x`);
+    await Deno.symlink(state, `${dir}/work/-_l`);
+    await Deno.symlink("/etc", `${dir}/-_o`);
+    await t.step("relative to the working directory", () => {
+      for (
+        const argv of [
+          ["date", "-f", "-x"],
+          ["date", "--file", "-x"],
+          ["gzip", "-c", "--", "-x"],
+          ["tar", "-cf", `${dir}/work/a.tar`, "-g", "-x", "-C", `${dir}/work`, "."],
+        ]
+      ) {
+        assert.equal(
+          refused(argv, policy, dir),
+          `path "-x" (${dir}/-x) is the agent's own ${config} or lies in it (its state or ` +
+            `settings), which commands may not touch`,
+          argv.join(" "),
+        );
+      }
+      assert.equal(
+        refused(["date", "-f", "-_o/secret"], policy, dir),
+        `path "-_o/secret" leaves the allowed prefixes through a symbolic link`,
+      );
+    });
+    await t.step("a member under tar's -C", () => {
+      assert.equal(
+        refused(["tar", "-C", `${dir}/work`, "-cf", "-", "--", "-_l/journal.jsonl"], policy),
+        `path "-_l/journal.jsonl" after tar's -C (${dir}/work/-_l/journal.jsonl) is the ` +
+          `agent's own ${state} or lies in it (its state or settings), which commands may not ` +
+          `touch`,
+      );
+    });
+    await t.step("options that name nothing there stay allowed", () => {
+      accepted(["ls", "-la", "--", "-y"], policy, dir);
+      accepted(["date", "-u", "-R"], policy, dir);
+      accepted(["tar", "-C", `${dir}/work`, "-czf", "-", "--exclude", "-y", "."], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy refuses tar the options that choose where extracted members go", async (t) => {
+  // With a symlink /tmp/box/l to the state directory, `tar -C /tmp/box -xf a.tar
+  // --one-top-level=l` (or `--transform=s,^,l/,`) wrote the archive's members into it.
+  const topLevel = (option: string) =>
+    `option "${option}" of tar extracts into a directory named by its value or by the ` +
+    `archive (which these rules never see) and is not allowed`;
+  const renames = (option: string) =>
+    `option "${option}" of tar renames the members it extracts or compares, to names these ` +
+    `rules never see (which may lead through a symbolic link), and is not allowed with -x or -d`;
+  await t.step("--one-top-level, with a value or without", () => {
+    for (const option of ["--one-top-level=l", "--one-top-level", "--one-top=l"]) {
+      const name = option.split("=")[0];
+      assert.equal(refused(["tar", "-C", "/tmp/box", "-xf", "/tmp/a.tar", option]), topLevel(name));
+    }
+    assert.equal(
+      refused(["tar", "xf", "/tmp/a.tar", "--one-t", "-C", "/tmp/box"]),
+      topLevel("--one-t"),
+    );
+  });
+  await t.step("--transform and --xform when extracting or comparing", () => {
+    for (
+      const [argv, option] of [
+        [["tar", "-C", "/tmp/box", "-xf", "/tmp/a.tar", "--transform=s,^,l/,"], "--transform"],
+        [["tar", "xf", "/tmp/a.tar", "-C", "/tmp/box", "--xform", "s,^,l/,"], "--xform"],
+        [["tar", "--extract", "-f", "/tmp/a.tar", "--tr=s,^,l/,"], "--tr"],
+        [["tar", "-df", "/tmp/a.tar", "-C", "/tmp/box", "--xf=s,^,l/,"], "--xf"],
+        [["tar", "--get", "--file=/tmp/a.tar", "--transfor", "s,^,l/,"], "--transfor"],
+      ] as const
+    ) {
+      assert.equal(refused([...argv]), renames(option), argv.join(" "));
+    }
+  });
+  await t.step("what stays allowed", () => {
+    accepted(["tar", "-czf", "/tmp/a.tgz", "-C", "/tmp/box", "--transform=s,^,pkg/,", "."]);
+    accepted(["tar", "-tvf", "/tmp/a.tar", "--xform", "s,^,x/,"]);
+    accepted(["tar", "-xf", "/tmp/a.tar", "-C", "/tmp/box", "--strip-components=1"]);
+    accepted(["tar", "-cf", "/tmp/a.tar", "--one-file-system", "/tmp/box"]);
+  });
+});
+
+Deno.test("policy keeps gzip from the agent's own paths beside the files it is given", async (t) => {
+  // gzip writes beside each file: its name plus the suffix, its name less the suffix, or with
+  // -N (decompressing) the name stored in the file. `gzip -S .log /tmp/s/agent` wrote the
+  // agent's log file /tmp/s/agent.log, and `gzip -dN /tmp/s/x.gz` its pid file.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-gzip-" });
+  const log = `${dir}/agent.log`;
+  const state = `${dir}/x/agent-state`;
+  const journal = `${dir}/journal.gz`;
+  const policy = createPolicy({ protectedPaths: [log, state, journal] });
+  const own = (shown: string, path: string) =>
+    `${shown} is the agent's own ${path} or lies in it (its state or settings), which commands ` +
+    `may not touch`;
+  try {
+    await Deno.mkdir(state, { recursive: true });
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.symlink(dir, `${dir}/work/up`);
+    await t.step("its name plus the suffix, or less it", () => {
+      for (
+        const [argv, file] of [
+          [["gzip", "-S", ".log", `${dir}/agent`], `${dir}/agent`],
+          [["gzip", "-kS.log", `${dir}/agent`], `${dir}/agent`],
+          [["gzip", "--suffix=.log", "--", `${dir}/agent`], `${dir}/agent`],
+          [["gzip", "-d", `${dir}/agent.log.gz`], `${dir}/agent.log.gz`],
+          [["gzip", "-d", "-S", ".x", `${dir}/work/up/agent.log.x`], `${dir}/work/up/agent.log.x`],
+          [["gzip", "-d", "agent.log.gz"], "agent.log.gz"],
+        ] as const
+      ) {
+        const output = file.endsWith("agent") ? `${file}.log` : file.replace(/\.(gz|x)$/, "");
+        const shown = file.startsWith("/")
+          ? `the file gzip reads or writes for "${file}" (${output})`
+          : `the file gzip reads or writes for "${file}" (${dir}/${output})`;
+        assert.equal(refused([...argv], policy, dir), own(shown, log), argv.join(" "));
+      }
+    });
+    await t.step("the names it tries when reading", () => {
+      // gzip -d reads x.gz (or x-z, ...) when x does not exist.
+      for (
+        const argv of [["gzip", "-dc", `${dir}/journal`], ["gzip", "-dcS", "z", `${dir}/journal.g`]]
+      ) {
+        assert.equal(
+          refused(argv, policy),
+          own(`the file gzip reads or writes for "${argv.at(-1)}" (${dir}/journal.gz)`, journal),
+          argv.join(" "),
+        );
+      }
+    });
+    await t.step("-N beside them", () => {
+      for (
+        const [argv, option, file] of [
+          [["gzip", "-dN", `${dir}/a.gz`], "-N", `${dir}/a.gz`],
+          [["gzip", "-d", "--name", "a.gz"], "--name", "a.gz"],
+          [["gzip", "-d", "--na", `${dir}/work/up/x/a.gz`], "--na", `${dir}/work/up/x/a.gz`],
+        ] as const
+      ) {
+        const mine = file.includes("/x/") ? state : log;
+        assert.equal(
+          refused([...argv], policy, dir),
+          `path "${file}" lies beside the agent's own ${mine} (its state or settings), and ` +
+            `gzip's ${option} writes there under the name stored in the file, which these ` +
+            `rules never see`,
+          argv.join(" "),
+        );
+      }
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["gzip", "-k", `${dir}/work/file`, `${dir}/agent`], policy);
+      accepted(["gzip", "-d", `${dir}/agent.gz`, `${dir}/work/agent.log.gz`], policy);
+      accepted(["gzip", "-dN", `${dir}/work/a.gz`], policy, dir);
+      accepted(["gzip", "-S", ".log", `${dir}/work/agent`], policy);
+      accepted(["gzip", "-S", ".log", `${dir}/agent`]);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
