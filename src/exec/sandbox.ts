@@ -23,7 +23,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
 import {
@@ -598,6 +598,8 @@ export class Sandbox {
   #cgroupNote: string | undefined;
   #watchdog: Watchdog | undefined;
   #count = 0;
+  /** The name of this agent's directory of command cgroups (`status-<tag>`), wherever it lies. */
+  readonly #cgroupDirName: string;
 
   private constructor(
     user: CommandUser | undefined,
@@ -609,6 +611,7 @@ export class Sandbox {
     inheritCwd = false,
   ) {
     this.#dirPrefix = `status-cmd-${tag}-`;
+    this.#cgroupDirName = `status-${tag}`;
     this.#inheritCwd = inheritCwd;
     this.#canCreateDirs = granted({ name: "write", path: workRoot });
     this.user = user;
@@ -856,6 +859,14 @@ export class Sandbox {
    */
   async stopLeftover(record: ProcessRecord): Promise<LeftoverOutcome> {
     if (record.cgroup) {
+      // Only one of this agent's command cgroups (`status-<tag>/cmd-...`): a journal is data, and
+      // cgroup.kill of any other path would stop whatever runs there.
+      if (!this.#isCommandCgroup(record.cgroup)) {
+        log.warning("the journal names a cgroup that is not one of this agent's; left alone", {
+          cgroup: record.cgroup,
+        });
+        return "unknown";
+      }
       if (!exists(record.cgroup)) return exists(dirname(record.cgroup)) ? "ended" : "unknown";
       // Frozen: the watchdog stopped it when the agent died.
       const frozen = readText(`${record.cgroup}/cgroup.freeze`)?.trim() === "1";
@@ -870,6 +881,13 @@ export class Sandbox {
       sendSignal(members, "SIGKILL", this.#route);
     }
     return "stopped";
+  }
+
+  /** Whether `path` names a command cgroup this agent (its tag) makes: `…/status-<tag>/cmd-…`. */
+  #isCommandCgroup(path: string): boolean {
+    return path.startsWith("/") && resolve(path) === path &&
+      basename(dirname(path)) === this.#cgroupDirName &&
+      /^cmd-\d+-\d+-[0-9a-f]+$/.test(basename(path));
   }
 
   /**

@@ -437,6 +437,49 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a restarted agent leaves alone a cgroup its journal names that is not one of its own",
+  ignore,
+  fn: async () => {
+    const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
+    const sandbox = Sandbox.create({ tag });
+    if (sandbox.killMode !== "cgroup") {
+      await sandbox.close();
+      console.log(`cgroup tests skipped: ${sandbox.describe()}`);
+      return;
+    }
+    const cell = await sandbox.open();
+    const child = cell.spawn("/bin/true", { stdin: "null", stdout: "null", stderr: "null" });
+    const record = cell.record()!;
+    await child.status;
+    await cell.close();
+    // Another program's cgroup beside this agent's, with a process in it.
+    const other = `${sandbox.cgroupHome!.own}/other-${tag}`;
+    Deno.mkdirSync(other);
+    const sleeper = new Deno.Command("sleep", { args: ["60"], stdin: "null" }).spawn();
+    try {
+      Deno.writeTextFileSync(`${other}/cgroup.procs`, String(sleeper.pid));
+      for (
+        const cgroup of [
+          other,
+          `${other}/cmd-1-1-abcdef01`,
+          `${sandbox.cgroupHome!.base}/../other-${tag}`,
+          `${sandbox.cgroupHome!.base}/cmd-1-1-abcdef01/../../other-${tag}`,
+        ]
+      ) {
+        assert.equal(await sandbox.stopLeftover({ ...record, cgroup }), "unknown", cgroup);
+      }
+      assert.deepEqual(await alive([sleeper.pid]), [sleeper.pid], "its process still runs");
+      assert.equal(await sandbox.stopLeftover(record), "ended", "its own cgroup is looked at");
+    } finally {
+      sleeper.kill("SIGKILL");
+      await sleeper.status;
+      Deno.removeSync(other);
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
   name: "without cgroups or /proc a leftover process group is found with ps, a reused pid is not",
   ignore,
   fn: async () => {
