@@ -6,7 +6,8 @@
  *   the agent may read (its token, its state, root-only files) however the argument rules are
  *   walked around.
  * - **Working directory**: a new empty directory per command (owned by that user, removed after
- *   the command), never the agent's own working directory or its state directory.
+ *   the command) inside one of the agent's own (`/tmp/status-cmd-<tag>`, mode 0711, so that the
+ *   user cannot rename it), never the agent's own working directory or its state directory.
  * - **Processes**: a cgroup v2 per command where the agent may create one (root, or a delegated
  *   systemd service); `cgroup.kill` then stops every process the command started, also those that
  *   left its process group (`setsid`). Elsewhere the command's process group is signalled.
@@ -590,8 +591,19 @@ export class Sandbox {
   }
   readonly #workRoot: string;
   readonly #inheritCwd: boolean;
-  /** Names this agent's working directories, so that a restart finds what a crash left. */
+  /**
+   * Names this agent's working directories in the work root as an earlier version made them
+   * (`status-cmd-<tag>-XXXX`), so that a restart still removes what a crash of that one left.
+   */
   readonly #dirPrefix: string;
+  /**
+   * This agent's directory of working directories (`<work root>/status-cmd-<tag>`): this
+   * process's own, mode 0711, so that a command user, who owns its working directory, cannot
+   * rename that directory (which needs write access to the one holding it) in a `/tmp` where it
+   * could rename whatever it owns; made at the first command.
+   */
+  readonly #cwdParent: string;
+  #cwdParentReady = false;
   readonly #canCreateDirs: boolean;
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
@@ -611,6 +623,7 @@ export class Sandbox {
     inheritCwd = false,
   ) {
     this.#dirPrefix = `status-cmd-${tag}-`;
+    this.#cwdParent = `${workRoot}/status-cmd-${tag}`;
     this.#cgroupDirName = `status-${tag}`;
     this.#inheritCwd = inheritCwd;
     this.#canCreateDirs = granted({ name: "write", path: workRoot });
@@ -789,7 +802,7 @@ export class Sandbox {
     if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = this.#workRoot;
     else if (cwd === undefined && !this.#inheritCwd) {
       try {
-        cwd = await Deno.makeTempDir({ dir: this.#workRoot, prefix: this.#dirPrefix });
+        cwd = await Deno.makeTempDir({ dir: this.#ownCwdParent(), prefix: "cmd-" });
         own = true;
         await Deno.chmod(cwd, 0o700);
         // Given away last: once the command user owns it, that user may rename it in /tmp
@@ -836,19 +849,64 @@ export class Sandbox {
     for (const name of home ? subdirectories(home.base) : []) {
       if (await killCgroup(`${home!.base}/${name}`)) stopped++;
     }
-    // The working directories the previous run could not remove (it was killed).
-    for (const name of subdirectories(this.#workRoot)) {
-      if (!name.startsWith(this.#dirPrefix)) continue;
+    // The working directories the previous run could not remove (it was killed): in this
+    // agent's directory of them, or, as an earlier version made them, in the work root.
+    const left = [
+      ...(this.#isOwnDirectory(this.#cwdParent)
+        ? subdirectories(this.#cwdParent).map((name) => `${this.#cwdParent}/${name}`)
+        : []),
+      ...subdirectories(this.#workRoot).filter((name) => name.startsWith(this.#dirPrefix))
+        .map((name) => `${this.#workRoot}/${name}`),
+    ];
+    for (const cwd of left) {
       try {
-        await Deno.remove(`${this.#workRoot}/${name}`, { recursive: true });
+        await Deno.remove(cwd, { recursive: true });
       } catch (error) {
         log.warning("could not remove a working directory left by the previous run", {
-          cwd: `${this.#workRoot}/${name}`,
+          cwd,
           error,
         });
       }
     }
     return stopped;
+  }
+
+  /**
+   * This agent's directory of working directories, made (mode 0711) when missing; an existing one
+   * must be a directory of this process's user, not a symlink.
+   *
+   * @throws {Error} When it cannot be made, or one in its place is not this user's.
+   */
+  #ownCwdParent(): string {
+    const path = this.#cwdParent;
+    if (this.#cwdParentReady) return path;
+    try {
+      Deno.mkdirSync(path, { mode: 0o711 });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      if (!this.#isOwnDirectory(path)) {
+        throw new Error(
+          `${path} is in the way: it is not a directory of this user's (another user may have ` +
+            "made it, or a symlink); remove it",
+        );
+      }
+    }
+    // Ours, and not a symlink (only its owner or root may rename it in a sticky /tmp).
+    Deno.chmodSync(path, 0o711);
+    this.#cwdParentReady = true;
+    return path;
+  }
+
+  /** Whether `path` is a directory (not a symlink) owned by this process's user. */
+  #isOwnDirectory(path: string): boolean {
+    try {
+      const info = Deno.lstatSync(path);
+      if (!info.isDirectory) return false;
+      const uid = ownUid();
+      return uid === null || info.uid === null || info.uid === uid;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -905,6 +963,13 @@ export class Sandbox {
       }
       watchdog.child.ref();
       await watchdog.child.status;
+    }
+    if (this.#cwdParentReady) {
+      try {
+        Deno.removeSync(this.#cwdParent);
+      } catch {
+        // A working directory is still there (a later start sweeps it).
+      }
     }
     const home = this.#cgroupHome;
     if (!home) return;

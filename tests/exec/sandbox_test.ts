@@ -113,6 +113,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a command user cannot rename its working directory: it lies in one of the agent's own",
+  ignore,
+  fn: async () => {
+    const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
+    const sandbox = Sandbox.create({ cgroups: false, tag });
+    // As a process of the command user would, from outside the command (here: the command).
+    using mover = script(`mv "$PWD" "$PWD.moved" 2>/dev/null && echo moved; pwd`);
+    try {
+      const result = await runCommand(mover.path, { policy: policyWith(mover.path), sandbox });
+      assert.equal(result.status, "success", result.error ?? "");
+      assert.ok(!result.stdout.includes("moved"), result.stdout);
+      const pwd = result.stdout.trim();
+      const parent = `/tmp/status-cmd-${tag}`;
+      assert.equal(pwd.slice(0, pwd.lastIndexOf("/")), parent);
+      const info = Deno.lstatSync(parent);
+      assert.equal(info.uid, 0, "the agent's");
+      assert.equal(info.mode! & 0o777, 0o711, "others may enter, not list or rename");
+      assert.deepEqual([...Deno.readDirSync(parent)], [], "the command's directory was removed");
+    } finally {
+      await sandbox.close();
+    }
+    assert.throws(() => Deno.lstatSync(`/tmp/status-cmd-${tag}`), Deno.errors.NotFound);
+  },
+});
+
+Deno.test({
   name: "a root agent's commands run as nobody, own group only, in a new empty directory",
   ignore,
   fn: async () => {
@@ -362,11 +388,10 @@ Deno.test({
         try {
           assert.equal(await restarted.stopLeftover(record), "stopped");
           // And removes the working directory the dead agent left.
+          const parent = `/tmp/status-cmd-${tag}`;
+          assert.notDeepEqual([...Deno.readDirSync(parent)], [], "the dead agent left one");
           await restarted.sweep();
-          const left = [...Deno.readDirSync("/tmp")].filter((e) =>
-            e.name.startsWith(`status-cmd-${tag}-`)
-          );
-          assert.deepEqual(left, []);
+          assert.deepEqual([...Deno.readDirSync(parent)], []);
         } finally {
           await restarted.close();
         }

@@ -176,8 +176,13 @@ Deno.test("chaos: random SIGKILLs of dashboard and agents lose nothing, run noth
 
     // Each restarted agent removed the working directories its killed predecessor left.
     const tags = agentIds.map((id) => Sandbox.tagOf(`${dir.path}/state-${id}`));
-    const leftDirs = [...Deno.readDirSync("/tmp")].map((e) => e.name)
-      .filter((name) => tags.some((tag) => name.startsWith(`status-cmd-${tag}-`)));
+    const leftDirs = tags.flatMap((tag) => {
+      try {
+        return [...Deno.readDirSync(`/tmp/status-cmd-${tag}`)].map((e) => `${tag}/${e.name}`);
+      } catch {
+        return []; // none was made, or it was removed at the agent's stop
+      }
+    });
     assert.deepEqual(leftDirs, [], "working directories left behind");
 
     const starts = new Map<string, number>();
