@@ -526,6 +526,7 @@ export class Cell implements AsyncDisposable {
           error,
         });
       }
+      this.#sandbox.releaseCwdParent();
     }
   }
 
@@ -600,10 +601,9 @@ export class Sandbox {
    * This agent's directory of working directories (`<work root>/status-cmd-<tag>`): this
    * process's own, mode 0711, so that a command user, who owns its working directory, cannot
    * rename that directory (which needs write access to the one holding it) in a `/tmp` where it
-   * could rename whatever it owns; made at the first command.
+   * could rename whatever it owns; there while a command runs.
    */
   readonly #cwdParent: string;
-  #cwdParentReady = false;
   readonly #canCreateDirs: boolean;
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
@@ -802,7 +802,8 @@ export class Sandbox {
     if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = this.#workRoot;
     else if (cwd === undefined && !this.#inheritCwd) {
       try {
-        cwd = await Deno.makeTempDir({ dir: this.#ownCwdParent(), prefix: "cmd-" });
+        // Both synchronous: no command's end can remove the parent in between.
+        cwd = Deno.makeTempDirSync({ dir: this.#ownCwdParent(), prefix: "cmd-" });
         own = true;
         await Deno.chmod(cwd, 0o700);
         // Given away last: once the command user owns it, that user may rename it in /tmp
@@ -868,6 +869,7 @@ export class Sandbox {
         });
       }
     }
+    this.releaseCwdParent();
     return stopped;
   }
 
@@ -879,7 +881,6 @@ export class Sandbox {
    */
   #ownCwdParent(): string {
     const path = this.#cwdParent;
-    if (this.#cwdParentReady) return path;
     try {
       Deno.mkdirSync(path, { mode: 0o711 });
     } catch (error) {
@@ -893,8 +894,19 @@ export class Sandbox {
     }
     // Ours, and not a symlink (only its owner or root may rename it in a sticky /tmp).
     Deno.chmodSync(path, 0o711);
-    this.#cwdParentReady = true;
     return path;
+  }
+
+  /**
+   * @internal Removes this agent's directory of working directories once it is empty (a
+   * command's end, the agent's): nothing is left in the work root while no command runs.
+   */
+  releaseCwdParent(): void {
+    try {
+      if (this.#isOwnDirectory(this.#cwdParent)) Deno.removeSync(this.#cwdParent);
+    } catch {
+      // Another command's directory is in it, or it is gone already.
+    }
   }
 
   /** Whether `path` is a directory (not a symlink) owned by this process's user. */
@@ -964,13 +976,8 @@ export class Sandbox {
       watchdog.child.ref();
       await watchdog.child.status;
     }
-    if (this.#cwdParentReady) {
-      try {
-        Deno.removeSync(this.#cwdParent);
-      } catch {
-        // A working directory is still there (a later start sweeps it).
-      }
-    }
+    // Unless a working directory is still there (a later start sweeps it).
+    this.releaseCwdParent();
     const home = this.#cgroupHome;
     if (!home) return;
     try {
