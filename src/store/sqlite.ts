@@ -1468,14 +1468,28 @@ function kindOf(path: string): "file" | "directory" | "other" | "missing" {
   }
 }
 
+/** Whether every user may write in `dir` (`/tmp`); `false` when it cannot be looked at. */
+function everyoneMayWriteIn(dir: string): boolean {
+  try {
+    const mode = Deno.statSync(dir).mode;
+    return mode !== null && (mode & 0o002) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Refuses a missing file (unless `create`) or a missing directory before SQLite creates one. */
 function checkDatabasePath(path: string, create: boolean): void {
-  // Beside a database in a directory others may write (/tmp), a file or symlink another user
-  // made first would be read and written by this process: theirs to read, or to point elsewhere.
-  const problem = notOwnPathProblem(path, { symlink: "own" }) ??
-    [`${path}-wal`, `${path}-shm`, `${path}-reserve`]
-      .map((companion) => notOwnPathProblem(companion, { symlink: "never" }))
-      .find((found) => found !== undefined);
+  // In a directory every user may write (/tmp), a database file or symlink another user made
+  // first would be read and written by this process: theirs to read, or to point elsewhere.
+  // Elsewhere a database of another user is one an administrator opens on purpose (root's
+  // `status agents add --db` on the dashboard user's file). A symlink in place of a companion
+  // file is refused wherever it is: SQLite and the reserve would write through it.
+  const problem =
+    (everyoneMayWriteIn(dirname(path)) ? notOwnPathProblem(path, { symlink: "own" }) : undefined) ??
+      [`${path}-wal`, `${path}-shm`, `${path}-reserve`]
+        .map((companion) => notOwnPathProblem(companion, { symlink: "never" }))
+        .find((found) => found !== undefined);
   if (problem !== undefined) {
     throw new StoreError(
       `cannot open database ${path}: ${problem}; refusing (remove it, or keep the database in ` +

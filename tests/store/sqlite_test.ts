@@ -411,16 +411,36 @@ Deno.test("a database's files that another user made first, or a symlink beside 
       });
     }
     await t.step({
-      name: "a database file of another user",
+      name: "a database file of another user, in a directory every user may write",
       ignore: Deno.uid() !== 0,
       fn: () => {
-        Deno.writeFileSync(path, new Uint8Array(), { mode: 0o666 });
-        Deno.chownSync(path, 65534, 65534);
-        assert.throws(
-          () => openSqliteStore(path),
-          new RegExp(`^StoreError: cannot open database ${path}: ${path} belongs to uid 65534`),
-        );
-        Deno.removeSync(path);
+        Deno.chmodSync(dir, 0o1777); // as /tmp
+        try {
+          Deno.writeFileSync(path, new Uint8Array(), { mode: 0o666 });
+          Deno.chownSync(path, 65534, 65534);
+          assert.throws(
+            () => openSqliteStore(path),
+            new RegExp(`^StoreError: cannot open database ${path}: ${path} belongs to uid 65534`),
+          );
+          Deno.removeSync(path);
+        } finally {
+          Deno.chmodSync(dir, 0o700);
+        }
+      },
+    });
+    await t.step({
+      name:
+        "elsewhere another user's database is opened (root's --db on the dashboard user's file)",
+      ignore: Deno.uid() !== 0,
+      fn: async () => {
+        const home = `${dir}/home`;
+        Deno.mkdirSync(home, { mode: 0o755 });
+        Deno.chownSync(home, 65534, 65534);
+        const theirs = `${home}/status.db`;
+        await openSqliteStore(theirs).close();
+        Deno.chownSync(theirs, 65534, 65534);
+        await using store = openSqliteStore(theirs, { create: false });
+        assert.equal(await store.getAgent("none"), null);
       },
     });
   } finally {
