@@ -307,11 +307,7 @@ export class WaiterHub {
    * @returns How many waits were answered.
    */
   dismiss(agentId: string): number {
-    const entry = this.#agents.get(agentId);
-    if (!entry) return 0;
-    const waiters = entry.waiters.filter((waiter) => waiter.open);
-    for (const waiter of waiters) this.#settle(waiter, null);
-    return waiters.length;
+    return this.dismissStale(agentId, undefined);
   }
 
   /**

@@ -18,138 +18,143 @@ import {
   TOKEN2,
 } from "./_helpers.ts";
 
-Deno.test("a token rotated by another process is refused old and accepted new at once", async () => {
+/**
+ * A SQLite file in a new directory, opened twice: the dashboard's store, and another connection as
+ * `status agents ... --db` in another process would make. Agent `a1` has {@link TOKEN}.
+ */
+async function fileWithTwoConnections() {
   const dir = await Deno.makeTempDir({ prefix: "status-rotate-" });
+  const path = `${dir}/status.db`;
+  const store = openSqliteStore(path);
+  const cli = openSqliteStore(path);
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  return {
+    store,
+    cli,
+    async [Symbol.asyncDispose]() {
+      await cli.close();
+      await store.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("a token rotated by another process is refused old and accepted new at once", async () => {
+  await using file = await fileWithTwoConnections();
+  const { store, cli } = file;
+  const dashboard = createApp({ store, adminToken: ADMIN_TOKEN, autoExpireLeases: false });
   try {
-    const path = `${dir}/status.db`;
-    await using store = openSqliteStore(path);
-    // `status agents rotate` runs in another process: another connection to the same file.
-    await using cli = openSqliteStore(path);
-    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
-    const dashboard = createApp({ store, adminToken: ADMIN_TOKEN, autoExpireLeases: false });
-    try {
-      const enqueue = (token: string, id: string) => {
-        const body = JSON.stringify({ id, name: "echo" });
-        const headers = agentHeaders({
-          path: P.enqueue,
-          body: {},
-          bodyText: body,
-          token,
-          now: Date.now(),
-        });
-        return Promise.resolve(
-          dashboard.app.request(P.enqueue, { method: "POST", headers, body }),
-        );
-      };
-      const before = await enqueue(TOKEN, "c1");
-      assert.equal(before.status, 202, "the agent is cached with its first token");
-      await before.body?.cancel();
+    const enqueue = (token: string, id: string) => {
+      const body = JSON.stringify({ id, name: "echo" });
+      const headers = agentHeaders({
+        path: P.enqueue,
+        body: {},
+        bodyText: body,
+        token,
+        now: Date.now(),
+      });
+      return Promise.resolve(
+        dashboard.app.request(P.enqueue, { method: "POST", headers, body }),
+      );
+    };
+    const before = await enqueue(TOKEN, "c1");
+    assert.equal(before.status, 202, "the agent is cached with its first token");
+    await before.body?.cancel();
 
-      const rotated = "rotated-token-0123456789abcdefghijklmnopqrst";
-      assert.equal(await cli.setAgentToken("a1", rotated), true);
-      const old = await enqueue(TOKEN, "c2");
-      assert.equal(old.status, 401);
-      assert.match((await json(old)).error as string, /bearer token is wrong/);
-      const fresh = await enqueue(rotated, "c3");
-      assert.equal(fresh.status, 202);
-      await fresh.body?.cancel();
+    const rotated = "rotated-token-0123456789abcdefghijklmnopqrst";
+    assert.equal(await cli.setAgentToken("a1", rotated), true);
+    const old = await enqueue(TOKEN, "c2");
+    assert.equal(old.status, 401);
+    assert.match((await json(old)).error as string, /bearer token is wrong/);
+    const fresh = await enqueue(rotated, "c3");
+    assert.equal(fresh.status, 202);
+    await fresh.body?.cancel();
 
-      await cli.removeAgent("a1");
-      const removed = await enqueue(rotated, "c4");
-      assert.equal(removed.status, 401);
-      assert.match((await json(removed)).error as string, /not registered/);
-    } finally {
-      await dashboard.close();
-    }
+    await cli.removeAgent("a1");
+    const removed = await enqueue(rotated, "c4");
+    assert.equal(removed.status, 401);
+    assert.match((await json(removed)).error as string, /not registered/);
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await dashboard.close();
   }
 });
 
 Deno.test("a wait held with a token that another process rotates or removes ends within a look", async (t) => {
-  const dir = await Deno.makeTempDir({ prefix: "status-rotate-" });
+  await using file = await fileWithTwoConnections();
+  const { store, cli } = file;
+  const clock = new FakeClock(Date.now());
+  const dashboard = createApp({
+    store,
+    adminToken: ADMIN_TOKEN,
+    autoExpireLeases: false,
+    clock,
+    otherWritersLookMs: 1000,
+  });
+  const hold = (token: string) => {
+    const path = P.wait("default", 30);
+    const headers = agentHeaders({ path, bodyText: "", token, now: clock.now() });
+    return Promise.resolve(dashboard.app.request(path, { headers }));
+  };
+  // Ended by the look the clock's next second makes, not by the wait's own 30 s timeout (no
+  // bound on speed beyond that: the machine may be busy).
+  const endedByTheLook = async (held: Promise<Response>) => {
+    const started = performance.now();
+    clock.advance(1000);
+    const response = await held;
+    const tookMs = performance.now() - started;
+    assert.equal(response.status, 204);
+    assert.ok(tookMs < 10_000, `ended ${tookMs.toFixed(0)} ms after the look`);
+  };
   try {
-    const path = `${dir}/status.db`;
-    await using store = openSqliteStore(path);
-    // `status agents rotate --db` runs in another process: another connection to the same file.
-    await using cli = openSqliteStore(path);
-    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
-    const clock = new FakeClock(Date.now());
-    const dashboard = createApp({
-      store,
-      adminToken: ADMIN_TOKEN,
-      autoExpireLeases: false,
-      clock,
-      otherWritersLookMs: 1000,
-    });
-    const hold = (token: string) => {
-      const path = P.wait("default", 30);
-      const headers = agentHeaders({ path, bodyText: "", token, now: clock.now() });
-      return Promise.resolve(dashboard.app.request(path, { headers }));
-    };
-    // Ended by the look the clock's next second makes, not by the wait's own 30 s timeout (no
-    // bound on speed beyond that: the machine may be busy).
-    const endedByTheLook = async (held: Promise<Response>) => {
-      const started = performance.now();
+    await t.step("another process's unrelated commit leaves the wait open", async () => {
+      const held = hold(TOKEN);
+      await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
+      await cli.addAgent({ id: "a2", token: TOKEN2, scopes: AGENT_SCOPES, now: clock.now() });
       clock.advance(1000);
-      const response = await held;
-      const tookMs = performance.now() - started;
-      assert.equal(response.status, 204);
-      assert.ok(tookMs < 10_000, `ended ${tookMs.toFixed(0)} ms after the look`);
-    };
-    try {
-      await t.step("another process's unrelated commit leaves the wait open", async () => {
-        const held = hold(TOKEN);
-        await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
-        await cli.addAgent({ id: "a2", token: TOKEN2, scopes: AGENT_SCOPES, now: clock.now() });
-        clock.advance(1000);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        assert.equal(dashboard.hub.isWaiting("a1"), true);
-        // Answered by a command: the wait was still the agent's.
-        await cli.enqueue({
-          id: "c1",
-          agentId: "a1",
-          name: "echo",
-          params: {},
-          fingerprint: "c1",
-          now: clock.now(),
-        });
-        dashboard.hub.notify("a1");
-        assert.equal((await held).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(dashboard.hub.isWaiting("a1"), true);
+      // Answered by a command: the wait was still the agent's.
+      await cli.enqueue({
+        id: "c1",
+        agentId: "a1",
+        name: "echo",
+        params: {},
+        fingerprint: "c1",
+        now: clock.now(),
       });
+      dashboard.hub.notify("a1");
+      assert.equal((await held).status, 200);
+    });
 
-      await t.step("rotated: the wait ends with no command at the next look", async () => {
-        const held = hold(TOKEN);
-        await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
-        const rotated = "rotated-token-0123456789abcdefghijklmnopqrst";
-        assert.equal(await cli.setAgentToken("a1", rotated), true);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        assert.equal(dashboard.hub.isWaiting("a1"), true, "not before the look");
-        await endedByTheLook(held);
-        await cli.enqueue({
-          id: "c2",
-          agentId: "a1",
-          name: "echo",
-          params: {},
-          fingerprint: "c2",
-          now: clock.now(),
-        });
-        const fresh = await hold(rotated);
-        assert.equal(fresh.status, 200, "the new token's wait gets the command");
-        assert.equal((await fresh.json()).id, "c2");
+    await t.step("rotated: the wait ends with no command at the next look", async () => {
+      const held = hold(TOKEN);
+      await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
+      const rotated = "rotated-token-0123456789abcdefghijklmnopqrst";
+      assert.equal(await cli.setAgentToken("a1", rotated), true);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(dashboard.hub.isWaiting("a1"), true, "not before the look");
+      await endedByTheLook(held);
+      await cli.enqueue({
+        id: "c2",
+        agentId: "a1",
+        name: "echo",
+        params: {},
+        fingerprint: "c2",
+        now: clock.now(),
       });
+      const fresh = await hold(rotated);
+      assert.equal(fresh.status, 200, "the new token's wait gets the command");
+      assert.equal((await fresh.json()).id, "c2");
+    });
 
-      await t.step("removed: the wait ends at the next look", async () => {
-        const held = hold("rotated-token-0123456789abcdefghijklmnopqrst");
-        await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
-        assert.equal(await cli.removeAgent("a1"), true);
-        await endedByTheLook(held);
-      });
-    } finally {
-      await dashboard.close();
-    }
+    await t.step("removed: the wait ends at the next look", async () => {
+      const held = hold("rotated-token-0123456789abcdefghijklmnopqrst");
+      await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
+      assert.equal(await cli.removeAgent("a1"), true);
+      await endedByTheLook(held);
+    });
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await dashboard.close();
   }
 });
 
