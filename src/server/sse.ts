@@ -41,14 +41,23 @@ export interface EventStreamOptions {
 
 const encoder = new TextEncoder();
 
+const HEADERS = {
+  "Content-Type": "text/event-stream; charset=utf-8",
+  "Cache-Control": "no-cache",
+  "X-Accel-Buffering": "no",
+} as const;
+
 /**
- * Makes a `text/event-stream` response driven by `options.step`.
+ * Makes a `text/event-stream` response driven by `options.step`. A `HEAD` request gets the
+ * headers alone: its body would never be read, and its connection's end does not abort the
+ * request, so a stream made for it would stay subscribed until the dashboard stops.
  *
  * @param options The request, subscriptions and the reader.
  * @returns The streaming response.
  */
 export function eventStreamResponse(options: EventStreamOptions): Response {
   const { request } = options;
+  if (request.method === "HEAD") return new Response(null, { headers: HEADERS });
   let closed = false;
   let dirty = true;
   let wake: (() => void) | undefined;
@@ -138,11 +147,5 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
       finish();
     },
   });
-  return new Response(body, {
-    headers: {
-      "Content-Type": "text/event-stream; charset=utf-8",
-      "Cache-Control": "no-cache",
-      "X-Accel-Buffering": "no",
-    },
-  });
+  return new Response(body, { headers: HEADERS });
 }

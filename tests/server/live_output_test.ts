@@ -222,6 +222,19 @@ Deno.test("the event stream wakes on new output at once and needs the admin toke
   assert.equal(d.dashboard.events.size, 0, "the subscription ended with the connection");
 });
 
+Deno.test("a HEAD of the event stream answers its headers and leaves no stream behind", async () => {
+  await using d = await makeDashboard({ realClock: true, eventKeepAliveMs: 60_000 });
+  await deliver(d, "head1");
+  const head = await d.admin("HEAD", "/api/v1/commands/head1/events");
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-type"), "text/event-stream; charset=utf-8");
+  assert.equal(head.body, null);
+  // Old behaviour: a stream was made and subscribed for it, and nothing ever ended it (the
+  // connection's end does not abort a request that was answered).
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(d.dashboard.events.size, 0);
+});
+
 Deno.test("a follower that does not read holds no backlog: it gets what the dashboard keeps when it reads again", async () => {
   await using d = await makeDashboard({
     realClock: true,
