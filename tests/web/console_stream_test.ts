@@ -122,12 +122,22 @@ async function streamTest(): Promise<void> {
             text.length < 600_000 && text.endsWith("yyyy");
         }),
     );
+    // A second delivery attempt (the first agent vanished) prints from offset 0 again: its output
+    // replaces the first attempt's, and a chunk of the first that comes late is not shown.
+    stream.send("output", { stream: "stdout", offset: 0, data: b64("again\n"), attempt: 2 }, 7);
+    stream.send("output", { stream: "stdout", offset: 9, data: b64("late\n"), attempt: 1 }, 8);
+    stream.send("output", { stream: "stdout", offset: 6, data: b64("more\n"), attempt: 2 }, 9);
+    await eventually(
+      "the second attempt's output replaces the first's",
+      async () => (await page.locator("pre#stdout").textContent()) === "again\nmore\n",
+    );
+    assert.equal(await page.locator("pre#stderr").textContent(), "");
     const report = reportBody("s1", { attempt });
     (report.result as Record<string, unknown>).stdout = "final output\n";
     await (await t.agent({ path: "/api/v1/agent/commands/report", body: report, token: null }))
       .body?.cancel();
     const final = await (await t.dashboard.app.request("/api/v1/commands/s1")).json();
-    stream.send("end", final, 7);
+    stream.send("end", final, 10);
     await eventually(
       "the end event brings the final page",
       async () => (await status.innerText()) === "success",

@@ -43,10 +43,8 @@
   function followCommand(detail) {
     const id = detail.dataset.commandId;
     const api = "/api/v1/commands/" + encodeURIComponent(id);
-    const live = {
-      stdout: { bytes: 0, text: "", decoder: new TextDecoder() },
-      stderr: { bytes: 0, text: "", decoder: new TextDecoder() },
-    };
+    const newStream = () => ({ bytes: 0, text: "", decoder: new TextDecoder() });
+    const live = { attempt: 1, stdout: newStream(), stderr: newStream() };
     let stopped = false;
     let source = null;
     let opened = false;
@@ -105,8 +103,21 @@
     }
 
     function onOutput(chunk) {
+      if (chunk.stream !== "stdout" && chunk.stream !== "stderr") return;
+      if (typeof chunk.data !== "string") return;
+      // Each delivery attempt's output starts again at offset 0: a later attempt's replaces what
+      // was shown, an earlier attempt's (a chunk its agent sent late) is not shown.
+      const attempt = Number.isInteger(chunk.attempt) ? chunk.attempt : live.attempt;
+      if (attempt < live.attempt) return;
+      if (attempt > live.attempt) {
+        live.attempt = attempt;
+        for (const name of ["stdout", "stderr"]) {
+          live[name] = newStream();
+          const pre = document.getElementById(name);
+          if (pre) pre.textContent = "";
+        }
+      }
       const stream = live[chunk.stream];
-      if (!stream || typeof chunk.data !== "string") return;
       let bytes = Uint8Array.from(atob(chunk.data), (c) => c.charCodeAt(0));
       const offset = Number(chunk.offset);
       if (Number.isFinite(offset) && offset < stream.bytes) {
