@@ -23,5 +23,10 @@ export type ServerEnv = {
     call: AgentCall;
     /** A `GET` carries a valid console session cookie (set by the console, `web/routes.tsx`). */
     consoleSession: boolean;
+    /**
+     * Whether that session is still valid (not logged out, not expired): what it opened that
+     * lasts, an event stream, ends when not.
+     */
+    consoleSessionValid: () => boolean;
   };
 };

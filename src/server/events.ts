@@ -171,6 +171,7 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
       request: c.req.raw,
       subscribe: (wake) => events.subscribe(id, wake),
       closed: () => events.closed,
+      authorized: c.get("consoleSessionValid"),
       keepAliveMs,
       clock: options.clock ?? systemClock,
       onError: (error) =>

@@ -612,6 +612,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       request: c.req.raw,
       subscribe: (wake) => scheduler.subscribe(id, wake),
       closed: () => scheduler.closed,
+      authorized: c.get("consoleSessionValid"),
       keepAliveMs,
       clock,
       onError: (error) =>

@@ -37,6 +37,12 @@ export interface EventStreamOptions {
   step(send: SendEvent): Promise<StepResult>;
   /** Called when a step fails while the client is still there. */
   onError(error: unknown): void;
+  /**
+   * Whether the request's credentials still hold (a console session that was not logged out and
+   * has not expired), asked before each read of the store: the stream ends when they do not.
+   * @default {() => true}
+   */
+  authorized?: () => boolean;
 }
 
 const encoder = new TextEncoder();
@@ -86,7 +92,7 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
     unsubscribe();
     request.signal.removeEventListener("abort", onAbort);
   };
-  const over = () => closed || options.closed();
+  const over = () => closed || options.closed() || options.authorized?.() === false;
 
   const body = new ReadableStream<Uint8Array>({
     start(controller) {

@@ -506,6 +506,38 @@ Deno.test("console logout: needs the CSRF token, then the session is over", asyn
   assert.match(replay.headers.get("Location")!, /expired=1/);
 });
 
+Deno.test("console logout ends the event streams the session opened; they send nothing more", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "s1", "sleep 5");
+  const wait = await t.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  assert.equal(wait.status, 200);
+  await wait.body?.cancel();
+  const stream = await browser.get("/api/v1/commands/s1/events");
+  assert.equal(stream.status, 200);
+  const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("event: status")) text += (await reader.read()).value;
+  const home = await (await browser.get("/")).text();
+  const out = await browser.post("/logout", { csrf: Browser.csrfOf(home) });
+  assert.equal(out.status, 303);
+  const chunk = await t.agent({
+    path: "/api/v1/agent/commands/s1/output",
+    body: { attempt: 1, stream: "stdout", offset: 0, data: btoa("after logout\n") },
+  });
+  assert.equal(chunk.status, 200);
+  await chunk.body?.cancel();
+  // Old behaviour: the stream went on, with this chunk and every later one, until the command
+  // ended (the session's end was looked at only when a stream was opened).
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    text += next.value;
+    if (text.includes("event: output")) break;
+  }
+  assert.doesNotMatch(text, /event: output/);
+  assert.equal(t.dashboard.events.size, 0);
+});
+
 Deno.test("console in dev mode: open, says dev mode, forms still need the CSRF token", async () => {
   await using t = await makeDashboard({ devMode: true });
   const browser = new Browser(t);

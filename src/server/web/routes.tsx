@@ -224,8 +224,11 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   app.use("/api/*", async function consoleSessionStep(c, next) {
     const method = c.req.method;
     if (!devMode && (method === "GET" || method === "HEAD") && !c.req.header("Authorization")) {
-      const check = sessions.read(cookieOf(c.req.header("Cookie"), SESSION_COOKIE));
-      if (check.state === "valid") c.set("consoleSession", true);
+      const cookie = cookieOf(c.req.header("Cookie"), SESSION_COOKIE);
+      if (sessions.read(cookie).state === "valid") {
+        c.set("consoleSession", true);
+        c.set("consoleSessionValid", () => sessions.read(cookie).state === "valid");
+      }
     }
     await next();
   });
