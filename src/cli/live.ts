@@ -215,6 +215,8 @@ export async function followAndPrint(
       signal,
       onStatus: progress,
       onOutput: (chunk) => {
+        // A chunk of an earlier attempt than the one shown: its agent sent it late.
+        if (chunk.attempt < attempt) return;
         if (chunk.attempt !== attempt) {
           if (attempt !== 0) {
             clearIndicator();

@@ -26,9 +26,14 @@ function recordingWriter(isTerminal: boolean) {
   return { writer, stdout: () => text(out), stderr: () => text(err) };
 }
 
-async function dashboard() {
+async function dashboard(options: { ackTimeoutSecs?: number } = {}) {
   const store = openSqliteStore(":memory:");
-  const server = await startServer({ availableDescriptors: "plenty", store, port: 0 }); // dev mode
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    ...options,
+  }); // dev mode
   const agentCall = async (path: string, body?: unknown) => {
     const response = await fetch(`${server.url}${path}`, {
       method: body === undefined ? "GET" : "POST",
@@ -109,6 +114,44 @@ Deno.test("followAndPrint prints live output as it comes, names gaps, then the r
   assert.ok(!io.stderr.some((line) => /first and last 32 KiB are kept/.test(line)));
   assert.match(io.stderr.at(-1)!, new RegExp(`^${id} failed, exit code 4 \\(\\d+\\.\\d s\\)$`));
   assert.ok(!rec.stderr().includes("\x1b[2K"), "no indicator when not a terminal");
+});
+
+Deno.test("followAndPrint prints the output of the latest attempt; a late chunk of an earlier one is left out", async () => {
+  await using d = await dashboard({ ackTimeoutSecs: 1 });
+  const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
+  const wait = (attempt: number) =>
+    until(async () => {
+      const waited = await d.agentCall("/api/v1/agent/commands/wait/default?timeout=1");
+      return waited.status === 200 && waited.body.attempt === attempt;
+    }, `attempt ${attempt} is delivered`);
+  const chunk = (attempt: number, offset: number, text: string) =>
+    d.agentCall(`/api/v1/agent/commands/${id}/output`, {
+      attempt,
+      stream: "stdout",
+      offset,
+      data: toBase64(new TextEncoder().encode(text)),
+    });
+  await wait(1);
+  await chunk(1, 0, "one\n");
+  // Attempt 1 is never acked: its delivery lease ends and the command is delivered again.
+  await wait(2);
+  await chunk(2, 0, "two\n");
+  await chunk(1, 4, "late\n"); // the first agent, still there, sends more
+  await chunk(2, 4, "more\n");
+  await d.agentCall("/api/v1/agent/commands/report", {
+    ...report(id, "two\nmore\n", "", 0),
+    attempt: 2,
+  });
+  const io = memoryIo();
+  const rec = recordingWriter(false);
+  const record = await followAndPrint(io, rec.writer, d.client, id, { indicatorMs: 20 });
+  assert.equal(record?.status, "success");
+  // Old behaviour: "one\ntwo\nlate\nmore\n", with attempt 1 said to start again (and then 2) and
+  // gaps named before "late" and "more".
+  assert.equal(rec.stdout(), "one\ntwo\nmore\n");
+  assert.deepEqual(io.stderr.filter((line) => /attempt|dropped/.test(line)), [
+    `${id}: attempt 2 started; its output follows from the start`,
+  ]);
 });
 
 Deno.test("followAndPrint: bytes missing live from a result cut too are not said to be in the result", async () => {
