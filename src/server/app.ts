@@ -269,7 +269,13 @@ export function createApp(options: AppOptions): DashboardApp {
     adminToken,
     clock,
     sessionTtlSecs: options.consoleSessionTtlSecs,
-    api: (request) => http.fetch(request),
+    api: (request, remote) =>
+      http.fetch(
+        request,
+        remote === undefined
+          ? undefined
+          : { remoteAddr: { transport: "tcp", hostname: remote, port: 0 } },
+      ),
   });
   operatorRoutes(app, deps, startedAt);
   // Every operator route takes from the operators' buckets, never from an agent's.

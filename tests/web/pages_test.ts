@@ -14,17 +14,25 @@ import {
 /** A browser in miniature: keeps cookies, follows nothing. */
 class Browser {
   readonly cookies = new Map<string, string>();
-  constructor(readonly t: TestDashboard, readonly origin = "http://localhost") {}
+  constructor(
+    readonly t: TestDashboard,
+    readonly origin = "http://localhost",
+    /** The browser's address, as the HTTP server would give it. */
+    readonly remote?: string,
+  ) {}
 
   async request(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (this.cookies.size > 0) {
       headers.set("Cookie", [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; "));
     }
-    const response = await this.t.dashboard.app.request(`${this.origin}${path}`, {
-      ...init,
-      headers,
-    });
+    const request = new Request(`${this.origin}${path}`, { ...init, headers });
+    const response = await this.t.dashboard.app.fetch(
+      request,
+      this.remote === undefined
+        ? undefined
+        : { remoteAddr: { transport: "tcp", hostname: this.remote, port: 50_000 } },
+    );
     for (const line of response.headers.getSetCookie()) {
       const [pair] = line.split(";");
       const index = pair.indexOf("=");
@@ -482,6 +490,50 @@ Deno.test("console error pages: unknown command and unreachable store, never a s
     assert.doesNotMatch(text, /StoreError|is closed|\.ts:\d+|\bat [A-Za-z]/, path);
     assertSecureHeaders(response, path);
   }
+});
+
+Deno.test("console: a browser over the operators' limit gets a 429 page; another address is not held up by it", async () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  try {
+    await using t = await makeDashboard({ operatorRateLimitPerMinute: 5 });
+    const busy = new Browser(t, "http://localhost", "192.0.2.1");
+    const other = new Browser(t, "http://localhost", "192.0.2.2");
+    await busy.login();
+    await other.login();
+    let limited: Response | undefined;
+    for (let i = 0; i < 10 && !limited; i++) {
+      const response = await busy.get("/");
+      if (response.status === 200) await response.body?.cancel();
+      else limited = response;
+    }
+    assert.ok(limited, "the busy browser reached the limit");
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get("Retry-After")) >= 1);
+    assertSecureHeaders(limited, "429 page");
+    const text = await limited.text();
+    assert.match(text, /Too many requests/);
+    assert.match(text, /OPERATOR_RATE_LIMIT_PER_MINUTE/);
+
+    const page = await other.get("/");
+    assert.equal(page.status, 200, "the other address has its own bucket");
+    await page.body?.cancel();
+    const direct = await t.admin("GET", "/api/v1/agents");
+    assert.equal(direct.status, 200, "so has a client of the API itself");
+    await direct.body?.cancel();
+
+    t.clock.advance(60_000);
+    const later = await busy.get("/");
+    assert.equal(later.status, 200);
+    await later.body?.cancel();
+  } finally {
+    await closeLogging();
+  }
+  const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
+  assert.deepEqual(errors, [], "a full bucket is not the dashboard's error");
+  assert.ok(
+    lines.some((line) => /console page \/ refused/.test(line) && /192\.0\.2\.1/.test(line)),
+  );
 });
 
 Deno.test("console logout: needs the CSRF token, then the session is over", async () => {

@@ -71,8 +71,11 @@ export interface ConsoleOptions {
    * @default {43200}
    */
   sessionTtlSecs?: number;
-  /** Answers an operator API request in process (the dashboard's own `fetch`). */
-  api(request: Request): Response | Promise<Response>;
+  /**
+   * Answers an operator API request in process (the dashboard's own `fetch`), on behalf of the
+   * page's client at `remote` (its address: the operators' rate limit is per client address).
+   */
+  api(request: Request, remote: string | undefined): Response | Promise<Response>;
 }
 
 /** Commands on one page of the list. */
@@ -97,11 +100,17 @@ export const CONTENT_SECURITY_POLICY = [
 const log = logger("server", "console");
 const audit = auditLogger();
 
-/** The API answered 5xx: the page cannot be built. */
+/** The API answered what a page cannot be built from (5xx, or a `429` of the client's limit). */
 class ApiUnavailable extends Error {
-  constructor(readonly status: number, readonly detail: string) {
-    super(`the operator API answered ${status}: ${detail}`);
+  /** When to try again, for a `429` (`details.retry_after_secs` of the answer). */
+  readonly retryAfterSecs?: number;
+
+  constructor(readonly status: number, body: Record<string, unknown>) {
+    super(`the operator API answered ${status}: ${String(body.error ?? "no detail")}`);
     this.name = "ApiUnavailable";
+    const details = body.details as { retry_after_secs?: unknown } | undefined;
+    const secs = details?.retry_after_secs;
+    if (typeof secs === "number" && Number.isInteger(secs) && secs > 0) this.retryAfterSecs = secs;
   }
 }
 
@@ -112,6 +121,8 @@ interface PageSession {
   setCookie?: string;
   /** The session, to revoke at logout; absent in dev mode. */
   check?: Extract<SessionCheck, { state: "valid" }>;
+  /** The browser's address: the API calls made for the page are counted as its own. */
+  remote?: string;
 }
 
 function secureHeaders(headers: Headers): void {
@@ -233,7 +244,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     await next();
   });
 
-  const api = async (path: string, init: RequestInit = {}): Promise<
+  const api = async (session: PageSession, path: string, init: RequestInit = {}): Promise<
     { status: number; body: Record<string, unknown> }
   > => {
     const headers = new Headers(init.headers);
@@ -241,6 +252,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     if (init.body !== undefined) headers.set("Content-Type", "application/json");
     const response = await options.api(
       new Request(`http://localhost${path}`, { ...init, headers }),
+      session.remote,
     );
     let body: Record<string, unknown> = {};
     try {
@@ -249,14 +261,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       // not JSON: handled by the status
     }
     if (response.status >= 500) {
-      throw new ApiUnavailable(response.status, String(body.error ?? "no detail"));
+      throw new ApiUnavailable(response.status, body);
     }
     return { status: response.status, body };
   };
 
-  const listAgents = async (): Promise<AgentJson[]> => {
-    const { status, body } = await api("/api/v1/agents");
-    if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+  const listAgents = async (session: PageSession): Promise<AgentJson[]> => {
+    const { status, body } = await api(session, "/api/v1/agents");
+    if (status !== 200) throw new ApiUnavailable(status, body);
     return body.agents as AgentJson[];
   };
 
@@ -276,11 +288,16 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       );
     }
     const check = sessions.read(cookieOf(c.req.header("Cookie"), SESSION_COOKIE));
-    if (check.state === "valid") return { csrf: check.csrf, check };
+    const remote = remoteOf(c);
+    if (check.state === "valid") return { csrf: check.csrf, check, remote };
     if (devMode) {
       // Dev mode: anyone on loopback may use the console; the session only carries the CSRF token.
       const issued = sessions.issue();
-      return { csrf: issued.csrf, setCookie: sessionCookie(c, issued.value, sessions.ttlSecs) };
+      return {
+        csrf: issued.csrf,
+        setCookie: sessionCookie(c, issued.value, sessions.ttlSecs),
+        remote,
+      };
     }
     const url = new URL(c.req.url);
     const next = c.req.method === "GET" ? `${url.pathname}${url.search}` : "/";
@@ -325,25 +342,45 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       } catch (error) {
         // The client's fault (a form cut short): answered as on every route.
         if (error instanceof HttpError) throw error;
-        const known = error instanceof ApiUnavailable && error.status >= 500;
-        log.error("console page {path} failed: {error}", {
-          path: new URL(c.req.url).pathname,
-          error,
-        });
         const pageFrame = session && !(session instanceof Response) ? frame(session) : { devMode };
-        response = html(
-          <ErrorPage
-            {...pageFrame}
-            title={known ? "Store unavailable" : "Something went wrong"}
-            message={known
-              ? "The dashboard cannot reach its command store, so this page cannot be shown. " +
-                "Nothing was changed. The dashboard's log says why; try again in a moment."
-              : "The dashboard failed to build this page. Nothing was changed. The dashboard's " +
-                "log has the details."}
-          />,
-          known ? 503 : 500,
-          known ? { "Retry-After": "5" } : {},
-        );
+        if (error instanceof ApiUnavailable && error.status === 429) {
+          // The operators' limit of this browser's address, which its pages' API calls count in.
+          const secs = error.retryAfterSecs ?? 60;
+          audit.warning("console page {path} refused: {reason}", {
+            path: new URL(c.req.url).pathname,
+            reason: "rate limit",
+            remote: remoteOf(c),
+          });
+          response = html(
+            <ErrorPage
+              {...pageFrame}
+              title="Too many requests"
+              message={`This address has used up its operator requests for now (` +
+                `OPERATOR_RATE_LIMIT_PER_MINUTE). Nothing was changed. Try again in ${secs} s.`}
+            />,
+            429,
+            { "Retry-After": String(secs) },
+          );
+        } else {
+          const known = error instanceof ApiUnavailable && error.status >= 500;
+          log.error("console page {path} failed: {error}", {
+            path: new URL(c.req.url).pathname,
+            error,
+          });
+          response = html(
+            <ErrorPage
+              {...pageFrame}
+              title={known ? "Store unavailable" : "Something went wrong"}
+              message={known
+                ? "The dashboard cannot reach its command store, so this page cannot be shown. " +
+                  "Nothing was changed. The dashboard's log says why; try again in a moment."
+                : "The dashboard failed to build this page. Nothing was changed. The " +
+                  "dashboard's log has the details."}
+            />,
+            known ? 503 : 500,
+            known ? { "Retry-After": "5" } : {},
+          );
+        }
       }
       // A new dev-mode session goes with whatever answer was built.
       if (session && !(session instanceof Response) && session.setCookie) {
@@ -364,7 +401,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   getPage(
     "/",
     page(async (_c, session) => {
-      const agents = await listAgents();
+      const agents = await listAgents(session);
       return html(<AgentsPage {...frame(session)} agents={agents} now={clock.now()} />);
     }),
   );
@@ -405,10 +442,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const wanted = Math.min(pageNo * PAGE_SIZE + 1, LIST_LIMIT.max);
       query.set("limit", String(wanted));
       const [listed, agents] = await Promise.all([
-        api(`/api/v1/commands?${query}`),
-        listAgents(),
+        api(session, `/api/v1/commands?${query}`),
+        listAgents(session),
       ]);
-      if (listed.status !== 200) throw new ApiUnavailable(listed.status, String(listed.body.error));
+      if (listed.status !== 200) throw new ApiUnavailable(listed.status, listed.body);
       const all = listed.body.commands as CommandJson[];
       const filter: CommandFilter = { agent, status, page: pageNo };
       return html(
@@ -428,7 +465,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     "/commands/:id",
     page(async (c, session) => {
       const id = c.req.param("id") ?? "";
-      const { status, body } = await api(`/api/v1/commands/${encodeURIComponent(id)}`);
+      const { status, body } = await api(session, `/api/v1/commands/${encodeURIComponent(id)}`);
       if (status === 404) {
         return html(
           <ErrorPage
@@ -443,7 +480,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           404,
         );
       }
-      if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+      if (status !== 200) throw new ApiUnavailable(status, body);
       const notices: Record<string, string> = {
         cancelled: "Cancelled before it was delivered.",
         requested: "Cancel requested: the agent stops the command.",
@@ -468,11 +505,11 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (denied) return denied;
       const id = c.req.param("id") ?? "";
       const path = `/commands/${encodeURIComponent(id)}`;
-      const { status, body } = await api(`/api/v1${path}/cancel`, { method: "POST" });
+      const { status, body } = await api(session, `/api/v1${path}/cancel`, { method: "POST" });
       audit.info("console cancel {commandId}: {status}", { commandId: id, status });
       if (status === 404) return redirect(path);
       const outcome = status === 200 ? "cancelled" : status === 202 ? "requested" : "final";
-      if (status >= 400 && status !== 409) throw new ApiUnavailable(status, String(body.error));
+      if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
       return redirect(`${path}?done=${outcome}`);
     }),
   );
@@ -483,7 +520,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     error?: string,
     status = 200,
   ) => {
-    const agents = (await listAgents()).map((a) => a.id);
+    const agents = (await listAgents(session)).map((a) => a.id);
     return html(
       <EnqueuePage {...frame(session)} agents={agents} values={values} error={error} />,
       status,
@@ -534,7 +571,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         }
         params.priority = values.priority;
       }
-      const { status, body } = await api("/api/v1/agent/commands/enqueue", {
+      const { status, body } = await api(session, "/api/v1/agent/commands/enqueue", {
         method: "POST",
         body: JSON.stringify({ agent_id: values.agent, name: values.name, params }),
       });
@@ -559,8 +596,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   getPage(
     "/runs",
     page(async (_c, session) => {
-      const { status, body } = await api("/api/v1/runs?limit=100");
-      if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+      const { status, body } = await api(session, "/api/v1/runs?limit=100");
+      if (status !== 200) throw new ApiUnavailable(status, body);
       return html(<RunsPage {...frame(session)} runs={body.runs as RunSummaryJson[]} />);
     }),
   );
@@ -584,7 +621,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }
       const request = runRequestOfForm(values);
       if ("error" in request) return runForm(session, values, request.error, 400);
-      const { status, body } = await api("/api/v1/runs", {
+      const { status, body } = await api(session, "/api/v1/runs", {
         method: "POST",
         body: JSON.stringify(request.body),
       });
@@ -605,7 +642,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     "/runs/:id",
     page(async (c, session) => {
       const id = c.req.param("id") ?? "";
-      const { status, body } = await api(`/api/v1/runs/${encodeURIComponent(id)}`);
+      const { status, body } = await api(session, `/api/v1/runs/${encodeURIComponent(id)}`);
       if (status === 404) {
         return html(
           <ErrorPage
@@ -620,7 +657,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           404,
         );
       }
-      if (status !== 200) throw new ApiUnavailable(status, String(body.error));
+      if (status !== 200) throw new ApiUnavailable(status, body);
       const notices: Record<string, string> = {
         cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
         final: "It had already ended, so there was nothing to cancel.",
@@ -643,10 +680,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (denied) return denied;
       const id = c.req.param("id") ?? "";
       const path = `/runs/${encodeURIComponent(id)}`;
-      const { status, body } = await api(`/api/v1${path}/cancel`, { method: "POST" });
+      const { status, body } = await api(session, `/api/v1${path}/cancel`, { method: "POST" });
       audit.info("console cancel of run {runId}: {status}", { runId: id, status });
       if (status === 404) return redirect(path);
-      if (status >= 400 && status !== 409) throw new ApiUnavailable(status, String(body.error));
+      if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
       return redirect(`${path}?done=${status === 409 ? "final" : "cancelled"}`);
     }),
   );
