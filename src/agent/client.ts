@@ -18,6 +18,7 @@ import {
 } from "../protocol/mod.ts";
 import { parseRetryAfter } from "./backoff.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
+import { MAX_TIMER_MS } from "../clock.ts";
 
 /** A request that did not succeed, classified by what the agent should do next. */
 export type RequestFailure =
@@ -512,7 +513,9 @@ export class DashboardClient {
     if (signal.aborted) return { kind: "aborted" };
     const url = this.urlOf(path);
     const headers = this.headersFor(method, url.pathname + url.search, body);
-    const deadline = AbortSignal.timeout(timeoutMs);
+    // A longer one would fire at once (a POLLING_TIMEOUT_SECS of 30 days).
+    const limitMs = Math.min(timeoutMs, MAX_TIMER_MS);
+    const deadline = AbortSignal.timeout(limitMs);
     try {
       const response = await this.#fetch(url, {
         method,
@@ -524,7 +527,7 @@ export class DashboardClient {
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
       if (deadline.aborted) {
-        return { kind: "network", message: `no answer within ${Math.round(timeoutMs / 1000)} s` };
+        return { kind: "network", message: `no answer within ${Math.round(limitMs / 1000)} s` };
       }
       return { kind: "network", message: describeFetchFailure(error) };
     }
