@@ -51,6 +51,16 @@ export type RequestFailure =
     skew: boolean;
   }
   | {
+    /**
+     * A 3xx answer: the agent does not follow redirects (a report turned into a `GET`, or sent
+     * to another host); DASHBOARD_URL needs to name where it leads. Back off; a report stays in
+     * the outbox.
+     */
+    kind: "redirect";
+    status: number;
+    message: string;
+  }
+  | {
     /** Another 4xx answer (or an unexpected one): the request itself was refused. */
     kind: "refused";
     status: number;
@@ -521,6 +531,7 @@ export class DashboardClient {
         method,
         headers,
         body,
+        redirect: "manual",
         signal: AbortSignal.any([signal, deadline]),
       });
       return { response };
@@ -535,6 +546,17 @@ export class DashboardClient {
 
   async #failure(response: Response): Promise<RequestFailure> {
     const status = response.status;
+    if (status >= 300 && status < 400) {
+      await response.body?.cancel();
+      const location = response.headers.get("Location");
+      return {
+        kind: "redirect",
+        status,
+        message: `the dashboard redirects (${status}) to ${
+          location === null ? "no Location" : JSON.stringify(location.slice(0, 300))
+        }; the agent does not follow redirects: set DASHBOARD_URL to the address it leads to`,
+      };
+    }
     const message = await errorMessage(response);
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {

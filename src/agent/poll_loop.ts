@@ -224,6 +224,13 @@ export class PollLoop {
           { status: failure.status, error: failure.message, delaySecs },
         );
         break;
+      case "redirect":
+        pollLog.error(`dashboard redirected the ${request}; retrying after back-off`, {
+          status: failure.status,
+          error: failure.message,
+          delaySecs,
+        });
+        break;
       case "invalid":
         pollLog.error(`dashboard answered the ${request} with something unexpected`, {
           error: failure.message,

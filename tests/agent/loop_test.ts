@@ -231,6 +231,40 @@ Deno.test("a report the dashboard fails is kept and retried until accepted", asy
   assert.equal(agent.executor.runs.length, 1);
 });
 
+Deno.test("a redirected report is not followed, and is kept and sent again", async (t) => {
+  // Followed, a 301 turned the report into a GET (whose 404 dropped the result for good), and a
+  // 307 sent the output to another host.
+  for (const status of [301, 307]) {
+    await t.step(`${status}`, async () => {
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      await using elsewhere = new StubDashboard();
+      let redirects = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "report" && redirects < 1) {
+          redirects++;
+          return new Response(null, {
+            status,
+            headers: { Location: `${elsewhere.url}${seen.path}` },
+          });
+        }
+      };
+      const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+      stub.enqueue(command("cmd-1", "echo hi"));
+      await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+      await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+      await finish(agent);
+      assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+      assert.equal(elsewhere.seen.length, 0);
+      const kept = logs.records.find((r) => r.commandId === "cmd-1" && r.level === "warning");
+      assert.match(
+        String(kept?.reason),
+        /to "http:.*\/report"; the agent does not follow redirects/,
+      );
+    });
+  }
+});
+
 Deno.test("Stacker envelopes: no ack endpoint, run anyway; an empty item sleeps next_poll_secs", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
