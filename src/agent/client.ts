@@ -23,7 +23,10 @@ import { MAX_TIMER_MS } from "../clock.ts";
 /** A request that did not succeed, classified by what the agent should do next. */
 export type RequestFailure =
   | {
-    /** No answer: connection refused or reset, DNS failure, or no answer in time. Back off. */
+    /**
+     * No answer: connection refused or reset, DNS failure, no answer in time, or a `408` (the
+     * request did not arrive in time, so nothing was done with it). Back off.
+     */
     kind: "network";
     message: string;
   }
@@ -564,6 +567,9 @@ export class DashboardClient {
       if (retryAfterMs !== undefined) return { kind: "throttled", status, retryAfterMs, message };
     }
     if (status >= 500) return { kind: "server", status, message };
+    // The request did not reach the dashboard whole (a slow link, or a kept-alive connection
+    // it had just closed): nothing was done with it, so it is sent again like one never answered.
+    if (status === 408) return { kind: "network", message: `408 Request Timeout: ${message}` };
     if (status === 401 || status === 403) {
       const date = response.headers.get("Date");
       const serverMs = date === null ? NaN : Date.parse(date);

@@ -231,6 +231,26 @@ Deno.test("a report the dashboard fails is kept and retried until accepted", asy
   assert.equal(agent.executor.runs.length, 1);
 });
 
+Deno.test("a report answered 408 (it did not arrive whole in time) is kept and sent again", async () => {
+  // A 408 was a refusal for good: the result was dropped.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let timeouts = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "report" && timeouts < 1) {
+      timeouts++;
+      return Response.json({ error: "the request did not arrive completely" }, { status: 408 });
+    }
+  };
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+  await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+  assert.ok(!logs.has(/refused the report for good/));
+});
+
 Deno.test("a redirected report is not followed, and is kept and sent again", async (t) => {
   // Followed, a 301 turned the report into a GET (whose 404 dropped the result for good), and a
   // 307 sent the output to another host.
