@@ -304,6 +304,28 @@ Deno.test("Stacker envelopes: no ack endpoint, run anyway; an empty item sleeps 
   assert.ok(waits[2].at - waits[1].at >= 950, `slept ${waits[2].at - waits[1].at} ms`);
 });
 
+Deno.test("a Stacker next_poll_secs longer than an hour is waited an hour, as Retry-After", async () => {
+  // A day was slept whole: the agent took no command for a day (or years, for milliseconds sent).
+  using _logs = captureLogs();
+  const clock = new RecordingClock();
+  const stop = new AbortController();
+  let calls = 0;
+  const fakeFetch: typeof fetch = () => {
+    if (++calls === 2) stop.abort();
+    return Promise.resolve(Response.json({ item: null, meta: { next_poll_secs: 86_400 } }));
+  };
+  await runAgent({
+    dashboardUrl: "http://127.0.0.1:9",
+    agentId: "agent-1",
+    heartbeat: false,
+    executor: new FakeExecutor(),
+    state: memoryAgentState(),
+    fetch: fakeFetch,
+    clock,
+  }, stop.signal);
+  assert.equal(clock.sleeps[0], 3_600_000);
+});
+
 Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delays", async (t) => {
   await t.step("in the loop (fake fetch and clock)", async () => {
     using _logs = captureLogs();
