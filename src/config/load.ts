@@ -98,7 +98,17 @@ function readTextIfPresent(path: string): string | undefined {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof Deno.errors.NotFound) {
+      // A symlink that leads nowhere is a mistake, not an absent file: its settings (a token)
+      // would be left out without a word.
+      let target: string;
+      try {
+        target = Deno.readLinkSync(path);
+      } catch {
+        return undefined;
+      }
+      throw new ConfigError(`${path} is a symlink to ${target}, which does not exist`);
+    }
     if (error instanceof Deno.errors.IsADirectory) {
       throw new ConfigError(`${path} is a directory, not a file`);
     }

@@ -185,6 +185,20 @@ Deno.test("absent default files are not an error, absent named files are", async
         { name: "ConfigError", message: `${cwd}/nope.json does not exist (given by --config)` },
       );
     });
+    await t.step("a ./config.json or ./.env that is a symlink leading nowhere", () => {
+      // It was skipped as absent: an agent started without the token it names, in dev mode.
+      for (const name of ["config.json", ".env"]) {
+        Deno.symlinkSync(`${cwd}/missing/${name}`, `${cwd}/${name}`);
+        try {
+          assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
+            name: "ConfigError",
+            message: `${cwd}/${name} is a symlink to ${cwd}/missing/${name}, which does not exist`,
+          });
+        } finally {
+          Deno.removeSync(`${cwd}/${name}`);
+        }
+      }
+    });
     await t.step("--env-file naming a missing file", () => {
       assert.throws(
         () => loadSettings({ roles: ["agent"], env: {}, cwd, envFilePath: `${cwd}/nope.env` }),
