@@ -145,6 +145,19 @@ Deno.test("a secret's bad value is not repeated in the error", () => {
   }
 });
 
+Deno.test("a secret in config.json that is not a string is told so, not its length", () => {
+  // A token of 20 digits was "a value of 20 characters", which a token of 16 to 1024 may be.
+  const cwd = tempDir({ "config.json": '{"agent_token": 12345678901234567890}' });
+  try {
+    assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
+      message: "AGENT_TOKEN from config.json must be a token of 16 to 1024 characters, " +
+        "got a JSON number, not a string",
+    });
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
 Deno.test("a config.json written for the original Status Panel agent loads", () => {
   const cwd = tempDir({
     "config.json": JSON.stringify({
