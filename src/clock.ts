@@ -6,7 +6,52 @@
  */
 
 /** An opaque handle of a timer set with {@link Clock.setTimeout}. */
-export type TimerId = number | ReturnType<typeof setTimeout>;
+export type TimerId = number | ReturnType<typeof setTimeout> | LongTimer;
+
+/**
+ * The longest delay a runtime timer keeps, in ms (2^31 - 1, about 24.8 days): `setTimeout` and
+ * `AbortSignal.timeout` fire a longer one after 1 ms.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A timer of {@link longTimers} longer than {@link MAX_TIMER_MS}: set again in steps. */
+export class LongTimer {
+  /** The runtime timer of the current step. */
+  step: number | ReturnType<typeof setTimeout> | undefined;
+}
+
+/** The runtime's timer functions, as {@link longTimers} uses them. */
+export interface RuntimeTimers {
+  setTimeout(fn: () => void, ms: number): number | ReturnType<typeof setTimeout>;
+  clearTimeout(id: number | ReturnType<typeof setTimeout> | undefined): void;
+}
+
+/**
+ * Timers on the runtime's that also keep delays beyond {@link MAX_TIMER_MS} (a 30-day command
+ * deadline), in steps of at most that; the runtime fires a longer delay at once.
+ *
+ * @internal Exported for tests; {@link systemClock} uses it on the global timers.
+ * @param runtime The runtime's timer functions.
+ * @returns `setTimeout` and `clearTimeout` of a {@link Clock}.
+ */
+export function longTimers(runtime: RuntimeTimers): Pick<Clock, "setTimeout" | "clearTimeout"> {
+  return {
+    setTimeout(fn, ms) {
+      if (!(ms > MAX_TIMER_MS)) return runtime.setTimeout(fn, ms);
+      const timer = new LongTimer();
+      const arm = (left: number) => {
+        timer.step = left > MAX_TIMER_MS
+          ? runtime.setTimeout(() => arm(left - MAX_TIMER_MS), MAX_TIMER_MS)
+          : runtime.setTimeout(fn, left);
+      };
+      arm(ms);
+      return timer;
+    },
+    clearTimeout(id) {
+      runtime.clearTimeout(id instanceof LongTimer ? id.step : id);
+    },
+  };
+}
 
 /** A source of time in milliseconds since the epoch, with timers. */
 export interface Clock {
@@ -116,12 +161,17 @@ function sleepOn(
   });
 }
 
-/** The real clock: `Date.now()` and real timers. */
+const runtimeTimers = longTimers({
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => clearTimeout(id as number | undefined),
+});
+
+/** The real clock: `Date.now()` and real timers (delays beyond {@link MAX_TIMER_MS} too). */
 export const systemClock: Clock = {
   now: () => Date.now(),
   sleep: abortableSleep,
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => clearTimeout(id as number | undefined),
+  setTimeout: runtimeTimers.setTimeout,
+  clearTimeout: runtimeTimers.clearTimeout,
 };
 
 interface FakeTimer {

@@ -18,11 +18,15 @@ import {
 } from "../protocol/mod.ts";
 import { parseRetryAfter } from "./backoff.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
+import { MAX_TIMER_MS } from "../clock.ts";
 
 /** A request that did not succeed, classified by what the agent should do next. */
 export type RequestFailure =
   | {
-    /** No answer: connection refused or reset, DNS failure, or no answer in time. Back off. */
+    /**
+     * No answer: connection refused or reset, DNS failure, no answer in time, or a `408` (the
+     * request did not arrive in time, so nothing was done with it). Back off.
+     */
     kind: "network";
     message: string;
   }
@@ -48,6 +52,16 @@ export type RequestFailure =
     clockOffsetSecs?: number;
     /** Whether the dashboard rejected the request's timestamp (clock skew). */
     skew: boolean;
+  }
+  | {
+    /**
+     * A 3xx answer: the agent does not follow redirects (a report turned into a `GET`, or sent
+     * to another host); DASHBOARD_URL needs to name where it leads. Back off; a report stays in
+     * the outbox.
+     */
+    kind: "redirect";
+    status: number;
+    message: string;
   }
   | {
     /** Another 4xx answer (or an unexpected one): the request itself was refused. */
@@ -512,19 +526,22 @@ export class DashboardClient {
     if (signal.aborted) return { kind: "aborted" };
     const url = this.urlOf(path);
     const headers = this.headersFor(method, url.pathname + url.search, body);
-    const deadline = AbortSignal.timeout(timeoutMs);
+    // A longer one would fire at once (a POLLING_TIMEOUT_SECS of 30 days).
+    const limitMs = Math.min(timeoutMs, MAX_TIMER_MS);
+    const deadline = AbortSignal.timeout(limitMs);
     try {
       const response = await this.#fetch(url, {
         method,
         headers,
         body,
+        redirect: "manual",
         signal: AbortSignal.any([signal, deadline]),
       });
       return { response };
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
       if (deadline.aborted) {
-        return { kind: "network", message: `no answer within ${Math.round(timeoutMs / 1000)} s` };
+        return { kind: "network", message: `no answer within ${Math.round(limitMs / 1000)} s` };
       }
       return { kind: "network", message: describeFetchFailure(error) };
     }
@@ -532,6 +549,17 @@ export class DashboardClient {
 
   async #failure(response: Response): Promise<RequestFailure> {
     const status = response.status;
+    if (status >= 300 && status < 400) {
+      await response.body?.cancel();
+      const location = response.headers.get("Location");
+      return {
+        kind: "redirect",
+        status,
+        message: `the dashboard redirects (${status}) to ${
+          location === null ? "no Location" : JSON.stringify(location.slice(0, 300))
+        }; the agent does not follow redirects: set DASHBOARD_URL to the address it leads to`,
+      };
+    }
     const message = await errorMessage(response);
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {
@@ -539,6 +567,9 @@ export class DashboardClient {
       if (retryAfterMs !== undefined) return { kind: "throttled", status, retryAfterMs, message };
     }
     if (status >= 500) return { kind: "server", status, message };
+    // The request did not reach the dashboard whole (a slow link, or a kept-alive connection
+    // it had just closed): nothing was done with it, so it is sent again like one never answered.
+    if (status === 408) return { kind: "network", message: `408 Request Timeout: ${message}` };
     if (status === 401 || status === 403) {
       const date = response.headers.get("Date");
       const serverMs = date === null ? NaN : Date.parse(date);

@@ -7,7 +7,7 @@
  */
 import { DEFAULT_POLLING_BACKOFF_SECS } from "../defaults.ts";
 import { logger } from "../log/mod.ts";
-import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
+import { MAX_RETRY_AFTER_SECS, PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import type { DashboardClient, RequestFailure } from "./client.ts";
 import type { CommandHandler } from "./command_handler.ts";
@@ -106,10 +106,13 @@ export class PollLoop {
           this.#backoff.reset();
           const elapsed = clock.now() - started;
           if (outcome.nextPollSecs !== undefined && outcome.nextPollSecs > 0) {
+            // At most an hour, as Retry-After: a broken dashboard's day (or milliseconds sent as
+            // seconds) does not stop the agent polling for that long.
+            const nextPollSecs = Math.min(outcome.nextPollSecs, MAX_RETRY_AFTER_SECS);
             pollLog.debug("no command; the dashboard asks to poll again later", {
               nextPollSecs: outcome.nextPollSecs,
             });
-            await clock.sleep(outcome.nextPollSecs * 1000, signal);
+            await clock.sleep(nextPollSecs * 1000, signal);
           } else if (elapsed < 1000) {
             // An empty answer long before the timeout: do not spin against it.
             await clock.sleep(1000 - elapsed, signal);
@@ -223,6 +226,13 @@ export class PollLoop {
             "DEPLOYMENT_HASH",
           { status: failure.status, error: failure.message, delaySecs },
         );
+        break;
+      case "redirect":
+        pollLog.error(`dashboard redirected the ${request}; retrying after back-off`, {
+          status: failure.status,
+          error: failure.message,
+          delaySecs,
+        });
         break;
       case "invalid":
         pollLog.error(`dashboard answered the ${request} with something unexpected`, {

@@ -6,7 +6,7 @@
  * | --- | --- | --- |
  * | `status_agent_info` | gauge (1) | `agent_id`, `version`, `instance_id` |
  * | `status_agent_commands_total` | counter | `status` (final status of each command run) |
- * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `refused`, `invalid`) |
+ * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `redirect`, `refused`, `invalid`) |
  * | `status_agent_backoff_seconds` | gauge | — (current back-off delay; 0 when polling normally) |
  * | `status_agent_backoff_attempts` | gauge | — (failures in a row) |
  * | `status_agent_last_poll_success_timestamp_seconds` | gauge | — |

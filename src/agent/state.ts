@@ -165,7 +165,17 @@ export const STATE_LOCK_FILE = "agent.lock";
  */
 function lockStateDir(dir: string): Deno.FsFile {
   const path = `${dir}/${STATE_LOCK_FILE}`;
-  const file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  } catch (error) {
+    // A directory this user may not write, or a read-only file system: say which setting.
+    throw new Error(
+      `cannot use the state directory ${dir}: ${(error as Error).message} (make it writable ` +
+        "for this user, or set STATE_DIR to another directory)",
+      { cause: error },
+    );
+  }
   let locked = false;
   try {
     // A lock just released may still be held for a moment: a process being spawned holds a copy

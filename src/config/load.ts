@@ -98,7 +98,17 @@ function readTextIfPresent(path: string): string | undefined {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof Deno.errors.NotFound) {
+      // A symlink that leads nowhere is a mistake, not an absent file: its settings (a token)
+      // would be left out without a word.
+      let target: string;
+      try {
+        target = Deno.readLinkSync(path);
+      } catch {
+        return undefined;
+      }
+      throw new ConfigError(`${path} is a symlink to ${target}, which does not exist`);
+    }
     if (error instanceof Deno.errors.IsADirectory) {
       throw new ConfigError(`${path} is a directory, not a file`);
     }
@@ -310,7 +320,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     if (!result.success) {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
-          spec.secret ? secretLength(String(raw)) : show(raw)
+          spec.secret ? secretLength(raw) : show(raw)
         }${spec.secret ? "" : reason(result.error)}`,
         { cause: result.error },
       );
@@ -455,7 +465,10 @@ export function missingSettingError(
   );
 }
 
-/** How a secret that was refused is shown: its length only. */
-function secretLength(value: string): string {
+/** How a secret that was refused is shown: its length only, or what JSON type it is instead. */
+function secretLength(value: unknown): string {
+  if (typeof value !== "string") {
+    return `a JSON ${Array.isArray(value) ? "array" : typeof value}, not a string`;
+  }
   return `a value of ${value.length} ${value.length === 1 ? "character" : "characters"}`;
 }

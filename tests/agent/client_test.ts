@@ -80,3 +80,18 @@ Deno.test("answers within the limit are read as before", async () => {
   const refused = await failing.wait("default", 30, signal);
   assert.deepEqual(refused, { kind: "refused", status: 400, message: "no such agent" });
 });
+
+Deno.test("a wait of 30 days is not given up as it starts", async () => {
+  // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
+  // "no answer within 2592010 s".
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    fetch: async (_url, init) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      init?.signal?.throwIfAborted();
+      return new Response(null, { status: 204 });
+    },
+  });
+  assert.deepEqual(await client.wait("default", 30 * 86_400, signal), { kind: "empty" });
+});

@@ -231,6 +231,60 @@ Deno.test("a report the dashboard fails is kept and retried until accepted", asy
   assert.equal(agent.executor.runs.length, 1);
 });
 
+Deno.test("a report answered 408 (it did not arrive whole in time) is kept and sent again", async () => {
+  // A 408 was a refusal for good: the result was dropped.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let timeouts = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "report" && timeouts < 1) {
+      timeouts++;
+      return Response.json({ error: "the request did not arrive completely" }, { status: 408 });
+    }
+  };
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+  await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+  assert.ok(!logs.has(/refused the report for good/));
+});
+
+Deno.test("a redirected report is not followed, and is kept and sent again", async (t) => {
+  // Followed, a 301 turned the report into a GET (whose 404 dropped the result for good), and a
+  // 307 sent the output to another host.
+  for (const status of [301, 307]) {
+    await t.step(`${status}`, async () => {
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      await using elsewhere = new StubDashboard();
+      let redirects = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "report" && redirects < 1) {
+          redirects++;
+          return new Response(null, {
+            status,
+            headers: { Location: `${elsewhere.url}${seen.path}` },
+          });
+        }
+      };
+      const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+      stub.enqueue(command("cmd-1", "echo hi"));
+      await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+      await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+      await finish(agent);
+      assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+      assert.equal(elsewhere.seen.length, 0);
+      const kept = logs.records.find((r) => r.commandId === "cmd-1" && r.level === "warning");
+      assert.match(
+        String(kept?.reason),
+        /to "http:.*\/report"; the agent does not follow redirects/,
+      );
+    });
+  }
+});
+
 Deno.test("Stacker envelopes: no ack endpoint, run anyway; an empty item sleeps next_poll_secs", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
@@ -248,6 +302,28 @@ Deno.test("Stacker envelopes: no ack endpoint, run anyway; an empty item sleeps 
   assert.ok(logs.has(/no acks here/));
   const waits = stub.seen.filter((s) => s.kind === "wait");
   assert.ok(waits[2].at - waits[1].at >= 950, `slept ${waits[2].at - waits[1].at} ms`);
+});
+
+Deno.test("a Stacker next_poll_secs longer than an hour is waited an hour, as Retry-After", async () => {
+  // A day was slept whole: the agent took no command for a day (or years, for milliseconds sent).
+  using _logs = captureLogs();
+  const clock = new RecordingClock();
+  const stop = new AbortController();
+  let calls = 0;
+  const fakeFetch: typeof fetch = () => {
+    if (++calls === 2) stop.abort();
+    return Promise.resolve(Response.json({ item: null, meta: { next_poll_secs: 86_400 } }));
+  };
+  await runAgent({
+    dashboardUrl: "http://127.0.0.1:9",
+    agentId: "agent-1",
+    heartbeat: false,
+    executor: new FakeExecutor(),
+    state: memoryAgentState(),
+    fetch: fakeFetch,
+    clock,
+  }, stop.signal);
+  assert.equal(clock.sleeps[0], 3_600_000);
 });
 
 Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delays", async (t) => {

@@ -333,6 +333,22 @@ Deno.test("a state directory others may write, or another user's, is refused", a
   });
 });
 
+Deno.test("a state directory the agent cannot create its lock in is refused naming STATE_DIR", () => {
+  // The error was the system call's alone: "Read-only file system (os error 30): open '.../agent.lock'".
+  const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
+  try {
+    Deno.mkdirSync(`${dir}/agent.lock`);
+    assert.throws(() => openAgentState({ dir }), {
+      message: new RegExp(
+        `^cannot use the state directory ${dir}: .*agent\\.lock.* \\(make it writable for ` +
+          "this user, or set STATE_DIR to another directory\\)$",
+      ),
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("two agents cannot share one state directory", () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
   try {

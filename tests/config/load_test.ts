@@ -145,6 +145,19 @@ Deno.test("a secret's bad value is not repeated in the error", () => {
   }
 });
 
+Deno.test("a secret in config.json that is not a string is told so, not its length", () => {
+  // A token of 20 digits was "a value of 20 characters", which a token of 16 to 1024 may be.
+  const cwd = tempDir({ "config.json": '{"agent_token": 12345678901234567890}' });
+  try {
+    assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
+      message: "AGENT_TOKEN from config.json must be a token of 16 to 1024 characters, " +
+        "got a JSON number, not a string",
+    });
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
 Deno.test("a config.json written for the original Status Panel agent loads", () => {
   const cwd = tempDir({
     "config.json": JSON.stringify({
@@ -184,6 +197,20 @@ Deno.test("absent default files are not an error, absent named files are", async
         () => loadSettings({ roles: ["agent"], env: {}, cwd, configPath: `${cwd}/nope.json` }),
         { name: "ConfigError", message: `${cwd}/nope.json does not exist (given by --config)` },
       );
+    });
+    await t.step("a ./config.json or ./.env that is a symlink leading nowhere", () => {
+      // It was skipped as absent: an agent started without the token it names, in dev mode.
+      for (const name of ["config.json", ".env"]) {
+        Deno.symlinkSync(`${cwd}/missing/${name}`, `${cwd}/${name}`);
+        try {
+          assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
+            name: "ConfigError",
+            message: `${cwd}/${name} is a symlink to ${cwd}/missing/${name}, which does not exist`,
+          });
+        } finally {
+          Deno.removeSync(`${cwd}/${name}`);
+        }
+      }
     });
     await t.step("--env-file naming a missing file", () => {
       assert.throws(

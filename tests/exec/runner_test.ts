@@ -135,6 +135,18 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
   });
 });
 
+Deno.test("executor keeps a deadline longer than a runtime timer holds (24.8 days)", async () => {
+  // A 30-day deadline's timers once fired at once: the command was killed as it started.
+  const days30 = 30 * 86_400;
+  const result = await runCommand("sleep 0.2", {
+    policy: defaultPolicy(),
+    timeoutSecs: days30,
+    maxTimeoutSecs: 365 * 86_400,
+  });
+  assert.equal(result.status, "success", result.error ?? "");
+  assert.equal(result.timeout_secs, days30);
+});
+
 Deno.test("executor leaves no process of the command's group alive", async (t) => {
   await using dir = await scripts();
   const spawner = await dir.script(
