@@ -468,7 +468,8 @@ export function missingSettingError(
 /** How a secret that was refused is shown: its length only, or what JSON type it is instead. */
 function secretLength(value: unknown): string {
   if (typeof value !== "string") {
-    return `a JSON ${Array.isArray(value) ? "array" : typeof value}, not a string`;
+    const type = value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+    return `a JSON ${type}, not a string`;
   }
   return `a value of ${value.length} ${value.length === 1 ? "character" : "characters"}`;
 }
