@@ -127,3 +127,32 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
   assert.equal(down.code, 1);
   assert.match(JSON.parse(down.stdout.join("\n")).checks[0].message, /not reachable/);
 });
+
+Deno.test("status result and cancel take a fan-out run's command id of up to 193 characters", async () => {
+  await using d = await dashboard();
+  const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];
+  const agent = "a".repeat(128);
+  const runId = "r".repeat(64);
+  await d.store.ensureAgent(agent, Date.now());
+  const started = await run([
+    "run",
+    "start",
+    "echo hi",
+    "--agent",
+    agent,
+    "--id",
+    runId,
+    ...remote,
+  ]);
+  assert.equal(started.code, 0, started.stderr.join("\n"));
+  const id = `${runId}:${agent}`;
+
+  const shown = await run(["result", id, "--json", ...remote]);
+  assert.equal(shown.code, 0, shown.stderr.join("\n"));
+  assert.equal(JSON.parse(shown.stdout.join("\n")).id, id);
+  const cancelled = await run(["cancel", id, ...remote]);
+  assert.deepEqual(cancelled.stdout, [`cancelled ${id}`]);
+  const tooLong = await run(["result", `${id}x`, ...remote]);
+  assert.equal(tooLong.code, 2);
+  assert.match(tooLong.stderr.join("\n"), /1–193 characters/);
+});
