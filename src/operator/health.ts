@@ -6,6 +6,7 @@
  * @module
  */
 import { LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
+import { withoutPassword } from "./format.ts";
 
 /** One finding. */
 export interface HealthCheck {
@@ -19,7 +20,7 @@ export interface HealthCheck {
 
 /** What {@link checkHealth} found. */
 export interface HealthReport {
-  /** The dashboard URL checked. */
+  /** The dashboard URL checked (a password in it shown as `***`). */
   url: string;
   /** The findings, in order. */
   checks: HealthCheck[];
@@ -111,7 +112,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       ? "it answered, but not as a status dashboard (no JSON /health)"
       : (error as Error).message;
     checks.push({ name: "dashboard", outcome: "failed", message: `not reachable: ${reason}` });
-    return { url: base, checks, clockOffsetSecs: null, ok: false };
+    return { url: withoutPassword(base), checks, clockOffsetSecs: null, ok: false };
   }
 
   if (offset === null) {
@@ -201,7 +202,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     }
   }
   return {
-    url: base,
+    url: withoutPassword(base),
     checks,
     clockOffsetSecs: offset === null ? null : Math.round(offset * 10) / 10,
     ok: checks.every((c) => c.outcome !== "failed"),
