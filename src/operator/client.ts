@@ -550,7 +550,9 @@ export class OperatorClient {
     // No event stream here (an older dashboard) or no such command: the caller falls back to
     // polling, which tells the two apart.
     if (response.ok || response.status === 404 || response.status === 405) return null;
-    throw this.#failure(response.status, body, "GET", path, { commandId: id });
+    const failure = this.#failure(response.status, body, "GET", path, { commandId: id });
+    if (response.status === 429) failure.retryAfterSecs = retryAfterOf(response);
+    throw failure;
   }
 
   /** Sends a request; a `429` is sent again after its `Retry-After`, a few times. */
@@ -633,10 +635,7 @@ export class OperatorClient {
       return { status: response.status, body };
     }
     const failure = this.#failure(response.status, body, method, pathAndQuery, options);
-    if (response.status === 429) {
-      const header = response.headers.get("Retry-After")?.trim() ?? "";
-      failure.retryAfterSecs = /^\d{1,6}$/.test(header) ? Number(header) : undefined;
-    }
+    if (response.status === 429) failure.retryAfterSecs = retryAfterOf(response);
     throw failure;
   }
 
@@ -701,6 +700,12 @@ export class OperatorClient {
     }
     return new OperatorError("request", `the dashboard refused the ${what}: ${http}`, init);
   }
+}
+
+/** A `429`'s `Retry-After` in whole seconds, when it gives one. */
+function retryAfterOf(response: Response): number | undefined {
+  const header = response.headers.get("Retry-After")?.trim() ?? "";
+  return /^\d{1,6}$/.test(header) ? Number(header) : undefined;
 }
 
 /**
