@@ -7,6 +7,7 @@
  */
 import { LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
 import { withoutPassword } from "./format.ts";
+import { describeFetchFailure } from "../fetch_failure.ts";
 
 /** One finding. */
 export interface HealthCheck {
@@ -110,6 +111,8 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   } catch (error) {
     const reason = error instanceof SyntaxError
       ? "it answered, but not as a status dashboard (no JSON /health)"
+      : error instanceof TypeError
+      ? describeFetchFailure(error)
       : (error as Error).message;
     checks.push({ name: "dashboard", outcome: "failed", message: `not reachable: ${reason}` });
     return { url: withoutPassword(base), checks, clockOffsetSecs: null, ok: false };

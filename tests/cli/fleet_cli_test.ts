@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { run } from "./_run.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
+import { closedPort } from "../_stub_dashboard.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 
@@ -123,9 +124,12 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
   assert.match(byName.agent.message, /bearer token is wrong/);
   assert.equal(typeof report.clockOffsetSecs, "number");
 
-  const down = await health(["--dashboard-url", "http://127.0.0.1:9", "--json"]);
+  const down = await health(["--dashboard-url", `http://127.0.0.1:${closedPort()}`, "--json"]);
   assert.equal(down.code, 1);
-  assert.match(JSON.parse(down.stdout.join("\n")).checks[0].message, /not reachable/);
+  assert.match(
+    JSON.parse(down.stdout.join("\n")).checks[0].message,
+    /^not reachable: connection refused$/,
+  );
 });
 
 Deno.test("status result and cancel take a fan-out run's command id of up to 193 characters", async () => {
