@@ -33,6 +33,14 @@ export function describeFetchFailure(error: unknown): string {
     return "the host name does not resolve";
   }
   if (/connection reset/i.test(text)) return "the connection was reset";
+  // The usual mix-up of http:// and https://: name it, not the client's parser.
+  if (/invalid HTTP version/i.test(text)) {
+    return "it answered, but not in HTTP (if it serves HTTPS, the URL must begin with https://)";
+  }
+  if (/corrupt message|InvalidContentType/i.test(text)) {
+    return "the TLS handshake failed: it answered, but not in TLS (if it serves plain HTTP, the " +
+      "URL must begin with http://)";
+  }
   if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
   const detail = cause instanceof Error ? cause.message : text.trim();
   return detail.replace(/^error sending request for url \([^)]*\): /, "");

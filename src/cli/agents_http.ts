@@ -12,6 +12,7 @@ import {
   type OperatorClient,
   operatorClientFromSettings,
   OperatorError,
+  withoutPassword,
 } from "../operator/mod.ts";
 import { loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
@@ -137,7 +138,9 @@ export async function addAgentRemote(
   io.out(`AGENT_ID=${id}`);
   io.out(`AGENT_TOKEN=${(body as { token: string }).token}`);
   io.err(
-    `agent ${id} added on ${client.dashboardUrl}. Give the agent these two settings (e.g. in its ` +
+    `agent ${id} added on ${
+      withoutPassword(client.dashboardUrl)
+    }. Give the agent these two settings (e.g. in its ` +
       ".env); the token is not shown again.",
   );
 }

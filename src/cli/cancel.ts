@@ -6,7 +6,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-import { follow, parseCommandId, wholeNumberParser } from "./enqueue.ts";
+import { follow, parseAnyCommandId, wholeNumberParser } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
 import { EXIT_WAIT_TIMEOUT, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
 
@@ -23,7 +23,7 @@ export function cancelCommand(io: Io): Command {
         "stopped by its agent (SIGTERM to its process group, then SIGKILL) and reported " +
         "cancelled; a finished one cannot be cancelled (exit 1)",
     )
-    .argument("<id>", "the command id", parseCommandId)
+    .argument("<id>", "the command id", parseAnyCommandId)
     .option(
       "--wait",
       "wait until a delivered command has stopped; exit 0 when it ended cancelled, 1 when it " +

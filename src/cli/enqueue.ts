@@ -17,6 +17,8 @@ import type { Io } from "./io.ts";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
+  ANY_COMMAND_ID_PATTERN,
+  ANY_COMMAND_ID_RULE,
   COMMAND_ID_PATTERN,
   COMMAND_ID_RULE,
   type CommandParams,
@@ -58,7 +60,7 @@ export function parseAgentId(value: string): string {
 }
 
 /**
- * Parses a command id (`--id <id>`, `status result <id>`): 1–128 characters of `A-Za-z0-9._:-`,
+ * Parses the id of a command to enqueue (`--id <id>`): 1–128 characters of `A-Za-z0-9._:-`,
  * not only dots.
  *
  * @param value The value.
@@ -68,6 +70,21 @@ export function parseAgentId(value: string): string {
 export function parseCommandId(value: string): string {
   if (!COMMAND_ID_PATTERN.test(value)) {
     throw new InvalidArgumentError(`must be ${COMMAND_ID_RULE}`);
+  }
+  return value;
+}
+
+/**
+ * Parses the id of a command the dashboard holds (`status result <id>`, `status cancel <id>`):
+ * an enqueued command's, or a fan-out run's `<run id>:<agent id>` (up to 193 characters).
+ *
+ * @param value The value.
+ * @returns The id.
+ * @throws {InvalidArgumentError} When no command can have this id (exit code 2).
+ */
+export function parseAnyCommandId(value: string): string {
+  if (!ANY_COMMAND_ID_PATTERN.test(value)) {
+    throw new InvalidArgumentError(`must be ${ANY_COMMAND_ID_RULE}`);
   }
   return value;
 }

@@ -7,7 +7,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-import { parseCommandId } from "./enqueue.ts";
+import { parseAnyCommandId } from "./enqueue.ts";
 import { UsageError } from "../errors.ts";
 import {
   exitCodeOf,
@@ -31,7 +31,7 @@ export function resultCommand(io: Io): Command {
       "Show a command: its status, and when it is final its exit code, stdout and stderr " +
         "(exits 0 when shown, 1 when the dashboard has no such command)",
     )
-    .argument("<id>", "the command id", parseCommandId)
+    .argument("<id>", "the command id", parseAnyCommandId)
     .option("--json", "print the command as JSON")
     .option("--stdout", "print only the command's stdout, byte for byte (binary output too)")
     .option("--stderr", "print only the command's stderr, byte for byte")

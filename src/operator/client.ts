@@ -18,6 +18,7 @@ import {
   isFinalStatus,
 } from "./types.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
+import { withoutPassword } from "./format.ts";
 
 /** What went wrong in an operator request; the CLI words its message after it. */
 export type OperatorErrorKind =
@@ -250,6 +251,8 @@ function arrayIn(body: unknown, key: string): unknown {
 export class OperatorClient {
   /** The dashboard's base URL, without a trailing slash. */
   readonly dashboardUrl: string;
+  /** The base URL as messages show it (no password). */
+  readonly #shownUrl: string;
   readonly #adminToken?: string;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
@@ -275,7 +278,9 @@ export class OperatorClient {
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new TypeError(
-        `dashboard URL must be an http:// or https:// URL, got ${JSON.stringify(url.href)}`,
+        `dashboard URL must be an http:// or https:// URL, got ${
+          JSON.stringify(withoutPassword(url.href))
+        }`,
       );
     }
     const timeoutMs = options.requestTimeoutMs ?? 15_000;
@@ -285,6 +290,7 @@ export class OperatorClient {
     url.search = "";
     url.hash = "";
     this.dashboardUrl = url.href.replace(/\/+$/, "");
+    this.#shownUrl = withoutPassword(this.dashboardUrl);
     this.#adminToken = options.adminToken || undefined;
     this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -463,7 +469,7 @@ export class OperatorClient {
         }
         throw new OperatorError(
           "timeout",
-          `the dashboard at ${this.dashboardUrl} did not answer for ${secs} s`,
+          `the dashboard at ${this.#shownUrl} did not answer for ${secs} s`,
           { cause: error },
         );
       }
@@ -478,7 +484,7 @@ export class OperatorClient {
       const where = issue?.path.length ? ` at "${issue.path.join(".")}"` : "";
       throw new OperatorError(
         "invalid_answer",
-        `the dashboard at ${this.dashboardUrl} answered the ${what} request with an unexpected ` +
+        `the dashboard at ${this.#shownUrl} answered the ${what} request with an unexpected ` +
           `body${where}: ${issue?.message ?? "invalid"}`,
         { body, cause: parsed.error },
       );
@@ -528,7 +534,7 @@ export class OperatorClient {
       if (options.signal?.aborted) throw options.signal.reason;
       throw new OperatorError(
         "connection",
-        `cannot reach the dashboard at ${this.dashboardUrl}: ${describeFetchFailure(error)}`,
+        `cannot reach the dashboard at ${this.#shownUrl}: ${describeFetchFailure(error)}`,
         { cause: error },
       );
     }
@@ -544,7 +550,9 @@ export class OperatorClient {
     // No event stream here (an older dashboard) or no such command: the caller falls back to
     // polling, which tells the two apart.
     if (response.ok || response.status === 404 || response.status === 405) return null;
-    throw this.#failure(response.status, body, "GET", path, { commandId: id });
+    const failure = this.#failure(response.status, body, "GET", path, { commandId: id });
+    if (response.status === 429) failure.retryAfterSecs = retryAfterOf(response);
+    throw failure;
   }
 
   /** Sends a request; a `429` is sent again after its `Retry-After`, a few times. */
@@ -591,7 +599,7 @@ export class OperatorClient {
       if (timeout.aborted) {
         throw new OperatorError(
           "timeout",
-          `the dashboard at ${this.dashboardUrl} did not answer within ${
+          `the dashboard at ${this.#shownUrl} did not answer within ${
             Math.round(this.#timeoutMs / 100) / 10
           } s`,
           { cause: error },
@@ -600,7 +608,7 @@ export class OperatorClient {
       if (error instanceof TypeError) {
         throw new OperatorError(
           "connection",
-          `cannot reach the dashboard at ${this.dashboardUrl}: ${describeFetchFailure(error)} ` +
+          `cannot reach the dashboard at ${this.#shownUrl}: ${describeFetchFailure(error)} ` +
             "(is it running there? set DASHBOARD_URL or --dashboard-url)",
           { cause: error },
         );
@@ -619,18 +627,15 @@ export class OperatorClient {
       if (body === undefined || typeof body === "string") {
         throw new OperatorError(
           "invalid_answer",
-          `the dashboard at ${this.dashboardUrl} answered ${method} ${pathAndQuery} with ` +
-            `HTTP ${response.status} but no JSON body; is ${this.dashboardUrl} a status dashboard?`,
+          `the dashboard at ${this.#shownUrl} answered ${method} ${pathAndQuery} with ` +
+            `HTTP ${response.status} but no JSON body; is ${this.#shownUrl} a status dashboard?`,
           { status: response.status, body },
         );
       }
       return { status: response.status, body };
     }
     const failure = this.#failure(response.status, body, method, pathAndQuery, options);
-    if (response.status === 429) {
-      const header = response.headers.get("Retry-After")?.trim() ?? "";
-      failure.retryAfterSecs = /^\d{1,6}$/.test(header) ? Number(header) : undefined;
-    }
+    if (response.status === 429) failure.retryAfterSecs = retryAfterOf(response);
     throw failure;
   }
 
@@ -669,7 +674,7 @@ export class OperatorClient {
       }
       return new OperatorError(
         "not_found",
-        `the dashboard at ${this.dashboardUrl} has no ${method} ${
+        `the dashboard at ${this.#shownUrl} has no ${method} ${
           pathAndQuery.replace(/\?.*/, "")
         } (${http})`,
         init,
@@ -689,12 +694,18 @@ export class OperatorClient {
     if (status >= 500) {
       return new OperatorError(
         "server",
-        `the dashboard at ${this.dashboardUrl} failed on ${what}: ${http}`,
+        `the dashboard at ${this.#shownUrl} failed on ${what}: ${http}`,
         init,
       );
     }
     return new OperatorError("request", `the dashboard refused the ${what}: ${http}`, init);
   }
+}
+
+/** A `429`'s `Retry-After` in whole seconds, when it gives one. */
+function retryAfterOf(response: Response): number | undefined {
+  const header = response.headers.get("Retry-After")?.trim() ?? "";
+  return /^\d{1,6}$/.test(header) ? Number(header) : undefined;
 }
 
 /**

@@ -8,7 +8,7 @@
  */
 import { abortableSleep as sleep } from "../clock.ts";
 import { fromBase64 } from "../protocol/mod.ts";
-import { type OperatorClient, OperatorError } from "./client.ts";
+import { MAX_RETRY_AFTER_SECS, type OperatorClient, OperatorError } from "./client.ts";
 import { type CommandRecord, commandRecordSchema } from "./types.ts";
 
 /** One server-sent event. */
@@ -142,8 +142,9 @@ export interface FollowResult {
  * @param id The command.
  * @param options Handlers, signal and outage limit.
  * @returns The final command, and whether output came live.
- * @throws {OperatorError} When the command does not exist, the request is refused, or the
- *   dashboard stays unreachable for `maxOutageMs`.
+ * @throws {OperatorError} When the command does not exist, the request is refused (a `429` is
+ *   not: the stream is opened again after its `Retry-After`), or the dashboard stays unreachable
+ *   for `maxOutageMs`.
  */
 export async function followCommand(
   client: OperatorClient,
@@ -167,6 +168,17 @@ export async function followCommand(
       response = await client.openEvents(id, { lastEventId, signal: connectionSignal });
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
+      if (error instanceof OperatorError && error.status === 429) {
+        // Rate-limited: the dashboard answers, so this is no outage; ask again when it says.
+        options.onReconnect?.(error);
+        const after = error.retryAfterSecs;
+        await sleep(
+          after === undefined ? delay : Math.min(after, MAX_RETRY_AFTER_SECS) * 1000,
+          signal,
+        );
+        delay = Math.min(delay * 2, 2000);
+        continue;
+      }
       const transient = error instanceof OperatorError &&
         (error.kind === "connection" || error.kind === "server" || error.kind === "timeout");
       if (!transient) throw error;

@@ -6,6 +6,8 @@
  * @module
  */
 import { LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
+import { withoutPassword } from "./format.ts";
+import { describeFetchFailure } from "../fetch_failure.ts";
 
 /** One finding. */
 export interface HealthCheck {
@@ -19,7 +21,7 @@ export interface HealthCheck {
 
 /** What {@link checkHealth} found. */
 export interface HealthReport {
-  /** The dashboard URL checked. */
+  /** The dashboard URL checked (a password in it shown as `***`). */
   url: string;
   /** The findings, in order. */
   checks: HealthCheck[];
@@ -109,9 +111,11 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   } catch (error) {
     const reason = error instanceof SyntaxError
       ? "it answered, but not as a status dashboard (no JSON /health)"
+      : error instanceof TypeError
+      ? describeFetchFailure(error)
       : (error as Error).message;
     checks.push({ name: "dashboard", outcome: "failed", message: `not reachable: ${reason}` });
-    return { url: base, checks, clockOffsetSecs: null, ok: false };
+    return { url: withoutPassword(base), checks, clockOffsetSecs: null, ok: false };
   }
 
   if (offset === null) {
@@ -201,7 +205,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     }
   }
   return {
-    url: base,
+    url: withoutPassword(base),
     checks,
     clockOffsetSecs: offset === null ? null : Math.round(offset * 10) / 10,
     ok: checks.every((c) => c.outcome !== "failed"),

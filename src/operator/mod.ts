@@ -46,6 +46,7 @@ export {
   formatTable,
   outputBytes,
   truncationNotes,
+  withoutPassword,
 } from "./format.ts";
 export {
   followCommand,

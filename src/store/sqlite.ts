@@ -258,6 +258,14 @@ export class SqliteStore implements CommandStore {
     this.#busyTimeoutMs = busyTimeoutMs;
     this.path = path;
     const memory = path === ":memory:";
+    if (path.startsWith("file:")) {
+      // node:sqlite reads such a name as a URI (file:x.db opens x.db), so the file SQLite opened
+      // would not be the one the mode, owner and symlink checks and the reserve looked at.
+      throw new StoreError(
+        `cannot open database ${path}: a name that begins with "file:" is read by SQLite as a ` +
+          `URI, not as this path; give the file's path (./${path} for a file of that name)`,
+      );
+    }
     if (!memory) checkDatabasePath(path, options.create ?? true);
     let db: DatabaseSync;
     try {

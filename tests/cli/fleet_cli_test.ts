@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { run } from "./_run.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
+import { closedPort } from "../_stub_dashboard.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 
@@ -123,7 +124,39 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
   assert.match(byName.agent.message, /bearer token is wrong/);
   assert.equal(typeof report.clockOffsetSecs, "number");
 
-  const down = await health(["--dashboard-url", "http://127.0.0.1:9", "--json"]);
+  const down = await health(["--dashboard-url", `http://127.0.0.1:${closedPort()}`, "--json"]);
   assert.equal(down.code, 1);
-  assert.match(JSON.parse(down.stdout.join("\n")).checks[0].message, /not reachable/);
+  assert.match(
+    JSON.parse(down.stdout.join("\n")).checks[0].message,
+    /^not reachable: connection refused$/,
+  );
+});
+
+Deno.test("status result and cancel take a fan-out run's command id of up to 193 characters", async () => {
+  await using d = await dashboard();
+  const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];
+  const agent = "a".repeat(128);
+  const runId = "r".repeat(64);
+  await d.store.ensureAgent(agent, Date.now());
+  const started = await run([
+    "run",
+    "start",
+    "echo hi",
+    "--agent",
+    agent,
+    "--id",
+    runId,
+    ...remote,
+  ]);
+  assert.equal(started.code, 0, started.stderr.join("\n"));
+  const id = `${runId}:${agent}`;
+
+  const shown = await run(["result", id, "--json", ...remote]);
+  assert.equal(shown.code, 0, shown.stderr.join("\n"));
+  assert.equal(JSON.parse(shown.stdout.join("\n")).id, id);
+  const cancelled = await run(["cancel", id, ...remote]);
+  assert.deepEqual(cancelled.stdout, [`cancelled ${id}`]);
+  const tooLong = await run(["result", `${id}x`, ...remote]);
+  assert.equal(tooLong.code, 2);
+  assert.match(tooLong.stderr.join("\n"), /1–193 characters/);
 });

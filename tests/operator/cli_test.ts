@@ -142,6 +142,17 @@ Deno.test("operator commands name the dashboard URL when it is unreachable", asy
   }
 });
 
+Deno.test("operator commands never print a password given in the dashboard URL", async () => {
+  const url = `http://ops:hunter22@127.0.0.1:${closedPort()}`;
+  for (const args of [["list"], ["health"], ["agents", "add", "web-1"]]) {
+    const out = await run([...args, "--dashboard-url", url]);
+    assert.equal(out.code, 1);
+    const said = [...out.stdout, ...out.stderr].join("\n");
+    assert.match(said, /http:\/\/ops:\*\*\*@127\.0\.0\.1:/, args.join(" "));
+    assert.doesNotMatch(said, /hunter22/, args.join(" "));
+  }
+});
+
 Deno.test("status result, list and cancel against a stub dashboard", async (t) => {
   await using stub = new StubDashboard({ adminToken: "admin-token-0123456789" });
   const auth = ["--dashboard-url", stub.url, "--status-admin-token", "admin-token-0123456789"];

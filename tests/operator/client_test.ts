@@ -172,6 +172,17 @@ Deno.test("operator client words its failures for a user", async (t) => {
     assert.equal(error.kind, "invalid_answer");
     assert.match(error.message, /unexpected body at "id"/);
   });
+  await t.step("a password in the URL is never shown", async () => {
+    const url = `http://ops:hunter22@127.0.0.1:${closedPort()}`;
+    const client = new OperatorClient({ dashboardUrl: url });
+    const error = await client.getCommand("x").then(() => assert.fail("no error"), (e) => e);
+    assert.match(error.message, /^cannot reach the dashboard at http:\/\/ops:\*\*\*@127/);
+    assert.doesNotMatch(error.message, /hunter22/);
+    assert.throws(
+      () => new OperatorClient({ dashboardUrl: "ftp://ops:hunter22@x" }),
+      /got "ftp:\/\/ops:\*\*\*@x\/"/,
+    );
+  });
   await t.step("a bad URL", () => {
     assert.throws(() => new OperatorClient({ dashboardUrl: "ftp://x" }), TypeError);
     assert.throws(() => new OperatorClient({ dashboardUrl: "not a url" }), /got "not a url"/);

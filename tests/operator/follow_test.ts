@@ -171,3 +171,30 @@ Deno.test("followCommand refuses an end event that is not a command", async () =
   });
   await assert.rejects(() => followCommand(client, "c1"), /not a command/);
 });
+
+Deno.test("followCommand opens the stream again after a 429's Retry-After instead of failing", async () => {
+  const end = JSON.stringify({ id: "r1", name: "echo hi", status: "success", result: null });
+  const opened: number[] = [];
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () => {
+      opened.push(performance.now());
+      return Promise.resolve(
+        opened.length === 1
+          ? Response.json({ error: "rate limit exceeded; retry in 1 s" }, {
+            status: 429,
+            headers: { "Retry-After": "1" },
+          })
+          : new Response(`id: 0:x\nevent: end\ndata: ${end}\n\n`, {
+            headers: { "Content-Type": "text/event-stream" },
+          }),
+      );
+    },
+  });
+  let reconnects = 0;
+  const { record } = await followCommand(client, "r1", { onReconnect: () => reconnects++ });
+  assert.equal(record.status, "success");
+  assert.equal(opened.length, 2);
+  assert.ok(opened[1] - opened[0] >= 900, `opened again after ${opened[1] - opened[0]} ms`);
+  assert.equal(reconnects, 1);
+});

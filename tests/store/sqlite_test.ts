@@ -201,6 +201,15 @@ Deno.test("sqlite store creates a database only where asked, only in an existing
       });
       assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
     });
+    await t.step("a SQLite URI is refused and nothing is created", () => {
+      const path = `file:${dir}/uri.db`;
+      assert.throws(() => openSqliteStore(path), (error: Error) => {
+        assert.ok(error instanceof StoreError);
+        assert.match(error.message, /begins with "file:" is read by SQLite as a URI/);
+        return true;
+      });
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "neither uri.db nor a reserve");
+    });
     await t.step("create: false opens a file that exists", async () => {
       const path = `${dir}/status.db`;
       await openSqliteStore(path).close();

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { describeFetchFailure } from "../src/fetch_failure.ts";
+
+Deno.test("describeFetchFailure names an http:// and https:// mix-up", async (t) => {
+  await using tls = await tlsServer();
+  const plain = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("ok"),
+  );
+  try {
+    const failure = (url: string) =>
+      fetch(url).then(async (response) => {
+        await response.body?.cancel();
+        return assert.fail(`${url} answered`);
+      }, describeFetchFailure);
+    await t.step("http:// to a dashboard that serves HTTPS", async () => {
+      if (!tls) return;
+      assert.equal(
+        await failure(`http://127.0.0.1:${tls.port}/`),
+        "it answered, but not in HTTP (if it serves HTTPS, the URL must begin with https://)",
+      );
+    });
+    await t.step("https:// to a dashboard that serves plain HTTP", async () => {
+      assert.equal(
+        await failure(`https://127.0.0.1:${plain.addr.port}/`),
+        "the TLS handshake failed: it answered, but not in TLS (if it serves plain HTTP, the " +
+          "URL must begin with http://)",
+      );
+    });
+  } finally {
+    await plain.shutdown();
+  }
+});
+
+/** An HTTPS server on a self-signed certificate; `null` without openssl. */
+async function tlsServer() {
+  const dir = await Deno.makeTempDir({ prefix: "status-fetch-" });
+  try {
+    const made = await new Deno.Command("openssl", {
+      args: ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-days", "1"])
+        .concat(["-subj", "/CN=localhost"]),
+      stdout: "null",
+      stderr: "null",
+    }).output().catch(() => null);
+    if (!made?.success) return null;
+    const server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      onListen: () => {},
+      cert: await Deno.readTextFile(`${dir}/cert.pem`),
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+    }, () => new Response("ok"));
+    return {
+      port: server.addr.port,
+      [Symbol.asyncDispose]: () => server.shutdown(),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
