@@ -10,6 +10,7 @@ import denoJson from "./deno.json" with { type: "json" };
 import { type Io, processIo } from "./src/cli/io.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
 import { closeLogging } from "./src/log/mod.ts";
+import { redactString } from "./src/log/redact.ts";
 import { agentCommand } from "./src/cli/agent.ts";
 import { stopCommand } from "./src/cli/stop.ts";
 import { serveCommand } from "./src/cli/serve.ts";
@@ -121,7 +122,9 @@ function withOptionSuggestion(
 function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
-    writeErr: (text) => io.err(withOptionSuggestion(command, text.replace(/\n$/, ""))),
+    // A flag's value in commander's message: a URL's password is not shown.
+    writeErr: (text) =>
+      io.err(redactString(withOptionSuggestion(command, text.replace(/\n$/, "")))),
     writeOut: (text) => io.out(text.replace(/\n$/, "")),
     // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
     getOutHasColors: () => false,

@@ -204,9 +204,11 @@ async function agentAction(
   const daemonChild = options.daemonChild === true;
   // The parent of a daemon only starts it and prints its pid: it logs to standard error, never
   // to the daemon's log file, so its messages reach the person who started it.
-  const loaded = loadCommandSettings(io, options, ["agent"], (settings) => {
-    if (daemonChild) return settings.logFile ?? DAEMON_LOG_FILE;
-    return settings.daemon ? undefined : settings.logFile;
+  const loaded = loadCommandSettings(io, options, ["agent"], {
+    logFile: (settings) => {
+      if (daemonChild) return settings.logFile ?? DAEMON_LOG_FILE;
+      return settings.daemon ? undefined : settings.logFile;
+    },
   });
   const s = loaded.settings;
   const startsDaemon = !daemonChild && s.daemon;

@@ -80,7 +80,9 @@ async function withStore<T>(
   options: object,
   fn: (store: CommandStore) => Promise<T>,
 ) {
-  const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["server"]);
+  const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["server"], {
+    oneShot: true,
+  });
   let store: CommandStore;
   try {
     store = await openStore(storeLocation(loaded), { sqlite: { create: false } });

@@ -81,6 +81,22 @@ export function addSettingOptions<C extends Command<any, any, any>>(
   return command;
 }
 
+/** Options of {@link loadCommandSettings}. */
+export interface LoadCommandOptions {
+  /**
+   * Chooses the log file from the settings (`undefined`: standard error).
+   * @default {(settings) => settings.logFile}
+   */
+  logFile?: (settings: Settings) => string | undefined;
+  /** Which log records are written. */
+  filter?: (record: LogRecordView) => boolean;
+  /**
+   * The command runs once and ends (`status agents --db`), though it reads a long-running role's
+   * settings: a secret among its flags is not warned about (it has no other way to be given).
+   */
+  oneShot?: boolean;
+}
+
 /**
  * Loads the settings of a command from its parsed options, sets up logging from them and logs
  * the start-up notices.
@@ -88,17 +104,16 @@ export function addSettingOptions<C extends Command<any, any, any>>(
  * @param io Where the environment comes from ({@link Io.env}).
  * @param options The command's parsed options.
  * @param roles The roles whose settings it reads.
- * @param logFile Chooses the log file from the settings (`undefined`: standard error);
- *   by default `LOG_FILE`.
+ * @param how The log file, a filter of log records, and whether the command runs once.
  * @returns The loaded settings.
  */
 export function loadCommandSettings(
   io: Pick<Io, "env">,
   options: Record<string, unknown> & FileOptions,
   roles: readonly Role[],
-  logFile: (settings: Settings) => string | undefined = (settings) => settings.logFile,
-  filter?: (record: LogRecordView) => boolean,
+  how: LoadCommandOptions = {},
 ): LoadedSettings {
+  const { logFile = (settings: Settings) => settings.logFile, filter } = how;
   const loaded = loadSettings({
     roles: [...roles, "log"],
     flags: options,
@@ -162,7 +177,7 @@ export function loadCommandSettings(
   }
   // A secret given as a flag stands in the process's command line, which every local user and
   // every command the agent runs can read (/proc/<pid>/cmdline).
-  const longRunning = roles.includes("agent") || roles.includes("server");
+  const longRunning = !how.oneShot && (roles.includes("agent") || roles.includes("server"));
   for (const key of ["agentToken", "statusAdminToken", "databaseUrl", "db"] as const) {
     const source = loaded.sources[key];
     // A database URL (DATABASE_URL, or DB naming PostgreSQL) is a secret only with a password.

@@ -306,8 +306,7 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
         io,
         options as Record<string, unknown>,
         ["exec"],
-        undefined,
-        notReportedBySummary,
+        { filter: notReportedBySummary },
       );
       checkDirectorySetting(loaded, "commandCwd");
       return execSettingsFrom(loaded.settings);

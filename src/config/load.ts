@@ -8,6 +8,7 @@ import { parseEnv } from "node:util";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { nearest } from "./suggest.ts";
+import { redactString } from "../log/redact.ts";
 import {
   flagOf,
   jsonKeyOf,
@@ -209,7 +210,9 @@ function show(value: unknown): string {
   if (typeof value === "number" && !Number.isFinite(value)) {
     return `${value} (a number beyond the range of a double)`;
   }
-  return typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  // A URL's password (DATABASE_URL, DASHBOARD_URL) is not shown.
+  if (typeof value === "string") return JSON.stringify(redactString(value));
+  return JSON.stringify(value) ?? String(value);
 }
 
 /** How many unknown `config.json` keys get a "did you mean" suggestion. */

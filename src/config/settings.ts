@@ -105,6 +105,28 @@ const url = z.preprocess(
   }),
 );
 
+/**
+ * The dashboard's URL: as {@link url}, without a user name or password. The agent and the
+ * operator commands send an `Authorization` header of their own, and `fetch` would join the URL's
+ * as Basic credentials to it (`Basic …, Bearer …`): the dashboard would refuse every request.
+ */
+const dashboardUrl = url.superRefine((s, ctx) => {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return; // told by `url`
+  }
+  if ((u.protocol === "http:" || u.protocol === "https:") && (u.username || u.password)) {
+    ctx.addIssue({
+      code: "custom",
+      message: "a user name or password in it would be sent in the Authorization header the " +
+        "token needs, and every request refused; leave them out",
+      params: { reason: true },
+    });
+  }
+});
+
 const listenAddress = z.preprocess(
   fromString,
   z.string().regex(/^(?:\[?[^\]\s]*\]?:)?\d{1,5}$/).refine((s) =>
@@ -117,10 +139,11 @@ const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max)
 const SPECS = {
   dashboardUrl: {
     env: "DASHBOARD_URL",
-    description: "Base URL of the dashboard the agent and operator commands talk to",
+    description:
+      "Base URL of the dashboard the agent and operator commands talk to (no user or password in it)",
     default: defaults.DEFAULT_DASHBOARD_URL,
     expected: "an http:// or https:// URL",
-    schema: url,
+    schema: dashboardUrl,
     roles: ["agent", "operator"],
     placeholder: "<url>",
   },

@@ -8,6 +8,7 @@ import type { PostgresStoreOptions } from "./postgres.ts";
 import { isPostgresUrl } from "./url.ts";
 import { openSqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
 import type { CommandStore } from "./types.ts";
+import { StoreError } from "./errors.ts";
 
 /** Options of {@link openStore}, per kind of store. */
 export interface OpenStoreOptions {
@@ -43,6 +44,14 @@ export async function openStore(
     // Loaded only here: a SQLite dashboard never loads the PostgreSQL driver.
     const { openPostgresStore } = await import("./postgres.ts");
     return await openPostgresStore(db.trim(), options.postgres);
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(db.trim());
+  if (scheme) {
+    // mysql://, sqlite://, a postgres:// mistyped: not a file name (nor to be quoted: a password).
+    throw new StoreError(
+      `cannot open a database at a ${scheme[1]}:// URL: --db takes a SQLite file path or a ` +
+        "postgres:// (postgresql://) URL",
+    );
   }
   return openSqliteStore(db, options.sqlite);
 }

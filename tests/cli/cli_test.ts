@@ -162,6 +162,28 @@ Deno.test("the README's quick start counts the commands status up prints", async
   }
 });
 
+Deno.test("status agents --db: a PostgreSQL URL with a password is not warned about (the flag is its only way in); another scheme is refused without quoting it", async () => {
+  await using dir = tempDir("status-cli-");
+  await using agents = spawnCli(
+    ["agents", "list", "--db", "postgres://status:hunter2hunter2@127.0.0.1:9/status"],
+    { perms: PERMS.serve, cwd: dir.path },
+  );
+  await agents.exited();
+  assert.doesNotMatch(agents.stderr.text, /puts a secret/);
+  assert.doesNotMatch(agents.stderr.text, /hunter2hunter2/);
+  await using mysql = spawnCli(
+    ["agents", "list", "--db", "mysql://status:hunter2hunter2@127.0.0.1/status"],
+    { perms: PERMS.serve, cwd: dir.path },
+  );
+  assert.equal((await mysql.exited()).code, 2);
+  assert.match(
+    mysql.stderr.text,
+    /cannot open a database at a mysql:\/\/ URL: --db takes a SQLite file path or a postgres:\/\//,
+  );
+  assert.doesNotMatch(mysql.stderr.text, /hunter2hunter2/);
+  assert.deepEqual([...Deno.readDirSync(dir.path)], [], "no file made of it");
+});
+
 Deno.test("a PostgreSQL URL with a password given as --db is warned about like --database-url", async () => {
   await using dir = tempDir("status-cli-");
   await using serve = spawnCli(

@@ -66,6 +66,21 @@ Deno.test("validation errors name the setting, its source and the bad value", as
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://x"',
     ],
     [
+      "a URL's password is not shown",
+      { roles: ["agent"], env: { DASHBOARD_URL: "ftp://ops:hunter22@x" }, cwd: tempDir() },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://ops:***@x"',
+    ],
+    [
+      "a user name or password in the dashboard's URL",
+      { roles: ["operator"], env: { DASHBOARD_URL: "https://ops:hunter22@x" }, cwd: tempDir() },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "https://ops:***@x": a user name or password in it would be sent in the Authorization header the token needs, and every request refused; leave them out',
+    ],
+    [
+      "a user name alone",
+      { roles: ["agent"], env: { DASHBOARD_URL: "http://ops@x:5000" }, cwd: tempDir() },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "http://ops@x:5000": a user name or password in it would be sent in the Authorization header the token needs, and every request refused; leave them out',
+    ],
+    [
       "flag",
       { roles: ["agent"], env: {}, cwd: tempDir(), flags: { commandTimeoutSecs: "0" } },
       'COMMAND_TIMEOUT_SECS from flag --command-timeout-secs must be a whole number of seconds from 1 to 31536000 (a year), got "0"',
