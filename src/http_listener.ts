@@ -21,6 +21,8 @@
  *   half-closed the connection before) are answered `400`
  *   with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is served, as
  *   if it named the address it came to.
+ * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
+ *   once the answers before it are sent (a long-poll is held only while its answer can be sent).
  * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
  *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
@@ -353,7 +355,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     refuseUnread(outgoing, 400, { error: `malformed HTTP request: ${reason}` });
     return true;
   };
-  const listener = direct
+  const serve = direct
     ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
@@ -362,8 +364,17 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     : (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
-      return adapted(incoming, outgoing);
+      adapted(incoming, outgoing);
     };
+  // A request pipelined behind one not yet answered gets its answer's socket (and, from then, a
+  // `close` when the connection ends) only once the answers before it are sent: it is served
+  // then. Served at once, a long-poll would be held, and handed a command, with no way to send it
+  // (the command's delivery lease running out meanwhile), and would stay held with its client
+  // gone, since node tells a queued answer nothing when the connection closes.
+  const listener = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    if (outgoing.socket) serve(incoming, outgoing);
+    else outgoing.once("socket", () => serve(incoming, outgoing));
+  };
   const server: Server = options.tls
     ? createHttpsServer(
       { ...serverOptions, ...options.tls },

@@ -369,6 +369,55 @@ Deno.test("a held wait whose client half-closes its connection is dropped and cl
   }
 });
 
+Deno.test("a wait pipelined behind a held one is held only once that one is answered", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const waitOn = (hash: string, timeout: number) =>
+    `GET ${P.wait(hash, timeout)} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: p1\r\n\r\n`;
+  const enqueueFor = async (id: string, hash: string) => {
+    const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Agent-Id": "p1" },
+      body: JSON.stringify({ id, name: "echo hi", params: { deployment_hash: hash } }),
+    });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+    return (await (await fetch(`${server.url}/api/v1/commands/${id}`)).json()).status;
+  };
+
+  await t.step("its client gone before, it claims nothing", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, waitOn("first", 30) + waitOn("second", 30));
+      await until(() => server.dashboard.hub.size === 1, "the first wait is held");
+      assert.equal(await enqueueFor("for-second", "second"), "queued", "nobody could send it");
+      closeQuietly(conn);
+      await until(() => server.dashboard.hub.size === 0, "the first wait is dropped");
+      assert.equal(await enqueueFor("for-second-2", "second"), "queued");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+
+  await t.step("it is served after the first one's answer", async () => {
+    // It is handed the command queued in the step before.
+    const conn = await rawConnect(server);
+    try {
+      const last = waitOn("second", 30).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+      await send(conn, waitOn("first", 1) + last);
+      const answers = await readAll(conn, 10_000);
+      assert.ok(answers.closed, "closed after the second answer (Connection: close)");
+      assert.match(answers.text, /^HTTP\/1\.1 204 [^]*HTTP\/1\.1 200 [^]*"id":"for-second"/);
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
 Deno.test("an HTTP/1.0 request without Host is served, on the Hono routes and the lean ones", async (t) => {
   await using server = await startServer({
     availableDescriptors: "plenty",
