@@ -6,6 +6,7 @@ import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
+import { MAX_PIPELINED } from "../../src/http_listener.ts";
 import { P } from "./_helpers.ts";
 import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
 import { closeQuietly, rawConnect, readAll, send, waitHead } from "./_sockets.ts";
@@ -416,6 +417,26 @@ Deno.test("a wait pipelined behind a held one is held only once that one is answ
       closeQuietly(conn);
     }
   });
+});
+
+Deno.test("a connection with more than MAX_PIPELINED requests waiting behind a held wait is closed", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const conn = await rawConnect(server);
+  try {
+    const health = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    await send(conn, waitHead("flood", 30) + health.repeat(MAX_PIPELINED));
+    await until(() => server.dashboard.hub.size === 1, "the wait is held");
+    assert.equal((await readAll(conn, 200)).closed, false, "as many as the limit wait");
+    await send(conn, health);
+    assert.ok((await readAll(conn, 5000)).closed, "one more closes the connection");
+  } finally {
+    closeQuietly(conn);
+  }
 });
 
 Deno.test("an HTTP/1.0 request without Host is served, on the Hono routes and the lean ones", async (t) => {
