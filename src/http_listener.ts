@@ -21,6 +21,9 @@
  *   half-closed the connection before) are answered `400`
  *   with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is served, as
  *   if it named the address it came to.
+ * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
+ *   once the answers before it are sent (a long-poll is held only while its answer can be sent);
+ *   beyond {@link MAX_PIPELINED} such requests the connection is closed.
  * - **Close.** `close` stops accepting and waits for the requests in flight, which are still held
  *   to the header and body timeouts; after `closeTimeoutSecs` it closes whatever is left.
  *
@@ -144,6 +147,12 @@ export const FD_RESERVE = 128;
  * accepting for good when an accept fails for lack of one).
  */
 export const LISTEN_BACKLOG = FD_RESERVE / 2;
+
+/**
+ * Requests a connection may have waiting behind one not yet answered (pipelined); one more closes
+ * the connection without an answer.
+ */
+export const MAX_PIPELINED = 64;
 
 let probed: { upTo: number; available: number | "plenty" | "unknown" } | undefined;
 
@@ -353,7 +362,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     refuseUnread(outgoing, 400, { error: `malformed HTTP request: ${reason}` });
     return true;
   };
-  const listener = direct
+  const serve = direct
     ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
@@ -362,8 +371,35 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     : (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
-      return adapted(incoming, outgoing);
+      adapted(incoming, outgoing);
     };
+  // A request pipelined behind one not yet answered gets its answer's socket (and, from then, a
+  // `close` when the connection ends) only once the answers before it are sent: it is served
+  // then. Served at once, a long-poll would be held, and handed a command, with no way to send it
+  // (the command's delivery lease running out meanwhile), and would stay held with its client
+  // gone, since node tells a queued answer nothing when the connection closes.
+  // Node goes on reading a connection whose client reads no answer: beyond MAX_PIPELINED requests
+  // waiting so, the connection is closed (50,000 pipelined behind one held grew the process by
+  // hundreds of megabytes).
+  const pipelined = new WeakMap<Socket, number>();
+  const listener = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    if (outgoing.socket) return serve(incoming, outgoing);
+    const socket = incoming.socket as Socket;
+    if (socket.destroyed) return;
+    const waiting = (pipelined.get(socket) ?? 0) + 1;
+    if (waiting > MAX_PIPELINED) {
+      log.warning("malformed request refused: {reason}", {
+        reason: `more than ${MAX_PIPELINED} requests pipelined behind one not yet answered`,
+      });
+      socket.destroy();
+      return;
+    }
+    pipelined.set(socket, waiting);
+    outgoing.once("socket", () => {
+      pipelined.set(socket, pipelined.get(socket)! - 1);
+      serve(incoming, outgoing);
+    });
+  };
   const server: Server = options.tls
     ? createHttpsServer(
       { ...serverOptions, ...options.tls },

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { type Labels, labelsSchema } from "./runs.ts";
-import { BASE64_PATTERN, deploymentHashSchema } from "./schemas.ts";
+import { BASE64_PATTERN, COMMAND_NAME_PATTERN, deploymentHashSchema } from "./schemas.ts";
 
 /** Paths of the live-output, heartbeat, ping, events and fleet endpoints. */
 export const LIVE_PATHS = {
@@ -84,12 +84,23 @@ export interface HeartbeatRequest {
   [figure: string]: unknown;
 }
 
+/**
+ * A heartbeat's text kept in its own column: 1–`max` characters without control characters (a NUL
+ * is a database error on PostgreSQL, a newline or escape would change how the fleet view shows).
+ */
+function recordedText(max: number): z.ZodString {
+  return z.string().min(1).max(max).regex(
+    COMMAND_NAME_PATTERN,
+    "must not contain control characters (NUL, newline, tab, escape, ...)",
+  );
+}
+
 /** Schema of {@link HeartbeatRequest}; unknown keys are the figures. */
 export const heartbeatSchema: z.ZodType<HeartbeatRequest> = z.looseObject({
   agent_id: z.string().max(128).optional(),
-  version: z.string().min(1).max(64).optional(),
+  version: recordedText(64).optional(),
   deployment_hash: deploymentHashSchema.optional(),
-  instance_id: z.string().min(1).max(128).optional(),
+  instance_id: recordedText(128).optional(),
   labels: labelsSchema.optional(),
 });
 

@@ -6,7 +6,12 @@
  * @module
  */
 import type { Hono } from "hono";
-import { fromBase64, heartbeatSchema, outputChunkSchema } from "../protocol/mod.ts";
+import {
+  ANY_COMMAND_ID_PATTERN,
+  fromBase64,
+  heartbeatSchema,
+  outputChunkSchema,
+} from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { OutputBounds } from "../store/mod.ts";
 import { jsonBody } from "./auth/mod.ts";
@@ -48,7 +53,8 @@ export function liveRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: LiveR
       const id = c.req.param("id");
       const chunk = c.get("body");
       const agent = c.get("agent");
-      const command = await store.getCommand(id);
+      // No command has an id beyond the rule (a NUL in it would be a database error on PostgreSQL).
+      const command = ANY_COMMAND_ID_PATTERN.test(id) ? await store.getCommand(id) : null;
       if (!command) throw unknownCommand(c, id, "not_found");
       if (command.agentId !== agent.id) throw unknownCommand(c, id, "forbidden");
       if (chunk.attempt > command.deliveredAttempt) {

@@ -23,7 +23,11 @@
  */
 import { setImmediate } from "node:timers";
 import { AGENT_POST_PATHS, type AgentPostRoute, agentPosts } from "./routes_agent.ts";
-import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
+import {
+  ANY_COMMAND_ID_PATTERN,
+  DEPLOYMENT_HASH_PATTERN,
+  DEPLOYMENT_HASH_RULE,
+} from "../protocol/schemas.ts";
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { AgentRecord, CommandRecord } from "../store/mod.ts";
@@ -421,6 +425,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     let timeoutSecs: number;
     try {
       id = decodeSegment(match.segment);
+      // No command has an id beyond the rule (a NUL in it would be a database error on PostgreSQL).
+      if (!ANY_COMMAND_ID_PATTERN.test(id)) throw unknownCommand(call, id, "not_found");
       timeoutSecs = parseTimeoutSecs(timeoutOf(match));
       exchange.instance = deps.instances?.enter(agentId, call, timeoutSecs * 1000, false);
     } catch (error) {

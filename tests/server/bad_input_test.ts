@@ -292,6 +292,42 @@ Deno.test("a wait on a deployment hash with a control character is a 400 and rec
   assert.equal(enqueued.warning, undefined);
 });
 
+Deno.test("an agent's NUL in a command id or a heartbeat's text is a 4xx, never the store's error", async (t) => {
+  await using d = await makeDashboard();
+  // As PostgreSQL: a NUL in a text parameter is an error ("invalid byte sequence"), not a miss.
+  const getCommand = d.store.getCommand.bind(d.store);
+  d.store.getCommand = (id) =>
+    id.includes("\0")
+      ? Promise.reject(new Error('invalid byte sequence for encoding "UTF8": 0x00'))
+      : getCommand(id);
+  await t.step("a cancel-wait: 404", async () => {
+    const response = await d.agent({ path: "/api/v1/agent/commands/a%00b/cancel-wait?timeout=1" });
+    assert.equal(response.status, 404);
+    assert.equal((await json(response)).error, "command a\u0000b does not exist");
+  });
+  await t.step("an output chunk: 404", async () => {
+    const response = await d.agent({
+      path: "/api/v1/agent/commands/%00/output",
+      body: { attempt: 1, stream: "stdout", offset: 0, data: "aGk=" },
+    });
+    assert.equal(response.status, 404);
+    await response.body?.cancel();
+  });
+  for (const field of ["version", "instance_id"]) {
+    await t.step(`a heartbeat's ${field}: 400`, async () => {
+      const response = await d.agent({
+        path: "/api/v1/agent/heartbeat",
+        body: { [field]: "1\u0000" },
+      });
+      assert.equal(response.status, 400);
+      assert.match(
+        (await json(response)).error as string,
+        new RegExp(`^field "${field}": must not contain control characters`),
+      );
+    });
+  }
+});
+
 Deno.test("a list limit beyond its range is a 400, not clamped", async (t) => {
   await using d = await makeDashboard();
   for (

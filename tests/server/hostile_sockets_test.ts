@@ -6,6 +6,7 @@ import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
+import { MAX_PIPELINED } from "../../src/http_listener.ts";
 import { P } from "./_helpers.ts";
 import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
 import { closeQuietly, rawConnect, readAll, send, waitHead } from "./_sockets.ts";
@@ -364,6 +365,75 @@ Deno.test("a held wait whose client half-closes its connection is dropped and cl
     await enqueued.body?.cancel();
     const command = await fetch(`${server.url}/api/v1/commands/for-w1`);
     assert.equal((await command.json()).status, "queued", "nobody claimed it");
+  } finally {
+    closeQuietly(conn);
+  }
+});
+
+Deno.test("a wait pipelined behind a held one is held only once that one is answered", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const waitOn = (hash: string, timeout: number) =>
+    `GET ${P.wait(hash, timeout)} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: p1\r\n\r\n`;
+  const enqueueFor = async (id: string, hash: string) => {
+    const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Agent-Id": "p1" },
+      body: JSON.stringify({ id, name: "echo hi", params: { deployment_hash: hash } }),
+    });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+    return (await (await fetch(`${server.url}/api/v1/commands/${id}`)).json()).status;
+  };
+
+  await t.step("its client gone before, it claims nothing", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, waitOn("first", 30) + waitOn("second", 30));
+      await until(() => server.dashboard.hub.size === 1, "the first wait is held");
+      assert.equal(await enqueueFor("for-second", "second"), "queued", "nobody could send it");
+      closeQuietly(conn);
+      await until(() => server.dashboard.hub.size === 0, "the first wait is dropped");
+      assert.equal(await enqueueFor("for-second-2", "second"), "queued");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+
+  await t.step("it is served after the first one's answer", async () => {
+    // It is handed the command queued in the step before.
+    const conn = await rawConnect(server);
+    try {
+      const last = waitOn("second", 30).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+      await send(conn, waitOn("first", 1) + last);
+      const answers = await readAll(conn, 10_000);
+      assert.ok(answers.closed, "closed after the second answer (Connection: close)");
+      assert.match(answers.text, /^HTTP\/1\.1 204 [^]*HTTP\/1\.1 200 [^]*"id":"for-second"/);
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("a connection with more than MAX_PIPELINED requests waiting behind a held wait is closed", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const conn = await rawConnect(server);
+  try {
+    const health = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    await send(conn, waitHead("flood", 30) + health.repeat(MAX_PIPELINED));
+    await until(() => server.dashboard.hub.size === 1, "the wait is held");
+    assert.equal((await readAll(conn, 200)).closed, false, "as many as the limit wait");
+    await send(conn, health);
+    assert.ok((await readAll(conn, 5000)).closed, "one more closes the connection");
   } finally {
     closeQuietly(conn);
   }
