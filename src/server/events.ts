@@ -14,7 +14,8 @@
  * @module
  */
 import type { Hono } from "hono";
-import { FINAL_STATUSES, shortForm, toBase64 } from "../protocol/mod.ts";
+import { ANY_COMMAND_ID_PATTERN, FINAL_STATUSES, shortForm, toBase64 } from "../protocol/mod.ts";
+import { assertPossibleId } from "./ids.ts";
 import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./env.ts";
@@ -163,6 +164,7 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
 
   app.get("/api/v1/commands/:id/events", options.auth, async function eventsRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("command", id, ANY_COMMAND_ID_PATTERN);
     if (!(await store.getCommand(id))) {
       throw new HttpError(404, `command ${shortForm(id)} does not exist`);
     }

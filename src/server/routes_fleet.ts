@@ -8,7 +8,8 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { z } from "zod";
-import { agentIdSchema, generateToken, shortForm } from "../protocol/mod.ts";
+import { AGENT_ID_PATTERN, agentIdSchema, generateToken, shortForm } from "../protocol/mod.ts";
+import { assertPossibleId } from "./ids.ts";
 import { auditLogger } from "../log/mod.ts";
 import {
   AGENT_SCOPES,
@@ -149,6 +150,7 @@ export function fleetRoutes(
 
   app.post("/api/v1/agents/:id/rotate", admin, async function rotateAgentRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("agent", id, AGENT_ID_PATTERN);
     const token = generateToken();
     if (!(await store.setAgentToken(id, token))) {
       throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
@@ -161,6 +163,7 @@ export function fleetRoutes(
 
   app.delete("/api/v1/agents/:id", admin, async function removeAgentRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("agent", id, AGENT_ID_PATTERN);
     if (!(await store.removeAgent(id))) {
       throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
     }

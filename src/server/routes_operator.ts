@@ -5,7 +5,16 @@
  * @module
  */
 import type { Hono, MiddlewareHandler } from "hono";
-import { COMMAND_STATUSES, type CommandStatus, LIST_LIMIT, shortForm } from "../protocol/mod.ts";
+import {
+  AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
+  ANY_COMMAND_ID_PATTERN,
+  COMMAND_STATUSES,
+  type CommandStatus,
+  LIST_LIMIT,
+  shortForm,
+} from "../protocol/mod.ts";
+import { assertPossibleId } from "./ids.ts";
 import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
@@ -69,6 +78,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
 
   app.get("/api/v1/commands/:id", admin, async function getCommandRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("command", id, ANY_COMMAND_ID_PATTERN);
     const command = await store.getCommand(id);
     if (!command) throw new HttpError(404, `command ${shortForm(id)} does not exist`);
     return c.json(await commandWithLiveOutput(store, command));
@@ -78,6 +88,9 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     const agentId = c.req.query("agent_id") || undefined;
     const status = c.req.query("status") || undefined;
     const rawLimit = c.req.query("limit");
+    if (agentId !== undefined && !AGENT_ID_PATTERN.test(agentId)) {
+      throw queryError("agent_id", `must be ${AGENT_ID_RULE}`);
+    }
     if (status !== undefined && !COMMAND_STATUSES.includes(status as CommandStatus)) {
       throw queryError("status", `must be one of ${COMMAND_STATUSES.join(", ")}`);
     }
@@ -98,6 +111,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
 
   app.post("/api/v1/commands/:id/cancel", admin, async function cancelRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("command", id, ANY_COMMAND_ID_PATTERN);
     const outcome = await store.cancel(id, clock.now());
     if (outcome.outcome === "not_found") {
       throw new HttpError(404, `command ${shortForm(id)} does not exist`);

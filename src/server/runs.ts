@@ -21,6 +21,7 @@ import { FINAL_STATUSES, shortForm } from "../protocol/mod.ts";
 import {
   formatLabels,
   resolveConcurrency,
+  RUN_ID_PATTERN,
   RUN_LIST_LIMIT,
   type RunAgentView,
   type RunRequest,
@@ -46,6 +47,7 @@ import type { ServerEnv } from "./env.ts";
 import type { Clock, TimerId } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
+import { assertPossibleId } from "./ids.ts";
 import { enqueueAndWake } from "./enqueue.ts";
 import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
 import type { RouteDeps } from "./route_deps.ts";
@@ -585,6 +587,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
 
   app.get("/api/v1/runs/:id", auth, async function getRunRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("run", id, RUN_ID_PATTERN);
     const run = await store.getRun(id);
     if (!run) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     return c.json(runView(run));
@@ -592,6 +595,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
 
   app.post("/api/v1/runs/:id/cancel", auth, async function cancelRunRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("run", id, RUN_ID_PATTERN);
     const outcome = await scheduler.cancel(id);
     if (outcome.outcome === "not_found") {
       throw new HttpError(404, `run ${shortForm(id)} does not exist`);
@@ -605,6 +609,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
 
   app.get("/api/v1/runs/:id/events", auth, async function runEventsRoute(c) {
     const id = c.req.param("id");
+    assertPossibleId("run", id, RUN_ID_PATTERN);
     if (!(await store.getRun(id))) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     let sent = 0;
     let last = "";

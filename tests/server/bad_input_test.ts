@@ -328,6 +328,47 @@ Deno.test("an agent's NUL in a command id or a heartbeat's text is a 4xx, never 
   }
 });
 
+Deno.test("an operator's NUL in an id or a filter is a 4xx, never the store's error", async (t) => {
+  await using d = await makeDashboard();
+  // As PostgreSQL: a NUL in any text parameter is an error ("invalid byte sequence"), not a miss.
+  const hasNul = (value: unknown): boolean =>
+    typeof value === "string"
+      ? value.includes("\0")
+      : typeof value === "object" && value !== null && Object.values(value).some(hasNul);
+  const store = d.store as unknown as Record<string, unknown>;
+  for (const name of Object.getOwnPropertyNames(Object.getPrototypeOf(d.store))) {
+    const method = store[name];
+    if (name === "constructor" || typeof method !== "function") continue;
+    store[name] = (...args: unknown[]) =>
+      args.some(hasNul)
+        ? Promise.reject(new Error('invalid byte sequence for encoding "UTF8": 0x00'))
+        : method.apply(d.store, args);
+  }
+  const cases: Array<[string, string, number, string]> = [
+    ["GET", "/api/v1/commands/a%00b", 404, "command a\u0000b does not exist"],
+    ["GET", "/api/v1/commands/a%00b/events", 404, "command a\u0000b does not exist"],
+    ["POST", "/api/v1/commands/a%00b/cancel", 404, "command a\u0000b does not exist"],
+    [
+      "GET",
+      "/api/v1/commands?agent_id=a%00",
+      400,
+      'query "agent_id": must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots',
+    ],
+    ["GET", "/api/v1/runs/r%00", 404, "run r\u0000 does not exist"],
+    ["GET", "/api/v1/runs/r%00/events", 404, "run r\u0000 does not exist"],
+    ["POST", "/api/v1/runs/r%00/cancel", 404, "run r\u0000 does not exist"],
+    ["POST", "/api/v1/agents/a%00/rotate", 404, "agent a\u0000 does not exist"],
+    ["DELETE", "/api/v1/agents/a%00", 404, "agent a\u0000 does not exist"],
+  ];
+  for (const [method, path, status, error] of cases) {
+    await t.step(`${method} ${path}: ${status}`, async () => {
+      const response = await d.admin(method, path);
+      assert.equal(response.status, status);
+      assert.equal((await json(response)).error, error);
+    });
+  }
+});
+
 Deno.test("a list limit beyond its range is a 400, not clamped", async (t) => {
   await using d = await makeDashboard();
   for (

@@ -536,6 +536,20 @@ Deno.test("console: a browser over the operators' limit gets a 429 page; another
   );
 });
 
+Deno.test("console commands list: an agent filter no agent can have is a 400 page, not a failure", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  for (const agent of ["a%00b", "..", "x".repeat(129)]) {
+    const response = await browser.get(`/commands?agent=${agent}`);
+    assert.equal(response.status, 400, agent);
+    assertSecureHeaders(response, agent);
+    const text = await response.text();
+    assert.match(text, /No such agent/, agent);
+    assert.match(text, /No agent can have the id/, agent);
+  }
+});
+
 Deno.test("console logout: needs the CSRF token, then the session is over", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

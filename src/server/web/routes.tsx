@@ -16,7 +16,14 @@
  */
 import type { Context, Handler, Hono, MiddlewareHandler } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
-import { constantTimeEqual, LIST_LIMIT, PRIORITIES, shortForm } from "../../protocol/mod.ts";
+import {
+  AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
+  constantTimeEqual,
+  LIST_LIMIT,
+  PRIORITIES,
+  shortForm,
+} from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { remoteOf } from "../auth/mod.ts";
 import type { ServerEnv } from "../env.ts";
@@ -430,6 +437,20 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           >
             <p>
               <a href={back}>See every command{agent ? ` of ${shortForm(agent)}` : ""}</a>
+            </p>
+          </ErrorPage>,
+          400,
+        );
+      }
+      if (agent !== undefined && !AGENT_ID_PATTERN.test(agent)) {
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such agent"
+            message={`No agent can have the id ${shortForm(agent)}: an id is ${AGENT_ID_RULE}.`}
+          >
+            <p>
+              <a href="/commands">See every command</a>
             </p>
           </ErrorPage>,
           400,
