@@ -4,8 +4,9 @@
  * | metric | type | labels |
  * | --- | --- | --- |
  * | `status_agents_waiting` | gauge | — |
- * | `status_agents_online` | gauge | — |
- * | `status_commands` | gauge | `status` (queue depth by status) |
+ * | `status_agents_online` | gauge | — (`NaN` while the store does not answer) |
+ * | `status_commands` | gauge | `status` (queue depth by status; `NaN` likewise) |
+ * | `status_store_up` | gauge | — (1 when the store answered this scrape's reads, else 0) |
  * | `status_commands_finished_total` | counter | `status` (final status) |
  * | `status_command_delivery_latency_seconds` | histogram | — (enqueue to first delivery) |
  * | `status_command_duration_seconds` | histogram | — (as the agent reported it) |
@@ -66,6 +67,9 @@ export class DashboardMetrics implements MetricsRenderer {
   /** Live output bytes stored. */
   readonly outputBytes: Counter;
   #sources: DashboardMetricsSources | undefined;
+  readonly #online: Gauge;
+  readonly #commands: Gauge<"status">;
+  readonly #storeUp: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -79,23 +83,23 @@ export class DashboardMetrics implements MetricsRenderer {
         this.set(self.#sources?.waiting() ?? 0);
       },
     });
-    new Gauge({
+    // Read from the store once a scrape, in render(): while it does not answer (an outage), the
+    // scrape still answers, these two NaN and status_store_up 0.
+    this.#online = new Gauge({
       name: "status_agents_online",
       help: "Agents waiting or seen recently (not offline)",
       registers,
-      async collect() {
-        this.set(self.#sources ? await self.#sources.online() : 0);
-      },
     });
-    new Gauge({
+    this.#commands = new Gauge({
       name: "status_commands",
       help: "Commands by current status (queue depth by status)",
       labelNames: ["status"],
       registers,
-      async collect() {
-        const counts = self.#sources ? await self.#sources.countByStatus() : {};
-        for (const status of COMMAND_STATUSES) this.set({ status }, counts[status] ?? 0);
-      },
+    });
+    this.#storeUp = new Gauge({
+      name: "status_store_up",
+      help: "Whether the command store answered this scrape's reads (1) or not (0)",
+      registers,
     });
     new Gauge({
       name: "process_resident_memory_bytes",
@@ -173,6 +177,25 @@ export class DashboardMetrics implements MetricsRenderer {
     });
   }
 
+  /** Sets the gauges read from the store, or leaves them out when it does not answer. */
+  async #readStore(): Promise<void> {
+    const sources = this.#sources;
+    try {
+      const [online, counts] = sources
+        ? await Promise.all([sources.online(), sources.countByStatus()])
+        : [0, {} as Partial<Record<CommandStatus, number>>];
+      this.#online.set(online);
+      for (const status of COMMAND_STATUSES) this.#commands.set({ status }, counts[status] ?? 0);
+      this.#storeUp.set(1);
+    } catch {
+      // The store's own errors are logged where they happen (and answered 503 on the routes).
+      // Not known: NaN (as Prometheus writes it), not a count of 0.
+      this.#online.set(NaN);
+      for (const status of COMMAND_STATUSES) this.#commands.set({ status }, NaN);
+      this.#storeUp.set(0);
+    }
+  }
+
   /**
    * Connects the gauges to what they read.
    *
@@ -184,6 +207,7 @@ export class DashboardMetrics implements MetricsRenderer {
 
   /** The metrics in the Prometheus text format. */
   async render(): Promise<Response> {
+    await this.#readStore();
     const text = await this.registry.metrics();
     return new Response(text, { headers: { "Content-Type": this.registry.contentType } });
   }

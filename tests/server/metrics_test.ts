@@ -40,6 +40,23 @@ function value(families: Map<string, Family>, name: string, labels: Record<strin
   return Number(metric.value ?? metric.count);
 }
 
+Deno.test("/metrics answers while the store does not: status_store_up 0, the store's gauges NaN", async () => {
+  await using d = await makeDashboard();
+  await d.admin("POST", P.enqueue, { id: "m1", name: "echo hi", agent_id: "a1" });
+  const up = await scrape(d);
+  assert.equal(value(up, "status_store_up"), 1);
+  assert.equal(value(up, "status_commands", { status: "queued" }), 1);
+  assert.equal(value(up, "status_agents_online"), 0);
+
+  await d.store.close();
+  const down = await scrape(d);
+  assert.equal(value(down, "status_store_up"), 0);
+  assert.ok(Number.isNaN(value(down, "status_agents_online")), "not known, not 0");
+  assert.ok(Number.isNaN(value(down, "status_commands", { status: "queued" })));
+  assert.ok(value(down, "status_http_requests_total", { route: "/metrics", status: "200" }) >= 1);
+  assert.ok(value(down, "process_resident_memory_bytes") > 0, "the process's own are there");
+});
+
 Deno.test("/metrics parses as Prometheus text and its counters move as commands run", async () => {
   await using d = await makeDashboard();
   const before = await scrape(d);
@@ -48,6 +65,7 @@ Deno.test("/metrics parses as Prometheus text and its counters move as commands 
       ["status_agents_waiting", "GAUGE"],
       ["status_agents_online", "GAUGE"],
       ["status_commands", "GAUGE"],
+      ["status_store_up", "GAUGE"],
       ["status_commands_finished_total", "COUNTER"],
       ["status_command_delivery_latency_seconds", "HISTOGRAM"],
       ["status_command_duration_seconds", "HISTOGRAM"],
