@@ -17,6 +17,7 @@ import {
   formatElapsed,
   formatProgress,
   type OperatorClient,
+  OperatorError,
   truncationNotes,
 } from "../operator/mod.ts";
 import { type Io, processIo } from "./io.ts";
@@ -119,6 +120,11 @@ export interface FollowPrintOptions {
    * @default {1000}
    */
   indicatorMs?: number;
+  /**
+   * How long the dashboard may be out of reach before following fails, in ms.
+   * @default {60000}
+   */
+  maxOutageMs?: number;
 }
 
 const encoder = new TextEncoder();
@@ -210,11 +216,31 @@ export async function followAndPrint(
     writer[stream](bytes);
     printed();
   };
+  const maxOutageMs = options.maxOutageMs ?? 60_000;
+  // Said once an outage: a dashboard gone away is not silence until following gives up.
+  let outage = false;
   try {
     const { record, live } = await followCommand(client, id, {
       signal,
-      onStatus: progress,
+      maxOutageMs,
+      onReconnect: (error) => {
+        // A 429 is an answer, waited out for its Retry-After; a stream closed by a proxy or a
+        // quiet one dropped is opened again at once: neither is worth a line.
+        if (outage || !(error instanceof OperatorError) || error.status === 429) return;
+        outage = true;
+        clearIndicator();
+        io.err(
+          `lost the dashboard (${error.message}); trying again for up to ` +
+            `${Math.round(maxOutageMs / 1000)} s (the command goes on)`,
+        );
+        printed();
+      },
+      onStatus: (record) => {
+        outage = false;
+        progress(record);
+      },
       onOutput: (chunk) => {
+        outage = false;
         // A chunk of an earlier attempt than the one shown: its agent sent it late.
         if (chunk.attempt < attempt) return;
         if (chunk.attempt !== attempt) {
@@ -283,6 +309,17 @@ export async function followAndPrint(
       clearIndicator();
       writer.flush?.();
       throw new WaitTimeoutError(id, options.timeoutSecs!, current?.status);
+    }
+    if (
+      error instanceof OperatorError &&
+      (error.kind === "connection" || error.kind === "timeout" || error.kind === "server")
+    ) {
+      // Following failed, not the command: its agent runs it whatever the CLI can see.
+      clearIndicator();
+      io.err(
+        `stopped following ${id}: the dashboard stayed out of reach; the command goes on (see ` +
+          `it with: status result ${id})`,
+      );
     }
     throw error;
   } finally {

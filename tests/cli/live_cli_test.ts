@@ -184,6 +184,32 @@ Deno.test("followAndPrint: bytes missing live from a result cut too are not said
   assert.ok(!io.stderr.some((line) => line.includes("status result")), io.stderr.join("\n"));
 });
 
+Deno.test("followAndPrint says once that the dashboard is out of reach, and that the command goes on when it gives up", async () => {
+  let calls = 0;
+  const client = new OperatorClient({
+    dashboardUrl: "http://127.0.0.1:9",
+    fetch: () => {
+      calls++;
+      return Promise.reject(new TypeError("fetch failed"));
+    },
+  });
+  const io = memoryIo();
+  const { writer } = recordingWriter(false);
+  await assert.rejects(
+    () => followAndPrint(io, writer, client, "c1", { maxOutageMs: 600 }),
+    /cannot reach the dashboard/,
+  );
+  assert.ok(calls >= 2, "it tried again");
+  const lost = io.stderr.filter((line) => line.startsWith("lost the dashboard ("));
+  assert.equal(lost.length, 1, io.stderr.join("\n"));
+  assert.match(lost[0], /trying again for up to 1 s \(the command goes on\)$/);
+  assert.equal(
+    io.stderr.at(-1),
+    "stopped following c1: the dashboard stayed out of reach; the command goes on (see it with: " +
+      "status result c1)",
+  );
+});
+
 Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while nothing is printed", async () => {
   await using d = await dashboard();
   const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
