@@ -53,6 +53,37 @@ export function longTimers(runtime: RuntimeTimers): Pick<Clock, "setTimeout" | "
   };
 }
 
+/**
+ * `AbortSignal.timeout` that also keeps delays beyond {@link MAX_TIMER_MS} (a `--wait-timeout` of
+ * 30 days), in steps; the runtime's fires a longer one at once. Like it, it keeps no process alive.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { timeoutSignal } from "./clock.ts";
+ * const signal = timeoutSignal(30 * 86_400_000);
+ * await new Promise((resolve) => setTimeout(resolve, 10));
+ * assert.equal(signal.aborted, false);
+ * ```
+ *
+ * @param ms The delay.
+ * @param stepMs The longest step (tests).
+ * @returns A signal aborted with a `TimeoutError` once `ms` have passed.
+ */
+export function timeoutSignal(ms: number, stepMs: number = MAX_TIMER_MS): AbortSignal {
+  if (!(ms > stepMs)) return AbortSignal.timeout(ms);
+  const controller = new AbortController();
+  const step = (left: number) => {
+    const part = AbortSignal.timeout(Math.min(left, stepMs));
+    part.addEventListener("abort", () => {
+      if (left > stepMs) step(left - stepMs);
+      else controller.abort(part.reason);
+    }, { once: true });
+  };
+  step(ms);
+  return controller.signal;
+}
+
 /** A source of time in milliseconds since the epoch, with timers. */
 export interface Clock {
   /** The current time in milliseconds since the epoch. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { longTimers, MAX_TIMER_MS, type RuntimeTimers } from "../src/clock.ts";
+import { longTimers, MAX_TIMER_MS, type RuntimeTimers, timeoutSignal } from "../src/clock.ts";
 
 /** Runtime timers that refuse a delay the runtime would fire at once, and fire when told. */
 function fakeRuntime() {
@@ -55,5 +55,21 @@ Deno.test("the system clock keeps a timer longer than a runtime timer can hold",
     assert.equal(armed.get(id as number)?.ms, 1000);
     timers.clearTimeout(id);
     assert.equal(armed.size, 0);
+  });
+});
+
+Deno.test("timeoutSignal keeps a delay beyond the runtime's longest, in steps", async (t) => {
+  await t.step("30 days is not over at once (AbortSignal.timeout's was)", async () => {
+    const signal = timeoutSignal(30 * 86_400_000);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(signal.aborted, false);
+  });
+
+  await t.step("steps add up to the delay, then a TimeoutError", async () => {
+    const started = performance.now();
+    const signal = timeoutSignal(60, 20);
+    await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    assert.ok(performance.now() - started >= 55, "not before its three steps");
+    assert.equal((signal.reason as DOMException).name, "TimeoutError");
   });
 });

@@ -5,6 +5,7 @@
  * @module
  */
 import { onSignals } from "./signals.ts";
+import { timeoutSignal } from "../clock.ts";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
@@ -175,7 +176,7 @@ export async function follow(
   const listening = onSignals(["SIGINT"], () => interrupt.abort(new Error("interrupted")));
   const timeout = options.timeoutSecs === undefined
     ? undefined
-    : AbortSignal.timeout(options.timeoutSecs * 1000);
+    : timeoutSignal(options.timeoutSecs * 1000);
   const signal = timeout ? AbortSignal.any([interrupt.signal, timeout]) : interrupt.signal;
   // The enqueue answer already says "queued": show it at once, then every change.
   if (options.known) io.err(`${id} ${options.known} (${formatElapsed(0)})`);

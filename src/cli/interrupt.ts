@@ -5,6 +5,7 @@
  * @module
  */
 import { onSignals } from "./signals.ts";
+import { timeoutSignal } from "../clock.ts";
 
 /** The signals of one wait; dispose it to stop listening for SIGINT. */
 export interface WaitSignals extends Disposable {
@@ -26,7 +27,7 @@ export interface WaitSignals extends Disposable {
 export function waitSignals(timeoutSecs?: number): WaitSignals {
   const controller = new AbortController();
   const listening = onSignals(["SIGINT"], () => controller.abort(new Error("interrupted")));
-  const timedOut = timeoutSecs === undefined ? undefined : AbortSignal.timeout(timeoutSecs * 1000);
+  const timedOut = timeoutSecs === undefined ? undefined : timeoutSignal(timeoutSecs * 1000);
   return {
     interrupted: controller.signal,
     timedOut,

@@ -9,6 +9,7 @@
 import { writeAllSync as writeAll } from "../write_all.ts";
 import { flushLogging } from "../log/mod.ts";
 import { onSignals } from "./signals.ts";
+import { timeoutSignal } from "../clock.ts";
 import { fromBase64 } from "../protocol/mod.ts";
 import {
   type CommandRecord,
@@ -168,7 +169,7 @@ export async function followAndPrint(
   const listening = onSignals(["SIGINT"], () => controller.abort(new Error("interrupted")));
   const timeout = options.timeoutSecs === undefined
     ? undefined
-    : AbortSignal.timeout(options.timeoutSecs * 1000);
+    : timeoutSignal(options.timeoutSecs * 1000);
   const signal = timeout ? AbortSignal.any([controller.signal, timeout]) : controller.signal;
   const started = performance.now();
   let lastPrintAt = started;

@@ -159,6 +159,24 @@ Deno.test("operator commands refuse a dashboard URL with a user or password, and
   }
 });
 
+Deno.test("status enqueue --wait-timeout of 30 days waits (the runtime's timer fired one beyond 24.8 days at once)", async () => {
+  await using stub = new StubDashboard({ adminToken: "admin-token-0123456789" });
+  const out = await run([
+    "enqueue",
+    "echo long",
+    "--agent",
+    "a",
+    "--wait-timeout",
+    "2592000",
+    "--dashboard-url",
+    stub.url,
+    "--status-admin-token",
+    "admin-token-0123456789",
+  ]);
+  assert.equal(out.code, 0, out.stderr.join("\n"));
+  assert.deepEqual(out.stdout, ["long"]);
+});
+
 Deno.test("status result, list and cancel against a stub dashboard", async (t) => {
   await using stub = new StubDashboard({ adminToken: "admin-token-0123456789" });
   const auth = ["--dashboard-url", stub.url, "--status-admin-token", "admin-token-0123456789"];
