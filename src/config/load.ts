@@ -147,13 +147,19 @@ function unusualCharacters(line: string): string {
  *
  * @param text The file's contents.
  * @param label How the file is named in errors.
+ * @param repeated Told of each variable set on more than one line (the last one is read).
  * @returns The variables.
  * @throws {ConfigError} On a malformed line, naming its number.
  */
-export function parseEnvFile(text: string, label: string): Record<string, string> {
+export function parseEnvFile(
+  text: string,
+  label: string,
+  repeated?: (name: string, lines: number[]) => void,
+): Record<string, string> {
   text = withoutBom(text);
   const lines = text.split(/\r?\n/);
   const names = new Map<string, number>();
+  const setOn = new Map<string, number[]>();
   let openQuote: string | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
@@ -171,6 +177,7 @@ export function parseEnvFile(text: string, label: string): Record<string, string
       );
     }
     names.set(match[1], i + 1);
+    setOn.set(match[1], [...setOn.get(match[1]) ?? [], i + 1]);
     const value = match[2];
     const quote = value[0];
     if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
@@ -184,6 +191,7 @@ export function parseEnvFile(text: string, label: string): Record<string, string
       throw new ConfigError(`${label} line ${line} sets ${name} in a way that is not read`);
     }
   }
+  for (const [name, on] of setOn) if (on.length > 1) repeated?.(name, on);
   return parsed;
 }
 
@@ -285,7 +293,18 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   };
 
   const envFile = readFile(options.envFilePath, ".env", "--env-file");
-  const dotenv = envFile ? parseEnvFile(envFile.text, envFile.label) : {};
+  const settingNames = new Set(Object.values(SETTINGS).map((spec) => spec.env));
+  const repeatedLines: string[] = [];
+  const dotenv = envFile
+    ? parseEnvFile(envFile.text, envFile.label, (name, lines) => {
+      // Appending a setting to a .env that already has it: easy to miss which one is read.
+      if (!settingNames.has(name)) return;
+      repeatedLines.push(
+        `${envFile.label} sets ${name} on lines ${lines.join(", ")}; the last one (line ` +
+          `${lines.at(-1)}) is read`,
+      );
+    })
+    : {};
   const configFile = readFile(options.configPath, "config.json", "--config");
   const json = configFile ? parseConfigJson(configFile.text, configFile.label) : {};
 
@@ -333,6 +352,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   }
   checkBounds(settings, sources);
   const warnings = [
+    ...repeatedLines,
     readableSecrets(envFile, (name) => dotenv[name]),
     readableSecrets(configFile, (name) => json[jsonKeyOf(name)]),
   ].filter((warning): warning is string => warning !== undefined);

@@ -467,6 +467,22 @@ Deno.test("errors say the range of a duration, and why labels were refused", asy
   });
 });
 
+Deno.test("a setting on two lines of .env is warned about, naming the line read", () => {
+  // As after appending `status agents add`'s two lines to a .env that already had them.
+  const cwd = tempDir({
+    ".env": "AGENT_ID=old\nOTHER=1\nOTHER=2\nAGENT_ID=web-1\nexport AGENT_ID=web-2\n",
+  });
+  try {
+    const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+    assert.equal(loaded.settings.agentId, "web-2");
+    assert.deepEqual(loaded.warnings, [
+      ".env sets AGENT_ID on lines 1, 4, 5; the last one (line 5) is read",
+    ]);
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
 Deno.test("a settings file that holds a token and other users may read is warned about", async (t) => {
   const dir = tempDir({
     ".env": "AGENT_TOKEN=" + "t".repeat(43) + "\n",
