@@ -45,3 +45,18 @@ Deno.test("examples/.env.example shows each default, or says a value is an examp
     }
   }
 });
+
+Deno.test("examples/.env.example says of each setting what the code says of it", () => {
+  // Its words had drifted from the settings': DASHBOARD_URL did not say a user or password is
+  // refused, AGENT_ID and DEPLOYMENT_HASH left out "not only dots".
+  const lines = Deno.readTextFileSync(`${root}examples/.env.example`).split("\n");
+  for (const key of keys) {
+    const spec = SETTINGS[key];
+    let start = lines.findIndex((line) => line.startsWith(`# ${spec.env}=`));
+    const end = start;
+    while (start > 0 && lines[start - 1].startsWith("# ")) start--;
+    const said = lines.slice(start, end).map((line) => line.slice(2)).join(" ");
+    assert.ok(said.startsWith(`${spec.description}.`), `${spec.env}: ${said}`);
+    assert.ok(said.includes(`Must be ${spec.expected}.`), `${spec.env}: ${said}`);
+  }
+});
