@@ -182,3 +182,22 @@ Deno.test("the README's library section names only what mod.ts exports", async (
     assert.ok(exported.has(name), `README names ${name}, which mod.ts does not export`);
   }
 });
+
+Deno.test("every {@link} in the public docs names something mod.ts exports", async () => {
+  // A link to an internal name (createExecutor, checkPolicy, ...) has no page on JSR.
+  const symbols = await documentedSymbols();
+  const exported = new Set(symbols.map((s) => s.name));
+  const dangling: string[] = [];
+  const walk = (value: unknown, where: string): void => {
+    if (typeof value === "string") {
+      for (const [, target] of value.matchAll(/\{@link(?:code|plain)?\s+([^\s|}]+)/g)) {
+        if (!exported.has(target.split(".")[0])) dangling.push(`${where} → ${target}`);
+      }
+    } else if (Array.isArray(value)) value.forEach((v) => walk(v, where));
+    else if (value && typeof value === "object") {
+      for (const v of Object.values(value)) walk(v, where);
+    }
+  };
+  for (const symbol of symbols) walk(symbol.declarations, symbol.name);
+  assert.deepEqual(dangling, []);
+});
