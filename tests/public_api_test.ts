@@ -201,3 +201,20 @@ Deno.test("every {@link} in the public docs names something mod.ts exports", asy
   for (const symbol of symbols) walk(symbol.declarations, symbol.name);
   assert.deepEqual(dangling, []);
 });
+
+Deno.test("every file the README links to is published with it", async () => {
+  // JSR shows the README: docs/protocol.md and the console's screenshots were links to nothing.
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  const include: string[] = config.publish.include;
+  const targets = [...readme.matchAll(/\]\(([^)#\s]+)\)/g)].map((m) => m[1])
+    .filter((target) => !/^[a-z]+:/.test(target));
+  assert.ok(targets.includes("docs/protocol.md"));
+  for (const target of targets) {
+    assert.ok(Deno.statSync(`${ROOT}/${target}`).isFile, target);
+    assert.ok(
+      include.some((entry) => entry.endsWith("/") ? target.startsWith(entry) : target === entry),
+      `${target} is not in deno.json's publish.include`,
+    );
+  }
+});
