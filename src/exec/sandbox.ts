@@ -663,10 +663,10 @@ export class Sandbox {
     } else if (uid === 0) {
       user = resolveUser(DEFAULT_COMMAND_USER);
     } else if (uid === null) {
-      userNote = "cannot tell whether the agent runs as root (grant --allow-sys=uid): commands " +
-        "run as the agent's own user; set COMMAND_USER to choose one";
+      userNote = "cannot tell whether the agent runs as root (grant --allow-sys=uid); set " +
+        "COMMAND_USER to choose a user";
     } else {
-      userNote = `the agent is not root: commands run as its own user (uid ${uid})`;
+      userNote = `the agent is not root (uid ${uid})`;
     }
     let fixedCwd: string | undefined;
     if (options.cwd !== undefined) {
