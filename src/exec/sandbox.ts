@@ -566,7 +566,7 @@ function realOrSelf(path: string): string {
  * import assert from "node:assert/strict";
  * import { createPolicy, runCommand, Sandbox } from "../../mod.ts";
  *
- * const sandbox = Sandbox.create({ cgroups: false });
+ * await using sandbox = Sandbox.create({ cgroups: false });
  * const result = await runCommand("pwd", {
  *   policy: createPolicy({ allowedPrograms: ["pwd"] }),
  *   sandbox,
@@ -985,6 +985,11 @@ export class Sandbox {
     } catch {
       // A command cgroup is still there (a later start sweeps it).
     }
+  }
+
+  /** Closes the sandbox ({@link Sandbox.close}) at the end of an `await using` block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }
 

@@ -683,14 +683,10 @@ Deno.test("the start-up line says once why commands run as the agent's own user"
     ] as const
   ) {
     await t.step(what, async () => {
-      const sandbox = Sandbox.create({ agentUid, cgroups: false });
-      try {
-        assert.match(sandbox.userNote ?? "", why);
-        const said = sandbox.describe();
-        assert.equal(said.split("own user").length, 2, said);
-      } finally {
-        await sandbox.close();
-      }
+      await using sandbox = Sandbox.create({ agentUid, cgroups: false });
+      assert.match(sandbox.userNote ?? "", why);
+      const said = sandbox.describe();
+      assert.equal(said.split("own user").length, 2, said);
     });
   }
 });
