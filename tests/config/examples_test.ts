@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { loadSettings, parseEnvFile, type SettingKey, SETTINGS } from "../../src/config/mod.ts";
+import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const keys = Object.keys(SETTINGS) as SettingKey[];
@@ -59,4 +60,13 @@ Deno.test("examples/.env.example says of each setting what the code says of it",
     assert.ok(said.startsWith(`${spec.description}.`), `${spec.env}: ${said}`);
     assert.ok(said.includes(`Must be ${spec.expected}.`), `${spec.env}: ${said}`);
   }
+});
+
+Deno.test("examples/long_poll_demo.sh stops at every final status", () => {
+  // Without "expired" it polled a command expired in the queue until WAIT_SECS, then said it had
+  // no final result.
+  const script = Deno.readTextFileSync(`${root}examples/long_poll_demo.sh`);
+  const arm = /^\s*((?:[a-z]+ \| )+[a-z]+)\) break ;;$/m.exec(script);
+  assert.ok(arm, "the case arm that ends the loop");
+  assert.deepEqual(arm[1].split(" | ").sort(), [...FINAL_STATUSES].sort());
 });
