@@ -115,7 +115,7 @@ while :; do
       last_status=$status
     fi
     case "$status" in
-      success | failed | timeout | killed | rejected | cancelled | interrupted | lost) break ;;
+      success | failed | timeout | killed | rejected | cancelled | interrupted | lost | expired) break ;;
     esac
   fi
   if ((SECONDS - start >= WAIT_SECS)); then

@@ -182,3 +182,39 @@ Deno.test("the README's library section names only what mod.ts exports", async (
     assert.ok(exported.has(name), `README names ${name}, which mod.ts does not export`);
   }
 });
+
+Deno.test("every {@link} in the public docs names something mod.ts exports", async () => {
+  // A link to an internal name (createExecutor, checkPolicy, ...) has no page on JSR.
+  const symbols = await documentedSymbols();
+  const exported = new Set(symbols.map((s) => s.name));
+  const dangling: string[] = [];
+  const walk = (value: unknown, where: string): void => {
+    if (typeof value === "string") {
+      for (const [, target] of value.matchAll(/\{@link(?:code|plain)?\s+([^\s|}]+)/g)) {
+        if (!exported.has(target.split(".")[0])) dangling.push(`${where} → ${target}`);
+      }
+    } else if (Array.isArray(value)) value.forEach((v) => walk(v, where));
+    else if (value && typeof value === "object") {
+      for (const v of Object.values(value)) walk(v, where);
+    }
+  };
+  for (const symbol of symbols) walk(symbol.declarations, symbol.name);
+  assert.deepEqual(dangling, []);
+});
+
+Deno.test("every file the README links to is published with it", async () => {
+  // JSR shows the README: docs/protocol.md and the console's screenshots were links to nothing.
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  const include: string[] = config.publish.include;
+  const targets = [...readme.matchAll(/\]\(([^)#\s]+)\)/g)].map((m) => m[1])
+    .filter((target) => !/^[a-z]+:/.test(target));
+  assert.ok(targets.includes("docs/protocol.md"));
+  for (const target of targets) {
+    assert.ok(Deno.statSync(`${ROOT}/${target}`).isFile, target);
+    assert.ok(
+      include.some((entry) => entry.endsWith("/") ? target.startsWith(entry) : target === entry),
+      `${target} is not in deno.json's publish.include`,
+    );
+  }
+});

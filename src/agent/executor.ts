@@ -79,8 +79,7 @@ export interface Executor {
 }
 
 /**
- * The `exec` settings: how the agent (`AgentOptions.exec`) and {@link createExecutor} run
- * commands.
+ * The `exec` settings: how the agent (`AgentOptions.exec`) runs commands.
  */
 export interface ExecutorOptions {
   /**

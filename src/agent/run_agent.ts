@@ -17,6 +17,13 @@ import {
   DEFAULT_STATE_DIR,
 } from "../defaults.ts";
 import { logger } from "../log/mod.ts";
+import {
+  AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
+  DEPLOYMENT_HASH_PATTERN,
+  DEPLOYMENT_HASH_RULE,
+  labelsSchema,
+} from "../protocol/mod.ts";
 import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import { CancelWatcher } from "./cancel_watch.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -159,6 +166,38 @@ function checkSecs(name: string, value: number, min: number): number {
 }
 
 /**
+ * Checks what names this agent to the dashboard, as the CLI's settings do: a value the dashboard
+ * refuses on every request is a `TypeError` here, not an agent that runs and is refused forever.
+ */
+function checkIdentity(options: AgentOptions): void {
+  const { agentId, deploymentHash } = options;
+  if (typeof agentId !== "string" || !AGENT_ID_PATTERN.test(agentId)) {
+    throw new TypeError(`agentId must be ${AGENT_ID_RULE}, got ${JSON.stringify(agentId)}`);
+  }
+  if (
+    deploymentHash !== undefined &&
+    (typeof deploymentHash !== "string" || !DEPLOYMENT_HASH_PATTERN.test(deploymentHash))
+  ) {
+    throw new TypeError(
+      `deploymentHash must be ${DEPLOYMENT_HASH_RULE}, got ${JSON.stringify(deploymentHash)}`,
+    );
+  }
+  const url = URL.parse(String(options.dashboardUrl));
+  if (options.agentToken && url && (url.username || url.password)) {
+    throw new TypeError(
+      "dashboardUrl must not hold a user name or password: they would be sent in the " +
+        "Authorization header the token needs, and every request refused; leave them out",
+    );
+  }
+  if (options.labels !== undefined) {
+    const labels = labelsSchema.safeParse(options.labels);
+    if (!labels.success) {
+      throw new TypeError(`labels are invalid: ${labels.error.issues[0]?.message}`);
+    }
+  }
+}
+
+/**
  * Runs the agent until `signal` aborts, then lets a running command finish within the shutdown
  * grace (cancelling it after), reports its result and resolves. Library code: it never exits
  * the process and never installs signal handlers; the CLI turns SIGINT/SIGTERM into `signal`
@@ -167,6 +206,9 @@ function checkSecs(name: string, value: number, min: number): number {
  * @param options Settings and injectables.
  * @param signal Stops the agent.
  * @returns What the agent did.
+ * @throws {TypeError} When the dashboard would refuse every request: an `agentId`,
+ *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
+ *   http(s), or one with a user name or password beside an `agentToken`.
  * @throws {RangeError} On an out-of-range option.
  * @throws {Error} When the state directory cannot be used or written.
  *
@@ -192,6 +234,7 @@ export async function runAgent(
   options: AgentOptions,
   signal: AbortSignal,
 ): Promise<AgentRunSummary> {
+  checkIdentity(options);
   const stopNow = options.stopNow ?? new AbortController().signal;
   const clock = options.clock ?? systemClock;
   const deploymentHash = options.deploymentHash ?? DEFAULT_DEPLOYMENT_HASH;

@@ -27,7 +27,7 @@ export interface ExecPolicy {
    * Absolute paths of the agent's own files and directories (its state directory, its settings
    * files): an argument may not name them or anything under them, also where they lie under an
    * allowed prefix and also through a symbolic link; tar may not name a directory that holds one
-   * either (see {@link checkPolicy}).
+   * either.
    * @default {[]}
    */
   protectedPaths?: string[];

@@ -272,8 +272,8 @@ export async function runCommand(name: string, options: RunOptions): Promise<Exe
 /**
  * Runs many commands under the same settings, doing once what does not depend on the command:
  * the options are checked, the agent's environment and permissions read, the extra variables
- * validated, the child's environment built and the policy prepared (see {@link PolicyChecker}:
- * its `PATH` lookups are cached) when the runner is made. {@link runCommand} is one run of a
+ * validated, the child's environment built and the policy prepared (its `PATH` lookups are
+ * cached) when the runner is made. {@link runCommand} is one run of a
  * runner made for it; an executor keeps one runner.
  *
  * The environment and the agent's working directory are read when the runner is made: a change of

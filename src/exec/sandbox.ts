@@ -566,7 +566,7 @@ function realOrSelf(path: string): string {
  * import assert from "node:assert/strict";
  * import { createPolicy, runCommand, Sandbox } from "../../mod.ts";
  *
- * const sandbox = Sandbox.create({ cgroups: false });
+ * await using sandbox = Sandbox.create({ cgroups: false });
  * const result = await runCommand("pwd", {
  *   policy: createPolicy({ allowedPrograms: ["pwd"] }),
  *   sandbox,
@@ -663,10 +663,10 @@ export class Sandbox {
     } else if (uid === 0) {
       user = resolveUser(DEFAULT_COMMAND_USER);
     } else if (uid === null) {
-      userNote = "cannot tell whether the agent runs as root (grant --allow-sys=uid): commands " +
-        "run as the agent's own user; set COMMAND_USER to choose one";
+      userNote = "cannot tell whether the agent runs as root (grant --allow-sys=uid); set " +
+        "COMMAND_USER to choose a user";
     } else {
-      userNote = `the agent is not root: commands run as its own user (uid ${uid})`;
+      userNote = `the agent is not root (uid ${uid})`;
     }
     let fixedCwd: string | undefined;
     if (options.cwd !== undefined) {
@@ -985,6 +985,11 @@ export class Sandbox {
     } catch {
       // A command cgroup is still there (a later start sweeps it).
     }
+  }
+
+  /** Closes the sandbox ({@link Sandbox.close}) at the end of an `await using` block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }
 

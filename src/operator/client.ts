@@ -263,7 +263,8 @@ export class OperatorClient {
    * Makes a client; no request is sent until a method is called.
    *
    * @param options Where the dashboard is and how to authenticate.
-   * @throws {TypeError} When the URL is not an http(s) URL or the timeout is not positive.
+   * @throws {TypeError} When the URL is not an http(s) URL, holds a user name or password beside
+   *   an admin token, or the timeout is not positive.
    */
   constructor(options: OperatorClientOptions) {
     let url: URL;
@@ -281,6 +282,13 @@ export class OperatorClient {
         `dashboard URL must be an http:// or https:// URL, got ${
           JSON.stringify(withoutPassword(url.href))
         }`,
+      );
+    }
+    if (options.adminToken && (url.username || url.password)) {
+      throw new TypeError(
+        "dashboard URL must not hold a user name or password beside an admin token: they would " +
+          "be sent in the Authorization header the token needs, and every request refused; " +
+          `leave them out, got ${JSON.stringify(withoutPassword(url.href))}`,
       );
     }
     const timeoutMs = options.requestTimeoutMs ?? 15_000;

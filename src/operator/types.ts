@@ -57,7 +57,7 @@ export interface CommandRecord {
   name: string;
   /** The parameters as enqueued. */
   params?: Record<string, unknown> | null;
-  /** `queued`, `delivered`, `running`, or a final status (see {@link isFinalStatus}). */
+  /** `queued`, `delivered`, `running`, or a final status (every one: {@link CommandStatus}). */
   status: string;
   /** The current delivery attempt, from 1. */
   attempt?: number | null;

@@ -135,8 +135,11 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  *
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
- * @throws {ConfigError} When the store cannot be opened, dev mode would listen beyond loopback, or
- *   an admin token is needed and missing.
+ * @throws {RangeError} When `port` is not a whole number from 0 to 65535.
+ * @throws {ConfigError} When the store cannot be opened, dev mode would listen beyond loopback, an
+ *   admin token is needed and missing, `hostname` is not an address of this machine, or listening
+ *   is not permitted.
+ * @throws {Error} When the address is already in use (its `cause` has the `code` `EADDRINUSE`).
  *
  * @example Start on a free port and stop
  * ```ts

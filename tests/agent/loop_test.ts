@@ -326,6 +326,47 @@ Deno.test("a Stacker next_poll_secs longer than an hour is waited an hour, as Re
   assert.equal(clock.sleeps[0], 3_600_000);
 });
 
+Deno.test("runAgent refuses up front what the dashboard would refuse on every request", async (t) => {
+  // They ran, and were refused (401, 400) and backed off forever: the CLI's settings check them,
+  // a library caller got no error at all.
+  const cases: [string, Partial<AgentOptions>, RegExp][] = [
+    ["an agent id with a space", { agentId: "web 1" }, /^agentId must be 1–128 .*, got "web 1"$/],
+    ["an empty agent id", { agentId: "" }, /^agentId must be .*, got ""$/],
+    [
+      "a deployment hash with a slash",
+      { deploymentHash: "a/b" },
+      /^deploymentHash must be .*"a\/b"$/,
+    ],
+    [
+      "a dashboard URL with a password",
+      { dashboardUrl: "http://u:secret@127.0.0.1:9", agentToken: "token-0123456789abcdef" },
+      /^dashboardUrl must not hold a user name or password/,
+    ],
+    ["a label key with a space", { labels: { "a b": "x" } }, /^labels are invalid: label keys/],
+  ];
+  for (const [what, extra, message] of cases) {
+    await t.step(what, async () => {
+      let calls = 0;
+      const error = await runAgent({
+        dashboardUrl: "http://127.0.0.1:9",
+        agentId: "agent-1",
+        heartbeat: false,
+        executor: new FakeExecutor(),
+        state: memoryAgentState(),
+        fetch: () => {
+          calls++;
+          return Promise.resolve(new Response(null, { status: 204 }));
+        },
+        ...extra,
+      }, AbortSignal.timeout(2000)).then(() => undefined, (e) => e);
+      assert.ok(error instanceof TypeError, `${what}: ${error}`);
+      assert.match(error.message, message);
+      assert.doesNotMatch(error.message, /secret/);
+      assert.equal(calls, 0, "no request sent");
+    });
+  }
+});
+
 Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delays", async (t) => {
   await t.step("in the loop (fake fetch and clock)", async () => {
     using _logs = captureLogs();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { loadSettings, parseEnvFile, type SettingKey, SETTINGS } from "../../src/config/mod.ts";
+import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const keys = Object.keys(SETTINGS) as SettingKey[];
@@ -44,4 +45,28 @@ Deno.test("examples/.env.example shows each default, or says a value is an examp
       assert.match(lines[at - 1], /example/i, `${spec.env}=${value} is marked as an example`);
     }
   }
+});
+
+Deno.test("examples/.env.example says of each setting what the code says of it", () => {
+  // Its words had drifted from the settings': DASHBOARD_URL did not say a user or password is
+  // refused, AGENT_ID and DEPLOYMENT_HASH left out "not only dots".
+  const lines = Deno.readTextFileSync(`${root}examples/.env.example`).split("\n");
+  for (const key of keys) {
+    const spec = SETTINGS[key];
+    let start = lines.findIndex((line) => line.startsWith(`# ${spec.env}=`));
+    const end = start;
+    while (start > 0 && lines[start - 1].startsWith("# ")) start--;
+    const said = lines.slice(start, end).map((line) => line.slice(2)).join(" ");
+    assert.ok(said.startsWith(`${spec.description}.`), `${spec.env}: ${said}`);
+    assert.ok(said.includes(`Must be ${spec.expected}.`), `${spec.env}: ${said}`);
+  }
+});
+
+Deno.test("examples/long_poll_demo.sh stops at every final status", () => {
+  // Without "expired" it polled a command expired in the queue until WAIT_SECS, then said it had
+  // no final result.
+  const script = Deno.readTextFileSync(`${root}examples/long_poll_demo.sh`);
+  const arm = /^\s*((?:[a-z]+ \| )+[a-z]+)\) break ;;$/m.exec(script);
+  assert.ok(arm, "the case arm that ends the loop");
+  assert.deepEqual(arm[1].split(" | ").sort(), [...FINAL_STATUSES].sort());
 });

@@ -668,3 +668,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the start-up line says once why commands run as the agent's own user", async (t) => {
+  // It said "commands run as the agent's own user (cannot tell ...: commands run as the agent's
+  // own user; ...)" and "(the agent is not root: commands run as its own user (uid 1000))".
+  for (
+    const [what, agentUid, why] of [
+      [
+        "the uid unknown",
+        null,
+        /^cannot tell whether the agent runs as root \(grant --allow-sys=uid\); set COMMAND_USER/,
+      ],
+      ["not root", 1000, /^the agent is not root \(uid 1000\)$/],
+    ] as const
+  ) {
+    await t.step(what, async () => {
+      await using sandbox = Sandbox.create({ agentUid, cgroups: false });
+      assert.match(sandbox.userNote ?? "", why);
+      const said = sandbox.describe();
+      assert.equal(said.split("own user").length, 2, said);
+    });
+  }
+});

@@ -185,6 +185,15 @@ Deno.test("operator client words its failures for a user", async (t) => {
   });
   await t.step("a bad URL", () => {
     assert.throws(() => new OperatorClient({ dashboardUrl: "ftp://x" }), TypeError);
+    // fetch sent them as Basic credentials: the dashboard refused every request, and the client
+    // said "the dashboard refused the admin token".
+    assert.throws(
+      () =>
+        new OperatorClient({ dashboardUrl: "http://ops:hunter22@x", adminToken: "t".repeat(20) }),
+      (e: Error) =>
+        e instanceof TypeError && /user name or password beside an admin token/.test(e.message) &&
+        e.message.includes('"http://ops:***@x/"') && !e.message.includes("hunter22"),
+    );
     assert.throws(() => new OperatorClient({ dashboardUrl: "not a url" }), /got "not a url"/);
   });
 });
