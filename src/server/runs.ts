@@ -285,7 +285,7 @@ function iso(ms: number | null): string | null {
 /**
  * The first non-empty line of a command's output (standard output, else standard error),
  * at most 200 characters, control characters as spaces; `(binary output)` for output that is
- * not UTF-8.
+ * not UTF-8. A run's target holds only the start of its output (`RunTargetRecord.command`).
  *
  * @param command The command, or `null`.
  */

@@ -1134,7 +1134,7 @@ export class PostgresStore implements CommandStore, SharedStore {
 
   async #runTargets(q: Querier, runId: string): Promise<RunTargetRecord[]> {
     const rows = await q.unsafe(
-      `SELECT ${TARGET_COLUMNS}, ${COMMAND_COLUMNS} ${TARGET_FROM}
+      `SELECT ${TARGET_COLUMNS} ${TARGET_FROM}
        WHERE t.run_id = $1 ORDER BY t.position`,
       [runId],
     );
