@@ -361,7 +361,9 @@ export function matchTarget(
   target: RunTarget,
 ): { matched: AgentSummary[]; unknown: string[] } {
   const named = target.agents ? new Set(target.agents) : null;
-  const unknown = named ? [...named].filter((id) => !agents.some((a) => a.id === id)) : [];
+  // A set: 10,000 ids looked up one by one in a fleet of 10,000 blocked the dashboard for a second.
+  const registered = new Set(agents.map((agent) => agent.id));
+  const unknown = named ? [...named].filter((id) => !registered.has(id)) : [];
   const matched = agents.filter((agent) =>
     (named === null || named.has(agent.id)) &&
     (target.deployment === undefined || agent.deploymentHash === target.deployment) &&

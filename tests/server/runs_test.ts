@@ -7,8 +7,13 @@ import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
 import { createApp, startServer } from "../../src/server/mod.ts";
-import { type CommandRecord, type CommandResult, openSqliteStore } from "../../src/store/mod.ts";
-import { firstLine } from "../../src/server/runs.ts";
+import {
+  type AgentSummary,
+  type CommandRecord,
+  type CommandResult,
+  openSqliteStore,
+} from "../../src/store/mod.ts";
+import { firstLine, matchTarget } from "../../src/server/runs.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
@@ -367,6 +372,21 @@ Deno.test("firstLine: the first line of stdout, else stderr; control characters;
   assert.equal(firstLine(command({ stdout: "a\u0000b\u001b[31m" })), "a b [31m");
   assert.equal(firstLine(command({ stdout: "AAEC", stdoutEncoding: "base64" })), "(binary output)");
   assert.equal(firstLine(command({ stdout: "x".repeat(300) }))?.length, 200);
+});
+
+Deno.test("matchTarget: 10,000 named agents in a fleet of 20,000 take no time to match", () => {
+  const fleet = Array.from(
+    { length: 20_000 },
+    (_, i) => ({ id: `a${i}`, labels: { role: i % 2 ? "db" : "web" } }) as unknown as AgentSummary,
+  );
+  const named = Array.from({ length: 10_000 }, (_, i) => `a${i + 15_000}`);
+  const started = performance.now();
+  const { matched, unknown } = matchTarget(fleet, { agents: named, labels: { role: "web" } });
+  // Looked up one by one it took a second (the dashboard answers nothing meanwhile).
+  assert.ok(performance.now() - started < 300, `${performance.now() - started} ms`);
+  assert.equal(matched.length, 2500);
+  assert.equal(matched[0].id, "a15000");
+  assert.deepEqual([unknown.length, unknown[0]], [5000, "a20000"]);
 });
 
 Deno.test("a dashboard that died between starting a target and enqueuing it enqueues it once on restart", async () => {
