@@ -229,8 +229,11 @@ export class RunScheduler {
       // A failed enqueue is tried again by the next step (the sweep at the latest).
       await this.#options.enqueue(run, target);
     }
-    if (run.cancelRequested) await this.#cancelCommands(run);
-    if (outcome.toEnqueue.length > 0 || run.cancelRequested) {
+    if (outcome.toEnqueue.length > 0) run = (await store.getRun(runId)) ?? run;
+    if (run.cancelRequested) {
+      // After the enqueue: a target started before the cancel and enqueued only now (its enqueue
+      // failed, or the dashboard died before it) is cancelled too.
+      await this.#cancelCommands(run);
       run = (await store.getRun(runId)) ?? run;
     }
     this.#watch(run);

@@ -429,6 +429,46 @@ Deno.test("a dashboard that died between starting a target and enqueuing it enqu
   }
 });
 
+Deno.test("a run cancelled after a target started and before its enqueue cancels its command", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  for (const id of ["a1", "a2", "a3"]) await store.ensureAgent(id, now);
+  await store.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents: ["a1", "a2", "a3"] },
+    fingerprint: "fp",
+    maxConcurrency: 2,
+    maxConcurrencySpec: 2,
+    maxErrors: null,
+    targets: ["a1", "a2", "a3"].map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+  // The crash: two targets started, no command enqueued; the operator cancels after the restart.
+  await store.advanceRun("r", now);
+  const restarted = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    const cancelled = await restarted.runs.cancel("r");
+    assert.equal(cancelled.outcome, "cancelled");
+    const commands = await store.listCommands({ limit: 10 });
+    assert.deepEqual(commands.map((c) => [c.id, c.status]).sort(), [
+      ["r:a1", "cancelled"],
+      ["r:a2", "cancelled"],
+    ]);
+    const run = await restarted.runs.advance("r");
+    assert.deepEqual(run?.targets.map((t) => t.skippedAt !== null), [false, false, true]);
+    assert.notEqual(run?.completedAt, null);
+  } finally {
+    await restarted.close();
+  }
+});
+
 Deno.test("--wait-timeout stops waiting for a run with exit 75; the run goes on", async () => {
   using _logs = captureLogs();
   await using fleet = await startFleet(1);
