@@ -16,6 +16,7 @@ import {
   FINAL_STATUSES,
   HEADER,
   reportRequestSchema,
+  shortForm,
 } from "../protocol/mod.ts";
 import { auditLogger, logger } from "../log/mod.ts";
 import {
@@ -248,6 +249,16 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
           }
           target = request.agent_id;
           targetAgent = await store.ensureAgent(target, now);
+        }
+        // A fan-out run's command is `<run id>:<agent id>`, and a run takes a command of that id
+        // for that agent's part: another agent's would stand in for it (and stop the run's own).
+        const colon = request.id?.indexOf(":") ?? -1;
+        if (colon >= 0 && request.id!.slice(colon + 1) !== target) {
+          throw new HttpError(
+            403,
+            `field "id": an id with ":" is a fan-out run's <run id>:<agent id>; an agent may ` +
+              `name only its own (…:${target}), not ${shortForm(request.id!)}`,
+          );
         }
       }
       const id = request.id ?? crypto.randomUUID();

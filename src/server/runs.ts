@@ -229,8 +229,11 @@ export class RunScheduler {
       // A failed enqueue is tried again by the next step (the sweep at the latest).
       await this.#options.enqueue(run, target);
     }
-    if (run.cancelRequested) await this.#cancelCommands(run);
-    if (outcome.toEnqueue.length > 0 || run.cancelRequested) {
+    if (outcome.toEnqueue.length > 0) run = (await store.getRun(runId)) ?? run;
+    if (run.cancelRequested) {
+      // After the enqueue: a target started before the cancel and enqueued only now (its enqueue
+      // failed, or the dashboard died before it) is cancelled too.
+      await this.#cancelCommands(run);
       run = (await store.getRun(runId)) ?? run;
     }
     this.#watch(run);
@@ -285,7 +288,7 @@ function iso(ms: number | null): string | null {
 /**
  * The first non-empty line of a command's output (standard output, else standard error),
  * at most 200 characters, control characters as spaces; `(binary output)` for output that is
- * not UTF-8.
+ * not UTF-8. A run's target holds only the start of its output (`RunTargetRecord.command`).
  *
  * @param command The command, or `null`.
  */
@@ -361,7 +364,9 @@ export function matchTarget(
   target: RunTarget,
 ): { matched: AgentSummary[]; unknown: string[] } {
   const named = target.agents ? new Set(target.agents) : null;
-  const unknown = named ? [...named].filter((id) => !agents.some((a) => a.id === id)) : [];
+  // A set: 10,000 ids looked up one by one in a fleet of 10,000 blocked the dashboard for a second.
+  const registered = new Set(agents.map((agent) => agent.id));
+  const unknown = named ? [...named].filter((id) => !registered.has(id)) : [];
   const matched = agents.filter((agent) =>
     (named === null || named.has(agent.id)) &&
     (target.deployment === undefined || agent.deploymentHash === target.deployment) &&

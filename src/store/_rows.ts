@@ -30,16 +30,21 @@ export const COMMAND_CORE_COLUMNS = `
   c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
   c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at`;
 
-/** The command columns and the result columns (`r_*`) selected by both stores. */
-export const COMMAND_COLUMNS = `${COMMAND_CORE_COLUMNS},
+/** The result columns (`r_*`), with the expressions that read standard output and error. */
+function resultColumns(stdout: string, stderr: string): string {
+  return `
   r.command_id AS r_command_id, r.attempt AS r_attempt, r.status AS r_status,
   r.has_output AS r_has_output, r.exit_code AS r_exit_code, r.signal AS r_signal,
-  r.duration_secs AS r_duration_secs, r.stdout AS r_stdout, r.stderr AS r_stderr,
+  r.duration_secs AS r_duration_secs, ${stdout} AS r_stdout, ${stderr} AS r_stderr,
   r.stdout_truncated_bytes AS r_stdout_truncated_bytes,
   r.stderr_truncated_bytes AS r_stderr_truncated_bytes, r.error AS r_error,
   r.output_escaped AS r_output_escaped, r.stdout_encoding AS r_stdout_encoding,
   r.stderr_encoding AS r_stderr_encoding,
   r.started_at AS r_started_at, r.completed_at AS r_completed_at, r.reported_at AS r_reported_at`;
+}
+
+/** The command columns and the result columns (`r_*`) selected by both stores. */
+export const COMMAND_COLUMNS = `${COMMAND_CORE_COLUMNS},${resultColumns("r.stdout", "r.stderr")}`;
 
 /** A number column (`bigint`, numeric string or number). */
 export function num(value: unknown): number {
@@ -173,10 +178,25 @@ export function parseLabelsColumn(value: unknown): Record<string, string> {
   return labels;
 }
 
-/** A run's targets with their commands (`c`, `r` as in {@link COMMAND_COLUMNS}). */
+/**
+ * How many characters of each stored output stream a run's target is read with: enough for its
+ * first line (the run's view shows no more), so that reading a run of thousands of agents does not
+ * read all of their output (up to 128 KiB each).
+ */
+export const TARGET_OUTPUT_CHARS = 2048;
+
+/**
+ * A run's targets with their commands (`c`, `r` as in {@link COMMAND_COLUMNS}, the output cut to
+ * its first {@link TARGET_OUTPUT_CHARS} characters as stored).
+ */
 export const TARGET_COLUMNS = `t.position AS t_position, t.agent_id AS t_agent_id,
   t.command_id AS t_command_id, t.offline_at_creation AS t_offline,
-  t.started_at AS t_started_at, t.skipped_at AS t_skipped_at`;
+  t.started_at AS t_started_at, t.skipped_at AS t_skipped_at, ${COMMAND_CORE_COLUMNS},${
+  resultColumns(
+    `substr(r.stdout, 1, ${TARGET_OUTPUT_CHARS})`,
+    `substr(r.stderr, 1, ${TARGET_OUTPUT_CHARS})`,
+  )
+}`;
 /** The tables of {@link TARGET_COLUMNS}. */
 export const TARGET_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id
   LEFT JOIN results r ON r.command_id = c.id`;
@@ -211,6 +231,45 @@ export function toTarget(row: Row): RunTargetRecord {
     offlineAtCreation: flag(row.t_offline),
     startedAt: numOrNull(row.t_started_at),
     skippedAt: numOrNull(row.t_skipped_at),
-    command: row.id === null || row.id === undefined ? null : toCommand(row),
+    command: row.id === null || row.id === undefined ? null : outputStart(toCommand(row), row),
   };
+}
+
+/** A target row's command, its output read as the start it is ({@link TARGET_COLUMNS}). */
+function outputStart(command: CommandRecord, row: Row): CommandRecord {
+  if (!command.result) return command;
+  const escaped = flag(row.r_output_escaped ?? 0);
+  return {
+    ...command,
+    result: {
+      ...command.result,
+      stdout: storedOutputStart(row.r_stdout, escaped),
+      stderr: storedOutputStart(row.r_stderr, escaped),
+    },
+  };
+}
+
+/**
+ * The start of output as stored (see {@link storedOutput}): an escaped one cut inside its JSON
+ * string literal is read up to its last whole character (an escape cut short is left out).
+ */
+function storedOutputStart(value: unknown, escaped: boolean): string | null {
+  const text = strOrNull(value);
+  if (text === null || !escaped) return text;
+  try {
+    const parsed = JSON.parse(text);
+    if (typeof parsed === "string") return parsed;
+  } catch {
+    // cut inside the literal: closed below
+  }
+  // An odd run of backslashes at the end (alone or before "u" and up to 3 hex digits) opens an
+  // escape that was cut: its last backslash and what follows go.
+  const open = /(\\+)(u[0-9a-fA-F]{0,3})?$/.exec(text);
+  const end = open && open[1].length % 2 === 1 ? open.index + open[1].length - 1 : text.length;
+  try {
+    const parsed = JSON.parse(`${text.slice(0, end)}"`);
+    return typeof parsed === "string" ? parsed : text;
+  } catch {
+    return text;
+  }
 }

@@ -1327,7 +1327,7 @@ export class SqliteStore implements CommandStore {
 
   #runTargets(runId: string): RunTargetRecord[] {
     const rows = this.#stmt(
-      `SELECT ${TARGET_COLUMNS}, ${COMMAND_COLUMNS} ${TARGET_FROM}
+      `SELECT ${TARGET_COLUMNS} ${TARGET_FROM}
        WHERE t.run_id = ? ORDER BY t.position`,
     ).all(runId) as Row[];
     return rows.map(toTarget);

@@ -403,7 +403,11 @@ export interface RunTargetRecord {
   startedAt: number | null;
   /** When the run decided never to start it (errors, cancel); `null`: not skipped. */
   skippedAt: number | null;
-  /** The command, once it exists. */
+  /**
+   * The command, once it exists; its result's `stdout` and `stderr` hold only their start (about
+   * the first 2,000 characters), enough for the first line a run shows: read it with
+   * {@link CommandStore.getCommand} for all of it.
+   */
   command: CommandRecord | null;
 }
 

@@ -551,6 +551,18 @@ Deno.test("operators authenticate with the admin token", async (t) => {
       /an agent may enqueue only for itself/,
     );
   });
+  await t.step("an agent's command id with a colon names that agent (a run's form)", async () => {
+    // Else it would be taken for a2's part of run patch-1, and a2 would never get the run's own.
+    await expectError(
+      await d.agent({ path: P.enqueue, body: { id: "patch-1:a2", name: "echo" } }),
+      403,
+      /an id with ":" is a fan-out run's <run id>:<agent id>; an agent may name only its own \(…:a1\), not patch-1:a2/,
+    );
+    assert.equal(await d.store.getCommand("patch-1:a2"), null);
+    const own = await d.agent({ path: P.enqueue, body: { id: "patch-1:a1", name: "echo" } });
+    assert.equal(own.status, 202);
+    await own.body?.cancel();
+  });
   await t.step("health needs no auth", async () => {
     const response = await d.dashboard.app.request("/health");
     assert.equal(response.status, 200);

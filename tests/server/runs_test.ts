@@ -7,8 +7,13 @@ import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
 import { createApp, startServer } from "../../src/server/mod.ts";
-import { type CommandRecord, type CommandResult, openSqliteStore } from "../../src/store/mod.ts";
-import { firstLine } from "../../src/server/runs.ts";
+import {
+  type AgentSummary,
+  type CommandRecord,
+  type CommandResult,
+  openSqliteStore,
+} from "../../src/store/mod.ts";
+import { firstLine, matchTarget } from "../../src/server/runs.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
@@ -369,6 +374,21 @@ Deno.test("firstLine: the first line of stdout, else stderr; control characters;
   assert.equal(firstLine(command({ stdout: "x".repeat(300) }))?.length, 200);
 });
 
+Deno.test("matchTarget: 10,000 named agents in a fleet of 20,000 take no time to match", () => {
+  const fleet = Array.from(
+    { length: 20_000 },
+    (_, i) => ({ id: `a${i}`, labels: { role: i % 2 ? "db" : "web" } }) as unknown as AgentSummary,
+  );
+  const named = Array.from({ length: 10_000 }, (_, i) => `a${i + 15_000}`);
+  const started = performance.now();
+  const { matched, unknown } = matchTarget(fleet, { agents: named, labels: { role: "web" } });
+  // Looked up one by one it took a second (the dashboard answers nothing meanwhile).
+  assert.ok(performance.now() - started < 300, `${performance.now() - started} ms`);
+  assert.equal(matched.length, 2500);
+  assert.equal(matched[0].id, "a15000");
+  assert.deepEqual([unknown.length, unknown[0]], [5000, "a20000"]);
+});
+
 Deno.test("a dashboard that died between starting a target and enqueuing it enqueues it once on restart", async () => {
   using _logs = captureLogs();
   await using store = openSqliteStore(":memory:");
@@ -404,6 +424,46 @@ Deno.test("a dashboard that died between starting a target and enqueuing it enqu
     assert.ok(commands.every((c) => c.attempt === 1 && c.status === "queued"));
     const run = await store.getRun("r");
     assert.equal(run?.targets[2].startedAt, null, "the third waits for a free slot");
+  } finally {
+    await restarted.close();
+  }
+});
+
+Deno.test("a run cancelled after a target started and before its enqueue cancels its command", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  for (const id of ["a1", "a2", "a3"]) await store.ensureAgent(id, now);
+  await store.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents: ["a1", "a2", "a3"] },
+    fingerprint: "fp",
+    maxConcurrency: 2,
+    maxConcurrencySpec: 2,
+    maxErrors: null,
+    targets: ["a1", "a2", "a3"].map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+  // The crash: two targets started, no command enqueued; the operator cancels after the restart.
+  await store.advanceRun("r", now);
+  const restarted = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    const cancelled = await restarted.runs.cancel("r");
+    assert.equal(cancelled.outcome, "cancelled");
+    const commands = await store.listCommands({ limit: 10 });
+    assert.deepEqual(commands.map((c) => [c.id, c.status]).sort(), [
+      ["r:a1", "cancelled"],
+      ["r:a2", "cancelled"],
+    ]);
+    const run = await restarted.runs.advance("r");
+    assert.deepEqual(run?.targets.map((t) => t.skippedAt !== null), [false, false, true]);
+    assert.notEqual(run?.completedAt, null);
   } finally {
     await restarted.close();
   }

@@ -1042,6 +1042,27 @@ export function runStoreContract(
     assert.equal(await store.getCommand("r:a4"), null, "a skipped target has no command");
   });
 
+  test("a run's targets are read with the start of their output only", async (store) => {
+    await store.createRun(newRun("r", ["a1", "a2"]));
+    await store.advanceRun("r", T0);
+    // Stored as JSON string literals: the 2,048 characters read end inside an escape, \u0001 in
+    // stdout and \\ in stderr, which is left out.
+    const stdout = `\n \t\nfirst line\n${"a".repeat(2025)}\u0001${"b".repeat(100_000)}`;
+    const stderr = `${"e".repeat(2046)}\\${"f".repeat(100_000)}`;
+    await enqueue(store, "r:a1", { agentId: "a1" });
+    const claimed = await claim(store, "a1");
+    const full = report(claimed!);
+    await store.report({ ...full, result: { ...full.result!, stdout, stderr } });
+    const command = (await store.getRun("r"))?.targets[0].command;
+    assert.equal(command?.result?.stdout, stdout.slice(0, 2040));
+    assert.equal(command?.result?.stderr, stderr.slice(0, 2046));
+    assert.equal(
+      (await store.listRuns({ limit: 1 }))[0].targets[0].command?.result?.stdout?.length,
+      2040,
+    );
+    assert.equal((await store.getCommand("r:a1"))?.result?.stdout, stdout, "the command has all");
+  });
+
   test("a cancelled run skips what has not started and completes", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2", "a3"], { maxConcurrency: 1 }));
     await store.advanceRun("r", T0);

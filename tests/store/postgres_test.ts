@@ -257,8 +257,11 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
   throw new assert.AssertionError({ message: "the store opened" });
 }
 
-/** A TCP proxy to the database that can stop forwarding (a server that hangs, a partition). */
-function freezableProxy(target: URL) {
+/**
+ * A TCP proxy to the database that can stop forwarding (a server that hangs, a partition), and
+ * hold what it forwards for `delayMs` (a database further away).
+ */
+function freezableProxy(target: URL, options: { delayMs?: number } = {}) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let frozen = false;
   const conns: Deno.Conn[] = [];
@@ -269,6 +272,7 @@ function freezableProxy(target: URL) {
         const n = await from.read(buffer);
         if (n === null) break;
         if (frozen) continue; // swallowed: the other side never hears of it
+        if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
         await to.write(buffer.subarray(0, n));
       }
     } catch {
@@ -392,6 +396,46 @@ Deno.test({
     assert.deepEqual([...started].sort(), ["a0", "a1", "a2"]);
     const run = await cluster.stores[1].getRun("r");
     assert.equal(run!.targets.filter((t) => t.startedAt !== null).length, 3);
+  },
+});
+
+Deno.test({
+  name: "postgres store: a run of 5,000 targets is created in time on a database 2 ms away",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await migratedTestDatabase(migrate);
+    const proxy = freezableProxy(new URL(db.url), { delayMs: 1 });
+    const store = await openPostgresStore(proxy.url, { queryTimeoutSecs: 5 });
+    try {
+      const agents = Array.from({ length: 5000 }, (_, i) => `a${i}`);
+      const created = await store.createRun({
+        id: "r",
+        name: "uname",
+        params: {},
+        target: { agents },
+        fingerprint: "fp",
+        maxConcurrency: 1,
+        maxConcurrencySpec: null,
+        maxErrors: null,
+        targets: agents.map((agentId, i) => ({
+          agentId,
+          commandId: `r:${agentId}`,
+          offlineAtCreation: i % 2 === 1,
+        })),
+        now: T0,
+      });
+      assert.equal(created.outcome, "created");
+      assert.deepEqual(
+        created.run.targets.slice(-2).map((t) => [t.position, t.agentId, t.offlineAtCreation]),
+        [[4998, "a4998", false], [4999, "a4999", true]],
+      );
+    } finally {
+      await proxy.close();
+      await store.close().catch(() => {});
+      await db.drop();
+    }
   },
 });
 
