@@ -374,16 +374,23 @@ Deno.test("firstLine: the first line of stdout, else stderr; control characters;
   assert.equal(firstLine(command({ stdout: "x".repeat(300) }))?.length, 200);
 });
 
-Deno.test("matchTarget: 10,000 named agents in a fleet of 20,000 take no time to match", () => {
-  const fleet = Array.from(
-    { length: 20_000 },
-    (_, i) => ({ id: `a${i}`, labels: { role: i % 2 ? "db" : "web" } }) as unknown as AgentSummary,
-  );
+Deno.test("matchTarget: 10,000 named agents in a fleet of 20,000 are matched in one pass over the fleet", () => {
+  // Each agent's id read a few times, not once per named id: looked up one by one (10,000 x
+  // 20,000 reads) it took a second, and the dashboard answered nothing meanwhile.
+  let reads = 0;
+  const fleet = Array.from({ length: 20_000 }, (_, i) => {
+    const id = `a${i}`;
+    return {
+      get id() {
+        reads++;
+        return id;
+      },
+      labels: { role: i % 2 ? "db" : "web" },
+    } as unknown as AgentSummary;
+  });
   const named = Array.from({ length: 10_000 }, (_, i) => `a${i + 15_000}`);
-  const started = performance.now();
   const { matched, unknown } = matchTarget(fleet, { agents: named, labels: { role: "web" } });
-  // Looked up one by one it took a second (the dashboard answers nothing meanwhile).
-  assert.ok(performance.now() - started < 300, `${performance.now() - started} ms`);
+  assert.ok(reads <= 5 * fleet.length, `${reads} reads of an agent's id`);
   assert.equal(matched.length, 2500);
   assert.equal(matched[0].id, "a15000");
   assert.deepEqual([unknown.length, unknown[0]], [5000, "a20000"]);
