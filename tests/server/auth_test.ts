@@ -596,6 +596,18 @@ Deno.test("dev mode accepts the seed's curl example unchanged", async (t) => {
     const agent = await d.store.getAgent("test-agent");
     assert.equal(agent?.token, null, "registered on first sight");
   });
+  await t.step(
+    "an id with a colon is any id here (only a signed agent's names itself)",
+    async () => {
+      const response = await d.dashboard.app.request(P.enqueue, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Agent-Id": "other-agent" },
+        body: '{"id":"deploy:42","name":"echo colon","params":{}}',
+      });
+      assert.equal(response.status, 202);
+      await response.body?.cancel();
+    },
+  );
   await t.step("the unsigned agent waits, acks and reports", async () => {
     const headers = { "X-Agent-Id": "test-agent" };
     const wait = await d.dashboard.app.request(P.wait("dep-1"), { headers });
