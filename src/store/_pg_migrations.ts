@@ -156,4 +156,9 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (run_id, position)
   );
   `,
+  // 8: the result retention (RESULT_RETENTION_DAYS) finds the oldest final commands and runs.
+  `
+  CREATE INDEX commands_completed ON commands (completed_at) WHERE completed_at IS NOT NULL;
+  CREATE INDEX runs_completed ON runs (completed_at) WHERE completed_at IS NOT NULL;
+  `,
 ];

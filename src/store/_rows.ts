@@ -46,6 +46,18 @@ function resultColumns(stdout: string, stderr: string): string {
 /** The command columns and the result columns (`r_*`) selected by both stores. */
 export const COMMAND_COLUMNS = `${COMMAND_CORE_COLUMNS},${resultColumns("r.stdout", "r.stderr")}`;
 
+/**
+ * Checks the `limit` of `CommandStore.pruneCommands`.
+ *
+ * @param limit Rows one call deletes at most.
+ * @throws {RangeError} When it is not a whole number from 1.
+ */
+export function checkPruneLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new RangeError(`limit must be a whole number from 1, got ${limit}`);
+  }
+}
+
 /** A number column (`bigint`, numeric string or number). */
 export function num(value: unknown): number {
   return typeof value === "number" ? value : Number(value);

@@ -49,6 +49,7 @@ export {
   type OutputChunkInput,
   type OutputQuery,
   type OutputStream,
+  type PruneCommandsOutcome,
   type ReportInput,
   type ReportOutcome,
   type SharedStore,

@@ -30,6 +30,7 @@ import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_outpu
 import { logger } from "../log/mod.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
 import {
+  checkPruneLimit,
   COMMAND_COLUMNS,
   num,
   numOrNull,
@@ -86,6 +87,7 @@ import {
   type OutputChunkInput,
   type OutputQuery,
   type OutputStream,
+  type PruneCommandsOutcome,
   type ReportInput,
   type ReportOutcome,
   type SharedStore,
@@ -994,6 +996,59 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.pruneCommands} */
+  async pruneCommands(completedBefore: number, limit: number): Promise<PruneCommandsOutcome> {
+    checkPruneLimit(limit);
+    // Rows another instance is pruning are skipped (SKIP LOCKED); the locks keep a late report
+    // from changing a command between its choice and its deletion.
+    return await this.#tx("prune commands", async (tx) => {
+      let left = limit;
+      const ids = (await tx.unsafe(
+        `SELECT c.id FROM commands c
+         WHERE c.completed_at < $1
+           AND NOT EXISTS (SELECT 1 FROM run_targets t WHERE t.command_id = c.id)
+         ORDER BY c.completed_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED`,
+        [completedBefore, left],
+      )).map((row) => row.id as string);
+      let commands = await deleteCommands(tx, ids);
+      left -= ids.length;
+      let runs = 0;
+      // Runs completed before the cutoff whose every command was final before it too.
+      while (left > 0) {
+        const [run] = await tx.unsafe(
+          `SELECT r.id FROM runs r
+           WHERE r.completed_at < $1
+             AND NOT EXISTS (
+               SELECT 1 FROM run_targets t JOIN commands c ON c.id = t.command_id
+               WHERE t.run_id = r.id AND (c.completed_at IS NULL OR c.completed_at >= $1))
+           ORDER BY r.completed_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED`,
+          [completedBefore],
+        );
+        if (run === undefined) break;
+        const runId = run.id as string;
+        const targets = (await tx.unsafe(
+          `SELECT command_id FROM run_targets WHERE run_id = $1 ORDER BY position LIMIT $2`,
+          [runId, left],
+        )).map((row) => row.command_id as string);
+        await tx.unsafe(
+          "SELECT id FROM commands WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+          [targets],
+        );
+        commands += await deleteCommands(tx, targets);
+        await tx.unsafe(
+          "DELETE FROM run_targets WHERE run_id = $1 AND command_id = ANY($2::text[])",
+          [runId, targets],
+        );
+        left -= targets.length;
+        if (left === 0) break; // the run may have more targets: the next call takes them
+        await tx.unsafe("DELETE FROM runs WHERE id = $1", [runId]);
+        runs++;
+        left--;
+      }
+      return { commands, runs, more: left <= 0 };
+    });
+  }
+
   /** {@inheritDoc CommandStore.recordHeartbeat} */
   recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
     return this.#run("record heartbeat", async (sql) => {
@@ -1294,4 +1349,22 @@ export class PostgresStore implements CommandStore, SharedStore {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/**
+ * Deletes commands with their results and live output.
+ *
+ * @returns How many commands existed.
+ */
+async function deleteCommands(tx: Querier, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const list = [...ids];
+  await tx.unsafe("DELETE FROM output_chunks WHERE command_id = ANY($1::text[])", [list]);
+  await tx.unsafe("DELETE FROM results WHERE command_id = ANY($1::text[])", [list]);
+  const [{ n }] = await tx.unsafe(
+    `WITH gone AS (DELETE FROM commands WHERE id = ANY($1::text[]) RETURNING 1)
+     SELECT count(*) AS n FROM gone`,
+    [list],
+  );
+  return num(n);
 }

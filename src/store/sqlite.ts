@@ -54,6 +54,7 @@ import {
   type OutputChunkInput,
   type OutputQuery,
   type OutputStream,
+  type PruneCommandsOutcome,
   type ReportInput,
   type ReportOutcome,
 } from "./types.ts";
@@ -69,6 +70,7 @@ import type {
 import { planRun } from "./runs.ts";
 import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_output.ts";
 import {
+  checkPruneLimit,
   COMMAND_COLUMNS,
   COMMAND_CORE_COLUMNS,
   encodingOrNull,
@@ -1299,6 +1301,71 @@ export class SqliteStore implements CommandStore {
       ).run(completedBefore);
       return num(result.changes);
     });
+  }
+
+  /** {@inheritDoc CommandStore.pruneCommands} */
+  pruneCommands(completedBefore: number, limit: number): Promise<PruneCommandsOutcome> {
+    return this.#run(() => {
+      checkPruneLimit(limit);
+      return this.#tx(() => {
+        let left = limit;
+        // Commands of no run, oldest first.
+        const ids = (this.#stmt(
+          `SELECT c.id FROM commands c
+           WHERE c.completed_at < ?
+             AND NOT EXISTS (SELECT 1 FROM run_targets t WHERE t.command_id = c.id)
+           ORDER BY c.completed_at LIMIT ?`,
+        ).all(completedBefore, left) as Row[]).map((row) => row.id as string);
+        let commands = this.#deleteCommands(ids);
+        left -= ids.length;
+        let runs = 0;
+        // Runs completed before the cutoff whose every command was final before it too.
+        while (left > 0) {
+          const run = this.#stmt(
+            `SELECT r.id FROM runs r
+             WHERE r.completed_at < ?
+               AND NOT EXISTS (
+                 SELECT 1 FROM run_targets t JOIN commands c ON c.id = t.command_id
+                 WHERE t.run_id = r.id AND (c.completed_at IS NULL OR c.completed_at >= ?))
+             ORDER BY r.completed_at LIMIT 1`,
+          ).get(completedBefore, completedBefore) as Row | undefined;
+          if (run === undefined) break;
+          const runId = run.id as string;
+          const targets = (this.#stmt(
+            "SELECT command_id FROM run_targets WHERE run_id = ? ORDER BY position LIMIT ?",
+          ).all(runId, left) as Row[]).map((row) => row.command_id as string);
+          commands += this.#deleteCommands(targets);
+          this.#stmt(
+            `DELETE FROM run_targets
+             WHERE run_id = ? AND command_id IN (SELECT value FROM json_each(?))`,
+          ).run(runId, JSON.stringify(targets));
+          left -= targets.length;
+          if (left === 0) break; // the run may have more targets: the next call takes them
+          this.#stmt("DELETE FROM runs WHERE id = ?").run(runId);
+          runs++;
+          left--;
+        }
+        return { commands, runs, more: left <= 0 };
+      });
+    });
+  }
+
+  /**
+   * Deletes commands with their results and live output.
+   *
+   * @returns How many commands existed.
+   */
+  #deleteCommands(ids: readonly string[]): number {
+    if (ids.length === 0) return 0;
+    const list = JSON.stringify(ids);
+    this.#stmt("DELETE FROM output_chunks WHERE command_id IN (SELECT value FROM json_each(?))")
+      .run(list);
+    this.#stmt("DELETE FROM results WHERE command_id IN (SELECT value FROM json_each(?))")
+      .run(list);
+    return num(
+      this.#stmt("DELETE FROM commands WHERE id IN (SELECT value FROM json_each(?))").run(list)
+        .changes,
+    );
   }
 
   /** {@inheritDoc CommandStore.recordHeartbeat} */

@@ -494,6 +494,16 @@ export type CancelRunOutcome =
   | { outcome: "final"; run: RunRecord }
   | { outcome: "not_found" };
 
+/** What one call of {@link CommandStore.pruneCommands} deleted. */
+export interface PruneCommandsOutcome {
+  /** Commands deleted, each with its result and live output. */
+  commands: number;
+  /** Finished fan-out runs deleted, each with its targets. */
+  runs: number;
+  /** The call used its whole limit: more may be left to delete (call it again). */
+  more: boolean;
+}
+
 /** Filters of {@link CommandStore.listRuns}. */
 export interface RunQuery {
   /** Only runs not completed. */
@@ -649,6 +659,22 @@ export interface CommandStore extends AsyncDisposable {
    * @returns How many chunks were deleted.
    */
   pruneOutput(completedBefore: number): Promise<number>;
+  /**
+   * Deletes one batch of what the result retention (`RESULT_RETENTION_DAYS`) lets go, in one
+   * transaction: commands that reached a final status (`completedAt`) before `completedBefore`,
+   * each with its result and live output, and fan-out runs completed before then, each with its
+   * targets and their commands. A command of a run is deleted only with its run: never while the
+   * run is open, nor while one of the run's commands is not final or was final at or after
+   * `completedBefore`. A run's commands may go over several calls; the run goes with its last
+   * target.
+   *
+   * @param completedBefore Ms since the epoch: what was final before this goes.
+   * @param limit Rows deleted at most (commands, targets without a command, runs), so that one
+   *   call holds the write lock briefly.
+   * @returns What was deleted; `more` when the limit was reached.
+   * @throws {RangeError} When `limit` is not a whole number from 1.
+   */
+  pruneCommands(completedBefore: number, limit: number): Promise<PruneCommandsOutcome>;
   /**
    * Records an agent's heartbeat (version, deployment, instance, figures) and that it was seen.
    *

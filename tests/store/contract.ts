@@ -1080,6 +1080,138 @@ export function runStoreContract(
     assert.equal((await store.cancelRun("r", T0 + 5)).outcome, "final");
   });
 
+  test(
+    "prunes commands final before a time with their results and output, in batches",
+    async (store, t) => {
+      const keep = { headBytes: 100, tailBytes: 100 };
+      const put = (commandId: string) =>
+        store.appendOutput({
+          commandId,
+          attempt: 1,
+          stream: "stdout",
+          offset: 0,
+          data: new Uint8Array([1, 2, 3]),
+          now: T0,
+          keep,
+        });
+      for (const id of ["old1", "old2", "old3", "recent", "queued"]) await enqueue(store, id);
+      await enqueue(store, "running", { agentId: "a2" });
+      const old1 = await claim(store);
+      assert.equal(old1?.id, "old1");
+      await put("old1");
+      await store.report(report(old1!, { now: T0 + 1000 }));
+      await store.cancel("old2", T0 + 1000);
+      await store.cancel("old3", T0 + 1500);
+      await store.cancel("recent", T0 + 2000);
+      assert.equal((await claim(store, "a2"))?.id, "running");
+      await put("running");
+
+      await t.step("a limit below 1 is refused", async () => {
+        await assert.rejects(() => store.pruneCommands(T0 + 2000, 0), RangeError);
+        await assert.rejects(() => store.pruneCommands(T0 + 2000, 1.5), RangeError);
+      });
+      await t.step("oldest first, at most the limit a call", async () => {
+        assert.deepEqual(await store.pruneCommands(T0 + 2000, 2), {
+          commands: 2,
+          runs: 0,
+          more: true,
+        });
+        assert.equal(await store.getCommand("old1"), null);
+        assert.deepEqual(await store.listOutput("old1"), [], "its live output went with it");
+        assert.equal(await store.getCommand("old2"), null);
+        assert.equal((await store.getCommand("old3"))?.status, "cancelled", "the next call's");
+        assert.deepEqual(await store.pruneCommands(T0 + 2000, 2), {
+          commands: 1,
+          runs: 0,
+          more: false,
+        });
+        assert.equal(await store.getCommand("old3"), null);
+        assert.deepEqual(await store.pruneCommands(T0 + 2000, 2), {
+          commands: 0,
+          runs: 0,
+          more: false,
+        });
+      });
+      await t.step("final at or after the time, or not final: kept", async () => {
+        assert.equal((await store.getCommand("recent"))?.status, "cancelled");
+        assert.equal((await store.getCommand("queued"))?.status, "queued");
+        assert.equal((await store.getCommand("running"))?.status, "delivered");
+        assert.equal((await store.listOutput("running")).length, 1);
+        assert.deepEqual(
+          (await store.listCommands({ limit: 10 })).map((c) => c.id).sort(),
+          ["queued", "recent", "running"],
+        );
+        assert.deepEqual(await store.countCommandsByStatus(), {
+          cancelled: 1,
+          delivered: 1,
+          queued: 1,
+        });
+      });
+      await t.step("an id pruned can be enqueued again", async () => {
+        assert.equal((await enqueue(store, "old1", { now: T0 + 3000 })).outcome, "created");
+      });
+    },
+  );
+
+  test(
+    "prunes a finished run with its targets and commands, never an open run's",
+    async (store, t) => {
+      // "done": completed at T0 + 1000 (a1 reported then, a2 skipped after a cancel).
+      await store.createRun(newRun("done", ["a1", "a2"], { maxConcurrency: 1 }));
+      await store.advanceRun("done", T0);
+      await enqueue(store, "done:a1", { agentId: "a1" });
+      const claimed = await claim(store, "a1");
+      await store.report(report(claimed!, { now: T0 + 1000 }));
+      await store.cancelRun("done", T0 + 1000);
+      assert.equal((await store.advanceRun("done", T0 + 1000))?.run.completedAt, T0 + 1000);
+      // "open": one command final long ago, one still queued.
+      await store.createRun(newRun("open", ["a1", "a2"]));
+      await store.advanceRun("open", T0);
+      await enqueue(store, "open:a1", { agentId: "a1" });
+      await enqueue(store, "open:a2", { agentId: "a2" });
+      await store.cancel("open:a1", T0 + 1000);
+      assert.equal((await store.advanceRun("open", T0 + 1000))?.run.completedAt, null);
+      // "done2": completed at T0 + 1500.
+      await store.createRun(newRun("done2", ["a3"]));
+      await store.advanceRun("done2", T0);
+      await enqueue(store, "done2:a3", { agentId: "a3" });
+      await store.cancel("done2:a3", T0 + 1500);
+      assert.equal((await store.advanceRun("done2", T0 + 1500))?.run.completedAt, T0 + 1500);
+
+      await t.step("a run completed after the time is kept", async () => {
+        assert.deepEqual(await store.pruneCommands(T0 + 1000, 100), {
+          commands: 0,
+          runs: 0,
+          more: false,
+        });
+        assert.equal((await store.getRun("done"))?.targets.length, 2);
+      });
+      await t.step("a finished run goes with its targets and commands", async () => {
+        // The limit counts every row: done:a1, the skipped target done:a2, the run, then done2's.
+        assert.deepEqual(await store.pruneCommands(T0 + 2000, 2), {
+          commands: 1,
+          runs: 0,
+          more: true,
+        });
+        assert.equal(await store.getCommand("done:a1"), null);
+        assert.deepEqual(await store.pruneCommands(T0 + 2000, 100), {
+          commands: 1,
+          runs: 2,
+          more: false,
+        });
+        assert.equal(await store.getRun("done"), null);
+        assert.equal(await store.getRun("done2"), null);
+        assert.equal(await store.getCommand("done2:a3"), null);
+      });
+      await t.step("an open run keeps every command, final ones too", async () => {
+        const open = await store.getRun("open");
+        assert.deepEqual(open?.targets.map((t) => t.command?.status), ["cancelled", "queued"]);
+        assert.equal((await store.getCommand("open:a1"))?.status, "cancelled");
+        assert.deepEqual((await store.listRuns({ limit: 10 })).map((r) => r.id), ["open"]);
+      });
+    },
+  );
+
   test("a closed store refuses work", async (store) => {
     await store.close();
     await store.close();
