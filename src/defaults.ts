@@ -33,6 +33,8 @@ export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
 export const DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE = 3000;
 /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
 export const DEFAULT_QUEUE_TTL_SECS = 3600;
+/** Days a final command and its result are kept; 0: forever. */
+export const DEFAULT_RESULT_RETENTION_DAYS = 0;
 /** An agent with no open wait not seen for this long is offline, in seconds. */
 export const DEFAULT_OFFLINE_AFTER_SECS = 90;
 /** Port the dashboard listens on. */

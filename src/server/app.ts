@@ -47,6 +47,7 @@ import {
 } from "./notify.ts";
 import { observeStore } from "./observed_store.ts";
 import { OutputPruner } from "./output_pruning.ts";
+import { ResultPruner, type ResultPruneTotals } from "./result_retention.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
 import { ReplayCache } from "./replay.ts";
 import { requestLog } from "./request_log.ts";
@@ -100,6 +101,14 @@ export interface DashboardApp {
    * @returns How many chunks were deleted.
    */
   pruneOutput(): Promise<number>;
+  /**
+   * Deletes the commands final for more than `resultRetentionDays`, with their results, live
+   * output and finished runs, in batches; the timer of `autoExpireLeases` calls it at start and
+   * once an hour. Nothing when the retention is 0 (keep everything).
+   *
+   * @returns How much was deleted.
+   */
+  pruneResults(): Promise<ResultPruneTotals>;
   /**
    * Answers open waits and cancel-waits with `204`, stops the lease timer and writes the last-seen
    * times. Does not close the store.
@@ -347,6 +356,11 @@ export function createApp(options: AppOptions): DashboardApp {
   // Live output of final commands is redundant with their results after a while.
   const pruner = new OutputPruner({ store, clock, retentionMs: settings.liveOutputRetentionMs });
   if (autoExpire) pruner.start();
+  // Old final commands and their results, when the operator set a retention.
+  const retention = settings.resultRetentionDays > 0
+    ? new ResultPruner({ store, clock, retentionDays: settings.resultRetentionDays })
+    : null;
+  if (autoExpire) retention?.start();
 
   // The long-polls (they hold no Hono context while waiting) and the agent POSTs (the command
   // cycle's hot path) first, Hono for the rest.
@@ -372,6 +386,7 @@ export function createApp(options: AppOptions): DashboardApp {
       return lastSeen.size;
     },
     pruneOutput: () => pruner.prune(),
+    pruneResults: () => retention?.prune() ?? Promise.resolve({ commands: 0, runs: 0 }),
     async close() {
       if (!closed) {
         closed = true;
@@ -384,6 +399,7 @@ export function createApp(options: AppOptions): DashboardApp {
         leases.close();
         availability.close();
         otherWriters?.close();
+        await retention?.close();
         await link?.close();
         await lastSeen.flush();
       }

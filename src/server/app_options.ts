@@ -12,6 +12,7 @@ import {
   DEFAULT_OPERATOR_RATE_LIMIT_PER_MINUTE,
   DEFAULT_QUEUE_TTL_SECS,
   DEFAULT_RATE_LIMIT_PER_MINUTE,
+  DEFAULT_RESULT_RETENTION_DAYS,
 } from "../defaults.ts";
 import { MAX_BODY_BYTES, MAX_TTL_SECS } from "../protocol/mod.ts";
 import type { CommandStore, OutputBounds } from "../store/mod.ts";
@@ -134,6 +135,14 @@ export interface AppOptions {
    */
   liveOutputRetentionSecs?: number;
   /**
+   * `RESULT_RETENTION_DAYS`: a command final for more than this many days is deleted with its
+   * result, its live output and its fan-out run once the run is finished too (never a command of
+   * an open run), at start and then once an hour while the lease timer runs
+   * (`autoExpireLeases`). 0 keeps everything.
+   * @default {0}
+   */
+  resultRetentionDays?: number;
+  /**
    * @internal How often every open fan-out run is stepped besides when its commands change, in ms; 0:
    * only when they change (tests call `DashboardApp.runs`' `sweep`).
    * @default {5000}
@@ -179,11 +188,26 @@ export interface AppSettings {
   offlineAfterSecs: number;
   /** How long the live output of a final command is kept, in ms. */
   liveOutputRetentionMs: number;
+  /** How long a final command is kept, in days; 0: forever. */
+  resultRetentionDays: number;
 }
+
+/** The most days `resultRetentionDays` may be: ten years. */
+export const MAX_RESULT_RETENTION_DAYS = 3650;
 
 function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
     throw new RangeError(`${name} must be a whole number from 1 to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+function wholeDays(value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_RESULT_RETENTION_DAYS) {
+    throw new RangeError(
+      `resultRetentionDays must be a whole number from 0 to ${MAX_RESULT_RETENTION_DAYS}, ` +
+        `got ${value}`,
+    );
   }
   return value;
 }
@@ -242,5 +266,8 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
       "liveOutputRetentionSecs",
       options.liveOutputRetentionSecs ?? 600,
     ) * 1000,
+    resultRetentionDays: wholeDays(
+      options.resultRetentionDays ?? DEFAULT_RESULT_RETENTION_DAYS,
+    ),
   };
 }
