@@ -137,6 +137,7 @@ Examples:
       maxConnections: s.maxConnections,
       operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
       queueTtlSecs: s.queueTtlSecs,
+      resultRetentionDays: s.resultRetentionDays,
       waitRequireSignature: s.waitRequireSignature,
       acceptV1Signatures: s.acceptV1Signatures,
       metricsBind: s.metricsBind,

@@ -230,6 +230,7 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
         maxConnections: s.maxConnections,
         operatorRateLimitPerMinute: s.operatorRateLimitPerMinute,
         queueTtlSecs: s.queueTtlSecs,
+        resultRetentionDays: s.resultRetentionDays,
         defaultTimeoutSecs: s.commandTimeoutSecs,
         offlineAfterSecs: s.offlineAfterSecs,
         metricsBind: s.metricsBind,

@@ -548,6 +548,16 @@ const SPECS = {
     roles: ["server"],
     placeholder: "<secs>",
   },
+  resultRetentionDays: {
+    env: "RESULT_RETENTION_DAYS",
+    description:
+      "Delete commands final more than this many days ago, with their results and finished runs (0: keep all)",
+    default: defaults.DEFAULT_RESULT_RETENTION_DAYS,
+    expected: "a whole number of days from 0 (keep everything) to 3650",
+    schema: wholeNumber(0, 3650),
+    roles: ["server"],
+    placeholder: "<days>",
+  },
   waitRequireSignature: {
     env: "WAIT_REQUIRE_SIGNATURE",
     description: "Require a valid signature on GET …/wait too",

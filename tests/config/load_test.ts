@@ -510,3 +510,33 @@ Deno.test("a settings file that holds a token and other users may read is warned
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("RESULT_RETENTION_DAYS is whole days from 0 (keep everything) to 3650", async (t) => {
+  const load = (env: Record<string, string>, files: Record<string, string> = {}) =>
+    loadSettings({ roles: ["server"], env, cwd: tempDir(files) }).settings.resultRetentionDays;
+  await t.step("0 by default: nothing is deleted", () => {
+    assert.equal(load({}), 0);
+  });
+  await t.step("from the environment, a flag and config.json", () => {
+    assert.equal(load({ RESULT_RETENTION_DAYS: "90" }), 90);
+    assert.equal(load({ RESULT_RETENTION_DAYS: "3650" }), 3650);
+    assert.equal(
+      loadSettings({
+        roles: ["server"],
+        env: {},
+        cwd: tempDir(),
+        flags: { resultRetentionDays: "30" },
+      }).settings.resultRetentionDays,
+      30,
+    );
+    assert.equal(load({}, { "config.json": '{"result_retention_days": 7}' }), 7);
+  });
+  await t.step("anything else is refused, naming the range", () => {
+    for (const bad of ["-1", "3651", "1.5", "30d", ""]) {
+      assert.throws(() => load({ RESULT_RETENTION_DAYS: bad }), {
+        message: "RESULT_RETENTION_DAYS from the environment must be a whole number of days " +
+          `from 0 (keep everything) to 3650, got "${bad}"`,
+      }, bad);
+    }
+  });
+});
