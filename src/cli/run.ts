@@ -210,10 +210,7 @@ export async function startRun(
     }
     return;
   }
-  io.err(
-    `run ${created.id}: ${created.totals.total} agent(s), at most ${created.max_concurrency} at ` +
-      `once${created.max_errors === null ? "" : `, stop after ${created.max_errors + 1} failures`}`,
-  );
+  io.err(runStartLine(created));
   await followRun(io, client, created.id, options.json ?? false, created, options.waitTimeoutSecs);
 }
 
@@ -438,4 +435,41 @@ Examples:
   run.addCommand(list as unknown as Command);
   run.addCommand(cancel as unknown as Command);
   return run as unknown as Command;
+}
+
+/**
+ * The line `status run start` prints before it follows a run: its agents, its concurrency and
+ * when it stops early.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { runStartLine } from "./run.ts";
+ *
+ * assert.equal(
+ *   runStartLine({ id: "r1", totals: { total: 3 }, max_concurrency: 1, max_errors: 0 }),
+ *   "run r1: 3 agent(s), at most 1 at once, stop after 1 failure",
+ * );
+ * assert.equal(
+ *   runStartLine({ id: "r2", totals: { total: 9 }, max_concurrency: 3, max_errors: 2 }),
+ *   "run r2: 9 agent(s), at most 3 at once, stop after 3 failures",
+ * );
+ * ```
+ *
+ * @param run The run as created.
+ * @returns The line.
+ */
+export function runStartLine(
+  run: {
+    id: string;
+    totals: Record<string, number>;
+    max_concurrency: number;
+    max_errors: number | null;
+  },
+): string {
+  const stopAfter = run.max_errors === null ? null : run.max_errors + 1;
+  return `run ${run.id}: ${run.totals.total} agent(s), at most ${run.max_concurrency} at once` +
+    (stopAfter === null
+      ? ""
+      : `, stop after ${stopAfter} ${stopAfter === 1 ? "failure" : "failures"}`);
 }
