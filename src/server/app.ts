@@ -20,7 +20,9 @@ import { REPLAY_WINDOW_SECS } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import {
   type CommandRecord,
+  type CommandStore,
   type ExpireOutcome,
+  isRequestIdJournal,
   isSharedStore,
   isWatchedFileStore,
 } from "../store/mod.ts";
@@ -28,6 +30,7 @@ import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import { adminAuth, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
+import type { Clock } from "./clock.ts";
 import type { ServerEnv } from "./env.ts";
 import { errorHandler, notFound } from "./error_handler.ts";
 import { CommandEvents, eventRoutes } from "./events.ts";
@@ -49,7 +52,7 @@ import { observeStore } from "./observed_store.ts";
 import { OutputPruner } from "./output_pruning.ts";
 import { ResultPruner, type ResultPruneTotals } from "./result_retention.ts";
 import { TokenBucketLimiter } from "./rate_limit.ts";
-import { ReplayCache } from "./replay.ts";
+import { keptReplayGuard, ReplayCache, type RequestIdGuard } from "./replay.ts";
 import { requestLog } from "./request_log.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { fleetRoutes } from "./routes_fleet.ts";
@@ -254,11 +257,7 @@ export function createApp(options: AppOptions): DashboardApp {
       ? {
         remember: (id) => shared.rememberRequestId(id, clock.now(), REPLAY_WINDOW_SECS * 1000),
       }
-      : new ReplayCache({
-        windowMs: REPLAY_WINDOW_SECS * 1000,
-        clock,
-        maxEntries: options.replayCacheSize,
-      }),
+      : replayGuard(options.store, clock, options.replayCacheSize),
     availability,
     waitRequireSignature: options.waitRequireSignature ?? false,
     acceptV1Signatures: options.acceptV1Signatures ?? false,
@@ -405,4 +404,30 @@ export function createApp(options: AppOptions): DashboardApp {
       }
     },
   };
+}
+
+/**
+ * The request ids of one dashboard: in memory, and also in the store when it keeps them (SQLite),
+ * so that a request accepted before a restart is still refused as a replay after it.
+ */
+function replayGuard(store: CommandStore, clock: Clock, maxEntries?: number): RequestIdGuard {
+  const windowMs = REPLAY_WINDOW_SECS * 1000;
+  const cache = new ReplayCache({ windowMs, clock, maxEntries });
+  if (!isRequestIdJournal(store)) return cache;
+  return keptReplayGuard({
+    cache,
+    journal: store,
+    windowMs,
+    clock,
+    onError: (error, what) =>
+      what === "read"
+        ? log.error("could not read the request ids kept for replay protection: {error}", {
+          error,
+        })
+        : log.warning(
+          "could not keep request ids in the store (a restarted dashboard would not refuse " +
+            "their replay): {error}",
+          { error },
+        ),
+  });
 }

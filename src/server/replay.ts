@@ -1,9 +1,11 @@
 /**
  * Request ids seen recently (PROTOCOL.md §1 step 6): an in-memory map with expiry, bounded in size,
- * swept lazily on insert. No timer per entry.
+ * swept lazily on insert, no timer per entry; on the SQLite store also kept in the database, so
+ * that a restarted dashboard still knows them.
  *
  * @module
  */
+import type { RequestIdJournal } from "../store/mod.ts";
 import type { Clock } from "./clock.ts";
 
 /** Options of {@link ReplayCache}. */
@@ -113,13 +115,34 @@ export class ReplayCache implements RequestIdGuard {
       if (floor !== undefined && sentAtMs <= floor.sentAtMs) return false;
     }
     this.#seen.delete(id);
+    this.#evictForOne();
+    this.#seen.set(id, { expiresAt: now + this.#windowMs, sentAtMs });
+    return true;
+  }
+
+  /**
+   * Remembers an id that was accepted before (by a dashboard that ran before this one), until
+   * `expiresAt`; over the bound, the oldest is forgotten as {@link ReplayCache.remember} does. Call
+   * it before any `remember`, the soonest to expire first.
+   *
+   * @param id The scoped request id.
+   * @param expiresAt When it may be forgotten, in ms.
+   * @param sentAtMs When it was sent, in ms, if known.
+   */
+  restore(id: string, expiresAt: number, sentAtMs?: number): void {
+    if (expiresAt <= this.#clock.now()) return;
+    this.#seen.delete(id);
+    this.#evictForOne();
+    this.#seen.set(id, { expiresAt, sentAtMs });
+  }
+
+  /** Forgets the oldest ids until one more fits, raising their scopes' floors. */
+  #evictForOne(): void {
     while (this.#seen.size >= this.#maxEntries) {
       const [oldest, forgotten] = this.#seen.entries().next().value as [string, Seen];
       this.#seen.delete(oldest);
       if (forgotten.sentAtMs !== undefined) this.#raiseFloor(oldest, forgotten);
     }
-    this.#seen.set(id, { expiresAt: now + this.#windowMs, sentAtMs });
-    return true;
   }
 
   #raiseFloor(id: string, forgotten: Seen): void {
@@ -146,4 +169,59 @@ export class ReplayCache implements RequestIdGuard {
 function scopeOf(id: string): string {
   const end = id.indexOf("\n");
   return end === -1 ? "" : id.slice(0, end);
+}
+
+/** Options of {@link keptReplayGuard}. */
+export interface KeptReplayGuardOptions {
+  /** The ids in memory (checked first, and the only ones checked). */
+  cache: ReplayCache;
+  /** Where accepted ids are kept across restarts. */
+  journal: RequestIdJournal;
+  /** How long an id is remembered, in ms (the cache's window). */
+  windowMs: number;
+  /** The dashboard's clock. */
+  clock: Clock;
+  /**
+   * Told when the kept ids cannot be read at start, or when an id cannot be kept (once, until
+   * one is kept again).
+   */
+  onError(error: unknown, what: "read" | "keep"): void;
+}
+
+/**
+ * A {@link RequestIdGuard} of one dashboard whose store keeps ids ({@link RequestIdJournal}: the
+ * SQLite store): the cache decides, filled first with the ids kept by the dashboard that ran
+ * before, and every id it accepts is kept too. Keeping one is not waited for: it is committed with
+ * the store's next commit, no later than what the request itself writes, so a request whose
+ * effect a restarted dashboard could see is refused by it as a replay.
+ *
+ * @param options The cache, the store, the window and the clock.
+ * @returns The guard.
+ */
+export function keptReplayGuard(options: KeptReplayGuardOptions): RequestIdGuard {
+  const { cache, journal, windowMs, clock, onError } = options;
+  let restored: Promise<void> | null = journal.keptRequestIds(clock.now()).then(
+    (kept) => {
+      for (const id of kept) cache.restore(id.key, id.expiresAt, id.sentAtMs ?? undefined);
+    },
+    (error) => onError(error, "read"),
+  ).finally(() => restored = null);
+  // A store that fails (a full disk) fails every request's id: told once, until one is kept.
+  let failing = false;
+  const keep = (key: string, sentAtMs: number | undefined) => {
+    const now = clock.now();
+    journal.keepRequestId({ key, expiresAt: now + windowMs, sentAtMs: sentAtMs ?? null }, now)
+      .then(() => failing = false, (error) => {
+        if (!failing) onError(error, "keep");
+        failing = true;
+      });
+  };
+  return {
+    async remember(id, sentAtMs) {
+      if (restored) await restored;
+      const fresh = cache.remember(id, sentAtMs);
+      if (fresh) keep(id, sentAtMs);
+      return fresh;
+    },
+  };
 }

@@ -140,4 +140,15 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX commands_completed ON commands (completed_at) WHERE completed_at IS NOT NULL;
   CREATE INDEX runs_completed ON runs (completed_at) WHERE completed_at IS NOT NULL;
   `,
+  // 8: request ids the dashboard accepted, kept for the replay window, so that a restarted
+  // dashboard still refuses a signed request the one before it accepted.
+  `
+  CREATE TABLE request_ids (
+    key TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    sent_at INTEGER
+  ) STRICT;
+
+  CREATE INDEX request_ids_expiry ON request_ids (expires_at);
+  `,
 ];

@@ -49,6 +49,7 @@ import {
   EXECUTION_LEASE_GRACE_SECS,
   type ExpireOutcome,
   type HeartbeatInput,
+  type KeptRequestId,
   type NewCommand,
   type OutputChunk,
   type OutputChunkInput,
@@ -57,6 +58,7 @@ import {
   type PruneCommandsOutcome,
   type ReportInput,
   type ReportOutcome,
+  type RequestIdJournal,
 } from "./types.ts";
 import type {
   AdvanceRunOutcome,
@@ -201,7 +203,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
 }
 
 /** The embedded {@link CommandStore} on `node:sqlite`. See {@link openSqliteStore}. */
-export class SqliteStore implements CommandStore {
+export class SqliteStore implements CommandStore, RequestIdJournal {
   /** The database path, or `":memory:"`. */
   readonly path: string;
   readonly #db: DatabaseSync;
@@ -235,6 +237,8 @@ export class SqliteStore implements CommandStore {
   #checkpoints = 0;
   #logRestarts = 0;
   readonly #busyTimeoutMs: number;
+  /** When expired request ids were last deleted (see {@link SqliteStore.keepRequestId}). */
+  #requestIdsSweptAt = -Infinity;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -1509,6 +1513,36 @@ export class SqliteStore implements CommandStore {
         return { outcome: "cancelled", run: this.#getRunRow(id) as RunRecord };
       });
     });
+  }
+
+  /** {@inheritDoc RequestIdJournal.keepRequestId} */
+  keepRequestId(id: KeptRequestId, now: number): Promise<void> {
+    return this.#run(() => {
+      this.#tx(() => {
+        this.#stmt(
+          `INSERT INTO request_ids (key, expires_at, sent_at) VALUES (?, ?, ?)
+           ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, sent_at = excluded.sent_at`,
+        ).run(id.key, id.expiresAt, id.sentAtMs);
+        // Expired ids go at most once a minute: a few rows a request would cost more.
+        if (now - this.#requestIdsSweptAt >= 60_000) {
+          this.#requestIdsSweptAt = now;
+          this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now);
+        }
+      });
+    });
+  }
+
+  /** {@inheritDoc RequestIdJournal.keptRequestIds} */
+  keptRequestIds(now: number): Promise<KeptRequestId[]> {
+    return this.#run(() =>
+      (this.#stmt(
+        "SELECT key, expires_at, sent_at FROM request_ids WHERE expires_at > ? ORDER BY expires_at",
+      ).all(now) as Row[]).map((row) => ({
+        key: String(row.key),
+        expiresAt: num(row.expires_at),
+        sentAtMs: row.sent_at === null ? null : num(row.sent_at),
+      }))
+    );
   }
 
   /** {@inheritDoc CommandStore.close} */

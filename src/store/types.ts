@@ -776,6 +776,49 @@ export function isSharedStore(store: CommandStore): store is CommandStore & Shar
     typeof s.ping === "function";
 }
 
+/** A request id kept by a {@link RequestIdJournal}. */
+export interface KeptRequestId {
+  /** The request id scoped by the caller (`agent\nrequest-id`). */
+  key: string;
+  /** When it may be forgotten, in ms. */
+  expiresAt: number;
+  /** When the request says it was sent (its signed `X-Timestamp`), in ms, if known. */
+  sentAtMs: number | null;
+}
+
+/**
+ * A store that keeps the request ids a dashboard accepted (the SQLite store), so that a restarted
+ * dashboard still refuses a request the one before it accepted. Several instances on one database
+ * use {@link SharedStore.rememberRequestId} instead.
+ */
+export interface RequestIdJournal {
+  /**
+   * Keeps a request id until `expiresAt`. It is written with the store's next commit, no later
+   * than whatever the request itself then writes.
+   *
+   * @param id The id, its expiry and when it was sent.
+   * @param now The current time, in ms (expired ids are deleted as it goes).
+   * @returns Once the id is committed.
+   */
+  keepRequestId(id: KeptRequestId, now: number): Promise<void>;
+  /**
+   * The request ids kept that have not expired by `now`, the soonest to expire first.
+   *
+   * @param now The current time, in ms.
+   */
+  keptRequestIds(now: number): Promise<KeptRequestId[]>;
+}
+
+/**
+ * Whether a store keeps accepted request ids ({@link RequestIdJournal}).
+ *
+ * @param store A store.
+ */
+export function isRequestIdJournal(store: CommandStore): store is CommandStore & RequestIdJournal {
+  const s = store as Partial<RequestIdJournal>;
+  return typeof s.keepRequestId === "function" && typeof s.keptRequestIds === "function";
+}
+
 /**
  * A store whose file other processes may change while the dashboard runs (the SQLite store, which
  * `status agents ... --db` opens too): nothing tells the dashboard of their changes, so it looks.

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../../src/clock.ts";
+import { REPLAY_WINDOW_SECS } from "../../src/protocol/mod.ts";
+import { createApp, type DashboardApp } from "../../src/server/mod.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
+import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
+import { ADMIN_TOKEN, agentHeaders, P, T0, TOKEN } from "./_helpers.ts";
 
 Deno.test("ReplayCache refuses an id seen within the window and accepts it after", () => {
   const clock = new FakeClock();
@@ -79,4 +83,68 @@ Deno.test("ReplayCache drops a floor once the forgotten id's own window has pass
   clock.advance(6_001);
   // (Step 4 would refuse a timestamp this old; the cache alone no longer has a reason to.)
   assert.equal(cache.remember("a\nr-1", sent), true, "a's floor was swept after that window");
+});
+
+Deno.test("a dashboard restarted on the same SQLite file still refuses a request accepted before", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "status-replay-" });
+  const path = `${dir}/status.db`;
+  const clock = new FakeClock(T0);
+  // One signed enqueue without a command id, captured as sent: replayed, it would enqueue again.
+  const body = JSON.stringify({ name: "echo once" });
+  const headers = {
+    ...agentHeaders({
+      method: "POST",
+      path: P.enqueue,
+      bodyText: body,
+      now: clock.now(),
+      requestId: "r-1",
+    }),
+    "Content-Type": "application/json",
+  };
+  const send = (app: DashboardApp) => app.app.request(P.enqueue, { method: "POST", headers, body });
+  const start = () => {
+    const store = openSqliteStore(path, { create: true });
+    const app = createApp({ store, clock, adminToken: ADMIN_TOKEN, autoExpireLeases: false });
+    return { store, app };
+  };
+  try {
+    {
+      const { store, app } = start();
+      await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: clock.now() });
+      const first = await send(app);
+      assert.equal(first.status, 202, await first.text());
+      await app.close();
+      await store.close();
+    }
+    clock.advance(30_000);
+    const { store, app } = start();
+    try {
+      const replay = await send(app);
+      assert.equal(replay.status, 409, "the replay after the restart is refused");
+      assert.match(String((await replay.json()).error), /^replay detected/);
+      assert.equal((await store.listCommands({ limit: 10 })).length, 1, "enqueued once");
+      const fresh = await app.app.request(P.enqueue, {
+        method: "POST",
+        headers: {
+          ...agentHeaders({ method: "POST", path: P.enqueue, bodyText: body, now: clock.now() }),
+          "Content-Type": "application/json",
+        },
+        body,
+      });
+      assert.equal(fresh.status, 202, "a new request id of the agent passes");
+    } finally {
+      await app.close();
+      await store.close();
+    }
+    // Past the window (660 s after it was accepted), the id is forgotten, as by one dashboard.
+    clock.advance(REPLAY_WINDOW_SECS * 1000);
+    const kept = openSqliteStore(path);
+    try {
+      assert.deepEqual(await kept.keptRequestIds(clock.now()), []);
+    } finally {
+      await kept.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
