@@ -85,6 +85,21 @@ Deno.test("ReplayCache drops a floor once the forgotten id's own window has pass
   assert.equal(cache.remember("a\nr-1", sent), true, "a's floor was swept after that window");
 });
 
+Deno.test("ReplayCache.restore: ids kept before a restart are refused until they expire, within the bound", () => {
+  const clock = new FakeClock(1_000_000);
+  const cache = new ReplayCache({ windowMs: 60_000, clock, maxEntries: 2 });
+  cache.restore("a\nold", clock.now(), 1);
+  cache.restore("a\nr-1", clock.now() + 10_000, 500_000);
+  cache.restore("b\nr-1", clock.now() + 20_000, 600_000);
+  cache.restore("b\nr-2", clock.now() + 30_000, 700_000);
+  assert.equal(cache.size, 2, "the bound holds; an expired id is not restored");
+  assert.equal(cache.remember("b\nr-1", 600_000), false, "a restored id is a replay");
+  assert.equal(cache.remember("a\nr-1", 500_000), false, "one forgotten early: its scope's floor");
+  assert.equal(cache.remember("a\nr-2", 500_001), true);
+  clock.advance(30_000);
+  assert.equal(cache.remember("b\nr-2", 700_000), true, "its kept window has passed");
+});
+
 Deno.test("a dashboard restarted on the same SQLite file still refuses a request accepted before", async () => {
   const dir = await Deno.makeTempDir({ prefix: "status-replay-" });
   const path = `${dir}/status.db`;
