@@ -278,6 +278,42 @@ Deno.test("console session cookie: reads the operator API, never changes it", as
   assert.equal((await (await t.admin("GET", "/api/v1/commands/c1")).json()).status, "queued");
 });
 
+Deno.test("console: a cookie of the same name set for a longer path or the parent domain locks nobody out", async () => {
+  await using t = await makeDashboard();
+  // Another site under the parent domain (or a page over plain HTTP) set these; the browser sends
+  // them before the dashboard's own.
+  const planted = "status_session=v1.9999999999.AAAAAAAAAAAAAAAAAAAAAAAA.x";
+  const plantedLogin = "status_login_csrf=planted";
+  const form = await t.dashboard.app.request("/login");
+  const loginCookie = form.headers.getSetCookie()[0].split(";")[0];
+  const login = await t.dashboard.app.request("/login", {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/x-www-form-urlencoded",
+      Cookie: `${plantedLogin}; ${loginCookie}`,
+    },
+    body: new URLSearchParams({
+      csrf: loginCookie.slice(loginCookie.indexOf("=") + 1),
+      token: ADMIN_TOKEN,
+      next: "/commands",
+    }).toString(),
+  });
+  assert.equal(login.status, 303, "the login form's own cookie counts");
+  assert.equal(login.headers.get("Location"), "/commands");
+  const session = login.headers.getSetCookie().find((line) => line.startsWith("status_session="))!
+    .split(";")[0];
+  const cookie = `${planted}; ${session}`;
+  const page = await t.dashboard.app.request("/commands", { headers: { Cookie: cookie } });
+  assert.equal(page.status, 200, "the page is shown, not the login form again");
+  await page.body?.cancel();
+  const api = await t.dashboard.app.request("/api/v1/commands", { headers: { Cookie: cookie } });
+  assert.equal(api.status, 200, "the API reads with the valid session");
+  await api.body?.cancel();
+  const alone = await t.dashboard.app.request("/commands", { headers: { Cookie: planted } });
+  assert.equal(alone.status, 303, "the planted cookie alone is no session");
+  await alone.body?.cancel();
+});
+
 Deno.test("console forms: refused without the session's CSRF token, accepted with it", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cookieHeader, cookieOf, SessionKeeper } from "../../src/server/web/session.ts";
+import { cookieHeader, cookieOf, cookiesOf, SessionKeeper } from "../../src/server/web/session.ts";
 import { FakeClock } from "../server/_helpers.ts";
 
 const TOKEN = "admin-token-0123456789abcdef";
@@ -91,4 +91,20 @@ Deno.test("console cookies: HttpOnly, SameSite=Strict, Secure only under TLS", (
   assert.equal(cookieOf("a=1; status_session=xyz; b=2", "status_session"), "xyz");
   assert.equal(cookieOf("status_session_old=1", "status_session"), undefined);
   assert.equal(cookieOf(null, "status_session"), undefined);
+});
+
+Deno.test("console session: of several cookies of the name, the first valid one counts", () => {
+  const clock = new FakeClock();
+  const keeper = new SessionKeeper({ adminToken: TOKEN, clock, ttlSecs: 3600 });
+  const old = keeper.issue();
+  clock.advance(3_600_000);
+  const issued = keeper.issue();
+  const header = `status_session=forged; a=1; status_session=${old.value}; ` +
+    `status_session=${issued.value}`;
+  assert.deepEqual(cookiesOf(header, "status_session"), ["forged", old.value, issued.value]);
+  const check = keeper.readAll(cookiesOf(header, "status_session"));
+  assert.equal(check.state === "valid" && check.csrf, issued.csrf);
+  assert.equal(keeper.readAll(["forged", old.value]).state, "expired");
+  assert.equal(keeper.readAll(["forged"]).state, "none");
+  assert.equal(keeper.readAll([]).state, "none");
 });

@@ -57,7 +57,7 @@ import {
 import type { RunView } from "../../protocol/runs.ts";
 import {
   cookieHeader,
-  cookieOf,
+  cookiesOf,
   LOGIN_CSRF_COOKIE,
   LOGIN_FORM_TTL_SECS,
   SESSION_COOKIE,
@@ -242,10 +242,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   app.use("/api/*", async function consoleSessionStep(c, next) {
     const method = c.req.method;
     if (!devMode && (method === "GET" || method === "HEAD") && !c.req.header("Authorization")) {
-      const cookie = cookieOf(c.req.header("Cookie"), SESSION_COOKIE);
-      if (sessions.read(cookie).state === "valid") {
+      const cookies = cookiesOf(c.req.header("Cookie"), SESSION_COOKIE);
+      if (sessions.readAll(cookies).state === "valid") {
         c.set("consoleSession", true);
-        c.set("consoleSessionValid", () => sessions.read(cookie).state === "valid");
+        c.set("consoleSessionValid", () => sessions.readAll(cookies).state === "valid");
       }
     }
     await next();
@@ -294,7 +294,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         403,
       );
     }
-    const check = sessions.read(cookieOf(c.req.header("Cookie"), SESSION_COOKIE));
+    const check = sessions.readAll(cookiesOf(c.req.header("Cookie"), SESSION_COOKIE));
     const remote = remoteOf(c);
     if (check.state === "valid") return { csrf: check.csrf, check, remote };
     if (devMode) {
@@ -748,9 +748,12 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const form = await readForm(c.req.raw);
     const next = safeNext(form?.get("next"));
     if (devMode) return redirect(next);
-    const cookie = cookieOf(c.req.header("Cookie"), LOGIN_CSRF_COOKIE);
+    // Every login cookie the browser sent: one set for another path or the parent domain comes
+    // first and would refuse every login.
+    const cookies = cookiesOf(c.req.header("Cookie"), LOGIN_CSRF_COOKIE);
     const given = form?.get("csrf");
-    if (!form || !cookie || !given || !constantTimeEqual(cookie, given) || !fromOwnPage(c)) {
+    const matches = !!given && cookies.some((cookie) => constantTimeEqual(cookie, given));
+    if (!form || !matches || !fromOwnPage(c)) {
       audit.warning("console login refused: {reason}", { reason: "CSRF token missing or wrong" });
       return loginPage(c, {
         next,

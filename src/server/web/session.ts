@@ -115,6 +115,25 @@ export class SessionKeeper {
   }
 
   /**
+   * Checks every session cookie a request carries, the first valid one counting. A browser sends
+   * several of one name when another was set for a longer path or for the parent domain (by
+   * another site under it, or over plain HTTP), and sends that one first: reading only the first
+   * would lock the operator out, again after every login.
+   *
+   * @param values The cookie values, as {@link cookiesOf} gives them.
+   * @returns The first valid session; else expired if one was, else none.
+   */
+  readAll(values: readonly string[]): SessionCheck {
+    let found: SessionCheck = { state: "none" };
+    for (const value of values) {
+      const check = this.read(value);
+      if (check.state === "valid") return check;
+      if (check.state === "expired") found = check;
+    }
+    return found;
+  }
+
+  /**
    * Ends a session in this process (logout).
    *
    * @param session A valid session.
@@ -179,10 +198,25 @@ export function cookieHeader(
  * @returns Its value, or `undefined`.
  */
 export function cookieOf(header: string | null | undefined, name: string): string | undefined {
-  if (!header) return undefined;
+  return cookiesOf(header, name)[0];
+}
+
+/**
+ * Every cookie of a name in a `Cookie` header, in the order sent (a browser sends one per path and
+ * domain it was set for).
+ *
+ * @param header The request's `Cookie` header.
+ * @param name The cookie name.
+ * @returns Their values; none when there is no such cookie.
+ */
+export function cookiesOf(header: string | null | undefined, name: string): string[] {
+  const values: string[] = [];
+  if (!header) return values;
   for (const part of header.split(";")) {
     const index = part.indexOf("=");
-    if (index > 0 && part.slice(0, index).trim() === name) return part.slice(index + 1).trim();
+    if (index > 0 && part.slice(0, index).trim() === name) {
+      values.push(part.slice(index + 1).trim());
+    }
   }
-  return undefined;
+  return values;
 }
