@@ -476,3 +476,39 @@ Deno.test("a dashboard allowed to read only its database files still creates the
     assert.equal((Deno.statSync(file).mode ?? 0) & 0o777, 0o600, file);
   }
 });
+
+Deno.test("sqlite store keeps request ids until they expire, across reopening, and deletes the expired", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const t0 = 1_000_000;
+    let store = openSqliteStore(path);
+    await store.keepRequestId({ key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 }, t0);
+    await store.keepRequestId({ key: "a1\nr-2", expiresAt: t0 + 1000, sentAtMs: null }, t0);
+    await store.close();
+    store = openSqliteStore(path);
+    try {
+      assert.deepEqual(await store.keptRequestIds(t0), [
+        { key: "a1\nr-2", expiresAt: t0 + 1000, sentAtMs: null },
+        { key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 },
+      ]);
+      assert.deepEqual((await store.keptRequestIds(t0 + 1000)).map((id) => id.key), ["a1\nr-1"]);
+      // The next id kept (the first since the store opened; then every 10 s) deletes the expired.
+      const later = t0 + 10_000;
+      await store.keepRequestId(
+        { key: "a2\nr-1", expiresAt: later + 660_000, sentAtMs: later },
+        later,
+      );
+    } finally {
+      await store.close();
+    }
+    const db = new DatabaseSync(path);
+    try {
+      const rows = db.prepare("SELECT key FROM request_ids ORDER BY key").all() as {
+        key: string;
+      }[];
+      assert.deepEqual(rows.map((row) => row.key), ["a1\nr-1", "a2\nr-1"]);
+    } finally {
+      db.close();
+    }
+  });
+});
