@@ -227,8 +227,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #reservePath: string | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
-  /** The open group transaction: calls that ran inside it wait for its commit. */
-  #group: { waiting: GroupWaiter[] } | null = null;
+  /**
+   * The open group transaction: calls that ran inside it wait for its commit; the request ids
+   * kept in it are written just before it commits, in one statement.
+   */
+  #group: { waiting: GroupWaiter[]; requestIds: KeptRequestId[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
   #commits = 0;
   /** Commits since this store's last checkpoint, and the checkpoint scheduled after them. */
@@ -239,6 +242,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   readonly #busyTimeoutMs: number;
   /** When expired request ids were last deleted (see {@link SqliteStore.keepRequestId}). */
   #requestIdsSweptAt = -Infinity;
+  /** The latest `now` a kept request id came with: what the next sweep deletes up to. */
+  #requestIdsNow = -Infinity;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -482,7 +487,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #joinGroup(): void {
     if (this.#group !== null) return;
     this.#db.exec("BEGIN IMMEDIATE");
-    this.#group = { waiting: [] };
+    this.#group = { waiting: [], requestIds: [] };
     // What other connections committed before the write lock was taken (see #checkOtherWriters).
     this.#lookAtOtherWriters();
     if (this.#groupTimer === null) {
@@ -510,6 +515,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     const group = this.#group;
     if (group === null) return null;
     try {
+      if (group.requestIds.length > 0) this.#writeRequestIds(group.requestIds);
       this.#db.exec("COMMIT");
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);
@@ -1518,19 +1524,30 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc RequestIdJournal.keepRequestId} */
   keepRequestId(id: KeptRequestId, now: number): Promise<void> {
     return this.#run(() => {
-      this.#tx(() => {
-        this.#stmt(
-          `INSERT INTO request_ids (key, expires_at, sent_at) VALUES (?, ?, ?)
-           ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, sent_at = excluded.sent_at`,
-        ).run(id.key, id.expiresAt, id.sentAtMs);
-        // Expired ids go every 10 s: a few rows a request would cost more, a minute's a longer
-        // pause of the request that sweeps them.
-        if (now - this.#requestIdsSweptAt >= 10_000) {
-          this.#requestIdsSweptAt = now;
-          this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now);
-        }
-      });
+      if (this.#closed) throw new StoreError(`database ${this.path} is closed`);
+      // Written when the group commits, all of its ids in one statement: a statement each cost
+      // every signed request a savepoint and an insert on the event loop.
+      this.#joinGroup();
+      this.#group!.requestIds.push(id);
+      this.#requestIdsNow = Math.max(this.#requestIdsNow, now);
     });
+  }
+
+  /** Writes a group's kept request ids, and deletes the expired ones once a second. */
+  #writeRequestIds(ids: readonly KeptRequestId[]): void {
+    this.#stmt(
+      `INSERT INTO request_ids (key, expires_at, sent_at)
+       SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+       FROM json_each(?) WHERE true
+       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, sent_at = excluded.sent_at`,
+    ).run(JSON.stringify(ids.map((id) => [id.key, id.expiresAt, id.sentAtMs])));
+    // A second's worth of expired ids at a time: a few rows a commit would cost more, a minute's
+    // a longer pause of the commit that deletes them.
+    const now = this.#requestIdsNow;
+    if (now - this.#requestIdsSweptAt >= 1_000) {
+      this.#requestIdsSweptAt = now;
+      this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now);
+    }
   }
 
   /** {@inheritDoc RequestIdJournal.keptRequestIds} */
