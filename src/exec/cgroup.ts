@@ -249,6 +249,26 @@ const WATCHDOG_SCRIPT = 'cat > /dev/null; for d in "$1"/*/; do ' +
   'case "$(cat "$d/cgroup.events")" in *"populated 1"*) ' +
   'echo 1 > "$d/cgroup.freeze"; echo 1 > "$d/cgroup.kill";; esac; done';
 
+/** The shell the watchdog runs in. */
+const WATCHDOG_SHELL = "/bin/sh";
+
+/**
+ * Whether the watchdog's shell may run here (an executable file, and the permission to run it).
+ *
+ * @returns `true` when {@link startWatchdog} can start it.
+ */
+export function watchdogRunnable(): boolean {
+  try {
+    if (Deno.permissions.querySync({ name: "run", command: WATCHDOG_SHELL }).state !== "granted") {
+      return false;
+    }
+    const info = Deno.statSync(WATCHDOG_SHELL);
+    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Starts the watchdog of an agent's command cgroups.
  *
@@ -257,7 +277,7 @@ const WATCHDOG_SCRIPT = 'cat > /dev/null; for d in "$1"/*/; do ' +
  */
 export function startWatchdog(base: string): Watchdog | undefined {
   try {
-    const child = new Deno.Command("/bin/sh", {
+    const child = new Deno.Command(WATCHDOG_SHELL, {
       args: ["-c", WATCHDOG_SCRIPT, "status-watchdog", base],
       stdin: "piped",
       stdout: "null",

@@ -36,6 +36,7 @@ import {
   readText,
   startWatchdog,
   type Watchdog,
+  watchdogRunnable,
   whileMoving,
   writeText,
 } from "./cgroup.ts";
@@ -608,7 +609,16 @@ export class Sandbox {
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
   #cgroupNote: string | undefined;
+  /**
+   * Started when the first command gets a cgroup, not before: the directory of command cgroups
+   * belongs to the tag, and a second agent on the same state directory (refused its lock, or the
+   * parent of a daemon) makes a sandbox of the same tag and closes it again; its watchdog, woken
+   * by that close, would kill the running agent's commands.
+   */
   #watchdog: Watchdog | undefined;
+  #watchdogTried = false;
+  /** Whether `/bin/sh` may run, so that a watchdog can be started. */
+  readonly #watchdogRunnable: boolean;
   #count = 0;
   /** The name of this agent's directory of command cgroups (`status-<tag>`), wherever it lies. */
   readonly #cgroupDirName: string;
@@ -635,9 +645,8 @@ export class Sandbox {
     if (typeof home === "string") this.#cgroupNote = home;
     else if (home) {
       this.#cgroupHome = home;
-      // Not into another agent's command cgroup of this process (see whileMoving).
-      this.#watchdog = whileMoving(home.own, () => startWatchdog(home.base));
     }
+    this.#watchdogRunnable = this.#cgroupHome !== undefined && watchdogRunnable();
   }
 
   /**
@@ -773,7 +782,7 @@ export class Sandbox {
     if (this.#cgroupHome) {
       how = `stopped with a cgroup of their own (cgroup.kill, under ${this.#cgroupHome.base}), ` +
         "which reaches processes that left the process group" +
-        (this.#watchdog
+        (this.#watchdogRunnable
           ? ", also when the agent dies (a watchdog kills what it left)"
           : "; if the agent dies they run on until it restarts (no watchdog: /bin/sh cannot be run)");
     } else {
@@ -821,12 +830,26 @@ export class Sandbox {
       }
     }
     let cgroup: string | undefined;
-    if (this.#cgroupHome) {
-      const path = `${this.#cgroupHome.base}/cmd-${Deno.pid}-${++this.#count}-${
+    const home = this.#cgroupHome;
+    if (home) {
+      // Not into another agent's command cgroup of this process (see whileMoving).
+      if (!this.#watchdogTried) {
+        this.#watchdogTried = true;
+        this.#watchdog = whileMoving(home.own, () => startWatchdog(home.base));
+      }
+      const path = `${home.base}/cmd-${Deno.pid}-${++this.#count}-${
         crypto.randomUUID().slice(0, 8)
       }`;
       try {
-        Deno.mkdirSync(path);
+        try {
+          Deno.mkdirSync(path);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+          // Removed while empty by a sandbox of the same tag closing (a second agent that was
+          // refused the state directory): made again.
+          Deno.mkdirSync(home.base, { recursive: true });
+          Deno.mkdirSync(path);
+        }
         cgroup = path;
       } catch (error) {
         log.warning("could not create the command's cgroup; signalling its process group", {
@@ -961,8 +984,8 @@ export class Sandbox {
   }
 
   /**
-   * Stops the watchdog (which then stops whatever still runs in this agent's cgroups) and removes
-   * this agent's directory of command cgroups.
+   * Stops the watchdog, when a command started one (it then stops whatever still runs in this
+   * agent's cgroups), and removes this agent's directory of command cgroups when it is empty.
    */
   async close(): Promise<void> {
     const watchdog = this.#watchdog;

@@ -461,6 +461,52 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a second sandbox of the same tag, closed unused, leaves the first one's commands alone",
+  ignore,
+  fn: async () => {
+    // A second agent on the same state directory (refused its lock), or the parent of a daemon,
+    // makes a sandbox of the running agent's tag and closes it again.
+    const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
+    const first = Sandbox.create({ tag });
+    if (first.killMode !== "cgroup") {
+      await first.close();
+      console.log(`cgroup tests skipped: ${first.describe()}`);
+      return;
+    }
+    using sleeper = script("echo ready; sleep 60");
+    const policy = createPolicy({
+      extraPrograms: [sleeper.path, "cat"],
+      allowedPathPrefixes: ["/proc/self"],
+    });
+    const cancel = new AbortController();
+    try {
+      const run = runOnFakeClock(sleeper.path, {
+        policy,
+        sandbox: first,
+        signal: cancel.signal,
+        cancelGraceMs: 0,
+      });
+      await run.ready("ready");
+      const second = Sandbox.create({ tag });
+      await second.close();
+      // The first one's command still runs: only a cancel ends it.
+      cancel.abort();
+      const result = await run.result;
+      assert.equal(result.status, "cancelled", JSON.stringify(result));
+      // Its directory of cgroups, removed while empty by the second one's close, is made again.
+      const again = Sandbox.create({ tag });
+      await again.close();
+      const next = await runCommand("cat /proc/self/cgroup", { policy, sandbox: first });
+      assert.equal(next.status, "success", JSON.stringify(next));
+      assert.match(next.stdout, new RegExp(`^0::.*/status-${tag}/cmd-`, "m"), "in a cgroup");
+    } finally {
+      cancel.abort();
+      await first.close();
+    }
+  },
+});
+
+Deno.test({
   name: "a restarted agent leaves alone a cgroup its journal names that is not one of its own",
   ignore,
   fn: async () => {
