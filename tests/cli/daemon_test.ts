@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PERMS, runCli } from "../_cli.ts";
 import { fileURLToPath } from "node:url";
+import { openAgentState } from "../../src/agent/state.ts";
 import {
   acquirePidFile,
   DAEMON_CHILD_FLAG,
@@ -265,6 +266,23 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
         ),
       );
       assert.doesNotMatch(run.stderr, /see its log file/);
+    });
+    await t.step("a state directory another agent holds fails the start, not later", async () => {
+      const stateDir = join(dir, "held-state");
+      const pidFile = join(dir, "held.pid");
+      // This process plays the running agent: it holds the state directory's lock.
+      using _held = openAgentState({ dir: stateDir });
+      const run = await daemon("--state-dir", stateDir, "--pid-file", pidFile);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(
+        run.stderr.trim(),
+        new RegExp(
+          `^status: the daemon exited at start with code 1: another agent \\(pid ${Deno.pid}\\) ` +
+            `is using the state directory ${stateDir}`,
+        ),
+      );
+      assert.equal(run.stdout, "", "not said to be started");
+      assert.equal(readPidFile(pidFile), undefined, "no pid file left");
     });
     await t.step("a state directory that is a file is refused before it is started", async () => {
       const stateFile = join(dir, "state-is-a-file");
