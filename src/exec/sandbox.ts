@@ -766,9 +766,14 @@ export class Sandbox {
    * @returns The description.
    */
   describe(): string {
+    // A user other than the agent's, when the agent is not root: without the capabilities to
+    // switch to it no command starts, which the line must say.
+    const userCaveat = this.user && this.userNote
+      ? `; ${this.userNote}, without which no command starts`
+      : "";
     const who = this.user
       ? `commands run as ${this.user.name} (uid ${this.user.uid}, gid ${this.user.gid}, no ` +
-        "supplementary groups)"
+        `supplementary groups${userCaveat})`
       : `commands run as the agent's own user (${this.userNote ?? "COMMAND_USER is that user"})`;
     const where = this.fixedCwd
       ? `in ${this.fixedCwd} (COMMAND_CWD)`

@@ -715,6 +715,16 @@ Deno.test({
   },
 });
 
+Deno.test("the start-up line says a non-root agent needs capabilities for COMMAND_USER", async () => {
+  // It said "commands run as nobody (uid 65534, ...)" and nothing else, while without
+  // CAP_SETUID and CAP_SETGID every command failed to start.
+  await using sandbox = Sandbox.create({ user: "65534:65534", agentUid: 1000, cgroups: false });
+  assert.match(
+    sandbox.describe(),
+    /^commands run as 65534:65534 \(uid 65534, gid 65534, no supplementary groups; the agent is not root \(uid 1000\): running as COMMAND_USER 65534:65534 needs the CAP_SETUID and CAP_SETGID capabilities, without which no command starts\), /,
+  );
+});
+
 Deno.test("the start-up line says once why commands run as the agent's own user", async (t) => {
   // It said "commands run as the agent's own user (cannot tell ...: commands run as the agent's
   // own user; ...)" and "(the agent is not root: commands run as its own user (uid 1000))".
