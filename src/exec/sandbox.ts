@@ -256,6 +256,50 @@ export function resolveUser(spec: string, passwd?: string): CommandUser {
   throw new TypeError(`COMMAND_USER "${spec}" is not a user of this machine (not in /etc/passwd)`);
 }
 
+/**
+ * @internal Why `user` (its uid and its own group only, as commands run) cannot enter `dir`: the
+ * first directory on the way without search permission for it, by the mode bits; `undefined`
+ * when every one has it, or when that cannot be told (a path that cannot be read).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unenterableBy } from "./sandbox.ts";
+ *
+ * assert.equal(unenterableBy("/", { name: "nobody", uid: 65534, gid: 65534 }), undefined);
+ * ```
+ *
+ * @param dir The directory.
+ * @param user The command user.
+ * @returns The reason, or `undefined`.
+ */
+export function unenterableBy(dir: string, user: CommandUser): string | undefined {
+  if (user.uid === 0) return undefined;
+  let path: string;
+  try {
+    path = Deno.realPathSync(dir);
+  } catch {
+    return undefined;
+  }
+  const parts = path.split("/").filter((part) => part !== "");
+  for (let i = 0; i <= parts.length; i++) {
+    const at = `/${parts.slice(0, i).join("/")}`;
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(at);
+    } catch {
+      return undefined;
+    }
+    if (info.mode === null || info.uid === null || info.gid === null) return undefined;
+    const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
+    if ((info.mode & bit) === 0) {
+      return `${at} is mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ` +
+        `${info.uid}, group gid ${info.gid}`;
+    }
+  }
+  return undefined;
+}
+
 /** How signals reach processes other than the direct child. */
 export type SignalRoute = "direct" | "kill-program" | "none";
 
@@ -775,8 +819,13 @@ export class Sandbox {
       ? `commands run as ${this.user.name} (uid ${this.user.uid}, gid ${this.user.gid}, no ` +
         `supplementary groups${userCaveat})`
       : `commands run as the agent's own user (${this.userNote ?? "COMMAND_USER is that user"})`;
+    const blocked = this.fixedCwd && this.user
+      ? unenterableBy(this.fixedCwd, this.user)
+      : undefined;
     const where = this.fixedCwd
-      ? `in ${this.fixedCwd} (COMMAND_CWD)`
+      ? `in ${this.fixedCwd} (COMMAND_CWD${
+        blocked ? `, which ${this.user!.name} cannot enter, so no command starts: ${blocked}` : ""
+      })`
       : this.#inheritCwd
       ? "in the agent's working directory"
       : this.#canCreateDirs

@@ -715,6 +715,43 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a COMMAND_CWD the command user cannot enter is named, not the program",
+  ignore,
+  fn: async () => {
+    // It said 'program "/usr/bin/echo" could not be started: ... Permission denied' (and
+    // start_failure "not_executable") for every command, and the start-up line said nothing.
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-closed-" });
+    Deno.chmodSync(dir, 0o700);
+    try {
+      await using sandbox = Sandbox.create({ cwd: dir, cgroups: false });
+      assert.match(
+        sandbox.describe(),
+        new RegExp(
+          `in ${dir} \\(COMMAND_CWD, which nobody cannot enter, so no command starts: ${dir} is ` +
+            "mode 0700, owner uid 0, group gid 0\\)",
+        ),
+      );
+      const result = await runCommand("echo hi", { policy: createPolicy({}), sandbox });
+      assert.equal(result.status, "failed");
+      assert.equal(result.start_failure, "spawn_failed");
+      assert.equal(
+        result.error,
+        `working directory "${dir}" cannot be entered by the command user nobody (uid 65534, ` +
+          `gid 65534): ${dir} is mode 0700, owner uid 0, group gid 0`,
+      );
+      // One it may enter runs as before.
+      Deno.chmodSync(dir, 0o711);
+      assert.equal(
+        (await runCommand("echo hi", { policy: createPolicy({}), sandbox })).stdout,
+        "hi\n",
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("the start-up line says a non-root agent needs capabilities for COMMAND_USER", async () => {
   // It said "commands run as nobody (uid 65534, ...)" and nothing else, while without
   // CAP_SETUID and CAP_SETGID every command failed to start.
