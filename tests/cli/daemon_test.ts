@@ -103,6 +103,27 @@ Deno.test("pid files", async (t) => {
       }
     });
 
+    await t.step("naming a live agent with a long command line, under COLUMNS=80", async () => {
+      // ps cut its command line at COLUMNS, where the daemon flag comes last: the live agent
+      // was taken for another program, its pid file removed, a second one could start.
+      const child = new Deno.Command("sh", {
+        args: ["-c", "sleep 30; :", "x".repeat(200), DAEMON_CHILD_FLAG],
+      }).spawn();
+      const columns = Deno.env.get("COLUMNS");
+      Deno.env.set("COLUMNS", "80");
+      try {
+        Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
+        assert.throws(() => acquirePidFile(pidFile, Deno.pid), /an agent is running already/);
+        assert.equal(readPidFile(pidFile), child.pid, "left alone");
+      } finally {
+        if (columns === undefined) Deno.env.delete("COLUMNS");
+        else Deno.env.set("COLUMNS", columns);
+        child.kill("SIGKILL");
+        await child.status;
+        Deno.removeSync(pidFile);
+      }
+    });
+
     await t.step("holding garbage are an error", () => {
       Deno.writeTextFileSync(pidFile, "not a pid\n");
       assert.throws(() => readPidFile(pidFile), DaemonError);
