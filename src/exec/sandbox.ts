@@ -1101,17 +1101,20 @@ function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number
 
 /**
  * The live processes of process group `pgid` that started no earlier than its leader did, or
- * `undefined` when `/proc` is not readable.
+ * `undefined` when `/proc` is not readable. None when a leader of that id lives that started at
+ * another time: the command's group ended and its id was used again (a pid is not, while a group
+ * of that id has members), so the group is another program's.
  */
 function groupMembers(pgid: number, leaderTicks: number): number[] | undefined {
   const members: number[] = [];
   try {
     for (const entry of Deno.readDirSync("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
-      const stat = readStat(Number(entry.name));
-      if (stat && stat.pgrp === pgid && stat.startTicks >= leaderTicks) {
-        members.push(Number(entry.name));
-      }
+      const pid = Number(entry.name);
+      const stat = readStat(pid);
+      if (!stat || stat.pgrp !== pgid) continue;
+      if (pid === pgid && stat.startTicks !== leaderTicks) return [];
+      if (stat.startTicks >= leaderTicks) members.push(pid);
     }
   } catch {
     return undefined;

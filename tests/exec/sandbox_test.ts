@@ -579,6 +579,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "with /proc, a group whose leader started at another time than recorded is not killed",
+  ignore,
+  fn: async () => {
+    // Its members that started after the recorded time were killed: a pid used again by a new
+    // group leader (after a wrap of pids, or a reboot) lost its whole group.
+    using twice = script("sleep 60 & sleep 60");
+    const sandbox = Sandbox.create({ cgroups: false });
+    const cell = await sandbox.open();
+    const child = cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" });
+    try {
+      const record = (await cell.recordSoon())!;
+      assert.ok(record.start_ticks !== undefined && record.start_ticks > 0, "read from /proc");
+      const earlier = { ...record, start_ticks: record.start_ticks! - 1 };
+      assert.equal(await sandbox.stopLeftover(earlier), "ended");
+      assert.deepEqual(await alive([child.pid]), [child.pid], "left alone");
+      assert.equal(await sandbox.stopLeftover(record), "stopped");
+      assert.deepEqual(await survivors([child.pid]), []);
+    } finally {
+      await cell.close();
+      await child.status;
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
   name: "two untagged sandboxes of one process: the start of one never sweeps the other's command",
   ignore: !here,
   fn: async () => {
