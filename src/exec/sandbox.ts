@@ -71,6 +71,11 @@ export interface ProcessRecord {
   start_ticks?: number;
   /** When it was spawned, in milliseconds since the epoch. */
   spawned_at_ms?: number;
+  /**
+   * The boot it was spawned in (`/proc/sys/kernel/random/boot_id`), when readable: after a
+   * reboot its pid and start time name nothing of the command.
+   */
+  boot_id?: string;
 }
 
 /** What {@link Sandbox.stopLeftover} found. */
@@ -80,7 +85,20 @@ export type LeftoverOutcome =
   /** Nothing was running any more: the command ended on its own. */
   | "ended"
   /** The agent cannot tell (no permission to look); nothing was signalled. */
-  | "unknown";
+  | "unknown"
+  /** The machine restarted since the command was spawned: nothing of it runs; nothing was signalled. */
+  | "rebooted";
+
+/** This boot's id, read once; `undefined` when `/proc` is not readable. */
+let thisBoot: string | null | undefined;
+
+/** @internal The id of this boot of the machine, or `undefined` when it cannot be read. */
+export function bootId(): string | undefined {
+  if (thisBoot === undefined) {
+    thisBoot = readText("/proc/sys/kernel/random/boot_id")?.trim() || null;
+  }
+  return thisBoot ?? undefined;
+}
 
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions {
@@ -516,6 +534,8 @@ export class Cell implements AsyncDisposable {
     const record: ProcessRecord = { pid, spawned_at_ms: this.#spawnedAt };
     if (this.#cgroup) record.cgroup = this.#cgroup;
     if (ticks !== undefined) record.start_ticks = ticks;
+    const boot = bootId();
+    if (boot !== undefined) record.boot_id = boot;
     return record;
   }
 
@@ -1005,6 +1025,12 @@ export class Sandbox {
    * @returns Whether something was still running.
    */
   async stopLeftover(record: ProcessRecord): Promise<LeftoverOutcome> {
+    // After a reboot the pid (and the start time) may be another program's, whose group this
+    // would kill.
+    const boot = bootId();
+    if (typeof record.boot_id === "string" && boot !== undefined && record.boot_id !== boot) {
+      return "rebooted";
+    }
     if (record.cgroup) {
       // Only one of this agent's command cgroups (`status-<tag>/cmd-...`): a journal is data, and
       // cgroup.kill of any other path would stop whatever runs there.

@@ -605,6 +605,34 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a record of another boot names nothing to kill: the command is reported gone with it",
+  ignore,
+  fn: async () => {
+    // After a reboot the recorded pid may lead another program's group (its members started
+    // after the recorded time, or it has no leader): that group was killed.
+    using twice = script("sleep 60 & sleep 60");
+    const sandbox = Sandbox.create({ cgroups: false });
+    const cell = await sandbox.open();
+    const child = cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" });
+    try {
+      const record = (await cell.recordSoon())!;
+      const boot = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+      assert.equal(record.boot_id, boot, "the boot is recorded");
+      const otherBoot = { ...record, boot_id: "00000000-0000-4000-8000-000000000000" };
+      assert.equal(await sandbox.stopLeftover(otherBoot), "rebooted");
+      assert.deepEqual(await alive([child.pid]), [child.pid], "left alone");
+      const { boot_id: _boot, ...olderRecord } = record;
+      assert.equal(await sandbox.stopLeftover(olderRecord), "stopped", "no boot: looked at");
+      assert.deepEqual(await survivors([child.pid]), []);
+    } finally {
+      await cell.close();
+      await child.status;
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
   name: "two untagged sandboxes of one process: the start of one never sweeps the other's command",
   ignore: !here,
   fn: async () => {
