@@ -7,6 +7,7 @@
  */
 import { abortableSleep, lockWithin } from "../clock.ts";
 import { logger } from "../log/mod.ts";
+import { ownUid } from "../own_files.ts";
 
 const log = logger("exec", "sandbox");
 const encoder = new TextEncoder();
@@ -203,14 +204,24 @@ export function probeCgroups(tag: string): CgroupHome | string {
   }
 }
 
-/** {@link probeCgroups} once the own cgroup is known and locked. */
-function probeBelow(own: string, tag: string): CgroupHome | string {
+/**
+ * @internal {@link probeCgroups} once the own cgroup is known and locked.
+ *
+ * @param own The own cgroup's directory.
+ * @param tag Names this agent's directory.
+ * @returns Where the command cgroups live, or why there are none.
+ */
+export function probeBelow(own: string, tag: string): CgroupHome | string {
   const base = `${own}/status-${tag}`;
   try {
     Deno.mkdirSync(base, { recursive: true });
   } catch (error) {
-    return `cannot create ${base} (${(error as Error).message}); run as root or as a systemd ` +
-      "service with Delegate=yes";
+    // Root or a delegated cgroup is the way out only for an agent that is neither; a root agent
+    // refused (a container's read-only cgroup file system) is told the reason alone.
+    const hint = error instanceof Deno.errors.PermissionDenied && ownUid() !== 0
+      ? "; run as root or as a systemd service with Delegate=yes"
+      : "";
+    return `cannot create ${base} (${(error as Error).message})${hint}`;
   }
   if (!exists(`${base}/cgroup.kill`)) {
     return "the kernel has no cgroup.kill (Linux 5.14 or later is needed)";

@@ -86,7 +86,7 @@ export type LeftoverOutcome =
   | "ended"
   /** The agent cannot tell (no permission to look); nothing was signalled. */
   | "unknown"
-  /** The machine restarted since the command was spawned: nothing of it runs; nothing was signalled. */
+  /** The machine restarted since the command was spawned: none of it runs; nothing signalled. */
   | "rebooted";
 
 /** This boot's id, read once; `undefined` when `/proc` is not readable. */
