@@ -278,6 +278,15 @@ async function agentAction(
     await Promise.race([running, forced]);
     // After a forced stop the agent may still be writing; main.ts exits the process anyway.
     running.catch(() => {});
+  } catch (error) {
+    // A daemon's standard error reaches no one once it runs: its log file says why it stopped.
+    if (daemonChild) {
+      log.error("the agent stopped on an error: {reason}", {
+        reason: error instanceof Error ? error.message : String(error),
+        error,
+      });
+    }
+    throw error;
   } finally {
     clearTimeout(forcedTimer);
     signals[Symbol.dispose]();

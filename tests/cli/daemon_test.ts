@@ -304,6 +304,11 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
       );
       assert.equal(run.stdout, "", "not said to be started");
       assert.equal(readPidFile(pidFile), undefined, "no pid file left");
+      // Its log says so too (its standard error reaches no one once it runs).
+      assert.match(
+        Deno.readTextFileSync(join(dir, "status.log")),
+        /"the agent stopped on an error: another agent \(pid \d+\) is using the state directory/,
+      );
     });
     await t.step("a state directory that is a file is refused before it is started", async () => {
       const stateFile = join(dir, "state-is-a-file");
