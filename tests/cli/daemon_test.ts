@@ -294,6 +294,9 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
       // This process plays the running agent: it holds the state directory's lock.
       using _held = openAgentState({ dir: stateDir });
       const run = await daemon("--state-dir", stateDir, "--pid-file", pidFile);
+      // A daemon said to be started (the failure this checks) must not run on after the test.
+      const started = Number(/pid (\d+)/.exec(run.stdout)?.[1]);
+      if (started > 1 && isProcessAlive(started)) Deno.kill(started, "SIGKILL");
       assert.equal(run.code, 1, run.stderr);
       assert.match(
         run.stderr.trim(),
