@@ -29,6 +29,8 @@ const LEFTOVER_ERRORS: Readonly<Record<LeftoverOutcome | "unrecorded", string>> 
   unknown: "the agent stopped while the command was running; after its restart it could not " +
     "tell whether the command was still running (no permission to look) and did not run it " +
     "again (at most once)",
+  rebooted: "the machine restarted while the command was running, which so did not finish; " +
+    "the agent did not run it again (at most once)",
   unrecorded: "the agent stopped as the command was being started, before it recorded the " +
     "command's process; the command was not run again (at most once)",
 };

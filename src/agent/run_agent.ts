@@ -143,6 +143,13 @@ export interface AgentOptions {
    * (`METRICS_PORT`), while the agent runs.
    */
   metricsPort?: string;
+  /**
+   * @internal Called once the agent holds its state directory, serves its metrics and has
+   * finished what its previous run left, before its first wait: a daemon writes its pid file
+   * here, so that whoever started it learns of a failure up to this point. A throw stops the
+   * agent with that error.
+   */
+  onStarted?: () => void;
 }
 
 /** What {@link runAgent} did, once it stopped. */
@@ -333,6 +340,7 @@ export async function runAgent(
       );
     }
     await recover(state, executor, () => clock.now());
+    options.onStarted?.();
     if (options.heartbeat !== false) {
       const overrides = options.heartbeatOptions ?? {};
       heartbeat = runHeartbeat({

@@ -251,7 +251,6 @@ async function agentAction(
   }
 
   const log = logger("agent", "cli");
-  if (daemonChild) acquirePidFile(s.pidFile);
   const signals = twoStageStop({
     first: (name) => log.info(`${name} received: stopping (a second signal stops at once)`),
     again: (name) => log.warning(`${name} received again: stopping at once`),
@@ -266,6 +265,10 @@ async function agentAction(
       executor,
       exec,
       stopNow: stopNow.signal,
+      // Once the agent has its state directory: the command that started the daemon waits for
+      // this file, and a daemon that fails before it (another agent holds the state directory,
+      // the metrics port is taken) is reported there, with why, not as started.
+      onStarted: daemonChild ? () => acquirePidFile(s.pidFile) : undefined,
     }, stop.signal);
     const forced = new Promise<void>((resolve) => {
       stopNow.signal.addEventListener("abort", () => {
@@ -275,6 +278,15 @@ async function agentAction(
     await Promise.race([running, forced]);
     // After a forced stop the agent may still be writing; main.ts exits the process anyway.
     running.catch(() => {});
+  } catch (error) {
+    // A daemon's standard error reaches no one once it runs: its log file says why it stopped.
+    if (daemonChild) {
+      log.error("the agent stopped on an error: {reason}", {
+        reason: error instanceof Error ? error.message : String(error),
+        error,
+      });
+    }
+    throw error;
   } finally {
     clearTimeout(forcedTimer);
     signals[Symbol.dispose]();

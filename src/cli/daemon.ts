@@ -72,7 +72,14 @@ export function readPidFile(path: string): number | undefined {
 function ps(field: "stat" | "args" | "uid", pid: number): string | undefined {
   try {
     const output = new Deno.Command("ps", {
-      args: ["-o", `${field}=`, "-p", String(pid)],
+      args: [
+        // The whole command line, never cut at COLUMNS (the daemon flag comes last).
+        ...(field === "args" ? ["-ww"] : []),
+        "-o",
+        `${field}=`,
+        "-p",
+        String(pid),
+      ],
       stdin: "null",
       stdout: "piped",
       stderr: "null",

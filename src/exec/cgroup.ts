@@ -7,6 +7,7 @@
  */
 import { abortableSleep, lockWithin } from "../clock.ts";
 import { logger } from "../log/mod.ts";
+import { ownUid } from "../own_files.ts";
 
 const log = logger("exec", "sandbox");
 const encoder = new TextEncoder();
@@ -203,14 +204,24 @@ export function probeCgroups(tag: string): CgroupHome | string {
   }
 }
 
-/** {@link probeCgroups} once the own cgroup is known and locked. */
-function probeBelow(own: string, tag: string): CgroupHome | string {
+/**
+ * @internal {@link probeCgroups} once the own cgroup is known and locked.
+ *
+ * @param own The own cgroup's directory.
+ * @param tag Names this agent's directory.
+ * @returns Where the command cgroups live, or why there are none.
+ */
+export function probeBelow(own: string, tag: string): CgroupHome | string {
   const base = `${own}/status-${tag}`;
   try {
     Deno.mkdirSync(base, { recursive: true });
   } catch (error) {
-    return `cannot create ${base} (${(error as Error).message}); run as root or as a systemd ` +
-      "service with Delegate=yes";
+    // Root or a delegated cgroup is the way out only for an agent that is neither; a root agent
+    // refused (a container's read-only cgroup file system) is told the reason alone.
+    const hint = error instanceof Deno.errors.PermissionDenied && ownUid() !== 0
+      ? "; run as root or as a systemd service with Delegate=yes"
+      : "";
+    return `cannot create ${base} (${(error as Error).message})${hint}`;
   }
   if (!exists(`${base}/cgroup.kill`)) {
     return "the kernel has no cgroup.kill (Linux 5.14 or later is needed)";
@@ -249,6 +260,26 @@ const WATCHDOG_SCRIPT = 'cat > /dev/null; for d in "$1"/*/; do ' +
   'case "$(cat "$d/cgroup.events")" in *"populated 1"*) ' +
   'echo 1 > "$d/cgroup.freeze"; echo 1 > "$d/cgroup.kill";; esac; done';
 
+/** The shell the watchdog runs in. */
+const WATCHDOG_SHELL = "/bin/sh";
+
+/**
+ * Whether the watchdog's shell may run here (an executable file, and the permission to run it).
+ *
+ * @returns `true` when {@link startWatchdog} can start it.
+ */
+export function watchdogRunnable(): boolean {
+  try {
+    if (Deno.permissions.querySync({ name: "run", command: WATCHDOG_SHELL }).state !== "granted") {
+      return false;
+    }
+    const info = Deno.statSync(WATCHDOG_SHELL);
+    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Starts the watchdog of an agent's command cgroups.
  *
@@ -257,7 +288,7 @@ const WATCHDOG_SCRIPT = 'cat > /dev/null; for d in "$1"/*/; do ' +
  */
 export function startWatchdog(base: string): Watchdog | undefined {
   try {
-    const child = new Deno.Command("/bin/sh", {
+    const child = new Deno.Command(WATCHDOG_SHELL, {
       args: ["-c", WATCHDOG_SCRIPT, "status-watchdog", base],
       stdin: "piped",
       stdout: "null",

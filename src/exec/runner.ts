@@ -18,7 +18,13 @@ import {
 import { parseCommandLine } from "./parse.ts";
 import { type OnOutput, tapOutput } from "./tap.ts";
 import { type ExecPolicy, PolicyChecker } from "./policy.ts";
-import { type Cell, type ProcessRecord, Sandbox, setsidExecFailure } from "./sandbox.ts";
+import {
+  type Cell,
+  type ProcessRecord,
+  Sandbox,
+  setsidExecFailure,
+  unenterableBy,
+} from "./sandbox.ts";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { type Clock, systemClock, type TimerId } from "../clock.ts";
 
@@ -420,6 +426,18 @@ export class CommandRunner {
       });
     } catch (error) {
       await cell.close();
+      // The kernel says EACCES alike for a program and for a working directory the command user
+      // may not enter (COMMAND_CWD): the directory is named when it is the one.
+      const user = this.#sandbox.user;
+      const blocked = error instanceof Deno.errors.PermissionDenied && user && cell.cwd
+        ? unenterableBy(cell.cwd, user)
+        : undefined;
+      if (blocked !== undefined) {
+        const reason = `working directory "${cell.cwd}" cannot be entered by the command user ` +
+          `${user!.name} (uid ${user!.uid}, gid ${user!.gid}): ${blocked}`;
+        log.warning("command could not start: {reason}", { argv: parsed.value, reason });
+        return notRun("failed", reason, "spawn_failed");
+      }
       const message = error instanceof Deno.errors.NotCapable
         ? `${(error as Error).message} (the agent needs --allow-run)`
         : (error as Error).message;

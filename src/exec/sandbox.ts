@@ -36,6 +36,7 @@ import {
   readText,
   startWatchdog,
   type Watchdog,
+  watchdogRunnable,
   whileMoving,
   writeText,
 } from "./cgroup.ts";
@@ -70,6 +71,11 @@ export interface ProcessRecord {
   start_ticks?: number;
   /** When it was spawned, in milliseconds since the epoch. */
   spawned_at_ms?: number;
+  /**
+   * The boot it was spawned in (`/proc/sys/kernel/random/boot_id`), when readable: after a
+   * reboot its pid and start time name nothing of the command.
+   */
+  boot_id?: string;
 }
 
 /** What {@link Sandbox.stopLeftover} found. */
@@ -79,7 +85,20 @@ export type LeftoverOutcome =
   /** Nothing was running any more: the command ended on its own. */
   | "ended"
   /** The agent cannot tell (no permission to look); nothing was signalled. */
-  | "unknown";
+  | "unknown"
+  /** The machine restarted since the command was spawned: none of it runs; nothing signalled. */
+  | "rebooted";
+
+/** This boot's id, read once; `undefined` when `/proc` is not readable. */
+let thisBoot: string | null | undefined;
+
+/** @internal The id of this boot of the machine, or `undefined` when it cannot be read. */
+export function bootId(): string | undefined {
+  if (thisBoot === undefined) {
+    thisBoot = readText("/proc/sys/kernel/random/boot_id")?.trim() || null;
+  }
+  return thisBoot ?? undefined;
+}
 
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions {
@@ -253,6 +272,50 @@ export function resolveUser(spec: string, passwd?: string): CommandUser {
   }
   if (numeric) return { name: spec, uid: Number(spec), gid: Number(spec) };
   throw new TypeError(`COMMAND_USER "${spec}" is not a user of this machine (not in /etc/passwd)`);
+}
+
+/**
+ * @internal Why `user` (its uid and its own group only, as commands run) cannot enter `dir`: the
+ * first directory on the way without search permission for it, by the mode bits; `undefined`
+ * when every one has it, or when that cannot be told (a path that cannot be read).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unenterableBy } from "./sandbox.ts";
+ *
+ * assert.equal(unenterableBy("/", { name: "nobody", uid: 65534, gid: 65534 }), undefined);
+ * ```
+ *
+ * @param dir The directory.
+ * @param user The command user.
+ * @returns The reason, or `undefined`.
+ */
+export function unenterableBy(dir: string, user: CommandUser): string | undefined {
+  if (user.uid === 0) return undefined;
+  let path: string;
+  try {
+    path = Deno.realPathSync(dir);
+  } catch {
+    return undefined;
+  }
+  const parts = path.split("/").filter((part) => part !== "");
+  for (let i = 0; i <= parts.length; i++) {
+    const at = `/${parts.slice(0, i).join("/")}`;
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(at);
+    } catch {
+      return undefined;
+    }
+    if (info.mode === null || info.uid === null || info.gid === null) return undefined;
+    const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
+    if ((info.mode & bit) === 0) {
+      return `${at} is mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ` +
+        `${info.uid}, group gid ${info.gid}`;
+    }
+  }
+  return undefined;
 }
 
 /** How signals reach processes other than the direct child. */
@@ -471,6 +534,8 @@ export class Cell implements AsyncDisposable {
     const record: ProcessRecord = { pid, spawned_at_ms: this.#spawnedAt };
     if (this.#cgroup) record.cgroup = this.#cgroup;
     if (ticks !== undefined) record.start_ticks = ticks;
+    const boot = bootId();
+    if (boot !== undefined) record.boot_id = boot;
     return record;
   }
 
@@ -608,7 +673,16 @@ export class Sandbox {
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
   #cgroupNote: string | undefined;
+  /**
+   * Started when the first command gets a cgroup, not before: the directory of command cgroups
+   * belongs to the tag, and a second agent on the same state directory (refused its lock, or the
+   * parent of a daemon) makes a sandbox of the same tag and closes it again; its watchdog, woken
+   * by that close, would kill the running agent's commands.
+   */
   #watchdog: Watchdog | undefined;
+  #watchdogTried = false;
+  /** Whether `/bin/sh` may run, so that a watchdog can be started. */
+  readonly #watchdogRunnable: boolean;
   #count = 0;
   /** The name of this agent's directory of command cgroups (`status-<tag>`), wherever it lies. */
   readonly #cgroupDirName: string;
@@ -635,9 +709,8 @@ export class Sandbox {
     if (typeof home === "string") this.#cgroupNote = home;
     else if (home) {
       this.#cgroupHome = home;
-      // Not into another agent's command cgroup of this process (see whileMoving).
-      this.#watchdog = whileMoving(home.own, () => startWatchdog(home.base));
     }
+    this.#watchdogRunnable = this.#cgroupHome !== undefined && watchdogRunnable();
   }
 
   /**
@@ -757,12 +830,22 @@ export class Sandbox {
    * @returns The description.
    */
   describe(): string {
+    // A user other than the agent's, when the agent is not root: without the capabilities to
+    // switch to it no command starts, which the line must say.
+    const userCaveat = this.user && this.userNote
+      ? `; ${this.userNote}, without which no command starts`
+      : "";
     const who = this.user
       ? `commands run as ${this.user.name} (uid ${this.user.uid}, gid ${this.user.gid}, no ` +
-        "supplementary groups)"
+        `supplementary groups${userCaveat})`
       : `commands run as the agent's own user (${this.userNote ?? "COMMAND_USER is that user"})`;
+    const blocked = this.fixedCwd && this.user
+      ? unenterableBy(this.fixedCwd, this.user)
+      : undefined;
     const where = this.fixedCwd
-      ? `in ${this.fixedCwd} (COMMAND_CWD)`
+      ? `in ${this.fixedCwd} (COMMAND_CWD${
+        blocked ? `, which ${this.user!.name} cannot enter, so no command starts: ${blocked}` : ""
+      })`
       : this.#inheritCwd
       ? "in the agent's working directory"
       : this.#canCreateDirs
@@ -773,7 +856,7 @@ export class Sandbox {
     if (this.#cgroupHome) {
       how = `stopped with a cgroup of their own (cgroup.kill, under ${this.#cgroupHome.base}), ` +
         "which reaches processes that left the process group" +
-        (this.#watchdog
+        (this.#watchdogRunnable
           ? ", also when the agent dies (a watchdog kills what it left)"
           : "; if the agent dies they run on until it restarts (no watchdog: /bin/sh cannot be run)");
     } else {
@@ -821,12 +904,26 @@ export class Sandbox {
       }
     }
     let cgroup: string | undefined;
-    if (this.#cgroupHome) {
-      const path = `${this.#cgroupHome.base}/cmd-${Deno.pid}-${++this.#count}-${
+    const home = this.#cgroupHome;
+    if (home) {
+      // Not into another agent's command cgroup of this process (see whileMoving).
+      if (!this.#watchdogTried) {
+        this.#watchdogTried = true;
+        this.#watchdog = whileMoving(home.own, () => startWatchdog(home.base));
+      }
+      const path = `${home.base}/cmd-${Deno.pid}-${++this.#count}-${
         crypto.randomUUID().slice(0, 8)
       }`;
       try {
-        Deno.mkdirSync(path);
+        try {
+          Deno.mkdirSync(path);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+          // Removed while empty by a sandbox of the same tag closing (a second agent that was
+          // refused the state directory): made again.
+          Deno.mkdirSync(home.base, { recursive: true });
+          Deno.mkdirSync(path);
+        }
         cgroup = path;
       } catch (error) {
         log.warning("could not create the command's cgroup; signalling its process group", {
@@ -928,6 +1025,12 @@ export class Sandbox {
    * @returns Whether something was still running.
    */
   async stopLeftover(record: ProcessRecord): Promise<LeftoverOutcome> {
+    // After a reboot the pid (and the start time) may be another program's, whose group this
+    // would kill.
+    const boot = bootId();
+    if (typeof record.boot_id === "string" && boot !== undefined && record.boot_id !== boot) {
+      return "rebooted";
+    }
     if (record.cgroup) {
       // Only one of this agent's command cgroups (`status-<tag>/cmd-...`): a journal is data, and
       // cgroup.kill of any other path would stop whatever runs there.
@@ -961,8 +1064,8 @@ export class Sandbox {
   }
 
   /**
-   * Stops the watchdog (which then stops whatever still runs in this agent's cgroups) and removes
-   * this agent's directory of command cgroups.
+   * Stops the watchdog, when a command started one (it then stops whatever still runs in this
+   * agent's cgroups), and removes this agent's directory of command cgroups when it is empty.
    */
   async close(): Promise<void> {
     const watchdog = this.#watchdog;
@@ -1024,17 +1127,20 @@ function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number
 
 /**
  * The live processes of process group `pgid` that started no earlier than its leader did, or
- * `undefined` when `/proc` is not readable.
+ * `undefined` when `/proc` is not readable. None when a leader of that id lives that started at
+ * another time: the command's group ended and its id was used again (a pid is not, while a group
+ * of that id has members), so the group is another program's.
  */
 function groupMembers(pgid: number, leaderTicks: number): number[] | undefined {
   const members: number[] = [];
   try {
     for (const entry of Deno.readDirSync("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
-      const stat = readStat(Number(entry.name));
-      if (stat && stat.pgrp === pgid && stat.startTicks >= leaderTicks) {
-        members.push(Number(entry.name));
-      }
+      const pid = Number(entry.name);
+      const stat = readStat(pid);
+      if (!stat || stat.pgrp !== pgid) continue;
+      if (pid === pgid && stat.startTicks !== leaderTicks) return [];
+      if (stat.startTicks >= leaderTicks) members.push(pid);
     }
   } catch {
     return undefined;

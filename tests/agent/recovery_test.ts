@@ -9,6 +9,7 @@ import { agentUid, type ExitRecord, Sandbox } from "../../src/exec/mod.ts";
 import { StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs } from "./_helpers.ts";
 import { runsHereOrUnderAllowAll, survivors } from "../exec/helpers.ts";
+import { processStartTicks } from "../../src/exec/sandbox.ts";
 
 const here = runsHereOrUnderAllowAll(import.meta.filename!);
 
@@ -152,6 +153,45 @@ Deno.test({
     } finally {
       await cell.close();
       await previous.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a command of the previous boot is reported gone with it, and its old pid is not killed",
+  ignore: !here,
+  fn: async () => {
+    using _logs = captureLogs();
+    const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
+    // Another program that leads a group of the recorded pid since the reboot.
+    const other = new Deno.Command("sleep", {
+      args: ["60"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      detached: true,
+    }).spawn();
+    try {
+      {
+        using state = openAgentState({ dir });
+        state.journal.start({ id: "cmd-1", name: "sleep 600", attempt: 1 });
+        state.journal.spawned("cmd-1", {
+          pid: other.pid,
+          // Its start time as read in this boot: only the boot tells it from the command.
+          start_ticks: processStartTicks(other.pid),
+          spawned_at_ms: Date.now() - 3_600_000,
+          boot_id: "00000000-0000-4000-8000-000000000000",
+        });
+      }
+      await using stub = new StubDashboard();
+      await runUntilReports(dir, stub, 1);
+      assert.equal(stub.reports[0].status, "interrupted");
+      assert.match(String(stub.reports[0].error), /^the machine restarted while the command was/);
+      assert.deepEqual(await survivors([other.pid], 200), [other.pid], "left alone");
+    } finally {
+      other.kill("SIGKILL");
+      await other.status;
       Deno.removeSync(dir, { recursive: true });
     }
   },

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PERMS, runCli } from "../_cli.ts";
 import { fileURLToPath } from "node:url";
+import { openAgentState } from "../../src/agent/state.ts";
 import {
   acquirePidFile,
   DAEMON_CHILD_FLAG,
@@ -99,6 +100,27 @@ Deno.test("pid files", async (t) => {
         child.kill("SIGKILL");
         await child.status;
         releasePidFile(pidFile, Deno.pid);
+      }
+    });
+
+    await t.step("naming a live agent with a long command line, under COLUMNS=80", async () => {
+      // ps cut its command line at COLUMNS, where the daemon flag comes last: the live agent
+      // was taken for another program, its pid file removed, a second one could start.
+      const child = new Deno.Command("sh", {
+        args: ["-c", "sleep 30; :", "x".repeat(200), DAEMON_CHILD_FLAG],
+      }).spawn();
+      const columns = Deno.env.get("COLUMNS");
+      Deno.env.set("COLUMNS", "80");
+      try {
+        Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
+        assert.throws(() => acquirePidFile(pidFile, Deno.pid), /an agent is running already/);
+        assert.equal(readPidFile(pidFile), child.pid, "left alone");
+      } finally {
+        if (columns === undefined) Deno.env.delete("COLUMNS");
+        else Deno.env.set("COLUMNS", columns);
+        child.kill("SIGKILL");
+        await child.status;
+        Deno.removeSync(pidFile);
       }
     });
 
@@ -265,6 +287,31 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
         ),
       );
       assert.doesNotMatch(run.stderr, /see its log file/);
+    });
+    await t.step("a state directory another agent holds fails the start, not later", async () => {
+      const stateDir = join(dir, "held-state");
+      const pidFile = join(dir, "held.pid");
+      // This process plays the running agent: it holds the state directory's lock.
+      using _held = openAgentState({ dir: stateDir });
+      const run = await daemon("--state-dir", stateDir, "--pid-file", pidFile);
+      // A daemon said to be started (the failure this checks) must not run on after the test.
+      const started = Number(/pid (\d+)/.exec(run.stdout)?.[1]);
+      if (started > 1 && isProcessAlive(started)) Deno.kill(started, "SIGKILL");
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(
+        run.stderr.trim(),
+        new RegExp(
+          `^status: the daemon exited at start with code 1: another agent \\(pid ${Deno.pid}\\) ` +
+            `is using the state directory ${stateDir}`,
+        ),
+      );
+      assert.equal(run.stdout, "", "not said to be started");
+      assert.equal(readPidFile(pidFile), undefined, "no pid file left");
+      // Its log says so too (its standard error reaches no one once it runs).
+      assert.match(
+        Deno.readTextFileSync(join(dir, "status.log")),
+        /"the agent stopped on an error: another agent \(pid \d+\) is using the state directory/,
+      );
     });
     await t.step("a state directory that is a file is refused before it is started", async () => {
       const stateFile = join(dir, "state-is-a-file");

@@ -18,7 +18,7 @@ import {
   runCommand,
   Sandbox,
 } from "../../src/exec/mod.ts";
-import { ownCgroupOf } from "../../src/exec/cgroup.ts";
+import { ownCgroupOf, probeBelow } from "../../src/exec/cgroup.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
 
@@ -461,6 +461,52 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a second sandbox of the same tag, closed unused, leaves the first one's commands alone",
+  ignore,
+  fn: async () => {
+    // A second agent on the same state directory (refused its lock), or the parent of a daemon,
+    // makes a sandbox of the running agent's tag and closes it again.
+    const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
+    const first = Sandbox.create({ tag });
+    if (first.killMode !== "cgroup") {
+      await first.close();
+      console.log(`cgroup tests skipped: ${first.describe()}`);
+      return;
+    }
+    using sleeper = script("echo ready; sleep 60");
+    const policy = createPolicy({
+      extraPrograms: [sleeper.path, "cat"],
+      allowedPathPrefixes: ["/proc/self"],
+    });
+    const cancel = new AbortController();
+    try {
+      const run = runOnFakeClock(sleeper.path, {
+        policy,
+        sandbox: first,
+        signal: cancel.signal,
+        cancelGraceMs: 0,
+      });
+      await run.ready("ready");
+      const second = Sandbox.create({ tag });
+      await second.close();
+      // The first one's command still runs: only a cancel ends it.
+      cancel.abort();
+      const result = await run.result;
+      assert.equal(result.status, "cancelled", JSON.stringify(result));
+      // Its directory of cgroups, removed while empty by the second one's close, is made again.
+      const again = Sandbox.create({ tag });
+      await again.close();
+      const next = await runCommand("cat /proc/self/cgroup", { policy, sandbox: first });
+      assert.equal(next.status, "success", JSON.stringify(next));
+      assert.match(next.stdout, new RegExp(`^0::.*/status-${tag}/cmd-`, "m"), "in a cgroup");
+    } finally {
+      cancel.abort();
+      await first.close();
+    }
+  },
+});
+
+Deno.test({
   name: "a restarted agent leaves alone a cgroup its journal names that is not one of its own",
   ignore,
   fn: async () => {
@@ -527,6 +573,60 @@ Deno.test({
     } finally {
       for (const cell of cells) await cell.close();
       for (const child of children) await child.status;
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "with /proc, a group whose leader started at another time than recorded is not killed",
+  ignore,
+  fn: async () => {
+    // Its members that started after the recorded time were killed: a pid used again by a new
+    // group leader (after a wrap of pids, or a reboot) lost its whole group.
+    using twice = script("sleep 60 & sleep 60");
+    const sandbox = Sandbox.create({ cgroups: false });
+    const cell = await sandbox.open();
+    const child = cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" });
+    try {
+      const record = (await cell.recordSoon())!;
+      assert.ok(record.start_ticks !== undefined && record.start_ticks > 0, "read from /proc");
+      const earlier = { ...record, start_ticks: record.start_ticks! - 1 };
+      assert.equal(await sandbox.stopLeftover(earlier), "ended");
+      assert.deepEqual(await alive([child.pid]), [child.pid], "left alone");
+      assert.equal(await sandbox.stopLeftover(record), "stopped");
+      assert.deepEqual(await survivors([child.pid]), []);
+    } finally {
+      await cell.close();
+      await child.status;
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a record of another boot names nothing to kill: the command is reported gone with it",
+  ignore,
+  fn: async () => {
+    // After a reboot the recorded pid may lead another program's group (its members started
+    // after the recorded time, or it has no leader): that group was killed.
+    using twice = script("sleep 60 & sleep 60");
+    const sandbox = Sandbox.create({ cgroups: false });
+    const cell = await sandbox.open();
+    const child = cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" });
+    try {
+      const record = (await cell.recordSoon())!;
+      const boot = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+      assert.equal(record.boot_id, boot, "the boot is recorded");
+      const otherBoot = { ...record, boot_id: "00000000-0000-4000-8000-000000000000" };
+      assert.equal(await sandbox.stopLeftover(otherBoot), "rebooted");
+      assert.deepEqual(await alive([child.pid]), [child.pid], "left alone");
+      const { boot_id: _boot, ...olderRecord } = record;
+      assert.equal(await sandbox.stopLeftover(olderRecord), "stopped", "no boot: looked at");
+      assert.deepEqual(await survivors([child.pid]), []);
+    } finally {
+      await cell.close();
+      await child.status;
       await sandbox.close();
     }
   },
@@ -667,6 +767,75 @@ Deno.test({
       Deno.removeSync(victimDir, { recursive: true });
     }
   },
+});
+
+Deno.test({
+  name: "a COMMAND_CWD the command user cannot enter is named, not the program",
+  ignore,
+  fn: async () => {
+    // It said 'program "/usr/bin/echo" could not be started: ... Permission denied' (and
+    // start_failure "not_executable") for every command, and the start-up line said nothing.
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-closed-" });
+    Deno.chmodSync(dir, 0o700);
+    try {
+      await using sandbox = Sandbox.create({ cwd: dir, cgroups: false });
+      assert.match(
+        sandbox.describe(),
+        new RegExp(
+          `in ${dir} \\(COMMAND_CWD, which nobody cannot enter, so no command starts: ${dir} is ` +
+            "mode 0700, owner uid 0, group gid 0\\)",
+        ),
+      );
+      const result = await runCommand("echo hi", { policy: createPolicy({}), sandbox });
+      assert.equal(result.status, "failed");
+      assert.equal(result.start_failure, "spawn_failed");
+      assert.equal(
+        result.error,
+        `working directory "${dir}" cannot be entered by the command user nobody (uid 65534, ` +
+          `gid 65534): ${dir} is mode 0700, owner uid 0, group gid 0`,
+      );
+      // One it may enter runs as before.
+      Deno.chmodSync(dir, 0o711);
+      assert.equal(
+        (await runCommand("echo hi", { policy: createPolicy({}), sandbox })).stdout,
+        "hi\n",
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a root agent refused a cgroup is told why, not to run as root",
+  ignore,
+  fn: () => {
+    // A root agent in a container (a read-only cgroup file system) read "...; run as root or as
+    // a systemd service with Delegate=yes". /sys refuses a directory even to root.
+    assert.equal(
+      probeBelow("/sys", "test-refused"),
+      "cannot create /sys/status-test-refused (Operation not permitted (os error 1): mkdir " +
+        "'/sys/status-test-refused')",
+    );
+    assert.match(
+      String(probeBelow("/etc/passwd", "test-refused")),
+      /^cannot create \/etc\/passwd\/status-test-refused \(Not a directory[^;]*$/,
+    );
+  },
+});
+
+Deno.test("the start-up line says a non-root agent needs capabilities for COMMAND_USER", async () => {
+  // It said "commands run as nobody (uid 65534, ...)" and nothing else, while without
+  // CAP_SETUID and CAP_SETGID every command failed to start.
+  await using sandbox = Sandbox.create({ user: "65534:65534", agentUid: 1000, cgroups: false });
+  assert.ok(
+    sandbox.describe().startsWith(
+      "commands run as 65534:65534 (uid 65534, gid 65534, no supplementary groups; the agent " +
+        "is not root (uid 1000): running as COMMAND_USER 65534:65534 needs the CAP_SETUID and " +
+        "CAP_SETGID capabilities, without which no command starts), ",
+    ),
+    sandbox.describe(),
+  );
 });
 
 Deno.test("the start-up line says once why commands run as the agent's own user", async (t) => {
