@@ -540,3 +540,29 @@ Deno.test("RESULT_RETENTION_DAYS is whole days from 0 (keep everything) to 3650"
     }
   });
 });
+
+Deno.test("a .env name near a setting's is warned about with the setting meant; others are not", () => {
+  const cwd = tempDir({
+    ".env": [
+      "POLLING_TIMEOUT=10", // the setting is POLLING_TIMEOUT_SECS: it would stay 30
+      "DASHBORD_URL=http://127.0.0.1:9",
+      "agent_id=web-1",
+      "NODE_ENV=production", // another program's: not a near miss
+      "AGENT_ID=web-2",
+    ].join("\n") + "\n",
+  });
+  try {
+    const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+    assert.equal(loaded.settings.pollingTimeoutSecs, 30);
+    assert.deepEqual(loaded.warnings, [
+      ".env sets POLLING_TIMEOUT, which is not a setting of status; it is ignored (did you mean " +
+      "POLLING_TIMEOUT_SECS?)",
+      ".env sets DASHBORD_URL, which is not a setting of status; it is ignored (did you mean " +
+      "DASHBOARD_URL?)",
+      ".env sets agent_id, which is not a setting of status; it is ignored (did you mean " +
+      "AGENT_ID?)",
+    ]);
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
