@@ -174,6 +174,8 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       ...loaded.files,
       s.stateDir,
       s.pidFile,
+      // The log file is looked at (lstat, fstat) as well as written: Deno asks read access for it.
+      logFile,
       "/",
       // The sandbox: COMMAND_USER, and the path rules' symlink checks.
       "/etc/passwd",

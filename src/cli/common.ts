@@ -249,7 +249,12 @@ export function fileProblem(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotADirectory) {
     return `${dirname(path)} (or a folder above it) is not a directory`;
   }
-  if (error instanceof Deno.errors.NotCapable) return "not permitted without --allow-write";
+  if (error instanceof Deno.errors.NotCapable) {
+    // Opening it also looks at it (lstat, fstat), which Deno allows only with read access.
+    return /requires read access/i.test((error as Error).message)
+      ? `not permitted without --allow-read (it is read as well as written: --allow-read=${path})`
+      : "not permitted without --allow-write";
+  }
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   return (error as Error).message;
 }
