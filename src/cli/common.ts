@@ -12,6 +12,7 @@ import {
   loadSettings,
   reasonOf,
   type Role,
+  type SettingKey,
   SETTINGS,
   type Settings,
 } from "../config/mod.ts";
@@ -32,16 +33,19 @@ export interface FileOptions {
  *
  * @param command The commander command.
  * @param roles The roles whose settings it reads.
+ * @param except Settings of those roles that get no flag here (the command has its own, or
+ *   never takes the setting).
  * @returns The same command.
  */
 // deno-lint-ignore no-explicit-any
 export function addSettingOptions<C extends Command<any, any, any>>(
   command: C,
   roles: readonly Role[],
+  except: readonly SettingKey[] = [],
 ): C {
   command.option("--config <path>", "read settings from this config.json (default ./config.json)");
   command.option("--env-file <path>", "read settings from this .env file (default ./.env)");
-  for (const key of keysFor([...roles, "log"])) {
+  for (const key of keysFor([...roles, "log"]).filter((key) => !except.includes(key))) {
     const spec = SETTINGS[key];
     const flags = spec.boolean
       ? flagOf(spec.env)

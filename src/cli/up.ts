@@ -132,7 +132,8 @@ export function upCommand(io: Io): Command {
       `id of the agent (default AGENT_ID, else ${UP_DEFAULT_AGENT_ID})`,
       parseAgentId,
     );
-  addSettingOptions(command, []);
+  // Every setting it takes has its flag, as everywhere; --port and --agent-id are its own above.
+  addSettingOptions(command, ["agent", "server"], [...UP_IGNORED, "port", "agentId"]);
   command.addHelpText(
     "after",
     `
@@ -140,8 +141,8 @@ Permissions: deno task start, or
   deno run --allow-net --allow-run --allow-read --allow-write --allow-env --allow-sys main.ts up
 
 PORT and AGENT_ID, and the other settings of the agent and the dashboard (ALLOWED_PROGRAMS,
-COMMAND_TIMEOUT_SECS, ...), are read from the flags, the environment, .env and config.json as
-usual. These are not, and a note says so when one is set: ${
+COMMAND_TIMEOUT_SECS, ...), are read from their flags above, the environment, .env and
+config.json as usual. These are not, and a note says so when one is set: ${
       UP_IGNORED.map((k) => SETTINGS[k].env)
         .join(", ")
     }: "status up" always listens on 127.0.0.1 in dev mode, with its data in --data-dir,
