@@ -614,10 +614,14 @@ export class OperatorClient {
         );
       }
       if (error instanceof TypeError) {
+        const why = describeFetchFailure(error);
+        // A dashboard whose certificate was refused is running there: the reason says what to do.
+        const hint = why.startsWith("the TLS handshake failed:")
+          ? ""
+          : " (is it running there? set DASHBOARD_URL or --dashboard-url)";
         throw new OperatorError(
           "connection",
-          `cannot reach the dashboard at ${this.#shownUrl}: ${describeFetchFailure(error)} ` +
-            "(is it running there? set DASHBOARD_URL or --dashboard-url)",
+          `cannot reach the dashboard at ${this.#shownUrl}: ${why}${hint}`,
           { cause: error },
         );
       }
