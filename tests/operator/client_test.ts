@@ -146,6 +146,16 @@ Deno.test("operator client words its failures for a user", async (t) => {
     );
   });
   await using stub = new StubDashboard({ adminToken: TOKEN });
+  await t.step("no admin token: one is needed, not 'the admin token' refused", async () => {
+    const client = new OperatorClient({ dashboardUrl: stub.url });
+    const error = await client.getCommand("x").then(() => assert.fail("no error"), (e) => e);
+    assert.ok(error instanceof OperatorError);
+    assert.equal(error.kind, "auth");
+    assert.match(
+      error.message,
+      /^the dashboard refused a request without an admin token \(HTTP 401[^)]*\); no admin token is set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN/,
+    );
+  });
   await t.step("a wrong admin token", async () => {
     const client = new OperatorClient({
       dashboardUrl: stub.url,
