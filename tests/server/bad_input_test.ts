@@ -743,3 +743,47 @@ Deno.test("a command name with a bidirectional override (U+202E) is refused at e
   assert.equal(plain.status, 202, "right-to-left text itself is fine");
   await plain.body?.cancel();
 });
+
+Deno.test("an enqueue field of params given beside it is refused with 400, not dropped", async (t) => {
+  await using d = await makeDashboard();
+  // The shape of a command as GET shows it: priority and deployment_hash at the top. They were
+  // dropped, and the command went to any deployment, at normal priority, on the default deadline.
+  for (
+    const [key, value] of [
+      ["deployment_hash", "prod"],
+      ["priority", "critical"],
+      ["timeout_secs", 5],
+      ["ttl_secs", 60],
+      ["metadata", { ticket: "OPS-1" }],
+    ] as const
+  ) {
+    await t.step(key, async () => {
+      const response = await d.admin("POST", P.enqueue, {
+        agent_id: "a1",
+        name: "sleep 600",
+        [key]: value,
+      });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${key}": must be given inside params ({"params": {"${key}": ...}}); beside it, ` +
+          "it would be ignored",
+      );
+    });
+  }
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+  await t.step("inside params, and other fields beside it, are taken as before", async () => {
+    const response = await d.admin("POST", P.enqueue, {
+      agent_id: "a1",
+      name: "sleep 600",
+      params: { priority: "critical", deployment_hash: "prod", timeout_secs: 5 },
+      source: "a script of another dashboard",
+    });
+    assert.equal(response.status, 202);
+    const { id } = await json(response);
+    const command = await json(await d.admin("GET", `/api/v1/commands/${id}`));
+    assert.equal(command.priority, "critical");
+    assert.equal(command.deployment_hash, "prod");
+  });
+});
