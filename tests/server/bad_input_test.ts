@@ -787,3 +787,38 @@ Deno.test("an enqueue field of params given beside it is refused with 400, not d
     assert.equal(command.deployment_hash, "prod");
   });
 });
+
+Deno.test("a list query parameter near a filter's name is refused, not ignored", async (t) => {
+  await using d = await makeDashboard();
+  for (const agent of ["a1", "a2"]) {
+    const response = await d.admin("POST", P.enqueue, { agent_id: agent, name: "echo hi" });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  }
+  for (
+    const [path, name, meant] of [
+      ["/api/v1/commands?agent=a1", "agent", "agent_id"],
+      ["/api/v1/commands?agentId=a1", "agentId", "agent_id"],
+      ["/api/v1/commands?statuses=queued", "statuses", "status"],
+      ["/api/v1/runs?limits=5", "limits", "limit"],
+    ] as const
+  ) {
+    await t.step(path, async () => {
+      // Ignored, `agent=a1` listed every agent's commands as if they were a1's.
+      const response = await d.admin("GET", path);
+      assert.equal(response.status, 400);
+      assert.match(
+        (await json(response)).error as string,
+        new RegExp(
+          `^query "${name}": is not a parameter of this list \\(did you mean "${meant}"\\?\\)`,
+        ),
+      );
+    });
+  }
+  await t.step("the right names, and unrelated parameters, are read as before", async () => {
+    const response = await d.admin("GET", "/api/v1/commands?agent_id=a1&_=1767261605");
+    assert.equal(response.status, 200);
+    const commands = (await json(response)).commands as { agent_id: string }[];
+    assert.deepEqual(commands.map((command) => command.agent_id), ["a1"]);
+  });
+});
