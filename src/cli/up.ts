@@ -9,7 +9,13 @@ import { DEFAULT_PORT } from "../defaults.ts";
 import { twoStageStop } from "./signals.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
+import {
+  type AgentState,
+  type Executor,
+  type ExecutorOptions,
+  openAgentState,
+  runAgent,
+} from "../agent/mod.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS } from "../config/mod.ts";
@@ -195,16 +201,9 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       );
     }
 
-    // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
-    // Commands may not name the data directory (the database, the agent's state) or the files
-    // the settings came from.
-    const { executor, exec } = executorFromSettings(
-      { ...s, stateDir, agentToken: undefined },
-      [dataDir, ...loaded.files],
-    );
-
     // The agent's state directory first (another "status up" may hold its lock): fail before
-    // the dashboard starts and before the invitation is printed.
+    // the dashboard starts and before the invitation is printed, and before the executor, whose
+    // sandbox is named after it (made beside another "status up", it swept that one's commands).
     let state: AgentState;
     try {
       state = openAgentState({ dir: stateDir });
@@ -214,6 +213,21 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
           `${dataDir}? stop it, or give this one its own --data-dir)`,
         { cause: error },
       );
+    }
+
+    // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
+    // Commands may not name the data directory (the database, the agent's state) or the files
+    // the settings came from.
+    let executor: Executor;
+    let exec: ExecutorOptions;
+    try {
+      ({ executor, exec } = executorFromSettings(
+        { ...s, stateDir, agentToken: undefined },
+        [dataDir, ...loaded.files],
+      ));
+    } catch (error) {
+      state[Symbol.dispose]();
+      throw error;
     }
 
     using _survive = surviveConnectionFailures();
