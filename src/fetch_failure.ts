@@ -41,7 +41,35 @@ export function describeFetchFailure(error: unknown): string {
     return "the TLS handshake failed: it answered, but not in TLS (if it serves plain HTTP, the " +
       "URL must begin with http://)";
   }
+  // "invalid peer certificate: UnknownIssuer", or "...: Other(OtherError(CaUsedAsEndEntity))".
+  const refused = /invalid peer certificate: *([\w()]+)/i.exec(text);
+  if (refused) {
+    const reason = /(\w+)\)*$/.exec(refused[1])?.[1] ?? refused[1];
+    return `the TLS handshake failed: ${certificateProblem(reason)}`;
+  }
   if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
   const detail = cause instanceof Error ? cause.message : text.trim();
   return detail.replace(/^error sending request for url \([^)]*\): /, "");
+}
+
+/** Why this side refused the dashboard's certificate, and what makes it accepted. */
+function certificateProblem(reason: string): string {
+  switch (reason) {
+    case "UnknownIssuer":
+      return "the dashboard's certificate is not issued by a CA this machine trusts (self-signed, " +
+        "or a private CA?); give its CA certificate to Deno with DENO_CERT=/path/to/ca.pem";
+    case "CaUsedAsEndEntity":
+      return "the dashboard serves a CA certificate as its own (as a bare `openssl req -x509` " +
+        "makes); serve a certificate with basicConstraints CA:FALSE, issued by a CA this " +
+        "machine trusts (DENO_CERT=/path/to/ca.pem)";
+    case "NotValidForName":
+      return "the dashboard's certificate is not valid for the host name in the URL; use a name " +
+        "it was issued for";
+    case "Expired":
+      return "the dashboard's certificate has expired (or this machine's clock is wrong)";
+    case "NotValidYet":
+      return "the dashboard's certificate is not valid yet (is this machine's clock wrong?)";
+    default:
+      return `the dashboard's certificate was refused (${reason})`;
+  }
 }

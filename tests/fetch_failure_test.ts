@@ -59,3 +59,45 @@ async function tlsServer() {
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+Deno.test("describeFetchFailure says why the dashboard's certificate was refused and what to do", async (t) => {
+  await t.step("a bare self-signed certificate (openssl req -x509), fetched for real", async () => {
+    await using tls = await tlsServer();
+    if (!tls) return;
+    const why = await fetch(`https://localhost:${tls.port}/`).then(async (response) => {
+      await response.body?.cancel();
+      return assert.fail("a self-signed certificate was accepted");
+    }, describeFetchFailure);
+    assert.match(
+      why,
+      /^the TLS handshake failed: the dashboard serves a CA certificate as its own/,
+    );
+    assert.match(why, /DENO_CERT=/);
+  });
+  const refused = (reason: string) =>
+    describeFetchFailure(
+      new TypeError("fetch failed", {
+        cause: new Error(
+          "error sending request for url (https://dash:5000/health): client error (Connect): " +
+            `invalid peer certificate: ${reason}`,
+        ),
+      }),
+    );
+  for (
+    const [reason, expected] of [
+      ["UnknownIssuer", /not issued by a CA this machine trusts .*DENO_CERT=\/path\/to\/ca\.pem$/],
+      ["NotValidForName", /not valid for the host name in the URL/],
+      ["Expired", /has expired/],
+      [
+        "Other(OtherError(X))",
+        /^the TLS handshake failed: the dashboard's certificate was refused \(X\)$/,
+      ],
+    ] as const
+  ) {
+    await t.step(reason, () => {
+      const why = refused(reason);
+      assert.match(why, /^the TLS handshake failed: /);
+      assert.match(why, expected);
+    });
+  }
+});

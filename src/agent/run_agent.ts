@@ -289,21 +289,31 @@ export async function runAgent(
         "accepts; set AGENT_TOKEN (or --agent-token) to sign them",
     );
   }
-  const ownExecutor = options.executor === undefined;
-  const executor: Executor = options.executor ?? createExecutor({
-    stateDir: options.stateDir,
-    ...options.exec,
-    secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
-      (s) => s !== "",
-    ),
-  });
-  const confinement = executor.describe?.();
-  if (confinement) log.info("sandbox: {confinement}", { confinement });
+  // The state directory first: its lock says whether another agent uses it. The executor's
+  // sandbox is named after it (its cgroups, its watchdog, its commands' directories), so one made
+  // before the lock, by a second agent given the same STATE_DIR by mistake, swept the running
+  // agent's commands when it closed on the refusal.
   const ownState = options.state === undefined;
   const state = options.state ??
     (options.stateDir === undefined
       ? openAgentState({ canUse: () => false })
       : openAgentState({ dir: options.stateDir }));
+  const ownExecutor = options.executor === undefined;
+  let executor: Executor;
+  try {
+    executor = options.executor ?? createExecutor({
+      stateDir: options.stateDir,
+      ...options.exec,
+      secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
+        (s) => s !== "",
+      ),
+    });
+  } catch (error) {
+    if (ownState) state[Symbol.dispose]();
+    throw error;
+  }
+  const confinement = executor.describe?.();
+  if (confinement) log.info("sandbox: {confinement}", { confinement });
   if (ownState && options.stateDir === undefined) {
     log.info(
       "execution journal and result outbox are kept in memory (no stateDir given); pass " +

@@ -80,12 +80,16 @@ export function agentCommand(io: Io): Command {
  * Builds the executor from the `exec` settings; bad values are configuration errors.
  *
  * @param s The loaded settings.
+ * @param ownFiles The agent's own files, which commands may not name.
+ * @param only Options for this executor alone, not returned in `exec` (`cgroups: false` for one
+ *   that only checks the settings).
  * @returns The executor and the options it was built from.
  * @throws {ConfigError} When a setting is not usable (e.g. a bad `COMMAND_ENV` pair).
  */
 export function executorFromSettings(
   s: Settings,
   ownFiles: readonly string[] = [],
+  only: Pick<ExecutorOptions, "cgroups"> = {},
 ): { executor: Executor; exec: ExecutorOptions } {
   const exec: ExecutorOptions = {
     allowedPrograms: s.allowedPrograms,
@@ -100,7 +104,7 @@ export function executorFromSettings(
     secretValues: s.agentToken ? [s.agentToken] : [],
   };
   try {
-    return { executor: createExecutor(exec), exec };
+    return { executor: createExecutor({ ...exec, ...only }), exec };
   } catch (error) {
     if (error instanceof TypeError || error instanceof RangeError) {
       throw new ConfigError(error.message, { cause: error });
@@ -174,6 +178,8 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
       ...loaded.files,
       s.stateDir,
       s.pidFile,
+      // The log file is looked at (lstat, fstat) as well as written: Deno asks read access for it.
+      logFile,
       "/",
       // The sandbox: COMMAND_USER, and the path rules' symlink checks.
       "/etc/passwd",
@@ -218,14 +224,17 @@ async function agentAction(
   checkDirectorySetting(loaded, "commandCwd");
   checkDirectorySetting(loaded, "stateDir");
   // Commands may not name the files the agent read its settings from, nor its pid and log files.
-  const { executor, exec } = executorFromSettings(loaded.settings, [
+  // Built here to refuse a bad setting (exit 2) before anything starts, but without cgroups, and
+  // closed: the agent's own executor is made by runAgent once it holds the state directory (one
+  // made before, beside another agent on the same STATE_DIR, swept that agent's commands).
+  const { executor: checked, exec } = executorFromSettings(loaded.settings, [
     ...loaded.files,
     s.pidFile,
     s.logFile ?? DAEMON_LOG_FILE,
-  ]);
+  ], { cgroups: false });
+  await checked.close?.();
 
   if (startsDaemon) {
-    await executor.close?.();
     // What the daemon would fail on at once, said here, where someone reads it.
     checkFileLocation("PID_FILE", loaded.sources.pidFile, s.pidFile);
     checkFileLocation("LOG_FILE", loaded.sources.logFile, s.logFile ?? DAEMON_LOG_FILE);
@@ -262,7 +271,6 @@ async function agentAction(
       ...loopOptionsFromSettings(s),
       dashboardUrl: s.dashboardUrl,
       agentId: s.agentId,
-      executor,
       exec,
       stopNow: stopNow.signal,
       // Once the agent has its state directory: the command that started the daemon waits for
@@ -291,7 +299,6 @@ async function agentAction(
     clearTimeout(forcedTimer);
     signals[Symbol.dispose]();
     if (daemonChild) releasePidFile(s.pidFile);
-    await executor.close?.();
     closeLogging();
   }
   if (signals.forcedBy) setExitCode(128 + signalNumber(signals.forcedBy)!);

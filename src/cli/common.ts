@@ -12,6 +12,7 @@ import {
   loadSettings,
   reasonOf,
   type Role,
+  type SettingKey,
   SETTINGS,
   type Settings,
 } from "../config/mod.ts";
@@ -32,16 +33,19 @@ export interface FileOptions {
  *
  * @param command The commander command.
  * @param roles The roles whose settings it reads.
+ * @param except Settings of those roles that get no flag here (the command has its own, or
+ *   never takes the setting).
  * @returns The same command.
  */
 // deno-lint-ignore no-explicit-any
 export function addSettingOptions<C extends Command<any, any, any>>(
   command: C,
   roles: readonly Role[],
+  except: readonly SettingKey[] = [],
 ): C {
   command.option("--config <path>", "read settings from this config.json (default ./config.json)");
   command.option("--env-file <path>", "read settings from this .env file (default ./.env)");
-  for (const key of keysFor([...roles, "log"])) {
+  for (const key of keysFor([...roles, "log"]).filter((key) => !except.includes(key))) {
     const spec = SETTINGS[key];
     const flags = spec.boolean
       ? flagOf(spec.env)
@@ -249,7 +253,12 @@ export function fileProblem(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotADirectory) {
     return `${dirname(path)} (or a folder above it) is not a directory`;
   }
-  if (error instanceof Deno.errors.NotCapable) return "not permitted without --allow-write";
+  if (error instanceof Deno.errors.NotCapable) {
+    // Opening it also looks at it (lstat, fstat), which Deno allows only with read access.
+    return /requires read access/i.test((error as Error).message)
+      ? `not permitted without --allow-read (it is read as well as written: --allow-read=${path})`
+      : "not permitted without --allow-write";
+  }
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   return (error as Error).message;
 }

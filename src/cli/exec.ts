@@ -286,8 +286,9 @@ export type ExecCommand = Command<
 export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
   const command = new Command("exec")
     .description(
-      "Run one command locally exactly as the agent runs commands from the dashboard (no shell, " +
-        "allowlist, deadline, bounded output) and print the result; exits with the command's " +
+      "Run one command locally through the agent's executor (no shell, allowlist, deadline, " +
+        "bounded output) and print the result; unlike the agent it runs it as this user, in " +
+        "this directory (or --cwd, COMMAND_CWD), without the sandbox; exits with the command's " +
         "code, or 126 rejected, 124 timeout, 137 killed",
     )
     .argument("<command-line>", "the command line, quoted as one argument")

@@ -9,7 +9,13 @@ import { DEFAULT_PORT } from "../defaults.ts";
 import { twoStageStop } from "./signals.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { type AgentState, openAgentState, runAgent } from "../agent/mod.ts";
+import {
+  type AgentState,
+  type Executor,
+  type ExecutorOptions,
+  openAgentState,
+  runAgent,
+} from "../agent/mod.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS } from "../config/mod.ts";
@@ -132,7 +138,8 @@ export function upCommand(io: Io): Command {
       `id of the agent (default AGENT_ID, else ${UP_DEFAULT_AGENT_ID})`,
       parseAgentId,
     );
-  addSettingOptions(command, []);
+  // Every setting it takes has its flag, as everywhere; --port and --agent-id are its own above.
+  addSettingOptions(command, ["agent", "server"], [...UP_IGNORED, "port", "agentId"]);
   command.addHelpText(
     "after",
     `
@@ -140,8 +147,8 @@ Permissions: deno task start, or
   deno run --allow-net --allow-run --allow-read --allow-write --allow-env --allow-sys main.ts up
 
 PORT and AGENT_ID, and the other settings of the agent and the dashboard (ALLOWED_PROGRAMS,
-COMMAND_TIMEOUT_SECS, ...), are read from the flags, the environment, .env and config.json as
-usual. These are not, and a note says so when one is set: ${
+COMMAND_TIMEOUT_SECS, ...), are read from their flags above, the environment, .env and
+config.json as usual. These are not, and a note says so when one is set: ${
       UP_IGNORED.map((k) => SETTINGS[k].env)
         .join(", ")
     }: "status up" always listens on 127.0.0.1 in dev mode, with its data in --data-dir,
@@ -194,16 +201,9 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       );
     }
 
-    // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
-    // Commands may not name the data directory (the database, the agent's state) or the files
-    // the settings came from.
-    const { executor, exec } = executorFromSettings(
-      { ...s, stateDir, agentToken: undefined },
-      [dataDir, ...loaded.files],
-    );
-
     // The agent's state directory first (another "status up" may hold its lock): fail before
-    // the dashboard starts and before the invitation is printed.
+    // the dashboard starts and before the invitation is printed, and before the executor, whose
+    // sandbox is named after it (made beside another "status up", it swept that one's commands).
     let state: AgentState;
     try {
       state = openAgentState({ dir: stateDir });
@@ -213,6 +213,21 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
           `${dataDir}? stop it, or give this one its own --data-dir)`,
         { cause: error },
       );
+    }
+
+    // Dev mode: the agent signs nothing, whatever AGENT_TOKEN says.
+    // Commands may not name the data directory (the database, the agent's state) or the files
+    // the settings came from.
+    let executor: Executor;
+    let exec: ExecutorOptions;
+    try {
+      ({ executor, exec } = executorFromSettings(
+        { ...s, stateDir, agentToken: undefined },
+        [dataDir, ...loaded.files],
+      ));
+    } catch (error) {
+      state[Symbol.dispose]();
+      throw error;
     }
 
     using _survive = surviveConnectionFailures();

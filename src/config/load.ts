@@ -305,6 +305,18 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       );
     })
     : {};
+  // A .env may hold other programs' variables too: only a name near a setting's is a likely typo
+  // (POLLING_TIMEOUT for POLLING_TIMEOUT_SECS), whose setting would silently keep its default.
+  const misspelt = envFile === undefined ? [] : Object.keys(dotenv)
+    .filter((name) => !settingNames.has(name))
+    .flatMap((name) => {
+      const meant = nearest(name, settingNames);
+      return meant === undefined ? [] : [
+        `${envFile.label} sets ${name}, which is not a setting of status; it is ignored (did ` +
+        `you mean ${meant}?)`,
+      ];
+    })
+    .slice(0, SUGGESTED_KEYS);
   const configFile = readFile(options.configPath, "config.json", "--config");
   const json = configFile ? parseConfigJson(configFile.text, configFile.label) : {};
 
@@ -353,6 +365,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   checkBounds(settings, sources);
   const warnings = [
     ...repeatedLines,
+    ...misspelt,
     readableSecrets(envFile, (name) => dotenv[name]),
     readableSecrets(configFile, (name) => json[jsonKeyOf(name)]),
   ].filter((warning): warning is string => warning !== undefined);

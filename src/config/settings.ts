@@ -93,6 +93,16 @@ const list = z.preprocess(
   z.array(z.string().min(1)),
 );
 
+/**
+ * A list as {@link list} reads it, for a schema that holds its items to more: what is no list (a
+ * JSON object or number in config.json) is passed on as it is, for that schema to refuse with the
+ * setting's own words. (`list.parse` threw out of `safeParse`: a raw zod dump, exit 1.)
+ */
+const listItems = (v: unknown) => {
+  const read = list.safeParse(v);
+  return read.success ? read.data : v;
+};
+
 const url = z.preprocess(
   fromString,
   z.string().refine((s) => {
@@ -260,7 +270,7 @@ const SPECS = {
     default: ["/tmp", "/var/tmp"],
     expected: "a comma-separated list of absolute paths",
     schema: z.preprocess(
-      (v) => list.parse(v),
+      listItems,
       z.array(z.string().regex(/^\/.*/)),
     ),
     roles: ["agent", "exec"],
@@ -272,7 +282,7 @@ const SPECS = {
     default: [],
     expected: "a comma-separated list of NAME=value",
     schema: z.preprocess(
-      (v) => list.parse(v),
+      listItems,
       z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/)),
     ),
     roles: ["agent", "exec"],

@@ -614,10 +614,14 @@ export class OperatorClient {
         );
       }
       if (error instanceof TypeError) {
+        const why = describeFetchFailure(error);
+        // A dashboard whose certificate was refused is running there: the reason says what to do.
+        const hint = why.startsWith("the TLS handshake failed:")
+          ? ""
+          : " (is it running there? set DASHBOARD_URL or --dashboard-url)";
         throw new OperatorError(
           "connection",
-          `cannot reach the dashboard at ${this.#shownUrl}: ${describeFetchFailure(error)} ` +
-            "(is it running there? set DASHBOARD_URL or --dashboard-url)",
+          `cannot reach the dashboard at ${this.#shownUrl}: ${why}${hint}`,
           { cause: error },
         );
       }
@@ -659,15 +663,14 @@ export class OperatorClient {
     const http = `HTTP ${status}${said ? `: ${said}` : ""}`;
     const init = { status, body };
     if (status === 401 || status === 403) {
-      const hint = this.#adminToken
-        ? "check STATUS_ADMIN_TOKEN (or --status-admin-token) against the dashboard's"
-        : "no admin token is set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN " +
-          "(or --status-admin-token)";
-      return new OperatorError(
-        "auth",
-        `the dashboard refused the admin token (${http}); ${hint}`,
-        init,
-      );
+      // Without a token there was none to refuse: say that one is needed.
+      const message = this.#adminToken
+        ? `the dashboard refused the admin token (${http}); check STATUS_ADMIN_TOKEN (or ` +
+          "--status-admin-token) against the dashboard's"
+        : `the dashboard refused a request without an admin token (${http}); no admin token is ` +
+          "set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN (or " +
+          "--status-admin-token)";
+      return new OperatorError("auth", message, init);
     }
     if (status === 404) {
       if (options.agentId !== undefined && said !== undefined && said.includes(options.agentId)) {

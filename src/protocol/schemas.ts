@@ -206,8 +206,11 @@ export const commandNameSchema: z.ZodType<string> = z.string().min(1).max(4096).
 /** The one command id refused at enqueue: its agent routes would be read as a wait's. */
 export const RESERVED_COMMAND_ID = "wait";
 
+/** The fields of an enqueue's `params` that are refused beside it. */
+const PARAMS_KEYS = ["timeout_secs", "priority", "deployment_hash", "ttl_secs", "metadata"];
+
 /** Schema of the body of `POST /api/v1/agent/commands/enqueue`. */
-export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
+export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.looseObject({
   id: z.string().regex(COMMAND_ID_PATTERN, `must be ${COMMAND_ID_RULE}`).refine(
     (id) => id !== RESERVED_COMMAND_ID,
     `must not be "${RESERVED_COMMAND_ID}": the agent's routes of a command with that id ` +
@@ -216,6 +219,21 @@ export const enqueueRequestSchema: z.ZodType<EnqueueRequest> = z.object({
   name: commandNameSchema,
   params: enqueueParamsSchema.optional(),
   agent_id: agentIdSchema.optional(),
+}).superRefine((body, ctx) => {
+  // What belongs in params, given beside it (the shape of a command as GET shows it: priority
+  // and deployment_hash at the top), was dropped: the command ran without its deadline,
+  // priority or deployment. Other unknown fields are still ignored, as other clients may send
+  // some.
+  for (const key of PARAMS_KEYS) {
+    if (Object.hasOwn(body, key)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        message: `must be given inside params ({"params": {"${key}": ...}}); beside it, it ` +
+          "would be ignored",
+      });
+    }
+  }
 });
 
 /** A command as delivered to an agent (the `200` answer of `wait`). */

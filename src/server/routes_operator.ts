@@ -19,6 +19,7 @@ import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
+import { refuseMistypedQuery } from "./query.ts";
 import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { every } from "hono/combine";
@@ -85,6 +86,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   });
 
   app.get("/api/v1/commands", admin, async function listCommandsRoute(c) {
+    refuseMistypedQuery(c.req.url, ["agent_id", "status", "limit"]);
     const agentId = c.req.query("agent_id") || undefined;
     const status = c.req.query("status") || undefined;
     const rawLimit = c.req.query("limit");

@@ -47,6 +47,7 @@ import type { ServerEnv } from "./env.ts";
 import type { Clock, TimerId } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
+import { refuseMistypedQuery } from "./query.ts";
 import { assertPossibleId } from "./ids.ts";
 import { enqueueAndWake } from "./enqueue.ts";
 import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
@@ -566,6 +567,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
   );
 
   app.get("/api/v1/runs", auth, async function listRunsRoute(c) {
+    refuseMistypedQuery(c.req.url, ["open", "limit"]);
     const raw = c.req.query("limit");
     let limit: number = RUN_LIST_LIMIT.default;
     if (raw !== undefined && raw !== "") {

@@ -340,3 +340,26 @@ Deno.test("the agent refuses to start without AGENT_ID, naming how to set it", a
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a second agent started on the same STATE_DIR is refused and leaves the running command alone", async () => {
+  const dir = tempDir();
+  try {
+    await using stub = new StubDashboard();
+    // Under -A each command gets a cgroup (where the machine allows it), watched by the agent's
+    // watchdog: the refused agent's watchdog, named after the same state directory, killed the
+    // first agent's command as it closed.
+    await using first = spawnCli(agentArgs(stub, dir), { cwd: dir, perms: ["--allow-all"] });
+    await first.waitForLog("long-poll: polling loop started");
+    stub.enqueue(command("long-1", "sleep 2"));
+    await first.waitForLog("Executing command: sleep 2 (id: long-1)");
+    const second = await runCli(agentArgs(stub, dir), { cwd: dir, perms: ["--allow-all"] });
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, /another agent \(pid \d+\) is using the state directory/);
+    await stub.until(() => stub.reports.length === 1, 20_000, "the report");
+    assert.equal(stub.reports[0].status, "success", JSON.stringify(stub.reports[0]));
+    first.kill("SIGTERM");
+    assert.equal((await first.exited()).code, 0);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

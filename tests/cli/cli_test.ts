@@ -194,3 +194,18 @@ Deno.test("a PostgreSQL URL with a password given as --db is warned about like -
   assert.match(serve.stderr.text, /--db puts a secret in this process's command line/);
   assert.doesNotMatch(serve.stderr.text, /hunter2hunter2/, "never the password itself");
 });
+
+Deno.test("status exec says it runs as this user in this directory, not in the agent's sandbox", async () => {
+  const help = await status(["exec", "--help"]);
+  assert.match(
+    help.stdout.replaceAll(/\s+/g, " "),
+    /unlike the agent it runs it as this user, in this directory \(or --cwd, COMMAND_CWD\), without the sandbox/,
+  );
+  // It said "exactly as the agent runs commands": the agent would run `ls .` as nobody in an
+  // empty directory of its own.
+  await using dir = tempDir("status-exec-here-");
+  await Deno.writeTextFile(`${dir.path}/here.txt`, "");
+  const run = await runCli(["exec", "ls ."], { perms: PERMS.agentMinimal, cwd: dir.path });
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout.trim(), "here.txt");
+});

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import { addSettingOptions } from "../../src/cli/common.ts";
+import { addSettingOptions, fileProblem } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
 
 /** The settings a command line gives, over the environment `env` and no files. */
@@ -37,4 +37,19 @@ Deno.test("a boolean setting turned on elsewhere is turned off by its --no- flag
     const { settings } = settingsOf(["--daemon"], { DAEMON: "false" });
     assert.equal(settings.daemon, true);
   });
+});
+
+Deno.test("a log file Deno may write but not read is said to need --allow-read, not --allow-write", () => {
+  // What Deno throws when opening the log file looks at it (lstat, fstat) without read access.
+  const read = new Deno.errors.NotCapable(
+    'Requires read access to "status.log", run again with the --allow-read flag',
+  );
+  assert.equal(
+    fileProblem(read, "status.log"),
+    "not permitted without --allow-read (it is read as well as written: --allow-read=status.log)",
+  );
+  const write = new Deno.errors.NotCapable(
+    'Requires write access to "status.log", run again with the --allow-write flag',
+  );
+  assert.equal(fileProblem(write, "status.log"), "not permitted without --allow-write");
 });

@@ -328,3 +328,37 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("the README's background agent starts and stops under exactly the flags it names", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const row = readme.split("\n").find((line) => line.startsWith("| agent (background)"))!;
+  // "as above, plus ...": the foreground row's network and run flags, and the row's own files.
+  const perms = ["--allow-net", "--allow-run", ...row.match(/--allow-(?:read|write)=[^\s`]+/g)!];
+  assert.ok(perms.some((p) => p.startsWith("--allow-read=")), row);
+  assert.ok(perms.some((p) => p.startsWith("--allow-write=")), row);
+  const dir = Deno.makeTempDirSync({ prefix: "status-readme-daemon-" });
+  Deno.writeTextFileSync(
+    join(dir, "config.json"),
+    JSON.stringify({ agent_id: "readme-daemon", dashboard_url: "http://127.0.0.1:9" }),
+  );
+  try {
+    const started = await runCli(["--daemon", "--config", "config.json"], { perms, cwd: dir });
+    assert.equal(started.code, 0, started.stderr);
+    assert.match(started.stdout, /^agent started in the background: pid \d+, pid file status\.pid/);
+    const stopped = await runCli(["stop"], { perms, cwd: dir });
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(Deno.readTextFileSync(join(dir, "status.log")), /Agent daemon starting/);
+  } finally {
+    const pid = readPidFileOrUndefined(join(dir, "status.pid"));
+    if (pid !== undefined && isProcessAlive(pid)) Deno.kill(pid, "SIGKILL");
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+function readPidFileOrUndefined(path: string): number | undefined {
+  try {
+    return readPidFile(path);
+  } catch {
+    return undefined;
+  }
+}

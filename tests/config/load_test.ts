@@ -540,3 +540,75 @@ Deno.test("RESULT_RETENTION_DAYS is whole days from 0 (keep everything) to 3650"
     }
   });
 });
+
+Deno.test("a .env name near a setting's is warned about with the setting meant; others are not", () => {
+  const cwd = tempDir({
+    ".env": [
+      "POLLING_TIMEOUT=10", // the setting is POLLING_TIMEOUT_SECS: it would stay 30
+      "DASHBORD_URL=http://127.0.0.1:9",
+      "agent_id=web-1",
+      "NODE_ENV=production", // another program's: not a near miss
+      "AGENT_ID=web-2",
+    ].join("\n") + "\n",
+  });
+  try {
+    const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+    assert.equal(loaded.settings.pollingTimeoutSecs, 30);
+    assert.deepEqual(loaded.warnings, [
+      ".env sets POLLING_TIMEOUT, which is not a setting of status; it is ignored (did you mean " +
+      "POLLING_TIMEOUT_SECS?)",
+      ".env sets DASHBORD_URL, which is not a setting of status; it is ignored (did you mean " +
+      "DASHBOARD_URL?)",
+      ".env sets agent_id, which is not a setting of status; it is ignored (did you mean " +
+      "AGENT_ID?)",
+    ]);
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
+Deno.test("a list setting given as something else in config.json is a ConfigError naming it", async (t) => {
+  for (
+    const [json, message] of [
+      [
+        { command_env: { A: "1" } },
+        'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got {"A":"1"}',
+      ],
+      [
+        { allowed_path_prefixes: ["/tmp", 5] },
+        "ALLOWED_PATH_PREFIXES from config.json must be a comma-separated list of absolute " +
+        'paths, got ["/tmp",5]',
+      ],
+      [
+        { allowed_path_prefixes: true },
+        "ALLOWED_PATH_PREFIXES from config.json must be a comma-separated list of absolute " +
+        "paths, got true",
+      ],
+    ] as const
+  ) {
+    await t.step(JSON.stringify(json), () => {
+      const cwd = tempDir({ "config.json": JSON.stringify(json) });
+      try {
+        assert.throws(() => loadSettings({ roles: ["exec"], env: {}, cwd }), (error: Error) => {
+          assert.ok(error instanceof ConfigError, `${error.name}: ${error.message}`);
+          assert.equal(error.message, message);
+          return true;
+        });
+      } finally {
+        Deno.removeSync(cwd, { recursive: true });
+      }
+    });
+  }
+  await t.step("lists as arrays and as strings still load", () => {
+    const cwd = tempDir({
+      "config.json": JSON.stringify({ command_env: ["A=1"], allowed_path_prefixes: "/srv, /tmp" }),
+    });
+    try {
+      const { settings } = loadSettings({ roles: ["exec"], env: {}, cwd });
+      assert.deepEqual(settings.commandEnv, ["A=1"]);
+      assert.deepEqual(settings.allowedPathPrefixes, ["/srv", "/tmp"]);
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+});

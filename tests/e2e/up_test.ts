@@ -115,3 +115,24 @@ Deno.test("status up takes PORT and AGENT_ID like every command, and names what 
   up.kill("SIGINT");
   assert.equal((await up.exited()).code, 0);
 });
+
+Deno.test("status up takes the flag of every setting it reads, and none of those it ignores", async () => {
+  await using dir = tempDir();
+  const bounds = await runCli(
+    ["up", "--port", "0", "--command-timeout-secs", "30", "--command-timeout-max-secs", "20"],
+    { perms: PERMS.up, cwd: dir.path },
+  );
+  assert.equal(bounds.code, 2, bounds.stderr);
+  assert.match(
+    bounds.stderr,
+    /COMMAND_TIMEOUT_SECS \(30, from flag --command-timeout-secs\) must not be above COMMAND_TIMEOUT_MAX_SECS \(20, from flag --command-timeout-max-secs\)/,
+  );
+  const help = await runCli(["up", "--help"], { perms: PERMS.up, cwd: dir.path });
+  for (const flag of ["--allowed-programs", "--agent-labels", "--queue-ttl-secs", "--log-level"]) {
+    assert.ok(help.stdout.includes(flag), `${flag} in up --help`);
+  }
+  const bind = await runCli(["up", "--bind", "0.0.0.0"], { perms: PERMS.up, cwd: dir.path });
+  assert.equal(bind.code, 2);
+  assert.match(bind.stderr, /unknown option '--bind'/);
+  assert.ok(!existsSync(`${dir.path}/.status`), "nothing made of a refused command line");
+});

@@ -128,7 +128,34 @@ Deno.test("operator client words its failures for a user", async (t) => {
       new RegExp(`cannot reach the dashboard at ${url}: connection refused`),
     );
   });
+  await t.step("a refused certificate says why, not 'is it running there?'", async () => {
+    const client = new OperatorClient({
+      dashboardUrl: "https://dash.example:5000",
+      fetch: () =>
+        Promise.reject(
+          new TypeError("fetch failed", {
+            cause: new Error("client error (Connect): invalid peer certificate: UnknownIssuer"),
+          }),
+        ),
+    });
+    const error = await client.getCommand("x").then(() => assert.fail("no error"), (e) => e);
+    assert.ok(error instanceof OperatorError);
+    assert.match(
+      error.message,
+      /^cannot reach the dashboard at https:\/\/dash\.example:5000: the TLS handshake failed: the dashboard's certificate is not issued by a CA this machine trusts .*DENO_CERT=\/path\/to\/ca\.pem$/,
+    );
+  });
   await using stub = new StubDashboard({ adminToken: TOKEN });
+  await t.step("no admin token: one is needed, not 'the admin token' refused", async () => {
+    const client = new OperatorClient({ dashboardUrl: stub.url });
+    const error = await client.getCommand("x").then(() => assert.fail("no error"), (e) => e);
+    assert.ok(error instanceof OperatorError);
+    assert.equal(error.kind, "auth");
+    assert.match(
+      error.message,
+      /^the dashboard refused a request without an admin token \(HTTP 401[^)]*\); no admin token is set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN/,
+    );
+  });
   await t.step("a wrong admin token", async () => {
     const client = new OperatorClient({
       dashboardUrl: stub.url,

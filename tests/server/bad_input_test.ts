@@ -743,3 +743,82 @@ Deno.test("a command name with a bidirectional override (U+202E) is refused at e
   assert.equal(plain.status, 202, "right-to-left text itself is fine");
   await plain.body?.cancel();
 });
+
+Deno.test("an enqueue field of params given beside it is refused with 400, not dropped", async (t) => {
+  await using d = await makeDashboard();
+  // The shape of a command as GET shows it: priority and deployment_hash at the top. They were
+  // dropped, and the command went to any deployment, at normal priority, on the default deadline.
+  for (
+    const [key, value] of [
+      ["deployment_hash", "prod"],
+      ["priority", "critical"],
+      ["timeout_secs", 5],
+      ["ttl_secs", 60],
+      ["metadata", { ticket: "OPS-1" }],
+    ] as const
+  ) {
+    await t.step(key, async () => {
+      const response = await d.admin("POST", P.enqueue, {
+        agent_id: "a1",
+        name: "sleep 600",
+        [key]: value,
+      });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${key}": must be given inside params ({"params": {"${key}": ...}}); beside it, ` +
+          "it would be ignored",
+      );
+    });
+  }
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+  await t.step("inside params, and other fields beside it, are taken as before", async () => {
+    const response = await d.admin("POST", P.enqueue, {
+      agent_id: "a1",
+      name: "sleep 600",
+      params: { priority: "critical", deployment_hash: "prod", timeout_secs: 5 },
+      source: "a script of another dashboard",
+    });
+    assert.equal(response.status, 202);
+    const { id } = await json(response);
+    const command = await json(await d.admin("GET", `/api/v1/commands/${id}`));
+    assert.equal(command.priority, "critical");
+    assert.equal(command.deployment_hash, "prod");
+  });
+});
+
+Deno.test("a list query parameter near a filter's name is refused, not ignored", async (t) => {
+  await using d = await makeDashboard();
+  for (const agent of ["a1", "a2"]) {
+    const response = await d.admin("POST", P.enqueue, { agent_id: agent, name: "echo hi" });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  }
+  for (
+    const [path, name, meant] of [
+      ["/api/v1/commands?agent=a1", "agent", "agent_id"],
+      ["/api/v1/commands?agentId=a1", "agentId", "agent_id"],
+      ["/api/v1/commands?statuses=queued", "statuses", "status"],
+      ["/api/v1/runs?limits=5", "limits", "limit"],
+    ] as const
+  ) {
+    await t.step(path, async () => {
+      // Ignored, `agent=a1` listed every agent's commands as if they were a1's.
+      const response = await d.admin("GET", path);
+      assert.equal(response.status, 400);
+      assert.match(
+        (await json(response)).error as string,
+        new RegExp(
+          `^query "${name}": is not a parameter of this list \\(did you mean "${meant}"\\?\\)`,
+        ),
+      );
+    });
+  }
+  await t.step("the right names, and unrelated parameters, are read as before", async () => {
+    const response = await d.admin("GET", "/api/v1/commands?agent_id=a1&_=1767261605");
+    assert.equal(response.status, 200);
+    const commands = (await json(response)).commands as { agent_id: string }[];
+    assert.deepEqual(commands.map((command) => command.agent_id), ["a1"]);
+  });
+});

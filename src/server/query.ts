@@ -1,0 +1,30 @@
+/**
+ * Query parameters of the operator's list routes that look like a mistyped filter.
+ *
+ * @module
+ */
+import { nearest } from "../config/suggest.ts";
+import { shortForm } from "../protocol/mod.ts";
+import { HttpError } from "./http_error.ts";
+
+/**
+ * Refuses a query parameter the route does not read but that is near one it does (`agent` or
+ * `agentId` for `agent_id`): ignored, it left the list unfiltered, which reads as the filtered
+ * one. Other parameters (a cache-buster, say) are ignored as before.
+ *
+ * @param url The request's URL.
+ * @param known The parameters the route reads.
+ * @throws {HttpError} `400` naming the parameter and the one meant.
+ */
+export function refuseMistypedQuery(url: string, known: readonly string[]): void {
+  for (const name of new Set(new URL(url).searchParams.keys())) {
+    if (known.includes(name)) continue;
+    const meant = nearest(name, known);
+    if (meant === undefined) continue;
+    const message = `is not a parameter of this list (did you mean "${meant}"?); the parameters ` +
+      `are ${known.join(", ")}`;
+    throw new HttpError(400, `query "${shortForm(name)}": ${message}`, {
+      details: [{ field: shortForm(name), message }],
+    });
+  }
+}
