@@ -266,8 +266,7 @@ export class Journal implements Disposable {
       attempt: command.attempt,
       at: new Date(this.#now()).toISOString(),
     };
-    this.#append(op, true);
-    this.#apply(op);
+    this.#record(op, true);
     return this.get(command.id)!;
   }
 
@@ -285,8 +284,7 @@ export class Journal implements Disposable {
       summary: summarizeReport(report),
       at: report.completed_at ?? new Date(this.#now()).toISOString(),
     };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -298,8 +296,7 @@ export class Journal implements Disposable {
   spawned(id: string, process: ProcessRecord): void {
     if (!this.#entries.has(id)) return;
     const op: JournalOp = { op: "spawned", id, process };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -311,8 +308,7 @@ export class Journal implements Disposable {
   exited(id: string, exit: ExitRecord): void {
     if (!this.#entries.has(id)) return;
     const op: JournalOp = { op: "exited", id, exit };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -332,10 +328,11 @@ export class Journal implements Disposable {
   retry(): boolean {
     try {
       this.#flush([]);
-      return true;
     } catch {
       return false;
     }
+    this.#maybeCompact();
+    return true;
   }
 
   /**
@@ -347,8 +344,7 @@ export class Journal implements Disposable {
     const entry = this.#entries.get(id);
     if (!entry || entry.state === "accepted") return;
     const op: JournalOp = { op: "accepted", id, at: new Date(this.#now()).toISOString() };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
     this.#maybePrune();
   }
 
@@ -360,8 +356,7 @@ export class Journal implements Disposable {
   forget(id: string): void {
     if (!this.#entries.has(id)) return;
     const op: JournalOp = { op: "forget", id };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -471,26 +466,36 @@ export class Journal implements Disposable {
   }
 
   /**
-   * Writes an operation. A required one (a start) is written or throws; any other is kept in
-   * memory when it cannot be written, and written with the next write that succeeds.
+   * Writes an operation and applies it. A required one (a start) is written or throws (and is
+   * not applied); any other is kept in memory when it cannot be written, and written with the next
+   * write that succeeds. A compaction comes only after the operation is applied: the snapshot
+   * replaces the log, so it must hold the operation just written.
    */
-  #append(op: JournalOp, required = false): void {
-    if (!this.#path) return;
-    const line = JSON.stringify(op) + "\n";
-    if (required) {
-      this.#flush([line]);
-      return;
+  #record(op: JournalOp, required = false): void {
+    if (this.#path) {
+      const line = JSON.stringify(op) + "\n";
+      if (required) {
+        this.#flush([line]);
+      } else {
+        this.#backlog.push(line);
+        try {
+          this.#flush([]);
+        } catch (error) {
+          log.warning(
+            "the journal could not be written; the change is kept in memory and written when " +
+              "space returns",
+            { file: this.#path, pending: this.#backlog.length, error: (error as Error).message },
+          );
+        }
+      }
     }
-    this.#backlog.push(line);
-    try {
-      this.#flush([]);
-    } catch (error) {
-      log.warning(
-        "the journal could not be written; the change is kept in memory and written when " +
-          "space returns",
-        { file: this.#path, pending: this.#backlog.length, error: (error as Error).message },
-      );
-    }
+    this.#apply(op);
+    this.#maybeCompact();
+  }
+
+  /** Compacts the log once it holds far more lines than there are entries. */
+  #maybeCompact(): void {
+    if (this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size)) this.#compact();
   }
 
   /**
@@ -526,7 +531,6 @@ export class Journal implements Disposable {
     }
     this.#backlog = [];
     this.#linesSinceCompaction += lines.length;
-    if (this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size)) this.#compact();
   }
 
   #load(): void {

@@ -79,6 +79,49 @@ Deno.test("journal ignores a line torn by a crash and keeps appending cleanly", 
   }
 });
 
+Deno.test("the change that makes the journal compact its log is in the snapshot", async (t) => {
+  // The log is rewritten as a snapshot once it holds 1,000 lines (and more than twice the
+  // entries): the change written as line 1,001 must be in that snapshot, or a restart forgets it
+  // (a start forgotten is a command that runs twice when it is delivered again).
+  const cases: [string, (journal: Journal) => void, (journal: Journal) => void][] = [
+    ["start", () => {}, (j) => j.start({ id: "t", name: "echo t", attempt: 1 })],
+    [
+      "done",
+      (j) => j.start({ id: "t", name: "echo t", attempt: 1 }),
+      (j) => j.complete("t", report("t")),
+    ],
+    ["accepted", (j) => {
+      j.start({ id: "t", name: "echo t", attempt: 1 });
+      j.complete("t", report("t"));
+    }, (j) => j.accept("t")],
+    ["forget", (j) => j.start({ id: "t", name: "echo t", attempt: 1 }), (j) => j.forget("t")],
+  ];
+  for (const [op, prepare, change] of cases) {
+    await t.step(op, () => {
+      const dir = Deno.makeTempDirSync();
+      const path = join(dir, "journal.jsonl");
+      const lines = () => Deno.readTextFileSync(path).split("\n").filter((l) => l !== "").length;
+      try {
+        let expected;
+        {
+          using journal = Journal.open({ dir });
+          journal.start({ id: "pad", name: "sleep 9", attempt: 1 });
+          prepare(journal);
+          for (let n = lines(); n < 1000; n++) journal.spawned("pad", { pid: 1000 + n });
+          assert.equal(lines(), 1000);
+          change(journal);
+          assert.ok(lines() <= journal.size, "the log was compacted");
+          expected = journal.entries();
+        }
+        using reopened = Journal.open({ dir });
+        assert.deepEqual(reopened.entries(), expected);
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
 Deno.test("journal skips lines that are JSON but no journal change, instead of failing to open", () => {
   const dir = Deno.makeTempDirSync();
   try {
