@@ -182,6 +182,11 @@ export class Journal implements Disposable {
   #file: Deno.FsFile | undefined;
   #backlog: string[] = [];
   #linesSinceCompaction = 0;
+  /**
+   * The log ends in a line torn by a crash (no newline) that could not be compacted away: the next
+   * write starts with a newline, or its first line would be joined to the torn one and lost.
+   */
+  #tornTail = false;
   #lastRetentionPrune = 0;
 
   private constructor(options: JournalOptions) {
@@ -509,7 +514,7 @@ export class Journal implements Disposable {
     try {
       if (!this.#file) this.#openForAppend();
       size = this.#file!.statSync().size;
-      writeAllSync(this.#file!, encoder.encode(lines.join("")));
+      writeAllSync(this.#file!, encoder.encode((this.#tornTail ? "\n" : "") + lines.join("")));
       this.#file!.syncSync();
     } catch (error) {
       try {
@@ -530,6 +535,7 @@ export class Journal implements Disposable {
       );
     }
     this.#backlog = [];
+    this.#tornTail = false;
     this.#linesSinceCompaction += lines.length;
   }
 
@@ -541,7 +547,8 @@ export class Journal implements Disposable {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    let needsCompaction = text.length > 0 && !text.endsWith("\n");
+    this.#tornTail = text.length > 0 && !text.endsWith("\n");
+    let needsCompaction = this.#tornTail;
     let lines = 0;
     for (const line of text.split("\n")) {
       if (line.trim() === "") continue;
@@ -607,6 +614,7 @@ export class Journal implements Disposable {
     }
     // The snapshot holds every change, also those that waited for space.
     this.#backlog = [];
+    this.#tornTail = false;
     this.#linesSinceCompaction = this.#entries.size;
     try {
       this.#openForAppend();

@@ -3,10 +3,11 @@
  * it needs root with the right to mount): the agent never exits, reports what it has over the
  * network even when it cannot write it down (and says so), refuses new commands while it cannot
  * journal them (no ack: the dashboard delivers them again), and recovers by itself when space
- * returns.
+ * returns. A journal that ends in a line torn by a crash, and cannot be compacted on a full disk,
+ * loses no line written after it.
  */
 import assert from "node:assert/strict";
-import { createExecutor, openAgentState, runAgent } from "../../src/agent/mod.ts";
+import { createExecutor, Journal, openAgentState, runAgent } from "../../src/agent/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, eventually } from "./_helpers.ts";
 
@@ -143,6 +144,43 @@ Deno.test({
       await executor.close?.();
       unmount(mnt);
       Deno.removeSync(mnt, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a journal ending in a torn line that cannot be compacted on a full disk loses no new line",
+  ignore: !mounted,
+  fn: () => {
+    const disk = Deno.makeTempDirSync({ prefix: "status-full-torn-" });
+    assert.ok(mountTmpfs(disk, "64k"));
+    try {
+      const path = `${disk}/journal.jsonl`;
+      {
+        using journal = Journal.open({ dir: disk });
+        journal.start({ id: "cmd-1", name: "echo one", attempt: 1 });
+      }
+      // A crash tore the next line; the disk then filled up (the journal's last page keeps room).
+      Deno.writeTextFileSync(path, '{"op":"start","id":"cmd-2","na', { append: true });
+      const filler = `${disk}/filler`;
+      {
+        using file = Deno.openSync(filler, { write: true, create: true });
+        assert.throws(() => {
+          for (;;) file.writeSync(new Uint8Array(4096));
+        }, /No space left/);
+      }
+      {
+        // The snapshot that would drop the torn line cannot be written: the log is appended to.
+        using journal = Journal.open({ dir: disk });
+        assert.deepEqual(journal.entries().map((e) => e.id), ["cmd-1"]);
+        journal.start({ id: "cmd-3", name: "echo three", attempt: 1 });
+      }
+      Deno.removeSync(filler);
+      using reopened = Journal.open({ dir: disk });
+      assert.deepEqual(reopened.entries().map((e) => e.id), ["cmd-1", "cmd-3"]);
+    } finally {
+      unmount(disk);
+      Deno.removeSync(disk, { recursive: true });
     }
   },
 });
