@@ -16,6 +16,7 @@ import { logger } from "../log/mod.ts";
 import type { ExitRecord, ProcessRecord } from "../exec/mod.ts";
 import { isNoSpace, StateWriteError, writeFileAtomicSync } from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
+import { openOwnFileSync } from "../own_files.ts";
 
 /** Where a journaled command stands. */
 export type JournalState = "running" | "done" | "accepted";
@@ -590,11 +591,8 @@ export class Journal implements Disposable {
   #openForAppend(): void {
     this.#file?.close();
     this.#file = undefined;
-    this.#file = Deno.openSync(this.#path!, {
-      append: true,
-      create: true,
-      mode: 0o600,
-    });
+    // Never through a symlink, nor into another user's file (the agent may run as root).
+    this.#file = openOwnFileSync(this.#path!, { append: true, mode: 0o600 });
   }
 
   /** Rewrites the log as a snapshot; when that cannot be written the old log stays in use. */

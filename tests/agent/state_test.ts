@@ -392,6 +392,36 @@ Deno.test("a state directory the agent cannot create its lock in is refused nami
   }
 });
 
+Deno.test("a symlink in place of the lock or the journal is refused; what it names is untouched", async (t) => {
+  // Whoever may write in the state directory could point them at a file the agent (root) would
+  // empty and write its pid into, or append journal lines to.
+  for (const name of [STATE_LOCK_FILE, "journal.jsonl"]) {
+    await t.step(name, () => {
+      const parent = Deno.makeTempDirSync({ prefix: "status-state-" });
+      const dir = join(parent, "state");
+      const victim = join(parent, "victim");
+      try {
+        Deno.mkdirSync(dir, { mode: 0o700 });
+        // Empty: the journal has nothing to compact away, so it would append to it.
+        Deno.writeTextFileSync(victim, name === STATE_LOCK_FILE ? "precious\n" : "");
+        Deno.symlinkSync(victim, join(dir, name));
+        assert.throws(() => openAgentState({ dir }), {
+          message: new RegExp(
+            `^cannot (use|open the journal and outbox in) the state directory ${dir}: ` +
+              `.*${name.replace(".", "\\.")} is a symlink; refusing to write through it`,
+          ),
+        });
+        assert.equal(
+          Deno.readTextFileSync(victim),
+          name === STATE_LOCK_FILE ? "precious\n" : "",
+        );
+      } finally {
+        Deno.removeSync(parent, { recursive: true });
+      }
+    });
+  }
+});
+
 Deno.test("two agents cannot share one state directory", () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
   try {
