@@ -542,6 +542,7 @@ export class Journal implements Disposable {
 
   #load(): void {
     if (!this.#path) return;
+    this.#removeInterruptedSnapshots();
     let text = "";
     try {
       text = Deno.readTextFileSync(this.#path);
@@ -585,6 +586,22 @@ export class Journal implements Disposable {
         if (!isNoSpace(error)) throw error;
         log.warning("the journal cannot be opened for now", { error: (error as Error).message });
       }
+    }
+  }
+
+  /**
+   * Removes the temporary files of compactions that a crash interrupted before their rename (the
+   * log they would have replaced is intact); each would otherwise stay, as large as the journal.
+   */
+  #removeInterruptedSnapshots(): void {
+    try {
+      for (const entry of Deno.readDirSync(this.#dir!)) {
+        if (entry.isFile && entry.name.startsWith(`${FILE_NAME}.`) && entry.name.endsWith(".tmp")) {
+          Deno.removeSync(join(this.#dir!, entry.name));
+        }
+      }
+    } catch (error) {
+      log.debug("interrupted journal snapshots not removed", { error: (error as Error).message });
     }
   }
 

@@ -122,6 +122,26 @@ Deno.test("the change that makes the journal compact its log is in the snapshot"
   }
 });
 
+Deno.test("journal removes the temporary file of a compaction a crash interrupted", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "a", name: "echo a", attempt: 1 });
+    }
+    // Killed while writing the snapshot, before its rename over the log.
+    const leftover = join(dir, "journal.jsonl.1f2e3d4c.tmp");
+    Deno.writeTextFileSync(leftover, '{"op":"entry","entry":{"id":"a"');
+    Deno.writeTextFileSync(join(dir, "notes.tmp"), "not the journal's");
+    using journal = Journal.open({ dir });
+    assert.deepEqual(journal.entries().map((e) => e.id), ["a"]);
+    assert.throws(() => Deno.statSync(leftover), Deno.errors.NotFound);
+    assert.ok(Deno.statSync(join(dir, "notes.tmp")).isFile);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("journal skips lines that are JSON but no journal change, instead of failing to open", () => {
   const dir = Deno.makeTempDirSync();
   try {
