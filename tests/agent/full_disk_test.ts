@@ -4,10 +4,10 @@
  * network even when it cannot write it down (and says so), refuses new commands while it cannot
  * journal them (no ack: the dashboard delivers them again), and recovers by itself when space
  * returns. A journal that ends in a line torn by a crash, and cannot be compacted on a full disk,
- * loses no line written after it.
+ * loses no line written after it; an accepted result leaves no older outbox file behind.
  */
 import assert from "node:assert/strict";
-import { createExecutor, Journal, openAgentState, runAgent } from "../../src/agent/mod.ts";
+import { createExecutor, Journal, openAgentState, Outbox, runAgent } from "../../src/agent/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, eventually } from "./_helpers.ts";
 
@@ -178,6 +178,35 @@ Deno.test({
       Deno.removeSync(filler);
       using reopened = Journal.open({ dir: disk });
       assert.deepEqual(reopened.entries().map((e) => e.id), ["cmd-1", "cmd-3"]);
+    } finally {
+      unmount(disk);
+      Deno.removeSync(disk, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "an accepted result whose replacement could not be written leaves no older file behind",
+  ignore: !mounted,
+  fn: () => {
+    const disk = Deno.makeTempDirSync({ prefix: "status-full-outbox-" });
+    assert.ok(mountTmpfs(disk, "64k"));
+    try {
+      const outbox = Outbox.open({ dir: disk });
+      const first = { command_id: "cmd-1", status: "interrupted" as const, attempt: 1 };
+      assert.equal(outbox.put(first), true);
+      const filler = `${disk}/filler`;
+      {
+        using file = Deno.openSync(filler, { write: true, create: true });
+        assert.throws(() => {
+          for (;;) file.writeSync(new Uint8Array(4096));
+        }, /No space left/);
+      }
+      // Delivered again: the known result goes out with the new attempt, from memory.
+      assert.equal(outbox.put({ ...first, attempt: 2 }), false);
+      outbox.remove("cmd-1"); // accepted
+      Deno.removeSync(filler);
+      assert.deepEqual(Outbox.open({ dir: disk }).pending(), []);
     } finally {
       unmount(disk);
       Deno.removeSync(disk, { recursive: true });
