@@ -269,44 +269,59 @@ export class SqliteStore implements CommandStore {
       );
     }
     if (!memory) checkDatabasePath(path, options.create ?? true);
-    let db: DatabaseSync;
-    try {
-      db = new DatabaseSync(path);
-    } catch (error) {
-      throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
-        cause: error,
-      });
-    }
-    this.#db = db;
-    try {
-      db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
-      if (!memory) {
-        const mode = db.prepare("PRAGMA journal_mode = WAL").get() as Row | undefined;
-        if (String(mode?.journal_mode).toLowerCase() !== "wal") {
-          throw new StoreError(`cannot open database ${path}: WAL mode is not available`);
+    // A dashboard started again on a full disk: SQLite cannot even read without room for its
+    // -shm file. The reserve kept beside the database is given back once for that room.
+    for (let attempt = 1;; attempt++) {
+      let db: DatabaseSync;
+      try {
+        db = new DatabaseSync(path);
+      } catch (error) {
+        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+          cause: error,
+        });
+      }
+      this.#db = db;
+      try {
+        db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+        if (!memory) {
+          const mode = db.prepare("PRAGMA journal_mode = WAL").get() as Row | undefined;
+          if (String(mode?.journal_mode).toLowerCase() !== "wal") {
+            throw new StoreError(`cannot open database ${path}: WAL mode is not available`);
+          }
         }
+        if (!memory) {
+          // A short write-ahead log, cut back to the reserve's size after each checkpoint: its
+          // space is given back instead of kept for good once its pages are in the database.
+          db.exec(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+          db.exec(`PRAGMA journal_size_limit = ${RESERVE_BYTES}`);
+        }
+        db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+        db.exec("PRAGMA foreign_keys = ON");
+        this.#migrate();
+        // The migrations' commits are counted from the first write on.
+        this.#uncheckpointed = 0;
+        if (!memory) {
+          this.#reservePath = `${path}-reserve`;
+          this.#keepReserve();
+        }
+        break;
+      } catch (error) {
+        db.close();
+        this.#statements.clear();
+        this.#full = false;
+        if (!noRoomToOpen(error)) {
+          if (error instanceof StoreError) throw error;
+          throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+            cause: error,
+          });
+        }
+        if (attempt === 1 && !memory && giveBackReserve(`${path}-reserve`)) continue;
+        throw new StoreFullError(
+          `cannot open database ${path}: no space is left on its disk (SQLite needs some even ` +
+            `to read it); free some space and start again`,
+          { cause: error },
+        );
       }
-      if (!memory) {
-        // A short write-ahead log, cut back to the reserve's size after each checkpoint: its
-        // space is given back instead of kept for good once its pages are in the database.
-        db.exec(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
-        db.exec(`PRAGMA journal_size_limit = ${RESERVE_BYTES}`);
-      }
-      db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
-      db.exec("PRAGMA foreign_keys = ON");
-      this.#migrate();
-      // The migrations' commits are counted from the first write on.
-      this.#uncheckpointed = 0;
-      if (!memory) {
-        this.#reservePath = `${path}-reserve`;
-        this.#keepReserve();
-      }
-    } catch (error) {
-      db.close();
-      if (error instanceof StoreError) throw error;
-      throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
-        cause: error,
-      });
     }
   }
 
@@ -1605,6 +1620,31 @@ function checkDatabasePath(path: string, create: boolean): void {
     Deno.openSync(path, { createNew: true, write: true, mode: 0o600 }).close();
   } catch {
     // Created meanwhile, or not permitted: SQLite opens or creates it, or says why not.
+  }
+}
+
+/** SQLite's extended result code `SQLITE_IOERR_SHMSIZE`: the -shm file could not be grown. */
+const SQLITE_IOERR_SHMSIZE = 4874;
+
+/** Whether opening failed for lack of space (a write, or the -shm file SQLite needs to read). */
+function noRoomToOpen(error: unknown): boolean {
+  if (error instanceof StoreFullError) return true;
+  if (isDiskFull((error as { cause?: unknown })?.cause ?? error)) return true;
+  return (error as { errcode?: number } | null)?.errcode === SQLITE_IOERR_SHMSIZE;
+}
+
+/**
+ * Removes the reserve beside a database (never through a symlink: it was refused before).
+ *
+ * @returns Whether there was one to give back.
+ */
+function giveBackReserve(path: string): boolean {
+  try {
+    if (!Deno.lstatSync(path).isFile) return false;
+    Deno.removeSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 
