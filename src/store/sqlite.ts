@@ -283,6 +283,7 @@ export class SqliteStore implements CommandStore {
       this.#db = db;
       try {
         db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+        const version = this.#checkOurs();
         if (!memory) {
           const mode = db.prepare("PRAGMA journal_mode = WAL").get() as Row | undefined;
           if (String(mode?.journal_mode).toLowerCase() !== "wal") {
@@ -297,7 +298,7 @@ export class SqliteStore implements CommandStore {
         }
         db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
         db.exec("PRAGMA foreign_keys = ON");
-        this.#migrate();
+        this.#migrate(version);
         // The migrations' commits are counted from the first write on.
         this.#uncheckpointed = 0;
         if (!memory) {
@@ -330,12 +331,26 @@ export class SqliteStore implements CommandStore {
     return MIGRATIONS.length;
   }
 
-  #migrate(): void {
+  /**
+   * Checks that the file is a database of this program (or empty) and not newer than it, before
+   * anything is changed in it (WAL mode, a reserve, migrations): another program's database is
+   * left as it was.
+   *
+   * @returns The schema version.
+   */
+  #checkOurs(): number {
     const db = this.#db;
     const version = num((db.prepare("PRAGMA user_version").get() as Row).user_version);
     const appId = num((db.prepare("PRAGMA application_id").get() as Row).application_id);
     if (appId !== 0 && appId !== APPLICATION_ID) {
       throw new StoreError(`${this.path} is not a status database (application id ${appId})`);
+    }
+    if (appId === 0 && version !== 0) {
+      // Every migration sets the application id with the version: another program's schema.
+      throw new StoreError(
+        `${this.path} is not a status database (schema version ${version}, but not status's ` +
+          "application id)",
+      );
     }
     if (version > MIGRATIONS.length) {
       throw new StoreError(
@@ -351,6 +366,11 @@ export class SqliteStore implements CommandStore {
         throw new StoreError(`${this.path} is not a status database (it has foreign tables)`);
       }
     }
+    return version;
+  }
+
+  #migrate(version: number): void {
+    const db = this.#db;
     for (let v = version; v < MIGRATIONS.length; v++) {
       this.#tx(() => {
         db.exec(MIGRATIONS[v]);

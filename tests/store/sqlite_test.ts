@@ -102,6 +102,25 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
       db.close();
       assert.throws(() => openSqliteStore(path), /is not a status database/);
     });
+    await t.step("another program's database that numbers its schema, left as it was", () => {
+      // Its version was taken for ours: it was opened (or migrated) and failed at every request.
+      for (const version of [3, SqliteStore.schemaVersion]) {
+        const path = `${dir}/versioned-${version}.db`;
+        const db = new DatabaseSync(path);
+        db.exec(`CREATE TABLE things (x INTEGER); PRAGMA user_version = ${version}`);
+        db.close();
+        assert.throws(() => openSqliteStore(path), {
+          name: "StoreError",
+          message: `${path} is not a status database (schema version ${version}, but not ` +
+            "status's application id)",
+        });
+        const after = new DatabaseSync(path);
+        const mode = after.prepare("PRAGMA journal_mode").get()?.journal_mode;
+        after.close();
+        assert.equal(mode, "delete", "not switched to WAL");
+        assert.throws(() => Deno.statSync(`${path}-reserve`), Deno.errors.NotFound);
+      }
+    });
     await t.step("a path that cannot be a database", async () => {
       await Deno.mkdir(`${dir}/a-directory.db`);
       assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), StoreError);
