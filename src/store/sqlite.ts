@@ -373,6 +373,9 @@ export class SqliteStore implements CommandStore {
     const db = this.#db;
     for (let v = version; v < MIGRATIONS.length; v++) {
       this.#tx(() => {
+        // Another process opening the database at the same time may have applied it since the
+        // version was read (this transaction holds the write lock: what it reads now stands).
+        if (num((db.prepare("PRAGMA user_version").get() as Row).user_version) > v) return;
         db.exec(MIGRATIONS[v]);
         db.exec(`PRAGMA user_version = ${v + 1}`);
         db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);

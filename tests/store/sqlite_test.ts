@@ -128,6 +128,47 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
   });
 });
 
+Deno.test("sqlite store: two processes migrating one database at once both open it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    // The other process (a dashboard starting, or `status agents add --db` at the same moment)
+    // has begun the first migration and commits it a moment after this one read version 0.
+    const migrations = import.meta.resolve("../../src/store/_migrations.ts");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { DatabaseSync } from "node:sqlite";
+        import { APPLICATION_ID, MIGRATIONS } from ${JSON.stringify(migrations)};
+        const db = new DatabaseSync(${JSON.stringify(path)});
+        db.exec("PRAGMA journal_mode = WAL");
+        db.exec("BEGIN IMMEDIATE");
+        db.exec(MIGRATIONS[0]);
+        db.exec("PRAGMA user_version = 1; PRAGMA application_id = " + APPLICATION_ID);
+        console.log("begun");
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+        db.exec("COMMIT");
+        db.close();`,
+      ],
+      stdout: "piped",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    assert.equal((await reader.read()).value?.trim(), "begun");
+    // Reads version 0 (the other's migration is not committed), then waits for its lock.
+    const store = openSqliteStore(path, { busyTimeoutMs: 30_000 });
+    try {
+      assert.equal(await store.getAgent("a1"), null);
+      const db = new DatabaseSync(path);
+      const version = db.prepare("PRAGMA user_version").get()?.user_version;
+      db.close();
+      assert.equal(version, SqliteStore.schemaVersion);
+    } finally {
+      await store.close();
+      await reader.cancel();
+      assert.ok((await child.status).success);
+    }
+  });
+});
+
 Deno.test("sqlite store validates its options", () => {
   assert.throws(() => openSqliteStore(""), TypeError);
   // deno-lint-ignore no-explicit-any
