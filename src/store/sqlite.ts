@@ -307,6 +307,11 @@ export class SqliteStore implements CommandStore {
         }
         break;
       } catch (error) {
+        // Nothing of this connection is kept: a migration that failed inside its transaction
+        // left the group open.
+        if (this.#groupTimer !== null) clearImmediate(this.#groupTimer);
+        this.#groupTimer = null;
+        this.#group = null;
         db.close();
         this.#statements.clear();
         this.#full = false;
