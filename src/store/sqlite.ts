@@ -1618,6 +1618,13 @@ function checkDatabasePath(path: string, create: boolean): void {
   if (kind === "directory") {
     throw new StoreError(`cannot open database ${path}: it is a directory, not a file`);
   }
+  if (kind === "other") {
+    // /dev/null, a pipe: SQLite would fail with "disk I/O error", after creating its journal
+    // beside it (/dev/null-journal).
+    throw new StoreError(
+      `cannot open database ${path}: it is not a regular file (a device, a pipe or a socket)`,
+    );
+  }
   if (kind !== "missing") return;
   if (!create) {
     throw new StoreError(

@@ -125,6 +125,20 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
       await Deno.mkdir(`${dir}/a-directory.db`);
       assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), StoreError);
     });
+    await t.step("a pipe, and nothing created beside it", () => {
+      // As /dev/null would be (SQLite left /dev/null-journal behind).
+      const path = `${dir}/a-pipe.db`;
+      assert.ok(new Deno.Command("mkfifo", { args: [path] }).outputSync().success);
+      assert.throws(() => openSqliteStore(path), {
+        name: "StoreError",
+        message: `cannot open database ${path}: it is not a regular file (a device, a pipe or a ` +
+          "socket)",
+      });
+      assert.deepEqual(
+        [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("a-pipe")),
+        ["a-pipe.db"],
+      );
+    });
   });
 });
 
