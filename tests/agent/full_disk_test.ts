@@ -59,6 +59,15 @@ if (!mounted) {
   Deno.removeSync(mnt);
   console.log("full disk test skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
 }
+let unmounted = !mounted;
+/** Unmounts the test's file system, once; also when a filter left out the test that uses it. */
+function unmountMnt(): void {
+  if (unmounted) return;
+  unmounted = true;
+  unmount(mnt);
+  Deno.removeSync(mnt, { recursive: true });
+}
+globalThis.addEventListener("unload", unmountMnt);
 
 Deno.test({
   name: "a full state directory neither stops the agent nor loses a result, and heals",
@@ -142,8 +151,7 @@ Deno.test({
       assert.equal(summary.commandsRun, 2);
       state[Symbol.dispose]();
       await executor.close?.();
-      unmount(mnt);
-      Deno.removeSync(mnt, { recursive: true });
+      unmountMnt();
     }
   },
 });
