@@ -9,6 +9,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
 import { type Io, processIo } from "./src/cli/io.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
+import { surviveFileSizeLimit } from "./src/cli/signals.ts";
 import { closeLogging } from "./src/log/mod.ts";
 import { redactString } from "./src/log/redact.ts";
 import { agentCommand } from "./src/cli/agent.ts";
@@ -184,5 +185,6 @@ export async function run(args: readonly string[], io: ProgramIo): Promise<void>
 }
 
 if (import.meta.main) {
+  surviveFileSizeLimit();
   await run(Deno.args, { ...processIo, exit: (code) => Deno.exit(code) });
 }

@@ -16,6 +16,7 @@ import { logger } from "../log/mod.ts";
 import type { ExitRecord, ProcessRecord } from "../exec/mod.ts";
 import { isNoSpace, StateWriteError, writeFileAtomicSync } from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
+import { openOwnFileSync } from "../own_files.ts";
 
 /** Where a journaled command stands. */
 export type JournalState = "running" | "done" | "accepted";
@@ -182,6 +183,11 @@ export class Journal implements Disposable {
   #file: Deno.FsFile | undefined;
   #backlog: string[] = [];
   #linesSinceCompaction = 0;
+  /**
+   * The log ends in a line torn by a crash (no newline) that could not be compacted away: the next
+   * write starts with a newline, or its first line would be joined to the torn one and lost.
+   */
+  #tornTail = false;
   #lastRetentionPrune = 0;
 
   private constructor(options: JournalOptions) {
@@ -266,8 +272,7 @@ export class Journal implements Disposable {
       attempt: command.attempt,
       at: new Date(this.#now()).toISOString(),
     };
-    this.#append(op, true);
-    this.#apply(op);
+    this.#record(op, true);
     return this.get(command.id)!;
   }
 
@@ -285,8 +290,7 @@ export class Journal implements Disposable {
       summary: summarizeReport(report),
       at: report.completed_at ?? new Date(this.#now()).toISOString(),
     };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -298,8 +302,7 @@ export class Journal implements Disposable {
   spawned(id: string, process: ProcessRecord): void {
     if (!this.#entries.has(id)) return;
     const op: JournalOp = { op: "spawned", id, process };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -311,8 +314,7 @@ export class Journal implements Disposable {
   exited(id: string, exit: ExitRecord): void {
     if (!this.#entries.has(id)) return;
     const op: JournalOp = { op: "exited", id, exit };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -332,10 +334,11 @@ export class Journal implements Disposable {
   retry(): boolean {
     try {
       this.#flush([]);
-      return true;
     } catch {
       return false;
     }
+    this.#maybeCompact();
+    return true;
   }
 
   /**
@@ -347,8 +350,7 @@ export class Journal implements Disposable {
     const entry = this.#entries.get(id);
     if (!entry || entry.state === "accepted") return;
     const op: JournalOp = { op: "accepted", id, at: new Date(this.#now()).toISOString() };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
     this.#maybePrune();
   }
 
@@ -360,8 +362,7 @@ export class Journal implements Disposable {
   forget(id: string): void {
     if (!this.#entries.has(id)) return;
     const op: JournalOp = { op: "forget", id };
-    this.#append(op);
-    this.#apply(op);
+    this.#record(op);
   }
 
   /**
@@ -471,26 +472,36 @@ export class Journal implements Disposable {
   }
 
   /**
-   * Writes an operation. A required one (a start) is written or throws; any other is kept in
-   * memory when it cannot be written, and written with the next write that succeeds.
+   * Writes an operation and applies it. A required one (a start) is written or throws (and is
+   * not applied); any other is kept in memory when it cannot be written, and written with the next
+   * write that succeeds. A compaction comes only after the operation is applied: the snapshot
+   * replaces the log, so it must hold the operation just written.
    */
-  #append(op: JournalOp, required = false): void {
-    if (!this.#path) return;
-    const line = JSON.stringify(op) + "\n";
-    if (required) {
-      this.#flush([line]);
-      return;
+  #record(op: JournalOp, required = false): void {
+    if (this.#path) {
+      const line = JSON.stringify(op) + "\n";
+      if (required) {
+        this.#flush([line]);
+      } else {
+        this.#backlog.push(line);
+        try {
+          this.#flush([]);
+        } catch (error) {
+          log.warning(
+            "the journal could not be written; the change is kept in memory and written when " +
+              "space returns",
+            { file: this.#path, pending: this.#backlog.length, error: (error as Error).message },
+          );
+        }
+      }
     }
-    this.#backlog.push(line);
-    try {
-      this.#flush([]);
-    } catch (error) {
-      log.warning(
-        "the journal could not be written; the change is kept in memory and written when " +
-          "space returns",
-        { file: this.#path, pending: this.#backlog.length, error: (error as Error).message },
-      );
-    }
+    this.#apply(op);
+    this.#maybeCompact();
+  }
+
+  /** Compacts the log once it holds far more lines than there are entries. */
+  #maybeCompact(): void {
+    if (this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size)) this.#compact();
   }
 
   /**
@@ -504,7 +515,7 @@ export class Journal implements Disposable {
     try {
       if (!this.#file) this.#openForAppend();
       size = this.#file!.statSync().size;
-      writeAllSync(this.#file!, encoder.encode(lines.join("")));
+      writeAllSync(this.#file!, encoder.encode((this.#tornTail ? "\n" : "") + lines.join("")));
       this.#file!.syncSync();
     } catch (error) {
       try {
@@ -525,19 +536,21 @@ export class Journal implements Disposable {
       );
     }
     this.#backlog = [];
+    this.#tornTail = false;
     this.#linesSinceCompaction += lines.length;
-    if (this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size)) this.#compact();
   }
 
   #load(): void {
     if (!this.#path) return;
+    this.#removeInterruptedSnapshots();
     let text = "";
     try {
       text = Deno.readTextFileSync(this.#path);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    let needsCompaction = text.length > 0 && !text.endsWith("\n");
+    this.#tornTail = text.length > 0 && !text.endsWith("\n");
+    let needsCompaction = this.#tornTail;
     let lines = 0;
     for (const line of text.split("\n")) {
       if (line.trim() === "") continue;
@@ -576,14 +589,27 @@ export class Journal implements Disposable {
     }
   }
 
+  /**
+   * Removes the temporary files of compactions that a crash interrupted before their rename (the
+   * log they would have replaced is intact); each would otherwise stay, as large as the journal.
+   */
+  #removeInterruptedSnapshots(): void {
+    try {
+      for (const entry of Deno.readDirSync(this.#dir!)) {
+        if (entry.isFile && entry.name.startsWith(`${FILE_NAME}.`) && entry.name.endsWith(".tmp")) {
+          Deno.removeSync(join(this.#dir!, entry.name));
+        }
+      }
+    } catch (error) {
+      log.debug("interrupted journal snapshots not removed", { error: (error as Error).message });
+    }
+  }
+
   #openForAppend(): void {
     this.#file?.close();
     this.#file = undefined;
-    this.#file = Deno.openSync(this.#path!, {
-      append: true,
-      create: true,
-      mode: 0o600,
-    });
+    // Never through a symlink, nor into another user's file (the agent may run as root).
+    this.#file = openOwnFileSync(this.#path!, { append: true, mode: 0o600 });
   }
 
   /** Rewrites the log as a snapshot; when that cannot be written the old log stays in use. */
@@ -603,6 +629,7 @@ export class Journal implements Disposable {
     }
     // The snapshot holds every change, also those that waited for space.
     this.#backlog = [];
+    this.#tornTail = false;
     this.#linesSinceCompaction = this.#entries.size;
     try {
       this.#openForAppend();

@@ -164,7 +164,10 @@ export class Outbox {
   remove(id: string): void {
     if (!this.#items.has(id)) return;
     this.#items.delete(id);
-    if (this.#unsaved.delete(id) || !this.#dir) return;
+    // A report kept in memory only may still have an older file (a replacement that could not be
+    // written): it goes too, or a restart would send that old report again.
+    this.#unsaved.delete(id);
+    if (!this.#dir) return;
     try {
       removeFileDurableSync(join(this.#dir, fileNameOf(id)));
     } catch (error) {

@@ -8,7 +8,7 @@
 import { lockWithin } from "../clock.ts";
 import { DEFAULT_STATE_DIR } from "../defaults.ts";
 import { canReadWrite, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
-import { sharedDirectoryProblem } from "../own_files.ts";
+import { NotOwnFileError, openOwnFileSync, sharedDirectoryProblem } from "../own_files.ts";
 import { writeAllSync } from "../write_all.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
@@ -167,8 +167,13 @@ function lockStateDir(dir: string): Deno.FsFile {
   const path = `${dir}/${STATE_LOCK_FILE}`;
   let file: Deno.FsFile;
   try {
-    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+    // Never through a symlink, nor into another user's file: the pid written below would first
+    // empty whatever it names.
+    file = openOwnFileSync(path, { mode: 0o600 });
   } catch (error) {
+    if (error instanceof NotOwnFileError) {
+      throw new Error(`cannot use the state directory ${dir}: ${error.message}`, { cause: error });
+    }
     // A directory this user may not write, or a read-only file system: say which setting.
     throw new Error(
       `cannot use the state directory ${dir}: ${(error as Error).message} (make it writable ` +

@@ -68,6 +68,27 @@ export function onSignals<S extends Deno.Signal>(
   };
 }
 
+/**
+ * Makes a file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`) a failed write instead of the end
+ * of the process: by default SIGXFSZ kills it, silently and mid-write. Listened to, the write that
+ * crosses the limit fails with "File too large", which the store, the agent's journal and outbox
+ * and the log file handle as a write that failed (the program goes on, says so, loses nothing it
+ * already had). The commands the agent runs still get the default (a handler is not inherited).
+ *
+ * @example At the start of the program
+ * ```ts
+ * import { surviveFileSizeLimit } from "./signals.ts";
+ * surviveFileSizeLimit();
+ * ```
+ */
+export function surviveFileSizeLimit(): void {
+  try {
+    Deno.addSignalListener("SIGXFSZ", () => {});
+  } catch {
+    // Not a signal on this platform.
+  }
+}
+
 /** What {@link twoStageStop} gives: a stop, a stop-at-once, and which signal forced it. */
 export interface TwoStageStop extends Disposable {
   /** Aborted by the first SIGINT or SIGTERM. */

@@ -55,14 +55,22 @@ export function rotatingFileSink(
   return Object.assign((record: LogRecord) => {
     const bytes = encoder.encode(options.formatter(record));
     if (file !== undefined && size > 0 && size + bytes.length > options.maxSize) rotate();
+    let before = -1;
     try {
       // Opened again after a rotation, or after it could not be (the line is lost then).
       file ??= open();
+      before = file.statSync().size;
       writeAllSync(file, bytes);
       file.syncSync();
       size += bytes.length;
     } catch {
-      // A log line must not stop the program; the next one tries again.
+      // A log line must not stop the program; the next one tries again. Part of it may be written
+      // (a full disk): that part is taken back, or the next line would be joined to it.
+      try {
+        if (before >= 0) file?.truncateSync(before);
+      } catch {
+        // The next line may follow a torn one.
+      }
     }
   }, {
     [Symbol.dispose]: () => {

@@ -278,44 +278,65 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       );
     }
     if (!memory) checkDatabasePath(path, options.create ?? true);
-    let db: DatabaseSync;
-    try {
-      db = new DatabaseSync(path);
-    } catch (error) {
-      throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
-        cause: error,
-      });
-    }
-    this.#db = db;
-    try {
-      db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
-      if (!memory) {
-        const mode = db.prepare("PRAGMA journal_mode = WAL").get() as Row | undefined;
-        if (String(mode?.journal_mode).toLowerCase() !== "wal") {
-          throw new StoreError(`cannot open database ${path}: WAL mode is not available`);
+    // A dashboard started again on a full disk: SQLite cannot even read without room for its
+    // -shm file. The reserve kept beside the database is given back once for that room.
+    for (let attempt = 1;; attempt++) {
+      let db: DatabaseSync;
+      try {
+        db = new DatabaseSync(path);
+      } catch (error) {
+        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+          cause: error,
+        });
+      }
+      this.#db = db;
+      try {
+        db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+        const version = this.#checkOurs();
+        if (!memory) {
+          const mode = db.prepare("PRAGMA journal_mode = WAL").get() as Row | undefined;
+          if (String(mode?.journal_mode).toLowerCase() !== "wal") {
+            throw new StoreError(`cannot open database ${path}: WAL mode is not available`);
+          }
         }
+        if (!memory) {
+          // A short write-ahead log, cut back to the reserve's size after each checkpoint: its
+          // space is given back instead of kept for good once its pages are in the database.
+          db.exec(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+          db.exec(`PRAGMA journal_size_limit = ${RESERVE_BYTES}`);
+        }
+        db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+        db.exec("PRAGMA foreign_keys = ON");
+        this.#migrate(version);
+        // The migrations' commits are counted from the first write on.
+        this.#uncheckpointed = 0;
+        if (!memory) {
+          this.#reservePath = `${path}-reserve`;
+          this.#keepReserve();
+        }
+        break;
+      } catch (error) {
+        // Nothing of this connection is kept: a migration that failed inside its transaction
+        // left the group open.
+        if (this.#groupTimer !== null) clearImmediate(this.#groupTimer);
+        this.#groupTimer = null;
+        this.#group = null;
+        db.close();
+        this.#statements.clear();
+        this.#full = false;
+        if (!noRoomToOpen(error)) {
+          if (error instanceof StoreError) throw error;
+          throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+            cause: error,
+          });
+        }
+        if (attempt === 1 && !memory && giveBackReserve(`${path}-reserve`)) continue;
+        throw new StoreFullError(
+          `cannot open database ${path}: no space is left on its disk (SQLite needs some even ` +
+            `to read it); free some space and start again`,
+          { cause: error },
+        );
       }
-      if (!memory) {
-        // A short write-ahead log, cut back to the reserve's size after each checkpoint: its
-        // space is given back instead of kept for good once its pages are in the database.
-        db.exec(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
-        db.exec(`PRAGMA journal_size_limit = ${RESERVE_BYTES}`);
-      }
-      db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
-      db.exec("PRAGMA foreign_keys = ON");
-      this.#migrate();
-      // The migrations' commits are counted from the first write on.
-      this.#uncheckpointed = 0;
-      if (!memory) {
-        this.#reservePath = `${path}-reserve`;
-        this.#keepReserve();
-      }
-    } catch (error) {
-      db.close();
-      if (error instanceof StoreError) throw error;
-      throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
-        cause: error,
-      });
     }
   }
 
@@ -324,12 +345,26 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     return MIGRATIONS.length;
   }
 
-  #migrate(): void {
+  /**
+   * Checks that the file is a database of this program (or empty) and not newer than it, before
+   * anything is changed in it (WAL mode, a reserve, migrations): another program's database is
+   * left as it was.
+   *
+   * @returns The schema version.
+   */
+  #checkOurs(): number {
     const db = this.#db;
     const version = num((db.prepare("PRAGMA user_version").get() as Row).user_version);
     const appId = num((db.prepare("PRAGMA application_id").get() as Row).application_id);
     if (appId !== 0 && appId !== APPLICATION_ID) {
       throw new StoreError(`${this.path} is not a status database (application id ${appId})`);
+    }
+    if (appId === 0 && version !== 0) {
+      // Every migration sets the application id with the version: another program's schema.
+      throw new StoreError(
+        `${this.path} is not a status database (schema version ${version}, but not status's ` +
+          "application id)",
+      );
     }
     if (version > MIGRATIONS.length) {
       throw new StoreError(
@@ -345,8 +380,16 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         throw new StoreError(`${this.path} is not a status database (it has foreign tables)`);
       }
     }
+    return version;
+  }
+
+  #migrate(version: number): void {
+    const db = this.#db;
     for (let v = version; v < MIGRATIONS.length; v++) {
       this.#tx(() => {
+        // Another process opening the database at the same time may have applied it since the
+        // version was read (this transaction holds the write lock: what it reads now stands).
+        if (num((db.prepare("PRAGMA user_version").get() as Row).user_version) > v) return;
         db.exec(MIGRATIONS[v]);
         db.exec(`PRAGMA user_version = ${v + 1}`);
         db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
@@ -1627,6 +1670,13 @@ function checkDatabasePath(path: string, create: boolean): void {
   if (kind === "directory") {
     throw new StoreError(`cannot open database ${path}: it is a directory, not a file`);
   }
+  if (kind === "other") {
+    // /dev/null, a pipe: SQLite would fail with "disk I/O error", after creating its journal
+    // beside it (/dev/null-journal).
+    throw new StoreError(
+      `cannot open database ${path}: it is not a regular file (a device, a pipe or a socket)`,
+    );
+  }
   if (kind !== "missing") return;
   if (!create) {
     throw new StoreError(
@@ -1657,6 +1707,31 @@ function checkDatabasePath(path: string, create: boolean): void {
     Deno.openSync(path, { createNew: true, write: true, mode: 0o600 }).close();
   } catch {
     // Created meanwhile, or not permitted: SQLite opens or creates it, or says why not.
+  }
+}
+
+/** SQLite's extended result code `SQLITE_IOERR_SHMSIZE`: the -shm file could not be grown. */
+const SQLITE_IOERR_SHMSIZE = 4874;
+
+/** Whether opening failed for lack of space (a write, or the -shm file SQLite needs to read). */
+function noRoomToOpen(error: unknown): boolean {
+  if (error instanceof StoreFullError) return true;
+  if (isDiskFull((error as { cause?: unknown })?.cause ?? error)) return true;
+  return (error as { errcode?: number } | null)?.errcode === SQLITE_IOERR_SHMSIZE;
+}
+
+/**
+ * Removes the reserve beside a database (never through a symlink: it was refused before).
+ *
+ * @returns Whether there was one to give back.
+ */
+function giveBackReserve(path: string): boolean {
+  try {
+    if (!Deno.lstatSync(path).isFile) return false;
+    Deno.removeSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -3,10 +3,11 @@
  * it needs root with the right to mount): the agent never exits, reports what it has over the
  * network even when it cannot write it down (and says so), refuses new commands while it cannot
  * journal them (no ack: the dashboard delivers them again), and recovers by itself when space
- * returns.
+ * returns. A journal that ends in a line torn by a crash, and cannot be compacted on a full disk,
+ * loses no line written after it; an accepted result leaves no older outbox file behind.
  */
 import assert from "node:assert/strict";
-import { createExecutor, openAgentState, runAgent } from "../../src/agent/mod.ts";
+import { createExecutor, Journal, openAgentState, Outbox, runAgent } from "../../src/agent/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, eventually } from "./_helpers.ts";
 
@@ -58,6 +59,15 @@ if (!mounted) {
   Deno.removeSync(mnt);
   console.log("full disk test skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
 }
+let unmounted = !mounted;
+/** Unmounts the test's file system, once; also when a filter left out the test that uses it. */
+function unmountMnt(): void {
+  if (unmounted) return;
+  unmounted = true;
+  unmount(mnt);
+  Deno.removeSync(mnt, { recursive: true });
+}
+globalThis.addEventListener("unload", unmountMnt);
 
 Deno.test({
   name: "a full state directory neither stops the agent nor loses a result, and heals",
@@ -141,8 +151,73 @@ Deno.test({
       assert.equal(summary.commandsRun, 2);
       state[Symbol.dispose]();
       await executor.close?.();
-      unmount(mnt);
-      Deno.removeSync(mnt, { recursive: true });
+      unmountMnt();
+    }
+  },
+});
+
+Deno.test({
+  name: "a journal ending in a torn line that cannot be compacted on a full disk loses no new line",
+  ignore: !mounted,
+  fn: () => {
+    const disk = Deno.makeTempDirSync({ prefix: "status-full-torn-" });
+    assert.ok(mountTmpfs(disk, "64k"));
+    try {
+      const path = `${disk}/journal.jsonl`;
+      {
+        using journal = Journal.open({ dir: disk });
+        journal.start({ id: "cmd-1", name: "echo one", attempt: 1 });
+      }
+      // A crash tore the next line; the disk then filled up (the journal's last page keeps room).
+      Deno.writeTextFileSync(path, '{"op":"start","id":"cmd-2","na', { append: true });
+      const filler = `${disk}/filler`;
+      {
+        using file = Deno.openSync(filler, { write: true, create: true });
+        assert.throws(() => {
+          for (;;) file.writeSync(new Uint8Array(4096));
+        }, /No space left/);
+      }
+      {
+        // The snapshot that would drop the torn line cannot be written: the log is appended to.
+        using journal = Journal.open({ dir: disk });
+        assert.deepEqual(journal.entries().map((e) => e.id), ["cmd-1"]);
+        journal.start({ id: "cmd-3", name: "echo three", attempt: 1 });
+      }
+      Deno.removeSync(filler);
+      using reopened = Journal.open({ dir: disk });
+      assert.deepEqual(reopened.entries().map((e) => e.id), ["cmd-1", "cmd-3"]);
+    } finally {
+      unmount(disk);
+      Deno.removeSync(disk, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "an accepted result whose replacement could not be written leaves no older file behind",
+  ignore: !mounted,
+  fn: () => {
+    const disk = Deno.makeTempDirSync({ prefix: "status-full-outbox-" });
+    assert.ok(mountTmpfs(disk, "64k"));
+    try {
+      const outbox = Outbox.open({ dir: disk });
+      const first = { command_id: "cmd-1", status: "interrupted" as const, attempt: 1 };
+      assert.equal(outbox.put(first), true);
+      const filler = `${disk}/filler`;
+      {
+        using file = Deno.openSync(filler, { write: true, create: true });
+        assert.throws(() => {
+          for (;;) file.writeSync(new Uint8Array(4096));
+        }, /No space left/);
+      }
+      // Delivered again: the known result goes out with the new attempt, from memory.
+      assert.equal(outbox.put({ ...first, attempt: 2 }), false);
+      outbox.remove("cmd-1"); // accepted
+      Deno.removeSync(filler);
+      assert.deepEqual(Outbox.open({ dir: disk }).pending(), []);
+    } finally {
+      unmount(disk);
+      Deno.removeSync(disk, { recursive: true });
     }
   },
 });

@@ -79,6 +79,69 @@ Deno.test("journal ignores a line torn by a crash and keeps appending cleanly", 
   }
 });
 
+Deno.test("the change that makes the journal compact its log is in the snapshot", async (t) => {
+  // The log is rewritten as a snapshot once it holds 1,000 lines (and more than twice the
+  // entries): the change written as line 1,001 must be in that snapshot, or a restart forgets it
+  // (a start forgotten is a command that runs twice when it is delivered again).
+  const cases: [string, (journal: Journal) => void, (journal: Journal) => void][] = [
+    ["start", () => {}, (j) => j.start({ id: "t", name: "echo t", attempt: 1 })],
+    [
+      "done",
+      (j) => j.start({ id: "t", name: "echo t", attempt: 1 }),
+      (j) => j.complete("t", report("t")),
+    ],
+    ["accepted", (j) => {
+      j.start({ id: "t", name: "echo t", attempt: 1 });
+      j.complete("t", report("t"));
+    }, (j) => j.accept("t")],
+    ["forget", (j) => j.start({ id: "t", name: "echo t", attempt: 1 }), (j) => j.forget("t")],
+  ];
+  for (const [op, prepare, change] of cases) {
+    await t.step(op, () => {
+      const dir = Deno.makeTempDirSync();
+      const path = join(dir, "journal.jsonl");
+      const lines = () => Deno.readTextFileSync(path).split("\n").filter((l) => l !== "").length;
+      try {
+        let expected;
+        {
+          using journal = Journal.open({ dir });
+          journal.start({ id: "pad", name: "sleep 9", attempt: 1 });
+          prepare(journal);
+          for (let n = lines(); n < 1000; n++) journal.spawned("pad", { pid: 1000 + n });
+          assert.equal(lines(), 1000);
+          change(journal);
+          assert.ok(lines() <= journal.size, "the log was compacted");
+          expected = journal.entries();
+        }
+        using reopened = Journal.open({ dir });
+        assert.deepEqual(reopened.entries(), expected);
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("journal removes the temporary file of a compaction a crash interrupted", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "a", name: "echo a", attempt: 1 });
+    }
+    // Killed while writing the snapshot, before its rename over the log.
+    const leftover = join(dir, "journal.jsonl.1f2e3d4c.tmp");
+    Deno.writeTextFileSync(leftover, '{"op":"entry","entry":{"id":"a"');
+    Deno.writeTextFileSync(join(dir, "notes.tmp"), "not the journal's");
+    using journal = Journal.open({ dir });
+    assert.deepEqual(journal.entries().map((e) => e.id), ["a"]);
+    assert.throws(() => Deno.statSync(leftover), Deno.errors.NotFound);
+    assert.ok(Deno.statSync(join(dir, "notes.tmp")).isFile);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("journal skips lines that are JSON but no journal change, instead of failing to open", () => {
   const dir = Deno.makeTempDirSync();
   try {
@@ -346,6 +409,36 @@ Deno.test("a state directory the agent cannot create its lock in is refused nami
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a symlink in place of the lock or the journal is refused; what it names is untouched", async (t) => {
+  // Whoever may write in the state directory could point them at a file the agent (root) would
+  // empty and write its pid into, or append journal lines to.
+  for (const name of [STATE_LOCK_FILE, "journal.jsonl"]) {
+    await t.step(name, () => {
+      const parent = Deno.makeTempDirSync({ prefix: "status-state-" });
+      const dir = join(parent, "state");
+      const victim = join(parent, "victim");
+      try {
+        Deno.mkdirSync(dir, { mode: 0o700 });
+        // Empty: the journal has nothing to compact away, so it would append to it.
+        Deno.writeTextFileSync(victim, name === STATE_LOCK_FILE ? "precious\n" : "");
+        Deno.symlinkSync(victim, join(dir, name));
+        assert.throws(() => openAgentState({ dir }), {
+          message: new RegExp(
+            `^cannot (use|open the journal and outbox in) the state directory ${dir}: ` +
+              `.*${name.replace(".", "\\.")} is a symlink; refusing to write through it`,
+          ),
+        });
+        assert.equal(
+          Deno.readTextFileSync(victim),
+          name === STATE_LOCK_FILE ? "precious\n" : "",
+        );
+      } finally {
+        Deno.removeSync(parent, { recursive: true });
+      }
+    });
   }
 });
 

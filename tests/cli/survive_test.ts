@@ -3,6 +3,7 @@
  * outside any request, and still dies of bugs.
  */
 import assert from "node:assert/strict";
+import { PERMS, runCli, spawnCli } from "../_cli.ts";
 
 const survive = new URL("../../src/cli/survive.ts", import.meta.url).href;
 const errors = new URL("../../src/store/errors.ts", import.meta.url).href;
@@ -99,4 +100,52 @@ Deno.test("what libraries print with console goes to the log, not to standard ou
   ]);
   assert.match(records[0].message, /The user aborted a request\./);
   assert.match(records[1].message, /Error: boom/);
+});
+
+Deno.test({
+  name: "a file-size limit (ulimit -f) fails the dashboard's writes instead of killing it",
+  // prlimit sets the limit for the child alone (util-linux; Linux only).
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    // Deno writes its own cache (files larger than the limit) when it first loads the program:
+    // that is done here, without the limit.
+    assert.equal((await runCli(["--version"], { perms: PERMS.serve })).code, 0);
+    const dir = Deno.makeTempDirSync({ prefix: "status-fsize-" });
+    try {
+      // 1 MiB: less than the store's reserve file, so the first start crosses it already.
+      await using serve = spawnCli(["serve", "--db", `${dir}/status.db`, "--port", "0"], {
+        perms: PERMS.serve,
+        prefix: ["prlimit", "--fsize=1048576"],
+      });
+      const url = (await serve.stdout.waitFor(/listening on (http:\S+)/)).match![1];
+      const enqueue = (id: string) =>
+        fetch(`${url}/api/v1/agent/commands/enqueue`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "X-Agent-Id": "a1" },
+          body: JSON.stringify({
+            id,
+            name: "echo hi",
+            params: { metadata: { pad: "p".repeat(8000) } },
+          }),
+        });
+      const created = await enqueue("first");
+      assert.equal(created.status, 202);
+      await created.body?.cancel();
+      let refused: Response | undefined;
+      for (let i = 0; i < 1000 && !refused; i++) {
+        const response = await enqueue(`c${i}`);
+        if (response.status === 202) await response.body?.cancel();
+        else refused = response;
+      }
+      assert.ok(refused, "the database never reached the limit");
+      assert.ok(refused.status >= 500, `${refused.status}`);
+      await refused.body?.cancel();
+      // Still running, and what it has is still read.
+      const first = await fetch(`${url}/api/v1/commands/first`);
+      assert.equal(first.status, 200);
+      assert.equal((await first.json()).status, "queued");
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });

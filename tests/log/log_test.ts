@@ -238,3 +238,57 @@ Deno.test("json lines keep their four fields first; a property of the same name 
   assert.equal(JSON.parse(lines[0]).level, "mine");
   assert.equal(JSON.parse(lines[0]).token, "[redacted]");
 });
+
+Deno.test({
+  name: "a line cut short by a full disk is taken back: the next line is whole",
+  // A real full file system: a tmpfs mounted for the test (root with the right to mount).
+  ignore: Deno.uid() !== 0,
+  fn: () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-log-full-" });
+    const mount = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    if (!mount.success) {
+      Deno.removeSync(dir);
+      console.log("skipped: cannot mount a tmpfs here");
+      return;
+    }
+    const path = `${dir}/status.log`;
+    const sink = rotatingFileSink(path, {
+      maxSize: 1024 * 1024,
+      maxFiles: 1,
+      formatter: (record) => `${record.rawMessage}\n`,
+    });
+    const record = (message: string) =>
+      ({
+        category: ["status"],
+        level: "info",
+        message: [message],
+        rawMessage: message,
+        properties: {},
+        timestamp: 0,
+      }) as const;
+    try {
+      sink(record("first"));
+      // The disk fills up; only the rest of the log's last page is free.
+      {
+        using filler = Deno.openSync(`${dir}/filler`, { write: true, create: true });
+        assert.throws(() => {
+          for (;;) filler.writeSync(new Uint8Array(4096));
+        }, /No space left/);
+      }
+      // Longer than that rest: part of it is written before the disk says it is full.
+      sink(record("x".repeat(6000)));
+      Deno.removeSync(`${dir}/filler`);
+      sink(record("after"));
+    } finally {
+      sink[Symbol.dispose]();
+      const text = Deno.readTextFileSync(path);
+      new Deno.Command("umount", { args: [dir] }).outputSync();
+      Deno.removeSync(dir, { recursive: true });
+      assert.equal(text, "first\nafter\n");
+    }
+  },
+});

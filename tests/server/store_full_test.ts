@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { DashboardClient } from "../../src/agent/client.ts";
 import type { ReportRequest } from "../../src/protocol/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
+import { openSqliteStore } from "../../src/store/mod.ts";
 import { P, reportBody } from "./_helpers.ts";
 
 async function run(command: string, args: string[]): Promise<boolean> {
@@ -158,6 +159,47 @@ Deno.test({
       const health = await fetch(`${server.url}/health`);
       assert.equal(health.status, 200);
       assert.equal((await health.json()).store.status, "ok");
+    });
+  },
+});
+
+Deno.test({
+  name: "a store opened again on a full disk gives back its reserve to open, and heals",
+  async fn(t) {
+    await using disk = await smallDisk(6 * 1024);
+    if (!disk) {
+      await t.step({ name: "mounting a tmpfs needs root: skipped", ignore: true, fn: () => {} });
+      return;
+    }
+    const db = `${disk.dir}/status.db`;
+    const command = (id: string) => ({
+      id,
+      agentId: "a1",
+      name: "echo hi",
+      params: {},
+      fingerprint: id,
+      now: Date.now(),
+    });
+    {
+      await using store = openSqliteStore(db);
+      await store.enqueue(command("before"));
+    }
+    // The dashboard stopped, the disk filled up; then it starts again. SQLite cannot even read
+    // without room for its -shm file ("disk I/O error").
+    fill(`${disk.dir}/filler`);
+    {
+      await using store = openSqliteStore(db);
+      assert.equal((await store.getCommand("before"))?.status, "queued");
+      Deno.removeSync(`${disk.dir}/filler`);
+      assert.equal((await store.enqueue(command("after"))).outcome, "created");
+    }
+    // Without a reserve to give back, the error says what is wrong.
+    Deno.removeSync(`${db}-reserve`);
+    fill(`${disk.dir}/filler`);
+    assert.throws(() => openSqliteStore(db), {
+      name: "StoreFullError",
+      message: `cannot open database ${db}: no space is left on its disk (SQLite needs some ` +
+        "even to read it); free some space and start again",
     });
   },
 });

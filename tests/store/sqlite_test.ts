@@ -102,10 +102,84 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
       db.close();
       assert.throws(() => openSqliteStore(path), /is not a status database/);
     });
+    await t.step("another program's database that numbers its schema, left as it was", () => {
+      // Its version was taken for ours: it was opened (or migrated) and failed at every request.
+      for (const version of [3, SqliteStore.schemaVersion]) {
+        const path = `${dir}/versioned-${version}.db`;
+        const db = new DatabaseSync(path);
+        db.exec(`CREATE TABLE things (x INTEGER); PRAGMA user_version = ${version}`);
+        db.close();
+        assert.throws(() => openSqliteStore(path), {
+          name: "StoreError",
+          message: `${path} is not a status database (schema version ${version}, but not ` +
+            "status's application id)",
+        });
+        const after = new DatabaseSync(path);
+        const mode = after.prepare("PRAGMA journal_mode").get()?.journal_mode;
+        after.close();
+        assert.equal(mode, "delete", "not switched to WAL");
+        assert.throws(() => Deno.statSync(`${path}-reserve`), Deno.errors.NotFound);
+      }
+    });
     await t.step("a path that cannot be a database", async () => {
       await Deno.mkdir(`${dir}/a-directory.db`);
       assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), StoreError);
     });
+    await t.step("a pipe, and nothing created beside it", () => {
+      // As /dev/null would be (SQLite left /dev/null-journal behind).
+      const path = `${dir}/a-pipe.db`;
+      assert.ok(new Deno.Command("mkfifo", { args: [path] }).outputSync().success);
+      assert.throws(() => openSqliteStore(path), {
+        name: "StoreError",
+        message: `cannot open database ${path}: it is not a regular file (a device, a pipe or a ` +
+          "socket)",
+      });
+      assert.deepEqual(
+        [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("a-pipe")),
+        ["a-pipe.db"],
+      );
+    });
+  });
+});
+
+Deno.test("sqlite store: two processes migrating one database at once both open it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    // The other process (a dashboard starting, or `status agents add --db` at the same moment)
+    // has begun the first migration and commits it a moment after this one read version 0.
+    const migrations = import.meta.resolve("../../src/store/_migrations.ts");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { DatabaseSync } from "node:sqlite";
+        import { APPLICATION_ID, MIGRATIONS } from ${JSON.stringify(migrations)};
+        const db = new DatabaseSync(${JSON.stringify(path)});
+        db.exec("PRAGMA journal_mode = WAL");
+        db.exec("BEGIN IMMEDIATE");
+        db.exec(MIGRATIONS[0]);
+        db.exec("PRAGMA user_version = 1; PRAGMA application_id = " + APPLICATION_ID);
+        console.log("begun");
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+        db.exec("COMMIT");
+        db.close();`,
+      ],
+      stdout: "piped",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    assert.equal((await reader.read()).value?.trim(), "begun");
+    // Reads version 0 (the other's migration is not committed), then waits for its lock.
+    const store = openSqliteStore(path, { busyTimeoutMs: 30_000 });
+    try {
+      assert.equal(await store.getAgent("a1"), null);
+      const db = new DatabaseSync(path);
+      const version = db.prepare("PRAGMA user_version").get()?.user_version;
+      db.close();
+      assert.equal(version, SqliteStore.schemaVersion);
+    } finally {
+      await store.close();
+      await reader.cancel();
+      assert.ok((await child.status).success);
+    }
   });
 });
 
