@@ -227,11 +227,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #reservePath: string | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
-  /**
-   * The open group transaction: calls that ran inside it wait for its commit; the request ids
-   * kept in it are written just before it commits, in one statement.
-   */
-  #group: { waiting: GroupWaiter[]; requestIds: KeptRequestId[] } | null = null;
+  /** The open group transaction: calls that ran inside it wait for its commit. */
+  #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
   #commits = 0;
   /** Commits since this store's last checkpoint, and the checkpoint scheduled after them. */
@@ -244,6 +241,10 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #requestIdsSweptAt = -Infinity;
   /** The latest `now` a kept request id came with: what the next sweep deletes up to. */
   #requestIdsNow = -Infinity;
+  /** Request ids to keep, written with the next commit (see {@link SqliteStore.keepRequestId}). */
+  #pendingRequestIds: Array<{ id: KeptRequestId; waiter: GroupWaiter }> = [];
+  /** Commits the request ids kept when no other write came within a second. */
+  #requestIdTimer: ReturnType<typeof setTimeout> | null = null;
 
   /**
    * Opens the store; prefer {@link openSqliteStore}.
@@ -530,7 +531,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #joinGroup(): void {
     if (this.#group !== null) return;
     this.#db.exec("BEGIN IMMEDIATE");
-    this.#group = { waiting: [], requestIds: [] };
+    this.#group = { waiting: [] };
     // What other connections committed before the write lock was taken (see #checkOtherWriters).
     this.#lookAtOtherWriters();
     if (this.#groupTimer === null) {
@@ -558,7 +559,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     const group = this.#group;
     if (group === null) return null;
     try {
-      if (group.requestIds.length > 0) this.#writeRequestIds(group.requestIds);
+      if (this.#pendingRequestIds.length > 0) this.#writeRequestIds(group);
       this.#db.exec("COMMIT");
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);
@@ -1564,26 +1565,47 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     });
   }
 
-  /** {@inheritDoc RequestIdJournal.keepRequestId} */
+  /**
+   * {@inheritDoc RequestIdJournal.keepRequestId}
+   *
+   * Kept ids are written with the next group commit, whatever it is for, all in one statement;
+   * when none comes within a second, a commit of their own. So a request that changes a command
+   * (an enqueue, an ack, a report, output) has its id committed with that change or before it, and
+   * a crash forgets at most the last second's ids of requests that change no command (waits,
+   * pings, heartbeats), which change nothing of note when sent again. A fleet's waits cost one
+   * commit a second instead of one each.
+   */
   keepRequestId(id: KeptRequestId, now: number): Promise<void> {
-    return this.#run(() => {
-      if (this.#closed) throw new StoreError(`database ${this.path} is closed`);
-      // Written when the group commits, all of its ids in one statement: a statement each cost
-      // every signed request a savepoint and an insert on the event loop.
-      this.#joinGroup();
-      this.#group!.requestIds.push(id);
-      this.#requestIdsNow = Math.max(this.#requestIdsNow, now);
+    if (this.#closed) return Promise.reject(new StoreError(`database ${this.path} is closed`));
+    this.#requestIdsNow = Math.max(this.#requestIdsNow, now);
+    return new Promise<void>((resolve, reject) => {
+      this.#pendingRequestIds.push({ id, waiter: { resolve, reject } });
+      if (this.#requestIdTimer === null) {
+        this.#requestIdTimer = setTimeout(() => {
+          this.#requestIdTimer = null;
+          if (this.#closed || this.#pendingRequestIds.length === 0) return;
+          this.#run(() => this.#joinGroup()).catch(() => {
+            // the ids' own promises carry the failure
+          });
+        }, 1_000);
+      }
     });
   }
 
-  /** Writes a group's kept request ids, and deletes the expired ones once a second. */
-  #writeRequestIds(ids: readonly KeptRequestId[]): void {
+  /**
+   * Writes the request ids kept since the last commit into the open group, whose commit then
+   * answers them; deletes the expired ones once a second.
+   */
+  #writeRequestIds(group: { waiting: GroupWaiter[] }): void {
+    const pending = this.#pendingRequestIds;
+    this.#pendingRequestIds = [];
+    for (const { waiter } of pending) group.waiting.push(waiter);
     this.#stmt(
       `INSERT INTO request_ids (key, expires_at, sent_at)
        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
        FROM json_each(?) WHERE true
        ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, sent_at = excluded.sent_at`,
-    ).run(JSON.stringify(ids.map((id) => [id.key, id.expiresAt, id.sentAtMs])));
+    ).run(JSON.stringify(pending.map(({ id }) => [id.key, id.expiresAt, id.sentAtMs])));
     // A second's worth of expired ids at a time: a few rows a commit would cost more, a minute's
     // a longer pause of the commit that deletes them.
     const now = this.#requestIdsNow;
@@ -1610,8 +1632,12 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   close(): Promise<void> {
     return this.#run(() => {
       if (this.#closed) return;
-      // Writes still waiting for their commit get it (or its failure) before the file closes.
+      // Writes still waiting for their commit get it (or its failure) before the file closes,
+      // and so do the request ids kept since the last one.
+      if (this.#pendingRequestIds.length > 0) this.#joinGroup();
       this.#commitGroup();
+      if (this.#requestIdTimer !== null) clearTimeout(this.#requestIdTimer);
+      this.#requestIdTimer = null;
       this.#closed = true;
       if (this.#checkpointTimer !== null) clearImmediate(this.#checkpointTimer);
       this.#checkpointTimer = null;

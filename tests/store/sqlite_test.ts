@@ -556,8 +556,13 @@ Deno.test("sqlite store keeps request ids until they expire, across reopening, a
     const path = `${dir}/status.db`;
     const t0 = 1_000_000;
     let store = openSqliteStore(path);
-    await store.keepRequestId({ key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 }, t0);
-    await store.keepRequestId({ key: "a1\nr-2", expiresAt: t0 + 1000, sentAtMs: null }, t0);
+    // Nothing else is written: the ids get a commit of their own, a second later.
+    const before = store.commits;
+    await Promise.all([
+      store.keepRequestId({ key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 }, t0),
+      store.keepRequestId({ key: "a1\nr-2", expiresAt: t0 + 1000, sentAtMs: null }, t0),
+    ]);
+    const commits = store.commits - before;
     await store.close();
     store = openSqliteStore(path);
     try {
@@ -566,12 +571,16 @@ Deno.test("sqlite store keeps request ids until they expire, across reopening, a
         { key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 },
       ]);
       assert.deepEqual((await store.keptRequestIds(t0 + 1000)).map((id) => id.key), ["a1\nr-1"]);
-      // The next id kept (the first since the store opened; then every 10 s) deletes the expired.
+      assert.equal(commits, 1, "the two ids share one commit");
+      // The next ids written (the first since the store opened; then once a second) delete the
+      // expired; closing the store writes the ids kept since the last commit.
       const later = t0 + 10_000;
-      await store.keepRequestId(
+      const kept = store.keepRequestId(
         { key: "a2\nr-1", expiresAt: later + 660_000, sentAtMs: later },
         later,
       );
+      await store.close();
+      await kept;
     } finally {
       await store.close();
     }
@@ -583,6 +592,29 @@ Deno.test("sqlite store keeps request ids until they expire, across reopening, a
       assert.deepEqual(rows.map((row) => row.key), ["a1\nr-1", "a2\nr-1"]);
     } finally {
       db.close();
+    }
+  });
+});
+
+Deno.test("sqlite store commits a kept request id with the next write, before that write is answered", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const store = openSqliteStore(path);
+    try {
+      const kept = store.keepRequestId({ key: "a1\nr-1", expiresAt: 660_000, sentAtMs: 0 }, 0);
+      await store.ensureAgent("a1", 0);
+      // Read by another connection while the store is still open (as after a crash): the id is
+      // in the file with the agent, not a second later.
+      const db = new DatabaseSync(path, { readOnly: true });
+      try {
+        const rows = db.prepare("SELECT key FROM request_ids").all() as { key: string }[];
+        assert.deepEqual(rows.map((row) => row.key), ["a1\nr-1"]);
+      } finally {
+        db.close();
+      }
+      await kept;
+    } finally {
+      await store.close();
     }
   });
 });
