@@ -150,7 +150,8 @@ const DISK_FULL = "53100";
  * @param options Pool size and connect timeout.
  * @returns The open store; close it with {@link PostgresStore.close} or `await using`.
  * @throws {StoreError} When the server is unreachable, rejects the credentials, the database does
- *   not exist, holds foreign tables, or was migrated by a newer version of this program.
+ *   not exist, holds foreign tables, was migrated by a newer version of this program, or cannot be
+ *   written by this user (read-only, or privileges missing).
  */
 export async function openPostgresStore(
   url: string,
@@ -358,7 +359,44 @@ export class PostgresStore implements CommandStore, SharedStore {
           version: v + 1,
         });
       }
+      await this.#checkWritable(tx);
     });
+  }
+
+  /**
+   * Refuses a database this connection can read but not write (a standby, a read-only default, a
+   * user granted SELECT only): the dashboard would start, say it is healthy, and fail every write.
+   */
+  async #checkWritable(tx: Tx): Promise<void> {
+    const [{ read_only: readOnly, standby, user }] = await tx.unsafe(
+      `SELECT current_setting('transaction_read_only') = 'on' AS read_only,
+         pg_is_in_recovery() AS standby, current_user AS user`,
+    );
+    if (readOnly) {
+      throw new StoreError(
+        `${this.location} is read-only (${
+          standby
+            ? "a standby server in recovery"
+            : "default_transaction_read_only is on for this user or database"
+        }); status writes to its database: use the primary server's URL, or a user and ` +
+          "database where writes are allowed",
+      );
+    }
+    const missing = await tx.unsafe(
+      `SELECT t.name, p.privilege FROM unnest($1::text[]) WITH ORDINALITY AS t (name, i)
+         CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS p (privilege, j)
+       WHERE NOT has_table_privilege(t.name, p.privilege) ORDER BY t.i, p.j`,
+      [[...PG_TABLES], ["SELECT", "INSERT", "UPDATE", "DELETE"]],
+    );
+    if (missing.length > 0) {
+      const list = missing.map((row) => `${row.privilege} on ${row.name}`);
+      throw new StoreError(
+        `${this.location}: user ${JSON.stringify(user)} lacks ${list.slice(0, 3).join(", ")}` +
+          `${list.length > 3 ? ` and ${list.length - 3} more privileges` : ""}; status reads ` +
+          "and writes all its tables: connect as the database's owner, or grant that user SELECT, " +
+          "INSERT, UPDATE and DELETE on its tables",
+      );
+    }
   }
 
   /** Runs one store operation, mapping connection failures to {@link StoreUnavailableError}. */

@@ -609,3 +609,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "postgres store: a user that may only read the tables, or a read-only database, is refused",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    const role = `status_reader_${crypto.randomUUID().slice(0, 8)}`;
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+      await admin.unsafe(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = `pw-${role}`;
+      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, new RegExp(`user "${role}" lacks INSERT on agents`));
+        assert.doesNotMatch(error.message, new RegExp(`pw-${role}`));
+        return true;
+      });
+      // The owner, with writes off by default for the database (as on a standby).
+      await admin.unsafe(`ALTER DATABASE ${name} SET default_transaction_read_only = on`);
+      await assert.rejects(openPostgresStore(db.url), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /is read-only \(default_transaction_read_only is on/);
+        return true;
+      });
+      await admin.unsafe(`ALTER DATABASE ${name} RESET default_transaction_read_only`);
+      await (await openPostgresStore(db.url)).close();
+    } finally {
+      await admin.unsafe(`DROP OWNED BY ${role}`).catch(() => {});
+      await admin.end();
+      const cleanup = postgres(db.url, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await cleanup.end();
+    }
+  },
+});
