@@ -141,6 +141,11 @@ const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
 /** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
 const DISK_FULL = "53100";
+/**
+ * SQLSTATE `read_only_sql_transaction`: the server takes no writes now (demoted to a standby in a
+ * failover, or writes turned off by default): unavailable until it takes them again.
+ */
+const READ_ONLY = "25006";
 
 /**
  * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
@@ -425,6 +430,12 @@ export class PostgresStore implements CommandStore, SharedStore {
       if ((error as { code?: unknown })?.code === DISK_FULL) {
         throw new StoreFullError(
           `database ${this.location} is full (${what}): ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      if ((error as { code?: unknown })?.code === READ_ONLY) {
+        throw new StoreUnavailableError(
+          `database ${this.location} takes no writes now (${what}): ${(error as Error).message}`,
           { cause: error },
         );
       }
@@ -1216,10 +1227,22 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
-  /** {@inheritDoc SharedStore.ping} */
+  /**
+   * {@inheritDoc SharedStore.ping}
+   *
+   * A server that answers but takes no writes (SQLSTATE 25006, read-only) is unavailable too: the
+   * dashboard says so in `/health` until it takes them again.
+   */
   ping(): Promise<void> {
     return this.#run("ping", async (sql) => {
-      await sql.unsafe("SELECT 1");
+      const [{ read_only: readOnly }] = await sql.unsafe(
+        "SELECT current_setting('transaction_read_only') = 'on' AS read_only",
+      );
+      if (readOnly) {
+        throw new StoreUnavailableError(
+          `database ${this.location} takes no writes now (ping): it is read-only`,
+        );
+      }
     });
   }
 

@@ -648,3 +648,59 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "postgres store: a database that stops taking writes (a failover) is unavailable, not broken",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    await using store = await openPostgresStore(db.url, { maxConnections: 1 });
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    // New sessions of the database start read-only; the store's session is ended to take one.
+    const turn = async (readOnly: boolean) => {
+      await admin.unsafe(
+        readOnly
+          ? `ALTER DATABASE ${name} SET default_transaction_read_only = on`
+          : `ALTER DATABASE ${name} RESET default_transaction_read_only`,
+      );
+      await admin.unsafe(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [name],
+      );
+    };
+    const outcome = async (what: () => Promise<unknown>) => {
+      try {
+        await what();
+        return "ok";
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        return error.message;
+      }
+    };
+    try {
+      await turn(true);
+      let message = "";
+      // The first call may still meet the ended session (unavailable as well, for that reason).
+      await until(
+        async () =>
+          /takes no writes now/.test(
+            message = await outcome(() => store.enqueue(newCommand("w1", "a1", T0))),
+          ),
+        "an enqueue is refused as unavailable",
+      );
+      assert.match(message, /read-only/);
+      assert.match(await outcome(() => store.ping()), /takes no writes now \(ping\)/);
+      assert.equal(await store.getCommand("w1"), null, "nothing was written");
+
+      await turn(false);
+      await until(async () => await outcome(() => store.ping()) === "ok", "writes are back");
+      assert.equal((await store.enqueue(newCommand("w1", "a1", T0))).outcome, "created");
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} RESET default_transaction_read_only`);
+      await admin.end();
+    }
+  },
+});
