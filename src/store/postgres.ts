@@ -118,7 +118,8 @@ export interface PostgresStoreOptions {
   /**
    * How long one store operation may wait for the server before it fails as unavailable (its
    * outcome is then unknown; every operation is safe to repeat), in seconds. A server that stops
-   * answering never hangs a request longer than this.
+   * answering never hangs a request longer than this. A transaction of this store idle this long
+   * is ended by the server (`idle_in_transaction_session_timeout`).
    * @default {15}
    */
   queryTimeoutSecs?: number;
@@ -453,8 +454,19 @@ export class PostgresStore implements CommandStore, SharedStore {
     }
   }
 
+  /**
+   * Runs one store operation in a transaction. A transaction left idle for the query timeout
+   * belongs to an operation already given up on (this process froze: SIGSTOP, a paused VM): the
+   * server ends it then, so its row locks do not stop the other instances for as long as the
+   * freeze lasts. Sent with the first statement, not waited for on its own.
+   */
   #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.#run(what, (sql) => sql.begin((tx) => fn(tx)) as Promise<T>);
+    return this.#run(what, (sql) =>
+      sql.begin((tx) => {
+        tx.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${this.#queryTimeoutMs}`)
+          .catch(() => {}); // a failure fails the transaction's next statement
+        return fn(tx);
+      }) as Promise<T>);
   }
 
   async #command(q: Querier, id: string, lock = false): Promise<CommandRecord | null> {

@@ -258,14 +258,17 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
 }
 
 /**
- * A TCP proxy to the database that can stop forwarding (a server that hangs, a partition), and
- * hold what it forwards for `delayMs` (a database further away).
+ * A TCP proxy to the database that can stop forwarding (a server that hangs, a partition, or a
+ * client frozen in the middle of a transaction: `freezeAfter` freezes it right after forwarding
+ * the client's message that holds that text), and hold what it forwards for `delayMs` (a
+ * database further away).
  */
-function freezableProxy(target: URL, options: { delayMs?: number } = {}) {
+function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: string } = {}) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let frozen = false;
+  let armed = false;
   const conns: Deno.Conn[] = [];
-  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+  const pipe = async (from: Deno.Conn, to: Deno.Conn, fromClient: boolean) => {
     const buffer = new Uint8Array(65536);
     try {
       for (;;) {
@@ -274,6 +277,13 @@ function freezableProxy(target: URL, options: { delayMs?: number } = {}) {
         if (frozen) continue; // swallowed: the other side never hears of it
         if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
         await to.write(buffer.subarray(0, n));
+        if (fromClient && options.freezeAfter !== undefined) {
+          // The statement is parsed in one message and executed in a later one (Execute of the
+          // unnamed portal: 'E', length 9, "", no row limit).
+          const text = new TextDecoder().decode(buffer.subarray(0, n));
+          armed ||= text.includes(options.freezeAfter);
+          frozen = armed && text.includes("E\0\0\0\t\0\0\0\0\0");
+        }
       }
     } catch {
       // closed
@@ -283,8 +293,8 @@ function freezableProxy(target: URL, options: { delayMs?: number } = {}) {
     for await (const client of listener) {
       const server = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
       conns.push(client, server);
-      void pipe(client, server);
-      void pipe(server, client);
+      void pipe(client, server, true);
+      void pipe(server, client, false);
     }
   })().catch(() => {});
   const url = new URL(target);
@@ -333,6 +343,55 @@ Deno.test({
     } finally {
       await proxy.close();
       await store.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: an instance frozen inside a transaction holds its row locks no longer " +
+    "than its query timeout",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    await using other = await openPostgresStore(db.url, { queryTimeoutSecs: 30 });
+    await other.enqueue(newCommand("c1"));
+    await other.claimNext({ agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 60_000 });
+    // This instance freezes (SIGSTOP, a paused VM) once its report has locked the command's row.
+    const proxy = freezableProxy(new URL(db.url), { freezeAfter: "FOR UPDATE OF c" });
+    const frozen = await openPostgresStore(proxy.url, { queryTimeoutSecs: 2, maxConnections: 1 });
+    const report = (store: typeof other, error: string) =>
+      store.report({
+        commandId: "c1",
+        agentId: "a1",
+        attempt: 1,
+        status: "failed",
+        result: null,
+        error,
+        startedAt: null,
+        completedAt: null,
+        now: T0 + 1,
+      });
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const frozenReport = report(frozen, "from the frozen instance");
+      await until(
+        async () =>
+          (await admin`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+            AND state = 'idle in transaction' AND query LIKE '%FOR UPDATE OF c%'`).length > 0,
+        "the frozen instance's transaction holds the row",
+      );
+      await assert.rejects(frozenReport, StoreUnavailableError);
+      // The other instance's report waits for the lock, which the server takes back from the
+      // abandoned transaction; before, it waited as long as the freeze lasted.
+      const outcome = await report(other, "from the other instance");
+      assert.equal(outcome.outcome, "accepted");
+      assert.equal((await other.getCommand("c1"))?.result?.error, "from the other instance");
+    } finally {
+      await admin.end();
+      await proxy.close();
+      await frozen.close().catch(() => {});
     }
   },
 });
