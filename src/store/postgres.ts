@@ -140,6 +140,11 @@ const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 /** Selects a command with its result from a CTE `c` of updated rows. */
 const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
+/** SQLSTATE `too_many_connections`: the server's, the role's or the database's limit is reached. */
+const TOO_MANY_CONNECTIONS = "53300";
+/** Connections in the pool by default (the listening connection is one more). */
+const POOL_SIZE = 10;
+
 /** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
 const DISK_FULL = "53100";
 /**
@@ -175,7 +180,7 @@ export async function openPostgresStore(
   const pool = () =>
     postgres(url, {
       ...ssl,
-      max: options.maxConnections ?? 10,
+      max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
@@ -242,6 +247,11 @@ function describeOpenError(error: unknown, url: string): string {
     return `${e.message}; the schema is created on first start, so the URL's user must own the ` +
       "database (createdb -O USER NAME, or ALTER DATABASE NAME OWNER TO USER) or be granted " +
       "CREATE on its schema";
+  }
+  if (e?.code === TOO_MANY_CONNECTIONS) {
+    return `the server takes no more connections now (${e.code} ${e.message}); each status ` +
+      `instance uses up to ${POOL_SIZE + 1}: raise max_connections (or the role's or ` +
+      "database's CONNECTION LIMIT), or stop clients that hold connections";
   }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(

@@ -763,3 +763,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "postgres store: a server that takes no more connections says so, not 'not reachable'",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const role = `status_limited_${crypto.randomUUID().slice(0, 8)}`;
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      // As a server whose max_connections are all taken answers (SQLSTATE 53300).
+      await admin.unsafe(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 0`);
+      const url = new URL(db.url);
+      url.username = role;
+      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /takes no more connections now \(53300 too many connections/);
+        assert.match(error.message, /each status instance uses up to 11: raise max_connections/);
+        assert.doesNotMatch(error.message, /not reachable/);
+        return true;
+      });
+    } finally {
+      await admin.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await admin.end();
+    }
+  },
+});
