@@ -337,7 +337,10 @@ export class PostgresStore implements CommandStore, SharedStore {
   async migrate(): Promise<void> {
     const sql = this.#sql;
     await sql.begin(async (tx) => {
-      await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [PG_MIGRATION_LOCK]);
+      // An instance frozen while it holds the lock (SIGSTOP, a paused VM) loses it once idle for
+      // the query timeout: the others would otherwise wait for it as long as the freeze lasts.
+      await tx.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${this.#queryTimeoutMs}`);
+      await this.#migrationLock(tx);
       await tx.unsafe("SET LOCAL client_min_messages = warning");
       const [{ present }] = await tx.unsafe(
         "SELECT to_regclass('status_schema') IS NOT NULL AS present",
@@ -377,6 +380,30 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
       await this.#checkWritable(tx);
     });
+  }
+
+  /** Takes the migration lock; says who holds it when that means waiting. */
+  async #migrationLock(tx: Tx): Promise<void> {
+    const [{ locked }] = await tx.unsafe("SELECT pg_try_advisory_xact_lock($1) AS locked", [
+      PG_MIGRATION_LOCK,
+    ]);
+    if (locked) return;
+    const holders = await tx.unsafe(
+      `SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
+         AND l.objsubid = 1 AND l.database = (
+           SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [PG_MIGRATION_LOCK],
+    );
+    const holder = holders.length
+      ? `process ${holders[0].pid} (${JSON.stringify(holders[0].application_name ?? "")})`
+      : "another session";
+    log.warning(
+      "waiting for the schema lock of {location}, held by {holder}: another instance is " +
+        "creating or migrating the schema",
+      { location: this.location, holder },
+    );
+    await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [PG_MIGRATION_LOCK]);
   }
 
   /**

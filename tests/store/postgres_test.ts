@@ -11,6 +11,8 @@ import {
 } from "../../src/store/mod.ts";
 import { migratedTestDatabase, pgIgnore, testDatabase } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
+import { PG_MIGRATION_LOCK } from "../../src/store/_pg_migrations.ts";
+import { captureLogs } from "../agent/_helpers.ts";
 
 const ignore = pgIgnore();
 
@@ -392,6 +394,55 @@ Deno.test({
       await admin.end();
       await proxy.close();
       await frozen.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: an instance frozen while it migrates keeps the others waiting no longer " +
+    "than its query timeout, and they say what they wait for",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url), { freezeAfter: "advisory_xact_lock" });
+    const frozenOpen = openPostgresStore(proxy.url, { queryTimeoutSecs: 3 });
+    const frozenDone = frozenOpen.then((store) => store.close(), () => {});
+    // The frozen store's open fails when the proxy closes, and the driver then writes to the
+    // closed socket (see isDriverFault), after that store has closed.
+    const ignoreFault = (event: ErrorEvent) => {
+      if (isDriverFault(event.error)) event.preventDefault();
+    };
+    globalThis.addEventListener("error", ignoreFault);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await until(
+        async () =>
+          (await admin`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+            AND objid = ${PG_MIGRATION_LOCK}`).length > 0,
+        "the frozen instance holds the schema lock",
+      );
+      using logs = captureLogs();
+      const store = await Promise.race([
+        openPostgresStore(db.url),
+        new Promise<never>((_, reject) => {
+          guard = setTimeout(() => reject(new Error("still waiting for the lock")), 60_000);
+        }),
+      ]);
+      await store.close();
+      assert.ok(
+        logs.has(/^waiting for the schema lock of .* held by process \d+ \("status"\)/),
+        logs.messages().join("\n"),
+      );
+    } finally {
+      clearTimeout(guard);
+      await admin.end();
+      await proxy.close();
+      await frozenDone;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      globalThis.removeEventListener("error", ignoreFault);
     }
   },
 });
