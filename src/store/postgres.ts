@@ -634,10 +634,18 @@ export class PostgresStore implements CommandStore, SharedStore {
     for (const [id, at] of seen) latest.set(id, Math.max(at, latest.get(id) ?? at));
     if (latest.size === 0) return Promise.resolve();
     return this.#run("record last seen", async (sql) => {
+      // The rows are locked in the order of their ids first: every instance flushes the agents
+      // it saw, in the order it saw them, and two flushes locking shared rows in other orders
+      // deadlock (one of them then fails).
       await sql.unsafe(
-        `UPDATE agents a SET last_seen_at = v.at
-         FROM unnest($1::text[], $2::bigint[]) AS v (id, at)
-         WHERE a.id = v.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
+        `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v (id, at)),
+         locked AS MATERIALIZED (
+           SELECT a.id FROM agents a JOIN v ON v.id = a.id
+           WHERE a.last_seen_at IS NULL OR a.last_seen_at < v.at
+           ORDER BY a.id FOR UPDATE OF a
+         )
+         UPDATE agents a SET last_seen_at = v.at FROM v, locked l
+         WHERE a.id = v.id AND l.id = a.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
         [[...latest.keys()], [...latest.values()].map(String)],
       );
     });

@@ -840,3 +840,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "postgres store: instances recording when the same agents were seen, in other orders, " +
+    "do not deadlock",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [x, y] = cluster.stores;
+    const admin = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(
+        `INSERT INTO agents (id, token, scopes, created_at)
+         SELECT 'agent-' || lpad(g::text, 5, '0'), NULL, '[]', 0 FROM generate_series(0, 1999) g`,
+      );
+      await admin.unsafe("ANALYZE agents");
+    } finally {
+      await admin.end();
+    }
+    const ids = Array.from({ length: 2000 }, (_, i) => `agent-${String(i).padStart(5, "0")}`);
+    for (let round = 1; round <= 5; round++) {
+      // Each instance saw the fleet in another order (agents reach instances as they please).
+      await Promise.all([
+        x.touchAgents(ids.map((id) => [id, T0 + round * 10] as const)),
+        y.touchAgents(ids.toReversed().map((id) => [id, T0 + round * 10 + 1] as const)),
+      ]);
+    }
+    assert.equal((await x.getAgent("agent-00000"))?.lastSeenAt, T0 + 51);
+    assert.equal((await x.getAgent("agent-01999"))?.lastSeenAt, T0 + 51);
+  },
+});
