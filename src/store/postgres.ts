@@ -347,8 +347,20 @@ export class PostgresStore implements CommandStore, SharedStore {
       );
       let version = 0;
       if (present) {
-        const rows = await tx.unsafe("SELECT version FROM status_schema");
-        version = rows.length ? num(rows[0].version) : 0;
+        // Another program's table of that name has no such column, or not one integer in it.
+        const [{ fits }] = await tx.unsafe(
+          `SELECT count(*) = 1 AS fits FROM information_schema.columns
+           WHERE table_schema = current_schema() AND table_name = 'status_schema'
+             AND column_name = 'version' AND data_type = 'integer'`,
+        );
+        const rows = fits ? await tx.unsafe("SELECT version FROM status_schema") : [];
+        if (rows.length !== 1 || !Number.isInteger(rows[0].version) || rows[0].version < 0) {
+          throw new StoreError(
+            `${this.location} is not a status database (its table status_schema does not hold ` +
+              "one schema version)",
+          );
+        }
+        version = num(rows[0].version);
       } else {
         const foreign = await tx.unsafe(
           `SELECT table_name FROM information_schema.tables

@@ -248,6 +248,36 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "postgres store: another program's table status_schema is refused, and left alone",
+  ignore,
+  async fn() {
+    for (
+      const table of [
+        "CREATE TABLE status_schema (id int); INSERT INTO status_schema VALUES (1)",
+        "CREATE TABLE status_schema (version text); INSERT INTO status_schema VALUES ('v2')",
+        "CREATE TABLE status_schema (version integer); INSERT INTO status_schema VALUES (1), (2)",
+        "CREATE TABLE status_schema (version integer)",
+      ]
+    ) {
+      await using db = await testDatabase();
+      const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+      try {
+        await sql.unsafe(table);
+        await storeError(
+          openPostgresStore(db.url),
+          /is not a status database \(its table status_schema does not hold one schema version\)/,
+        );
+        const [{ tables }] = await sql`SELECT count(*)::int AS tables FROM pg_tables
+          WHERE schemaname = current_schema()`;
+        assert.equal(tables, 1, `${table}: nothing was created`);
+      } finally {
+        await sql.end();
+      }
+    }
+  },
+});
+
 async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<StoreError> {
   try {
     await opening;
