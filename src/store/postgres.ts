@@ -349,9 +349,9 @@ export class PostgresStore implements CommandStore, SharedStore {
       if (present) {
         // Another program's table of that name has no such column, or not one integer in it.
         const [{ fits }] = await tx.unsafe(
-          `SELECT count(*) = 1 AS fits FROM information_schema.columns
-           WHERE table_schema = current_schema() AND table_name = 'status_schema'
-             AND column_name = 'version' AND data_type = 'integer'`,
+          `SELECT count(*) = 1 AS fits FROM pg_attribute
+           WHERE attrelid = to_regclass('status_schema') AND attname = 'version'
+             AND atttypid = 'integer'::regtype AND NOT attisdropped`,
         );
         const rows = fits ? await tx.unsafe("SELECT version FROM status_schema") : [];
         if (rows.length !== 1 || !Number.isInteger(rows[0].version) || rows[0].version < 0) {
