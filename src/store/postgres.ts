@@ -314,9 +314,9 @@ export class PostgresStore implements CommandStore, SharedStore {
     this.#sql = sql;
     this.#pool = pool;
     this.#faultGuard = (event) => {
-      if (this.#closed || !isDriverFault(event.error)) return;
+      if (!isDriverFault(event.error)) return;
       event.preventDefault();
-      this.#recover(event.error);
+      if (!this.#closed) this.#recover(event.error);
     };
     globalThis.addEventListener("error", this.#faultGuard);
     this.location = location;
@@ -1456,8 +1456,13 @@ export class PostgresStore implements CommandStore, SharedStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    globalThis.removeEventListener("error", this.#faultGuard);
-    await this.#sql.end({ timeout: 5 });
+    try {
+      await this.#sql.end({ timeout: 5 });
+      // The write the driver scheduled on a connection that was closing faults a turn later.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    } finally {
+      globalThis.removeEventListener("error", this.#faultGuard);
+    }
   }
 
   /**
