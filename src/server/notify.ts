@@ -21,7 +21,8 @@
  * {@link StoreAvailability} is told of every {@link StoreUnavailableError}. It marks the store down
  * (`GET /health` answers `503`), and probes it with a trivial query after 250 ms, 500 ms, 1 s, ...
  * up to 5 s between probes, until it answers; then the waits are re-checked and the lease timer
- * re-armed. Requests that need the store meanwhile fail fast with `503` and `Retry-After`
+ * re-armed. Down again within 5 s of coming back, the probes go on backing off from where they
+ * were. Requests that need the store meanwhile fail fast with `503` and `Retry-After`
  * ({@link unavailableError}); the agents back off and retry.
  *
  * @module
@@ -88,6 +89,8 @@ export class StoreAvailability {
   #down: { since: number; error: string } | null = null;
   #timer: TimerId | undefined;
   #delay: number;
+  /** When the store last came back, or `null`. */
+  #recoveredAt: number | null = null;
   #closed = false;
   readonly #clock: Clock;
 
@@ -122,7 +125,14 @@ export class StoreAvailability {
   observe(error: unknown): boolean {
     if (!(error instanceof StoreUnavailableError)) return false;
     if (this.#down === null && !this.#closed) {
-      this.#down = { since: this.#clock.now(), error: error.message };
+      const now = this.#clock.now();
+      // Down again right after coming back (the store answers the probe, but not what the
+      // instance needs, e.g. a connection to listen on): the probes keep backing off instead of
+      // starting again at the first delay, which made the health flap several times a second.
+      const maxDelay = this.#options.maxDelayMs ?? 5000;
+      const relapse = this.#recoveredAt !== null && now - this.#recoveredAt < maxDelay;
+      this.#delay = relapse ? Math.min(this.#delay * 2, maxDelay) : this.#options.minDelayMs ?? 250;
+      this.#down = { since: now, error: error.message };
       log.error("store unavailable: {error}; retrying with backoff", { error: error.message });
       this.#schedule();
     }
@@ -169,7 +179,7 @@ export class StoreAvailability {
       const now = this.#clock.now();
       const since = this.#down?.since ?? now;
       this.#down = null;
-      this.#delay = this.#options.minDelayMs ?? 250;
+      this.#recoveredAt = now;
       log.info("store reachable again after {secs} s", {
         secs: Math.round((now - since) / 100) / 10,
       });

@@ -118,7 +118,8 @@ export interface PostgresStoreOptions {
   /**
    * How long one store operation may wait for the server before it fails as unavailable (its
    * outcome is then unknown; every operation is safe to repeat), in seconds. A server that stops
-   * answering never hangs a request longer than this.
+   * answering never hangs a request longer than this. A transaction of this store idle this long
+   * is ended by the server (`idle_in_transaction_session_timeout`).
    * @default {15}
    */
   queryTimeoutSecs?: number;
@@ -139,8 +140,18 @@ const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 /** Selects a command with its result from a CTE `c` of updated rows. */
 const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
+/** SQLSTATE `too_many_connections`: the server's, the role's or the database's limit is reached. */
+const TOO_MANY_CONNECTIONS = "53300";
+/** Connections in the pool by default (the listening connection is one more). */
+const POOL_SIZE = 10;
+
 /** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
 const DISK_FULL = "53100";
+/**
+ * SQLSTATE `read_only_sql_transaction`: the server takes no writes now (demoted to a standby in a
+ * failover, or writes turned off by default): unavailable until it takes them again.
+ */
+const READ_ONLY = "25006";
 
 /**
  * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
@@ -150,7 +161,8 @@ const DISK_FULL = "53100";
  * @param options Pool size and connect timeout.
  * @returns The open store; close it with {@link PostgresStore.close} or `await using`.
  * @throws {StoreError} When the server is unreachable, rejects the credentials, the database does
- *   not exist, holds foreign tables, or was migrated by a newer version of this program.
+ *   not exist, holds foreign tables, was migrated by a newer version of this program, or cannot be
+ *   written by this user (read-only, or privileges missing).
  */
 export async function openPostgresStore(
   url: string,
@@ -168,7 +180,7 @@ export async function openPostgresStore(
   const pool = () =>
     postgres(url, {
       ...ssl,
-      max: options.maxConnections ?? 10,
+      max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
@@ -236,6 +248,11 @@ function describeOpenError(error: unknown, url: string): string {
       "database (createdb -O USER NAME, or ALTER DATABASE NAME OWNER TO USER) or be granted " +
       "CREATE on its schema";
   }
+  if (e?.code === TOO_MANY_CONNECTIONS) {
+    return `the server takes no more connections now (${e.code} ${e.message}); each status ` +
+      `instance uses up to ${POOL_SIZE + 1}: raise max_connections (or the role's or ` +
+      "database's CONNECTION LIMIT), or stop clients that hold connections";
+  }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,
@@ -297,9 +314,9 @@ export class PostgresStore implements CommandStore, SharedStore {
     this.#sql = sql;
     this.#pool = pool;
     this.#faultGuard = (event) => {
-      if (this.#closed || !isDriverFault(event.error)) return;
+      if (!isDriverFault(event.error)) return;
       event.preventDefault();
-      this.#recover(event.error);
+      if (!this.#closed) this.#recover(event.error);
     };
     globalThis.addEventListener("error", this.#faultGuard);
     this.location = location;
@@ -320,15 +337,30 @@ export class PostgresStore implements CommandStore, SharedStore {
   async migrate(): Promise<void> {
     const sql = this.#sql;
     await sql.begin(async (tx) => {
-      await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [PG_MIGRATION_LOCK]);
+      // An instance frozen while it holds the lock (SIGSTOP, a paused VM) loses it once idle for
+      // the query timeout: the others would otherwise wait for it as long as the freeze lasts.
+      await tx.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${this.#queryTimeoutMs}`);
+      await this.#migrationLock(tx);
       await tx.unsafe("SET LOCAL client_min_messages = warning");
       const [{ present }] = await tx.unsafe(
         "SELECT to_regclass('status_schema') IS NOT NULL AS present",
       );
       let version = 0;
       if (present) {
-        const rows = await tx.unsafe("SELECT version FROM status_schema");
-        version = rows.length ? num(rows[0].version) : 0;
+        // Another program's table of that name has no such column, or not one integer in it.
+        const [{ fits }] = await tx.unsafe(
+          `SELECT count(*) = 1 AS fits FROM pg_attribute
+           WHERE attrelid = to_regclass('status_schema') AND attname = 'version'
+             AND atttypid = 'integer'::regtype AND NOT attisdropped`,
+        );
+        const rows = fits ? await tx.unsafe("SELECT version FROM status_schema") : [];
+        if (rows.length !== 1 || !Number.isInteger(rows[0].version) || rows[0].version < 0) {
+          throw new StoreError(
+            `${this.location} is not a status database (its table status_schema does not hold ` +
+              "one schema version)",
+          );
+        }
+        version = num(rows[0].version);
       } else {
         const foreign = await tx.unsafe(
           `SELECT table_name FROM information_schema.tables
@@ -358,7 +390,68 @@ export class PostgresStore implements CommandStore, SharedStore {
           version: v + 1,
         });
       }
+      await this.#checkWritable(tx);
     });
+  }
+
+  /** Takes the migration lock; says who holds it when that means waiting. */
+  async #migrationLock(tx: Tx): Promise<void> {
+    const [{ locked }] = await tx.unsafe("SELECT pg_try_advisory_xact_lock($1) AS locked", [
+      PG_MIGRATION_LOCK,
+    ]);
+    if (locked) return;
+    const holders = await tx.unsafe(
+      `SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
+         AND l.objsubid = 1 AND l.database = (
+           SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [PG_MIGRATION_LOCK],
+    );
+    const holder = holders.length
+      ? `process ${holders[0].pid} (${JSON.stringify(holders[0].application_name ?? "")})`
+      : "another session";
+    log.warning(
+      "waiting for the schema lock of {location}, held by {holder}: another instance is " +
+        "creating or migrating the schema",
+      { location: this.location, holder },
+    );
+    await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [PG_MIGRATION_LOCK]);
+  }
+
+  /**
+   * Refuses a database this connection can read but not write (a standby, a read-only default, a
+   * user granted SELECT only): the dashboard would start, say it is healthy, and fail every write.
+   */
+  async #checkWritable(tx: Tx): Promise<void> {
+    const [{ read_only: readOnly, standby, user }] = await tx.unsafe(
+      `SELECT current_setting('transaction_read_only') = 'on' AS read_only,
+         pg_is_in_recovery() AS standby, current_user AS user`,
+    );
+    if (readOnly) {
+      throw new StoreError(
+        `${this.location} is read-only (${
+          standby
+            ? "a standby server in recovery"
+            : "default_transaction_read_only is on for this user or database"
+        }); status writes to its database: use the primary server's URL, or a user and ` +
+          "database where writes are allowed",
+      );
+    }
+    const missing = await tx.unsafe(
+      `SELECT t.name, p.privilege FROM unnest($1::text[]) WITH ORDINALITY AS t (name, i)
+         CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS p (privilege, j)
+       WHERE NOT has_table_privilege(t.name, p.privilege) ORDER BY t.i, p.j`,
+      [[...PG_TABLES], ["SELECT", "INSERT", "UPDATE", "DELETE"]],
+    );
+    if (missing.length > 0) {
+      const list = missing.map((row) => `${row.privilege} on ${row.name}`);
+      throw new StoreError(
+        `${this.location}: user ${JSON.stringify(user)} lacks ${list.slice(0, 3).join(", ")}` +
+          `${list.length > 3 ? ` and ${list.length - 3} more privileges` : ""}; status reads ` +
+          "and writes all its tables: connect as the database's owner, or grant that user SELECT, " +
+          "INSERT, UPDATE and DELETE on its tables",
+      );
+    }
   }
 
   /** Runs one store operation, mapping connection failures to {@link StoreUnavailableError}. */
@@ -390,6 +483,12 @@ export class PostgresStore implements CommandStore, SharedStore {
           { cause: error },
         );
       }
+      if ((error as { code?: unknown })?.code === READ_ONLY) {
+        throw new StoreUnavailableError(
+          `database ${this.location} takes no writes now (${what}): ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
       if (isConnectionFailure(error)) {
         const e = error as { code?: string; message?: string };
         throw new StoreUnavailableError(
@@ -404,8 +503,19 @@ export class PostgresStore implements CommandStore, SharedStore {
     }
   }
 
+  /**
+   * Runs one store operation in a transaction. A transaction left idle for the query timeout
+   * belongs to an operation already given up on (this process froze: SIGSTOP, a paused VM): the
+   * server ends it then, so its row locks do not stop the other instances for as long as the
+   * freeze lasts. Sent with the first statement, not waited for on its own.
+   */
   #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.#run(what, (sql) => sql.begin((tx) => fn(tx)) as Promise<T>);
+    return this.#run(what, (sql) =>
+      sql.begin((tx) => {
+        tx.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${this.#queryTimeoutMs}`)
+          .catch(() => {}); // a failure fails the transaction's next statement
+        return fn(tx);
+      }) as Promise<T>);
   }
 
   async #command(q: Querier, id: string, lock = false): Promise<CommandRecord | null> {
@@ -536,10 +646,18 @@ export class PostgresStore implements CommandStore, SharedStore {
     for (const [id, at] of seen) latest.set(id, Math.max(at, latest.get(id) ?? at));
     if (latest.size === 0) return Promise.resolve();
     return this.#run("record last seen", async (sql) => {
+      // The rows are locked in the order of their ids first: every instance flushes the agents
+      // it saw, in the order it saw them, and two flushes locking shared rows in other orders
+      // deadlock (one of them then fails).
       await sql.unsafe(
-        `UPDATE agents a SET last_seen_at = v.at
-         FROM unnest($1::text[], $2::bigint[]) AS v (id, at)
-         WHERE a.id = v.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
+        `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v (id, at)),
+         locked AS MATERIALIZED (
+           SELECT a.id FROM agents a JOIN v ON v.id = a.id
+           WHERE a.last_seen_at IS NULL OR a.last_seen_at < v.at
+           ORDER BY a.id FOR UPDATE OF a
+         )
+         UPDATE agents a SET last_seen_at = v.at FROM v, locked l
+         WHERE a.id = v.id AND l.id = a.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
         [[...latest.keys()], [...latest.values()].map(String)],
       );
     });
@@ -1178,10 +1296,22 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
-  /** {@inheritDoc SharedStore.ping} */
+  /**
+   * {@inheritDoc SharedStore.ping}
+   *
+   * A server that answers but takes no writes (SQLSTATE 25006, read-only) is unavailable too: the
+   * dashboard says so in `/health` until it takes them again.
+   */
   ping(): Promise<void> {
     return this.#run("ping", async (sql) => {
-      await sql.unsafe("SELECT 1");
+      const [{ read_only: readOnly }] = await sql.unsafe(
+        "SELECT current_setting('transaction_read_only') = 'on' AS read_only",
+      );
+      if (readOnly) {
+        throw new StoreUnavailableError(
+          `database ${this.location} takes no writes now (ping): it is read-only`,
+        );
+      }
     });
   }
 
@@ -1326,8 +1456,13 @@ export class PostgresStore implements CommandStore, SharedStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    globalThis.removeEventListener("error", this.#faultGuard);
-    await this.#sql.end({ timeout: 5 });
+    try {
+      await this.#sql.end({ timeout: 5 });
+      // The write the driver scheduled on a connection that was closing faults a turn later.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    } finally {
+      globalThis.removeEventListener("error", this.#faultGuard);
+    }
   }
 
   /**

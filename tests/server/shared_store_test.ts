@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { createApp } from "../../src/server/mod.ts";
+import { StoreAvailability } from "../../src/server/notify.ts";
+import { FakeClock } from "../../src/clock.ts";
 import {
   AGENT_SCOPES,
   type CommandStore,
@@ -193,4 +195,53 @@ Deno.test("a store that goes down: 503 with Retry-After, /health 503, then recov
   await until(() => !d.dashboard.availability.down, "store up again");
   assert.equal((await (await waiting).json()).id, "c2");
   assert.equal((await d.dashboard.app.request("/health")).status, 200);
+});
+
+Deno.test("a store down again right after each recovery is probed with growing delays", async () => {
+  // The probe answers, but what the instance needs at once fails again (as when the server has a
+  // connection for the pool but none to listen on): each recovery is followed by a relapse.
+  const clock = new FakeClock();
+  const probes: number[] = [];
+  const availability = new StoreAvailability({
+    clock,
+    ping: () => {
+      probes.push(clock.now());
+      return Promise.resolve();
+    },
+    onRecovered: () => availability.observe(new StoreUnavailableError("no connection to listen")),
+  });
+  try {
+    const start = clock.now();
+    availability.observe(new StoreUnavailableError("no connection to listen"));
+    await clock.advanceAsync(60_000);
+    const gaps = probes.map((at, i) => at - (i === 0 ? start : probes[i - 1]));
+    assert.deepEqual(gaps.slice(0, 7), [250, 500, 1000, 2000, 4000, 5000, 5000]);
+    assert.ok(probes.length <= 20, `${probes.length} probes in a minute`);
+  } finally {
+    availability.close();
+  }
+});
+
+Deno.test("a store that stayed up a while starts probing at the first delay again", async () => {
+  const clock = new FakeClock();
+  const probes: number[] = [];
+  const availability = new StoreAvailability({
+    clock,
+    ping: () => {
+      probes.push(clock.now());
+      return Promise.resolve();
+    },
+  });
+  try {
+    for (let outage = 0; outage < 3; outage++) {
+      const start = clock.now();
+      availability.observe(new StoreUnavailableError("restarting"));
+      await clock.advanceAsync(250);
+      assert.equal(availability.down, false);
+      assert.equal(probes.at(-1)! - start, 250);
+      await clock.advanceAsync(5000);
+    }
+  } finally {
+    availability.close();
+  }
 });

@@ -11,6 +11,8 @@ import {
 } from "../../src/store/mod.ts";
 import { migratedTestDatabase, pgIgnore, testDatabase } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
+import { PG_MIGRATION_LOCK } from "../../src/store/_pg_migrations.ts";
+import { captureLogs } from "../agent/_helpers.ts";
 
 const ignore = pgIgnore();
 
@@ -246,6 +248,36 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "postgres store: another program's table status_schema is refused, and left alone",
+  ignore,
+  async fn() {
+    for (
+      const table of [
+        "CREATE TABLE status_schema (id int); INSERT INTO status_schema VALUES (1)",
+        "CREATE TABLE status_schema (version text); INSERT INTO status_schema VALUES ('v2')",
+        "CREATE TABLE status_schema (version integer); INSERT INTO status_schema VALUES (1), (2)",
+        "CREATE TABLE status_schema (version integer)",
+      ]
+    ) {
+      await using db = await testDatabase();
+      const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+      try {
+        await sql.unsafe(table);
+        await storeError(
+          openPostgresStore(db.url),
+          /is not a status database \(its table status_schema does not hold one schema version\)/,
+        );
+        const [{ tables }] = await sql`SELECT count(*)::int AS tables FROM pg_tables
+          WHERE schemaname = current_schema()`;
+        assert.equal(tables, 1, `${table}: nothing was created`);
+      } finally {
+        await sql.end();
+      }
+    }
+  },
+});
+
 async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<StoreError> {
   try {
     await opening;
@@ -258,14 +290,17 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
 }
 
 /**
- * A TCP proxy to the database that can stop forwarding (a server that hangs, a partition), and
- * hold what it forwards for `delayMs` (a database further away).
+ * A TCP proxy to the database that can stop forwarding (a server that hangs, a partition, or a
+ * client frozen in the middle of a transaction: `freezeAfter` freezes it right after forwarding
+ * the client's message that holds that text), and hold what it forwards for `delayMs` (a
+ * database further away).
  */
-function freezableProxy(target: URL, options: { delayMs?: number } = {}) {
+function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: string } = {}) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let frozen = false;
+  let armed = false;
   const conns: Deno.Conn[] = [];
-  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+  const pipe = async (from: Deno.Conn, to: Deno.Conn, fromClient: boolean) => {
     const buffer = new Uint8Array(65536);
     try {
       for (;;) {
@@ -274,6 +309,13 @@ function freezableProxy(target: URL, options: { delayMs?: number } = {}) {
         if (frozen) continue; // swallowed: the other side never hears of it
         if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
         await to.write(buffer.subarray(0, n));
+        if (fromClient && options.freezeAfter !== undefined) {
+          // The statement is parsed in one message and executed in a later one (Execute of the
+          // unnamed portal: 'E', length 9, "", no row limit).
+          const text = new TextDecoder().decode(buffer.subarray(0, n));
+          armed ||= text.includes(options.freezeAfter);
+          frozen = armed && text.includes("E\0\0\0\t\0\0\0\0\0");
+        }
       }
     } catch {
       // closed
@@ -283,8 +325,8 @@ function freezableProxy(target: URL, options: { delayMs?: number } = {}) {
     for await (const client of listener) {
       const server = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
       conns.push(client, server);
-      void pipe(client, server);
-      void pipe(server, client);
+      void pipe(client, server, true);
+      void pipe(server, client, false);
     }
   })().catch(() => {});
   const url = new URL(target);
@@ -334,6 +376,124 @@ Deno.test({
       await proxy.close();
       await store.close().catch(() => {});
     }
+  },
+});
+
+Deno.test({
+  name: "postgres store: an instance frozen inside a transaction holds its row locks no longer " +
+    "than its query timeout",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    await using other = await openPostgresStore(db.url, { queryTimeoutSecs: 30 });
+    await other.enqueue(newCommand("c1"));
+    await other.claimNext({ agentId: "a1", deploymentHash: "d", now: T0, deliveryLeaseMs: 60_000 });
+    // This instance freezes (SIGSTOP, a paused VM) once its report has locked the command's row.
+    const proxy = freezableProxy(new URL(db.url), { freezeAfter: "FOR UPDATE OF c" });
+    const frozen = await openPostgresStore(proxy.url, { queryTimeoutSecs: 2, maxConnections: 1 });
+    const report = (store: typeof other, error: string) =>
+      store.report({
+        commandId: "c1",
+        agentId: "a1",
+        attempt: 1,
+        status: "failed",
+        result: null,
+        error,
+        startedAt: null,
+        completedAt: null,
+        now: T0 + 1,
+      });
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const frozenReport = report(frozen, "from the frozen instance");
+      await until(
+        async () =>
+          (await admin`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+            AND state = 'idle in transaction' AND query LIKE '%FOR UPDATE OF c%'`).length > 0,
+        "the frozen instance's transaction holds the row",
+      );
+      await assert.rejects(frozenReport, StoreUnavailableError);
+      // The other instance's report waits for the lock, which the server takes back from the
+      // abandoned transaction; before, it waited as long as the freeze lasted.
+      const outcome = await report(other, "from the other instance");
+      assert.equal(outcome.outcome, "accepted");
+      assert.equal((await other.getCommand("c1"))?.result?.error, "from the other instance");
+    } finally {
+      await admin.end();
+      await proxy.close();
+      await frozen.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: an instance frozen while it migrates keeps the others waiting no longer " +
+    "than its query timeout, and they say what they wait for",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url), { freezeAfter: "advisory_xact_lock" });
+    const frozenOpen = openPostgresStore(proxy.url, { queryTimeoutSecs: 3 });
+    const frozenDone = frozenOpen.then((store) => store.close(), () => {});
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await until(
+        async () =>
+          (await admin`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+            AND objid = ${PG_MIGRATION_LOCK}`).length > 0,
+        "the frozen instance holds the schema lock",
+      );
+      using logs = captureLogs();
+      const store = await Promise.race([
+        openPostgresStore(db.url),
+        new Promise<never>((_, reject) => {
+          guard = setTimeout(() => reject(new Error("still waiting for the lock")), 60_000);
+        }),
+      ]);
+      await store.close();
+      assert.ok(
+        logs.has(/^waiting for the schema lock of .* held by process \d+ \("status"\)/),
+        logs.messages().join("\n"),
+      );
+    } finally {
+      clearTimeout(guard);
+      await admin.end();
+      await proxy.close();
+      await frozenDone;
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a connection lost while the store opens fails the open, not the process",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url), { freezeAfter: "advisory_xact_lock" });
+    const opening = openPostgresStore(proxy.url);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await until(
+        async () =>
+          (await admin`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+            AND objid = ${PG_MIGRATION_LOCK}`).length > 0,
+        "the store is migrating",
+      );
+    } finally {
+      await admin.end();
+    }
+    // The driver then writes to the closed socket a turn after the failed open closed the store
+    // (see isDriverFault): an uncaught error that ended the process.
+    await proxy.close();
+    await storeError(opening, /cannot open database/);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   },
 });
 
@@ -607,5 +767,156 @@ Deno.test({
       await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
       await cleanup.end();
     }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a user that may only read the tables, or a read-only database, is refused",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    const role = `status_reader_${crypto.randomUUID().slice(0, 8)}`;
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+      await admin.unsafe(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = `pw-${role}`;
+      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, new RegExp(`user "${role}" lacks INSERT on agents`));
+        assert.doesNotMatch(error.message, new RegExp(`pw-${role}`));
+        return true;
+      });
+      // The owner, with writes off by default for the database (as on a standby).
+      await admin.unsafe(`ALTER DATABASE ${name} SET default_transaction_read_only = on`);
+      await assert.rejects(openPostgresStore(db.url), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /is read-only \(default_transaction_read_only is on/);
+        return true;
+      });
+      await admin.unsafe(`ALTER DATABASE ${name} RESET default_transaction_read_only`);
+      await (await openPostgresStore(db.url)).close();
+    } finally {
+      await admin.unsafe(`DROP OWNED BY ${role}`).catch(() => {});
+      await admin.end();
+      const cleanup = postgres(db.url, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await cleanup.end();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: a database that stops taking writes (a failover) is unavailable, not broken",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    await using store = await openPostgresStore(db.url, { maxConnections: 1 });
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    // New sessions of the database start read-only; the store's session is ended to take one.
+    const turn = async (readOnly: boolean) => {
+      await admin.unsafe(
+        readOnly
+          ? `ALTER DATABASE ${name} SET default_transaction_read_only = on`
+          : `ALTER DATABASE ${name} RESET default_transaction_read_only`,
+      );
+      await admin.unsafe(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [name],
+      );
+    };
+    const outcome = async (what: () => Promise<unknown>) => {
+      try {
+        await what();
+        return "ok";
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        return error.message;
+      }
+    };
+    try {
+      await turn(true);
+      let message = "";
+      // The first call may still meet the ended session (unavailable as well, for that reason).
+      await until(
+        async () =>
+          /takes no writes now/.test(
+            message = await outcome(() => store.enqueue(newCommand("w1", "a1", T0))),
+          ),
+        "an enqueue is refused as unavailable",
+      );
+      assert.match(message, /read-only/);
+      assert.match(await outcome(() => store.ping()), /takes no writes now \(ping\)/);
+      assert.equal(await store.getCommand("w1"), null, "nothing was written");
+
+      await turn(false);
+      await until(async () => await outcome(() => store.ping()) === "ok", "writes are back");
+      assert.equal((await store.enqueue(newCommand("w1", "a1", T0))).outcome, "created");
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} RESET default_transaction_read_only`);
+      await admin.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a server that takes no more connections says so, not 'not reachable'",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const role = `status_limited_${crypto.randomUUID().slice(0, 8)}`;
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      // As a server whose max_connections are all taken answers (SQLSTATE 53300).
+      await admin.unsafe(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 0`);
+      const url = new URL(db.url);
+      url.username = role;
+      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /takes no more connections now \(53300 too many connections/);
+        assert.match(error.message, /each status instance uses up to 11: raise max_connections/);
+        assert.doesNotMatch(error.message, /not reachable/);
+        return true;
+      });
+    } finally {
+      await admin.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      await admin.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: instances recording when the same agents were seen, in other orders, " +
+    "do not deadlock",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [x, y] = cluster.stores;
+    const admin = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(
+        `INSERT INTO agents (id, token, scopes, created_at)
+         SELECT 'agent-' || lpad(g::text, 5, '0'), NULL, '[]', 0 FROM generate_series(0, 1999) g`,
+      );
+      await admin.unsafe("ANALYZE agents");
+    } finally {
+      await admin.end();
+    }
+    const ids = Array.from({ length: 2000 }, (_, i) => `agent-${String(i).padStart(5, "0")}`);
+    for (let round = 1; round <= 5; round++) {
+      // Each instance saw the fleet in another order (agents reach instances as they please).
+      await Promise.all([
+        x.touchAgents(ids.map((id) => [id, T0 + round * 10] as const)),
+        y.touchAgents(ids.toReversed().map((id) => [id, T0 + round * 10 + 1] as const)),
+      ]);
+    }
+    assert.equal((await x.getAgent("agent-00000"))?.lastSeenAt, T0 + 51);
+    assert.equal((await x.getAgent("agent-01999"))?.lastSeenAt, T0 + 51);
   },
 });
