@@ -141,14 +141,13 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX runs_completed ON runs (completed_at) WHERE completed_at IS NOT NULL;
   `,
   // 8: request ids the dashboard accepted, kept for the replay window, so that a restarted
-  // dashboard still refuses a signed request the one before it accepted.
+  // dashboard still refuses a signed request the one before it accepted. Appended in the order
+  // they expire and deleted by rowid range, so no index: each signed request adds one row.
   `
   CREATE TABLE request_ids (
-    key TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
     sent_at INTEGER
   ) STRICT;
-
-  CREATE INDEX request_ids_expiry ON request_ids (expires_at);
   `,
 ];

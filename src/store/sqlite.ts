@@ -239,6 +239,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   readonly #busyTimeoutMs: number;
   /** When expired request ids were last deleted (see {@link SqliteStore.keepRequestId}). */
   #requestIdsSweptAt = -Infinity;
+  /**
+   * The request ids this store committed, a batch per commit in the order written: the last rowid
+   * of each and when its last id expires. Expired batches are deleted by rowid range.
+   */
+  #requestIdBatches: Array<{ lastRowid: number; expiresAt: number }> = [];
   /** The latest `now` a kept request id came with: what the next sweep deletes up to. */
   #requestIdsNow = -Infinity;
   /** Request ids to keep, written with the next commit (see {@link SqliteStore.keepRequestId}). */
@@ -558,8 +563,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     }
     const group = this.#group;
     if (group === null) return null;
+    let batch: { lastRowid: number; expiresAt: number } | null = null;
     try {
-      if (this.#pendingRequestIds.length > 0) this.#writeRequestIds(group);
+      if (this.#pendingRequestIds.length > 0) batch = this.#writeRequestIds(group);
       this.#db.exec("COMMIT");
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);
@@ -568,6 +574,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     }
     this.#group = null;
     this.#commits++;
+    if (batch !== null) this.#requestIdBatches.push(batch);
     // This connection's own commit does not move data_version: its last look still stands.
     const current = this.#lookedAtEpoch === storeEpoch;
     storeEpoch++;
@@ -1594,38 +1601,48 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
 
   /**
    * Writes the request ids kept since the last commit into the open group, whose commit then
-   * answers them; deletes the expired ones once a second.
+   * answers them; once a second deletes the batches of ids committed before that have expired.
+   *
+   * @returns The batch written, to be remembered once it is committed.
    */
-  #writeRequestIds(group: { waiting: GroupWaiter[] }): void {
+  #writeRequestIds(group: { waiting: GroupWaiter[] }): { lastRowid: number; expiresAt: number } {
     const pending = this.#pendingRequestIds;
     this.#pendingRequestIds = [];
     for (const { waiter } of pending) group.waiting.push(waiter);
-    this.#stmt(
+    const written = this.#stmt(
       `INSERT INTO request_ids (key, expires_at, sent_at)
        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
-       FROM json_each(?) WHERE true
-       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, sent_at = excluded.sent_at`,
+       FROM json_each(?)`,
     ).run(JSON.stringify(pending.map(({ id }) => [id.key, id.expiresAt, id.sentAtMs])));
-    // A second's worth of expired ids at a time: a few rows a commit would cost more, a minute's
-    // a longer pause of the commit that deletes them.
+    // Every id expires a window after it was accepted, so the batches expire in the order they were
+    // written; ids the store kept before it was opened have lower rowids and expire sooner still.
     const now = this.#requestIdsNow;
     if (now - this.#requestIdsSweptAt >= 1_000) {
       this.#requestIdsSweptAt = now;
-      this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now);
+      let upTo: number | null = null;
+      while (this.#requestIdBatches.length > 0 && this.#requestIdBatches[0].expiresAt <= now) {
+        upTo = this.#requestIdBatches.shift()!.lastRowid;
+      }
+      if (upTo !== null) this.#stmt("DELETE FROM request_ids WHERE rowid <= ?").run(upTo);
     }
+    let expiresAt = -Infinity;
+    for (const { id } of pending) expiresAt = Math.max(expiresAt, id.expiresAt);
+    return { lastRowid: Number(written.lastInsertRowid), expiresAt };
   }
 
   /** {@inheritDoc RequestIdJournal.keptRequestIds} */
   keptRequestIds(now: number): Promise<KeptRequestId[]> {
-    return this.#run(() =>
-      (this.#stmt(
+    return this.#run(() => {
+      // Read once, at start: the ids expired since the last run go now (later ones by rowid).
+      this.#tx(() => this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now));
+      return (this.#stmt(
         "SELECT key, expires_at, sent_at FROM request_ids WHERE expires_at > ? ORDER BY expires_at",
       ).all(now) as Row[]).map((row) => ({
         key: String(row.key),
         expiresAt: num(row.expires_at),
         sentAtMs: row.sent_at === null ? null : num(row.sent_at),
-      }))
-    );
+      }));
+    });
   }
 
   /** {@inheritDoc CommandStore.close} */

@@ -618,3 +618,34 @@ Deno.test("sqlite store commits a kept request id with the next write, before th
     }
   });
 });
+
+Deno.test("sqlite store deletes the request ids it committed a batch at a time, once the batch expired", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const store = openSqliteStore(path);
+    const keys = () => {
+      const db = new DatabaseSync(path, { readOnly: true });
+      try {
+        const rows = db.prepare("SELECT key FROM request_ids ORDER BY rowid").all();
+        return (rows as { key: string }[]).map((row) => row.key);
+      } finally {
+        db.close();
+      }
+    };
+    // Each id rides the next write's commit: a batch of its own here.
+    const keepWithWrite = async (key: string, now: number) => {
+      const kept = store.keepRequestId({ key, expiresAt: now + 5_000, sentAtMs: now }, now);
+      await store.ensureAgent("a1", now);
+      await kept;
+    };
+    try {
+      await keepWithWrite("a1\nr-1", 0);
+      await keepWithWrite("a1\nr-2", 2_000);
+      assert.deepEqual(keys(), ["a1\nr-1", "a1\nr-2"]);
+      await keepWithWrite("a1\nr-3", 6_000);
+      assert.deepEqual(keys(), ["a1\nr-2", "a1\nr-3"], "r-1 expired at 5 s");
+    } finally {
+      await store.close();
+    }
+  });
+});
