@@ -12,8 +12,8 @@ import {
   type OperatorClient,
   operatorClientFromSettings,
   OperatorError,
-  withoutPassword,
 } from "../operator/mod.ts";
+import { redactUrl } from "../log/redact.ts";
 import { loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 
@@ -139,7 +139,7 @@ export async function addAgentRemote(
   io.out(`AGENT_TOKEN=${(body as { token: string }).token}`);
   io.err(
     `agent ${id} added on ${
-      withoutPassword(client.dashboardUrl)
+      redactUrl(client.dashboardUrl)
     }. Give the agent these two settings (e.g. in its ` +
       ".env); the token is not shown again.",
   );

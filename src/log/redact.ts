@@ -23,6 +23,36 @@ export function registerSecret(value: string | undefined): void {
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
 
 /**
+ * One URL without the password of its user information, for messages: `scheme://user:***@host`.
+ * A URL that cannot be parsed has the password part cut out as text.
+ *
+ * @param url A URL (`https://…`, `postgres://…`), or any other text, returned as given.
+ * @returns The URL with its password replaced by `***`, otherwise as given (a trailing `/` is not
+ *   added).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { redactUrl } from "./redact.ts";
+ *
+ * assert.equal(redactUrl("https://ops:hunter2@dash:5000"), "https://ops:***@dash:5000");
+ * assert.equal(redactUrl("postgres://status:pw@db:5432/status"), "postgres://status:***@db:5432/status");
+ * assert.equal(redactUrl("./status.db"), "./status.db");
+ * ```
+ */
+export function redactUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+  }
+  if (parsed.password === "") return url;
+  parsed.password = "***";
+  return url.endsWith("/") ? parsed.href : parsed.href.replace(/\/+$/, "");
+}
+
+/**
  * A string with every registered secret replaced, and the password of any URL in it
  * (`https://user:***@host`).
  *

@@ -18,7 +18,7 @@ import {
   isFinalStatus,
 } from "./types.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
-import { withoutPassword } from "./format.ts";
+import { redactUrl } from "../log/redact.ts";
 
 /** What went wrong in an operator request; the CLI words its message after it. */
 export type OperatorErrorKind =
@@ -280,7 +280,7 @@ export class OperatorClient {
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new TypeError(
         `dashboard URL must be an http:// or https:// URL, got ${
-          JSON.stringify(withoutPassword(url.href))
+          JSON.stringify(redactUrl(url.href))
         }`,
       );
     }
@@ -288,7 +288,7 @@ export class OperatorClient {
       throw new TypeError(
         "dashboard URL must not hold a user name or password beside an admin token: they would " +
           "be sent in the Authorization header the token needs, and every request refused; " +
-          `leave them out, got ${JSON.stringify(withoutPassword(url.href))}`,
+          `leave them out, got ${JSON.stringify(redactUrl(url.href))}`,
       );
     }
     const timeoutMs = options.requestTimeoutMs ?? 15_000;
@@ -298,7 +298,7 @@ export class OperatorClient {
     url.search = "";
     url.hash = "";
     this.dashboardUrl = url.href.replace(/\/+$/, "");
-    this.#shownUrl = withoutPassword(this.dashboardUrl);
+    this.#shownUrl = redactUrl(this.dashboardUrl);
     this.#adminToken = options.adminToken || undefined;
     this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);

@@ -9,33 +9,6 @@ import { BIDI_CONTROLS } from "../protocol/mod.ts";
 import type { CommandRecord, StoredResult } from "./types.ts";
 
 /**
- * A URL as messages show it: the password of its user information, which fetch sends as basic
- * authentication (a proxy in front of the dashboard), is never printed.
- *
- * @param url An absolute URL.
- * @returns The URL with its password replaced by `***`, otherwise as given.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { withoutPassword } from "./format.ts";
- *
- * assert.equal(withoutPassword("https://ops:hunter2@dash:5000"), "https://ops:***@dash:5000");
- * ```
- */
-export function withoutPassword(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return url;
-  }
-  if (parsed.password === "") return url;
-  parsed.password = "***";
-  return url.endsWith("/") ? parsed.href : parsed.href.replace(/\/+$/, "");
-}
-
-/**
  * Formats elapsed milliseconds as seconds with one decimal, e.g. `1.2 s`.
  *
  * @param ms Milliseconds.

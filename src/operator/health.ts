@@ -6,7 +6,7 @@
  * @module
  */
 import { LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
-import { withoutPassword } from "./format.ts";
+import { redactUrl } from "../log/redact.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 
 /** One finding. */
@@ -115,7 +115,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       ? describeFetchFailure(error)
       : (error as Error).message;
     checks.push({ name: "dashboard", outcome: "failed", message: `not reachable: ${reason}` });
-    return { url: withoutPassword(base), checks, clockOffsetSecs: null, ok: false };
+    return { url: redactUrl(base), checks, clockOffsetSecs: null, ok: false };
   }
 
   if (offset === null) {
@@ -205,7 +205,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     }
   }
   return {
-    url: withoutPassword(base),
+    url: redactUrl(base),
     checks,
     clockOffsetSecs: offset === null ? null : Math.round(offset * 10) / 10,
     ok: checks.every((c) => c.outcome !== "failed"),

@@ -46,7 +46,6 @@ export {
   formatTable,
   outputBytes,
   truncationNotes,
-  withoutPassword,
 } from "./format.ts";
 export {
   followCommand,

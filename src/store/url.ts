@@ -6,22 +6,7 @@
  * @module
  */
 
-/**
- * A connection URL without its password, for messages.
- *
- * @param url A `postgres://` URL.
- * @returns The URL with the password replaced by `***`.
- */
-export function redactUrl(url: string): string {
-  if (!isPostgresUrl(url)) return url;
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
-  }
-}
+export { redactUrl } from "../log/redact.ts";
 
 /** Whether `db` names a PostgreSQL database (`postgres://` or `postgresql://`). */
 export function isPostgresUrl(db: string): boolean {
