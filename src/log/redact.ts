@@ -38,6 +38,8 @@ const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
  * assert.equal(redactUrl("https://ops:hunter2@dash:5000"), "https://ops:***@dash:5000");
  * assert.equal(redactUrl("postgres://status:pw@db:5432/status"), "postgres://status:***@db:5432/status");
  * assert.equal(redactUrl("./status.db"), "./status.db");
+ * // Not a URL the parser takes (the port): the password is still hidden.
+ * assert.equal(redactUrl("https://ops:hunter2@dash:99999"), "https://ops:***@dash:99999");
  * ```
  */
 export function redactUrl(url: string): string {
