@@ -822,3 +822,50 @@ Deno.test("a list query parameter near a filter's name is refused, not ignored",
     assert.deepEqual(commands.map((command) => command.agent_id), ["a1"]);
   });
 });
+
+Deno.test("a route's path asked with a method it does not answer is 405 with Allow", async (t) => {
+  await using d = await makeDashboard();
+  const ask = async (method: string, path: string) => {
+    const response = await d.admin(method, path);
+    const body = method === "HEAD" ? {} : await json(response);
+    if (method === "HEAD") await response.body?.cancel();
+    return { status: response.status, allow: response.headers.get("allow"), body };
+  };
+  for (
+    const [method, path, allow] of [
+      ["GET", P.ack, "POST"],
+      ["PUT", P.report, "POST"],
+      ["GET", P.enqueue, "POST"],
+      ["POST", "/api/v1/agent/commands/wait/dep-1", "GET"],
+      ["HEAD", "/api/v1/agent/commands/wait/dep-1", "GET"],
+      ["DELETE", "/api/v1/agent/commands/c1/cancel-wait", "GET"],
+      ["GET", "/api/v1/agent/commands/c1/output", "POST"],
+      ["PUT", "/api/v1/commands/c1", "GET, HEAD"],
+      ["GET", "/api/v1/commands/c1/cancel", "POST"],
+      ["PATCH", "/api/v1/agents/web-1", "DELETE"],
+      ["PUT", "/api/v1/agents", "GET, HEAD, POST"],
+      ["DELETE", "/health", "GET, HEAD"],
+    ] as const
+  ) {
+    await t.step(`${method} ${path}`, async () => {
+      const answer = await ask(method, path);
+      assert.equal(answer.status, 405);
+      assert.equal(answer.allow, allow);
+      if (method !== "HEAD") {
+        assert.deepEqual(answer.body, {
+          error: `method ${method} is not allowed on ${path}; it answers ${allow}`,
+        });
+      }
+    });
+  }
+  await t.step("a path no route has stays 404, without Allow", async () => {
+    for (const path of ["/api/v1/nothing", "/api/v1/commands/", "/api/v1/agent/commands/ack/"]) {
+      const answer = await ask("PUT", path);
+      assert.equal(answer.status, 404);
+      assert.equal(answer.allow, null);
+      assert.deepEqual(answer.body, { error: `no route for PUT ${path}` });
+    }
+  });
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+});
