@@ -402,11 +402,11 @@ export interface StackerEnvelope {
     type: string;
     parameters?: Record<string, unknown> | null;
     deployment_hash?: string | null;
-    attempt?: number;
+    attempt?: number | null;
     [key: string]: unknown;
   } | null;
-  /** Polling hints. */
-  meta?: { next_poll_secs?: number };
+  /** Polling hints (a field without a value may be `null`, as a serializer of options writes it). */
+  meta?: { next_poll_secs?: number | null } | null;
 }
 
 /** Schema of the Stacker-style `wait` envelope (PROTOCOL.md §7). */
@@ -416,9 +416,9 @@ export const stackerEnvelopeSchema: z.ZodType<StackerEnvelope> = z.object({
     type: z.string(),
     parameters: z.record(z.string(), z.unknown()).nullish(),
     deployment_hash: z.string().nullish(),
-    attempt: z.number().int().positive().optional(),
+    attempt: z.number().int().positive().nullish(),
   }).nullable(),
-  meta: z.object({ next_poll_secs: z.number().nonnegative().optional() }).partial().optional(),
+  meta: z.object({ next_poll_secs: z.number().nonnegative().nullish() }).nullish(),
 });
 
 /** What a `wait` answer with a body means to the agent. */
@@ -437,7 +437,9 @@ export type WaitAnswer =
 export function parseWaitAnswer(body: unknown): WaitAnswer {
   if (body && typeof body === "object" && "item" in body) {
     const envelope = stackerEnvelopeSchema.parse(body);
-    if (!envelope.item) return { kind: "empty", nextPollSecs: envelope.meta?.next_poll_secs };
+    if (!envelope.item) {
+      return { kind: "empty", nextPollSecs: envelope.meta?.next_poll_secs ?? undefined };
+    }
     const item = envelope.item;
     const command = deliveredCommandSchema.parse({
       id: item.command_id,
