@@ -6,7 +6,19 @@
  */
 
 /** The statuses the dashboard fails with. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 503 | 507;
+export type ErrorStatus =
+  | 400
+  | 401
+  | 403
+  | 404
+  | 408
+  | 409
+  | 413
+  | 415
+  | 429
+  | 500
+  | 503
+  | 507;
 
 /** Options of {@link HttpError}. */
 export interface HttpErrorOptions extends ErrorOptions {

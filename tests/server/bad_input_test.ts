@@ -869,3 +869,48 @@ Deno.test("a route's path asked with a method it does not answer is 405 with All
   const listed = await d.admin("GET", "/api/v1/commands");
   assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
 });
+
+Deno.test("a compressed body is 415 naming its Content-Encoding, not 'not UTF-8'", async (t) => {
+  await using d = await makeDashboard();
+  const body = JSON.stringify({ agent_id: "a1", id: "gz-1", name: "echo hi" });
+  const gzip = new Uint8Array(
+    await new Response(
+      new Blob([body]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer(),
+  );
+  const enqueue = (payload: BodyInit, coding: string) =>
+    d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${ADMIN_TOKEN}`,
+        "Content-Type": "application/json",
+        "Content-Encoding": coding,
+      },
+      body: payload,
+    });
+  for (const coding of ["gzip", "GZIP", "br", "identity, gzip"]) {
+    await t.step(`an operator's enqueue with ${coding}`, async () => {
+      const response = await enqueue(gzip, coding);
+      assert.equal(response.status, 415);
+      assert.deepEqual(await json(response), {
+        error: `Content-Encoding ${coding} is not supported; send the body uncompressed`,
+      });
+    });
+  }
+  await t.step("an agent's report (a route answered before Hono)", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("gz-1"),
+      headers: { "Content-Encoding": "gzip" },
+    });
+    assert.equal(response.status, 415);
+    assert.match((await json(response)).error as string, /Content-Encoding gzip/);
+  });
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+  await t.step("identity is no coding", async () => {
+    const response = await enqueue(body, "identity");
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+});
