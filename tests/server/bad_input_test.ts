@@ -815,6 +815,23 @@ Deno.test("a list query parameter near a filter's name is refused, not ignored",
       );
     });
   }
+  for (
+    const path of [
+      "/api/v1/commands?agent_id=a1&agent_id=a2",
+      "/api/v1/commands?status=queued&limit=5&status=running",
+      "/api/v1/runs?open=1&open=",
+    ]
+  ) {
+    await t.step(`a filter given twice: ${path}`, async () => {
+      // Only the first was read: a list of a1's commands read as one of a1's and a2's.
+      const response = await d.admin("GET", path);
+      assert.equal(response.status, 400);
+      assert.match(
+        (await json(response)).error as string,
+        /^query "(agent_id|status|open)": is given 2 times; a list takes one value of it$/,
+      );
+    });
+  }
   await t.step("the right names, and unrelated parameters, are read as before", async () => {
     const response = await d.admin("GET", "/api/v1/commands?agent_id=a1&_=1767261605");
     assert.equal(response.status, 200);
