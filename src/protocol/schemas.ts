@@ -467,10 +467,14 @@ export function describeZodError(error: z.ZodError): string {
   return `field "${path}": ${issue.message}`;
 }
 
+/** Zod's message for a field of an object that is absent (its input was `undefined`). */
+const MISSING = /, received undefined$/;
+
 /**
  * A zod error's issues, without the bound every integer field has (the safe-integer range) where
  * the same field also broke its own, narrower bound: `1e308` for a field of at most 86,400 is
- * told the 86,400, not 2^53 - 1.
+ * told the 86,400, not 2^53 - 1. A field that is missing is told so (`is required (expected
+ * number)`) instead of zod's `Invalid input: expected number, received undefined`.
  *
  * @param error The validation error.
  * @returns The issues to show, in zod's order.
@@ -484,5 +488,11 @@ export function relevantIssues(error: z.ZodError): z.core.$ZodIssue[] {
       (issue.code === "too_big" || issue.code === "too_small") && !safeBound(issue)
     ).map(key),
   );
-  return error.issues.filter((issue) => !(safeBound(issue) && ownBound.has(key(issue))));
+  return error.issues
+    .filter((issue) => !(safeBound(issue) && ownBound.has(key(issue))))
+    .map((issue) =>
+      issue.code === "invalid_type" && MISSING.test(issue.message)
+        ? { ...issue, message: `is required (expected ${issue.expected})` }
+        : issue
+    );
 }

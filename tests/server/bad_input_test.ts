@@ -931,3 +931,32 @@ Deno.test("a compressed body is 415 naming its Content-Encoding, not 'not UTF-8'
     await response.body?.cancel();
   });
 });
+
+Deno.test("a missing field is told it is required, not 'received undefined'", async (t) => {
+  await using d = await makeDashboard();
+  for (
+    const [label, path, body, field, expected] of [
+      ["an ack without attempt", P.ack, { command_id: "c1" }, "attempt", "number"],
+      ["a report without command_id", P.report, { status: "success" }, "command_id", "string"],
+      ["an enqueue without name", P.enqueue, { agent_id: "a1" }, "name", "string"],
+      [
+        "a report whose result lacks signal",
+        P.report,
+        { ...reportBody("c1"), result: { ...reportBody("c1").result, signal: undefined } },
+        "result.signal",
+        "string",
+      ],
+    ] as const
+  ) {
+    await t.step(label, async () => {
+      const response = path === P.enqueue
+        ? await d.admin("POST", path, body)
+        : await d.agent({ path, body });
+      assert.equal(response.status, 400);
+      const answer = await json(response);
+      const message = `is required (expected ${expected})`;
+      assert.equal(answer.error, `field "${field}": ${message}`);
+      assert.deepEqual((answer.details as unknown[])[0], { field, message });
+    });
+  }
+});
