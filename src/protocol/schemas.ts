@@ -402,11 +402,11 @@ export interface StackerEnvelope {
     type: string;
     parameters?: Record<string, unknown> | null;
     deployment_hash?: string | null;
-    attempt?: number;
+    attempt?: number | null;
     [key: string]: unknown;
   } | null;
-  /** Polling hints. */
-  meta?: { next_poll_secs?: number };
+  /** Polling hints (a field without a value may be `null`, as a serializer of options writes it). */
+  meta?: { next_poll_secs?: number | null } | null;
 }
 
 /** Schema of the Stacker-style `wait` envelope (PROTOCOL.md §7). */
@@ -416,9 +416,9 @@ export const stackerEnvelopeSchema: z.ZodType<StackerEnvelope> = z.object({
     type: z.string(),
     parameters: z.record(z.string(), z.unknown()).nullish(),
     deployment_hash: z.string().nullish(),
-    attempt: z.number().int().positive().optional(),
+    attempt: z.number().int().positive().nullish(),
   }).nullable(),
-  meta: z.object({ next_poll_secs: z.number().nonnegative().optional() }).partial().optional(),
+  meta: z.object({ next_poll_secs: z.number().nonnegative().nullish() }).nullish(),
 });
 
 /** What a `wait` answer with a body means to the agent. */
@@ -437,7 +437,9 @@ export type WaitAnswer =
 export function parseWaitAnswer(body: unknown): WaitAnswer {
   if (body && typeof body === "object" && "item" in body) {
     const envelope = stackerEnvelopeSchema.parse(body);
-    if (!envelope.item) return { kind: "empty", nextPollSecs: envelope.meta?.next_poll_secs };
+    if (!envelope.item) {
+      return { kind: "empty", nextPollSecs: envelope.meta?.next_poll_secs ?? undefined };
+    }
     const item = envelope.item;
     const command = deliveredCommandSchema.parse({
       id: item.command_id,
@@ -465,10 +467,14 @@ export function describeZodError(error: z.ZodError): string {
   return `field "${path}": ${issue.message}`;
 }
 
+/** Zod's message for a field of an object that is absent (its input was `undefined`). */
+const MISSING = /, received undefined$/;
+
 /**
  * A zod error's issues, without the bound every integer field has (the safe-integer range) where
  * the same field also broke its own, narrower bound: `1e308` for a field of at most 86,400 is
- * told the 86,400, not 2^53 - 1.
+ * told the 86,400, not 2^53 - 1. A field that is missing is told so (`is required (expected
+ * number)`) instead of zod's `Invalid input: expected number, received undefined`.
  *
  * @param error The validation error.
  * @returns The issues to show, in zod's order.
@@ -482,5 +488,11 @@ export function relevantIssues(error: z.ZodError): z.core.$ZodIssue[] {
       (issue.code === "too_big" || issue.code === "too_small") && !safeBound(issue)
     ).map(key),
   );
-  return error.issues.filter((issue) => !(safeBound(issue) && ownBound.has(key(issue))));
+  return error.issues
+    .filter((issue) => !(safeBound(issue) && ownBound.has(key(issue))))
+    .map((issue) =>
+      issue.code === "invalid_type" && MISSING.test(issue.message)
+        ? { ...issue, message: `is required (expected ${issue.expected})` }
+        : issue
+    );
 }

@@ -32,7 +32,7 @@ import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser
 import { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import type { ServerEnv } from "./env.ts";
-import { errorHandler, notFound } from "./error_handler.ts";
+import { errorHandler, notFoundHandler } from "./error_handler.ts";
 import { CommandEvents, eventRoutes } from "./events.ts";
 import { type HttpApp, httpApp, type RouteInfo, routeList } from "./http_app.ts";
 import { InstanceLink } from "./instance_link.ts";
@@ -330,7 +330,7 @@ export function createApp(options: AppOptions): DashboardApp {
     return metrics.render();
   });
   const routes = routeList(LEAN_ROUTES, app);
-  app.notFound(notFound);
+  app.notFound(notFoundHandler(routes, LEAN_ROUTES));
   app.onError(errorHandler(availability, storeHealth));
 
   if (autoExpire) void leases.start();

@@ -6,7 +6,19 @@
  */
 
 /** The statuses the dashboard fails with. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 429 | 500 | 503 | 507;
+export type ErrorStatus =
+  | 400
+  | 401
+  | 403
+  | 404
+  | 408
+  | 409
+  | 413
+  | 415
+  | 429
+  | 500
+  | 503
+  | 507;
 
 /** Options of {@link HttpError}. */
 export interface HttpErrorOptions extends ErrorOptions {
@@ -16,13 +28,19 @@ export interface HttpErrorOptions extends ErrorOptions {
   headers?: Record<string, string>;
 }
 
+/**
+ * The challenge every `401` carries (RFC 9110 §11.6.1 asks one of each `401`): agents and
+ * operators both authenticate with a bearer token (RFC 6750).
+ */
+export const BEARER_CHALLENGE = 'Bearer realm="status"';
+
 /** An HTTP failure: a status and one sentence that never echoes a secret. */
 export class HttpError extends Error {
   /** The HTTP status of the answer. */
   readonly status: ErrorStatus;
   /** The `details` field of the answer, if any. */
   readonly details?: unknown;
-  /** Extra response headers. */
+  /** Extra response headers (a `401`'s `WWW-Authenticate` among them). */
   readonly headers: Record<string, string>;
 
   /**
@@ -37,7 +55,13 @@ export class HttpError extends Error {
     this.name = "HttpError";
     this.status = status;
     this.details = options.details;
-    this.headers = options.headers ?? {};
+    const headers = options.headers ?? {};
+    const challenged = Object.keys(headers).some((name) =>
+      name.toLowerCase() === "www-authenticate"
+    );
+    this.headers = status === 401 && !challenged
+      ? { ...headers, "WWW-Authenticate": BEARER_CHALLENGE }
+      : headers;
   }
 
   /** The JSON body of the answer. */

@@ -10,15 +10,25 @@ import { HttpError } from "./http_error.ts";
 /**
  * Refuses a query parameter the route does not read but that is near one it does (`agent` or
  * `agentId` for `agent_id`): ignored, it left the list unfiltered, which reads as the filtered
- * one. Other parameters (a cache-buster, say) are ignored as before.
+ * one. Refuses one it reads given more than once too (`agent_id=a1&agent_id=a2`): only the first
+ * was read, which reads as a list of both. Other parameters (a cache-buster, say) are ignored as
+ * before.
  *
  * @param url The request's URL.
  * @param known The parameters the route reads.
- * @throws {HttpError} `400` naming the parameter and the one meant.
+ * @throws {HttpError} `400` naming the parameter and the one meant, or the one given twice.
  */
 export function refuseMistypedQuery(url: string, known: readonly string[]): void {
-  for (const name of new Set(new URL(url).searchParams.keys())) {
-    if (known.includes(name)) continue;
+  const params = new URL(url).searchParams;
+  for (const name of new Set(params.keys())) {
+    if (known.includes(name)) {
+      const count = params.getAll(name).length;
+      if (count === 1) continue;
+      const message = `is given ${count} times; a list takes one value of it`;
+      throw new HttpError(400, `query "${shortForm(name)}": ${message}`, {
+        details: [{ field: shortForm(name), message }],
+      });
+    }
     const meant = nearest(name, known);
     if (meant === undefined) continue;
     const message = `is not a parameter of this list (did you mean "${meant}"?); the parameters ` +

@@ -306,7 +306,10 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       answer.expires_at = stored.expiresAt === null
         ? null
         : new Date(stored.expiresAt).toISOString();
-      const warning = stored.status === "queued"
+      // Claimed in the enqueue's transaction: a wait that can take it was open (one on another
+      // hash may still be, which would read as "waiting for deployment X, not Y").
+      const claimed = outcome.outcome === "created" && outcome.claimed != null;
+      const warning = stored.status === "queued" && !claimed
         ? await deliveryWarning(deps, stored.agentId, stored.deploymentHash, stored.expiresAt, {
           lastSeenAt: targetAgent.lastSeenAt,
         })

@@ -79,7 +79,8 @@ export function commandView(command: CommandRecord): Record<string, unknown> {
 }
 
 /**
- * Why the dashboard itself ended a command without a report (`lost`, `expired`).
+ * Why the dashboard itself ended a command without a report (`lost`, `expired`, and `cancelled`
+ * when a cancel was requested and its lease ended with no report).
  *
  * @param command The command.
  * @returns The reason in words, or `null` for a command the dashboard did not end.
@@ -99,6 +100,10 @@ export function dashboardReason(command: CommandRecord): string | null {
   }
   if (command.status === "lost") {
     return `delivered ${command.deliveredAttempt} times without a report; the dashboard gave up`;
+  }
+  if (command.status === "cancelled" && command.cancelRequested && command.result === null) {
+    return `cancel requested while attempt ${command.deliveredAttempt} was delivered; its lease ` +
+      `ended without a report, so the dashboard ended it (the agent never confirmed it stopped)`;
   }
   return null;
 }

@@ -132,6 +132,27 @@ Deno.test("wait answers: bare command and Stacker envelope", async (t) => {
       nextPollSecs: 7,
     });
   });
+  await t.step("Stacker envelope whose empty fields are null", () => {
+    // A dashboard that serializes a missing value as null (serde's Option) is read as one that
+    // leaves it out: no hint, attempt 1.
+    for (const meta of [null, { next_poll_secs: null }]) {
+      assert.deepEqual(parseWaitAnswer({ item: null, meta }), {
+        kind: "empty",
+        nextPollSecs: undefined,
+      });
+    }
+    assert.deepEqual(
+      parseWaitAnswer({
+        item: { command_id: "c3", type: "uptime", parameters: null, attempt: null },
+        meta: null,
+      }),
+      {
+        kind: "command",
+        stacker: true,
+        command: { id: "c3", name: "uptime", params: {}, attempt: 1 },
+      },
+    );
+  });
   await t.step("neither form", () => {
     assert.throws(() => parseWaitAnswer({ hello: 1 }));
   });

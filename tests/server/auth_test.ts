@@ -685,3 +685,71 @@ Deno.test("a request id forgotten early (the cache was full) still cannot be rep
   await expectError(await ping("a1", "r-1", signedAt), 409, /replay detected/);
   assert.equal((await ping("a1", "r-2", d.clock.now())).status, 200, "a1's next request passes");
 });
+
+Deno.test("every 401 carries a WWW-Authenticate challenge, other refusals none", async (t) => {
+  await using d = await makeDashboard({ agents: { a1: { token: TOKEN } } });
+  const refusals: Array<[string, () => Response | Promise<Response>, number]> = [
+    [
+      "a wait with a wrong token",
+      () => d.agent({ path: P.wait("dep-1", 1), token: "w".repeat(43) }),
+      401,
+    ],
+    [
+      "a wait of an unknown agent",
+      () => d.agent({ path: P.wait("dep-1", 1), agentId: "nobody" }),
+      401,
+    ],
+    ["an ack with a wrong signature", () =>
+      d.agent({
+        path: P.ack,
+        body: { command_id: "c1", attempt: 1 },
+        headers: { "X-Agent-Signature": "AAAA" },
+      }), 401],
+    [
+      "a report signed 400 s ago",
+      () => d.agent({ path: P.report, body: reportBody("c1"), signedAt: T0 - 400_000 }),
+      401,
+    ],
+    [
+      "a ping without a token",
+      () => d.agent({ path: "/api/v1/agent/ping", headers: { Authorization: undefined } }),
+      401,
+    ],
+    [
+      "an enqueue without any credentials",
+      () => d.dashboard.app.request(P.enqueue, { method: "POST", body: JSON.stringify(ENQUEUE) }),
+      401,
+    ],
+    [
+      "an operator read without the admin token",
+      () => d.dashboard.app.request("/api/v1/commands"),
+      401,
+    ],
+    [
+      "an operator read with a wrong admin token",
+      () =>
+        d.dashboard.app.request("/api/v1/agents", { headers: { Authorization: "Bearer nope" } }),
+      401,
+    ],
+    [
+      "a report of an unknown command (404)",
+      () => d.agent({ path: P.report, body: reportBody("c1") }),
+      404,
+    ],
+    ["a replayed request id (409)", async () => {
+      (await d.agent({ path: "/api/v1/agent/ping", requestId: "r-1" })).body?.cancel();
+      return await d.agent({ path: "/api/v1/agent/ping", requestId: "r-1" });
+    }, 409],
+  ];
+  for (const [label, send, status] of refusals) {
+    await t.step(label, async () => {
+      const response = await send();
+      await response.body?.cancel();
+      assert.equal(response.status, status);
+      assert.equal(
+        response.headers.get("WWW-Authenticate"),
+        status === 401 ? 'Bearer realm="status"' : null,
+      );
+    });
+  }
+});

@@ -815,10 +815,148 @@ Deno.test("a list query parameter near a filter's name is refused, not ignored",
       );
     });
   }
+  for (
+    const path of [
+      "/api/v1/commands?agent_id=a1&agent_id=a2",
+      "/api/v1/commands?status=queued&limit=5&status=running",
+      "/api/v1/runs?open=1&open=",
+    ]
+  ) {
+    await t.step(`a filter given twice: ${path}`, async () => {
+      // Only the first was read: a list of a1's commands read as one of a1's and a2's.
+      const response = await d.admin("GET", path);
+      assert.equal(response.status, 400);
+      assert.match(
+        (await json(response)).error as string,
+        /^query "(agent_id|status|open)": is given 2 times; a list takes one value of it$/,
+      );
+    });
+  }
   await t.step("the right names, and unrelated parameters, are read as before", async () => {
     const response = await d.admin("GET", "/api/v1/commands?agent_id=a1&_=1767261605");
     assert.equal(response.status, 200);
     const commands = (await json(response)).commands as { agent_id: string }[];
     assert.deepEqual(commands.map((command) => command.agent_id), ["a1"]);
   });
+});
+
+Deno.test("a route's path asked with a method it does not answer is 405 with Allow", async (t) => {
+  await using d = await makeDashboard();
+  const ask = async (method: string, path: string) => {
+    const response = await d.admin(method, path);
+    const body = method === "HEAD" ? {} : await json(response);
+    if (method === "HEAD") await response.body?.cancel();
+    return { status: response.status, allow: response.headers.get("allow"), body };
+  };
+  for (
+    const [method, path, allow] of [
+      ["GET", P.ack, "POST"],
+      ["PUT", P.report, "POST"],
+      ["GET", P.enqueue, "POST"],
+      ["POST", "/api/v1/agent/commands/wait/dep-1", "GET"],
+      ["HEAD", "/api/v1/agent/commands/wait/dep-1", "GET"],
+      ["DELETE", "/api/v1/agent/commands/c1/cancel-wait", "GET"],
+      ["GET", "/api/v1/agent/commands/c1/output", "POST"],
+      ["PUT", "/api/v1/commands/c1", "GET, HEAD"],
+      ["GET", "/api/v1/commands/c1/cancel", "POST"],
+      ["PATCH", "/api/v1/agents/web-1", "DELETE"],
+      ["PUT", "/api/v1/agents", "GET, HEAD, POST"],
+      ["DELETE", "/health", "GET, HEAD"],
+    ] as const
+  ) {
+    await t.step(`${method} ${path}`, async () => {
+      const answer = await ask(method, path);
+      assert.equal(answer.status, 405);
+      assert.equal(answer.allow, allow);
+      if (method !== "HEAD") {
+        assert.deepEqual(answer.body, {
+          error: `method ${method} is not allowed on ${path}; it answers ${allow}`,
+        });
+      }
+    });
+  }
+  await t.step("a path no route has stays 404, without Allow", async () => {
+    for (const path of ["/api/v1/nothing", "/api/v1/commands/", "/api/v1/agent/commands/ack/"]) {
+      const answer = await ask("PUT", path);
+      assert.equal(answer.status, 404);
+      assert.equal(answer.allow, null);
+      assert.deepEqual(answer.body, { error: `no route for PUT ${path}` });
+    }
+  });
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+});
+
+Deno.test("a compressed body is 415 naming its Content-Encoding, not 'not UTF-8'", async (t) => {
+  await using d = await makeDashboard();
+  const body = JSON.stringify({ agent_id: "a1", id: "gz-1", name: "echo hi" });
+  const gzip = new Uint8Array(
+    await new Response(
+      new Blob([body]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer(),
+  );
+  const enqueue = (payload: BodyInit, coding: string) =>
+    d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${ADMIN_TOKEN}`,
+        "Content-Type": "application/json",
+        "Content-Encoding": coding,
+      },
+      body: payload,
+    });
+  for (const coding of ["gzip", "GZIP", "br", "identity, gzip"]) {
+    await t.step(`an operator's enqueue with ${coding}`, async () => {
+      const response = await enqueue(gzip, coding);
+      assert.equal(response.status, 415);
+      assert.deepEqual(await json(response), {
+        error: `Content-Encoding ${coding} is not supported; send the body uncompressed`,
+      });
+    });
+  }
+  await t.step("an agent's report (a route answered before Hono)", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("gz-1"),
+      headers: { "Content-Encoding": "gzip" },
+    });
+    assert.equal(response.status, 415);
+    assert.match((await json(response)).error as string, /Content-Encoding gzip/);
+  });
+  const listed = await d.admin("GET", "/api/v1/commands");
+  assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
+  await t.step("identity is no coding", async () => {
+    const response = await enqueue(body, "identity");
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+});
+
+Deno.test("a missing field is told it is required, not 'received undefined'", async (t) => {
+  await using d = await makeDashboard();
+  for (
+    const [label, path, body, field, expected] of [
+      ["an ack without attempt", P.ack, { command_id: "c1" }, "attempt", "number"],
+      ["a report without command_id", P.report, { status: "success" }, "command_id", "string"],
+      ["an enqueue without name", P.enqueue, { agent_id: "a1" }, "name", "string"],
+      [
+        "a report whose result lacks signal",
+        P.report,
+        { ...reportBody("c1"), result: { ...reportBody("c1").result, signal: undefined } },
+        "result.signal",
+        "string",
+      ],
+    ] as const
+  ) {
+    await t.step(label, async () => {
+      const response = path === P.enqueue
+        ? await d.admin("POST", path, body)
+        : await d.agent({ path, body });
+      assert.equal(response.status, 400);
+      const answer = await json(response);
+      const message = `is required (expected ${expected})`;
+      assert.equal(answer.error, `field "${field}": ${message}`);
+      assert.deepEqual((answer.details as unknown[])[0], { field, message });
+    });
+  }
 });

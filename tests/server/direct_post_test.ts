@@ -252,10 +252,10 @@ Deno.test("ack, report and enqueue answer the same on node:http as through app.r
   );
   assert.equal((await both.both(signed(t, P.report, { status: 5 }, "rep-4"))).status, 400);
 
-  // Other methods on these paths are Hono's 404, and a percent-escaped path is the route.
+  // Other methods on these paths are Hono's 405, and a percent-escaped path is the route.
   const other = await both.both({ method: "GET", path: P.ack });
-  assert.equal(other.status, 404);
-  assert.match(other.body, /no route for GET \/api\/v1\/agent\/commands\/ack/);
+  assert.equal(other.status, 405);
+  assert.match(other.body, /method GET is not allowed on \/api\/v1\/agent\/commands\/ack/);
   assert.equal(
     (await both.both(admin({ agent_id: "a1", id: "c2", name: "echo" }))).status,
     202,

@@ -269,8 +269,28 @@ Deno.test("cancel: queued → 200 cancelled, delivered → 202 requested, final 
     d.clock.advance(10_000);
     const expired = await d.dashboard.expireLeases();
     assert.deepEqual(expired.cancelled.map((c) => c.id), ["d"]);
-    assert.equal((await status(d, "d")).status, "cancelled");
+    const ended = await status(d, "d");
+    assert.equal(ended.status, "cancelled");
+    // The dashboard ended it, not the agent: the error says so, as for lost and expired.
+    assert.equal(
+      ended.error,
+      "cancel requested while attempt 1 was delivered; its lease ended without a report, so the " +
+        "dashboard ended it (the agent never confirmed it stopped)",
+    );
+    assert.equal((await status(d, "q")).error, null, "cancelled while queued: nothing to explain");
   });
+  await t.step(
+    "a late report of the cancelled command replaces the dashboard's reason",
+    async () => {
+      const late = await d.agent({
+        path: P.report,
+        body: reportBody("d", { status: "cancelled", result: null, error: "stopped by SIGTERM" }),
+      });
+      assert.equal(late.status, 200);
+      await late.body?.cancel();
+      assert.equal((await status(d, "d")).error, "stopped by SIGTERM");
+    },
+  );
 });
 
 Deno.test("operator API lists commands newest first and agents with their state", async (t) => {

@@ -72,6 +72,15 @@ Deno.test("dashboard stores live output once, bounded, with a marker where bytes
     assert.equal(live.stdout_bytes, 32);
   });
 
+  await t.step("a chunk arriving after a later one does not fill the gap (docs §9)", async () => {
+    // Bytes before where the stream has reached are skipped, whether they arrived or not.
+    const view = async () => (await json(await d.admin("GET", "/api/v1/commands/c1"))).live_output;
+    const before = await view();
+    const late = await chunk(d, "c1", 28, "gh");
+    assert.deepEqual(await json(late), { stored: true, duplicate: true });
+    assert.deepEqual(await view(), before);
+  });
+
   await t.step("binary output is shown as base64", async () => {
     await chunk(d, "c1", 0, new Uint8Array([0xff, 0xfe]), { stream: "stderr" });
     const live = (await json(await d.admin("GET", "/api/v1/commands/c1")))

@@ -134,3 +134,29 @@ Deno.test("in dev mode an enqueue for a misspelled agent is queued with a warnin
     );
   }
 });
+
+Deno.test("an enqueue handed to one of two open waits (another hash) gives no warning", async () => {
+  await using d = await makeDashboard();
+  const agent = { agentId: "a2", token: TOKEN2 };
+  const onOne = d.agent({ path: P.wait("dep-1", 1), ...agent });
+  await until(() => d.dashboard.hub.isWaiting("a2"), "the dep-1 wait is open");
+  const onTwo = d.agent({ path: P.wait("dep-2", 5), ...agent });
+  await until(
+    () => d.dashboard.hub.waitingHashes("a2").includes("dep-2"),
+    "the dep-2 wait is open",
+  );
+  const response = await d.admin("POST", P.enqueue, {
+    id: "to-two",
+    name: "echo",
+    agent_id: "a2",
+    params: { deployment_hash: "dep-2" },
+  });
+  assert.equal(response.status, 202);
+  // It was delivered at once: "a2 is waiting for deployment dep-1, not dep-2" was untrue.
+  assert.equal((await json(response)).warning, undefined);
+  const delivered = await onTwo;
+  assert.equal(delivered.status, 200);
+  assert.equal((await json(delivered)).id, "to-two");
+  d.clock.advance(2_000);
+  assert.equal((await onOne).status, 204);
+});

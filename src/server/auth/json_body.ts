@@ -33,6 +33,24 @@ export function jsonBody<S extends z.ZodType>(
   };
 }
 
+/**
+ * Refuses a body sent with a content coding (`Content-Encoding: gzip`): the dashboard reads bodies
+ * as sent, and a compressed one would be told it is "not UTF-8". `identity` is no coding.
+ *
+ * @param call The request.
+ * @throws {HttpError} `415` naming the coding.
+ */
+function refuseContentCoding(call: AgentCall): void {
+  const coding = call.headers.get("content-encoding");
+  if (coding === null) return;
+  const codings = coding.split(",").map((c) => c.trim().toLowerCase()).filter((c) => c !== "");
+  if (codings.every((c) => c === "identity")) return;
+  throw new HttpError(
+    415,
+    `Content-Encoding ${shortForm(coding.trim(), 64)} is not supported; send the body uncompressed`,
+  );
+}
+
 /** Decodes UTF-8 and refuses a malformed sequence (stateless between whole-body calls). */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -45,7 +63,8 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
  * @param schema The zod schema of the body.
  * @param options The body limit.
  * @returns The parsed body, typed as the schema's output.
- * @throws {HttpError} `413` over the limit; `400` for a body that is not UTF-8 JSON of the schema.
+ * @throws {HttpError} `413` over the limit; `415` for a compressed body; `400` for a body that is
+ *   not UTF-8 JSON of the schema.
  */
 export async function jsonBodyOf<S extends z.ZodType>(
   call: AgentCall,
@@ -53,6 +72,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   options: { maxBodyBytes: number },
 ): Promise<z.output<S>> {
   const body = await rawBodyOf(call, options);
+  refuseContentCoding(call);
   // The body may have been read first with a larger limit (by the signature step): the route's
   // own limit holds all the same.
   if (body.bytes === null || body.size > options.maxBodyBytes) {
