@@ -54,15 +54,31 @@ function renderMessage(record: LogRecord): string {
   if (parts !== null) {
     const props = record.properties;
     for (let i = 0; i < parts.length; i++) {
-      text += i % 2 === 0 ? parts[i] : renderValue(redactValue("", props[parts[i]]));
+      // Redacted by its name too: `{token}` in a message is as secret as the property `token`.
+      text += i % 2 === 0 ? parts[i] : renderValue(redactValue(parts[i], props[parts[i]]));
     }
     return redactString(text);
   }
+  let names = placeholderNames(record.rawMessage);
+  if (names?.length !== (record.message.length - 1) / 2) names = null;
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
-    text += i % 2 === 0 ? String(part) : renderValue(redactValue("", part));
+    text += i % 2 === 0 ? String(part) : renderValue(redactValue(names?.[(i - 1) / 2] ?? "", part));
   }
   return redactString(text);
+}
+
+/**
+ * The names of a template's placeholders in order (the last part of a path: `{req.token}` is
+ * `token`), for the templates LogTape fills itself; `null` when they cannot be told apart.
+ */
+function placeholderNames(template: unknown): string[] | null {
+  if (typeof template !== "string") return null;
+  const names: string[] = [];
+  for (const match of template.replaceAll(/\{\{|\}\}/g, "").matchAll(/\{([^{}]*)\}/g)) {
+    names.push(match[1].trim().split(/[.[\]]/).filter(Boolean).at(-1) ?? "");
+  }
+  return names;
 }
 
 function renderValue(value: unknown): string {

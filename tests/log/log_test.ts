@@ -219,6 +219,32 @@ Deno.test("messages fill their placeholders as LogTape does, plain keys or not",
   }
 });
 
+Deno.test("a placeholder named like a secret is redacted in the message as in the property", async (t) => {
+  for (const format of ["json", "text"] as const) {
+    await t.step(format, () => {
+      const lines = capture(format);
+      try {
+        logger("t").info("login with {token} and {password}", {
+          token: "plain-token-1",
+          password: "hunter2-pw",
+        });
+        // A path LogTape fills itself: redacted by its last name.
+        logger("t").info("header {req.authorization} of {req.agent}", {
+          req: { authorization: "Bearer plain-token-2", agent: "a1" },
+        });
+      } finally {
+        closeLogging();
+      }
+      assert.equal(lines.length, 2);
+      for (const secret of ["plain-token-1", "hunter2-pw", "plain-token-2"]) {
+        assert.ok(lines.every((line) => !line.includes(secret)), `${secret} in ${lines}`);
+      }
+      assert.match(lines[0], /login with \[redacted\] and \[redacted\]/);
+      assert.match(lines[1], /header \[redacted\] of a1/);
+    });
+  }
+});
+
 Deno.test("json lines keep their four fields first; a property of the same name wins", () => {
   const lines = capture("json");
   try {
