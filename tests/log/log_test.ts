@@ -245,6 +245,39 @@ Deno.test("a placeholder named like a secret is redacted in the message as in th
   }
 });
 
+Deno.test("deep, circular, big-integer, date and URL values: a valid line, nothing secret", async (t) => {
+  for (const format of ["json", "text"] as const) {
+    await t.step(format, () => {
+      const lines = capture(format);
+      const circular: Record<string, unknown> = { a: { b: { c: {} } } };
+      (circular.a as { b: { c: Record<string, unknown> } }).b.c.loop = circular;
+      try {
+        logger("t").info("deep", { deep: { a: { b: { c: { d: { token: "deep-secret-1" } } } } } });
+        logger("t").info("circular", { circular });
+        logger("t").info("big {n}", { n: 12345678901234567890n });
+        logger("t").info("at {at} on {url}", {
+          at: new Date(0),
+          url: new URL("https://ops:hunter2@dash.example/x"),
+        });
+      } finally {
+        closeLogging();
+      }
+      assert.equal(lines.length, 4, "no record is lost");
+      assert.ok(
+        lines.every((line) => !line.includes("deep-secret-1") && !line.includes("hunter2")),
+      );
+      assert.match(lines[2], /big 12345678901234567890/);
+      assert.match(lines[3], /at 1970-01-01T00:00:00.000Z on https:\/\/ops:\*\*\*@dash.example\/x/);
+      if (format === "json") {
+        const records = lines.map((line) => JSON.parse(line));
+        assert.equal(records[0].deep.a.b.c, "[too deep]");
+        assert.equal(records[2].n, "12345678901234567890");
+        assert.equal(records[3].at, "1970-01-01T00:00:00.000Z");
+      }
+    });
+  }
+});
+
 Deno.test("json lines keep their four fields first; a property of the same name wins", () => {
   const lines = capture("json");
   try {
