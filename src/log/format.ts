@@ -102,16 +102,39 @@ function isoSeconds(ms: number): string {
 export function formatText(record: LogRecord): string {
   const props = redactValue("", record.properties) as Record<string, unknown>;
   let line = `${isoSeconds(record.timestamp)} ${LEVEL_LABEL[record.level]} ${
-    renderMessage(record)
+    escapeControls(renderMessage(record))
   }`;
   const category = record.category.slice(1).join(".");
   if (category === "audit") line += " audit=true";
   for (const [key, value] of Object.entries(props)) {
     if (value === undefined) continue;
     const rendered = renderValue(value);
-    line += ` ${key}=${/[\s"=]/.test(rendered) ? JSON.stringify(rendered) : rendered}`;
+    line += ` ${escapeControls(key)}=${
+      QUOTED.test(rendered) ? escapeControls(JSON.stringify(rendered)) : rendered
+    }`;
   }
   return line;
+}
+
+/** A property value written in quotes: spaces, quotes, `=` or a control character in it. */
+const QUOTED = /[\s"=\p{Cc}\u2028\u2029]/u;
+/** Line breaks and control characters (ANSI escapes), which a text line shows escaped. */
+const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;
+
+/**
+ * A text with its control characters (a tab aside) and line separators written as `\n`, `\r`,
+ * `\uXXXX`: a record is one line, and a value (a command's output, a client's input) cannot
+ * forge another line or move a terminal's cursor.
+ */
+function escapeControls(text: string): string {
+  CONTROLS.lastIndex = 0;
+  if (!CONTROLS.test(text)) return text;
+  return text.replace(CONTROLS, (c) => {
+    if (c === "\t") return c;
+    if (c === "\n") return "\\n";
+    if (c === "\r") return "\\r";
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
 }
 
 /** Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties. */

@@ -54,6 +54,24 @@ Deno.test("text lines read like `2026-01-12T10:00:00Z INFO Agent daemon starting
   assert.match(lines[1], /^\S+Z WARN replay detected audit=true$/);
 });
 
+Deno.test("a text record is one line: line breaks and control characters are escaped", () => {
+  const lines = capture("text");
+  try {
+    const forged = "x\n2026-01-12T10:00:00Z ERROR forged\r\u001b[2J\u2028y";
+    logger("t").info("output {text}", { text: forged, where: forged, plain: "a\u0085b" });
+    logger("t").warn(`failed: ${forged}`);
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 2);
+  for (const line of lines) {
+    assert.doesNotMatch(line, /[\p{Cc}\u2028]/u, line);
+  }
+  assert.ok(lines[0].includes("output x\\n2026-01-12T10:00:00Z ERROR forged\\r\\u001b[2J\\u2028y"));
+  assert.ok(lines[0].includes(' plain="a\\u0085b"'), lines[0]);
+  assert.match(lines[1], /^\S+Z WARN failed: x\\n/);
+});
+
 Deno.test("json lines carry time, level, category, message and properties", () => {
   const lines = capture("json");
   try {
