@@ -229,3 +229,30 @@ Deno.test("rate-limit refusals are counted", async () => {
     1,
   );
 });
+
+Deno.test("requests to the runs API and the console are counted under their routes, not other", async () => {
+  await using d = await makeDashboard();
+  const paths: Array<[string, string]> = [
+    ["/api/v1/runs", "/api/v1/runs"],
+    ["/api/v1/runs/run-1", "/api/v1/runs/:id"],
+    ["/api/v1/runs/run-2/events", "/api/v1/runs/:id/events"],
+    ["/", "/"],
+    ["/commands", "/commands"],
+    ["/commands/c-1", "/commands/:id"],
+    ["/runs/new", "/runs/new"],
+    ["/runs/run-3", "/runs/:id"],
+    ["/login", "/login"],
+    ["/static/console.js", "/static/console.js"],
+  ];
+  for (const [path] of paths) await (await d.admin("GET", path)).body?.cancel();
+  await (await d.admin("POST", "/api/v1/runs/run-4/cancel")).body?.cancel();
+  await (await d.admin("GET", "/no/such/path")).body?.cancel();
+  const families = await scrape(d);
+  const counted = (route: string) =>
+    families.get("status_http_requests_total")!.metrics
+      .filter((m) => m.labels?.route === route)
+      .reduce((sum, m) => sum + Number(m.value), 0);
+  for (const [path, route] of paths) assert.equal(counted(route), 1, `${path} as ${route}`);
+  assert.equal(counted("/api/v1/runs/:id/cancel"), 1);
+  assert.equal(counted("other"), 1, "only the unknown path");
+});
