@@ -85,7 +85,8 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       for (const [kind, commands] of Object.entries(outcome) as Array<[string, CommandRecord[]]>) {
         for (const command of commands) {
           events.publish(command.id);
-          metrics?.leasesExpired.inc({ outcome: kind });
+          // A queue expiry ends no lease: it is a finished command only.
+          if (kind !== "expired") metrics?.leasesExpired.inc({ outcome: kind });
           if (kind !== "requeued") metrics?.commandsFinished.inc({ status: command.status });
         }
       }

@@ -256,3 +256,24 @@ Deno.test("requests to the runs API and the console are counted under their rout
   assert.equal(counted("/api/v1/runs/:id/cancel"), 1);
   assert.equal(counted("other"), 1, "only the unknown path");
 });
+
+Deno.test("a queue expiry counts a finished expired command, not an expired lease", async () => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "ttl-m",
+    name: "echo late",
+    agent_id: "a1",
+    params: { ttl_secs: 5 },
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  d.clock.advance(5_000);
+  assert.deepEqual((await d.dashboard.expireLeases()).expired.map((c) => c.id), ["ttl-m"]);
+  const families = await scrape(d);
+  assert.equal(value(families, "status_commands_finished_total", { status: "expired" }), 1);
+  assert.deepEqual(
+    families.get("status_leases_expired_total")!.metrics.filter((m) => Number(m.value) > 0),
+    [],
+    "no lease was taken, none expired",
+  );
+});
