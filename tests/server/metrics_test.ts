@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 // @ts-types="./_prometheus_parser.d.ts"
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { until } from "../_until.ts";
 import { type DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
@@ -276,4 +277,18 @@ Deno.test("a queue expiry counts a finished expired command, not an expired leas
     [],
     "no lease was taken, none expired",
   );
+});
+
+Deno.test("status_agents_waiting counts agents, not waits: one agent's several waits are one", async () => {
+  await using d = await makeDashboard();
+  const waits = [
+    d.agent({ path: P.wait("default", 30) }),
+    d.agent({ path: P.wait("default", 30) }),
+    d.agent({ path: P.wait("other-hash", 30) }),
+  ];
+  await until(() => d.dashboard.hub.size === 3, "three waits held");
+  assert.equal(value(await scrape(d), "status_agents_waiting"), 1);
+  d.dashboard.hub.close();
+  for (const wait of waits) await (await wait).body?.cancel();
+  assert.equal(value(await scrape(d), "status_agents_waiting"), 0);
 });
