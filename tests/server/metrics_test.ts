@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 // @ts-types="./_prometheus_parser.d.ts"
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { until } from "../_until.ts";
-import { type DashboardMetrics, startServer } from "../../src/server/mod.ts";
+import { CommandEvents, DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
+import { observeStore } from "../../src/server/observed_store.ts";
 import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
 import { closeQuietly, rawConnect, readAll, send } from "./_sockets.ts";
 
@@ -291,4 +292,40 @@ Deno.test("status_agents_waiting counts agents, not waits: one agent's several w
   d.dashboard.hub.close();
   for (const wait of waits) await (await wait).body?.cancel();
   assert.equal(value(await scrape(d), "status_agents_waiting"), 0);
+});
+
+Deno.test("a command a wait gave back and delivered again is timed once, at its first delivery", async () => {
+  const store = openSqliteStore(":memory:");
+  const metrics = new DashboardMetrics();
+  const observed = observeStore(store, { events: new CommandEvents(), metrics });
+  try {
+    await observed.ensureAgent("a1", 0);
+    const enqueued = await observed.enqueue({
+      id: "rel-1",
+      agentId: "a1",
+      name: "echo hi",
+      params: {},
+      fingerprint: "fp-rel-1",
+      now: 0,
+    });
+    assert.equal(enqueued.outcome, "created");
+    const claim = (now: number) =>
+      observed.claimNext({
+        agentId: "a1",
+        deploymentHash: "default",
+        now,
+        deliveryLeaseMs: 60_000,
+      });
+    const first = await claim(1_000);
+    assert.equal(first?.attempt, 1);
+    assert.equal(await observed.release("rel-1", 1, 2_000), true);
+    assert.equal((await claim(3_000))?.attempt, 1, "the same attempt again");
+    const histogram = await metrics.deliveryLatency.get();
+    const count = histogram.values.find((v) => v.metricName?.endsWith("_count"))?.value;
+    const sum = histogram.values.find((v) => v.metricName?.endsWith("_sum"))?.value;
+    assert.equal(count, 1, "one command, one first delivery");
+    assert.equal(sum, 1, "enqueue to its first delivery: 1 s");
+  } finally {
+    await store.close();
+  }
 });
