@@ -329,3 +329,26 @@ Deno.test("a command a wait gave back and delivered again is timed once, at its 
     await store.close();
   }
 });
+
+Deno.test("a console login with a wrong or no admin token is an auth refusal in the metrics", async () => {
+  await using d = await makeDashboard();
+  const form = await d.dashboard.app.request("/login");
+  const cookie = form.headers.getSetCookie().map((line) => line.split(";")[0]).join("; ");
+  const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+  for (const token of ["not-the-admin-token", ""]) {
+    const answer = await d.dashboard.app.request("/login", {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/x-www-form-urlencoded",
+        Cookie: cookie,
+        Origin: "http://localhost",
+      },
+      body: new URLSearchParams({ csrf, token, next: "/" }).toString(),
+    });
+    assert.equal(answer.status, 401, token);
+    await answer.body?.cancel();
+  }
+  const families = await scrape(d);
+  assert.equal(value(families, "status_auth_refusals_total", { reason: "wrong_token" }), 1);
+  assert.equal(value(families, "status_auth_refusals_total", { reason: "missing_token" }), 1);
+});

@@ -32,6 +32,7 @@ import { TokenBucketLimiter } from "../rate_limit.ts";
 import { readBody } from "../body.ts";
 import { HttpError } from "../http_error.ts";
 import { isLoopback } from "../loopback.ts";
+import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import type { AgentJson, CommandJson } from "./format.ts";
 import {
@@ -786,6 +787,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }
     const token = form.get("token") ?? "";
     if (!token || !constantTimeEqual(token, adminToken ?? "")) {
+      // Counted as the operator API's refusals are: a guessed console login shows in the metrics.
+      markRefusal(c.req.raw, token ? "wrong_token" : "missing_token");
       audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
       return loginPage(c, {
         next,
