@@ -96,7 +96,7 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
   const intervalMs = options.intervalSecs * 1000;
   log.info("metrics heartbeat started", {
     intervalSecs: options.intervalSecs,
-    webhook: options.webhook ?? null,
+    webhook: options.webhook === undefined ? null : shownWebhook(options.webhook),
   });
   if (missing.length > 0) log.info(`metrics heartbeat: ${missing.join("; ")}`);
   const retryable = (error: Error | undefined) =>
@@ -146,12 +146,35 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
     if (signal.aborted) break;
     if (error !== undefined) {
       log.warning("metrics heartbeat not delivered to the webhook", {
-        webhook: options.webhook,
-        error: error.message,
+        webhook: shownWebhook(options.webhook),
+        error: hideWebhook(error.message, options.webhook),
       });
     }
   }
   log.debug("metrics heartbeat stopped");
+}
+
+/**
+ * The webhook as the log shows it: its origin only. A webhook's path and query are often its
+ * secret (`https://hooks.example/services/T0/B0/XXXX`, `?token=`), and a log is read by more people.
+ */
+function shownWebhook(webhook: string): string {
+  try {
+    return `${new URL(webhook).origin}/…`;
+  } catch {
+    return "(the webhook)";
+  }
+}
+
+/** A text with the webhook's URL in it (an error's message) shown as {@link shownWebhook}. */
+function hideWebhook(text: string, webhook: string): string {
+  let href = webhook;
+  try {
+    href = new URL(webhook).href;
+  } catch {
+    // Shown as given.
+  }
+  return text.replaceAll(webhook, shownWebhook(webhook)).replaceAll(href, shownWebhook(webhook));
 }
 
 /** What the agent adds to each sample it sends to the dashboard's fleet view. */

@@ -54,15 +54,31 @@ function renderMessage(record: LogRecord): string {
   if (parts !== null) {
     const props = record.properties;
     for (let i = 0; i < parts.length; i++) {
-      text += i % 2 === 0 ? parts[i] : renderValue(redactValue("", props[parts[i]]));
+      // Redacted by its name too: `{token}` in a message is as secret as the property `token`.
+      text += i % 2 === 0 ? parts[i] : renderValue(redactValue(parts[i], props[parts[i]]));
     }
     return redactString(text);
   }
+  let names = placeholderNames(record.rawMessage);
+  if (names?.length !== (record.message.length - 1) / 2) names = null;
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
-    text += i % 2 === 0 ? String(part) : renderValue(redactValue("", part));
+    text += i % 2 === 0 ? String(part) : renderValue(redactValue(names?.[(i - 1) / 2] ?? "", part));
   }
   return redactString(text);
+}
+
+/**
+ * The names of a template's placeholders in order (the last part of a path: `{req.token}` is
+ * `token`), for the templates LogTape fills itself; `null` when they cannot be told apart.
+ */
+function placeholderNames(template: unknown): string[] | null {
+  if (typeof template !== "string") return null;
+  const names: string[] = [];
+  for (const match of template.replaceAll(/\{\{|\}\}/g, "").matchAll(/\{([^{}]*)\}/g)) {
+    names.push(match[1].trim().split(/[.[\]]/).filter(Boolean).at(-1) ?? "");
+  }
+  return names;
 }
 
 function renderValue(value: unknown): string {
@@ -86,16 +102,39 @@ function isoSeconds(ms: number): string {
 export function formatText(record: LogRecord): string {
   const props = redactValue("", record.properties) as Record<string, unknown>;
   let line = `${isoSeconds(record.timestamp)} ${LEVEL_LABEL[record.level]} ${
-    renderMessage(record)
+    escapeControls(renderMessage(record))
   }`;
   const category = record.category.slice(1).join(".");
   if (category === "audit") line += " audit=true";
   for (const [key, value] of Object.entries(props)) {
     if (value === undefined) continue;
     const rendered = renderValue(value);
-    line += ` ${key}=${/[\s"=]/.test(rendered) ? JSON.stringify(rendered) : rendered}`;
+    line += ` ${escapeControls(key)}=${
+      QUOTED.test(rendered) ? escapeControls(JSON.stringify(rendered)) : rendered
+    }`;
   }
   return line;
+}
+
+/** A property value written in quotes: spaces, quotes, `=` or a control character in it. */
+const QUOTED = /[\s"=\p{Cc}\u2028\u2029]/u;
+/** Line breaks and control characters (ANSI escapes), which a text line shows escaped. */
+const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;
+
+/**
+ * A text with its control characters (a tab aside) and line separators written as `\n`, `\r`,
+ * `\uXXXX`: a record is one line, and a value (a command's output, a client's input) cannot
+ * forge another line or move a terminal's cursor.
+ */
+function escapeControls(text: string): string {
+  CONTROLS.lastIndex = 0;
+  if (!CONTROLS.test(text)) return text;
+  return text.replace(CONTROLS, (c) => {
+    if (c === "\t") return c;
+    if (c === "\n") return "\\n";
+    if (c === "\r") return "\\r";
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
 }
 
 /** Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties. */

@@ -79,15 +79,43 @@ export function redactString(text: string): string {
   return out;
 }
 
+/** Levels of objects in a logged value that are written; deeper ones are {@link TOO_DEEP}. */
+const MAX_DEPTH = 4;
+/** What stands for an object deeper than {@link MAX_DEPTH}. */
+const TOO_DEEP = "[too deep]";
+
+/**
+ * A value safe to log: properties named like a secret redacted, strings as {@link redactString}
+ * leaves them, errors as their name and message, values with a `toJSON` (dates, URLs) as what it
+ * gives, big integers as their digits. Objects deeper than {@link MAX_DEPTH} levels are replaced,
+ * not written as they are (unredacted, perhaps circular: that record would be lost).
+ *
+ * @param key The property name the value is logged under (`""`: none).
+ * @param value The value.
+ * @param depth How deep it is in the logged value.
+ * @returns A copy that `JSON.stringify` writes, with nothing secret in it.
+ */
 export function redactValue(key: string, value: unknown, depth = 0): unknown {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== "") {
     return REDACTED;
   }
   if (typeof value === "string") return redactString(value);
+  if (typeof value === "bigint") return value.toString();
   if (value instanceof Error) {
     return { name: value.name, message: redactString(value.message) };
   }
-  if (depth < 4 && value && typeof value === "object") {
+  if (value && typeof value === "object") {
+    if (depth >= MAX_DEPTH) return TOO_DEEP;
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === "function") {
+      let json: unknown;
+      try {
+        json = toJSON.call(value, key);
+      } catch {
+        return Object.prototype.toString.call(value);
+      }
+      return redactValue(key, json, depth + 1);
+    }
     if (Array.isArray(value)) return value.map((v) => redactValue("", v, depth + 1));
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) out[k] = redactValue(k, v, depth + 1);

@@ -322,7 +322,7 @@ export function createApp(options: AppOptions): DashboardApp {
   });
   runs.start().catch((error) => log.error("could not resume the open runs: {error}", { error }));
   metrics.bind({
-    waiting: () => hub.size,
+    waiting: () => hub.agentsWaiting,
     online: () => fleet.online(),
     countByStatus: () => store.countCommandsByStatus(),
   });

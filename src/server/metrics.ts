@@ -224,7 +224,16 @@ const ROUTES: Array<[RegExp, string]> = [
   [/^\/api\/v1\/commands\/[^/]+\/(cancel|events)$/, "/api/v1/commands/:id/$1"],
   [/^\/api\/v1\/agents$/, "/api/v1/agents"],
   [/^\/api\/v1\/agents\/[^/]+(\/rotate)?$/, "/api/v1/agents/:id$1"],
+  [/^\/api\/v1\/runs$/, "/api/v1/runs"],
+  [/^\/api\/v1\/runs\/[^/]+$/, "/api/v1/runs/:id"],
+  [/^\/api\/v1\/runs\/[^/]+\/(cancel|events)$/, "/api/v1/runs/:id/$1"],
   [/^\/(health|metrics)$/, "/$1"],
+  // The console's pages.
+  [/^\/(|commands|enqueue|runs|runs\/new|login|logout|favicon\.ico)$/, "/$1"],
+  [/^\/(commands|runs)\/[^/]+$/, "/$1/:id"],
+  [/^\/commands\/[^/]+\/cancel$/, "/commands/:id/cancel"],
+  [/^\/runs\/[^/]+\/cancel$/, "/runs/:id/cancel"],
+  [/^\/static\/(console\.js|console\.css)$/, "/static/$1"],
 ];
 
 /**

@@ -29,6 +29,9 @@ export interface StoreObservers {
 
 type Method = keyof CommandStore;
 
+/** Released commands remembered until their next delivery, at most. */
+const RELEASED_MAX = 10_000;
+
 /**
  * Wraps a store so that changes are published and counted.
  *
@@ -38,13 +41,18 @@ type Method = keyof CommandStore;
  */
 export function observeStore(store: CommandStore, observers: StoreObservers): CommandStore {
   const { events, metrics } = observers;
+  // Commands a wait gave back to the queue (its client went away before the answer): the attempt
+  // stays, so their next delivery is not told apart from a first one by the record itself.
+  const released = new Set<string>();
 
   const delivered = (command: CommandRecord | null | undefined) => {
     if (!command) return;
     events.publish(command.id);
     if (!metrics) return;
     if (command.attempt > 1) metrics.redeliveries.inc();
-    else if (command.deliveredAt !== null) {
+    else if (released.delete(command.id)) {
+      // Timed at its first delivery already.
+    } else if (command.deliveredAt !== null) {
       metrics.deliveryLatency.observe(Math.max(0, command.deliveredAt - command.createdAt) / 1000);
     }
   };
@@ -60,7 +68,12 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       delivered(result as CommandRecord | null);
     },
     release(result, args) {
-      if (result) events.publish(args[0] as string);
+      if (!result) return;
+      events.publish(args[0] as string);
+      if (!metrics) return;
+      released.add(args[0] as string);
+      // Bounded: the oldest is forgotten (at worst, one delivery timed twice).
+      if (released.size > RELEASED_MAX) released.delete(released.values().next().value!);
     },
     ack(result) {
       const outcome = result as { outcome: string; command?: CommandRecord };
@@ -85,7 +98,8 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       for (const [kind, commands] of Object.entries(outcome) as Array<[string, CommandRecord[]]>) {
         for (const command of commands) {
           events.publish(command.id);
-          metrics?.leasesExpired.inc({ outcome: kind });
+          // A queue expiry ends no lease: it is a finished command only.
+          if (kind !== "expired") metrics?.leasesExpired.inc({ outcome: kind });
           if (kind !== "requeued") metrics?.commandsFinished.inc({ status: command.status });
         }
       }

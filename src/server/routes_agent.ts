@@ -281,6 +281,7 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
           priority: outcome.command.priority,
           deploymentHash: outcome.command.deploymentHash ?? undefined,
           duplicate: outcome.outcome === "duplicate",
+          remote: call.remote,
         });
       let logged = false;
       const outcome = await enqueueAndWake(deps, command, (outcome) => {
@@ -292,7 +293,12 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         }
       });
       if (outcome.outcome === "conflict") {
-        audit.warning("enqueue conflict {commandId}", { commandId: id, agentId: target, via });
+        audit.warning("enqueue conflict {commandId}", {
+          commandId: id,
+          agentId: target,
+          via,
+          remote: call.remote,
+        });
         throw new HttpError(
           409,
           `command ${id} already exists with a different body; use a new id`,

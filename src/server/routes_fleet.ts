@@ -17,7 +17,7 @@ import {
   type AgentSummary,
   type CommandRecord,
 } from "../store/mod.ts";
-import { jsonBody } from "./auth/mod.ts";
+import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import type { RouteDeps } from "./route_deps.ts";
@@ -143,7 +143,11 @@ export function fleetRoutes(
           `agent ${body.id} already exists; give it a new token with POST /api/v1/agents/${body.id}/rotate`,
         );
       }
-      audit.info("agent {agentId} added over the operator API", { agentId: body.id, scopes });
+      audit.info("agent {agentId} added over the operator API", {
+        agentId: body.id,
+        scopes,
+        remote: remoteOf(c),
+      });
       return c.json({ id: body.id, token, scopes }, 201);
     },
   );
@@ -157,7 +161,11 @@ export function fleetRoutes(
     }
     // Waits it holds were opened with the old token: they end now, with no command.
     const dismissed = hub.dismiss(id);
-    audit.info("agent {agentId} token rotated over the operator API", { agentId: id, dismissed });
+    audit.info("agent {agentId} token rotated over the operator API", {
+      agentId: id,
+      dismissed,
+      remote: remoteOf(c),
+    });
     return c.json({ id, token });
   });
 
@@ -168,7 +176,11 @@ export function fleetRoutes(
       throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
     }
     const dismissed = hub.dismiss(id);
-    audit.info("agent {agentId} removed over the operator API", { agentId: id, dismissed });
+    audit.info("agent {agentId} removed over the operator API", {
+      agentId: id,
+      dismissed,
+      remote: remoteOf(c),
+    });
     return c.json({ removed: true, id });
   });
 

@@ -16,7 +16,7 @@ import {
 } from "../protocol/mod.ts";
 import { assertPossibleId } from "./ids.ts";
 import { auditLogger } from "../log/mod.ts";
-import { adminAuth, operatorRateLimit } from "./auth/mod.ts";
+import { adminAuth, operatorRateLimit, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { refuseMistypedQuery } from "./query.ts";
@@ -122,6 +122,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       commandId: id,
       outcome: outcome.outcome,
       agentId: outcome.command.agentId,
+      remote: remoteOf(c),
     });
     // A running command's agent waits for this in a cancel-wait; wake it.
     if (outcome.outcome !== "final") deps.cancelWaiters.notify(id);

@@ -42,7 +42,7 @@ import {
   targetFinal,
   targetState,
 } from "../store/mod.ts";
-import { jsonBody } from "./auth/mod.ts";
+import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import type { Clock, TimerId } from "./clock.ts";
 import type { CommandEvents } from "./events.ts";
@@ -542,6 +542,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         count: matched.length,
         target: describeTarget(request.target),
         offline,
+        remote: remoteOf(c),
       });
       // The run is stored: a failed first step is tried again by the sweep.
       const run = (await scheduler.advance(id).catch((error) => {
@@ -610,7 +611,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     if (outcome.outcome === "final") {
       throw new HttpError(409, `run ${id} is already ${runStatus(outcome.run)}`);
     }
-    audit.info("run {runId} cancelled", { runId: id });
+    audit.info("run {runId} cancelled", { runId: id, remote: remoteOf(c) });
     return c.json({ cancelled: true, run: runView(outcome.run) });
   });
 

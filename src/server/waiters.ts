@@ -176,6 +176,13 @@ export class WaiterHub {
     return this.#size;
   }
 
+  /** How many agents have at least one wait open (an agent may hold several). */
+  get agentsWaiting(): number {
+    let count = 0;
+    for (const entry of this.#agents.values()) if (entry.waiters.length > 0) count++;
+    return count;
+  }
+
   /** When the one timeout timer fires next (the hub's clock, ms); `null` when none is armed. */
   get timeoutArmedAt(): number | null {
     return this.#deadlines.armedAt;

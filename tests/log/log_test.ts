@@ -54,6 +54,24 @@ Deno.test("text lines read like `2026-01-12T10:00:00Z INFO Agent daemon starting
   assert.match(lines[1], /^\S+Z WARN replay detected audit=true$/);
 });
 
+Deno.test("a text record is one line: line breaks and control characters are escaped", () => {
+  const lines = capture("text");
+  try {
+    const forged = "x\n2026-01-12T10:00:00Z ERROR forged\r\u001b[2J\u2028y";
+    logger("t").info("output {text}", { text: forged, where: forged, plain: "a\u0085b" });
+    logger("t").warn(`failed: ${forged}`);
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 2);
+  for (const line of lines) {
+    assert.doesNotMatch(line, /[\p{Cc}\u2028]/u, line);
+  }
+  assert.ok(lines[0].includes("output x\\n2026-01-12T10:00:00Z ERROR forged\\r\\u001b[2J\\u2028y"));
+  assert.ok(lines[0].includes(' plain="a\\u0085b"'), lines[0]);
+  assert.match(lines[1], /^\S+Z WARN failed: x\\n/);
+});
+
 Deno.test("json lines carry time, level, category, message and properties", () => {
   const lines = capture("json");
   try {
@@ -215,6 +233,65 @@ Deno.test("messages fill their placeholders as LogTape does, plain keys or not",
           assert.ok(message.startsWith(expected), `${template}: ${message}`);
         }
       });
+    });
+  }
+});
+
+Deno.test("a placeholder named like a secret is redacted in the message as in the property", async (t) => {
+  for (const format of ["json", "text"] as const) {
+    await t.step(format, () => {
+      const lines = capture(format);
+      try {
+        logger("t").info("login with {token} and {password}", {
+          token: "plain-token-1",
+          password: "hunter2-pw",
+        });
+        // A path LogTape fills itself: redacted by its last name.
+        logger("t").info("header {req.authorization} of {req.agent}", {
+          req: { authorization: "Bearer plain-token-2", agent: "a1" },
+        });
+      } finally {
+        closeLogging();
+      }
+      assert.equal(lines.length, 2);
+      for (const secret of ["plain-token-1", "hunter2-pw", "plain-token-2"]) {
+        assert.ok(lines.every((line) => !line.includes(secret)), `${secret} in ${lines}`);
+      }
+      assert.match(lines[0], /login with \[redacted\] and \[redacted\]/);
+      assert.match(lines[1], /header \[redacted\] of a1/);
+    });
+  }
+});
+
+Deno.test("deep, circular, big-integer, date and URL values: a valid line, nothing secret", async (t) => {
+  for (const format of ["json", "text"] as const) {
+    await t.step(format, () => {
+      const lines = capture(format);
+      const circular: Record<string, unknown> = { a: { b: { c: {} } } };
+      (circular.a as { b: { c: Record<string, unknown> } }).b.c.loop = circular;
+      try {
+        logger("t").info("deep", { deep: { a: { b: { c: { d: { token: "deep-secret-1" } } } } } });
+        logger("t").info("circular", { circular });
+        logger("t").info("big {n}", { n: 12345678901234567890n });
+        logger("t").info("at {at} on {url}", {
+          at: new Date(0),
+          url: new URL("https://ops:hunter2@dash.example/x"),
+        });
+      } finally {
+        closeLogging();
+      }
+      assert.equal(lines.length, 4, "no record is lost");
+      assert.ok(
+        lines.every((line) => !line.includes("deep-secret-1") && !line.includes("hunter2")),
+      );
+      assert.match(lines[2], /big 12345678901234567890/);
+      assert.match(lines[3], /at 1970-01-01T00:00:00.000Z on https:\/\/ops:\*\*\*@dash.example\/x/);
+      if (format === "json") {
+        const records = lines.map((line) => JSON.parse(line));
+        assert.equal(records[0].deep.a.b.c, "[too deep]");
+        assert.equal(records[2].n, "12345678901234567890");
+        assert.equal(records[3].at, "1970-01-01T00:00:00.000Z");
+      }
     });
   }
 });

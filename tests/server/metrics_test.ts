@@ -5,8 +5,10 @@
 import assert from "node:assert/strict";
 // @ts-types="./_prometheus_parser.d.ts"
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
-import { type DashboardMetrics, startServer } from "../../src/server/mod.ts";
+import { until } from "../_until.ts";
+import { CommandEvents, DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
+import { observeStore } from "../../src/server/observed_store.ts";
 import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
 import { closeQuietly, rawConnect, readAll, send } from "./_sockets.ts";
 
@@ -228,4 +230,125 @@ Deno.test("rate-limit refusals are counted", async () => {
     }),
     1,
   );
+});
+
+Deno.test("requests to the runs API and the console are counted under their routes, not other", async () => {
+  await using d = await makeDashboard();
+  const paths: Array<[string, string]> = [
+    ["/api/v1/runs", "/api/v1/runs"],
+    ["/api/v1/runs/run-1", "/api/v1/runs/:id"],
+    ["/api/v1/runs/run-2/events", "/api/v1/runs/:id/events"],
+    ["/", "/"],
+    ["/commands", "/commands"],
+    ["/commands/c-1", "/commands/:id"],
+    ["/runs/new", "/runs/new"],
+    ["/runs/run-3", "/runs/:id"],
+    ["/login", "/login"],
+    ["/static/console.js", "/static/console.js"],
+  ];
+  for (const [path] of paths) await (await d.admin("GET", path)).body?.cancel();
+  await (await d.admin("POST", "/api/v1/runs/run-4/cancel")).body?.cancel();
+  await (await d.admin("GET", "/no/such/path")).body?.cancel();
+  const families = await scrape(d);
+  const counted = (route: string) =>
+    families.get("status_http_requests_total")!.metrics
+      .filter((m) => m.labels?.route === route)
+      .reduce((sum, m) => sum + Number(m.value), 0);
+  for (const [path, route] of paths) assert.equal(counted(route), 1, `${path} as ${route}`);
+  assert.equal(counted("/api/v1/runs/:id/cancel"), 1);
+  assert.equal(counted("other"), 1, "only the unknown path");
+});
+
+Deno.test("a queue expiry counts a finished expired command, not an expired lease", async () => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "ttl-m",
+    name: "echo late",
+    agent_id: "a1",
+    params: { ttl_secs: 5 },
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  d.clock.advance(5_000);
+  assert.deepEqual((await d.dashboard.expireLeases()).expired.map((c) => c.id), ["ttl-m"]);
+  const families = await scrape(d);
+  assert.equal(value(families, "status_commands_finished_total", { status: "expired" }), 1);
+  assert.deepEqual(
+    families.get("status_leases_expired_total")!.metrics.filter((m) => Number(m.value) > 0),
+    [],
+    "no lease was taken, none expired",
+  );
+});
+
+Deno.test("status_agents_waiting counts agents, not waits: one agent's several waits are one", async () => {
+  await using d = await makeDashboard();
+  const waits = [
+    d.agent({ path: P.wait("default", 30) }),
+    d.agent({ path: P.wait("default", 30) }),
+    d.agent({ path: P.wait("other-hash", 30) }),
+  ];
+  await until(() => d.dashboard.hub.size === 3, "three waits held");
+  assert.equal(value(await scrape(d), "status_agents_waiting"), 1);
+  d.dashboard.hub.close();
+  for (const wait of waits) await (await wait).body?.cancel();
+  assert.equal(value(await scrape(d), "status_agents_waiting"), 0);
+});
+
+Deno.test("a command a wait gave back and delivered again is timed once, at its first delivery", async () => {
+  const store = openSqliteStore(":memory:");
+  const metrics = new DashboardMetrics();
+  const observed = observeStore(store, { events: new CommandEvents(), metrics });
+  try {
+    await observed.ensureAgent("a1", 0);
+    const enqueued = await observed.enqueue({
+      id: "rel-1",
+      agentId: "a1",
+      name: "echo hi",
+      params: {},
+      fingerprint: "fp-rel-1",
+      now: 0,
+    });
+    assert.equal(enqueued.outcome, "created");
+    const claim = (now: number) =>
+      observed.claimNext({
+        agentId: "a1",
+        deploymentHash: "default",
+        now,
+        deliveryLeaseMs: 60_000,
+      });
+    const first = await claim(1_000);
+    assert.equal(first?.attempt, 1);
+    assert.equal(await observed.release("rel-1", 1, 2_000), true);
+    assert.equal((await claim(3_000))?.attempt, 1, "the same attempt again");
+    const histogram = await metrics.deliveryLatency.get();
+    const count = histogram.values.find((v) => v.metricName?.endsWith("_count"))?.value;
+    const sum = histogram.values.find((v) => v.metricName?.endsWith("_sum"))?.value;
+    assert.equal(count, 1, "one command, one first delivery");
+    assert.equal(sum, 1, "enqueue to its first delivery: 1 s");
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("a console login with a wrong or no admin token is an auth refusal in the metrics", async () => {
+  await using d = await makeDashboard();
+  const form = await d.dashboard.app.request("/login");
+  const cookie = form.headers.getSetCookie().map((line) => line.split(";")[0]).join("; ");
+  const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+  for (const token of ["not-the-admin-token", ""]) {
+    const answer = await d.dashboard.app.request("/login", {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/x-www-form-urlencoded",
+        Cookie: cookie,
+        Origin: "http://localhost",
+      },
+      body: new URLSearchParams({ csrf, token, next: "/" }).toString(),
+    });
+    assert.equal(answer.status, 401, token);
+    await answer.body?.cancel();
+  }
+  const families = await scrape(d);
+  assert.equal(value(families, "status_auth_refusals_total", { reason: "wrong_token" }), 1);
+  assert.equal(value(families, "status_auth_refusals_total", { reason: "missing_token" }), 1);
 });

@@ -32,6 +32,7 @@ import { TokenBucketLimiter } from "../rate_limit.ts";
 import { readBody } from "../body.ts";
 import { HttpError } from "../http_error.ts";
 import { isLoopback } from "../loopback.ts";
+import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import type { AgentJson, CommandJson } from "./format.ts";
 import {
@@ -527,7 +528,11 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const id = c.req.param("id") ?? "";
       const path = `/commands/${encodeURIComponent(id)}`;
       const { status, body } = await api(session, `/api/v1${path}/cancel`, { method: "POST" });
-      audit.info("console cancel {commandId}: {status}", { commandId: id, status });
+      audit.info("console cancel {commandId}: {status}", {
+        commandId: id,
+        status,
+        remote: remoteOf(c),
+      });
       if (status === 404) return redirect(path);
       const outcome = status === 200 ? "cancelled" : status === 202 ? "requested" : "final";
       if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
@@ -607,6 +612,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       audit.info("console enqueue {commandId} for {agentId}", {
         commandId: body.id,
         agentId: values.agent,
+        remote: remoteOf(c),
       });
       return redirect(`/commands/${encodeURIComponent(String(body.id))}`);
     }),
@@ -654,7 +660,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           status >= 400 && status < 500 ? status : 400,
         );
       }
-      audit.info("console run {runId} started", { runId: body.id });
+      audit.info("console run {runId} started", { runId: body.id, remote: remoteOf(c) });
       return redirect(`/runs/${encodeURIComponent(String(body.id))}`);
     }),
   );
@@ -702,7 +708,11 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const id = c.req.param("id") ?? "";
       const path = `/runs/${encodeURIComponent(id)}`;
       const { status, body } = await api(session, `/api/v1${path}/cancel`, { method: "POST" });
-      audit.info("console cancel of run {runId}: {status}", { runId: id, status });
+      audit.info("console cancel of run {runId}: {status}", {
+        runId: id,
+        status,
+        remote: remoteOf(c),
+      });
       if (status === 404) return redirect(path);
       if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
       return redirect(`${path}?done=${status === 409 ? "final" : "cancelled"}`);
@@ -754,7 +764,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const given = form?.get("csrf");
     const matches = !!given && cookies.some((cookie) => constantTimeEqual(cookie, given));
     if (!form || !matches || !fromOwnPage(c)) {
-      audit.warning("console login refused: {reason}", { reason: "CSRF token missing or wrong" });
+      audit.warning("console login refused: {reason}", {
+        reason: "CSRF token missing or wrong",
+        remote: remoteOf(c),
+      });
       return loginPage(c, {
         next,
         error: "The login form expired or came from another page. Enter the token again.",
@@ -774,6 +787,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }
     const token = form.get("token") ?? "";
     if (!token || !constantTimeEqual(token, adminToken ?? "")) {
+      // Counted as the operator API's refusals are: a guessed console login shows in the metrics.
+      markRefusal(c.req.raw, token ? "wrong_token" : "missing_token");
       audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
       return loginPage(c, {
         next,
@@ -781,7 +796,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }, 401);
     }
     const issued = sessions.issue();
-    audit.info("console login", {});
+    audit.info("console login", { remote });
     const response = redirect(next, [
       sessionCookie(c, issued.value, sessions.ttlSecs),
       cookieHeader(LOGIN_CSRF_COOKIE, "", { maxAgeSecs: 0, secure: isSecure(c) }),
@@ -797,7 +812,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const denied = refused(c, session, form?.get("csrf") ?? null);
       if (denied) return denied;
       if (session.check) sessions.revoke(session.check);
-      audit.info("console logout", {});
+      audit.info("console logout", { remote: remoteOf(c) });
       return redirect(devMode ? "/" : "/login?out=1", [sessionCookie(c, "", 0)]);
     }),
   );
