@@ -58,6 +58,8 @@ Deno.test("times, ages and durations", () => {
   assert.equal(formatDuration(0.004), "0.00 s");
   assert.equal(formatDuration(12.34), "12.3 s");
   assert.equal(formatDuration(125), "2 min 5 s");
+  assert.equal(formatDuration(179.6), "3 min 0 s");
+  assert.equal(formatDuration(239.5), "4 min 0 s");
   assert.equal(formatDuration(null), "—");
 });
 

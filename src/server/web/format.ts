@@ -138,7 +138,9 @@ export function formatDuration(secs: number | null | undefined): string {
   if (secs === null || secs === undefined || !Number.isFinite(secs)) return "—";
   if (secs < 10) return `${secs.toFixed(2)} s`;
   if (secs < 120) return `${secs.toFixed(1)} s`;
-  return `${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s`;
+  // Rounded to whole seconds first: 179.6 s is 3 min 0 s, never 2 min 60 s.
+  const whole = Math.round(secs);
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
 
 /** How long after its last request an agent that holds no wait still counts as online, in ms. */
