@@ -414,6 +414,37 @@ Deno.test("console enqueue: validation messages keep the values; success shows t
   assert.match(page, /Priority<\/dt><dd>high<\/dd>/);
 });
 
+Deno.test("console enqueue: a form sent twice (a double click) enqueues one command", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const form = await (await browser.get("/enqueue")).text();
+  const csrf = Browser.csrfOf(form);
+  const id = /name="id" value="([^"]+)"/.exec(form)?.[1];
+  assert.ok(id, "the form carries the id of the command it enqueues");
+  const fields = { csrf, id, agent: "a1", name: "sleep 1" };
+  const [first, second] = await Promise.all([
+    browser.post("/enqueue", fields),
+    browser.post("/enqueue", fields),
+  ]);
+  assert.equal(first.status, 303);
+  assert.equal(second.status, 303);
+  assert.equal(first.headers.get("Location"), `/commands/${id}`);
+  assert.equal(second.headers.get("Location"), `/commands/${id}`);
+  const listed = await (await t.admin("GET", "/api/v1/commands?agent_id=a1")).json();
+  assert.deepEqual(listed.commands.map((c: { id: string }) => c.id), [id], "one command");
+  // The same form sent again with other values: refused with a sentence, and a new id to send.
+  const edited = await browser.post("/enqueue", { ...fields, name: "sleep 2" });
+  assert.equal(edited.status, 409);
+  const page = await edited.text();
+  assert.match(page, /Not enqueued: this form was sent before with other values/);
+  assert.match(page, /value="sleep 2"/);
+  const again = /name="id" value="([^"]+)"/.exec(page)?.[1];
+  assert.ok(again && again !== id, "a new id");
+  const after = await (await t.admin("GET", "/api/v1/commands?agent_id=a1")).json();
+  assert.equal(after.commands.length, 1);
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

@@ -132,3 +132,41 @@ Deno.test("console: the start-a-run form checks its fields and starts a run", as
   assert.equal(run.maxErrors, 0);
   assert.deepEqual(run.params, { timeout_secs: 30, ttl_secs: 60, deployment_hash: "prod" });
 });
+
+Deno.test("console: a start-a-run form sent twice (a double click) starts one run", async () => {
+  await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
+  const origin = "http://localhost";
+  await t.store.ensureAgent("web-1", t.clock.now());
+  const formPage = await t.dashboard.app.request(`${origin}/runs/new`);
+  const cookie = formPage.headers.getSetCookie().map((line) => line.split(";")[0]).join("; ");
+  const text = await formPage.text();
+  const csrf = /name="csrf" value="([^"]+)"/.exec(text)?.[1] ?? "";
+  const id = /name="id" value="([^"]+)"/.exec(text)?.[1];
+  assert.ok(id, "the form carries the id of the run it starts");
+  const fields = { csrf, id, name: "uname", agents: "web-1" };
+  const submit = () =>
+    t.dashboard.app.request(`${origin}/runs/new`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+      body: new URLSearchParams(fields).toString(),
+    });
+  const [first, second] = await Promise.all([submit(), submit()]);
+  assert.equal(first.status, 303);
+  assert.equal(second.status, 303);
+  assert.equal(first.headers.get("Location"), `/runs/${id}`);
+  assert.equal(second.headers.get("Location"), `/runs/${id}`);
+  assert.equal((await t.store.listRuns({ limit: 10 })).length, 1, "one run");
+  // The same form sent again with other values: refused with a sentence, and a new id to send.
+  const edited = await t.dashboard.app.request(`${origin}/runs/new`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+    body: new URLSearchParams({ ...fields, name: "uptime" }).toString(),
+  });
+  assert.equal(edited.status, 409);
+  const page = await edited.text();
+  assert.match(page, /Not started: this form was sent before with other values/);
+  assert.match(page, /value="uptime"/);
+  const again = /name="id" value="([^"]+)"/.exec(page)?.[1];
+  assert.ok(again && again !== id, "a new id");
+  assert.equal((await t.store.listRuns({ limit: 10 })).length, 1);
+});

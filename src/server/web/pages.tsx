@@ -502,6 +502,8 @@ export function CommandPage(props: Frame & { command: CommandJson; notice?: stri
 
 /** What the enqueue form was filled with. */
 export interface EnqueueValues {
+  /** The id the command gets (one per form shown, so a form sent twice enqueues once). */
+  id?: string;
   agent?: string;
   name?: string;
   timeout?: string;
@@ -525,6 +527,7 @@ export function EnqueuePage(
         : null}
       <form method="post" action="/enqueue" class="panel">
         <Csrf token={props.csrf} />
+        {values.id ? <input type="hidden" name="id" value={values.id} autocomplete="off" /> : null}
         <label for="enqueue-agent">Agent</label>
         <select id="enqueue-agent" name="agent" required>
           {props.agents.map((id) => <option value={id} selected={id === values.agent}>{id}

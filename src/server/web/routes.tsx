@@ -542,8 +542,12 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     status = 200,
   ) => {
     const agents = (await listAgents(session)).map((a) => a.id);
+    // Every form shown gets a new command id: a form sent twice (a double click) enqueues one
+    // command, the second time answered as a duplicate; nothing was enqueued with an id of a form
+    // shown again after a refusal.
+    const fresh = { ...values, id: crypto.randomUUID() };
     return html(
-      <EnqueuePage {...frame(session)} agents={agents} values={values} error={error} />,
+      <EnqueuePage {...frame(session)} agents={agents} values={fresh} error={error} />,
       status,
     );
   };
@@ -561,6 +565,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (denied) return denied;
       if (!form) return enqueueForm(session, {}, "The form could not be read.", 400);
       const values: EnqueueValues = {
+        id: form.get("id")?.trim() || undefined,
         agent: form.get("agent")?.trim() ?? "",
         name: form.get("name") ?? "",
         timeout: form.get("timeout")?.trim() ?? "",
@@ -594,13 +599,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }
       const { status, body } = await api(session, "/api/v1/agent/commands/enqueue", {
         method: "POST",
-        body: JSON.stringify({ agent_id: values.agent, name: values.name, params }),
+        body: JSON.stringify({ id: values.id, agent_id: values.agent, name: values.name, params }),
       });
       if (status !== 202) {
+        const why = status === 409
+          ? `this form was sent before with other values (command ${shortForm(values.id ?? "")})` +
+            "; check them and send it again"
+          : String(body.error ?? `the dashboard answered ${status}`);
         return enqueueForm(
           session,
           values,
-          `Not enqueued: ${String(body.error ?? `the dashboard answered ${status}`)}.`,
+          `Not enqueued: ${why}.`,
           status >= 400 && status < 500 ? status : 400,
         );
       }
@@ -623,8 +632,16 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }),
   );
 
+  // Every form shown gets a new run id: a form sent twice (a double click) starts one run.
   const runForm = (session: PageSession, values: RunFormValues, error?: string, status = 200) =>
-    html(<StartRunPage {...frame(session)} values={values} error={error} />, status);
+    html(
+      <StartRunPage
+        {...frame(session)}
+        values={{ ...values, id: crypto.randomUUID() }}
+        error={error}
+      />,
+      status,
+    );
 
   getPage("/runs/new", page((_c, session) => runForm(session, {})));
 
@@ -640,6 +657,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       for (const field of [...fields, "timeout", "ttl"] as const) {
         values[field] = form.get(field) ?? "";
       }
+      values.id = form.get("id")?.trim() || undefined;
       const request = runRequestOfForm(values);
       if ("error" in request) return runForm(session, values, request.error, 400);
       const { status, body } = await api(session, "/api/v1/runs", {
@@ -647,10 +665,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         body: JSON.stringify(request.body),
       });
       if (status !== 201 && status !== 200) {
+        const why = status === 409
+          ? `this form was sent before with other values (run ${shortForm(values.id ?? "")})` +
+            "; check them and send it again"
+          : String(body.error ?? `the dashboard answered ${status}`);
         return runForm(
           session,
           values,
-          `Not started: ${String(body.error ?? `the dashboard answered ${status}`)}.`,
+          `Not started: ${why}.`,
           status >= 400 && status < 500 ? status : 400,
         );
       }

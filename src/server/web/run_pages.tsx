@@ -219,6 +219,8 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
 
 /** What the start-a-run form was filled with. */
 export interface RunFormValues {
+  /** The id the run gets (one per form shown, so a form sent twice starts one run). */
+  id?: string;
   name?: string;
   agents?: string;
   deployment?: string;
@@ -272,6 +274,7 @@ export function StartRunPage(props: Frame & { values: RunFormValues; error?: str
       {props.error ? <p class="notice error" role="alert">{props.error}</p> : null}
       <form method="post" action="/runs/new" class="panel">
         <input type="hidden" name="csrf" value={props.csrf ?? ""} />
+        {values.id ? <input type="hidden" name="id" value={values.id} autocomplete="off" /> : null}
         <Field
           id="name"
           label="Command line"
@@ -358,6 +361,7 @@ export function runRequestOfForm(
     return { error: "Name the agents, a deployment or labels." };
   }
   const body: Record<string, unknown> = { name: values.name, target };
+  if (values.id) body.id = values.id;
   if (values.concurrency?.trim()) {
     try {
       body.max_concurrency = parseMaxConcurrency(values.concurrency);
