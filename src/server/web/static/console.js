@@ -9,12 +9,40 @@
 // - a part marked data-refresh-secs (the agents table) is re-read from the dashboard every so
 //   often.
 //
+// Once the session has ended (a page comes back as the login form, the API answers 401) both stop
+// and the page says so.
+//
 // Everything it shows is set as text or taken from the dashboard's own rendered page.
 "use strict";
 
 (() => {
   /** Characters of live output a page keeps per stream. */
   const LIVE_TEXT_MAX = 1_000_000;
+
+  /** Set once the session has ended: nothing on the page updates any more. */
+  let sessionOver = false;
+
+  /**
+   * The session ended (logged out in another tab, or expired): says so once, with a link to log
+   * in again, instead of leaving the page looking live while it no longer changes.
+   */
+  function endSession() {
+    if (sessionOver) return;
+    sessionOver = true;
+    const main = document.getElementById("main");
+    if (!main) return;
+    const notice = document.createElement("p");
+    notice.className = "notice error";
+    notice.setAttribute("role", "alert");
+    notice.id = "session-ended";
+    const link = document.createElement("a");
+    link.href = "/login?" + new URLSearchParams({ next: location.pathname + location.search });
+    link.textContent = "Log in again";
+    notice.append("Your session has ended, so this page no longer updates. ", link, ".");
+    const title = main.querySelector("h1");
+    if (title) title.after(notice);
+    else main.prepend(notice);
+  }
 
   /** Fetches this page again and returns the fresh element with the given id, or null. */
   async function freshPart(id) {
@@ -23,6 +51,7 @@
       cache: "no-store",
       headers: { Accept: "text/html" },
     });
+    if (response.redirected && new URL(response.url).pathname === "/login") endSession();
     if (!response.ok || response.redirected) return null;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
     return doc.getElementById(id);
@@ -85,7 +114,10 @@
         do {
           again = false;
           const fresh = await freshPart("command-detail");
-          if (!fresh) break;
+          if (!fresh) {
+            if (sessionOver) stop();
+            break;
+          }
           const before = document.getElementById("command-detail");
           const changed = !before || before.dataset.status !== fresh.dataset.status;
           swap(fresh);
@@ -143,7 +175,10 @@
     function poll() {
       if (stopped) return;
       fetch(api, { credentials: "same-origin", cache: "no-store" })
-        .then((response) => (response.ok ? response.json() : null))
+        .then((response) => {
+          if (response.status === 401) endSession();
+          return response.ok ? response.json() : null;
+        })
         .then((command) => {
           if (!command) return;
           const key = [
@@ -161,6 +196,7 @@
         })
         .catch(() => {})
         .finally(() => {
+          if (sessionOver) stop();
           if (!stopped) pollTimer = setTimeout(poll, 1000);
         });
     }
@@ -218,7 +254,7 @@
         // try again at the next tick
       }
       const next = refreshMs(id);
-      if (next > 0) setTimeout(tick, next);
+      if (next > 0 && !sessionOver) setTimeout(tick, next);
     };
     const first = refreshMs(id);
     if (first > 0) setTimeout(tick, first);
