@@ -445,6 +445,26 @@ Deno.test("console enqueue: a form sent twice (a double click) enqueues one comm
   assert.equal(after.commands.length, 1);
 });
 
+Deno.test("console without JavaScript: pages that follow what they show say that a reload is needed", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c-live", "echo one");
+  await enqueue(t, "c-done", "echo two");
+  await finish(t, "c-live");
+  await enqueue(t, "c-open", "echo three");
+  const note =
+    /<noscript><p class="notice info" id="noscript-note">JavaScript is off, so this page does not update itself: reload it/;
+  assert.match(await (await browser.get("/")).text(), note, "the agents page");
+  assert.match(await (await browser.get("/commands/c-done")).text(), note, "a queued command");
+  assert.doesNotMatch(
+    await (await browser.get("/commands/c-live")).text(),
+    /noscript/,
+    "an ended command does not change",
+  );
+  assert.match(await (await browser.get("/runs")).text(), note, "the runs page");
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

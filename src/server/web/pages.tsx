@@ -105,6 +105,20 @@ export function StatusBadge(props: { status: string }) {
   return <span class={`status ${statusTone(props.status)}`}>{props.status}</span>;
 }
 
+/**
+ * Says, where script is off, that a page which follows what it shows does not: it is read again
+ * only when reloaded. Outside the parts the script swaps in.
+ */
+export function NoScriptNote() {
+  return (
+    <noscript>
+      <p class="notice info" id="noscript-note">
+        JavaScript is off, so this page does not update itself: reload it to see what changed.
+      </p>
+    </noscript>
+  );
+}
+
 function Notice(props: { kind: "error" | "info"; children?: Child }) {
   return (
     <p class={`notice ${props.kind}`} role={props.kind === "error" ? "alert" : "status"}>
@@ -152,6 +166,7 @@ export function LoginPage(
 export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) {
   return (
     <Layout {...props} title="Agents" current="agents">
+      <NoScriptNote />
       <div id="agents" data-refresh-secs="5">
         {props.agents.length === 0
           ? (
@@ -494,6 +509,7 @@ export function CommandPage(props: Frame & { command: CommandJson; notice?: stri
   return (
     <Layout {...props} title="Command" current="commands">
       {props.notice ? <Notice kind="info">{props.notice}</Notice> : null}
+      {isFinal(props.command.status) ? null : <NoScriptNote />}
       <p class="sr-only" role="status" aria-live="polite" id="live-status"></p>
       <CommandDetail command={props.command} csrf={props.csrf} />
     </Layout>

@@ -13,7 +13,7 @@ import type { Child } from "hono/jsx";
 import type { RunAgentView, RunView } from "../../protocol/runs.ts";
 import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/runs.ts";
 import { formatTime, statusTone } from "./format.ts";
-import { type Frame, Layout, StatusBadge } from "./pages.tsx";
+import { type Frame, Layout, NoScriptNote, StatusBadge } from "./pages.tsx";
 
 /** A run as the list shows it (no per-agent rows). */
 export type RunSummaryJson = Omit<RunView, "agents">;
@@ -69,6 +69,7 @@ export function RunsPage(props: Frame & { runs: RunSummaryJson[] }) {
       <p>
         <a href="/runs/new">Start a run</a>
       </p>
+      <NoScriptNote />
       <div id="runs" data-refresh-secs="5">
         {props.runs.length === 0
           ? (
@@ -155,6 +156,7 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
   return (
     <Layout {...props} title={`Run ${run.id}`} current="runs">
       {props.notice ? <p class="notice info" role="status">{props.notice}</p> : null}
+      {over ? null : <NoScriptNote />}
       <div
         id="run-detail"
         data-status={run.status}
