@@ -377,6 +377,14 @@ function Output(
     <section class="output" aria-labelledby={`${props.stream}-title`}>
       <h3 id={`${props.stream}-title`}>{props.stream}</h3>
       {view.binary ? <p class="hint">Not UTF-8 text: invalid bytes are shown as �.</p> : null}
+      {view.terminalCodes
+        ? (
+          <p class="hint">
+            Terminal colour and cursor codes are left out here; the API and{" "}
+            <code>status result</code> keep them.
+          </p>
+        )
+        : null}
       <pre id={props.stream} data-stream={props.stream} tabindex={0}>{view.head}{view.cutBytes > 0
         ? (
           <span class="cut" role="note">

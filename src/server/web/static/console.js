@@ -18,6 +18,10 @@
 (() => {
   /** Characters of live output a page keeps per stream. */
   const LIVE_TEXT_MAX = 1_000_000;
+  /** Terminal control sequences, left out of the page as the dashboard does (format.ts). */
+  const TERMINAL_SEQUENCE =
+    // deno-lint-ignore no-control-regex -- the escape character is what it finds
+    /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][ -~]|[78=>DEHMNOZc])/g;
 
   /** Set once the session has ended: nothing on the page updates any more. */
   let sessionOver = false;
@@ -94,9 +98,8 @@
       if (!current || current.dataset.final === "true") return;
       for (const stream of ["stdout", "stderr"]) {
         const pre = document.getElementById(stream);
-        if (pre && live[stream].text && pre.textContent !== live[stream].text) {
-          pre.textContent = live[stream].text;
-        }
+        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "");
+        if (pre && text && pre.textContent !== text) pre.textContent = text;
       }
       if (live.stdout.text || live.stderr.text) {
         const hint = document.getElementById("output-hint");
