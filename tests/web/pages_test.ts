@@ -465,6 +465,32 @@ Deno.test("console without JavaScript: pages that follow what they show say that
   assert.match(await (await browser.get("/runs")).text(), note, "the runs page");
 });
 
+Deno.test("console: a filter or an enqueue naming an agent that is not registered says so, never another agent", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "echo one");
+  // The list of an agent removed since (or typed): the filter names it, not "All agents".
+  const list = await (await browser.get("/commands?agent=gone-1")).text();
+  assert.match(list, /<option value="gone-1" selected>gone-1 \(not registered\)<\/option>/);
+  assert.doesNotMatch(list, /<option value="" selected/);
+  // A page past the end of the list says so, not that nothing matches.
+  const past = await (await browser.get("/commands?page=3")).text();
+  assert.match(past, /The list ends before page 3\./);
+  assert.match(past, /<a href="\/commands">Go to the first page<\/a>/);
+  assert.doesNotMatch(past, /No command matches/);
+  // The enqueue form asked for such an agent chooses none in its place.
+  const form = await browser.get("/enqueue?agent=gone-1");
+  assert.equal(form.status, 200);
+  const text = await form.text();
+  assert.match(text, /Agent gone-1 is not registered: choose another\./);
+  assert.match(text, /<option value="" selected>Choose an agent<\/option>/);
+  assert.doesNotMatch(text, /<option value="a1" selected/);
+  const known = await (await browser.get("/enqueue?agent=a2")).text();
+  assert.match(known, /<option value="a2" selected>/);
+  assert.doesNotMatch(known, /Choose an agent|not registered/);
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

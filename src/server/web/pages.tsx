@@ -292,6 +292,17 @@ export function CommandsPage(
             {props.agents.map((id) => (
               <option value={id} selected={id === filter.agent}>{id}</option>
             ))}
+            {
+              // An agent the list does not know (removed since, or typed): the filter still names
+              // it, rather than showing "All agents" over its commands alone.
+              filter.agent && !props.agents.includes(filter.agent)
+                ? (
+                  <option value={filter.agent} selected>
+                    {`${filter.agent} (not registered)`}
+                  </option>
+                )
+                : null
+            }
           </select>
         </div>
         <div class="field">
@@ -307,40 +318,49 @@ export function CommandsPage(
         </div>
         <button type="submit">Filter</button>
       </form>
-      {props.commands.length === 0 ? <p>No command matches.</p> : (
-        <table class="cards">
-          <caption class="sr-only">Commands, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Command</th>
-              <th scope="col">Status</th>
-              <th scope="col">Agent</th>
-              <th scope="col">Queued at</th>
-              <th scope="col">Exit</th>
-              <th scope="col">Duration</th>
-            </tr>
-          </thead>
-          <tbody>
-            {props.commands.map((command) => (
+      {props.commands.length === 0
+        ? (filter.page > 1
+          ? (
+            <p>
+              The list ends before page {String(filter.page)}.{" "}
+              <a href={commandsHref({ ...filter, page: 1 })}>Go to the first page</a>
+            </p>
+          )
+          : <p>No command matches.</p>)
+        : (
+          <table class="cards">
+            <caption class="sr-only">Commands, newest first</caption>
+            <thead>
               <tr>
-                <th scope="row" data-label="Command">
-                  <a href={`/commands/${encodeURIComponent(command.id)}`}>
-                    <code>{command.name}</code>
-                  </a>
-                  <span class="sub">{command.id}</span>
-                </th>
-                <td data-label="Status">
-                  <StatusBadge status={command.status} />
-                </td>
-                <td data-label="Agent" class="id">{command.agent_id}</td>
-                <td data-label="Queued at">{formatTime(command.created_at)}</td>
-                <td data-label="Exit">{exitText(command)}</td>
-                <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>
+                <th scope="col">Command</th>
+                <th scope="col">Status</th>
+                <th scope="col">Agent</th>
+                <th scope="col">Queued at</th>
+                <th scope="col">Exit</th>
+                <th scope="col">Duration</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {props.commands.map((command) => (
+                <tr>
+                  <th scope="row" data-label="Command">
+                    <a href={`/commands/${encodeURIComponent(command.id)}`}>
+                      <code>{command.name}</code>
+                    </a>
+                    <span class="sub">{command.id}</span>
+                  </th>
+                  <td data-label="Status">
+                    <StatusBadge status={command.status} />
+                  </td>
+                  <td data-label="Agent" class="id">{command.agent_id}</td>
+                  <td data-label="Queued at">{formatTime(command.created_at)}</td>
+                  <td data-label="Exit">{exitText(command)}</td>
+                  <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
       <nav class="pager" aria-label="Pages">
         {filter.page > 1
           ? <a href={commandsHref({ ...filter, page: filter.page - 1 })} rel="prev">Newer</a>
@@ -554,6 +574,13 @@ export function EnqueuePage(
         {values.id ? <input type="hidden" name="id" value={values.id} autocomplete="off" /> : null}
         <label for="enqueue-agent">Agent</label>
         <select id="enqueue-agent" name="agent" required>
+          {
+            // An agent asked for that is not known: nothing is chosen in its place, so the form
+            // cannot be sent to another agent by mistake.
+            values.agent && !props.agents.includes(values.agent)
+              ? <option value="" selected>Choose an agent</option>
+              : null
+          }
           {props.agents.map((id) => <option value={id} selected={id === values.agent}>{id}
           </option>)}
         </select>

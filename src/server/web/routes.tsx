@@ -542,6 +542,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     status = 200,
   ) => {
     const agents = (await listAgents(session)).map((a) => a.id);
+    if (!error && values.agent && !agents.includes(values.agent)) {
+      error = `Agent ${shortForm(values.agent)} is not registered: choose another.`;
+    }
     // Every form shown gets a new command id: a form sent twice (a double click) enqueues one
     // command, the second time answered as a duplicate; nothing was enqueued with an id of a form
     // shown again after a refusal.
@@ -554,7 +557,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   getPage(
     "/enqueue",
-    page((c, session) => enqueueForm(session, { agent: c.req.query("agent") })),
+    page((c, session) => enqueueForm(session, { agent: c.req.query("agent") || undefined })),
   );
 
   app.post(
