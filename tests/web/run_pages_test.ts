@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { makeDashboard } from "../server/_helpers.ts";
+import { RunPage } from "../../src/server/web/run_pages.tsx";
 
 Deno.test("console: runs list, run page, cancel with CSRF; labels on the agents page", async () => {
   await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
@@ -169,4 +170,40 @@ Deno.test("console: a start-a-run form sent twice (a double click) starts one ru
   const again = /name="id" value="([^"]+)"/.exec(page)?.[1];
   assert.ok(again && again !== id, "a new id");
   assert.equal((await t.store.listRuns({ limit: 10 })).length, 1);
+});
+
+Deno.test("console: a run's row shows its first line of output without terminal colour codes", () => {
+  const agent = {
+    agent_id: "web-1",
+    command_id: "r1:web-1",
+    state: "success" as const,
+    offline_at_creation: false,
+    exit_code: 0,
+    duration_secs: 0.5,
+    started_at: "2026-01-12T10:00:00.000Z",
+    run_started_at: "2026-01-12T10:00:00.000Z",
+    run_completed_at: "2026-01-12T10:00:01.000Z",
+    first_line: "\x1b[1;31mred\x1b[0m <b>first</b>",
+    error: null,
+  };
+  const page = RunPage({
+    devMode: true,
+    run: {
+      id: "r1",
+      name: "ls --color",
+      params: {},
+      target: { agents: ["web-1"] },
+      max_concurrency_spec: null,
+      max_concurrency: 1,
+      max_errors: null,
+      status: "succeeded",
+      cancel_requested: false,
+      created_at: "2026-01-12T10:00:00.000Z",
+      completed_at: "2026-01-12T10:00:01.000Z",
+      totals: { success: 1, total: 1 },
+      agents: [agent],
+    },
+  }).toString();
+  assert.match(page, /<td data-label="Output">red &lt;b&gt;first&lt;\/b&gt;<\/td>/);
+  assert.ok(!page.includes("\x1b"), "no escape character is left");
 });

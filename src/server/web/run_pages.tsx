@@ -12,7 +12,7 @@
 import type { Child } from "hono/jsx";
 import type { RunAgentView, RunView } from "../../protocol/runs.ts";
 import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/runs.ts";
-import { formatTime, statusTone } from "./format.ts";
+import { formatTime, statusTone, withoutTerminalCodes } from "./format.ts";
 import { type Frame, Layout, NoScriptNote, StatusBadge } from "./pages.tsx";
 
 /** A run as the list shows it (no per-agent rows). */
@@ -133,7 +133,7 @@ function AgentRow(props: { agent: RunAgentView }) {
         {a.duration_secs === null ? "—" : `${a.duration_secs.toFixed(1)} s`}
       </td>
       <td data-label="Output">
-        {a.first_line ?? a.error ?? "—"}
+        {a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—"}
       </td>
       <td data-label="Command">
         {commandLink
