@@ -491,6 +491,31 @@ Deno.test("console: a filter or an enqueue naming an agent that is not registere
   assert.doesNotMatch(known, /Choose an agent|not registered/);
 });
 
+Deno.test("console: a queued command's page says why it waits when its agent is offline or never connected", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "q1", "echo one", "a2");
+  const page = await (await browser.get("/commands/q1")).text();
+  assert.match(
+    page,
+    /Agent a2 has never connected: the command waits in its queue until the agent connects; it expires at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC if still queued then\./,
+  );
+  // An agent that is online (it just asked for work) can take it: nothing to say.
+  await enqueue(t, "q2", "echo two");
+  await enqueue(t, "q3", "echo three");
+  await finish(t, "q2");
+  assert.doesNotMatch(await (await browser.get("/commands/q3")).text(), /waits in its queue/);
+  // Seen long ago: offline, and when it was last seen.
+  t.clock.advance(600_000);
+  assert.match(
+    await (await browser.get("/commands/q3")).text(),
+    /Agent a1 is offline \(last seen 10 min ago\): the command waits in its queue until the agent connects/,
+  );
+  // Once delivered, the page says nothing more about the agent.
+  assert.doesNotMatch(await (await browser.get("/commands/q2")).text(), /waits in its queue/);
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

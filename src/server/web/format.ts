@@ -21,6 +21,8 @@ export interface CommandJson {
   acked_at?: string | null;
   started_at?: string | null;
   completed_at?: string | null;
+  /** When it expires if still queued. */
+  expires_at?: string | null;
   result?: {
     exit_code: number | null;
     signal: string | null;

@@ -425,11 +425,47 @@ function Output(
 }
 
 /**
+ * Why a queued command waits, when its agent cannot take it now (as the enqueue's `warning` says,
+ * which `status enqueue` prints): it is not registered, or offline.
+ */
+function QueuedFor(props: { command: CommandJson; agent: AgentJson | null; now: number }) {
+  const { command, agent } = props;
+  const expiry = command.expires_at
+    ? `; it expires at ${formatTime(command.expires_at)} if still queued then`
+    : "";
+  if (agent === null) {
+    return (
+      <Notice kind="info">
+        {`Agent ${command.agent_id} is not registered on this dashboard: the command waits in ` +
+          `its queue until the agent is added and connects${expiry}.`}
+      </Notice>
+    );
+  }
+  if (agentState(agent, props.now) !== "offline") return null;
+  const seen = agent.last_seen_at
+    ? `is offline (last seen ${formatAgo(agent.last_seen_at, props.now)})`
+    : "has never connected";
+  return (
+    <Notice kind="info">
+      {`Agent ${command.agent_id} ${seen}: the command waits in its queue until the agent ` +
+        `connects${expiry}.`}
+    </Notice>
+  );
+}
+
+/**
  * The part of the command page that live updates replace: everything about the command.
  *
  * @param props The command and the session's CSRF token.
  */
-export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
+export function CommandDetail(
+  props: {
+    command: CommandJson;
+    csrf?: string;
+    /** The agent of a queued command (null: not registered), and the time, when looked up. */
+    agent?: { agent: AgentJson | null; now: number };
+  },
+) {
   const { command } = props;
   const final = isFinal(command.status);
   const result = command.result ?? null;
@@ -451,6 +487,9 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
         <StatusBadge status={command.status} />
         <code class="cmdline">{command.name}</code>
       </p>
+      {command.status === "queued" && props.agent
+        ? <QueuedFor command={command} {...props.agent} />
+        : null}
       {!final && command.cancel_requested
         ? <Notice kind="info">Cancel requested: waiting for the agent to stop the command.</Notice>
         : null}
@@ -533,13 +572,19 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
  *
  * @param props Frame, the command and a notice (what a form just did).
  */
-export function CommandPage(props: Frame & { command: CommandJson; notice?: string }) {
+export function CommandPage(
+  props: Frame & {
+    command: CommandJson;
+    notice?: string;
+    agent?: { agent: AgentJson | null; now: number };
+  },
+) {
   return (
     <Layout {...props} title="Command" current="commands">
       {props.notice ? <Notice kind="info">{props.notice}</Notice> : null}
       {isFinal(props.command.status) ? null : <NoScriptNote />}
       <p class="sr-only" role="status" aria-live="polite" id="live-status"></p>
-      <CommandDetail command={props.command} csrf={props.csrf} />
+      <CommandDetail command={props.command} csrf={props.csrf} agent={props.agent} />
     </Layout>
   );
 }

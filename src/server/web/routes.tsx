@@ -508,11 +508,20 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         final: "It had already ended, so there was nothing to cancel.",
         enqueued: "Enqueued.",
       };
+      const command = body as unknown as CommandJson;
+      // A queued command's agent, to say why it waits when the agent cannot take it now.
+      const agent = command.status === "queued"
+        ? {
+          agent: (await listAgents(session)).find((a) => a.id === command.agent_id) ?? null,
+          now: clock.now(),
+        }
+        : undefined;
       return html(
         <CommandPage
           {...frame(session)}
-          command={body as unknown as CommandJson}
+          command={command}
           notice={notices[c.req.query("done") ?? ""]}
+          agent={agent}
         />,
       );
     }),
