@@ -61,16 +61,31 @@
     return doc.getElementById(id);
   }
 
-  /** Replaces the element with the same id as `fresh`, keeping the keyboard focus where it was. */
+  /** The controls of a part that take the keyboard focus, in order. */
+  function focusables(root) {
+    return [...root.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")];
+  }
+
+  /**
+   * Replaces the element with the same id as `fresh`, keeping the keyboard focus where it was: on
+   * the element of the same id, else on the link to the same place (the agents table's links have
+   * no id), else on the control at the same place.
+   */
   function swap(fresh) {
     const current = document.getElementById(fresh.id);
     if (!current) return;
-    const focused = document.activeElement && document.activeElement.id;
+    const active = document.activeElement;
+    const inside = active && active !== current && current.contains(active);
+    const focused = active && active.id;
+    const href = inside ? active.getAttribute("href") : null;
+    const at = inside ? focusables(current).indexOf(active) : -1;
     current.replaceWith(document.adoptNode(fresh));
-    if (focused) {
-      const again = document.getElementById(focused);
-      if (again && again !== document.activeElement) again.focus();
+    let again = focused ? document.getElementById(focused) : null;
+    if (!again && at >= 0) {
+      const controls = focusables(fresh);
+      again = (href && controls.find((el) => el.getAttribute("href") === href)) || controls[at];
     }
+    if (again && again !== document.activeElement) again.focus({ preventScroll: true });
   }
 
   function followCommand(detail) {
