@@ -259,6 +259,83 @@ Deno.test("console: an expired session gets the login page saying so", async () 
   assert.equal((await browser.get("/api/v1/commands")).status, 401, "nor the API");
 });
 
+Deno.test("console: a form sent after its session expired loses nothing: after the login it is back, filled", async () => {
+  await using t = await makeDashboard({ consoleSessionTtlSecs: 600 });
+  const browser = new Browser(t);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  t.clock.advance(601_000);
+  const sent = await browser.post("/enqueue", {
+    csrf,
+    agent: "a2",
+    name: "du -sh /tmp & more",
+    timeout: "9",
+    priority: "high",
+  });
+  assert.equal(sent.status, 303);
+  const location = new URL(sent.headers.get("Location")!, "http://localhost");
+  assert.equal(location.pathname, "/login");
+  const next = location.searchParams.get("next")!;
+  assert.equal(
+    next,
+    "/enqueue?agent=a2&name=du+-sh+%2Ftmp+%26+more&timeout=9&priority=high",
+  );
+  const listed = await (await t.admin("GET", "/api/v1/commands")).json();
+  assert.equal(listed.commands.length, 0, "nothing was enqueued");
+  // Logging in from that page leads back to the form, filled with what was typed.
+  const loginPage = await (await browser.get(`${location.pathname}${location.search}`)).text();
+  const loggedIn = await browser.post("/login", {
+    csrf: Browser.csrfOf(loginPage),
+    token: ADMIN_TOKEN,
+    next,
+  });
+  assert.equal(loggedIn.headers.get("Location"), next);
+  const form = await (await browser.get(next)).text();
+  assert.match(form, /<option value="a2" selected>/);
+  assert.match(form, /value="du -sh \/tmp &amp; more"/);
+  assert.match(form, /id="enqueue-timeout"[^>]* value="9"/);
+  assert.match(form, /<option value="high" selected>/);
+  // The start-a-run form likewise; a cancel leads back to its page.
+  const runCsrf = Browser.csrfOf(await (await browser.get("/runs/new")).text());
+  t.clock.advance(601_000);
+  const run = await browser.post("/runs/new", { csrf: runCsrf, name: "uptime", labels: "a=b" });
+  const runNext = new URL(run.headers.get("Location")!, "http://localhost").searchParams.get(
+    "next",
+  );
+  assert.equal(runNext, "/runs/new?name=uptime&labels=a%3Db");
+  const cancel = await browser.post("/commands/c-1/cancel", { csrf: runCsrf });
+  const cancelNext = new URL(cancel.headers.get("Location")!, "http://localhost").searchParams
+    .get("next");
+  assert.equal(cancelNext, "/commands/c-1");
+});
+
+Deno.test('console command page: "Enqueue again" opens the form filled with the command', async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const response = await t.admin("POST", "/api/v1/agent/commands/enqueue", {
+    id: "c1",
+    name: "echo a&b",
+    agent_id: "a2",
+    params: { timeout_secs: 30, priority: "low" },
+  });
+  assert.equal(response.status, 202);
+  const page = await (await browser.get("/commands/c1")).text();
+  assert.match(
+    page,
+    /<a href="\/enqueue\?agent=a2&amp;name=echo\+a%26b&amp;timeout=30&amp;priority=low">Enqueue again…<\/a>/,
+  );
+  // A command with parameters the form does not take has no such link (they would be lost).
+  const other = await t.admin("POST", "/api/v1/agent/commands/enqueue", {
+    id: "c2",
+    name: "echo hi",
+    agent_id: "a2",
+    params: { ttl_secs: 60 },
+  });
+  assert.equal(other.status, 202);
+  assert.doesNotMatch(await (await browser.get("/commands/c2")).text(), /Enqueue again/);
+});
+
 Deno.test("console session cookie: reads the operator API, never changes it", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

@@ -425,6 +425,21 @@ function Output(
 }
 
 /**
+ * The enqueue form filled with a command's agent, command line, timeout and priority, or null
+ * when the command has parameters the form does not take (they would be lost).
+ *
+ * @param command The command.
+ */
+export function againHref(command: CommandJson): string | null {
+  const params = command.params ?? {};
+  if (Object.keys(params).some((key) => key !== "timeout_secs" && key !== "priority")) return null;
+  const query = new URLSearchParams({ agent: command.agent_id, name: command.name });
+  if (typeof params.timeout_secs === "number") query.set("timeout", String(params.timeout_secs));
+  if (typeof params.priority === "string") query.set("priority", params.priority);
+  return `/enqueue?${query}`;
+}
+
+/**
  * Why a queued command waits, when its agent cannot take it now (as the enqueue's `warning` says,
  * which `status enqueue` prints): it is not registered, or offline.
  */
@@ -468,6 +483,7 @@ export function CommandDetail(
 ) {
   const { command } = props;
   const final = isFinal(command.status);
+  const again = againHref(command);
   const result = command.result ?? null;
   const steps: Array<[string, string | null | undefined]> = [
     ["queued", command.created_at],
@@ -499,6 +515,13 @@ export function CommandDetail(
             <Csrf token={props.csrf} />
             <button type="submit" class="danger" id="cancel-button">Cancel command</button>
           </form>
+        )
+        : null}
+      {again
+        ? (
+          <p>
+            <a href={again}>Enqueue again…</a>
+          </p>
         )
         : null}
       <dl class="facts">

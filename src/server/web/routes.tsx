@@ -191,6 +191,44 @@ function safeNext(value: string | undefined | null): string {
   return /^[\x21-\x7e]{1,2000}$/.test(value) ? value : "/";
 }
 
+/** The fields of the enqueue and start-a-run forms that their pages take from the query. */
+const FORM_FIELDS: Record<string, readonly string[]> = {
+  "/enqueue": ["agent", "name", "timeout", "priority"],
+  "/runs/new": [
+    "name",
+    "agents",
+    "deployment",
+    "labels",
+    "concurrency",
+    "errors",
+    "timeout",
+    "ttl",
+  ],
+};
+
+/**
+ * Where to go back to after a login that a form's post led to (its session had ended): the page
+ * the form was on, the enqueue and start-a-run forms filled with what was typed, so nothing is lost
+ * (nothing was sent: the form is sent again from there).
+ */
+async function formPageOf(path: string, request: Request): Promise<string> {
+  const fields = FORM_FIELDS[path];
+  if (!fields) return safeNext(path.replace(/\/(cancel|logout)$/, ""));
+  let form: URLSearchParams | null = null;
+  try {
+    form = await readForm(request);
+  } catch {
+    // a body cut short: the empty form
+  }
+  const query = new URLSearchParams();
+  for (const field of fields) {
+    const value = form?.get(field);
+    if (value) query.set(field, value);
+  }
+  const next = query.size > 0 ? `${path}?${query}` : path;
+  return safeNext(next) === next ? next : path;
+}
+
 /**
  * Reads a posted form. A body cut short is the client's fault, answered `400` as on every route
  * (`readBody`'s error); one larger than {@link MAX_FORM_BYTES} is no form of the console.
@@ -280,7 +318,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   };
 
   /** The session of a page request, or the answer that sends the browser to log in. */
-  const sessionOf = (c: Context<ServerEnv>): PageSession | Response => {
+  const sessionOf = async (c: Context<ServerEnv>): Promise<PageSession | Response> => {
     if (devMode && !isLoopback(new URL(c.req.url).hostname)) {
       // An open console answers only to a loopback name: a page of another site whose name was
       // made to resolve to 127.0.0.1 (DNS rebinding) gets nothing.
@@ -307,7 +345,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       };
     }
     const url = new URL(c.req.url);
-    const next = c.req.method === "GET" ? `${url.pathname}${url.search}` : "/";
+    const next = c.req.method === "GET"
+      ? `${url.pathname}${url.search}`
+      : await formPageOf(url.pathname, c.req.raw);
     const query = new URLSearchParams({ next });
     if (check.state === "expired") query.set("expired", "1");
     return redirect(`/login?${query}`, check.state === "expired" ? [sessionCookie(c, "", 0)] : []);
@@ -344,7 +384,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       let response: Response;
       let session: PageSession | Response | undefined;
       try {
-        session = sessionOf(c);
+        session = await sessionOf(c);
         response = session instanceof Response ? session : await handler(c, session);
       } catch (error) {
         // The client's fault (a form cut short): answered as on every route.
@@ -566,7 +606,15 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   getPage(
     "/enqueue",
-    page((c, session) => enqueueForm(session, { agent: c.req.query("agent") || undefined })),
+    // Filled from the query: after a login that a post of the form led to, and "Enqueue again".
+    page((c, session) =>
+      enqueueForm(session, {
+        agent: c.req.query("agent") || undefined,
+        name: c.req.query("name"),
+        timeout: c.req.query("timeout"),
+        priority: c.req.query("priority"),
+      })
+    ),
   );
 
   app.post(
@@ -655,7 +703,16 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       status,
     );
 
-  getPage("/runs/new", page((_c, session) => runForm(session, {})));
+  getPage(
+    "/runs/new",
+    page((c, session) => {
+      const values: RunFormValues = {};
+      for (const field of FORM_FIELDS["/runs/new"]) {
+        values[field as keyof RunFormValues] = c.req.query(field);
+      }
+      return runForm(session, values);
+    }),
+  );
 
   app.post(
     "/runs/new",
