@@ -172,14 +172,14 @@ Deno.test("console: a start-a-run form sent twice (a double click) starts one ru
   assert.equal((await t.store.listRuns({ limit: 10 })).length, 1);
 });
 
-Deno.test("console: a run's row shows its first line of output without terminal colour codes", () => {
+Deno.test("console: a run's row shows its first line of output without terminal colour codes and its duration as command pages do", () => {
   const agent = {
     agent_id: "web-1",
     command_id: "r1:web-1",
     state: "success" as const,
     offline_at_creation: false,
     exit_code: 0,
-    duration_secs: 0.5,
+    duration_secs: 125,
     started_at: "2026-01-12T10:00:00.000Z",
     run_started_at: "2026-01-12T10:00:00.000Z",
     run_completed_at: "2026-01-12T10:00:01.000Z",
@@ -206,4 +206,6 @@ Deno.test("console: a run's row shows its first line of output without terminal 
   }).toString();
   assert.match(page, /<td data-label="Output">red &lt;b&gt;first&lt;\/b&gt;<\/td>/);
   assert.ok(!page.includes("\x1b"), "no escape character is left");
+  // Its duration as on the command pages.
+  assert.match(page, /<td data-label="Duration">2 min 5 s<\/td>/);
 });

@@ -12,7 +12,7 @@
 import type { Child } from "hono/jsx";
 import type { RunAgentView, RunView } from "../../protocol/runs.ts";
 import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/runs.ts";
-import { formatTime, statusTone, withoutTerminalCodes } from "./format.ts";
+import { formatDuration, formatTime, statusTone, withoutTerminalCodes } from "./format.ts";
 import { type Frame, Layout, NoScriptNote, StatusBadge } from "./pages.tsx";
 
 /** A run as the list shows it (no per-agent rows). */
@@ -130,7 +130,7 @@ function AgentRow(props: { agent: RunAgentView }) {
       </td>
       <td data-label="Exit">{a.exit_code === null ? "—" : String(a.exit_code)}</td>
       <td data-label="Duration">
-        {a.duration_secs === null ? "—" : `${a.duration_secs.toFixed(1)} s`}
+        {formatDuration(a.duration_secs)}
       </td>
       <td data-label="Output">
         {a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—"}
