@@ -593,6 +593,24 @@ Deno.test("console: a queued command's page says why it waits when its agent is 
   assert.doesNotMatch(await (await browser.get("/commands/q2")).text(), /waits in its queue/);
 });
 
+Deno.test("console cancel sent twice (a double click): the second says the command is cancelled, not that it ended first", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "sleep 60");
+  await enqueue(t, "c2", "sleep 60");
+  await finish(t, "c1");
+  const csrf = Browser.csrfOf(await (await browser.get("/commands/c2")).text());
+  const first = await browser.post("/commands/c2/cancel", { csrf });
+  assert.equal(first.headers.get("Location"), "/commands/c2?done=cancelled");
+  const second = await browser.post("/commands/c2/cancel", { csrf });
+  assert.equal(second.headers.get("Location"), "/commands/c2?done=already");
+  assert.match(await (await browser.get("/commands/c2?done=already")).text(), /It is cancelled\./);
+  // A command that ended by itself still says so.
+  const ended = await browser.post("/commands/c1/cancel", { csrf });
+  assert.equal(ended.headers.get("Location"), "/commands/c1?done=final");
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

@@ -74,6 +74,12 @@ Deno.test("console: runs list, run page, cancel with CSRF; labels on the agents 
   assert.match(after, /data-status="cancelled"/);
   assert.doesNotMatch(after, /data-refresh-secs/);
   assert.match(after, /data-agent="web-2" data-state="skipped"/);
+  // The form sent again (a double click): said to be cancelled, not to have ended first.
+  const twice = await t.dashboard.app.request(`${origin}/runs/run-1/cancel`, form(csrf));
+  assert.equal(twice.status, 303);
+  assert.equal(twice.headers.get("Location"), "/runs/run-1?done=already");
+  const again = await (await t.dashboard.app.request(`${origin}/runs/run-1?done=already`)).text();
+  assert.match(again, /It is cancelled: nothing more starts\./);
 
   const missing = await t.dashboard.app.request(`${origin}/runs/nope`);
   assert.equal(missing.status, 404);

@@ -546,6 +546,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         cancelled: "Cancelled before it was delivered.",
         requested: "Cancel requested: the agent stops the command.",
         final: "It had already ended, so there was nothing to cancel.",
+        already: "It is cancelled.",
         enqueued: "Enqueued.",
       };
       const command = body as unknown as CommandJson;
@@ -578,8 +579,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const { status, body } = await api(session, `/api/v1${path}/cancel`, { method: "POST" });
       audit.info("console cancel {commandId}: {status}", { commandId: id, status });
       if (status === 404) return redirect(path);
-      const outcome = status === 200 ? "cancelled" : status === 202 ? "requested" : "final";
       if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
+      // Already cancelled (the form sent twice, or cancelled from elsewhere): said as such, not as
+      // a command that ended before it could be cancelled.
+      const already = (body.details as { status?: unknown } | undefined)?.status === "cancelled";
+      const outcome = status === 200
+        ? "cancelled"
+        : status === 202
+        ? "requested"
+        : already
+        ? "already"
+        : "final";
       return redirect(`${path}?done=${outcome}`);
     }),
   );
@@ -773,6 +783,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const notices: Record<string, string> = {
         cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
         final: "It had already ended, so there was nothing to cancel.",
+        already: "It is cancelled: nothing more starts.",
       };
       return html(
         <RunPage
@@ -796,7 +807,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       audit.info("console cancel of run {runId}: {status}", { runId: id, status });
       if (status === 404) return redirect(path);
       if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
-      return redirect(`${path}?done=${status === 409 ? "final" : "cancelled"}`);
+      if (status === 409) {
+        // Already cancelled (the form sent twice, or cancelled from elsewhere), or ended first.
+        const run = await api(session, `/api/v1${path}`);
+        const already = run.status === 200 &&
+          (run.body.status === "cancelled" || run.body.status === "cancelling");
+        return redirect(`${path}?done=${already ? "already" : "final"}`);
+      }
+      return redirect(`${path}?done=cancelled`);
     }),
   );
 
