@@ -48,13 +48,41 @@
     else main.prepend(notice);
   }
 
-  /** Fetches this page again and returns the fresh element with the given id, or null. */
+  /**
+   * Says, while the dashboard cannot be reached (down, restarting, or answering 5xx), that the page
+   * shows what it last had, instead of showing it as live; removed once an answer comes again.
+   */
+  function reachable(yes) {
+    const notice = document.getElementById("dashboard-unreachable");
+    if (yes || sessionOver) {
+      if (notice) notice.remove();
+      return;
+    }
+    const main = document.getElementById("main");
+    if (notice || !main) return;
+    const p = document.createElement("p");
+    p.className = "notice error";
+    p.setAttribute("role", "status");
+    p.id = "dashboard-unreachable";
+    p.textContent = "The dashboard cannot be reached: this page shows what it last had, and " +
+      "tries again.";
+    const title = main.querySelector("h1");
+    if (title) title.after(p);
+    else main.prepend(p);
+  }
+
+  /**
+   * Fetches this page again and returns the fresh element with the given id, or null; throws when
+   * the dashboard cannot be reached or fails (5xx).
+   */
   async function freshPart(id) {
     const response = await fetch(location.pathname + location.search, {
       credentials: "same-origin",
       cache: "no-store",
       headers: { Accept: "text/html" },
     });
+    if (response.status >= 500) throw new Error(`the dashboard answered ${response.status}`);
+    reachable(true);
     if (response.redirected && new URL(response.url).pathname === "/login") endSession();
     if (!response.ok || response.redirected) return null;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -96,6 +124,8 @@
     let stopped = false;
     let source = null;
     let opened = false;
+    /** Stream errors since it was last open: the first is the break, the next a failed reconnect. */
+    let failures = 0;
     let pollTimer = 0;
     let lastKey = null;
     let refreshing = false;
@@ -147,6 +177,7 @@
         } while (again);
       } catch {
         // the next event or poll tries again
+        reachable(false);
       } finally {
         refreshing = false;
       }
@@ -194,6 +225,7 @@
       if (stopped) return;
       fetch(api, { credentials: "same-origin", cache: "no-store" })
         .then((response) => {
+          reachable(response.status < 500);
           if (response.status === 401) endSession();
           return response.ok ? response.json() : null;
         })
@@ -212,7 +244,7 @@
             return refresh();
           }
         })
-        .catch(() => {})
+        .catch(() => reachable(false))
         .finally(() => {
           if (sessionOver) stop();
           if (!stopped) pollTimer = setTimeout(poll, 1000);
@@ -223,6 +255,8 @@
       if (typeof EventSource !== "function") return poll();
       source = new EventSource(api + "/events");
       source.addEventListener("open", () => {
+        failures = 0;
+        reachable(true);
         // After a reconnect, catch up with what changed meanwhile.
         if (opened) refresh();
         opened = true;
@@ -241,6 +275,10 @@
       });
       source.addEventListener("error", () => {
         if (stopped) return;
+        // A reconnect that failed too: the dashboard went away (or restarts) for now.
+        if (opened && source.readyState === EventSource.CONNECTING && ++failures > 1) {
+          reachable(false);
+        }
         // Never opened (no such endpoint: 404), or closed for good: poll instead. Otherwise the
         // browser reconnects by itself and resumes with Last-Event-ID.
         if (!opened || source.readyState === EventSource.CLOSED) {
@@ -270,6 +308,7 @@
         if (fresh) swap(fresh);
       } catch {
         // try again at the next tick
+        reachable(false);
       }
       const next = refreshMs(id);
       if (next > 0 && !sessionOver) setTimeout(tick, next);
