@@ -132,12 +132,23 @@ async function streamTest(): Promise<void> {
       async () => (await page.locator("pre#stdout").textContent()) === "again\nmore\n",
     );
     assert.equal(await page.locator("pre#stderr").textContent(), "");
+    // Terminal colour codes are left out of live output, as out of the final page.
+    stream.send("output", {
+      stream: "stdout",
+      offset: 11,
+      data: b64("\x1b[1;32mgreen\x1b[0m\n"),
+      attempt: 2,
+    }, 10);
+    await eventually(
+      "live output without terminal codes",
+      async () => (await page.locator("pre#stdout").textContent()) === "again\nmore\ngreen\n",
+    );
     const report = reportBody("s1", { attempt });
     (report.result as Record<string, unknown>).stdout = "final output\n";
     await (await t.agent({ path: "/api/v1/agent/commands/report", body: report, token: null }))
       .body?.cancel();
     const final = await (await t.dashboard.app.request("/api/v1/commands/s1")).json();
-    stream.send("end", final, 10);
+    stream.send("end", final, 11);
     await eventually(
       "the end event brings the final page",
       async () => (await status.innerText()) === "success",

@@ -9,6 +9,7 @@ import {
   ONLINE_GRACE_MS,
   outputView,
   statusTone,
+  TERMINAL_SEQUENCE,
 } from "../../src/server/web/format.ts";
 import { AgentsPage } from "../../src/server/web/pages.tsx";
 
@@ -58,6 +59,8 @@ Deno.test("times, ages and durations", () => {
   assert.equal(formatDuration(0.004), "0.00 s");
   assert.equal(formatDuration(12.34), "12.3 s");
   assert.equal(formatDuration(125), "2 min 5 s");
+  assert.equal(formatDuration(179.6), "3 min 0 s");
+  assert.equal(formatDuration(239.5), "4 min 0 s");
   assert.equal(formatDuration(null), "—");
 });
 
@@ -73,18 +76,43 @@ Deno.test("statuses: final or not, and their colour", () => {
   assert.equal(statusTone("queued"), "idle");
 });
 
+Deno.test("output: terminal colour, cursor and title codes are left out of the page", () => {
+  const text = "\x1b[1;32mok\x1b[0m \x1b[2K\x1b[10;5Hdone\x1b]0;title\x07 \x1b(Bend\x1b7\n";
+  const view = outputView(text, undefined, 0);
+  assert.equal(view.head, "ok done end\n");
+  assert.equal(view.terminalCodes, true);
+  // Also in output that is not UTF-8 and on both sides of a cut.
+  const binary = outputView(btoa("\x1b[31mred\xff\x1b[0m"), "base64", 0);
+  assert.equal(binary.head, "red\uFFFD");
+  assert.equal(binary.terminalCodes, true);
+  const cut = outputView("\x1b[31maa\n[status: 9 bytes dropped here]\nbb\x1b[0m\n", undefined, 9);
+  assert.deepEqual([cut.head, cut.tail], ["aa\n", "bb\n"]);
+  // A lone escape or text that only looks like a code stays.
+  assert.equal(outputView("[31m \x1b\n", undefined, 0).head, "[31m \x1b\n");
+  // The page's script leaves out the same codes from live output.
+  const script = Deno.readTextFileSync(
+    new URL("../../src/server/web/static/console.js", import.meta.url),
+  );
+  assert.ok(
+    script.includes(`/${TERMINAL_SEQUENCE.source}/g`),
+    "the script has the same expression",
+  );
+});
+
 Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", () => {
   assert.deepEqual(outputView("abc\n", undefined, 0), {
     head: "abc\n",
     tail: "",
     cutBytes: 0,
     binary: false,
+    terminalCodes: false,
   });
   assert.deepEqual(outputView("aaaabbbb", "utf-8", 10), {
     head: "aaaa",
     tail: "bbbb",
     cutBytes: 10,
     binary: false,
+    terminalCodes: false,
   });
   // "é" is two bytes: halves of the bytes, moved back to a character's start.
   const accents = outputView("éébb", undefined, 1);
@@ -102,7 +130,13 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
       undefined,
       25934504,
     ),
-    { head: "head line\n", tail: "tail line and more\n", cutBytes: 25934504, binary: false },
+    {
+      head: "head line\n",
+      tail: "tail line and more\n",
+      cutBytes: 25934504,
+      binary: false,
+      terminalCodes: false,
+    },
   );
 });
 

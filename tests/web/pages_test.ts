@@ -259,6 +259,83 @@ Deno.test("console: an expired session gets the login page saying so", async () 
   assert.equal((await browser.get("/api/v1/commands")).status, 401, "nor the API");
 });
 
+Deno.test("console: a form sent after its session expired loses nothing: after the login it is back, filled", async () => {
+  await using t = await makeDashboard({ consoleSessionTtlSecs: 600 });
+  const browser = new Browser(t);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  t.clock.advance(601_000);
+  const sent = await browser.post("/enqueue", {
+    csrf,
+    agent: "a2",
+    name: "du -sh /tmp & more",
+    timeout: "9",
+    priority: "high",
+  });
+  assert.equal(sent.status, 303);
+  const location = new URL(sent.headers.get("Location")!, "http://localhost");
+  assert.equal(location.pathname, "/login");
+  const next = location.searchParams.get("next")!;
+  assert.equal(
+    next,
+    "/enqueue?agent=a2&name=du+-sh+%2Ftmp+%26+more&timeout=9&priority=high",
+  );
+  const listed = await (await t.admin("GET", "/api/v1/commands")).json();
+  assert.equal(listed.commands.length, 0, "nothing was enqueued");
+  // Logging in from that page leads back to the form, filled with what was typed.
+  const loginPage = await (await browser.get(`${location.pathname}${location.search}`)).text();
+  const loggedIn = await browser.post("/login", {
+    csrf: Browser.csrfOf(loginPage),
+    token: ADMIN_TOKEN,
+    next,
+  });
+  assert.equal(loggedIn.headers.get("Location"), next);
+  const form = await (await browser.get(next)).text();
+  assert.match(form, /<option value="a2" selected>/);
+  assert.match(form, /value="du -sh \/tmp &amp; more"/);
+  assert.match(form, /id="enqueue-timeout"[^>]* value="9"/);
+  assert.match(form, /<option value="high" selected>/);
+  // The start-a-run form likewise; a cancel leads back to its page.
+  const runCsrf = Browser.csrfOf(await (await browser.get("/runs/new")).text());
+  t.clock.advance(601_000);
+  const run = await browser.post("/runs/new", { csrf: runCsrf, name: "uptime", labels: "a=b" });
+  const runNext = new URL(run.headers.get("Location")!, "http://localhost").searchParams.get(
+    "next",
+  );
+  assert.equal(runNext, "/runs/new?name=uptime&labels=a%3Db");
+  const cancel = await browser.post("/commands/c-1/cancel", { csrf: runCsrf });
+  const cancelNext = new URL(cancel.headers.get("Location")!, "http://localhost").searchParams
+    .get("next");
+  assert.equal(cancelNext, "/commands/c-1");
+});
+
+Deno.test('console command page: "Enqueue again" opens the form filled with the command', async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const response = await t.admin("POST", "/api/v1/agent/commands/enqueue", {
+    id: "c1",
+    name: "echo a&b",
+    agent_id: "a2",
+    params: { timeout_secs: 30, priority: "low" },
+  });
+  assert.equal(response.status, 202);
+  const page = await (await browser.get("/commands/c1")).text();
+  assert.match(
+    page,
+    /<a href="\/enqueue\?agent=a2&amp;name=echo\+a%26b&amp;timeout=30&amp;priority=low">Enqueue again…<\/a>/,
+  );
+  // A command with parameters the form does not take has no such link (they would be lost).
+  const other = await t.admin("POST", "/api/v1/agent/commands/enqueue", {
+    id: "c2",
+    name: "echo hi",
+    agent_id: "a2",
+    params: { ttl_secs: 60 },
+  });
+  assert.equal(other.status, 202);
+  assert.doesNotMatch(await (await browser.get("/commands/c2")).text(), /Enqueue again/);
+});
+
 Deno.test("console session cookie: reads the operator API, never changes it", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);
@@ -412,6 +489,126 @@ Deno.test("console enqueue: validation messages keep the values; success shows t
   assert.match(page, /data-final="false"/);
   assert.match(page, /Timeout<\/dt><dd>9 s<\/dd>/);
   assert.match(page, /Priority<\/dt><dd>high<\/dd>/);
+});
+
+Deno.test("console enqueue: a form sent twice (a double click) enqueues one command", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  const form = await (await browser.get("/enqueue")).text();
+  const csrf = Browser.csrfOf(form);
+  const id = /name="id" value="([^"]+)"/.exec(form)?.[1];
+  assert.ok(id, "the form carries the id of the command it enqueues");
+  const fields = { csrf, id, agent: "a1", name: "sleep 1" };
+  const [first, second] = await Promise.all([
+    browser.post("/enqueue", fields),
+    browser.post("/enqueue", fields),
+  ]);
+  assert.equal(first.status, 303);
+  assert.equal(second.status, 303);
+  assert.equal(first.headers.get("Location"), `/commands/${id}`);
+  assert.equal(second.headers.get("Location"), `/commands/${id}`);
+  const listed = await (await t.admin("GET", "/api/v1/commands?agent_id=a1")).json();
+  assert.deepEqual(listed.commands.map((c: { id: string }) => c.id), [id], "one command");
+  // The same form sent again with other values: refused with a sentence, and a new id to send.
+  const edited = await browser.post("/enqueue", { ...fields, name: "sleep 2" });
+  assert.equal(edited.status, 409);
+  const page = await edited.text();
+  assert.match(page, /Not enqueued: this form was sent before with other values/);
+  assert.match(page, /value="sleep 2"/);
+  const again = /name="id" value="([^"]+)"/.exec(page)?.[1];
+  assert.ok(again && again !== id, "a new id");
+  const after = await (await t.admin("GET", "/api/v1/commands?agent_id=a1")).json();
+  assert.equal(after.commands.length, 1);
+});
+
+Deno.test("console without JavaScript: pages that follow what they show say that a reload is needed", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c-live", "echo one");
+  await enqueue(t, "c-done", "echo two");
+  await finish(t, "c-live");
+  await enqueue(t, "c-open", "echo three");
+  const note =
+    /<noscript><p class="notice info" id="noscript-note">JavaScript is off, so this page does not update itself: reload it/;
+  assert.match(await (await browser.get("/")).text(), note, "the agents page");
+  assert.match(await (await browser.get("/commands/c-done")).text(), note, "a queued command");
+  assert.doesNotMatch(
+    await (await browser.get("/commands/c-live")).text(),
+    /noscript/,
+    "an ended command does not change",
+  );
+  assert.match(await (await browser.get("/runs")).text(), note, "the runs page");
+});
+
+Deno.test("console: a filter or an enqueue naming an agent that is not registered says so, never another agent", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "echo one");
+  // The list of an agent removed since (or typed): the filter names it, not "All agents".
+  const list = await (await browser.get("/commands?agent=gone-1")).text();
+  assert.match(list, /<option value="gone-1" selected>gone-1 \(not registered\)<\/option>/);
+  assert.doesNotMatch(list, /<option value="" selected/);
+  // A page past the end of the list says so, not that nothing matches.
+  const past = await (await browser.get("/commands?page=3")).text();
+  assert.match(past, /The list ends before page 3\./);
+  assert.match(past, /<a href="\/commands">Go to the first page<\/a>/);
+  assert.doesNotMatch(past, /No command matches/);
+  // The enqueue form asked for such an agent chooses none in its place.
+  const form = await browser.get("/enqueue?agent=gone-1");
+  assert.equal(form.status, 200);
+  const text = await form.text();
+  assert.match(text, /Agent gone-1 is not registered: choose another\./);
+  assert.match(text, /<option value="" selected>Choose an agent<\/option>/);
+  assert.doesNotMatch(text, /<option value="a1" selected/);
+  const known = await (await browser.get("/enqueue?agent=a2")).text();
+  assert.match(known, /<option value="a2" selected>/);
+  assert.doesNotMatch(known, /Choose an agent|not registered/);
+});
+
+Deno.test("console: a queued command's page says why it waits when its agent is offline or never connected", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "q1", "echo one", "a2");
+  const page = await (await browser.get("/commands/q1")).text();
+  assert.match(
+    page,
+    /Agent a2 has never connected: the command waits in its queue until the agent connects; it expires at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC if still queued then\./,
+  );
+  // An agent that is online (it just asked for work) can take it: nothing to say.
+  await enqueue(t, "q2", "echo two");
+  await enqueue(t, "q3", "echo three");
+  await finish(t, "q2");
+  assert.doesNotMatch(await (await browser.get("/commands/q3")).text(), /waits in its queue/);
+  // Seen long ago: offline, and when it was last seen.
+  t.clock.advance(600_000);
+  assert.match(
+    await (await browser.get("/commands/q3")).text(),
+    /Agent a1 is offline \(last seen 10 min ago\): the command waits in its queue until the agent connects/,
+  );
+  // Once delivered, the page says nothing more about the agent.
+  assert.doesNotMatch(await (await browser.get("/commands/q2")).text(), /waits in its queue/);
+});
+
+Deno.test("console cancel sent twice (a double click): the second says the command is cancelled, not that it ended first", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "sleep 60");
+  await enqueue(t, "c2", "sleep 60");
+  await finish(t, "c1");
+  const csrf = Browser.csrfOf(await (await browser.get("/commands/c2")).text());
+  const first = await browser.post("/commands/c2/cancel", { csrf });
+  assert.equal(first.headers.get("Location"), "/commands/c2?done=cancelled");
+  const second = await browser.post("/commands/c2/cancel", { csrf });
+  assert.equal(second.headers.get("Location"), "/commands/c2?done=already");
+  assert.match(await (await browser.get("/commands/c2?done=already")).text(), /It is cancelled\./);
+  // A command that ended by itself still says so.
+  const ended = await browser.post("/commands/c1/cancel", { csrf });
+  assert.equal(ended.headers.get("Location"), "/commands/c1?done=final");
 });
 
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {

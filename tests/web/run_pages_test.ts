@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { makeDashboard } from "../server/_helpers.ts";
+import { RunPage } from "../../src/server/web/run_pages.tsx";
 
 Deno.test("console: runs list, run page, cancel with CSRF; labels on the agents page", async () => {
   await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
@@ -73,6 +74,12 @@ Deno.test("console: runs list, run page, cancel with CSRF; labels on the agents 
   assert.match(after, /data-status="cancelled"/);
   assert.doesNotMatch(after, /data-refresh-secs/);
   assert.match(after, /data-agent="web-2" data-state="skipped"/);
+  // The form sent again (a double click): said to be cancelled, not to have ended first.
+  const twice = await t.dashboard.app.request(`${origin}/runs/run-1/cancel`, form(csrf));
+  assert.equal(twice.status, 303);
+  assert.equal(twice.headers.get("Location"), "/runs/run-1?done=already");
+  const again = await (await t.dashboard.app.request(`${origin}/runs/run-1?done=already`)).text();
+  assert.match(again, /It is cancelled: nothing more starts\./);
 
   const missing = await t.dashboard.app.request(`${origin}/runs/nope`);
   assert.equal(missing.status, 404);
@@ -131,4 +138,80 @@ Deno.test("console: the start-a-run form checks its fields and starts a run", as
   assert.equal(run.maxConcurrencySpec, "50%");
   assert.equal(run.maxErrors, 0);
   assert.deepEqual(run.params, { timeout_secs: 30, ttl_secs: 60, deployment_hash: "prod" });
+});
+
+Deno.test("console: a start-a-run form sent twice (a double click) starts one run", async () => {
+  await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
+  const origin = "http://localhost";
+  await t.store.ensureAgent("web-1", t.clock.now());
+  const formPage = await t.dashboard.app.request(`${origin}/runs/new`);
+  const cookie = formPage.headers.getSetCookie().map((line) => line.split(";")[0]).join("; ");
+  const text = await formPage.text();
+  const csrf = /name="csrf" value="([^"]+)"/.exec(text)?.[1] ?? "";
+  const id = /name="id" value="([^"]+)"/.exec(text)?.[1];
+  assert.ok(id, "the form carries the id of the run it starts");
+  const fields = { csrf, id, name: "uname", agents: "web-1" };
+  const submit = () =>
+    t.dashboard.app.request(`${origin}/runs/new`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+      body: new URLSearchParams(fields).toString(),
+    });
+  const [first, second] = await Promise.all([submit(), submit()]);
+  assert.equal(first.status, 303);
+  assert.equal(second.status, 303);
+  assert.equal(first.headers.get("Location"), `/runs/${id}`);
+  assert.equal(second.headers.get("Location"), `/runs/${id}`);
+  assert.equal((await t.store.listRuns({ limit: 10 })).length, 1, "one run");
+  // The same form sent again with other values: refused with a sentence, and a new id to send.
+  const edited = await t.dashboard.app.request(`${origin}/runs/new`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+    body: new URLSearchParams({ ...fields, name: "uptime" }).toString(),
+  });
+  assert.equal(edited.status, 409);
+  const page = await edited.text();
+  assert.match(page, /Not started: this form was sent before with other values/);
+  assert.match(page, /value="uptime"/);
+  const again = /name="id" value="([^"]+)"/.exec(page)?.[1];
+  assert.ok(again && again !== id, "a new id");
+  assert.equal((await t.store.listRuns({ limit: 10 })).length, 1);
+});
+
+Deno.test("console: a run's row shows its first line of output without terminal colour codes and its duration as command pages do", () => {
+  const agent = {
+    agent_id: "web-1",
+    command_id: "r1:web-1",
+    state: "success" as const,
+    offline_at_creation: false,
+    exit_code: 0,
+    duration_secs: 125,
+    started_at: "2026-01-12T10:00:00.000Z",
+    run_started_at: "2026-01-12T10:00:00.000Z",
+    run_completed_at: "2026-01-12T10:00:01.000Z",
+    first_line: "\x1b[1;31mred\x1b[0m <b>first</b>",
+    error: null,
+  };
+  const page = RunPage({
+    devMode: true,
+    run: {
+      id: "r1",
+      name: "ls --color",
+      params: {},
+      target: { agents: ["web-1"] },
+      max_concurrency_spec: null,
+      max_concurrency: 1,
+      max_errors: null,
+      status: "succeeded",
+      cancel_requested: false,
+      created_at: "2026-01-12T10:00:00.000Z",
+      completed_at: "2026-01-12T10:00:01.000Z",
+      totals: { success: 1, total: 1 },
+      agents: [agent],
+    },
+  }).toString();
+  assert.match(page, /<td data-label="Output">red &lt;b&gt;first&lt;\/b&gt;<\/td>/);
+  assert.ok(!page.includes("\x1b"), "no escape character is left");
+  // Its duration as on the command pages.
+  assert.match(page, /<td data-label="Duration">2 min 5 s<\/td>/);
 });

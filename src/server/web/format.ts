@@ -21,6 +21,8 @@ export interface CommandJson {
   acked_at?: string | null;
   started_at?: string | null;
   completed_at?: string | null;
+  /** When it expires if still queued. */
+  expires_at?: string | null;
   result?: {
     exit_code: number | null;
     signal: string | null;
@@ -138,7 +140,9 @@ export function formatDuration(secs: number | null | undefined): string {
   if (secs === null || secs === undefined || !Number.isFinite(secs)) return "—";
   if (secs < 10) return `${secs.toFixed(2)} s`;
   if (secs < 120) return `${secs.toFixed(1)} s`;
-  return `${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s`;
+  // Rounded to whole seconds first: 179.6 s is 3 min 0 s, never 2 min 60 s.
+  const whole = Math.round(secs);
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
 
 /** How long after its last request an agent that holds no wait still counts as online, in ms. */
@@ -184,6 +188,25 @@ export function formatHeartbeat(beat: HeartbeatJson | null | undefined): string 
   return parts.length > 0 ? parts.join(" · ") : "—";
 }
 
+/**
+ * A terminal's control sequences: CSI (colours, cursor moves, erases: `ESC [ … final`), OSC
+ * (window titles, links: `ESC ] … BEL` or `ESC ] … ESC \`), character-set choices (`ESC ( B`)
+ * and the two-byte ones (`ESC 7`, `ESC M`, …). The page is no terminal: they would show as a box
+ * and stray brackets (`□[32mok□[0m`). The same expression is in `static/console.js`.
+ */
+export const TERMINAL_SEQUENCE: RegExp =
+  // deno-lint-ignore no-control-regex -- the escape character is what it finds
+  /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][ -~]|[78=>DEHMNOZc])/g;
+
+/**
+ * Output as the page shows it: without terminal control sequences ({@link TERMINAL_SEQUENCE}).
+ *
+ * @param text Output text.
+ */
+export function withoutTerminalCodes(text: string): string {
+  return text.includes("\x1b") ? text.replace(TERMINAL_SEQUENCE, "") : text;
+}
+
 /** One output stream as the page shows it. */
 export interface OutputView {
   /** The text before the cut (all of it when nothing was cut). */
@@ -194,6 +217,16 @@ export interface OutputView {
   cutBytes: number;
   /** Whether the bytes are not UTF-8 text (invalid bytes are shown as U+FFFD). */
   binary: boolean;
+  /** Whether terminal control sequences (colours, cursor moves) were left out of the text. */
+  terminalCodes: boolean;
+}
+
+/** The view with terminal control sequences left out of its text. */
+function shown(view: Omit<OutputView, "terminalCodes">): OutputView {
+  const head = withoutTerminalCodes(view.head);
+  const tail = withoutTerminalCodes(view.tail);
+  const terminalCodes = head.length !== view.head.length || tail.length !== view.tail.length;
+  return { ...view, head, tail, terminalCodes };
 }
 
 const decoder = new TextDecoder();
@@ -220,28 +253,33 @@ export function outputView(
     try {
       bytes = Uint8Array.from(atob(text ?? ""), (c) => c.charCodeAt(0));
     } catch {
-      return { head: text ?? "", tail: "", cutBytes, binary };
+      return shown({ head: text ?? "", tail: "", cutBytes, binary });
     }
   }
   if (cutBytes === 0) {
-    return { head: bytes ? decoder.decode(bytes) : text ?? "", tail: "", cutBytes, binary };
+    return shown({ head: bytes ? decoder.decode(bytes) : text ?? "", tail: "", cutBytes, binary });
   }
   if (!binary && text) {
     // The agent marks the cut in text output with a line of its own: cut there, in its place.
     const marker = `[status: ${cutBytes} bytes dropped here]\n`;
     const at = text.indexOf(marker);
     if (at >= 0) {
-      return { head: text.slice(0, at), tail: text.slice(at + marker.length), cutBytes, binary };
+      return shown({
+        head: text.slice(0, at),
+        tail: text.slice(at + marker.length),
+        cutBytes,
+        binary,
+      });
     }
   }
   bytes ??= new TextEncoder().encode(text ?? "");
   let half = Math.floor(bytes.length / 2);
   // Not inside a UTF-8 character: back to its first byte.
   for (let back = 0; back < 3 && half > 0 && (bytes[half] & 0xc0) === 0x80; back++) half--;
-  return {
+  return shown({
     head: decoder.decode(bytes.subarray(0, half)),
     tail: decoder.decode(bytes.subarray(half)),
     cutBytes,
     binary,
-  };
+  });
 }

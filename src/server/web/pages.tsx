@@ -105,6 +105,20 @@ export function StatusBadge(props: { status: string }) {
   return <span class={`status ${statusTone(props.status)}`}>{props.status}</span>;
 }
 
+/**
+ * Says, where script is off, that a page which follows what it shows does not: it is read again
+ * only when reloaded. Outside the parts the script swaps in.
+ */
+export function NoScriptNote() {
+  return (
+    <noscript>
+      <p class="notice info" id="noscript-note">
+        JavaScript is off, so this page does not update itself: reload it to see what changed.
+      </p>
+    </noscript>
+  );
+}
+
 function Notice(props: { kind: "error" | "info"; children?: Child }) {
   return (
     <p class={`notice ${props.kind}`} role={props.kind === "error" ? "alert" : "status"}>
@@ -152,6 +166,7 @@ export function LoginPage(
 export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) {
   return (
     <Layout {...props} title="Agents" current="agents">
+      <NoScriptNote />
       <div id="agents" data-refresh-secs="5">
         {props.agents.length === 0
           ? (
@@ -277,6 +292,17 @@ export function CommandsPage(
             {props.agents.map((id) => (
               <option value={id} selected={id === filter.agent}>{id}</option>
             ))}
+            {
+              // An agent the list does not know (removed since, or typed): the filter still names
+              // it, rather than showing "All agents" over its commands alone.
+              filter.agent && !props.agents.includes(filter.agent)
+                ? (
+                  <option value={filter.agent} selected>
+                    {`${filter.agent} (not registered)`}
+                  </option>
+                )
+                : null
+            }
           </select>
         </div>
         <div class="field">
@@ -292,40 +318,49 @@ export function CommandsPage(
         </div>
         <button type="submit">Filter</button>
       </form>
-      {props.commands.length === 0 ? <p>No command matches.</p> : (
-        <table class="cards">
-          <caption class="sr-only">Commands, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Command</th>
-              <th scope="col">Status</th>
-              <th scope="col">Agent</th>
-              <th scope="col">Queued at</th>
-              <th scope="col">Exit</th>
-              <th scope="col">Duration</th>
-            </tr>
-          </thead>
-          <tbody>
-            {props.commands.map((command) => (
+      {props.commands.length === 0
+        ? (filter.page > 1
+          ? (
+            <p>
+              The list ends before page {String(filter.page)}.{" "}
+              <a href={commandsHref({ ...filter, page: 1 })}>Go to the first page</a>
+            </p>
+          )
+          : <p>No command matches.</p>)
+        : (
+          <table class="cards">
+            <caption class="sr-only">Commands, newest first</caption>
+            <thead>
               <tr>
-                <th scope="row" data-label="Command">
-                  <a href={`/commands/${encodeURIComponent(command.id)}`}>
-                    <code>{command.name}</code>
-                  </a>
-                  <span class="sub">{command.id}</span>
-                </th>
-                <td data-label="Status">
-                  <StatusBadge status={command.status} />
-                </td>
-                <td data-label="Agent" class="id">{command.agent_id}</td>
-                <td data-label="Queued at">{formatTime(command.created_at)}</td>
-                <td data-label="Exit">{exitText(command)}</td>
-                <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>
+                <th scope="col">Command</th>
+                <th scope="col">Status</th>
+                <th scope="col">Agent</th>
+                <th scope="col">Queued at</th>
+                <th scope="col">Exit</th>
+                <th scope="col">Duration</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {props.commands.map((command) => (
+                <tr>
+                  <th scope="row" data-label="Command">
+                    <a href={`/commands/${encodeURIComponent(command.id)}`}>
+                      <code>{command.name}</code>
+                    </a>
+                    <span class="sub">{command.id}</span>
+                  </th>
+                  <td data-label="Status">
+                    <StatusBadge status={command.status} />
+                  </td>
+                  <td data-label="Agent" class="id">{command.agent_id}</td>
+                  <td data-label="Queued at">{formatTime(command.created_at)}</td>
+                  <td data-label="Exit">{exitText(command)}</td>
+                  <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
       <nav class="pager" aria-label="Pages">
         {filter.page > 1
           ? <a href={commandsHref({ ...filter, page: filter.page - 1 })} rel="prev">Newer</a>
@@ -362,6 +397,14 @@ function Output(
     <section class="output" aria-labelledby={`${props.stream}-title`}>
       <h3 id={`${props.stream}-title`}>{props.stream}</h3>
       {view.binary ? <p class="hint">Not UTF-8 text: invalid bytes are shown as �.</p> : null}
+      {view.terminalCodes
+        ? (
+          <p class="hint">
+            Terminal colour and cursor codes are left out here; the API and{" "}
+            <code>status result</code> keep them.
+          </p>
+        )
+        : null}
       <pre id={props.stream} data-stream={props.stream} tabindex={0}>{view.head}{view.cutBytes > 0
         ? (
           <span class="cut" role="note">
@@ -382,13 +425,65 @@ function Output(
 }
 
 /**
+ * The enqueue form filled with a command's agent, command line, timeout and priority, or null
+ * when the command has parameters the form does not take (they would be lost).
+ *
+ * @param command The command.
+ */
+export function againHref(command: CommandJson): string | null {
+  const params = command.params ?? {};
+  if (Object.keys(params).some((key) => key !== "timeout_secs" && key !== "priority")) return null;
+  const query = new URLSearchParams({ agent: command.agent_id, name: command.name });
+  if (typeof params.timeout_secs === "number") query.set("timeout", String(params.timeout_secs));
+  if (typeof params.priority === "string") query.set("priority", params.priority);
+  return `/enqueue?${query}`;
+}
+
+/**
+ * Why a queued command waits, when its agent cannot take it now (as the enqueue's `warning` says,
+ * which `status enqueue` prints): it is not registered, or offline.
+ */
+function QueuedFor(props: { command: CommandJson; agent: AgentJson | null; now: number }) {
+  const { command, agent } = props;
+  const expiry = command.expires_at
+    ? `; it expires at ${formatTime(command.expires_at)} if still queued then`
+    : "";
+  if (agent === null) {
+    return (
+      <Notice kind="info">
+        {`Agent ${command.agent_id} is not registered on this dashboard: the command waits in ` +
+          `its queue until the agent is added and connects${expiry}.`}
+      </Notice>
+    );
+  }
+  if (agentState(agent, props.now) !== "offline") return null;
+  const seen = agent.last_seen_at
+    ? `is offline (last seen ${formatAgo(agent.last_seen_at, props.now)})`
+    : "has never connected";
+  return (
+    <Notice kind="info">
+      {`Agent ${command.agent_id} ${seen}: the command waits in its queue until the agent ` +
+        `connects${expiry}.`}
+    </Notice>
+  );
+}
+
+/**
  * The part of the command page that live updates replace: everything about the command.
  *
  * @param props The command and the session's CSRF token.
  */
-export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
+export function CommandDetail(
+  props: {
+    command: CommandJson;
+    csrf?: string;
+    /** The agent of a queued command (null: not registered), and the time, when looked up. */
+    agent?: { agent: AgentJson | null; now: number };
+  },
+) {
   const { command } = props;
   const final = isFinal(command.status);
+  const again = againHref(command);
   const result = command.result ?? null;
   const steps: Array<[string, string | null | undefined]> = [
     ["queued", command.created_at],
@@ -408,6 +503,9 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
         <StatusBadge status={command.status} />
         <code class="cmdline">{command.name}</code>
       </p>
+      {command.status === "queued" && props.agent
+        ? <QueuedFor command={command} {...props.agent} />
+        : null}
       {!final && command.cancel_requested
         ? <Notice kind="info">Cancel requested: waiting for the agent to stop the command.</Notice>
         : null}
@@ -417,6 +515,13 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
             <Csrf token={props.csrf} />
             <button type="submit" class="danger" id="cancel-button">Cancel command</button>
           </form>
+        )
+        : null}
+      {again
+        ? (
+          <p>
+            <a href={again}>Enqueue again…</a>
+          </p>
         )
         : null}
       <dl class="facts">
@@ -490,18 +595,27 @@ export function CommandDetail(props: { command: CommandJson; csrf?: string }) {
  *
  * @param props Frame, the command and a notice (what a form just did).
  */
-export function CommandPage(props: Frame & { command: CommandJson; notice?: string }) {
+export function CommandPage(
+  props: Frame & {
+    command: CommandJson;
+    notice?: string;
+    agent?: { agent: AgentJson | null; now: number };
+  },
+) {
   return (
     <Layout {...props} title="Command" current="commands">
       {props.notice ? <Notice kind="info">{props.notice}</Notice> : null}
+      {isFinal(props.command.status) ? null : <NoScriptNote />}
       <p class="sr-only" role="status" aria-live="polite" id="live-status"></p>
-      <CommandDetail command={props.command} csrf={props.csrf} />
+      <CommandDetail command={props.command} csrf={props.csrf} agent={props.agent} />
     </Layout>
   );
 }
 
 /** What the enqueue form was filled with. */
 export interface EnqueueValues {
+  /** The id the command gets (one per form shown, so a form sent twice enqueues once). */
+  id?: string;
   agent?: string;
   name?: string;
   timeout?: string;
@@ -525,8 +639,16 @@ export function EnqueuePage(
         : null}
       <form method="post" action="/enqueue" class="panel">
         <Csrf token={props.csrf} />
+        {values.id ? <input type="hidden" name="id" value={values.id} autocomplete="off" /> : null}
         <label for="enqueue-agent">Agent</label>
         <select id="enqueue-agent" name="agent" required>
+          {
+            // An agent asked for that is not known: nothing is chosen in its place, so the form
+            // cannot be sent to another agent by mistake.
+            values.agent && !props.agents.includes(values.agent)
+              ? <option value="" selected>Choose an agent</option>
+              : null
+          }
           {props.agents.map((id) => <option value={id} selected={id === values.agent}>{id}
           </option>)}
         </select>

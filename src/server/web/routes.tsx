@@ -192,6 +192,44 @@ function safeNext(value: string | undefined | null): string {
   return /^[\x21-\x7e]{1,2000}$/.test(value) ? value : "/";
 }
 
+/** The fields of the enqueue and start-a-run forms that their pages take from the query. */
+const FORM_FIELDS: Record<string, readonly string[]> = {
+  "/enqueue": ["agent", "name", "timeout", "priority"],
+  "/runs/new": [
+    "name",
+    "agents",
+    "deployment",
+    "labels",
+    "concurrency",
+    "errors",
+    "timeout",
+    "ttl",
+  ],
+};
+
+/**
+ * Where to go back to after a login that a form's post led to (its session had ended): the page
+ * the form was on, the enqueue and start-a-run forms filled with what was typed, so nothing is lost
+ * (nothing was sent: the form is sent again from there).
+ */
+async function formPageOf(path: string, request: Request): Promise<string> {
+  const fields = FORM_FIELDS[path];
+  if (!fields) return safeNext(path.replace(/\/(cancel|logout)$/, ""));
+  let form: URLSearchParams | null = null;
+  try {
+    form = await readForm(request);
+  } catch {
+    // a body cut short: the empty form
+  }
+  const query = new URLSearchParams();
+  for (const field of fields) {
+    const value = form?.get(field);
+    if (value) query.set(field, value);
+  }
+  const next = query.size > 0 ? `${path}?${query}` : path;
+  return safeNext(next) === next ? next : path;
+}
+
 /**
  * Reads a posted form. A body cut short is the client's fault, answered `400` as on every route
  * (`readBody`'s error); one larger than {@link MAX_FORM_BYTES} is no form of the console.
@@ -281,7 +319,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   };
 
   /** The session of a page request, or the answer that sends the browser to log in. */
-  const sessionOf = (c: Context<ServerEnv>): PageSession | Response => {
+  const sessionOf = async (c: Context<ServerEnv>): Promise<PageSession | Response> => {
     if (devMode && !isLoopback(new URL(c.req.url).hostname)) {
       // An open console answers only to a loopback name: a page of another site whose name was
       // made to resolve to 127.0.0.1 (DNS rebinding) gets nothing.
@@ -308,7 +346,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       };
     }
     const url = new URL(c.req.url);
-    const next = c.req.method === "GET" ? `${url.pathname}${url.search}` : "/";
+    const next = c.req.method === "GET"
+      ? `${url.pathname}${url.search}`
+      : await formPageOf(url.pathname, c.req.raw);
     const query = new URLSearchParams({ next });
     if (check.state === "expired") query.set("expired", "1");
     return redirect(`/login?${query}`, check.state === "expired" ? [sessionCookie(c, "", 0)] : []);
@@ -345,7 +385,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       let response: Response;
       let session: PageSession | Response | undefined;
       try {
-        session = sessionOf(c);
+        session = await sessionOf(c);
         response = session instanceof Response ? session : await handler(c, session);
       } catch (error) {
         // The client's fault (a form cut short): answered as on every route.
@@ -507,13 +547,23 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         cancelled: "Cancelled before it was delivered.",
         requested: "Cancel requested: the agent stops the command.",
         final: "It had already ended, so there was nothing to cancel.",
+        already: "It is cancelled.",
         enqueued: "Enqueued.",
       };
+      const command = body as unknown as CommandJson;
+      // A queued command's agent, to say why it waits when the agent cannot take it now.
+      const agent = command.status === "queued"
+        ? {
+          agent: (await listAgents(session)).find((a) => a.id === command.agent_id) ?? null,
+          now: clock.now(),
+        }
+        : undefined;
       return html(
         <CommandPage
           {...frame(session)}
-          command={body as unknown as CommandJson}
+          command={command}
           notice={notices[c.req.query("done") ?? ""]}
+          agent={agent}
         />,
       );
     }),
@@ -534,8 +584,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         remote: remoteOf(c),
       });
       if (status === 404) return redirect(path);
-      const outcome = status === 200 ? "cancelled" : status === 202 ? "requested" : "final";
       if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
+      // Already cancelled (the form sent twice, or cancelled from elsewhere): said as such, not as
+      // a command that ended before it could be cancelled.
+      const already = (body.details as { status?: unknown } | undefined)?.status === "cancelled";
+      const outcome = status === 200
+        ? "cancelled"
+        : status === 202
+        ? "requested"
+        : already
+        ? "already"
+        : "final";
       return redirect(`${path}?done=${outcome}`);
     }),
   );
@@ -547,15 +606,30 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     status = 200,
   ) => {
     const agents = (await listAgents(session)).map((a) => a.id);
+    if (!error && values.agent && !agents.includes(values.agent)) {
+      error = `Agent ${shortForm(values.agent)} is not registered: choose another.`;
+    }
+    // Every form shown gets a new command id: a form sent twice (a double click) enqueues one
+    // command, the second time answered as a duplicate; nothing was enqueued with an id of a form
+    // shown again after a refusal.
+    const fresh = { ...values, id: crypto.randomUUID() };
     return html(
-      <EnqueuePage {...frame(session)} agents={agents} values={values} error={error} />,
+      <EnqueuePage {...frame(session)} agents={agents} values={fresh} error={error} />,
       status,
     );
   };
 
   getPage(
     "/enqueue",
-    page((c, session) => enqueueForm(session, { agent: c.req.query("agent") })),
+    // Filled from the query: after a login that a post of the form led to, and "Enqueue again".
+    page((c, session) =>
+      enqueueForm(session, {
+        agent: c.req.query("agent") || undefined,
+        name: c.req.query("name"),
+        timeout: c.req.query("timeout"),
+        priority: c.req.query("priority"),
+      })
+    ),
   );
 
   app.post(
@@ -566,6 +640,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (denied) return denied;
       if (!form) return enqueueForm(session, {}, "The form could not be read.", 400);
       const values: EnqueueValues = {
+        id: form.get("id")?.trim() || undefined,
         agent: form.get("agent")?.trim() ?? "",
         name: form.get("name") ?? "",
         timeout: form.get("timeout")?.trim() ?? "",
@@ -599,13 +674,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }
       const { status, body } = await api(session, "/api/v1/agent/commands/enqueue", {
         method: "POST",
-        body: JSON.stringify({ agent_id: values.agent, name: values.name, params }),
+        body: JSON.stringify({ id: values.id, agent_id: values.agent, name: values.name, params }),
       });
       if (status !== 202) {
+        const why = status === 409
+          ? `this form was sent before with other values (command ${shortForm(values.id ?? "")})` +
+            "; check them and send it again"
+          : String(body.error ?? `the dashboard answered ${status}`);
         return enqueueForm(
           session,
           values,
-          `Not enqueued: ${String(body.error ?? `the dashboard answered ${status}`)}.`,
+          `Not enqueued: ${why}.`,
           status >= 400 && status < 500 ? status : 400,
         );
       }
@@ -629,10 +708,27 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }),
   );
 
+  // Every form shown gets a new run id: a form sent twice (a double click) starts one run.
   const runForm = (session: PageSession, values: RunFormValues, error?: string, status = 200) =>
-    html(<StartRunPage {...frame(session)} values={values} error={error} />, status);
+    html(
+      <StartRunPage
+        {...frame(session)}
+        values={{ ...values, id: crypto.randomUUID() }}
+        error={error}
+      />,
+      status,
+    );
 
-  getPage("/runs/new", page((_c, session) => runForm(session, {})));
+  getPage(
+    "/runs/new",
+    page((c, session) => {
+      const values: RunFormValues = {};
+      for (const field of FORM_FIELDS["/runs/new"]) {
+        values[field as keyof RunFormValues] = c.req.query(field);
+      }
+      return runForm(session, values);
+    }),
+  );
 
   app.post(
     "/runs/new",
@@ -646,6 +742,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       for (const field of [...fields, "timeout", "ttl"] as const) {
         values[field] = form.get(field) ?? "";
       }
+      values.id = form.get("id")?.trim() || undefined;
       const request = runRequestOfForm(values);
       if ("error" in request) return runForm(session, values, request.error, 400);
       const { status, body } = await api(session, "/api/v1/runs", {
@@ -653,10 +750,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         body: JSON.stringify(request.body),
       });
       if (status !== 201 && status !== 200) {
+        const why = status === 409
+          ? `this form was sent before with other values (run ${shortForm(values.id ?? "")})` +
+            "; check them and send it again"
+          : String(body.error ?? `the dashboard answered ${status}`);
         return runForm(
           session,
           values,
-          `Not started: ${String(body.error ?? `the dashboard answered ${status}`)}.`,
+          `Not started: ${why}.`,
           status >= 400 && status < 500 ? status : 400,
         );
       }
@@ -688,6 +789,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const notices: Record<string, string> = {
         cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
         final: "It had already ended, so there was nothing to cancel.",
+        already: "It is cancelled: nothing more starts.",
       };
       return html(
         <RunPage
@@ -715,7 +817,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       });
       if (status === 404) return redirect(path);
       if (status >= 400 && status !== 409) throw new ApiUnavailable(status, body);
-      return redirect(`${path}?done=${status === 409 ? "final" : "cancelled"}`);
+      if (status === 409) {
+        // Already cancelled (the form sent twice, or cancelled from elsewhere), or ended first.
+        const run = await api(session, `/api/v1${path}`);
+        const already = run.status === 200 &&
+          (run.body.status === "cancelled" || run.body.status === "cancelling");
+        return redirect(`${path}?done=${already ? "already" : "final"}`);
+      }
+      return redirect(`${path}?done=cancelled`);
     }),
   );
 

@@ -12,8 +12,8 @@
 import type { Child } from "hono/jsx";
 import type { RunAgentView, RunView } from "../../protocol/runs.ts";
 import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/runs.ts";
-import { formatTime, statusTone } from "./format.ts";
-import { type Frame, Layout, StatusBadge } from "./pages.tsx";
+import { formatDuration, formatTime, statusTone, withoutTerminalCodes } from "./format.ts";
+import { type Frame, Layout, NoScriptNote, StatusBadge } from "./pages.tsx";
 
 /** A run as the list shows it (no per-agent rows). */
 export type RunSummaryJson = Omit<RunView, "agents">;
@@ -69,6 +69,7 @@ export function RunsPage(props: Frame & { runs: RunSummaryJson[] }) {
       <p>
         <a href="/runs/new">Start a run</a>
       </p>
+      <NoScriptNote />
       <div id="runs" data-refresh-secs="5">
         {props.runs.length === 0
           ? (
@@ -129,10 +130,10 @@ function AgentRow(props: { agent: RunAgentView }) {
       </td>
       <td data-label="Exit">{a.exit_code === null ? "—" : String(a.exit_code)}</td>
       <td data-label="Duration">
-        {a.duration_secs === null ? "—" : `${a.duration_secs.toFixed(1)} s`}
+        {formatDuration(a.duration_secs)}
       </td>
       <td data-label="Output">
-        {a.first_line ?? a.error ?? "—"}
+        {a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—"}
       </td>
       <td data-label="Command">
         {commandLink
@@ -155,6 +156,7 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
   return (
     <Layout {...props} title={`Run ${run.id}`} current="runs">
       {props.notice ? <p class="notice info" role="status">{props.notice}</p> : null}
+      {over ? null : <NoScriptNote />}
       <div
         id="run-detail"
         data-status={run.status}
@@ -219,6 +221,8 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
 
 /** What the start-a-run form was filled with. */
 export interface RunFormValues {
+  /** The id the run gets (one per form shown, so a form sent twice starts one run). */
+  id?: string;
   name?: string;
   agents?: string;
   deployment?: string;
@@ -272,6 +276,7 @@ export function StartRunPage(props: Frame & { values: RunFormValues; error?: str
       {props.error ? <p class="notice error" role="alert">{props.error}</p> : null}
       <form method="post" action="/runs/new" class="panel">
         <input type="hidden" name="csrf" value={props.csrf ?? ""} />
+        {values.id ? <input type="hidden" name="id" value={values.id} autocomplete="off" /> : null}
         <Field
           id="name"
           label="Command line"
@@ -358,6 +363,7 @@ export function runRequestOfForm(
     return { error: "Name the agents, a deployment or labels." };
   }
   const body: Record<string, unknown> = { name: values.name, target };
+  if (values.id) body.id = values.id;
   if (values.concurrency?.trim()) {
     try {
       body.max_concurrency = parseMaxConcurrency(values.concurrency);

@@ -9,35 +9,111 @@
 // - a part marked data-refresh-secs (the agents table) is re-read from the dashboard every so
 //   often.
 //
+// Once the session has ended (a page comes back as the login form, the API answers 401) both stop
+// and the page says so.
+//
 // Everything it shows is set as text or taken from the dashboard's own rendered page.
 "use strict";
 
 (() => {
   /** Characters of live output a page keeps per stream. */
   const LIVE_TEXT_MAX = 1_000_000;
+  /** Terminal control sequences, left out of the page as the dashboard does (format.ts). */
+  const TERMINAL_SEQUENCE =
+    // deno-lint-ignore no-control-regex -- the escape character is what it finds
+    /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][ -~]|[78=>DEHMNOZc])/g;
 
-  /** Fetches this page again and returns the fresh element with the given id, or null. */
+  /** Set once the session has ended: nothing on the page updates any more. */
+  let sessionOver = false;
+
+  /**
+   * The session ended (logged out in another tab, or expired): says so once, with a link to log
+   * in again, instead of leaving the page looking live while it no longer changes.
+   */
+  function endSession() {
+    if (sessionOver) return;
+    sessionOver = true;
+    const main = document.getElementById("main");
+    if (!main) return;
+    const notice = document.createElement("p");
+    notice.className = "notice error";
+    notice.setAttribute("role", "alert");
+    notice.id = "session-ended";
+    const link = document.createElement("a");
+    link.href = "/login?" + new URLSearchParams({ next: location.pathname + location.search });
+    link.textContent = "Log in again";
+    notice.append("Your session has ended, so this page no longer updates. ", link, ".");
+    const title = main.querySelector("h1");
+    if (title) title.after(notice);
+    else main.prepend(notice);
+  }
+
+  /**
+   * Says, while the dashboard cannot be reached (down, restarting, or answering 5xx), that the page
+   * shows what it last had, instead of showing it as live; removed once an answer comes again.
+   */
+  function reachable(yes) {
+    const notice = document.getElementById("dashboard-unreachable");
+    if (yes || sessionOver) {
+      if (notice) notice.remove();
+      return;
+    }
+    const main = document.getElementById("main");
+    if (notice || !main) return;
+    const p = document.createElement("p");
+    p.className = "notice error";
+    p.setAttribute("role", "status");
+    p.id = "dashboard-unreachable";
+    p.textContent = "The dashboard cannot be reached: this page shows what it last had, and " +
+      "tries again.";
+    const title = main.querySelector("h1");
+    if (title) title.after(p);
+    else main.prepend(p);
+  }
+
+  /**
+   * Fetches this page again and returns the fresh element with the given id, or null; throws when
+   * the dashboard cannot be reached or fails (5xx).
+   */
   async function freshPart(id) {
     const response = await fetch(location.pathname + location.search, {
       credentials: "same-origin",
       cache: "no-store",
       headers: { Accept: "text/html" },
     });
+    if (response.status >= 500) throw new Error(`the dashboard answered ${response.status}`);
+    reachable(true);
+    if (response.redirected && new URL(response.url).pathname === "/login") endSession();
     if (!response.ok || response.redirected) return null;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
     return doc.getElementById(id);
   }
 
-  /** Replaces the element with the same id as `fresh`, keeping the keyboard focus where it was. */
+  /** The controls of a part that take the keyboard focus, in order. */
+  function focusables(root) {
+    return [...root.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")];
+  }
+
+  /**
+   * Replaces the element with the same id as `fresh`, keeping the keyboard focus where it was: on
+   * the element of the same id, else on the link to the same place (the agents table's links have
+   * no id), else on the control at the same place.
+   */
   function swap(fresh) {
     const current = document.getElementById(fresh.id);
     if (!current) return;
-    const focused = document.activeElement && document.activeElement.id;
+    const active = document.activeElement;
+    const inside = active && active !== current && current.contains(active);
+    const focused = active && active.id;
+    const href = inside ? active.getAttribute("href") : null;
+    const at = inside ? focusables(current).indexOf(active) : -1;
     current.replaceWith(document.adoptNode(fresh));
-    if (focused) {
-      const again = document.getElementById(focused);
-      if (again && again !== document.activeElement) again.focus();
+    let again = focused ? document.getElementById(focused) : null;
+    if (!again && at >= 0) {
+      const controls = focusables(fresh);
+      again = (href && controls.find((el) => el.getAttribute("href") === href)) || controls[at];
     }
+    if (again && again !== document.activeElement) again.focus({ preventScroll: true });
   }
 
   function followCommand(detail) {
@@ -48,6 +124,8 @@
     let stopped = false;
     let source = null;
     let opened = false;
+    /** Stream errors since it was last open: the first is the break, the next a failed reconnect. */
+    let failures = 0;
     let pollTimer = 0;
     let lastKey = null;
     let refreshing = false;
@@ -65,9 +143,8 @@
       if (!current || current.dataset.final === "true") return;
       for (const stream of ["stdout", "stderr"]) {
         const pre = document.getElementById(stream);
-        if (pre && live[stream].text && pre.textContent !== live[stream].text) {
-          pre.textContent = live[stream].text;
-        }
+        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "");
+        if (pre && text && pre.textContent !== text) pre.textContent = text;
       }
       if (live.stdout.text || live.stderr.text) {
         const hint = document.getElementById("output-hint");
@@ -85,7 +162,10 @@
         do {
           again = false;
           const fresh = await freshPart("command-detail");
-          if (!fresh) break;
+          if (!fresh) {
+            if (sessionOver) stop();
+            break;
+          }
           const before = document.getElementById("command-detail");
           const changed = !before || before.dataset.status !== fresh.dataset.status;
           swap(fresh);
@@ -97,6 +177,7 @@
         } while (again);
       } catch {
         // the next event or poll tries again
+        reachable(false);
       } finally {
         refreshing = false;
       }
@@ -143,7 +224,11 @@
     function poll() {
       if (stopped) return;
       fetch(api, { credentials: "same-origin", cache: "no-store" })
-        .then((response) => (response.ok ? response.json() : null))
+        .then((response) => {
+          reachable(response.status < 500);
+          if (response.status === 401) endSession();
+          return response.ok ? response.json() : null;
+        })
         .then((command) => {
           if (!command) return;
           const key = [
@@ -159,8 +244,9 @@
             return refresh();
           }
         })
-        .catch(() => {})
+        .catch(() => reachable(false))
         .finally(() => {
+          if (sessionOver) stop();
           if (!stopped) pollTimer = setTimeout(poll, 1000);
         });
     }
@@ -169,6 +255,8 @@
       if (typeof EventSource !== "function") return poll();
       source = new EventSource(api + "/events");
       source.addEventListener("open", () => {
+        failures = 0;
+        reachable(true);
         // After a reconnect, catch up with what changed meanwhile.
         if (opened) refresh();
         opened = true;
@@ -187,6 +275,10 @@
       });
       source.addEventListener("error", () => {
         if (stopped) return;
+        // A reconnect that failed too: the dashboard went away (or restarts) for now.
+        if (opened && source.readyState === EventSource.CONNECTING && ++failures > 1) {
+          reachable(false);
+        }
         // Never opened (no such endpoint: 404), or closed for good: poll instead. Otherwise the
         // browser reconnects by itself and resumes with Last-Event-ID.
         if (!opened || source.readyState === EventSource.CLOSED) {
@@ -216,9 +308,10 @@
         if (fresh) swap(fresh);
       } catch {
         // try again at the next tick
+        reachable(false);
       }
       const next = refreshMs(id);
-      if (next > 0) setTimeout(tick, next);
+      if (next > 0 && !sessionOver) setTimeout(tick, next);
     };
     const first = refreshMs(id);
     if (first > 0) setTimeout(tick, first);
