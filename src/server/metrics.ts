@@ -149,7 +149,7 @@ export class DashboardMetrics implements MetricsRenderer {
     });
     this.rateLimited = new Counter({
       name: "status_rate_limit_refusals_total",
-      help: "Agent requests refused by the rate limit (429)",
+      help: "Requests refused by a rate limit (429): agents', operators' and console logins'",
       registers,
     });
     this.leasesExpired = new Counter({
