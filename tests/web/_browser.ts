@@ -129,3 +129,75 @@ export async function eventually<T>(
   }
   throw new Error(`not within ${timeoutMs} ms: ${what}${last ? ` (last error: ${last})` : ""}`);
 }
+
+/**
+ * Registers a browser test: run here under `--allow-all` (which playwright-core needs), else again
+ * in a child `deno test --allow-all`; ignored where chromium is missing.
+ *
+ * @param name The test's name.
+ * @param file The test file (`import.meta.filename`).
+ * @param fn The test.
+ */
+export function browserTest(
+  name: string,
+  file: string,
+  fn: (t: Deno.TestContext) => Promise<void>,
+): void {
+  if (!HAS_ALL_PERMISSIONS) {
+    Deno.test({
+      name: `${name} (in a child deno test --allow-all, which playwright-core needs)`,
+      ignore: !BROWSER_AVAILABLE,
+    }, () => runUnderAllowAll(file));
+  } else {
+    Deno.test({
+      name,
+      ignore: !BROWSER_AVAILABLE,
+      // playwright-core keeps its connection's timers and pipes until the browser has closed.
+      sanitizeOps: false,
+      sanitizeResources: false,
+    }, fn);
+  }
+}
+
+/**
+ * A stand-in dashboard for the console script in a browser: `/static/console.js`, a running
+ * command `c1` (its page, its API record, no event stream, so the page polls) and, at any other
+ * path, an agents part refreshing every 0.2 s. `answer` is asked first (after the script) and
+ * answers instead when it returns a response.
+ *
+ * @param answer The test's own answers (a dashboard gone, a session ended).
+ * @returns The server; shut it down when done.
+ */
+export async function fakeConsoleServer(
+  answer: (path: string) => Response | undefined,
+): Promise<Deno.HttpServer<Deno.NetAddr>> {
+  const script = await Deno.readTextFile(
+    new URL("../../src/server/web/static/console.js", import.meta.url),
+  );
+  const page = (body: string) =>
+    new Response(
+      `<!doctype html><html><body><main id="main"><h1>Title</h1>${body}</main>` +
+        `<script src="/static/console.js"></script></body></html>`,
+      { headers: { "Content-Type": "text/html" } },
+    );
+  return Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/static/console.js") {
+      return new Response(script, { headers: { "Content-Type": "text/javascript" } });
+    }
+    if (path === "/login") return page(`<form>login</form>`);
+    if (path.endsWith("/events")) return new Response("no stream", { status: 404 });
+    const own = answer(path);
+    if (own) return own;
+    if (path === "/api/v1/commands/c1") {
+      return Response.json({ id: "c1", status: "running", attempt: 1 });
+    }
+    if (path === "/commands/c1") {
+      return page(
+        `<div id="command-detail" data-command-id="c1" data-status="running" ` +
+          `data-final="false">running</div>`,
+      );
+    }
+    return page(`<div id="agents" data-refresh-secs="0.2">agents</div>`);
+  });
+}

@@ -6,14 +6,7 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startAgent, tempDir, waitForListenUrl } from "../e2e/helpers.ts";
 import { PERMS, runCli, spawnCli } from "../_cli.ts";
-import {
-  BROWSER_AVAILABLE,
-  eventually,
-  HAS_ALL_PERMISSIONS,
-  launchChromium,
-  runUnderAllowAll,
-  screenshotDir,
-} from "./_browser.ts";
+import { browserTest, eventually, launchChromium, screenshotDir } from "./_browser.ts";
 
 const AGENT = "web-agent";
 /** An agent that is registered but started only later in the test. */
@@ -60,22 +53,9 @@ async function enqueueFromForm(page: Page, url: string, agent: string, line: str
 
 const NAME = "web console in chromium: login, agents, enqueue, live updates, cancel, CSRF, XSS";
 
-if (!HAS_ALL_PERMISSIONS) {
-  Deno.test({
-    name: `${NAME} (in a child deno test --allow-all, which playwright-core needs)`,
-    ignore: !BROWSER_AVAILABLE,
-  }, () => runUnderAllowAll(import.meta.filename!));
-} else {
-  Deno.test({
-    name: NAME,
-    ignore: !BROWSER_AVAILABLE,
-    // playwright-core keeps its connection's timers and pipes until the browser has closed.
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, browserTest);
-}
+browserTest(NAME, import.meta.filename!, consoleTest);
 
-async function browserTest(t: Deno.TestContext): Promise<void> {
+async function consoleTest(t: Deno.TestContext): Promise<void> {
   await using dir = tempDir("status-web-");
   const db = `${dir.path}/status.db`;
   const admin = `admin-${crypto.randomUUID()}`;

@@ -4,13 +4,7 @@
  * was on), and once a fresh copy comes without the attribute (the run ended) the refreshing stops.
  */
 import assert from "node:assert/strict";
-import {
-  BROWSER_AVAILABLE,
-  eventually,
-  HAS_ALL_PERMISSIONS,
-  launchChromium,
-  runUnderAllowAll,
-} from "./_browser.ts";
+import { browserTest, eventually, launchChromium } from "./_browser.ts";
 
 const NAME = "a refreshing part stops refreshing once a fresh copy asks for no more";
 const SCRIPT = new URL("../../src/server/web/static/console.js", import.meta.url);
@@ -58,16 +52,4 @@ async function refreshTest(): Promise<void> {
   }
 }
 
-if (!HAS_ALL_PERMISSIONS) {
-  Deno.test({
-    name: `${NAME} (in a child deno test --allow-all, which playwright-core needs)`,
-    ignore: !BROWSER_AVAILABLE,
-  }, () => runUnderAllowAll(import.meta.filename!));
-} else {
-  Deno.test({
-    name: NAME,
-    ignore: !BROWSER_AVAILABLE,
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, refreshTest);
-}
+browserTest(NAME, import.meta.filename!, refreshTest);

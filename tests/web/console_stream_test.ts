@@ -8,13 +8,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { makeDashboard, reportBody } from "../server/_helpers.ts";
-import {
-  BROWSER_AVAILABLE,
-  eventually,
-  HAS_ALL_PERMISSIONS,
-  launchChromium,
-  runUnderAllowAll,
-} from "./_browser.ts";
+import { browserTest, eventually, launchChromium } from "./_browser.ts";
 
 const NAME = "command page follows the event stream: live output chunks, end, no polling";
 const encoder = new TextEncoder();
@@ -163,16 +157,4 @@ async function streamTest(): Promise<void> {
   }
 }
 
-if (!HAS_ALL_PERMISSIONS) {
-  Deno.test({
-    name: `${NAME} (in a child deno test --allow-all, which playwright-core needs)`,
-    ignore: !BROWSER_AVAILABLE,
-  }, () => runUnderAllowAll(import.meta.filename!));
-} else {
-  Deno.test({
-    name: NAME,
-    ignore: !BROWSER_AVAILABLE,
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, streamTest);
-}
+browserTest(NAME, import.meta.filename!, streamTest);

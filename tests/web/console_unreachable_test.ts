@@ -3,45 +3,15 @@
  * in chromium: a refreshing part and a followed command say that the page shows what it last had,
  * and the note goes once the dashboard answers again.
  */
-import {
-  BROWSER_AVAILABLE,
-  eventually,
-  HAS_ALL_PERMISSIONS,
-  launchChromium,
-  runUnderAllowAll,
-} from "./_browser.ts";
+import { browserTest, eventually, fakeConsoleServer, launchChromium } from "./_browser.ts";
 
 const NAME = "a page says so while the dashboard cannot be reached, and no more once it answers";
-const SCRIPT = new URL("../../src/server/web/static/console.js", import.meta.url);
 
 async function unreachableTest(): Promise<void> {
-  const script = await Deno.readTextFile(SCRIPT);
   let down = false;
-  const page = (body: string) =>
-    new Response(
-      `<!doctype html><html><body><main id="main"><h1>Title</h1>${body}</main>` +
-        `<script src="/static/console.js"></script></body></html>`,
-      { headers: { "Content-Type": "text/html" } },
-    );
-  // The command has no event stream here: its page polls.
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
-    const path = new URL(request.url).pathname;
-    if (path === "/static/console.js") {
-      return new Response(script, { headers: { "Content-Type": "text/javascript" } });
-    }
-    if (path.endsWith("/events")) return new Response("no stream", { status: 404 });
-    if (down) return new Response("store unavailable", { status: 503 });
-    if (path === "/api/v1/commands/c1") {
-      return Response.json({ id: "c1", status: "running", attempt: 1 });
-    }
-    if (path === "/commands/c1") {
-      return page(
-        `<div id="command-detail" data-command-id="c1" data-status="running" ` +
-          `data-final="false">running</div>`,
-      );
-    }
-    return page(`<div id="agents" data-refresh-secs="0.2">agents</div>`);
-  });
+  const server = await fakeConsoleServer((_path) =>
+    down ? new Response("store unavailable", { status: 503 }) : undefined
+  );
   const browser = await launchChromium();
   try {
     const origin = `http://127.0.0.1:${server.addr.port}`;
@@ -70,16 +40,4 @@ async function unreachableTest(): Promise<void> {
   }
 }
 
-if (!HAS_ALL_PERMISSIONS) {
-  Deno.test({
-    name: `${NAME} (in a child deno test --allow-all, which playwright-core needs)`,
-    ignore: !BROWSER_AVAILABLE,
-  }, () => runUnderAllowAll(import.meta.filename!));
-} else {
-  Deno.test({
-    name: NAME,
-    ignore: !BROWSER_AVAILABLE,
-    sanitizeOps: false,
-    sanitizeResources: false,
-  }, unreachableTest);
-}
+browserTest(NAME, import.meta.filename!, unreachableTest);
