@@ -14,6 +14,7 @@ import {
   checkPolicy,
   createPolicy,
   ownCgroupPath,
+  type ProcessRecord,
   resolveUser,
   runCommand,
   Sandbox,
@@ -578,58 +579,58 @@ Deno.test({
   },
 });
 
+/**
+ * A leftover as a restarted agent finds it: a process group of two sleeps spawned by a sandbox
+ * without cgroups, with its process record; stopped and closed after `fn`.
+ */
+async function withLeftoverGroup(
+  fn: (sandbox: Sandbox, record: ProcessRecord, pid: number) => Promise<void>,
+): Promise<void> {
+  using twice = script("sleep 60 & sleep 60");
+  const sandbox = Sandbox.create({ cgroups: false });
+  const cell = await sandbox.open();
+  const child = cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" });
+  try {
+    await fn(sandbox, (await cell.recordSoon())!, child.pid);
+  } finally {
+    await cell.close();
+    await child.status;
+    await sandbox.close();
+  }
+}
+
 Deno.test({
   name: "with /proc, a group whose leader started at another time than recorded is not killed",
   ignore,
-  fn: async () => {
-    // Its members that started after the recorded time were killed: a pid used again by a new
-    // group leader (after a wrap of pids, or a reboot) lost its whole group.
-    using twice = script("sleep 60 & sleep 60");
-    const sandbox = Sandbox.create({ cgroups: false });
-    const cell = await sandbox.open();
-    const child = cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" });
-    try {
-      const record = (await cell.recordSoon())!;
+  // Its members that started after the recorded time were killed: a pid used again by a new
+  // group leader (after a wrap of pids, or a reboot) lost its whole group.
+  fn: () =>
+    withLeftoverGroup(async (sandbox, record, pid) => {
       assert.ok(record.start_ticks !== undefined && record.start_ticks > 0, "read from /proc");
       const earlier = { ...record, start_ticks: record.start_ticks! - 1 };
       assert.equal(await sandbox.stopLeftover(earlier), "ended");
-      assert.deepEqual(await alive([child.pid]), [child.pid], "left alone");
+      assert.deepEqual(await alive([pid]), [pid], "left alone");
       assert.equal(await sandbox.stopLeftover(record), "stopped");
-      assert.deepEqual(await survivors([child.pid]), []);
-    } finally {
-      await cell.close();
-      await child.status;
-      await sandbox.close();
-    }
-  },
+      assert.deepEqual(await survivors([pid]), []);
+    }),
 });
 
 Deno.test({
   name: "a record of another boot names nothing to kill: the command is reported gone with it",
   ignore,
-  fn: async () => {
-    // After a reboot the recorded pid may lead another program's group (its members started
-    // after the recorded time, or it has no leader): that group was killed.
-    using twice = script("sleep 60 & sleep 60");
-    const sandbox = Sandbox.create({ cgroups: false });
-    const cell = await sandbox.open();
-    const child = cell.spawn(twice.path, { stdout: "null", stderr: "null", stdin: "null" });
-    try {
-      const record = (await cell.recordSoon())!;
+  // After a reboot the recorded pid may lead another program's group (its members started after
+  // the recorded time, or it has no leader): that group was killed.
+  fn: () =>
+    withLeftoverGroup(async (sandbox, record, pid) => {
       const boot = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
       assert.equal(record.boot_id, boot, "the boot is recorded");
       const otherBoot = { ...record, boot_id: "00000000-0000-4000-8000-000000000000" };
       assert.equal(await sandbox.stopLeftover(otherBoot), "rebooted");
-      assert.deepEqual(await alive([child.pid]), [child.pid], "left alone");
+      assert.deepEqual(await alive([pid]), [pid], "left alone");
       const { boot_id: _boot, ...olderRecord } = record;
       assert.equal(await sandbox.stopLeftover(olderRecord), "stopped", "no boot: looked at");
-      assert.deepEqual(await survivors([child.pid]), []);
-    } finally {
-      await cell.close();
-      await child.status;
-      await sandbox.close();
-    }
-  },
+      assert.deepEqual(await survivors([pid]), []);
+    }),
 });
 
 Deno.test({
