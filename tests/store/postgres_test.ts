@@ -741,32 +741,46 @@ Deno.test({
   },
 });
 
+/**
+ * A login role of its own on a test database, with a password: `fn` gets the database's URL as
+ * that role and an admin connection; the role and what it owns are dropped after.
+ */
+async function withRole(
+  dbUrl: string,
+  prefix: string,
+  fn: (url: string, role: string, admin: postgres.Sql) => Promise<void>,
+): Promise<void> {
+  const role = `${prefix}_${crypto.randomUUID().slice(0, 8)}`;
+  const admin = postgres(dbUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+    const url = new URL(dbUrl);
+    url.username = role;
+    url.password = `pw-${role}`;
+    await fn(url.toString(), role, admin);
+  } finally {
+    await admin.unsafe(`DROP OWNED BY ${role}`).catch(() => {});
+    await admin.end();
+    const cleanup = postgres(dbUrl, { max: 1, onnotice: () => {} });
+    await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+    await cleanup.end();
+  }
+}
+
 Deno.test({
   name: "postgres store: a user who may not create the schema is told to own the database",
   ignore,
   async fn() {
     await using db = await testDatabase();
-    const url = new URL(db.url);
-    const role = `status_nocreate_${crypto.randomUUID().slice(0, 8)}`;
-    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
-    try {
-      await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+    await withRole(db.url, "status_nocreate", async (url, role, admin) => {
       await admin.unsafe(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
-      url.username = role;
-      url.password = `pw-${role}`;
-      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+      await assert.rejects(openPostgresStore(url), (error: Error) => {
         assert.ok(error instanceof StoreError, error.message);
         assert.match(error.message, /permission denied.*must own the database/);
         assert.doesNotMatch(error.message, new RegExp(`pw-${role}`));
         return true;
       });
-    } finally {
-      await admin.unsafe(`DROP OWNED BY ${role}`).catch(() => {});
-      await admin.end();
-      const cleanup = postgres(db.url, { max: 1, onnotice: () => {} });
-      await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
-      await cleanup.end();
-    }
+    });
   },
 });
 
@@ -776,15 +790,9 @@ Deno.test({
   async fn() {
     await using db = await migratedTestDatabase(migrate);
     const name = new URL(db.url).pathname.slice(1);
-    const role = `status_reader_${crypto.randomUUID().slice(0, 8)}`;
-    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
-    try {
-      await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+    await withRole(db.url, "status_reader", async (url, role, admin) => {
       await admin.unsafe(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
-      const url = new URL(db.url);
-      url.username = role;
-      url.password = `pw-${role}`;
-      await assert.rejects(openPostgresStore(url.toString()), (error: Error) => {
+      await assert.rejects(openPostgresStore(url), (error: Error) => {
         assert.ok(error instanceof StoreError, error.message);
         assert.match(error.message, new RegExp(`user "${role}" lacks INSERT on agents`));
         assert.doesNotMatch(error.message, new RegExp(`pw-${role}`));
@@ -799,13 +807,7 @@ Deno.test({
       });
       await admin.unsafe(`ALTER DATABASE ${name} RESET default_transaction_read_only`);
       await (await openPostgresStore(db.url)).close();
-    } finally {
-      await admin.unsafe(`DROP OWNED BY ${role}`).catch(() => {});
-      await admin.end();
-      const cleanup = postgres(db.url, { max: 1, onnotice: () => {} });
-      await cleanup.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
-      await cleanup.end();
-    }
+    });
   },
 });
 
