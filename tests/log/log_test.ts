@@ -20,6 +20,17 @@ function logEverywhere(): void {
   auditLogger().info("auth failure", { token: TOKEN, agent_id: "a1" });
 }
 
+/** A plain info record of `message`, as a sink is given it. */
+const record = (message: string) =>
+  ({
+    category: ["status"],
+    level: "info",
+    message: [message],
+    rawMessage: message,
+    properties: {},
+    timestamp: 0,
+  }) as const;
+
 Deno.test("a configured token never appears in a log line", async (t) => {
   for (const format of ["text", "json"] as const) {
     await t.step(format, () => {
@@ -167,15 +178,6 @@ Deno.test("a log file is its owner's only, and never written through a symlink",
         maxFiles: 2,
         formatter: (record) => `${record.rawMessage}\n`,
       });
-      const record = (message: string) =>
-        ({
-          category: ["status"],
-          level: "info",
-          message: [message],
-          rawMessage: message,
-          properties: {},
-          timestamp: 0,
-        }) as const;
       try {
         for (const message of ["first", "second", "third"]) sink(record(message));
       } finally {
@@ -338,15 +340,6 @@ Deno.test({
       maxFiles: 1,
       formatter: (record) => `${record.rawMessage}\n`,
     });
-    const record = (message: string) =>
-      ({
-        category: ["status"],
-        level: "info",
-        message: [message],
-        rawMessage: message,
-        properties: {},
-        timestamp: 0,
-      }) as const;
     try {
       sink(record("first"));
       // The disk fills up; only the rest of the log's last page is free.
