@@ -240,8 +240,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** When expired request ids were last deleted (see {@link SqliteStore.keepRequestId}). */
   #requestIdsSweptAt = -Infinity;
   /**
-   * The request ids this store committed, a batch per commit in the order written: the last rowid
-   * of each and when its last id expires. Expired batches are deleted by rowid range.
+   * The request ids this store committed, in batches in the order written (a second's commits at
+   * most each): the last rowid of each and when its last id expires. Expired batches are deleted
+   * by rowid range.
    */
   #requestIdBatches: Array<{ lastRowid: number; expiresAt: number }> = [];
   /** The latest `now` a kept request id came with: what the next sweep deletes up to. */
@@ -574,7 +575,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     }
     this.#group = null;
     this.#commits++;
-    if (batch !== null) this.#requestIdBatches.push(batch);
+    if (batch !== null) this.#rememberRequestIdBatch(batch);
     // This connection's own commit does not move data_version: its last look still stands.
     const current = this.#lookedAtEpoch === storeEpoch;
     storeEpoch++;
@@ -1628,6 +1629,21 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     let expiresAt = -Infinity;
     for (const { id } of pending) expiresAt = Math.max(expiresAt, id.expiresAt);
     return { lastRowid: Number(written.lastInsertRowid), expiresAt };
+  }
+
+  /**
+   * Remembers a committed batch of request ids for the sweep. Batches that expire within a second
+   * of the last one are merged into it (deleted up to a second later): a busy store commits
+   * hundreds of times a second, and the window is 660 s.
+   */
+  #rememberRequestIdBatch(batch: { lastRowid: number; expiresAt: number }): void {
+    const last = this.#requestIdBatches.at(-1);
+    if (last !== undefined && batch.expiresAt - last.expiresAt < 1_000) {
+      last.lastRowid = batch.lastRowid;
+      last.expiresAt = Math.max(last.expiresAt, batch.expiresAt);
+    } else {
+      this.#requestIdBatches.push(batch);
+    }
   }
 
   /** {@inheritDoc RequestIdJournal.keptRequestIds} */

@@ -644,6 +644,12 @@ Deno.test("sqlite store deletes the request ids it committed a batch at a time, 
       assert.deepEqual(keys(), ["a1\nr-1", "a1\nr-2"]);
       await keepWithWrite("a1\nr-3", 6_000);
       assert.deepEqual(keys(), ["a1\nr-2", "a1\nr-3"], "r-1 expired at 5 s");
+      // Commits less than a second apart make one batch, deleted once its last id expired.
+      await keepWithWrite("a1\nr-4", 6_500);
+      await keepWithWrite("a1\nr-5", 11_200);
+      assert.deepEqual(keys(), ["a1\nr-3", "a1\nr-4", "a1\nr-5"], "r-3 waits for r-4");
+      await keepWithWrite("a1\nr-6", 12_300);
+      assert.deepEqual(keys(), ["a1\nr-5", "a1\nr-6"]);
     } finally {
       await store.close();
     }
