@@ -177,6 +177,7 @@ export async function openPostgresStore(
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
   // the driver's "prefer" does.
   const ssl = sslModeOf(url) === "allow" ? { ssl: "prefer" as const } : {};
+  const queryTimeoutMs = (options.queryTimeoutSecs ?? 15) * 1000;
   const pool = () =>
     postgres(url, {
       ...ssl,
@@ -184,7 +185,14 @@ export async function openPostgresStore(
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
-      connection: { application_name: "status" },
+      // A transaction left idle for the query timeout belongs to an operation already given up
+      // on (this process froze: SIGSTOP, a paused VM): the server ends it then, so its row locks
+      // (or the migration lock) do not stop the other instances for as long as the freeze lasts.
+      // A setting of each connection, sent once when it opens, not a statement per transaction.
+      connection: {
+        application_name: "status",
+        idle_in_transaction_session_timeout: queryTimeoutMs,
+      },
     });
   let sql: Sql;
   try {
@@ -199,7 +207,7 @@ export async function openPostgresStore(
     sql,
     pool,
     where,
-    (options.queryTimeoutSecs ?? 15) * 1000,
+    queryTimeoutMs,
     (hooks) =>
       postgres(url, {
         ...ssl,
@@ -337,9 +345,8 @@ export class PostgresStore implements CommandStore, SharedStore {
   async migrate(): Promise<void> {
     const sql = this.#sql;
     await sql.begin(async (tx) => {
-      // An instance frozen while it holds the lock (SIGSTOP, a paused VM) loses it once idle for
-      // the query timeout: the others would otherwise wait for it as long as the freeze lasts.
-      await tx.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${this.#queryTimeoutMs}`);
+      // An instance frozen while it holds the lock loses it once idle for the query timeout (the
+      // pool's connections end such a transaction): the others do not wait as long as it lasts.
       await this.#migrationLock(tx);
       await tx.unsafe("SET LOCAL client_min_messages = warning");
       const [{ present }] = await tx.unsafe(
@@ -504,18 +511,11 @@ export class PostgresStore implements CommandStore, SharedStore {
   }
 
   /**
-   * Runs one store operation in a transaction. A transaction left idle for the query timeout
-   * belongs to an operation already given up on (this process froze: SIGSTOP, a paused VM): the
-   * server ends it then, so its row locks do not stop the other instances for as long as the
-   * freeze lasts. Sent with the first statement, not waited for on its own.
+   * Runs one store operation in a transaction (which the server ends once idle for the query
+   * timeout: see the pool's `idle_in_transaction_session_timeout`).
    */
   #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.#run(what, (sql) =>
-      sql.begin((tx) => {
-        tx.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${this.#queryTimeoutMs}`)
-          .catch(() => {}); // a failure fails the transaction's next statement
-        return fn(tx);
-      }) as Promise<T>);
+    return this.#run(what, (sql) => sql.begin((tx) => fn(tx)) as Promise<T>);
   }
 
   async #command(q: Querier, id: string, lock = false): Promise<CommandRecord | null> {
