@@ -103,13 +103,21 @@ function ps(field: "stat" | "args" | "uid", pid: number): string | undefined {
 export function isProcessAlive(pid: number): boolean {
   const canPs = isGranted({ name: "run", command: "ps" });
   if (isGranted({ name: "run" })) {
-    try {
-      Deno.kill(pid, 0);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return false;
-      if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
-    }
-    return !ps("stat", pid)?.startsWith("Z");
+    const exists = () => {
+      try {
+        Deno.kill(pid, 0);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return false;
+        if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
+      }
+      return true;
+    };
+    if (!exists()) return false;
+    const stat = ps("stat", pid);
+    if (stat !== undefined) return !stat.startsWith("Z");
+    // No answer from ps: the process may have been reaped since (a zombie a moment ago), or ps
+    // may be missing; the signal says which.
+    return exists();
   }
   if (canPs) {
     const stat = ps("stat", pid);
