@@ -207,7 +207,7 @@ function checkIdentity(options: AgentOptions): void {
 /**
  * Runs the agent until `signal` aborts, then lets a running command finish within the shutdown
  * grace (cancelling it after), reports its result and resolves. Library code: it never exits
- * the process and never installs signal handlers; the CLI turns SIGINT/SIGTERM into `signal`
+ * the process and never installs signal handlers; the CLI turns SIGINT/SIGTERM/SIGHUP into `signal`
  * (and a second signal into `options.stopNow`).
  *
  * @param options Settings and injectables.

@@ -27,7 +27,7 @@ import type { Io } from "./io.ts";
 
 /** Exit code of a program that could not be found (a shell's "command not found"). */
 export const EXEC_EXIT_NOT_FOUND = 127;
-/** Exit code of a run cancelled by SIGINT or SIGTERM (128 + 2). */
+/** Exit code of a run cancelled by SIGINT, SIGTERM or SIGHUP (128 + 2). */
 export const EXEC_EXIT_CANCELLED = 130;
 
 /** The flags of `status exec` (besides the setting flags). */
@@ -260,7 +260,7 @@ export function notReportedBySummary(record: LogRecordView): boolean {
   return !/^command (rejected|could not start)\b/.test(template);
 }
 
-/** Listens for SIGINT and SIGTERM while a command runs, so the run is cancelled, not orphaned. */
+/** Listens for SIGINT, SIGTERM and SIGHUP while a command runs, so the run is cancelled, not orphaned. */
 function cancelOnSignals(): { signal: AbortSignal } & Disposable {
   const controller = new AbortController();
   const listening = onSignals(STOP_SIGNALS, () => controller.abort());

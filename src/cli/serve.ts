@@ -1,5 +1,5 @@
 /**
- * `status serve`: runs the dashboard (command queue, wake-ups, results) until SIGINT or SIGTERM.
+ * `status serve`: runs the dashboard (command queue, wake-ups, results) until SIGINT, SIGTERM or SIGHUP.
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * Process signals of the CLI: listening for them (disposably), the two-stage stop of `status
- * agent` and `status up` (first SIGINT/SIGTERM: stop; second: stop at once), and the signal
+ * agent` and `status up` (first SIGINT/SIGTERM/SIGHUP: stop; second: stop at once), and the signal
  * numbers behind exit codes of the form 128 + n.
  *
  * @module
@@ -27,11 +27,15 @@ export function signalNumber(name: string): number | undefined {
   return Object.hasOwn(numbers, name) ? numbers[name] : undefined;
 }
 
-/** The signals that ask a CLI command to stop. */
-export type StopSignal = "SIGINT" | "SIGTERM";
+/**
+ * The signals that ask a CLI command to stop. SIGHUP is one: the terminal a foreground agent or
+ * dashboard ran in has closed (an SSH session ended), and by default it would end the process at
+ * once, leaving a running command to run on past its deadline with nobody to report it.
+ */
+export type StopSignal = "SIGINT" | "SIGTERM" | "SIGHUP";
 
 /** The signals that ask a CLI command to stop, in the order they are listened to. */
-export const STOP_SIGNALS: readonly StopSignal[] = ["SIGINT", "SIGTERM"];
+export const STOP_SIGNALS: readonly StopSignal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 /**
  * Calls `handler` on each of `signals` until disposed. A signal this platform cannot listen to
@@ -91,7 +95,7 @@ export function surviveFileSizeLimit(): void {
 
 /** What {@link twoStageStop} gives: a stop, a stop-at-once, and which signal forced it. */
 export interface TwoStageStop extends Disposable {
-  /** Aborted by the first SIGINT or SIGTERM. */
+  /** Aborted by the first SIGINT, SIGTERM or SIGHUP. */
   readonly stop: AbortController;
   /** Aborted by the second. */
   readonly stopNow: AbortController;
@@ -100,8 +104,8 @@ export interface TwoStageStop extends Disposable {
 }
 
 /**
- * Listens for SIGINT and SIGTERM until disposed: the first aborts `stop` (a graceful stop), the
- * second aborts `stopNow`.
+ * Listens for SIGINT, SIGTERM and SIGHUP until disposed: the first aborts `stop` (a graceful
+ * stop), the second aborts `stopNow`.
  *
  * @example The agent's stop
  * ```ts ignore

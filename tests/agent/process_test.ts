@@ -117,6 +117,35 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "SIGHUP (its terminal closed) stops the agent like SIGTERM: the command is stopped, reported",
+  async fn() {
+    const dir = tempDir();
+    try {
+      await using server = await startServer({
+        availableDescriptors: "plenty",
+        db: ":memory:",
+        port: 0,
+      });
+      await using agent = spawnCli(
+        agentArgs(server, dir, ["--shutdown-grace-secs", "1"]),
+        { cwd: dir, perms: AGENT_PERMS },
+      );
+      await agent.waitForLog("long-poll: polling loop started");
+      await enqueue(server.url, "proc-agent", "hup-1", "sleep 60");
+      await agent.waitForLog("Executing command: sleep 60 (id: hup-1)");
+      agent.kill("SIGHUP");
+      const status = await agent.exited(60_000);
+      assert.equal(status.code, 0, agent.stderr.text);
+      assert.ok(agent.logged(/SIGHUP received: stopping/));
+      assert.equal((await commandOf(server.url, "hup-1")).status, "interrupted");
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "a second signal stops at once; the outbox keeps the result for the next start",
   async fn() {
     const dir = tempDir();
