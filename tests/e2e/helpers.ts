@@ -181,3 +181,31 @@ export function tempDir(prefix = "status-e2e-"): { path: string } & AsyncDisposa
     },
   };
 }
+
+/** Whether every directory above `path` and the file itself let anyone search and execute. */
+function executableByOthers(path: string): boolean {
+  const parts = path.split("/").filter((part) => part !== "");
+  for (let i = 1; i <= parts.length; i++) {
+    const mode = Deno.statSync("/" + parts.slice(0, i).join("/")).mode ?? 0;
+    if ((mode & 0o001) === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * A path of this `deno` that the agent's command user can run. A root agent runs commands as
+ * `nobody`, who cannot reach a `deno` under root's home (`npx deno` keeps it in `/root/.npm`,
+ * mode 0700); then it is linked (or copied) into `dir`, which must be searchable by others.
+ */
+export function denoForCommands(dir: string): string {
+  const deno = Deno.execPath();
+  if (Deno.uid() !== 0 || executableByOthers(deno)) return deno;
+  const copy = `${dir}/deno`;
+  try {
+    Deno.linkSync(deno, copy);
+  } catch {
+    Deno.copyFileSync(deno, copy);
+  }
+  Deno.chmodSync(copy, 0o755);
+  return copy;
+}

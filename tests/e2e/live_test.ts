@@ -7,14 +7,12 @@ import assert from "node:assert/strict";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
 import { fromBase64 } from "../../src/protocol/mod.ts";
-import { startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
+import { denoForCommands, startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
 import { PERMS, runCli, spawnCli } from "../_cli.ts";
 
-const DENO = Deno.execPath();
-
-/** Options of an agent that may run `deno` on scripts under `dir`. */
-function denoAgentArgs(dir: string): string[] {
-  return ["--allowed-programs", `echo,${DENO}`, "--allowed-path-prefixes", dir];
+/** Options of an agent that may run `deno` (at `deno`) on scripts under `dir`. */
+function denoAgentArgs(dir: string, deno: string): string[] {
+  return ["--allowed-programs", `echo,${deno}`, "--allowed-path-prefixes", dir];
 }
 
 async function enqueue(url: string, agent: string, name: string): Promise<string> {
@@ -31,6 +29,7 @@ Deno.test("status result --follow prints each line as it is printed and exits wi
   await using dir = tempDir();
   // A root agent runs commands as nobody, who must be able to read the script.
   await Deno.chmod(dir.path, 0o755);
+  const deno = denoForCommands(dir.path);
   const marker = `${dir.path}/go`;
   const script = `${dir.path}/lines.ts`;
   await Deno.writeTextFile(
@@ -50,10 +49,10 @@ Deno.test("status result --follow prints each line as it is printed and exits wi
     agentId: "live-1",
     stateDir: `${dir.path}/state`,
     cwd: dir.path,
-    args: denoAgentArgs(dir.path),
+    args: denoAgentArgs(dir.path, deno),
   });
   await agent.stderr.waitFor("long-poll: polling loop started", { timeoutMs: 30_000 });
-  const id = await enqueue(serve.url, "live-1", `${DENO} run --allow-read=${marker} ${script}`);
+  const id = await enqueue(serve.url, "live-1", `${deno} run --allow-read=${marker} ${script}`);
 
   await using follower = spawnCli(["result", id, "--follow", "--dashboard-url", serve.url], {
     perms: PERMS.operator,
@@ -99,6 +98,7 @@ Deno.test({
     await using dir = tempDir();
     // A root agent runs commands as nobody, who must be able to read the script.
     await Deno.chmod(dir.path, 0o755);
+    const deno = denoForCommands(dir.path);
     const script = `${dir.path}/flood.ts`;
     await Deno.writeTextFile(
       script,
@@ -115,14 +115,14 @@ Deno.test({
       agentId: "flood-1",
       stateDir: `${dir.path}/state`,
       cwd: dir.path,
-      args: denoAgentArgs(dir.path),
+      args: denoAgentArgs(dir.path, deno),
     });
     await agent.stderr.waitFor("long-poll: polling loop started", { timeoutMs: 30_000 });
     // Warm up (first requests, first output), then measure while the command floods.
     await waitForFinal(serve.url, await enqueue(serve.url, "flood-1", "echo warm"));
     const before = await residentBytes(serve.url);
     let peak = before;
-    const id = await enqueue(serve.url, "flood-1", `${DENO} run ${script}`);
+    const id = await enqueue(serve.url, "flood-1", `${deno} run ${script}`);
     let final: Awaited<ReturnType<typeof waitForFinal>> | undefined;
     const finished = waitForFinal(serve.url, id, 120_000).then((f) => final = f);
     while (final === undefined) {
