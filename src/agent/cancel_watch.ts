@@ -81,9 +81,10 @@ export class CancelWatcher {
             return;
           case "none": {
             backoff.reset();
-            // An empty answer long before the timeout: do not spin against it.
+            // An empty answer long before the timeout: do not spin against it. At most a second:
+            // a wall clock set back during the wait makes `elapsed` negative.
             const elapsed = clock.now() - started;
-            if (elapsed < 1000) await clock.sleep(1000 - elapsed, done);
+            if (elapsed < 1000) await clock.sleep(Math.min(1000, 1000 - elapsed), done);
             break;
           }
           case "unsupported":

@@ -74,6 +74,9 @@ interface Pending {
 
 const log = logger("agent", "output");
 
+/** The longest pause after failed sends, in ms. */
+const MAX_RETRY_SPACING_MS = 10_000;
+
 /** Streams one command run's output to the dashboard. */
 export class OutputStreamer {
   readonly #options: Required<Omit<OutputStreamerOptions, "send" | "clock" | "attempt">>;
@@ -222,6 +225,10 @@ export class OutputStreamer {
         continue;
       }
       const now = this.#clock.now();
+      // A wall clock set back since the last send (or failure) would hold the output for as long
+      // as the step: those times move back with it.
+      if (this.#lastSendAt > now) this.#lastSendAt = now;
+      retryAt = Math.min(retryAt, now + MAX_RETRY_SPACING_MS);
       const sinceLast = now - this.#lastSendAt;
       const due = Math.max(
         retryAt - now,
@@ -260,7 +267,7 @@ export class OutputStreamer {
       } else {
         failures++;
         retryAt = this.#clock.now() +
-          Math.min(this.#options.intervalMs * 2 ** Math.min(failures, 4), 10_000);
+          Math.min(this.#options.intervalMs * 2 ** Math.min(failures, 4), MAX_RETRY_SPACING_MS);
       }
     }
   }

@@ -114,8 +114,9 @@ export class PollLoop {
             });
             await clock.sleep(nextPollSecs * 1000, signal);
           } else if (elapsed < 1000) {
-            // An empty answer long before the timeout: do not spin against it.
-            await clock.sleep(1000 - elapsed, signal);
+            // An empty answer long before the timeout: do not spin against it. At most a second:
+            // a wall clock set back during the wait makes `elapsed` negative.
+            await clock.sleep(Math.min(1000, 1000 - elapsed), signal);
           }
           break;
         }

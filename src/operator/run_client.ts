@@ -202,8 +202,9 @@ export async function waitForRun(
       const transient = error instanceof OperatorError &&
         (error.kind === "connection" || error.kind === "timeout" || error.kind === "server");
       if (!transient) throw error;
-      outageSince ??= Date.now();
-      if (Date.now() - outageSince > maxOutage) throw error;
+      // On the monotonic clock: a wall clock stepped forward is no outage.
+      outageSince ??= performance.now();
+      if (performance.now() - outageSince > maxOutage) throw error;
     }
     if (run) {
       const text = JSON.stringify(run);

@@ -326,6 +326,81 @@ Deno.test("a Stacker next_poll_secs longer than an hour is waited an hour, as Re
   assert.equal(clock.sleeps[0], 3_600_000);
 });
 
+/** A recording clock whose wall time can be set back, as NTP steps a clock that ran ahead. */
+class SteppedClock extends RecordingClock {
+  offsetMs = 0;
+  override now(): number {
+    return super.now() + this.offsetMs;
+  }
+}
+
+Deno.test("a wall clock set back during an empty wait or cancel-wait pauses a second, not the step", async (t) => {
+  // The pause after an early empty answer was 1 s minus the elapsed wall time: an hour set back
+  // during the wait made it an hour, with no command taken (or no cancel heard) meanwhile.
+  await t.step("the wait", async () => {
+    using _logs = captureLogs();
+    const clock = new SteppedClock();
+    const stop = new AbortController();
+    let calls = 0;
+    const fakeFetch: typeof fetch = () => {
+      if (++calls === 2) stop.abort();
+      clock.offsetMs -= 3_600_000;
+      return Promise.resolve(new Response(null, { status: 204 }));
+    };
+    await runAgent({
+      dashboardUrl: "http://127.0.0.1:9",
+      agentId: "agent-1",
+      heartbeat: false,
+      executor: new FakeExecutor(),
+      state: memoryAgentState(),
+      fetch: fakeFetch,
+      clock,
+    }, stop.signal);
+    assert.deepEqual(clock.sleeps, [1000]);
+  });
+
+  await t.step("the cancel-wait", async () => {
+    using _logs = captureLogs();
+    const clock = new SteppedClock();
+    const stop = new AbortController();
+    const executor = new FakeExecutor();
+    executor.behaviour = cancellable(new Promise(() => {}));
+    let waits = 0;
+    let cancelWaits = 0;
+    const fakeFetch: typeof fetch = (input) => {
+      const path = new URL(input instanceof Request ? input.url : String(input)).pathname;
+      if (path.endsWith("/cancel-wait")) {
+        if (++cancelWaits === 1) {
+          clock.offsetMs -= 3_600_000;
+          return Promise.resolve(new Response(null, { status: 204 }));
+        }
+        return Promise.resolve(Response.json({ cancel_requested: true }));
+      }
+      if (path.includes("/commands/wait/")) {
+        if (++waits === 1) return Promise.resolve(Response.json(command("cmd-1", "sleep 100")));
+        stop.abort();
+        return Promise.resolve(new Response(null, { status: 204 }));
+      }
+      if (path.endsWith("/ack")) {
+        return Promise.resolve(Response.json({ acked: true, lease_expires_at: null }));
+      }
+      return Promise.resolve(Response.json({ accepted: true }));
+    };
+    await runAgent({
+      dashboardUrl: "http://127.0.0.1:9",
+      agentId: "agent-1",
+      heartbeat: false,
+      liveOutput: false,
+      executor,
+      state: memoryAgentState(),
+      fetch: fakeFetch,
+      clock,
+    }, stop.signal);
+    assert.equal(cancelWaits, 2);
+    assert.ok(clock.sleeps.every((ms) => ms <= 1000), `slept ${clock.sleeps.join(", ")} ms`);
+  });
+});
+
 Deno.test("runAgent refuses up front what the dashboard would refuse on every request", async (t) => {
   // They ran, and were refused (401, 400) and backed off forever: the CLI's settings check them,
   // a library caller got no error at all.

@@ -48,6 +48,34 @@ Deno.test("output streamer sends the first output at once, then at most once a s
   assert.equal(sink.sent.length, 3);
 });
 
+Deno.test("output streamer keeps sending once a second after the wall clock is set back", async () => {
+  // The wait was the interval minus the time since the last send: an hour set back made it an
+  // hour, and no live output came meanwhile.
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  const clock = new SteppedClock(0);
+  const sink = recorder(["sent", "sent", "retry"]);
+  const streamer = new OutputStreamer({ attempt: 1, send: sink.send, clock });
+  streamer.push("stdout", bytes("line 1\n"));
+  await settle();
+  clock.offsetMs -= 3_600_000;
+  streamer.push("stdout", bytes("line 2\n"));
+  await clock.advanceAsync(1000);
+  assert.deepEqual(sink.sent.map((c) => c.text), ["line 1\n", "line 2\n"]);
+  // And after a failed send: its retry comes within the pause under way and the longest (10 s).
+  streamer.push("stdout", bytes("line 3\n"));
+  await clock.advanceAsync(1000);
+  assert.equal(sink.sent.length, 3, "the failed send");
+  clock.offsetMs -= 3_600_000;
+  await clock.advanceAsync(12_000);
+  assert.deepEqual(sink.sent.slice(3).map((c) => c.text), ["line 3\n"]);
+  await streamer.finish(1000);
+});
+
 Deno.test("output streamer sends at once when 16 KiB are waiting", async () => {
   const clock = new FakeClock(0);
   const sink = recorder();

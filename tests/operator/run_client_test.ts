@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { formatRunSummary, formatRunTable, runEnded } from "../../src/operator/run_client.ts";
+import { OperatorClient } from "../../src/operator/client.ts";
+import {
+  formatRunSummary,
+  formatRunTable,
+  runEnded,
+  waitForRun,
+} from "../../src/operator/run_client.ts";
 import type { RunAgentView, RunView } from "../../src/protocol/runs.ts";
 
 function agent(id: string, part: Partial<RunAgentView>): RunAgentView {
@@ -66,5 +72,30 @@ Deno.test("runEnded is true for the final run statuses only", () => {
   assert.equal(runEnded({ status: "cancelling" }), false);
   for (const status of ["succeeded", "failed", "cancelled"] as const) {
     assert.equal(runEnded({ status }), true, status);
+  }
+});
+
+Deno.test("waitForRun rides out a dashboard restart when the wall clock steps forward meanwhile", async () => {
+  // The outage was measured on Date.now: a clock stepped two minutes ahead (NTP) during a one
+  // second restart looked like an outage of two minutes, and `status run start --follow` gave up.
+  const realNow = Date.now;
+  let calls = 0;
+  const fakeFetch: typeof fetch = () => {
+    if (++calls <= 2) {
+      if (calls === 2) {
+        const stepped = realNow() + 120_000;
+        Date.now = () => stepped;
+      }
+      return Promise.reject(new TypeError("error sending request: connection refused"));
+    }
+    return Promise.resolve(Response.json(run));
+  };
+  try {
+    const client = new OperatorClient({ dashboardUrl: "http://127.0.0.1:9", fetch: fakeFetch });
+    const ended = await waitForRun(client, "r1", { intervalMs: 1, maxOutageMs: 60_000 });
+    assert.equal(ended.status, "failed");
+    assert.equal(calls, 3);
+  } finally {
+    Date.now = realNow;
   }
 });
