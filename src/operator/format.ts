@@ -62,13 +62,22 @@ function formatTime(value: string | number | null | undefined): string | undefin
   return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-function droppedNote(stream: string, bytes: number | null | undefined): string[] {
-  return bytes && bytes > 0
+function droppedNote(
+  result: StoredResult | null | undefined,
+  stream: "stdout" | "stderr",
+): string[] {
+  const bytes = result?.[`${stream}_truncated_bytes`];
+  if (!bytes || bytes <= 0) return [];
+  // Output that is not text has no marker line: its first and last 32 KiB follow each other.
+  return result?.[`${stream}_encoding`] === "base64"
     ? [
+      `(${bytes} bytes of ${stream} were dropped from the middle; the first and last 32 KiB are ` +
+      `kept, one right after the other: the output is not text, so no marker line stands there)`,
+    ]
+    : [
       `(${bytes} bytes of ${stream} were dropped from the middle, where the marker line ` +
       `"[status: ... bytes dropped here]" stands; the first and last 32 KiB are kept)`,
-    ]
-    : [];
+    ];
 }
 
 /**
@@ -105,10 +114,24 @@ export function outputBytes(
  * @returns Zero, one or two lines.
  */
 export function truncationNotes(record: CommandRecord): string[] {
-  return [
-    ...droppedNote("stdout", record.result?.stdout_truncated_bytes),
-    ...droppedNote("stderr", record.result?.stderr_truncated_bytes),
-  ];
+  return [...droppedNote(record.result, "stdout"), ...droppedNote(record.result, "stderr")];
+}
+
+/**
+ * The note about bytes dropped from a stream that is not text (base64), whose bytes carry no
+ * marker line where the bytes were dropped: for `status result --stdout` / `--stderr`.
+ *
+ * @param record The command.
+ * @param stream `stdout` or `stderr`.
+ * @returns Zero lines or one.
+ */
+export function unmarkedTruncationNote(
+  record: CommandRecord,
+  stream: "stdout" | "stderr",
+): string[] {
+  return record.result?.[`${stream}_encoding`] === "base64"
+    ? droppedNote(record.result, stream)
+    : [];
 }
 
 function withoutFinalNewline(text: string): string {

@@ -98,6 +98,9 @@ Deno.test("formatRecord shows bytes that are not text as base64 and names the dr
   ));
   assert.ok(lines.includes("AP8="));
   assert.match(lines.at(-1)!, /^\(100 bytes of stdout were dropped from the middle/);
+  // Bytes that are not text carry no marker line: the note must not send the reader to one.
+  assert.doesNotMatch(lines.at(-1)!, /marker line "\[status/);
+  assert.match(lines.at(-1)!, /one right after the other: the output is not text/);
 });
 
 Deno.test("truncationNotes has one line per stream that lost bytes", () => {
