@@ -82,7 +82,7 @@ function droppedNote(
 
 /**
  * The exact bytes a command wrote to a stream, as the agent kept them: the text encoded as
- * UTF-8, or the base64 decoded (docs/protocol.md §7).
+ * UTF-8, or the base64 decoded (docs/protocol.md §5).
  *
  * @param result The command's result.
  * @param stream `stdout` or `stderr`.
