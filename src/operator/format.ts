@@ -194,6 +194,22 @@ export function formatRecord(record: CommandRecord): string[] {
       lines.push(withoutFinalNewline(text));
     }
     lines.push(...truncationNotes(record));
+  } else if (record.live_output) {
+    // No result holds output (it runs, or it ended with none: an agent that died, a lost
+    // command): what its agent sent while it ran is all there is.
+    const live = record.live_output;
+    const what = `live output of attempt ${live.attempt ?? record.attempt ?? 1}`;
+    for (const stream of ["stdout", "stderr"] as const) {
+      const text = live[stream] ?? "";
+      if (text.length === 0) continue;
+      if (live[`${stream}_encoding`] === "base64") {
+        lines.push(`--- ${stream} (${what}, not UTF-8 text, in base64) ---`);
+        for (let i = 0; i < text.length; i += 76) lines.push(text.slice(i, i + 76));
+        continue;
+      }
+      lines.push(`--- ${stream} (${what}) ---`);
+      lines.push(withoutFinalNewline(text));
+    }
   }
   return lines;
 }
