@@ -15,6 +15,7 @@ import {
   isFinalStatus,
   operatorClientFromSettings,
   outputBytes,
+  unmarkedTruncationNote,
 } from "../operator/mod.ts";
 import { followAndPrint, writerFor } from "./live.ts";
 import { setExitCode } from "./exit.ts";
@@ -72,6 +73,8 @@ export function resultCommand(io: Io): Command {
         const bytes = outputBytes(record.result, stream);
         if (io.write) io.write(bytes);
         else io.out(new TextDecoder().decode(bytes));
+        // Text carries a marker line where bytes were dropped; other bytes carry none.
+        for (const note of unmarkedTruncationNote(record, stream)) io.err(note);
       }
       return;
     }

@@ -2,7 +2,7 @@
  * Bounded capture of a command's output: the first and the last bytes of a stream, with the count
  * of bytes dropped in between, so memory stays bounded whatever the command prints.
  *
- * What is kept reaches the operator byte for byte (docs/protocol.md §7): valid UTF-8 as text (NUL
+ * What is kept reaches the operator byte for byte (docs/protocol.md §5): valid UTF-8 as text (NUL
  * bytes included), anything else as base64. When bytes were dropped from text, a marker line
  * stands where they were.
  *

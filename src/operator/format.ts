@@ -62,18 +62,27 @@ function formatTime(value: string | number | null | undefined): string | undefin
   return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-function droppedNote(stream: string, bytes: number | null | undefined): string[] {
-  return bytes && bytes > 0
+function droppedNote(
+  result: StoredResult | null | undefined,
+  stream: "stdout" | "stderr",
+): string[] {
+  const bytes = result?.[`${stream}_truncated_bytes`];
+  if (!bytes || bytes <= 0) return [];
+  // Output that is not text has no marker line: its first and last 32 KiB follow each other.
+  return result?.[`${stream}_encoding`] === "base64"
     ? [
+      `(${bytes} bytes of ${stream} were dropped from the middle; the first and last 32 KiB are ` +
+      `kept, one right after the other: the output is not text, so no marker line stands there)`,
+    ]
+    : [
       `(${bytes} bytes of ${stream} were dropped from the middle, where the marker line ` +
       `"[status: ... bytes dropped here]" stands; the first and last 32 KiB are kept)`,
-    ]
-    : [];
+    ];
 }
 
 /**
  * The exact bytes a command wrote to a stream, as the agent kept them: the text encoded as
- * UTF-8, or the base64 decoded (docs/protocol.md §7).
+ * UTF-8, or the base64 decoded (docs/protocol.md §5).
  *
  * @param result The command's result.
  * @param stream `stdout` or `stderr`.
@@ -105,10 +114,24 @@ export function outputBytes(
  * @returns Zero, one or two lines.
  */
 export function truncationNotes(record: CommandRecord): string[] {
-  return [
-    ...droppedNote("stdout", record.result?.stdout_truncated_bytes),
-    ...droppedNote("stderr", record.result?.stderr_truncated_bytes),
-  ];
+  return [...droppedNote(record.result, "stdout"), ...droppedNote(record.result, "stderr")];
+}
+
+/**
+ * The note about bytes dropped from a stream that is not text (base64), whose bytes carry no
+ * marker line where the bytes were dropped: for `status result --stdout` / `--stderr`.
+ *
+ * @param record The command.
+ * @param stream `stdout` or `stderr`.
+ * @returns Zero lines or one.
+ */
+export function unmarkedTruncationNote(
+  record: CommandRecord,
+  stream: "stdout" | "stderr",
+): string[] {
+  return record.result?.[`${stream}_encoding`] === "base64"
+    ? droppedNote(record.result, stream)
+    : [];
 }
 
 function withoutFinalNewline(text: string): string {
@@ -171,6 +194,22 @@ export function formatRecord(record: CommandRecord): string[] {
       lines.push(withoutFinalNewline(text));
     }
     lines.push(...truncationNotes(record));
+  } else if (record.live_output) {
+    // No result holds output (it runs, or it ended with none: an agent that died, a lost
+    // command): what its agent sent while it ran is all there is.
+    const live = record.live_output;
+    const what = `live output of attempt ${live.attempt ?? record.attempt ?? 1}`;
+    for (const stream of ["stdout", "stderr"] as const) {
+      const text = live[stream] ?? "";
+      if (text.length === 0) continue;
+      if (live[`${stream}_encoding`] === "base64") {
+        lines.push(`--- ${stream} (${what}, not UTF-8 text, in base64) ---`);
+        for (let i = 0; i < text.length; i += 76) lines.push(text.slice(i, i + 76));
+        continue;
+      }
+      lines.push(`--- ${stream} (${what}) ---`);
+      lines.push(withoutFinalNewline(text));
+    }
   }
   return lines;
 }

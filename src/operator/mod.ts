@@ -46,6 +46,7 @@ export {
   formatTable,
   outputBytes,
   truncationNotes,
+  unmarkedTruncationNote,
 } from "./format.ts";
 export {
   followCommand,

@@ -71,6 +71,22 @@ export interface CommandRecord {
   result?: StoredResult | null;
   /** Why it failed without running to the end (rejected, interrupted, lost, ...). */
   error?: string | null;
+  /**
+   * The output its agent sent while it ran, while no result holds output (docs/protocol.md §9):
+   * `stdout` / `stderr` with a marker where bytes are missing (base64 with `…_encoding`).
+   */
+  live_output?: {
+    /** The attempt that printed it. */
+    attempt?: number | null;
+    /** Its standard output so far. */
+    stdout?: string | null;
+    /** Its standard error so far. */
+    stderr?: string | null;
+    /** `"base64"` when `stdout` is not text. */
+    stdout_encoding?: string | null;
+    /** `"base64"` when `stderr` is not text. */
+    stderr_encoding?: string | null;
+  } | null;
 }
 
 /** Schema of a command as `GET /api/v1/commands/{id}` answers it; unknown fields are kept. */
@@ -86,6 +102,13 @@ export const commandRecordSchema: z.ZodType<CommandRecord> = z.looseObject({
   completed_at: timestamp,
   result: storedResultSchema.nullish(),
   error: z.string().nullish(),
+  live_output: z.looseObject({
+    attempt: z.number().nullish(),
+    stdout: z.string().nullish(),
+    stderr: z.string().nullish(),
+    stdout_encoding: z.string().nullish(),
+    stderr_encoding: z.string().nullish(),
+  }).nullish(),
 });
 
 /** The answer to an enqueue: `202 {"queued": true, "id": ...}`. */

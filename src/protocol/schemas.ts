@@ -277,7 +277,7 @@ export const ackRequestSchema: z.ZodType<AckRequest> = z.object({
 });
 
 /**
- * How a captured stream is carried in a JSON string (docs/protocol.md §7): `utf-8`, the text
+ * How a captured stream is carried in a JSON string (docs/protocol.md §5): `utf-8`, the text
  * itself (NUL bytes included); `base64`, the bytes in standard padded base64 (they were not valid
  * UTF-8).
  */

@@ -39,26 +39,75 @@ export interface LiveStream {
 const encoder = new TextEncoder();
 
 /**
- * Puts one stream's chunks back together.
+ * Puts one stream's chunks back together. Where bytes are missing (dropped by the bounds, or
+ * never received) a character cut by the gap is cut back to whole characters on both sides (its
+ * bytes count as dropped, in the marker), as the agent does for a result: text that is UTF-8
+ * stays text when its head and tail were cut in the middle of a character. When the bytes are not
+ * UTF-8 even so, they are shown whole, in base64.
  *
  * @param chunks The stream's chunks (any order).
  * @returns The text with markers, and the counts.
  */
 export function assembleStream(chunks: readonly OutputChunk[]): LiveStream {
   const sorted = [...chunks].sort((a, b) => a.offset - b.offset);
-  const parts: Uint8Array[] = [];
+  const runs: Array<{ start: number; data: Uint8Array }> = [];
   let end = 0;
-  let dropped = 0;
   for (const chunk of sorted) {
     if (chunk.offset + chunk.data.length <= end) continue;
     const data = chunk.offset < end ? chunk.data.subarray(end - chunk.offset) : chunk.data;
     const start = Math.max(chunk.offset, end);
-    if (start > end) {
-      dropped += start - end;
-      parts.push(encoder.encode(droppedMarker(start - end)));
-    }
-    parts.push(data);
+    runs.push({ start, data });
     end = start + data.length;
+  }
+  const whole = joinRuns(wholeCharacterRuns(runs));
+  const text = decodeStrict(whole.bytes);
+  if (text !== undefined) {
+    return { text, encoding: "utf-8", bytes: end, droppedBytes: whole.dropped };
+  }
+  const joined = joinRuns(runs);
+  return {
+    text: toBase64(joined.bytes),
+    encoding: "base64",
+    bytes: end,
+    droppedBytes: joined.dropped,
+  };
+}
+
+/**
+ * The runs with the characters that a gap cut left out: the bytes before a gap end with a whole
+ * character, and those after it begin with one.
+ */
+function wholeCharacterRuns(
+  runs: ReadonlyArray<{ start: number; data: Uint8Array }>,
+): Array<{ start: number; data: Uint8Array }> {
+  const out: Array<{ start: number; data: Uint8Array }> = [];
+  runs.forEach((run, i) => {
+    const prev = runs[i - 1];
+    const next = runs[i + 1];
+    const gapBefore = prev ? run.start > prev.start + prev.data.length : run.start > 0;
+    const gapAfter = next !== undefined && next.start > run.start + run.data.length;
+    let from = gapBefore ? wholeCharactersStart(run.data) : 0;
+    const to = gapAfter ? wholeCharactersEnd(run.data) : run.data.length;
+    from = Math.min(from, to);
+    if (to > from) out.push({ start: run.start + from, data: run.data.subarray(from, to) });
+  });
+  return out;
+}
+
+/** The runs' bytes in order with a marker wherever bytes are missing, and the missing count. */
+function joinRuns(
+  runs: ReadonlyArray<{ start: number; data: Uint8Array }>,
+): { bytes: Uint8Array; dropped: number } {
+  const parts: Uint8Array[] = [];
+  let end = 0;
+  let dropped = 0;
+  for (const run of runs) {
+    if (run.start > end) {
+      dropped += run.start - end;
+      parts.push(encoder.encode(droppedMarker(run.start - end)));
+    }
+    parts.push(run.data);
+    end = run.start + run.data.length;
   }
   const total = parts.reduce((n, p) => n + p.length, 0);
   const bytes = new Uint8Array(total);
@@ -67,12 +116,34 @@ export function assembleStream(chunks: readonly OutputChunk[]): LiveStream {
     bytes.set(part, at);
     at += part.length;
   }
+  return { bytes, dropped };
+}
+
+/** The bytes as text when they are valid UTF-8 (a leading byte-order mark kept), else `undefined`. */
+function decodeStrict(bytes: Uint8Array): string | undefined {
   try {
-    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
-    return { text, encoding: "utf-8", bytes: end, droppedBytes: dropped };
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
-    return { text: toBase64(bytes), encoding: "base64", bytes: end, droppedBytes: dropped };
+    return undefined;
   }
+}
+
+/** Where the last whole UTF-8 character of `bytes` ends (a character cut at the end is left out). */
+function wholeCharactersEnd(bytes: Uint8Array): number {
+  for (let back = 1; back <= 3 && back <= bytes.length; back++) {
+    const byte = bytes[bytes.length - back];
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return length > back ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
+}
+
+/** Where the first whole UTF-8 character of `bytes` starts (continuation bytes skipped). */
+function wholeCharactersStart(bytes: Uint8Array): number {
+  let start = 0;
+  while (start < 3 && start < bytes.length && (bytes[start] & 0xc0) === 0x80) start++;
+  return start;
 }
 
 /**

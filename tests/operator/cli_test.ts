@@ -230,3 +230,33 @@ Deno.test("status result, list and cancel against a stub dashboard", async (t) =
     assert.match(out.stderr.join("\n"), /^status: the dashboard refused the admin token/);
   });
 });
+
+Deno.test("status result --stdout of output that is not text says on stderr how many bytes were dropped", async () => {
+  const head = new Uint8Array([0xff, 0x00]);
+  const tail = new Uint8Array([0xfe, 0x01]);
+  await using stub = new StubDashboard({
+    lifecycle: ["success"],
+    finalResult: {
+      exit_code: 0,
+      stdout: btoa(String.fromCharCode(...head, ...tail)),
+      stdout_encoding: "base64",
+      stdout_truncated_bytes: 1000,
+      stderr: "text\n[status: 7 bytes dropped here]\nend\n",
+      stderr_truncated_bytes: 7,
+    },
+  });
+  const remote = ["--dashboard-url", stub.url];
+  assert.equal(
+    (await run(["enqueue", "tar cf - /tmp/x", "--agent", "a", "--id", "b1", ...remote])).code,
+    0,
+  );
+  const out = await run(["result", "b1", "--stdout", ...remote]);
+  assert.equal(out.code, 0, out.stderr.join("\n"));
+  assert.deepEqual([...out.bytes.flatMap((b) => [...b])], [...head, ...tail]);
+  assert.equal(out.stderr.length, 1, out.stderr.join("\n"));
+  assert.match(out.stderr[0], /^\(1000 bytes of stdout were dropped from the middle; /);
+  // Text has its marker line in the bytes themselves: no note.
+  const err = await run(["result", "b1", "--stderr", ...remote]);
+  assert.equal(err.code, 0);
+  assert.deepEqual(err.stderr, []);
+});

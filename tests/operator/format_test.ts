@@ -98,6 +98,40 @@ Deno.test("formatRecord shows bytes that are not text as base64 and names the dr
   ));
   assert.ok(lines.includes("AP8="));
   assert.match(lines.at(-1)!, /^\(100 bytes of stdout were dropped from the middle/);
+  // Bytes that are not text carry no marker line: the note must not send the reader to one.
+  assert.doesNotMatch(lines.at(-1)!, /marker line "\[status/);
+  assert.match(lines.at(-1)!, /one right after the other: the output is not text/);
+});
+
+Deno.test("formatRecord shows the live output of a command that has no result (its agent died, or it runs)", () => {
+  const interrupted: CommandRecord = {
+    ...done,
+    status: "interrupted",
+    result: null,
+    error: "the agent stopped while the command was running",
+    live_output: {
+      attempt: 2,
+      stdout: "tick 0\ntick 1\n",
+      stderr: "",
+      stdout_bytes: 14,
+      stdout_truncated_bytes: 0,
+      stderr_bytes: 0,
+      stderr_truncated_bytes: 0,
+    } as CommandRecord["live_output"],
+  };
+  const lines = formatRecord(interrupted);
+  assert.deepEqual(lines.slice(lines.indexOf("--- stdout (live output of attempt 2) ---")), [
+    "--- stdout (live output of attempt 2) ---",
+    "tick 0\ntick 1",
+  ]);
+  const binary = formatRecord({
+    ...interrupted,
+    live_output: { attempt: 1, stdout: "", stderr: "AP8=", stderr_encoding: "base64" },
+  });
+  assert.deepEqual(binary.slice(-2), [
+    "--- stderr (live output of attempt 1, not UTF-8 text, in base64) ---",
+    "AP8=",
+  ]);
 });
 
 Deno.test("truncationNotes has one line per stream that lost bytes", () => {

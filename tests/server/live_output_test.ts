@@ -133,6 +133,51 @@ Deno.test("dashboard stores live output once, bounded, with a marker where bytes
   });
 });
 
+Deno.test("live output cut in the middle of a character stays text, cut back to whole characters", async (t) => {
+  await using d = await makeDashboard({ outputBounds: { headBytes: 7, tailBytes: 7 } });
+  const live = async (id: string) =>
+    (await json(await d.admin("GET", `/api/v1/commands/${id}`))).live_output as Record<
+      string,
+      unknown
+    >;
+
+  await t.step("by the bounds: the head and the tail keep whole characters", async () => {
+    await deliver(d, "u1");
+    // 16 two-byte characters: the head's 7 bytes end in the middle of the 4th, the tail's 7
+    // bytes begin in the middle of the 13th.
+    await chunk(d, "u1", 0, "é".repeat(16));
+    const view = await live("u1");
+    assert.equal(view.stdout_encoding, undefined);
+    assert.equal(view.stdout, "ééé\n[... 20 bytes dropped ...]\nééé");
+    assert.equal(view.stdout_truncated_bytes, 20);
+    assert.equal(view.stdout_bytes, 32);
+  });
+
+  await t.step("by a gap: the bytes of the cut characters count as dropped", async () => {
+    await deliver(d, "u2");
+    const euro = encoder.encode("€"); // three bytes
+    await chunk(d, "u2", 0, new Uint8Array([0x61, euro[0], euro[1]]));
+    await chunk(d, "u2", 5, new Uint8Array([euro[2], 0x62]));
+    const view = await live("u2");
+    assert.equal(view.stdout_encoding, undefined);
+    assert.equal(view.stdout, "a\n[... 5 bytes dropped ...]\nb");
+    assert.equal(view.stdout_truncated_bytes, 5);
+  });
+
+  await t.step("bytes that are not UTF-8 elsewhere are still base64, whole", async () => {
+    await deliver(d, "u3");
+    await chunk(d, "u3", 0, new Uint8Array([0xff, 0x61, 0xc3]));
+    await chunk(d, "u3", 9, new Uint8Array([0xa9]));
+    const view = await live("u3");
+    assert.equal(view.stdout_encoding, "base64");
+    assert.deepEqual(
+      [...fromBase64(String(view.stdout))],
+      [0xff, 0x61, 0xc3, ...encoder.encode("\n[... 6 bytes dropped ...]\n"), 0xa9],
+    );
+    assert.equal(view.stdout_truncated_bytes, 6);
+  });
+});
+
 interface Received {
   id: string | undefined;
   event: string;
