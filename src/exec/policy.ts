@@ -192,6 +192,13 @@ export interface TarOperands {
    * The relative arguments after it name members under a `-C` directory, or option values.
    */
   firstDirectoryAt: number;
+  /**
+   * Whether `--force-local` (or an abbreviation of it) is surely read as an option: not the
+   * value of a short option, not after `--`, and not right after a long option without `=`
+   * (which may take it as its value: `--exclude --force-local` excludes files of that name, and
+   * an archive `host:file` is then still reached through rsh).
+   */
+  forceLocal: boolean;
 }
 
 /**
@@ -214,6 +221,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
   let nameFirst = false;
   let afterDashes = false;
   let firstDirectoryAt: number | undefined;
+  let forceLocal = false;
   const mayBeName = () => {
     if (directories.length === 0) nameFirst = true;
   };
@@ -250,6 +258,10 @@ export function tarOperands(args: readonly string[]): TarOperands {
       if (name.length >= 4 && TAR_UNPACK_OPTIONS.some((option) => option.startsWith(name))) {
         unpacks = true;
       }
+      if (eq < 0 && name.length >= 6 && "--force-local".startsWith(name) && !afterDashes) {
+        const before = i > 0 ? args[i - 1] : "";
+        if (!before.startsWith("--") || before.includes("=")) forceLocal = true;
+      }
       const letter = name.length >= 5 && "--directory".startsWith(name)
         ? "C"
         : name === "--file"
@@ -281,6 +293,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
     unpacks,
     unpacksInWorkingDirectory: unpacks && (directories.length === 0 || nameFirst),
     firstDirectoryAt: firstDirectoryAt ?? args.length,
+    forceLocal,
   };
 }
 
@@ -602,7 +615,8 @@ export interface CheckPolicyOptions {
  *   directory outside the prefixes (it writes or reads there, as `tar cf - .` would), nor be
  *   given there a relative archive, `-g`, `--index-file` or `--volno-file` (it creates them);
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
- *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
+ *   and an archive on another host (`host:file`) is refused unless `--force-local` is given
+ *   where tar surely reads it as an option (see {@link TarOperands.forceLocal});
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
  *   as written and after symbolic links; tar, which reads or writes everything in a directory it
  *   is given, may not name a directory that holds one either (an absolute argument or option
@@ -760,7 +774,7 @@ export class PolicyChecker {
     program: string,
     args: string[],
     cwd: string | undefined,
-    { directories, archives, files, unpacks, unpacksInWorkingDirectory }: TarOperands,
+    { directories, archives, files, unpacks, unpacksInWorkingDirectory, forceLocal }: TarOperands,
   ): string | undefined {
     const rename = unpacks ? args.find(isTarRenameOption) : undefined;
     if (rename !== undefined) {
@@ -768,12 +782,11 @@ export class PolicyChecker {
         `or compares, to names these rules never see (which may lead through a symbolic link), ` +
         `and is not allowed with -x or -d`;
     }
-    const forceLocal = args.some((arg) => arg.length >= 6 && "--force-local".startsWith(arg));
     const remote = forceLocal ? undefined : archives.find(isRemoteArchive);
     if (remote !== undefined) {
       return `archive "${remote}" of ${program} names another host (${program} would run rsh or ` +
         `ssh to reach it) and is not allowed; a local file whose name has a colon needs ` +
-        `--force-local`;
+        `--force-local, where no option before it can take it as its value`;
     }
     const outside = (path: string) => !this.#prefixes.some((p) => isUnderPrefix(path, p));
     if (unpacksInWorkingDirectory && cwd) {

@@ -567,7 +567,27 @@ Deno.test("policy checks tar's members under its -C directories, and refuses rem
         );
       }
       accepted(["tar", "-cf", "host:x", "--force-local", `${dir}/sub`], policy);
+      accepted(["tar", "--force-local", "-cf", "host:x", `${dir}/sub`], policy);
+      accepted(["tar", "cf", "host:x", "--force-l", `${dir}/sub`], policy);
       accepted(["tar", "-cf", "./a:b", `${dir}/sub`], policy);
+    });
+    await t.step("--force-local that tar may read as a value is no --force-local", () => {
+      // Each of these made a root tar run rsh: the option before it took it as its value.
+      for (
+        const argv of [
+          ["tar", "-c", "-f", "localhost:/x", "--exclude", "--force-local", `${dir}/sub`],
+          ["tar", "cfV", "localhost:/x", "--force-local", `${dir}/sub`],
+          ["tar", "-cf", "localhost:/x", "-V", "--force-local", `${dir}/sub`],
+          ["tar", "-cf", "localhost:/x", "-V--force-local", `${dir}/sub`],
+          ["tar", "-cf", "localhost:/x", "--", "--force-local", `${dir}/sub`],
+        ]
+      ) {
+        assert.match(
+          refused(argv, policy),
+          /^archive "localhost:\/x" of tar names another host/,
+          argv.join(" "),
+        );
+      }
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
