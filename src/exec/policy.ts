@@ -591,7 +591,8 @@ export interface CheckPolicyOptions {
  * - an absolute path (an argument, the value of `--opt=/path`, or the path attached to a short
  *   option as in `-f/path`) must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
- *   resolved when read permission allows);
+ *   resolved when read permission allows, and a dangling symlink is followed to its target, which
+ *   a program creates through it);
  * - a relative argument that names an existing entry of the working directory is checked like
  *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
  *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
@@ -1194,7 +1195,15 @@ function entryExists(path: string): boolean {
   }
 }
 
-function realPathOfExisting(path: string): string | undefined {
+/** How many symbolic links {@link realPathOfExisting} follows, as the kernel does (ELOOP). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * The real path of `path`: its deepest existing part with the symbolic links resolved, and the
+ * rest as written; `undefined` when it cannot be read. A dangling symbolic link on the way is
+ * followed to its target too: a program that creates the path (`tar cf link`) creates the target.
+ */
+function realPathOfExisting(path: string, links = 0): string | undefined {
   const rest: string[] = [];
   let current = path;
   for (;;) {
@@ -1205,9 +1214,26 @@ function realPathOfExisting(path: string): string | undefined {
       if (error instanceof Deno.errors.NotCapable) return undefined;
       if (current === "/" || current === "") return undefined;
       const cut = current.lastIndexOf("/");
+      const parent = cut <= 0 ? "/" : current.slice(0, cut);
+      const target = danglingTarget(current);
+      if (target !== undefined) {
+        if (links >= MAX_SYMLINKS) return undefined;
+        // Relative to the link's directory; ".." in it is resolved by realPathSync, on the disk.
+        const followed = target.startsWith("/") ? target : `${parent}/${target}`;
+        return realPathOfExisting([followed, ...rest].join("/"), links + 1);
+      }
       rest.unshift(current.slice(cut + 1));
-      current = cut <= 0 ? "/" : current.slice(0, cut);
+      current = parent;
     }
+  }
+}
+
+/** The target of a symbolic link, or `undefined` when `path` is none (or cannot be read). */
+function danglingTarget(path: string): string | undefined {
+  try {
+    return Deno.lstatSync(path).isSymlink ? Deno.readLinkSync(path) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
