@@ -192,6 +192,13 @@ export interface TarOperands {
    * The relative arguments after it name members under a `-C` directory, or option values.
    */
   firstDirectoryAt: number;
+  /**
+   * Whether `--force-local` (or an abbreviation of it) is surely read as an option: not the
+   * value of a short option, not after `--`, and not right after a long option without `=`
+   * (which may take it as its value: `--exclude --force-local` excludes files of that name, and
+   * an archive `host:file` is then still reached through rsh).
+   */
+  forceLocal: boolean;
 }
 
 /**
@@ -214,6 +221,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
   let nameFirst = false;
   let afterDashes = false;
   let firstDirectoryAt: number | undefined;
+  let forceLocal = false;
   const mayBeName = () => {
     if (directories.length === 0) nameFirst = true;
   };
@@ -250,6 +258,10 @@ export function tarOperands(args: readonly string[]): TarOperands {
       if (name.length >= 4 && TAR_UNPACK_OPTIONS.some((option) => option.startsWith(name))) {
         unpacks = true;
       }
+      if (eq < 0 && name.length >= 6 && "--force-local".startsWith(name) && !afterDashes) {
+        const before = i > 0 ? args[i - 1] : "";
+        if (!before.startsWith("--") || before.includes("=")) forceLocal = true;
+      }
       const letter = name.length >= 5 && "--directory".startsWith(name)
         ? "C"
         : name === "--file"
@@ -281,6 +293,7 @@ export function tarOperands(args: readonly string[]): TarOperands {
     unpacks,
     unpacksInWorkingDirectory: unpacks && (directories.length === 0 || nameFirst),
     firstDirectoryAt: firstDirectoryAt ?? args.length,
+    forceLocal,
   };
 }
 
@@ -578,7 +591,8 @@ export interface CheckPolicyOptions {
  * - an absolute path (an argument, the value of `--opt=/path`, or the path attached to a short
  *   option as in `-f/path`) must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
- *   resolved when read permission allows);
+ *   resolved when read permission allows, and a dangling symlink is followed to its target, which
+ *   a program creates through it);
  * - a relative argument that names an existing entry of the working directory is checked like
  *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
  *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
@@ -602,7 +616,8 @@ export interface CheckPolicyOptions {
  *   directory outside the prefixes (it writes or reads there, as `tar cf - .` would), nor be
  *   given there a relative archive, `-g`, `--index-file` or `--volno-file` (it creates them);
  * - tar: relative arguments are checked under each `-C` directory too (see {@link tarOperands}),
- *   and an archive on another host (`host:file`) is refused unless `--force-local` is given;
+ *   and an archive on another host (`host:file`) is refused unless `--force-local` is given
+ *   where tar surely reads it as an option (see {@link TarOperands.forceLocal});
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
  *   as written and after symbolic links; tar, which reads or writes everything in a directory it
  *   is given, may not name a directory that holds one either (an absolute argument or option
@@ -760,7 +775,7 @@ export class PolicyChecker {
     program: string,
     args: string[],
     cwd: string | undefined,
-    { directories, archives, files, unpacks, unpacksInWorkingDirectory }: TarOperands,
+    { directories, archives, files, unpacks, unpacksInWorkingDirectory, forceLocal }: TarOperands,
   ): string | undefined {
     const rename = unpacks ? args.find(isTarRenameOption) : undefined;
     if (rename !== undefined) {
@@ -768,12 +783,11 @@ export class PolicyChecker {
         `or compares, to names these rules never see (which may lead through a symbolic link), ` +
         `and is not allowed with -x or -d`;
     }
-    const forceLocal = args.some((arg) => arg.length >= 6 && "--force-local".startsWith(arg));
     const remote = forceLocal ? undefined : archives.find(isRemoteArchive);
     if (remote !== undefined) {
       return `archive "${remote}" of ${program} names another host (${program} would run rsh or ` +
         `ssh to reach it) and is not allowed; a local file whose name has a colon needs ` +
-        `--force-local`;
+        `--force-local, where no option before it can take it as its value`;
     }
     const outside = (path: string) => !this.#prefixes.some((p) => isUnderPrefix(path, p));
     if (unpacksInWorkingDirectory && cwd) {
@@ -1181,7 +1195,15 @@ function entryExists(path: string): boolean {
   }
 }
 
-function realPathOfExisting(path: string): string | undefined {
+/** How many symbolic links {@link realPathOfExisting} follows, as the kernel does (ELOOP). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * The real path of `path`: its deepest existing part with the symbolic links resolved, and the
+ * rest as written; `undefined` when it cannot be read. A dangling symbolic link on the way is
+ * followed to its target too: a program that creates the path (`tar cf link`) creates the target.
+ */
+function realPathOfExisting(path: string, links = 0): string | undefined {
   const rest: string[] = [];
   let current = path;
   for (;;) {
@@ -1192,9 +1214,26 @@ function realPathOfExisting(path: string): string | undefined {
       if (error instanceof Deno.errors.NotCapable) return undefined;
       if (current === "/" || current === "") return undefined;
       const cut = current.lastIndexOf("/");
+      const parent = cut <= 0 ? "/" : current.slice(0, cut);
+      const target = danglingTarget(current);
+      if (target !== undefined) {
+        if (links >= MAX_SYMLINKS) return undefined;
+        // Relative to the link's directory; ".." in it is resolved by realPathSync, on the disk.
+        const followed = target.startsWith("/") ? target : `${parent}/${target}`;
+        return realPathOfExisting([followed, ...rest].join("/"), links + 1);
+      }
       rest.unshift(current.slice(cut + 1));
-      current = cut <= 0 ? "/" : current.slice(0, cut);
+      current = parent;
     }
+  }
+}
+
+/** The target of a symbolic link, or `undefined` when `path` is none (or cannot be read). */
+function danglingTarget(path: string): string | undefined {
+  try {
+    return Deno.lstatSync(path).isSymlink ? Deno.readLinkSync(path) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -151,6 +151,44 @@ Deno.test("policy refuses paths that leave a prefix through a symlink", async ()
   }
 });
 
+Deno.test("policy follows a dangling symlink to where a program would create its target", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-" });
+  const state = `${dir}/agent-state`;
+  const policy = createPolicy({ protectedPaths: [state] });
+  try {
+    await Deno.mkdir(state);
+    await Deno.mkdir(`${dir}/sub`);
+    // `tar cf link ...` created /etc/status-not-there through the first, as whoever runs it.
+    await Deno.symlink("/etc/status-not-there", `${dir}/out`);
+    await Deno.symlink("../../../etc/status-not-there", `${dir}/sub/up`);
+    await Deno.symlink(`${dir}/out`, `${dir}/chain`);
+    await Deno.symlink("/etc/status-not-there/deeper/file", `${dir}/deep`);
+    for (const link of ["out", "sub/up", "chain", "deep"]) {
+      assert.equal(
+        refused(["tar", "cf", `${dir}/${link}`, `${dir}/sub`], policy),
+        `path "${dir}/${link}" leaves the allowed prefixes through a symbolic link`,
+      );
+      assert.equal(
+        refused(["tar", "cf", link, `${dir}/sub`], policy, dir),
+        `path "${link}" leaves the allowed prefixes through a symbolic link`,
+      );
+    }
+    await Deno.symlink(`${state}/outbox-new`, `${dir}/own`);
+    assert.equal(
+      refused(["tar", "cf", `${dir}/own`, `${dir}/sub`], policy),
+      `path "${dir}/own" is the agent's own ${state} or lies in it (its state or settings), ` +
+        `which commands may not touch`,
+    );
+    await Deno.symlink(`${dir}/a`, `${dir}/b`);
+    await Deno.symlink(`${dir}/b`, `${dir}/a`);
+    await Deno.symlink(`${dir}/sub/not-yet`, `${dir}/inside`);
+    accepted(["tar", "cf", `${dir}/inside`, `${dir}/sub`], policy);
+    accepted(["tar", "cf", `${dir}/a`, `${dir}/sub`], policy);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses tar options that run other programs", async (t) => {
   const cases: Array<[string[], string]> = [
     [["tar", "-cf", "/tmp/a.tar", "--to-command=id", "/tmp/x"], "--to-command"],
@@ -567,7 +605,27 @@ Deno.test("policy checks tar's members under its -C directories, and refuses rem
         );
       }
       accepted(["tar", "-cf", "host:x", "--force-local", `${dir}/sub`], policy);
+      accepted(["tar", "--force-local", "-cf", "host:x", `${dir}/sub`], policy);
+      accepted(["tar", "cf", "host:x", "--force-l", `${dir}/sub`], policy);
       accepted(["tar", "-cf", "./a:b", `${dir}/sub`], policy);
+    });
+    await t.step("--force-local that tar may read as a value is no --force-local", () => {
+      // Each of these made a root tar run rsh: the option before it took it as its value.
+      for (
+        const argv of [
+          ["tar", "-c", "-f", "localhost:/x", "--exclude", "--force-local", `${dir}/sub`],
+          ["tar", "cfV", "localhost:/x", "--force-local", `${dir}/sub`],
+          ["tar", "-cf", "localhost:/x", "-V", "--force-local", `${dir}/sub`],
+          ["tar", "-cf", "localhost:/x", "-V--force-local", `${dir}/sub`],
+          ["tar", "-cf", "localhost:/x", "--", "--force-local", `${dir}/sub`],
+        ]
+      ) {
+        assert.match(
+          refused(argv, policy),
+          /^archive "localhost:\/x" of tar names another host/,
+          argv.join(" "),
+        );
+      }
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
