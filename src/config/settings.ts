@@ -71,6 +71,15 @@ const MAX_SECS = 86_400 * 365;
 /** A whole number of seconds from `min` up to a year. */
 const secs = (min: number) => wholeNumber(min, MAX_SECS);
 
+/**
+ * A secret token: 16 to 1024 printable ASCII characters. A space, a control or a non-ASCII
+ * character could never be sent as `Authorization: Bearer <token>` (a header value ends at the
+ * first space), so such a token would be refused on every request.
+ */
+const token = () => z.preprocess(fromString, z.string().min(16).max(1024).regex(/^[\x21-\x7e]+$/));
+
+const TOKEN_RULE = "a token of 16 to 1024 printable ASCII characters, without spaces";
+
 const SECS_ABOVE_0 = `a whole number of seconds from 1 to ${MAX_SECS} (a year)`;
 const SECS_FROM_0 = `a whole number of seconds from 0 to ${MAX_SECS} (a year)`;
 
@@ -168,8 +177,8 @@ const SPECS = {
   agentToken: {
     env: "AGENT_TOKEN",
     description: "This agent's secret token; requests are signed with it (unset: dev mode)",
-    expected: "a token of 16 to 1024 characters",
-    schema: z.preprocess(fromString, z.string().min(16).max(1024)),
+    expected: TOKEN_RULE,
+    schema: token(),
     roles: ["agent"],
     secret: true,
     placeholder: "<token>",
@@ -485,8 +494,8 @@ const SPECS = {
   statusAdminToken: {
     env: "STATUS_ADMIN_TOKEN",
     description: "Operator token of the dashboard's operator API (required outside dev mode)",
-    expected: "a token of 16 to 1024 characters",
-    schema: z.preprocess(fromString, z.string().min(16).max(1024)),
+    expected: TOKEN_RULE,
+    schema: token(),
     roles: ["server", "operator"],
     secret: true,
     placeholder: "<token>",

@@ -344,7 +344,7 @@ export function createApp(options: AppOptions): DashboardApp {
       clock,
       everyMs: options.otherWritersLookMs,
       changed() {
-        dismissRevokedWaits(store, hub).catch((error) => {
+        dismissRevokedWaits(store, hub, cancelWaiters).catch((error) => {
           if (!availability.observe(error)) {
             log.error("could not check the open waits' tokens: {error}", { error });
           }

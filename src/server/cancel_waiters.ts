@@ -27,10 +27,23 @@ export interface CancelWaitRequest {
   timeoutMs: number;
   /** Aborts when the client goes away: the waiter is dropped and resolves with `false`. */
   signal?: AbortSignal;
+  /**
+   * The agent that waits, so that {@link CancelWaiters.dismiss} can end its waits when it is
+   * removed or its token rotated.
+   */
+  agentId?: string;
+  /**
+   * The agent's token the wait was authenticated with (`null`: none, dev mode), so that
+   * {@link CancelWaiters.dismissStale} can end it once the agent's token is another.
+   * @default {null}
+   */
+  token?: string | null;
 }
 
 interface CancelWaiter {
   readonly commandId: string;
+  readonly agentId: string | undefined;
+  readonly token: string | null;
   open: boolean;
   readonly resolve: (requested: boolean) => void;
   /** Its bucket in {@link Deadlines}. */
@@ -56,6 +69,7 @@ interface CancelWaiter {
  */
 export class CancelWaiters {
   readonly #commands = new Map<string, Set<CancelWaiter>>();
+  readonly #agents = new Map<string, Set<CancelWaiter>>();
   readonly #deadlines = new Deadlines<CancelWaiter>({
     onExpire: (waiter) => this.#settle(waiter, false),
   });
@@ -77,13 +91,16 @@ export class CancelWaiters {
   wait(request: CancelWaitRequest): Promise<boolean> {
     if (this.#closed || request.signal?.aborted) return Promise.resolve(false);
     const { promise, resolve } = Promise.withResolvers<boolean>();
-    const waiter: CancelWaiter = { commandId: request.commandId, open: true, resolve, due: 0 };
-    let waiters = this.#commands.get(request.commandId);
-    if (!waiters) {
-      waiters = new Set();
-      this.#commands.set(request.commandId, waiters);
-    }
-    waiters.add(waiter);
+    const waiter: CancelWaiter = {
+      commandId: request.commandId,
+      agentId: request.agentId,
+      token: request.token ?? null,
+      open: true,
+      resolve,
+      due: 0,
+    };
+    add(this.#commands, request.commandId, waiter);
+    if (request.agentId !== undefined) add(this.#agents, request.agentId, waiter);
     this.#size++;
     waiter.due = this.#deadlines.add(waiter, request.timeoutMs);
     if (request.signal) {
@@ -101,6 +118,40 @@ export class CancelWaiters {
    */
   notify(commandId: string): void {
     for (const waiter of [...this.#commands.get(commandId) ?? []]) this.#settle(waiter, true);
+  }
+
+  /**
+   * Answers every open cancel-wait of the agent with `false` (no cancel), now: its token was
+   * rotated or it was removed, so a wait it opened with the old token must not be told of a
+   * cancel.
+   *
+   * @param agentId The agent.
+   * @returns How many waits were answered.
+   */
+  dismiss(agentId: string): number {
+    return this.dismissStale(agentId, undefined);
+  }
+
+  /**
+   * Answers with `false`, now, the agent's open cancel-waits that were authenticated with another
+   * token than `token`, or all of them when `token` is `undefined` (the agent is gone or may no
+   * longer wait).
+   *
+   * @param agentId The agent.
+   * @param token Its token now (`null`: none), or `undefined` when none of its waits may stay.
+   * @returns How many waits were answered.
+   */
+  dismissStale(agentId: string, token: string | null | undefined): number {
+    const stale = [...this.#agents.get(agentId) ?? []].filter((waiter) =>
+      token === undefined || waiter.token !== token
+    );
+    for (const waiter of stale) this.#settle(waiter, false);
+    return stale.length;
+  }
+
+  /** The agents that have open cancel-waits (to re-check their tokens after missed events). */
+  waitingAgents(): string[] {
+    return [...this.#agents.keys()];
   }
 
   /** The commands that have open cancel-waits (to re-check them after missed events). */
@@ -122,12 +173,22 @@ export class CancelWaiters {
     waiter.open = false;
     this.#deadlines.delete(waiter, waiter.due);
     if (waiter.onAbort) waiter.signal?.removeEventListener("abort", waiter.onAbort);
-    const waiters = this.#commands.get(waiter.commandId);
-    if (waiters) {
-      waiters.delete(waiter);
-      if (waiters.size === 0) this.#commands.delete(waiter.commandId);
-    }
+    remove(this.#commands, waiter.commandId, waiter);
+    if (waiter.agentId !== undefined) remove(this.#agents, waiter.agentId, waiter);
     this.#size--;
     waiter.resolve(requested);
   }
+}
+
+function add(index: Map<string, Set<CancelWaiter>>, key: string, waiter: CancelWaiter): void {
+  let waiters = index.get(key);
+  if (!waiters) index.set(key, waiters = new Set());
+  waiters.add(waiter);
+}
+
+function remove(index: Map<string, Set<CancelWaiter>>, key: string, waiter: CancelWaiter): void {
+  const waiters = index.get(key);
+  if (!waiters) return;
+  waiters.delete(waiter);
+  if (waiters.size === 0) index.delete(key);
 }

@@ -192,17 +192,23 @@ export class StoreAvailability {
 const REVOKE_CHECK_BATCH = 32;
 
 /**
- * Ends the open waits whose agent was removed, or whose token was rotated, since they were
- * opened: they are answered with no command, and the agent's next wait authenticates anew. The
- * check behind the `revoked` event, for when that event may have been missed (the listening
- * connection was down) or was never sent (another process changed the SQLite file).
+ * Ends the open waits and cancel-waits whose agent was removed, or whose token was rotated, since
+ * they were opened: they are answered with no command (no cancel), and the agent's next request
+ * authenticates anew. The check behind the `revoked` event, for when that event may have been
+ * missed (the listening connection was down) or was never sent (another process changed the
+ * SQLite file).
  *
  * @param store The store.
  * @param hub The open waits.
- * @returns How many waits were ended.
+ * @param cancelWaiters The open cancel-waits.
+ * @returns How many waits and cancel-waits were ended.
  */
-export async function dismissRevokedWaits(store: CommandStore, hub: WaiterHub): Promise<number> {
-  const agentIds = hub.waitingAgents();
+export async function dismissRevokedWaits(
+  store: CommandStore,
+  hub: WaiterHub,
+  cancelWaiters: CancelWaiters,
+): Promise<number> {
+  const agentIds = [...new Set([...hub.waitingAgents(), ...cancelWaiters.waitingAgents()])];
   let dismissed = 0;
   for (let start = 0; start < agentIds.length; start += REVOKE_CHECK_BATCH) {
     const batch = agentIds.slice(start, start + REVOKE_CHECK_BATCH);
@@ -210,11 +216,11 @@ export async function dismissRevokedWaits(store: CommandStore, hub: WaiterHub): 
     batch.forEach((id, i) => {
       const agent = agents[i];
       const token = agent?.scopes.includes("commands:wait") ? agent.token : undefined;
-      dismissed += hub.dismissStale(id, token);
+      dismissed += hub.dismissStale(id, token) + cancelWaiters.dismissStale(id, token);
     });
   }
   if (dismissed > 0) {
-    log.info("ended {count} waits opened with a token that is no longer valid", {
+    log.info("ended {count} waits and cancel-waits opened with a token that is no longer valid", {
       count: dismissed,
     });
   }
@@ -281,7 +287,7 @@ export async function resyncWaits(
   cancelWaiters: CancelWaiters,
   cancelAsked: (command: NonNullable<Awaited<ReturnType<CommandStore["getCommand"]>>>) => boolean,
 ): Promise<void> {
-  await dismissRevokedWaits(store, hub);
+  await dismissRevokedWaits(store, hub, cancelWaiters);
   hub.notifyAll();
   for (const id of cancelWaiters.commandIds()) {
     const command = await store.getCommand(id);
@@ -330,7 +336,10 @@ export async function connectInstances(links: InstanceLinks): Promise<StoreSubsc
           cancelWaiters.notify(event.commandId);
           links.changed?.(event.commandId);
         } else if (event.type === "changed") links.changed?.(event.commandId);
-        else if (event.type === "revoked") hub.dismiss(event.agentId);
+        else if (event.type === "revoked") {
+          hub.dismiss(event.agentId);
+          cancelWaiters.dismiss(event.agentId);
+        }
       },
       resync() {
         log.info("notifications reconnected; re-checking open waits");

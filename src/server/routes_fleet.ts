@@ -159,8 +159,8 @@ export function fleetRoutes(
     if (!(await store.setAgentToken(id, token))) {
       throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
     }
-    // Waits it holds were opened with the old token: they end now, with no command.
-    const dismissed = hub.dismiss(id);
+    // Waits and cancel-waits it holds were opened with the old token: they end now, with nothing.
+    const dismissed = hub.dismiss(id) + deps.cancelWaiters.dismiss(id);
     audit.info("agent {agentId} token rotated over the operator API", {
       agentId: id,
       dismissed,
@@ -175,7 +175,7 @@ export function fleetRoutes(
     if (!(await store.removeAgent(id))) {
       throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
     }
-    const dismissed = hub.dismiss(id);
+    const dismissed = hub.dismiss(id) + deps.cancelWaiters.dismiss(id);
     audit.info("agent {agentId} removed over the operator API", {
       agentId: id,
       dismissed,

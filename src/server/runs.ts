@@ -234,8 +234,13 @@ export class RunScheduler {
     if (run.cancelRequested) {
       // After the enqueue: a target started before the cancel and enqueued only now (its enqueue
       // failed, or the dashboard died before it) is cancelled too.
-      await this.#cancelCommands(run);
-      run = (await store.getRun(runId)) ?? run;
+      if (await this.#cancelCommands(run)) {
+        // Queued commands are final once cancelled: the run may have ended with them, and says so
+        // now (its `completed_at`), not at a later step.
+        run = (await store.advanceRun(runId, clock.now()))?.run ?? run;
+      } else {
+        run = (await store.getRun(runId)) ?? run;
+      }
     }
     this.#watch(run);
     this.#notify(runId);
@@ -246,13 +251,17 @@ export class RunScheduler {
     return run;
   }
 
-  async #cancelCommands(run: RunRecord): Promise<void> {
+  /** Cancels the run's commands not final; returns whether one of them became final. */
+  async #cancelCommands(run: RunRecord): Promise<boolean> {
+    let ended = false;
     for (const target of run.targets) {
       const command = target.command;
       if (!command || FINAL_STATUSES.has(command.status) || command.cancelRequested) continue;
       const outcome = await this.#options.store.cancel(command.id, this.#options.clock.now());
       if (outcome.outcome === "requested") this.#options.cancelRequested?.(command.id);
+      if (outcome.outcome === "cancelled") ended = true;
     }
+    return ended;
   }
 
   /** Follows the run's started, unfinished commands; forgets the others. */

@@ -410,17 +410,18 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
 
   function cancelWait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {
     return runAuthSteps(call, cancelWaitSteps).then(
-      (agent) => holdCancelWait(call, agent.id, match, exchange),
+      (agent) => holdCancelWait(call, agent, match, exchange),
       (error) => fail(exchange, call, error),
     );
   }
 
   async function holdCancelWait(
     call: AgentCall,
-    agentId: string,
+    agent: AgentRecord,
     match: LeanMatch,
     exchange: LeanExchange,
   ): Promise<void> {
+    const agentId = agent.id;
     let id: string;
     let timeoutSecs: number;
     try {
@@ -439,10 +440,13 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     const drop = new AbortController();
     exchange.abort = drop;
     if (exchange.gone) drop.abort();
+    // Its agent and token: a rotation or removal ends it, as it ends a wait.
     const cancelled = cancelWaiters.wait({
       commandId: id,
       timeoutMs: timeoutSecs * 1000,
       signal: drop.signal,
+      agentId,
+      token: agent.token,
     });
     try {
       const command = await store.getCommand(id);

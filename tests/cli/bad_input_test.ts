@@ -101,15 +101,15 @@ Deno.test("a secret given as a flag is never printed, and the bound it broke is 
     const [args, expected] of [
       [
         ["--agent-token", "short-secret"],
-        "status: --agent-token must be a token of 16 to 1024 characters, got a value of 12 characters",
+        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 12 characters",
       ],
       [
         ["--agent-token", "x"],
-        "status: --agent-token must be a token of 16 to 1024 characters, got a value of 1 character",
+        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 1 character",
       ],
       [
         ["serve", "--status-admin-token", long],
-        "status: --status-admin-token must be a token of 16 to 1024 characters, got a value of " +
+        "status: --status-admin-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of " +
         "2000 characters",
       ],
       [

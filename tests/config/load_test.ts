@@ -165,7 +165,8 @@ Deno.test("a secret in config.json that is not a string is told so, not its leng
   const cwd = tempDir({ "config.json": '{"agent_token": 12345678901234567890}' });
   try {
     assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
-      message: "AGENT_TOKEN from config.json must be a token of 16 to 1024 characters, " +
+      message:
+        "AGENT_TOKEN from config.json must be a token of 16 to 1024 printable ASCII characters, without spaces, " +
         "got a JSON number, not a string",
     });
   } finally {
@@ -611,4 +612,49 @@ Deno.test("a list setting given as something else in config.json is a ConfigErro
       Deno.removeSync(cwd, { recursive: true });
     }
   });
+});
+
+Deno.test("a token that no Authorization header could carry is refused at start", async (t) => {
+  const cwd = tempDir();
+  try {
+    for (
+      const [env, role] of [["STATUS_ADMIN_TOKEN", "server"], ["AGENT_TOKEN", "agent"]] as const
+    ) {
+      for (
+        const [what, value] of [
+          ["a space inside", "abcdefgh ijklmnopq"],
+          ["a tab inside", "abcdefgh\tijklmnopq"],
+          ["a character beyond ASCII", "abcdefghijklmnopé"],
+        ]
+      ) {
+        await t.step(`${env}: ${what}`, () => {
+          assert.throws(
+            () => loadSettings({ roles: [role], env: { AGENT_ID: "web-1", [env]: value }, cwd }),
+            (error: Error) => {
+              assert.ok(error instanceof ConfigError);
+              assert.match(
+                error.message,
+                new RegExp(`^${env} from the environment must be a token`),
+              );
+              assert.match(error.message, /printable ASCII characters, without spaces/);
+              assert.ok(!error.message.includes(value), "the secret is not shown");
+              return true;
+            },
+          );
+        });
+      }
+      await t.step(`${env}: base64 and spaces around it are fine`, () => {
+        const token = " 3NUJA5Th8plyEShk+/MjPkU6rNlO0kFh= ";
+        const { settings } = loadSettings({
+          roles: [role],
+          env: { AGENT_ID: "web-1", [env]: token },
+          cwd,
+        });
+        const loaded = env === "AGENT_TOKEN" ? settings.agentToken : settings.statusAdminToken;
+        assert.equal(loaded, token.trim());
+      });
+    }
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
 });

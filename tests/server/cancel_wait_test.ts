@@ -235,3 +235,21 @@ Deno.test("cancel waiters: notify wakes only its command; timeout, abort and clo
   assert.equal(await waiters.wait({ commandId: "b", timeoutMs: 60_000 }), false);
   assert.equal(waiters.size, 0);
 });
+
+Deno.test("cancel waiters: dismissStale ends the agent's waits opened with another token", async () => {
+  const waiters = new CancelWaiters();
+  const old = waiters.wait({ commandId: "a", timeoutMs: 60_000, agentId: "a1", token: "t1" });
+  const current = waiters.wait({ commandId: "b", timeoutMs: 60_000, agentId: "a1", token: "t2" });
+  const tokenless = waiters.wait({ commandId: "c", timeoutMs: 60_000, agentId: "a2" });
+  assert.deepEqual(waiters.waitingAgents().sort(), ["a1", "a2"]);
+  assert.equal(waiters.dismissStale("a1", "t2"), 1, "only the wait with the old token");
+  assert.equal(await old, false);
+  assert.equal(waiters.dismissStale("a2", null), 0, "a token-less wait stays while none is set");
+  assert.equal(waiters.dismiss("a1"), 1, "a removed agent keeps none");
+  assert.equal(await current, false);
+  waiters.notify("c");
+  assert.equal(await tokenless, true);
+  assert.equal(waiters.size, 0);
+  assert.deepEqual(waiters.waitingAgents(), []);
+  waiters.close();
+});

@@ -183,6 +183,38 @@ Deno.test("a wait held with a token that is then rotated or removed ends with no
   }
 });
 
+Deno.test("a cancel-wait held with a token that is then rotated or removed ends with no cancel", async (t) => {
+  for (
+    const [change, path, method] of [
+      ["rotated", "/api/v1/agents/a1/rotate", "POST"],
+      ["removed", "/api/v1/agents/a1", "DELETE"],
+    ] as const
+  ) {
+    await t.step(change, async () => {
+      await using d = await makeDashboard();
+      const enqueued = await d.admin("POST", P.enqueue, {
+        id: "c1",
+        agent_id: "a1",
+        name: "sleep 9",
+      });
+      assert.equal(enqueued.status, 202);
+      await enqueued.body?.cancel();
+      await (await d.agent({ path: P.wait("default", 1) })).body?.cancel();
+      const held = d.agent({ path: "/api/v1/agent/commands/c1/cancel-wait?timeout=30" });
+      await until(() => d.dashboard.cancelWaiters.size === 1, "the cancel-wait is held");
+      assert.equal((await d.admin(method, path)).status, 200);
+      // The cancel comes after the change: the old token must not hear of it.
+      const cancel = await d.admin("POST", "/api/v1/commands/c1/cancel");
+      assert.equal(cancel.status, 202);
+      await cancel.body?.cancel();
+      const answer = await held;
+      assert.equal(answer.status, 204, "answered with no cancel");
+      await answer.body?.cancel();
+      assert.equal(d.dashboard.cancelWaiters.size, 0);
+    });
+  }
+});
+
 Deno.test("a signed heartbeat is held to its own 16 KiB limit, whatever read its body first", async (t) => {
   await using d = await makeDashboard();
   const heartbeatOf = (size: number) => {

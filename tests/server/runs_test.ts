@@ -463,6 +463,10 @@ Deno.test("a run cancelled after a target started and before its enqueue cancels
   try {
     const cancelled = await restarted.runs.cancel("r");
     assert.equal(cancelled.outcome, "cancelled");
+    assert.ok(
+      cancelled.outcome === "cancelled" && cancelled.run.completedAt !== null,
+      "every command was queued, so the run ended with the cancel and its answer says when",
+    );
     const commands = await store.listCommands({ limit: 10 });
     assert.deepEqual(commands.map((c) => [c.id, c.status]).sort(), [
       ["r:a1", "cancelled"],

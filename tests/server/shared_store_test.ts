@@ -140,6 +140,33 @@ Deno.test("a resync ends a wait opened with a token replaced meanwhile (a missed
   assert.equal(d.dashboard.hub.size, 0);
 });
 
+Deno.test("a cancel-wait opened with a token revoked elsewhere ends: by the event, or by a resync", async (t) => {
+  for (const how of ["event", "resync"] as const) {
+    await t.step(how, async () => {
+      await using d = await setup();
+      await enqueueDirect(d.inner, "run");
+      await (await d.agent(P.wait("default", 1))).body?.cancel();
+      const cancelWait = d.agent("/api/v1/agent/commands/run/cancel-wait?timeout=10");
+      await until(() => d.dashboard.cancelWaiters.size === 1, "cancel-wait open");
+      // Another instance rotated the token.
+      assert.equal(
+        await d.inner.setAgentToken("a1", "rotated-elsewhere-0123456789abcdefghijkl"),
+        true,
+      );
+      if (how === "event") d.state.listener!.event({ type: "revoked", agentId: "a1" });
+      else d.state.listener!.resync();
+      await until(() => d.dashboard.cancelWaiters.size === 0, "cancel-wait ended");
+      // A cancel recorded later is not passed to the old token.
+      await d.inner.cancel("run", Date.now());
+      d.state.listener!.event({ type: "cancel", commandId: "run" });
+      const answer = await cancelWait;
+      assert.equal(answer.status, 204, "ended with no cancel");
+      await answer.body?.cancel();
+      assert.equal(d.dashboard.cancelWaiters.size, 0);
+    });
+  }
+});
+
 Deno.test("another instance's cancel event wakes a cancel-wait here", async () => {
   await using d = await setup();
   await enqueueDirect(d.inner, "run");
