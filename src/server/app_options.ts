@@ -218,7 +218,8 @@ function wholeDays(value: number): number {
  * @param options The options as given.
  * @returns The checked options.
  * @throws {TypeError} When no admin token is given outside dev mode, or both are given.
- * @throws {RangeError} When a limit is out of range.
+ * @throws {RangeError} When a limit is out of range, or the admin token is not one a request can
+ *   carry.
  */
 export function resolveAppOptions(options: AppOptions): AppSettings {
   const devMode = options.devMode ?? false;
@@ -227,6 +228,13 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
   }
   if (!devMode && !options.adminToken) {
     throw new TypeError("adminToken is required outside dev mode");
+  }
+  // What `Authorization: Bearer <token>` can carry, as STATUS_ADMIN_TOKEN is checked: a token
+  // with a space or a control character would be refused on every request.
+  if (options.adminToken && !/^[\x21-\x7e]{16,1024}$/.test(options.adminToken)) {
+    throw new RangeError(
+      "adminToken must be 16 to 1024 printable ASCII characters, without spaces",
+    );
   }
   return {
     devMode,

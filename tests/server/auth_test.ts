@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { signV2 } from "../../src/protocol/mod.ts";
+import { createApp } from "../../src/server/mod.ts";
+import { openSqliteStore } from "../../src/store/mod.ts";
 import {
   ADMIN_TOKEN,
   type AgentRequest,
@@ -751,5 +753,20 @@ Deno.test("every 401 carries a WWW-Authenticate challenge, other refusals none",
         status === 401 ? 'Bearer realm="status"' : null,
       );
     });
+  }
+});
+
+Deno.test("createApp refuses an admin token that Authorization: Bearer cannot carry", async () => {
+  const store = openSqliteStore(":memory:");
+  try {
+    for (const adminToken of ["admin token 0123456789", "admin-token-é0123456789", "short"]) {
+      assert.throws(
+        () => createApp({ store, adminToken }),
+        /adminToken must be 16 to 1024 printable ASCII characters, without spaces/,
+        JSON.stringify(adminToken),
+      );
+    }
+  } finally {
+    await store.close();
   }
 });
