@@ -44,7 +44,12 @@ export type HandleOutcome =
   /** Run and reported, answered from the journal, or left to be delivered again. */
   | "handled"
   /** The journal cannot be written: neither acknowledged nor run, take no new command. */
-  | "blocked";
+  | "blocked"
+  /**
+   * Delivered again although the dashboard had accepted its result: its known result was sent
+   * again; a dashboard that keeps doing so is waited for, not asked again at once.
+   */
+  | "forgotten";
 
 const log = logger("agent");
 
@@ -87,7 +92,7 @@ export class CommandHandler {
     const known = journal.get(command.id);
     if (known) {
       await this.#resend(known, command);
-      return "handled";
+      return known.state === "accepted" ? "forgotten" : "handled";
     }
     try {
       journal.start(command);

@@ -159,6 +159,25 @@ Deno.test("a command delivered twice is run once and its known result is sent ag
   assert.ok(logs.has(/not run twice/));
 });
 
+Deno.test("a dashboard that keeps delivering a command whose result it accepted is backed off", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  // It accepts every report and forgets it: the same command comes with every wait.
+  stub.override = (seen) =>
+    seen.kind === "wait" ? Response.json(command("cmd-1", "echo hi")) : undefined;
+  const clock = new FakeClock();
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 2, clock });
+  const waits = () => stub.seen.filter((s) => s.kind === "wait").length;
+  await eventually(() => stub.reports.length === 2 && clock.pending > 0, 10_000, "a back-off");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(waits(), 2, "no wait before the clock moves: no tight loop");
+  await clock.advanceAsync(1000);
+  await stub.until(() => stub.reports.length === 3, 10_000, "the next redelivery");
+  await finish(agent);
+  assert.equal(agent.executor.runs.length, 1, "run once");
+  assert.ok(logs.has(/delivered again a command whose result it had accepted/));
+});
+
 Deno.test("a command redelivered after a crash mid-run is reported interrupted, not run", async () => {
   using _logs = captureLogs();
   const dir = Deno.makeTempDirSync();
