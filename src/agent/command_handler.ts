@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { DeliveredCommand, ReportRequest } from "../protocol/mod.ts";
+import { type DeliveredCommand, type ReportRequest, shortForm } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { retryWhile } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
@@ -53,6 +53,9 @@ export type HandleOutcome =
 
 const log = logger("agent");
 
+/** The most characters of a command line a log line shows. */
+const SHOWN_NAME_CHARS = 256;
+
 /** How long an ack waits in all for a dashboard that asks it to wait (`Retry-After`), in ms. */
 export const MAX_ACK_THROTTLED_MS = 5 * 60_000;
 
@@ -84,9 +87,11 @@ export class CommandHandler {
    */
   async handle(command: DeliveredCommand): Promise<HandleOutcome> {
     const { journal, outbox } = this.#options.state;
+    // A command line longer than any the policy runs is logged cut, as the executor logs it.
+    const commandName = shortForm(command.name, SHOWN_NAME_CHARS);
     log.info("command received from dashboard", {
       commandId: command.id,
-      commandName: command.name,
+      commandName,
       attempt: command.attempt,
     });
     const known = journal.get(command.id);
@@ -122,7 +127,7 @@ export class CommandHandler {
       return "handled";
     }
     log.info("Executing command: {commandName} (id: {commandId})", {
-      commandName: command.name,
+      commandName,
       commandId: command.id,
     });
     let report: ReportRequest | undefined;

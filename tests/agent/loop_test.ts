@@ -178,6 +178,24 @@ Deno.test("a dashboard that keeps delivering a command whose result it accepted 
   assert.ok(logs.has(/delivered again a command whose result it had accepted/));
 });
 
+Deno.test("a command line of megabytes is neither logged nor journaled whole", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const name = `echo ${"y".repeat(1_000_000)}`;
+  stub.enqueue(command("cmd-1", name));
+  const agent = start(stub);
+  await stub.until(() => stub.reports.length === 1);
+  const journaled = agent.state.journal.get("cmd-1")?.name ?? "";
+  await finish(agent);
+  assert.ok(journaled.length < 4200, `journaled ${journaled.length} characters`);
+  assert.ok(journaled.startsWith("echo yyy") && journaled.endsWith("(1000005 characters)"));
+  for (const record of logs.records) {
+    const size = JSON.stringify(record).length;
+    assert.ok(size < 2000, `a log record of ${size} characters: ${String(record.message)}`);
+  }
+  assert.ok(logs.has("command received from dashboard"));
+});
+
 Deno.test("a command redelivered after a crash mid-run is reported interrupted, not run", async () => {
   using _logs = captureLogs();
   const dir = Deno.makeTempDirSync();
