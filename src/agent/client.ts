@@ -7,6 +7,7 @@
 import {
   AGENT_INSTANCE_HEADER,
   type DeliveredCommand,
+  describeZodError,
   LIVE_PATHS,
   MAX_BODY_BYTES,
   MAX_CLOCK_SKEW_SECS,
@@ -16,6 +17,7 @@ import {
   type ReportRequest,
   signedHeaders,
 } from "../protocol/mod.ts";
+import { z } from "zod";
 import { parseRetryAfter } from "./backoff.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { MAX_TIMER_MS } from "../clock.ts";
@@ -336,12 +338,14 @@ export class DashboardClient {
         ? { kind: "empty", nextPollSecs: answer.nextPollSecs }
         : { kind: "command", command: answer.command, stacker: answer.stacker };
     } catch (error) {
+      // The first field at fault in one line, not zod's issues as pretty-printed JSON.
+      const reason = error instanceof z.ZodError
+        ? describeZodError(error)
+        : (error as Error).message.slice(0, 300);
       return {
         kind: "invalid",
         status: 200,
-        message: `wait answer is neither a command nor a Stacker envelope: ${
-          (error as Error).message.slice(0, 300)
-        }`,
+        message: `wait answer is neither a command nor a Stacker envelope: ${reason}`,
       };
     }
   }

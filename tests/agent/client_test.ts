@@ -81,6 +81,26 @@ Deno.test("answers within the limit are read as before", async () => {
   assert.deepEqual(refused, { kind: "refused", status: 400, message: "no such agent" });
 });
 
+Deno.test("a wait answer of the wrong shape is told by its first field at fault, in one line", async () => {
+  for (
+    const [answer, reason] of [
+      [{ id: 5, name: "echo a", attempt: 1 }, /: field "id": Invalid input: expected string/],
+      [{ id: "c1", name: "echo a", attempt: "1" }, /: field "attempt": .*expected number/],
+      [
+        { id: "c1", name: "echo a", params: { timeout_secs: 0 } },
+        /: field "params\.timeout_secs": Too small/,
+      ],
+    ] as const
+  ) {
+    const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
+    assert.equal(outcome.kind, "invalid");
+    const message = (outcome as { message: string }).message;
+    assert.match(message, /^wait answer is neither a command nor a Stacker envelope/);
+    assert.match(message, reason);
+    assert.ok(!message.includes("\n"), message);
+  }
+});
+
 Deno.test("a wait of 30 days is not given up as it starts", async () => {
   // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
   // "no answer within 2592010 s".
