@@ -159,6 +159,21 @@ export interface DashboardClientOptions {
   requestTimeoutMs?: number;
 }
 
+/**
+ * Whether a command's id can name its own paths (`…/commands/{id}/cancel-wait`, `…/output`). Not
+ * `wait` (`…/commands/wait/output` is a wait on the hash `output`), `.` or `..` (the URL resolves
+ * them away: `…/commands/../output` is `…/agent/output`), nor an id holding a lone UTF-16
+ * surrogate (it cannot be percent-encoded). Only a dashboard other than this one delivers such ids;
+ * their reports, which name the id in the body, are sent as any other.
+ *
+ * @param commandId The delivered command's id.
+ * @returns Whether cancel-wait and live output may be asked for it.
+ */
+export function hasCommandPaths(commandId: string): boolean {
+  return commandId !== "wait" && commandId !== "." && commandId !== ".." &&
+    commandId.isWellFormed();
+}
+
 /** Extra seconds the agent waits for a `wait` answer beyond the timeout it asked for. */
 export const WAIT_GRACE_SECS = 10;
 

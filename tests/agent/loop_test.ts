@@ -196,6 +196,34 @@ Deno.test("a command line of megabytes is neither logged nor journaled whole", a
   assert.ok(logs.has("command received from dashboard"));
 });
 
+Deno.test("a command whose id cannot name a path gets no cancel-wait nor live output, only its report", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const ids = [".", "..", "lone-\ud800", "wait"];
+  for (const id of ids) stub.enqueue(command(id, "echo hi"));
+  const executor = new FakeExecutor();
+  // Prints, and runs past the cancel-wait's delay of a second.
+  executor.behaviour = async (request) => {
+    request.onOutput?.("stdout", new TextEncoder().encode("hi\n"));
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    return success();
+  };
+  const agent = start(stub, { executor });
+  await stub.until(() => stub.reports.length === ids.length, 20_000, "the reports");
+  await finish(agent);
+  assert.deepEqual(stub.reports.map((r) => r.command_id), ids);
+  // `…/commands/../output` would have gone to `…/agent/output`, `…/commands/./cancel-wait` to
+  // `…/commands/cancel-wait`.
+  const kinds = new Set(stub.seen.map((s) => s.kind));
+  assert.deepEqual([...kinds].sort(), ["ack", "report", "wait"]);
+  assert.equal(
+    logs.records.filter((r) => /cannot name a path of the dashboard/.test(String(r.message)))
+      .length,
+    ids.length,
+  );
+  assert.ok(!logs.has(/live output stopped/));
+});
+
 Deno.test("a command redelivered after a crash mid-run is reported interrupted, not run", async () => {
   using _logs = captureLogs();
   const dir = Deno.makeTempDirSync();
