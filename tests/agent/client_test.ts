@@ -101,6 +101,23 @@ Deno.test("a wait answer of the wrong shape is told by its first field at fault,
   }
 });
 
+Deno.test("a delivered id longer than 1024 characters makes the wait answer invalid", async () => {
+  const id = "i".repeat(1025);
+  for (
+    const answer of [
+      { id, name: "echo a", attempt: 1 },
+      { item: { command_id: id, type: "echo a" }, meta: null },
+    ]
+  ) {
+    const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
+    assert.equal(outcome.kind, "invalid");
+    assert.match((outcome as { message: string }).message, /field "id": Too big: .*1024/);
+  }
+  const longest = { id: "i".repeat(1024), name: "echo a", attempt: 1 };
+  const outcome = await clientAnswering(() => Response.json(longest)).wait("default", 30, signal);
+  assert.equal(outcome.kind, "command");
+});
+
 Deno.test("a wait of 30 days is not given up as it starts", async () => {
   // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
   // "no answer within 2592010 s".
