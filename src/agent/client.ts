@@ -26,8 +26,9 @@ import { MAX_TIMER_MS } from "../clock.ts";
 export type RequestFailure =
   | {
     /**
-     * No answer: connection refused or reset, DNS failure, no answer in time, or a `408` (the
-     * request did not arrive in time, so nothing was done with it). Back off.
+     * No answer: connection refused or reset, DNS failure, no answer (or no whole body) in time,
+     * a body that broke off, or a `408` (the request did not arrive in time, so nothing was done
+     * with it). Back off.
      */
     kind: "network";
     message: string;
@@ -223,12 +224,34 @@ async function boundedText(response: Response, limit: number): Promise<string | 
 }
 
 /**
+ * The body of an answer broke off while it was read (the connection was reset, or the request's
+ * deadline passed): as far as the agent can tell there was no answer, so this is a network failure.
+ */
+class BrokenAnswerError extends Error {
+  constructor(cause: unknown) {
+    super(
+      (cause as Error | null)?.name === "TimeoutError"
+        ? "the answer did not arrive whole before the request's deadline"
+        : `the answer broke off: ${describeFetchFailure(cause)}`,
+      { cause },
+    );
+    this.name = "BrokenAnswerError";
+  }
+}
+
+/**
  * Reads a JSON body of at most {@link MAX_ANSWER_BYTES}.
  *
- * @throws {Error} When the body is larger, cannot be read, or is not JSON.
+ * @throws {BrokenAnswerError} When the body cannot be read whole.
+ * @throws {Error} When the body is larger, or is not JSON.
  */
 async function boundedJson(response: Response): Promise<unknown> {
-  const text = await boundedText(response, MAX_ANSWER_BYTES);
+  let text: string | undefined;
+  try {
+    text = await boundedText(response, MAX_ANSWER_BYTES);
+  } catch (error) {
+    throw new BrokenAnswerError(error);
+  }
   if (text === undefined) {
     throw new Error(`the answer is larger than ${MAX_ANSWER_BYTES / 1024 / 1024} MiB`);
   }
@@ -341,6 +364,8 @@ export class DashboardClient {
     try {
       body = await boundedJson(response);
     } catch (error) {
+      if (signal.aborted) return { kind: "aborted" };
+      if (error instanceof BrokenAnswerError) return { kind: "network", message: error.message };
       return {
         kind: "invalid",
         status: 200,
@@ -432,6 +457,7 @@ export class DashboardClient {
       body = await boundedJson(response);
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
+      if (error instanceof BrokenAnswerError) return { kind: "network", message: error.message };
       return {
         kind: "invalid",
         status: 200,

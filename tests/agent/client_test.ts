@@ -118,6 +118,33 @@ Deno.test("a delivered id longer than 1024 characters makes the wait answer inva
   assert.equal(outcome.kind, "command");
 });
 
+Deno.test("an answer whose body breaks off is a network failure, not an unexpected answer", async () => {
+  const breaking = (error: Error) => () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"id":"c1","na'));
+          controller.error(error);
+        },
+      }),
+      { status: 200 },
+    );
+  const reset = new TypeError("error reading a body from connection");
+  const late = new DOMException("Signal timed out.", "TimeoutError");
+  for (
+    const [error, message] of [
+      [reset, /^the answer broke off: error reading a body from connection$/],
+      [late, /^the answer did not arrive whole before the request's deadline$/],
+    ] as const
+  ) {
+    const wait = await clientAnswering(breaking(error)).wait("default", 30, signal);
+    assert.equal(wait.kind, "network");
+    assert.match((wait as { message: string }).message, message);
+    const cancelWait = await clientAnswering(breaking(error)).cancelWait("c1", 30, signal);
+    assert.equal(cancelWait.kind, "network");
+  }
+});
+
 Deno.test("a wait of 30 days is not given up as it starts", async () => {
   // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
   // "no answer within 2592010 s".
