@@ -8,6 +8,7 @@ import {
   AGENT_INSTANCE_HEADER,
   type DeliveredCommand,
   describeZodError,
+  HEADER,
   LIVE_PATHS,
   MAX_BODY_BYTES,
   MAX_CLOCK_SKEW_SECS,
@@ -258,7 +259,17 @@ async function boundedJson(response: Response): Promise<unknown> {
   return JSON.parse(text);
 }
 
-async function errorMessage(response: Response): Promise<string> {
+/**
+ * The message of an error answer: its `error`, else its text, cut short. The signature the request
+ * carried is replaced, should the answer echo it (a proxy's error page quoting the request): a
+ * signature is never logged.
+ */
+async function errorMessage(response: Response, signature?: string): Promise<string> {
+  const message = await errorText(response);
+  return signature ? message.replaceAll(signature, "[redacted]") : message;
+}
+
+async function errorText(response: Response): Promise<string> {
   let text: string | undefined;
   try {
     text = await boundedText(response, ERROR_BODY_BYTES);
@@ -294,6 +305,8 @@ export class DashboardClient {
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
   readonly #requestTimeoutMs: number;
+  /** The signature each answer's request carried, to keep it out of the error messages. */
+  readonly #signatures = new WeakMap<Response, string>();
 
   /**
    * Creates a client.
@@ -416,7 +429,9 @@ export class DashboardClient {
       await response.body?.cancel();
       return { kind: "unsupported" };
     }
-    if (response.status === 409) return { kind: "stale", message: await errorMessage(response) };
+    if (response.status === 409) {
+      return { kind: "stale", message: await this.#errorMessage(response) };
+    }
     return await this.#failure(response);
   }
 
@@ -448,9 +463,11 @@ export class DashboardClient {
       return { kind: "none" };
     }
     if (response.status === 404) {
-      return { kind: "unsupported", message: await errorMessage(response) };
+      return { kind: "unsupported", message: await this.#errorMessage(response) };
     }
-    if (response.status === 409) return { kind: "final", message: await errorMessage(response) };
+    if (response.status === 409) {
+      return { kind: "final", message: await this.#errorMessage(response) };
+    }
     if (response.status !== 200) return await this.#failure(response);
     let body: unknown;
     try {
@@ -582,6 +599,8 @@ export class DashboardClient {
         redirect: "manual",
         signal: AbortSignal.any([signal, deadline]),
       });
+      const signature = headers.get(HEADER.signature);
+      if (signature !== null) this.#signatures.set(response, signature);
       return { response };
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
@@ -590,6 +609,10 @@ export class DashboardClient {
       }
       return { kind: "network", message: describeFetchFailure(error) };
     }
+  }
+
+  #errorMessage(response: Response): Promise<string> {
+    return errorMessage(response, this.#signatures.get(response));
   }
 
   async #failure(response: Response): Promise<RequestFailure> {
@@ -605,7 +628,7 @@ export class DashboardClient {
         }; the agent does not follow redirects: set DASHBOARD_URL to the address it leads to`,
       };
     }
-    const message = await errorMessage(response);
+    const message = await this.#errorMessage(response);
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {
       const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), this.#now());

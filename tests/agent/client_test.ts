@@ -145,6 +145,32 @@ Deno.test("an answer whose body breaks off is a network failure, not an unexpect
   }
 });
 
+Deno.test("an error answer that echoes the request's signature does not carry it into the message", async () => {
+  const sent: string[] = [];
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: "0123456789abcdef0123456789abcdef",
+    fetch: (_url, init) => {
+      const signature = new Headers(init?.headers).get("X-Agent-Signature")!;
+      sent.push(signature);
+      const status = new Headers(init?.headers).has("Content-Type") ? 409 : 401;
+      return Promise.resolve(
+        Response.json({ error: `refused signature ${signature}` }, { status }),
+      );
+    },
+  });
+  const wait = await client.wait("default", 30, signal);
+  const ack = await client.ack("cmd-1", 1, signal);
+  assert.equal(wait.kind, "auth");
+  assert.equal(ack.kind, "stale");
+  for (const outcome of [wait, ack]) {
+    const message = (outcome as { message: string }).message;
+    assert.equal(message, "refused signature [redacted]");
+  }
+  assert.equal(sent.length, 2);
+});
+
 Deno.test("a wait of 30 days is not given up as it starts", async () => {
   // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
   // "no answer within 2592010 s".
