@@ -9,7 +9,7 @@ import type { DeliveredCommand } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
-import type { DashboardClient } from "./client.ts";
+import { type DashboardClient, hasCommandPaths } from "./client.ts";
 
 /** What a {@link CancelWatcher} works with. */
 export interface CancelWatcherOptions {
@@ -61,7 +61,7 @@ export class CancelWatcher {
     done: AbortSignal,
   ): Promise<void> {
     // `…/commands/wait/cancel-wait` is a wait on that deployment hash, not this command's.
-    if (command.id === "wait") return;
+    if (!hasCommandPaths(command.id)) return;
     const { client, clock } = this.#options;
     const backoff = new PollBackoff(this.#options.backoff);
     try {

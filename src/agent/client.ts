@@ -7,6 +7,8 @@
 import {
   AGENT_INSTANCE_HEADER,
   type DeliveredCommand,
+  describeZodError,
+  HEADER,
   LIVE_PATHS,
   MAX_BODY_BYTES,
   MAX_CLOCK_SKEW_SECS,
@@ -16,6 +18,7 @@ import {
   type ReportRequest,
   signedHeaders,
 } from "../protocol/mod.ts";
+import { z } from "zod";
 import { parseRetryAfter } from "./backoff.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { MAX_TIMER_MS } from "../clock.ts";
@@ -24,8 +27,9 @@ import { MAX_TIMER_MS } from "../clock.ts";
 export type RequestFailure =
   | {
     /**
-     * No answer: connection refused or reset, DNS failure, no answer in time, or a `408` (the
-     * request did not arrive in time, so nothing was done with it). Back off.
+     * No answer: connection refused or reset, DNS failure, no answer (or no whole body) in time,
+     * a body that broke off, or a `408` (the request did not arrive in time, so nothing was done
+     * with it). Back off.
      */
     kind: "network";
     message: string;
@@ -157,6 +161,21 @@ export interface DashboardClientOptions {
   requestTimeoutMs?: number;
 }
 
+/**
+ * Whether a command's id can name its own paths (`…/commands/{id}/cancel-wait`, `…/output`). Not
+ * `wait` (`…/commands/wait/output` is a wait on the hash `output`), `.` or `..` (the URL resolves
+ * them away: `…/commands/../output` is `…/agent/output`), nor an id holding a lone UTF-16
+ * surrogate (it cannot be percent-encoded). Only a dashboard other than this one delivers such ids;
+ * their reports, which name the id in the body, are sent as any other.
+ *
+ * @param commandId The delivered command's id.
+ * @returns Whether cancel-wait and live output may be asked for it.
+ */
+export function hasCommandPaths(commandId: string): boolean {
+  return commandId !== "wait" && commandId !== "." && commandId !== ".." &&
+    commandId.isWellFormed();
+}
+
 /** Extra seconds the agent waits for a `wait` answer beyond the timeout it asked for. */
 export const WAIT_GRACE_SECS = 10;
 
@@ -206,19 +225,51 @@ async function boundedText(response: Response, limit: number): Promise<string | 
 }
 
 /**
+ * The body of an answer broke off while it was read (the connection was reset, or the request's
+ * deadline passed): as far as the agent can tell there was no answer, so this is a network failure.
+ */
+class BrokenAnswerError extends Error {
+  constructor(cause: unknown) {
+    super(
+      (cause as Error | null)?.name === "TimeoutError"
+        ? "the answer did not arrive whole before the request's deadline"
+        : `the answer broke off: ${describeFetchFailure(cause)}`,
+      { cause },
+    );
+    this.name = "BrokenAnswerError";
+  }
+}
+
+/**
  * Reads a JSON body of at most {@link MAX_ANSWER_BYTES}.
  *
- * @throws {Error} When the body is larger, cannot be read, or is not JSON.
+ * @throws {BrokenAnswerError} When the body cannot be read whole.
+ * @throws {Error} When the body is larger, or is not JSON.
  */
 async function boundedJson(response: Response): Promise<unknown> {
-  const text = await boundedText(response, MAX_ANSWER_BYTES);
+  let text: string | undefined;
+  try {
+    text = await boundedText(response, MAX_ANSWER_BYTES);
+  } catch (error) {
+    throw new BrokenAnswerError(error);
+  }
   if (text === undefined) {
     throw new Error(`the answer is larger than ${MAX_ANSWER_BYTES / 1024 / 1024} MiB`);
   }
   return JSON.parse(text);
 }
 
-async function errorMessage(response: Response): Promise<string> {
+/**
+ * The message of an error answer: its `error`, else its text, cut short. The signature the request
+ * carried is replaced, should the answer echo it (a proxy's error page quoting the request): a
+ * signature is never logged.
+ */
+async function errorMessage(response: Response, signature?: string): Promise<string> {
+  const message = await errorText(response);
+  return signature ? message.replaceAll(signature, "[redacted]") : message;
+}
+
+async function errorText(response: Response): Promise<string> {
   let text: string | undefined;
   try {
     text = await boundedText(response, ERROR_BODY_BYTES);
@@ -254,6 +305,8 @@ export class DashboardClient {
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
   readonly #requestTimeoutMs: number;
+  /** The signature each answer's request carried, to keep it out of the error messages. */
+  readonly #signatures = new WeakMap<Response, string>();
 
   /**
    * Creates a client.
@@ -324,6 +377,8 @@ export class DashboardClient {
     try {
       body = await boundedJson(response);
     } catch (error) {
+      if (signal.aborted) return { kind: "aborted" };
+      if (error instanceof BrokenAnswerError) return { kind: "network", message: error.message };
       return {
         kind: "invalid",
         status: 200,
@@ -336,12 +391,14 @@ export class DashboardClient {
         ? { kind: "empty", nextPollSecs: answer.nextPollSecs }
         : { kind: "command", command: answer.command, stacker: answer.stacker };
     } catch (error) {
+      // The first field at fault in one line, not zod's issues as pretty-printed JSON.
+      const reason = error instanceof z.ZodError
+        ? describeZodError(error)
+        : (error as Error).message.slice(0, 300);
       return {
         kind: "invalid",
         status: 200,
-        message: `wait answer is neither a command nor a Stacker envelope: ${
-          (error as Error).message.slice(0, 300)
-        }`,
+        message: `wait answer is neither a command nor a Stacker envelope: ${reason}`,
       };
     }
   }
@@ -372,7 +429,9 @@ export class DashboardClient {
       await response.body?.cancel();
       return { kind: "unsupported" };
     }
-    if (response.status === 409) return { kind: "stale", message: await errorMessage(response) };
+    if (response.status === 409) {
+      return { kind: "stale", message: await this.#errorMessage(response) };
+    }
     return await this.#failure(response);
   }
 
@@ -404,15 +463,18 @@ export class DashboardClient {
       return { kind: "none" };
     }
     if (response.status === 404) {
-      return { kind: "unsupported", message: await errorMessage(response) };
+      return { kind: "unsupported", message: await this.#errorMessage(response) };
     }
-    if (response.status === 409) return { kind: "final", message: await errorMessage(response) };
+    if (response.status === 409) {
+      return { kind: "final", message: await this.#errorMessage(response) };
+    }
     if (response.status !== 200) return await this.#failure(response);
     let body: unknown;
     try {
       body = await boundedJson(response);
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
+      if (error instanceof BrokenAnswerError) return { kind: "network", message: error.message };
       return {
         kind: "invalid",
         status: 200,
@@ -537,6 +599,8 @@ export class DashboardClient {
         redirect: "manual",
         signal: AbortSignal.any([signal, deadline]),
       });
+      const signature = headers.get(HEADER.signature);
+      if (signature !== null) this.#signatures.set(response, signature);
       return { response };
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
@@ -545,6 +609,10 @@ export class DashboardClient {
       }
       return { kind: "network", message: describeFetchFailure(error) };
     }
+  }
+
+  #errorMessage(response: Response): Promise<string> {
+    return errorMessage(response, this.#signatures.get(response));
   }
 
   async #failure(response: Response): Promise<RequestFailure> {
@@ -560,7 +628,7 @@ export class DashboardClient {
         }; the agent does not follow redirects: set DASHBOARD_URL to the address it leads to`,
       };
     }
-    const message = await errorMessage(response);
+    const message = await this.#errorMessage(response);
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {
       const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), this.#now());

@@ -9,7 +9,7 @@ import type { DeliveredCommand } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CancelWatcher } from "./cancel_watch.ts";
 import type { Clock } from "./clock.ts";
-import type { DashboardClient } from "./client.ts";
+import { type DashboardClient, hasCommandPaths } from "./client.ts";
 import type { ExecOutcome, Executor } from "./executor.ts";
 import type { Journal } from "./journal.ts";
 import { OutputStreamer, type OutputStreamerOptions } from "./output_stream.ts";
@@ -103,6 +103,13 @@ export class CommandExecution {
     signal.addEventListener("abort", onStop, { once: true });
     stopNow.addEventListener("abort", onStopNow, { once: true });
     const startedAt = new Date(clock.now()).toISOString();
+    if (!hasCommandPaths(command.id)) {
+      log.warning(
+        "this command's id cannot name a path of the dashboard: an operator's cancel does not " +
+          "reach it and it has no live output; its result is reported as any other",
+        { commandId: command.id },
+      );
+    }
     const watching = this.#options.cancelWatcher.watch(command, cancel, done.signal);
     const streamer = this.#streamer(command);
     let outcome: ExecOutcome;
@@ -153,7 +160,7 @@ export class CommandExecution {
   #streamer(command: DeliveredCommand): OutputStreamer | undefined {
     const { liveOutput, liveOutputOptions, client, metrics } = this.#options;
     // `…/commands/wait/output` is a wait on that deployment hash, not this command's output.
-    if (liveOutput === false || command.id === "wait") return undefined;
+    if (liveOutput === false || !hasCommandPaths(command.id)) return undefined;
     return new OutputStreamer({
       clock: this.#options.clock,
       ...liveOutputOptions,

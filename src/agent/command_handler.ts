@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { DeliveredCommand, ReportRequest } from "../protocol/mod.ts";
+import { type DeliveredCommand, type ReportRequest, shortForm } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { retryWhile } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
@@ -44,9 +44,17 @@ export type HandleOutcome =
   /** Run and reported, answered from the journal, or left to be delivered again. */
   | "handled"
   /** The journal cannot be written: neither acknowledged nor run, take no new command. */
-  | "blocked";
+  | "blocked"
+  /**
+   * Delivered again although the dashboard had accepted its result: its known result was sent
+   * again; a dashboard that keeps doing so is waited for, not asked again at once.
+   */
+  | "forgotten";
 
 const log = logger("agent");
+
+/** The most characters of a command line a log line shows. */
+const SHOWN_NAME_CHARS = 256;
 
 /** How long an ack waits in all for a dashboard that asks it to wait (`Retry-After`), in ms. */
 export const MAX_ACK_THROTTLED_MS = 5 * 60_000;
@@ -79,15 +87,17 @@ export class CommandHandler {
    */
   async handle(command: DeliveredCommand): Promise<HandleOutcome> {
     const { journal, outbox } = this.#options.state;
+    // A command line longer than any the policy runs is logged cut, as the executor logs it.
+    const commandName = shortForm(command.name, SHOWN_NAME_CHARS);
     log.info("command received from dashboard", {
       commandId: command.id,
-      commandName: command.name,
+      commandName,
       attempt: command.attempt,
     });
     const known = journal.get(command.id);
     if (known) {
       await this.#resend(known, command);
-      return "handled";
+      return known.state === "accepted" ? "forgotten" : "handled";
     }
     try {
       journal.start(command);
@@ -117,7 +127,7 @@ export class CommandHandler {
       return "handled";
     }
     log.info("Executing command: {commandName} (id: {commandId})", {
-      commandName: command.name,
+      commandName,
       commandId: command.id,
     });
     let report: ReportRequest | undefined;

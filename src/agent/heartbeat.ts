@@ -120,9 +120,19 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
       method: "POST",
       headers,
       body,
+      // A signed request is not followed elsewhere: its signature would go to another origin.
+      redirect: signWithToken ? "manual" : "follow",
       signal: AbortSignal.any([signal, AbortSignal.timeout(options.requestTimeoutMs ?? 10_000)]),
     });
     await response.body?.cancel();
+    if (signWithToken && response.status >= 300 && response.status < 400) {
+      throw new WebhookError(
+        `webhook redirects (${response.status}); not followed, since the heartbeat is signed ` +
+          "with the agent's token (the webhook has the dashboard's origin): set METRICS_WEBHOOK " +
+          "to the address it leads to",
+        response.status,
+      );
+    }
     if (!response.ok) {
       throw new WebhookError(`webhook answered ${response.status}`, response.status);
     }

@@ -11,9 +11,14 @@
  * @module
  */
 import { join } from "node:path";
-import { keptReportSchema, type ReportRequest, type ReportStatus } from "../protocol/mod.ts";
+import {
+  keptReportSchema,
+  type ReportRequest,
+  type ReportStatus,
+  shortForm,
+} from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import type { ExitRecord, ProcessRecord } from "../exec/mod.ts";
+import { type ExitRecord, MAX_COMMAND_LINE_LENGTH, type ProcessRecord } from "../exec/mod.ts";
 import { isNoSpace, StateWriteError, writeFileAtomicSync } from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
 import { openOwnFileSync } from "../own_files.ts";
@@ -25,7 +30,7 @@ export type JournalState = "running" | "done" | "accepted";
 export interface JournalEntry {
   /** The command id. */
   id: string;
-  /** The command line. */
+  /** The command line (its first 4096 characters and its length, when longer). */
   name: string;
   /** The delivery attempt that started it. */
   attempt: number;
@@ -268,7 +273,9 @@ export class Journal implements Disposable {
     const op: JournalOp = {
       op: "start",
       id: command.id,
-      name: command.name,
+      // Kept for the logs only; a longer command line is never run (a broken or hostile
+      // dashboard's 4 MiB ones would otherwise fill the journal and the memory that holds it).
+      name: shortForm(command.name, MAX_COMMAND_LINE_LENGTH),
       attempt: command.attempt,
       at: new Date(this.#now()).toISOString(),
     };

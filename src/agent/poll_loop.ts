@@ -98,10 +98,18 @@ export class PollLoop {
         metrics?.pollFailed(outcome.kind);
       }
       switch (outcome.kind) {
-        case "command":
+        case "command": {
+          const handled = await handler.handle(outcome.command);
+          if (handled === "forgotten") {
+            // Answered from the journal again and again, this would be a tight loop of waits and
+            // reports: the back-off grows until the dashboard delivers something else.
+            await this.#pauseForgotten(outcome.command.id);
+            break;
+          }
           this.#backoff.reset();
-          if (await handler.handle(outcome.command) === "blocked") this.#blocked = true;
+          if (handled === "blocked") this.#blocked = true;
           break;
+        }
         case "empty": {
           this.#backoff.reset();
           const elapsed = clock.now() - started;
@@ -143,6 +151,22 @@ export class PollLoop {
     });
     this.#blocked = false;
     return true;
+  }
+
+  /**
+   * Waits the next back-off delay after the dashboard delivered again a command whose result it
+   * had accepted (it lost what it accepted, or it is broken).
+   */
+  async #pauseForgotten(commandId: string): Promise<void> {
+    const delayMs = this.#backoff.next();
+    const delaySecs = Math.round(delayMs) / 1000;
+    this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
+    pollLog.warning(
+      "the dashboard delivered again a command whose result it had accepted; its result was " +
+        "sent again, and the next wait comes after back-off",
+      { commandId, delaySecs, attempt: this.#backoff.attempts },
+    );
+    await this.#options.clock.sleep(delayMs, this.#options.signal);
   }
 
   /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */

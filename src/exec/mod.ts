@@ -28,7 +28,13 @@
  *
  * @module
  */
-export { type Checked, MAX_ARG_LENGTH, MAX_ARGS, parseCommandLine } from "./parse.ts";
+export {
+  type Checked,
+  MAX_ARG_LENGTH,
+  MAX_ARGS,
+  MAX_COMMAND_LINE_LENGTH,
+  parseCommandLine,
+} from "./parse.ts";
 export {
   type AcceptedCommand,
   checkPolicy,

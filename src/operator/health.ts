@@ -61,6 +61,16 @@ async function errorOf(response: Response): Promise<string> {
   return text.trim().slice(0, 200) || `HTTP ${response.status}`;
 }
 
+/** What a 3xx answer says (its body is dropped), or `undefined` for another answer. */
+async function redirectOf(response: Response): Promise<string | undefined> {
+  if (response.status < 300 || response.status >= 400) return undefined;
+  await response.body?.cancel();
+  const location = response.headers.get("Location");
+  return `the dashboard redirects (${response.status}) to ${
+    location === null ? "no Location" : JSON.stringify(location.slice(0, 300))
+  }, which neither this check nor the agent follows: set DASHBOARD_URL to the address it leads to`;
+}
+
 /**
  * Checks a dashboard: reachability, version and mode, clock offset, admin token, agent
  * credentials.
@@ -84,8 +94,10 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   const timeoutMs = options.timeoutMs ?? 10_000;
   const base = options.dashboardUrl.replace(/\/+$/, "");
   const checks: HealthCheck[] = [];
+  // Redirects are not followed, as the agent follows none: a signed ping or the admin token is
+  // not sent where one leads, and a check is not passed by another server's answer.
   const get = (path: string, headers: Record<string, string> = {}) =>
-    doFetch(base + path, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    doFetch(base + path, { headers, redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
 
   let health: Record<string, unknown>;
   let offset: number | null = null;
@@ -93,6 +105,8 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     const sentAt = Date.now();
     const response = await get(PATHS.health);
     const receivedAt = Date.now();
+    const redirect = await redirectOf(response);
+    if (redirect !== undefined) throw new Error(redirect);
     const text = await response.text();
     health = JSON.parse(text);
     if (!response.ok || health?.status !== "ok") throw new Error(`HTTP ${response.status}`);
@@ -149,8 +163,11 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       ? { Authorization: `Bearer ${options.adminToken}` }
       : {};
     const response = await get(`${PATHS.commands}?limit=1`, headers).catch((e) => e as Error);
+    const redirect = response instanceof Error ? undefined : await redirectOf(response);
     if (response instanceof Error) {
       checks.push({ name: "operator", outcome: "failed", message: response.message });
+    } else if (redirect !== undefined) {
+      checks.push({ name: "operator", outcome: "failed", message: redirect });
     } else if (response.ok) {
       await response.body?.cancel();
       checks.push({
@@ -178,8 +195,11 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       body: "",
     });
     const response = await get(LIVE_PATHS.ping, headers).catch((e) => e as Error);
+    const redirect = response instanceof Error ? undefined : await redirectOf(response);
     if (response instanceof Error) {
       checks.push({ name: "agent", outcome: "failed", message: response.message });
+    } else if (redirect !== undefined) {
+      checks.push({ name: "agent", outcome: "failed", message: redirect });
     } else if (response.ok) {
       const body = await response.json().catch(() => ({}));
       checks.push({

@@ -252,9 +252,16 @@ export interface DeliveredCommand {
   lease_expires_at?: string | null;
 }
 
+/**
+ * The longest command id the agent takes from a dashboard, in characters: far beyond this
+ * dashboard's ids (at most 193), and short enough that a broken or hostile dashboard's megabyte ids
+ * do not fill the agent's journal, outbox and log (the id is in every line of each).
+ */
+export const MAX_DELIVERED_ID_CHARS = 1024;
+
 /** Schema of a delivered command (the `200` answer of `wait`). */
 export const deliveredCommandSchema: z.ZodType<DeliveredCommand> = z.object({
-  id: z.string().min(1),
+  id: z.string().min(1).max(MAX_DELIVERED_ID_CHARS),
   name: z.string(),
   params: paramsSchema.default({}),
   deployment_hash: z.string().nullish(),

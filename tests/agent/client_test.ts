@@ -81,6 +81,96 @@ Deno.test("answers within the limit are read as before", async () => {
   assert.deepEqual(refused, { kind: "refused", status: 400, message: "no such agent" });
 });
 
+Deno.test("a wait answer of the wrong shape is told by its first field at fault, in one line", async () => {
+  for (
+    const [answer, reason] of [
+      [{ id: 5, name: "echo a", attempt: 1 }, /: field "id": Invalid input: expected string/],
+      [{ id: "c1", name: "echo a", attempt: "1" }, /: field "attempt": .*expected number/],
+      [
+        { id: "c1", name: "echo a", params: { timeout_secs: 0 } },
+        /: field "params\.timeout_secs": Too small/,
+      ],
+    ] as const
+  ) {
+    const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
+    assert.equal(outcome.kind, "invalid");
+    const message = (outcome as { message: string }).message;
+    assert.match(message, /^wait answer is neither a command nor a Stacker envelope/);
+    assert.match(message, reason);
+    assert.ok(!message.includes("\n"), message);
+  }
+});
+
+Deno.test("a delivered id longer than 1024 characters makes the wait answer invalid", async () => {
+  const id = "i".repeat(1025);
+  for (
+    const answer of [
+      { id, name: "echo a", attempt: 1 },
+      { item: { command_id: id, type: "echo a" }, meta: null },
+    ]
+  ) {
+    const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
+    assert.equal(outcome.kind, "invalid");
+    assert.match((outcome as { message: string }).message, /field "id": Too big: .*1024/);
+  }
+  const longest = { id: "i".repeat(1024), name: "echo a", attempt: 1 };
+  const outcome = await clientAnswering(() => Response.json(longest)).wait("default", 30, signal);
+  assert.equal(outcome.kind, "command");
+});
+
+Deno.test("an answer whose body breaks off is a network failure, not an unexpected answer", async () => {
+  const breaking = (error: Error) => () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"id":"c1","na'));
+          controller.error(error);
+        },
+      }),
+      { status: 200 },
+    );
+  const reset = new TypeError("error reading a body from connection");
+  const late = new DOMException("Signal timed out.", "TimeoutError");
+  for (
+    const [error, message] of [
+      [reset, /^the answer broke off: error reading a body from connection$/],
+      [late, /^the answer did not arrive whole before the request's deadline$/],
+    ] as const
+  ) {
+    const wait = await clientAnswering(breaking(error)).wait("default", 30, signal);
+    assert.equal(wait.kind, "network");
+    assert.match((wait as { message: string }).message, message);
+    const cancelWait = await clientAnswering(breaking(error)).cancelWait("c1", 30, signal);
+    assert.equal(cancelWait.kind, "network");
+  }
+});
+
+Deno.test("an error answer that echoes the request's signature does not carry it into the message", async () => {
+  const sent: string[] = [];
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: "0123456789abcdef0123456789abcdef",
+    fetch: (_url, init) => {
+      const signature = new Headers(init?.headers).get("X-Agent-Signature")!;
+      sent.push(signature);
+      const status = new Headers(init?.headers).has("Content-Type") ? 409 : 401;
+      return Promise.resolve(
+        Response.json({ error: `refused signature ${signature}` }, { status }),
+      );
+    },
+  });
+  const wait = await client.wait("default", 30, signal);
+  const ack = await client.ack("cmd-1", 1, signal);
+  assert.equal(wait.kind, "auth");
+  assert.equal(ack.kind, "stale");
+  for (const outcome of [wait, ack]) {
+    const message = (outcome as { message: string }).message;
+    assert.equal(message, "refused signature [redacted]");
+  }
+  assert.equal(sent.length, 2);
+});
+
 Deno.test("a wait of 30 days is not given up as it starts", async () => {
   // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
   // "no answer within 2592010 s".

@@ -97,6 +97,37 @@ Deno.test("the heartbeat posts samples to the webhook with a bounded retry", asy
     assert.ok(logs.records.some((r) => r.message === "metrics heartbeat" && r.level === "debug"));
   });
 
+  await t.step("a signed heartbeat is not followed to where a redirect leads", async () => {
+    using logs = captureLogs();
+    await using stub = new StubDashboard();
+    await using elsewhere = new StubDashboard();
+    stub.override = (seen) =>
+      seen.kind === "metrics"
+        ? new Response(null, { status: 307, headers: { Location: `${elsewhere.url}/metrics` } })
+        : undefined;
+    const stop = new AbortController();
+    const done = runHeartbeat({
+      agentId: "agent-1",
+      intervalSecs: 30,
+      webhook: `${stub.url}/metrics`,
+      dashboardUrl: stub.url,
+      agentToken: "0123456789abcdef0123456789abcdef",
+      retryDelayMs: 10,
+      sources: { sources: {}, missing: [] },
+      clock: new RecordingClock(),
+    }, stop.signal);
+    await until(() => logs.has("metrics heartbeat not delivered to the webhook"), "given up");
+    stop.abort();
+    await done;
+    // The recording clock does not wait: a sample or two more may come before the stop.
+    assert.ok(stub.seen.filter((s) => s.kind === "metrics").length >= 1);
+    assert.deepEqual(elsewhere.seen, []);
+    const record = logs.records.find((r) =>
+      r.message === "metrics heartbeat not delivered to the webhook"
+    );
+    assert.match(String(record?.error), /redirects \(307\); not followed/);
+  });
+
   await t.step("another origin never gets the token; failures are given up", async () => {
     using logs = captureLogs();
     await using stub = new StubDashboard();

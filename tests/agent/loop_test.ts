@@ -159,6 +159,71 @@ Deno.test("a command delivered twice is run once and its known result is sent ag
   assert.ok(logs.has(/not run twice/));
 });
 
+Deno.test("a dashboard that keeps delivering a command whose result it accepted is backed off", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  // It accepts every report and forgets it: the same command comes with every wait.
+  stub.override = (seen) =>
+    seen.kind === "wait" ? Response.json(command("cmd-1", "echo hi")) : undefined;
+  const clock = new FakeClock();
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 2, clock });
+  const waits = () => stub.seen.filter((s) => s.kind === "wait").length;
+  await eventually(() => stub.reports.length === 2 && clock.pending > 0, 10_000, "a back-off");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(waits(), 2, "no wait before the clock moves: no tight loop");
+  await clock.advanceAsync(1000);
+  await stub.until(() => stub.reports.length === 3, 10_000, "the next redelivery");
+  await finish(agent);
+  assert.equal(agent.executor.runs.length, 1, "run once");
+  assert.ok(logs.has(/delivered again a command whose result it had accepted/));
+});
+
+Deno.test("a command line of megabytes is neither logged nor journaled whole", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const name = `echo ${"y".repeat(1_000_000)}`;
+  stub.enqueue(command("cmd-1", name));
+  const agent = start(stub);
+  await stub.until(() => stub.reports.length === 1);
+  const journaled = agent.state.journal.get("cmd-1")?.name ?? "";
+  await finish(agent);
+  assert.ok(journaled.length < 4200, `journaled ${journaled.length} characters`);
+  assert.ok(journaled.startsWith("echo yyy") && journaled.endsWith("(1000005 characters)"));
+  for (const record of logs.records) {
+    const size = JSON.stringify(record).length;
+    assert.ok(size < 2000, `a log record of ${size} characters: ${String(record.message)}`);
+  }
+  assert.ok(logs.has("command received from dashboard"));
+});
+
+Deno.test("a command whose id cannot name a path gets no cancel-wait nor live output, only its report", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const ids = [".", "..", "lone-\ud800", "wait"];
+  for (const id of ids) stub.enqueue(command(id, "echo hi"));
+  const executor = new FakeExecutor();
+  // Prints, and runs past the cancel-wait's delay of a second.
+  executor.behaviour = async (request) => {
+    request.onOutput?.("stdout", new TextEncoder().encode("hi\n"));
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    return success();
+  };
+  const agent = start(stub, { executor });
+  await stub.until(() => stub.reports.length === ids.length, 20_000, "the reports");
+  await finish(agent);
+  assert.deepEqual(stub.reports.map((r) => r.command_id), ids);
+  // `…/commands/../output` would have gone to `…/agent/output`, `…/commands/./cancel-wait` to
+  // `…/commands/cancel-wait`.
+  const kinds = new Set(stub.seen.map((s) => s.kind));
+  assert.deepEqual([...kinds].sort(), ["ack", "report", "wait"]);
+  assert.equal(
+    logs.records.filter((r) => /cannot name a path of the dashboard/.test(String(r.message)))
+      .length,
+    ids.length,
+  );
+  assert.ok(!logs.has(/live output stopped/));
+});
+
 Deno.test("a command redelivered after a crash mid-run is reported interrupted, not run", async () => {
   using _logs = captureLogs();
   const dir = Deno.makeTempDirSync();

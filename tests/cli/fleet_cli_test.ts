@@ -132,6 +132,56 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
   );
 });
 
+Deno.test("status health follows no redirect: no credential goes where it leads", async () => {
+  const elsewhere: Request[] = [];
+  await using other = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    elsewhere.push(req);
+    return Response.json({ status: "ok", signed: true });
+  });
+  const to = `http://127.0.0.1:${other.addr.port}`;
+  await using redirecting = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (req) => {
+      const path = new URL(req.url).pathname;
+      return path === "/health"
+        ? Response.json({ status: "ok", version: "1.0.0", dev_mode: false })
+        : new Response(null, { status: 307, headers: { Location: `${to}${path}` } });
+    },
+  );
+  const health = await run([
+    "health",
+    "--dashboard-url",
+    `http://127.0.0.1:${redirecting.addr.port}`,
+    "--status-admin-token",
+    ADMIN,
+    "--agent-id",
+    "web-1",
+    "--agent-token",
+    "agent-token-0123456789abcdef",
+    "--json",
+  ]);
+  assert.equal(health.code, 1);
+  const checks = JSON.parse(health.stdout.join("\n")).checks;
+  const byName = Object.fromEntries(checks.map((c: { name: string }) => [c.name, c]));
+  for (const name of ["operator", "agent"]) {
+    assert.equal(byName[name].outcome, "failed");
+    assert.match(byName[name].message, /^the dashboard redirects \(307\) to "http:\/\/127/);
+  }
+
+  const moved = await run([
+    "health",
+    "--dashboard-url",
+    `http://127.0.0.1:${redirecting.addr.port}/old`,
+    "--json",
+  ]);
+  assert.equal(moved.code, 1);
+  assert.match(
+    JSON.parse(moved.stdout.join("\n")).checks[0].message,
+    /^not reachable: the dashboard redirects \(307\) to "http:\/\/127.*\/old\/health"/,
+  );
+  assert.deepEqual(elsewhere, []);
+});
+
 Deno.test("status result and cancel take a fan-out run's command id of up to 193 characters", async () => {
   await using d = await dashboard();
   const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];
