@@ -7,7 +7,13 @@
 import { sleepOrThrow } from "../clock.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
-import { type CommandParams, HEADER, PATHS } from "../protocol/mod.ts";
+import {
+  AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
+  type CommandParams,
+  HEADER,
+  PATHS,
+} from "../protocol/mod.ts";
 import {
   type AgentRecord,
   agentRecordSchema,
@@ -319,8 +325,14 @@ export class OperatorClient {
    * @param options The agent, the command line, an optional id and params.
    * @returns `{ queued, id, duplicate? }`; `duplicate` when the same id and body were queued before.
    * @throws {OperatorError} `conflict` when the id exists with another body; `auth`, `connection`, ...
+   * @throws {TypeError} When `agentId` is not an agent id (nothing is sent): in the `X-Agent-Id`
+   *   header it was refused as if the admin token were missing, or could not be sent at all.
    */
   async enqueue(options: EnqueueOptions): Promise<EnqueueAnswer> {
+    const { agentId } = options;
+    if (typeof agentId !== "string" || !AGENT_ID_PATTERN.test(agentId)) {
+      throw new TypeError(`agentId must be ${AGENT_ID_RULE}, got ${JSON.stringify(agentId)}`);
+    }
     const body: Record<string, unknown> = { name: options.name };
     if (options.id !== undefined) body.id = options.id;
     body.params = options.params ?? {};

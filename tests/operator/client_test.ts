@@ -44,6 +44,31 @@ Deno.test("operator client enqueues with the admin token and agent_id in the bod
   });
 });
 
+Deno.test("operator client refuses an agent id that is not one, sending nothing", async (t) => {
+  // In dev mode it went in X-Agent-Id: refused 401 and worded as a missing admin token on a
+  // dashboard "not in dev mode", or (a line break) "cannot reach the dashboard".
+  await using stub = new StubDashboard();
+  for (const adminToken of [undefined, TOKEN]) {
+    const client = new OperatorClient({ dashboardUrl: stub.url, adminToken });
+    for (const agentId of ["a\nb", "café", "", "web 1", ".."]) {
+      await t.step(
+        `${adminToken ? "with" : "without"} a token: ${JSON.stringify(agentId)}`,
+        async () => {
+          const error = await client.enqueue({ agentId, name: "echo hi" }).catch((e) => e);
+          assert.ok(error instanceof TypeError, String(error));
+          assert.equal(
+            error.message,
+            `agentId must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots, got ${
+              JSON.stringify(agentId)
+            }`,
+          );
+        },
+      );
+    }
+  }
+  assert.deepEqual(stub.seen, []);
+});
+
 Deno.test("operator client reports a duplicate and a conflicting enqueue", async (t) => {
   await using stub = new StubDashboard();
   const client = new OperatorClient({ dashboardUrl: stub.url });
