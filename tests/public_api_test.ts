@@ -218,3 +218,26 @@ Deno.test("every file the README links to is published with it", async () => {
     );
   }
 });
+
+Deno.test("no exported constant's function is documented as returning unknown", async () => {
+  // PATHS.wait and LIVE_PATHS.output were `(id: string) => unknown` in the docs JSR shows: their
+  // return types were left to inference, which the documentation does not do.
+  const vague: string[] = [];
+  const walk = (value: unknown, where: string): void => {
+    if (Array.isArray(value)) return value.forEach((v) => walk(v, where));
+    if (!value || typeof value !== "object") return;
+    const node = value as Record<string, unknown>;
+    const name = typeof node.name === "string" ? `${where}.${node.name}` : where;
+    const fn = node.kind === "fnOrConstructor"
+      ? (node.value as { tsType?: { kind?: string; value?: string } })
+      : undefined;
+    if (fn?.tsType?.kind === "keyword" && fn.tsType.value === "unknown") vague.push(where);
+    for (const v of Object.values(node)) walk(v, name);
+  };
+  for (const symbol of await documentedSymbols()) {
+    for (const declaration of symbol.declarations) {
+      if (declaration.kind === "variable") walk(declaration.def, symbol.name);
+    }
+  }
+  assert.deepEqual(vague, []);
+});
