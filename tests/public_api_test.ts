@@ -202,6 +202,29 @@ Deno.test("every {@link} in the public docs names something mod.ts exports", asy
   assert.deepEqual(dangling, []);
 });
 
+Deno.test("every {@link X.member} in the public docs names a public member of X", async () => {
+  // Sandbox's doc linked Sandbox.open (@internal: no entry on JSR), and RunOptions.onWarning was
+  // declared on CommandOptions.
+  const symbols = await documentedSymbols();
+  const publicMembers = new Map<string, Set<string>>();
+  for (const symbol of symbols) {
+    const names = publicMembers.get(symbol.name) ?? new Set<string>();
+    for (const declaration of symbol.declarations) {
+      for (
+        const member of [...declaration.def?.properties ?? [], ...declaration.def?.methods ?? []]
+      ) {
+        if (!member.jsDoc?.tags?.some((t) => t.kind === "internal")) names.add(member.name);
+      }
+    }
+    publicMembers.set(symbol.name, names);
+  }
+  const text = JSON.stringify(symbols.map((s) => s.declarations));
+  const broken = [...text.matchAll(/\{@link(?:code|plain)?\s+(\w+)\.(\w+)/g)]
+    .filter(([, owner, member]) => !publicMembers.get(owner)?.has(member))
+    .map(([, owner, member]) => `${owner}.${member}`);
+  assert.deepEqual(broken, []);
+});
+
 Deno.test("every file the README links to is published with it", async () => {
   // JSR shows the README: docs/protocol.md and the console's screenshots were links to nothing.
   const readme = await Deno.readTextFile(`${ROOT}/README.md`);
