@@ -270,7 +270,8 @@ export class OperatorClient {
    *
    * @param options Where the dashboard is and how to authenticate.
    * @throws {TypeError} When the URL is not an http(s) URL, holds a user name or password beside
-   *   an admin token, or the timeout is not positive.
+   *   an admin token, the timeout is not a finite number above 0, or `maxRateLimitRetries` is not
+   *   a whole number of at least 0.
    */
   constructor(options: OperatorClientOptions) {
     let url: URL;
@@ -298,8 +299,14 @@ export class OperatorClient {
       );
     }
     const timeoutMs = options.requestTimeoutMs ?? 15_000;
-    if (!(timeoutMs > 0)) {
-      throw new TypeError(`requestTimeoutMs must be above 0, got ${timeoutMs}`);
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+      throw new TypeError(`requestTimeoutMs must be a finite number above 0, got ${timeoutMs}`);
+    }
+    const retries = options.maxRateLimitRetries ?? 3;
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw new TypeError(
+        `maxRateLimitRetries must be a whole number of at least 0, got ${retries}`,
+      );
     }
     url.search = "";
     url.hash = "";
@@ -308,7 +315,7 @@ export class OperatorClient {
     this.#adminToken = options.adminToken || undefined;
     this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-    this.#maxRateLimitRetries = options.maxRateLimitRetries ?? 3;
+    this.#maxRateLimitRetries = retries;
     this.#sleep = options.sleep ?? sleepOrThrow;
   }
 

@@ -78,10 +78,14 @@ async function errorOf(response: Response): Promise<string> {
  *
  * @param options URL, credentials, injectables.
  * @returns The findings.
+ * @throws {RangeError} When `timeoutMs` is not a finite number above 0 (nothing is sent).
  */
 export async function checkHealth(options: HealthOptions): Promise<HealthReport> {
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new RangeError(`timeoutMs must be a finite number above 0, got ${timeoutMs}`);
+  }
   const base = options.dashboardUrl.replace(/\/+$/, "");
   const checks: HealthCheck[] = [];
   const get = (path: string, headers: Record<string, string> = {}) =>
