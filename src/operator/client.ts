@@ -194,6 +194,28 @@ export interface WaitForFinalOptions {
   maxOutageMs?: number;
 }
 
+/** The longest a timer waits: a longer (or non-finite) delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Checks a duration option in milliseconds: a timer given `NaN`, `Infinity` or more than
+ * {@link MAX_TIMER_MS} fires after 1 ms, which turned a wait into a loop of requests.
+ *
+ * @param name The option's name.
+ * @param value Its value.
+ * @param min The smallest allowed.
+ * @returns The value.
+ * @throws {RangeError} When it is not a number from `min` to {@link MAX_TIMER_MS}.
+ */
+export function checkMs(name: string, value: number, min: number): number {
+  if (typeof value !== "number" || !(value >= min && value <= MAX_TIMER_MS)) {
+    throw new RangeError(
+      `${name} must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}, got ${value}`,
+    );
+  }
+  return value;
+}
+
 /** Options of one request. */
 interface RequestOptions {
   body?: unknown;
@@ -444,12 +466,13 @@ export class OperatorClient {
    * @returns The command in its final status.
    * @throws {OperatorError} `not_found` when the command disappears; the last transient error when
    *   the dashboard stays unreachable longer than `maxOutageMs`.
+   * @throws {RangeError} When an interval is not a number of milliseconds from 1 to 2147483647,
+   *   or `maxOutageMs` not one from 0 (nothing is sent).
    */
   async waitForFinal(id: string, options: WaitForFinalOptions = {}): Promise<CommandRecord> {
-    const initial = options.initialIntervalMs ?? 200;
-    const max = Math.max(initial, options.maxIntervalMs ?? 1000);
-    const maxOutageMs = options.maxOutageMs ?? 60_000;
-    if (!(initial > 0)) throw new RangeError(`initialIntervalMs must be above 0, got ${initial}`);
+    const initial = checkMs("initialIntervalMs", options.initialIntervalMs ?? 200, 1);
+    const max = Math.max(initial, checkMs("maxIntervalMs", options.maxIntervalMs ?? 1000, 1));
+    const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
     const { signal } = options;
     const started = performance.now();
     let interval = initial;
