@@ -36,7 +36,7 @@ import { DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS } from "./defaults
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import { Server as NetServer, type Socket } from "node:net";
+import { isIP, Server as NetServer, type Socket } from "node:net";
 import { type Clock, systemClock } from "./clock.ts";
 import {
   type BodyInProgress,
@@ -296,13 +296,38 @@ function answerAndClose(socket: Socket, answer: string): void {
 }
 
 /**
+ * Asks for the permission to listen on an address before `node:net` does: it asks on a later
+ * tick, where a refusal is an uncaught `NotCapable` that ends the process instead of an error of
+ * the listen. A host name is left to `node:net` (its lookup's refusal is an error of the listen).
+ *
+ * @param hostname The address to listen on.
+ * @param port The port.
+ * @throws {Deno.errors.NotCapable} When listening there is not permitted.
+ */
+function checkListenPermission(hostname: string, port: number): void {
+  const version = isIP(hostname);
+  if (version === 0) return;
+  const host = version === 6 ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  const descriptor = { name: "net", host } as const;
+  let { state } = Deno.permissions.querySync(descriptor);
+  if (state === "prompt") state = Deno.permissions.requestSync(descriptor).state;
+  if (state !== "granted") {
+    throw new Deno.errors.NotCapable(
+      `Requires net access to "${host}", run again with the --allow-net flag`,
+    );
+  }
+}
+
+/**
  * Starts an HTTP(S) server with the dashboard's socket defences (see the module doc).
  *
  * @param options Address, TLS, timeouts, limit and the request handler.
  * @returns The listener once it listens.
  * @throws {Error} With `code` `EADDRINUSE` (or another listen error) when it cannot listen.
+ * @throws {Deno.errors.NotCapable} When listening on the address is not permitted.
  */
 export async function listenHttp(options: HttpListenOptions): Promise<HttpListener> {
+  checkListenPermission(options.hostname, options.port);
   const log = logger(options.logCategory ?? "server");
   const headerTimeoutMs = (options.headerTimeoutSecs ?? DEFAULT_HEADER_TIMEOUT_SECS) * 1000;
   const bodyTimeoutMs = Math.max(headerTimeoutMs, (options.bodyTimeoutSecs ?? 60) * 1000);

@@ -202,6 +202,29 @@ Deno.test("every {@link} in the public docs names something mod.ts exports", asy
   assert.deepEqual(dangling, []);
 });
 
+Deno.test("every {@link X.member} in the public docs names a public member of X", async () => {
+  // Sandbox's doc linked Sandbox.open (@internal: no entry on JSR), and RunOptions.onWarning was
+  // declared on CommandOptions.
+  const symbols = await documentedSymbols();
+  const publicMembers = new Map<string, Set<string>>();
+  for (const symbol of symbols) {
+    const names = publicMembers.get(symbol.name) ?? new Set<string>();
+    for (const declaration of symbol.declarations) {
+      for (
+        const member of [...declaration.def?.properties ?? [], ...declaration.def?.methods ?? []]
+      ) {
+        if (!member.jsDoc?.tags?.some((t) => t.kind === "internal")) names.add(member.name);
+      }
+    }
+    publicMembers.set(symbol.name, names);
+  }
+  const text = JSON.stringify(symbols.map((s) => s.declarations));
+  const broken = [...text.matchAll(/\{@link(?:code|plain)?\s+(\w+)\.(\w+)/g)]
+    .filter(([, owner, member]) => !publicMembers.get(owner)?.has(member))
+    .map(([, owner, member]) => `${owner}.${member}`);
+  assert.deepEqual(broken, []);
+});
+
 Deno.test("every file the README links to is published with it", async () => {
   // JSR shows the README: docs/protocol.md and the console's screenshots were links to nothing.
   const readme = await Deno.readTextFile(`${ROOT}/README.md`);
@@ -217,4 +240,27 @@ Deno.test("every file the README links to is published with it", async () => {
       `${target} is not in deno.json's publish.include`,
     );
   }
+});
+
+Deno.test("no exported constant's function is documented as returning unknown", async () => {
+  // PATHS.wait and LIVE_PATHS.output were `(id: string) => unknown` in the docs JSR shows: their
+  // return types were left to inference, which the documentation does not do.
+  const vague: string[] = [];
+  const walk = (value: unknown, where: string): void => {
+    if (Array.isArray(value)) return value.forEach((v) => walk(v, where));
+    if (!value || typeof value !== "object") return;
+    const node = value as Record<string, unknown>;
+    const name = typeof node.name === "string" ? `${where}.${node.name}` : where;
+    const fn = node.kind === "fnOrConstructor"
+      ? (node.value as { tsType?: { kind?: string; value?: string } })
+      : undefined;
+    if (fn?.tsType?.kind === "keyword" && fn.tsType.value === "unknown") vague.push(where);
+    for (const v of Object.values(node)) walk(v, name);
+  };
+  for (const symbol of await documentedSymbols()) {
+    for (const declaration of symbol.declarations) {
+      if (declaration.kind === "variable") walk(declaration.def, symbol.name);
+    }
+  }
+  assert.deepEqual(vague, []);
 });

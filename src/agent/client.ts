@@ -315,9 +315,13 @@ export class DashboardClient {
    * @throws {TypeError} When the dashboard URL is not an http(s) URL.
    */
   constructor(options: DashboardClientOptions) {
-    const base = new URL(options.dashboardUrl);
-    if (base.protocol !== "http:" && base.protocol !== "https:") {
-      throw new TypeError(`dashboardUrl must be an http:// or https:// URL, got ${base.href}`);
+    const base = URL.parse(String(options.dashboardUrl));
+    if (base?.protocol !== "http:" && base?.protocol !== "https:") {
+      throw new TypeError(
+        `dashboardUrl must be an http:// or https:// URL, got ${
+          base?.href ?? JSON.stringify(options.dashboardUrl)
+        }`,
+      );
     }
     this.#base = base;
     this.#agentId = options.agentId;

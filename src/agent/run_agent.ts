@@ -24,7 +24,7 @@ import {
   DEPLOYMENT_HASH_RULE,
   labelsSchema,
 } from "../protocol/mod.ts";
-import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
+import type { PollBackoffOptions } from "./backoff.ts";
 import { CancelWatcher } from "./cancel_watch.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { DashboardClient, WAIT_GRACE_SECS } from "./client.ts";
@@ -196,6 +196,16 @@ function checkIdentity(options: AgentOptions): void {
         "Authorization header the token needs, and every request refused; leave them out",
     );
   }
+  if (options.metricsWebhook !== undefined) {
+    const webhook = URL.parse(String(options.metricsWebhook));
+    if (webhook?.protocol !== "http:" && webhook?.protocol !== "https:") {
+      throw new TypeError(
+        `metricsWebhook must be an http:// or https:// URL, got ${
+          JSON.stringify(String(options.metricsWebhook))
+        }`,
+      );
+    }
+  }
   if (options.labels !== undefined) {
     const labels = labelsSchema.safeParse(options.labels);
     if (!labels.success) {
@@ -213,9 +223,10 @@ function checkIdentity(options: AgentOptions): void {
  * @param options Settings and injectables.
  * @param signal Stops the agent.
  * @returns What the agent did.
- * @throws {TypeError} When the dashboard would refuse every request: an `agentId`,
+ * @throws {TypeError} When the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
- *   http(s), or one with a user name or password beside an `agentToken`.
+ *   http(s), or one with a user name or password beside an `agentToken`), or a `metricsWebhook`
+ *   is not http(s).
  * @throws {RangeError} On an out-of-range option.
  * @throws {Error} When the state directory cannot be used or written.
  *
@@ -259,10 +270,14 @@ export async function runAgent(
     0.001,
   );
   const backoff: PollBackoffOptions = {
-    initialSecs: options.pollingBackoffSecs ?? DEFAULT_POLLING_BACKOFF_SECS,
+    initialSecs: checkSecs(
+      "pollingBackoffSecs",
+      options.pollingBackoffSecs ?? DEFAULT_POLLING_BACKOFF_SECS,
+      0.001,
+    ),
     maxSecs: options.pollingBackoffMaxSecs ?? DEFAULT_POLLING_BACKOFF_MAX_SECS,
   };
-  new PollBackoff(backoff); // checks the back-off settings before anything starts
+  checkSecs("pollingBackoffMaxSecs", backoff.maxSecs!, backoff.initialSecs!);
   const retryDelayMs = checkSecs("retryDelayMs", options.retryDelayMs ?? 500, 0);
   let instanceId = options.instanceId ?? crypto.randomUUID();
   let metrics = options.metrics;

@@ -7,7 +7,7 @@ import { onSignals, STOP_SIGNALS } from "./signals.ts";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
-import { startServer } from "../server/mod.ts";
+import { checkTlsPair, startServer } from "../server/mod.ts";
 import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } from "./common.ts";
 import type { LoadedSettings } from "../config/mod.ts";
 import type { Io } from "./io.ts";
@@ -48,32 +48,7 @@ export function loadTlsPair(loaded: LoadedSettings): { cert: string; key: string
   const keyName = named("TLS_KEY", sources.tlsKey, s.tlsKey!);
   const cert = readPem(s.tlsCert!, certName);
   const key = readPem(s.tlsKey!, keyName);
-  try {
-    // Loads the pair as rustls will for the listener, without opening a socket.
-    Deno.createHttpClient({ cert, key }).close();
-  } catch (error) {
-    const message = (error as Error).message;
-    if (/no certificates found/i.test(message)) {
-      throw new ConfigError(
-        `${certName} holds no PEM certificate (a "-----BEGIN CERTIFICATE-----" block)`,
-        { cause: error },
-      );
-    }
-    if (/no keys found/i.test(message)) {
-      throw new ConfigError(
-        `${keyName} holds no PEM private key (a "-----BEGIN ... PRIVATE KEY-----" block)`,
-        { cause: error },
-      );
-    }
-    if (/KeyMismatch|not be consistent/i.test(message)) {
-      throw new ConfigError(`${keyName} is not the private key of the certificate in ${certName}`, {
-        cause: error,
-      });
-    }
-    throw new ConfigError(`${certName} and ${keyName} cannot be used for HTTPS: ${message}`, {
-      cause: error,
-    });
-  }
+  checkTlsPair({ cert, key }, { cert: certName, key: keyName });
   return { cert, key };
 }
 

@@ -71,7 +71,7 @@ export interface ExecResult extends ExecResultBody {
   completed_at: string;
 }
 
-/** What {@link RunOptions.onWarning} receives when a command reaches 80 % of its deadline. */
+/** What {@link CommandOptions.onWarning} receives when a command reaches 80 % of its deadline. */
 export interface DeadlineWarning {
   /** The process id (and process group id) of the command. */
   pid: number;

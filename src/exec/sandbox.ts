@@ -623,8 +623,13 @@ function realOrSelf(path: string): string {
 }
 
 /**
- * The confinement every command of an agent gets: see the module doc. Create one per agent with
- * {@link Sandbox.create}; {@link Sandbox.open} prepares one command.
+ * The confinement every command of an agent gets: run as `COMMAND_USER` (default `nobody` when
+ * the agent is root), in a new empty directory of its own, and stopped through a cgroup of its
+ * own where one can be created (else through its process group). Create one per agent with
+ * {@link Sandbox.create}, pass it as `sandbox` to {@link runCommand} or a {@link CommandRunner},
+ * and {@link Sandbox.close} it at the end. While a command with a cgroup is spawned the whole
+ * process is in that cgroup for a moment: a program that starts processes from other threads
+ * passes `cgroups: false`.
  *
  * @example Run a command in a directory of its own (without a cgroup)
  * ```ts

@@ -7,7 +7,13 @@
 import { sleepOrThrow } from "../clock.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
-import { type CommandParams, HEADER, PATHS } from "../protocol/mod.ts";
+import {
+  AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
+  type CommandParams,
+  HEADER,
+  PATHS,
+} from "../protocol/mod.ts";
 import {
   type AgentRecord,
   agentRecordSchema,
@@ -188,6 +194,28 @@ export interface WaitForFinalOptions {
   maxOutageMs?: number;
 }
 
+/** The longest a timer waits: a longer (or non-finite) delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Checks a duration option in milliseconds: a timer given `NaN`, `Infinity` or more than
+ * {@link MAX_TIMER_MS} fires after 1 ms, which turned a wait into a loop of requests.
+ *
+ * @param name The option's name.
+ * @param value Its value.
+ * @param min The smallest allowed.
+ * @returns The value.
+ * @throws {RangeError} When it is not a number from `min` to {@link MAX_TIMER_MS}.
+ */
+export function checkMs(name: string, value: number, min: number): number {
+  if (typeof value !== "number" || !(value >= min && value <= MAX_TIMER_MS)) {
+    throw new RangeError(
+      `${name} must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}, got ${value}`,
+    );
+  }
+  return value;
+}
+
 /** Options of one request. */
 interface RequestOptions {
   body?: unknown;
@@ -264,7 +292,8 @@ export class OperatorClient {
    *
    * @param options Where the dashboard is and how to authenticate.
    * @throws {TypeError} When the URL is not an http(s) URL, holds a user name or password beside
-   *   an admin token, or the timeout is not positive.
+   *   an admin token, the timeout is not a finite number above 0, or `maxRateLimitRetries` is not
+   *   a whole number of at least 0.
    */
   constructor(options: OperatorClientOptions) {
     let url: URL;
@@ -292,8 +321,14 @@ export class OperatorClient {
       );
     }
     const timeoutMs = options.requestTimeoutMs ?? 15_000;
-    if (!(timeoutMs > 0)) {
-      throw new TypeError(`requestTimeoutMs must be above 0, got ${timeoutMs}`);
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+      throw new TypeError(`requestTimeoutMs must be a finite number above 0, got ${timeoutMs}`);
+    }
+    const retries = options.maxRateLimitRetries ?? 3;
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw new TypeError(
+        `maxRateLimitRetries must be a whole number of at least 0, got ${retries}`,
+      );
     }
     url.search = "";
     url.hash = "";
@@ -302,7 +337,7 @@ export class OperatorClient {
     this.#adminToken = options.adminToken || undefined;
     this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-    this.#maxRateLimitRetries = options.maxRateLimitRetries ?? 3;
+    this.#maxRateLimitRetries = retries;
     this.#sleep = options.sleep ?? sleepOrThrow;
   }
 
@@ -319,8 +354,14 @@ export class OperatorClient {
    * @param options The agent, the command line, an optional id and params.
    * @returns `{ queued, id, duplicate? }`; `duplicate` when the same id and body were queued before.
    * @throws {OperatorError} `conflict` when the id exists with another body; `auth`, `connection`, ...
+   * @throws {TypeError} When `agentId` is not an agent id (nothing is sent): in the `X-Agent-Id`
+   *   header it was refused as if the admin token were missing, or could not be sent at all.
    */
   async enqueue(options: EnqueueOptions): Promise<EnqueueAnswer> {
+    const { agentId } = options;
+    if (typeof agentId !== "string" || !AGENT_ID_PATTERN.test(agentId)) {
+      throw new TypeError(`agentId must be ${AGENT_ID_RULE}, got ${JSON.stringify(agentId)}`);
+    }
     const body: Record<string, unknown> = { name: options.name };
     if (options.id !== undefined) body.id = options.id;
     body.params = options.params ?? {};
@@ -425,12 +466,13 @@ export class OperatorClient {
    * @returns The command in its final status.
    * @throws {OperatorError} `not_found` when the command disappears; the last transient error when
    *   the dashboard stays unreachable longer than `maxOutageMs`.
+   * @throws {RangeError} When an interval is not a number of milliseconds from 1 to 2147483647,
+   *   or `maxOutageMs` not one from 0 (nothing is sent).
    */
   async waitForFinal(id: string, options: WaitForFinalOptions = {}): Promise<CommandRecord> {
-    const initial = options.initialIntervalMs ?? 200;
-    const max = Math.max(initial, options.maxIntervalMs ?? 1000);
-    const maxOutageMs = options.maxOutageMs ?? 60_000;
-    if (!(initial > 0)) throw new RangeError(`initialIntervalMs must be above 0, got ${initial}`);
+    const initial = checkMs("initialIntervalMs", options.initialIntervalMs ?? 200, 1);
+    const max = Math.max(initial, checkMs("maxIntervalMs", options.maxIntervalMs ?? 1000, 1));
+    const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
     const { signal } = options;
     const started = performance.now();
     let interval = initial;

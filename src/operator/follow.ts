@@ -8,7 +8,7 @@
  */
 import { abortableSleep as sleep } from "../clock.ts";
 import { fromBase64 } from "../protocol/mod.ts";
-import { MAX_RETRY_AFTER_SECS, type OperatorClient, OperatorError } from "./client.ts";
+import { checkMs, MAX_RETRY_AFTER_SECS, type OperatorClient, OperatorError } from "./client.ts";
 import { type CommandRecord, commandRecordSchema } from "./types.ts";
 
 /** One server-sent event. */
@@ -145,6 +145,8 @@ export interface FollowResult {
  * @throws {OperatorError} When the command does not exist, the request is refused (a `429` is
  *   not: the stream is opened again after its `Retry-After`), or the dashboard stays unreachable
  *   for `maxOutageMs`.
+ * @throws {RangeError} When `idleTimeoutMs` is not a number of milliseconds from 1 to
+ *   2147483647, or `maxOutageMs` not one from 0 (nothing is sent).
  */
 export async function followCommand(
   client: OperatorClient,
@@ -152,7 +154,8 @@ export async function followCommand(
   options: FollowOptions = {},
 ): Promise<FollowResult> {
   const signal = options.signal;
-  const maxOutageMs = options.maxOutageMs ?? 60_000;
+  const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
+  const idleMs = checkMs("idleTimeoutMs", options.idleTimeoutMs ?? 45_000, 1);
   let lastEventId: string | undefined;
   let failingSince: number | undefined;
   let delay = 250;
@@ -196,7 +199,6 @@ export async function followCommand(
       });
       return { record, live: false };
     }
-    const idleMs = options.idleTimeoutMs ?? 45_000;
     let idle: ReturnType<typeof setTimeout> | undefined;
     let watching: TransformStreamDefaultController<Uint8Array> | undefined;
     const arm = () => {

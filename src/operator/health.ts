@@ -88,10 +88,14 @@ async function redirectOf(response: Response): Promise<string | undefined> {
  *
  * @param options URL, credentials, injectables.
  * @returns The findings.
+ * @throws {RangeError} When `timeoutMs` is not a finite number above 0 (nothing is sent).
  */
 export async function checkHealth(options: HealthOptions): Promise<HealthReport> {
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new RangeError(`timeoutMs must be a finite number above 0, got ${timeoutMs}`);
+  }
   const base = options.dashboardUrl.replace(/\/+$/, "");
   const checks: HealthCheck[] = [];
   // Redirects are not followed, as the agent follows none: a signed ping or the admin token is

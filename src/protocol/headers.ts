@@ -17,16 +17,16 @@ export const HEADER = {
 
 /** Paths of the agent-facing and operator endpoints. */
 export const PATHS = {
-  wait: (deploymentHash: string) =>
+  wait: (deploymentHash: string): string =>
     `/api/v1/agent/commands/wait/${encodeURIComponent(deploymentHash)}`,
   ack: "/api/v1/agent/commands/ack",
   report: "/api/v1/agent/commands/report",
-  cancelWait: (commandId: string) =>
+  cancelWait: (commandId: string): string =>
     `/api/v1/agent/commands/${encodeURIComponent(commandId)}/cancel-wait`,
   enqueue: "/api/v1/agent/commands/enqueue",
-  command: (id: string) => `/api/v1/commands/${encodeURIComponent(id)}`,
+  command: (id: string): string => `/api/v1/commands/${encodeURIComponent(id)}`,
   commands: "/api/v1/commands",
-  cancel: (id: string) => `/api/v1/commands/${encodeURIComponent(id)}/cancel`,
+  cancel: (id: string): string => `/api/v1/commands/${encodeURIComponent(id)}/cancel`,
   agents: "/api/v1/agents",
   health: "/health",
 } as const;

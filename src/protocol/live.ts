@@ -10,12 +10,13 @@ import { BASE64_PATTERN, COMMAND_NAME_PATTERN, deploymentHashSchema } from "./sc
 
 /** Paths of the live-output, heartbeat, ping, events and fleet endpoints. */
 export const LIVE_PATHS = {
-  output: (commandId: string) => `/api/v1/agent/commands/${encodeURIComponent(commandId)}/output`,
+  output: (commandId: string): string =>
+    `/api/v1/agent/commands/${encodeURIComponent(commandId)}/output`,
   heartbeat: "/api/v1/agent/heartbeat",
   ping: "/api/v1/agent/ping",
-  events: (commandId: string) => `/api/v1/commands/${encodeURIComponent(commandId)}/events`,
-  agent: (agentId: string) => `/api/v1/agents/${encodeURIComponent(agentId)}`,
-  rotate: (agentId: string) => `/api/v1/agents/${encodeURIComponent(agentId)}/rotate`,
+  events: (commandId: string): string => `/api/v1/commands/${encodeURIComponent(commandId)}/events`,
+  agent: (agentId: string): string => `/api/v1/agents/${encodeURIComponent(agentId)}`,
+  rotate: (agentId: string): string => `/api/v1/agents/${encodeURIComponent(agentId)}/rotate`,
   metrics: "/metrics",
 } as const;
 

@@ -20,6 +20,7 @@ import type { AppOptions } from "./app_options.ts";
 import { type HttpListener, listenHttp } from "../http_listener.ts";
 import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import { directHandlerOf } from "./http_app.ts";
+import { checkTlsPair } from "./tls.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
@@ -51,16 +52,20 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    * @default {"127.0.0.1"}
    */
   hostname?: string;
-  /** PEM certificate and key (their contents, not paths): the dashboard serves HTTPS. */
+  /**
+   * PEM certificate and key (their contents, not paths): the dashboard serves HTTPS. The pair is
+   * checked before the store is opened.
+   */
   tls?: { cert: string; key: string };
   /**
-   * Seconds a connection may take to send a complete request head, or stay idle between requests,
-   * before it is closed (a held long-poll is not idle).
+   * Seconds (a whole number from 1 to 300) a connection may take to send a complete request head,
+   * or stay idle between requests, before it is closed (a held long-poll is not idle).
    * @default {10}
    */
   headerTimeoutSecs?: number;
   /**
-   * Open connections at most; never closer than 128 to the process's open-files limit.
+   * Open connections at most (a whole number from 1 to 1,000,000); never closer than 128 to the
+   * process's open-files limit.
    * @default {20000}
    */
   maxConnections?: number;
@@ -125,6 +130,18 @@ export async function resolveDevMode(store: CommandStore, adminToken?: string): 
   return true;
 }
 
+/** The largest `headerTimeoutSecs`, as `HEADER_TIMEOUT_SECS` allows. */
+const MAX_HEADER_TIMEOUT_SECS = 300;
+/** The largest `maxConnections`, as `MAX_CONNECTIONS` allows. */
+const MAX_MAX_CONNECTIONS = 1_000_000;
+
+function wholeNumber(name: string, value: number | undefined, max: number): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new RangeError(`${name} must be a whole number from 1 to ${max}, got ${value}`);
+  }
+}
+
 function urlOf(hostname: string, port: number, tls: boolean): string {
   const host = hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
   return `${tls ? "https" : "http"}://${host}:${port}`;
@@ -135,10 +152,11 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  *
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
- * @throws {RangeError} When `port` is not a whole number from 0 to 65535.
- * @throws {ConfigError} When the store cannot be opened, dev mode would listen beyond loopback, an
- *   admin token is needed and missing, `hostname` is not an address of this machine, or listening
- *   is not permitted.
+ * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
+ *   not one from 1 to 300, or `maxConnections` not one from 1 to 1,000,000.
+ * @throws {ConfigError} When the store cannot be opened, `tls` is not a PEM certificate and its
+ *   private key, dev mode would listen beyond loopback, an admin token is needed and missing,
+ *   `hostname` is not an address of this machine, or listening is not permitted.
  * @throws {Error} When the address is already in use (its `cause` has the `code` `EADDRINUSE`).
  *
  * @example Start on a free port and stop
@@ -157,6 +175,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`port must be a whole number from 0 to 65535, got ${port}`);
   }
+  wholeNumber("headerTimeoutSecs", options.headerTimeoutSecs, MAX_HEADER_TIMEOUT_SECS);
+  wholeNumber("maxConnections", options.maxConnections, MAX_MAX_CONNECTIONS);
+  if (options.tls !== undefined) checkTlsPair(options.tls);
   const ownsStore = options.store === undefined;
   let store: CommandStore;
   if (options.store) {

@@ -483,6 +483,16 @@ Deno.test("runAgent refuses up front what the dashboard would refuse on every re
       /^dashboardUrl must not hold a user name or password/,
     ],
     ["a label key with a space", { labels: { "a b": "x" } }, /^labels are invalid: label keys/],
+    [
+      "an empty dashboard URL",
+      { dashboardUrl: "" },
+      /^dashboardUrl must be an http:\/\/ or https:\/\/ URL, got ""$/,
+    ],
+    [
+      "a metrics webhook that is not a URL",
+      { metricsWebhook: "hooks.example/x" },
+      /^metricsWebhook must be an http:\/\/ or https:\/\/ URL, got "hooks.example\/x"$/,
+    ],
   ];
   for (const [what, extra, message] of cases) {
     await t.step(what, async () => {
@@ -503,6 +513,31 @@ Deno.test("runAgent refuses up front what the dashboard would refuse on every re
       assert.match(error.message, message);
       assert.doesNotMatch(error.message, /secret/);
       assert.equal(calls, 0, "no request sent");
+    });
+  }
+});
+
+Deno.test("runAgent names the back-off option that is out of range", async (t) => {
+  // The back-off's own names (initialSecs, maxSecs) were in the message, not the caller's.
+  const cases: [Partial<AgentOptions>, string][] = [
+    [{ pollingBackoffSecs: 0 }, "pollingBackoffSecs must be a number of at least 0.001, got 0"],
+    [
+      { pollingBackoffSecs: 10, pollingBackoffMaxSecs: 5 },
+      "pollingBackoffMaxSecs must be a number of at least 10, got 5",
+    ],
+  ];
+  for (const [extra, message] of cases) {
+    await t.step(message, async () => {
+      const error = await runAgent({
+        dashboardUrl: "http://127.0.0.1:9",
+        agentId: "agent-1",
+        heartbeat: false,
+        executor: new FakeExecutor(),
+        state: memoryAgentState(),
+        ...extra,
+      }, AbortSignal.timeout(2000)).then(() => undefined, (e) => e);
+      assert.ok(error instanceof RangeError, String(error));
+      assert.equal(error.message, message);
     });
   }
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  checkHealth,
   type CommandRecord,
   exitCodeOf,
   formatRecord,
@@ -42,6 +43,31 @@ Deno.test("operator client enqueues with the admin token and agent_id in the bod
     params: { timeout_secs: 5, priority: "high" },
     agent_id: "web-1",
   });
+});
+
+Deno.test("operator client refuses an agent id that is not one, sending nothing", async (t) => {
+  // In dev mode it went in X-Agent-Id: refused 401 and worded as a missing admin token on a
+  // dashboard "not in dev mode", or (a line break) "cannot reach the dashboard".
+  await using stub = new StubDashboard();
+  for (const adminToken of [undefined, TOKEN]) {
+    const client = new OperatorClient({ dashboardUrl: stub.url, adminToken });
+    for (const agentId of ["a\nb", "café", "", "web 1", ".."]) {
+      await t.step(
+        `${adminToken ? "with" : "without"} a token: ${JSON.stringify(agentId)}`,
+        async () => {
+          const error = await client.enqueue({ agentId, name: "echo hi" }).catch((e) => e);
+          assert.ok(error instanceof TypeError, String(error));
+          assert.equal(
+            error.message,
+            `agentId must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots, got ${
+              JSON.stringify(agentId)
+            }`,
+          );
+        },
+      );
+    }
+  }
+  assert.deepEqual(stub.seen, []);
 });
 
 Deno.test("operator client reports a duplicate and a conflicting enqueue", async (t) => {
@@ -223,6 +249,37 @@ Deno.test("operator client words its failures for a user", async (t) => {
     );
     assert.throws(() => new OperatorClient({ dashboardUrl: "not a url" }), /got "not a url"/);
   });
+  await t.step("a timeout or retry count out of range", () => {
+    // An infinite timeout passed, then every request threw AbortSignal.timeout's bare TypeError,
+    // not an OperatorError; a negative or NaN retry count was taken as it was.
+    for (const requestTimeoutMs of [0, -1, NaN, Infinity]) {
+      assert.throws(
+        () => new OperatorClient({ dashboardUrl: "http://x", requestTimeoutMs }),
+        new TypeError(`requestTimeoutMs must be a finite number above 0, got ${requestTimeoutMs}`),
+      );
+    }
+    for (const maxRateLimitRetries of [-1, 1.5, NaN]) {
+      assert.throws(
+        () => new OperatorClient({ dashboardUrl: "http://x", maxRateLimitRetries }),
+        new TypeError(
+          `maxRateLimitRetries must be a whole number of at least 0, got ${maxRateLimitRetries}`,
+        ),
+      );
+    }
+    assert.ok(new OperatorClient({ dashboardUrl: "http://x", maxRateLimitRetries: 0 }));
+  });
+});
+
+Deno.test("checkHealth refuses a timeout out of range instead of reporting it unreachable", async () => {
+  // "not reachable: Failed to execute 'AbortSignal.timeout': ..." for a dashboard that answers.
+  await using stub = new StubDashboard();
+  for (const timeoutMs of [0, -1, NaN, Infinity]) {
+    await assert.rejects(
+      checkHealth({ dashboardUrl: stub.url, timeoutMs }),
+      new RangeError(`timeoutMs must be a finite number above 0, got ${timeoutMs}`),
+    );
+  }
+  assert.deepEqual(stub.seen, []);
 });
 
 Deno.test("operator client lists newest first with filters, bare or wrapped", async (t) => {

@@ -198,3 +198,47 @@ Deno.test("followCommand opens the stream again after a 429's Retry-After instea
   assert.ok(opened[1] - opened[0] >= 900, `opened again after ${opened[1] - opened[0]} ms`);
   assert.equal(reconnects, 1);
 });
+
+Deno.test("followCommand and waitForFinal refuse durations a timer cannot wait, sending nothing", async (t) => {
+  // An idleTimeoutMs of NaN, Infinity or 0 fired after 1 ms: the stream was opened again and
+  // again, with a TimeoutOverflowWarning on stderr each time; a NaN maxOutageMs threw
+  // AbortSignal.timeout's bare TypeError.
+  let requests = 0;
+  const client = new OperatorClient({
+    dashboardUrl: "http://127.0.0.1:9",
+    fetch: () => {
+      requests++;
+      return Promise.resolve(new Response(null, { status: 500 }));
+    },
+  });
+  const range = (name: string, min: number, value: number) =>
+    new RangeError(
+      `${name} must be a number of milliseconds from ${min} to 2147483647, got ${value}`,
+    );
+  for (const idleTimeoutMs of [0, NaN, Infinity, 2 ** 31]) {
+    await t.step(`followCommand idleTimeoutMs ${idleTimeoutMs}`, () =>
+      assert.rejects(
+        followCommand(client, "c1", { idleTimeoutMs }),
+        range("idleTimeoutMs", 1, idleTimeoutMs),
+      ));
+  }
+  await t.step("followCommand maxOutageMs -1", () =>
+    assert.rejects(
+      followCommand(client, "c1", { maxOutageMs: -1 }),
+      range("maxOutageMs", 0, -1),
+    ));
+  for (
+    const [name, min, options] of [
+      ["initialIntervalMs", 1, { initialIntervalMs: 0 }],
+      ["maxIntervalMs", 1, { maxIntervalMs: Infinity }],
+      ["maxOutageMs", 0, { maxOutageMs: NaN }],
+    ] as const
+  ) {
+    await t.step(`waitForFinal ${name}`, () =>
+      assert.rejects(
+        client.waitForFinal("c1", options),
+        range(name, min, Object.values(options)[0]),
+      ));
+  }
+  assert.equal(requests, 0);
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { listenHttp } from "../../src/http_listener.ts";
+import { ConfigError } from "../../src/errors.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { until } from "../_until.ts";
 import { P } from "./_helpers.ts";
@@ -73,6 +74,21 @@ Deno.test("the dashboard serves HTTPS with a certificate and key", async (t) => 
     const response = await fetch(`${server.url}/health`, { client });
     assert.equal(response.status, 200);
     assert.equal((await response.json()).status, "ok");
+  });
+});
+
+Deno.test("startServer refuses a key that is not its certificate's, before listening", async (t) => {
+  await withCert(t, async (tls) => {
+    await withCert(t, async (other) => {
+      const error = await startServer({
+        availableDescriptors: "plenty",
+        db: ":memory:",
+        port: 0,
+        tls: { cert: tls.cert, key: other.key },
+      }).catch((e) => e);
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.message, "tls.key is not the private key of the certificate in tls.cert");
+    });
   });
 });
 

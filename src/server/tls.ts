@@ -1,0 +1,49 @@
+/**
+ * The dashboard's TLS pair, checked once before listening.
+ *
+ * @module
+ */
+import { ConfigError } from "../errors.ts";
+
+/**
+ * Checks that a certificate and a private key are PEM and belong together, as the listener will
+ * load them, without opening a socket: a bad pair would otherwise fail every HTTPS connection, one
+ * by one, while the dashboard seemed to run.
+ *
+ * @param tls The PEM texts.
+ * @param names How the certificate and the key are named in errors.
+ * @throws {ConfigError} Naming which of the two is wrong and how.
+ */
+export function checkTlsPair(
+  tls: { cert: string; key: string },
+  names: { cert: string; key: string } = { cert: "tls.cert", key: "tls.key" },
+): void {
+  try {
+    Deno.createHttpClient({ cert: tls.cert, key: tls.key }).close();
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/no certificates found/i.test(message)) {
+      throw new ConfigError(
+        `${names.cert} holds no PEM certificate (a "-----BEGIN CERTIFICATE-----" block)`,
+        { cause: error },
+      );
+    }
+    if (/no keys found/i.test(message)) {
+      throw new ConfigError(
+        `${names.key} holds no PEM private key (a "-----BEGIN ... PRIVATE KEY-----" block)`,
+        { cause: error },
+      );
+    }
+    if (/KeyMismatch|not be consistent/i.test(message)) {
+      throw new ConfigError(
+        `${names.key} is not the private key of the certificate in ${names.cert}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    throw new ConfigError(`${names.cert} and ${names.key} cannot be used for HTTPS: ${message}`, {
+      cause: error,
+    });
+  }
+}

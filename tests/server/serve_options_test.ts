@@ -1,0 +1,52 @@
+/**
+ * `startServer` checks its own options before it opens the store, as the CLI's settings do: a
+ * value out of range is a `RangeError`, a `tls` pair that cannot serve HTTPS a `ConfigError`.
+ */
+import assert from "node:assert/strict";
+import { ConfigError } from "../../src/errors.ts";
+import { startServer } from "../../src/server/mod.ts";
+
+Deno.test("startServer refuses bad listener options before opening the store", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-serve-options-" });
+  try {
+    const db = `${dir}/status.db`;
+    const refused = async (options: Parameters<typeof startServer>[0], wanted: RegExp) => {
+      await assert.rejects(
+        startServer({ availableDescriptors: "plenty", db, port: 0, ...options }),
+        wanted,
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no database was created");
+    };
+    for (const headerTimeoutSecs of [-1, 0, 1.5, 301, NaN]) {
+      await t.step(`headerTimeoutSecs ${headerTimeoutSecs}`, () =>
+        refused(
+          { headerTimeoutSecs },
+          new RegExp(
+            `^RangeError: headerTimeoutSecs must be a whole number from 1 to 300, got ${headerTimeoutSecs}$`,
+          ),
+        ));
+    }
+    for (const maxConnections of [0, -5, 2.5, NaN, 1_000_001]) {
+      await t.step(`maxConnections ${maxConnections}`, () =>
+        refused(
+          { maxConnections },
+          new RegExp(
+            `^RangeError: maxConnections must be a whole number from 1 to 1000000, got ${maxConnections}$`,
+          ),
+        ));
+    }
+    await t.step("a tls pair that is not PEM", async () => {
+      const error = await startServer({ db, port: 0, tls: { cert: "x", key: "y" } }).catch((e) =>
+        e
+      );
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(
+        error.message,
+        'tls.cert holds no PEM certificate (a "-----BEGIN CERTIFICATE-----" block)',
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no database was created");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
