@@ -39,3 +39,29 @@ Deno.test("the README's library example works as written from a project outside 
     "the library wrote nothing in the project (no .status-state, no status.db)",
   );
 });
+
+Deno.test("examples/library.ts is the README's library example and runs as its header says", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  const example = await Deno.readTextFile(`${ROOT}/examples/library.ts`);
+  // The same code after the import (which names `../mod.ts` instead of the package).
+  const afterImport = (text: string) => text.slice(text.indexOf(";\n", text.indexOf("import")));
+  assert.match(example, /\} from "\.\.\/mod\.ts";/);
+  assert.equal(
+    afterImport(example),
+    afterImport(readmeBlock(readme, "As a library", "ts")),
+    "the example and the README's block say the same",
+  );
+  await using dir = tempDir("status-example-");
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-run", `${ROOT}/examples/library.ts`],
+    cwd: dir.path,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const stderr = new TextDecoder().decode(run.stderr);
+  assert.equal(run.code, 0, stderr);
+  const stdout = new TextDecoder().decode(run.stdout);
+  assert.match(stdout, /^success 0 \S+/);
+  assert.match(stdout, /^hi$/m);
+  assert.deepEqual([...Deno.readDirSync(dir.path)], [], "it wrote nothing where it ran");
+});
