@@ -23,9 +23,11 @@ import {
   agentAuthSteps,
   type AgentCall,
   agentOf,
+  bearerOf,
   checkOperatorRateLimit,
   hasBearer,
   jsonBodyOf,
+  malformedBearer,
   refuse,
   runAuthSteps,
 } from "./auth/mod.ts";
@@ -194,12 +196,15 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         via = "admin";
       } else if (!call.headers.get(HEADER.agentId)) {
         if (!deps.devMode) {
+          const given = bearerOf(call);
           throw refuse(
             call,
             401,
-            call.headers.get(HEADER.authorization)
-              ? "admin token is wrong"
-              : "X-Agent-Id header is missing; operators send the admin token as a bearer token",
+            given === undefined
+              ? "X-Agent-Id header is missing; operators send the admin token as a bearer token"
+              : given === ""
+              ? malformedBearer(call.headers.get(HEADER.authorization) ?? "")
+              : "admin token is wrong",
             "authentication failed",
           );
         }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { signV2 } from "../../src/protocol/mod.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
+import { refusalReason } from "../../src/server/refusals.ts";
 import {
   ADMIN_TOKEN,
   type AgentRequest,
@@ -85,6 +86,33 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
       await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "bare", token: "x".repeat(43) }),
       401,
       /agent bare has no token/,
+    );
+  });
+
+  await t.step("2. Authorization given twice or with another scheme → 401 saying so", async () => {
+    // Two headers reach the steps joined with ", ", as a web `Headers` (and node's raw headers
+    // as the lean routes read them) join them: the right token twice is still refused.
+    for (const path of [P.enqueue, P.ack, P.wait()]) {
+      const body = path === P.ack ? { command_id: "cmd-001", attempt: 1 } : ENQUEUE;
+      const twice = await d.agent({
+        path,
+        method: path === P.wait() ? "GET" : "POST",
+        body: path === P.wait() ? undefined : body,
+        headers: { Authorization: `Bearer ${TOKEN}, Bearer ${TOKEN}` },
+      });
+      const answer = await expectError(
+        twice,
+        401,
+        /^Authorization header must be one "Bearer <token>"; it was given more than once$/,
+      );
+      assert.ok(!JSON.stringify(answer).includes(TOKEN));
+      // Counted in the metrics as a request without a usable token.
+      assert.equal(refusalReason(answer.error as string), "missing_token");
+    }
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { Authorization: "Basic YTpi" } }),
+      401,
+      /^Authorization header must be one "Bearer <token>"; it names no bearer token$/,
     );
   });
 
@@ -519,6 +547,24 @@ Deno.test("operators authenticate with the admin token", async (t) => {
     }
     const cancel = await d.dashboard.app.request("/api/v1/commands/x/cancel", { method: "POST" });
     await expectError(cancel, 401, /bearer token is missing/);
+  });
+  await t.step("an Authorization header given twice is refused saying so", async () => {
+    const twice = new Headers();
+    twice.append("Authorization", `Bearer ${ADMIN_TOKEN}`);
+    twice.append("Authorization", `Bearer ${ADMIN_TOKEN}`);
+    for (const [path, method] of [["/api/v1/commands", "GET"], [P.enqueue, "POST"]]) {
+      const response = await d.dashboard.app.request(path, {
+        method,
+        headers: twice,
+        body: method === "POST" ? JSON.stringify({ ...ENQUEUE, agent_id: "a1" }) : undefined,
+      });
+      const body = await expectError(response, 401, /it was given more than once/);
+      assert.ok(!JSON.stringify(body).includes(ADMIN_TOKEN));
+    }
+    const basic = await d.dashboard.app.request("/api/v1/agents", {
+      headers: { Authorization: "Basic YWRtaW46eA==" },
+    });
+    await expectError(basic, 401, /must be one "Bearer <token>"; it names no bearer token/);
   });
   await t.step("an agent token is not an admin token", async () => {
     const response = await d.dashboard.app.request("/api/v1/agents", {
