@@ -184,6 +184,11 @@ Deno.test("reports: the first final result wins, repeats are duplicates", async 
     });
     assert.deepEqual(await json(response), { accepted: true, duplicate: true });
     assert.equal((await status(d, "c1")).status, "success");
+    // Once it has a report, any other is that duplicate, whatever attempt it names (never
+    // delivered ones included), as docs/protocol.md §2 says: an agent sending its result again
+    // is told it arrived.
+    const undelivered = await d.agent({ path: P.report, body: reportBody("c1", { attempt: 9 }) });
+    assert.deepEqual(await json(undelivered), { accepted: true, duplicate: true });
   });
   await t.step("unknown and another agent's → the same 404, never delivered → 409", async () => {
     const unknown = await d.agent({ path: P.report, body: reportBody("nope") });
