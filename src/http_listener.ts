@@ -284,6 +284,16 @@ function framingFault(incoming: IncomingMessage): string | undefined {
   return undefined;
 }
 
+/**
+ * The adapter's words for a request it cannot make into a URL, where they do not say what is at
+ * fault: "Invalid URL" is a request target that is no path (`OPTIONS *`, `GET x`) or a `Host` no
+ * URL takes (`[zz`).
+ */
+const ADAPTER_FAULTS: Record<string, string> = {
+  "Invalid URL": "Invalid URL: the request target must be a path starting with / (or an " +
+    "absolute http URL), and Host a host name or address with an optional port",
+};
+
 /** Answers a request whose body was not read with a JSON error, and closes its connection. */
 function refuseUnread(response: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -377,10 +387,14 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       // gets here: the app answers everything else itself. Its connection is closed after.
       errorHandler: (error) => {
         log.warning("malformed request refused: {error}", { error: String(error) });
-        return Response.json({ error: `malformed request: ${(error as Error).message}` }, {
-          status: 400,
-          headers: { Connection: "close" },
-        });
+        const message = (error as Error).message;
+        return Response.json(
+          { error: `malformed request: ${ADAPTER_FAULTS[message] ?? message}` },
+          {
+            status: 400,
+            headers: { Connection: "close" },
+          },
+        );
       },
     },
   );

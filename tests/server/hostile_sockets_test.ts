@@ -280,6 +280,14 @@ Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other t
         "GET /api/v1/commands HTTP/2.0\r\nHost: localhost\r\n\r\n",
         new RegExp(`"error":"malformed HTTP request: ${R.http2}"`),
       ],
+      "a request target that is no path (OPTIONS *)": [
+        "OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        /"error":"malformed request: Invalid URL: the request target must be a path starting with \/ /,
+      ],
+      "a Host no URL takes": [
+        "GET /health HTTP/1.1\r\nHost: [zz\r\n\r\n",
+        /"error":"malformed request: Invalid URL: .*and Host a host name or address/,
+      ],
       "a Transfer-Encoding other than chunked": [
         "POST /api/v1/agent/commands/enqueue HTTP/1.1\r\nHost: localhost\r\n" +
         "Transfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n" +
