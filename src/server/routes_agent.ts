@@ -223,8 +223,10 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       if (via === "admin" || via === "dev-operator") {
         const named = request.agent_id ?? call.headers.get(HEADER.agentId);
         if (!named) {
-          throw new HttpError(400, `field "agent_id": names the agent that runs the command`, {
-            details: [{ field: "agent_id", message: "required without X-Agent-Id" }],
+          const message = "is required without an X-Agent-Id header: it names the agent that " +
+            "runs the command";
+          throw new HttpError(400, `field "agent_id": ${message}`, {
+            details: [{ field: "agent_id", message }],
           });
         }
         // The body's `agent_id` passed the schema: only the header can be malformed.

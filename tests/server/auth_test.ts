@@ -548,6 +548,18 @@ Deno.test("operators authenticate with the admin token", async (t) => {
     const cancel = await d.dashboard.app.request("/api/v1/commands/x/cancel", { method: "POST" });
     await expectError(cancel, 401, /bearer token is missing/);
   });
+  await t.step("an operator's enqueue naming no agent says the field is required", async () => {
+    const response = await d.admin("POST", P.enqueue, ENQUEUE);
+    const body = await expectError(
+      response,
+      400,
+      /^field "agent_id": is required without an X-Agent-Id header: it names the agent that runs /,
+    );
+    assert.deepEqual(body.details, [{
+      field: "agent_id",
+      message: "is required without an X-Agent-Id header: it names the agent that runs the command",
+    }]);
+  });
   await t.step("an Authorization header given twice is refused saying so", async () => {
     const twice = new Headers();
     twice.append("Authorization", `Bearer ${ADMIN_TOKEN}`);
