@@ -226,6 +226,46 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
     },
   );
 
+  await t.step(
+    "5. a signature in another encoding than standard padded base64 → 401 saying so",
+    async () => {
+      // 32 bytes, as an HMAC-SHA256 has, in the encodings a client might pick by mistake.
+      const bytes = crypto.getRandomValues(new Uint8Array(32));
+      const right = btoa(String.fromCharCode(...bytes));
+      const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+      const url = right.replaceAll("+", "-").replaceAll("/", "_").replace(/=$/, "");
+      for (
+        const [label, signature, pattern] of [
+          ["hex", hex, /this one is 64 characters of hex$/],
+          ["base64url", url, /this one is 43 characters$/],
+          ["unpadded", right.replace(/=$/, ""), /this one is 43 characters$/],
+        ] as const
+      ) {
+        const response = await d.agent({
+          path: P.enqueue,
+          body: ENQUEUE,
+          headers: { "X-Agent-Signature": signature },
+        });
+        const answer = await expectError(
+          response,
+          401,
+          /^X-Agent-Signature must be an HMAC-SHA256 in standard padded base64 \(44 characters/,
+        );
+        assert.match(answer.error as string, pattern, label);
+      }
+      // A well-formed signature of another key is only wrong.
+      await expectError(
+        await d.agent({
+          path: P.enqueue,
+          body: ENQUEUE,
+          headers: { "X-Agent-Signature": "A".repeat(43) + "=" },
+        }),
+        401,
+        /^signature is wrong$/,
+      );
+    },
+  );
+
   await t.step("6. X-Request-Id missing → 400", async () => {
     await expectError(
       await d.agent({
