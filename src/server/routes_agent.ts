@@ -107,6 +107,27 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
   // An enqueue with X-Agent-Id: the agent's signed request (or a token-less agent in dev mode).
   const enqueueSteps = agentAuthSteps(deps, "commands:enqueue", true, true);
 
+  /**
+   * Refuses the id of a run's part not started yet (`<run id>:<agent id>`): the run enqueues a
+   * command of that id when it starts the part, and would then follow this one instead (its agent
+   * never getting the run's command). A part already started has its command: an enqueue of that
+   * id is a duplicate or a conflict, as for any command.
+   */
+  async function refuseRunPartId(id: string): Promise<void> {
+    const colon = id.indexOf(":");
+    if (colon <= 0) return;
+    const run = await store.getRun(id.slice(0, colon));
+    const part = run?.targets.find((target) => target.commandId === id);
+    if (!part || part.command !== null) return;
+    const why = part.skippedAt === null
+      ? "not started yet: the run enqueues it when it starts that part"
+      : "which the run skipped";
+    throw new HttpError(
+      409,
+      `command id ${id} is run ${run!.id}'s part for agent ${part.agentId}, ${why}; use another id`,
+    );
+  }
+
   return {
     async ack(call) {
       await runAuthSteps(call, ackSteps);
@@ -270,6 +291,7 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         }
       }
       const id = request.id ?? crypto.randomUUID();
+      await refuseRunPartId(id);
       const params = request.params ?? {};
       const command = {
         id,

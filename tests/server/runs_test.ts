@@ -18,7 +18,7 @@ import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
-import { json, makeDashboard, P } from "./_helpers.ts";
+import { json, makeDashboard, P, reportBody } from "./_helpers.ts";
 
 interface Fleet extends AsyncDisposable {
   url: string;
@@ -537,4 +537,49 @@ Deno.test("a run whose part's command id exists already is refused, not run as a
   const again = await d.admin("POST", "/api/v1/runs", request);
   assert.equal(again.status, 200);
   assert.equal((await json(again)).duplicate, true);
+});
+
+Deno.test("an enqueue of a run's part not started yet is refused, and the run still gives it its own command", async () => {
+  await using d = await makeDashboard();
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "r9",
+    name: "echo run",
+    target: { agents: ["a1", "a2"] },
+    max_concurrency: 1,
+  });
+  assert.equal(created.status, 201);
+  await created.body?.cancel();
+  // a1's part is started (its command exists); a2's waits for it.
+  for (const [agentId, body] of [["a2", "echo other"], ["a1", "echo other"]] as const) {
+    const response = await d.admin("POST", P.enqueue, {
+      id: `r9:${agentId}`,
+      name: body,
+      agent_id: agentId,
+    });
+    const answer = await json(response);
+    if (agentId === "a2") {
+      assert.equal(response.status, 409);
+      assert.equal(
+        answer.error,
+        "command id r9:a2 is run r9's part for agent a2, not started yet: the run enqueues it " +
+          "when it starts that part; use another id",
+      );
+    } else {
+      // A started part has its command: another body is the usual conflict.
+      assert.equal(response.status, 409);
+      assert.match(answer.error as string, /^command r9:a1 already exists with a different body/);
+    }
+  }
+  // a1 runs its part; the run then starts a2's, with the run's command.
+  const wait = await d.agent({ path: P.wait() });
+  const delivered = await json(wait);
+  assert.equal(delivered.id, "r9:a1");
+  const report = await d.agent({ path: P.report, body: reportBody("r9:a1", { attempt: 1 }) });
+  assert.equal(report.status, 200);
+  await report.body?.cancel();
+  await until(async () => {
+    const part = await d.admin("GET", "/api/v1/commands/r9:a2");
+    const found = part.status === 200 ? await json(part) : (await part.body?.cancel(), null);
+    return found?.name === "echo run" && found?.agent_id === "a2";
+  });
 });
