@@ -19,8 +19,8 @@
  * - **Malformed requests** (a broken head, an HTTP version other than 1.1 and 1.0, broken chunked
  *   encoding, a `Transfer-Encoding` other than `chunked`, an HTTP/1.1 request without `Host` or
  *   with two, a `CONNECT`, a body its client half-closed the connection before) are answered
- *   `400` with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is served, as
- *   if it named the address it came to.
+ *   `400` with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is
+ *   served, as if it named the address it came to.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
  *   once the answers before it are sent (a long-poll is held only while its answer can be sent);
  *   beyond {@link MAX_PIPELINED} such requests the connection is closed.
@@ -255,9 +255,9 @@ function hostOfHttp10(incoming: IncomingMessage): void {
 
 /**
  * What node's parser lets through but the dashboard refuses, as a reason for a `400`: an HTTP
- * version other than 1.1 and 1.0, a `Transfer-Encoding` other than plain `chunked` (its body would be read as chunked and the other
- * codings ignored), and a second `Host` (node keeps the first; which one a proxy in front used is
- * anyone's guess).
+ * version other than 1.1 and 1.0, a `Transfer-Encoding` other than plain `chunked` (its body
+ * would be read as chunked and the other codings ignored), and a second `Host` (node keeps the
+ * first; which one a proxy in front used is anyone's guess).
  */
 function framingFault(incoming: IncomingMessage): string | undefined {
   // Node's parser takes a request line without a version (HTTP/0.9's `GET /path`), `HTTP/0.9` and

@@ -124,7 +124,8 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       : "which the run skipped";
     throw new HttpError(
       409,
-      `command id ${id} is run ${run!.id}'s part for agent ${part.agentId}, ${why}; use another id`,
+      `command id ${id} is run ${run!.id}'s part for agent ${part.agentId}, ${why}; ` +
+        "use another id",
     );
   }
 
