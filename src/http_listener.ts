@@ -16,11 +16,11 @@
  *   closed at once, with one warning when the limit is reached and one line when it is left. The
  *   open ones, held long-polls included, are served as before; so descriptors never run out
  *   because of sockets.
- * - **Malformed requests** (a broken head, broken chunked encoding, a `Transfer-Encoding` other
- *   than `chunked`, an HTTP/1.1 request without `Host` or with two, a `CONNECT`, a body its client
- *   half-closed the connection before) are answered `400`
- *   with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is served, as
- *   if it named the address it came to.
+ * - **Malformed requests** (a broken head, an HTTP version other than 1.1 and 1.0, broken chunked
+ *   encoding, a `Transfer-Encoding` other than `chunked`, an HTTP/1.1 request without `Host` or
+ *   with two, a `CONNECT`, a body its client half-closed the connection before) are answered
+ *   `400` with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is
+ *   served, as if it named the address it came to.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
  *   once the answers before it are sent (a long-poll is held only while its answer can be sent);
  *   beyond {@link MAX_PIPELINED} such requests the connection is closed.
@@ -254,12 +254,18 @@ function hostOfHttp10(incoming: IncomingMessage): void {
 }
 
 /**
- * What node's parser lets through but the dashboard refuses, as a reason for a `400`: a
- * `Transfer-Encoding` other than plain `chunked` (its body would be read as chunked and the other
- * codings ignored), and a second `Host` (node keeps the first; which one a proxy in front used is
- * anyone's guess).
+ * What node's parser lets through but the dashboard refuses, as a reason for a `400`: an HTTP
+ * version other than 1.1 and 1.0, a `Transfer-Encoding` other than plain `chunked` (its body
+ * would be read as chunked and the other codings ignored), and a second `Host` (node keeps the
+ * first; which one a proxy in front used is anyone's guess).
  */
 function framingFault(incoming: IncomingMessage): string | undefined {
+  // Node's parser takes a request line without a version (HTTP/0.9's `GET /path`), `HTTP/0.9` and
+  // `HTTP/2.0` too, and would serve them as HTTP/1.1 (the first as one without `Host`).
+  const version = incoming.httpVersion;
+  if (version !== "1.1" && version !== "1.0") {
+    return version === "2.0" ? PARSE_FAILURE_REASONS.http2 : PARSE_FAILURE_REASONS.version;
+  }
   const transferEncoding = incoming.headers["transfer-encoding"];
   // One whose last coding is not chunked is refused by the parser itself, as the body comes.
   if (
@@ -277,6 +283,16 @@ function framingFault(incoming: IncomingMessage): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The adapter's words for a request it cannot make into a URL, where they do not say what is at
+ * fault: "Invalid URL" is a request target that is no path (`OPTIONS *`, `GET x`) or a `Host` no
+ * URL takes (`[zz`).
+ */
+const ADAPTER_FAULTS: Record<string, string> = {
+  "Invalid URL": "Invalid URL: the request target must be a path starting with / (or an " +
+    "absolute http URL), and Host a host name or address with an optional port",
+};
 
 /** Answers a request whose body was not read with a JSON error, and closes its connection. */
 function refuseUnread(response: ServerResponse, status: number, body: unknown): void {
@@ -371,10 +387,14 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       // gets here: the app answers everything else itself. Its connection is closed after.
       errorHandler: (error) => {
         log.warning("malformed request refused: {error}", { error: String(error) });
-        return Response.json({ error: `malformed request: ${(error as Error).message}` }, {
-          status: 400,
-          headers: { Connection: "close" },
-        });
+        const message = (error as Error).message;
+        return Response.json(
+          { error: `malformed request: ${ADAPTER_FAULTS[message] ?? message}` },
+          {
+            status: 400,
+            headers: { Connection: "close" },
+          },
+        );
       },
     },
   );

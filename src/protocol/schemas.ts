@@ -481,7 +481,9 @@ const MISSING = /, received undefined$/;
  * A zod error's issues, without the bound every integer field has (the safe-integer range) where
  * the same field also broke its own, narrower bound: `1e308` for a field of at most 86,400 is
  * told the 86,400, not 2^53 - 1. A field that is missing is told so (`is required (expected
- * number)`) instead of zod's `Invalid input: expected number, received undefined`.
+ * number)`) instead of zod's `Invalid input: expected number, received undefined`. An unknown key
+ * of a strict object is one issue per key, naming the key as its field (`field "token": is not a
+ * field of this object`) instead of the object (`field "(body)": Unrecognized key: "token"`).
  *
  * @param error The validation error.
  * @returns The issues to show, in zod's order.
@@ -497,9 +499,17 @@ export function relevantIssues(error: z.ZodError): z.core.$ZodIssue[] {
   );
   return error.issues
     .filter((issue) => !(safeBound(issue) && ownBound.has(key(issue))))
-    .map((issue) =>
+    .flatMap((issue): z.core.$ZodIssue[] =>
       issue.code === "invalid_type" && MISSING.test(issue.message)
-        ? { ...issue, message: `is required (expected ${issue.expected})` }
-        : issue
+        ? [{ ...issue, message: `is required (expected ${issue.expected})` }]
+        // A strict object's unknown key is named as the field, not its object ("(body)").
+        : issue.code === "unrecognized_keys"
+        ? issue.keys.map((name) => ({
+          ...issue,
+          keys: [name],
+          path: [...issue.path, name],
+          message: "is not a field of this object",
+        }))
+        : [issue]
     );
 }

@@ -33,6 +33,7 @@ const RULES: Array<[RegExp, RefusalReason]> = [
   [/is not registered/, "unknown_agent"],
   [/has no token/, "no_agent_token"],
   [/bearer token is missing/i, "missing_token"],
+  [/^Authorization header must be/, "missing_token"],
   [/token is wrong/, "wrong_token"],
   [/X-Timestamp/, "timestamp"],
   [/signature/i, "signature"],

@@ -23,9 +23,11 @@ import {
   agentAuthSteps,
   type AgentCall,
   agentOf,
+  bearerOf,
   checkOperatorRateLimit,
   hasBearer,
   jsonBodyOf,
+  malformedBearer,
   refuse,
   runAuthSteps,
 } from "./auth/mod.ts";
@@ -104,6 +106,28 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
   const reportSteps = agentAuthSteps(deps, "commands:report");
   // An enqueue with X-Agent-Id: the agent's signed request (or a token-less agent in dev mode).
   const enqueueSteps = agentAuthSteps(deps, "commands:enqueue", true, true);
+
+  /**
+   * Refuses the id of a run's part not started yet (`<run id>:<agent id>`): the run enqueues a
+   * command of that id when it starts the part, and would then follow this one instead (its agent
+   * never getting the run's command). A part already started has its command: an enqueue of that
+   * id is a duplicate or a conflict, as for any command.
+   */
+  async function refuseRunPartId(id: string): Promise<void> {
+    const colon = id.indexOf(":");
+    if (colon <= 0) return;
+    const run = await store.getRun(id.slice(0, colon));
+    const part = run?.targets.find((target) => target.commandId === id);
+    if (!part || part.command !== null) return;
+    const why = part.skippedAt === null
+      ? "not started yet: the run enqueues it when it starts that part"
+      : "which the run skipped";
+    throw new HttpError(
+      409,
+      `command id ${id} is run ${run!.id}'s part for agent ${part.agentId}, ${why}; ` +
+        "use another id",
+    );
+  }
 
   return {
     async ack(call) {
@@ -194,12 +218,15 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         via = "admin";
       } else if (!call.headers.get(HEADER.agentId)) {
         if (!deps.devMode) {
+          const given = bearerOf(call);
           throw refuse(
             call,
             401,
-            call.headers.get(HEADER.authorization)
-              ? "admin token is wrong"
-              : "X-Agent-Id header is missing; operators send the admin token as a bearer token",
+            given === undefined
+              ? "X-Agent-Id header is missing; operators send the admin token as a bearer token"
+              : given === ""
+              ? malformedBearer(call.headers.get(HEADER.authorization) ?? "")
+              : "admin token is wrong",
             "authentication failed",
           );
         }
@@ -218,8 +245,10 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       if (via === "admin" || via === "dev-operator") {
         const named = request.agent_id ?? call.headers.get(HEADER.agentId);
         if (!named) {
-          throw new HttpError(400, `field "agent_id": names the agent that runs the command`, {
-            details: [{ field: "agent_id", message: "required without X-Agent-Id" }],
+          const message = "is required without an X-Agent-Id header: it names the agent that " +
+            "runs the command";
+          throw new HttpError(400, `field "agent_id": ${message}`, {
+            details: [{ field: "agent_id", message }],
           });
         }
         // The body's `agent_id` passed the schema: only the header can be malformed.
@@ -263,6 +292,7 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         }
       }
       const id = request.id ?? crypto.randomUUID();
+      await refuseRunPartId(id);
       const params = request.params ?? {};
       const command = {
         id,

@@ -414,6 +414,27 @@ export function runFingerprint(request: RunRequest): string {
 }
 
 /**
+ * The ids among `ids` that commands of the store have, in the order given (looked up a few at a
+ * time: a run may have 10,000 parts).
+ *
+ * @param store The store.
+ * @param ids Command ids.
+ * @returns Those that exist.
+ */
+async function existingCommandIds(
+  store: Pick<RouteDeps["store"], "getCommand">,
+  ids: readonly string[],
+): Promise<string[]> {
+  const found: string[] = [];
+  for (let start = 0; start < ids.length; start += 16) {
+    const batch = ids.slice(start, start + 16);
+    const commands = await Promise.all(batch.map((id) => store.getCommand(id)));
+    commands.forEach((command, i) => command && found.push(batch[i]));
+  }
+  return found;
+}
+
+/**
  * Enqueues a run target's command as the operator enqueue does: a matching open wait of the
  * agent is answered in the same transaction.
  *
@@ -513,6 +534,26 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
             `${agents.length} agent(s) registered; see "status agents" for their deployments ` +
             `and labels`,
           { details: { target: request.target, registered_agents: agents.length } },
+        );
+      }
+      // Each part's command is `<run id>:<agent id>`, enqueued with that fixed id: a command of
+      // that id made outside a run (an operator's enqueue, for any agent; an agent's own) would
+      // stand in for the part, which would then follow it and never get the run's command.
+      const taken = await existingCommandIds(
+        store,
+        matched.map((agent) => runCommandId(id, agent.id)),
+      );
+      if (taken.length > 0) {
+        // The same run posted twice at once (a double click): the other one made them.
+        const made = await store.getRun(id);
+        if (made) return answerExisting(made, fingerprint);
+        const more = taken.length > 1 ? ` and ${taken.length - 1} more` : "";
+        throw new HttpError(
+          409,
+          `run id ${id} cannot be used: command ${taken[0]}${more} already exists, enqueued ` +
+            `outside a run, and a run's command for agent ${taken[0].slice(id.length + 1)} ` +
+            `takes that id; use another run id`,
+          { details: { existing_command_ids: taken.slice(0, MAX_DETAILED_UNKNOWN_AGENTS) } },
         );
       }
       const now = clock.now();

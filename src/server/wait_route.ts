@@ -83,9 +83,21 @@ export function cancelAsked(command: CommandRecord): boolean {
   return command.cancelRequested || command.status === "cancelled";
 }
 
-/** The `timeout` parameter of a long-poll's query, if any. */
+/**
+ * The `timeout` parameter of a long-poll's query, if any.
+ *
+ * @throws {HttpError} `400` when it is given more than once (only one would be read).
+ */
 function timeoutOf(match: LeanMatch): string | null {
-  return match.search === "" ? null : new URLSearchParams(match.search).get("timeout");
+  if (match.search === "") return null;
+  const values = new URLSearchParams(match.search).getAll("timeout");
+  if (values.length > 1) {
+    const message = `is given ${values.length} times; a wait takes one`;
+    throw new HttpError(400, `query "timeout": ${message}`, {
+      details: [{ field: "timeout", message }],
+    });
+  }
+  return values[0] ?? null;
 }
 
 /** A path with its percent-escapes decoded as Hono decodes them, or as it is when malformed. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { signV2 } from "../../src/protocol/mod.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
+import { refusalReason } from "../../src/server/refusals.ts";
 import {
   ADMIN_TOKEN,
   type AgentRequest,
@@ -85,6 +86,33 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
       await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "bare", token: "x".repeat(43) }),
       401,
       /agent bare has no token/,
+    );
+  });
+
+  await t.step("2. Authorization given twice or with another scheme → 401 saying so", async () => {
+    // Two headers reach the steps joined with ", ", as a web `Headers` (and node's raw headers
+    // as the lean routes read them) join them: the right token twice is still refused.
+    for (const path of [P.enqueue, P.ack, P.wait()]) {
+      const body = path === P.ack ? { command_id: "cmd-001", attempt: 1 } : ENQUEUE;
+      const twice = await d.agent({
+        path,
+        method: path === P.wait() ? "GET" : "POST",
+        body: path === P.wait() ? undefined : body,
+        headers: { Authorization: `Bearer ${TOKEN}, Bearer ${TOKEN}` },
+      });
+      const answer = await expectError(
+        twice,
+        401,
+        /^Authorization header must be one "Bearer <token>"; it was given more than once$/,
+      );
+      assert.ok(!JSON.stringify(answer).includes(TOKEN));
+      // Counted in the metrics as a request without a usable token.
+      assert.equal(refusalReason(answer.error as string), "missing_token");
+    }
+    await expectError(
+      await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { Authorization: "Basic YTpi" } }),
+      401,
+      /^Authorization header must be one "Bearer <token>"; it names no bearer token$/,
     );
   });
 
@@ -194,6 +222,46 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
         await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { "X-Signature-Version": "3" } }),
         401,
         /X-Signature-Version "3" is not supported/,
+      );
+    },
+  );
+
+  await t.step(
+    "5. a signature in another encoding than standard padded base64 → 401 saying so",
+    async () => {
+      // 32 bytes, as an HMAC-SHA256 has, in the encodings a client might pick by mistake.
+      const bytes = crypto.getRandomValues(new Uint8Array(32));
+      const right = btoa(String.fromCharCode(...bytes));
+      const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+      const url = right.replaceAll("+", "-").replaceAll("/", "_").replace(/=$/, "");
+      for (
+        const [label, signature, pattern] of [
+          ["hex", hex, /this one is 64 characters of hex$/],
+          ["base64url", url, /this one is 43 characters$/],
+          ["unpadded", right.replace(/=$/, ""), /this one is 43 characters$/],
+        ] as const
+      ) {
+        const response = await d.agent({
+          path: P.enqueue,
+          body: ENQUEUE,
+          headers: { "X-Agent-Signature": signature },
+        });
+        const answer = await expectError(
+          response,
+          401,
+          /^X-Agent-Signature must be an HMAC-SHA256 in standard padded base64 \(44 characters/,
+        );
+        assert.match(answer.error as string, pattern, label);
+      }
+      // A well-formed signature of another key is only wrong.
+      await expectError(
+        await d.agent({
+          path: P.enqueue,
+          body: ENQUEUE,
+          headers: { "X-Agent-Signature": "A".repeat(43) + "=" },
+        }),
+        401,
+        /^signature is wrong$/,
       );
     },
   );
@@ -519,6 +587,36 @@ Deno.test("operators authenticate with the admin token", async (t) => {
     }
     const cancel = await d.dashboard.app.request("/api/v1/commands/x/cancel", { method: "POST" });
     await expectError(cancel, 401, /bearer token is missing/);
+  });
+  await t.step("an operator's enqueue naming no agent says the field is required", async () => {
+    const response = await d.admin("POST", P.enqueue, ENQUEUE);
+    const body = await expectError(
+      response,
+      400,
+      /^field "agent_id": is required without an X-Agent-Id header: it names the agent that runs /,
+    );
+    assert.deepEqual(body.details, [{
+      field: "agent_id",
+      message: "is required without an X-Agent-Id header: it names the agent that runs the command",
+    }]);
+  });
+  await t.step("an Authorization header given twice is refused saying so", async () => {
+    const twice = new Headers();
+    twice.append("Authorization", `Bearer ${ADMIN_TOKEN}`);
+    twice.append("Authorization", `Bearer ${ADMIN_TOKEN}`);
+    for (const [path, method] of [["/api/v1/commands", "GET"], [P.enqueue, "POST"]]) {
+      const response = await d.dashboard.app.request(path, {
+        method,
+        headers: twice,
+        body: method === "POST" ? JSON.stringify({ ...ENQUEUE, agent_id: "a1" }) : undefined,
+      });
+      const body = await expectError(response, 401, /it was given more than once/);
+      assert.ok(!JSON.stringify(body).includes(ADMIN_TOKEN));
+    }
+    const basic = await d.dashboard.app.request("/api/v1/agents", {
+      headers: { Authorization: "Basic YWRtaW46eA==" },
+    });
+    await expectError(basic, 401, /must be one "Bearer <token>"; it names no bearer token/);
   });
   await t.step("an agent token is not an admin token", async () => {
     const response = await d.dashboard.app.request("/api/v1/agents", {

@@ -138,7 +138,7 @@ Deno.test("an operator's enqueue naming its target by a malformed X-Agent-Id is 
   assert.match(String((await json(malformed)).error), /^X-Agent-Id must be 1–128 characters/);
   const absent = await enqueue({});
   assert.equal(absent.status, 400);
-  assert.match(String((await json(absent)).error), /^field "agent_id": names the agent/);
+  assert.match(String((await json(absent)).error), /^field "agent_id": is required without an X-Agent-Id header/);
   const named = await enqueue({ "X-Agent-Id": "a1" });
   assert.equal(named.status, 202);
   await named.body?.cancel();
@@ -959,4 +959,42 @@ Deno.test("a missing field is told it is required, not 'received undefined'", as
       assert.deepEqual((answer.details as unknown[])[0], { field, message });
     });
   }
+});
+
+Deno.test("an unknown field of a strict body is named as the field, not as the body", async (t) => {
+  await using d = await makeDashboard();
+  const cases = [
+    ["a token of one's own for a new agent", "/api/v1/agents", { id: "a9", token: "x" }, "token"],
+    [
+      "a run with a field it has not",
+      "/api/v1/runs",
+      { name: "echo hi", target: { agents: ["a1"] }, max_concurency: 2 },
+      "max_concurency",
+    ],
+    [
+      "a run target with a part it has not",
+      "/api/v1/runs",
+      { name: "echo hi", target: { agents: ["a1"], label: { role: "web" } } },
+      "target.label",
+    ],
+  ] as const;
+  for (const [label, path, body, field] of cases) {
+    await t.step(label, async () => {
+      const response = await d.admin("POST", path, body);
+      assert.equal(response.status, 400);
+      const answer = await json(response);
+      const message = "is not a field of this object";
+      assert.equal(answer.error, `field "${field}": ${message}`);
+      assert.deepEqual(answer.details, [{ field, message }]);
+    });
+  }
+  await t.step("two unknown fields are two details", async () => {
+    const response = await d.admin("POST", "/api/v1/agents", { id: "a9", token: "x", owner: "y" });
+    const answer = await json(response);
+    assert.equal(response.status, 400);
+    assert.deepEqual((answer.details as { field: string }[]).map((d) => d.field), [
+      "token",
+      "owner",
+    ]);
+  });
 });

@@ -233,7 +233,7 @@ Deno.test("malformed requests get 400 naming the fault, with a Date, never quoti
   });
 });
 
-Deno.test("an HTTP/1.1 request without Host or with two, a Transfer-Encoding other than chunked, and a CONNECT get 400 with a JSON error", async (t) => {
+Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other than 1.1 and 1.0, a Transfer-Encoding other than chunked, and a CONNECT get 400 with a JSON error", async (t) => {
   await withLogs(async (lines) => {
     await using server = await startServer({
       availableDescriptors: "plenty",
@@ -267,6 +267,26 @@ Deno.test("an HTTP/1.1 request without Host or with two, a Transfer-Encoding oth
         "POST /api/v1/agent/commands/ack HTTP/1.1\r\nHost: localhost/x\r\n" +
         "X-Agent-Id: a1\r\nContent-Length: 2\r\n\r\n{}",
         /"error":"malformed request: Invalid host header"/,
+      ],
+      "a request line without an HTTP version (HTTP/0.9)": [
+        "GET /health\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.version}"`),
+      ],
+      "HTTP/0.9 with a Host on a lean route": [
+        "GET /api/v1/agent/commands/wait/h1 HTTP/0.9\r\nHost: localhost\r\nX-Agent-Id: a1\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.version}"`),
+      ],
+      "HTTP/2.0 in a request line": [
+        "GET /api/v1/commands HTTP/2.0\r\nHost: localhost\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.http2}"`),
+      ],
+      "a request target that is no path (OPTIONS *)": [
+        "OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        /"error":"malformed request: Invalid URL: the request target must be a path starting with \/ /,
+      ],
+      "a Host no URL takes": [
+        "GET /health HTTP/1.1\r\nHost: [zz\r\n\r\n",
+        /"error":"malformed request: Invalid URL: .*and Host a host name or address/,
       ],
       "a Transfer-Encoding other than chunked": [
         "POST /api/v1/agent/commands/enqueue HTTP/1.1\r\nHost: localhost\r\n" +

@@ -184,6 +184,11 @@ Deno.test("reports: the first final result wins, repeats are duplicates", async 
     });
     assert.deepEqual(await json(response), { accepted: true, duplicate: true });
     assert.equal((await status(d, "c1")).status, "success");
+    // Once it has a report, any other is that duplicate, whatever attempt it names (never
+    // delivered ones included), as docs/protocol.md §2 says: an agent sending its result again
+    // is told it arrived.
+    const undelivered = await d.agent({ path: P.report, body: reportBody("c1", { attempt: 9 }) });
+    assert.deepEqual(await json(undelivered), { accepted: true, duplicate: true });
   });
   await t.step("unknown and another agent's → the same 404, never delivered → 409", async () => {
     const unknown = await d.agent({ path: P.report, body: reportBody("nope") });
@@ -390,4 +395,23 @@ Deno.test("wait: deployment hashes, timeout clamping and bad paths", async (t) =
     assert.equal(response.status, 400);
     assert.match((await json(response)).error as string, /query "timeout"/);
   });
+  await t.step(
+    "a timeout given twice → 400 (only one would be read), on both long-polls",
+    async () => {
+      await enqueue(d, { id: "t2", name: "echo" });
+      for (
+        const path of [
+          "/api/v1/agent/commands/wait/dep-1?timeout=1&timeout=60",
+          "/api/v1/agent/commands/t2/cancel-wait?timeout=60&timeout=1",
+        ]
+      ) {
+        const response = await d.agent({ path });
+        assert.equal(response.status, 400);
+        const body = await json(response);
+        assert.equal(body.error, 'query "timeout": is given 2 times; a wait takes one');
+      }
+      // Nothing was handed out: the queued command is still there for a proper wait.
+      assert.equal((await waitFor(d, "dep-1")).id, "t2");
+    },
+  );
 });

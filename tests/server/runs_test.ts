@@ -18,6 +18,7 @@ import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
+import { json, makeDashboard, P, reportBody } from "./_helpers.ts";
 
 interface Fleet extends AsyncDisposable {
   url: string;
@@ -496,4 +497,89 @@ Deno.test("--wait-timeout stops waiting for a run with exit 75; the run goes on"
   assert.equal(result.code, 75, result.stderr);
   assert.match(result.stderr, /run run-slow has not ended after 1 s \(--wait-timeout\)/);
   assert.equal((await finalRun(fleet.url, "run-slow")).status, "succeeded");
+});
+
+Deno.test("a run whose part's command id exists already is refused, not run as another's command", async () => {
+  await using d = await makeDashboard();
+  // An operator's command for a2 whose id is the form of run r7's part for a1.
+  const other = await d.admin("POST", P.enqueue, {
+    id: "r7:a1",
+    name: "echo other",
+    agent_id: "a2",
+  });
+  assert.equal(other.status, 202);
+  await other.body?.cancel();
+  const refused = await d.admin("POST", "/api/v1/runs", {
+    id: "r7",
+    name: "echo run",
+    target: { agents: ["a1", "a2"] },
+  });
+  assert.equal(refused.status, 409);
+  const body = await json(refused);
+  assert.match(
+    body.error as string,
+    /^run id r7 cannot be used: command r7:a1 already exists, enqueued outside a run, .*for agent a1 .*use another run id$/,
+  );
+  assert.deepEqual(body.details, { existing_command_ids: ["r7:a1"] });
+  const missing = await d.admin("GET", "/api/v1/runs/r7");
+  assert.equal(missing.status, 404, "nothing is stored");
+  await missing.body?.cancel();
+  assert.equal((await json(await d.admin("GET", "/api/v1/commands/r7:a1"))).agent_id, "a2");
+
+  // Another id works, and posting it again is its duplicate (its commands exist by then).
+  const request = { id: "r8", name: "echo run", target: { agents: ["a1", "a2"] } };
+  const created = await d.admin("POST", "/api/v1/runs", request);
+  assert.equal(created.status, 201);
+  await created.body?.cancel();
+  const part = await d.admin("GET", "/api/v1/commands/r8:a1");
+  assert.equal(part.status, 200);
+  assert.equal((await json(part)).name, "echo run");
+  const again = await d.admin("POST", "/api/v1/runs", request);
+  assert.equal(again.status, 200);
+  assert.equal((await json(again)).duplicate, true);
+});
+
+Deno.test("an enqueue of a run's part not started yet is refused, and the run still gives it its own command", async () => {
+  await using d = await makeDashboard();
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "r9",
+    name: "echo run",
+    target: { agents: ["a1", "a2"] },
+    max_concurrency: 1,
+  });
+  assert.equal(created.status, 201);
+  await created.body?.cancel();
+  // a1's part is started (its command exists); a2's waits for it.
+  for (const [agentId, body] of [["a2", "echo other"], ["a1", "echo other"]] as const) {
+    const response = await d.admin("POST", P.enqueue, {
+      id: `r9:${agentId}`,
+      name: body,
+      agent_id: agentId,
+    });
+    const answer = await json(response);
+    if (agentId === "a2") {
+      assert.equal(response.status, 409);
+      assert.equal(
+        answer.error,
+        "command id r9:a2 is run r9's part for agent a2, not started yet: the run enqueues it " +
+          "when it starts that part; use another id",
+      );
+    } else {
+      // A started part has its command: another body is the usual conflict.
+      assert.equal(response.status, 409);
+      assert.match(answer.error as string, /^command r9:a1 already exists with a different body/);
+    }
+  }
+  // a1 runs its part; the run then starts a2's, with the run's command.
+  const wait = await d.agent({ path: P.wait() });
+  const delivered = await json(wait);
+  assert.equal(delivered.id, "r9:a1");
+  const report = await d.agent({ path: P.report, body: reportBody("r9:a1", { attempt: 1 }) });
+  assert.equal(report.status, 200);
+  await report.body?.cancel();
+  await until(async () => {
+    const part = await d.admin("GET", "/api/v1/commands/r9:a2");
+    const found = part.status === 200 ? await json(part) : (await part.body?.cancel(), null);
+    return found?.name === "echo run" && found?.agent_id === "a2";
+  });
 });

@@ -17,6 +17,20 @@ export function bearerOf(request: { headers: HeaderReader }): string | undefined
 }
 
 /**
+ * Why an `Authorization` header gives no bearer token (`bearerOf` read `""`): another scheme
+ * (`Basic`, from `curl -u`), or the header given twice (a proxy adding its own), which a web
+ * `Headers` joins into one value.
+ *
+ * @param header The header's value.
+ * @returns The sentence of the `401`.
+ */
+export function malformedBearer(header: string): string {
+  const twice = /,\s*Bearer[ \t]/i.test(header);
+  return `Authorization header must be one "Bearer <token>"` +
+    (twice ? "; it was given more than once" : `; it names no bearer token`);
+}
+
+/**
  * Whether the request carries `Authorization: Bearer <token>` (constant-time compare).
  *
  * @param request The request (a web `Request` or an {@link AgentCall}).
@@ -37,8 +51,12 @@ export function checkBearer(call: AgentCall): void {
   if (call.unsigned) return;
   const agent = agentOf(call);
   const given = bearerOf(call);
-  if (given === undefined || given === "") {
+  if (given === undefined) {
     throw refuse(call, 401, "Authorization bearer token is missing", "authentication failed");
+  }
+  if (given === "") {
+    const header = call.headers.get(HEADER.authorization) ?? "";
+    throw refuse(call, 401, malformedBearer(header), "authentication failed");
   }
   if (agent.token === null) {
     throw refuse(

@@ -7,7 +7,7 @@
  */
 export { agentAuthSteps, agentPipeline, type AuthStep, runAuthSteps } from "./pipeline.ts";
 export { type AgentCall, agentCall, agentOf, type AuthContext, callOf, remoteOf } from "./call.ts";
-export { hasBearer } from "./bearer.ts";
+export { bearerOf, hasBearer, malformedBearer } from "./bearer.ts";
 export { jsonBody, jsonBodyOf } from "./json_body.ts";
 export { adminAuth } from "./operator.ts";
 export { refuse } from "./refuse.ts";

@@ -6,7 +6,7 @@
 import type { MiddlewareHandler } from "hono";
 import { constantTimeEqual } from "../../protocol/mod.ts";
 import type { ServerEnv } from "../env.ts";
-import { bearerOf } from "./bearer.ts";
+import { bearerOf, malformedBearer } from "./bearer.ts";
 import { refuse } from "./refuse.ts";
 
 /**
@@ -30,13 +30,17 @@ export function adminAuth(
       (c.req.method === "GET" || c.req.method === "HEAD");
     if ((!options.devMode || options.adminToken) && !sessionRead) {
       const given = bearerOf(c.req.raw);
-      if (given === undefined || given === "") {
+      if (given === undefined) {
         throw refuse(
           c,
           401,
           "Authorization bearer token is missing; operators send STATUS_ADMIN_TOKEN",
           "authentication failed",
         );
+      }
+      if (given === "") {
+        const header = c.req.header("Authorization") ?? "";
+        throw refuse(c, 401, malformedBearer(header), "authentication failed");
       }
       if (!constantTimeEqual(given, options.adminToken ?? "")) {
         throw refuse(c, 401, "admin token is wrong", "authentication failed");

@@ -19,6 +19,9 @@ export function pathAndQueryOf(request: { readonly url: string }): string {
   return hash < 0 ? url.slice(pathStart) : url.slice(pathStart, hash);
 }
 
+/** What every signature looks like: 32 bytes of HMAC-SHA256 in standard padded base64. */
+const SIGNATURE_FORM = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
 /** Options of step 5. */
 export interface SignatureOptions {
   /** Whether body-only version 1 signatures are accepted. */
@@ -81,7 +84,19 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
       "authentication failed",
     );
   }
-  if (!constantTimeEqual(signature.trim(), expected)) {
+  const given = signature.trim();
+  if (!SIGNATURE_FORM.test(given)) {
+    // Not a signature of any key: a client's encoding mistake, told apart from a wrong key.
+    throw refuse(
+      call,
+      401,
+      `X-Agent-Signature must be an HMAC-SHA256 in standard padded base64 (44 characters of ` +
+        `A-Z a-z 0-9 + /, ending in =); this one is ${given.length} characters` +
+        (/^[0-9a-f]{64}$/i.test(given) ? " of hex" : ""),
+      "authentication failed",
+    );
+  }
+  if (!constantTimeEqual(given, expected)) {
     throw refuse(call, 401, "signature is wrong", "authentication failed");
   }
 }
