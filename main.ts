@@ -8,6 +8,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
 import { type Io, processIo } from "./src/cli/io.ts";
+import { errorLine } from "./src/cli/error_line.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
 import { surviveFileSizeLimit } from "./src/cli/signals.ts";
 import { closeLogging } from "./src/log/mod.ts";
@@ -167,7 +168,8 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
     }
     const exitCode = (error as { exitCode?: unknown }).exitCode;
     const message = error instanceof Error ? error.message : String(error);
-    io.err(`status: ${message}`);
+    // One line, however much text a dashboard or a proxy put in its error answer.
+    io.err(`status: ${errorLine(message)}`);
     return typeof exitCode === "number" ? exitCode : 1;
   } finally {
     closeLogging();

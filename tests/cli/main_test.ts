@@ -60,3 +60,23 @@ Deno.test("run ends through the Io's exit with main's code", async () => {
   await run(["lst"], { ...memoryIo(), env: {}, exit: (code) => void codes.push(code) });
   assert.deepEqual(codes, [2]);
 });
+
+Deno.test("a dashboard's error answer is printed as one line, escaped and cut", async (t) => {
+  const message = `bad\n\u001b[31mforged line\r\u202e${"x".repeat(100_000)}`;
+  await using dashboard = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => Response.json({ error: message }, { status: 400 }),
+  );
+  const env = { DASHBOARD_URL: `http://127.0.0.1:${dashboard.addr.port}` };
+  for (const args of [["list"], ["result", "cmd-1"], ["cancel", "cmd-1"], ["agents", "list"]]) {
+    await t.step(args.join(" "), async () => {
+      const { code, stderr } = await status(args, env);
+      assert.equal(code, 1);
+      assert.equal(stderr.split("\n").length, 1, "one line");
+      assert.doesNotMatch(stderr, /[\p{Cc}\u202e]/u, "no control character");
+      assert.match(stderr, /bad\\n\\u001b\[31mforged line\\r\\u202ex/);
+      assert.match(stderr, /x… \(\d+ more characters\)$/);
+      assert.ok(stderr.length < 2_300, `${stderr.length} characters`);
+    });
+  }
+});
