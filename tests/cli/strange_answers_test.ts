@@ -1,0 +1,60 @@
+/**
+ * The operator commands against something at DASHBOARD_URL that answers 2xx with a body that is
+ * not what the protocol says (a proxy, another program, a broken dashboard): they fail naming it,
+ * never print a success they cannot know.
+ */
+import assert from "node:assert/strict";
+import { run } from "./_run.ts";
+
+/** A server answering every request with this status and body. */
+function answering(status: number, body: unknown) {
+  return Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => Response.json(body, { status }),
+  );
+}
+
+Deno.test("status cancel does not say cancelled when the answer does not", async (t) => {
+  const cases: Array<[number, unknown, string]> = [
+    [200, { hello: 1 }, "cancelled"],
+    [200, [1, 2], "cancelled"],
+    [200, null, "cancelled"],
+    [200, { cancelled: false }, "cancelled"],
+    [202, { cancelled: false }, "cancel_requested"],
+  ];
+  for (const [status, body, field] of cases) {
+    await t.step(`${status} ${JSON.stringify(body)}`, async () => {
+      await using server = answering(status, body);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      const result = await run(["cancel", "cmd-1", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stdout, []);
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the cancel of cmd-1 without "${field}": ` +
+          `true, so whether cmd-1 was cancelled is not known; is ${url} a status dashboard? ` +
+          "(see it with: status result cmd-1)",
+      );
+    });
+  }
+  await t.step("the dashboard's own answers still read as before", async () => {
+    await using queued = answering(200, { cancelled: true, command: {} });
+    let result = await run([
+      "cancel",
+      "cmd-1",
+      "--dashboard-url",
+      `http://127.0.0.1:${queued.addr.port}`,
+    ]);
+    assert.deepEqual([result.code, result.stdout], [0, ["cancelled cmd-1"]]);
+    await using delivered = answering(202, { cancelled: false, cancel_requested: true });
+    result = await run([
+      "cancel",
+      "cmd-1",
+      "--dashboard-url",
+      `http://127.0.0.1:${delivered.addr.port}`,
+    ]);
+    assert.deepEqual([result.code, result.stdout], [0, [
+      "cancel requested: the agent will stop cmd-1",
+    ]]);
+  });
+});
