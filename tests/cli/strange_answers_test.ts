@@ -58,3 +58,47 @@ Deno.test("status cancel does not say cancelled when the answer does not", async
     ]]);
   });
 });
+
+Deno.test("status agents never prints a token or a fleet the answer does not hold", async (t) => {
+  const bodies: unknown[] = [
+    { hello: 1 },
+    [1, 2],
+    null,
+    { token: 5 },
+    { token: "short" },
+    {
+      agents: "x",
+    },
+    { agents: [null] },
+    { agents: [{ name: "web-1" }] },
+  ];
+  for (const body of bodies) {
+    await t.step(JSON.stringify(body), async () => {
+      await using server = answering(200, body);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      const add = await run(["agents", "add", "web-1", "--dashboard-url", url]);
+      assert.equal(add.code, 1);
+      assert.deepEqual(add.stdout, [], "no AGENT_TOKEN=undefined");
+      assert.equal(
+        add.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the agent add without a token an agent could ` +
+          'use (the agent may have been added: print a new token with "status agents rotate ' +
+          `web-1"); is ${url} a status dashboard?`,
+      );
+      const rotate = await run(["agents", "rotate", "web-1", "--dashboard-url", url]);
+      assert.equal(rotate.code, 1);
+      assert.deepEqual(rotate.stdout, []);
+      assert.match(rotate.stderr.join("\n"), /the old token may no longer work: rotate again/);
+      for (const json of [[], ["--json"]]) {
+        const list = await run(["agents", "list", ...json, "--dashboard-url", url]);
+        assert.equal(list.code, 1);
+        assert.deepEqual(list.stdout, [], "not an empty fleet");
+        assert.equal(
+          list.stderr.join("\n"),
+          `status: the dashboard at ${url} answered the agent list without ` +
+            `{"agents": [{"id": ...}, ...]}; is ${url} a status dashboard?`,
+        );
+      }
+    });
+  }
+});
