@@ -102,3 +102,26 @@ Deno.test("status agents never prints a token or a fleet the answer does not hol
     });
   }
 });
+
+Deno.test("status run list names what is wrong with a run list instead of a TypeError", async (t) => {
+  const cases: Array<[unknown, string]> = [
+    [null, ": Invalid input: expected object, received null"],
+    [{ runs: [1] }, ' at "runs.0": Invalid input: expected object, received number'],
+    [{ runs: [{ id: "r1" }] }, ' at "runs.0.name": Invalid input: expected string'],
+  ];
+  for (const [body, problem] of cases) {
+    await t.step(JSON.stringify(body), async () => {
+      await using server = answering(200, body);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      const result = await run(["run", "list", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stdout, []);
+      assert.ok(
+        result.stderr.join("\n").startsWith(
+          `status: the dashboard's run list is not {"runs": [...]}${problem}`,
+        ),
+        result.stderr.join("\n"),
+      );
+    });
+  }
+});
