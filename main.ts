@@ -100,8 +100,10 @@ export function unknownCommand(
       if (option?.required) i++;
       continue;
     }
-    if (known.has(arg)) return undefined;
-    return { word: arg, suggestion: nearest(arg, names) };
+    // `status help lst` names no command either.
+    const word = arg === "help" && args[i + 1] && !args[i + 1].startsWith("-") ? args[i + 1] : arg;
+    if (known.has(word)) return undefined;
+    return { word, suggestion: nearest(word, names) };
   }
   return undefined;
 }
@@ -160,10 +162,10 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
     return takeExitCode() ?? 0;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (
-        error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
-        error.code === "commander.help"
-      ) return 0;
+      if (error.code === "commander.helpDisplayed" || error.code === "commander.version") return 0;
+      // Help asked for is a success; help shown instead of a missing subcommand
+      // (`status run`) is bad usage.
+      if (error.code === "commander.help") return error.exitCode === 0 ? 0 : 2;
       return 2;
     }
     const exitCode = (error as { exitCode?: unknown }).exitCode;

@@ -37,6 +37,29 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
     assert.equal(code, 2);
     assert.match(stderr, /unknown command 'lst' \(did you mean list\?\)/);
   });
+  await t.step(
+    "help asked for a command that does not exist: 2, with the nearest one",
+    async () => {
+      const { code, stdout, stderr } = await status(["help", "lst"]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, "status: unknown command 'lst' (did you mean list?); see status --help");
+    },
+  );
+  await t.step("a command group without its subcommand: 2, its help on stderr", async () => {
+    const { code, stdout, stderr } = await status(["run"]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.match(stderr, /^Usage: status run \[options\] \[command\]/);
+  });
+  await t.step("help asked for: 0, on stdout", async () => {
+    for (const args of [["help"], ["help", "run"], ["run", "help"]]) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 0);
+      assert.match(stdout, /^Usage: status/);
+      assert.equal(stderr, "");
+    }
+  });
   await t.step("a configuration error: 2, one line naming the setting", async () => {
     const { code, stderr } = await status(["list"], { DASHBOARD_URL: "ftp://nowhere" });
     assert.equal(code, 2);
