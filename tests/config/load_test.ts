@@ -658,3 +658,38 @@ Deno.test("a token that no Authorization header could carry is refused at start"
     Deno.removeSync(cwd, { recursive: true });
   }
 });
+
+Deno.test("a setting repeated in config.json is warned about; the last one is read", async (t) => {
+  await t.step("each repeated setting once, with its count", () => {
+    const cwd = tempDir({
+      "config.json": "\uFEFF" + [
+        '{"agent_id": "web-1", "nested": {"agent_id": "x", "list": [{"agent_id": 1}]},',
+        '"note": "\\"agent_id\\": not a key", "domain": "a", "domain": "b",',
+        '"agent_id" : "web-2", "polling_timeout_secs": 5, "agent\\u005fid": "web-3",',
+        '"polling_timeout_secs": 6}',
+      ].join("\n"),
+    });
+    try {
+      const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.equal(loaded.settings.agentId, "web-3");
+      assert.equal(loaded.settings.pollingTimeoutSecs, 6);
+      assert.deepEqual(loaded.warnings, [
+        'config.json sets "agent_id" 3 times; the last one is read',
+        'config.json sets "polling_timeout_secs" 2 times; the last one is read',
+      ]);
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+  await t.step("a string of megabytes with escapes is no trouble", () => {
+    const long = JSON.stringify({ domain: 'a\\"'.repeat(3_000_000), agent_id: "web-1" });
+    const cwd = tempDir({ "config.json": long });
+    try {
+      const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.equal(loaded.settings.agentId, "web-1");
+      assert.deepEqual(loaded.warnings, []);
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+});
