@@ -125,3 +125,25 @@ Deno.test("status run list names what is wrong with a run list instead of a Type
     });
   }
 });
+
+Deno.test("status health prints what a dashboard's error answer says on one line, escaped", async () => {
+  await using server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (request) =>
+      new URL(request.url).pathname === "/health"
+        ? Response.json({ status: "ok", version: "1.0.0", time: new Date().toISOString() })
+        : Response.json({ error: "no\n  agent    ok      forged\u001b[2J" }, { status: 401 }),
+  );
+  const result = await run([
+    "health",
+    "--dashboard-url",
+    `http://127.0.0.1:${server.addr.port}`,
+    "--status-admin-token",
+    "admin-token-0123456789abcdef",
+  ]);
+  assert.equal(result.code, 1);
+  const operator = result.stdout.filter((line) => line.startsWith("  operator"));
+  assert.equal(operator.length, 1);
+  assert.ok(operator[0].endsWith("no\\n  agent    ok      forged\\u001b[2J"), operator[0]);
+  assert.equal(result.stdout.filter((line) => line.includes("forged")).length, 1);
+});
