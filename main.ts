@@ -123,12 +123,33 @@ function withOptionSuggestion(
   return suggestion ? `${text} (did you mean ${suggestion}?)` : text;
 }
 
+/** The most characters of a value quoted in commander's "is invalid" message. */
+const QUOTED_VALUE_MAX = 80;
+
+/**
+ * Commander's error as one line: the value it quotes in "argument '…' is invalid" cut to
+ * {@link QUOTED_VALUE_MAX} characters (a 5,000-character command line would hide the reason
+ * after it), line breaks and control characters escaped. Help text is left as it is.
+ */
+function oneLineError(text: string): string {
+  if (!text.startsWith("error: ")) return text;
+  const shortened = text.replace(
+    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid)/,
+    (_, before: string, value: string, after: string) =>
+      before + (value.length > QUOTED_VALUE_MAX
+        ? `${value.slice(0, QUOTED_VALUE_MAX)}… (${value.length} characters)`
+        : value) +
+      after,
+  );
+  return errorLine(shortened);
+}
+
 function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
     // A flag's value in commander's message: a URL's password is not shown.
     writeErr: (text) =>
-      io.err(redactString(withOptionSuggestion(command, text.replace(/\n$/, "")))),
+      io.err(oneLineError(redactString(withOptionSuggestion(command, text.replace(/\n$/, ""))))),
     writeOut: (text) => io.out(text.replace(/\n$/, "")),
     // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
     getOutHasColors: () => false,

@@ -103,3 +103,28 @@ Deno.test("a dashboard's error answer is printed as one line, escaped and cut", 
     });
   }
 });
+
+Deno.test("commander's error quoting a bad value is one line, the value cut", async (t) => {
+  await t.step("a command line over 4096 characters: the reason still shows", async () => {
+    const { code, stderr } = await status(["enqueue", `echo ${"a".repeat(5000)}`, "--agent", "a"]);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      `error: command-argument value 'echo ${"a".repeat(75)}… (5005 characters)' is invalid ` +
+        "for argument 'command-line'. must be at most 4096 characters",
+    );
+  });
+  await t.step("a line break and an escape in a value are shown escaped", async () => {
+    const { code, stderr } = await status(["list", "--limit", "5\n\u001b[2J6"]);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      "error: option '--limit <n>' argument '5\\n\\u001b[2J6' is invalid. must be a whole " +
+        "number from 1 to 1000",
+    );
+  });
+  await t.step("a URL's password is hidden before the value is cut", async () => {
+    const { stderr } = await status(["list", "--dashboard-url", `http://u:${"p".repeat(100)}@x`]);
+    assert.doesNotMatch(stderr, /ppp/);
+  });
+});
