@@ -193,7 +193,10 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
     const message = error instanceof Error ? error.message : String(error);
     // One line, however much text a dashboard or a proxy put in its error answer.
     io.err(`status: ${errorLine(message)}`);
-    return typeof exitCode === "number" ? exitCode : 1;
+    if (typeof exitCode === "number") return exitCode;
+    // A permission the command needs and was not given ("Requires net access to ...,
+    // run again with the --allow-net flag") is a matter of how it was started: usage.
+    return error instanceof Deno.errors.NotCapable ? 2 : 1;
   } finally {
     closeLogging();
   }

@@ -8,6 +8,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { main, run } from "../../main.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { closedPort } from "../_stub_dashboard.ts";
+import { runCli } from "../_cli.ts";
 
 /** Runs `status <args>` in process with this environment only. */
 async function status(args: string[], env: Record<string, string> = {}) {
@@ -127,4 +128,14 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
     const { stderr } = await status(["list", "--dashboard-url", `http://u:${"p".repeat(100)}@x`]);
     assert.doesNotMatch(stderr, /ppp/);
   });
+});
+
+Deno.test("an operator command started without --allow-net exits 2, naming the flag", async () => {
+  const port = closedPort();
+  const run = await runCli(["list", "--dashboard-url", `http://127.0.0.1:${port}`], { perms: [] });
+  assert.equal(run.code, 2, run.stderr);
+  assert.equal(
+    run.stderr.trimEnd().split("\n").at(-1),
+    `status: Requires net access to "127.0.0.1:${port}", run again with the --allow-net flag`,
+  );
 });
