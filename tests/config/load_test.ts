@@ -693,3 +693,31 @@ Deno.test("a setting repeated in config.json is warned about; the last one is re
     }
   });
 });
+
+Deno.test("a settings file that never ends or is huge is refused, not read until memory runs out", async (t) => {
+  for (const option of ["configPath", "envFilePath"] as const) {
+    await t.step(`${option} /dev/zero`, () => {
+      assert.throws(
+        () => loadSettings({ roles: ["operator"], env: {}, [option]: "/dev/zero" }),
+        (error) =>
+          error instanceof ConfigError &&
+          error.message === "/dev/zero is larger than 16 MiB; is it a settings file?",
+      );
+    });
+  }
+  await t.step("a regular file of 17 MiB", () => {
+    const cwd = tempDir({ "config.json": `{"domain": "${"x".repeat(17 * 1024 * 1024)}"}` });
+    try {
+      assert.throws(
+        () => loadSettings({ roles: ["operator"], env: {}, cwd }),
+        /config\.json is larger than 16 MiB/,
+      );
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+  await t.step("an empty one, as /dev/null, still reads as empty", () => {
+    const loaded = loadSettings({ roles: ["operator"], env: {}, envFilePath: "/dev/null" });
+    assert.equal(loaded.settings.dashboardUrl, "http://localhost:5000");
+  });
+});
