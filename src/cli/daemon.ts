@@ -11,6 +11,7 @@ import { abortableSleep } from "../clock.ts";
 import { removeFileDurableSync } from "../agent/fs.ts";
 import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
+import { readTextFileBounded } from "../read_bounded.ts";
 import { ConfigError } from "../errors.ts";
 import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 
@@ -52,7 +53,14 @@ export function readPidFile(path: string): number | undefined {
           "path in a directory only this user may write)",
       );
     }
-    text = Deno.readTextFileSync(path);
+    // A pid is at most 10 digits: a larger file (`/dev/zero`) is not read to its end.
+    const read = readTextFileBounded(path, 64);
+    if (read === undefined) {
+      throw new DaemonError(
+        `the pid file ${path} does not hold a process id (it holds more than 64 bytes)`,
+      );
+    }
+    text = read;
   } catch (error) {
     if (error instanceof DaemonError) throw error;
     if (error instanceof Deno.errors.NotFound) return undefined;

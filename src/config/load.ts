@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { readTextFileBounded } from "../read_bounded.ts";
 import { parseEnv } from "node:util";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
@@ -98,39 +99,15 @@ function join(dir: string, file: string): string {
 /** The largest `.env` or `config.json` read; a settings file is a few kilobytes. */
 export const MAX_SETTINGS_FILE_BYTES = 16 * 1024 * 1024;
 
-/**
- * A file's text, read up to {@link MAX_SETTINGS_FILE_BYTES}: `--config /dev/zero` (or a log file
- * given by mistake) would otherwise be read until memory runs out.
- */
-function readBounded(path: string): string {
-  using file = Deno.openSync(path);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const buffer = new Uint8Array(64 * 1024);
-    const n = file.readSync(buffer);
-    if (n === null) break;
-    size += n;
-    if (size > MAX_SETTINGS_FILE_BYTES) {
-      throw new ConfigError(
-        `${path} is larger than ${MAX_SETTINGS_FILE_BYTES / 1024 / 1024} MiB; is it a settings ` +
-          "file?",
-      );
-    }
-    chunks.push(buffer.subarray(0, n));
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return new TextDecoder().decode(bytes);
-}
-
 function readTextIfPresent(path: string): string | undefined {
   try {
-    return readBounded(path);
+    const text = readTextFileBounded(path, MAX_SETTINGS_FILE_BYTES);
+    if (text !== undefined) return text;
+    // `--config /dev/zero` or a log file named by mistake: not read until memory runs out.
+    throw new ConfigError(
+      `${path} is larger than ${MAX_SETTINGS_FILE_BYTES / 1024 / 1024} MiB; is it a settings ` +
+        "file?",
+    );
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     if (error instanceof Deno.errors.NotFound) {
