@@ -133,6 +133,8 @@ const QUOTED_VALUE_MAX = 80;
  */
 function oneLineError(text: string): string {
   if (!text.startsWith("error: ")) return text;
+  // Commander's own suggestion goes on a line of its own: put it on this one, as ours are.
+  text = text.replace(/\n\(Did you mean ([^\n]*)\)$/, " (did you mean $1)");
   const shortened = text.replace(
     /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid)/,
     (_, before: string, value: string, after: string) =>

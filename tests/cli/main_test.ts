@@ -124,6 +124,11 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
         "number from 1 to 1000",
     );
   });
+  await t.step("commander's own suggestion stays on the line, as ours do", async () => {
+    const { code, stderr } = await status(["list", "--limt", "5"]);
+    assert.equal(code, 2);
+    assert.equal(stderr, "error: unknown option '--limt' (did you mean --limit?)");
+  });
   await t.step("a URL's password is hidden before the value is cut", async () => {
     const { stderr } = await status(["list", "--dashboard-url", `http://u:${"p".repeat(100)}@x`]);
     assert.doesNotMatch(stderr, /ppp/);
