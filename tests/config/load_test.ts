@@ -721,3 +721,17 @@ Deno.test("a settings file that never ends or is huge is refused, not read until
     assert.equal(loaded.settings.dashboardUrl, "http://localhost:5000");
   });
 });
+
+Deno.test("LOG_FORMAT is read in any case, as LOG_LEVEL is", () => {
+  const loaded = loadSettings({
+    roles: ["log"],
+    env: { LOG_FORMAT: " JSON ", LOG_LEVEL: "DEBUG" },
+    cwd: "/nonexistent-dir",
+  });
+  assert.equal(loaded.settings.logFormat, "json");
+  assert.equal(loaded.settings.logLevel, "debug");
+  assert.throws(
+    () => loadSettings({ roles: ["log"], env: { LOG_FORMAT: "xml" }, cwd: "/nonexistent-dir" }),
+    /LOG_FORMAT from the environment must be one of "text", "json", got "xml"/,
+  );
+});
