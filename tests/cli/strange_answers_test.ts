@@ -147,3 +147,20 @@ Deno.test("status health prints what a dashboard's error answer says on one line
   assert.ok(operator[0].endsWith("no\\n  agent    ok      forged\\u001b[2J"), operator[0]);
   assert.equal(result.stdout.filter((line) => line.includes("forged")).length, 1);
 });
+
+Deno.test("status result --stdout of a command with no result yet exits 1, not 2 (bad usage)", async () => {
+  await using server = answering(200, {
+    id: "cmd-1",
+    name: "sleep 5",
+    status: "running",
+    created_at: null,
+    delivered_at: null,
+    completed_at: null,
+    result: null,
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const result = await run(["result", "cmd-1", "--stdout", "--dashboard-url", url]);
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stdout, []);
+  assert.equal(result.stderr.join("\n"), "status: cmd-1 has no output yet (status running)");
+});
