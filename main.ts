@@ -8,6 +8,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
 import { type Io, processIo } from "./src/cli/io.ts";
+import { errorLine } from "./src/cli/error_line.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
 import { surviveFileSizeLimit } from "./src/cli/signals.ts";
 import { closeLogging } from "./src/log/mod.ts";
@@ -99,8 +100,10 @@ export function unknownCommand(
       if (option?.required) i++;
       continue;
     }
-    if (known.has(arg)) return undefined;
-    return { word: arg, suggestion: nearest(arg, names) };
+    // `status help lst` names no command either.
+    const word = arg === "help" && args[i + 1] && !args[i + 1].startsWith("-") ? args[i + 1] : arg;
+    if (known.has(word)) return undefined;
+    return { word, suggestion: nearest(word, names) };
   }
   return undefined;
 }
@@ -120,12 +123,35 @@ function withOptionSuggestion(
   return suggestion ? `${text} (did you mean ${suggestion}?)` : text;
 }
 
+/** The most characters of a value quoted in commander's "is invalid" message. */
+const QUOTED_VALUE_MAX = 80;
+
+/**
+ * Commander's error as one line: the value it quotes in "argument '…' is invalid" cut to
+ * {@link QUOTED_VALUE_MAX} characters (a 5,000-character command line would hide the reason
+ * after it), line breaks and control characters escaped. Help text is left as it is.
+ */
+function oneLineError(text: string): string {
+  if (!text.startsWith("error: ")) return text;
+  // Commander's own suggestion goes on a line of its own: put it on this one, as ours are.
+  text = text.replace(/\n\(Did you mean ([^\n]*)\)$/, " (did you mean $1)");
+  const shortened = text.replace(
+    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid)/,
+    (_, before: string, value: string, after: string) =>
+      before + (value.length > QUOTED_VALUE_MAX
+        ? `${value.slice(0, QUOTED_VALUE_MAX)}… (${value.length} characters)`
+        : value) +
+      after,
+  );
+  return errorLine(shortened);
+}
+
 function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
     // A flag's value in commander's message: a URL's password is not shown.
     writeErr: (text) =>
-      io.err(redactString(withOptionSuggestion(command, text.replace(/\n$/, "")))),
+      io.err(oneLineError(redactString(withOptionSuggestion(command, text.replace(/\n$/, ""))))),
     writeOut: (text) => io.out(text.replace(/\n$/, "")),
     // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
     getOutHasColors: () => false,
@@ -159,16 +185,20 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
     return takeExitCode() ?? 0;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (
-        error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
-        error.code === "commander.help"
-      ) return 0;
+      if (error.code === "commander.helpDisplayed" || error.code === "commander.version") return 0;
+      // Help asked for is a success; help shown instead of a missing subcommand
+      // (`status run`) is bad usage.
+      if (error.code === "commander.help") return error.exitCode === 0 ? 0 : 2;
       return 2;
     }
     const exitCode = (error as { exitCode?: unknown }).exitCode;
     const message = error instanceof Error ? error.message : String(error);
-    io.err(`status: ${message}`);
-    return typeof exitCode === "number" ? exitCode : 1;
+    // One line, however much text a dashboard or a proxy put in its error answer.
+    io.err(`status: ${errorLine(message)}`);
+    if (typeof exitCode === "number") return exitCode;
+    // A permission the command needs and was not given ("Requires net access to ...,
+    // run again with the --allow-net flag") is a matter of how it was started: usage.
+    return error instanceof Deno.errors.NotCapable ? 2 : 1;
   } finally {
     closeLogging();
   }

@@ -237,10 +237,13 @@ export class StubDashboard implements AsyncDisposable {
       if (!command) return Response.json({ error: "no such command" }, { status: 404 });
       if (command.status === "queued") {
         command.status = "cancelled";
-        return Response.json({ id: command.id, status: "cancelled" });
+        // As the dashboard answers (docs/protocol.md §3).
+        return Response.json({ cancelled: true, command });
       }
       if (command.status === "delivered" || command.status === "running") {
-        return Response.json({ id: command.id, cancel_requested: true }, { status: 202 });
+        return Response.json({ cancelled: false, cancel_requested: true, command }, {
+          status: 202,
+        });
       }
       return Response.json({ error: `command is already ${command.status}` }, { status: 409 });
     }

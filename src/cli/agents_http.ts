@@ -54,6 +54,46 @@ function figures(heartbeat: Record<string, unknown> | null | undefined): string 
   return parts.length ? parts.join(" ") : "-";
 }
 
+/** A token the agent would take as its `AGENT_TOKEN` (the config's rule). */
+const USABLE_TOKEN = /^[\x21-\x7e]{16,1024}$/;
+
+/** A `2xx` answer that is not what the protocol says, as an error naming the dashboard. */
+function strange(client: OperatorClient, what: string, lacking: string, body: unknown) {
+  const shown = redactUrl(client.dashboardUrl);
+  return new OperatorError(
+    "invalid_answer",
+    `the dashboard at ${shown} answered the ${what} without ${lacking}; is ${shown} a status ` +
+      "dashboard?",
+    { body },
+  );
+}
+
+/**
+ * The agents of a `GET /api/v1/agents` answer.
+ *
+ * @throws {OperatorError} `invalid_answer` when it is not `{"agents": [{"id": ...}, ...]}`.
+ */
+function agentsIn(client: OperatorClient, body: unknown): FleetAgent[] {
+  const agents = (body as { agents?: unknown } | null)?.agents;
+  if (
+    !Array.isArray(agents) ||
+    !agents.every((a) => a !== null && typeof a === "object" && typeof a.id === "string")
+  ) throw strange(client, "agent list", '{"agents": [{"id": ...}, ...]}', body);
+  return agents;
+}
+
+/**
+ * The token of an agent add or rotation answer.
+ *
+ * @throws {OperatorError} `invalid_answer` when it holds no token an agent could use, saying
+ *   what may have happened on the dashboard and what to do.
+ */
+function tokenIn(client: OperatorClient, what: string, body: unknown, next: string): string {
+  const token = (body as { token?: unknown } | null)?.token;
+  if (typeof token === "string" && USABLE_TOKEN.test(token)) return token;
+  throw strange(client, what, `a token an agent could use (${next})`, body);
+}
+
 function table(io: Io, [header, ...rows]: string[][]): void {
   for (const line of alignColumns(header, rows)) io.out(line);
 }
@@ -68,10 +108,9 @@ export async function listAgentsRemote(
   io: Io,
   options: { json?: boolean } & Record<string, unknown>,
 ): Promise<void> {
-  const { body } = await clientOf(io, options).call("GET", "/api/v1/agents", {
-    what: "agent list",
-  });
-  const agents = ((body as { agents?: unknown }).agents ?? []) as FleetAgent[];
+  const client = clientOf(io, options);
+  const { body } = await client.call("GET", "/api/v1/agents", { what: "agent list" });
+  const agents = agentsIn(client, body);
   if (options.json) {
     io.out(JSON.stringify(agents, null, 2));
     return;
@@ -135,8 +174,14 @@ export async function addAgentRemote(
     }
     throw error;
   }
+  const token = tokenIn(
+    client,
+    "agent add",
+    body,
+    `the agent may have been added: print a new token with "status agents rotate ${id}"`,
+  );
   io.out(`AGENT_ID=${id}`);
-  io.out(`AGENT_TOKEN=${(body as { token: string }).token}`);
+  io.out(`AGENT_TOKEN=${token}`);
   io.err(
     `agent ${id} added on ${
       redactUrl(client.dashboardUrl)
@@ -157,12 +202,19 @@ export async function rotateAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  const { body } = await clientOf(io, options).call("POST", LIVE_PATHS.rotate(id), {
+  const client = clientOf(io, options);
+  const { body } = await client.call("POST", LIVE_PATHS.rotate(id), {
     what: "token rotation",
   }).catch((error) => {
     throw notFound(error, id);
   });
-  io.out(`AGENT_TOKEN=${(body as { token: string }).token}`);
+  const token = tokenIn(
+    client,
+    "token rotation",
+    body,
+    `the old token may no longer work: rotate again with "status agents rotate ${id}"`,
+  );
+  io.out(`AGENT_TOKEN=${token}`);
   io.err(`agent ${id} has a new token; the old one no longer works. It is not shown again.`);
 }
 

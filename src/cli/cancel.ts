@@ -8,7 +8,34 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { follow, parseAnyCommandId, wholeNumberParser } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
-import { EXIT_WAIT_TIMEOUT, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
+import {
+  type CancelAnswer,
+  EXIT_WAIT_TIMEOUT,
+  operatorClientFromSettings,
+  OperatorError,
+} from "../operator/mod.ts";
+import { redactUrl } from "../log/redact.ts";
+
+/**
+ * Refuses a cancel answer that does not say what the CLI would print: a `200` without
+ * `"cancelled": true` (a proxy's or another program's answer) is not a cancelled command, nor a
+ * `202` without `"cancel_requested": true` a requested cancel.
+ *
+ * @throws {OperatorError} `invalid_answer`, naming the dashboard and what it answered.
+ */
+function checkCancelAnswer(dashboardUrl: string, id: string, answer: CancelAnswer): void {
+  const body = answer.body as Record<string, unknown> | null | undefined;
+  const field = answer.outcome === "cancelled" ? "cancelled" : "cancel_requested";
+  if (body && typeof body === "object" && body[field] === true) return;
+  const shown = redactUrl(dashboardUrl);
+  throw new OperatorError(
+    "invalid_answer",
+    `the dashboard at ${shown} answered the cancel of ${id} without "${field}": true, so ` +
+      `whether ${id} was cancelled is not known; is ${shown} a status dashboard? ` +
+      `(see it with: status result ${id})`,
+    { body },
+  );
+}
 
 /**
  * Builds `status cancel`.
@@ -40,6 +67,7 @@ export function cancelCommand(io: Io): Command {
     const client = operatorClientFromSettings(settings);
     try {
       const answer = await client.cancel(id);
+      checkCancelAnswer(client.dashboardUrl, id, answer);
       if (answer.outcome === "cancelled") {
         io.out(`cancelled ${id}`);
         return;

@@ -18,6 +18,7 @@ import {
 } from "../config/mod.ts";
 import { dirname } from "node:path";
 import { ConfigError, UsageError } from "../errors.ts";
+import { isGranted } from "../permissions.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 import type { Io } from "./io.ts";
@@ -275,6 +276,14 @@ export function fileProblem(error: unknown, path: string): string {
  */
 export function checkFileLocation(env: string, source: string | undefined, path: string): void {
   const name = describeFileSetting(env, source, path);
+  const missing = (["read", "write"] as const).filter((kind) => !isGranted({ name: kind, path }));
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `${name} cannot be created: not permitted without ${
+        missing.map((kind) => `--allow-${kind}`).join(" and ")
+      } (the daemon reads and writes it: --allow-read=${path} --allow-write=${path})`,
+    );
+  }
   let problem: string | undefined;
   try {
     if (Deno.statSync(path).isDirectory) problem = "it is a directory, not a file";

@@ -11,6 +11,7 @@ import { abortableSleep } from "../clock.ts";
 import { removeFileDurableSync } from "../agent/fs.ts";
 import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
+import { readTextFileBounded } from "../read_bounded.ts";
 import { ConfigError } from "../errors.ts";
 import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 
@@ -39,6 +40,7 @@ export class DaemonError extends Error {
  * @param path The pid file.
  * @returns The pid, or `undefined` when the file does not exist.
  * @throws {DaemonError} When the file holds something other than a pid, or cannot be read.
+ * @throws {ConfigError} When Deno may not read it (no `--allow-read`).
  */
 export function readPidFile(path: string): number | undefined {
   let text: string;
@@ -51,10 +53,24 @@ export function readPidFile(path: string): number | undefined {
           "path in a directory only this user may write)",
       );
     }
-    text = Deno.readTextFileSync(path);
+    // A pid is at most 10 digits: a larger file (`/dev/zero`) is not read to its end.
+    const read = readTextFileBounded(path, 64);
+    if (read === undefined) {
+      throw new DaemonError(
+        `the pid file ${path} does not hold a process id (it holds more than 64 bytes)`,
+      );
+    }
+    text = read;
   } catch (error) {
     if (error instanceof DaemonError) throw error;
     if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new ConfigError(
+        `cannot read the pid file ${path} without --allow-read (the daemon and status stop ` +
+          `read and write it: --allow-read=${path} --allow-write=${path})`,
+        { cause: error },
+      );
+    }
     throw new DaemonError(`cannot read the pid file ${path}: ${(error as Error).message}`, {
       cause: error,
     });
@@ -449,6 +465,16 @@ export interface StopDaemonOptions {
  *   another program that holds the pid now: nothing is signalled and the stale file is removed),
  *   or the process is still running at the timeout.
  */
+/** Whether a file is still there (`true` when that cannot be told). */
+function stillThere(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
+}
+
 export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
   const pid = readPidFile(options.pidFile);
   if (pid === undefined) {
@@ -469,18 +495,26 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
   // another program may hold by now: only a live agent is signalled.
   if (!isLiveAgent(pid)) {
     const reused = isProcessAlive(pid);
+    let removed = "removed the stale pid file";
     try {
       removeFileDurableSync(options.pidFile);
-    } catch {
-      // Leave it.
+    } catch (error) {
+      // Gone when only the directory's sync failed; else said as it is: the next daemon start
+      // would stop on the file left behind.
+      if (stillThere(options.pidFile)) {
+        removed = `could not remove the stale pid file (${
+          error instanceof Deno.errors.NotCapable
+            ? `not permitted without --allow-write=${options.pidFile}`
+            : (error as Error).message
+        }); remove it`;
+      }
     }
     throw new DaemonError(
       reused
         ? `pid ${pid} of the pid file ${options.pidFile} is another program, not the agent ` +
           "(the agent ended without removing the file and its pid was used again); nothing " +
-          "was signalled; removed the stale pid file"
-        : `the agent with pid ${pid} (pid file ${options.pidFile}) is not running; ` +
-          "removed the stale pid file",
+          `was signalled; ${removed}`
+        : `the agent with pid ${pid} (pid file ${options.pidFile}) is not running; ${removed}`,
     );
   }
   sendSignal(pid, options.signal ?? "SIGTERM");

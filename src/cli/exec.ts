@@ -71,11 +71,17 @@ export interface ExecCliSettings {
   cancelGraceMs?: number;
 }
 
+/** Seconds as a person writes them: `5`, `0.5`, `2.25` (not `0x10`, `1e3` or `1e-9`). */
+const DECIMAL_SECS = /^\d{1,10}(\.\d{1,3})?$/;
+
 function parseTimeout(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const secs = Number(value.trim());
-  if (value.trim() === "" || !Number.isFinite(secs) || secs <= 0) {
-    throw new UsageError(`--timeout must be a positive number of seconds, got "${value}"`);
+  if (!DECIMAL_SECS.test(value.trim()) || secs <= 0) {
+    throw new UsageError(
+      `--timeout must be a positive number of seconds with at most 3 decimals (5, 0.5), got ` +
+        `"${value}"`,
+    );
   }
   return secs;
 }

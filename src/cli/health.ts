@@ -7,6 +7,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { checkHealth } from "../operator/mod.ts";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { errorLine } from "./error_line.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 
@@ -45,7 +46,10 @@ export function healthCommand(io: Io): Command {
     else {
       io.out(`dashboard ${report.url}`);
       for (const check of report.checks) {
-        io.out(`  ${check.name.padEnd(9)} ${MARKS[check.outcome].padEnd(7)} ${check.message}`);
+        // A message may quote the dashboard's error answer: one line, nothing for the terminal.
+        io.out(
+          `  ${check.name.padEnd(9)} ${MARKS[check.outcome].padEnd(7)} ${errorLine(check.message)}`,
+        );
       }
     }
     if (!report.ok) setExitCode(1);

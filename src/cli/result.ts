@@ -62,7 +62,9 @@ export function resultCommand(io: Io): Command {
     if (options.stdout || options.stderr) {
       if (options.json) throw new UsageError("--json cannot be combined with --stdout or --stderr");
       if (!record.result) {
-        throw new UsageError(
+        // Not a mistake in how it was asked (exit 2): the command has no result yet, or never
+        // will (exit 1, as any state the dashboard reports).
+        throw new Error(
           `${id} has no output${
             isFinalStatus(record.status) ? "" : " yet"
           } (status ${record.status})`,

@@ -11,6 +11,7 @@ import { checkTlsPair, startServer } from "../server/mod.ts";
 import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } from "./common.ts";
 import type { LoadedSettings } from "../config/mod.ts";
 import type { Io } from "./io.ts";
+import { readTextFileBounded } from "../read_bounded.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 
 /** How a TLS file setting is named in errors: `TLS_CERT from flag --tls-cert (cert.pem)`. */
@@ -18,9 +19,13 @@ function named(env: string, source: string | undefined, path: string): string {
   return `${env} from ${source ?? "the default"} (${path})`;
 }
 
+/** The largest PEM file read: a certificate chain or a key is a few kilobytes. */
+const MAX_PEM_BYTES = 1024 * 1024;
+
 function readPem(path: string, what: string): string {
+  let text: string | undefined;
   try {
-    return Deno.readTextFileSync(path);
+    text = readTextFileBounded(path, MAX_PEM_BYTES);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new ConfigError(`${what}: the file does not exist`, { cause: error });
@@ -32,6 +37,8 @@ function readPem(path: string, what: string): string {
       cause: error,
     });
   }
+  if (text === undefined) throw new ConfigError(`${what} is larger than 1 MiB; is it PEM?`);
+  return text;
 }
 
 /**

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { readTextFileBounded } from "../read_bounded.ts";
 import { parseEnv } from "node:util";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
@@ -95,10 +96,20 @@ function join(dir: string, file: string): string {
   return dir.endsWith("/") ? dir + file : `${dir}/${file}`;
 }
 
+/** The largest `.env` or `config.json` read; a settings file is a few kilobytes. */
+export const MAX_SETTINGS_FILE_BYTES = 16 * 1024 * 1024;
+
 function readTextIfPresent(path: string): string | undefined {
   try {
-    return Deno.readTextFileSync(path);
+    const text = readTextFileBounded(path, MAX_SETTINGS_FILE_BYTES);
+    if (text !== undefined) return text;
+    // `--config /dev/zero` or a log file named by mistake: not read until memory runs out.
+    throw new ConfigError(
+      `${path} is larger than ${MAX_SETTINGS_FILE_BYTES / 1024 / 1024} MiB; is it a settings ` +
+        "file?",
+    );
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     if (error instanceof Deno.errors.NotFound) {
       // A symlink that leads nowhere is a mistake, not an absent file: its settings (a token)
       // would be left out without a word.
@@ -193,6 +204,35 @@ export function parseEnvFile(
   }
   for (const [name, on] of setOn) if (on.length > 1) repeated?.(name, on);
   return parsed;
+}
+
+/**
+ * The keys of the top-level object of a valid JSON text that it holds more than once, with how
+ * many times: `JSON.parse` keeps the last one without a word.
+ *
+ * @param text Valid JSON whose top level is an object.
+ * @returns Each repeated key and its count, in the order they first appear.
+ */
+export function repeatedKeys(text: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  let depth = 0;
+  // A loop rather than a regular expression: a string of megabytes would overflow its stack.
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+    else if (c === '"') {
+      const start = i;
+      for (i++; text[i] !== '"'; i++) if (text[i] === "\\") i++;
+      if (depth !== 1) continue;
+      let after = i + 1;
+      while (" \t\r\n".includes(text[after])) after++;
+      if (text[after] !== ":") continue;
+      const key = JSON.parse(text.slice(start, i + 1)) as string;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+  }
+  return new Map([...counts].filter(([, count]) => count > 1));
 }
 
 function parseConfigJson(text: string, label: string): Record<string, unknown> {
@@ -318,11 +358,16 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     })
     .slice(0, SUGGESTED_KEYS);
   const configFile = readFile(options.configPath, "config.json", "--config");
-  const json = configFile ? parseConfigJson(configFile.text, configFile.label) : {};
-
   const known = new Set(
     (Object.keys(SETTINGS) as SettingKey[]).map((k) => jsonKeyOf(SETTINGS[k].env)),
   );
+  const json = configFile ? parseConfigJson(configFile.text, configFile.label) : {};
+  const repeatedJsonKeys = configFile === undefined ? [] : [
+    ...repeatedKeys(withoutBom(configFile.text)),
+  ].filter(([key]) => known.has(key)).map(([key, count]) =>
+    `${configFile.label} sets "${key}" ${count} times; the last one is read`
+  );
+
   const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
   const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key, i) => {
     // A suggestion for the first few only: a file of many unknown keys is summarized anyway.
@@ -365,6 +410,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   checkBounds(settings, sources);
   const warnings = [
     ...repeatedLines,
+    ...repeatedJsonKeys,
     ...misspelt,
     readableSecrets(envFile, (name) => dotenv[name]),
     readableSecrets(configFile, (name) => json[jsonKeyOf(name)]),

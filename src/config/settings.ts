@@ -402,7 +402,11 @@ const SPECS = {
     env: "LOG_FORMAT",
     description: "text or json (default: text on a terminal, json otherwise)",
     expected: 'one of "text", "json"',
-    schema: z.preprocess(fromString, z.enum(["text", "json"])),
+    // In any case, as LOG_LEVEL: LOG_FORMAT=JSON beside LOG_LEVEL=DEBUG.
+    schema: z.preprocess((v) => {
+      const s = fromString(v);
+      return typeof s === "string" ? s.toLowerCase() : s;
+    }, z.enum(["text", "json"])),
     roles: ["log"],
     placeholder: "<format>",
   },

@@ -8,6 +8,7 @@
  */
 import { abortableSleep as sleep } from "../clock.ts";
 import { fromBase64 } from "../protocol/mod.ts";
+import { redactUrl } from "../log/redact.ts";
 import { checkMs, MAX_RETRY_AFTER_SECS, type OperatorClient, OperatorError } from "./client.ts";
 import { type CommandRecord, commandRecordSchema } from "./types.ts";
 
@@ -167,6 +168,17 @@ export async function followCommand(
     const connectionSignal = signal
       ? AbortSignal.any([signal, connection.signal])
       : connection.signal;
+    // A dashboard (or a proxy) that takes the connection but never answers is an outage too,
+    // not a wait without end: the answer's head must come within the idle timeout.
+    const head = setTimeout(() =>
+      connection.abort(
+        new OperatorError(
+          "timeout",
+          `the dashboard at ${
+            redactUrl(client.dashboardUrl)
+          } did not answer the event stream request within ${idleMs / 1000} s`,
+        ),
+      ), idleMs);
     try {
       response = await client.openEvents(id, { lastEventId, signal: connectionSignal });
     } catch (error) {
@@ -191,6 +203,8 @@ export async function followCommand(
       await sleep(delay, signal);
       delay = Math.min(delay * 2, 2000);
       continue;
+    } finally {
+      clearTimeout(head);
     }
     if (response === null) {
       const record = await client.waitForFinal(id, {

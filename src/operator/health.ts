@@ -61,6 +61,26 @@ async function errorOf(response: Response): Promise<string> {
   return text.trim().slice(0, 200) || `HTTP ${response.status}`;
 }
 
+/**
+ * What a `/health` answer that is JSON but not `"status": "ok"` says: the dashboard answers, but
+ * its store is down or full (`503`, `store.status`), or it is some other program.
+ */
+function notOk(httpStatus: number, health: unknown): string {
+  const body = health !== null && typeof health === "object"
+    ? health as Record<string, unknown>
+    : {};
+  const store = body.store as Record<string, unknown> | undefined;
+  if (typeof store?.status === "string" && store.status !== "ok") {
+    const since = typeof store.since === "string" ? ` since ${store.since}` : "";
+    const why = typeof store.error === "string" ? `: ${store.error}` : "";
+    return `answers (HTTP ${httpStatus}), but its store is ${store.status}${since}${why}`;
+  }
+  const status = typeof body.status === "string"
+    ? `with status ${JSON.stringify(body.status)}`
+    : 'without "status": "ok"';
+  return `answered HTTP ${httpStatus} ${status}; is it a status dashboard?`;
+}
+
 /** What a 3xx answer says (its body is dropped), or `undefined` for another answer. */
 async function redirectOf(response: Response): Promise<string | undefined> {
   if (response.status < 300 || response.status >= 400) return undefined;
@@ -105,6 +125,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
 
   let health: Record<string, unknown>;
   let offset: number | null = null;
+  let answered: number | undefined;
   try {
     const sentAt = Date.now();
     const response = await get(PATHS.health);
@@ -112,8 +133,16 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     const redirect = await redirectOf(response);
     if (redirect !== undefined) throw new Error(redirect);
     const text = await response.text();
+    answered = response.status;
     health = JSON.parse(text);
-    if (!response.ok || health?.status !== "ok") throw new Error(`HTTP ${response.status}`);
+    if (!response.ok || health?.status !== "ok") {
+      checks.push({
+        name: "dashboard",
+        outcome: "failed",
+        message: notOk(response.status, health),
+      });
+      return { url: redactUrl(base), checks, clockOffsetSecs: null, ok: false };
+    }
     const rtt = receivedAt - sentAt;
     const serverMs = typeof health.time === "string"
       ? Date.parse(health.time)
@@ -127,12 +156,16 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       }, agents waiting: ${health.waiting ?? 0}`,
     });
   } catch (error) {
-    const reason = error instanceof SyntaxError
-      ? "it answered, but not as a status dashboard (no JSON /health)"
-      : error instanceof TypeError
-      ? describeFetchFailure(error)
-      : (error as Error).message;
-    checks.push({ name: "dashboard", outcome: "failed", message: `not reachable: ${reason}` });
+    const message = answered !== undefined
+      ? `answered HTTP ${answered}, but not as a status dashboard (no JSON /health)`
+      : `not reachable: ${
+        error instanceof TypeError
+          ? describeFetchFailure(error)
+          : (error as Error).name === "TimeoutError"
+          ? `no answer within ${timeoutMs / 1000} s`
+          : (error as Error).message
+      }`;
+    checks.push({ name: "dashboard", outcome: "failed", message });
     return { url: redactUrl(base), checks, clockOffsetSecs: null, ok: false };
   }
 

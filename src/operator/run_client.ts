@@ -31,6 +31,11 @@ const runViewSchema = z.looseObject({
   agents: z.array(agentViewSchema),
 });
 
+/** `GET /api/v1/runs`: the runs without their per-agent entries. */
+const runListSchema = z.object({
+  runs: z.array(runViewSchema.omit({ agents: true }).extend({ created_at: z.string() })),
+});
+
 /** A run as the dashboard shows it, plus what its creation said. */
 export type RunAnswer = RunView & {
   /** Agents that were offline when the run was created. */
@@ -127,13 +132,17 @@ export async function listRuns(
   if (options.limit !== undefined) query.set("limit", String(options.limit));
   const suffix = query.size > 0 ? `?${query}` : "";
   const { body } = await client.call("GET", RUN_PATHS.runs + suffix);
-  const runs = (body as { runs?: unknown }).runs;
-  if (!Array.isArray(runs)) {
-    throw new OperatorError("invalid_answer", "the dashboard's run list has no runs array", {
-      body,
-    });
+  const parsed = runListSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? ` at "${issue.path.join(".")}"` : "";
+    throw new OperatorError(
+      "invalid_answer",
+      `the dashboard's run list is not {"runs": [...]}${where}: ${issue?.message}`,
+      { body },
+    );
   }
-  return runs as Array<Omit<RunView, "agents">>;
+  return (body as { runs: Array<Omit<RunView, "agents">> }).runs;
 }
 
 /**

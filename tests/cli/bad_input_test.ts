@@ -310,3 +310,26 @@ Deno.test("status stop needs only the pid file: other broken settings do not pre
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a PEM or pid file that never ends is refused at once, not read", async (t) => {
+  await t.step("status serve --tls-cert /dev/zero", async () => {
+    const result = await run(
+      ["serve", "--port", "0", "--db", ":memory:", "--tls-cert", "/dev/zero"]
+        .concat(["--tls-key", "/dev/zero"]),
+    );
+    assert.equal(result.code, 2);
+    assert.deepEqual(result.stdout, [], "never listening");
+    assert.equal(
+      result.stderr.join("\n"),
+      "status: TLS_CERT from flag --tls-cert (/dev/zero) is larger than 1 MiB; is it PEM?",
+    );
+  });
+  await t.step("status stop --pid-file /dev/zero", async () => {
+    const io = memoryIo();
+    assert.equal(await main(["stop", "--pid-file", "/dev/zero"], io), 1);
+    assert.equal(
+      io.stderr.join("\n"),
+      "status: the pid file /dev/zero does not hold a process id (it holds more than 64 bytes)",
+    );
+  });
+});

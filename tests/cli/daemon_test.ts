@@ -362,3 +362,62 @@ function readPidFileOrUndefined(path: string): number | undefined {
     return undefined;
   }
 }
+
+Deno.test("the daemon's and status stop's files without the permissions for them", async (t) => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-daemon-perms-" });
+  const agent = ["--daemon", "--agent-id", "perms-1", "--dashboard-url", "http://127.0.0.1:9"];
+  try {
+    await t.step(
+      "--daemon without --allow-read/--allow-write: exit 2 before it starts",
+      async () => {
+        const run = await runCli(agent, { perms: ["--allow-net", "--allow-run"], cwd: dir });
+        assert.equal(run.code, 2, run.stderr);
+        assert.equal(
+          lastLine(run.stderr),
+          "status: PID_FILE from the default (status.pid) cannot be created: not permitted " +
+            "without --allow-read and --allow-write (the daemon reads and writes it: " +
+            "--allow-read=status.pid --allow-write=status.pid)",
+        );
+        assert.equal(run.stdout, "");
+      },
+    );
+    await t.step("the pid file allowed, the log file not", async () => {
+      const perms = ["--allow-net", "--allow-run", "--allow-read=status.pid"]
+        .concat("--allow-write=status.pid");
+      const run = await runCli(agent, { perms, cwd: dir });
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(
+        run.stderr,
+        /status: LOG_FILE from the default \(status\.log\) cannot be created/,
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no daemon was started");
+    });
+    await t.step("status stop without --allow-read: exit 2 naming the flags", async () => {
+      const run = await runCli(["stop"], { perms: ["--allow-run"], cwd: dir });
+      assert.equal(run.code, 2, run.stderr);
+      assert.equal(
+        lastLine(run.stderr),
+        "status: cannot read the pid file status.pid without --allow-read (the daemon and " +
+          "status stop read and write it: --allow-read=status.pid --allow-write=status.pid)",
+      );
+    });
+    await t.step("a stale pid file status stop may not remove is not said removed", async () => {
+      Deno.writeTextFileSync(join(dir, "status.pid"), "999999\n");
+      const run = await runCli(["stop"], { perms: ["--allow-run", "--allow-read"], cwd: dir });
+      assert.equal(run.code, 1, run.stderr);
+      assert.equal(
+        lastLine(run.stderr),
+        "status: the agent with pid 999999 (pid file status.pid) is not running; could not " +
+          "remove the stale pid file (not permitted without --allow-write=status.pid); remove it",
+      );
+      assert.equal(Deno.readTextFileSync(join(dir, "status.pid")), "999999\n");
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** The last line a run wrote (after the start-up notes). */
+function lastLine(text: string): string | undefined {
+  return text.trimEnd().split("\n").at(-1);
+}

@@ -8,6 +8,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { main, run } from "../../main.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { closedPort } from "../_stub_dashboard.ts";
+import { runCli } from "../_cli.ts";
 
 /** Runs `status <args>` in process with this environment only. */
 async function status(args: string[], env: Record<string, string> = {}) {
@@ -37,6 +38,29 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
     assert.equal(code, 2);
     assert.match(stderr, /unknown command 'lst' \(did you mean list\?\)/);
   });
+  await t.step(
+    "help asked for a command that does not exist: 2, with the nearest one",
+    async () => {
+      const { code, stdout, stderr } = await status(["help", "lst"]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, "status: unknown command 'lst' (did you mean list?); see status --help");
+    },
+  );
+  await t.step("a command group without its subcommand: 2, its help on stderr", async () => {
+    const { code, stdout, stderr } = await status(["run"]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.match(stderr, /^Usage: status run \[options\] \[command\]/);
+  });
+  await t.step("help asked for: 0, on stdout", async () => {
+    for (const args of [["help"], ["help", "run"], ["run", "help"]]) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 0);
+      assert.match(stdout, /^Usage: status/);
+      assert.equal(stderr, "");
+    }
+  });
   await t.step("a configuration error: 2, one line naming the setting", async () => {
     const { code, stderr } = await status(["list"], { DASHBOARD_URL: "ftp://nowhere" });
     assert.equal(code, 2);
@@ -59,4 +83,64 @@ Deno.test("run ends through the Io's exit with main's code", async () => {
   const codes: number[] = [];
   await run(["lst"], { ...memoryIo(), env: {}, exit: (code) => void codes.push(code) });
   assert.deepEqual(codes, [2]);
+});
+
+Deno.test("a dashboard's error answer is printed as one line, escaped and cut", async (t) => {
+  const message = `bad\n\u001b[31mforged line\r\u202e${"x".repeat(100_000)}`;
+  await using dashboard = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => Response.json({ error: message }, { status: 400 }),
+  );
+  const env = { DASHBOARD_URL: `http://127.0.0.1:${dashboard.addr.port}` };
+  for (const args of [["list"], ["result", "cmd-1"], ["cancel", "cmd-1"], ["agents", "list"]]) {
+    await t.step(args.join(" "), async () => {
+      const { code, stderr } = await status(args, env);
+      assert.equal(code, 1);
+      assert.equal(stderr.split("\n").length, 1, "one line");
+      assert.doesNotMatch(stderr, /[\p{Cc}\u202e]/u, "no control character");
+      assert.match(stderr, /bad\\n\\u001b\[31mforged line\\r\\u202ex/);
+      assert.match(stderr, /x… \(\d+ more characters\)$/);
+      assert.ok(stderr.length < 2_300, `${stderr.length} characters`);
+    });
+  }
+});
+
+Deno.test("commander's error quoting a bad value is one line, the value cut", async (t) => {
+  await t.step("a command line over 4096 characters: the reason still shows", async () => {
+    const { code, stderr } = await status(["enqueue", `echo ${"a".repeat(5000)}`, "--agent", "a"]);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      `error: command-argument value 'echo ${"a".repeat(75)}… (5005 characters)' is invalid ` +
+        "for argument 'command-line'. must be at most 4096 characters",
+    );
+  });
+  await t.step("a line break and an escape in a value are shown escaped", async () => {
+    const { code, stderr } = await status(["list", "--limit", "5\n\u001b[2J6"]);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      "error: option '--limit <n>' argument '5\\n\\u001b[2J6' is invalid. must be a whole " +
+        "number from 1 to 1000",
+    );
+  });
+  await t.step("commander's own suggestion stays on the line, as ours do", async () => {
+    const { code, stderr } = await status(["list", "--limt", "5"]);
+    assert.equal(code, 2);
+    assert.equal(stderr, "error: unknown option '--limt' (did you mean --limit?)");
+  });
+  await t.step("a URL's password is hidden before the value is cut", async () => {
+    const { stderr } = await status(["list", "--dashboard-url", `http://u:${"p".repeat(100)}@x`]);
+    assert.doesNotMatch(stderr, /ppp/);
+  });
+});
+
+Deno.test("an operator command started without --allow-net exits 2, naming the flag", async () => {
+  const port = closedPort();
+  const run = await runCli(["list", "--dashboard-url", `http://127.0.0.1:${port}`], { perms: [] });
+  assert.equal(run.code, 2, run.stderr);
+  assert.equal(
+    run.stderr.trimEnd().split("\n").at(-1),
+    `status: Requires net access to "127.0.0.1:${port}", run again with the --allow-net flag`,
+  );
 });

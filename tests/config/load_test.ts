@@ -658,3 +658,80 @@ Deno.test("a token that no Authorization header could carry is refused at start"
     Deno.removeSync(cwd, { recursive: true });
   }
 });
+
+Deno.test("a setting repeated in config.json is warned about; the last one is read", async (t) => {
+  await t.step("each repeated setting once, with its count", () => {
+    const cwd = tempDir({
+      "config.json": "\uFEFF" + [
+        '{"agent_id": "web-1", "nested": {"agent_id": "x", "list": [{"agent_id": 1}]},',
+        '"note": "\\"agent_id\\": not a key", "domain": "a", "domain": "b",',
+        '"agent_id" : "web-2", "polling_timeout_secs": 5, "agent\\u005fid": "web-3",',
+        '"polling_timeout_secs": 6}',
+      ].join("\n"),
+    });
+    try {
+      const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.equal(loaded.settings.agentId, "web-3");
+      assert.equal(loaded.settings.pollingTimeoutSecs, 6);
+      assert.deepEqual(loaded.warnings, [
+        'config.json sets "agent_id" 3 times; the last one is read',
+        'config.json sets "polling_timeout_secs" 2 times; the last one is read',
+      ]);
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+  await t.step("a string of megabytes with escapes is no trouble", () => {
+    const long = JSON.stringify({ domain: 'a\\"'.repeat(3_000_000), agent_id: "web-1" });
+    const cwd = tempDir({ "config.json": long });
+    try {
+      const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.equal(loaded.settings.agentId, "web-1");
+      assert.deepEqual(loaded.warnings, []);
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+});
+
+Deno.test("a settings file that never ends or is huge is refused, not read until memory runs out", async (t) => {
+  for (const option of ["configPath", "envFilePath"] as const) {
+    await t.step(`${option} /dev/zero`, () => {
+      assert.throws(
+        () => loadSettings({ roles: ["operator"], env: {}, [option]: "/dev/zero" }),
+        (error) =>
+          error instanceof ConfigError &&
+          error.message === "/dev/zero is larger than 16 MiB; is it a settings file?",
+      );
+    });
+  }
+  await t.step("a regular file of 17 MiB", () => {
+    const cwd = tempDir({ "config.json": `{"domain": "${"x".repeat(17 * 1024 * 1024)}"}` });
+    try {
+      assert.throws(
+        () => loadSettings({ roles: ["operator"], env: {}, cwd }),
+        /config\.json is larger than 16 MiB/,
+      );
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+  await t.step("an empty one, as /dev/null, still reads as empty", () => {
+    const loaded = loadSettings({ roles: ["operator"], env: {}, envFilePath: "/dev/null" });
+    assert.equal(loaded.settings.dashboardUrl, "http://localhost:5000");
+  });
+});
+
+Deno.test("LOG_FORMAT is read in any case, as LOG_LEVEL is", () => {
+  const loaded = loadSettings({
+    roles: ["log"],
+    env: { LOG_FORMAT: " JSON ", LOG_LEVEL: "DEBUG" },
+    cwd: "/nonexistent-dir",
+  });
+  assert.equal(loaded.settings.logFormat, "json");
+  assert.equal(loaded.settings.logLevel, "debug");
+  assert.throws(
+    () => loadSettings({ roles: ["log"], env: { LOG_FORMAT: "xml" }, cwd: "/nonexistent-dir" }),
+    /LOG_FORMAT from the environment must be one of "text", "json", got "xml"/,
+  );
+});

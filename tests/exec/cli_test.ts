@@ -100,7 +100,8 @@ Deno.test("status exec prints the output and a summary and exits with the comman
 });
 
 Deno.test("status exec refuses bad flags as usage errors", async () => {
-  for (const timeout of ["0", "-1", "abc", ""]) {
+  // 0x10 would be 16 s, 1e-9 a deadline already past.
+  for (const timeout of ["0", "-1", "abc", "", "0x10", "1e3", "1e-9", "0.0001", "Infinity"]) {
     await assert.rejects(
       () => runExecCli("echo hi", { timeout }, memoryIo()),
       (error) =>

@@ -359,3 +359,54 @@ Deno.test("formatters render a record and a table", () => {
   assert.match(table[1], /^cmd-001\s+test-agent\s+success\s+0\s+2026-01-12T10:00:05Z\s+echo Hello/);
   assert.match(table[2], /^cmd-000\s+test-agent\s+queued\s+2026/);
 });
+
+Deno.test("checkHealth tells a dashboard whose store is down or full from one it cannot reach", async (t) => {
+  const answering = (response: () => Response) => ({
+    dashboardUrl: "http://dashboard.test",
+    fetch: (() => Promise.resolve(response())) as typeof fetch,
+  });
+  const cases: Array<[string, () => Response, string]> = [
+    [
+      "a full store",
+      () =>
+        Response.json({
+          status: "store_full",
+          store: { status: "full", since: "2026-01-12T10:00:00.000Z", error: "disk full" },
+        }, { status: 503 }),
+      "answers (HTTP 503), but its store is full since 2026-01-12T10:00:00.000Z: disk full",
+    ],
+    [
+      "a store that is down",
+      () => Response.json({ status: "unavailable", store: { status: "down" } }, { status: 503 }),
+      "answers (HTTP 503), but its store is down",
+    ],
+    [
+      "another program's JSON",
+      () => Response.json({ hello: 1 }),
+      'answered HTTP 200 without "status": "ok"; is it a status dashboard?',
+    ],
+    [
+      "a page",
+      () => new Response("<html>Internal</html>", { status: 500 }),
+      "answered HTTP 500, but not as a status dashboard (no JSON /health)",
+    ],
+  ];
+  for (const [name, response, message] of cases) {
+    await t.step(name, async () => {
+      const report = await checkHealth(answering(response));
+      assert.equal(report.ok, false);
+      assert.deepEqual(report.checks, [{ name: "dashboard", outcome: "failed", message }]);
+    });
+  }
+  await t.step("no answer before the deadline", async () => {
+    const report = await checkHealth({
+      dashboardUrl: "http://dashboard.test",
+      timeoutMs: 2_500,
+      fetch: (() =>
+        Promise.reject(
+          new DOMException("The operation was aborted due to timeout", "TimeoutError"),
+        )) as typeof fetch,
+    });
+    assert.equal(report.checks[0].message, "not reachable: no answer within 2.5 s");
+  });
+});

@@ -242,3 +242,31 @@ Deno.test("followCommand and waitForFinal refuse durations a timer cannot wait, 
   }
   assert.equal(requests, 0);
 });
+
+Deno.test("followCommand gives up on a dashboard that takes the connection and never answers", async () => {
+  let connections = 0;
+  const reconnects: string[] = [];
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    // Never answers: only the request's signal ends the wait.
+    fetch: (_input, init) =>
+      new Promise((_resolve, reject) => {
+        connections++;
+        init?.signal?.addEventListener("abort", () => reject(init.signal!.reason), { once: true });
+      }),
+  });
+  await assert.rejects(
+    () =>
+      followCommand(client, "c1", {
+        idleTimeoutMs: 100,
+        maxOutageMs: 250,
+        onReconnect: (error) => reconnects.push((error as Error).message),
+      }),
+    /^OperatorError: the dashboard at http:\/\/localhost did not answer the event stream request within 0\.1 s$/,
+  );
+  assert.ok(connections >= 2, `connections: ${connections}`);
+  assert.equal(
+    reconnects[0],
+    "the dashboard at http://localhost did not answer the event stream request within 0.1 s",
+  );
+});

@@ -1,0 +1,166 @@
+/**
+ * The operator commands against something at DASHBOARD_URL that answers 2xx with a body that is
+ * not what the protocol says (a proxy, another program, a broken dashboard): they fail naming it,
+ * never print a success they cannot know.
+ */
+import assert from "node:assert/strict";
+import { run } from "./_run.ts";
+
+/** A server answering every request with this status and body. */
+function answering(status: number, body: unknown) {
+  return Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => Response.json(body, { status }),
+  );
+}
+
+Deno.test("status cancel does not say cancelled when the answer does not", async (t) => {
+  const cases: Array<[number, unknown, string]> = [
+    [200, { hello: 1 }, "cancelled"],
+    [200, [1, 2], "cancelled"],
+    [200, null, "cancelled"],
+    [200, { cancelled: false }, "cancelled"],
+    [202, { cancelled: false }, "cancel_requested"],
+  ];
+  for (const [status, body, field] of cases) {
+    await t.step(`${status} ${JSON.stringify(body)}`, async () => {
+      await using server = answering(status, body);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      const result = await run(["cancel", "cmd-1", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stdout, []);
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the cancel of cmd-1 without "${field}": ` +
+          `true, so whether cmd-1 was cancelled is not known; is ${url} a status dashboard? ` +
+          "(see it with: status result cmd-1)",
+      );
+    });
+  }
+  await t.step("the dashboard's own answers still read as before", async () => {
+    await using queued = answering(200, { cancelled: true, command: {} });
+    let result = await run([
+      "cancel",
+      "cmd-1",
+      "--dashboard-url",
+      `http://127.0.0.1:${queued.addr.port}`,
+    ]);
+    assert.deepEqual([result.code, result.stdout], [0, ["cancelled cmd-1"]]);
+    await using delivered = answering(202, { cancelled: false, cancel_requested: true });
+    result = await run([
+      "cancel",
+      "cmd-1",
+      "--dashboard-url",
+      `http://127.0.0.1:${delivered.addr.port}`,
+    ]);
+    assert.deepEqual([result.code, result.stdout], [0, [
+      "cancel requested: the agent will stop cmd-1",
+    ]]);
+  });
+});
+
+Deno.test("status agents never prints a token or a fleet the answer does not hold", async (t) => {
+  const bodies: unknown[] = [
+    { hello: 1 },
+    [1, 2],
+    null,
+    { token: 5 },
+    { token: "short" },
+    {
+      agents: "x",
+    },
+    { agents: [null] },
+    { agents: [{ name: "web-1" }] },
+  ];
+  for (const body of bodies) {
+    await t.step(JSON.stringify(body), async () => {
+      await using server = answering(200, body);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      const add = await run(["agents", "add", "web-1", "--dashboard-url", url]);
+      assert.equal(add.code, 1);
+      assert.deepEqual(add.stdout, [], "no AGENT_TOKEN=undefined");
+      assert.equal(
+        add.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the agent add without a token an agent could ` +
+          'use (the agent may have been added: print a new token with "status agents rotate ' +
+          `web-1"); is ${url} a status dashboard?`,
+      );
+      const rotate = await run(["agents", "rotate", "web-1", "--dashboard-url", url]);
+      assert.equal(rotate.code, 1);
+      assert.deepEqual(rotate.stdout, []);
+      assert.match(rotate.stderr.join("\n"), /the old token may no longer work: rotate again/);
+      for (const json of [[], ["--json"]]) {
+        const list = await run(["agents", "list", ...json, "--dashboard-url", url]);
+        assert.equal(list.code, 1);
+        assert.deepEqual(list.stdout, [], "not an empty fleet");
+        assert.equal(
+          list.stderr.join("\n"),
+          `status: the dashboard at ${url} answered the agent list without ` +
+            `{"agents": [{"id": ...}, ...]}; is ${url} a status dashboard?`,
+        );
+      }
+    });
+  }
+});
+
+Deno.test("status run list names what is wrong with a run list instead of a TypeError", async (t) => {
+  const cases: Array<[unknown, string]> = [
+    [null, ": Invalid input: expected object, received null"],
+    [{ runs: [1] }, ' at "runs.0": Invalid input: expected object, received number'],
+    [{ runs: [{ id: "r1" }] }, ' at "runs.0.name": Invalid input: expected string'],
+  ];
+  for (const [body, problem] of cases) {
+    await t.step(JSON.stringify(body), async () => {
+      await using server = answering(200, body);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      const result = await run(["run", "list", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stdout, []);
+      assert.ok(
+        result.stderr.join("\n").startsWith(
+          `status: the dashboard's run list is not {"runs": [...]}${problem}`,
+        ),
+        result.stderr.join("\n"),
+      );
+    });
+  }
+});
+
+Deno.test("status health prints what a dashboard's error answer says on one line, escaped", async () => {
+  await using server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (request) =>
+      new URL(request.url).pathname === "/health"
+        ? Response.json({ status: "ok", version: "1.0.0", time: new Date().toISOString() })
+        : Response.json({ error: "no\n  agent    ok      forged\u001b[2J" }, { status: 401 }),
+  );
+  const result = await run([
+    "health",
+    "--dashboard-url",
+    `http://127.0.0.1:${server.addr.port}`,
+    "--status-admin-token",
+    "admin-token-0123456789abcdef",
+  ]);
+  assert.equal(result.code, 1);
+  const operator = result.stdout.filter((line) => line.startsWith("  operator"));
+  assert.equal(operator.length, 1);
+  assert.ok(operator[0].endsWith("no\\n  agent    ok      forged\\u001b[2J"), operator[0]);
+  assert.equal(result.stdout.filter((line) => line.includes("forged")).length, 1);
+});
+
+Deno.test("status result --stdout of a command with no result yet exits 1, not 2 (bad usage)", async () => {
+  await using server = answering(200, {
+    id: "cmd-1",
+    name: "sleep 5",
+    status: "running",
+    created_at: null,
+    delivered_at: null,
+    completed_at: null,
+    result: null,
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const result = await run(["result", "cmd-1", "--stdout", "--dashboard-url", url]);
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stdout, []);
+  assert.equal(result.stderr.join("\n"), "status: cmd-1 has no output yet (status running)");
+});
