@@ -165,8 +165,16 @@ export function agentsCommand(io: Io) {
   );
   list.action(async (options, cmd) => {
     const [word] = cmd.args;
-    if (word !== undefined) {
+    // `agents --json list`: an option before the sub-command sends the words after it here.
+    if (word !== undefined && !(word === "list" && cmd.args.length === 1)) {
       const names = agents.commands.map((c) => c.name());
+      if (word !== "list" && names.includes(word)) {
+        // `agents --db s.db add web-1` would otherwise read as a mistyped name.
+        throw new UsageError(
+          `'${word}' must come right after 'agents', before any option: ` +
+            `status agents ${word} <id> [options]`,
+        );
+      }
       const suggestion = nearest(word, names);
       throw new UsageError(
         `unknown command 'agents ${word}'${

@@ -168,6 +168,16 @@ Deno.test("a mistyped option or sub-command is named, with the nearest one", asy
         "status: unknown command 'agents ad' (did you mean agents add?); the commands are add, " +
         "list, rotate, remove",
       ],
+      [
+        ["agents", "--db", "./s.db", "add", "web-5"],
+        "status: 'add' must come right after 'agents', before any option: " +
+        "status agents add <id> [options]",
+      ],
+      [
+        ["agents", "--json", "list", "extra"],
+        "status: unknown command 'agents list' (did you mean agents list?); the commands are " +
+        "add, list, rotate, remove",
+      ],
     ] as const
   ) {
     await t.step(args.join(" "), async () => {
