@@ -169,16 +169,21 @@ export async function followCommand(
       ? AbortSignal.any([signal, connection.signal])
       : connection.signal;
     // A dashboard (or a proxy) that takes the connection but never answers is an outage too,
-    // not a wait without end: the answer's head must come within the idle timeout.
+    // not a wait without end: the answer's head must come within the idle timeout, and within
+    // what is left of the outage once one has begun (so giving up takes `maxOutageMs`, not
+    // another idle timeout for each try).
+    const headMs = failingSince === undefined
+      ? idleMs
+      : Math.max(1, Math.min(idleMs, Math.ceil(maxOutageMs - (performance.now() - failingSince))));
     const head = setTimeout(() =>
       connection.abort(
         new OperatorError(
           "timeout",
           `the dashboard at ${
             redactUrl(client.dashboardUrl)
-          } did not answer the event stream request within ${idleMs / 1000} s`,
+          } did not answer the event stream request within ${headMs / 1000} s`,
         ),
-      ), idleMs);
+      ), headMs);
     try {
       response = await client.openEvents(id, { lastEventId, signal: connectionSignal });
     } catch (error) {
