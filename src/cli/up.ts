@@ -21,6 +21,7 @@ import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
+import { AdminTokenRequiredError } from "../server/serve.ts";
 import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
 import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
@@ -253,6 +254,16 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     } catch (error) {
       state[Symbol.dispose]();
       await executor.close?.();
+      if (error instanceof AdminTokenRequiredError) {
+        // The advice to set STATUS_ADMIN_TOKEN is one status up cannot take.
+        throw new ConfigError(
+          `${db} holds agents with tokens, and "status up" runs its dashboard only in dev mode, ` +
+            `which they end; see them with "status agents list --db ${db}" and remove them with ` +
+            `"status agents remove <id> --db ${db}", give status up another --data-dir, or run ` +
+            `this database with "status serve --db ${db}" and STATUS_ADMIN_TOKEN`,
+          { cause: error },
+        );
+      }
       if (isAddrInUse(error)) {
         throw new Error(
           `port ${port} is busy: something already listens on 127.0.0.1:${port} ` +

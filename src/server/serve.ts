@@ -111,17 +111,30 @@ export { isLoopback };
 const log = logger("server");
 
 /**
+ * The store holds agents with tokens but no admin token is configured: the dashboard is not in dev
+ * mode, and its operator API would have no token. `status up`, which runs in dev mode only,
+ * catches it to say what to do instead.
+ */
+export class AdminTokenRequiredError extends ConfigError {
+  /** Creates the error with the sentence `status serve` shows. */
+  constructor(message: string) {
+    super(message);
+    this.name = "AdminTokenRequiredError";
+  }
+}
+
+/**
  * Decides dev mode (PROTOCOL.md §1): on when no admin token is configured and no agent has a token.
  *
  * @param store The store.
  * @param adminToken `STATUS_ADMIN_TOKEN`, if configured.
  * @returns Whether dev mode is on.
- * @throws {ConfigError} When agents have tokens but no admin token is configured.
+ * @throws {AdminTokenRequiredError} When agents have tokens but no admin token is configured.
  */
 export async function resolveDevMode(store: CommandStore, adminToken?: string): Promise<boolean> {
   if (adminToken) return false;
   if (await store.hasAgentWithToken()) {
-    throw new ConfigError(
+    throw new AdminTokenRequiredError(
       "set STATUS_ADMIN_TOKEN (or --status-admin-token) to a random secret of at least 16 " +
         "characters: agents with tokens are configured, so the dashboard is not in dev mode and " +
         "its operator API needs an admin token (e.g. STATUS_ADMIN_TOKEN=$(openssl rand -base64 32))",
