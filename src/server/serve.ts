@@ -143,6 +143,18 @@ export async function resolveDevMode(store: CommandStore, adminToken?: string): 
   return true;
 }
 
+/**
+ * How to add an agent to a dashboard that did not start: on its store (`--db`), since no
+ * dashboard answers `status agents add` over the API.
+ */
+function addAgentCommand(options: ServeOptions): string {
+  const db = options.store === undefined ? options.db ?? DEFAULT_DB : ":memory:";
+  if (db === ":memory:") return "status agents add <id>";
+  return `status agents add <id> --db ${
+    /^postgres(ql)?:/i.test(db) ? "<its postgres:// URL>" : db
+  }`;
+}
+
 /** The largest `headerTimeoutSecs`, as `HEADER_TIMEOUT_SECS` allows. */
 const MAX_HEADER_TIMEOUT_SECS = 300;
 /** The largest `maxConnections`, as `MAX_CONNECTIONS` allows. */
@@ -214,8 +226,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     if (devMode && !isLoopback(hostname)) {
       throw new ConfigError(
         `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
-          `--bind is ${hostname}; bind 127.0.0.1, or add an agent with "status agents add <id>" ` +
-          `and set STATUS_ADMIN_TOKEN`,
+          `--bind is ${hostname}; bind 127.0.0.1, or add an agent with ` +
+          `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
       );
     }
     dashboard = createApp({ ...options, store, devMode });
