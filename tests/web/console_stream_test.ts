@@ -165,6 +165,13 @@ async function streamTest(): Promise<void> {
       "live output without terminal codes",
       async () => (await page.locator("pre#stdout").textContent()) === "again\nmore\ngreen\n",
     );
+    // NUL bytes show as a symbol, as on the final page.
+    stream.send("output", { stream: "stdout", offset: 28, data: b64("a\0b\n"), attempt: 2 }, 12);
+    await eventually(
+      "live output with NUL bytes shown",
+      async () =>
+        (await page.locator("pre#stdout").textContent()) === "again\nmore\ngreen\na\u2400b\n",
+    );
     const report = reportBody("s1", { attempt });
     (report.result as Record<string, unknown>).stdout = "final output\n";
     await (await t.agent({ path: "/api/v1/agent/commands/report", body: report, token: null }))

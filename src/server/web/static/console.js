@@ -161,7 +161,8 @@
       if (!current || current.dataset.final === "true") return;
       for (const stream of ["stdout", "stderr"]) {
         const pre = document.getElementById(stream);
-        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "");
+        // NUL bytes as the dashboard shows them (a page drops them without a trace).
+        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "").replaceAll("\0", "\u2400");
         if (pre && text && pre.textContent !== text) pre.textContent = text;
       }
       if (live.stdout.text || live.stderr.text) {
