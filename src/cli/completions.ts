@@ -80,19 +80,33 @@ function valueFlags(nodes: Node[]): string[] {
   return [...flags].sort();
 }
 
+/**
+ * Every word sequence that names a command (or a choice of its argument), `|`-separated: a word
+ * typed after them that is not one (a command line, an id) leaves the command as it was, so its
+ * options still complete (`status enqueue "echo hi" --wa`).
+ */
+function commandPaths(nodes: Node[]): string {
+  const paths = new Set(
+    nodes.flatMap((n) => [n.path, ...n.subcommands.map((s) => [...n.path, s.name])])
+      .map((path) => path.join(" ")),
+  );
+  return `|${[...paths].join("|")}|`;
+}
+
 function bash(name: string, nodes: Node[]): string {
   const cases = nodes.map((n) => `    "${n.path.join(" ")}") words="${words(n).join(" ")}" ;;`);
   return `# bash completion for ${name}; load it with: source <(${name} completions bash)
 _${name}_completions() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" cmdpath="" word i skip=0
   local value_flags=" ${valueFlags(nodes).join(" ")} "
+  local paths="${commandPaths(nodes)}"
   for ((i = 1; i < COMP_CWORD; i++)); do
     word="\${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
     case "$word" in
       -*=*) ;;
       -*) [[ "$value_flags" == *" $word "* ]] && skip=1 ;;
-      *) cmdpath="\${cmdpath:+$cmdpath }$word" ;;
+      *) [[ "$paths" == *"|\${cmdpath:+$cmdpath }$word|"* ]] && cmdpath="\${cmdpath:+$cmdpath }$word" ;;
     esac
   done
   ((skip)) && return 0
@@ -126,13 +140,14 @@ _${name}() {
   local -a items
   local cmdpath="" word skip=0 i
   local value_flags=" ${valueFlags(nodes).join(" ")} "
+  local paths="${commandPaths(nodes)}"
   for ((i = 2; i < CURRENT; i++)); do
     word="\${words[i]}"
     if ((skip)); then skip=0; continue; fi
     case "$word" in
       -*=*) ;;
       -*) [[ "$value_flags" == *" $word "* ]] && skip=1 ;;
-      *) cmdpath="\${cmdpath:+$cmdpath }$word" ;;
+      *) [[ "$paths" == *"|\${cmdpath:+$cmdpath }$word|"* ]] && cmdpath="\${cmdpath:+$cmdpath }$word" ;;
     esac
   done
   if ((skip)); then _files; return; fi

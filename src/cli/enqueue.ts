@@ -9,7 +9,14 @@ import { timeoutSignal } from "../clock.ts";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
-import { addRunOptions, type RunFlags, runRequestOf, startRun, wantsRun } from "./run.ts";
+import {
+  addRunOptions,
+  collectAgent,
+  type RunFlags,
+  runRequestOf,
+  startRun,
+  wantsRun,
+} from "./run.ts";
 import { RUN_ID_PATTERN, RUN_ID_RULE } from "../protocol/runs.ts";
 import { UsageError } from "../errors.ts";
 import { setExitCode } from "./exit.ts";
@@ -230,8 +237,8 @@ export function enqueueCommand(io: Io): Command {
     )
     .option(
       "--agent <id>",
-      "id of the agent that runs it (or a fan-out run's target)",
-      parseAgentId,
+      "id of the agent that runs it; repeated, a fan-out run to each agent named",
+      collectAgent,
     )
     .option(
       "--id <id>",
@@ -301,13 +308,14 @@ Examples:
       });
       return;
     }
-    if (options.agent === undefined) {
+    const agentId = options.agent?.[0];
+    if (agentId === undefined) {
       throw new UsageError(
         "name the agent with --agent, or a group with --deployment/--label (a fan-out run)",
       );
     }
     const answer = await client.enqueue({
-      agentId: options.agent,
+      agentId,
       name: commandLine,
       id: options.id,
       params,
@@ -321,7 +329,7 @@ Examples:
         io.out(id);
         io.err(
           `${answer.duplicate ? "already queued (same id and body)" : "queued"}: ${id} for ` +
-            `agent ${options.agent}; see it with: status result ${id}`,
+            `agent ${agentId}; see it with: status result ${id}`,
         );
       }
       return;

@@ -56,7 +56,15 @@ function parseRunId(value: string): string {
   return value;
 }
 
-function collectAgent(value: string, previous: string[] | undefined): string[] {
+/**
+ * Collects a repeatable `--agent <id>` flag.
+ *
+ * @param value This occurrence's value.
+ * @param previous The ids of the occurrences before it.
+ * @returns Every id given so far, in order.
+ * @throws {InvalidArgumentError} When it is not a valid agent id (exit code 2).
+ */
+export function collectAgent(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), parseAgentId(value)];
 }
 
@@ -140,7 +148,7 @@ export function addRunOptions<C extends Command<[string], Record<string, unknown
 export function wantsRun(flags: RunFlags): boolean {
   return flags.deployment !== undefined || flags.label !== undefined ||
     flags.maxConcurrency !== undefined || flags.maxErrors !== undefined ||
-    (Array.isArray(flags.agent) && flags.agent.length > 1);
+    (Array.isArray(flags.agent) && new Set(flags.agent).size > 1);
 }
 
 /**

@@ -21,9 +21,11 @@ import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
+import { AdminTokenRequiredError } from "../server/serve.ts";
 import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
 import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
+import { currentProgram } from "./daemon.ts";
 import type { Io } from "./io.ts";
 
 /** Folder of the database and the agent's state by default. */
@@ -80,13 +82,20 @@ function isAddrInUse(error: unknown): boolean {
   return false;
 }
 
+/** How the banner's CLI command starts `status` from a checkout (the README's quick start). */
+export const UP_CHECKOUT_CLI = "npx -y deno@2.9.6 task status";
+
 /**
  * The lines `status up` prints once both parts run: where they are and three commands to try.
  *
- * @param options The dashboard's port, the agent id and the data folder.
+ * @param options The dashboard's port, the agent id, the data folder, and how to start the
+ *   `status` CLI (default {@link UP_CHECKOUT_CLI}; a `deno compile` binary gives its own path,
+ *   since a deno task needs the checkout).
  * @returns The lines.
  */
-export function upBanner(options: { port: number; agentId: string; dataDir: string }): string[] {
+export function upBanner(
+  options: { port: number; agentId: string; dataDir: string; cli?: string },
+): string[] {
   const base = `http://localhost:${options.port}`;
   const body = JSON.stringify({ id: "cmd-001", name: "echo Hello from dashboard", params: {} });
   const urlFlag = options.port === DEFAULT_PORT ? "" : ` --dashboard-url ${base}`;
@@ -104,7 +113,9 @@ export function upBanner(options: { port: number; agentId: string; dataDir: stri
     `-H 'X-Agent-Id: ${options.agentId}' -d '${body}'`,
     `  curl ${base}/api/v1/commands/cmd-001`,
     "",
-    `  npx -y deno@2.9.6 task status enqueue "echo hi" --agent ${options.agentId} --wait${urlFlag}`,
+    `  ${
+      options.cli ?? UP_CHECKOUT_CLI
+    } enqueue "echo hi" --agent ${options.agentId} --wait${urlFlag}`,
     "",
     "Press Ctrl-C to stop.",
   ];
@@ -253,6 +264,16 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     } catch (error) {
       state[Symbol.dispose]();
       await executor.close?.();
+      if (error instanceof AdminTokenRequiredError) {
+        // The advice to set STATUS_ADMIN_TOKEN is one status up cannot take.
+        throw new ConfigError(
+          `${db} holds agents with tokens, and "status up" runs its dashboard only in dev mode, ` +
+            `which they end; see them with "status agents list --db ${db}" and remove them with ` +
+            `"status agents remove <id> --db ${db}", give status up another --data-dir, or run ` +
+            `this database with "status serve --db ${db}" and STATUS_ADMIN_TOKEN`,
+          { cause: error },
+        );
+      }
       if (isAddrInUse(error)) {
         throw new Error(
           `port ${port} is busy: something already listens on 127.0.0.1:${port} ` +
@@ -280,7 +301,9 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
         exec,
         stopNow: stopNow.signal,
       }, stop.signal);
-      for (const line of upBanner({ port: server.port, agentId, dataDir })) {
+      const program = currentProgram();
+      const cli = program.compiled ? program.command : undefined;
+      for (const line of upBanner({ port: server.port, agentId, dataDir, cli })) {
         io.out(line);
       }
       // The agent returns once stopped (or throws when it cannot run at all); the dashboard

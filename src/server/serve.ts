@@ -111,23 +111,48 @@ export { isLoopback };
 const log = logger("server");
 
 /**
+ * The store holds agents with tokens but no admin token is configured: the dashboard is not in dev
+ * mode, and its operator API would have no token. `status up`, which runs in dev mode only,
+ * catches it to say what to do instead.
+ */
+export class AdminTokenRequiredError extends ConfigError {
+  /** Creates the error with the sentence `status serve` shows. */
+  constructor(message: string) {
+    super(message);
+    this.name = "AdminTokenRequiredError";
+  }
+}
+
+/**
  * Decides dev mode (PROTOCOL.md §1): on when no admin token is configured and no agent has a token.
  *
  * @param store The store.
  * @param adminToken `STATUS_ADMIN_TOKEN`, if configured.
  * @returns Whether dev mode is on.
- * @throws {ConfigError} When agents have tokens but no admin token is configured.
+ * @throws {AdminTokenRequiredError} When agents have tokens but no admin token is configured.
  */
 export async function resolveDevMode(store: CommandStore, adminToken?: string): Promise<boolean> {
   if (adminToken) return false;
   if (await store.hasAgentWithToken()) {
-    throw new ConfigError(
+    throw new AdminTokenRequiredError(
       "set STATUS_ADMIN_TOKEN (or --status-admin-token) to a random secret of at least 16 " +
         "characters: agents with tokens are configured, so the dashboard is not in dev mode and " +
         "its operator API needs an admin token (e.g. STATUS_ADMIN_TOKEN=$(openssl rand -base64 32))",
     );
   }
   return true;
+}
+
+/**
+ * How to add an agent to a dashboard that did not start: on its store (`--db`), since no
+ * dashboard answers `status agents add` over the API.
+ */
+function addAgentCommand(options: ServeOptions): string {
+  const db = options.store === undefined ? options.db ?? DEFAULT_DB : ":memory:";
+  if (db === ":memory:") return "status agents add <id>";
+  return `status agents add <id> --db ${
+    /^postgres(ql)?:/i.test(db) ? "<its postgres:// URL>" : db
+  }`;
 }
 
 /** The largest `headerTimeoutSecs`, as `HEADER_TIMEOUT_SECS` allows. */
@@ -201,8 +226,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     if (devMode && !isLoopback(hostname)) {
       throw new ConfigError(
         `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
-          `--bind is ${hostname}; bind 127.0.0.1, or add an agent with "status agents add <id>" ` +
-          `and set STATUS_ADMIN_TOKEN`,
+          `--bind is ${hostname}; bind 127.0.0.1, or add an agent with ` +
+          `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
       );
     }
     dashboard = createApp({ ...options, store, devMode });

@@ -162,6 +162,23 @@ Deno.test("the README's quick start counts the commands status up prints", async
   }
 });
 
+Deno.test("status up's banner names the compiled binary it runs as, not a deno task", async () => {
+  // A binary from deno task compile, run away from the checkout, printed "npx -y deno@2.9.6 task
+  // status enqueue ...", which needs the checkout's deno.json.
+  const { upBanner } = await import("../../src/cli/up.ts");
+  const banner = upBanner({
+    port: 5000,
+    agentId: "web-1",
+    dataDir: "./.status",
+    cli: "/usr/local/bin/status",
+  });
+  assert.ok(
+    banner.includes('  /usr/local/bin/status enqueue "echo hi" --agent web-1 --wait'),
+    banner.join("\n"),
+  );
+  assert.ok(!banner.some((line) => line.includes("npx")), banner.join("\n"));
+});
+
 Deno.test("status agents --db: a PostgreSQL URL with a password is not warned about (the flag is its only way in); another scheme is refused without quoting it", async () => {
   await using dir = tempDir("status-cli-");
   await using agents = spawnCli(

@@ -67,6 +67,14 @@ _status_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
     assert.deepEqual(await complete("status", "enq"), ["enqueue"]);
     assert.deepEqual(await complete("status", "agents", "r"), ["rotate", "remove"]);
     assert.ok((await complete("status", "enqueue", "--agent", "web-1", "--wa")).includes("--wait"));
+    // After a command line or an id the command's options still complete (nothing did).
+    assert.deepEqual(await complete("status", "enqueue", "echo hi", "--wa"), [
+      "--wait",
+      "--wait-timeout",
+    ]);
+    assert.deepEqual(await complete("status", "result", "list", "--js"), ["--json"]);
+    assert.deepEqual(await complete("status", "run", "show", "run-1", "--f"), ["--follow"]);
+    assert.deepEqual(await complete("status", "completions", "bash", ""), []);
     assert.deepEqual(await complete("status", "completions", ""), [
       "bash",
       "zsh",

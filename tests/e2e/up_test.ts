@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { tempDir, waitForFinal } from "./helpers.ts";
 import { PERMS, ROOT, runCli, spawnCli } from "../_cli.ts";
+import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
+import { generateToken } from "../../src/protocol/mod.ts";
 
 const BANNER = /^status up: dashboard on http:\/\/127\.0\.0\.1:(\d+) /;
 
@@ -79,6 +81,24 @@ Deno.test("status up says clearly when its port is busy", async () => {
   const run = await runCli(["up", "--port", String(port)], { perms: PERMS.up, cwd: dir.path });
   assert.equal(run.code, 1);
   assert.match(run.stderr, new RegExp(`status: port ${port} is busy: .*--port <n>`));
+  assert.equal(run.stdout, "");
+});
+
+Deno.test("status up on a database whose agents have tokens says how to go on", async () => {
+  await using dir = tempDir();
+  Deno.mkdirSync(`${dir.path}/.status`, { mode: 0o700 });
+  {
+    await using store = openSqliteStore(`${dir.path}/.status/status.db`);
+    await store.addAgent({ id: "web-7", token: generateToken(), scopes: AGENT_SCOPES, now: 0 });
+  }
+  const run = await runCli(["up", "--port", "0"], { perms: PERMS.up, cwd: dir.path });
+  assert.equal(run.code, 2, run.stderr);
+  // It told to set STATUS_ADMIN_TOKEN (or --status-admin-token), which status up ignores.
+  assert.doesNotMatch(run.stderr, /status-admin-token/);
+  assert.match(
+    run.stderr,
+    /status: \.\/\.status\/status\.db holds agents with tokens, and "status up" runs its dashboard only in dev mode, .*"status agents remove <id> --db \.\/\.status\/status\.db", give status up another --data-dir, or run this database with "status serve --db \.\/\.status\/status\.db" and STATUS_ADMIN_TOKEN$/m,
+  );
   assert.equal(run.stdout, "");
 });
 

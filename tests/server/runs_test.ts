@@ -261,6 +261,40 @@ Deno.test("a run that all succeeds exits 0 with --wait; cancel stops a run", asy
   assert.match(again.stderr, /already cancelled/);
 });
 
+Deno.test("status enqueue with --agent given twice runs the command on both agents", async () => {
+  using _logs = captureLogs();
+  await using fleet = await startFleet(3);
+  // Commander kept only the last --agent: the command ran on web-02 alone.
+  const both = await cli(fleet.url, [
+    "enqueue",
+    "echo both",
+    "--agent",
+    "web-01",
+    "--agent",
+    "web-02",
+    "--id",
+    "run-two",
+    "--wait",
+  ]);
+  assert.equal(both.code, 0, both.stderr);
+  assert.match(both.stdout, /^web-01\s+success\s+0\s+\S+ s\s+both$/m);
+  assert.match(both.stdout, /^web-02\s+success\s+0\s+\S+ s\s+both$/m);
+  const run = await finalRun(fleet.url, "run-two");
+  assert.deepEqual(run.agents.map((a) => a.agent_id), ["web-01", "web-02"]);
+  // One agent, named once or twice, is one ordinary command.
+  for (const agents of [["web-03"], ["web-03", "web-03"]]) {
+    const one = await cli(fleet.url, [
+      "enqueue",
+      "echo one",
+      ...agents.flatMap((agent) => ["--agent", agent]),
+      "--wait",
+    ]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(one.stdout, "one");
+  }
+  assert.equal((await fleet.store.listRuns({ limit: 10 })).length, 1);
+});
+
 Deno.test("bad targets: no match, unknown agents and bad flags are clear errors", async () => {
   using _logs = captureLogs();
   await using fleet = await startFleet(2);

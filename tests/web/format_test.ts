@@ -99,6 +99,17 @@ Deno.test("output: terminal colour, cursor and title codes are left out of the p
   );
 });
 
+Deno.test("output: NUL bytes are shown as a symbol, not dropped by the page", () => {
+  // The HTML parser drops a NUL: tar's or du -0's fields ran together with nothing in between.
+  const view = outputView("a\0b\0\n", undefined, 0);
+  assert.equal(view.head, "a\u2400b\u2400\n");
+  assert.equal(view.nulBytes, true);
+  const cut = outputView("a\n[status: 9 bytes dropped here]\n\0\n", undefined, 9);
+  assert.deepEqual([cut.head, cut.tail, cut.nulBytes], ["a\n", "\u2400\n", true]);
+  assert.equal(outputView(btoa("\0\xff"), "base64", 0).head, "\u2400\uFFFD");
+  assert.equal(outputView("plain\n", undefined, 0).nulBytes, false);
+});
+
 Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", () => {
   assert.deepEqual(outputView("abc\n", undefined, 0), {
     head: "abc\n",
@@ -106,6 +117,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
     cutBytes: 0,
     binary: false,
     terminalCodes: false,
+    nulBytes: false,
   });
   assert.deepEqual(outputView("aaaabbbb", "utf-8", 10), {
     head: "aaaa",
@@ -113,6 +125,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
     cutBytes: 10,
     binary: false,
     terminalCodes: false,
+    nulBytes: false,
   });
   // "é" is two bytes: halves of the bytes, moved back to a character's start.
   const accents = outputView("éébb", undefined, 1);
@@ -136,6 +149,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
       cutBytes: 25934504,
       binary: false,
       terminalCodes: false,
+      nulBytes: false,
     },
   );
 });

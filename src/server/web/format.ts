@@ -219,14 +219,23 @@ export interface OutputView {
   binary: boolean;
   /** Whether terminal control sequences (colours, cursor moves) were left out of the text. */
   terminalCodes: boolean;
+  /** Whether the text holds NUL bytes, shown as `␀` (an HTML page drops them without a trace). */
+  nulBytes: boolean;
 }
 
-/** The view with terminal control sequences left out of its text. */
-function shown(view: Omit<OutputView, "terminalCodes">): OutputView {
+/** The view with terminal control sequences left out of its text, and NUL bytes made visible. */
+function shown(view: Omit<OutputView, "terminalCodes" | "nulBytes">): OutputView {
   const head = withoutTerminalCodes(view.head);
   const tail = withoutTerminalCodes(view.tail);
   const terminalCodes = head.length !== view.head.length || tail.length !== view.tail.length;
-  return { ...view, head, tail, terminalCodes };
+  const nulBytes = head.includes("\0") || tail.includes("\0");
+  return {
+    ...view,
+    head: head.replaceAll("\0", "\u2400"),
+    tail: tail.replaceAll("\0", "\u2400"),
+    terminalCodes,
+    nulBytes,
+  };
 }
 
 const decoder = new TextDecoder();

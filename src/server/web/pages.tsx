@@ -397,6 +397,7 @@ function Output(
     <section class="output" aria-labelledby={`${props.stream}-title`}>
       <h3 id={`${props.stream}-title`}>{props.stream}</h3>
       {view.binary ? <p class="hint">Not UTF-8 text: invalid bytes are shown as �.</p> : null}
+      {view.nulBytes ? <p class="hint">NUL bytes are shown as ␀.</p> : null}
       {view.terminalCodes
         ? (
           <p class="hint">

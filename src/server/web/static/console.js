@@ -17,7 +17,9 @@
 
 (() => {
   /** Characters of live output a page keeps per stream. */
-  const LIVE_TEXT_MAX = 1_000_000;
+  const LIVE_TEXT_MAX = 100_000;
+  /** Least ms between two renders of live output (one per chunk of a flood froze the page). */
+  const LIVE_RENDER_MS = 250;
   /** Terminal control sequences, left out of the page as the dashboard does (format.ts). */
   const TERMINAL_SEQUENCE =
     // deno-lint-ignore no-control-regex -- the escape character is what it finds
@@ -130,11 +132,27 @@
     let lastKey = null;
     let refreshing = false;
     let again = false;
+    let renderTimer = 0;
+    let renderedAt = -Infinity;
 
     function stop() {
       stopped = true;
       if (source) source.close();
       clearTimeout(pollTimer);
+      clearTimeout(renderTimer);
+    }
+
+    /** Shows the live output now, or once LIVE_RENDER_MS have passed since it was last shown. */
+    function scheduleLive() {
+      if (renderTimer) return;
+      const render = () => {
+        renderTimer = 0;
+        renderedAt = performance.now();
+        showLive();
+      };
+      const wait = renderedAt + LIVE_RENDER_MS - performance.now();
+      if (wait <= 0) render();
+      else renderTimer = setTimeout(render, wait);
     }
 
     /** Shows the live output received so far while the page has no final output. */
@@ -143,7 +161,8 @@
       if (!current || current.dataset.final === "true") return;
       for (const stream of ["stdout", "stderr"]) {
         const pre = document.getElementById(stream);
-        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "");
+        // NUL bytes as the dashboard shows them (a page drops them without a trace).
+        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "").replaceAll("\0", "\u2400");
         if (pre && text && pre.textContent !== text) pre.textContent = text;
       }
       if (live.stdout.text || live.stderr.text) {
@@ -218,7 +237,7 @@
         stream.text = "[… earlier live output dropped here …]\n" +
           stream.text.slice(stream.text.length - LIVE_TEXT_MAX / 2);
       }
-      showLive();
+      scheduleLive();
     }
 
     function poll() {
