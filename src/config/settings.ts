@@ -220,7 +220,8 @@ const SPECS = {
   },
   pollingTimeoutSecs: {
     env: "POLLING_TIMEOUT_SECS",
-    description: "How long one long-poll waits on the dashboard",
+    description:
+      "How long one long-poll waits on the dashboard (this dashboard holds one for at most 120 s)",
     default: defaults.DEFAULT_POLLING_TIMEOUT_SECS,
     expected: SECS_ABOVE_0,
     schema: secs(1),
