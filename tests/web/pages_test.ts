@@ -4,7 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
-import { ADMIN_TOKEN, makeDashboard, reportBody, type TestDashboard } from "../server/_helpers.ts";
+import {
+  ADMIN_TOKEN,
+  json,
+  makeDashboard,
+  reportBody,
+  type TestDashboard,
+} from "../server/_helpers.ts";
+import { toBase64 } from "../../src/protocol/mod.ts";
 import {
   CONTENT_SECURITY_POLICY,
   LOGIN_ATTEMPTS_PER_MINUTE,
@@ -650,6 +657,47 @@ Deno.test("console: output that was cut shows a marker where it was cut", async 
   );
   assert.match(page, /123456 bytes in between were dropped/);
   assert.doesNotMatch(page, /bytes of stderr were cut/);
+});
+
+Deno.test("console: a command that ended without a result shows the output its agent sent while it ran", async () => {
+  await using t = await makeDashboard({ maxAttempts: 1 });
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "died", "sleep 600");
+  await enqueue(t, "quiet", "sleep 600", "a2");
+  const wait = await t.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  assert.equal(wait.status, 200);
+  await wait.body?.cancel();
+  const ack = await t.agent({
+    path: "/api/v1/agent/commands/ack",
+    body: { command_id: "died", attempt: 1 },
+  });
+  assert.equal(ack.status, 200);
+  await ack.body?.cancel();
+  const data = toBase64(new TextEncoder().encode("step 1 of 3 <done>\n"));
+  const chunk = await t.agent({
+    path: "/api/v1/agent/commands/died/output",
+    body: { attempt: 1, stream: "stdout", offset: 0, data },
+  });
+  assert.equal(chunk.status, 200, await chunk.clone().text());
+  await chunk.body?.cancel();
+  // Its agent dies: no report, and the execution lease ends with no attempt left.
+  t.clock.advance(3_600_000);
+  await t.dashboard.expireLeases();
+  const died = await json(await t.admin("GET", "/api/v1/commands/died"));
+  assert.equal(died.status, "lost");
+  const page = await (await browser.get("/commands/died")).text();
+  assert.match(
+    page,
+    /It ended without a result: this is the output its agent sent while it ran \(attempt 1\)\./,
+  );
+  assert.match(page, /<pre id="stdout"[^>]*>step 1 of 3 &lt;done&gt;\n<\/pre>/);
+  assert.doesNotMatch(page, /No output was recorded/);
+  // One that sent nothing still says so.
+  await t.admin("POST", "/api/v1/commands/quiet/cancel");
+  const quiet = await (await browser.get("/commands/quiet")).text();
+  assert.match(quiet, /No output was recorded\./);
+  assert.doesNotMatch(quiet, /It ended without a result/);
 });
 
 Deno.test("console commands list: newest first, filtered by agent and status, paged", async () => {

@@ -35,6 +35,19 @@ export interface CommandJson {
     stderr_truncated_bytes: number | null;
   } | null;
   error?: string | null;
+  /**
+   * What its agent sent while it ran (the current attempt), when no result holds output: a
+   * running command, or one that ended without a result (its agent died).
+   */
+  live_output?: {
+    attempt?: number;
+    stdout?: string;
+    stderr?: string;
+    stdout_encoding?: string;
+    stderr_encoding?: string;
+    stdout_truncated_bytes?: number;
+    stderr_truncated_bytes?: number;
+  } | null;
 }
 
 /** An agent as `GET /api/v1/agents` shows it; the optional fields appear when the API has them. */

@@ -486,6 +486,10 @@ export function CommandDetail(
   const final = isFinal(command.status);
   const again = againHref(command);
   const result = command.result ?? null;
+  // A command that ended without a result (its agent died while running it): what its agent sent
+  // while it ran is the only output there is (kept for a while after the end).
+  const sent = command.live_output;
+  const live = !result && final && sent && (sent.stdout || sent.stderr) ? sent : undefined;
   const steps: Array<[string, string | null | undefined]> = [
     ["queued", command.created_at],
     ["delivered", command.delivered_at],
@@ -574,18 +578,27 @@ export function CommandDetail(
       {!result && !final
         ? <p class="hint" id="output-hint">Output appears when the command ends.</p>
         : null}
-      {!result && final ? <p class="hint">No output was recorded.</p> : null}
+      {!result && final && !live ? <p class="hint">No output was recorded.</p> : null}
+      {live
+        ? (
+          <p class="hint" id="live-output-hint">
+            {`It ended without a result: this is the output its agent sent while it ran (attempt ${
+              String(live.attempt ?? command.attempt)
+            }).`}
+          </p>
+        )
+        : null}
       <Output
         stream="stdout"
-        text={result?.stdout}
-        encoding={result?.stdout_encoding}
-        truncated={result?.stdout_truncated_bytes}
+        text={live ? live.stdout : result?.stdout}
+        encoding={live ? live.stdout_encoding : result?.stdout_encoding}
+        truncated={live ? live.stdout_truncated_bytes : result?.stdout_truncated_bytes}
       />
       <Output
         stream="stderr"
-        text={result?.stderr}
-        encoding={result?.stderr_encoding}
-        truncated={result?.stderr_truncated_bytes}
+        text={live ? live.stderr : result?.stderr}
+        encoding={live ? live.stderr_encoding : result?.stderr_encoding}
+        truncated={live ? live.stderr_truncated_bytes : result?.stderr_truncated_bytes}
       />
     </div>
   );
