@@ -9,7 +9,7 @@
  * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `redirect`, `refused`, `invalid`) |
  * | `status_agent_backoff_seconds` | gauge | — (current back-off delay; 0 when polling normally) |
  * | `status_agent_backoff_attempts` | gauge | — (failures in a row) |
- * | `status_agent_last_poll_success_timestamp_seconds` | gauge | — |
+ * | `status_agent_last_poll_success_timestamp_seconds` | gauge | — (a wait or, while a command runs, a cancel-wait; the agent's start until the first) |
  * | `status_agent_output_chunks_total` | counter | — (live output chunks delivered) |
  *
  * @module
@@ -25,6 +25,7 @@ export class AgentMetrics {
   readonly #backoffAttempts: Gauge;
   readonly #lastPoll: Gauge;
   readonly #chunks: Counter;
+  #polled = false;
 
   /**
    * Creates the metrics of one agent.
@@ -63,7 +64,8 @@ export class AgentMetrics {
     });
     this.#lastPoll = new Gauge({
       name: "status_agent_last_poll_success_timestamp_seconds",
-      help: "When a long-poll last succeeded (unix time)",
+      help: "When a long-poll (a wait, or a running command's cancel-wait) last succeeded, or " +
+        "when the agent started if none has yet (unix time)",
       registers,
     });
     this.#chunks = new Counter({
@@ -74,11 +76,23 @@ export class AgentMetrics {
   }
 
   /**
-   * A long-poll succeeded (a command or an empty answer).
+   * The agent started: until a long-poll succeeds, the last success reads as this time, not 0,
+   * so `time() - status_agent_last_poll_success_timestamp_seconds` is how long the agent has not
+   * reached the dashboard (not 56 years for every agent in its first long-poll).
+   *
+   * @param nowMs Now, in ms.
+   */
+  started(nowMs: number): void {
+    if (!this.#polled) this.#lastPoll.set(nowMs / 1000);
+  }
+
+  /**
+   * A long-poll succeeded (a command, an empty answer, or a running command's cancel-wait).
    *
    * @param nowMs Now, in ms.
    */
   pollSucceeded(nowMs: number): void {
+    this.#polled = true;
     this.#lastPoll.set(nowMs / 1000);
     this.#backoff.set(0);
     this.#backoffAttempts.set(0);
