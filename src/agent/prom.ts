@@ -5,8 +5,8 @@
  * | metric | type | labels |
  * | --- | --- | --- |
  * | `status_agent_info` | gauge (1) | `agent_id`, `version`, `instance_id` |
- * | `status_agent_commands_total` | counter | `status` (final status of each command run) |
- * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `redirect`, `refused`, `invalid`) |
+ * | `status_agent_commands_total` | counter | `status` (final status of each command run; each at 0 from the start) |
+ * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `redirect`, `refused`, `invalid`; each at 0 from the start) |
  * | `status_agent_backoff_seconds` | gauge | — (current back-off delay; 0 when polling normally) |
  * | `status_agent_backoff_attempts` | gauge | — (failures in a row) |
  * | `status_agent_last_poll_success_timestamp_seconds` | gauge | — (a wait or, while a command runs, a cancel-wait; the agent's start until the first) |
@@ -15,6 +15,18 @@
  * @module
  */
 import { Counter, Gauge, Registry } from "prom-client";
+import { REPORT_STATUSES } from "../protocol/mod.ts";
+
+/** Kinds of failed long-polls (`status_agent_poll_errors_total`). */
+const POLL_ERROR_KINDS = [
+  "network",
+  "server",
+  "throttled",
+  "auth",
+  "redirect",
+  "refused",
+  "invalid",
+] as const;
 
 /** The agent's metrics. */
 export class AgentMetrics {
@@ -73,6 +85,10 @@ export class AgentMetrics {
       help: "Live output chunks delivered to the dashboard",
       registers,
     });
+    // Every label value is there from the start, at 0: a series that first appears at 1 is no
+    // increase to Prometheus, so the first failed command or poll would be missed by increase().
+    for (const status of REPORT_STATUSES) this.#commands.inc({ status }, 0);
+    for (const kind of POLL_ERROR_KINDS) this.#pollErrors.inc({ kind }, 0);
   }
 
   /**

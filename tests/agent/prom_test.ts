@@ -99,3 +99,30 @@ Deno.test("a running command's answered cancel-wait counts as a successful long-
   // The first wait answered at the start; the cancel-wait 1 s (its delay) plus 30 s later.
   assert.equal(seenDuringCommand, 1_800_000_031);
 });
+
+Deno.test("the agent shows every final status and poll error kind at 0 before the first", async () => {
+  // They appeared only with their first increment, at 1, which Prometheus's increase() does not
+  // count: the first failed command or refused poll of a fresh agent went unseen.
+  const metrics = new AgentMetrics({ agentId: "agent-1", version: "0", instanceId: "i" });
+  const families = parsePrometheusTextFormat(await (await metrics.render()).text());
+  const series = (name: string, label: string) =>
+    new Map(
+      families.find((f) => f.name === name)!.metrics.map((m) => [
+        (m.labels as Record<string, string>)[label],
+        Number(m.value),
+      ]),
+    );
+  const commands = series("status_agent_commands_total", "status");
+  for (const status of ["success", "failed", "timeout", "killed", "rejected", "cancelled"]) {
+    assert.equal(commands.get(status), 0, `status ${status}`);
+  }
+  const errors = series("status_agent_poll_errors_total", "kind");
+  for (const kind of ["network", "server", "throttled", "auth", "redirect", "refused", "invalid"]) {
+    assert.equal(errors.get(kind), 0, `kind ${kind}`);
+  }
+  metrics.pollFailed("auth");
+  const after = parsePrometheusTextFormat(await (await metrics.render()).text());
+  const auth = after.find((f) => f.name === "status_agent_poll_errors_total")!.metrics
+    .find((m) => (m.labels as Record<string, string>).kind === "auth");
+  assert.equal(Number(auth?.value), 1);
+});
