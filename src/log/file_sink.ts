@@ -7,6 +7,7 @@
  */
 import type { LogRecord, Sink } from "@logtape/logtape";
 import { openOwnFileSync } from "../own_files.ts";
+import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
 
 /** Mode of a log file this program creates: its owner's only (commands, errors, addresses). */
@@ -20,6 +21,25 @@ export interface RotatingFileSinkOptions {
   maxFiles: number;
   /** Formats a record into its line, newline included. */
   formatter: (record: LogRecord) => string;
+}
+
+/**
+ * Whether Deno lets this program rotate a log file: rename it to `<path>.1` … `<path>.<maxFiles>`,
+ * which needs read and write access to each of those names (or their directory), not only to
+ * the file (`--allow-write=status.log` alone does not let it rotate).
+ *
+ * @param path The log file.
+ * @param maxFiles How many rotated files are kept.
+ * @returns `false` when a rotated name may not be written or read.
+ */
+export function rotationPermitted(path: string, maxFiles: number): boolean {
+  for (let i = 1; i <= maxFiles; i++) {
+    const rotated = `${path}.${i}`;
+    const granted = isGranted({ name: "write", path: rotated }) &&
+      isGranted({ name: "read", path: rotated });
+    if (!granted) return false;
+  }
+  return true;
 }
 
 /**
