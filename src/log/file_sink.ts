@@ -72,8 +72,14 @@ export function rotatingFileSink(
     }
     size = 0;
   };
+  // Lines that could not be written (a full disk, a file that became unwritable), said in the
+  // file by the first line that can be, so a gap in the log is not taken for a quiet time.
+  let lost = 0;
+  let lostError = "";
   return Object.assign((record: LogRecord) => {
-    const bytes = encoder.encode(options.formatter(record));
+    let text = options.formatter(record);
+    if (lost > 0) text = options.formatter(lostLines(lost, lostError, record.timestamp)) + text;
+    const bytes = encoder.encode(text);
     if (file !== undefined && size > 0 && size + bytes.length > options.maxSize) rotate();
     let before = -1;
     try {
@@ -83,7 +89,10 @@ export function rotatingFileSink(
       writeAllSync(file, bytes);
       file.syncSync();
       size += bytes.length;
-    } catch {
+      lost = 0;
+    } catch (error) {
+      lost++;
+      lostError = error instanceof Error ? error.message : String(error);
       // A log line must not stop the program; the next one tries again. Part of it may be written
       // (a full disk): that part is taken back, or the next line would be joined to it.
       try {
@@ -98,4 +107,22 @@ export function rotatingFileSink(
       file = undefined;
     },
   });
+}
+
+/** The record that says how many lines before it were lost, and why. */
+function lostLines(lost: number, error: string, timestamp: number): LogRecord {
+  return {
+    category: ["status", "log"],
+    level: "warning",
+    message: [
+      "",
+      lost,
+      " log lines before this one could not be written to this file: ",
+      error,
+      "",
+    ],
+    rawMessage: "{lost} log lines before this one could not be written to this file: {error}",
+    properties: { lost, error },
+    timestamp,
+  };
 }
