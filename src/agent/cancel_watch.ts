@@ -10,6 +10,7 @@ import { logger } from "../log/mod.ts";
 import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import { type DashboardClient, hasCommandPaths } from "./client.ts";
+import type { AgentMetrics } from "./prom.ts";
 
 /** What a {@link CancelWatcher} works with. */
 export interface CancelWatcherOptions {
@@ -21,6 +22,8 @@ export interface CancelWatcherOptions {
   backoff: PollBackoffOptions;
   /** How long one cancel-wait may wait on the dashboard, in seconds. */
   pollingTimeoutSecs: number;
+  /** Counts an answered cancel-wait as a successful long-poll (the agent polls no other then). */
+  metrics?: AgentMetrics;
 }
 
 /**
@@ -74,6 +77,9 @@ export class CancelWatcher {
           done,
         );
         if (done.aborted) return;
+        if (outcome.kind === "cancel" || outcome.kind === "none") {
+          this.#options.metrics?.pollSucceeded(clock.now());
+        }
         switch (outcome.kind) {
           case "cancel":
             log.info("command cancelled by the dashboard", { commandId: command.id });

@@ -23,7 +23,7 @@ export interface HeartbeatOptions {
   agentId: string;
   /** Seconds between samples (`METRICS_INTERVAL_SECS`). */
   intervalSecs: number;
-  /** Where samples are POSTed (`METRICS_WEBHOOK`); unset: logged only. */
+  /** Where samples are also POSTed (`METRICS_WEBHOOK`), besides `report`; unset: nowhere else. */
   webhook?: string;
   /**
    * The dashboard's URL: a webhook on the same origin gets fully signed requests (with the

@@ -5,16 +5,28 @@
  * | metric | type | labels |
  * | --- | --- | --- |
  * | `status_agent_info` | gauge (1) | `agent_id`, `version`, `instance_id` |
- * | `status_agent_commands_total` | counter | `status` (final status of each command run) |
- * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `redirect`, `refused`, `invalid`) |
+ * | `status_agent_commands_total` | counter | `status` (final status of each command run; each at 0 from the start) |
+ * | `status_agent_poll_errors_total` | counter | `kind` (`network`, `server`, `throttled`, `auth`, `redirect`, `refused`, `invalid`; each at 0 from the start) |
  * | `status_agent_backoff_seconds` | gauge | — (current back-off delay; 0 when polling normally) |
  * | `status_agent_backoff_attempts` | gauge | — (failures in a row) |
- * | `status_agent_last_poll_success_timestamp_seconds` | gauge | — |
+ * | `status_agent_last_poll_success_timestamp_seconds` | gauge | — (a wait or, while a command runs, a cancel-wait; the agent's start until the first) |
  * | `status_agent_output_chunks_total` | counter | — (live output chunks delivered) |
  *
  * @module
  */
 import { Counter, Gauge, Registry } from "prom-client";
+import { REPORT_STATUSES } from "../protocol/mod.ts";
+
+/** Kinds of failed long-polls (`status_agent_poll_errors_total`). */
+const POLL_ERROR_KINDS = [
+  "network",
+  "server",
+  "throttled",
+  "auth",
+  "redirect",
+  "refused",
+  "invalid",
+] as const;
 
 /** The agent's metrics. */
 export class AgentMetrics {
@@ -25,6 +37,7 @@ export class AgentMetrics {
   readonly #backoffAttempts: Gauge;
   readonly #lastPoll: Gauge;
   readonly #chunks: Counter;
+  #polled = false;
 
   /**
    * Creates the metrics of one agent.
@@ -63,7 +76,8 @@ export class AgentMetrics {
     });
     this.#lastPoll = new Gauge({
       name: "status_agent_last_poll_success_timestamp_seconds",
-      help: "When a long-poll last succeeded (unix time)",
+      help: "When a long-poll (a wait, or a running command's cancel-wait) last succeeded, or " +
+        "when the agent started if none has yet (unix time)",
       registers,
     });
     this.#chunks = new Counter({
@@ -71,14 +85,30 @@ export class AgentMetrics {
       help: "Live output chunks delivered to the dashboard",
       registers,
     });
+    // Every label value is there from the start, at 0: a series that first appears at 1 is no
+    // increase to Prometheus, so the first failed command or poll would be missed by increase().
+    for (const status of REPORT_STATUSES) this.#commands.inc({ status }, 0);
+    for (const kind of POLL_ERROR_KINDS) this.#pollErrors.inc({ kind }, 0);
   }
 
   /**
-   * A long-poll succeeded (a command or an empty answer).
+   * The agent started: until a long-poll succeeds, the last success reads as this time, not 0,
+   * so `time() - status_agent_last_poll_success_timestamp_seconds` is how long the agent has not
+   * reached the dashboard (not 56 years for every agent in its first long-poll).
+   *
+   * @param nowMs Now, in ms.
+   */
+  started(nowMs: number): void {
+    if (!this.#polled) this.#lastPoll.set(nowMs / 1000);
+  }
+
+  /**
+   * A long-poll succeeded (a command, an empty answer, or a running command's cancel-wait).
    *
    * @param nowMs Now, in ms.
    */
   pollSucceeded(nowMs: number): void {
+    this.#polled = true;
     this.#lastPoll.set(nowMs / 1000);
     this.#backoff.set(0);
     this.#backoffAttempts.set(0);

@@ -364,6 +364,7 @@ export async function runAgent(
         heartbeatStop.signal,
       );
     }
+    metrics?.started(clock.now());
     await recover(state, executor, () => clock.now());
     options.onStarted?.();
     if (options.heartbeat !== false) {
@@ -400,7 +401,7 @@ export async function runAgent(
       journal: state.journal,
       client,
       clock,
-      cancelWatcher: new CancelWatcher({ client, clock, backoff, pollingTimeoutSecs }),
+      cancelWatcher: new CancelWatcher({ client, clock, backoff, pollingTimeoutSecs, metrics }),
       graceMs,
       liveOutput: options.liveOutput ?? true,
       liveOutputOptions: options.liveOutputOptions,

@@ -255,6 +255,11 @@ export function fileProblem(error: unknown, path: string): string {
     return `${dirname(path)} (or a folder above it) is not a directory`;
   }
   if (error instanceof Deno.errors.NotCapable) {
+    // A device or a file of /proc or /sys (/dev/full, /dev/stderr): Deno opens one only under
+    // --allow-all, and it would not be taken anyway (a log file must be a regular file).
+    if (/requires all access/i.test((error as Error).message)) {
+      return `${path} is a device or system file, not a regular file; give the path of a file`;
+    }
     // Opening it also looks at it (lstat, fstat), which Deno allows only with read access.
     return /requires read access/i.test((error as Error).message)
       ? `not permitted without --allow-read (it is read as well as written: --allow-read=${path})`

@@ -330,7 +330,8 @@ const SPECS = {
   },
   metricsWebhook: {
     env: "METRICS_WEBHOOK",
-    description: "URL the metrics heartbeat is POSTed to (unset: logged only)",
+    description:
+      "URL the metrics heartbeat is also POSTed to, besides the dashboard (unset: the dashboard only)",
     expected: "an http:// or https:// URL",
     schema: url,
     roles: ["agent"],

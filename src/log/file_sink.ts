@@ -7,6 +7,7 @@
  */
 import type { LogRecord, Sink } from "@logtape/logtape";
 import { openOwnFileSync } from "../own_files.ts";
+import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
 
 /** Mode of a log file this program creates: its owner's only (commands, errors, addresses). */
@@ -20,6 +21,25 @@ export interface RotatingFileSinkOptions {
   maxFiles: number;
   /** Formats a record into its line, newline included. */
   formatter: (record: LogRecord) => string;
+}
+
+/**
+ * Whether Deno lets this program rotate a log file: rename it to `<path>.1` … `<path>.<maxFiles>`,
+ * which needs read and write access to each of those names (or their directory), not only to
+ * the file (`--allow-write=status.log` alone does not let it rotate).
+ *
+ * @param path The log file.
+ * @param maxFiles How many rotated files are kept.
+ * @returns `false` when a rotated name may not be written or read.
+ */
+export function rotationPermitted(path: string, maxFiles: number): boolean {
+  for (let i = 1; i <= maxFiles; i++) {
+    const rotated = `${path}.${i}`;
+    const granted = isGranted({ name: "write", path: rotated }) &&
+      isGranted({ name: "read", path: rotated });
+    if (!granted) return false;
+  }
+  return true;
 }
 
 /**
@@ -52,8 +72,14 @@ export function rotatingFileSink(
     }
     size = 0;
   };
+  // Lines that could not be written (a full disk, a file that became unwritable), said in the
+  // file by the first line that can be, so a gap in the log is not taken for a quiet time.
+  let lost = 0;
+  let lostError = "";
   return Object.assign((record: LogRecord) => {
-    const bytes = encoder.encode(options.formatter(record));
+    let text = options.formatter(record);
+    if (lost > 0) text = options.formatter(lostLines(lost, lostError, record.timestamp)) + text;
+    const bytes = encoder.encode(text);
     if (file !== undefined && size > 0 && size + bytes.length > options.maxSize) rotate();
     let before = -1;
     try {
@@ -63,7 +89,10 @@ export function rotatingFileSink(
       writeAllSync(file, bytes);
       file.syncSync();
       size += bytes.length;
-    } catch {
+      lost = 0;
+    } catch (error) {
+      lost++;
+      lostError = error instanceof Error ? error.message : String(error);
       // A log line must not stop the program; the next one tries again. Part of it may be written
       // (a full disk): that part is taken back, or the next line would be joined to it.
       try {
@@ -78,4 +107,22 @@ export function rotatingFileSink(
       file = undefined;
     },
   });
+}
+
+/** The record that says how many lines before it were lost, and why. */
+function lostLines(lost: number, error: string, timestamp: number): LogRecord {
+  return {
+    category: ["status", "log"],
+    level: "warning",
+    message: [
+      "",
+      lost,
+      " log lines before this one could not be written to this file: ",
+      error,
+      "",
+    ],
+    rawMessage: "{lost} log lines before this one could not be written to this file: {error}",
+    properties: { lost, error },
+    timestamp,
+  };
 }

@@ -6,10 +6,10 @@
 import { writeAllSync } from "../write_all.ts";
 import { configureSync, type LogRecord, resetSync, type Sink } from "@logtape/logtape";
 import { LineBatcher } from "./batch.ts";
-import { rotatingFileSink } from "./file_sink.ts";
+import { rotatingFileSink, rotationPermitted } from "./file_sink.ts";
 import { formatJson, formatText, type LogFormat } from "./format.ts";
 import type { LogLevel } from "./levels.ts";
-import { ROOT_CATEGORY } from "./logger.ts";
+import { logger, ROOT_CATEGORY } from "./logger.ts";
 import { registerSecret } from "./redact.ts";
 
 /** What a {@link LoggingOptions.filter} sees of a log record. */
@@ -53,6 +53,11 @@ export interface LoggingOptions {
    */
   filter?: (record: LogRecordView) => boolean;
 }
+
+/** Size after which the log file is rotated. */
+const LOG_FILE_MAX_BYTES = 10 * 1024 * 1024;
+/** Rotated log files kept beside the current one. */
+const LOG_FILE_ROTATED = 5;
 
 const encoder = new TextEncoder();
 
@@ -118,13 +123,15 @@ export function setupLogging(options: LoggingOptions = {}): void {
   const formatter = format === "json" ? formatJson : formatText;
   closeLogging();
   let sink: Sink;
+  let unrotated: string | undefined;
   if (options.file) {
     // Each line at once: a daemon's log is read while it runs (and after a crash).
     sink = rotatingFileSink(options.file, {
-      maxSize: 10 * 1024 * 1024,
-      maxFiles: 5,
+      maxSize: LOG_FILE_MAX_BYTES,
+      maxFiles: LOG_FILE_ROTATED,
       formatter: (record) => formatter(record) + "\n",
     });
+    if (!rotationPermitted(options.file, LOG_FILE_ROTATED)) unrotated = options.file;
   } else if (options.write) {
     const write = options.write;
     sink = (record) => write(formatter(record));
@@ -146,6 +153,16 @@ export function setupLogging(options: LoggingOptions = {}): void {
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
     ],
   });
+  if (unrotated !== undefined) {
+    // The renames would be refused one by one and the file would grow without bound, unsaid.
+    const names = Array.from({ length: LOG_FILE_ROTATED }, (_, i) => `${unrotated}.${i + 1}`);
+    logger("log").warning(
+      "the log file {file} cannot be rotated: renaming it to {rotated} is not permitted, so it " +
+        "grows without bound; grant --allow-read and --allow-write for those names too (or for " +
+        "its directory)",
+      { file: unrotated, rotated: `${names[0]} … ${names.at(-1)}` },
+    );
+  }
 }
 
 /** Flushes and closes the log file, if any, and resets LogTape. */

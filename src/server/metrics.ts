@@ -7,11 +7,11 @@
  * | `status_agents_online` | gauge | — (`NaN` while the store does not answer) |
  * | `status_commands` | gauge | `status` (queue depth by status; `NaN` likewise) |
  * | `status_store_up` | gauge | — (1 when the store answered this scrape's reads, else 0) |
- * | `status_commands_finished_total` | counter | `status` (final status) |
+ * | `status_commands_finished_total` | counter | `status` (final status; each at 0 from the start) |
  * | `status_command_delivery_latency_seconds` | histogram | — (enqueue to first delivery) |
  * | `status_command_duration_seconds` | histogram | — (as the agent reported it) |
  * | `status_http_requests_total` | counter | `route`, `status` |
- * | `status_auth_refusals_total` | counter | `reason` |
+ * | `status_auth_refusals_total` | counter | `reason` (each at 0 from the start) |
  * | `status_rate_limit_refusals_total` | counter | — |
  * | `status_leases_expired_total` | counter | `outcome` (`requeued`, `lost`, `cancelled`) |
  * | `status_redeliveries_total` | counter | — |
@@ -24,7 +24,11 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { CommandStatus } from "../protocol/mod.ts";
-import { COMMAND_STATUSES } from "../protocol/mod.ts";
+import { COMMAND_STATUSES, FINAL_STATUSES } from "../protocol/mod.ts";
+import { REFUSAL_REASONS } from "./refusals.ts";
+
+/** Outcomes of a lease that ended without a report (`status_leases_expired_total`). */
+const LEASE_OUTCOMES = ["requeued", "lost", "cancelled"] as const;
 
 /** What the gauges read when scraped. */
 export interface DashboardMetricsSources {
@@ -175,6 +179,12 @@ export class DashboardMetrics implements MetricsRenderer {
       help: "Bytes of live command output stored",
       registers,
     });
+    // Every label value of the bounded sets is there from the start, at 0: a series that first
+    // appears at 1 is no increase to Prometheus, so the first failed command or refusal would be
+    // missed by increase() and rate().
+    for (const status of FINAL_STATUSES) this.commandsFinished.inc({ status }, 0);
+    for (const reason of REFUSAL_REASONS) this.authRefusals.inc({ reason }, 0);
+    for (const outcome of LEASE_OUTCOMES) this.leasesExpired.inc({ outcome }, 0);
   }
 
   /** Sets the gauges read from the store, or leaves them out when it does not answer. */

@@ -7,21 +7,25 @@
  */
 
 /** The reasons an authentication or authorization refusal is counted under. */
-export type RefusalReason =
-  | "missing_agent_id"
-  | "bad_agent_id"
-  | "unknown_agent"
-  | "missing_token"
-  | "wrong_token"
-  | "no_agent_token"
-  | "timestamp"
-  | "signature"
-  | "request_id"
-  | "replay"
-  | "scope"
-  | "rate_limit"
-  | "duplicate_instance"
-  | "other";
+export const REFUSAL_REASONS = [
+  "missing_agent_id",
+  "bad_agent_id",
+  "unknown_agent",
+  "missing_token",
+  "wrong_token",
+  "no_agent_token",
+  "timestamp",
+  "signature",
+  "request_id",
+  "replay",
+  "scope",
+  "rate_limit",
+  "duplicate_instance",
+  "other",
+] as const;
+
+/** One of {@link REFUSAL_REASONS}. */
+export type RefusalReason = typeof REFUSAL_REASONS[number];
 
 const noted = new WeakMap<Request | Response, RefusalReason>();
 

@@ -53,3 +53,16 @@ Deno.test("a log file Deno may write but not read is said to need --allow-read, 
   );
   assert.equal(fileProblem(write, "status.log"), "not permitted without --allow-write");
 });
+
+Deno.test("a log file that is a device is said to be one, not to need --allow-write", () => {
+  // LOG_FILE=/dev/full (or /dev/stderr) under --allow-write said "not permitted without
+  // --allow-write": Deno opens a device only under --allow-all, and a log file must be a regular
+  // file anyway.
+  const device = new Deno.errors.NotCapable(
+    'Requires all access to "/dev/full", run again with the --allow-all flag',
+  );
+  assert.equal(
+    fileProblem(device, "/dev/full"),
+    "/dev/full is a device or system file, not a regular file; give the path of a file",
+  );
+});

@@ -319,7 +319,7 @@ Deno.test("json lines keep their four fields first; a property of the same name 
 });
 
 Deno.test({
-  name: "a line cut short by a full disk is taken back: the next line is whole",
+  name: "a line cut short by a full disk is taken back, the next line whole and saying it",
   // A real full file system: a tmpfs mounted for the test (root with the right to mount).
   ignore: Deno.uid() !== 0,
   fn: () => {
@@ -338,7 +338,7 @@ Deno.test({
     const sink = rotatingFileSink(path, {
       maxSize: 1024 * 1024,
       maxFiles: 1,
-      formatter: (record) => `${record.rawMessage}\n`,
+      formatter: (record) => `${record.message.join("")}\n`,
     });
     try {
       sink(record("first"));
@@ -358,7 +358,58 @@ Deno.test({
       const text = Deno.readTextFileSync(path);
       new Deno.Command("umount", { args: [dir] }).outputSync();
       Deno.removeSync(dir, { recursive: true });
-      assert.equal(text, "first\nafter\n");
+      // The line lost is said, by the next one written.
+      assert.equal(
+        text,
+        "first\n1 log lines before this one could not be written to this file: " +
+          "No space left on device (os error 28)\nafter\n",
+      );
     }
   },
+});
+
+Deno.test("a log file that may not be rotated says so in itself at start", async (t) => {
+  // With the daemon's documented --allow-write=status.pid,status.log, renaming status.log to
+  // status.log.1 was refused, silently, at every rotation: the file grew without bound.
+  const dir = Deno.makeTempDirSync({ prefix: "status-log-rotate-" });
+  const path = `${dir}/status.log`;
+  const main = new URL("../../main.ts", import.meta.url).pathname;
+  const firstLine = async (access: string) => {
+    const { code } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-env",
+        "--allow-net=127.0.0.1:9",
+        `--allow-read=${access}`,
+        `--allow-write=${access}`,
+        main,
+        "health",
+        "--dashboard-url",
+        "http://127.0.0.1:9",
+      ],
+      env: { LOG_FILE: path, LOG_FORMAT: "json", NO_COLOR: "1" },
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assert.equal(code, 1, "the dashboard is not there");
+    const line = JSON.parse(Deno.readTextFileSync(path).split("\n")[0]);
+    Deno.removeSync(path);
+    return line;
+  };
+  try {
+    await t.step("the file alone granted: a warning names the rotated files", async () => {
+      const line = await firstLine(path);
+      assert.equal(line.level, "warning");
+      assert.match(
+        line.message,
+        /cannot be rotated: renaming it to .*status\.log\.1 … .*status\.log\.5 is not permitted, so it grows without bound/,
+      );
+    });
+    await t.step("its folder granted: no warning", async () => {
+      const line = await firstLine(dir);
+      assert.doesNotMatch(line.message, /rotated/);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

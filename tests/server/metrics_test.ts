@@ -352,3 +352,25 @@ Deno.test("a console login with a wrong or no admin token is an auth refusal in 
   assert.equal(value(families, "status_auth_refusals_total", { reason: "wrong_token" }), 1);
   assert.equal(value(families, "status_auth_refusals_total", { reason: "missing_token" }), 1);
 });
+
+Deno.test("/metrics shows every final status, refusal reason and lease outcome at 0 before the first", async () => {
+  // They appeared only with their first increment, at 1: Prometheus sees no increase in a series
+  // that starts at 1, so increase(status_commands_finished_total{status="failed"}[1h]) missed the
+  // first failed command, and an alert on the first refusal of a kind never fired.
+  await using d = await makeDashboard();
+  const families = await scrape(d);
+  const series = (name: string, label: string) =>
+    new Map(
+      families.get(name)!.metrics.map((m) => [m.labels?.[label], Number(m.value)]),
+    );
+  const finished = series("status_commands_finished_total", "status");
+  for (const status of ["success", "failed", "timeout", "killed", "lost", "expired"]) {
+    assert.equal(finished.get(status), 0, `status ${status}`);
+  }
+  const refusals = series("status_auth_refusals_total", "reason");
+  for (const reason of ["wrong_token", "signature", "replay", "unknown_agent", "other"]) {
+    assert.equal(refusals.get(reason), 0, `reason ${reason}`);
+  }
+  const leases = series("status_leases_expired_total", "outcome");
+  assert.deepEqual([...leases.entries()].sort(), [["cancelled", 0], ["lost", 0], ["requeued", 0]]);
+});
