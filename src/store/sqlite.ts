@@ -158,6 +158,16 @@ export const CHECKPOINT_AFTER_COMMITS = 16;
  */
 const RESERVE_BYTES = 2 * 1024 * 1024;
 
+/** SQLite's result code `SQLITE_BUSY`: another connection holds the lock it needs. */
+const SQLITE_BUSY = 5;
+
+function isBusy(error: unknown): boolean {
+  const e = error as { errcode?: number; message?: string } | null;
+  if (e?.errcode !== undefined) return e.errcode % 256 === SQLITE_BUSY;
+  // Deno's node:sqlite gives the message alone.
+  return /^database is locked$/.test(String(e?.message ?? ""));
+}
+
 /** SQLite's result code `SQLITE_FULL`. */
 const SQLITE_FULL = 13;
 
@@ -1649,15 +1659,22 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc RequestIdJournal.keptRequestIds} */
   keptRequestIds(now: number): Promise<KeptRequestId[]> {
     return this.#run(() => {
-      // Read once, at start: the ids expired since the last run go now (later ones by rowid).
-      this.#tx(() => this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now));
-      return (this.#stmt(
+      const kept = (this.#stmt(
         "SELECT key, expires_at, sent_at FROM request_ids WHERE expires_at > ? ORDER BY expires_at",
       ).all(now) as Row[]).map((row) => ({
         key: String(row.key),
         expiresAt: num(row.expires_at),
         sentAtMs: row.sent_at === null ? null : num(row.sent_at),
       }));
+      // Read once, at start: the ids expired since the last run go now (later ones by rowid).
+      // A file another process holds the write lock of keeps them a while longer (the next id
+      // kept deletes them), rather than the dashboard starting without the ids it must refuse.
+      try {
+        this.#tx(() => this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now));
+      } catch (error) {
+        if (!isBusy(error)) throw error;
+      }
+      return kept;
     });
   }
 

@@ -596,6 +596,30 @@ Deno.test("sqlite store keeps request ids until they expire, across reopening, a
   });
 });
 
+Deno.test("sqlite store reads the kept request ids while another process holds the write lock", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const t0 = 1_000_000;
+    let store = openSqliteStore(path);
+    await store.keepRequestId({ key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 }, t0);
+    await store.keepRequestId({ key: "a1\nr-0", expiresAt: t0 + 1, sentAtMs: t0 }, t0);
+    await store.close();
+    // Another process (status agents add, a backup script) is in the middle of a write.
+    const other = new DatabaseSync(path);
+    other.exec("BEGIN IMMEDIATE");
+    store = openSqliteStore(path, { busyTimeoutMs: 50 });
+    try {
+      assert.deepEqual(await store.keptRequestIds(t0 + 1), [
+        { key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 },
+      ]);
+    } finally {
+      other.exec("ROLLBACK");
+      other.close();
+      await store.close();
+    }
+  });
+});
+
 Deno.test("sqlite store commits a kept request id with the next write, before that write is answered", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
