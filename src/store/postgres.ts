@@ -123,6 +123,15 @@ export interface PostgresStoreOptions {
    * @default {15}
    */
   queryTimeoutSecs?: number;
+  /**
+   * How often the connection that listens for the other instances' notifications is asked a
+   * trivial query, in seconds. One that does not answer within `queryTimeoutSecs` is replaced: a
+   * connection dropped without a word (a firewall forgetting an idle connection, a failover moving
+   * the server's address) would otherwise lose every notification until TCP keep-alive noticed,
+   * many minutes later.
+   * @default {30}
+   */
+  listenCheckSecs?: number;
 }
 
 type Sql = postgres.Sql;
@@ -208,6 +217,7 @@ export async function openPostgresStore(
     pool,
     where,
     queryTimeoutMs,
+    (options.listenCheckSecs ?? 30) * 1000,
     (hooks) =>
       postgres(url, {
         ...ssl,
@@ -300,6 +310,7 @@ export class PostgresStore implements CommandStore, SharedStore {
   readonly #onFault = new Set<() => void>();
   readonly #faultGuard: (event: ErrorEvent) => void;
   readonly #queryTimeoutMs: number;
+  readonly #listenCheckMs: number;
   #closed = false;
   #lastSweep = 0;
 
@@ -310,6 +321,7 @@ export class PostgresStore implements CommandStore, SharedStore {
    * @param pool Makes another pool like it (after a fault of the driver).
    * @param location The URL without its password.
    * @param queryTimeoutMs How long one operation may wait for the server.
+   * @param listenCheckMs How often a listening connection is checked.
    * @param listenerConnection Makes the one-connection client that a subscription listens on.
    */
   constructor(
@@ -317,6 +329,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     pool: () => Sql,
     location: string,
     queryTimeoutMs: number,
+    listenCheckMs: number,
     listenerConnection: (hooks: ListenerHooks) => Sql,
   ) {
     this.#sql = sql;
@@ -329,6 +342,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     globalThis.addEventListener("error", this.#faultGuard);
     this.location = location;
     this.#queryTimeoutMs = queryTimeoutMs;
+    this.#listenCheckMs = listenCheckMs;
     this.#listenerConnection = listenerConnection;
   }
 
@@ -1215,7 +1229,9 @@ export class PostgresStore implements CommandStore, SharedStore {
    *
    * Listens on a connection of its own. When that connection closes (the server restarted, the
    * network dropped it), `LISTEN` is sent again on a new one after 250 ms, 500 ms, 1 s, ... up to
-   * 10 s between attempts, and `resync` is called once it listens again.
+   * 10 s between attempts, and `resync` is called once it listens again. The connection is asked
+   * `SELECT 1` every `listenCheckSecs`; one that does not answer within the query timeout (dropped
+   * without a word) is replaced the same way.
    */
   subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
     if (this.#closed) return Promise.reject(new StoreError(`database ${this.location} is closed`));
@@ -1275,6 +1291,34 @@ export class PostgresStore implements CommandStore, SharedStore {
       old.end({ timeout: 0 }).catch(() => {});
       retry();
     };
+    // A connection that is silently gone never closes: it is asked a question now and then.
+    let checking = false;
+    const check = async () => {
+      if (closed || checking || timer !== undefined) return;
+      checking = true;
+      const asked = connection;
+      let deadline: ReturnType<typeof setTimeout> | undefined;
+      const silent = new Promise<"silent">((resolve) => {
+        deadline = setTimeout(() => resolve("silent"), this.#queryTimeoutMs);
+      });
+      try {
+        const answer = asked.unsafe("SELECT 1").then(() => "answered" as const);
+        if (await Promise.race([answer, silent]) === "silent" && asked === connection) {
+          log.warning(
+            "the notification connection to {location} did not answer within {secs} s; " +
+              "listening again on a new one",
+            { location: this.location, secs: this.#queryTimeoutMs / 1000 },
+          );
+          restart();
+        }
+      } catch {
+        // closed or failed: its onclose listens again
+      } finally {
+        clearTimeout(deadline);
+        checking = false;
+      }
+    };
+    let checks: ReturnType<typeof setInterval> | undefined;
     return this.#run("listen", async () => {
       try {
         await listen();
@@ -1283,11 +1327,13 @@ export class PostgresStore implements CommandStore, SharedStore {
         await connection.end({ timeout: 1 }).catch(() => {});
         throw error;
       }
+      checks = setInterval(() => void check(), this.#listenCheckMs);
       this.#onFault.add(restart);
       return {
         close: async () => {
           if (closed) return;
           closed = true;
+          clearInterval(checks);
           this.#onFault.delete(restart);
           if (timer !== undefined) clearTimeout(timer);
           await connection.end({ timeout: 1 }).catch(() => {});
