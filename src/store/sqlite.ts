@@ -31,7 +31,7 @@ import { notOwnPathProblem, openOwnFileSync } from "../own_files.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
-import { StoreError, StoreFullError } from "./errors.ts";
+import { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
 import {
   type AckOutcome,
   type AckRequest,
@@ -429,8 +429,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     let value: T;
     try {
       value = fn();
-    } catch (error) {
-      if (isDiskFull(error)) return Promise.reject(this.#diskFullInGroup(error));
+    } catch (thrown) {
+      if (isDiskFull(thrown)) return Promise.reject(this.#diskFullInGroup(thrown));
+      const error = isBusy(thrown) ? this.#lockedError(thrown) : thrown;
       if (this.#group !== null && !this.#db.isTransaction) {
         // The failure took the whole transaction with it: every call of the group fails.
         for (const waiter of this.#dropGroup()) waiter.reject(error);
@@ -442,6 +443,18 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     return new Promise<T>((resolve, reject) => {
       group.waiting.push({ resolve: () => resolve(value), reject });
     });
+  }
+
+  /**
+   * Another process (`status agents add --db`, a script, a second dashboard) held the file's write
+   * lock for the whole busy timeout: nothing was written, and the call may be retried later.
+   */
+  #lockedError(error: unknown): StoreUnavailableError {
+    return new StoreUnavailableError(
+      `database ${this.path} is locked by another process (waited ${this.#busyTimeoutMs} ms ` +
+        "for its write lock)",
+      { cause: error },
+    );
   }
 
   /** A write failed for lack of space: the whole group fails with it, then space is sought. */
