@@ -326,6 +326,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
         db.exec("PRAGMA foreign_keys = ON");
         this.#migrate(version);
+        if (!memory) this.#checkWritable();
         // The migrations' commits are counted from the first write on.
         this.#uncheckpointed = 0;
         if (!memory) {
@@ -361,6 +362,27 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** The schema version this program writes. */
   static get schemaVersion(): number {
     return MIGRATIONS.length;
+  }
+
+  /**
+   * Refuses a file SQLite opened read-only (its mode, its owner, a read-only mount: SQLite falls
+   * back to reading without a word, and every write would fail later). The version is written
+   * again as it is: the one write that changes nothing. A file another process holds the write
+   * lock of, or one on a full disk, cannot be told from a writable one here and is taken.
+   */
+  #checkWritable(): void {
+    try {
+      this.#db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
+    } catch (error) {
+      if (isBusy(error) || isDiskFull(error)) return;
+      if (!/readonly database/i.test((error as Error)?.message ?? "")) throw error;
+      throw new StoreError(
+        `cannot open database ${this.path}: it can be read but not written by this user ` +
+          "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give " +
+          "the user that runs status write access to them",
+        { cause: error },
+      );
+    }
   }
 
   /**

@@ -679,3 +679,52 @@ Deno.test("sqlite store deletes the request ids it committed a batch at a time, 
     }
   });
 });
+
+/** Runs `mount` (or `umount`) with `args`; `false` where that is not allowed (not root). */
+function mount(command: "mount" | "umount", args: string[]): boolean {
+  try {
+    return new Deno.Command(command, { args, stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("sqlite store refuses a database it could only read, saying so, instead of failing every write", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-readonly-" });
+  try {
+    if (!mount("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir])) {
+      console.warn(`${t.name}: skipped (mounting a read-only tmpfs needs root)`);
+      return;
+    }
+    try {
+      const path = `${dir}/status.db`;
+      const store = openSqliteStore(path);
+      await store.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 0 });
+      // Its -wal and -shm files as a running dashboard leaves them: SQLite opens such a file
+      // read-only where it cannot write (a read-only mount here; a file mode or owner elsewhere).
+      for (const suffix of ["-wal", "-shm"]) {
+        Deno.copyFileSync(`${path}${suffix}`, `${dir}/k${suffix}`);
+      }
+      await store.close();
+      for (const suffix of ["-wal", "-shm"]) {
+        Deno.renameSync(`${dir}/k${suffix}`, `${path}${suffix}`);
+      }
+      assert.ok(mount("mount", ["-o", "remount,ro", dir]));
+      let failure: unknown;
+      try {
+        await openSqliteStore(path).close(); // opened: closed, so that the mount can go
+      } catch (error) {
+        failure = error;
+      }
+      assert.ok(failure instanceof StoreError, String(failure));
+      assert.match(
+        failure.message,
+        /cannot open database .*status\.db: it can be read but not written by this user/,
+      );
+    } finally {
+      mount("umount", [dir]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
