@@ -112,6 +112,15 @@ export interface SqliteStoreOptions {
    * @default {true}
    */
   create?: boolean;
+  /**
+   * Whether this store is a dashboard's: the file is then locked (`flock`) while the store is
+   * open, and a file another dashboard has open this way is refused. Two dashboards on one SQLite
+   * file would each decide alone what the other must know: the request ids it accepted (a signed
+   * request accepted by one could be replayed to the other), the waits to wake at an enqueue, the
+   * cancels to pass on. Commands that manage the file (`status agents ... --db`) do not lock it.
+   * @default {false}
+   */
+  serving?: boolean;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -236,6 +245,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #closed = false;
   /** `<db>-reserve`, or `null` for an in-memory store or where it cannot be written. */
   #reservePath: string | null = null;
+  /** The file held locked while a dashboard serves it (see {@link SqliteStoreOptions.serving}). */
+  #servingLock: Deno.FsFile | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
   /** The open group transaction: calls that ran inside it wait for its commit. */
@@ -309,6 +320,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       }
       this.#db = db;
       try {
+        if (options.serving && !memory) this.#lockServing();
         db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
         const version = this.#checkOurs();
         if (!memory) {
@@ -341,6 +353,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         this.#groupTimer = null;
         this.#group = null;
         db.close();
+        this.#servingLock?.close();
+        this.#servingLock = null;
         this.#statements.clear();
         this.#full = false;
         if (!noRoomToOpen(error)) {
@@ -359,6 +373,26 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     }
   }
 
+  /** Takes the lock of a dashboard serving the file, or refuses the file another one holds. */
+  #lockServing(): void {
+    const file = Deno.openSync(this.path, { read: true });
+    let locked = false;
+    try {
+      locked = file.tryLockSync(true);
+    } finally {
+      // Kept open while SQLite has the file open: closing a descriptor of it ends every lock this
+      // process holds on it, SQLite's own included (here the store is not opened anyway).
+      if (locked) this.#servingLock = file;
+      else file.close();
+    }
+    if (!locked) {
+      throw new StoreError(
+        `cannot open database ${this.path}: another dashboard (status serve) is using it; a ` +
+          "SQLite file serves one dashboard (several instances share a PostgreSQL database)",
+      );
+    }
+  }
+
   /** The schema version this program writes. */
   static get schemaVersion(): number {
     return MIGRATIONS.length;
@@ -372,6 +406,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    */
   #checkWritable(): void {
     try {
+      // Not waited for: a lock held now says nothing of the file's mode.
+      this.#db.exec("PRAGMA busy_timeout = 0");
       this.#db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
     } catch (error) {
       if (isBusy(error) || isDiskFull(error)) return;
@@ -382,6 +418,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           "the user that runs status write access to them",
         { cause: error },
       );
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
   }
 
@@ -1729,6 +1767,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       this.#checkpointTimer = null;
       this.#statements.clear();
       if (this.#db.isOpen) this.#db.close();
+      this.#servingLock?.close();
+      this.#servingLock = null;
     });
   }
 

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { createApp } from "../../src/server/mod.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { createApp, startServer } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, openSqliteStore, StoreUnavailableError } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, FakeClock, P, T0, TOKEN } from "./_helpers.ts";
 
@@ -53,6 +54,23 @@ Deno.test("a write refused for another process's lock is 503 with Retry-After, t
     other.close();
     await dashboard.close();
     await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second dashboard on the SQLite file one serves is refused at start, naming why", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "status-two-" });
+  try {
+    const db = `${dir}/status.db`;
+    const options = { db, port: 0, availableDescriptors: "plenty" as const, devMode: true };
+    await using _first = await startServer(options);
+    const error = await startServer(options).catch((e) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.match(
+      error.message,
+      /cannot open database .*status\.db: another dashboard \(status serve\) is using it/,
+    );
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -728,3 +728,28 @@ Deno.test("sqlite store refuses a database it could only read, saying so, instea
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("sqlite store serving a dashboard refuses a file another dashboard serves", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const first = openSqliteStore(path, { serving: true });
+    try {
+      assert.throws(
+        () => openSqliteStore(path, { serving: true }),
+        (error: Error) =>
+          error instanceof StoreError &&
+          /cannot open database .*status\.db: another dashboard \(status serve\) is using it/
+            .test(error.message),
+      );
+      // status agents ... --db still manages it meanwhile.
+      const cli = openSqliteStore(path, { create: false });
+      await cli.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 0 });
+      await cli.close();
+      assert.equal((await first.getAgent("a1"))?.id, "a1");
+    } finally {
+      await first.close();
+    }
+    const next = openSqliteStore(path, { serving: true });
+    await next.close();
+  });
+});
