@@ -38,21 +38,26 @@ const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
  * assert.equal(redactUrl("https://ops:hunter2@dash:5000"), "https://ops:***@dash:5000");
  * assert.equal(redactUrl("postgres://status:pw@db:5432/status"), "postgres://status:***@db:5432/status");
  * assert.equal(redactUrl("./status.db"), "./status.db");
+ * assert.equal(redactUrl("postgres://status@db/status?password=pw"), "postgres://status@db/status?password=***");
  * // Not a URL the parser takes (the port): the password is still hidden.
  * assert.equal(redactUrl("https://ops:hunter2@dash:99999"), "https://ops:***@dash:99999");
  * ```
  */
 export function redactUrl(url: string): string {
+  const shown = url.replace(QUERY_PASSWORD, "$1***");
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    parsed = new URL(shown);
   } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+    return shown.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
   }
-  if (parsed.password === "") return url;
+  if (parsed.password === "") return shown;
   parsed.password = "***";
-  return url.endsWith("/") ? parsed.href : parsed.href.replace(/\/+$/, "");
+  return shown.endsWith("/") ? parsed.href : parsed.href.replace(/\/+$/, "");
 }
+
+/** A password given in a URL's query, as libpq takes it (`?password=...`, `&sslpassword=...`). */
+const QUERY_PASSWORD = /([?&](?:ssl)?password=)[^&#]*/gi;
 
 /**
  * A string with every registered secret replaced, and the password of any URL in it

@@ -209,7 +209,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     store = options.store;
   } else {
     try {
-      store = await openStore(options.db ?? DEFAULT_DB, { sqlite: options.dbOptions });
+      store = await openStore(options.db ?? DEFAULT_DB, {
+        sqlite: { serving: true, ...options.dbOptions },
+      });
     } catch (error) {
       if (error instanceof StoreError) {
         const message = options.dbSetting

@@ -47,6 +47,18 @@ function resultColumns(stdout: string, stderr: string): string {
 export const COMMAND_COLUMNS = `${COMMAND_CORE_COLUMNS},${resultColumns("r.stdout", "r.stderr")}`;
 
 /**
+ * A free text of an agent's report (its `error`, its `signal`) as a text column keeps it: each
+ * NUL becomes U+FFFD (PostgreSQL refuses NUL in text, failing the whole report; SQLite's text
+ * ends at the first one, dropping the rest), as a lone surrogate already does.
+ *
+ * @param text The text, or `null`.
+ * @returns The text to store.
+ */
+export function reportText(text: string | null): string | null {
+  return text === null ? null : text.replaceAll("\u0000", "\ufffd");
+}
+
+/**
  * Checks the `limit` of `CommandStore.pruneCommands`.
  *
  * @param limit Rows one call deletes at most.

@@ -37,6 +37,7 @@ import {
   parseLabelsColumn,
   parseScopes,
   priorityRank,
+  reportText,
   type Row,
   strOrNull,
   TARGET_COLUMNS,
@@ -123,6 +124,15 @@ export interface PostgresStoreOptions {
    * @default {15}
    */
   queryTimeoutSecs?: number;
+  /**
+   * How often the connection that listens for the other instances' notifications is asked a
+   * trivial query, in seconds. One that does not answer within `queryTimeoutSecs` is replaced: a
+   * connection dropped without a word (a firewall forgetting an idle connection, a failover moving
+   * the server's address) would otherwise lose every notification until TCP keep-alive noticed,
+   * many minutes later.
+   * @default {30}
+   */
+  listenCheckSecs?: number;
 }
 
 type Sql = postgres.Sql;
@@ -208,6 +218,7 @@ export async function openPostgresStore(
     pool,
     where,
     queryTimeoutMs,
+    (options.listenCheckSecs ?? 30) * 1000,
     (hooks) =>
       postgres(url, {
         ...ssl,
@@ -300,6 +311,7 @@ export class PostgresStore implements CommandStore, SharedStore {
   readonly #onFault = new Set<() => void>();
   readonly #faultGuard: (event: ErrorEvent) => void;
   readonly #queryTimeoutMs: number;
+  readonly #listenCheckMs: number;
   #closed = false;
   #lastSweep = 0;
 
@@ -310,6 +322,7 @@ export class PostgresStore implements CommandStore, SharedStore {
    * @param pool Makes another pool like it (after a fault of the driver).
    * @param location The URL without its password.
    * @param queryTimeoutMs How long one operation may wait for the server.
+   * @param listenCheckMs How often a listening connection is checked.
    * @param listenerConnection Makes the one-connection client that a subscription listens on.
    */
   constructor(
@@ -317,6 +330,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     pool: () => Sql,
     location: string,
     queryTimeoutMs: number,
+    listenCheckMs: number,
     listenerConnection: (hooks: ListenerHooks) => Sql,
   ) {
     this.#sql = sql;
@@ -329,6 +343,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     globalThis.addEventListener("error", this.#faultGuard);
     this.location = location;
     this.#queryTimeoutMs = queryTimeoutMs;
+    this.#listenCheckMs = listenCheckMs;
     this.#listenerConnection = listenerConnection;
   }
 
@@ -838,13 +853,13 @@ export class PostgresStore implements CommandStore, SharedStore {
           input.status,
           r !== null,
           r?.exitCode ?? null,
-          r?.signal ?? null,
+          reportText(r?.signal ?? null),
           r?.durationSecs ?? null,
           r ? JSON.stringify(r.stdout) : null,
           r ? JSON.stringify(r.stderr) : null,
           r?.stdoutTruncatedBytes ?? null,
           r?.stderrTruncatedBytes ?? null,
-          input.error,
+          reportText(input.error),
           input.startedAt,
           input.completedAt,
           input.now,
@@ -1215,7 +1230,9 @@ export class PostgresStore implements CommandStore, SharedStore {
    *
    * Listens on a connection of its own. When that connection closes (the server restarted, the
    * network dropped it), `LISTEN` is sent again on a new one after 250 ms, 500 ms, 1 s, ... up to
-   * 10 s between attempts, and `resync` is called once it listens again.
+   * 10 s between attempts, and `resync` is called once it listens again. The connection is asked
+   * `SELECT 1` every `listenCheckSecs`; one that does not answer within the query timeout (dropped
+   * without a word) is replaced the same way.
    */
   subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
     if (this.#closed) return Promise.reject(new StoreError(`database ${this.location} is closed`));
@@ -1275,6 +1292,34 @@ export class PostgresStore implements CommandStore, SharedStore {
       old.end({ timeout: 0 }).catch(() => {});
       retry();
     };
+    // A connection that is silently gone never closes: it is asked a question now and then.
+    let checking = false;
+    const check = async () => {
+      if (closed || checking || timer !== undefined) return;
+      checking = true;
+      const asked = connection;
+      let deadline: ReturnType<typeof setTimeout> | undefined;
+      const silent = new Promise<"silent">((resolve) => {
+        deadline = setTimeout(() => resolve("silent"), this.#queryTimeoutMs);
+      });
+      try {
+        const answer = asked.unsafe("SELECT 1").then(() => "answered" as const);
+        if (await Promise.race([answer, silent]) === "silent" && asked === connection) {
+          log.warning(
+            "the notification connection to {location} did not answer within {secs} s; " +
+              "listening again on a new one",
+            { location: this.location, secs: this.#queryTimeoutMs / 1000 },
+          );
+          restart();
+        }
+      } catch {
+        // closed or failed: its onclose listens again
+      } finally {
+        clearTimeout(deadline);
+        checking = false;
+      }
+    };
+    let checks: ReturnType<typeof setInterval> | undefined;
     return this.#run("listen", async () => {
       try {
         await listen();
@@ -1283,11 +1328,13 @@ export class PostgresStore implements CommandStore, SharedStore {
         await connection.end({ timeout: 1 }).catch(() => {});
         throw error;
       }
+      checks = setInterval(() => void check(), this.#listenCheckMs);
       this.#onFault.add(restart);
       return {
         close: async () => {
           if (closed) return;
           closed = true;
+          clearInterval(checks);
           this.#onFault.delete(restart);
           if (timer !== undefined) clearTimeout(timer);
           await connection.end({ timeout: 1 }).catch(() => {});

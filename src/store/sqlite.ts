@@ -31,7 +31,7 @@ import { notOwnPathProblem, openOwnFileSync } from "../own_files.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
 import { APPLICATION_ID, MIGRATIONS } from "./_migrations.ts";
-import { StoreError, StoreFullError } from "./errors.ts";
+import { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
 import {
   type AckOutcome,
   type AckRequest,
@@ -81,6 +81,7 @@ import {
   parseLabelsColumn,
   parseScopes,
   priorityRank,
+  reportText,
   strOrNull,
   TARGET_COLUMNS,
   TARGET_FROM,
@@ -111,6 +112,15 @@ export interface SqliteStoreOptions {
    * @default {true}
    */
   create?: boolean;
+  /**
+   * Whether this store is a dashboard's: the file is then locked (`flock`) while the store is
+   * open, and a file another dashboard has open this way is refused. Two dashboards on one SQLite
+   * file would each decide alone what the other must know: the request ids it accepted (a signed
+   * request accepted by one could be replayed to the other), the waits to wake at an enqueue, the
+   * cancels to pass on. Commands that manage the file (`status agents ... --db`) do not lock it.
+   * @default {false}
+   */
+  serving?: boolean;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -157,6 +167,16 @@ export const CHECKPOINT_AFTER_COMMITS = 16;
  * full write-ahead log (256 pages of up to 8 KiB), given back when the disk fills up.
  */
 const RESERVE_BYTES = 2 * 1024 * 1024;
+
+/** SQLite's result code `SQLITE_BUSY`: another connection holds the lock it needs. */
+const SQLITE_BUSY = 5;
+
+function isBusy(error: unknown): boolean {
+  const e = error as { errcode?: number; message?: string } | null;
+  if (e?.errcode !== undefined) return e.errcode % 256 === SQLITE_BUSY;
+  // Deno's node:sqlite gives the message alone.
+  return /^database is locked$/.test(String(e?.message ?? ""));
+}
 
 /** SQLite's result code `SQLITE_FULL`. */
 const SQLITE_FULL = 13;
@@ -225,6 +245,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #closed = false;
   /** `<db>-reserve`, or `null` for an in-memory store or where it cannot be written. */
   #reservePath: string | null = null;
+  /** The file held locked while a dashboard serves it (see {@link SqliteStoreOptions.serving}). */
+  #servingLock: Deno.FsFile | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
   /** The open group transaction: calls that ran inside it wait for its commit. */
@@ -298,6 +320,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       }
       this.#db = db;
       try {
+        if (options.serving && !memory) this.#lockServing();
         db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
         const version = this.#checkOurs();
         if (!memory) {
@@ -315,6 +338,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
         db.exec("PRAGMA foreign_keys = ON");
         this.#migrate(version);
+        if (!memory) this.#checkWritable();
         // The migrations' commits are counted from the first write on.
         this.#uncheckpointed = 0;
         if (!memory) {
@@ -329,6 +353,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         this.#groupTimer = null;
         this.#group = null;
         db.close();
+        this.#servingLock?.close();
+        this.#servingLock = null;
         this.#statements.clear();
         this.#full = false;
         if (!noRoomToOpen(error)) {
@@ -347,9 +373,54 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     }
   }
 
+  /** Takes the lock of a dashboard serving the file, or refuses the file another one holds. */
+  #lockServing(): void {
+    const file = Deno.openSync(this.path, { read: true });
+    let locked = false;
+    try {
+      locked = file.tryLockSync(true);
+    } finally {
+      // Kept open while SQLite has the file open: closing a descriptor of it ends every lock this
+      // process holds on it, SQLite's own included (here the store is not opened anyway).
+      if (locked) this.#servingLock = file;
+      else file.close();
+    }
+    if (!locked) {
+      throw new StoreError(
+        `cannot open database ${this.path}: another dashboard (status serve) is using it; a ` +
+          "SQLite file serves one dashboard (several instances share a PostgreSQL database)",
+      );
+    }
+  }
+
   /** The schema version this program writes. */
   static get schemaVersion(): number {
     return MIGRATIONS.length;
+  }
+
+  /**
+   * Refuses a file SQLite opened read-only (its mode, its owner, a read-only mount: SQLite falls
+   * back to reading without a word, and every write would fail later). The version is written
+   * again as it is: the one write that changes nothing. A file another process holds the write
+   * lock of, or one on a full disk, cannot be told from a writable one here and is taken.
+   */
+  #checkWritable(): void {
+    try {
+      // Not waited for: a lock held now says nothing of the file's mode.
+      this.#db.exec("PRAGMA busy_timeout = 0");
+      this.#db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
+    } catch (error) {
+      if (isBusy(error) || isDiskFull(error)) return;
+      if (!/readonly database/i.test((error as Error)?.message ?? "")) throw error;
+      throw new StoreError(
+        `cannot open database ${this.path}: it can be read but not written by this user ` +
+          "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give " +
+          "the user that runs status write access to them",
+        { cause: error },
+      );
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+    }
   }
 
   /**
@@ -418,8 +489,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     let value: T;
     try {
       value = fn();
-    } catch (error) {
-      if (isDiskFull(error)) return Promise.reject(this.#diskFullInGroup(error));
+    } catch (thrown) {
+      if (isDiskFull(thrown)) return Promise.reject(this.#diskFullInGroup(thrown));
+      const error = isBusy(thrown) ? this.#lockedError(thrown) : thrown;
       if (this.#group !== null && !this.#db.isTransaction) {
         // The failure took the whole transaction with it: every call of the group fails.
         for (const waiter of this.#dropGroup()) waiter.reject(error);
@@ -431,6 +503,18 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     return new Promise<T>((resolve, reject) => {
       group.waiting.push({ resolve: () => resolve(value), reject });
     });
+  }
+
+  /**
+   * Another process (`status agents add --db`, a script, a second dashboard) held the file's write
+   * lock for the whole busy timeout: nothing was written, and the call may be retried later.
+   */
+  #lockedError(error: unknown): StoreUnavailableError {
+    return new StoreUnavailableError(
+      `database ${this.path} is locked by another process (waited ${this.#busyTimeoutMs} ms ` +
+        "for its write lock)",
+      { cause: error },
+    );
   }
 
   /** A write failed for lack of space: the whole group fails with it, then space is sought. */
@@ -1104,13 +1188,13 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           input.status,
           r ? 1 : 0,
           r?.exitCode ?? null,
-          r?.signal ?? null,
+          reportText(r?.signal ?? null),
           r?.durationSecs ?? null,
           r ? JSON.stringify(r.stdout) : null,
           r ? JSON.stringify(r.stderr) : null,
           r?.stdoutTruncatedBytes ?? null,
           r?.stderrTruncatedBytes ?? null,
-          input.error,
+          reportText(input.error),
           input.startedAt,
           input.completedAt,
           input.now,
@@ -1134,7 +1218,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
               attempt: input.attempt,
               hasOutput: r !== null,
               exitCode: r?.exitCode ?? null,
-              signal: r?.signal ?? null,
+              signal: reportText(r?.signal ?? null),
               durationSecs: r?.durationSecs ?? null,
               stdout: r ? r.stdout : null,
               stderr: r ? r.stderr : null,
@@ -1142,7 +1226,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
               stderrEncoding: encodingOrNull(r?.stderrEncoding),
               stdoutTruncatedBytes: r?.stdoutTruncatedBytes ?? null,
               stderrTruncatedBytes: r?.stderrTruncatedBytes ?? null,
-              error: input.error,
+              error: reportText(input.error),
               startedAt: input.startedAt,
               completedAt: input.completedAt,
               reportedAt: input.now,
@@ -1649,15 +1733,22 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc RequestIdJournal.keptRequestIds} */
   keptRequestIds(now: number): Promise<KeptRequestId[]> {
     return this.#run(() => {
-      // Read once, at start: the ids expired since the last run go now (later ones by rowid).
-      this.#tx(() => this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now));
-      return (this.#stmt(
+      const kept = (this.#stmt(
         "SELECT key, expires_at, sent_at FROM request_ids WHERE expires_at > ? ORDER BY expires_at",
       ).all(now) as Row[]).map((row) => ({
         key: String(row.key),
         expiresAt: num(row.expires_at),
         sentAtMs: row.sent_at === null ? null : num(row.sent_at),
       }));
+      // Read once, at start: the ids expired since the last run go now (later ones by rowid).
+      // A file another process holds the write lock of keeps them a while longer (the next id
+      // kept deletes them), rather than the dashboard starting without the ids it must refuse.
+      try {
+        this.#tx(() => this.#stmt("DELETE FROM request_ids WHERE expires_at <= ?").run(now));
+      } catch (error) {
+        if (!isBusy(error)) throw error;
+      }
+      return kept;
     });
   }
 
@@ -1676,6 +1767,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       this.#checkpointTimer = null;
       this.#statements.clear();
       if (this.#db.isOpen) this.#db.close();
+      this.#servingLock?.close();
+      this.#servingLock = null;
     });
   }
 

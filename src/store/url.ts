@@ -39,6 +39,12 @@ export function postgresUrlProblem(url: string): string | null {
     return "its user name or password has a % that is not followed by two hexadecimal digits " +
       "(write a % itself as %25)";
   }
+  const inQuery = [...parsed.searchParams.keys()].find((key) => /^(ssl)?password$/i.test(key));
+  if (inQuery !== undefined) {
+    return `its password is given as ?${inQuery}=, which the driver would send to the server as a ` +
+      "setting of that name; give it in the user information instead " +
+      "(postgres://user:password@host/database, percent-encoded)";
+  }
   const sslmode = lastParam(parsed, "sslmode");
   if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
     return `its sslmode must be one of ${SSL_MODES.join(", ")}, got ` +

@@ -3,6 +3,7 @@ import { storeLocation, storeSetting } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
 import { redactUrl } from "../../src/store/mod.ts";
 import { postgresUrlProblem, sslModeOf, withoutPassword } from "../../src/store/url.ts";
+import { run } from "./_run.ts";
 
 const URL_A = "postgres://status:pw@db:5432/status";
 
@@ -65,6 +66,37 @@ Deno.test("a database URL the driver cannot read is told why without being quote
   ) {
     assert.equal(postgresUrlProblem(url), null, url);
   }
+});
+
+Deno.test("a password in a database URL's query is refused, and never shown", async (t) => {
+  await t.step("the problem says where the password goes, without quoting it", () => {
+    for (const key of ["password", "PASSWORD", "sslpassword"]) {
+      const problem = postgresUrlProblem(`postgres://u@db/s?sslmode=disable&${key}=secretpw`);
+      assert.match(problem ?? "", new RegExp(`given as \\?${key}=.*postgres://user:password@`));
+      assert.doesNotMatch(problem!, /secretpw/);
+    }
+    assert.equal(postgresUrlProblem("postgres://u@db/s?application_name=password"), null);
+  });
+  await t.step("the URL shown hides the query's password", () => {
+    assert.equal(
+      redactUrl("postgres://u@db/s?password=secretpw&sslmode=disable"),
+      "postgres://u@db/s?password=***&sslmode=disable",
+    );
+    assert.equal(
+      redactUrl("postgres://u:pw@db:99999/s?sslpassword=secretpw#x"),
+      "postgres://u:***@db:99999/s?sslpassword=***#x",
+    );
+  });
+  await t.step("status serve exits 2 with one line, the password nowhere", async () => {
+    const url = "postgres://status@127.0.0.1:1/status?password=secretpw";
+    const out = await run(["serve", "--port", "0"], { DATABASE_URL: url });
+    assert.equal(out.code, 2);
+    assert.match(
+      out.stderr.join("\n"),
+      /DATABASE_URL from the environment: cannot open .*given as/,
+    );
+    assert.doesNotMatch([...out.stderr, ...out.stdout].join("\n"), /secretpw/);
+  });
 });
 
 Deno.test("a URL's sslmode is read as the driver reads it: decoded, the last of a repeated key", () => {

@@ -1280,6 +1280,34 @@ export function runStoreContract(
     },
   );
 
+  test("records a report whose error and signal hold NUL and control characters", async (store) => {
+    // An agent's free text: each NUL is kept as U+FFFD (PostgreSQL's text refuses NUL, and
+    // SQLite's ends at it), the rest as sent.
+    const error = "spawn /opt/x\u0000y failed:\n\tpermission denied \u001b[31m\u00e9\u{1F600}";
+    const signal = "SIG\u0000KILL";
+    await enqueue(store, "n1");
+    await claim(store);
+    const outcome = await store.report(report({ id: "n1", agentId: "a1" }, {
+      status: "killed",
+      result: {
+        exitCode: null,
+        signal,
+        durationSecs: 0.1,
+        stdout: "",
+        stderr: "",
+        stdoutTruncatedBytes: 0,
+        stderrTruncatedBytes: 0,
+      },
+      error,
+    }));
+    assert.equal(outcome.outcome, "accepted");
+    const kept = error.replaceAll("\u0000", "\ufffd");
+    assert.equal(outcome.outcome === "accepted" && outcome.command.result?.error, kept);
+    const stored = await store.getCommand("n1");
+    assert.equal(stored?.result?.error, kept);
+    assert.equal(stored?.result?.signal, "SIG\ufffdKILL");
+  });
+
   test("keeps output byte for byte: NUL bytes, control characters and base64", async (store) => {
     const text = "etc/shadow\u0000\u0000\u0000ustar\u000000root\u0001\u001b[0m \u00e9\u{1F600}\n";
     const base64 = btoa(String.fromCharCode(0, 0xff, 0xfe, 0x41, 0));

@@ -300,13 +300,14 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
   let frozen = false;
   let armed = false;
   const conns: Deno.Conn[] = [];
+  const silenced = new Set<Deno.Conn>();
   const pipe = async (from: Deno.Conn, to: Deno.Conn, fromClient: boolean) => {
     const buffer = new Uint8Array(65536);
     try {
       for (;;) {
         const n = await from.read(buffer);
         if (n === null) break;
-        if (frozen) continue; // swallowed: the other side never hears of it
+        if (frozen || silenced.has(from)) continue; // swallowed: the other side never hears of it
         if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
         await to.write(buffer.subarray(0, n));
         if (fromClient && options.freezeAfter !== undefined) {
@@ -335,6 +336,10 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
     url: url.toString(),
     freeze() {
       frozen = true;
+    },
+    /** Stops forwarding on the connections open now, without closing them; new ones work. */
+    silenceOpen() {
+      for (const conn of conns) silenced.add(conn);
     },
     async close() {
       listener.close();
@@ -375,6 +380,49 @@ Deno.test({
     } finally {
       await proxy.close();
       await store.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a notification connection dropped without a word is replaced, and the " +
+    "waits re-checked, within the check interval and the query timeout",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url));
+    // A firewall or a failed-over address drops the idle LISTEN connection: no FIN, no RST.
+    const a = await openPostgresStore(proxy.url, { queryTimeoutSecs: 1, listenCheckSecs: 1 });
+    const b = await openPostgresStore(db.url);
+    using logs = captureLogs();
+    const heard: string[] = [];
+    let resyncs = 0;
+    const subscription = await a.subscribe({
+      event(event) {
+        if (event.type === "queued") heard.push(event.agentId);
+      },
+      resync() {
+        resyncs++;
+      },
+    });
+    try {
+      await b.enqueue(newCommand("c1", "a1"));
+      await until(() => heard.includes("a1"), "the first enqueue is heard");
+      proxy.silenceOpen();
+      await until(() => resyncs === 1, "listening again on a new connection", 15_000);
+      assert.ok(
+        logs.has(/notification connection .* did not answer within 1 s/),
+        logs.messages().join("\n"),
+      );
+      await b.enqueue(newCommand("c2", "a2"));
+      await until(() => heard.includes("a2"), "an enqueue after the drop is heard");
+    } finally {
+      await subscription.close();
+      await a.close().catch(() => {});
+      await b.close();
+      await proxy.close();
     }
   },
 });

@@ -596,6 +596,30 @@ Deno.test("sqlite store keeps request ids until they expire, across reopening, a
   });
 });
 
+Deno.test("sqlite store reads the kept request ids while another process holds the write lock", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const t0 = 1_000_000;
+    let store = openSqliteStore(path);
+    await store.keepRequestId({ key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 }, t0);
+    await store.keepRequestId({ key: "a1\nr-0", expiresAt: t0 + 1, sentAtMs: t0 }, t0);
+    await store.close();
+    // Another process (status agents add, a backup script) is in the middle of a write.
+    const other = new DatabaseSync(path);
+    other.exec("BEGIN IMMEDIATE");
+    store = openSqliteStore(path, { busyTimeoutMs: 50 });
+    try {
+      assert.deepEqual(await store.keptRequestIds(t0 + 1), [
+        { key: "a1\nr-1", expiresAt: t0 + 660_000, sentAtMs: t0 },
+      ]);
+    } finally {
+      other.exec("ROLLBACK");
+      other.close();
+      await store.close();
+    }
+  });
+});
+
 Deno.test("sqlite store commits a kept request id with the next write, before that write is answered", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
@@ -653,5 +677,79 @@ Deno.test("sqlite store deletes the request ids it committed a batch at a time, 
     } finally {
       await store.close();
     }
+  });
+});
+
+/** Runs `mount` (or `umount`) with `args`; `false` where that is not allowed (not root). */
+function mount(command: "mount" | "umount", args: string[]): boolean {
+  try {
+    return new Deno.Command(command, { args, stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("sqlite store refuses a database it could only read, saying so, instead of failing every write", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-readonly-" });
+  try {
+    if (!mount("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir])) {
+      console.warn(`${t.name}: skipped (mounting a read-only tmpfs needs root)`);
+      return;
+    }
+    try {
+      const path = `${dir}/status.db`;
+      const store = openSqliteStore(path);
+      await store.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 0 });
+      // Its -wal and -shm files as a running dashboard leaves them: SQLite opens such a file
+      // read-only where it cannot write (a read-only mount here; a file mode or owner elsewhere).
+      for (const suffix of ["-wal", "-shm"]) {
+        Deno.copyFileSync(`${path}${suffix}`, `${dir}/k${suffix}`);
+      }
+      await store.close();
+      for (const suffix of ["-wal", "-shm"]) {
+        Deno.renameSync(`${dir}/k${suffix}`, `${path}${suffix}`);
+      }
+      assert.ok(mount("mount", ["-o", "remount,ro", dir]));
+      let failure: unknown;
+      try {
+        await openSqliteStore(path).close(); // opened: closed, so that the mount can go
+      } catch (error) {
+        failure = error;
+      }
+      assert.ok(failure instanceof StoreError, String(failure));
+      assert.match(
+        failure.message,
+        /cannot open database .*status\.db: it can be read but not written by this user/,
+      );
+    } finally {
+      mount("umount", [dir]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sqlite store serving a dashboard refuses a file another dashboard serves", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const first = openSqliteStore(path, { serving: true });
+    try {
+      assert.throws(
+        () => openSqliteStore(path, { serving: true }),
+        (error: Error) =>
+          error instanceof StoreError &&
+          /cannot open database .*status\.db: another dashboard \(status serve\) is using it/
+            .test(error.message),
+      );
+      // status agents ... --db still manages it meanwhile.
+      const cli = openSqliteStore(path, { create: false });
+      await cli.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 0 });
+      await cli.close();
+      assert.equal((await first.getAgent("a1"))?.id, "a1");
+    } finally {
+      await first.close();
+    }
+    const next = openSqliteStore(path, { serving: true });
+    await next.close();
   });
 });
