@@ -138,7 +138,10 @@ Deno.test("an operator's enqueue naming its target by a malformed X-Agent-Id is 
   assert.match(String((await json(malformed)).error), /^X-Agent-Id must be 1–128 characters/);
   const absent = await enqueue({});
   assert.equal(absent.status, 400);
-  assert.match(String((await json(absent)).error), /^field "agent_id": is required without an X-Agent-Id header/);
+  assert.match(
+    String((await json(absent)).error),
+    /^field "agent_id": is required without an X-Agent-Id header/,
+  );
   const named = await enqueue({ "X-Agent-Id": "a1" });
   assert.equal(named.status, 202);
   await named.body?.cancel();
