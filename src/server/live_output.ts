@@ -9,6 +9,7 @@
 import type { CommandRecord, CommandStore, OutputChunk, OutputStream } from "../store/mod.ts";
 import { toBase64 } from "../protocol/mod.ts";
 import { commandView } from "./views.ts";
+import { decodeStrict, wholeCharactersEnd, wholeCharactersStart } from "../utf8.ts";
 
 /** Bytes of each stream's head kept while a command runs (as the final result keeps). */
 export const LIVE_OUTPUT_HEAD_BYTES = 32 * 1024;
@@ -117,33 +118,6 @@ function joinRuns(
     at += part.length;
   }
   return { bytes, dropped };
-}
-
-/** The bytes as text when they are valid UTF-8 (a leading byte-order mark kept), else `undefined`. */
-function decodeStrict(bytes: Uint8Array): string | undefined {
-  try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Where the last whole UTF-8 character of `bytes` ends (a character cut at the end is left out). */
-function wholeCharactersEnd(bytes: Uint8Array): number {
-  for (let back = 1; back <= 3 && back <= bytes.length; back++) {
-    const byte = bytes[bytes.length - back];
-    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
-    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
-    return length > back ? bytes.length - back : bytes.length;
-  }
-  return bytes.length;
-}
-
-/** Where the first whole UTF-8 character of `bytes` starts (continuation bytes skipped). */
-function wholeCharactersStart(bytes: Uint8Array): number {
-  let start = 0;
-  while (start < 3 && start < bytes.length && (bytes[start] & 0xc0) === 0x80) start++;
-  return start;
 }
 
 /**
