@@ -87,63 +87,46 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "SIGTERM during a long command: it is cancelled at the grace, reported, exit code 0",
-  async fn() {
-    const dir = tempDir();
-    try {
-      await using server = await startServer({
-        availableDescriptors: "plenty",
-        db: ":memory:",
-        port: 0,
-      });
-      await using agent = spawnCli(
-        agentArgs(server, dir, ["--shutdown-grace-secs", "1"]),
-        { cwd: dir, perms: AGENT_PERMS },
-      );
-      await agent.waitForLog("long-poll: polling loop started");
-      await enqueue(server.url, "proc-agent", "term-2", "sleep 60");
-      await agent.waitForLog("Executing command: sleep 60 (id: term-2)");
-      const signalled = Date.now();
-      agent.kill("SIGTERM");
-      const status = await agent.exited(60_000);
-      assert.equal(status.code, 0, agent.stderr.text);
-      assert.ok(Date.now() - signalled < 15_000);
-      assert.equal((await commandOf(server.url, "term-2")).status, "interrupted");
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
-  },
-});
+/**
+ * A stop signal while a command runs past the shutdown grace: the command is cancelled at the
+ * grace and reported `interrupted`, and the agent exits 0.
+ */
+async function stopDuringLongCommand(signal: "SIGTERM" | "SIGHUP", id: string): Promise<void> {
+  const dir = tempDir();
+  try {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
+    await using agent = spawnCli(
+      agentArgs(server, dir, ["--shutdown-grace-secs", "1"]),
+      { cwd: dir, perms: AGENT_PERMS },
+    );
+    await agent.waitForLog("long-poll: polling loop started");
+    await enqueue(server.url, "proc-agent", id, "sleep 60");
+    await agent.waitForLog(`Executing command: sleep 60 (id: ${id})`);
+    const signalled = Date.now();
+    agent.kill(signal);
+    const status = await agent.exited(60_000);
+    assert.equal(status.code, 0, agent.stderr.text);
+    assert.ok(Date.now() - signalled < 15_000);
+    assert.ok(agent.logged(new RegExp(`${signal} received: stopping`)));
+    assert.equal((await commandOf(server.url, id)).status, "interrupted");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
 
-Deno.test({
-  name:
-    "SIGHUP (its terminal closed) stops the agent like SIGTERM: the command is stopped, reported",
-  async fn() {
-    const dir = tempDir();
-    try {
-      await using server = await startServer({
-        availableDescriptors: "plenty",
-        db: ":memory:",
-        port: 0,
-      });
-      await using agent = spawnCli(
-        agentArgs(server, dir, ["--shutdown-grace-secs", "1"]),
-        { cwd: dir, perms: AGENT_PERMS },
-      );
-      await agent.waitForLog("long-poll: polling loop started");
-      await enqueue(server.url, "proc-agent", "hup-1", "sleep 60");
-      await agent.waitForLog("Executing command: sleep 60 (id: hup-1)");
-      agent.kill("SIGHUP");
-      const status = await agent.exited(60_000);
-      assert.equal(status.code, 0, agent.stderr.text);
-      assert.ok(agent.logged(/SIGHUP received: stopping/));
-      assert.equal((await commandOf(server.url, "hup-1")).status, "interrupted");
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
-  },
-});
+Deno.test(
+  "SIGTERM during a long command: it is cancelled at the grace, reported, exit code 0",
+  () => stopDuringLongCommand("SIGTERM", "term-2"),
+);
+
+Deno.test(
+  "SIGHUP (its terminal closed) stops the agent like SIGTERM: the command is stopped, reported",
+  () => stopDuringLongCommand("SIGHUP", "hup-1"),
+);
 
 Deno.test({
   name: "a second signal stops at once; the outbox keeps the result for the next start",
