@@ -308,14 +308,49 @@ export function unenterableBy(dir: string, user: CommandUser): string | undefine
     } catch {
       return undefined;
     }
-    if (info.mode === null || info.uid === null || info.gid === null) return undefined;
-    const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
-    if ((info.mode & bit) === 0) {
-      return `${at} is mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ` +
-        `${info.uid}, group gid ${info.gid}`;
-    }
+    const denied = deniedBy(at, info, user);
+    if (denied !== undefined) return denied;
   }
   return undefined;
+}
+
+/**
+ * @internal Why `user` (as {@link unenterableBy}) cannot run `program`: a directory on the way
+ * to the file it names (after symbolic links) it may not enter, or the file's own mode without
+ * execute permission for it; `undefined` when neither, or when that cannot be told.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unrunnableBy } from "./sandbox.ts";
+ *
+ * assert.equal(unrunnableBy("/bin/sh", { name: "nobody", uid: 65534, gid: 65534 }), undefined);
+ * ```
+ *
+ * @param program The program's absolute path.
+ * @param user The command user.
+ * @returns The reason, or `undefined`.
+ */
+export function unrunnableBy(program: string, user: CommandUser): string | undefined {
+  if (user.uid === 0) return undefined;
+  let path: string;
+  let info: Deno.FileInfo;
+  try {
+    path = Deno.realPathSync(program);
+    info = Deno.statSync(path);
+  } catch {
+    return undefined;
+  }
+  return unenterableBy(dirname(path), user) ?? deniedBy(path, info, user);
+}
+
+/** The mode of `at` when it gives `user` no search or execute permission, else `undefined`. */
+function deniedBy(at: string, info: Deno.FileInfo, user: CommandUser): string | undefined {
+  if (info.mode === null || info.uid === null || info.gid === null) return undefined;
+  const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
+  if ((info.mode & bit) !== 0) return undefined;
+  return `${at} is mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ` +
+    `${info.uid}, group gid ${info.gid}`;
 }
 
 /** How signals reach processes other than the direct child. */
