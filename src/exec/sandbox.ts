@@ -865,11 +865,13 @@ export class Sandbox {
   }
 
   /**
-   * One sentence for the start-up log: who commands run as, where, and how they are stopped.
+   * One sentence for the start-up log: who commands run as, where, and how they are stopped;
+   * and which of `programs` the command user cannot run (a root agent's `/root/bin/tool`).
    *
+   * @param programs The allowlist (`ALLOWED_PROGRAMS`): its absolute entries are checked.
    * @returns The description.
    */
-  describe(): string {
+  describe(programs: readonly string[] = []): string {
     // A user other than the agent's, when the agent is not root: without the capabilities to
     // switch to it no command starts, which the line must say.
     const userCaveat = this.user && this.userNote
@@ -907,7 +909,18 @@ export class Sandbox {
         : `stopped by signalling their process group; processes that leave it (setsid) are ` +
           `not found${why}`;
     }
-    return `${who}, ${where}, ${how}`;
+    const user = this.user;
+    const unrunnable = user
+      ? programs.filter((program) => program.startsWith("/")).flatMap((program) => {
+        const why = unrunnableBy(program, user);
+        return why === undefined ? [] : [`${program} (${why})`];
+      })
+      : [];
+    const programsNote = unrunnable.length === 0
+      ? ""
+      : `; ALLOWED_PROGRAMS that ${user!.name} cannot run (their commands fail): ` +
+        unrunnable.join(", ");
+    return `${who}, ${where}, ${how}${programsNote}`;
   }
 
   /**

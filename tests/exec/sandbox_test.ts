@@ -784,6 +784,14 @@ Deno.test({
     try {
       await using sandbox = Sandbox.create({ cgroups: false });
       const policy = createPolicy({ allowedPrograms: [tool] });
+      // The start-up line says so before any command fails.
+      assert.match(
+        sandbox.describe(["echo", tool]),
+        new RegExp(
+          "; ALLOWED_PROGRAMS that nobody cannot run \\(their commands fail\\): " +
+            `${tool} \\(${dir} is mode 0700, owner uid 0, group gid 0\\)$`,
+        ),
+      );
       const result = await runCommand(tool, { policy, sandbox });
       assert.equal(result.status, "failed");
       assert.equal(result.start_failure, "not_executable");
@@ -802,6 +810,7 @@ Deno.test({
       );
       Deno.chmodSync(tool, 0o755);
       assert.equal((await runCommand(tool, { policy, sandbox })).stdout, "ran\n");
+      assert.doesNotMatch(sandbox.describe([tool]), /cannot run/);
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
