@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { DeliveredCommand } from "../protocol/mod.ts";
+import type { DeliveredCommand, ReportStatus } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { CancelWatcher } from "./cancel_watch.ts";
 import type { Clock } from "./clock.ts";
@@ -45,6 +45,22 @@ export interface CommandExecutionOptions {
 const OUTPUT_FINISH_MS = 5000;
 
 const log = logger("agent");
+
+/**
+ * A run the agent's own stop cancelled, as it is reported: nobody cancelled it, so it did not
+ * finish (`interrupted`, the error saying why); any other status is kept.
+ */
+function interruptedBy<T extends { status: ReportStatus; error: string | null }>(
+  why: string,
+  ended: T,
+): Omit<T, "status"> & { status: ReportStatus } {
+  if (ended.status !== "cancelled") return ended;
+  return {
+    ...ended,
+    status: "interrupted",
+    error: `${why}: ${(ended.error ?? "").replace(/^cancelled: /, "")}`,
+  };
+}
 
 /** Runs delivered commands, one at a time; never throws for a failed run. */
 export class CommandExecution {
@@ -121,7 +137,13 @@ export class CommandExecution {
           : undefined,
         signal: cancel.signal,
         onSpawn: (record) => journal.spawned(command.id, record),
-        onExit: (exit) => journal.exited(command.id, exit),
+        // The exit is journaled as the report will say it: a run the agent's own stop cut
+        // short is interrupted, not cancelled (a crash before the report reports the journal).
+        onExit: (exit) =>
+          journal.exited(
+            command.id,
+            stoppedBecause === undefined ? exit : interruptedBy(stoppedBecause, exit),
+          ),
         onOutput: streamer ? (stream, chunk) => streamer.push(stream, chunk) : undefined,
       });
     } catch (error) {
@@ -138,14 +160,7 @@ export class CommandExecution {
       signal.removeEventListener("abort", onStop);
       stopNow.removeEventListener("abort", onStopNow);
     }
-    if (stoppedBecause !== undefined && outcome.status === "cancelled") {
-      // Nobody cancelled it: the agent's own stop cut it short, so it did not finish.
-      outcome = {
-        ...outcome,
-        status: "interrupted",
-        error: `${stoppedBecause}: ${(outcome.error ?? "").replace(/^cancelled: /, "")}`,
-      };
-    }
+    if (stoppedBecause !== undefined) outcome = interruptedBy(stoppedBecause, outcome);
     try {
       ended?.(outcome);
     } finally {

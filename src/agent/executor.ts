@@ -190,7 +190,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     clock: options.clock,
   });
   return {
-    describe: () => runner.sandbox.describe(),
+    describe: () => runner.sandbox.describe(policy.allowedPrograms),
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
     sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
     close: () => sandbox?.close(),

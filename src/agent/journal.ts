@@ -52,8 +52,14 @@ export interface JournalEntry {
   /** What identifies its processes, recorded right after the spawn. */
   process?: ProcessRecord;
   /** How it ended, recorded the moment it exited (before its output was collected). */
-  exit?: ExitRecord;
+  exit?: JournaledExit;
 }
+
+/**
+ * How a command ended, as journaled the moment it exited: the executor's record, whose status is
+ * `interrupted` when the agent's own stop cancelled it.
+ */
+export type JournaledExit = Omit<ExitRecord, "status"> & { status: ReportStatus };
 
 /** Options of {@link Journal.open}. */
 export interface JournalOptions {
@@ -88,7 +94,7 @@ type JournalOp =
   | { op: "accepted"; id: string; at: string }
   | { op: "forget"; id: string }
   | { op: "spawned"; id: string; process: ProcessRecord }
-  | { op: "exited"; id: string; exit: ExitRecord }
+  | { op: "exited"; id: string; exit: JournaledExit }
   | { op: "entry"; entry: JournalEntry };
 
 const STATES: ReadonlySet<unknown> = new Set<JournalState>(["running", "done", "accepted"]);
@@ -316,9 +322,9 @@ export class Journal implements Disposable {
    * Records how a command ended, the moment it exited.
    *
    * @param id The command id.
-   * @param exit The exit record from the executor.
+   * @param exit The exit record from the executor (`interrupted` when the agent's stop ended it).
    */
-  exited(id: string, exit: ExitRecord): void {
+  exited(id: string, exit: JournaledExit): void {
     if (!this.#entries.has(id)) return;
     const op: JournalOp = { op: "exited", id, exit };
     this.#record(op);

@@ -99,8 +99,22 @@ async function leftoverReport(
   now: () => number,
 ): Promise<ReportRequest> {
   const props = { commandId: entry.id, commandName: entry.name };
+  // Also after a recorded exit: the first process had ended, but what it started may still run
+  // (the agent died before it stopped the rest).
+  let found: LeftoverOutcome | "unrecorded" = "unrecorded";
+  if (entry.process && executor.stopLeftover) {
+    try {
+      found = await executor.stopLeftover(entry.process);
+    } catch (error) {
+      log.error("could not stop what the command left running", { ...props, error });
+      found = "unknown";
+    }
+  }
   if (entry.exit) {
     const exit = entry.exit;
+    if (found === "stopped") {
+      log.warning("processes the command left running after it ended were stopped", props);
+    }
     log.warning("command had ended when the agent stopped; its recorded exit is reported", {
       ...props,
       status: exit.status,
@@ -123,15 +137,6 @@ async function leftoverReport(
       started_at: exit.started_at,
       completed_at: exit.completed_at,
     };
-  }
-  let found: LeftoverOutcome | "unrecorded" = "unrecorded";
-  if (entry.process && executor.stopLeftover) {
-    try {
-      found = await executor.stopLeftover(entry.process);
-    } catch (error) {
-      log.error("could not stop what the command left running", { ...props, error });
-      found = "unknown";
-    }
   }
   log.warning("command was running when the agent stopped; it is reported interrupted", {
     ...props,

@@ -24,6 +24,7 @@ import {
   Sandbox,
   setsidExecFailure,
   unenterableBy,
+  unrunnableBy,
 } from "./sandbox.ts";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { type Clock, systemClock, type TimerId } from "../clock.ts";
@@ -438,6 +439,16 @@ export class CommandRunner {
         log.warning("command could not start: {reason}", { argv: parsed.value, reason });
         return notRun("failed", reason, "spawn_failed");
       }
+      const unrunnable = error instanceof Deno.errors.PermissionDenied
+        ? this.#unrunnable(resolved.path)
+        : undefined;
+      if (unrunnable !== undefined) {
+        log.warning("command could not start: {reason}", {
+          argv: parsed.value,
+          reason: unrunnable,
+        });
+        return notRun("failed", unrunnable, "not_executable");
+      }
       const message = error instanceof Deno.errors.NotCapable
         ? `${(error as Error).message} (the agent needs --allow-run)`
         : (error as Error).message;
@@ -478,12 +489,25 @@ export class CommandRunner {
         resolved.path,
       );
       if (failed) {
-        const reason = `program "${resolved.path}" could not be started: ${failed.reason}`;
+        const reason =
+          (failed.kind === "not_executable" ? this.#unrunnable(resolved.path) : undefined) ??
+            `program "${resolved.path}" could not be started: ${failed.reason}`;
         log.warning("command could not start: {reason}", { argv: parsed.value, reason });
         return notRun("failed", reason, failed.kind);
       }
     }
     return result;
+  }
+
+  /**
+   * Why the command user cannot run a program the agent found (a root agent reaches what
+   * `nobody` may not: `/root/...`), or `undefined`.
+   */
+  #unrunnable(program: string): string | undefined {
+    const user = this.#sandbox.user;
+    const why = user ? unrunnableBy(program, user) : undefined;
+    return why === undefined ? undefined : `program "${program}" cannot be run by the command ` +
+      `user ${user!.name} (uid ${user!.uid}, gid ${user!.gid}): ${why}`;
   }
 }
 

@@ -308,14 +308,49 @@ export function unenterableBy(dir: string, user: CommandUser): string | undefine
     } catch {
       return undefined;
     }
-    if (info.mode === null || info.uid === null || info.gid === null) return undefined;
-    const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
-    if ((info.mode & bit) === 0) {
-      return `${at} is mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ` +
-        `${info.uid}, group gid ${info.gid}`;
-    }
+    const denied = deniedBy(at, info, user);
+    if (denied !== undefined) return denied;
   }
   return undefined;
+}
+
+/**
+ * @internal Why `user` (as {@link unenterableBy}) cannot run `program`: a directory on the way
+ * to the file it names (after symbolic links) it may not enter, or the file's own mode without
+ * execute permission for it; `undefined` when neither, or when that cannot be told.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unrunnableBy } from "./sandbox.ts";
+ *
+ * assert.equal(unrunnableBy("/bin/sh", { name: "nobody", uid: 65534, gid: 65534 }), undefined);
+ * ```
+ *
+ * @param program The program's absolute path.
+ * @param user The command user.
+ * @returns The reason, or `undefined`.
+ */
+export function unrunnableBy(program: string, user: CommandUser): string | undefined {
+  if (user.uid === 0) return undefined;
+  let path: string;
+  let info: Deno.FileInfo;
+  try {
+    path = Deno.realPathSync(program);
+    info = Deno.statSync(path);
+  } catch {
+    return undefined;
+  }
+  return unenterableBy(dirname(path), user) ?? deniedBy(path, info, user);
+}
+
+/** The mode of `at` when it gives `user` no search or execute permission, else `undefined`. */
+function deniedBy(at: string, info: Deno.FileInfo, user: CommandUser): string | undefined {
+  if (info.mode === null || info.uid === null || info.gid === null) return undefined;
+  const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
+  if ((info.mode & bit) !== 0) return undefined;
+  return `${at} is mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ` +
+    `${info.uid}, group gid ${info.gid}`;
 }
 
 /** How signals reach processes other than the direct child. */
@@ -830,11 +865,13 @@ export class Sandbox {
   }
 
   /**
-   * One sentence for the start-up log: who commands run as, where, and how they are stopped.
+   * One sentence for the start-up log: who commands run as, where, and how they are stopped;
+   * and which of `programs` the command user cannot run (a root agent's `/root/bin/tool`).
    *
+   * @param programs The allowlist (`ALLOWED_PROGRAMS`): its absolute entries are checked.
    * @returns The description.
    */
-  describe(): string {
+  describe(programs: readonly string[] = []): string {
     // A user other than the agent's, when the agent is not root: without the capabilities to
     // switch to it no command starts, which the line must say.
     const userCaveat = this.user && this.userNote
@@ -872,7 +909,18 @@ export class Sandbox {
         : `stopped by signalling their process group; processes that leave it (setsid) are ` +
           `not found${why}`;
     }
-    return `${who}, ${where}, ${how}`;
+    const user = this.user;
+    const unrunnable = user
+      ? programs.filter((program) => program.startsWith("/")).flatMap((program) => {
+        const why = unrunnableBy(program, user);
+        return why === undefined ? [] : [`${program} (${why})`];
+      })
+      : [];
+    const programsNote = unrunnable.length === 0
+      ? ""
+      : `; ALLOWED_PROGRAMS that ${user!.name} cannot run (their commands fail): ` +
+        unrunnable.join(", ");
+    return `${who}, ${where}, ${how}${programsNote}`;
   }
 
   /**

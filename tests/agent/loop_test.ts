@@ -858,6 +858,37 @@ Deno.test("shutdown with a running command", async (t) => {
     );
   });
 
+  await t.step("an exit the stop caused is journaled interrupted, as it is reported", async () => {
+    using _logs = captureLogs();
+    await using stub = new StubDashboard();
+    const executor = new FakeExecutor();
+    executor.behaviour = (request) =>
+      new Promise((resolve) => {
+        request.signal.addEventListener("abort", () => {
+          const ended = { ...success(""), status: "cancelled" as const, error: "cancelled: x" };
+          request.onExit?.({ ...ended, exit_code: null, signal: "SIGTERM", duration_secs: 1 });
+          resolve(ended);
+        }, { once: true });
+      });
+    const state = memoryAgentState();
+    const journaled: string[] = [];
+    const exited = state.journal.exited.bind(state.journal);
+    state.journal.exited = (id, exit) => {
+      journaled.push(`${exit.status}: ${exit.error}`);
+      exited(id, exit);
+    };
+    const agent = start(stub, { executor, shutdownGraceSecs: 30, state });
+    stub.enqueue(command("cmd-1", "sleep 100"));
+    await eventually(() => executor.runs.length === 1);
+    agent.stop.abort();
+    agent.stopNow.abort();
+    await agent.done;
+    // Were the agent killed before its report, recovery would report this journaled exit.
+    assert.deepEqual(journaled, ["interrupted: the agent was stopping at once: x"]);
+    assert.equal(state.outbox.get("cmd-1")?.status, "interrupted");
+    state[Symbol.dispose]();
+  });
+
   await t.step("a second stop cancels at once and leaves the result in the outbox", async () => {
     using _logs = captureLogs();
     await using stub = new StubDashboard();

@@ -10,6 +10,9 @@ import { StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs } from "./_helpers.ts";
 import { runsHereOrUnderAllowAll, survivors } from "../exec/helpers.ts";
 import { processStartTicks } from "../../src/exec/sandbox.ts";
+import type { ProcessRecord } from "../../src/exec/mod.ts";
+import type { Executor } from "../../src/agent/executor.ts";
+import { recover } from "../../src/agent/recovery.ts";
 
 const here = runsHereOrUnderAllowAll(import.meta.filename!);
 
@@ -122,6 +125,38 @@ Deno.test({
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("what a command started is stopped after a restart also when its exit was recorded", async () => {
+  using _logs = captureLogs();
+  // The first process had exited (its exit recorded) and the agent died before it killed the
+  // rest of the command's group: the restart must stop that rest, then report the exit.
+  using state = openAgentState({ canUse: () => false });
+  const record: ProcessRecord = { pid: 4242, start_ticks: 7, spawned_at_ms: 1_000 };
+  state.journal.start({ id: "cmd-1", name: "echo hi", attempt: 1 });
+  state.journal.spawned("cmd-1", record);
+  state.journal.exited("cmd-1", {
+    status: "success",
+    exit_code: 0,
+    signal: null,
+    duration_secs: 0.01,
+    error: null,
+    started_at: "2026-01-12T10:00:00.000Z",
+    completed_at: "2026-01-12T10:00:00.010Z",
+  });
+  const stopped: ProcessRecord[] = [];
+  const executor: Executor = {
+    run: () => Promise.reject(new Error("nothing runs during recovery")),
+    stopLeftover: (leftover) => {
+      stopped.push(leftover);
+      return Promise.resolve("stopped");
+    },
+  };
+  await recover(state, executor, () => 0);
+  assert.deepEqual(stopped, [record]);
+  const report = state.outbox.get("cmd-1");
+  assert.equal(report?.status, "success");
+  assert.match(String(report?.error), /output was lost/);
 });
 
 Deno.test({

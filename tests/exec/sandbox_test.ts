@@ -771,6 +771,53 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a program the root agent finds but the command user cannot reach is named with why",
+  ignore,
+  fn: async () => {
+    // It said 'program "/root/bin/tool" could not be started: Failed to spawn ...: Permission
+    // denied' though the agent (root) could run it: nothing said the command user is the one.
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-closed-bin-" });
+    const tool = `${dir}/tool`;
+    Deno.writeTextFileSync(tool, "#!/bin/sh\necho ran\n");
+    Deno.chmodSync(tool, 0o755);
+    Deno.chmodSync(dir, 0o700);
+    try {
+      await using sandbox = Sandbox.create({ cgroups: false });
+      const policy = createPolicy({ allowedPrograms: [tool] });
+      // The start-up line says so before any command fails.
+      assert.match(
+        sandbox.describe(["echo", tool]),
+        new RegExp(
+          "; ALLOWED_PROGRAMS that nobody cannot run \\(their commands fail\\): " +
+            `${tool} \\(${dir} is mode 0700, owner uid 0, group gid 0\\)$`,
+        ),
+      );
+      const result = await runCommand(tool, { policy, sandbox });
+      assert.equal(result.status, "failed");
+      assert.equal(result.start_failure, "not_executable");
+      assert.equal(
+        result.error,
+        `program "${tool}" cannot be run by the command user nobody (uid 65534, gid 65534): ` +
+          `${dir} is mode 0700, owner uid 0, group gid 0`,
+      );
+      // Its own mode, when the directory is open.
+      Deno.chmodSync(dir, 0o755);
+      Deno.chmodSync(tool, 0o744);
+      assert.equal(
+        (await runCommand(tool, { policy, sandbox })).error,
+        `program "${tool}" cannot be run by the command user nobody (uid 65534, gid 65534): ` +
+          `${tool} is mode 0744, owner uid 0, group gid 0`,
+      );
+      Deno.chmodSync(tool, 0o755);
+      assert.equal((await runCommand(tool, { policy, sandbox })).stdout, "ran\n");
+      assert.doesNotMatch(sandbox.describe([tool]), /cannot run/);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "a COMMAND_CWD the command user cannot enter is named, not the program",
   ignore,
   fn: async () => {
