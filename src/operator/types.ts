@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { constants } from "node:os";
 import { z } from "zod";
 import { type CommandStatus, FINAL_STATUSES } from "../protocol/mod.ts";
 
@@ -182,9 +183,9 @@ export const EXIT_WAIT_TIMEOUT = 75;
  * running the command itself.
  *
  * @param record The command in a final status.
- * @returns The reported exit code for `success` and `failed`; 126 for `rejected`, 124 for
- *   `timeout`, 137 for `killed`; 1 for other failures (`lost`, `expired`, `interrupted`,
- *   `cancelled`, a `failed` without an exit code).
+ * @returns The reported exit code for `success` and `failed`, 128 + n for a `failed` that
+ *   signal n ended; 126 for `rejected`, 124 for `timeout`, 137 for `killed`; 1 for other
+ *   failures (`lost`, `expired`, `interrupted`, `cancelled`, a `failed` without an exit code).
  *
  * @example Mapping statuses
  * ```ts
@@ -192,6 +193,7 @@ export const EXIT_WAIT_TIMEOUT = 75;
  * import { exitCodeOf } from "./types.ts";
  * assert.equal(exitCodeOf({ status: "failed", result: { exit_code: 3 } }), 3);
  * assert.equal(exitCodeOf({ status: "rejected" }), 126);
+ * assert.equal(exitCodeOf({ status: "failed", result: { exit_code: null, signal: "SIGSEGV" } }), 139);
  * ```
  */
 export function exitCodeOf(record: Pick<CommandRecord, "status" | "result">): number {
@@ -199,8 +201,15 @@ export function exitCodeOf(record: Pick<CommandRecord, "status" | "result">): nu
   switch (record.status) {
     case "success":
       return typeof code === "number" ? code : 0;
-    case "failed":
-      return typeof code === "number" && code !== 0 ? code : 1;
+    case "failed": {
+      if (typeof code === "number" && code !== 0) return code;
+      // Ended by a signal: 128 + its number, as a shell (and `status exec`) reports it.
+      const signal = record.result?.signal;
+      const signals: Readonly<Record<string, number>> = constants.signals;
+      return typeof signal === "string" && Object.hasOwn(signals, signal)
+        ? 128 + signals[signal]
+        : 1;
+    }
     case "rejected":
       return EXIT_REJECTED;
     case "timeout":

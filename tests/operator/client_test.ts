@@ -324,6 +324,13 @@ Deno.test("exitCodeOf maps final statuses to shell-like exit codes", () => {
   assert.equal(of("timeout", null), 124);
   assert.equal(of("killed", null), 137);
   for (const status of ["lost", "interrupted", "cancelled"]) assert.equal(of(status), 1);
+  // Ended by a signal: 128 + its number, as status exec and a shell say.
+  const bySignal = (signal: string) =>
+    exitCodeOf({ status: "failed", result: { exit_code: null, signal } });
+  assert.equal(bySignal("SIGSEGV"), 139);
+  assert.equal(bySignal("SIGTERM"), 143);
+  assert.equal(bySignal("SIGNOPE"), 1);
+  assert.equal(bySignal("hasOwnProperty"), 1);
 });
 
 Deno.test("formatters render a record and a table", () => {
