@@ -39,6 +39,7 @@ import {
   runStatus,
   type RunTargetRecord,
   runTotals,
+  targetFailed,
   targetFinal,
   targetState,
 } from "../store/mod.ts";
@@ -340,13 +341,56 @@ export function runView(run: RunRecord, withAgents = true): RunView {
     totals: runTotals(run),
     agents: [],
   };
-  if (withAgents) view.agents = run.targets.map(targetView);
+  if (withAgents) {
+    const reasons = skipReasons(run);
+    view.agents = run.targets.map((target) => targetView(target, reasons));
+  }
   return view;
 }
 
-function targetView(target: RunTargetRecord): RunAgentView {
+/**
+ * Why a run's targets were skipped: a step skips every target not started at once, because more
+ * than `max_errors` commands had failed, or because the run was cancelled (its cancel skips them,
+ * then cancels its commands: those failures come at or after the skip).
+ *
+ * @param run The run.
+ * @returns The sentence of a skipped target (worked out once per step, not once per target).
+ */
+function skipReasons(run: RunRecord): (target: RunTargetRecord) => string {
+  const failures = run.targets.filter(targetFailed).map((t) => ({
+    at: t.command?.completedAt ?? t.command?.updatedAt ?? Infinity,
+    cancelled: t.command?.status === "cancelled",
+  }));
+  const reasons = new Map<number, string>();
+  return (target) => {
+    const at = target.skippedAt ?? Infinity;
+    let reason = reasons.get(at);
+    if (reason === undefined) {
+      const before = failures.filter((f) =>
+        f.at < at || (f.at === at && !(run.cancelRequested && f.cancelled))
+      ).length;
+      if (run.cancelRequested && (run.maxErrors === null || before <= run.maxErrors)) {
+        reason = "not started: the run was cancelled";
+      } else {
+        // Not cancelled: the failures stopped it (all of them counted when another instance's
+        // clock put them after the skip).
+        const failed = before > (run.maxErrors ?? 0) ? before : failures.length;
+        reason = `not started: ${failed} of the run's commands failed, max_errors is ` +
+          `${run.maxErrors}`;
+      }
+      reasons.set(at, reason);
+    }
+    return reason;
+  };
+}
+
+function targetView(
+  target: RunTargetRecord,
+  skipReason: (target: RunTargetRecord) => string,
+): RunAgentView {
   const command = target.command;
   const result = command?.result ?? null;
+  const skipped = target.skippedAt !== null ? skipReason(target) : null;
   return {
     agent_id: target.agentId,
     command_id: target.commandId,
@@ -358,7 +402,7 @@ function targetView(target: RunTargetRecord): RunAgentView {
     run_started_at: result?.startedAt ?? null,
     run_completed_at: result?.completedAt ?? null,
     first_line: firstLine(command),
-    error: result?.error ?? (command ? dashboardReason(command) : null),
+    error: result?.error ?? (command ? dashboardReason(command) : skipped),
   };
 }
 

@@ -13,7 +13,7 @@ import {
   type CommandResult,
   openSqliteStore,
 } from "../../src/store/mod.ts";
-import { firstLine, matchTarget } from "../../src/server/runs.ts";
+import { firstLine, matchTarget, runView } from "../../src/server/runs.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
@@ -207,7 +207,10 @@ Deno.test("max_errors 1: exactly 2 failures, the rest skipped, the CLI exits non
   // The table: one line per agent, then the totals.
   assert.match(result.stdout, /^AGENT\s+STATUS\s+EXIT\s+DURATION\s+OUTPUT$/m);
   assert.match(result.stdout, /^web-03\s+rejected\s/m);
-  assert.match(result.stdout, /^web-08\s+skipped$/m);
+  assert.match(
+    result.stdout,
+    /^web-08\s+skipped\s+not started: 2 of the run's commands failed, max_errors is 1$/m,
+  );
   assert.match(result.stdout, /run run-errors failed: .*3 skipped/);
   // --json of the ended run, and its exit code.
   const shown = await cli(fleet.url, ["run", "show", "run-errors", "--json", "--follow"]);
@@ -616,4 +619,66 @@ Deno.test("an enqueue of a run's part not started yet is refused, and the run st
     const found = part.status === 200 ? await json(part) : (await part.body?.cancel(), null);
     return found?.name === "echo run" && found?.agent_id === "a2";
   });
+});
+
+Deno.test("a skipped agent says why: the run's failures over max_errors, or its cancel", async () => {
+  await using d = await makeDashboard({ runSweepMs: 0 });
+  const start = async (id: string, maxErrors: number | undefined) => {
+    const created = await d.admin("POST", "/api/v1/runs", {
+      id,
+      name: "echo run",
+      target: { agents: ["a1", "a2"] },
+      max_concurrency: 1,
+      ...(maxErrors === undefined ? {} : { max_errors: maxErrors }),
+    });
+    assert.equal(created.status, 201);
+    await created.body?.cancel();
+  };
+  const errors = async (id: string) =>
+    ((await json(await d.admin("GET", `/api/v1/runs/${id}`))).agents as RunView["agents"])
+      .map((a) => `${a.state}: ${a.error ?? "-"}`);
+
+  // a1 fails; with max_errors 0 the run skips a2, and says it was the failures.
+  await start("r-err", 0);
+  const wait = await d.agent({ path: P.wait() });
+  assert.equal((await json(wait)).id, "r-err:a1");
+  d.clock.advance(1000);
+  const report = await d.agent({
+    path: P.report,
+    body: reportBody("r-err:a1", {
+      status: "failed",
+      result: { ...reportBody("").result, exit_code: 1 },
+    }),
+  });
+  assert.equal(report.status, 200);
+  await report.body?.cancel();
+  await until(async () => (await errors("r-err"))[1].startsWith("skipped"));
+  assert.deepEqual(await errors("r-err"), [
+    "failed: -",
+    "skipped: not started: 1 of the run's commands failed, max_errors is 0",
+  ]);
+
+  // Another dashboard instance, its clock ahead, recorded a1's failure "after" the skip: still
+  // the failures, the only reason a run not cancelled skips.
+  const stored = await d.store.getRun("r-err");
+  assert.ok(stored);
+  const [failed, skipped] = stored.targets;
+  assert.ok(failed.command && skipped.skippedAt !== null);
+  failed.command.completedAt = skipped.skippedAt + 5_000;
+  assert.equal(
+    runView(stored).agents[1].error,
+    "not started: 1 of the run's commands failed, max_errors is 0",
+  );
+
+  // Cancelled while a1 is queued, with max_errors 0: a1's cancel is a failure too, at the same
+  // instant, but the cancel is why a2 was skipped.
+  for (const [id, maxErrors] of [["r-cancel", 0], ["r-cancel-2", undefined]] as const) {
+    await start(id, maxErrors);
+    const cancelled = await d.admin("POST", `/api/v1/runs/${id}/cancel`);
+    assert.equal(cancelled.status, 200);
+    await cancelled.body?.cancel();
+    const [first, second] = await errors(id);
+    assert.match(first, /^cancelled: /);
+    assert.equal(second, "skipped: not started: the run was cancelled");
+  }
 });
