@@ -60,7 +60,7 @@ import { dashboardReason } from "./views.ts";
 const log = logger("server", "runs");
 const audit = auditLogger();
 
-/** How many unknown agent ids of a target the `404`'s message names. */
+/** How many unknown (or offline) agent ids of a target a message names. */
 const SHOWN_UNKNOWN_AGENTS = 10;
 /** How many unknown agent ids of a target the `404`'s `details.unknown_agents` lists. */
 const MAX_DETAILED_UNKNOWN_AGENTS = 100;
@@ -646,8 +646,13 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         });
         return null;
       })) ?? outcome.run;
+      // Named in full up to a point, as unknown agents are: `offline` lists them all.
+      const more = offline.length > SHOWN_UNKNOWN_AGENTS
+        ? ` and ${offline.length - SHOWN_UNKNOWN_AGENTS} more (all in "offline")`
+        : "";
       const warnings = offline.length === 0 ? [] : [
-        `${offline.length} agent(s) offline: ${offline.join(", ")}; their commands wait in the ` +
+        `${offline.length} agent(s) offline: ` +
+        `${offline.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ")}${more}; their commands wait in the ` +
         `queue until the agent comes back or the command's queue expiry`,
       ];
       return c.json({ ...runView(run), offline, warnings }, 201);

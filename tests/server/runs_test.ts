@@ -682,3 +682,23 @@ Deno.test("a skipped agent says why: the run's failures over max_errors, or its 
     assert.equal(second, "skipped: not started: the run was cancelled");
   }
 });
+
+Deno.test("the warning about offline agents names ten of them, not a thousand", async () => {
+  const ids = Array.from({ length: 12 }, (_, i) => `n${String(i + 1).padStart(2, "0")}`);
+  await using d = await makeDashboard({
+    agents: Object.fromEntries(ids.map((id) => [id, { token: null }])),
+  });
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "r-offline",
+    name: "echo hi",
+    target: { agents: ids },
+  });
+  assert.equal(created.status, 201);
+  const body = await json(created);
+  assert.deepEqual(body.offline, ids, "every offline agent is listed in offline");
+  assert.deepEqual(body.warnings, [
+    "12 agent(s) offline: n01, n02, n03, n04, n05, n06, n07, n08, n09, n10 and 2 more (all in " +
+    '"offline"); their commands wait in the queue until the agent comes back or the command\'s ' +
+    "queue expiry",
+  ]);
+});
