@@ -708,7 +708,10 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     }
     if (outcome.outcome === "final") {
-      throw new HttpError(409, `run ${id} is already ${runStatus(outcome.run)}`);
+      throw new HttpError(
+        409,
+        `run ${id} has already ended (${runStatus(outcome.run)}); nothing to cancel`,
+      );
     }
     audit.info("run {runId} cancelled", { runId: id, remote: remoteOf(c) });
     return c.json({ cancelled: true, run: runView(outcome.run) });
