@@ -157,6 +157,16 @@ export async function cancelRun(client: OperatorClient, id: string): Promise<Run
     const { body } = await client.call("POST", RUN_PATHS.cancel(id), { what: "cancel" });
     return parseRun((body as { run?: unknown }).run, `POST ${RUN_PATHS.cancel(id)}`);
   } catch (error) {
+    // The dashboard's sentence says it had ended, and how.
+    const ended = error instanceof OperatorError && error.kind === "conflict" ? error : null;
+    const sentence = ended && errorText(ended);
+    if (ended && sentence) {
+      throw new OperatorError("conflict", sentence, {
+        status: ended.status,
+        body: ended.body,
+        cause: ended,
+      });
+    }
     throw notFound(error, `no run ${id}`);
   }
 }

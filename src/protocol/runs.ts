@@ -145,11 +145,22 @@ export type MaxConcurrency = number | string;
 /** Pattern of a percentage `max_concurrency`. */
 export const PERCENT_PATTERN = /^(100|[1-9][0-9]?)%$/;
 
-/** Schema of {@link MaxConcurrency}. */
+/** The most commands a run may have running at once, as a count. */
+export const MAX_CONCURRENCY_COUNT = 100_000;
+
+/** What `max_concurrency` may be, in words (every wrong value gets this one sentence). */
+export const MAX_CONCURRENCY_RULE =
+  `a whole number from 1 to ${MAX_CONCURRENCY_COUNT}, or a percentage from 1% to 100%`;
+
+/**
+ * Schema of {@link MaxConcurrency}. One sentence for every wrong value: zod's own were
+ * "Invalid input" for `1.5`, `true` or `null`, and "Too big" with no word of percentages.
+ */
 export const maxConcurrencySchema: z.ZodType<MaxConcurrency> = z.union([
-  z.number().int().min(1).max(100_000),
-  z.string().regex(PERCENT_PATTERN, "a whole number from 1 or a percentage from 1% to 100%"),
-]);
+  z.number().int(MAX_CONCURRENCY_RULE).min(1, MAX_CONCURRENCY_RULE)
+    .max(MAX_CONCURRENCY_COUNT, MAX_CONCURRENCY_RULE),
+  z.string().regex(PERCENT_PATTERN, MAX_CONCURRENCY_RULE),
+], MAX_CONCURRENCY_RULE);
 
 /**
  * The number of commands a run may have running at once.
@@ -171,11 +182,11 @@ export function resolveConcurrency(spec: MaxConcurrency, targets: number): numbe
  */
 export function parseMaxConcurrency(text: string): MaxConcurrency {
   const trimmed = text.trim();
-  if (/^[1-9][0-9]{0,5}$/.test(trimmed)) return Number(trimmed);
+  if (/^[1-9][0-9]{0,5}$/.test(trimmed) && Number(trimmed) <= MAX_CONCURRENCY_COUNT) {
+    return Number(trimmed);
+  }
   if (PERCENT_PATTERN.test(trimmed)) return trimmed;
-  throw new TypeError(
-    `max concurrency "${text}" must be a whole number from 1 or a percentage from 1% to 100%`,
-  );
+  throw new TypeError(`max concurrency "${text}" must be ${MAX_CONCURRENCY_RULE}`);
 }
 
 /** Body of `POST /api/v1/runs`. */

@@ -39,6 +39,7 @@ import {
   runStatus,
   type RunTargetRecord,
   runTotals,
+  targetFailed,
   targetFinal,
   targetState,
 } from "../store/mod.ts";
@@ -59,7 +60,7 @@ import { dashboardReason } from "./views.ts";
 const log = logger("server", "runs");
 const audit = auditLogger();
 
-/** How many unknown agent ids of a target the `404`'s message names. */
+/** How many unknown (or offline) agent ids of a target a message names. */
 const SHOWN_UNKNOWN_AGENTS = 10;
 /** How many unknown agent ids of a target the `404`'s `details.unknown_agents` lists. */
 const MAX_DETAILED_UNKNOWN_AGENTS = 100;
@@ -340,13 +341,56 @@ export function runView(run: RunRecord, withAgents = true): RunView {
     totals: runTotals(run),
     agents: [],
   };
-  if (withAgents) view.agents = run.targets.map(targetView);
+  if (withAgents) {
+    const reasons = skipReasons(run);
+    view.agents = run.targets.map((target) => targetView(target, reasons));
+  }
   return view;
 }
 
-function targetView(target: RunTargetRecord): RunAgentView {
+/**
+ * Why a run's targets were skipped: a step skips every target not started at once, because more
+ * than `max_errors` commands had failed, or because the run was cancelled (its cancel skips them,
+ * then cancels its commands: those failures come at or after the skip).
+ *
+ * @param run The run.
+ * @returns The sentence of a skipped target (worked out once per step, not once per target).
+ */
+function skipReasons(run: RunRecord): (target: RunTargetRecord) => string {
+  const failures = run.targets.filter(targetFailed).map((t) => ({
+    at: t.command?.completedAt ?? t.command?.updatedAt ?? Infinity,
+    cancelled: t.command?.status === "cancelled",
+  }));
+  const reasons = new Map<number, string>();
+  return (target) => {
+    const at = target.skippedAt ?? Infinity;
+    let reason = reasons.get(at);
+    if (reason === undefined) {
+      const before = failures.filter((f) =>
+        f.at < at || (f.at === at && !(run.cancelRequested && f.cancelled))
+      ).length;
+      if (run.cancelRequested && (run.maxErrors === null || before <= run.maxErrors)) {
+        reason = "not started: the run was cancelled";
+      } else {
+        // Not cancelled: the failures stopped it (all of them counted when another instance's
+        // clock put them after the skip).
+        const failed = before > (run.maxErrors ?? 0) ? before : failures.length;
+        reason = `not started: ${failed} of the run's commands failed, max_errors is ` +
+          `${run.maxErrors}`;
+      }
+      reasons.set(at, reason);
+    }
+    return reason;
+  };
+}
+
+function targetView(
+  target: RunTargetRecord,
+  skipReason: (target: RunTargetRecord) => string,
+): RunAgentView {
   const command = target.command;
   const result = command?.result ?? null;
+  const skipped = target.skippedAt !== null ? skipReason(target) : null;
   return {
     agent_id: target.agentId,
     command_id: target.commandId,
@@ -358,7 +402,7 @@ function targetView(target: RunTargetRecord): RunAgentView {
     run_started_at: result?.startedAt ?? null,
     run_completed_at: result?.completedAt ?? null,
     first_line: firstLine(command),
-    error: result?.error ?? (command ? dashboardReason(command) : null),
+    error: result?.error ?? (command ? dashboardReason(command) : skipped),
   };
 }
 
@@ -602,8 +646,13 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         });
         return null;
       })) ?? outcome.run;
+      // Named in full up to a point, as unknown agents are: `offline` lists them all.
+      const more = offline.length > SHOWN_UNKNOWN_AGENTS
+        ? ` and ${offline.length - SHOWN_UNKNOWN_AGENTS} more (all in "offline")`
+        : "";
       const warnings = offline.length === 0 ? [] : [
-        `${offline.length} agent(s) offline: ${offline.join(", ")}; their commands wait in the ` +
+        `${offline.length} agent(s) offline: ` +
+        `${offline.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ")}${more}; their commands wait in the ` +
         `queue until the agent comes back or the command's queue expiry`,
       ];
       return c.json({ ...runView(run), offline, warnings }, 201);
@@ -659,7 +708,10 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     }
     if (outcome.outcome === "final") {
-      throw new HttpError(409, `run ${id} is already ${runStatus(outcome.run)}`);
+      throw new HttpError(
+        409,
+        `run ${id} has already ended (${runStatus(outcome.run)}); nothing to cancel`,
+      );
     }
     audit.info("run {runId} cancelled", { runId: id, remote: remoteOf(c) });
     return c.json({ cancelled: true, run: runView(outcome.run) });

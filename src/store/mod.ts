@@ -70,7 +70,14 @@ export type {
   RunRecord,
   RunTargetRecord,
 } from "./types.ts";
-export { runCommandId, runStatus, runTotals, targetFinal, targetState } from "./runs.ts";
+export {
+  runCommandId,
+  runStatus,
+  runTotals,
+  targetFailed,
+  targetFinal,
+  targetState,
+} from "./runs.ts";
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from "./sqlite.ts";
 export { StoreError, StoreFullError, StoreUnavailableError } from "./errors.ts";
 export { redactUrl } from "./url.ts";

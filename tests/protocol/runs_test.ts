@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   formatLabels,
+  maxConcurrencySchema,
   parseLabels,
   parseMaxConcurrency,
   resolveConcurrency,
@@ -30,10 +31,15 @@ Deno.test("parseMaxConcurrency takes a count or a percentage, and nothing else",
   assert.equal(parseMaxConcurrency(" 5 "), 5);
   assert.equal(parseMaxConcurrency("10%"), "10%");
   assert.equal(parseMaxConcurrency("100%"), "100%");
-  for (const bad of ["0", "-1", "1.5", "0%", "101%", "ten"]) {
+  assert.equal(parseMaxConcurrency("100000"), 100_000);
+  // 200000 passed here and was then refused by the dashboard (at most 100000).
+  for (const bad of ["0", "-1", "1.5", "0%", "101%", "ten", "100001", "999999"]) {
     assert.throws(
       () => parseMaxConcurrency(bad),
-      new RegExp(`max concurrency "${bad.replace(".", "\\.")}" must be`),
+      new RegExp(
+        `max concurrency "${bad.replace(".", "\\.")}" must be a whole number from 1 to 100000, ` +
+          `or a percentage from 1% to 100%`,
+      ),
     );
   }
 });
@@ -43,4 +49,19 @@ Deno.test("resolveConcurrency rounds a percentage of the targets up, to at least
   assert.equal(resolveConcurrency("10%", 25), 3);
   assert.equal(resolveConcurrency("1%", 5), 1);
   assert.equal(resolveConcurrency("50%", 0), 1);
+});
+
+Deno.test("max_concurrency: every wrong value gets the one sentence that says what is right", () => {
+  // zod's own words were "Invalid input" for 1.5, true or null, "Too big" for 100001.
+  for (const bad of [1.5, true, null, [], "5", "0%", "abc", 0, -3, 100_001]) {
+    const parsed = maxConcurrencySchema.safeParse(bad);
+    assert.equal(parsed.success, false, JSON.stringify(bad));
+    assert.deepEqual(
+      parsed.error?.issues.map((issue) => issue.message),
+      ["a whole number from 1 to 100000, or a percentage from 1% to 100%"],
+      JSON.stringify(bad),
+    );
+  }
+  assert.equal(maxConcurrencySchema.parse(100_000), 100_000);
+  assert.equal(maxConcurrencySchema.parse("1%"), "1%");
 });

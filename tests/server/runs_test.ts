@@ -13,7 +13,7 @@ import {
   type CommandResult,
   openSqliteStore,
 } from "../../src/store/mod.ts";
-import { firstLine, matchTarget } from "../../src/server/runs.ts";
+import { firstLine, matchTarget, runView } from "../../src/server/runs.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
@@ -207,7 +207,10 @@ Deno.test("max_errors 1: exactly 2 failures, the rest skipped, the CLI exits non
   // The table: one line per agent, then the totals.
   assert.match(result.stdout, /^AGENT\s+STATUS\s+EXIT\s+DURATION\s+OUTPUT$/m);
   assert.match(result.stdout, /^web-03\s+rejected\s/m);
-  assert.match(result.stdout, /^web-08\s+skipped$/m);
+  assert.match(
+    result.stdout,
+    /^web-08\s+skipped\s+not started: 2 of the run's commands failed, max_errors is 1$/m,
+  );
   assert.match(result.stdout, /run run-errors failed: .*3 skipped/);
   // --json of the ended run, and its exit code.
   const shown = await cli(fleet.url, ["run", "show", "run-errors", "--json", "--follow"]);
@@ -258,7 +261,11 @@ Deno.test("a run that all succeeds exits 0 with --wait; cancel stops a run", asy
   assert.deepEqual(run.agents.map((a) => a.state), ["cancelled", "skipped", "skipped"]);
   const again = await cli(fleet.url, ["run", "cancel", "run-cancel"]);
   assert.equal(again.code, 1);
-  assert.match(again.stderr, /already cancelled/);
+  // As for a command: the sentence alone, not "the dashboard refused the cancel: HTTP 409: ...".
+  assert.equal(
+    again.stderr.trim(),
+    "status: run run-cancel has already ended (cancelled); nothing to cancel",
+  );
 });
 
 Deno.test("status enqueue with --agent given twice runs the command on both agents", async () => {
@@ -616,4 +623,86 @@ Deno.test("an enqueue of a run's part not started yet is refused, and the run st
     const found = part.status === 200 ? await json(part) : (await part.body?.cancel(), null);
     return found?.name === "echo run" && found?.agent_id === "a2";
   });
+});
+
+Deno.test("a skipped agent says why: the run's failures over max_errors, or its cancel", async () => {
+  await using d = await makeDashboard({ runSweepMs: 0 });
+  const start = async (id: string, maxErrors: number | undefined) => {
+    const created = await d.admin("POST", "/api/v1/runs", {
+      id,
+      name: "echo run",
+      target: { agents: ["a1", "a2"] },
+      max_concurrency: 1,
+      ...(maxErrors === undefined ? {} : { max_errors: maxErrors }),
+    });
+    assert.equal(created.status, 201);
+    await created.body?.cancel();
+  };
+  const errors = async (id: string) =>
+    ((await json(await d.admin("GET", `/api/v1/runs/${id}`))).agents as RunView["agents"])
+      .map((a) => `${a.state}: ${a.error ?? "-"}`);
+
+  // a1 fails; with max_errors 0 the run skips a2, and says it was the failures.
+  await start("r-err", 0);
+  const wait = await d.agent({ path: P.wait() });
+  assert.equal((await json(wait)).id, "r-err:a1");
+  d.clock.advance(1000);
+  const report = await d.agent({
+    path: P.report,
+    body: reportBody("r-err:a1", {
+      status: "failed",
+      result: { ...reportBody("").result, exit_code: 1 },
+    }),
+  });
+  assert.equal(report.status, 200);
+  await report.body?.cancel();
+  await until(async () => (await errors("r-err"))[1].startsWith("skipped"));
+  assert.deepEqual(await errors("r-err"), [
+    "failed: -",
+    "skipped: not started: 1 of the run's commands failed, max_errors is 0",
+  ]);
+
+  // Another dashboard instance, its clock ahead, recorded a1's failure "after" the skip: still
+  // the failures, the only reason a run not cancelled skips.
+  const stored = await d.store.getRun("r-err");
+  assert.ok(stored);
+  const [failed, skipped] = stored.targets;
+  assert.ok(failed.command && skipped.skippedAt !== null);
+  failed.command.completedAt = skipped.skippedAt + 5_000;
+  assert.equal(
+    runView(stored).agents[1].error,
+    "not started: 1 of the run's commands failed, max_errors is 0",
+  );
+
+  // Cancelled while a1 is queued, with max_errors 0: a1's cancel is a failure too, at the same
+  // instant, but the cancel is why a2 was skipped.
+  for (const [id, maxErrors] of [["r-cancel", 0], ["r-cancel-2", undefined]] as const) {
+    await start(id, maxErrors);
+    const cancelled = await d.admin("POST", `/api/v1/runs/${id}/cancel`);
+    assert.equal(cancelled.status, 200);
+    await cancelled.body?.cancel();
+    const [first, second] = await errors(id);
+    assert.match(first, /^cancelled: /);
+    assert.equal(second, "skipped: not started: the run was cancelled");
+  }
+});
+
+Deno.test("the warning about offline agents names ten of them, not a thousand", async () => {
+  const ids = Array.from({ length: 12 }, (_, i) => `n${String(i + 1).padStart(2, "0")}`);
+  await using d = await makeDashboard({
+    agents: Object.fromEntries(ids.map((id) => [id, { token: null }])),
+  });
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "r-offline",
+    name: "echo hi",
+    target: { agents: ids },
+  });
+  assert.equal(created.status, 201);
+  const body = await json(created);
+  assert.deepEqual(body.offline, ids, "every offline agent is listed in offline");
+  assert.deepEqual(body.warnings, [
+    "12 agent(s) offline: n01, n02, n03, n04, n05, n06, n07, n08, n09, n10 and 2 more (all in " +
+    '"offline"); their commands wait in the queue until the agent comes back or the command\'s ' +
+    "queue expiry",
+  ]);
 });
