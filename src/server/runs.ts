@@ -167,12 +167,25 @@ export class RunScheduler {
     const state = this.#state(runId);
     const job = state.tail.then(async () => {
       const outcome = await this.#options.store.cancelRun(runId, this.#options.clock.now());
-      if (outcome.outcome !== "cancelled") return outcome;
+      if (outcome.outcome !== "cancelled") {
+        // No such run, or one that had ended: nothing to keep for it (unless more is queued).
+        if (state.tail === tail) this.#forget(runId, state);
+        return outcome;
+      }
       const run = await this.#step(runId);
       return { outcome: "cancelled" as const, run: run ?? outcome.run };
     });
-    state.tail = job.catch(() => undefined);
+    const tail = job.catch(() => undefined);
+    state.tail = tail;
     return job;
+  }
+
+  /**
+   * @internal How many runs the scheduler keeps a queue of operations for (the open ones and
+   * those with an operation under way), for tests.
+   */
+  get trackedRuns(): number {
+    return this.#states.size;
   }
 
   /**
@@ -225,7 +238,11 @@ export class RunScheduler {
   async #step(runId: string): Promise<RunRecord | null> {
     const { store, clock } = this.#options;
     const outcome = await store.advanceRun(runId, clock.now());
-    if (!outcome) return null;
+    if (!outcome) {
+      const state = this.#states.get(runId);
+      if (state) this.#forget(runId, state);
+      return null;
+    }
     let run = outcome.run;
     for (const target of outcome.toEnqueue) {
       // A failed enqueue is tried again by the next step (the sweep at the latest).
@@ -247,9 +264,14 @@ export class RunScheduler {
     this.#notify(runId);
     if (run.completedAt !== null) {
       const state = this.#states.get(runId);
-      if (state && state.pending === null) this.#states.delete(runId);
+      if (state) this.#forget(runId, state);
     }
     return run;
+  }
+
+  /** Drops the run's operation queue unless a step is queued on it. */
+  #forget(runId: string, state: RunState): void {
+    if (this.#states.get(runId) === state && state.pending === null) this.#states.delete(runId);
   }
 
   /** Cancels the run's commands not final; returns whether one of them became final. */

@@ -706,3 +706,35 @@ Deno.test("the warning about offline agents names ten of them, not a thousand", 
     "queue expiry",
   ]);
 });
+
+Deno.test("cancels of unknown or ended runs leave nothing behind in the scheduler", async () => {
+  await using d = await makeDashboard({ runSweepMs: 0 });
+  const runs = d.dashboard.runs;
+  for (let i = 0; i < 50; i++) {
+    const response = await d.admin("POST", `/api/v1/runs/nope-${i}/cancel`);
+    assert.equal(response.status, 404);
+    await response.body?.cancel();
+  }
+  assert.equal(runs.trackedRuns, 0, "unknown runs");
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "echo run",
+    target: { agents: ["a1"] },
+  });
+  assert.equal(created.status, 201);
+  await created.body?.cancel();
+  assert.equal(runs.trackedRuns, 1, "an open run is followed");
+  const cancelled = await d.admin("POST", "/api/v1/runs/r1/cancel");
+  assert.equal(cancelled.status, 200, await cancelled.clone().text());
+  await cancelled.body?.cancel();
+  // The cancelled command's event steps the run once more, after the answer.
+  await until(() => runs.trackedRuns === 0, "a run that ended is forgotten");
+  for (let i = 0; i < 20; i++) {
+    const again = await d.admin("POST", "/api/v1/runs/r1/cancel");
+    assert.equal(again.status, 409);
+    await again.body?.cancel();
+  }
+  assert.equal(runs.trackedRuns, 0, "cancels of an ended run");
+  assert.equal(await runs.advance("nope"), null);
+  assert.equal(runs.trackedRuns, 0, "a step of an unknown run");
+});
