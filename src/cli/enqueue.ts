@@ -22,6 +22,7 @@ import { UsageError } from "../errors.ts";
 import { setExitCode } from "./exit.ts";
 import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
+import { errorLine } from "./error_line.ts";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
@@ -321,7 +322,7 @@ Examples:
       params,
     });
     const id = answer.id;
-    if (answer.warning) io.err(`warning: ${answer.warning}`);
+    if (answer.warning) io.err(`warning: ${errorLine(answer.warning)}`);
     if (!wait) {
       if (options.json) {
         io.out(JSON.stringify(await client.getCommand(id), null, 2));

@@ -12,6 +12,7 @@ import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typin
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
+import { errorLine } from "./error_line.ts";
 import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
 import {
   type CommandParams,
@@ -205,7 +206,7 @@ export async function startRun(
   options: { wait?: boolean; json?: boolean; waitTimeoutSecs?: number },
 ): Promise<void> {
   const created = await createRun(client, request);
-  for (const warning of created.warnings ?? []) io.err(`warning: ${warning}`);
+  for (const warning of created.warnings ?? []) io.err(`warning: ${errorLine(String(warning))}`);
   if (!options.wait) {
     if (options.json) io.out(JSON.stringify(created, null, 2));
     else {

@@ -164,3 +164,19 @@ Deno.test("status result --stdout of a command with no result yet exits 1, not 2
   assert.deepEqual(result.stdout, []);
   assert.equal(result.stderr.join("\n"), "status: cmd-1 has no output yet (status running)");
 });
+
+Deno.test("status enqueue prints the dashboard's warning on one line, escaped", async () => {
+  await using server = answering(202, {
+    queued: true,
+    id: "cmd-1",
+    warning: "agent web-1 is offline\n\u001b[2Jstatus: forged line",
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const result = await run(["enqueue", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+  assert.equal(result.code, 0, result.stderr.join("\n"));
+  assert.equal(
+    result.stderr[0],
+    "warning: agent web-1 is offline\\n\\u001b[2Jstatus: forged line",
+  );
+  assert.equal(result.stderr.length, 2, result.stderr.join("\n"));
+});
