@@ -156,10 +156,23 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
 
 /** The state directory holds undelivered results of another agent id or dashboard. */
 export class StateOwnerError extends Error {
-  /** Creates the error. */
-  constructor(message: string) {
+  /** How many commands' results are not delivered yet. */
+  readonly pending: number;
+  /** The agent id they belong to, when the directory names it. */
+  readonly previousAgentId: string | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What is refused and how to go on.
+   * @param pending How many results are not delivered yet.
+   * @param previousAgentId The agent id they belong to.
+   */
+  constructor(message: string, pending: number, previousAgentId: string | undefined) {
     super(message);
     this.name = "StateOwnerError";
+    this.pending = pending;
+    this.previousAgentId = previousAgentId;
   }
 }
 
@@ -211,6 +224,8 @@ function claimState(dir: string, owner: StateOwner, journal: Journal, outbox: Ou
           `${wanted.dashboard_url} and would send them as its own. Start the agent with its old ` +
           "AGENT_ID and DASHBOARD_URL until they are delivered, or give it another STATE_DIR " +
           `(--state-dir); remove ${dir} only if those results may be lost`,
+        pending.size,
+        typeof kept.agent_id === "string" ? kept.agent_id : undefined,
       );
     }
     // Everything was delivered: the old entries only guard the old dashboard's ids.
