@@ -128,13 +128,19 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
   try {
     journal = Journal.open({ ...options, dir });
     const outbox = Outbox.open({ dir, now: options.now });
-    if (options.owner) claimState(dir, options.owner, journal, outbox);
+    // Recorded later when the disk is full now (retried with the rest).
+    let recordOwner = options.owner ? claimState(dir, options.owner, journal, outbox) : undefined;
     const opened = journal;
     return {
       journal,
       outbox,
       durable: true,
-      retry: () => opened.retry() && outbox.retry() && canWriteProbe(dir),
+      retry: () => {
+        if (!(opened.retry() && outbox.retry())) return false;
+        if (recordOwner && !recordOwner()) return false;
+        recordOwner = undefined;
+        return canWriteProbe(dir);
+      },
       [Symbol.dispose]: () => {
         opened.close();
         lock.close();
@@ -187,7 +193,12 @@ function normalUrl(url: string): string {
  * sent as this agent's to this dashboard (refused there, so lost, or taken as the result of a
  * command of the same id), and their command ids would mark this dashboard's as run already.
  */
-function claimState(dir: string, owner: StateOwner, journal: Journal, outbox: Outbox): void {
+function claimState(
+  dir: string,
+  owner: StateOwner,
+  journal: Journal,
+  outbox: Outbox,
+): (() => boolean) | undefined {
   const path = `${dir}/${STATE_OWNER_FILE}`;
   const wanted = { agent_id: owner.agentId, dashboard_url: normalUrl(owner.dashboardUrl) };
   let text: string | undefined;
@@ -207,7 +218,9 @@ function claimState(dir: string, owner: StateOwner, journal: Journal, outbox: Ou
     }
     if (typeof kept !== "object" || kept === null) kept = {};
   }
-  if (kept?.agent_id === wanted.agent_id && kept?.dashboard_url === wanted.dashboard_url) return;
+  if (kept?.agent_id === wanted.agent_id && kept?.dashboard_url === wanted.dashboard_url) {
+    return undefined;
+  }
   if (kept !== undefined) {
     const unsettled = journal.entries().filter((entry) => entry.state !== "accepted");
     const pending = new Set([
@@ -235,17 +248,26 @@ function claimState(dir: string, owner: StateOwner, journal: Journal, outbox: Ou
       previous: whose,
     });
   }
-  try {
-    writeFileAtomicSync(path, JSON.stringify(wanted) + "\n");
-  } catch (error) {
-    if (!isNoSpace(error)) {
-      throw new Error(`cannot write ${path}: ${(error as Error).message}`, { cause: error });
+  const record = () => {
+    try {
+      writeFileAtomicSync(path, JSON.stringify(wanted) + "\n");
+      return true;
+    } catch (error) {
+      if (!isNoSpace(error)) {
+        throw new Error(`cannot write ${path}: ${(error as Error).message}`, { cause: error });
+      }
+      return false;
     }
-    log.warning("the owner of the state directory could not be recorded for now", {
-      file: path,
-      error: (error as Error).message,
-    });
-  }
+  };
+  if (record()) return undefined;
+  log.warning("the owner of the state directory could not be recorded for now", { file: path });
+  return () => {
+    try {
+      return record();
+    } catch {
+      return false;
+    }
+  };
 }
 
 /** Writes and removes a small file: whether the directory has room for a journal entry. */
