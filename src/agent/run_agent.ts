@@ -310,9 +310,10 @@ export async function runAgent(
   // agent's commands when it closed on the refusal.
   const ownState = options.state === undefined;
   const state = options.state ??
-    (options.stateDir === undefined
-      ? openAgentState({ canUse: () => false })
-      : openAgentState({ dir: options.stateDir }));
+    (options.stateDir === undefined ? openAgentState({ canUse: () => false }) : openAgentState({
+      dir: options.stateDir,
+      owner: { agentId: options.agentId, dashboardUrl: String(options.dashboardUrl) },
+    }));
   const ownExecutor = options.executor === undefined;
   let executor: Executor;
   try {

@@ -7,11 +7,14 @@
  */
 import { lockWithin } from "../clock.ts";
 import { DEFAULT_STATE_DIR } from "../defaults.ts";
-import { canReadWrite, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import { canReadWrite, isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import { logger } from "../log/mod.ts";
 import { NotOwnFileError, openOwnFileSync, sharedDirectoryProblem } from "../own_files.ts";
 import { writeAllSync } from "../write_all.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
+
+const log = logger("agent", "state");
 
 /** The agent's journal and outbox. */
 export interface AgentState extends Disposable {
@@ -43,7 +46,25 @@ export interface AgentStateOptions extends Pick<JournalOptions, "maxEntries" | "
   canUse?: (dir: string) => boolean;
   /** Clock for timestamps; for tests. */
   now?: () => number;
+  /**
+   * Who the journal and the outbox belong to: the agent id and the dashboard their results go to.
+   * Kept in `STATE_DIR/owner.json`; a directory holding undelivered results of another agent id or
+   * dashboard is refused (they would be sent as this agent's, to this dashboard). Absent: not
+   * checked.
+   */
+  owner?: StateOwner;
 }
+
+/** The agent id and the dashboard an on-disk journal and outbox belong to. */
+export interface StateOwner {
+  /** The agent id. */
+  agentId: string;
+  /** The dashboard's URL. */
+  dashboardUrl: string;
+}
+
+/** Name of the file that says whose journal and outbox the state directory holds. */
+export const STATE_OWNER_FILE = "owner.json";
 
 /**
  * Opens the journal and the outbox: on disk under `dir` when `--allow-read` and `--allow-write`
@@ -107,12 +128,19 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
   try {
     journal = Journal.open({ ...options, dir });
     const outbox = Outbox.open({ dir, now: options.now });
+    // Recorded later when the disk is full now (retried with the rest).
+    let recordOwner = options.owner ? claimState(dir, options.owner, journal, outbox) : undefined;
     const opened = journal;
     return {
       journal,
       outbox,
       durable: true,
-      retry: () => opened.retry() && outbox.retry() && canWriteProbe(dir),
+      retry: () => {
+        if (!(opened.retry() && outbox.retry())) return false;
+        if (recordOwner && !recordOwner()) return false;
+        recordOwner = undefined;
+        return canWriteProbe(dir);
+      },
       [Symbol.dispose]: () => {
         opened.close();
         lock.close();
@@ -121,6 +149,7 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
   } catch (error) {
     journal?.close();
     lock.close();
+    if (error instanceof StateOwnerError) throw error;
     // E.g. `outbox` is a file or `journal.jsonl` a directory: say where, not only the system call.
     throw new Error(
       `cannot open the journal and outbox in the state directory ${dir}: ${
@@ -129,6 +158,116 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
       { cause: error },
     );
   }
+}
+
+/** The state directory holds undelivered results of another agent id or dashboard. */
+export class StateOwnerError extends Error {
+  /** How many commands' results are not delivered yet. */
+  readonly pending: number;
+  /** The agent id they belong to, when the directory names it. */
+  readonly previousAgentId: string | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What is refused and how to go on.
+   * @param pending How many results are not delivered yet.
+   * @param previousAgentId The agent id they belong to.
+   */
+  constructor(message: string, pending: number, previousAgentId: string | undefined) {
+    super(message);
+    this.name = "StateOwnerError";
+    this.pending = pending;
+    this.previousAgentId = previousAgentId;
+  }
+}
+
+/** The form of a dashboard URL that two spellings of one address share. */
+function normalUrl(url: string): string {
+  return (URL.parse(url)?.href ?? url).replace(/\/+$/, "");
+}
+
+/**
+ * Checks that the journal and the outbox belong to `owner` and records it. Those of another agent
+ * id or dashboard are taken over only when nothing is left to deliver: their results would be
+ * sent as this agent's to this dashboard (refused there, so lost, or taken as the result of a
+ * command of the same id), and their command ids would mark this dashboard's as run already.
+ */
+function claimState(
+  dir: string,
+  owner: StateOwner,
+  journal: Journal,
+  outbox: Outbox,
+): (() => boolean) | undefined {
+  const path = `${dir}/${STATE_OWNER_FILE}`;
+  const wanted = { agent_id: owner.agentId, dashboard_url: normalUrl(owner.dashboardUrl) };
+  let text: string | undefined;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new Error(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  let kept: { agent_id?: unknown; dashboard_url?: unknown } | undefined;
+  if (text !== undefined) {
+    try {
+      kept = JSON.parse(text);
+    } catch {
+      kept = {};
+    }
+    if (typeof kept !== "object" || kept === null) kept = {};
+  }
+  if (kept?.agent_id === wanted.agent_id && kept?.dashboard_url === wanted.dashboard_url) {
+    return undefined;
+  }
+  if (kept !== undefined) {
+    const unsettled = journal.entries().filter((entry) => entry.state !== "accepted");
+    const pending = new Set([
+      ...outbox.pending().map((r) => r.command_id),
+      ...unsettled.map((e) => e.id),
+    ]);
+    const whose = typeof kept.agent_id === "string" && typeof kept.dashboard_url === "string"
+      ? `agent ${JSON.stringify(kept.agent_id)} of the dashboard ${kept.dashboard_url}`
+      : `an agent ${path} does not name (it is damaged)`;
+    if (pending.size > 0) {
+      throw new StateOwnerError(
+        `the state directory ${dir} holds ${pending.size} result(s) not yet delivered of ${whose}; ` +
+          `this agent is ${JSON.stringify(wanted.agent_id)} of the dashboard ` +
+          `${wanted.dashboard_url} and would send them as its own. Start the agent with its old ` +
+          "AGENT_ID and DASHBOARD_URL until they are delivered, or give it another STATE_DIR " +
+          `(--state-dir); remove ${dir} only if those results may be lost`,
+        pending.size,
+        typeof kept.agent_id === "string" ? kept.agent_id : undefined,
+      );
+    }
+    // Everything was delivered: the old entries only guard the old dashboard's ids.
+    for (const entry of journal.entries()) journal.forget(entry.id);
+    log.info("the state directory was another agent's, with nothing left to deliver; taken over", {
+      dir,
+      previous: whose,
+    });
+  }
+  const record = () => {
+    try {
+      writeFileAtomicSync(path, JSON.stringify(wanted) + "\n");
+      return true;
+    } catch (error) {
+      if (!isNoSpace(error)) {
+        throw new Error(`cannot write ${path}: ${(error as Error).message}`, { cause: error });
+      }
+      return false;
+    }
+  };
+  if (record()) return undefined;
+  log.warning("the owner of the state directory could not be recorded for now", { file: path });
+  return () => {
+    try {
+      return record();
+    } catch {
+      return false;
+    }
+  };
 }
 
 /** Writes and removes a small file: whether the directory has room for a journal entry. */

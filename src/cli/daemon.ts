@@ -456,15 +456,6 @@ export interface StopDaemonOptions {
   signal?: Deno.Signal;
 }
 
-/**
- * Stops a daemon: sends SIGTERM to the pid in its pid file and waits until the process is gone.
- *
- * @param options Pid file, timeout and signal.
- * @returns The pid that was stopped.
- * @throws {DaemonError} When there is no pid file, it names no running agent (no process, or
- *   another program that holds the pid now: nothing is signalled and the stale file is removed),
- *   or the process is still running at the timeout.
- */
 /** Whether a file is still there (`true` when that cannot be told). */
 function stillThere(path: string): boolean {
   try {
@@ -475,6 +466,15 @@ function stillThere(path: string): boolean {
   }
 }
 
+/**
+ * Stops a daemon: sends SIGTERM to the pid in its pid file and waits until the process is gone.
+ *
+ * @param options Pid file, timeout and signal.
+ * @returns The pid that was stopped.
+ * @throws {DaemonError} When there is no pid file, it names no running agent (no process, or
+ *   another program that holds the pid now: nothing is signalled and the stale file is removed),
+ *   or the process is still running at the timeout.
+ */
 export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
   const pid = readPidFile(options.pidFile);
   if (pid === undefined) {

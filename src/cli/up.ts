@@ -17,6 +17,7 @@ import {
   runAgent,
 } from "../agent/mod.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
+import { StateOwnerError } from "../agent/state.ts";
 import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
@@ -217,8 +218,22 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     // sandbox is named after it (made beside another "status up", it swept that one's commands).
     let state: AgentState;
     try {
-      state = openAgentState({ dir: stateDir });
+      // Its dashboard is the database beside it, whatever the port: only the agent id can differ.
+      state = openAgentState({ dir: stateDir, owner: { agentId, dashboardUrl: "status up" } });
     } catch (error) {
+      if (error instanceof StateOwnerError) {
+        const previous = error.previousAgentId;
+        throw new ConfigError(
+          `cannot start the agent ${agentId}: ${stateDir} holds ${error.pending} result(s) not ` +
+            `yet delivered of ${
+              previous === undefined ? "another agent" : `agent ${JSON.stringify(previous)}`
+            }, which would be sent as ${agentId}'s; ${
+              previous === undefined ? "" : `run status up --agent-id ${previous} until they are ` +
+                "delivered, or "
+            }give this one its own --data-dir`,
+          { cause: error },
+        );
+      }
       throw new ConfigError(
         `cannot start the agent: ${(error as Error).message} (is another "status up" using ` +
           `${dataDir}? stop it, or give this one its own --data-dir)`,

@@ -221,3 +221,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "who owns a state directory is recorded once space returns, before a result is kept",
+  ignore: !mounted,
+  fn: () => {
+    const disk = Deno.makeTempDirSync({ prefix: "status-full-owner-" });
+    assert.ok(mountTmpfs(disk, "64k"));
+    const web1 = { agentId: "web-1", dashboardUrl: "http://dash-a:5000" };
+    try {
+      const dir = `${disk}/state`;
+      Deno.mkdirSync(dir, { mode: 0o700 });
+      const filler = `${disk}/filler`;
+      {
+        using file = Deno.openSync(filler, { write: true, create: true });
+        assert.throws(() => {
+          for (;;) file.writeSync(new Uint8Array(4096));
+        }, /No space left/);
+      }
+      {
+        using state = openAgentState({ dir, owner: web1 });
+        assert.equal(state.retry?.(), false, "still full");
+        Deno.removeSync(filler);
+        assert.equal(state.retry?.(), true);
+        state.outbox.put({ command_id: "cmd-1", status: "interrupted", attempt: 1 });
+      }
+      // web-1's result is not taken for web-2's.
+      assert.throws(
+        () => openAgentState({ dir, owner: { ...web1, agentId: "web-2" } }),
+        { name: "StateOwnerError" },
+      );
+    } finally {
+      unmount(disk);
+      Deno.removeSync(disk, { recursive: true });
+    }
+  },
+});

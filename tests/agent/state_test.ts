@@ -493,3 +493,67 @@ Deno.test("a lock held a moment longer by another process (a spawn's copy) is wa
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a state directory holding another agent id's or dashboard's results is refused", async (t) => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-owner-" });
+  const web1 = { agentId: "web-1", dashboardUrl: "http://dash-a:5000" };
+  try {
+    {
+      using state = openAgentState({ dir, owner: web1 });
+      state.journal.start({ id: "cmd-1", name: "echo hi", attempt: 1 });
+      state.outbox.put(report("cmd-1"));
+      state.journal.complete("cmd-1", report("cmd-1"));
+    }
+    await t.step("the same owner, spelled with a trailing slash, opens it", () => {
+      using state = openAgentState({
+        dir,
+        owner: { ...web1, dashboardUrl: "http://dash-a:5000/" },
+      });
+      assert.equal(state.outbox.size, 1);
+    });
+    for (
+      const [what, owner] of [
+        ["another agent id", { ...web1, agentId: "web-2" }],
+        ["another dashboard", { ...web1, dashboardUrl: "http://dash-b:5000" }],
+      ] as const
+    ) {
+      await t.step(`${what}: refused, nothing sent, nothing lost`, () => {
+        assert.throws(() => openAgentState({ dir, owner }), {
+          name: "StateOwnerError",
+          message: new RegExp(
+            `^the state directory ${dir} holds 1 result\\(s\\) not yet delivered of agent ` +
+              `"web-1" of the dashboard http://dash-a:5000; .*another STATE_DIR`,
+          ),
+        });
+        // The lock was released and the old owner's results are intact.
+        using state = openAgentState({ dir, owner: web1 });
+        assert.equal(state.outbox.get("cmd-1")?.command_id, "cmd-1");
+        assert.equal(state.journal.get("cmd-1")?.state, "done");
+      });
+    }
+    await t.step("taken over once everything was delivered; old ids no longer count as run", () => {
+      {
+        using state = openAgentState({ dir, owner: web1 });
+        state.journal.accept("cmd-1");
+        state.outbox.remove("cmd-1");
+      }
+      const web2 = { ...web1, agentId: "web-2" };
+      {
+        using state = openAgentState({ dir, owner: web2 });
+        assert.equal(state.journal.get("cmd-1"), undefined);
+        assert.equal(state.outbox.size, 0);
+      }
+      // And it is web-2's now.
+      {
+        using state = openAgentState({ dir, owner: web2 });
+        state.outbox.put(report("cmd-2"));
+      }
+      assert.throws(() => openAgentState({ dir, owner: web1 }), {
+        name: "StateOwnerError",
+        message: /of agent "web-2" of the dashboard/,
+      });
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -8,6 +8,7 @@ import { tempDir, waitForFinal } from "./helpers.ts";
 import { PERMS, ROOT, runCli, spawnCli } from "../_cli.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { generateToken } from "../../src/protocol/mod.ts";
+import { openAgentState } from "../../src/agent/mod.ts";
 
 const BANNER = /^status up: dashboard on http:\/\/127\.0\.0\.1:(\d+) /;
 
@@ -155,4 +156,33 @@ Deno.test("status up takes the flag of every setting it reads, and none of those
   assert.equal(bind.code, 2);
   assert.match(bind.stderr, /unknown option '--bind'/);
   assert.ok(!existsSync(`${dir.path}/.status`), "nothing made of a refused command line");
+});
+
+Deno.test("status up with another --agent-id over results its old agent has not delivered refuses", async () => {
+  await using dir = tempDir();
+  const stateDir = `${dir.path}/.status/agent-state`;
+  Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  {
+    using state = openAgentState({
+      dir: stateDir,
+      owner: { agentId: "web-1", dashboardUrl: "status up" },
+    });
+    state.outbox.put({ command_id: "cmd-1", status: "success", result: null });
+  }
+  const run = await runCli(["up", "--port", "0", "--agent-id", "web-2"], {
+    perms: PERMS.up,
+    cwd: dir.path,
+  });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(
+    run.stderr,
+    /status: cannot start the agent web-2: \.\/\.status\/agent-state holds 1 result\(s\) not yet delivered of agent "web-1", which would be sent as web-2's; run status up --agent-id web-1 until they are delivered, or give this one its own --data-dir$/m,
+  );
+  assert.equal(run.stdout, "");
+  // Nothing was sent or lost.
+  using state = openAgentState({
+    dir: stateDir,
+    owner: { agentId: "web-1", dashboardUrl: "status up" },
+  });
+  assert.equal(state.outbox.get("cmd-1")?.status, "success");
 });
