@@ -401,8 +401,13 @@ export class DashboardClient {
     if (body === NO_BODY) return { kind: "empty" };
     try {
       const answer = parseWaitAnswer(body);
+      // A hint below a second (0.01, or milliseconds read as seconds) is a second, as a
+      // Retry-After is: a dashboard answering at once is not asked in a tight loop.
       return answer.kind === "empty"
-        ? { kind: "empty", nextPollSecs: answer.nextPollSecs }
+        ? {
+          kind: "empty",
+          nextPollSecs: answer.nextPollSecs ? Math.max(answer.nextPollSecs, 1) : undefined,
+        }
         : { kind: "command", command: answer.command, stacker: answer.stacker };
     } catch (error) {
       // The first field at fault in one line, not zod's issues as pretty-printed JSON.

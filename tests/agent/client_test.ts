@@ -198,3 +198,17 @@ Deno.test("a 200 wait answer without a body is no command, as a 204 is", async (
     .wait("default", 30, signal);
   assert.equal(broken.kind, "invalid");
 });
+
+Deno.test("a Stacker next_poll_secs below a second is a second, as a Retry-After is", async () => {
+  // `{"item": null, "meta": {"next_poll_secs": 0.01}}` answered at once made the agent poll a
+  // hundred times a second.
+  const empty = (nextPollSecs: number | null) =>
+    clientAnswering(() => Response.json({ item: null, meta: { next_poll_secs: nextPollSecs } }))
+      .wait("default", 30, signal);
+  assert.deepEqual(await empty(0.01), { kind: "empty", nextPollSecs: 1 });
+  assert.deepEqual(await empty(0.999), { kind: "empty", nextPollSecs: 1 });
+  assert.deepEqual(await empty(2.5), { kind: "empty", nextPollSecs: 2.5 });
+  // No hint (0 or null): the loop's own floor of a second after the wait was sent applies.
+  assert.deepEqual(await empty(0), { kind: "empty", nextPollSecs: undefined });
+  assert.deepEqual(await empty(null), { kind: "empty", nextPollSecs: undefined });
+});
