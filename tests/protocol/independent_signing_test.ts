@@ -101,3 +101,30 @@ Deno.test("a request signed from the doc's words alone is accepted; one byte off
     assert.ok(response.status === 200 || response.status === 204, `${request.target}: ${text}`);
   }
 });
+
+Deno.test("a version 1 signature made from the doc's words (the body alone) is accepted, with X-Signature-Version absent or 1", async () => {
+  await using dashboard = await makeDashboard({ acceptV1Signatures: true });
+  const app = dashboard.dashboard.app;
+  let n = 0;
+  const send = (version: string | undefined, body: string, signedBody: string) => {
+    const headers: Record<string, string> = {
+      "Authorization": `Bearer ${TOKEN}`,
+      "X-Agent-Id": "a1",
+      "X-Timestamp": String(T0 / 1000),
+      "X-Request-Id": `v1-${++n}`,
+      "Content-Type": "application/json",
+      "X-Agent-Signature": createHmac("sha256", Buffer.from(TOKEN, "utf8")).update(signedBody)
+        .digest("base64"),
+    };
+    if (version !== undefined) headers["X-Signature-Version"] = version;
+    return app.request("/api/v1/agent/heartbeat", { method: "POST", headers, body });
+  };
+  const body = JSON.stringify({ agent_id: "a1", cpu_percent: 1.5 });
+  for (const version of [undefined, "1"]) {
+    const accepted = await send(version, body, body);
+    assert.equal(accepted.status, 200, `version ${version}: ${await accepted.text()}`);
+    const changed = await send(version, body.replace("1.5", "1.6"), body);
+    assert.equal(changed.status, 401, `version ${version}, body one byte off`);
+    assert.match((await changed.json()).error, /signature/i);
+  }
+});
