@@ -397,8 +397,9 @@ export class DashboardClient {
         message: `wait answer is not usable JSON: ${(error as Error).message}`,
       };
     }
-    // A 200 without a body (a dashboard or proxy that does not answer 204) holds no command.
-    if (body === NO_BODY) return { kind: "empty" };
+    // A 200 without a body (a dashboard or proxy that does not answer 204), or whose body is
+    // `null` (a serializer's empty option), holds no command.
+    if (body === NO_BODY || body === null) return { kind: "empty" };
     try {
       const answer = parseWaitAnswer(body);
       // A hint below a second (0.01, or milliseconds read as seconds) is a second, as a

@@ -186,10 +186,10 @@ Deno.test("a wait of 30 days is not given up as it starts", async () => {
   assert.deepEqual(await client.wait("default", 30 * 86_400, signal), { kind: "empty" });
 });
 
-Deno.test("a 200 wait answer without a body is no command, as a 204 is", async () => {
+Deno.test("a 200 wait answer without a body, or of null, is no command, as a 204 is", async () => {
   // A Stacker-style dashboard (or a proxy) may answer an empty poll 200 with no body: that used to
   // be logged as an error ("not usable JSON") and backed off.
-  for (const body of [null, "", " \r\n"]) {
+  for (const body of [null, "", " \r\n", "null", " null\n"]) {
     const outcome = await clientAnswering(() => new Response(body, { status: 200 }))
       .wait("default", 30, signal);
     assert.deepEqual(outcome, { kind: "empty" }, JSON.stringify(body));
