@@ -240,13 +240,20 @@ class BrokenAnswerError extends Error {
   }
 }
 
+/** What {@link boundedJson} returns, when asked to, for a body that is empty or only white space. */
+const NO_BODY = Symbol("no body");
+
 /**
  * Reads a JSON body of at most {@link MAX_ANSWER_BYTES}.
  *
  * @throws {BrokenAnswerError} When the body cannot be read whole.
  * @throws {Error} When the body is larger, or is not JSON.
  */
-async function boundedJson(response: Response): Promise<unknown> {
+
+async function boundedJson(
+  response: Response,
+  options: { emptyIs?: typeof NO_BODY } = {},
+): Promise<unknown> {
   let text: string | undefined;
   try {
     text = await boundedText(response, MAX_ANSWER_BYTES);
@@ -256,6 +263,7 @@ async function boundedJson(response: Response): Promise<unknown> {
   if (text === undefined) {
     throw new Error(`the answer is larger than ${MAX_ANSWER_BYTES / 1024 / 1024} MiB`);
   }
+  if (options.emptyIs !== undefined && text.trim() === "") return options.emptyIs;
   return JSON.parse(text);
 }
 
@@ -379,7 +387,7 @@ export class DashboardClient {
     if (response.status !== 200) return await this.#failure(response);
     let body: unknown;
     try {
-      body = await boundedJson(response);
+      body = await boundedJson(response, { emptyIs: NO_BODY });
     } catch (error) {
       if (signal.aborted) return { kind: "aborted" };
       if (error instanceof BrokenAnswerError) return { kind: "network", message: error.message };
@@ -389,10 +397,18 @@ export class DashboardClient {
         message: `wait answer is not usable JSON: ${(error as Error).message}`,
       };
     }
+    // A 200 without a body (a dashboard or proxy that does not answer 204), or whose body is
+    // `null` (a serializer's empty option), holds no command.
+    if (body === NO_BODY || body === null) return { kind: "empty" };
     try {
       const answer = parseWaitAnswer(body);
+      // A hint below a second (0.01, or milliseconds read as seconds) is a second, as a
+      // Retry-After is: a dashboard answering at once is not asked in a tight loop.
       return answer.kind === "empty"
-        ? { kind: "empty", nextPollSecs: answer.nextPollSecs }
+        ? {
+          kind: "empty",
+          nextPollSecs: answer.nextPollSecs ? Math.max(answer.nextPollSecs, 1) : undefined,
+        }
         : { kind: "command", command: answer.command, stacker: answer.stacker };
     } catch (error) {
       // The first field at fault in one line, not zod's issues as pretty-printed JSON.

@@ -263,9 +263,10 @@ export const MAX_DELIVERED_ID_CHARS = 1024;
 export const deliveredCommandSchema: z.ZodType<DeliveredCommand> = z.object({
   id: z.string().min(1).max(MAX_DELIVERED_ID_CHARS),
   name: z.string(),
-  params: paramsSchema.default({}),
+  // `null` counts as absent, as in a Stacker envelope (§7): a serializer of options writes it.
+  params: paramsSchema.nullish().transform((params) => params ?? {}),
   deployment_hash: z.string().nullish(),
-  attempt: z.number().int().positive().default(1),
+  attempt: z.number().int().positive().nullish().transform((attempt) => attempt ?? 1),
   lease_expires_at: z.string().nullish(),
 });
 

@@ -185,3 +185,30 @@ Deno.test("a wait of 30 days is not given up as it starts", async () => {
   });
   assert.deepEqual(await client.wait("default", 30 * 86_400, signal), { kind: "empty" });
 });
+
+Deno.test("a 200 wait answer without a body, or of null, is no command, as a 204 is", async () => {
+  // A Stacker-style dashboard (or a proxy) may answer an empty poll 200 with no body: that used to
+  // be logged as an error ("not usable JSON") and backed off.
+  for (const body of [null, "", " \r\n", "null", " null\n"]) {
+    const outcome = await clientAnswering(() => new Response(body, { status: 200 }))
+      .wait("default", 30, signal);
+    assert.deepEqual(outcome, { kind: "empty" }, JSON.stringify(body));
+  }
+  const broken = await clientAnswering(() => new Response("{", { status: 200 }))
+    .wait("default", 30, signal);
+  assert.equal(broken.kind, "invalid");
+});
+
+Deno.test("a Stacker next_poll_secs below a second is a second, as a Retry-After is", async () => {
+  // `{"item": null, "meta": {"next_poll_secs": 0.01}}` answered at once made the agent poll a
+  // hundred times a second.
+  const empty = (nextPollSecs: number | null) =>
+    clientAnswering(() => Response.json({ item: null, meta: { next_poll_secs: nextPollSecs } }))
+      .wait("default", 30, signal);
+  assert.deepEqual(await empty(0.01), { kind: "empty", nextPollSecs: 1 });
+  assert.deepEqual(await empty(0.999), { kind: "empty", nextPollSecs: 1 });
+  assert.deepEqual(await empty(2.5), { kind: "empty", nextPollSecs: 2.5 });
+  // No hint (0 or null): the loop's own floor of a second after the wait was sent applies.
+  assert.deepEqual(await empty(0), { kind: "empty", nextPollSecs: undefined });
+  assert.deepEqual(await empty(null), { kind: "empty", nextPollSecs: undefined });
+});

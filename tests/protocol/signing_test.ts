@@ -115,6 +115,31 @@ Deno.test("wait answers: bare command and Stacker envelope", async (t) => {
       assert.equal(answer.stacker, false);
     }
   });
+  await t.step("bare command whose params and attempt are null", () => {
+    // A dashboard that serializes a missing value as null was refused ("field \"params\":
+    // expected object"), its command never acked and delivered again for good.
+    const answer = parseWaitAnswer({
+      id: "c1",
+      name: "echo hi",
+      params: null,
+      attempt: null,
+      deployment_hash: null,
+      lease_expires_at: null,
+    });
+    assert.deepEqual(answer, {
+      kind: "command",
+      stacker: false,
+      command: {
+        id: "c1",
+        name: "echo hi",
+        params: {},
+        attempt: 1,
+        deployment_hash: null,
+        lease_expires_at: null,
+      },
+    });
+    assert.throws(() => parseWaitAnswer({ id: "c1", name: "echo hi", params: [] }));
+  });
   await t.step("Stacker envelope with an item", () => {
     const answer = parseWaitAnswer({
       item: { command_id: "c2", type: "uname -a", parameters: { timeout_secs: 5 } },
