@@ -755,10 +755,18 @@ export class OperatorClient {
   }
 }
 
-/** A `429`'s `Retry-After` in whole seconds, when it gives one. */
+/** An HTTP date as `Retry-After` carries it (IMF-fixdate): `Wed, 02 Dec 2026 02:10:00 GMT`. */
+const HTTP_DATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+/**
+ * A `429`'s `Retry-After` in whole seconds, when it gives one: a number of seconds, or an HTTP
+ * date (a proxy's form), counted from now and at least a second.
+ */
 function retryAfterOf(response: Response): number | undefined {
   const header = response.headers.get("Retry-After")?.trim() ?? "";
-  return /^\d{1,6}$/.test(header) ? Number(header) : undefined;
+  if (/^\d{1,6}$/.test(header)) return Number(header);
+  const date = HTTP_DATE.test(header) ? Date.parse(header) : NaN;
+  return Number.isNaN(date) ? undefined : Math.max(1, Math.ceil((date - Date.now()) / 1000));
 }
 
 /**

@@ -173,6 +173,29 @@ Deno.test("the operator client retries a 429 after its Retry-After", async () =>
   slept.length = 0;
   await assert.rejects(() => refusing.listAgents(), /rate limit .*try again later/);
   assert.deepEqual(slept, [60_000, 60_000, 60_000], "three retries, each at most 60 s");
+
+  // A proxy's Retry-After is an HTTP date: waited until then (at least a second), not final.
+  let proxied = 0;
+  const behindProxy = new OperatorClient({
+    dashboardUrl: "http://dashboard.invalid",
+    fetch: () =>
+      Promise.resolve(
+        ++proxied === 1
+          ? new Response("slow down", {
+            status: 429,
+            headers: { "Retry-After": new Date(Date.now() + 30_000).toUTCString() },
+          })
+          : Response.json({ agents: [] }),
+      ),
+    sleep: (ms) => {
+      slept.push(ms);
+      return Promise.resolve();
+    },
+  });
+  slept.length = 0;
+  await behindProxy.listAgents();
+  assert.equal(slept.length, 1);
+  assert.ok(slept[0] >= 29_000 && slept[0] <= 31_000, `slept ${slept[0]} ms`);
 });
 
 Deno.test("binary output reaches the operator byte for byte: store, API and status result", async (t) => {
