@@ -171,6 +171,8 @@ export const MIN_RETRY_AFTER_MS = 1000;
  * assert.equal(parseRetryAfter("2", 0), 2000);
  * assert.equal(parseRetryAfter("Thu, 01 Jan 1970 00:00:05 GMT", 0), 5000);
  * assert.equal(parseRetryAfter("0", 0), 1000);
+ * assert.equal(parseRetryAfter("1.5", 0), 1500);
+ * assert.equal(parseRetryAfter("30.0", 0), 30_000);
  * assert.equal(parseRetryAfter("soon", 0), undefined);
  * ```
  */
@@ -178,8 +180,11 @@ export function parseRetryAfter(value: string | null, now: number): number | und
   if (value === null) return undefined;
   const text = value.trim();
   let ms: number;
-  if (/^\d+$/.test(text)) {
+  // Seconds, also with a fraction (`1.5`, `30.0`), which Date.parse would read as a date.
+  if (/^\d+(\.\d+)?$/.test(text)) {
     ms = Number(text) * 1000;
+  } else if (/^[\d.]+$/.test(text)) {
+    return undefined;
   } else {
     const date = Date.parse(text);
     if (Number.isNaN(date)) return undefined;
