@@ -170,6 +170,11 @@ export async function runExecCli(
   const base = settings.policy ?? defaultPolicy();
   let policy = base;
   if (options.allow && options.allow.length > 0) {
+    // An empty item of ALLOWED_PROGRAMS is dropped ("a,,b"); an empty --allow was meant to name
+    // a program, and would be dropped without a word.
+    if (options.allow.some((program) => program.trim() === "")) {
+      throw new UsageError('--allow: names no program (--allow "")');
+    }
     try {
       policy = createPolicy({
         allowedPrograms: base.allowedPrograms,

@@ -112,6 +112,12 @@ Deno.test("status exec refuses bad flags as usage errors", async () => {
     () => runExecCli("echo hi", { allow: ["./relative"] }, memoryIo()),
     (error) => error instanceof UsageError && /--allow: .*"\.\/relative"/.test(error.message),
   );
+  for (const allow of [[""], ["echo", " "]]) {
+    await assert.rejects(
+      () => runExecCli("echo hi", { allow }, memoryIo()),
+      (error) => error instanceof UsageError && /^--allow: names no program/.test(error.message),
+    );
+  }
 });
 
 Deno.test("status exec maps results to exit codes", () => {
