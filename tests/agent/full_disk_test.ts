@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { createExecutor, Journal, openAgentState, Outbox, runAgent } from "../../src/agent/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
+import { removeAndWaitForSpace } from "../_disk.ts";
 import { captureLogs, eventually } from "./_helpers.ts";
 
 function mountTmpfs(dir: string, size: string): boolean {
@@ -129,7 +130,7 @@ Deno.test({
       await t.step(
         "when space returns it heals by itself and takes the command again",
         async () => {
-          Deno.removeSync(filler!);
+          await removeAndWaitForSpace(filler!);
           filler = undefined;
           await eventually(() => logs.has(/can be written again/), 10_000, "the recovery");
           // The dashboard delivers the unacknowledged command again.
@@ -159,7 +160,7 @@ Deno.test({
 Deno.test({
   name: "a journal ending in a torn line that cannot be compacted on a full disk loses no new line",
   ignore: !mounted,
-  fn: () => {
+  fn: async () => {
     const disk = Deno.makeTempDirSync({ prefix: "status-full-torn-" });
     assert.ok(mountTmpfs(disk, "64k"));
     try {
@@ -183,7 +184,7 @@ Deno.test({
         assert.deepEqual(journal.entries().map((e) => e.id), ["cmd-1"]);
         journal.start({ id: "cmd-3", name: "echo three", attempt: 1 });
       }
-      Deno.removeSync(filler);
+      await removeAndWaitForSpace(filler);
       using reopened = Journal.open({ dir: disk });
       assert.deepEqual(reopened.entries().map((e) => e.id), ["cmd-1", "cmd-3"]);
     } finally {
@@ -196,7 +197,7 @@ Deno.test({
 Deno.test({
   name: "an accepted result whose replacement could not be written leaves no older file behind",
   ignore: !mounted,
-  fn: () => {
+  fn: async () => {
     const disk = Deno.makeTempDirSync({ prefix: "status-full-outbox-" });
     assert.ok(mountTmpfs(disk, "64k"));
     try {
@@ -213,7 +214,7 @@ Deno.test({
       // Delivered again: the known result goes out with the new attempt, from memory.
       assert.equal(outbox.put({ ...first, attempt: 2 }), false);
       outbox.remove("cmd-1"); // accepted
-      Deno.removeSync(filler);
+      await removeAndWaitForSpace(filler);
       assert.deepEqual(Outbox.open({ dir: disk }).pending(), []);
     } finally {
       unmount(disk);
@@ -225,7 +226,7 @@ Deno.test({
 Deno.test({
   name: "who owns a state directory is recorded once space returns, before a result is kept",
   ignore: !mounted,
-  fn: () => {
+  fn: async () => {
     const disk = Deno.makeTempDirSync({ prefix: "status-full-owner-" });
     assert.ok(mountTmpfs(disk, "64k"));
     const web1 = { agentId: "web-1", dashboardUrl: "http://dash-a:5000" };
@@ -242,7 +243,7 @@ Deno.test({
       {
         using state = openAgentState({ dir, owner: web1 });
         assert.equal(state.retry?.(), false, "still full");
-        Deno.removeSync(filler);
+        await removeAndWaitForSpace(filler);
         assert.equal(state.retry?.(), true);
         state.outbox.put({ command_id: "cmd-1", status: "interrupted", attempt: 1 });
       }

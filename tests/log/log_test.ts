@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { auditLogger, closeLogging, logger, setupLogging } from "../../src/log/mod.ts";
 import { rotatingFileSink } from "../../src/log/file_sink.ts";
+import { removeAndWaitForSpace } from "../_disk.ts";
 
 const TOKEN = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
@@ -322,7 +323,7 @@ Deno.test({
   name: "a line cut short by a full disk is taken back, the next line whole and saying it",
   // A real full file system: a tmpfs mounted for the test (root with the right to mount).
   ignore: Deno.uid() !== 0,
-  fn: () => {
+  fn: async () => {
     const dir = Deno.makeTempDirSync({ prefix: "status-log-full-" });
     const mount = new Deno.Command("mount", {
       args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
@@ -351,7 +352,7 @@ Deno.test({
       }
       // Longer than that rest: part of it is written before the disk says it is full.
       sink(record("x".repeat(6000)));
-      Deno.removeSync(`${dir}/filler`);
+      await removeAndWaitForSpace(`${dir}/filler`);
       sink(record("after"));
     } finally {
       sink[Symbol.dispose]();

@@ -7,6 +7,7 @@ import { DashboardClient } from "../../src/agent/client.ts";
 import type { ReportRequest } from "../../src/protocol/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
+import { removeAndWaitForSpace } from "../_disk.ts";
 import { P, reportBody } from "./_helpers.ts";
 
 async function run(command: string, args: string[]): Promise<boolean> {
@@ -53,24 +54,6 @@ function fill(path: string): void {
     // full
   } finally {
     file.close();
-  }
-}
-
-/**
- * Removes a file and waits until the disk has its space back. A removed file's space is freed only
- * when its last descriptor closes, and a process that another test thread is spawning holds a copy
- * of every descriptor open at that moment until its program starts.
- */
-async function removeAndWaitForSpace(path: string, dir: string, kiB: number): Promise<void> {
-  Deno.removeSync(path);
-  for (let tries = 0;; tries++) {
-    const output = await new Deno.Command("df", { args: ["-k", "--output=avail", dir] }).output();
-    const available = Number(new TextDecoder().decode(output.stdout).trim().split("\n").at(-1));
-    if (available >= kiB) return;
-    if (tries === 100) {
-      assert.fail(`${path} was removed, but ${dir} has only ${available} KiB free`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
@@ -165,7 +148,7 @@ Deno.test({
     });
 
     await t.step("freed space is used for writes, not lost to the write-ahead log", async () => {
-      await removeAndWaitForSpace(`${disk.dir}/spare`, disk.dir, 1024);
+      await removeAndWaitForSpace(`${disk.dir}/spare`);
       // Many small commits: more than one write-ahead-log checkpoint's worth.
       for (let i = 0; i < 150; i++) {
         const response = await enqueue(server.url, `after-${i}`, 1024);
@@ -208,7 +191,7 @@ Deno.test({
     {
       await using store = openSqliteStore(db);
       assert.equal((await store.getCommand("before"))?.status, "queued");
-      await removeAndWaitForSpace(`${disk.dir}/filler`, disk.dir, 1024);
+      await removeAndWaitForSpace(`${disk.dir}/filler`);
       assert.equal((await store.enqueue(command("after"))).outcome, "created");
     }
     // Without a reserve to give back, the error says what is wrong.
