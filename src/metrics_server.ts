@@ -40,11 +40,11 @@ export interface MetricsServer {
 }
 
 /**
- * Serves `GET /metrics` on its own listener (the agent's `--metrics-port`, the
- * dashboard's `--metrics-bind`); anything else is `404`. The listener has the dashboard's socket
- * defences: a connection that sends no complete request head within the header timeout is closed,
- * and beyond {@link METRICS_MAX_CONNECTIONS} connections new ones are refused, so idle sockets
- * cannot run the process out of descriptors.
+ * Serves `GET /metrics` (and `HEAD`) on its own listener (the agent's `--metrics-port`, the
+ * dashboard's `--metrics-bind`); another method there is `405`, another path `404`. The listener
+ * has the dashboard's socket defences: a connection that sends no complete request head within
+ * the header timeout is closed, and beyond {@link METRICS_MAX_CONNECTIONS} connections new ones
+ * are refused, so idle sockets cannot run the process out of descriptors.
  *
  * @param render Renders the metrics (Prometheus text format).
  * @param address Where to listen.
@@ -71,10 +71,22 @@ export async function serveMetrics(
       logCategory: "metrics",
       fetch: async (request) => {
         const path = new URL(request.url).pathname;
-        if (request.method !== "GET" || path !== "/metrics") {
+        if (path !== "/metrics") {
           return new Response("only GET /metrics here\n", { status: 404 });
         }
-        return await render();
+        if (request.method !== "GET" && request.method !== "HEAD") {
+          return new Response("only GET /metrics here\n", {
+            status: 405,
+            headers: { Allow: "GET, HEAD" },
+          });
+        }
+        const response = await render();
+        // A HEAD (a monitor checking the endpoint is up) gets the headers alone.
+        if (request.method === "HEAD") {
+          await response.body?.cancel();
+          return new Response(null, { status: response.status, headers: response.headers });
+        }
+        return response;
       },
     });
   } catch (error) {

@@ -29,6 +29,14 @@ Deno.test("the metrics listener refuses connections beyond its limit, closes idl
     const other = await fetch(`http://127.0.0.1:${server.port}/`);
     assert.equal(other.status, 404);
     await other.body?.cancel();
+    // A monitor's HEAD gets the scrape's headers; another method is told which ones there are.
+    const head = await fetch(`http://127.0.0.1:${server.port}/metrics`, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.equal(await head.text(), "");
+    const post = await fetch(`http://127.0.0.1:${server.port}/metrics`, { method: "POST" });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("Allow"), "GET, HEAD");
+    await post.body?.cancel();
   } finally {
     for (const conn of conns) {
       try {
