@@ -61,6 +61,8 @@ export interface Executor {
   run(request: ExecRequest): Promise<ExecOutcome>;
   /** One sentence for the start-up log: who commands run as, where, how they are stopped. */
   describe?(): string;
+  /** What the start-up log warns of (commands that run as root), one sentence each. */
+  warnings?(): string[];
   /**
    * Stops what a command of a previous run left running.
    *
@@ -191,6 +193,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   });
   return {
     describe: () => runner.sandbox.describe(policy.allowedPrograms),
+    warnings: () => runner.sandbox.warnings(),
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
     sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
     close: () => sandbox?.close(),

@@ -330,6 +330,7 @@ export async function runAgent(
   }
   const confinement = executor.describe?.();
   if (confinement) log.info("sandbox: {confinement}", { confinement });
+  for (const warning of executor.warnings?.() ?? []) log.warning("sandbox: {warning}", { warning });
   if (ownState && options.stateDir === undefined) {
     log.info(
       "execution journal and result outbox are kept in memory (no stateDir given); pass " +

@@ -684,6 +684,8 @@ export class Sandbox {
   readonly user: CommandUser | undefined;
   /** Why commands run as the agent's own user, when they do. */
   readonly userNote: string | undefined;
+  /** The agent is root and `COMMAND_USER` names root: commands keep all its power. */
+  #asRoot = false;
   /** The fixed working directory, or `undefined` for one per command. */
   readonly fixedCwd: string | undefined;
   /**
@@ -772,7 +774,10 @@ export class Sandbox {
         userNote = `the agent is not root (uid ${uid}): running as COMMAND_USER ${options.user} ` +
           "needs the CAP_SETUID and CAP_SETGID capabilities";
       }
-      if (uid === user.uid) user = undefined;
+      if (uid === user.uid) {
+        if (uid === 0) userNote = `COMMAND_USER ${options.user} is root`;
+        user = undefined;
+      }
     } else if (uid === 0) {
       user = resolveUser(DEFAULT_COMMAND_USER);
     } else if (uid === null) {
@@ -799,7 +804,9 @@ export class Sandbox {
     // one's working directories as leftovers at its start.
     const tag = options.tag ?? `pid-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
     const home = options.cgroups === false ? "cgroups are turned off" : probeCgroups(tag);
-    return new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
+    const sandbox = new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
+    sandbox.#asRoot = uid === 0 && user === undefined;
+    return sandbox;
   }
 
   /**
@@ -840,6 +847,21 @@ export class Sandbox {
       }
     }
     return createHash("sha256").update(path).digest("hex").slice(0, 16);
+  }
+
+  /**
+   * What the start-up log should warn of: commands that run as root (`COMMAND_USER` names root
+   * for a root agent) can read the agent's token and state and change anything on the machine.
+   *
+   * @returns One sentence per concern; none for an unprivileged command user.
+   */
+  warnings(): string[] {
+    if (!this.#asRoot) return [];
+    return [
+      `commands run as root (${this.userNote}): they can read the agent's token and state ` +
+      "and change anything on this machine; set COMMAND_USER to an unprivileged user (the " +
+      `default for a root agent is ${DEFAULT_COMMAND_USER})`,
+    ];
   }
 
   /** How the processes of a command are stopped. */

@@ -1047,3 +1047,21 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
     },
   );
 });
+
+Deno.test("what the executor warns of at start is logged as a warning", async () => {
+  using logs = captureLogs();
+  const stop = new AbortController();
+  stop.abort();
+  const executor = new FakeExecutor();
+  const warned = Object.assign(executor, { warnings: () => ["commands run as root (test)"] });
+  await runAgent({
+    dashboardUrl: "http://127.0.0.1:9",
+    agentId: "agent-1",
+    heartbeat: false,
+    executor: warned,
+    state: memoryAgentState(),
+    clock: new RecordingClock(),
+  }, stop.signal);
+  const record = logs.records.find((r) => r.message === "sandbox: commands run as root (test)");
+  assert.equal(record?.level, "warning", JSON.stringify(logs.records));
+});

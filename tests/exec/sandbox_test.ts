@@ -907,3 +907,24 @@ Deno.test("the start-up line says once why commands run as the agent's own user"
     });
   }
 });
+
+Deno.test("a root agent whose COMMAND_USER is root is warned that commands keep its power", async (t) => {
+  // It was an info line, "commands run as the agent's own user (COMMAND_USER is that user)".
+  for (const user of ["root", "0", "0:0"]) {
+    await t.step(user, async () => {
+      await using sandbox = Sandbox.create({ user, agentUid: 0, cgroups: false });
+      assert.equal(sandbox.user, undefined);
+      const [warning, ...more] = sandbox.warnings();
+      assert.deepEqual(more, []);
+      assert.match(warning, new RegExp(`^commands run as root \\(COMMAND_USER ${user} is root\\)`));
+      assert.match(warning, /set COMMAND_USER to an unprivileged user/);
+      assert.match(sandbox.describe(), new RegExp(`own user \\(COMMAND_USER ${user} is root\\)`));
+    });
+  }
+  await t.step("no warning for nobody, nor for an agent that is not root", async () => {
+    await using byDefault = Sandbox.create({ agentUid: 0, cgroups: false });
+    assert.deepEqual(byDefault.warnings(), []);
+    await using own = Sandbox.create({ user: "1000", agentUid: 1000, cgroups: false });
+    assert.deepEqual(own.warnings(), []);
+  });
+});
