@@ -420,7 +420,7 @@ export class CommandRunner {
       child = cell.spawn(resolved.path, {
         args: parsed.value.slice(1),
         clearEnv: true,
-        env: cell.ownDir && cell.cwd ? { ...env, HOME: cell.cwd } : env,
+        env: { ...env, ...childHome(cell, this.#sandbox.user !== undefined) },
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -509,6 +509,16 @@ export class CommandRunner {
     return why === undefined ? undefined : `program "${program}" cannot be run by the command ` +
       `user ${user!.name} (uid ${user!.uid}, gid ${user!.gid}): ${why}`;
   }
+}
+
+/**
+ * The `HOME` a command gets instead of the agent's: its own directory; or, for a command user other
+ * than the agent's, the fixed `COMMAND_CWD` (the agent's `HOME`, `/root` say, is none of that
+ * user's business and most often closed to it).
+ */
+function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
+  if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;
+  return { HOME: cell.cwd };
 }
 
 function currentDirectory(): string | undefined {

@@ -818,6 +818,25 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a root agent's command in COMMAND_CWD gets it as HOME, not the agent's",
+  ignore,
+  fn: async () => {
+    // HOME was the agent's own (/root): closed to nobody, so a tool writing under ~ failed.
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-fixed-" });
+    Deno.chmodSync(dir, 0o711);
+    using probe = script(`pwd; echo "$HOME"`);
+    try {
+      await using sandbox = Sandbox.create({ cwd: dir, cgroups: false });
+      const result = await runCommand(probe.path, { policy: policyWith(probe.path), sandbox });
+      assert.equal(result.status, "success", result.error ?? "");
+      assert.equal(result.stdout, `${dir}\n${dir}\n`);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "a COMMAND_CWD the command user cannot enter is named, not the program",
   ignore,
   fn: async () => {
