@@ -19,7 +19,14 @@ interface Node {
   path: string[];
   description: string;
   subcommands: Array<{ name: string; description: string }>;
-  options: Array<{ long?: string; short?: string; description: string; takesValue: boolean }>;
+  options: Array<{
+    long?: string;
+    short?: string;
+    description: string;
+    takesValue: boolean;
+    /** The values the option takes, when they are fixed (`list --status`). */
+    choices?: readonly string[];
+  }>;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -49,6 +56,7 @@ function nodesOf(command: AnyCommand, path: string[] = []): Node[] {
         short: o.short,
         description: firstSentence(o.description),
         takesValue: o.required || o.optional,
+        choices: o.argChoices,
       })),
   };
   node.options.push({ long: "--help", short: "-h", description: "show help", takesValue: false });
@@ -66,6 +74,20 @@ function words(node: Node): string[] {
     ...node.subcommands.map((s) => s.name),
     ...node.options.flatMap((o) => [o.long, o.short].filter((f): f is string => !!f)),
   ];
+}
+
+/**
+ * `case` items, one per option with fixed values, keyed by its command path and flag
+ * (`"list --status"`): `set` is given the values, quoted for the shell.
+ */
+function choiceCases(nodes: Node[], set: (values: string) => string): string {
+  return nodes.flatMap((n) =>
+    n.options.filter((o) => o.choices?.length).flatMap((o) =>
+      [o.long, o.short].filter((f): f is string => !!f).map((flag) =>
+        `      "${[...n.path, flag].join(" ")}") ${set(o.choices!.join(" "))} ;;`
+      )
+    )
+  ).join("\n");
 }
 
 function valueFlags(nodes: Node[]): string[] {
@@ -97,7 +119,7 @@ function bash(name: string, nodes: Node[]): string {
   const cases = nodes.map((n) => `    "${n.path.join(" ")}") words="${words(n).join(" ")}" ;;`);
   return `# bash completion for ${name}; load it with: source <(${name} completions bash)
 _${name}_completions() {
-  local cur="\${COMP_WORDS[COMP_CWORD]}" cmdpath="" word i skip=0
+  local cur="\${COMP_WORDS[COMP_CWORD]}" cmdpath="" word i skip=0 flag=""
   local value_flags=" ${valueFlags(nodes).join(" ")} "
   local paths="${commandPaths(nodes)}"
   for ((i = 1; i < COMP_CWORD; i++)); do
@@ -105,12 +127,20 @@ _${name}_completions() {
     if ((skip)); then skip=0; continue; fi
     case "$word" in
       -*=*) ;;
-      -*) [[ "$value_flags" == *" $word "* ]] && skip=1 ;;
+      -*) [[ "$value_flags" == *" $word "* ]] && skip=1 && flag="$word" ;;
       *) [[ "$paths" == *"|\${cmdpath:+$cmdpath }$word|"* ]] && cmdpath="\${cmdpath:+$cmdpath }$word" ;;
     esac
   done
-  ((skip)) && return 0
   local words
+  if ((skip)); then
+    # The value of an option: its fixed values, else files.
+    case "\${cmdpath:+$cmdpath }$flag" in
+${choiceCases(nodes, (values) => `words="${values}"`)}
+      *) return 0 ;;
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    return 0
+  fi
   case "$cmdpath" in
 ${cases.join("\n")}
     *) words="" ;;
@@ -138,7 +168,7 @@ function zsh(name: string, nodes: Node[]): string {
 # zsh completion for ${name}; load it with: source <(${name} completions zsh)
 _${name}() {
   local -a items
-  local cmdpath="" word skip=0 i
+  local cmdpath="" word skip=0 i flag=""
   local value_flags=" ${valueFlags(nodes).join(" ")} "
   local paths="${commandPaths(nodes)}"
   for ((i = 2; i < CURRENT; i++)); do
@@ -146,11 +176,17 @@ _${name}() {
     if ((skip)); then skip=0; continue; fi
     case "$word" in
       -*=*) ;;
-      -*) [[ "$value_flags" == *" $word "* ]] && skip=1 ;;
+      -*) [[ "$value_flags" == *" $word "* ]] && skip=1 && flag="$word" ;;
       *) [[ "$paths" == *"|\${cmdpath:+$cmdpath }$word|"* ]] && cmdpath="\${cmdpath:+$cmdpath }$word" ;;
     esac
   done
-  if ((skip)); then _files; return; fi
+  if ((skip)); then
+    # The value of an option: its fixed values, else files.
+    case "\${cmdpath:+$cmdpath }$flag" in
+${choiceCases(nodes, (values) => `items=(${values}); compadd -a items; return`)}
+      *) _files; return ;;
+    esac
+  fi
   case "$cmdpath" in
 ${cases.join("\n")}
     *) items=() ;;
@@ -188,9 +224,9 @@ function fish(name: string, nodes: Node[]): string {
         option.short ? `-s ${option.short.slice(1)}` : "",
       ].filter(Boolean).join(" ");
       lines.push(
-        `complete -c ${name} -n ${quote(condition)} ${flags}${option.takesValue ? " -r" : ""} -d ${
-          quote(option.description)
-        }`,
+        `complete -c ${name} -n ${quote(condition)} ${flags}${option.takesValue ? " -r" : ""}${
+          option.choices?.length ? ` -a ${quote(option.choices.join(" "))}` : ""
+        } -d ${quote(option.description)}`,
       );
     }
   }

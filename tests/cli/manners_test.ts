@@ -74,6 +74,11 @@ _status_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
     ]);
     assert.deepEqual(await complete("status", "result", "list", "--js"), ["--json"]);
     assert.deepEqual(await complete("status", "run", "show", "run-1", "--f"), ["--follow"]);
+    // An option with fixed values completes them (it offered files).
+    assert.deepEqual(await complete("status", "list", "--status", "q"), ["queued"]);
+    assert.deepEqual(await complete("status", "enqueue", "echo hi", "--priority", "h"), ["high"]);
+    assert.equal((await complete("status", "list", "--status", "")).length, 12);
+    assert.deepEqual(await complete("status", "list", "--status", "failed", "--li"), ["--limit"]);
     assert.deepEqual(await complete("status", "completions", "bash", ""), []);
     assert.deepEqual(await complete("status", "completions", ""), [
       "bash",
@@ -95,12 +100,25 @@ _status_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
       }
       const out = await new Deno.Command(shell, { args: ["-n", "-c", script.stdout] }).output();
       assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      if (shell === "zsh") {
+        // The completion system's functions stand in as printers (no terminal here).
+        const probe = `compdef() { :; }; compadd() { print -l -- "\${(@P)2}"; }
+_files() { print files; }
+${script.stdout}
+words=(status list --status ''); CURRENT=4; _status
+words=(status list --config ''); CURRENT=4; _status`;
+        const done = await new Deno.Command("zsh", { args: ["-c", probe] }).output();
+        const lines = new TextDecoder().decode(done.stdout).trim().split("\n");
+        assert.deepEqual([lines[0], lines.length, lines.at(-1)], ["queued", 13, "files"]);
+      }
       if (shell === "fish") {
-        const probe = `${script.stdout}\ncomplete -C 'status enq'; complete -C 'status agents r'`;
+        const probe =
+          `${script.stdout}\ncomplete -C 'status enq'; complete -C 'status agents r'; ` +
+          "complete -C 'status list --status q'";
         const done = await new Deno.Command("fish", { args: ["-c", probe] }).output();
         const names = new TextDecoder().decode(done.stdout).trim().split("\n")
           .map((l) => l.split("\t")[0]);
-        assert.deepEqual(names, ["enqueue", "remove", "rotate"]);
+        assert.deepEqual(names, ["enqueue", "remove", "rotate", "queued"]);
       }
     });
   }
