@@ -28,6 +28,7 @@ import {
 } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import { adminAuth, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
+import { RefusalLines } from "./auth/refusal_lines.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
@@ -248,6 +249,7 @@ export function createApp(options: AppOptions): DashboardApp {
       perMinute: settings.operatorRateLimitPerMinute,
       clock,
     }),
+    refusalLines: new RefusalLines({ clock }),
     queueTtlSecs: settings.queueTtlSecs,
     offlineAfterMs,
     waitingHashes: (agentId) => hub.waitingHashes(agentId),
@@ -270,6 +272,10 @@ export function createApp(options: AppOptions): DashboardApp {
   };
 
   const app = new Hono<ServerEnv>();
+  app.use("*", (c, next) => {
+    c.set("refusalLines", deps.refusalLines);
+    return next();
+  });
   app.use("*", requestLog(clock, storeHealth));
   // The web console first: its middleware lets a session cookie read the operator API.
   mountConsole(app, {

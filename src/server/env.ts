@@ -5,6 +5,7 @@
  */
 import type { AgentRecord } from "../store/mod.ts";
 import type { AgentCall } from "./auth/call.ts";
+import type { RefusalLines } from "./auth/refusal_lines.ts";
 
 /** Hono environment of the dashboard: what middleware hands to routes. */
 export type ServerEnv = {
@@ -28,5 +29,7 @@ export type ServerEnv = {
      * lasts, an event stream, ends when not.
      */
     consoleSessionValid: () => boolean;
+    /** How many audit lines of refusals the dashboard still writes. */
+    refusalLines: RefusalLines;
   };
 };

@@ -10,6 +10,7 @@ import type { CommandStore } from "../store/mod.ts";
 import { type AgentCall, type AuthContext, refuse } from "./auth/mod.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
+import type { RefusalLines } from "./auth/refusal_lines.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import type { InstanceRegistry } from "./instances.ts";
@@ -34,6 +35,8 @@ export interface RouteDeps {
   limiter: TokenBucketLimiter;
   /** The operators' buckets (one per client address), for operator routes and enqueues. */
   operatorLimiter: TokenBucketLimiter;
+  /** How many audit lines of refused requests are still written (a flood is not). */
+  refusalLines: RefusalLines;
   /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
   queueTtlSecs: number;
   /**

@@ -535,6 +535,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   }
 
   function run(found: LeanMatch, call: AgentCall, exchange: LeanExchange): void {
+    call.refusalLines ??= deps.refusalLines;
     if (log.isEnabledFor("debug")) exchange.started = performance.now();
     const route = found.route;
     if (route === "wait" || route === "cancel-wait") {

@@ -7,6 +7,7 @@
 import type { Context } from "hono";
 import type { AgentRecord, CommandStore } from "../../store/mod.ts";
 import type { Clock } from "../clock.ts";
+import type { RefusalLines } from "./refusal_lines.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
 import type { IncomingMessage } from "node:http";
@@ -56,6 +57,8 @@ export interface AgentCall {
   rawBody?: RawBody;
   /** Why an auth step refused the request, once one did (the metrics count it). */
   refusal?: RefusalReason;
+  /** How many audit lines of refusals the dashboard still writes; none: every one. */
+  refusalLines?: RefusalLines;
 }
 
 /**
@@ -89,6 +92,7 @@ export function callOf<E extends ServerEnv>(c: Context<E>): AgentCall {
   let call = c.get("call");
   if (!call) {
     call = agentCall(c.req.raw, remoteOf(c));
+    call.refusalLines = c.get("refusalLines");
     c.set("call", call);
   }
   return call;

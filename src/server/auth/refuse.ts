@@ -10,6 +10,7 @@ import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
 import { markRefusal, refusalReason } from "../refusals.ts";
 import { type AgentCall, callOf, isAgentCall } from "./call.ts";
+import { REFUSAL_LINES_PER_SECOND } from "./refusal_lines.ts";
 
 const audit = auditLogger();
 
@@ -44,6 +45,18 @@ export function refuse<E extends ServerEnv>(
 ): HttpError {
   const call = isAgentCall(from) ? from : callOf(from);
   noteCallRefusal(call, message);
+  // Without a dashboard's allowance (a call made outside one), every line is written.
+  const left = call.refusalLines ? call.refusalLines.take() : 0;
+  if (left === null) {
+    return new HttpError(status, message, { details: extra.details, headers: extra.headers });
+  }
+  if (left > 0) {
+    audit.warning(
+      "{count} more refused requests were not logged (over {perSecond} a second); the " +
+        "refusal metrics count them",
+      { count: left, perSecond: REFUSAL_LINES_PER_SECOND },
+    );
+  }
   audit.warning(`${event}: {reason}`, {
     reason: message,
     status,
