@@ -131,8 +131,10 @@ export class RunScheduler {
   /** Steps every open run once. */
   async sweep(): Promise<void> {
     if (this.#closed) return;
-    const open = await this.#options.store.listRuns({ open: true, limit: 10_000 });
-    await Promise.all(open.map((run) => this.advance(run.id)));
+    // The ids alone: each step reads its run (listing the runs read every target of each, with
+    // its command and output, only to be read again by the step).
+    const open = await this.#options.store.listOpenRunIds(10_000);
+    await Promise.all(open.map((id) => this.advance(id)));
   }
 
   /**

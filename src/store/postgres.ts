@@ -1448,6 +1448,17 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.listOpenRunIds} */
+  listOpenRunIds(limit: number): Promise<string[]> {
+    return this.#run("list open runs", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT id FROM runs WHERE completed_at IS NULL ORDER BY seq DESC LIMIT $1`,
+        [Math.max(0, Math.floor(limit))],
+      );
+      return (rows as unknown as Row[]).map((row) => String(row.id));
+    });
+  }
+
   /** {@inheritDoc CommandStore.advanceRun} */
   advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
     return this.#tx("step run", async (tx): Promise<AdvanceRunOutcome | null> => {

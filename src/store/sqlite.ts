@@ -1605,6 +1605,16 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     });
   }
 
+  /** {@inheritDoc CommandStore.listOpenRunIds} */
+  listOpenRunIds(limit: number): Promise<string[]> {
+    return this.#run(() => {
+      const rows = this.#stmt(
+        `SELECT id FROM runs WHERE completed_at IS NULL ORDER BY seq DESC LIMIT ?`,
+      ).all(Math.max(0, Math.floor(limit))) as Row[];
+      return rows.map((row) => String(row.id));
+    });
+  }
+
   /** {@inheritDoc CommandStore.advanceRun} */
   advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
     return this.#run(() => {

@@ -693,6 +693,14 @@ export interface CommandStore extends AsyncDisposable {
   /** Runs with their targets, newest first. */
   listRuns(query: RunQuery): Promise<RunRecord[]>;
   /**
+   * The ids of the runs not completed, newest first, as `listRuns({ open: true, limit })` would
+   * return them, without reading a run's targets (the run sweep needs no more).
+   *
+   * @param limit At most this many.
+   * @returns The ids; none when no run is open.
+   */
+  listOpenRunIds(limit: number): Promise<string[]>;
+  /**
    * One step of a run's rate control, atomic against every other step of the same run: applies
    * `planRun` of `runs.ts` (start targets up to the concurrency, skip the rest after too many errors or
    * a cancel) and records the run completed once every target is final.

@@ -11,6 +11,7 @@ import {
   type AgentSummary,
   type CommandRecord,
   type CommandResult,
+  type CommandStore,
   openSqliteStore,
 } from "../../src/store/mod.ts";
 import { firstLine, matchTarget, runView } from "../../src/server/runs.ts";
@@ -475,6 +476,69 @@ Deno.test("a dashboard that died between starting a target and enqueuing it enqu
     assert.equal(run?.targets[2].startedAt, null, "the third waits for a free slot");
   } finally {
     await restarted.close();
+  }
+});
+
+/** A store that counts the calls of each of its methods (by name). */
+function countingStore(inner: CommandStore): { store: CommandStore; calls: Map<string, number> } {
+  const calls = new Map<string, number>();
+  const store = new Proxy(inner, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (typeof key === "string") calls.set(key, (calls.get(key) ?? 0) + 1);
+        return value.apply(target, args);
+      };
+    },
+  });
+  return { store, calls };
+}
+
+/** A new run `id` of `agents` on `store`, none started. */
+function createRunOf(store: CommandStore, id: string, agents: string[], now: number) {
+  return store.createRun({
+    id,
+    name: "echo hi",
+    params: {},
+    target: { agents },
+    fingerprint: `fp-${id}`,
+    maxConcurrency: 1,
+    maxConcurrencySpec: 1,
+    maxErrors: null,
+    targets: agents.map((agentId) => ({
+      agentId,
+      commandId: `${id}:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+}
+
+Deno.test("a sweep reads the ids of the open runs, not the runs, then steps each once", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const now = Date.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  for (const id of ["r1", "r2", "r3"]) await createRunOf(inner, id, ["a1", "a2"], now);
+  // r3 has ended: cancelled before anything started.
+  await inner.cancelRun("r3", now);
+  assert.notEqual((await inner.advanceRun("r3", now))?.run.completedAt, null);
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    // The first sweeps start r1's and r2's first targets and enqueue their commands.
+    await dashboard.runs.sweep();
+    await dashboard.runs.sweep();
+    assert.equal((await inner.listCommands({ limit: 10 })).length, 2);
+    calls.clear();
+    await dashboard.runs.sweep();
+    assert.equal(calls.get("listRuns"), undefined, "the runs' targets are not listed");
+    assert.equal(calls.get("listOpenRunIds"), 1);
+    assert.equal(calls.get("advanceRun"), 2, "each open run is stepped once");
+    assert.equal(calls.get("getRun"), undefined, "nothing to enqueue: the step's run is used");
+  } finally {
+    await dashboard.close();
   }
 });
 

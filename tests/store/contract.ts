@@ -993,6 +993,31 @@ export function runStoreContract(
     assert.deepEqual(await store.cancelRun("nope", T0), { outcome: "not_found" });
   });
 
+  test("lists the ids of open runs only, newest first, without their targets", async (store, t) => {
+    await t.step("no runs: none", async () => {
+      assert.deepEqual(await store.listOpenRunIds(10), []);
+    });
+    await t.step("many runs: the open ones, as listRuns lists them", async () => {
+      for (let i = 0; i < 30; i++) {
+        const id = `r${String(i).padStart(2, "0")}`;
+        await store.createRun(newRun(id, ["a1", "a2"], { now: T0 + i }));
+        if (i % 3 === 0) {
+          // Ended: cancelled before anything started, every target skipped.
+          await store.cancelRun(id, T0 + 100);
+          assert.notEqual((await store.advanceRun(id, T0 + 100))?.run.completedAt, null);
+        }
+      }
+      const open = await store.listOpenRunIds(100);
+      assert.equal(open.length, 20);
+      assert.deepEqual(open.slice(0, 3), ["r29", "r28", "r26"]);
+      assert.deepEqual(open, (await store.listRuns({ open: true, limit: 100 })).map((r) => r.id));
+    });
+    await t.step("at most the limit, newest first", async () => {
+      assert.deepEqual(await store.listOpenRunIds(2), ["r29", "r28"]);
+      assert.deepEqual(await store.listOpenRunIds(0), []);
+    });
+  });
+
   test("a run starts at most max_concurrency commands and completes", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2", "a3"], { maxConcurrency: 2 }));
     const first = await store.advanceRun("r", T0 + 1);
