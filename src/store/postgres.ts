@@ -1465,6 +1465,9 @@ export class PostgresStore implements CommandStore, SharedStore {
       // The run's row lock orders every step of it, whichever instance makes it.
       const run = await this.#getRun(tx, id, true);
       if (!run) return null;
+      // The run as read, unless the step changed it: most steps (every sweep of every open run)
+      // change nothing, and a run is all its targets with their commands.
+      let after = run;
       if (run.completedAt === null) {
         const plan = planRun(run);
         for (const [column, positions] of [["started_at", plan.start], ["skipped_at", plan.skip]]) {
@@ -1481,9 +1484,9 @@ export class PostgresStore implements CommandStore, SharedStore {
             plan.complete ? now : null,
             id,
           ]);
+          after = (await this.#getRun(tx, id))!;
         }
       }
-      const after = (await this.#getRun(tx, id))!;
       const toEnqueue = after.targets.filter((t) =>
         t.startedAt !== null && t.skippedAt === null && t.command === null
       );

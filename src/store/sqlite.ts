@@ -1621,6 +1621,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       return this.#tx((): AdvanceRunOutcome | null => {
         const run = this.#getRunRow(id);
         if (!run) return null;
+        // The run as read, unless the step changed it: most steps (every sweep of every open
+        // run) change nothing, and a run is all its targets with their commands.
+        let after = run;
         if (run.completedAt === null) {
           const plan = planRun(run);
           const mark = (column: "started_at" | "skipped_at", positions: number[]) => {
@@ -1637,9 +1640,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
             this.#stmt(
               `UPDATE runs SET updated_at = ?, completed_at = ? WHERE id = ?`,
             ).run(now, plan.complete ? now : null, id);
+            after = this.#getRunRow(id) as RunRecord;
           }
         }
-        const after = this.#getRunRow(id) as RunRecord;
         const toEnqueue = after.targets.filter((t) =>
           t.startedAt !== null && t.skippedAt === null && t.command === null
         );

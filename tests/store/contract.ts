@@ -1046,6 +1046,27 @@ export function runStoreContract(
     assert.deepEqual(await store.cancelRun("r", T0 + 6), { outcome: "final", run: done!.run });
   });
 
+  test("a step that changes nothing answers the run as stored", async (store) => {
+    await store.createRun(newRun("r", ["a1", "a2"], { maxConcurrency: 1 }));
+    const first = await store.advanceRun("r", T0);
+    assert.deepEqual(first?.toEnqueue.map((t) => t.commandId), ["r:a1"]);
+    // Started, not enqueued yet: the next step changes nothing and still says to enqueue it.
+    const unchanged = await store.advanceRun("r", T0 + 1);
+    assert.deepEqual(unchanged, { run: await store.getRun("r"), toEnqueue: first!.toEnqueue });
+    assert.equal(unchanged?.run.updatedAt, T0, "not touched");
+    await enqueue(store, "r:a1", { agentId: "a1" });
+    const busy = await store.advanceRun("r", T0 + 2);
+    assert.deepEqual(busy, { run: await store.getRun("r"), toEnqueue: [] });
+    assert.equal(busy?.run.targets[0].command?.status, "queued");
+    await store.cancelRun("r", T0 + 3);
+    await store.cancel("r:a1", T0 + 3);
+    const done = await store.advanceRun("r", T0 + 4);
+    assert.equal(done?.run.completedAt, T0 + 4);
+    const ended = await store.advanceRun("r", T0 + 5);
+    assert.deepEqual(ended, { run: await store.getRun("r"), toEnqueue: [] });
+    assert.deepEqual(ended?.run, done?.run);
+  });
+
   test("after more than max_errors failures the rest is skipped", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2", "a3", "a4"], {
       maxConcurrency: 1,
