@@ -37,6 +37,7 @@ import {
   runCommandId,
   type RunRecord,
   runStatus,
+  type RunSummary,
   type RunTargetRecord,
   runTotals,
   targetFailed,
@@ -350,7 +351,22 @@ export function firstLine(command: CommandRecord | null): string | null {
  * @param withAgents Include the per-agent entries (the list leaves them out).
  */
 export function runView(run: RunRecord, withAgents = true): RunView {
-  const view: RunView = {
+  const view: RunView = { ...runSummaryView(run), agents: [] };
+  if (withAgents) {
+    const reasons = skipReasons(run);
+    view.agents = run.targets.map((target) => targetView(target, reasons));
+  }
+  return view;
+}
+
+/**
+ * A run as the list of runs shows it: {@link runView} without the per-agent entries, from the
+ * run's targets or from their groups.
+ *
+ * @param run The stored run, or its summary.
+ */
+export function runSummaryView(run: RunRecord | RunSummary): Omit<RunView, "agents"> {
+  return {
     id: run.id,
     name: run.name,
     params: run.params,
@@ -363,13 +379,7 @@ export function runView(run: RunRecord, withAgents = true): RunView {
     created_at: iso(run.createdAt) as string,
     completed_at: iso(run.completedAt),
     totals: runTotals(run),
-    agents: [],
   };
-  if (withAgents) {
-    const reasons = skipReasons(run);
-    view.agents = run.targets.map((target) => targetView(target, reasons));
-  }
-  return view;
 }
 
 /**
@@ -707,13 +717,12 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     if (open !== undefined && open !== "" && open !== "1" && open !== "true") {
       throw new HttpError(400, `query "open": must be 1 or true`);
     }
-    const runs = await store.listRuns({ open: open !== undefined && open !== "", limit });
-    return c.json({
-      runs: runs.map((run) => {
-        const { agents: _agents, ...summary } = runView(run, false);
-        return summary;
-      }),
+    // Counts of each run's targets, not the targets: no per-agent entries are shown here.
+    const runs = await store.listRunSummaries({
+      open: open !== undefined && open !== "",
+      limit,
     });
+    return c.json({ runs: runs.map(runSummaryView) });
   });
 
   app.get("/api/v1/runs/:id", auth, async function getRunRoute(c) {

@@ -42,9 +42,11 @@ import {
   strOrNull,
   TARGET_COLUMNS,
   TARGET_FROM,
+  TARGET_GROUPS_SELECT,
   toAgent,
   toCommand,
   toRun,
+  toRunSummary,
   toTarget,
 } from "./_rows.ts";
 import {
@@ -63,6 +65,7 @@ import type {
   NewRun,
   RunQuery,
   RunRecord,
+  RunSummary,
   RunTargetRecord,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
@@ -1445,6 +1448,21 @@ export class PostgresStore implements CommandStore, SharedStore {
         runs.push(toRun(row, await this.#runTargets(sql, String(row.id))));
       }
       return runs;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listRunSummaries} */
+  listRunSummaries(query: RunQuery): Promise<RunSummary[]> {
+    return this.#run("list runs", async (sql) => {
+      // One statement (one snapshot, one round trip): each run's groups from its own targets.
+      const rows = await sql.unsafe(
+        `SELECT r.*, (SELECT coalesce(json_agg(g), '[]') FROM
+             (${TARGET_GROUPS_SELECT} WHERE t.run_id = r.id GROUP BY 1, 2, 3) g) AS target_groups
+         FROM runs r WHERE ($1::boolean = false OR r.completed_at IS NULL)
+         ORDER BY r.seq DESC LIMIT $2`,
+        [query.open === true, Math.max(0, Math.floor(query.limit))],
+      );
+      return (rows as unknown as Row[]).map(toRunSummary);
     });
   }
 

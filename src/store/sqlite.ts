@@ -67,6 +67,7 @@ import type {
   NewRun,
   RunQuery,
   RunRecord,
+  RunSummary,
   RunTargetRecord,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
@@ -85,9 +86,11 @@ import {
   strOrNull,
   TARGET_COLUMNS,
   TARGET_FROM,
+  TARGET_GROUPS_SELECT,
   toAgent,
   toCommand,
   toRun,
+  toRunSummary,
   toTarget,
 } from "./_rows.ts";
 
@@ -1602,6 +1605,21 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         `SELECT * FROM runs WHERE (? = 0 OR completed_at IS NULL) ORDER BY seq DESC LIMIT ?`,
       ).all(query.open ? 1 : 0, Math.max(0, Math.floor(query.limit))) as Row[];
       return rows.map((row) => toRun(row, this.#runTargets(String(row.id))));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listRunSummaries} */
+  listRunSummaries(query: RunQuery): Promise<RunSummary[]> {
+    return this.#run(() => {
+      // One statement: each run's groups from its own targets (the primary key's run_id first).
+      const rows = this.#stmt(
+        `SELECT r.*, (SELECT json_group_array(json_object('skipped', g.skipped,
+             'started', g.started, 'status', g.status, 'count', g.count, 'first', g.first))
+           FROM (${TARGET_GROUPS_SELECT} WHERE t.run_id = r.id GROUP BY 1, 2, 3) g)
+           AS target_groups
+         FROM runs r WHERE (? = 0 OR r.completed_at IS NULL) ORDER BY r.seq DESC LIMIT ?`,
+      ).all(query.open ? 1 : 0, Math.max(0, Math.floor(query.limit))) as Row[];
+      return rows.map(toRunSummary);
     });
   }
 

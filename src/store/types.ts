@@ -443,6 +443,30 @@ export interface RunRecord {
   targets: RunTargetRecord[];
 }
 
+/**
+ * Targets of one run alike in all that the run's status and totals depend on (skipped, started,
+ * their command's status), and how many they are: {@link CommandStore.listRunSummaries} reads
+ * these instead of the targets.
+ */
+export interface RunTargetGroup {
+  /** The targets were skipped (never started). */
+  skipped: boolean;
+  /** The targets were started. */
+  started: boolean;
+  /** Their command's status; `null`: no command (yet). */
+  status: CommandStatus | null;
+  /** How many targets (at least 1). */
+  count: number;
+  /** The lowest position among them: totals name states in the order their first target comes. */
+  first: number;
+}
+
+/** A run with its targets counted by group instead of read, as the list of runs shows it. */
+export interface RunSummary extends Omit<RunRecord, "targets"> {
+  /** The run's targets by group, in the order of their first target (`first`). */
+  groups: RunTargetGroup[];
+}
+
 /** What {@link CommandStore.createRun} stores. */
 export interface NewRun {
   /** The run id. */
@@ -700,6 +724,15 @@ export interface CommandStore extends AsyncDisposable {
    * @returns The ids; none when no run is open.
    */
   listOpenRunIds(limit: number): Promise<string[]>;
+  /**
+   * The runs `listRuns` would return, in the same order, each with its targets counted by group
+   * (skipped, started, command status) instead of read with their commands and output: enough
+   * for the run's status and totals (`runStatus`, `runTotals` of `runs.ts`).
+   *
+   * @param query The same filters as `listRuns`.
+   * @returns The runs, newest first; none when no run matches.
+   */
+  listRunSummaries(query: RunQuery): Promise<RunSummary[]>;
   /**
    * One step of a run's rate control, atomic against every other step of the same run: applies
    * `planRun` of `runs.ts` (start targets up to the concurrency, skip the rest after too many errors or

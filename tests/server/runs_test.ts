@@ -542,6 +542,64 @@ Deno.test("a sweep reads the ids of the open runs, not the runs, then steps each
   }
 });
 
+Deno.test("the list of runs reads counts of their targets, and shows what runView shows", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const now = Date.now();
+  const agents = ["a1", "a2", "a3", "a4"];
+  for (const id of agents) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r-first", agents, now);
+  await createRunOf(inner, "r-cancelled", agents, now + 1);
+  await inner.advanceRun("r-cancelled", now + 1);
+  await inner.cancelRun("r-cancelled", now + 2);
+  await createRunOf(inner, "r-going", ["a4", "a3", "a2"], now + 3);
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    await dashboard.runs.sweep();
+    // r-going: a4 ran and failed; the sweep started a3.
+    const claimed = await inner.claimNext({
+      agentId: "a4",
+      deploymentHash: "default",
+      now: now + 4,
+      deliveryLeaseMs: 30_000,
+    });
+    assert.equal(claimed?.id, "r-going:a4");
+    await inner.report({
+      commandId: "r-going:a4",
+      agentId: "a4",
+      attempt: 1,
+      status: "failed",
+      result: null,
+      error: "exit 1",
+      startedAt: null,
+      completedAt: null,
+      now: now + 5,
+    });
+    await dashboard.runs.sweep();
+    calls.clear();
+    for (const query of ["", "?open=1", "?limit=2"]) {
+      const response = await dashboard.app.request(`/api/v1/runs${query}`);
+      assert.equal(response.status, 200);
+      const limit = query === "?limit=2" ? 2 : 50;
+      const runs = await inner.listRuns({ open: query === "?open=1", limit });
+      const expected = runs.map((run) => {
+        const { agents: _agents, ...summary } = runView(run);
+        return summary;
+      });
+      // As text: the same fields, totals and key order.
+      assert.equal(await response.text(), JSON.stringify({ runs: expected }), query);
+    }
+    assert.deepEqual(
+      [calls.get("listRuns"), calls.get("getRun"), calls.get("listRunSummaries")],
+      [undefined, undefined, 3],
+      "no target is read with its command",
+    );
+  } finally {
+    await dashboard.close();
+  }
+});
+
 Deno.test("a run cancelled after a target started and before its enqueue cancels its command", async () => {
   using _logs = captureLogs();
   await using store = openSqliteStore(":memory:");

@@ -1018,6 +1018,103 @@ export function runStoreContract(
     });
   });
 
+  test(
+    "lists runs with their targets counted by group, as listRuns reads them",
+    async (store, t) => {
+      await t.step("no runs: none", async () => {
+        assert.deepEqual(await store.listRunSummaries({ limit: 10 }), []);
+        assert.deepEqual(await store.listRunSummaries({ open: true, limit: 10 }), []);
+      });
+      // "mixed": m1 queued, m2 failed, m3 delivered, m4 started (not enqueued), m5 and m6 skipped
+      // by a cancel: its states come in another order than any sort of them would give.
+      await store.createRun(newRun("mixed", ["m1", "m2", "m3", "m4", "m5", "m6"], {
+        maxConcurrency: 4,
+      }));
+      await store.advanceRun("mixed", T0);
+      await enqueue(store, "mixed:m1", { agentId: "m1" });
+      await finish(store, "mixed:m2", "m2", "failed");
+      await enqueue(store, "mixed:m3", { agentId: "m3" });
+      assert.equal((await claim(store, "m3"))?.id, "mixed:m3");
+      await store.cancelRun("mixed", T0 + 1);
+      // "pending": nothing started; "done": every command succeeded; "empty": no targets at all.
+      await store.createRun(newRun("pending", ["p1", "p2", "p3"], { now: T0 + 1 }));
+      await store.createRun(newRun("done", ["s1", "s2"], { now: T0 + 2 }));
+      await store.advanceRun("done", T0 + 2);
+      await finish(store, "done:s1", "s1", "success");
+      await finish(store, "done:s2", "s2", "success");
+      assert.notEqual((await store.advanceRun("done", T0 + 3))?.run.completedAt, null);
+      await store.createRun(newRun("empty", [], { now: T0 + 3 }));
+
+      await t.step("each run's groups, in the order of their first target", async () => {
+        const [mixed] = (await store.listRunSummaries({ limit: 10 })).filter((r) =>
+          r.id === "mixed"
+        );
+        assert.deepEqual(mixed.groups, [
+          { skipped: false, started: true, status: "queued", count: 1, first: 0 },
+          { skipped: false, started: true, status: "failed", count: 1, first: 1 },
+          { skipped: false, started: true, status: "delivered", count: 1, first: 2 },
+          { skipped: false, started: true, status: null, count: 1, first: 3 },
+          { skipped: true, started: false, status: null, count: 2, first: 4 },
+        ]);
+        assert.equal(
+          JSON.stringify(runTotals(mixed)),
+          JSON.stringify({
+            total: 6,
+            queued: 1,
+            failed: 1,
+            delivered: 1,
+            starting: 1,
+            skipped: 2,
+            failed_total: 1,
+            active: 3,
+          }),
+        );
+        assert.equal(runStatus(mixed), "cancelling");
+      });
+      await t.step("the same runs, fields, status and totals as listRuns", async () => {
+        for (const query of [{ limit: 10 }, { open: true, limit: 10 }, { limit: 2 }]) {
+          const summaries = await store.listRunSummaries(query);
+          const runs = await store.listRuns(query);
+          assert.deepEqual(summaries.map((r) => r.id), runs.map((r) => r.id));
+          summaries.forEach((summary, i) => {
+            const { groups, ...fields } = summary;
+            const { targets, ...runFields } = runs[i];
+            assert.deepEqual(fields, runFields);
+            assert.equal(groups.reduce((n, g) => n + g.count, 0), targets.length);
+            // Compared as text: the totals' keys come in the same order too.
+            assert.equal(JSON.stringify(runTotals(summary)), JSON.stringify(runTotals(runs[i])));
+            assert.equal(runStatus(summary), runStatus(runs[i]));
+          });
+        }
+        assert.deepEqual(
+          (await store.listRunSummaries({ limit: 10 })).map((r) => [r.id, runStatus(r)]),
+          [["empty", "succeeded"], ["done", "succeeded"], ["pending", "running"], [
+            "mixed",
+            "cancelling",
+          ]],
+        );
+        assert.deepEqual(
+          (await store.listRunSummaries({ open: true, limit: 10 })).map((r) => r.id),
+          ["empty", "pending", "mixed"],
+        );
+      });
+      await t.step("many runs: at most the limit, newest first", async () => {
+        for (let i = 0; i < 25; i++) {
+          await store.createRun(newRun(`many-${i}`, ["x1", "x2"], { now: T0 + 10 + i }));
+        }
+        const summaries = await store.listRunSummaries({ limit: 20 });
+        assert.equal(summaries.length, 20);
+        assert.equal(summaries[0].id, "many-24");
+        assert.ok(summaries.every((r) =>
+          JSON.stringify(r.groups) === JSON.stringify([
+            { skipped: false, started: false, status: null, count: 2, first: 0 },
+          ])
+        ));
+        assert.equal((await store.listRunSummaries({ limit: 100 })).length, 29);
+      });
+    },
+  );
+
   test("a run starts at most max_concurrency commands and completes", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2", "a3"], { maxConcurrency: 2 }));
     const first = await store.advanceRun("r", T0 + 1);
