@@ -492,27 +492,6 @@ export function runFingerprint(request: RunRequest): string {
 }
 
 /**
- * The ids among `ids` that commands of the store have, in the order given (looked up a few at a
- * time: a run may have 10,000 parts).
- *
- * @param store The store.
- * @param ids Command ids.
- * @returns Those that exist.
- */
-async function existingCommandIds(
-  store: Pick<RouteDeps["store"], "getCommand">,
-  ids: readonly string[],
-): Promise<string[]> {
-  const found: string[] = [];
-  for (let start = 0; start < ids.length; start += 16) {
-    const batch = ids.slice(start, start + 16);
-    const commands = await Promise.all(batch.map((id) => store.getCommand(id)));
-    commands.forEach((command, i) => command && found.push(batch[i]));
-  }
-  return found;
-}
-
-/**
  * Enqueues a run target's command as the operator enqueue does: a matching open wait of the
  * agent is answered in the same transaction.
  *
@@ -617,8 +596,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       // Each part's command is `<run id>:<agent id>`, enqueued with that fixed id: a command of
       // that id made outside a run (an operator's enqueue, for any agent; an agent's own) would
       // stand in for the part, which would then follow it and never get the run's command.
-      const taken = await existingCommandIds(
-        store,
+      const taken = await store.existingCommandIds(
         matched.map((agent) => runCommandId(id, agent.id)),
       );
       if (taken.length > 0) {

@@ -23,6 +23,9 @@ import {
   type RunTargetRecord,
 } from "./types.ts";
 
+/** Ids looked up at most in one statement (`CommandStore.existingCommandIds`). */
+export const IDS_PER_STATEMENT = 500;
+
 /** A row as a driver returns it: numbers may come as `bigint` (SQLite) or strings (PostgreSQL). */
 export type Row = Record<string, unknown>;
 

@@ -32,6 +32,7 @@ import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts
 import {
   checkPruneLimit,
   COMMAND_COLUMNS,
+  IDS_PER_STATEMENT,
   num,
   numOrNull,
   parseLabelsColumn,
@@ -997,6 +998,20 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** {@inheritDoc CommandStore.getCommand} */
   getCommand(id: string): Promise<CommandRecord | null> {
     return this.#run("read command", (sql) => this.#command(sql, id));
+  }
+
+  /** {@inheritDoc CommandStore.existingCommandIds} */
+  existingCommandIds(ids: readonly string[]): Promise<string[]> {
+    return this.#run("read command ids", async (sql) => {
+      const found = new Set<string>();
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        const rows = await sql.unsafe("SELECT id FROM commands WHERE id = ANY($1::text[])", [
+          ids.slice(start, start + IDS_PER_STATEMENT),
+        ]);
+        for (const row of rows as unknown as Row[]) found.add(String(row.id));
+      }
+      return ids.filter((id) => found.has(id));
+    });
   }
 
   /** {@inheritDoc CommandStore.listCommands} */

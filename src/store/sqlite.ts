@@ -77,6 +77,7 @@ import {
   COMMAND_COLUMNS,
   COMMAND_CORE_COLUMNS,
   encodingOrNull,
+  IDS_PER_STATEMENT,
   num,
   numOrNull,
   parseLabelsColumn,
@@ -1338,6 +1339,22 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   getCommand(id: string): Promise<CommandRecord | null> {
     return this.#run(() => {
       return this.#command(id);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.existingCommandIds} */
+  existingCommandIds(ids: readonly string[]): Promise<string[]> {
+    return this.#run(() => {
+      const found = new Set<string>();
+      // The ids as one JSON array a statement: one statement text, whatever their number.
+      const select = this.#stmt(
+        "SELECT id FROM commands WHERE id IN (SELECT value FROM json_each(?))",
+      );
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        const chunk = ids.slice(start, start + IDS_PER_STATEMENT);
+        for (const row of select.all(JSON.stringify(chunk)) as Row[]) found.add(String(row.id));
+      }
+      return ids.filter((id) => found.has(id));
     });
   }
 

@@ -656,6 +656,14 @@ export interface CommandStore extends AsyncDisposable {
   nextLeaseExpiry(): Promise<number | null>;
   /** One command with its result, or `null`. */
   getCommand(id: string): Promise<CommandRecord | null>;
+  /**
+   * Which of `ids` are the ids of commands: a few statements for any number of ids (a run of
+   * 10,000 agents checks its commands' ids before it is created), not one each.
+   *
+   * @param ids Command ids.
+   * @returns Those that exist, in the order given; none when none does.
+   */
+  existingCommandIds(ids: readonly string[]): Promise<string[]>;
   /** Commands, newest first. */
   listCommands(query: CommandQuery): Promise<CommandRecord[]>;
 

@@ -600,6 +600,31 @@ Deno.test("the list of runs reads counts of their targets, and shows what runVie
   }
 });
 
+Deno.test("a run's creation looks its commands' ids up together, not one by one", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const now = Date.now();
+  const agents = Array.from({ length: 40 }, (_, i) => `a${String(i).padStart(2, "0")}`);
+  for (const id of agents) await inner.ensureAgent(id, now);
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    await dashboard.runs.sweep();
+    calls.clear();
+    const response = await dashboard.app.request("/api/v1/runs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ id: "r1", name: "echo hi", target: { agents }, max_concurrency: 1 }),
+    });
+    assert.equal(response.status, 201, await response.clone().text());
+    assert.equal((await response.json()).totals.total, 40);
+    assert.equal(calls.get("existingCommandIds"), 1);
+    assert.equal(calls.get("getCommand"), undefined, "no id is looked up alone");
+  } finally {
+    await dashboard.close();
+  }
+});
+
 Deno.test("a run cancelled after a target started and before its enqueue cancels its command", async () => {
   using _logs = captureLogs();
   await using store = openSqliteStore(":memory:");

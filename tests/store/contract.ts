@@ -16,6 +16,7 @@ import {
   runStatus,
   runTotals,
 } from "../../src/store/mod.ts";
+import { IDS_PER_STATEMENT } from "../../src/store/_rows.ts";
 
 const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
 const LEASE = 30_000;
@@ -928,6 +929,31 @@ export function runStoreContract(
     );
     await store.recordHeartbeat("a1", { ...beat, labels: {}, now: T0 + 2 });
     assert.deepEqual((await store.listAgents())[0].labels, {}, "an empty set clears them");
+  });
+
+  test("tells which of many ids are commands' ids, in the order given", async (store, t) => {
+    await t.step("no ids, or no commands: none", async () => {
+      assert.deepEqual(await store.existingCommandIds([]), []);
+      assert.deepEqual(await store.existingCommandIds(["c1", "c2"]), []);
+    });
+    const made = ["c1", "c2", `odd"'\\id`, "c500", "c1000"];
+    for (const id of made) await enqueue(store, id);
+    await t.step("ids not found are left out; the rest keep their order", async () => {
+      assert.deepEqual(
+        await store.existingCommandIds(["nope", "c2", "c1", "C1", `odd"'\\id`, "c1%"]),
+        ["c2", "c1", `odd"'\\id`],
+      );
+    });
+    await t.step("more ids than one statement takes", async () => {
+      const ids = Array.from({ length: 2 * IDS_PER_STATEMENT + 1 }, (_, i) => `c${i}`);
+      assert.deepEqual(await store.existingCommandIds(ids), ["c1", "c2", "c500", "c1000"]);
+      assert.deepEqual(await store.existingCommandIds(ids.toReversed()), [
+        "c1000",
+        "c500",
+        "c2",
+        "c1",
+      ]);
+    });
   });
 
   const newRun = (id: string, agents: string[], overrides: Partial<NewRun> = {}): NewRun => ({
