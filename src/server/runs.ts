@@ -37,6 +37,7 @@ import {
   runCommandId,
   type RunRecord,
   runStatus,
+  type RunSummary,
   type RunTargetRecord,
   runTotals,
   targetFailed,
@@ -131,8 +132,10 @@ export class RunScheduler {
   /** Steps every open run once. */
   async sweep(): Promise<void> {
     if (this.#closed) return;
-    const open = await this.#options.store.listRuns({ open: true, limit: 10_000 });
-    await Promise.all(open.map((run) => this.advance(run.id)));
+    // The ids alone: each step reads its run (listing the runs read every target of each, with
+    // its command and output, only to be read again by the step).
+    const open = await this.#options.store.listOpenRunIds(10_000);
+    await Promise.all(open.map((id) => this.advance(id)));
   }
 
   /**
@@ -348,7 +351,22 @@ export function firstLine(command: CommandRecord | null): string | null {
  * @param withAgents Include the per-agent entries (the list leaves them out).
  */
 export function runView(run: RunRecord, withAgents = true): RunView {
-  const view: RunView = {
+  const view: RunView = { ...runSummaryView(run), agents: [] };
+  if (withAgents) {
+    const reasons = skipReasons(run);
+    view.agents = run.targets.map((target) => targetView(target, reasons));
+  }
+  return view;
+}
+
+/**
+ * A run as the list of runs shows it: {@link runView} without the per-agent entries, from the
+ * run's targets or from their groups.
+ *
+ * @param run The stored run, or its summary.
+ */
+export function runSummaryView(run: RunRecord | RunSummary): Omit<RunView, "agents"> {
+  return {
     id: run.id,
     name: run.name,
     params: run.params,
@@ -361,13 +379,7 @@ export function runView(run: RunRecord, withAgents = true): RunView {
     created_at: iso(run.createdAt) as string,
     completed_at: iso(run.completedAt),
     totals: runTotals(run),
-    agents: [],
   };
-  if (withAgents) {
-    const reasons = skipReasons(run);
-    view.agents = run.targets.map((target) => targetView(target, reasons));
-  }
-  return view;
 }
 
 /**
@@ -480,27 +492,6 @@ export function runFingerprint(request: RunRequest): string {
 }
 
 /**
- * The ids among `ids` that commands of the store have, in the order given (looked up a few at a
- * time: a run may have 10,000 parts).
- *
- * @param store The store.
- * @param ids Command ids.
- * @returns Those that exist.
- */
-async function existingCommandIds(
-  store: Pick<RouteDeps["store"], "getCommand">,
-  ids: readonly string[],
-): Promise<string[]> {
-  const found: string[] = [];
-  for (let start = 0; start < ids.length; start += 16) {
-    const batch = ids.slice(start, start + 16);
-    const commands = await Promise.all(batch.map((id) => store.getCommand(id)));
-    commands.forEach((command, i) => command && found.push(batch[i]));
-  }
-  return found;
-}
-
-/**
  * Enqueues a run target's command as the operator enqueue does: a matching open wait of the
  * agent is answered in the same transaction.
  *
@@ -605,8 +596,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       // Each part's command is `<run id>:<agent id>`, enqueued with that fixed id: a command of
       // that id made outside a run (an operator's enqueue, for any agent; an agent's own) would
       // stand in for the part, which would then follow it and never get the run's command.
-      const taken = await existingCommandIds(
-        store,
+      const taken = await store.existingCommandIds(
         matched.map((agent) => runCommandId(id, agent.id)),
       );
       if (taken.length > 0) {
@@ -705,13 +695,12 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     if (open !== undefined && open !== "" && open !== "1" && open !== "true") {
       throw new HttpError(400, `query "open": must be 1 or true`);
     }
-    const runs = await store.listRuns({ open: open !== undefined && open !== "", limit });
-    return c.json({
-      runs: runs.map((run) => {
-        const { agents: _agents, ...summary } = runView(run, false);
-        return summary;
-      }),
+    // Counts of each run's targets, not the targets: no per-agent entries are shown here.
+    const runs = await store.listRunSummaries({
+      open: open !== undefined && open !== "",
+      limit,
     });
+    return c.json({ runs: runs.map(runSummaryView) });
   });
 
   app.get("/api/v1/runs/:id", auth, async function getRunRoute(c) {

@@ -18,8 +18,13 @@ import {
   type AgentScope,
   type CommandRecord,
   type RunRecord,
+  type RunSummary,
+  type RunTargetGroup,
   type RunTargetRecord,
 } from "./types.ts";
+
+/** Ids looked up at most in one statement (`CommandStore.existingCommandIds`). */
+export const IDS_PER_STATEMENT = 500;
 
 /** A row as a driver returns it: numbers may come as `bigint` (SQLite) or strings (PostgreSQL). */
 export type Row = Record<string, unknown>;
@@ -225,8 +230,40 @@ export const TARGET_COLUMNS = `t.position AS t_position, t.agent_id AS t_agent_i
 export const TARGET_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id
   LEFT JOIN results r ON r.command_id = c.id`;
 
+/**
+ * A run's targets counted by group (`skipped`, `started`, `status`, `count`, `first` as in
+ * {@link RunTargetGroup}), for one run: followed by `WHERE t.run_id = ...` and `GROUP BY 1, 2, 3`.
+ */
+export const TARGET_GROUPS_SELECT = `SELECT t.skipped_at IS NOT NULL AS skipped,
+  t.started_at IS NOT NULL AS started, c.status AS status, count(*) AS count,
+  min(t.position) AS first
+  FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id`;
+
 /** A run's row and its targets. */
 export function toRun(row: Row, targets: RunTargetRecord[]): RunRecord {
+  return { ...runFields(row), targets };
+}
+
+/**
+ * A run's row with its target groups as a JSON array (`target_groups`, text or parsed) of objects
+ * with the columns of {@link TARGET_GROUPS_SELECT}.
+ */
+export function toRunSummary(row: Row): RunSummary {
+  const raw = row.target_groups;
+  const parsed = (typeof raw === "string" ? JSON.parse(raw) : raw ?? []) as Row[];
+  const groups: RunTargetGroup[] = parsed.map((group) => ({
+    skipped: flag(group.skipped),
+    started: flag(group.started),
+    status: strOrNull(group.status) as CommandStatus | null,
+    count: num(group.count),
+    first: num(group.first),
+  }));
+  groups.sort((a, b) => a.first - b.first);
+  return { ...runFields(row), groups };
+}
+
+/** A run's own columns. */
+function runFields(row: Row): Omit<RunRecord, "targets"> {
   const spec = strOrNull(row.max_concurrency_spec);
   return {
     id: String(row.id),
@@ -242,7 +279,6 @@ export function toRun(row: Row, targets: RunTargetRecord[]): RunRecord {
     createdAt: num(row.created_at),
     completedAt: numOrNull(row.completed_at),
     updatedAt: num(row.updated_at),
-    targets,
   };
 }
 

@@ -68,6 +68,8 @@ export type {
   NewRun,
   RunQuery,
   RunRecord,
+  RunSummary,
+  RunTargetGroup,
   RunTargetRecord,
 } from "./types.ts";
 export {

@@ -32,6 +32,7 @@ import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts
 import {
   checkPruneLimit,
   COMMAND_COLUMNS,
+  IDS_PER_STATEMENT,
   num,
   numOrNull,
   parseLabelsColumn,
@@ -42,9 +43,11 @@ import {
   strOrNull,
   TARGET_COLUMNS,
   TARGET_FROM,
+  TARGET_GROUPS_SELECT,
   toAgent,
   toCommand,
   toRun,
+  toRunSummary,
   toTarget,
 } from "./_rows.ts";
 import {
@@ -63,6 +66,7 @@ import type {
   NewRun,
   RunQuery,
   RunRecord,
+  RunSummary,
   RunTargetRecord,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
@@ -996,6 +1000,20 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#run("read command", (sql) => this.#command(sql, id));
   }
 
+  /** {@inheritDoc CommandStore.existingCommandIds} */
+  existingCommandIds(ids: readonly string[]): Promise<string[]> {
+    return this.#run("read command ids", async (sql) => {
+      const found = new Set<string>();
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        const rows = await sql.unsafe("SELECT id FROM commands WHERE id = ANY($1::text[])", [
+          ids.slice(start, start + IDS_PER_STATEMENT),
+        ]);
+        for (const row of rows as unknown as Row[]) found.add(String(row.id));
+      }
+      return ids.filter((id) => found.has(id));
+    });
+  }
+
   /** {@inheritDoc CommandStore.listCommands} */
   listCommands(query: CommandQuery): Promise<CommandRecord[]> {
     return this.#run("list commands", async (sql) => {
@@ -1448,12 +1466,41 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.listRunSummaries} */
+  listRunSummaries(query: RunQuery): Promise<RunSummary[]> {
+    return this.#run("list runs", async (sql) => {
+      // One statement (one snapshot, one round trip): each run's groups from its own targets.
+      const rows = await sql.unsafe(
+        `SELECT r.*, (SELECT coalesce(json_agg(g), '[]') FROM
+             (${TARGET_GROUPS_SELECT} WHERE t.run_id = r.id GROUP BY 1, 2, 3) g) AS target_groups
+         FROM runs r WHERE ($1::boolean = false OR r.completed_at IS NULL)
+         ORDER BY r.seq DESC LIMIT $2`,
+        [query.open === true, Math.max(0, Math.floor(query.limit))],
+      );
+      return (rows as unknown as Row[]).map(toRunSummary);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listOpenRunIds} */
+  listOpenRunIds(limit: number): Promise<string[]> {
+    return this.#run("list open runs", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT id FROM runs WHERE completed_at IS NULL ORDER BY seq DESC LIMIT $1`,
+        [Math.max(0, Math.floor(limit))],
+      );
+      return (rows as unknown as Row[]).map((row) => String(row.id));
+    });
+  }
+
   /** {@inheritDoc CommandStore.advanceRun} */
   advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
     return this.#tx("step run", async (tx): Promise<AdvanceRunOutcome | null> => {
       // The run's row lock orders every step of it, whichever instance makes it.
       const run = await this.#getRun(tx, id, true);
       if (!run) return null;
+      // The run as read, unless the step changed it: most steps (every sweep of every open run)
+      // change nothing, and a run is all its targets with their commands.
+      let after = run;
       if (run.completedAt === null) {
         const plan = planRun(run);
         for (const [column, positions] of [["started_at", plan.start], ["skipped_at", plan.skip]]) {
@@ -1470,9 +1517,9 @@ export class PostgresStore implements CommandStore, SharedStore {
             plan.complete ? now : null,
             id,
           ]);
+          after = (await this.#getRun(tx, id))!;
         }
       }
-      const after = (await this.#getRun(tx, id))!;
       const toEnqueue = after.targets.filter((t) =>
         t.startedAt !== null && t.skippedAt === null && t.command === null
       );

@@ -2,7 +2,8 @@
  * The rate control of fan-out runs, as pure functions over a {@link RunRecord}: every store
  * applies {@link planRun} inside its own transaction (so the decisions are the same everywhere),
  * and the dashboard derives a run's status and totals with {@link runStatus} and
- * {@link runTotals}.
+ * {@link runTotals}, from its targets or from their groups ({@link RunSummary}): what a target
+ * counts as is decided once, for a {@link RunTargetGroup}, and a target is a group of one.
  *
  * A target is, in order: **pending** (not started), **started** (its command is enqueued, or is
  * about to be), **final** (its command reached a final status) or **skipped** (never started:
@@ -12,23 +13,76 @@
  */
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import type { RunStatus } from "../protocol/runs.ts";
-import type { RunRecord, RunTargetRecord } from "./types.ts";
+import type { RunRecord, RunSummary, RunTargetGroup, RunTargetRecord } from "./types.ts";
+
+/** What a target counts as: the fields of a {@link RunTargetGroup} the decisions read. */
+type TargetKind = Pick<RunTargetGroup, "skipped" | "started" | "status">;
 
 /** The command id of a run's target: `<run id>:<agent id>`. */
 export function runCommandId(runId: string, agentId: string): string {
   return `${runId}:${agentId}`;
 }
 
+/**
+ * The group of one target (a count of 1).
+ *
+ * @param target The target.
+ */
+export function targetGroup(target: RunTargetRecord): RunTargetGroup {
+  return {
+    skipped: target.skippedAt !== null,
+    started: target.startedAt !== null,
+    status: target.command?.status ?? null,
+    count: 1,
+    first: target.position,
+  };
+}
+
+/**
+ * Counts targets by group, in the order of their first target.
+ *
+ * @param targets Targets of one run, in position order.
+ */
+export function groupTargets(targets: readonly RunTargetRecord[]): RunTargetGroup[] {
+  const groups = new Map<string, RunTargetGroup>();
+  for (const target of targets) {
+    const group = targetGroup(target);
+    const key = `${group.skipped} ${group.started} ${group.status}`;
+    const seen = groups.get(key);
+    if (seen) seen.count++;
+    else groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
+/** The run's targets by group, in the order of their first target. */
+function groupsOf(run: RunRecord | RunSummary): RunTargetGroup[] {
+  if ("targets" in run) return groupTargets(run.targets);
+  return [...run.groups].sort((a, b) => a.first - b.first);
+}
+
+function kindFinal(kind: TargetKind): boolean {
+  return kind.skipped || (kind.status !== null && FINAL_STATUSES.has(kind.status));
+}
+
+function kindFailed(kind: TargetKind): boolean {
+  return kind.status !== null && FINAL_STATUSES.has(kind.status) && kind.status !== "success";
+}
+
+function kindState(kind: TargetKind): string {
+  if (kind.skipped) return "skipped";
+  if (kind.status !== null) return kind.status;
+  return kind.started ? "starting" : "pending";
+}
+
 /** Whether the target's part is over (skipped, or its command is final). */
 export function targetFinal(target: RunTargetRecord): boolean {
-  return target.skippedAt !== null ||
-    (target.command !== null && FINAL_STATUSES.has(target.command.status));
+  return kindFinal(targetGroup(target));
 }
 
 /** Whether the target's command ended in a failure (any final status but `success`). */
 export function targetFailed(target: RunTargetRecord): boolean {
-  return target.command !== null && FINAL_STATUSES.has(target.command.status) &&
-    target.command.status !== "success";
+  return kindFailed(targetGroup(target));
 }
 
 /** What one step of a run's rate control does. */
@@ -68,26 +122,26 @@ export function planRun(run: RunRecord): RunPlan {
 
 /** The state of one target: `pending`, `skipped`, `starting` or its command's status. */
 export function targetState(target: RunTargetRecord): string {
-  if (target.skippedAt !== null) return "skipped";
-  if (target.command !== null) return target.command.status;
-  return target.startedAt === null ? "pending" : "starting";
+  return kindState(targetGroup(target));
 }
 
 /**
- * Counts the targets by state, plus `total`, `failed_total` (final but not `success`) and
- * `active` (started, not final).
+ * Counts the targets by state (in the order each state's first target comes), plus `total`,
+ * `failed_total` (final but not `success`) and `active` (started, not final).
  *
- * @param run The run.
+ * @param run The run, with its targets or their groups.
  */
-export function runTotals(run: RunRecord): Record<string, number> {
-  const totals: Record<string, number> = { total: run.targets.length };
+export function runTotals(run: RunRecord | RunSummary): Record<string, number> {
+  const groups = groupsOf(run);
+  const totals: Record<string, number> = { total: 0 };
   let failed = 0;
   let active = 0;
-  for (const target of run.targets) {
-    const state = targetState(target);
-    totals[state] = (totals[state] ?? 0) + 1;
-    if (targetFailed(target)) failed++;
-    if (target.startedAt !== null && !targetFinal(target)) active++;
+  for (const group of groups) {
+    const state = kindState(group);
+    totals.total += group.count;
+    totals[state] = (totals[state] ?? 0) + group.count;
+    if (kindFailed(group)) failed += group.count;
+    if (group.started && !kindFinal(group)) active += group.count;
   }
   totals.failed_total = failed;
   totals.active = active;
@@ -98,11 +152,12 @@ export function runTotals(run: RunRecord): Record<string, number> {
  * Where a run stands: `running` (or `cancelling` after a cancel) until every target is final,
  * then `cancelled`, `succeeded` (every command `success`) or `failed`.
  *
- * @param run The run.
+ * @param run The run, with its targets or their groups.
  */
-export function runStatus(run: RunRecord): RunStatus {
-  const over = run.targets.every(targetFinal);
+export function runStatus(run: RunRecord | RunSummary): RunStatus {
+  const groups = groupsOf(run);
+  const over = groups.every(kindFinal);
   if (!over) return run.cancelRequested ? "cancelling" : "running";
   if (run.cancelRequested) return "cancelled";
-  return run.targets.every((t) => t.command?.status === "success") ? "succeeded" : "failed";
+  return groups.every((g) => g.status === "success") ? "succeeded" : "failed";
 }

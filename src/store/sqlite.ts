@@ -67,6 +67,7 @@ import type {
   NewRun,
   RunQuery,
   RunRecord,
+  RunSummary,
   RunTargetRecord,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
@@ -76,6 +77,7 @@ import {
   COMMAND_COLUMNS,
   COMMAND_CORE_COLUMNS,
   encodingOrNull,
+  IDS_PER_STATEMENT,
   num,
   numOrNull,
   parseLabelsColumn,
@@ -85,9 +87,11 @@ import {
   strOrNull,
   TARGET_COLUMNS,
   TARGET_FROM,
+  TARGET_GROUPS_SELECT,
   toAgent,
   toCommand,
   toRun,
+  toRunSummary,
   toTarget,
 } from "./_rows.ts";
 
@@ -1338,6 +1342,22 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     });
   }
 
+  /** {@inheritDoc CommandStore.existingCommandIds} */
+  existingCommandIds(ids: readonly string[]): Promise<string[]> {
+    return this.#run(() => {
+      const found = new Set<string>();
+      // The ids as one JSON array a statement: one statement text, whatever their number.
+      const select = this.#stmt(
+        "SELECT id FROM commands WHERE id IN (SELECT value FROM json_each(?))",
+      );
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        const chunk = ids.slice(start, start + IDS_PER_STATEMENT);
+        for (const row of select.all(JSON.stringify(chunk)) as Row[]) found.add(String(row.id));
+      }
+      return ids.filter((id) => found.has(id));
+    });
+  }
+
   /** {@inheritDoc CommandStore.listCommands} */
   listCommands(query: CommandQuery): Promise<CommandRecord[]> {
     return this.#run(() => {
@@ -1605,12 +1625,40 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     });
   }
 
+  /** {@inheritDoc CommandStore.listRunSummaries} */
+  listRunSummaries(query: RunQuery): Promise<RunSummary[]> {
+    return this.#run(() => {
+      // One statement: each run's groups from its own targets (the primary key's run_id first).
+      const rows = this.#stmt(
+        `SELECT r.*, (SELECT json_group_array(json_object('skipped', g.skipped,
+             'started', g.started, 'status', g.status, 'count', g.count, 'first', g.first))
+           FROM (${TARGET_GROUPS_SELECT} WHERE t.run_id = r.id GROUP BY 1, 2, 3) g)
+           AS target_groups
+         FROM runs r WHERE (? = 0 OR r.completed_at IS NULL) ORDER BY r.seq DESC LIMIT ?`,
+      ).all(query.open ? 1 : 0, Math.max(0, Math.floor(query.limit))) as Row[];
+      return rows.map(toRunSummary);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listOpenRunIds} */
+  listOpenRunIds(limit: number): Promise<string[]> {
+    return this.#run(() => {
+      const rows = this.#stmt(
+        `SELECT id FROM runs WHERE completed_at IS NULL ORDER BY seq DESC LIMIT ?`,
+      ).all(Math.max(0, Math.floor(limit))) as Row[];
+      return rows.map((row) => String(row.id));
+    });
+  }
+
   /** {@inheritDoc CommandStore.advanceRun} */
   advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
     return this.#run(() => {
       return this.#tx((): AdvanceRunOutcome | null => {
         const run = this.#getRunRow(id);
         if (!run) return null;
+        // The run as read, unless the step changed it: most steps (every sweep of every open
+        // run) change nothing, and a run is all its targets with their commands.
+        let after = run;
         if (run.completedAt === null) {
           const plan = planRun(run);
           const mark = (column: "started_at" | "skipped_at", positions: number[]) => {
@@ -1627,9 +1675,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
             this.#stmt(
               `UPDATE runs SET updated_at = ?, completed_at = ? WHERE id = ?`,
             ).run(now, plan.complete ? now : null, id);
+            after = this.#getRunRow(id) as RunRecord;
           }
         }
-        const after = this.#getRunRow(id) as RunRecord;
         const toEnqueue = after.targets.filter((t) =>
           t.startedAt !== null && t.skippedAt === null && t.command === null
         );

@@ -443,6 +443,30 @@ export interface RunRecord {
   targets: RunTargetRecord[];
 }
 
+/**
+ * Targets of one run alike in all that the run's status and totals depend on (skipped, started,
+ * their command's status), and how many they are: {@link CommandStore.listRunSummaries} reads
+ * these instead of the targets.
+ */
+export interface RunTargetGroup {
+  /** The targets were skipped (never started). */
+  skipped: boolean;
+  /** The targets were started. */
+  started: boolean;
+  /** Their command's status; `null`: no command (yet). */
+  status: CommandStatus | null;
+  /** How many targets (at least 1). */
+  count: number;
+  /** The lowest position among them: totals name states in the order their first target comes. */
+  first: number;
+}
+
+/** A run with its targets counted by group instead of read, as the list of runs shows it. */
+export interface RunSummary extends Omit<RunRecord, "targets"> {
+  /** The run's targets by group, in the order of their first target (`first`). */
+  groups: RunTargetGroup[];
+}
+
 /** What {@link CommandStore.createRun} stores. */
 export interface NewRun {
   /** The run id. */
@@ -632,6 +656,14 @@ export interface CommandStore extends AsyncDisposable {
   nextLeaseExpiry(): Promise<number | null>;
   /** One command with its result, or `null`. */
   getCommand(id: string): Promise<CommandRecord | null>;
+  /**
+   * Which of `ids` are the ids of commands: a few statements for any number of ids (a run of
+   * 10,000 agents checks its commands' ids before it is created), not one each.
+   *
+   * @param ids Command ids.
+   * @returns Those that exist, in the order given; none when none does.
+   */
+  existingCommandIds(ids: readonly string[]): Promise<string[]>;
   /** Commands, newest first. */
   listCommands(query: CommandQuery): Promise<CommandRecord[]>;
 
@@ -692,6 +724,23 @@ export interface CommandStore extends AsyncDisposable {
   getRun(id: string): Promise<RunRecord | null>;
   /** Runs with their targets, newest first. */
   listRuns(query: RunQuery): Promise<RunRecord[]>;
+  /**
+   * The ids of the runs not completed, newest first, as `listRuns({ open: true, limit })` would
+   * return them, without reading a run's targets (the run sweep needs no more).
+   *
+   * @param limit At most this many.
+   * @returns The ids; none when no run is open.
+   */
+  listOpenRunIds(limit: number): Promise<string[]>;
+  /**
+   * The runs `listRuns` would return, in the same order, each with its targets counted by group
+   * (skipped, started, command status) instead of read with their commands and output: enough
+   * for the run's status and totals (`runStatus`, `runTotals` of `runs.ts`).
+   *
+   * @param query The same filters as `listRuns`.
+   * @returns The runs, newest first; none when no run matches.
+   */
+  listRunSummaries(query: RunQuery): Promise<RunSummary[]>;
   /**
    * One step of a run's rate control, atomic against every other step of the same run: applies
    * `planRun` of `runs.ts` (start targets up to the concurrency, skip the rest after too many errors or

@@ -11,6 +11,7 @@ import {
   type AgentSummary,
   type CommandRecord,
   type CommandResult,
+  type CommandStore,
   openSqliteStore,
 } from "../../src/store/mod.ts";
 import { firstLine, matchTarget, runView } from "../../src/server/runs.ts";
@@ -475,6 +476,152 @@ Deno.test("a dashboard that died between starting a target and enqueuing it enqu
     assert.equal(run?.targets[2].startedAt, null, "the third waits for a free slot");
   } finally {
     await restarted.close();
+  }
+});
+
+/** A store that counts the calls of each of its methods (by name). */
+function countingStore(inner: CommandStore): { store: CommandStore; calls: Map<string, number> } {
+  const calls = new Map<string, number>();
+  const store = new Proxy(inner, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (typeof key === "string") calls.set(key, (calls.get(key) ?? 0) + 1);
+        return value.apply(target, args);
+      };
+    },
+  });
+  return { store, calls };
+}
+
+/** A new run `id` of `agents` on `store`, none started. */
+function createRunOf(store: CommandStore, id: string, agents: string[], now: number) {
+  return store.createRun({
+    id,
+    name: "echo hi",
+    params: {},
+    target: { agents },
+    fingerprint: `fp-${id}`,
+    maxConcurrency: 1,
+    maxConcurrencySpec: 1,
+    maxErrors: null,
+    targets: agents.map((agentId) => ({
+      agentId,
+      commandId: `${id}:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+}
+
+Deno.test("a sweep reads the ids of the open runs, not the runs, then steps each once", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const now = Date.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  for (const id of ["r1", "r2", "r3"]) await createRunOf(inner, id, ["a1", "a2"], now);
+  // r3 has ended: cancelled before anything started.
+  await inner.cancelRun("r3", now);
+  assert.notEqual((await inner.advanceRun("r3", now))?.run.completedAt, null);
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    // The first sweeps start r1's and r2's first targets and enqueue their commands.
+    await dashboard.runs.sweep();
+    await dashboard.runs.sweep();
+    assert.equal((await inner.listCommands({ limit: 10 })).length, 2);
+    calls.clear();
+    await dashboard.runs.sweep();
+    assert.equal(calls.get("listRuns"), undefined, "the runs' targets are not listed");
+    assert.equal(calls.get("listOpenRunIds"), 1);
+    assert.equal(calls.get("advanceRun"), 2, "each open run is stepped once");
+    assert.equal(calls.get("getRun"), undefined, "nothing to enqueue: the step's run is used");
+  } finally {
+    await dashboard.close();
+  }
+});
+
+Deno.test("the list of runs reads counts of their targets, and shows what runView shows", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const now = Date.now();
+  const agents = ["a1", "a2", "a3", "a4"];
+  for (const id of agents) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r-first", agents, now);
+  await createRunOf(inner, "r-cancelled", agents, now + 1);
+  await inner.advanceRun("r-cancelled", now + 1);
+  await inner.cancelRun("r-cancelled", now + 2);
+  await createRunOf(inner, "r-going", ["a4", "a3", "a2"], now + 3);
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    await dashboard.runs.sweep();
+    // r-going: a4 ran and failed; the sweep started a3.
+    const claimed = await inner.claimNext({
+      agentId: "a4",
+      deploymentHash: "default",
+      now: now + 4,
+      deliveryLeaseMs: 30_000,
+    });
+    assert.equal(claimed?.id, "r-going:a4");
+    await inner.report({
+      commandId: "r-going:a4",
+      agentId: "a4",
+      attempt: 1,
+      status: "failed",
+      result: null,
+      error: "exit 1",
+      startedAt: null,
+      completedAt: null,
+      now: now + 5,
+    });
+    await dashboard.runs.sweep();
+    calls.clear();
+    for (const query of ["", "?open=1", "?limit=2"]) {
+      const response = await dashboard.app.request(`/api/v1/runs${query}`);
+      assert.equal(response.status, 200);
+      const limit = query === "?limit=2" ? 2 : 50;
+      const runs = await inner.listRuns({ open: query === "?open=1", limit });
+      const expected = runs.map((run) => {
+        const { agents: _agents, ...summary } = runView(run);
+        return summary;
+      });
+      // As text: the same fields, totals and key order.
+      assert.equal(await response.text(), JSON.stringify({ runs: expected }), query);
+    }
+    assert.deepEqual(
+      [calls.get("listRuns"), calls.get("getRun"), calls.get("listRunSummaries")],
+      [undefined, undefined, 3],
+      "no target is read with its command",
+    );
+  } finally {
+    await dashboard.close();
+  }
+});
+
+Deno.test("a run's creation looks its commands' ids up together, not one by one", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const now = Date.now();
+  const agents = Array.from({ length: 40 }, (_, i) => `a${String(i).padStart(2, "0")}`);
+  for (const id of agents) await inner.ensureAgent(id, now);
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    await dashboard.runs.sweep();
+    calls.clear();
+    const response = await dashboard.app.request("/api/v1/runs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ id: "r1", name: "echo hi", target: { agents }, max_concurrency: 1 }),
+    });
+    assert.equal(response.status, 201, await response.clone().text());
+    assert.equal((await response.json()).totals.total, 40);
+    assert.equal(calls.get("existingCommandIds"), 1);
+    assert.equal(calls.get("getCommand"), undefined, "no id is looked up alone");
+  } finally {
+    await dashboard.close();
   }
 });
 

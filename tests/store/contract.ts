@@ -16,6 +16,7 @@ import {
   runStatus,
   runTotals,
 } from "../../src/store/mod.ts";
+import { IDS_PER_STATEMENT } from "../../src/store/_rows.ts";
 
 const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
 const LEASE = 30_000;
@@ -930,6 +931,31 @@ export function runStoreContract(
     assert.deepEqual((await store.listAgents())[0].labels, {}, "an empty set clears them");
   });
 
+  test("tells which of many ids are commands' ids, in the order given", async (store, t) => {
+    await t.step("no ids, or no commands: none", async () => {
+      assert.deepEqual(await store.existingCommandIds([]), []);
+      assert.deepEqual(await store.existingCommandIds(["c1", "c2"]), []);
+    });
+    const made = ["c1", "c2", `odd"'\\id`, "c500", "c1000"];
+    for (const id of made) await enqueue(store, id);
+    await t.step("ids not found are left out; the rest keep their order", async () => {
+      assert.deepEqual(
+        await store.existingCommandIds(["nope", "c2", "c1", "C1", `odd"'\\id`, "c1%"]),
+        ["c2", "c1", `odd"'\\id`],
+      );
+    });
+    await t.step("more ids than one statement takes", async () => {
+      const ids = Array.from({ length: 2 * IDS_PER_STATEMENT + 1 }, (_, i) => `c${i}`);
+      assert.deepEqual(await store.existingCommandIds(ids), ["c1", "c2", "c500", "c1000"]);
+      assert.deepEqual(await store.existingCommandIds(ids.toReversed()), [
+        "c1000",
+        "c500",
+        "c2",
+        "c1",
+      ]);
+    });
+  });
+
   const newRun = (id: string, agents: string[], overrides: Partial<NewRun> = {}): NewRun => ({
     id,
     name: "uname -a",
@@ -993,6 +1019,128 @@ export function runStoreContract(
     assert.deepEqual(await store.cancelRun("nope", T0), { outcome: "not_found" });
   });
 
+  test("lists the ids of open runs only, newest first, without their targets", async (store, t) => {
+    await t.step("no runs: none", async () => {
+      assert.deepEqual(await store.listOpenRunIds(10), []);
+    });
+    await t.step("many runs: the open ones, as listRuns lists them", async () => {
+      for (let i = 0; i < 30; i++) {
+        const id = `r${String(i).padStart(2, "0")}`;
+        await store.createRun(newRun(id, ["a1", "a2"], { now: T0 + i }));
+        if (i % 3 === 0) {
+          // Ended: cancelled before anything started, every target skipped.
+          await store.cancelRun(id, T0 + 100);
+          assert.notEqual((await store.advanceRun(id, T0 + 100))?.run.completedAt, null);
+        }
+      }
+      const open = await store.listOpenRunIds(100);
+      assert.equal(open.length, 20);
+      assert.deepEqual(open.slice(0, 3), ["r29", "r28", "r26"]);
+      assert.deepEqual(open, (await store.listRuns({ open: true, limit: 100 })).map((r) => r.id));
+    });
+    await t.step("at most the limit, newest first", async () => {
+      assert.deepEqual(await store.listOpenRunIds(2), ["r29", "r28"]);
+      assert.deepEqual(await store.listOpenRunIds(0), []);
+    });
+  });
+
+  test(
+    "lists runs with their targets counted by group, as listRuns reads them",
+    async (store, t) => {
+      await t.step("no runs: none", async () => {
+        assert.deepEqual(await store.listRunSummaries({ limit: 10 }), []);
+        assert.deepEqual(await store.listRunSummaries({ open: true, limit: 10 }), []);
+      });
+      // "mixed": m1 queued, m2 failed, m3 delivered, m4 started (not enqueued), m5 and m6 skipped
+      // by a cancel: its states come in another order than any sort of them would give.
+      await store.createRun(newRun("mixed", ["m1", "m2", "m3", "m4", "m5", "m6"], {
+        maxConcurrency: 4,
+      }));
+      await store.advanceRun("mixed", T0);
+      await enqueue(store, "mixed:m1", { agentId: "m1" });
+      await finish(store, "mixed:m2", "m2", "failed");
+      await enqueue(store, "mixed:m3", { agentId: "m3" });
+      assert.equal((await claim(store, "m3"))?.id, "mixed:m3");
+      await store.cancelRun("mixed", T0 + 1);
+      // "pending": nothing started; "done": every command succeeded; "empty": no targets at all.
+      await store.createRun(newRun("pending", ["p1", "p2", "p3"], { now: T0 + 1 }));
+      await store.createRun(newRun("done", ["s1", "s2"], { now: T0 + 2 }));
+      await store.advanceRun("done", T0 + 2);
+      await finish(store, "done:s1", "s1", "success");
+      await finish(store, "done:s2", "s2", "success");
+      assert.notEqual((await store.advanceRun("done", T0 + 3))?.run.completedAt, null);
+      await store.createRun(newRun("empty", [], { now: T0 + 3 }));
+
+      await t.step("each run's groups, in the order of their first target", async () => {
+        const [mixed] = (await store.listRunSummaries({ limit: 10 })).filter((r) =>
+          r.id === "mixed"
+        );
+        assert.deepEqual(mixed.groups, [
+          { skipped: false, started: true, status: "queued", count: 1, first: 0 },
+          { skipped: false, started: true, status: "failed", count: 1, first: 1 },
+          { skipped: false, started: true, status: "delivered", count: 1, first: 2 },
+          { skipped: false, started: true, status: null, count: 1, first: 3 },
+          { skipped: true, started: false, status: null, count: 2, first: 4 },
+        ]);
+        assert.equal(
+          JSON.stringify(runTotals(mixed)),
+          JSON.stringify({
+            total: 6,
+            queued: 1,
+            failed: 1,
+            delivered: 1,
+            starting: 1,
+            skipped: 2,
+            failed_total: 1,
+            active: 3,
+          }),
+        );
+        assert.equal(runStatus(mixed), "cancelling");
+      });
+      await t.step("the same runs, fields, status and totals as listRuns", async () => {
+        for (const query of [{ limit: 10 }, { open: true, limit: 10 }, { limit: 2 }]) {
+          const summaries = await store.listRunSummaries(query);
+          const runs = await store.listRuns(query);
+          assert.deepEqual(summaries.map((r) => r.id), runs.map((r) => r.id));
+          summaries.forEach((summary, i) => {
+            const { groups, ...fields } = summary;
+            const { targets, ...runFields } = runs[i];
+            assert.deepEqual(fields, runFields);
+            assert.equal(groups.reduce((n, g) => n + g.count, 0), targets.length);
+            // Compared as text: the totals' keys come in the same order too.
+            assert.equal(JSON.stringify(runTotals(summary)), JSON.stringify(runTotals(runs[i])));
+            assert.equal(runStatus(summary), runStatus(runs[i]));
+          });
+        }
+        assert.deepEqual(
+          (await store.listRunSummaries({ limit: 10 })).map((r) => [r.id, runStatus(r)]),
+          [["empty", "succeeded"], ["done", "succeeded"], ["pending", "running"], [
+            "mixed",
+            "cancelling",
+          ]],
+        );
+        assert.deepEqual(
+          (await store.listRunSummaries({ open: true, limit: 10 })).map((r) => r.id),
+          ["empty", "pending", "mixed"],
+        );
+      });
+      await t.step("many runs: at most the limit, newest first", async () => {
+        for (let i = 0; i < 25; i++) {
+          await store.createRun(newRun(`many-${i}`, ["x1", "x2"], { now: T0 + 10 + i }));
+        }
+        const summaries = await store.listRunSummaries({ limit: 20 });
+        assert.equal(summaries.length, 20);
+        assert.equal(summaries[0].id, "many-24");
+        assert.ok(summaries.every((r) =>
+          JSON.stringify(r.groups) === JSON.stringify([
+            { skipped: false, started: false, status: null, count: 2, first: 0 },
+          ])
+        ));
+        assert.equal((await store.listRunSummaries({ limit: 100 })).length, 29);
+      });
+    },
+  );
+
   test("a run starts at most max_concurrency commands and completes", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2", "a3"], { maxConcurrency: 2 }));
     const first = await store.advanceRun("r", T0 + 1);
@@ -1019,6 +1167,27 @@ export function runStoreContract(
     assert.equal(runStatus(done!.run), "succeeded");
     assert.deepEqual((await store.listRuns({ open: true, limit: 10 })).map((r) => r.id), []);
     assert.deepEqual(await store.cancelRun("r", T0 + 6), { outcome: "final", run: done!.run });
+  });
+
+  test("a step that changes nothing answers the run as stored", async (store) => {
+    await store.createRun(newRun("r", ["a1", "a2"], { maxConcurrency: 1 }));
+    const first = await store.advanceRun("r", T0);
+    assert.deepEqual(first?.toEnqueue.map((t) => t.commandId), ["r:a1"]);
+    // Started, not enqueued yet: the next step changes nothing and still says to enqueue it.
+    const unchanged = await store.advanceRun("r", T0 + 1);
+    assert.deepEqual(unchanged, { run: await store.getRun("r"), toEnqueue: first!.toEnqueue });
+    assert.equal(unchanged?.run.updatedAt, T0, "not touched");
+    await enqueue(store, "r:a1", { agentId: "a1" });
+    const busy = await store.advanceRun("r", T0 + 2);
+    assert.deepEqual(busy, { run: await store.getRun("r"), toEnqueue: [] });
+    assert.equal(busy?.run.targets[0].command?.status, "queued");
+    await store.cancelRun("r", T0 + 3);
+    await store.cancel("r:a1", T0 + 3);
+    const done = await store.advanceRun("r", T0 + 4);
+    assert.equal(done?.run.completedAt, T0 + 4);
+    const ended = await store.advanceRun("r", T0 + 5);
+    assert.deepEqual(ended, { run: await store.getRun("r"), toEnqueue: [] });
+    assert.deepEqual(ended?.run, done?.run);
   });
 
   test("after more than max_errors failures the rest is skipped", async (store) => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, StatementSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
 import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
 import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
@@ -151,7 +151,7 @@ Deno.test("sqlite store: two processes migrating one database at once both open 
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "eval",
-        `import { DatabaseSync } from "node:sqlite";
+        `import { DatabaseSync, type SQLInputValue, StatementSync } from "node:sqlite";
         import { APPLICATION_ID, MIGRATIONS } from ${JSON.stringify(migrations)};
         const db = new DatabaseSync(${JSON.stringify(path)});
         db.exec("PRAGMA journal_mode = WAL");
@@ -752,4 +752,41 @@ Deno.test("sqlite store serving a dashboard refuses a file another dashboard ser
     const next = openSqliteStore(path, { serving: true });
     await next.close();
   });
+});
+
+Deno.test("sqlite store reads a run's targets once for a step that changes nothing", async () => {
+  await using store = openSqliteStore(":memory:");
+  const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
+  await store.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents: ["a1", "a2"] },
+    fingerprint: "fp",
+    maxConcurrency: 1,
+    maxConcurrencySpec: 1,
+    maxErrors: null,
+    targets: ["a1", "a2"].map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now: T0,
+  });
+  // Counts the statements that read a run's targets (they all join run_targets to commands).
+  const all = StatementSync.prototype.all;
+  let reads = 0;
+  StatementSync.prototype.all = function (this: StatementSync, ...args: SQLInputValue[]) {
+    if (/FROM run_targets t LEFT JOIN commands/.test(this.sourceSQL)) reads++;
+    return all.apply(this, args as Parameters<typeof all>);
+  } as typeof all;
+  try {
+    assert.equal((await store.advanceRun("r", T0))?.toEnqueue.length, 1);
+    assert.equal(reads, 2, "a step that starts a target reads the run before and after");
+    reads = 0;
+    assert.equal((await store.advanceRun("r", T0 + 1))?.toEnqueue.length, 1);
+    assert.equal(reads, 1, "a step that changes nothing reads it once");
+  } finally {
+    StatementSync.prototype.all = all;
+  }
 });
