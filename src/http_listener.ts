@@ -33,6 +33,7 @@
  * @module
  */
 import { DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS } from "./defaults.ts";
+import { RefusalLines } from "./log/refusal_lines.ts";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -349,6 +350,18 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const bodyTimeoutMs = Math.max(headerTimeoutMs, (options.bodyTimeoutSecs ?? 60) * 1000);
   const closeTimeoutMs = (options.closeTimeoutSecs ?? DEFAULT_CLOSE_TIMEOUT_SECS) * 1000;
   const clock = options.clock ?? systemClock;
+  // A flood of malformed requests is logged a burst at once, then a few a second.
+  const refusedLines = new RefusalLines({ clock });
+  const malformed = (reason: string, fields: Record<string, unknown>): void => {
+    const left = refusedLines.take();
+    if (left === null) return;
+    if (left > 0) {
+      log.warning("{count} more malformed requests were refused without a log line", {
+        count: left,
+      });
+    }
+    log.warning(`malformed request refused: ${reason}`, fields);
+  };
   const configured = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const descriptors = options.availableDescriptors === undefined
     ? availableDescriptors(configured + FD_RESERVE)
@@ -386,7 +399,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       // Only a request that cannot be made into a `Request` (e.g. a malformed or missing Host)
       // gets here: the app answers everything else itself. Its connection is closed after.
       errorHandler: (error) => {
-        log.warning("malformed request refused: {error}", { error: String(error) });
+        malformed("{error}", { error: String(error) });
         const message = (error as Error).message;
         return Response.json(
           { error: `malformed request: ${ADAPTER_FAULTS[message] ?? message}` },
@@ -403,7 +416,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const refusedFraming = (incoming: IncomingMessage, outgoing: ServerResponse): boolean => {
     const reason = framingFault(incoming);
     if (reason === undefined) return false;
-    log.warning("malformed request refused: {reason}", { reason });
+    malformed("{reason}", { reason });
     refuseUnread(outgoing, 400, { error: `malformed HTTP request: ${reason}` });
     return true;
   };
@@ -433,7 +446,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     if (socket.destroyed) return;
     const waiting = (pipelined.get(socket) ?? 0) + 1;
     if (waiting > MAX_PIPELINED) {
-      log.warning("malformed request refused: {reason}", {
+      malformed("{reason}", {
         reason: `more than ${MAX_PIPELINED} requests pipelined behind one not yet answered`,
       });
       socket.destroy();
@@ -484,7 +497,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     if (!answering) return;
     const request = answering.req;
     if (request && !request.complete && !answering.headersSent && this.writable) {
-      log.warning("malformed request refused: {reason}", {
+      malformed("{reason}", {
         reason: "body cut short by a half-close",
       });
       answerAndClose(
@@ -587,7 +600,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
         now,
       );
     } else if (code === "HPE_HEADER_OVERFLOW") {
-      log.warning("malformed request refused: {reason}", { reason: "headers too large", code });
+      malformed("{reason}", { reason: "headers too large", code });
       answer = jsonHead(
         431,
         "Request Header Fields Too Large",
@@ -597,7 +610,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     } else {
       // Our words, never the parser's (which may quote the request).
       const reason = parseFailureReason(error as ParseFailure, bodyInProgress(socket));
-      log.warning("malformed request refused: {reason}", { reason, code });
+      malformed("{reason}", { reason, code });
       answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`, now);
     }
     answerAndClose(socket, answer);
@@ -605,7 +618,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   // An expectation node does not know gets node's bare 417 without a body, on a connection kept
   // open although the body was not read: here a JSON error, and the connection is closed.
   server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
-    log.warning("malformed request refused: {reason}", { reason: "an unknown Expect" });
+    malformed("{reason}", { reason: "an unknown Expect" });
     refuseUnread(response, 417, { error: "Expect: only 100-continue is understood" });
   });
   // A client that asks before it sends its body is refused at once when the body it declares is
@@ -625,7 +638,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   });
   // A CONNECT asks for a tunnel: without a listener node closes the connection without a word.
   server.on("connect", (_request: IncomingMessage, socket: Socket) => {
-    log.warning("malformed request refused: {reason}", { reason: "CONNECT" });
+    malformed("{reason}", { reason: "CONNECT" });
     answerAndClose(
       socket,
       jsonHead(

@@ -28,7 +28,7 @@ import {
 } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import { adminAuth, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
-import { RefusalLines } from "./auth/refusal_lines.ts";
+import { RefusalLines } from "../log/refusal_lines.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";

@@ -5,7 +5,7 @@
  */
 import type { AgentRecord } from "../store/mod.ts";
 import type { AgentCall } from "./auth/call.ts";
-import type { RefusalLines } from "./auth/refusal_lines.ts";
+import type { RefusalLines } from "../log/refusal_lines.ts";
 
 /** Hono environment of the dashboard: what middleware hands to routes. */
 export type ServerEnv = {

@@ -10,7 +10,7 @@ import type { CommandStore } from "../store/mod.ts";
 import { type AgentCall, type AuthContext, refuse } from "./auth/mod.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
-import type { RefusalLines } from "./auth/refusal_lines.ts";
+import type { RefusalLines } from "../log/refusal_lines.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import type { InstanceRegistry } from "./instances.ts";

@@ -8,7 +8,7 @@ import {
   REFUSAL_LINES_BURST,
   REFUSAL_LINES_PER_SECOND,
   RefusalLines,
-} from "../../src/server/auth/refusal_lines.ts";
+} from "../../src/log/refusal_lines.ts";
 import { ADMIN_TOKEN, makeDashboard } from "./_helpers.ts";
 
 Deno.test("refusal lines: a burst, then a steady rate; what was left out is told once", () => {

@@ -7,7 +7,7 @@
 import type { Context } from "hono";
 import type { AgentRecord, CommandStore } from "../../store/mod.ts";
 import type { Clock } from "../clock.ts";
-import type { RefusalLines } from "./refusal_lines.ts";
+import type { RefusalLines } from "../../log/refusal_lines.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
 import type { IncomingMessage } from "node:http";

@@ -10,7 +10,7 @@ import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
 import { markRefusal, refusalReason } from "../refusals.ts";
 import { type AgentCall, callOf, isAgentCall } from "./call.ts";
-import { REFUSAL_LINES_PER_SECOND } from "./refusal_lines.ts";
+import { REFUSAL_LINES_PER_SECOND } from "../../log/refusal_lines.ts";
 
 const audit = auditLogger();
 

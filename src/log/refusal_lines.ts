@@ -1,9 +1,10 @@
 /**
- * How many audit lines of refused requests a dashboard writes.
+ * How many log lines of refused requests a listener writes: a flood of bad requests must not become
+ * a flood of log writes.
  *
  * @module
  */
-import { type Clock, systemClock } from "../../clock.ts";
+import { type Clock, systemClock } from "../clock.ts";
 
 /** Lines a second once the burst is spent. */
 export const REFUSAL_LINES_PER_SECOND = 20;
@@ -11,9 +12,9 @@ export const REFUSAL_LINES_PER_SECOND = 20;
 export const REFUSAL_LINES_BURST = 100;
 
 /**
- * How many audit lines of refused requests may be written: a burst, then a steady rate. Beyond
- * it the lines are left out and counted (the refusal metrics count every one): a flood of bad
- * requests must not turn into a flood of log writes, each one synced to disk under `LOG_FILE`.
+ * How many lines of refused requests may be written: a burst, then a steady rate. Beyond it the
+ * lines are left out and counted (the next line written says how many): a flood of bad requests
+ * must not turn into a flood of log writes, each one synced to disk under `LOG_FILE`.
  */
 export class RefusalLines {
   readonly #perSecond: number;
