@@ -229,7 +229,7 @@ Deno.test("status exec says it runs as this user in this directory, not in the a
   assert.equal(run.stdout.trim(), "here.txt");
 });
 
-Deno.test("--help says what exec exits with and how stop ends a running command", async (t) => {
+Deno.test("--help says what exec exits with and how stop and cancel end a running command", async (t) => {
   await t.step("exec names every exit code it gives besides the command's own", async () => {
     // It named 126, 124 and 137; a program not found exits 127, Ctrl-C 130.
     const help = (await status(["exec", "--help"])).stdout.replaceAll(/\s+/g, " ");
@@ -246,4 +246,9 @@ Deno.test("--help says what exec exits with and how stop ends a running command"
       assert.match(help, /SHUTDOWN_GRACE_SECS, else it is stopped and reported interrupted/);
     },
   );
+  await t.step("cancel says every process of the command is stopped", async () => {
+    // It said its process group: with a cgroup of its own, processes that left the group too.
+    const help = (await status(["cancel", "--help"])).stdout.replaceAll(/\s+/g, " ");
+    assert.match(help, /SIGTERM to every process of it, then SIGKILL/);
+  });
 });
