@@ -104,3 +104,16 @@ Deno.test("examples/long_poll_demo.sh stops at every final status", () => {
   assert.ok(arm, "the case arm that ends the loop");
   assert.deepEqual(arm[1].split(" | ").sort(), [...FINAL_STATUSES].sort());
 });
+
+Deno.test("the README names the settings that have a --no- flag, and only those", () => {
+  // It called DAEMON, WAIT_REQUIRE_SIGNATURE and ACCEPT_V1_SIGNATURES "the on/off settings",
+  // while LIVE_OUTPUT, on/off too, has no --no- flag (it takes true or false).
+  const readme = Deno.readTextFileSync(`${root}README.md`).replaceAll(/\s+/g, " ");
+  const sentence =
+    /whose flag takes no value, ((?:`[A-Z0-9_]+`(?:, | and )?)+), also have a `--no-` flag/
+      .exec(readme);
+  assert.ok(sentence, "the README's sentence on --no- flags");
+  const named = [...sentence[1].matchAll(/`([A-Z0-9_]+)`/g)].map((m) => m[1]).sort();
+  const valueless = keys.filter((key) => SETTINGS[key].boolean).map((key) => SETTINGS[key].env);
+  assert.deepEqual(named, valueless.sort());
+});
