@@ -15,7 +15,7 @@
  * - **Operator**: {@link OperatorClient} enqueues commands, reads and cancels them;
  *   {@link followCommand} streams a command's output as it runs; {@link checkHealth} probes a
  *   dashboard.
- * - **Protocol**: the wire types (PROTOCOL.md), the paths and headers, and request signing
+ * - **Protocol**: the wire types (docs/protocol.md), the paths and headers, and request signing
  *   ({@link signedHeaders}, {@link signV2}, {@link canonicalStringV2}, {@link generateToken}).
  *
  * @example Run a command through the executor

@@ -242,6 +242,24 @@ Deno.test("every file the README links to is published with it", async () => {
   }
 });
 
+Deno.test("every .md file mod.ts's module doc names is published with it", async () => {
+  // It named PROTOCOL.md, the first specification, which is not in the repository; the wire
+  // contract is docs/protocol.md.
+  const mod = await Deno.readTextFile(`${ROOT}/mod.ts`);
+  const doc = mod.slice(0, mod.indexOf("*/"));
+  const include: string[] =
+    JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)).publish.include;
+  const named = [...doc.matchAll(/[\w./-]+\.md\b/g)].map((m) => m[0]);
+  assert.ok(named.includes("docs/protocol.md"), "the module doc names the wire contract");
+  for (const file of named) {
+    assert.ok(Deno.statSync(`${ROOT}/${file}`).isFile, file);
+    assert.ok(
+      include.some((entry) => entry.endsWith("/") ? file.startsWith(entry) : file === entry),
+      `${file} is not in deno.json's publish.include`,
+    );
+  }
+});
+
 Deno.test("no exported constant's function is documented as returning unknown", async () => {
   // PATHS.wait and LIVE_PATHS.output were `(id: string) => unknown` in the docs JSR shows: their
   // return types were left to inference, which the documentation does not do.

@@ -3,9 +3,9 @@
  * `--daemon` in the background with a pid file and a log file.
  *
  * Signals: the first SIGINT/SIGTERM/SIGHUP stops polling and lets a running command finish within
- * `SHUTDOWN_GRACE_SECS` (then cancels it), reports it and returns (exit code 0). A second signal
- * cancels the running command at once, keeps its result in the outbox and returns within a few
- * seconds with exit code 128 + the signal number; `main.ts` then exits the process.
+ * `SHUTDOWN_GRACE_SECS` (then stops it: `interrupted`), reports it and returns (exit code 0). A
+ * second signal cancels the running command at once, keeps its result in the outbox and returns
+ * within a few seconds with exit code 128 + the signal number; `main.ts` then exits the process.
  *
  * @module
  */

@@ -156,8 +156,8 @@ export function agentsCommand(io: Io) {
     new Command("list")
       .description(
         "List agents (the default): over the API their state (waiting, online, offline), last " +
-          "seen, version, deployment, running command, queue and heartbeat; with --db id, " +
-          "scopes, last seen, created. Never tokens",
+          "seen, version, deployment, labels, running command, queue and heartbeat; with --db " +
+          "id, scopes, last seen, created and queue. Never tokens",
       )
       .option("--json", "print JSON")
       // As the default command it gets the words of a mistyped sub-command (`agents ad web-5`).

@@ -47,7 +47,7 @@ export function cancelCommand(io: Io): Command {
   const command = new Command("cancel")
     .description(
       "Cancel a command: a queued one becomes cancelled at once; one already delivered is " +
-        "stopped by its agent (SIGTERM to its process group, then SIGKILL) and reported " +
+        "stopped by its agent (SIGTERM to every process of it, then SIGKILL) and reported " +
         "cancelled; a finished one cannot be cancelled (exit 1)",
     )
     .argument("<id>", "the command id", parseAnyCommandId)

@@ -1,7 +1,8 @@
 /**
  * `status exec "<command line>"`: runs one command locally through exactly the path the agent
  * uses for commands from the dashboard (parse, policy, deadline, bounded output) and prints the
- * result. Its exit code is the command's, or 126 rejected, 124 timeout, 137 killed.
+ * result. Its exit code is the command's, or 126 rejected (or not executable), 127 program not
+ * found, 124 timeout, 137 killed, 130 stopped by Ctrl-C.
  *
  * @module
  */
@@ -300,7 +301,8 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
       "Run one command locally through the agent's executor (no shell, allowlist, deadline, " +
         "bounded output) and print the result; unlike the agent it runs it as this user, in " +
         "this directory (or --cwd, COMMAND_CWD), without the sandbox; exits with the command's " +
-        "code, or 126 rejected, 124 timeout, 137 killed",
+        "code, or 126 rejected (or not executable), 127 program not found, 124 timeout, " +
+        "137 killed, 130 stopped by Ctrl-C",
     )
     .argument("<command-line>", "the command line, quoted as one argument")
     .option("--timeout <secs>", "deadline in seconds (capped by COMMAND_TIMEOUT_MAX_SECS)")

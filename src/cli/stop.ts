@@ -25,7 +25,8 @@ export function stopCommand(io: Io): Command {
   const command = new Command("stop")
     .description(
       "Stop the agent daemon: send SIGTERM to the pid in its pid file and wait until it exited " +
-        "(it finishes or cancels a running command and reports it first)",
+        "(a running command may finish within SHUTDOWN_GRACE_SECS, else it is stopped and " +
+        "reported interrupted)",
     )
     .helpOption("-h, --help", "show help")
     .option(

@@ -176,7 +176,8 @@ const SPECS = {
   },
   agentToken: {
     env: "AGENT_TOKEN",
-    description: "This agent's secret token; requests are signed with it (unset: dev mode)",
+    description:
+      "This agent's secret token; requests are signed with it (unset: dev mode); as a flag it shows in the process list (a warning says so)",
     expected: TOKEN_RULE,
     schema: token(),
     roles: ["agent"],
@@ -367,7 +368,7 @@ const SPECS = {
   shutdownGraceSecs: {
     env: "SHUTDOWN_GRACE_SECS",
     description:
-      "On SIGTERM, how long a running command may still run before it is stopped (and reported interrupted)",
+      "On SIGTERM, SIGINT or SIGHUP, how long a running command may still run before it is stopped (and reported interrupted)",
     default: defaults.DEFAULT_SHUTDOWN_GRACE_SECS,
     expected: SECS_FROM_0,
     schema: secs(0),

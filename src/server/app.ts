@@ -267,6 +267,7 @@ export function createApp(options: AppOptions): DashboardApp {
     deliveryLeaseMs: settings.ackTimeoutSecs * 1000,
     maxBodyBytes: settings.maxBodyBytes,
     lastSeen: (agentId) => lastSeen.get(agentId),
+    forgetAgent: (agentId) => lastSeen.forget(agentId),
     storeHealth,
     instances: new InstanceRegistry(clock),
   };

@@ -106,6 +106,18 @@ export class LastSeen {
     return this.#waitHashes.get(agentId);
   }
 
+  /**
+   * Forgets an agent that was removed, so that one added again under its id starts unseen (its
+   * last-seen time and latest wait hash were the removed one's, and were written into its row).
+   *
+   * @param agentId The agent.
+   */
+  forget(agentId: string): void {
+    this.#times.delete(agentId);
+    this.#unwritten.delete(agentId);
+    this.#waitHashes.delete(agentId);
+  }
+
   /** Writes the unwritten times to the store now (one transaction); a failure is logged. */
   async flush(): Promise<void> {
     const { clock, store, storeHealth } = this.#options;

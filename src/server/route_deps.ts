@@ -62,6 +62,8 @@ export interface RouteDeps {
   maxBodyBytes: number;
   /** The freshest last-seen time of an agent known in memory. */
   lastSeen(agentId: string): number | null;
+  /** Forgets what memory holds of a removed agent (its last-seen time, its latest wait hash). */
+  forgetAgent?(agentId: string): void;
   /** Whether the store is full (`507`s, `/health`). */
   storeHealth: StoreHealth;
   /** Which agent process holds each agent id (one agent per id). */

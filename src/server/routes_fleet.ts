@@ -175,6 +175,7 @@ export function fleetRoutes(
     if (!(await store.removeAgent(id))) {
       throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
     }
+    deps.forgetAgent?.(id);
     const dismissed = hub.dismiss(id) + deps.cancelWaiters.dismiss(id);
     audit.info("agent {agentId} removed over the operator API", {
       agentId: id,

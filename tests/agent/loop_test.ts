@@ -316,6 +316,23 @@ Deno.test("a report answered 408 (it did not arrive whole in time) is kept and s
   assert.ok(!logs.has(/refused the report for good/));
 });
 
+Deno.test("a report refused for good (404) is dropped with an error, not sent again (protocol.md §6)", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  stub.override = (seen) => {
+    if (seen.kind === "report") {
+      return Response.json({ error: "command cmd-1 does not exist" }, { status: 404 });
+    }
+  };
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await eventually(() => logs.has(/refused the report for good/), 15_000, "the error");
+  await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 1);
+  assert.equal(agent.executor.runs.length, 1);
+});
+
 Deno.test("a redirected report is not followed, and is kept and sent again", async (t) => {
   // Followed, a 301 turned the report into a GET (whose 404 dropped the result for good), and a
   // 307 sent the output to another host.

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
 import { PERMS, runCli, spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
+import { EXEC_EXIT_CANCELLED, EXEC_EXIT_NOT_FOUND } from "../../src/cli/exec.ts";
+import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT } from "../../src/operator/types.ts";
 
 /** Runs the CLI exactly as users may: `deno run --allow-net --allow-run main.ts ...`. */
 function status(args: string[]) {
@@ -225,4 +227,28 @@ Deno.test("status exec says it runs as this user in this directory, not in the a
   const run = await runCli(["exec", "ls ."], { perms: PERMS.agentMinimal, cwd: dir.path });
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout.trim(), "here.txt");
+});
+
+Deno.test("--help says what exec exits with and how stop and cancel end a running command", async (t) => {
+  await t.step("exec names every exit code it gives besides the command's own", async () => {
+    // It named 126, 124 and 137; a program not found exits 127, Ctrl-C 130.
+    const help = (await status(["exec", "--help"])).stdout.replaceAll(/\s+/g, " ");
+    for (const code of [EXIT_REJECTED, EXEC_EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_KILLED]) {
+      assert.match(help, new RegExp(`\\b${code} `), `${code}`);
+    }
+    assert.match(help, new RegExp(`\\b${EXEC_EXIT_CANCELLED} stopped by Ctrl-C`));
+  });
+  await t.step(
+    "stop says a command still running after the grace is reported interrupted",
+    async () => {
+      // It said the agent "cancels" it: the report is interrupted (protocol.md §6), not cancelled.
+      const help = (await status(["stop", "--help"])).stdout.replaceAll(/\s+/g, " ");
+      assert.match(help, /SHUTDOWN_GRACE_SECS, else it is stopped and reported interrupted/);
+    },
+  );
+  await t.step("cancel says every process of the command is stopped", async () => {
+    // It said its process group: with a cgroup of its own, processes that left the group too.
+    const help = (await status(["cancel", "--help"])).stdout.replaceAll(/\s+/g, " ");
+    assert.match(help, /SIGTERM to every process of it, then SIGKILL/);
+  });
 });

@@ -50,6 +50,12 @@ Deno.test("status agents without --db adds, lists, rotates and removes over the 
   assert.match(table.stdout[0], /^ID\s+STATE\s+LAST SEEN\s+VERSION/);
   assert.match(table.stdout[1], /^web-1\s+offline\s+never/);
   assert.match(table.stdout[0], /\sDEPLOYMENT\s+LABELS\s+RUNNING\s/);
+  // Its --help named every column but LABELS.
+  const help = (await agents(["list", "--help"])).stdout.join(" ").replaceAll(/\s+/g, " ");
+  for (const column of table.stdout[0].trim().split(/\s{2,}/).slice(1)) {
+    const word = column.toLowerCase().replace(/^queued$/, "queue");
+    assert.ok(help.toLowerCase().includes(word), `agents list --help names ${column}: ${help}`);
+  }
   await d.store.recordHeartbeat("web-1", {
     version: "1",
     deploymentHash: "prod",

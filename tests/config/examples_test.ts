@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { loadSettings, parseEnvFile, type SettingKey, SETTINGS } from "../../src/config/mod.ts";
+import {
+  flagOf,
+  loadSettings,
+  parseEnvFile,
+  type SettingKey,
+  SETTINGS,
+} from "../../src/config/mod.ts";
 import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
@@ -25,10 +31,38 @@ Deno.test("examples/.env.example names every setting and parses", () => {
   assert.ok(Object.keys(parseEnvFile(uncommented, ".env.example")).length >= keys.length);
 });
 
-Deno.test("the README's configuration table names every setting", () => {
-  const readme = Deno.readTextFileSync(`${root}README.md`);
+/** The rows of the README's configuration table: variable → [flag, default, meaning]. */
+function readmeSettingRows(): Map<string, string[]> {
+  const rows = new Map<string, string[]>();
+  for (const line of Deno.readTextFileSync(`${root}README.md`).split("\n")) {
+    const row = /^\| `([A-Z][A-Z0-9_]*)` +\|(.*)\|$/.exec(line);
+    if (row) rows.set(row[1], row[2].split("|").map((cell) => cell.trim()));
+  }
+  return rows;
+}
+
+Deno.test("the README's configuration table names every setting, and only those", () => {
+  const rows = readmeSettingRows();
+  for (const key of keys) assert.ok(rows.has(SETTINGS[key].env), SETTINGS[key].env);
+  const envs = new Set(keys.map((key) => SETTINGS[key].env));
+  assert.deepEqual([...rows.keys()].filter((env) => !envs.has(env)), []);
+});
+
+Deno.test("the README's configuration table gives each setting's flag, default and --help text", () => {
+  // It had drifted from the settings: SHUTDOWN_GRACE_SECS said SIGTERM, SIGINT or SIGHUP while
+  // --help and .env.example said SIGTERM alone, and AGENT_TOKEN's row said more than --help.
+  const rows = readmeSettingRows();
   for (const key of keys) {
-    assert.match(readme, new RegExp(`^\\| \`${SETTINGS[key].env}\` +\\|`, "m"));
+    const spec = SETTINGS[key];
+    const [flag, shown, meaning] = rows.get(spec.env)!;
+    assert.equal(flag, `\`${flagOf(spec.env)}\``, `${spec.env}: flag`);
+    const value = !("default" in spec)
+      ? ""
+      : Array.isArray(spec.default)
+      ? spec.default.join(",")
+      : String(spec.default);
+    assert.equal(shown, value === "" ? "—" : `\`${value}\``, `${spec.env}: default`);
+    assert.equal(meaning, spec.description, `${spec.env}: meaning`);
   }
 });
 
@@ -69,4 +103,17 @@ Deno.test("examples/long_poll_demo.sh stops at every final status", () => {
   const arm = /^\s*((?:[a-z]+ \| )+[a-z]+)\) break ;;$/m.exec(script);
   assert.ok(arm, "the case arm that ends the loop");
   assert.deepEqual(arm[1].split(" | ").sort(), [...FINAL_STATUSES].sort());
+});
+
+Deno.test("the README names the settings that have a --no- flag, and only those", () => {
+  // It called DAEMON, WAIT_REQUIRE_SIGNATURE and ACCEPT_V1_SIGNATURES "the on/off settings",
+  // while LIVE_OUTPUT, on/off too, has no --no- flag (it takes true or false).
+  const readme = Deno.readTextFileSync(`${root}README.md`).replaceAll(/\s+/g, " ");
+  const sentence =
+    /whose flag takes no value, ((?:`[A-Z0-9_]+`(?:, | and )?)+), also have a `--no-` flag/
+      .exec(readme);
+  assert.ok(sentence, "the README's sentence on --no- flags");
+  const named = [...sentence[1].matchAll(/`([A-Z0-9_]+)`/g)].map((m) => m[1]).sort();
+  const valueless = keys.filter((key) => SETTINGS[key].boolean).map((key) => SETTINGS[key].env);
+  assert.deepEqual(named, valueless.sort());
 });

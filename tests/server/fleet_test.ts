@@ -295,3 +295,39 @@ Deno.test("only a request that passes authentication counts as the agent being s
     assert.equal(agent.state, "online");
   });
 });
+
+Deno.test("an agent removed and added again starts unseen, not with the removed one's last request", async () => {
+  // The dashboard kept the removed agent's last-seen time in memory: the new one showed it as its
+  // last_seen_at (before its created_at), counted as online, and the time was written into its row.
+  await using d = await makeDashboard();
+  const added = await json(await d.admin("POST", "/api/v1/agents", { id: "web-7" }));
+  const path = "/api/v1/agent/ping";
+  const ping = await d.dashboard.app.request(path, {
+    headers: agentHeaders({
+      path,
+      agentId: "web-7",
+      token: String(added.token),
+      bodyText: "",
+      now: d.clock.now(),
+    }),
+  });
+  assert.equal(ping.status, 200);
+  await ping.body?.cancel();
+  const web7 = async () =>
+    ((await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+      Record<string, unknown>
+    >).find((agent) => agent.id === "web-7")!;
+  assert.equal((await web7()).state, "online");
+
+  assert.equal((await d.admin("DELETE", "/api/v1/agents/web-7")).status, 200);
+  assert.equal((await d.admin("POST", "/api/v1/agents", { id: "web-7" })).status, 201);
+  const again = await web7();
+  assert.equal(again.last_seen_at, null);
+  assert.equal(again.state, "offline");
+  await d.dashboard.flushLastSeen();
+  assert.equal((await d.store.getAgent("web-7"))?.lastSeenAt, null);
+  const enqueued = await json(
+    await d.admin("POST", P.enqueue, { name: "echo hi", agent_id: "web-7" }),
+  );
+  assert.match(String(enqueued.warning), /agent web-7 has never connected/);
+});

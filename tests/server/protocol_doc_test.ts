@@ -7,6 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { makeDashboard } from "./_helpers.ts";
+import { createPolicy, runCommand, toReportFields } from "../../src/exec/mod.ts";
+import { COMMAND_STATUSES, FINAL_STATUSES } from "../../src/protocol/mod.ts";
 
 const DOC = new URL("../../docs/protocol.md", import.meta.url);
 
@@ -75,4 +77,31 @@ Deno.test("every route docs/protocol.md names is answered by the app, not by its
       `${route} (as ${method} ${concrete(path)}) is not a route of the app: ${text}`,
     );
   }
+});
+
+/** The rows of §4's table of statuses: status → [final, meaning]. */
+function statusRows(text: string): Map<string, [boolean, string]> {
+  const rows = new Map<string, [boolean, string]>();
+  const section = text.slice(text.indexOf("### Statuses"), text.indexOf("### Lifecycle"));
+  for (const match of section.matchAll(/^\| `([a-z]+)` +\| (yes| {3}) +\| (.*?) +\|$/gm)) {
+    rows.set(match[1], [match[2] === "yes", match[3]]);
+  }
+  return rows;
+}
+
+Deno.test("docs/protocol.md §4 names every status, which are final, and where a start failure goes", async () => {
+  const rows = statusRows(await Deno.readTextFile(DOC));
+  assert.deepEqual([...rows.keys()].sort(), [...COMMAND_STATUSES].sort());
+  for (const status of COMMAND_STATUSES) {
+    assert.equal(rows.get(status)![0], FINAL_STATUSES.has(status), `${status}: final`);
+  }
+  // The page said a program that could not be started is `rejected`; the executor reports it
+  // `failed`, with no result and the reason in `error`.
+  const result = await runCommand("status-no-such-program", {
+    policy: createPolicy({ allowedPrograms: ["status-no-such-program"] }),
+  });
+  const fields = toReportFields(result);
+  assert.equal(fields.result, null);
+  const saying = [...rows].filter(([, [, meaning]]) => meaning.includes("could not be started"));
+  assert.deepEqual(saying.map(([status]) => status), [fields.status]);
 });
