@@ -63,11 +63,12 @@ const log = logger("server");
  * Parses the `timeout` query parameter of a wait, in seconds (clamped to 1–120).
  *
  * @param raw The parameter, if present.
- * @throws {HttpError} `400` when it is not a number.
+ * @throws {HttpError} `400` when it is not a decimal number.
  */
 export function parseTimeoutSecs(raw: string | null | undefined): number {
   if (raw === undefined || raw === null || raw.trim() === "") return WAIT_TIMEOUT_SECS.default;
-  const value = Number(raw);
+  // Decimal only: `Number` would also read `0x10` as 16 and `1e2` as 100.
+  const value = /^\s*[+-]?\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isFinite(value)) {
     throw new HttpError(400, `query "timeout": must be a number of seconds`, {
       details: [{ field: "timeout", message: "must be a number of seconds" }],

@@ -287,6 +287,12 @@ Deno.test("the long-polls answer outside Hono with a Date header and JSON errors
     const timeout = await d.agent({ path: "/api/v1/agent/commands/wait/d?timeout=soon" });
     assert.equal(timeout.status, 400);
     assert.match((await json(timeout)).error as string, /query "timeout"/);
+    // Decimal seconds only: Number() read 0x10 as 16 s and 1e2 as 100 s.
+    for (const odd of ["0x10", "1e2", "0b1", "1_0"]) {
+      const response = await d.agent({ path: `/api/v1/agent/commands/wait/d?timeout=${odd}` });
+      assert.equal(response.status, 400, odd);
+      await response.body?.cancel();
+    }
   });
   await t.step("a timeout ends the wait with 204 after N to N + 1 s", async () => {
     const started = performance.now();
