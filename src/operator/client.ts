@@ -13,6 +13,7 @@ import {
   type CommandParams,
   HEADER,
   PATHS,
+  relevantIssues,
 } from "../protocol/mod.ts";
 import {
   type AgentRecord,
@@ -530,7 +531,7 @@ export class OperatorClient {
   #parse<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
     const parsed = schema.safeParse(body);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
+      const issue = relevantIssues(parsed.error)[0];
       const where = issue?.path.length ? ` at "${issue.path.join(".")}"` : "";
       throw new OperatorError(
         "invalid_answer",

@@ -7,7 +7,7 @@
  * @module
  */
 import { abortableSleep as sleep } from "../clock.ts";
-import { fromBase64 } from "../protocol/mod.ts";
+import { fromBase64, relevantIssues } from "../protocol/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 import { checkMs, MAX_RETRY_AFTER_SECS, type OperatorClient, OperatorError } from "./client.ts";
 import { type CommandRecord, commandRecordSchema } from "./types.ts";
@@ -276,7 +276,7 @@ export async function followCommand(
             throw new OperatorError(
               "invalid_answer",
               `the event stream of ${id} ended with a result that is not a command: ${
-                parsed.error.issues[0]?.message ?? "invalid"
+                relevantIssues(parsed.error)[0]?.message ?? "invalid"
               }`,
             );
           }

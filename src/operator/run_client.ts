@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { sleepOrThrow } from "../clock.ts";
+import { relevantIssues } from "../protocol/mod.ts";
 import { RUN_PATHS, type RunRequest, type RunView } from "../protocol/runs.ts";
 import { type OperatorClient, OperatorError } from "./client.ts";
 import { alignColumns, cell } from "./format.ts";
@@ -51,7 +52,7 @@ function parseRun(body: unknown, what: string): RunAnswer {
   if (!parsed.success) {
     throw new OperatorError(
       "invalid_answer",
-      `the dashboard's answer to ${what} is not a run: ${parsed.error.issues[0]?.message}`,
+      `the dashboard's answer to ${what} is not a run: ${relevantIssues(parsed.error)[0]?.message}`,
       { body },
     );
   }
@@ -134,7 +135,7 @@ export async function listRuns(
   const { body } = await client.call("GET", RUN_PATHS.runs + suffix);
   const parsed = runListSchema.safeParse(body);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
+    const issue = relevantIssues(parsed.error)[0];
     const where = issue?.path.length ? ` at "${issue.path.join(".")}"` : "";
     throw new OperatorError(
       "invalid_answer",

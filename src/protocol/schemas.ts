@@ -465,7 +465,7 @@ export function parseWaitAnswer(body: unknown): WaitAnswer {
  * Turns a zod error into one sentence naming the first bad field, for `400` answers.
  *
  * @param error The validation error.
- * @returns E.g. `field "name": Too small: expected string to have >=1 characters`.
+ * @returns E.g. `field "name": must be at least 1 character`.
  */
 export function describeZodError(error: z.ZodError): string {
   const issues = relevantIssues(error);
@@ -473,6 +473,59 @@ export function describeZodError(error: z.ZodError): string {
   if (!issue) return "invalid body";
   const path = issue.path.length ? shortForm(issue.path.join(".")) : "(body)";
   return `field "${path}": ${issue.message}`;
+}
+
+/** What a bound counts, by zod's `origin`. */
+const UNITS: Record<string, [string, string]> = {
+  string: ["character", "characters"],
+  array: ["item", "items"],
+  set: ["item", "items"],
+};
+
+/** A type as a sentence names it. */
+function typeName(type: string): string {
+  if (type === "int") return "a whole number";
+  if (type === "record") return "an object";
+  if (type === "array" || type === "object") return `an ${type}`;
+  if (type === "null" || type === "undefined") return type;
+  return `a ${type}`;
+}
+
+/**
+ * The sentence of a common issue in the API's own words (`must be at most 86400`) instead of zod's
+ * (`Too big: expected number to be <=86400`); `undefined` keeps zod's.
+ */
+function ownWords(issue: z.core.$ZodIssue): string | undefined {
+  switch (issue.code) {
+    case "too_big":
+    case "too_small": {
+      const big = issue.code === "too_big";
+      const bound = big ? issue.maximum : issue.minimum;
+      if (typeof bound !== "number" && typeof bound !== "bigint") return undefined;
+      const units = UNITS[issue.origin];
+      if (units) {
+        const what = `${bound} ${bound === 1 ? units[0] : units[1]}`;
+        if (issue.exact) return `must be exactly ${what}`;
+        return big ? `must be at most ${what}` : `must be at least ${what}`;
+      }
+      if (issue.origin !== "number" && issue.origin !== "int") return undefined;
+      const inclusive = issue.inclusive !== false;
+      if (big) return inclusive ? `must be at most ${bound}` : `must be less than ${bound}`;
+      return inclusive ? `must be at least ${bound}` : `must be more than ${bound}`;
+    }
+    case "invalid_type": {
+      const received = issue.message.match(/, received (\w+)$/)?.[1];
+      const wanted = typeName(issue.expected);
+      if (issue.expected === "int" && received === "number") return "must be a whole number";
+      return received ? `must be ${wanted}, not ${typeName(received)}` : `must be ${wanted}`;
+    }
+    case "invalid_value":
+      return issue.values.length > 0
+        ? `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`
+        : undefined;
+    default:
+      return undefined;
+  }
 }
 
 /** Zod's message for a field of an object that is absent (its input was `undefined`). */
@@ -503,6 +556,8 @@ export function relevantIssues(error: z.ZodError): z.core.$ZodIssue[] {
     .flatMap((issue): z.core.$ZodIssue[] =>
       issue.code === "invalid_type" && MISSING.test(issue.message)
         ? [{ ...issue, message: `is required (expected ${issue.expected})` }]
+        : ownWords(issue) !== undefined
+        ? [{ ...issue, message: ownWords(issue)! }]
         // A strict object's unknown key is named as the field, not its object ("(body)").
         : issue.code === "unrecognized_keys"
         ? issue.keys.map((name) => ({

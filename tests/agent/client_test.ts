@@ -84,11 +84,11 @@ Deno.test("answers within the limit are read as before", async () => {
 Deno.test("a wait answer of the wrong shape is told by its first field at fault, in one line", async () => {
   for (
     const [answer, reason] of [
-      [{ id: 5, name: "echo a", attempt: 1 }, /: field "id": Invalid input: expected string/],
-      [{ id: "c1", name: "echo a", attempt: "1" }, /: field "attempt": .*expected number/],
+      [{ id: 5, name: "echo a", attempt: 1 }, /: field "id": must be a string, not a number$/],
+      [{ id: "c1", name: "echo a", attempt: "1" }, /: field "attempt": must be a (whole )?number/],
       [
         { id: "c1", name: "echo a", params: { timeout_secs: 0 } },
-        /: field "params\.timeout_secs": Too small/,
+        /: field "params\.timeout_secs": must be more than 0/,
       ],
     ] as const
   ) {
@@ -111,7 +111,7 @@ Deno.test("a delivered id longer than 1024 characters makes the wait answer inva
   ) {
     const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
     assert.equal(outcome.kind, "invalid");
-    assert.match((outcome as { message: string }).message, /field "id": Too big: .*1024/);
+    assert.match((outcome as { message: string }).message, /field "id": must be at most 1024 characters/);
   }
   const longest = { id: "i".repeat(1024), name: "echo a", attempt: 1 };
   const outcome = await clientAnswering(() => Response.json(longest)).wait("default", 30, signal);

@@ -105,9 +105,9 @@ Deno.test("status agents never prints a token or a fleet the answer does not hol
 
 Deno.test("status run list names what is wrong with a run list instead of a TypeError", async (t) => {
   const cases: Array<[unknown, string]> = [
-    [null, ": Invalid input: expected object, received null"],
-    [{ runs: [1] }, ' at "runs.0": Invalid input: expected object, received number'],
-    [{ runs: [{ id: "r1" }] }, ' at "runs.0.name": Invalid input: expected string'],
+    [null, ": must be an object, not null"],
+    [{ runs: [1] }, ' at "runs.0": must be an object, not a number'],
+    [{ runs: [{ id: "r1" }] }, ' at "runs.0.name": is required (expected string)'],
   ];
   for (const [body, problem] of cases) {
     await t.step(JSON.stringify(body), async () => {
