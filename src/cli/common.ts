@@ -100,6 +100,11 @@ export interface LoadCommandOptions {
    * settings: a secret among its flags is not warned about (it has no other way to be given).
    */
   oneShot?: boolean;
+  /**
+   * Read and check only these settings of the roles (and the log's): a bad value of another one
+   * does not stop the command.
+   */
+  only?: readonly SettingKey[];
 }
 
 /**
@@ -121,6 +126,7 @@ export function loadCommandSettings(
   const { logFile = (settings: Settings) => settings.logFile, filter } = how;
   const loaded = loadSettings({
     roles: [...roles, "log"],
+    only: how.only && [...how.only, ...keysFor(["log"])],
     flags: options,
     configPath: options.config,
     envFilePath: options.envFile,
@@ -196,7 +202,10 @@ export function loadCommandSettings(
       );
     }
   }
-  if (roles.includes("agent") && s.allowedPrograms.length === 0) {
+  // (Not read at all by a command that reads only some of the agent's settings.)
+  if (
+    roles.includes("agent") && Array.isArray(s.allowedPrograms) && s.allowedPrograms.length === 0
+  ) {
     log.warning(
       `ALLOWED_PROGRAMS (from ${
         loaded.sources.allowedPrograms ?? "the default"

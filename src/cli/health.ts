@@ -6,6 +6,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { checkHealth } from "../operator/mod.ts";
+import { keysFor } from "../config/mod.ts";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { errorLine } from "./error_line.ts";
 import { setExitCode } from "./exit.ts";
@@ -32,10 +33,14 @@ export function healthCommand(io: Io): Command {
     .option("--agent-id <id>", "check this agent's credentials too [AGENT_ID]")
     .option("--agent-token <token>", "the agent's token [AGENT_TOKEN]");
   command.action(async (options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, [
-      "operator",
-      "agent",
-    ]);
+    // Of the agent's settings only its credentials: a bad POLLING_TIMEOUT_SECS in .env is no
+    // reason to refuse checking a dashboard.
+    const { settings } = loadCommandSettings(
+      io,
+      options as Record<string, unknown>,
+      ["operator", "agent"],
+      { only: [...keysFor(["operator"]), "agentId", "agentToken"], oneShot: true },
+    );
     const report = await checkHealth({
       dashboardUrl: settings.dashboardUrl,
       adminToken: settings.statusAdminToken,

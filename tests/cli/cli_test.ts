@@ -113,6 +113,27 @@ Deno.test("every command that reads settings names what it could not read, as he
   commands.forEach((args, i) => assert.deepEqual(all[i], expected, args.join(" ")));
 });
 
+Deno.test("status health reads only the agent's credentials of the agent's settings", async () => {
+  // A bad agent setting in .env stopped it with exit 2 ("POLLING_TIMEOUT_SECS from .env must
+  // be ..."), and an empty ALLOWED_PROGRAMS made it fail with a TypeError.
+  await using dir = tempDir("status-cli-");
+  Deno.writeTextFileSync(`${dir.path}/.env`, "POLLING_TIMEOUT_SECS=abc\nALLOWED_PROGRAMS=\n");
+  const run = await runCli(["health", "--dashboard-url", "http://127.0.0.1:9"], {
+    perms: PERMS.agent,
+    cwd: dir.path,
+  });
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(run.stdout, /^dashboard http:\/\/127\.0\.0\.1:9\n {2}dashboard FAILED/);
+  assert.doesNotMatch(run.stderr, /POLLING_TIMEOUT_SECS|ALLOWED_PROGRAMS|TypeError/);
+  // Its credentials are still checked.
+  const token = await runCli(
+    ["health", "--dashboard-url", "http://127.0.0.1:9", "--agent-id", "a", "--agent-token", "x"],
+    { perms: PERMS.agent, cwd: dir.path },
+  );
+  assert.equal(token.code, 2);
+  assert.match(token.stderr, /AGENT_TOKEN from flag --agent-token must be a token/);
+});
+
 Deno.test("a token given as a flag is warned about: the command line is readable by every local user", async () => {
   await using dir = tempDir("status-cli-");
   await using agent = spawnCli(
