@@ -27,7 +27,7 @@ import {
   isWatchedFileStore,
 } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
-import { adminAuth, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
+import { adminAuth, AdminTokenGuesses, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
@@ -248,6 +248,7 @@ export function createApp(options: AppOptions): DashboardApp {
       perMinute: settings.operatorRateLimitPerMinute,
       clock,
     }),
+    adminGuesses: new AdminTokenGuesses({ clock }),
     queueTtlSecs: settings.queueTtlSecs,
     offlineAfterMs,
     waitingHashes: (agentId) => hub.waitingHashes(agentId),
@@ -277,6 +278,7 @@ export function createApp(options: AppOptions): DashboardApp {
     adminToken,
     clock,
     sessionTtlSecs: options.consoleSessionTtlSecs,
+    guesses: deps.adminGuesses,
     api: (request, remote) =>
       http.fetch(
         request,
@@ -289,7 +291,7 @@ export function createApp(options: AppOptions): DashboardApp {
   // Every operator route takes from the operators' buckets, never from an agent's.
   const operatorAuth = every(
     operatorRateLimit(deps.operatorLimiter),
-    adminAuth({ adminToken, devMode }),
+    adminAuth({ adminToken, devMode, guesses: deps.adminGuesses }),
   );
   liveRoutes(app, deps, {
     outputLimiter: new TokenBucketLimiter({ perMinute: settings.rateLimitPerMinute * 5, clock }),

@@ -7,7 +7,7 @@
 import type { Context } from "hono";
 import { shortForm } from "../protocol/mod.ts";
 import type { CommandStore } from "../store/mod.ts";
-import { type AgentCall, type AuthContext, refuse } from "./auth/mod.ts";
+import { type AdminTokenGuesses, type AgentCall, type AuthContext, refuse } from "./auth/mod.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import type { ServerEnv } from "./env.ts";
@@ -34,6 +34,8 @@ export interface RouteDeps {
   limiter: TokenBucketLimiter;
   /** The operators' buckets (one per client address), for operator routes and enqueues. */
   operatorLimiter: TokenBucketLimiter;
+  /** Wrong admin tokens per client address, shared by the API, the enqueue and the login. */
+  adminGuesses: AdminTokenGuesses;
   /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
   queueTtlSecs: number;
   /**

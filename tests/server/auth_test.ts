@@ -3,6 +3,7 @@ import { signV2 } from "../../src/protocol/mod.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { refusalReason } from "../../src/server/refusals.ts";
+import { ADMIN_TOKEN_GUESSES_PER_MINUTE } from "../../src/server/auth/mod.ts";
 import {
   ADMIN_TOKEN,
   type AgentRequest,
@@ -515,6 +516,107 @@ Deno.test("operators have their own rate limit, per client address, with Retry-A
   const health = await d.dashboard.app.request("/health");
   assert.equal(health.status, 200, "health is not limited");
   await health.body?.cancel();
+});
+
+Deno.test("wrong admin tokens are limited per address as console logins are, wherever they are sent", async (t) => {
+  await using d = await makeDashboard();
+  /** A request from a client address, as the HTTP server gives it. */
+  const from = (remote: string, path: string, init: RequestInit = {}) =>
+    Promise.resolve(d.dashboard.app.fetch(
+      new Request(`http://localhost${path}`, init),
+      { remoteAddr: { transport: "tcp", hostname: remote, port: 50_000 } },
+    ));
+  const bearer = (token: string, headers: Record<string, string> = {}) => ({
+    headers: { Authorization: `Bearer ${token}`, ...headers },
+  });
+  const enqueue = (remote: string, token: string, headers: Record<string, string> = {}) =>
+    from(remote, P.enqueue, {
+      method: "POST",
+      ...bearer(token, { "Content-Type": "application/json", ...headers }),
+      body: JSON.stringify({ name: "echo guessed", agent_id: "a1" }),
+    });
+  const login = async (remote: string, token: string) => {
+    const form = await from(remote, "/login");
+    const cookie = form.headers.getSetCookie()[0].split(";")[0];
+    const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+    return from(remote, "/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+      body: new URLSearchParams({ csrf, token, next: "/" }).toString(),
+    });
+  };
+  const expectLimited = async (response: Response, what: string) => {
+    const text = await response.text();
+    assert.equal(response.status, 429, `${what}: ${text}`);
+    assert.ok(Number(response.headers.get("Retry-After")) >= 1, what);
+  };
+
+  await t.step("ten wrong tokens over the API, then even the right one waits", async () => {
+    for (let i = 0; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      await expectError(
+        await from("192.0.2.7", "/api/v1/commands", bearer(`guess-${i}`)),
+        401,
+        /admin token is wrong/,
+      );
+    }
+    const right = await from("192.0.2.7", "/api/v1/commands", bearer(ADMIN_TOKEN));
+    await expectError(right, 429, /too many wrong admin tokens from this address/);
+    assert.ok(Number(right.headers.get("Retry-After")) >= 1);
+    await expectLimited(await enqueue("192.0.2.7", ADMIN_TOKEN), "an operator's enqueue");
+    await expectLimited(
+      await enqueue("192.0.2.7", ADMIN_TOKEN, { "X-Agent-Id": "a1" }),
+      "an enqueue with the admin token beside an agent id",
+    );
+    await expectLimited(await login("192.0.2.7", ADMIN_TOKEN), "a console login");
+    assert.equal(await d.store.getCommand("cmd-001"), null);
+  });
+
+  await t.step("another address is not held up", async () => {
+    const other = await from("192.0.2.8", "/api/v1/commands", bearer(ADMIN_TOKEN));
+    assert.equal(other.status, 200);
+    await other.body?.cancel();
+  });
+
+  await t.step("an agent's own requests are not held up", async () => {
+    const ping = await d.agent({ path: "/api/v1/agent/ping" });
+    assert.equal(ping.status, 200);
+    await ping.body?.cancel();
+  });
+
+  await t.step("a guess refills after 60/10 s", async () => {
+    d.clock.advance(6_000);
+    const right = await from("192.0.2.7", "/api/v1/commands", bearer(ADMIN_TOKEN));
+    assert.equal(right.status, 200);
+    await right.body?.cancel();
+  });
+
+  await t.step(
+    "wrong tokens sent to the enqueue count too, beside an agent id or not",
+    async () => {
+      for (let i = 0; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+        const headers: Record<string, string> = i % 2 ? { "X-Agent-Id": "ghost" } : {};
+        const wrong = await enqueue("192.0.2.9", `guess-${i}`, headers);
+        assert.equal(wrong.status, 401, await wrong.text());
+      }
+      await expectLimited(await enqueue("192.0.2.9", ADMIN_TOKEN), "the enqueue");
+      await expectLimited(
+        await from("192.0.2.9", "/api/v1/agents", bearer(ADMIN_TOKEN)),
+        "the operator API",
+      );
+    },
+  );
+
+  await t.step("wrong console logins count against the API", async () => {
+    for (let i = 0; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      const wrong = await login("192.0.2.10", `guess-${i}`);
+      assert.equal(wrong.status, 401);
+      await wrong.body?.cancel();
+    }
+    await expectLimited(
+      await from("192.0.2.10", "/api/v1/commands", bearer(ADMIN_TOKEN)),
+      "the operator API after wrong logins",
+    );
+  });
 });
 
 Deno.test("version 1 signatures are accepted only with acceptV1Signatures", async () => {
