@@ -4,6 +4,7 @@ import { createApp } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { refusalReason } from "../../src/server/refusals.ts";
 import { ADMIN_TOKEN_GUESSES_PER_MINUTE } from "../../src/server/auth/mod.ts";
+import { LOGIN_ATTEMPTS_PER_MINUTE } from "../../src/server/web/routes.tsx";
 import {
   ADMIN_TOKEN,
   type AgentRequest,
@@ -616,6 +617,61 @@ Deno.test("wrong admin tokens are limited per address as console logins are, whe
       await from("192.0.2.10", "/api/v1/commands", bearer(ADMIN_TOKEN)),
       "the operator API after wrong logins",
     );
+  });
+});
+
+Deno.test("an IPv6 client's addresses in one /64 share its wrong admin tokens and console logins", async (t) => {
+  await using d = await makeDashboard();
+  const from = (remote: string, path: string, init: RequestInit = {}) =>
+    Promise.resolve(d.dashboard.app.fetch(
+      new Request(`http://localhost${path}`, init),
+      { remoteAddr: { transport: "tcp", hostname: remote, port: 50_000 } },
+    ));
+  const api = (remote: string, token: string) =>
+    from(remote, "/api/v1/commands", { headers: { Authorization: `Bearer ${token}` } });
+  const login = async (remote: string, token: string) => {
+    const form = await from(remote, "/login");
+    const cookie = form.headers.getSetCookie()[0].split(";")[0];
+    const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+    const response = await from(remote, "/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+      body: new URLSearchParams({ csrf, token, next: "/" }).toString(),
+    });
+    await response.body?.cancel();
+    return response.status;
+  };
+
+  await t.step("wrong admin tokens, each from another address of 2001:db8::/64", async () => {
+    for (let i = 1; i <= ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      const wrong = await api(`2001:db8::${i.toString(16)}`, `guess-${i}`);
+      assert.equal(wrong.status, 401);
+      await wrong.body?.cancel();
+    }
+    const next = await api("2001:db8::ffff:1", ADMIN_TOKEN);
+    await expectError(next, 429, /too many wrong admin tokens from this address/);
+    const otherNet = await api("2001:db8:0:1::1", ADMIN_TOKEN);
+    assert.equal(otherNet.status, 200, "another /64 is another client");
+    await otherNet.body?.cancel();
+  });
+
+  await t.step("console logins, each from another address of 2001:db8:0:2::/64", async () => {
+    for (let i = 1; i <= LOGIN_ATTEMPTS_PER_MINUTE; i++) {
+      assert.equal(await login(`2001:db8:0:2::${i.toString(16)}`, ADMIN_TOKEN), 303);
+    }
+    assert.equal(await login("2001:db8:0:2:abcd::1", ADMIN_TOKEN), 429);
+    assert.equal(await login("2001:db8:0:3::1", ADMIN_TOKEN), 303, "another /64 is another client");
+  });
+
+  await t.step("an IPv4 client on a dual-stack socket is its IPv4 address", async () => {
+    for (let i = 0; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      const wrong = await api("::ffff:192.0.2.7", `guess-${i}`);
+      await wrong.body?.cancel();
+    }
+    await expectError(await api("::ffff:192.0.2.7", ADMIN_TOKEN), 429, /too many wrong/);
+    const neighbour = await api("::ffff:192.0.2.8", ADMIN_TOKEN);
+    assert.equal(neighbour.status, 200);
+    await neighbour.body?.cancel();
   });
 });
 

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { addressKey } from "../address_key.ts";
 import type { Clock } from "../clock.ts";
 import { type TakeResult, TokenBucketLimiter } from "../rate_limit.ts";
 
@@ -25,7 +26,7 @@ export interface AdminTokenGuessesOptions {
 }
 
 /**
- * Counts wrong admin tokens per client address.
+ * Counts wrong admin tokens per client address (an IPv6 client by its /64: see {@link addressKey}).
  *
  * @example Ten wrong tokens, then even the right one waits
  * ```ts
@@ -64,11 +65,12 @@ export class AdminTokenGuesses {
   /**
    * Whether an admin token from this address may be compared now.
    *
-   * @param remote The client's address (`undefined`: not known, one shared count).
+   * @param remote The client's address (`undefined`: not known, one shared count; an IPv6
+   *   address counts for its whole /64).
    * @returns `ok`, or how many whole seconds until it may.
    */
   check(remote: string | undefined): TakeResult {
-    return this.#limiter.peek(remote ?? "unknown");
+    return this.#limiter.peek(addressKey(remote) ?? "unknown");
   }
 
   /**
@@ -77,6 +79,6 @@ export class AdminTokenGuesses {
    * @param remote The client's address.
    */
   wrong(remote: string | undefined): void {
-    this.#limiter.take(remote ?? "unknown");
+    this.#limiter.take(addressKey(remote) ?? "unknown");
   }
 }

@@ -26,6 +26,7 @@ import {
 } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { AdminTokenGuesses, remoteOf } from "../auth/mod.ts";
+import { addressKey } from "../address_key.ts";
 import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
 import { TokenBucketLimiter } from "../rate_limit.ts";
@@ -890,7 +891,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }, 403);
     }
     const remote = remoteOf(c);
-    const taken = logins.take(remote ?? "unknown");
+    // An IPv6 client by its /64: else each of its 2^64 addresses would have 10 attempts.
+    const taken = logins.take(addressKey(remote) ?? "unknown");
     // Wrong admin tokens sent to the operator API from this address count too.
     const allowed = taken.ok ? guesses.check(remote) : taken;
     if (!allowed.ok) {
