@@ -37,6 +37,7 @@ import type { ServerEnv } from "./env.ts";
 import { enqueueFingerprint } from "./fingerprint.ts";
 import { HttpError } from "./http_error.ts";
 import type { RefusalReason } from "./refusals.ts";
+import { boundError, boundStream } from "./result_bounds.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import type { AgentRecord, CommandRecord, EnqueueOutcome } from "../store/mod.ts";
 import type { LeanAnswer } from "./wait_route.ts";
@@ -183,6 +184,9 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       const report = await jsonBodyOf(call, reportRequestSchema, body);
       const agent = agentOf(call);
       const r = report.result ?? null;
+      // Kept within the agent's own bounds, whatever a client sent.
+      const stdout = r && boundStream(r.stdout, r.stdout_encoding, r.stdout_truncated_bytes);
+      const stderr = r && boundStream(r.stderr, r.stderr_encoding, r.stderr_truncated_bytes);
       const outcome = await store.report({
         commandId: report.command_id,
         agentId: agent.id,
@@ -192,14 +196,14 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
           exitCode: r.exit_code,
           signal: r.signal,
           durationSecs: r.duration_secs,
-          stdout: r.stdout,
-          stderr: r.stderr,
-          stdoutTruncatedBytes: r.stdout_truncated_bytes,
-          stderrTruncatedBytes: r.stderr_truncated_bytes,
+          stdout: stdout!.text,
+          stderr: stderr!.text,
+          stdoutTruncatedBytes: stdout!.truncatedBytes,
+          stderrTruncatedBytes: stderr!.truncatedBytes,
           stdoutEncoding: r.stdout_encoding ?? null,
           stderrEncoding: r.stderr_encoding ?? null,
         },
-        error: report.error ?? null,
+        error: boundError(report.error ?? null),
         startedAt: report.started_at ?? null,
         completedAt: report.completed_at ?? null,
         now: clock.now(),

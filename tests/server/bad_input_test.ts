@@ -3,6 +3,7 @@
  * command name, JSON nested too deep, and floods of made-up agent ids that must not grow memory.
  */
 import assert from "node:assert/strict";
+import { fromBase64, toBase64 } from "../../src/protocol/mod.ts";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
 import { ADMIN_TOKEN, FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
@@ -1000,4 +1001,106 @@ Deno.test("an unknown field of a strict body is named as the field, not as the b
       "owner",
     ]);
   });
+});
+
+Deno.test("a report carrying more output than an agent keeps is stored as the agent would keep it", async (t) => {
+  await using d = await makeDashboard();
+  /** Enqueues, delivers and acks a1's command `id`; returns its attempt. */
+  const deliver = async (id: string) => {
+    const enqueued = await d.admin("POST", P.enqueue, { id, name: "cat big.log", agent_id: "a1" });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+    const wait = await d.agent({ path: P.wait() });
+    const { attempt } = await json(wait);
+    const ack = await d.agent({ path: P.ack, body: { command_id: id, attempt } });
+    assert.equal(ack.status, 200);
+    await ack.body?.cancel();
+    return attempt as number;
+  };
+  const bytes = new Uint8Array(200_000).map((_, i) => (i * 7) % 256);
+  const big = (id: string, attempt: number) =>
+    reportBody(id, {
+      attempt,
+      status: "failed",
+      result: {
+        exit_code: 1,
+        signal: null,
+        duration_secs: 1,
+        stdout: `a${"é".repeat(250_000)}end\n`,
+        stderr: toBase64(bytes),
+        stderr_encoding: "base64",
+        stdout_truncated_bytes: 5,
+        stderr_truncated_bytes: 0,
+      },
+      error: "e".repeat(150_000),
+    });
+
+  await t.step(
+    "each stream keeps its first and last 32 KiB; the error its first 8 Ki characters",
+    async () => {
+      const attempt = await deliver("big-1");
+      const report = await d.agent({ path: P.report, body: big("big-1", attempt) });
+      assert.equal(report.status, 200, await report.clone().text());
+      await report.body?.cancel();
+      const command = await json(await d.admin("GET", "/api/v1/commands/big-1"));
+      const result = command.result as Record<string, unknown>;
+      const stdout = result.stdout as string;
+      const sent = 1 + 500_000 + 4;
+      // The head ends before the "é" its last byte would cut in two.
+      const dropped = sent - (32 * 1024 - 1) - 32 * 1024;
+      assert.ok(stdout.startsWith(`a${"é".repeat(16 * 1024 - 1)}\n[status: `));
+      assert.ok(
+        stdout.includes(`\n[status: ${dropped} bytes dropped here]\n`),
+        stdout.slice(16 * 1024 - 5, 16 * 1024 + 60),
+      );
+      assert.ok(stdout.endsWith("éend\n"));
+      assert.equal(result.stdout_truncated_bytes, 5 + dropped);
+      const stderr = fromBase64(result.stderr as string);
+      assert.equal(result.stderr_encoding, "base64");
+      assert.deepEqual(stderr.subarray(0, 32 * 1024), bytes.subarray(0, 32 * 1024));
+      assert.deepEqual(stderr.subarray(32 * 1024), bytes.subarray(bytes.length - 32 * 1024));
+      assert.equal(result.stderr_truncated_bytes, bytes.length - 64 * 1024);
+      const error = command.error as string;
+      assert.ok(error.length < 8 * 1024 + 64, `error of ${error.length} characters`);
+      assert.ok(error.endsWith(`[status: ${150_000 - 8 * 1024} characters dropped]`));
+    },
+  );
+
+  await t.step("the same report sent again is its duplicate, not a conflict", async () => {
+    const again = await d.agent({ path: P.report, body: big("big-1", 1) });
+    assert.equal(again.status, 200, await again.clone().text());
+    assert.equal((await json(again)).duplicate, true);
+  });
+
+  await t.step("a list of such commands stays within what they keep", async () => {
+    for (let i = 2; i <= 10; i++) {
+      const attempt = await deliver(`big-${i}`);
+      const report = await d.agent({ path: P.report, body: big(`big-${i}`, attempt) });
+      assert.equal(report.status, 200);
+      await report.body?.cancel();
+    }
+    const list = await d.admin("GET", "/api/v1/commands?limit=10");
+    assert.equal(list.status, 200);
+    const size = (await list.text()).length;
+    assert.ok(size < 10 * 300_000, `a list of 10 is ${size} characters`);
+  });
+
+  await t.step(
+    "output within the bounds, with the agent's own marker, is kept as sent",
+    async () => {
+      const attempt = await deliver("small-1");
+      const stdout = `${"a".repeat(32 * 1024)}\n[status: 99 bytes dropped here]\n${
+        "b".repeat(32 * 1024)
+      }`;
+      const body = reportBody("small-1", { attempt });
+      Object.assign(body.result as Record<string, unknown>, { stdout, stdout_truncated_bytes: 99 });
+      const report = await d.agent({ path: P.report, body });
+      assert.equal(report.status, 200);
+      await report.body?.cancel();
+      const result = (await json(await d.admin("GET", "/api/v1/commands/small-1")))
+        .result as Record<string, unknown>;
+      assert.equal(result.stdout, stdout);
+      assert.equal(result.stdout_truncated_bytes, 99);
+    },
+  );
 });
