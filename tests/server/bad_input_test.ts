@@ -3,7 +3,7 @@
  * command name, JSON nested too deep, and floods of made-up agent ids that must not grow memory.
  */
 import assert from "node:assert/strict";
-import { fromBase64, toBase64 } from "../../src/protocol/mod.ts";
+import { fromBase64, MAX_PARAMS_BYTES, toBase64 } from "../../src/protocol/mod.ts";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
 import { ADMIN_TOKEN, FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
@@ -1103,4 +1103,61 @@ Deno.test("a report carrying more output than an agent keeps is stored as the ag
       assert.equal(result.stdout_truncated_bytes, 99);
     },
   );
+});
+
+Deno.test("params of more than 64 KiB of JSON are refused at enqueue and in runs, from an agent too", async (t) => {
+  await using d = await makeDashboard();
+  /** Params whose JSON is `bytes` long. */
+  const params = (bytes: number) => {
+    const empty = JSON.stringify({ metadata: { pad: "" } }).length;
+    return { metadata: { pad: "p".repeat(bytes - empty) } };
+  };
+  const tooLarge = params(MAX_PARAMS_BYTES + 1);
+  const cases: Array<[string, () => Promise<Response>]> = [
+    [
+      "an operator's enqueue",
+      () =>
+        d.admin("POST", P.enqueue, { id: "p-1", name: "echo", agent_id: "a1", params: tooLarge }),
+    ],
+    [
+      "an agent's enqueue for itself",
+      () => d.agent({ path: P.enqueue, body: { id: "p-2", name: "echo", params: tooLarge } }),
+    ],
+    ["a run", () =>
+      d.admin("POST", "/api/v1/runs", {
+        id: "run-p",
+        name: "echo",
+        target: { agents: ["a1"] },
+        params: tooLarge,
+      })],
+  ];
+  for (const [label, send] of cases) {
+    await t.step(label, async () => {
+      const response = await send();
+      const body = await json(response);
+      assert.equal(response.status, 400, JSON.stringify(body));
+      assert.match(
+        String(body.error),
+        new RegExp(
+          `^field "params": must be at most ${MAX_PARAMS_BYTES} bytes as JSON, got ${
+            MAX_PARAMS_BYTES + 1
+          }`,
+        ),
+      );
+    });
+  }
+  await t.step("nothing was stored", async () => {
+    assert.equal(await d.store.getCommand("p-1"), null);
+    assert.equal(await d.store.getCommand("p-2"), null);
+    assert.equal(await d.store.getRun("run-p"), null);
+  });
+  await t.step("64 KiB of JSON is accepted", async () => {
+    const response = await d.admin("POST", P.enqueue, {
+      id: "p-3",
+      name: "echo",
+      agent_id: "a1",
+      params: params(MAX_PARAMS_BYTES),
+    });
+    assert.equal(response.status, 202, await response.text());
+  });
 });
