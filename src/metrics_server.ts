@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { type Clock, systemClock } from "./clock.ts";
 import { ConfigError } from "./errors.ts";
 import { type HttpListener, listenHttp } from "./http_listener.ts";
 import { logger } from "./log/mod.ts";
@@ -29,6 +30,22 @@ const log = logger("metrics");
 /** Connections the metrics listener holds at most (a scraper or two, and a margin). */
 export const METRICS_MAX_CONNECTIONS = 64;
 
+/**
+ * Least time between two renders of the metrics, in ms: scrapes within it get the last one. A
+ * render reads the store (a count of every command: 90 ms of a blocked event loop at a million),
+ * and the listener needs no token, so a client scraping in a loop would otherwise stall the
+ * dashboard; Prometheus scrapes every 10 s or so.
+ */
+export const METRICS_MIN_INTERVAL_MS = 1000;
+
+/** One render of the metrics, kept for the scrapes that follow it closely. */
+interface Rendered {
+  at: number;
+  body: string;
+  status: number;
+  headers: Headers;
+}
+
 /** A listener of {@link serveMetrics}. */
 export interface MetricsServer {
   /** The address it listens on. */
@@ -44,12 +61,15 @@ export interface MetricsServer {
  * dashboard's `--metrics-bind`); another method there is `405`, another path `404`. The listener
  * has the dashboard's socket defences: a connection that sends no complete request head within
  * the header timeout is closed, and beyond {@link METRICS_MAX_CONNECTIONS} connections new ones
- * are refused, so idle sockets cannot run the process out of descriptors.
+ * are refused, so idle sockets cannot run the process out of descriptors. The metrics are
+ * rendered at most once every {@link METRICS_MIN_INTERVAL_MS} (scrapes in between, and scrapes at
+ * the same time, share one).
  *
  * @param render Renders the metrics (Prometheus text format).
  * @param address Where to listen.
  * @param signal Stops the listener.
- * @param limits @internal Header timeout and connection limit (tests make them small).
+ * @param limits @internal Header timeout, connection limit, the least time between renders and its
+ *   clock (tests make them small, or fake).
  * @returns The listening server.
  * @throws {Error} When the address is in use.
  * @throws {ConfigError} When listening is not permitted (`--allow-net`).
@@ -58,9 +78,33 @@ export async function serveMetrics(
   render: () => Promise<Response>,
   address: { hostname: string; port: number },
   signal: AbortSignal,
-  limits: { headerTimeoutSecs?: number; maxConnections?: number } = {},
+  limits: {
+    headerTimeoutSecs?: number;
+    maxConnections?: number;
+    minIntervalMs?: number;
+    clock?: Clock;
+  } = {},
 ): Promise<MetricsServer> {
   const where = `${address.hostname}:${address.port}`;
+  const clock = limits.clock ?? systemClock;
+  const minIntervalMs = limits.minIntervalMs ?? METRICS_MIN_INTERVAL_MS;
+  let last: Rendered | undefined;
+  let rendering: Promise<Rendered> | undefined;
+  const scrape = (): Promise<Rendered> => {
+    if (last !== undefined && clock.now() - last.at < minIntervalMs) return Promise.resolve(last);
+    if (rendering === undefined) {
+      const now = (async () => {
+        const response = await render();
+        const body = await response.text();
+        last = { at: clock.now(), body, status: response.status, headers: response.headers };
+        return last;
+      })();
+      rendering = now;
+      // A failed render is not kept: the next scrape tries again.
+      now.finally(() => rendering === now && (rendering = undefined)).catch(() => {});
+    }
+    return rendering;
+  };
   let listener: HttpListener;
   try {
     listener = await listenHttp({
@@ -80,13 +124,15 @@ export async function serveMetrics(
             headers: { Allow: "GET, HEAD" },
           });
         }
-        const response = await render();
-        // A HEAD (a monitor checking the endpoint is up) gets the headers alone.
-        if (request.method === "HEAD") {
-          await response.body?.cancel();
-          return new Response(null, { status: response.status, headers: response.headers });
+        try {
+          const { body, status, headers } = await scrape();
+          // A HEAD (a monitor checking the endpoint is up) gets the headers alone.
+          return new Response(request.method === "HEAD" ? null : body, { status, headers });
+        } catch (error) {
+          // Not the client's fault: a 500, not the listener's "malformed request" 400.
+          log.error("metrics could not be rendered: {error}", { error });
+          return new Response("metrics could not be rendered\n", { status: 500 });
         }
-        return response;
       },
     });
   } catch (error) {

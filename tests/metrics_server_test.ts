@@ -4,6 +4,7 @@
  * running the process out of descriptors.
  */
 import assert from "node:assert/strict";
+import { FakeClock } from "../src/clock.ts";
 import { serveMetrics } from "../src/metrics_server.ts";
 import { readAll } from "./server/_sockets.ts";
 
@@ -45,6 +46,75 @@ Deno.test("the metrics listener refuses connections beyond its limit, closes idl
         // closed by the server
       }
     }
+    stop.abort();
+    await server.finished;
+  }
+});
+
+Deno.test("the metrics listener renders at most once a second, however often it is scraped", async (t) => {
+  const clock = new FakeClock();
+  let renders = 0;
+  const stop = new AbortController();
+  const server = await serveMetrics(
+    async () => {
+      renders++;
+      await Promise.resolve();
+      return new Response(`renders ${renders}\n`, {
+        headers: { "Content-Type": "text/plain; version=0.0.4" },
+      });
+    },
+    { hostname: "127.0.0.1", port: 0 },
+    stop.signal,
+    { clock },
+  );
+  const scrape = async () => {
+    const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("Content-Type"), "text/plain; version=0.0.4");
+    return await response.text();
+  };
+  try {
+    await t.step("scrapes at once and one after another share one render", async () => {
+      const texts = await Promise.all(Array.from({ length: 20 }, scrape));
+      for (let i = 0; i < 20; i++) texts.push(await scrape());
+      assert.deepEqual(new Set(texts), new Set(["renders 1\n"]));
+      assert.equal(renders, 1);
+    });
+    await t.step("a second later the next scrape renders again", async () => {
+      clock.advance(999);
+      assert.equal(await scrape(), "renders 1\n");
+      clock.advance(1);
+      assert.equal(await scrape(), "renders 2\n");
+      assert.equal(renders, 2);
+    });
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});
+
+Deno.test("a failed render of the metrics is not kept: the next scrape renders again", async () => {
+  const clock = new FakeClock();
+  let renders = 0;
+  const stop = new AbortController();
+  const server = await serveMetrics(
+    () => {
+      renders++;
+      if (renders === 1) throw new Error("the registry failed");
+      return Promise.resolve(new Response("up 1\n"));
+    },
+    { hostname: "127.0.0.1", port: 0 },
+    stop.signal,
+    { clock },
+  );
+  try {
+    const failed = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+    assert.equal(failed.status, 500);
+    await failed.body?.cancel();
+    const next = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+    assert.equal(next.status, 200);
+    assert.equal(await next.text(), "up 1\n");
+  } finally {
     stop.abort();
     await server.finished;
   }

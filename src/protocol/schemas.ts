@@ -113,6 +113,13 @@ export const FINAL_STATUSES: ReadonlySet<CommandStatus> = new Set<CommandStatus>
 /** Largest queue expiry a command may ask for with `params.ttl_secs`: 30 days, in seconds. */
 export const MAX_TTL_SECS = 30 * 86_400;
 
+/**
+ * Largest `params` of an enqueue or a run, in bytes of JSON: a command's params are stored with it,
+ * sent with every delivery and in every list of commands, where a thousand of a megabyte each made
+ * one answer larger than the dashboard could build.
+ */
+export const MAX_PARAMS_BYTES = 64 * 1024;
+
 /** A command's parameters; keys other than these are kept as they are. */
 export interface CommandParams {
   /** The command's deadline in seconds (capped by the agent's maximum). */
@@ -154,11 +161,19 @@ export const paramsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
 
 /**
  * Schema of the `params` of an enqueue or a run: as {@link paramsSchema}, with a `deployment_hash`
- * a wait can name ({@link DEPLOYMENT_HASH_PATTERN}).
+ * a wait can name ({@link DEPLOYMENT_HASH_PATTERN}), and at most {@link MAX_PARAMS_BYTES} of JSON.
  */
 export const enqueueParamsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
   deploymentHashSchema,
-);
+).superRefine((params, ctx) => {
+  const bytes = new TextEncoder().encode(JSON.stringify(params)).length;
+  if (bytes > MAX_PARAMS_BYTES) {
+    ctx.addIssue({
+      code: "custom",
+      message: `must be at most ${MAX_PARAMS_BYTES} bytes as JSON, got ${bytes}`,
+    });
+  }
+});
 
 /** Body of `POST /api/v1/agent/commands/enqueue`. */
 export interface EnqueueRequest {

@@ -27,7 +27,7 @@ import {
   isWatchedFileStore,
 } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
-import { adminAuth, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
+import { adminAuth, AdminTokenGuesses, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
 import { RefusalLines } from "../log/refusal_lines.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
@@ -250,6 +250,7 @@ export function createApp(options: AppOptions): DashboardApp {
       clock,
     }),
     refusalLines: new RefusalLines({ clock }),
+    adminGuesses: new AdminTokenGuesses({ clock }),
     queueTtlSecs: settings.queueTtlSecs,
     offlineAfterMs,
     waitingHashes: (agentId) => hub.waitingHashes(agentId),
@@ -284,6 +285,7 @@ export function createApp(options: AppOptions): DashboardApp {
     adminToken,
     clock,
     sessionTtlSecs: options.consoleSessionTtlSecs,
+    guesses: deps.adminGuesses,
     api: (request, remote) =>
       http.fetch(
         request,
@@ -296,7 +298,7 @@ export function createApp(options: AppOptions): DashboardApp {
   // Every operator route takes from the operators' buckets, never from an agent's.
   const operatorAuth = every(
     operatorRateLimit(deps.operatorLimiter),
-    adminAuth({ adminToken, devMode }),
+    adminAuth({ adminToken, devMode, guesses: deps.adminGuesses }),
   );
   liveRoutes(app, deps, {
     outputLimiter: new TokenBucketLimiter({ perMinute: settings.rateLimitPerMinute * 5, clock }),

@@ -56,6 +56,21 @@ export class TokenBucketLimiter {
   }
 
   /**
+   * Whether the key's bucket has a token, without taking it (nor keeping a bucket for a new key).
+   *
+   * @param key The bucket's key.
+   * @returns `ok`, or how many whole seconds (at least 1) until a token is available.
+   */
+  peek(key: string): TakeResult {
+    const bucket = this.#buckets.get(key);
+    if (!bucket) return { ok: true };
+    const elapsed = Math.max(0, this.#clock.now() - bucket.updatedAt);
+    const tokens = Math.min(this.#capacity, bucket.tokens + elapsed * this.#perMs);
+    if (tokens >= 1) return { ok: true };
+    return { ok: false, retryAfterSecs: Math.max(1, Math.ceil((1 - tokens) / this.#perMs / 1000)) };
+  }
+
+  /**
    * Takes one token from the key's bucket.
    *
    * @param key The agent id.

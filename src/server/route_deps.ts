@@ -7,7 +7,7 @@
 import type { Context } from "hono";
 import { shortForm } from "../protocol/mod.ts";
 import type { CommandStore } from "../store/mod.ts";
-import { type AgentCall, type AuthContext, refuse } from "./auth/mod.ts";
+import { type AdminTokenGuesses, type AgentCall, type AuthContext, refuse } from "./auth/mod.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import type { Clock } from "./clock.ts";
 import type { RefusalLines } from "../log/refusal_lines.ts";
@@ -37,6 +37,8 @@ export interface RouteDeps {
   operatorLimiter: TokenBucketLimiter;
   /** How many audit lines of refused requests are still written (a flood is not). */
   refusalLines: RefusalLines;
+  /** Wrong admin tokens per client address, shared by the API, the enqueue and the login. */
+  adminGuesses: AdminTokenGuesses;
   /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
   queueTtlSecs: number;
   /**

@@ -24,6 +24,7 @@ import {
   type AgentCall,
   agentOf,
   bearerOf,
+  checkGuesses,
   checkOperatorRateLimit,
   hasBearer,
   jsonBodyOf,
@@ -35,6 +36,8 @@ import { deliveryWarning, enqueueAndWake } from "./enqueue.ts";
 import type { ServerEnv } from "./env.ts";
 import { enqueueFingerprint } from "./fingerprint.ts";
 import { HttpError } from "./http_error.ts";
+import type { RefusalReason } from "./refusals.ts";
+import { boundError, boundStream } from "./result_bounds.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import type { AgentRecord, CommandRecord, EnqueueOutcome } from "../store/mod.ts";
 import type { LeanAnswer } from "./wait_route.ts";
@@ -60,6 +63,18 @@ export type AgentPost = (call: AgentCall) => Promise<LeanAnswer>;
 
 const log = logger("server");
 const audit = auditLogger();
+
+/**
+ * Refusals of an enqueue beside an `X-Agent-Id` that say its bearer token was not that agent's:
+ * the admin token, compared first, was not it either.
+ */
+const GUESS_REASONS = new Set<RefusalReason | undefined>([
+  "missing_agent_id",
+  "bad_agent_id",
+  "unknown_agent",
+  "wrong_token",
+  "no_agent_token",
+]);
 
 /**
  * Why an ack of `attempt` cannot be taken (the store answered `stale`): the attempt was never
@@ -169,6 +184,9 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       const report = await jsonBodyOf(call, reportRequestSchema, body);
       const agent = agentOf(call);
       const r = report.result ?? null;
+      // Kept within the agent's own bounds, whatever a client sent.
+      const stdout = r && boundStream(r.stdout, r.stdout_encoding, r.stdout_truncated_bytes);
+      const stderr = r && boundStream(r.stderr, r.stderr_encoding, r.stderr_truncated_bytes);
       const outcome = await store.report({
         commandId: report.command_id,
         agentId: agent.id,
@@ -178,14 +196,14 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
           exitCode: r.exit_code,
           signal: r.signal,
           durationSecs: r.duration_secs,
-          stdout: r.stdout,
-          stderr: r.stderr,
-          stdoutTruncatedBytes: r.stdout_truncated_bytes,
-          stderrTruncatedBytes: r.stderr_truncated_bytes,
+          stdout: stdout!.text,
+          stderr: stderr!.text,
+          stdoutTruncatedBytes: stdout!.truncatedBytes,
+          stderrTruncatedBytes: stderr!.truncatedBytes,
           stdoutEncoding: r.stdout_encoding ?? null,
           stderrEncoding: r.stderr_encoding ?? null,
         },
-        error: report.error ?? null,
+        error: boundError(report.error ?? null),
         startedAt: report.started_at ?? null,
         completedAt: report.completed_at ?? null,
         now: clock.now(),
@@ -210,15 +228,24 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
 
     // Enqueue: an operator with the admin token, an operator of a dev-mode dashboard (no
     // X-Agent-Id: the body names the agent), or the target agent's own signed request; the
-    // operators' rate limit first, however it is authenticated.
+    // operators' rate limit first, however it is authenticated. A bearer token that is neither
+    // the admin token nor accepted as the agent's counts as a guess of the admin token, and no
+    // admin token is compared for an address out of guesses.
     async enqueue(call) {
       checkOperatorRateLimit(deps.operatorLimiter, call);
       let via: ServerEnv["Variables"]["via"];
-      if (deps.adminToken && hasBearer(call, deps.adminToken)) {
+      const guesses = deps.adminGuesses;
+      const compared = deps.adminToken !== undefined && bearerOf(call) &&
+        guesses.check(call.remote).ok;
+      if (compared && hasBearer(call, deps.adminToken!)) {
         via = "admin";
       } else if (!call.headers.get(HEADER.agentId)) {
         if (!deps.devMode) {
           const given = bearerOf(call);
+          if (given) {
+            checkGuesses(call, guesses, call.remote);
+            guesses.wrong(call.remote);
+          }
           throw refuse(
             call,
             401,
@@ -232,7 +259,16 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         }
         via = "dev-operator";
       } else {
-        await runAuthSteps(call, enqueueSteps);
+        try {
+          await runAuthSteps(call, enqueueSteps);
+        } catch (error) {
+          if (deps.adminToken && bearerOf(call) && GUESS_REASONS.has(call.refusal)) {
+            // Not the agent's token either: an admin token guessed beside an agent id.
+            checkGuesses(call, guesses, call.remote);
+            guesses.wrong(call.remote);
+          }
+          throw error;
+        }
         via = call.unsigned ? "dev-agent" : "agent";
         // A signed request is the agent itself; an unsigned one (the seed's curl) is not.
         if (!call.unsigned) deps.auth.seen?.(agentOf(call).id);

@@ -43,7 +43,11 @@ function queryError(field: string, message: string): HttpError {
 export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt: number): void {
   const { store, clock, hub } = deps;
   const limit = operatorRateLimit(deps.operatorLimiter);
-  const auth = adminAuth({ adminToken: deps.adminToken, devMode: deps.devMode });
+  const auth = adminAuth({
+    adminToken: deps.adminToken,
+    devMode: deps.devMode,
+    guesses: deps.adminGuesses,
+  });
   const admin: MiddlewareHandler<ServerEnv> = every(limit, auth);
 
   // 503 while the store is unreachable (a shared store; probed) or full: the dashboard answers,

@@ -3,6 +3,8 @@ import { signV2 } from "../../src/protocol/mod.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { refusalReason } from "../../src/server/refusals.ts";
+import { ADMIN_TOKEN_GUESSES_PER_MINUTE } from "../../src/server/auth/mod.ts";
+import { LOGIN_ATTEMPTS_PER_MINUTE } from "../../src/server/web/routes.tsx";
 import {
   ADMIN_TOKEN,
   type AgentRequest,
@@ -515,6 +517,168 @@ Deno.test("operators have their own rate limit, per client address, with Retry-A
   const health = await d.dashboard.app.request("/health");
   assert.equal(health.status, 200, "health is not limited");
   await health.body?.cancel();
+});
+
+Deno.test("wrong admin tokens are limited per address as console logins are, wherever they are sent", async (t) => {
+  await using d = await makeDashboard();
+  /** A request from a client address, as the HTTP server gives it. */
+  const from = (remote: string, path: string, init: RequestInit = {}) =>
+    Promise.resolve(d.dashboard.app.fetch(
+      new Request(`http://localhost${path}`, init),
+      { remoteAddr: { transport: "tcp", hostname: remote, port: 50_000 } },
+    ));
+  const bearer = (token: string, headers: Record<string, string> = {}) => ({
+    headers: { Authorization: `Bearer ${token}`, ...headers },
+  });
+  const enqueue = (remote: string, token: string, headers: Record<string, string> = {}) =>
+    from(remote, P.enqueue, {
+      method: "POST",
+      ...bearer(token, { "Content-Type": "application/json", ...headers }),
+      body: JSON.stringify({ name: "echo guessed", agent_id: "a1" }),
+    });
+  const login = async (remote: string, token: string) => {
+    const form = await from(remote, "/login");
+    const cookie = form.headers.getSetCookie()[0].split(";")[0];
+    const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+    return from(remote, "/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+      body: new URLSearchParams({ csrf, token, next: "/" }).toString(),
+    });
+  };
+  const expectLimited = async (response: Response, what: string) => {
+    const text = await response.text();
+    assert.equal(response.status, 429, `${what}: ${text}`);
+    assert.ok(Number(response.headers.get("Retry-After")) >= 1, what);
+  };
+
+  await t.step("ten wrong tokens over the API, then even the right one waits", async () => {
+    for (let i = 0; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      await expectError(
+        await from("192.0.2.7", "/api/v1/commands", bearer(`guess-${i}`)),
+        401,
+        /admin token is wrong/,
+      );
+    }
+    const right = await from("192.0.2.7", "/api/v1/commands", bearer(ADMIN_TOKEN));
+    await expectError(right, 429, /too many wrong admin tokens from this address/);
+    assert.ok(Number(right.headers.get("Retry-After")) >= 1);
+    await expectLimited(await enqueue("192.0.2.7", ADMIN_TOKEN), "an operator's enqueue");
+    await expectLimited(
+      await enqueue("192.0.2.7", ADMIN_TOKEN, { "X-Agent-Id": "a1" }),
+      "an enqueue with the admin token beside an agent id",
+    );
+    await expectLimited(await login("192.0.2.7", ADMIN_TOKEN), "a console login");
+    assert.equal(await d.store.getCommand("cmd-001"), null);
+  });
+
+  await t.step("another address is not held up", async () => {
+    const other = await from("192.0.2.8", "/api/v1/commands", bearer(ADMIN_TOKEN));
+    assert.equal(other.status, 200);
+    await other.body?.cancel();
+  });
+
+  await t.step("an agent's own requests are not held up", async () => {
+    const ping = await d.agent({ path: "/api/v1/agent/ping" });
+    assert.equal(ping.status, 200);
+    await ping.body?.cancel();
+  });
+
+  await t.step("a guess refills after 60/10 s", async () => {
+    d.clock.advance(6_000);
+    const right = await from("192.0.2.7", "/api/v1/commands", bearer(ADMIN_TOKEN));
+    assert.equal(right.status, 200);
+    await right.body?.cancel();
+  });
+
+  await t.step(
+    "wrong tokens sent to the enqueue count too, beside an agent id or not",
+    async () => {
+      for (let i = 0; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+        const headers: Record<string, string> = i % 2 ? { "X-Agent-Id": "ghost" } : {};
+        const wrong = await enqueue("192.0.2.9", `guess-${i}`, headers);
+        assert.equal(wrong.status, 401, await wrong.text());
+      }
+      await expectLimited(await enqueue("192.0.2.9", ADMIN_TOKEN), "the enqueue");
+      await expectLimited(
+        await from("192.0.2.9", "/api/v1/agents", bearer(ADMIN_TOKEN)),
+        "the operator API",
+      );
+    },
+  );
+
+  await t.step("wrong console logins count against the API", async () => {
+    // The login form's own limit comes first; its wrong tokens leave the API fewer guesses.
+    for (let i = 0; i < LOGIN_ATTEMPTS_PER_MINUTE; i++) {
+      const wrong = await login("192.0.2.10", `guess-${i}`);
+      assert.equal(wrong.status, 401);
+      await wrong.body?.cancel();
+    }
+    for (let i = LOGIN_ATTEMPTS_PER_MINUTE; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      const wrong = await from("192.0.2.10", "/api/v1/commands", bearer(`guess-${i}`));
+      assert.equal(wrong.status, 401);
+      await wrong.body?.cancel();
+    }
+    await expectLimited(
+      await from("192.0.2.10", "/api/v1/commands", bearer(ADMIN_TOKEN)),
+      "the operator API after wrong logins",
+    );
+  });
+});
+
+Deno.test("an IPv6 client's addresses in one /64 share its wrong admin tokens and console logins", async (t) => {
+  await using d = await makeDashboard();
+  const from = (remote: string, path: string, init: RequestInit = {}) =>
+    Promise.resolve(d.dashboard.app.fetch(
+      new Request(`http://localhost${path}`, init),
+      { remoteAddr: { transport: "tcp", hostname: remote, port: 50_000 } },
+    ));
+  const api = (remote: string, token: string) =>
+    from(remote, "/api/v1/commands", { headers: { Authorization: `Bearer ${token}` } });
+  const login = async (remote: string, token: string) => {
+    const form = await from(remote, "/login");
+    const cookie = form.headers.getSetCookie()[0].split(";")[0];
+    const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+    const response = await from(remote, "/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+      body: new URLSearchParams({ csrf, token, next: "/" }).toString(),
+    });
+    await response.body?.cancel();
+    return response.status;
+  };
+
+  await t.step("wrong admin tokens, each from another address of 2001:db8::/64", async () => {
+    for (let i = 1; i <= ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      const wrong = await api(`2001:db8::${i.toString(16)}`, `guess-${i}`);
+      assert.equal(wrong.status, 401);
+      await wrong.body?.cancel();
+    }
+    const next = await api("2001:db8::ffff:1", ADMIN_TOKEN);
+    await expectError(next, 429, /too many wrong admin tokens from this address/);
+    const otherNet = await api("2001:db8:0:1::1", ADMIN_TOKEN);
+    assert.equal(otherNet.status, 200, "another /64 is another client");
+    await otherNet.body?.cancel();
+  });
+
+  await t.step("console logins, each from another address of 2001:db8:0:2::/64", async () => {
+    for (let i = 1; i <= LOGIN_ATTEMPTS_PER_MINUTE; i++) {
+      assert.equal(await login(`2001:db8:0:2::${i.toString(16)}`, ADMIN_TOKEN), 303);
+    }
+    assert.equal(await login("2001:db8:0:2:abcd::1", ADMIN_TOKEN), 429);
+    assert.equal(await login("2001:db8:0:3::1", ADMIN_TOKEN), 303, "another /64 is another client");
+  });
+
+  await t.step("an IPv4 client on a dual-stack socket is its IPv4 address", async () => {
+    for (let i = 0; i < ADMIN_TOKEN_GUESSES_PER_MINUTE; i++) {
+      const wrong = await api("::ffff:192.0.2.7", `guess-${i}`);
+      await wrong.body?.cancel();
+    }
+    await expectError(await api("::ffff:192.0.2.7", ADMIN_TOKEN), 429, /too many wrong/);
+    const neighbour = await api("::ffff:192.0.2.8", ADMIN_TOKEN);
+    assert.equal(neighbour.status, 200);
+    await neighbour.body?.cancel();
+  });
 });
 
 Deno.test("version 1 signatures are accepted only with acceptV1Signatures", async () => {

@@ -3,6 +3,7 @@
  * command name, JSON nested too deep, and floods of made-up agent ids that must not grow memory.
  */
 import assert from "node:assert/strict";
+import { fromBase64, MAX_PARAMS_BYTES, toBase64 } from "../../src/protocol/mod.ts";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
 import { ADMIN_TOKEN, FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
@@ -999,5 +1000,164 @@ Deno.test("an unknown field of a strict body is named as the field, not as the b
       "token",
       "owner",
     ]);
+  });
+});
+
+Deno.test("a report carrying more output than an agent keeps is stored as the agent would keep it", async (t) => {
+  await using d = await makeDashboard();
+  /** Enqueues, delivers and acks a1's command `id`; returns its attempt. */
+  const deliver = async (id: string) => {
+    const enqueued = await d.admin("POST", P.enqueue, { id, name: "cat big.log", agent_id: "a1" });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+    const wait = await d.agent({ path: P.wait() });
+    const { attempt } = await json(wait);
+    const ack = await d.agent({ path: P.ack, body: { command_id: id, attempt } });
+    assert.equal(ack.status, 200);
+    await ack.body?.cancel();
+    return attempt as number;
+  };
+  const bytes = new Uint8Array(200_000).map((_, i) => (i * 7) % 256);
+  const big = (id: string, attempt: number) =>
+    reportBody(id, {
+      attempt,
+      status: "failed",
+      result: {
+        exit_code: 1,
+        signal: null,
+        duration_secs: 1,
+        stdout: `a${"é".repeat(250_000)}end\n`,
+        stderr: toBase64(bytes),
+        stderr_encoding: "base64",
+        stdout_truncated_bytes: 5,
+        stderr_truncated_bytes: 0,
+      },
+      error: "e".repeat(150_000),
+    });
+
+  await t.step(
+    "each stream keeps its first and last 32 KiB; the error its first 8 Ki characters",
+    async () => {
+      const attempt = await deliver("big-1");
+      const report = await d.agent({ path: P.report, body: big("big-1", attempt) });
+      assert.equal(report.status, 200, await report.clone().text());
+      await report.body?.cancel();
+      const command = await json(await d.admin("GET", "/api/v1/commands/big-1"));
+      const result = command.result as Record<string, unknown>;
+      const stdout = result.stdout as string;
+      const sent = 1 + 500_000 + 4;
+      // The head ends before the "é" its last byte would cut in two.
+      const dropped = sent - (32 * 1024 - 1) - 32 * 1024;
+      assert.ok(stdout.startsWith(`a${"é".repeat(16 * 1024 - 1)}\n[status: `));
+      assert.ok(
+        stdout.includes(`\n[status: ${dropped} bytes dropped here]\n`),
+        stdout.slice(16 * 1024 - 5, 16 * 1024 + 60),
+      );
+      assert.ok(stdout.endsWith("éend\n"));
+      assert.equal(result.stdout_truncated_bytes, 5 + dropped);
+      const stderr = fromBase64(result.stderr as string);
+      assert.equal(result.stderr_encoding, "base64");
+      assert.deepEqual(stderr.subarray(0, 32 * 1024), bytes.subarray(0, 32 * 1024));
+      assert.deepEqual(stderr.subarray(32 * 1024), bytes.subarray(bytes.length - 32 * 1024));
+      assert.equal(result.stderr_truncated_bytes, bytes.length - 64 * 1024);
+      const error = command.error as string;
+      assert.ok(error.length < 8 * 1024 + 64, `error of ${error.length} characters`);
+      assert.ok(error.endsWith(`[status: ${150_000 - 8 * 1024} characters dropped]`));
+    },
+  );
+
+  await t.step("the same report sent again is its duplicate, not a conflict", async () => {
+    const again = await d.agent({ path: P.report, body: big("big-1", 1) });
+    assert.equal(again.status, 200, await again.clone().text());
+    assert.equal((await json(again)).duplicate, true);
+  });
+
+  await t.step("a list of such commands stays within what they keep", async () => {
+    for (let i = 2; i <= 10; i++) {
+      const attempt = await deliver(`big-${i}`);
+      const report = await d.agent({ path: P.report, body: big(`big-${i}`, attempt) });
+      assert.equal(report.status, 200);
+      await report.body?.cancel();
+    }
+    const list = await d.admin("GET", "/api/v1/commands?limit=10");
+    assert.equal(list.status, 200);
+    const size = (await list.text()).length;
+    assert.ok(size < 10 * 300_000, `a list of 10 is ${size} characters`);
+  });
+
+  await t.step(
+    "output within the bounds, with the agent's own marker, is kept as sent",
+    async () => {
+      const attempt = await deliver("small-1");
+      const stdout = `${"a".repeat(32 * 1024)}\n[status: 99 bytes dropped here]\n${
+        "b".repeat(32 * 1024)
+      }`;
+      const body = reportBody("small-1", { attempt });
+      Object.assign(body.result as Record<string, unknown>, { stdout, stdout_truncated_bytes: 99 });
+      const report = await d.agent({ path: P.report, body });
+      assert.equal(report.status, 200);
+      await report.body?.cancel();
+      const result = (await json(await d.admin("GET", "/api/v1/commands/small-1")))
+        .result as Record<string, unknown>;
+      assert.equal(result.stdout, stdout);
+      assert.equal(result.stdout_truncated_bytes, 99);
+    },
+  );
+});
+
+Deno.test("params of more than 64 KiB of JSON are refused at enqueue and in runs, from an agent too", async (t) => {
+  await using d = await makeDashboard();
+  /** Params whose JSON is `bytes` long. */
+  const params = (bytes: number) => {
+    const empty = JSON.stringify({ metadata: { pad: "" } }).length;
+    return { metadata: { pad: "p".repeat(bytes - empty) } };
+  };
+  const tooLarge = params(MAX_PARAMS_BYTES + 1);
+  const cases: Array<[string, () => Promise<Response>]> = [
+    [
+      "an operator's enqueue",
+      () =>
+        d.admin("POST", P.enqueue, { id: "p-1", name: "echo", agent_id: "a1", params: tooLarge }),
+    ],
+    [
+      "an agent's enqueue for itself",
+      () => d.agent({ path: P.enqueue, body: { id: "p-2", name: "echo", params: tooLarge } }),
+    ],
+    ["a run", () =>
+      d.admin("POST", "/api/v1/runs", {
+        id: "run-p",
+        name: "echo",
+        target: { agents: ["a1"] },
+        params: tooLarge,
+      })],
+  ];
+  for (const [label, send] of cases) {
+    await t.step(label, async () => {
+      const response = await send();
+      const body = await json(response);
+      assert.equal(response.status, 400, JSON.stringify(body));
+      assert.match(
+        String(body.error),
+        new RegExp(
+          `^field "params": must be at most ${MAX_PARAMS_BYTES} bytes as JSON, got ${
+            MAX_PARAMS_BYTES + 1
+          }`,
+        ),
+      );
+    });
+  }
+  await t.step("nothing was stored", async () => {
+    assert.equal(await d.store.getCommand("p-1"), null);
+    assert.equal(await d.store.getCommand("p-2"), null);
+    assert.equal(await d.store.getRun("run-p"), null);
+  });
+  await t.step("64 KiB of JSON is accepted", async () => {
+    const response = await d.admin("POST", P.enqueue, {
+      id: "p-3",
+      name: "echo",
+      agent_id: "a1",
+      params: params(MAX_PARAMS_BYTES),
+    });
+    assert.equal(response.status, 202, await response.text());
   });
 });

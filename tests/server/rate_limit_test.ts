@@ -49,3 +49,17 @@ Deno.test("TokenBucketLimiter refuses a rate that is not a number above 0", () =
     );
   }
 });
+
+Deno.test("TokenBucketLimiter.peek tells whether a token is left without taking it", () => {
+  const clock = new FakeClock();
+  const limiter = new TokenBucketLimiter({ perMinute: 2, clock });
+  assert.deepEqual(limiter.peek("new"), { ok: true });
+  assert.equal(limiter.size, 0, "no bucket is kept for a key only peeked at");
+  limiter.take("a");
+  assert.deepEqual(limiter.peek("a"), { ok: true });
+  assert.deepEqual(limiter.peek("a"), { ok: true }, "peeking took nothing");
+  limiter.take("a");
+  assert.deepEqual(limiter.peek("a"), { ok: false, retryAfterSecs: 30 });
+  clock.advance(30_000);
+  assert.deepEqual(limiter.peek("a"), { ok: true }, "refilled as take would see it");
+});

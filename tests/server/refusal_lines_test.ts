@@ -9,7 +9,7 @@ import {
   REFUSAL_LINES_PER_SECOND,
   RefusalLines,
 } from "../../src/log/refusal_lines.ts";
-import { ADMIN_TOKEN, makeDashboard } from "./_helpers.ts";
+import { ADMIN_TOKEN, makeDashboard, P } from "./_helpers.ts";
 
 Deno.test("refusal lines: a burst, then a steady rate; what was left out is told once", () => {
   let now = 0;
@@ -36,8 +36,9 @@ Deno.test("a dashboard flooded with bad tokens writes its burst of audit lines, 
     await using t = await makeDashboard();
     const refused = async (n: number) => {
       for (let i = 0; i < n; i++) {
-        const response = await t.dashboard.app.request("/api/v1/commands", {
-          headers: { Authorization: "Bearer wrong" },
+        // An agent's wrong token (wrong admin tokens would soon be 429s of their own).
+        const response = await t.dashboard.app.request(P.wait("default", 1), {
+          headers: { Authorization: "Bearer wrong", "X-Agent-Id": "a1" },
         });
         assert.equal(response.status, 401);
         await response.body?.cancel();

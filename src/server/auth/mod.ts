@@ -9,6 +9,7 @@ export { agentAuthSteps, agentPipeline, type AuthStep, runAuthSteps } from "./pi
 export { type AgentCall, agentCall, agentOf, type AuthContext, callOf, remoteOf } from "./call.ts";
 export { bearerOf, hasBearer, malformedBearer } from "./bearer.ts";
 export { jsonBody, jsonBodyOf } from "./json_body.ts";
-export { adminAuth } from "./operator.ts";
+export { adminAuth, checkGuesses } from "./operator.ts";
+export { ADMIN_TOKEN_GUESSES_PER_MINUTE, AdminTokenGuesses } from "./guesses.ts";
 export { refuse } from "./refuse.ts";
 export { checkOperatorRateLimit, operatorRateLimit } from "./throttle.ts";

@@ -25,7 +25,8 @@ import {
   shortForm,
 } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
-import { remoteOf } from "../auth/mod.ts";
+import { AdminTokenGuesses, remoteOf } from "../auth/mod.ts";
+import { addressKey } from "../address_key.ts";
 import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
 import { TokenBucketLimiter } from "../rate_limit.ts";
@@ -79,6 +80,12 @@ export interface ConsoleOptions {
    * @default {43200}
    */
   sessionTtlSecs?: number;
+  /**
+   * Wrong admin tokens per client address, shared with the operator API (a login is refused
+   * while its address has none left, the right token included).
+   * @default {a count of the console's own}
+   */
+  guesses?: AdminTokenGuesses;
   /**
    * Answers an operator API request in process (the dashboard's own `fetch`), on behalf of the
    * page's client at `remote` (its address: the operators' rate limit is per client address).
@@ -269,6 +276,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     ttlSecs: options.sessionTtlSecs,
   });
   const logins = new TokenBucketLimiter({ perMinute: LOGIN_ATTEMPTS_PER_MINUTE, clock });
+  const guesses = options.guesses ?? new AdminTokenGuesses({ clock });
   // HTTPS here, or at a proxy in front that says so (trusting the header can only make the cookie
   // stricter: a Secure cookie is never sent over plain HTTP).
   const isSecure = (c: Context<ServerEnv>) =>
@@ -883,7 +891,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }, 403);
     }
     const remote = remoteOf(c);
-    const allowed = logins.take(remote ?? "unknown");
+    // An IPv6 client by its /64: else each of its 2^64 addresses would have 10 attempts.
+    const taken = logins.take(addressKey(remote) ?? "unknown");
+    // Wrong admin tokens sent to the operator API from this address count too.
+    const allowed = taken.ok ? guesses.check(remote) : taken;
     if (!allowed.ok) {
       audit.warning("console login refused: {reason}", { reason: "rate limit", remote });
       const response = loginPage(c, {
@@ -896,6 +907,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }
     const token = form.get("token") ?? "";
     if (!token || !constantTimeEqual(token, adminToken ?? "")) {
+      if (token) guesses.wrong(remote);
       // Counted as the operator API's refusals are: a guessed console login shows in the metrics.
       markRefusal(c.req.raw, token ? "wrong_token" : "missing_token");
       audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
