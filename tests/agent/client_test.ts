@@ -111,7 +111,10 @@ Deno.test("a delivered id longer than 1024 characters makes the wait answer inva
   ) {
     const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
     assert.equal(outcome.kind, "invalid");
-    assert.match((outcome as { message: string }).message, /field "id": must be at most 1024 characters/);
+    assert.match(
+      (outcome as { message: string }).message,
+      /field "id": must be at most 1024 characters/,
+    );
   }
   const longest = { id: "i".repeat(1024), name: "echo a", attempt: 1 };
   const outcome = await clientAnswering(() => Response.json(longest)).wait("default", 30, signal);
