@@ -14,6 +14,7 @@ import type {
   EnqueueOutcome,
   ExpireOutcome,
   OutputChunkInput,
+  RemovedAgent,
   ReportOutcome,
 } from "../store/mod.ts";
 import type { CommandEvents } from "./events.ts";
@@ -102,6 +103,13 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
           if (kind !== "expired") metrics?.leasesExpired.inc({ outcome: kind });
           if (kind !== "requeued") metrics?.commandsFinished.inc({ status: command.status });
         }
+      }
+    },
+    removeAgent(result) {
+      // The agent's commands that were not final ended with it.
+      for (const command of (result as RemovedAgent | null)?.ended ?? []) {
+        events.publish(command.id);
+        metrics?.commandsFinished.inc({ status: command.status });
       }
     },
     appendOutput(result, args) {

@@ -93,6 +93,7 @@ import {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type RemovedAgent,
   type ReportInput,
   type ReportOutcome,
   type SharedStore,
@@ -646,11 +647,32 @@ export class PostgresStore implements CommandStore, SharedStore {
   }
 
   /** {@inheritDoc CommandStore.removeAgent} */
-  removeAgent(id: string): Promise<boolean> {
-    return this.#tx("remove agent", async (tx) => {
+  removeAgent(id: string, now: number): Promise<RemovedAgent | null> {
+    return this.#tx("remove agent", async (tx): Promise<RemovedAgent | null> => {
       const rows = await tx.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
-      if (rows.length === 1) await this.#notify(tx, { type: "revoked", agentId: id });
-      return rows.length === 1;
+      if (rows.length !== 1) return null;
+      // The commands are locked in enqueue order, as a report or a claim would find them.
+      const ended = await tx.unsafe(
+        `WITH due AS (
+           SELECT seq FROM commands
+           WHERE agent_id = $1 AND status IN ('queued', 'delivered', 'running')
+           ORDER BY seq FOR UPDATE
+         ), c AS (
+           UPDATE commands u SET status = 'cancelled', lease_expires_at = NULL, completed_at = $2,
+             updated_at = $2, end_cause = 'agent_removed'
+           FROM due WHERE u.seq = due.seq
+           RETURNING u.*
+         )
+         SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} ORDER BY c.seq`,
+        [id, now],
+      );
+      // Every instance ends the waits the agent opened, and tells the ended commands' followers.
+      await this.#notify(
+        tx,
+        { type: "revoked", agentId: id },
+        ...ended.map((row): StoreEvent => ({ type: "changed", commandId: String(row.id) })),
+      );
+      return { ended: ended.map((row) => toCommand(row as Row)) };
     });
   }
 
@@ -876,7 +898,7 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
       await tx.unsafe(
         `UPDATE commands SET status = $1, lease_expires_at = NULL, completed_at = $2,
-           updated_at = $2 WHERE id = $3`,
+           updated_at = $2, end_cause = NULL WHERE id = $3`,
         [input.status, input.now, command.id],
       );
       await this.#notify(tx, { type: "changed", commandId: command.id });

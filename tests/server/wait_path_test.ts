@@ -70,7 +70,7 @@ Deno.test("a token rotated by another process is refused old and accepted new at
     assert.equal(fresh.status, 202);
     await fresh.body?.cancel();
 
-    await cli.removeAgent("a1");
+    await cli.removeAgent("a1", Date.now());
     const removed = await enqueue(rotated, "c4");
     assert.equal(removed.status, 401);
     assert.match((await json(removed)).error as string, /not registered/);
@@ -150,7 +150,8 @@ Deno.test("a wait held with a token that another process rotates or removes ends
     await t.step("removed: the wait ends at the next look", async () => {
       const held = hold("rotated-token-0123456789abcdefghijklmnopqrst");
       await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
-      assert.equal(await cli.removeAgent("a1"), true);
+      const removed = await cli.removeAgent("a1", clock.now());
+      assert.deepEqual(removed?.ended.map((c) => c.id), ["c1", "c2"], "the commands it was handed");
       await endedByTheLook(held);
     });
   } finally {
