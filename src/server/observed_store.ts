@@ -58,6 +58,13 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
     }
   };
 
+  const ended = (commands: readonly CommandRecord[]) => {
+    for (const command of commands) {
+      events.publish(command.id);
+      metrics?.commandsFinished.inc({ status: command.status });
+    }
+  };
+
   const after: Partial<Record<Method, (result: unknown, args: unknown[]) => void>> = {
     enqueue(result) {
       const outcome = result as EnqueueOutcome;
@@ -107,10 +114,10 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
     },
     removeAgent(result) {
       // The agent's commands that were not final ended with it.
-      for (const command of (result as RemovedAgent | null)?.ended ?? []) {
-        events.publish(command.id);
-        metrics?.commandsFinished.inc({ status: command.status });
-      }
+      ended((result as RemovedAgent | null)?.ended ?? []);
+    },
+    endCommandsOfRemovedAgent(result) {
+      ended(result as CommandRecord[]);
     },
     appendOutput(result, args) {
       const outcome = result as AppendOutputOutcome;

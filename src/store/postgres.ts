@@ -651,29 +651,47 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#tx("remove agent", async (tx): Promise<RemovedAgent | null> => {
       const rows = await tx.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
       if (rows.length !== 1) return null;
-      // The commands are locked in enqueue order, as a report or a claim would find them.
-      const ended = await tx.unsafe(
-        `WITH due AS (
-           SELECT seq FROM commands
-           WHERE agent_id = $1 AND status IN ('queued', 'delivered', 'running')
-           ORDER BY seq FOR UPDATE
-         ), c AS (
-           UPDATE commands u SET status = 'cancelled', lease_expires_at = NULL, completed_at = $2,
-             updated_at = $2, end_cause = 'agent_removed'
-           FROM due WHERE u.seq = due.seq
-           RETURNING u.*
-         )
-         SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} ORDER BY c.seq`,
-        [id, now],
-      );
-      // Every instance ends the waits the agent opened, and tells the ended commands' followers.
+      // Every instance ends the waits the agent opened (the ended commands' events follow).
+      await this.#notify(tx, { type: "revoked", agentId: id });
+      return { ended: await this.#endCommandsOf(tx, id, now) };
+    });
+  }
+
+  /** {@inheritDoc CommandStore.endCommandsOfRemovedAgent} */
+  endCommandsOfRemovedAgent(agentId: string, now: number): Promise<CommandRecord[]> {
+    return this.#tx("end commands of a removed agent", async (tx) => {
+      const agent = await tx.unsafe("SELECT 1 FROM agents WHERE id = $1", [agentId]);
+      return agent.length > 0 ? [] : await this.#endCommandsOf(tx, agentId, now);
+    });
+  }
+
+  /**
+   * Cancels the agent's commands not final as its removal does, inside a transaction, and tells
+   * the other instances of each.
+   */
+  async #endCommandsOf(tx: Querier, agentId: string, now: number): Promise<CommandRecord[]> {
+    // The commands are locked in enqueue order, as a report or a claim would find them.
+    const ended = await tx.unsafe(
+      `WITH due AS (
+         SELECT seq FROM commands
+         WHERE agent_id = $1 AND status IN ('queued', 'delivered', 'running')
+         ORDER BY seq FOR UPDATE
+       ), c AS (
+         UPDATE commands u SET status = 'cancelled', lease_expires_at = NULL, completed_at = $2,
+           updated_at = $2, end_cause = 'agent_removed'
+         FROM due WHERE u.seq = due.seq
+         RETURNING u.*
+       )
+       SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} ORDER BY c.seq`,
+      [agentId, now],
+    );
+    if (ended.length > 0) {
       await this.#notify(
         tx,
-        { type: "revoked", agentId: id },
         ...ended.map((row): StoreEvent => ({ type: "changed", commandId: String(row.id) })),
       );
-      return { ended: ended.map((row) => toCommand(row as Row)) };
-    });
+    }
+    return ended.map((row) => toCommand(row as Row));
   }
 
   /** {@inheritDoc CommandStore.touchAgent} */

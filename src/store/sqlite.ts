@@ -930,23 +930,36 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       const removed = this.#tx((): RemovedAgent | null => {
         const result = this.#stmt("DELETE FROM agents WHERE id = ?").run(id);
         if (num(result.changes) !== 1) return null;
-        const rows = this.#stmt(
-          `SELECT id FROM commands
-           WHERE agent_id = ? AND status IN ('queued', 'delivered', 'running') ORDER BY seq`,
-        ).all(id) as Row[];
-        const end = this.#stmt(
-          `UPDATE commands SET status = 'cancelled', lease_expires_at = NULL, completed_at = ?,
-           updated_at = ?, end_cause = 'agent_removed' WHERE id = ?`,
-        );
-        return {
-          ended: rows.map((row) => {
-            end.run(now, now, String(row.id));
-            return this.#mustCommand(String(row.id));
-          }),
-        };
+        return { ended: this.#endCommandsOf(id, now) };
       });
       this.#agents.delete(id);
       return removed;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.endCommandsOfRemovedAgent} */
+  endCommandsOfRemovedAgent(agentId: string, now: number): Promise<CommandRecord[]> {
+    return this.#run(() => {
+      return this.#tx((): CommandRecord[] => {
+        if (this.#stmt("SELECT 1 AS x FROM agents WHERE id = ?").get(agentId)) return [];
+        return this.#endCommandsOf(agentId, now);
+      });
+    });
+  }
+
+  /** Cancels the agent's commands not final as its removal does, inside a transaction. */
+  #endCommandsOf(agentId: string, now: number): CommandRecord[] {
+    const rows = this.#stmt(
+      `SELECT id FROM commands
+       WHERE agent_id = ? AND status IN ('queued', 'delivered', 'running') ORDER BY seq`,
+    ).all(agentId) as Row[];
+    const end = this.#stmt(
+      `UPDATE commands SET status = 'cancelled', lease_expires_at = NULL, completed_at = ?,
+       updated_at = ?, end_cause = 'agent_removed' WHERE id = ?`,
+    );
+    return rows.map((row) => {
+      end.run(now, now, String(row.id));
+      return this.#mustCommand(String(row.id));
     });
   }
 

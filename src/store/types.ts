@@ -606,6 +606,17 @@ export interface CommandStore extends AsyncDisposable {
    * @returns The commands ended; `null` when no such agent exists (nothing changed).
    */
   removeAgent(id: string, now: number): Promise<RemovedAgent | null>;
+  /**
+   * Ends, as {@link CommandStore.removeAgent} does, the commands not final of an agent id that is
+   * not registered: one enqueued as its agent was being removed (a fan-out run's part started
+   * after the removal, an enqueue that checked the agent just before). Call it after such an
+   * enqueue when the agent is gone: a removal after the enqueue ended the command itself.
+   *
+   * @param agentId The agent id.
+   * @param now The current time.
+   * @returns The commands ended, in enqueue order; none when the agent is registered.
+   */
+  endCommandsOfRemovedAgent(agentId: string, now: number): Promise<CommandRecord[]>;
   /** Records that the agent was seen (never moves `lastSeenAt` back). */
   touchAgent(id: string, now: number): Promise<void>;
   /**

@@ -934,3 +934,36 @@ Deno.test("a run with a part on an agent that is removed moves on at once, witho
     assert.deepEqual(run.agents.map((a) => a.state), ["cancelled", "success"]);
   });
 });
+
+Deno.test("a run's part not started when its agent is removed ends when the run reaches it", async () => {
+  using _logs = captureLogs();
+  await using d = await makeDashboard();
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "run-later",
+    name: "echo hi",
+    target: { agents: ["a1", "a2"] },
+    max_concurrency: 1,
+  });
+  assert.equal(created.status, 201, await created.clone().text());
+  await created.body?.cancel();
+  const view = async () => await (await d.admin("GET", "/api/v1/runs/run-later")).json() as RunView;
+  await until(async () => (await d.store.getCommand("run-later:a1")) !== null, "a1's part starts");
+  // a2's part is pending when a2 is removed: the removal finds no command of it.
+  const removed = await d.admin("DELETE", "/api/v1/agents/a2");
+  assert.deepEqual(await json(removed), { removed: true, id: "a2", commands_ended: 0 });
+  assert.deepEqual((await view()).agents.map((a) => a.state), ["queued", "pending"]);
+
+  assert.equal((await json(await d.agent({ path: P.wait() }))).id, "run-later:a1");
+  const reported = await d.agent({ path: P.report, body: reportBody("run-later:a1") });
+  assert.equal(reported.status, 200);
+  await reported.body?.cancel();
+  // The run starts a2's part, which nobody can take: it ends at once, and so does the run.
+  await until(async () => (await view()).status !== "running", "the run completes");
+  const run = await view();
+  assert.equal(run.status, "failed");
+  assert.deepEqual(run.agents.map((a) => a.state), ["success", "cancelled"]);
+  assert.equal(
+    run.agents[1].error,
+    "agent a2 was removed while it was queued; it never ran",
+  );
+});

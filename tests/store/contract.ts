@@ -233,6 +233,31 @@ export function runStoreContract(
     });
   });
 
+  test("the commands of an agent id not registered end as its removal would end them", async (store) => {
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    await enqueue(store, "kept");
+    assert.deepEqual(await store.endCommandsOfRemovedAgent("a1", T0 + 1), [], "a1 is registered");
+    assert.equal((await store.getCommand("kept"))?.status, "queued");
+    // Enqueued for an agent removed meanwhile (a run's part, an enqueue that raced the removal).
+    await enqueue(store, "late", { agentId: "gone" });
+    await enqueue(store, "taken", { agentId: "gone" });
+    await enqueue(store, "done", { agentId: "gone" });
+    for (const id of ["late", "taken", "done"]) {
+      assert.equal((await claim(store, "gone", "default", T0))?.id, id);
+    }
+    await store.report(report({ id: "done", agentId: "gone" }));
+    await store.release("late", 1, T0);
+    const ended = await store.endCommandsOfRemovedAgent("gone", T0 + 5);
+    assert.deepEqual(ended.map((c) => [c.id, c.status, c.endCause, c.completedAt]), [
+      ["late", "cancelled", "agent_removed", T0 + 5],
+      ["taken", "cancelled", "agent_removed", T0 + 5],
+    ]);
+    for (const command of ended) assert.deepEqual(await store.getCommand(command.id), command);
+    assert.equal((await store.getCommand("done"))?.status, "success");
+    assert.deepEqual(await store.endCommandsOfRemovedAgent("gone", T0 + 6), [], "once");
+    assert.equal(await claim(store, "gone", "default", T0 + 6), null);
+  });
+
   test("a removed agent registered again is removed with its new work only", async (store) => {
     await store.ensureAgent("a1", T0);
     await enqueue(store, "c1");
