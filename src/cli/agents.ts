@@ -20,6 +20,7 @@ import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } f
 import {
   addAgentRemote,
   listAgentsRemote,
+  removalLine,
   removeAgentRemote,
   rotateAgentRemote,
 } from "./agents_http.ts";
@@ -235,17 +236,20 @@ export function agentsCommand(io: Io) {
 
   const remove = withDbOptions(
     new Command("remove")
-      .description("Remove an agent; its commands and results are kept")
+      .description(
+        "Remove an agent; its queued or running commands are cancelled, its commands and " +
+          "results are kept",
+      )
       .argument("<id>", "agent id", parseId),
   );
   remove.action(async (id, options) => {
     if (!onDisk(options)) return await removeAgentRemote(io, id, options);
-    await withStore(io, options, async (store) => {
-      if (!(await store.removeAgent(id))) {
-        throw new AgentsError(`agent ${id} does not exist`);
-      }
+    const removed = await withStore(io, options, async (store) => {
+      const removed = await store.removeAgent(id, Date.now());
+      if (!removed) throw new AgentsError(`agent ${id} does not exist`);
+      return removed;
     });
-    io.err(`agent ${id} removed`);
+    io.err(removalLine(id, removed.ended.length));
   });
 
   agents.addCommand(add);

@@ -230,11 +230,29 @@ export async function removeAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  await clientOf(io, options).call("DELETE", LIVE_PATHS.agent(id), { what: "agent removal" })
-    .catch((error) => {
-      throw notFound(error, id);
-    });
-  io.err(`agent ${id} removed`);
+  const { body } = await clientOf(io, options).call("DELETE", LIVE_PATHS.agent(id), {
+    what: "agent removal",
+  }).catch((error) => {
+    throw notFound(error, id);
+  });
+  const ended = (body as { commands_ended?: unknown } | null)?.commands_ended;
+  io.err(removalLine(id, Number.isSafeInteger(ended) ? ended as number : null));
+}
+
+/**
+ * What `status agents remove` says once the agent is removed.
+ *
+ * @param id The agent id.
+ * @param ended How many of its commands the removal ended; `null` when the dashboard did not say
+ *   (one older than `commands_ended`).
+ * @returns The line.
+ */
+export function removalLine(id: string, ended: number | null): string {
+  if (ended === null) return `agent ${id} removed`;
+  if (ended === 0) return `agent ${id} removed; it had no queued or running command`;
+  return `agent ${id} removed; ${ended} of its queued or running commands ${
+    ended === 1 ? "was" : "were"
+  } cancelled`;
 }
 
 function notFound(error: unknown, id: string): unknown {

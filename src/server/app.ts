@@ -345,7 +345,8 @@ export function createApp(options: AppOptions): DashboardApp {
   if (autoExpire) void leases.start();
   link?.connect();
   // Another process may rotate or remove an agent in the same SQLite file (`--db`): no event
-  // says so, so the file is looked at, and the waits opened with a replaced token end.
+  // says so, so the file is looked at, the waits opened with a replaced token end, and the
+  // followers of commands (event streams, runs) read them again: a removal cancels commands.
   const raw = options.store;
   const otherWriters = isWatchedFileStore(raw)
     ? watchOtherWriters({
@@ -353,6 +354,7 @@ export function createApp(options: AppOptions): DashboardApp {
       clock,
       everyMs: options.otherWritersLookMs,
       changed() {
+        events.publishAll();
         dismissRevokedWaits(store, hub, cancelWaiters).catch((error) => {
           if (!availability.observe(error)) {
             log.error("could not check the open waits' tokens: {error}", { error });

@@ -83,6 +83,14 @@ export class CommandEvents {
     }
   }
 
+  /**
+   * Says that any command may have changed (another process wrote to the store, and no event
+   * says which): every subscriber reads its command again.
+   */
+  publishAll(): void {
+    for (const commandId of [...this.#listeners.keys()]) this.publish(commandId);
+  }
+
   /** Open subscriptions, over all commands. */
   get size(): number {
     let n = 0;

@@ -14,6 +14,7 @@ import type {
   EnqueueOutcome,
   ExpireOutcome,
   OutputChunkInput,
+  RemovedAgent,
   ReportOutcome,
 } from "../store/mod.ts";
 import type { CommandEvents } from "./events.ts";
@@ -54,6 +55,13 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       // Timed at its first delivery already.
     } else if (command.deliveredAt !== null) {
       metrics.deliveryLatency.observe(Math.max(0, command.deliveredAt - command.createdAt) / 1000);
+    }
+  };
+
+  const ended = (commands: readonly CommandRecord[]) => {
+    for (const command of commands) {
+      events.publish(command.id);
+      metrics?.commandsFinished.inc({ status: command.status });
     }
   };
 
@@ -103,6 +111,13 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
           if (kind !== "requeued") metrics?.commandsFinished.inc({ status: command.status });
         }
       }
+    },
+    removeAgent(result) {
+      // The agent's commands that were not final ended with it.
+      ended((result as RemovedAgent | null)?.ended ?? []);
+    },
+    endCommandsOfRemovedAgent(result) {
+      ended(result as CommandRecord[]);
     },
     appendOutput(result, args) {
       const outcome = result as AppendOutputOutcome;

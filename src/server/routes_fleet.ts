@@ -172,17 +172,16 @@ export function fleetRoutes(
   app.delete("/api/v1/agents/:id", admin, async function removeAgentRoute(c) {
     const id = c.req.param("id");
     assertPossibleId("agent", id, AGENT_ID_PATTERN);
-    if (!(await store.removeAgent(id))) {
-      throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
-    }
+    const removed = await store.removeAgent(id, clock.now());
+    if (!removed) throw new HttpError(404, `agent ${shortForm(id)} does not exist`);
     deps.forgetAgent?.(id);
     const dismissed = hub.dismiss(id) + deps.cancelWaiters.dismiss(id);
-    audit.info("agent {agentId} removed over the operator API", {
-      agentId: id,
-      dismissed,
-      remote: remoteOf(c),
-    });
-    return c.json({ removed: true, id });
+    const commandsEnded = removed.ended.length;
+    audit.info(
+      "agent {agentId} removed over the operator API; {commandsEnded} of its commands ended",
+      { agentId: id, commandsEnded, dismissed, remote: remoteOf(c) },
+    );
+    return c.json({ removed: true, id, commands_ended: commandsEnded });
   });
 
   return {

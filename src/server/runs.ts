@@ -529,6 +529,11 @@ export async function enqueueRunCommand(
       via: "run",
       runId: run.id,
     });
+    // The agent was removed after the run was created: nobody can take its part, which ends as
+    // the removal would have ended it. (A removal from now on ends it itself.)
+    if ((await deps.store.getAgent(target.agentId)) === null) {
+      await deps.store.endCommandsOfRemovedAgent(target.agentId, deps.clock.now());
+    }
   }
 }
 

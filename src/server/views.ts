@@ -79,13 +79,28 @@ export function commandView(command: CommandRecord): Record<string, unknown> {
 }
 
 /**
- * Why the dashboard itself ended a command without a report (`lost`, `expired`, and `cancelled`
- * when a cancel was requested and its lease ended with no report).
+ * Why the dashboard itself ended a command without a report (`lost`, `expired`, `cancelled`
+ * when a cancel was requested and its lease ended with no report, and `cancelled` when its agent
+ * was removed).
  *
  * @param command The command.
  * @returns The reason in words, or `null` for a command the dashboard did not end.
  */
 export function dashboardReason(command: CommandRecord): string | null {
+  if (command.endCause === "agent_removed" && command.result === null) {
+    // A queued command's attempt is the next one (above the last delivered); a delivered or
+    // running one's is the delivered one, and `ackedAt` tells running from delivered.
+    const n = command.deliveredAttempt;
+    const stage = command.attempt > n
+      ? (n === 0
+        ? "while it was queued; it never ran"
+        : `while it was queued again after ${n} deliveries without a report`)
+      : command.ackedAt === null
+      ? `after attempt ${n} was delivered and before it was acked`
+      : `while attempt ${n} was running; the agent was not told to stop it and can no longer ` +
+        "report";
+    return `agent ${command.agentId} was removed ${stage}`;
+  }
   if (command.status === "expired") {
     const ttl = command.expiresAt === null
       ? ""

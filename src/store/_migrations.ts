@@ -150,4 +150,9 @@ export const MIGRATIONS: readonly string[] = [
     sent_at INTEGER
   ) STRICT;
   `,
+  // 9: why the dashboard ended a command of its own accord (agent_removed: its agent was
+  // removed while the command was queued, delivered or running).
+  `
+  ALTER TABLE commands ADD COLUMN end_cause TEXT;
+  `,
 ];

@@ -161,4 +161,9 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX commands_completed ON commands (completed_at) WHERE completed_at IS NOT NULL;
   CREATE INDEX runs_completed ON runs (completed_at) WHERE completed_at IS NOT NULL;
   `,
+  // 9: why the dashboard ended a command of its own accord (agent_removed: its agent was
+  // removed while the command was queued, delivered or running).
+  `
+  ALTER TABLE commands ADD COLUMN end_cause text;
+  `,
 ];

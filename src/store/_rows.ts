@@ -33,7 +33,7 @@ export type Row = Record<string, unknown>;
 export const COMMAND_CORE_COLUMNS = `
   c.seq, c.id, c.agent_id, c.deployment_hash, c.name, c.params, c.priority, c.fingerprint,
   c.status, c.attempt, c.delivered_attempt, c.lease_expires_at, c.cancel_requested, c.created_at,
-  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at`;
+  c.delivered_at, c.acked_at, c.completed_at, c.expires_at, c.updated_at, c.end_cause`;
 
 /** The result columns (`r_*`), with the expressions that read standard output and error. */
 function resultColumns(stdout: string, stderr: string): string {
@@ -183,6 +183,7 @@ export function toCommand(row: Row): CommandRecord {
       completedAt: strOrNull(row.r_completed_at),
       reportedAt: num(row.r_reported_at),
     },
+    endCause: row.end_cause === "agent_removed" ? "agent_removed" : null,
   };
 }
 

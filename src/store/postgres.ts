@@ -93,6 +93,7 @@ import {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type RemovedAgent,
   type ReportInput,
   type ReportOutcome,
   type SharedStore,
@@ -646,12 +647,51 @@ export class PostgresStore implements CommandStore, SharedStore {
   }
 
   /** {@inheritDoc CommandStore.removeAgent} */
-  removeAgent(id: string): Promise<boolean> {
-    return this.#tx("remove agent", async (tx) => {
+  removeAgent(id: string, now: number): Promise<RemovedAgent | null> {
+    return this.#tx("remove agent", async (tx): Promise<RemovedAgent | null> => {
       const rows = await tx.unsafe("DELETE FROM agents WHERE id = $1 RETURNING id", [id]);
-      if (rows.length === 1) await this.#notify(tx, { type: "revoked", agentId: id });
-      return rows.length === 1;
+      if (rows.length !== 1) return null;
+      // Every instance ends the waits the agent opened (the ended commands' events follow).
+      await this.#notify(tx, { type: "revoked", agentId: id });
+      return { ended: await this.#endCommandsOf(tx, id, now) };
     });
+  }
+
+  /** {@inheritDoc CommandStore.endCommandsOfRemovedAgent} */
+  endCommandsOfRemovedAgent(agentId: string, now: number): Promise<CommandRecord[]> {
+    return this.#tx("end commands of a removed agent", async (tx) => {
+      const agent = await tx.unsafe("SELECT 1 FROM agents WHERE id = $1", [agentId]);
+      return agent.length > 0 ? [] : await this.#endCommandsOf(tx, agentId, now);
+    });
+  }
+
+  /**
+   * Cancels the agent's commands not final as its removal does, inside a transaction, and tells
+   * the other instances of each.
+   */
+  async #endCommandsOf(tx: Querier, agentId: string, now: number): Promise<CommandRecord[]> {
+    // The commands are locked in enqueue order, as a report or a claim would find them.
+    const ended = await tx.unsafe(
+      `WITH due AS (
+         SELECT seq FROM commands
+         WHERE agent_id = $1 AND status IN ('queued', 'delivered', 'running')
+         ORDER BY seq FOR UPDATE
+       ), c AS (
+         UPDATE commands u SET status = 'cancelled', lease_expires_at = NULL, completed_at = $2,
+           updated_at = $2, end_cause = 'agent_removed'
+         FROM due WHERE u.seq = due.seq
+         RETURNING u.*
+       )
+       SELECT ${COMMAND_COLUMNS} ${FROM_UPDATED} ORDER BY c.seq`,
+      [agentId, now],
+    );
+    if (ended.length > 0) {
+      await this.#notify(
+        tx,
+        ...ended.map((row): StoreEvent => ({ type: "changed", commandId: String(row.id) })),
+      );
+    }
+    return ended.map((row) => toCommand(row as Row));
   }
 
   /** {@inheritDoc CommandStore.touchAgent} */
@@ -876,7 +916,7 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
       await tx.unsafe(
         `UPDATE commands SET status = $1, lease_expires_at = NULL, completed_at = $2,
-           updated_at = $2 WHERE id = $3`,
+           updated_at = $2, end_cause = NULL WHERE id = $3`,
         [input.status, input.now, command.id],
       );
       await this.#notify(tx, { type: "changed", commandId: command.id });

@@ -56,6 +56,7 @@ import {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type RemovedAgent,
   type ReportInput,
   type ReportOutcome,
   type RequestIdJournal,
@@ -924,11 +925,41 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   }
 
   /** {@inheritDoc CommandStore.removeAgent} */
-  removeAgent(id: string): Promise<boolean> {
+  removeAgent(id: string, now: number): Promise<RemovedAgent | null> {
     return this.#run(() => {
-      const result = this.#stmt("DELETE FROM agents WHERE id = ?").run(id);
+      const removed = this.#tx((): RemovedAgent | null => {
+        const result = this.#stmt("DELETE FROM agents WHERE id = ?").run(id);
+        if (num(result.changes) !== 1) return null;
+        return { ended: this.#endCommandsOf(id, now) };
+      });
       this.#agents.delete(id);
-      return num(result.changes) === 1;
+      return removed;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.endCommandsOfRemovedAgent} */
+  endCommandsOfRemovedAgent(agentId: string, now: number): Promise<CommandRecord[]> {
+    return this.#run(() => {
+      return this.#tx((): CommandRecord[] => {
+        if (this.#stmt("SELECT 1 AS x FROM agents WHERE id = ?").get(agentId)) return [];
+        return this.#endCommandsOf(agentId, now);
+      });
+    });
+  }
+
+  /** Cancels the agent's commands not final as its removal does, inside a transaction. */
+  #endCommandsOf(agentId: string, now: number): CommandRecord[] {
+    const rows = this.#stmt(
+      `SELECT id FROM commands
+       WHERE agent_id = ? AND status IN ('queued', 'delivered', 'running') ORDER BY seq`,
+    ).all(agentId) as Row[];
+    const end = this.#stmt(
+      `UPDATE commands SET status = 'cancelled', lease_expires_at = NULL, completed_at = ?,
+       updated_at = ?, end_cause = 'agent_removed' WHERE id = ?`,
+    );
+    return rows.map((row) => {
+      end.run(now, now, String(row.id));
+      return this.#mustCommand(String(row.id));
     });
   }
 
@@ -1041,6 +1072,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           expiresAt,
           updatedAt: command.now,
           result: null,
+          endCause: null,
         };
         if (!request) return { outcome: "created", command: created };
         const claimed = takesNew
@@ -1206,8 +1238,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           r?.stderrEncoding ?? null,
         );
         this.#stmt(
-          `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?
-         WHERE id = ?`,
+          `UPDATE commands SET status = ?, lease_expires_at = NULL, completed_at = ?, updated_at = ?,
+           end_cause = NULL WHERE id = ?`,
         ).run(input.status, input.now, input.now, command.id);
         return {
           outcome: "accepted",
@@ -1217,6 +1249,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
             leaseExpiresAt: null,
             completedAt: input.now,
             updatedAt: input.now,
+            endCause: null,
             result: {
               status: input.status,
               attempt: input.attempt,

@@ -154,6 +154,25 @@ export interface CommandRecord {
   updatedAt: number;
   /** The agent's report, once one is accepted. */
   result: CommandResult | null;
+  /**
+   * Why the dashboard ended it on an operator's decision that was not about this command:
+   * `agent_removed` (its agent was removed while it was queued, delivered or running; it is
+   * `cancelled`). `null` for every other end, while it is not final, and once a late report
+   * replaced the dashboard's end ({@link CommandStore.report}).
+   */
+  endCause: EndCause | null;
+}
+
+/** Why the dashboard ended a command of its own accord ({@link CommandRecord.endCause}). */
+export type EndCause = "agent_removed";
+
+/** Outcome of {@link CommandStore.removeAgent} for an agent that existed. */
+export interface RemovedAgent {
+  /**
+   * The agent's commands that were not final, now `cancelled` with
+   * {@link CommandRecord.endCause} `agent_removed`, in enqueue order.
+   */
+  ended: CommandRecord[];
 }
 
 /** What {@link CommandStore.enqueue} stores. */
@@ -576,11 +595,28 @@ export interface CommandStore extends AsyncDisposable {
    */
   setAgentToken(id: string, token: string): Promise<boolean>;
   /**
-   * Removes an agent. Its commands and results are kept.
+   * Removes an agent and, in the same transaction, ends its work: each of its commands that is
+   * `queued`, `delivered` or `running` becomes `cancelled` at `now` with
+   * {@link CommandRecord.endCause} `agent_removed` (its token is gone: it could neither take,
+   * ack nor report them, and they would wait for their queue expiry or lease). Its commands and
+   * results are kept.
    *
-   * @returns `false` when no such agent exists.
+   * @param id The agent id.
+   * @param now The current time: when the ended commands completed.
+   * @returns The commands ended; `null` when no such agent exists (nothing changed).
    */
-  removeAgent(id: string): Promise<boolean>;
+  removeAgent(id: string, now: number): Promise<RemovedAgent | null>;
+  /**
+   * Ends, as {@link CommandStore.removeAgent} does, the commands not final of an agent id that is
+   * not registered: one enqueued as its agent was being removed (a fan-out run's part started
+   * after the removal, an enqueue that checked the agent just before). Call it after such an
+   * enqueue when the agent is gone: a removal after the enqueue ended the command itself.
+   *
+   * @param agentId The agent id.
+   * @param now The current time.
+   * @returns The commands ended, in enqueue order; none when the agent is registered.
+   */
+  endCommandsOfRemovedAgent(agentId: string, now: number): Promise<CommandRecord[]>;
   /** Records that the agent was seen (never moves `lastSeenAt` back). */
   touchAgent(id: string, now: number): Promise<void>;
   /**
@@ -633,8 +669,8 @@ export interface CommandStore extends AsyncDisposable {
    * - `delivered`/`running`, the current or an earlier attempt: a late but genuine result is
    *   better than running the command again;
    * - `queued` after its lease expired: the result arrived late; the command is not redelivered;
-   * - `lost`, or `cancelled` by the dashboard (never by a report): the dashboard only guessed, the
-   *   agent knows; its result replaces the guess.
+   * - `lost`, or `cancelled` by the dashboard (never by a report; also when its agent was
+   *   removed): the dashboard only guessed, the agent knows; its result replaces the guess.
    *
    * A report for an attempt that was never delivered is a `conflict`.
    */

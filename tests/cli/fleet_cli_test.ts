@@ -73,12 +73,37 @@ Deno.test("status agents without --db adds, lists, rotates and removes over the 
 
   const removed = await agents(["remove", "web-1", ...remote]);
   assert.equal(removed.code, 0);
+  assert.deepEqual(removed.stderr, ["agent web-1 removed; it had no queued or running command"]);
   assert.equal(await d.store.getAgent("web-1"), null);
   const missing = await agents(["remove", "web-1", ...remote]);
   assert.match(missing.stderr.join("\n"), /agent web-1 does not exist/);
 
   const refused = await agents(["list", "--dashboard-url", d.server.url]);
   assert.match(refused.stderr.join("\n"), /STATUS_ADMIN_TOKEN/);
+});
+
+Deno.test("status agents remove says how many of the agent's commands it cancelled", async () => {
+  await using d = await dashboard();
+  const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];
+  const now = Date.now();
+  for (const id of ["web-1", "web-2"]) {
+    await d.store.addAgent({ id, token: null, scopes: ["commands:wait"], now });
+  }
+  for (const [id, agentId] of [["c1", "web-1"], ["c2", "web-1"], ["c3", "web-2"]]) {
+    await d.store.enqueue({ id, agentId, name: "echo hi", params: {}, fingerprint: id, now });
+  }
+  const one = await run(["agents", "remove", "web-2", ...remote]);
+  assert.equal(one.code, 0);
+  assert.deepEqual(one.stderr, [
+    "agent web-2 removed; 1 of its queued or running commands was cancelled",
+  ]);
+  const two = await run(["agents", "remove", "web-1", ...remote]);
+  assert.deepEqual(two.stderr, [
+    "agent web-1 removed; 2 of its queued or running commands were cancelled",
+  ]);
+  assert.deepEqual(two.stdout, []);
+  const status = await run(["result", "c1", "--json", ...remote]);
+  assert.equal(JSON.parse(status.stdout.join("\n")).status, "cancelled");
 });
 
 Deno.test("status health checks the URL, the credentials and the clock", async () => {

@@ -83,6 +83,33 @@ Deno.test("operator API actions are audited with the client's address", async ()
   assert.ok(lines.every((line) => !line.includes(ADMIN_TOKEN)));
 });
 
+Deno.test("an agent's removal is audited with how many of its commands it ended", async () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  try {
+    await using t = await makeDashboard();
+    const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+    for (const id of ["gone-1", "gone-2"]) {
+      const enqueued = await from(t, "POST", "/api/v1/agent/commands/enqueue", {
+        body: { id, name: "echo hi", agent_id: "a2" },
+        headers: admin,
+      });
+      assert.equal(enqueued.status, 202);
+      await enqueued.body?.cancel();
+    }
+    const removed = await from(t, "DELETE", "/api/v1/agents/a2", { headers: admin });
+    assert.equal(removed.status, 200);
+    await removed.body?.cancel();
+  } finally {
+    closeLogging();
+  }
+  const record = auditLines(lines).find((r) => /agent a2 removed/.test(String(r.message)));
+  assert.ok(record, JSON.stringify(lines));
+  assert.equal(record.message, "agent a2 removed over the operator API; 2 of its commands ended");
+  assert.equal(record.commandsEnded, 2);
+  assert.equal(record.remote, REMOTE);
+});
+
 Deno.test("console login, actions and logout are audited with the client's address", async () => {
   const lines: string[] = [];
   setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });

@@ -106,11 +106,33 @@ Deno.test("status agents rotate and remove act on known agents only", async (t) 
         assert.deepEqual(stdout, []);
       }
     });
-    await t.step("remove", async () => {
-      const { code } = await agents(["remove", "web-1", "--db", db]);
+    await t.step("remove cancels the agent's commands not final and says how many", async () => {
+      {
+        await using store = openSqliteStore(db);
+        const now = Date.now();
+        for (const id of ["c1", "c2"]) {
+          await store.enqueue({
+            id,
+            agentId: "web-1",
+            name: "echo",
+            params: {},
+            fingerprint: id,
+            now,
+          });
+        }
+      }
+      const { code, stderr } = await agents(["remove", "web-1", "--db", db]);
       assert.equal(code, 0);
+      assert.deepEqual(stderr, [
+        "agent web-1 removed; 2 of its queued or running commands were cancelled",
+      ]);
       await using store = openSqliteStore(db);
       assert.equal(await store.getAgent("web-1"), null);
+      for (const id of ["c1", "c2"]) {
+        const command = await store.getCommand(id);
+        assert.equal(command?.status, "cancelled");
+        assert.equal(command?.endCause, "agent_removed");
+      }
     });
   });
 });

@@ -5,7 +5,17 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
-import { agentHeaders, json, makeDashboard, P, TOKEN, TOKEN2 } from "./_helpers.ts";
+import { parseServerSentEvents } from "../../src/operator/mod.ts";
+import {
+  ADMIN_TOKEN,
+  agentHeaders,
+  json,
+  makeDashboard,
+  P,
+  reportBody,
+  TOKEN,
+  TOKEN2,
+} from "./_helpers.ts";
 
 Deno.test("a second agent process with one id is refused with 409 and may take over later", async (t) => {
   await using d = await makeDashboard();
@@ -152,6 +162,108 @@ Deno.test("tokens are added, rotated and removed over the operator API", async (
   assert.equal((await signedWith(newToken)).status, 401);
 });
 
+Deno.test("removing an agent cancels its queued, delivered and running commands at once and says how many", async (t) => {
+  // The clock never moves: only the removal's own events can wake the follower (no re-read).
+  await using d = await makeDashboard();
+  const enqueue = async (id: string, agentId = "a1") => {
+    const enqueued = await d.admin("POST", P.enqueue, { id, agent_id: agentId, name: "sleep 9" });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+  };
+  const take = async (id: string) => {
+    const waited = await d.agent({ path: P.wait() });
+    assert.equal((await json(waited)).id, id);
+  };
+  await enqueue("running");
+  await take("running");
+  const acked = await d.agent({ path: P.ack, body: { command_id: "running", attempt: 1 } });
+  assert.equal(acked.status, 200);
+  await acked.body?.cancel();
+  await enqueue("delivered");
+  await take("delivered");
+  await enqueue("done");
+  await take("done");
+  const reported = await d.agent({ path: P.report, body: reportBody("done") });
+  assert.equal(reported.status, 200);
+  await reported.body?.cancel();
+  await enqueue("queued");
+  await enqueue("other", "a2");
+  const command = async (id: string) => await json(await d.admin("GET", `/api/v1/commands/${id}`));
+  const finished = async () => {
+    const text = await (await d.admin("GET", "/metrics")).text();
+    return Number(
+      /^status_commands_finished_total\{status="cancelled"\} (\d+)$/m.exec(text)?.[1] ?? 0,
+    );
+  };
+  assert.equal(await finished(), 0);
+
+  // A follower of the running command (as `status result --follow` reads it) is told at once.
+  const controller = new AbortController();
+  const stream = await d.dashboard.app.request("/api/v1/commands/running/events", {
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    signal: controller.signal,
+  });
+  assert.equal(stream.status, 200);
+  const events: Array<{ event: string; data: Record<string, unknown> }> = [];
+  const followed = (async () => {
+    for await (const event of parseServerSentEvents(stream.body!)) {
+      events.push({ event: event.event, data: JSON.parse(event.data) });
+      if (event.event === "end") break;
+    }
+  })();
+  using _closes = { [Symbol.dispose]: () => controller.abort() };
+  await until(() => d.dashboard.events.size > 0, "the follower listens");
+
+  const removed = await d.admin("DELETE", "/api/v1/agents/a1");
+  assert.equal(removed.status, 200);
+  await t.step("the answer counts the commands ended", async () => {
+    assert.deepEqual(await json(removed), { removed: true, id: "a1", commands_ended: 3 });
+  });
+  await t.step("each is cancelled, and says the agent was removed and when it stood", async () => {
+    for (
+      const [id, stage] of [
+        ["queued", /^agent a1 was removed while it was queued; it never ran$/],
+        [
+          "delivered",
+          /^agent a1 was removed after attempt 1 was delivered and before it was acked$/,
+        ],
+        ["running", /^agent a1 was removed while attempt 1 was running; /],
+      ] as const
+    ) {
+      const view = await command(id);
+      assert.equal(view.status, "cancelled", id);
+      assert.match(String(view.error), stage, id);
+      assert.equal(view.lease_expires_at, null, id);
+      assert.equal(typeof view.completed_at, "string", id);
+      assert.equal(view.cancel_requested, false, id);
+    }
+  });
+  await t.step("a final command and another agent's are left alone", async () => {
+    assert.equal((await command("done")).status, "success");
+    assert.equal((await command("done")).error, null);
+    assert.equal((await command("other")).status, "queued");
+  });
+  await t.step("the follower gets the end with the status and the reason", async () => {
+    await until(() => events.at(-1)?.event === "end", "the follower is told the command ended");
+    await followed;
+    assert.deepEqual(events.map((e) => e.event), ["status", "end"]);
+    const end = events.at(-1)!;
+    assert.equal(end.data.status, "cancelled");
+    assert.match(String(end.data.error), /^agent a1 was removed while attempt 1 was running/);
+  });
+  await t.step("the metrics count them as finished", async () => {
+    assert.equal(await finished(), 3);
+  });
+  await t.step("another agent's removal counts its own; one with none says 0", async () => {
+    const again = await d.admin("DELETE", "/api/v1/agents/a2");
+    assert.deepEqual(await json(again), { removed: true, id: "a2", commands_ended: 1 });
+    const added = await d.admin("POST", "/api/v1/agents", { id: "idle" });
+    await added.body?.cancel();
+    const idle = await d.admin("DELETE", "/api/v1/agents/idle");
+    assert.deepEqual(await json(idle), { removed: true, id: "idle", commands_ended: 0 });
+  });
+});
+
 Deno.test("a wait held with a token that is then rotated or removed ends with no command", async (t) => {
   for (
     const [change, path, method] of [
@@ -203,9 +315,10 @@ Deno.test("a cancel-wait held with a token that is then rotated or removed ends 
       const held = d.agent({ path: "/api/v1/agent/commands/c1/cancel-wait?timeout=30" });
       await until(() => d.dashboard.cancelWaiters.size === 1, "the cancel-wait is held");
       assert.equal((await d.admin(method, path)).status, 200);
-      // The cancel comes after the change: the old token must not hear of it.
+      // The cancel comes after the change: the old token must not hear of it. (A removal has
+      // ended the command already: the cancel finds it final.)
       const cancel = await d.admin("POST", "/api/v1/commands/c1/cancel");
-      assert.equal(cancel.status, 202);
+      assert.equal(cancel.status, change === "removed" ? 409 : 202);
       await cancel.body?.cancel();
       const answer = await held;
       assert.equal(answer.status, 204, "answered with no cancel");

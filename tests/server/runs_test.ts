@@ -19,7 +19,7 @@ import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
-import { json, makeDashboard, P, reportBody } from "./_helpers.ts";
+import { json, makeDashboard, P, reportBody, TOKEN2 } from "./_helpers.ts";
 
 interface Fleet extends AsyncDisposable {
   url: string;
@@ -884,4 +884,86 @@ Deno.test("cancels of unknown or ended runs leave nothing behind in the schedule
   assert.equal(runs.trackedRuns, 0, "cancels of an ended run");
   assert.equal(await runs.advance("nope"), null);
   assert.equal(runs.trackedRuns, 0, "a step of an unknown run");
+});
+
+Deno.test("a run with a part on an agent that is removed moves on at once, without a sweep", async (t) => {
+  using _logs = captureLogs();
+  // A fake clock that never moves: no sweep and no lease expiry steps the run.
+  await using d = await makeDashboard();
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "run-rm",
+    name: "echo hi",
+    target: { agents: ["a1", "a2"] },
+    max_concurrency: 1,
+  });
+  assert.equal(created.status, 201, await created.clone().text());
+  await created.body?.cancel();
+  const view = async () => await (await d.admin("GET", "/api/v1/runs/run-rm")).json() as RunView;
+  await until(async () => (await d.store.getCommand("run-rm:a1")) !== null, "a1's part starts");
+  const waited = await d.agent({ path: P.wait() });
+  assert.equal((await json(waited)).id, "run-rm:a1");
+  const acked = await d.agent({ path: P.ack, body: { command_id: "run-rm:a1", attempt: 1 } });
+  assert.equal(acked.status, 200);
+  await acked.body?.cancel();
+  assert.deepEqual((await view()).agents.map((a) => a.state), ["running", "pending"]);
+
+  const removed = await d.admin("DELETE", "/api/v1/agents/a1");
+  assert.deepEqual(await json(removed), { removed: true, id: "a1", commands_ended: 1 });
+
+  await t.step("the removed agent's part ends and the next one starts", async () => {
+    await until(async () => (await d.store.getCommand("run-rm:a2")) !== null, "a2's part starts");
+    const run = await view();
+    assert.equal(run.status, "running");
+    assert.deepEqual(run.agents.map((a) => a.state), ["cancelled", "queued"]);
+    assert.match(String(run.agents[0].error), /^agent a1 was removed while attempt 1 was running/);
+  });
+  await t.step("the run completes when the other part does", async () => {
+    const next = await d.agent({ path: P.wait("default", 1), agentId: "a2", token: TOKEN2 });
+    assert.equal((await json(next)).id, "run-rm:a2");
+    const reported = await d.agent({
+      path: P.report,
+      body: reportBody("run-rm:a2"),
+      agentId: "a2",
+      token: TOKEN2,
+    });
+    assert.equal(reported.status, 200);
+    await reported.body?.cancel();
+    await until(async () => (await view()).status !== "running", "the run completes");
+    const run = await view();
+    assert.equal(run.status, "failed", "a cancelled part is a failure");
+    assert.deepEqual(run.agents.map((a) => a.state), ["cancelled", "success"]);
+  });
+});
+
+Deno.test("a run's part not started when its agent is removed ends when the run reaches it", async () => {
+  using _logs = captureLogs();
+  await using d = await makeDashboard();
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "run-later",
+    name: "echo hi",
+    target: { agents: ["a1", "a2"] },
+    max_concurrency: 1,
+  });
+  assert.equal(created.status, 201, await created.clone().text());
+  await created.body?.cancel();
+  const view = async () => await (await d.admin("GET", "/api/v1/runs/run-later")).json() as RunView;
+  await until(async () => (await d.store.getCommand("run-later:a1")) !== null, "a1's part starts");
+  // a2's part is pending when a2 is removed: the removal finds no command of it.
+  const removed = await d.admin("DELETE", "/api/v1/agents/a2");
+  assert.deepEqual(await json(removed), { removed: true, id: "a2", commands_ended: 0 });
+  assert.deepEqual((await view()).agents.map((a) => a.state), ["queued", "pending"]);
+
+  assert.equal((await json(await d.agent({ path: P.wait() }))).id, "run-later:a1");
+  const reported = await d.agent({ path: P.report, body: reportBody("run-later:a1") });
+  assert.equal(reported.status, 200);
+  await reported.body?.cancel();
+  // The run starts a2's part, which nobody can take: it ends at once, and so does the run.
+  await until(async () => (await view()).status !== "running", "the run completes");
+  const run = await view();
+  assert.equal(run.status, "failed");
+  assert.deepEqual(run.agents.map((a) => a.state), ["success", "cancelled"]);
+  assert.equal(
+    run.agents[1].error,
+    "agent a2 was removed while it was queued; it never ran",
+  );
 });

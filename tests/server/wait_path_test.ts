@@ -70,7 +70,7 @@ Deno.test("a token rotated by another process is refused old and accepted new at
     assert.equal(fresh.status, 202);
     await fresh.body?.cancel();
 
-    await cli.removeAgent("a1");
+    await cli.removeAgent("a1", Date.now());
     const removed = await enqueue(rotated, "c4");
     assert.equal(removed.status, 401);
     assert.match((await json(removed)).error as string, /not registered/);
@@ -147,12 +147,27 @@ Deno.test("a wait held with a token that another process rotates or removes ends
       assert.equal((await fresh.json()).id, "c2");
     });
 
-    await t.step("removed: the wait ends at the next look", async () => {
-      const held = hold("rotated-token-0123456789abcdefghijklmnopqrst");
-      await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
-      assert.equal(await cli.removeAgent("a1"), true);
-      await endedByTheLook(held);
-    });
+    await t.step(
+      "removed: the wait ends, and followers hear of its commands, at the next look",
+      async () => {
+        const held = hold("rotated-token-0123456789abcdefghijklmnopqrst");
+        await until(() => dashboard.hub.isWaiting("a1"), "the wait is held");
+        // A follower of c2 (an event stream, a run) reads it again when told it changed.
+        let told = 0;
+        using _follower = { [Symbol.dispose]: dashboard.events.subscribe("c2", () => told++) };
+        const removed = await cli.removeAgent("a1", clock.now());
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.equal(told, 0, "not before the look");
+        assert.deepEqual(
+          removed?.ended.map((c) => c.id),
+          ["c1", "c2"],
+          "the commands it was handed",
+        );
+        await endedByTheLook(held);
+        assert.equal(told, 1, "told at the look");
+        assert.equal((await store.getCommand("c2"))?.status, "cancelled");
+      },
+    );
   } finally {
     await dashboard.close();
   }

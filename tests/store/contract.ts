@@ -138,9 +138,134 @@ export function runStoreContract(
     await store.touchAgent("b", T0 + 1000);
     assert.equal((await store.getAgent("b"))?.lastSeenAt, T0 + 5000, "last seen never goes back");
 
-    assert.equal(await store.removeAgent("b"), true);
-    assert.equal(await store.removeAgent("b"), false);
+    assert.deepEqual(await store.removeAgent("b", T0 + 6000), { ended: [] });
+    assert.equal(await store.removeAgent("b", T0 + 6000), null);
     assert.equal(await store.getAgent("b"), null);
+  });
+
+  test("removing an agent cancels its commands not final, in one step", async (store, t) => {
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    // requeued: delivered once and its lease ended (on a deployment no later wait asks for);
+    // delivered: not acked; running: acked; done: reported; queued: never delivered.
+    await enqueue(store, "requeued", { params: { deployment_hash: "old" } });
+    assert.equal((await claim(store, "a1", "old"))?.id, "requeued");
+    assert.deepEqual((await store.requeueExpired(T0 + LEASE, 3)).requeued.map((c) => c.id), [
+      "requeued",
+    ]);
+    for (const id of ["delivered", "running", "done"]) {
+      await enqueue(store, id, { now: T0 + LEASE });
+      assert.equal((await claim(store, "a1", "default", T0 + LEASE))?.id, id);
+    }
+    await enqueue(store, "queued", { now: T0 + LEASE, expiresAt: T0 + 10 * LEASE });
+    const ack = { agentId: "a1", now: T0 + LEASE, defaultTimeoutSecs: 300 };
+    assert.equal((await store.ack({ ...ack, commandId: "running", attempt: 1 })).outcome, "acked");
+    assert.equal(
+      (await store.report(report({ id: "done", agentId: "a1" }, { now: T0 + LEASE }))).outcome,
+      "accepted",
+    );
+    await enqueue(store, "other", { agentId: "a2", now: T0 + LEASE });
+    const other = await store.getCommand("other");
+    const at = T0 + LEASE + 5;
+
+    const removed = await store.removeAgent("a1", at);
+    assert.ok(removed);
+    await t.step("every command not final is cancelled, in enqueue order", async () => {
+      assert.deepEqual(removed.ended.map((c) => c.id), [
+        "requeued",
+        "delivered",
+        "running",
+        "queued",
+      ]);
+      for (const command of removed.ended) {
+        assert.equal(command.status, "cancelled", command.id);
+        assert.equal(command.endCause, "agent_removed", command.id);
+        assert.equal(command.completedAt, at, command.id);
+        assert.equal(command.updatedAt, at, command.id);
+        assert.equal(command.leaseExpiresAt, null, command.id);
+        assert.equal(command.result, null, command.id);
+        assert.equal(command.cancelRequested, false, command.id);
+        assert.deepEqual(await store.getCommand(command.id), command, "as stored");
+      }
+    });
+    await t.step("what tells the stage it was in is kept", () => {
+      const ended = new Map(removed.ended.map((c) => [c.id, c] as const));
+      const stage = (id: string) => {
+        const c = ended.get(id)!;
+        return [c.attempt, c.deliveredAttempt, c.ackedAt !== null];
+      };
+      assert.deepEqual(stage("requeued"), [2, 1, false]);
+      assert.deepEqual(stage("delivered"), [1, 1, false]);
+      assert.deepEqual(stage("running"), [1, 1, true]);
+      assert.deepEqual(stage("queued"), [1, 0, false]);
+    });
+    await t.step("a final command and another agent's are left as they were", async () => {
+      const done = await store.getCommand("done");
+      assert.equal(done?.status, "success");
+      assert.equal(done?.endCause, null);
+      assert.deepEqual(await store.getCommand("other"), other);
+    });
+    await t.step("nothing of the agent is left to claim, expire or requeue", async () => {
+      assert.equal(await store.getAgent("a1"), null);
+      assert.equal(await claim(store, "a1", "default", at), null);
+      assert.equal(await store.nextLeaseExpiry(), null);
+      assert.deepEqual(await store.requeueExpired(at + 100 * LEASE, 3), {
+        requeued: [],
+        lost: [],
+        cancelled: [],
+        expired: [],
+      });
+      assert.deepEqual(await store.countCommandsByStatus(), {
+        cancelled: 4,
+        success: 1,
+        queued: 1,
+      });
+    });
+    await t.step("a late report of a delivered attempt replaces the dashboard's end", async () => {
+      const late = await store.report(report({ id: "running", agentId: "a1" }, { now: at + 1 }));
+      assert.ok(late.outcome === "accepted");
+      assert.equal(late.command.status, "success");
+      assert.equal(late.command.endCause, null);
+      assert.deepEqual(await store.getCommand("running"), late.command);
+    });
+    await t.step("a second removal finds no agent and changes nothing", async () => {
+      assert.equal(await store.removeAgent("a1", at + 2), null);
+      assert.equal((await store.getCommand("queued"))?.completedAt, at);
+    });
+  });
+
+  test("the commands of an agent id not registered end as its removal would end them", async (store) => {
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+    await enqueue(store, "kept");
+    assert.deepEqual(await store.endCommandsOfRemovedAgent("a1", T0 + 1), [], "a1 is registered");
+    assert.equal((await store.getCommand("kept"))?.status, "queued");
+    // Enqueued for an agent removed meanwhile (a run's part, an enqueue that raced the removal).
+    await enqueue(store, "late", { agentId: "gone" });
+    await enqueue(store, "taken", { agentId: "gone" });
+    await enqueue(store, "done", { agentId: "gone" });
+    for (const id of ["late", "taken", "done"]) {
+      assert.equal((await claim(store, "gone", "default", T0))?.id, id);
+    }
+    await store.report(report({ id: "done", agentId: "gone" }));
+    await store.release("late", 1, T0);
+    const ended = await store.endCommandsOfRemovedAgent("gone", T0 + 5);
+    assert.deepEqual(ended.map((c) => [c.id, c.status, c.endCause, c.completedAt]), [
+      ["late", "cancelled", "agent_removed", T0 + 5],
+      ["taken", "cancelled", "agent_removed", T0 + 5],
+    ]);
+    for (const command of ended) assert.deepEqual(await store.getCommand(command.id), command);
+    assert.equal((await store.getCommand("done"))?.status, "success");
+    assert.deepEqual(await store.endCommandsOfRemovedAgent("gone", T0 + 6), [], "once");
+    assert.equal(await claim(store, "gone", "default", T0 + 6), null);
+  });
+
+  test("a removed agent registered again is removed with its new work only", async (store) => {
+    await store.ensureAgent("a1", T0);
+    await enqueue(store, "c1");
+    assert.deepEqual((await store.removeAgent("a1", T0 + 1))?.ended.map((c) => c.id), ["c1"]);
+    await store.ensureAgent("a1", T0 + 2);
+    await enqueue(store, "c2", { now: T0 + 2 });
+    assert.deepEqual((await store.removeAgent("a1", T0 + 3))?.ended.map((c) => c.id), ["c2"]);
+    assert.equal((await store.getCommand("c1"))?.completedAt, T0 + 1, "ended once");
   });
 
   test("registers an agent on first sight without a token, once", async (store) => {

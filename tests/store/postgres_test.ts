@@ -4,6 +4,7 @@ import { isDriverFault, openPostgresStore } from "../../src/store/postgres.ts";
 import { pathToFileURL } from "node:url";
 import { until } from "../_until.ts";
 import {
+  AGENT_SCOPES,
   StoreError,
   type StoreEvent,
   StoreFullError,
@@ -158,6 +159,41 @@ Deno.test({
     assert.equal(await b.rememberRequestId("a1\nr1", T0 + 599, 600), false);
     assert.equal(await c.rememberRequestId("a1\nr1", T0 + 600, 600), true, "after the window");
     assert.equal(await a.rememberRequestId("a2\nr1", T0, 600), true, "scoped by the key");
+  },
+});
+
+Deno.test({
+  name: "postgres store: other instances hear of an agent's removal and of each command it ended",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [a, b] = cluster.stores;
+    const events: StoreEvent[] = [];
+    const heard = Promise.withResolvers<void>();
+    const subscription = await a.subscribe({
+      event(event) {
+        // From the removal's first event on (the enqueues' events were committed before it).
+        if (event.type === "revoked" || events.length > 0) events.push(event);
+        if (events.length === 3) heard.resolve();
+      },
+      resync() {},
+    });
+    try {
+      await b.addAgent({ id: "a1", token: "t".repeat(43), scopes: AGENT_SCOPES, now: T0 });
+      for (const id of ["c1", "c2"]) await b.enqueue(newCommand(id));
+      await b.enqueue(newCommand("c3", "a2"));
+      const removed = await b.removeAgent("a1", T0 + 1);
+      assert.deepEqual(removed?.ended.map((c) => c.id), ["c1", "c2"]);
+      await heard.promise;
+      assert.deepEqual(events.map((e) => [e.type, "agentId" in e ? e.agentId : e.commandId]), [
+        ["revoked", "a1"],
+        ["changed", "c1"],
+        ["changed", "c2"],
+      ]);
+      assert.equal((await a.getCommand("c1"))?.endCause, "agent_removed");
+    } finally {
+      await subscription.close();
+    }
   },
 });
 

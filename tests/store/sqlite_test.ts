@@ -205,7 +205,7 @@ Deno.test("sqlite store sees agents changed by another process at once, and cach
 
     await cli.setAgentToken("web-1", "new".repeat(15));
     assert.equal((await server.getAgent("web-1"))?.token, "new".repeat(15), "a rotate is seen");
-    await cli.removeAgent("web-1");
+    await cli.removeAgent("web-1", now);
     assert.equal(await server.getAgent("web-1"), null, "a remove is seen");
 
     // The server's own writes update its cache directly.
