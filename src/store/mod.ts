@@ -66,11 +66,15 @@ export type {
   CancelRunOutcome,
   CreateRunOutcome,
   NewRun,
+  RunCommandState,
   RunQuery,
   RunRecord,
+  RunState,
+  RunStepOutcome,
   RunSummary,
   RunTargetGroup,
   RunTargetRecord,
+  RunTargetState,
 } from "./types.ts";
 export {
   runCommandId,
