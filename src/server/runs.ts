@@ -4,12 +4,13 @@
  *
  * - `POST /api/v1/runs` resolves the target (agent ids, deployment, labels: all must match) once,
  *   records the agents it chose (and which were offline), and starts the first commands.
- * - {@link RunScheduler} keeps each open run going: a step (`CommandStore.advanceRun`, one
+ * - {@link RunScheduler} keeps each open run going: a step (`CommandStore.stepRun`, one
  *   transaction) starts commands up to `max_concurrency` and skips the rest once more than
  *   `max_errors` failed; the step runs when one of the run's commands changes, and every
  *   `sweepMs` for every open run (after a restart, and for changes made by another dashboard
- *   instance). The commands have fixed ids (`<run id>:<agent id>`), so a step repeated after a
- *   crash enqueues nothing twice.
+ *   instance). It reads each command's status, not its output: the whole run is read only for
+ *   a caller that shows it. The commands have fixed ids (`<run id>:<agent id>`), so a step
+ *   repeated after a crash enqueues nothing twice.
  * - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (server-sent
  *   `status` events with the whole run, then `end`), `POST /api/v1/runs/{id}/cancel`.
  *
@@ -36,9 +37,11 @@ import {
   type CommandStore,
   runCommandId,
   type RunRecord,
+  type RunState,
   runStatus,
   type RunSummary,
   type RunTargetRecord,
+  type RunTargetState,
   runTotals,
   targetFailed,
   targetFinal,
@@ -75,7 +78,7 @@ export interface RunSchedulerOptions {
   /** Says when a command changed. */
   events: CommandEvents;
   /** Enqueues a started target's command (idempotent: its id is fixed). */
-  enqueue(run: RunRecord, target: RunTargetRecord): Promise<void>;
+  enqueue(run: RunState, target: RunTargetState): Promise<void>;
   /** Called after a running command's cancel was recorded (wakes its agent's cancel-wait). */
   cancelRequested?(commandId: string): void;
   /**
@@ -85,11 +88,14 @@ export interface RunSchedulerOptions {
   sweepMs?: number;
 }
 
-interface RunState {
+interface RunQueue {
   /** The last queued operation; the next one runs after it. */
   tail: Promise<unknown>;
-  /** A step queued and not begun yet: later requests share it. */
-  pending: Promise<RunRecord | null> | null;
+  /**
+   * A step queued and not begun yet: later requests share it. `full`: one of them wants the run
+   * after it (read then, with every target's command and output).
+   */
+  pending: { step: Promise<RunRecord | null>; full: boolean } | null;
 }
 
 /**
@@ -98,7 +104,7 @@ interface RunState {
  */
 export class RunScheduler {
   readonly #options: RunSchedulerOptions;
-  readonly #states = new Map<string, RunState>();
+  readonly #states = new Map<string, RunQueue>();
   /** Command id → unsubscribe, for started commands that are not final. */
   readonly #watched = new Map<string, () => void>();
   readonly #listeners = new Map<string, Set<() => void>>();
@@ -135,7 +141,8 @@ export class RunScheduler {
     // The ids alone: each step reads its run (listing the runs read every target of each, with
     // its command and output, only to be read again by the step).
     const open = await this.#options.store.listOpenRunIds(10_000);
-    await Promise.all(open.map((id) => this.advance(id)));
+    // Nobody shows these runs: the steps read no command output.
+    await Promise.all(open.map((id) => this.#advance(id, false)));
   }
 
   /**
@@ -146,15 +153,30 @@ export class RunScheduler {
    * @returns The run after the step, or `null` when it does not exist.
    */
   advance(runId: string): Promise<RunRecord | null> {
+    return this.#advance(runId, true);
+  }
+
+  /**
+   * Queues a step of the run, or shares the one queued.
+   *
+   * @param full Whether the caller wants the run after the step (else the answer is `null`).
+   */
+  #advance(runId: string, full: boolean): Promise<RunRecord | null> {
     const state = this.#state(runId);
-    if (state.pending) return state.pending;
-    const step = state.tail.then(() => {
-      state.pending = null;
-      return this.#step(runId);
-    });
-    state.pending = step;
-    state.tail = step.catch(() => undefined);
-    return step;
+    if (state.pending) {
+      state.pending.full ||= full;
+      return state.pending.step;
+    }
+    const pending: NonNullable<RunQueue["pending"]> = {
+      full,
+      step: state.tail.then(() => {
+        state.pending = null;
+        return this.#step(runId, pending.full);
+      }),
+    };
+    state.pending = pending;
+    state.tail = pending.step.catch(() => undefined);
+    return pending.step;
   }
 
   /**
@@ -175,7 +197,7 @@ export class RunScheduler {
         if (state.tail === tail) this.#forget(runId, state);
         return outcome;
       }
-      const run = await this.#step(runId);
+      const run = await this.#step(runId, true);
       return { outcome: "cancelled" as const, run: run ?? outcome.run };
     });
     const tail = job.catch(() => undefined);
@@ -222,7 +244,7 @@ export class RunScheduler {
     return this.#closed;
   }
 
-  #state(runId: string): RunState {
+  #state(runId: string): RunQueue {
     let state = this.#states.get(runId);
     if (!state) this.#states.set(runId, state = { tail: Promise.resolve(), pending: null });
     return state;
@@ -238,9 +260,16 @@ export class RunScheduler {
     }
   }
 
-  async #step(runId: string): Promise<RunRecord | null> {
+  /**
+   * Steps the run: its decisions read each command's status, not its output.
+   *
+   * @param full Whether to answer the run after the step, read with every target's command and
+   *   the start of its output (only a caller that shows it needs it; a sweep does not).
+   * @returns The run after the step when `full`, `null` when not or when it does not exist.
+   */
+  async #step(runId: string, full: boolean): Promise<RunRecord | null> {
     const { store, clock } = this.#options;
-    const outcome = await store.advanceRun(runId, clock.now());
+    const outcome = await store.stepRun(runId, clock.now());
     if (!outcome) {
       const state = this.#states.get(runId);
       if (state) this.#forget(runId, state);
@@ -251,47 +280,49 @@ export class RunScheduler {
       // A failed enqueue is tried again by the next step (the sweep at the latest).
       await this.#options.enqueue(run, target);
     }
-    if (outcome.toEnqueue.length > 0) run = (await store.getRun(runId)) ?? run;
+    if (outcome.toEnqueue.length > 0) run = (await store.getRunState(runId)) ?? run;
     if (run.cancelRequested) {
       // After the enqueue: a target started before the cancel and enqueued only now (its enqueue
       // failed, or the dashboard died before it) is cancelled too.
       if (await this.#cancelCommands(run)) {
         // Queued commands are final once cancelled: the run may have ended with them, and says so
         // now (its `completed_at`), not at a later step.
-        run = (await store.advanceRun(runId, clock.now()))?.run ?? run;
-      } else {
-        run = (await store.getRun(runId)) ?? run;
+        run = (await store.stepRun(runId, clock.now()))?.run ?? run;
       }
     }
+    // Read before the listeners hear of the step, as the step's own run was.
+    const shown = full ? await store.getRun(runId) : null;
     this.#watch(run);
     this.#notify(runId);
     if (run.completedAt !== null) {
       const state = this.#states.get(runId);
       if (state) this.#forget(runId, state);
     }
-    return run;
+    return shown;
   }
 
   /** Drops the run's operation queue unless a step is queued on it. */
-  #forget(runId: string, state: RunState): void {
+  #forget(runId: string, state: RunQueue): void {
     if (this.#states.get(runId) === state && state.pending === null) this.#states.delete(runId);
   }
 
   /** Cancels the run's commands not final; returns whether one of them became final. */
-  async #cancelCommands(run: RunRecord): Promise<boolean> {
+  async #cancelCommands(run: RunState): Promise<boolean> {
     let ended = false;
     for (const target of run.targets) {
       const command = target.command;
       if (!command || FINAL_STATUSES.has(command.status) || command.cancelRequested) continue;
-      const outcome = await this.#options.store.cancel(command.id, this.#options.clock.now());
-      if (outcome.outcome === "requested") this.#options.cancelRequested?.(command.id);
+      // The command's id is the target's (`<run id>:<agent id>`).
+      const id = target.commandId;
+      const outcome = await this.#options.store.cancel(id, this.#options.clock.now());
+      if (outcome.outcome === "requested") this.#options.cancelRequested?.(id);
       if (outcome.outcome === "cancelled") ended = true;
     }
     return ended;
   }
 
   /** Follows the run's started, unfinished commands; forgets the others. */
-  #watch(run: RunRecord): void {
+  #watch(run: RunState): void {
     for (const target of run.targets) {
       const follow = !this.#closed && target.startedAt !== null && !targetFinal(target);
       const current = this.#watched.get(target.commandId);
@@ -504,8 +535,8 @@ export async function enqueueRunCommand(
     RouteDeps,
     "store" | "clock" | "hub" | "leases" | "deliveryLeaseMs" | "queueTtlSecs"
   >,
-  run: RunRecord,
-  target: RunTargetRecord,
+  run: RunState,
+  target: RunTargetState,
 ): Promise<void> {
   const now = deps.clock.now();
   const outcome = await enqueueAndWake(deps, {

@@ -18,9 +18,11 @@ import {
   type AgentScope,
   type CommandRecord,
   type RunRecord,
+  type RunState,
   type RunSummary,
   type RunTargetGroup,
   type RunTargetRecord,
+  type RunTargetState,
 } from "./types.ts";
 
 /** Ids looked up at most in one statement (`CommandStore.existingCommandIds`). */
@@ -232,6 +234,18 @@ export const TARGET_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.
   LEFT JOIN results r ON r.command_id = c.id`;
 
 /**
+ * A run's targets as a step reads them ({@link TARGET_COLUMNS} without the command's other
+ * columns, its result and output: `c_status`, `c_cancel_requested`, null without a command);
+ * from {@link TARGET_STATE_FROM}.
+ */
+export const TARGET_STATE_COLUMNS = `t.position AS t_position, t.agent_id AS t_agent_id,
+  t.command_id AS t_command_id, t.offline_at_creation AS t_offline,
+  t.started_at AS t_started_at, t.skipped_at AS t_skipped_at,
+  c.status AS c_status, c.cancel_requested AS c_cancel_requested`;
+/** The tables of {@link TARGET_STATE_COLUMNS} (no `results`). */
+export const TARGET_STATE_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id`;
+
+/**
  * A run's targets counted by group (`skipped`, `started`, `status`, `count`, `first` as in
  * {@link RunTargetGroup}), for one run: followed by `WHERE t.run_id = ...` and `GROUP BY 1, 2, 3`.
  */
@@ -242,6 +256,11 @@ export const TARGET_GROUPS_SELECT = `SELECT t.skipped_at IS NOT NULL AS skipped,
 
 /** A run's row and its targets. */
 export function toRun(row: Row, targets: RunTargetRecord[]): RunRecord {
+  return { ...runFields(row), targets };
+}
+
+/** A run's row and its targets as a step reads them ({@link toTargetState}). */
+export function toRunState(row: Row, targets: RunTargetState[]): RunState {
   return { ...runFields(row), targets };
 }
 
@@ -286,13 +305,31 @@ function runFields(row: Row): Omit<RunRecord, "targets"> {
 /** A run target's row (`t_` columns) with its command's (null when it has none yet). */
 export function toTarget(row: Row): RunTargetRecord {
   return {
+    ...targetFields(row),
+    command: row.id === null || row.id === undefined ? null : outputStart(toCommand(row), row),
+  };
+}
+
+/** A row of {@link TARGET_STATE_COLUMNS} as a target; its command null when it has none yet. */
+export function toTargetState(row: Row): RunTargetState {
+  return {
+    ...targetFields(row),
+    command: row.c_status === null || row.c_status === undefined ? null : {
+      status: String(row.c_status) as CommandStatus,
+      cancelRequested: flag(row.c_cancel_requested),
+    },
+  };
+}
+
+/** A run target's own columns (`t_`). */
+function targetFields(row: Row): Omit<RunTargetRecord, "command"> {
+  return {
     position: num(row.t_position),
     agentId: String(row.t_agent_id),
     commandId: String(row.t_command_id),
     offlineAtCreation: flag(row.t_offline),
     startedAt: numOrNull(row.t_started_at),
     skippedAt: numOrNull(row.t_skipped_at),
-    command: row.id === null || row.id === undefined ? null : outputStart(toCommand(row), row),
   };
 }
 

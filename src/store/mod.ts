@@ -68,11 +68,15 @@ export type {
   CancelRunOutcome,
   CreateRunOutcome,
   NewRun,
+  RunCommandState,
   RunQuery,
   RunRecord,
+  RunState,
+  RunStepOutcome,
   RunSummary,
   RunTargetGroup,
   RunTargetRecord,
+  RunTargetState,
 } from "./types.ts";
 export {
   runCommandId,

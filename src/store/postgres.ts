@@ -44,11 +44,15 @@ import {
   TARGET_COLUMNS,
   TARGET_FROM,
   TARGET_GROUPS_SELECT,
+  TARGET_STATE_COLUMNS,
+  TARGET_STATE_FROM,
   toAgent,
   toCommand,
   toRun,
+  toRunState,
   toRunSummary,
   toTarget,
+  toTargetState,
 } from "./_rows.ts";
 import {
   isConnectionFailure,
@@ -66,8 +70,11 @@ import type {
   NewRun,
   RunQuery,
   RunRecord,
+  RunState,
+  RunStepOutcome,
   RunSummary,
   RunTargetRecord,
+  RunTargetState,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
 import {
@@ -1439,6 +1446,20 @@ export class PostgresStore implements CommandStore, SharedStore {
     return toRun(rows[0] as Row, await this.#runTargets(q, id));
   }
 
+  /** The run as a step reads it: each target's command as its status and cancel flag. */
+  async #runState(q: Querier, id: string, lock = false): Promise<RunState | null> {
+    const rows = await q.unsafe(`SELECT * FROM runs WHERE id = $1${lock ? " FOR UPDATE" : ""}`, [
+      id,
+    ]);
+    if (rows.length === 0) return null;
+    const targets = await q.unsafe(
+      `SELECT ${TARGET_STATE_COLUMNS} ${TARGET_STATE_FROM}
+       WHERE t.run_id = $1 ORDER BY t.position`,
+      [id],
+    );
+    return toRunState(rows[0] as Row, (targets as unknown as Row[]).map(toTargetState));
+  }
+
   /** {@inheritDoc CommandStore.createRun} */
   createRun(run: NewRun): Promise<CreateRunOutcome> {
     return this.#tx("create run", async (tx): Promise<CreateRunOutcome> => {
@@ -1534,37 +1555,65 @@ export class PostgresStore implements CommandStore, SharedStore {
 
   /** {@inheritDoc CommandStore.advanceRun} */
   advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
-    return this.#tx("step run", async (tx): Promise<AdvanceRunOutcome | null> => {
-      // The run's row lock orders every step of it, whichever instance makes it.
-      const run = await this.#getRun(tx, id, true);
-      if (!run) return null;
-      // The run as read, unless the step changed it: most steps (every sweep of every open run)
-      // change nothing, and a run is all its targets with their commands.
-      let after = run;
-      if (run.completedAt === null) {
-        const plan = planRun(run);
-        for (const [column, positions] of [["started_at", plan.start], ["skipped_at", plan.skip]]) {
-          if ((positions as number[]).length === 0) continue;
-          await tx.unsafe(
-            `UPDATE run_targets SET ${column} = $1 WHERE run_id = $2 AND position = ANY($3::int[])
-             AND started_at IS NULL AND skipped_at IS NULL`,
-            [now, id, positions as number[]],
-          );
-        }
-        if (plan.start.length + plan.skip.length > 0 || plan.complete) {
-          await tx.unsafe(`UPDATE runs SET updated_at = $1, completed_at = $2 WHERE id = $3`, [
-            now,
-            plan.complete ? now : null,
-            id,
-          ]);
-          after = (await this.#getRun(tx, id))!;
-        }
+    return this.#tx(
+      "step run",
+      (tx) => this.#advance(tx, id, now, (runId, lock) => this.#getRun(tx, runId, lock)),
+    );
+  }
+
+  /** {@inheritDoc CommandStore.stepRun} */
+  stepRun(id: string, now: number): Promise<RunStepOutcome | null> {
+    return this.#tx(
+      "step run",
+      (tx) => this.#advance(tx, id, now, (runId, lock) => this.#runState(tx, runId, lock)),
+    );
+  }
+
+  /** {@inheritDoc CommandStore.getRunState} */
+  getRunState(id: string): Promise<RunState | null> {
+    return this.#run("read run", (sql) => this.#runState(sql, id));
+  }
+
+  /**
+   * One step of the run (inside the transaction `tx`), deciding from the run as `read` reads it
+   * (the decision needs only each command's status) and answering it so.
+   */
+  async #advance<T extends RunTargetState>(
+    tx: Querier,
+    id: string,
+    now: number,
+    read: (id: string, lock: boolean) => Promise<(RunState & { targets: T[] }) | null>,
+  ): Promise<{ run: RunState & { targets: T[] }; toEnqueue: T[] } | null> {
+    // The run's row lock orders every step of it, whichever instance makes it.
+    const run = await read(id, true);
+    if (!run) return null;
+    // The run as read, unless the step changed it: most steps (every sweep of every open run)
+    // change nothing.
+    let after = run;
+    if (run.completedAt === null) {
+      const plan = planRun(run);
+      for (const [column, positions] of [["started_at", plan.start], ["skipped_at", plan.skip]]) {
+        if ((positions as number[]).length === 0) continue;
+        await tx.unsafe(
+          `UPDATE run_targets SET ${column} = $1 WHERE run_id = $2 AND position = ANY($3::int[])
+           AND started_at IS NULL AND skipped_at IS NULL`,
+          [now, id, positions as number[]],
+        );
       }
-      const toEnqueue = after.targets.filter((t) =>
-        t.startedAt !== null && t.skippedAt === null && t.command === null
-      );
-      return { run: after, toEnqueue };
-    });
+      if (plan.start.length + plan.skip.length > 0 || plan.complete) {
+        await tx.unsafe(`UPDATE runs SET updated_at = $1, completed_at = $2 WHERE id = $3`, [
+          now,
+          plan.complete ? now : null,
+          id,
+        ]);
+        after = (await read(id, false))!;
+      }
+    }
+    const targets: T[] = after.targets;
+    const toEnqueue = targets.filter((t) =>
+      t.startedAt !== null && t.skippedAt === null && t.command === null
+    );
+    return { run: after, toEnqueue };
   }
 
   /** {@inheritDoc CommandStore.cancelRun} */

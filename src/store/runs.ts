@@ -1,7 +1,8 @@
 /**
- * The rate control of fan-out runs, as pure functions over a {@link RunRecord}: every store
- * applies {@link planRun} inside its own transaction (so the decisions are the same everywhere),
- * and the dashboard derives a run's status and totals with {@link runStatus} and
+ * The rate control of fan-out runs, as pure functions over a {@link RunState} (its targets'
+ * commands as their status and cancel flag; a `RunRecord` is one): every store applies
+ * {@link planRun} inside its own transaction (so the decisions are the same everywhere), and the
+ * dashboard derives a run's status and totals with {@link runStatus} and
  * {@link runTotals}, from its targets or from their groups ({@link RunSummary}): what a target
  * counts as is decided once, for a {@link RunTargetGroup}, and a target is a group of one.
  *
@@ -13,7 +14,7 @@
  */
 import { FINAL_STATUSES } from "../protocol/mod.ts";
 import type { RunStatus } from "../protocol/runs.ts";
-import type { RunRecord, RunSummary, RunTargetGroup, RunTargetRecord } from "./types.ts";
+import type { RunState, RunSummary, RunTargetGroup, RunTargetState } from "./types.ts";
 
 /** What a target counts as: the fields of a {@link RunTargetGroup} the decisions read. */
 type TargetKind = Pick<RunTargetGroup, "skipped" | "started" | "status">;
@@ -28,7 +29,7 @@ export function runCommandId(runId: string, agentId: string): string {
  *
  * @param target The target.
  */
-export function targetGroup(target: RunTargetRecord): RunTargetGroup {
+export function targetGroup(target: RunTargetState): RunTargetGroup {
   return {
     skipped: target.skippedAt !== null,
     started: target.startedAt !== null,
@@ -43,7 +44,7 @@ export function targetGroup(target: RunTargetRecord): RunTargetGroup {
  *
  * @param targets Targets of one run, in position order.
  */
-export function groupTargets(targets: readonly RunTargetRecord[]): RunTargetGroup[] {
+export function groupTargets(targets: readonly RunTargetState[]): RunTargetGroup[] {
   const groups = new Map<string, RunTargetGroup>();
   for (const target of targets) {
     const group = targetGroup(target);
@@ -56,7 +57,7 @@ export function groupTargets(targets: readonly RunTargetRecord[]): RunTargetGrou
 }
 
 /** The run's targets by group, in the order of their first target. */
-function groupsOf(run: RunRecord | RunSummary): RunTargetGroup[] {
+function groupsOf(run: RunState | RunSummary): RunTargetGroup[] {
   if ("targets" in run) return groupTargets(run.targets);
   return [...run.groups].sort((a, b) => a.first - b.first);
 }
@@ -76,12 +77,12 @@ function kindState(kind: TargetKind): string {
 }
 
 /** Whether the target's part is over (skipped, or its command is final). */
-export function targetFinal(target: RunTargetRecord): boolean {
+export function targetFinal(target: RunTargetState): boolean {
   return kindFinal(targetGroup(target));
 }
 
 /** Whether the target's command ended in a failure (any final status but `success`). */
-export function targetFailed(target: RunTargetRecord): boolean {
+export function targetFailed(target: RunTargetState): boolean {
   return kindFailed(targetGroup(target));
 }
 
@@ -100,9 +101,9 @@ export interface RunPlan {
  * the next pending ones (in position order); once failures exceed `maxErrors`, or the run is
  * cancelled, skip every pending one.
  *
- * @param run The run as stored now.
+ * @param run The run as stored now (its targets' commands need only their status).
  */
-export function planRun(run: RunRecord): RunPlan {
+export function planRun(run: RunState): RunPlan {
   const pending = run.targets.filter((t) => t.startedAt === null && t.skippedAt === null);
   const active = run.targets.filter((t) => t.startedAt !== null && !targetFinal(t)).length;
   const failures = run.targets.filter(targetFailed).length;
@@ -121,7 +122,7 @@ export function planRun(run: RunRecord): RunPlan {
 }
 
 /** The state of one target: `pending`, `skipped`, `starting` or its command's status. */
-export function targetState(target: RunTargetRecord): string {
+export function targetState(target: RunTargetState): string {
   return kindState(targetGroup(target));
 }
 
@@ -131,7 +132,7 @@ export function targetState(target: RunTargetRecord): string {
  *
  * @param run The run, with its targets or their groups.
  */
-export function runTotals(run: RunRecord | RunSummary): Record<string, number> {
+export function runTotals(run: RunState | RunSummary): Record<string, number> {
   const groups = groupsOf(run);
   const totals: Record<string, number> = { total: 0 };
   let failed = 0;
@@ -154,7 +155,7 @@ export function runTotals(run: RunRecord | RunSummary): Record<string, number> {
  *
  * @param run The run, with its targets or their groups.
  */
-export function runStatus(run: RunRecord | RunSummary): RunStatus {
+export function runStatus(run: RunState | RunSummary): RunStatus {
   const groups = groupsOf(run);
   const over = groups.every(kindFinal);
   if (!over) return run.cancelRequested ? "cancelling" : "running";

@@ -68,8 +68,11 @@ import type {
   NewRun,
   RunQuery,
   RunRecord,
+  RunState,
+  RunStepOutcome,
   RunSummary,
   RunTargetRecord,
+  RunTargetState,
 } from "./types.ts";
 import { planRun } from "./runs.ts";
 import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_output.ts";
@@ -89,11 +92,15 @@ import {
   TARGET_COLUMNS,
   TARGET_FROM,
   TARGET_GROUPS_SELECT,
+  TARGET_STATE_COLUMNS,
+  TARGET_STATE_FROM,
   toAgent,
   toCommand,
   toRun,
+  toRunState,
   toRunSummary,
   toTarget,
+  toTargetState,
 } from "./_rows.ts";
 
 /** Options of {@link openSqliteStore}. */
@@ -1604,6 +1611,17 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     return row ? toRun(row, this.#runTargets(id)) : null;
   }
 
+  /** The run as a step reads it: each target's command as its status and cancel flag. */
+  #runState(id: string): RunState | null {
+    const row = this.#stmt("SELECT * FROM runs WHERE id = ?").get(id) as Row | undefined;
+    if (!row) return null;
+    const targets = this.#stmt(
+      `SELECT ${TARGET_STATE_COLUMNS} ${TARGET_STATE_FROM}
+       WHERE t.run_id = ? ORDER BY t.position`,
+    ).all(id) as Row[];
+    return toRunState(row, targets.map(toTargetState));
+  }
+
   /** {@inheritDoc CommandStore.createRun} */
   createRun(run: NewRun): Promise<CreateRunOutcome> {
     return this.#run(() => {
@@ -1685,38 +1703,61 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
 
   /** {@inheritDoc CommandStore.advanceRun} */
   advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null> {
-    return this.#run(() => {
-      return this.#tx((): AdvanceRunOutcome | null => {
-        const run = this.#getRunRow(id);
-        if (!run) return null;
-        // The run as read, unless the step changed it: most steps (every sweep of every open
-        // run) change nothing, and a run is all its targets with their commands.
-        let after = run;
-        if (run.completedAt === null) {
-          const plan = planRun(run);
-          const mark = (column: "started_at" | "skipped_at", positions: number[]) => {
-            const update = this.#stmt(
-              `UPDATE run_targets SET ${column} = ? WHERE run_id = ? AND position = ?
-               AND started_at IS NULL AND skipped_at IS NULL`,
-            );
-            for (const position of positions) update.run(now, id, position);
-          };
-          mark("started_at", plan.start);
-          mark("skipped_at", plan.skip);
-          const changed = plan.start.length + plan.skip.length > 0 || plan.complete;
-          if (changed) {
-            this.#stmt(
-              `UPDATE runs SET updated_at = ?, completed_at = ? WHERE id = ?`,
-            ).run(now, plan.complete ? now : null, id);
-            after = this.#getRunRow(id) as RunRecord;
-          }
-        }
-        const toEnqueue = after.targets.filter((t) =>
-          t.startedAt !== null && t.skippedAt === null && t.command === null
+    return this.#run(() =>
+      this.#tx(() => this.#advance(id, now, (runId) => this.#getRunRow(runId)))
+    );
+  }
+
+  /** {@inheritDoc CommandStore.stepRun} */
+  stepRun(id: string, now: number): Promise<RunStepOutcome | null> {
+    return this.#run(() =>
+      this.#tx(() => this.#advance(id, now, (runId) => this.#runState(runId)))
+    );
+  }
+
+  /** {@inheritDoc CommandStore.getRunState} */
+  getRunState(id: string): Promise<RunState | null> {
+    return this.#run(() => this.#runState(id));
+  }
+
+  /**
+   * One step of the run (inside a transaction), deciding from the run as `read` reads it (the
+   * decision needs only each command's status) and answering it so.
+   */
+  #advance<T extends RunTargetState>(
+    id: string,
+    now: number,
+    read: (id: string) => (RunState & { targets: T[] }) | null,
+  ): { run: RunState & { targets: T[] }; toEnqueue: T[] } | null {
+    const run = read(id);
+    if (!run) return null;
+    // The run as read, unless the step changed it: most steps (every sweep of every open run)
+    // change nothing.
+    let after = run;
+    if (run.completedAt === null) {
+      const plan = planRun(run);
+      const mark = (column: "started_at" | "skipped_at", positions: number[]) => {
+        const update = this.#stmt(
+          `UPDATE run_targets SET ${column} = ? WHERE run_id = ? AND position = ?
+           AND started_at IS NULL AND skipped_at IS NULL`,
         );
-        return { run: after, toEnqueue };
-      });
-    });
+        for (const position of positions) update.run(now, id, position);
+      };
+      mark("started_at", plan.start);
+      mark("skipped_at", plan.skip);
+      const changed = plan.start.length + plan.skip.length > 0 || plan.complete;
+      if (changed) {
+        this.#stmt(
+          `UPDATE runs SET updated_at = ?, completed_at = ? WHERE id = ?`,
+        ).run(now, plan.complete ? now : null, id);
+        after = read(id)!;
+      }
+    }
+    const targets: T[] = after.targets;
+    const toEnqueue = targets.filter((t) =>
+      t.startedAt !== null && t.skippedAt === null && t.command === null
+    );
+    return { run: after, toEnqueue };
   }
 
   /** {@inheritDoc CommandStore.cancelRun} */

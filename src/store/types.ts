@@ -430,6 +430,35 @@ export interface RunTargetRecord {
   command: CommandRecord | null;
 }
 
+/**
+ * What a step of a run reads of a target's command ({@link RunTargetState}): no more than the
+ * rate control and the scheduler decide from.
+ */
+export interface RunCommandState {
+  /** The command's status. */
+  status: CommandStatus;
+  /** An operator asked to cancel it. */
+  cancelRequested: boolean;
+}
+
+/**
+ * A run's target as a step reads it ({@link CommandStore.stepRun}): a {@link RunTargetRecord}
+ * whose command is its status and cancel flag alone (no result, no output).
+ */
+export interface RunTargetState extends Omit<RunTargetRecord, "command"> {
+  /** The command's status and cancel flag, once it exists. */
+  command: RunCommandState | null;
+}
+
+/**
+ * A run as a step reads it ({@link CommandStore.stepRun}): its own fields, and its targets as
+ * {@link RunTargetState}. A {@link RunRecord} is one too.
+ */
+export interface RunState extends Omit<RunRecord, "targets"> {
+  /** The targets, in `position` order. */
+  targets: RunTargetState[];
+}
+
 /** A run in the store. Times are in ms since the epoch. */
 export interface RunRecord {
   /** The run id. */
@@ -527,6 +556,14 @@ export interface AdvanceRunOutcome {
    * (ids are fixed, so an enqueue repeated after a crash is a duplicate).
    */
   toEnqueue: RunTargetRecord[];
+}
+
+/** Outcome of {@link CommandStore.stepRun}: {@link AdvanceRunOutcome} without output. */
+export interface RunStepOutcome {
+  /** The run after the step, its targets' commands as status and cancel flag. */
+  run: RunState;
+  /** As {@link AdvanceRunOutcome.toEnqueue}. */
+  toEnqueue: RunTargetState[];
 }
 
 /** Outcome of {@link CommandStore.cancelRun}. */
@@ -785,6 +822,20 @@ export interface CommandStore extends AsyncDisposable {
    * @returns `null` when no such run exists.
    */
   advanceRun(id: string, now: number): Promise<AdvanceRunOutcome | null>;
+  /**
+   * The step of {@link CommandStore.advanceRun}, deciding the same and answering the run as it
+   * decided from: each target's command read as its status and cancel flag only, not with its
+   * result and output (the run sweep steps every open run every few seconds, and most steps change
+   * nothing; read the whole run with `getRun` when it is to be shown).
+   *
+   * @returns `null` when no such run exists.
+   */
+  stepRun(id: string, now: number): Promise<RunStepOutcome | null>;
+  /**
+   * The run as {@link CommandStore.stepRun} reads it (each command as status and cancel flag),
+   * or `null`.
+   */
+  getRunState(id: string): Promise<RunState | null>;
   /** Records an operator's cancel of a run and skips its targets not started. */
   cancelRun(id: string, now: number): Promise<CancelRunOutcome>;
 

@@ -4,6 +4,7 @@
  * table and exit code, cancel, and bad targets.
  */
 import assert from "node:assert/strict";
+import { type SQLInputValue, StatementSync } from "node:sqlite";
 import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
 import { createApp, startServer } from "../../src/server/mod.ts";
@@ -535,9 +536,126 @@ Deno.test("a sweep reads the ids of the open runs, not the runs, then steps each
     await dashboard.runs.sweep();
     assert.equal(calls.get("listRuns"), undefined, "the runs' targets are not listed");
     assert.equal(calls.get("listOpenRunIds"), 1);
-    assert.equal(calls.get("advanceRun"), 2, "each open run is stepped once");
+    assert.equal(calls.get("stepRun"), 2, "each open run is stepped once");
+    assert.equal(calls.get("advanceRun"), undefined, "the steps read no command output");
     assert.equal(calls.get("getRun"), undefined, "nothing to enqueue: the step's run is used");
+    assert.equal(calls.get("getRunState"), undefined);
   } finally {
+    await dashboard.close();
+  }
+});
+
+Deno.test("a sweep reads no command output; a step asked for its run answers all of it", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const now = Date.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  // Counts the statements that read a run's targets, and those of them that read output.
+  const all = StatementSync.prototype.all;
+  let reads = 0;
+  let output = 0;
+  StatementSync.prototype.all = function (this: StatementSync, ...args: SQLInputValue[]) {
+    if (/FROM run_targets/.test(this.sourceSQL)) {
+      reads++;
+      if (/stdout|stderr/.test(this.sourceSQL)) output++;
+    }
+    return all.apply(this, args as Parameters<typeof all>);
+  } as typeof all;
+  try {
+    // The first sweep starts a1; a1 runs and prints; the next starts a2; the last changes nothing.
+    await dashboard.runs.sweep();
+    const claimed = await inner.claimNext({
+      agentId: "a1",
+      deploymentHash: "default",
+      now,
+      deliveryLeaseMs: 30_000,
+    });
+    assert.equal(claimed?.id, "r:a1");
+    await inner.report({
+      commandId: "r:a1",
+      agentId: "a1",
+      attempt: 1,
+      status: "success",
+      result: {
+        exitCode: 0,
+        signal: null,
+        durationSecs: 0.01,
+        stdout: `hello from a1\n${"x".repeat(8000)}`,
+        stderr: "",
+        stdoutTruncatedBytes: 0,
+        stderrTruncatedBytes: 0,
+      },
+      error: null,
+      startedAt: null,
+      completedAt: null,
+      now,
+    });
+    await dashboard.runs.sweep();
+    await dashboard.runs.sweep();
+    assert.deepEqual((await inner.listCommands({ limit: 10 })).map((c) => c.id).sort(), [
+      "r:a1",
+      "r:a2",
+    ]);
+    assert.ok(reads >= 3, `${reads} reads of the run's targets`);
+    assert.equal(output, 0, "no step of a sweep read output");
+    assert.equal(calls.get("getRun"), undefined);
+    // The operator's step (a run's creation, a cancel) answers the run as getRun reads it.
+    const run = await dashboard.runs.advance("r");
+    assert.equal(output, 1);
+    assert.deepEqual(run, await inner.getRun("r"));
+    assert.equal(firstLine(run?.targets[0].command ?? null), "hello from a1");
+  } finally {
+    StatementSync.prototype.all = all;
+    await dashboard.close();
+  }
+});
+
+Deno.test("a step asked for its run while a sweep's step is queued shares that step", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const now = Date.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  // The first step waits for `release`, so that the next ones queue behind it.
+  let steps = 0;
+  let listed = false;
+  const { promise: held, resolve: release } = Promise.withResolvers<void>();
+  const store = new Proxy(inner, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (key === "stepRun") {
+        return async (id: string, at: number) => {
+          if (++steps === 1) await held;
+          return await target.stepRun(id, at);
+        };
+      }
+      if (key === "listOpenRunIds") {
+        return (limit: number) =>
+          target.listOpenRunIds(limit).then((ids) => {
+            listed = true;
+            return ids;
+          });
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
+  try {
+    const first = dashboard.runs.advance("r");
+    await until(() => steps === 1, "the first step began");
+    const swept = dashboard.runs.sweep();
+    await until(() => listed, "the sweep queued its step");
+    const shared = dashboard.runs.advance("r");
+    release();
+    assert.notEqual((await first)?.targets[0].startedAt, null, "the first step started a1");
+    await swept;
+    assert.equal(steps, 2, "the operator's step is the sweep's");
+    assert.deepEqual(await shared, await inner.getRun("r"), "and answers the run");
+  } finally {
+    release();
     await dashboard.close();
   }
 });

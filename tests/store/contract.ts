@@ -13,6 +13,7 @@ import {
   type CommandStore,
   type NewRun,
   type ReportInput,
+  type RunRecord,
   runStatus,
   runTotals,
 } from "../../src/store/mod.ts";
@@ -1314,6 +1315,79 @@ export function runStoreContract(
     assert.deepEqual(ended, { run: await store.getRun("r"), toEnqueue: [] });
     assert.deepEqual(ended?.run, done?.run);
   });
+
+  test(
+    "a step read without output decides as advanceRun does and answers each command's status",
+    async (store) => {
+      /** The run as stepRun and getRunState read it: each command as its status and flag. */
+      const stateOf = (run: RunRecord | null) =>
+        run && {
+          ...run,
+          targets: run.targets.map(({ command, ...target }) => ({
+            ...target,
+            command: command && {
+              status: command.status,
+              cancelRequested: command.cancelRequested,
+            },
+          })),
+        };
+      /** A step by stepRun, checked against the whole run read after it. */
+      const step = async (now: number) => {
+        const outcome = await store.stepRun("r", now);
+        assert.ok(outcome);
+        const run = await store.getRun("r");
+        assert.deepEqual(outcome.run, stateOf(run));
+        assert.deepEqual(await store.getRunState("r"), stateOf(run));
+        assert.deepEqual(
+          outcome.toEnqueue,
+          outcome.run.targets.filter((t) => t.startedAt !== null && t.command === null),
+        );
+        assert.equal(JSON.stringify(runTotals(outcome.run)), JSON.stringify(runTotals(run!)));
+        return outcome;
+      };
+      assert.equal(await store.stepRun("nope", T0), null);
+      assert.equal(await store.getRunState("nope"), null);
+      await store.createRun(newRun("r", ["a1", "a2", "a3", "a4"], {
+        maxConcurrency: 2,
+        maxErrors: 0,
+      }));
+      const first = await step(T0 + 1);
+      assert.deepEqual(first.toEnqueue.map((t) => t.commandId), ["r:a1", "r:a2"]);
+      assert.deepEqual(first.run.targets.map((t) => t.startedAt), [T0 + 1, T0 + 1, null, null]);
+      // Not enqueued yet (a crash): nothing changes, and they are still to enqueue.
+      const again = await step(T0 + 2);
+      assert.equal(again.run.updatedAt, T0 + 1, "not touched");
+      assert.deepEqual(again.toEnqueue.map((t) => t.commandId), ["r:a1", "r:a2"]);
+      await finish(store, "r:a1", "a1", "success");
+      await enqueue(store, "r:a2", { agentId: "a2" });
+      const next = await step(T0 + 3);
+      assert.deepEqual(next.toEnqueue.map((t) => t.commandId), ["r:a3"]);
+      assert.deepEqual(next.run.targets.map((t) => t.command), [
+        { status: "success", cancelRequested: false },
+        { status: "queued", cancelRequested: false },
+        null,
+        null,
+      ]);
+      // a3 fails: more than max_errors (0), so a4 is skipped; a2 goes on.
+      await finish(store, "r:a3", "a3", "failed");
+      const skipped = await step(T0 + 4);
+      assert.deepEqual(skipped.run.targets.map((t) => t.skippedAt), [null, null, null, T0 + 4]);
+      assert.equal(skipped.run.completedAt, null, "r:a2 is queued");
+      assert.equal((await claim(store, "a2"))?.id, "r:a2");
+      assert.equal((await store.cancel("r:a2", T0 + 5)).outcome, "requested");
+      const asked = await step(T0 + 5);
+      assert.deepEqual(asked.run.targets[1].command, {
+        status: "delivered",
+        cancelRequested: true,
+      });
+      await store.report(report({ id: "r:a2", agentId: "a2" }));
+      const done = await step(T0 + 6);
+      assert.equal(done.run.completedAt, T0 + 6);
+      assert.equal(runStatus(done.run), "failed");
+      const ended = await step(T0 + 7);
+      assert.deepEqual(ended.run, done.run, "an ended run is not touched");
+    },
+  );
 
   test("after more than max_errors failures the rest is skipped", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2", "a3", "a4"], {

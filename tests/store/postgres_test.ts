@@ -633,13 +633,69 @@ Deno.test({
       })),
       now: T0,
     });
+    // Steps that answer the whole run and steps that read each command's status take one lock.
     const steps = await Promise.all(
-      cluster.stores.flatMap((store) => [store.advanceRun("r", T0), store.advanceRun("r", T0)]),
+      cluster.stores.flatMap((store) => [
+        store.advanceRun("r", T0),
+        store.advanceRun("r", T0),
+        store.stepRun("r", T0),
+      ]),
     );
     const started = new Set(steps.flatMap((step) => step!.toEnqueue.map((t) => t.agentId)));
     assert.deepEqual([...started].sort(), ["a0", "a1", "a2"]);
     const run = await cluster.stores[1].getRun("r");
     assert.equal(run!.targets.filter((t) => t.startedAt !== null).length, 3);
+  },
+});
+
+Deno.test({
+  name: "postgres store: a step that reads each command's status waits for another's step",
+  ignore,
+  async fn() {
+    await using cluster = await instances(1);
+    const [store] = cluster.stores;
+    await store.createRun({
+      id: "r",
+      name: "uname",
+      params: {},
+      target: { agents: ["a0", "a1"] },
+      fingerprint: "fp",
+      maxConcurrency: 1,
+      maxConcurrencySpec: 1,
+      maxErrors: null,
+      targets: ["a0", "a1"].map((agentId) => ({
+        agentId,
+        commandId: `r:${agentId}`,
+        offlineAtCreation: false,
+      })),
+      now: T0,
+    });
+    const sql = postgres(cluster.url, { max: 2, onnotice: () => {} });
+    try {
+      // Another instance's step holds the run's lock and skips a0 (as a cancel of a0 would).
+      let step: ReturnType<typeof store.stepRun> | undefined;
+      await sql.begin(async (tx) => {
+        await tx`SELECT id FROM runs WHERE id = 'r' FOR UPDATE`;
+        await tx`UPDATE run_targets SET skipped_at = ${T0} WHERE run_id = 'r' AND position = 0`;
+        step = store.stepRun("r", T0 + 1);
+        await until(
+          async () =>
+            (await sql`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+              AND wait_event_type = 'Lock'`).length > 0,
+          "the step waits for a lock",
+        );
+      });
+      // It decided from a0 skipped (a step that read before the lock would have started a0, as
+      // stored before, and found it skipped when writing): a1 starts.
+      const outcome = await step;
+      assert.deepEqual(outcome?.toEnqueue.map((t) => t.agentId), ["a1"]);
+      assert.deepEqual(outcome?.run.targets.map((t) => [t.skippedAt, t.startedAt]), [
+        [T0, null],
+        [null, T0 + 1],
+      ]);
+    } finally {
+      await sql.end();
+    }
   },
 });
 

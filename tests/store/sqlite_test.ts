@@ -790,3 +790,95 @@ Deno.test("sqlite store reads a run's targets once for a step that changes nothi
     StatementSync.prototype.all = all;
   }
 });
+
+Deno.test("sqlite store steps a run without reading its commands' results or output", async () => {
+  await using store = openSqliteStore(":memory:");
+  const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
+  const agents = ["a1", "a2", "a3"];
+  await store.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents },
+    fingerprint: "fp",
+    maxConcurrency: 2,
+    maxConcurrencySpec: 2,
+    maxErrors: null,
+    targets: agents.map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now: T0,
+  });
+  await store.advanceRun("r", T0);
+  // a1 ran and printed; a2 is queued.
+  for (const agentId of ["a1", "a2"]) {
+    await store.enqueue({
+      id: `r:${agentId}`,
+      agentId,
+      name: "echo hi",
+      params: {},
+      fingerprint: "fp",
+      now: T0,
+    });
+  }
+  const claimed = await store.claimNext({
+    agentId: "a1",
+    deploymentHash: "default",
+    now: T0,
+    deliveryLeaseMs: 30_000,
+  });
+  assert.equal(claimed?.id, "r:a1");
+  await store.report({
+    commandId: "r:a1",
+    agentId: "a1",
+    attempt: 1,
+    status: "success",
+    result: {
+      exitCode: 0,
+      signal: null,
+      durationSecs: 0.01,
+      stdout: `hi\n${"x".repeat(8000)}`,
+      stderr: "",
+      stdoutTruncatedBytes: 0,
+      stderrTruncatedBytes: 0,
+    },
+    error: null,
+    startedAt: null,
+    completedAt: null,
+    now: T0 + 1,
+  });
+  // Counts the statements that read a run's targets, and those of them that read results.
+  const all = StatementSync.prototype.all;
+  let reads = 0;
+  let results = 0;
+  StatementSync.prototype.all = function (this: StatementSync, ...args: SQLInputValue[]) {
+    if (/FROM run_targets t LEFT JOIN commands/.test(this.sourceSQL)) {
+      reads++;
+      if (/results|stdout/.test(this.sourceSQL)) results++;
+    }
+    return all.apply(this, args as Parameters<typeof all>);
+  } as typeof all;
+  try {
+    const step = await store.stepRun("r", T0 + 2);
+    assert.deepEqual(step?.toEnqueue.map((t) => t.commandId), ["r:a3"]);
+    assert.deepEqual([reads, results], [2, 0], "a step that starts a3 reads the run twice");
+    reads = 0;
+    const unchanged = await store.stepRun("r", T0 + 3);
+    assert.deepEqual(unchanged?.run.targets.map((t) => t.command?.status ?? null), [
+      "success",
+      "queued",
+      null,
+    ]);
+    assert.deepEqual([reads, results], [1, 0], "a step that changes nothing reads it once");
+    assert.deepEqual(await store.getRunState("r"), unchanged?.run);
+    assert.deepEqual([reads, results], [2, 0]);
+    // advanceRun answers the whole run: it reads the start of each command's output.
+    const whole = await store.advanceRun("r", T0 + 4);
+    assert.equal(whole?.run.targets[0].command?.result?.stdout?.slice(0, 3), "hi\n");
+    assert.deepEqual([reads, results], [3, 1]);
+  } finally {
+    StatementSync.prototype.all = all;
+  }
+});
