@@ -10,7 +10,8 @@
  *   a command reads its status alone; a chunk of its live output reads nothing), and every
  *   `sweepMs` for every open run (after a restart, and for changes made by another dashboard
  *   instance). It reads each command's status, not its output: the whole run is read only for
- *   a caller that shows it. The commands have fixed ids (`<run id>:<agent id>`), so a step
+ *   a caller that shows it, and the run's event streams are told to read it only when something
+ *   in it changed. The commands have fixed ids (`<run id>:<agent id>`), so a step
  *   repeated after a crash enqueues nothing twice.
  * - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (server-sent
  *   `status` events with the whole run, then `end`), `POST /api/v1/runs/{id}/cancel`.
@@ -100,7 +101,7 @@ interface RunQueue {
   pending: { step: Promise<RunRecord | null>; full: boolean } | null;
   /**
    * The run as its listeners were last told of it (the scheduler's own copy: a command's change
-   * is written into it), or `null`.
+   * is written into it), or `null`: they are told of the next step whatever it finds.
    */
   told: RunState | null;
 }
@@ -228,8 +229,9 @@ export class RunScheduler {
   }
 
   /**
-   * Calls `listener` whenever the run or one of its commands changes (not when a command's live
-   * output grew).
+   * Calls `listener` whenever the run or one of its commands changes: something started, was
+   * skipped or ended, a command's status or cancel flag changed, the run was cancelled or ended
+   * (not when a command's live output grew, nor at a step that changed nothing).
    *
    * @param runId The run.
    * @param listener Reads the store itself.
@@ -310,9 +312,13 @@ export class RunScheduler {
     // Read before the listeners hear of the step, as the step's own run was.
     const shown = full ? await store.getRun(runId) : null;
     this.#watch(run);
+    // Listeners read the whole run again: only when the step found it changed (most steps, the
+    // sweep's of every open run, change nothing).
     const state = this.#states.get(runId);
-    if (state) state.told = run;
-    this.#notify(runId);
+    if (!state || !sameRunState(state.told, run)) {
+      if (state) state.told = run;
+      this.#notify(runId);
+    }
     if (run.completedAt !== null && state) this.#forget(runId, state);
     return shown;
   }
@@ -421,6 +427,23 @@ function sameCommandState(a: RunCommandState | null, b: RunCommandState | null):
   if (a === null || b === null) return a === b;
   return a.status === b.status && a.cancelRequested === b.cancelRequested &&
     a.updatedAt === b.updatedAt;
+}
+
+/**
+ * Whether a run reads the same in both: its cancel and completion, and each target's start, skip
+ * and command. `a` `null`: no.
+ */
+function sameRunState(a: RunState | null, b: RunState): boolean {
+  if (a === null || a.targets.length !== b.targets.length) return false;
+  if (
+    a.cancelRequested !== b.cancelRequested || a.completedAt !== b.completedAt ||
+    a.updatedAt !== b.updatedAt
+  ) return false;
+  return a.targets.every((t, i) => {
+    const u = b.targets[i];
+    return t.commandId === u.commandId && t.startedAt === u.startedAt &&
+      t.skippedAt === u.skippedAt && sameCommandState(t.command, u.command);
+  });
 }
 
 function iso(ms: number | null): string | null {

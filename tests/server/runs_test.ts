@@ -736,6 +736,128 @@ Deno.test("a run's command streaming output is not read; a burst of its changes 
   }
 });
 
+Deno.test("a step that changes nothing tells no listener of the run; one that does tells them", async (t) => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, scheduler, clock } = countedScheduler(inner);
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  let told = 0;
+  const unsubscribe = scheduler.subscribe("r", () => told++);
+  try {
+    await t.step("the first step starts a1", async () => {
+      await scheduler.sweep();
+      assert.equal(told, 1);
+      assert.notEqual(await inner.getCommand("r:a1"), null);
+    });
+    await t.step("sweeps with nothing new: nobody is told", async () => {
+      for (let i = 0; i < 3; i++) await scheduler.sweep();
+      assert.equal(told, 1);
+    });
+    await t.step(
+      "a change nobody published (another dashboard's) is told at the sweep",
+      async () => {
+        // The inner store: no event says so.
+        await inner.claimNext({
+          agentId: "a1",
+          deploymentHash: "default",
+          now,
+          deliveryLeaseMs: 1,
+        });
+        await scheduler.sweep();
+        assert.equal(told, 2);
+        await scheduler.sweep();
+        assert.equal(told, 2);
+      },
+    );
+    await t.step("a report keeping the status (cancelled) is a change too", async () => {
+      // a1's lease ends with a cancel asked: the dashboard cancels it; then a1 reports it.
+      assert.equal((await inner.cancel("r:a1", now + 1)).outcome, "requested");
+      await inner.requeueExpired(now + 2, 3);
+      assert.equal((await inner.getCommand("r:a1"))?.status, "cancelled");
+      await scheduler.sweep();
+      const after = told;
+      await inner.report({
+        commandId: "r:a1",
+        agentId: "a1",
+        attempt: 1,
+        status: "cancelled",
+        result: null,
+        error: "stopped by the agent",
+        startedAt: null,
+        completedAt: null,
+        now: now + 3,
+      });
+      assert.equal((await inner.getCommand("r:a1"))?.status, "cancelled");
+      await scheduler.sweep();
+      assert.equal(told, after + 1);
+    });
+    await t.step("a cancel tells them", async () => {
+      const before = told;
+      assert.equal((await scheduler.cancel("r")).outcome, "cancelled");
+      assert.equal(told, before + 1);
+      assert.equal((await store.getRun("r"))?.cancelRequested, true);
+    });
+  } finally {
+    unsubscribe();
+    scheduler.close();
+  }
+});
+
+Deno.test("a run's event stream reads the run when it changed, not at every sweep", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const clock = new FakeClock();
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  const dashboard = createApp({
+    store,
+    clock,
+    devMode: true,
+    autoExpireLeases: false,
+    runSweepMs: 0,
+  });
+  const abort = new AbortController();
+  try {
+    await dashboard.runs.sweep();
+    const response = await dashboard.app.request("/api/v1/runs/r/events", {
+      signal: abort.signal,
+    });
+    const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
+    const first = (await events.next()).value!;
+    assert.equal(first.event, "status");
+    assert.deepEqual(JSON.parse(first.data).agents.map((a: { state: string }) => a.state), [
+      "queued",
+      "pending",
+    ]);
+    // Past the stream's pause between two reads: it waits to be told.
+    await clock.advanceAsync(100);
+    await settle();
+    calls.clear();
+    for (let i = 0; i < 3; i++) await dashboard.runs.sweep();
+    await settle();
+    await clock.advanceAsync(100);
+    await settle();
+    assert.equal(calls.get("getRun"), undefined, "sweeps that changed nothing");
+    // Another dashboard delivers a1 (no event says so here): the sweep sees it.
+    await inner.claimNext({ agentId: "a1", deploymentHash: "default", now, deliveryLeaseMs: 1 });
+    await dashboard.runs.sweep();
+    const next = (await events.next()).value!;
+    assert.equal(next.event, "status");
+    assert.deepEqual(JSON.parse(next.data).agents.map((a: { state: string }) => a.state), [
+      "delivered",
+      "pending",
+    ]);
+    assert.equal(calls.get("getRun"), 1);
+  } finally {
+    abort.abort();
+    await dashboard.close();
+  }
+});
+
 Deno.test("a step asked for its run while a sweep's step is queued shares that step", async () => {
   using _logs = captureLogs();
   await using inner = openSqliteStore(":memory:");
