@@ -26,9 +26,15 @@ import { type Clock, systemClock } from "./clock.ts";
 
 const log = logger("server", "events");
 
+/**
+ * What changed of a command: `output` when only its live output grew (a chunk was stored: its
+ * status, cancel flag and result are as they were), `any` otherwise (or when it is not known).
+ */
+export type CommandChange = "output" | "any";
+
 /** Wakes the open event streams of a command when it changes. */
 export class CommandEvents {
-  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #listeners = new Map<string, Set<(change: CommandChange) => void>>();
   #closed = false;
 
   /** Whether {@link CommandEvents.close} was called: open streams end, new ones end at once. */
@@ -40,7 +46,7 @@ export class CommandEvents {
   close(): void {
     this.#closed = true;
     for (const set of [...this.#listeners.values()]) {
-      for (const listener of [...set]) listener();
+      for (const listener of [...set]) listener("any");
     }
   }
 
@@ -48,10 +54,10 @@ export class CommandEvents {
    * Calls `listener` whenever the command changes, until the returned function is called.
    *
    * @param commandId The command.
-   * @param listener Called with no arguments; it should read the store.
+   * @param listener Called with what changed; it should read the store.
    * @returns Unsubscribes.
    */
-  subscribe(commandId: string, listener: () => void): () => void {
+  subscribe(commandId: string, listener: (change: CommandChange) => void): () => void {
     let set = this.#listeners.get(commandId);
     if (!set) {
       set = new Set();
@@ -70,13 +76,14 @@ export class CommandEvents {
    * Says that a command changed.
    *
    * @param commandId The command.
+   * @param change What changed: `output` only when nothing but its live output did.
    */
-  publish(commandId: string): void {
+  publish(commandId: string, change: CommandChange = "any"): void {
     const set = this.#listeners.get(commandId);
     if (!set) return;
     for (const listener of [...set]) {
       try {
-        listener();
+        listener(change);
       } catch (error) {
         log.warning("an event listener failed: {error}", { error });
       }

@@ -122,7 +122,8 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
     appendOutput(result, args) {
       const outcome = result as AppendOutputOutcome;
       if (outcome.outcome !== "stored") return;
-      events.publish((args[0] as OutputChunkInput).commandId);
+      // Its live output alone: the command's status and result are as they were.
+      events.publish((args[0] as OutputChunkInput).commandId, "output");
       metrics?.outputBytes.inc(outcome.bytes);
     },
   };

@@ -6,10 +6,12 @@
  *   records the agents it chose (and which were offline), and starts the first commands.
  * - {@link RunScheduler} keeps each open run going: a step (`CommandStore.stepRun`, one
  *   transaction) starts commands up to `max_concurrency` and skips the rest once more than
- *   `max_errors` failed; the step runs when one of the run's commands changes, and every
+ *   `max_errors` failed; the step runs when one of the run's commands becomes final (a change of
+ *   a command reads its status alone; a chunk of its live output reads nothing), and every
  *   `sweepMs` for every open run (after a restart, and for changes made by another dashboard
  *   instance). It reads each command's status, not its output: the whole run is read only for
- *   a caller that shows it. The commands have fixed ids (`<run id>:<agent id>`), so a step
+ *   a caller that shows it, and the run's event streams are told to read it only when something
+ *   in it changed. The commands have fixed ids (`<run id>:<agent id>`), so a step
  *   repeated after a crash enqueues nothing twice.
  * - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (server-sent
  *   `status` events with the whole run, then `end`), `POST /api/v1/runs/{id}/cancel`.
@@ -36,6 +38,7 @@ import {
   type CommandRecord,
   type CommandStore,
   runCommandId,
+  type RunCommandState,
   type RunRecord,
   type RunState,
   runStatus,
@@ -50,7 +53,7 @@ import {
 import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import type { Clock, TimerId } from "./clock.ts";
-import type { CommandEvents } from "./events.ts";
+import type { CommandChange, CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
 import { refuseMistypedQuery } from "./query.ts";
 import { assertPossibleId } from "./ids.ts";
@@ -96,6 +99,16 @@ interface RunQueue {
    * after it (read then, with every target's command and output).
    */
   pending: { step: Promise<RunRecord | null>; full: boolean } | null;
+  /**
+   * The run as its listeners were last told of it (the scheduler's own copy: a command's change
+   * is written into it), or `null`: they are told of the next step whatever it finds.
+   */
+  told: RunState | null;
+}
+
+/** A read under way of a changed command's status: `again` when it changed since it began. */
+interface CommandCheck {
+  again: boolean;
 }
 
 /**
@@ -107,6 +120,8 @@ export class RunScheduler {
   readonly #states = new Map<string, RunQueue>();
   /** Command id → unsubscribe, for started commands that are not final. */
   readonly #watched = new Map<string, () => void>();
+  /** Command id → its status read under way (changes meanwhile make one more read, not one each). */
+  readonly #checks = new Map<string, CommandCheck>();
   readonly #listeners = new Map<string, Set<() => void>>();
   #timer: TimerId | undefined;
   #closed = false;
@@ -214,7 +229,9 @@ export class RunScheduler {
   }
 
   /**
-   * Calls `listener` whenever the run or one of its commands changes.
+   * Calls `listener` whenever the run or one of its commands changes: something started, was
+   * skipped or ended, a command's status or cancel flag changed, the run was cancelled or ended
+   * (not when a command's live output grew, nor at a step that changed nothing).
    *
    * @param runId The run.
    * @param listener Reads the store itself.
@@ -246,7 +263,9 @@ export class RunScheduler {
 
   #state(runId: string): RunQueue {
     let state = this.#states.get(runId);
-    if (!state) this.#states.set(runId, state = { tail: Promise.resolve(), pending: null });
+    if (!state) {
+      this.#states.set(runId, state = { tail: Promise.resolve(), pending: null, told: null });
+    }
     return state;
   }
 
@@ -293,11 +312,14 @@ export class RunScheduler {
     // Read before the listeners hear of the step, as the step's own run was.
     const shown = full ? await store.getRun(runId) : null;
     this.#watch(run);
-    this.#notify(runId);
-    if (run.completedAt !== null) {
-      const state = this.#states.get(runId);
-      if (state) this.#forget(runId, state);
+    // Listeners read the whole run again: only when the step found it changed (most steps, the
+    // sweep's of every open run, change nothing).
+    const state = this.#states.get(runId);
+    if (!state || !sameRunState(state.told, run)) {
+      if (state) state.told = run;
+      this.#notify(runId);
     }
+    if (run.completedAt !== null && state) this.#forget(runId, state);
     return shown;
   }
 
@@ -327,9 +349,10 @@ export class RunScheduler {
       const follow = !this.#closed && target.startedAt !== null && !targetFinal(target);
       const current = this.#watched.get(target.commandId);
       if (follow && !current) {
+        const { position, commandId } = target;
         const unsubscribe = this.#options.events.subscribe(
-          target.commandId,
-          () => this.#commandChanged(run.id, target.commandId),
+          commandId,
+          (change) => this.#commandChanged(run.id, position, commandId, change),
         );
         this.#watched.set(target.commandId, unsubscribe);
       } else if (!follow && current) {
@@ -339,13 +362,88 @@ export class RunScheduler {
     }
   }
 
-  #commandChanged(runId: string, commandId: string): void {
-    this.#notify(runId);
-    // Output chunks change a command too: step only when it became final.
-    this.#options.store.getCommand(commandId).then((command) => {
-      if (command && FINAL_STATUSES.has(command.status)) return this.advance(runId);
-    }).catch((error) => log.warning("run {runId} step failed: {error}", { runId, error }));
+  #commandChanged(
+    runId: string,
+    position: number,
+    commandId: string,
+    change: CommandChange,
+  ): void {
+    // A chunk of live output: the command's status and result, all a run shows of it, are as
+    // they were.
+    if (change === "output") return;
+    const under = this.#checks.get(commandId);
+    if (under) {
+      // Read again once the read under way is done: a burst of changes is one or two reads.
+      under.again = true;
+      return;
+    }
+    const check: CommandCheck = { again: true };
+    this.#checks.set(commandId, check);
+    this.#check(runId, position, commandId, check)
+      .catch((error) =>
+        log.warning("run {runId}: a change of {commandId} was not followed: {error}", {
+          runId,
+          commandId,
+          error,
+        })
+      )
+      .finally(() => this.#checks.delete(commandId));
   }
+
+  /**
+   * Reads a changed command's status (not its result and output) until it stops changing: a
+   * final one steps its run, another one tells the run's listeners when it is not what they
+   * were told.
+   */
+  async #check(
+    runId: string,
+    position: number,
+    commandId: string,
+    check: CommandCheck,
+  ): Promise<void> {
+    // Changes of the same tick (another process's commit: every command) share the read.
+    await Promise.resolve();
+    while (check.again && !this.#closed) {
+      check.again = false;
+      const command = await this.#options.store.getCommandState(commandId);
+      if (!command || this.#closed) return;
+      if (FINAL_STATUSES.has(command.status)) {
+        // The step tells the listeners (the command's status is not what they were told).
+        this.#advance(runId, false).catch((error) =>
+          log.warning("run {runId} step failed: {error}", { runId, error })
+        );
+        continue;
+      }
+      const told = this.#states.get(runId)?.told?.targets[position];
+      if (told?.commandId === commandId && sameCommandState(told.command, command)) continue;
+      if (told?.commandId === commandId) told.command = command;
+      this.#notify(runId);
+    }
+  }
+}
+
+/** Whether a target's command reads the same in both (status, cancel flag, last change). */
+function sameCommandState(a: RunCommandState | null, b: RunCommandState | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.status === b.status && a.cancelRequested === b.cancelRequested &&
+    a.updatedAt === b.updatedAt;
+}
+
+/**
+ * Whether a run reads the same in both: its cancel and completion, and each target's start, skip
+ * and command. `a` `null`: no.
+ */
+function sameRunState(a: RunState | null, b: RunState): boolean {
+  if (a === null || a.targets.length !== b.targets.length) return false;
+  if (
+    a.cancelRequested !== b.cancelRequested || a.completedAt !== b.completedAt ||
+    a.updatedAt !== b.updatedAt
+  ) return false;
+  return a.targets.every((t, i) => {
+    const u = b.targets[i];
+    return t.commandId === u.commandId && t.startedAt === u.startedAt &&
+      t.skippedAt === u.skippedAt && sameCommandState(t.command, u.command);
+  });
 }
 
 function iso(ms: number | null): string | null {

@@ -17,6 +17,7 @@ import {
   type AgentRecord,
   type AgentScope,
   type CommandRecord,
+  type RunCommandState,
   type RunRecord,
   type RunState,
   type RunSummary,
@@ -235,13 +236,14 @@ export const TARGET_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.
 
 /**
  * A run's targets as a step reads them ({@link TARGET_COLUMNS} without the command's other
- * columns, its result and output: `c_status`, `c_cancel_requested`, null without a command);
+ * columns, its result and output: `c_status`, `c_cancel_requested`, `c_updated_at`, null without
+ * a command);
  * from {@link TARGET_STATE_FROM}.
  */
 export const TARGET_STATE_COLUMNS = `t.position AS t_position, t.agent_id AS t_agent_id,
   t.command_id AS t_command_id, t.offline_at_creation AS t_offline,
   t.started_at AS t_started_at, t.skipped_at AS t_skipped_at,
-  c.status AS c_status, c.cancel_requested AS c_cancel_requested`;
+  c.status AS c_status, c.cancel_requested AS c_cancel_requested, c.updated_at AS c_updated_at`;
 /** The tables of {@link TARGET_STATE_COLUMNS} (no `results`). */
 export const TARGET_STATE_FROM = `FROM run_targets t LEFT JOIN commands c ON c.id = t.command_id`;
 
@@ -314,10 +316,20 @@ export function toTarget(row: Row): RunTargetRecord {
 export function toTargetState(row: Row): RunTargetState {
   return {
     ...targetFields(row),
-    command: row.c_status === null || row.c_status === undefined ? null : {
-      status: String(row.c_status) as CommandStatus,
-      cancelRequested: flag(row.c_cancel_requested),
-    },
+    command: row.c_status === null || row.c_status === undefined ? null : toCommandState(row),
+  };
+}
+
+/**
+ * A command's `c_status`, `c_cancel_requested` and `c_updated_at` as a {@link RunCommandState}.
+ *
+ * @param row The row.
+ */
+export function toCommandState(row: Row): RunCommandState {
+  return {
+    status: String(row.c_status) as CommandStatus,
+    cancelRequested: flag(row.c_cancel_requested),
+    updatedAt: num(row.c_updated_at),
   };
 }
 

@@ -48,6 +48,7 @@ import {
   TARGET_STATE_FROM,
   toAgent,
   toCommand,
+  toCommandState,
   toRun,
   toRunState,
   toRunSummary,
@@ -68,6 +69,7 @@ import type {
   CancelRunOutcome,
   CreateRunOutcome,
   NewRun,
+  RunCommandState,
   RunQuery,
   RunRecord,
   RunState,
@@ -1045,6 +1047,18 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** {@inheritDoc CommandStore.getCommand} */
   getCommand(id: string): Promise<CommandRecord | null> {
     return this.#run("read command", (sql) => this.#command(sql, id));
+  }
+
+  /** {@inheritDoc CommandStore.getCommandState} */
+  getCommandState(id: string): Promise<RunCommandState | null> {
+    return this.#run("read command state", async (sql) => {
+      const rows = await sql.unsafe(
+        `SELECT status AS c_status, cancel_requested AS c_cancel_requested,
+         updated_at AS c_updated_at FROM commands WHERE id = $1`,
+        [id],
+      );
+      return rows.length === 0 ? null : toCommandState(rows[0] as Row);
+    });
   }
 
   /** {@inheritDoc CommandStore.existingCommandIds} */

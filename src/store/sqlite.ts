@@ -66,6 +66,7 @@ import type {
   CancelRunOutcome,
   CreateRunOutcome,
   NewRun,
+  RunCommandState,
   RunQuery,
   RunRecord,
   RunState,
@@ -96,6 +97,7 @@ import {
   TARGET_STATE_FROM,
   toAgent,
   toCommand,
+  toCommandState,
   toRun,
   toRunState,
   toRunSummary,
@@ -1379,6 +1381,17 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   getCommand(id: string): Promise<CommandRecord | null> {
     return this.#run(() => {
       return this.#command(id);
+    });
+  }
+
+  /** {@inheritDoc CommandStore.getCommandState} */
+  getCommandState(id: string): Promise<RunCommandState | null> {
+    return this.#run(() => {
+      const row = this.#stmt(
+        `SELECT status AS c_status, cancel_requested AS c_cancel_requested,
+         updated_at AS c_updated_at FROM commands WHERE id = ?`,
+      ).get(id) as Row | undefined;
+      return row ? toCommandState(row) : null;
     });
   }
 

@@ -439,6 +439,11 @@ export interface RunCommandState {
   status: CommandStatus;
   /** An operator asked to cancel it. */
   cancelRequested: boolean;
+  /**
+   * When the command last changed (`CommandRecord.updatedAt`): any change a run shows moves it
+   * (a report replacing the dashboard's guess may keep the status), live output does not.
+   */
+  updatedAt: number;
 }
 
 /**
@@ -729,6 +734,13 @@ export interface CommandStore extends AsyncDisposable {
   nextLeaseExpiry(): Promise<number | null>;
   /** One command with its result, or `null`. */
   getCommand(id: string): Promise<CommandRecord | null>;
+  /**
+   * One command's status, cancel flag and last change, or `null`: what a run's scheduler reads of
+   * a command that changed (live output changes none of them), without its result or output.
+   *
+   * @param id The command id.
+   */
+  getCommandState(id: string): Promise<RunCommandState | null>;
   /**
    * Which of `ids` are the ids of commands: a few statements for any number of ids (a run of
    * 10,000 agents checks its commands' ids before it is created), not one each.

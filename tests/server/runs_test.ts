@@ -15,12 +15,14 @@ import {
   type CommandStore,
   openSqliteStore,
 } from "../../src/store/mod.ts";
-import { firstLine, matchTarget, runView } from "../../src/server/runs.ts";
+import { firstLine, matchTarget, RunScheduler, runView } from "../../src/server/runs.ts";
+import { CommandEvents } from "../../src/server/events.ts";
+import { observeStore } from "../../src/server/observed_store.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
-import { json, makeDashboard, P, reportBody, TOKEN2 } from "./_helpers.ts";
+import { FakeClock, json, makeDashboard, P, reportBody, TOKEN2 } from "./_helpers.ts";
 
 interface Fleet extends AsyncDisposable {
   url: string;
@@ -609,6 +611,249 @@ Deno.test("a sweep reads no command output; a step asked for its run answers all
     assert.equal(firstLine(run?.targets[0].command ?? null), "hello from a1");
   } finally {
     StatementSync.prototype.all = all;
+    await dashboard.close();
+  }
+});
+
+/**
+ * A scheduler on `inner` as the dashboard has it (the store observed, so that its changes reach
+ * the scheduler), the calls of each store method counted, a fake clock, no sweep timer.
+ */
+function countedScheduler(inner: CommandStore) {
+  const { store: counted, calls } = countingStore(inner);
+  const events = new CommandEvents();
+  const store = observeStore(counted, { events });
+  const clock = new FakeClock();
+  const scheduler = new RunScheduler({
+    store,
+    clock,
+    events,
+    sweepMs: 0,
+    async enqueue(run, target) {
+      await store.enqueue({
+        id: target.commandId,
+        agentId: target.agentId,
+        name: run.name,
+        params: run.params,
+        fingerprint: `fp-${target.commandId}`,
+        now: clock.now(),
+      });
+    },
+  });
+  return { store, calls, events, clock, scheduler };
+}
+
+/** Lets the reads under way (each a few store calls) finish. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+Deno.test("a run's command streaming output is not read; a burst of its changes is read once", async (t) => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls, events, clock, scheduler } = countedScheduler(inner);
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  let told = 0;
+  const unsubscribe = scheduler.subscribe("r", () => told++);
+  try {
+    await scheduler.advance("r");
+    assert.equal(
+      (await store.claimNext({
+        agentId: "a1",
+        deploymentHash: "default",
+        now,
+        deliveryLeaseMs: 30_000,
+      }))?.id,
+      "r:a1",
+    );
+    const acked = await store.ack({
+      commandId: "r:a1",
+      agentId: "a1",
+      attempt: 1,
+      now,
+      defaultTimeoutSecs: 60,
+    });
+    assert.equal(acked.outcome, "acked");
+    await settle();
+    await t.step("the claim and the ack told the run's listeners", () => {
+      assert.ok(told >= 2, `told ${told} times`);
+      assert.equal(calls.get("getCommand"), undefined, "its status is read, not all of it");
+    });
+    calls.clear();
+    told = 0;
+    await t.step("50 chunks of live output: no read, nobody told", async () => {
+      for (let i = 0; i < 50; i++) {
+        const stored = await store.appendOutput({
+          commandId: "r:a1",
+          attempt: 1,
+          stream: "stdout",
+          offset: i * 6,
+          data: new TextEncoder().encode(`line ${i}\n`.slice(0, 6)),
+          now,
+          keep: { headBytes: 32_768, tailBytes: 32_768 },
+        });
+        assert.equal(stored.outcome, "stored");
+      }
+      await settle();
+      assert.equal(calls.get("getCommand"), undefined);
+      assert.equal(calls.get("getCommandState"), undefined);
+      assert.equal(told, 0);
+    });
+    await t.step("20 changes at once (another process's commit): one read", async () => {
+      calls.clear();
+      for (let i = 0; i < 20; i++) events.publish("r:a1");
+      await settle();
+      assert.equal(calls.get("getCommandState"), 1);
+      assert.equal(calls.get("getCommand"), undefined);
+      assert.equal(told, 0, "nothing changed");
+    });
+    await t.step("its report steps the run: a2 starts, the listeners are told", async () => {
+      calls.clear();
+      const reported = await store.report({
+        commandId: "r:a1",
+        agentId: "a1",
+        attempt: 1,
+        status: "success",
+        result: null,
+        error: null,
+        startedAt: null,
+        completedAt: null,
+        now: now + 1,
+      });
+      assert.equal(reported.outcome, "accepted");
+      await until(async () => (await inner.getCommand("r:a2")) !== null, "a2 starts");
+      await settle();
+      assert.equal(calls.get("getCommand"), undefined);
+      assert.equal(calls.get("getCommandState"), 1);
+      assert.equal(calls.get("getRun"), undefined, "nobody asked for the whole run");
+      assert.ok(told >= 1);
+    });
+  } finally {
+    unsubscribe();
+    scheduler.close();
+  }
+});
+
+Deno.test("a step that changes nothing tells no listener of the run; one that does tells them", async (t) => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, scheduler, clock } = countedScheduler(inner);
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  let told = 0;
+  const unsubscribe = scheduler.subscribe("r", () => told++);
+  try {
+    await t.step("the first step starts a1", async () => {
+      await scheduler.sweep();
+      assert.equal(told, 1);
+      assert.notEqual(await inner.getCommand("r:a1"), null);
+    });
+    await t.step("sweeps with nothing new: nobody is told", async () => {
+      for (let i = 0; i < 3; i++) await scheduler.sweep();
+      assert.equal(told, 1);
+    });
+    await t.step(
+      "a change nobody published (another dashboard's) is told at the sweep",
+      async () => {
+        // The inner store: no event says so.
+        await inner.claimNext({
+          agentId: "a1",
+          deploymentHash: "default",
+          now,
+          deliveryLeaseMs: 1,
+        });
+        await scheduler.sweep();
+        assert.equal(told, 2);
+        await scheduler.sweep();
+        assert.equal(told, 2);
+      },
+    );
+    await t.step("a report keeping the status (cancelled) is a change too", async () => {
+      // a1's lease ends with a cancel asked: the dashboard cancels it; then a1 reports it.
+      assert.equal((await inner.cancel("r:a1", now + 1)).outcome, "requested");
+      await inner.requeueExpired(now + 2, 3);
+      assert.equal((await inner.getCommand("r:a1"))?.status, "cancelled");
+      await scheduler.sweep();
+      const after = told;
+      await inner.report({
+        commandId: "r:a1",
+        agentId: "a1",
+        attempt: 1,
+        status: "cancelled",
+        result: null,
+        error: "stopped by the agent",
+        startedAt: null,
+        completedAt: null,
+        now: now + 3,
+      });
+      assert.equal((await inner.getCommand("r:a1"))?.status, "cancelled");
+      await scheduler.sweep();
+      assert.equal(told, after + 1);
+    });
+    await t.step("a cancel tells them", async () => {
+      const before = told;
+      assert.equal((await scheduler.cancel("r")).outcome, "cancelled");
+      assert.equal(told, before + 1);
+      assert.equal((await store.getRun("r"))?.cancelRequested, true);
+    });
+  } finally {
+    unsubscribe();
+    scheduler.close();
+  }
+});
+
+Deno.test("a run's event stream reads the run when it changed, not at every sweep", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const clock = new FakeClock();
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  const dashboard = createApp({
+    store,
+    clock,
+    devMode: true,
+    autoExpireLeases: false,
+    runSweepMs: 0,
+  });
+  const abort = new AbortController();
+  try {
+    await dashboard.runs.sweep();
+    const response = await dashboard.app.request("/api/v1/runs/r/events", {
+      signal: abort.signal,
+    });
+    const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
+    const first = (await events.next()).value!;
+    assert.equal(first.event, "status");
+    assert.deepEqual(JSON.parse(first.data).agents.map((a: { state: string }) => a.state), [
+      "queued",
+      "pending",
+    ]);
+    // Past the stream's pause between two reads: it waits to be told.
+    await clock.advanceAsync(100);
+    await settle();
+    calls.clear();
+    for (let i = 0; i < 3; i++) await dashboard.runs.sweep();
+    await settle();
+    await clock.advanceAsync(100);
+    await settle();
+    assert.equal(calls.get("getRun"), undefined, "sweeps that changed nothing");
+    // Another dashboard delivers a1 (no event says so here): the sweep sees it.
+    await inner.claimNext({ agentId: "a1", deploymentHash: "default", now, deliveryLeaseMs: 1 });
+    await dashboard.runs.sweep();
+    const next = (await events.next()).value!;
+    assert.equal(next.event, "status");
+    assert.deepEqual(JSON.parse(next.data).agents.map((a: { state: string }) => a.state), [
+      "delivered",
+      "pending",
+    ]);
+    assert.equal(calls.get("getRun"), 1);
+  } finally {
+    abort.abort();
     await dashboard.close();
   }
 });

@@ -1082,6 +1082,43 @@ export function runStoreContract(
     });
   });
 
+  test("reads a command's status, cancel flag and last change alone", async (store) => {
+    /** What getCommandState answers, from the whole command. */
+    const stateOf = (command: CommandRecord | null) =>
+      command &&
+      {
+        status: command.status,
+        cancelRequested: command.cancelRequested,
+        updatedAt: command.updatedAt,
+      };
+    const same = async (expected: unknown) => {
+      const state = await store.getCommandState("c1");
+      assert.deepEqual(state, stateOf(await store.getCommand("c1")));
+      assert.deepEqual(state, expected);
+    };
+    assert.equal(await store.getCommandState("c1"), null);
+    await enqueue(store, "c1");
+    await same({ status: "queued", cancelRequested: false, updatedAt: T0 });
+    await claim(store, "a1", "default", T0 + 1);
+    assert.equal((await store.cancel("c1", T0 + 2)).outcome, "requested");
+    await same({ status: "delivered", cancelRequested: true, updatedAt: T0 + 2 });
+    // Live output changes none of it.
+    const stored = await store.appendOutput({
+      commandId: "c1",
+      attempt: 1,
+      stream: "stdout",
+      offset: 0,
+      data: new TextEncoder().encode("hi\n"),
+      now: T0 + 3,
+      keep: { headBytes: 1024, tailBytes: 1024 },
+    });
+    assert.equal(stored.outcome, "stored");
+    await same({ status: "delivered", cancelRequested: true, updatedAt: T0 + 2 });
+    await store.report(report({ id: "c1", agentId: "a1" }, { status: "failed", now: T0 + 4 }));
+    await same({ status: "failed", cancelRequested: true, updatedAt: T0 + 4 });
+    assert.equal(await store.getCommandState("C1"), null);
+  });
+
   const newRun = (id: string, agents: string[], overrides: Partial<NewRun> = {}): NewRun => ({
     id,
     name: "uname -a",
@@ -1319,7 +1356,10 @@ export function runStoreContract(
   test(
     "a step read without output decides as advanceRun does and answers each command's status",
     async (store) => {
-      /** The run as stepRun and getRunState read it: each command as its status and flag. */
+      /**
+       * The run as stepRun and getRunState read it: each command as its status, flag and last
+       * change.
+       */
       const stateOf = (run: RunRecord | null) =>
         run && {
           ...run,
@@ -1328,6 +1368,7 @@ export function runStoreContract(
             command: command && {
               status: command.status,
               cancelRequested: command.cancelRequested,
+              updatedAt: command.updatedAt,
             },
           })),
         };
@@ -1363,8 +1404,8 @@ export function runStoreContract(
       const next = await step(T0 + 3);
       assert.deepEqual(next.toEnqueue.map((t) => t.commandId), ["r:a3"]);
       assert.deepEqual(next.run.targets.map((t) => t.command), [
-        { status: "success", cancelRequested: false },
-        { status: "queued", cancelRequested: false },
+        { status: "success", cancelRequested: false, updatedAt: T0 + 1000 },
+        { status: "queued", cancelRequested: false, updatedAt: T0 },
         null,
         null,
       ]);
@@ -1379,6 +1420,7 @@ export function runStoreContract(
       assert.deepEqual(asked.run.targets[1].command, {
         status: "delivered",
         cancelRequested: true,
+        updatedAt: T0 + 5,
       });
       await store.report(report({ id: "r:a2", agentId: "a2" }));
       const done = await step(T0 + 6);
