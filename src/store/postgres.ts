@@ -1074,6 +1074,10 @@ export class PostgresStore implements CommandStore, SharedStore {
         args.push(query.status);
         where.push(`c.status = $${args.length}`);
       }
+      if (query.before !== undefined) {
+        args.push(query.before);
+        where.push(`c.seq < $${args.length}`);
+      }
       args.push(Math.max(0, Math.floor(query.limit)));
       const rows = await sql.unsafe(
         `SELECT ${COMMAND_COLUMNS} ${FROM}

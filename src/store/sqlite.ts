@@ -1411,6 +1411,10 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         where.push("c.status = ?");
         args.push(query.status);
       }
+      if (query.before !== undefined) {
+        where.push("c.seq < ?");
+        args.push(query.before);
+      }
       const sql = `SELECT ${COMMAND_COLUMNS} ${COMMAND_FROM}
       ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY c.seq DESC LIMIT ?`;
       args.push(Math.max(0, Math.floor(query.limit)));

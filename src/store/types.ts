@@ -319,6 +319,12 @@ export interface CommandQuery {
   agentId?: string;
   /** Only commands in this status. */
   status?: CommandStatus;
+  /**
+   * Only commands enqueued before the one of this {@link CommandRecord.seq}: the next page of a
+   * list whose last command had it. Commands enqueued since that page are not in it, and none
+   * listed on it comes again (a cursor, not an offset).
+   */
+  before?: number;
   /** At most this many, newest first. */
   limit: number;
 }
