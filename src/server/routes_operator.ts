@@ -24,7 +24,7 @@ import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { listCursor, parseListCursor } from "./list_cursor.ts";
 import { every } from "hono/combine";
-import { commandView } from "./views.ts";
+import { commandSummaryView, commandView } from "./views.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { VERSION } from "../version.ts";
 
@@ -91,11 +91,15 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   });
 
   app.get("/api/v1/commands", admin, async function listCommandsRoute(c) {
-    refuseMistypedQuery(c.req.url, ["agent_id", "status", "limit", "before"]);
+    refuseMistypedQuery(c.req.url, ["agent_id", "status", "limit", "before", "output"]);
     const agentId = c.req.query("agent_id") || undefined;
     const status = c.req.query("status") || undefined;
     const rawLimit = c.req.query("limit");
     const rawBefore = c.req.query("before") || undefined;
+    const output = c.req.query("output") || "full";
+    if (output !== "full" && output !== "none") {
+      throw queryError("output", "must be full or none");
+    }
     if (agentId !== undefined && !AGENT_ID_PATTERN.test(agentId)) {
       throw queryError("agent_id", `must be ${AGENT_ID_RULE}`);
     }
@@ -121,11 +125,12 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       agentId,
       status: status as CommandStatus | undefined,
       before,
+      withoutOutput: output === "none",
       limit: limit + 1,
     });
     const page = commands.slice(0, limit);
     return c.json({
-      commands: page.map(commandView),
+      commands: page.map(output === "none" ? commandSummaryView : commandView),
       ...(commands.length > limit ? { next_before: listCursor(page[page.length - 1]) } : {}),
     });
   });

@@ -325,6 +325,13 @@ export interface CommandQuery {
    * listed on it comes again (a cursor, not an offset).
    */
   before?: number;
+  /**
+   * Read each command's result without its output: `stdout` and `stderr` are `null` (a list that
+   * shows only how each command ended reads none of its output).
+   *
+   * @default false
+   */
+  withoutOutput?: boolean;
   /** At most this many, newest first. */
   limit: number;
 }

@@ -423,6 +423,36 @@ Deno.test("operator API pages the commands list by the cursor of the page before
   }
 });
 
+Deno.test("operator API lists commands without their output when asked, how each ended kept", async () => {
+  await using d = await makeDashboard();
+  await enqueue(d, { id: "c1", name: "echo 1" });
+  await enqueue(d, { id: "c2", name: "echo 2" });
+  assert.equal((await waitFor(d)).id, "c1");
+  const body = reportBody("c1", { status: "failed" });
+  body.result.exit_code = 2;
+  const reported = await d.agent({ path: P.report, body });
+  assert.equal(reported.status, 200, JSON.stringify(await json(reported)));
+  const list = async (query: string) => {
+    const response = await d.admin("GET", `/api/v1/commands${query}`);
+    assert.equal(response.status, 200);
+    return (await json(response)).commands as Array<Record<string, unknown>>;
+  };
+  const full = await list("");
+  const light = await list("?output=none");
+  assert.deepEqual(await list("?output=full"), full);
+  assert.equal((full[1].result as Record<string, unknown>).stdout, "Hello from dashboard\n");
+  assert.deepEqual(light, [
+    full[0],
+    { ...full[1], result: { exit_code: 2, signal: null, duration_secs: 0.004 } },
+  ]);
+  assert.deepEqual(await list("?output=none&limit=1&agent_id=a1"), [full[0]]);
+  for (const output of ["no", "None", "0"]) {
+    const bad = await d.admin("GET", `/api/v1/commands?output=${output}`);
+    assert.equal(bad.status, 400, `output=${output}`);
+    assert.equal((await json(bad)).error, `query "output": must be full or none`);
+  }
+});
+
 Deno.test("wait: deployment hashes, timeout clamping and bad paths", async (t) => {
   await using d = await makeDashboard();
   await enqueue(d, { id: "h1", name: "echo", params: { deployment_hash: "dep-1" } });

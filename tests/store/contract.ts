@@ -693,6 +693,35 @@ export function runStoreContract(
     });
   });
 
+  test("lists commands without their output when asked, the rest as with it", async (store) => {
+    await enqueue(store, "done");
+    await enqueue(store, "queued");
+    const claimed = await claim(store);
+    const outcome = await store.report(report(claimed!, {
+      status: "failed",
+      result: {
+        exitCode: 3,
+        signal: null,
+        durationSecs: 1.5,
+        stdout: "out ".repeat(1000),
+        stderr: "err\n",
+        stdoutTruncatedBytes: 7,
+        stderrTruncatedBytes: 0,
+      },
+    }));
+    assert.equal(outcome.outcome, "accepted");
+    const full = await store.listCommands({ limit: 10 });
+    const light = await store.listCommands({ limit: 10, withoutOutput: true });
+    assert.equal(full[1].result?.stdout, "out ".repeat(1000));
+    assert.equal(light[1].result?.stdout, null);
+    assert.equal(light[1].result?.stderr, null);
+    assert.equal(light[1].result?.exitCode, 3);
+    assert.deepEqual(light, [
+      full[0],
+      { ...full[1], result: { ...full[1].result!, stdout: null, stderr: null } },
+    ]);
+  });
+
   test("counts queued commands per agent", async (store) => {
     await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
     await enqueue(store, "c1");

@@ -785,18 +785,27 @@ Deno.test("console commands list: a page far down reads one page of commands, no
   for (let i = 0; i < PAGE_SIZE * 4; i++) {
     await enqueue(t, `c${String(i).padStart(3, "0")}`, `echo ${i}`);
   }
-  const reads: Array<{ limit: number; returned: number }> = [];
+  await finish(t, "c000", { exit_code: 3, duration_secs: 42, stdout: "the output\n" });
+  const reads: Array<{ limit: number; returned: number; withoutOutput?: boolean }> = [];
   const list = t.store.listCommands.bind(t.store);
   t.store.listCommands = async (query) => {
     const commands = await list(query);
     // Not the agents list's read of the running commands (the page's agent filter).
-    if (query.status === undefined) reads.push({ limit: query.limit, returned: commands.length });
+    if (query.status === undefined) {
+      reads.push({
+        limit: query.limit,
+        returned: commands.length,
+        withoutOutput: query.withoutOutput,
+      });
+    }
     return commands;
   };
   const seen: string[] = [];
   let path: string | undefined = "/commands";
+  let last = "";
   for (let page = 0; path && page < 10; page++) {
-    const text = await (await browser.get(path)).text();
+    const text: string = await (await browser.get(path)).text();
+    last = text;
     seen.push(...[...text.matchAll(/<span class="sub">(c\d{3})<\/span>/g)].map((m) => m[1]));
     const older = text.match(/href="(\/commands\?before=\d+)" rel="next">Older</);
     path = older?.[1];
@@ -805,13 +814,16 @@ Deno.test("console commands list: a page far down reads one page of commands, no
   assert.equal(new Set(seen).size, seen.length);
   assert.equal(seen[0], "c099");
   assert.equal(seen.at(-1), "c000");
-  // Four pages, each read with one command more than a page (was page × 25 + 1: 26, 51, 76, 101).
-  assert.deepEqual(reads, [
-    { limit: PAGE_SIZE + 1, returned: PAGE_SIZE + 1 },
-    { limit: PAGE_SIZE + 1, returned: PAGE_SIZE + 1 },
-    { limit: PAGE_SIZE + 1, returned: PAGE_SIZE + 1 },
-    { limit: PAGE_SIZE + 1, returned: PAGE_SIZE },
-  ]);
+  // Read without its output, a command still shows how it ended.
+  assert.match(
+    last,
+    /<span class="sub">c000<\/span>[^]*?<td data-label="Exit">3<\/td>\s*<td data-label="Duration">42\.0 s<\/td>/,
+  );
+  assert.doesNotMatch(last, /the output/);
+  // Four pages, each read with one command more than a page (was page × 25 + 1: 26, 51, 76, 101),
+  // without the output the table does not show.
+  const page = { limit: PAGE_SIZE + 1, returned: PAGE_SIZE + 1, withoutOutput: true };
+  assert.deepEqual(reads, [page, page, page, { ...page, returned: PAGE_SIZE }]);
 });
 
 Deno.test("console error pages: unknown command and unreachable store, never a stack trace", async () => {

@@ -511,8 +511,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (agent) query.set("agent_id", agent);
       if (status) query.set("status", status);
       if (before) query.set("before", before);
-      // One page: the list reads one command more, to know whether older ones match.
+      // One page: the list reads one command more, to know whether older ones match. The table
+      // shows how each command ended, never its output.
       query.set("limit", String(PAGE_SIZE));
+      query.set("output", "none");
       const [listed, agents] = await Promise.all([
         api(session, `/api/v1/commands?${query}`),
         listAgents(session),
