@@ -22,8 +22,9 @@ import { HttpError } from "./http_error.ts";
 import { refuseMistypedQuery } from "./query.ts";
 import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
 import type { RouteDeps } from "./route_deps.ts";
+import { listCursor, parseListCursor } from "./list_cursor.ts";
 import { every } from "hono/combine";
-import { commandView } from "./views.ts";
+import { commandSummaryView, commandView } from "./views.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { VERSION } from "../version.ts";
 
@@ -90,10 +91,15 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   });
 
   app.get("/api/v1/commands", admin, async function listCommandsRoute(c) {
-    refuseMistypedQuery(c.req.url, ["agent_id", "status", "limit"]);
+    refuseMistypedQuery(c.req.url, ["agent_id", "status", "limit", "before", "output"]);
     const agentId = c.req.query("agent_id") || undefined;
     const status = c.req.query("status") || undefined;
     const rawLimit = c.req.query("limit");
+    const rawBefore = c.req.query("before") || undefined;
+    const output = c.req.query("output") || "full";
+    if (output !== "full" && output !== "none") {
+      throw queryError("output", "must be full or none");
+    }
     if (agentId !== undefined && !AGENT_ID_PATTERN.test(agentId)) {
       throw queryError("agent_id", `must be ${AGENT_ID_RULE}`);
     }
@@ -107,12 +113,26 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
         throw queryError("limit", `must be a whole number from 1 to ${LIST_LIMIT.max}`);
       }
     }
+    let before: number | undefined;
+    if (rawBefore !== undefined) {
+      before = parseListCursor(rawBefore);
+      if (before === undefined) {
+        throw queryError("before", "must be the next_before of an earlier page of this list");
+      }
+    }
+    // One more than the page: whether a next page exists, without a read of it.
     const commands = await store.listCommands({
       agentId,
       status: status as CommandStatus | undefined,
-      limit,
+      before,
+      withoutOutput: output === "none",
+      limit: limit + 1,
     });
-    return c.json({ commands: commands.map(commandView) });
+    const page = commands.slice(0, limit);
+    return c.json({
+      commands: page.map(output === "none" ? commandSummaryView : commandView),
+      ...(commands.length > limit ? { next_before: listCursor(page[page.length - 1]) } : {}),
+    });
   });
 
   app.post("/api/v1/commands/:id/cancel", admin, async function cancelRoute(c) {

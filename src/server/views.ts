@@ -79,6 +79,23 @@ export function commandView(command: CommandRecord): Record<string, unknown> {
 }
 
 /**
+ * A command as `GET /api/v1/commands?output=none` lists it: {@link commandView} with a `result`
+ * of how it ended (`exit_code`, `signal`, `duration_secs`), without the output.
+ *
+ * @param command The stored command (read with or without its output).
+ */
+export function commandSummaryView(command: CommandRecord): Record<string, unknown> {
+  const view = commandView(command);
+  const r = command.result;
+  return {
+    ...view,
+    result: r && r.hasOutput
+      ? { exit_code: r.exitCode, signal: r.signal, duration_secs: r.durationSecs }
+      : null,
+  };
+}
+
+/**
  * Why the dashboard itself ended a command without a report (`lost`, `expired`, `cancelled`
  * when a cancel was requested and its lease ended with no report, and `cancelled` when its agent
  * was removed).

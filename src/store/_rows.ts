@@ -54,6 +54,11 @@ function resultColumns(stdout: string, stderr: string): string {
 /** The command columns and the result columns (`r_*`) selected by both stores. */
 export const COMMAND_COLUMNS = `${COMMAND_CORE_COLUMNS},${resultColumns("r.stdout", "r.stderr")}`;
 
+/** {@link COMMAND_COLUMNS} without the output: `r_stdout` and `r_stderr` are null. */
+export const COMMAND_COLUMNS_WITHOUT_OUTPUT = `${COMMAND_CORE_COLUMNS},${
+  resultColumns("NULL", "NULL")
+}`;
+
 /**
  * A free text of an agent's report (its `error`, its `signal`) as a text column keeps it: each
  * NUL becomes U+FFFD (PostgreSQL refuses NUL in text, failing the whole report; SQLite's text

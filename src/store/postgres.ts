@@ -32,6 +32,7 @@ import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts
 import {
   checkPruneLimit,
   COMMAND_COLUMNS,
+  COMMAND_COLUMNS_WITHOUT_OUTPUT,
   IDS_PER_STATEMENT,
   num,
   numOrNull,
@@ -1088,9 +1089,14 @@ export class PostgresStore implements CommandStore, SharedStore {
         args.push(query.status);
         where.push(`c.status = $${args.length}`);
       }
+      if (query.before !== undefined) {
+        args.push(query.before);
+        where.push(`c.seq < $${args.length}`);
+      }
       args.push(Math.max(0, Math.floor(query.limit)));
+      const columns = query.withoutOutput ? COMMAND_COLUMNS_WITHOUT_OUTPUT : COMMAND_COLUMNS;
       const rows = await sql.unsafe(
-        `SELECT ${COMMAND_COLUMNS} ${FROM}
+        `SELECT ${columns} ${FROM}
          ${where.length ? "WHERE " + where.join(" AND ") : ""}
          ORDER BY c.seq DESC LIMIT $${args.length}`,
         args,

@@ -80,6 +80,7 @@ import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_outpu
 import {
   checkPruneLimit,
   COMMAND_COLUMNS,
+  COMMAND_COLUMNS_WITHOUT_OUTPUT,
   COMMAND_CORE_COLUMNS,
   encodingOrNull,
   IDS_PER_STATEMENT,
@@ -1424,7 +1425,12 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         where.push("c.status = ?");
         args.push(query.status);
       }
-      const sql = `SELECT ${COMMAND_COLUMNS} ${COMMAND_FROM}
+      if (query.before !== undefined) {
+        where.push("c.seq < ?");
+        args.push(query.before);
+      }
+      const columns = query.withoutOutput ? COMMAND_COLUMNS_WITHOUT_OUTPUT : COMMAND_COLUMNS;
+      const sql = `SELECT ${columns} ${COMMAND_FROM}
       ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY c.seq DESC LIMIT ?`;
       args.push(Math.max(0, Math.floor(query.limit)));
       return (this.#stmt(sql).all(...args) as Row[]).map(toCommand);

@@ -319,6 +319,19 @@ export interface CommandQuery {
   agentId?: string;
   /** Only commands in this status. */
   status?: CommandStatus;
+  /**
+   * Only commands enqueued before the one of this {@link CommandRecord.seq}: the next page of a
+   * list whose last command had it. Commands enqueued since that page are not in it, and none
+   * listed on it comes again (a cursor, not an offset).
+   */
+  before?: number;
+  /**
+   * Read each command's result without its output: `stdout` and `stderr` are `null` (a list that
+   * shows only how each command ended reads none of its output).
+   *
+   * @default false
+   */
+  withoutOutput?: boolean;
   /** At most this many, newest first. */
   limit: number;
 }

@@ -804,6 +804,7 @@ Deno.test("a list query parameter near a filter's name is refused, not ignored",
       ["/api/v1/commands?agent=a1", "agent", "agent_id"],
       ["/api/v1/commands?agentId=a1", "agentId", "agent_id"],
       ["/api/v1/commands?statuses=queued", "statuses", "status"],
+      ["/api/v1/commands?befor=5", "befor", "before"],
       ["/api/v1/runs?limits=5", "limits", "limit"],
     ] as const
   ) {

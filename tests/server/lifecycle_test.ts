@@ -378,6 +378,81 @@ Deno.test("operator API lists commands newest first and agents with their state"
   });
 });
 
+Deno.test("operator API pages the commands list by the cursor of the page before", async () => {
+  await using d = await makeDashboard();
+  await enqueue(d, { id: "c1", name: "echo 1" });
+  await enqueue(d, { id: "c2", name: "echo 2" });
+  const c3 = await d.admin("POST", P.enqueue, { id: "c3", name: "echo 3", agent_id: "a2" });
+  assert.equal(c3.status, 202);
+  await c3.body?.cancel();
+  const page = async (query: string) => {
+    const response = await d.admin("GET", `/api/v1/commands${query}`);
+    assert.equal(response.status, 200);
+    const body = await json(response);
+    return {
+      ids: (body.commands as Array<{ id: string }>).map((c) => c.id),
+      next: body.next_before as string | undefined,
+    };
+  };
+  const all = await page("");
+  assert.equal(all.next, undefined, "no older commands: no cursor");
+  const first = await page("?limit=1");
+  assert.deepEqual(first.ids, ["c3"]);
+  assert.equal(typeof first.next, "string");
+  // A command enqueued between two page reads is not on the later page.
+  await enqueue(d, { id: "c4", name: "echo 4" });
+  const second = await page(`?limit=1&before=${encodeURIComponent(first.next!)}`);
+  assert.deepEqual(second.ids, ["c2"]);
+  const third = await page(`?limit=1&before=${encodeURIComponent(second.next!)}`);
+  assert.deepEqual(third, { ids: ["c1"], next: undefined }, "the last page has no cursor");
+  // With a filter: the cursor of the page of a1's commands lists a1's older commands.
+  const a1 = await page("?agent_id=a1&limit=1");
+  assert.deepEqual(a1.ids, ["c4"]);
+  assert.deepEqual(await page(`?agent_id=a1&limit=2&before=${a1.next}`), {
+    ids: ["c2", "c1"],
+    next: undefined,
+  });
+  assert.deepEqual((await page("?before=")).ids, ["c4", "c3", "c2", "c1"], "empty: none");
+  for (const before of ["0", "-1", "abc", "1.5", "1e3", "99999999999999999999", "%3Cb%3E"]) {
+    const bad = await d.admin("GET", `/api/v1/commands?before=${before}`);
+    assert.equal(bad.status, 400, `before=${before}`);
+    assert.equal(
+      (await json(bad)).error,
+      `query "before": must be the next_before of an earlier page of this list`,
+    );
+  }
+});
+
+Deno.test("operator API lists commands without their output when asked, how each ended kept", async () => {
+  await using d = await makeDashboard();
+  await enqueue(d, { id: "c1", name: "echo 1" });
+  await enqueue(d, { id: "c2", name: "echo 2" });
+  assert.equal((await waitFor(d)).id, "c1");
+  const body = reportBody("c1", { status: "failed" });
+  body.result.exit_code = 2;
+  const reported = await d.agent({ path: P.report, body });
+  assert.equal(reported.status, 200, JSON.stringify(await json(reported)));
+  const list = async (query: string) => {
+    const response = await d.admin("GET", `/api/v1/commands${query}`);
+    assert.equal(response.status, 200);
+    return (await json(response)).commands as Array<Record<string, unknown>>;
+  };
+  const full = await list("");
+  const light = await list("?output=none");
+  assert.deepEqual(await list("?output=full"), full);
+  assert.equal((full[1].result as Record<string, unknown>).stdout, "Hello from dashboard\n");
+  assert.deepEqual(light, [
+    full[0],
+    { ...full[1], result: { exit_code: 2, signal: null, duration_secs: 0.004 } },
+  ]);
+  assert.deepEqual(await list("?output=none&limit=1&agent_id=a1"), [full[0]]);
+  for (const output of ["no", "None", "0"]) {
+    const bad = await d.admin("GET", `/api/v1/commands?output=${output}`);
+    assert.equal(bad.status, 400, `output=${output}`);
+    assert.equal((await json(bad)).error, `query "output": must be full or none`);
+  }
+});
+
 Deno.test("wait: deployment hashes, timeout clamping and bad paths", async (t) => {
   await using d = await makeDashboard();
   await enqueue(d, { id: "h1", name: "echo", params: { deployment_hash: "dep-1" } });

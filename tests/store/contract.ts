@@ -609,6 +609,119 @@ export function runStoreContract(
     assert.deepEqual(agents, [], "commands do not create agents");
   });
 
+  test("pages through commands with a cursor, each once in order", async (store, t) => {
+    const ids = (commands: CommandRecord[]) => commands.map((c) => c.id);
+    /** Every page of `query` read 25 (or `limit`) at a time, calling `between` after each. */
+    const pages = async (
+      query: Omit<Parameters<CommandStore["listCommands"]>[0], "limit" | "before">,
+      limit: number,
+      between: (page: number) => Promise<void> = async () => {},
+    ) => {
+      const read: string[][] = [];
+      let before: number | undefined;
+      for (let page = 0; page < 1000; page++) {
+        const listed = await store.listCommands({ ...query, limit, before });
+        if (listed.length === 0) break;
+        read.push(ids(listed));
+        before = listed.at(-1)!.seq;
+        await between(page);
+      }
+      return read;
+    };
+    const all: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const id = `c${String(i).padStart(3, "0")}`;
+      await enqueue(store, id, { agentId: i % 2 === 0 ? "a1" : "a2", now: T0 + i });
+      all.unshift(id);
+    }
+    await t.step(
+      "100 commands 25 a page: four pages, each command once, newest first",
+      async () => {
+        const read = await pages({}, 25);
+        assert.deepEqual(read.map((page) => page.length), [25, 25, 25, 25]);
+        assert.deepEqual(read.flat(), all);
+      },
+    );
+    await t.step("commands enqueued between page reads change no later page", async () => {
+      let added = 0;
+      const read = await pages({}, 25, async () => {
+        for (let k = 0; k < 3; k++) {
+          await enqueue(store, `new${added++}`, { agentId: "a2", now: T0 + 1000 + added });
+        }
+      });
+      assert.deepEqual(read.flat(), all, "none of the new ones, none of the old twice");
+      assert.equal(added, 12);
+      const first = ids(await store.listCommands({ limit: 25 }));
+      assert.equal(first[0], "new11", "without a cursor: the newest, as before");
+    });
+    await t.step("the cursor combines with the agent and status filters", async () => {
+      const cancelled = new Set<string>();
+      for (let i = 0; i < 100; i += 3) {
+        const id = `c${String(i).padStart(3, "0")}`;
+        assert.equal((await store.cancel(id, T0 + 2000)).outcome, "cancelled");
+        cancelled.add(id);
+      }
+      const a2 = all.filter((id) => Number(id.slice(1)) % 2 === 1);
+      assert.deepEqual((await pages({ agentId: "a2" }, 7)).flat(), [
+        "new11",
+        "new10",
+        "new9",
+        "new8",
+        "new7",
+        "new6",
+        "new5",
+        "new4",
+        "new3",
+        "new2",
+        "new1",
+        "new0",
+        ...a2,
+      ]);
+      const read = await pages({ agentId: "a2", status: "cancelled" }, 5);
+      assert.deepEqual(read.flat(), a2.filter((id) => cancelled.has(id)));
+      assert.deepEqual(read.map((page) => page.length), [5, 5, 5, 2]);
+      const queued = await pages({ agentId: "a1", status: "queued" }, 25);
+      assert.deepEqual(
+        queued.flat(),
+        all.filter((id) => Number(id.slice(1)) % 2 === 0 && !cancelled.has(id)),
+      );
+    });
+    await t.step("a cursor before the first command: nothing", async () => {
+      const oldest = (await store.listCommands({ limit: 1000 })).at(-1)!;
+      assert.equal(oldest.id, "c000");
+      assert.deepEqual(await store.listCommands({ limit: 25, before: oldest.seq }), []);
+    });
+  });
+
+  test("lists commands without their output when asked, the rest as with it", async (store) => {
+    await enqueue(store, "done");
+    await enqueue(store, "queued");
+    const claimed = await claim(store);
+    const outcome = await store.report(report(claimed!, {
+      status: "failed",
+      result: {
+        exitCode: 3,
+        signal: null,
+        durationSecs: 1.5,
+        stdout: "out ".repeat(1000),
+        stderr: "err\n",
+        stdoutTruncatedBytes: 7,
+        stderrTruncatedBytes: 0,
+      },
+    }));
+    assert.equal(outcome.outcome, "accepted");
+    const full = await store.listCommands({ limit: 10 });
+    const light = await store.listCommands({ limit: 10, withoutOutput: true });
+    assert.equal(full[1].result?.stdout, "out ".repeat(1000));
+    assert.equal(light[1].result?.stdout, null);
+    assert.equal(light[1].result?.stderr, null);
+    assert.equal(light[1].result?.exitCode, 3);
+    assert.deepEqual(light, [
+      full[0],
+      { ...full[1], result: { ...full[1].result!, stdout: null, stderr: null } },
+    ]);
+  });
+
   test("counts queued commands per agent", async (store) => {
     await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
     await enqueue(store, "c1");

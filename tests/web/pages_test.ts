@@ -558,11 +558,16 @@ Deno.test("console: a filter or an enqueue naming an agent that is not registere
   const list = await (await browser.get("/commands?agent=gone-1")).text();
   assert.match(list, /<option value="gone-1" selected>gone-1 \(not registered\)<\/option>/);
   assert.doesNotMatch(list, /<option value="" selected/);
-  // A page past the end of the list says so, not that nothing matches.
-  const past = await (await browser.get("/commands?page=3")).text();
-  assert.match(past, /The list ends before page 3\./);
+  // A page past the end of the list (its cursor the oldest command's) says so, not that nothing
+  // matches.
+  const seq = (await t.store.getCommand("c1"))!.seq;
+  const past = await (await browser.get(`/commands?before=${seq}`)).text();
+  assert.match(past, /No older command matches\./);
   assert.match(past, /<a href="\/commands">Go to the first page<\/a>/);
   assert.doesNotMatch(past, /No command matches/);
+  // An old link to a page number (the list was paged by number) shows the first page.
+  const old = await (await browser.get("/commands?page=3")).text();
+  assert.match(old, /<span class="sub">c1<\/span>/);
   // The enqueue form asked for such an agent chooses none in its place.
   const form = await browser.get("/enqueue?agent=gone-1");
   assert.equal(form.status, 200);
@@ -715,14 +720,31 @@ Deno.test("console commands list: newest first, filtered by agent and status, pa
   const ids = [...first.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) => m[1]);
   assert.equal(ids.length, PAGE_SIZE);
   assert.equal(ids[0], `c${total - 1}`, "newest first");
-  assert.match(first, /href="\/commands\?page=2" rel="next">Older</);
-  assert.doesNotMatch(first, /rel="prev"/);
+  const older = first.match(/href="\/commands\?before=(\d+)" rel="next">Older</);
+  assert.ok(older, "an Older link with the cursor of the page's last command");
+  assert.doesNotMatch(first, /rel="first"/);
+  // A command enqueued since the first page was read is not on the next page.
+  await enqueue(t, "new", "echo new", "a1");
 
-  const second = await (await browser.get("/commands?page=2")).text();
+  const second = await (await browser.get(`/commands?before=${older[1]}`)).text();
   const more = [...second.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) => m[1]);
   assert.deepEqual(more, ["c04", "c03", "c02", "c01", "c00"]);
-  assert.match(second, /href="\/commands" rel="prev">Newer</);
+  assert.match(second, /href="\/commands" rel="first">Newest</);
   assert.doesNotMatch(second, /rel="next"/);
+  // The filter stays on the links of a filtered list.
+  const queued = await (await browser.get("/commands?status=queued")).text();
+  const queuedOlder = queued.match(
+    /href="\/commands\?status=queued&amp;before=(\d+)" rel="next">Older</,
+  );
+  assert.ok(queuedOlder, "the Older link of queued commands keeps the status");
+  const queuedSecond = await (await browser.get(`/commands?status=queued&before=${queuedOlder[1]}`))
+    .text();
+  assert.deepEqual(
+    [...queuedSecond.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) => m[1]),
+    ["c05", "c04", "c03", "c02", "c00"],
+    "c01 is cancelled",
+  );
+  assert.match(queuedSecond, /href="\/commands\?status=queued" rel="first">Newest</);
 
   const a2 = await (await browser.get("/commands?agent=a2")).text();
   const a2ids = [...a2.matchAll(/<span class="sub">(c\d\d)<\/span>/g)].map((m) => m[1]);
@@ -739,9 +761,13 @@ Deno.test("console commands list: newest first, filtered by agent and status, pa
 
   const none = await (await browser.get("/commands?status=failed&agent=a1")).text();
   assert.match(none, /No command matches/);
-  const junk = await browser.get("/commands?page=abc");
-  assert.equal(junk.status, 200, "a bad page falls back to the first");
-  assert.match(await junk.text(), /<span class="sub">c\d\d<\/span>/);
+  for (const path of ["/commands?page=abc", "/commands?before=abc", "/commands?before=%3Cb%3E"]) {
+    const junk = await browser.get(path);
+    assert.equal(junk.status, 200, `${path}: a bad page falls back to the first`);
+    const text = await junk.text();
+    assert.match(text, /<span class="sub">new<\/span>/, path);
+    assert.doesNotMatch(text, /<b>|rel="first"/, path);
+  }
   // An unknown status is refused as GET /api/v1/commands refuses it, not dropped from the filter
   // (which listed every command under a filter the operator thought applied).
   const bogus = await browser.get("/commands?status=succes&agent=a1");
@@ -750,6 +776,54 @@ Deno.test("console commands list: newest first, filtered by agent and status, pa
   assert.match(bogusText, /No command can have the status succes: a status is one of queued,/);
   assert.match(bogusText, /href="\/commands\?agent=a1">See every command of a1</);
   assert.doesNotMatch(bogusText, /<span class="sub">c\d\d<\/span>/);
+});
+
+Deno.test("console commands list: a page far down reads one page of commands, not every one above it", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  for (let i = 0; i < PAGE_SIZE * 4; i++) {
+    await enqueue(t, `c${String(i).padStart(3, "0")}`, `echo ${i}`);
+  }
+  await finish(t, "c000", { exit_code: 3, duration_secs: 42, stdout: "the output\n" });
+  const reads: Array<{ limit: number; returned: number; withoutOutput?: boolean }> = [];
+  const list = t.store.listCommands.bind(t.store);
+  t.store.listCommands = async (query) => {
+    const commands = await list(query);
+    // Not the agents list's read of the running commands (the page's agent filter).
+    if (query.status === undefined) {
+      reads.push({
+        limit: query.limit,
+        returned: commands.length,
+        withoutOutput: query.withoutOutput,
+      });
+    }
+    return commands;
+  };
+  const seen: string[] = [];
+  let path: string | undefined = "/commands";
+  let last = "";
+  for (let page = 0; path && page < 10; page++) {
+    const text: string = await (await browser.get(path)).text();
+    last = text;
+    seen.push(...[...text.matchAll(/<span class="sub">(c\d{3})<\/span>/g)].map((m) => m[1]));
+    const older = text.match(/href="(\/commands\?before=\d+)" rel="next">Older</);
+    path = older?.[1];
+  }
+  assert.equal(seen.length, PAGE_SIZE * 4, "every command once");
+  assert.equal(new Set(seen).size, seen.length);
+  assert.equal(seen[0], "c099");
+  assert.equal(seen.at(-1), "c000");
+  // Read without its output, a command still shows how it ended.
+  assert.match(
+    last,
+    /<span class="sub">c000<\/span>[^]*?<td data-label="Exit">3<\/td>\s*<td data-label="Duration">42\.0 s<\/td>/,
+  );
+  assert.doesNotMatch(last, /the output/);
+  // Four pages, each read with one command more than a page (was page × 25 + 1: 26, 51, 76, 101),
+  // without the output the table does not show.
+  const page = { limit: PAGE_SIZE + 1, returned: PAGE_SIZE + 1, withoutOutput: true };
+  assert.deepEqual(reads, [page, page, page, { ...page, returned: PAGE_SIZE }]);
 });
 
 Deno.test("console error pages: unknown command and unreachable store, never a stack trace", async () => {

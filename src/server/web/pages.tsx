@@ -250,7 +250,8 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
 export interface CommandFilter {
   agent?: string;
   status?: string;
-  page: number;
+  /** The page of the commands before this cursor (the list's `next_before`); absent: the first. */
+  before?: string;
 }
 
 /**
@@ -262,7 +263,7 @@ export function commandsHref(filter: CommandFilter): string {
   const query = new URLSearchParams();
   if (filter.agent) query.set("agent", filter.agent);
   if (filter.status) query.set("status", filter.status);
-  if (filter.page > 1) query.set("page", String(filter.page));
+  if (filter.before) query.set("before", filter.before);
   const text = query.toString();
   return text ? `/commands?${text}` : "/commands";
 }
@@ -270,15 +271,15 @@ export function commandsHref(filter: CommandFilter): string {
 /**
  * The commands page: newest first, filtered, paged.
  *
- * @param props Frame, one page of commands, the known agents, the filter and whether more exist.
+ * @param props Frame, one page of commands, the known agents, the filter and the cursor of the
+ * next page (older commands) when there is one.
  */
 export function CommandsPage(
   props: Frame & {
     commands: CommandJson[];
     agents: string[];
     filter: CommandFilter;
-    hasMore: boolean;
-    lastPage: boolean;
+    older?: string;
   },
 ) {
   const { filter } = props;
@@ -319,11 +320,11 @@ export function CommandsPage(
         <button type="submit">Filter</button>
       </form>
       {props.commands.length === 0
-        ? (filter.page > 1
+        ? (filter.before
           ? (
             <p>
-              The list ends before page {String(filter.page)}.{" "}
-              <a href={commandsHref({ ...filter, page: 1 })}>Go to the first page</a>
+              No older command matches.{" "}
+              <a href={commandsHref({ ...filter, before: undefined })}>Go to the first page</a>
             </p>
           )
           : <p>No command matches.</p>)
@@ -362,15 +363,12 @@ export function CommandsPage(
           </table>
         )}
       <nav class="pager" aria-label="Pages">
-        {filter.page > 1
-          ? <a href={commandsHref({ ...filter, page: filter.page - 1 })} rel="prev">Newer</a>
+        {filter.before
+          ? <a href={commandsHref({ ...filter, before: undefined })} rel="first">Newest</a>
           : null}
-        <span>Page {String(filter.page)}</span>
-        {props.hasMore
-          ? <a href={commandsHref({ ...filter, page: filter.page + 1 })} rel="next">Older</a>
-          : null}
-        {props.lastPage
-          ? <span class="hint">The list ends here: narrow the filter to see older commands.</span>
+        <span>{filter.before ? "Older commands" : "Newest commands"}</span>
+        {props.older
+          ? <a href={commandsHref({ ...filter, before: props.older })} rel="next">Older</a>
           : null}
       </nav>
     </Layout>

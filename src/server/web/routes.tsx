@@ -20,7 +20,6 @@ import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
   constantTimeEqual,
-  LIST_LIMIT,
   PRIORITIES,
   shortForm,
 } from "../../protocol/mod.ts";
@@ -32,6 +31,7 @@ import type { Clock } from "../clock.ts";
 import { TokenBucketLimiter } from "../rate_limit.ts";
 import { readBody } from "../body.ts";
 import { HttpError } from "../http_error.ts";
+import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
@@ -467,11 +467,12 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     page(async (c, session) => {
       const agent = c.req.query("agent") || undefined;
       const rawStatus = c.req.query("status") || undefined;
-      const rawPage = c.req.query("page") ?? "1";
-      const maxPage = Math.ceil(LIST_LIMIT.max / PAGE_SIZE);
-      const pageNo = /^\d{1,4}$/.test(rawPage)
-        ? Math.min(Math.max(1, Number(rawPage)), maxPage)
-        : 1;
+      // A cursor no page gave (typed, or cut short) shows the first page, as an old `page=` link
+      // does (the list is paged by cursor now).
+      const rawBefore = c.req.query("before") || undefined;
+      const before = rawBefore !== undefined && parseListCursor(rawBefore) !== undefined
+        ? rawBefore
+        : undefined;
       if (rawStatus !== undefined && !STATUS_CHOICES.includes(rawStatus)) {
         // As GET /api/v1/commands does: an unknown status is refused, not dropped from the
         // filter (which listed every command as if it matched).
@@ -509,23 +510,25 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       const query = new URLSearchParams();
       if (agent) query.set("agent_id", agent);
       if (status) query.set("status", status);
-      const wanted = Math.min(pageNo * PAGE_SIZE + 1, LIST_LIMIT.max);
-      query.set("limit", String(wanted));
+      if (before) query.set("before", before);
+      // One page: the list reads one command more, to know whether older ones match. The table
+      // shows how each command ended, never its output.
+      query.set("limit", String(PAGE_SIZE));
+      query.set("output", "none");
       const [listed, agents] = await Promise.all([
         api(session, `/api/v1/commands?${query}`),
         listAgents(session),
       ]);
       if (listed.status !== 200) throw new ApiUnavailable(listed.status, listed.body);
-      const all = listed.body.commands as CommandJson[];
-      const filter: CommandFilter = { agent, status, page: pageNo };
+      const older = listed.body.next_before;
+      const filter: CommandFilter = { agent, status, before };
       return html(
         <CommandsPage
           {...frame(session)}
-          commands={all.slice((pageNo - 1) * PAGE_SIZE, pageNo * PAGE_SIZE)}
+          commands={listed.body.commands as CommandJson[]}
           agents={agents.map((a) => a.id)}
           filter={filter}
-          hasMore={all.length > pageNo * PAGE_SIZE && pageNo < maxPage}
-          lastPage={pageNo === maxPage && all.length >= LIST_LIMIT.max}
+          older={typeof older === "string" ? older : undefined}
         />,
       );
     }),
