@@ -22,8 +22,12 @@ const log = logger("server");
  * import { surviveConnectionFailures } from "./survive.ts";
  *
  * using _guard = surviveConnectionFailures();
+ * // Seen (and let pass) before the guard is disposed at the end of the block.
+ * const seen = new Promise((resolve) => {
+ *   globalThis.addEventListener("unhandledrejection", resolve, { once: true });
+ * });
  * Promise.reject(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }));
- * await new Promise((resolve) => setTimeout(resolve, 0));
+ * await seen;
  * ```
  *
  * @returns Removes the handlers when disposed.
