@@ -99,6 +99,7 @@ export {
   type AgentRecord,
   type CancelAnswer,
   checkHealth,
+  type CommandPage,
   type CommandRecord,
   type EnqueueAnswer,
   type EnqueueOptions,

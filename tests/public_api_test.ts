@@ -36,6 +36,7 @@ const PUBLIC_API = {
     "AgentRecord",
     "CancelAnswer",
     "checkHealth",
+    "CommandPage",
     "CommandRecord",
     "EnqueueAnswer",
     "EnqueueOptions",

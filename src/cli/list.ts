@@ -3,12 +3,20 @@
  *
  * @module
  */
-import { Command, Option } from "@commander-js/extra-typings";
+import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
 import { COMMAND_STATUSES, LIST_LIMIT } from "../protocol/mod.ts";
 import { formatTable, operatorClientFromSettings } from "../operator/mod.ts";
+
+/** A page cursor: the decimal number a previous page printed. */
+function parseCursor(value: string): string {
+  if (!/^[1-9]\d{0,19}$/.test(value)) {
+    throw new InvalidArgumentError("a cursor is the number a previous page printed after --before");
+  }
+  return value;
+}
 
 /**
  * Builds `status list`.
@@ -28,24 +36,37 @@ export function listCommand(io: Io): Command {
       "at most this many (default: the dashboard's)",
       wholeNumberParser(1, LIST_LIMIT.max),
     )
+    .option(
+      "--before <cursor>",
+      "only commands older than this cursor (the one a previous page printed)",
+      parseCursor,
+    )
     .option("--json", "print the commands as a JSON array");
   addSettingOptions(command, ["operator"]);
   command.action(async (options) => {
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const records = await operatorClientFromSettings(settings).listCommands({
+    const page = await operatorClientFromSettings(settings).listCommandsPage({
       agentId: options.agent,
       status: options.status,
       limit: options.limit,
+      before: options.before,
     });
-    if (options.json) {
-      io.out(JSON.stringify(records, null, 2));
-      return;
+    const records = page.commands;
+    if (options.json) io.out(JSON.stringify(records, null, 2));
+    else if (records.length === 0) io.err(options.before ? "no older commands" : "no commands");
+    else for (const line of formatTable(records)) io.out(line);
+    if (page.nextBefore !== null) {
+      // The same filters, one page further (on standard error: the table or JSON stays whole).
+      const again = [
+        "status list",
+        ...(options.agent ? ["--agent", options.agent] : []),
+        ...(options.status ? ["--status", options.status] : []),
+        ...(options.limit !== undefined ? ["--limit", String(options.limit)] : []),
+        "--before",
+        page.nextBefore,
+      ];
+      io.err(`older commands: ${again.join(" ")}`);
     }
-    if (records.length === 0) {
-      io.err("no commands");
-      return;
-    }
-    for (const line of formatTable(records)) io.out(line);
   });
   return command as unknown as Command;
 }

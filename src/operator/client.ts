@@ -152,8 +152,18 @@ export interface ListOptions {
   status?: string;
   /** At most this many (the dashboard's default when absent). */
   limit?: number;
+  /** Only commands older than this cursor: the `nextBefore` of an earlier page. */
+  before?: string;
   /** Aborts the request. */
   signal?: AbortSignal;
+}
+
+/** One page of {@link OperatorClient.listCommandsPage}. */
+export interface CommandPage {
+  /** The commands, newest first. */
+  commands: CommandRecord[];
+  /** The cursor of the next (older) page, or `null` when no older command matches. */
+  nextBefore: string | null;
 }
 
 /** The outcome of {@link OperatorClient.cancel}. */
@@ -408,15 +418,36 @@ export class OperatorClient {
    * @returns The commands.
    */
   async listCommands(options: ListOptions = {}): Promise<CommandRecord[]> {
+    return (await this.listCommandsPage(options)).commands;
+  }
+
+  /**
+   * Lists commands, newest first, with the cursor of the next (older) page.
+   *
+   * @param options Filters, the page's size and the cursor it starts after.
+   * @returns The page.
+   * @throws {OperatorError} As {@link OperatorClient.listCommands}.
+   */
+  async listCommandsPage(options: ListOptions = {}): Promise<CommandPage> {
     const query = new URLSearchParams();
     if (options.agentId) query.set("agent_id", options.agentId);
     if (options.status) query.set("status", options.status);
     if (options.limit !== undefined) query.set("limit", String(options.limit));
+    if (options.before !== undefined) query.set("before", options.before);
     const qs = query.toString();
     const answer = await this.#request("GET", PATHS.commands + (qs ? `?${qs}` : ""), {
       signal: options.signal,
     });
-    return this.#parse(z.array(commandRecordSchema), arrayIn(answer.body, "commands"), "list");
+    const commands = this.#parse(
+      z.array(commandRecordSchema),
+      arrayIn(answer.body, "commands"),
+      "list",
+    );
+    const next = (answer.body as { next_before?: unknown } | null)?.next_before;
+    return {
+      commands,
+      nextBefore: typeof next === "string" && /^\d{1,20}$/.test(next) ? next : null,
+    };
   }
 
   /**

@@ -19,6 +19,7 @@
  */
 export {
   type CancelAnswer,
+  type CommandPage,
   type EnqueueOptions,
   type ListOptions,
   OperatorClient,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 import { run } from "../cli/_run.ts";
 import { LIST_LIMIT, RUN_LIST_LIMIT } from "../../src/protocol/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
 
 Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
   await t.step("success", async () => {
@@ -259,4 +260,45 @@ Deno.test("status result --stdout of output that is not text says on stderr how 
   const err = await run(["result", "b1", "--stderr", ...remote]);
   assert.equal(err.code, 0);
   assert.deepEqual(err.stderr, []);
+});
+
+Deno.test("status list pages with --before and says how to see older commands", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  for (let i = 1; i <= 5; i++) {
+    const out = await run([
+      "enqueue",
+      `echo ${i}`,
+      "--agent",
+      "pager",
+      "--id",
+      `page-${i}`,
+      "--dashboard-url",
+      server.url,
+    ]);
+    assert.equal(out.code, 0, out.stderr.join("\n"));
+  }
+  const list = (...args: string[]) =>
+    run(["list", "--agent", "pager", "--limit", "2", ...args, "--dashboard-url", server.url]);
+  const seen: string[] = [];
+  let before: string[] = [];
+  for (let page = 0; page < 3; page++) {
+    const out = await list(...before, "--json");
+    assert.equal(out.code, 0, out.stderr.join("\n"));
+    seen.push(...JSON.parse(out.stdout.join("\n")).map((c: { id: string }) => c.id));
+    const hint = out.stderr.find((line) => line.startsWith("older commands: "));
+    if (page < 2) {
+      assert.match(
+        hint ?? "",
+        /^older commands: status list --agent pager --limit 2 --before \d+$/,
+      );
+      before = ["--before", hint!.split(" ").at(-1)!];
+    } else assert.equal(hint, undefined, "the last page names no older one");
+  }
+  assert.deepEqual(seen, ["page-5", "page-4", "page-3", "page-2", "page-1"]);
+  const bad = await list("--before", "x1");
+  assert.equal(bad.code, 2);
 });
