@@ -22,7 +22,15 @@ import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
 import { run } from "../cli/_run.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
-import { FakeClock, json, makeDashboard, P, reportBody, TOKEN2 } from "./_helpers.ts";
+import {
+  FakeClock,
+  json,
+  makeDashboard,
+  P,
+  reportBody,
+  type TestDashboard,
+  TOKEN2,
+} from "./_helpers.ts";
 
 interface Fleet extends AsyncDisposable {
   url: string;
@@ -1249,20 +1257,25 @@ Deno.test("cancels of unknown or ended runs leave nothing behind in the schedule
   assert.equal(runs.trackedRuns, 0, "a step of an unknown run");
 });
 
-Deno.test("a run with a part on an agent that is removed moves on at once, without a sweep", async (t) => {
-  using _logs = captureLogs();
-  // A fake clock that never moves: no sweep and no lease expiry steps the run.
-  await using d = await makeDashboard();
+/** Starts a run of `a1` then `a2`, one at a time; its view once a1's part is queued. */
+async function twoPartRun(d: TestDashboard, id: string): Promise<() => Promise<RunView>> {
   const created = await d.admin("POST", "/api/v1/runs", {
-    id: "run-rm",
+    id,
     name: "echo hi",
     target: { agents: ["a1", "a2"] },
     max_concurrency: 1,
   });
   assert.equal(created.status, 201, await created.clone().text());
   await created.body?.cancel();
-  const view = async () => await (await d.admin("GET", "/api/v1/runs/run-rm")).json() as RunView;
-  await until(async () => (await d.store.getCommand("run-rm:a1")) !== null, "a1's part starts");
+  await until(async () => (await d.store.getCommand(`${id}:a1`)) !== null, "a1's part starts");
+  return async () => await (await d.admin("GET", `/api/v1/runs/${id}`)).json() as RunView;
+}
+
+Deno.test("a run with a part on an agent that is removed moves on at once, without a sweep", async (t) => {
+  using _logs = captureLogs();
+  // A fake clock that never moves: no sweep and no lease expiry steps the run.
+  await using d = await makeDashboard();
+  const view = await twoPartRun(d, "run-rm");
   const waited = await d.agent({ path: P.wait() });
   assert.equal((await json(waited)).id, "run-rm:a1");
   const acked = await d.agent({ path: P.ack, body: { command_id: "run-rm:a1", attempt: 1 } });
@@ -1301,16 +1314,7 @@ Deno.test("a run with a part on an agent that is removed moves on at once, witho
 Deno.test("a run's part not started when its agent is removed ends when the run reaches it", async () => {
   using _logs = captureLogs();
   await using d = await makeDashboard();
-  const created = await d.admin("POST", "/api/v1/runs", {
-    id: "run-later",
-    name: "echo hi",
-    target: { agents: ["a1", "a2"] },
-    max_concurrency: 1,
-  });
-  assert.equal(created.status, 201, await created.clone().text());
-  await created.body?.cancel();
-  const view = async () => await (await d.admin("GET", "/api/v1/runs/run-later")).json() as RunView;
-  await until(async () => (await d.store.getCommand("run-later:a1")) !== null, "a1's part starts");
+  const view = await twoPartRun(d, "run-later");
   // a2's part is pending when a2 is removed: the removal finds no command of it.
   const removed = await d.admin("DELETE", "/api/v1/agents/a2");
   assert.deepEqual(await json(removed), { removed: true, id: "a2", commands_ended: 0 });
