@@ -4,7 +4,7 @@
  * table and exit code, cancel, and bad targets.
  */
 import assert from "node:assert/strict";
-import { type SQLInputValue, StatementSync } from "node:sqlite";
+import { countTargetReads } from "../store/_target_reads.ts";
 import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
 import { createApp, startServer } from "../../src/server/mod.ts";
@@ -564,16 +564,7 @@ Deno.test("a sweep reads no command output; a step asked for its run answers all
   await createRunOf(inner, "r", ["a1", "a2"], now);
   const dashboard = createApp({ store, devMode: true, autoExpireLeases: false, runSweepMs: 0 });
   // Counts the statements that read a run's targets, and those of them that read output.
-  const all = StatementSync.prototype.all;
-  let reads = 0;
-  let output = 0;
-  StatementSync.prototype.all = function (this: StatementSync, ...args: SQLInputValue[]) {
-    if (/FROM run_targets/.test(this.sourceSQL)) {
-      reads++;
-      if (/stdout|stderr/.test(this.sourceSQL)) output++;
-    }
-    return all.apply(this, args as Parameters<typeof all>);
-  } as typeof all;
+  using counted = countTargetReads();
   try {
     // The first sweep starts a1; a1 runs and prints; the next starts a2; the last changes nothing.
     await dashboard.runs.sweep();
@@ -609,16 +600,15 @@ Deno.test("a sweep reads no command output; a step asked for its run answers all
       "r:a1",
       "r:a2",
     ]);
-    assert.ok(reads >= 3, `${reads} reads of the run's targets`);
-    assert.equal(output, 0, "no step of a sweep read output");
+    assert.ok(counted.reads >= 3, `${counted.reads} reads of the run's targets`);
+    assert.equal(counted.output, 0, "no step of a sweep read output");
     assert.equal(calls.get("getRun"), undefined);
     // The operator's step (a run's creation, a cancel) answers the run as getRun reads it.
     const run = await dashboard.runs.advance("r");
-    assert.equal(output, 1);
+    assert.equal(counted.output, 1);
     assert.deepEqual(run, await inner.getRun("r"));
     assert.equal(firstLine(run?.targets[0].command ?? null), "hello from a1");
   } finally {
-    StatementSync.prototype.all = all;
     await dashboard.close();
   }
 });

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { DatabaseSync, type SQLInputValue, StatementSync } from "node:sqlite";
+import { DatabaseSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
 import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
 import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { runStoreContract } from "./contract.ts";
+import { countTargetReads } from "./_target_reads.ts";
 import { spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
 
@@ -773,22 +774,12 @@ Deno.test("sqlite store reads a run's targets once for a step that changes nothi
     })),
     now: T0,
   });
-  // Counts the statements that read a run's targets (they all join run_targets to commands).
-  const all = StatementSync.prototype.all;
-  let reads = 0;
-  StatementSync.prototype.all = function (this: StatementSync, ...args: SQLInputValue[]) {
-    if (/FROM run_targets t LEFT JOIN commands/.test(this.sourceSQL)) reads++;
-    return all.apply(this, args as Parameters<typeof all>);
-  } as typeof all;
-  try {
-    assert.equal((await store.advanceRun("r", T0))?.toEnqueue.length, 1);
-    assert.equal(reads, 2, "a step that starts a target reads the run before and after");
-    reads = 0;
-    assert.equal((await store.advanceRun("r", T0 + 1))?.toEnqueue.length, 1);
-    assert.equal(reads, 1, "a step that changes nothing reads it once");
-  } finally {
-    StatementSync.prototype.all = all;
-  }
+  using counted = countTargetReads();
+  assert.equal((await store.advanceRun("r", T0))?.toEnqueue.length, 1);
+  assert.equal(counted.reads, 2, "a step that starts a target reads the run before and after");
+  counted.reads = 0;
+  assert.equal((await store.advanceRun("r", T0 + 1))?.toEnqueue.length, 1);
+  assert.equal(counted.reads, 1, "a step that changes nothing reads it once");
 });
 
 Deno.test("sqlite store steps a run without reading its commands' results or output", async () => {
@@ -849,36 +840,31 @@ Deno.test("sqlite store steps a run without reading its commands' results or out
     completedAt: null,
     now: T0 + 1,
   });
-  // Counts the statements that read a run's targets, and those of them that read results.
-  const all = StatementSync.prototype.all;
-  let reads = 0;
-  let results = 0;
-  StatementSync.prototype.all = function (this: StatementSync, ...args: SQLInputValue[]) {
-    if (/FROM run_targets t LEFT JOIN commands/.test(this.sourceSQL)) {
-      reads++;
-      if (/results|stdout/.test(this.sourceSQL)) results++;
-    }
-    return all.apply(this, args as Parameters<typeof all>);
-  } as typeof all;
-  try {
-    const step = await store.stepRun("r", T0 + 2);
-    assert.deepEqual(step?.toEnqueue.map((t) => t.commandId), ["r:a3"]);
-    assert.deepEqual([reads, results], [2, 0], "a step that starts a3 reads the run twice");
-    reads = 0;
-    const unchanged = await store.stepRun("r", T0 + 3);
-    assert.deepEqual(unchanged?.run.targets.map((t) => t.command?.status ?? null), [
-      "success",
-      "queued",
-      null,
-    ]);
-    assert.deepEqual([reads, results], [1, 0], "a step that changes nothing reads it once");
-    assert.deepEqual(await store.getRunState("r"), unchanged?.run);
-    assert.deepEqual([reads, results], [2, 0]);
-    // advanceRun answers the whole run: it reads the start of each command's output.
-    const whole = await store.advanceRun("r", T0 + 4);
-    assert.equal(whole?.run.targets[0].command?.result?.stdout?.slice(0, 3), "hi\n");
-    assert.deepEqual([reads, results], [3, 1]);
-  } finally {
-    StatementSync.prototype.all = all;
-  }
+  // The statements that read a run's targets, and those of them that read output.
+  using counted = countTargetReads();
+  const step = await store.stepRun("r", T0 + 2);
+  assert.deepEqual(step?.toEnqueue.map((t) => t.commandId), ["r:a3"]);
+  assert.deepEqual(
+    [counted.reads, counted.output],
+    [2, 0],
+    "a step that starts a3 reads the run twice",
+  );
+  counted.reads = 0;
+  const unchanged = await store.stepRun("r", T0 + 3);
+  assert.deepEqual(unchanged?.run.targets.map((t) => t.command?.status ?? null), [
+    "success",
+    "queued",
+    null,
+  ]);
+  assert.deepEqual(
+    [counted.reads, counted.output],
+    [1, 0],
+    "a step that changes nothing reads it once",
+  );
+  assert.deepEqual(await store.getRunState("r"), unchanged?.run);
+  assert.deepEqual([counted.reads, counted.output], [2, 0]);
+  // advanceRun answers the whole run: it reads the start of each command's output.
+  const whole = await store.advanceRun("r", T0 + 4);
+  assert.equal(whole?.run.targets[0].command?.result?.stdout?.slice(0, 3), "hi\n");
+  assert.deepEqual([counted.reads, counted.output], [3, 1]);
 });
