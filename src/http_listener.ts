@@ -12,10 +12,13 @@
  *   between requests. A long-poll being held has sent its request: it is not idle.
  * - **Body timeout.** A request whose body has not arrived within `bodyTimeoutSecs` is closed.
  * - **Connection limit.** Beyond `maxConnections` open connections (and never closer than a
- *   reserve to the process's open-files limit, counted at start), a new connection is
- *   closed at once, with one warning when the limit is reached and one line when it is left. The
- *   open ones, held long-polls included, are served as before; so descriptors never run out
- *   because of sockets.
+ *   reserve to the process's open-files limit, counted at start), a new connection takes the
+ *   place of an idle one (no request in progress: a head still to come, or idle between
+ *   requests), its own address's oldest or else the oldest of the address holding the most idle
+ *   ones ({@link IdleConnections}); with none idle, it is closed at once. One warning when the
+ *   limit is reached and one line when it is left. Connections with a request in progress, held
+ *   long-polls included, are served as before; so descriptors never run out because of sockets,
+ *   and sockets that send nothing cannot keep other clients out.
  * - **Malformed requests** (a broken head, an HTTP version other than 1.1 and 1.0, broken chunked
  *   encoding, a `Transfer-Encoding` other than `chunked`, an HTTP/1.1 request without `Host` or
  *   with two, a `CONNECT`, a body its client half-closed the connection before) are answered
@@ -47,6 +50,8 @@ import {
 } from "./http_parse_error.ts";
 import { getRequestListener } from "@hono/node-server";
 import { logger } from "./log/mod.ts";
+import { IdleConnections } from "./idle_connections.ts";
+import { addressKey } from "./server/address_key.ts";
 
 /** Options of {@link listenHttp}. */
 export interface HttpListenOptions {
@@ -122,8 +127,10 @@ export interface HttpListener {
   maxConnections: number;
   /** Connections open now. */
   readonly connections: number;
-  /** Connections refused because the limit was reached, since start. */
+  /** Connections refused because the limit was reached and none was idle, since start. */
   readonly refused: number;
+  /** Idle connections closed to make room for a new one at the limit, since start. */
+  readonly evicted: number;
   /**
    * Stops accepting, closes idle connections and waits for in-flight requests to be answered:
    * those still arriving are held to the header and body timeouts meanwhile, and after
@@ -441,6 +448,16 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   // hundreds of megabytes).
   const pipelined = new WeakMap<Socket, number>();
   const listener = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    if (tracking) {
+      const tcp = tcpOf(incoming.socket as Socket);
+      if (tcp === undefined) {
+        tracking = false;
+        idle.clear();
+      } else {
+        idle.busy(tcp);
+        outgoing.on("finish", onAnswered);
+      }
+    }
     if (outgoing.socket) return serve(incoming, outgoing);
     const socket = incoming.socket as Socket;
     if (socket.destroyed) return;
@@ -468,20 +485,62 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const sockets = new Set<Socket>();
   let refused = 0;
   let refusedSinceFull = 0;
+  let evicted = 0;
+  let evictedSinceFull = 0;
   let full = false;
   let closing = false;
+  // The connections with no request in progress, which a new one may take the place of at the
+  // limit. Over TLS a request's socket is the TLS one, which names its TCP socket as `_parent`;
+  // where it does not, no connection is taken to be idle (and the limit only refuses).
+  const idle = new IdleConnections<Socket>();
+  let tracking = true;
+  const tcpOf = (socket: Socket): Socket | undefined =>
+    options.tls ? (socket as { _parent?: Socket })._parent : socket;
+  /** An answer was sent: its connection is idle unless a request pipelined behind it is served. */
+  function onAnswered(this: ServerResponse): void {
+    const socket = this.req?.socket as Socket | undefined;
+    if (!tracking || closing || socket === undefined || socket.destroyed) return;
+    if ((socket as { _httpMessage?: ServerResponse | null })._httpMessage) return;
+    const tcp = tcpOf(socket);
+    if (tcp !== undefined && sockets.has(tcp)) idle.idle(tcp);
+  }
+  const noteFull = (): void => {
+    if (full) return;
+    full = true;
+    log.warning(
+      "connection limit reached: {limit} connections are open; a new connection now takes the " +
+        "place of an idle one, or is refused when none is idle (raise MAX_CONNECTIONS and the " +
+        "open-files limit, ulimit -n, if this is a real load)",
+      { limit: maxConnections, availableDescriptors: descriptors },
+    );
+  };
+  /** Closes an idle connection for a new one from `address`; returns whether one was closed. */
+  const madeRoom = (address: string): boolean => {
+    const victim = tracking ? idle.victimFor(address) : undefined;
+    if (victim === undefined) return false;
+    idle.busy(victim);
+    sockets.delete(victim);
+    victim.destroy();
+    evicted++;
+    evictedSinceFull++;
+    noteFull();
+    return true;
+  };
 
   // One listener function for every connection (`this` is the socket): a closure each, or
   // `once`'s wrapper, would be kept for every held long-poll.
   function onSocketClose(this: Socket): void {
     sockets.delete(this);
+    idle.busy(this);
     if (full && sockets.size < maxConnections * 0.9) {
       full = false;
-      log.info("below the connection limit again; {refused} connections were refused", {
-        refused: refusedSinceFull,
-        limit: maxConnections,
-      });
+      log.info(
+        "below the connection limit again; {refused} connections were refused and {evicted} " +
+          "idle ones closed to make room",
+        { refused: refusedSinceFull, evicted: evictedSinceFull, limit: maxConnections },
+      );
       refusedSinceFull = 0;
+      evictedSinceFull = 0;
     }
   }
   /**
@@ -520,22 +579,16 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   }
 
   server.on("connection", (socket: Socket) => {
-    if (closing || sockets.size >= maxConnections) {
+    const address = addressKey(socket.remoteAddress) ?? "";
+    if (closing || (sockets.size >= maxConnections && !madeRoom(address))) {
       refused++;
       refusedSinceFull++;
-      if (!full && !closing) {
-        full = true;
-        log.warning(
-          "connection limit reached: {limit} connections are open; new connections are refused " +
-            "until some close (raise MAX_CONNECTIONS and the open-files limit, ulimit -n, " +
-            "if this is a real load)",
-          { limit: maxConnections, availableDescriptors: descriptors },
-        );
-      }
+      if (!closing) noteFull();
       socket.destroy();
       return;
     }
     sockets.add(socket);
+    if (tracking) idle.idle(socket, address);
     socket.setNoDelay(true);
     socket.on("close", onSocketClose);
     if (!options.tls) socket.on("end", onHttpSocketEnd);
@@ -679,9 +732,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     get refused() {
       return refused;
     },
+    get evicted() {
+      return evicted;
+    },
     close() {
       closed ??= new Promise<void>((resolve) => {
         closing = true;
+        idle.clear();
         // What is left at the deadline is closed: a shutdown always ends.
         const deadline = clock.setTimeout(() => {
           if (sockets.size > 0) {

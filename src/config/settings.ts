@@ -547,7 +547,8 @@ const SPECS = {
   },
   maxConnections: {
     env: "MAX_CONNECTIONS",
-    description: "Most open connections (kept 128 under the open-files limit); beyond it, refused",
+    description:
+      "Most open connections (kept 128 under the open-files limit); beyond it, a new one replaces an idle one or is refused",
     default: defaults.DEFAULT_MAX_CONNECTIONS,
     expected: "a whole number from 1 to 1000000",
     schema: wholeNumber(1, 1_000_000),

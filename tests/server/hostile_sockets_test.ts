@@ -102,6 +102,120 @@ Deno.test("beyond the connection limit new connections are refused with one warn
   });
 });
 
+Deno.test("at the connection limit a new connection takes the place of an idle one, never of a held wait", async () => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      db: ":memory:",
+      port: 0,
+      maxConnections: 4,
+      rateLimitPerMinute: 1_000_000,
+    });
+    const conns: Deno.TcpConn[] = [];
+    const open = async (): Promise<Deno.TcpConn> => {
+      const conn = await rawConnect(server);
+      conns.push(conn);
+      return conn;
+    };
+    try {
+      const waits = [await open(), await open()];
+      for (const [i, conn] of waits.entries()) await send(conn, waitHead(`w${i}`, 30));
+      await until(() => server.dashboard.hub.size === 2, "two waits are held");
+      // Sockets that send nothing, or half a head, hold the other two places.
+      const silent = await open();
+      const half = await open();
+      await send(half, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+      await until(() => server.listener.connections === 4, "the limit is reached");
+      // Each new client gets in, in place of the oldest idle connection: the silent one, the
+      // half-sent one, then the first client's, kept alive and idle after its answer.
+      const clients: Deno.TcpConn[] = [];
+      for (let i = 0; i < 3; i++) {
+        const client = await open();
+        clients.push(client);
+        await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        const answer = await readAll(client, 500);
+        assert.match(answer.text, /^HTTP\/1\.1 200 /, `client ${i} is served`);
+      }
+      assert.equal(server.listener.refused, 0);
+      assert.equal(server.listener.evicted, 3);
+      assert.ok((await readAll(clients[0], 2000)).closed, "the first client's idle connection");
+      assert.equal((await readAll(clients[2], 100)).closed, false, "the last client's is open");
+      for (const conn of [silent, half]) {
+        const answer = await readAll(conn, 2000);
+        assert.ok(answer.closed, "an idle connection made room");
+        assert.equal(answer.text, "", "without an answer");
+      }
+      assert.equal(server.dashboard.hub.size, 2, "the held waits were kept");
+      assert.equal(
+        lines.filter((line) => line.includes("connection limit reached")).length,
+        1,
+        "one warning when the limit is reached",
+      );
+      const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Agent-Id": "w1" },
+        body: JSON.stringify({ id: "for-w1", name: "echo hi" }),
+      });
+      assert.equal(enqueued.status, 202);
+      await enqueued.body?.cancel();
+      const woken = await readAll(waits[1], 1000);
+      assert.match(woken.text, /^HTTP\/1\.1 200 /);
+      assert.match(woken.text, /"id":"for-w1"/);
+    } finally {
+      for (const conn of conns) closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("a keep-alive connection idle after its answer makes room at the limit, one answering does not", async () => {
+  await using server = await startServer({
+    db: ":memory:",
+    port: 0,
+    maxConnections: 2,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const conns: Deno.TcpConn[] = [];
+  const open = async (): Promise<Deno.TcpConn> => {
+    const conn = await rawConnect(server);
+    conns.push(conn);
+    return conn;
+  };
+  try {
+    const held = await open();
+    await send(held, waitHead("w0", 30));
+    await until(() => server.dashboard.hub.size === 1, "the wait is held");
+    const kept = await open();
+    await send(kept, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    const first = await readAll(kept, 300);
+    assert.match(first.text, /^HTTP\/1\.1 200 /);
+    assert.equal(first.closed, false, "kept alive");
+    const client = await open();
+    await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    assert.match((await readAll(client, 5000)).text, /^HTTP\/1\.1 200 /);
+    assert.ok((await readAll(kept, 2000)).closed, "the idle keep-alive connection made room");
+    assert.equal(server.listener.evicted, 1);
+    assert.equal(server.dashboard.hub.size, 1, "the held wait was kept");
+    // With both places busy (the wait, and a request whose body is still to come), a new
+    // connection is refused.
+    const slowBody = await open();
+    await send(
+      slowBody,
+      `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+        "X-Agent-Id: w0\r\nContent-Length: 100\r\n\r\n{",
+    );
+    await until(() => server.listener.connections === 2, "both places are taken");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const refused = await open();
+    await send(refused, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").catch(() => 0);
+    const answer = await readAll(refused, 5000);
+    assert.ok(answer.closed);
+    assert.equal(answer.text, "", "refused without an answer");
+    assert.equal(server.listener.refused, 1);
+    assert.equal((await readAll(slowBody, 200)).closed, false, "the request in progress goes on");
+  } finally {
+    for (const conn of conns) closeQuietly(conn);
+  }
+});
+
 Deno.test("the connection limit stays below the open-files limit", async () => {
   await using server = await startServer({
     db: ":memory:",

@@ -203,3 +203,41 @@ Deno.test("over HTTPS a request in flight when close begins gets its answer, the
     }
   });
 });
+
+Deno.test("over HTTPS at the connection limit a new connection takes the place of one that never finished its handshake, never of a held wait", async (t) => {
+  await withCert(t, async (tls) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+      tls,
+      maxConnections: 2,
+      rateLimitPerMinute: 1_000_000,
+    });
+    const connectTls = () =>
+      Deno.connectTls({ hostname: "127.0.0.1", port: server.port, caCerts: [tls.cert] });
+    const waiting = await connectTls();
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const conns: Deno.Conn[] = [waiting, silent];
+    try {
+      await send(waiting, waitHead("w1", 30));
+      await until(() => server.dashboard.hub.size === 1, "the wait is held");
+      await until(() => server.listener.connections === 2, "the limit is reached");
+      const client = await connectTls();
+      conns.push(client);
+      await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      assert.match((await readAll(client, 500)).text, /^HTTP\/1\.1 200 /);
+      assert.ok((await readAll(silent, 2000)).closed, "the silent connection made room");
+      assert.equal(server.listener.evicted, 1);
+      // Now the client is idle after its answer: the next one takes its place, not the wait's.
+      const next = await connectTls();
+      conns.push(next);
+      await send(next, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      assert.match((await readAll(next, 500)).text, /^HTTP\/1\.1 200 /);
+      assert.equal(server.listener.evicted, 2);
+      assert.equal(server.dashboard.hub.size, 1, "the held wait was kept");
+    } finally {
+      for (const conn of conns) closeQuietly(conn);
+    }
+  });
+});
