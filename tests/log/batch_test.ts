@@ -62,6 +62,38 @@ async function runChild(how: string): Promise<{ code: number; lines: string[] }>
   return { code: output.code, lines: text.split("\n").filter((line) => line !== "") };
 }
 
+Deno.test("a log file gets every line, in order, however the program ends", async (t) => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-log-end-" });
+  try {
+    for (const how of ["close", "end", "throw", "exit"]) {
+      await t.step(how, async () => {
+        const file = `${dir}/${how}.log`;
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--quiet",
+            `--allow-read=${dir}`,
+            `--allow-write=${dir}`,
+            new URL("./_stderr_child.ts", import.meta.url).pathname,
+            how,
+            file,
+          ],
+          stdout: "null",
+          stderr: "null",
+        }).output();
+        assert.equal(output.code, how === "throw" ? 1 : 0);
+        const lines = Deno.readTextFileSync(file).split("\n").filter((line) => line !== "");
+        assert.deepEqual(
+          lines.map((line) => JSON.parse(line).message),
+          ["first", "second", "third, a warning", "fourth"],
+        );
+      });
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("standard error gets every line, in order, however the program ends", async (t) => {
   for (const how of ["close", "end", "throw"]) {
     await t.step(how, async () => {

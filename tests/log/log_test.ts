@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
 import { auditLogger, closeLogging, logger, setupLogging } from "../../src/log/mod.ts";
 import { rotatingFileSink } from "../../src/log/file_sink.ts";
 import { removeAndWaitForSpace } from "../_disk.ts";
@@ -22,6 +23,9 @@ function logEverywhere(): void {
 }
 
 /** A plain info record of `message`, as a sink is given it. */
+/** The end of this turn of the event loop, when the log file gets the turn's lines. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 const record = (message: string) =>
   ({
     category: ["status"],
@@ -117,17 +121,28 @@ Deno.test("the level filter drops lower levels", () => {
   assert.match(lines[0], /WARN shown/);
 });
 
-Deno.test("a log file gets each line at once and closes cleanly", () => {
+Deno.test("a log file gets the lines of a turn at its end, a warning at once, and closes cleanly", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-log-" });
+  const read = () => Deno.readTextFileSync(`${dir}/status.log`);
   try {
     setupLogging({ format: "json", level: "info", file: `${dir}/status.log` });
     try {
       logger("agent").info("Agent daemon starting");
-      const text = Deno.readTextFileSync(`${dir}/status.log`);
-      assert.match(text, /"message":"Agent daemon starting"/);
+      logger("agent").info("second line");
+      assert.equal(read(), "", "written at the end of the turn");
+      await turn();
+      assert.match(
+        read(),
+        /"message":"Agent daemon starting"[^\n]*\n[^\n]*"message":"second line"/,
+      );
+      logger("agent").info("before the warning");
+      logger("agent").warning("a warning");
+      assert.match(read(), /before the warning[^\n]*\n[^\n]*a warning/, "with the lines before it");
+      logger("agent").info("left for the close");
     } finally {
       closeLogging();
     }
+    assert.match(read(), /left for the close/);
     closeLogging();
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -171,7 +186,7 @@ Deno.test("a log file is its owner's only, and never written through a symlink",
         Deno.removeSync(path);
       },
     });
-    await t.step("it rotates by size, a symlink left at a rotated name replaced", () => {
+    await t.step("it rotates by size, a symlink left at a rotated name replaced", async () => {
       const target = `${dir}/victim`;
       Deno.symlinkSync(target, `${path}.1`);
       const sink = rotatingFileSink(path, {
@@ -180,7 +195,10 @@ Deno.test("a log file is its owner's only, and never written through a symlink",
         formatter: (record) => `${record.rawMessage}\n`,
       });
       try {
-        for (const message of ["first", "second", "third"]) sink(record(message));
+        for (const message of ["first", "second", "third"]) {
+          sink(record(message));
+          await turn();
+        }
       } finally {
         sink[Symbol.dispose]();
       }
@@ -343,6 +361,7 @@ Deno.test({
     });
     try {
       sink(record("first"));
+      await turn();
       // The disk fills up; only the rest of the log's last page is free.
       {
         using filler = Deno.openSync(`${dir}/filler`, { write: true, create: true });
@@ -352,6 +371,7 @@ Deno.test({
       }
       // Longer than that rest: part of it is written before the disk says it is full.
       sink(record("x".repeat(6000)));
+      await turn();
       await removeAndWaitForSpace(`${dir}/filler`);
       sink(record("after"));
     } finally {
