@@ -48,9 +48,22 @@ export function describeFetchFailure(error: unknown): string {
     return `the TLS handshake failed: ${certificateProblem(reason)}`;
   }
   if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
+  // The dashboard took the request and closed the connection, or answered a head hyper refuses.
+  if (/connection closed before message completed/i.test(text)) {
+    return "the connection was closed before an answer came";
+  }
+  if (/message head is too large/i.test(text)) {
+    return "the answer's status line and headers are too large";
+  }
   const detail = cause instanceof Error ? cause.message : text.trim();
-  return detail.replace(/^error sending request for url \([^)]*\): /, "");
+  return detail.replace(REQUEST_PREFIX, "").replace(/^client error \(\w+\): /, "");
 }
+
+/**
+ * What Deno puts before the reason: `error sending request for url (URL): ` before a connection
+ * is made, `error sending request from LOCAL for URL (REMOTE): ` after.
+ */
+const REQUEST_PREFIX = /^error sending request (?:for url \([^)]*\)|from \S+ for \S+ \([^)]*\)): /;
 
 /** Why this side refused the dashboard's certificate, and what makes it accepted. */
 function certificateProblem(reason: string): string {

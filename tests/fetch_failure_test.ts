@@ -101,3 +101,43 @@ Deno.test("describeFetchFailure says why the dashboard's certificate was refused
     });
   }
 });
+
+Deno.test("describeFetchFailure names a failure after the connection was made without Deno's prefix", async (t) => {
+  /** Fetches from a server that reads the request and then does what `answer` does. */
+  const failureOf = async (answer: (conn: Deno.Conn) => Promise<unknown>) => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const served = (async () => {
+      using conn = await listener.accept();
+      await conn.read(new Uint8Array(64 * 1024));
+      await answer(conn).catch(() => {});
+    })();
+    const why = await fetch(`http://127.0.0.1:${listener.addr.port}/api/v1/agent/ping`).then(
+      async (response) => {
+        await response.body?.cancel();
+        return assert.fail(`answered ${response.status}`);
+      },
+      describeFetchFailure,
+    );
+    await served;
+    return why;
+  };
+  const write = (conn: Deno.Conn, text: string) => conn.write(new TextEncoder().encode(text));
+  await t.step("closed before an answer", async () => {
+    assert.equal(
+      await failureOf(() => Promise.resolve()),
+      "the connection was closed before an answer came",
+    );
+  });
+  await t.step("a head of a megabyte", async () => {
+    assert.equal(
+      await failureOf((conn) => write(conn, `HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(1 << 20)}`)),
+      "the answer's status line and headers are too large",
+    );
+  });
+  await t.step("another reason: only the reason", async () => {
+    const why = await failureOf((conn) =>
+      write(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello")
+    );
+    assert.equal(why, "invalid content-length parsed");
+  });
+});
