@@ -35,7 +35,10 @@ export type RequestFailure =
     message: string;
   }
   | {
-    /** A 5xx answer without `Retry-After`. Back off. */
+    /**
+     * A 5xx answer without `Retry-After`, or one no request expects (a `101`, a status above
+     * 599). Back off.
+     */
     kind: "server";
     status: number;
     message: string;
@@ -68,7 +71,7 @@ export type RequestFailure =
     message: string;
   }
   | {
-    /** Another 4xx answer (or an unexpected one): the request itself was refused. */
+    /** Another 4xx answer: the request itself was refused. */
     kind: "refused";
     status: number;
     message: string;
@@ -672,6 +675,9 @@ export class DashboardClient {
     if (status === 429) {
       return { kind: "server", status, message };
     }
+    // Only a 4xx refuses the request itself; an answer no request expects (a `101` switching the
+    // connection to another protocol) is no verdict on it, and a report is not dropped for it.
+    if (status < 400) return { kind: "server", status, message };
     return { kind: "refused", status, message };
   }
 }
