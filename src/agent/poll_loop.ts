@@ -7,7 +7,12 @@
  */
 import { DEFAULT_POLLING_BACKOFF_SECS } from "../defaults.ts";
 import { logger } from "../log/mod.ts";
-import { MAX_RETRY_AFTER_SECS, PollBackoff, type PollBackoffOptions } from "./backoff.ts";
+import {
+  MAX_RETRY_AFTER_SECS,
+  MIN_RETRY_AFTER_MS,
+  PollBackoff,
+  type PollBackoffOptions,
+} from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import type { DashboardClient, RequestFailure } from "./client.ts";
 import type { CommandHandler } from "./command_handler.ts";
@@ -172,7 +177,13 @@ export class PollLoop {
   /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */
   async #pause(failure: RequestFailure, what: "wait" | "report"): Promise<void> {
     if (failure.kind === "aborted") return;
-    const delayMs = failure.kind === "throttled" ? failure.retryAfterMs : this.#backoff.next();
+    // A 429 without a Retry-After the agent can read is backed off, but never asked again at
+    // once: the dashboard did say to wait.
+    const delayMs = failure.kind === "throttled"
+      ? failure.retryAfterMs
+      : failure.kind === "server" && failure.status === 429
+      ? Math.max(this.#backoff.next(), MIN_RETRY_AFTER_MS)
+      : this.#backoff.next();
     const delaySecs = Math.round(delayMs) / 1000;
     this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";

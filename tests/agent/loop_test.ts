@@ -685,6 +685,53 @@ Deno.test("a Retry-After of 0, in the past or malformed never makes the agent po
   }
 });
 
+Deno.test("a Retry-After that is neither seconds nor an HTTP date is backed off, growing, as if absent", async (t) => {
+  // `Date.parse` read `-5` as May 2001, a date long past: every answer of a dashboard (or a
+  // proxy) in trouble was asked again after one second, for as long as it lasted.
+  for (const status of [429, 503]) {
+    for (const retryAfter of ["-5", "+5", "5, 10"]) {
+      await t.step(`${status} with Retry-After: ${retryAfter}`, async () => {
+        using logs = captureLogs();
+        const clock = new RecordingClock();
+        let calls = 0;
+        const stop = new AbortController();
+        const fakeFetch: typeof fetch = () => {
+          if (++calls > 6) {
+            stop.abort();
+            return Promise.resolve(new Response(null, { status: 204 }));
+          }
+          return Promise.resolve(
+            Response.json({ error: "busy" }, { status, headers: { "Retry-After": retryAfter } }),
+          );
+        };
+        await runAgent({
+          dashboardUrl: "http://127.0.0.1:9",
+          agentId: "agent-1",
+          pollingBackoffSecs: 1,
+          pollingBackoffMaxSecs: 8,
+          heartbeat: false,
+          executor: new FakeExecutor(),
+          state: memoryAgentState(),
+          fetch: fakeFetch,
+          clock,
+        }, stop.signal);
+        assert.ok(!logs.has(/asked the agent to wait/));
+        const attempts = logs.records
+          .filter((r) =>
+            String(r.message).startsWith(`dashboard failed the wait request (${status})`)
+          )
+          .map((r) => r.attempt);
+        assert.deepEqual(attempts, [1, 2, 3, 4, 5, 6]);
+        clock.sleeps.slice(0, 6).forEach((d, k) => {
+          assert.ok(d < Math.min(8000, 1000 * 2 ** k) || d === 1000, `delay ${k}: ${d}`);
+          // A 429 said to wait: never asked again at once.
+          if (status === 429) assert.ok(d >= 1000, `delay ${k}: ${d}`);
+        });
+      });
+    }
+  }
+});
+
 Deno.test("an ack answered 429 with Retry-After waits that long and runs the command once acked", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
