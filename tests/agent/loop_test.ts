@@ -7,6 +7,7 @@ import {
   PollBackoff,
   runAgent,
 } from "../../src/agent/mod.ts";
+import { STOPPING_REPORT_MS } from "../../src/agent/result_reporter.ts";
 import { signV2 } from "../../src/protocol/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { FakeClock } from "../../src/clock.ts";
@@ -952,6 +953,61 @@ Deno.test("shutdown with a running command", async (t) => {
     assert.equal(state.outbox.get("cmd-1")?.status, "interrupted");
     state[Symbol.dispose]();
   });
+
+  await t.step(
+    "a dashboard that never answers the report holds the stop 10 s, not minutes",
+    async () => {
+      using logs = captureLogs();
+      const executor = new FakeExecutor();
+      executor.behaviour = cancellable(new Promise(() => {}));
+      const state = memoryAgentState();
+      const clock = new FakeClock();
+      let waits = 0;
+      const reports: AbortSignal[] = [];
+      // Takes the connection and never answers a report: only the request's signal ends it.
+      const fakeFetch: typeof fetch = (input, init) => {
+        const path = new URL(String(input)).pathname;
+        const signal = init!.signal!;
+        if (path.endsWith("/ack")) return Promise.resolve(Response.json({ ok: true }));
+        if (path.includes("/wait/") && waits++ === 0) {
+          return Promise.resolve(Response.json(command("cmd-1", "sleep 100")));
+        }
+        if (path.endsWith("/report")) reports.push(signal);
+        return new Promise((_resolve, reject) => {
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        });
+      };
+      const stop = new AbortController();
+      const done = runAgent({
+        dashboardUrl: "http://dashboard.test",
+        agentId: "agent-1",
+        heartbeat: false,
+        liveOutput: false,
+        shutdownGraceSecs: 0.5,
+        executor,
+        state,
+        clock,
+        fetch: fakeFetch,
+      }, stop.signal);
+      await eventually(() => executor.runs.length === 1);
+      stop.abort();
+      await advanceUntil(clock, () => reports.length === 1, 100, "the report");
+      let finished = false;
+      done.finally(() => finished = true);
+      await clock.advanceAsync(STOPPING_REPORT_MS - 1);
+      assert.equal(finished, false, "the report has its 10 s");
+      await clock.advanceAsync(1);
+      const summary = await done;
+      assert.ok(reports.every((signal) => signal.aborted), "no report left open");
+      assert.equal(summary.reportsPending, 1);
+      assert.equal(state.outbox.get("cmd-1")?.status, "interrupted");
+      const kept = logs.records.find((r) =>
+        r.message === "result not accepted yet; it stays in the outbox and is sent again"
+      );
+      assert.match(String(kept?.reason), /did not accept it within 10 s/);
+      state[Symbol.dispose]();
+    },
+  );
 
   await t.step("a second stop cancels at once and leaves the result in the outbox", async () => {
     using _logs = captureLogs();
