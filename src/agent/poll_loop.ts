@@ -55,6 +55,8 @@ const pollLog = logger("agent", "poll");
 export class PollLoop {
   readonly #options: PollLoopOptions;
   readonly #backoff: PollBackoff;
+  /** The back-off of deliveries called stale in a row (not grown by failed requests before). */
+  readonly #staleBackoff: PollBackoff;
   /** Whether new commands are refused: the journal cannot be written. */
   #blocked = false;
 
@@ -66,6 +68,7 @@ export class PollLoop {
   constructor(options: PollLoopOptions) {
     this.#options = options;
     this.#backoff = new PollBackoff(options.backoff);
+    this.#staleBackoff = new PollBackoff(options.backoff);
   }
 
   /**
@@ -111,12 +114,20 @@ export class PollLoop {
             await this.#pauseForgotten(outcome.command.id);
             break;
           }
+          if (handled === "stale") {
+            // Delivered and then called stale again and again, this would be a tight loop of
+            // waits and acks: the back-off grows until a delivery is acked or none comes.
+            await this.#pauseStale(outcome.command.id);
+            break;
+          }
           this.#backoff.reset();
+          this.#staleBackoff.reset();
           if (handled === "blocked") this.#blocked = true;
           break;
         }
         case "empty": {
           this.#backoff.reset();
+          this.#staleBackoff.reset();
           const elapsed = clock.now() - started;
           if (outcome.nextPollSecs !== undefined && outcome.nextPollSecs > 0) {
             // At most an hour, as Retry-After: a broken dashboard's day (or milliseconds sent as
@@ -171,6 +182,20 @@ export class PollLoop {
         "sent again, and the next wait comes after back-off",
       { commandId, delaySecs, attempt: this.#backoff.attempts },
     );
+    await this.#options.clock.sleep(delayMs, this.#options.signal);
+  }
+
+  /** Waits the next back-off delay after the dashboard called the delivery it had made stale. */
+  async #pauseStale(commandId: string): Promise<void> {
+    this.#backoff.reset();
+    const delayMs = this.#staleBackoff.next();
+    const delaySecs = Math.round(delayMs) / 1000;
+    this.#options.metrics?.backingOff(delaySecs, this.#staleBackoff.attempts);
+    pollLog.debug("the next wait after a stale delivery comes after back-off", {
+      commandId,
+      delaySecs,
+      attempt: this.#staleBackoff.attempts,
+    });
     await this.#options.clock.sleep(delayMs, this.#options.signal);
   }
 

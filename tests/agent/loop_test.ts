@@ -1042,6 +1042,52 @@ Deno.test("a stale ack (409) means the command is not run now and not journaled"
   assert.equal(agent.state.journal.get("cmd-1"), undefined);
 });
 
+Deno.test("a dashboard that keeps delivering a command and calling its ack stale is backed off", async () => {
+  // Every wait answered at once with the same command and every ack with 409 was a tight loop
+  // of waits and acks, as fast as the dashboard answered.
+  using logs = captureLogs();
+  const clock = new RecordingClock();
+  const stop = new AbortController();
+  let waits = 0;
+  let acks = 0;
+  const fakeFetch: typeof fetch = (input) => {
+    const path = new URL(String(input)).pathname;
+    if (path.endsWith("/ack")) {
+      acks++;
+      return Promise.resolve(
+        Response.json({ error: "attempt 1 of command cmd-1 is no longer current" }, {
+          status: 409,
+        }),
+      );
+    }
+    if (++waits > 6) {
+      stop.abort();
+      return Promise.resolve(new Response(null, { status: 204 }));
+    }
+    return Promise.resolve(Response.json(command("cmd-1", "echo hi")));
+  };
+  const executor = new FakeExecutor();
+  await runAgent({
+    dashboardUrl: "http://dashboard.test",
+    agentId: "agent-1",
+    pollingBackoffSecs: 1,
+    pollingBackoffMaxSecs: 8,
+    heartbeat: false,
+    executor,
+    state: memoryAgentState(),
+    fetch: fakeFetch,
+    clock,
+  }, stop.signal);
+  assert.equal(acks, 6);
+  assert.equal(executor.runs.length, 0);
+  const attempts = logs.records
+    .filter((r) => r.message === "the next wait after a stale delivery comes after back-off")
+    .map((r) => r.attempt);
+  assert.deepEqual(attempts, [1, 2, 3, 4, 5, 6]);
+  assert.equal(clock.sleeps.length, 6, "a pause after each stale delivery");
+  clock.sleeps.forEach((d, k) => assert.ok(d < Math.min(8000, 1000 * 2 ** k), `delay ${k}: ${d}`));
+});
+
 Deno.test("an operator's cancel stops a running command", async (t) => {
   await t.step("a cancel during `sleep 30` kills it and reports cancelled at once", async () => {
     using logs = captureLogs();
