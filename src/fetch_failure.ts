@@ -41,10 +41,26 @@ export function describeFetchFailure(error: unknown): string {
     return "the TLS handshake failed: it answered, but not in TLS (if it serves plain HTTP, the " +
       "URL must begin with http://)";
   }
-  // "invalid peer certificate: UnknownIssuer", or "...: Other(OtherError(CaUsedAsEndEntity))".
-  const refused = /invalid peer certificate: *([\w()]+)/i.exec(text);
+  // A name the certificate does not hold is told in a sentence, with the names it does hold:
+  // `invalid peer certificate: certificate not valid for name "a"; certificate is only valid for
+  // DnsName("b")`.
+  const wrongName = /invalid peer certificate: certificate not valid for name (.*)$/im.exec(text);
+  if (wrongName) {
+    const [asked, ...held] = [...wrongName[1].matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+    return `the TLS handshake failed: the dashboard's certificate is not valid for the host name ` +
+      `in the URL (${asked ?? "?"}${
+        held.length ? `; it was issued for ${held.join(", ")}` : ""
+      }); use a name it was issued for`;
+  }
+  // "invalid peer certificate: UnknownIssuer", or "...: Other(OtherError(CaUsedAsEndEntity))";
+  // an expired one (or one not valid yet) may be told in a sentence too.
+  const refused = /invalid peer certificate: *([\w()]+)( expired| not valid yet)?/i.exec(text);
   if (refused) {
-    const reason = /(\w+)\)*$/.exec(refused[1])?.[1] ?? refused[1];
+    const reason = refused[2] === undefined
+      ? /(\w+)\)*$/.exec(refused[1])?.[1] ?? refused[1]
+      : /expired/i.test(refused[2])
+      ? "Expired"
+      : "NotValidYet";
     return `the TLS handshake failed: ${certificateProblem(reason)}`;
   }
   if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
