@@ -131,8 +131,8 @@ export class ResultReporter {
   }
 
   /**
-   * Sends one report. Accepted → journal and outbox updated; refused for good (4xx other than
-   * 401/403/429) → dropped with an error; otherwise it stays in the outbox.
+   * Sends one report. Accepted → journal and outbox updated; refused for good (a 4xx other than
+   * 401/403/407/408/421/425/429) → dropped with an error; otherwise it stays in the outbox.
    */
   async #send(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
     const { journal, outbox } = this.#options.state;

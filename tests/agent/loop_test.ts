@@ -317,6 +317,31 @@ Deno.test("a report answered 408 (it did not arrive whole in time) is kept and s
   assert.ok(!logs.has(/refused the report for good/));
 });
 
+Deno.test("a report answered 407, 421 or 425 (about the way, not the report) is kept and sent again", async (t) => {
+  // Each was a refusal for good: behind a proxy that asked for credentials, every result in the
+  // outbox was dropped one after the other.
+  for (const status of [407, 421, 425]) {
+    await t.step(`${status}`, async () => {
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      let refused = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "report" && refused < 1) {
+          refused++;
+          return Response.json({ error: "not through here" }, { status });
+        }
+      };
+      const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+      stub.enqueue(command("cmd-1", "echo hi"));
+      await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+      await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+      await finish(agent);
+      assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+      assert.ok(!logs.has(/refused the report for good/));
+    });
+  }
+});
+
 Deno.test("a report refused for good (404) is dropped with an error, not sent again (protocol.md §6)", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
