@@ -41,16 +41,45 @@ export function describeFetchFailure(error: unknown): string {
     return "the TLS handshake failed: it answered, but not in TLS (if it serves plain HTTP, the " +
       "URL must begin with http://)";
   }
-  // "invalid peer certificate: UnknownIssuer", or "...: Other(OtherError(CaUsedAsEndEntity))".
-  const refused = /invalid peer certificate: *([\w()]+)/i.exec(text);
+  // A name the certificate does not hold is told in a sentence, with the names it does hold:
+  // `invalid peer certificate: certificate not valid for name "a"; certificate is only valid for
+  // DnsName("b")`.
+  const wrongName = /invalid peer certificate: certificate not valid for name (.*)$/im.exec(text);
+  if (wrongName) {
+    const [asked, ...held] = [...wrongName[1].matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+    return `the TLS handshake failed: the dashboard's certificate is not valid for the host name ` +
+      `in the URL (${asked ?? "?"}${
+        held.length ? `; it was issued for ${held.join(", ")}` : ""
+      }); use a name it was issued for`;
+  }
+  // "invalid peer certificate: UnknownIssuer", or "...: Other(OtherError(CaUsedAsEndEntity))";
+  // an expired one (or one not valid yet) may be told in a sentence too.
+  const refused = /invalid peer certificate: *([\w()]+)( expired| not valid yet)?/i.exec(text);
   if (refused) {
-    const reason = /(\w+)\)*$/.exec(refused[1])?.[1] ?? refused[1];
+    const reason = refused[2] === undefined
+      ? /(\w+)\)*$/.exec(refused[1])?.[1] ?? refused[1]
+      : /expired/i.test(refused[2])
+      ? "Expired"
+      : "NotValidYet";
     return `the TLS handshake failed: ${certificateProblem(reason)}`;
   }
   if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
+  // The dashboard took the request and closed the connection, or answered a head hyper refuses.
+  if (/connection closed before message completed/i.test(text)) {
+    return "the connection was closed before an answer came";
+  }
+  if (/message head is too large/i.test(text)) {
+    return "the answer's status line and headers are too large";
+  }
   const detail = cause instanceof Error ? cause.message : text.trim();
-  return detail.replace(/^error sending request for url \([^)]*\): /, "");
+  return detail.replace(REQUEST_PREFIX, "").replace(/^client error \(\w+\): /, "");
 }
+
+/**
+ * What Deno puts before the reason: `error sending request for url (URL): ` before a connection
+ * is made, `error sending request from LOCAL for URL (REMOTE): ` after.
+ */
+const REQUEST_PREFIX = /^error sending request (?:for url \([^)]*\)|from \S+ for \S+ \([^)]*\)): /;
 
 /** Why this side refused the dashboard's certificate, and what makes it accepted. */
 function certificateProblem(reason: string): string {

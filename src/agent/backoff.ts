@@ -156,12 +156,20 @@ export const MAX_RETRY_AFTER_SECS = 3600;
 export const MIN_RETRY_AFTER_MS = 1000;
 
 /**
+ * The start of an HTTP date in each of its three forms (RFC 9110 §5.6.7: `Sun, 06 Nov 1994 ...`,
+ * `Sunday, 06-Nov-94 ...`, `Sun Nov  6 ...`): a day name. `Date.parse` alone reads far more as a
+ * date (`-5` is May 2001).
+ */
+const HTTP_DATE_START = /^(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,? +\S/i;
+
+/**
  * Reads a `Retry-After` header: delay seconds or an HTTP date.
  *
  * @param value The header value, or `null` when absent.
  * @param now The current time in milliseconds.
  * @returns Milliseconds to wait (at least {@link MIN_RETRY_AFTER_MS}, at most
- *   {@link MAX_RETRY_AFTER_SECS}), or `undefined` when the header is absent or unreadable.
+ *   {@link MAX_RETRY_AFTER_SECS}), or `undefined` when the header is absent or unreadable
+ *   (neither seconds nor an HTTP date: `-5`, `soon`).
  *
  * @example Seconds and dates
  * ```ts
@@ -170,10 +178,12 @@ export const MIN_RETRY_AFTER_MS = 1000;
  *
  * assert.equal(parseRetryAfter("2", 0), 2000);
  * assert.equal(parseRetryAfter("Thu, 01 Jan 1970 00:00:05 GMT", 0), 5000);
+ * assert.equal(parseRetryAfter("Thursday, 01-Jan-70 00:00:05 GMT", 0), 5000);
  * assert.equal(parseRetryAfter("0", 0), 1000);
  * assert.equal(parseRetryAfter("1.5", 0), 1500);
  * assert.equal(parseRetryAfter("30.0", 0), 30_000);
  * assert.equal(parseRetryAfter("soon", 0), undefined);
+ * assert.equal(parseRetryAfter("-5", 0), undefined);
  * ```
  */
 export function parseRetryAfter(value: string | null, now: number): number | undefined {
@@ -183,7 +193,7 @@ export function parseRetryAfter(value: string | null, now: number): number | und
   // Seconds, also with a fraction (`1.5`, `30.0`), which Date.parse would read as a date.
   if (/^\d+(\.\d+)?$/.test(text)) {
     ms = Number(text) * 1000;
-  } else if (/^[\d.]+$/.test(text)) {
+  } else if (!HTTP_DATE_START.test(text)) {
     return undefined;
   } else {
     const date = Date.parse(text);

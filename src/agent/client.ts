@@ -28,14 +28,17 @@ export type RequestFailure =
   | {
     /**
      * No answer: connection refused or reset, DNS failure, no answer (or no whole body) in time,
-     * a body that broke off, or a `408` (the request did not arrive in time, so nothing was done
-     * with it). Back off.
+     * a body that broke off, a `408` (the request did not arrive in time, so nothing was done
+     * with it), or a `407`, `421` or `425` (about the way to the dashboard). Back off.
      */
     kind: "network";
     message: string;
   }
   | {
-    /** A 5xx answer without `Retry-After`. Back off. */
+    /**
+     * A 5xx answer without `Retry-After`, or one no request expects (a `101`, a status above
+     * 599). Back off.
+     */
     kind: "server";
     status: number;
     message: string;
@@ -68,7 +71,7 @@ export type RequestFailure =
     message: string;
   }
   | {
-    /** Another 4xx answer (or an unexpected one): the request itself was refused. */
+    /** Another 4xx answer: the request itself was refused. */
     kind: "refused";
     status: number;
     message: string;
@@ -180,6 +183,13 @@ export function hasCommandPaths(commandId: string): boolean {
 export const WAIT_GRACE_SECS = 10;
 
 const SKEW_WORDS = /clock|skew|timestamp/i;
+
+/** The `4xx` answers that say nothing of the request itself, only of the way it went. */
+const WAY_STATUSES: Record<number, string> = {
+  407: "Proxy Authentication Required",
+  421: "Misdirected Request",
+  425: "Too Early",
+};
 
 /**
  * Largest answer body the agent reads, in bytes (4 MiB: a delivered command is at most an
@@ -658,6 +668,12 @@ export class DashboardClient {
     // The request did not reach the dashboard whole (a slow link, or a kept-alive connection
     // it had just closed): nothing was done with it, so it is sent again like one never answered.
     if (status === 408) return { kind: "network", message: `408 Request Timeout: ${message}` };
+    // Answers about the way to the dashboard, not about the request, which nothing was done with:
+    // a proxy that wants credentials (HTTPS_PROXY), a connection that reached a server that is not
+    // the dashboard's, a request sent too early in a TLS handshake. A report is not dropped for
+    // them: it is sent again, like one never answered.
+    const way = WAY_STATUSES[status];
+    if (way !== undefined) return { kind: "network", message: `${status} ${way}: ${message}` };
     if (status === 401 || status === 403) {
       const date = response.headers.get("Date");
       const serverMs = date === null ? NaN : Date.parse(date);
@@ -672,6 +688,9 @@ export class DashboardClient {
     if (status === 429) {
       return { kind: "server", status, message };
     }
+    // Only a 4xx refuses the request itself; an answer no request expects (a `101` switching the
+    // connection to another protocol) is no verdict on it, and a report is not dropped for it.
+    if (status < 400) return { kind: "server", status, message };
     return { kind: "refused", status, message };
   }
 }

@@ -49,7 +49,12 @@ export type HandleOutcome =
    * Delivered again although the dashboard had accepted its result: its known result was sent
    * again; a dashboard that keeps doing so is waited for, not asked again at once.
    */
-  | "forgotten";
+  | "forgotten"
+  /**
+   * The dashboard answered the ack that this delivery is no longer current: not run (it is
+   * delivered again); a dashboard that keeps delivering and refusing it is waited for too.
+   */
+  | "stale";
 
 const log = logger("agent");
 
@@ -119,7 +124,7 @@ export class CommandHandler {
         error: ack.message,
       });
       journal.forget(command.id);
-      return "handled";
+      return "stale";
     }
     if (this.#options.signal.aborted) {
       // Stopping before it started: not run, so not journaled; it will be delivered again.

@@ -8,6 +8,7 @@
 import { signedHeaders } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { retryWhile } from "./backoff.ts";
+import { describeFetchFailure } from "../fetch_failure.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { DashboardClient } from "./client.ts";
 import {
@@ -116,14 +117,26 @@ export async function runHeartbeat(options: HeartbeatOptions, signal: AbortSigna
       now: clock.now(),
     }));
     headers.set("Content-Type", "application/json");
-    const response = await doFetch(url, {
-      method: "POST",
-      headers,
-      body,
-      // A signed request is not followed elsewhere: its signature would go to another origin.
-      redirect: signWithToken ? "manual" : "follow",
-      signal: AbortSignal.any([signal, AbortSignal.timeout(options.requestTimeoutMs ?? 10_000)]),
-    });
+    const timeoutMs = options.requestTimeoutMs ?? 10_000;
+    let response: Response;
+    try {
+      response = await doFetch(url, {
+        method: "POST",
+        headers,
+        body,
+        // A signed request is not followed elsewhere: its signature would go to another origin.
+        redirect: signWithToken ? "manual" : "follow",
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+      });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      // Why, in words ("connection refused"), not fetch's own "fetch failed".
+      throw new Error(
+        (error as Error | null)?.name === "TimeoutError"
+          ? `no answer within ${timeoutMs / 1000} s`
+          : describeFetchFailure(error),
+      );
+    }
     await response.body?.cancel();
     if (signWithToken && response.status >= 300 && response.status < 400) {
       throw new WebhookError(

@@ -7,7 +7,12 @@
  */
 import { DEFAULT_POLLING_BACKOFF_SECS } from "../defaults.ts";
 import { logger } from "../log/mod.ts";
-import { MAX_RETRY_AFTER_SECS, PollBackoff, type PollBackoffOptions } from "./backoff.ts";
+import {
+  MAX_RETRY_AFTER_SECS,
+  MIN_RETRY_AFTER_MS,
+  PollBackoff,
+  type PollBackoffOptions,
+} from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import type { DashboardClient, RequestFailure } from "./client.ts";
 import type { CommandHandler } from "./command_handler.ts";
@@ -50,6 +55,8 @@ const pollLog = logger("agent", "poll");
 export class PollLoop {
   readonly #options: PollLoopOptions;
   readonly #backoff: PollBackoff;
+  /** The back-off of deliveries called stale in a row (not grown by failed requests before). */
+  readonly #staleBackoff: PollBackoff;
   /** Whether new commands are refused: the journal cannot be written. */
   #blocked = false;
 
@@ -61,6 +68,7 @@ export class PollLoop {
   constructor(options: PollLoopOptions) {
     this.#options = options;
     this.#backoff = new PollBackoff(options.backoff);
+    this.#staleBackoff = new PollBackoff(options.backoff);
   }
 
   /**
@@ -106,12 +114,20 @@ export class PollLoop {
             await this.#pauseForgotten(outcome.command.id);
             break;
           }
+          if (handled === "stale") {
+            // Delivered and then called stale again and again, this would be a tight loop of
+            // waits and acks: the back-off grows until a delivery is acked or none comes.
+            await this.#pauseStale(outcome.command.id);
+            break;
+          }
           this.#backoff.reset();
+          this.#staleBackoff.reset();
           if (handled === "blocked") this.#blocked = true;
           break;
         }
         case "empty": {
           this.#backoff.reset();
+          this.#staleBackoff.reset();
           const elapsed = clock.now() - started;
           if (outcome.nextPollSecs !== undefined && outcome.nextPollSecs > 0) {
             // At most an hour, as Retry-After: a broken dashboard's day (or milliseconds sent as
@@ -169,10 +185,30 @@ export class PollLoop {
     await this.#options.clock.sleep(delayMs, this.#options.signal);
   }
 
+  /** Waits the next back-off delay after the dashboard called the delivery it had made stale. */
+  async #pauseStale(commandId: string): Promise<void> {
+    this.#backoff.reset();
+    const delayMs = this.#staleBackoff.next();
+    const delaySecs = Math.round(delayMs) / 1000;
+    this.#options.metrics?.backingOff(delaySecs, this.#staleBackoff.attempts);
+    pollLog.debug("the next wait after a stale delivery comes after back-off", {
+      commandId,
+      delaySecs,
+      attempt: this.#staleBackoff.attempts,
+    });
+    await this.#options.clock.sleep(delayMs, this.#options.signal);
+  }
+
   /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */
   async #pause(failure: RequestFailure, what: "wait" | "report"): Promise<void> {
     if (failure.kind === "aborted") return;
-    const delayMs = failure.kind === "throttled" ? failure.retryAfterMs : this.#backoff.next();
+    // A 429 without a Retry-After the agent can read is backed off, but never asked again at
+    // once: the dashboard did say to wait.
+    const delayMs = failure.kind === "throttled"
+      ? failure.retryAfterMs
+      : failure.kind === "server" && failure.status === 429
+      ? Math.max(this.#backoff.next(), MIN_RETRY_AFTER_MS)
+      : this.#backoff.next();
     const delaySecs = Math.round(delayMs) / 1000;
     this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";

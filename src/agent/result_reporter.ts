@@ -35,6 +35,13 @@ export interface ResultReporterOptions {
 
 const log = logger("agent");
 
+/**
+ * How long the reports sent while the agent stops may take in all, in ms: a dashboard that takes
+ * the connection and never answers would otherwise hold the stop for four requests of 30 s each
+ * (a service manager kills it first). A result not accepted by then stays in the outbox.
+ */
+export const STOPPING_REPORT_MS = 10_000;
+
 /** Sends results to the dashboard out of the outbox; never throws on a failed request. */
 export class ResultReporter {
   readonly #options: ResultReporterOptions;
@@ -74,26 +81,36 @@ export class ResultReporter {
 
   /**
    * Sends a fresh report (already in the outbox): once normally (the poll loop retries), a few
-   * times when stopping, not at all when stopping at once.
+   * times within {@link STOPPING_REPORT_MS} when stopping, not at all when stopping at once.
    *
    * @param report The report.
    */
   async deliver(report: ReportRequest): Promise<void> {
-    const { signal, stopNow } = this.#options;
+    const { signal, stopNow, clock } = this.#options;
     if (stopNow.aborted) {
       log.warning("stopping at once: the result stays in the outbox", {
         commandId: report.command_id,
       });
       return;
     }
-    const outcome = signal.aborted
-      ? await retryWhile(() => this.#send(report, stopNow), isTransient, {
-        retries: 3,
-        initialDelayMs: this.#options.retryDelayMs,
-        clock: this.#options.clock,
-        signal: stopNow,
-      })
-      : await this.#send(report, stopNow);
+    let outcome: ReportOutcome;
+    const overdue = new AbortController();
+    if (signal.aborted) {
+      const budget = clock.setTimeout(() => overdue.abort(), STOPPING_REPORT_MS);
+      const until = AbortSignal.any([stopNow, overdue.signal]);
+      try {
+        outcome = await retryWhile(() => this.#send(report, until), isTransient, {
+          retries: 3,
+          initialDelayMs: this.#options.retryDelayMs,
+          clock,
+          signal: until,
+        });
+      } finally {
+        clock.clearTimeout(budget);
+      }
+    } else {
+      outcome = await this.#send(report, stopNow);
+    }
     if (outcome.kind === "accepted") {
       log.info("command execution and reporting completed", {
         commandId: report.command_id,
@@ -102,14 +119,20 @@ export class ResultReporter {
     } else if (outcome.kind !== "refused" && outcome.kind !== "invalid") {
       log.warning("result not accepted yet; it stays in the outbox and is sent again", {
         commandId: report.command_id,
-        reason: outcome.kind === "aborted" ? "stopping" : outcome.message,
+        reason: overdue.signal.aborted
+          ? `the agent is stopping and the dashboard did not accept it within ${
+            STOPPING_REPORT_MS / 1000
+          } s`
+          : outcome.kind === "aborted"
+          ? "stopping"
+          : outcome.message,
       });
     }
   }
 
   /**
-   * Sends one report. Accepted → journal and outbox updated; refused for good (4xx other than
-   * 401/403/429) → dropped with an error; otherwise it stays in the outbox.
+   * Sends one report. Accepted → journal and outbox updated; refused for good (a 4xx other than
+   * 401/403/407/408/421/425/429) → dropped with an error; otherwise it stays in the outbox.
    */
   async #send(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
     const { journal, outbox } = this.#options.state;

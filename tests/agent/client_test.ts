@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { DashboardClient, MAX_ANSWER_BYTES } from "../../src/agent/client.ts";
 import type { ReportRequest } from "../../src/protocol/mod.ts";
+import { ResultReporter } from "../../src/agent/result_reporter.ts";
+import { FakeClock } from "../../src/clock.ts";
+import { captureLogs, memoryAgentState } from "./_helpers.ts";
 
 /** A body of `total` bytes in 1 MiB chunks that counts how many were read. */
 function countedBody(total: number): { body: ReadableStream<Uint8Array>; pulled: () => number } {
@@ -214,4 +217,44 @@ Deno.test("a Stacker next_poll_secs below a second is a second, as a Retry-After
   // No hint (0 or null): the loop's own floor of a second after the wait was sent applies.
   assert.deepEqual(await empty(0), { kind: "empty", nextPollSecs: undefined });
   assert.deepEqual(await empty(null), { kind: "empty", nextPollSecs: undefined });
+});
+
+Deno.test("a report answered 101 (no verdict on it) stays in the outbox and is sent again", async () => {
+  using logs = captureLogs();
+  // A raw socket: a Response cannot be made with status 101. Every request is answered with a
+  // switch to another protocol, which a broken proxy or a hostile dashboard may send.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    for (let answered = 0; answered < 2; answered++) {
+      using conn = await listener.accept();
+      await conn.read(new Uint8Array(64 * 1024));
+      await conn.write(
+        new TextEncoder().encode(
+          "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+        ),
+      );
+    }
+  })();
+  const client = new DashboardClient({
+    dashboardUrl: `http://127.0.0.1:${listener.addr.port}`,
+    agentId: "agent-1",
+  });
+  const report: ReportRequest = { command_id: "cmd-1", status: "success" };
+  const outcome = await client.report(report, signal);
+  assert.equal(outcome.kind, "server");
+  using state = memoryAgentState();
+  state.outbox.put(report);
+  const reporter = new ResultReporter({
+    client,
+    state,
+    clock: new FakeClock(),
+    retryDelayMs: 1,
+    signal,
+    stopNow: signal,
+  });
+  const failure = await reporter.drain();
+  await served;
+  assert.equal(failure?.kind, "server");
+  assert.equal(state.outbox.size, 1, "the result is kept");
+  assert.ok(!logs.has(/refused the report for good/));
 });

@@ -128,6 +128,32 @@ Deno.test("the heartbeat posts samples to the webhook with a bounded retry", asy
     assert.match(String(record?.error), /redirects \(307\); not followed/);
   });
 
+  await t.step(
+    "a webhook that cannot be reached is named with the reason, not 'fetch failed'",
+    async () => {
+      using logs = captureLogs();
+      const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = closed.addr.port;
+      closed.close();
+      const stop = new AbortController();
+      const done = runHeartbeat({
+        agentId: "agent-1",
+        intervalSecs: 30,
+        webhook: `http://127.0.0.1:${port}/metrics`,
+        retries: 0,
+        sources: { sources: {}, missing: [] },
+        clock: new RecordingClock(),
+      }, stop.signal);
+      await until(() => logs.has("metrics heartbeat not delivered to the webhook"), "given up");
+      stop.abort();
+      await done;
+      const record = logs.records.find((r) =>
+        r.message === "metrics heartbeat not delivered to the webhook"
+      );
+      assert.equal(record?.error, "connection refused");
+    },
+  );
+
   await t.step("another origin never gets the token; failures are given up", async () => {
     using logs = captureLogs();
     await using stub = new StubDashboard();

@@ -7,6 +7,7 @@ import {
   PollBackoff,
   runAgent,
 } from "../../src/agent/mod.ts";
+import { STOPPING_REPORT_MS } from "../../src/agent/result_reporter.ts";
 import { signV2 } from "../../src/protocol/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
 import { FakeClock } from "../../src/clock.ts";
@@ -314,6 +315,31 @@ Deno.test("a report answered 408 (it did not arrive whole in time) is kept and s
   await finish(agent);
   assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
   assert.ok(!logs.has(/refused the report for good/));
+});
+
+Deno.test("a report answered 407, 421 or 425 (about the way, not the report) is kept and sent again", async (t) => {
+  // Each was a refusal for good: behind a proxy that asked for credentials, every result in the
+  // outbox was dropped one after the other.
+  for (const status of [407, 421, 425]) {
+    await t.step(`${status}`, async () => {
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      let refused = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "report" && refused < 1) {
+          refused++;
+          return Response.json({ error: "not through here" }, { status });
+        }
+      };
+      const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+      stub.enqueue(command("cmd-1", "echo hi"));
+      await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+      await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+      await finish(agent);
+      assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+      assert.ok(!logs.has(/refused the report for good/));
+    });
+  }
 });
 
 Deno.test("a report refused for good (404) is dropped with an error, not sent again (protocol.md §6)", async () => {
@@ -685,6 +711,53 @@ Deno.test("a Retry-After of 0, in the past or malformed never makes the agent po
   }
 });
 
+Deno.test("a Retry-After that is neither seconds nor an HTTP date is backed off, growing, as if absent", async (t) => {
+  // `Date.parse` read `-5` as May 2001, a date long past: every answer of a dashboard (or a
+  // proxy) in trouble was asked again after one second, for as long as it lasted.
+  for (const status of [429, 503]) {
+    for (const retryAfter of ["-5", "+5", "5, 10"]) {
+      await t.step(`${status} with Retry-After: ${retryAfter}`, async () => {
+        using logs = captureLogs();
+        const clock = new RecordingClock();
+        let calls = 0;
+        const stop = new AbortController();
+        const fakeFetch: typeof fetch = () => {
+          if (++calls > 6) {
+            stop.abort();
+            return Promise.resolve(new Response(null, { status: 204 }));
+          }
+          return Promise.resolve(
+            Response.json({ error: "busy" }, { status, headers: { "Retry-After": retryAfter } }),
+          );
+        };
+        await runAgent({
+          dashboardUrl: "http://127.0.0.1:9",
+          agentId: "agent-1",
+          pollingBackoffSecs: 1,
+          pollingBackoffMaxSecs: 8,
+          heartbeat: false,
+          executor: new FakeExecutor(),
+          state: memoryAgentState(),
+          fetch: fakeFetch,
+          clock,
+        }, stop.signal);
+        assert.ok(!logs.has(/asked the agent to wait/));
+        const attempts = logs.records
+          .filter((r) =>
+            String(r.message).startsWith(`dashboard failed the wait request (${status})`)
+          )
+          .map((r) => r.attempt);
+        assert.deepEqual(attempts, [1, 2, 3, 4, 5, 6]);
+        clock.sleeps.slice(0, 6).forEach((d, k) => {
+          assert.ok(d < Math.min(8000, 1000 * 2 ** k) || d === 1000, `delay ${k}: ${d}`);
+          // A 429 said to wait: never asked again at once.
+          if (status === 429) assert.ok(d >= 1000, `delay ${k}: ${d}`);
+        });
+      });
+    }
+  }
+});
+
 Deno.test("an ack answered 429 with Retry-After waits that long and runs the command once acked", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
@@ -906,6 +979,61 @@ Deno.test("shutdown with a running command", async (t) => {
     state[Symbol.dispose]();
   });
 
+  await t.step(
+    "a dashboard that never answers the report holds the stop 10 s, not minutes",
+    async () => {
+      using logs = captureLogs();
+      const executor = new FakeExecutor();
+      executor.behaviour = cancellable(new Promise(() => {}));
+      const state = memoryAgentState();
+      const clock = new FakeClock();
+      let waits = 0;
+      const reports: AbortSignal[] = [];
+      // Takes the connection and never answers a report: only the request's signal ends it.
+      const fakeFetch: typeof fetch = (input, init) => {
+        const path = new URL(String(input)).pathname;
+        const signal = init!.signal!;
+        if (path.endsWith("/ack")) return Promise.resolve(Response.json({ ok: true }));
+        if (path.includes("/wait/") && waits++ === 0) {
+          return Promise.resolve(Response.json(command("cmd-1", "sleep 100")));
+        }
+        if (path.endsWith("/report")) reports.push(signal);
+        return new Promise((_resolve, reject) => {
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        });
+      };
+      const stop = new AbortController();
+      const done = runAgent({
+        dashboardUrl: "http://dashboard.test",
+        agentId: "agent-1",
+        heartbeat: false,
+        liveOutput: false,
+        shutdownGraceSecs: 0.5,
+        executor,
+        state,
+        clock,
+        fetch: fakeFetch,
+      }, stop.signal);
+      await eventually(() => executor.runs.length === 1);
+      stop.abort();
+      await advanceUntil(clock, () => reports.length === 1, 100, "the report");
+      let finished = false;
+      done.finally(() => finished = true);
+      await clock.advanceAsync(STOPPING_REPORT_MS - 1);
+      assert.equal(finished, false, "the report has its 10 s");
+      await clock.advanceAsync(1);
+      const summary = await done;
+      assert.ok(reports.every((signal) => signal.aborted), "no report left open");
+      assert.equal(summary.reportsPending, 1);
+      assert.equal(state.outbox.get("cmd-1")?.status, "interrupted");
+      const kept = logs.records.find((r) =>
+        r.message === "result not accepted yet; it stays in the outbox and is sent again"
+      );
+      assert.match(String(kept?.reason), /did not accept it within 10 s/);
+      state[Symbol.dispose]();
+    },
+  );
+
   await t.step("a second stop cancels at once and leaves the result in the outbox", async () => {
     using _logs = captureLogs();
     await using stub = new StubDashboard();
@@ -937,6 +1065,52 @@ Deno.test("a stale ack (409) means the command is not run now and not journaled"
   await finish(agent);
   assert.equal(agent.executor.runs.length, 0);
   assert.equal(agent.state.journal.get("cmd-1"), undefined);
+});
+
+Deno.test("a dashboard that keeps delivering a command and calling its ack stale is backed off", async () => {
+  // Every wait answered at once with the same command and every ack with 409 was a tight loop
+  // of waits and acks, as fast as the dashboard answered.
+  using logs = captureLogs();
+  const clock = new RecordingClock();
+  const stop = new AbortController();
+  let waits = 0;
+  let acks = 0;
+  const fakeFetch: typeof fetch = (input) => {
+    const path = new URL(String(input)).pathname;
+    if (path.endsWith("/ack")) {
+      acks++;
+      return Promise.resolve(
+        Response.json({ error: "attempt 1 of command cmd-1 is no longer current" }, {
+          status: 409,
+        }),
+      );
+    }
+    if (++waits > 6) {
+      stop.abort();
+      return Promise.resolve(new Response(null, { status: 204 }));
+    }
+    return Promise.resolve(Response.json(command("cmd-1", "echo hi")));
+  };
+  const executor = new FakeExecutor();
+  await runAgent({
+    dashboardUrl: "http://dashboard.test",
+    agentId: "agent-1",
+    pollingBackoffSecs: 1,
+    pollingBackoffMaxSecs: 8,
+    heartbeat: false,
+    executor,
+    state: memoryAgentState(),
+    fetch: fakeFetch,
+    clock,
+  }, stop.signal);
+  assert.equal(acks, 6);
+  assert.equal(executor.runs.length, 0);
+  const attempts = logs.records
+    .filter((r) => r.message === "the next wait after a stale delivery comes after back-off")
+    .map((r) => r.attempt);
+  assert.deepEqual(attempts, [1, 2, 3, 4, 5, 6]);
+  assert.equal(clock.sleeps.length, 6, "a pause after each stale delivery");
+  clock.sleeps.forEach((d, k) => assert.ok(d < Math.min(8000, 1000 * 2 ** k), `delay ${k}: ${d}`));
 });
 
 Deno.test("an operator's cancel stops a running command", async (t) => {
