@@ -104,7 +104,7 @@ export class LineStream {
     pattern: RegExp | string | ((line: string) => boolean),
     options: { timeoutMs?: number; from?: number; signal?: AbortSignal; what?: string } = {},
   ): Promise<{ line: string; index: number; match: RegExpExecArray | null }> {
-    const timeoutMs = options.timeoutMs ?? 20_000;
+    const timeoutMs = options.timeoutMs ?? 45_000;
     const regex = typeof pattern === "string"
       ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
       : pattern;
@@ -222,7 +222,7 @@ export class CliProcess implements AsyncDisposable {
    * @returns The status.
    * @throws {Error} When the process is still running then (it is left running).
    */
-  async exited(timeoutMs = 20_000): Promise<Deno.CommandStatus> {
+  async exited(timeoutMs = 45_000): Promise<Deno.CommandStatus> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       return await Promise.race([
@@ -267,7 +267,7 @@ export class CliProcess implements AsyncDisposable {
    * @param timeoutMs How long to wait.
    * @throws {Error} Showing the last lines, on timeout or when the process ended first.
    */
-  async waitForLog(message: string | RegExp, timeoutMs = 20_000): Promise<void> {
+  async waitForLog(message: string | RegExp, timeoutMs = 45_000): Promise<void> {
     const isRecord = (line: string) => {
       if (!line.startsWith("{")) return false;
       try {
