@@ -173,8 +173,8 @@ Deno.test("agents page shows heartbeat, version and running command when the API
     }],
   }).toString();
   assert.match(html, /data-state="online"/);
-  assert.match(html, /<td data-label="Deployment">prod<\/td>/);
-  assert.match(html, /<td data-label="Version">0\.2\.0<\/td>/);
+  assert.match(html, /<td data-label="Deployment" class="text">prod<\/td>/);
+  assert.match(html, /<td data-label="Version" class="text">0\.2\.0<\/td>/);
   assert.match(html, /CPU 5 % · memory 50 %/);
   assert.match(html, /<a href="\/commands\/c%3C1%3E">sleep 30<\/a>/);
   assert.match(html, /<td data-label="Queued">2<\/td>/);

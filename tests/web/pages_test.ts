@@ -817,7 +817,7 @@ Deno.test("console commands list: a page far down reads one page of commands, no
   // Read without its output, a command still shows how it ended.
   assert.match(
     last,
-    /<span class="sub">c000<\/span>[^]*?<td data-label="Exit">3<\/td>\s*<td data-label="Duration">42\.0 s<\/td>/,
+    /<span class="sub">c000<\/span>[^]*?<td data-label="Exit" class="text">3<\/td>\s*<td data-label="Duration">42\.0 s<\/td>/,
   );
   assert.doesNotMatch(last, /the output/);
   // Four pages, each read with one command more than a page (was page × 25 + 1: 26, 51, 76, 101),

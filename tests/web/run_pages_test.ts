@@ -210,7 +210,7 @@ Deno.test("console: a run's row shows its first line of output without terminal 
       agents: [agent],
     },
   }).toString();
-  assert.match(page, /<td data-label="Output">red &lt;b&gt;first&lt;\/b&gt;<\/td>/);
+  assert.match(page, /<td data-label="Output" class="text">red &lt;b&gt;first&lt;\/b&gt;<\/td>/);
   assert.ok(!page.includes("\x1b"), "no escape character is left");
   // Its duration as on the command pages.
   assert.match(page, /<td data-label="Duration">2 min 5 s<\/td>/);

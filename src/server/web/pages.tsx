@@ -205,9 +205,9 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                           {state === "waiting" ? "online · waiting" : state}
                         </span>
                       </td>
-                      <td data-label="Deployment">{agent.deployment_hash ?? "—"}</td>
-                      <td data-label="Labels">{formatLabels(agent.labels) || "—"}</td>
-                      <td data-label="Version">{agent.version ?? "—"}</td>
+                      <td data-label="Deployment" class="text">{agent.deployment_hash ?? "—"}</td>
+                      <td data-label="Labels" class="text">{formatLabels(agent.labels) || "—"}</td>
+                      <td data-label="Version" class="text">{agent.version ?? "—"}</td>
                       <td data-label="Last seen">
                         <time datetime={agent.last_seen_at ?? undefined}>
                           {formatAgo(agent.last_seen_at, props.now)}
@@ -225,7 +225,7 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                           )
                           : null}
                       </td>
-                      <td data-label="Running">
+                      <td data-label="Running" class="text">
                         {running
                           ? (
                             <a href={`/commands/${encodeURIComponent(running.id)}`}>
@@ -355,7 +355,7 @@ export function CommandsPage(
                   </td>
                   <td data-label="Agent" class="id">{command.agent_id}</td>
                   <td data-label="Queued at">{formatTime(command.created_at)}</td>
-                  <td data-label="Exit">{exitText(command)}</td>
+                  <td data-label="Exit" class="text">{exitText(command)}</td>
                   <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>
                 </tr>
               ))}

@@ -101,8 +101,8 @@ export function RunsPage(props: Frame & { runs: RunSummaryJson[] }) {
                       <RunBadge status={run.status} />
                     </td>
                     <td data-label="Agents">{totalsText(run.totals)}</td>
-                    <td data-label="Target">{targetText(run.target)}</td>
-                    <td data-label="Command">
+                    <td data-label="Target" class="text">{targetText(run.target)}</td>
+                    <td data-label="Command" class="text">
                       <code>{run.name}</code>
                     </td>
                     <td data-label="Created">
@@ -132,10 +132,10 @@ function AgentRow(props: { agent: RunAgentView }) {
       <td data-label="Duration">
         {formatDuration(a.duration_secs)}
       </td>
-      <td data-label="Output">
+      <td data-label="Output" class="text">
         {a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—"}
       </td>
-      <td data-label="Command">
+      <td data-label="Command" class="text">
         {commandLink
           ? <a href={`/commands/${encodeURIComponent(a.command_id)}`}>{a.command_id}</a>
           : "—"}
