@@ -13,6 +13,7 @@ import {
 } from "../server/_helpers.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import {
+  AGENTS_PAGE_SIZE,
   CONTENT_SECURITY_POLICY,
   LOGIN_ATTEMPTS_PER_MINUTE,
   PAGE_SIZE,
@@ -824,6 +825,61 @@ Deno.test("console commands list: a page far down reads one page of commands, no
   // without the output the table does not show.
   const page = { limit: PAGE_SIZE + 1, returned: PAGE_SIZE + 1, withoutOutput: true };
   assert.deepEqual(reads, [page, page, page, { ...page, returned: PAGE_SIZE }]);
+});
+
+Deno.test("console agents list: a fleet larger than a page is shown a page at a time, by id", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  // a1 and a2, and 2.5 pages more (added out of order).
+  const count = AGENTS_PAGE_SIZE * 2 + AGENTS_PAGE_SIZE / 2;
+  for (let i = count - 1; i >= 0; i--) {
+    await d.store.ensureAgent(`b${String(i).padStart(4, "0")}`, d.clock.now());
+  }
+  const total = count + 2;
+  const rows = (text: string) => [...text.matchAll(/<tr data-agent="([^"]+)"/g)].map((m) => m[1]);
+
+  await t.step("every agent once, by id, one page at a time", async () => {
+    const seen: string[] = [];
+    const ranges: string[] = [];
+    let path: string | undefined = "/";
+    for (let page = 0; path && page < 10; page++) {
+      const text: string = await (await browser.get(path)).text();
+      const shown = rows(text);
+      assert.ok(shown.length <= AGENTS_PAGE_SIZE, `${path} shows ${shown.length} agents`);
+      seen.push(...shown);
+      ranges.push(/<span>(Agents [^<]*)<\/span>/.exec(text)?.[1] ?? "");
+      path = text.match(/href="(\/\?after=[^"]+)" rel="next">Next</)?.[1]?.replaceAll("&amp;", "&");
+    }
+    assert.equal(seen.length, total);
+    assert.deepEqual(seen, seen.toSorted());
+    assert.equal(new Set(seen).size, total);
+    assert.deepEqual(ranges, [
+      `Agents 1–100 of ${total}`,
+      `Agents 101–200 of ${total}`,
+      `Agents 201–${total} of ${total}`,
+    ]);
+  });
+
+  await t.step("a page after an agent that is gone starts at the next one", async () => {
+    const text = await (await browser.get("/?after=b0099x")).text();
+    assert.equal(rows(text)[0], "b0100");
+    assert.match(text, /href="\/" rel="first">First</);
+  });
+
+  await t.step("past the end: says so, with the way back", async () => {
+    const response = await browser.get("/?after=zzz");
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    assert.deepEqual(rows(text), []);
+    assert.match(text, /No agent after zzz\. <a href="\/">Go to the first page<\/a>/);
+  });
+
+  await t.step("an after no agent id can be: 400, naming it", async () => {
+    const response = await browser.get("/?after=%3Cb%3E");
+    assert.equal(response.status, 400);
+    assert.match(await response.text(), /No agent can have the id &lt;b&gt;: an id is 1–128/);
+  });
 });
 
 Deno.test("console error pages: unknown command and unreachable store, never a stack trace", async () => {

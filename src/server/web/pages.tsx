@@ -158,23 +158,55 @@ export function LoginPage(
   );
 }
 
+/** Which part of the fleet a page of the agents list shows. */
+export interface AgentsPageRange {
+  /** The page starts after this agent id (the page's `after`); absent: the first page. */
+  after?: string;
+  /** The position of the page's first agent in the whole list, from 1. */
+  from: number;
+  /** Agents in the whole list. */
+  total: number;
+  /** The `after` of the next page, when agents follow this page. */
+  next?: string;
+}
+
 /**
- * The agents page.
+ * An agents-list URL.
  *
- * @param props Frame, the agents and the current time.
+ * @param after The page starts after this agent id; absent: the first page.
  */
-export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) {
+export function agentsHref(after?: string): string {
+  return after ? `/?${new URLSearchParams({ after })}` : "/";
+}
+
+/**
+ * The agents page: one page of agents, by id.
+ *
+ * @param props Frame, the page's agents, the current time and where the page lies in the list
+ * (absent: the list is the whole fleet).
+ */
+export function AgentsPage(
+  props: Frame & { agents: AgentJson[]; now: number; range?: AgentsPageRange },
+) {
+  const range = props.range ?? { from: 1, total: props.agents.length };
+  const to = range.from + props.agents.length - 1;
   return (
     <Layout {...props} title="Agents" current="agents">
       <NoScriptNote />
       <div id="agents" data-refresh-secs="5">
         {props.agents.length === 0
-          ? (
-            <p>
-              No agent is known yet. Start one with <code>status --agent-id ID</code>{" "}
-              (dev mode) or add one with <code>status agents add ID</code>.
-            </p>
-          )
+          ? (range.after
+            ? (
+              <p>
+                No agent after {range.after}. <a href={agentsHref()}>Go to the first page</a>
+              </p>
+            )
+            : (
+              <p>
+                No agent is known yet. Start one with <code>status --agent-id ID</code>{" "}
+                (dev mode) or add one with <code>status agents add ID</code>.
+              </p>
+            ))
           : (
             <table class="cards">
               <caption class="sr-only">Every agent, with its state and last heartbeat</caption>
@@ -241,6 +273,17 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
               </tbody>
             </table>
           )}
+        {range.after || range.next
+          ? (
+            <nav class="pager" aria-label="Pages">
+              {range.after ? <a href={agentsHref()} rel="first">First</a> : null}
+              {props.agents.length > 0
+                ? <span>{`Agents ${range.from}–${to} of ${range.total}`}</span>
+                : null}
+              {range.next ? <a href={agentsHref(range.next)} rel="next">Next</a> : null}
+            </nav>
+          )
+          : null}
       </div>
     </Layout>
   );

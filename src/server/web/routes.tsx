@@ -95,6 +95,11 @@ export interface ConsoleOptions {
 
 /** Commands on one page of the list. */
 export const PAGE_SIZE = 25;
+/**
+ * Agents on one page of the agents list: a fleet of thousands in one table took the browser
+ * seconds to lay out again at every refresh, and the page answered nothing meanwhile.
+ */
+export const AGENTS_PAGE_SIZE = 100;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 /** Largest form body, in bytes. */
@@ -456,9 +461,43 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   getPage(
     "/",
-    page(async (_c, session) => {
-      const agents = await listAgents(session);
-      return html(<AgentsPage {...frame(session)} agents={agents} now={clock.now()} />);
+    page(async (c, session) => {
+      const after = c.req.query("after") || undefined;
+      if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such agent"
+            message={`No agent can have the id ${shortForm(after)}: an id is ${AGENT_ID_RULE}.`}
+          >
+            <p>
+              <a href="/">See every agent</a>
+            </p>
+          </ErrorPage>,
+          400,
+        );
+      }
+      // By id, compared as the page compares `after`, whatever order the store lists them in.
+      const agents = (await listAgents(session)).toSorted((a, b) =>
+        a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+      );
+      // After the agent the page names, whether or not it is still registered.
+      const start = after === undefined ? 0 : agents.findIndex((agent) => agent.id > after);
+      const shown = start < 0 ? [] : agents.slice(start, start + AGENTS_PAGE_SIZE);
+      const more = start >= 0 && start + AGENTS_PAGE_SIZE < agents.length;
+      return html(
+        <AgentsPage
+          {...frame(session)}
+          agents={shown}
+          now={clock.now()}
+          range={{
+            after,
+            from: start + 1,
+            total: agents.length,
+            next: more ? shown[shown.length - 1].id : undefined,
+          }}
+        />,
+      );
     }),
   );
 
