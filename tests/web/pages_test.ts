@@ -827,6 +827,52 @@ Deno.test("console commands list: a page far down reads one page of commands, no
   assert.deepEqual(reads, [page, page, page, { ...page, returned: PAGE_SIZE }]);
 });
 
+Deno.test("console: bidirectional formatting characters an agent sends show as escapes, not reordering the text", async (t) => {
+  await using d = await makeDashboard({ runSweepMs: 0 });
+  const browser = new Browser(d);
+  await browser.login();
+  const beat = await d.agent({
+    path: "/api/v1/agent/heartbeat",
+    body: { version: "1.0\u202egnp.exe", deployment_hash: "prod\u2066x" },
+  });
+  assert.equal(beat.status, 200, await beat.text());
+  await enqueue(d, "c1", "echo hi");
+  const wait = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const { attempt } = await wait.json();
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: { command_id: "c1", attempt } }))
+    .body?.cancel();
+  const body = reportBody("c1", { attempt, status: "failed", error: "disk\u202efull" });
+  Object.assign(body.result as Record<string, unknown>, { signal: "SIG\u202eTERM" });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body })).body?.cancel();
+  const run = await d.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "ls",
+    target: { agents: ["a1"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  const next = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const delivered = await next.json() as { id: string; attempt: number };
+  const ack = { command_id: delivered.id, attempt: delivered.attempt };
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: ack })).body?.cancel();
+  const ran = reportBody(delivered.id, { attempt: delivered.attempt });
+  Object.assign(ran.result as Record<string, unknown>, { stdout: "photo\u202egnp.exe\n" });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body: ran })).body?.cancel();
+
+  const cases: Array<[string, string[]]> = [
+    ["/", ["1.0\\u202egnp.exe", "prod\\u2066x"]],
+    ["/commands", ["signal SIG\\u202eTERM"]],
+    ["/commands/c1", ["signal SIG\\u202eTERM", "disk\\u202efull"]],
+    ["/runs/r1", ["photo\\u202egnp.exe"]],
+  ];
+  for (const [path, shown] of cases) {
+    await t.step(path, async () => {
+      const text = await (await browser.get(path)).text();
+      for (const escaped of shown) assert.ok(text.includes(escaped), `${path} shows ${escaped}`);
+      assert.doesNotMatch(text, /[\u202e\u2066]/, `${path} holds no bidirectional control`);
+    });
+  }
+});
+
 Deno.test("console agents list: a fleet larger than a page is shown a page at a time, by id", async (t) => {
   await using d = await makeDashboard();
   const browser = new Browser(d);

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { BIDI_CONTROLS } from "../../protocol/mod.ts";
+
 /** A command as `GET /api/v1/commands/{id}` shows it (the fields the console reads). */
 export interface CommandJson {
   id: string;
@@ -199,6 +201,21 @@ export function formatHeartbeat(beat: HeartbeatJson | null | undefined): string 
     parts.push(`load ${beat.load_avg.map((n) => n.toFixed(2)).join(" ")}`);
   }
   return parts.length > 0 ? parts.join(" · ") : "—";
+}
+
+const BIDI_CONTROL = new RegExp(BIDI_CONTROLS.source, "g");
+
+/**
+ * Text an agent sent (its version, deployment, a signal, an error) with each bidirectional
+ * formatting character shown as its escape (`\u202e`), as `status` prints them: the page would
+ * otherwise show the text in another order than its characters come (`1.0\u202egnp.exe` as
+ * `1.0exe.png`).
+ *
+ * @param text The text.
+ * @returns The text, every bidirectional formatting character as `\uXXXX`.
+ */
+export function visibleBidi(text: string): string {
+  return text.replace(BIDI_CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   isFinal,
   outputView,
   statusTone,
+  visibleBidi,
 } from "./format.ts";
 
 /** What every page's frame needs. */
@@ -237,9 +238,13 @@ export function AgentsPage(
                           {state === "waiting" ? "online · waiting" : state}
                         </span>
                       </td>
-                      <td data-label="Deployment" class="text">{agent.deployment_hash ?? "—"}</td>
+                      <td data-label="Deployment" class="text">
+                        {agent.deployment_hash ? visibleBidi(agent.deployment_hash) : "—"}
+                      </td>
                       <td data-label="Labels" class="text">{formatLabels(agent.labels) || "—"}</td>
-                      <td data-label="Version" class="text">{agent.version ?? "—"}</td>
+                      <td data-label="Version" class="text">
+                        {agent.version ? visibleBidi(agent.version) : "—"}
+                      </td>
                       <td data-label="Last seen">
                         <time datetime={agent.last_seen_at ?? undefined}>
                           {formatAgo(agent.last_seen_at, props.now)}
@@ -421,7 +426,7 @@ export function CommandsPage(
 function exitText(command: CommandJson): string {
   const result = command.result;
   if (!result) return "—";
-  if (result.signal) return `signal ${result.signal}`;
+  if (result.signal) return `signal ${visibleBidi(result.signal)}`;
   return result.exit_code === null ? "—" : String(result.exit_code);
 }
 
@@ -601,7 +606,7 @@ export function CommandDetail(
           ? (
             <>
               <dt>Error</dt>
-              <dd>{command.error}</dd>
+              <dd>{visibleBidi(command.error)}</dd>
             </>
           )
           : null}

@@ -12,7 +12,13 @@
 import type { Child } from "hono/jsx";
 import type { RunAgentView, RunView } from "../../protocol/runs.ts";
 import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/runs.ts";
-import { formatDuration, formatTime, statusTone, withoutTerminalCodes } from "./format.ts";
+import {
+  formatDuration,
+  formatTime,
+  statusTone,
+  visibleBidi,
+  withoutTerminalCodes,
+} from "./format.ts";
 import { type Frame, Layout, NoScriptNote, StatusBadge } from "./pages.tsx";
 
 /** A run as the list shows it (no per-agent rows). */
@@ -133,7 +139,7 @@ function AgentRow(props: { agent: RunAgentView }) {
         {formatDuration(a.duration_secs)}
       </td>
       <td data-label="Output" class="text">
-        {a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—"}
+        {visibleBidi(a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—")}
       </td>
       <td data-label="Command" class="text">
         {commandLink
