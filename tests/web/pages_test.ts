@@ -873,6 +873,29 @@ Deno.test("console: bidirectional formatting characters an agent sends show as e
   }
 });
 
+Deno.test("console: a value from the address that a page names shows its bidirectional controls as escapes", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  const cases: Array<[string, number, string]> = [
+    ["/commands/x%E2%80%AEtsixe-ton-seod", 404, "Command x\\u202etsixe-ton-seod does not exist"],
+    ["/runs/r%E2%80%AE1", 404, "Run r\\u202e1 does not exist"],
+    ["/commands?status=%E2%80%AEdeliated", 400, "the status \\u202edeliated:"],
+    ["/commands?agent=%E2%80%AEa1", 400, "the id \\u202ea1:"],
+    ["/?after=%E2%80%AEa1", 400, "the id \\u202ea1:"],
+    ["/enqueue?agent=%E2%80%AEa1", 200, "Agent \\u202ea1 is not registered"],
+  ];
+  for (const [path, status, shown] of cases) {
+    await t.step(path, async () => {
+      const response = await browser.get(path);
+      assert.equal(response.status, status);
+      const text = await response.text();
+      assert.ok(text.includes(shown), `${path} says ${shown}`);
+      assert.doesNotMatch(text, /\u202e/, `${path} holds no bidirectional control`);
+    });
+  }
+});
+
 Deno.test("console agents list: a fleet larger than a page is shown a page at a time, by id", async (t) => {
   await using d = await makeDashboard();
   const browser = new Browser(d);

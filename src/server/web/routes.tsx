@@ -35,7 +35,7 @@ import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
-import type { AgentJson, CommandJson } from "./format.ts";
+import { type AgentJson, type CommandJson, visibleBidi } from "./format.ts";
 import {
   AgentsPage,
   type CommandFilter,
@@ -202,6 +202,15 @@ function safeNext(value: string | undefined | null): string {
     return "/";
   }
   return /^[\x21-\x7e]{1,2000}$/.test(value) ? value : "/";
+}
+
+/**
+ * A value from the address or a form, as a page names it: cut short when long, and with its
+ * bidirectional formatting characters as escapes (a link to `/commands/%E2%80%AE...` would
+ * otherwise turn the page's sentence around).
+ */
+function named(value: string): string {
+  return visibleBidi(shortForm(value));
 }
 
 /** The fields of the enqueue and start-a-run forms that their pages take from the query. */
@@ -468,7 +477,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such agent"
-            message={`No agent can have the id ${shortForm(after)}: an id is ${AGENT_ID_RULE}.`}
+            message={`No agent can have the id ${named(after)}: an id is ${AGENT_ID_RULE}.`}
           >
             <p>
               <a href="/">See every agent</a>
@@ -520,12 +529,12 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such status"
-            message={`No command can have the status ${shortForm(rawStatus)}: a status is one of ${
+            message={`No command can have the status ${named(rawStatus)}: a status is one of ${
               STATUS_CHOICES.join(", ")
             }.`}
           >
             <p>
-              <a href={back}>See every command{agent ? ` of ${shortForm(agent)}` : ""}</a>
+              <a href={back}>See every command{agent ? ` of ${named(agent)}` : ""}</a>
             </p>
           </ErrorPage>,
           400,
@@ -536,7 +545,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such agent"
-            message={`No agent can have the id ${shortForm(agent)}: an id is ${AGENT_ID_RULE}.`}
+            message={`No agent can have the id ${named(agent)}: an id is ${AGENT_ID_RULE}.`}
           >
             <p>
               <a href="/commands">See every command</a>
@@ -583,7 +592,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such command"
-            message={`Command ${shortForm(id)} does not exist on this dashboard.`}
+            message={`Command ${named(id)} does not exist on this dashboard.`}
           >
             <p>
               <a href="/commands">See every command</a>
@@ -657,7 +666,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   ) => {
     const agents = (await listAgents(session)).map((a) => a.id);
     if (!error && values.agent && !agents.includes(values.agent)) {
-      error = `Agent ${shortForm(values.agent)} is not registered: choose another.`;
+      error = `Agent ${named(values.agent)} is not registered: choose another.`;
     }
     // Every form shown gets a new command id: a form sent twice (a double click) enqueues one
     // command, the second time answered as a duplicate; nothing was enqueued with an id of a form
@@ -728,7 +737,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       });
       if (status !== 202) {
         const why = status === 409
-          ? `this form was sent before with other values (command ${shortForm(values.id ?? "")})` +
+          ? `this form was sent before with other values (command ${named(values.id ?? "")})` +
             "; check them and send it again"
           : String(body.error ?? `the dashboard answered ${status}`);
         return enqueueForm(
@@ -801,7 +810,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       });
       if (status !== 201 && status !== 200) {
         const why = status === 409
-          ? `this form was sent before with other values (run ${shortForm(values.id ?? "")})` +
+          ? `this form was sent before with other values (run ${named(values.id ?? "")})` +
             "; check them and send it again"
           : String(body.error ?? `the dashboard answered ${status}`);
         return runForm(
@@ -826,7 +835,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such run"
-            message={`Run ${shortForm(id)} does not exist on this dashboard.`}
+            message={`Run ${named(id)} does not exist on this dashboard.`}
           >
             <p>
               <a href="/runs">See every run</a>
