@@ -51,6 +51,7 @@ import {
 import {
   type RunFormValues,
   RunPage,
+  runPageCount,
   runRequestOfForm,
   RunsPage,
   type RunSummaryJson,
@@ -845,6 +846,24 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         );
       }
       if (status !== 200) throw new ApiUnavailable(status, body);
+      const run = body as unknown as RunView;
+      const rawPage = c.req.query("page") || "1";
+      const pages = runPageCount(run);
+      if (!/^[1-9][0-9]{0,6}$/.test(rawPage) || Number(rawPage) > pages) {
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such page"
+            message={`Run ${named(id)} has ${pages} page${pages === 1 ? "" : "s"} of agents: ` +
+              `page ${named(rawPage)} is not one of them.`}
+          >
+            <p>
+              <a href={`/runs/${encodeURIComponent(id)}`}>See the run</a>
+            </p>
+          </ErrorPage>,
+          400,
+        );
+      }
       const notices: Record<string, string> = {
         cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
         final: "It had already ended, so there was nothing to cancel.",
@@ -853,8 +872,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       return html(
         <RunPage
           {...frame(session)}
-          run={body as unknown as RunView}
+          run={run}
           notice={notices[c.req.query("done") ?? ""]}
+          page={Number(rawPage)}
         />,
       );
     }),
