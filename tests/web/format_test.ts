@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   agentState,
+  BIDI_OVERRIDE,
   formatAgo,
   formatDuration,
   formatHeartbeat,
@@ -111,6 +112,25 @@ Deno.test("output: NUL bytes are shown as a symbol, not dropped by the page", ()
   assert.equal(outputView("plain\n", undefined, 0).nulBytes, false);
 });
 
+Deno.test("output: bidirectional overrides and isolates show as escapes; the marks of right-to-left text stay", () => {
+  // `ls` listing a file named so: the page showed it as `reportexe.pdf`.
+  const view = outputView("report\u202efdp.exe\n\u2066x\u2069\n", undefined, 0);
+  assert.equal(view.head, "report\\u202efdp.exe\n\\u2066x\\u2069\n");
+  assert.equal(view.bidiOverrides, true);
+  const cut = outputView("a\n[status: 9 bytes dropped here]\n\u202d\n", undefined, 9);
+  assert.deepEqual([cut.tail, cut.bidiOverrides], ["\\u202d\n", true]);
+  const hebrew = "\u05e9\u05dc\u05d5\u05dd\u200f 1\n";
+  assert.deepEqual([
+    outputView(hebrew, undefined, 0).head,
+    outputView(hebrew, undefined, 0).bidiOverrides,
+  ], [hebrew, false]);
+  // The page's script shows live output so too.
+  const script = Deno.readTextFileSync(
+    new URL("../../src/server/web/static/console.js", import.meta.url),
+  );
+  assert.ok(script.includes(`/${BIDI_OVERRIDE.source}/g`), "the script has the same expression");
+});
+
 Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", () => {
   assert.deepEqual(outputView("abc\n", undefined, 0), {
     head: "abc\n",
@@ -119,6 +139,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
     binary: false,
     terminalCodes: false,
     nulBytes: false,
+    bidiOverrides: false,
   });
   assert.deepEqual(outputView("aaaabbbb", "utf-8", 10), {
     head: "aaaa",
@@ -127,6 +148,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
     binary: false,
     terminalCodes: false,
     nulBytes: false,
+    bidiOverrides: false,
   });
   // "é" is two bytes: halves of the bytes, moved back to a character's start.
   const accents = outputView("éébb", undefined, 1);
@@ -151,6 +173,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
       binary: false,
       terminalCodes: false,
       nulBytes: false,
+      bidiOverrides: false,
     },
   );
 });

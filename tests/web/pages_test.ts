@@ -842,7 +842,10 @@ Deno.test("console: bidirectional formatting characters an agent sends show as e
   await (await d.agent({ path: "/api/v1/agent/commands/ack", body: { command_id: "c1", attempt } }))
     .body?.cancel();
   const body = reportBody("c1", { attempt, status: "failed", error: "disk\u202efull" });
-  Object.assign(body.result as Record<string, unknown>, { signal: "SIG\u202eTERM" });
+  Object.assign(body.result as Record<string, unknown>, {
+    signal: "SIG\u202eTERM",
+    stdout: "invoice\u202efdp.exe\n",
+  });
   await (await d.agent({ path: "/api/v1/agent/commands/report", body })).body?.cancel();
   const run = await d.admin("POST", "/api/v1/runs", {
     id: "r1",
@@ -861,7 +864,13 @@ Deno.test("console: bidirectional formatting characters an agent sends show as e
   const cases: Array<[string, string[]]> = [
     ["/", ["1.0\\u202egnp.exe", "prod\\u2066x"]],
     ["/commands", ["signal SIG\\u202eTERM"]],
-    ["/commands/c1", ["signal SIG\\u202eTERM", "disk\\u202efull"]],
+    ["/commands/c1", [
+      "signal SIG\\u202eTERM",
+      "disk\\u202efull",
+      "invoice\\u202efdp.exe",
+      "Bidirectional overrides and isolates, which would turn the text around, are shown as",
+      "escapes (<code>\\u202e</code>)",
+    ]],
     ["/runs/r1", ["photo\\u202egnp.exe"]],
   ];
   for (const [path, shown] of cases) {

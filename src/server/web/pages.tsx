@@ -444,6 +444,14 @@ function Output(
       <h3 id={`${props.stream}-title`}>{props.stream}</h3>
       {view.binary ? <p class="hint">Not UTF-8 text: invalid bytes are shown as �.</p> : null}
       {view.nulBytes ? <p class="hint">NUL bytes are shown as ␀.</p> : null}
+      {view.bidiOverrides
+        ? (
+          <p class="hint">
+            Bidirectional overrides and isolates, which would turn the text around, are shown as
+            escapes (<code>\u202e</code>).
+          </p>
+        )
+        : null}
       {view.terminalCodes
         ? (
           <p class="hint">
