@@ -317,6 +317,29 @@ Deno.test("console: a form sent after its session expired loses nothing: after t
   assert.equal(cancelNext, "/commands/c-1");
 });
 
+Deno.test("console: a form with a command line of the longest, sent after its session expired, is back filled after the login", async () => {
+  await using t = await makeDashboard({ consoleSessionTtlSecs: 600 });
+  const browser = new Browser(t);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  t.clock.advance(601_000);
+  const name = "tar -czf /tmp/a.tgz /var/log/x ".repeat(200).slice(0, 4096);
+  const sent = await browser.post("/enqueue", { csrf, agent: "a2", name });
+  const location = new URL(sent.headers.get("Location")!, "http://localhost");
+  assert.equal(location.pathname, "/login");
+  assert.ok(location.href.length < 16 * 1024, `the login's address is ${location.href.length}`);
+  const next = location.searchParams.get("next")!;
+  const loginPage = await (await browser.get(`${location.pathname}${location.search}`)).text();
+  const loggedIn = await browser.post("/login", {
+    csrf: Browser.csrfOf(loginPage),
+    token: ADMIN_TOKEN,
+    next,
+  });
+  assert.equal(loggedIn.headers.get("Location"), next);
+  const form = await (await browser.get(next)).text();
+  assert.ok(form.includes(`value="${name}"`), "the command line is back");
+});
+
 Deno.test('console command page: "Enqueue again" opens the form filled with the command', async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

@@ -197,12 +197,20 @@ function fromOwnPage(c: Context<ServerEnv>): boolean {
   return site === undefined || site === "same-origin" || site === "none";
 }
 
+/**
+ * Longest path a login leads back to: the enqueue form filled with a command line of its longest
+ * (4,096 characters, about 5,000 in the address) is one (a limit of 2,000 emptied it), and the
+ * login's own address, which carries it encoded once more, stays within what the dashboard reads
+ * of a request's head (16 KiB).
+ */
+const MAX_NEXT_CHARS = 6000;
+
 /** A local path to go back to after login: never another origin. */
 function safeNext(value: string | undefined | null): string {
   if (!value || !value.startsWith("/") || value.startsWith("//") || value.includes("\\")) {
     return "/";
   }
-  return /^[\x21-\x7e]{1,2000}$/.test(value) ? value : "/";
+  return value.length <= MAX_NEXT_CHARS && /^[\x21-\x7e]+$/.test(value) ? value : "/";
 }
 
 /**
