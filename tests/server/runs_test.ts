@@ -15,7 +15,14 @@ import {
   type CommandStore,
   openSqliteStore,
 } from "../../src/store/mod.ts";
-import { firstLine, matchTarget, RunScheduler, runView } from "../../src/server/runs.ts";
+import {
+  firstLine,
+  matchTarget,
+  MIN_SNAPSHOT_PAUSE_MS,
+  READ_PAUSE_FACTOR,
+  RunScheduler,
+  runView,
+} from "../../src/server/runs.ts";
 import { CommandEvents } from "../../src/server/events.ts";
 import { observeStore } from "../../src/server/observed_store.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
@@ -850,6 +857,65 @@ Deno.test("a run's event stream reads the run when it changed, not at every swee
       "pending",
     ]);
     assert.equal(calls.get("getRun"), 1);
+  } finally {
+    abort.abort();
+    await dashboard.close();
+  }
+});
+
+Deno.test("a run's event stream pauses between two reads four times as long as a read took", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const clock = new FakeClock();
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  // A run so large that reading it takes 0.5 s.
+  const readMs = 500;
+  let reads = 0;
+  const store = new Proxy(inner, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (key !== "getRun") return typeof value === "function" ? value.bind(target) : value;
+      return async (id: string) => {
+        reads++;
+        const run = await inner.getRun(id);
+        clock.advance(readMs);
+        return run;
+      };
+    },
+  });
+  const dashboard = createApp({
+    store,
+    clock,
+    devMode: true,
+    autoExpireLeases: false,
+    runSweepMs: 0,
+  });
+  const abort = new AbortController();
+  try {
+    await dashboard.runs.sweep();
+    const response = await dashboard.app.request("/api/v1/runs/r/events", {
+      signal: abort.signal,
+    });
+    const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
+    assert.equal((await events.next()).value!.event, "status");
+    await settle();
+    const before = reads;
+    // The run changes at once (another dashboard delivers a1; the sweep sees it).
+    await inner.claimNext({ agentId: "a1", deploymentHash: "default", now, deliveryLeaseMs: 1 });
+    await dashboard.runs.sweep();
+    await settle();
+    // Ten times the least pause, but less than four reads: not read again yet.
+    await clock.advanceAsync(MIN_SNAPSHOT_PAUSE_MS * 10);
+    await settle();
+    assert.ok(READ_PAUSE_FACTOR * readMs > MIN_SNAPSHOT_PAUSE_MS * 10);
+    assert.equal(reads, before, "no read within four times the last read's time");
+    await clock.advanceAsync(READ_PAUSE_FACTOR * readMs);
+    const next = (await events.next()).value!;
+    assert.equal(next.event, "status");
+    assert.equal(JSON.parse(next.data).agents[0].state, "delivered");
+    assert.equal(reads, before + 1);
   } finally {
     abort.abort();
     await dashboard.close();

@@ -172,6 +172,18 @@ async function streamTest(): Promise<void> {
       async () =>
         (await page.locator("pre#stdout").textContent()) === "again\nmore\ngreen\na\u2400b\n",
     );
+    // Bidirectional overrides show as escapes, as on the final page.
+    stream.send("output", {
+      stream: "stdout",
+      offset: 32,
+      data: b64("r\u202egnp.exe\n"),
+      attempt: 2,
+    }, 13);
+    await eventually(
+      "live output with overrides shown as escapes",
+      async () =>
+        (await page.locator("pre#stdout").textContent())?.endsWith("b\nr\\u202egnp.exe\n"),
+    );
     const report = reportBody("s1", { attempt });
     (report.result as Record<string, unknown>).stdout = "final output\n";
     await (await t.agent({ path: "/api/v1/agent/commands/report", body: report, token: null }))

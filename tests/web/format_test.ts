@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   agentState,
+  BIDI_OVERRIDE,
   formatAgo,
   formatDuration,
   formatHeartbeat,
@@ -10,6 +11,7 @@ import {
   outputView,
   statusTone,
   TERMINAL_SEQUENCE,
+  visibleBidi,
 } from "../../src/server/web/format.ts";
 import { AgentsPage } from "../../src/server/web/pages.tsx";
 
@@ -110,6 +112,25 @@ Deno.test("output: NUL bytes are shown as a symbol, not dropped by the page", ()
   assert.equal(outputView("plain\n", undefined, 0).nulBytes, false);
 });
 
+Deno.test("output: bidirectional overrides and isolates show as escapes; the marks of right-to-left text stay", () => {
+  // `ls` listing a file named so: the page showed it as `reportexe.pdf`.
+  const view = outputView("report\u202efdp.exe\n\u2066x\u2069\n", undefined, 0);
+  assert.equal(view.head, "report\\u202efdp.exe\n\\u2066x\\u2069\n");
+  assert.equal(view.bidiOverrides, true);
+  const cut = outputView("a\n[status: 9 bytes dropped here]\n\u202d\n", undefined, 9);
+  assert.deepEqual([cut.tail, cut.bidiOverrides], ["\\u202d\n", true]);
+  const hebrew = "\u05e9\u05dc\u05d5\u05dd\u200f 1\n";
+  assert.deepEqual([
+    outputView(hebrew, undefined, 0).head,
+    outputView(hebrew, undefined, 0).bidiOverrides,
+  ], [hebrew, false]);
+  // The page's script shows live output so too.
+  const script = Deno.readTextFileSync(
+    new URL("../../src/server/web/static/console.js", import.meta.url),
+  );
+  assert.ok(script.includes(`/${BIDI_OVERRIDE.source}/g`), "the script has the same expression");
+});
+
 Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", () => {
   assert.deepEqual(outputView("abc\n", undefined, 0), {
     head: "abc\n",
@@ -118,6 +139,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
     binary: false,
     terminalCodes: false,
     nulBytes: false,
+    bidiOverrides: false,
   });
   assert.deepEqual(outputView("aaaabbbb", "utf-8", 10), {
     head: "aaaa",
@@ -126,6 +148,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
     binary: false,
     terminalCodes: false,
     nulBytes: false,
+    bidiOverrides: false,
   });
   // "é" is two bytes: halves of the bytes, moved back to a character's start.
   const accents = outputView("éébb", undefined, 1);
@@ -150,6 +173,7 @@ Deno.test("output: cut in the middle of the kept bytes; base64 output decoded", 
       binary: false,
       terminalCodes: false,
       nulBytes: false,
+      bidiOverrides: false,
     },
   );
 });
@@ -173,11 +197,20 @@ Deno.test("agents page shows heartbeat, version and running command when the API
     }],
   }).toString();
   assert.match(html, /data-state="online"/);
-  assert.match(html, /<td data-label="Deployment">prod<\/td>/);
-  assert.match(html, /<td data-label="Version">0\.2\.0<\/td>/);
+  assert.match(html, /<td data-label="Deployment" class="text">prod<\/td>/);
+  assert.match(html, /<td data-label="Version" class="text">0\.2\.0<\/td>/);
   assert.match(html, /CPU 5 % · memory 50 %/);
   assert.match(html, /<a href="\/commands\/c%3C1%3E">sleep 30<\/a>/);
   assert.match(html, /<td data-label="Queued">2<\/td>/);
   assert.match(html, /2 s ago/);
   assert.match(html, /<time datetime="[^"]+">7 s ago<\/time>/, "when the heartbeat came");
+});
+
+Deno.test("visibleBidi shows each bidirectional formatting character as its escape, other text as it is", () => {
+  assert.equal(visibleBidi("1.0\u202egnp.exe"), "1.0\\u202egnp.exe");
+  assert.equal(
+    visibleBidi("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069"),
+    "\\u061c\\u200e\\u200f\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069",
+  );
+  assert.equal(visibleBidi("שלום world <b>"), "שלום world <b>");
 });

@@ -13,6 +13,7 @@ import {
 } from "../server/_helpers.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import {
+  AGENTS_PAGE_SIZE,
   CONTENT_SECURITY_POLICY,
   LOGIN_ATTEMPTS_PER_MINUTE,
   PAGE_SIZE,
@@ -314,6 +315,29 @@ Deno.test("console: a form sent after its session expired loses nothing: after t
   const cancelNext = new URL(cancel.headers.get("Location")!, "http://localhost").searchParams
     .get("next");
   assert.equal(cancelNext, "/commands/c-1");
+});
+
+Deno.test("console: a form with a command line of the longest, sent after its session expired, is back filled after the login", async () => {
+  await using t = await makeDashboard({ consoleSessionTtlSecs: 600 });
+  const browser = new Browser(t);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  t.clock.advance(601_000);
+  const name = "tar -czf /tmp/a.tgz /var/log/x ".repeat(200).slice(0, 4096);
+  const sent = await browser.post("/enqueue", { csrf, agent: "a2", name });
+  const location = new URL(sent.headers.get("Location")!, "http://localhost");
+  assert.equal(location.pathname, "/login");
+  assert.ok(location.href.length < 16 * 1024, `the login's address is ${location.href.length}`);
+  const next = location.searchParams.get("next")!;
+  const loginPage = await (await browser.get(`${location.pathname}${location.search}`)).text();
+  const loggedIn = await browser.post("/login", {
+    csrf: Browser.csrfOf(loginPage),
+    token: ADMIN_TOKEN,
+    next,
+  });
+  assert.equal(loggedIn.headers.get("Location"), next);
+  const form = await (await browser.get(next)).text();
+  assert.ok(form.includes(`value="${name}"`), "the command line is back");
 });
 
 Deno.test('console command page: "Enqueue again" opens the form filled with the command', async () => {
@@ -817,13 +841,146 @@ Deno.test("console commands list: a page far down reads one page of commands, no
   // Read without its output, a command still shows how it ended.
   assert.match(
     last,
-    /<span class="sub">c000<\/span>[^]*?<td data-label="Exit">3<\/td>\s*<td data-label="Duration">42\.0 s<\/td>/,
+    /<span class="sub">c000<\/span>[^]*?<td data-label="Exit" class="text">3<\/td>\s*<td data-label="Duration">42\.0 s<\/td>/,
   );
   assert.doesNotMatch(last, /the output/);
   // Four pages, each read with one command more than a page (was page × 25 + 1: 26, 51, 76, 101),
   // without the output the table does not show.
   const page = { limit: PAGE_SIZE + 1, returned: PAGE_SIZE + 1, withoutOutput: true };
   assert.deepEqual(reads, [page, page, page, { ...page, returned: PAGE_SIZE }]);
+});
+
+Deno.test("console: bidirectional formatting characters an agent sends show as escapes, not reordering the text", async (t) => {
+  await using d = await makeDashboard({ runSweepMs: 0 });
+  const browser = new Browser(d);
+  await browser.login();
+  const beat = await d.agent({
+    path: "/api/v1/agent/heartbeat",
+    body: { version: "1.0\u202egnp.exe", deployment_hash: "prod\u2066x" },
+  });
+  assert.equal(beat.status, 200, await beat.text());
+  await enqueue(d, "c1", "echo hi");
+  const wait = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const { attempt } = await wait.json();
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: { command_id: "c1", attempt } }))
+    .body?.cancel();
+  const body = reportBody("c1", { attempt, status: "failed", error: "disk\u202efull" });
+  Object.assign(body.result as Record<string, unknown>, {
+    signal: "SIG\u202eTERM",
+    stdout: "invoice\u202efdp.exe\n",
+  });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body })).body?.cancel();
+  const run = await d.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "ls",
+    target: { agents: ["a1"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  const next = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const delivered = await next.json() as { id: string; attempt: number };
+  const ack = { command_id: delivered.id, attempt: delivered.attempt };
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: ack })).body?.cancel();
+  const ran = reportBody(delivered.id, { attempt: delivered.attempt });
+  Object.assign(ran.result as Record<string, unknown>, { stdout: "photo\u202egnp.exe\n" });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body: ran })).body?.cancel();
+
+  const cases: Array<[string, string[]]> = [
+    ["/", ["1.0\\u202egnp.exe", "prod\\u2066x"]],
+    ["/commands", ["signal SIG\\u202eTERM"]],
+    ["/commands/c1", [
+      "signal SIG\\u202eTERM",
+      "disk\\u202efull",
+      "invoice\\u202efdp.exe",
+      "Bidirectional overrides and isolates, which would turn the text around, are shown as",
+      "escapes (<code>\\u202e</code>)",
+    ]],
+    ["/runs/r1", ["photo\\u202egnp.exe"]],
+  ];
+  for (const [path, shown] of cases) {
+    await t.step(path, async () => {
+      const text = await (await browser.get(path)).text();
+      for (const escaped of shown) assert.ok(text.includes(escaped), `${path} shows ${escaped}`);
+      assert.doesNotMatch(text, /[\u202e\u2066]/, `${path} holds no bidirectional control`);
+    });
+  }
+});
+
+Deno.test("console: a value from the address that a page names shows its bidirectional controls as escapes", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  const cases: Array<[string, number, string]> = [
+    ["/commands/x%E2%80%AEtsixe-ton-seod", 404, "Command x\\u202etsixe-ton-seod does not exist"],
+    ["/runs/r%E2%80%AE1", 404, "Run r\\u202e1 does not exist"],
+    ["/commands?status=%E2%80%AEdeliated", 400, "the status \\u202edeliated:"],
+    ["/commands?agent=%E2%80%AEa1", 400, "the id \\u202ea1:"],
+    ["/?after=%E2%80%AEa1", 400, "the id \\u202ea1:"],
+    ["/enqueue?agent=%E2%80%AEa1", 200, "Agent \\u202ea1 is not registered"],
+  ];
+  for (const [path, status, shown] of cases) {
+    await t.step(path, async () => {
+      const response = await browser.get(path);
+      assert.equal(response.status, status);
+      const text = await response.text();
+      assert.ok(text.includes(shown), `${path} says ${shown}`);
+      assert.doesNotMatch(text, /\u202e/, `${path} holds no bidirectional control`);
+    });
+  }
+});
+
+Deno.test("console agents list: a fleet larger than a page is shown a page at a time, by id", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  // a1 and a2, and 2.5 pages more (added out of order).
+  const count = AGENTS_PAGE_SIZE * 2 + AGENTS_PAGE_SIZE / 2;
+  for (let i = count - 1; i >= 0; i--) {
+    await d.store.ensureAgent(`b${String(i).padStart(4, "0")}`, d.clock.now());
+  }
+  const total = count + 2;
+  const rows = (text: string) => [...text.matchAll(/<tr data-agent="([^"]+)"/g)].map((m) => m[1]);
+
+  await t.step("every agent once, by id, one page at a time", async () => {
+    const seen: string[] = [];
+    const ranges: string[] = [];
+    let path: string | undefined = "/";
+    for (let page = 0; path && page < 10; page++) {
+      const text: string = await (await browser.get(path)).text();
+      const shown = rows(text);
+      assert.ok(shown.length <= AGENTS_PAGE_SIZE, `${path} shows ${shown.length} agents`);
+      seen.push(...shown);
+      ranges.push(/<span>(Agents [^<]*)<\/span>/.exec(text)?.[1] ?? "");
+      path = text.match(/href="(\/\?after=[^"]+)" rel="next">Next</)?.[1]?.replaceAll("&amp;", "&");
+    }
+    assert.equal(seen.length, total);
+    assert.deepEqual(seen, seen.toSorted());
+    assert.equal(new Set(seen).size, total);
+    assert.deepEqual(ranges, [
+      `Agents 1–100 of ${total}`,
+      `Agents 101–200 of ${total}`,
+      `Agents 201–${total} of ${total}`,
+    ]);
+  });
+
+  await t.step("a page after an agent that is gone starts at the next one", async () => {
+    const text = await (await browser.get("/?after=b0099x")).text();
+    assert.equal(rows(text)[0], "b0100");
+    assert.match(text, /href="\/" rel="first">First</);
+  });
+
+  await t.step("past the end: says so, with the way back", async () => {
+    const response = await browser.get("/?after=zzz");
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    assert.deepEqual(rows(text), []);
+    assert.match(text, /No agent after zzz\. <a href="\/">Go to the first page<\/a>/);
+  });
+
+  await t.step("an after no agent id can be: 400, naming it", async () => {
+    const response = await browser.get("/?after=%3Cb%3E");
+    assert.equal(response.status, 400);
+    assert.match(await response.text(), /No agent can have the id &lt;b&gt;: an id is 1–128/);
+  });
 });
 
 Deno.test("console error pages: unknown command and unreachable store, never a stack trace", async () => {

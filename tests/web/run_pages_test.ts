@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { makeDashboard } from "../server/_helpers.ts";
-import { RunPage } from "../../src/server/web/run_pages.tsx";
+import {
+  RUN_AGENTS_PAGE_SIZE,
+  RunPage,
+  TARGET_AGENTS_SHOWN,
+} from "../../src/server/web/run_pages.tsx";
 
 Deno.test("console: runs list, run page, cancel with CSRF; labels on the agents page", async () => {
   await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
@@ -210,8 +214,66 @@ Deno.test("console: a run's row shows its first line of output without terminal 
       agents: [agent],
     },
   }).toString();
-  assert.match(page, /<td data-label="Output">red &lt;b&gt;first&lt;\/b&gt;<\/td>/);
+  assert.match(page, /<td data-label="Output" class="text">red &lt;b&gt;first&lt;\/b&gt;<\/td>/);
   assert.ok(!page.includes("\x1b"), "no escape character is left");
   // Its duration as on the command pages.
   assert.match(page, /<td data-label="Duration">2 min 5 s<\/td>/);
+});
+
+Deno.test("console: a run of many agents shows them a page at a time, and names the first few of its target", async (t) => {
+  await using d = await makeDashboard({ devMode: true, runSweepMs: 0 });
+  const origin = "http://localhost";
+  const count = RUN_AGENTS_PAGE_SIZE * 2 + RUN_AGENTS_PAGE_SIZE / 2;
+  const ids = Array.from({ length: count }, (_, i) => `b${String(i).padStart(4, "0")}`);
+  for (const id of ids) await d.store.ensureAgent(id, d.clock.now());
+  const created = await d.dashboard.app.request(`${origin}/api/v1/runs`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ id: "big", name: "echo hi", target: { agents: ids } }),
+  });
+  assert.equal(created.status, 201, await created.text());
+  const get = (path: string) => d.dashboard.app.request(`${origin}${path}`);
+  const rows = (text: string) => [...text.matchAll(/<tr data-agent="([^"]+)"/g)].map((m) => m[1]);
+  const more = `agents ${ids.slice(0, TARGET_AGENTS_SHOWN).join(", ")} and ${
+    count - TARGET_AGENTS_SHOWN
+  } more`;
+
+  await t.step("every agent once, in the run's order, one page at a time", async () => {
+    const seen: string[] = [];
+    const ranges: string[] = [];
+    let path: string | undefined = "/runs/big";
+    for (let page = 0; path && page < 10; page++) {
+      const text: string = await (await get(path)).text();
+      const shown = rows(text);
+      assert.ok(shown.length <= RUN_AGENTS_PAGE_SIZE, `${path} shows ${shown.length} agents`);
+      assert.ok(text.includes(more), `${path} names the first agents of the target`);
+      assert.match(text, /data-refresh-secs="2"/, `${path} refreshes itself`);
+      seen.push(...shown);
+      ranges.push(/<span>(Agents [^<]*)<\/span>/.exec(text)?.[1] ?? "");
+      path = text.match(/href="(\/runs\/big\?page=\d+)" rel="next">Next</)?.[1];
+    }
+    assert.deepEqual(seen, ids);
+    assert.deepEqual(ranges, [
+      `Agents 1–100 of ${count}`,
+      `Agents 101–200 of ${count}`,
+      `Agents 201–${count} of ${count}`,
+    ]);
+  });
+
+  await t.step("the runs list names the first agents of the target, not all", async () => {
+    const text = await (await get("/runs")).text();
+    assert.ok(text.includes(more));
+    assert.ok(!text.includes(ids.at(-1)!), "the last agent is counted, not named");
+  });
+
+  for (const page of ["4", "0", "abc", "1e1"]) {
+    await t.step(`page ${page}: 400, naming the pages there are`, async () => {
+      const response = await get(`/runs/big?page=${page}`);
+      assert.equal(response.status, 400);
+      assert.match(
+        await response.text(),
+        new RegExp(`Run big has 3 pages of agents: page ${page} is not one of them\\.`),
+      );
+    });
+  }
 });

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { BIDI_CONTROLS } from "../../protocol/mod.ts";
+
 /** A command as `GET /api/v1/commands/{id}` shows it (the fields the console reads). */
 export interface CommandJson {
   id: string;
@@ -201,6 +203,21 @@ export function formatHeartbeat(beat: HeartbeatJson | null | undefined): string 
   return parts.length > 0 ? parts.join(" · ") : "—";
 }
 
+const BIDI_CONTROL = new RegExp(BIDI_CONTROLS.source, "g");
+
+/**
+ * Text an agent sent (its version, deployment, a signal, an error) with each bidirectional
+ * formatting character shown as its escape (`\u202e`), as `status` prints them: the page would
+ * otherwise show the text in another order than its characters come (`1.0\u202egnp.exe` as
+ * `1.0exe.png`).
+ *
+ * @param text The text.
+ * @returns The text, every bidirectional formatting character as `\uXXXX`.
+ */
+export function visibleBidi(text: string): string {
+  return text.replace(BIDI_CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /**
  * A terminal's control sequences: CSI (colours, cursor moves, erases: `ESC [ … final`), OSC
  * (window titles, links: `ESC ] … BEL` or `ESC ] … ESC \`), character-set choices (`ESC ( B`)
@@ -234,20 +251,41 @@ export interface OutputView {
   terminalCodes: boolean;
   /** Whether the text holds NUL bytes, shown as `␀` (an HTML page drops them without a trace). */
   nulBytes: boolean;
+  /** Whether the text holds bidirectional overrides or isolates, shown as escapes (`\u202e`). */
+  bidiOverrides: boolean;
 }
 
-/** The view with terminal control sequences left out of its text, and NUL bytes made visible. */
-function shown(view: Omit<OutputView, "terminalCodes" | "nulBytes">): OutputView {
+/**
+ * Unicode's bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): in
+ * output they turn the rest of a line around (`ls` listing `report\u202efdp.exe` showed
+ * `reportexe.pdf`). The marks (U+200E, U+200F, U+061C), which right-to-left text uses and which
+ * turn no word around, stay. The same expression is in `static/console.js`.
+ */
+export const BIDI_OVERRIDE: RegExp = /[\u202a-\u202e\u2066-\u2069]/g;
+
+/** Output text with its bidirectional overrides and isolates as escapes ({@link BIDI_OVERRIDE}). */
+function withVisibleOverrides(text: string): string {
+  return text.replace(BIDI_OVERRIDE, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
+/**
+ * The view with terminal control sequences left out of its text, and NUL bytes and bidirectional
+ * overrides made visible.
+ */
+function shown(view: Omit<OutputView, "terminalCodes" | "nulBytes" | "bidiOverrides">): OutputView {
   const head = withoutTerminalCodes(view.head);
   const tail = withoutTerminalCodes(view.tail);
   const terminalCodes = head.length !== view.head.length || tail.length !== view.tail.length;
   const nulBytes = head.includes("\0") || tail.includes("\0");
+  const visibleHead = withVisibleOverrides(head);
+  const visibleTail = withVisibleOverrides(tail);
   return {
     ...view,
-    head: head.replaceAll("\0", "\u2400"),
-    tail: tail.replaceAll("\0", "\u2400"),
+    head: visibleHead.replaceAll("\0", "\u2400"),
+    tail: visibleTail.replaceAll("\0", "\u2400"),
     terminalCodes,
     nulBytes,
+    bidiOverrides: visibleHead.length !== head.length || visibleTail.length !== tail.length,
   };
 }
 

@@ -23,6 +23,7 @@ import {
   isFinal,
   outputView,
   statusTone,
+  visibleBidi,
 } from "./format.ts";
 
 /** What every page's frame needs. */
@@ -158,23 +159,55 @@ export function LoginPage(
   );
 }
 
+/** Which part of the fleet a page of the agents list shows. */
+export interface AgentsPageRange {
+  /** The page starts after this agent id (the page's `after`); absent: the first page. */
+  after?: string;
+  /** The position of the page's first agent in the whole list, from 1. */
+  from: number;
+  /** Agents in the whole list. */
+  total: number;
+  /** The `after` of the next page, when agents follow this page. */
+  next?: string;
+}
+
 /**
- * The agents page.
+ * An agents-list URL.
  *
- * @param props Frame, the agents and the current time.
+ * @param after The page starts after this agent id; absent: the first page.
  */
-export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) {
+export function agentsHref(after?: string): string {
+  return after ? `/?${new URLSearchParams({ after })}` : "/";
+}
+
+/**
+ * The agents page: one page of agents, by id.
+ *
+ * @param props Frame, the page's agents, the current time and where the page lies in the list
+ * (absent: the list is the whole fleet).
+ */
+export function AgentsPage(
+  props: Frame & { agents: AgentJson[]; now: number; range?: AgentsPageRange },
+) {
+  const range = props.range ?? { from: 1, total: props.agents.length };
+  const to = range.from + props.agents.length - 1;
   return (
     <Layout {...props} title="Agents" current="agents">
       <NoScriptNote />
       <div id="agents" data-refresh-secs="5">
         {props.agents.length === 0
-          ? (
-            <p>
-              No agent is known yet. Start one with <code>status --agent-id ID</code>{" "}
-              (dev mode) or add one with <code>status agents add ID</code>.
-            </p>
-          )
+          ? (range.after
+            ? (
+              <p>
+                No agent after {range.after}. <a href={agentsHref()}>Go to the first page</a>
+              </p>
+            )
+            : (
+              <p>
+                No agent is known yet. Start one with <code>status --agent-id ID</code>{" "}
+                (dev mode) or add one with <code>status agents add ID</code>.
+              </p>
+            ))
           : (
             <table class="cards">
               <caption class="sr-only">Every agent, with its state and last heartbeat</caption>
@@ -205,9 +238,13 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                           {state === "waiting" ? "online · waiting" : state}
                         </span>
                       </td>
-                      <td data-label="Deployment">{agent.deployment_hash ?? "—"}</td>
-                      <td data-label="Labels">{formatLabels(agent.labels) || "—"}</td>
-                      <td data-label="Version">{agent.version ?? "—"}</td>
+                      <td data-label="Deployment" class="text">
+                        {agent.deployment_hash ? visibleBidi(agent.deployment_hash) : "—"}
+                      </td>
+                      <td data-label="Labels" class="text">{formatLabels(agent.labels) || "—"}</td>
+                      <td data-label="Version" class="text">
+                        {agent.version ? visibleBidi(agent.version) : "—"}
+                      </td>
                       <td data-label="Last seen">
                         <time datetime={agent.last_seen_at ?? undefined}>
                           {formatAgo(agent.last_seen_at, props.now)}
@@ -225,7 +262,7 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
                           )
                           : null}
                       </td>
-                      <td data-label="Running">
+                      <td data-label="Running" class="text">
                         {running
                           ? (
                             <a href={`/commands/${encodeURIComponent(running.id)}`}>
@@ -241,6 +278,17 @@ export function AgentsPage(props: Frame & { agents: AgentJson[]; now: number }) 
               </tbody>
             </table>
           )}
+        {range.after || range.next
+          ? (
+            <nav class="pager" aria-label="Pages">
+              {range.after ? <a href={agentsHref()} rel="first">First</a> : null}
+              {props.agents.length > 0
+                ? <span>{`Agents ${range.from}–${to} of ${range.total}`}</span>
+                : null}
+              {range.next ? <a href={agentsHref(range.next)} rel="next">Next</a> : null}
+            </nav>
+          )
+          : null}
       </div>
     </Layout>
   );
@@ -355,7 +403,7 @@ export function CommandsPage(
                   </td>
                   <td data-label="Agent" class="id">{command.agent_id}</td>
                   <td data-label="Queued at">{formatTime(command.created_at)}</td>
-                  <td data-label="Exit">{exitText(command)}</td>
+                  <td data-label="Exit" class="text">{exitText(command)}</td>
                   <td data-label="Duration">{formatDuration(command.result?.duration_secs)}</td>
                 </tr>
               ))}
@@ -378,7 +426,7 @@ export function CommandsPage(
 function exitText(command: CommandJson): string {
   const result = command.result;
   if (!result) return "—";
-  if (result.signal) return `signal ${result.signal}`;
+  if (result.signal) return `signal ${visibleBidi(result.signal)}`;
   return result.exit_code === null ? "—" : String(result.exit_code);
 }
 
@@ -396,6 +444,14 @@ function Output(
       <h3 id={`${props.stream}-title`}>{props.stream}</h3>
       {view.binary ? <p class="hint">Not UTF-8 text: invalid bytes are shown as �.</p> : null}
       {view.nulBytes ? <p class="hint">NUL bytes are shown as ␀.</p> : null}
+      {view.bidiOverrides
+        ? (
+          <p class="hint">
+            Bidirectional overrides and isolates, which would turn the text around, are shown as
+            escapes (<code>\u202e</code>).
+          </p>
+        )
+        : null}
       {view.terminalCodes
         ? (
           <p class="hint">
@@ -558,7 +614,7 @@ export function CommandDetail(
           ? (
             <>
               <dt>Error</dt>
-              <dd>{command.error}</dd>
+              <dd>{visibleBidi(command.error)}</dd>
             </>
           )
           : null}

@@ -35,7 +35,7 @@ import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
-import type { AgentJson, CommandJson } from "./format.ts";
+import { type AgentJson, type CommandJson, visibleBidi } from "./format.ts";
 import {
   AgentsPage,
   type CommandFilter,
@@ -51,6 +51,7 @@ import {
 import {
   type RunFormValues,
   RunPage,
+  runPageCount,
   runRequestOfForm,
   RunsPage,
   type RunSummaryJson,
@@ -95,6 +96,11 @@ export interface ConsoleOptions {
 
 /** Commands on one page of the list. */
 export const PAGE_SIZE = 25;
+/**
+ * Agents on one page of the agents list: a fleet of thousands in one table took the browser
+ * seconds to lay out again at every refresh, and the page answered nothing meanwhile.
+ */
+export const AGENTS_PAGE_SIZE = 100;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 /** Largest form body, in bytes. */
@@ -191,12 +197,29 @@ function fromOwnPage(c: Context<ServerEnv>): boolean {
   return site === undefined || site === "same-origin" || site === "none";
 }
 
+/**
+ * Longest path a login leads back to: the enqueue form filled with a command line of its longest
+ * (4,096 characters, about 5,000 in the address) is one (a limit of 2,000 emptied it), and the
+ * login's own address, which carries it encoded once more, stays within what the dashboard reads
+ * of a request's head (16 KiB).
+ */
+const MAX_NEXT_CHARS = 6000;
+
 /** A local path to go back to after login: never another origin. */
 function safeNext(value: string | undefined | null): string {
   if (!value || !value.startsWith("/") || value.startsWith("//") || value.includes("\\")) {
     return "/";
   }
-  return /^[\x21-\x7e]{1,2000}$/.test(value) ? value : "/";
+  return value.length <= MAX_NEXT_CHARS && /^[\x21-\x7e]+$/.test(value) ? value : "/";
+}
+
+/**
+ * A value from the address or a form, as a page names it: cut short when long, and with its
+ * bidirectional formatting characters as escapes (a link to `/commands/%E2%80%AE...` would
+ * otherwise turn the page's sentence around).
+ */
+function named(value: string): string {
+  return visibleBidi(shortForm(value));
 }
 
 /** The fields of the enqueue and start-a-run forms that their pages take from the query. */
@@ -456,9 +479,43 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   getPage(
     "/",
-    page(async (_c, session) => {
-      const agents = await listAgents(session);
-      return html(<AgentsPage {...frame(session)} agents={agents} now={clock.now()} />);
+    page(async (c, session) => {
+      const after = c.req.query("after") || undefined;
+      if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such agent"
+            message={`No agent can have the id ${named(after)}: an id is ${AGENT_ID_RULE}.`}
+          >
+            <p>
+              <a href="/">See every agent</a>
+            </p>
+          </ErrorPage>,
+          400,
+        );
+      }
+      // By id, compared as the page compares `after`, whatever order the store lists them in.
+      const agents = (await listAgents(session)).toSorted((a, b) =>
+        a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+      );
+      // After the agent the page names, whether or not it is still registered.
+      const start = after === undefined ? 0 : agents.findIndex((agent) => agent.id > after);
+      const shown = start < 0 ? [] : agents.slice(start, start + AGENTS_PAGE_SIZE);
+      const more = start >= 0 && start + AGENTS_PAGE_SIZE < agents.length;
+      return html(
+        <AgentsPage
+          {...frame(session)}
+          agents={shown}
+          now={clock.now()}
+          range={{
+            after,
+            from: start + 1,
+            total: agents.length,
+            next: more ? shown[shown.length - 1].id : undefined,
+          }}
+        />,
+      );
     }),
   );
 
@@ -481,12 +538,12 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such status"
-            message={`No command can have the status ${shortForm(rawStatus)}: a status is one of ${
+            message={`No command can have the status ${named(rawStatus)}: a status is one of ${
               STATUS_CHOICES.join(", ")
             }.`}
           >
             <p>
-              <a href={back}>See every command{agent ? ` of ${shortForm(agent)}` : ""}</a>
+              <a href={back}>See every command{agent ? ` of ${named(agent)}` : ""}</a>
             </p>
           </ErrorPage>,
           400,
@@ -497,7 +554,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such agent"
-            message={`No agent can have the id ${shortForm(agent)}: an id is ${AGENT_ID_RULE}.`}
+            message={`No agent can have the id ${named(agent)}: an id is ${AGENT_ID_RULE}.`}
           >
             <p>
               <a href="/commands">See every command</a>
@@ -544,7 +601,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such command"
-            message={`Command ${shortForm(id)} does not exist on this dashboard.`}
+            message={`Command ${named(id)} does not exist on this dashboard.`}
           >
             <p>
               <a href="/commands">See every command</a>
@@ -618,7 +675,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   ) => {
     const agents = (await listAgents(session)).map((a) => a.id);
     if (!error && values.agent && !agents.includes(values.agent)) {
-      error = `Agent ${shortForm(values.agent)} is not registered: choose another.`;
+      error = `Agent ${named(values.agent)} is not registered: choose another.`;
     }
     // Every form shown gets a new command id: a form sent twice (a double click) enqueues one
     // command, the second time answered as a duplicate; nothing was enqueued with an id of a form
@@ -689,7 +746,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       });
       if (status !== 202) {
         const why = status === 409
-          ? `this form was sent before with other values (command ${shortForm(values.id ?? "")})` +
+          ? `this form was sent before with other values (command ${named(values.id ?? "")})` +
             "; check them and send it again"
           : String(body.error ?? `the dashboard answered ${status}`);
         return enqueueForm(
@@ -762,7 +819,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       });
       if (status !== 201 && status !== 200) {
         const why = status === 409
-          ? `this form was sent before with other values (run ${shortForm(values.id ?? "")})` +
+          ? `this form was sent before with other values (run ${named(values.id ?? "")})` +
             "; check them and send it again"
           : String(body.error ?? `the dashboard answered ${status}`);
         return runForm(
@@ -787,7 +844,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           <ErrorPage
             {...frame(session)}
             title="No such run"
-            message={`Run ${shortForm(id)} does not exist on this dashboard.`}
+            message={`Run ${named(id)} does not exist on this dashboard.`}
           >
             <p>
               <a href="/runs">See every run</a>
@@ -797,6 +854,24 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         );
       }
       if (status !== 200) throw new ApiUnavailable(status, body);
+      const run = body as unknown as RunView;
+      const rawPage = c.req.query("page") || "1";
+      const pages = runPageCount(run);
+      if (!/^[1-9][0-9]{0,6}$/.test(rawPage) || Number(rawPage) > pages) {
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such page"
+            message={`Run ${named(id)} has ${pages} page${pages === 1 ? "" : "s"} of agents: ` +
+              `page ${named(rawPage)} is not one of them.`}
+          >
+            <p>
+              <a href={`/runs/${encodeURIComponent(id)}`}>See the run</a>
+            </p>
+          </ErrorPage>,
+          400,
+        );
+      }
       const notices: Record<string, string> = {
         cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
         final: "It had already ended, so there was nothing to cancel.",
@@ -805,8 +880,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       return html(
         <RunPage
           {...frame(session)}
-          run={body as unknown as RunView}
+          run={run}
           notice={notices[c.req.query("done") ?? ""]}
+          page={Number(rawPage)}
         />,
       );
     }),

@@ -12,7 +12,13 @@
 import type { Child } from "hono/jsx";
 import type { RunAgentView, RunView } from "../../protocol/runs.ts";
 import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/runs.ts";
-import { formatDuration, formatTime, statusTone, withoutTerminalCodes } from "./format.ts";
+import {
+  formatDuration,
+  formatTime,
+  statusTone,
+  visibleBidi,
+  withoutTerminalCodes,
+} from "./format.ts";
 import { type Frame, Layout, NoScriptNote, StatusBadge } from "./pages.tsx";
 
 /** A run as the list shows it (no per-agent rows). */
@@ -43,10 +49,20 @@ export function totalsText(totals: Record<string, number>): string {
   return `${parts.join(" · ") || "no agents"} of ${totals.total ?? 0}`;
 }
 
-/** The target in words. */
+/** Agents a target names in words before the rest are counted (a run may name 10,000). */
+export const TARGET_AGENTS_SHOWN = 10;
+
+/** Rows of agents on one page of a run: each is laid out again at every refresh. */
+export const RUN_AGENTS_PAGE_SIZE = 100;
+
+/** The target in words, its first {@link TARGET_AGENTS_SHOWN} agents named and the rest counted. */
 export function targetText(target: RunView["target"]): string {
   const parts: string[] = [];
-  if (target.agents) parts.push(`agents ${target.agents.join(", ")}`);
+  if (target.agents) {
+    const more = target.agents.length - TARGET_AGENTS_SHOWN;
+    const named = target.agents.slice(0, TARGET_AGENTS_SHOWN).join(", ");
+    parts.push(`agents ${named}${more > 0 ? ` and ${more} more` : ""}`);
+  }
   if (target.deployment) parts.push(`deployment ${target.deployment}`);
   if (target.labels && Object.keys(target.labels).length > 0) {
     parts.push(`labels ${formatLabels(target.labels)}`);
@@ -101,8 +117,8 @@ export function RunsPage(props: Frame & { runs: RunSummaryJson[] }) {
                       <RunBadge status={run.status} />
                     </td>
                     <td data-label="Agents">{totalsText(run.totals)}</td>
-                    <td data-label="Target">{targetText(run.target)}</td>
-                    <td data-label="Command">
+                    <td data-label="Target" class="text">{targetText(run.target)}</td>
+                    <td data-label="Command" class="text">
                       <code>{run.name}</code>
                     </td>
                     <td data-label="Created">
@@ -132,10 +148,10 @@ function AgentRow(props: { agent: RunAgentView }) {
       <td data-label="Duration">
         {formatDuration(a.duration_secs)}
       </td>
-      <td data-label="Output">
-        {a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—"}
+      <td data-label="Output" class="text">
+        {visibleBidi(a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—")}
       </td>
-      <td data-label="Command">
+      <td data-label="Command" class="text">
         {commandLink
           ? <a href={`/commands/${encodeURIComponent(a.command_id)}`}>{a.command_id}</a>
           : "—"}
@@ -145,14 +161,33 @@ function AgentRow(props: { agent: RunAgentView }) {
 }
 
 /**
- * One run: what it runs where, its totals, one row per agent, and a cancel button while it goes
- * on. The detail is re-read every two seconds until the run ends.
+ * How many pages of {@link RUN_AGENTS_PAGE_SIZE} agents a run's page has.
  *
- * @param props Frame, the run and a notice.
+ * @param run The run.
  */
-export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
+export function runPageCount(run: Pick<RunView, "agents">): number {
+  return Math.max(1, Math.ceil(run.agents.length / RUN_AGENTS_PAGE_SIZE));
+}
+
+function runPageHref(run: Pick<RunView, "id">, page: number): string {
+  const path = `/runs/${encodeURIComponent(run.id)}`;
+  return page > 1 ? `${path}?page=${page}` : path;
+}
+
+/**
+ * One run: what it runs where, its totals, a row per agent ({@link RUN_AGENTS_PAGE_SIZE} a page,
+ * in the run's order), and a cancel button while it goes on. The detail is re-read every two
+ * seconds until the run ends.
+ *
+ * @param props Frame, the run, a notice and the page of its agents (from 1; default 1).
+ */
+export function RunPage(props: Frame & { run: RunView; notice?: Child; page?: number }) {
   const run = props.run;
   const over = ended(run);
+  const pages = runPageCount(run);
+  const page = Math.min(Math.max(1, props.page ?? 1), pages);
+  const first = (page - 1) * RUN_AGENTS_PAGE_SIZE;
+  const rows = run.agents.slice(first, first + RUN_AGENTS_PAGE_SIZE);
   return (
     <Layout {...props} title={`Run ${run.id}`} current="runs">
       {props.notice ? <p class="notice info" role="status">{props.notice}</p> : null}
@@ -199,7 +234,11 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
           )
           : null}
         <table class="cards">
-          <caption class="sr-only">Every agent of the run</caption>
+          <caption class="sr-only">
+            {pages > 1
+              ? `Agents ${first + 1}–${first + rows.length} of the run`
+              : "Every agent of the run"}
+          </caption>
           <thead>
             <tr>
               <th scope="col">Agent</th>
@@ -211,9 +250,19 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child }) {
             </tr>
           </thead>
           <tbody>
-            {run.agents.map((agent) => <AgentRow agent={agent} />)}
+            {rows.map((agent) => <AgentRow agent={agent} />)}
           </tbody>
         </table>
+        {pages > 1
+          ? (
+            <nav class="pager" aria-label="Pages">
+              {page > 1 ? <a href={runPageHref(run, 1)} rel="first">First</a> : null}
+              {page > 1 ? <a href={runPageHref(run, page - 1)} rel="prev">Previous</a> : null}
+              <span>{`Agents ${first + 1}–${first + rows.length} of ${run.agents.length}`}</span>
+              {page < pages ? <a href={runPageHref(run, page + 1)} rel="next">Next</a> : null}
+            </nav>
+          )
+          : null}
       </div>
     </Layout>
   );

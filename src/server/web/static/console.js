@@ -24,6 +24,8 @@
   const TERMINAL_SEQUENCE =
     // deno-lint-ignore no-control-regex -- the escape character is what it finds
     /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][ -~]|[78=>DEHMNOZc])/g;
+  /** Bidirectional overrides and isolates, shown as escapes as the dashboard does (format.ts). */
+  const BIDI_OVERRIDE = /[\u202a-\u202e\u2066-\u2069]/g;
 
   /** Set once the session has ended: nothing on the page updates any more. */
   let sessionOver = false;
@@ -161,8 +163,9 @@
       if (!current || current.dataset.final === "true") return;
       for (const stream of ["stdout", "stderr"]) {
         const pre = document.getElementById(stream);
-        // NUL bytes as the dashboard shows them (a page drops them without a trace).
-        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "").replaceAll("\0", "\u2400");
+        // NUL bytes (which a page drops without a trace) and overrides as the dashboard shows them.
+        const text = live[stream].text.replace(TERMINAL_SEQUENCE, "").replaceAll("\0", "\u2400")
+          .replace(BIDI_OVERRIDE, (c) => "\\u" + c.charCodeAt(0).toString(16));
         if (pre && text && pre.textContent !== text) pre.textContent = text;
       }
       if (live.stdout.text || live.stderr.text) {
