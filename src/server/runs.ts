@@ -73,6 +73,15 @@ const SHOWN_UNKNOWN_AGENTS = 10;
 export const MIN_SNAPSHOT_PAUSE_MS = 100;
 /** A run's event stream pauses this many times as long as its last read of the run took. */
 export const READ_PAUSE_FACTOR = 4;
+/**
+ * A step of a run that nobody waits for (a command of it changed, the sweep) starts this many times
+ * as long after the run's last step as that step took: a run of 10,000 agents reads 10,000 targets
+ * a step, and its commands ending one after another would otherwise step it back to back, the
+ * dashboard busy with nothing else. The changes of the pause are one step.
+ */
+export const STEP_PAUSE_FACTOR = 2;
+/** Longest such pause, in ms. */
+export const MAX_STEP_PAUSE_MS = 2000;
 /** How many unknown agent ids of a target the `404`'s `details.unknown_agents` lists. */
 const MAX_DETAILED_UNKNOWN_AGENTS = 100;
 
@@ -102,7 +111,9 @@ interface RunQueue {
    * A step queued and not begun yet: later requests share it. `full`: one of them wants the run
    * after it (read then, with every target's command and output).
    */
-  pending: { step: Promise<RunRecord | null>; full: boolean } | null;
+  pending: { step: Promise<RunRecord | null>; full: boolean; hurry?: () => void } | null;
+  /** When the next step nobody waits for may start (the clock's ms): see {@link STEP_PAUSE_FACTOR}. */
+  notBefore: number;
   /**
    * The run as its listeners were last told of it (the scheduler's own copy: a command's change
    * is written into it), or `null`: they are told of the next step whatever it finds.
@@ -184,13 +195,24 @@ export class RunScheduler {
     const state = this.#state(runId);
     if (state.pending) {
       state.pending.full ||= full;
+      // A caller waits for the run: the step does not pause any longer.
+      if (full) state.pending.hurry?.();
       return state.pending.step;
     }
     const pending: NonNullable<RunQueue["pending"]> = {
       full,
-      step: state.tail.then(() => {
+      step: state.tail.then(async () => {
+        if (!pending.full) await this.#pause(state, pending);
         state.pending = null;
-        return this.#step(runId, pending.full);
+        const { clock } = this.#options;
+        const began = clock.now();
+        try {
+          return await this.#step(runId, pending.full);
+        } finally {
+          const ended = clock.now();
+          state.notBefore = ended +
+            Math.min(MAX_STEP_PAUSE_MS, (ended - began) * STEP_PAUSE_FACTOR);
+        }
       }),
     };
     state.pending = pending;
@@ -209,6 +231,8 @@ export class RunScheduler {
     { outcome: "cancelled" | "final"; run: RunRecord } | { outcome: "not_found" }
   > {
     const state = this.#state(runId);
+    // The step queued before the cancel does not pause: the operator waits.
+    state.pending?.hurry?.();
     const job = state.tail.then(async () => {
       const outcome = await this.#options.store.cancelRun(runId, this.#options.clock.now());
       if (outcome.outcome !== "cancelled") {
@@ -255,6 +279,7 @@ export class RunScheduler {
   close(): void {
     this.#closed = true;
     this.#options.clock.clearTimeout(this.#timer);
+    for (const state of this.#states.values()) state.pending?.hurry?.();
     for (const unsubscribe of this.#watched.values()) unsubscribe();
     this.#watched.clear();
     for (const set of [...this.#listeners.values()]) for (const listener of [...set]) listener();
@@ -268,9 +293,30 @@ export class RunScheduler {
   #state(runId: string): RunQueue {
     let state = this.#states.get(runId);
     if (!state) {
-      this.#states.set(runId, state = { tail: Promise.resolve(), pending: null, told: null });
+      this.#states.set(
+        runId,
+        state = { tail: Promise.resolve(), pending: null, told: null, notBefore: 0 },
+      );
     }
     return state;
+  }
+
+  /** Waits until the run's next step may start, or until a caller wants the run at once. */
+  #pause(state: RunQueue, pending: NonNullable<RunQueue["pending"]>): Promise<void> {
+    const { clock } = this.#options;
+    const wait = state.notBefore - clock.now();
+    if (wait <= 0 || this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = clock.setTimeout(() => {
+        pending.hurry = undefined;
+        resolve();
+      }, wait);
+      pending.hurry = () => {
+        pending.hurry = undefined;
+        clock.clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   #notify(runId: string): void {

@@ -1390,3 +1390,84 @@ Deno.test("a run's part not started when its agent is removed ends when the run 
     "agent a2 was removed while it was queued; it never ran",
   );
 });
+
+Deno.test("a step nobody waits for starts twice as long after the last step as it took; a caller's step and a cancel do not wait", async (t) => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  // Each step takes 100 ms of the fake clock (a run of many targets takes that long to read).
+  let clockRef: FakeClock | undefined;
+  let steps = 0;
+  const slow = new Proxy(inner, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (key !== "stepRun") return typeof value === "function" ? value.bind(target) : value;
+      return async (...args: Parameters<CommandStore["stepRun"]>) => {
+        steps++;
+        const outcome = await inner.stepRun(...args);
+        clockRef?.advance(100);
+        return outcome;
+      };
+    },
+  });
+  const { store, clock, scheduler } = countedScheduler(slow);
+  clockRef = clock;
+  const now = clock.now();
+  for (const id of ["a1", "a2", "a3"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2", "a3"], now);
+  const finish = async (agentId: string) => {
+    const commandId = `r:${agentId}`;
+    const at = clock.now();
+    const claimed = await store.claimNext({
+      agentId,
+      deploymentHash: "default",
+      now: at,
+      deliveryLeaseMs: 30_000,
+    });
+    assert.equal(claimed?.id, commandId);
+    await store.ack({ commandId, agentId, attempt: 1, now: at, defaultTimeoutSecs: 60 });
+    const reported = await store.report({
+      commandId,
+      agentId,
+      attempt: 1,
+      status: "success",
+      result: null,
+      error: null,
+      startedAt: null,
+      completedAt: null,
+      now: at,
+    });
+    assert.equal(reported.outcome, "accepted");
+  };
+  try {
+    await scheduler.advance("r");
+    assert.notEqual(await inner.getCommand("r:a1"), null, "a1 started");
+    await t.step("a1's end steps the run only 200 ms after the last step", async () => {
+      const before = steps;
+      await finish("a1");
+      await settle();
+      assert.equal(steps, before, "no step yet");
+      assert.equal(await inner.getCommand("r:a2"), null);
+      clock.advance(199);
+      await settle();
+      assert.equal(steps, before, "still none");
+      clock.advance(1);
+      await until(async () => (await inner.getCommand("r:a2")) !== null, "a2 starts");
+      assert.equal(steps, before + 1, "one step");
+    });
+    await t.step("an operator asking for the run does not wait for the pause", async () => {
+      await finish("a2");
+      await settle();
+      assert.equal(await inner.getCommand("r:a3"), null, "the step pauses");
+      const run = await scheduler.advance("r");
+      assert.ok(run?.targets[2].startedAt !== null, "a3 started at once");
+    });
+    await t.step("a cancel does not wait for the pause either", async () => {
+      await finish("a3");
+      await settle();
+      const cancelled = await scheduler.cancel("r");
+      assert.equal(cancelled.outcome, "final", "the run had ended with a3");
+    });
+  } finally {
+    scheduler.close();
+  }
+});
