@@ -27,6 +27,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
+import { removeTreeSync } from "./remove_tree.ts";
 import {
   type CgroupHome,
   exists,
@@ -619,7 +620,7 @@ export class Cell implements AsyncDisposable {
     }
     if (this.ownDir && this.cwd) {
       try {
-        Deno.removeSync(this.cwd, { recursive: true });
+        removeTreeSync(this.cwd);
       } catch (error) {
         log.warning("could not remove the command's working directory", {
           cwd: this.cwd,
@@ -969,7 +970,13 @@ export class Sandbox {
         // then change the mode of whatever the symlink names.
         if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
       } catch (error) {
-        if (own && cwd) await Deno.remove(cwd, { recursive: true }).catch(() => {});
+        if (own && cwd) {
+          try {
+            removeTreeSync(cwd);
+          } catch {
+            // the sweep of a later start removes it
+          }
+        }
         throw new Error(
           `cannot create the command's working directory under ${this.#workRoot}: ${
             (error as Error).message
@@ -1033,7 +1040,7 @@ export class Sandbox {
     ];
     for (const cwd of left) {
       try {
-        await Deno.remove(cwd, { recursive: true });
+        removeTreeSync(cwd);
       } catch (error) {
         log.warning("could not remove a working directory left by the previous run", {
           cwd,
