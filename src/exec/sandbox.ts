@@ -248,7 +248,7 @@ export function agentUid(): number | null {
  */
 export function resolveUser(spec: string, passwd?: string): CommandUser {
   const pair = /^(\d+):(\d+)$/.exec(spec);
-  if (pair) return { name: spec, uid: Number(pair[1]), gid: Number(pair[2]) };
+  if (pair) return checkedIds({ name: spec, uid: Number(pair[1]), gid: Number(pair[2]) });
   const readPasswd = (): string | undefined => {
     if (passwd !== undefined) return passwd;
     try {
@@ -268,11 +268,27 @@ export function resolveUser(spec: string, passwd?: string): CommandUser {
     const fields = line.split(":");
     if (fields.length < 4) continue;
     if (numeric ? fields[2] === spec : fields[0] === spec) {
-      return { name: spec, uid: Number(fields[2]), gid: Number(fields[3]) };
+      return checkedIds({ name: spec, uid: Number(fields[2]), gid: Number(fields[3]) });
     }
   }
-  if (numeric) return { name: spec, uid: Number(spec), gid: Number(spec) };
+  if (numeric) return checkedIds({ name: spec, uid: Number(spec), gid: Number(spec) });
   throw new TypeError(`COMMAND_USER "${spec}" is not a user of this machine (not in /etc/passwd)`);
+}
+
+/** The largest user or group id a process can take: 2^32 - 2 (2^32 - 1 stands for "none"). */
+const MAX_ID = 2 ** 32 - 2;
+
+/** The user, when its ids are ones a process can run with (else no command could start). */
+function checkedIds(user: CommandUser): CommandUser {
+  for (const [what, id] of [["uid", user.uid], ["gid", user.gid]] as const) {
+    if (!Number.isSafeInteger(id) || id < 0 || id > MAX_ID) {
+      throw new TypeError(
+        `COMMAND_USER "${user.name}" is not a user commands can run as: ${what} ${id} is ` +
+          `beyond ${MAX_ID}`,
+      );
+    }
+  }
+  return user;
 }
 
 /**

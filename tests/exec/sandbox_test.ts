@@ -63,6 +63,18 @@ Deno.test({ name: "resolveUser reads names, uids and uid:gid", ignore: !here }, 
   assert.throws(() => resolveUser("nosuchuser", passwd), /not a user of this machine/);
 });
 
+Deno.test({ name: "resolveUser refuses ids no process can run with", ignore: !here }, () => {
+  // Accepted, every command failed to spawn with "Invalid argument (os error 22)".
+  const passwd = "nobody:x:65534:65534::/:/sbin/nologin\n";
+  assert.deepEqual(resolveUser("4294967294", passwd).uid, 4294967294);
+  assert.throws(
+    () => resolveUser("4294967295", passwd),
+    /^TypeError: COMMAND_USER "4294967295" is not a user commands can run as: uid 4294967295 is beyond 4294967294$/,
+  );
+  assert.throws(() => resolveUser("99999999999", passwd), /uid 99999999999 is beyond/);
+  assert.throws(() => resolveUser("65534:4294967296", passwd), /gid 4294967296 is beyond/);
+});
+
 Deno.test({ name: "cgroup2Mount and ownCgroupPath read /proc/self texts", ignore: !here }, () => {
   const hybrid = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n" +
     "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n";
