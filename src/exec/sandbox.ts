@@ -868,11 +868,20 @@ export class Sandbox {
 
   /**
    * What the start-up log should warn of: commands that run as root (`COMMAND_USER` names root
-   * for a root agent) can read the agent's token and state and change anything on the machine.
+   * for a root agent) can read the agent's token and state and change anything on the machine;
+   * commands that run in root's group (`COMMAND_USER=65534:0`) can read and write what that
+   * group may.
    *
    * @returns One sentence per concern; none for an unprivileged command user.
    */
   warnings(): string[] {
+    if (this.user?.gid === 0) {
+      return [
+        `commands run in group root (COMMAND_USER ${this.user.name}, gid 0): they can read and ` +
+        "write what root's group may (files of mode 0640 or 0660 owned by root:root, say); give " +
+        "COMMAND_USER a group of its own (uid:gid)",
+      ];
+    }
     if (!this.#asRoot) return [];
     return [
       `commands run as root (${this.userNote}): they can read the agent's token and state ` +

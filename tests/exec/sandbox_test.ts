@@ -952,6 +952,17 @@ Deno.test("a root agent whose COMMAND_USER is root is warned that commands keep 
       assert.match(sandbox.describe(), new RegExp(`own user \\(COMMAND_USER ${user} is root\\)`));
     });
   }
+  await t.step("a command user in root's group is warned of too", async () => {
+    // It ran as uid 65534 in group 0, which reads what root's group may, and nothing said so.
+    for (const user of ["65534:0", "1000:0"]) {
+      await using sandbox = Sandbox.create({ user, agentUid: 0, cgroups: false });
+      assert.deepEqual(sandbox.warnings(), [
+        `commands run in group root (COMMAND_USER ${user}, gid 0): they can read and write ` +
+        "what root's group may (files of mode 0640 or 0660 owned by root:root, say); give " +
+        "COMMAND_USER a group of its own (uid:gid)",
+      ]);
+    }
+  });
   await t.step("no warning for nobody, nor for an agent that is not root", async () => {
     await using byDefault = Sandbox.create({ agentUid: 0, cgroups: false });
     assert.deepEqual(byDefault.warnings(), []);
