@@ -304,6 +304,8 @@ export class CommandRunner {
   readonly #sandbox: Sandbox;
   readonly #clock: Clock;
   readonly #checkCwd: string | undefined;
+  /** Whether `HOME` is one of the extra variables, which then wins over the command's own. */
+  readonly #homeGiven: boolean;
 
   /**
    * Prepares the runner.
@@ -327,6 +329,7 @@ export class CommandRunner {
     const user = options.sandbox?.user;
     // Programs are looked up, and commands run, on the directories the command user can search.
     if (user && !Object.hasOwn(extraEnv, "PATH")) env.PATH = pathForUser(env.PATH, user);
+    this.#homeGiven = Object.hasOwn(extraEnv, "HOME");
     this.#env = Object.freeze(env);
     this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
     this.#sandbox = options.sandbox ?? Sandbox.unconfined(this.#cwd);
@@ -420,7 +423,9 @@ export class CommandRunner {
       child = cell.spawn(resolved.path, {
         args: parsed.value.slice(1),
         clearEnv: true,
-        env: { ...env, ...childHome(cell, this.#sandbox.user !== undefined) },
+        env: this.#homeGiven
+          ? env
+          : { ...env, ...childHome(cell, this.#sandbox.user !== undefined) },
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -514,7 +519,8 @@ export class CommandRunner {
 /**
  * The `HOME` a command gets instead of the agent's: its own directory; or, for a command user other
  * than the agent's, the fixed `COMMAND_CWD` (the agent's `HOME`, `/root` say, is none of that
- * user's business and most often closed to it).
+ * user's business and most often closed to it). A `HOME` among the extra variables
+ * (`COMMAND_ENV`) wins over both.
  */
 function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
   if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;

@@ -453,6 +453,20 @@ Deno.test("executor gives the child a minimal environment without agent secrets"
   }
 });
 
+Deno.test("a HOME among the extra variables wins over the command's own directory", async () => {
+  // COMMAND_ENV=HOME=/srv/app was replaced, without a word, by the command's own directory.
+  await using sandbox = Sandbox.create({ cgroups: false });
+  const policy = createPolicy({ allowedPrograms: ["printenv"] });
+  const given = await runCommand("printenv HOME", {
+    policy,
+    sandbox,
+    extraEnv: { HOME: "/srv/app" },
+  });
+  assert.equal(given.stdout, "/srv/app\n");
+  const own = await runCommand("printenv HOME", { policy, sandbox });
+  assert.match(own.stdout, /^\/tmp\/status-cmd-[^/]+\/cmd-[^/]+\n$/);
+});
+
 Deno.test("executor runs in the configured working directory with stdin closed", async () => {
   await using dir = await scripts();
   const probe = await dir.script(
