@@ -104,9 +104,22 @@ export function envFromAssignments(items: readonly string[]): Record<string, str
 }
 
 /**
- * Builds a command's environment from nothing: `PATH`, `HOME` and `LANG` from the agent's own
- * environment when readable (else {@link DEFAULT_CHILD_PATH}, {@link DEFAULT_CHILD_HOME},
- * {@link DEFAULT_CHILD_LANG}), then the extras.
+ * The absolute entries of a `PATH`: a relative one (`.`, or an empty one, which also means the
+ * working directory) would let a program that runs another by name (`tar -z` runs `gzip`) run a
+ * file of the command's working directory instead, such as one a local user left in `/tmp`.
+ *
+ * @param path A `PATH`.
+ * @returns Its absolute entries, or `undefined` when it has none.
+ */
+function absoluteEntries(path: string | undefined): string | undefined {
+  const kept = (path ?? "").split(":").filter((dir) => dir.startsWith("/"));
+  return kept.length > 0 ? kept.join(":") : undefined;
+}
+
+/**
+ * Builds a command's environment from nothing: `PATH` (its absolute entries), `HOME` and `LANG`
+ * from the agent's own environment when readable (else {@link DEFAULT_CHILD_PATH},
+ * {@link DEFAULT_CHILD_HOME}, {@link DEFAULT_CHILD_LANG}), then the extras.
  *
  * @param extra Configured extra variables, already checked with {@link validateExtraEnv}.
  * @param read Reads the agent's variables; for tests.
@@ -126,7 +139,7 @@ export function buildChildEnv(
   read: EnvReader = readAgentEnv,
 ): Record<string, string> {
   const env: Record<string, string> = {
-    PATH: read("PATH") || DEFAULT_CHILD_PATH,
+    PATH: absoluteEntries(read("PATH")) ?? DEFAULT_CHILD_PATH,
     HOME: read("HOME") || DEFAULT_CHILD_HOME,
     LANG: read("LANG") || DEFAULT_CHILD_LANG,
   };

@@ -29,6 +29,12 @@ Deno.test("child environment is built from PATH, HOME, LANG and the extras only"
       LANG: "C.UTF-8",
     });
   });
+  await t.step("relative entries of the agent's PATH are left out", () => {
+    // `.` and an empty entry name the working directory: tar -z ran a gzip left there.
+    const path = (PATH: string) => buildChildEnv({}, (name) => ({ PATH })[name]).PATH;
+    assert.equal(path(".:/usr/bin::bin:/bin:"), "/usr/bin:/bin");
+    assert.equal(path(".:"), DEFAULT_CHILD_PATH);
+  });
   await t.step("an agent secret among the extras is never passed", () => {
     const env = buildChildEnv({ AGENT_TOKEN: "x", agent_token: "y" }, () => undefined);
     assert.equal("AGENT_TOKEN" in env, false);

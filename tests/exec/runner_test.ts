@@ -453,6 +453,20 @@ Deno.test("executor gives the child a minimal environment without agent secrets"
   }
 });
 
+Deno.test("a program another runs by name is never one of the working directory", async () => {
+  // With "." on the agent's PATH, tar -z ran the gzip a local user left in the working directory.
+  await using dir = await scripts();
+  await dir.script("gzip", `echo planted > ${dir.dir}/ran`);
+  Deno.writeTextFileSync(`${dir.dir}/file`, "data");
+  const result = await runCommand(`tar -czf ${dir.dir}/out.tgz -C ${dir.dir} file`, {
+    policy: defaultPolicy(),
+    cwd: dir.dir,
+    readEnv: (name) => ({ PATH: ".:/usr/bin:/bin" })[name],
+  });
+  assert.equal(result.status, "success", `${result.error} ${result.stderr}`);
+  assert.throws(() => Deno.statSync(`${dir.dir}/ran`), Deno.errors.NotFound);
+});
+
 Deno.test("a HOME among the extra variables wins over the command's own directory", async () => {
   // COMMAND_ENV=HOME=/srv/app was replaced, without a word, by the command's own directory.
   await using sandbox = Sandbox.create({ cgroups: false });
