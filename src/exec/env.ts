@@ -211,3 +211,61 @@ export function pathForUser(
   if (kept.length > 0) return kept.join(":");
   return DEFAULT_CHILD_PATH.split(":").filter(searchable).join(":") || DEFAULT_CHILD_PATH;
 }
+
+/**
+ * The entries of a `PATH` that no other user can put a program into: not writable by every user,
+ * and not inside a directory every user may rename entries of (writable without the sticky bit).
+ * A program found in `/tmp/bin` (or a `gzip` that `tar -z` runs from there) would be whatever a
+ * local user left there. Entries that cannot be read are kept; when nothing is left,
+ * {@link DEFAULT_CHILD_PATH} is used.
+ *
+ * @param path A `PATH` of absolute entries.
+ * @param owner Reads a directory's owner and mode; for tests.
+ * @param realPath Resolves symbolic links; for tests.
+ * @returns The `PATH` without such entries.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pathOthersCannotWrite } from "./env.ts";
+ *
+ * const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+ *   "/": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/tmp": { uid: 0, gid: 0, mode: 0o1777 },
+ *   "/tmp/bin": { uid: 1000, gid: 1000, mode: 0o755 },
+ *   "/usr": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/usr/bin": { uid: 0, gid: 0, mode: 0o755 },
+ * };
+ * const path = pathOthersCannotWrite("/tmp:/tmp/bin:/usr/bin", (p) => dirs[p], (p) => p);
+ * assert.equal(path, "/tmp/bin:/usr/bin");
+ * ```
+ */
+export function pathOthersCannotWrite(
+  path: string,
+  owner: OwnerReader = readOwner,
+  realPath: (path: string) => string = realPathOrSelf,
+): string {
+  const safe = (dir: string): boolean => {
+    // The directories on the way to where it leads (a symlink /opt/tools to /srv/open/tools).
+    const parts = realPath(dir).split("/").filter((part) => part !== "");
+    for (let i = 0; i <= parts.length; i++) {
+      const info = owner("/" + parts.slice(0, i).join("/"));
+      if (info === undefined) return true;
+      const everyoneWrites = (info.mode & 0o002) !== 0;
+      // The entry itself: anyone may add a program. A directory on the way: anyone may rename
+      // what is in it, unless it is sticky.
+      if (everyoneWrites && (i === parts.length || (info.mode & 0o1000) === 0)) return false;
+    }
+    return true;
+  };
+  const kept = path.split(":").filter(safe);
+  return kept.join(":") || DEFAULT_CHILD_PATH;
+}
+
+function realPathOrSelf(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
+}

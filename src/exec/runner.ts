@@ -12,6 +12,7 @@ import {
   buildChildEnv,
   type EnvReader,
   pathForUser,
+  pathOthersCannotWrite,
   readAgentEnv,
   validateExtraEnv,
 } from "./env.ts";
@@ -328,7 +329,9 @@ export class CommandRunner {
     const env = buildChildEnv(extraEnv, readEnv);
     const user = options.sandbox?.user;
     // Programs are looked up, and commands run, on the directories the command user can search.
-    if (user && !Object.hasOwn(extraEnv, "PATH")) env.PATH = pathForUser(env.PATH, user);
+    if (!Object.hasOwn(extraEnv, "PATH")) {
+      env.PATH = pathOthersCannotWrite(user ? pathForUser(env.PATH, user) : env.PATH);
+    }
     this.#homeGiven = Object.hasOwn(extraEnv, "HOME");
     this.#env = Object.freeze(env);
     this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;

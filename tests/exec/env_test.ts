@@ -5,6 +5,7 @@ import {
   envFromAssignments,
   validateExtraEnv,
 } from "../../src/exec/mod.ts";
+import { pathOthersCannotWrite } from "../../src/exec/env.ts";
 
 Deno.test("child environment is built from PATH, HOME, LANG and the extras only", async (t) => {
   await t.step("values from the agent when readable", () => {
@@ -66,4 +67,24 @@ Deno.test("COMMAND_ENV items become variables", () => {
   });
   assert.throws(() => envFromAssignments(["NOEQUALS"]), /"NOEQUALS" must have the form NAME=value/);
   assert.throws(() => envFromAssignments(["1X=y"]), /"1X" must have the form/);
+});
+
+Deno.test("PATH entries every user may write, or rename, are left out", () => {
+  const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+    "/": { uid: 0, gid: 0, mode: 0o755 },
+    "/tmp": { uid: 0, gid: 0, mode: 0o1777 },
+    "/tmp/bin": { uid: 1000, gid: 1000, mode: 0o755 },
+    "/srv": { uid: 0, gid: 0, mode: 0o777 },
+    "/srv/bin": { uid: 0, gid: 0, mode: 0o755 },
+    "/opt": { uid: 0, gid: 0, mode: 0o755 },
+    "/opt/shared": { uid: 0, gid: 0, mode: 0o1777 },
+    "/usr": { uid: 0, gid: 0, mode: 0o755 },
+    "/usr/bin": { uid: 0, gid: 0, mode: 0o755 },
+  };
+  const links: Record<string, string> = { "/opt/bin": "/srv/bin" };
+  const path = (p: string) => pathOthersCannotWrite(p, (d) => dirs[d], (d) => links[d] ?? d);
+  // /tmp and /opt/shared: anyone adds a program; /srv/bin (also through /opt/bin): anyone
+  // renames it away and puts another in its place; /tmp/bin is its owner's alone (sticky /tmp).
+  assert.equal(path("/tmp:/srv/bin:/opt/bin:/opt/shared:/tmp/bin:/usr/bin"), "/tmp/bin:/usr/bin");
+  assert.equal(path("/tmp"), DEFAULT_CHILD_PATH);
 });

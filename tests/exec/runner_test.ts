@@ -467,6 +467,21 @@ Deno.test("a program another runs by name is never one of the working directory"
   assert.throws(() => Deno.statSync(`${dir.dir}/ran`), Deno.errors.NotFound);
 });
 
+Deno.test("a program is never looked up in a directory every user may write", async () => {
+  // With /tmp/open (mode 0777) on the agent's PATH, "echo hi" ran the echo a local user put there.
+  await using dir = await scripts();
+  const open = `${dir.dir}/open`;
+  Deno.mkdirSync(open);
+  Deno.chmodSync(open, 0o777);
+  await dir.script("open/echo", "echo planted");
+  const result = await runCommand("echo hi", {
+    policy: defaultPolicy(),
+    readEnv: (name) => ({ PATH: `${open}:/usr/bin:/bin` })[name],
+  });
+  assert.equal(result.stdout, "hi\n");
+  assert.equal(result.program, "/usr/bin/echo");
+});
+
 Deno.test("a HOME among the extra variables wins over the command's own directory", async () => {
   // COMMAND_ENV=HOME=/srv/app was replaced, without a word, by the command's own directory.
   await using sandbox = Sandbox.create({ cgroups: false });
