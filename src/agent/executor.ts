@@ -163,16 +163,19 @@ export interface ExecutorOptions {
  * @param options The `exec` settings.
  * @returns The executor.
  * @throws {TypeError} When the allowlist, a path prefix, an extra variable, `COMMAND_USER` or
- *   `COMMAND_CWD` is invalid.
+ *   `COMMAND_CWD` is invalid (it may not lie in the agent's own paths, nor be or hold its state
+ *   directory).
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
+  const protectedPaths = ownPaths([
+    ...(options.stateDir === undefined ? [] : [options.stateDir]),
+    ...options.protectedPaths ?? [],
+  ]);
+  if (options.cwd !== undefined) checkCwdOutside(options.cwd, protectedPaths);
   const policy = createPolicy({
     allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
     allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
-    protectedPaths: ownPaths([
-      ...(options.stateDir === undefined ? [] : [options.stateDir]),
-      ...options.protectedPaths ?? [],
-    ]),
+    protectedPaths,
   });
   const sandbox = options.confine === false ? undefined : Sandbox.create({
     user: options.user,
@@ -208,6 +211,32 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       return toReportFields(result);
     },
   };
+}
+
+/**
+ * Refuses a `COMMAND_CWD` that is or lies in one of the agent's own paths (its state directory, say): every
+ * relative argument, even `-la`, would name something commands may not touch, and be refused.
+ */
+function checkCwdOutside(cwd: string, own: readonly string[]): void {
+  const real = realOrSelf(resolve(agentCwd() ?? "/", cwd));
+  for (const path of own) {
+    const ownReal = realOrSelf(path);
+    if (real === ownReal || real.startsWith(ownReal === "/" ? "/" : `${ownReal}/`)) {
+      throw new TypeError(
+        `COMMAND_CWD "${cwd}" is or lies in the agent's own ${path}, which commands may not touch ` +
+          "(every relative argument would be refused); give commands a directory of their own " +
+          "(or leave COMMAND_CWD unset)",
+      );
+    }
+  }
+}
+
+function realOrSelf(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The agent's own paths made absolute (those that cannot be are left out). */

@@ -39,3 +39,22 @@ Deno.test("the executor refuses arguments naming the agent's state directory and
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the executor refuses a COMMAND_CWD in the agent's state directory", () => {
+  // It was taken, and then every relative argument was refused: "ls -la" said that the path
+  // "-la" is the agent's own.
+  const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-cwd-" });
+  try {
+    Deno.mkdirSync(`${dir}/state/work`, { recursive: true });
+    assert.throws(
+      () => createExecutor({ stateDir: `${dir}/state`, cwd: `${dir}/state/work`, cgroups: false }),
+      new TypeError(
+        `COMMAND_CWD "${dir}/state/work" is or lies in the agent's own ${dir}/state, which ` +
+          "commands may not touch (every relative argument would be refused); give commands a " +
+          "directory of their own (or leave COMMAND_CWD unset)",
+      ),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
