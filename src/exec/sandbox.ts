@@ -727,7 +727,7 @@ export class Sandbox {
    * rename that directory (which needs write access to the one holding it) in a `/tmp` where it
    * could rename whatever it owns; there while a command runs.
    */
-  readonly #cwdParent: string;
+  #cwdParent: string;
   readonly #canCreateDirs: boolean;
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
@@ -1079,9 +1079,10 @@ export class Sandbox {
 
   /**
    * This agent's directory of working directories, made (mode 0711) when missing; an existing one
-   * must be a directory of this process's user, not a symlink.
+   * must be a directory of this process's user, not a symlink, else one of a random name
+   * (`status-cmd-<tag>-XXXX`) is used from then on.
    *
-   * @throws {Error} When it cannot be made, or one in its place is not this user's.
+   * @throws {Error} When it cannot be made.
    */
   #ownCwdParent(): string {
     const path = this.#cwdParent;
@@ -1090,10 +1091,17 @@ export class Sandbox {
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
       if (!this.#isOwnDirectory(path)) {
-        throw new Error(
-          `${path} is in the way: it is not a directory of this user's (another user may have ` +
-            "made it, or a symlink); remove it",
+        // Its name is known to every user (the tag comes from STATE_DIR): one made first would
+        // stop every command. One of a random name, which the sweep finds too, takes its place.
+        const other = Deno.makeTempDirSync({ dir: this.#workRoot, prefix: this.#dirPrefix });
+        Deno.chmodSync(other, 0o711);
+        log.warning(
+          "{path} is in the way (not a directory of this user's: another user may have made " +
+            "it, or a symlink); commands' directories go in {other} instead",
+          { path, other },
         );
+        this.#cwdParent = other;
+        return other;
       }
     }
     // Ours, and not a symlink (only its owner or root may rename it in a sticky /tmp).

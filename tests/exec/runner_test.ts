@@ -482,6 +482,30 @@ Deno.test("a program is never looked up in a directory every user may write", as
   assert.equal(result.program, "/usr/bin/echo");
 });
 
+Deno.test("a directory another user put where the commands' directories go stops no command", async () => {
+  // Its name comes from STATE_DIR, so any user could make it first: every command then failed
+  // with "/tmp/status-cmd-<tag> is in the way".
+  const tag = `test-in-the-way-${crypto.randomUUID().slice(0, 8)}`;
+  const inTheWay = `/tmp/status-cmd-${tag}`;
+  Deno.symlinkSync("/tmp", inTheWay);
+  try {
+    await using sandbox = Sandbox.create({ cgroups: false, tag });
+    const policy = createPolicy({ allowedPrograms: ["pwd"] });
+    for (let i = 0; i < 2; i++) {
+      const result = await runCommand("pwd", { policy, sandbox });
+      assert.equal(result.status, "success", result.error ?? "");
+      assert.match(result.stdout, new RegExp(`^/tmp/status-cmd-${tag}-[^/]+/cmd-[^/]+\n$`));
+    }
+    assert.equal(Deno.readLinkSync(inTheWay), "/tmp");
+  } finally {
+    Deno.removeSync(inTheWay);
+  }
+  assert.deepEqual(
+    [...Deno.readDirSync("/tmp")].filter((entry) => entry.name.startsWith(`status-cmd-${tag}`)),
+    [],
+  );
+});
+
 Deno.test("a HOME among the extra variables wins over the command's own directory", async () => {
   // COMMAND_ENV=HOME=/srv/app was replaced, without a word, by the command's own directory.
   await using sandbox = Sandbox.create({ cgroups: false });
