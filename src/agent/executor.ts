@@ -18,6 +18,7 @@ import {
   Sandbox,
   toReportFields,
 } from "../exec/mod.ts";
+import { readableBy } from "../exec/sandbox.ts";
 
 /** What the agent asks the executor to run. */
 export interface ExecRequest {
@@ -196,7 +197,10 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   });
   return {
     describe: () => runner.sandbox.describe(policy.allowedPrograms),
-    warnings: () => runner.sandbox.warnings(),
+    warnings: () => [
+      ...runner.sandbox.warnings(),
+      ...readableSecrets(runner.sandbox, protectedPaths, options.secretValues ?? []),
+    ],
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
     sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
     close: () => sandbox?.close(),
@@ -211,6 +215,53 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       return toReportFields(result);
     },
   };
+}
+
+/** The most of a file read to look for the agent's secrets in it (settings files are small). */
+const MAX_SECRET_SCAN_BYTES = 1024 * 1024;
+
+/**
+ * The agent's own files that hold one of its secrets (the token in `config.json` or `.env`) and
+ * that the command user (another user than the agent's) may read: the operating system's wall is
+ * gone for them, only the argument rules keep commands from the token.
+ */
+function readableSecrets(
+  sandbox: Sandbox,
+  own: readonly string[],
+  secrets: readonly string[],
+): string[] {
+  const user = sandbox.user;
+  const values = secrets.filter((secret) => secret !== "");
+  if (user === undefined || values.length === 0) return [];
+  return own.flatMap((path) => {
+    const how = readableBy(path, user);
+    if (how === undefined || !holdsAny(path, values)) return [];
+    return [
+      `commands run as ${user.name} may read the agent's own ${path} (${how}), which holds its ` +
+      "token: only the argument rules keep them from it; let only its owner read it " +
+      `(chmod go-rwx ${path})`,
+    ];
+  });
+}
+
+/** Whether a regular file holds one of `values` (in its first MiB); `false` when unreadable. */
+function holdsAny(path: string, values: readonly string[]): boolean {
+  try {
+    if (!Deno.statSync(path).isFile) return false;
+    using file = Deno.openSync(path);
+    const buffer = new Uint8Array(MAX_SECRET_SCAN_BYTES);
+    let length = 0;
+    for (;;) {
+      const n = file.readSync(buffer.subarray(length));
+      if (n === null || n === 0) break;
+      length += n;
+      if (length === buffer.length) break;
+    }
+    const text = new TextDecoder().decode(buffer.subarray(0, length));
+    return values.some((value) => text.includes(value));
+  } catch {
+    return false;
+  }
 }
 
 /**

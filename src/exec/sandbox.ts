@@ -361,6 +361,42 @@ export function unrunnableBy(program: string, user: CommandUser): string | undef
   return unenterableBy(dirname(path), user) ?? deniedBy(path, info, user);
 }
 
+/**
+ * @internal How `user` (as {@link unenterableBy}) can read `path`, by the mode bits of the
+ * directories on the way and its own (a directory: read and search): e.g. `mode 0644, owner uid 0,
+ * group gid 0`; `undefined` when it cannot, or when that cannot be told (a path that cannot be
+ * read).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readableBy } from "./sandbox.ts";
+ *
+ * assert.match(readableBy("/etc/passwd", { name: "nobody", uid: 65534, gid: 65534 }) ?? "", /0644/);
+ * ```
+ *
+ * @param path The file or directory.
+ * @param user The command user.
+ * @returns The mode that lets it read, or `undefined`.
+ */
+export function readableBy(path: string, user: CommandUser): string | undefined {
+  let real: string;
+  let info: Deno.FileInfo;
+  try {
+    real = Deno.realPathSync(path);
+    info = Deno.statSync(real);
+  } catch {
+    return undefined;
+  }
+  if (info.mode === null || info.uid === null || info.gid === null) return undefined;
+  if (real !== "/" && unenterableBy(dirname(real), user) !== undefined) return undefined;
+  const shift = user.uid === 0 ? -1 : info.uid === user.uid ? 6 : info.gid === user.gid ? 3 : 0;
+  const need = info.isDirectory ? 0o5 : 0o4;
+  if (shift >= 0 && ((info.mode >> shift) & need) !== need) return undefined;
+  return `mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ${info.uid}, ` +
+    `group gid ${info.gid}`;
+}
+
 /** The mode of `at` when it gives `user` no search or execute permission, else `undefined`. */
 function deniedBy(at: string, info: Deno.FileInfo, user: CommandUser): string | undefined {
   if (info.mode === null || info.uid === null || info.gid === null) return undefined;

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { relative } from "node:path";
 import { createExecutor } from "../../src/agent/mod.ts";
+import { agentUid } from "../../src/exec/mod.ts";
 
 Deno.test("the executor refuses arguments naming the agent's state directory and settings files", async () => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-executor-own-" });
@@ -57,4 +58,44 @@ Deno.test("the executor refuses a COMMAND_CWD in the agent's state directory", (
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "a root agent warns when the command user may read a settings file holding its token",
+  // Only a root agent runs commands as another user (nobody), whose reading the OS decides.
+  ignore: agentUid() !== 0,
+  async fn() {
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-secret-" });
+    const token = "the-agent-token-commands-must-not-read";
+    try {
+      Deno.chmodSync(dir, 0o755);
+      const config = `${dir}/config.json`;
+      Deno.writeTextFileSync(config, JSON.stringify({ AGENT_TOKEN: token }), { mode: 0o644 });
+      Deno.chmodSync(config, 0o644);
+      Deno.writeTextFileSync(`${dir}/status.pid`, "123\n", { mode: 0o644 });
+      const warnings = async () => {
+        const executor = createExecutor({
+          stateDir: `${dir}/state`,
+          protectedPaths: [config, `${dir}/status.pid`],
+          secretValues: [token],
+          cgroups: false,
+        });
+        try {
+          return executor.warnings?.() ?? [];
+        } finally {
+          await executor.close?.();
+        }
+      };
+      // Nothing said that nobody could read the token (the pid file, readable too, holds none).
+      assert.deepEqual(await warnings(), [
+        `commands run as nobody may read the agent's own ${config} (mode 0644, owner uid 0, ` +
+        "group gid 0), which holds its token: only the argument rules keep them from it; let " +
+        `only its owner read it (chmod go-rwx ${config})`,
+      ]);
+      Deno.chmodSync(config, 0o600);
+      assert.deepEqual(await warnings(), []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });
