@@ -199,6 +199,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     describe: () => runner.sandbox.describe(policy.allowedPrograms),
     warnings: () => [
       ...runner.sandbox.warnings(),
+      ...pathWarning(runner.pathLeftOut),
       ...readableSecrets(runner.sandbox, protectedPaths, options.secretValues ?? []),
     ],
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
@@ -215,6 +216,17 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       return toReportFields(result);
     },
   };
+}
+
+/** What the start-up log says of the entries of the agent's `PATH` that commands do not get. */
+function pathWarning(leftOut: readonly string[]): string[] {
+  if (leftOut.length === 0) return [];
+  const shown = leftOut.map((dir) => dir === "" ? '"" (empty)' : dir).join(", ");
+  return [
+    `entries of the agent's PATH that commands do not get, and programs are not looked up in: ` +
+    `${shown} (a relative one names the command's working directory; others every user may ` +
+    "write or rename, so anyone could put a program there)",
+  ];
 }
 
 /** The most of a file read to look for the agent's secrets in it (settings files are small). */

@@ -330,7 +330,16 @@ export class CommandRunner {
     const user = options.sandbox?.user;
     // Programs are looked up, and commands run, on the directories the command user can search.
     if (!Object.hasOwn(extraEnv, "PATH")) {
+      const absolute = env.PATH;
       env.PATH = pathOthersCannotWrite(user ? pathForUser(env.PATH, user) : env.PATH);
+      const kept = new Set(pathOthersCannotWrite(absolute).split(":"));
+      const agentPath = readEnv("PATH")?.split(":") ?? [];
+      this.pathLeftOut = [
+        ...new Set([
+          ...agentPath.filter((dir) => !dir.startsWith("/")),
+          ...absolute.split(":").filter((dir) => agentPath.includes(dir) && !kept.has(dir)),
+        ]),
+      ];
     }
     this.#homeGiven = Object.hasOwn(extraEnv, "HOME");
     this.#env = Object.freeze(env);
@@ -342,6 +351,12 @@ export class CommandRunner {
     // agent's own working directory (read once: the agent never changes it).
     this.#checkCwd = options.sandbox ? options.sandbox.sharedCwd : this.#cwd ?? currentDirectory();
   }
+
+  /**
+   * The entries of the agent's `PATH` that commands do not get, and programs are not looked up
+   * in: relative ones (`.`, an empty one) and those every user may write or rename (`/tmp`).
+   */
+  readonly pathLeftOut: readonly string[] = [];
 
   /** The sandbox commands run in: the one given, or an unconfined one made once. */
   get sandbox(): Sandbox {

@@ -506,6 +506,18 @@ Deno.test("a directory another user put where the commands' directories go stops
   );
 });
 
+Deno.test("a runner names the entries of the agent's PATH that commands do not get", async () => {
+  // They were left out without a word (the agent's start-up log warns of them now).
+  await using dir = await scripts();
+  const open = `${dir.dir}/open`;
+  Deno.mkdirSync(open);
+  Deno.chmodSync(open, 0o777);
+  const runner = (PATH: string) =>
+    new CommandRunner({ policy: defaultPolicy(), readEnv: (name) => ({ PATH })[name] });
+  assert.deepEqual(runner(`.:${open}:/usr/bin:/bin::.`).pathLeftOut, [".", "", open]);
+  assert.deepEqual(runner("/usr/bin:/bin").pathLeftOut, []);
+});
+
 Deno.test("a HOME among the extra variables wins over the command's own directory", async () => {
   // COMMAND_ENV=HOME=/srv/app was replaced, without a word, by the command's own directory.
   await using sandbox = Sandbox.create({ cgroups: false });
