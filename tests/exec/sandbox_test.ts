@@ -19,7 +19,8 @@ import {
   runCommand,
   Sandbox,
 } from "../../src/exec/mod.ts";
-import { ownCgroupOf, probeBelow } from "../../src/exec/cgroup.ts";
+import { ownCgroupOf, probeBelow, startWatchdog } from "../../src/exec/cgroup.ts";
+import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
 
@@ -54,6 +55,33 @@ function script(body: string): { path: string } & Disposable {
   Deno.chmodSync(path, 0o755);
   return { path, [Symbol.dispose]: () => dir[Symbol.dispose]() };
 }
+
+Deno.test({
+  name: "the watchdog runs without the agent's environment (its token, its PATH)",
+  ignore: !here,
+  fn: async () => {
+    // It inherited it all: AGENT_TOKEN in its /proc/<pid>/environ, and the script's cat looked up
+    // on the agent's PATH, as root.
+    const saved = Deno.env.get("AGENT_TOKEN");
+    Deno.env.set("AGENT_TOKEN", "token-the-watchdog-must-not-hold");
+    const base = Deno.makeTempDirSync({ prefix: "status-watchdog-env-" });
+    const watchdog = startWatchdog(base);
+    try {
+      assert.ok(watchdog);
+      const environ = Deno.readTextFileSync(`/proc/${watchdog.child.pid}/environ`);
+      assert.deepEqual(environ.split("\0").filter((v) => v !== ""), [`PATH=${DEFAULT_CHILD_PATH}`]);
+    } finally {
+      if (saved === undefined) Deno.env.delete("AGENT_TOKEN");
+      else Deno.env.set("AGENT_TOKEN", saved);
+      if (watchdog) {
+        await watchdog.writer.close();
+        watchdog.child.ref();
+        await watchdog.child.status;
+      }
+      Deno.removeSync(base, { recursive: true });
+    }
+  },
+});
 
 Deno.test({ name: "resolveUser reads names, uids and uid:gid", ignore: !here }, () => {
   const passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\n";
