@@ -19,6 +19,7 @@ import {
   toReportFields,
 } from "../exec/mod.ts";
 import { readableBy } from "../exec/sandbox.ts";
+import { everyoneMayReplace } from "../exec/env.ts";
 
 /** What the agent asks the executor to run. */
 export interface ExecRequest {
@@ -200,6 +201,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     warnings: () => [
       ...runner.sandbox.warnings(),
       ...pathWarning(runner.pathLeftOut),
+      ...replaceablePrograms(policy.allowedPrograms),
       ...readableSecrets(runner.sandbox, protectedPaths, options.secretValues ?? []),
     ],
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
@@ -226,6 +228,20 @@ function pathWarning(leftOut: readonly string[]): string[] {
     `entries of the agent's PATH that commands do not get, and programs are not looked up in: ` +
     `${shown} (a relative one names the command's working directory; others every user may ` +
     "write or rename, so anyone could put a program there)",
+  ];
+}
+
+/**
+ * What the start-up log says of absolute `ALLOWED_PROGRAMS` entries that every user may replace
+ * (`/tmp/tool`, or one in a 0777 directory): a command naming them runs whatever is there then.
+ */
+function replaceablePrograms(programs: readonly string[]): string[] {
+  const replaceable = programs.filter((p) => p.startsWith("/") && everyoneMayReplace(p));
+  if (replaceable.length === 0) return [];
+  return [
+    `ALLOWED_PROGRAMS entries that every user may replace (the file, or a directory on the way, ` +
+    `is writable by every user): ${replaceable.join(", ")}; a command naming one runs whatever ` +
+    "anyone put there: move them where only root may write",
   ];
 }
 

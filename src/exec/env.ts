@@ -245,21 +245,35 @@ export function pathOthersCannotWrite(
   owner: OwnerReader = readOwner,
   realPath: (path: string) => string = realPathOrSelf,
 ): string {
-  const safe = (dir: string): boolean => {
-    // The directories on the way to where it leads (a symlink /opt/tools to /srv/open/tools).
-    const parts = realPath(dir).split("/").filter((part) => part !== "");
-    for (let i = 0; i <= parts.length; i++) {
-      const info = owner("/" + parts.slice(0, i).join("/"));
-      if (info === undefined) return true;
-      const everyoneWrites = (info.mode & 0o002) !== 0;
-      // The entry itself: anyone may add a program. A directory on the way: anyone may rename
-      // what is in it, unless it is sticky.
-      if (everyoneWrites && (i === parts.length || (info.mode & 0o1000) === 0)) return false;
-    }
-    return true;
-  };
-  const kept = path.split(":").filter(safe);
+  const kept = path.split(":").filter((dir) => !everyoneMayReplace(dir, owner, realPath));
   return kept.join(":") || DEFAULT_CHILD_PATH;
+}
+
+/**
+ * Whether every user may put something of their own at `path`: it is writable by every user (a
+ * directory: anyone adds a program; a file: anyone changes it), or a directory on the way (after
+ * symbolic links) is and is not sticky, so that anyone may rename what is in it. `false` when that
+ * cannot be told.
+ *
+ * @param path A directory or a file.
+ * @param owner Reads an entry's owner and mode; for tests.
+ * @param realPath Resolves symbolic links; for tests.
+ * @returns Whether anyone may replace what is there.
+ */
+export function everyoneMayReplace(
+  path: string,
+  owner: OwnerReader = readOwner,
+  realPath: (path: string) => string = realPathOrSelf,
+): boolean {
+  // The directories on the way to where it leads (a symlink /opt/tools to /srv/open/tools).
+  const parts = realPath(path).split("/").filter((part) => part !== "");
+  for (let i = 0; i <= parts.length; i++) {
+    const info = owner("/" + parts.slice(0, i).join("/"));
+    if (info === undefined) return false;
+    const everyoneWrites = (info.mode & 0o002) !== 0;
+    if (everyoneWrites && (i === parts.length || (info.mode & 0o1000) === 0)) return true;
+  }
+  return false;
 }
 
 function realPathOrSelf(path: string): string {

@@ -99,3 +99,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the executor warns of allowed programs that every user may replace", async () => {
+  // A command naming /tmp/.../open/tool ran whatever a local user had put there, and nothing said
+  // that anyone could.
+  const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-tool-" });
+  try {
+    Deno.mkdirSync(`${dir}/open`);
+    Deno.chmodSync(`${dir}/open`, 0o777);
+    Deno.mkdirSync(`${dir}/closed`);
+    for (const tool of [`${dir}/open/tool`, `${dir}/closed/tool`]) {
+      Deno.writeTextFileSync(tool, "#!/bin/sh\n");
+      Deno.chmodSync(tool, 0o755);
+    }
+    const executor = createExecutor({
+      allowedPrograms: ["echo", `${dir}/open/tool`, `${dir}/closed/tool`],
+      cgroups: false,
+      confine: false,
+    });
+    try {
+      assert.deepEqual(executor.warnings?.(), [
+        "ALLOWED_PROGRAMS entries that every user may replace (the file, or a directory on the " +
+        `way, is writable by every user): ${dir}/open/tool; a command naming one runs whatever ` +
+        "anyone put there: move them where only root may write",
+      ]);
+    } finally {
+      await executor.close?.();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
