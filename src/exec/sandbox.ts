@@ -1038,10 +1038,15 @@ export class Sandbox {
             // the sweep of a later start removes it
           }
         }
+        // Only a refusal of Deno's own is mended by a flag; a full or read-only /tmp, or a
+        // directory the system refuses, is not.
+        const hint = error instanceof Deno.errors.NotCapable
+          ? `grant --allow-write=${this.#workRoot}, or set COMMAND_CWD`
+          : "or set COMMAND_CWD to a directory for them";
         throw new Error(
           `cannot create the command's working directory under ${this.#workRoot}: ${
             (error as Error).message
-          } (grant --allow-write=${this.#workRoot}, or set COMMAND_CWD)`,
+          } (${hint})`,
           { cause: error },
         );
       }

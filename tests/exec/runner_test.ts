@@ -518,6 +518,24 @@ Deno.test("a runner names the entries of the agent's PATH that commands do not g
   assert.deepEqual(runner("/usr/bin:/bin").pathLeftOut, []);
 });
 
+Deno.test("a working directory the system cannot create fails the command without a flag to grant", async () => {
+  // The error said "(grant --allow-write=..., or set COMMAND_CWD)" whatever the system's reason
+  // (a full /tmp: No space left on device), though the agent had that permission.
+  await using dir = await scripts();
+  const notADirectory = `${dir.dir}/file`;
+  Deno.writeTextFileSync(notADirectory, "");
+  await using sandbox = Sandbox.create({ cgroups: false, workRoot: notADirectory });
+  const result = await runCommand("echo hi", { policy: defaultPolicy(), sandbox });
+  assert.equal(result.status, "failed");
+  assert.match(
+    result.error ?? "",
+    new RegExp(
+      `^cannot create the command's working directory under ${notADirectory}: .*Not a directory` +
+        ".* \\(or set COMMAND_CWD to a directory for them\\)$",
+    ),
+  );
+});
+
 Deno.test("a HOME among the extra variables wins over the command's own directory", async () => {
   // COMMAND_ENV=HOME=/srv/app was replaced, without a word, by the command's own directory.
   await using sandbox = Sandbox.create({ cgroups: false });
