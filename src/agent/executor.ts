@@ -225,7 +225,8 @@ function pathWarning(leftOut: readonly string[]): string[] {
   if (leftOut.length === 0) return [];
   const shown = leftOut.map((dir) => dir === "" ? '"" (empty)' : dir).join(", ");
   return [
-    `entries of the agent's PATH that commands do not get, and programs are not looked up in: ` +
+    `entries of the agent's PATH (or COMMAND_ENV's) that commands do not get, and programs are ` +
+    "not looked up in: " +
     `${shown} (a relative one names the command's working directory; others every user may ` +
     "write or rename, so anyone could put a program there)",
   ];

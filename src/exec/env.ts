@@ -119,7 +119,8 @@ function absoluteEntries(path: string | undefined): string | undefined {
 /**
  * Builds a command's environment from nothing: `PATH` (its absolute entries), `HOME` and `LANG`
  * from the agent's own environment when readable (else {@link DEFAULT_CHILD_PATH},
- * {@link DEFAULT_CHILD_HOME}, {@link DEFAULT_CHILD_LANG}), then the extras.
+ * {@link DEFAULT_CHILD_HOME}, {@link DEFAULT_CHILD_LANG}), then the extras (a `PATH` among them
+ * also keeps its absolute entries only).
  *
  * @param extra Configured extra variables, already checked with {@link validateExtraEnv}.
  * @param read Reads the agent's variables; for tests.
@@ -146,6 +147,8 @@ export function buildChildEnv(
   for (const [name, value] of Object.entries(extra)) {
     if (!AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) env[name] = value;
   }
+  // A PATH among the extras (COMMAND_ENV) keeps its absolute entries only, as the agent's does.
+  if (Object.hasOwn(extra, "PATH")) env.PATH = absoluteEntries(env.PATH) ?? DEFAULT_CHILD_PATH;
   return env;
 }
 

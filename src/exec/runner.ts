@@ -328,19 +328,19 @@ export class CommandRunner {
     this.#checker = new PolicyChecker(options.policy);
     const env = buildChildEnv(extraEnv, readEnv);
     const user = options.sandbox?.user;
-    // Programs are looked up, and commands run, on the directories the command user can search.
-    if (!Object.hasOwn(extraEnv, "PATH")) {
-      const absolute = env.PATH;
-      env.PATH = pathOthersCannotWrite(user ? pathForUser(env.PATH, user) : env.PATH);
-      const kept = new Set(pathOthersCannotWrite(absolute).split(":"));
-      const agentPath = readEnv("PATH")?.split(":") ?? [];
-      this.pathLeftOut = [
-        ...new Set([
-          ...agentPath.filter((dir) => !dir.startsWith("/")),
-          ...absolute.split(":").filter((dir) => agentPath.includes(dir) && !kept.has(dir)),
-        ]),
-      ];
-    }
+    // Programs are looked up, and commands run, on the directories no other user may write and
+    // (unless COMMAND_ENV sets PATH) the command user can search.
+    const givenPath = Object.hasOwn(extraEnv, "PATH");
+    const absolute = env.PATH;
+    env.PATH = pathOthersCannotWrite(user && !givenPath ? pathForUser(absolute, user) : absolute);
+    const kept = new Set(pathOthersCannotWrite(absolute).split(":"));
+    const source = (givenPath ? extraEnv.PATH : readEnv("PATH"))?.split(":") ?? [];
+    this.pathLeftOut = [
+      ...new Set([
+        ...source.filter((dir) => !dir.startsWith("/")),
+        ...absolute.split(":").filter((dir) => source.includes(dir) && !kept.has(dir)),
+      ]),
+    ];
     this.#homeGiven = Object.hasOwn(extraEnv, "HOME");
     this.#env = Object.freeze(env);
     this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
@@ -353,8 +353,9 @@ export class CommandRunner {
   }
 
   /**
-   * The entries of the agent's `PATH` that commands do not get, and programs are not looked up
-   * in: relative ones (`.`, an empty one) and those every user may write or rename (`/tmp`).
+   * The entries of the agent's `PATH` (or of a `PATH` among the extra variables) that commands do
+   * not get, and programs are not looked up in: relative ones (`.`, an empty one) and those every
+   * user may write or rename (`/tmp`).
    */
   readonly pathLeftOut: readonly string[] = [];
 

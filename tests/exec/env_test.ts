@@ -36,6 +36,10 @@ Deno.test("child environment is built from PATH, HOME, LANG and the extras only"
     assert.equal(path(".:/usr/bin::bin:/bin:"), "/usr/bin:/bin");
     assert.equal(path(".:"), DEFAULT_CHILD_PATH);
   });
+  await t.step("and so are those of a PATH among the extras (COMMAND_ENV)", () => {
+    // It was kept as given: tar -z ran the gzip of the working directory.
+    assert.equal(buildChildEnv({ PATH: ".:/opt/bin::" }, () => undefined).PATH, "/opt/bin");
+  });
   await t.step("an agent secret among the extras is never passed", () => {
     const env = buildChildEnv({ AGENT_TOKEN: "x", agent_token: "y" }, () => undefined);
     assert.equal("AGENT_TOKEN" in env, false);

@@ -516,6 +516,12 @@ Deno.test("a runner names the entries of the agent's PATH that commands do not g
     new CommandRunner({ policy: defaultPolicy(), readEnv: (name) => ({ PATH })[name] });
   assert.deepEqual(runner(`.:${open}:/usr/bin:/bin::.`).pathLeftOut, [".", "", open]);
   assert.deepEqual(runner("/usr/bin:/bin").pathLeftOut, []);
+  const given = new CommandRunner({
+    policy: defaultPolicy(),
+    extraEnv: { PATH: `.:${open}:/usr/bin` },
+    readEnv: () => undefined,
+  });
+  assert.deepEqual(given.pathLeftOut, [".", open]);
 });
 
 Deno.test("a working directory the system cannot create fails the command without a flag to grant", async () => {
