@@ -18,6 +18,8 @@ import {
   Sandbox,
   toReportFields,
 } from "../exec/mod.ts";
+import { readableBy } from "../exec/sandbox.ts";
+import { everyoneMayReplace } from "../exec/env.ts";
 
 /** What the agent asks the executor to run. */
 export interface ExecRequest {
@@ -163,16 +165,19 @@ export interface ExecutorOptions {
  * @param options The `exec` settings.
  * @returns The executor.
  * @throws {TypeError} When the allowlist, a path prefix, an extra variable, `COMMAND_USER` or
- *   `COMMAND_CWD` is invalid.
+ *   `COMMAND_CWD` is invalid (it may not lie in the agent's own paths, nor be or hold its state
+ *   directory).
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
+  const protectedPaths = ownPaths([
+    ...(options.stateDir === undefined ? [] : [options.stateDir]),
+    ...options.protectedPaths ?? [],
+  ]);
+  if (options.cwd !== undefined) checkCwdOutside(options.cwd, protectedPaths);
   const policy = createPolicy({
     allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
     allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
-    protectedPaths: ownPaths([
-      ...(options.stateDir === undefined ? [] : [options.stateDir]),
-      ...options.protectedPaths ?? [],
-    ]),
+    protectedPaths,
   });
   const sandbox = options.confine === false ? undefined : Sandbox.create({
     user: options.user,
@@ -193,7 +198,12 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   });
   return {
     describe: () => runner.sandbox.describe(policy.allowedPrograms),
-    warnings: () => runner.sandbox.warnings(),
+    warnings: () => [
+      ...runner.sandbox.warnings(),
+      ...pathWarning(runner.pathLeftOut),
+      ...replaceablePrograms(policy.allowedPrograms),
+      ...readableSecrets(runner.sandbox, protectedPaths, options.secretValues ?? []),
+    ],
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
     sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
     close: () => sandbox?.close(),
@@ -208,6 +218,105 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       return toReportFields(result);
     },
   };
+}
+
+/** What the start-up log says of the entries of the agent's `PATH` that commands do not get. */
+function pathWarning(leftOut: readonly string[]): string[] {
+  if (leftOut.length === 0) return [];
+  const shown = leftOut.map((dir) => dir === "" ? '"" (empty)' : dir).join(", ");
+  return [
+    `entries of the agent's PATH (or COMMAND_ENV's) that commands do not get, and programs are ` +
+    "not looked up in: " +
+    `${shown} (a relative one names the command's working directory; others every user may ` +
+    "write or rename, so anyone could put a program there)",
+  ];
+}
+
+/**
+ * What the start-up log says of absolute `ALLOWED_PROGRAMS` entries that every user may replace
+ * (`/tmp/tool`, or one in a 0777 directory): a command naming them runs whatever is there then.
+ */
+function replaceablePrograms(programs: readonly string[]): string[] {
+  const replaceable = programs.filter((p) => p.startsWith("/") && everyoneMayReplace(p));
+  if (replaceable.length === 0) return [];
+  return [
+    `ALLOWED_PROGRAMS entries that every user may replace (the file, or a directory on the way, ` +
+    `is writable by every user): ${replaceable.join(", ")}; a command naming one runs whatever ` +
+    "anyone put there: move them where only root may write",
+  ];
+}
+
+/** The most of a file read to look for the agent's secrets in it (settings files are small). */
+const MAX_SECRET_SCAN_BYTES = 1024 * 1024;
+
+/**
+ * The agent's own files that hold one of its secrets (the token in `config.json` or `.env`) and
+ * that the command user (another user than the agent's) may read: the operating system's wall is
+ * gone for them, only the argument rules keep commands from the token.
+ */
+function readableSecrets(
+  sandbox: Sandbox,
+  own: readonly string[],
+  secrets: readonly string[],
+): string[] {
+  const user = sandbox.user;
+  const values = secrets.filter((secret) => secret !== "");
+  if (user === undefined || values.length === 0) return [];
+  return own.flatMap((path) => {
+    const how = readableBy(path, user);
+    if (how === undefined || !holdsAny(path, values)) return [];
+    return [
+      `commands run as ${user.name} may read the agent's own ${path} (${how}), which holds its ` +
+      "token: only the argument rules keep them from it; let only its owner read it " +
+      `(chmod go-rwx ${path})`,
+    ];
+  });
+}
+
+/** Whether a regular file holds one of `values` (in its first MiB); `false` when unreadable. */
+function holdsAny(path: string, values: readonly string[]): boolean {
+  try {
+    if (!Deno.statSync(path).isFile) return false;
+    using file = Deno.openSync(path);
+    const buffer = new Uint8Array(MAX_SECRET_SCAN_BYTES);
+    let length = 0;
+    for (;;) {
+      const n = file.readSync(buffer.subarray(length));
+      if (n === null || n === 0) break;
+      length += n;
+      if (length === buffer.length) break;
+    }
+    const text = new TextDecoder().decode(buffer.subarray(0, length));
+    return values.some((value) => text.includes(value));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses a `COMMAND_CWD` that is or lies in one of the agent's own paths (its state directory, say): every
+ * relative argument, even `-la`, would name something commands may not touch, and be refused.
+ */
+function checkCwdOutside(cwd: string, own: readonly string[]): void {
+  const real = realOrSelf(resolve(agentCwd() ?? "/", cwd));
+  for (const path of own) {
+    const ownReal = realOrSelf(path);
+    if (real === ownReal || real.startsWith(ownReal === "/" ? "/" : `${ownReal}/`)) {
+      throw new TypeError(
+        `COMMAND_CWD "${cwd}" is or lies in the agent's own ${path}, which commands may not touch ` +
+          "(every relative argument would be refused); give commands a directory of their own " +
+          "(or leave COMMAND_CWD unset)",
+      );
+    }
+  }
+}
+
+function realOrSelf(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The agent's own paths made absolute (those that cannot be are left out). */

@@ -8,6 +8,7 @@
 import { abortableSleep, lockWithin } from "../clock.ts";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
+import { DEFAULT_CHILD_PATH } from "./env.ts";
 
 const log = logger("exec", "sandbox");
 const encoder = new TextEncoder();
@@ -290,6 +291,10 @@ export function startWatchdog(base: string): Watchdog | undefined {
   try {
     const child = new Deno.Command(WATCHDOG_SHELL, {
       args: ["-c", WATCHDOG_SCRIPT, "status-watchdog", base],
+      // Not the agent's environment: it holds the token, and the script's `cat` would be looked
+      // up on the agent's PATH (a "." there, and root would run a cat of the working directory).
+      clearEnv: true,
+      env: { PATH: DEFAULT_CHILD_PATH },
       stdin: "piped",
       stdout: "null",
       stderr: "null",

@@ -104,9 +104,23 @@ export function envFromAssignments(items: readonly string[]): Record<string, str
 }
 
 /**
- * Builds a command's environment from nothing: `PATH`, `HOME` and `LANG` from the agent's own
- * environment when readable (else {@link DEFAULT_CHILD_PATH}, {@link DEFAULT_CHILD_HOME},
- * {@link DEFAULT_CHILD_LANG}), then the extras.
+ * The absolute entries of a `PATH`: a relative one (`.`, or an empty one, which also means the
+ * working directory) would let a program that runs another by name (`tar -z` runs `gzip`) run a
+ * file of the command's working directory instead, such as one a local user left in `/tmp`.
+ *
+ * @param path A `PATH`.
+ * @returns Its absolute entries, or `undefined` when it has none.
+ */
+function absoluteEntries(path: string | undefined): string | undefined {
+  const kept = (path ?? "").split(":").filter((dir) => dir.startsWith("/"));
+  return kept.length > 0 ? kept.join(":") : undefined;
+}
+
+/**
+ * Builds a command's environment from nothing: `PATH` (its absolute entries), `HOME` and `LANG`
+ * from the agent's own environment when readable (else {@link DEFAULT_CHILD_PATH},
+ * {@link DEFAULT_CHILD_HOME}, {@link DEFAULT_CHILD_LANG}), then the extras (a `PATH` among them
+ * also keeps its absolute entries only).
  *
  * @param extra Configured extra variables, already checked with {@link validateExtraEnv}.
  * @param read Reads the agent's variables; for tests.
@@ -126,13 +140,15 @@ export function buildChildEnv(
   read: EnvReader = readAgentEnv,
 ): Record<string, string> {
   const env: Record<string, string> = {
-    PATH: read("PATH") || DEFAULT_CHILD_PATH,
+    PATH: absoluteEntries(read("PATH")) ?? DEFAULT_CHILD_PATH,
     HOME: read("HOME") || DEFAULT_CHILD_HOME,
     LANG: read("LANG") || DEFAULT_CHILD_LANG,
   };
   for (const [name, value] of Object.entries(extra)) {
     if (!AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) env[name] = value;
   }
+  // A PATH among the extras (COMMAND_ENV) keeps its absolute entries only, as the agent's does.
+  if (Object.hasOwn(extra, "PATH")) env.PATH = absoluteEntries(env.PATH) ?? DEFAULT_CHILD_PATH;
   return env;
 }
 
@@ -197,4 +213,76 @@ export function pathForUser(
   const kept = path.split(":").filter(searchable);
   if (kept.length > 0) return kept.join(":");
   return DEFAULT_CHILD_PATH.split(":").filter(searchable).join(":") || DEFAULT_CHILD_PATH;
+}
+
+/**
+ * The entries of a `PATH` that no other user can put a program into: not writable by every user,
+ * and not inside a directory every user may rename entries of (writable without the sticky bit).
+ * A program found in `/tmp/bin` (or a `gzip` that `tar -z` runs from there) would be whatever a
+ * local user left there. Entries that cannot be read are kept; when nothing is left,
+ * {@link DEFAULT_CHILD_PATH} is used.
+ *
+ * @param path A `PATH` of absolute entries.
+ * @param owner Reads a directory's owner and mode; for tests.
+ * @param realPath Resolves symbolic links; for tests.
+ * @returns The `PATH` without such entries.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pathOthersCannotWrite } from "./env.ts";
+ *
+ * const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+ *   "/": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/tmp": { uid: 0, gid: 0, mode: 0o1777 },
+ *   "/tmp/bin": { uid: 1000, gid: 1000, mode: 0o755 },
+ *   "/usr": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/usr/bin": { uid: 0, gid: 0, mode: 0o755 },
+ * };
+ * const path = pathOthersCannotWrite("/tmp:/tmp/bin:/usr/bin", (p) => dirs[p], (p) => p);
+ * assert.equal(path, "/tmp/bin:/usr/bin");
+ * ```
+ */
+export function pathOthersCannotWrite(
+  path: string,
+  owner: OwnerReader = readOwner,
+  realPath: (path: string) => string = realPathOrSelf,
+): string {
+  const kept = path.split(":").filter((dir) => !everyoneMayReplace(dir, owner, realPath));
+  return kept.join(":") || DEFAULT_CHILD_PATH;
+}
+
+/**
+ * Whether every user may put something of their own at `path`: it is writable by every user (a
+ * directory: anyone adds a program; a file: anyone changes it), or a directory on the way (after
+ * symbolic links) is and is not sticky, so that anyone may rename what is in it. `false` when that
+ * cannot be told.
+ *
+ * @param path A directory or a file.
+ * @param owner Reads an entry's owner and mode; for tests.
+ * @param realPath Resolves symbolic links; for tests.
+ * @returns Whether anyone may replace what is there.
+ */
+export function everyoneMayReplace(
+  path: string,
+  owner: OwnerReader = readOwner,
+  realPath: (path: string) => string = realPathOrSelf,
+): boolean {
+  // The directories on the way to where it leads (a symlink /opt/tools to /srv/open/tools).
+  const parts = realPath(path).split("/").filter((part) => part !== "");
+  for (let i = 0; i <= parts.length; i++) {
+    const info = owner("/" + parts.slice(0, i).join("/"));
+    if (info === undefined) return false;
+    const everyoneWrites = (info.mode & 0o002) !== 0;
+    if (everyoneWrites && (i === parts.length || (info.mode & 0o1000) === 0)) return true;
+  }
+  return false;
+}
+
+function realPathOrSelf(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
 }

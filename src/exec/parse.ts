@@ -3,7 +3,8 @@
  *
  * Splitting follows shell-like quoting (`shell-quote`), but anything a shell would interpret
  * beyond quoting is refused: operators, redirections, globs, substitutions, variables, comments,
- * backticks, newlines and leading `VAR=value` assignments. Nothing is expanded, ever.
+ * backticks, newlines and leading `VAR=value` assignments; so is whatever `shell-quote` would split
+ * differently from a shell (Unicode whitespace outside quotes). Nothing is expanded, ever.
  *
  * @module
  */
@@ -37,8 +38,19 @@ function describeChar(char: string): string {
   return `U+${char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
 }
 
+/**
+ * Whitespace that `shell-quote` splits on outside quotes (JavaScript's `\s`) and a shell does not:
+ * everything but space and tab (newlines and the other control characters are refused anyway).
+ */
+const UNICODE_SPACE = /[^\S \t]/;
+
 /** Looks at the raw text for what must never appear, quoted or not. */
 function scanRaw(line: string): string | undefined {
+  if (!line.isWellFormed()) {
+    const lone = [...line].find((char) => /^[\uD800-\uDFFF]$/.test(char))!;
+    return `lone surrogate ${describeChar(lone)} is not allowed (the command line is not ` +
+      "valid Unicode)";
+  }
   for (let i = 0; i < line.length; i++) {
     const char = line[i];
     if (char === "\n" || char === "\r") return "newline is not allowed";
@@ -74,14 +86,23 @@ function scanQuoting(line: string): string | undefined {
     } else if (char === "\\") {
       if (i === line.length - 1) return "trailing backslash is not allowed";
       i++;
+      if (UNICODE_SPACE.test(line[i])) return unquotedSpace(line[i]);
     } else if (char === "'" || char === '"') {
       quote = char;
     } else if (char === "*" || char === "?" || char === "[") {
       return `glob "${char}" is not allowed`;
+    } else if (UNICODE_SPACE.test(char)) {
+      return unquotedSpace(char);
     }
   }
   if (quote) return `unterminated quote ${quote} is not allowed`;
   return undefined;
+}
+
+/** `shell-quote` would split there (also after a backslash), where a shell keeps the character. */
+function unquotedSpace(char: string): string {
+  return `whitespace ${describeChar(char)} outside quotes is not allowed (a shell would not ` +
+    "split there; quote it)";
 }
 
 function describeOperator(op: string): string {
@@ -96,7 +117,9 @@ function describeOperator(op: string): string {
  *
  * Refused, with a reason that names what was found: shell operators (`; | & && || ( )`),
  * redirections (`> >> < 2>&1`), process substitution, unquoted globs (`* ? [`), `$` in any
- * form (variables, `$(…)`), backticks, newlines and other control characters, comments (`#`),
+ * form (variables, `$(…)`), backticks, newlines and other control characters, whitespace other
+ * than space and tab outside quotes (`shell-quote` splits on a no-break space, a shell does not),
+ * a lone UTF-16 surrogate (the program would get U+FFFD instead), comments (`#`),
  * unterminated quotes, a trailing backslash, a leading `VAR=value`, more than {@link MAX_ARGS}
  * arguments, an argument or program name longer than {@link MAX_ARG_LENGTH} characters, and a
  * line longer than {@link MAX_COMMAND_LINE_LENGTH} characters. `$` and backticks are refused even

@@ -958,8 +958,10 @@ export class PolicyChecker {
     const name = basename(path);
     if (this.#names.has(name)) {
       const found = this.resolve({ kind: "name", name }, searchPath);
+      // The file found on PATH is what runs, not the path given: a symlink given (/tmp/x/echo)
+      // could be pointed elsewhere between this check and the spawn.
       if (found.ok && sameFile(found.path, path)) {
-        return { ok: true, value: { kind: "path", path } };
+        return { ok: true, value: { kind: "path", path: found.path } };
       }
     }
     return this.#notAllowed(program);

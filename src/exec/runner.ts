@@ -12,6 +12,7 @@ import {
   buildChildEnv,
   type EnvReader,
   pathForUser,
+  pathOthersCannotWrite,
   readAgentEnv,
   validateExtraEnv,
 } from "./env.ts";
@@ -304,6 +305,8 @@ export class CommandRunner {
   readonly #sandbox: Sandbox;
   readonly #clock: Clock;
   readonly #checkCwd: string | undefined;
+  /** Whether `HOME` is one of the extra variables, which then wins over the command's own. */
+  readonly #homeGiven: boolean;
 
   /**
    * Prepares the runner.
@@ -325,8 +328,20 @@ export class CommandRunner {
     this.#checker = new PolicyChecker(options.policy);
     const env = buildChildEnv(extraEnv, readEnv);
     const user = options.sandbox?.user;
-    // Programs are looked up, and commands run, on the directories the command user can search.
-    if (user && !Object.hasOwn(extraEnv, "PATH")) env.PATH = pathForUser(env.PATH, user);
+    // Programs are looked up, and commands run, on the directories no other user may write and
+    // (unless COMMAND_ENV sets PATH) the command user can search.
+    const givenPath = Object.hasOwn(extraEnv, "PATH");
+    const absolute = env.PATH;
+    env.PATH = pathOthersCannotWrite(user && !givenPath ? pathForUser(absolute, user) : absolute);
+    const kept = new Set(pathOthersCannotWrite(absolute).split(":"));
+    const source = (givenPath ? extraEnv.PATH : readEnv("PATH"))?.split(":") ?? [];
+    this.pathLeftOut = [
+      ...new Set([
+        ...source.filter((dir) => !dir.startsWith("/")),
+        ...absolute.split(":").filter((dir) => source.includes(dir) && !kept.has(dir)),
+      ]),
+    ];
+    this.#homeGiven = Object.hasOwn(extraEnv, "HOME");
     this.#env = Object.freeze(env);
     this.#cwd = options.sandbox ? options.sandbox.fixedCwd : options.cwd;
     this.#sandbox = options.sandbox ?? Sandbox.unconfined(this.#cwd);
@@ -336,6 +351,13 @@ export class CommandRunner {
     // agent's own working directory (read once: the agent never changes it).
     this.#checkCwd = options.sandbox ? options.sandbox.sharedCwd : this.#cwd ?? currentDirectory();
   }
+
+  /**
+   * The entries of the agent's `PATH` (or of a `PATH` among the extra variables) that commands do
+   * not get, and programs are not looked up in: relative ones (`.`, an empty one) and those every
+   * user may write or rename (`/tmp`).
+   */
+  readonly pathLeftOut: readonly string[] = [];
 
   /** The sandbox commands run in: the one given, or an unconfined one made once. */
   get sandbox(): Sandbox {
@@ -420,7 +442,9 @@ export class CommandRunner {
       child = cell.spawn(resolved.path, {
         args: parsed.value.slice(1),
         clearEnv: true,
-        env: { ...env, ...childHome(cell, this.#sandbox.user !== undefined) },
+        env: this.#homeGiven
+          ? env
+          : { ...env, ...childHome(cell, this.#sandbox.user !== undefined) },
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -514,7 +538,8 @@ export class CommandRunner {
 /**
  * The `HOME` a command gets instead of the agent's: its own directory; or, for a command user other
  * than the agent's, the fixed `COMMAND_CWD` (the agent's `HOME`, `/root` say, is none of that
- * user's business and most often closed to it).
+ * user's business and most often closed to it). A `HOME` among the extra variables
+ * (`COMMAND_ENV`) wins over both.
  */
 function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
   if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;

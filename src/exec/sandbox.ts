@@ -27,6 +27,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
+import { removeTreeSync } from "./remove_tree.ts";
 import {
   type CgroupHome,
   exists,
@@ -247,7 +248,7 @@ export function agentUid(): number | null {
  */
 export function resolveUser(spec: string, passwd?: string): CommandUser {
   const pair = /^(\d+):(\d+)$/.exec(spec);
-  if (pair) return { name: spec, uid: Number(pair[1]), gid: Number(pair[2]) };
+  if (pair) return checkedIds({ name: spec, uid: Number(pair[1]), gid: Number(pair[2]) });
   const readPasswd = (): string | undefined => {
     if (passwd !== undefined) return passwd;
     try {
@@ -267,11 +268,27 @@ export function resolveUser(spec: string, passwd?: string): CommandUser {
     const fields = line.split(":");
     if (fields.length < 4) continue;
     if (numeric ? fields[2] === spec : fields[0] === spec) {
-      return { name: spec, uid: Number(fields[2]), gid: Number(fields[3]) };
+      return checkedIds({ name: spec, uid: Number(fields[2]), gid: Number(fields[3]) });
     }
   }
-  if (numeric) return { name: spec, uid: Number(spec), gid: Number(spec) };
+  if (numeric) return checkedIds({ name: spec, uid: Number(spec), gid: Number(spec) });
   throw new TypeError(`COMMAND_USER "${spec}" is not a user of this machine (not in /etc/passwd)`);
+}
+
+/** The largest user or group id a process can take: 2^32 - 2 (2^32 - 1 stands for "none"). */
+const MAX_ID = 2 ** 32 - 2;
+
+/** The user, when its ids are ones a process can run with (else no command could start). */
+function checkedIds(user: CommandUser): CommandUser {
+  for (const [what, id] of [["uid", user.uid], ["gid", user.gid]] as const) {
+    if (!Number.isSafeInteger(id) || id < 0 || id > MAX_ID) {
+      throw new TypeError(
+        `COMMAND_USER "${user.name}" is not a user commands can run as: ${what} ${id} is ` +
+          `beyond ${MAX_ID}`,
+      );
+    }
+  }
+  return user;
 }
 
 /**
@@ -342,6 +359,42 @@ export function unrunnableBy(program: string, user: CommandUser): string | undef
     return undefined;
   }
   return unenterableBy(dirname(path), user) ?? deniedBy(path, info, user);
+}
+
+/**
+ * @internal How `user` (as {@link unenterableBy}) can read `path`, by the mode bits of the
+ * directories on the way and its own (a directory: read and search): e.g. `mode 0644, owner uid 0,
+ * group gid 0`; `undefined` when it cannot, or when that cannot be told (a path that cannot be
+ * read).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readableBy } from "./sandbox.ts";
+ *
+ * assert.match(readableBy("/etc/passwd", { name: "nobody", uid: 65534, gid: 65534 }) ?? "", /0644/);
+ * ```
+ *
+ * @param path The file or directory.
+ * @param user The command user.
+ * @returns The mode that lets it read, or `undefined`.
+ */
+export function readableBy(path: string, user: CommandUser): string | undefined {
+  let real: string;
+  let info: Deno.FileInfo;
+  try {
+    real = Deno.realPathSync(path);
+    info = Deno.statSync(real);
+  } catch {
+    return undefined;
+  }
+  if (info.mode === null || info.uid === null || info.gid === null) return undefined;
+  if (real !== "/" && unenterableBy(dirname(real), user) !== undefined) return undefined;
+  const shift = user.uid === 0 ? -1 : info.uid === user.uid ? 6 : info.gid === user.gid ? 3 : 0;
+  const need = info.isDirectory ? 0o5 : 0o4;
+  if (shift >= 0 && ((info.mode >> shift) & need) !== need) return undefined;
+  return `mode ${(info.mode & 0o7777).toString(8).padStart(4, "0")}, owner uid ${info.uid}, ` +
+    `group gid ${info.gid}`;
 }
 
 /** The mode of `at` when it gives `user` no search or execute permission, else `undefined`. */
@@ -619,7 +672,7 @@ export class Cell implements AsyncDisposable {
     }
     if (this.ownDir && this.cwd) {
       try {
-        Deno.removeSync(this.cwd, { recursive: true });
+        removeTreeSync(this.cwd);
       } catch (error) {
         log.warning("could not remove the command's working directory", {
           cwd: this.cwd,
@@ -710,7 +763,7 @@ export class Sandbox {
    * rename that directory (which needs write access to the one holding it) in a `/tmp` where it
    * could rename whatever it owns; there while a command runs.
    */
-  readonly #cwdParent: string;
+  #cwdParent: string;
   readonly #canCreateDirs: boolean;
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
@@ -851,11 +904,20 @@ export class Sandbox {
 
   /**
    * What the start-up log should warn of: commands that run as root (`COMMAND_USER` names root
-   * for a root agent) can read the agent's token and state and change anything on the machine.
+   * for a root agent) can read the agent's token and state and change anything on the machine;
+   * commands that run in root's group (`COMMAND_USER=65534:0`) can read and write what that
+   * group may.
    *
    * @returns One sentence per concern; none for an unprivileged command user.
    */
   warnings(): string[] {
+    if (this.user?.gid === 0) {
+      return [
+        `commands run in group root (COMMAND_USER ${this.user.name}, gid 0): they can read and ` +
+        "write what root's group may (files of mode 0640 or 0660 owned by root:root, say); give " +
+        "COMMAND_USER a group of its own (uid:gid)",
+      ];
+    }
     if (!this.#asRoot) return [];
     return [
       `commands run as root (${this.userNote}): they can read the agent's token and state ` +
@@ -969,11 +1031,22 @@ export class Sandbox {
         // then change the mode of whatever the symlink names.
         if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
       } catch (error) {
-        if (own && cwd) await Deno.remove(cwd, { recursive: true }).catch(() => {});
+        if (own && cwd) {
+          try {
+            removeTreeSync(cwd);
+          } catch {
+            // the sweep of a later start removes it
+          }
+        }
+        // Only a refusal of Deno's own is mended by a flag; a full or read-only /tmp, or a
+        // directory the system refuses, is not.
+        const hint = error instanceof Deno.errors.NotCapable
+          ? `grant --allow-write=${this.#workRoot}, or set COMMAND_CWD`
+          : "or set COMMAND_CWD to a directory for them";
         throw new Error(
           `cannot create the command's working directory under ${this.#workRoot}: ${
             (error as Error).message
-          } (grant --allow-write=${this.#workRoot}, or set COMMAND_CWD)`,
+          } (${hint})`,
           { cause: error },
         );
       }
@@ -1033,7 +1106,7 @@ export class Sandbox {
     ];
     for (const cwd of left) {
       try {
-        await Deno.remove(cwd, { recursive: true });
+        removeTreeSync(cwd);
       } catch (error) {
         log.warning("could not remove a working directory left by the previous run", {
           cwd,
@@ -1047,9 +1120,10 @@ export class Sandbox {
 
   /**
    * This agent's directory of working directories, made (mode 0711) when missing; an existing one
-   * must be a directory of this process's user, not a symlink.
+   * must be a directory of this process's user, not a symlink, else one of a random name
+   * (`status-cmd-<tag>-XXXX`) is used from then on.
    *
-   * @throws {Error} When it cannot be made, or one in its place is not this user's.
+   * @throws {Error} When it cannot be made.
    */
   #ownCwdParent(): string {
     const path = this.#cwdParent;
@@ -1058,10 +1132,17 @@ export class Sandbox {
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
       if (!this.#isOwnDirectory(path)) {
-        throw new Error(
-          `${path} is in the way: it is not a directory of this user's (another user may have ` +
-            "made it, or a symlink); remove it",
+        // Its name is known to every user (the tag comes from STATE_DIR): one made first would
+        // stop every command. One of a random name, which the sweep finds too, takes its place.
+        const other = Deno.makeTempDirSync({ dir: this.#workRoot, prefix: this.#dirPrefix });
+        Deno.chmodSync(other, 0o711);
+        log.warning(
+          "{path} is in the way (not a directory of this user's: another user may have made " +
+            "it, or a symlink); commands' directories go in {other} instead",
+          { path, other },
         );
+        this.#cwdParent = other;
+        return other;
       }
     }
     // Ours, and not a symlink (only its owner or root may rename it in a sticky /tmp).

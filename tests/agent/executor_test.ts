@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { relative } from "node:path";
 import { createExecutor } from "../../src/agent/mod.ts";
+import { agentUid } from "../../src/exec/mod.ts";
 
 Deno.test("the executor refuses arguments naming the agent's state directory and settings files", async () => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-executor-own-" });
@@ -37,5 +38,95 @@ Deno.test("the executor refuses arguments naming the agent's state directory and
   } finally {
     await executor.close?.();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the executor refuses a COMMAND_CWD in the agent's state directory", () => {
+  // It was taken, and then every relative argument was refused: "ls -la" said that the path
+  // "-la" is the agent's own.
+  const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-cwd-" });
+  try {
+    Deno.mkdirSync(`${dir}/state/work`, { recursive: true });
+    assert.throws(
+      () => createExecutor({ stateDir: `${dir}/state`, cwd: `${dir}/state/work`, cgroups: false }),
+      new TypeError(
+        `COMMAND_CWD "${dir}/state/work" is or lies in the agent's own ${dir}/state, which ` +
+          "commands may not touch (every relative argument would be refused); give commands a " +
+          "directory of their own (or leave COMMAND_CWD unset)",
+      ),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "a root agent warns when the command user may read a settings file holding its token",
+  // Only a root agent runs commands as another user (nobody), whose reading the OS decides.
+  ignore: agentUid() !== 0,
+  async fn() {
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-secret-" });
+    const token = "the-agent-token-commands-must-not-read";
+    try {
+      Deno.chmodSync(dir, 0o755);
+      const config = `${dir}/config.json`;
+      Deno.writeTextFileSync(config, JSON.stringify({ AGENT_TOKEN: token }), { mode: 0o644 });
+      Deno.chmodSync(config, 0o644);
+      Deno.writeTextFileSync(`${dir}/status.pid`, "123\n", { mode: 0o644 });
+      const warnings = async () => {
+        const executor = createExecutor({
+          stateDir: `${dir}/state`,
+          protectedPaths: [config, `${dir}/status.pid`],
+          secretValues: [token],
+          cgroups: false,
+        });
+        try {
+          return executor.warnings?.() ?? [];
+        } finally {
+          await executor.close?.();
+        }
+      };
+      // Nothing said that nobody could read the token (the pid file, readable too, holds none).
+      assert.deepEqual(await warnings(), [
+        `commands run as nobody may read the agent's own ${config} (mode 0644, owner uid 0, ` +
+        "group gid 0), which holds its token: only the argument rules keep them from it; let " +
+        `only its owner read it (chmod go-rwx ${config})`,
+      ]);
+      Deno.chmodSync(config, 0o600);
+      assert.deepEqual(await warnings(), []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("the executor warns of allowed programs that every user may replace", async () => {
+  // A command naming /tmp/.../open/tool ran whatever a local user had put there, and nothing said
+  // that anyone could.
+  const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-tool-" });
+  try {
+    Deno.mkdirSync(`${dir}/open`);
+    Deno.chmodSync(`${dir}/open`, 0o777);
+    Deno.mkdirSync(`${dir}/closed`);
+    for (const tool of [`${dir}/open/tool`, `${dir}/closed/tool`]) {
+      Deno.writeTextFileSync(tool, "#!/bin/sh\n");
+      Deno.chmodSync(tool, 0o755);
+    }
+    const executor = createExecutor({
+      allowedPrograms: ["echo", `${dir}/open/tool`, `${dir}/closed/tool`],
+      cgroups: false,
+      confine: false,
+    });
+    try {
+      assert.deepEqual(executor.warnings?.(), [
+        "ALLOWED_PROGRAMS entries that every user may replace (the file, or a directory on the " +
+        `way, is writable by every user): ${dir}/open/tool; a command naming one runs whatever ` +
+        "anyone put there: move them where only root may write",
+      ]);
+    } finally {
+      await executor.close?.();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });

@@ -5,6 +5,7 @@ import {
   envFromAssignments,
   validateExtraEnv,
 } from "../../src/exec/mod.ts";
+import { pathOthersCannotWrite } from "../../src/exec/env.ts";
 
 Deno.test("child environment is built from PATH, HOME, LANG and the extras only", async (t) => {
   await t.step("values from the agent when readable", () => {
@@ -28,6 +29,16 @@ Deno.test("child environment is built from PATH, HOME, LANG and the extras only"
       HOME: "/",
       LANG: "C.UTF-8",
     });
+  });
+  await t.step("relative entries of the agent's PATH are left out", () => {
+    // `.` and an empty entry name the working directory: tar -z ran a gzip left there.
+    const path = (PATH: string) => buildChildEnv({}, (name) => ({ PATH })[name]).PATH;
+    assert.equal(path(".:/usr/bin::bin:/bin:"), "/usr/bin:/bin");
+    assert.equal(path(".:"), DEFAULT_CHILD_PATH);
+  });
+  await t.step("and so are those of a PATH among the extras (COMMAND_ENV)", () => {
+    // It was kept as given: tar -z ran the gzip of the working directory.
+    assert.equal(buildChildEnv({ PATH: ".:/opt/bin::" }, () => undefined).PATH, "/opt/bin");
   });
   await t.step("an agent secret among the extras is never passed", () => {
     const env = buildChildEnv({ AGENT_TOKEN: "x", agent_token: "y" }, () => undefined);
@@ -60,4 +71,24 @@ Deno.test("COMMAND_ENV items become variables", () => {
   });
   assert.throws(() => envFromAssignments(["NOEQUALS"]), /"NOEQUALS" must have the form NAME=value/);
   assert.throws(() => envFromAssignments(["1X=y"]), /"1X" must have the form/);
+});
+
+Deno.test("PATH entries every user may write, or rename, are left out", () => {
+  const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+    "/": { uid: 0, gid: 0, mode: 0o755 },
+    "/tmp": { uid: 0, gid: 0, mode: 0o1777 },
+    "/tmp/bin": { uid: 1000, gid: 1000, mode: 0o755 },
+    "/srv": { uid: 0, gid: 0, mode: 0o777 },
+    "/srv/bin": { uid: 0, gid: 0, mode: 0o755 },
+    "/opt": { uid: 0, gid: 0, mode: 0o755 },
+    "/opt/shared": { uid: 0, gid: 0, mode: 0o1777 },
+    "/usr": { uid: 0, gid: 0, mode: 0o755 },
+    "/usr/bin": { uid: 0, gid: 0, mode: 0o755 },
+  };
+  const links: Record<string, string> = { "/opt/bin": "/srv/bin" };
+  const path = (p: string) => pathOthersCannotWrite(p, (d) => dirs[d], (d) => links[d] ?? d);
+  // /tmp and /opt/shared: anyone adds a program; /srv/bin (also through /opt/bin): anyone
+  // renames it away and puts another in its place; /tmp/bin is its owner's alone (sticky /tmp).
+  assert.equal(path("/tmp:/srv/bin:/opt/bin:/opt/shared:/tmp/bin:/usr/bin"), "/tmp/bin:/usr/bin");
+  assert.equal(path("/tmp"), DEFAULT_CHILD_PATH);
 });

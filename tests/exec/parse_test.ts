@@ -29,6 +29,12 @@ Deno.test("parser splits with shell-like quoting and expands nothing", async (t)
     ["tar --file=/tmp/x.tar -c /tmp/y", ["tar", "--file=/tmp/x.tar", "-c", "/tmp/y"]],
     ["echo FOO=1", ["echo", "FOO=1"]],
     ["echo héllo ✓", ["echo", "héllo", "✓"]],
+    [`ls "/tmp/my\u00a0file" 'a\u3000b' x\u200by`, [
+      "ls",
+      "/tmp/my\u00a0file",
+      "a\u3000b",
+      "x\u200by",
+    ]],
   ];
   for (const [line, expected] of cases) {
     await t.step(line, () => assert.deepEqual(argv(line), expected));
@@ -58,6 +64,24 @@ Deno.test("parser refuses shell syntax and names what it found", async (t) => {
     ["ls /tmp/?", `glob "?" is not allowed`],
     ["ls /tmp/[ab]", `glob "[" is not allowed`],
     ["echo hi\nid", "newline is not allowed"],
+    // shell-quote split these into two arguments (and dropped U+FEFF), where a shell keeps them.
+    [
+      "ls /tmp/my\u00a0file",
+      "whitespace U+00A0 outside quotes is not allowed (a shell would not split there; quote it)",
+    ],
+    [
+      "ls /tmp/my\\\u3000file",
+      "whitespace U+3000 outside quotes is not allowed (a shell would not split there; quote it)",
+    ],
+    [
+      "echo \ufeffx",
+      "whitespace U+FEFF outside quotes is not allowed (a shell would not split there; quote it)",
+    ],
+    // The program got U+FFFD in its place.
+    [
+      "ls /tmp/\ud800",
+      "lone surrogate U+D800 is not allowed (the command line is not valid Unicode)",
+    ],
     ["echo hi\rid", "newline is not allowed"],
     ["echo a\u0000b", "control character U+0000 is not allowed"],
     ["echo a # comment", `comment "#" is not allowed`],

@@ -78,6 +78,22 @@ Deno.test("policy matches absolute program paths safely", async (t) => {
     assert.deepEqual(accepted([echo.path, "hi"]).program, { kind: "path", path: echo.path });
     assert.match(refused(["/tmp/echo", "hi"]), /"\/tmp\/echo" is not on the allowlist/);
   });
+  await t.step("a symlink to the allowed file runs that file, not the symlink", () => {
+    const echo = resolveProgram({ kind: "name", name: "echo" }, PATH);
+    assert.ok(echo.ok);
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-policy-" });
+    try {
+      Deno.symlinkSync(echo.path, `${dir}/echo`);
+      // The symlink was spawned: whoever may write in its directory could point it at another
+      // program between the check and the spawn.
+      assert.deepEqual(accepted([`${dir}/echo`, "hi"]).program, {
+        kind: "path",
+        path: echo.path,
+      });
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
 });
 
 Deno.test("policy keeps absolute-path arguments under the allowed prefixes", async (t) => {

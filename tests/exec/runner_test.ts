@@ -453,6 +453,109 @@ Deno.test("executor gives the child a minimal environment without agent secrets"
   }
 });
 
+Deno.test("a program another runs by name is never one of the working directory", async () => {
+  // With "." on the agent's PATH, tar -z ran the gzip a local user left in the working directory.
+  await using dir = await scripts();
+  await dir.script("gzip", `echo planted > ${dir.dir}/ran`);
+  Deno.writeTextFileSync(`${dir.dir}/file`, "data");
+  const result = await runCommand(`tar -czf ${dir.dir}/out.tgz -C ${dir.dir} file`, {
+    policy: defaultPolicy(),
+    cwd: dir.dir,
+    readEnv: (name) => ({ PATH: ".:/usr/bin:/bin" })[name],
+  });
+  assert.equal(result.status, "success", `${result.error} ${result.stderr}`);
+  assert.throws(() => Deno.statSync(`${dir.dir}/ran`), Deno.errors.NotFound);
+});
+
+Deno.test("a program is never looked up in a directory every user may write", async () => {
+  // With /tmp/open (mode 0777) on the agent's PATH, "echo hi" ran the echo a local user put there.
+  await using dir = await scripts();
+  const open = `${dir.dir}/open`;
+  Deno.mkdirSync(open);
+  Deno.chmodSync(open, 0o777);
+  await dir.script("open/echo", "echo planted");
+  const result = await runCommand("echo hi", {
+    policy: defaultPolicy(),
+    readEnv: (name) => ({ PATH: `${open}:/usr/bin:/bin` })[name],
+  });
+  assert.equal(result.stdout, "hi\n");
+  assert.equal(result.program, "/usr/bin/echo");
+});
+
+Deno.test("a directory another user put where the commands' directories go stops no command", async () => {
+  // Its name comes from STATE_DIR, so any user could make it first: every command then failed
+  // with "/tmp/status-cmd-<tag> is in the way".
+  const tag = `test-in-the-way-${crypto.randomUUID().slice(0, 8)}`;
+  const inTheWay = `/tmp/status-cmd-${tag}`;
+  Deno.symlinkSync("/tmp", inTheWay);
+  try {
+    await using sandbox = Sandbox.create({ cgroups: false, tag });
+    const policy = createPolicy({ allowedPrograms: ["pwd"] });
+    for (let i = 0; i < 2; i++) {
+      const result = await runCommand("pwd", { policy, sandbox });
+      assert.equal(result.status, "success", result.error ?? "");
+      assert.match(result.stdout, new RegExp(`^/tmp/status-cmd-${tag}-[^/]+/cmd-[^/]+\n$`));
+    }
+    assert.equal(Deno.readLinkSync(inTheWay), "/tmp");
+  } finally {
+    Deno.removeSync(inTheWay);
+  }
+  assert.deepEqual(
+    [...Deno.readDirSync("/tmp")].filter((entry) => entry.name.startsWith(`status-cmd-${tag}`)),
+    [],
+  );
+});
+
+Deno.test("a runner names the entries of the agent's PATH that commands do not get", async () => {
+  // They were left out without a word (the agent's start-up log warns of them now).
+  await using dir = await scripts();
+  const open = `${dir.dir}/open`;
+  Deno.mkdirSync(open);
+  Deno.chmodSync(open, 0o777);
+  const runner = (PATH: string) =>
+    new CommandRunner({ policy: defaultPolicy(), readEnv: (name) => ({ PATH })[name] });
+  assert.deepEqual(runner(`.:${open}:/usr/bin:/bin::.`).pathLeftOut, [".", "", open]);
+  assert.deepEqual(runner("/usr/bin:/bin").pathLeftOut, []);
+  const given = new CommandRunner({
+    policy: defaultPolicy(),
+    extraEnv: { PATH: `.:${open}:/usr/bin` },
+    readEnv: () => undefined,
+  });
+  assert.deepEqual(given.pathLeftOut, [".", open]);
+});
+
+Deno.test("a working directory the system cannot create fails the command without a flag to grant", async () => {
+  // The error said "(grant --allow-write=..., or set COMMAND_CWD)" whatever the system's reason
+  // (a full /tmp: No space left on device), though the agent had that permission.
+  await using dir = await scripts();
+  const notADirectory = `${dir.dir}/file`;
+  Deno.writeTextFileSync(notADirectory, "");
+  await using sandbox = Sandbox.create({ cgroups: false, workRoot: notADirectory });
+  const result = await runCommand("echo hi", { policy: defaultPolicy(), sandbox });
+  assert.equal(result.status, "failed");
+  assert.match(
+    result.error ?? "",
+    new RegExp(
+      `^cannot create the command's working directory under ${notADirectory}: .*Not a directory` +
+        ".* \\(or set COMMAND_CWD to a directory for them\\)$",
+    ),
+  );
+});
+
+Deno.test("a HOME among the extra variables wins over the command's own directory", async () => {
+  // COMMAND_ENV=HOME=/srv/app was replaced, without a word, by the command's own directory.
+  await using sandbox = Sandbox.create({ cgroups: false });
+  const policy = createPolicy({ allowedPrograms: ["printenv"] });
+  const given = await runCommand("printenv HOME", {
+    policy,
+    sandbox,
+    extraEnv: { HOME: "/srv/app" },
+  });
+  assert.equal(given.stdout, "/srv/app\n");
+  const own = await runCommand("printenv HOME", { policy, sandbox });
+  assert.match(own.stdout, /^\/tmp\/status-cmd-[^/]+\/cmd-[^/]+\n$/);
+});
+
 Deno.test("executor runs in the configured working directory with stdin closed", async () => {
   await using dir = await scripts();
   const probe = await dir.script(

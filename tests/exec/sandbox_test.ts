@@ -19,7 +19,8 @@ import {
   runCommand,
   Sandbox,
 } from "../../src/exec/mod.ts";
-import { ownCgroupOf, probeBelow } from "../../src/exec/cgroup.ts";
+import { ownCgroupOf, probeBelow, startWatchdog } from "../../src/exec/cgroup.ts";
+import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
 
@@ -55,12 +56,51 @@ function script(body: string): { path: string } & Disposable {
   return { path, [Symbol.dispose]: () => dir[Symbol.dispose]() };
 }
 
+Deno.test({
+  name: "the watchdog runs without the agent's environment (its token, its PATH)",
+  ignore: !here,
+  fn: async () => {
+    // It inherited it all: AGENT_TOKEN in its /proc/<pid>/environ, and the script's cat looked up
+    // on the agent's PATH, as root.
+    const saved = Deno.env.get("AGENT_TOKEN");
+    Deno.env.set("AGENT_TOKEN", "token-the-watchdog-must-not-hold");
+    const base = Deno.makeTempDirSync({ prefix: "status-watchdog-env-" });
+    const watchdog = startWatchdog(base);
+    try {
+      assert.ok(watchdog);
+      const environ = Deno.readTextFileSync(`/proc/${watchdog.child.pid}/environ`);
+      assert.deepEqual(environ.split("\0").filter((v) => v !== ""), [`PATH=${DEFAULT_CHILD_PATH}`]);
+    } finally {
+      if (saved === undefined) Deno.env.delete("AGENT_TOKEN");
+      else Deno.env.set("AGENT_TOKEN", saved);
+      if (watchdog) {
+        await watchdog.writer.close();
+        watchdog.child.ref();
+        await watchdog.child.status;
+      }
+      Deno.removeSync(base, { recursive: true });
+    }
+  },
+});
+
 Deno.test({ name: "resolveUser reads names, uids and uid:gid", ignore: !here }, () => {
   const passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\n";
   assert.deepEqual(resolveUser("nobody", passwd), { name: "nobody", uid: 65534, gid: 65534 });
   assert.deepEqual(resolveUser("65534", passwd), { name: "65534", uid: 65534, gid: 65534 });
   assert.deepEqual(resolveUser("12:34", passwd), { name: "12:34", uid: 12, gid: 34 });
   assert.throws(() => resolveUser("nosuchuser", passwd), /not a user of this machine/);
+});
+
+Deno.test({ name: "resolveUser refuses ids no process can run with", ignore: !here }, () => {
+  // Accepted, every command failed to spawn with "Invalid argument (os error 22)".
+  const passwd = "nobody:x:65534:65534::/:/sbin/nologin\n";
+  assert.deepEqual(resolveUser("4294967294", passwd).uid, 4294967294);
+  assert.throws(
+    () => resolveUser("4294967295", passwd),
+    /^TypeError: COMMAND_USER "4294967295" is not a user commands can run as: uid 4294967295 is beyond 4294967294$/,
+  );
+  assert.throws(() => resolveUser("99999999999", passwd), /uid 99999999999 is beyond/);
+  assert.throws(() => resolveUser("65534:4294967296", passwd), /gid 4294967296 is beyond/);
 });
 
 Deno.test({ name: "cgroup2Mount and ownCgroupPath read /proc/self texts", ignore: !here }, () => {
@@ -940,6 +980,17 @@ Deno.test("a root agent whose COMMAND_USER is root is warned that commands keep 
       assert.match(sandbox.describe(), new RegExp(`own user \\(COMMAND_USER ${user} is root\\)`));
     });
   }
+  await t.step("a command user in root's group is warned of too", async () => {
+    // It ran as uid 65534 in group 0, which reads what root's group may, and nothing said so.
+    for (const user of ["65534:0", "1000:0"]) {
+      await using sandbox = Sandbox.create({ user, agentUid: 0, cgroups: false });
+      assert.deepEqual(sandbox.warnings(), [
+        `commands run in group root (COMMAND_USER ${user}, gid 0): they can read and write ` +
+        "what root's group may (files of mode 0640 or 0660 owned by root:root, say); give " +
+        "COMMAND_USER a group of its own (uid:gid)",
+      ]);
+    }
+  });
   await t.step("no warning for nobody, nor for an agent that is not root", async () => {
     await using byDefault = Sandbox.create({ agentUid: 0, cgroups: false });
     assert.deepEqual(byDefault.warnings(), []);
