@@ -1395,7 +1395,7 @@ Deno.test("a step nobody waits for starts twice as long after the last step as i
   using _logs = captureLogs();
   await using inner = openSqliteStore(":memory:");
   // Each step takes 100 ms of the fake clock (a run of many targets takes that long to read).
-  let clockRef: FakeClock | undefined;
+  const ref: { clock?: FakeClock } = {};
   let steps = 0;
   const slow = new Proxy(inner, {
     get(target, key) {
@@ -1404,13 +1404,13 @@ Deno.test("a step nobody waits for starts twice as long after the last step as i
       return async (...args: Parameters<CommandStore["stepRun"]>) => {
         steps++;
         const outcome = await inner.stepRun(...args);
-        clockRef?.advance(100);
+        ref.clock?.advance(100);
         return outcome;
       };
     },
   });
   const { store, clock, scheduler } = countedScheduler(slow);
-  clockRef = clock;
+  ref.clock = clock;
   const now = clock.now();
   for (const id of ["a1", "a2", "a3"]) await inner.ensureAgent(id, now);
   await createRunOf(inner, "r", ["a1", "a2", "a3"], now);
