@@ -2,8 +2,21 @@ import assert from "node:assert/strict";
 import { loadSettings, parseEnvFile } from "../../src/config/mod.ts";
 import { ConfigError } from "../../src/errors.ts";
 
+/** The temporary directories made here, removed when the tests end (not every test removes its own). */
+const made: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const dir of made) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // Removed by its test, or made unreadable by it.
+    }
+  }
+});
+
 function tempDir(files: Record<string, string> = {}): string {
   const dir = Deno.makeTempDirSync({ prefix: "status-config-" });
+  made.push(dir);
   for (const [name, text] of Object.entries(files)) Deno.writeTextFileSync(`${dir}/${name}`, text);
   return dir;
 }
