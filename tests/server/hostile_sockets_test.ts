@@ -10,6 +10,7 @@ import { MAX_PIPELINED } from "../../src/http_listener.ts";
 import { P } from "./_helpers.ts";
 import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
 import { closeQuietly, rawConnect, readAll, send, waitHead } from "./_sockets.ts";
+import { connect, type Socket } from "node:net";
 
 /** Log lines (JSON) of the process while `fn` runs. */
 async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
@@ -164,6 +165,39 @@ Deno.test("at the connection limit a new connection takes the place of an idle o
       for (const conn of conns) closeQuietly(conn);
     }
   });
+});
+
+Deno.test("at the connection limit an address's new connections take the places of its own idle ones, never another address's", async () => {
+  await using server = await startServer({
+    db: ":memory:",
+    port: 0,
+    maxConnections: 4,
+    rateLimitPerMinute: 1_000_000,
+  });
+  // The attacker's sockets come from 127.0.0.2 and send half a head; the client is 127.0.0.1.
+  const attackers: Socket[] = [];
+  const attack = () =>
+    new Promise<void>((resolve) => {
+      const socket = connect({ host: "127.0.0.1", port: server.port, localAddress: "127.0.0.2" });
+      socket.on("error", () => {});
+      socket.on("data", () => {});
+      socket.on("connect", () => socket.write("GET /health HTTP/1.1\r\n", () => resolve()));
+      attackers.push(socket);
+    });
+  const client = await rawConnect(server);
+  try {
+    for (let i = 0; i < 4; i++) await attack();
+    await until(() => server.listener.evicted === 1, "the fourth attacker made room");
+    // The client has sent nothing yet; ten more attackers take their own address's places.
+    for (let i = 0; i < 10; i++) await attack();
+    await until(() => server.listener.evicted === 11, "each made room");
+    assert.equal(server.listener.refused, 0);
+    await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    assert.match((await readAll(client, 5000)).text, /^HTTP\/1\.1 200 /, "the client is served");
+  } finally {
+    closeQuietly(client);
+    for (const socket of attackers) socket.destroy();
+  }
 });
 
 Deno.test("a keep-alive connection idle after its answer makes room at the limit, one answering does not", async () => {
