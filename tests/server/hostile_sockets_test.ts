@@ -23,6 +23,25 @@ async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
   }
 }
 
+/** Enqueues a command for `agent` and checks that its wait held on `wait` is answered with it. */
+async function enqueueAndExpectWake(
+  server: { url: string },
+  agent: string,
+  wait: Deno.Conn,
+  readMs: number,
+): Promise<void> {
+  const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Agent-Id": agent },
+    body: JSON.stringify({ id: `for-${agent}`, name: "echo hi" }),
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const woken = await readAll(wait, readMs);
+  assert.match(woken.text, /^HTTP\/1\.1 200 /);
+  assert.match(woken.text, new RegExp(`"id":"for-${agent}"`));
+}
+
 Deno.test("a connection without a complete request head is closed after the header timeout, a held wait is not", async () => {
   await using server = await startServer({
     availableDescriptors: "plenty",
@@ -87,16 +106,7 @@ Deno.test("beyond the connection limit new connections are refused with one warn
       // One waiting agent goes away: the operator gets in and wakes another one.
       closeQuietly(waits.shift()!);
       await until(() => server.listener.connections === 3, "the closed connection is gone");
-      const enqueued = await fetch(`${server.url}${P.enqueue}`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-Agent-Id": "w2" },
-        body: JSON.stringify({ id: "for-w2", name: "echo hi" }),
-      });
-      assert.equal(enqueued.status, 202);
-      await enqueued.body?.cancel();
-      const woken = await readAll(waits[1], 5000);
-      assert.match(woken.text, /^HTTP\/1\.1 200 /);
-      assert.match(woken.text, /"id":"for-w2"/);
+      await enqueueAndExpectWake(server, "w2", waits[1], 5000);
     } finally {
       for (const conn of waits) closeQuietly(conn);
     }
@@ -151,16 +161,7 @@ Deno.test("at the connection limit a new connection takes the place of an idle o
         1,
         "one warning when the limit is reached",
       );
-      const enqueued = await fetch(`${server.url}${P.enqueue}`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-Agent-Id": "w1" },
-        body: JSON.stringify({ id: "for-w1", name: "echo hi" }),
-      });
-      assert.equal(enqueued.status, 202);
-      await enqueued.body?.cancel();
-      const woken = await readAll(waits[1], 1000);
-      assert.match(woken.text, /^HTTP\/1\.1 200 /);
-      assert.match(woken.text, /"id":"for-w1"/);
+      await enqueueAndExpectWake(server, "w1", waits[1], 1000);
     } finally {
       for (const conn of conns) closeQuietly(conn);
     }
