@@ -180,6 +180,22 @@ function withoutTrailingSlash(c: Context<ServerEnv>): Response | Promise<Respons
   return response;
 }
 
+/** The `400` page of an agent id from the address that no agent can have, with a way back. */
+function noSuchAgent(frame: Frame, id: string, back: string, backText: string): Response {
+  return html(
+    <ErrorPage
+      {...frame}
+      title="No such agent"
+      message={`No agent can have the id ${named(id)}: an id is ${AGENT_ID_RULE}.`}
+    >
+      <p>
+        <a href={back}>{backText}</a>
+      </p>
+    </ErrorPage>,
+    400,
+  );
+}
+
 function redirect(location: string, cookies: string[] = []): Response {
   const headers = new Headers({ Location: location });
   for (const cookie of cookies) headers.append("Set-Cookie", cookie);
@@ -482,18 +498,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     page(async (c, session) => {
       const after = c.req.query("after") || undefined;
       if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
-        return html(
-          <ErrorPage
-            {...frame(session)}
-            title="No such agent"
-            message={`No agent can have the id ${named(after)}: an id is ${AGENT_ID_RULE}.`}
-          >
-            <p>
-              <a href="/">See every agent</a>
-            </p>
-          </ErrorPage>,
-          400,
-        );
+        return noSuchAgent(frame(session), after, "/", "See every agent");
       }
       // By id, compared as the page compares `after`, whatever order the store lists them in.
       const agents = (await listAgents(session)).toSorted((a, b) =>
@@ -550,18 +555,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         );
       }
       if (agent !== undefined && !AGENT_ID_PATTERN.test(agent)) {
-        return html(
-          <ErrorPage
-            {...frame(session)}
-            title="No such agent"
-            message={`No agent can have the id ${named(agent)}: an id is ${AGENT_ID_RULE}.`}
-          >
-            <p>
-              <a href="/commands">See every command</a>
-            </p>
-          </ErrorPage>,
-          400,
-        );
+        return noSuchAgent(frame(session), agent, "/commands", "See every command");
       }
       const status = rawStatus;
       const query = new URLSearchParams();
