@@ -7,7 +7,7 @@
  */
 import type { DeliveredCommand } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { PollBackoff, type PollBackoffOptions } from "./backoff.ts";
+import { MIN_RETRY_AFTER_MS, PollBackoff, type PollBackoffOptions } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import { type DashboardClient, hasCommandPaths } from "./client.ts";
 import type { AgentMetrics } from "./prom.ts";
@@ -116,7 +116,12 @@ export class CancelWatcher {
               });
               return;
             }
-            const delayMs = outcome.kind === "throttled" ? outcome.retryAfterMs : backoff.next();
+            // A 429 without a Retry-After the agent can read still said to wait: never at once.
+            const delayMs = outcome.kind === "throttled"
+              ? outcome.retryAfterMs
+              : outcome.kind === "server" && outcome.status === 429
+              ? Math.max(backoff.next(), MIN_RETRY_AFTER_MS)
+              : backoff.next();
             pollLog.debug("cancel-wait failed; asking again after back-off", {
               commandId: command.id,
               error: outcome.message,
