@@ -8,6 +8,27 @@ import { shortForm } from "../protocol/mod.ts";
 import { HttpError } from "./http_error.ts";
 
 /**
+ * The `400` of a query parameter the route cannot take, with its field in `details`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { queryError } from "./query.ts";
+ *
+ * const error = queryError("limit", "must be a whole number from 1 to 1000");
+ * assert.equal(error.status, 400);
+ * assert.equal(error.message, 'query "limit": must be a whole number from 1 to 1000');
+ * ```
+ *
+ * @param field The parameter.
+ * @param message What it must be.
+ * @returns The error to throw.
+ */
+export function queryError(field: string, message: string): HttpError {
+  return new HttpError(400, `query "${field}": ${message}`, { details: [{ field, message }] });
+}
+
+/**
  * Refuses a query parameter the route does not read but that is near one it does (`agent` or
  * `agentId` for `agent_id`): ignored, it left the list unfiltered, which reads as the filtered
  * one. Refuses one it reads given more than once too (`agent_id=a1&agent_id=a2`): only the first
@@ -24,17 +45,14 @@ export function refuseMistypedQuery(url: string, known: readonly string[]): void
     if (known.includes(name)) {
       const count = params.getAll(name).length;
       if (count === 1) continue;
-      const message = `is given ${count} times; a list takes one value of it`;
-      throw new HttpError(400, `query "${shortForm(name)}": ${message}`, {
-        details: [{ field: shortForm(name), message }],
-      });
+      throw queryError(shortForm(name), `is given ${count} times; a list takes one value of it`);
     }
     const meant = nearest(name, known);
     if (meant === undefined) continue;
-    const message = `is not a parameter of this list (did you mean "${meant}"?); the parameters ` +
-      `are ${known.join(", ")}`;
-    throw new HttpError(400, `query "${shortForm(name)}": ${message}`, {
-      details: [{ field: shortForm(name), message }],
-    });
+    throw queryError(
+      shortForm(name),
+      `is not a parameter of this list (did you mean "${meant}"?); the parameters ` +
+        `are ${known.join(", ")}`,
+    );
   }
 }

@@ -19,7 +19,7 @@ import { auditLogger } from "../log/mod.ts";
 import { adminAuth, operatorRateLimit, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
-import { refuseMistypedQuery } from "./query.ts";
+import { queryError, refuseMistypedQuery } from "./query.ts";
 import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { listCursor, parseListCursor } from "./list_cursor.ts";
@@ -29,10 +29,6 @@ import { commandWithLiveOutput } from "./live_output.ts";
 import { VERSION } from "../version.ts";
 
 const audit = auditLogger();
-
-function queryError(field: string, message: string): HttpError {
-  return new HttpError(400, `query "${field}": ${message}`, { details: [{ field, message }] });
-}
 
 /**
  * Registers the operator endpoints and `/health`.

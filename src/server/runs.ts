@@ -55,7 +55,7 @@ import type { ServerEnv } from "./env.ts";
 import type { Clock, TimerId } from "./clock.ts";
 import type { CommandChange, CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
-import { refuseMistypedQuery } from "./query.ts";
+import { queryError, refuseMistypedQuery } from "./query.ts";
 import { assertPossibleId } from "./ids.ts";
 import { enqueueAndWake } from "./enqueue.ts";
 import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
@@ -869,15 +869,12 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     if (raw !== undefined && raw !== "") {
       limit = Number(raw);
       if (!/^\d+$/.test(raw) || limit < 1 || limit > RUN_LIST_LIMIT.max) {
-        throw new HttpError(
-          400,
-          `query "limit": must be a whole number from 1 to ${RUN_LIST_LIMIT.max}`,
-        );
+        throw queryError("limit", `must be a whole number from 1 to ${RUN_LIST_LIMIT.max}`);
       }
     }
     const open = c.req.query("open");
     if (open !== undefined && open !== "" && open !== "1" && open !== "true") {
-      throw new HttpError(400, `query "open": must be 1 or true`);
+      throw queryError("open", "must be 1 or true");
     }
     // Counts of each run's targets, not the targets: no per-agent entries are shown here.
     const runs = await store.listRunSummaries({

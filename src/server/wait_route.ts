@@ -39,6 +39,7 @@ import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
 import type { HeldWait, WaiterHub } from "./waiters.ts";
 import type { InstanceHold } from "./instances.ts";
+import { queryError } from "./query.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
 export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
@@ -70,9 +71,7 @@ export function parseTimeoutSecs(raw: string | null | undefined): number {
   // Decimal only: `Number` would also read `0x10` as 16 and `1e2` as 100.
   const value = /^\s*[+-]?\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isFinite(value)) {
-    throw new HttpError(400, `query "timeout": must be a number of seconds`, {
-      details: [{ field: "timeout", message: "must be a number of seconds" }],
-    });
+    throw queryError("timeout", "must be a number of seconds");
   }
   return Math.min(WAIT_TIMEOUT_SECS.max, Math.max(WAIT_TIMEOUT_SECS.min, Math.floor(value)));
 }
@@ -93,10 +92,7 @@ function timeoutOf(match: LeanMatch): string | null {
   if (match.search === "") return null;
   const values = new URLSearchParams(match.search).getAll("timeout");
   if (values.length > 1) {
-    const message = `is given ${values.length} times; a wait takes one`;
-    throw new HttpError(400, `query "timeout": ${message}`, {
-      details: [{ field: "timeout", message }],
-    });
+    throw queryError("timeout", `is given ${values.length} times; a wait takes one`);
   }
   return values[0] ?? null;
 }

@@ -1022,6 +1022,16 @@ Deno.test("the list of runs reads counts of their targets, and shows what runVie
       [undefined, undefined, 3],
       "no target is read with its command",
     );
+    // A bad query is a 400 naming the field in `details`, as the commands list's.
+    for (
+      const [query, field] of [["?limit=x", "limit"], ["?limit=0", "limit"], ["?open=no", "open"]]
+    ) {
+      const response = await dashboard.app.request(`/api/v1/runs${query}`);
+      assert.equal(response.status, 400, query);
+      const body = await response.json();
+      assert.equal(body.details?.[0]?.field, field, query);
+      assert.match(body.error, new RegExp(`^query "${field}": must be`), query);
+    }
   } finally {
     await dashboard.close();
   }
