@@ -800,6 +800,17 @@ Deno.test("console commands list: newest first, filtered by agent and status, pa
   assert.match(bogusText, /No command can have the status succes: a status is one of queued,/);
   assert.match(bogusText, /href="\/commands\?agent=a1">See every command of a1</);
   assert.doesNotMatch(bogusText, /<span class="sub">c\d\d<\/span>/);
+  // A filter given twice shows neither as if it were both: the API refuses it too.
+  for (const path of ["/commands?status=queued&status=failed", "/commands?agent=a1&agent=a2"]) {
+    const twice = await browser.get(path);
+    assert.equal(twice.status, 400, path);
+    const text = await twice.text();
+    assert.match(text, /The address gives (status|agent) 2 times: this page shows one/, path);
+    assert.doesNotMatch(text, /<span class="sub">c\d\d<\/span>/, path);
+  }
+  const twiceAfter = await browser.get("/?after=a1&after=a2");
+  assert.equal(twiceAfter.status, 400);
+  assert.match(await twiceAfter.text(), /The address gives after 2 times/);
 });
 
 Deno.test("console commands list: a page far down reads one page of commands, not every one above it", async () => {

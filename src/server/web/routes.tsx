@@ -180,6 +180,36 @@ function withoutTrailingSlash(c: Context<ServerEnv>): Response | Promise<Respons
   return response;
 }
 
+/**
+ * The `400` page of an address that gives one of `names` more than once (a page shows one value of
+ * each; showing the first would read as a page of all of them), or `undefined` when none is.
+ */
+function repeatedInAddress(
+  frame: Frame,
+  url: string,
+  names: readonly string[],
+  back: string,
+  backText: string,
+): Response | undefined {
+  const params = new URL(url).searchParams;
+  const name = names.find((name) => params.getAll(name).length > 1);
+  if (name === undefined) return undefined;
+  return html(
+    <ErrorPage
+      {...frame}
+      title="One value at a time"
+      message={`The address gives ${named(name)} ${
+        params.getAll(name).length
+      } times: this page shows one ${named(name)} at a time.`}
+    >
+      <p>
+        <a href={back}>{backText}</a>
+      </p>
+    </ErrorPage>,
+    400,
+  );
+}
+
 /** The `400` page of an agent id from the address that no agent can have, with a way back. */
 function noSuchAgent(frame: Frame, id: string, back: string, backText: string): Response {
   return html(
@@ -496,6 +526,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   getPage(
     "/",
     page(async (c, session) => {
+      const twice = repeatedInAddress(frame(session), c.req.url, ["after"], "/", "See every agent");
+      if (twice) return twice;
       const after = c.req.query("after") || undefined;
       if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
         return noSuchAgent(frame(session), after, "/", "See every agent");
@@ -527,6 +559,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   getPage(
     "/commands",
     page(async (c, session) => {
+      const twice = repeatedInAddress(
+        frame(session),
+        c.req.url,
+        ["agent", "status", "before"],
+        "/commands",
+        "See every command",
+      );
+      if (twice) return twice;
       const agent = c.req.query("agent") || undefined;
       const rawStatus = c.req.query("status") || undefined;
       // A cursor no page gave (typed, or cut short) shows the first page, as an old `page=` link
