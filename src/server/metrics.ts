@@ -19,6 +19,10 @@
  * | `status_output_bytes_total` | counter | — (live output bytes stored) |
  * | `process_resident_memory_bytes` | gauge | — (the dashboard process's resident memory) |
  * | `status_heap_used_bytes` | gauge | — (JavaScript heap in use) |
+ * | `status_connections_open` | gauge | — (open HTTP connections) |
+ * | `status_connections_limit` | gauge | — (the connection limit in force) |
+ * | `status_connections_evicted_total` | counter | — (idle ones closed at the limit for a new one) |
+ * | `status_connections_refused_total` | counter | — (new ones closed at the limit, none idle) |
  *
  * @module
  */
@@ -40,10 +44,24 @@ export interface DashboardMetricsSources {
   countByStatus(): Promise<Partial<Record<CommandStatus, number>>>;
 }
 
+/** The dashboard's HTTP connections, as its listener counts them (`HttpListener`). */
+export interface ConnectionCounts {
+  /** Connections open now. */
+  readonly connections: number;
+  /** The connection limit in force. */
+  readonly maxConnections: number;
+  /** Idle connections closed to make room for a new one at the limit, since start. */
+  readonly evicted: number;
+  /** New connections closed at the limit because none was idle, since start. */
+  readonly refused: number;
+}
+
 /** Renders metrics in the Prometheus text format. */
 export interface MetricsRenderer {
   /** The `GET /metrics` answer. */
   render(): Promise<Response>;
+  /** Connects the connection metrics to the listener that serves the app (0 until then). */
+  bindConnections(counts: ConnectionCounts): void;
 }
 
 /** The dashboard's metrics. */
@@ -71,6 +89,7 @@ export class DashboardMetrics implements MetricsRenderer {
   /** Live output bytes stored. */
   readonly outputBytes: Counter;
   #sources: DashboardMetricsSources | undefined;
+  #connections: ConnectionCounts | undefined;
   readonly #online: Gauge;
   readonly #commands: Gauge<"status">;
   readonly #storeUp: Gauge;
@@ -119,6 +138,42 @@ export class DashboardMetrics implements MetricsRenderer {
       registers,
       collect() {
         this.set(Deno.memoryUsage().heapUsed);
+      },
+    });
+    new Gauge({
+      name: "status_connections_open",
+      help: "Open HTTP connections of the dashboard",
+      registers,
+      collect() {
+        this.set(self.#connections?.connections ?? 0);
+      },
+    });
+    new Gauge({
+      name: "status_connections_limit",
+      help: "The connection limit in force (MAX_CONNECTIONS, kept under the open-files limit)",
+      registers,
+      collect() {
+        this.set(self.#connections?.maxConnections ?? 0);
+      },
+    });
+    // The listener keeps these counts; a scrape copies them (a counter only goes up, and so do
+    // they).
+    new Counter({
+      name: "status_connections_evicted_total",
+      help: "Idle connections closed at the connection limit to make room for a new one",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(self.#connections?.evicted ?? 0);
+      },
+    });
+    new Counter({
+      name: "status_connections_refused_total",
+      help: "New connections closed at the connection limit because none open was idle",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(self.#connections?.refused ?? 0);
       },
     });
     this.commandsFinished = new Counter({
@@ -213,6 +268,11 @@ export class DashboardMetrics implements MetricsRenderer {
    */
   bind(sources: DashboardMetricsSources): void {
     this.#sources = sources;
+  }
+
+  /** {@inheritDoc MetricsRenderer.bindConnections} */
+  bindConnections(counts: ConnectionCounts): void {
+    this.#connections = counts;
   }
 
   /** The metrics in the Prometheus text format. */

@@ -290,6 +290,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       }
       throw error;
     }
+    dashboard.metrics.bindConnections(listener);
     const addr = { hostname: listener.hostname, port: listener.port };
     const url = urlOf(addr.hostname, addr.port, options.tls !== undefined);
     const metricsStop = new AbortController();

@@ -374,3 +374,55 @@ Deno.test("/metrics shows every final status, refusal reason and lease outcome a
   const leases = series("status_leases_expired_total", "outcome");
   assert.deepEqual([...leases.entries()].sort(), [["cancelled", 0], ["lost", 0], ["requeued", 0]]);
 });
+
+Deno.test("the connection metrics count open connections, the limit, and those evicted or refused at it", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    maxConnections: 3,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const scrapeServer = async () => {
+    const response = await fetch(`${server.url}/metrics`, { headers: { Connection: "close" } });
+    assert.equal(response.status, 200);
+    const families = parsePrometheusTextFormat(await response.text()) as Family[];
+    return new Map(families.map((f) => [f.name, f]));
+  };
+  const conns: Deno.TcpConn[] = [];
+  try {
+    let families = await scrapeServer();
+    assert.equal(value(families, "status_connections_limit"), 3);
+    assert.equal(value(families, "status_connections_evicted_total"), 0);
+    assert.equal(value(families, "status_connections_refused_total"), 0);
+    for (let i = 0; i < 3; i++) conns.push(await rawConnect(server));
+    await until(() => server.listener.connections === 3, "three silent connections");
+    // The scrape's own connection takes the place of the oldest silent one.
+    families = await scrapeServer();
+    assert.equal(value(families, "status_connections_open"), 3, "the scrape's own included");
+    assert.equal(value(families, "status_connections_evicted_total"), 1);
+    // Two held waits and one answer in progress: nothing is idle, a new one is refused.
+    for (const conn of conns) closeQuietly(conn);
+    conns.length = 0;
+    await until(() => server.listener.connections === 0, "all closed");
+    for (const agent of ["w1", "w2", "w3"]) {
+      const conn = await rawConnect(server);
+      conns.push(conn);
+      await send(
+        conn,
+        `GET ${P.wait("default", 30)} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: ${agent}\r\n\r\n`,
+      );
+    }
+    await until(() => server.dashboard.hub.size === 3, "three waits are held");
+    const refused = await rawConnect(server);
+    conns.push(refused);
+    assert.ok((await readAll(refused, 5000)).closed);
+    closeQuietly(conns.shift()!);
+    await until(() => server.listener.connections === 2, "a wait left");
+    families = await scrapeServer();
+    assert.equal(value(families, "status_connections_refused_total"), 1);
+    assert.equal(value(families, "status_connections_evicted_total"), 1);
+  } finally {
+    for (const conn of conns) closeQuietly(conn);
+  }
+});
