@@ -300,7 +300,10 @@ export function checkFileLocation(env: string, source: string | undefined, path:
   }
   let problem: string | undefined;
   try {
-    if (Deno.statSync(path).isDirectory) problem = "it is a directory, not a file";
+    const info = Deno.statSync(path);
+    if (info.isDirectory) problem = "it is a directory, not a file";
+    // Opening one waits until something reads or writes it: the daemon would hang at start.
+    if (info.isFifo) problem = "it is a named pipe, not a file";
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) return; // Not ours to judge: the daemon says.
     try {

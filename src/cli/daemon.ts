@@ -47,10 +47,19 @@ export function readPidFile(path: string): number | undefined {
   try {
     // A symlink is refused: where others may write (/tmp), one could point the pid file at
     // another file, for the daemon to write its pid through and for status stop to read.
-    if (Deno.lstatSync(path).isSymlink) {
+    const info = Deno.lstatSync(path);
+    if (info.isSymlink) {
       throw new DaemonError(
         `the pid file ${path} is a symlink; refusing (remove it, and give the pid file a ` +
           "path in a directory only this user may write)",
+      );
+    }
+    // Opening a named pipe waits until something writes to it: the daemon and status stop
+    // would hang without a word.
+    if (info.isFifo) {
+      throw new DaemonError(
+        `the pid file ${path} is a named pipe, not a file; refusing (remove it, or give ` +
+          "another --pid-file)",
       );
     }
     // A pid is at most 10 digits: a larger file (`/dev/zero`) is not read to its end.

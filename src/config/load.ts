@@ -99,7 +99,26 @@ function join(dir: string, file: string): string {
 /** The largest `.env` or `config.json` read; a settings file is a few kilobytes. */
 export const MAX_SETTINGS_FILE_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Refuses a named pipe (`mkfifo`): opening it waits until something writes to it, so the program
+ * would hang at start without a word. A pipe of the shell's (`--env-file <(vault read ...)`) has
+ * its writer already and no path of its own; it is read.
+ */
+function refuseNamedPipe(path: string): void {
+  try {
+    if (!Deno.statSync(path).isFifo) return;
+    Deno.realPathSync(path);
+  } catch {
+    // Absent, unreadable, or a pipe of the shell's: opening it says which, or reads it.
+    return;
+  }
+  throw new ConfigError(
+    `${path} is a named pipe, not a file: reading it would wait until something writes to it`,
+  );
+}
+
 function readTextIfPresent(path: string): string | undefined {
+  refuseNamedPipe(path);
   try {
     const text = readTextFileBounded(path, MAX_SETTINGS_FILE_BYTES);
     if (text !== undefined) return text;

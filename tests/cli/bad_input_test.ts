@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { run } from "./_run.ts";
 import { main } from "../../main.ts";
 import { memoryIo } from "../../src/cli/io.ts";
+import { join } from "node:path";
+import { runCli } from "../_cli.ts";
 
 Deno.test("status up refuses an empty --data-dir instead of writing into /", async (t) => {
   for (const value of ["", "  "]) {
@@ -342,4 +344,74 @@ Deno.test("a PEM or pid file that never ends is refused at once, not read", asyn
       "status: the pid file /dev/zero does not hold a process id (it holds more than 64 bytes)",
     );
   });
+});
+
+Deno.test("a settings or pid file that is a named pipe is refused at once, not waited on", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-fifo-" });
+  const fifo = join(dir, "pipe");
+  const perms = ["--allow-read", "--allow-write", "--allow-env", "--allow-run", "--allow-net"];
+  const mkfifo = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  try {
+    assert.ok(mkfifo.success, "mkfifo");
+    await t.step("config.json in the working directory", async () => {
+      await Deno.symlink(fifo, join(dir, "config.json"));
+      try {
+        const result = await runCli(["health"], { perms, cwd: dir }, 15_000);
+        assert.equal(result.code, 2);
+        assert.equal(
+          result.stderr.trim(),
+          `status: ${dir}/config.json is a named pipe, not a file: reading it would wait until ` +
+            "something writes to it",
+        );
+      } finally {
+        await Deno.remove(join(dir, "config.json"));
+      }
+    });
+    await t.step("--env-file", async () => {
+      const result = await runCli(["health", "--env-file", fifo], { perms, cwd: dir }, 15_000);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /^status: \S+pipe is a named pipe, not a file: reading it/);
+    });
+    await t.step("a pipe of the shell's is still read: --env-file <(...)", async () => {
+      const result = await runCli(["health"], {
+        perms,
+        cwd: dir,
+        prefix: [
+          "bash",
+          "-c",
+          'exec "$@" --env-file <(echo DASHBOARD_URL=http://127.0.0.1:9/p)',
+          "-",
+        ],
+      }, 15_000);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stdout, /^dashboard http:\/\/127\.0\.0\.1:9\/p\n/);
+    });
+    await t.step("status stop --pid-file", async () => {
+      const result = await runCli(["stop", "--pid-file", fifo], { perms, cwd: dir }, 15_000);
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr.trim(),
+        `status: the pid file ${fifo} is a named pipe, not a file; refusing (remove it, or give ` +
+          "another --pid-file)",
+      );
+    });
+    for (const flag of ["--pid-file", "--log-file"]) {
+      await t.step(`status --daemon ${flag}`, async () => {
+        const result = await runCli(
+          ["--daemon", "--agent-id", "a", "--dashboard-url", "http://127.0.0.1:9", flag, fifo],
+          { perms, cwd: dir },
+          15_000,
+        );
+        assert.equal(result.code, 2);
+        const setting = flag === "--pid-file" ? "PID_FILE" : "LOG_FILE";
+        assert.equal(
+          result.stderr.trim(),
+          `status: ${setting} from flag ${flag} (${fifo}) cannot be created: it is a named pipe, ` +
+            "not a file",
+        );
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
