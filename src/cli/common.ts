@@ -30,6 +30,20 @@ export interface FileOptions {
 }
 
 /**
+ * Parses the value of a flag that names a file (`--config`, `--env-file`, `--pid-file`).
+ *
+ * @param value The flag's value.
+ * @returns The value.
+ * @throws {InvalidArgumentError} When it is empty or only spaces: it names no file.
+ */
+export function parseFilePath(value: string): string {
+  if (value.trim() === "") {
+    throw new InvalidArgumentError("must be a file path, got an empty value");
+  }
+  return value;
+}
+
+/**
  * Adds `--config`, `--env-file` and one flag per setting of the given roles to a command.
  *
  * @param command The commander command.
@@ -44,8 +58,16 @@ export function addSettingOptions<C extends Command<any, any, any>>(
   roles: readonly Role[],
   except: readonly SettingKey[] = [],
 ): C {
-  command.option("--config <path>", "read settings from this config.json (default ./config.json)");
-  command.option("--env-file <path>", "read settings from this .env file (default ./.env)");
+  command.option(
+    "--config <path>",
+    "read settings from this config.json (default ./config.json)",
+    parseFilePath,
+  );
+  command.option(
+    "--env-file <path>",
+    "read settings from this .env file (default ./.env)",
+    parseFilePath,
+  );
   for (const key of keysFor([...roles, "log"]).filter((key) => !except.includes(key))) {
     const spec = SETTINGS[key];
     const flags = spec.boolean

@@ -415,3 +415,28 @@ Deno.test("a settings or pid file that is a named pipe is refused at once, not w
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an empty --config, --env-file or --pid-file is refused naming the flag", async (t) => {
+  const cases = [
+    ["health", "--config"],
+    ["health", "--env-file"],
+    ["agent", "--config"],
+    ["list", "--env-file"],
+    ["stop", "--config"],
+    ["stop", "--env-file"],
+    ["stop", "--pid-file"],
+  ];
+  for (const [command, flag] of cases) {
+    for (const value of ["", " "]) {
+      await t.step(`status ${command} ${flag} ${JSON.stringify(value)}`, async () => {
+        const result = await run([command, flag, value]);
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stderr, [
+          `error: option '${flag} <path>' argument '${value}' is invalid. must be a file path, ` +
+          "got an empty value",
+        ]);
+        assert.deepEqual(result.stdout, []);
+      });
+    }
+  }
+});
