@@ -85,9 +85,19 @@ export function readPidFile(path: string): number | undefined {
     });
   }
   const trimmed = text.trim();
-  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1) {
+  // Neither status stop nor --daemon gets past such a file: say what to do with it.
+  if (trimmed === "") {
     throw new DaemonError(
-      `the pid file ${path} does not hold a process id (${JSON.stringify(trimmed.slice(0, 20))})`,
+      `the pid file ${path} is empty (an agent stopped while writing it?): no agent can be ` +
+        "found or stopped through it; remove it",
+    );
+  }
+  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1) {
+    // Not "remove it": --pid-file may name another file by mistake (config.json, the log).
+    throw new DaemonError(
+      `the pid file ${path} does not hold a process id (${
+        JSON.stringify(trimmed.slice(0, 20))
+      }); is it the daemon's pid file? (remove it if it is)`,
     );
   }
   return Number(trimmed);

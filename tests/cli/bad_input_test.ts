@@ -440,3 +440,36 @@ Deno.test("an empty --config, --env-file or --pid-file is refused naming the fla
     }
   }
 });
+
+Deno.test("a pid file that holds no pid says what to do with it", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-pid-" });
+  const pidFile = join(dir, "status.pid");
+  const perms = ["--allow-read", "--allow-write", "--allow-env", "--allow-run", "--allow-net"];
+  try {
+    for (const text of ["", "garbage\n"]) {
+      await Deno.writeTextFile(pidFile, text);
+      const said = text === ""
+        ? `status: the pid file ${pidFile} is empty (an agent stopped while writing it?): no ` +
+          "agent can be found or stopped through it; remove it"
+        : `status: the pid file ${pidFile} does not hold a process id ("garbage"); is it the ` +
+          "daemon's pid file? (remove it if it is)";
+      await t.step(`status stop, ${JSON.stringify(text)}`, async () => {
+        const io = memoryIo();
+        assert.equal(await main(["stop", "--pid-file", pidFile], io), 1);
+        assert.deepEqual(io.stderr, [said]);
+      });
+      await t.step(`status --daemon, ${JSON.stringify(text)}`, async () => {
+        const result = await runCli(
+          ["--daemon", "--agent-id", "a", "--dashboard-url", "http://127.0.0.1:9", "--pid-file"]
+            .concat([pidFile, "--log-file", join(dir, "status.log")]),
+          { perms, cwd: dir },
+          15_000,
+        );
+        assert.equal(result.stderr.trim(), said);
+        assert.equal(result.code, 1);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
