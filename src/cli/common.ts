@@ -156,6 +156,16 @@ export function loadCommandSettings(
   });
   const s = loaded.settings;
   const file = logFile(s);
+  const settingsFile = file === undefined
+    ? undefined
+    : loaded.files.find((read) => sameFile(read, file));
+  if (settingsFile !== undefined) {
+    // `--log-file .env`: every log line appended to it, the next start refuses the file.
+    throw new ConfigError(
+      `${describeFileSetting("LOG_FILE", loaded.sources.logFile, file!)} cannot be used: it is ` +
+        `the settings file ${settingsFile}, which logs would be written into; give another path`,
+    );
+  }
   try {
     setupLogging({
       format: s.logFormat,
@@ -263,6 +273,16 @@ function listOf(keys: readonly string[]): string {
 export function describeFileSetting(env: string, source: string | undefined, path: string): string {
   return `${env} from ${source === undefined || source === "default" ? "the default" : source} ` +
     `(${path})`;
+}
+
+/** Whether two paths name the same existing file (through symlinks and relative paths too). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const [x, y] = [Deno.statSync(a), Deno.statSync(b)];
+    return x.ino !== null && x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 /**

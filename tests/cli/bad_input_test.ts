@@ -473,3 +473,41 @@ Deno.test("a pid file that holds no pid says what to do with it", async (t) => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a log file that is the settings file read is refused, and the file left as it was", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-logfile-" });
+  const envFile = join(dir, ".env");
+  const configFile = join(dir, "config.json");
+  const link = join(dir, "link.log");
+  try {
+    await Deno.writeTextFile(envFile, "DASHBOARD_URL=http://127.0.0.1:9\n");
+    await Deno.writeTextFile(configFile, '{"domain": "example.com"}\n');
+    await Deno.symlink(configFile, link);
+    const cases = [
+      { given: ["--env-file", envFile], log: envFile, file: envFile, source: "flag --log-file" },
+      { given: ["--config", configFile], log: link, file: configFile, source: "flag --log-file" },
+    ];
+    for (const { given, log, file, source } of cases) {
+      await t.step(`${given[0]} ${file}, --log-file ${log}`, async () => {
+        const before = await Deno.readTextFile(file);
+        const result = await run(["health", ...given, "--log-file", log]);
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stderr, [
+          `status: LOG_FILE from ${source} (${log}) cannot be used: it is the settings file ` +
+          `${file}, which logs would be written into; give another path`,
+        ]);
+        assert.equal(await Deno.readTextFile(file), before);
+      });
+    }
+    await t.step("LOG_FILE from the environment", async () => {
+      const result = await run(["health", "--env-file", envFile], { LOG_FILE: envFile });
+      assert.equal(result.code, 2);
+      assert.match(
+        result.stderr.join("\n"),
+        /^status: LOG_FILE from the environment .* cannot be used: it is the settings file/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
