@@ -112,6 +112,27 @@ const listItems = (v: unknown) => {
   return read.success ? read.data : v;
 };
 
+/**
+ * `config.json`'s labels as the text `AGENT_LABELS` holds, to be held to the same rules: an object
+ * (`{"role": "web"}`) or an array (`["role=web"]`) of strings. Anything else is passed on as it is,
+ * for the schema to refuse.
+ */
+function labelsText(v: unknown): unknown {
+  if (Array.isArray(v)) return v.every((item) => typeof item === "string") ? v.join(",") : v;
+  if (v === null || typeof v !== "object") return v;
+  const entries = Object.entries(v);
+  if (!entries.every(([, value]) => typeof value === "string")) return v;
+  // Joined, {"role": "web,zone=eu"} would read as two labels.
+  const comma = entries.find(([key, value]) => `${key}${value}`.includes(","));
+  if (comma) {
+    throw new TypeError(
+      `label ${JSON.stringify(comma[0])} holds a comma in its key or value; give each label as ` +
+        "a key of its own",
+    );
+  }
+  return entries.map(([key, value]) => `${key}=${value}`).join(",");
+}
+
 const url = z.preprocess(
   fromString,
   z.string().refine((s) => {
@@ -200,9 +221,9 @@ const SPECS = {
     expected: "key=value pairs separated by commas (keys: 1–63 of A-Za-z0-9._/-)",
     schema: z.preprocess(
       (v, ctx) => {
-        const s = fromString(v);
-        if (typeof s !== "string") return s;
         try {
+          const s = labelsText(fromString(v));
+          if (typeof s !== "string") return s;
           return parseLabels(s);
         } catch (error) {
           // The reason ("label a is given twice") follows the error's "must be ...".

@@ -735,3 +735,46 @@ Deno.test("LOG_FORMAT is read in any case, as LOG_LEVEL is", () => {
     /LOG_FORMAT from the environment must be one of "text", "json", got "xml"/,
   );
 });
+
+Deno.test("labels in config.json, as an object or an array, are held to the rules of AGENT_LABELS", async (t) => {
+  const labelsOf = (json: unknown) => {
+    const cwd = tempDir({ "config.json": JSON.stringify({ agent_labels: json }) });
+    try {
+      return loadSettings({ roles: ["agent"], env: {}, cwd }).settings.agentLabels;
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  };
+  const must = "AGENT_LABELS from config.json must be key=value pairs separated by commas " +
+    "(keys: 1–63 of A-Za-z0-9._/-), got ";
+  await t.step("good ones load", () => {
+    assert.deepEqual(labelsOf({ role: "web", zone: "eu" }), { role: "web", zone: "eu" });
+    assert.deepEqual(labelsOf(["role=web", "zone=eu"]), { role: "web", zone: "eu" });
+    assert.deepEqual(labelsOf("role=web,zone=eu"), { role: "web", zone: "eu" });
+    assert.deepEqual(labelsOf({}), {});
+  });
+  await t.step("a key or value the rules refuse", () => {
+    assert.throws(() => labelsOf({ "bad key!": "v" }), {
+      message: `${must}{"bad key!":"v"}: label key "bad key!" must be 1–63 characters of ` +
+        "A-Z a-z 0-9 . _ / - (starting with a letter or digit)",
+    });
+    assert.throws(() => labelsOf({ k: "v v" }), {
+      message: `${must}{"k":"v v"}: label value "v v" of k must be 0–128 characters of ` +
+        "A-Z a-z 0-9 . _ : / @ -",
+    });
+    assert.throws(() => labelsOf(["a=b", "a=c"]), {
+      message: `${must}["a=b","a=c"]: label a is given twice`,
+    });
+  });
+  await t.step("a comma does not make two labels of one", () => {
+    assert.throws(() => labelsOf({ role: "web,zone=eu" }), {
+      message: `${must}{"role":"web,zone=eu"}: label "role" holds a comma in its key or value; ` +
+        "give each label as a key of its own",
+    });
+  });
+  await t.step("what is no labels at all", () => {
+    for (const json of [{ k: 5 }, [5], 5]) {
+      assert.throws(() => labelsOf(json), { message: `${must}${JSON.stringify(json)}` });
+    }
+  });
+});
