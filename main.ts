@@ -123,6 +123,26 @@ function withOptionSuggestion(
   return suggestion ? `${text} (did you mean ${suggestion}?)` : text;
 }
 
+/**
+ * Adds how to quote a command line to commander's error when a command that takes one was given
+ * it as several words (`status exec ls /tmp`, `status exec ls -la`, `status enqueue -- ls -l`):
+ * commander names the extra word or the "option" only.
+ */
+function withQuotingHint(
+  command: Command<unknown[], Record<string, unknown>>,
+  text: string,
+): string {
+  if (!command.registeredArguments.some((argument) => argument.name() === "command-line")) {
+    return text;
+  }
+  if (!/^error: (too many arguments for |unknown option '-[^-])/.test(text)) return text;
+  const path = [];
+  for (let c: typeof command | null = command; c?.parent; c = c.parent) path.unshift(c.name());
+  return `${text.replace(/\.$/, "")} (quote the command line as one argument: status ${
+    path.join(" ")
+  } "ls -la /tmp")`;
+}
+
 /** The most characters of a value quoted in commander's "is invalid" message. */
 const QUOTED_VALUE_MAX = 80;
 
@@ -151,7 +171,13 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>, i
   command.configureOutput({
     // A flag's value in commander's message: a URL's password is not shown.
     writeErr: (text) =>
-      io.err(oneLineError(redactString(withOptionSuggestion(command, text.replace(/\n$/, ""))))),
+      io.err(
+        oneLineError(
+          redactString(
+            withQuotingHint(command, withOptionSuggestion(command, text.replace(/\n$/, ""))),
+          ),
+        ),
+      ),
     writeOut: (text) => io.out(text.replace(/\n$/, "")),
     // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
     getOutHasColors: () => false,

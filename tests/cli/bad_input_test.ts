@@ -511,3 +511,42 @@ Deno.test("a log file that is the settings file read is refused, and the file le
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a command line given as several words says to quote it", async (t) => {
+  const hint = (path: string) =>
+    ` (quote the command line as one argument: status ${path} "ls -la /tmp")`;
+  const cases: Array<[string[], string]> = [
+    [
+      ["exec", "ls", "/tmp"],
+      "error: too many arguments for 'exec'. Expected 1 argument but got 2: ls, /tmp" +
+      hint("exec"),
+    ],
+    [["exec", "ls", "-la"], "error: unknown option '-la'" + hint("exec")],
+    [
+      ["enqueue", "--agent", "a", "--", "ls", "-l"],
+      "error: too many arguments for 'enqueue'. Expected 1 argument but got 2: ls, -l" +
+      hint("enqueue"),
+    ],
+    [
+      ["run", "start", "ls", "-l", "--agent", "a"],
+      "error: unknown option '-l'" + hint("run start"),
+    ],
+    // Not for a mistyped long option, nor for a command that takes no command line.
+    [
+      ["exec", "ls", "--tiemout", "3"],
+      "error: unknown option '--tiemout' (did you mean --timeout?)",
+    ],
+    [
+      ["list", "extra"],
+      "error: too many arguments for 'list'. Expected 0 arguments but got 1: extra.",
+    ],
+  ];
+  for (const [args, said] of cases) {
+    await t.step(`status ${args.join(" ")}`, async () => {
+      const io = memoryIo();
+      assert.equal(await main(args, io), 2);
+      assert.deepEqual(io.stderr, [said]);
+      assert.deepEqual(io.stdout, []);
+    });
+  }
+});
