@@ -147,6 +147,15 @@ function readTextIfPresent(path: string): string | undefined {
   }
 }
 
+/**
+ * Whether a file read as UTF-8 was UTF-16 (PowerShell 5's `Out-File` and `>` write it): its byte
+ * order mark reads as two replacement characters, and every ASCII character comes with a NUL.
+ * Parsed, it would be an error quoting that noise.
+ */
+function isUtf16(text: string): boolean {
+  return text.startsWith("\uFFFD\uFFFD") || text.includes("\u0000");
+}
+
 /** A byte order mark some editors put at the start of a file; not part of the first line. */
 const BOM = "\uFEFF";
 
@@ -347,8 +356,15 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     if (text === undefined && explicit) {
       throw new ConfigError(`${label} does not exist (given by ${flag})`);
     }
-    if (text !== undefined) files.push(path);
-    return text === undefined ? undefined : { text, label, path };
+    if (text === undefined) return undefined;
+    if (isUtf16(text)) {
+      throw new ConfigError(
+        `${label} is not UTF-8 text (it holds a UTF-16 byte order mark or NUL bytes, as a file ` +
+          "saved as UTF-16 does): save it as UTF-8",
+      );
+    }
+    files.push(path);
+    return { text, label, path };
   };
 
   const envFile = readFile(options.envFilePath, ".env", "--env-file");

@@ -778,3 +778,33 @@ Deno.test("labels in config.json, as an object or an array, are held to the rule
     }
   });
 });
+
+Deno.test("a settings file saved as UTF-16 is named as such, not quoted as noise", async (t) => {
+  const utf16 = (text: string, bigEndian = false) => {
+    const bytes = new Uint8Array(2 + text.length * 2);
+    bytes.set(bigEndian ? [0xfe, 0xff] : [0xff, 0xfe]);
+    for (let i = 0; i < text.length; i++) {
+      bytes[2 + i * 2 + (bigEndian ? 1 : 0)] = text.charCodeAt(i);
+    }
+    return bytes;
+  };
+  const files = [
+    ["config.json", utf16('{"dashboard_url": "http://127.0.0.1:9"}')],
+    [".env", utf16("DASHBOARD_URL=http://127.0.0.1:9\n", true)],
+    [".env", new TextEncoder().encode("DASHBOARD_URL=http://127.0.0.1:9\n\0\n")],
+  ] as const;
+  for (const [name, bytes] of files) {
+    await t.step(`${name} starting ${[...bytes.slice(0, 2)].map((b) => b.toString(16))}`, () => {
+      const cwd = tempDir();
+      try {
+        Deno.writeFileSync(`${cwd}/${name}`, bytes);
+        assert.throws(() => loadSettings({ roles: ["operator"], env: {}, cwd }), {
+          message: `${name} is not UTF-8 text (it holds a UTF-16 byte order mark or NUL bytes, ` +
+            "as a file saved as UTF-16 does): save it as UTF-8",
+        });
+      } finally {
+        Deno.removeSync(cwd, { recursive: true });
+      }
+    });
+  }
+});
