@@ -83,6 +83,9 @@ const TOKEN_RULE = "a token of 16 to 1024 printable ASCII characters, without sp
 const SECS_ABOVE_0 = `a whole number of seconds from 1 to ${MAX_SECS} (a year)`;
 const SECS_FROM_0 = `a whole number of seconds from 0 to ${MAX_SECS} (a year)`;
 
+/** What {@link bool} reads, in any case: an error saying only "true or false" would be half true. */
+const BOOL_RULE = "true or false (or yes/no, on/off, 1/0)";
+
 const bool = z.preprocess((v) => {
   const s = fromString(v);
   if (typeof s !== "string") return s;
@@ -372,7 +375,7 @@ const SPECS = {
     env: "LIVE_OUTPUT",
     description: "Stream a running command's output to the dashboard (at least once a second)",
     default: true,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["agent"],
     placeholder: "<true|false>",
@@ -400,7 +403,7 @@ const SPECS = {
     env: "DAEMON",
     description: "Run the agent in the background with a pid file",
     default: false,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["agent"],
     boolean: true,
@@ -609,7 +612,7 @@ const SPECS = {
     env: "WAIT_REQUIRE_SIGNATURE",
     description: "Require a valid signature on GET …/wait too",
     default: false,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["server"],
     boolean: true,
@@ -618,7 +621,7 @@ const SPECS = {
     env: "ACCEPT_V1_SIGNATURES",
     description: "Also accept the Status Panel agent's body-only v1 signatures",
     default: false,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["server"],
     boolean: true,

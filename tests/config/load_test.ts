@@ -111,7 +111,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       "boolean",
       { roles: ["server"], env: { WAIT_REQUIRE_SIGNATURE: "maybe" }, cwd: tempDir() },
-      'WAIT_REQUIRE_SIGNATURE from the environment must be true or false, got "maybe"',
+      'WAIT_REQUIRE_SIGNATURE from the environment must be true or false (or yes/no, on/off, 1/0), got "maybe"',
     ],
     [
       "port",
