@@ -550,3 +550,21 @@ Deno.test("a command line given as several words says to quote it", async (t) =>
     });
   }
 });
+
+Deno.test("status exec refuses a --cwd that names no directory as bad usage, as COMMAND_CWD", async (t) => {
+  const cases: Array<[string, string]> = [
+    ["/nonexistent-dir", 'status: --cwd: the directory "/nonexistent-dir" does not exist'],
+    ["/etc/passwd", 'status: --cwd: "/etc/passwd" is not a directory'],
+    ["/etc/passwd/x", 'status: --cwd: the directory "/etc/passwd/x" does not exist'],
+    ["", 'status: --cwd: names no directory (--cwd "")'],
+    [" ", 'status: --cwd: names no directory (--cwd " ")'],
+  ];
+  for (const [cwd, said] of cases) {
+    await t.step(JSON.stringify(cwd), async () => {
+      const result = await run(["exec", "echo hi", "--cwd", cwd]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [said]);
+      assert.deepEqual(result.stdout, [], "nothing ran");
+    });
+  }
+});
