@@ -568,3 +568,22 @@ Deno.test("status exec refuses a --cwd that names no directory as bad usage, as 
     });
   }
 });
+
+Deno.test("an empty --label is refused, not read as no label (which widened the run)", async (t) => {
+  const env = { DASHBOARD_URL: "http://127.0.0.1:9" };
+  for (const command of [["enqueue"], ["run", "start"]]) {
+    for (const value of ["", " "]) {
+      await t.step(`status ${command.join(" ")} --label ${JSON.stringify(value)}`, async () => {
+        const result = await run(
+          [...command, "echo hi", "--deployment", "prod", "--label", value],
+          env,
+        );
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stderr, [
+          `error: option '--label <key=value>' argument '${value}' is invalid. must be ` +
+          "key=value, got an empty value",
+        ]);
+      });
+    }
+  }
+});
