@@ -587,3 +587,22 @@ Deno.test("an empty --label is refused, not read as no label (which widened the 
     }
   }
 });
+
+Deno.test("status result refuses flags that would be ignored or mixed, before asking the dashboard", async (t) => {
+  // A dashboard that is not there: the answer is bad usage (2), not an unreachable dashboard (1).
+  const env = { DASHBOARD_URL: "http://127.0.0.1:9" };
+  const cases: Array<[string[], string]> = [
+    [["--stdout", "--stderr"], "status: give --stdout or --stderr, not both"],
+    [["--json", "--stdout"], "status: --json cannot be combined with --stdout"],
+    [["--follow", "--stdout"], "status: --follow cannot be combined with --stdout"],
+    [["--follow", "--json", "--stderr"], "status: --json cannot be combined with --stderr"],
+  ];
+  for (const [flags, said] of cases) {
+    await t.step(`status result cmd-1 ${flags.join(" ")}`, async () => {
+      const result = await run(["result", "cmd-1", ...flags], env);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [said]);
+      assert.deepEqual(result.stdout, []);
+    });
+  }
+});
