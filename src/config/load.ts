@@ -100,18 +100,26 @@ function join(dir: string, file: string): string {
 export const MAX_SETTINGS_FILE_BYTES = 16 * 1024 * 1024;
 
 /**
- * Refuses a named pipe (`mkfifo`): opening it waits until something writes to it, so the program
- * would hang at start without a word. A pipe of the shell's (`--env-file <(vault read ...)`) has
- * its writer already and no path of its own; it is read.
+ * Whether a path is a named pipe (`mkfifo`): opening it waits until something writes to it, so a
+ * program reading it at start would hang without a word. A pipe of the shell's
+ * (`--env-file <(vault read ...)`) has its writer already and no path of its own: not one.
+ *
+ * @param path The file.
+ * @returns `true` for a named pipe; `false` for anything else, or what cannot be looked at
+ *   (opening it says why).
  */
-function refuseNamedPipe(path: string): void {
+export function isNamedPipe(path: string): boolean {
   try {
-    if (!Deno.statSync(path).isFifo) return;
+    if (!Deno.statSync(path).isFifo) return false;
     Deno.realPathSync(path);
+    return true;
   } catch {
-    // Absent, unreadable, or a pipe of the shell's: opening it says which, or reads it.
-    return;
+    return false;
   }
+}
+
+function refuseNamedPipe(path: string): void {
+  if (!isNamedPipe(path)) return;
   throw new ConfigError(
     `${path} is a named pipe, not a file: reading it would wait until something writes to it`,
   );

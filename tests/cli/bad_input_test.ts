@@ -386,6 +386,19 @@ Deno.test("a settings or pid file that is a named pipe is refused at once, not w
       assert.equal(result.code, 1, result.stderr);
       assert.match(result.stdout, /^dashboard http:\/\/127\.0\.0\.1:9\/p\n/);
     });
+    await t.step("status serve --tls-cert, --tls-key", async () => {
+      const result = await runCli(
+        ["serve", "--port", "0", "--db", ":memory:", "--tls-cert", fifo, "--tls-key", fifo],
+        { perms, cwd: dir },
+        15_000,
+      );
+      assert.equal(result.code, 2);
+      assert.equal(
+        result.stderr.trim(),
+        `status: TLS_CERT from flag --tls-cert (${fifo}) is a named pipe, not a file: reading it ` +
+          "would wait until something writes to it",
+      );
+    });
     await t.step("status stop --pid-file", async () => {
       const result = await runCli(["stop", "--pid-file", fifo], { perms, cwd: dir }, 15_000);
       assert.equal(result.code, 1);
