@@ -182,6 +182,8 @@ export function isLiveAgent(pid: number): boolean {
  * @param path The pid file.
  * @param pid The pid to write.
  * @throws {DaemonError} When a live agent holds the pid file, or the file cannot be written.
+ * @throws {ConfigError} When the pid file cannot be where it is (a read-only file system, a
+ *   missing or forbidden directory).
  */
 export function acquirePidFile(path: string, pid: number = Deno.pid): void {
   const existing = readPidFile(path);
@@ -207,10 +209,18 @@ export function acquirePidFile(path: string, pid: number = Deno.pid): void {
     writeAllSync(file, new TextEncoder().encode(`${pid}\n`));
     file.syncSync();
   } catch (error) {
-    throw new DaemonError(`cannot write the pid file ${path}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    const message = `cannot write the pid file ${path}: ${(error as Error).message}`;
+    // Where the pid file cannot be (a read-only file system, a missing or forbidden directory)
+    // is a matter of configuration, exit 2, as the same problems of the log file are.
+    if (isWrongPlace(error)) throw new ConfigError(message, { cause: error });
+    throw new DaemonError(message, { cause: error });
   }
+}
+
+function isWrongPlace(error: unknown): boolean {
+  return error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotFound ||
+    error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.IsADirectory ||
+    error instanceof Deno.errors.NotCapable || (error as { code?: unknown }).code === "EROFS";
 }
 
 /**
