@@ -619,3 +619,25 @@ Deno.test("status result refuses flags that would be ignored or mixed, before as
     });
   }
 });
+
+Deno.test("a command named after options says to put it first", async (t) => {
+  const cases: Array<[string[], string]> = [
+    [["--config", "c.json", "list"], "status list --config c.json"],
+    [["--daemon", "stop"], "status stop --daemon"],
+    [["--agent-id", "a", "agent"], "status agent --agent-id a"],
+    [
+      ["--log-level=debug", "enqueue", "echo hi", "--agent", "a"],
+      'status enqueue --log-level=debug "echo hi" --agent a',
+    ],
+  ];
+  for (const [args, command] of cases) {
+    await t.step(`status ${args.join(" ")}`, async () => {
+      const io = memoryIo();
+      assert.equal(await main(args, io), 2);
+      assert.deepEqual(io.stderr, [
+        `status: the command comes first, then its options: ${command}`,
+      ]);
+      assert.deepEqual(io.stdout, []);
+    });
+  }
+});
