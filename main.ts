@@ -72,6 +72,39 @@ export function buildProgram(io: Io = processIo): Command {
 }
 
 /**
+ * The first word of the arguments that is not an option or an option's value: the command word,
+ * if any, and whether options of the default command (`agent`) came before it.
+ */
+function firstWord(
+  program: Command,
+  args: readonly string[],
+): { word: string; index: number; afterOptions: boolean } | undefined {
+  // Options of the root and of the default command (they may come before a command word).
+  const options = [program, ...program.commands.filter((c) => c.name() === "agent")]
+    .flatMap((c) => c.options);
+  let afterOptions = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return undefined;
+    if (arg.startsWith("-")) {
+      if (arg.includes("=")) {
+        afterOptions = true;
+        continue;
+      }
+      const option = options.find((o) => o.long === arg || o.short === arg);
+      // An unknown option: commander names it (with the nearest option), and the word after it
+      // may be its value, not a command.
+      if (!option && !["-h", "--help", "-V", "--version"].includes(arg)) return undefined;
+      if (option) afterOptions = true;
+      if (option?.required) i++;
+      continue;
+    }
+    return { word: arg, index: i, afterOptions };
+  }
+  return undefined;
+}
+
+/**
  * The word that would be taken for a command but names none: with `agent` as the default
  * command, `status lst` would otherwise run the agent and fail with "too many arguments".
  *
@@ -85,27 +118,35 @@ export function unknownCommand(
 ): { word: string; suggestion?: string } | undefined {
   const names = program.commands.flatMap((c) => [c.name(), ...c.aliases()]);
   const known = new Set([...names, "help"]);
-  // Options of the root and of the default command (they may come before a command word).
-  const options = [program, ...program.commands.filter((c) => c.name() === "agent")]
-    .flatMap((c) => c.options);
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--") return undefined;
-    if (arg.startsWith("-")) {
-      if (arg.includes("=")) continue;
-      const option = options.find((o) => o.long === arg || o.short === arg);
-      // An unknown option: commander names it (with the nearest option), and the word after it
-      // may be its value, not a command.
-      if (!option && !["-h", "--help", "-V", "--version"].includes(arg)) return undefined;
-      if (option?.required) i++;
-      continue;
-    }
-    // `status help lst` names no command either.
-    const word = arg === "help" && args[i + 1] && !args[i + 1].startsWith("-") ? args[i + 1] : arg;
-    if (known.has(word)) return undefined;
-    return { word, suggestion: nearest(word, names) };
-  }
-  return undefined;
+  const first = firstWord(program, args);
+  if (first === undefined) return undefined;
+  const { word: arg, index: i } = first;
+  // `status help lst` names no command either.
+  const word = arg === "help" && args[i + 1] && !args[i + 1].startsWith("-") ? args[i + 1] : arg;
+  if (known.has(word)) return undefined;
+  return { word, suggestion: nearest(word, names) };
+}
+
+/**
+ * A command named after options (`status --config c.json list`): commander would take the
+ * options for the default command's (`agent`) and the command word for an argument of it, and say
+ * "too many arguments for 'agent'".
+ *
+ * @param program The root command.
+ * @param args Arguments after the program name.
+ * @returns The arguments with the command moved first, or `undefined`.
+ */
+export function commandAfterOptions(
+  program: Command,
+  args: readonly string[],
+): string[] | undefined {
+  const first = firstWord(program, args);
+  if (first === undefined || !first.afterOptions) return undefined;
+  const command = program.commands.find((c) =>
+    c.name() === first.word || c.aliases().includes(first.word)
+  );
+  if (command === undefined) return undefined;
+  return [first.word, ...args.slice(0, first.index), ...args.slice(first.index + 1)];
 }
 
 /**
@@ -121,6 +162,26 @@ function withOptionSuggestion(
   const longs = command.options.filter((o) => !o.hidden && o.long).map((o) => o.long!);
   const suggestion = nearest(unknown[1], longs);
   return suggestion ? `${text} (did you mean ${suggestion}?)` : text;
+}
+
+/**
+ * Adds how to quote a command line to commander's error when a command that takes one was given
+ * it as several words (`status exec ls /tmp`, `status exec ls -la`, `status enqueue -- ls -l`):
+ * commander names the extra word or the "option" only.
+ */
+function withQuotingHint(
+  command: Command<unknown[], Record<string, unknown>>,
+  text: string,
+): string {
+  if (!command.registeredArguments.some((argument) => argument.name() === "command-line")) {
+    return text;
+  }
+  if (!/^error: (too many arguments for |unknown option '-[^-])/.test(text)) return text;
+  const path = [];
+  for (let c: typeof command | null = command; c?.parent; c = c.parent) path.unshift(c.name());
+  return `${text.replace(/\.$/, "")} (quote the command line as one argument: status ${
+    path.join(" ")
+  } "ls -la /tmp")`;
 }
 
 /** The most characters of a value quoted in commander's "is invalid" message. */
@@ -151,7 +212,13 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>, i
   command.configureOutput({
     // A flag's value in commander's message: a URL's password is not shown.
     writeErr: (text) =>
-      io.err(oneLineError(redactString(withOptionSuggestion(command, text.replace(/\n$/, ""))))),
+      io.err(
+        oneLineError(
+          redactString(
+            withQuotingHint(command, withOptionSuggestion(command, text.replace(/\n$/, ""))),
+          ),
+        ),
+      ),
     writeOut: (text) => io.out(text.replace(/\n$/, "")),
     // commander would read NO_COLOR and friends, which needs --allow-env; help is plain text.
     getOutHasColors: () => false,
@@ -171,6 +238,14 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>, i
  */
 export async function main(args: readonly string[], io: Io = processIo): Promise<number> {
   const program = buildProgram(io);
+  const reordered = commandAfterOptions(program, args);
+  if (reordered) {
+    const quoted = reordered.map((arg) => /^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg));
+    io.err(
+      `status: the command comes first, then its options: status ${errorLine(quoted.join(" "))}`,
+    );
+    return 2;
+  }
   const unknown = unknownCommand(program, args);
   if (unknown) {
     io.err(

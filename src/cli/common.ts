@@ -30,6 +30,20 @@ export interface FileOptions {
 }
 
 /**
+ * Parses the value of a flag that names a file (`--config`, `--env-file`, `--pid-file`).
+ *
+ * @param value The flag's value.
+ * @returns The value.
+ * @throws {InvalidArgumentError} When it is empty or only spaces: it names no file.
+ */
+export function parseFilePath(value: string): string {
+  if (value.trim() === "") {
+    throw new InvalidArgumentError("must be a file path, got an empty value");
+  }
+  return value;
+}
+
+/**
  * Adds `--config`, `--env-file` and one flag per setting of the given roles to a command.
  *
  * @param command The commander command.
@@ -44,8 +58,16 @@ export function addSettingOptions<C extends Command<any, any, any>>(
   roles: readonly Role[],
   except: readonly SettingKey[] = [],
 ): C {
-  command.option("--config <path>", "read settings from this config.json (default ./config.json)");
-  command.option("--env-file <path>", "read settings from this .env file (default ./.env)");
+  command.option(
+    "--config <path>",
+    "read settings from this config.json (default ./config.json)",
+    parseFilePath,
+  );
+  command.option(
+    "--env-file <path>",
+    "read settings from this .env file (default ./.env)",
+    parseFilePath,
+  );
   for (const key of keysFor([...roles, "log"]).filter((key) => !except.includes(key))) {
     const spec = SETTINGS[key];
     const flags = spec.boolean
@@ -134,6 +156,16 @@ export function loadCommandSettings(
   });
   const s = loaded.settings;
   const file = logFile(s);
+  const settingsFile = file === undefined
+    ? undefined
+    : loaded.files.find((read) => sameFile(read, file));
+  if (settingsFile !== undefined) {
+    // `--log-file .env`: every log line appended to it, the next start refuses the file.
+    throw new ConfigError(
+      `${describeFileSetting("LOG_FILE", loaded.sources.logFile, file!)} cannot be used: it is ` +
+        `the settings file ${settingsFile}, which logs would be written into; give another path`,
+    );
+  }
   try {
     setupLogging({
       format: s.logFormat,
@@ -243,6 +275,16 @@ export function describeFileSetting(env: string, source: string | undefined, pat
     `(${path})`;
 }
 
+/** Whether two paths name the same existing file (through symlinks and relative paths too). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const [x, y] = [Deno.statSync(a), Deno.statSync(b)];
+    return x.ino !== null && x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Says in a few words why a file could not be opened or created.
  *
@@ -300,7 +342,10 @@ export function checkFileLocation(env: string, source: string | undefined, path:
   }
   let problem: string | undefined;
   try {
-    if (Deno.statSync(path).isDirectory) problem = "it is a directory, not a file";
+    const info = Deno.statSync(path);
+    if (info.isDirectory) problem = "it is a directory, not a file";
+    // Opening one waits until something reads or writes it: the daemon would hang at start.
+    if (info.isFifo) problem = "it is a named pipe, not a file";
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) return; // Not ours to judge: the daemon says.
     try {

@@ -47,10 +47,19 @@ export function readPidFile(path: string): number | undefined {
   try {
     // A symlink is refused: where others may write (/tmp), one could point the pid file at
     // another file, for the daemon to write its pid through and for status stop to read.
-    if (Deno.lstatSync(path).isSymlink) {
+    const info = Deno.lstatSync(path);
+    if (info.isSymlink) {
       throw new DaemonError(
         `the pid file ${path} is a symlink; refusing (remove it, and give the pid file a ` +
           "path in a directory only this user may write)",
+      );
+    }
+    // Opening a named pipe waits until something writes to it: the daemon and status stop
+    // would hang without a word.
+    if (info.isFifo) {
+      throw new DaemonError(
+        `the pid file ${path} is a named pipe, not a file; refusing (remove it, or give ` +
+          "another --pid-file)",
       );
     }
     // A pid is at most 10 digits: a larger file (`/dev/zero`) is not read to its end.
@@ -76,9 +85,19 @@ export function readPidFile(path: string): number | undefined {
     });
   }
   const trimmed = text.trim();
-  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1) {
+  // Neither status stop nor --daemon gets past such a file: say what to do with it.
+  if (trimmed === "") {
     throw new DaemonError(
-      `the pid file ${path} does not hold a process id (${JSON.stringify(trimmed.slice(0, 20))})`,
+      `the pid file ${path} is empty (an agent stopped while writing it?): no agent can be ` +
+        "found or stopped through it; remove it",
+    );
+  }
+  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1) {
+    // Not "remove it": --pid-file may name another file by mistake (config.json, the log).
+    throw new DaemonError(
+      `the pid file ${path} does not hold a process id (${
+        JSON.stringify(trimmed.slice(0, 20))
+      }); is it the daemon's pid file? (remove it if it is)`,
     );
   }
   return Number(trimmed);
@@ -163,6 +182,8 @@ export function isLiveAgent(pid: number): boolean {
  * @param path The pid file.
  * @param pid The pid to write.
  * @throws {DaemonError} When a live agent holds the pid file, or the file cannot be written.
+ * @throws {ConfigError} When the pid file cannot be where it is (a read-only file system, a
+ *   missing or forbidden directory).
  */
 export function acquirePidFile(path: string, pid: number = Deno.pid): void {
   const existing = readPidFile(path);
@@ -188,10 +209,18 @@ export function acquirePidFile(path: string, pid: number = Deno.pid): void {
     writeAllSync(file, new TextEncoder().encode(`${pid}\n`));
     file.syncSync();
   } catch (error) {
-    throw new DaemonError(`cannot write the pid file ${path}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    const message = `cannot write the pid file ${path}: ${(error as Error).message}`;
+    // Where the pid file cannot be (a read-only file system, a missing or forbidden directory)
+    // is a matter of configuration, exit 2, as the same problems of the log file are.
+    if (isWrongPlace(error)) throw new ConfigError(message, { cause: error });
+    throw new DaemonError(message, { cause: error });
   }
+}
+
+function isWrongPlace(error: unknown): boolean {
+  return error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotFound ||
+    error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.IsADirectory ||
+    error instanceof Deno.errors.NotCapable || (error as { code?: unknown }).code === "EROFS";
 }
 
 /**

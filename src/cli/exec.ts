@@ -186,7 +186,7 @@ export async function runExecCli(
       throw new UsageError(`--allow: ${(error as Error).message}`, { cause: error });
     }
   }
-  const cwd = options.cwd !== undefined ? resolve(options.cwd) : settings.cwd;
+  const cwd = options.cwd !== undefined ? checkedCwd(options.cwd) : settings.cwd;
 
   let result: ExecResult;
   try {
@@ -277,6 +277,28 @@ function cancelOnSignals(): { signal: AbortSignal } & Disposable {
   const controller = new AbortController();
   const listening = onSignals(STOP_SIGNALS, () => controller.abort());
   return { signal: controller.signal, [Symbol.dispose]: () => listening[Symbol.dispose]() };
+}
+
+/**
+ * `--cwd` resolved, refused as COMMAND_CWD is (bad usage, exit 2) when it names no directory:
+ * an empty one would run the command here without a word.
+ */
+function checkedCwd(dir: string): string {
+  if (dir.trim() === "") {
+    throw new UsageError(`--cwd: names no directory (--cwd ${JSON.stringify(dir)})`);
+  }
+  const path = resolve(dir);
+  let problem: string | undefined;
+  try {
+    if (!Deno.statSync(path).isDirectory) problem = `${JSON.stringify(dir)} is not a directory`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      problem = `the directory ${JSON.stringify(dir)} does not exist`;
+    }
+    // Not permitted to look: the executor says what it finds.
+  }
+  if (problem !== undefined) throw new UsageError(`--cwd: ${problem}`);
+  return path;
 }
 
 /** The commander command of `status exec`, with its argument and flags typed. */

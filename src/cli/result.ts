@@ -43,6 +43,15 @@ export function resultCommand(io: Io): Command {
     );
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
+    // Said before the dashboard is asked: a flag that would be ignored, or whose bytes would run
+    // into the other's, is a mistake in how it was asked whether the dashboard answers or not.
+    const only = [options.stdout && "--stdout", options.stderr && "--stderr"].filter(Boolean);
+    if (only.length === 2) throw new UsageError("give --stdout or --stderr, not both");
+    if (only.length === 1 && (options.json || options.follow)) {
+      throw new UsageError(
+        `${options.json ? "--json" : "--follow"} cannot be combined with ${only[0]}`,
+      );
+    }
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     if (options.follow) {
@@ -60,7 +69,6 @@ export function resultCommand(io: Io): Command {
     }
     const record = await client.getCommand(id);
     if (options.stdout || options.stderr) {
-      if (options.json) throw new UsageError("--json cannot be combined with --stdout or --stderr");
       if (!record.result) {
         // Not a mistake in how it was asked (exit 2): the command has no result yet, or never
         // will (exit 1, as any state the dashboard reports).
@@ -70,14 +78,12 @@ export function resultCommand(io: Io): Command {
           } (status ${record.status})`,
         );
       }
-      for (const stream of ["stdout", "stderr"] as const) {
-        if (!options[stream]) continue;
-        const bytes = outputBytes(record.result, stream);
-        if (io.write) io.write(bytes);
-        else io.out(new TextDecoder().decode(bytes));
-        // Text carries a marker line where bytes were dropped; other bytes carry none.
-        for (const note of unmarkedTruncationNote(record, stream)) io.err(note);
-      }
+      const stream = options.stdout ? "stdout" : "stderr";
+      const bytes = outputBytes(record.result, stream);
+      if (io.write) io.write(bytes);
+      else io.out(new TextDecoder().decode(bytes));
+      // Text carries a marker line where bytes were dropped; other bytes carry none.
+      for (const note of unmarkedTruncationNote(record, stream)) io.err(note);
       return;
     }
     if (options.json) io.out(JSON.stringify(record, null, 2));

@@ -70,6 +70,9 @@ export function collectAgent(value: string, previous: string[] | undefined): str
 }
 
 function collectLabels(value: string, previous: Labels | undefined): Labels {
+  // `--label "$ROLE"` with ROLE unset would otherwise narrow nothing: `--deployment prod` alone
+  // then reaches every agent of prod.
+  if (value.trim() === "") throw new InvalidArgumentError("must be key=value, got an empty value");
   let labels: Labels;
   try {
     labels = parseLabels(value);

@@ -12,6 +12,7 @@ import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } f
 import type { LoadedSettings } from "../config/mod.ts";
 import type { Io } from "./io.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
+import { isNamedPipe } from "../config/load.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 
 /** How a TLS file setting is named in errors: `TLS_CERT from flag --tls-cert (cert.pem)`. */
@@ -23,6 +24,11 @@ function named(env: string, source: string | undefined, path: string): string {
 const MAX_PEM_BYTES = 1024 * 1024;
 
 function readPem(path: string, what: string): string {
+  if (isNamedPipe(path)) {
+    throw new ConfigError(
+      `${what} is a named pipe, not a file: reading it would wait until something writes to it`,
+    );
+  }
   let text: string | undefined;
   try {
     text = readTextFileBounded(path, MAX_PEM_BYTES);

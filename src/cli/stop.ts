@@ -6,6 +6,7 @@
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { DEFAULT_STOP_TIMEOUT_SECS, stopDaemon } from "./daemon.ts";
 import { loadSettings } from "../config/mod.ts";
+import { parseFilePath } from "./common.ts";
 import type { Io } from "./io.ts";
 
 function parseSecs(value: string): number {
@@ -32,13 +33,18 @@ export function stopCommand(io: Io): Command {
     .option(
       "--pid-file <path>",
       "pid file of the daemon (default status.pid) [PID_FILE]",
-      (value: string) => {
-        if (value.trim() === "") throw new InvalidArgumentError("must be a file path");
-        return value;
-      },
+      parseFilePath,
     )
-    .option("--config <path>", "read PID_FILE from this config.json (default ./config.json)")
-    .option("--env-file <path>", "read PID_FILE from this .env file (default ./.env)")
+    .option(
+      "--config <path>",
+      "read PID_FILE from this config.json (default ./config.json)",
+      parseFilePath,
+    )
+    .option(
+      "--env-file <path>",
+      "read PID_FILE from this .env file (default ./.env)",
+      parseFilePath,
+    )
     .option(
       "--timeout <secs>",
       `how long to wait for it to exit (default ${DEFAULT_STOP_TIMEOUT_SECS}; keep it above ` +

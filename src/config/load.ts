@@ -99,7 +99,34 @@ function join(dir: string, file: string): string {
 /** The largest `.env` or `config.json` read; a settings file is a few kilobytes. */
 export const MAX_SETTINGS_FILE_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Whether a path is a named pipe (`mkfifo`): opening it waits until something writes to it, so a
+ * program reading it at start would hang without a word. A pipe of the shell's
+ * (`--env-file <(vault read ...)`) has its writer already and no path of its own: not one.
+ *
+ * @param path The file.
+ * @returns `true` for a named pipe; `false` for anything else, or what cannot be looked at
+ *   (opening it says why).
+ */
+export function isNamedPipe(path: string): boolean {
+  try {
+    if (!Deno.statSync(path).isFifo) return false;
+    Deno.realPathSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function refuseNamedPipe(path: string): void {
+  if (!isNamedPipe(path)) return;
+  throw new ConfigError(
+    `${path} is a named pipe, not a file: reading it would wait until something writes to it`,
+  );
+}
+
 function readTextIfPresent(path: string): string | undefined {
+  refuseNamedPipe(path);
   try {
     const text = readTextFileBounded(path, MAX_SETTINGS_FILE_BYTES);
     if (text !== undefined) return text;
@@ -126,6 +153,15 @@ function readTextIfPresent(path: string): string | undefined {
     }
     throw new ConfigError(`cannot read ${path}: ${(error as Error).message}`);
   }
+}
+
+/**
+ * Whether a file read as UTF-8 was UTF-16 (PowerShell 5's `Out-File` and `>` write it): its byte
+ * order mark reads as two replacement characters, and every ASCII character comes with a NUL.
+ * Parsed, it would be an error quoting that noise.
+ */
+function isUtf16(text: string): boolean {
+  return text.startsWith("\uFFFD\uFFFD") || text.includes("\u0000");
 }
 
 /** A byte order mark some editors put at the start of a file; not part of the first line. */
@@ -328,8 +364,15 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     if (text === undefined && explicit) {
       throw new ConfigError(`${label} does not exist (given by ${flag})`);
     }
-    if (text !== undefined) files.push(path);
-    return text === undefined ? undefined : { text, label, path };
+    if (text === undefined) return undefined;
+    if (isUtf16(text)) {
+      throw new ConfigError(
+        `${label} is not UTF-8 text (it holds a UTF-16 byte order mark or NUL bytes, as a file ` +
+          "saved as UTF-16 does): save it as UTF-8",
+      );
+    }
+    files.push(path);
+    return { text, label, path };
   };
 
   const envFile = readFile(options.envFilePath, ".env", "--env-file");

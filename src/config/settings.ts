@@ -83,6 +83,9 @@ const TOKEN_RULE = "a token of 16 to 1024 printable ASCII characters, without sp
 const SECS_ABOVE_0 = `a whole number of seconds from 1 to ${MAX_SECS} (a year)`;
 const SECS_FROM_0 = `a whole number of seconds from 0 to ${MAX_SECS} (a year)`;
 
+/** What {@link bool} reads, in any case: an error saying only "true or false" would be half true. */
+const BOOL_RULE = "true or false (or yes/no, on/off, 1/0)";
+
 const bool = z.preprocess((v) => {
   const s = fromString(v);
   if (typeof s !== "string") return s;
@@ -111,6 +114,27 @@ const listItems = (v: unknown) => {
   const read = list.safeParse(v);
   return read.success ? read.data : v;
 };
+
+/**
+ * `config.json`'s labels as the text `AGENT_LABELS` holds, to be held to the same rules: an object
+ * (`{"role": "web"}`) or an array (`["role=web"]`) of strings. Anything else is passed on as it is,
+ * for the schema to refuse.
+ */
+function labelsText(v: unknown): unknown {
+  if (Array.isArray(v)) return v.every((item) => typeof item === "string") ? v.join(",") : v;
+  if (v === null || typeof v !== "object") return v;
+  const entries = Object.entries(v);
+  if (!entries.every(([, value]) => typeof value === "string")) return v;
+  // Joined, {"role": "web,zone=eu"} would read as two labels.
+  const comma = entries.find(([key, value]) => `${key}${value}`.includes(","));
+  if (comma) {
+    throw new TypeError(
+      `label ${JSON.stringify(comma[0])} holds a comma in its key or value; give each label as ` +
+        "a key of its own",
+    );
+  }
+  return entries.map(([key, value]) => `${key}=${value}`).join(",");
+}
 
 const url = z.preprocess(
   fromString,
@@ -200,9 +224,9 @@ const SPECS = {
     expected: "key=value pairs separated by commas (keys: 1–63 of A-Za-z0-9._/-)",
     schema: z.preprocess(
       (v, ctx) => {
-        const s = fromString(v);
-        if (typeof s !== "string") return s;
         try {
+          const s = labelsText(fromString(v));
+          if (typeof s !== "string") return s;
           return parseLabels(s);
         } catch (error) {
           // The reason ("label a is given twice") follows the error's "must be ...".
@@ -351,7 +375,7 @@ const SPECS = {
     env: "LIVE_OUTPUT",
     description: "Stream a running command's output to the dashboard (at least once a second)",
     default: true,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["agent"],
     placeholder: "<true|false>",
@@ -379,7 +403,7 @@ const SPECS = {
     env: "DAEMON",
     description: "Run the agent in the background with a pid file",
     default: false,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["agent"],
     boolean: true,
@@ -589,7 +613,7 @@ const SPECS = {
     env: "WAIT_REQUIRE_SIGNATURE",
     description: "Require a valid signature on GET …/wait too",
     default: false,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["server"],
     boolean: true,
@@ -598,7 +622,7 @@ const SPECS = {
     env: "ACCEPT_V1_SIGNATURES",
     description: "Also accept the Status Panel agent's body-only v1 signatures",
     default: false,
-    expected: "true or false",
+    expected: BOOL_RULE,
     schema: bool,
     roles: ["server"],
     boolean: true,

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { run } from "./_run.ts";
 import { main } from "../../main.ts";
 import { memoryIo } from "../../src/cli/io.ts";
+import { join } from "node:path";
+import { runCli } from "../_cli.ts";
 
 Deno.test("status up refuses an empty --data-dir instead of writing into /", async (t) => {
   for (const value of ["", "  "]) {
@@ -342,4 +344,300 @@ Deno.test("a PEM or pid file that never ends is refused at once, not read", asyn
       "status: the pid file /dev/zero does not hold a process id (it holds more than 64 bytes)",
     );
   });
+});
+
+Deno.test("a settings or pid file that is a named pipe is refused at once, not waited on", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-fifo-" });
+  const fifo = join(dir, "pipe");
+  const perms = ["--allow-read", "--allow-write", "--allow-env", "--allow-run", "--allow-net"];
+  const mkfifo = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  try {
+    assert.ok(mkfifo.success, "mkfifo");
+    await t.step("config.json in the working directory", async () => {
+      await Deno.symlink(fifo, join(dir, "config.json"));
+      try {
+        const result = await runCli(["health"], { perms, cwd: dir }, 15_000);
+        assert.equal(result.code, 2);
+        assert.equal(
+          result.stderr.trim(),
+          `status: ${dir}/config.json is a named pipe, not a file: reading it would wait until ` +
+            "something writes to it",
+        );
+      } finally {
+        await Deno.remove(join(dir, "config.json"));
+      }
+    });
+    await t.step("--env-file", async () => {
+      const result = await runCli(["health", "--env-file", fifo], { perms, cwd: dir }, 15_000);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /^status: \S+pipe is a named pipe, not a file: reading it/);
+    });
+    await t.step("a pipe of the shell's is still read: --env-file <(...)", async () => {
+      const result = await runCli(["health"], {
+        perms,
+        cwd: dir,
+        prefix: [
+          "bash",
+          "-c",
+          'exec "$@" --env-file <(echo DASHBOARD_URL=http://127.0.0.1:9/p)',
+          "-",
+        ],
+      }, 15_000);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stdout, /^dashboard http:\/\/127\.0\.0\.1:9\/p\n/);
+    });
+    await t.step("status serve --tls-cert, --tls-key", async () => {
+      const result = await runCli(
+        ["serve", "--port", "0", "--db", ":memory:", "--tls-cert", fifo, "--tls-key", fifo],
+        { perms, cwd: dir },
+        15_000,
+      );
+      assert.equal(result.code, 2);
+      assert.equal(
+        result.stderr.trim(),
+        `status: TLS_CERT from flag --tls-cert (${fifo}) is a named pipe, not a file: reading it ` +
+          "would wait until something writes to it",
+      );
+    });
+    await t.step("status stop --pid-file", async () => {
+      const result = await runCli(["stop", "--pid-file", fifo], { perms, cwd: dir }, 15_000);
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr.trim(),
+        `status: the pid file ${fifo} is a named pipe, not a file; refusing (remove it, or give ` +
+          "another --pid-file)",
+      );
+    });
+    for (const flag of ["--pid-file", "--log-file"]) {
+      await t.step(`status --daemon ${flag}`, async () => {
+        const result = await runCli(
+          ["--daemon", "--agent-id", "a", "--dashboard-url", "http://127.0.0.1:9", flag, fifo],
+          { perms, cwd: dir },
+          15_000,
+        );
+        assert.equal(result.code, 2);
+        const setting = flag === "--pid-file" ? "PID_FILE" : "LOG_FILE";
+        assert.equal(
+          result.stderr.trim(),
+          `status: ${setting} from flag ${flag} (${fifo}) cannot be created: it is a named pipe, ` +
+            "not a file",
+        );
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an empty --config, --env-file or --pid-file is refused naming the flag", async (t) => {
+  const cases = [
+    ["health", "--config"],
+    ["health", "--env-file"],
+    ["agent", "--config"],
+    ["list", "--env-file"],
+    ["stop", "--config"],
+    ["stop", "--env-file"],
+    ["stop", "--pid-file"],
+  ];
+  for (const [command, flag] of cases) {
+    for (const value of ["", " "]) {
+      await t.step(`status ${command} ${flag} ${JSON.stringify(value)}`, async () => {
+        const result = await run([command, flag, value]);
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stderr, [
+          `error: option '${flag} <path>' argument '${value}' is invalid. must be a file path, ` +
+          "got an empty value",
+        ]);
+        assert.deepEqual(result.stdout, []);
+      });
+    }
+  }
+});
+
+Deno.test("a pid file that holds no pid says what to do with it", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-pid-" });
+  const pidFile = join(dir, "status.pid");
+  const perms = ["--allow-read", "--allow-write", "--allow-env", "--allow-run", "--allow-net"];
+  try {
+    for (const text of ["", "garbage\n"]) {
+      await Deno.writeTextFile(pidFile, text);
+      const said = text === ""
+        ? `status: the pid file ${pidFile} is empty (an agent stopped while writing it?): no ` +
+          "agent can be found or stopped through it; remove it"
+        : `status: the pid file ${pidFile} does not hold a process id ("garbage"); is it the ` +
+          "daemon's pid file? (remove it if it is)";
+      await t.step(`status stop, ${JSON.stringify(text)}`, async () => {
+        const io = memoryIo();
+        assert.equal(await main(["stop", "--pid-file", pidFile], io), 1);
+        assert.deepEqual(io.stderr, [said]);
+      });
+      await t.step(`status --daemon, ${JSON.stringify(text)}`, async () => {
+        const result = await runCli(
+          ["--daemon", "--agent-id", "a", "--dashboard-url", "http://127.0.0.1:9", "--pid-file"]
+            .concat([pidFile, "--log-file", join(dir, "status.log")]),
+          { perms, cwd: dir },
+          15_000,
+        );
+        assert.equal(result.stderr.trim(), said);
+        assert.equal(result.code, 1);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a log file that is the settings file read is refused, and the file left as it was", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "status-logfile-" });
+  const envFile = join(dir, ".env");
+  const configFile = join(dir, "config.json");
+  const link = join(dir, "link.log");
+  try {
+    await Deno.writeTextFile(envFile, "DASHBOARD_URL=http://127.0.0.1:9\n");
+    await Deno.writeTextFile(configFile, '{"domain": "example.com"}\n');
+    await Deno.symlink(configFile, link);
+    const cases = [
+      { given: ["--env-file", envFile], log: envFile, file: envFile, source: "flag --log-file" },
+      { given: ["--config", configFile], log: link, file: configFile, source: "flag --log-file" },
+    ];
+    for (const { given, log, file, source } of cases) {
+      await t.step(`${given[0]} ${file}, --log-file ${log}`, async () => {
+        const before = await Deno.readTextFile(file);
+        const result = await run(["health", ...given, "--log-file", log]);
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stderr, [
+          `status: LOG_FILE from ${source} (${log}) cannot be used: it is the settings file ` +
+          `${file}, which logs would be written into; give another path`,
+        ]);
+        assert.equal(await Deno.readTextFile(file), before);
+      });
+    }
+    await t.step("LOG_FILE from the environment", async () => {
+      const result = await run(["health", "--env-file", envFile], { LOG_FILE: envFile });
+      assert.equal(result.code, 2);
+      assert.match(
+        result.stderr.join("\n"),
+        /^status: LOG_FILE from the environment .* cannot be used: it is the settings file/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a command line given as several words says to quote it", async (t) => {
+  const hint = (path: string) =>
+    ` (quote the command line as one argument: status ${path} "ls -la /tmp")`;
+  const cases: Array<[string[], string]> = [
+    [
+      ["exec", "ls", "/tmp"],
+      "error: too many arguments for 'exec'. Expected 1 argument but got 2: ls, /tmp" +
+      hint("exec"),
+    ],
+    [["exec", "ls", "-la"], "error: unknown option '-la'" + hint("exec")],
+    [
+      ["enqueue", "--agent", "a", "--", "ls", "-l"],
+      "error: too many arguments for 'enqueue'. Expected 1 argument but got 2: ls, -l" +
+      hint("enqueue"),
+    ],
+    [
+      ["run", "start", "ls", "-l", "--agent", "a"],
+      "error: unknown option '-l'" + hint("run start"),
+    ],
+    // Not for a mistyped long option, nor for a command that takes no command line.
+    [
+      ["exec", "ls", "--tiemout", "3"],
+      "error: unknown option '--tiemout' (did you mean --timeout?)",
+    ],
+    [
+      ["list", "extra"],
+      "error: too many arguments for 'list'. Expected 0 arguments but got 1: extra.",
+    ],
+  ];
+  for (const [args, said] of cases) {
+    await t.step(`status ${args.join(" ")}`, async () => {
+      const io = memoryIo();
+      assert.equal(await main(args, io), 2);
+      assert.deepEqual(io.stderr, [said]);
+      assert.deepEqual(io.stdout, []);
+    });
+  }
+});
+
+Deno.test("status exec refuses a --cwd that names no directory as bad usage, as COMMAND_CWD", async (t) => {
+  const cases: Array<[string, string]> = [
+    ["/nonexistent-dir", 'status: --cwd: the directory "/nonexistent-dir" does not exist'],
+    ["/etc/passwd", 'status: --cwd: "/etc/passwd" is not a directory'],
+    ["/etc/passwd/x", 'status: --cwd: the directory "/etc/passwd/x" does not exist'],
+    ["", 'status: --cwd: names no directory (--cwd "")'],
+    [" ", 'status: --cwd: names no directory (--cwd " ")'],
+  ];
+  for (const [cwd, said] of cases) {
+    await t.step(JSON.stringify(cwd), async () => {
+      const result = await run(["exec", "echo hi", "--cwd", cwd]);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [said]);
+      assert.deepEqual(result.stdout, [], "nothing ran");
+    });
+  }
+});
+
+Deno.test("an empty --label is refused, not read as no label (which widened the run)", async (t) => {
+  const env = { DASHBOARD_URL: "http://127.0.0.1:9" };
+  for (const command of [["enqueue"], ["run", "start"]]) {
+    for (const value of ["", " "]) {
+      await t.step(`status ${command.join(" ")} --label ${JSON.stringify(value)}`, async () => {
+        const result = await run(
+          [...command, "echo hi", "--deployment", "prod", "--label", value],
+          env,
+        );
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stderr, [
+          `error: option '--label <key=value>' argument '${value}' is invalid. must be ` +
+          "key=value, got an empty value",
+        ]);
+      });
+    }
+  }
+});
+
+Deno.test("status result refuses flags that would be ignored or mixed, before asking the dashboard", async (t) => {
+  // A dashboard that is not there: the answer is bad usage (2), not an unreachable dashboard (1).
+  const env = { DASHBOARD_URL: "http://127.0.0.1:9" };
+  const cases: Array<[string[], string]> = [
+    [["--stdout", "--stderr"], "status: give --stdout or --stderr, not both"],
+    [["--json", "--stdout"], "status: --json cannot be combined with --stdout"],
+    [["--follow", "--stdout"], "status: --follow cannot be combined with --stdout"],
+    [["--follow", "--json", "--stderr"], "status: --json cannot be combined with --stderr"],
+  ];
+  for (const [flags, said] of cases) {
+    await t.step(`status result cmd-1 ${flags.join(" ")}`, async () => {
+      const result = await run(["result", "cmd-1", ...flags], env);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [said]);
+      assert.deepEqual(result.stdout, []);
+    });
+  }
+});
+
+Deno.test("a command named after options says to put it first", async (t) => {
+  const cases: Array<[string[], string]> = [
+    [["--config", "c.json", "list"], "status list --config c.json"],
+    [["--daemon", "stop"], "status stop --daemon"],
+    [["--agent-id", "a", "agent"], "status agent --agent-id a"],
+    [
+      ["--log-level=debug", "enqueue", "echo hi", "--agent", "a"],
+      'status enqueue --log-level=debug "echo hi" --agent a',
+    ],
+  ];
+  for (const [args, command] of cases) {
+    await t.step(`status ${args.join(" ")}`, async () => {
+      const io = memoryIo();
+      assert.equal(await main(args, io), 2);
+      assert.deepEqual(io.stderr, [
+        `status: the command comes first, then its options: ${command}`,
+      ]);
+      assert.deepEqual(io.stdout, []);
+    });
+  }
 });

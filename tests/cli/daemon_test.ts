@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { PERMS, runCli } from "../_cli.ts";
 import { fileURLToPath } from "node:url";
 import { openAgentState } from "../../src/agent/state.ts";
+import { ConfigError } from "../../src/errors.ts";
 import {
   acquirePidFile,
   DAEMON_CHILD_FLAG,
@@ -421,3 +422,18 @@ Deno.test("the daemon's and status stop's files without the permissions for them
 function lastLine(text: string): string | undefined {
   return text.trimEnd().split("\n").at(-1);
 }
+
+Deno.test("a pid file that cannot be where it is, is a configuration error (exit 2)", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const pidFile = join(dir, "missing", "status.pid");
+    assert.throws(
+      () => acquirePidFile(pidFile, Deno.pid),
+      (error) =>
+        error instanceof ConfigError && error.exitCode === 2 &&
+        error.message.startsWith(`cannot write the pid file ${pidFile}: `),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -124,7 +124,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       "boolean",
       { roles: ["server"], env: { WAIT_REQUIRE_SIGNATURE: "maybe" }, cwd: tempDir() },
-      'WAIT_REQUIRE_SIGNATURE from the environment must be true or false, got "maybe"',
+      'WAIT_REQUIRE_SIGNATURE from the environment must be true or false (or yes/no, on/off, 1/0), got "maybe"',
     ],
     [
       "port",
@@ -747,4 +747,77 @@ Deno.test("LOG_FORMAT is read in any case, as LOG_LEVEL is", () => {
     () => loadSettings({ roles: ["log"], env: { LOG_FORMAT: "xml" }, cwd: "/nonexistent-dir" }),
     /LOG_FORMAT from the environment must be one of "text", "json", got "xml"/,
   );
+});
+
+Deno.test("labels in config.json, as an object or an array, are held to the rules of AGENT_LABELS", async (t) => {
+  const labelsOf = (json: unknown) => {
+    const cwd = tempDir({ "config.json": JSON.stringify({ agent_labels: json }) });
+    try {
+      return loadSettings({ roles: ["agent"], env: {}, cwd }).settings.agentLabels;
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  };
+  const must = "AGENT_LABELS from config.json must be key=value pairs separated by commas " +
+    "(keys: 1–63 of A-Za-z0-9._/-), got ";
+  await t.step("good ones load", () => {
+    assert.deepEqual(labelsOf({ role: "web", zone: "eu" }), { role: "web", zone: "eu" });
+    assert.deepEqual(labelsOf(["role=web", "zone=eu"]), { role: "web", zone: "eu" });
+    assert.deepEqual(labelsOf("role=web,zone=eu"), { role: "web", zone: "eu" });
+    assert.deepEqual(labelsOf({}), {});
+  });
+  await t.step("a key or value the rules refuse", () => {
+    assert.throws(() => labelsOf({ "bad key!": "v" }), {
+      message: `${must}{"bad key!":"v"}: label key "bad key!" must be 1–63 characters of ` +
+        "A-Z a-z 0-9 . _ / - (starting with a letter or digit)",
+    });
+    assert.throws(() => labelsOf({ k: "v v" }), {
+      message: `${must}{"k":"v v"}: label value "v v" of k must be 0–128 characters of ` +
+        "A-Z a-z 0-9 . _ : / @ -",
+    });
+    assert.throws(() => labelsOf(["a=b", "a=c"]), {
+      message: `${must}["a=b","a=c"]: label a is given twice`,
+    });
+  });
+  await t.step("a comma does not make two labels of one", () => {
+    assert.throws(() => labelsOf({ role: "web,zone=eu" }), {
+      message: `${must}{"role":"web,zone=eu"}: label "role" holds a comma in its key or value; ` +
+        "give each label as a key of its own",
+    });
+  });
+  await t.step("what is no labels at all", () => {
+    for (const json of [{ k: 5 }, [5], 5]) {
+      assert.throws(() => labelsOf(json), { message: `${must}${JSON.stringify(json)}` });
+    }
+  });
+});
+
+Deno.test("a settings file saved as UTF-16 is named as such, not quoted as noise", async (t) => {
+  const utf16 = (text: string, bigEndian = false) => {
+    const bytes = new Uint8Array(2 + text.length * 2);
+    bytes.set(bigEndian ? [0xfe, 0xff] : [0xff, 0xfe]);
+    for (let i = 0; i < text.length; i++) {
+      bytes[2 + i * 2 + (bigEndian ? 1 : 0)] = text.charCodeAt(i);
+    }
+    return bytes;
+  };
+  const files = [
+    ["config.json", utf16('{"dashboard_url": "http://127.0.0.1:9"}')],
+    [".env", utf16("DASHBOARD_URL=http://127.0.0.1:9\n", true)],
+    [".env", new TextEncoder().encode("DASHBOARD_URL=http://127.0.0.1:9\n\0\n")],
+  ] as const;
+  for (const [name, bytes] of files) {
+    await t.step(`${name} starting ${[...bytes.slice(0, 2)].map((b) => b.toString(16))}`, () => {
+      const cwd = tempDir();
+      try {
+        Deno.writeFileSync(`${cwd}/${name}`, bytes);
+        assert.throws(() => loadSettings({ roles: ["operator"], env: {}, cwd }), {
+          message: `${name} is not UTF-8 text (it holds a UTF-16 byte order mark or NUL bytes, ` +
+            "as a file saved as UTF-16 does): save it as UTF-8",
+        });
+      } finally {
+        Deno.removeSync(cwd, { recursive: true });
+      }
+    });
+  }
 });
