@@ -40,7 +40,7 @@ export class DaemonError extends Error {
  * @param path The pid file.
  * @returns The pid, or `undefined` when the file does not exist.
  * @throws {DaemonError} When the file holds something other than a pid, or cannot be read.
- * @throws {ConfigError} When Deno may not read it (no `--allow-read`).
+ * @throws {ConfigError} When Deno may not read it (no `--allow-read`), or it is a directory.
  */
 export function readPidFile(path: string): number | undefined {
   let text: string;
@@ -52,6 +52,12 @@ export function readPidFile(path: string): number | undefined {
       throw new DaemonError(
         `the pid file ${path} is a symlink; refusing (remove it, and give the pid file a ` +
           "path in a directory only this user may write)",
+      );
+    }
+    if (info.isDirectory) {
+      throw new ConfigError(
+        `the pid file ${path} is a directory, not a file (give the pid file's own path with ` +
+          "--pid-file or PID_FILE)",
       );
     }
     // Opening a named pipe waits until something writes to it: the daemon and status stop
@@ -71,7 +77,7 @@ export function readPidFile(path: string): number | undefined {
     }
     text = read;
   } catch (error) {
-    if (error instanceof DaemonError) throw error;
+    if (error instanceof DaemonError || error instanceof ConfigError) throw error;
     if (error instanceof Deno.errors.NotFound) return undefined;
     if (error instanceof Deno.errors.NotCapable) {
       throw new ConfigError(

@@ -336,6 +336,20 @@ Deno.test("a PEM or pid file that never ends is refused at once, not read", asyn
       "status: TLS_CERT from flag --tls-cert (/dev/zero) is larger than 1 MiB; is it PEM?",
     );
   });
+  await t.step("status stop --pid-file <a directory>", async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-piddir-" });
+    try {
+      const io = memoryIo();
+      assert.equal(await main(["stop", "--pid-file", dir], io), 2);
+      assert.equal(
+        io.stderr.join("\n"),
+        `status: the pid file ${dir} is a directory, not a file (give the pid file's own path ` +
+          "with --pid-file or PID_FILE)",
+      );
+    } finally {
+      Deno.removeSync(dir);
+    }
+  });
   await t.step("status stop --pid-file /dev/zero", async () => {
     const io = memoryIo();
     assert.equal(await main(["stop", "--pid-file", "/dev/zero"], io), 1);
