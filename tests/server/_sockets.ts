@@ -36,6 +36,47 @@ export async function readAll(
   return { text: decode(chunks), closed: false };
 }
 
+/**
+ * Reads one whole answer from a kept-alive connection: its head and its `Content-Length` bytes of
+ * body (or until the server closes, or `ms` pass). A loaded machine may take long to answer; an
+ * answer complete early returns at once.
+ */
+export async function readAnswer(
+  conn: Deno.Conn,
+  ms = 10_000,
+): Promise<{ text: string; closed: boolean }> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(4096);
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    let n: number | null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      n = await Promise.race([
+        conn.read(buffer),
+        new Promise<number>((resolve) => {
+          timer = setTimeout(() => resolve(-1), Math.max(1, deadline - Date.now()));
+        }),
+      ]);
+    } catch {
+      n = null;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (n === -1) break;
+    if (n === null) return { text: decode(chunks), closed: true };
+    chunks.push(buffer.slice(0, n));
+    const text = decode(chunks);
+    const end = text.indexOf("\r\n\r\n");
+    if (end < 0) continue;
+    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end))?.[1] ?? 0);
+    if (new TextEncoder().encode(text.slice(end + 4)).byteLength >= length) {
+      return { text, closed: false };
+    }
+  }
+  return { text: decode(chunks), closed: false };
+}
+
 function decode(chunks: Uint8Array[]): string {
   return chunks.map((chunk) => new TextDecoder().decode(chunk)).join("");
 }

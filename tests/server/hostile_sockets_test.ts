@@ -9,7 +9,7 @@ import { startServer } from "../../src/server/mod.ts";
 import { MAX_PIPELINED } from "../../src/http_listener.ts";
 import { P } from "./_helpers.ts";
 import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
-import { closeQuietly, rawConnect, readAll, send, waitHead } from "./_sockets.ts";
+import { closeQuietly, rawConnect, readAll, readAnswer, send, waitHead } from "./_sockets.ts";
 import { connect, type Socket } from "node:net";
 
 /** Log lines (JSON) of the process while `fn` runs. */
@@ -143,7 +143,7 @@ Deno.test("at the connection limit a new connection takes the place of an idle o
         const client = await open();
         clients.push(client);
         await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-        const answer = await readAll(client, 500);
+        const answer = await readAnswer(client);
         assert.match(answer.text, /^HTTP\/1\.1 200 /, `client ${i} is served`);
       }
       assert.equal(server.listener.refused, 0);
@@ -220,7 +220,7 @@ Deno.test("a keep-alive connection idle after its answer makes room at the limit
     await until(() => server.dashboard.hub.size === 1, "the wait is held");
     const kept = await open();
     await send(kept, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    const first = await readAll(kept, 300);
+    const first = await readAnswer(kept);
     assert.match(first.text, /^HTTP\/1\.1 200 /);
     assert.equal(first.closed, false, "kept alive");
     const client = await open();

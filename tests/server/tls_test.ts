@@ -4,7 +4,7 @@ import { ConfigError } from "../../src/errors.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { until } from "../_until.ts";
 import { P } from "./_helpers.ts";
-import { closeQuietly, readAll, send, waitHead } from "./_sockets.ts";
+import { closeQuietly, readAll, readAnswer, send, waitHead } from "./_sockets.ts";
 
 async function selfSignedCert(dir: string): Promise<{ cert: string; key: string } | null> {
   try {
@@ -226,14 +226,14 @@ Deno.test("over HTTPS at the connection limit a new connection takes the place o
       const client = await connectTls();
       conns.push(client);
       await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-      assert.match((await readAll(client, 500)).text, /^HTTP\/1\.1 200 /);
+      assert.match((await readAnswer(client)).text, /^HTTP\/1\.1 200 /);
       assert.ok((await readAll(silent, 2000)).closed, "the silent connection made room");
       assert.equal(server.listener.evicted, 1);
       // Now the client is idle after its answer: the next one takes its place, not the wait's.
       const next = await connectTls();
       conns.push(next);
       await send(next, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-      assert.match((await readAll(next, 500)).text, /^HTTP\/1\.1 200 /);
+      assert.match((await readAnswer(next)).text, /^HTTP\/1\.1 200 /);
       assert.equal(server.listener.evicted, 2);
       assert.equal(server.dashboard.hub.size, 1, "the held wait was kept");
     } finally {
