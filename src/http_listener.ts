@@ -131,6 +131,8 @@ export interface HttpListener {
   readonly refused: number;
   /** Idle connections closed to make room for a new one at the limit, since start. */
   readonly evicted: number;
+  /** Connections with no request in progress now (a head still to come, or between requests). */
+  readonly idle: number;
   /**
    * Stops accepting, closes idle connections and waits for in-flight requests to be answered:
    * those still arriving are held to the header and body timeouts meanwhile, and after
@@ -734,6 +736,9 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     },
     get evicted() {
       return evicted;
+    },
+    get idle() {
+      return idle.size;
     },
     close() {
       closed ??= new Promise<void>((resolve) => {

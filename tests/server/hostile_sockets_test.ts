@@ -145,6 +145,8 @@ Deno.test("at the connection limit a new connection takes the place of an idle o
         await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         const answer = await readAnswer(client);
         assert.match(answer.text, /^HTTP\/1\.1 200 /, `client ${i} is served`);
+        // Its answer sent, the client's connection is idle: the next one may take its place.
+        await until(() => server.listener.idle === 2, "two idle connections");
       }
       assert.equal(server.listener.refused, 0);
       assert.equal(server.listener.evicted, 3);
@@ -223,6 +225,7 @@ Deno.test("a keep-alive connection idle after its answer makes room at the limit
     const first = await readAnswer(kept);
     assert.match(first.text, /^HTTP\/1\.1 200 /);
     assert.equal(first.closed, false, "kept alive");
+    await until(() => server.listener.idle === 1, "the kept-alive connection is idle");
     const client = await open();
     await send(client, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     assert.match((await readAll(client, 5000)).text, /^HTTP\/1\.1 200 /);

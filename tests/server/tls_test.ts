@@ -230,6 +230,7 @@ Deno.test("over HTTPS at the connection limit a new connection takes the place o
       assert.ok((await readAll(silent, 2000)).closed, "the silent connection made room");
       assert.equal(server.listener.evicted, 1);
       // Now the client is idle after its answer: the next one takes its place, not the wait's.
+      await until(() => server.listener.idle === 1, "the client's connection is idle");
       const next = await connectTls();
       conns.push(next);
       await send(next, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
