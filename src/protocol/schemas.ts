@@ -333,9 +333,15 @@ export interface ExecResultBody {
   stderr_encoding?: OutputEncoding;
 }
 
+/**
+ * The range of an exit code a report may carry: a signed 32-bit integer, what every store's
+ * column holds (PostgreSQL's `integer`) and wider than any exit status an operating system gives.
+ */
+export const EXIT_CODE_RANGE = { min: -(2 ** 31), max: 2 ** 31 - 1 } as const;
+
 /** Schema of the `result` object of a report. */
 export const execResultSchema: z.ZodType<ExecResultBody> = z.object({
-  exit_code: z.number().int().nullable(),
+  exit_code: z.number().int().min(EXIT_CODE_RANGE.min).max(EXIT_CODE_RANGE.max).nullable(),
   signal: z.string().nullable(),
   duration_secs: z.number().nonnegative(),
   stdout: z.string(),

@@ -1162,3 +1162,47 @@ Deno.test("params of more than 64 KiB of JSON are refused at enqueue and in runs
     assert.equal(response.status, 202, await response.text());
   });
 });
+
+Deno.test("a report's exit code beyond a signed 32-bit integer is a 400 naming it, and the command waits for a good one", async (t) => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "big-exit",
+    name: "echo hi",
+    agent_id: "a1",
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const waited = await d.agent({ path: P.wait() });
+  assert.equal(waited.status, 200);
+  await waited.body?.cancel();
+  const result = reportBody("big-exit").result;
+  for (
+    const [exitCode, message] of [
+      [2 ** 31, "must be at most 2147483647"],
+      [-(2 ** 31) - 1, "must be at least -2147483648"],
+    ] as const
+  ) {
+    await t.step(String(exitCode), async () => {
+      const response = await d.agent({
+        path: P.report,
+        body: reportBody("big-exit", { result: { ...result, exit_code: exitCode } }),
+      });
+      assert.equal(response.status, 400);
+      assert.equal((await json(response)).error, `field "result.exit_code": ${message}`);
+    });
+  }
+  await t.step("the edges of the range are taken", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("big-exit", {
+        status: "failed",
+        result: { ...result, exit_code: -(2 ** 31) },
+      }),
+    });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await json(response), { accepted: true });
+    const command = await json(await d.admin("GET", "/api/v1/commands/big-exit"));
+    assert.equal(command.status, "failed");
+    assert.equal((command.result as Record<string, unknown>).exit_code, -(2 ** 31));
+  });
+});
