@@ -1087,6 +1087,31 @@ Deno.test("a report carrying more output than an agent keeps is stored as the ag
   });
 
   await t.step(
+    "a signal name keeps its first 64 characters; a real one is kept as sent",
+    async () => {
+      for (
+        const [id, signal, kept] of [
+          [
+            "sig-1",
+            `SIG${"X".repeat(900_000)}`,
+            `SIG${"X".repeat(61)} [status: 899939 characters dropped]`,
+          ],
+          ["sig-2", "SIGKILL", "SIGKILL"],
+        ]
+      ) {
+        const attempt = await deliver(id);
+        const body = reportBody(id, { attempt, status: "killed" });
+        Object.assign(body.result as Record<string, unknown>, { exit_code: null, signal });
+        const report = await d.agent({ path: P.report, body });
+        assert.equal(report.status, 200);
+        await report.body?.cancel();
+        const command = await json(await d.admin("GET", `/api/v1/commands/${id}`));
+        assert.equal((command.result as Record<string, unknown>).signal, kept);
+      }
+    },
+  );
+
+  await t.step(
     "output within the bounds, with the agent's own marker, is kept as sent",
     async () => {
       const attempt = await deliver("small-1");
