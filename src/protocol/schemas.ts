@@ -395,13 +395,21 @@ function reportSchemaWith(
   });
 }
 
+/** Digits of a fraction of a second a date-time may carry: nanoseconds. */
+export const MAX_FRACTION_DIGITS = 9;
+const LONGER_FRACTION = new RegExp(`\\.\\d{${MAX_FRACTION_DIGITS + 1}}`);
+
 /**
- * An ISO 8601 date-time with seconds and a time zone (`Z` or an offset), any fraction of a second:
- * `2026-01-12T10:00:05.120Z`, as `Date.prototype.toISOString` writes.
+ * An ISO 8601 date-time with seconds and a time zone (`Z` or an offset), with a fraction of a
+ * second of at most {@link MAX_FRACTION_DIGITS} digits: `2026-01-12T10:00:05.120Z`, as
+ * `Date.prototype.toISOString` writes. A longer fraction, which no clock has, would be kept as sent
+ * (up to a megabyte) and shown in every list of commands.
  */
 export const isoDateTimeSchema: z.ZodType<string> = z.iso.datetime({
   offset: true,
   message: "must be an ISO 8601 date-time with a time zone, such as 2026-01-12T10:00:05.120Z",
+}).refine((time) => !LONGER_FRACTION.test(time), {
+  message: `must have at most ${MAX_FRACTION_DIGITS} digits of a fraction of a second`,
 });
 
 /**

@@ -1231,3 +1231,40 @@ Deno.test("a report's exit code beyond a signed 32-bit integer is a 400 naming i
     assert.equal((command.result as Record<string, unknown>).exit_code, -(2 ** 31));
   });
 });
+
+Deno.test("a report's time with more than nanoseconds is a 400 naming it; nanoseconds are kept as sent", async (t) => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "long-time",
+    name: "echo hi",
+    agent_id: "a1",
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const waited = await d.agent({ path: P.wait() });
+  assert.equal(waited.status, 200);
+  await waited.body?.cancel();
+  for (const field of ["started_at", "completed_at"]) {
+    await t.step(`${field} with a fraction of 900,000 digits`, async () => {
+      const response = await d.agent({
+        path: P.report,
+        body: reportBody("long-time", { [field]: `2026-01-12T10:00:05.${"1".repeat(900_000)}Z` }),
+      });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${field}": must have at most 9 digits of a fraction of a second`,
+      );
+    });
+  }
+  await t.step("nine digits and an offset are taken as sent", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("long-time", { started_at: "2026-01-12T11:00:05.123456789+01:00" }),
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const command = await json(await d.admin("GET", "/api/v1/commands/long-time"));
+    assert.equal(command.started_at, "2026-01-12T11:00:05.123456789+01:00");
+  });
+});
