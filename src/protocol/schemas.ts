@@ -333,9 +333,15 @@ export interface ExecResultBody {
   stderr_encoding?: OutputEncoding;
 }
 
+/**
+ * The range of an exit code a report may carry: a signed 32-bit integer, what every store's
+ * column holds (PostgreSQL's `integer`) and wider than any exit status an operating system gives.
+ */
+export const EXIT_CODE_RANGE = { min: -(2 ** 31), max: 2 ** 31 - 1 } as const;
+
 /** Schema of the `result` object of a report. */
 export const execResultSchema: z.ZodType<ExecResultBody> = z.object({
-  exit_code: z.number().int().nullable(),
+  exit_code: z.number().int().min(EXIT_CODE_RANGE.min).max(EXIT_CODE_RANGE.max).nullable(),
   signal: z.string().nullable(),
   duration_secs: z.number().nonnegative(),
   stdout: z.string(),
@@ -389,13 +395,21 @@ function reportSchemaWith(
   });
 }
 
+/** Digits of a fraction of a second a date-time may carry: nanoseconds. */
+export const MAX_FRACTION_DIGITS = 9;
+const LONGER_FRACTION = new RegExp(`\\.\\d{${MAX_FRACTION_DIGITS + 1}}`);
+
 /**
- * An ISO 8601 date-time with seconds and a time zone (`Z` or an offset), any fraction of a second:
- * `2026-01-12T10:00:05.120Z`, as `Date.prototype.toISOString` writes.
+ * An ISO 8601 date-time with seconds and a time zone (`Z` or an offset), with a fraction of a
+ * second of at most {@link MAX_FRACTION_DIGITS} digits: `2026-01-12T10:00:05.120Z`, as
+ * `Date.prototype.toISOString` writes. A longer fraction, which no clock has, would be kept as sent
+ * (up to a megabyte) and shown in every list of commands.
  */
 export const isoDateTimeSchema: z.ZodType<string> = z.iso.datetime({
   offset: true,
   message: "must be an ISO 8601 date-time with a time zone, such as 2026-01-12T10:00:05.120Z",
+}).refine((time) => !LONGER_FRACTION.test(time), {
+  message: `must have at most ${MAX_FRACTION_DIGITS} digits of a fraction of a second`,
 });
 
 /**

@@ -1,9 +1,9 @@
 /**
  * What the dashboard keeps of a reported result: each stream's first and last 32 KiB, as the
- * agent itself keeps them (docs/protocol.md §5), and an error text of at most
- * {@link MAX_ERROR_CHARS} characters. The agent sends no more; a client that sends more (up to
- * the 1 MiB body, a megabyte a command) would otherwise have it stored and sent whole in every list
- * of commands, where a thousand of them made one answer larger than the dashboard could build.
+ * agent itself keeps them (docs/protocol.md §5), an error text of at most
+ * {@link MAX_ERROR_CHARS} characters and a signal name of at most {@link MAX_SIGNAL_CHARS}. The
+ * agent sends no more; a client that sends more (up to the 1 MiB body, a megabyte a command) would
+ * otherwise have it stored and sent whole in every list of commands, where a thousand of them made one answer larger than the dashboard could build.
  *
  * @module
  */
@@ -18,6 +18,8 @@ export const RESULT_TAIL_BYTES = 32 * 1024;
 const SLACK_BYTES = 1024;
 /** Characters of a result's error text kept. */
 export const MAX_ERROR_CHARS = 8 * 1024;
+/** Characters of a result's signal name kept (the longest name, `SIGRTMAX-14`, has 11). */
+export const MAX_SIGNAL_CHARS = 64;
 
 const encoder = new TextEncoder();
 
@@ -88,9 +90,35 @@ export function boundStream(
  * @returns What is kept.
  */
 export function boundError(error: string | null): string | null {
-  if (error === null || error.length <= MAX_ERROR_CHARS) return error;
-  let end = MAX_ERROR_CHARS;
-  const last = error.charCodeAt(end - 1);
+  return cutText(error, MAX_ERROR_CHARS);
+}
+
+/**
+ * A result's signal name, cut to {@link MAX_SIGNAL_CHARS} characters (whole code points) with a
+ * note of how many were dropped: a name such as `SIGKILL` is kept as sent, a client's megabyte is
+ * not stored and shown in every list of commands.
+ *
+ * @example A made-up name of a thousand characters
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { boundSignal } from "./result_bounds.ts";
+ *
+ * assert.equal(boundSignal("SIGKILL"), "SIGKILL");
+ * assert.equal(boundSignal("S".repeat(1000)), `${"S".repeat(64)} [status: 936 characters dropped]`);
+ * ```
+ *
+ * @param signal The signal as reported.
+ * @returns What is kept.
+ */
+export function boundSignal(signal: string | null): string | null {
+  return cutText(signal, MAX_SIGNAL_CHARS);
+}
+
+/** `text` cut to `max` UTF-16 units, not inside a surrogate pair, with a note of what was dropped. */
+function cutText(text: string | null, max: number): string | null {
+  if (text === null || text.length <= max) return text;
+  let end = max;
+  const last = text.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end--; // not half a surrogate pair
-  return `${error.slice(0, end)} [status: ${error.length - end} characters dropped]`;
+  return `${text.slice(0, end)} [status: ${text.length - end} characters dropped]`;
 }

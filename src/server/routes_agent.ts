@@ -37,7 +37,7 @@ import type { ServerEnv } from "./env.ts";
 import { enqueueFingerprint } from "./fingerprint.ts";
 import { HttpError } from "./http_error.ts";
 import type { RefusalReason } from "./refusals.ts";
-import { boundError, boundStream } from "./result_bounds.ts";
+import { boundError, boundSignal, boundStream } from "./result_bounds.ts";
 import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import type { AgentRecord, CommandRecord, EnqueueOutcome } from "../store/mod.ts";
 import type { LeanAnswer } from "./wait_route.ts";
@@ -194,7 +194,7 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         status: report.status,
         result: r && {
           exitCode: r.exit_code,
-          signal: r.signal,
+          signal: boundSignal(r.signal),
           durationSecs: r.duration_secs,
           stdout: stdout!.text,
           stderr: stderr!.text,

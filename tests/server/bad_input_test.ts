@@ -1087,6 +1087,31 @@ Deno.test("a report carrying more output than an agent keeps is stored as the ag
   });
 
   await t.step(
+    "a signal name keeps its first 64 characters; a real one is kept as sent",
+    async () => {
+      for (
+        const [id, signal, kept] of [
+          [
+            "sig-1",
+            `SIG${"X".repeat(900_000)}`,
+            `SIG${"X".repeat(61)} [status: 899939 characters dropped]`,
+          ],
+          ["sig-2", "SIGKILL", "SIGKILL"],
+        ]
+      ) {
+        const attempt = await deliver(id);
+        const body = reportBody(id, { attempt, status: "killed" });
+        Object.assign(body.result as Record<string, unknown>, { exit_code: null, signal });
+        const report = await d.agent({ path: P.report, body });
+        assert.equal(report.status, 200);
+        await report.body?.cancel();
+        const command = await json(await d.admin("GET", `/api/v1/commands/${id}`));
+        assert.equal((command.result as Record<string, unknown>).signal, kept);
+      }
+    },
+  );
+
+  await t.step(
     "output within the bounds, with the agent's own marker, is kept as sent",
     async () => {
       const attempt = await deliver("small-1");
@@ -1160,5 +1185,86 @@ Deno.test("params of more than 64 KiB of JSON are refused at enqueue and in runs
       params: params(MAX_PARAMS_BYTES),
     });
     assert.equal(response.status, 202, await response.text());
+  });
+});
+
+Deno.test("a report's exit code beyond a signed 32-bit integer is a 400 naming it, and the command waits for a good one", async (t) => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "big-exit",
+    name: "echo hi",
+    agent_id: "a1",
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const waited = await d.agent({ path: P.wait() });
+  assert.equal(waited.status, 200);
+  await waited.body?.cancel();
+  const result = reportBody("big-exit").result;
+  for (
+    const [exitCode, message] of [
+      [2 ** 31, "must be at most 2147483647"],
+      [-(2 ** 31) - 1, "must be at least -2147483648"],
+    ] as const
+  ) {
+    await t.step(String(exitCode), async () => {
+      const response = await d.agent({
+        path: P.report,
+        body: reportBody("big-exit", { result: { ...result, exit_code: exitCode } }),
+      });
+      assert.equal(response.status, 400);
+      assert.equal((await json(response)).error, `field "result.exit_code": ${message}`);
+    });
+  }
+  await t.step("the edges of the range are taken", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("big-exit", {
+        status: "failed",
+        result: { ...result, exit_code: -(2 ** 31) },
+      }),
+    });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await json(response), { accepted: true });
+    const command = await json(await d.admin("GET", "/api/v1/commands/big-exit"));
+    assert.equal(command.status, "failed");
+    assert.equal((command.result as Record<string, unknown>).exit_code, -(2 ** 31));
+  });
+});
+
+Deno.test("a report's time with more than nanoseconds is a 400 naming it; nanoseconds are kept as sent", async (t) => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "long-time",
+    name: "echo hi",
+    agent_id: "a1",
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const waited = await d.agent({ path: P.wait() });
+  assert.equal(waited.status, 200);
+  await waited.body?.cancel();
+  for (const field of ["started_at", "completed_at"]) {
+    await t.step(`${field} with a fraction of 900,000 digits`, async () => {
+      const response = await d.agent({
+        path: P.report,
+        body: reportBody("long-time", { [field]: `2026-01-12T10:00:05.${"1".repeat(900_000)}Z` }),
+      });
+      assert.equal(response.status, 400);
+      assert.equal(
+        (await json(response)).error,
+        `field "${field}": must have at most 9 digits of a fraction of a second`,
+      );
+    });
+  }
+  await t.step("nine digits and an offset are taken as sent", async () => {
+    const response = await d.agent({
+      path: P.report,
+      body: reportBody("long-time", { started_at: "2026-01-12T11:00:05.123456789+01:00" }),
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const command = await json(await d.admin("GET", "/api/v1/commands/long-time"));
+    assert.equal(command.started_at, "2026-01-12T11:00:05.123456789+01:00");
   });
 });
