@@ -323,7 +323,7 @@ function paramsOf(options: { timeout?: number; priority?: string; ttl?: number }
 export function runCommand(io: Io): Command {
   const run = new Command("run").description(
     "Fan-out runs: one command to a group of agents (by id, deployment, labels), at most " +
-      "--max-concurrency at once, stopping after --max-errors failures",
+      "--max-concurrency at once, starting no more once more than --max-errors have failed",
   );
 
   const start = new Command("start")

@@ -302,3 +302,12 @@ Deno.test("status list pages with --before and says how to see older commands", 
   const bad = await list("--before", "x1");
   assert.equal(bad.code, 2);
 });
+
+Deno.test("status run --help says a run stops starting commands once more than --max-errors failed", async () => {
+  // --max-errors 2 lets a third failure happen before the rest are skipped (the run's own line
+  // says "stop after 3 failures"); "stopping after --max-errors failures" said the second.
+  const { code, stdout } = await run(["run", "--help"]);
+  assert.equal(code, 0);
+  const text = stdout.join("").replaceAll(/\s+/g, " ");
+  assert.match(text, /once more than --max-errors have failed/);
+});
