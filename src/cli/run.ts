@@ -373,7 +373,7 @@ export function runCommand(io: Io): Command {
     "after",
     `
 Examples:
-  status run start "df -h /" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait
+  status run start "df -h /tmp" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait
   status run start "uname -a" --agent web-1 --agent web-2 --json`,
   );
   start.action(async (commandLine, options) => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 import { run } from "../cli/_run.ts";
 import { LIST_LIMIT, RUN_LIST_LIMIT } from "../../src/protocol/mod.ts";
+import { checkPolicy, defaultPolicy } from "../../src/exec/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 
 Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
@@ -310,4 +311,21 @@ Deno.test("status run --help says a run stops starting commands once more than -
   assert.equal(code, 0);
   const text = stdout.join("").replaceAll(/\s+/g, " ");
   assert.match(text, /once more than --max-errors have failed/);
+});
+
+Deno.test("the command lines of the --help examples pass the agent's default policy", async () => {
+  // "df -h /" was shown for a run: every agent of it ended rejected (/ is outside /tmp, /var/tmp).
+  for (const args of [["enqueue", "--help"], ["run", "start", "--help"]]) {
+    const { code, stdout } = await run(args);
+    assert.equal(code, 0);
+    const lines = [...stdout.join("").matchAll(/^ {2}.*status (?:enqueue|run start) "([^"]+)"/gm)]
+      .map((match) => match[1]);
+    assert.ok(lines.length > 0, `status ${args.join(" ")} shows examples`);
+    for (const line of lines) {
+      const checked = checkPolicy(line.split(" "), defaultPolicy(), {
+        searchPath: "/usr/local/bin:/usr/bin:/bin",
+      });
+      assert.ok(checked.ok, `status ${args.join(" ")} shows "${line}": ${JSON.stringify(checked)}`);
+    }
+  }
 });
