@@ -333,7 +333,7 @@ export function runCommand(io: Io): Command {
     )
     .argument(
       "<command-line>",
-      'the command line, quoted as one argument, e.g. "df -h /"',
+      'the command line, quoted as one argument, e.g. "df -h /tmp"',
       (value: string) => {
         if (value.trim() === "") throw new InvalidArgumentError("must not be empty");
         if (value.length > 4096) throw new InvalidArgumentError("must be at most 4096 characters");

@@ -318,7 +318,8 @@ Deno.test("the command lines of the --help examples pass the agent's default pol
   for (const args of [["enqueue", "--help"], ["run", "start", "--help"]]) {
     const { code, stdout } = await run(args);
     assert.equal(code, 0);
-    const lines = [...stdout.join("").matchAll(/^ {2}.*status (?:enqueue|run start) "([^"]+)"/gm)]
+    const help = stdout.join("").replaceAll(/\s+/g, " ");
+    const lines = [...help.matchAll(/(?:status (?:enqueue|run start)|e\.g\.) "([^"<]+)"/g)]
       .map((match) => match[1]);
     assert.ok(lines.length > 0, `status ${args.join(" ")} shows examples`);
     for (const line of lines) {
