@@ -288,7 +288,7 @@ Examples:
   id=$(status enqueue "sleep 60" --agent web-1) && status cancel "$id"
   status enqueue "uname -a" --agent web-1 --ttl 300 --wait-timeout 60   (exit 75: still not done)
   status enqueue "tar cf - /tmp/report" --agent web-1 --wait > report.tar
-  status enqueue "df -h /" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait`,
+  status enqueue "df -h /tmp" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait`,
   );
   command.action(async (commandLine, options) => {
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);

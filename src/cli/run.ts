@@ -323,7 +323,7 @@ function paramsOf(options: { timeout?: number; priority?: string; ttl?: number }
 export function runCommand(io: Io): Command {
   const run = new Command("run").description(
     "Fan-out runs: one command to a group of agents (by id, deployment, labels), at most " +
-      "--max-concurrency at once, stopping after --max-errors failures",
+      "--max-concurrency at once, starting no more once more than --max-errors have failed",
   );
 
   const start = new Command("start")
@@ -333,7 +333,7 @@ export function runCommand(io: Io): Command {
     )
     .argument(
       "<command-line>",
-      'the command line, quoted as one argument, e.g. "df -h /"',
+      'the command line, quoted as one argument, e.g. "df -h /tmp"',
       (value: string) => {
         if (value.trim() === "") throw new InvalidArgumentError("must not be empty");
         if (value.length > 4096) throw new InvalidArgumentError("must be at most 4096 characters");
@@ -373,7 +373,7 @@ export function runCommand(io: Io): Command {
     "after",
     `
 Examples:
-  status run start "df -h /" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait
+  status run start "df -h /tmp" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait
   status run start "uname -a" --agent web-1 --agent web-2 --json`,
   );
   start.action(async (commandLine, options) => {

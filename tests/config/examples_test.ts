@@ -117,3 +117,27 @@ Deno.test("the README names the settings that have a --no- flag, and only those"
   const valueless = keys.filter((key) => SETTINGS[key].boolean).map((key) => SETTINGS[key].env);
   assert.deepEqual(named, valueless.sort());
 });
+
+Deno.test("the README's permission sets name every file and extra variable deno.json grants", () => {
+  const config = JSON.parse(Deno.readTextFileSync(`${root}deno.json`));
+  const readme = Deno.readTextFileSync(`${root}README.md`);
+  const start = readme.indexOf("**Permission sets.**");
+  assert.ok(start >= 0, "the README's paragraph on permission sets");
+  const paragraph = readme.slice(start, readme.indexOf("\n\n", start));
+  const settingVariables = new Set(keys.map((key) => SETTINGS[key].env));
+  for (const [set, granted] of Object.entries<Record<string, unknown>>(config.permissions)) {
+    const names = [
+      ...[granted.read, granted.write].flatMap((paths) => Array.isArray(paths) ? paths : [])
+        // The database's own files are named by their suffix: `status.db` (with its `-wal` ...).
+        .map((path: string) => path.replace(/^status\.db(-\w+)$/, "$1")),
+      ...(Array.isArray(granted.env) ? granted.env : [])
+        .filter((name: string) => !settingVariables.has(name)),
+    ];
+    for (const name of names) {
+      assert.ok(
+        paragraph.includes(`\`${name}\``),
+        `-P=${set} grants ${name}, which the README omits`,
+      );
+    }
+  }
+});

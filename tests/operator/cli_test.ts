@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 import { run } from "../cli/_run.ts";
 import { LIST_LIMIT, RUN_LIST_LIMIT } from "../../src/protocol/mod.ts";
+import { checkPolicy, defaultPolicy } from "../../src/exec/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 
 Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
@@ -301,4 +302,31 @@ Deno.test("status list pages with --before and says how to see older commands", 
   assert.deepEqual(seen, ["page-5", "page-4", "page-3", "page-2", "page-1"]);
   const bad = await list("--before", "x1");
   assert.equal(bad.code, 2);
+});
+
+Deno.test("status run --help says a run stops starting commands once more than --max-errors failed", async () => {
+  // --max-errors 2 lets a third failure happen before the rest are skipped (the run's own line
+  // says "stop after 3 failures"); "stopping after --max-errors failures" said the second.
+  const { code, stdout } = await run(["run", "--help"]);
+  assert.equal(code, 0);
+  const text = stdout.join("").replaceAll(/\s+/g, " ");
+  assert.match(text, /once more than --max-errors have failed/);
+});
+
+Deno.test("the command lines of the --help examples pass the agent's default policy", async () => {
+  // "df -h /" was shown for a run: every agent of it ended rejected (/ is outside /tmp, /var/tmp).
+  for (const args of [["enqueue", "--help"], ["run", "start", "--help"]]) {
+    const { code, stdout } = await run(args);
+    assert.equal(code, 0);
+    const help = stdout.join("").replaceAll(/\s+/g, " ");
+    const lines = [...help.matchAll(/(?:status (?:enqueue|run start)|e\.g\.) "([^"<]+)"/g)]
+      .map((match) => match[1]);
+    assert.ok(lines.length > 0, `status ${args.join(" ")} shows examples`);
+    for (const line of lines) {
+      const checked = checkPolicy(line.split(" "), defaultPolicy(), {
+        searchPath: "/usr/local/bin:/usr/bin:/bin",
+      });
+      assert.ok(checked.ok, `status ${args.join(" ")} shows "${line}": ${JSON.stringify(checked)}`);
+    }
+  }
 });

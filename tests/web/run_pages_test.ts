@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { makeDashboard } from "../server/_helpers.ts";
+import { checkPolicy, defaultPolicy } from "../../src/exec/mod.ts";
 import {
   RUN_AGENTS_PAGE_SIZE,
   RunPage,
@@ -275,5 +276,21 @@ Deno.test("console: a run of many agents shows them a page at a time, and names 
         new RegExp(`Run big has 3 pages of agents: page ${page} is not one of them\\.`),
       );
     });
+  }
+});
+
+Deno.test("console: the command line the enqueue and start-a-run forms suggest passes the default policy", async () => {
+  // The run form suggested "df -h /": every agent of such a run ended rejected (/ is outside the
+  // default prefixes /tmp and /var/tmp).
+  await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
+  for (const path of ["/enqueue", "/runs/new"]) {
+    const text = await (await t.dashboard.app.request(`http://localhost${path}`)).text();
+    const input = /<input[^>]*name="name"[^>]*>/.exec(text)?.[0] ?? "";
+    const suggested = /placeholder="([^"]+)"/.exec(input)?.[1];
+    assert.ok(suggested, `${path} suggests a command line`);
+    const checked = checkPolicy(suggested.split(" "), defaultPolicy(), {
+      searchPath: "/usr/local/bin:/usr/bin:/bin",
+    });
+    assert.ok(checked.ok, `${path} suggests "${suggested}": ${JSON.stringify(checked)}`);
   }
 });

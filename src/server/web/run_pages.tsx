@@ -330,7 +330,7 @@ export function StartRunPage(props: Frame & { values: RunFormValues; error?: str
           id="name"
           label="Command line"
           hint="Run without a shell on every agent of the target."
-          placeholder="df -h /"
+          placeholder="df -h /tmp"
           required
           values={values}
         />
