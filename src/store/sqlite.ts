@@ -374,6 +374,15 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         this.#full = false;
         if (!noRoomToOpen(error)) {
           if (error instanceof StoreError) throw error;
+          if (isBusy(error)) {
+            // Nothing was changed: a migration waiting for the lock was not begun.
+            throw new StoreUnavailableError(
+              `cannot open database ${path}: another process holds its lock (waited ` +
+                `${busyTimeoutMs} ms): a script or sqlite3 in the middle of a transaction, or ` +
+                "one that opened it in exclusive locking mode; end it and start again",
+              { cause: error },
+            );
+          }
           throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
             cause: error,
           });

@@ -3,6 +3,7 @@ import { DatabaseSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
 import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
 import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
+import { APPLICATION_ID, MIGRATIONS } from "../../src/store/_migrations.ts";
 import { runStoreContract } from "./contract.ts";
 import { countTargetReads } from "./_target_reads.ts";
 import { spawnCli } from "../_cli.ts";
@@ -867,4 +868,48 @@ Deno.test("sqlite store steps a run without reading its commands' results or out
   const whole = await store.advanceRun("r", T0 + 4);
   assert.equal(whole?.run.targets[0].command?.result?.stdout?.slice(0, 3), "hi\n");
   assert.deepEqual([counted.reads, counted.output], [3, 1]);
+});
+
+Deno.test("sqlite store says which lock stopped it when another process holds the file at start", async (t) => {
+  await withTempDir(async (dir) => {
+    await t.step("the write lock, over a database the store must migrate", () => {
+      const path = `${dir}/older.db`;
+      const old = new DatabaseSync(path);
+      old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS[0]}`);
+      old.exec(`PRAGMA user_version = 1; PRAGMA application_id = ${APPLICATION_ID}`);
+      old.close();
+      // A script (or sqlite3) in the middle of a write.
+      const other = new DatabaseSync(path);
+      other.exec("BEGIN IMMEDIATE");
+      try {
+        assert.throws(() => openSqliteStore(path, { busyTimeoutMs: 50 }), {
+          name: "StoreUnavailableError",
+          message: `cannot open database ${path}: another process holds its lock (waited ` +
+            "50 ms): a script or sqlite3 in the middle of a transaction, or one that opened it " +
+            "in exclusive locking mode; end it and start again",
+        });
+      } finally {
+        other.exec("ROLLBACK");
+        other.close();
+      }
+      const version = new DatabaseSync(path);
+      assert.equal(version.prepare("PRAGMA user_version").get()?.user_version, 1, "left as it was");
+      version.close();
+    });
+    await t.step("an exclusive lock, that keeps even readers out", () => {
+      const path = `${dir}/current.db`;
+      openSqliteStore(path).close();
+      const other = new DatabaseSync(path);
+      other.exec("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE");
+      try {
+        assert.throws(() => openSqliteStore(path, { busyTimeoutMs: 50 }), {
+          name: "StoreUnavailableError",
+          message: new RegExp(`^cannot open database ${path}: another process holds its lock`),
+        });
+      } finally {
+        other.exec("ROLLBACK");
+        other.close();
+      }
+    });
+  });
 });
