@@ -1986,6 +1986,14 @@ function checkDatabasePath(path: string, create: boolean): void {
         `dashboard once: status serve --db ${path}`,
     );
   }
+  if (leftLog(`${path}-wal`)) {
+    // SQLite would make an empty database and delete the log, with the last writes in it.
+    throw new StoreError(
+      `cannot create database ${path}: ${path}-wal is left from a database of that name that ` +
+        "is gone, and holds its last writes; put the database back beside it, or move the -wal " +
+        "file away to start with an empty database",
+    );
+  }
   const dir = dirname(path);
   let dirKind: ReturnType<typeof kindOf> | undefined;
   try {
@@ -2032,6 +2040,16 @@ function giveBackReserve(path: string): boolean {
     if (!Deno.lstatSync(path).isFile) return false;
     Deno.removeSync(path);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a write-ahead log with frames in it is at `path` (one that cannot be looked at is not). */
+function leftLog(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && info.size > 0;
   } catch {
     return false;
   }

@@ -913,3 +913,32 @@ Deno.test("sqlite store says which lock stopped it when another process holds th
     });
   });
 });
+
+Deno.test("sqlite store refuses to create a database where the write-ahead log of a missing one is left", async () => {
+  await withTempDir(async (dir) => {
+    // A dashboard killed before its log was copied into the database (kill -9, power loss): its
+    // last writes are in status.db-wal alone. The database moved or deleted by hand, SQLite made a
+    // new one and deleted that log, and what it held with it.
+    const path = `${dir}/status.db`;
+    const writer = new DatabaseSync(path);
+    writer.exec("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0");
+    writer.exec("CREATE TABLE kept (x INTEGER); INSERT INTO kept VALUES (1)");
+    Deno.copyFileSync(`${path}-wal`, `${dir}/wal-copy`);
+    writer.close();
+    Deno.removeSync(path);
+    Deno.renameSync(`${dir}/wal-copy`, `${path}-wal`);
+    const log = Deno.readFileSync(`${path}-wal`);
+    assert.ok(log.length > 0);
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot create database ${path}: ${path}-wal is left from a database of that ` +
+        "name that is gone, and holds its last writes; put the database back beside it, or " +
+        "move the -wal file away to start with an empty database",
+    });
+    assert.deepEqual(Deno.readFileSync(`${path}-wal`), log, "the log is left as it was");
+    assert.throws(() => Deno.statSync(path), Deno.errors.NotFound, "no database is created");
+    // Moved away, as the message says: an empty database.
+    Deno.renameSync(`${path}-wal`, `${dir}/status.db-wal.old`);
+    await openSqliteStore(path).close();
+  });
+});
