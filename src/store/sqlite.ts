@@ -193,6 +193,11 @@ function isBusy(error: unknown): boolean {
   return /^database is locked$/.test(String(e?.message ?? ""));
 }
 
+/** Why a database that can be read but not written is refused. */
+const READ_ONLY_PROBLEM = "it can be read but not written by this user (the file's or its -wal " +
+  "or -shm file's mode or owner, or a read-only mount); give the user that runs status write " +
+  "access to them";
+
 /** SQLite's result code `SQLITE_FULL`. */
 const SQLITE_FULL = 13;
 
@@ -329,7 +334,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       try {
         db = new DatabaseSync(path);
       } catch (error) {
-        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
           cause: error,
         });
       }
@@ -383,7 +388,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
               { cause: error },
             );
           }
-          throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+          throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
             cause: error,
           });
         }
@@ -436,12 +441,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     } catch (error) {
       if (isBusy(error) || isDiskFull(error)) return;
       if (!/readonly database/i.test((error as Error)?.message ?? "")) throw error;
-      throw new StoreError(
-        `cannot open database ${this.path}: it can be read but not written by this user ` +
-          "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give " +
-          "the user that runs status write access to them",
-        { cause: error },
-      );
+      throw new StoreError(`cannot open database ${this.path}: ${READ_ONLY_PROBLEM}`, {
+        cause: error,
+      });
     } finally {
       this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
@@ -1934,7 +1936,7 @@ function kindOf(path: string): "file" | "directory" | "other" | "missing" {
     return info.isFile ? "file" : info.isDirectory ? "directory" : "other";
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return "missing";
-    throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+    throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
       cause: error,
     });
   }
@@ -2055,7 +2057,17 @@ function leftLog(path: string): boolean {
   }
 }
 
-function describeOpenError(error: unknown): string {
+/** Whether the file at `path` exists and may not be opened for writing (its mode, a read-only mount). */
+function cannotWrite(path: string): boolean {
+  try {
+    Deno.openSync(path, { write: true }).close();
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.PermissionDenied || /os error 30\b/.test(String(error));
+  }
+}
+
+function describeOpenError(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotCapable || (error as Error)?.name === "NotCapable") {
     return "permission denied by Deno; run with --allow-read and --allow-write for this path";
   }
@@ -2063,6 +2075,10 @@ function describeOpenError(error: unknown): string {
     return "permission denied by the operating system";
   }
   const message = error instanceof Error ? error.message : String(error);
+  if (/^unable to open database file/.test(message) && cannotWrite(path)) {
+    // A database in WAL mode with no -shm file: SQLite cannot make one where it may not write.
+    return READ_ONLY_PROBLEM;
+  }
   return message.replace(
     /^unable to open database file.*$/,
     "unable to open the file (does " +

@@ -942,3 +942,31 @@ Deno.test("sqlite store refuses to create a database where the write-ahead log o
     await openSqliteStore(path).close();
   });
 });
+
+Deno.test("sqlite store refuses a database on a read-only mount with no -wal or -shm left, saying why", async (t) => {
+  // A dashboard stopped cleanly leaves no -wal or -shm file, and SQLite cannot make them on the
+  // mount: it said "unable to open the file (does its directory exist and is it writable?)".
+  const dir = await Deno.makeTempDir({ prefix: "status-readonly-" });
+  try {
+    if (!mount("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir])) {
+      console.warn(`${t.name}: skipped (mounting a read-only tmpfs needs root)`);
+      return;
+    }
+    try {
+      const path = `${dir}/status.db`;
+      await openSqliteStore(path).close();
+      assert.throws(() => Deno.statSync(`${path}-shm`), Deno.errors.NotFound);
+      assert.ok(mount("mount", ["-o", "remount,ro", dir]));
+      assert.throws(() => openSqliteStore(path), {
+        name: "StoreError",
+        message: `cannot open database ${path}: it can be read but not written by this user ` +
+          "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give the " +
+          "user that runs status write access to them",
+      });
+    } finally {
+      mount("umount", [dir]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
