@@ -323,6 +323,13 @@ function describeOpenError(error: unknown, url: string): string {
       `instance uses up to ${POOL_SIZE + 1}: raise max_connections (or the role's or ` +
       "database's CONNECTION LIMIT), or stop clients that hold connections";
   }
+  if (e?.code === "ENOTFOUND" || e?.code === "EAI_AGAIN") {
+    const host = (error as { hostname?: unknown }).hostname ??
+      /(?:ENOTFOUND|EAI_AGAIN) (\S+)/.exec(e.message ?? "")?.[1] ?? "of the URL";
+    return e.code === "ENOTFOUND"
+      ? `the host name ${host} could not be found (ENOTFOUND); check the URL's host`
+      : `the host name ${host} could not be resolved now (EAI_AGAIN); is DNS reachable?`;
+  }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,

@@ -1120,3 +1120,17 @@ Deno.test("postgres store: a port that closes every connection without a Postgre
     });
   }
 });
+
+Deno.test("postgres store: a host name that does not resolve is named as such", async () => {
+  const error = await storeError(
+    openPostgresStore("postgres://status:secret-pw@no-such-host.invalid:5432/status", {
+      connectTimeoutSecs: 2,
+    }),
+    /^cannot open database postgres:\/\/status:\*\*\*@no-such-host\.invalid:5432\/status: /,
+  );
+  assert.match(
+    error.message,
+    /: the host name no-such-host\.invalid could not be (found \(ENOTFOUND\); check the URL's host|resolved now \(EAI_AGAIN\); is DNS reachable\?)$/,
+  );
+  assert.doesNotMatch(error.message, /secret-pw/);
+});
