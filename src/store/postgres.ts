@@ -247,6 +247,7 @@ export async function openPostgresStore(
       }),
   );
   try {
+    await firstAnswer(sql, where, options.connectTimeoutSecs ?? 5, queryTimeoutMs / 1000);
     await store.migrate();
   } catch (error) {
     await store.close().catch(() => {});
@@ -257,6 +258,41 @@ export async function openPostgresStore(
     );
   }
   return store;
+}
+
+/**
+ * Waits for the server's first answer, for at most the connect and query timeouts. A port that
+ * closes each connection before a whole PostgreSQL message (an HTTP server, a proxy with no server
+ * behind it) fails no query of the driver: it reconnects at once, for good.
+ *
+ * @throws {StoreUnavailableError} When no answer came in time (the pool is then ended).
+ */
+async function firstAnswer(
+  sql: Sql,
+  where: string,
+  connectTimeoutSecs: number,
+  queryTimeoutSecs: number,
+): Promise<void> {
+  const secs = connectTimeoutSecs + queryTimeoutSecs;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const answer = sql`SELECT 1`;
+  answer.catch(() => {});
+  const late = new Promise<"late">((resolve) =>
+    timer = setTimeout(() => resolve("late"), secs * 1000)
+  );
+  try {
+    if (await Promise.race([answer, late]) !== "late") return;
+  } finally {
+    clearTimeout(timer);
+  }
+  // Ended at once: the query still waiting would keep the driver reconnecting.
+  await sql.end({ timeout: 0 }).catch(() => {});
+  throw new StoreUnavailableError(
+    `cannot open database ${where}: no PostgreSQL server answered within ${secs} s: the ` +
+      "connection was made, then closed or left without an answer a PostgreSQL server gives " +
+      "(is that address a PostgreSQL server's, and not another service's or a proxy's with no " +
+      "server behind it?)",
+  );
 }
 
 function describeOpenError(error: unknown, url: string): string {
@@ -286,6 +322,13 @@ function describeOpenError(error: unknown, url: string): string {
     return `the server takes no more connections now (${e.code} ${e.message}); each status ` +
       `instance uses up to ${POOL_SIZE + 1}: raise max_connections (or the role's or ` +
       "database's CONNECTION LIMIT), or stop clients that hold connections";
+  }
+  if (e?.code === "ENOTFOUND" || e?.code === "EAI_AGAIN") {
+    const host = (error as { hostname?: unknown }).hostname ??
+      /(?:ENOTFOUND|EAI_AGAIN) (\S+)/.exec(e.message ?? "")?.[1] ?? "of the URL";
+    return e.code === "ENOTFOUND"
+      ? `the host name ${host} could not be found (ENOTFOUND); check the URL's host`
+      : `the host name ${host} could not be resolved now (EAI_AGAIN); is DNS reachable?`;
   }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(

@@ -193,6 +193,11 @@ function isBusy(error: unknown): boolean {
   return /^database is locked$/.test(String(e?.message ?? ""));
 }
 
+/** Why a database that can be read but not written is refused. */
+const READ_ONLY_PROBLEM = "it can be read but not written by this user (the file's or its -wal " +
+  "or -shm file's mode or owner, or a read-only mount); give the user that runs status write " +
+  "access to them";
+
 /** SQLite's result code `SQLITE_FULL`. */
 const SQLITE_FULL = 13;
 
@@ -329,7 +334,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       try {
         db = new DatabaseSync(path);
       } catch (error) {
-        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+        throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
           cause: error,
         });
       }
@@ -374,7 +379,16 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         this.#full = false;
         if (!noRoomToOpen(error)) {
           if (error instanceof StoreError) throw error;
-          throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+          if (isBusy(error)) {
+            // Nothing was changed: a migration waiting for the lock was not begun.
+            throw new StoreUnavailableError(
+              `cannot open database ${path}: another process holds its lock (waited ` +
+                `${busyTimeoutMs} ms): a script or sqlite3 in the middle of a transaction, or ` +
+                "one that opened it in exclusive locking mode; end it and start again",
+              { cause: error },
+            );
+          }
+          throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
             cause: error,
           });
         }
@@ -427,12 +441,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     } catch (error) {
       if (isBusy(error) || isDiskFull(error)) return;
       if (!/readonly database/i.test((error as Error)?.message ?? "")) throw error;
-      throw new StoreError(
-        `cannot open database ${this.path}: it can be read but not written by this user ` +
-          "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give " +
-          "the user that runs status write access to them",
-        { cause: error },
-      );
+      throw new StoreError(`cannot open database ${this.path}: ${READ_ONLY_PROBLEM}`, {
+        cause: error,
+      });
     } finally {
       this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
@@ -1925,7 +1936,7 @@ function kindOf(path: string): "file" | "directory" | "other" | "missing" {
     return info.isFile ? "file" : info.isDirectory ? "directory" : "other";
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return "missing";
-    throw new StoreError(`cannot open database ${path}: ${describeOpenError(error)}`, {
+    throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
       cause: error,
     });
   }
@@ -1975,6 +1986,14 @@ function checkDatabasePath(path: string, create: boolean): void {
     throw new StoreError(
       `database ${path} does not exist; check --db (or DB), or create it by starting the ` +
         `dashboard once: status serve --db ${path}`,
+    );
+  }
+  if (leftLog(`${path}-wal`)) {
+    // SQLite would make an empty database and delete the log, with the last writes in it.
+    throw new StoreError(
+      `cannot create database ${path}: ${path}-wal is left from a database of that name that ` +
+        "is gone, and holds its last writes; put the database back beside it, or move the -wal " +
+        "file away to start with an empty database",
     );
   }
   const dir = dirname(path);
@@ -2028,7 +2047,27 @@ function giveBackReserve(path: string): boolean {
   }
 }
 
-function describeOpenError(error: unknown): string {
+/** Whether a write-ahead log with frames in it is at `path` (one that cannot be looked at is not). */
+function leftLog(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && info.size > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the file at `path` exists and may not be opened for writing (its mode, a read-only mount). */
+function cannotWrite(path: string): boolean {
+  try {
+    Deno.openSync(path, { write: true }).close();
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.PermissionDenied || /os error 30\b/.test(String(error));
+  }
+}
+
+function describeOpenError(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotCapable || (error as Error)?.name === "NotCapable") {
     return "permission denied by Deno; run with --allow-read and --allow-write for this path";
   }
@@ -2036,6 +2075,10 @@ function describeOpenError(error: unknown): string {
     return "permission denied by the operating system";
   }
   const message = error instanceof Error ? error.message : String(error);
+  if (/^unable to open database file/.test(message) && cannotWrite(path)) {
+    // A database in WAL mode with no -shm file: SQLite cannot make one where it may not write.
+    return READ_ONLY_PROBLEM;
+  }
   return message.replace(
     /^unable to open database file.*$/,
     "unable to open the file (does " +

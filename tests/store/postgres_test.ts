@@ -1062,3 +1062,75 @@ Deno.test({
     assert.equal((await x.getAgent("agent-01999"))?.lastSeenAt, T0 + 51);
   },
 });
+
+Deno.test("postgres store: a port that closes every connection without a PostgreSQL answer fails the open in time", async (t) => {
+  // An HTTP server (or a proxy with no database behind it) on the URL's port: the driver read its
+  // answer as half a message, and reconnected at once each time the connection closed, thousands
+  // of times a second, so the open never ended.
+  for (
+    const [kind, answer] of [
+      [
+        "an HTTP server",
+        "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+      ],
+      ["a proxy with no server behind it", ""],
+    ]
+  ) {
+    await t.step(kind, async () => {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (listener.addr as Deno.NetAddr).port;
+      let connections = 0;
+      const serving = (async () => {
+        for await (const conn of listener) {
+          connections++;
+          try {
+            if (answer) await conn.write(new TextEncoder().encode(answer));
+          } catch {
+            // the client went first
+          }
+          conn.close();
+        }
+      })();
+      try {
+        const error = await storeError(
+          openPostgresStore(`postgres://status:secret-pw@127.0.0.1:${port}/status`, {
+            connectTimeoutSecs: 1,
+            queryTimeoutSecs: 1,
+          }),
+          /^cannot open database postgres:\/\/status:\*\*\*@127\.0\.0\.1:\d+\/status: /,
+        );
+        assert.equal(
+          error.message,
+          `cannot open database postgres://status:***@127.0.0.1:${port}/status: no PostgreSQL ` +
+            "server answered within 2 s: the connection was made, then closed or left without " +
+            "an answer a PostgreSQL server gives (is that address a PostgreSQL server's, and " +
+            "not another service's or a proxy's with no server behind it?)",
+        );
+        assert.ok(error instanceof StoreUnavailableError, error.name);
+        assert.ok(connections > 0, "it connected");
+        // The last attempts may still be in the listen queue when the open fails.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const after = connections;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(connections, after, "no connection is made once the open failed");
+      } finally {
+        listener.close();
+        await serving.catch(() => {});
+      }
+    });
+  }
+});
+
+Deno.test("postgres store: a host name that does not resolve is named as such", async () => {
+  const error = await storeError(
+    openPostgresStore("postgres://status:secret-pw@no-such-host.invalid:5432/status", {
+      connectTimeoutSecs: 2,
+    }),
+    /^cannot open database postgres:\/\/status:\*\*\*@no-such-host\.invalid:5432\/status: /,
+  );
+  assert.match(
+    error.message,
+    /: the host name no-such-host\.invalid could not be (found \(ENOTFOUND\); check the URL's host|resolved now \(EAI_AGAIN\); is DNS reachable\?)$/,
+  );
+  assert.doesNotMatch(error.message, /secret-pw/);
+});

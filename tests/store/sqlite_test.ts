@@ -3,6 +3,7 @@ import { DatabaseSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
 import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
 import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
+import { APPLICATION_ID, MIGRATIONS } from "../../src/store/_migrations.ts";
 import { runStoreContract } from "./contract.ts";
 import { countTargetReads } from "./_target_reads.ts";
 import { spawnCli } from "../_cli.ts";
@@ -867,4 +868,105 @@ Deno.test("sqlite store steps a run without reading its commands' results or out
   const whole = await store.advanceRun("r", T0 + 4);
   assert.equal(whole?.run.targets[0].command?.result?.stdout?.slice(0, 3), "hi\n");
   assert.deepEqual([counted.reads, counted.output], [3, 1]);
+});
+
+Deno.test("sqlite store says which lock stopped it when another process holds the file at start", async (t) => {
+  await withTempDir(async (dir) => {
+    await t.step("the write lock, over a database the store must migrate", () => {
+      const path = `${dir}/older.db`;
+      const old = new DatabaseSync(path);
+      old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS[0]}`);
+      old.exec(`PRAGMA user_version = 1; PRAGMA application_id = ${APPLICATION_ID}`);
+      old.close();
+      // A script (or sqlite3) in the middle of a write.
+      const other = new DatabaseSync(path);
+      other.exec("BEGIN IMMEDIATE");
+      try {
+        assert.throws(() => openSqliteStore(path, { busyTimeoutMs: 50 }), {
+          name: "StoreUnavailableError",
+          message: `cannot open database ${path}: another process holds its lock (waited ` +
+            "50 ms): a script or sqlite3 in the middle of a transaction, or one that opened it " +
+            "in exclusive locking mode; end it and start again",
+        });
+      } finally {
+        other.exec("ROLLBACK");
+        other.close();
+      }
+      const version = new DatabaseSync(path);
+      assert.equal(version.prepare("PRAGMA user_version").get()?.user_version, 1, "left as it was");
+      version.close();
+    });
+    await t.step("an exclusive lock, that keeps even readers out", () => {
+      const path = `${dir}/current.db`;
+      openSqliteStore(path).close();
+      const other = new DatabaseSync(path);
+      other.exec("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE");
+      try {
+        assert.throws(() => openSqliteStore(path, { busyTimeoutMs: 50 }), {
+          name: "StoreUnavailableError",
+          message: new RegExp(`^cannot open database ${path}: another process holds its lock`),
+        });
+      } finally {
+        other.exec("ROLLBACK");
+        other.close();
+      }
+    });
+  });
+});
+
+Deno.test("sqlite store refuses to create a database where the write-ahead log of a missing one is left", async () => {
+  await withTempDir(async (dir) => {
+    // A dashboard killed before its log was copied into the database (kill -9, power loss): its
+    // last writes are in status.db-wal alone. The database moved or deleted by hand, SQLite made a
+    // new one and deleted that log, and what it held with it.
+    const path = `${dir}/status.db`;
+    const writer = new DatabaseSync(path);
+    writer.exec("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0");
+    writer.exec("CREATE TABLE kept (x INTEGER); INSERT INTO kept VALUES (1)");
+    Deno.copyFileSync(`${path}-wal`, `${dir}/wal-copy`);
+    writer.close();
+    Deno.removeSync(path);
+    Deno.renameSync(`${dir}/wal-copy`, `${path}-wal`);
+    const log = Deno.readFileSync(`${path}-wal`);
+    assert.ok(log.length > 0);
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot create database ${path}: ${path}-wal is left from a database of that ` +
+        "name that is gone, and holds its last writes; put the database back beside it, or " +
+        "move the -wal file away to start with an empty database",
+    });
+    assert.deepEqual(Deno.readFileSync(`${path}-wal`), log, "the log is left as it was");
+    assert.throws(() => Deno.statSync(path), Deno.errors.NotFound, "no database is created");
+    // Moved away, as the message says: an empty database.
+    Deno.renameSync(`${path}-wal`, `${dir}/status.db-wal.old`);
+    await openSqliteStore(path).close();
+  });
+});
+
+Deno.test("sqlite store refuses a database on a read-only mount with no -wal or -shm left, saying why", async (t) => {
+  // A dashboard stopped cleanly leaves no -wal or -shm file, and SQLite cannot make them on the
+  // mount: it said "unable to open the file (does its directory exist and is it writable?)".
+  const dir = await Deno.makeTempDir({ prefix: "status-readonly-" });
+  try {
+    if (!mount("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir])) {
+      console.warn(`${t.name}: skipped (mounting a read-only tmpfs needs root)`);
+      return;
+    }
+    try {
+      const path = `${dir}/status.db`;
+      await openSqliteStore(path).close();
+      assert.throws(() => Deno.statSync(`${path}-shm`), Deno.errors.NotFound);
+      assert.ok(mount("mount", ["-o", "remount,ro", dir]));
+      assert.throws(() => openSqliteStore(path), {
+        name: "StoreError",
+        message: `cannot open database ${path}: it can be read but not written by this user ` +
+          "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give the " +
+          "user that runs status write access to them",
+      });
+    } finally {
+      mount("umount", [dir]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
