@@ -7,9 +7,32 @@
 import { P } from "./_helpers.ts";
 
 /** Reads from a raw connection until it closes (or `ms` pass): what the server sent. */
-export async function readAll(
+export function readAll(conn: Deno.Conn, ms: number): Promise<{ text: string; closed: boolean }> {
+  return readUntil(conn, ms);
+}
+
+/**
+ * Reads one whole answer from a kept-alive connection: its head and its `Content-Length` bytes of
+ * body (or until the server closes, or `ms` pass). A loaded machine may take long to answer; an
+ * answer complete early returns at once.
+ */
+export function readAnswer(
+  conn: Deno.Conn,
+  ms = 10_000,
+): Promise<{ text: string; closed: boolean }> {
+  return readUntil(conn, ms, (text) => {
+    const end = text.indexOf("\r\n\r\n");
+    if (end < 0) return false;
+    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end))?.[1] ?? 0);
+    return new TextEncoder().encode(text.slice(end + 4)).byteLength >= length;
+  });
+}
+
+/** Reads until the server closes, `ms` pass, or what was read so far is `done` (when given). */
+async function readUntil(
   conn: Deno.Conn,
   ms: number,
+  done?: (text: string) => boolean,
 ): Promise<{ text: string; closed: boolean }> {
   const chunks: Uint8Array[] = [];
   const buffer = new Uint8Array(4096);
@@ -29,50 +52,10 @@ export async function readAll(
     } finally {
       clearTimeout(timer);
     }
-    if (n === -1) return { text: decode(chunks), closed: false };
-    if (n === null) return { text: decode(chunks), closed: true };
-    chunks.push(buffer.slice(0, n));
-  }
-  return { text: decode(chunks), closed: false };
-}
-
-/**
- * Reads one whole answer from a kept-alive connection: its head and its `Content-Length` bytes of
- * body (or until the server closes, or `ms` pass). A loaded machine may take long to answer; an
- * answer complete early returns at once.
- */
-export async function readAnswer(
-  conn: Deno.Conn,
-  ms = 10_000,
-): Promise<{ text: string; closed: boolean }> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(4096);
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    let n: number | null;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      n = await Promise.race([
-        conn.read(buffer),
-        new Promise<number>((resolve) => {
-          timer = setTimeout(() => resolve(-1), Math.max(1, deadline - Date.now()));
-        }),
-      ]);
-    } catch {
-      n = null;
-    } finally {
-      clearTimeout(timer);
-    }
     if (n === -1) break;
     if (n === null) return { text: decode(chunks), closed: true };
     chunks.push(buffer.slice(0, n));
-    const text = decode(chunks);
-    const end = text.indexOf("\r\n\r\n");
-    if (end < 0) continue;
-    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end))?.[1] ?? 0);
-    if (new TextEncoder().encode(text.slice(end + 4)).byteLength >= length) {
-      return { text, closed: false };
-    }
+    if (done?.(decode(chunks))) break;
   }
   return { text: decode(chunks), closed: false };
 }
