@@ -4,10 +4,10 @@
  * first, is refused instead of written through.
  *
  * The lines of one turn of the event loop are written together at its end (`batch.ts`), and the
- * file is synced to its disk at most once a second after a write: a synced write takes a few
- * tenths of a millisecond on the JS thread, and a busy dashboard logs three lines a command, so a
- * sync per line held every request up (about 1 ms a command). A warning or an error is written and
- * synced at once, with the lines before it; what is left is written and synced when the sink is
+ * file is synced to its disk at most once a second after a write: a synced write of a line took
+ * 1.2–2.7 ms on the JS thread on the machines here (`bench/ANALYSIS.md`), and a busy dashboard logs
+ * three lines a command, so a sync per line held every request up. A warning or an error is written
+ * and synced at once, with the lines before it; what is left is written and synced when the sink is
  * disposed and when the program ends (or an uncaught error is about to end it). A line written is
  * in the file for any reader at once, and survives the process being killed; what the last second
  * wrote may be lost only if the machine itself goes down.

@@ -810,14 +810,32 @@ Deno.test("a step that changes nothing tells no listener of the run; one that do
   }
 });
 
-Deno.test("a run's event stream reads the run when it changed, not at every sweep", async () => {
-  using _logs = captureLogs();
-  await using inner = openSqliteStore(":memory:");
-  const { store, calls } = countingStore(inner);
-  const clock = new FakeClock();
-  const now = clock.now();
-  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
-  await createRunOf(inner, "r", ["a1", "a2"], now);
+/**
+ * `inner` with `method` replaced by `wrap(original)` (the rest bound to `inner`): a store whose one
+ * operation is counted or takes time on the fake clock.
+ */
+function withMethod<K extends keyof CommandStore>(
+  inner: CommandStore,
+  method: K,
+  wrap: (original: CommandStore[K]) => CommandStore[K],
+): CommandStore {
+  const original = (inner[method] as (...args: unknown[]) => unknown).bind(
+    inner,
+  ) as CommandStore[K];
+  return new Proxy(inner, {
+    get(target, key) {
+      if (key === method) return wrap(original);
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * A dev-mode dashboard on `store` (no sweep timer), its runs swept once, and the event stream of
+ * run `r` open; `close` ends the stream and the dashboard.
+ */
+async function followRunR(store: CommandStore, clock: FakeClock) {
   const dashboard = createApp({
     store,
     clock,
@@ -826,12 +844,31 @@ Deno.test("a run's event stream reads the run when it changed, not at every swee
     runSweepMs: 0,
   });
   const abort = new AbortController();
+  await dashboard.runs.sweep();
+  const response = await dashboard.app.request("/api/v1/runs/r/events", {
+    signal: abort.signal,
+  });
+  const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
+  return {
+    dashboard,
+    events,
+    async close() {
+      abort.abort();
+      await dashboard.close();
+    },
+  };
+}
+
+Deno.test("a run's event stream reads the run when it changed, not at every sweep", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const clock = new FakeClock();
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  const { dashboard, events, close } = await followRunR(store, clock);
   try {
-    await dashboard.runs.sweep();
-    const response = await dashboard.app.request("/api/v1/runs/r/events", {
-      signal: abort.signal,
-    });
-    const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
     const first = (await events.next()).value!;
     assert.equal(first.event, "status");
     assert.deepEqual(JSON.parse(first.data).agents.map((a: { state: string }) => a.state), [
@@ -858,8 +895,7 @@ Deno.test("a run's event stream reads the run when it changed, not at every swee
     ]);
     assert.equal(calls.get("getRun"), 1);
   } finally {
-    abort.abort();
-    await dashboard.close();
+    await close();
   }
 });
 
@@ -873,32 +909,14 @@ Deno.test("a run's event stream pauses between two reads four times as long as a
   // A run so large that reading it takes 0.5 s.
   const readMs = 500;
   let reads = 0;
-  const store = new Proxy(inner, {
-    get(target, key) {
-      const value = Reflect.get(target, key, target);
-      if (key !== "getRun") return typeof value === "function" ? value.bind(target) : value;
-      return async (id: string) => {
-        reads++;
-        const run = await inner.getRun(id);
-        clock.advance(readMs);
-        return run;
-      };
-    },
+  const store = withMethod(inner, "getRun", (getRun) => async (id) => {
+    reads++;
+    const run = await getRun(id);
+    clock.advance(readMs);
+    return run;
   });
-  const dashboard = createApp({
-    store,
-    clock,
-    devMode: true,
-    autoExpireLeases: false,
-    runSweepMs: 0,
-  });
-  const abort = new AbortController();
+  const { dashboard, events, close } = await followRunR(store, clock);
   try {
-    await dashboard.runs.sweep();
-    const response = await dashboard.app.request("/api/v1/runs/r/events", {
-      signal: abort.signal,
-    });
-    const events = parseServerSentEvents(response.body!)[Symbol.asyncIterator]();
     assert.equal((await events.next()).value!.event, "status");
     await settle();
     const before = reads;
@@ -917,8 +935,7 @@ Deno.test("a run's event stream pauses between two reads four times as long as a
     assert.equal(JSON.parse(next.data).agents[0].state, "delivered");
     assert.equal(reads, before + 1);
   } finally {
-    abort.abort();
-    await dashboard.close();
+    await close();
   }
 });
 
@@ -1407,17 +1424,11 @@ Deno.test("a step nobody waits for starts twice as long after the last step as i
   // Each step takes 100 ms of the fake clock (a run of many targets takes that long to read).
   const ref: { clock?: FakeClock } = {};
   let steps = 0;
-  const slow = new Proxy(inner, {
-    get(target, key) {
-      const value = Reflect.get(target, key, target);
-      if (key !== "stepRun") return typeof value === "function" ? value.bind(target) : value;
-      return async (...args: Parameters<CommandStore["stepRun"]>) => {
-        steps++;
-        const outcome = await inner.stepRun(...args);
-        ref.clock?.advance(100);
-        return outcome;
-      };
-    },
+  const slow = withMethod(inner, "stepRun", (stepRun) => async (...args) => {
+    steps++;
+    const outcome = await stepRun(...args);
+    ref.clock?.advance(100);
+    return outcome;
   });
   const { store, clock, scheduler } = countedScheduler(slow);
   ref.clock = clock;
