@@ -387,7 +387,8 @@ function reportSchemaWith(
   return z.object({
     command_id: commandId,
     status: z.enum(REPORT_STATUSES),
-    attempt: z.number().int().positive().optional(),
+    // A report may name no attempt (§6): `null` says so as well as leaving the field out.
+    attempt: z.number().int().positive().nullish().transform((attempt) => attempt ?? undefined),
     result: execResultSchema.nullable().optional(),
     error: z.string().nullable().optional(),
     started_at: time.nullable().optional(),

@@ -1268,3 +1268,23 @@ Deno.test("a report's time with more than nanoseconds is a 400 naming it; nanose
     assert.equal(command.started_at, "2026-01-12T11:00:05.123456789+01:00");
   });
 });
+
+Deno.test("a report whose attempt is null is taken as one that names no attempt", async () => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, { id: "n-1", name: "uptime", agent_id: "a1" });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const wait = await d.agent({ path: P.wait() });
+  assert.equal((await json(wait)).id, "n-1");
+  const report = await d.agent({ path: P.report, body: reportBody("n-1", { attempt: null }) });
+  assert.equal(report.status, 200);
+  assert.equal((await json(report)).accepted, true);
+  const command = await json(await d.admin("GET", "/api/v1/commands/n-1"));
+  assert.equal(command.status, "success");
+  assert.equal(command.attempt, 1);
+
+  // A wrong type is still refused, naming the field.
+  const bad = await d.agent({ path: P.report, body: reportBody("n-1", { attempt: "1" }) });
+  assert.equal(bad.status, 400);
+  assert.match(JSON.stringify(await json(bad)), /attempt/);
+});
