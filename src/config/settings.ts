@@ -338,7 +338,8 @@ const SPECS = {
       "User commands run as: a name, uid or uid:gid, with its own group only (default: nobody when the agent is root)",
     expected: "a user name, a uid or uid:gid",
     schema: z.preprocess(
-      fromString,
+      // config.json may give a uid as a JSON number (`"command_user": 1001`).
+      (v) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? String(v) : fromString(v),
       z.string().regex(/^([A-Za-z_][A-Za-z0-9_.-]*\$?|\d+|\d+:\d+)$/),
     ),
     roles: ["agent"],

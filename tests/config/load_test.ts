@@ -821,3 +821,21 @@ Deno.test("a settings file saved as UTF-16 is named as such, not quoted as noise
     });
   }
 });
+
+Deno.test("config.json may give COMMAND_USER's uid as a JSON number", () => {
+  const read = (user: unknown) =>
+    loadSettings({
+      roles: ["agent"],
+      env: { DASHBOARD_URL: "http://127.0.0.1:5000", AGENT_ID: "a1" },
+      cwd: tempDir({ "config.json": JSON.stringify({ command_user: user }) }),
+    });
+  assert.equal(read(1001).settings.commandUser, "1001");
+  assert.equal(read("1001:1002").settings.commandUser, "1001:1002");
+  for (const bad of [-1, 1.5, true, { uid: 1 }]) {
+    assert.throws(() => read(bad), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /COMMAND_USER/);
+      return true;
+    });
+  }
+});
