@@ -828,11 +828,20 @@ async function supervise(
     exited = true;
     for (const timer of timers) clock.clearTimeout(timer);
     command.signal?.removeEventListener("abort", onAbort);
-    // Whatever the command left behind (in its cgroup or group) dies with it, even on success.
+    // Whatever the command left behind (in its cgroup or group) dies with it, even on success;
+    // so do the processes that moved to a process group of their own, when there is a sign of
+    // them: the command had to be signalled, or something still holds its output open (looking
+    // for them reads every process, too slow for every command).
+    if (termAt !== undefined || cancelAt !== undefined) cell.stopStrays();
     await cell.close();
     // Read what is still in the pipes, but never wait on a process outside the group that
     // holds them open.
-    await drain([stdout.done, stderr.done], options.drainMs ?? DEFAULT_DRAIN_MS, clock);
+    const drained = await drain(
+      [stdout.done, stderr.done],
+      options.drainMs ?? DEFAULT_DRAIN_MS,
+      clock,
+    );
+    if (!drained) cell.stopStrays();
     await Promise.all([stdout.stop(), stderr.stop()]);
   }
 
@@ -871,10 +880,14 @@ async function supervise(
   return result;
 }
 
-async function drain(reads: Promise<void>[], ms: number, clock: Clock): Promise<void> {
+/** Waits for `reads` up to `ms`; returns whether they all ended. */
+async function drain(reads: Promise<void>[], ms: number, clock: Clock): Promise<boolean> {
   const stop = new AbortController();
   try {
-    await Promise.race([Promise.all(reads), clock.sleep(ms, stop.signal)]);
+    return await Promise.race([
+      Promise.all(reads).then(() => true),
+      clock.sleep(ms, stop.signal).then(() => false),
+    ]);
   } finally {
     stop.abort();
   }

@@ -354,6 +354,61 @@ Deno.test("executor stops reading when the command exits even if an escaped proc
   }
 });
 
+Deno.test("executor stops the processes that moved to a process group of their own", async (t) => {
+  await using dir = await scripts();
+  // bash's job control (`set -m`) puts each background job in a process group of its own, in the
+  // command's session: the group's signals miss it.
+  const jobs = async (name: string, lines: string[]) => {
+    const path = `${dir.dir}/${name}`;
+    await Deno.writeTextFile(path, ["#!/bin/bash", "set -m", ...lines].join("\n") + "\n");
+    await Deno.chmod(path, 0o755);
+    return path;
+  };
+  const holder = await jobs("holder.sh", [
+    "sleep 30 &",
+    "echo $!",
+    "sleep 30 >/dev/null 2>&1 &",
+    "echo $!",
+  ]);
+  const quiet = await jobs("quiet.sh", [
+    "sleep 30 >/dev/null 2>&1 &",
+    "echo $!",
+    "echo ready",
+    "wait",
+  ]);
+  const policy = dir.policy(holder, quiet);
+  const stopAll = async (pids: number[]) => {
+    for (const pid of await alive(pids)) Deno.kill(pid, "SIGKILL");
+  };
+
+  await t.step("after a run whose job still holds its output, every job of it", async () => {
+    const result = await runCommand(holder, { policy, timeoutSecs: 30 });
+    const pids = pidsIn(result.stdout);
+    try {
+      assert.equal(result.status, "success", JSON.stringify(result));
+      assert.equal(pids.length, 2, result.stdout);
+      assert.deepEqual(await survivors(pids, 5000), []);
+    } finally {
+      await stopAll(pids);
+    }
+  });
+
+  await t.step("at the deadline, a job that holds nothing of it", async () => {
+    const run = runOnFakeClock(quiet, { policy, timeoutSecs: 1 });
+    await run.ready("ready");
+    run.clock.advance(900);
+    const result = await run.result;
+    const pids = pidsIn(result.stdout);
+    try {
+      assert.equal(result.status, "timeout", JSON.stringify(result));
+      assert.equal(pids.length, 1, result.stdout);
+      assert.deepEqual(await survivors(pids, 5000), []);
+    } finally {
+      await stopAll(pids);
+    }
+  });
+});
+
 Deno.test("executor keeps 64 KiB per stream with an exact dropped count and bounded memory", async () => {
   await using dir = await scripts();
   const total = 50 * 1024 * 1024;
