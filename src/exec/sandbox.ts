@@ -686,7 +686,11 @@ export class Cell implements AsyncDisposable {
     // While the first process runs (a deadline, a cancel), its start time tells it from a
     // program that got its pid later.
     if (!leaderGone) this.#leaderTicks ??= readStat(child.pid)?.startTicks;
-    const strays = sessionStrays(child.pid, this.#leaderTicks, leaderGone);
+    const strays = sessionStrays(child.pid, {
+      ticks: this.#leaderTicks,
+      spawnedAtMs: this.#spawnedAt,
+      gone: leaderGone,
+    });
     if (strays.length === 0) return 0;
     log.info("signalling {count} processes of the command that left its process group", {
       pid: child.pid,
@@ -1260,10 +1264,19 @@ export class Sandbox {
       ? groupMembers(record.pid, record.start_ticks)
       : groupMembersByPs(record.pid, record.spawned_at_ms);
     if (members === undefined) return "unknown";
-    if (members.length === 0) return "ended";
-    if (sendSignal([-record.pid], "SIGKILL", this.#route) === "unavailable") {
+    // And those that moved to another group of its session (a bash script's job control).
+    const strays = sessionStrays(record.pid, {
+      ticks: record.start_ticks,
+      spawnedAtMs: record.spawned_at_ms,
+      gone: false,
+    });
+    if (members.length === 0 && strays.length === 0) return "ended";
+    if (
+      members.length > 0 && sendSignal([-record.pid], "SIGKILL", this.#route) === "unavailable"
+    ) {
       sendSignal(members, "SIGKILL", this.#route);
     }
+    sendSignal(strays, "SIGKILL", this.#route);
     return "stopped";
   }
 
@@ -1336,19 +1349,24 @@ function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number
   return members.map(([pid]) => Number(pid));
 }
 
+/** What is known of the first process of a command, which leads its session. */
+interface SessionLeader {
+  /** Its start time in clock ticks since boot, when read. */
+  ticks?: number;
+  /** When it was spawned, in milliseconds since the epoch, when known. */
+  spawnedAtMs?: number;
+  /** Whether it has ended and been reaped (then a process of its pid is another program). */
+  gone: boolean;
+}
+
 /**
  * The live processes of session `sid` outside process group `sid`: a command's processes that
- * moved to a group of their own. Read from `/proc`, else from `ps` (which
- * `--allow-run=...,ps` permits); none when neither can be read. None either when a process
- * leads a session of that id that is not the command's first process: it started at another time
- * than `leaderTicks`, or (its start time unknown) the first process is gone, so the pid was used
- * again (a pid is not, while a session of that id has members).
+ * moved to a group of their own. Read from `/proc`, else from `ps` (which `--allow-run=...,ps`
+ * permits); none when neither can be read. None either when the process whose pid is `sid` is not
+ * the command's first process: it started at another time than recorded, or the first process is
+ * gone, so the pid was used again (a pid is not, while a session of that id has members).
  */
-function sessionStrays(
-  sid: number,
-  leaderTicks: number | undefined,
-  leaderGone: boolean,
-): number[] {
+function sessionStrays(sid: number, leader: SessionLeader): number[] {
   const strays: number[] = [];
   try {
     for (const entry of Deno.readDirSync("/proc")) {
@@ -1357,25 +1375,25 @@ function sessionStrays(
       const stat = readStat(pid);
       if (!stat || stat.session !== sid) continue;
       if (pid === sid) {
-        if (leaderTicks === undefined ? leaderGone : stat.startTicks !== leaderTicks) return [];
+        if (leader.ticks === undefined ? leader.gone : stat.startTicks !== leader.ticks) return [];
         continue;
       }
       if (stat.pgrp === sid) continue;
-      if (leaderTicks === undefined || stat.startTicks >= leaderTicks) strays.push(pid);
+      if (leader.ticks === undefined || stat.startTicks >= leader.ticks) strays.push(pid);
     }
     return strays;
   } catch {
-    return sessionStraysByPs(sid, leaderGone);
+    return sessionStraysByPs(sid, leader);
   }
 }
 
 /** {@link sessionStrays} through `ps`, where `/proc` may not be read. */
-function sessionStraysByPs(sid: number, leaderGone: boolean): number[] {
+function sessionStraysByPs(sid: number, leader: SessionLeader): number[] {
   if (!granted({ name: "run", command: "ps" })) return [];
   let text: string;
   try {
     const output = new Deno.Command("ps", {
-      args: ["-s", String(sid), "-o", "pid=,pgid=,stat="],
+      args: ["-s", String(sid), "-o", "pid=,pgid=,etimes=,stat="],
       stdin: "null",
       stdout: "piped",
       stderr: "null",
@@ -1384,10 +1402,21 @@ function sessionStraysByPs(sid: number, leaderGone: boolean): number[] {
   } catch {
     return [];
   }
+  const now = Date.now();
   const members = text.split("\n").map((line) => line.trim().split(/\s+/))
-    .filter(([pid, , stat]) => pid && stat && !stat.startsWith("Z"))
-    .map(([pid, pgid]) => ({ pid: Number(pid), pgid: Number(pgid) }));
-  if (leaderGone && members.some(({ pid }) => pid === sid)) return [];
+    .filter(([pid, , , stat]) => pid && stat && !stat.startsWith("Z"))
+    .map(([pid, pgid, etimes]) => ({
+      pid: Number(pid),
+      pgid: Number(pgid),
+      etimes: Number(etimes),
+    }));
+  const first = members.find(({ pid }) => pid === sid);
+  if (first) {
+    // A leader that started more than 2 s away from the spawn is another, newer program.
+    const other = leader.spawnedAtMs !== undefined &&
+      Math.abs(now - first.etimes * 1000 - leader.spawnedAtMs) > 2000;
+    if (leader.gone || other) return [];
+  }
   return members.filter(({ pid, pgid }) => pid !== sid && pgid !== sid).map(({ pid }) => pid);
 }
 
