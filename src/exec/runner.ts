@@ -267,7 +267,8 @@ export function signalGroup(pid: number, signal: Deno.Signal): void {
  * program that cannot start is `failed` with the reason. Deadline phases, from spawn: at 80 % a
  * warning, at 90 % SIGTERM to the group, at 100 % SIGKILL to the group; the status is `timeout`
  * when the command ended after SIGTERM and `killed` when SIGKILL was needed. A first process that
- * has not ended `killWaitMs` (30 s) after SIGKILL is left behind (see {@link RunnerOptions.killWaitMs}).
+ * has not ended `killWaitMs` (30 s) after SIGKILL is left behind
+ * (see {@link RunnerOptions.killWaitMs}).
  *
  * @param name The command line (a delivered command's `name`).
  * @param options Policy, deadline, working directory, environment and cancellation.
