@@ -39,6 +39,12 @@ export const DEFAULT_CANCEL_GRACE_MS = 2000;
  * milliseconds; a process outside the group that holds the pipe cannot keep the run open longer.
  */
 export const DEFAULT_DRAIN_MS = 250;
+/**
+ * How long a run waits for the command's first process to end after SIGKILL before it gives up on
+ * it, in milliseconds: a process in uninterruptible sleep (state D: a hung NFS mount, a failing
+ * disk) does not end on SIGKILL, and the agent must not wait for it without bound.
+ */
+export const DEFAULT_KILL_WAIT_MS = 30_000;
 
 /** Fractions of the deadline at which each phase starts, measured from spawn. */
 export const DEADLINE_PHASES: Readonly<{ warning: number; terminate: number; kill: number }> =
@@ -123,6 +129,15 @@ export interface RunnerOptions {
    * @default {250}
    */
   drainMs?: number;
+  /**
+   * How long the command's first process may take to end after SIGKILL (the deadline's or a
+   * cancel's), in milliseconds. A process that has not ended by then (one in uninterruptible sleep,
+   * state D, cannot) is left behind: the run ends at once with the reason in `error` (status
+   * `killed` at a deadline, `cancelled` on a cancel; `exit_code` and `signal` `null`), and the
+   * process's end, whenever it comes, changes nothing.
+   * @default {30000}
+   */
+  killWaitMs?: number;
   /** @internal Sizes of the kept output head and tail, per stream. */
   capture?: OutputCaptureOptions;
   /** @internal Reads the agent's `PATH`, `HOME` and `LANG`; for tests. */
@@ -251,7 +266,9 @@ export function signalGroup(pid: number, signal: Deno.Signal): void {
  * Never throws for anything the command line or the program does: a refusal is `rejected`, a
  * program that cannot start is `failed` with the reason. Deadline phases, from spawn: at 80 % a
  * warning, at 90 % SIGTERM to the group, at 100 % SIGKILL to the group; the status is `timeout`
- * when the command ended after SIGTERM and `killed` when SIGKILL was needed.
+ * when the command ended after SIGTERM and `killed` when SIGKILL was needed. A first process that
+ * has not ended `killWaitMs` (30 s) after SIGKILL is left behind
+ * (see {@link RunnerOptions.killWaitMs}).
  *
  * @param name The command line (a delivered command's `name`).
  * @param options Policy, deadline, working directory, environment and cancellation.
@@ -312,7 +329,8 @@ export class CommandRunner {
    * Prepares the runner.
    *
    * @param options The settings shared by its commands.
-   * @throws {RangeError} When a deadline, the cancel grace or the drain is not a valid number.
+   * @throws {RangeError} When a deadline, the cancel grace, the drain or the kill wait is not a
+   *   valid number.
    * @throws {TypeError} When an extra environment variable is invalid or holds a secret.
    */
   constructor(options: RunnerOptions) {
@@ -320,6 +338,15 @@ export class CommandRunner {
     checkPositive("maxTimeoutSecs", options.maxTimeoutSecs);
     checkNonNegative("cancelGraceMs", options.cancelGraceMs);
     checkNonNegative("drainMs", options.drainMs);
+    const killWaitMs = options.killWaitMs;
+    if (
+      killWaitMs !== undefined &&
+      (typeof killWaitMs !== "number" || !Number.isFinite(killWaitMs) || killWaitMs <= 0)
+    ) {
+      throw new RangeError(
+        `killWaitMs must be a positive number of milliseconds, got ${killWaitMs}`,
+      );
+    }
     const extraEnv = options.extraEnv ?? {};
     const readEnv = options.readEnv ?? readAgentEnv;
     const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
@@ -619,7 +646,7 @@ function howItEnded(signal: string | null, exitCode: number | null): string {
 
 /**
  * The status and the error of a run, from what was sent when (ms since spawn) and how the first
- * process ended: every clause is something that happened.
+ * process ended (or that it was left behind): every clause is something that happened.
  */
 function outcomeOf(
   facts: {
@@ -629,6 +656,8 @@ function outcomeOf(
     endedAt: number;
     signal: string | null;
     exitCode: number | null;
+    /** Set when the process did not end within the kill wait and was left behind. */
+    leftBehind?: { pid: number; waitMs: number };
   },
   timeoutSecs: number,
   cappedFromSecs?: number,
@@ -643,7 +672,13 @@ function outcomeOf(
     };
   }
   const at = (ms: number) => describeSecs(roundSecs(ms));
-  const ended = `${howItEnded(facts.signal, facts.exitCode)} at ${at(facts.endedAt)}`;
+  const left = facts.leftBehind;
+  const ended = left
+    ? `the process (pid ${left.pid}) did not end within ${
+      describeSecs(roundSecs(left.waitMs))
+    } of SIGKILL and was left behind at ${at(facts.endedAt)}, likely in uninterruptible sleep ` +
+      "(state D: a hung NFS mount or a failing disk)"
+    : `${howItEnded(facts.signal, facts.exitCode)} at ${at(facts.endedAt)}`;
   const killClause = facts.killAt === undefined
     ? ""
     : `; it had not stopped, so SIGKILL was sent at ${at(facts.killAt)}`;
@@ -653,8 +688,9 @@ function outcomeOf(
       error: `cancelled: SIGTERM was sent at ${at(facts.cancelAt)}${killClause}; ${ended}`,
     };
   }
+  const killed = facts.killAt !== undefined && (facts.signal === "SIGKILL" || left !== undefined);
   return {
-    status: facts.killAt !== undefined && facts.signal === "SIGKILL" ? "killed" : "timeout",
+    status: killed ? "killed" : "timeout",
     error: `deadline of ${describeSecs(timeoutSecs)}${
       cappedFromSecs === undefined
         ? ""
@@ -710,11 +746,17 @@ async function supervise(
     log.warning("sending SIGTERM to every process of the command ({why})", { ...logProps, why });
     cell.signal("SIGTERM");
   };
+  // A process in uninterruptible sleep (state D) does not end on SIGKILL: the run gives up on it
+  // once the kill wait is over, and goes on.
+  const killWaitMs = options.killWaitMs ?? DEFAULT_KILL_WAIT_MS;
+  let giveUp!: () => void;
+  const givenUp = new Promise<"left behind">((resolve) => giveUp = () => resolve("left behind"));
   const kill = (why: string) => {
     if (exited || killAt !== undefined) return;
     killAt = sinceSpawn();
     log.warning("sending SIGKILL to every process of the command ({why})", { ...logProps, why });
     cell.signal("SIGKILL");
+    after(killWaitMs, giveUp);
   };
 
   after(deadlineMs * DEADLINE_PHASES.warning, () => {
@@ -740,17 +782,34 @@ async function supervise(
   // An abort between the check in run() and here must not be lost.
   if (command.signal?.aborted) onAbort();
 
-  let status: Deno.CommandStatus;
+  let signal: string | null = null;
+  let exitCode: number | null = null;
   let durationMs = 0;
   let outcome: { status: ExecStatus; error: string | null } | undefined;
   try {
-    status = await child.status;
+    const ended = await Promise.race([child.status, givenUp]);
     exited = true;
     durationMs = sinceSpawn();
-    const signal = status.signal ?? null;
-    const exitCode = signal ? null : status.code;
+    let leftBehind: { pid: number; waitMs: number } | undefined;
+    if (ended === "left behind") {
+      leftBehind = { pid, waitMs: killWaitMs };
+      log.warning(
+        "the command's process did not end within {waitSecs} s of SIGKILL (likely in " +
+          "uninterruptible sleep, state D); it is left behind and the agent goes on",
+        { ...logProps, waitSecs: roundSecs(killWaitMs) },
+      );
+      // Its end, whenever it comes, is only logged; nor does it keep the agent from exiting.
+      child.status.then(
+        (late) => log.info("a process left behind has ended", { ...logProps, ...late }),
+        () => {},
+      );
+      child.unref();
+    } else {
+      signal = ended.signal ?? null;
+      exitCode = signal ? null : ended.code;
+    }
     outcome = outcomeOf(
-      { termAt, killAt, cancelAt, endedAt: durationMs, signal, exitCode },
+      { termAt, killAt, cancelAt, endedAt: durationMs, signal, exitCode, leftBehind },
       timeoutSecs,
       context.cappedFromSecs,
     );
@@ -770,18 +829,25 @@ async function supervise(
     exited = true;
     for (const timer of timers) clock.clearTimeout(timer);
     command.signal?.removeEventListener("abort", onAbort);
-    // Whatever the command left behind (in its cgroup or group) dies with it, even on success.
+    // Whatever the command left behind (in its cgroup or group) dies with it, even on success;
+    // so do the processes that moved to a process group of their own, when there is a sign of
+    // them: the command had to be signalled, or something still holds its output open (looking
+    // for them reads every process, too slow for every command).
+    if (termAt !== undefined || cancelAt !== undefined) cell.stopStrays();
     await cell.close();
     // Read what is still in the pipes, but never wait on a process outside the group that
     // holds them open.
-    await drain([stdout.done, stderr.done], options.drainMs ?? DEFAULT_DRAIN_MS, clock);
+    const drained = await drain(
+      [stdout.done, stderr.done],
+      options.drainMs ?? DEFAULT_DRAIN_MS,
+      clock,
+    );
+    if (!drained) cell.stopStrays();
     await Promise.all([stdout.stop(), stderr.stop()]);
   }
 
   const out = stdout.capture.result();
   const err = stderr.capture.result();
-  const signal = status.signal ?? null;
-  const exitCode = signal ? null : status.code;
   const { status: resultStatus, error } = outcome!;
 
   const result: ExecResult = {
@@ -815,10 +881,14 @@ async function supervise(
   return result;
 }
 
-async function drain(reads: Promise<void>[], ms: number, clock: Clock): Promise<void> {
+/** Waits for `reads` up to `ms`; returns whether they all ended. */
+async function drain(reads: Promise<void>[], ms: number, clock: Clock): Promise<boolean> {
   const stop = new AbortController();
   try {
-    await Promise.race([Promise.all(reads), clock.sleep(ms, stop.signal)]);
+    return await Promise.race([
+      Promise.all(reads).then(() => true),
+      clock.sleep(ms, stop.signal).then(() => false),
+    ]);
   } finally {
     stop.abort();
   }

@@ -10,7 +10,10 @@
  *   user cannot rename it), never the agent's own working directory or its state directory.
  * - **Processes**: a cgroup v2 per command where the agent may create one (root, or a delegated
  *   systemd service); `cgroup.kill` then stops every process the command started, also those that
- *   left its process group (`setsid`). Elsewhere the command's process group is signalled.
+ *   left its process group (`setsid`). Elsewhere the command's process group is signalled, and
+ *   when there is a sign of them (a deadline, a cancel, its output still held open) the processes
+ *   of its session that moved to another group (job control); those that left the session are
+ *   not found.
  *
  * How a child gets into its cgroup before it can fork: the agent moves itself into the command's
  * cgroup, spawns the child (which inherits the cgroup at fork), and moves itself back, all in one
@@ -466,14 +469,15 @@ export function processStartTicks(pid: number): number | undefined {
 
 interface Stat {
   pgrp: number;
+  session: number;
   startTicks: number;
 }
 
 function parseStat(text: string): Stat | undefined {
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  // fields[0] is field 3 (state): pgrp is field 5, starttime field 22.
+  // fields[0] is field 3 (state): pgrp is field 5, session field 6, starttime field 22.
   if (fields[0] === "Z" || fields[0] === "X") return undefined;
-  return { pgrp: Number(fields[2]), startTicks: Number(fields[19]) };
+  return { pgrp: Number(fields[2]), session: Number(fields[3]), startTicks: Number(fields[19]) };
 }
 
 function readStat(pid: number): Stat | undefined {
@@ -508,6 +512,8 @@ export class Cell implements AsyncDisposable {
   #cgroup: string | undefined;
   #child: Deno.ChildProcess | undefined;
   #spawnedAt = 0;
+  /** The first process's start time (clock ticks since boot), once read. */
+  #leaderTicks: number | undefined;
   #closed = false;
 
   /** @internal */
@@ -619,6 +625,7 @@ export class Cell implements AsyncDisposable {
   }
 
   #record(pid: number, ticks: number | undefined): ProcessRecord {
+    this.#leaderTicks ??= ticks;
     const record: ProcessRecord = { pid, spawned_at_ms: this.#spawnedAt };
     if (this.#cgroup) record.cgroup = this.#cgroup;
     if (ticks !== undefined) record.start_ticks = ticks;
@@ -629,11 +636,16 @@ export class Cell implements AsyncDisposable {
 
   /**
    * Signals every process of the command: those in its cgroup and its process group; SIGKILL to
-   * a cgroup goes through `cgroup.kill`. Without a way to signal others, the first process alone.
+   * a cgroup goes through `cgroup.kill`. Without a cgroup, also the processes of its session that
+   * moved to a process group of their own (a shell's job control, `set -m`). Without a way to
+   * signal others, the first process alone.
    *
    * @param signal The signal.
+   * @param options `strays: false` leaves out the processes in other groups of the session
+   *   (looking for them reads every process).
    */
-  signal(signal: "SIGTERM" | "SIGKILL"): void {
+  signal(signal: "SIGTERM" | "SIGKILL", options: { strays?: boolean } = {}): void {
+    const strays = options.strays ?? true;
     const child = this.#child;
     if (!child) return;
     if (this.#cgroup && signal === "SIGKILL") {
@@ -656,6 +668,52 @@ export class Cell implements AsyncDisposable {
       }
     }
     if (this.#cgroup) sendSignal(readPids(this.#cgroup), signal, route);
+    else if (strays) this.#signalStrays(signal, false);
+  }
+
+  /**
+   * Signals the processes of the command's session (its first process leads it) outside its
+   * process group, which the group's signal misses; returns how many there were.
+   *
+   * @param leaderGone Whether the first process has ended and been reaped: a process whose pid
+   *   is the session's id is then another program's (the pid was used again), and nothing is
+   *   signalled.
+   */
+  #signalStrays(signal: "SIGTERM" | "SIGKILL", leaderGone: boolean): number {
+    const child = this.#child;
+    const route = this.#sandbox.signalRoute;
+    if (!child || route === "none") return 0;
+    // While the first process runs (a deadline, a cancel), its start time tells it from a
+    // program that got its pid later.
+    if (!leaderGone) this.#leaderTicks ??= readStat(child.pid)?.startTicks;
+    const strays = sessionStrays(child.pid, {
+      ticks: this.#leaderTicks,
+      spawnedAtMs: this.#spawnedAt,
+      gone: leaderGone,
+    });
+    if (strays.length === 0) return 0;
+    log.info("signalling {count} processes of the command that left its process group", {
+      pid: child.pid,
+      count: strays.length,
+      strays,
+      signal,
+    });
+    sendSignal(strays, signal, route);
+    return strays.length;
+  }
+
+  /**
+   * Kills the processes of the command's session that left its process group (a shell's job
+   * control, `set -m`, puts each background job in a group of its own) once its first process
+   * has ended. Looking for them costs a scan of every process, so the runner asks only when there
+   * is a sign of them: the command was signalled, or something still holds its output open.
+   * Nothing with a cgroup (`cgroup.kill` reached them) or without a way to signal.
+   *
+   * @returns How many there were.
+   */
+  stopStrays(): number {
+    if (this.#cgroup) return 0;
+    return this.#signalStrays("SIGKILL", true);
   }
 
   /**
@@ -668,7 +726,7 @@ export class Cell implements AsyncDisposable {
     if (this.#cgroup) {
       await killCgroup(this.#cgroup);
     } else if (this.#child) {
-      this.signal("SIGKILL");
+      this.signal("SIGKILL", { strays: false });
     }
     if (this.ownDir && this.cwd) {
       try {
@@ -990,8 +1048,9 @@ export class Sandbox {
       how = this.#route === "none"
         ? `stopped by signalling their first process only: add kill to --allow-run to reach ` +
           `their whole process group${why}`
-        : `stopped by signalling their process group; processes that leave it (setsid) are ` +
-          `not found${why}`;
+        : `stopped by signalling their process group (and at a deadline or cancel, or while ` +
+          `they hold a command's output, the processes of its session in other groups); ` +
+          `processes that leave the session (setsid) are not found${why}`;
     }
     const user = this.user;
     const unrunnable = user
@@ -1205,10 +1264,19 @@ export class Sandbox {
       ? groupMembers(record.pid, record.start_ticks)
       : groupMembersByPs(record.pid, record.spawned_at_ms);
     if (members === undefined) return "unknown";
-    if (members.length === 0) return "ended";
-    if (sendSignal([-record.pid], "SIGKILL", this.#route) === "unavailable") {
+    // And those that moved to another group of its session (a bash script's job control).
+    const strays = sessionStrays(record.pid, {
+      ticks: record.start_ticks,
+      spawnedAtMs: record.spawned_at_ms,
+      gone: false,
+    });
+    if (members.length === 0 && strays.length === 0) return "ended";
+    if (
+      members.length > 0 && sendSignal([-record.pid], "SIGKILL", this.#route) === "unavailable"
+    ) {
       sendSignal(members, "SIGKILL", this.#route);
     }
+    sendSignal(strays, "SIGKILL", this.#route);
     return "stopped";
   }
 
@@ -1279,6 +1347,77 @@ function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number
   const leader = members.find(([pid]) => Number(pid) === pgid);
   if (leader && Math.abs(now - Number(leader[2]) * 1000 - spawnedAtMs) > 2000) return [];
   return members.map(([pid]) => Number(pid));
+}
+
+/** What is known of the first process of a command, which leads its session. */
+interface SessionLeader {
+  /** Its start time in clock ticks since boot, when read. */
+  ticks?: number;
+  /** When it was spawned, in milliseconds since the epoch, when known. */
+  spawnedAtMs?: number;
+  /** Whether it has ended and been reaped (then a process of its pid is another program). */
+  gone: boolean;
+}
+
+/**
+ * The live processes of session `sid` outside process group `sid`: a command's processes that
+ * moved to a group of their own. Read from `/proc`, else from `ps` (which `--allow-run=...,ps`
+ * permits); none when neither can be read. None either when the process whose pid is `sid` is not
+ * the command's first process: it started at another time than recorded, or the first process is
+ * gone, so the pid was used again (a pid is not, while a session of that id has members).
+ */
+function sessionStrays(sid: number, leader: SessionLeader): number[] {
+  const strays: number[] = [];
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      const pid = Number(entry.name);
+      const stat = readStat(pid);
+      if (!stat || stat.session !== sid) continue;
+      if (pid === sid) {
+        if (leader.ticks === undefined ? leader.gone : stat.startTicks !== leader.ticks) return [];
+        continue;
+      }
+      if (stat.pgrp === sid) continue;
+      if (leader.ticks === undefined || stat.startTicks >= leader.ticks) strays.push(pid);
+    }
+    return strays;
+  } catch {
+    return sessionStraysByPs(sid, leader);
+  }
+}
+
+/** {@link sessionStrays} through `ps`, where `/proc` may not be read. */
+function sessionStraysByPs(sid: number, leader: SessionLeader): number[] {
+  if (!granted({ name: "run", command: "ps" })) return [];
+  let text: string;
+  try {
+    const output = new Deno.Command("ps", {
+      args: ["-s", String(sid), "-o", "pid=,pgid=,etimes=,stat="],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    text = new TextDecoder().decode(output.stdout);
+  } catch {
+    return [];
+  }
+  const now = Date.now();
+  const members = text.split("\n").map((line) => line.trim().split(/\s+/))
+    .filter(([pid, , , stat]) => pid && stat && !stat.startsWith("Z"))
+    .map(([pid, pgid, etimes]) => ({
+      pid: Number(pid),
+      pgid: Number(pgid),
+      etimes: Number(etimes),
+    }));
+  const first = members.find(({ pid }) => pid === sid);
+  if (first) {
+    // A leader that started more than 2 s away from the spawn is another, newer program.
+    const other = leader.spawnedAtMs !== undefined &&
+      Math.abs(now - first.etimes * 1000 - leader.spawnedAtMs) > 2000;
+    if (leader.gone || other) return [];
+  }
+  return members.filter(({ pid, pgid }) => pid !== sid && pgid !== sid).map(({ pid }) => pid);
 }
 
 /**

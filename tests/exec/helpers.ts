@@ -10,6 +10,7 @@ import {
   type ExecResult,
   runCommand,
   type RunOptions,
+  Sandbox,
 } from "../../src/exec/mod.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { until } from "../_until.ts";
@@ -165,4 +166,42 @@ export function runOnFakeClock(name: string, options: RunOptions): FakeClockRun 
       if (settled) throw new Error(`the run ended early: ${JSON.stringify(await result)}`);
     },
   };
+}
+
+/** A sandbox whose commands do not obey signals, and what it saw. */
+export interface DeafSandbox {
+  /** The sandbox: unconfined, but no signal sent through a cell reaches the process. */
+  sandbox: Sandbox;
+  /** The children it spawned, for the test to stop itself. */
+  children: Deno.ChildProcess[];
+  /** The signals the runner sent, in order. */
+  signals: string[];
+}
+
+/**
+ * A sandbox whose cells drop every signal, as a process in uninterruptible sleep (state D: a
+ * hung NFS mount, a dying disk) holds them pending: neither SIGTERM nor SIGKILL ends it. The test
+ * must kill the children itself and await their status.
+ *
+ * @returns The sandbox, its children and the signals it dropped.
+ */
+export function deafSandbox(): DeafSandbox {
+  const sandbox = Sandbox.unconfined();
+  const children: Deno.ChildProcess[] = [];
+  const signals: string[] = [];
+  const open = sandbox.open.bind(sandbox);
+  sandbox.open = async () => {
+    const cell = await open();
+    const spawn = cell.spawn.bind(cell);
+    cell.spawn = (program, options) => {
+      const child = spawn(program, options);
+      children.push(child);
+      return child;
+    };
+    cell.signal = (signal) => {
+      signals.push(signal);
+    };
+    return cell;
+  };
+  return { sandbox, children, signals };
 }

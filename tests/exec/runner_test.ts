@@ -4,11 +4,14 @@ import {
   createPolicy,
   type DeadlineWarning,
   defaultPolicy,
+  type ExecResult,
+  type ExitRecord,
   runCommand,
   Sandbox,
   toReportFields,
 } from "../../src/exec/mod.ts";
-import { alive, pidsIn, runOnFakeClock, scripts, survivors } from "./helpers.ts";
+import { alive, deafSandbox, pidsIn, runOnFakeClock, scripts, survivors } from "./helpers.ts";
+import { until } from "../_until.ts";
 
 Deno.test("executor runs an allowed command and reports its output", async () => {
   const result = await runCommand(`echo "Hello from dashboard"`, { policy: defaultPolicy() });
@@ -135,6 +138,102 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
   });
 });
 
+Deno.test("executor gives up on a process that does not end after SIGKILL, and says so", async (t) => {
+  /**
+   * Runs `sleep 600` in a sandbox whose signals are lost (a process in state D), advances the
+   * clock to `killAt`, checks that the give-up is armed `killWaitMs` later and takes it there;
+   * then stops the left-behind process and checks that its end changes nothing.
+   */
+  async function stuck(
+    options: { timeoutSecs: number; killAt: number; cancelAt?: number },
+    check: (result: ExecResult, pid: number, exits: ExitRecord[]) => void,
+  ) {
+    const deaf = deafSandbox();
+    const exits: ExitRecord[] = [];
+    const cancel = new AbortController();
+    const run = runOnFakeClock("sleep 600", {
+      policy: defaultPolicy(),
+      timeoutSecs: options.timeoutSecs,
+      sandbox: deaf.sandbox,
+      signal: cancel.signal,
+      cancelGraceMs: 300,
+      killWaitMs: 30_000,
+      onExit: (exit) => exits.push(exit),
+    });
+    await run.ready();
+    const [child] = deaf.children;
+    try {
+      if (options.cancelAt !== undefined) {
+        run.clock.advance(options.cancelAt);
+        cancel.abort();
+      }
+      run.clock.advance(options.killAt - run.clock.now());
+      assert.deepEqual(deaf.signals, ["SIGTERM", "SIGKILL"]);
+      // The next timer is the end of the wait after SIGKILL.
+      assert.equal(run.clock.nextAt, options.killAt + 30_000);
+      run.clock.advance(29_999);
+      assert.equal(exits.length, 0, "the run gave up before the kill wait was over");
+      run.clock.advance(1);
+      // Then the drain of the pipes the process still holds, on the same clock.
+      await until(() => exits.length > 0 && run.clock.pending > 0, "the run drains its pipes");
+      run.clock.advance(250);
+      const result = await run.result;
+      assert.deepEqual(await alive([child.pid]), [child.pid], "the stuck process should be alive");
+      check(result, child.pid, exits);
+      assert.equal(exits.length, 1);
+      assert.equal(exits[0].status, result.status);
+      assert.equal(exits[0].error, result.error);
+    } finally {
+      child.kill("SIGKILL");
+      // The runner let go of it (it keeps no agent from exiting): hold it while it is awaited.
+      child.ref();
+      await child.status;
+    }
+    // Its late end makes no second exit (a second report) and throws nowhere.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(exits.length, 1);
+  }
+
+  await t.step("at the deadline: killed, with its pid named", async () => {
+    await stuck({ timeoutSecs: 1, killAt: 1000 }, (result, pid) => {
+      assert.equal(result.status, "killed");
+      assert.equal(result.exit_code, null);
+      assert.equal(result.signal, null);
+      assert.equal(result.duration_secs, 31);
+      assert.equal(
+        result.error,
+        "deadline of 1 s: SIGTERM was sent at 0.9 s (90 % of it); it had not stopped, so SIGKILL " +
+          `was sent at 1 s; the process (pid ${pid}) did not end within 30 s of SIGKILL and was ` +
+          "left behind at 31 s, likely in uninterruptible sleep (state D: a hung NFS mount or a " +
+          "failing disk)",
+      );
+    });
+  });
+
+  await t.step("on a cancel: cancelled, the same wait after the grace's SIGKILL", async () => {
+    await stuck({ timeoutSecs: 300, cancelAt: 200, killAt: 500 }, (result, pid) => {
+      assert.equal(result.status, "cancelled");
+      assert.equal(result.exit_code, null);
+      assert.equal(result.signal, null);
+      assert.equal(
+        result.error,
+        "cancelled: SIGTERM was sent at 0.2 s; it had not stopped, so SIGKILL was sent at 0.5 s; " +
+          `the process (pid ${pid}) did not end within 30 s of SIGKILL and was left behind at ` +
+          "30.5 s, likely in uninterruptible sleep (state D: a hung NFS mount or a failing disk)",
+      );
+    });
+  });
+
+  await t.step("the wait must be a positive number of milliseconds", () => {
+    for (const killWaitMs of [0, -1, Number.NaN]) {
+      assert.throws(
+        () => new CommandRunner({ policy: defaultPolicy(), killWaitMs }),
+        new RangeError(`killWaitMs must be a positive number of milliseconds, got ${killWaitMs}`),
+      );
+    }
+  });
+});
+
 Deno.test("executor keeps a deadline longer than a runtime timer holds (24.8 days)", async () => {
   // A 30-day deadline's timers once fired at once: the command was killed as it started.
   const days30 = 30 * 86_400;
@@ -253,6 +352,61 @@ Deno.test("executor stops reading when the command exits even if an escaped proc
     escaped ??= Number(await Deno.readTextFile(`${escaper}.pid`).catch(() => "0"));
     if (escaped > 1 && (await alive([escaped])).length > 0) Deno.kill(escaped, "SIGKILL");
   }
+});
+
+Deno.test("executor stops the processes that moved to a process group of their own", async (t) => {
+  await using dir = await scripts();
+  // bash's job control (`set -m`) puts each background job in a process group of its own, in the
+  // command's session: the group's signals miss it.
+  const jobs = async (name: string, lines: string[]) => {
+    const path = `${dir.dir}/${name}`;
+    await Deno.writeTextFile(path, ["#!/bin/bash", "set -m", ...lines].join("\n") + "\n");
+    await Deno.chmod(path, 0o755);
+    return path;
+  };
+  const holder = await jobs("holder.sh", [
+    "sleep 30 &",
+    "echo $!",
+    "sleep 30 >/dev/null 2>&1 &",
+    "echo $!",
+  ]);
+  const quiet = await jobs("quiet.sh", [
+    "sleep 30 >/dev/null 2>&1 &",
+    "echo $!",
+    "echo ready",
+    "wait",
+  ]);
+  const policy = dir.policy(holder, quiet);
+  const stopAll = async (pids: number[]) => {
+    for (const pid of await alive(pids)) Deno.kill(pid, "SIGKILL");
+  };
+
+  await t.step("after a run whose job still holds its output, every job of it", async () => {
+    const result = await runCommand(holder, { policy, timeoutSecs: 30 });
+    const pids = pidsIn(result.stdout);
+    try {
+      assert.equal(result.status, "success", JSON.stringify(result));
+      assert.equal(pids.length, 2, result.stdout);
+      assert.deepEqual(await survivors(pids, 5000), []);
+    } finally {
+      await stopAll(pids);
+    }
+  });
+
+  await t.step("at the deadline, a job that holds nothing of it", async () => {
+    const run = runOnFakeClock(quiet, { policy, timeoutSecs: 1 });
+    await run.ready("ready");
+    run.clock.advance(900);
+    const result = await run.result;
+    const pids = pidsIn(result.stdout);
+    try {
+      assert.equal(result.status, "timeout", JSON.stringify(result));
+      assert.equal(pids.length, 1, result.stdout);
+      assert.deepEqual(await survivors(pids, 5000), []);
+    } finally {
+      await stopAll(pids);
+    }
+  });
 });
 
 Deno.test("executor keeps 64 KiB per stream with an exact dropped count and bounded memory", async () => {

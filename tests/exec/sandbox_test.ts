@@ -656,6 +656,42 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a leftover's processes that moved to a process group of their own are stopped too",
+  ignore,
+  // bash's job control (`set -m`) puts a background job in a group of its own, in the command's
+  // session: after a restart only the group was killed, and the job ran on.
+  fn: async (t) => {
+    using jobs = script(`exec /bin/bash -c 'set -m; sleep 60 & echo $!; wait'`);
+    for (const withProc of [true, false]) {
+      await t.step(
+        withProc ? "its start time recorded" : "only its spawn time recorded",
+        async () => {
+          const sandbox = Sandbox.create({ cgroups: false });
+          const cell = await sandbox.open();
+          const child = cell.spawn(jobs.path, { stdout: "piped", stderr: "null", stdin: "null" });
+          const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+          let stray = 0;
+          try {
+            stray = Number((await lines.read()).value?.trim());
+            assert.ok(stray > 1, "the job's pid");
+            const record = (await cell.recordSoon())!;
+            const { start_ticks: _ticks, ...withoutProc } = record;
+            assert.equal(await sandbox.stopLeftover(withProc ? record : withoutProc), "stopped");
+            assert.deepEqual(await survivors([stray, child.pid], 5000), []);
+          } finally {
+            await lines.cancel();
+            if (stray > 1 && (await alive([stray])).length > 0) Deno.kill(stray, "SIGKILL");
+            await cell.close();
+            await child.status;
+            await sandbox.close();
+          }
+        },
+      );
+    }
+  },
+});
+
+Deno.test({
   name: "a record of another boot names nothing to kill: the command is reported gone with it",
   ignore,
   // After a reboot the recorded pid may lead another program's group (its members started after
