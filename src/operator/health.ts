@@ -128,7 +128,11 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   let answered: number | undefined;
   try {
     const sentAt = Date.now();
-    const response = await get(PATHS.health);
+    // With the admin token, a store that failed is told with what failed (its file or host).
+    const response = await get(
+      PATHS.health,
+      options.adminToken ? { Authorization: `Bearer ${options.adminToken}` } : {},
+    );
     const receivedAt = Date.now();
     const redirect = await redirectOf(response);
     if (redirect !== undefined) throw new Error(redirect);

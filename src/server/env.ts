@@ -29,6 +29,11 @@ export type ServerEnv = {
      * lasts, an event stream, ends when not.
      */
     consoleSessionValid: () => boolean;
+    /**
+     * Takes a place for an event stream of that session: its release, or `undefined` when the
+     * session holds as many streams as it may.
+     */
+    consoleSessionStream: () => (() => void) | undefined;
     /** How many audit lines of refusals the dashboard still writes. */
     refusalLines: RefusalLines;
   };

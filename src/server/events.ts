@@ -21,7 +21,7 @@ import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
-import { eventStreamResponse } from "./sse.ts";
+import { eventStreamResponse, streamPlace } from "./sse.ts";
 import { type Clock, systemClock } from "./clock.ts";
 
 const log = logger("server", "events");
@@ -184,8 +184,10 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
       throw new HttpError(404, `command ${shortForm(id)} does not exist`);
     }
     const cursor = parseEventId(c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"));
+    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"));
     return eventStreamResponse({
       request: c.req.raw,
+      release,
       subscribe: (wake) => events.subscribe(id, wake),
       closed: () => events.closed,
       authorized: c.get("consoleSessionValid"),

@@ -99,9 +99,30 @@ export class RawHeaders implements HeaderReader {
   }
 }
 
+/**
+ * What every answer says to a browser and to any cache between: keep it nowhere (it may hold an
+ * agent's token or a command's output), unless it says otherwise (an event stream, the console's
+ * static files); and read it only as its type (an error quotes the path a client sent).
+ */
+const CACHE_CONTROL = "no-store";
+const NOSNIFF = "nosniff";
+
+/** Adds {@link CACHE_CONTROL} (unless the answer has its own) and `nosniff` to a web answer. */
+function markAnswer(response: Response): void {
+  const headers = response.headers;
+  try {
+    if (!headers.has("Cache-Control")) headers.set("Cache-Control", CACHE_CONTROL);
+    headers.set("X-Content-Type-Options", NOSNIFF);
+  } catch {
+    // A response whose headers cannot change (none of the dashboard's own) goes as it is.
+  }
+}
+
 function send(outgoing: ServerResponse, answer: LeanAnswer): void {
   if (outgoing.destroyed || outgoing.writableEnded) return;
   const head: Record<string, string | number> = answer.headers;
+  head["cache-control"] ??= CACHE_CONTROL;
+  head["x-content-type-options"] = NOSNIFF;
   if (answer.status !== 204) head["content-length"] = Buffer.byteLength(answer.body ?? "");
   outgoing.writeHead(answer.status, head);
   outgoing.end(answer.status === 204 ? undefined : answer.body ?? "");
@@ -252,6 +273,7 @@ export function httpApp(
     else if (status >= 400 && refusal !== undefined) metrics.authRefusals.inc({ reason: refusal });
   };
   const count = (request: Request, response: Response) => {
+    markAnswer(response);
     countAnswer(
       new URL(request.url).pathname,
       response.status,

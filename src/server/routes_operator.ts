@@ -4,19 +4,20 @@
  *
  * @module
  */
-import type { Hono, MiddlewareHandler } from "hono";
+import type { Context, Hono, MiddlewareHandler } from "hono";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
   ANY_COMMAND_ID_PATTERN,
   COMMAND_STATUSES,
   type CommandStatus,
+  constantTimeEqual,
   LIST_LIMIT,
   shortForm,
 } from "../protocol/mod.ts";
 import { assertPossibleId } from "./ids.ts";
 import { auditLogger } from "../log/mod.ts";
-import { adminAuth, operatorRateLimit, remoteOf } from "./auth/mod.ts";
+import { adminAuth, bearerOf, operatorRateLimit, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { queryError, refuseMistypedQuery } from "./query.ts";
@@ -47,6 +48,23 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
   });
   const admin: MiddlewareHandler<ServerEnv> = every(limit, auth);
 
+  /**
+   * Whether a `/health` request may read what failed in the store (its error names the database's
+   * file or host): in dev mode, or with the admin token. A wrong token counts against its address
+   * as anywhere else (§8), and none is compared from an address with no guesses left; the health
+   * is answered either way.
+   */
+  const readsStoreError = (c: Context<ServerEnv>): boolean => {
+    if (deps.devMode) return true;
+    const given = bearerOf(c.req.raw);
+    if (!given || !deps.adminToken) return false;
+    const remote = remoteOf(c);
+    if (!deps.adminGuesses.check(remote).ok) return false;
+    if (constantTimeEqual(given, deps.adminToken)) return true;
+    deps.adminGuesses.wrong(remote);
+    return false;
+  };
+
   // 503 while the store is unreachable (a shared store; probed) or full: the dashboard answers,
   // but cannot take new work.
   app.get("/health", async function healthRoute(c) {
@@ -57,7 +75,8 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
         status: "unavailable",
         store: {
           status: "down",
-          ...(outage ? { since: new Date(outage.since).toISOString(), error: outage.error } : {}),
+          ...(outage ? { since: new Date(outage.since).toISOString() } : {}),
+          ...(outage && readsStoreError(c) ? { error: outage.error } : {}),
         },
         version: VERSION,
         dev_mode: deps.devMode,
@@ -65,7 +84,8 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
         time: new Date(clock.now()).toISOString(),
       }, 503);
     }
-    const store = deps.storeHealth.state();
+    const { error, ...state } = deps.storeHealth.state();
+    const store = error !== undefined && readsStoreError(c) ? { ...state, error } : state;
     return c.json({
       status: store.status === "full" ? "store_full" : "ok",
       version: VERSION,

@@ -61,7 +61,7 @@ import { enqueueAndWake } from "./enqueue.ts";
 import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { agentState } from "./routes_fleet.ts";
-import { eventStreamResponse } from "./sse.ts";
+import { eventStreamResponse, streamPlace } from "./sse.ts";
 import { dashboardReason } from "./views.ts";
 
 const log = logger("server", "runs");
@@ -915,8 +915,10 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     if (!(await store.getRun(id))) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     let sent = 0;
     let last = "";
+    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"));
     return eventStreamResponse({
       request: c.req.raw,
+      release,
       subscribe: (wake) => scheduler.subscribe(id, wake),
       closed: () => scheduler.closed,
       authorized: c.get("consoleSessionValid"),

@@ -8,6 +8,8 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
+import { HttpError } from "./http_error.ts";
+import { MAX_STREAMS_PER_SESSION } from "./web/session.ts";
 
 /** Sends one event: `id:` (when given), `event:` and the JSON `data:`. */
 export type SendEvent = (event: string, data: unknown, id?: string) => void;
@@ -43,7 +45,43 @@ export interface EventStreamOptions {
    * @default {() => true}
    */
   authorized?: () => boolean;
+  /**
+   * Gives back the place the stream held while open (a console session's, see
+   * {@link streamPlace}); called when the stream ends, perhaps more than once.
+   */
+  release?: () => void;
 }
+
+/**
+ * The place an event stream of a console session takes while it is open, for a `GET` with a
+ * session (a `HEAD` gets no stream, a request with the admin token has no session).
+ *
+ * @param request The request.
+ * @param take The session's `consoleSessionStream`, if the request has a session.
+ * @returns The place's release, or `undefined` when the request takes none.
+ * @throws {HttpError} `429` when the session holds as many streams as it may.
+ */
+export function streamPlace(
+  request: Request,
+  take: (() => (() => void) | undefined) | undefined,
+): (() => void) | undefined {
+  if (take === undefined || request.method === "HEAD") return undefined;
+  const release = take();
+  if (release) return release;
+  throw new HttpError(
+    429,
+    `this console session has ${MAX_STREAMS_PER_SESSION} event streams open, the most one ` +
+      `session may hold; close a page that follows a command or a run, or follow it with the ` +
+      `admin token`,
+    {
+      headers: { "Retry-After": String(STREAM_RETRY_AFTER_SECS) },
+      details: { retry_after_secs: STREAM_RETRY_AFTER_SECS, max_streams: MAX_STREAMS_PER_SESSION },
+    },
+  );
+}
+
+/** The `Retry-After` of a session's stream beyond its limit (a page polls meanwhile). */
+const STREAM_RETRY_AFTER_SECS = 15;
 
 const encoder = new TextEncoder();
 
@@ -88,6 +126,7 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
   };
   request.signal.addEventListener("abort", onAbort, { once: true });
   const finish = () => {
+    options.release?.();
     closed = true;
     unsubscribe();
     request.signal.removeEventListener("abort", onAbort);

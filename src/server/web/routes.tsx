@@ -66,6 +66,7 @@ import {
   SESSION_COOKIE,
   type SessionCheck,
   SessionKeeper,
+  SessionStreams,
 } from "./session.ts";
 
 /** Options of {@link mountConsole}. */
@@ -344,6 +345,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     clock,
     ttlSecs: options.sessionTtlSecs,
   });
+  const streams = new SessionStreams();
   const logins = new TokenBucketLimiter({ perMinute: LOGIN_ATTEMPTS_PER_MINUTE, clock });
   const guesses = options.guesses ?? new AdminTokenGuesses({ clock });
   // HTTPS here, or at a proxy in front that says so (trusting the header can only make the cookie
@@ -359,9 +361,11 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const method = c.req.method;
     if (!devMode && (method === "GET" || method === "HEAD") && !c.req.header("Authorization")) {
       const cookies = cookiesOf(c.req.header("Cookie"), SESSION_COOKIE);
-      if (sessions.readAll(cookies).state === "valid") {
+      const check = sessions.readAll(cookies);
+      if (check.state === "valid") {
         c.set("consoleSession", true);
         c.set("consoleSessionValid", () => sessions.readAll(cookies).state === "valid");
+        c.set("consoleSessionStream", () => streams.take(check.nonce));
       }
     }
     await next();

@@ -166,6 +166,61 @@ export class SessionKeeper {
   }
 }
 
+/** How many event streams one console session may hold open at once. */
+export const MAX_STREAMS_PER_SESSION = 16;
+
+/**
+ * The event streams each console session holds open. A browser holds at most six connections to
+ * one server (HTTP/1.1), so a session with more open is a script with the session's cookie, not
+ * its pages: each stream is a connection the dashboard never closes to make room, and enough of
+ * them would keep agents out.
+ */
+export class SessionStreams {
+  /** Session nonce → its open streams; a session with none has no entry. */
+  readonly #open = new Map<string, number>();
+  /** The most streams a session may hold. */
+  readonly max: number;
+
+  /**
+   * Makes the count.
+   *
+   * @param max The most streams a session may hold.
+   * @throws {RangeError} When `max` is not a whole number of at least 1.
+   */
+  constructor(max: number = MAX_STREAMS_PER_SESSION) {
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(`max must be a whole number of at least 1, got ${max}`);
+    }
+    this.max = max;
+  }
+
+  /**
+   * Takes a place for a stream of a session.
+   *
+   * @param nonce The session's nonce.
+   * @returns The place's release (once is enough; again does nothing), or `undefined` when the
+   *   session holds {@link SessionStreams.max} already.
+   */
+  take(nonce: string): (() => void) | undefined {
+    const open = this.#open.get(nonce) ?? 0;
+    if (open >= this.max) return undefined;
+    this.#open.set(nonce, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#open.get(nonce) ?? 1) - 1;
+      if (left > 0) this.#open.set(nonce, left);
+      else this.#open.delete(nonce);
+    };
+  }
+
+  /** How many streams a session holds open. */
+  openOf(nonce: string): number {
+    return this.#open.get(nonce) ?? 0;
+  }
+}
+
 /**
  * A `Set-Cookie` value.
  *
