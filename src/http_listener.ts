@@ -483,6 +483,10 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       listener,
     )
     : createHttpServer(serverOptions, listener);
+  // node keeps the first 2,000 header lines (1,000 in Deno's) and drops the rest without a word, so
+  // a `Host` or `Authorization` sent after them went unseen. The head's size limit (16 KiB) bounds
+  // how many there can be; each is kept.
+  server.maxHeadersCount = 0;
 
   const sockets = new Set<Socket>();
   let refused = 0;

@@ -693,3 +693,23 @@ Deno.test("Expect: an unknown expectation gets 417 with a JSON error, a body bey
     }
   });
 });
+
+Deno.test("a header sent after a thousand others is read, not dropped", async () => {
+  const token = "t".repeat(40);
+  await using server = await startServer({ port: 0, db: ":memory:", adminToken: token });
+  // Short lines: 2,500 of them stay within the head's 16 KiB.
+  for (const count of [10, 1_500, 2_500]) {
+    const conn = await rawConnect(server);
+    try {
+      let head = `GET /api/v1/commands HTTP/1.1\r\n`;
+      for (let i = 0; i < count; i++) head += `x:${i % 10}\r\n`;
+      head += `Host: 127.0.0.1:${server.port}\r\nAuthorization: Bearer ${token}\r\n` +
+        "Connection: close\r\n\r\n";
+      await send(conn, head);
+      const { text } = await readAll(conn, 15_000);
+      assert.match(text, /^HTTP\/1\.1 200 /, `${count} headers first: ${text.slice(0, 200)}`);
+    } finally {
+      closeQuietly(conn);
+    }
+  }
+});
