@@ -1358,9 +1358,10 @@ export class PostgresStore implements CommandStore, SharedStore {
    *
    * Listens on a connection of its own. When that connection closes (the server restarted, the
    * network dropped it), `LISTEN` is sent again on a new one after 250 ms, 500 ms, 1 s, ... up to
-   * 10 s between attempts, and `resync` is called once it listens again. The connection is asked
+   * 5 s between attempts, and `resync` is called once it listens again. The connection is asked
    * `SELECT 1` every `listenCheckSecs`; one that does not answer within the query timeout (dropped
-   * without a word) is replaced the same way.
+   * without a word) is replaced the same way. A subscription that fails (the first `LISTEN` not
+   * answered within the query timeout, too) leaves no connection behind.
    */
   subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
     if (this.#closed) return Promise.reject(new StoreError(`database ${this.location} is closed`));
@@ -1448,7 +1449,7 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
     };
     let checks: ReturnType<typeof setInterval> | undefined;
-    return this.#run("listen", async () => {
+    const subscribed = this.#run("listen", async () => {
       try {
         await listen();
       } catch (error) {
@@ -1456,6 +1457,9 @@ export class PostgresStore implements CommandStore, SharedStore {
         await connection.end({ timeout: 1 }).catch(() => {});
         throw error;
       }
+      // Given up on (the operation's timeout) before the server answered: the caller subscribes
+      // again later, so this connection must not go on listening beside that one.
+      if (closed) throw new StoreUnavailableError(`database ${this.location} listened too late`);
       checks = setInterval(() => void check(), this.#listenCheckMs);
       this.#onFault.add(restart);
       return {
@@ -1468,6 +1472,13 @@ export class PostgresStore implements CommandStore, SharedStore {
           await connection.end({ timeout: 1 }).catch(() => {});
         },
       };
+    });
+    return subscribed.catch(async (error) => {
+      if (!closed) {
+        closed = true;
+        await connection.end({ timeout: 0 }).catch(() => {});
+      }
+      throw error;
     });
   }
 

@@ -328,13 +328,14 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
 /**
  * A TCP proxy to the database that can stop forwarding (a server that hangs, a partition, or a
  * client frozen in the middle of a transaction: `freezeAfter` freezes it right after forwarding
- * the client's message that holds that text), and hold what it forwards for `delayMs` (a
- * database further away).
+ * the client's message that holds that text), hold what it forwards for `delayMs` (a database
+ * further away), or hold everything until released (a server that answers late).
  */
 function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: string } = {}) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let frozen = false;
   let armed = false;
+  let held: PromiseWithResolvers<void> | undefined;
   const conns: Deno.Conn[] = [];
   const silenced = new Set<Deno.Conn>();
   const pipe = async (from: Deno.Conn, to: Deno.Conn, fromClient: boolean) => {
@@ -345,6 +346,7 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
         if (n === null) break;
         if (frozen || silenced.has(from)) continue; // swallowed: the other side never hears of it
         if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
+        if (held) await held.promise;
         await to.write(buffer.subarray(0, n));
         if (fromClient && options.freezeAfter !== undefined) {
           // The statement is parsed in one message and executed in a later one (Execute of the
@@ -373,11 +375,21 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
     freeze() {
       frozen = true;
     },
+    /** Holds what either side sends (nothing is lost) until {@link release}. */
+    hold() {
+      held ??= Promise.withResolvers<void>();
+    },
+    /** Forwards what was held, and goes on forwarding. */
+    release() {
+      held?.resolve();
+      held = undefined;
+    },
     /** Stops forwarding on the connections open now, without closing them; new ones work. */
     silenceOpen() {
       for (const conn of conns) silenced.add(conn);
     },
     async close() {
+      held?.resolve();
       listener.close();
       for (const conn of conns) {
         try {
@@ -459,6 +471,58 @@ Deno.test({
       await a.close().catch(() => {});
       await b.close();
       await proxy.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a subscription given up on (the server answered too late) leaves no " +
+    "connection listening, and no second delivery of each event",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const proxy = freezableProxy(new URL(db.url));
+    const store = await openPostgresStore(proxy.url, { queryTimeoutSecs: 1 });
+    const other = await openPostgresStore(db.url);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    const listening = async () =>
+      (await admin`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+        AND application_name = 'status-listen' AND query ILIKE 'LISTEN%'`).length;
+    const heard: string[] = [];
+    const listener = {
+      event(event: StoreEvent) {
+        if (event.type === "queued") heard.push(event.agentId);
+      },
+      resync() {},
+    };
+    let subscription: Awaited<ReturnType<typeof store.subscribe>> | undefined;
+    try {
+      // The server answers the new connection only after the operation's timeout.
+      proxy.hold();
+      await assert.rejects(store.subscribe(listener), (error: Error) => {
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        assert.match(error.message, /did not answer within 1 s \(listen\)/);
+        return true;
+      });
+      proxy.release();
+      // The instance subscribes again (as it does once the store is back), and that one listens.
+      subscription = await store.subscribe(listener);
+      await until(async () => await listening() >= 1, "the second subscription listens");
+      await other.enqueue(newCommand("c1", "a1"));
+      await until(() => heard.includes("a1"), "the enqueue is heard");
+      // The first one's connection, had it gone on, has long been listening by now.
+      await other.enqueue(newCommand("c2", "a2"));
+      await until(() => heard.includes("a2"), "the second enqueue is heard");
+      assert.equal(await listening(), 1, "one connection listens");
+      assert.deepEqual(heard, ["a1", "a2"], "each event heard once");
+    } finally {
+      await proxy.close(); // first: the closes below then wait for no answer through it
+      await subscription?.close();
+      await store.close().catch(() => {});
+      await admin.end();
+      await other.close();
     }
   },
 });
