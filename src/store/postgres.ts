@@ -148,6 +148,12 @@ export interface PostgresStoreOptions {
    * @default {30}
    */
   listenCheckSecs?: number;
+  /**
+   * @internal This instance's clock (ms since the epoch), compared with the database server's;
+   * tests pass one that is off.
+   * @default {Date.now}
+   */
+  localClock?: () => number;
 }
 
 type Sql = postgres.Sql;
@@ -167,6 +173,16 @@ const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
 /** SQLSTATE `too_many_connections`: the server's, the role's or the database's limit is reached. */
 const TOO_MANY_CONNECTIONS = "53300";
+/**
+ * How far this instance's clock may be from the database server's before it says so, in ms: the
+ * instances decide leases and queue expiry each with its own clock.
+ */
+const CLOCK_SKEW_WARN_MS = 2000;
+/** A clock sample whose round trip took longer than this (a busy pool) is not used, in ms. */
+const CLOCK_SAMPLE_MAX_RTT_MS = 1000;
+/** The database server's time, in ms since the epoch, as a column `db_now`. */
+const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now";
+
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
 
@@ -245,10 +261,12 @@ export async function openPostgresStore(
         onnotice: () => {},
         connection: { application_name: "status-listen" },
       }),
+    options.localClock,
   );
   try {
     await firstAnswer(sql, where, options.connectTimeoutSecs ?? 5, queryTimeoutMs / 1000);
     await store.migrate();
+    await store.ping(); // and compares the clocks
   } catch (error) {
     await store.close().catch(() => {});
     if (error instanceof StoreError) throw error;
@@ -372,6 +390,9 @@ export class PostgresStore implements CommandStore, SharedStore {
   readonly #listenCheckMs: number;
   #closed = false;
   #lastSweep = 0;
+  readonly #localClock: () => number;
+  /** Whether this instance's clock was last found too far from the database server's. */
+  #clockOff = false;
 
   /**
    * Wraps an open connection pool; use {@link openPostgresStore}.
@@ -382,6 +403,7 @@ export class PostgresStore implements CommandStore, SharedStore {
    * @param queryTimeoutMs How long one operation may wait for the server.
    * @param listenCheckMs How often a listening connection is checked.
    * @param listenerConnection Makes the one-connection client that a subscription listens on.
+   * @param localClock This instance's clock, compared with the database server's.
    */
   constructor(
     sql: Sql,
@@ -390,6 +412,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     queryTimeoutMs: number,
     listenCheckMs: number,
     listenerConnection: (hooks: ListenerHooks) => Sql,
+    localClock: () => number = Date.now,
   ) {
     this.#sql = sql;
     this.#pool = pool;
@@ -403,6 +426,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     this.#queryTimeoutMs = queryTimeoutMs;
     this.#listenCheckMs = listenCheckMs;
     this.#listenerConnection = listenerConnection;
+    this.#localClock = localClock;
   }
 
   /** The schema version this program writes. */
@@ -1077,13 +1101,16 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** {@inheritDoc CommandStore.nextLeaseExpiry} */
   nextLeaseExpiry(): Promise<number | null> {
     return this.#run("read leases", async (sql) => {
+      // Looked up every few seconds by each instance: the clocks are compared too.
+      const sentAt = this.#localClock();
       const rows = await sql.unsafe(
         `SELECT least(
            (SELECT min(lease_expires_at) FROM commands
             WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')),
            (SELECT min(expires_at) FROM commands
-            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at`,
+            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at, ${DB_NOW}`,
       );
+      this.#compareClocks(rows[0]?.db_now, sentAt);
       return numOrNull(rows[0]?.at);
     });
   }
@@ -1490,15 +1517,60 @@ export class PostgresStore implements CommandStore, SharedStore {
    */
   ping(): Promise<void> {
     return this.#run("ping", async (sql) => {
-      const [{ read_only: readOnly }] = await sql.unsafe(
-        "SELECT current_setting('transaction_read_only') = 'on' AS read_only",
+      const sentAt = this.#localClock();
+      const [{ read_only: readOnly, db_now: dbNow }] = await sql.unsafe(
+        `SELECT current_setting('transaction_read_only') = 'on' AS read_only, ${DB_NOW}`,
       );
+      this.#compareClocks(dbNow, sentAt);
       if (readOnly) {
         throw new StoreUnavailableError(
           `database ${this.location} takes no writes now (ping): it is read-only`,
         );
       }
     });
+  }
+
+  /**
+   * Compares this instance's clock with the database server's time `dbNow` read by a query sent
+   * at `sentAt`: says so (once) when they are further apart than {@link CLOCK_SKEW_WARN_MS}, and
+   * again when they are close again. Each instance ends leases and queued commands' time to live
+   * by its own clock, so one that is off ends the others' leases early or hands out leases the
+   * others end at once.
+   */
+  #compareClocks(dbNow: unknown, sentAt: number): void {
+    const answeredAt = this.#localClock();
+    const server = Number(dbNow);
+    const roundTrip = answeredAt - sentAt;
+    if (!Number.isFinite(server) || roundTrip < 0 || roundTrip > CLOCK_SAMPLE_MAX_RTT_MS) return;
+    const ahead = (sentAt + answeredAt) / 2 - server;
+    const off = Math.abs(ahead) - roundTrip / 2 > CLOCK_SKEW_WARN_MS;
+    if (off === this.#clockOff) return;
+    this.#clockOff = off;
+    const limitSecs = CLOCK_SKEW_WARN_MS / 1000;
+    if (!off) {
+      log.info(
+        "this instance's clock is within {limitSecs} s of database server {location}'s " +
+          "again",
+        { limitSecs, location: this.location },
+      );
+      return;
+    }
+    log.warning(
+      "this instance's clock is {secs} s {direction} database server {location}'s (more than " +
+        "{limitSecs} s): each instance ends leases and queued commands by its own clock, so this " +
+        "one {effect}; set its clock right (NTP)",
+      {
+        secs: Math.round(Math.abs(ahead) / 100) / 10,
+        direction: ahead > 0 ? "ahead of" : "behind",
+        location: this.location,
+        limitSecs,
+        effect: ahead > 0
+          ? "ends leases and queued commands' time to live early (a running command queued " +
+            "again or lost, a queued one expired)"
+          : "hands out leases and times to live that the other instances end early (a running " +
+            "command queued again or lost, a queued one expired)",
+      },
+    );
   }
 
   // -- fan-out runs (decisions: planRun in runs.ts)

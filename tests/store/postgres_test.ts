@@ -1098,6 +1098,38 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: an instance whose clock is off from the database server's says so, " +
+    "once, and again when it is right",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    let offMs = 300_000;
+    using logs = captureLogs();
+    const clockLines = () => logs.messages().filter((m) => m.startsWith("this instance's clock"));
+    await using store = await openPostgresStore(db.url, { localClock: () => Date.now() + offMs });
+    assert.equal(clockLines().length, 1, logs.messages().join("\n"));
+    assert.match(
+      clockLines()[0],
+      /^this instance's clock is 300(\.\d)? s ahead of database server postgres:\/\/.*'s \(more than 2 s\): each instance ends leases and queued commands by its own clock, so this one ends leases and queued commands' time to live early \(a running command queued again or lost, a queued one expired\); set its clock right \(NTP\)$/,
+    );
+    // Looked at again at every lease lookup and health probe, said no more while it stays off.
+    await store.ping();
+    await store.nextLeaseExpiry();
+    assert.equal(clockLines().length, 1);
+    offMs = 0;
+    await store.ping();
+    assert.match(
+      clockLines()[1],
+      /^this instance's clock is within 2 s of database server .*'s again$/,
+    );
+    offMs = -120_000;
+    await store.nextLeaseExpiry();
+    assert.equal(clockLines().length, 3);
+    assert.match(clockLines()[2], /is 120(\.\d)? s behind .* hands out leases and times to live/);
+  },
+});
+
+Deno.test({
   name: "postgres store: instances recording when the same agents were seen, in other orders, " +
     "do not deadlock",
   ignore,
