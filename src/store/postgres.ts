@@ -1387,7 +1387,8 @@ export class PostgresStore implements CommandStore, SharedStore {
    * network dropped it), `LISTEN` is sent again on a new one after 250 ms, 500 ms, 1 s, ... up to
    * 5 s between attempts, and `resync` is called once it listens again. The connection is asked
    * `SELECT 1` every `listenCheckSecs`; one that does not answer within the query timeout (dropped
-   * without a word) is replaced the same way. A subscription that fails (the first `LISTEN` not
+   * without a word) is replaced the same way. The first failed attempt of an outage is logged as a
+   * warning, and the success after it. A subscription that fails (the first `LISTEN` not
    * answered within the query timeout, too) leaves no connection behind.
    */
   subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
@@ -1423,6 +1424,8 @@ export class PostgresStore implements CommandStore, SharedStore {
     };
     let connection = connect();
     const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
+    // When the attempts to listen again first failed (said once as a warning), or null.
+    let failingSince: number | null = null;
     const retry = () => {
       if (closed || timer !== undefined) return;
       timer = setTimeout(async () => {
@@ -1431,12 +1434,35 @@ export class PostgresStore implements CommandStore, SharedStore {
           await listen();
         } catch (error) {
           if (closed) return;
-          log.debug("LISTEN failed; retrying: {error}", { error });
+          if (failingSince === null) {
+            failingSince = Date.now();
+            log.warning(
+              "could not listen for the other instances' notifications on {location} again: " +
+                "{error}; trying again every {maxSecs} s at most; until then the waits held here " +
+                "are not woken by the other instances' changes",
+              {
+                location: this.location,
+                error: (error as Error)?.message ?? String(error),
+                maxSecs: LISTEN_RETRY_MAX_MS / 1000,
+              },
+            );
+          } else log.debug("LISTEN failed; retrying: {error}", { error });
           delay = Math.min(delay * 2, LISTEN_RETRY_MAX_MS);
           retry();
           return;
         }
         delay = LISTEN_RETRY_MIN_MS;
+        if (failingSince !== null) {
+          log.info(
+            "listening for the other instances' notifications on {location} again after " +
+              "{secs} s",
+            {
+              location: this.location,
+              secs: Math.round((Date.now() - failingSince) / 100) / 10,
+            },
+          );
+          failingSince = null;
+        }
         if (!closed) listener.resync();
       }, delay);
     };

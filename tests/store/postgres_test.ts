@@ -476,6 +476,55 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a notification connection that cannot listen again says so once, then " +
+    "when it listens again",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    await using store = await openPostgresStore(db.url);
+    // From another database: a session cannot turn off connections to its own.
+    const adminUrl = new URL(db.url);
+    adminUrl.pathname = "/postgres";
+    const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
+    using logs = captureLogs();
+    let resyncs = 0;
+    const subscription = await store.subscribe({ event() {}, resync: () => void resyncs++ });
+    try {
+      // No new connection to the database (the pool keeps its own), and the listening one cut.
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin.unsafe(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND application_name = 'status-listen'`,
+        [name],
+      );
+      const failing =
+        /^could not listen for the other instances' notifications on postgres:\/\/.* again: .*not currently accepting connections; trying again every 5 s at most; until then the waits held here are not woken by the other instances' changes$/;
+      await until(() => logs.has(failing), "the failure is said", 15_000);
+      // Said once: the next attempts (0.5 s, 1 s, ...) fail at debug level.
+      await until(
+        () => logs.messages().filter((m) => m.startsWith("LISTEN failed; retrying")).length > 0,
+        "a later attempt failed too",
+        15_000,
+      );
+      assert.equal(logs.messages().filter((m) => failing.test(m)).length, 1);
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await until(() => resyncs === 1, "listening again", 15_000);
+      assert.ok(
+        logs.has(
+          /^listening for the other instances' notifications on .* again after \d+(\.\d)? s$/,
+        ),
+        logs.messages().join("\n"),
+      );
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await subscription.close();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a subscription given up on (the server answered too late) leaves no " +
     "connection listening, and no second delivery of each event",
   ignore,
