@@ -14,7 +14,8 @@
  * and whenever the store comes back after an outage, every open wait and cancel-wait is checked
  * against the store once ({@link resyncWaits}): a missed event is repaired by that re-check (a
  * missed `revoked` one too: a wait opened with a token that is no longer the agent's ends), and
- * nothing polls on a timer.
+ * nothing polls on a timer. While the store cannot listen again, `GET /health` says so
+ * ({@link StoreAvailability.notificationsHealth}).
  *
  * ## The store going away
  *
@@ -91,6 +92,8 @@ export class StoreAvailability {
   #delay: number;
   /** When the store last came back, or `null`. */
   #recoveredAt: number | null = null;
+  /** Since when, and why, this instance has not heard the other instances' events, or `null`. */
+  #deaf: { since: number; error: string } | null = null;
   #closed = false;
   readonly #clock: Clock;
 
@@ -153,6 +156,39 @@ export class StoreAvailability {
       if (!this.observe(error)) throw error;
       return false;
     }
+  }
+
+  /**
+   * This instance stopped hearing the other instances' events (its listening connection was lost
+   * and could not listen again): its waits are then served at their agents' next poll only.
+   *
+   * @param error Why.
+   */
+  notificationsLost(error: unknown): void {
+    this.#deaf ??= {
+      since: this.#clock.now(),
+      error: (error as Error)?.message ?? String(error),
+    };
+  }
+
+  /** This instance hears the other instances' events again. */
+  notificationsBack(): void {
+    this.#deaf = null;
+  }
+
+  /**
+   * What `GET /health` adds about the events of the other instances: nothing while they are
+   * heard, else `notifications` with `status` `"down"`, `since` and `error`.
+   */
+  notificationsHealth(): { notifications?: { status: "down"; since: string; error: string } } {
+    if (this.#deaf === null) return {};
+    return {
+      notifications: {
+        status: "down",
+        since: new Date(this.#deaf.since).toISOString(),
+        error: this.#deaf.error,
+      },
+    };
   }
 
   /** Stops probing. */
@@ -343,7 +379,11 @@ export async function connectInstances(links: InstanceLinks): Promise<StoreSubsc
       },
       resync() {
         log.info("notifications reconnected; re-checking open waits");
+        availability.notificationsBack();
         resync();
+      },
+      lost(error) {
+        availability.notificationsLost(error);
       },
     });
   } catch (error) {

@@ -1436,6 +1436,7 @@ export class PostgresStore implements CommandStore, SharedStore {
           if (closed) return;
           if (failingSince === null) {
             failingSince = Date.now();
+            listener.lost?.(error);
             log.warning(
               "could not listen for the other instances' notifications on {location} again: " +
                 "{error}; trying again every {maxSecs} s at most; until then the waits held here " +

@@ -891,6 +891,13 @@ export interface StoreEventListener {
    * open wait and cancel-wait against the store.
    */
   resync(): void;
+  /**
+   * The listening connection was lost and could not listen again at once: events are missed
+   * until the next `resync` (called once per outage, at its first failed attempt).
+   *
+   * @param error Why listening again failed.
+   */
+  lost?(error: unknown): void;
 }
 
 /** An open subscription of {@link SharedStore.subscribe}. */

@@ -227,6 +227,26 @@ Deno.test("a store that goes down: 503 with Retry-After, /health 503, then recov
   assert.equal((await d.dashboard.app.request("/health")).status, 200);
 });
 
+Deno.test("an instance that stops hearing the other instances says so in /health until it listens again", async () => {
+  await using d = await setup();
+  const health = async () => {
+    const answer = await d.dashboard.app.request("/health");
+    return { status: answer.status, body: await answer.json() };
+  };
+  assert.equal((await health()).body.notifications, undefined, "heard: nothing said");
+  // The store's listening connection is lost and cannot listen again (the store says so once).
+  d.state.listener!.lost!(new Error("connection refused"));
+  const down = await health();
+  assert.equal(down.status, 200, "the instance still serves; its waits wake at the next poll");
+  assert.equal(down.body.status, "ok");
+  assert.equal(down.body.notifications.status, "down");
+  assert.equal(down.body.notifications.error, "connection refused");
+  assert.ok(!Number.isNaN(Date.parse(down.body.notifications.since)));
+  // Listening again: the open waits are re-checked, and /health says nothing more.
+  d.state.listener!.resync();
+  assert.equal((await health()).body.notifications, undefined);
+});
+
 Deno.test("a store down again right after each recovery is probed with growing delays", async () => {
   // The probe answers, but what the instance needs at once fails again (as when the server has a
   // connection for the pool but none to listen on): each recovery is followed by a relapse.

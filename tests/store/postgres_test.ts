@@ -489,7 +489,12 @@ Deno.test({
     const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
     using logs = captureLogs();
     let resyncs = 0;
-    const subscription = await store.subscribe({ event() {}, resync: () => void resyncs++ });
+    const lost: unknown[] = [];
+    const subscription = await store.subscribe({
+      event() {},
+      resync: () => void resyncs++,
+      lost: (error) => void lost.push(error),
+    });
     try {
       // No new connection to the database (the pool keeps its own), and the listening one cut.
       await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
@@ -508,6 +513,8 @@ Deno.test({
         15_000,
       );
       assert.equal(logs.messages().filter((m) => failing.test(m)).length, 1);
+      assert.equal(lost.length, 1, "the listener is told once (the instance's /health says so)");
+      assert.match(String((lost[0] as Error).message), /not currently accepting connections/);
       await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
       await until(() => resyncs === 1, "listening again", 15_000);
       assert.ok(
