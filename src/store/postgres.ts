@@ -134,8 +134,10 @@ export interface PostgresStoreOptions {
   /**
    * How long one store operation may wait for the server before it fails as unavailable (its
    * outcome is then unknown; every operation is safe to repeat), in seconds. A server that stops
-   * answering never hangs a request longer than this. A transaction of this store idle this long
-   * is ended by the server (`idle_in_transaction_session_timeout`).
+   * answering never hangs a request longer than this. The pool whose operation timed out is then
+   * replaced (its connections may be gone without a word), and closed after this long again. A
+   * transaction of this store idle this long is ended by the server
+   * (`idle_in_transaction_session_timeout`).
    * @default {15}
    */
   queryTimeoutSecs?: number;
@@ -390,6 +392,8 @@ export class PostgresStore implements CommandStore, SharedStore {
   readonly #listenCheckMs: number;
   #closed = false;
   #lastSweep = 0;
+  /** Pools replaced after a timeout ({@link PostgresStore.#retirePool}), by their closing timer. */
+  readonly #retired = new Map<ReturnType<typeof setTimeout>, Sql>();
   readonly #localClock: () => number;
   /** Whether this instance's clock was last found too far from the database server's. */
   #clockOff = false;
@@ -558,22 +562,29 @@ export class PostgresStore implements CommandStore, SharedStore {
     }
   }
 
-  /** Runs one store operation, mapping connection failures to {@link StoreUnavailableError}. */
-  async #run<T>(what: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
+  /**
+   * Runs one store operation, mapping connection failures to {@link StoreUnavailableError}.
+   *
+   * @param onPool Whether it runs on the pool (which is replaced when it times out).
+   */
+  async #run<T>(what: string, fn: (sql: Sql) => Promise<T>, onPool = true): Promise<T> {
     if (this.#closed) throw new StoreError(`database ${this.location} is closed`);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const answer = fn(this.#sql);
+      const sql = this.#sql;
+      const answer = fn(sql);
       // Settled even when the timeout wins the race (its late failure is of no interest then).
       answer.catch(() => {});
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() =>
+        timer = setTimeout(() => {
+          if (onPool) this.#retirePool(sql, what);
           reject(
             new StoreUnavailableError(
               `database ${this.location} did not answer within ` +
                 `${this.#queryTimeoutMs / 1000} s (${what}); the outcome is unknown`,
             ),
-          ), this.#queryTimeoutMs);
+          );
+        }, this.#queryTimeoutMs);
       });
       return await Promise.race([answer, timeout]);
     } catch (error) {
@@ -605,6 +616,30 @@ export class PostgresStore implements CommandStore, SharedStore {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * After an operation on the pool `sql` timed out: its connections may be gone without a word (a
+   * failover moved the server's address, a firewall forgot them), and the driver would go on
+   * queueing every operation behind them until TCP gives up, many minutes later. New operations
+   * get a new pool (once per pool: the first timeout of the pool in use); the old one is given
+   * the query timeout to finish what it was doing (its operations have given up by then), and is
+   * then closed.
+   */
+  #retirePool(sql: Sql, what: string): void {
+    if (this.#closed || sql !== this.#sql) return;
+    log.warning(
+      "database {location} did not answer within {secs} s ({what}): its connections may be gone " +
+        "without a word (a failover, a firewall that forgot them); new operations use new " +
+        "connections",
+      { location: this.location, secs: this.#queryTimeoutMs / 1000, what },
+    );
+    this.#sql = this.#pool();
+    const timer = setTimeout(() => {
+      this.#retired.delete(timer);
+      sql.end({ timeout: 0 }).catch(() => {});
+    }, this.#queryTimeoutMs);
+    this.#retired.set(timer, sql);
   }
 
   /**
@@ -1526,7 +1561,7 @@ export class PostgresStore implements CommandStore, SharedStore {
           await connection.end({ timeout: 1 }).catch(() => {});
         },
       };
-    });
+    }, false);
     return subscribed.catch(async (error) => {
       if (!closed) {
         closed = true;
@@ -1813,6 +1848,11 @@ export class PostgresStore implements CommandStore, SharedStore {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      for (const [timer, sql] of this.#retired) {
+        clearTimeout(timer);
+        sql.end({ timeout: 0 }).catch(() => {});
+      }
+      this.#retired.clear();
       await this.#sql.end({ timeout: 5 });
       // The write the driver scheduled on a connection that was closing faults a turn later.
       await new Promise((resolve) => setTimeout(resolve, 0));

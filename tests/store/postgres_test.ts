@@ -433,6 +433,44 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: pool connections dropped without a word are replaced once an operation " +
+    "on them timed out, not used until TCP gives up",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const proxy = freezableProxy(new URL(db.url));
+    const store = await openPostgresStore(proxy.url, { queryTimeoutSecs: 1, maxConnections: 2 });
+    using logs = captureLogs();
+    try {
+      await Promise.all([store.getCommand("x"), store.getCommand("y")]); // both connections open
+      // A failover moved the address, or a firewall forgot the connections: no FIN, no RST.
+      proxy.silenceOpen();
+      await assert.rejects(store.getCommand("x"), (error: Error) => {
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        assert.match(error.message, /did not answer within 1 s \(read command\)/);
+        return true;
+      });
+      // Before, every later operation queued behind the dead connections and failed the same
+      // way, for as long as TCP took to give up on them (about 15 minutes).
+      assert.equal(await store.getCommand("x"), null);
+      await store.enqueue(newCommand("c1"));
+      assert.equal((await store.getCommand("c1"))?.status, "queued");
+      assert.ok(
+        logs.has(
+          /^database postgres:\/\/.* did not answer within 1 s \(read command\): its connections may be gone without a word .*; new operations use new connections$/,
+        ),
+        logs.messages().join("\n"),
+      );
+    } finally {
+      await proxy.close();
+      await store.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a notification connection dropped without a word is replaced, and the " +
     "waits re-checked, within the check interval and the query timeout",
   ignore,
