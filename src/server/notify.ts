@@ -345,6 +345,11 @@ export interface InstanceLinks {
   availability: StoreAvailability;
   /** A command changed (anything: its event streams re-read it). */
   changed?(commandId: string): void;
+  /**
+   * The clock of the link's retries ({@link InstanceLink}).
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 /**

@@ -7,6 +7,9 @@ import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { StoreAvailability } from "../../src/server/notify.ts";
+import { InstanceLink } from "../../src/server/instance_link.ts";
+import type { WaiterHub } from "../../src/server/waiters.ts";
+import type { CancelWaiters } from "../../src/server/cancel_waiters.ts";
 import { FakeClock } from "../../src/clock.ts";
 import {
   AGENT_SCOPES,
@@ -245,6 +248,50 @@ Deno.test("an instance that stops hearing the other instances says so in /health
   // Listening again: the open waits are re-checked, and /health says nothing more.
   d.state.listener!.resync();
   assert.equal((await health()).body.notifications, undefined);
+});
+
+Deno.test("a subscription that fails other than by an outage is tried again by itself, /health saying so meanwhile", async () => {
+  const clock = new FakeClock();
+  const availability = new StoreAvailability({ clock, ping: () => Promise.resolve() });
+  let attempts = 0;
+  let closes = 0;
+  const store = {
+    subscribe() {
+      attempts++;
+      return attempts < 3
+        ? Promise.reject(new Error("permission denied for the test"))
+        : Promise.resolve({ close: () => Promise.resolve(void closes++) });
+    },
+  } as unknown as CommandStore & SharedStore;
+  const link = new InstanceLink({
+    store,
+    hub: {} as WaiterHub,
+    cancelWaiters: {} as CancelWaiters,
+    resync: () => Promise.resolve(),
+    availability,
+    clock,
+  });
+  const said = () => availability.notificationsHealth().notifications;
+  try {
+    link.connect();
+    await until(() => said() !== undefined, "the failure is in /health");
+    assert.equal(said()?.error, "permission denied for the test");
+    assert.equal(availability.down, false, "the store itself answers");
+    // Before, the link gave up for good: the instance heard no other instance until a restart.
+    await clock.advanceAsync(999);
+    assert.equal(attempts, 1);
+    await clock.advanceAsync(1);
+    await until(() => attempts === 2, "tried again after 1 s");
+    await clock.advanceAsync(1999);
+    assert.equal(attempts, 2);
+    await clock.advanceAsync(1);
+    await until(() => said() === undefined, "subscribed after 2 s more; /health says nothing more");
+    assert.equal(attempts, 3);
+  } finally {
+    await link.close();
+    availability.close();
+  }
+  assert.equal(closes, 1);
 });
 
 Deno.test("a store down again right after each recovery is probed with growing delays", async () => {
