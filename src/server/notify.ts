@@ -307,6 +307,9 @@ export function watchOtherWriters(options: {
   };
 }
 
+/** How many commands of open cancel-waits {@link resyncWaits} looks up at a time. */
+const CANCEL_CHECK_BATCH = 32;
+
 /**
  * Re-checks every open wait and cancel-wait against the store: waits opened with a token that is
  * no longer valid end ({@link dismissRevokedWaits}), the others' pumps claim again, and a
@@ -325,9 +328,15 @@ export async function resyncWaits(
 ): Promise<void> {
   await dismissRevokedWaits(store, hub, cancelWaiters);
   hub.notifyAll();
-  for (const id of cancelWaiters.commandIds()) {
-    const command = await store.getCommand(id);
-    if (command && cancelAsked(command)) cancelWaiters.notify(id);
+  // Several at a time: one after the other, the last of thousands of cancel-waits (one per
+  // running command) heard of a missed cancel only after thousands of round trips.
+  const ids = cancelWaiters.commandIds();
+  for (let start = 0; start < ids.length; start += CANCEL_CHECK_BATCH) {
+    const batch = ids.slice(start, start + CANCEL_CHECK_BATCH);
+    const commands = await Promise.all(batch.map((id) => store.getCommand(id)));
+    commands.forEach((command, i) => {
+      if (command && cancelAsked(command)) cancelWaiters.notify(batch[i]);
+    });
   }
 }
 

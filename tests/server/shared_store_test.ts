@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { createApp } from "../../src/server/mod.ts";
-import { StoreAvailability } from "../../src/server/notify.ts";
+import { resyncWaits, StoreAvailability } from "../../src/server/notify.ts";
 import { InstanceLink } from "../../src/server/instance_link.ts";
 import type { WaiterHub } from "../../src/server/waiters.ts";
 import type { CancelWaiters } from "../../src/server/cancel_waiters.ts";
@@ -292,6 +292,32 @@ Deno.test("a subscription that fails other than by an outage is tried again by i
     availability.close();
   }
   assert.equal(closes, 1);
+});
+
+Deno.test("a resync looks up the commands of many cancel-waits several at a time", async () => {
+  const ids = Array.from({ length: 100 }, (_, i) => `c${i}`);
+  let inFlight = 0;
+  let most = 0;
+  const store = {
+    async getCommand(id: string) {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      inFlight--;
+      return { id, cancelRequested: Number(id.slice(1)) % 2 === 0, status: "running" };
+    },
+  } as unknown as CommandStore;
+  const notified: string[] = [];
+  const hub = { waitingAgents: () => [], notifyAll() {} } as unknown as WaiterHub;
+  const cancelWaiters = {
+    waitingAgents: () => [],
+    commandIds: () => ids,
+    notify: (id: string) => void notified.push(id),
+  } as unknown as CancelWaiters;
+  await resyncWaits(store, hub, cancelWaiters, (command) => command.cancelRequested);
+  assert.deepEqual(notified, ids.filter((_, i) => i % 2 === 0), "each cancel asked is answered");
+  // One at a time, the last of thousands of cancel-waits waited for thousands of round trips.
+  assert.equal(most, 32);
 });
 
 Deno.test("a store down again right after each recovery is probed with growing delays", async () => {
