@@ -15,7 +15,7 @@
  * against the store once ({@link resyncWaits}): a missed event is repaired by that re-check (a
  * missed `revoked` one too: a wait opened with a token that is no longer the agent's ends), and
  * nothing polls on a timer. While the store cannot listen again, `GET /health` says so
- * ({@link StoreAvailability.notificationsHealth}).
+ * ({@link StoreAvailability.sharedHealth}).
  *
  * ## The store going away
  *
@@ -32,6 +32,7 @@ import { logger } from "../log/mod.ts";
 import {
   type CommandStore,
   type SharedStore,
+  type StorePing,
   type StoreSubscription,
   StoreUnavailableError,
   type WatchedFileStore,
@@ -63,8 +64,8 @@ export function unavailableError(error: unknown): HttpError | null {
 
 /** Options of {@link StoreAvailability}. */
 export interface StoreAvailabilityOptions {
-  /** Resolves when the store answers. */
-  ping(): Promise<void>;
+  /** Resolves when the store answers (with how far this instance's clock is off, if it is). */
+  ping(): Promise<StorePing | void>;
   /** Called once each time the store is reachable again after being down. */
   onRecovered?(): void;
   /**
@@ -94,6 +95,8 @@ export class StoreAvailability {
   #recoveredAt: number | null = null;
   /** Since when, and why, this instance has not heard the other instances' events, or `null`. */
   #deaf: { since: number; error: string } | null = null;
+  /** How far this instance's clock was last found ahead of the store's, when off; or `null`. */
+  #clockAheadMs: number | null = null;
   #closed = false;
   readonly #clock: Clock;
 
@@ -150,7 +153,7 @@ export class StoreAvailability {
   async check(): Promise<boolean> {
     if (this.#down) return false;
     try {
-      await this.#options.ping();
+      this.#clockAheadMs = (await this.#options.ping())?.clockAheadMs ?? null;
       return true;
     } catch (error) {
       if (!this.observe(error)) throw error;
@@ -177,18 +180,36 @@ export class StoreAvailability {
   }
 
   /**
-   * What `GET /health` adds about the events of the other instances: nothing while they are
-   * heard, else `notifications` with `status` `"down"`, `since` and `error`.
+   * What `GET /health` adds on a shared store: nothing while all is well; `notifications` with
+   * `status` `"down"`, `since` and `error` while the other instances' events are not heard;
+   * `clock` with `status` `"off"`, `ahead_secs` (negative: behind) and `error` while this
+   * instance's clock is off the database server's (as its last probe found).
    */
-  notificationsHealth(): { notifications?: { status: "down"; since: string; error: string } } {
-    if (this.#deaf === null) return {};
-    return {
-      notifications: {
+  sharedHealth(): {
+    notifications?: { status: "down"; since: string; error: string };
+    clock?: { status: "off"; ahead_secs: number; error: string };
+  } {
+    const health: ReturnType<StoreAvailability["sharedHealth"]> = {};
+    if (this.#deaf !== null) {
+      health.notifications = {
         status: "down",
         since: new Date(this.#deaf.since).toISOString(),
         error: this.#deaf.error,
-      },
-    };
+      };
+    }
+    if (this.#clockAheadMs !== null) {
+      const secs = Math.round(this.#clockAheadMs / 100) / 10;
+      health.clock = {
+        status: "off",
+        ahead_secs: secs,
+        error:
+          `this instance's clock is ${Math.abs(secs)} s ${
+            secs > 0 ? "ahead of" : "behind"
+          } the database server's: leases and queued commands' time to live are ended by each ` +
+          "instance's own clock; set its clock right (NTP)",
+      };
+    }
+    return health;
   }
 
   /** Stops probing. */
@@ -203,7 +224,7 @@ export class StoreAvailability {
     this.#timer = this.#clock.setTimeout(async () => {
       this.#timer = undefined;
       try {
-        await this.#options.ping();
+        this.#clockAheadMs = (await this.#options.ping())?.clockAheadMs ?? null;
       } catch (error) {
         if (this.#closed) return;
         if (this.#down) this.#down = { ...this.#down, error: (error as Error).message };

@@ -73,7 +73,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       waiting: hub.size,
       cancel_waiting: deps.cancelWaiters.size,
       store,
-      ...deps.availability.notificationsHealth(),
+      ...deps.availability.sharedHealth(),
       time: new Date(clock.now()).toISOString(),
       uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
     }, store.status === "full" ? 503 : 200);

@@ -109,6 +109,7 @@ import {
   type SharedStore,
   type StoreEvent,
   type StoreEventListener,
+  type StorePing,
   type StoreSubscription,
 } from "./types.ts";
 
@@ -397,6 +398,8 @@ export class PostgresStore implements CommandStore, SharedStore {
   readonly #localClock: () => number;
   /** Whether this instance's clock was last found too far from the database server's. */
   #clockOff = false;
+  /** How far it was then ahead of the server's, in ms (negative: behind), or `null` if not off. */
+  #clockAheadMs: number | null = null;
 
   /**
    * Wraps an open connection pool; use {@link openPostgresStore}.
@@ -1575,10 +1578,11 @@ export class PostgresStore implements CommandStore, SharedStore {
    * {@inheritDoc SharedStore.ping}
    *
    * A server that answers but takes no writes (SQLSTATE 25006, read-only) is unavailable too: the
-   * dashboard says so in `/health` until it takes them again.
+   * dashboard says so in `/health` until it takes them again. The answer says how far this
+   * instance's clock is off the server's, when more than 2 s.
    */
-  ping(): Promise<void> {
-    return this.#run("ping", async (sql) => {
+  ping(): Promise<StorePing> {
+    return this.#run("ping", async (sql): Promise<StorePing> => {
       const sentAt = this.#localClock();
       const [{ read_only: readOnly, db_now: dbNow }] = await sql.unsafe(
         `SELECT current_setting('transaction_read_only') = 'on' AS read_only, ${DB_NOW}`,
@@ -1589,6 +1593,7 @@ export class PostgresStore implements CommandStore, SharedStore {
           `database ${this.location} takes no writes now (ping): it is read-only`,
         );
       }
+      return { clockAheadMs: this.#clockAheadMs };
     });
   }
 
@@ -1606,6 +1611,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     if (!Number.isFinite(server) || roundTrip < 0 || roundTrip > CLOCK_SAMPLE_MAX_RTT_MS) return;
     const ahead = (sentAt + answeredAt) / 2 - server;
     const off = Math.abs(ahead) - roundTrip / 2 > CLOCK_SKEW_WARN_MS;
+    this.#clockAheadMs = off ? Math.round(ahead) : null;
     if (off === this.#clockOff) return;
     this.#clockOff = off;
     const limitSecs = CLOCK_SKEW_WARN_MS / 1000;

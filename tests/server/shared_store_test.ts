@@ -25,6 +25,7 @@ import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
 function fakeShared(inner: CommandStore) {
   const state = {
     down: false,
+    clockAheadMs: null as number | null,
     listener: undefined as StoreEventListener | undefined,
     requestIds: new Map<string, number>(),
   };
@@ -42,7 +43,9 @@ function fakeShared(inner: CommandStore) {
       return Promise.resolve(true);
     },
     ping() {
-      return state.down ? Promise.reject(new StoreUnavailableError("down")) : Promise.resolve();
+      return state.down
+        ? Promise.reject(new StoreUnavailableError("down"))
+        : Promise.resolve({ clockAheadMs: state.clockAheadMs });
     },
   };
   const store = new Proxy(inner, {
@@ -250,6 +253,21 @@ Deno.test("an instance that stops hearing the other instances says so in /health
   assert.equal((await health()).body.notifications, undefined);
 });
 
+Deno.test("an instance whose clock the store finds off says so in /health", async () => {
+  await using d = await setup();
+  const health = async () => (await (await d.dashboard.app.request("/health")).json()).clock;
+  assert.equal(await health(), undefined, "a clock within the store's tolerance: nothing said");
+  d.state.clockAheadMs = -300_040;
+  assert.deepEqual(await health(), {
+    status: "off",
+    ahead_secs: -300,
+    error: "this instance's clock is 300 s behind the database server's: leases and queued " +
+      "commands' time to live are ended by each instance's own clock; set its clock right (NTP)",
+  });
+  d.state.clockAheadMs = null;
+  assert.equal(await health(), undefined, "set right: nothing said");
+});
+
 Deno.test("a subscription that fails other than by an outage is tried again by itself, /health saying so meanwhile", async () => {
   const clock = new FakeClock();
   const availability = new StoreAvailability({ clock, ping: () => Promise.resolve() });
@@ -271,7 +289,7 @@ Deno.test("a subscription that fails other than by an outage is tried again by i
     availability,
     clock,
   });
-  const said = () => availability.notificationsHealth().notifications;
+  const said = () => availability.sharedHealth().notifications;
   try {
     link.connect();
     await until(() => said() !== undefined, "the failure is in /health");

@@ -1206,12 +1206,14 @@ Deno.test({
       clockLines()[0],
       /^this instance's clock is 300(\.\d)? s ahead of database server postgres:\/\/.*'s \(more than 2 s\): each instance ends leases and queued commands by its own clock, so this one ends leases and queued commands' time to live early \(a running command queued again or lost, a queued one expired\); set its clock right \(NTP\)$/,
     );
-    // Looked at again at every lease lookup and health probe, said no more while it stays off.
-    await store.ping();
+    // Looked at again at every lease lookup and health probe, said no more while it stays off;
+    // the probe's answer says it (for /health).
+    const ahead = (await store.ping()).clockAheadMs;
+    assert.ok(ahead !== null && Math.abs(ahead - 300_000) < 1000, String(ahead));
     await store.nextLeaseExpiry();
     assert.equal(clockLines().length, 1);
     offMs = 0;
-    await store.ping();
+    assert.equal((await store.ping()).clockAheadMs, null);
     assert.match(
       clockLines()[1],
       /^this instance's clock is within 2 s of database server .*'s again$/,
@@ -1220,6 +1222,8 @@ Deno.test({
     await store.nextLeaseExpiry();
     assert.equal(clockLines().length, 3);
     assert.match(clockLines()[2], /is 120(\.\d)? s behind .* hands out leases and times to live/);
+    const behind = (await store.ping()).clockAheadMs;
+    assert.ok(behind !== null && Math.abs(behind + 120_000) < 1000, String(behind));
   },
 });
 
