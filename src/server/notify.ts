@@ -12,10 +12,10 @@
  *
  * Events are not queued while the listening connection is down. Whenever it is established again,
  * and whenever the store comes back after an outage, every open wait and cancel-wait is checked
- * against the store once ({@link resyncWaits}): a missed event is repaired by that re-check (a
- * missed `revoked` one too: a wait opened with a token that is no longer the agent's ends), and
- * nothing polls on a timer. While the store cannot listen again, `GET /health` says so
- * ({@link StoreAvailability.sharedHealth}).
+ * against the store once ({@link resyncWaits}), and every event stream reads its command again: a
+ * missed event is repaired by that re-check (a missed `revoked` one too: a wait opened with a token
+ * that is no longer the agent's ends), and nothing polls on a timer. While the store cannot listen
+ * again, `GET /health` says so ({@link StoreAvailability.sharedHealth}).
  *
  * ## The store going away
  *
@@ -375,6 +375,8 @@ export interface InstanceLinks {
   availability: StoreAvailability;
   /** A command changed (anything: its event streams re-read it). */
   changed?(commandId: string): void;
+  /** Any command may have changed (events were missed): every event stream re-reads its own. */
+  changedAll?(): void;
   /**
    * The clock of the link's retries ({@link InstanceLink}).
    * @default {systemClock}
@@ -416,6 +418,7 @@ export async function connectInstances(links: InstanceLinks): Promise<StoreSubsc
         log.info("notifications reconnected; re-checking open waits");
         availability.notificationsBack();
         resync();
+        links.changedAll?.();
       },
       lost(error) {
         availability.notificationsLost(error);

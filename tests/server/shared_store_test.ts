@@ -20,6 +20,7 @@ import {
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
+import { parseServerSentEvents } from "../../src/operator/mod.ts";
 
 /** A SQLite store dressed as a shared one: events are injected, and it can be made unreachable. */
 function fakeShared(inner: CommandStore) {
@@ -68,7 +69,12 @@ async function setup() {
   const inner = openSqliteStore(":memory:");
   await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
   const { store, state } = fakeShared(inner);
-  const dashboard = createApp({ store, adminToken: ADMIN_TOKEN, autoExpireLeases: false });
+  const dashboard = createApp({
+    store,
+    adminToken: ADMIN_TOKEN,
+    autoExpireLeases: false,
+    eventKeepAliveMs: 60_000, // a stream re-reads its command on its own only this late
+  });
   const agent = (path: string, body?: unknown, requestId?: string) => {
     const bodyText = body === undefined ? "" : JSON.stringify(body);
     return dashboard.app.request(path, {
@@ -131,6 +137,38 @@ Deno.test("a resync after missed events serves open waits and cancel-waits", asy
   const cancelled = await cancelWait;
   assert.equal(cancelled.status, 200);
   assert.deepEqual(await cancelled.json(), { cancel_requested: true });
+});
+
+Deno.test("a resync makes every event stream read its command again (a missed change)", async () => {
+  await using d = await setup();
+  await enqueueDirect(d.inner, "c1");
+  const controller = new AbortController();
+  const response = await d.dashboard.app.request("/api/v1/commands/c1/events", {
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    signal: controller.signal,
+  });
+  assert.equal(response.status, 200);
+  const statuses: string[] = [];
+  const reading = (async () => {
+    for await (const event of parseServerSentEvents(response.body!)) {
+      // A final status comes as the stream's `end`.
+      if (event.event === "status" || event.event === "end") {
+        statuses.push(JSON.parse(event.data).status);
+      }
+      if (statuses.includes("cancelled")) return;
+    }
+  })();
+  try {
+    await until(() => statuses.includes("queued"), "the stream's first status");
+    // Cancelled through another instance while this one's notifications were down: no event.
+    await d.inner.cancel("c1", Date.now());
+    d.state.listener!.resync();
+    // Before, the stream said so only at its next keep-alive (a minute here; 15 s by default).
+    await until(() => statuses.includes("cancelled"), "the stream says the cancel");
+  } finally {
+    controller.abort();
+    await reading.catch(() => {});
+  }
 });
 
 Deno.test("a resync ends a wait opened with a token replaced meanwhile (a missed revoked event)", async () => {
