@@ -217,6 +217,7 @@ export function createApp(options: AppOptions): DashboardApp {
       availability,
       resync,
       changed: (commandId) => events.publish(commandId),
+      changedAll: () => events.publishAll(),
     })
     : null;
 

@@ -12,9 +12,10 @@
  *
  * Events are not queued while the listening connection is down. Whenever it is established again,
  * and whenever the store comes back after an outage, every open wait and cancel-wait is checked
- * against the store once ({@link resyncWaits}): a missed event is repaired by that re-check (a
- * missed `revoked` one too: a wait opened with a token that is no longer the agent's ends), and
- * nothing polls on a timer.
+ * against the store once ({@link resyncWaits}), and every event stream reads its command again: a
+ * missed event is repaired by that re-check (a missed `revoked` one too: a wait opened with a token
+ * that is no longer the agent's ends), and nothing polls on a timer. While the store cannot listen
+ * again, `GET /health` says so ({@link StoreAvailability.sharedHealth}).
  *
  * ## The store going away
  *
@@ -31,6 +32,7 @@ import { logger } from "../log/mod.ts";
 import {
   type CommandStore,
   type SharedStore,
+  type StorePing,
   type StoreSubscription,
   StoreUnavailableError,
   type WatchedFileStore,
@@ -62,8 +64,8 @@ export function unavailableError(error: unknown): HttpError | null {
 
 /** Options of {@link StoreAvailability}. */
 export interface StoreAvailabilityOptions {
-  /** Resolves when the store answers. */
-  ping(): Promise<void>;
+  /** Resolves when the store answers (with how far this instance's clock is off, if it is). */
+  ping(): Promise<StorePing | void>;
   /** Called once each time the store is reachable again after being down. */
   onRecovered?(): void;
   /**
@@ -91,6 +93,10 @@ export class StoreAvailability {
   #delay: number;
   /** When the store last came back, or `null`. */
   #recoveredAt: number | null = null;
+  /** Since when, and why, this instance has not heard the other instances' events, or `null`. */
+  #deaf: { since: number; error: string } | null = null;
+  /** How far this instance's clock was last found ahead of the store's, when off; or `null`. */
+  #clockAheadMs: number | null = null;
   #closed = false;
   readonly #clock: Clock;
 
@@ -147,12 +153,66 @@ export class StoreAvailability {
   async check(): Promise<boolean> {
     if (this.#down) return false;
     try {
-      await this.#options.ping();
+      this.#clockAheadMs = (await this.#options.ping())?.clockAheadMs ?? null;
       return true;
     } catch (error) {
       if (!this.observe(error)) throw error;
       return false;
     }
+  }
+
+  /**
+   * This instance stopped hearing the other instances' events (its listening connection was lost
+   * and could not listen again): its waits are then served at their agents' next poll only.
+   *
+   * @param error Why.
+   */
+  notificationsLost(error: unknown): void {
+    this.#deaf ??= {
+      since: this.#clock.now(),
+      error: (error as Error)?.message ?? String(error),
+    };
+  }
+
+  /** This instance hears the other instances' events again. */
+  notificationsBack(): void {
+    this.#deaf = null;
+  }
+
+  /**
+   * What `GET /health` adds on a shared store: nothing while all is well; `notifications` with
+   * `status` `"down"`, `since` and `error` while the other instances' events are not heard;
+   * `clock` with `status` `"off"`, `ahead_secs` (negative: behind) and `error` while this
+   * instance's clock is off the database server's (as its last probe found).
+   *
+   * @param withError Whether the notifications' `error` (which may name the database's host) is
+   *   given: as for the store's own error, only to the admin token or in dev mode.
+   */
+  sharedHealth(withError = true): {
+    notifications?: { status: "down"; since: string; error?: string };
+    clock?: { status: "off"; ahead_secs: number; error: string };
+  } {
+    const health: ReturnType<StoreAvailability["sharedHealth"]> = {};
+    if (this.#deaf !== null) {
+      health.notifications = {
+        status: "down",
+        since: new Date(this.#deaf.since).toISOString(),
+        ...(withError ? { error: this.#deaf.error } : {}),
+      };
+    }
+    if (this.#clockAheadMs !== null) {
+      const secs = Math.round(this.#clockAheadMs / 100) / 10;
+      health.clock = {
+        status: "off",
+        ahead_secs: secs,
+        error:
+          `this instance's clock is ${Math.abs(secs)} s ${
+            secs > 0 ? "ahead of" : "behind"
+          } the database server's: leases and queued commands' time to live are ended by each ` +
+          "instance's own clock; set its clock right (NTP)",
+      };
+    }
+    return health;
   }
 
   /** Stops probing. */
@@ -167,7 +227,7 @@ export class StoreAvailability {
     this.#timer = this.#clock.setTimeout(async () => {
       this.#timer = undefined;
       try {
-        await this.#options.ping();
+        this.#clockAheadMs = (await this.#options.ping())?.clockAheadMs ?? null;
       } catch (error) {
         if (this.#closed) return;
         if (this.#down) this.#down = { ...this.#down, error: (error as Error).message };
@@ -271,6 +331,9 @@ export function watchOtherWriters(options: {
   };
 }
 
+/** How many commands of open cancel-waits {@link resyncWaits} looks up at a time. */
+const CANCEL_CHECK_BATCH = 32;
+
 /**
  * Re-checks every open wait and cancel-wait against the store: waits opened with a token that is
  * no longer valid end ({@link dismissRevokedWaits}), the others' pumps claim again, and a
@@ -289,9 +352,15 @@ export async function resyncWaits(
 ): Promise<void> {
   await dismissRevokedWaits(store, hub, cancelWaiters);
   hub.notifyAll();
-  for (const id of cancelWaiters.commandIds()) {
-    const command = await store.getCommand(id);
-    if (command && cancelAsked(command)) cancelWaiters.notify(id);
+  // Several at a time: one after the other, the last of thousands of cancel-waits (one per
+  // running command) heard of a missed cancel only after thousands of round trips.
+  const ids = cancelWaiters.commandIds();
+  for (let start = 0; start < ids.length; start += CANCEL_CHECK_BATCH) {
+    const batch = ids.slice(start, start + CANCEL_CHECK_BATCH);
+    const commands = await Promise.all(batch.map((id) => store.getCommand(id)));
+    commands.forEach((command, i) => {
+      if (command && cancelAsked(command)) cancelWaiters.notify(batch[i]);
+    });
   }
 }
 
@@ -309,6 +378,13 @@ export interface InstanceLinks {
   availability: StoreAvailability;
   /** A command changed (anything: its event streams re-read it). */
   changed?(commandId: string): void;
+  /** Any command may have changed (events were missed): every event stream re-reads its own. */
+  changedAll?(): void;
+  /**
+   * The clock of the link's retries ({@link InstanceLink}).
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 /**
@@ -343,7 +419,12 @@ export async function connectInstances(links: InstanceLinks): Promise<StoreSubsc
       },
       resync() {
         log.info("notifications reconnected; re-checking open waits");
+        availability.notificationsBack();
         resync();
+        links.changedAll?.();
+      },
+      lost(error) {
+        availability.notificationsLost(error);
       },
     });
   } catch (error) {

@@ -85,7 +85,11 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       }, 503);
     }
     const { error, ...state } = deps.storeHealth.state();
-    const store = error !== undefined && readsStoreError(c) ? { ...state, error } : state;
+    const shared = deps.availability.sharedHealth(false);
+    // Asked once: a wrong token is one guess however many errors there are to show.
+    const reveals = (error !== undefined || shared.notifications !== undefined) &&
+      readsStoreError(c);
+    const store = error !== undefined && reveals ? { ...state, error } : state;
     return c.json({
       status: store.status === "full" ? "store_full" : "ok",
       version: VERSION,
@@ -93,6 +97,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       waiting: hub.size,
       cancel_waiting: deps.cancelWaiters.size,
       store,
+      ...(reveals ? deps.availability.sharedHealth(true) : shared),
       time: new Date(clock.now()).toISOString(),
       uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
     }, store.status === "full" ? 503 : 200);

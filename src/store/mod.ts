@@ -60,6 +60,7 @@ export {
   type SharedStore,
   type StoreEvent,
   type StoreEventListener,
+  type StorePing,
   type StoreSubscription,
   type WatchedFileStore,
 } from "./types.ts";

@@ -109,6 +109,7 @@ import {
   type SharedStore,
   type StoreEvent,
   type StoreEventListener,
+  type StorePing,
   type StoreSubscription,
 } from "./types.ts";
 
@@ -134,8 +135,10 @@ export interface PostgresStoreOptions {
   /**
    * How long one store operation may wait for the server before it fails as unavailable (its
    * outcome is then unknown; every operation is safe to repeat), in seconds. A server that stops
-   * answering never hangs a request longer than this. A transaction of this store idle this long
-   * is ended by the server (`idle_in_transaction_session_timeout`).
+   * answering never hangs a request longer than this. The pool whose operation timed out is then
+   * replaced (its connections may be gone without a word), and closed after this long again. A
+   * transaction of this store idle this long is ended by the server
+   * (`idle_in_transaction_session_timeout`).
    * @default {15}
    */
   queryTimeoutSecs?: number;
@@ -148,6 +151,12 @@ export interface PostgresStoreOptions {
    * @default {30}
    */
   listenCheckSecs?: number;
+  /**
+   * @internal This instance's clock (ms since the epoch), compared with the database server's;
+   * tests pass one that is off.
+   * @default {Date.now}
+   */
+  localClock?: () => number;
 }
 
 type Sql = postgres.Sql;
@@ -167,6 +176,16 @@ const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
 /** SQLSTATE `too_many_connections`: the server's, the role's or the database's limit is reached. */
 const TOO_MANY_CONNECTIONS = "53300";
+/**
+ * How far this instance's clock may be from the database server's before it says so, in ms: the
+ * instances decide leases and queue expiry each with its own clock.
+ */
+const CLOCK_SKEW_WARN_MS = 2000;
+/** A clock sample whose round trip took longer than this (a busy pool) is not used, in ms. */
+const CLOCK_SAMPLE_MAX_RTT_MS = 1000;
+/** The database server's time, in ms since the epoch, as a column `db_now`. */
+const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now";
+
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
 
@@ -245,10 +264,12 @@ export async function openPostgresStore(
         onnotice: () => {},
         connection: { application_name: "status-listen" },
       }),
+    options.localClock,
   );
   try {
     await firstAnswer(sql, where, options.connectTimeoutSecs ?? 5, queryTimeoutMs / 1000);
     await store.migrate();
+    await store.ping(); // and compares the clocks
   } catch (error) {
     await store.close().catch(() => {});
     if (error instanceof StoreError) throw error;
@@ -372,6 +393,13 @@ export class PostgresStore implements CommandStore, SharedStore {
   readonly #listenCheckMs: number;
   #closed = false;
   #lastSweep = 0;
+  /** Pools replaced after a timeout ({@link PostgresStore.#retirePool}), by their closing timer. */
+  readonly #retired = new Map<ReturnType<typeof setTimeout>, Sql>();
+  readonly #localClock: () => number;
+  /** Whether this instance's clock was last found too far from the database server's. */
+  #clockOff = false;
+  /** How far it was then ahead of the server's, in ms (negative: behind), or `null` if not off. */
+  #clockAheadMs: number | null = null;
 
   /**
    * Wraps an open connection pool; use {@link openPostgresStore}.
@@ -382,6 +410,7 @@ export class PostgresStore implements CommandStore, SharedStore {
    * @param queryTimeoutMs How long one operation may wait for the server.
    * @param listenCheckMs How often a listening connection is checked.
    * @param listenerConnection Makes the one-connection client that a subscription listens on.
+   * @param localClock This instance's clock, compared with the database server's.
    */
   constructor(
     sql: Sql,
@@ -390,6 +419,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     queryTimeoutMs: number,
     listenCheckMs: number,
     listenerConnection: (hooks: ListenerHooks) => Sql,
+    localClock: () => number = Date.now,
   ) {
     this.#sql = sql;
     this.#pool = pool;
@@ -403,6 +433,7 @@ export class PostgresStore implements CommandStore, SharedStore {
     this.#queryTimeoutMs = queryTimeoutMs;
     this.#listenCheckMs = listenCheckMs;
     this.#listenerConnection = listenerConnection;
+    this.#localClock = localClock;
   }
 
   /** The schema version this program writes. */
@@ -534,22 +565,29 @@ export class PostgresStore implements CommandStore, SharedStore {
     }
   }
 
-  /** Runs one store operation, mapping connection failures to {@link StoreUnavailableError}. */
-  async #run<T>(what: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
+  /**
+   * Runs one store operation, mapping connection failures to {@link StoreUnavailableError}.
+   *
+   * @param onPool Whether it runs on the pool (which is replaced when it times out).
+   */
+  async #run<T>(what: string, fn: (sql: Sql) => Promise<T>, onPool = true): Promise<T> {
     if (this.#closed) throw new StoreError(`database ${this.location} is closed`);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const answer = fn(this.#sql);
+      const sql = this.#sql;
+      const answer = fn(sql);
       // Settled even when the timeout wins the race (its late failure is of no interest then).
       answer.catch(() => {});
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() =>
+        timer = setTimeout(() => {
+          if (onPool) this.#retirePool(sql, what);
           reject(
             new StoreUnavailableError(
               `database ${this.location} did not answer within ` +
                 `${this.#queryTimeoutMs / 1000} s (${what}); the outcome is unknown`,
             ),
-          ), this.#queryTimeoutMs);
+          );
+        }, this.#queryTimeoutMs);
       });
       return await Promise.race([answer, timeout]);
     } catch (error) {
@@ -581,6 +619,30 @@ export class PostgresStore implements CommandStore, SharedStore {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * After an operation on the pool `sql` timed out: its connections may be gone without a word (a
+   * failover moved the server's address, a firewall forgot them), and the driver would go on
+   * queueing every operation behind them until TCP gives up, many minutes later. New operations
+   * get a new pool (once per pool: the first timeout of the pool in use); the old one is given
+   * the query timeout to finish what it was doing (its operations have given up by then), and is
+   * then closed.
+   */
+  #retirePool(sql: Sql, what: string): void {
+    if (this.#closed || sql !== this.#sql) return;
+    log.warning(
+      "database {location} did not answer within {secs} s ({what}): its connections may be gone " +
+        "without a word (a failover, a firewall that forgot them); new operations use new " +
+        "connections",
+      { location: this.location, secs: this.#queryTimeoutMs / 1000, what },
+    );
+    this.#sql = this.#pool();
+    const timer = setTimeout(() => {
+      this.#retired.delete(timer);
+      sql.end({ timeout: 0 }).catch(() => {});
+    }, this.#queryTimeoutMs);
+    this.#retired.set(timer, sql);
   }
 
   /**
@@ -1077,13 +1139,16 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** {@inheritDoc CommandStore.nextLeaseExpiry} */
   nextLeaseExpiry(): Promise<number | null> {
     return this.#run("read leases", async (sql) => {
+      // Looked up every few seconds by each instance: the clocks are compared too.
+      const sentAt = this.#localClock();
       const rows = await sql.unsafe(
         `SELECT least(
            (SELECT min(lease_expires_at) FROM commands
             WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')),
            (SELECT min(expires_at) FROM commands
-            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at`,
+            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at, ${DB_NOW}`,
       );
+      this.#compareClocks(rows[0]?.db_now, sentAt);
       return numOrNull(rows[0]?.at);
     });
   }
@@ -1358,9 +1423,11 @@ export class PostgresStore implements CommandStore, SharedStore {
    *
    * Listens on a connection of its own. When that connection closes (the server restarted, the
    * network dropped it), `LISTEN` is sent again on a new one after 250 ms, 500 ms, 1 s, ... up to
-   * 10 s between attempts, and `resync` is called once it listens again. The connection is asked
+   * 5 s between attempts, and `resync` is called once it listens again. The connection is asked
    * `SELECT 1` every `listenCheckSecs`; one that does not answer within the query timeout (dropped
-   * without a word) is replaced the same way.
+   * without a word) is replaced the same way. The first failed attempt of an outage is logged as a
+   * warning, and the success after it. A subscription that fails (the first `LISTEN` not
+   * answered within the query timeout, too) leaves no connection behind.
    */
   subscribe(listener: StoreEventListener): Promise<StoreSubscription> {
     if (this.#closed) return Promise.reject(new StoreError(`database ${this.location} is closed`));
@@ -1395,6 +1462,8 @@ export class PostgresStore implements CommandStore, SharedStore {
     };
     let connection = connect();
     const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
+    // When the attempts to listen again first failed (said once as a warning), or null.
+    let failingSince: number | null = null;
     const retry = () => {
       if (closed || timer !== undefined) return;
       timer = setTimeout(async () => {
@@ -1403,12 +1472,36 @@ export class PostgresStore implements CommandStore, SharedStore {
           await listen();
         } catch (error) {
           if (closed) return;
-          log.debug("LISTEN failed; retrying: {error}", { error });
+          if (failingSince === null) {
+            failingSince = Date.now();
+            listener.lost?.(error);
+            log.warning(
+              "could not listen for the other instances' notifications on {location} again: " +
+                "{error}; trying again every {maxSecs} s at most; until then the waits held here " +
+                "are not woken by the other instances' changes",
+              {
+                location: this.location,
+                error: (error as Error)?.message ?? String(error),
+                maxSecs: LISTEN_RETRY_MAX_MS / 1000,
+              },
+            );
+          } else log.debug("LISTEN failed; retrying: {error}", { error });
           delay = Math.min(delay * 2, LISTEN_RETRY_MAX_MS);
           retry();
           return;
         }
         delay = LISTEN_RETRY_MIN_MS;
+        if (failingSince !== null) {
+          log.info(
+            "listening for the other instances' notifications on {location} again after " +
+              "{secs} s",
+            {
+              location: this.location,
+              secs: Math.round((Date.now() - failingSince) / 100) / 10,
+            },
+          );
+          failingSince = null;
+        }
         if (!closed) listener.resync();
       }, delay);
     };
@@ -1448,7 +1541,7 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
     };
     let checks: ReturnType<typeof setInterval> | undefined;
-    return this.#run("listen", async () => {
+    const subscribed = this.#run("listen", async () => {
       try {
         await listen();
       } catch (error) {
@@ -1456,6 +1549,9 @@ export class PostgresStore implements CommandStore, SharedStore {
         await connection.end({ timeout: 1 }).catch(() => {});
         throw error;
       }
+      // Given up on (the operation's timeout) before the server answered: the caller subscribes
+      // again later, so this connection must not go on listening beside that one.
+      if (closed) throw new StoreUnavailableError(`database ${this.location} listened too late`);
       checks = setInterval(() => void check(), this.#listenCheckMs);
       this.#onFault.add(restart);
       return {
@@ -1468,6 +1564,13 @@ export class PostgresStore implements CommandStore, SharedStore {
           await connection.end({ timeout: 1 }).catch(() => {});
         },
       };
+    }, false);
+    return subscribed.catch(async (error) => {
+      if (!closed) {
+        closed = true;
+        await connection.end({ timeout: 0 }).catch(() => {});
+      }
+      throw error;
     });
   }
 
@@ -1475,19 +1578,67 @@ export class PostgresStore implements CommandStore, SharedStore {
    * {@inheritDoc SharedStore.ping}
    *
    * A server that answers but takes no writes (SQLSTATE 25006, read-only) is unavailable too: the
-   * dashboard says so in `/health` until it takes them again.
+   * dashboard says so in `/health` until it takes them again. The answer says how far this
+   * instance's clock is off the server's, when more than 2 s.
    */
-  ping(): Promise<void> {
-    return this.#run("ping", async (sql) => {
-      const [{ read_only: readOnly }] = await sql.unsafe(
-        "SELECT current_setting('transaction_read_only') = 'on' AS read_only",
+  ping(): Promise<StorePing> {
+    return this.#run("ping", async (sql): Promise<StorePing> => {
+      const sentAt = this.#localClock();
+      const [{ read_only: readOnly, db_now: dbNow }] = await sql.unsafe(
+        `SELECT current_setting('transaction_read_only') = 'on' AS read_only, ${DB_NOW}`,
       );
+      this.#compareClocks(dbNow, sentAt);
       if (readOnly) {
         throw new StoreUnavailableError(
           `database ${this.location} takes no writes now (ping): it is read-only`,
         );
       }
+      return { clockAheadMs: this.#clockAheadMs };
     });
+  }
+
+  /**
+   * Compares this instance's clock with the database server's time `dbNow` read by a query sent
+   * at `sentAt`: says so (once) when they are further apart than {@link CLOCK_SKEW_WARN_MS}, and
+   * again when they are close again. Each instance ends leases and queued commands' time to live
+   * by its own clock, so one that is off ends the others' leases early or hands out leases the
+   * others end at once.
+   */
+  #compareClocks(dbNow: unknown, sentAt: number): void {
+    const answeredAt = this.#localClock();
+    const server = Number(dbNow);
+    const roundTrip = answeredAt - sentAt;
+    if (!Number.isFinite(server) || roundTrip < 0 || roundTrip > CLOCK_SAMPLE_MAX_RTT_MS) return;
+    const ahead = (sentAt + answeredAt) / 2 - server;
+    const off = Math.abs(ahead) - roundTrip / 2 > CLOCK_SKEW_WARN_MS;
+    this.#clockAheadMs = off ? Math.round(ahead) : null;
+    if (off === this.#clockOff) return;
+    this.#clockOff = off;
+    const limitSecs = CLOCK_SKEW_WARN_MS / 1000;
+    if (!off) {
+      log.info(
+        "this instance's clock is within {limitSecs} s of database server {location}'s " +
+          "again",
+        { limitSecs, location: this.location },
+      );
+      return;
+    }
+    log.warning(
+      "this instance's clock is {secs} s {direction} database server {location}'s (more than " +
+        "{limitSecs} s): each instance ends leases and queued commands by its own clock, so this " +
+        "one {effect}; set its clock right (NTP)",
+      {
+        secs: Math.round(Math.abs(ahead) / 100) / 10,
+        direction: ahead > 0 ? "ahead of" : "behind",
+        location: this.location,
+        limitSecs,
+        effect: ahead > 0
+          ? "ends leases and queued commands' time to live early (a running command queued " +
+            "again or lost, a queued one expired)"
+          : "hands out leases and times to live that the other instances end early (a running " +
+            "command queued again or lost, a queued one expired)",
+      },
+    );
   }
 
   // -- fan-out runs (decisions: planRun in runs.ts)
@@ -1703,6 +1854,11 @@ export class PostgresStore implements CommandStore, SharedStore {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      for (const [timer, sql] of this.#retired) {
+        clearTimeout(timer);
+        sql.end({ timeout: 0 }).catch(() => {});
+      }
+      this.#retired.clear();
       await this.#sql.end({ timeout: 5 });
       // The write the driver scheduled on a connection that was closing faults a turn later.
       await new Promise((resolve) => setTimeout(resolve, 0));

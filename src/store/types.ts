@@ -891,6 +891,13 @@ export interface StoreEventListener {
    * open wait and cancel-wait against the store.
    */
   resync(): void;
+  /**
+   * The listening connection was lost and could not listen again at once: events are missed
+   * until the next `resync` (called once per outage, at its first failed attempt).
+   *
+   * @param error Why listening again failed.
+   */
+  lost?(error: unknown): void;
 }
 
 /** An open subscription of {@link SharedStore.subscribe}. */
@@ -922,8 +929,17 @@ export interface SharedStore {
    *   replay.
    */
   rememberRequestId(key: string, now: number, windowMs: number): Promise<boolean>;
-  /** Resolves when the database answers a trivial query. */
-  ping(): Promise<void>;
+  /** Resolves when the database answers a trivial query, with what it found of the clocks. */
+  ping(): Promise<StorePing | void>;
+}
+
+/** What {@link SharedStore.ping} found besides the answer. */
+export interface StorePing {
+  /**
+   * How far this instance's clock is ahead of the database server's, in ms (negative: behind),
+   * when further than the store tolerates; `null` when within it.
+   */
+  clockAheadMs: number | null;
 }
 
 /**

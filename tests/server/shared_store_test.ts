@@ -6,7 +6,10 @@
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { createApp } from "../../src/server/mod.ts";
-import { StoreAvailability } from "../../src/server/notify.ts";
+import { resyncWaits, StoreAvailability } from "../../src/server/notify.ts";
+import { InstanceLink } from "../../src/server/instance_link.ts";
+import type { WaiterHub } from "../../src/server/waiters.ts";
+import type { CancelWaiters } from "../../src/server/cancel_waiters.ts";
 import { FakeClock } from "../../src/clock.ts";
 import {
   AGENT_SCOPES,
@@ -17,11 +20,13 @@ import {
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
+import { parseServerSentEvents } from "../../src/operator/mod.ts";
 
 /** A SQLite store dressed as a shared one: events are injected, and it can be made unreachable. */
 function fakeShared(inner: CommandStore) {
   const state = {
     down: false,
+    clockAheadMs: null as number | null,
     listener: undefined as StoreEventListener | undefined,
     requestIds: new Map<string, number>(),
   };
@@ -39,7 +44,9 @@ function fakeShared(inner: CommandStore) {
       return Promise.resolve(true);
     },
     ping() {
-      return state.down ? Promise.reject(new StoreUnavailableError("down")) : Promise.resolve();
+      return state.down
+        ? Promise.reject(new StoreUnavailableError("down"))
+        : Promise.resolve({ clockAheadMs: state.clockAheadMs });
     },
   };
   const store = new Proxy(inner, {
@@ -62,7 +69,12 @@ async function setup() {
   const inner = openSqliteStore(":memory:");
   await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
   const { store, state } = fakeShared(inner);
-  const dashboard = createApp({ store, adminToken: ADMIN_TOKEN, autoExpireLeases: false });
+  const dashboard = createApp({
+    store,
+    adminToken: ADMIN_TOKEN,
+    autoExpireLeases: false,
+    eventKeepAliveMs: 60_000, // a stream re-reads its command on its own only this late
+  });
   const agent = (path: string, body?: unknown, requestId?: string) => {
     const bodyText = body === undefined ? "" : JSON.stringify(body);
     return dashboard.app.request(path, {
@@ -125,6 +137,38 @@ Deno.test("a resync after missed events serves open waits and cancel-waits", asy
   const cancelled = await cancelWait;
   assert.equal(cancelled.status, 200);
   assert.deepEqual(await cancelled.json(), { cancel_requested: true });
+});
+
+Deno.test("a resync makes every event stream read its command again (a missed change)", async () => {
+  await using d = await setup();
+  await enqueueDirect(d.inner, "c1");
+  const controller = new AbortController();
+  const response = await d.dashboard.app.request("/api/v1/commands/c1/events", {
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    signal: controller.signal,
+  });
+  assert.equal(response.status, 200);
+  const statuses: string[] = [];
+  const reading = (async () => {
+    for await (const event of parseServerSentEvents(response.body!)) {
+      // A final status comes as the stream's `end`.
+      if (event.event === "status" || event.event === "end") {
+        statuses.push(JSON.parse(event.data).status);
+      }
+      if (statuses.includes("cancelled")) return;
+    }
+  })();
+  try {
+    await until(() => statuses.includes("queued"), "the stream's first status");
+    // Cancelled through another instance while this one's notifications were down: no event.
+    await d.inner.cancel("c1", Date.now());
+    d.state.listener!.resync();
+    // Before, the stream said so only at its next keep-alive (a minute here; 15 s by default).
+    await until(() => statuses.includes("cancelled"), "the stream says the cancel");
+  } finally {
+    controller.abort();
+    await reading.catch(() => {});
+  }
 });
 
 Deno.test("a resync ends a wait opened with a token replaced meanwhile (a missed revoked event)", async () => {
@@ -228,6 +272,118 @@ Deno.test("a store that goes down: 503 with Retry-After, /health 503, then recov
   assert.equal(woken.status, 200, "the open wait is served once the store is back");
   assert.equal((await woken.json()).id, "c2");
   assert.equal((await d.dashboard.app.request("/health")).status, 200);
+});
+
+Deno.test("an instance that stops hearing the other instances says so in /health until it listens again", async () => {
+  await using d = await setup();
+  const health = async (token?: string) => {
+    const answer = await d.dashboard.app.request("/health", {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+    });
+    return { status: answer.status, body: await answer.json() };
+  };
+  assert.equal((await health()).body.notifications, undefined, "heard: nothing said");
+  // The store's listening connection is lost and cannot listen again (the store says so once).
+  d.state.listener!.lost!(new Error("connection refused"));
+  const down = await health(ADMIN_TOKEN);
+  assert.equal(down.status, 200, "the instance still serves; its waits wake at the next poll");
+  assert.equal(down.body.status, "ok");
+  assert.equal(down.body.notifications.status, "down");
+  assert.equal(down.body.notifications.error, "connection refused");
+  assert.ok(!Number.isNaN(Date.parse(down.body.notifications.since)));
+  // Without the admin token: that it is down and since when, not the error (it may name the host).
+  const told = await health();
+  assert.equal(told.body.notifications.status, "down");
+  assert.equal(told.body.notifications.since, down.body.notifications.since);
+  assert.equal("error" in told.body.notifications, false);
+  // Listening again: the open waits are re-checked, and /health says nothing more.
+  d.state.listener!.resync();
+  assert.equal((await health()).body.notifications, undefined);
+});
+
+Deno.test("an instance whose clock the store finds off says so in /health", async () => {
+  await using d = await setup();
+  const health = async () => (await (await d.dashboard.app.request("/health")).json()).clock;
+  assert.equal(await health(), undefined, "a clock within the store's tolerance: nothing said");
+  d.state.clockAheadMs = -300_040;
+  assert.deepEqual(await health(), {
+    status: "off",
+    ahead_secs: -300,
+    error: "this instance's clock is 300 s behind the database server's: leases and queued " +
+      "commands' time to live are ended by each instance's own clock; set its clock right (NTP)",
+  });
+  d.state.clockAheadMs = null;
+  assert.equal(await health(), undefined, "set right: nothing said");
+});
+
+Deno.test("a subscription that fails other than by an outage is tried again by itself, /health saying so meanwhile", async () => {
+  const clock = new FakeClock();
+  const availability = new StoreAvailability({ clock, ping: () => Promise.resolve() });
+  let attempts = 0;
+  let closes = 0;
+  const store = {
+    subscribe() {
+      attempts++;
+      return attempts < 3
+        ? Promise.reject(new Error("permission denied for the test"))
+        : Promise.resolve({ close: () => Promise.resolve(void closes++) });
+    },
+  } as unknown as CommandStore & SharedStore;
+  const link = new InstanceLink({
+    store,
+    hub: {} as WaiterHub,
+    cancelWaiters: {} as CancelWaiters,
+    resync: () => Promise.resolve(),
+    availability,
+    clock,
+  });
+  const said = () => availability.sharedHealth().notifications;
+  try {
+    link.connect();
+    await until(() => said() !== undefined, "the failure is in /health");
+    assert.equal(said()?.error, "permission denied for the test");
+    assert.equal(availability.down, false, "the store itself answers");
+    // Before, the link gave up for good: the instance heard no other instance until a restart.
+    await clock.advanceAsync(999);
+    assert.equal(attempts, 1);
+    await clock.advanceAsync(1);
+    await until(() => attempts === 2, "tried again after 1 s");
+    await clock.advanceAsync(1999);
+    assert.equal(attempts, 2);
+    await clock.advanceAsync(1);
+    await until(() => said() === undefined, "subscribed after 2 s more; /health says nothing more");
+    assert.equal(attempts, 3);
+  } finally {
+    await link.close();
+    availability.close();
+  }
+  assert.equal(closes, 1);
+});
+
+Deno.test("a resync looks up the commands of many cancel-waits several at a time", async () => {
+  const ids = Array.from({ length: 100 }, (_, i) => `c${i}`);
+  let inFlight = 0;
+  let most = 0;
+  const store = {
+    async getCommand(id: string) {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      inFlight--;
+      return { id, cancelRequested: Number(id.slice(1)) % 2 === 0, status: "running" };
+    },
+  } as unknown as CommandStore;
+  const notified: string[] = [];
+  const hub = { waitingAgents: () => [], notifyAll() {} } as unknown as WaiterHub;
+  const cancelWaiters = {
+    waitingAgents: () => [],
+    commandIds: () => ids,
+    notify: (id: string) => void notified.push(id),
+  } as unknown as CancelWaiters;
+  await resyncWaits(store, hub, cancelWaiters, (command) => command.cancelRequested);
+  assert.deepEqual(notified, ids.filter((_, i) => i % 2 === 0), "each cancel asked is answered");
+  // One at a time, the last of thousands of cancel-waits waited for thousands of round trips.
+  assert.equal(most, 32);
 });
 
 Deno.test("a store down again right after each recovery is probed with growing delays", async () => {

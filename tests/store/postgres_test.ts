@@ -328,13 +328,14 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
 /**
  * A TCP proxy to the database that can stop forwarding (a server that hangs, a partition, or a
  * client frozen in the middle of a transaction: `freezeAfter` freezes it right after forwarding
- * the client's message that holds that text), and hold what it forwards for `delayMs` (a
- * database further away).
+ * the client's message that holds that text), hold what it forwards for `delayMs` (a database
+ * further away), or hold everything until released (a server that answers late).
  */
 function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: string } = {}) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let frozen = false;
   let armed = false;
+  let held: PromiseWithResolvers<void> | undefined;
   const conns: Deno.Conn[] = [];
   const silenced = new Set<Deno.Conn>();
   const pipe = async (from: Deno.Conn, to: Deno.Conn, fromClient: boolean) => {
@@ -345,6 +346,7 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
         if (n === null) break;
         if (frozen || silenced.has(from)) continue; // swallowed: the other side never hears of it
         if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
+        if (held) await held.promise;
         await to.write(buffer.subarray(0, n));
         if (fromClient && options.freezeAfter !== undefined) {
           // The statement is parsed in one message and executed in a later one (Execute of the
@@ -373,11 +375,21 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
     freeze() {
       frozen = true;
     },
+    /** Holds what either side sends (nothing is lost) until {@link release}. */
+    hold() {
+      held ??= Promise.withResolvers<void>();
+    },
+    /** Forwards what was held, and goes on forwarding. */
+    release() {
+      held?.resolve();
+      held = undefined;
+    },
     /** Stops forwarding on the connections open now, without closing them; new ones work. */
     silenceOpen() {
       for (const conn of conns) silenced.add(conn);
     },
     async close() {
+      held?.resolve();
       listener.close();
       for (const conn of conns) {
         try {
@@ -413,6 +425,44 @@ Deno.test({
       assert.ok(failure instanceof StoreUnavailableError, String(failure));
       assert.match((failure as Error).message, /did not answer within 1 s/);
       assert.ok(Date.now() - started < 10_000, "bounded by the query timeout, not a hang");
+    } finally {
+      await proxy.close();
+      await store.close().catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: pool connections dropped without a word are replaced once an operation " +
+    "on them timed out, not used until TCP gives up",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const proxy = freezableProxy(new URL(db.url));
+    const store = await openPostgresStore(proxy.url, { queryTimeoutSecs: 1, maxConnections: 2 });
+    using logs = captureLogs();
+    try {
+      await Promise.all([store.getCommand("x"), store.getCommand("y")]); // both connections open
+      // A failover moved the address, or a firewall forgot the connections: no FIN, no RST.
+      proxy.silenceOpen();
+      await assert.rejects(store.getCommand("x"), (error: Error) => {
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        assert.match(error.message, /did not answer within 1 s \(read command\)/);
+        return true;
+      });
+      // Before, every later operation queued behind the dead connections and failed the same
+      // way, for as long as TCP took to give up on them (about 15 minutes).
+      assert.equal(await store.getCommand("x"), null);
+      await store.enqueue(newCommand("c1"));
+      assert.equal((await store.getCommand("c1"))?.status, "queued");
+      assert.ok(
+        logs.has(
+          /^database postgres:\/\/.* did not answer within 1 s \(read command\): its connections may be gone without a word .*; new operations use new connections$/,
+        ),
+        logs.messages().join("\n"),
+      );
     } finally {
       await proxy.close();
       await store.close().catch(() => {});
@@ -459,6 +509,114 @@ Deno.test({
       await a.close().catch(() => {});
       await b.close();
       await proxy.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a notification connection that cannot listen again says so once, then " +
+    "when it listens again",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    await using store = await openPostgresStore(db.url);
+    // From another database: a session cannot turn off connections to its own.
+    const adminUrl = new URL(db.url);
+    adminUrl.pathname = "/postgres";
+    const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
+    using logs = captureLogs();
+    let resyncs = 0;
+    const lost: unknown[] = [];
+    const subscription = await store.subscribe({
+      event() {},
+      resync: () => void resyncs++,
+      lost: (error) => void lost.push(error),
+    });
+    try {
+      // No new connection to the database (the pool keeps its own), and the listening one cut.
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin.unsafe(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND application_name = 'status-listen'`,
+        [name],
+      );
+      const failing =
+        /^could not listen for the other instances' notifications on postgres:\/\/.* again: .*not currently accepting connections; trying again every 5 s at most; until then the waits held here are not woken by the other instances' changes$/;
+      await until(() => logs.has(failing), "the failure is said", 15_000);
+      // Said once: the next attempts (0.5 s, 1 s, ...) fail at debug level.
+      await until(
+        () => logs.messages().filter((m) => m.startsWith("LISTEN failed; retrying")).length > 0,
+        "a later attempt failed too",
+        15_000,
+      );
+      assert.equal(logs.messages().filter((m) => failing.test(m)).length, 1);
+      assert.equal(lost.length, 1, "the listener is told once (the instance's /health says so)");
+      assert.match(String((lost[0] as Error).message), /not currently accepting connections/);
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await until(() => resyncs === 1, "listening again", 15_000);
+      assert.ok(
+        logs.has(
+          /^listening for the other instances' notifications on .* again after \d+(\.\d)? s$/,
+        ),
+        logs.messages().join("\n"),
+      );
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await subscription.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a subscription given up on (the server answered too late) leaves no " +
+    "connection listening, and no second delivery of each event",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const proxy = freezableProxy(new URL(db.url));
+    const store = await openPostgresStore(proxy.url, { queryTimeoutSecs: 1 });
+    const other = await openPostgresStore(db.url);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    const listening = async () =>
+      (await admin`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+        AND application_name = 'status-listen' AND query ILIKE 'LISTEN%'`).length;
+    const heard: string[] = [];
+    const listener = {
+      event(event: StoreEvent) {
+        if (event.type === "queued") heard.push(event.agentId);
+      },
+      resync() {},
+    };
+    let subscription: Awaited<ReturnType<typeof store.subscribe>> | undefined;
+    try {
+      // The server answers the new connection only after the operation's timeout.
+      proxy.hold();
+      await assert.rejects(store.subscribe(listener), (error: Error) => {
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        assert.match(error.message, /did not answer within 1 s \(listen\)/);
+        return true;
+      });
+      proxy.release();
+      // The instance subscribes again (as it does once the store is back), and that one listens.
+      subscription = await store.subscribe(listener);
+      await until(async () => await listening() >= 1, "the second subscription listens");
+      await other.enqueue(newCommand("c1", "a1"));
+      await until(() => heard.includes("a1"), "the enqueue is heard");
+      // The first one's connection, had it gone on, has long been listening by now.
+      await other.enqueue(newCommand("c2", "a2"));
+      await until(() => heard.includes("a2"), "the second enqueue is heard");
+      assert.equal(await listening(), 1, "one connection listens");
+      assert.deepEqual(heard, ["a1", "a2"], "each event heard once");
+    } finally {
+      await proxy.close(); // first: the closes below then wait for no answer through it
+      await subscription?.close();
+      await store.close().catch(() => {});
+      await admin.end();
+      await other.close();
     }
   },
 });
@@ -1030,6 +1188,42 @@ Deno.test({
       await admin.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
       await admin.end();
     }
+  },
+});
+
+Deno.test({
+  name: "postgres store: an instance whose clock is off from the database server's says so, " +
+    "once, and again when it is right",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    let offMs = 300_000;
+    using logs = captureLogs();
+    const clockLines = () => logs.messages().filter((m) => m.startsWith("this instance's clock"));
+    await using store = await openPostgresStore(db.url, { localClock: () => Date.now() + offMs });
+    assert.equal(clockLines().length, 1, logs.messages().join("\n"));
+    assert.match(
+      clockLines()[0],
+      /^this instance's clock is 300(\.\d)? s ahead of database server postgres:\/\/.*'s \(more than 2 s\): each instance ends leases and queued commands by its own clock, so this one ends leases and queued commands' time to live early \(a running command queued again or lost, a queued one expired\); set its clock right \(NTP\)$/,
+    );
+    // Looked at again at every lease lookup and health probe, said no more while it stays off;
+    // the probe's answer says it (for /health).
+    const ahead = (await store.ping()).clockAheadMs;
+    assert.ok(ahead !== null && Math.abs(ahead - 300_000) < 1000, String(ahead));
+    await store.nextLeaseExpiry();
+    assert.equal(clockLines().length, 1);
+    offMs = 0;
+    assert.equal((await store.ping()).clockAheadMs, null);
+    assert.match(
+      clockLines()[1],
+      /^this instance's clock is within 2 s of database server .*'s again$/,
+    );
+    offMs = -120_000;
+    await store.nextLeaseExpiry();
+    assert.equal(clockLines().length, 3);
+    assert.match(clockLines()[2], /is 120(\.\d)? s behind .* hands out leases and times to live/);
+    const behind = (await store.ping()).clockAheadMs;
+    assert.ok(behind !== null && Math.abs(behind + 120_000) < 1000, String(behind));
   },
 });
 
