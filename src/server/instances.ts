@@ -5,7 +5,7 @@
  * while that one is connected (a wait or cancel-wait open, or its last one ended less than its
  * wait timeout ago) is refused with `409` naming the problem: two machines configured with one
  * id. When the first stops polling, the second takes over once the first's wait timeout has
- * passed.
+ * passed. An id that stopped polling is forgotten after an hour ({@link INSTANCE_MEMORY_MS}).
  *
  * Requests without the header (older agents, `curl`) are not checked.
  *
@@ -57,10 +57,20 @@ class Hold implements InstanceHold {
   }
 }
 
+/**
+ * How long the registry remembers an agent id's instance after it stopped polling (and its wait
+ * timeout passed), in ms: long enough to log a restart on another machine as a take-over, short
+ * enough that agent ids that come and go (autoscaled machines, each with an id of its own) are
+ * forgotten. Forgetting changes no answer: an instance that is not connected is taken over anyway.
+ */
+export const INSTANCE_MEMORY_MS = 60 * 60_000;
+
 /** Which process holds each agent id. */
 export class InstanceRegistry {
   readonly #clock: Clock;
   readonly #holders = new Map<string, Holder>();
+  /** When the ids no longer connected were last forgotten. */
+  #sweptAt: number;
 
   /**
    * Makes an empty registry.
@@ -69,6 +79,23 @@ export class InstanceRegistry {
    */
   constructor(clock: Clock) {
     this.#clock = clock;
+    this.#sweptAt = clock.now();
+  }
+
+  /** Agent ids whose instance is remembered (tests). */
+  get size(): number {
+    return this.#holders.size;
+  }
+
+  /** Forgets, at most once per {@link INSTANCE_MEMORY_MS}, the ids disconnected that long. */
+  #sweep(now: number): void {
+    if (now - this.#sweptAt < INSTANCE_MEMORY_MS && now >= this.#sweptAt) return;
+    this.#sweptAt = now;
+    for (const [agentId, holder] of this.#holders) {
+      if (holder.open === 0 && now - holder.activeAt >= holder.timeoutMs + INSTANCE_MEMORY_MS) {
+        this.#holders.delete(agentId);
+      }
+    }
   }
 
   /**
@@ -105,6 +132,7 @@ export class InstanceRegistry {
     const instance = InstanceRegistry.of(call);
     if (instance === undefined) return NO_HOLD;
     const now = this.#clock.now();
+    this.#sweep(now);
     let holder = this.#holders.get(agentId);
     if (holder && holder.instance !== instance) {
       const connected = holder.open > 0 || now - holder.activeAt < holder.timeoutMs;
