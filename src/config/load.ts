@@ -207,11 +207,11 @@ export function parseEnvFile(
   const lines = text.split(/\r?\n/);
   const names = new Map<string, number>();
   const setOn = new Map<string, number[]>();
-  let openQuote: string | undefined;
+  let openQuote: { quote: string; line: number; name: string } | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     if (openQuote) {
-      if (line.includes(openQuote)) openQuote = undefined;
+      if (line.includes(openQuote.quote)) openQuote = undefined;
       continue;
     }
     if (/^[ \t]*(#|$)/.test(line)) continue;
@@ -228,10 +228,17 @@ export function parseEnvFile(
     const value = match[2];
     const quote = value[0];
     if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
-      openQuote = quote;
+      openQuote = { quote, line: i + 1, name: match[1] };
     }
   }
-  if (openQuote) throw new ConfigError(`${label} has an unclosed ${openQuote} quote`);
+  if (openQuote) {
+    // A quoted value may span lines, so everything after the quote would be read as its value.
+    const { quote, line, name } = openQuote;
+    throw new ConfigError(
+      `${label} line ${line} opens a ${quote} quote in the value of ${name} that no later line ` +
+        `closes; end the value with ${quote} (or remove the opening ${quote})`,
+    );
+  }
   const parsed = { ...parseEnv(text) } as Record<string, string>;
   for (const [name, line] of names) {
     if (!(name in parsed)) {

@@ -279,9 +279,10 @@ Deno.test("broken files get a clear error", async (t) => {
       message: '.env line 2 must be NAME=value, got "this is not a setting"',
     });
   });
-  await t.step(".env with an unclosed quote", () => {
-    assert.throws(() => parseEnvFile('A="open\n', ".env"), {
-      message: '.env has an unclosed " quote',
+  await t.step(".env with an unclosed quote names the line it opens on and what to do", () => {
+    assert.throws(() => parseEnvFile("# c\nA=1\nB='open\nC=3\n", ".env"), {
+      message: ".env line 3 opens a ' quote in the value of B that no later line closes; " +
+        "end the value with ' (or remove the opening ')",
     });
   });
   await t.step(".env with comments, export and quotes parses", () => {
