@@ -278,12 +278,50 @@ export function repeatedKeys(text: string): Map<string, number> {
   return new Map([...counts].filter(([, count]) => count > 1));
 }
 
+/**
+ * Why a text that `JSON.parse` refused is not JSON, when it is something editors and other
+ * programs' settings files allow: nothing in it, a comment, a comma after the last entry.
+ * `JSON.parse` names only where it stopped ("Expected double-quoted property name ... line 3"),
+ * which for a trailing comma is the line after it.
+ *
+ * @param text The refused text.
+ * @returns What to say, or undefined for any other mistake.
+ */
+function jsonLeniency(text: string): string | undefined {
+  if (text.trim() === "") return "is empty; write {} in it for no settings, or remove it";
+  let line = 1;
+  let comma: number | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "\n") line++;
+    else if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"' && text[i] !== "\n"; i++) {
+        if (text[i] === "\\") i++;
+      }
+      if (text[i] === "\n") line++;
+      comma = undefined;
+    } else if (c === "/" && (text[i + 1] === "/" || text[i + 1] === "*")) {
+      return `line ${line} has a comment, which JSON does not allow; remove it`;
+    } else if (c === ",") comma = line;
+    else if ((c === "}" || c === "]") && comma !== undefined) {
+      return `line ${comma} has a comma after the last entry, which JSON does not allow; remove it`;
+    } else if (!" \t\r".includes(c)) comma = undefined;
+  }
+  return undefined;
+}
+
 function parseConfigJson(text: string, label: string): Record<string, unknown> {
   let parsed: unknown;
+  text = withoutBom(text);
   try {
-    parsed = JSON.parse(withoutBom(text));
+    parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${label} is not valid JSON: ${(error as Error).message}`);
+    const why = jsonLeniency(text);
+    throw new ConfigError(
+      why === undefined
+        ? `${label} is not valid JSON: ${(error as Error).message}`
+        : `${label} ${why}`,
+    );
   }
   if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new ConfigError(`${label} must hold a JSON object`);

@@ -264,6 +264,36 @@ Deno.test("broken files get a clear error", async (t) => {
       Deno.removeSync(cwd, { recursive: true });
     }
   });
+  await t.step("config.json with what JSON does not allow says what and where", () => {
+    const cases: [string, string][] = [
+      ["", "config.json is empty; write {} in it for no settings, or remove it"],
+      [" \r\n", "config.json is empty; write {} in it for no settings, or remove it"],
+      [
+        '{\n  // the dashboard\n  "dashboard_url": "http://127.0.0.1:5000"\n}\n',
+        "config.json line 2 has a comment, which JSON does not allow; remove it",
+      ],
+      [
+        '{\n  "agent_id": "a//b", /* id */\n  "dashboard_url": "http://x"\n}',
+        "config.json line 2 has a comment, which JSON does not allow; remove it",
+      ],
+      [
+        '{\r\n  "agent_id": "web-1",\r\n  "allowed_programs": ["ls", "df",]\r\n}',
+        "config.json line 3 has a comma after the last entry, which JSON does not allow; remove it",
+      ],
+      [
+        '{\n  "agent_id": "web-1,}",\n  "deployment_hash": "x",\n\n}\n',
+        "config.json line 3 has a comma after the last entry, which JSON does not allow; remove it",
+      ],
+    ];
+    for (const [text, message] of cases) {
+      const cwd = tempDir({ "config.json": text });
+      try {
+        assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), { message });
+      } finally {
+        Deno.removeSync(cwd, { recursive: true });
+      }
+    }
+  });
   await t.step("config.json holding an array", () => {
     const cwd = tempDir({ "config.json": "[1]" });
     try {
