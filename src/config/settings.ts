@@ -255,7 +255,8 @@ const SPECS = {
   },
   pollingBackoffSecs: {
     env: "POLLING_BACKOFF_SECS",
-    description: "First back-off delay after a network error or 5xx (grows exponentially)",
+    description:
+      "Back-off after a network error or 5xx: the first delay is a random time below this, the bound doubling at each failure in a row",
     default: defaults.DEFAULT_POLLING_BACKOFF_SECS,
     expected: SECS_ABOVE_0,
     schema: secs(1),
@@ -264,7 +265,7 @@ const SPECS = {
   },
   pollingBackoffMaxSecs: {
     env: "POLLING_BACKOFF_MAX_SECS",
-    description: "Largest back-off delay",
+    description: "Largest back-off bound: no delay is longer",
     default: defaults.DEFAULT_POLLING_BACKOFF_MAX_SECS,
     expected: SECS_ABOVE_0,
     schema: secs(1),
