@@ -439,3 +439,18 @@ export function storeSetting(loaded: LoadedSettings): string {
     source === undefined || source === "default" ? "the default" : source
   }`;
 }
+
+/**
+ * Whether an error (or one of its causes) says that an address to listen on is taken.
+ *
+ * @param error What listening threw.
+ * @returns True when another socket holds the address.
+ */
+export function isAddrInUse(error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.AddrInUse || /address (is )?already in use/i.test(e.message)) {
+      return true;
+    }
+  }
+  return false;
+}

@@ -24,7 +24,12 @@ import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { AdminTokenRequiredError } from "../server/serve.ts";
 import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
-import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
+import {
+  addSettingOptions,
+  checkDirectorySetting,
+  isAddrInUse,
+  loadCommandSettings,
+} from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
 import { currentProgram } from "./daemon.ts";
 import type { Io } from "./io.ts";
@@ -72,15 +77,6 @@ function parseDataDir(value: string): string {
 
 function join(dir: string, name: string): string {
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
-}
-
-function isAddrInUse(error: unknown): boolean {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    if (e instanceof Deno.errors.AddrInUse || /address (is )?already in use/i.test(e.message)) {
-      return true;
-    }
-  }
-  return false;
 }
 
 /** How the banner's CLI command starts `status` from a checkout (the README's quick start). */

@@ -158,6 +158,34 @@ Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t)
   }
 });
 
+Deno.test("a dashboard port or METRICS_BIND another process holds says what to do", async (t) => {
+  using held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  await t.step("the dashboard's port", async () => {
+    const result = await run(["serve", "--port", String(port), "--db", ":memory:"]);
+    assert.equal(result.code, 1);
+    assert.deepEqual(result.stdout, [], "never listening");
+    assert.equal(
+      result.stderr.join("\n"),
+      `status: cannot listen on 127.0.0.1:${port}: the address is already in use (another ` +
+        '"status serve" or "status up"?); stop what listens there, or give another port with ' +
+        "--port <n> or PORT (0 picks a free one)",
+    );
+  });
+  await t.step("the metrics port", async () => {
+    const result = await run(
+      ["serve", "--port", "0", "--db", ":memory:", "--metrics-bind", String(port)],
+    );
+    assert.equal(result.code, 1);
+    assert.deepEqual(result.stdout, [], "never listening");
+    assert.equal(
+      result.stderr.join("\n"),
+      `status: cannot serve metrics on 127.0.0.1:${port}: the address is already in use; stop ` +
+        "what listens there, or give METRICS_BIND (--metrics-bind) another port",
+    );
+  });
+});
+
 Deno.test("a mistyped option or sub-command is named, with the nearest one", async (t) => {
   for (
     const [args, expected] of [
