@@ -6,6 +6,7 @@ import { run } from "./_run.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { closedPort } from "../_stub_dashboard.ts";
+import { unreachableAdvice } from "../../src/cli/health.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 
@@ -161,6 +162,34 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
     JSON.parse(down.stdout.join("\n")).checks[0].message,
     /^not reachable: connection refused$/,
   );
+});
+
+Deno.test("status health that reaches no dashboard says where it looked and what to do", async (t) => {
+  const closed = `http://127.0.0.1:${closedPort()}`;
+  await t.step("a URL given", async () => {
+    const down = await run(["health", "--dashboard-url", closed]);
+    assert.equal(down.code, 1);
+    assert.match(down.stdout.join("\n"), /dashboard\s+FAILED\s+not reachable: connection refused/);
+    assert.deepEqual(down.stderr, [
+      `status: is the dashboard running at ${closed} (from flag --dashboard-url)? start it, or ` +
+      "set DASHBOARD_URL or --dashboard-url to where it listens",
+    ]);
+  });
+  await t.step("a URL from the environment", async () => {
+    const down = await run(["health"], { DASHBOARD_URL: closed });
+    assert.equal(down.code, 1);
+    assert.deepEqual(down.stderr, [
+      `status: is the dashboard running at ${closed} (from the environment)? start it, or set ` +
+      "DASHBOARD_URL or --dashboard-url to where it listens",
+    ]);
+  });
+  await t.step("none given: the advice says the default was checked", () => {
+    assert.equal(
+      unreachableAdvice("http://localhost:5000", "default"),
+      "is the dashboard running at http://localhost:5000 (the default: DASHBOARD_URL is not " +
+        "set)? start it, or set DASHBOARD_URL or --dashboard-url to where it listens",
+    );
+  });
 });
 
 Deno.test("status health follows no redirect: no credential goes where it leads", async () => {
