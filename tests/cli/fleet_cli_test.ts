@@ -38,6 +38,7 @@ Deno.test("status agents without --db adds, lists, rotates and removes over the 
   assert.equal(added.stdout[0], "AGENT_ID=web-1");
   const token = added.stdout[1].replace("AGENT_TOKEN=", "");
   assert.equal((await d.store.getAgent("web-1"))?.token, token, "stored on the dashboard");
+  assert.doesNotMatch(added.stderr.join("\n"), /dev mode/, "with an admin token it was not in it");
 
   const again = await agents(["add", "web-1", ...remote]);
   assert.equal(again.code, 1);
@@ -105,6 +106,26 @@ Deno.test("status agents remove says how many of the agent's commands it cancell
   assert.deepEqual(two.stdout, []);
   const status = await run(["result", "c1", "--json", ...remote]);
   assert.equal(JSON.parse(status.stdout.join("\n")).status, "cancelled");
+});
+
+Deno.test("status agents add to a dashboard in dev mode says it needs an admin token to start again", async () => {
+  await using store = openSqliteStore(":memory:");
+  const server = await startServer({ availableDescriptors: "plenty", store, port: 0 });
+  try {
+    assert.equal(server.devMode, true);
+    const added = await run(["agents", "add", "web-1", "--dashboard-url", server.url], {});
+    assert.equal(added.code, 0, added.stderr.join("\n"));
+    assert.equal(added.stdout[0], "AGENT_ID=web-1");
+    assert.deepEqual(added.stderr, [
+      `agent web-1 added on ${server.url}. Give the agent these two settings (e.g. in its .env); ` +
+      "the token is not shown again. The dashboard stays in dev mode until it stops; as its " +
+      'database now holds an agent with a token, it starts again on it only as "status serve" ' +
+      "with STATUS_ADMIN_TOKEN set (e.g. STATUS_ADMIN_TOKEN=$(openssl rand -base64 32)): " +
+      '"status up" refuses it.',
+    ]);
+  } finally {
+    await server.shutdown();
+  }
 });
 
 Deno.test("status health checks the URL, the credentials and the clock", async () => {
