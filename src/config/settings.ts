@@ -138,13 +138,20 @@ function labelsText(v: unknown): unknown {
 
 const url = z.preprocess(
   fromString,
-  z.string().refine((s) => {
+  z.string().superRefine((s, ctx) => {
     try {
       const u = new URL(s);
-      return u.protocol === "http:" || u.protocol === "https:";
+      if (u.protocol === "http:" || u.protocol === "https:") return;
     } catch {
-      return false;
+      // refused below
     }
+    // `localhost:5000` parses as a URL of the scheme "localhost:"; `127.0.0.1:5000` not at all.
+    const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(`http://${s}`);
+    ctx.addIssue({
+      code: "custom",
+      message: schemeless ? `it has no scheme; give it as "http://${s}" (or https://)` : "",
+      params: { reason: schemeless },
+    });
   }),
 );
 

@@ -79,6 +79,16 @@ Deno.test("validation errors name the setting, its source and the bad value", as
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://x"',
     ],
     [
+      "a URL without its scheme",
+      { roles: ["operator"], env: { DASHBOARD_URL: "127.0.0.1:5000" }, cwd: tempDir() },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "127.0.0.1:5000": it has no scheme; give it as "http://127.0.0.1:5000" (or https://)',
+    ],
+    [
+      "a host name and port without the scheme (a URL of the scheme localhost:)",
+      { roles: ["agent"], env: {}, cwd: tempDir(), flags: { dashboardUrl: "localhost:5000/" } },
+      'DASHBOARD_URL from flag --dashboard-url must be an http:// or https:// URL, got "localhost:5000/": it has no scheme; give it as "http://localhost:5000/" (or https://)',
+    ],
+    [
       "a URL's password is not shown",
       { roles: ["agent"], env: { DASHBOARD_URL: "ftp://ops:hunter22@x" }, cwd: tempDir() },
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://ops:***@x"',
