@@ -19,7 +19,7 @@ import {
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { StateOwnerError } from "../agent/state.ts";
 import { ConfigError } from "../errors.ts";
-import { type SettingKey, SETTINGS } from "../config/mod.ts";
+import { type SettingKey, SETTINGS, TILDE_NOT_EXPANDED } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { AdminTokenRequiredError } from "../server/serve.ts";
@@ -71,6 +71,11 @@ function parsePort(value: string): number {
 function parseDataDir(value: string): string {
   if (value.trim() === "") {
     throw new InvalidArgumentError("must be a directory path, got an empty value");
+  }
+  if (value.startsWith("~")) {
+    throw new InvalidArgumentError(
+      `must be a directory path, got ${JSON.stringify(value)}: ${TILDE_NOT_EXPANDED}`,
+    );
   }
   return value;
 }

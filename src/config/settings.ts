@@ -186,6 +186,21 @@ const listenAddress = z.preprocess(
 
 const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));
 
+/**
+ * A path setting. A leading `~` is the shell's: from `.env`, `config.json`, a quoted flag or
+ * `--state-dir=~/x` it reaches the program as it is, and `~/st` would be a directory named `~`
+ * in the working directory, made without a word.
+ */
+const path = text().superRefine((s, ctx) => {
+  if (!s.startsWith("~")) return;
+  ctx.addIssue({ code: "custom", message: TILDE_NOT_EXPANDED, params: { reason: true } });
+});
+
+/** Why a path that starts with `~` is refused, and what to give instead. */
+export const TILDE_NOT_EXPANDED = "a leading ~ is not expanded here (only a shell expands it, " +
+  'and not after = or in quotes); give the path in full, e.g. "/home/you/...", or "./~..." for ' +
+  "a name that starts with ~";
+
 const SPECS = {
   dashboardUrl: {
     env: "DASHBOARD_URL",
@@ -336,7 +351,7 @@ const SPECS = {
     description:
       "Working directory of every command (default: a new empty one per command; never the agent's own or STATE_DIR)",
     expected: "a directory path",
-    schema: text(),
+    schema: path,
     roles: ["agent", "exec"],
     placeholder: "<dir>",
   },
@@ -393,7 +408,7 @@ const SPECS = {
     description: "Directory of the execution journal and the result outbox",
     default: defaults.DEFAULT_STATE_DIR,
     expected: "a directory path",
-    schema: text(),
+    schema: path,
     roles: ["agent"],
     placeholder: "<dir>",
   },
@@ -421,7 +436,7 @@ const SPECS = {
     description: "Pid file of the daemon",
     default: "status.pid",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["agent"],
     placeholder: "<path>",
   },
@@ -429,7 +444,7 @@ const SPECS = {
     env: "LOG_FILE",
     description: "Write logs to this rotating file (the daemon defaults to status.log)",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["log"],
     placeholder: "<path>",
   },
@@ -498,7 +513,7 @@ const SPECS = {
     description: "The dashboard's store: a SQLite file, or a postgres:// URL shared by instances",
     default: defaults.DEFAULT_DB,
     expected: "a file path or a postgres:// URL",
-    schema: text(),
+    schema: path,
     roles: ["server"],
     placeholder: "<path|url>",
   },
@@ -518,7 +533,7 @@ const SPECS = {
     env: "TLS_CERT",
     description: "PEM certificate file; with --tls-key the dashboard serves HTTPS",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["server"],
     placeholder: "<path>",
   },
@@ -526,7 +541,7 @@ const SPECS = {
     env: "TLS_KEY",
     description: "PEM private key file for --tls-cert",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["server"],
     placeholder: "<path>",
   },

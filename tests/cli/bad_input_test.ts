@@ -16,6 +16,16 @@ Deno.test("status up refuses an empty --data-dir instead of writing into /", asy
   }
 });
 
+Deno.test("status up refuses a --data-dir that starts with ~, which no shell expanded", async () => {
+  const result = await run(["up", "--port", "0", "--data-dir=~/status"]);
+  assert.equal(result.code, 2);
+  assert.deepEqual(result.stdout, []);
+  assert.match(
+    result.stderr.join("\n"),
+    /--data-dir.*must be a directory path, got "~\/status": a leading ~ is not expanded here/,
+  );
+});
+
 Deno.test("status serve refuses a TLS pair it cannot use before it listens", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
   try {

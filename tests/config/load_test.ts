@@ -89,6 +89,16 @@ Deno.test("validation errors name the setting, its source and the bad value", as
       'DASHBOARD_URL from flag --dashboard-url must be an http:// or https:// URL, got "localhost:5000/": it has no scheme; give it as "http://localhost:5000/" (or https://)',
     ],
     [
+      "a path with the shell's ~, which nothing expands in .env",
+      { roles: ["agent"], env: {}, cwd: tempDir({ ".env": "STATE_DIR=~/status-state\n" }) },
+      'STATE_DIR from .env must be a directory path, got "~/status-state": a leading ~ is not expanded here (only a shell expands it, and not after = or in quotes); give the path in full, e.g. "/home/you/...", or "./~..." for a name that starts with ~',
+    ],
+    [
+      "a path with the shell's ~ in config.json",
+      { roles: ["server"], env: {}, cwd: tempDir({ "config.json": '{"db": "~"}' }) },
+      'DB from config.json must be a file path or a postgres:// URL, got "~": a leading ~ is not expanded here (only a shell expands it, and not after = or in quotes); give the path in full, e.g. "/home/you/...", or "./~..." for a name that starts with ~',
+    ],
+    [
       "a URL's password is not shown",
       { roles: ["agent"], env: { DASHBOARD_URL: "ftp://ops:hunter22@x" }, cwd: tempDir() },
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://ops:***@x"',
