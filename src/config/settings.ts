@@ -175,6 +175,19 @@ const dashboardUrl = url.superRefine((s, ctx) => {
       params: { reason: true },
     });
   }
+  // A URL copied from a curl example (`.../api/v1/commands`): the API's paths are added to it, so
+  // every request would go to `/api/v1/.../api/v1/...` and be answered 404 (for `status result`,
+  // "no command"). A path before `/api` is a proxy's prefix and stays.
+  const api = /\/api(?:\/v1)?(?:\/|$)/.exec(u.pathname);
+  if ((u.protocol === "http:" || u.protocol === "https:") && api) {
+    ctx.addIssue({
+      code: "custom",
+      message: `its path holds ${JSON.stringify(u.pathname.slice(api.index))}, which status ` +
+        "adds to the dashboard's base URL itself; give the base URL: " +
+        JSON.stringify(u.origin + u.pathname.slice(0, api.index)),
+      params: { reason: true },
+    });
+  }
 });
 
 const listenAddress = z.preprocess(

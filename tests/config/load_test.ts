@@ -99,6 +99,24 @@ Deno.test("validation errors name the setting, its source and the bad value", as
       'DB from config.json must be a file path or a postgres:// URL, got "~": a leading ~ is not expanded here (only a shell expands it, and not after = or in quotes); give the path in full, e.g. "/home/you/...", or "./~..." for a name that starts with ~',
     ],
     [
+      "a dashboard URL copied from an API path",
+      {
+        roles: ["operator"],
+        env: { DASHBOARD_URL: "http://127.0.0.1:5000/api/v1/commands" },
+        cwd: tempDir(),
+      },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "http://127.0.0.1:5000/api/v1/commands": its path holds "/api/v1/commands", which status adds to the dashboard\'s base URL itself; give the base URL: "http://127.0.0.1:5000"',
+    ],
+    [
+      "a dashboard URL ending in /api behind a proxy's prefix",
+      {
+        roles: ["agent"],
+        env: { DASHBOARD_URL: "https://ops.example/status/api/" },
+        cwd: tempDir(),
+      },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "https://ops.example/status/api/": its path holds "/api/", which status adds to the dashboard\'s base URL itself; give the base URL: "https://ops.example/status"',
+    ],
+    [
       "a URL's password is not shown",
       { roles: ["agent"], env: { DASHBOARD_URL: "ftp://ops:hunter22@x" }, cwd: tempDir() },
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://ops:***@x"',
@@ -174,6 +192,17 @@ Deno.test("validation errors name the setting, its source and the bad value", as
         Deno.removeSync(options.cwd!, { recursive: true });
       }
     });
+  }
+});
+
+Deno.test("a dashboard URL with a proxy's path prefix loads as it is", () => {
+  for (const url of ["https://ops.example/status", "https://ops.example/apis/", "http://h:5000/"]) {
+    const { settings } = loadSettings({
+      roles: ["operator"],
+      env: { DASHBOARD_URL: url },
+      cwd: tempDir(),
+    });
+    assert.equal(settings.dashboardUrl, url);
   }
 });
 
