@@ -81,7 +81,8 @@ export function addSettingOptions<C extends Command<any, any, any>>(
           // commander would quote the value: a secret is never printed.
           throw new UsageError(
             `${flagOf(spec.env)} must be ${spec.expected}, got a value of ${value.length} ` +
-              (value.length === 1 ? "character" : "characters"),
+              (value.length === 1 ? "character" : "characters") +
+              (spec.advice ? `; ${spec.advice}` : ""),
           );
         }
         if (!parsed.success) {

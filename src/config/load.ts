@@ -488,7 +488,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
           spec.secret ? secretLength(raw) : show(raw)
-        }${spec.secret ? "" : reason(result.error)}`,
+        }${spec.secret ? "" : reason(result.error)}${spec.advice ? `; ${spec.advice}` : ""}`,
         { cause: result.error },
       );
     }

@@ -48,6 +48,11 @@ export interface SettingSpec {
   readonly roles: readonly Role[];
   /** A secret: never logged, never printed. */
   readonly secret?: boolean;
+  /**
+   * What to do about a value refused, said after the error: for a secret, whose value (and so
+   * what is wrong with it) is never shown, where a good one comes from.
+   */
+  readonly advice?: string;
   /** The flag takes no value (`--daemon`). */
   readonly boolean?: boolean;
   /** Placeholder shown in `--help`, e.g. `<secs>`. */
@@ -241,6 +246,8 @@ const SPECS = {
     schema: token(),
     roles: ["agent"],
     secret: true,
+    advice: 'give the token "status agents add <id>" printed for this agent (or a new one from ' +
+      '"status agents rotate <id>")',
     placeholder: "<token>",
   },
   deploymentHash: {
@@ -565,6 +572,7 @@ const SPECS = {
     schema: token(),
     roles: ["server", "operator"],
     secret: true,
+    advice: "make one with: openssl rand -base64 32 (give operators the dashboard's own)",
     placeholder: "<token>",
   },
   ackTimeoutSecs: {

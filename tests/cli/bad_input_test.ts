@@ -107,22 +107,27 @@ Deno.test("a log file that cannot be opened is named with LOG_FILE and exits 2",
   }
 });
 
-Deno.test("a secret given as a flag is never printed, and the bound it broke is said", async (t) => {
+const AGENT_TOKEN_ADVICE = '; give the token "status agents add <id>" printed for this agent ' +
+  '(or a new one from "status agents rotate <id>")';
+
+Deno.test("a secret given as a flag is never printed, and the bound it broke is said, with where a good one comes from", async (t) => {
   const long = "a".repeat(2000);
   for (
     const [args, expected] of [
       [
         ["--agent-token", "short-secret"],
-        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 12 characters",
+        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 12 characters" +
+        AGENT_TOKEN_ADVICE,
       ],
       [
         ["--agent-token", "x"],
-        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 1 character",
+        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 1 character" +
+        AGENT_TOKEN_ADVICE,
       ],
       [
         ["serve", "--status-admin-token", long],
         "status: --status-admin-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of " +
-        "2000 characters",
+        "2000 characters; make one with: openssl rand -base64 32 (give operators the dashboard's own)",
       ],
       [
         ["serve", "--database-url", "mysql://u:hunter2hunter2@db/x"],
