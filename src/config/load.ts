@@ -8,7 +8,7 @@ import { readTextFileBounded } from "../read_bounded.ts";
 import { parseEnv } from "node:util";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { nearest } from "./suggest.ts";
+import { editDistance, nearest } from "./suggest.ts";
 import { redactString } from "../log/redact.ts";
 import {
   flagOf,
@@ -344,6 +344,12 @@ function show(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
 }
 
+/**
+ * The shortest environment variable name taken for a setting's misspelt: shorter names (PORT, DB,
+ * BIND) are a few edits from many other programs' variables.
+ */
+const MIN_TYPO_LENGTH = 8;
+
 /** How many unknown `config.json` keys get a "did you mean" suggestion. */
 const SUGGESTED_KEYS = 10;
 
@@ -445,6 +451,27 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       ];
     })
     .slice(0, SUGGESTED_KEYS);
+  // The environment holds every program's variables: only a long name within two edits of a
+  // setting's (DASHBORD_URL, AGENT_TOKN) is a likely typo. Without it the setting silently keeps
+  // its default. Read only where the whole environment may be (a permission set grants names).
+  const environmentNames = options.env
+    ? Object.keys(options.env)
+    : permitted({ name: "env" })
+    ? Object.keys(Deno.env.toObject())
+    : [];
+  const misspeltInEnvironment = environmentNames
+    .filter((name) => name.length >= MIN_TYPO_LENGTH && !settingNames.has(name))
+    .flatMap((name) => {
+      const meant = [...settingNames].find((setting) =>
+        setting.length >= MIN_TYPO_LENGTH && Math.abs(setting.length - name.length) <= 2 &&
+        editDistance(name, setting) <= 2
+      );
+      return meant === undefined ? [] : [
+        `the environment sets ${name}, which is not a setting of status; it is ignored (did ` +
+        `you mean ${meant}?)`,
+      ];
+    })
+    .slice(0, SUGGESTED_KEYS);
   const configFile = readFile(options.configPath, "config.json", "--config");
   const known = new Set(
     (Object.keys(SETTINGS) as SettingKey[]).map((k) => jsonKeyOf(SETTINGS[k].env)),
@@ -500,6 +527,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     ...repeatedLines,
     ...repeatedJsonKeys,
     ...misspelt,
+    ...misspeltInEnvironment,
     readableSecrets(envFile, (name) => dotenv[name]),
     readableSecrets(configFile, (name) => json[jsonKeyOf(name)]),
   ].filter((warning): warning is string => warning !== undefined);

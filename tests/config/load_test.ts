@@ -666,6 +666,45 @@ Deno.test("a .env name near a setting's is warned about with the setting meant; 
   }
 });
 
+Deno.test("an environment variable near a setting's is warned about; other programs' are not", () => {
+  const cwd = tempDir();
+  try {
+    const loaded = loadSettings({
+      roles: ["agent"],
+      env: {
+        DASHBORD_URL: "http://127.0.0.1:9", // the setting would stay http://localhost:5000
+        AGENT_TOKN: "0123456789abcdef0123", // and the agent would run unsigned
+        POLLING_TIMEOUT_SEC: "10",
+        AGENT_ID: "web-1",
+        // What other programs set: none is a typo of a setting.
+        COMMAND_MODE: "unix2003", // every macOS process (3 edits from COMMAND_CWD)
+        PGPORT: "5432", // PostgreSQL's (2 edits from PORT: too short to tell)
+        PGDATABASE: "status",
+        SSH_AGENT_PID: "1",
+        SSH_AUTH_SOCK: "/tmp/x",
+        DENO_DIR: "/tmp/deno",
+        LOGNAME: "ops",
+        HOSTNAME: "web-1",
+        LS_COLORS: "",
+        NODE_ENV: "production",
+        XDG_RUNTIME_DIR: "/run/user/0",
+      },
+      cwd,
+    });
+    assert.equal(loaded.settings.dashboardUrl, "http://localhost:5000");
+    assert.deepEqual(loaded.warnings, [
+      "the environment sets DASHBORD_URL, which is not a setting of status; it is ignored (did " +
+      "you mean DASHBOARD_URL?)",
+      "the environment sets AGENT_TOKN, which is not a setting of status; it is ignored (did you " +
+      "mean AGENT_TOKEN?)",
+      "the environment sets POLLING_TIMEOUT_SEC, which is not a setting of status; it is ignored " +
+      "(did you mean POLLING_TIMEOUT_SECS?)",
+    ]);
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
 Deno.test("a list setting given as something else in config.json is a ConfigError naming it", async (t) => {
   for (
     const [json, message] of [
