@@ -69,6 +69,22 @@ export function agentCommand(io: Io): Command {
     )
     .helpOption("-h, --help", "show help");
   addSettingOptions(command, ["agent"]);
+  command.addHelpText(
+    "after",
+    `
+Permissions: deno task agent, or
+  deno run --allow-net --allow-run --allow-read --allow-write --allow-env --allow-sys main.ts agent
+The least it runs with is --allow-net --allow-run (settings from flags only, journal and outbox in
+memory); see "Running it" in the README for what each flag adds.
+
+With no AGENT_TOKEN its requests are unsigned, which only a dashboard in dev mode accepts; get a
+token with "status agents add <id>" on the dashboard's side.
+
+Examples:
+  status agent --agent-id web-1 --dashboard-url http://127.0.0.1:5000
+  AGENT_ID=web-1 AGENT_TOKEN=... DASHBOARD_URL=https://dashboard.example status agent
+  status --daemon --config /etc/status/config.json     (stop it with: status stop)`,
+  );
   command.addOption(new Option(DAEMON_CHILD_FLAG, "(internal) run as the daemon").hideHelp());
   command.action(async (options, cmd) => {
     await agentAction(io, options as Record<string, unknown> & FileOptions, cmd);

@@ -186,9 +186,18 @@ export async function addAgentRemote(
     `agent ${id} added on ${
       redactUrl(client.dashboardUrl)
     }. Give the agent these two settings (e.g. in its ` +
-      ".env); the token is not shown again.",
+      ".env); the token is not shown again." + (client.hasAdminToken ? "" : DEV_MODE_NOTE),
   );
 }
+
+/**
+ * Said when an agent was added without an admin token, so to a dashboard in dev mode: it stays
+ * in dev mode while it runs, and will not start again without one (an agent now has a token).
+ */
+const DEV_MODE_NOTE = " The dashboard stays in dev mode until it stops; as its database now " +
+  'holds an agent with a token, it starts again on it only as "status serve" with ' +
+  'STATUS_ADMIN_TOKEN set (e.g. STATUS_ADMIN_TOKEN=$(openssl rand -base64 32)): "status up" ' +
+  "refuses it.";
 
 /**
  * `status agents rotate` over HTTP.

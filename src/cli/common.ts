@@ -81,7 +81,8 @@ export function addSettingOptions<C extends Command<any, any, any>>(
           // commander would quote the value: a secret is never printed.
           throw new UsageError(
             `${flagOf(spec.env)} must be ${spec.expected}, got a value of ${value.length} ` +
-              (value.length === 1 ? "character" : "characters"),
+              (value.length === 1 ? "character" : "characters") +
+              (spec.advice ? `; ${spec.advice}` : ""),
           );
         }
         if (!parsed.success) {
@@ -438,4 +439,19 @@ export function storeSetting(loaded: LoadedSettings): string {
   return `${fromDb ? "DB" : "DATABASE_URL"} from ${
     source === undefined || source === "default" ? "the default" : source
   }`;
+}
+
+/**
+ * Whether an error (or one of its causes) says that an address to listen on is taken.
+ *
+ * @param error What listening threw.
+ * @returns True when another socket holds the address.
+ */
+export function isAddrInUse(error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.AddrInUse || /address (is )?already in use/i.test(e.message)) {
+      return true;
+    }
+  }
+  return false;
 }

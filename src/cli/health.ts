@@ -15,6 +15,22 @@ import type { Io } from "./io.ts";
 const MARKS = { ok: "ok", warning: "warning", failed: "FAILED", skipped: "skipped" } as const;
 
 /**
+ * What to do when no dashboard answered at the URL checked, and where that URL came from: a
+ * newcomer who set none learns that the default was tried.
+ *
+ * @param url The URL checked (its password left out).
+ * @param source Where DASHBOARD_URL came from (`"default"` when nowhere).
+ * @returns One line of advice.
+ */
+export function unreachableAdvice(url: string, source: string | undefined): string {
+  const from = source === undefined || source === "default"
+    ? "the default: DASHBOARD_URL is not set"
+    : `from ${source}`;
+  return `is the dashboard running at ${url} (${from})? start it, or set DASHBOARD_URL or ` +
+    "--dashboard-url to where it listens";
+}
+
+/**
  * Builds `status health`.
  *
  * @param io Where the command prints.
@@ -35,7 +51,7 @@ export function healthCommand(io: Io): Command {
   command.action(async (options) => {
     // Of the agent's settings only its credentials: a bad POLLING_TIMEOUT_SECS in .env is no
     // reason to refuse checking a dashboard.
-    const { settings } = loadCommandSettings(
+    const { settings, sources } = loadCommandSettings(
       io,
       options as Record<string, unknown>,
       ["operator", "agent"],
@@ -55,6 +71,13 @@ export function healthCommand(io: Io): Command {
         io.out(
           `  ${check.name.padEnd(9)} ${MARKS[check.outcome].padEnd(7)} ${errorLine(check.message)}`,
         );
+      }
+    }
+    const dashboard = report.checks.find((check) => check.name === "dashboard");
+    if (dashboard?.outcome === "failed" && dashboard.message.startsWith("not reachable: ")) {
+      // A certificate refused says what to do itself: the dashboard is there.
+      if (!dashboard.message.includes("the TLS handshake failed")) {
+        io.err(`status: ${unreachableAdvice(report.url, sources.dashboardUrl)}`);
       }
     }
     if (!report.ok) setExitCode(1);

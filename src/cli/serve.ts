@@ -8,7 +8,13 @@ import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
 import { checkTlsPair, startServer } from "../server/mod.ts";
-import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } from "./common.ts";
+import {
+  addSettingOptions,
+  isAddrInUse,
+  loadCommandSettings,
+  storeLocation,
+  storeSetting,
+} from "./common.ts";
 import type { LoadedSettings } from "../config/mod.ts";
 import type { Io } from "./io.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
@@ -63,6 +69,18 @@ export function loadTlsPair(loaded: LoadedSettings): { cert: string; key: string
   const key = readPem(s.tlsKey!, keyName);
   checkTlsPair({ cert, key }, { cert: certName, key: keyName });
   return { cert, key };
+}
+
+/**
+ * What to do about an address another process listens on: the dashboard's port or METRICS_BIND.
+ * The listener's message names only the address.
+ */
+function addressInUse(error: Error): Error {
+  const advice = error.message.startsWith("cannot serve metrics")
+    ? "; stop what listens there, or give METRICS_BIND (--metrics-bind) another port"
+    : ' (another "status serve" or "status up"?); stop what listens there, or give another ' +
+      "port with --port <n> or PORT (0 picks a free one)";
+  return new Error(error.message + advice, { cause: error });
 }
 
 /**
@@ -130,6 +148,8 @@ Examples:
       acceptV1Signatures: s.acceptV1Signatures,
       metricsBind: s.metricsBind,
       offlineAfterSecs: s.offlineAfterSecs,
+    }).catch((error) => {
+      throw isAddrInUse(error) ? addressInUse(error as Error) : error;
     });
     const log = logger("server");
     const stopSignals = onSignals(STOP_SIGNALS, (signal) => {

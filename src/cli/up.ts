@@ -19,12 +19,17 @@ import {
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { StateOwnerError } from "../agent/state.ts";
 import { ConfigError } from "../errors.ts";
-import { type SettingKey, SETTINGS } from "../config/mod.ts";
+import { type SettingKey, SETTINGS, TILDE_NOT_EXPANDED } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { AdminTokenRequiredError } from "../server/serve.ts";
 import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
-import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
+import {
+  addSettingOptions,
+  checkDirectorySetting,
+  isAddrInUse,
+  loadCommandSettings,
+} from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
 import { currentProgram } from "./daemon.ts";
 import type { Io } from "./io.ts";
@@ -67,20 +72,16 @@ function parseDataDir(value: string): string {
   if (value.trim() === "") {
     throw new InvalidArgumentError("must be a directory path, got an empty value");
   }
+  if (value.startsWith("~")) {
+    throw new InvalidArgumentError(
+      `must be a directory path, got ${JSON.stringify(value)}: ${TILDE_NOT_EXPANDED}`,
+    );
+  }
   return value;
 }
 
 function join(dir: string, name: string): string {
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
-}
-
-function isAddrInUse(error: unknown): boolean {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    if (e instanceof Deno.errors.AddrInUse || /address (is )?already in use/i.test(e.message)) {
-      return true;
-    }
-  }
-  return false;
 }
 
 /** How the banner's CLI command starts `status` from a checkout (the README's quick start). */

@@ -8,7 +8,7 @@ import { readTextFileBounded } from "../read_bounded.ts";
 import { parseEnv } from "node:util";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { nearest } from "./suggest.ts";
+import { editDistance, nearest } from "./suggest.ts";
 import { redactString } from "../log/redact.ts";
 import {
   flagOf,
@@ -207,11 +207,11 @@ export function parseEnvFile(
   const lines = text.split(/\r?\n/);
   const names = new Map<string, number>();
   const setOn = new Map<string, number[]>();
-  let openQuote: string | undefined;
+  let openQuote: { quote: string; line: number; name: string } | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     if (openQuote) {
-      if (line.includes(openQuote)) openQuote = undefined;
+      if (line.includes(openQuote.quote)) openQuote = undefined;
       continue;
     }
     if (/^[ \t]*(#|$)/.test(line)) continue;
@@ -228,10 +228,17 @@ export function parseEnvFile(
     const value = match[2];
     const quote = value[0];
     if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
-      openQuote = quote;
+      openQuote = { quote, line: i + 1, name: match[1] };
     }
   }
-  if (openQuote) throw new ConfigError(`${label} has an unclosed ${openQuote} quote`);
+  if (openQuote) {
+    // A quoted value may span lines, so everything after the quote would be read as its value.
+    const { quote, line, name } = openQuote;
+    throw new ConfigError(
+      `${label} line ${line} opens a ${quote} quote in the value of ${name} that no later line ` +
+        `closes; end the value with ${quote} (or remove the opening ${quote})`,
+    );
+  }
   const parsed = { ...parseEnv(text) } as Record<string, string>;
   for (const [name, line] of names) {
     if (!(name in parsed)) {
@@ -271,12 +278,50 @@ export function repeatedKeys(text: string): Map<string, number> {
   return new Map([...counts].filter(([, count]) => count > 1));
 }
 
+/**
+ * Why a text that `JSON.parse` refused is not JSON, when it is something editors and other
+ * programs' settings files allow: nothing in it, a comment, a comma after the last entry.
+ * `JSON.parse` names only where it stopped ("Expected double-quoted property name ... line 3"),
+ * which for a trailing comma is the line after it.
+ *
+ * @param text The refused text.
+ * @returns What to say, or undefined for any other mistake.
+ */
+function jsonLeniency(text: string): string | undefined {
+  if (text.trim() === "") return "is empty; write {} in it for no settings, or remove it";
+  let line = 1;
+  let comma: number | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "\n") line++;
+    else if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"' && text[i] !== "\n"; i++) {
+        if (text[i] === "\\") i++;
+      }
+      if (text[i] === "\n") line++;
+      comma = undefined;
+    } else if (c === "/" && (text[i + 1] === "/" || text[i + 1] === "*")) {
+      return `line ${line} has a comment, which JSON does not allow; remove it`;
+    } else if (c === ",") comma = line;
+    else if ((c === "}" || c === "]") && comma !== undefined) {
+      return `line ${comma} has a comma after the last entry, which JSON does not allow; remove it`;
+    } else if (!" \t\r".includes(c)) comma = undefined;
+  }
+  return undefined;
+}
+
 function parseConfigJson(text: string, label: string): Record<string, unknown> {
   let parsed: unknown;
+  text = withoutBom(text);
   try {
-    parsed = JSON.parse(withoutBom(text));
+    parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${label} is not valid JSON: ${(error as Error).message}`);
+    const why = jsonLeniency(text);
+    throw new ConfigError(
+      why === undefined
+        ? `${label} is not valid JSON: ${(error as Error).message}`
+        : `${label} ${why}`,
+    );
   }
   if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new ConfigError(`${label} must hold a JSON object`);
@@ -298,6 +343,12 @@ function show(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(redactString(value));
   return JSON.stringify(value) ?? String(value);
 }
+
+/**
+ * The shortest environment variable name taken for a setting's misspelt: shorter names (PORT, DB,
+ * BIND) are a few edits from many other programs' variables.
+ */
+const MIN_TYPO_LENGTH = 8;
 
 /** How many unknown `config.json` keys get a "did you mean" suggestion. */
 const SUGGESTED_KEYS = 10;
@@ -400,6 +451,27 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       ];
     })
     .slice(0, SUGGESTED_KEYS);
+  // The environment holds every program's variables: only a long name within two edits of a
+  // setting's (DASHBORD_URL, AGENT_TOKN) is a likely typo. Without it the setting silently keeps
+  // its default. Read only where the whole environment may be (a permission set grants names).
+  const environmentNames = options.env
+    ? Object.keys(options.env)
+    : permitted({ name: "env" })
+    ? Object.keys(Deno.env.toObject())
+    : [];
+  const misspeltInEnvironment = environmentNames
+    .filter((name) => name.length >= MIN_TYPO_LENGTH && !settingNames.has(name))
+    .flatMap((name) => {
+      const meant = [...settingNames].find((setting) =>
+        setting.length >= MIN_TYPO_LENGTH && Math.abs(setting.length - name.length) <= 2 &&
+        editDistance(name, setting) <= 2
+      );
+      return meant === undefined ? [] : [
+        `the environment sets ${name}, which is not a setting of status; it is ignored (did ` +
+        `you mean ${meant}?)`,
+      ];
+    })
+    .slice(0, SUGGESTED_KEYS);
   const configFile = readFile(options.configPath, "config.json", "--config");
   const known = new Set(
     (Object.keys(SETTINGS) as SettingKey[]).map((k) => jsonKeyOf(SETTINGS[k].env)),
@@ -443,7 +515,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
           spec.secret ? secretLength(raw) : show(raw)
-        }${spec.secret ? "" : reason(result.error)}`,
+        }${spec.secret ? "" : reason(result.error)}${spec.advice ? `; ${spec.advice}` : ""}`,
         { cause: result.error },
       );
     }
@@ -455,6 +527,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     ...repeatedLines,
     ...repeatedJsonKeys,
     ...misspelt,
+    ...misspeltInEnvironment,
     readableSecrets(envFile, (name) => dotenv[name]),
     readableSecrets(configFile, (name) => json[jsonKeyOf(name)]),
   ].filter((warning): warning is string => warning !== undefined);

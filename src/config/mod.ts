@@ -12,6 +12,7 @@ export {
   type SettingKey,
   SETTINGS,
   type Settings,
+  TILDE_NOT_EXPANDED,
 } from "./settings.ts";
 export { type LoadedSettings, loadSettings, missingSettingError, parseEnvFile } from "./load.ts";
 export { nearest } from "./suggest.ts";

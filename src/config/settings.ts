@@ -48,6 +48,11 @@ export interface SettingSpec {
   readonly roles: readonly Role[];
   /** A secret: never logged, never printed. */
   readonly secret?: boolean;
+  /**
+   * What to do about a value refused, said after the error: for a secret, whose value (and so
+   * what is wrong with it) is never shown, where a good one comes from.
+   */
+  readonly advice?: string;
   /** The flag takes no value (`--daemon`). */
   readonly boolean?: boolean;
   /** Placeholder shown in `--help`, e.g. `<secs>`. */
@@ -138,13 +143,20 @@ function labelsText(v: unknown): unknown {
 
 const url = z.preprocess(
   fromString,
-  z.string().refine((s) => {
+  z.string().superRefine((s, ctx) => {
     try {
       const u = new URL(s);
-      return u.protocol === "http:" || u.protocol === "https:";
+      if (u.protocol === "http:" || u.protocol === "https:") return;
     } catch {
-      return false;
+      // refused below
     }
+    // `localhost:5000` parses as a URL of the scheme "localhost:"; `127.0.0.1:5000` not at all.
+    const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(`http://${s}`);
+    ctx.addIssue({
+      code: "custom",
+      message: schemeless ? `it has no scheme; give it as "http://${s}" (or https://)` : "",
+      params: { reason: schemeless },
+    });
   }),
 );
 
@@ -168,6 +180,19 @@ const dashboardUrl = url.superRefine((s, ctx) => {
       params: { reason: true },
     });
   }
+  // A URL copied from a curl example (`.../api/v1/commands`): the API's paths are added to it, so
+  // every request would go to `/api/v1/.../api/v1/...` and be answered 404 (for `status result`,
+  // "no command"). A path before `/api` is a proxy's prefix and stays.
+  const api = /\/api(?:\/v1)?(?:\/|$)/.exec(u.pathname);
+  if ((u.protocol === "http:" || u.protocol === "https:") && api) {
+    ctx.addIssue({
+      code: "custom",
+      message: `its path holds ${JSON.stringify(u.pathname.slice(api.index))}, which status ` +
+        "adds to the dashboard's base URL itself; give the base URL: " +
+        JSON.stringify(u.origin + u.pathname.slice(0, api.index)),
+      params: { reason: true },
+    });
+  }
 });
 
 const listenAddress = z.preprocess(
@@ -178,6 +203,21 @@ const listenAddress = z.preprocess(
 );
 
 const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));
+
+/**
+ * A path setting. A leading `~` is the shell's: from `.env`, `config.json`, a quoted flag or
+ * `--state-dir=~/x` it reaches the program as it is, and `~/st` would be a directory named `~`
+ * in the working directory, made without a word.
+ */
+const path = text().superRefine((s, ctx) => {
+  if (!s.startsWith("~")) return;
+  ctx.addIssue({ code: "custom", message: TILDE_NOT_EXPANDED, params: { reason: true } });
+});
+
+/** Why a path that starts with `~` is refused, and what to give instead. */
+export const TILDE_NOT_EXPANDED = "a leading ~ is not expanded here (only a shell expands it, " +
+  'and not after = or in quotes); give the path in full, e.g. "/home/you/...", or "./~..." for ' +
+  "a name that starts with ~";
 
 const SPECS = {
   dashboardUrl: {
@@ -206,6 +246,8 @@ const SPECS = {
     schema: token(),
     roles: ["agent"],
     secret: true,
+    advice: 'give the token "status agents add <id>" printed for this agent (or a new one from ' +
+      '"status agents rotate <id>")',
     placeholder: "<token>",
   },
   deploymentHash: {
@@ -255,7 +297,8 @@ const SPECS = {
   },
   pollingBackoffSecs: {
     env: "POLLING_BACKOFF_SECS",
-    description: "First back-off delay after a network error or 5xx (grows exponentially)",
+    description:
+      "Back-off after a network error or 5xx: the first delay is a random time below this, the bound doubling at each failure in a row",
     default: defaults.DEFAULT_POLLING_BACKOFF_SECS,
     expected: SECS_ABOVE_0,
     schema: secs(1),
@@ -264,7 +307,7 @@ const SPECS = {
   },
   pollingBackoffMaxSecs: {
     env: "POLLING_BACKOFF_MAX_SECS",
-    description: "Largest back-off delay",
+    description: "Largest back-off bound: no delay is longer",
     default: defaults.DEFAULT_POLLING_BACKOFF_MAX_SECS,
     expected: SECS_ABOVE_0,
     schema: secs(1),
@@ -328,7 +371,7 @@ const SPECS = {
     description:
       "Working directory of every command (default: a new empty one per command; never the agent's own or STATE_DIR)",
     expected: "a directory path",
-    schema: text(),
+    schema: path,
     roles: ["agent", "exec"],
     placeholder: "<dir>",
   },
@@ -386,7 +429,7 @@ const SPECS = {
     description: "Directory of the execution journal and the result outbox",
     default: defaults.DEFAULT_STATE_DIR,
     expected: "a directory path",
-    schema: text(),
+    schema: path,
     roles: ["agent"],
     placeholder: "<dir>",
   },
@@ -414,7 +457,7 @@ const SPECS = {
     description: "Pid file of the daemon",
     default: "status.pid",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["agent"],
     placeholder: "<path>",
   },
@@ -422,7 +465,7 @@ const SPECS = {
     env: "LOG_FILE",
     description: "Write logs to this rotating file (the daemon defaults to status.log)",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["log"],
     placeholder: "<path>",
   },
@@ -491,7 +534,7 @@ const SPECS = {
     description: "The dashboard's store: a SQLite file, or a postgres:// URL shared by instances",
     default: defaults.DEFAULT_DB,
     expected: "a file path or a postgres:// URL",
-    schema: text(),
+    schema: path,
     roles: ["server"],
     placeholder: "<path|url>",
   },
@@ -511,7 +554,7 @@ const SPECS = {
     env: "TLS_CERT",
     description: "PEM certificate file; with --tls-key the dashboard serves HTTPS",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["server"],
     placeholder: "<path>",
   },
@@ -519,7 +562,7 @@ const SPECS = {
     env: "TLS_KEY",
     description: "PEM private key file for --tls-cert",
     expected: "a file path",
-    schema: text(),
+    schema: path,
     roles: ["server"],
     placeholder: "<path>",
   },
@@ -530,6 +573,7 @@ const SPECS = {
     schema: token(),
     roles: ["server", "operator"],
     secret: true,
+    advice: "make one with: openssl rand -base64 32 (give operators the dashboard's own)",
     placeholder: "<token>",
   },
   ackTimeoutSecs: {

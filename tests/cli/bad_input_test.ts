@@ -16,6 +16,16 @@ Deno.test("status up refuses an empty --data-dir instead of writing into /", asy
   }
 });
 
+Deno.test("status up refuses a --data-dir that starts with ~, which no shell expanded", async () => {
+  const result = await run(["up", "--port", "0", "--data-dir=~/status"]);
+  assert.equal(result.code, 2);
+  assert.deepEqual(result.stdout, []);
+  assert.match(
+    result.stderr.join("\n"),
+    /--data-dir.*must be a directory path, got "~\/status": a leading ~ is not expanded here/,
+  );
+});
+
 Deno.test("status serve refuses a TLS pair it cannot use before it listens", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
   try {
@@ -97,22 +107,27 @@ Deno.test("a log file that cannot be opened is named with LOG_FILE and exits 2",
   }
 });
 
-Deno.test("a secret given as a flag is never printed, and the bound it broke is said", async (t) => {
+const AGENT_TOKEN_ADVICE = '; give the token "status agents add <id>" printed for this agent ' +
+  '(or a new one from "status agents rotate <id>")';
+
+Deno.test("a secret given as a flag is never printed, and the bound it broke is said, with where a good one comes from", async (t) => {
   const long = "a".repeat(2000);
   for (
     const [args, expected] of [
       [
         ["--agent-token", "short-secret"],
-        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 12 characters",
+        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 12 characters" +
+        AGENT_TOKEN_ADVICE,
       ],
       [
         ["--agent-token", "x"],
-        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 1 character",
+        "status: --agent-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of 1 character" +
+        AGENT_TOKEN_ADVICE,
       ],
       [
         ["serve", "--status-admin-token", long],
         "status: --status-admin-token must be a token of 16 to 1024 printable ASCII characters, without spaces, got a value of " +
-        "2000 characters",
+        "2000 characters; make one with: openssl rand -base64 32 (give operators the dashboard's own)",
       ],
       [
         ["serve", "--database-url", "mysql://u:hunter2hunter2@db/x"],
@@ -156,6 +171,34 @@ Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t)
       );
     });
   }
+});
+
+Deno.test("a dashboard port or METRICS_BIND another process holds says what to do", async (t) => {
+  using held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  await t.step("the dashboard's port", async () => {
+    const result = await run(["serve", "--port", String(port), "--db", ":memory:"]);
+    assert.equal(result.code, 1);
+    assert.deepEqual(result.stdout, [], "never listening");
+    assert.equal(
+      result.stderr.join("\n"),
+      `status: cannot listen on 127.0.0.1:${port}: the address is already in use (another ` +
+        '"status serve" or "status up"?); stop what listens there, or give another port with ' +
+        "--port <n> or PORT (0 picks a free one)",
+    );
+  });
+  await t.step("the metrics port", async () => {
+    const result = await run(
+      ["serve", "--port", "0", "--db", ":memory:", "--metrics-bind", String(port)],
+    );
+    assert.equal(result.code, 1);
+    assert.deepEqual(result.stdout, [], "never listening");
+    assert.equal(
+      result.stderr.join("\n"),
+      `status: cannot serve metrics on 127.0.0.1:${port}: the address is already in use; stop ` +
+        "what listens there, or give METRICS_BIND (--metrics-bind) another port",
+    );
+  });
 });
 
 Deno.test("a mistyped option or sub-command is named, with the nearest one", async (t) => {

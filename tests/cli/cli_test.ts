@@ -4,6 +4,7 @@ import { PERMS, runCli, spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
 import { EXEC_EXIT_CANCELLED, EXEC_EXIT_NOT_FOUND } from "../../src/cli/exec.ts";
 import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT } from "../../src/operator/types.ts";
+import { SETTINGS } from "../../src/config/mod.ts";
 
 /** Runs the CLI exactly as users may: `deno run --allow-net --allow-run main.ts ...`. */
 function status(args: string[]) {
@@ -248,6 +249,29 @@ Deno.test("status exec says it runs as this user in this directory, not in the a
   const run = await runCli(["exec", "ls ."], { perms: PERMS.agentMinimal, cwd: dir.path });
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout.trim(), "here.txt");
+});
+
+Deno.test("agent --help says the permissions it runs with and shows examples of its own flags", async () => {
+  // It had neither, where serve and up have both: the agent is what a newcomer starts on a server.
+  const { code, stdout: help } = await status(["agent", "--help"]);
+  assert.equal(code, 0);
+  assert.ok(help.includes(`deno run ${PERMS.agent.join(" ")} main.ts agent`), help);
+  assert.ok(help.includes(`The least it runs with is ${PERMS.agentMinimal.join(" ")}`), help);
+  const examples = help.split("\nExamples:\n")[1]?.split("\n").filter((line) => line.trim());
+  assert.ok(examples && examples.length > 0, help);
+  const options = new Set([...help.matchAll(/^ {2}(?:-\w, )?(--[a-z-]+)/gm)].map((m) => m[1]));
+  const variables = new Set(Object.values(SETTINGS).map((spec) => spec.env));
+  for (const example of examples) {
+    const words = example.replace(/ {2,}\(.*\)$/, "").trim().split(/\s+/);
+    const at = words.indexOf("status");
+    assert.ok(at >= 0, example);
+    for (const assignment of words.slice(0, at)) {
+      assert.ok(variables.has(assignment.split("=")[0]), `${assignment} in: ${example}`);
+    }
+    for (const word of words.slice(at + 1).filter((w) => w.startsWith("--"))) {
+      assert.ok(options.has(word), `${word} in: ${example}`);
+    }
+  }
 });
 
 Deno.test("--help says what exec exits with and how stop and cancel end a running command", async (t) => {

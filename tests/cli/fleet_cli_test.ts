@@ -6,6 +6,7 @@ import { run } from "./_run.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { closedPort } from "../_stub_dashboard.ts";
+import { unreachableAdvice } from "../../src/cli/health.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
 
@@ -37,6 +38,7 @@ Deno.test("status agents without --db adds, lists, rotates and removes over the 
   assert.equal(added.stdout[0], "AGENT_ID=web-1");
   const token = added.stdout[1].replace("AGENT_TOKEN=", "");
   assert.equal((await d.store.getAgent("web-1"))?.token, token, "stored on the dashboard");
+  assert.doesNotMatch(added.stderr.join("\n"), /dev mode/, "with an admin token it was not in it");
 
   const again = await agents(["add", "web-1", ...remote]);
   assert.equal(again.code, 1);
@@ -106,6 +108,26 @@ Deno.test("status agents remove says how many of the agent's commands it cancell
   assert.equal(JSON.parse(status.stdout.join("\n")).status, "cancelled");
 });
 
+Deno.test("status agents add to a dashboard in dev mode says it needs an admin token to start again", async () => {
+  await using store = openSqliteStore(":memory:");
+  const server = await startServer({ availableDescriptors: "plenty", store, port: 0 });
+  try {
+    assert.equal(server.devMode, true);
+    const added = await run(["agents", "add", "web-1", "--dashboard-url", server.url], {});
+    assert.equal(added.code, 0, added.stderr.join("\n"));
+    assert.equal(added.stdout[0], "AGENT_ID=web-1");
+    assert.deepEqual(added.stderr, [
+      `agent web-1 added on ${server.url}. Give the agent these two settings (e.g. in its .env); ` +
+      "the token is not shown again. The dashboard stays in dev mode until it stops; as its " +
+      'database now holds an agent with a token, it starts again on it only as "status serve" ' +
+      "with STATUS_ADMIN_TOKEN set (e.g. STATUS_ADMIN_TOKEN=$(openssl rand -base64 32)): " +
+      '"status up" refuses it.',
+    ]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("status health checks the URL, the credentials and the clock", async () => {
   await using d = await dashboard();
   await d.store.addAgent({
@@ -161,6 +183,34 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
     JSON.parse(down.stdout.join("\n")).checks[0].message,
     /^not reachable: connection refused$/,
   );
+});
+
+Deno.test("status health that reaches no dashboard says where it looked and what to do", async (t) => {
+  const closed = `http://127.0.0.1:${closedPort()}`;
+  await t.step("a URL given", async () => {
+    const down = await run(["health", "--dashboard-url", closed]);
+    assert.equal(down.code, 1);
+    assert.match(down.stdout.join("\n"), /dashboard\s+FAILED\s+not reachable: connection refused/);
+    assert.deepEqual(down.stderr, [
+      `status: is the dashboard running at ${closed} (from flag --dashboard-url)? start it, or ` +
+      "set DASHBOARD_URL or --dashboard-url to where it listens",
+    ]);
+  });
+  await t.step("a URL from the environment", async () => {
+    const down = await run(["health"], { DASHBOARD_URL: closed });
+    assert.equal(down.code, 1);
+    assert.deepEqual(down.stderr, [
+      `status: is the dashboard running at ${closed} (from the environment)? start it, or set ` +
+      "DASHBOARD_URL or --dashboard-url to where it listens",
+    ]);
+  });
+  await t.step("none given: the advice says the default was checked", () => {
+    assert.equal(
+      unreachableAdvice("http://localhost:5000", "default"),
+      "is the dashboard running at http://localhost:5000 (the default: DASHBOARD_URL is not " +
+        "set)? start it, or set DASHBOARD_URL or --dashboard-url to where it listens",
+    );
+  });
 });
 
 Deno.test("status health follows no redirect: no credential goes where it leads", async () => {

@@ -79,6 +79,44 @@ Deno.test("validation errors name the setting, its source and the bad value", as
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://x"',
     ],
     [
+      "a URL without its scheme",
+      { roles: ["operator"], env: { DASHBOARD_URL: "127.0.0.1:5000" }, cwd: tempDir() },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "127.0.0.1:5000": it has no scheme; give it as "http://127.0.0.1:5000" (or https://)',
+    ],
+    [
+      "a host name and port without the scheme (a URL of the scheme localhost:)",
+      { roles: ["agent"], env: {}, cwd: tempDir(), flags: { dashboardUrl: "localhost:5000/" } },
+      'DASHBOARD_URL from flag --dashboard-url must be an http:// or https:// URL, got "localhost:5000/": it has no scheme; give it as "http://localhost:5000/" (or https://)',
+    ],
+    [
+      "a path with the shell's ~, which nothing expands in .env",
+      { roles: ["agent"], env: {}, cwd: tempDir({ ".env": "STATE_DIR=~/status-state\n" }) },
+      'STATE_DIR from .env must be a directory path, got "~/status-state": a leading ~ is not expanded here (only a shell expands it, and not after = or in quotes); give the path in full, e.g. "/home/you/...", or "./~..." for a name that starts with ~',
+    ],
+    [
+      "a path with the shell's ~ in config.json",
+      { roles: ["server"], env: {}, cwd: tempDir({ "config.json": '{"db": "~"}' }) },
+      'DB from config.json must be a file path or a postgres:// URL, got "~": a leading ~ is not expanded here (only a shell expands it, and not after = or in quotes); give the path in full, e.g. "/home/you/...", or "./~..." for a name that starts with ~',
+    ],
+    [
+      "a dashboard URL copied from an API path",
+      {
+        roles: ["operator"],
+        env: { DASHBOARD_URL: "http://127.0.0.1:5000/api/v1/commands" },
+        cwd: tempDir(),
+      },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "http://127.0.0.1:5000/api/v1/commands": its path holds "/api/v1/commands", which status adds to the dashboard\'s base URL itself; give the base URL: "http://127.0.0.1:5000"',
+    ],
+    [
+      "a dashboard URL ending in /api behind a proxy's prefix",
+      {
+        roles: ["agent"],
+        env: { DASHBOARD_URL: "https://ops.example/status/api/" },
+        cwd: tempDir(),
+      },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "https://ops.example/status/api/": its path holds "/api/", which status adds to the dashboard\'s base URL itself; give the base URL: "https://ops.example/status"',
+    ],
+    [
       "a URL's password is not shown",
       { roles: ["agent"], env: { DASHBOARD_URL: "ftp://ops:hunter22@x" }, cwd: tempDir() },
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "ftp://ops:***@x"',
@@ -157,14 +195,29 @@ Deno.test("validation errors name the setting, its source and the bad value", as
   }
 });
 
-Deno.test("a secret's bad value is not repeated in the error", () => {
+Deno.test("a dashboard URL with a proxy's path prefix loads as it is", () => {
+  for (const url of ["https://ops.example/status", "https://ops.example/apis/", "http://h:5000/"]) {
+    const { settings } = loadSettings({
+      roles: ["operator"],
+      env: { DASHBOARD_URL: url },
+      cwd: tempDir(),
+    });
+    assert.equal(settings.dashboardUrl, url);
+  }
+});
+
+Deno.test("a secret's bad value is not repeated in the error, but where a good one comes from is", () => {
   const cwd = tempDir();
   try {
     assert.throws(
       () => loadSettings({ roles: ["agent"], env: { AGENT_TOKEN: "short-secret" }, cwd }),
       (error: Error) => {
-        assert.match(error.message, /^AGENT_TOKEN from the environment must be/);
-        assert.ok(!error.message.includes("short-secret"));
+        assert.equal(
+          error.message,
+          "AGENT_TOKEN from the environment must be a token of 16 to 1024 printable ASCII " +
+            'characters, without spaces, got a value of 12 characters; give the token "status ' +
+            'agents add <id>" printed for this agent (or a new one from "status agents rotate <id>")',
+        );
         return true;
       },
     );
@@ -180,7 +233,8 @@ Deno.test("a secret in config.json that is not a string is told so, not its leng
     assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
       message:
         "AGENT_TOKEN from config.json must be a token of 16 to 1024 printable ASCII characters, without spaces, " +
-        "got a JSON number, not a string",
+        'got a JSON number, not a string; give the token "status agents add <id>" printed for ' +
+        'this agent (or a new one from "status agents rotate <id>")',
     });
   } finally {
     Deno.removeSync(cwd, { recursive: true });
@@ -264,6 +318,36 @@ Deno.test("broken files get a clear error", async (t) => {
       Deno.removeSync(cwd, { recursive: true });
     }
   });
+  await t.step("config.json with what JSON does not allow says what and where", () => {
+    const cases: [string, string][] = [
+      ["", "config.json is empty; write {} in it for no settings, or remove it"],
+      [" \r\n", "config.json is empty; write {} in it for no settings, or remove it"],
+      [
+        '{\n  // the dashboard\n  "dashboard_url": "http://127.0.0.1:5000"\n}\n',
+        "config.json line 2 has a comment, which JSON does not allow; remove it",
+      ],
+      [
+        '{\n  "agent_id": "a//b", /* id */\n  "dashboard_url": "http://x"\n}',
+        "config.json line 2 has a comment, which JSON does not allow; remove it",
+      ],
+      [
+        '{\r\n  "agent_id": "web-1",\r\n  "allowed_programs": ["ls", "df",]\r\n}',
+        "config.json line 3 has a comma after the last entry, which JSON does not allow; remove it",
+      ],
+      [
+        '{\n  "agent_id": "web-1,}",\n  "deployment_hash": "x",\n\n}\n',
+        "config.json line 3 has a comma after the last entry, which JSON does not allow; remove it",
+      ],
+    ];
+    for (const [text, message] of cases) {
+      const cwd = tempDir({ "config.json": text });
+      try {
+        assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), { message });
+      } finally {
+        Deno.removeSync(cwd, { recursive: true });
+      }
+    }
+  });
   await t.step("config.json holding an array", () => {
     const cwd = tempDir({ "config.json": "[1]" });
     try {
@@ -279,9 +363,10 @@ Deno.test("broken files get a clear error", async (t) => {
       message: '.env line 2 must be NAME=value, got "this is not a setting"',
     });
   });
-  await t.step(".env with an unclosed quote", () => {
-    assert.throws(() => parseEnvFile('A="open\n', ".env"), {
-      message: '.env has an unclosed " quote',
+  await t.step(".env with an unclosed quote names the line it opens on and what to do", () => {
+    assert.throws(() => parseEnvFile("# c\nA=1\nB='open\nC=3\n", ".env"), {
+      message: ".env line 3 opens a ' quote in the value of B that no later line closes; " +
+        "end the value with ' (or remove the opening ')",
     });
   });
   await t.step(".env with comments, export and quotes parses", () => {
@@ -575,6 +660,45 @@ Deno.test("a .env name near a setting's is warned about with the setting meant; 
       "DASHBOARD_URL?)",
       ".env sets agent_id, which is not a setting of status; it is ignored (did you mean " +
       "AGENT_ID?)",
+    ]);
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
+Deno.test("an environment variable near a setting's is warned about; other programs' are not", () => {
+  const cwd = tempDir();
+  try {
+    const loaded = loadSettings({
+      roles: ["agent"],
+      env: {
+        DASHBORD_URL: "http://127.0.0.1:9", // the setting would stay http://localhost:5000
+        AGENT_TOKN: "0123456789abcdef0123", // and the agent would run unsigned
+        POLLING_TIMEOUT_SEC: "10",
+        AGENT_ID: "web-1",
+        // What other programs set: none is a typo of a setting.
+        COMMAND_MODE: "unix2003", // every macOS process (3 edits from COMMAND_CWD)
+        PGPORT: "5432", // PostgreSQL's (2 edits from PORT: too short to tell)
+        PGDATABASE: "status",
+        SSH_AGENT_PID: "1",
+        SSH_AUTH_SOCK: "/tmp/x",
+        DENO_DIR: "/tmp/deno",
+        LOGNAME: "ops",
+        HOSTNAME: "web-1",
+        LS_COLORS: "",
+        NODE_ENV: "production",
+        XDG_RUNTIME_DIR: "/run/user/0",
+      },
+      cwd,
+    });
+    assert.equal(loaded.settings.dashboardUrl, "http://localhost:5000");
+    assert.deepEqual(loaded.warnings, [
+      "the environment sets DASHBORD_URL, which is not a setting of status; it is ignored (did " +
+      "you mean DASHBOARD_URL?)",
+      "the environment sets AGENT_TOKN, which is not a setting of status; it is ignored (did you " +
+      "mean AGENT_TOKEN?)",
+      "the environment sets POLLING_TIMEOUT_SEC, which is not a setting of status; it is ignored " +
+      "(did you mean POLLING_TIMEOUT_SECS?)",
     ]);
   } finally {
     Deno.removeSync(cwd, { recursive: true });
