@@ -207,6 +207,24 @@ function oneLineError(text: string): string {
   return errorLine(shortened);
 }
 
+/** `status agents add` for the `add` command under `agents`. */
+function commandPath(command: Command<unknown[], Record<string, unknown>>): string {
+  const names: string[] = [];
+  for (let c: { name(): string; parent: unknown } | null = command; c;) {
+    names.unshift(c.name());
+    c = c.parent as typeof c;
+  }
+  return names.join(" ");
+}
+
+/** A usage error about the command's arguments says where its usage is told. */
+function withHelpHint(command: Command<unknown[], Record<string, unknown>>, text: string): string {
+  if (!/^error: (missing required argument|too many arguments)/.test(text)) return text;
+  // One hint is enough: a command line given as words is told how to quote it.
+  if (text.endsWith(")")) return text;
+  return `${text.replace(/\.$/, "")}; see ${commandPath(command)} --help`;
+}
+
 function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
@@ -215,7 +233,10 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>, i
       io.err(
         oneLineError(
           redactString(
-            withQuotingHint(command, withOptionSuggestion(command, text.replace(/\n$/, ""))),
+            withHelpHint(
+              command,
+              withQuotingHint(command, withOptionSuggestion(command, text.replace(/\n$/, ""))),
+            ),
           ),
         ),
       ),

@@ -608,7 +608,7 @@ Deno.test("a command line given as several words says to quote it", async (t) =>
     ],
     [
       ["list", "extra"],
-      "error: too many arguments for 'list'. Expected 0 arguments but got 1: extra.",
+      "error: too many arguments for 'list'. Expected 0 arguments but got 1: extra; see status list --help",
     ],
   ];
   for (const [args, said] of cases) {

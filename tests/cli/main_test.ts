@@ -144,3 +144,18 @@ Deno.test("an operator command started without --allow-net exits 2, naming the f
     `status: Requires net access to "127.0.0.1:${port}", run again with the --allow-net flag`,
   );
 });
+
+Deno.test("a missing or extra argument says where the command's usage is told", async () => {
+  for (
+    const [args, said] of [
+      [["result"], "error: missing required argument 'id'; see status result --help"],
+      [["agents", "add"], "error: missing required argument 'id'; see status agents add --help"],
+      [["result", "a", "b"], /^error: too many arguments .*; see status result --help$/],
+    ] as const
+  ) {
+    const { code, stderr } = await status([...args]);
+    assert.equal(code, 2, args.join(" "));
+    if (typeof said === "string") assert.equal(stderr, said);
+    else assert.match(stderr, said);
+  }
+});
