@@ -212,9 +212,20 @@ export async function runExecCli(
     io.out(JSON.stringify(result, null, 2));
   } else {
     printOutput(io, { id: "exec", name: commandLine, status: result.status, result });
-    io.err(formatExecSummary(result));
+    io.err(formatExecSummary(result) + allowHint(result));
   }
   return execExitCode(result);
+}
+
+const NOT_ALLOWED = /^program "(.+)" is not on the allowlist \(/;
+
+/** For a program the allowlist refused: how to allow it, for this run or for good. */
+function allowHint(result: ExecResult): string {
+  if (result.status !== "rejected") return "";
+  const program = NOT_ALLOWED.exec(result.error ?? "")?.[1];
+  if (program === undefined) return "";
+  const word = /^[\w@%+=:,./-]+$/.test(program) ? program : JSON.stringify(program);
+  return `; to run it, give --allow ${word}, or add it to ALLOWED_PROGRAMS (--allowed-programs)`;
 }
 
 /**

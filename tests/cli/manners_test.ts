@@ -250,6 +250,10 @@ Deno.test("status exec says a rejection once", async () => {
   const mentions = run.stderr.split("\n").filter((l) => l.includes("not on the allowlist"));
   assert.equal(mentions.length, 1, run.stderr);
   assert.match(mentions[0], /^exec: rejected: program "rm" is not on the allowlist/);
+  assert.match(
+    mentions[0],
+    /; to run it, give --allow rm, or add it to ALLOWED_PROGRAMS \(--allowed-programs\)$/,
+  );
 });
 
 Deno.test("only serve creates a database, and only in an existing directory", async (t) => {
