@@ -19,7 +19,7 @@ import {
 } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type ExitRecord, MAX_COMMAND_LINE_LENGTH, type ProcessRecord } from "../exec/mod.ts";
-import { isNoSpace, StateWriteError, writeFileAtomicSync } from "./fs.ts";
+import { isNoSpace, readStateTextSync, StateWriteError, writeFileAtomicSync } from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
 import { openOwnFileSync } from "../own_files.ts";
 
@@ -556,12 +556,8 @@ export class Journal implements Disposable {
   #load(): void {
     if (!this.#path) return;
     this.#removeInterruptedSnapshots();
-    let text = "";
-    try {
-      text = Deno.readTextFileSync(this.#path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
+    // Never a named pipe (the agent would hang at start) nor through a symlink.
+    const text = readStateTextSync(this.#path, Number.MAX_SAFE_INTEGER) ?? "";
     this.#tornTail = text.length > 0 && !text.endsWith("\n");
     let needsCompaction = this.#tornTail;
     let lines = 0;

@@ -347,7 +347,11 @@ export async function runAgent(
     try {
       instanceId = stateInstanceId(options.stateDir ?? DEFAULT_STATE_DIR);
     } catch (error) {
-      log.warning("could not keep the instance id in the state directory: {error}", { error });
+      log.warning(
+        "could not keep the instance id in the state directory ({error}); this process is a " +
+          "new instance to the dashboard until that is fixed: remove what is in the way",
+        { error: (error as Error).message },
+      );
     }
   }
   log.info("agent instance {instanceId}", { instanceId });

@@ -7,7 +7,13 @@
  */
 import { lockWithin } from "../clock.ts";
 import { DEFAULT_STATE_DIR } from "../defaults.ts";
-import { canReadWrite, isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import {
+  canReadWrite,
+  isNoSpace,
+  readStateTextSync,
+  removeFileDurableSync,
+  writeFileAtomicSync,
+} from "./fs.ts";
 import { logger } from "../log/mod.ts";
 import { NotOwnFileError, openOwnFileSync, sharedDirectoryProblem } from "../own_files.ts";
 import { writeAllSync } from "../write_all.ts";
@@ -65,6 +71,9 @@ export interface StateOwner {
 
 /** Name of the file that says whose journal and outbox the state directory holds. */
 export const STATE_OWNER_FILE = "owner.json";
+
+/** The most bytes {@link STATE_OWNER_FILE} may hold: an agent id and a URL. */
+const OWNER_FILE_MAX_BYTES = 64 * 1024;
 
 /**
  * Opens the journal and the outbox: on disk under `dir` when `--allow-read` and `--allow-write`
@@ -201,14 +210,8 @@ function claimState(
 ): (() => boolean) | undefined {
   const path = `${dir}/${STATE_OWNER_FILE}`;
   const wanted = { agent_id: owner.agentId, dashboard_url: normalUrl(owner.dashboardUrl) };
-  let text: string | undefined;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) {
-      throw new Error(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
-    }
-  }
+  // Never a named pipe (the agent would hang at start) nor through a symlink.
+  const text = readStateTextSync(path, OWNER_FILE_MAX_BYTES);
   let kept: { agent_id?: unknown; dashboard_url?: unknown } | undefined;
   if (text !== undefined) {
     try {

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agent/mod.ts";
 import type { ReportRequest } from "../../src/protocol/mod.ts";
-import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE } from "../../src/agent/state.ts";
+import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE, STATE_OWNER_FILE } from "../../src/agent/state.ts";
+import { INSTANCE_ID_FILE, stateInstanceId } from "../../src/agent/instance.ts";
 
 function report(id: string, stdout = "hello\n"): ReportRequest {
   return {
@@ -428,7 +429,7 @@ Deno.test("a symlink in place of the lock or the journal is refused; what it nam
         assert.throws(() => openAgentState({ dir }), {
           message: new RegExp(
             `^cannot (use|open the journal and outbox in) the state directory ${dir}: ` +
-              `.*${name.replace(".", "\\.")} is a symlink; refusing to write through it`,
+              `.*${name.replace(".", "\\.")} is a symlink; refusing to (read or )?write through it`,
           ),
         });
         assert.equal(
@@ -437,6 +438,46 @@ Deno.test("a symlink in place of the lock or the journal is refused; what it nam
         );
       } finally {
         Deno.removeSync(parent, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("a named pipe in place of a state file is refused at once, not waited on", async (t) => {
+  // Opening a named pipe to read it waits until something writes to it: the agent hung at start
+  // without a word. Here a writer stands ready, so that a reader that opens it gets its text
+  // instead of hanging the test.
+  const cases: [string, (dir: string) => unknown][] = [
+    ["journal.jsonl", (dir) => openAgentState({ dir })],
+    [
+      STATE_OWNER_FILE,
+      (dir) => openAgentState({ dir, owner: { agentId: "web-1", dashboardUrl: "http://d" } }),
+    ],
+    [INSTANCE_ID_FILE, (dir) => stateInstanceId(dir)],
+  ];
+  for (const [name, open] of cases) {
+    await t.step(name, async () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-fifo-" });
+      const fifo = join(dir, name);
+      const made = await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] }).output();
+      assert.ok(made.success);
+      const writer = new Deno.Command("sh", {
+        args: ["-c", 'printf "%s\n" "$1" > "$2"', "sh", "not state", fifo],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      try {
+        assert.throws(() => open(dir), {
+          message: new RegExp(
+            `${fifo.replaceAll(".", "\\.")} is a named pipe, not a regular file; refusing to ` +
+              "read it",
+          ),
+        });
+        assert.ok(Deno.lstatSync(fifo).isFifo, "left where it was");
+      } finally {
+        writer.kill("SIGKILL");
+        await writer.status;
+        Deno.removeSync(dir, { recursive: true });
       }
     });
   }
