@@ -4,6 +4,7 @@ import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agen
 import type { ReportRequest } from "../../src/protocol/mod.ts";
 import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE, STATE_OWNER_FILE } from "../../src/agent/state.ts";
 import { INSTANCE_ID_FILE, stateInstanceId } from "../../src/agent/instance.ts";
+import { captureLogs } from "./_helpers.ts";
 
 function report(id: string, stdout = "hello\n"): ReportRequest {
   return {
@@ -75,6 +76,55 @@ Deno.test("journal ignores a line torn by a crash and keeps appending cleanly", 
     const text = Deno.readTextFileSync(join(dir, "journal.jsonl"));
     assert.ok(text.endsWith("\n"));
     for (const line of text.trim().split("\n")) JSON.parse(line);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a journal with hundreds of megabytes of damage opens, keeping the changes around it", () => {
+  // A crash can leave a region of zeros in a file (XFS, ext4 with delayed allocation); a hand edit
+  // can leave anything. 600 MiB without a newline is one line longer than any string V8 makes: the
+  // journal could not be read at all, and the agent did not start. (A sparse file: no disk used.)
+  const dir = Deno.makeTempDirSync({ prefix: "status-huge-journal-" });
+  const path = join(dir, "journal.jsonl");
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "before", name: "echo a", attempt: 1 });
+    }
+    {
+      using file = Deno.openSync(path, { write: true });
+      file.truncateSync(Deno.statSync(path).size + 600 * 1024 * 1024);
+    }
+    const after = { op: "start", id: "after", name: "echo b", attempt: 1, at: "2026-01-12T10:00Z" };
+    Deno.writeTextFileSync(path, "\n" + JSON.stringify(after) + "\n", { append: true });
+    {
+      using journal = Journal.open({ dir });
+      assert.deepEqual(journal.entries().map((e) => e.id), ["before", "after"]);
+    }
+    assert.ok(Deno.statSync(path).size < 4096, "compacted to what it holds");
+    using journal = Journal.open({ dir });
+    assert.deepEqual(journal.entries().map((e) => e.id), ["before", "after"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a journal of many damaged lines warns of the first ones and counts the rest", () => {
+  // One warning per line made millions of log lines (and minutes) out of a damaged journal.
+  const dir = Deno.makeTempDirSync({ prefix: "status-damaged-journal-" });
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "a", name: "echo a", attempt: 1 });
+    }
+    Deno.writeTextFileSync(join(dir, "journal.jsonl"), "garbage\n".repeat(5000), { append: true });
+    using logs = captureLogs();
+    using journal = Journal.open({ dir });
+    assert.deepEqual(journal.entries().map((e) => e.id), ["a"]);
+    const skipped = logs.records.filter((r) => /^journal line/.test(String(r.message)));
+    assert.ok(skipped.length <= 11, `${skipped.length} warnings`);
+    assert.equal(skipped.at(-1)?.skipped, 5000);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
