@@ -24,15 +24,15 @@ export class StateWriteError extends Error {
 }
 
 /**
- * Opens one of the agent's own state files for reading, refusing a symlink and anything but a
- * regular file in its place: opening a named pipe waits until something writes to it (the agent
+ * Opens one of the agent's own state files for reading, refusing a symlink, anything but a
+ * regular file, and a file every user may write in its place: opening a named pipe waits until something writes to it (the agent
  * would hang at start without a word), and a symlink to `/dev/zero` would be read until memory
  * runs out.
  *
  * @param path The file.
  * @returns The open file, or `undefined` when there is none.
  * @throws {Error} When a symlink, a directory, a named pipe, a socket or a device is in its place,
- *   naming it.
+ *   naming it, or the file may be written by every user.
  */
 export function openStateFileSync(path: string): Deno.FsFile | undefined {
   let info: Deno.FileInfo;
@@ -56,6 +56,15 @@ export function openStateFileSync(path: string): Deno.FsFile | undefined {
       ? "a device"
       : "not a regular file";
     throw new Error(`${path} is ${what}, not a regular file; refusing to read it`);
+  }
+  // The agent makes its files 0600: one every user may write was changed by hand, and another
+  // user may have written in it what the agent then trusts (a result to report as its own).
+  if (info.mode !== null && (info.mode & 0o002) !== 0) {
+    throw new Error(
+      `${path} may be written by every user (mode ${
+        (info.mode & 0o7777).toString(8).padStart(4, "0")
+      }); refusing to trust what it holds: check it, then chmod 600 it`,
+    );
   }
   const file = Deno.openSync(path, { read: true });
   const opened = file.statSync();

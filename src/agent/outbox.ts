@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { keptReportSchema, type ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import { sharedDirectoryProblem } from "../own_files.ts";
 
 /** A report waiting to be accepted. */
 export interface OutboxItem {
@@ -69,6 +70,7 @@ export class Outbox {
    * @param options Directory; without it the outbox is in memory.
    * @returns The outbox.
    * @throws {Deno.errors.PermissionDenied} Or another I/O error when the directory is unusable.
+   * @throws {Error} When another user owns the directory or every user may write in it.
    */
   static open(options: OutboxOptions = {}): Outbox {
     const outbox = new Outbox(options);
@@ -201,6 +203,15 @@ export class Outbox {
         error: (error as Error).message,
       });
       return;
+    }
+    // Created 0700: one another user may write in (changed by hand) could hold reports planted
+    // there, which the agent would send as its own.
+    const shared = sharedDirectoryProblem(this.#dir);
+    if (shared !== undefined) {
+      throw new Error(
+        `the outbox ${this.#dir} cannot be used: ${shared} (another user could put reports ` +
+          "in it for the agent to send as its own); check what it holds, then chmod 700 it",
+      );
     }
     const loaded: OutboxItem[] = [];
     for (const dirEntry of Deno.readDirSync(this.#dir)) {

@@ -447,6 +447,36 @@ Deno.test("a state directory others may write, or another user's, is refused", a
   });
 });
 
+Deno.test("a journal, owner file or outbox that every user may write is refused", async (t) => {
+  // The agent makes them 0600 and 0700; changed by hand in a directory others may enter (0755),
+  // another user could plant a result in them for the agent to report as its own.
+  const owner = { agentId: "web-1", dashboardUrl: "http://d" };
+  const cases: [string, number, RegExp][] = [
+    ["journal.jsonl", 0o666, /journal\.jsonl may be written by every user \(mode 0666\)/],
+    [STATE_OWNER_FILE, 0o646, /owner\.json may be written by every user \(mode 0646\)/],
+    [
+      "outbox",
+      0o777,
+      /the outbox .*outbox cannot be used: every user may write in it \(mode 0777\)/,
+    ],
+  ];
+  for (const [name, mode, message] of cases) {
+    await t.step(name, () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-open-" });
+      try {
+        Deno.chmodSync(dir, 0o755);
+        openAgentState({ dir, owner })[Symbol.dispose]();
+        Deno.chmodSync(join(dir, name), mode);
+        assert.throws(() => openAgentState({ dir, owner }), { message });
+        Deno.chmodSync(join(dir, name), name === "outbox" ? 0o700 : 0o600);
+        openAgentState({ dir, owner })[Symbol.dispose]();
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
 Deno.test("a state directory the agent cannot create its lock in is refused naming STATE_DIR", () => {
   // The error was the system call's alone: "Read-only file system (os error 30): open '.../agent.lock'".
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
