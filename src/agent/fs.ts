@@ -180,6 +180,33 @@ export function removeFileDurableSync(path: string): boolean {
   return true;
 }
 
+/** File systems whose contents a restart of the machine loses. */
+const VOLATILE_FILE_SYSTEMS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
+
+/**
+ * The type of the file system holding a directory when a restart of the machine empties it
+ * (`tmpfs`, `ramfs`), asked of `df` (Deno reads the mount table only under `--allow-all`).
+ *
+ * @param dir The directory.
+ * @returns The file system's type, or `undefined` when it keeps its files or cannot be told (no
+ *   permission to run `df`, a `df` without `--output`).
+ */
+export function volatileFileSystem(dir: string): string | undefined {
+  if (!isGranted({ name: "run", command: "df" })) return undefined;
+  try {
+    const output = new Deno.Command("df", {
+      args: ["--output=fstype", "--", dir],
+      stdin: "null",
+      stderr: "null",
+    }).outputSync();
+    if (!output.success) return undefined;
+    const type = new TextDecoder().decode(output.stdout).trim().split("\n").at(-1)?.trim();
+    return type !== undefined && VOLATILE_FILE_SYSTEMS.has(type) ? type : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Whether the program may both read and write under a directory.
  *

@@ -12,6 +12,7 @@ import {
   isNoSpace,
   readStateTextSync,
   removeFileDurableSync,
+  volatileFileSystem,
   writeFileAtomicSync,
 } from "./fs.ts";
 import { logger } from "../log/mod.ts";
@@ -133,6 +134,15 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
     );
   }
   const lock = lockStateDir(dir);
+  const volatile = volatileFileSystem(dir);
+  if (volatile !== undefined) {
+    log.warning(
+      `the state directory ${dir} is on ${volatile}, which a restart of the machine empties: ` +
+        "a command running then would be run again when the dashboard delivers it again (its " +
+        "journal entry lost); set STATE_DIR to a directory on a disk, such as /var/lib/status",
+      { dir, fileSystem: volatile },
+    );
+  }
   let journal: Journal | undefined;
   try {
     journal = Journal.open({ ...options, dir });

@@ -477,6 +477,28 @@ Deno.test("a journal, owner file or outbox that every user may write is refused"
   }
 });
 
+Deno.test({
+  name: "a state directory on tmpfs is used, with a warning that a reboot empties it",
+  // Where /dev/shm is no tmpfs there is nothing to try it on.
+  ignore: new TextDecoder().decode(
+    new Deno.Command("df", { args: ["--output=fstype", "/dev/shm"], stderr: "null" }).outputSync()
+      .stdout,
+  ).trim().split("\n").at(-1) !== "tmpfs",
+  fn: () => {
+    const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "status-tmpfs-" });
+    try {
+      using logs = captureLogs();
+      openAgentState({ dir })[Symbol.dispose]();
+      assert.ok(
+        logs.has(/is on tmpfs, which a restart of the machine empties: a command running then/),
+        logs.messages().join("\n"),
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("a state directory the agent cannot create its lock in is refused naming STATE_DIR", () => {
   // The error was the system call's alone: "Read-only file system (os error 30): open '.../agent.lock'".
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
