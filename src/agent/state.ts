@@ -244,12 +244,16 @@ function claimState(
       ? `agent ${JSON.stringify(kept.agent_id)} of the dashboard ${kept.dashboard_url}`
       : `an agent ${path} does not name (it is damaged)`;
     if (pending.size > 0) {
+      const named = typeof kept.agent_id === "string" && typeof kept.dashboard_url === "string";
+      // A damaged file names no old AGENT_ID to start with: say how to say whose they are.
+      const howToDeliver = named
+        ? "Start the agent with its old AGENT_ID and DASHBOARD_URL until they are delivered"
+        : `If they are this agent's, put ${JSON.stringify(wanted)} in ${path} and start it again`;
       throw new StateOwnerError(
         `the state directory ${dir} holds ${pending.size} result(s) not yet delivered of ${whose}; ` +
           `this agent is ${JSON.stringify(wanted.agent_id)} of the dashboard ` +
-          `${wanted.dashboard_url} and would send them as its own. Start the agent with its old ` +
-          "AGENT_ID and DASHBOARD_URL until they are delivered, or give it another STATE_DIR " +
-          `(--state-dir); remove ${dir} only if those results may be lost`,
+          `${wanted.dashboard_url} and would send them as its own. ${howToDeliver}, or give it ` +
+          `another STATE_DIR (--state-dir); remove ${dir} only if those results may be lost`,
         pending.size,
         typeof kept.agent_id === "string" ? kept.agent_id : undefined,
       );

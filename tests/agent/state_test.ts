@@ -674,6 +674,27 @@ Deno.test("a state directory holding another agent id's or dashboard's results i
         assert.equal(state.journal.get("cmd-1")?.state, "done");
       });
     }
+    await t.step("a damaged owner file: refused, saying how to name this agent the owner", () => {
+      const path = join(dir, STATE_OWNER_FILE);
+      const kept = Deno.readTextFileSync(path);
+      try {
+        Deno.writeTextFileSync(path, '{"agent_id":"web-1","dashb');
+        const wanted = JSON.stringify({ agent_id: "web-1", dashboard_url: "http://dash-a:5000" });
+        assert.throws(() => openAgentState({ dir, owner: web1 }), {
+          name: "StateOwnerError",
+          message: new RegExp(
+            `not yet delivered of an agent ${path} does not name \\(it is damaged\\); .*If they ` +
+              `are this agent's, put ${wanted.replace(/[{}.]/g, "\\$&")} in ${path} and start it ` +
+              "again, or give it another STATE_DIR",
+          ),
+        });
+        Deno.writeTextFileSync(path, wanted);
+        using state = openAgentState({ dir, owner: web1 });
+        assert.equal(state.outbox.get("cmd-1")?.command_id, "cmd-1");
+      } finally {
+        Deno.writeTextFileSync(path, kept);
+      }
+    });
     await t.step("taken over once everything was delivered; old ids no longer count as run", () => {
       {
         using state = openAgentState({ dir, owner: web1 });
