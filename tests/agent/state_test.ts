@@ -347,6 +347,37 @@ Deno.test("outbox drops an interrupted temporary file and sets aside a corrupt o
   }
 });
 
+Deno.test("an outbox file under another name is renamed, so that its accepted result goes", () => {
+  // Copied in or renamed by hand: removed by its own name only, it was sent after every restart.
+  const dir = Deno.makeTempDirSync();
+  try {
+    let own: string;
+    {
+      const outbox = Outbox.open({ dir });
+      outbox.put(report("a"));
+      outbox.put(report("b"));
+      own = [...Deno.readDirSync(join(dir, "outbox"))].map((e) => e.name).sort()[0];
+    }
+    const outboxDir = join(dir, "outbox");
+    const text = Deno.readTextFileSync(join(outboxDir, own));
+    const which = JSON.parse(text).report.command_id;
+    Deno.renameSync(join(outboxDir, own), join(outboxDir, "restored.json"));
+    // And a second copy of the other one's.
+    const other = [...Deno.readDirSync(outboxDir)].find((e) => e.name !== "restored.json")!;
+    Deno.copyFileSync(join(outboxDir, other.name), join(outboxDir, "copy.json"));
+    {
+      const outbox = Outbox.open({ dir });
+      assert.deepEqual(outbox.pending().map((r) => r.command_id).sort(), ["a", "b"]);
+      outbox.remove(which);
+      outbox.remove(which === "a" ? "b" : "a");
+    }
+    assert.equal(Outbox.open({ dir }).size, 0, "nothing is sent again");
+    assert.deepEqual([...Deno.readDirSync(outboxDir)].map((e) => e.name), ["copy.json.duplicate"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("an outbox in memory works the same but is not durable", () => {
   const outbox = Outbox.open({});
   outbox.put(report("a"));
