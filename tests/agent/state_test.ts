@@ -4,7 +4,9 @@ import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agen
 import type { ReportRequest } from "../../src/protocol/mod.ts";
 import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE, STATE_OWNER_FILE } from "../../src/agent/state.ts";
 import { INSTANCE_ID_FILE, stateInstanceId } from "../../src/agent/instance.ts";
-import { captureLogs } from "./_helpers.ts";
+import { captureLogs, FakeExecutor } from "./_helpers.ts";
+import { runAgent } from "../../src/agent/mod.ts";
+import { command, StubDashboard } from "../_stub_dashboard.ts";
 
 function report(id: string, stdout = "hello\n"): ReportRequest {
   return {
@@ -750,5 +752,57 @@ Deno.test("a state directory holding another agent id's or dashboard's results i
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a result kept in memory because the disk was full is written at the stop, or said lost", async (t) => {
+  for (const spaceReturns of [true, false]) {
+    await t.step(
+      spaceReturns ? "space returned: written down" : "still full: said lost",
+      async () => {
+        const dir = Deno.makeTempDirSync({ prefix: "status-stop-unsaved-" });
+        try {
+          using logs = captureLogs();
+          await using stub = new StubDashboard();
+          // The dashboard is away: the result waits in the outbox.
+          stub.override = (seen) =>
+            seen.kind === "report" ? new Response("busy", { status: 503 }) : undefined;
+          const state = openAgentState({ dir });
+          // The outbox cannot be written (a file stands in its place): the result is kept in memory.
+          Deno.removeSync(join(dir, "outbox"), { recursive: true });
+          Deno.writeTextFileSync(join(dir, "outbox"), "");
+          const stop = new AbortController();
+          const done = runAgent({
+            dashboardUrl: stub.url,
+            agentId: "agent-1",
+            pollingTimeoutSecs: 1,
+            pollingBackoffSecs: 0.05,
+            pollingBackoffMaxSecs: 0.1,
+            heartbeat: false,
+            executor: new FakeExecutor(),
+            state,
+          }, stop.signal);
+          stub.enqueue(command("cmd-1", "echo hi"));
+          await stub.until(() => stub.seen.some((s) => s.kind === "report"), 20_000, "the report");
+          assert.equal(state.outbox.unsaved, 1);
+          if (spaceReturns) Deno.removeSync(join(dir, "outbox"));
+          stop.abort();
+          const summary = await done;
+          state[Symbol.dispose]();
+          assert.equal(summary.reportsPending, 1);
+          const lost = logs.records.find((r) => /are lost with this stop/.test(String(r.message)));
+          if (spaceReturns) {
+            assert.equal(lost, undefined);
+            assert.ok(logs.has(/stay in the outbox and are sent after a restart/));
+            assert.deepEqual(Outbox.open({ dir }).pending().map((r) => r.command_id), ["cmd-1"]);
+          } else {
+            assert.equal(lost?.lost, 1);
+            assert.ok(!logs.has(/stay in the outbox and are sent after a restart/));
+          }
+        } finally {
+          Deno.removeSync(dir, { recursive: true });
+        }
+      },
+    );
   }
 });
