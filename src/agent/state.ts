@@ -287,9 +287,13 @@ function claimState(
   };
 }
 
-/** Writes and removes a small file: whether the directory has room for a journal entry. */
+/**
+ * Writes and removes a small file: whether the directory has room for a journal entry. Its name
+ * is new each time: under a fixed one, a directory made there by hand failed every probe, and an
+ * agent that had once found the disk full took no command again.
+ */
 function canWriteProbe(dir: string): boolean {
-  const path = `${dir}/space-probe.tmp`;
+  const path = `${dir}/space-probe.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
     writeFileAtomicSync(path, "x".repeat(4096));
     removeFileDurableSync(path);

@@ -618,6 +618,24 @@ Deno.test("a named pipe in place of a state file is refused at once, not waited 
   }
 });
 
+Deno.test("a directory in the state directory under the space probe's old name does not block the agent", () => {
+  // Once a write failed (a full disk), the agent takes no command until this probe succeeds: under
+  // its fixed name, a directory there failed it for ever.
+  const dir = Deno.makeTempDirSync({ prefix: "status-probe-" });
+  try {
+    using state = openAgentState({ dir });
+    Deno.mkdirSync(join(dir, "space-probe.tmp"));
+    assert.equal(state.retry?.(), true);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("space-probe")),
+      ["space-probe.tmp"],
+      "the probe leaves nothing behind",
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("two agents cannot share one state directory", () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
   try {
