@@ -122,7 +122,12 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
       : error instanceof Deno.errors.NotADirectory
       ? "a part of the path above it is not a directory"
       : (error as Error).message;
-    throw new Error(`cannot create the state directory ${dir}: ${why}`, { cause: error });
+    // A read-only file system, a parent this user may not write: say what to do too.
+    throw new Error(
+      `cannot create the state directory ${dir}: ${why} (create it for this user, or set ` +
+        "STATE_DIR to another directory)",
+      { cause: error },
+    );
   }
   // Created 0700 when missing; one that was there already (made by another user in /tmp, say)
   // must be this user's alone: its journal tells a restarted agent which processes to kill.

@@ -636,6 +636,20 @@ Deno.test("a directory in the state directory under the space probe's old name d
   }
 });
 
+Deno.test("a state directory that cannot be created is refused, saying what to do", () => {
+  // Beneath a file here; a read-only file system or a parent of another user's says the same.
+  const file = Deno.makeTempFileSync({ prefix: "status-not-a-dir-" });
+  try {
+    assert.throws(() => openAgentState({ dir: join(file, "state") }), {
+      message: `cannot create the state directory ${join(file, "state")}: a part of the path ` +
+        "above it is not a directory (create it for this user, or set STATE_DIR to another " +
+        "directory)",
+    });
+  } finally {
+    Deno.removeSync(file);
+  }
+});
+
 Deno.test("two agents cannot share one state directory", () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
   try {
