@@ -20,6 +20,7 @@ import { NotOwnFileError, openOwnFileSync, sharedDirectoryProblem } from "../own
 import { writeAllSync } from "../write_all.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
+import { INSTANCE_ID_FILE } from "./instance.ts";
 
 const log = logger("agent", "state");
 
@@ -139,6 +140,7 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
     );
   }
   const lock = lockStateDir(dir);
+  removeInterruptedWrites(dir);
   const volatile = volatileFileSystem(dir);
   if (volatile !== undefined) {
     log.warning(
@@ -310,6 +312,29 @@ function canWriteProbe(dir: string): boolean {
       // not there
     }
     return false;
+  }
+}
+
+/**
+ * The temporary files of writes a crash interrupted before their rename, and space probes it
+ * interrupted before their removal: each has a name of its own, so none is ever written over.
+ * (The journal and the outbox remove their own.)
+ */
+const INTERRUPTED_WRITE = new RegExp(
+  `^(?:(?:${STATE_OWNER_FILE.replace(".", "\\.")}|${INSTANCE_ID_FILE})\\.[0-9a-f]{8}\\.tmp|` +
+    "space-probe\\.[0-9a-f]{8}\\.tmp(?:\\.[0-9a-f]{8}\\.tmp)?)$",
+);
+
+/** Removes what {@link INTERRUPTED_WRITE} names from the (locked) state directory. */
+function removeInterruptedWrites(dir: string): void {
+  try {
+    for (const entry of Deno.readDirSync(dir)) {
+      if (entry.isFile && INTERRUPTED_WRITE.test(entry.name)) {
+        Deno.removeSync(`${dir}/${entry.name}`);
+      }
+    }
+  } catch (error) {
+    log.debug("interrupted writes not removed", { dir, error: (error as Error).message });
   }
 }
 

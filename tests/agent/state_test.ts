@@ -650,6 +650,26 @@ Deno.test("a state directory that cannot be created is refused, saying what to d
   }
 });
 
+Deno.test("what a crash left of the state directory's small writes is removed on open", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-leftovers-" });
+  try {
+    const leftovers = [
+      "owner.json.1f2e3d4c.tmp",
+      "instance-id.0a1b2c3d.tmp",
+      "space-probe.5e6f7a8b.tmp",
+      "space-probe.5e6f7a8b.tmp.9c0d1e2f.tmp",
+    ];
+    const kept = ["notes.tmp", "owner.json.bak", "space-probe.tmp"];
+    for (const name of [...leftovers, ...kept]) Deno.writeTextFileSync(join(dir, name), "x");
+    openAgentState({ dir })[Symbol.dispose]();
+    const names = new Set([...Deno.readDirSync(dir)].map((e) => e.name));
+    for (const name of leftovers) assert.ok(!names.has(name), `${name} removed`);
+    for (const name of kept) assert.ok(names.has(name), `${name} kept`);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("two agents cannot share one state directory", () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
   try {
