@@ -24,6 +24,94 @@ export class StateWriteError extends Error {
 }
 
 /**
+ * Opens one of the agent's own state files for reading, refusing a symlink, anything but a
+ * regular file, and a file every user may write in its place: opening a named pipe waits until something writes to it (the agent
+ * would hang at start without a word), and a symlink to `/dev/zero` would be read until memory
+ * runs out.
+ *
+ * @param path The file.
+ * @returns The open file, or `undefined` when there is none.
+ * @throws {Error} When a symlink, a directory, a named pipe, a socket or a device is in its place,
+ *   naming it, or the file may be written by every user.
+ */
+export function openStateFileSync(path: string): Deno.FsFile | undefined {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  if (info.isSymlink) {
+    throw new Error(`${path} is a symlink; refusing to read or write through it`);
+  }
+  if (!info.isFile) {
+    const what = info.isDirectory
+      ? "a directory"
+      : info.isFifo
+      ? "a named pipe"
+      : info.isSocket
+      ? "a socket"
+      : info.isCharDevice || info.isBlockDevice
+      ? "a device"
+      : "not a regular file";
+    throw new Error(`${path} is ${what}, not a regular file; refusing to read it`);
+  }
+  // The agent makes its files 0600: one every user may write was changed by hand, and another
+  // user may have written in it what the agent then trusts (a result to report as its own).
+  if (info.mode !== null && (info.mode & 0o002) !== 0) {
+    throw new Error(
+      `${path} may be written by every user (mode ${
+        (info.mode & 0o7777).toString(8).padStart(4, "0")
+      }); refusing to trust what it holds: check it, then chmod 600 it`,
+    );
+  }
+  const file = Deno.openSync(path, { read: true });
+  const opened = file.statSync();
+  if (opened.ino !== info.ino || opened.dev !== info.dev || !opened.isFile) {
+    file.close();
+    throw new Error(`${path} was replaced while it was being opened; refusing to read it`);
+  }
+  return file;
+}
+
+/**
+ * Reads one of the agent's own state files as UTF-8 text, through {@link openStateFileSync}.
+ *
+ * @param path The file.
+ * @param maxBytes The most bytes it may hold.
+ * @returns Its text, or `undefined` when there is none.
+ * @throws {Error} When something other than a regular file is in its place, or it holds more
+ *   than `maxBytes`.
+ */
+export function readStateTextSync(path: string, maxBytes: number): string | undefined {
+  const file = openStateFileSync(path);
+  if (file === undefined) return undefined;
+  using _ = file;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const buffer = new Uint8Array(Math.min(64 * 1024, maxBytes + 1));
+    const n = file.readSync(buffer);
+    if (n === null) break;
+    size += n;
+    if (size > maxBytes) {
+      throw new Error(
+        `${path} holds more than ${maxBytes} bytes; it is not a file the agent wrote`,
+      );
+    }
+    chunks.push(buffer.subarray(0, n));
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/**
  * Whether an I/O error says the file system has no room (ENOSPC, EDQUOT).
  *
  * @param error Anything thrown.
@@ -90,6 +178,33 @@ export function removeFileDurableSync(path: string): boolean {
   }
   syncDirSync(dirname(path));
   return true;
+}
+
+/** File systems whose contents a restart of the machine loses. */
+const VOLATILE_FILE_SYSTEMS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
+
+/**
+ * The type of the file system holding a directory when a restart of the machine empties it
+ * (`tmpfs`, `ramfs`), asked of `df` (Deno reads the mount table only under `--allow-all`).
+ *
+ * @param dir The directory.
+ * @returns The file system's type, or `undefined` when it keeps its files or cannot be told (no
+ *   permission to run `df`, a `df` without `--output`).
+ */
+export function volatileFileSystem(dir: string): string | undefined {
+  if (!isGranted({ name: "run", command: "df" })) return undefined;
+  try {
+    const output = new Deno.Command("df", {
+      args: ["--output=fstype", "--", dir],
+      stdin: "null",
+      stderr: "null",
+    }).outputSync();
+    if (!output.success) return undefined;
+    const type = new TextDecoder().decode(output.stdout).trim().split("\n").at(-1)?.trim();
+    return type !== undefined && VOLATILE_FILE_SYSTEMS.has(type) ? type : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

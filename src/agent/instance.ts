@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import { writeFileAtomicSync } from "./fs.ts";
+import { readStateTextSync, writeFileAtomicSync } from "./fs.ts";
 import { INSTANCE_ID_PATTERN } from "../protocol/mod.ts";
 
 /** Name of the file holding the instance id inside the state directory. */
@@ -19,16 +19,15 @@ export const INSTANCE_ID_FILE = "instance-id";
  *
  * @param dir The agent's (locked, durable) state directory.
  * @returns The id.
- * @throws {Error} When the file cannot be written.
+ * @throws {Error} When the file cannot be written, or what is in its place cannot be read (a
+ *   named pipe, a symlink, a file of more than 1 KiB).
  */
 export function stateInstanceId(dir: string): string {
   const path = join(dir, INSTANCE_ID_FILE);
-  try {
-    const kept = Deno.readTextFileSync(path).trim();
-    if (INSTANCE_ID_PATTERN.test(kept)) return kept;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
+  // Never a named pipe (the agent would hang at start) nor through a symlink, nor a file longer
+  // than any id to its end.
+  const kept = readStateTextSync(path, 1024)?.trim();
+  if (kept !== undefined && INSTANCE_ID_PATTERN.test(kept)) return kept;
   const id = crypto.randomUUID();
   writeFileAtomicSync(path, `${id}\n`);
   return id;

@@ -4,8 +4,9 @@
  *
  * On disk it is a JSON-lines log (`journal.jsonl`) under the state directory: every change is one
  * appended line, fsynced before the method returns; a torn last line (a crash mid-write), or a
- * line that is JSON but not a journal change (a damaged disk, a hand edit), is skipped with a
- * warning on the next open. The log is compacted into a snapshot by writing a temporary file,
+ * line that is not a journal change (a damaged disk, a hand edit), is skipped on the next open,
+ * with a warning for each of the first ten and a count of all. The log is read a piece at a time,
+ * so damage of any size never stops the agent from starting. The log is compacted into a snapshot by writing a temporary file,
  * fsyncing it and renaming it over the log. Without a directory the journal lives in memory.
  *
  * @module
@@ -19,7 +20,7 @@ import {
 } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type ExitRecord, MAX_COMMAND_LINE_LENGTH, type ProcessRecord } from "../exec/mod.ts";
-import { isNoSpace, StateWriteError, writeFileAtomicSync } from "./fs.ts";
+import { isNoSpace, openStateFileSync, StateWriteError, writeFileAtomicSync } from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
 import { openOwnFileSync } from "../own_files.ts";
 
@@ -87,6 +88,48 @@ export const DEFAULT_JOURNAL_RETENTION_MS = 7 * 24 * 3600 * 1000;
 const FILE_NAME = "journal.jsonl";
 const encoder = new TextEncoder();
 const log = logger("agent", "journal");
+
+/**
+ * The most characters of one journal line: far more than any change the journal writes (a command
+ * line is kept to its first 4096 characters, a result without its output). A longer line is
+ * damage, skipped without being held whole.
+ */
+const MAX_LINE_LENGTH = 16 * 1024 * 1024;
+
+/** How many skipped lines are logged one by one on open; the rest are counted. */
+const SHOWN_SKIPPED_LINES = 10;
+
+/**
+ * The lines of an open file, read 1 MiB at a time; a line longer than {@link MAX_LINE_LENGTH} is
+ * `null`. Sets `tail.torn` when the file does not end with a newline.
+ */
+function* readLines(file: Deno.FsFile, tail: { torn: boolean }): Generator<string | null> {
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(1024 * 1024);
+  let carry = "";
+  let overlong = false;
+  let last = 0x0a;
+  for (;;) {
+    const n = file.readSync(buffer);
+    if (n === null) break;
+    if (n === 0) continue;
+    last = buffer[n - 1];
+    const pieces = decoder.decode(buffer.subarray(0, n), { stream: true }).split("\n");
+    const rest = pieces.pop()!;
+    for (const piece of pieces) {
+      yield overlong || carry.length + piece.length > MAX_LINE_LENGTH ? null : carry + piece;
+      carry = "";
+      overlong = false;
+    }
+    if (overlong || carry.length + rest.length > MAX_LINE_LENGTH) {
+      overlong = true;
+      carry = "";
+    } else carry += rest;
+  }
+  carry += decoder.decode();
+  tail.torn = last !== 0x0a;
+  if (tail.torn) yield overlong ? null : carry;
+}
 
 type JournalOp =
   | { op: "start"; id: string; name: string; attempt: number; at: string }
@@ -556,38 +599,61 @@ export class Journal implements Disposable {
   #load(): void {
     if (!this.#path) return;
     this.#removeInterruptedSnapshots();
-    let text = "";
-    try {
-      text = Deno.readTextFileSync(this.#path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-    this.#tornTail = text.length > 0 && !text.endsWith("\n");
-    let needsCompaction = this.#tornTail;
+    // Never a named pipe (the agent would hang at start) nor through a symlink. Read a piece at a
+    // time: a journal of hundreds of megabytes (a region zeroed by a crash, a hand edit) is never
+    // held whole, nor made one string (past 512 MiB none can be, and the agent would not start).
+    const file = openStateFileSync(this.#path);
+    const tail = { torn: false };
     let lines = 0;
-    for (const line of text.split("\n")) {
-      if (line.trim() === "") continue;
-      lines++;
-      let op: JournalOp;
-      try {
-        op = JSON.parse(line);
-      } catch {
-        needsCompaction = true;
-        log.warning("journal line skipped: not JSON (a write torn by a crash)", {
-          file: this.#path,
-        });
-        continue;
+    let skipped = 0;
+    const skip = (why: string, line?: string) => {
+      skipped++;
+      if (skipped > SHOWN_SKIPPED_LINES) return;
+      log.warning(`journal line skipped: ${why}`, {
+        file: this.#path,
+        ...(line === undefined ? {} : { line: line.slice(0, 200) }),
+      });
+    };
+    try {
+      for (const line of file ? readLines(file, tail) : []) {
+        if (line === null) {
+          lines++;
+          skip(`longer than ${MAX_LINE_LENGTH} characters (no change the journal writes is)`);
+          continue;
+        }
+        if (line.trim() === "") continue;
+        lines++;
+        // Every line the journal writes is a JSON object: anything else is not parsed (a throw
+        // per line would take minutes over millions of lines of damage).
+        let op: JournalOp | undefined;
+        if (/^\s*\{/.test(line)) {
+          try {
+            op = JSON.parse(line);
+          } catch {
+            // skipped below
+          }
+        }
+        if (op === undefined) {
+          skip("not JSON (a write torn by a crash)");
+          continue;
+        }
+        if (!isJournalOp(op)) {
+          skip("JSON, but not a change the journal writes", line);
+          continue;
+        }
+        this.#apply(op);
       }
-      if (!isJournalOp(op)) {
-        needsCompaction = true;
-        log.warning("journal line skipped: JSON, but not a change the journal writes", {
-          file: this.#path,
-          line: line.slice(0, 200),
-        });
-        continue;
-      }
-      this.#apply(op);
+    } finally {
+      file?.close();
     }
+    if (skipped > SHOWN_SKIPPED_LINES) {
+      log.warning("journal lines skipped in all (only the first ones are shown)", {
+        file: this.#path,
+        skipped,
+      });
+    }
+    this.#tornTail = tail.torn;
+    const needsCompaction = tail.torn || skipped > 0;
     this.#linesSinceCompaction = lines;
     const pruned = this.prune() > 0;
     if (needsCompaction && !pruned) this.#compact();

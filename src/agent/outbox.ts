@@ -4,7 +4,8 @@
  * restart (PROTOCOL.md §6).
  *
  * On disk each pending report is one file `outbox/<sha256 of the id>.json`, written crash-safely
- * (temporary file, fsync, rename). Without a directory the outbox lives in memory.
+ * (temporary file, fsync, rename); one found under another name is renamed to that one (or, when
+ * that one exists, set aside as `.duplicate`). Without a directory the outbox lives in memory.
  *
  * @module
  */
@@ -13,6 +14,7 @@ import { join } from "node:path";
 import { keptReportSchema, type ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import { sharedDirectoryProblem } from "../own_files.ts";
 
 /** A report waiting to be accepted. */
 export interface OutboxItem {
@@ -31,6 +33,17 @@ export interface OutboxOptions {
 }
 
 const log = logger("agent", "outbox");
+
+/** Whether something is at a path (a symlink counts). */
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
 
 function fileNameOf(id: string): string {
   return createHash("sha256").update(id).digest("hex") + ".json";
@@ -69,6 +82,7 @@ export class Outbox {
    * @param options Directory; without it the outbox is in memory.
    * @returns The outbox.
    * @throws {Deno.errors.PermissionDenied} Or another I/O error when the directory is unusable.
+   * @throws {Error} When another user owns the directory or every user may write in it.
    */
   static open(options: OutboxOptions = {}): Outbox {
     const outbox = new Outbox(options);
@@ -202,6 +216,15 @@ export class Outbox {
       });
       return;
     }
+    // Created 0700: one another user may write in (changed by hand) could hold reports planted
+    // there, which the agent would send as its own.
+    const shared = sharedDirectoryProblem(this.#dir);
+    if (shared !== undefined) {
+      throw new Error(
+        `the outbox ${this.#dir} cannot be used: ${shared} (another user could put reports ` +
+          "in it for the agent to send as its own); check what it holds, then chmod 700 it",
+      );
+    }
     const loaded: OutboxItem[] = [];
     for (const dirEntry of Deno.readDirSync(this.#dir)) {
       if (!dirEntry.isFile) continue;
@@ -212,18 +235,40 @@ export class Outbox {
         continue;
       }
       if (!dirEntry.name.endsWith(".json")) continue;
+      let item: OutboxItem;
       try {
         const raw = JSON.parse(Deno.readTextFileSync(path));
         const report = keptReportSchema.parse(raw?.report);
         const queuedAt = typeof raw.queued_at === "string" ? raw.queued_at : "";
-        loaded.push({ report, queued_at: queuedAt });
+        item = { report, queued_at: queuedAt };
       } catch (error) {
         log.error("outbox file is unreadable; moved aside", {
           file: path,
           error: (error as Error).message,
         });
         Deno.renameSync(path, path + ".corrupt");
+        continue;
       }
+      // A report under another name (copied in or renamed by hand) would never be removed, the
+      // accepted result removing only its own name, and be sent again after every restart.
+      const own = join(this.#dir, fileNameOf(item.report.command_id));
+      if (path !== own) {
+        if (exists(own)) {
+          log.warning("outbox file holds a result another outbox file holds; moved aside", {
+            file: path,
+            commandId: item.report.command_id,
+          });
+          Deno.renameSync(path, path + ".duplicate");
+          continue;
+        }
+        Deno.renameSync(path, own);
+        log.info("outbox file renamed after the command it holds the result of", {
+          file: path,
+          to: own,
+          commandId: item.report.command_id,
+        });
+      }
+      loaded.push(item);
     }
     loaded.sort((a, b) => a.queued_at.localeCompare(b.queued_at));
     for (const item of loaded) this.#items.set(item.report.command_id, item);

@@ -156,7 +156,10 @@ export interface AgentOptions {
 export interface AgentRunSummary {
   /** Commands run (not counting deliveries that were answered from the journal). */
   commandsRun: number;
-  /** Reports still in the outbox (sent after a restart when the outbox is durable). */
+  /**
+   * Reports still in the outbox (sent after a restart when the outbox is durable, except those
+   * that could not be written to it: the stop loses them, with an error saying how many).
+   */
   reportsPending: number;
   /** Whether the journal and the outbox were on disk. */
   durable: boolean;
@@ -347,7 +350,11 @@ export async function runAgent(
     try {
       instanceId = stateInstanceId(options.stateDir ?? DEFAULT_STATE_DIR);
     } catch (error) {
-      log.warning("could not keep the instance id in the state directory: {error}", { error });
+      log.warning(
+        "could not keep the instance id in the state directory ({error}); this process is a " +
+          "new instance to the dashboard until that is fixed: remove what is in the way",
+        { error: (error as Error).message },
+      );
     }
   }
   log.info("agent instance {instanceId}", { instanceId });
@@ -439,17 +446,37 @@ export async function runAgent(
     heartbeatStop.abort();
     await heartbeat;
     await metricsServer?.finished;
+    // Results kept in memory only (their files could not be written: a full disk) are lost with
+    // the process: one last try to write them down.
+    if (state.durable && state.outbox.unsaved > 0) {
+      try {
+        state.retry?.();
+      } catch {
+        // Counted as lost below.
+      }
+    }
     if (ownState) state[Symbol.dispose]();
     if (ownExecutor) await executor.close?.();
   }
   const commandsRun = handler.commandsRun;
   const pending = state.outbox.size;
-  if (pending > 0) {
-    log.warning(
-      state.durable
-        ? "results not yet accepted stay in the outbox and are sent after a restart"
-        : "results not yet accepted are lost: the outbox is in memory only",
-      { pending },
+  const lost = state.durable ? state.outbox.unsaved : pending;
+  if (pending > lost) {
+    log.warning("results not yet accepted stay in the outbox and are sent after a restart", {
+      pending: pending - lost,
+    });
+  }
+  if (lost > 0 && !state.durable) {
+    log.warning("results not yet accepted are lost: the outbox is in memory only", {
+      pending: lost,
+    });
+  } else if (lost > 0) {
+    log.error(
+      "results not yet accepted are lost with this stop: the state directory could not be " +
+        "written (full, or not writable) when they were put in the outbox, nor now, so they " +
+        "were kept in memory only and the dashboard never gets them; free space in the state " +
+        "directory before stopping an agent that says its results are kept in memory",
+      { lost, stateDir: state.journal.dir ?? null },
     );
   }
   log.info("agent stopped", { commandsRun, reportsPending: pending });

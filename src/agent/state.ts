@@ -7,12 +7,20 @@
  */
 import { lockWithin } from "../clock.ts";
 import { DEFAULT_STATE_DIR } from "../defaults.ts";
-import { canReadWrite, isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import {
+  canReadWrite,
+  isNoSpace,
+  readStateTextSync,
+  removeFileDurableSync,
+  volatileFileSystem,
+  writeFileAtomicSync,
+} from "./fs.ts";
 import { logger } from "../log/mod.ts";
 import { NotOwnFileError, openOwnFileSync, sharedDirectoryProblem } from "../own_files.ts";
 import { writeAllSync } from "../write_all.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 import { Outbox } from "./outbox.ts";
+import { INSTANCE_ID_FILE } from "./instance.ts";
 
 const log = logger("agent", "state");
 
@@ -66,6 +74,9 @@ export interface StateOwner {
 /** Name of the file that says whose journal and outbox the state directory holds. */
 export const STATE_OWNER_FILE = "owner.json";
 
+/** The most bytes {@link STATE_OWNER_FILE} may hold: an agent id and a URL. */
+const OWNER_FILE_MAX_BYTES = 64 * 1024;
+
 /**
  * Opens the journal and the outbox: on disk under `dir` when `--allow-read` and `--allow-write`
  * cover it, in memory otherwise. Never throws `NotCapable`.
@@ -112,7 +123,12 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
       : error instanceof Deno.errors.NotADirectory
       ? "a part of the path above it is not a directory"
       : (error as Error).message;
-    throw new Error(`cannot create the state directory ${dir}: ${why}`, { cause: error });
+    // A read-only file system, a parent this user may not write: say what to do too.
+    throw new Error(
+      `cannot create the state directory ${dir}: ${why} (create it for this user, or set ` +
+        "STATE_DIR to another directory)",
+      { cause: error },
+    );
   }
   // Created 0700 when missing; one that was there already (made by another user in /tmp, say)
   // must be this user's alone: its journal tells a restarted agent which processes to kill.
@@ -124,6 +140,16 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
     );
   }
   const lock = lockStateDir(dir);
+  removeInterruptedWrites(dir);
+  const volatile = volatileFileSystem(dir);
+  if (volatile !== undefined) {
+    log.warning(
+      `the state directory ${dir} is on ${volatile}, which a restart of the machine empties: ` +
+        "a command running then would be run again when the dashboard delivers it again (its " +
+        "journal entry lost); set STATE_DIR to a directory on a disk, such as /var/lib/status",
+      { dir, fileSystem: volatile },
+    );
+  }
   let journal: Journal | undefined;
   try {
     journal = Journal.open({ ...options, dir });
@@ -201,14 +227,8 @@ function claimState(
 ): (() => boolean) | undefined {
   const path = `${dir}/${STATE_OWNER_FILE}`;
   const wanted = { agent_id: owner.agentId, dashboard_url: normalUrl(owner.dashboardUrl) };
-  let text: string | undefined;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) {
-      throw new Error(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
-    }
-  }
+  // Never a named pipe (the agent would hang at start) nor through a symlink.
+  const text = readStateTextSync(path, OWNER_FILE_MAX_BYTES);
   let kept: { agent_id?: unknown; dashboard_url?: unknown } | undefined;
   if (text !== undefined) {
     try {
@@ -231,12 +251,16 @@ function claimState(
       ? `agent ${JSON.stringify(kept.agent_id)} of the dashboard ${kept.dashboard_url}`
       : `an agent ${path} does not name (it is damaged)`;
     if (pending.size > 0) {
+      const named = typeof kept.agent_id === "string" && typeof kept.dashboard_url === "string";
+      // A damaged file names no old AGENT_ID to start with: say how to say whose they are.
+      const howToDeliver = named
+        ? "Start the agent with its old AGENT_ID and DASHBOARD_URL until they are delivered"
+        : `If they are this agent's, put ${JSON.stringify(wanted)} in ${path} and start it again`;
       throw new StateOwnerError(
         `the state directory ${dir} holds ${pending.size} result(s) not yet delivered of ${whose}; ` +
           `this agent is ${JSON.stringify(wanted.agent_id)} of the dashboard ` +
-          `${wanted.dashboard_url} and would send them as its own. Start the agent with its old ` +
-          "AGENT_ID and DASHBOARD_URL until they are delivered, or give it another STATE_DIR " +
-          `(--state-dir); remove ${dir} only if those results may be lost`,
+          `${wanted.dashboard_url} and would send them as its own. ${howToDeliver}, or give it ` +
+          `another STATE_DIR (--state-dir); remove ${dir} only if those results may be lost`,
         pending.size,
         typeof kept.agent_id === "string" ? kept.agent_id : undefined,
       );
@@ -270,9 +294,13 @@ function claimState(
   };
 }
 
-/** Writes and removes a small file: whether the directory has room for a journal entry. */
+/**
+ * Writes and removes a small file: whether the directory has room for a journal entry. Its name
+ * is new each time: under a fixed one, a directory made there by hand failed every probe, and an
+ * agent that had once found the disk full took no command again.
+ */
 function canWriteProbe(dir: string): boolean {
-  const path = `${dir}/space-probe.tmp`;
+  const path = `${dir}/space-probe.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
     writeFileAtomicSync(path, "x".repeat(4096));
     removeFileDurableSync(path);
@@ -284,6 +312,29 @@ function canWriteProbe(dir: string): boolean {
       // not there
     }
     return false;
+  }
+}
+
+/**
+ * The temporary files of writes a crash interrupted before their rename, and space probes it
+ * interrupted before their removal: each has a name of its own, so none is ever written over.
+ * (The journal and the outbox remove their own.)
+ */
+const INTERRUPTED_WRITE = new RegExp(
+  `^(?:(?:${STATE_OWNER_FILE.replace(".", "\\.")}|${INSTANCE_ID_FILE})\\.[0-9a-f]{8}\\.tmp|` +
+    "space-probe\\.[0-9a-f]{8}\\.tmp(?:\\.[0-9a-f]{8}\\.tmp)?)$",
+);
+
+/** Removes what {@link INTERRUPTED_WRITE} names from the (locked) state directory. */
+function removeInterruptedWrites(dir: string): void {
+  try {
+    for (const entry of Deno.readDirSync(dir)) {
+      if (entry.isFile && INTERRUPTED_WRITE.test(entry.name)) {
+        Deno.removeSync(`${dir}/${entry.name}`);
+      }
+    }
+  } catch (error) {
+    log.debug("interrupted writes not removed", { dir, error: (error as Error).message });
   }
 }
 

@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agent/mod.ts";
 import type { ReportRequest } from "../../src/protocol/mod.ts";
-import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE } from "../../src/agent/state.ts";
+import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE, STATE_OWNER_FILE } from "../../src/agent/state.ts";
+import { INSTANCE_ID_FILE, stateInstanceId } from "../../src/agent/instance.ts";
+import { captureLogs, FakeExecutor } from "./_helpers.ts";
+import { runAgent } from "../../src/agent/mod.ts";
+import { command, StubDashboard } from "../_stub_dashboard.ts";
 
 function report(id: string, stdout = "hello\n"): ReportRequest {
   return {
@@ -74,6 +78,55 @@ Deno.test("journal ignores a line torn by a crash and keeps appending cleanly", 
     const text = Deno.readTextFileSync(join(dir, "journal.jsonl"));
     assert.ok(text.endsWith("\n"));
     for (const line of text.trim().split("\n")) JSON.parse(line);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a journal with hundreds of megabytes of damage opens, keeping the changes around it", () => {
+  // A crash can leave a region of zeros in a file (XFS, ext4 with delayed allocation); a hand edit
+  // can leave anything. 600 MiB without a newline is one line longer than any string V8 makes: the
+  // journal could not be read at all, and the agent did not start. (A sparse file: no disk used.)
+  const dir = Deno.makeTempDirSync({ prefix: "status-huge-journal-" });
+  const path = join(dir, "journal.jsonl");
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "before", name: "echo a", attempt: 1 });
+    }
+    {
+      using file = Deno.openSync(path, { write: true });
+      file.truncateSync(Deno.statSync(path).size + 600 * 1024 * 1024);
+    }
+    const after = { op: "start", id: "after", name: "echo b", attempt: 1, at: "2026-01-12T10:00Z" };
+    Deno.writeTextFileSync(path, "\n" + JSON.stringify(after) + "\n", { append: true });
+    {
+      using journal = Journal.open({ dir });
+      assert.deepEqual(journal.entries().map((e) => e.id), ["before", "after"]);
+    }
+    assert.ok(Deno.statSync(path).size < 4096, "compacted to what it holds");
+    using journal = Journal.open({ dir });
+    assert.deepEqual(journal.entries().map((e) => e.id), ["before", "after"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a journal of many damaged lines warns of the first ones and counts the rest", () => {
+  // One warning per line made millions of log lines (and minutes) out of a damaged journal.
+  const dir = Deno.makeTempDirSync({ prefix: "status-damaged-journal-" });
+  try {
+    {
+      using journal = Journal.open({ dir });
+      journal.start({ id: "a", name: "echo a", attempt: 1 });
+    }
+    Deno.writeTextFileSync(join(dir, "journal.jsonl"), "garbage\n".repeat(5000), { append: true });
+    using logs = captureLogs();
+    using journal = Journal.open({ dir });
+    assert.deepEqual(journal.entries().map((e) => e.id), ["a"]);
+    const skipped = logs.records.filter((r) => /^journal line/.test(String(r.message)));
+    assert.ok(skipped.length <= 11, `${skipped.length} warnings`);
+    assert.equal(skipped.at(-1)?.skipped, 5000);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -296,6 +349,37 @@ Deno.test("outbox drops an interrupted temporary file and sets aside a corrupt o
   }
 });
 
+Deno.test("an outbox file under another name is renamed, so that its accepted result goes", () => {
+  // Copied in or renamed by hand: removed by its own name only, it was sent after every restart.
+  const dir = Deno.makeTempDirSync();
+  try {
+    let own: string;
+    {
+      const outbox = Outbox.open({ dir });
+      outbox.put(report("a"));
+      outbox.put(report("b"));
+      own = [...Deno.readDirSync(join(dir, "outbox"))].map((e) => e.name).sort()[0];
+    }
+    const outboxDir = join(dir, "outbox");
+    const text = Deno.readTextFileSync(join(outboxDir, own));
+    const which = JSON.parse(text).report.command_id;
+    Deno.renameSync(join(outboxDir, own), join(outboxDir, "restored.json"));
+    // And a second copy of the other one's.
+    const other = [...Deno.readDirSync(outboxDir)].find((e) => e.name !== "restored.json")!;
+    Deno.copyFileSync(join(outboxDir, other.name), join(outboxDir, "copy.json"));
+    {
+      const outbox = Outbox.open({ dir });
+      assert.deepEqual(outbox.pending().map((r) => r.command_id).sort(), ["a", "b"]);
+      outbox.remove(which);
+      outbox.remove(which === "a" ? "b" : "a");
+    }
+    assert.equal(Outbox.open({ dir }).size, 0, "nothing is sent again");
+    assert.deepEqual([...Deno.readDirSync(outboxDir)].map((e) => e.name), ["copy.json.duplicate"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("an outbox in memory works the same but is not durable", () => {
   const outbox = Outbox.open({});
   outbox.put(report("a"));
@@ -396,6 +480,58 @@ Deno.test("a state directory others may write, or another user's, is refused", a
   });
 });
 
+Deno.test("a journal, owner file or outbox that every user may write is refused", async (t) => {
+  // The agent makes them 0600 and 0700; changed by hand in a directory others may enter (0755),
+  // another user could plant a result in them for the agent to report as its own.
+  const owner = { agentId: "web-1", dashboardUrl: "http://d" };
+  const cases: [string, number, RegExp][] = [
+    ["journal.jsonl", 0o666, /journal\.jsonl may be written by every user \(mode 0666\)/],
+    [STATE_OWNER_FILE, 0o646, /owner\.json may be written by every user \(mode 0646\)/],
+    [
+      "outbox",
+      0o777,
+      /the outbox .*outbox cannot be used: every user may write in it \(mode 0777\)/,
+    ],
+  ];
+  for (const [name, mode, message] of cases) {
+    await t.step(name, () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-open-" });
+      try {
+        Deno.chmodSync(dir, 0o755);
+        openAgentState({ dir, owner })[Symbol.dispose]();
+        Deno.chmodSync(join(dir, name), mode);
+        assert.throws(() => openAgentState({ dir, owner }), { message });
+        Deno.chmodSync(join(dir, name), name === "outbox" ? 0o700 : 0o600);
+        openAgentState({ dir, owner })[Symbol.dispose]();
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test({
+  name: "a state directory on tmpfs is used, with a warning that a reboot empties it",
+  // Where /dev/shm is no tmpfs there is nothing to try it on.
+  ignore: new TextDecoder().decode(
+    new Deno.Command("df", { args: ["--output=fstype", "/dev/shm"], stderr: "null" }).outputSync()
+      .stdout,
+  ).trim().split("\n").at(-1) !== "tmpfs",
+  fn: () => {
+    const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "status-tmpfs-" });
+    try {
+      using logs = captureLogs();
+      openAgentState({ dir })[Symbol.dispose]();
+      assert.ok(
+        logs.has(/is on tmpfs, which a restart of the machine empties: a command running then/),
+        logs.messages().join("\n"),
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("a state directory the agent cannot create its lock in is refused naming STATE_DIR", () => {
   // The error was the system call's alone: "Read-only file system (os error 30): open '.../agent.lock'".
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
@@ -428,7 +564,7 @@ Deno.test("a symlink in place of the lock or the journal is refused; what it nam
         assert.throws(() => openAgentState({ dir }), {
           message: new RegExp(
             `^cannot (use|open the journal and outbox in) the state directory ${dir}: ` +
-              `.*${name.replace(".", "\\.")} is a symlink; refusing to write through it`,
+              `.*${name.replace(".", "\\.")} is a symlink; refusing to (read or )?write through it`,
           ),
         });
         assert.equal(
@@ -439,6 +575,98 @@ Deno.test("a symlink in place of the lock or the journal is refused; what it nam
         Deno.removeSync(parent, { recursive: true });
       }
     });
+  }
+});
+
+Deno.test("a named pipe in place of a state file is refused at once, not waited on", async (t) => {
+  // Opening a named pipe to read it waits until something writes to it: the agent hung at start
+  // without a word. Here a writer stands ready, so that a reader that opens it gets its text
+  // instead of hanging the test.
+  const cases: [string, (dir: string) => unknown][] = [
+    ["journal.jsonl", (dir) => openAgentState({ dir })],
+    [
+      STATE_OWNER_FILE,
+      (dir) => openAgentState({ dir, owner: { agentId: "web-1", dashboardUrl: "http://d" } }),
+    ],
+    [INSTANCE_ID_FILE, (dir) => stateInstanceId(dir)],
+  ];
+  for (const [name, open] of cases) {
+    await t.step(name, async () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-fifo-" });
+      const fifo = join(dir, name);
+      const made = await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] }).output();
+      assert.ok(made.success);
+      const writer = new Deno.Command("sh", {
+        args: ["-c", 'printf "%s\n" "$1" > "$2"', "sh", "not state", fifo],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      try {
+        assert.throws(() => open(dir), {
+          message: new RegExp(
+            `${fifo.replaceAll(".", "\\.")} is a named pipe, not a regular file; refusing to ` +
+              "read it",
+          ),
+        });
+        assert.ok(Deno.lstatSync(fifo).isFifo, "left where it was");
+      } finally {
+        writer.kill("SIGKILL");
+        await writer.status;
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("a directory in the state directory under the space probe's old name does not block the agent", () => {
+  // Once a write failed (a full disk), the agent takes no command until this probe succeeds: under
+  // its fixed name, a directory there failed it for ever.
+  const dir = Deno.makeTempDirSync({ prefix: "status-probe-" });
+  try {
+    using state = openAgentState({ dir });
+    Deno.mkdirSync(join(dir, "space-probe.tmp"));
+    assert.equal(state.retry?.(), true);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("space-probe")),
+      ["space-probe.tmp"],
+      "the probe leaves nothing behind",
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a state directory that cannot be created is refused, saying what to do", () => {
+  // Beneath a file here; a read-only file system or a parent of another user's says the same.
+  const file = Deno.makeTempFileSync({ prefix: "status-not-a-dir-" });
+  try {
+    assert.throws(() => openAgentState({ dir: join(file, "state") }), {
+      message: `cannot create the state directory ${join(file, "state")}: a part of the path ` +
+        "above it is not a directory (create it for this user, or set STATE_DIR to another " +
+        "directory)",
+    });
+  } finally {
+    Deno.removeSync(file);
+  }
+});
+
+Deno.test("what a crash left of the state directory's small writes is removed on open", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-leftovers-" });
+  try {
+    const leftovers = [
+      "owner.json.1f2e3d4c.tmp",
+      "instance-id.0a1b2c3d.tmp",
+      "space-probe.5e6f7a8b.tmp",
+      "space-probe.5e6f7a8b.tmp.9c0d1e2f.tmp",
+    ];
+    const kept = ["notes.tmp", "owner.json.bak", "space-probe.tmp"];
+    for (const name of [...leftovers, ...kept]) Deno.writeTextFileSync(join(dir, name), "x");
+    openAgentState({ dir })[Symbol.dispose]();
+    const names = new Set([...Deno.readDirSync(dir)].map((e) => e.name));
+    for (const name of leftovers) assert.ok(!names.has(name), `${name} removed`);
+    for (const name of kept) assert.ok(names.has(name), `${name} kept`);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });
 
@@ -531,6 +759,27 @@ Deno.test("a state directory holding another agent id's or dashboard's results i
         assert.equal(state.journal.get("cmd-1")?.state, "done");
       });
     }
+    await t.step("a damaged owner file: refused, saying how to name this agent the owner", () => {
+      const path = join(dir, STATE_OWNER_FILE);
+      const kept = Deno.readTextFileSync(path);
+      try {
+        Deno.writeTextFileSync(path, '{"agent_id":"web-1","dashb');
+        const wanted = JSON.stringify({ agent_id: "web-1", dashboard_url: "http://dash-a:5000" });
+        assert.throws(() => openAgentState({ dir, owner: web1 }), {
+          name: "StateOwnerError",
+          message: new RegExp(
+            `not yet delivered of an agent ${path} does not name \\(it is damaged\\); .*If they ` +
+              `are this agent's, put ${wanted.replace(/[{}.]/g, "\\$&")} in ${path} and start it ` +
+              "again, or give it another STATE_DIR",
+          ),
+        });
+        Deno.writeTextFileSync(path, wanted);
+        using state = openAgentState({ dir, owner: web1 });
+        assert.equal(state.outbox.get("cmd-1")?.command_id, "cmd-1");
+      } finally {
+        Deno.writeTextFileSync(path, kept);
+      }
+    });
     await t.step("taken over once everything was delivered; old ids no longer count as run", () => {
       {
         using state = openAgentState({ dir, owner: web1 });
@@ -555,5 +804,57 @@ Deno.test("a state directory holding another agent id's or dashboard's results i
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a result kept in memory because the disk was full is written at the stop, or said lost", async (t) => {
+  for (const spaceReturns of [true, false]) {
+    await t.step(
+      spaceReturns ? "space returned: written down" : "still full: said lost",
+      async () => {
+        const dir = Deno.makeTempDirSync({ prefix: "status-stop-unsaved-" });
+        try {
+          using logs = captureLogs();
+          await using stub = new StubDashboard();
+          // The dashboard is away: the result waits in the outbox.
+          stub.override = (seen) =>
+            seen.kind === "report" ? new Response("busy", { status: 503 }) : undefined;
+          const state = openAgentState({ dir });
+          // The outbox cannot be written (a file stands in its place): the result is kept in memory.
+          Deno.removeSync(join(dir, "outbox"), { recursive: true });
+          Deno.writeTextFileSync(join(dir, "outbox"), "");
+          const stop = new AbortController();
+          const done = runAgent({
+            dashboardUrl: stub.url,
+            agentId: "agent-1",
+            pollingTimeoutSecs: 1,
+            pollingBackoffSecs: 0.05,
+            pollingBackoffMaxSecs: 0.1,
+            heartbeat: false,
+            executor: new FakeExecutor(),
+            state,
+          }, stop.signal);
+          stub.enqueue(command("cmd-1", "echo hi"));
+          await stub.until(() => stub.seen.some((s) => s.kind === "report"), 20_000, "the report");
+          assert.equal(state.outbox.unsaved, 1);
+          if (spaceReturns) Deno.removeSync(join(dir, "outbox"));
+          stop.abort();
+          const summary = await done;
+          state[Symbol.dispose]();
+          assert.equal(summary.reportsPending, 1);
+          const lost = logs.records.find((r) => /are lost with this stop/.test(String(r.message)));
+          if (spaceReturns) {
+            assert.equal(lost, undefined);
+            assert.ok(logs.has(/stay in the outbox and are sent after a restart/));
+            assert.deepEqual(Outbox.open({ dir }).pending().map((r) => r.command_id), ["cmd-1"]);
+          } else {
+            assert.equal(lost?.lost, 1);
+            assert.ok(!logs.has(/stay in the outbox and are sent after a restart/));
+          }
+        } finally {
+          Deno.removeSync(dir, { recursive: true });
+        }
+      },
+    );
   }
 });

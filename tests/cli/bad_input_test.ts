@@ -292,7 +292,8 @@ Deno.test("the library's state directory error says a file is in the way", async
   const file = await Deno.makeTempFile();
   try {
     assert.throws(() => openAgentState({ dir: file }), {
-      message: `cannot create the state directory ${file}: it exists and is not a directory`,
+      message: `cannot create the state directory ${file}: it exists and is not a directory ` +
+        "(create it for this user, or set STATE_DIR to another directory)",
     });
   } finally {
     await Deno.remove(file);
