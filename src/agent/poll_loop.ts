@@ -59,6 +59,8 @@ export class PollLoop {
   readonly #staleBackoff: PollBackoff;
   /** Whether new commands are refused: the journal cannot be written. */
   #blocked = false;
+  /** Since when (ms) and how many times requests have failed in a row; `null` while they work. */
+  #failing: { since: number; times: number } | null = null;
 
   /**
    * Makes the loop.
@@ -107,6 +109,7 @@ export class PollLoop {
       }
       switch (outcome.kind) {
         case "command": {
+          this.#answered();
           const handled = await handler.handle(outcome.command);
           if (handled === "forgotten") {
             // Answered from the journal again and again, this would be a tight loop of waits and
@@ -126,6 +129,7 @@ export class PollLoop {
           break;
         }
         case "empty": {
+          this.#answered();
           this.#backoff.reset();
           this.#staleBackoff.reset();
           const elapsed = clock.now() - started;
@@ -199,9 +203,25 @@ export class PollLoop {
     await this.#options.clock.sleep(delayMs, this.#options.signal);
   }
 
+  /**
+   * A wait was answered: after failed requests, says once that the dashboard answers again (the
+   * warnings before it would otherwise be the last word in the log).
+   */
+  #answered(): void {
+    const failing = this.#failing;
+    if (failing === null) return;
+    this.#failing = null;
+    pollLog.info("the dashboard answers again, after {times} failed requests in {secs} s", {
+      times: failing.times,
+      secs: Math.max(0, Math.round((this.#options.clock.now() - failing.since) / 1000)),
+    });
+  }
+
   /** Logs a failed request and waits: `Retry-After` when given, else the next back-off delay. */
   async #pause(failure: RequestFailure, what: "wait" | "report"): Promise<void> {
     if (failure.kind === "aborted") return;
+    if (this.#failing === null) this.#failing = { since: this.#options.clock.now(), times: 0 };
+    this.#failing.times++;
     // A 429 without a Retry-After the agent can read is backed off, but never asked again at
     // once: the dashboard did say to wait.
     const delayMs = failure.kind === "throttled"

@@ -660,6 +660,38 @@ Deno.test("back-off: unreachable dashboard gives growing, jittered, capped delay
   });
 });
 
+Deno.test("after failed requests, the agent says once that the dashboard answers again", async () => {
+  using logs = captureLogs();
+  const clock = new RecordingClock();
+  let calls = 0;
+  const stop = new AbortController();
+  const fakeFetch: typeof fetch = () => {
+    calls++;
+    if (calls <= 3) return Promise.reject(new TypeError("error sending request: refused"));
+    if (calls <= 4) return Promise.resolve(new Response("down", { status: 503 }));
+    if (calls >= 7) stop.abort();
+    return Promise.resolve(new Response(null, { status: 204 }));
+  };
+  await runAgent({
+    dashboardUrl: "http://127.0.0.1:9",
+    agentId: "agent-1",
+    pollingBackoffSecs: 1,
+    heartbeat: false,
+    executor: new FakeExecutor(),
+    state: memoryAgentState(),
+    fetch: fakeFetch,
+    clock,
+  }, stop.signal);
+  const again = logs.records.filter((r) => /answers again/.test(String(r.message)));
+  assert.equal(again.length, 1, "said once, not at every answer after it");
+  assert.equal(again[0].level, "info");
+  assert.equal(again[0].times, 4);
+  assert.match(
+    String(again[0].message),
+    /^the dashboard answers again, after 4 failed requests in \d+ s$/,
+  );
+});
+
 Deno.test("429 with Retry-After: 2 delays the next request by at least 2 s", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
