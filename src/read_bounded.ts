@@ -24,6 +24,17 @@
  */
 export function readTextFileBounded(path: string, maxBytes: number): string | undefined {
   using file = Deno.openSync(path);
+  return readTextBounded(file, maxBytes);
+}
+
+/**
+ * Reads an open file to its end as UTF-8 text, at most `maxBytes` of it.
+ *
+ * @param file The file, read from where it stands.
+ * @param maxBytes The most bytes it may hold.
+ * @returns Its text, or `undefined` when it holds more than `maxBytes`.
+ */
+export function readTextBounded(file: Deno.FsFile, maxBytes: number): string | undefined {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {

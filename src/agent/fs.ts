@@ -8,6 +8,7 @@
 import { writeAllSync } from "../write_all.ts";
 import { dirname } from "node:path";
 import { isGranted } from "../permissions.ts";
+import { readTextBounded } from "../read_bounded.ts";
 
 const encoder = new TextEncoder();
 
@@ -88,27 +89,11 @@ export function readStateTextSync(path: string, maxBytes: number): string | unde
   const file = openStateFileSync(path);
   if (file === undefined) return undefined;
   using _ = file;
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const buffer = new Uint8Array(Math.min(64 * 1024, maxBytes + 1));
-    const n = file.readSync(buffer);
-    if (n === null) break;
-    size += n;
-    if (size > maxBytes) {
-      throw new Error(
-        `${path} holds more than ${maxBytes} bytes; it is not a file the agent wrote`,
-      );
-    }
-    chunks.push(buffer.subarray(0, n));
+  const text = readTextBounded(file, maxBytes);
+  if (text === undefined) {
+    throw new Error(`${path} holds more than ${maxBytes} bytes; it is not a file the agent wrote`);
   }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return new TextDecoder().decode(bytes);
+  return text;
 }
 
 /**
