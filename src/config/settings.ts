@@ -182,8 +182,9 @@ const dashboardUrl = url.superRefine((s, ctx) => {
   }
   // A URL copied from a curl example (`.../api/v1/commands`): the API's paths are added to it, so
   // every request would go to `/api/v1/.../api/v1/...` and be answered 404 (for `status result`,
-  // "no command"). A path before `/api` is a proxy's prefix and stays.
-  const api = /\/api(?:\/v1)?(?:\/|$)/.exec(u.pathname);
+  // "no command"). A path before `/api` is a proxy's prefix and stays, and so does one that only
+  // goes on past `/api/` (`/api/fleet/`: a proxy's prefix too).
+  const api = /\/api(?:\/v1(?:\/|$)|\/?$)/.exec(u.pathname);
   if ((u.protocol === "http:" || u.protocol === "https:") && api) {
     ctx.addIssue({
       code: "custom",

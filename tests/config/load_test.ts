@@ -196,7 +196,14 @@ Deno.test("validation errors name the setting, its source and the bad value", as
 });
 
 Deno.test("a dashboard URL with a proxy's path prefix loads as it is", () => {
-  for (const url of ["https://ops.example/status", "https://ops.example/apis/", "http://h:5000/"]) {
+  for (
+    const url of [
+      "https://ops.example/status",
+      "https://ops.example/apis/",
+      "https://ops.example/api/fleet/",
+      "http://h:5000/",
+    ]
+  ) {
     const { settings } = loadSettings({
       roles: ["operator"],
       env: { DASHBOARD_URL: url },
