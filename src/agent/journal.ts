@@ -6,8 +6,9 @@
  * appended line, fsynced before the method returns; a torn last line (a crash mid-write), or a
  * line that is not a journal change (a damaged disk, a hand edit), is skipped on the next open,
  * with a warning for each of the first ten and a count of all. The log is read a piece at a time,
- * so damage of any size never stops the agent from starting. The log is compacted into a snapshot by writing a temporary file,
- * fsyncing it and renaming it over the log. Without a directory the journal lives in memory.
+ * so damage of any size never stops the agent from starting. The log is compacted into a snapshot
+ * by writing a temporary file, fsyncing it and renaming it over the log. Without a directory the
+ * journal lives in memory.
  *
  * @module
  */
