@@ -26,9 +26,9 @@ export class StateWriteError extends Error {
 
 /**
  * Opens one of the agent's own state files for reading, refusing a symlink, anything but a
- * regular file, and a file every user may write in its place: opening a named pipe waits until something writes to it (the agent
- * would hang at start without a word), and a symlink to `/dev/zero` would be read until memory
- * runs out.
+ * regular file, and a file every user may write in its place: opening a named pipe waits until
+ * something writes to it (the agent would hang at start without a word), and a symlink to
+ * `/dev/zero` would be read until memory runs out.
  *
  * @param path The file.
  * @returns The open file, or `undefined` when there is none.
