@@ -655,11 +655,30 @@ export function describeTarget(target: RunTarget): string {
 
 /**
  * Digest of a run request (name, params, target, limits): re-posting an id with the same digest
- * is a duplicate.
+ * is a duplicate. The target's agent ids count as a set (the run chooses its agents in id order,
+ * one given twice once): `["b", "a", "a"]` is the same target as `["a", "b"]`.
  *
  * @param request The request.
  */
 export function runFingerprint(request: RunRequest): string {
+  const agents = request.target.agents;
+  const target = agents === undefined
+    ? request.target
+    : { ...request.target, agents: [...new Set(agents)].sort() };
+  return digestOf({ ...request, target });
+}
+
+/**
+ * The digest {@link runFingerprint} was before it took the agent ids as a set (as given, in
+ * order): a run stored then still answers its own body as a duplicate.
+ *
+ * @param request The request.
+ */
+function legacyRunFingerprint(request: RunRequest): string {
+  return digestOf(request);
+}
+
+function digestOf(request: RunRequest): string {
   const canonical = canonicalJson({
     name: request.name,
     params: request.params ?? {},
@@ -854,7 +873,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       return c.json({ ...runView(run), offline, warnings }, 201);
 
       function answerExisting(run: RunRecord, digest: string) {
-        if (run.fingerprint !== digest) {
+        if (run.fingerprint !== digest && run.fingerprint !== legacyRunFingerprint(request)) {
           throw new HttpError(409, `run ${id} already exists with a different body; use a new id`);
         }
         return c.json({ ...runView(run), duplicate: true }, 200);

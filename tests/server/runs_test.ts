@@ -4,6 +4,7 @@
  * table and exit code, cancel, and bad targets.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { countTargetReads } from "../store/_target_reads.ts";
 import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
@@ -24,6 +25,7 @@ import {
   runView,
 } from "../../src/server/runs.ts";
 import { CommandEvents } from "../../src/server/events.ts";
+import { canonicalJson } from "../../src/server/fingerprint.ts";
 import { observeStore } from "../../src/server/observed_store.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
@@ -1491,4 +1493,60 @@ Deno.test("a step nobody waits for starts twice as long after the last step as i
   } finally {
     scheduler.close();
   }
+});
+
+Deno.test("a run's target agents count as a set: the same ids in another order or twice are its duplicate", async (t) => {
+  await using d = await makeDashboard();
+  const post = async (body: unknown) => {
+    const response = await d.admin("POST", "/api/v1/runs", body);
+    return { status: response.status, body: await json(response) };
+  };
+  await t.step("another order, or an id given twice, is the same run", async () => {
+    const created = await post({ id: "set", name: "true", target: { agents: ["a2", "a1"] } });
+    assert.equal(created.status, 201);
+    for (const agents of [["a1", "a2"], ["a2", "a1"], ["a1", "a2", "a1"]]) {
+      const again = await post({ id: "set", name: "true", target: { agents } });
+      assert.equal(again.status, 200, `${agents}: ${JSON.stringify(again.body)}`);
+      assert.equal(again.body.duplicate, true);
+      assert.deepEqual(again.body.target, { agents: ["a2", "a1"] }, "the run as first posted");
+    }
+  });
+  await t.step("other agents are another body", async () => {
+    const other = await post({ id: "set", name: "true", target: { agents: ["a1"] } });
+    assert.equal(other.status, 409);
+    assert.match(other.body.error as string, /^run set already exists with a different body/);
+  });
+  await t.step(
+    "a run stored with the digest of its ids as given still knows its body",
+    async () => {
+      const request = { name: "true", target: { agents: ["a2", "a1"] } };
+      const asGiven = createHash("sha256").update(canonicalJson({
+        ...request,
+        params: {},
+        max_concurrency: null,
+        max_errors: null,
+      })).digest("hex");
+      await d.store.createRun({
+        id: "old",
+        name: request.name,
+        params: {},
+        target: request.target,
+        fingerprint: asGiven,
+        maxConcurrency: 2,
+        maxConcurrencySpec: null,
+        maxErrors: null,
+        targets: ["a1", "a2"].map((agentId) => ({
+          agentId,
+          commandId: `old:${agentId}`,
+          offlineAtCreation: false,
+        })),
+        now: d.clock.now(),
+      });
+      const again = await post({ id: "old", ...request });
+      assert.equal(again.status, 200, JSON.stringify(again.body));
+      assert.equal(again.body.duplicate, true);
+      const other = await post({ id: "old", name: "false", target: request.target });
+      assert.equal(other.status, 409);
+    },
+  );
 });
