@@ -82,6 +82,10 @@ export const READ_PAUSE_FACTOR = 4;
 export const STEP_PAUSE_FACTOR = 2;
 /** Longest such pause, in ms. */
 export const MAX_STEP_PAUSE_MS = 2000;
+/** How many open runs a sweep steps together (the next ones once these are stepped). */
+export const SWEEP_BATCH = 1000;
+/** Most open runs a sweep reads the ids of. */
+export const MAX_SWEPT_RUNS = 1_000_000;
 /** How many unknown agent ids of a target the `404`'s `details.unknown_agents` lists. */
 const MAX_DETAILED_UNKNOWN_AGENTS = 100;
 
@@ -165,14 +169,25 @@ export class RunScheduler {
     if (every > 0 && !this.#closed) arm();
   }
 
-  /** Steps every open run once. */
+  /**
+   * Steps every open run once, {@link SWEEP_BATCH} runs at a time. Every one: the sweep read the
+   * newest 10,000, and after a restart an older open run was never stepped again (nothing
+   * watched its commands), its agents' parts never started.
+   */
   async sweep(): Promise<void> {
     if (this.#closed) return;
     // The ids alone: each step reads its run (listing the runs read every target of each, with
     // its command and output, only to be read again by the step).
-    const open = await this.#options.store.listOpenRunIds(10_000);
-    // Nobody shows these runs: the steps read no command output.
-    await Promise.all(open.map((id) => this.#advance(id, false)));
+    const open = await this.#options.store.listOpenRunIds(MAX_SWEPT_RUNS);
+    if (open.length === MAX_SWEPT_RUNS) {
+      log.warning("{count} runs are open; the sweep steps the newest {count} of them", {
+        count: MAX_SWEPT_RUNS,
+      });
+    }
+    for (let at = 0; at < open.length && !this.#closed; at += SWEEP_BATCH) {
+      // Nobody shows these runs: the steps read no command output.
+      await Promise.all(open.slice(at, at + SWEEP_BATCH).map((id) => this.#advance(id, false)));
+    }
   }
 
   /**

@@ -1550,3 +1550,32 @@ Deno.test("a run's target agents count as a set: the same ids in another order o
     },
   );
 });
+
+Deno.test("a sweep steps every open run, not only the newest 10,000", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  await store.ensureAgent("a1", now);
+  const count = 10_001;
+  for (let i = 0; i < count; i++) await createRunOf(store, `r${i}`, ["a1"], now);
+  const started: string[] = [];
+  const scheduler = new RunScheduler({
+    store,
+    clock: new FakeClock(),
+    events: new CommandEvents(),
+    sweepMs: 0,
+    enqueue(run) {
+      started.push(run.id);
+      return Promise.resolve();
+    },
+  });
+  try {
+    // As after a restart: nothing watches these runs' commands; the sweep alone steps them.
+    await scheduler.sweep();
+    assert.equal(started.length, count);
+    assert.ok(started.includes("r0"), "the oldest open run is stepped too");
+    assert.notEqual((await store.getRunState("r0"))?.targets[0].startedAt, null);
+  } finally {
+    scheduler.close();
+  }
+});
