@@ -1579,3 +1579,40 @@ Deno.test("a sweep steps every open run, not only the newest 10,000", async () =
     scheduler.close();
   }
 });
+
+Deno.test("a run whose params name another deployment than its target is refused, nothing stored", async () => {
+  await using d = await makeDashboard();
+  const heartbeat = await d.agent({
+    agentId: "a1",
+    path: "/api/v1/agent/heartbeat",
+    body: { deployment_hash: "prod" },
+  });
+  assert.equal(heartbeat.status, 200);
+  await heartbeat.body?.cancel();
+  const refused = await d.admin("POST", "/api/v1/runs", {
+    id: "dep",
+    name: "true",
+    target: { deployment: "prod" },
+    params: { deployment_hash: "staging" },
+  });
+  assert.equal(refused.status, 400);
+  const body = await json(refused);
+  assert.equal(
+    body.error,
+    'field "params.deployment_hash": "staging" is not the target\'s deployment "prod": the ' +
+      "run's agents wait on \"prod\" and would never receive it; leave it out (the target's " +
+      "deployment is used) or give the same",
+  );
+  const missing = await d.admin("GET", "/api/v1/runs/dep");
+  assert.equal(missing.status, 404, "nothing is stored");
+  await missing.body?.cancel();
+  // The same hash as the target's is what the run would use anyway.
+  const same = await d.admin("POST", "/api/v1/runs", {
+    id: "dep",
+    name: "true",
+    target: { deployment: "prod" },
+    params: { deployment_hash: "prod" },
+  });
+  assert.equal(same.status, 201);
+  await same.body?.cancel();
+});
