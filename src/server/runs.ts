@@ -842,6 +842,16 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
           "offline";
       }).map((agent) => agent.id);
       const offlineSet = new Set(offline);
+      // Chosen agents online but waiting for another deployment than the one the commands name
+      // (`params.deployment_hash` with no target deployment): as an enqueue warns of one.
+      const hash = params.deployment_hash;
+      const elsewhere = hash === undefined ? [] : matched.filter((agent) => {
+        if (offlineSet.has(agent.id)) return false;
+        const waiting = deps.waitingHashes(agent.id);
+        if (waiting.length > 0) return !waiting.includes(hash);
+        const latest = deps.lastWaitHash?.(agent.id);
+        return latest !== undefined && latest !== hash;
+      }).map((agent) => agent.id);
       const outcome = await store.createRun({
         id,
         name: request.name,
@@ -885,6 +895,16 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         `${offline.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ")}${more}; their commands wait in the ` +
         `queue until the agent comes back or the command's queue expiry`,
       ];
+      if (elsewhere.length > 0) {
+        const others = elsewhere.length > SHOWN_UNKNOWN_AGENTS
+          ? ` and ${elsewhere.length - SHOWN_UNKNOWN_AGENTS} more`
+          : "";
+        warnings.push(
+          `${elsewhere.length} agent(s) wait for another deployment than ${hash}: ` +
+            `${elsewhere.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ")}${others}; their commands ` +
+            `wait in the queue for a wait on ${hash} until the command's queue expiry`,
+        );
+      }
       return c.json({ ...runView(run), offline, warnings }, 201);
 
       function answerExisting(run: RunRecord, digest: string) {

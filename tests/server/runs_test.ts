@@ -1616,3 +1616,32 @@ Deno.test("a run whose params name another deployment than its target is refused
   assert.equal(same.status, 201);
   await same.body?.cancel();
 });
+
+Deno.test("a run whose params name a deployment its agents do not wait for warns of them", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  // a1 waits on prod, a2 on staging, both long polls held open.
+  const waits = [
+    d.agent({ agentId: "a1", path: P.wait("prod", 1) }),
+    d.agent({ agentId: "a2", token: TOKEN2, path: P.wait("staging", 5) }),
+  ];
+  await until(() => d.dashboard.hub.isWaiting("a1") && d.dashboard.hub.isWaiting("a2"));
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "dep",
+    name: "true",
+    target: { agents: ["a1", "a2"] },
+    params: { deployment_hash: "staging" },
+  });
+  assert.equal(created.status, 201);
+  const body = await json(created);
+  assert.deepEqual(body.offline, []);
+  assert.deepEqual(body.warnings, [
+    "1 agent(s) wait for another deployment than staging: a1; their commands wait in the queue " +
+    "for a wait on staging until the command's queue expiry",
+  ]);
+  const answers = await Promise.all(waits);
+  assert.equal(answers[1].status, 200, "a2 waiting on staging gets its part");
+  await answers[1].body?.cancel();
+  // a1's wait was answered empty; nothing of the run went to it.
+  assert.equal(answers[0].status, 204);
+  await answers[0].body?.cancel();
+});
