@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { memoryIo } from "../../src/cli/io.ts";
+import { startRun } from "../../src/cli/run.ts";
+import { OperatorClient, OperatorError } from "../../src/operator/mod.ts";
 import { countTargetReads } from "../store/_target_reads.ts";
 import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
@@ -1645,3 +1648,53 @@ Deno.test("a run whose params name a deployment its agents do not wait for warns
   assert.equal(answers[0].status, 204);
   await answers[0].body?.cancel();
 });
+
+Deno.test("a run's creation that timed out says the run may exist, by its id, and how to send it again", async (t) => {
+  const posted: Array<{ id?: string }> = [];
+  // The dashboard took the run and its answer never came.
+  const fakeFetch: typeof fetch = (_url, init) => {
+    posted.push(JSON.parse(String(init?.body)));
+    return new Promise((_, reject) =>
+      init?.signal?.addEventListener("abort", () => reject(init.signal?.reason))
+    );
+  };
+  const client = new OperatorClient({
+    dashboardUrl: "http://127.0.0.1:9",
+    fetch: fakeFetch,
+    requestTimeoutMs: 1,
+  });
+  const request = { name: "true", target: { agents: ["a1", "a2"] } };
+  await t.step("without --id: the id it sent is named, with --id to send it again", async () => {
+    const error = await failure(() => startRun(memoryIo(), client, request, {}));
+    const id = posted[0].id;
+    assert.ok(id !== undefined, "the CLI sent an id of its own");
+    assert.equal(error.kind, "timeout");
+    assert.match(
+      error.message,
+      new RegExp(
+        `^the dashboard at .* did not answer within .*; the run may have been created as ${id}: ` +
+          `see it with status run show ${id}, or send the same command with --id ${id} \\(the ` +
+          `same id and body start nothing twice\\)$`,
+      ),
+    );
+  });
+  await t.step("with --id: the same command again", async () => {
+    const error = await failure(() => startRun(memoryIo(), client, { ...request, id: "r9" }, {}));
+    assert.equal(posted[1].id, "r9");
+    assert.match(
+      error.message,
+      /as r9: see it with status run show r9, or send the same command \(/,
+    );
+  });
+});
+
+/** The OperatorError `fn` rejects with (fails when it resolves or rejects with another error). */
+async function failure(fn: () => Promise<unknown>): Promise<OperatorError> {
+  try {
+    await fn();
+  } catch (error) {
+    assert.ok(error instanceof OperatorError, String(error));
+    return error;
+  }
+  assert.fail("it did not fail");
+}
