@@ -82,6 +82,11 @@ export const READ_PAUSE_FACTOR = 4;
 export const STEP_PAUSE_FACTOR = 2;
 /** Longest such pause, in ms. */
 export const MAX_STEP_PAUSE_MS = 2000;
+/**
+ * How much larger than other bodies a run's may be, in bytes: its target may name 10,000 agent ids
+ * of up to 128 characters (1.3 MB), beside a name and params that fit the usual limit.
+ */
+export const RUN_TARGET_BYTES = 2 * 1024 * 1024;
 /** How many open runs a sweep steps together (the next ones once these are stepped). */
 export const SWEEP_BATCH = 1000;
 /** Most open runs a sweep reads the ids of. */
@@ -780,7 +785,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
   app.post(
     "/api/v1/runs",
     auth,
-    jsonBody(runRequestSchema, { maxBodyBytes: deps.maxBodyBytes }),
+    jsonBody(runRequestSchema, { maxBodyBytes: deps.maxBodyBytes + RUN_TARGET_BYTES }),
     async function createRunRoute(c) {
       const request = c.get("body") as RunRequest;
       const id = request.id ?? crypto.randomUUID();

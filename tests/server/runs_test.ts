@@ -1698,3 +1698,24 @@ async function failure(fn: () => Promise<unknown>): Promise<OperatorError> {
   }
   assert.fail("it did not fail");
 }
+
+Deno.test("a run naming 10,000 agents of 128-character ids is taken, beyond the 1 MiB of other bodies", async () => {
+  using _logs = captureLogs();
+  await using d = await makeDashboard({ devMode: true });
+  const ids = Array.from({ length: 10_000 }, (_, i) => `agent-${i}`.padEnd(128, "x"));
+  for (const id of ids) await d.store.ensureAgent(id, d.clock.now());
+  const body = { id: "big", name: "true", target: { agents: ids }, max_concurrency: 1 };
+  assert.ok(JSON.stringify(body).length > 1024 * 1024, "the body is over 1 MiB");
+  const created = await d.admin("POST", "/api/v1/runs", body);
+  const answer = await json(created);
+  assert.equal(created.status, 201, JSON.stringify(answer).slice(0, 300));
+  assert.equal((answer.totals as Record<string, number>).total, 10_000);
+  // Other bodies keep their limit.
+  const enqueue = await d.admin("POST", P.enqueue, {
+    name: "true",
+    agent_id: ids[0],
+    params: { metadata: { pad: "x".repeat(1024 * 1024) } },
+  });
+  assert.equal(enqueue.status, 413);
+  await enqueue.body?.cancel();
+});
