@@ -640,6 +640,32 @@ function targetView(
 }
 
 /**
+ * What offline agents do to a run that starts its parts a few at a time: each holds one of its
+ * places until its command's queue expiry, and an operator reading only "their commands wait"
+ * did not see a run of 100 offline agents, one at a time, take 100 hours.
+ *
+ * @param offline How many chosen agents are offline.
+ * @param maxConcurrency The run's resolved `max_concurrency`.
+ * @param targets How many agents the run has.
+ * @param ttlSecs The commands' queue expiry, in seconds.
+ * @returns The end of the offline warning's sentence ("" when all start at once).
+ */
+function holdUp(offline: number, maxConcurrency: number, targets: number, ttlSecs: number): string {
+  if (maxConcurrency >= targets) return "";
+  const rounds = Math.ceil(offline / maxConcurrency);
+  return `; meanwhile each holds one of the run's ${maxConcurrency} place(s) (max_concurrency), ` +
+    `so they alone may keep the run going ${rounds} × the ${ttlSecs} s queue expiry (` +
+    `${formatHours(rounds * ttlSecs)}); a shorter --ttl (params.ttl_secs) or max_errors ends ` +
+    `it sooner`;
+}
+
+function formatHours(secs: number): string {
+  if (secs < 3600) return `${Math.ceil(secs / 60)} min`;
+  const hours = secs / 3600;
+  return `${Number.isInteger(hours) ? hours : hours.toFixed(1)} h`;
+}
+
+/**
  * Which of the agents a target names, in id order: every given part must match.
  *
  * @param agents The fleet.
@@ -847,6 +873,9 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
           "offline";
       }).map((agent) => agent.id);
       const offlineSet = new Set(offline);
+      const maxConcurrency = request.max_concurrency === undefined
+        ? matched.length
+        : resolveConcurrency(request.max_concurrency, matched.length);
       // Chosen agents online but waiting for another deployment than the one the commands name
       // (`params.deployment_hash` with no target deployment): as an enqueue warns of one.
       const hash = params.deployment_hash;
@@ -863,9 +892,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         params,
         target: request.target,
         fingerprint,
-        maxConcurrency: request.max_concurrency === undefined
-          ? matched.length
-          : resolveConcurrency(request.max_concurrency, matched.length),
+        maxConcurrency,
         maxConcurrencySpec: request.max_concurrency ?? null,
         maxErrors: request.max_errors ?? null,
         targets: matched.map((agent) => ({
@@ -898,7 +925,14 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       const warnings = offline.length === 0 ? [] : [
         `${offline.length} agent(s) offline: ` +
         `${offline.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ")}${more}; their commands wait in the ` +
-        `queue until the agent comes back or the command's queue expiry`,
+        `queue until the agent comes back or the command's queue expiry${
+          holdUp(
+            offline.length,
+            maxConcurrency,
+            matched.length,
+            params.ttl_secs ?? deps.queueTtlSecs,
+          )
+        }`,
       ];
       if (elsewhere.length > 0) {
         const others = elsewhere.length > SHOWN_UNKNOWN_AGENTS

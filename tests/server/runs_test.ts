@@ -1719,3 +1719,40 @@ Deno.test("a run naming 10,000 agents of 128-character ids is taken, beyond the 
   assert.equal(enqueue.status, 413);
   await enqueue.body?.cancel();
 });
+
+Deno.test("the warning about offline agents says how long they may hold a run that starts a few at a time", async (t) => {
+  const ids = ["n1", "n2", "n3", "n4", "n5"];
+  await using d = await makeDashboard({
+    agents: Object.fromEntries(ids.map((id) => [id, { token: null }])),
+    queueTtlSecs: 3600,
+  });
+  const warnings = async (id: string, extra: Record<string, unknown>) => {
+    const created = await d.admin("POST", "/api/v1/runs", {
+      id,
+      name: "true",
+      target: { agents: ids },
+      ...extra,
+    });
+    assert.equal(created.status, 201);
+    return (await json(created)).warnings;
+  };
+  const start = "5 agent(s) offline: n1, n2, n3, n4, n5; their commands wait in the queue until " +
+    "the agent comes back or the command's queue expiry";
+  await t.step("two at a time: three rounds of the queue expiry", async () => {
+    assert.deepEqual(await warnings("two", { max_concurrency: 2 }), [
+      `${start}; meanwhile each holds one of the run's 2 place(s) (max_concurrency), so they ` +
+      "alone may keep the run going 3 × the 3600 s queue expiry (3 h); a shorter --ttl " +
+      "(params.ttl_secs) or max_errors ends it sooner",
+    ]);
+  });
+  await t.step("the params' ttl counts", async () => {
+    assert.deepEqual(await warnings("one", { max_concurrency: 1, params: { ttl_secs: 60 } }), [
+      `${start}; meanwhile each holds one of the run's 1 place(s) (max_concurrency), so they ` +
+      "alone may keep the run going 5 × the 60 s queue expiry (5 min); a shorter --ttl " +
+      "(params.ttl_secs) or max_errors ends it sooner",
+    ]);
+  });
+  await t.step("all at once: nothing more to say", async () => {
+    assert.deepEqual(await warnings("all", {}), [start]);
+  });
+});
