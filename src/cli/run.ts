@@ -35,6 +35,7 @@ import {
   EXIT_WAIT_TIMEOUT,
   type OperatorClient,
   operatorClientFromSettings,
+  OperatorError,
 } from "../operator/mod.ts";
 import {
   cancelRun,
@@ -208,7 +209,15 @@ export async function startRun(
   request: RunRequest,
   options: { wait?: boolean; json?: boolean; waitTimeoutSecs?: number },
 ): Promise<void> {
-  const created = await createRun(client, request);
+  // An id of its own, as the dashboard would give one: when the answer is lost (a timeout), the
+  // run may exist, and only its id tells where to look and sends it again without a second run.
+  const id = request.id ?? crypto.randomUUID();
+  let created: RunAnswer;
+  try {
+    created = await createRun(client, { ...request, id });
+  } catch (error) {
+    throw mayExist(error, id, request.id !== undefined);
+  }
   for (const warning of created.warnings ?? []) io.err(`warning: ${errorLine(String(warning))}`);
   if (!options.wait) {
     if (options.json) io.out(JSON.stringify(created, null, 2));
@@ -224,6 +233,24 @@ export async function startRun(
   }
   io.err(runStartLine(created));
   await followRun(io, client, created.id, options.json ?? false, created, options.waitTimeoutSecs);
+}
+
+/**
+ * A run's creation that got no answer (a timeout, a lost connection, a failing dashboard) may have
+ * happened: the error says so, with the run's id, and how to send it again safely.
+ */
+function mayExist(error: unknown, id: string, given: boolean): unknown {
+  if (
+    !(error instanceof OperatorError) ||
+    !(error.kind === "timeout" || error.kind === "connection" || error.kind === "server")
+  ) return error;
+  const again = given ? "the same command" : `the same command with --id ${id}`;
+  return new OperatorError(
+    error.kind,
+    `${error.message}; the run may have been created as ${id}: see it with ` +
+      `status run show ${id}, or send ${again} (the same id and body start nothing twice)`,
+    { status: error.status, body: error.body, cause: error },
+  );
 }
 
 /**
@@ -345,7 +372,12 @@ export function runCommand(io: Io): Command {
       "fan-out: this agent (repeatable); with other target flags all must match",
       collectAgent,
     )
-    .option("--id <id>", "run id (default: generated); re-sending the same id is safe", parseRunId)
+    .option(
+      "--id <id>",
+      "run id (default: a random one, named when the answer is lost); re-sending the same id " +
+        "and body starts nothing twice",
+      parseRunId,
+    )
     .option(
       "--timeout <secs>",
       "deadline of each command on its agent (params.timeout_secs)",

@@ -193,10 +193,25 @@ export interface WaitForRunOptions {
    * @default {60000}
    */
   maxOutageMs?: number;
+  /**
+   * @internal The monotonic clock and the sleep between reads; for tests.
+   * @default {performance.now and a real sleep}
+   */
+  clock?: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> };
 }
 
 /**
- * Reads the run until it has ended, riding out a dashboard restart.
+ * A read of the run took this long: the next one comes this many times as long after it (at
+ * least `intervalMs`): a run of 10,000 agents is megabytes the dashboard reads and writes, and a
+ * follower reading it again every half second kept it busy most of the time.
+ */
+export const RUN_READ_PAUSE_FACTOR = 4;
+/** Longest pause between two reads of a run that {@link RUN_READ_PAUSE_FACTOR} makes, in ms. */
+export const MAX_RUN_READ_PAUSE_MS = 10_000;
+
+/**
+ * Reads the run until it has ended, riding out a dashboard restart. Between two reads it waits
+ * `intervalMs`, or four times as long as the last read took when that is longer (at most 10 s).
  *
  * @param client The dashboard.
  * @param id The run id.
@@ -210,21 +225,28 @@ export async function waitForRun(
 ): Promise<RunAnswer> {
   const interval = options.intervalMs ?? 500;
   const maxOutage = options.maxOutageMs ?? 60_000;
+  // On the monotonic clock: a wall clock stepped forward is no outage.
+  const clock = options.clock ?? { now: () => performance.now(), sleep: sleepOrThrow };
   let last = "";
   let outageSince: number | null = null;
   while (true) {
     options.signal?.throwIfAborted();
     let run: RunAnswer | null = null;
+    const began = clock.now();
+    let pause = interval;
     try {
       run = await getRun(client, id, options.signal);
       outageSince = null;
+      pause = Math.max(
+        interval,
+        Math.min(MAX_RUN_READ_PAUSE_MS, RUN_READ_PAUSE_FACTOR * (clock.now() - began)),
+      );
     } catch (error) {
       const transient = error instanceof OperatorError &&
         (error.kind === "connection" || error.kind === "timeout" || error.kind === "server");
       if (!transient) throw error;
-      // On the monotonic clock: a wall clock stepped forward is no outage.
-      outageSince ??= performance.now();
-      if (performance.now() - outageSince > maxOutage) throw error;
+      outageSince ??= clock.now();
+      if (clock.now() - outageSince > maxOutage) throw error;
     }
     if (run) {
       const text = JSON.stringify(run);
@@ -234,7 +256,8 @@ export async function waitForRun(
       }
       if (runEnded(run)) return run;
     }
-    await sleepOrThrow(interval, options.signal);
+    await clock.sleep(pause, options.signal);
+    options.signal?.throwIfAborted();
   }
 }
 

@@ -220,7 +220,23 @@ export const runRequestSchema: z.ZodType<RunRequest> = z.object({
   target: runTargetSchema,
   max_concurrency: maxConcurrencySchema.optional(),
   max_errors: z.number().int().min(0).max(100_000).optional(),
-}).strict();
+}).strict().superRefine((request, ctx) => {
+  // The run chooses agents whose heartbeat names the target's deployment, and a command with a
+  // `deployment_hash` goes only to a wait on that hash: with another one, no part was ever
+  // delivered, each waited in its queue until its expiry.
+  const hash = request.params?.deployment_hash;
+  const deployment = request.target?.deployment;
+  if (hash !== undefined && deployment !== undefined && hash !== deployment) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["params", "deployment_hash"],
+      message: `${JSON.stringify(hash)} is not the target's deployment ` +
+        `${JSON.stringify(deployment)}: the run's agents wait on ${JSON.stringify(deployment)} ` +
+        `and would never receive it; leave it out (the target's deployment is used) or give ` +
+        `the same`,
+    });
+  }
+});
 
 /** Where one agent of a run stands: not started, skipped, or its command's status. */
 export type RunAgentState = "pending" | "skipped" | string;

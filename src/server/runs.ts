@@ -82,6 +82,15 @@ export const READ_PAUSE_FACTOR = 4;
 export const STEP_PAUSE_FACTOR = 2;
 /** Longest such pause, in ms. */
 export const MAX_STEP_PAUSE_MS = 2000;
+/**
+ * How much larger than other bodies a run's may be, in bytes: its target may name 10,000 agent ids
+ * of up to 128 characters (1.3 MB), beside a name and params that fit the usual limit.
+ */
+export const RUN_TARGET_BYTES = 2 * 1024 * 1024;
+/** How many open runs a sweep steps together (the next ones once these are stepped). */
+export const SWEEP_BATCH = 1000;
+/** Most open runs a sweep reads the ids of. */
+export const MAX_SWEPT_RUNS = 1_000_000;
 /** How many unknown agent ids of a target the `404`'s `details.unknown_agents` lists. */
 const MAX_DETAILED_UNKNOWN_AGENTS = 100;
 
@@ -165,14 +174,25 @@ export class RunScheduler {
     if (every > 0 && !this.#closed) arm();
   }
 
-  /** Steps every open run once. */
+  /**
+   * Steps every open run once, {@link SWEEP_BATCH} runs at a time. Every one: the sweep read the
+   * newest 10,000, and after a restart an older open run was never stepped again (nothing
+   * watched its commands), its agents' parts never started.
+   */
   async sweep(): Promise<void> {
     if (this.#closed) return;
     // The ids alone: each step reads its run (listing the runs read every target of each, with
     // its command and output, only to be read again by the step).
-    const open = await this.#options.store.listOpenRunIds(10_000);
-    // Nobody shows these runs: the steps read no command output.
-    await Promise.all(open.map((id) => this.#advance(id, false)));
+    const open = await this.#options.store.listOpenRunIds(MAX_SWEPT_RUNS);
+    if (open.length === MAX_SWEPT_RUNS) {
+      log.warning("{count} runs are open; the sweep steps the newest {count} of them", {
+        count: MAX_SWEPT_RUNS,
+      });
+    }
+    for (let at = 0; at < open.length && !this.#closed; at += SWEEP_BATCH) {
+      // Nobody shows these runs: the steps read no command output.
+      await Promise.all(open.slice(at, at + SWEEP_BATCH).map((id) => this.#advance(id, false)));
+    }
   }
 
   /**
@@ -620,6 +640,32 @@ function targetView(
 }
 
 /**
+ * What offline agents do to a run that starts its parts a few at a time: each holds one of its
+ * places until its command's queue expiry, and an operator reading only "their commands wait"
+ * did not see a run of 100 offline agents, one at a time, take 100 hours.
+ *
+ * @param offline How many chosen agents are offline.
+ * @param maxConcurrency The run's resolved `max_concurrency`.
+ * @param targets How many agents the run has.
+ * @param ttlSecs The commands' queue expiry, in seconds.
+ * @returns The end of the offline warning's sentence ("" when all start at once).
+ */
+function holdUp(offline: number, maxConcurrency: number, targets: number, ttlSecs: number): string {
+  if (maxConcurrency >= targets) return "";
+  const rounds = Math.ceil(offline / maxConcurrency);
+  return `; meanwhile each holds one of the run's ${maxConcurrency} place(s) (max_concurrency), ` +
+    `so they alone may keep the run going ${rounds} × the ${ttlSecs} s queue expiry (` +
+    `${formatHours(rounds * ttlSecs)}); a shorter --ttl (params.ttl_secs) or max_errors ends ` +
+    `it sooner`;
+}
+
+function formatHours(secs: number): string {
+  if (secs < 3600) return `${Math.ceil(secs / 60)} min`;
+  const hours = secs / 3600;
+  return `${Number.isInteger(hours) ? hours : hours.toFixed(1)} h`;
+}
+
+/**
  * Which of the agents a target names, in id order: every given part must match.
  *
  * @param agents The fleet.
@@ -655,11 +701,30 @@ export function describeTarget(target: RunTarget): string {
 
 /**
  * Digest of a run request (name, params, target, limits): re-posting an id with the same digest
- * is a duplicate.
+ * is a duplicate. The target's agent ids count as a set (the run chooses its agents in id order,
+ * one given twice once): `["b", "a", "a"]` is the same target as `["a", "b"]`.
  *
  * @param request The request.
  */
 export function runFingerprint(request: RunRequest): string {
+  const agents = request.target.agents;
+  const target = agents === undefined
+    ? request.target
+    : { ...request.target, agents: [...new Set(agents)].sort() };
+  return digestOf({ ...request, target });
+}
+
+/**
+ * The digest {@link runFingerprint} was before it took the agent ids as a set (as given, in
+ * order): a run stored then still answers its own body as a duplicate.
+ *
+ * @param request The request.
+ */
+function legacyRunFingerprint(request: RunRequest): string {
+  return digestOf(request);
+}
+
+function digestOf(request: RunRequest): string {
   const canonical = canonicalJson({
     name: request.name,
     params: request.params ?? {},
@@ -746,7 +811,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
   app.post(
     "/api/v1/runs",
     auth,
-    jsonBody(runRequestSchema, { maxBodyBytes: deps.maxBodyBytes }),
+    jsonBody(runRequestSchema, { maxBodyBytes: deps.maxBodyBytes + RUN_TARGET_BYTES }),
     async function createRunRoute(c) {
       const request = c.get("body") as RunRequest;
       const id = request.id ?? crypto.randomUUID();
@@ -808,15 +873,26 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
           "offline";
       }).map((agent) => agent.id);
       const offlineSet = new Set(offline);
+      const maxConcurrency = request.max_concurrency === undefined
+        ? matched.length
+        : resolveConcurrency(request.max_concurrency, matched.length);
+      // Chosen agents online but waiting for another deployment than the one the commands name
+      // (`params.deployment_hash` with no target deployment): as an enqueue warns of one.
+      const hash = params.deployment_hash;
+      const elsewhere = hash === undefined ? [] : matched.filter((agent) => {
+        if (offlineSet.has(agent.id)) return false;
+        const waiting = deps.waitingHashes(agent.id);
+        if (waiting.length > 0) return !waiting.includes(hash);
+        const latest = deps.lastWaitHash?.(agent.id);
+        return latest !== undefined && latest !== hash;
+      }).map((agent) => agent.id);
       const outcome = await store.createRun({
         id,
         name: request.name,
         params,
         target: request.target,
         fingerprint,
-        maxConcurrency: request.max_concurrency === undefined
-          ? matched.length
-          : resolveConcurrency(request.max_concurrency, matched.length),
+        maxConcurrency,
         maxConcurrencySpec: request.max_concurrency ?? null,
         maxErrors: request.max_errors ?? null,
         targets: matched.map((agent) => ({
@@ -849,12 +925,29 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       const warnings = offline.length === 0 ? [] : [
         `${offline.length} agent(s) offline: ` +
         `${offline.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ")}${more}; their commands wait in the ` +
-        `queue until the agent comes back or the command's queue expiry`,
+        `queue until the agent comes back or the command's queue expiry${
+          holdUp(
+            offline.length,
+            maxConcurrency,
+            matched.length,
+            params.ttl_secs ?? deps.queueTtlSecs,
+          )
+        }`,
       ];
+      if (elsewhere.length > 0) {
+        const others = elsewhere.length > SHOWN_UNKNOWN_AGENTS
+          ? ` and ${elsewhere.length - SHOWN_UNKNOWN_AGENTS} more`
+          : "";
+        warnings.push(
+          `${elsewhere.length} agent(s) wait for another deployment than ${hash}: ` +
+            `${elsewhere.slice(0, SHOWN_UNKNOWN_AGENTS).join(", ")}${others}; their commands ` +
+            `wait in the queue for a wait on ${hash} until the command's queue expiry`,
+        );
+      }
       return c.json({ ...runView(run), offline, warnings }, 201);
 
       function answerExisting(run: RunRecord, digest: string) {
-        if (run.fingerprint !== digest) {
+        if (run.fingerprint !== digest && run.fingerprint !== legacyRunFingerprint(request)) {
           throw new HttpError(409, `run ${id} already exists with a different body; use a new id`);
         }
         return c.json({ ...runView(run), duplicate: true }, 200);

@@ -99,3 +99,31 @@ Deno.test("waitForRun rides out a dashboard restart when the wall clock steps fo
     Date.now = realNow;
   }
 });
+
+Deno.test("waitForRun waits four times as long as a slow read of the run took, at most 10 s", async () => {
+  // A run of thousands of agents took a second to read; `--follow` read it again half a second
+  // later, keeping the dashboard busy most of the time with one follower.
+  let now = 0;
+  const readMs = [1000, 50, 5000, 1000];
+  const pauses: number[] = [];
+  let reads = 0;
+  const fakeFetch: typeof fetch = () => {
+    now += readMs[reads++];
+    return Promise.resolve(
+      Response.json(reads < readMs.length ? { ...run, status: "running" } : run),
+    );
+  };
+  const clock = {
+    now: () => now,
+    sleep: (ms: number) => {
+      pauses.push(ms);
+      now += ms;
+      return Promise.resolve();
+    },
+  };
+  const client = new OperatorClient({ dashboardUrl: "http://127.0.0.1:9", fetch: fakeFetch });
+  const options = { intervalMs: 500, clock };
+  const ended = await waitForRun(client, "r1", options);
+  assert.equal(ended.status, "failed");
+  assert.deepEqual(pauses, [4000, 500, 10_000]);
+});

@@ -4,6 +4,10 @@
  * table and exit code, cancel, and bad targets.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { memoryIo } from "../../src/cli/io.ts";
+import { startRun } from "../../src/cli/run.ts";
+import { OperatorClient, OperatorError } from "../../src/operator/mod.ts";
 import { countTargetReads } from "../store/_target_reads.ts";
 import { until } from "../_until.ts";
 import { type AgentState, runAgent } from "../../src/agent/mod.ts";
@@ -24,6 +28,7 @@ import {
   runView,
 } from "../../src/server/runs.ts";
 import { CommandEvents } from "../../src/server/events.ts";
+import { canonicalJson } from "../../src/server/fingerprint.ts";
 import { observeStore } from "../../src/server/observed_store.ts";
 import type { RunView } from "../../src/protocol/runs.ts";
 import { captureLogs, memoryAgentState } from "../agent/_helpers.ts";
@@ -1491,4 +1496,263 @@ Deno.test("a step nobody waits for starts twice as long after the last step as i
   } finally {
     scheduler.close();
   }
+});
+
+Deno.test("a run's target agents count as a set: the same ids in another order or twice are its duplicate", async (t) => {
+  await using d = await makeDashboard();
+  const post = async (body: unknown) => {
+    const response = await d.admin("POST", "/api/v1/runs", body);
+    return { status: response.status, body: await json(response) };
+  };
+  await t.step("another order, or an id given twice, is the same run", async () => {
+    const created = await post({ id: "set", name: "true", target: { agents: ["a2", "a1"] } });
+    assert.equal(created.status, 201);
+    for (const agents of [["a1", "a2"], ["a2", "a1"], ["a1", "a2", "a1"]]) {
+      const again = await post({ id: "set", name: "true", target: { agents } });
+      assert.equal(again.status, 200, `${agents}: ${JSON.stringify(again.body)}`);
+      assert.equal(again.body.duplicate, true);
+      assert.deepEqual(again.body.target, { agents: ["a2", "a1"] }, "the run as first posted");
+    }
+  });
+  await t.step("other agents are another body", async () => {
+    const other = await post({ id: "set", name: "true", target: { agents: ["a1"] } });
+    assert.equal(other.status, 409);
+    assert.match(other.body.error as string, /^run set already exists with a different body/);
+  });
+  await t.step(
+    "a run stored with the digest of its ids as given still knows its body",
+    async () => {
+      const request = { name: "true", target: { agents: ["a2", "a1"] } };
+      const asGiven = createHash("sha256").update(canonicalJson({
+        ...request,
+        params: {},
+        max_concurrency: null,
+        max_errors: null,
+      })).digest("hex");
+      await d.store.createRun({
+        id: "old",
+        name: request.name,
+        params: {},
+        target: request.target,
+        fingerprint: asGiven,
+        maxConcurrency: 2,
+        maxConcurrencySpec: null,
+        maxErrors: null,
+        targets: ["a1", "a2"].map((agentId) => ({
+          agentId,
+          commandId: `old:${agentId}`,
+          offlineAtCreation: false,
+        })),
+        now: d.clock.now(),
+      });
+      const again = await post({ id: "old", ...request });
+      assert.equal(again.status, 200, JSON.stringify(again.body));
+      assert.equal(again.body.duplicate, true);
+      const other = await post({ id: "old", name: "false", target: request.target });
+      assert.equal(other.status, 409);
+    },
+  );
+});
+
+Deno.test("a sweep steps every open run, not only the newest 10,000", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  await store.ensureAgent("a1", now);
+  const count = 10_001;
+  for (let i = 0; i < count; i++) await createRunOf(store, `r${i}`, ["a1"], now);
+  const started: string[] = [];
+  const scheduler = new RunScheduler({
+    store,
+    clock: new FakeClock(),
+    events: new CommandEvents(),
+    sweepMs: 0,
+    enqueue(run) {
+      started.push(run.id);
+      return Promise.resolve();
+    },
+  });
+  try {
+    // As after a restart: nothing watches these runs' commands; the sweep alone steps them.
+    await scheduler.sweep();
+    assert.equal(started.length, count);
+    assert.ok(started.includes("r0"), "the oldest open run is stepped too");
+    assert.notEqual((await store.getRunState("r0"))?.targets[0].startedAt, null);
+  } finally {
+    scheduler.close();
+  }
+});
+
+Deno.test("a run whose params name another deployment than its target is refused, nothing stored", async () => {
+  await using d = await makeDashboard();
+  const heartbeat = await d.agent({
+    agentId: "a1",
+    path: "/api/v1/agent/heartbeat",
+    body: { deployment_hash: "prod" },
+  });
+  assert.equal(heartbeat.status, 200);
+  await heartbeat.body?.cancel();
+  const refused = await d.admin("POST", "/api/v1/runs", {
+    id: "dep",
+    name: "true",
+    target: { deployment: "prod" },
+    params: { deployment_hash: "staging" },
+  });
+  assert.equal(refused.status, 400);
+  const body = await json(refused);
+  assert.equal(
+    body.error,
+    'field "params.deployment_hash": "staging" is not the target\'s deployment "prod": the ' +
+      "run's agents wait on \"prod\" and would never receive it; leave it out (the target's " +
+      "deployment is used) or give the same",
+  );
+  const missing = await d.admin("GET", "/api/v1/runs/dep");
+  assert.equal(missing.status, 404, "nothing is stored");
+  await missing.body?.cancel();
+  // The same hash as the target's is what the run would use anyway.
+  const same = await d.admin("POST", "/api/v1/runs", {
+    id: "dep",
+    name: "true",
+    target: { deployment: "prod" },
+    params: { deployment_hash: "prod" },
+  });
+  assert.equal(same.status, 201);
+  await same.body?.cancel();
+});
+
+Deno.test("a run whose params name a deployment its agents do not wait for warns of them", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  // a1 waits on prod, a2 on staging, both long polls held open.
+  const waits = [
+    d.agent({ agentId: "a1", path: P.wait("prod", 1) }),
+    d.agent({ agentId: "a2", token: TOKEN2, path: P.wait("staging", 5) }),
+  ];
+  await until(() => d.dashboard.hub.isWaiting("a1") && d.dashboard.hub.isWaiting("a2"));
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "dep",
+    name: "true",
+    target: { agents: ["a1", "a2"] },
+    params: { deployment_hash: "staging" },
+  });
+  assert.equal(created.status, 201);
+  const body = await json(created);
+  assert.deepEqual(body.offline, []);
+  assert.deepEqual(body.warnings, [
+    "1 agent(s) wait for another deployment than staging: a1; their commands wait in the queue " +
+    "for a wait on staging until the command's queue expiry",
+  ]);
+  const answers = await Promise.all(waits);
+  assert.equal(answers[1].status, 200, "a2 waiting on staging gets its part");
+  await answers[1].body?.cancel();
+  // a1's wait was answered empty; nothing of the run went to it.
+  assert.equal(answers[0].status, 204);
+  await answers[0].body?.cancel();
+});
+
+Deno.test("a run's creation that timed out says the run may exist, by its id, and how to send it again", async (t) => {
+  const posted: Array<{ id?: string }> = [];
+  // The dashboard took the run and its answer never came.
+  const fakeFetch: typeof fetch = (_url, init) => {
+    posted.push(JSON.parse(String(init?.body)));
+    return new Promise((_, reject) =>
+      init?.signal?.addEventListener("abort", () => reject(init.signal?.reason))
+    );
+  };
+  const client = new OperatorClient({
+    dashboardUrl: "http://127.0.0.1:9",
+    fetch: fakeFetch,
+    requestTimeoutMs: 1,
+  });
+  const request = { name: "true", target: { agents: ["a1", "a2"] } };
+  await t.step("without --id: the id it sent is named, with --id to send it again", async () => {
+    const error = await failure(() => startRun(memoryIo(), client, request, {}));
+    const id = posted[0].id;
+    assert.ok(id !== undefined, "the CLI sent an id of its own");
+    assert.equal(error.kind, "timeout");
+    assert.match(
+      error.message,
+      new RegExp(
+        `^the dashboard at .* did not answer within .*; the run may have been created as ${id}: ` +
+          `see it with status run show ${id}, or send the same command with --id ${id} \\(the ` +
+          `same id and body start nothing twice\\)$`,
+      ),
+    );
+  });
+  await t.step("with --id: the same command again", async () => {
+    const error = await failure(() => startRun(memoryIo(), client, { ...request, id: "r9" }, {}));
+    assert.equal(posted[1].id, "r9");
+    assert.match(
+      error.message,
+      /as r9: see it with status run show r9, or send the same command \(/,
+    );
+  });
+});
+
+/** The OperatorError `fn` rejects with (fails when it resolves or rejects with another error). */
+async function failure(fn: () => Promise<unknown>): Promise<OperatorError> {
+  try {
+    await fn();
+  } catch (error) {
+    assert.ok(error instanceof OperatorError, String(error));
+    return error;
+  }
+  assert.fail("it did not fail");
+}
+
+Deno.test("a run naming 10,000 agents of 128-character ids is taken, beyond the 1 MiB of other bodies", async () => {
+  using _logs = captureLogs();
+  await using d = await makeDashboard({ devMode: true });
+  const ids = Array.from({ length: 10_000 }, (_, i) => `agent-${i}`.padEnd(128, "x"));
+  for (const id of ids) await d.store.ensureAgent(id, d.clock.now());
+  const body = { id: "big", name: "true", target: { agents: ids }, max_concurrency: 1 };
+  assert.ok(JSON.stringify(body).length > 1024 * 1024, "the body is over 1 MiB");
+  const created = await d.admin("POST", "/api/v1/runs", body);
+  const answer = await json(created);
+  assert.equal(created.status, 201, JSON.stringify(answer).slice(0, 300));
+  assert.equal((answer.totals as Record<string, number>).total, 10_000);
+  // Other bodies keep their limit.
+  const enqueue = await d.admin("POST", P.enqueue, {
+    name: "true",
+    agent_id: ids[0],
+    params: { metadata: { pad: "x".repeat(1024 * 1024) } },
+  });
+  assert.equal(enqueue.status, 413);
+  await enqueue.body?.cancel();
+});
+
+Deno.test("the warning about offline agents says how long they may hold a run that starts a few at a time", async (t) => {
+  const ids = ["n1", "n2", "n3", "n4", "n5"];
+  await using d = await makeDashboard({
+    agents: Object.fromEntries(ids.map((id) => [id, { token: null }])),
+    queueTtlSecs: 3600,
+  });
+  const warnings = async (id: string, extra: Record<string, unknown>) => {
+    const created = await d.admin("POST", "/api/v1/runs", {
+      id,
+      name: "true",
+      target: { agents: ids },
+      ...extra,
+    });
+    assert.equal(created.status, 201);
+    return (await json(created)).warnings;
+  };
+  const start = "5 agent(s) offline: n1, n2, n3, n4, n5; their commands wait in the queue until " +
+    "the agent comes back or the command's queue expiry";
+  await t.step("two at a time: three rounds of the queue expiry", async () => {
+    assert.deepEqual(await warnings("two", { max_concurrency: 2 }), [
+      `${start}; meanwhile each holds one of the run's 2 place(s) (max_concurrency), so they ` +
+      "alone may keep the run going 3 × the 3600 s queue expiry (3 h); a shorter --ttl " +
+      "(params.ttl_secs) or max_errors ends it sooner",
+    ]);
+  });
+  await t.step("the params' ttl counts", async () => {
+    assert.deepEqual(await warnings("one", { max_concurrency: 1, params: { ttl_secs: 60 } }), [
+      `${start}; meanwhile each holds one of the run's 1 place(s) (max_concurrency), so they ` +
+      "alone may keep the run going 5 × the 60 s queue expiry (5 min); a shorter --ttl " +
+      "(params.ttl_secs) or max_errors ends it sooner",
+    ]);
+  });
+  await t.step("all at once: nothing more to say", async () => {
+    assert.deepEqual(await warnings("all", {}), [start]);
+  });
 });
