@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { RUN_TARGET_BYTES } from "./runs.ts";
 import { DEFAULT_BIND, DEFAULT_DB, DEFAULT_PORT } from "../defaults.ts";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
@@ -242,7 +243,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         tls: options.tls,
         headerTimeoutSecs: options.headerTimeoutSecs,
         maxConnections: options.maxConnections,
-        maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES,
+        // The largest body any route takes: a run's (§16).
+        maxBodyBytes: (options.maxBodyBytes ?? MAX_BODY_BYTES) + RUN_TARGET_BYTES,
         availableDescriptors: options.availableDescriptors,
         clock: options.clock,
         direct: directHandlerOf(app),

@@ -669,12 +669,34 @@ Deno.test("Expect: an unknown expectation gets 417 with a JSON error, a body bey
       const answer = await readAll(conn, 5000);
       assert.match(answer.text, /^HTTP\/1\.1 413 /);
       assert.doesNotMatch(answer.text, /100 Continue/);
-      assert.match(answer.text, /"error":"request body is larger than 1048576 bytes"/);
+      // The largest body any route takes: a run's (1 MiB and 2 MiB for its agent ids).
+      assert.match(answer.text, /"error":"request body is larger than 3145728 bytes"/);
       assert.ok(answer.closed, "the connection is closed");
     } finally {
       closeQuietly(conn);
     }
   });
+  await t.step(
+    "100-continue for a run of 1.5 MB (10,000 agent ids): told to continue",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+            `Expect: 100-continue\r\nContent-Length: 1500000\r\n\r\n`,
+        );
+        const buffer = new Uint8Array(4096);
+        const n = await conn.read(buffer);
+        assert.match(
+          new TextDecoder().decode(buffer.subarray(0, n ?? 0)),
+          /^HTTP\/1\.1 100 Continue/,
+        );
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
   await t.step("100-continue within the limit: 100, then the answer", async () => {
     const conn = await rawConnect(server);
     const body = JSON.stringify({ id: "exp-1", name: "echo hi" });
