@@ -108,6 +108,20 @@ export interface FollowOptions extends FollowHandlers {
   idleTimeoutMs?: number;
 }
 
+/** An error thrown by a handler: it ends following, and is not a broken connection. */
+class HandlerFailure {
+  constructor(readonly error: unknown) {}
+}
+
+/** Calls a handler; what it throws ends following (see {@link HandlerFailure}). */
+function hand(call: () => void): void {
+  try {
+    call();
+  } catch (error) {
+    throw new HandlerFailure(error);
+  }
+}
+
 /** What {@link followCommand} ends with. */
 export interface FollowResult {
   /** The command in its final status. */
@@ -148,6 +162,7 @@ export interface FollowResult {
  *   for `maxOutageMs`.
  * @throws {RangeError} When `idleTimeoutMs` is not a number of milliseconds from 1 to
  *   2147483647, or `maxOutageMs` not one from 0 (nothing is sent).
+ * @throws What `onOutput` or `onStatus` throws: following ends (the command goes on).
  */
 export async function followCommand(
   client: OperatorClient,
@@ -262,12 +277,13 @@ export async function followCommand(
             (chunk.stream === "stdout" || chunk.stream === "stderr") &&
             typeof chunk.offset === "number" && typeof chunk.data === "string"
           ) {
-            options.onOutput?.({
+            const output: Parameters<NonNullable<FollowHandlers["onOutput"]>>[0] = {
               stream: chunk.stream,
               offset: chunk.offset,
               data: fromBase64(chunk.data),
               attempt: typeof chunk.attempt === "number" ? chunk.attempt : 1,
-            });
+            };
+            hand(() => options.onOutput?.(output));
           }
         } else if (event.event === "status" || event.event === "end") {
           const parsed = commandRecordSchema.safeParse(data);
@@ -281,10 +297,12 @@ export async function followCommand(
             );
           }
           if (event.event === "end") return { record: parsed.data, live: true };
-          options.onStatus?.(parsed.data);
+          hand(() => options.onStatus?.(parsed.data));
         }
       }
     } catch (error) {
+      // A handler's error is the caller's, whatever else happened.
+      if (error instanceof HandlerFailure) throw error.error;
       if (signal?.aborted) throw signal.reason;
       if (error instanceof OperatorError) throw error;
       failingSince ??= performance.now();

@@ -290,3 +290,43 @@ Deno.test("a dashboard that never answers is given up after the outage, not an i
   assert.match(heads[0], /within 1 s$/);
   assert.match(String(failure), /did not answer the event stream request within 0\.[0-2]\d* s$/);
 });
+
+Deno.test("followCommand fails with the error of a handler that throws, instead of taking it for a broken connection", async (t) => {
+  // A writer whose reader went away, a full disk: the output cannot be handed on. Taken for a
+  // broken connection, the stream was opened again after the chunk and the chunk was lost.
+  for (const handler of ["onOutput", "onStatus"] as const) {
+    await t.step(handler, async () => {
+      await using d = await makeDashboard({ realClock: true });
+      await running(d, "h1");
+      await chunk(d, "h1", 0, "one\n");
+      let connections = 0;
+      const client = new OperatorClient({
+        dashboardUrl: "http://localhost",
+        adminToken: "admin-token-0123456789abcdef",
+        fetch: (input, init) => {
+          if (String(input instanceof Request ? input.url : input).endsWith("/events")) {
+            connections++;
+          }
+          return Promise.resolve(d.dashboard.app.request(input as string, init));
+        },
+      });
+      const full = new Error("no space left on device");
+      let reconnects = 0;
+      // Taken for a broken connection, following would go on as long as the command runs.
+      const stop = new AbortController();
+      const following = followCommand(client, "h1", {
+        signal: stop.signal,
+        [handler]: () => {
+          throw full;
+        },
+        onReconnect: () => {
+          reconnects++;
+          stop.abort(new Error("opened the stream again"));
+        },
+      });
+      await assert.rejects(following, (error) => error === full);
+      assert.equal(reconnects, 0);
+      assert.equal(connections, 1);
+    });
+  }
+});
