@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { type SyncWriter, writeAllSync as writeAll } from "../write_all.ts";
-import { flushLogging } from "../log/mod.ts";
+import type { SyncWriter } from "../write_all.ts";
 import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
 import { BIDI_CONTROLS, fromBase64 } from "../protocol/mod.ts";
@@ -22,7 +21,7 @@ import {
   OperatorError,
   truncationNotes,
 } from "../operator/mod.ts";
-import { type Io, processIo } from "./io.ts";
+import { type Io, processIo, writeAllOrStop } from "./io.ts";
 
 /** Where raw output goes. */
 export interface OutputWriter {
@@ -124,14 +123,16 @@ export function processWriter(
   };
   const to = (stream: ProcessStream) => {
     const text = terminal(stream) ? terminalText() : undefined;
-    // Log lines made before the command's output come before it.
-    const write = (bytes: Uint8Array) => (flushLogging(), writeAll(stream, bytes));
+    // Log lines made before the command's output come before it (writeAllOrStop flushes them);
+    // a reader gone away (`| head -1`) has seen enough: following goes on, for the exit code.
+    const write = (bytes: Uint8Array) => writeAllOrStop(stream, bytes, closed);
     return {
       write: (bytes: Uint8Array) => write(text ? text.write(bytes) : bytes),
       end: () => text && write(text.end()),
       raw: write,
     };
   };
+  const closed = new Set<SyncWriter>();
   const stdout = to(streams.stdout);
   const stderr = to(streams.stderr);
   return {

@@ -309,3 +309,37 @@ Deno.test("followAndPrint shows escape sequences of a command's output as escape
     assert.deepEqual(stderr.bytes(), all);
   });
 });
+
+Deno.test("followAndPrint goes on to the command's end when the reader of its stdout goes away (| head -1)", async () => {
+  await using d = await dashboard();
+  const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
+  let tries = 0;
+  const stdout = {
+    isTerminal: () => false,
+    writeSync(): number {
+      tries++;
+      throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    },
+  };
+  const stderr = recordingStream(false);
+  const io = memoryIo();
+  const following = followAndPrint(io, processWriter({ stdout, stderr }), d.client, id);
+  assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
+  await d.agentCall("/api/v1/agent/commands/ack", { command_id: id, attempt: 1 });
+  for (const [stream, text] of [["stdout", "one\n"], ["stderr", "warning\n"]]) {
+    await d.agentCall(`/api/v1/agent/commands/${id}/output`, {
+      attempt: 1,
+      stream,
+      offset: 0,
+      data: toBase64(new TextEncoder().encode(text)),
+    });
+  }
+  await until(() => stderr.text() === "warning\n", "stderr is still written");
+  await d.agentCall("/api/v1/agent/commands/report", report(id, "one\ntwo\n", "warning\n", 3));
+  const record = await following;
+  assert.equal(record?.status, "failed");
+  assert.equal(record?.result?.exit_code, 3);
+  assert.equal(tries, 1, "a stream whose reader went away is left alone");
+  assert.equal(stderr.text(), "warning\n");
+  assert.match(io.stderr.at(-1)!, new RegExp(`^${id} failed, exit code 3 `));
+});
