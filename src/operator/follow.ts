@@ -162,6 +162,7 @@ export interface FollowResult {
  *   for `maxOutageMs`.
  * @throws {RangeError} When `idleTimeoutMs` is not a number of milliseconds from 1 to
  *   2147483647, or `maxOutageMs` not one from 0 (nothing is sent).
+ * @throws {OperatorError} `invalid_answer` when the stream sends output whose data is not base64.
  * @throws What `onOutput` or `onStatus` throws: following ends (the command goes on).
  */
 export async function followCommand(
@@ -277,10 +278,21 @@ export async function followCommand(
             (chunk.stream === "stdout" || chunk.stream === "stderr") &&
             typeof chunk.offset === "number" && typeof chunk.data === "string"
           ) {
+            let data: Uint8Array;
+            try {
+              data = fromBase64(chunk.data);
+            } catch {
+              // Skipped, the bytes would be missing without a word (the stream resumes after it).
+              throw new OperatorError(
+                "invalid_answer",
+                `the event stream of ${id} sent output at offset ${chunk.offset} of ` +
+                  `${chunk.stream} whose data is not base64`,
+              );
+            }
             const output: Parameters<NonNullable<FollowHandlers["onOutput"]>>[0] = {
               stream: chunk.stream,
               offset: chunk.offset,
-              data: fromBase64(chunk.data),
+              data,
               attempt: typeof chunk.attempt === "number" ? chunk.attempt : 1,
             };
             hand(() => options.onOutput?.(output));

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
-import { followCommand, OperatorClient } from "../../src/operator/mod.ts";
+import { followCommand, OperatorClient, OperatorError } from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import { makeDashboard, P, reportBody, type TestDashboard } from "../server/_helpers.ts";
 
@@ -329,4 +329,33 @@ Deno.test("followCommand fails with the error of a handler that throws, instead 
       assert.equal(connections, 1);
     });
   }
+});
+
+Deno.test("followCommand refuses output whose data is not base64, instead of skipping it", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  await running(d, "b1");
+  await chunk(d, "b1", 0, "one\n");
+  await d.agent({ path: P.report, body: reportBody("b1") });
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    adminToken: "admin-token-0123456789abcdef",
+    fetch: async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      const response = await d.dashboard.app.request(url, init);
+      if (!url.endsWith("/events")) return response;
+      // A dashboard (or a proxy) that mangles the chunk's bytes.
+      const text = (await response.text()).replace(/"data":"[^"]*"/, `"data":"not base64!"`);
+      return new Response(text, { headers: response.headers });
+    },
+  });
+  const seen: string[] = [];
+  await assert.rejects(
+    followCommand(client, "b1", { onOutput: (c) => seen.push(new TextDecoder().decode(c.data)) }),
+    (error) =>
+      error instanceof OperatorError && error.kind === "invalid_answer" &&
+      /the event stream of b1 sent output at offset 0 of stdout whose data is not base64/.test(
+        error.message,
+      ),
+  );
+  assert.deepEqual(seen, []);
 });
