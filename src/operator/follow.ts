@@ -22,11 +22,27 @@ export interface ServerSentEvent {
   data: string;
 }
 
+/** Largest event {@link parseServerSentEvents} takes by default, in characters (16 MiB). */
+export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+
+/** Options of {@link parseServerSentEvents}. */
+export interface ServerSentEventOptions {
+  /**
+   * Largest event (its lines, fields included), in characters: a larger one, or a line that
+   * never ends, is an error rather than memory without bound.
+   * @default {MAX_EVENT_CHARS}
+   */
+  maxEventChars?: number;
+}
+
 /**
  * Parses a stream of server-sent events (the `text/event-stream` format).
  *
  * @param body The response body.
+ * @param options The largest event taken.
  * @returns The events, as they arrive.
+ * @throws {OperatorError} `invalid_answer` when an event (or a line without its end) is larger
+ *   than `maxEventChars`.
  *
  * @example
  * ```ts
@@ -40,12 +56,16 @@ export interface ServerSentEvent {
  */
 export async function* parseServerSentEvents(
   body: ReadableStream<Uint8Array>,
+  options: ServerSentEventOptions = {},
 ): AsyncGenerator<ServerSentEvent> {
+  const maxChars = options.maxEventChars ?? MAX_EVENT_CHARS;
   const decoder = new TextDecoder();
   let buffer = "";
   let lastId: string | undefined;
   let event = "";
   let data: string[] = [];
+  // Characters of the event so far (its lines read), to bound it with what is buffered.
+  let eventChars = 0;
   const reader = body.getReader();
   try {
     for (;;) {
@@ -55,12 +75,15 @@ export async function* parseServerSentEvents(
       while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
         const line = buffer.slice(0, newline);
         buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
+        eventChars += line.length + 1;
+        if (eventChars > maxChars) break;
         if (line === "") {
           if (data.length > 0) {
             yield { id: lastId, event: event || "message", data: data.join("\n") };
           }
           event = "";
           data = [];
+          eventChars = 0;
           continue;
         }
         if (line.startsWith(":")) continue;
@@ -71,6 +94,12 @@ export async function* parseServerSentEvents(
         if (field === "event") event = value;
         else if (field === "data") data.push(value);
         else if (field === "id" && !value.includes("\0")) lastId = value;
+      }
+      if (eventChars + buffer.length > maxChars) {
+        throw new OperatorError(
+          "invalid_answer",
+          `the event stream sent an event of more than ${maxChars} characters`,
+        );
       }
       if (done) return;
     }

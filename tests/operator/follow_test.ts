@@ -4,7 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
-import { followCommand, OperatorClient, OperatorError } from "../../src/operator/mod.ts";
+import {
+  followCommand,
+  OperatorClient,
+  OperatorError,
+  parseServerSentEvents,
+} from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import { makeDashboard, P, reportBody, type TestDashboard } from "../server/_helpers.ts";
 
@@ -358,4 +363,24 @@ Deno.test("followCommand refuses output whose data is not base64, instead of ski
       ),
   );
   assert.deepEqual(seen, []);
+});
+
+Deno.test("parseServerSentEvents refuses an event larger than its bound instead of holding it all", async (t) => {
+  const body = (...parts: string[]) => ReadableStream.from(parts.map((p) => encoder.encode(p)));
+  const refused = (error: unknown) =>
+    error instanceof OperatorError && error.kind === "invalid_answer" &&
+    error.message === "the event stream sent an event of more than 1000 characters";
+  const parse = (stream: ReadableStream<Uint8Array>) =>
+    Array.fromAsync(parseServerSentEvents(stream, { maxEventChars: 1000 }));
+
+  await t.step("a line that never ends", async () => {
+    await assert.rejects(parse(body("data: ", "x".repeat(600), "x".repeat(600))), refused);
+  });
+  await t.step("many lines of one event", async () => {
+    await assert.rejects(parse(body(...Array(30).fill(`data: ${"x".repeat(50)}\n`))), refused);
+  });
+  await t.step("many events, each within the bound, are all taken", async () => {
+    const events = await parse(body(...Array(30).fill(`event: e\ndata: ${"x".repeat(500)}\n\n`)));
+    assert.equal(events.length, 30);
+  });
 });
