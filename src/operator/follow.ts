@@ -348,12 +348,13 @@ export async function followCommand(
       if (error instanceof OperatorError) throw error;
       failingSince ??= performance.now();
       options.onReconnect?.(error);
-      continue;
     } finally {
       clearTimeout(idle);
       connection.abort();
     }
-    // The stream ended without an `end` event (a proxy or the dashboard closed it): resume.
+    // The stream broke, or ended without an `end` event (a proxy or the dashboard closed it):
+    // resume, after a delay and within the outage limit (one that breaks before its first event
+    // again and again is an outage, not a reason to ask without pause).
     failingSince ??= performance.now();
     if (performance.now() - failingSince > maxOutageMs) {
       throw new OperatorError(

@@ -287,7 +287,7 @@ Deno.test("a dashboard that never answers is given up after the outage, not an i
   });
   const failure = await followCommand(client, "c1", {
     idleTimeoutMs: 1000,
-    maxOutageMs: 300,
+    maxOutageMs: 1000,
     onReconnect: (error) => heads.push((error as Error).message),
   }).catch((error: Error) => error);
   // The first try waits the idle timeout; once the outage has begun, a try waits only what is
@@ -383,4 +383,41 @@ Deno.test("parseServerSentEvents refuses an event larger than its bound instead 
     const events = await parse(body(...Array(30).fill(`event: e\ndata: ${"x".repeat(500)}\n\n`)));
     assert.equal(events.length, 30);
   });
+});
+
+Deno.test("followCommand waits between streams that break before their first event, and gives up after the outage", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  await running(d, "r1");
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    adminToken: "admin-token-0123456789abcdef",
+    fetch: async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      const response = await d.dashboard.app.request(url, init);
+      if (!url.endsWith("/events")) return response;
+      await response.body?.cancel();
+      // The head arrives, then the connection is reset (a proxy in trouble).
+      const broken = new ReadableStream<Uint8Array>({
+        pull: (controller) => controller.error(new TypeError("connection reset")),
+      });
+      return new Response(broken, { headers: response.headers });
+    },
+  });
+  let reconnects = 0;
+  // Without a pause, following asked again without end, as fast as the loop runs.
+  const stop = new AbortController();
+  const following = followCommand(client, "r1", {
+    signal: stop.signal,
+    maxOutageMs: 1000,
+    onReconnect: () => {
+      if (++reconnects >= 50) stop.abort(new Error("asked again without pause"));
+    },
+  });
+  await assert.rejects(
+    following,
+    (error) =>
+      error instanceof OperatorError && error.kind === "connection" &&
+      error.message === "the event stream of r1 kept closing for 1 s",
+  );
+  assert.ok(reconnects < 50, `reconnects: ${reconnects}`);
 });
