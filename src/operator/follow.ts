@@ -191,7 +191,8 @@ export interface FollowResult {
  *   for `maxOutageMs`.
  * @throws {RangeError} When `idleTimeoutMs` is not a number of milliseconds from 1 to
  *   2147483647, or `maxOutageMs` not one from 0 (nothing is sent).
- * @throws {OperatorError} `invalid_answer` when the stream sends output whose data is not base64.
+ * @throws {OperatorError} `invalid_answer` when the stream sends an output or end event it cannot
+ *   read (not JSON, not a chunk of output, data that is not base64).
  * @throws What `onOutput` or `onStatus` throws: following ends (the command goes on).
  */
 export async function followCommand(
@@ -294,38 +295,52 @@ export async function followCommand(
         try {
           data = JSON.parse(event.data);
         } catch {
-          continue;
+          // An output or end skipped would be bytes or a result missing without a word (the
+          // stream resumes after its id); a status that cannot be read is followed by another.
+          if (event.event !== "output" && event.event !== "end") continue;
+          throw new OperatorError(
+            "invalid_answer",
+            `the event stream of ${id} sent an ${event.event} event that is not JSON: ${
+              JSON.stringify(event.data.slice(0, 100))
+            }`,
+          );
         }
         if (event.event === "output") {
-          const chunk = data as {
-            stream?: string;
-            offset?: number;
-            data?: string;
-            attempt?: number;
+          const chunk = (data ?? {}) as {
+            stream?: unknown;
+            offset?: unknown;
+            data?: unknown;
+            attempt?: unknown;
           };
           if (
-            (chunk.stream === "stdout" || chunk.stream === "stderr") &&
-            typeof chunk.offset === "number" && typeof chunk.data === "string"
+            !(chunk.stream === "stdout" || chunk.stream === "stderr") ||
+            !Number.isSafeInteger(chunk.offset) || (chunk.offset as number) < 0 ||
+            typeof chunk.data !== "string"
           ) {
-            let data: Uint8Array;
-            try {
-              data = fromBase64(chunk.data);
-            } catch {
-              // Skipped, the bytes would be missing without a word (the stream resumes after it).
-              throw new OperatorError(
-                "invalid_answer",
-                `the event stream of ${id} sent output at offset ${chunk.offset} of ` +
-                  `${chunk.stream} whose data is not base64`,
-              );
-            }
-            const output: Parameters<NonNullable<FollowHandlers["onOutput"]>>[0] = {
-              stream: chunk.stream,
-              offset: chunk.offset,
-              data,
-              attempt: typeof chunk.attempt === "number" ? chunk.attempt : 1,
-            };
-            hand(() => options.onOutput?.(output));
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} sent an output event that is not a chunk of output ` +
+                `({"stream", "offset", "data"}): ${JSON.stringify(event.data.slice(0, 100))}`,
+            );
           }
+          let bytes: Uint8Array;
+          try {
+            bytes = fromBase64(chunk.data);
+          } catch {
+            // Skipped, the bytes would be missing without a word (the stream resumes after it).
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} sent output at offset ${chunk.offset} of ` +
+                `${chunk.stream} whose data is not base64`,
+            );
+          }
+          const output: Parameters<NonNullable<FollowHandlers["onOutput"]>>[0] = {
+            stream: chunk.stream,
+            offset: chunk.offset as number,
+            data: bytes,
+            attempt: typeof chunk.attempt === "number" ? chunk.attempt : 1,
+          };
+          hand(() => options.onOutput?.(output));
         } else if (event.event === "status" || event.event === "end") {
           const parsed = commandRecordSchema.safeParse(data);
           if (!parsed.success) {

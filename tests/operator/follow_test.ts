@@ -424,3 +424,70 @@ Deno.test("followCommand waits between streams that break before their first eve
   );
   assert.ok(reconnects < 50, `reconnects: ${reconnects}`);
 });
+
+Deno.test("followCommand refuses an output or end event it cannot read, instead of resuming after it", async (t) => {
+  const cases: Array<[string, RegExp, string, RegExp]> = [
+    [
+      "output that is not JSON",
+      /^data: (\{"stream".*)$/m,
+      "data: {not json",
+      /sent an output event that is not JSON: "\{not json"$/,
+    ],
+    [
+      "output that is null",
+      /^data: (\{"stream".*)$/m,
+      "data: null",
+      /sent an output event that is not a chunk of output .*: "null"$/,
+    ],
+    [
+      "output without its offset",
+      /"offset":0,/,
+      "",
+      /sent an output event that is not a chunk of output /,
+    ],
+    [
+      "output at a negative offset",
+      /"offset":0,/,
+      `"offset":-4,`,
+      /sent an output event that is not a chunk of output /,
+    ],
+    [
+      "an end that is not JSON",
+      /^(event: end\ndata: ).*$/m,
+      "event: end\ndata: {cut",
+      /sent an end event that is not JSON: "\{cut"$/,
+    ],
+  ];
+  for (const [name, pattern, replacement, message] of cases) {
+    await t.step(name, async () => {
+      await using d = await makeDashboard({ realClock: true });
+      await running(d, "j1");
+      await chunk(d, "j1", 0, "one\n");
+      await d.agent({ path: P.report, body: reportBody("j1") });
+      const client = new OperatorClient({
+        dashboardUrl: "http://localhost",
+        adminToken: "admin-token-0123456789abcdef",
+        fetch: async (input, init) => {
+          const url = String(input instanceof Request ? input.url : input);
+          const response = await d.dashboard.app.request(url, init);
+          if (!url.endsWith("/events")) return response;
+          const text = await response.text();
+          assert.match(text, pattern);
+          return new Response(text.replace(pattern, replacement), { headers: response.headers });
+        },
+      });
+      // Resumed after the event, following would go on (or end) without it.
+      const stop = new AbortController();
+      await assert.rejects(
+        followCommand(client, "j1", {
+          signal: stop.signal,
+          maxOutageMs: 0,
+          onReconnect: () => stop.abort(new Error("opened the stream again")),
+        }),
+        (error) =>
+          error instanceof OperatorError && error.kind === "invalid_answer" &&
+          message.test(error.message),
+      );
+    });
+  }
+});
