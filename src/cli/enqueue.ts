@@ -267,8 +267,8 @@ export function enqueueCommand(io: Io): Command {
     )
     .option(
       "--wait",
-      "wait for the result: progress on stderr, then the command's stdout/stderr; exit with " +
-        "its exit code",
+      "wait for the result: progress on stderr, then the command's stdout/stderr (on a " +
+        "terminal with control characters shown as escapes); exit with its exit code",
     )
     .option(
       "--wait-timeout <secs>",

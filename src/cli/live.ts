@@ -1,16 +1,16 @@
 /**
  * Printing a command's output as it arrives, for `status result ID --follow` and
- * `status enqueue ... --wait`: its stdout to stdout and its stderr to stderr, byte for byte;
+ * `status enqueue ... --wait`: its stdout to stdout and its stderr to stderr, byte for byte (on
+ * a terminal as text whose control characters show as escapes, see {@link terminalText});
  * status changes as progress lines on stderr; on a terminal, a one-line elapsed-time indicator
  * on stderr while nothing is printed (nothing of the kind when stderr is not a terminal).
  *
  * @module
  */
-import { writeAllSync as writeAll } from "../write_all.ts";
-import { flushLogging } from "../log/mod.ts";
+import type { SyncWriter } from "../write_all.ts";
 import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
-import { fromBase64 } from "../protocol/mod.ts";
+import { BIDI_CONTROLS, fromBase64 } from "../protocol/mod.ts";
 import {
   type CommandRecord,
   EXIT_WAIT_TIMEOUT,
@@ -21,7 +21,7 @@ import {
   OperatorError,
   truncationNotes,
 } from "../operator/mod.ts";
-import { type Io, processIo } from "./io.ts";
+import { type Io, processIo, writeAllOrStop } from "./io.ts";
 
 /** Where raw output goes. */
 export interface OutputWriter {
@@ -33,21 +33,117 @@ export interface OutputWriter {
   readonly isTerminal: boolean;
   /** Writes what is still held back (a line-based writer holds an unfinished line). */
   flush?(): void;
+  /**
+   * Writes the CLI's own terminal controls (the indicator's) to standard error as they are.
+   * @default {stderr}
+   */
+  control?(bytes: Uint8Array): void;
 }
 
-/** The process's standard output and error. */
-export function processWriter(): OutputWriter {
-  let terminal = false;
-  try {
-    terminal = Deno.stderr.isTerminal();
-  } catch {
-    // Not known: no indicator.
-  }
+/** A standard stream of the process (`Deno.stdout`, `Deno.stderr`). */
+export interface ProcessStream extends SyncWriter {
+  /** Whether it is a terminal. */
+  isTerminal(): boolean;
+}
+
+// What a terminal would obey rather than show: control characters but newline and tab (a
+// carriage return only as part of CRLF), and bidirectional formatting characters.
+const TERMINAL_CONTROLS = new RegExp(
+  `\r(?!\n)|[\u0000-\u0008\u000b-\u000c\u000e-\u001f\u007f-\u009f]|${BIDI_CONTROLS.source}`,
+  "g",
+);
+
+/**
+ * A command's output made safe to show on a terminal, chunk by chunk: decoded as UTF-8 (bytes
+ * that are not show as U+FFFD), with every control character but newline and tab (a carriage
+ * return only before a newline) and every bidirectional formatting character shown as an escape
+ * (`\u001b`), so that what a command prints cannot move the cursor, recolour or retitle the
+ * terminal, write to its clipboard or show text in another order. A character (or a CRLF) cut
+ * between chunks is held until the next one.
+ *
+ * @returns `write` for each chunk, `end` for what is held at the end.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { terminalText } from "./live.ts";
+ *
+ * const text = terminalText();
+ * const shown = text.write(new TextEncoder().encode("\x1b]52;c;cm0gLXJmIH4=\x07ok\r\n"));
+ * assert.equal(new TextDecoder().decode(shown), "\\u001b]52;c;cm0gLXJmIH4=\\u0007ok\r\n");
+ * ```
+ */
+export function terminalText(): { write(bytes: Uint8Array): Uint8Array; end(): Uint8Array } {
+  const decoder = new TextDecoder();
+  let held = "";
+  const shown = (text: string) =>
+    encoder.encode(
+      text.replace(
+        TERMINAL_CONTROLS,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+      ),
+    );
   return {
-    // Log lines made before the command's output come before it.
-    stdout: (bytes) => (flushLogging(), writeAll(Deno.stdout, bytes)),
-    stderr: (bytes) => (flushLogging(), writeAll(Deno.stderr, bytes)),
-    isTerminal: terminal,
+    write(bytes) {
+      let text = held + decoder.decode(bytes, { stream: true });
+      held = "";
+      if (text.endsWith("\r")) {
+        held = "\r";
+        text = text.slice(0, -1);
+      }
+      return shown(text);
+    },
+    end() {
+      const text = held + decoder.decode();
+      held = "";
+      return shown(text);
+    },
+  };
+}
+
+/**
+ * The process's standard output and error: a command's output goes to each byte for byte, or,
+ * to one that is a terminal, as {@link terminalText}.
+ *
+ * @param streams Where to write.
+ * @default {{ stdout: Deno.stdout, stderr: Deno.stderr }}
+ */
+export function processWriter(
+  streams: { stdout: ProcessStream; stderr: ProcessStream } = {
+    stdout: Deno.stdout,
+    stderr: Deno.stderr,
+  },
+): OutputWriter {
+  const terminal = (stream: ProcessStream) => {
+    try {
+      return stream.isTerminal();
+    } catch {
+      return false; // not known: as it is
+    }
+  };
+  const to = (stream: ProcessStream) => {
+    const text = terminal(stream) ? terminalText() : undefined;
+    // Log lines made before the command's output come before it (writeAllOrStop flushes them);
+    // a reader gone away (`| head -1`) has seen enough: following goes on, for the exit code.
+    const write = (bytes: Uint8Array) => writeAllOrStop(stream, bytes, closed);
+    return {
+      write: (bytes: Uint8Array) => write(text ? text.write(bytes) : bytes),
+      end: () => text && write(text.end()),
+      raw: write,
+    };
+  };
+  const closed = new Set<SyncWriter>();
+  const stdout = to(streams.stdout);
+  const stderr = to(streams.stderr);
+  return {
+    stdout: stdout.write,
+    stderr: stderr.write,
+    isTerminal: terminal(streams.stderr),
+    flush() {
+      stdout.end();
+      stderr.end();
+    },
+    control: stderr.raw,
   };
 }
 
@@ -176,8 +272,9 @@ export async function followAndPrint(
   let indicatorShown = false;
   let lastStatus = "";
   let current: CommandRecord | undefined;
+  const control = (bytes: Uint8Array) => (writer.control ?? writer.stderr)(bytes);
   const clearIndicator = () => {
-    if (indicatorShown) writer.stderr(CLEAR_LINE);
+    if (indicatorShown) control(CLEAR_LINE);
     indicatorShown = false;
   };
   const printed = () => {
@@ -201,8 +298,8 @@ export async function followAndPrint(
       const now = performance.now();
       if (now - lastPrintAt < (options.indicatorMs ?? 1000)) return;
       const status = current?.status ?? "waiting";
-      writer.stderr(CLEAR_LINE);
-      writer.stderr(encoder.encode(`… ${id} ${status} ${formatElapsed(now - started)}`));
+      control(CLEAR_LINE);
+      control(encoder.encode(`… ${id} ${status} ${formatElapsed(now - started)}`));
       indicatorShown = true;
     }, options.indicatorMs ?? 1000)
     : undefined;

@@ -38,8 +38,8 @@ export function resultCommand(io: Io): Command {
     .option("--stderr", "print only the command's stderr, byte for byte")
     .option(
       "--follow",
-      "print its output as it arrives (stdout to stdout, stderr to stderr) until it ends, then " +
-        "exit with its exit code",
+      "print its output as it arrives (stdout to stdout, stderr to stderr; on a terminal with " +
+        "control characters shown as escapes) until it ends, then exit with its exit code",
     );
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {

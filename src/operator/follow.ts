@@ -22,11 +22,27 @@ export interface ServerSentEvent {
   data: string;
 }
 
+/** Largest event {@link parseServerSentEvents} takes by default, in characters (16 MiB). */
+export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+
+/** Options of {@link parseServerSentEvents}. */
+export interface ServerSentEventOptions {
+  /**
+   * Largest event (its lines, fields included), in characters: a larger one, or a line that
+   * never ends, is an error rather than memory without bound.
+   * @default {MAX_EVENT_CHARS}
+   */
+  maxEventChars?: number;
+}
+
 /**
  * Parses a stream of server-sent events (the `text/event-stream` format).
  *
  * @param body The response body.
+ * @param options The largest event taken.
  * @returns The events, as they arrive.
+ * @throws {OperatorError} `invalid_answer` when an event (or a line without its end) is larger
+ *   than `maxEventChars`.
  *
  * @example
  * ```ts
@@ -40,12 +56,16 @@ export interface ServerSentEvent {
  */
 export async function* parseServerSentEvents(
   body: ReadableStream<Uint8Array>,
+  options: ServerSentEventOptions = {},
 ): AsyncGenerator<ServerSentEvent> {
+  const maxChars = options.maxEventChars ?? MAX_EVENT_CHARS;
   const decoder = new TextDecoder();
   let buffer = "";
   let lastId: string | undefined;
   let event = "";
   let data: string[] = [];
+  // Characters of the event so far (its lines read), to bound it with what is buffered.
+  let eventChars = 0;
   const reader = body.getReader();
   try {
     for (;;) {
@@ -55,12 +75,15 @@ export async function* parseServerSentEvents(
       while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
         const line = buffer.slice(0, newline);
         buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
+        eventChars += line.length + 1;
+        if (eventChars > maxChars) break;
         if (line === "") {
           if (data.length > 0) {
             yield { id: lastId, event: event || "message", data: data.join("\n") };
           }
           event = "";
           data = [];
+          eventChars = 0;
           continue;
         }
         if (line.startsWith(":")) continue;
@@ -71,6 +94,12 @@ export async function* parseServerSentEvents(
         if (field === "event") event = value;
         else if (field === "data") data.push(value);
         else if (field === "id" && !value.includes("\0")) lastId = value;
+      }
+      if (eventChars + buffer.length > maxChars) {
+        throw new OperatorError(
+          "invalid_answer",
+          `the event stream sent an event of more than ${maxChars} characters`,
+        );
       }
       if (done) return;
     }
@@ -106,6 +135,20 @@ export interface FollowOptions extends FollowHandlers {
    * @default {45000}
    */
   idleTimeoutMs?: number;
+}
+
+/** An error thrown by a handler: it ends following, and is not a broken connection. */
+class HandlerFailure {
+  constructor(readonly error: unknown) {}
+}
+
+/** Calls a handler; what it throws ends following (see {@link HandlerFailure}). */
+function hand(call: () => void): void {
+  try {
+    call();
+  } catch (error) {
+    throw new HandlerFailure(error);
+  }
 }
 
 /** What {@link followCommand} ends with. */
@@ -148,6 +191,9 @@ export interface FollowResult {
  *   for `maxOutageMs`.
  * @throws {RangeError} When `idleTimeoutMs` is not a number of milliseconds from 1 to
  *   2147483647, or `maxOutageMs` not one from 0 (nothing is sent).
+ * @throws {OperatorError} `invalid_answer` when the stream sends an output or end event it cannot
+ *   read (not JSON, not a chunk of output, data that is not base64).
+ * @throws What `onOutput` or `onStatus` throws: following ends (the command goes on).
  */
 export async function followCommand(
   client: OperatorClient,
@@ -249,26 +295,52 @@ export async function followCommand(
         try {
           data = JSON.parse(event.data);
         } catch {
-          continue;
+          // An output or end skipped would be bytes or a result missing without a word (the
+          // stream resumes after its id); a status that cannot be read is followed by another.
+          if (event.event !== "output" && event.event !== "end") continue;
+          throw new OperatorError(
+            "invalid_answer",
+            `the event stream of ${id} sent an ${event.event} event that is not JSON: ${
+              JSON.stringify(event.data.slice(0, 100))
+            }`,
+          );
         }
         if (event.event === "output") {
-          const chunk = data as {
-            stream?: string;
-            offset?: number;
-            data?: string;
-            attempt?: number;
+          const chunk = (data ?? {}) as {
+            stream?: unknown;
+            offset?: unknown;
+            data?: unknown;
+            attempt?: unknown;
           };
           if (
-            (chunk.stream === "stdout" || chunk.stream === "stderr") &&
-            typeof chunk.offset === "number" && typeof chunk.data === "string"
+            !(chunk.stream === "stdout" || chunk.stream === "stderr") ||
+            !Number.isSafeInteger(chunk.offset) || (chunk.offset as number) < 0 ||
+            typeof chunk.data !== "string"
           ) {
-            options.onOutput?.({
-              stream: chunk.stream,
-              offset: chunk.offset,
-              data: fromBase64(chunk.data),
-              attempt: typeof chunk.attempt === "number" ? chunk.attempt : 1,
-            });
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} sent an output event that is not a chunk of output ` +
+                `({"stream", "offset", "data"}): ${JSON.stringify(event.data.slice(0, 100))}`,
+            );
           }
+          let bytes: Uint8Array;
+          try {
+            bytes = fromBase64(chunk.data);
+          } catch {
+            // Skipped, the bytes would be missing without a word (the stream resumes after it).
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} sent output at offset ${chunk.offset} of ` +
+                `${chunk.stream} whose data is not base64`,
+            );
+          }
+          const output: Parameters<NonNullable<FollowHandlers["onOutput"]>>[0] = {
+            stream: chunk.stream,
+            offset: chunk.offset as number,
+            data: bytes,
+            attempt: typeof chunk.attempt === "number" ? chunk.attempt : 1,
+          };
+          hand(() => options.onOutput?.(output));
         } else if (event.event === "status" || event.event === "end") {
           const parsed = commandRecordSchema.safeParse(data);
           if (!parsed.success) {
@@ -281,20 +353,23 @@ export async function followCommand(
             );
           }
           if (event.event === "end") return { record: parsed.data, live: true };
-          options.onStatus?.(parsed.data);
+          hand(() => options.onStatus?.(parsed.data));
         }
       }
     } catch (error) {
+      // A handler's error is the caller's, whatever else happened.
+      if (error instanceof HandlerFailure) throw error.error;
       if (signal?.aborted) throw signal.reason;
       if (error instanceof OperatorError) throw error;
       failingSince ??= performance.now();
       options.onReconnect?.(error);
-      continue;
     } finally {
       clearTimeout(idle);
       connection.abort();
     }
-    // The stream ended without an `end` event (a proxy or the dashboard closed it): resume.
+    // The stream broke, or ended without an `end` event (a proxy or the dashboard closed it):
+    // resume, after a delay and within the outage limit (one that breaks before its first event
+    // again and again is an outage, not a reason to ask without pause).
     failingSince ??= performance.now();
     if (performance.now() - failingSince > maxOutageMs) {
       throw new OperatorError(

@@ -56,5 +56,6 @@ export {
   type FollowResult,
   parseServerSentEvents,
   type ServerSentEvent,
+  type ServerSentEventOptions,
 } from "./follow.ts";
 export { checkHealth, type HealthCheck, type HealthOptions, type HealthReport } from "./health.ts";

@@ -1,11 +1,11 @@
 /**
  * Printing a command as it runs (`status result --follow`, `status enqueue --wait`): output byte
- * for byte to the right stream, gaps named, the rest of the final result after the live output,
+ * for byte to the right stream (on a terminal, its control characters as escapes), gaps named, the rest of the final result after the live output,
  * and the elapsed indicator only on a terminal.
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
-import { followAndPrint, type OutputWriter } from "../../src/cli/live.ts";
+import { followAndPrint, type OutputWriter, processWriter } from "../../src/cli/live.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { OperatorClient } from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
@@ -224,4 +224,122 @@ Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while
   assert.match(stderr, new RegExp(`\r\x1b\\[2K… ${id} queued \\d+\\.\\d s`));
   assert.ok(stderr.endsWith("\r\x1b[2K"), "the indicator is cleared at the end");
   assert.equal(rec.stdout(), "done\n");
+});
+
+/** A standard stream that records what is written, a terminal or not. */
+function recordingStream(terminal: boolean) {
+  const parts: Uint8Array[] = [];
+  return {
+    isTerminal: () => terminal,
+    writeSync(bytes: Uint8Array) {
+      parts.push(bytes.slice());
+      return bytes.length;
+    },
+    bytes: () => new Uint8Array(parts.flatMap((p) => [...p])),
+    text: () => parts.map((p) => decoder.decode(p)).join(""),
+  };
+}
+
+Deno.test("followAndPrint shows escape sequences of a command's output as escapes on a terminal, and writes them as they are elsewhere", async (t) => {
+  // An OSC 52 (writes the terminal's clipboard), a title, a colour, a lone carriage return (hides
+  // what came before it on the line), a bidi override, a byte that is not UTF-8 and a character
+  // cut between two chunks; CRLF, tab and newline are text.
+  const encoder = new TextEncoder();
+  const first = new Uint8Array([
+    ...encoder.encode("\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\x1b[31mred\x1b[0m\tok\r\n"),
+    ...encoder.encode("rm -rf /\rls\u202eexe.pdf \xff\n"),
+    0xff,
+    0xe2,
+    0x82,
+  ]);
+  const second = new Uint8Array([0xac, ...encoder.encode(" end\n")]);
+  const run = async (terminal: boolean) => {
+    await using d = await dashboard();
+    const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
+    const stdout = recordingStream(terminal);
+    const stderr = recordingStream(terminal);
+    const writer = processWriter({ stdout, stderr });
+    const following = followAndPrint(memoryIo(), writer, d.client, id, { indicatorMs: 20 });
+    assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
+    await d.agentCall("/api/v1/agent/commands/ack", { command_id: id, attempt: 1 });
+    let offset = 0;
+    for (const data of [first, second]) {
+      for (const stream of ["stdout", "stderr"]) {
+        const answer = await d.agentCall(`/api/v1/agent/commands/${id}/output`, {
+          attempt: 1,
+          stream,
+          offset,
+          data: toBase64(data),
+        });
+        assert.equal(answer.status, 200);
+      }
+      offset += data.length;
+    }
+    await until(() => stdout.text().includes(" end"), "the live output is printed");
+    if (terminal) {
+      // The indicator, the CLI's own control sequence, shows on the terminal as it is.
+      await until(() => stderr.text().includes("\r\x1b[2K…"), "the indicator is shown");
+    }
+    await d.agentCall("/api/v1/agent/commands/report", {
+      ...report(id, "", "", 0),
+      result: {
+        ...report(id, "", "", 0).result,
+        stdout: toBase64(new Uint8Array([...first, ...second])),
+        stdout_encoding: "base64",
+      },
+    });
+    assert.equal((await following)?.status, "success");
+    return { stdout, stderr };
+  };
+
+  await t.step("on a terminal, as text that cannot drive it", async () => {
+    const { stdout, stderr } = await run(true);
+    const shown = "\\u001b]52;c;cm0gLXJmIH4=\\u0007\\u001b]0;pwned\\u0007\\u001b[31mred" +
+      "\\u001b[0m\tok\r\nrm -rf /\\u000dls\\u202eexe.pdf \u00ff\n\ufffd€ end\n";
+    assert.equal(stdout.text(), shown);
+    // Less the indicator: what it cleared, and its lines (each cleared before output).
+    const err = stderr.text().split("\r\x1b[2K").filter((part) => !part.startsWith("… ")).join("");
+    assert.equal(err, shown);
+  });
+
+  await t.step("elsewhere (a pipe, a file), byte for byte", async () => {
+    const { stdout, stderr } = await run(false);
+    const all = new Uint8Array([...first, ...second]);
+    assert.deepEqual(stdout.bytes(), all);
+    assert.deepEqual(stderr.bytes(), all);
+  });
+});
+
+Deno.test("followAndPrint goes on to the command's end when the reader of its stdout goes away (| head -1)", async () => {
+  await using d = await dashboard();
+  const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
+  let tries = 0;
+  const stdout = {
+    isTerminal: () => false,
+    writeSync(): number {
+      tries++;
+      throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    },
+  };
+  const stderr = recordingStream(false);
+  const io = memoryIo();
+  const following = followAndPrint(io, processWriter({ stdout, stderr }), d.client, id);
+  assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
+  await d.agentCall("/api/v1/agent/commands/ack", { command_id: id, attempt: 1 });
+  for (const [stream, text] of [["stdout", "one\n"], ["stderr", "warning\n"]]) {
+    await d.agentCall(`/api/v1/agent/commands/${id}/output`, {
+      attempt: 1,
+      stream,
+      offset: 0,
+      data: toBase64(new TextEncoder().encode(text)),
+    });
+  }
+  await until(() => stderr.text() === "warning\n", "stderr is still written");
+  await d.agentCall("/api/v1/agent/commands/report", report(id, "one\ntwo\n", "warning\n", 3));
+  const record = await following;
+  assert.equal(record?.status, "failed");
+  assert.equal(record?.result?.exit_code, 3);
+  assert.equal(tries, 1, "a stream whose reader went away is left alone");
+  assert.equal(stderr.text(), "warning\n");
+  assert.match(io.stderr.at(-1)!, new RegExp(`^${id} failed, exit code 3 `));
 });

@@ -4,7 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
-import { followCommand, OperatorClient } from "../../src/operator/mod.ts";
+import {
+  followCommand,
+  OperatorClient,
+  OperatorError,
+  parseServerSentEvents,
+} from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import { makeDashboard, P, reportBody, type TestDashboard } from "../server/_helpers.ts";
 
@@ -281,12 +286,208 @@ Deno.test("a dashboard that never answers is given up after the outage, not an i
       }),
   });
   const failure = await followCommand(client, "c1", {
-    idleTimeoutMs: 1000,
-    maxOutageMs: 300,
+    idleTimeoutMs: 400,
+    maxOutageMs: 1000,
     onReconnect: (error) => heads.push((error as Error).message),
   }).catch((error: Error) => error);
   // The first try waits the idle timeout; once the outage has begun, a try waits only what is
-  // left of it (at most 0.3 s here), so the last one is cut short too.
-  assert.match(heads[0], /within 1 s$/);
+  // left of it, so the last one is cut short: the second try (after 0.25 s) waits 0.4 s and
+  // ends 0.65 s into the outage, the third (after 0.5 s more) has nothing left of it. (With an
+  // idle timeout as long as the outage, the second try ended right at its end, and which try
+  // was last depended on how the timers fell.)
+  assert.match(heads[0], /within 0\.4 s$/);
   assert.match(String(failure), /did not answer the event stream request within 0\.[0-2]\d* s$/);
+});
+
+Deno.test("followCommand fails with the error of a handler that throws, instead of taking it for a broken connection", async (t) => {
+  // A writer whose reader went away, a full disk: the output cannot be handed on. Taken for a
+  // broken connection, the stream was opened again after the chunk and the chunk was lost.
+  for (const handler of ["onOutput", "onStatus"] as const) {
+    await t.step(handler, async () => {
+      await using d = await makeDashboard({ realClock: true });
+      await running(d, "h1");
+      await chunk(d, "h1", 0, "one\n");
+      let connections = 0;
+      const client = new OperatorClient({
+        dashboardUrl: "http://localhost",
+        adminToken: "admin-token-0123456789abcdef",
+        fetch: (input, init) => {
+          if (String(input instanceof Request ? input.url : input).endsWith("/events")) {
+            connections++;
+          }
+          return Promise.resolve(d.dashboard.app.request(input as string, init));
+        },
+      });
+      const full = new Error("no space left on device");
+      let reconnects = 0;
+      // Taken for a broken connection, following would go on as long as the command runs.
+      const stop = new AbortController();
+      const following = followCommand(client, "h1", {
+        signal: stop.signal,
+        [handler]: () => {
+          throw full;
+        },
+        onReconnect: () => {
+          reconnects++;
+          stop.abort(new Error("opened the stream again"));
+        },
+      });
+      await assert.rejects(following, (error) => error === full);
+      assert.equal(reconnects, 0);
+      assert.equal(connections, 1);
+    });
+  }
+});
+
+Deno.test("followCommand refuses output whose data is not base64, instead of skipping it", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  await running(d, "b1");
+  await chunk(d, "b1", 0, "one\n");
+  await d.agent({ path: P.report, body: reportBody("b1") });
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    adminToken: "admin-token-0123456789abcdef",
+    fetch: async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      const response = await d.dashboard.app.request(url, init);
+      if (!url.endsWith("/events")) return response;
+      // A dashboard (or a proxy) that mangles the chunk's bytes.
+      const text = (await response.text()).replace(/"data":"[^"]*"/, `"data":"not base64!"`);
+      return new Response(text, { headers: response.headers });
+    },
+  });
+  const seen: string[] = [];
+  await assert.rejects(
+    followCommand(client, "b1", { onOutput: (c) => seen.push(new TextDecoder().decode(c.data)) }),
+    (error) =>
+      error instanceof OperatorError && error.kind === "invalid_answer" &&
+      /the event stream of b1 sent output at offset 0 of stdout whose data is not base64/.test(
+        error.message,
+      ),
+  );
+  assert.deepEqual(seen, []);
+});
+
+Deno.test("parseServerSentEvents refuses an event larger than its bound instead of holding it all", async (t) => {
+  const body = (...parts: string[]) => ReadableStream.from(parts.map((p) => encoder.encode(p)));
+  const refused = (error: unknown) =>
+    error instanceof OperatorError && error.kind === "invalid_answer" &&
+    error.message === "the event stream sent an event of more than 1000 characters";
+  const parse = (stream: ReadableStream<Uint8Array>) =>
+    Array.fromAsync(parseServerSentEvents(stream, { maxEventChars: 1000 }));
+
+  await t.step("a line that never ends", async () => {
+    await assert.rejects(parse(body("data: ", "x".repeat(600), "x".repeat(600))), refused);
+  });
+  await t.step("many lines of one event", async () => {
+    await assert.rejects(parse(body(...Array(30).fill(`data: ${"x".repeat(50)}\n`))), refused);
+  });
+  await t.step("many events, each within the bound, are all taken", async () => {
+    const events = await parse(body(...Array(30).fill(`event: e\ndata: ${"x".repeat(500)}\n\n`)));
+    assert.equal(events.length, 30);
+  });
+});
+
+Deno.test("followCommand waits between streams that break before their first event, and gives up after the outage", async () => {
+  await using d = await makeDashboard({ realClock: true });
+  await running(d, "r1");
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    adminToken: "admin-token-0123456789abcdef",
+    fetch: async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      const response = await d.dashboard.app.request(url, init);
+      if (!url.endsWith("/events")) return response;
+      await response.body?.cancel();
+      // The head arrives, then the connection is reset (a proxy in trouble).
+      const broken = new ReadableStream<Uint8Array>({
+        pull: (controller) => controller.error(new TypeError("connection reset")),
+      });
+      return new Response(broken, { headers: response.headers });
+    },
+  });
+  let reconnects = 0;
+  // Without a pause, following asked again without end, as fast as the loop runs.
+  const stop = new AbortController();
+  const following = followCommand(client, "r1", {
+    signal: stop.signal,
+    maxOutageMs: 1000,
+    onReconnect: () => {
+      if (++reconnects >= 50) stop.abort(new Error("asked again without pause"));
+    },
+  });
+  await assert.rejects(
+    following,
+    (error) =>
+      error instanceof OperatorError && error.kind === "connection" &&
+      error.message === "the event stream of r1 kept closing for 1 s",
+  );
+  assert.ok(reconnects < 50, `reconnects: ${reconnects}`);
+});
+
+Deno.test("followCommand refuses an output or end event it cannot read, instead of resuming after it", async (t) => {
+  const cases: Array<[string, RegExp, string, RegExp]> = [
+    [
+      "output that is not JSON",
+      /^data: (\{"stream".*)$/m,
+      "data: {not json",
+      /sent an output event that is not JSON: "\{not json"$/,
+    ],
+    [
+      "output that is null",
+      /^data: (\{"stream".*)$/m,
+      "data: null",
+      /sent an output event that is not a chunk of output .*: "null"$/,
+    ],
+    [
+      "output without its offset",
+      /"offset":0,/,
+      "",
+      /sent an output event that is not a chunk of output /,
+    ],
+    [
+      "output at a negative offset",
+      /"offset":0,/,
+      `"offset":-4,`,
+      /sent an output event that is not a chunk of output /,
+    ],
+    [
+      "an end that is not JSON",
+      /^(event: end\ndata: ).*$/m,
+      "event: end\ndata: {cut",
+      /sent an end event that is not JSON: "\{cut"$/,
+    ],
+  ];
+  for (const [name, pattern, replacement, message] of cases) {
+    await t.step(name, async () => {
+      await using d = await makeDashboard({ realClock: true });
+      await running(d, "j1");
+      await chunk(d, "j1", 0, "one\n");
+      await d.agent({ path: P.report, body: reportBody("j1") });
+      const client = new OperatorClient({
+        dashboardUrl: "http://localhost",
+        adminToken: "admin-token-0123456789abcdef",
+        fetch: async (input, init) => {
+          const url = String(input instanceof Request ? input.url : input);
+          const response = await d.dashboard.app.request(url, init);
+          if (!url.endsWith("/events")) return response;
+          const text = await response.text();
+          assert.match(text, pattern);
+          return new Response(text.replace(pattern, replacement), { headers: response.headers });
+        },
+      });
+      // Resumed after the event, following would go on (or end) without it.
+      const stop = new AbortController();
+      await assert.rejects(
+        followCommand(client, "j1", {
+          signal: stop.signal,
+          maxOutageMs: 0,
+          onReconnect: () => stop.abort(new Error("opened the stream again")),
+        }),
+        (error) =>
+          error instanceof OperatorError && error.kind === "invalid_answer" &&
+          message.test(error.message),
+      );
+    });
+  }
 });
