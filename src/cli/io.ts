@@ -6,6 +6,7 @@
  */
 import { flushLogging } from "../log/mod.ts";
 import { type SyncWriter, writeAllSync } from "../write_all.ts";
+import { type ProcessStream, terminalText } from "./terminal_text.ts";
 
 /** Output streams of a CLI command. */
 export interface Io {
@@ -47,14 +48,49 @@ export function writeAllOrStop(file: SyncWriter, bytes: Uint8Array, closed: Set<
   }
 }
 
-const closedStreams = new Set<SyncWriter>();
+/**
+ * An {@link Io} on standard streams. What goes to one that is a terminal is shown as
+ * {@link terminalText} shows a command's output (a command's stdout and stderr printed by
+ * `status result` or `status exec`: their escape sequences are shown, not obeyed); a pipe or a
+ * file gets the bytes as they are.
+ *
+ * @param streams Where to write.
+ * @returns The Io.
+ */
+export function streamIo(streams: { stdout: ProcessStream; stderr: ProcessStream }): Io {
+  const closed = new Set<SyncWriter>();
+  const to = (stream: ProcessStream) => {
+    let terminal: boolean | undefined;
+    return (bytes: Uint8Array) => {
+      if (terminal === undefined) {
+        try {
+          terminal = stream.isTerminal();
+        } catch {
+          terminal = false; // not known: as it is
+        }
+      }
+      if (terminal) {
+        const text = terminalText();
+        const shown = text.write(bytes);
+        const rest = text.end();
+        writeAllOrStop(stream, shown, closed);
+        if (rest.length > 0) writeAllOrStop(stream, rest, closed);
+        return;
+      }
+      writeAllOrStop(stream, bytes, closed);
+    };
+  };
+  const stdout = to(streams.stdout);
+  const stderr = to(streams.stderr);
+  return {
+    out: (line) => stdout(encoder.encode(line + "\n")),
+    err: (line) => stderr(encoder.encode(line + "\n")),
+    write: stdout,
+  };
+}
 
-/** The process's own standard output and error. */
-export const processIo: Io = {
-  out: (line) => writeAllOrStop(Deno.stdout, encoder.encode(line + "\n"), closedStreams),
-  err: (line) => writeAllOrStop(Deno.stderr, encoder.encode(line + "\n"), closedStreams),
-  write: (bytes) => writeAllOrStop(Deno.stdout, bytes, closedStreams),
-};
+/** The process's own standard output and error ({@link streamIo}). */
+export const processIo: Io = streamIo({ stdout: Deno.stdout, stderr: Deno.stderr });
 
 /**
  * An {@link Io} that keeps every line, for tests. Bytes written with `write` are kept as they

@@ -34,8 +34,12 @@ export function resultCommand(io: Io): Command {
     )
     .argument("<id>", "the command id", parseAnyCommandId)
     .option("--json", "print the command as JSON")
-    .option("--stdout", "print only the command's stdout, byte for byte (binary output too)")
-    .option("--stderr", "print only the command's stderr, byte for byte")
+    .option(
+      "--stdout",
+      "print only the command's stdout, byte for byte (binary output too) when redirected; " +
+        "on a terminal with control characters shown as escapes",
+    )
+    .option("--stderr", "print only the command's stderr, as --stdout prints its stdout")
     .option(
       "--follow",
       "print its output as it arrives (stdout to stdout, stderr to stderr; on a terminal with " +
