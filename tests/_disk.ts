@@ -1,5 +1,6 @@
 /**
- * Freeing space on a small test file system, for the full-disk tests.
+ * Small test file systems (a tmpfs mounted for a test), and freeing space on them, for the
+ * full-disk and tmpfs tests.
  *
  * @module
  */
@@ -27,4 +28,40 @@ export async function removeAndWaitForSpace(path: string): Promise<void> {
     10_000,
     50,
   );
+}
+
+async function run(command: string, args: string[]): Promise<boolean> {
+  try {
+    const output = await new Deno.Command(command, { args, stdout: "null", stderr: "null" })
+      .output();
+    return output.success;
+  } catch {
+    return false;
+  }
+}
+
+/** Mounts a tmpfs of `sizeKiB` at a new directory, or returns `null` where that is not allowed. */
+export async function smallDisk(
+  sizeKiB: number,
+): Promise<{ dir: string } & AsyncDisposable | null> {
+  const dir = await Deno.makeTempDir({ prefix: "status-disk-" });
+  if (!(await run("mount", ["-t", "tmpfs", "-o", `size=${sizeKiB}k`, "tmpfs", dir]))) {
+    await Deno.remove(dir, { recursive: true });
+    return null;
+  }
+  return {
+    dir,
+    async [Symbol.asyncDispose]() {
+      // Busy for a moment while a process another test thread is spawning holds a copy of a
+      // descriptor on it (until its program starts); detached lazily if it stays busy.
+      for (let tries = 0; !(await run("umount", [dir])); tries++) {
+        if (tries === 20) {
+          await run("umount", ["-l", dir]);
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
 }

@@ -7,6 +7,7 @@ import { INSTANCE_ID_FILE, stateInstanceId } from "../../src/agent/instance.ts";
 import { captureLogs, FakeExecutor } from "./_helpers.ts";
 import { runAgent } from "../../src/agent/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
+import { smallDisk } from "../_disk.ts";
 
 function report(id: string, stdout = "hello\n"): ReportRequest {
   return {
@@ -514,29 +515,18 @@ Deno.test({
   name: "a state directory on tmpfs is used, with a warning that a reboot empties it",
   // A tmpfs mounted for the test (root with the right to mount; /dev/shm needs --allow-all).
   ignore: Deno.uid() !== 0,
-  fn: () => {
-    const dir = Deno.makeTempDirSync({ prefix: "status-tmpfs-" });
-    const mount = new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    if (!mount.success) {
-      Deno.removeSync(dir);
+  fn: async () => {
+    await using disk = await smallDisk(1024);
+    if (disk === null) {
       console.log("skipped: cannot mount a tmpfs here");
       return;
     }
-    try {
-      using logs = captureLogs();
-      openAgentState({ dir: `${dir}/state` })[Symbol.dispose]();
-      assert.ok(
-        logs.has(/is on tmpfs, which a restart of the machine empties: a command running then/),
-        logs.messages().join("\n"),
-      );
-    } finally {
-      new Deno.Command("umount", { args: [dir] }).outputSync();
-      Deno.removeSync(dir, { recursive: true });
-    }
+    using logs = captureLogs();
+    openAgentState({ dir: `${disk.dir}/state` })[Symbol.dispose]();
+    assert.ok(
+      logs.has(/is on tmpfs, which a restart of the machine empties: a command running then/),
+      logs.messages().join("\n"),
+    );
   },
 });
 

@@ -6,7 +6,10 @@
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { followAndPrint, type OutputWriter, processWriter } from "../../src/cli/live.ts";
-import { memoryIo } from "../../src/cli/io.ts";
+import { memoryIo, streamIo } from "../../src/cli/io.ts";
+import { printOutput } from "../../src/cli/enqueue.ts";
+import { formatRecord } from "../../src/operator/format.ts";
+import type { CommandRecord } from "../../src/operator/mod.ts";
 import { OperatorClient } from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
@@ -342,4 +345,59 @@ Deno.test("followAndPrint goes on to the command's end when the reader of its st
   assert.equal(tries, 1, "a stream whose reader went away is left alone");
   assert.equal(stderr.text(), "warning\n");
   assert.match(io.stderr.at(-1)!, new RegExp(`^${id} failed, exit code 3 `));
+});
+
+// An OSC 52 (writes the terminal's clipboard), a title, a colour and a lone carriage return.
+const RESULT_HOSTILE = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\x1b[31mred\x1b[0m hidden\rshown";
+const RESULT_SHOWN =
+  "\\u001b]52;c;cm0gLXJmIH4=\\u0007\\u001b]0;pwned\\u0007\\u001b[31mred\\u001b[0m hidden\\u000dshown";
+
+const finished: CommandRecord = {
+  id: "c1",
+  agent_id: "web-1",
+  name: "cat motd",
+  status: "success",
+  result: {
+    exit_code: 0,
+    signal: null,
+    duration_secs: 0.01,
+    stdout: `${RESULT_HOSTILE}\n`,
+    stderr: `${RESULT_HOSTILE}\n`,
+    stdout_truncated_bytes: 0,
+    stderr_truncated_bytes: 0,
+  },
+} as CommandRecord;
+
+Deno.test("status result and status exec show a command's escape sequences as escapes on a terminal, and write them as they are elsewhere", async (t) => {
+  await t.step("on terminals", () => {
+    const stdout = recordingStream(true);
+    const stderr = recordingStream(true);
+    const io = streamIo({ stdout, stderr });
+    for (const line of formatRecord(finished)) io.out(line);
+    printOutput(io, finished);
+    assert.ok(!stdout.text().includes("\x1b"), stdout.text());
+    assert.ok(!stderr.text().includes("\x1b"), stderr.text());
+    assert.ok(stdout.text().includes(`--- stdout ---\n${RESULT_SHOWN}\n`), stdout.text());
+    assert.ok(stdout.text().endsWith(`${RESULT_SHOWN}\n`), "printOutput's stdout");
+    assert.equal(stderr.text(), `${RESULT_SHOWN}\n`);
+  });
+  await t.step("to pipes and files: byte for byte", () => {
+    const stdout = recordingStream(false);
+    const stderr = recordingStream(false);
+    const io = streamIo({ stdout, stderr });
+    printOutput(io, finished);
+    assert.equal(stdout.text(), `${RESULT_HOSTILE}\n`);
+    assert.equal(stderr.text(), `${RESULT_HOSTILE}\n`);
+  });
+  await t.step("a stream that cannot say whether it is a terminal: as it is", () => {
+    const stdout = {
+      ...recordingStream(false),
+      isTerminal(): boolean {
+        throw new Error("not known");
+      },
+    };
+    const io = streamIo({ stdout, stderr: recordingStream(false) });
+    io.out("\x1b[31mred");
+    assert.equal(stdout.text(), "\x1b[31mred\n");
+  });
 });

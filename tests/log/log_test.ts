@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { auditLogger, closeLogging, logger, setupLogging } from "../../src/log/mod.ts";
 import { rotatingFileSink } from "../../src/log/file_sink.ts";
-import { removeAndWaitForSpace } from "../_disk.ts";
+import { removeAndWaitForSpace, smallDisk } from "../_disk.ts";
 
 const TOKEN = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
@@ -342,17 +342,12 @@ Deno.test({
   // A real full file system: a tmpfs mounted for the test (root with the right to mount).
   ignore: Deno.uid() !== 0,
   fn: async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "status-log-full-" });
-    const mount = new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    if (!mount.success) {
-      Deno.removeSync(dir);
+    await using disk = await smallDisk(64);
+    if (disk === null) {
       console.log("skipped: cannot mount a tmpfs here");
       return;
     }
+    const dir = disk.dir;
     const path = `${dir}/status.log`;
     const sink = rotatingFileSink(path, {
       maxSize: 1024 * 1024,
@@ -377,8 +372,6 @@ Deno.test({
     } finally {
       sink[Symbol.dispose]();
       const text = Deno.readTextFileSync(path);
-      new Deno.Command("umount", { args: [dir] }).outputSync();
-      Deno.removeSync(dir, { recursive: true });
       // The line lost is said, by the next one written.
       assert.equal(
         text,

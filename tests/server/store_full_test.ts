@@ -7,42 +7,8 @@ import { DashboardClient } from "../../src/agent/client.ts";
 import type { ReportRequest } from "../../src/protocol/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
-import { removeAndWaitForSpace } from "../_disk.ts";
+import { removeAndWaitForSpace, smallDisk } from "../_disk.ts";
 import { P, reportBody } from "./_helpers.ts";
-
-async function run(command: string, args: string[]): Promise<boolean> {
-  try {
-    const output = await new Deno.Command(command, { args, stdout: "null", stderr: "null" })
-      .output();
-    return output.success;
-  } catch {
-    return false;
-  }
-}
-
-/** Mounts a tmpfs of `sizeKiB` at a new directory, or returns `null` where that is not allowed. */
-async function smallDisk(sizeKiB: number): Promise<{ dir: string } & AsyncDisposable | null> {
-  const dir = await Deno.makeTempDir({ prefix: "status-full-" });
-  if (!(await run("mount", ["-t", "tmpfs", "-o", `size=${sizeKiB}k`, "tmpfs", dir]))) {
-    await Deno.remove(dir, { recursive: true });
-    return null;
-  }
-  return {
-    dir,
-    async [Symbol.asyncDispose]() {
-      // Busy for a moment while a process another test thread is spawning holds a copy of a
-      // descriptor on it (until its program starts); detached lazily if it stays busy.
-      for (let tries = 0; !(await run("umount", [dir])); tries++) {
-        if (tries === 20) {
-          await run("umount", ["-l", dir]);
-          break;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 /** Fills the disk with a file until it is full; returns its path. */
 function fill(path: string): void {
