@@ -1015,6 +1015,50 @@ Deno.test("console error pages: unknown command and unreachable store, never a s
   }
 });
 
+Deno.test("console forms: one refused or failed for want of its store links the form again, filled with what was typed", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  const typed = { agent: "a2", name: "du -sh /var & more", timeout: "9", priority: "high" };
+  const filled = "/enqueue?agent=a2&name=du+-sh+%2Fvar+%26+more&timeout=9&priority=high";
+  const linkOf = (html: string) =>
+    /<a href="([^"]*)">Open the form again, filled<\/a>/.exec(html)?.[1]?.replaceAll("&amp;", "&");
+
+  await t.step(
+    "a form of a page open since before the login (another session's token)",
+    async () => {
+      const refused = await browser.post("/enqueue", { csrf: "x".repeat(43), ...typed });
+      assert.equal(refused.status, 403);
+      assert.equal(linkOf(await refused.text()), filled);
+      const run = await browser.post("/runs/new", {
+        csrf: "x".repeat(43),
+        name: "uptime",
+        labels: "a=b",
+      });
+      assert.equal(run.status, 403);
+      assert.equal(linkOf(await run.text()), "/runs/new?name=uptime&labels=a%3Db");
+      const cancel = await browser.post("/commands/c-1/cancel", { csrf: "x" });
+      assert.equal(cancel.status, 403);
+      assert.match(await cancel.text(), /<a href="\/commands\/c-1">Open its page<\/a>/);
+      const form = await (await browser.get(filled)).text();
+      assert.match(form, /value="du -sh \/var &amp; more"/, "the link fills the form");
+    },
+  );
+
+  await t.step("a store the dashboard cannot reach", async () => {
+    await d.store.close();
+    const failed = await browser.post("/enqueue", { csrf, ...typed });
+    assert.equal(failed.status, 503);
+    const text = await failed.text();
+    assert.match(text, /cannot reach its command store/);
+    assert.equal(linkOf(text), filled);
+    const run = await browser.post("/runs/new", { csrf, name: "uptime", labels: "a=b" });
+    assert.equal(run.status, 503);
+    assert.equal(linkOf(await run.text()), "/runs/new?name=uptime&labels=a%3Db");
+  });
+});
+
 Deno.test("console: a browser over the operators' limit gets a 429 page; another address is not held up by it", async () => {
   const lines: string[] = [];
   setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
