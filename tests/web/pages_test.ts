@@ -647,6 +647,33 @@ Deno.test("console cancel sent twice (a double click): the second says the comma
   assert.equal(ended.headers.get("Location"), "/commands/c1?done=final");
 });
 
+Deno.test("console: a ?done= the page has no notice for shows none, never a property of every object", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "echo hi");
+  const run = await t.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "echo hi",
+    target: { agents: ["a2"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  for (const path of ["/commands/c1", "/runs/r1"]) {
+    for (const done of ["constructor", "toString", "__proto__", "hasOwnProperty", "nope"]) {
+      const response = await browser.get(`${path}?done=${done}`);
+      assert.equal(response.status, 200, `${path}?done=${done}`);
+      const text = await response.text();
+      assert.doesNotMatch(text, /native code|\[object /, `${path}?done=${done}`);
+      assert.doesNotMatch(
+        text,
+        /class="notice info" role="status">(?!Agent )/,
+        `${path}?done=${done}`,
+      );
+    }
+  }
+  assert.match(await (await browser.get("/commands/c1?done=enqueued")).text(), />Enqueued\.</);
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

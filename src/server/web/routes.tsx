@@ -319,6 +319,14 @@ function filledFormOf(path: string, form: URLSearchParams | null): string {
 }
 
 /**
+ * The notice a page's `?done=` names (what its form just did), or none: only the page's own, never
+ * a property every object has (`?done=constructor` showed `function Object() { [native code] }`).
+ */
+function noticeOf(notices: Record<string, string>, done: string | undefined): string | undefined {
+  return done !== undefined && Object.hasOwn(notices, done) ? notices[done] : undefined;
+}
+
+/**
  * Does a form's work. When the operator API cannot answer (its store is down, or the address is
  * over its limit), the error page links the form filled with what was sent, so nothing typed is
  * lost.
@@ -717,7 +725,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         <CommandPage
           {...frame(session)}
           command={command}
-          notice={notices[c.req.query("done") ?? ""]}
+          notice={noticeOf(notices, c.req.query("done"))}
           agent={agent}
         />,
       );
@@ -977,7 +985,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         <RunPage
           {...frame(session)}
           run={run}
-          notice={notices[c.req.query("done") ?? ""]}
+          notice={noticeOf(notices, c.req.query("done"))}
           page={Number(rawPage)}
         />,
       );
