@@ -53,6 +53,7 @@ import {
   RunPage,
   runPageCount,
   runRequestOfForm,
+  RUNS_SHOWN,
   RunsPage,
   type RunSummaryJson,
   StartRunPage,
@@ -872,9 +873,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   getPage(
     "/runs",
     page(async (_c, session) => {
-      const { status, body } = await api(session, "/api/v1/runs?limit=100");
+      // One more than shown, to say that older runs are not listed.
+      const { status, body } = await api(session, `/api/v1/runs?limit=${RUNS_SHOWN + 1}`);
       if (status !== 200) throw new ApiUnavailable(status, body);
-      return html(<RunsPage {...frame(session)} runs={body.runs as RunSummaryJson[]} />);
+      const runs = body.runs as RunSummaryJson[];
+      return html(
+        <RunsPage
+          {...frame(session)}
+          runs={runs.slice(0, RUNS_SHOWN)}
+          more={runs.length > RUNS_SHOWN}
+        />,
+      );
     }),
   );
 
