@@ -172,6 +172,30 @@ Deno.test("console login: wrong token, missing form token, a form from another s
   assert.match(await home.text(), /<h1>Agents<\/h1>/);
 });
 
+Deno.test("console login: a login form in another tab, or a page's refresh that landed on the login, does not refuse the form being filled", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  const first = Browser.csrfOf(await (await browser.get("/login?next=%2Fruns")).text());
+  // Another tab's login form, and another page's refresh led to the login by its ended session.
+  await (await browser.get("/login?next=%2Fcommands")).body?.cancel();
+  const refreshed = await browser.get("/");
+  assert.equal(refreshed.status, 303);
+  await (await browser.get(refreshed.headers.get("Location")!)).body?.cancel();
+  const wrong = await browser.post("/login", { csrf: first, token: "wrong-token", next: "/runs" });
+  assert.equal(wrong.status, 401, "checked as a token, not refused as a form");
+  const ok = await browser.post("/login", { csrf: first, token: ADMIN_TOKEN, next: "/runs" });
+  assert.equal(ok.status, 303);
+  assert.equal(ok.headers.get("Location"), "/runs");
+  assert.equal(browser.cookies.has("status_login_csrf"), false, "the login token is spent");
+  // A login form's token is the cookie's while it lasts; a cookie that is no token is replaced.
+  const next = new Browser(t);
+  next.cookies.set("status_login_csrf", first);
+  assert.equal(Browser.csrfOf(await (await next.get("/login")).text()), first);
+  const other = new Browser(t);
+  other.cookies.set("status_login_csrf", "not a token");
+  assert.notEqual(Browser.csrfOf(await (await other.get("/login")).text()), "not a token");
+});
+
 Deno.test("console forms: a body cut short is 400 with a message and never logged as an error", async () => {
   const lines: string[] = [];
   setupLogging({ format: "json", level: "debug", write: (line) => lines.push(line) });

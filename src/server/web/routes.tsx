@@ -105,6 +105,8 @@ export const PAGE_SIZE = 25;
 export const AGENTS_PAGE_SIZE = 100;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
+/** A login form's token ({@link SessionKeeper.loginToken}: 24 random bytes, base64url). */
+const LOGIN_TOKEN_PATTERN = /^[A-Za-z0-9_-]{32}$/;
 /** Largest form body, in bytes. */
 const MAX_FORM_BYTES = 64 * 1024;
 
@@ -1035,7 +1037,13 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     props: { next: string; error?: string; info?: string },
     status = 200,
   ) => {
-    const token = sessions.loginToken();
+    // The browser's login token while its cookie lasts, one for all its login forms: a new one
+    // each time replaced the cookie, so a login form in another tab (or a page's refresh that
+    // landed on this one after its session ended) refused the form the operator was filling in.
+    const token =
+      cookiesOf(c.req.header("Cookie"), LOGIN_CSRF_COOKIE).find((value) =>
+        LOGIN_TOKEN_PATTERN.test(value)
+      ) ?? sessions.loginToken();
     const response = html(<LoginPage csrf={token} {...props} />, status);
     response.headers.append(
       "Set-Cookie",
