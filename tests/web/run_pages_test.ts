@@ -101,7 +101,7 @@ Deno.test("console: the start-a-run form checks its fields and starts a run", as
     deploymentHash: "prod",
     instanceId: null,
     sample: null,
-    labels: { role: "web" },
+    labels: { role: "web", constructor: "x" },
     now: t.clock.now(),
   });
   const formPage = await t.dashboard.app.request(`${origin}/runs/new`);
@@ -144,6 +144,16 @@ Deno.test("console: the start-a-run form checks its fields and starts a run", as
   assert.equal(run.maxConcurrencySpec, "50%");
   assert.equal(run.maxErrors, 0);
   assert.deepEqual(run.params, { timeout_secs: 30, ttl_secs: 60, deployment_hash: "prod" });
+  // A label key that every object has a property of (constructor) is a label like any other.
+  const byConstructor = await submit({ name: "uname", labels: "constructor=x" });
+  const text = await byConstructor.text();
+  assert.equal(byConstructor.status, 303, text);
+  const runs = await t.store.listRuns({ limit: 10 });
+  assert.equal(
+    byConstructor.headers.get("Location"),
+    `/runs/${runs.find((r) => r.id !== run.id)?.id}`,
+  );
+  assert.ok(runs.some((r) => r.target.labels?.["constructor"] === "x"), "started by that label");
 });
 
 Deno.test("console: a start-a-run form sent twice (a double click) starts one run", async () => {
