@@ -97,7 +97,7 @@ export function parseLabels(text: string): Labels {
         `label value "${value}" of ${key} must be 0–128 characters of A-Z a-z 0-9 . _ : / @ -`,
       );
     }
-    if (key in labels) throw new TypeError(`label ${key} is given twice`);
+    if (Object.hasOwn(labels, key)) throw new TypeError(`label ${key} is given twice`);
     labels[key] = value;
   }
   if (Object.keys(labels).length > MAX_LABELS) {

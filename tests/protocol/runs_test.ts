@@ -14,6 +14,12 @@ Deno.test("parseLabels reads key=value pairs and formatLabels writes them sorted
     empty: "",
   });
   assert.deepEqual(parseLabels("  "), {});
+  // Keys every object has a property of are labels like any other, not "given twice".
+  assert.deepEqual(parseLabels("constructor=web,toString=1,valueOf=x"), {
+    constructor: "web",
+    toString: "1",
+    valueOf: "x",
+  });
   assert.equal(formatLabels({ zone: "eu", role: "web" }), "role=web,zone=eu");
   assert.equal(formatLabels(null), "");
 });

@@ -1,7 +1,8 @@
 /**
  * The console's pages in chromium with what a hostile agent can put on them: text without a place
  * to break it (a signal, an error, a version, labels, a deployment, a first line of output) wraps
- * inside its cell instead of widening the page past the screen, at 1440 px and at 375 px.
+ * inside its cell instead of widening the page past the screen, at 1440 px and at 375 px; so do
+ * the longest ids and command line an operator may give, and a value from the address.
  */
 import assert from "node:assert/strict";
 import { makeDashboard, P, reportBody } from "../server/_helpers.ts";
@@ -64,6 +65,24 @@ async function layoutTest(t: Deno.TestContext): Promise<void> {
   assert.equal(run.status, 201, await run.text());
   assert.equal((await report(await take(), `${word("o", 400)}\n`)).status, 200);
 
+  // What an operator may give without a break: the longest ids and command line, in a queued
+  // command's notice, a run's title, its command and its target.
+  const longAgent = word("agent-", 128);
+  await d.store.ensureAgent(longAgent, d.clock.now());
+  const longName = word("/bin/", 4096);
+  const queued = await d.admin("POST", P.enqueue, {
+    id: word("cmd-", 128),
+    agent_id: word("gone-", 128),
+    name: longName,
+  });
+  assert.equal(queued.status, 202, await queued.text());
+  const longRun = await d.admin("POST", "/api/v1/runs", {
+    id: word("run-", 64),
+    name: longName,
+    target: { agents: [longAgent] },
+  });
+  assert.equal(longRun.status, 201, await longRun.text());
+
   const server = Deno.serve(
     { port: 0, hostname: "127.0.0.1", onListen() {} },
     (request) => d.dashboard.app.fetch(request),
@@ -72,10 +91,20 @@ async function layoutTest(t: Deno.TestContext): Promise<void> {
   try {
     for (const width of [1440, 375]) {
       const page = await browser.newPage({ viewport: { width, height: 900 } });
-      for (const path of ["/", "/commands", `/commands/${id}`, "/runs", "/runs/run-1"]) {
+      const paths = [
+        "/",
+        "/commands",
+        `/commands/${id}`,
+        "/runs",
+        "/runs/run-1",
+        `/commands/${word("cmd-", 128)}`,
+        `/runs/${word("run-", 64)}`,
+        `/commands/${word("no-such-", 200)}`,
+      ];
+      for (const path of paths) {
         await t.step(`${path} at ${width} px`, async () => {
           const response = await page.goto(`http://127.0.0.1:${server.addr.port}${path}`);
-          assert.equal(response?.status(), 200);
+          assert.equal(response?.status(), path.includes("no-such-") ? 404 : 200);
           const scrolled = await page.evaluate("document.documentElement.scrollWidth") as number;
           assert.ok(scrolled <= width, `${path} is ${scrolled} px wide at ${width} px`);
         });

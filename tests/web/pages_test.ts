@@ -172,6 +172,30 @@ Deno.test("console login: wrong token, missing form token, a form from another s
   assert.match(await home.text(), /<h1>Agents<\/h1>/);
 });
 
+Deno.test("console login: a login form in another tab, or a page's refresh that landed on the login, does not refuse the form being filled", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  const first = Browser.csrfOf(await (await browser.get("/login?next=%2Fruns")).text());
+  // Another tab's login form, and another page's refresh led to the login by its ended session.
+  await (await browser.get("/login?next=%2Fcommands")).body?.cancel();
+  const refreshed = await browser.get("/");
+  assert.equal(refreshed.status, 303);
+  await (await browser.get(refreshed.headers.get("Location")!)).body?.cancel();
+  const wrong = await browser.post("/login", { csrf: first, token: "wrong-token", next: "/runs" });
+  assert.equal(wrong.status, 401, "checked as a token, not refused as a form");
+  const ok = await browser.post("/login", { csrf: first, token: ADMIN_TOKEN, next: "/runs" });
+  assert.equal(ok.status, 303);
+  assert.equal(ok.headers.get("Location"), "/runs");
+  assert.equal(browser.cookies.has("status_login_csrf"), false, "the login token is spent");
+  // A login form's token is the cookie's while it lasts; a cookie that is no token is replaced.
+  const next = new Browser(t);
+  next.cookies.set("status_login_csrf", first);
+  assert.equal(Browser.csrfOf(await (await next.get("/login")).text()), first);
+  const other = new Browser(t);
+  other.cookies.set("status_login_csrf", "not a token");
+  assert.notEqual(Browser.csrfOf(await (await other.get("/login")).text()), "not a token");
+});
+
 Deno.test("console forms: a body cut short is 400 with a message and never logged as an error", async () => {
   const lines: string[] = [];
   setupLogging({ format: "json", level: "debug", write: (line) => lines.push(line) });
@@ -647,6 +671,33 @@ Deno.test("console cancel sent twice (a double click): the second says the comma
   assert.equal(ended.headers.get("Location"), "/commands/c1?done=final");
 });
 
+Deno.test("console: a ?done= the page has no notice for shows none, never a property of every object", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "echo hi");
+  const run = await t.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "echo hi",
+    target: { agents: ["a2"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  for (const path of ["/commands/c1", "/runs/r1"]) {
+    for (const done of ["constructor", "toString", "__proto__", "hasOwnProperty", "nope"]) {
+      const response = await browser.get(`${path}?done=${done}`);
+      assert.equal(response.status, 200, `${path}?done=${done}`);
+      const text = await response.text();
+      assert.doesNotMatch(text, /native code|\[object /, `${path}?done=${done}`);
+      assert.doesNotMatch(
+        text,
+        /class="notice info" role="status">(?!Agent )/,
+        `${path}?done=${done}`,
+      );
+    }
+  }
+  assert.match(await (await browser.get("/commands/c1?done=enqueued")).text(), />Enqueued\.</);
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);
@@ -1013,6 +1064,50 @@ Deno.test("console error pages: unknown command and unreachable store, never a s
     assert.doesNotMatch(text, /StoreError|is closed|\.ts:\d+|\bat [A-Za-z]/, path);
     assertSecureHeaders(response, path);
   }
+});
+
+Deno.test("console forms: one refused or failed for want of its store links the form again, filled with what was typed", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  const typed = { agent: "a2", name: "du -sh /var & more", timeout: "9", priority: "high" };
+  const filled = "/enqueue?agent=a2&name=du+-sh+%2Fvar+%26+more&timeout=9&priority=high";
+  const linkOf = (html: string) =>
+    /<a href="([^"]*)">Open the form again, filled<\/a>/.exec(html)?.[1]?.replaceAll("&amp;", "&");
+
+  await t.step(
+    "a form of a page open since before the login (another session's token)",
+    async () => {
+      const refused = await browser.post("/enqueue", { csrf: "x".repeat(43), ...typed });
+      assert.equal(refused.status, 403);
+      assert.equal(linkOf(await refused.text()), filled);
+      const run = await browser.post("/runs/new", {
+        csrf: "x".repeat(43),
+        name: "uptime",
+        labels: "a=b",
+      });
+      assert.equal(run.status, 403);
+      assert.equal(linkOf(await run.text()), "/runs/new?name=uptime&labels=a%3Db");
+      const cancel = await browser.post("/commands/c-1/cancel", { csrf: "x" });
+      assert.equal(cancel.status, 403);
+      assert.match(await cancel.text(), /<a href="\/commands\/c-1">Open its page<\/a>/);
+      const form = await (await browser.get(filled)).text();
+      assert.match(form, /value="du -sh \/var &amp; more"/, "the link fills the form");
+    },
+  );
+
+  await t.step("a store the dashboard cannot reach", async () => {
+    await d.store.close();
+    const failed = await browser.post("/enqueue", { csrf, ...typed });
+    assert.equal(failed.status, 503);
+    const text = await failed.text();
+    assert.match(text, /cannot reach its command store/);
+    assert.equal(linkOf(text), filled);
+    const run = await browser.post("/runs/new", { csrf, name: "uptime", labels: "a=b" });
+    assert.equal(run.status, 503);
+    assert.equal(linkOf(await run.text()), "/runs/new?name=uptime&labels=a%3Db");
+  });
 });
 
 Deno.test("console: a browser over the operators' limit gets a 429 page; another address is not held up by it", async () => {

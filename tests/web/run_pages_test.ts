@@ -8,6 +8,7 @@ import { checkPolicy, defaultPolicy } from "../../src/exec/mod.ts";
 import {
   RUN_AGENTS_PAGE_SIZE,
   RunPage,
+  RUNS_SHOWN,
   TARGET_AGENTS_SHOWN,
 } from "../../src/server/web/run_pages.tsx";
 
@@ -100,7 +101,7 @@ Deno.test("console: the start-a-run form checks its fields and starts a run", as
     deploymentHash: "prod",
     instanceId: null,
     sample: null,
-    labels: { role: "web" },
+    labels: { role: "web", constructor: "x" },
     now: t.clock.now(),
   });
   const formPage = await t.dashboard.app.request(`${origin}/runs/new`);
@@ -143,6 +144,16 @@ Deno.test("console: the start-a-run form checks its fields and starts a run", as
   assert.equal(run.maxConcurrencySpec, "50%");
   assert.equal(run.maxErrors, 0);
   assert.deepEqual(run.params, { timeout_secs: 30, ttl_secs: 60, deployment_hash: "prod" });
+  // A label key that every object has a property of (constructor) is a label like any other.
+  const byConstructor = await submit({ name: "uname", labels: "constructor=x" });
+  const text = await byConstructor.text();
+  assert.equal(byConstructor.status, 303, text);
+  const runs = await t.store.listRuns({ limit: 10 });
+  assert.equal(
+    byConstructor.headers.get("Location"),
+    `/runs/${runs.find((r) => r.id !== run.id)?.id}`,
+  );
+  assert.ok(runs.some((r) => r.target.labels?.["constructor"] === "x"), "started by that label");
 });
 
 Deno.test("console: a start-a-run form sent twice (a double click) starts one run", async () => {
@@ -219,6 +230,35 @@ Deno.test("console: a run's row shows its first line of output without terminal 
   assert.ok(!page.includes("\x1b"), "no escape character is left");
   // Its duration as on the command pages.
   assert.match(page, /<td data-label="Duration">2 min 5 s<\/td>/);
+});
+
+Deno.test("console: a runs list longer than the page says that older runs are not listed", async () => {
+  await using d = await makeDashboard({ devMode: true, runSweepMs: 0 });
+  const origin = "http://localhost";
+  await d.store.ensureAgent("a1", d.clock.now());
+  const start = async (id: string) => {
+    const created = await d.dashboard.app.request(`${origin}/api/v1/runs`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ id, name: "echo hi", target: { agents: ["a1"] } }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    d.clock.advance(1000);
+  };
+  const listed = async () => {
+    const text = await (await d.dashboard.app.request(`${origin}/runs`)).text();
+    return { text, rows: [...text.matchAll(/<tr data-run="([^"]+)"/g)].map((m) => m[1]) };
+  };
+  for (let i = 0; i < RUNS_SHOWN; i++) await start(`r${String(i).padStart(3, "0")}`);
+  const full = await listed();
+  assert.equal(full.rows.length, RUNS_SHOWN);
+  assert.doesNotMatch(full.text, /runs-more/, "every run is listed");
+  await start("r-newest");
+  const over = await listed();
+  assert.equal(over.rows.length, RUNS_SHOWN);
+  assert.equal(over.rows[0], "r-newest");
+  assert.ok(!over.rows.includes("r000"), "the oldest is not listed");
+  assert.match(over.text, /Only the newest 100 runs are listed/);
 });
 
 Deno.test("console: a run of many agents shows them a page at a time, and names the first few of its target", async (t) => {

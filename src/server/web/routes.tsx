@@ -53,6 +53,7 @@ import {
   RunPage,
   runPageCount,
   runRequestOfForm,
+  RUNS_SHOWN,
   RunsPage,
   type RunSummaryJson,
   StartRunPage,
@@ -104,6 +105,8 @@ export const PAGE_SIZE = 25;
 export const AGENTS_PAGE_SIZE = 100;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
+/** A login form's token ({@link SessionKeeper.loginToken}: 24 random bytes, base64url). */
+const LOGIN_TOKEN_PATTERN = /^[A-Za-z0-9_-]{32}$/;
 /** Largest form body, in bytes. */
 const MAX_FORM_BYTES = 64 * 1024;
 
@@ -126,6 +129,8 @@ const audit = auditLogger();
 class ApiUnavailable extends Error {
   /** When to try again, for a `429` (`details.retry_after_secs` of the answer). */
   readonly retryAfterSecs?: number;
+  /** The form that was being sent, filled with what was typed, for the error page to link. */
+  formPage?: string;
 
   constructor(readonly status: number, body: Record<string, unknown>) {
     super(`the operator API answered ${status}: ${String(body.error ?? "no detail")}`);
@@ -290,14 +295,23 @@ const FORM_FIELDS: Record<string, readonly string[]> = {
  * (nothing was sent: the form is sent again from there).
  */
 async function formPageOf(path: string, request: Request): Promise<string> {
-  const fields = FORM_FIELDS[path];
-  if (!fields) return safeNext(path.replace(/\/(cancel|logout)$/, ""));
+  if (!FORM_FIELDS[path]) return filledFormOf(path, null);
   let form: URLSearchParams | null = null;
   try {
     form = await readForm(request);
   } catch {
     // a body cut short: the empty form
   }
+  return filledFormOf(path, form);
+}
+
+/**
+ * The page a form posted to `path` was on: the enqueue and start-a-run forms filled with what was
+ * posted (when that fits in an address), a cancel's page for a cancel, else the agents page.
+ */
+function filledFormOf(path: string, form: URLSearchParams | null): string {
+  const fields = FORM_FIELDS[path];
+  if (!fields) return safeNext(path.replace(/\/(cancel|logout)$/, ""));
   const query = new URLSearchParams();
   for (const field of fields) {
     const value = form?.get(field);
@@ -305,6 +319,28 @@ async function formPageOf(path: string, request: Request): Promise<string> {
   }
   const next = query.size > 0 ? `${path}?${query}` : path;
   return safeNext(next) === next ? next : path;
+}
+
+/**
+ * The notice a page's `?done=` names (what its form just did), or none: only the page's own, never
+ * a property every object has (`?done=constructor` showed `function Object() { [native code] }`).
+ */
+function noticeOf(notices: Record<string, string>, done: string | undefined): string | undefined {
+  return done !== undefined && Object.hasOwn(notices, done) ? notices[done] : undefined;
+}
+
+/**
+ * Does a form's work. When the operator API cannot answer (its store is down, or the address is
+ * over its limit), the error page links the form filled with what was sent, so nothing typed is
+ * lost.
+ */
+async function keepingForm<T>(path: string, form: URLSearchParams, work: () => Promise<T>) {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ApiUnavailable) error.formPage = filledFormOf(path, form);
+    throw error;
+  }
 }
 
 /**
@@ -437,23 +473,35 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
 
   const frame = (session: PageSession): Frame => ({ devMode, csrf: session.csrf });
 
-  /** Checks where a state-changing form came from, and its CSRF token. */
-  const refused = (c: Context<ServerEnv>, session: PageSession, given: string | null) => {
+  /**
+   * Checks where a state-changing form came from, and its CSRF token. A refusal links the page
+   * the form was on, the enqueue and start-a-run forms filled with what was sent, so a form of a
+   * page open since before a login loses nothing (the link only fills the form: nothing is sent).
+   */
+  const refused = (c: Context<ServerEnv>, session: PageSession, form: URLSearchParams | null) => {
     const sameOrigin = fromOwnPage(c);
-    if (sameOrigin && sessions.checkCsrf(session, given ?? undefined)) return null;
+    if (sameOrigin && sessions.checkCsrf(session, form?.get("csrf") ?? undefined)) return null;
+    const path = new URL(c.req.url).pathname;
     audit.warning("console form refused: {reason}", {
       reason: sameOrigin ? "CSRF token missing or wrong" : "cross-origin form",
       method: c.req.method,
-      path: new URL(c.req.url).pathname,
+      path,
     });
+    const back = filledFormOf(path, form);
     return html(
       <ErrorPage
         {...frame(session)}
         title="Form refused"
         message={"This form was refused: its security token is missing or does not belong to " +
           "your session (a form from another site, or a page open since before you logged in). " +
-          "Nothing was changed. Reload the page and try again."}
-      />,
+          "Nothing was changed. Open its page again and send it from there."}
+      >
+        {back === "/" ? null : (
+          <p>
+            <a href={back}>{FORM_FIELDS[path] ? "Open the form again, filled" : "Open its page"}</a>
+          </p>
+        )}
+      </ErrorPage>,
       403,
     );
   };
@@ -472,6 +520,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         // The client's fault (a form cut short): answered as on every route.
         if (error instanceof HttpError) throw error;
         const pageFrame = session && !(session instanceof Response) ? frame(session) : { devMode };
+        // A form whose sending failed: back to it, filled with what was typed.
+        const formPage = error instanceof ApiUnavailable && error.formPage
+          ? (
+            <p>
+              <a href={error.formPage}>Open the form again, filled</a>
+            </p>
+          )
+          : null;
         if (error instanceof ApiUnavailable && error.status === 429) {
           // The operators' limit of this browser's address, which its pages' API calls count in.
           const secs = error.retryAfterSecs ?? 60;
@@ -486,7 +542,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
               title="Too many requests"
               message={`This address has used up its operator requests for now (` +
                 `OPERATOR_RATE_LIMIT_PER_MINUTE). Nothing was changed. Try again in ${secs} s.`}
-            />,
+            >
+              {formPage}
+            </ErrorPage>,
             429,
             { "Retry-After": String(secs) },
           );
@@ -505,7 +563,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
                   "Nothing was changed. The dashboard's log says why; try again in a moment."
                 : "The dashboard failed to build this page. Nothing was changed. The " +
                   "dashboard's log has the details."}
-            />,
+            >
+              {formPage}
+            </ErrorPage>,
             known ? 503 : 500,
             known ? { "Retry-After": "5" } : {},
           );
@@ -668,7 +728,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         <CommandPage
           {...frame(session)}
           command={command}
-          notice={notices[c.req.query("done") ?? ""]}
+          notice={noticeOf(notices, c.req.query("done"))}
           agent={agent}
         />,
       );
@@ -679,7 +739,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     "/commands/:id/cancel",
     page(async (c, session) => {
       const form = await readForm(c.req.raw);
-      const denied = refused(c, session, form?.get("csrf") ?? null);
+      const denied = refused(c, session, form);
       if (denied) return denied;
       const id = c.req.param("id") ?? "";
       const path = `/commands/${encodeURIComponent(id)}`;
@@ -742,64 +802,71 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     "/enqueue",
     page(async (c, session) => {
       const form = await readForm(c.req.raw);
-      const denied = refused(c, session, form?.get("csrf") ?? null);
+      const denied = refused(c, session, form);
       if (denied) return denied;
       if (!form) return enqueueForm(session, {}, "The form could not be read.", 400);
-      const values: EnqueueValues = {
-        id: form.get("id")?.trim() || undefined,
-        agent: form.get("agent")?.trim() ?? "",
-        name: form.get("name") ?? "",
-        timeout: form.get("timeout")?.trim() ?? "",
-        priority: form.get("priority")?.trim() ?? "",
-      };
-      if (!values.agent) return enqueueForm(session, values, "Choose an agent.", 400);
-      if (!values.name?.trim()) return enqueueForm(session, values, "Enter a command line.", 400);
-      const params: Record<string, unknown> = {};
-      if (values.timeout) {
-        const secs = Number(values.timeout);
-        if (!/^\d+$/.test(values.timeout) || secs < 1 || secs > 86_400) {
+      return await keepingForm("/enqueue", form, async () => {
+        const values: EnqueueValues = {
+          id: form.get("id")?.trim() || undefined,
+          agent: form.get("agent")?.trim() ?? "",
+          name: form.get("name") ?? "",
+          timeout: form.get("timeout")?.trim() ?? "",
+          priority: form.get("priority")?.trim() ?? "",
+        };
+        if (!values.agent) return enqueueForm(session, values, "Choose an agent.", 400);
+        if (!values.name?.trim()) return enqueueForm(session, values, "Enter a command line.", 400);
+        const params: Record<string, unknown> = {};
+        if (values.timeout) {
+          const secs = Number(values.timeout);
+          if (!/^\d+$/.test(values.timeout) || secs < 1 || secs > 86_400) {
+            return enqueueForm(
+              session,
+              values,
+              `Timeout must be a whole number of seconds from 1 to 86400, got "${values.timeout}".`,
+              400,
+            );
+          }
+          params.timeout_secs = secs;
+        }
+        if (values.priority && values.priority !== "normal") {
+          if (!(PRIORITIES as readonly string[]).includes(values.priority)) {
+            return enqueueForm(
+              session,
+              values,
+              `Priority must be one of ${PRIORITIES.join(", ")}, got "${values.priority}".`,
+              400,
+            );
+          }
+          params.priority = values.priority;
+        }
+        const { status, body } = await api(session, "/api/v1/agent/commands/enqueue", {
+          method: "POST",
+          body: JSON.stringify({
+            id: values.id,
+            agent_id: values.agent,
+            name: values.name,
+            params,
+          }),
+        });
+        if (status !== 202) {
+          const why = status === 409
+            ? `this form was sent before with other values (command ${named(values.id ?? "")})` +
+              "; check them and send it again"
+            : String(body.error ?? `the dashboard answered ${status}`);
           return enqueueForm(
             session,
             values,
-            `Timeout must be a whole number of seconds from 1 to 86400, got "${values.timeout}".`,
-            400,
+            `Not enqueued: ${why}.`,
+            status >= 400 && status < 500 ? status : 400,
           );
         }
-        params.timeout_secs = secs;
-      }
-      if (values.priority && values.priority !== "normal") {
-        if (!(PRIORITIES as readonly string[]).includes(values.priority)) {
-          return enqueueForm(
-            session,
-            values,
-            `Priority must be one of ${PRIORITIES.join(", ")}, got "${values.priority}".`,
-            400,
-          );
-        }
-        params.priority = values.priority;
-      }
-      const { status, body } = await api(session, "/api/v1/agent/commands/enqueue", {
-        method: "POST",
-        body: JSON.stringify({ id: values.id, agent_id: values.agent, name: values.name, params }),
+        audit.info("console enqueue {commandId} for {agentId}", {
+          commandId: body.id,
+          agentId: values.agent,
+          remote: remoteOf(c),
+        });
+        return redirect(`/commands/${encodeURIComponent(String(body.id))}`);
       });
-      if (status !== 202) {
-        const why = status === 409
-          ? `this form was sent before with other values (command ${named(values.id ?? "")})` +
-            "; check them and send it again"
-          : String(body.error ?? `the dashboard answered ${status}`);
-        return enqueueForm(
-          session,
-          values,
-          `Not enqueued: ${why}.`,
-          status >= 400 && status < 500 ? status : 400,
-        );
-      }
-      audit.info("console enqueue {commandId} for {agentId}", {
-        commandId: body.id,
-        agentId: values.agent,
-        remote: remoteOf(c),
-      });
-      return redirect(`/commands/${encodeURIComponent(String(body.id))}`);
     }),
   );
 
@@ -808,9 +875,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   getPage(
     "/runs",
     page(async (_c, session) => {
-      const { status, body } = await api(session, "/api/v1/runs?limit=100");
+      // One more than shown, to say that older runs are not listed.
+      const { status, body } = await api(session, `/api/v1/runs?limit=${RUNS_SHOWN + 1}`);
       if (status !== 200) throw new ApiUnavailable(status, body);
-      return html(<RunsPage {...frame(session)} runs={body.runs as RunSummaryJson[]} />);
+      const runs = body.runs as RunSummaryJson[];
+      return html(
+        <RunsPage
+          {...frame(session)}
+          runs={runs.slice(0, RUNS_SHOWN)}
+          more={runs.length > RUNS_SHOWN}
+        />,
+      );
     }),
   );
 
@@ -840,35 +915,37 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     "/runs/new",
     page(async (c, session) => {
       const form = await readForm(c.req.raw);
-      const denied = refused(c, session, form?.get("csrf") ?? null);
+      const denied = refused(c, session, form);
       if (denied) return denied;
       if (!form) return runForm(session, {}, "The form could not be read.", 400);
-      const fields = ["name", "agents", "deployment", "labels", "concurrency", "errors"] as const;
-      const values: RunFormValues = {};
-      for (const field of [...fields, "timeout", "ttl"] as const) {
-        values[field] = form.get(field) ?? "";
-      }
-      values.id = form.get("id")?.trim() || undefined;
-      const request = runRequestOfForm(values);
-      if ("error" in request) return runForm(session, values, request.error, 400);
-      const { status, body } = await api(session, "/api/v1/runs", {
-        method: "POST",
-        body: JSON.stringify(request.body),
+      return await keepingForm("/runs/new", form, async () => {
+        const fields = ["name", "agents", "deployment", "labels", "concurrency", "errors"] as const;
+        const values: RunFormValues = {};
+        for (const field of [...fields, "timeout", "ttl"] as const) {
+          values[field] = form.get(field) ?? "";
+        }
+        values.id = form.get("id")?.trim() || undefined;
+        const request = runRequestOfForm(values);
+        if ("error" in request) return runForm(session, values, request.error, 400);
+        const { status, body } = await api(session, "/api/v1/runs", {
+          method: "POST",
+          body: JSON.stringify(request.body),
+        });
+        if (status !== 201 && status !== 200) {
+          const why = status === 409
+            ? `this form was sent before with other values (run ${named(values.id ?? "")})` +
+              "; check them and send it again"
+            : String(body.error ?? `the dashboard answered ${status}`);
+          return runForm(
+            session,
+            values,
+            `Not started: ${why}.`,
+            status >= 400 && status < 500 ? status : 400,
+          );
+        }
+        audit.info("console run {runId} started", { runId: body.id, remote: remoteOf(c) });
+        return redirect(`/runs/${encodeURIComponent(String(body.id))}`);
       });
-      if (status !== 201 && status !== 200) {
-        const why = status === 409
-          ? `this form was sent before with other values (run ${named(values.id ?? "")})` +
-            "; check them and send it again"
-          : String(body.error ?? `the dashboard answered ${status}`);
-        return runForm(
-          session,
-          values,
-          `Not started: ${why}.`,
-          status >= 400 && status < 500 ? status : 400,
-        );
-      }
-      audit.info("console run {runId} started", { runId: body.id, remote: remoteOf(c) });
-      return redirect(`/runs/${encodeURIComponent(String(body.id))}`);
     }),
   );
 
@@ -919,7 +996,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         <RunPage
           {...frame(session)}
           run={run}
-          notice={notices[c.req.query("done") ?? ""]}
+          notice={noticeOf(notices, c.req.query("done"))}
           page={Number(rawPage)}
         />,
       );
@@ -930,7 +1007,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     "/runs/:id/cancel",
     page(async (c, session) => {
       const form = await readForm(c.req.raw);
-      const denied = refused(c, session, form?.get("csrf") ?? null);
+      const denied = refused(c, session, form);
       if (denied) return denied;
       const id = c.req.param("id") ?? "";
       const path = `/runs/${encodeURIComponent(id)}`;
@@ -960,7 +1037,13 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     props: { next: string; error?: string; info?: string },
     status = 200,
   ) => {
-    const token = sessions.loginToken();
+    // The browser's login token while its cookie lasts, one for all its login forms: a new one
+    // each time replaced the cookie, so a login form in another tab (or a page's refresh that
+    // landed on this one after its session ended) refused the form the operator was filling in.
+    const token =
+      cookiesOf(c.req.header("Cookie"), LOGIN_CSRF_COOKIE).find((value) =>
+        LOGIN_TOKEN_PATTERN.test(value)
+      ) ?? sessions.loginToken();
     const response = html(<LoginPage csrf={token} {...props} />, status);
     response.headers.append(
       "Set-Cookie",
@@ -1047,7 +1130,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     "/logout",
     page(async (c, session) => {
       const form = await readForm(c.req.raw);
-      const denied = refused(c, session, form?.get("csrf") ?? null);
+      const denied = refused(c, session, form);
       if (denied) return denied;
       if (session.check) sessions.revoke(session.check);
       audit.info("console logout", { remote: remoteOf(c) });

@@ -74,12 +74,15 @@ function RunBadge(props: { status: string }) {
   return <span class={`status ${statusTone(runTone(props.status))}`}>{props.status}</span>;
 }
 
+/** Runs the runs page lists, newest first (the runs API has no cursor to page further). */
+export const RUNS_SHOWN = 100;
+
 /**
  * The runs page: newest first.
  *
- * @param props Frame and the runs.
+ * @param props Frame, the runs, and whether older runs than these exist (not listed).
  */
-export function RunsPage(props: Frame & { runs: RunSummaryJson[] }) {
+export function RunsPage(props: Frame & { runs: RunSummaryJson[]; more?: boolean }) {
   return (
     <Layout {...props} title="Runs" current="runs">
       <p>
@@ -129,6 +132,14 @@ export function RunsPage(props: Frame & { runs: RunSummaryJson[] }) {
               </tbody>
             </table>
           )}
+        {props.more
+          ? (
+            <p class="hint" id="runs-more">
+              {`Only the newest ${RUNS_SHOWN} runs are listed; an older run's page is ` +
+                "/runs/ID, its id as status run list --limit 500 shows it."}
+            </p>
+          )
+          : null}
       </div>
     </Layout>
   );
