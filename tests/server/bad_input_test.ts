@@ -910,7 +910,10 @@ Deno.test("a compressed body is 415 naming its Content-Encoding, not 'not UTF-8'
       },
       body: payload,
     });
-  for (const coding of ["gzip", "GZIP", "br", "identity, gzip"]) {
+  // Whole up to 200 characters (docs/protocol.md's conventions), else cut and counted.
+  const long = "x-".repeat(50);
+  const longer = "y".repeat(300);
+  for (const coding of ["gzip", "GZIP", "br", "identity, gzip", long]) {
     await t.step(`an operator's enqueue with ${coding}`, async () => {
       const response = await enqueue(gzip, coding);
       assert.equal(response.status, 415);
@@ -919,6 +922,16 @@ Deno.test("a compressed body is 415 naming its Content-Encoding, not 'not UTF-8'
       });
     });
   }
+  await t.step("an operator's enqueue with a coding of 300 characters", async () => {
+    const response = await enqueue(gzip, longer);
+    assert.equal(response.status, 415);
+    assert.equal(
+      (await json(response)).error,
+      `Content-Encoding ${
+        "y".repeat(200)
+      }… (300 characters) is not supported; send the body uncompressed`,
+    );
+  });
   await t.step("an agent's report (a route answered before Hono)", async () => {
     const response = await d.agent({
       path: P.report,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { constantTimeEqual, HEADER, signV2Hashed } from "../../protocol/mod.ts";
+import { constantTimeEqual, HEADER, shortForm, signV2Hashed } from "../../protocol/mod.ts";
 import { HttpError } from "../http_error.ts";
 import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
 import { refuse } from "./refuse.ts";
@@ -90,7 +90,7 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
     throw refuse(
       call,
       401,
-      `X-Signature-Version ${JSON.stringify(version.slice(0, 16))} is not supported; send 2`,
+      `X-Signature-Version "${shortForm(version)}" is not supported; send 2`,
       "authentication failed",
     );
   }
