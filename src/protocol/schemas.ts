@@ -19,10 +19,17 @@ export const DEPLOYMENT_HASH_PATTERN = /^(?!\.+$)[^/?#\s\u0000-\u001f\u007f-\u00
 export const DEPLOYMENT_HASH_RULE =
   "1–256 characters without / ? #, spaces or control characters, not only dots";
 
-/** Schema of a deployment hash given to the dashboard (enqueue, runs, heartbeat). */
+/**
+ * Schema of a deployment hash given to the dashboard (enqueue, runs, heartbeat), also well-formed
+ * Unicode: a lone surrogate (JSON's `\ud800`) cannot be percent-encoded, so no wait names it, and
+ * the store keeps it as U+FFFD.
+ */
 export const deploymentHashSchema: z.ZodType<string> = z.string().regex(
   DEPLOYMENT_HASH_PATTERN,
   `must be ${DEPLOYMENT_HASH_RULE}`,
+).refine(
+  (hash) => hash.isWellFormed(),
+  "must be well-formed Unicode (no lone surrogate such as \\ud800): no wait could name it",
 );
 
 /**

@@ -7,6 +7,9 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
 import { makeDashboard, T0, TOKEN } from "../server/_helpers.ts";
+import { closeQuietly, rawConnect, readAnswer, send } from "../server/_sockets.ts";
+import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
 
 interface Signed {
   method: string;
@@ -126,5 +129,44 @@ Deno.test("a version 1 signature made from the doc's words (the body alone) is a
     const changed = await send(version, body.replace("1.5", "1.6"), body);
     assert.equal(changed.status, 401, `version ${version}, body one byte off`);
     assert.match((await changed.json()).error, /signature/i);
+  }
+});
+
+Deno.test("a query's ' sent raw is signed as the doc says, %27, as when a client sends it encoded", async () => {
+  await using store = openSqliteStore(":memory:");
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    port: 0,
+    adminToken: "a".repeat(40),
+  });
+  let n = 0;
+  const answerTo = async (sentTarget: string, signedTarget: string) => {
+    const parts: Signed = {
+      method: "GET",
+      target: signedTarget,
+      timestamp: String(Math.floor(Date.now() / 1000)),
+      requestId: `quote-${++n}`,
+      body: "",
+    };
+    const head = Object.entries(headersOf(parts)).map(([name, value]) => `${name}: ${value}\r\n`)
+      .join("");
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, `GET ${sentTarget} HTTP/1.1\r\nHost: 127.0.0.1\r\n${head}\r\n`);
+      return (await readAnswer(conn)).text;
+    } finally {
+      closeQuietly(conn);
+    }
+  };
+  // Without another character that needs encoding, and with one (the %XX of the é).
+  for (const query of ["?name='x'", "?name='x'&note=%C3%A9"]) {
+    const target = `/api/v1/agent/ping${query}`;
+    const signed = target.replaceAll("'", "%27");
+    const raw = await answerTo(target, signed);
+    assert.match(raw, /^HTTP\/1\.1 200 /, `${target} signed ${signed}: ${raw}`);
+    const encoded = await answerTo(signed, signed);
+    assert.match(encoded, /^HTTP\/1\.1 200 /, `${signed}: ${encoded}`);
   }
 });

@@ -225,6 +225,24 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
         401,
         /X-Signature-Version "3" is not supported/,
       );
+      // As docs/protocol.md's conventions say: whole up to 200 characters, else cut and counted.
+      for (
+        const [version, shown] of [["3".repeat(40), "3".repeat(40)], [
+          "3".repeat(300),
+          `${"3".repeat(200)}… (300 characters)`,
+        ]]
+      ) {
+        const response = await d.agent({
+          path: P.enqueue,
+          body: ENQUEUE,
+          headers: { "X-Signature-Version": version },
+        });
+        assert.equal(response.status, 401);
+        assert.equal(
+          (await json(response)).error,
+          `X-Signature-Version "${shown}" is not supported; send 2`,
+        );
+      }
     },
   );
 

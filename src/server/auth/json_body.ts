@@ -47,7 +47,7 @@ function refuseContentCoding(call: AgentCall): void {
   if (codings.every((c) => c === "identity")) return;
   throw new HttpError(
     415,
-    `Content-Encoding ${shortForm(coding.trim(), 64)} is not supported; send the body uncompressed`,
+    `Content-Encoding ${shortForm(coding.trim())} is not supported; send the body uncompressed`,
   );
 }
 

@@ -4,14 +4,24 @@
  *
  * @module
  */
-import { constantTimeEqual, HEADER, signV2Hashed } from "../../protocol/mod.ts";
+import { constantTimeEqual, HEADER, shortForm, signV2Hashed } from "../../protocol/mod.ts";
 import { HttpError } from "../http_error.ts";
 import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
 import { refuse } from "./refuse.ts";
 
-/** The path and query of a request exactly as it arrived (signature version 2 covers it). */
+/**
+ * The path and query of a request as a WHATWG URL parser leaves its target (signature version 2
+ * covers it, docs/protocol.md §1). The adapter passes a plain target through unparsed, so a `'` of
+ * its query sent raw would be signed raw by this side while a client that follows the doc signs
+ * `%27`: the URL is parsed here, which leaves an already parsed one as it is.
+ */
 export function pathAndQueryOf(request: { readonly url: string }): string {
-  const url = request.url;
+  let url = request.url;
+  try {
+    url = new URL(url).href;
+  } catch {
+    // not a URL: the target as it arrived
+  }
   const schemeEnd = url.indexOf("//");
   const pathStart = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 2);
   if (pathStart < 0) return "/";
@@ -80,7 +90,7 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
     throw refuse(
       call,
       401,
-      `X-Signature-Version ${JSON.stringify(version.slice(0, 16))} is not supported; send 2`,
+      `X-Signature-Version "${shortForm(version)}" is not supported; send 2`,
       "authentication failed",
     );
   }
