@@ -341,6 +341,7 @@ export function httpApp(
     const call: AgentCall = {
       method: post ? "POST" : "GET",
       url,
+      target,
       headers,
       incoming: post ? incoming : undefined,
       remote,

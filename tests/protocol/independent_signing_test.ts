@@ -132,7 +132,7 @@ Deno.test("a version 1 signature made from the doc's words (the body alone) is a
   }
 });
 
-Deno.test("a query's ' sent raw is signed as the doc says, %27, as when a client sends it encoded", async () => {
+Deno.test("a query's ' sent raw may be signed as the doc says, %27, or exactly as sent", async () => {
   await using store = openSqliteStore(":memory:");
   await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
   await using server = await startServer({
@@ -168,5 +168,19 @@ Deno.test("a query's ' sent raw is signed as the doc says, %27, as when a client
     assert.match(raw, /^HTTP\/1\.1 200 /, `${target} signed ${signed}: ${raw}`);
     const encoded = await answerTo(signed, signed);
     assert.match(encoded, /^HTTP\/1\.1 200 /, `${signed}: ${encoded}`);
+    // Signed exactly as sent, as the first specification put it: the same request (on ping, only
+    // while nothing else in the target needs encoding; on a wait, always).
+    if (!query.includes("%")) {
+      const asSent = await answerTo(target, target);
+      assert.match(asSent, /^HTTP\/1\.1 200 /, `${target} signed as sent: ${asSent}`);
+    }
+    const wait = `/api/v1/agent/commands/wait/default${query}&timeout=0`;
+    const waitAsSent = await answerTo(wait, wait);
+    assert.match(waitAsSent, /^HTTP\/1\.1 204 /, `${wait} signed as sent: ${waitAsSent}`);
+    const waitEncoded = await answerTo(wait, wait.replaceAll("'", "%27"));
+    assert.match(waitEncoded, /^HTTP\/1\.1 204 /, `${wait} signed encoded: ${waitEncoded}`);
+    // Either form of another target is still refused.
+    const other = await answerTo(target, `${target}&more=1`);
+    assert.match(other, /^HTTP\/1\.1 401 /, `${target} signed for another: ${other}`);
   }
 });

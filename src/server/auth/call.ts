@@ -34,6 +34,11 @@ export interface AgentCall {
   readonly method: string;
   /** The request's URL, as a web `Request` has it. */
   readonly url: string;
+  /**
+   * The request target (path and query) exactly as it arrived, when the URL above was parsed from
+   * it and may differ (signature version 2 accepts either form).
+   */
+  readonly target?: string;
   /** The request headers. */
   readonly headers: HeaderReader;
   /**

@@ -22,6 +22,11 @@ export function pathAndQueryOf(request: { readonly url: string }): string {
   } catch {
     // not a URL: the target as it arrived
   }
+  return targetOf(url);
+}
+
+/** The path and query of a URL or a request target, without a fragment. */
+function targetOf(url: string): string {
   const schemeEnd = url.indexOf("//");
   const pathStart = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 2);
   if (pathStart < 0) return "/";
@@ -61,13 +66,20 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
   let expected: string;
   if (version === "2") {
     const body = await rawBodyOf(call, options);
-    expected = signV2Hashed(token, {
-      method: call.method,
-      pathAndQuery: pathAndQueryOf(call),
-      timestamp: headers.get(HEADER.timestamp)?.trim() ?? "",
-      requestId: headers.get(HEADER.requestId) ?? "",
-      bodySha256Hex: body.sha256Hex,
-    });
+    const signed = (pathAndQuery: string) =>
+      signV2Hashed(token, {
+        method: call.method,
+        pathAndQuery,
+        timestamp: headers.get(HEADER.timestamp)?.trim() ?? "",
+        requestId: headers.get(HEADER.requestId) ?? "",
+        bodySha256Hex: body.sha256Hex,
+      });
+    const parsed = pathAndQueryOf(call);
+    expected = signed(parsed);
+    // The target may also be signed exactly as sent (a raw `'` in a query, as the first
+    // specification put it), where the request still has it: both forms name the same request.
+    const raw = call.target ?? targetOf(call.url);
+    if (raw !== parsed && !constantTimeEqual(signature.trim(), expected)) expected = signed(raw);
   } else if (version === undefined || version === "" || version === "1") {
     if (!options.acceptV1) {
       throw refuse(
