@@ -32,3 +32,43 @@ Deno.test({
     assert.match(JSON.parse(text).error, /^agents not registered: agent-x+-0, /);
   },
 });
+
+Deno.test({
+  name: "examples/nginx.conf holds a wait until an enqueue wakes it, and streams events unbuffered",
+  ignore: nginx === null,
+  fn: async () => {
+    await using dir = tempDir("status-nginx-");
+    await using serve = await startServe({ db: ":memory:" });
+    await using proxy = await startNginx(nginx!, dir.path, [serve.port]);
+    const wait = fetch(`${proxy.url}/api/v1/agent/commands/wait/dep-1?timeout=60`, {
+      headers: { "X-Agent-Id": "web-1" },
+    });
+    // The wait is held open by the dashboard (through nginx) before the enqueue.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const enqueued = await fetch(`${proxy.url}/api/v1/agent/commands/enqueue`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        agent_id: "web-1",
+        name: "echo hi",
+        params: { deployment_hash: "dep-1" },
+      }),
+    });
+    const command = await enqueued.json();
+    assert.ok(enqueued.ok, JSON.stringify(command));
+    const delivered = await wait;
+    assert.equal(delivered.status, 200);
+    assert.equal((await delivered.json()).id, command.id);
+    // The stream's first event arrives while the stream stays open (nothing buffers it).
+    const events = await fetch(`${proxy.url}/api/v1/commands/${command.id}/events`);
+    assert.equal(events.status, 200);
+    const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("event: status")) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `the stream ended: ${seen}`);
+      seen += value;
+    }
+    await reader.cancel();
+  },
+});
