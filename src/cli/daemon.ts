@@ -40,7 +40,8 @@ export class DaemonError extends Error {
  * @param path The pid file.
  * @returns The pid, or `undefined` when the file does not exist.
  * @throws {DaemonError} When the file holds something other than a pid, or cannot be read.
- * @throws {ConfigError} When Deno may not read it (no `--allow-read`), or it is a directory.
+ * @throws {ConfigError} When Deno may not read it (no `--allow-read`), or it is a directory, a
+ *   device or a socket.
  */
 export function readPidFile(path: string): number | undefined {
   let text: string;
@@ -66,6 +67,13 @@ export function readPidFile(path: string): number | undefined {
       throw new DaemonError(
         `the pid file ${path} is a named pipe, not a file; refusing (remove it, or give ` +
           "another --pid-file)",
+      );
+    }
+    // A device or a socket (--pid-file /dev/null) is no one's pid file: not to be removed.
+    if (!info.isFile) {
+      throw new ConfigError(
+        `the pid file ${path} is a device or a socket, not a file (give the pid file's own ` +
+          "path with --pid-file or PID_FILE)",
       );
     }
     // A pid is at most 10 digits: a larger file (`/dev/zero`) is not read to its end.

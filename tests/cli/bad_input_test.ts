@@ -396,10 +396,11 @@ Deno.test("a PEM or pid file that never ends is refused at once, not read", asyn
   });
   await t.step("status stop --pid-file /dev/zero", async () => {
     const io = memoryIo();
-    assert.equal(await main(["stop", "--pid-file", "/dev/zero"], io), 1);
+    assert.equal(await main(["stop", "--pid-file", "/dev/zero"], io), 2);
     assert.equal(
       io.stderr.join("\n"),
-      "status: the pid file /dev/zero does not hold a process id (it holds more than 64 bytes)",
+      "status: the pid file /dev/zero is a device or a socket, not a file (give the pid file's " +
+        "own path with --pid-file or PID_FILE)",
     );
   });
 });

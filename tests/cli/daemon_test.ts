@@ -131,6 +131,20 @@ Deno.test("pid files", async (t) => {
       Deno.removeSync(pidFile);
     });
 
+    await t.step("that are a device are refused, and not said to be removed", async () => {
+      for (const device of ["/dev/null", "/dev/zero"]) {
+        const notAFile = (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.match(error.message, /is a device or a socket, not a file/);
+          assert.doesNotMatch(error.message, /remove it/);
+          return true;
+        };
+        assert.throws(() => readPidFile(device), notAFile);
+        assert.throws(() => acquirePidFile(device, Deno.pid), notAFile);
+        await assert.rejects(stopDaemon({ pidFile: device, timeoutMs: 1000 }), notAFile);
+      }
+    });
+
     await t.step(
       "that are a symlink are refused: nothing is written or read through them",
       async () => {
