@@ -567,5 +567,10 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
     if (!isProcessAlive(pid)) return pid;
     await abortableSleep(100);
   }
-  throw new DaemonError(`the agent with pid ${pid} is still running after ${timeoutMs / 1000} s`);
+  // The agent takes a second SIGTERM for "stop at once"; a process that ignores both needs SIGKILL.
+  throw new DaemonError(
+    `the agent with pid ${pid} is still running after ${timeoutMs / 1000} s (a command it ` +
+      "runs may have up to SHUTDOWN_GRACE_SECS to finish); stop it at once with: status stop " +
+      `--pid-file ${options.pidFile} (a second SIGTERM), or end it with: kill -KILL ${pid}`,
+  );
 }

@@ -224,6 +224,37 @@ Deno.test("pid files", async (t) => {
         await other.status;
       }
 
+      // A process that does not end on SIGTERM: the error says how to stop it at once.
+      const stubborn = new Deno.Command("sh", {
+        args: [
+          "-c",
+          'trap "" TERM; echo ready; while :; do sleep 0.1; done',
+          "sh",
+          DAEMON_CHILD_FLAG,
+        ],
+        stdout: "piped",
+      }).spawn();
+      try {
+        // Its trap is set once it says so.
+        const reader = stubborn.stdout.getReader();
+        await reader.read();
+        reader.releaseLock();
+        await stubborn.stdout.cancel();
+        Deno.writeTextFileSync(pidFile, `${stubborn.pid}\n`);
+        await assert.rejects(
+          stopDaemon({ pidFile, timeoutMs: 300 }),
+          new RegExp(
+            `still running after 0.3 s .*SHUTDOWN_GRACE_SECS.*; stop it at once with: status ` +
+              `stop --pid-file ${pidFile} \\(a second SIGTERM\\), or end it with: kill -KILL ` +
+              `${stubborn.pid}$`,
+          ),
+        );
+        assert.equal(isProcessAlive(stubborn.pid), true);
+      } finally {
+        stubborn.kill("SIGKILL");
+        await stubborn.status;
+      }
+
       const child = new Deno.Command(Deno.execPath(), {
         args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))", DAEMON_CHILD_FLAG],
       }).spawn();
