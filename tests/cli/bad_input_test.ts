@@ -348,7 +348,7 @@ Deno.test("status stop needs only the pid file: other broken settings do not pre
       assert.equal(result.code, 1);
       assert.match(result.stderr.join("\n"), new RegExp(`no pid file ${dir}/agent\\.pid`));
     });
-    await t.step("--pid-file given: the files are not read", async () => {
+    await t.step("--pid-file given: a file that cannot be parsed does not prevent it", async () => {
       const result = await stop([
         "--config",
         `${dir}/broken.json`,

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { PERMS, runCli } from "../_cli.ts";
 import { fileURLToPath } from "node:url";
 import { openAgentState } from "../../src/agent/state.ts";
+import { stopSettings } from "../../src/cli/stop.ts";
 import { ConfigError } from "../../src/errors.ts";
 import {
   acquirePidFile,
@@ -278,6 +279,31 @@ Deno.test("status stop reads PID_FILE like the agent does (here from .env)", asy
     const output = await runCli(["stop"], { perms: PERMS.stop, cwd: dir });
     assert.equal(output.code, 1);
     assert.match(output.stderr, new RegExp(`no pid file ${pidFile}`));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("status stop waits by default past the agent's SHUTDOWN_GRACE_SECS", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-stop-" });
+  try {
+    const envFile = join(dir, ".env");
+    const config = join(dir, "config.json");
+    Deno.writeTextFileSync(config, "{}\n");
+    const flags = { envFile, config };
+    // None set: 60 s, above the default grace of 30 s.
+    assert.deepEqual(stopSettings({ ...flags, pidFile: "a.pid" }, {}), {
+      pidFile: "a.pid",
+      timeoutSecs: 60,
+    });
+    // A grace of 300 s: a running command may take that long before the agent exits.
+    Deno.writeTextFileSync(envFile, "PID_FILE=b.pid\nSHUTDOWN_GRACE_SECS=300\n");
+    assert.deepEqual(stopSettings(flags, {}), { pidFile: "b.pid", timeoutSecs: 330 });
+    assert.equal(stopSettings(flags, { SHUTDOWN_GRACE_SECS: "90" }).timeoutSecs, 120);
+    assert.equal(stopSettings({ ...flags, timeout: 5 }, {}).timeoutSecs, 5, "--timeout wins");
+    // A bad grace never prevents stopping: the default.
+    Deno.writeTextFileSync(envFile, "PID_FILE=b.pid\nSHUTDOWN_GRACE_SECS=soon\n");
+    assert.deepEqual(stopSettings(flags, {}), { pidFile: "b.pid", timeoutSecs: 60 });
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
