@@ -25,6 +25,7 @@ import {
   DAEMON_CHILD_FLAG,
   DaemonError,
   isLiveAgent,
+  logDaemonCrash,
   readPidFile,
   releasePidFile,
   spawnDaemon,
@@ -281,6 +282,7 @@ async function agentAction(
     again: (name) => log.warning(`${name} received again: stopping at once`),
   });
   const { stop, stopNow } = signals;
+  using _crash = daemonChild ? logDaemonCrash(s.pidFile) : undefined;
   let forcedTimer: ReturnType<typeof setTimeout> | undefined;
   try {
     const running = runAgent({

@@ -13,6 +13,7 @@ import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
 import { ConfigError } from "../errors.ts";
+import { logger } from "../log/mod.ts";
 import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 
 /** The hidden flag that tells a re-spawned process it is the daemon. */
@@ -251,6 +252,43 @@ export function releasePidFile(path: string, pid: number = Deno.pid): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Until disposed, an error that nothing caught (an exception thrown from a timer or callback, a
+ * rejection nothing handled: a bug) is written to the log before it ends the process, and the pid
+ * file is released. A daemon's standard error reaches no one once it runs: without this it would
+ * end with no word in its log file, and its pid file left behind. The error still ends the
+ * process.
+ *
+ * @example In the daemon, once its log file is set up
+ * ```ts ignore
+ * using _crash = logDaemonCrash("status.pid");
+ * ```
+ *
+ * @param pidFile The daemon's pid file.
+ * @param pid The pid it names.
+ * @returns Dispose it to stop listening.
+ */
+export function logDaemonCrash(pidFile: string, pid: number = Deno.pid): Disposable {
+  const log = logger("agent", "cli");
+  const onError = (error: unknown) => {
+    log.fatal("the agent ended on an error nothing handled: {reason}", {
+      reason: error instanceof Error ? error.message : String(error),
+      error,
+    });
+    releasePidFile(pidFile, pid);
+  };
+  const onUncaught = (event: ErrorEvent) => onError(event.error);
+  const onRejection = (event: PromiseRejectionEvent) => onError(event.reason);
+  globalThis.addEventListener("error", onUncaught);
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  return {
+    [Symbol.dispose]() {
+      globalThis.removeEventListener("error", onUncaught);
+      globalThis.removeEventListener("unhandledrejection", onRejection);
+    },
+  };
 }
 
 /** How to start this same program again. */

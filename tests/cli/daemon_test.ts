@@ -284,6 +284,48 @@ Deno.test("status stop reads PID_FILE like the agent does (here from .env)", asy
   }
 });
 
+Deno.test("a daemon that ends on an error nothing handled says why in its log file and releases its pid file", async (t) => {
+  const daemon = new URL("../../src/cli/daemon.ts", import.meta.url).href;
+  const log = new URL("../../src/log/mod.ts", import.meta.url).href;
+  for (
+    const [name, failure] of [
+      ["thrown from a timer", `setTimeout(() => { throw new Error("boom in a timer"); }, 0);`],
+      ["a rejection", `Promise.reject(new Error("boom in a promise"));`],
+    ]
+  ) {
+    await t.step(name, async () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-crash-" });
+      try {
+        const pidFile = join(dir, "status.pid");
+        const logFile = join(dir, "status.log");
+        const script = `
+          import { acquirePidFile, logDaemonCrash } from ${JSON.stringify(daemon)};
+          import { setupLogging } from ${JSON.stringify(log)};
+          setupLogging({ file: ${JSON.stringify(logFile)}, format: "json" });
+          acquirePidFile(${JSON.stringify(pidFile)});
+          const _crash = logDaemonCrash(${JSON.stringify(pidFile)});
+          ${failure}
+          await new Promise((resolve) => setTimeout(resolve, 5000));
+        `;
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: ["eval", "--no-check", script],
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).output();
+        assert.notEqual(output.code, 0, "the error still ends the process");
+        const lines = Deno.readTextFileSync(logFile).trim().split("\n").map((l) => JSON.parse(l));
+        const fatal = lines.find((line) => line.level === "fatal");
+        assert.ok(fatal, JSON.stringify(lines));
+        assert.match(fatal.message, /the agent ended on an error nothing handled: boom in a/);
+        assert.equal(readPidFile(pidFile), undefined, "the pid file is released");
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
 Deno.test("status stop waits by default past the agent's SHUTDOWN_GRACE_SECS", () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-stop-" });
   try {
