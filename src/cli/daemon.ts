@@ -19,6 +19,20 @@ import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 /** The hidden flag that tells a re-spawned process it is the daemon. */
 export const DAEMON_CHILD_FLAG = "--daemon-child";
 
+/**
+ * The largest process id: Linux's `PID_MAX_LIMIT` (2^22; other systems' are lower). A larger
+ * number names no process, and `Deno.kill` would wrap it: 4294967295 is -1, every process this
+ * user may signal; 4294967296 is 0, this process's own group.
+ */
+const MAX_PID = 4_194_304;
+
+/** Refuses what is not a process id another process may have (nor 1, init). */
+function checkPid(pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 1 || pid > MAX_PID) {
+    throw new DaemonError(`${pid} is not a process id of another process`);
+  }
+}
+
 /** A daemon that is running already, or a pid file problem the user must resolve. */
 export class DaemonError extends Error {
   /** Exit code the CLI uses for this error. */
@@ -107,7 +121,7 @@ export function readPidFile(path: string): number | undefined {
         "found or stopped through it; remove it",
     );
   }
-  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1) {
+  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1 || Number(trimmed) > MAX_PID) {
     // Not "remove it": --pid-file may name another file by mistake (config.json, the log).
     throw new DaemonError(
       `the pid file ${path} does not hold a process id (${
@@ -148,9 +162,11 @@ function ps(field: "stat" | "args" | "uid", pid: number): string | undefined {
  *
  * @param pid The process id.
  * @returns `true` when it exists and is not a zombie (even if owned by another user).
- * @throws {DaemonError} When neither check is permitted.
+ * @throws {DaemonError} When neither check is permitted, or `pid` is no process id (1 and
+ *   below, or above the largest).
  */
 export function isProcessAlive(pid: number): boolean {
+  checkPid(pid);
   const canPs = isGranted({ name: "run", command: "ps" });
   if (isGranted({ name: "run" })) {
     const exists = () => {
@@ -472,6 +488,7 @@ function readEarly(stream: ReadableStream<Uint8Array>): {
  * `--allow-run=kill` allows it.
  */
 function sendSignal(pid: number, signal: Deno.Signal): void {
+  checkPid(pid);
   try {
     if (isGranted({ name: "run" })) {
       Deno.kill(pid, signal);

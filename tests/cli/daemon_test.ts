@@ -132,6 +132,21 @@ Deno.test("pid files", async (t) => {
       Deno.removeSync(pidFile);
     });
 
+    await t.step("holding a number above the largest pid are an error, never signalled", () => {
+      // Deno.kill wraps them: 4294967295 is -1 (every process), 4294967296 is 0 (this group),
+      // 4294967297 is 1 (init). Only readPidFile and signal 0 here: never a real signal.
+      for (const pid of [4194305, 2147483648, 4294967295, 4294967296, 4294967297, 9999999999]) {
+        Deno.writeTextFileSync(pidFile, `${pid}\n`);
+        assert.throws(
+          () => readPidFile(pidFile),
+          new RegExp(`does not hold a process id \\("${pid}"\\)`),
+        );
+        assert.throws(() => acquirePidFile(pidFile, Deno.pid), DaemonError);
+        assert.throws(() => isProcessAlive(pid), /is not a process id of another process/);
+      }
+      Deno.removeSync(pidFile);
+    });
+
     await t.step("that are a device are refused, and not said to be removed", async () => {
       for (const device of ["/dev/null", "/dev/zero"]) {
         const notAFile = (error: unknown) => {
