@@ -392,6 +392,16 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
           `status: PID_FILE from flag --pid-file (${dir}) cannot be created: it is a directory, ` +
           "not a file",
         ],
+        [
+          ["--pid-file", "status.log"],
+          "status: PID_FILE from flag --pid-file (status.log) and LOG_FILE from the default " +
+          "(status.log) are the same file; give each its own path",
+        ],
+        [
+          ["--log-file", `${dir}/status.pid`],
+          `status: PID_FILE from the default (status.pid) and LOG_FILE from flag --log-file ` +
+          `(${dir}/status.pid) are the same file; give each its own path`,
+        ],
       ] as const
     ) {
       await t.step(`checked before it is started: ${args.join(" ")}`, async () => {
