@@ -11,7 +11,7 @@
  */
 import { signalNumber, twoStageStop } from "./signals.ts";
 import { Command, Option } from "@commander-js/extra-typings";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import {
   type AgentOptions,
   createExecutor,
@@ -25,6 +25,7 @@ import {
   DAEMON_CHILD_FLAG,
   DaemonError,
   isLiveAgent,
+  logDaemonCrash,
   readPidFile,
   releasePidFile,
   spawnDaemon,
@@ -43,6 +44,7 @@ import {
   addSettingOptions,
   checkDirectorySetting,
   checkFileLocation,
+  describeFileSetting,
   type FileOptions,
   loadCommandSettings,
 } from "./common.ts";
@@ -254,6 +256,14 @@ async function agentAction(
     // What the daemon would fail on at once, said here, where someone reads it.
     checkFileLocation("PID_FILE", loaded.sources.pidFile, s.pidFile);
     checkFileLocation("LOG_FILE", loaded.sources.logFile, s.logFile ?? DAEMON_LOG_FILE);
+    // The daemon would log into its pid file, then find no pid in it and stop.
+    if (resolve(s.pidFile) === resolve(s.logFile ?? DAEMON_LOG_FILE)) {
+      throw new ConfigError(
+        `${describeFileSetting("PID_FILE", loaded.sources.pidFile, s.pidFile)} and ${
+          describeFileSetting("LOG_FILE", loaded.sources.logFile, s.logFile ?? DAEMON_LOG_FILE)
+        } are the same file; give each its own path`,
+      );
+    }
     const running = readPidFile(s.pidFile);
     if (running !== undefined && isLiveAgent(running)) {
       throw new DaemonError(
@@ -281,6 +291,7 @@ async function agentAction(
     again: (name) => log.warning(`${name} received again: stopping at once`),
   });
   const { stop, stopNow } = signals;
+  using _crash = daemonChild ? logDaemonCrash(s.pidFile) : undefined;
   let forcedTimer: ReturnType<typeof setTimeout> | undefined;
   try {
     const running = runAgent({

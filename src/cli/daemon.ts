@@ -13,10 +13,25 @@ import { isGranted } from "../permissions.ts";
 import { writeAllSync } from "../write_all.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
 import { ConfigError } from "../errors.ts";
+import { logger } from "../log/mod.ts";
 import { permissionFlags, type PermissionNeeds } from "./permission_flags.ts";
 
 /** The hidden flag that tells a re-spawned process it is the daemon. */
 export const DAEMON_CHILD_FLAG = "--daemon-child";
+
+/**
+ * The largest process id: Linux's `PID_MAX_LIMIT` (2^22; other systems' are lower). A larger
+ * number names no process, and `Deno.kill` would wrap it: 4294967295 is -1, every process this
+ * user may signal; 4294967296 is 0, this process's own group.
+ */
+const MAX_PID = 4_194_304;
+
+/** Refuses what is not a process id another process may have (nor 1, init). */
+function checkPid(pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 1 || pid > MAX_PID) {
+    throw new DaemonError(`${pid} is not a process id of another process`);
+  }
+}
 
 /** A daemon that is running already, or a pid file problem the user must resolve. */
 export class DaemonError extends Error {
@@ -40,7 +55,8 @@ export class DaemonError extends Error {
  * @param path The pid file.
  * @returns The pid, or `undefined` when the file does not exist.
  * @throws {DaemonError} When the file holds something other than a pid, or cannot be read.
- * @throws {ConfigError} When Deno may not read it (no `--allow-read`), or it is a directory.
+ * @throws {ConfigError} When Deno may not read it (no `--allow-read`), or it is a directory, a
+ *   device or a socket.
  */
 export function readPidFile(path: string): number | undefined {
   let text: string;
@@ -66,6 +82,13 @@ export function readPidFile(path: string): number | undefined {
       throw new DaemonError(
         `the pid file ${path} is a named pipe, not a file; refusing (remove it, or give ` +
           "another --pid-file)",
+      );
+    }
+    // A device or a socket (--pid-file /dev/null) is no one's pid file: not to be removed.
+    if (!info.isFile) {
+      throw new ConfigError(
+        `the pid file ${path} is a device or a socket, not a file (give the pid file's own ` +
+          "path with --pid-file or PID_FILE)",
       );
     }
     // A pid is at most 10 digits: a larger file (`/dev/zero`) is not read to its end.
@@ -98,7 +121,7 @@ export function readPidFile(path: string): number | undefined {
         "found or stopped through it; remove it",
     );
   }
-  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1) {
+  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) <= 1 || Number(trimmed) > MAX_PID) {
     // Not "remove it": --pid-file may name another file by mistake (config.json, the log).
     throw new DaemonError(
       `the pid file ${path} does not hold a process id (${
@@ -139,9 +162,11 @@ function ps(field: "stat" | "args" | "uid", pid: number): string | undefined {
  *
  * @param pid The process id.
  * @returns `true` when it exists and is not a zombie (even if owned by another user).
- * @throws {DaemonError} When neither check is permitted.
+ * @throws {DaemonError} When neither check is permitted, or `pid` is no process id (1 and
+ *   below, or above the largest).
  */
 export function isProcessAlive(pid: number): boolean {
+  checkPid(pid);
   const canPs = isGranted({ name: "run", command: "ps" });
   if (isGranted({ name: "run" })) {
     const exists = () => {
@@ -243,6 +268,43 @@ export function releasePidFile(path: string, pid: number = Deno.pid): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Until disposed, an error that nothing caught (an exception thrown from a timer or callback, a
+ * rejection nothing handled: a bug) is written to the log before it ends the process, and the pid
+ * file is released. A daemon's standard error reaches no one once it runs: without this it would
+ * end with no word in its log file, and its pid file left behind. The error still ends the
+ * process.
+ *
+ * @example In the daemon, once its log file is set up
+ * ```ts ignore
+ * using _crash = logDaemonCrash("status.pid");
+ * ```
+ *
+ * @param pidFile The daemon's pid file.
+ * @param pid The pid it names.
+ * @returns Dispose it to stop listening.
+ */
+export function logDaemonCrash(pidFile: string, pid: number = Deno.pid): Disposable {
+  const log = logger("agent", "cli");
+  const onError = (error: unknown) => {
+    log.fatal("the agent ended on an error nothing handled: {reason}", {
+      reason: error instanceof Error ? error.message : String(error),
+      error,
+    });
+    releasePidFile(pidFile, pid);
+  };
+  const onUncaught = (event: ErrorEvent) => onError(event.error);
+  const onRejection = (event: PromiseRejectionEvent) => onError(event.reason);
+  globalThis.addEventListener("error", onUncaught);
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  return {
+    [Symbol.dispose]() {
+      globalThis.removeEventListener("error", onUncaught);
+      globalThis.removeEventListener("unhandledrejection", onRejection);
+    },
+  };
 }
 
 /** How to start this same program again. */
@@ -426,6 +488,7 @@ function readEarly(stream: ReadableStream<Uint8Array>): {
  * `--allow-run=kill` allows it.
  */
 function sendSignal(pid: number, signal: Deno.Signal): void {
+  checkPid(pid);
   try {
     if (isGranted({ name: "run" })) {
       Deno.kill(pid, signal);
@@ -559,5 +622,10 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
     if (!isProcessAlive(pid)) return pid;
     await abortableSleep(100);
   }
-  throw new DaemonError(`the agent with pid ${pid} is still running after ${timeoutMs / 1000} s`);
+  // The agent takes a second SIGTERM for "stop at once"; a process that ignores both needs SIGKILL.
+  throw new DaemonError(
+    `the agent with pid ${pid} is still running after ${timeoutMs / 1000} s (a command it ` +
+      "runs may have up to SHUTDOWN_GRACE_SECS to finish); stop it at once with: status stop " +
+      `--pid-file ${options.pidFile} (a second SIGTERM), or end it with: kill -KILL ${pid}`,
+  );
 }

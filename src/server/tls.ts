@@ -12,12 +12,21 @@ import { ConfigError } from "../errors.ts";
  *
  * @param tls The PEM texts.
  * @param names How the certificate and the key are named in errors.
- * @throws {ConfigError} Naming which of the two is wrong and how.
+ * @throws {ConfigError} Naming which of the two is wrong and how (an encrypted key too).
  */
 export function checkTlsPair(
   tls: { cert: string; key: string },
   names: { cert: string; key: string } = { cert: "tls.cert", key: "tls.key" },
 ): void {
+  // An encrypted key (PKCS #8 or a traditional one with a Proc-Type header) is read as no key, or
+  // as one that cannot be decoded: say what it is, and how to give it as the listener needs it.
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type:\s*4,\s*ENCRYPTED/m.test(tls.key)) {
+    throw new ConfigError(
+      `${names.key} is encrypted (it needs a passphrase, which the dashboard cannot give); give ` +
+        "it unencrypted: openssl pkey -in <encrypted key> -out <new key> (readable only by the " +
+        "dashboard's user)",
+    );
+  }
   try {
     Deno.createHttpClient({ cert: tls.cert, key: tls.key }).close();
   } catch (error) {

@@ -348,7 +348,7 @@ Deno.test("status stop needs only the pid file: other broken settings do not pre
       assert.equal(result.code, 1);
       assert.match(result.stderr.join("\n"), new RegExp(`no pid file ${dir}/agent\\.pid`));
     });
-    await t.step("--pid-file given: the files are not read", async () => {
+    await t.step("--pid-file given: a file that cannot be parsed does not prevent it", async () => {
       const result = await stop([
         "--config",
         `${dir}/broken.json`,
@@ -396,10 +396,11 @@ Deno.test("a PEM or pid file that never ends is refused at once, not read", asyn
   });
   await t.step("status stop --pid-file /dev/zero", async () => {
     const io = memoryIo();
-    assert.equal(await main(["stop", "--pid-file", "/dev/zero"], io), 1);
+    assert.equal(await main(["stop", "--pid-file", "/dev/zero"], io), 2);
     assert.equal(
       io.stderr.join("\n"),
-      "status: the pid file /dev/zero does not hold a process id (it holds more than 64 bytes)",
+      "status: the pid file /dev/zero is a device or a socket, not a file (give the pid file's " +
+        "own path with --pid-file or PID_FILE)",
     );
   });
 });

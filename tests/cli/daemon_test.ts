@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { PERMS, runCli } from "../_cli.ts";
 import { fileURLToPath } from "node:url";
 import { openAgentState } from "../../src/agent/state.ts";
+import { stopSettings } from "../../src/cli/stop.ts";
 import { ConfigError } from "../../src/errors.ts";
 import {
   acquirePidFile,
@@ -131,6 +132,35 @@ Deno.test("pid files", async (t) => {
       Deno.removeSync(pidFile);
     });
 
+    await t.step("holding a number above the largest pid are an error, never signalled", () => {
+      // Deno.kill wraps them: 4294967295 is -1 (every process), 4294967296 is 0 (this group),
+      // 4294967297 is 1 (init). Only readPidFile and signal 0 here: never a real signal.
+      for (const pid of [4194305, 2147483648, 4294967295, 4294967296, 4294967297, 9999999999]) {
+        Deno.writeTextFileSync(pidFile, `${pid}\n`);
+        assert.throws(
+          () => readPidFile(pidFile),
+          new RegExp(`does not hold a process id \\("${pid}"\\)`),
+        );
+        assert.throws(() => acquirePidFile(pidFile, Deno.pid), DaemonError);
+        assert.throws(() => isProcessAlive(pid), /is not a process id of another process/);
+      }
+      Deno.removeSync(pidFile);
+    });
+
+    await t.step("that are a device are refused, and not said to be removed", async () => {
+      for (const device of ["/dev/null", "/dev/zero"]) {
+        const notAFile = (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.match(error.message, /is a device or a socket, not a file/);
+          assert.doesNotMatch(error.message, /remove it/);
+          return true;
+        };
+        assert.throws(() => readPidFile(device), notAFile);
+        assert.throws(() => acquirePidFile(device, Deno.pid), notAFile);
+        await assert.rejects(stopDaemon({ pidFile: device, timeoutMs: 1000 }), notAFile);
+      }
+    });
+
     await t.step(
       "that are a symlink are refused: nothing is written or read through them",
       async () => {
@@ -210,6 +240,37 @@ Deno.test("pid files", async (t) => {
         await other.status;
       }
 
+      // A process that does not end on SIGTERM: the error says how to stop it at once.
+      const stubborn = new Deno.Command("sh", {
+        args: [
+          "-c",
+          'trap "" TERM; echo ready; while :; do sleep 0.1; done',
+          "sh",
+          DAEMON_CHILD_FLAG,
+        ],
+        stdout: "piped",
+      }).spawn();
+      try {
+        // Its trap is set once it says so.
+        const reader = stubborn.stdout.getReader();
+        await reader.read();
+        reader.releaseLock();
+        await stubborn.stdout.cancel();
+        Deno.writeTextFileSync(pidFile, `${stubborn.pid}\n`);
+        await assert.rejects(
+          stopDaemon({ pidFile, timeoutMs: 300 }),
+          new RegExp(
+            `still running after 0.3 s .*SHUTDOWN_GRACE_SECS.*; stop it at once with: status ` +
+              `stop --pid-file ${pidFile} \\(a second SIGTERM\\), or end it with: kill -KILL ` +
+              `${stubborn.pid}$`,
+          ),
+        );
+        assert.equal(isProcessAlive(stubborn.pid), true);
+      } finally {
+        stubborn.kill("SIGKILL");
+        await stubborn.status;
+      }
+
       const child = new Deno.Command(Deno.execPath(), {
         args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))", DAEMON_CHILD_FLAG],
       }).spawn();
@@ -233,6 +294,73 @@ Deno.test("status stop reads PID_FILE like the agent does (here from .env)", asy
     const output = await runCli(["stop"], { perms: PERMS.stop, cwd: dir });
     assert.equal(output.code, 1);
     assert.match(output.stderr, new RegExp(`no pid file ${pidFile}`));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a daemon that ends on an error nothing handled says why in its log file and releases its pid file", async (t) => {
+  const daemon = new URL("../../src/cli/daemon.ts", import.meta.url).href;
+  const log = new URL("../../src/log/mod.ts", import.meta.url).href;
+  for (
+    const [name, failure] of [
+      ["thrown from a timer", `setTimeout(() => { throw new Error("boom in a timer"); }, 0);`],
+      ["a rejection", `Promise.reject(new Error("boom in a promise"));`],
+    ]
+  ) {
+    await t.step(name, async () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-crash-" });
+      try {
+        const pidFile = join(dir, "status.pid");
+        const logFile = join(dir, "status.log");
+        const script = `
+          import { acquirePidFile, logDaemonCrash } from ${JSON.stringify(daemon)};
+          import { setupLogging } from ${JSON.stringify(log)};
+          setupLogging({ file: ${JSON.stringify(logFile)}, format: "json" });
+          acquirePidFile(${JSON.stringify(pidFile)});
+          const _crash = logDaemonCrash(${JSON.stringify(pidFile)});
+          ${failure}
+          await new Promise((resolve) => setTimeout(resolve, 5000));
+        `;
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: ["eval", "--no-check", script],
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).output();
+        assert.notEqual(output.code, 0, "the error still ends the process");
+        const lines = Deno.readTextFileSync(logFile).trim().split("\n").map((l) => JSON.parse(l));
+        const fatal = lines.find((line) => line.level === "fatal");
+        assert.ok(fatal, JSON.stringify(lines));
+        assert.match(fatal.message, /the agent ended on an error nothing handled: boom in a/);
+        assert.equal(readPidFile(pidFile), undefined, "the pid file is released");
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("status stop waits by default past the agent's SHUTDOWN_GRACE_SECS", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-stop-" });
+  try {
+    const envFile = join(dir, ".env");
+    const config = join(dir, "config.json");
+    Deno.writeTextFileSync(config, "{}\n");
+    const flags = { envFile, config };
+    // None set: 60 s, above the default grace of 30 s.
+    assert.deepEqual(stopSettings({ ...flags, pidFile: "a.pid" }, {}), {
+      pidFile: "a.pid",
+      timeoutSecs: 60,
+    });
+    // A grace of 300 s: a running command may take that long before the agent exits.
+    Deno.writeTextFileSync(envFile, "PID_FILE=b.pid\nSHUTDOWN_GRACE_SECS=300\n");
+    assert.deepEqual(stopSettings(flags, {}), { pidFile: "b.pid", timeoutSecs: 330 });
+    assert.equal(stopSettings(flags, { SHUTDOWN_GRACE_SECS: "90" }).timeoutSecs, 120);
+    assert.equal(stopSettings({ ...flags, timeout: 5 }, {}).timeoutSecs, 5, "--timeout wins");
+    // A bad grace never prevents stopping: the default.
+    Deno.writeTextFileSync(envFile, "PID_FILE=b.pid\nSHUTDOWN_GRACE_SECS=soon\n");
+    assert.deepEqual(stopSettings(flags, {}), { pidFile: "b.pid", timeoutSecs: 60 });
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -263,6 +391,16 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
           ["--pid-file", dir],
           `status: PID_FILE from flag --pid-file (${dir}) cannot be created: it is a directory, ` +
           "not a file",
+        ],
+        [
+          ["--pid-file", "status.log"],
+          "status: PID_FILE from flag --pid-file (status.log) and LOG_FILE from the default " +
+          "(status.log) are the same file; give each its own path",
+        ],
+        [
+          ["--log-file", `${dir}/status.pid`],
+          `status: PID_FILE from the default (status.pid) and LOG_FILE from flag --log-file ` +
+          `(${dir}/status.pid) are the same file; give each its own path`,
         ],
       ] as const
     ) {

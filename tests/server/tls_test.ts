@@ -92,6 +92,39 @@ Deno.test("startServer refuses a key that is not its certificate's, before liste
   });
 });
 
+Deno.test("startServer refuses an encrypted key as encrypted, before listening", async (t) => {
+  await withCert(t, async (tls) => {
+    const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
+    try {
+      await Deno.writeTextFile(`${dir}/key.pem`, tls.key);
+      // PKCS #8 (BEGIN ENCRYPTED PRIVATE KEY) and traditional (a Proc-Type: 4,ENCRYPTED header).
+      for (const args of [["pkcs8", "-topk8"], ["ec", "-aes256"]]) {
+        const encrypted = await new Deno.Command("openssl", {
+          args: [...args, "-in", `${dir}/key.pem`, "-out", `${dir}/enc.pem`, "-passout", "pass:x"],
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        assert.ok(encrypted.success, new TextDecoder().decode(encrypted.stderr));
+        const key = await Deno.readTextFile(`${dir}/enc.pem`);
+        const error = await startServer({
+          availableDescriptors: "plenty",
+          db: ":memory:",
+          port: 0,
+          tls: { cert: tls.cert, key },
+        }).catch((e) => e);
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(
+          error.message,
+          /^tls\.key is encrypted \(it needs a passphrase, which the dashboard cannot give\); give it unencrypted: openssl pkey /,
+          args.join(" "),
+        );
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("an HTTPS connection that never finishes its TLS handshake is closed after the header timeout", async (t) => {
   await withCert(t, async (tls) => {
     await using server = await startServer({
