@@ -125,7 +125,12 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
     });
     await t.step("a path that cannot be a database", async () => {
       await Deno.mkdir(`${dir}/a-directory.db`);
-      assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), StoreError);
+      assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), {
+        name: "StoreError",
+        message:
+          `cannot open database ${dir}/a-directory.db: it is a directory, not a file (name ` +
+          `a file in it, such as ${dir}/a-directory.db/status.db)`,
+      });
     });
     await t.step("a pipe, and nothing created beside it", () => {
       // As /dev/null would be (SQLite left /dev/null-journal behind).
