@@ -192,6 +192,11 @@ export class StateOwnerError extends Error {
   readonly pending: number;
   /** The agent id they belong to, when the directory names it. */
   readonly previousAgentId: string | undefined;
+  /**
+   * When the directory's owner file is damaged (it names no agent): how to claim the results as
+   * this agent's, `put {...} in <dir>/owner.json and start it again`.
+   */
+  readonly claimFix: string | undefined;
 
   /**
    * Creates the error.
@@ -199,12 +204,19 @@ export class StateOwnerError extends Error {
    * @param message What is refused and how to go on.
    * @param pending How many results are not delivered yet.
    * @param previousAgentId The agent id they belong to.
+   * @param claimFix How to claim them, when the owner file is damaged.
    */
-  constructor(message: string, pending: number, previousAgentId: string | undefined) {
+  constructor(
+    message: string,
+    pending: number,
+    previousAgentId: string | undefined,
+    claimFix?: string,
+  ) {
     super(message);
     this.name = "StateOwnerError";
     this.pending = pending;
     this.previousAgentId = previousAgentId;
+    this.claimFix = claimFix;
   }
 }
 
@@ -253,9 +265,12 @@ function claimState(
     if (pending.size > 0) {
       const named = typeof kept.agent_id === "string" && typeof kept.dashboard_url === "string";
       // A damaged file names no old AGENT_ID to start with: say how to say whose they are.
-      const howToDeliver = named
+      const claimFix = named
+        ? undefined
+        : `put ${JSON.stringify(wanted)} in ${path} and start it again`;
+      const howToDeliver = claimFix === undefined
         ? "Start the agent with its old AGENT_ID and DASHBOARD_URL until they are delivered"
-        : `If they are this agent's, put ${JSON.stringify(wanted)} in ${path} and start it again`;
+        : `If they are this agent's, ${claimFix}`;
       throw new StateOwnerError(
         `the state directory ${dir} holds ${pending.size} result(s) not yet delivered of ${whose}; ` +
           `this agent is ${JSON.stringify(wanted.agent_id)} of the dashboard ` +
@@ -263,6 +278,7 @@ function claimState(
           `another STATE_DIR (--state-dir); remove ${dir} only if those results may be lost`,
         pending.size,
         typeof kept.agent_id === "string" ? kept.agent_id : undefined,
+        claimFix,
       );
     }
     // Everything was delivered: the old entries only guard the old dashboard's ids.

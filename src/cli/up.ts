@@ -227,10 +227,17 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
         throw new ConfigError(
           `cannot start the agent ${agentId}: ${stateDir} holds ${error.pending} result(s) not ` +
             `yet delivered of ${
-              previous === undefined ? "another agent" : `agent ${JSON.stringify(previous)}`
+              previous !== undefined
+                ? `agent ${JSON.stringify(previous)}`
+                : error.claimFix !== undefined
+                ? "an agent its owner.json does not name (it is damaged)"
+                : "another agent"
             }, which would be sent as ${agentId}'s; ${
-              previous === undefined ? "" : `run status up --agent-id ${previous} until they are ` +
-                "delivered, or "
+              previous !== undefined
+                ? `run status up --agent-id ${previous} until they are delivered, or `
+                : error.claimFix !== undefined
+                ? `if they are this agent's, ${error.claimFix}, or `
+                : ""
             }give this one its own --data-dir`,
           { cause: error },
         );

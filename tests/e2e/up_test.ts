@@ -186,3 +186,29 @@ Deno.test("status up with another --agent-id over results its old agent has not 
   });
   assert.equal(state.outbox.get("cmd-1")?.status, "success");
 });
+
+Deno.test("status up over results whose owner.json is damaged says how to claim them", async () => {
+  await using dir = tempDir();
+  const stateDir = `${dir.path}/.status/agent-state`;
+  Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  {
+    using state = openAgentState({
+      dir: stateDir,
+      owner: { agentId: "web-1", dashboardUrl: "status up" },
+    });
+    state.outbox.put({ command_id: "cmd-1", status: "success", result: null });
+  }
+  Deno.writeTextFileSync(`${stateDir}/owner.json`, "{damaged");
+  const run = await runCli(["up", "--port", "0", "--agent-id", "web-1"], {
+    perms: PERMS.up,
+    cwd: dir.path,
+  });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(
+    run.stderr,
+    /status: cannot start the agent web-1: \.\/\.status\/agent-state holds 1 result\(s\) not yet delivered of an agent its owner\.json does not name \(it is damaged\), which would be sent as web-1's; if they are this agent's, put {"agent_id":"web-1","dashboard_url":"status up"} in \.\/\.status\/agent-state\/owner\.json and start it again, or give this one its own --data-dir$/m,
+  );
+  // Nothing was sent or lost.
+  using state = openAgentState({ dir: stateDir });
+  assert.equal(state.outbox.get("cmd-1")?.status, "success");
+});
