@@ -80,8 +80,11 @@ Deno.test("agent journals, acks, runs and reports a command, with the seed's log
   assert.equal(report.attempt, 1);
   assert.equal((report.result as { stdout: string }).stdout, "hello\n");
   assert.deepEqual(stub.acks, [{ command_id: "cmd-1", attempt: 1 }]);
-  // Heartbeats and live output (answered 404 by the stub) are "other".
-  const kinds = stub.seen.map((s) => s.kind).filter((kind) => kind !== "other");
+  // Heartbeats and live output (answered 404 by the stub) are "other"; a cancel-wait opens only
+  // when the command still runs after a second (on a loaded machine even `echo` may).
+  const kinds = stub.seen.map((s) => s.kind).filter((kind) =>
+    kind !== "other" && kind !== "cancel-wait"
+  );
   assert.deepEqual(kinds.slice(0, 4), ["wait", "ack", "report", "wait"]);
   assert.ok(agent.state.journal.get("cmd-1")?.state === "accepted");
   assert.equal(agent.state.outbox.size, 0);
