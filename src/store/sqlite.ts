@@ -200,6 +200,10 @@ const READ_ONLY_PROBLEM = "it can be read but not written by this user (the file
 
 /** SQLite's result code `SQLITE_FULL`. */
 const SQLITE_FULL = 13;
+/** SQLite's result code `SQLITE_CORRUPT`. */
+const SQLITE_CORRUPT = 11;
+/** SQLite's result code `SQLITE_NOTADB`: a file whose header is not SQLite's. */
+const SQLITE_NOTADB = 26;
 
 function isDiskFull(error: unknown): boolean {
   const e = error as { errcode?: number; message?: string } | null;
@@ -2075,6 +2079,15 @@ function describeOpenError(error: unknown, path: string): string {
     return "permission denied by the operating system";
   }
   const message = error instanceof Error ? error.message : String(error);
+  const code = ((error as { errcode?: number } | null)?.errcode ?? 0) & 0xff;
+  if (code === SQLITE_NOTADB) {
+    return "it is not a SQLite database (another kind of file, or an encrypted one); give the " +
+      "path of a status database, or of a file that does not exist yet to create one";
+  }
+  if (code === SQLITE_CORRUPT) {
+    return "the file is damaged (database disk image is malformed); restore it from a backup, " +
+      "or recover what it holds with sqlite3's .recover into a new file";
+  }
   if (/^unable to open database file/.test(message) && cannotWrite(path)) {
     // A database in WAL mode with no -shm file: SQLite cannot make one where it may not write.
     return READ_ONLY_PROBLEM;

@@ -127,6 +127,28 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
       await Deno.mkdir(`${dir}/a-directory.db`);
       assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), StoreError);
     });
+    await t.step("a file that is not SQLite, or a damaged one, saying what to do", async () => {
+      const text = `${dir}/notes.db`;
+      await Deno.writeTextFile(text, "not a database\n".repeat(100));
+      assert.throws(() => openSqliteStore(text), {
+        name: "StoreError",
+        message: `cannot open database ${text}: it is not a SQLite database (another kind of ` +
+          "file, or an encrypted one); give the path of a status database, or of a file that " +
+          "does not exist yet to create one",
+      });
+      assert.equal(await Deno.readTextFile(text), "not a database\n".repeat(100), "left as it was");
+      const damaged = `${dir}/damaged.db`;
+      await openSqliteStore(damaged).close();
+      const bytes = await Deno.readFile(damaged);
+      bytes.fill(0x5a, 100);
+      await Deno.writeFile(damaged, bytes);
+      assert.throws(() => openSqliteStore(damaged), {
+        name: "StoreError",
+        message: `cannot open database ${damaged}: the file is damaged (database disk image is ` +
+          "malformed); restore it from a backup, or recover what it holds with sqlite3's " +
+          ".recover into a new file",
+      });
+    });
     await t.step("a pipe, and nothing created beside it", () => {
       // As /dev/null would be (SQLite left /dev/null-journal behind).
       const path = `${dir}/a-pipe.db`;
