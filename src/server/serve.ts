@@ -178,6 +178,7 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  *
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
+ * @throws {TypeError} When `options` is not an object or `db` not a string.
  * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
  *   not one from 1 to 300, or `maxConnections` not one from 1 to 1,000,000.
  * @throws {ConfigError} When the store cannot be opened, `tls` is not a PEM certificate and its
@@ -196,6 +197,9 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  * ```
  */
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`startServer's options must be an object, got ${String(options)}`);
+  }
   const hostname = options.hostname ?? DEFAULT_BIND;
   const port = options.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {

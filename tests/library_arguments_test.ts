@@ -1,0 +1,38 @@
+/**
+ * A program calling the library from plain JavaScript, or with values it did not check: bad
+ * arguments to what `mod.ts` exports are refused with a TypeError or RangeError whose message
+ * names the argument and quotes the value, not an error from deep inside (`x.trim is not a
+ * function`).
+ */
+import assert from "node:assert/strict";
+import * as status from "../mod.ts";
+
+/** Asserts `fn` throws (or rejects with) a `type` whose message matches `message`. */
+async function refuses(
+  fn: () => unknown,
+  type: typeof TypeError | typeof RangeError,
+  message: RegExp,
+): Promise<void> {
+  await assert.rejects(async () => await fn(), (error: Error) => {
+    assert.ok(error instanceof type, `${error?.name}: ${error?.message}`);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+Deno.test("startServer refuses options that are not an object and a db that is not a string", async () => {
+  await refuses(
+    () => status.startServer(null as never),
+    TypeError,
+    /^startServer's options must be an object, got null$/,
+  );
+  for (const [db, shown] of [[42, "42"], [{ path: "x.db" }, '{"path":"x.db"}']] as const) {
+    await refuses(
+      () => status.startServer({ port: 0, db: db as never }),
+      TypeError,
+      new RegExp(
+        `^db must be a SQLite file path or a postgres:// URL, got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+});
