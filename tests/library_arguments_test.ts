@@ -36,3 +36,48 @@ Deno.test("startServer refuses options that are not an object and a db that is n
     );
   }
 });
+
+Deno.test("runCommand and CommandRunner refuse a command line, options or policy of the wrong kind", async () => {
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  await refuses(
+    () => status.runCommand(null as never, { policy }),
+    TypeError,
+    /^the command line must be a string, got null$/,
+  );
+  await refuses(
+    () => status.runCommand(["echo", "hi"] as never, { policy }),
+    TypeError,
+    /^the command line must be a string, got \["echo","hi"\]$/,
+  );
+  await refuses(
+    () => status.runCommand("echo hi", null as never),
+    TypeError,
+    /^options must be an object with a policy, got null$/,
+  );
+  for (
+    const [bad, shown] of [
+      [undefined, "undefined"],
+      [{ allowedPrograms: "echo" }, '{"allowedPrograms":"echo"}'],
+      [
+        { allowedPrograms: [1], allowedPathPrefixes: [] },
+        '{"allowedPrograms":[1],"allowedPathPrefixes":[]}',
+      ],
+    ] as const
+  ) {
+    await refuses(
+      () => status.runCommand("echo hi", { policy: bad as never }),
+      TypeError,
+      new RegExp(
+        `^policy must be an ExecPolicy \\(arrays of strings allowedPrograms and ` +
+          `allowedPathPrefixes: use createPolicy or defaultPolicy\\), got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+  const runner = new status.CommandRunner({ policy });
+  await refuses(
+    () => runner.run("echo hi", null as never),
+    TypeError,
+    /^the command's options must be an object, got null$/,
+  );
+  assert.equal((await runner.run("echo hi")).stdout, "hi\n");
+});
