@@ -81,3 +81,35 @@ Deno.test("runCommand and CommandRunner refuse a command line, options or policy
   );
   assert.equal((await runner.run("echo hi")).stdout, "hi\n");
 });
+
+Deno.test("createPolicy refuses input and lists that are not strings, quoting them", async () => {
+  await refuses(
+    () => status.createPolicy(null as never),
+    TypeError,
+    /^createPolicy's input must be an object, got null$/,
+  );
+  await refuses(
+    () => status.createPolicy({ allowedPrograms: ["echo", 1] as never }),
+    TypeError,
+    /^allowedPrograms must be an array of strings or a comma-separated string, got \["echo",1\]$/,
+  );
+  await refuses(
+    () => status.createPolicy({ extraPrograms: [null] as never }),
+    TypeError,
+    /^extraPrograms must be an array of strings or a comma-separated string, got \[null\]$/,
+  );
+  await refuses(
+    () => status.createPolicy({ allowedPathPrefixes: { path: "/tmp" } as never }),
+    TypeError,
+    /^allowedPathPrefixes must be an array of strings or a comma-separated string, got \{"path":"\/tmp"\}$/,
+  );
+  await refuses(
+    () => status.createPolicy({ protectedPaths: [7] as never }),
+    TypeError,
+    /^Protected path "7" must be an absolute path without "\.\."$/,
+  );
+  assert.deepEqual(status.createPolicy({ allowedPrograms: "echo, ls" }).allowedPrograms, [
+    "echo",
+    "ls",
+  ]);
+});
