@@ -113,3 +113,37 @@ Deno.test("createPolicy refuses input and lists that are not strings, quoting th
     "ls",
   ]);
 });
+
+Deno.test("checkHealth refuses a dashboard URL that is not http(s), as OperatorClient does, sending nothing", async () => {
+  let sent = 0;
+  const fetch = (() => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  }) as typeof globalThis.fetch;
+  await refuses(
+    () => status.checkHealth(null as never),
+    TypeError,
+    /^checkHealth's options must be an object, got null$/,
+  );
+  for (
+    const [url, shown] of [
+      ["nope", '"nope"'],
+      [42, '"42"'],
+      ["ftp://ops:secret@x/", '"ftp://ops:***@x/"'],
+    ] as const
+  ) {
+    await refuses(
+      () => status.checkHealth({ dashboardUrl: url as never, fetch } as never),
+      TypeError,
+      new RegExp(`^dashboard URL must be an http:// or https:// URL, got ${RegExp.escape(shown)}$`),
+    );
+    assert.throws(
+      () => new status.OperatorClient({ dashboardUrl: url as never }),
+      {
+        name: "TypeError",
+        message: `dashboard URL must be an http:// or https:// URL, got ${shown}`,
+      },
+    );
+  }
+  assert.equal(sent, 0);
+});
