@@ -392,6 +392,12 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
               { cause: error },
             );
           }
+          if (/readonly database/i.test((error as Error)?.message ?? "")) {
+            // Opened read-only by SQLite, and a write it needed (WAL mode, a migration) failed.
+            throw new StoreError(`cannot open database ${path}: ${READ_ONLY_PROBLEM}`, {
+              cause: error,
+            });
+          }
           throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
             cause: error,
           });

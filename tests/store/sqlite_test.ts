@@ -753,6 +753,52 @@ Deno.test("sqlite store refuses a database it could only read, saying so, instea
   }
 });
 
+Deno.test("sqlite store refuses a database of an older schema, or not in WAL mode, it could only read, saying so", async (t) => {
+  // SQLite opens the file read-only and the first write it needs fails: a migration (a dashboard
+  // killed left its -wal and -shm files), or WAL mode (a copy in rollback mode).
+  for (const [kind, wal] of [["an older schema", true], ["not in WAL mode", false]] as const) {
+    await t.step(kind, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "status-readonly-" });
+      try {
+        if (!mount("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir])) {
+          console.warn(`${t.name}: skipped (mounting a read-only tmpfs needs root)`);
+          return;
+        }
+        try {
+          const path = `${dir}/status.db`;
+          const old = new DatabaseSync(path);
+          if (wal) old.exec("PRAGMA journal_mode = WAL");
+          const version = wal ? 7 : MIGRATIONS.length;
+          old.exec(`${MIGRATIONS.slice(0, version).join("")} PRAGMA user_version = ${version};`);
+          old.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+          if (wal) {
+            for (const suffix of ["-wal", "-shm"]) {
+              Deno.copyFileSync(`${path}${suffix}`, `${dir}/k${suffix}`);
+            }
+          }
+          old.close();
+          if (wal) {
+            for (const suffix of ["-wal", "-shm"]) {
+              Deno.renameSync(`${dir}/k${suffix}`, `${path}${suffix}`);
+            }
+          }
+          assert.ok(mount("mount", ["-o", "remount,ro", dir]));
+          assert.throws(() => openSqliteStore(path), {
+            name: "StoreError",
+            message: `cannot open database ${path}: it can be read but not written by this user ` +
+              "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give " +
+              "the user that runs status write access to them",
+          });
+        } finally {
+          mount("umount", [dir]);
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
+
 Deno.test("sqlite store serving a dashboard refuses a file another dashboard serves", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
