@@ -500,14 +500,28 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #migrate(version: number): void {
     const db = this.#db;
     for (let v = version; v < MIGRATIONS.length; v++) {
-      this.#tx(() => {
-        // Another process opening the database at the same time may have applied it since the
-        // version was read (this transaction holds the write lock: what it reads now stands).
-        if (num((db.prepare("PRAGMA user_version").get() as Row).user_version) > v) return;
-        db.exec(MIGRATIONS[v]);
-        db.exec(`PRAGMA user_version = ${v + 1}`);
-        db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
-      });
+      try {
+        this.#tx(() => {
+          // Another process opening the database at the same time may have applied it since the
+          // version was read (this transaction holds the write lock: what it reads now stands).
+          if (num((db.prepare("PRAGMA user_version").get() as Row).user_version) > v) return;
+          db.exec(MIGRATIONS[v]);
+          db.exec(`PRAGMA user_version = ${v + 1}`);
+          db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+        });
+      } catch (error) {
+        const message = (error as Error)?.message ?? String(error);
+        // A lock, a full disk or a read-only file is told as such by the caller.
+        if (isBusy(error) || noRoomToOpen(error) || /readonly database/i.test(message)) throw error;
+        // The migration's statements were rolled back together: the schema is as it was.
+        throw new StoreError(
+          `cannot migrate database ${this.path} from schema version ${v} to ${v + 1}: ` +
+            // node:sqlite quotes the whole migration after " in".
+            `${message.replace(/ in\s*\n[\s\S]*$/, "")}; it is left at version ${v}, as it ` +
+            "was (was its schema changed by another program or by hand?)",
+          { cause: error },
+        );
+      }
       const failure = this.#commitGroup();
       if (failure !== null) throw failure;
     }

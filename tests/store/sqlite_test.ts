@@ -166,6 +166,33 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
   });
 });
 
+Deno.test("sqlite store: a migration that fails leaves the database at its version, saying which", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const old = new DatabaseSync(path);
+    old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS.slice(0, 7).join("")}`);
+    old.exec(`PRAGMA user_version = 7; PRAGMA application_id = ${APPLICATION_ID}`);
+    old.exec("INSERT INTO agents (id, token, scopes, created_at) VALUES ('a1', NULL, '[]', 1)");
+    // Migration 8 creates request_ids: a table of that name made by hand makes it fail inside.
+    old.exec("CREATE TABLE request_ids (note TEXT)");
+    old.close();
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot migrate database ${path} from schema version 7 to 8: table request_ids ` +
+        "already exists; it is left at version 7, as it was (was its schema changed by another " +
+        "program or by hand?)",
+    });
+    const after = new DatabaseSync(path);
+    try {
+      assert.equal(after.prepare("PRAGMA user_version").get()?.user_version, 7);
+      assert.equal(after.prepare("SELECT count(*) AS n FROM agents").get()?.n, 1);
+      assert.equal(after.prepare("PRAGMA integrity_check").get()?.integrity_check, "ok");
+    } finally {
+      after.close();
+    }
+  });
+});
+
 Deno.test("sqlite store: two processes migrating one database at once both open it", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
