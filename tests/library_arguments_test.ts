@@ -147,3 +147,24 @@ Deno.test("checkHealth refuses a dashboard URL that is not http(s), as OperatorC
   }
   assert.equal(sent, 0);
 });
+
+Deno.test("runAgent refuses options that are not an object and a signal that is not an AbortSignal, before polling", async () => {
+  await using server = await status.startServer({ port: 0, db: ":memory:" });
+  const options = { dashboardUrl: server.url, agentId: "web-1", heartbeat: false };
+  await refuses(
+    () => status.runAgent(null as never, new AbortController().signal),
+    TypeError,
+    /^runAgent's options must be an object, got null$/,
+  );
+  for (const signal of [undefined, null, "stop"]) {
+    await refuses(
+      () => status.runAgent(options, signal as never),
+      TypeError,
+      new RegExp(
+        `^runAgent's signal must be an AbortSignal \\(abort it to stop the agent\\), got ${signal}$`,
+      ),
+    );
+  }
+  const agents = await new status.OperatorClient({ dashboardUrl: server.url }).listAgents();
+  assert.deepEqual(agents, [], "no agent polled");
+});
