@@ -168,3 +168,36 @@ Deno.test("runAgent refuses options that are not an object and a signal that is 
   const agents = await new status.OperatorClient({ dashboardUrl: server.url }).listAgents();
   assert.deepEqual(agents, [], "no agent polled");
 });
+
+Deno.test("OperatorClient and followCommand refuse arguments of the wrong kind, sending nothing", async () => {
+  assert.throws(() => new status.OperatorClient(undefined as never), {
+    name: "TypeError",
+    message: "OperatorClient's options must be an object with a dashboardUrl, got undefined",
+  });
+  let sent = 0;
+  const client = new status.OperatorClient({
+    dashboardUrl: "http://127.0.0.1:9",
+    fetch: () => {
+      sent++;
+      return Promise.reject(new Error("sent"));
+    },
+  } as never);
+  await refuses(
+    () => status.followCommand({ dashboardUrl: "http://127.0.0.1:9" } as never, "c1"),
+    TypeError,
+    /^followCommand's client must be an OperatorClient, got \[object Object\]$/,
+  );
+  for (const [id, shown] of [["", '""'], [42, "42"], [undefined, "undefined"]] as const) {
+    await refuses(
+      () => status.followCommand(client, id as never),
+      TypeError,
+      new RegExp(`^followCommand's id must be a command id, got ${shown}$`),
+    );
+  }
+  await refuses(
+    () => status.followCommand(client, "c1", null as never),
+    TypeError,
+    /^followCommand's options must be an object, got null$/,
+  );
+  assert.equal(sent, 0);
+});
