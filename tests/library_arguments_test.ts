@@ -201,3 +201,24 @@ Deno.test("OperatorClient and followCommand refuse arguments of the wrong kind, 
   );
   assert.equal(sent, 0);
 });
+
+Deno.test("runCommand refuses a signal that is not an AbortSignal, or a handler that is not a function, before it starts anything", async () => {
+  const policy = status.createPolicy({ allowedPrograms: ["sleep"] });
+  let spawned = 0;
+  for (
+    const [options, message] of [
+      [{ signal: {} }, "signal must be an AbortSignal, got {}"],
+      [{ signal: "stop" }, 'signal must be an AbortSignal, got "stop"'],
+      [{ onOutput: "log" }, 'onOutput must be a function, got "log"'],
+      [{ onExit: 1 }, "onExit must be a function, got 1"],
+    ] as const
+  ) {
+    await refuses(
+      () =>
+        status.runCommand("sleep 30", { policy, onSpawn: () => spawned++, ...options } as never),
+      TypeError,
+      new RegExp(`^${RegExp.escape(message)}$`),
+    );
+  }
+  assert.equal(spawned, 0, "no process was started (one was left running)");
+});

@@ -428,7 +428,8 @@ export class CommandRunner {
    * @param name The command line (a delivered command's `name`).
    * @param command Its deadline, cancellation and callbacks.
    * @returns The result; never rejects for anything the command line or the program does.
-   * @throws {TypeError} When `name` is not a string or `command` not an object.
+   * @throws {TypeError} When `name` is not a string, `command` not an object, its `signal` not an
+   *   `AbortSignal` or a handler not a function (nothing is started).
    * @throws {RangeError} When `timeoutSecs` is not a positive number.
    */
   async run(name: string, command: CommandOptions = {}): Promise<ExecResult> {
@@ -437,6 +438,15 @@ export class CommandRunner {
     }
     if (command === null || typeof command !== "object") {
       throw new TypeError(`the command's options must be an object, got ${String(command)}`);
+    }
+    // Checked before the spawn: found after it, the process was left running.
+    if (command.signal !== undefined && !(command.signal instanceof AbortSignal)) {
+      throw new TypeError(`signal must be an AbortSignal, got ${describeValue(command.signal)}`);
+    }
+    for (const name of ["onWarning", "onOutput", "onSpawn", "onExit"] as const) {
+      if (command[name] !== undefined && typeof command[name] !== "function") {
+        throw new TypeError(`${name} must be a function, got ${describeValue(command[name])}`);
+      }
     }
     const options = this.#options;
     const timeoutSecs = effectiveTimeoutSecs(
