@@ -222,3 +222,17 @@ Deno.test("runCommand refuses a signal that is not an AbortSignal, or a handler 
   }
   assert.equal(spawned, 0, "no process was started (one was left running)");
 });
+
+Deno.test("CommandRunner refuses a sandbox that is not a Sandbox, and Sandbox.create options that are not an object", async () => {
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  await refuses(
+    () => status.runCommand("echo hi", { policy, sandbox: { user: "nobody" } as never }),
+    TypeError,
+    /^sandbox must be a Sandbox \(Sandbox\.create\), got \{"user":"nobody"\}$/,
+  );
+  await refuses(
+    () => status.Sandbox.create(null as never),
+    TypeError,
+    /^Sandbox\.create's options must be an object, got null$/,
+  );
+});

@@ -358,13 +358,20 @@ export class CommandRunner {
    * @throws {RangeError} When a deadline, the cancel grace, the drain or the kill wait is not a
    *   valid number.
    * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
-   *   or an extra environment variable is invalid or holds a secret.
+   *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid or holds a
+   *   secret.
    */
   constructor(options: RunnerOptions) {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with a policy, got ${String(options)}`);
     }
     checkPolicyShape(options.policy);
+    if (options.sandbox !== undefined && !(options.sandbox instanceof Sandbox)) {
+      // Each command failed with "this[#sandbox].open is not a function".
+      throw new TypeError(
+        `sandbox must be a Sandbox (Sandbox.create), got ${describeValue(options.sandbox)}`,
+      );
+    }
     checkPositive("defaultTimeoutSecs", options.defaultTimeoutSecs);
     checkPositive("maxTimeoutSecs", options.maxTimeoutSecs);
     checkNonNegative("cancelGraceMs", options.cancelGraceMs);
