@@ -236,3 +236,45 @@ Deno.test("CommandRunner refuses a sandbox that is not a Sandbox, and Sandbox.cr
     /^Sandbox\.create's options must be an object, got null$/,
   );
 });
+
+Deno.test('the signing helpers refuse missing parts, which they signed as "undefined", and never quote a token', async () => {
+  const parts = {
+    method: "GET",
+    pathAndQuery: "/api/v1/agent/commands/wait/default?timeout=30",
+    timestamp: "1768212000",
+    requestId: "5f0c1a9e-0000-4000-8000-000000000000",
+    body: "",
+  };
+  const token = "an-agent-token-of-at-least-32-characters";
+  const { requestId: _, ...noRequestId } = parts;
+  await refuses(
+    () => status.canonicalStringV2(noRequestId as never),
+    TypeError,
+    /^requestId must be a string, got undefined$/,
+  );
+  await refuses(
+    () => status.signV2(token, { ...parts, body: { a: 1 } } as never),
+    TypeError,
+    /^body must be a string or a Uint8Array, got \{"a":1\}$/,
+  );
+  await refuses(
+    () => status.signV2(42 as never, parts),
+    TypeError,
+    /^token must be a non-empty string, got number$/,
+  );
+  await refuses(() => status.signV2("", parts), TypeError, /^token must be a non-empty string/);
+  await refuses(
+    () => status.signedHeaders({ token, method: "GET", pathAndQuery: "/" } as never),
+    TypeError,
+    /^agentId must be a non-empty string, got undefined$/,
+  );
+  await refuses(
+    () => status.signedHeaders({ agentId: "web-1", token, method: "GET" } as never),
+    TypeError,
+    /^pathAndQuery must be a string, got undefined$/,
+  );
+  // Dev mode: no token, only X-Agent-Id.
+  const headers = status.signedHeaders({ agentId: "web-1", method: "GET", pathAndQuery: "/" });
+  assert.equal(headers["X-Agent-Id"], "web-1");
+  assert.equal(headers["X-Agent-Signature"], undefined);
+});
