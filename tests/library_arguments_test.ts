@@ -278,3 +278,24 @@ Deno.test('the signing helpers refuse missing parts, which they signed as "undef
   assert.equal(headers["X-Agent-Id"], "web-1");
   assert.equal(headers["X-Agent-Signature"], undefined);
 });
+
+Deno.test("the exported wire constants cannot be changed by an importer", () => {
+  // PRIORITIES.reverse() in a program embedding a dashboard turned the store's critical commands
+  // into low ones (it maps a stored rank back through PRIORITIES).
+  for (
+    const [name, value] of Object.entries({
+      COMMAND_STATUSES: status.COMMAND_STATUSES,
+      HEADER: status.HEADER,
+      LIVE_PATHS: status.LIVE_PATHS,
+      OUTPUT_ENCODINGS: status.OUTPUT_ENCODINGS,
+      PATHS: status.PATHS,
+      PRIORITIES: status.PRIORITIES,
+      REPORT_STATUSES: status.REPORT_STATUSES,
+      RUN_PATHS: status.RUN_PATHS,
+    })
+  ) {
+    assert.ok(Object.isFrozen(value), `${name} is frozen`);
+  }
+  assert.throws(() => (status.PRIORITIES as unknown as string[]).reverse(), TypeError);
+  assert.deepEqual(status.PRIORITIES, ["critical", "high", "normal", "low"]);
+});
