@@ -166,6 +166,41 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
   });
 });
 
+Deno.test("sqlite store upgrades a database of every older schema version, keeping its rows", async (t) => {
+  await withTempDir(async (dir) => {
+    for (let version = 1; version < MIGRATIONS.length; version++) {
+      await t.step(`from version ${version}`, async () => {
+        const path = `${dir}/v${version}.db`;
+        const old = new DatabaseSync(path);
+        old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS.slice(0, version).join("")}`);
+        old.exec(`PRAGMA user_version = ${version}; PRAGMA application_id = ${APPLICATION_ID}`);
+        old.exec("INSERT INTO agents (id, token, scopes, created_at) VALUES ('a1', NULL, '[]', 1)");
+        old.exec(
+          `INSERT INTO commands (id, agent_id, name, params, priority, fingerprint, status, attempt,
+             delivered_attempt, created_at, updated_at, completed_at)
+           VALUES ('c1', 'a1', 'echo hi', '{}', 0, 'f1', 'success', 1, 1, 1, 2, 2),
+                  ('c2', 'a1', 'echo q', '{}', 2, 'f2', 'queued', 0, 0, 1, 1, NULL)`,
+        );
+        old.exec(
+          `INSERT INTO results (command_id, attempt, status, has_output, exit_code, stdout, stderr,
+             reported_at) VALUES ('c1', 1, 'success', 1, 0, 'hi
+', '', 2)`,
+        );
+        old.close();
+        await using store = openSqliteStore(path);
+        const done = await store.getCommand("c1");
+        assert.equal(done?.status, "success");
+        assert.equal(done?.priority, "critical");
+        assert.equal(done?.result?.stdout, "hi\n");
+        const queued = await store.getCommand("c2");
+        assert.equal(queued?.status, "queued");
+        assert.equal(queued?.priority, "normal");
+        assert.equal((await store.getAgent("a1"))?.id, "a1");
+      });
+    }
+  });
+});
+
 Deno.test("sqlite store: a migration that fails leaves the database at its version, saying which", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
