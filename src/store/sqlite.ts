@@ -26,7 +26,7 @@
  * @module
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { notOwnPathProblem, openOwnFileSync } from "../own_files.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
@@ -1996,7 +1996,10 @@ function checkDatabasePath(path: string, create: boolean): void {
   }
   const kind = kindOf(path);
   if (kind === "directory") {
-    throw new StoreError(`cannot open database ${path}: it is a directory, not a file`);
+    throw new StoreError(
+      `cannot open database ${path}: it is a directory, not a file (give the database file's own ` +
+        `path, such as ${join(path, "status.db")})`,
+    );
   }
   if (kind === "other") {
     // /dev/null, a pipe: SQLite would fail with "disk I/O error", after creating its journal

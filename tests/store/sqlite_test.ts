@@ -123,9 +123,14 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
         assert.throws(() => Deno.statSync(`${path}-reserve`), Deno.errors.NotFound);
       }
     });
-    await t.step("a path that cannot be a database", async () => {
+    await t.step("a directory, saying which path to give", async () => {
       await Deno.mkdir(`${dir}/a-directory.db`);
-      assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), StoreError);
+      assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), {
+        name: "StoreError",
+        message:
+          `cannot open database ${dir}/a-directory.db: it is a directory, not a file (give ` +
+          `the database file's own path, such as ${dir}/a-directory.db/status.db)`,
+      });
     });
     await t.step("a file that is not SQLite, or a damaged one, saying what to do", async () => {
       const text = `${dir}/notes.db`;
