@@ -200,6 +200,16 @@ const READ_ONLY_PROBLEM = "it can be read but not written by this user (the file
 
 /** SQLite's result code `SQLITE_FULL`. */
 const SQLITE_FULL = 13;
+/** SQLite's primary result code of an error, or 0; an `exec()` error has the message alone. */
+function primaryCode(error: unknown): number {
+  const e = error as { errcode?: number; message?: string } | null;
+  if (typeof e?.errcode === "number") return e.errcode & 0xff;
+  const message = String(e?.message ?? "");
+  if (/^database disk image is malformed/.test(message)) return SQLITE_CORRUPT;
+  if (/^file is not a database/.test(message)) return SQLITE_NOTADB;
+  return 0;
+}
+
 /** SQLite's result code `SQLITE_CORRUPT`. */
 const SQLITE_CORRUPT = 11;
 /** SQLite's result code `SQLITE_NOTADB`: a file whose header is not SQLite's. */
@@ -511,8 +521,14 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         });
       } catch (error) {
         const message = (error as Error)?.message ?? String(error);
-        // A lock, a full disk or a read-only file is told as such by the caller.
-        if (isBusy(error) || noRoomToOpen(error) || /readonly database/i.test(message)) throw error;
+        // A lock, a full disk, a read-only or a damaged file is told as such by the caller.
+        const code = primaryCode(error);
+        if (
+          isBusy(error) || noRoomToOpen(error) || /readonly database/i.test(message) ||
+          code === SQLITE_CORRUPT || code === SQLITE_NOTADB
+        ) {
+          throw error;
+        }
         // The migration's statements were rolled back together: the schema is as it was.
         throw new StoreError(
           `cannot migrate database ${this.path} from schema version ${v} to ${v + 1}: ` +
@@ -2102,7 +2118,7 @@ function describeOpenError(error: unknown, path: string): string {
     return "permission denied by the operating system";
   }
   const message = error instanceof Error ? error.message : String(error);
-  const code = ((error as { errcode?: number } | null)?.errcode ?? 0) & 0xff;
+  const code = primaryCode(error);
   if (code === SQLITE_NOTADB) {
     return "it is not a SQLite database (another kind of file, or an encrypted one); give the " +
       "path of a status database, or of a file that does not exist yet to create one";

@@ -233,6 +233,28 @@ Deno.test("sqlite store: a migration that fails leaves the database at its versi
   });
 });
 
+Deno.test("sqlite store: a migration that meets a damaged page says the file is damaged", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const old = new DatabaseSync(path);
+    old.exec(`${MIGRATIONS.slice(0, 6).join("")} PRAGMA user_version = 6;`);
+    old.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    const root = old.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'commands'").get();
+    const pageSize = Number(old.prepare("PRAGMA page_size").get()?.page_size);
+    old.close();
+    // Migration 7 indexes the commands: it reads their pages, which the schema's does not.
+    const bytes = await Deno.readFile(path);
+    bytes.fill(0xff, (Number(root?.rootpage) - 1) * pageSize, Number(root?.rootpage) * pageSize);
+    await Deno.writeFile(path, bytes);
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot open database ${path}: the file is damaged (database disk image is ` +
+        "malformed); restore it from a backup, or recover what it holds with sqlite3's " +
+        ".recover into a new file",
+    });
+  });
+});
+
 Deno.test("sqlite store: two processes migrating one database at once both open it", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
