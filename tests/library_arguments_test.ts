@@ -299,3 +299,16 @@ Deno.test("the exported wire constants cannot be changed by an importer", () => 
   assert.throws(() => (status.PRIORITIES as unknown as string[]).reverse(), TypeError);
   assert.deepEqual(status.PRIORITIES, ["critical", "high", "normal", "low"]);
 });
+
+Deno.test("startServer refuses a tls that is not a { cert, key } pair of PEM texts, instead of failing every handshake", async () => {
+  for (const [tls, shown] of [["cert.pem", "cert.pem"], [true, "true"], [{}, "{}"]] as const) {
+    await refuses(
+      () => status.startServer({ port: 0, db: ":memory:", tls: tls as never }),
+      TypeError,
+      new RegExp(
+        "^tls must be \\{ cert, key \\}: the PEM certificate and private key \\(their contents, " +
+          `not paths\\), got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+});

@@ -178,7 +178,8 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  *
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
- * @throws {TypeError} When `options` is not an object or `db` not a string.
+ * @throws {TypeError} When `options` is not an object, `db` not a string, or `tls` not an object
+ *   holding the PEM texts `cert` and `key`.
  * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
  *   not one from 1 to 300, or `maxConnections` not one from 1 to 1,000,000.
  * @throws {ConfigError} When the store cannot be opened, `tls` is not a PEM certificate and its

@@ -12,12 +12,24 @@ import { ConfigError } from "../errors.ts";
  *
  * @param tls The PEM texts.
  * @param names How the certificate and the key are named in errors.
+ * @throws {TypeError} When `tls` is not an object holding two strings.
  * @throws {ConfigError} Naming which of the two is wrong and how.
  */
 export function checkTlsPair(
   tls: { cert: string; key: string },
   names: { cert: string; key: string } = { cert: "tls.cert", key: "tls.key" },
 ): void {
+  const tlsObject = tls as { cert?: unknown; key?: unknown } | null;
+  if (
+    tlsObject === null || typeof tlsObject !== "object" || typeof tlsObject.cert !== "string" ||
+    typeof tlsObject.key !== "string"
+  ) {
+    // Taken for a pair with no certificate: the dashboard started, and failed every handshake.
+    throw new TypeError(
+      `tls must be { cert, key }: the PEM certificate and private key (their contents, not ` +
+        `paths), got ${typeof tls === "object" ? JSON.stringify(tls) : String(tls)}`,
+    );
+  }
   try {
     Deno.createHttpClient({ cert: tls.cert, key: tls.key }).close();
   } catch (error) {
