@@ -312,3 +312,15 @@ Deno.test("startServer refuses a tls that is not a { cert, key } pair of PEM tex
     );
   }
 });
+
+Deno.test("startServer refuses a hostname that is not a non-empty string", async () => {
+  for (const [hostname, shown] of [[42, "42"], ["", '""'], [" ", '" "']] as const) {
+    await refuses(
+      () => status.startServer({ port: 0, db: ":memory:", hostname: hostname as never }),
+      TypeError,
+      new RegExp(
+        `^hostname must be an address to listen on, such as "127\\.0\\.0\\.1", got ${shown}$`,
+      ),
+    );
+  }
+});
