@@ -324,3 +324,25 @@ Deno.test("startServer refuses a hostname that is not a non-empty string", async
     );
   }
 });
+
+Deno.test("runAgent refuses a stateDir that is not a directory path, writing nothing", async () => {
+  // "" kept the journal in the working directory, 42 made a directory "42" there.
+  await using server = await status.startServer({ port: 0, db: ":memory:" });
+  for (const [stateDir, shown] of [["", '""'], [" ", '" "'], [42, "42"]] as const) {
+    await refuses(
+      () =>
+        status.runAgent(
+          { dashboardUrl: server.url, agentId: "web-1", heartbeat: false, stateDir } as never,
+          new AbortController().signal,
+        ),
+      TypeError,
+      new RegExp(
+        "^stateDir must be a directory path \\(or left out to keep the journal and outbox in " +
+          `memory\\), got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+  for (const name of ["42", "journal.jsonl", "instance-id"]) {
+    assert.throws(() => Deno.statSync(name), Deno.errors.NotFound, name);
+  }
+});
