@@ -226,10 +226,11 @@ function checkIdentity(options: AgentOptions): void {
  * @param options Settings and injectables.
  * @param signal Stops the agent.
  * @returns What the agent did.
- * @throws {TypeError} When the dashboard would refuse every request (an `agentId`,
+ * @throws {TypeError} When `options` is not an object, `signal` not an `AbortSignal` or
+ *   `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
- *   http(s), or one with a user name or password beside an `agentToken`), or a `metricsWebhook`
- *   is not http(s).
+ *   http(s), or one with a user name or password beside an `agentToken`); or when a
+ *   `metricsWebhook` is not http(s).
  * @throws {RangeError} On an out-of-range option.
  * @throws {Error} When the state directory cannot be used or written.
  *
@@ -255,7 +256,26 @@ export async function runAgent(
   options: AgentOptions,
   signal: AbortSignal,
 ): Promise<AgentRunSummary> {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`runAgent's options must be an object, got ${String(options)}`);
+  }
+  if (!(signal instanceof AbortSignal)) {
+    // Found only once polling began, deep inside (reading 'aborted' of undefined).
+    throw new TypeError(
+      `runAgent's signal must be an AbortSignal (abort it to stop the agent), got ${
+        String(signal)
+      }`,
+    );
+  }
   checkIdentity(options);
+  const { stateDir } = options;
+  if (stateDir !== undefined && (typeof stateDir !== "string" || stateDir.trim() === "")) {
+    // "" kept the journal in the working directory, 42 made a directory "42" before failing.
+    throw new TypeError(
+      "stateDir must be a directory path (or left out to keep the journal and outbox in " +
+        `memory), got ${JSON.stringify(stateDir)}`,
+    );
+  }
   const stopNow = options.stopNow ?? new AbortController().signal;
   const clock = options.clock ?? systemClock;
   const deploymentHash = options.deploymentHash ?? DEFAULT_DEPLOYMENT_HASH;

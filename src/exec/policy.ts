@@ -453,9 +453,16 @@ export interface PolicyInput {
   protectedPaths?: readonly string[];
 }
 
-function splitList(value: readonly string[] | string): string[] {
-  const items = typeof value === "string" ? value.split(",") : [...value];
-  return items.map((item) => item.trim()).filter((item) => item !== "");
+function splitList(name: string, value: readonly string[] | string): string[] {
+  if (typeof value === "string") return value.split(",").map((item) => item.trim()).filter(Boolean);
+  if (!Array.isArray(value) || !value.every((item) => typeof item === "string")) {
+    throw new TypeError(
+      `${name} must be an array of strings or a comma-separated string, got ${
+        JSON.stringify(value) ?? String(value)
+      }`,
+    );
+  }
+  return value.map((item) => item.trim()).filter((item) => item !== "");
 }
 
 /**
@@ -464,7 +471,8 @@ function splitList(value: readonly string[] | string): string[] {
  * @param input Allowed programs and prefixes; missing ones take the defaults.
  * @returns The policy, without duplicates, prefixes normalised (no trailing `/`).
  * @throws {TypeError} When a program is neither a bare name nor an absolute path, or a prefix is
- * not an absolute path, or either contains a `..` segment; the message quotes the value.
+ * not an absolute path, or either contains a `..` segment, or a list is neither an array of
+ * strings nor a comma-separated string; the message quotes the value.
  *
  * @example From an environment variable plus a flag
  * ```ts
@@ -476,9 +484,12 @@ function splitList(value: readonly string[] | string): string[] {
  * ```
  */
 export function createPolicy(input: PolicyInput = {}): ExecPolicy {
+  if (input === null || typeof input !== "object") {
+    throw new TypeError(`createPolicy's input must be an object, got ${JSON.stringify(input)}`);
+  }
   const programs = [
-    ...splitList(input.allowedPrograms ?? DEFAULT_ALLOWED_PROGRAMS),
-    ...splitList(input.extraPrograms ?? []),
+    ...splitList("allowedPrograms", input.allowedPrograms ?? DEFAULT_ALLOWED_PROGRAMS),
+    ...splitList("extraPrograms", input.extraPrograms ?? []),
   ];
   for (const program of programs) {
     if (program.startsWith("/")) {
@@ -491,7 +502,10 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
       );
     }
   }
-  const prefixes = splitList(input.allowedPathPrefixes ?? DEFAULT_ALLOWED_PATH_PREFIXES);
+  const prefixes = splitList(
+    "allowedPathPrefixes",
+    input.allowedPathPrefixes ?? DEFAULT_ALLOWED_PATH_PREFIXES,
+  );
   for (const prefix of prefixes) {
     if (!prefix.startsWith("/")) {
       throw new TypeError(`Allowed path prefix "${prefix}" must be an absolute path`);
@@ -502,7 +516,7 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
   }
   const protectedPaths = [...input.protectedPaths ?? []];
   for (const path of protectedPaths) {
-    if (!path.startsWith("/") || hasDotDot(path)) {
+    if (typeof path !== "string" || !path.startsWith("/") || hasDotDot(path)) {
       throw new TypeError(`Protected path "${path}" must be an absolute path without ".."`);
     }
   }

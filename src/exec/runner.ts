@@ -258,6 +258,31 @@ export function signalGroup(pid: number, signal: Deno.Signal): void {
   }
 }
 
+/** A value as an error message quotes it: JSON where it has one, else its `String`. */
+function describeValue(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** Refuses a policy that is not an {@link ExecPolicy} (the runner would fail inside). */
+function checkPolicyShape(policy: ExecPolicy): void {
+  const list = (value: unknown) =>
+    Array.isArray(value) && value.every((item) => typeof item === "string");
+  if (
+    policy === null || typeof policy !== "object" || !list(policy.allowedPrograms) ||
+    !list(policy.allowedPathPrefixes) ||
+    (policy.protectedPaths !== undefined && !list(policy.protectedPaths))
+  ) {
+    throw new TypeError(
+      "policy must be an ExecPolicy (arrays of strings allowedPrograms and allowedPathPrefixes: " +
+        `use createPolicy or defaultPolicy), got ${describeValue(policy)}`,
+    );
+  }
+}
+
 /**
  * Runs one command line: parse, check the policy, resolve the program on `PATH`, spawn it in its
  * own process group with a minimal environment and stdin closed, enforce the deadline in phases,
@@ -274,7 +299,8 @@ export function signalGroup(pid: number, signal: Deno.Signal): void {
  * @param options Policy, deadline, working directory, environment and cancellation.
  * @returns The result.
  * @throws {RangeError} When a numeric option is out of range.
- * @throws {TypeError} When an extra environment variable is invalid or holds an agent secret.
+ * @throws {TypeError} When `name` is not a string, the options not an object, the policy not an
+ *   {@link ExecPolicy}, or an extra environment variable is invalid or holds an agent secret.
  *
  * @example Running and refusing
  * ```ts
@@ -331,9 +357,21 @@ export class CommandRunner {
    * @param options The settings shared by its commands.
    * @throws {RangeError} When a deadline, the cancel grace, the drain or the kill wait is not a
    *   valid number.
-   * @throws {TypeError} When an extra environment variable is invalid or holds a secret.
+   * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
+   *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid or holds a
+   *   secret.
    */
   constructor(options: RunnerOptions) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`options must be an object with a policy, got ${String(options)}`);
+    }
+    checkPolicyShape(options.policy);
+    if (options.sandbox !== undefined && !(options.sandbox instanceof Sandbox)) {
+      // Each command failed with "this[#sandbox].open is not a function".
+      throw new TypeError(
+        `sandbox must be a Sandbox (Sandbox.create), got ${describeValue(options.sandbox)}`,
+      );
+    }
     checkPositive("defaultTimeoutSecs", options.defaultTimeoutSecs);
     checkPositive("maxTimeoutSecs", options.maxTimeoutSecs);
     checkNonNegative("cancelGraceMs", options.cancelGraceMs);
@@ -397,9 +435,26 @@ export class CommandRunner {
    * @param name The command line (a delivered command's `name`).
    * @param command Its deadline, cancellation and callbacks.
    * @returns The result; never rejects for anything the command line or the program does.
+   * @throws {TypeError} When `name` is not a string, `command` not an object, its `signal` not an
+   *   `AbortSignal` or a handler not a function (nothing is started).
    * @throws {RangeError} When `timeoutSecs` is not a positive number.
    */
   async run(name: string, command: CommandOptions = {}): Promise<ExecResult> {
+    if (typeof name !== "string") {
+      throw new TypeError(`the command line must be a string, got ${describeValue(name)}`);
+    }
+    if (command === null || typeof command !== "object") {
+      throw new TypeError(`the command's options must be an object, got ${String(command)}`);
+    }
+    // Checked before the spawn: found after it, the process was left running.
+    if (command.signal !== undefined && !(command.signal instanceof AbortSignal)) {
+      throw new TypeError(`signal must be an AbortSignal, got ${describeValue(command.signal)}`);
+    }
+    for (const name of ["onWarning", "onOutput", "onSpawn", "onExit"] as const) {
+      if (command[name] !== undefined && typeof command[name] !== "function") {
+        throw new TypeError(`${name} must be a function, got ${describeValue(command[name])}`);
+      }
+    }
     const options = this.#options;
     const timeoutSecs = effectiveTimeoutSecs(
       command.timeoutSecs,

@@ -872,10 +872,13 @@ export class Sandbox {
    *
    * @param options The settings.
    * @returns The sandbox.
-   * @throws {TypeError} When `COMMAND_USER` is unknown or `COMMAND_CWD` is or holds a protected
-   *   directory.
+   * @throws {TypeError} When `options` is not an object, `COMMAND_USER` is unknown or
+   *   `COMMAND_CWD` is or holds a protected directory.
    */
   static create(options: SandboxOptions = {}): Sandbox {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`Sandbox.create's options must be an object, got ${String(options)}`);
+    }
     const uid = options.agentUid === undefined ? agentUid() : options.agentUid;
     let user: CommandUser | undefined;
     let userNote: string | undefined;

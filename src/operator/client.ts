@@ -302,11 +302,17 @@ export class OperatorClient {
    * Makes a client; no request is sent until a method is called.
    *
    * @param options Where the dashboard is and how to authenticate.
-   * @throws {TypeError} When the URL is not an http(s) URL, holds a user name or password beside
+   * @throws {TypeError} When `options` is not an object, the URL is not an http(s) URL, holds a
+   *   user name or password beside
    *   an admin token, the timeout is not a finite number above 0, or `maxRateLimitRetries` is not
    *   a whole number of at least 0.
    */
   constructor(options: OperatorClientOptions) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(
+        `OperatorClient's options must be an object with a dashboardUrl, got ${String(options)}`,
+      );
+    }
     let url: URL;
     try {
       url = new URL(options.dashboardUrl);

@@ -108,9 +108,22 @@ async function redirectOf(response: Response): Promise<string | undefined> {
  *
  * @param options URL, credentials, injectables.
  * @returns The findings.
+ * @throws {TypeError} When `dashboardUrl` is not an http(s) URL (nothing is sent).
  * @throws {RangeError} When `timeoutMs` is not a finite number above 0 (nothing is sent).
  */
 export async function checkHealth(options: HealthOptions): Promise<HealthReport> {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`checkHealth's options must be an object, got ${String(options)}`);
+  }
+  if (
+    !URL.canParse(options.dashboardUrl) || !/^https?:$/.test(new URL(options.dashboardUrl).protocol)
+  ) {
+    throw new TypeError(
+      `dashboard URL must be an http:// or https:// URL, got ${
+        JSON.stringify(redactUrl(String(options.dashboardUrl)))
+      }`,
+    );
+  }
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
   if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {

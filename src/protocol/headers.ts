@@ -14,6 +14,7 @@ export const HEADER = {
   signatureVersion: "X-Signature-Version",
   signature: "X-Agent-Signature",
 } as const;
+Object.freeze(HEADER); // an importer cannot change what the wire means
 
 /** Paths of the agent-facing and operator endpoints. */
 export const PATHS = {
@@ -30,6 +31,7 @@ export const PATHS = {
   agents: "/api/v1/agents",
   health: "/health",
 } as const;
+Object.freeze(PATHS); // an importer cannot change what the wire means
 
 /** Default and largest `limit` of `GET /api/v1/commands` (PROTOCOL.md §3). */
 export const LIST_LIMIT = { default: 50, max: 1000 } as const;

@@ -19,6 +19,7 @@ export const LIVE_PATHS = {
   rotate: (agentId: string): string => `/api/v1/agents/${encodeURIComponent(agentId)}/rotate`,
   metrics: "/metrics",
 } as const;
+Object.freeze(LIVE_PATHS); // an importer cannot change what the wire means
 
 /** Header carrying the agent process's instance id (one agent process per agent id). */
 export const AGENT_INSTANCE_HEADER = "X-Agent-Instance";

@@ -31,6 +31,7 @@ export const RUN_PATHS = {
   /** `POST` cancels the run. */
   cancel: (id: string): string => `/api/v1/runs/${encodeURIComponent(id)}/cancel`,
 } as const;
+Object.freeze(RUN_PATHS); // an importer cannot change what the wire means
 
 /** Default and largest `limit` of `GET /api/v1/runs`. */
 export const RUN_LIST_LIMIT = { default: 50, max: 500 } as const;

@@ -82,6 +82,7 @@ export const agentIdSchema: z.ZodType<string> = z.string().regex(
 
 /** Command priorities, highest first. */
 export const PRIORITIES = ["critical", "high", "normal", "low"] as const;
+Object.freeze(PRIORITIES); // an importer cannot change what the wire means
 /** A command priority. */
 export type Priority = typeof PRIORITIES[number];
 
@@ -95,6 +96,7 @@ export const REPORT_STATUSES = [
   "cancelled",
   "interrupted",
 ] as const;
+Object.freeze(REPORT_STATUSES); // an importer cannot change what the wire means
 /** A final status reported by an agent. */
 export type ReportStatus = typeof REPORT_STATUSES[number];
 
@@ -107,6 +109,7 @@ export const COMMAND_STATUSES = [
   "lost",
   "expired",
 ] as const;
+Object.freeze(COMMAND_STATUSES); // an importer cannot change what the wire means
 /** A command's status on the dashboard. */
 export type CommandStatus = typeof COMMAND_STATUSES[number];
 
@@ -312,6 +315,7 @@ export const ackRequestSchema: z.ZodType<AckRequest> = z.object({
  * UTF-8).
  */
 export const OUTPUT_ENCODINGS = ["utf-8", "base64"] as const;
+Object.freeze(OUTPUT_ENCODINGS); // an importer cannot change what the wire means
 /** How a captured stream is carried; see {@link OUTPUT_ENCODINGS}. */
 export type OutputEncoding = typeof OUTPUT_ENCODINGS[number];
 

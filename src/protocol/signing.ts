@@ -23,6 +23,39 @@ export interface SignedParts {
 
 const encoder = new TextEncoder();
 
+/** A value as a message quotes it: JSON where it has one, else its `String`. */
+function shown(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** Refuses parts a signature would silently cover as "undefined" (and never match). */
+function checkParts(parts: SignedParts): void {
+  if (parts === null || typeof parts !== "object") {
+    throw new TypeError(`the signed parts must be an object, got ${String(parts)}`);
+  }
+  for (const name of ["method", "pathAndQuery", "timestamp", "requestId"] as const) {
+    if (typeof parts[name] !== "string") {
+      throw new TypeError(`${name} must be a string, got ${shown(parts[name])}`);
+    }
+  }
+  if (typeof parts.body !== "string" && !(parts.body instanceof Uint8Array)) {
+    throw new TypeError(`body must be a string or a Uint8Array, got ${shown(parts.body)}`);
+  }
+}
+
+/** Refuses a token that is not a non-empty string, without quoting it (a secret). */
+function checkToken(token: unknown): void {
+  if (typeof token !== "string" || token === "") {
+    throw new TypeError(
+      `token must be a non-empty string, got ${token === "" ? "an empty string" : typeof token}`,
+    );
+  }
+}
+
 function bytesOf(body: Uint8Array | string): Uint8Array {
   return typeof body === "string" ? encoder.encode(body) : body;
 }
@@ -47,8 +80,10 @@ function bytesOf(body: Uint8Array | string): Uint8Array {
  *
  * @param parts The signed parts of the request.
  * @returns The string that is HMACed.
+ * @throws {TypeError} When a part is missing or not a string (the body a string or bytes).
  */
 export function canonicalStringV2(parts: SignedParts): string {
+  checkParts(parts);
   const bodyHash = createHash("sha256").update(bytesOf(parts.body)).digest("hex");
   return canonicalStringV2Hashed({ ...parts, bodySha256Hex: bodyHash });
 }
@@ -107,8 +142,11 @@ export function signV2Hashed(token: string, parts: HashedSignedParts): string {
  * @param token The agent's token (the HMAC key).
  * @param parts The signed parts of the request.
  * @returns Base64 (standard alphabet, padded) HMAC-SHA256.
+ * @throws {TypeError} When `token` is not a non-empty string, or a part is missing or not a
+ *   string (the body a string or bytes): it would be signed as "undefined".
  */
 export function signV2(token: string, parts: SignedParts): string {
+  checkToken(token);
   return createHmac("sha256", token).update(canonicalStringV2(parts)).digest("base64");
 }
 
@@ -186,8 +224,20 @@ export interface SignOptions {
  *
  * @param options Who signs what.
  * @returns Headers to merge into the request.
+ * @throws {TypeError} When `agentId` is not a non-empty string, a `token` not a string, or (with
+ *   a token) a signed part is missing or not a string.
  */
 export function signedHeaders(options: SignOptions): Record<string, string> {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`signedHeaders's options must be an object, got ${String(options)}`);
+  }
+  if (typeof options.agentId !== "string" || options.agentId === "") {
+    throw new TypeError(`agentId must be a non-empty string, got ${shown(options.agentId)}`);
+  }
+  // Without a token (undefined, or empty as an unset variable), only X-Agent-Id is sent.
+  if (options.token !== undefined && options.token !== null && options.token !== "") {
+    checkToken(options.token);
+  }
   const timestamp = String(Math.floor((options.now ?? Date.now()) / 1000));
   const requestId = options.requestId ?? crypto.randomUUID();
   const headers: Record<string, string> = {

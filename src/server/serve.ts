@@ -178,6 +178,8 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  *
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
+ * @throws {TypeError} When `options` is not an object, `hostname` not a non-empty string, `db`
+ *   not a string, or `tls` not an object holding the PEM texts `cert` and `key`.
  * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
  *   not one from 1 to 300, or `maxConnections` not one from 1 to 1,000,000.
  * @throws {ConfigError} When the store cannot be opened, `tls` is not a PEM certificate and its
@@ -196,7 +198,17 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  * ```
  */
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`startServer's options must be an object, got ${String(options)}`);
+  }
   const hostname = options.hostname ?? DEFAULT_BIND;
+  if (typeof hostname !== "string" || hostname.trim() === "") {
+    throw new TypeError(
+      `hostname must be an address to listen on, such as "127.0.0.1", got ${
+        JSON.stringify(hostname) ?? String(hostname)
+      }`,
+    );
+  }
   const port = options.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`port must be a whole number from 0 to 65535, got ${port}`);

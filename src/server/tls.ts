@@ -12,12 +12,28 @@ import { ConfigError } from "../errors.ts";
  *
  * @param tls The PEM texts.
  * @param names How the certificate and the key are named in errors.
+ * @throws {TypeError} When `tls` is not an object holding two strings.
  * @throws {ConfigError} Naming which of the two is wrong and how (an encrypted key too).
  */
 export function checkTlsPair(
   tls: { cert: string; key: string },
   names: { cert: string; key: string } = { cert: "tls.cert", key: "tls.key" },
 ): void {
+  const tlsObject = tls as { cert?: unknown; key?: unknown } | null;
+  if (
+    tlsObject === null || typeof tlsObject !== "object" || typeof tlsObject.cert !== "string" ||
+    typeof tlsObject.key !== "string"
+  ) {
+    // Taken for a pair with no certificate: the dashboard started, and failed every handshake.
+    // Only the types are quoted: a key's text is a secret.
+    const given = tlsObject === null || typeof tlsObject !== "object"
+      ? tlsObject === null ? "null" : typeof tlsObject
+      : `{ cert: ${typeof tlsObject.cert}, key: ${typeof tlsObject.key} }`;
+    throw new TypeError(
+      `tls must be { cert, key }: the PEM certificate and private key (their contents, not ` +
+        `paths), got ${given}`,
+    );
+  }
   // An encrypted key (PKCS #8 or a traditional one with a Proc-Type header) is read as no key, or
   // as one that cannot be decoded: say what it is, and how to give it as the listener needs it.
   if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type:\s*4,\s*ENCRYPTED/m.test(tls.key)) {

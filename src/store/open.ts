@@ -24,6 +24,7 @@ export interface OpenStoreOptions {
  * @param db A SQLite file path, `":memory:"`, or a `postgres://user:password@host:port/db` URL.
  * @param options Options of each kind of store.
  * @returns The open store.
+ * @throws {TypeError} When `db` is not a string.
  * @throws {StoreError} When it cannot be opened (see {@link openSqliteStore} and
  *   {@link openPostgresStore}).
  *
@@ -40,6 +41,13 @@ export async function openStore(
   db: string,
   options: OpenStoreOptions = {},
 ): Promise<CommandStore> {
+  if (typeof db !== "string") {
+    throw new TypeError(
+      `db must be a SQLite file path or a postgres:// URL, got ${
+        typeof db === "object" ? JSON.stringify(db) : String(db)
+      }`,
+    );
+  }
   if (isPostgresUrl(db)) {
     // Loaded only here: a SQLite dashboard never loads the PostgreSQL driver.
     const { openPostgresStore } = await import("./postgres.ts");

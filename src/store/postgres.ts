@@ -494,7 +494,21 @@ export class PostgresStore implements CommandStore, SharedStore {
         );
       }
       for (let v = version; v < PG_MIGRATIONS.length; v++) {
-        await tx.unsafe(PG_MIGRATIONS[v]);
+        try {
+          await tx.unsafe(PG_MIGRATIONS[v]);
+        } catch (error) {
+          // Class 42 (a table or column that exists): the schema is not the one its version says.
+          // A privilege missing (42501) is told with how to grant it. One transaction: all rolled
+          // back.
+          const code = (error as { code?: unknown } | null)?.code;
+          if (typeof code !== "string" || !code.startsWith("42") || code === "42501") throw error;
+          throw new StoreError(
+            `cannot migrate database ${this.location} from schema version ${v} to ${v + 1}: ` +
+              `${(error as Error).message}; it is left at version ${version}, as it was (was its ` +
+              "schema changed by another program or by hand?)",
+            { cause: error },
+          );
+        }
         await tx.unsafe("UPDATE status_schema SET version = $1", [v + 1]);
         log.info("database {location} migrated to schema version {version}", {
           location: this.location,

@@ -200,6 +200,20 @@ const READ_ONLY_PROBLEM = "it can be read but not written by this user (the file
 
 /** SQLite's result code `SQLITE_FULL`. */
 const SQLITE_FULL = 13;
+/** SQLite's primary result code of an error, or 0; an `exec()` error has the message alone. */
+function primaryCode(error: unknown): number {
+  const e = error as { errcode?: number; message?: string } | null;
+  if (typeof e?.errcode === "number") return e.errcode & 0xff;
+  const message = String(e?.message ?? "");
+  if (/^database disk image is malformed/.test(message)) return SQLITE_CORRUPT;
+  if (/^file is not a database/.test(message)) return SQLITE_NOTADB;
+  return 0;
+}
+
+/** SQLite's result code `SQLITE_CORRUPT`. */
+const SQLITE_CORRUPT = 11;
+/** SQLite's result code `SQLITE_NOTADB`: a file whose header is not SQLite's. */
+const SQLITE_NOTADB = 26;
 
 function isDiskFull(error: unknown): boolean {
   const e = error as { errcode?: number; message?: string } | null;
@@ -388,6 +402,12 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
               { cause: error },
             );
           }
+          if (/readonly database/i.test((error as Error)?.message ?? "")) {
+            // Opened read-only by SQLite, and a write it needed (WAL mode, a migration) failed.
+            throw new StoreError(`cannot open database ${path}: ${READ_ONLY_PROBLEM}`, {
+              cause: error,
+            });
+          }
           throw new StoreError(`cannot open database ${path}: ${describeOpenError(error, path)}`, {
             cause: error,
           });
@@ -490,14 +510,34 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #migrate(version: number): void {
     const db = this.#db;
     for (let v = version; v < MIGRATIONS.length; v++) {
-      this.#tx(() => {
-        // Another process opening the database at the same time may have applied it since the
-        // version was read (this transaction holds the write lock: what it reads now stands).
-        if (num((db.prepare("PRAGMA user_version").get() as Row).user_version) > v) return;
-        db.exec(MIGRATIONS[v]);
-        db.exec(`PRAGMA user_version = ${v + 1}`);
-        db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
-      });
+      try {
+        this.#tx(() => {
+          // Another process opening the database at the same time may have applied it since the
+          // version was read (this transaction holds the write lock: what it reads now stands).
+          if (num((db.prepare("PRAGMA user_version").get() as Row).user_version) > v) return;
+          db.exec(MIGRATIONS[v]);
+          db.exec(`PRAGMA user_version = ${v + 1}`);
+          db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+        });
+      } catch (error) {
+        const message = (error as Error)?.message ?? String(error);
+        // A lock, a full disk, a read-only or a damaged file is told as such by the caller.
+        const code = primaryCode(error);
+        if (
+          isBusy(error) || noRoomToOpen(error) || /readonly database/i.test(message) ||
+          code === SQLITE_CORRUPT || code === SQLITE_NOTADB
+        ) {
+          throw error;
+        }
+        // The migration's statements were rolled back together: the schema is as it was.
+        throw new StoreError(
+          `cannot migrate database ${this.path} from schema version ${v} to ${v + 1}: ` +
+            // node:sqlite quotes the whole migration after " in".
+            `${message.replace(/ in\s*\n[\s\S]*$/, "")}; it is left at version ${v}, as it ` +
+            "was (was its schema changed by another program or by hand?)",
+          { cause: error },
+        );
+      }
       const failure = this.#commitGroup();
       if (failure !== null) throw failure;
     }
@@ -1973,8 +2013,8 @@ function checkDatabasePath(path: string, create: boolean): void {
   const kind = kindOf(path);
   if (kind === "directory") {
     throw new StoreError(
-      `cannot open database ${path}: it is a directory, not a file (name a file in it, such as ` +
-        `${join(path, "status.db")})`,
+      `cannot open database ${path}: it is a directory, not a file (give the database file's own ` +
+        `path, such as ${join(path, "status.db")})`,
     );
   }
   if (kind === "other") {
@@ -2078,6 +2118,15 @@ function describeOpenError(error: unknown, path: string): string {
     return "permission denied by the operating system";
   }
   const message = error instanceof Error ? error.message : String(error);
+  const code = primaryCode(error);
+  if (code === SQLITE_NOTADB) {
+    return "it is not a SQLite database (another kind of file, or an encrypted one); give the " +
+      "path of a status database, or of a file that does not exist yet to create one";
+  }
+  if (code === SQLITE_CORRUPT) {
+    return "the file is damaged (database disk image is malformed); restore it from a backup, " +
+      "or recover what it holds with sqlite3's .recover into a new file";
+  }
   if (/^unable to open database file/.test(message) && cannotWrite(path)) {
     // A database in WAL mode with no -shm file: SQLite cannot make one where it may not write.
     return READ_ONLY_PROBLEM;

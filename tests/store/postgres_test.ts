@@ -12,7 +12,7 @@ import {
 } from "../../src/store/mod.ts";
 import { migratedTestDatabase, pgIgnore, testDatabase } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
-import { PG_MIGRATION_LOCK } from "../../src/store/_pg_migrations.ts";
+import { PG_MIGRATION_LOCK, PG_MIGRATIONS } from "../../src/store/_pg_migrations.ts";
 import { captureLogs } from "../agent/_helpers.ts";
 
 const ignore = pgIgnore();
@@ -266,6 +266,74 @@ Deno.test({
       await sql.end();
     }
     await storeError(openPostgresStore(cluster.url), /newer than this program/);
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: an older schema upgrades keeping its rows; one that fails migrating is left as it was",
+  ignore,
+  async fn(t) {
+    for (let version = 1; version <= PG_MIGRATIONS.length; version++) {
+      await t.step(`from version ${version}`, async () => {
+        await using db = await testDatabase();
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        try {
+          await sql.unsafe("CREATE TABLE status_schema (version integer NOT NULL)");
+          await sql.unsafe("INSERT INTO status_schema VALUES ($1)", [version]);
+          for (const migration of PG_MIGRATIONS.slice(0, version)) await sql.unsafe(migration);
+          await sql.unsafe(
+            "INSERT INTO agents (id, token, scopes, created_at) VALUES ('a1', NULL, '[]', 1)",
+          );
+          await sql.unsafe(
+            `INSERT INTO commands (id, agent_id, name, params, priority, fingerprint, status,
+               attempt, created_at, updated_at)
+             VALUES ('c1', 'a1', 'echo hi', '{}', 1, 'f', 'queued', 0, 1, 1)`,
+          );
+        } finally {
+          await sql.end();
+        }
+        const store = await openPostgresStore(db.url);
+        try {
+          assert.equal((await store.getCommand("c1"))?.status, "queued");
+          assert.equal((await store.getAgent("a1"))?.id, "a1");
+        } finally {
+          await store.close();
+        }
+      });
+    }
+    await t.step("a migration failing inside", async () => {
+      await using db = await testDatabase();
+      const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+      try {
+        await sql.unsafe("CREATE TABLE status_schema (version integer NOT NULL)");
+        await sql.unsafe("INSERT INTO status_schema VALUES (5)");
+        for (const migration of PG_MIGRATIONS.slice(0, 5)) await sql.unsafe(migration);
+        // Migration 7 adds a column, creates runs, then run_targets: made by hand here.
+        await sql.unsafe("CREATE TABLE run_targets (note text)");
+        const error = await storeError(openPostgresStore(db.url), /cannot migrate/);
+        assert.equal(
+          error.message.replace(/^cannot migrate database \S+ /, "cannot migrate database URL "),
+          `cannot migrate database URL from schema version 6 to 7: relation ` +
+            `"run_targets" already exists; it is left at version 5, as it was (was its schema ` +
+            "changed by another program or by hand?)",
+        );
+        assert.deepEqual([...await sql.unsafe("SELECT version FROM status_schema")], [{
+          version: 5,
+        }]);
+        const [{ present }] = await sql.unsafe(
+          "SELECT to_regclass('runs') IS NOT NULL AS present",
+        );
+        assert.equal(present, false, "migration 6's and 7's changes rolled back");
+        const [{ columns }] = await sql.unsafe(
+          `SELECT count(*)::int AS columns FROM information_schema.columns
+           WHERE table_name = 'agents' AND column_name = 'version'`,
+        );
+        assert.equal(columns, 0);
+      } finally {
+        await sql.end();
+      }
+    });
   },
 });
 
@@ -1076,6 +1144,33 @@ Deno.test({
         assert.ok(error instanceof StoreError, error.message);
         assert.match(error.message, /permission denied.*must own the database/);
         assert.doesNotMatch(error.message, new RegExp(`pw-${role}`));
+        return true;
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "postgres store: a user who may not migrate an older schema is told to own the database",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const owner = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await owner.unsafe("CREATE TABLE status_schema (version integer NOT NULL)");
+      await owner.unsafe("INSERT INTO status_schema VALUES (5)");
+      for (const migration of PG_MIGRATIONS.slice(0, 5)) await owner.unsafe(migration);
+    } finally {
+      await owner.end();
+    }
+    await withRole(db.url, "status_writer", async (url, role, admin) => {
+      await admin.unsafe(
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`,
+      );
+      await assert.rejects(openPostgresStore(url), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        // Migration 6 alters the agents table, which only its owner may.
+        assert.match(error.message, /must be owner of table agents; .* must own the database/);
         return true;
       });
     });

@@ -23,7 +23,7 @@ runStoreContract("sqlite (file)", async () => {
   return store;
 });
 
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+async function withTempDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "status-store-" });
   try {
     await fn(dir);
@@ -123,13 +123,35 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
         assert.throws(() => Deno.statSync(`${path}-reserve`), Deno.errors.NotFound);
       }
     });
-    await t.step("a path that cannot be a database", async () => {
+    await t.step("a directory, saying which path to give", async () => {
       await Deno.mkdir(`${dir}/a-directory.db`);
       assert.throws(() => openSqliteStore(`${dir}/a-directory.db`), {
         name: "StoreError",
         message:
-          `cannot open database ${dir}/a-directory.db: it is a directory, not a file (name ` +
-          `a file in it, such as ${dir}/a-directory.db/status.db)`,
+          `cannot open database ${dir}/a-directory.db: it is a directory, not a file (give ` +
+          `the database file's own path, such as ${dir}/a-directory.db/status.db)`,
+      });
+    });
+    await t.step("a file that is not SQLite, or a damaged one, saying what to do", async () => {
+      const text = `${dir}/notes.db`;
+      await Deno.writeTextFile(text, "not a database\n".repeat(100));
+      assert.throws(() => openSqliteStore(text), {
+        name: "StoreError",
+        message: `cannot open database ${text}: it is not a SQLite database (another kind of ` +
+          "file, or an encrypted one); give the path of a status database, or of a file that " +
+          "does not exist yet to create one",
+      });
+      assert.equal(await Deno.readTextFile(text), "not a database\n".repeat(100), "left as it was");
+      const damaged = `${dir}/damaged.db`;
+      await openSqliteStore(damaged).close();
+      const bytes = await Deno.readFile(damaged);
+      bytes.fill(0x5a, 100);
+      await Deno.writeFile(damaged, bytes);
+      assert.throws(() => openSqliteStore(damaged), {
+        name: "StoreError",
+        message: `cannot open database ${damaged}: the file is damaged (database disk image is ` +
+          "malformed); restore it from a backup, or recover what it holds with sqlite3's " +
+          ".recover into a new file",
       });
     });
     await t.step("a pipe, and nothing created beside it", () => {
@@ -145,6 +167,90 @@ Deno.test("sqlite store refuses a database it does not understand", async (t) =>
         [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("a-pipe")),
         ["a-pipe.db"],
       );
+    });
+  });
+});
+
+Deno.test("sqlite store upgrades a database of every older schema version, keeping its rows", async (t) => {
+  await withTempDir(async (dir) => {
+    for (let version = 1; version < MIGRATIONS.length; version++) {
+      await t.step(`from version ${version}`, async () => {
+        const path = `${dir}/v${version}.db`;
+        const old = new DatabaseSync(path);
+        old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS.slice(0, version).join("")}`);
+        old.exec(`PRAGMA user_version = ${version}; PRAGMA application_id = ${APPLICATION_ID}`);
+        old.exec("INSERT INTO agents (id, token, scopes, created_at) VALUES ('a1', NULL, '[]', 1)");
+        old.exec(
+          `INSERT INTO commands (id, agent_id, name, params, priority, fingerprint, status, attempt,
+             delivered_attempt, created_at, updated_at, completed_at)
+           VALUES ('c1', 'a1', 'echo hi', '{}', 0, 'f1', 'success', 1, 1, 1, 2, 2),
+                  ('c2', 'a1', 'echo q', '{}', 2, 'f2', 'queued', 0, 0, 1, 1, NULL)`,
+        );
+        old.exec(
+          `INSERT INTO results (command_id, attempt, status, has_output, exit_code, stdout, stderr,
+             reported_at) VALUES ('c1', 1, 'success', 1, 0, 'hi
+', '', 2)`,
+        );
+        old.close();
+        await using store = openSqliteStore(path);
+        const done = await store.getCommand("c1");
+        assert.equal(done?.status, "success");
+        assert.equal(done?.priority, "critical");
+        assert.equal(done?.result?.stdout, "hi\n");
+        const queued = await store.getCommand("c2");
+        assert.equal(queued?.status, "queued");
+        assert.equal(queued?.priority, "normal");
+        assert.equal((await store.getAgent("a1"))?.id, "a1");
+      });
+    }
+  });
+});
+
+Deno.test("sqlite store: a migration that fails leaves the database at its version, saying which", async () => {
+  await withTempDir((dir) => {
+    const path = `${dir}/status.db`;
+    const old = new DatabaseSync(path);
+    old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS.slice(0, 7).join("")}`);
+    old.exec(`PRAGMA user_version = 7; PRAGMA application_id = ${APPLICATION_ID}`);
+    old.exec("INSERT INTO agents (id, token, scopes, created_at) VALUES ('a1', NULL, '[]', 1)");
+    // Migration 8 creates request_ids: a table of that name made by hand makes it fail inside.
+    old.exec("CREATE TABLE request_ids (note TEXT)");
+    old.close();
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot migrate database ${path} from schema version 7 to 8: table request_ids ` +
+        "already exists; it is left at version 7, as it was (was its schema changed by another " +
+        "program or by hand?)",
+    });
+    const after = new DatabaseSync(path);
+    try {
+      assert.equal(after.prepare("PRAGMA user_version").get()?.user_version, 7);
+      assert.equal(after.prepare("SELECT count(*) AS n FROM agents").get()?.n, 1);
+      assert.equal(after.prepare("PRAGMA integrity_check").get()?.integrity_check, "ok");
+    } finally {
+      after.close();
+    }
+  });
+});
+
+Deno.test("sqlite store: a migration that meets a damaged page says the file is damaged", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const old = new DatabaseSync(path);
+    old.exec(`${MIGRATIONS.slice(0, 6).join("")} PRAGMA user_version = 6;`);
+    old.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    const root = old.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'commands'").get();
+    const pageSize = Number(old.prepare("PRAGMA page_size").get()?.page_size);
+    old.close();
+    // Migration 7 indexes the commands: it reads their pages, which the schema's does not.
+    const bytes = await Deno.readFile(path);
+    bytes.fill(0xff, (Number(root?.rootpage) - 1) * pageSize, Number(root?.rootpage) * pageSize);
+    await Deno.writeFile(path, bytes);
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot open database ${path}: the file is damaged (database disk image is ` +
+        "malformed); restore it from a backup, or recover what it holds with sqlite3's " +
+        ".recover into a new file",
     });
   });
 });
@@ -733,6 +839,52 @@ Deno.test("sqlite store refuses a database it could only read, saying so, instea
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sqlite store refuses a database of an older schema, or not in WAL mode, it could only read, saying so", async (t) => {
+  // SQLite opens the file read-only and the first write it needs fails: a migration (a dashboard
+  // killed left its -wal and -shm files), or WAL mode (a copy in rollback mode).
+  for (const [kind, wal] of [["an older schema", true], ["not in WAL mode", false]] as const) {
+    await t.step(kind, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "status-readonly-" });
+      try {
+        if (!mount("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir])) {
+          console.warn(`${t.name}: skipped (mounting a read-only tmpfs needs root)`);
+          return;
+        }
+        try {
+          const path = `${dir}/status.db`;
+          const old = new DatabaseSync(path);
+          if (wal) old.exec("PRAGMA journal_mode = WAL");
+          const version = wal ? 7 : MIGRATIONS.length;
+          old.exec(`${MIGRATIONS.slice(0, version).join("")} PRAGMA user_version = ${version};`);
+          old.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+          if (wal) {
+            for (const suffix of ["-wal", "-shm"]) {
+              Deno.copyFileSync(`${path}${suffix}`, `${dir}/k${suffix}`);
+            }
+          }
+          old.close();
+          if (wal) {
+            for (const suffix of ["-wal", "-shm"]) {
+              Deno.renameSync(`${dir}/k${suffix}`, `${path}${suffix}`);
+            }
+          }
+          assert.ok(mount("mount", ["-o", "remount,ro", dir]));
+          assert.throws(() => openSqliteStore(path), {
+            name: "StoreError",
+            message: `cannot open database ${path}: it can be read but not written by this user ` +
+              "(the file's or its -wal or -shm file's mode or owner, or a read-only mount); give " +
+              "the user that runs status write access to them",
+          });
+        } finally {
+          mount("umount", [dir]);
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
   }
 });
 

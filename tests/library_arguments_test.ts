@@ -1,0 +1,356 @@
+/**
+ * A program calling the library from plain JavaScript, or with values it did not check: bad
+ * arguments to what `mod.ts` exports are refused with a TypeError or RangeError whose message
+ * names the argument and quotes the value, not an error from deep inside (`x.trim is not a
+ * function`).
+ */
+import assert from "node:assert/strict";
+import * as status from "../mod.ts";
+
+/** Asserts `fn` throws (or rejects with) a `type` whose message matches `message`. */
+async function refuses(
+  fn: () => unknown,
+  type: typeof TypeError | typeof RangeError,
+  message: RegExp,
+): Promise<void> {
+  await assert.rejects(async () => await fn(), (error: Error) => {
+    assert.ok(error instanceof type, `${error?.name}: ${error?.message}`);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+Deno.test("startServer refuses options that are not an object and a db that is not a string", async () => {
+  await refuses(
+    () => status.startServer(null as never),
+    TypeError,
+    /^startServer's options must be an object, got null$/,
+  );
+  for (const [db, shown] of [[42, "42"], [{ path: "x.db" }, '{"path":"x.db"}']] as const) {
+    await refuses(
+      () => status.startServer({ port: 0, db: db as never }),
+      TypeError,
+      new RegExp(
+        `^db must be a SQLite file path or a postgres:// URL, got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+});
+
+Deno.test("runCommand and CommandRunner refuse a command line, options or policy of the wrong kind", async () => {
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  await refuses(
+    () => status.runCommand(null as never, { policy }),
+    TypeError,
+    /^the command line must be a string, got null$/,
+  );
+  await refuses(
+    () => status.runCommand(["echo", "hi"] as never, { policy }),
+    TypeError,
+    /^the command line must be a string, got \["echo","hi"\]$/,
+  );
+  await refuses(
+    () => status.runCommand("echo hi", null as never),
+    TypeError,
+    /^options must be an object with a policy, got null$/,
+  );
+  for (
+    const [bad, shown] of [
+      [undefined, "undefined"],
+      [{ allowedPrograms: "echo" }, '{"allowedPrograms":"echo"}'],
+      [
+        { allowedPrograms: [1], allowedPathPrefixes: [] },
+        '{"allowedPrograms":[1],"allowedPathPrefixes":[]}',
+      ],
+    ] as const
+  ) {
+    await refuses(
+      () => status.runCommand("echo hi", { policy: bad as never }),
+      TypeError,
+      new RegExp(
+        `^policy must be an ExecPolicy \\(arrays of strings allowedPrograms and ` +
+          `allowedPathPrefixes: use createPolicy or defaultPolicy\\), got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+  const runner = new status.CommandRunner({ policy });
+  await refuses(
+    () => runner.run("echo hi", null as never),
+    TypeError,
+    /^the command's options must be an object, got null$/,
+  );
+  assert.equal((await runner.run("echo hi")).stdout, "hi\n");
+});
+
+Deno.test("createPolicy refuses input and lists that are not strings, quoting them", async () => {
+  await refuses(
+    () => status.createPolicy(null as never),
+    TypeError,
+    /^createPolicy's input must be an object, got null$/,
+  );
+  await refuses(
+    () => status.createPolicy({ allowedPrograms: ["echo", 1] as never }),
+    TypeError,
+    /^allowedPrograms must be an array of strings or a comma-separated string, got \["echo",1\]$/,
+  );
+  await refuses(
+    () => status.createPolicy({ extraPrograms: [null] as never }),
+    TypeError,
+    /^extraPrograms must be an array of strings or a comma-separated string, got \[null\]$/,
+  );
+  await refuses(
+    () => status.createPolicy({ allowedPathPrefixes: { path: "/tmp" } as never }),
+    TypeError,
+    /^allowedPathPrefixes must be an array of strings or a comma-separated string, got \{"path":"\/tmp"\}$/,
+  );
+  await refuses(
+    () => status.createPolicy({ protectedPaths: [7] as never }),
+    TypeError,
+    /^Protected path "7" must be an absolute path without "\.\."$/,
+  );
+  assert.deepEqual(status.createPolicy({ allowedPrograms: "echo, ls" }).allowedPrograms, [
+    "echo",
+    "ls",
+  ]);
+});
+
+Deno.test("checkHealth refuses a dashboard URL that is not http(s), as OperatorClient does, sending nothing", async () => {
+  let sent = 0;
+  const fetch = (() => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  }) as typeof globalThis.fetch;
+  await refuses(
+    () => status.checkHealth(null as never),
+    TypeError,
+    /^checkHealth's options must be an object, got null$/,
+  );
+  for (
+    const [url, shown] of [
+      ["nope", '"nope"'],
+      [42, '"42"'],
+      ["ftp://ops:secret@x/", '"ftp://ops:***@x/"'],
+    ] as const
+  ) {
+    await refuses(
+      () => status.checkHealth({ dashboardUrl: url as never, fetch } as never),
+      TypeError,
+      new RegExp(`^dashboard URL must be an http:// or https:// URL, got ${RegExp.escape(shown)}$`),
+    );
+    assert.throws(
+      () => new status.OperatorClient({ dashboardUrl: url as never }),
+      {
+        name: "TypeError",
+        message: `dashboard URL must be an http:// or https:// URL, got ${shown}`,
+      },
+    );
+  }
+  assert.equal(sent, 0);
+});
+
+Deno.test("runAgent refuses options that are not an object and a signal that is not an AbortSignal, before polling", async () => {
+  await using server = await status.startServer({ port: 0, db: ":memory:" });
+  const options = { dashboardUrl: server.url, agentId: "web-1", heartbeat: false };
+  await refuses(
+    () => status.runAgent(null as never, new AbortController().signal),
+    TypeError,
+    /^runAgent's options must be an object, got null$/,
+  );
+  for (const signal of [undefined, null, "stop"]) {
+    await refuses(
+      () => status.runAgent(options, signal as never),
+      TypeError,
+      new RegExp(
+        `^runAgent's signal must be an AbortSignal \\(abort it to stop the agent\\), got ${signal}$`,
+      ),
+    );
+  }
+  const agents = await new status.OperatorClient({ dashboardUrl: server.url }).listAgents();
+  assert.deepEqual(agents, [], "no agent polled");
+});
+
+Deno.test("OperatorClient and followCommand refuse arguments of the wrong kind, sending nothing", async () => {
+  assert.throws(() => new status.OperatorClient(undefined as never), {
+    name: "TypeError",
+    message: "OperatorClient's options must be an object with a dashboardUrl, got undefined",
+  });
+  let sent = 0;
+  const client = new status.OperatorClient({
+    dashboardUrl: "http://127.0.0.1:9",
+    fetch: () => {
+      sent++;
+      return Promise.reject(new Error("sent"));
+    },
+  } as never);
+  await refuses(
+    () => status.followCommand({ dashboardUrl: "http://127.0.0.1:9" } as never, "c1"),
+    TypeError,
+    /^followCommand's client must be an OperatorClient, got \[object Object\]$/,
+  );
+  for (const [id, shown] of [["", '""'], [42, "42"], [undefined, "undefined"]] as const) {
+    await refuses(
+      () => status.followCommand(client, id as never),
+      TypeError,
+      new RegExp(`^followCommand's id must be a command id, got ${shown}$`),
+    );
+  }
+  await refuses(
+    () => status.followCommand(client, "c1", null as never),
+    TypeError,
+    /^followCommand's options must be an object, got null$/,
+  );
+  assert.equal(sent, 0);
+});
+
+Deno.test("runCommand refuses a signal that is not an AbortSignal, or a handler that is not a function, before it starts anything", async () => {
+  const policy = status.createPolicy({ allowedPrograms: ["sleep"] });
+  let spawned = 0;
+  for (
+    const [options, message] of [
+      [{ signal: {} }, "signal must be an AbortSignal, got {}"],
+      [{ signal: "stop" }, 'signal must be an AbortSignal, got "stop"'],
+      [{ onOutput: "log" }, 'onOutput must be a function, got "log"'],
+      [{ onExit: 1 }, "onExit must be a function, got 1"],
+    ] as const
+  ) {
+    await refuses(
+      () =>
+        status.runCommand("sleep 30", { policy, onSpawn: () => spawned++, ...options } as never),
+      TypeError,
+      new RegExp(`^${RegExp.escape(message)}$`),
+    );
+  }
+  assert.equal(spawned, 0, "no process was started (one was left running)");
+});
+
+Deno.test("CommandRunner refuses a sandbox that is not a Sandbox, and Sandbox.create options that are not an object", async () => {
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  await refuses(
+    () => status.runCommand("echo hi", { policy, sandbox: { user: "nobody" } as never }),
+    TypeError,
+    /^sandbox must be a Sandbox \(Sandbox\.create\), got \{"user":"nobody"\}$/,
+  );
+  await refuses(
+    () => status.Sandbox.create(null as never),
+    TypeError,
+    /^Sandbox\.create's options must be an object, got null$/,
+  );
+});
+
+Deno.test('the signing helpers refuse missing parts, which they signed as "undefined", and never quote a token', async () => {
+  const parts = {
+    method: "GET",
+    pathAndQuery: "/api/v1/agent/commands/wait/default?timeout=30",
+    timestamp: "1768212000",
+    requestId: "5f0c1a9e-0000-4000-8000-000000000000",
+    body: "",
+  };
+  const token = "an-agent-token-of-at-least-32-characters";
+  const { requestId: _, ...noRequestId } = parts;
+  await refuses(
+    () => status.canonicalStringV2(noRequestId as never),
+    TypeError,
+    /^requestId must be a string, got undefined$/,
+  );
+  await refuses(
+    () => status.signV2(token, { ...parts, body: { a: 1 } } as never),
+    TypeError,
+    /^body must be a string or a Uint8Array, got \{"a":1\}$/,
+  );
+  await refuses(
+    () => status.signV2(42 as never, parts),
+    TypeError,
+    /^token must be a non-empty string, got number$/,
+  );
+  await refuses(() => status.signV2("", parts), TypeError, /^token must be a non-empty string/);
+  await refuses(
+    () => status.signedHeaders({ token, method: "GET", pathAndQuery: "/" } as never),
+    TypeError,
+    /^agentId must be a non-empty string, got undefined$/,
+  );
+  await refuses(
+    () => status.signedHeaders({ agentId: "web-1", token, method: "GET" } as never),
+    TypeError,
+    /^pathAndQuery must be a string, got undefined$/,
+  );
+  // Dev mode: no token, only X-Agent-Id.
+  const headers = status.signedHeaders({ agentId: "web-1", method: "GET", pathAndQuery: "/" });
+  assert.equal(headers["X-Agent-Id"], "web-1");
+  assert.equal(headers["X-Agent-Signature"], undefined);
+});
+
+Deno.test("the exported wire constants cannot be changed by an importer", () => {
+  // PRIORITIES.reverse() in a program embedding a dashboard turned the store's critical commands
+  // into low ones (it maps a stored rank back through PRIORITIES).
+  for (
+    const [name, value] of Object.entries({
+      COMMAND_STATUSES: status.COMMAND_STATUSES,
+      HEADER: status.HEADER,
+      LIVE_PATHS: status.LIVE_PATHS,
+      OUTPUT_ENCODINGS: status.OUTPUT_ENCODINGS,
+      PATHS: status.PATHS,
+      PRIORITIES: status.PRIORITIES,
+      REPORT_STATUSES: status.REPORT_STATUSES,
+      RUN_PATHS: status.RUN_PATHS,
+    })
+  ) {
+    assert.ok(Object.isFrozen(value), `${name} is frozen`);
+  }
+  assert.throws(() => (status.PRIORITIES as unknown as string[]).reverse(), TypeError);
+  assert.deepEqual(status.PRIORITIES, ["critical", "high", "normal", "low"]);
+});
+
+Deno.test("startServer refuses a tls that is not a { cert, key } pair of PEM texts, instead of failing every handshake", async () => {
+  for (
+    const [tls, shown] of [
+      ["cert.pem", "string"],
+      [true, "boolean"],
+      [{}, "{ cert: undefined, key: undefined }"],
+      // The key's text is a secret: never quoted.
+      [{ cert: 1, key: "-----BEGIN PRIVATE KEY-----\nsecret" }, "{ cert: number, key: string }"],
+    ] as const
+  ) {
+    await refuses(
+      () => status.startServer({ port: 0, db: ":memory:", tls: tls as never }),
+      TypeError,
+      new RegExp(
+        "^tls must be \\{ cert, key \\}: the PEM certificate and private key \\(their contents, " +
+          `not paths\\), got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+});
+
+Deno.test("startServer refuses a hostname that is not a non-empty string", async () => {
+  for (const [hostname, shown] of [[42, "42"], ["", '""'], [" ", '" "']] as const) {
+    await refuses(
+      () => status.startServer({ port: 0, db: ":memory:", hostname: hostname as never }),
+      TypeError,
+      new RegExp(
+        `^hostname must be an address to listen on, such as "127\\.0\\.0\\.1", got ${shown}$`,
+      ),
+    );
+  }
+});
+
+Deno.test("runAgent refuses a stateDir that is not a directory path, writing nothing", async () => {
+  // "" kept the journal in the working directory, 42 made a directory "42" there.
+  await using server = await status.startServer({ port: 0, db: ":memory:" });
+  for (const [stateDir, shown] of [["", '""'], [" ", '" "'], [42, "42"]] as const) {
+    await refuses(
+      () =>
+        status.runAgent(
+          { dashboardUrl: server.url, agentId: "web-1", heartbeat: false, stateDir } as never,
+          new AbortController().signal,
+        ),
+      TypeError,
+      new RegExp(
+        "^stateDir must be a directory path \\(or left out to keep the journal and outbox in " +
+          `memory\\), got ${RegExp.escape(shown)}$`,
+      ),
+    );
+  }
+  for (const name of ["42", "journal.jsonl", "instance-id"]) {
+    assert.throws(() => Deno.statSync(name), Deno.errors.NotFound, name);
+  }
+});
