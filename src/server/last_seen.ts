@@ -33,7 +33,7 @@ export class LastSeen {
   readonly #options: LastSeenOptions;
   /** Most recently seen last. */
   readonly #times = new Map<string, number>();
-  /** One entry per agent, like the times. */
+  /** Only of agents whose time is kept: forgotten with it. */
   readonly #waitHashes = new Map<string, string>();
   #unwritten = new Map<string, number>();
   #timer: TimerId | undefined;
@@ -65,7 +65,11 @@ export class LastSeen {
     // in the unwritten batch until the next write).
     this.#times.delete(agentId);
     this.#times.set(agentId, now);
-    if (this.#times.size > max) this.#times.delete(this.#times.keys().next().value!);
+    if (this.#times.size > max) {
+      const oldest = this.#times.keys().next().value!;
+      this.#times.delete(oldest);
+      this.#waitHashes.delete(oldest);
+    }
     this.#unwritten.set(agentId, now);
     if (this.#unwritten.size >= max) void this.flush();
     if (this.#timer === undefined && !this.#closed) {
@@ -87,12 +91,14 @@ export class LastSeen {
   }
 
   /**
-   * Notes the deployment hash of an agent's wait.
+   * Notes the deployment hash of an agent's wait; kept while the agent's time is (a wait is seen
+   * first), so at most `max` of them.
    *
    * @param agentId The agent.
    * @param hash The deployment hash it waits on.
    */
   noteWaitHash(agentId: string, hash: string): void {
+    if (!this.#times.has(agentId)) return;
     if (this.#waitHashes.get(agentId) !== hash) this.#waitHashes.set(agentId, hash);
   }
 

@@ -102,9 +102,13 @@ export class TokenBucketLimiter {
         this.#buckets.delete(key);
       }
     }
-    // Still full of busy buckets: forget the oldest (they restart full, a bounded leniency).
+    // Still full of busy buckets: forget the oldest (they restart full, a bounded leniency), a
+    // tenth of them at once, so that a flood of new keys sweeps once per tenth rather than once
+    // per key (each sweep reads every bucket).
+    if (this.#buckets.size < this.#maxKeys) return;
+    const keep = Math.floor(this.#maxKeys * 0.9);
     for (const key of this.#buckets.keys()) {
-      if (this.#buckets.size < this.#maxKeys) break;
+      if (this.#buckets.size <= keep) break;
       this.#buckets.delete(key);
     }
   }

@@ -537,6 +537,28 @@ Deno.test("operators have their own rate limit, per client address, with Retry-A
   await health.body?.cancel();
 });
 
+Deno.test("an IPv6 client's addresses in one /64 share one operators' bucket", async () => {
+  await using d = await makeDashboard({ operatorRateLimitPerMinute: 2 });
+  const api = (remote: string) =>
+    Promise.resolve(d.dashboard.app.fetch(
+      new Request("http://localhost/api/v1/agents", {
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+      }),
+      { remoteAddr: { transport: "tcp", hostname: remote, port: 50_000 } },
+    ));
+  for (let i = 1; i <= 2; i++) {
+    const response = await api(`2001:db8::${i.toString(16)}`);
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  }
+  const next = await api("2001:db8::ffff:1");
+  assert.equal(next.status, 429, "another address of the /64 is the same client");
+  await next.body?.cancel();
+  const otherNet = await api("2001:db8:0:1::1");
+  assert.equal(otherNet.status, 200, "another /64 is another client");
+  await otherNet.body?.cancel();
+});
+
 Deno.test("wrong admin tokens are limited per address as console logins are, wherever they are sent", async (t) => {
   await using d = await makeDashboard();
   /** A request from a client address, as the HTTP server gives it. */

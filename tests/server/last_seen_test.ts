@@ -68,3 +68,27 @@ Deno.test("last-seen keeps at most max agents in memory and writes when that man
   seen.stop();
   await seen.flush();
 });
+
+Deno.test("last-seen forgets an agent's wait hash with its time, so both stay within max", async () => {
+  const clock = new FakeClock(0);
+  const { store } = recorder();
+  const seen = new LastSeen({
+    store,
+    clock,
+    storeHealth: new StoreHealth(clock),
+    flushMs: 1000,
+    max: 2,
+  });
+  for (let i = 0; i < 1000; i++) {
+    seen.seen(`agent-${i}`);
+    seen.noteWaitHash(`agent-${i}`, `v${i}`);
+  }
+  assert.equal(seen.size, 2);
+  assert.equal(seen.lastWaitHash("agent-999"), "v999");
+  assert.equal(seen.lastWaitHash("agent-998"), "v998");
+  assert.equal(seen.lastWaitHash("agent-0"), undefined, "forgotten with its time");
+  seen.noteWaitHash("never-seen", "v1");
+  assert.equal(seen.lastWaitHash("never-seen"), undefined, "an agent not kept keeps no hash");
+  seen.stop();
+  await seen.flush();
+});

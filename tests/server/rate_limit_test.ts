@@ -40,6 +40,20 @@ Deno.test("TokenBucketLimiter bounds its buckets, dropping full ones first", () 
   assert.equal(limiter.take("busy").ok, false, "the busy bucket was kept with its count");
 });
 
+Deno.test("TokenBucketLimiter full of busy buckets makes room for a tenth of new keys at once", () => {
+  const clock = new FakeClock();
+  const limiter = new TokenBucketLimiter({ perMinute: 10, clock, maxKeys: 1000 });
+  for (let i = 0; i < 1000; i++) limiter.take(`busy-${i}`);
+  assert.equal(limiter.size, 1000);
+  limiter.take("new-0");
+  assert.equal(limiter.size, 901, "the oldest tenth forgotten, not one: no sweep per new key");
+  assert.equal(limiter.take("busy-999").ok, true);
+  for (let i = 1; i < 99; i++) limiter.take(`new-${i}`);
+  assert.equal(limiter.size, 999, "the next 98 new keys fit without a sweep");
+  for (let i = 0; i < 8; i++) assert.equal(limiter.take("busy-999").ok, true);
+  assert.equal(limiter.take("busy-999").ok, false, "a newer busy bucket kept its count");
+});
+
 Deno.test("TokenBucketLimiter refuses a rate that is not a number above 0", () => {
   const clock = new FakeClock();
   for (const perMinute of [0, -1, Infinity, NaN]) {

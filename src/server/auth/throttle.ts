@@ -5,6 +5,7 @@
  * @module
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { addressKey } from "../address_key.ts";
 import type { ServerEnv } from "../env.ts";
 import type { TokenBucketLimiter } from "../rate_limit.ts";
 import { type AgentCall, agentOf, remoteOf } from "./call.ts";
@@ -51,7 +52,15 @@ function takeOrRefuse<E extends ServerEnv>(
  * @throws {HttpError} `429` with `Retry-After`.
  */
 export function checkOperatorRateLimit(limiter: TokenBucketLimiter, call: AgentCall): void {
-  takeOrRefuse(limiter, `operator ${call.remote ?? "local"}`, call);
+  takeOrRefuse(limiter, operatorKey(call.remote), call);
+}
+
+/**
+ * The bucket of an operator client: its address, an IPv6 one by its /64 (a host given a /64
+ * would otherwise have 2^64 buckets, no limit at all, and fill the buckets' map).
+ */
+function operatorKey(remote: string | undefined): string {
+  return `operator ${addressKey(remote) ?? "local"}`;
 }
 
 /**
@@ -64,7 +73,7 @@ export function checkOperatorRateLimit(limiter: TokenBucketLimiter, call: AgentC
  */
 export function operatorRateLimit(limiter: TokenBucketLimiter): MiddlewareHandler<ServerEnv> {
   return async function operatorRateLimitStep(c, next) {
-    takeOrRefuse(limiter, `operator ${remoteOf(c) ?? "local"}`, c);
+    takeOrRefuse(limiter, operatorKey(remoteOf(c)), c);
     await next();
   };
 }
