@@ -22,6 +22,7 @@ import { z } from "zod";
 import { parseRetryAfter } from "./backoff.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { MAX_TIMER_MS } from "../clock.ts";
+import { readBodyBounded } from "../read_bounded.ts";
 
 /** A request that did not succeed, classified by what the agent should do next. */
 export type RequestFailure =
@@ -202,39 +203,6 @@ export const MAX_ANSWER_BYTES = 4 * MAX_BODY_BYTES;
 const ERROR_BODY_BYTES = 64 * 1024;
 
 /**
- * Reads at most `limit` bytes of a body as text; the rest is not read (the body is cancelled).
- *
- * @returns The text, or `undefined` when the body is larger than `limit`.
- */
-async function boundedText(response: Response, limit: number): Promise<string | undefined> {
-  if (!response.body) return "";
-  const reader = response.body.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.length;
-      if (size > limit) {
-        await reader.cancel().catch(() => {});
-        return undefined;
-      }
-      parts.push(value);
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.length;
-  }
-  return new TextDecoder().decode(bytes);
-}
-
-/**
  * The body of an answer broke off while it was read (the connection was reset, or the request's
  * deadline passed): as far as the agent can tell there was no answer, so this is a network failure.
  */
@@ -266,7 +234,7 @@ async function boundedJson(
 ): Promise<unknown> {
   let text: string | undefined;
   try {
-    text = await boundedText(response, MAX_ANSWER_BYTES);
+    text = await readBodyBounded(response, MAX_ANSWER_BYTES);
   } catch (error) {
     throw new BrokenAnswerError(error);
   }
@@ -290,7 +258,7 @@ async function errorMessage(response: Response, signature?: string): Promise<str
 async function errorText(response: Response): Promise<string> {
   let text: string | undefined;
   try {
-    text = await boundedText(response, ERROR_BODY_BYTES);
+    text = await readBodyBounded(response, ERROR_BODY_BYTES);
   } catch {
     return `HTTP ${response.status}`;
   }

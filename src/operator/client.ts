@@ -26,6 +26,7 @@ import {
 } from "./types.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { redactUrl } from "../log/redact.ts";
+import { readBodyBounded } from "../read_bounded.ts";
 
 /** What went wrong in an operator request; the CLI words its message after it. */
 export type OperatorErrorKind =
@@ -47,6 +48,16 @@ export type OperatorErrorKind =
   | "request"
   /** A `2xx` whose body is not what the protocol says. */
   | "invalid_answer";
+
+/**
+ * Largest answer the operator client reads by default, in bytes (a list of 1,000 commands with
+ * their results is far below it); the rest of a larger one is not read, so a broken or hostile
+ * dashboard or proxy cannot fill the operator's memory.
+ */
+const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
+
+/** Bytes of an error answer read for its message. */
+const ERROR_ANSWER_BYTES = 64 * 1024;
 
 /**
  * A failed operator request. The CLI exits with {@link OperatorError.exitCode} (1).
@@ -120,6 +131,11 @@ export interface OperatorClientOptions {
    * @default {3}
    */
   maxRateLimitRetries?: number;
+  /**
+   * @internal The largest answer read, in bytes; for tests.
+   * @default {268435456}
+   */
+  maxAnswerBytes?: number;
   /**
    * @internal Sleeps for a `Retry-After`; for tests.
    * @default {a timer}
@@ -294,6 +310,7 @@ export class OperatorClient {
   readonly #shownUrl: string;
   readonly #adminToken?: string;
   readonly #timeoutMs: number;
+  readonly #maxAnswerBytes: number;
   readonly #fetch: typeof fetch;
   readonly #maxRateLimitRetries: number;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -353,6 +370,7 @@ export class OperatorClient {
     this.#shownUrl = redactUrl(this.dashboardUrl);
     this.#adminToken = options.adminToken || undefined;
     this.#timeoutMs = timeoutMs;
+    this.#maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.#maxRateLimitRetries = retries;
     this.#sleep = options.sleep ?? sleepOrThrow;
@@ -628,7 +646,7 @@ export class OperatorClient {
     }
     const type = response.headers.get("Content-Type") ?? "";
     if (response.ok && type.startsWith("text/event-stream")) return response;
-    const text = await response.text().catch(() => "");
+    const text = await readBodyBounded(response, ERROR_ANSWER_BYTES).catch(() => "") ?? "";
     let body: unknown = text;
     try {
       body = JSON.parse(text);
@@ -681,8 +699,19 @@ export class OperatorClient {
     let text: string;
     try {
       response = await this.#fetch(url, { method, headers, body: payload, signal });
-      text = await response.text();
+      const read = await readBodyBounded(response, this.#maxAnswerBytes);
+      if (read === undefined) {
+        throw new OperatorError(
+          "invalid_answer",
+          `the dashboard at ${this.#shownUrl} answered ${method} ${pathAndQuery} with more than ` +
+            `${this.#maxAnswerBytes} bytes; the rest was not read (is ${this.#shownUrl} a status ` +
+            "dashboard?)",
+          { status: response.status },
+        );
+      }
+      text = read;
     } catch (error) {
+      if (error instanceof OperatorError) throw error;
       if (options.signal?.aborted) throw options.signal.reason;
       if (timeout.aborted) {
         throw new OperatorError(

@@ -8,6 +8,10 @@
 import { LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
+import { readBodyBounded } from "../read_bounded.ts";
+
+/** Largest `/health` or error answer read, in bytes (a broken or hostile server's is not). */
+const MAX_HEALTH_ANSWER_BYTES = 1024 * 1024;
 
 /** One finding. */
 export interface HealthCheck {
@@ -51,7 +55,7 @@ export interface HealthOptions {
 }
 
 async function errorOf(response: Response): Promise<string> {
-  const text = await response.text().catch(() => "");
+  const text = await readBodyBounded(response, MAX_HEALTH_ANSWER_BYTES).catch(() => "") ?? "";
   try {
     const body = JSON.parse(text);
     if (typeof body?.error === "string") return body.error;
@@ -149,7 +153,13 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     const receivedAt = Date.now();
     const redirect = await redirectOf(response);
     if (redirect !== undefined) throw new Error(redirect);
-    const text = await response.text();
+    const text = await readBodyBounded(response, MAX_HEALTH_ANSWER_BYTES);
+    if (text === undefined) {
+      throw new Error(
+        `the answer to ${PATHS.health} is larger than ${MAX_HEALTH_ANSWER_BYTES} bytes; is it a ` +
+          "status dashboard?",
+      );
+    }
     answered = response.status;
     health = JSON.parse(text);
     if (!response.ok || health?.status !== "ok") {
@@ -255,7 +265,13 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     } else if (redirect !== undefined) {
       checks.push({ name: "agent", outcome: "failed", message: redirect });
     } else if (response.ok) {
-      const body = await response.json().catch(() => ({}));
+      const text = await readBodyBounded(response, MAX_HEALTH_ANSWER_BYTES).catch(() => "");
+      let body: { signed?: unknown } | undefined;
+      try {
+        body = JSON.parse(text ?? "");
+      } catch {
+        body = undefined;
+      }
       checks.push({
         name: "agent",
         outcome: "ok",

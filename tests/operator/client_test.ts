@@ -417,3 +417,48 @@ Deno.test("checkHealth tells a dashboard whose store is down or full from one it
     assert.equal(report.checks[0].message, "not reachable: no answer within 2.5 s");
   });
 });
+
+/** An answer whose body never ends (a broken or hostile server): 64 KiB chunks, counted. */
+function endlessAnswer(status = 200): { response: Response; chunks: () => number } {
+  let chunks = 0;
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      chunks++;
+      controller.enqueue(chunk);
+    },
+  });
+  return {
+    response: new Response(body, { status, headers: { "Content-Type": "application/json" } }),
+    chunks: () => chunks,
+  };
+}
+
+Deno.test("an answer that never ends is read only up to a bound, by the client and by checkHealth", async (t) => {
+  await t.step("the operator client", async () => {
+    const endless = endlessAnswer();
+    const client = new OperatorClient({
+      dashboardUrl: "http://dashboard.test",
+      fetch: (() => Promise.resolve(endless.response)) as typeof fetch,
+      maxAnswerBytes: 1024 * 1024,
+    });
+    const error = await client.getCommand("cmd-1").catch((e) => e);
+    assert.ok(error instanceof OperatorError, String(error));
+    assert.equal(error.kind, "invalid_answer");
+    assert.match(
+      error.message,
+      /^the dashboard at http:\/\/dashboard\.test answered GET \/api\/v1\/commands\/cmd-1 with more than 1048576 bytes; the rest was not read/,
+    );
+    assert.ok(endless.chunks() <= 20, `${endless.chunks()} chunks read`);
+  });
+  await t.step("checkHealth", async () => {
+    const endless = endlessAnswer();
+    const report = await checkHealth({
+      dashboardUrl: "http://dashboard.test",
+      fetch: (() => Promise.resolve(endless.response)) as typeof fetch,
+    });
+    assert.equal(report.ok, false);
+    assert.match(report.checks[0].message, /larger than 1048576 bytes; is it a status dashboard\?/);
+    assert.ok(endless.chunks() <= 20, `${endless.chunks()} chunks read`);
+  });
+});
