@@ -6,7 +6,8 @@
  * @module
  */
 import { DEFAULT_PORT } from "../defaults.ts";
-import { twoStageStop } from "./signals.ts";
+import { signalNumber, twoStageStop } from "./signals.ts";
+import { setExitCode } from "./exit.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import {
@@ -351,6 +352,9 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       signals[Symbol.dispose]();
     }
     io.err("status up: stopped");
+    // Stopped at once by a second signal: 128 + its number, as `status agent` (a command may
+    // have been cut short).
+    if (signals.forcedBy) setExitCode(128 + signalNumber(signals.forcedBy)!);
   });
   return command as unknown as Command;
 }

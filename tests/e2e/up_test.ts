@@ -212,3 +212,28 @@ Deno.test("status up over results whose owner.json is damaged says how to claim 
   using state = openAgentState({ dir: stateDir });
   assert.equal(state.outbox.get("cmd-1")?.status, "success");
 });
+
+Deno.test("status up: a second SIGINT during a command stops at once, exit code 130", async () => {
+  await using dir = tempDir();
+  await using up = spawnCli(["up", "--port", "0", "--log-format", "json"], {
+    perms: PERMS.up,
+    cwd: dir.path,
+  });
+  const { match } = await up.stdout.waitFor(BANNER, { timeoutMs: 30_000 });
+  const url = `http://127.0.0.1:${match![1]}`;
+  await up.stdout.waitFor("Press Ctrl-C to stop.");
+  const response = await fetch(`${url}/api/v1/agent/commands/enqueue`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Agent-Id": "test-agent" },
+    body: '{"id":"long-1","name":"sleep 60","params":{}}',
+  });
+  assert.equal(response.status, 202);
+  await response.body?.cancel();
+  await up.stderr.waitFor("Executing command: sleep 60 (id: long-1)", { timeoutMs: 30_000 });
+  up.kill("SIGINT");
+  await up.stderr.waitFor(/SIGINT received: stopping/, { timeoutMs: 10_000 });
+  up.kill("SIGINT");
+  const status = await up.exited(30_000);
+  assert.equal(status.code, 130, up.stderr.text);
+  assert.match(up.stderr.text, /received again: stopping at once/);
+});
