@@ -1,6 +1,7 @@
 /**
- * `status agents add|list|rotate|remove`: manages the dashboard's agents and their tokens, directly
- * on its store (`--db`: a SQLite file or a `postgres://` URL). Tokens are printed once, by `add` and `rotate`, and never listed.
+ * `status agents add|list|rotate|remove`: manages the dashboard's agents and their tokens, over its
+ * operator API (see `agents_http.ts`) or, with `--db`, directly on its store (a SQLite file or a
+ * `postgres://` URL). Tokens are printed once, by `add` and `rotate`, and never listed.
  *
  * @module
  */
@@ -57,7 +58,7 @@ function parseScopes(value: string): AgentScope[] {
 }
 
 /**
- * Adds `--db` (work on the dashboard's SQLite file) and the operator settings (without `--db`:
+ * Adds `--db` (work on the dashboard's store: a SQLite file or a `postgres://` URL) and the operator settings (without `--db`:
  * over the dashboard's operator API), with `--config` and `--env-file`.
  */
 // deno-lint-ignore no-explicit-any
@@ -71,7 +72,7 @@ function withDbOptions<C extends Command<any, any, any>>(command: C): C {
   return command;
 }
 
-/** Whether `--db` was given: work on the SQLite file instead of over the operator API. */
+/** Whether `--db` was given: work on the store instead of over the operator API. */
 function onDisk(options: object): boolean {
   return (options as { db?: string }).db !== undefined;
 }

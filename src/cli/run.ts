@@ -2,9 +2,10 @@
  * Fan-out runs from the command line: `status run start|show|list|cancel`, and
  * `status enqueue "<cmd>" --deployment/--label ...` (a run instead of one command).
  *
- * With `--wait` the run is followed (one line on stderr per agent that finishes), then a table
- * (agent, status, exit code, duration, first line of output) is printed and the exit code says
- * whether every agent succeeded: 0 all succeeded, 1 otherwise, 130 when Ctrl-C stopped waiting.
+ * With `--wait` (or `status run show --follow`) the run is followed (one line on stderr per agent
+ * whose state changes), then a table (agent, status, exit code, duration, first line of output) is
+ * printed and the exit code says whether every agent succeeded: 0 all succeeded, 1 otherwise, 130
+ * when Ctrl-C stopped waiting, 75 when `--wait-timeout` passed first (the run goes on).
  *
  * @module
  */
@@ -201,7 +202,7 @@ export function runRequestOf(
  * @param io Where it prints.
  * @param client The dashboard.
  * @param request The run.
- * @param options `wait` and `json`.
+ * @param options `wait`, `json` and `waitTimeoutSecs` (`--wait-timeout`: exit 75 when it passes).
  */
 export async function startRun(
   io: Io,
