@@ -8,7 +8,7 @@
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { ConfigError, UsageError } from "../errors.ts";
 import { nearest } from "../config/mod.ts";
-import { AGENT_ID_PATTERN, AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
+import { AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
 import { alignColumns } from "../operator/mod.ts";
 import {
   AGENT_SCOPES,
@@ -26,6 +26,7 @@ import {
   rotateAgentRemote,
 } from "./agents_http.ts";
 import type { Io } from "./io.ts";
+import { parseAgentId } from "./enqueue.ts";
 
 /** A failure the user can fix (unknown or duplicate agent); exits with code 1. */
 export class AgentsError extends Error {
@@ -35,13 +36,6 @@ export class AgentsError extends Error {
     super(message);
     this.name = "AgentsError";
   }
-}
-
-function parseId(value: string): string {
-  if (!AGENT_ID_PATTERN.test(value)) {
-    throw new InvalidArgumentError(`must be ${AGENT_ID_RULE}`);
-  }
-  return value;
 }
 
 function parseScopes(value: string): AgentScope[] {
@@ -122,7 +116,7 @@ export function agentsCommand(io: Io) {
   const add = withDbOptions(
     new Command("add")
       .description("Add an agent and print its new token once (as AGENT_ID=/AGENT_TOKEN= lines)")
-      .argument("<id>", `agent id: ${AGENT_ID_RULE}`, parseId)
+      .argument("<id>", `agent id: ${AGENT_ID_RULE}`, parseAgentId)
       .option(
         "--scopes <list>",
         `comma-separated scopes (default all: ${AGENT_SCOPES.join(",")})`,
@@ -221,7 +215,7 @@ export function agentsCommand(io: Io) {
   const rotate = withDbOptions(
     new Command("rotate")
       .description("Give an agent a new token and print it once; the old token stops working")
-      .argument("<id>", "agent id", parseId),
+      .argument("<id>", "agent id", parseAgentId),
   );
   rotate.action(async (id, options) => {
     if (!onDisk(options)) return await rotateAgentRemote(io, id, options);
@@ -241,7 +235,7 @@ export function agentsCommand(io: Io) {
         "Remove an agent; its queued or running commands are cancelled, its commands and " +
           "results are kept",
       )
-      .argument("<id>", "agent id", parseId),
+      .argument("<id>", "agent id", parseAgentId),
   );
   remove.action(async (id, options) => {
     if (!onDisk(options)) return await removeAgentRemote(io, id, options);

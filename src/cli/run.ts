@@ -14,14 +14,13 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
-import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
 import {
-  type CommandParams,
-  DEPLOYMENT_HASH_PATTERN,
-  DEPLOYMENT_HASH_RULE,
-  PRIORITIES,
-  type Priority,
-} from "../protocol/mod.ts";
+  parseAgentId,
+  parseCommandLine,
+  parseDeploymentHash,
+  wholeNumberParser,
+} from "./enqueue.ts";
+import { type CommandParams, PRIORITIES, type Priority } from "../protocol/mod.ts";
 import {
   type Labels,
   type MaxConcurrency,
@@ -95,13 +94,6 @@ function concurrencyParser(value: string): MaxConcurrency {
   }
 }
 
-function deploymentParser(value: string): string {
-  if (!DEPLOYMENT_HASH_PATTERN.test(value)) {
-    throw new InvalidArgumentError(`must be ${DEPLOYMENT_HASH_RULE}`);
-  }
-  return value;
-}
-
 /** The run flags shared by `status run start` and `status enqueue`. */
 export interface RunFlags {
   agent?: string | string[];
@@ -126,7 +118,7 @@ export function addRunOptions<C extends Command<[string], Record<string, unknown
       "--deployment <hash>",
       "fan-out: every agent whose heartbeat names this deployment (its commands are delivered " +
         "only there)",
-      deploymentParser,
+      parseDeploymentHash,
     )
     .option(
       "--label <key=value>",
@@ -362,11 +354,7 @@ export function runCommand(io: Io): Command {
     .argument(
       "<command-line>",
       'the command line, quoted as one argument, e.g. "df -h /tmp"',
-      (value: string) => {
-        if (value.trim() === "") throw new InvalidArgumentError("must not be empty");
-        if (value.length > 4096) throw new InvalidArgumentError("must be at most 4096 characters");
-        return value;
-      },
+      parseCommandLine,
     )
     .option(
       "--agent <id>",

@@ -105,6 +105,45 @@ Deno.test("a dashboard's error answer is printed as one line, escaped and cut", 
   }
 });
 
+Deno.test("a bad value is refused with the same reason by every command that takes it", async (t) => {
+  const reason = (stderr: string) => stderr.replace(/^.*is invalid[^.]*\. /s, "");
+  for (
+    const [what, first, second] of [
+      ["a blank command line", ["enqueue", " ", "--agent", "a"], [
+        "run",
+        "start",
+        " ",
+        "--agent",
+        "a",
+      ]],
+      ["a long command line", ["enqueue", "a".repeat(4097), "--agent", "a"], [
+        "run",
+        "start",
+        "a".repeat(4097),
+        "--agent",
+        "a",
+      ]],
+      ["a bad deployment hash", ["enqueue", "x", "--agent", "a", "--deployment-hash", "a b"], [
+        "run",
+        "start",
+        "x",
+        "--deployment",
+        "a b",
+      ]],
+      ["a bad agent id", ["enqueue", "x", "--agent", "a b"], ["agents", "add", "a b"]],
+    ] as const
+  ) {
+    await t.step(what, async () => {
+      const one = await status([...first]);
+      const other = await status([...second]);
+      assert.equal(one.code, 2);
+      assert.equal(other.code, 2);
+      assert.match(one.stderr, /is invalid/);
+      assert.equal(reason(other.stderr), reason(one.stderr));
+    });
+  }
+});
+
 Deno.test("commander's error quoting a bad value is one line, the value cut", async (t) => {
   await t.step("a command line over 4096 characters: the reason still shows", async () => {
     const { code, stderr } = await status(["enqueue", `echo ${"a".repeat(5000)}`, "--agent", "a"]);
