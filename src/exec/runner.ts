@@ -233,32 +233,6 @@ function describeSecs(secs: number): string {
 }
 
 /**
- * Sends a signal to a whole process group, ignoring a group that no longer exists. Falls back to
- * the leader alone when the group cannot be signalled.
- *
- * @param pid The group id (the pid of a child spawned with `detached: true`).
- * @param signal The signal.
- */
-export function signalGroup(pid: number, signal: Deno.Signal): void {
-  if (!Number.isSafeInteger(pid) || pid <= 1) throw new RangeError(`Invalid process group ${pid}`);
-  try {
-    Deno.kill(-pid, signal);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
-    log.warning("could not signal process group {pid}, signalling the process alone", {
-      pid,
-      signal,
-      error,
-    });
-    try {
-      Deno.kill(pid, signal);
-    } catch {
-      // it is gone
-    }
-  }
-}
-
-/**
  * Runs one command line: parse, check the policy, resolve the program on `PATH`, spawn it in its
  * own process group with a minimal environment and stdin closed, enforce the deadline in phases,
  * capture bounded output, and kill the whole group when the command ends.
