@@ -198,3 +198,32 @@ Deno.test("a missing or extra argument says where the command's usage is told", 
     else assert.match(stderr, said);
   }
 });
+
+Deno.test("every flag the README's CLI summary names is one its command takes", async () => {
+  // A summary, not every flag; but none that its command does not take.
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  const block = readme.split("## CLI\n")[1].split("```")[1];
+  const helpOf = async (path: string[]): Promise<string> => {
+    const own = (await status([...path, "--help"])).stdout;
+    const subcommands = own.split("Commands:\n")[1]?.matchAll(/^ {2}([a-z]+)/gm) ?? [];
+    let all = own;
+    for (const [, name] of subcommands) if (name !== "help") all += await helpOf([...path, name]);
+    return all;
+  };
+  let command = "";
+  let checked = 0;
+  for (const line of block.split("\n")) {
+    if (line.startsWith("status ")) {
+      const word = line.split(/\s+/)[1];
+      command = /^[a-z]+$/.test(word) ? word : "agent";
+    }
+    const flags = line.match(/--[a-z][a-z-]*/g) ?? [];
+    if (flags.length === 0) continue;
+    const help = await helpOf([command]);
+    for (const flag of flags) {
+      assert.match(help, new RegExp(`(^|[\\s,])${flag}\\b(?!-)`, "m"), `${command} ${flag}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 20, `${checked} flags checked`);
+});
