@@ -227,3 +227,10 @@ Deno.test("every flag the README's CLI summary names is one its command takes", 
   }
   assert.ok(checked > 20, `${checked} flags checked`);
 });
+
+Deno.test("every command's -h, --help is worded alike", async () => {
+  for (const path of [[], ["serve"], ["agents"], ["agents", "add"], ["run", "list"], ["health"]]) {
+    const { stdout } = await status([...path, "--help"]);
+    assert.match(stdout, /^ {2}-h, --help +show help$/m, path.join(" "));
+  }
+});
