@@ -868,7 +868,7 @@ async function drain(reads: Promise<void>[], ms: number, clock: Clock): Promise<
   }
 }
 
-/** The fields of a report (PROTOCOL.md §2) that a run determines. */
+/** The fields of a report (docs/protocol.md §2) that a run determines. */
 export interface ReportFields {
   /** The final status. */
   status: ExecStatus;

@@ -1,5 +1,5 @@
 /**
- * Header names and paths of the wire protocol (PROTOCOL.md §1–3), shared by the agent and the
+ * Header names and paths of the wire protocol (docs/protocol.md §1–3), shared by the agent and the
  * dashboard.
  *
  * @module
@@ -31,10 +31,10 @@ export const PATHS = {
   health: "/health",
 } as const;
 
-/** Default and largest `limit` of `GET /api/v1/commands` (PROTOCOL.md §3). */
+/** Default and largest `limit` of `GET /api/v1/commands` (docs/protocol.md §3). */
 export const LIST_LIMIT = { default: 50, max: 1000 } as const;
 
-/** Largest accepted request body, in bytes (PROTOCOL.md §1 step 8). */
+/** Largest accepted request body, in bytes (docs/protocol.md §1 step 8). */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** Largest accepted distance between the agent's and the dashboard's clocks, in seconds. */

@@ -1,5 +1,5 @@
 /**
- * The JSON shapes the dashboard answers with (PROTOCOL.md §2–3). Times are ISO 8601 strings.
+ * The JSON shapes the dashboard answers with (docs/protocol.md §2–3). Times are ISO 8601 strings.
  *
  * @module
  */
