@@ -67,6 +67,7 @@ export function buildProgram(io: Io = processIo): Command {
   program.addCommand(execCommand(io));
   program.addCommand(healthCommand(io));
   program.addCommand(completionsCommand(io, () => program));
+  showHelpAlike(program);
   configureErrors(program, io);
   return program;
 }
@@ -247,6 +248,13 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>, i
   });
   // deno-lint-ignore no-explicit-any
   for (const sub of command.commands as any[]) configureErrors(sub, io);
+}
+
+/** Gives every command's `-h, --help` the root's words (commander's own are another's). */
+function showHelpAlike(command: Command<unknown[], Record<string, unknown>>): void {
+  command.helpOption("-h, --help", "show help");
+  // deno-lint-ignore no-explicit-any
+  for (const sub of command.commands as any[]) showHelpAlike(sub);
 }
 
 /**

@@ -348,7 +348,7 @@ export class StubDashboard implements AsyncDisposable {
   }
 }
 
-/** A delivered command in the bare form of PROTOCOL.md §2. */
+/** A delivered command in the bare form of docs/protocol.md §2. */
 export function command(id: string, name: string, params: Record<string, unknown> = {}) {
   return { id, name, params, attempt: 1, lease_expires_at: null };
 }

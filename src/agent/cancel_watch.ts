@@ -1,5 +1,5 @@
 /**
- * The cancel-wait of a running command (our extension of PROTOCOL.md §2, see
+ * The cancel-wait of a running command (our extension of docs/protocol.md §2, see
  * `src/server/mod.ts`): while a command runs, one long request stays open beside the poll loop,
  * and an operator's cancel stops the command, which is then reported `cancelled`.
  *

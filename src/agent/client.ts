@@ -1,6 +1,6 @@
 /**
- * The agent's HTTP client of the dashboard (PROTOCOL.md §1, §2, §7): signed requests, and every
- * answer turned into an outcome the poll loop can act on without looking at HTTP details.
+ * The agent's HTTP client of the dashboard (docs/protocol.md §1, §2, §7): signed requests, and
+ * every answer turned into an outcome the poll loop can act on without looking at HTTP details.
  *
  * @module
  */
@@ -105,7 +105,7 @@ export type WaitOutcome =
     kind: "command";
     /** The delivered command. */
     command: DeliveredCommand;
-    /** Whether it came in a Stacker envelope (PROTOCOL.md §7). */
+    /** Whether it came in a Stacker envelope (docs/protocol.md §7). */
     stacker: boolean;
   }
   | {

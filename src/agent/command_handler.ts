@@ -1,6 +1,6 @@
 /**
- * What the agent does with a delivered command (PROTOCOL.md §4): journal it, acknowledge it, run
- * it, put its result in the outbox and report it. A command seen before is never run twice: its
+ * What the agent does with a delivered command (docs/protocol.md §4): journal it, acknowledge it,
+ * run it, put its result in the outbox and report it. A command seen before is never run twice: its
  * known result is sent again.
  *
  * @module

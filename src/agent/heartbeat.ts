@@ -1,5 +1,5 @@
 /**
- * The metrics heartbeat that runs beside the poll loop (PROTOCOL.md §6): every
+ * The metrics heartbeat that runs beside the poll loop (docs/protocol.md §6): every
  * `METRICS_INTERVAL_SECS` it samples the host, logs the sample at debug level and, when
  * `METRICS_WEBHOOK` is set, POSTs it as JSON with a bounded `cockatiel` retry.
  *

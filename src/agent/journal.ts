@@ -1,6 +1,6 @@
 /**
  * The execution journal: which commands this agent has started, finished and had accepted, so
- * that a command delivered again is never run twice (PROTOCOL.md §4).
+ * that a command delivered again is never run twice (docs/protocol.md §4).
  *
  * On disk it is a JSON-lines log (`journal.jsonl`) under the state directory: every change is one
  * appended line, fsynced before the method returns; a torn last line (a crash mid-write), or a

@@ -4,7 +4,7 @@
  *
  * - {@link runAgent} runs the poll loop until its signal aborts;
  * - {@link Journal} and {@link Outbox} keep the execution journal and the pending results;
- * - `DashboardClient` (`client.ts`) makes the signed requests of PROTOCOL.md §1–2.
+ * - `DashboardClient` (`client.ts`) makes the signed requests of docs/protocol.md §1–2.
  *
  * @example Run an agent against a local dashboard until SIGTERM
  * ```ts ignore

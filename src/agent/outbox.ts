@@ -1,7 +1,7 @@
 /**
  * The result outbox: every report is written here before it is sent and removed only when the
  * dashboard accepted it, so a result survives a lost connection, a dashboard outage and an agent
- * restart (PROTOCOL.md §6).
+ * restart (docs/protocol.md §6).
  *
  * On disk each pending report is one file `outbox/<sha256 of the id>.json`, written crash-safely
  * (temporary file, fsync, rename); one found under another name is renamed to that one (or, when

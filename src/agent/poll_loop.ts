@@ -1,5 +1,5 @@
 /**
- * The agent's poll loop (PROTOCOL.md §4, §6): send what the outbox holds, long-poll the
+ * The agent's poll loop (docs/protocol.md §4, §6): send what the outbox holds, long-poll the
  * dashboard, hand each delivered command to the handler, poll again; back off on failures (or as
  * `Retry-After` says), and take no new command while the journal cannot be written.
  *

@@ -1,5 +1,5 @@
 /**
- * Result reporting (PROTOCOL.md §4): every result goes into the outbox before it is sent; the
+ * Result reporting (docs/protocol.md §4): every result goes into the outbox before it is sent; the
  * reporter sends fresh results, drains what the outbox still holds, and settles journal and
  * outbox by what the dashboard answered.
  *

@@ -1,13 +1,14 @@
 /**
- * `status agents add|list|rotate|remove`: manages the dashboard's agents and their tokens, directly
- * on its store (`--db`: a SQLite file or a `postgres://` URL). Tokens are printed once, by `add` and `rotate`, and never listed.
+ * `status agents add|list|rotate|remove`: manages the dashboard's agents and their tokens, over its
+ * operator API (see `agents_http.ts`) or, with `--db`, directly on its store (a SQLite file or a
+ * `postgres://` URL). Tokens are printed once, by `add` and `rotate`, and never listed.
  *
  * @module
  */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { ConfigError, UsageError } from "../errors.ts";
 import { nearest } from "../config/mod.ts";
-import { AGENT_ID_PATTERN, AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
+import { AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
 import { alignColumns } from "../operator/mod.ts";
 import {
   AGENT_SCOPES,
@@ -25,6 +26,7 @@ import {
   rotateAgentRemote,
 } from "./agents_http.ts";
 import type { Io } from "./io.ts";
+import { parseAgentId } from "./enqueue.ts";
 
 /** A failure the user can fix (unknown or duplicate agent); exits with code 1. */
 export class AgentsError extends Error {
@@ -34,13 +36,6 @@ export class AgentsError extends Error {
     super(message);
     this.name = "AgentsError";
   }
-}
-
-function parseId(value: string): string {
-  if (!AGENT_ID_PATTERN.test(value)) {
-    throw new InvalidArgumentError(`must be ${AGENT_ID_RULE}`);
-  }
-  return value;
 }
 
 function parseScopes(value: string): AgentScope[] {
@@ -57,7 +52,7 @@ function parseScopes(value: string): AgentScope[] {
 }
 
 /**
- * Adds `--db` (work on the dashboard's SQLite file) and the operator settings (without `--db`:
+ * Adds `--db` (work on the dashboard's store: a SQLite file or a `postgres://` URL) and the operator settings (without `--db`:
  * over the dashboard's operator API), with `--config` and `--env-file`.
  */
 // deno-lint-ignore no-explicit-any
@@ -71,7 +66,7 @@ function withDbOptions<C extends Command<any, any, any>>(command: C): C {
   return command;
 }
 
-/** Whether `--db` was given: work on the SQLite file instead of over the operator API. */
+/** Whether `--db` was given: work on the store instead of over the operator API. */
 function onDisk(options: object): boolean {
   return (options as { db?: string }).db !== undefined;
 }
@@ -121,7 +116,7 @@ export function agentsCommand(io: Io) {
   const add = withDbOptions(
     new Command("add")
       .description("Add an agent and print its new token once (as AGENT_ID=/AGENT_TOKEN= lines)")
-      .argument("<id>", `agent id: ${AGENT_ID_RULE}`, parseId)
+      .argument("<id>", `agent id: ${AGENT_ID_RULE}`, parseAgentId)
       .option(
         "--scopes <list>",
         `comma-separated scopes (default all: ${AGENT_SCOPES.join(",")})`,
@@ -220,7 +215,7 @@ export function agentsCommand(io: Io) {
   const rotate = withDbOptions(
     new Command("rotate")
       .description("Give an agent a new token and print it once; the old token stops working")
-      .argument("<id>", "agent id", parseId),
+      .argument("<id>", "agent id", parseAgentId),
   );
   rotate.action(async (id, options) => {
     if (!onDisk(options)) return await rotateAgentRemote(io, id, options);
@@ -240,7 +235,7 @@ export function agentsCommand(io: Io) {
         "Remove an agent; its queued or running commands are cancelled, its commands and " +
           "results are kept",
       )
-      .argument("<id>", "agent id", parseId),
+      .argument("<id>", "agent id", parseAgentId),
   );
   remove.action(async (id, options) => {
     if (!onDisk(options)) return await removeAgentRemote(io, id, options);

@@ -215,7 +215,7 @@ export async function rotateAgentRemote(
   const { body } = await client.call("POST", LIVE_PATHS.rotate(id), {
     what: "token rotation",
   }).catch((error) => {
-    throw notFound(error, id);
+    throw notFound(error, id, `; add it with "status agents add ${id}"`);
   });
   const token = tokenIn(
     client,
@@ -264,9 +264,10 @@ export function removalLine(id: string, ended: number | null): string {
   } cancelled`;
 }
 
-function notFound(error: unknown, id: string): unknown {
+/** A 404 as `--db` words it: the agent does not exist (`advice`, what to do then). */
+function notFound(error: unknown, id: string, advice = ""): unknown {
   if (error instanceof OperatorError && error.kind === "not_found") {
-    return new OperatorError("not_found", `agent ${id} does not exist`, { cause: error });
+    return new OperatorError("not_found", `agent ${id} does not exist${advice}`, { cause: error });
   }
   return error;
 }

@@ -116,13 +116,28 @@ export function wholeNumberParser(min: number, max: number): (value: string) => 
   };
 }
 
-function parseCommandLine(value: string): string {
+/**
+ * Parses a command line given as one argument (`status enqueue`, `status run start`): not blank,
+ * at most 4096 characters.
+ *
+ * @param value The argument.
+ * @returns The command line.
+ * @throws {InvalidArgumentError} When it is blank or too long (exit code 2).
+ */
+export function parseCommandLine(value: string): string {
   if (value.trim().length === 0) throw new InvalidArgumentError("must not be empty");
   if (value.length > 4096) throw new InvalidArgumentError("must be at most 4096 characters");
   return value;
 }
 
-function parseDeploymentHash(value: string): string {
+/**
+ * Parses a deployment hash flag (`--deployment-hash`, a run's `--deployment`).
+ *
+ * @param value The flag's value.
+ * @returns The hash.
+ * @throws {InvalidArgumentError} When it is not a valid deployment hash (exit code 2).
+ */
+export function parseDeploymentHash(value: string): string {
   if (!DEPLOYMENT_HASH_PATTERN.test(value)) {
     throw new InvalidArgumentError(`must be ${DEPLOYMENT_HASH_RULE}`);
   }

@@ -2,9 +2,10 @@
  * Fan-out runs from the command line: `status run start|show|list|cancel`, and
  * `status enqueue "<cmd>" --deployment/--label ...` (a run instead of one command).
  *
- * With `--wait` the run is followed (one line on stderr per agent that finishes), then a table
- * (agent, status, exit code, duration, first line of output) is printed and the exit code says
- * whether every agent succeeded: 0 all succeeded, 1 otherwise, 130 when Ctrl-C stopped waiting.
+ * With `--wait` (or `status run show --follow`) the run is followed (one line on stderr per agent
+ * whose state changes), then a table (agent, status, exit code, duration, first line of output) is
+ * printed and the exit code says whether every agent succeeded: 0 all succeeded, 1 otherwise, 130
+ * when Ctrl-C stopped waiting, 75 when `--wait-timeout` passed first (the run goes on).
  *
  * @module
  */
@@ -13,14 +14,13 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
-import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
 import {
-  type CommandParams,
-  DEPLOYMENT_HASH_PATTERN,
-  DEPLOYMENT_HASH_RULE,
-  PRIORITIES,
-  type Priority,
-} from "../protocol/mod.ts";
+  parseAgentId,
+  parseCommandLine,
+  parseDeploymentHash,
+  wholeNumberParser,
+} from "./enqueue.ts";
+import { type CommandParams, PRIORITIES, type Priority } from "../protocol/mod.ts";
 import {
   type Labels,
   type MaxConcurrency,
@@ -94,13 +94,6 @@ function concurrencyParser(value: string): MaxConcurrency {
   }
 }
 
-function deploymentParser(value: string): string {
-  if (!DEPLOYMENT_HASH_PATTERN.test(value)) {
-    throw new InvalidArgumentError(`must be ${DEPLOYMENT_HASH_RULE}`);
-  }
-  return value;
-}
-
 /** The run flags shared by `status run start` and `status enqueue`. */
 export interface RunFlags {
   agent?: string | string[];
@@ -125,7 +118,7 @@ export function addRunOptions<C extends Command<[string], Record<string, unknown
       "--deployment <hash>",
       "fan-out: every agent whose heartbeat names this deployment (its commands are delivered " +
         "only there)",
-      deploymentParser,
+      parseDeploymentHash,
     )
     .option(
       "--label <key=value>",
@@ -201,7 +194,7 @@ export function runRequestOf(
  * @param io Where it prints.
  * @param client The dashboard.
  * @param request The run.
- * @param options `wait` and `json`.
+ * @param options `wait`, `json` and `waitTimeoutSecs` (`--wait-timeout`: exit 75 when it passes).
  */
 export async function startRun(
   io: Io,
@@ -361,11 +354,7 @@ export function runCommand(io: Io): Command {
     .argument(
       "<command-line>",
       'the command line, quoted as one argument, e.g. "df -h /tmp"',
-      (value: string) => {
-        if (value.trim() === "") throw new InvalidArgumentError("must not be empty");
-        if (value.length > 4096) throw new InvalidArgumentError("must be at most 4096 characters");
-        return value;
-      },
+      parseCommandLine,
     )
     .option(
       "--agent <id>",

@@ -1,7 +1,7 @@
 /**
- * The command executor (PROTOCOL.md §5): whatever the dashboard sends, run only what the policy
- * allows, never through a shell, never past the deadline, never leaving a process behind, and
- * with bounded output.
+ * The command executor (docs/protocol.md §5): whatever the dashboard sends, run only what the
+ * policy allows, never through a shell, never past the deadline, never leaving a process behind,
+ * and with bounded output.
  *
  * - {@link parseCommandLine} splits a command line into an argv, refusing shell syntax;
  * - {@link checkPolicy} applies the allowlist and the path prefixes;

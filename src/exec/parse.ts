@@ -10,7 +10,7 @@
  */
 import { parse, type ParseEntry } from "shell-quote";
 
-/** The longest command line accepted, in characters (PROTOCOL.md §2: `name` is 1–4096 chars). */
+/** The longest command line accepted, in characters (docs/protocol.md §2: a `name` of 1–4096). */
 export const MAX_COMMAND_LINE_LENGTH = 4096;
 /** The most arguments a command may have, not counting the program itself. */
 export const MAX_ARGS = 16;

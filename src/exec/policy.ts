@@ -33,7 +33,7 @@ export interface ExecPolicy {
   protectedPaths?: string[];
 }
 
-/** Programs allowed when nothing is configured (PROTOCOL.md §5). */
+/** Programs allowed when nothing is configured (docs/protocol.md §5). */
 export const DEFAULT_ALLOWED_PROGRAMS: readonly string[] = Object.freeze([
   "echo",
   "sleep",

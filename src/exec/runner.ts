@@ -232,32 +232,6 @@ function describeSecs(secs: number): string {
   return `${Number(secs.toFixed(3))} s`;
 }
 
-/**
- * Sends a signal to a whole process group, ignoring a group that no longer exists. Falls back to
- * the leader alone when the group cannot be signalled.
- *
- * @param pid The group id (the pid of a child spawned with `detached: true`).
- * @param signal The signal.
- */
-export function signalGroup(pid: number, signal: Deno.Signal): void {
-  if (!Number.isSafeInteger(pid) || pid <= 1) throw new RangeError(`Invalid process group ${pid}`);
-  try {
-    Deno.kill(-pid, signal);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
-    log.warning("could not signal process group {pid}, signalling the process alone", {
-      pid,
-      signal,
-      error,
-    });
-    try {
-      Deno.kill(pid, signal);
-    } catch {
-      // it is gone
-    }
-  }
-}
-
 /** A value as an error message quotes it: JSON where it has one, else its `String`. */
 function describeValue(value: unknown): string {
   try {
@@ -949,7 +923,7 @@ async function drain(reads: Promise<void>[], ms: number, clock: Clock): Promise<
   }
 }
 
-/** The fields of a report (PROTOCOL.md §2) that a run determines. */
+/** The fields of a report (docs/protocol.md §2) that a run determines. */
 export interface ReportFields {
   /** The final status. */
   status: ExecStatus;

@@ -1,6 +1,6 @@
 /**
- * An HTTP client for the dashboard's operator endpoints (PROTOCOL.md §2 enqueue, §3): enqueue a
- * command, read it, list and cancel commands, and wait until a command is final.
+ * An HTTP client for the dashboard's operator endpoints (docs/protocol.md §2 enqueue, §3): enqueue
+ * a command, read it, list and cancel commands, and wait until a command is final.
  *
  * @module
  */
@@ -514,7 +514,7 @@ export class OperatorClient {
   }
 
   /**
-   * Polls a command until its status is final (PROTOCOL.md §4), riding out short dashboard
+   * Polls a command until its status is final (docs/protocol.md §4), riding out short dashboard
    * outages.
    *
    * @param id The command id.

@@ -1,6 +1,7 @@
 /**
- * What the operator endpoints answer (PROTOCOL.md §2–3), read leniently: unknown fields are kept
- * and optional ones may be missing, so that the client works against older and newer dashboards.
+ * What the operator endpoints answer (docs/protocol.md §2–3), read leniently: unknown fields are
+ * kept and optional ones may be missing, so that the client works against older and newer
+ * dashboards.
  *
  * @module
  */
@@ -48,7 +49,7 @@ export const storedResultSchema: z.ZodType<StoredResult> = z.looseObject({
   stderr_encoding: z.string().nullish(),
 });
 
-/** A command as the dashboard stores it (PROTOCOL.md §3). */
+/** A command as the dashboard stores it (docs/protocol.md §3). */
 export interface CommandRecord {
   /** The command id. */
   id: string;

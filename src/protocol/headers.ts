@@ -1,5 +1,5 @@
 /**
- * Header names and paths of the wire protocol (PROTOCOL.md §1–3), shared by the agent and the
+ * Header names and paths of the wire protocol (docs/protocol.md §1–3), shared by the agent and the
  * dashboard.
  *
  * @module
@@ -33,10 +33,10 @@ export const PATHS = {
 } as const;
 Object.freeze(PATHS); // an importer cannot change what the wire means
 
-/** Default and largest `limit` of `GET /api/v1/commands` (PROTOCOL.md §3). */
+/** Default and largest `limit` of `GET /api/v1/commands` (docs/protocol.md §3). */
 export const LIST_LIMIT = { default: 50, max: 1000 } as const;
 
-/** Largest accepted request body, in bytes (PROTOCOL.md §1 step 8). */
+/** Largest accepted request body, in bytes (docs/protocol.md §1 step 8). */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** Largest accepted distance between the agent's and the dashboard's clocks, in seconds. */

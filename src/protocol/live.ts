@@ -1,6 +1,6 @@
 /**
  * Wire types of live output, heartbeats to the dashboard, instance ids and the event stream
- * (extensions of PROTOCOL.md §2–3; described in the README).
+ * (extensions of docs/protocol.md §2–3; described in the README).
  *
  * @module
  */

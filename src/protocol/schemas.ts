@@ -1,5 +1,5 @@
 /**
- * Wire types and their `zod` schemas (PROTOCOL.md §2–4, §7).
+ * Wire types and their `zod` schemas (docs/protocol.md §2–4, §7).
  *
  * @module
  */
@@ -443,7 +443,7 @@ export const keptReportSchema: z.ZodType<ReportRequest> = reportSchemaWith(
   z.string(),
 );
 
-/** The Stacker-style `wait` envelope (PROTOCOL.md §7). */
+/** The Stacker-style `wait` envelope (docs/protocol.md §7). */
 export interface StackerEnvelope {
   /** The command, or null when there is none. */
   item: {
@@ -458,7 +458,7 @@ export interface StackerEnvelope {
   meta?: { next_poll_secs?: number | null } | null;
 }
 
-/** Schema of the Stacker-style `wait` envelope (PROTOCOL.md §7). */
+/** Schema of the Stacker-style `wait` envelope (docs/protocol.md §7). */
 export const stackerEnvelopeSchema: z.ZodType<StackerEnvelope> = z.object({
   item: z.looseObject({
     command_id: z.string().min(1),
@@ -476,8 +476,8 @@ export type WaitAnswer =
   | { kind: "empty"; nextPollSecs?: number };
 
 /**
- * Reads the body of a `200` answer to `wait`: the bare command of PROTOCOL.md §2 or the Stacker
- * envelope of §7.
+ * Reads the body of a `200` answer to `wait`: the bare command of docs/protocol.md §2 or the
+ * Stacker envelope of §7.
  *
  * @param body The parsed JSON body.
  * @returns The command, or `empty` when a Stacker envelope holds no item.

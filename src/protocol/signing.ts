@@ -1,6 +1,6 @@
 /**
- * Request signing and verification (PROTOCOL.md §1): canonical string version 2 (method, path and
- * query, timestamp, request id, body hash) and the Status Panel agent's version 1 (body only).
+ * Request signing and verification (docs/protocol.md §1): canonical string version 2 (method, path
+ * and query, timestamp, request id, body hash) and the Status Panel agent's version 1 (body only).
  *
  * @module
  */

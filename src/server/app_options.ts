@@ -23,8 +23,9 @@ export interface AppOptions {
   /** @internal Where agents, commands and results live. The app never closes it. */
   store: CommandStore;
   /**
-   * @internal Dev mode (PROTOCOL.md §1): token-less agents are accepted unsigned, registered on first sight,
-   * and the operator endpoints need no admin token. `startServer` decides it from the store.
+   * @internal Dev mode (docs/protocol.md §1): token-less agents are accepted unsigned, registered
+   * on first sight, and the operator endpoints need no admin token. `startServer` decides it from
+   * the store.
    * @default {false}
    */
   devMode?: boolean;

@@ -1,6 +1,6 @@
 /**
  * The one exception type of the dashboard's routes and middleware, turned into the JSON error body
- * of PROTOCOL.md §1 (`{"error": "<sentence>", "details"?: ...}`) in one place.
+ * of docs/protocol.md §1 (`{"error": "<sentence>", "details"?: ...}`) in one place.
  *
  * @module
  */

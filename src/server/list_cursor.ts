@@ -1,14 +1,15 @@
 /**
- * The cursor of the commands list (PROTOCOL.md §3, `before` and `next_before`).
+ * The cursor of the commands list (docs/protocol.md §3, `before` and `next_before`).
  *
  * @module
  */
 import type { CommandRecord } from "../store/mod.ts";
 
 /**
- * The cursor of the commands list that lists the commands enqueued before `command` (PROTOCOL.md
- * §3, `next_before`): its enqueue order, which no later enqueue takes, so that pages read one
- * after the other list each command once however many are enqueued in between. Opaque to clients.
+ * The cursor of the commands list that lists the commands enqueued before `command`
+ * (docs/protocol.md §3, `next_before`): its enqueue order, which no later enqueue takes, so that
+ * pages read one after the other list each command once however many are enqueued in between.
+ * Opaque to clients.
  *
  * @param command The last command of a page.
  * @returns The cursor.

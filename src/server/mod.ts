@@ -1,7 +1,7 @@
 /**
  * The dashboard (`status serve`): a Hono app on `node:http` holding a command queue per agent in a
  * `CommandStore`, waking waiting agents at once, with the authentication, limits and delivery
- * guarantee of PROTOCOL.md §1–4.
+ * guarantee of docs/protocol.md §1–4.
  *
  * - {@link startServer} opens the store, decides dev mode and listens;
  * - {@link createApp} builds the app alone (tests use `app.request()` and an injected clock).
@@ -12,7 +12,8 @@
  *
  * - **The long-polls bypass Hono**: `wait` and `cancel-wait` are dispatched before the Hono app
  *   (in `app.fetch`, so the server and `app.request()` both use it) to a handler that runs the
- *   auth steps of PROTOCOL.md §1 as plain functions and then holds only the waiter and its promise.
+ *   auth steps of docs/protocol.md §1 as plain functions and then holds only the waiter and its
+ *   promise.
  *   On `node:http` they are answered straight on the server's objects, without a web `Request`.
  * - **So do ack, report and enqueue** (the command cycle's other requests): the same plain auth
  *   steps, the body read from `node:http`'s request with the same limits, no web `Request`,
@@ -28,7 +29,7 @@
  * - Nothing is logged per request above debug, except the per-command audit lines (enqueued,
  *   delivered, reported); debug lines build their properties only when debug is on.
  *
- * Choices where PROTOCOL.md leaves room:
+ * Choices where the protocol leaves room:
  *
  * - **Unknown or another agent's command**: ack, report and cancel-wait answer the same `404`.
  * - **Full store**: `507` with `Retry-After: 30` (`store_health.ts`); `/health` answers `503`
@@ -56,7 +57,7 @@
  *   meantime goes to another wait of the agent or back to the queue. A command whose answer was
  *   lost on the wire comes back when its delivery lease ends.
  *
- * ## Extension of PROTOCOL.md §2: `GET /api/v1/agent/commands/{id}/cancel-wait?timeout=N`
+ * ## Extension of docs/protocol.md §2: `GET /api/v1/agent/commands/{id}/cancel-wait?timeout=N`
  *
  * How a running command learns that an operator cancelled it. The agent keeps one open from its
  * ack until the run ends, and opens it again after each `204`. Same pipeline as the ack (signed,

@@ -1,5 +1,5 @@
 /**
- * Per-agent token buckets in memory (PROTOCOL.md §1 step 3).
+ * Per-agent token buckets in memory (docs/protocol.md §1 step 3).
  *
  * @module
  */

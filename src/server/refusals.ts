@@ -57,16 +57,6 @@ export function refusalReason(message: string): RefusalReason {
 }
 
 /**
- * Notes why a request was refused.
- *
- * @param request The request.
- * @param message The sentence sent to the client.
- */
-export function noteRefusal(request: Request, message: string): void {
-  noted.set(request, refusalReason(message));
-}
-
-/**
  * Why a request was refused, if an auth step refused it; or, for an answer, why the request it
  * answers was ({@link carryRefusal}).
  *

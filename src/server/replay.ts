@@ -1,7 +1,7 @@
 /**
- * Request ids seen recently (PROTOCOL.md §1 step 6): an in-memory map with expiry, bounded in size,
- * swept lazily on insert, no timer per entry; on the SQLite store also kept in the database, so
- * that a restarted dashboard still knows them.
+ * Request ids seen recently (docs/protocol.md §1 step 6): an in-memory map with expiry, bounded in
+ * size, swept lazily on insert, no timer per entry; on the SQLite store also kept in the database,
+ * so that a restarted dashboard still knows them.
  *
  * @module
  */

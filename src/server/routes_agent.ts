@@ -1,5 +1,5 @@
 /**
- * Agent-facing endpoints (PROTOCOL.md §2) with a body: ack, report and the seed-compatible
+ * Agent-facing endpoints (docs/protocol.md §2) with a body: ack, report and the seed-compatible
  * enqueue, as plain functions over an {@link AgentCall} (auth steps, JSON body, store) that return
  * their answer or throw `HttpError`. They are answered before the Hono app, with the long-polls
  * (`wait_route.ts`): on `node:http` straight on the server's objects (`http_app.ts`, the body read

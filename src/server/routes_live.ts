@@ -1,7 +1,7 @@
 /**
  * Agent-facing extensions: live output chunks (`POST …/commands/{id}/output`), the heartbeat
  * (`POST /api/v1/agent/heartbeat`) and a signed ping (`GET /api/v1/agent/ping`, for
- * `status health`). Each runs the agent pipeline of PROTOCOL.md §1.
+ * `status health`). Each runs the agent pipeline of docs/protocol.md §1.
  *
  * @module
  */

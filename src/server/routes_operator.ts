@@ -1,5 +1,5 @@
 /**
- * Operator endpoints (PROTOCOL.md §3) and `GET /health`; `GET /api/v1/agents` is in
+ * Operator endpoints (docs/protocol.md §3) and `GET /health`; `GET /api/v1/agents` is in
  * `routes_fleet.ts`.
  *
  * @module

@@ -125,7 +125,8 @@ export class AdminTokenRequiredError extends ConfigError {
 }
 
 /**
- * Decides dev mode (PROTOCOL.md §1): on when no admin token is configured and no agent has a token.
+ * Decides dev mode (docs/protocol.md §1): on when no admin token is configured and no agent has a
+ * token.
  *
  * @param store The store.
  * @param adminToken `STATUS_ADMIN_TOKEN`, if configured.

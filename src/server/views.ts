@@ -1,9 +1,9 @@
 /**
- * The JSON shapes the dashboard answers with (PROTOCOL.md §2–3). Times are ISO 8601 strings.
+ * The JSON shapes the dashboard answers with (docs/protocol.md §2–3). Times are ISO 8601 strings.
  *
  * @module
  */
-import type { AgentSummary, CommandRecord } from "../store/mod.ts";
+import type { CommandRecord } from "../store/mod.ts";
 
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
@@ -138,27 +138,4 @@ export function dashboardReason(command: CommandRecord): string | null {
       `ended without a report, so the dashboard ended it (the agent never confirmed it stopped)`;
   }
   return null;
-}
-
-/**
- * An agent as `GET /api/v1/agents` shows it: never its token.
- *
- * @param agent The stored agent.
- * @param waiting Whether it has an open wait now.
- * @param lastSeenAt The freshest last-seen time known.
- */
-export function agentView(
-  agent: AgentSummary,
-  waiting: boolean,
-  lastSeenAt: number | null,
-): Record<string, unknown> {
-  return {
-    id: agent.id,
-    last_seen_at: iso(lastSeenAt),
-    waiting,
-    queued: agent.queued,
-    scopes: agent.scopes,
-    has_token: agent.hasToken,
-    created_at: iso(agent.createdAt),
-  };
 }

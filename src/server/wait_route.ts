@@ -8,10 +8,11 @@
  * A wait is held for up to two minutes, and with 10,000 agents 10,000 are held at once. Through
  * Hono's middleware chain each held wait kept about sixteen suspended async frames (every
  * middleware awaits `next()` for the whole wait) and a context with some fifty closures. Here the
- * same auth steps of PROTOCOL.md §1 run as plain functions (`auth/pipeline.ts`, same order, same answers),
- * and then the wait is held in the hub with a callback ({@link WaiterHub.hold}): a held wait keeps
- * its {@link LeanExchange} (where the answer goes) and the hub's waiter entry, no promise, no
- * closure, no abort signal, nothing of its request (a refusal's reason travels on the answer).
+ * same auth steps of docs/protocol.md §1 run as plain functions (`auth/pipeline.ts`, same order,
+ * same answers), and then the wait is held in the hub with a callback ({@link WaiterHub.hold}): a
+ * held wait keeps its {@link LeanExchange} (where the answer goes) and the hub's waiter entry, no
+ * promise, no closure, no abort signal, nothing of its request (a refusal's reason travels on the
+ * answer).
  *
  * Every answer carries a `Date` header and errors have the JSON body of `HttpError`, as on the
  * Hono routes. A client that goes away is noticed by the HTTP layer, which calls

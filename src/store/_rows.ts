@@ -17,6 +17,8 @@ import {
   type AgentRecord,
   type AgentScope,
   type CommandRecord,
+  type ReportInput,
+  type ReportOutcome,
   type RunCommandState,
   type RunRecord,
   type RunState,
@@ -25,6 +27,31 @@ import {
   type RunTargetRecord,
   type RunTargetState,
 } from "./types.ts";
+
+/**
+ * Whether a report of a command is to be recorded, as every SQL store answers it: not for another
+ * agent's command, one with a result already, or an attempt never delivered.
+ *
+ * @param command The stored command the report names.
+ * @param input The report.
+ * @returns The outcome to answer with, or `null` when the report is to be recorded.
+ */
+export function reportRefusal(command: CommandRecord, input: ReportInput): ReportOutcome | null {
+  if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
+  if (command.result) return { outcome: "duplicate", command };
+  if (command.deliveredAttempt === 0) {
+    return { outcome: "conflict", command, reason: `command ${command.id} was never delivered` };
+  }
+  if (input.attempt !== null && input.attempt > command.deliveredAttempt) {
+    return {
+      outcome: "conflict",
+      command,
+      reason: `attempt ${input.attempt} of command ${command.id} was never delivered ` +
+        `(last delivered: ${command.deliveredAttempt})`,
+    };
+  }
+  return null;
+}
 
 /** Ids looked up at most in one statement (`CommandStore.existingCommandIds`). */
 export const IDS_PER_STATEMENT = 500;

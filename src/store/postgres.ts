@@ -39,6 +39,7 @@ import {
   parseLabelsColumn,
   parseScopes,
   priorityRank,
+  reportRefusal,
   reportText,
   type Row,
   strOrNull,
@@ -996,23 +997,8 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#tx("report", async (tx): Promise<ReportOutcome> => {
       const command = await this.#command(tx, input.commandId, true);
       if (!command) return { outcome: "not_found" };
-      if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
-      if (command.result) return { outcome: "duplicate", command };
-      if (command.deliveredAttempt === 0) {
-        return {
-          outcome: "conflict",
-          command,
-          reason: `command ${command.id} was never delivered`,
-        };
-      }
-      if (input.attempt !== null && input.attempt > command.deliveredAttempt) {
-        return {
-          outcome: "conflict",
-          command,
-          reason: `attempt ${input.attempt} of command ${command.id} was never delivered ` +
-            `(last delivered: ${command.deliveredAttempt})`,
-        };
-      }
+      const refused = reportRefusal(command, input);
+      if (refused) return refused;
       const r = input.result;
       const inserted = await tx.unsafe(
         `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,

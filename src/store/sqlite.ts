@@ -89,6 +89,7 @@ import {
   parseLabelsColumn,
   parseScopes,
   priorityRank,
+  reportRefusal,
   reportText,
   strOrNull,
   TARGET_COLUMNS,
@@ -1255,23 +1256,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         if (!core) return { outcome: "not_found" };
         // A command with a result is answered with it (a duplicate); else it has none to read.
         const command = core.hasResult ? this.#mustCommand(input.commandId) : core.command;
-        if (command.agentId !== input.agentId) return { outcome: "forbidden", command };
-        if (command.result) return { outcome: "duplicate", command };
-        if (command.deliveredAttempt === 0) {
-          return {
-            outcome: "conflict",
-            command,
-            reason: `command ${command.id} was never delivered`,
-          };
-        }
-        if (input.attempt !== null && input.attempt > command.deliveredAttempt) {
-          return {
-            outcome: "conflict",
-            command,
-            reason: `attempt ${input.attempt} of command ${command.id} was never delivered ` +
-              `(last delivered: ${command.deliveredAttempt})`,
-          };
-        }
+        const refused = reportRefusal(command, input);
+        if (refused) return refused;
         const r = input.result;
         this.#stmt(
           `INSERT INTO results (command_id, attempt, status, has_output, exit_code, signal,

@@ -1,6 +1,6 @@
 /**
  * The `CommandStore` interface: what the dashboard keeps about agents, commands and results, and
- * the state transitions of PROTOCOL.md §4 as single atomic operations.
+ * the state transitions of docs/protocol.md §4 as single atomic operations.
  *
  * Every implementation must pass the contract suite in `tests/store/contract.ts`.
  *
@@ -29,7 +29,7 @@ export type AgentScope = typeof AGENT_SCOPES[number];
 
 /**
  * Extra time an execution lease grants beyond the command's own timeout, in seconds
- * (PROTOCOL.md §4: `lease_expires_at = now + timeout_secs + 60 s`).
+ * (docs/protocol.md §4: `lease_expires_at = now + timeout_secs + 60 s`).
  */
 export const EXECUTION_LEASE_GRACE_SECS = 60;
 

@@ -84,6 +84,25 @@ Deno.test("status agents without --db adds, lists, rotates and removes over the 
   assert.match(refused.stderr.join("\n"), /STATUS_ADMIN_TOKEN/);
 });
 
+Deno.test("status agents rotate and remove of a missing agent say the same with and without --db", async () => {
+  await using d = await dashboard();
+  const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];
+  const dir = await Deno.makeTempDir();
+  try {
+    const db = ["--db", `${dir}/status.db`];
+    await openSqliteStore(`${dir}/status.db`).close();
+    for (const action of ["rotate", "remove"]) {
+      const over = await run(["agents", action, "web-9", ...remote]);
+      const onDisk = await run(["agents", action, "web-9", ...db]);
+      assert.equal(over.code, 1, action);
+      assert.equal(onDisk.code, 1, action);
+      assert.deepEqual(over.stderr, onDisk.stderr, action);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("status agents remove says how many of the agent's commands it cancelled", async () => {
   await using d = await dashboard();
   const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];

@@ -105,6 +105,45 @@ Deno.test("a dashboard's error answer is printed as one line, escaped and cut", 
   }
 });
 
+Deno.test("a bad value is refused with the same reason by every command that takes it", async (t) => {
+  const reason = (stderr: string) => stderr.replace(/^.*is invalid[^.]*\. /s, "");
+  for (
+    const [what, first, second] of [
+      ["a blank command line", ["enqueue", " ", "--agent", "a"], [
+        "run",
+        "start",
+        " ",
+        "--agent",
+        "a",
+      ]],
+      ["a long command line", ["enqueue", "a".repeat(4097), "--agent", "a"], [
+        "run",
+        "start",
+        "a".repeat(4097),
+        "--agent",
+        "a",
+      ]],
+      ["a bad deployment hash", ["enqueue", "x", "--agent", "a", "--deployment-hash", "a b"], [
+        "run",
+        "start",
+        "x",
+        "--deployment",
+        "a b",
+      ]],
+      ["a bad agent id", ["enqueue", "x", "--agent", "a b"], ["agents", "add", "a b"]],
+    ] as const
+  ) {
+    await t.step(what, async () => {
+      const one = await status([...first]);
+      const other = await status([...second]);
+      assert.equal(one.code, 2);
+      assert.equal(other.code, 2);
+      assert.match(one.stderr, /is invalid/);
+      assert.equal(reason(other.stderr), reason(one.stderr));
+    });
+  }
+});
+
 Deno.test("commander's error quoting a bad value is one line, the value cut", async (t) => {
   await t.step("a command line over 4096 characters: the reason still shows", async () => {
     const { code, stderr } = await status(["enqueue", `echo ${"a".repeat(5000)}`, "--agent", "a"]);
@@ -157,5 +196,41 @@ Deno.test("a missing or extra argument says where the command's usage is told", 
     assert.equal(code, 2, args.join(" "));
     if (typeof said === "string") assert.equal(stderr, said);
     else assert.match(stderr, said);
+  }
+});
+
+Deno.test("every flag the README's CLI summary names is one its command takes", async () => {
+  // A summary, not every flag; but none that its command does not take.
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  const block = readme.split("## CLI\n")[1].split("```")[1];
+  const helpOf = async (path: string[]): Promise<string> => {
+    const own = (await status([...path, "--help"])).stdout;
+    const subcommands = own.split("Commands:\n")[1]?.matchAll(/^ {2}([a-z]+)/gm) ?? [];
+    let all = own;
+    for (const [, name] of subcommands) if (name !== "help") all += await helpOf([...path, name]);
+    return all;
+  };
+  let command = "";
+  let checked = 0;
+  for (const line of block.split("\n")) {
+    if (line.startsWith("status ")) {
+      const word = line.split(/\s+/)[1];
+      command = /^[a-z]+$/.test(word) ? word : "agent";
+    }
+    const flags = line.match(/--[a-z][a-z-]*/g) ?? [];
+    if (flags.length === 0) continue;
+    const help = await helpOf([command]);
+    for (const flag of flags) {
+      assert.match(help, new RegExp(`(^|[\\s,])${flag}\\b(?!-)`, "m"), `${command} ${flag}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 20, `${checked} flags checked`);
+});
+
+Deno.test("every command's -h, --help is worded alike", async () => {
+  for (const path of [[], ["serve"], ["agents"], ["agents", "add"], ["run", "list"], ["health"]]) {
+    const { stdout } = await status([...path, "--help"]);
+    assert.match(stdout, /^ {2}-h, --help +show help$/m, path.join(" "));
   }
 });

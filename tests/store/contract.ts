@@ -522,10 +522,12 @@ export function runStoreContract(
   test("a report for an attempt never delivered is a conflict", async (store) => {
     await enqueue(store, "c1");
     const never = await store.report(report({ id: "c1", agentId: "a1" }));
-    assert.equal(never.outcome, "conflict");
+    assert.ok(never.outcome === "conflict");
+    assert.equal(never.reason, "command c1 was never delivered");
     await claim(store);
     const future = await store.report(report({ id: "c1", agentId: "a1" }, { attempt: 2 }));
-    assert.equal(future.outcome, "conflict");
+    assert.ok(future.outcome === "conflict");
+    assert.equal(future.reason, "attempt 2 of command c1 was never delivered (last delivered: 1)");
     assert.equal((await store.getCommand("c1"))?.status, "delivered");
   });
 

@@ -109,7 +109,7 @@ export interface AuthContext {
   store: CommandStore;
   /** The dashboard's clock. */
   clock: Clock;
-  /** Dev mode (PROTOCOL.md §1). */
+  /** Dev mode (docs/protocol.md §1). */
   devMode: boolean;
   /** Largest accepted body, in bytes. */
   maxBodyBytes: number;

@@ -1,6 +1,6 @@
 /**
- * Authentication and limits of the dashboard's requests: the agent pipeline of PROTOCOL.md §1 in
- * its order (`pipeline.ts`, one file per step), the JSON body of a route, the operators' admin
+ * Authentication and limits of the dashboard's requests: the agent pipeline of docs/protocol.md §1
+ * in its order (`pipeline.ts`, one file per step), the JSON body of a route, the operators' admin
  * token and rate limit.
  *
  * @module

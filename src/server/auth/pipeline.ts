@@ -1,7 +1,7 @@
 /**
  * The agent pipeline: authentication and limits of agent requests, in exactly the order of
- * PROTOCOL.md §1. Each step is a plain function over an {@link AgentCall} (the request and what
- * earlier steps found) that throws `HttpError` and writes the audit log on a failure. One
+ * docs/protocol.md §1. Each step is a plain function over an {@link AgentCall} (the request and
+ * what earlier steps found) that throws `HttpError` and writes the audit log on a failure. One
  * ordered list of them, {@link agentAuthSteps}, is run by the Hono routes (as one middleware,
  * {@link agentPipeline}) and by the lean routes (`wait_route.ts`: the long-polls, so that a held
  * wait keeps no suspended middleware frames, and ack, report and enqueue, with
