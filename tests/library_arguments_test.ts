@@ -7,6 +7,14 @@
 import assert from "node:assert/strict";
 import * as status from "../mod.ts";
 
+/**
+ * What every server here is started with: without it a server started in this process counts the
+ * free descriptors by opening them up to its connection limit (20,128 by default: every one this
+ * process may have, for a moment), and a test file in another thread of the parallel run fails to
+ * open a file or load a module meanwhile.
+ */
+const PLENTY = { availableDescriptors: "plenty" as const };
+
 /** Asserts `fn` throws (or rejects with) a `type` whose message matches `message`. */
 async function refuses(
   fn: () => unknown,
@@ -28,7 +36,7 @@ Deno.test("startServer refuses options that are not an object and a db that is n
   );
   for (const [db, shown] of [[42, "42"], [{ path: "x.db" }, '{"path":"x.db"}']] as const) {
     await refuses(
-      () => status.startServer({ port: 0, db: db as never }),
+      () => status.startServer({ ...PLENTY, port: 0, db: db as never }),
       TypeError,
       new RegExp(
         `^db must be a SQLite file path or a postgres:// URL, got ${RegExp.escape(shown)}$`,
@@ -149,7 +157,7 @@ Deno.test("checkHealth refuses a dashboard URL that is not http(s), as OperatorC
 });
 
 Deno.test("runAgent refuses options that are not an object and a signal that is not an AbortSignal, before polling", async () => {
-  await using server = await status.startServer({ port: 0, db: ":memory:" });
+  await using server = await status.startServer({ ...PLENTY, port: 0, db: ":memory:" });
   const options = { dashboardUrl: server.url, agentId: "web-1", heartbeat: false };
   await refuses(
     () => status.runAgent(null as never, new AbortController().signal),
@@ -311,7 +319,7 @@ Deno.test("startServer refuses a tls that is not a { cert, key } pair of PEM tex
     ] as const
   ) {
     await refuses(
-      () => status.startServer({ port: 0, db: ":memory:", tls: tls as never }),
+      () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", tls: tls as never }),
       TypeError,
       new RegExp(
         "^tls must be \\{ cert, key \\}: the PEM certificate and private key \\(their contents, " +
@@ -324,7 +332,7 @@ Deno.test("startServer refuses a tls that is not a { cert, key } pair of PEM tex
 Deno.test("startServer refuses a hostname that is not a non-empty string", async () => {
   for (const [hostname, shown] of [[42, "42"], ["", '""'], [" ", '" "']] as const) {
     await refuses(
-      () => status.startServer({ port: 0, db: ":memory:", hostname: hostname as never }),
+      () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", hostname: hostname as never }),
       TypeError,
       new RegExp(
         `^hostname must be an address to listen on, such as "127\\.0\\.0\\.1", got ${shown}$`,
@@ -335,7 +343,7 @@ Deno.test("startServer refuses a hostname that is not a non-empty string", async
 
 Deno.test("runAgent refuses a stateDir that is not a directory path, writing nothing", async () => {
   // "" kept the journal in the working directory, 42 made a directory "42" there.
-  await using server = await status.startServer({ port: 0, db: ":memory:" });
+  await using server = await status.startServer({ ...PLENTY, port: 0, db: ":memory:" });
   for (const [stateDir, shown] of [["", '""'], [" ", '" "'], [42, "42"]] as const) {
     await refuses(
       () =>

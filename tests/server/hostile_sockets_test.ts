@@ -718,7 +718,12 @@ Deno.test("Expect: an unknown expectation gets 417 with a JSON error, a body bey
 
 Deno.test("a header sent after a thousand others is read, not dropped", async () => {
   const token = "t".repeat(40);
-  await using server = await startServer({ port: 0, db: ":memory:", adminToken: token });
+  await using server = await startServer({
+    port: 0,
+    db: ":memory:",
+    adminToken: token,
+    availableDescriptors: "plenty",
+  });
   // Short lines: 2,500 of them stay within the head's 16 KiB.
   for (const count of [10, 1_500, 2_500]) {
     const conn = await rawConnect(server);
