@@ -6,6 +6,7 @@
  */
 import { logger } from "../log/mod.ts";
 import type { ExecResultBody, ReportStatus } from "../protocol/schemas.ts";
+import { shownValue } from "../protocol/short_form.ts";
 import { captureStream, type OutputCaptureOptions } from "./capture.ts";
 import {
   AGENT_SECRET_ENV_NAMES,
@@ -232,15 +233,6 @@ function describeSecs(secs: number): string {
   return `${Number(secs.toFixed(3))} s`;
 }
 
-/** A value as an error message quotes it: JSON where it has one, else its `String`. */
-function describeValue(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
-
 /** Refuses a policy that is not an {@link ExecPolicy} (the runner would fail inside). */
 function checkPolicyShape(policy: ExecPolicy): void {
   const list = (value: unknown) =>
@@ -252,7 +244,7 @@ function checkPolicyShape(policy: ExecPolicy): void {
   ) {
     throw new TypeError(
       "policy must be an ExecPolicy (arrays of strings allowedPrograms and allowedPathPrefixes: " +
-        `use createPolicy or defaultPolicy), got ${describeValue(policy)}`,
+        `use createPolicy or defaultPolicy), got ${shownValue(policy)}`,
     );
   }
 }
@@ -343,7 +335,7 @@ export class CommandRunner {
     if (options.sandbox !== undefined && !(options.sandbox instanceof Sandbox)) {
       // Each command failed with "this[#sandbox].open is not a function".
       throw new TypeError(
-        `sandbox must be a Sandbox (Sandbox.create), got ${describeValue(options.sandbox)}`,
+        `sandbox must be a Sandbox (Sandbox.create), got ${shownValue(options.sandbox)}`,
       );
     }
     checkPositive("defaultTimeoutSecs", options.defaultTimeoutSecs);
@@ -415,18 +407,18 @@ export class CommandRunner {
    */
   async run(name: string, command: CommandOptions = {}): Promise<ExecResult> {
     if (typeof name !== "string") {
-      throw new TypeError(`the command line must be a string, got ${describeValue(name)}`);
+      throw new TypeError(`the command line must be a string, got ${shownValue(name)}`);
     }
     if (command === null || typeof command !== "object") {
       throw new TypeError(`the command's options must be an object, got ${String(command)}`);
     }
     // Checked before the spawn: found after it, the process was left running.
     if (command.signal !== undefined && !(command.signal instanceof AbortSignal)) {
-      throw new TypeError(`signal must be an AbortSignal, got ${describeValue(command.signal)}`);
+      throw new TypeError(`signal must be an AbortSignal, got ${shownValue(command.signal)}`);
     }
     for (const name of ["onWarning", "onOutput", "onSpawn", "onExit"] as const) {
       if (command[name] !== undefined && typeof command[name] !== "function") {
-        throw new TypeError(`${name} must be a function, got ${describeValue(command[name])}`);
+        throw new TypeError(`${name} must be a function, got ${shownValue(command[name])}`);
       }
     }
     const options = this.#options;

@@ -33,3 +33,30 @@ export function shortForm(value: string, max: number = MAX_SHOWN_CHARS): string 
   const end = /[\uD800-\uDBFF]/.test(value[max - 1]) ? max - 1 : max;
   return `${value.slice(0, end)}… (${value.length} characters)`;
 }
+
+/**
+ * A value a caller gave as an error message shows it: its JSON where it has one, else its
+ * `String`, cut as {@link shortForm} cuts (an object of any size gives a short message).
+ *
+ * @example
+ * ```ts
+ * import { shownValue } from "./short_form.ts";
+ *
+ * console.assert(shownValue(42) === "42");
+ * console.assert(shownValue(undefined) === "undefined");
+ * console.assert(shownValue({ a: "x".repeat(300) }).endsWith("… (309 characters)"));
+ * ```
+ *
+ * @param value The value.
+ * @returns How it is shown.
+ */
+export function shownValue(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    // A cycle, a BigInt: its String.
+    text = String(value);
+  }
+  return shortForm(text);
+}

@@ -6,6 +6,7 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { HEADER } from "./headers.ts";
+import { shownValue } from "./short_form.ts";
 
 /** The parts of a request that a version 2 signature covers. */
 export interface SignedParts {
@@ -23,15 +24,6 @@ export interface SignedParts {
 
 const encoder = new TextEncoder();
 
-/** A value as a message quotes it: JSON where it has one, else its `String`. */
-function shown(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
-
 /** Refuses parts a signature would silently cover as "undefined" (and never match). */
 function checkParts(parts: SignedParts): void {
   if (parts === null || typeof parts !== "object") {
@@ -39,11 +31,11 @@ function checkParts(parts: SignedParts): void {
   }
   for (const name of ["method", "pathAndQuery", "timestamp", "requestId"] as const) {
     if (typeof parts[name] !== "string") {
-      throw new TypeError(`${name} must be a string, got ${shown(parts[name])}`);
+      throw new TypeError(`${name} must be a string, got ${shownValue(parts[name])}`);
     }
   }
   if (typeof parts.body !== "string" && !(parts.body instanceof Uint8Array)) {
-    throw new TypeError(`body must be a string or a Uint8Array, got ${shown(parts.body)}`);
+    throw new TypeError(`body must be a string or a Uint8Array, got ${shownValue(parts.body)}`);
   }
 }
 
@@ -232,7 +224,7 @@ export function signedHeaders(options: SignOptions): Record<string, string> {
     throw new TypeError(`signedHeaders's options must be an object, got ${String(options)}`);
   }
   if (typeof options.agentId !== "string" || options.agentId === "") {
-    throw new TypeError(`agentId must be a non-empty string, got ${shown(options.agentId)}`);
+    throw new TypeError(`agentId must be a non-empty string, got ${shownValue(options.agentId)}`);
   }
   // Without a token (undefined, or empty as an unset variable), only X-Agent-Id is sent.
   if (options.token !== undefined && options.token !== null && options.token !== "") {

@@ -74,7 +74,8 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
         requestId: headers.get(HEADER.requestId) ?? "",
         bodySha256Hex: body.sha256Hex,
       });
-    const parsed = pathAndQueryOf(call);
+    // The direct path's URL is parsed already (`http_app.ts`), with the raw target beside it.
+    const parsed = call.target !== undefined ? targetOf(call.url) : pathAndQueryOf(call);
     expected = signed(parsed);
     // The target may also be signed exactly as sent (a raw `'` in a query, as the first
     // specification put it), where the request still has it: both forms name the same request.
