@@ -96,7 +96,10 @@ export { ConfigError } from "./src/errors.ts";
 
 // An operator's side.
 export {
+  type AddAgentOptions,
+  type AddedAgent,
   type AgentRecord,
+  type AgentToken,
   type CancelAnswer,
   checkHealth,
   type CommandPage,
@@ -115,6 +118,7 @@ export {
   type OperatorClientOptions,
   OperatorError,
   type OperatorErrorKind,
+  type RemovedAgent,
   type StoredResult,
   type WaitForFinalOptions,
   type WireTime,
@@ -124,6 +128,7 @@ export {
 export {
   type AckRequest,
   AGENT_INSTANCE_HEADER,
+  type AgentScope,
   canonicalStringV2,
   COMMAND_STATUSES,
   type CommandParams,

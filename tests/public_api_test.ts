@@ -33,7 +33,10 @@ const PUBLIC_API = {
   agent: ["AgentOptions", "AgentRunSummary", "ExecutorOptions", "runAgent"],
   dashboard: ["AppOptions", "ConfigError", "RunningServer", "ServeOptions", "startServer"],
   operator: [
+    "AddAgentOptions",
+    "AddedAgent",
     "AgentRecord",
+    "AgentToken",
     "CancelAnswer",
     "checkHealth",
     "CommandPage",
@@ -52,6 +55,7 @@ const PUBLIC_API = {
     "OperatorClientOptions",
     "OperatorError",
     "OperatorErrorKind",
+    "RemovedAgent",
     "StoredResult",
     "WaitForFinalOptions",
     "WireTime",
@@ -59,6 +63,7 @@ const PUBLIC_API = {
   wire: [
     "AckRequest",
     "AGENT_INSTANCE_HEADER",
+    "AgentScope",
     "canonicalStringV2",
     "COMMAND_STATUSES",
     "CommandParams",
