@@ -12,9 +12,10 @@
  *   loses a result or runs a command twice.
  * - **Dashboard**: {@link startServer} serves the command queue on SQLite (a file, or
  *   `":memory:"`) or on PostgreSQL (a `postgres://` URL shared by several instances).
- * - **Operator**: {@link OperatorClient} enqueues commands, reads and cancels them;
- *   {@link followCommand} streams a command's output as it runs; {@link checkHealth} probes a
- *   dashboard.
+ * - **Operator**: {@link OperatorClient} enqueues commands, reads and cancels them, and adds,
+ *   rotates and removes agents; {@link followCommand} streams a command's output as it runs;
+ *   {@link createRun} fans a command out to many agents ({@link waitForRun}, {@link cancelRun});
+ *   {@link checkHealth} probes a dashboard.
  * - **Protocol**: the wire types (docs/protocol.md), the paths and headers, and request signing
  *   ({@link signedHeaders}, {@link signV2}, {@link canonicalStringV2}, {@link generateToken}).
  *
@@ -101,26 +102,35 @@ export {
   type AgentRecord,
   type AgentToken,
   type CancelAnswer,
+  cancelRun,
   checkHealth,
   type CommandPage,
   type CommandRecord,
+  createRun,
   type EnqueueAnswer,
   type EnqueueOptions,
   followCommand,
   type FollowHandlers,
   type FollowOptions,
   type FollowResult,
+  getRun,
   type HealthCheck,
   type HealthOptions,
   type HealthReport,
   type ListOptions,
+  listRuns,
+  type ListRunsOptions,
   OperatorClient,
   type OperatorClientOptions,
   OperatorError,
   type OperatorErrorKind,
   type RemovedAgent,
+  type RunAnswer,
+  runEnded,
   type StoredResult,
   type WaitForFinalOptions,
+  waitForRun,
+  type WaitForRunOptions,
   type WireTime,
 } from "./src/operator/mod.ts";
 

@@ -63,3 +63,14 @@ export {
   type ServerSentEventOptions,
 } from "./follow.ts";
 export { checkHealth, type HealthCheck, type HealthOptions, type HealthReport } from "./health.ts";
+export {
+  cancelRun,
+  createRun,
+  getRun,
+  listRuns,
+  type ListRunsOptions,
+  type RunAnswer,
+  runEnded,
+  waitForRun,
+  type WaitForRunOptions,
+} from "./run_client.ts";
