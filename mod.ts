@@ -11,7 +11,9 @@
  * - **Agent**: {@link runAgent} long-polls a dashboard, runs what it is given, reports, and never
  *   loses a result or runs a command twice.
  * - **Dashboard**: {@link startServer} serves the command queue on SQLite (a file, or
- *   `":memory:"`) or on PostgreSQL (a `postgres://` URL shared by several instances).
+ *   `":memory:"`) or on PostgreSQL (a `postgres://` URL shared by several instances); when its
+ *   store cannot be opened, the {@link ConfigError}'s `cause` is a {@link StoreError}
+ *   ({@link StoreUnavailableError}: try again later; {@link StoreFullError}: free space).
  * - **Operator**: {@link OperatorClient} enqueues commands, reads and cancels them, and adds,
  *   rotates and removes agents; {@link followCommand} streams a command's output as it runs;
  *   {@link createRun} fans a command out to many agents ({@link waitForRun}, {@link cancelRun});
@@ -94,6 +96,7 @@ export {
   startServer,
 } from "./src/server/mod.ts";
 export { ConfigError } from "./src/errors.ts";
+export { StoreError, StoreFullError, StoreUnavailableError } from "./src/store/errors.ts";
 
 // An operator's side.
 export {
