@@ -11,10 +11,13 @@
  * - **Agent**: {@link runAgent} long-polls a dashboard, runs what it is given, reports, and never
  *   loses a result or runs a command twice.
  * - **Dashboard**: {@link startServer} serves the command queue on SQLite (a file, or
- *   `":memory:"`) or on PostgreSQL (a `postgres://` URL shared by several instances).
- * - **Operator**: {@link OperatorClient} enqueues commands, reads and cancels them;
- *   {@link followCommand} streams a command's output as it runs; {@link checkHealth} probes a
- *   dashboard.
+ *   `":memory:"`) or on PostgreSQL (a `postgres://` URL shared by several instances); when its
+ *   store cannot be opened, the {@link ConfigError}'s `cause` is a {@link StoreError}
+ *   ({@link StoreUnavailableError}: try again later; {@link StoreFullError}: free space).
+ * - **Operator**: {@link OperatorClient} enqueues commands, reads and cancels them, and adds,
+ *   rotates and removes agents; {@link followCommand} streams a command's output as it runs;
+ *   {@link createRun} fans a command out to many agents ({@link waitForRun}, {@link cancelRun});
+ *   {@link checkHealth} probes a dashboard.
  * - **Protocol**: the wire types (docs/protocol.md), the paths and headers, and request signing
  *   ({@link signedHeaders}, {@link signV2}, {@link canonicalStringV2}, {@link generateToken}).
  *
@@ -93,30 +96,44 @@ export {
   startServer,
 } from "./src/server/mod.ts";
 export { ConfigError } from "./src/errors.ts";
+export { StoreError, StoreFullError, StoreUnavailableError } from "./src/store/errors.ts";
 
 // An operator's side.
 export {
+  type AddAgentOptions,
+  type AddedAgent,
   type AgentRecord,
+  type AgentToken,
   type CancelAnswer,
+  cancelRun,
   checkHealth,
   type CommandPage,
   type CommandRecord,
+  createRun,
   type EnqueueAnswer,
   type EnqueueOptions,
   followCommand,
   type FollowHandlers,
   type FollowOptions,
   type FollowResult,
+  getRun,
   type HealthCheck,
   type HealthOptions,
   type HealthReport,
   type ListOptions,
+  listRuns,
+  type ListRunsOptions,
   OperatorClient,
   type OperatorClientOptions,
   OperatorError,
   type OperatorErrorKind,
+  type RemovedAgent,
+  type RunAnswer,
+  runEnded,
   type StoredResult,
   type WaitForFinalOptions,
+  waitForRun,
+  type WaitForRunOptions,
   type WireTime,
 } from "./src/operator/mod.ts";
 
@@ -124,6 +141,7 @@ export {
 export {
   type AckRequest,
   AGENT_INSTANCE_HEADER,
+  type AgentScope,
   canonicalStringV2,
   COMMAND_STATUSES,
   type CommandParams,

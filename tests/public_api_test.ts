@@ -4,6 +4,7 @@
  * `@example` (`deno test --doc` runs it).
  */
 import assert from "node:assert/strict";
+import * as status from "../mod.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -31,34 +32,57 @@ const PUBLIC_API = {
     "StartFailure",
   ],
   agent: ["AgentOptions", "AgentRunSummary", "ExecutorOptions", "runAgent"],
-  dashboard: ["AppOptions", "ConfigError", "RunningServer", "ServeOptions", "startServer"],
+  dashboard: [
+    "AppOptions",
+    "ConfigError",
+    "RunningServer",
+    "ServeOptions",
+    "startServer",
+    "StoreError",
+    "StoreFullError",
+    "StoreUnavailableError",
+  ],
   operator: [
+    "AddAgentOptions",
+    "AddedAgent",
     "AgentRecord",
+    "AgentToken",
     "CancelAnswer",
+    "cancelRun",
     "checkHealth",
     "CommandPage",
     "CommandRecord",
+    "createRun",
     "EnqueueAnswer",
     "EnqueueOptions",
     "followCommand",
     "FollowHandlers",
     "FollowOptions",
     "FollowResult",
+    "getRun",
     "HealthCheck",
     "HealthOptions",
     "HealthReport",
     "ListOptions",
+    "ListRunsOptions",
+    "listRuns",
     "OperatorClient",
     "OperatorClientOptions",
     "OperatorError",
     "OperatorErrorKind",
+    "RemovedAgent",
+    "RunAnswer",
+    "runEnded",
     "StoredResult",
     "WaitForFinalOptions",
+    "waitForRun",
+    "WaitForRunOptions",
     "WireTime",
   ],
   wire: [
     "AckRequest",
     "AGENT_INSTANCE_HEADER",
+    "AgentScope",
     "canonicalStringV2",
     "COMMAND_STATUSES",
     "CommandParams",
@@ -295,6 +319,24 @@ Deno.test("every .md file a comment in src/ names is in the repository", async (
     }
   }
   assert.deepEqual(missing, []);
+});
+
+Deno.test("the store errors mod.ts exports are the ones a dashboard that cannot start carries", async () => {
+  // They were not exported: a program could not tell a store that is locked or full (try again
+  // later, free space) from a wrong setting but by the words of the message.
+  const error = await status.startServer({
+    availableDescriptors: "plenty",
+    db: "/no/such/directory/status.db",
+    port: 0,
+  }).catch((e) => e);
+  assert.ok(error instanceof status.ConfigError, String(error));
+  assert.ok(error.cause instanceof status.StoreError, String(error.cause));
+  assert.equal(error.cause.name, "StoreError");
+  for (const Subclass of [status.StoreFullError, status.StoreUnavailableError]) {
+    const sub = new Subclass("x");
+    assert.ok(sub instanceof status.StoreError);
+    assert.equal(sub.name, Subclass.name);
+  }
 });
 
 async function* walkSources(dir: string): AsyncGenerator<string> {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { formatLabels, LIVE_PATHS } from "../protocol/mod.ts";
+import { type AgentScope, formatLabels } from "../protocol/mod.ts";
 import {
   alignColumns,
   type OperatorClient,
@@ -54,9 +54,6 @@ function figures(heartbeat: Record<string, unknown> | null | undefined): string 
   return parts.length ? parts.join(" ") : "-";
 }
 
-/** A token the agent would take as its `AGENT_TOKEN` (the config's rule). */
-const USABLE_TOKEN = /^[\x21-\x7e]{16,1024}$/;
-
 /** A `2xx` answer that is not what the protocol says, as an error naming the dashboard. */
 function strange(client: OperatorClient, what: string, lacking: string, body: unknown) {
   const shown = redactUrl(client.dashboardUrl);
@@ -80,18 +77,6 @@ function agentsIn(client: OperatorClient, body: unknown): FleetAgent[] {
     !agents.every((a) => a !== null && typeof a === "object" && typeof a.id === "string")
   ) throw strange(client, "agent list", '{"agents": [{"id": ...}, ...]}', body);
   return agents;
-}
-
-/**
- * The token of an agent add or rotation answer.
- *
- * @throws {OperatorError} `invalid_answer` when it holds no token an agent could use, saying
- *   what may have happened on the dashboard and what to do.
- */
-function tokenIn(client: OperatorClient, what: string, body: unknown, next: string): string {
-  const token = (body as { token?: unknown } | null)?.token;
-  if (typeof token === "string" && USABLE_TOKEN.test(token)) return token;
-  throw strange(client, what, `a token an agent could use (${next})`, body);
 }
 
 function table(io: Io, [header, ...rows]: string[][]): void {
@@ -155,31 +140,10 @@ export async function listAgentsRemote(
 export async function addAgentRemote(
   io: Io,
   id: string,
-  options: { scopes?: string[] } & Record<string, unknown>,
+  options: { scopes?: AgentScope[] } & Record<string, unknown>,
 ): Promise<void> {
   const client = clientOf(io, options);
-  let body: unknown;
-  try {
-    body = (await client.call("POST", "/api/v1/agents", {
-      body: options.scopes ? { id, scopes: options.scopes } : { id },
-      what: "agent add",
-    })).body;
-  } catch (error) {
-    if (error instanceof OperatorError && error.kind === "conflict") {
-      throw new OperatorError(
-        "conflict",
-        `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
-        { cause: error },
-      );
-    }
-    throw error;
-  }
-  const token = tokenIn(
-    client,
-    "agent add",
-    body,
-    `the agent may have been added: print a new token with "status agents rotate ${id}"`,
-  );
+  const { token } = await client.addAgent(id, { scopes: options.scopes });
   io.out(`AGENT_ID=${id}`);
   io.out(`AGENT_TOKEN=${token}`);
   io.err(
@@ -211,18 +175,7 @@ export async function rotateAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  const client = clientOf(io, options);
-  const { body } = await client.call("POST", LIVE_PATHS.rotate(id), {
-    what: "token rotation",
-  }).catch((error) => {
-    throw notFound(error, id, `; add it with "status agents add ${id}"`);
-  });
-  const token = tokenIn(
-    client,
-    "token rotation",
-    body,
-    `the old token may no longer work: rotate again with "status agents rotate ${id}"`,
-  );
+  const { token } = await clientOf(io, options).rotateAgentToken(id);
   io.out(`AGENT_TOKEN=${token}`);
   io.err(`agent ${id} has a new token; the old one no longer works. It is not shown again.`);
 }
@@ -239,13 +192,8 @@ export async function removeAgentRemote(
   id: string,
   options: Record<string, unknown>,
 ): Promise<void> {
-  const { body } = await clientOf(io, options).call("DELETE", LIVE_PATHS.agent(id), {
-    what: "agent removal",
-  }).catch((error) => {
-    throw notFound(error, id);
-  });
-  const ended = (body as { commands_ended?: unknown } | null)?.commands_ended;
-  io.err(removalLine(id, Number.isSafeInteger(ended) ? ended as number : null));
+  const { commandsEnded } = await clientOf(io, options).removeAgent(id);
+  io.err(removalLine(id, commandsEnded));
 }
 
 /**
@@ -262,12 +210,4 @@ export function removalLine(id: string, ended: number | null): string {
   return `agent ${id} removed; ${ended} of its queued or running commands ${
     ended === 1 ? "was" : "were"
   } cancelled`;
-}
-
-/** A 404 as `--db` words it: the agent does not exist (`advice`, what to do then). */
-function notFound(error: unknown, id: string, advice = ""): unknown {
-  if (error instanceof OperatorError && error.kind === "not_found") {
-    return new OperatorError("not_found", `agent ${id} does not exist${advice}`, { cause: error });
-  }
-  return error;
 }

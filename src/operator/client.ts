@@ -1,6 +1,7 @@
 /**
- * An HTTP client for the dashboard's operator endpoints (docs/protocol.md §2 enqueue, §3): enqueue
- * a command, read it, list and cancel commands, and wait until a command is final.
+ * An HTTP client for the dashboard's operator endpoints (docs/protocol.md §2 enqueue, §3, §13):
+ * enqueue a command, read it, list and cancel commands, wait until a command is final, and add,
+ * rotate and remove agents.
  *
  * @module
  */
@@ -10,19 +11,26 @@ import { z } from "zod";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
+  AGENT_SCOPES,
+  type AgentScope,
   type CommandParams,
   HEADER,
+  LIVE_PATHS,
   PATHS,
   relevantIssues,
+  shownValue,
 } from "../protocol/mod.ts";
 import {
+  type AddedAgent,
   type AgentRecord,
   agentRecordSchema,
+  type AgentToken,
   type CommandRecord,
   commandRecordSchema,
   type EnqueueAnswer,
   enqueueAnswerSchema,
   isFinalStatus,
+  type RemovedAgent,
 } from "./types.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { redactUrl } from "../log/redact.ts";
@@ -193,6 +201,18 @@ export interface CancelAnswer {
   body: unknown;
 }
 
+/** Options of {@link OperatorClient.addAgent}. */
+export interface AddAgentOptions {
+  /**
+   * What the agent may do (docs/protocol.md §1): `commands:wait` (receive commands and their
+   * cancels), `commands:report` (report results), `commands:enqueue` (enqueue for itself).
+   * @default {every scope}
+   */
+  scopes?: readonly AgentScope[];
+  /** Aborts the request. */
+  signal?: AbortSignal;
+}
+
 /** Options of {@link OperatorClient.waitForFinal}. */
 export interface WaitForFinalOptions {
   /** Stops waiting; the promise rejects with the signal's reason. */
@@ -284,6 +304,47 @@ function arrayIn(body: unknown, key: string): unknown {
     }
   }
   return body;
+}
+
+/** A token an agent would take as its `AGENT_TOKEN` (the configuration's rule). */
+const USABLE_TOKEN = /^[\x21-\x7e]{16,1024}$/;
+
+/**
+ * Checks an agent id before it goes into a path: `..` would be another route, `a/b` none.
+ *
+ * @throws {TypeError} When it is not an agent id.
+ */
+function checkAgentId(id: unknown): string {
+  if (typeof id !== "string" || !AGENT_ID_PATTERN.test(id)) {
+    throw new TypeError(`agent id must be ${AGENT_ID_RULE}, got ${shownValue(id)}`);
+  }
+  return id;
+}
+
+/** Checks the scopes of {@link AddAgentOptions}. */
+function checkScopes(scopes: unknown): AgentScope[] | undefined {
+  if (scopes === undefined) return undefined;
+  if (
+    !Array.isArray(scopes) || scopes.length === 0 ||
+    !scopes.every((scope) => (AGENT_SCOPES as readonly unknown[]).includes(scope))
+  ) {
+    throw new TypeError(
+      `scopes must be a non-empty array of ${AGENT_SCOPES.join(", ")}, got ${shownValue(scopes)}`,
+    );
+  }
+  return [...scopes];
+}
+
+/** A 404 of an agent route, as `status agents --db` words it (`advice`: what to do then). */
+function noAgent(error: unknown, id: string, advice = ""): unknown {
+  if (error instanceof OperatorError && error.kind === "not_found") {
+    return new OperatorError("not_found", `agent ${id} does not exist${advice}`, {
+      status: error.status,
+      body: error.body,
+      cause: error,
+    });
+  }
+  return error;
 }
 
 /**
@@ -503,6 +564,172 @@ export class OperatorClient {
   }
 
   /**
+   * Registers an agent with a new token (`POST /api/v1/agents`), as `status agents add` does.
+   * The token is shown this once: the dashboard keeps no way to show it again.
+   *
+   * @param id The agent id (its `AGENT_ID`).
+   * @param options Its scopes (every scope when absent) and an abort signal.
+   * @returns The agent id, its token (the agent's `AGENT_TOKEN`) and its scopes.
+   * @throws {TypeError} When `id` is not an agent id, `options` not an object, or `scopes` not a
+   *   non-empty array of scopes (nothing is sent).
+   * @throws {OperatorError} `conflict` when the agent exists (give it a new token with
+   *   {@link OperatorClient.rotateAgentToken}); `auth` without the admin token the dashboard
+   *   needs; `invalid_answer` when the answer holds no token an agent could use (the agent may
+   *   have been added).
+   *
+   * @example Add an agent that waits for commands and reports, but cannot enqueue
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { OperatorClient, startServer } from "../../mod.ts";
+   *
+   * await using server = await startServer({ db: ":memory:", port: 0 });
+   * const client = new OperatorClient({ dashboardUrl: server.url });
+   * const added = await client.addAgent("web-1", { scopes: ["commands:wait", "commands:report"] });
+   * assert.equal(added.token.length, 43); // its AGENT_TOKEN
+   * assert.deepEqual(added.scopes, ["commands:wait", "commands:report"]);
+   * ```
+   */
+  async addAgent(id: string, options: AddAgentOptions = {}): Promise<AddedAgent> {
+    checkAgentId(id);
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`addAgent's options must be an object, got ${shownValue(options)}`);
+    }
+    const scopes = checkScopes(options.scopes);
+    let body: unknown;
+    try {
+      ({ body } = await this.#request("POST", PATHS.agents, {
+        body: scopes ? { id, scopes } : { id },
+        signal: options.signal,
+        what: "agent add",
+      }));
+    } catch (error) {
+      if (error instanceof OperatorError && error.kind === "conflict") {
+        throw new OperatorError(
+          "conflict",
+          `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
+          { status: error.status, body: error.body, cause: error },
+        );
+      }
+      throw error;
+    }
+    const token = this.#tokenIn(
+      "agent add",
+      body,
+      `the agent may have been added: print a new token with "status agents rotate ${id}"`,
+    );
+    const granted = (body as { scopes?: unknown }).scopes;
+    const added: AddedAgent = { id, token };
+    if (Array.isArray(granted) && granted.every((s) => typeof s === "string")) {
+      added.scopes = granted;
+    }
+    return added;
+  }
+
+  /**
+   * Gives an agent a new token (`POST /api/v1/agents/{id}/rotate`), as `status agents rotate`
+   * does: the old one is refused from then on, and the waits the agent holds end.
+   *
+   * @param id The agent id.
+   * @param signal Aborts the request.
+   * @returns The agent id and its new token, shown this once.
+   * @throws {TypeError} When `id` is not an agent id (nothing is sent).
+   * @throws {OperatorError} `not_found` when there is no such agent; `invalid_answer` when the
+   *   answer holds no token an agent could use (the old token may no longer work).
+   *
+   * @example Rotate the token of a new agent
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { OperatorClient, startServer } from "../../mod.ts";
+   *
+   * await using server = await startServer({ db: ":memory:", port: 0 });
+   * const client = new OperatorClient({ dashboardUrl: server.url });
+   * const { token } = await client.addAgent("web-1");
+   * const rotated = await client.rotateAgentToken("web-1");
+   * assert.equal(rotated.id, "web-1");
+   * assert.notEqual(rotated.token, token);
+   * ```
+   */
+  async rotateAgentToken(id: string, signal?: AbortSignal): Promise<AgentToken> {
+    checkAgentId(id);
+    const { body } = await this.#request("POST", LIVE_PATHS.rotate(id), {
+      signal,
+      what: "token rotation",
+    }).catch((error) => {
+      throw noAgent(error, id, `; add it with "status agents add ${id}"`);
+    });
+    const token = this.#tokenIn(
+      "token rotation",
+      body,
+      `the old token may no longer work: rotate again with "status agents rotate ${id}"`,
+    );
+    return { id, token };
+  }
+
+  /**
+   * Removes an agent (`DELETE /api/v1/agents/{id}`), as `status agents remove` does: its token
+   * stops working, and its commands still queued, delivered or running are cancelled (its
+   * commands and results are kept).
+   *
+   * @param id The agent id.
+   * @param signal Aborts the request.
+   * @returns The agent id and how many of its commands the removal cancelled.
+   * @throws {TypeError} When `id` is not an agent id (nothing is sent).
+   * @throws {OperatorError} `not_found` when there is no such agent; `invalid_answer` when the
+   *   answer does not say the agent was removed.
+   *
+   * @example Remove an agent that never ran anything
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { OperatorClient, OperatorError, startServer } from "../../mod.ts";
+   *
+   * await using server = await startServer({ db: ":memory:", port: 0 });
+   * const client = new OperatorClient({ dashboardUrl: server.url });
+   * await client.addAgent("web-1");
+   * assert.deepEqual(await client.removeAgent("web-1"), { id: "web-1", commandsEnded: 0 });
+   * const again = await client.removeAgent("web-1").catch((e) => e);
+   * assert.ok(again instanceof OperatorError && again.kind === "not_found");
+   * ```
+   */
+  async removeAgent(id: string, signal?: AbortSignal): Promise<RemovedAgent> {
+    checkAgentId(id);
+    const { body } = await this.#request("DELETE", LIVE_PATHS.agent(id), {
+      signal,
+      what: "agent removal",
+    }).catch((error) => {
+      throw noAgent(error, id);
+    });
+    const answer = body as { removed?: unknown; commands_ended?: unknown } | null;
+    if (answer?.removed !== true) {
+      throw new OperatorError(
+        "invalid_answer",
+        `the dashboard at ${this.#shownUrl} answered the agent removal without "removed": true, ` +
+          `so whether agent ${id} was removed is not known; is ${this.#shownUrl} a status ` +
+          "dashboard?",
+        { body },
+      );
+    }
+    const ended = answer.commands_ended;
+    return { id, commandsEnded: Number.isSafeInteger(ended) ? ended as number : null };
+  }
+
+  /**
+   * The token of an agent add or rotation answer.
+   *
+   * @throws {OperatorError} `invalid_answer` when it holds no token an agent could use, saying
+   *   what may have happened on the dashboard and what to do (`next`).
+   */
+  #tokenIn(what: string, body: unknown, next: string): string {
+    const token = (body as { token?: unknown } | null)?.token;
+    if (typeof token === "string" && USABLE_TOKEN.test(token)) return token;
+    throw new OperatorError(
+      "invalid_answer",
+      `the dashboard at ${this.#shownUrl} answered the ${what} without a token an agent could ` +
+        `use (${next}); is ${this.#shownUrl} a status dashboard?`,
+      { body },
+    );
+  }
+
+  /**
    * Asks the dashboard whether it is up (`GET /health`, no auth).
    *
    * @param signal Aborts the request.
@@ -600,7 +827,7 @@ export class OperatorClient {
 
   /**
    * Sends one operator request and returns the JSON answer (for endpoints without a method of
-   * their own: the fleet and token routes).
+   * their own, such as the runs of docs/protocol.md §16).
    *
    * @param method HTTP method.
    * @param pathAndQuery Path (and query) below the dashboard URL.

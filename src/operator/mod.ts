@@ -18,6 +18,7 @@
  * @module
  */
 export {
+  type AddAgentOptions,
   type CancelAnswer,
   type CommandPage,
   type EnqueueOptions,
@@ -30,12 +31,15 @@ export {
   type WaitForFinalOptions,
 } from "./client.ts";
 export {
+  type AddedAgent,
   type AgentRecord,
+  type AgentToken,
   type CommandRecord,
   type EnqueueAnswer,
   EXIT_WAIT_TIMEOUT,
   exitCodeOf,
   isFinalStatus,
+  type RemovedAgent,
   type StoredResult,
   type WireTime,
 } from "./types.ts";
@@ -59,3 +63,14 @@ export {
   type ServerSentEventOptions,
 } from "./follow.ts";
 export { checkHealth, type HealthCheck, type HealthOptions, type HealthReport } from "./health.ts";
+export {
+  cancelRun,
+  createRun,
+  getRun,
+  listRuns,
+  type ListRunsOptions,
+  type RunAnswer,
+  runEnded,
+  waitForRun,
+  type WaitForRunOptions,
+} from "./run_client.ts";

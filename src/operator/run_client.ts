@@ -1,14 +1,20 @@
 /**
- * Fan-out runs over the operator API: create a run (`POST /api/v1/runs`), read, list and cancel
- * runs, follow one to its end, and render its aggregate as a table.
+ * Fan-out runs over the operator API (docs/protocol.md §16): create a run (`POST /api/v1/runs`),
+ * read, list and cancel runs, follow one to its end, and render its aggregate as a table.
  *
  * @module
  */
 import { z } from "zod";
 import { sleepOrThrow } from "../clock.ts";
-import { relevantIssues } from "../protocol/mod.ts";
-import { RUN_PATHS, type RunRequest, type RunView } from "../protocol/runs.ts";
-import { type OperatorClient, OperatorError } from "./client.ts";
+import { relevantIssues, shownValue } from "../protocol/mod.ts";
+import {
+  RUN_ID_PATTERN,
+  RUN_ID_RULE,
+  RUN_PATHS,
+  type RunRequest,
+  type RunView,
+} from "../protocol/runs.ts";
+import { checkMs, OperatorClient, OperatorError } from "./client.ts";
 import { alignColumns, cell } from "./format.ts";
 
 const agentViewSchema = z.looseObject({
@@ -36,6 +42,28 @@ const runViewSchema = z.looseObject({
 const runListSchema = z.object({
   runs: z.array(runViewSchema.omit({ agents: true }).extend({ created_at: z.string() })),
 });
+
+/**
+ * Checks the client and the run id of a run call before anything is sent (`..` as an id would
+ * reach another route).
+ *
+ * @throws {TypeError} When `client` is not an {@link OperatorClient} or `id` not a run id.
+ */
+function checkCall(fn: string, client: unknown, id?: unknown): void {
+  if (!(client instanceof OperatorClient)) {
+    throw new TypeError(`${fn}'s client must be an OperatorClient, got ${shownValue(client)}`);
+  }
+  if (id !== undefined && (typeof id !== "string" || !RUN_ID_PATTERN.test(id))) {
+    throw new TypeError(`run id must be ${RUN_ID_RULE}, got ${shownValue(id)}`);
+  }
+}
+
+/** Checks that an options (or request) argument is an object. */
+function checkObject(fn: string, name: string, value: unknown): void {
+  if (value === null || typeof value !== "object") {
+    throw new TypeError(`${fn}'s ${name} must be an object, got ${shownValue(value)}`);
+  }
+}
 
 /** A run as the dashboard shows it, plus what its creation said. */
 export type RunAnswer = RunView & {
@@ -77,18 +105,51 @@ function notFound(error: unknown, fallback: string): unknown {
 }
 
 /**
- * Creates a run.
+ * Creates a run: one command for a group of agents, chosen once by the target, started at most
+ * `max_concurrency` at a time (`POST /api/v1/runs`, as `status run start` does).
+ *
+ * @example Run a command on two agents, then cancel it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cancelRun, createRun, OperatorClient, startServer } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * await client.addAgent("web-1");
+ * await client.addAgent("web-2");
+ * const run = await createRun(client, {
+ *   id: "uname-1",
+ *   name: "uname -a",
+ *   target: { agents: ["web-1", "web-2"] },
+ *   max_concurrency: 1,
+ * });
+ * assert.equal(run.totals.total, 2);
+ * assert.deepEqual(run.offline, ["web-1", "web-2"]); // none of them has connected yet
+ * assert.equal((await cancelRun(client, "uname-1")).status, "cancelled");
+ * ```
  *
  * @param client The dashboard.
- * @param request The run.
+ * @param request The run. Give it an `id` of your own: when the answer is lost, the same request
+ *   sent again creates nothing twice.
+ * @param signal Aborts the request.
  * @returns The run as created (or as it existed, for a repeated id with the same body).
  * @throws {OperatorError} `not_found` when the target matches no agent or names unknown agents
- *   (the dashboard's sentence), `conflict` for an id taken by another run.
+ *   (the dashboard's sentence), `conflict` for an id taken by another run, `request` for a body
+ *   the dashboard refuses (its sentence names the field).
+ * @throws {TypeError} When `client` is not an {@link OperatorClient} or `request` not an object
+ *   (nothing is sent).
  */
-export async function createRun(client: OperatorClient, request: RunRequest): Promise<RunAnswer> {
+export async function createRun(
+  client: OperatorClient,
+  request: RunRequest,
+  signal?: AbortSignal,
+): Promise<RunAnswer> {
+  checkCall("createRun", client);
+  checkObject("createRun", "request", request);
   try {
     const { body } = await client.call("POST", RUN_PATHS.runs, {
       body: request,
+      signal,
       what: "run",
     });
     return parseRun(body, "POST /api/v1/runs");
@@ -98,18 +159,36 @@ export async function createRun(client: OperatorClient, request: RunRequest): Pr
 }
 
 /**
- * Reads a run.
+ * Reads a run: its status, totals and one entry per agent (`GET /api/v1/runs/{id}`).
+ *
+ * @example Read a run and tell whether it has ended
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createRun, getRun, OperatorClient, runEnded, startServer } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * await client.addAgent("web-1");
+ * await createRun(client, { id: "r1", name: "uptime", target: { agents: ["web-1"] } });
+ * const run = await getRun(client, "r1");
+ * assert.equal(run.agents[0].agent_id, "web-1");
+ * assert.equal(runEnded(run), false); // web-1 has not taken its command yet
+ * ```
  *
  * @param client The dashboard.
  * @param id The run id.
  * @param signal Aborts the request.
+ * @returns The run.
  * @throws {OperatorError} `not_found` when there is no such run.
+ * @throws {TypeError} When `client` is not an {@link OperatorClient} or `id` not a run id
+ *   (nothing is sent).
  */
 export async function getRun(
   client: OperatorClient,
   id: string,
   signal?: AbortSignal,
 ): Promise<RunAnswer> {
+  checkCall("getRun", client, id);
   try {
     const { body } = await client.call("GET", RUN_PATHS.run(id), { signal });
     return parseRun(body, `GET ${RUN_PATHS.run(id)}`);
@@ -118,21 +197,53 @@ export async function getRun(
   }
 }
 
+/** Options of {@link listRuns}. */
+export interface ListRunsOptions {
+  /** Only runs that have not ended. */
+  open?: boolean;
+  /**
+   * At most this many, from 1 to 500.
+   * @default {50}
+   */
+  limit?: number;
+  /** Aborts the request. */
+  signal?: AbortSignal;
+}
+
 /**
- * Lists runs, newest first (without their per-agent entries).
+ * Lists runs, newest first, without their per-agent entries (`GET /api/v1/runs`).
+ *
+ * @example List the runs still going
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createRun, listRuns, OperatorClient, startServer } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * await client.addAgent("web-1");
+ * await createRun(client, { id: "r1", name: "uptime", target: { agents: ["web-1"] } });
+ * const open = await listRuns(client, { open: true });
+ * assert.deepEqual(open.map((run) => [run.id, run.status]), [["r1", "running"]]);
+ * ```
  *
  * @param client The dashboard.
- * @param options Only open runs; at most `limit`.
+ * @param options Only open runs; at most `limit`; an abort signal.
+ * @returns The runs.
+ * @throws {OperatorError} `request` for a `limit` the dashboard refuses.
+ * @throws {TypeError} When `client` is not an {@link OperatorClient} or `options` not an object
+ *   (nothing is sent).
  */
 export async function listRuns(
   client: OperatorClient,
-  options: { open?: boolean; limit?: number } = {},
+  options: ListRunsOptions = {},
 ): Promise<Array<Omit<RunView, "agents">>> {
+  checkCall("listRuns", client);
+  checkObject("listRuns", "options", options);
   const query = new URLSearchParams();
   if (options.open) query.set("open", "1");
   if (options.limit !== undefined) query.set("limit", String(options.limit));
   const suffix = query.size > 0 ? `?${query}` : "";
-  const { body } = await client.call("GET", RUN_PATHS.runs + suffix);
+  const { body } = await client.call("GET", RUN_PATHS.runs + suffix, { signal: options.signal });
   const parsed = runListSchema.safeParse(body);
   if (!parsed.success) {
     const issue = relevantIssues(parsed.error)[0];
@@ -147,15 +258,39 @@ export async function listRuns(
 }
 
 /**
- * Cancels a run: nothing more starts, queued commands are cancelled, running ones stopped.
+ * Cancels a run: nothing more starts, queued commands are cancelled, running ones stopped
+ * (`POST /api/v1/runs/{id}/cancel`).
+ *
+ * @example Cancel a run, then again
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cancelRun, createRun, OperatorClient, OperatorError, startServer } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * await client.addAgent("web-1");
+ * await createRun(client, { id: "r1", name: "uptime", target: { agents: ["web-1"] } });
+ * assert.equal((await cancelRun(client, "r1")).status, "cancelled");
+ * const again = await cancelRun(client, "r1").catch((e) => e);
+ * assert.ok(again instanceof OperatorError && again.kind === "conflict"); // it had ended
+ * ```
  *
  * @param client The dashboard.
  * @param id The run id.
+ * @param signal Aborts the request.
+ * @returns The run after the cancel.
  * @throws {OperatorError} `not_found`, or `conflict` when the run had ended.
+ * @throws {TypeError} When `client` is not an {@link OperatorClient} or `id` not a run id
+ *   (nothing is sent).
  */
-export async function cancelRun(client: OperatorClient, id: string): Promise<RunAnswer> {
+export async function cancelRun(
+  client: OperatorClient,
+  id: string,
+  signal?: AbortSignal,
+): Promise<RunAnswer> {
+  checkCall("cancelRun", client, id);
   try {
-    const { body } = await client.call("POST", RUN_PATHS.cancel(id), { what: "cancel" });
+    const { body } = await client.call("POST", RUN_PATHS.cancel(id), { signal, what: "cancel" });
     return parseRun((body as { run?: unknown }).run, `POST ${RUN_PATHS.cancel(id)}`);
   } catch (error) {
     // The dashboard's sentence says it had ended, and how.
@@ -172,24 +307,38 @@ export async function cancelRun(client: OperatorClient, id: string): Promise<Run
   }
 }
 
-/** Whether a run has ended. */
+/**
+ * Whether a run has ended: `succeeded`, `failed` or `cancelled`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { runEnded } from "../../mod.ts";
+ *
+ * assert.equal(runEnded({ status: "cancelling" }), false);
+ * assert.equal(runEnded({ status: "failed" }), true);
+ * ```
+ *
+ * @param run The run, or its status.
+ * @returns Whether its status is final.
+ */
 export function runEnded(run: Pick<RunView, "status">): boolean {
   return run.status === "succeeded" || run.status === "failed" || run.status === "cancelled";
 }
 
 /** Options of {@link waitForRun}. */
 export interface WaitForRunOptions {
-  /** Stops waiting (the run goes on). */
+  /** Stops waiting (the run goes on); the promise rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Called with every new state of the run. */
   onProgress?: (run: RunAnswer) => void;
   /**
-   * Between two reads, in ms.
+   * Between two reads, in ms (longer after a slow read).
    * @default {500}
    */
   intervalMs?: number;
   /**
-   * How long the dashboard may be unreachable (a restart) before giving up, in ms.
+   * How long the dashboard may be unreachable or failing (a restart) before giving up, in ms.
    * @default {60000}
    */
   maxOutageMs?: number;
@@ -213,18 +362,47 @@ export const MAX_RUN_READ_PAUSE_MS = 10_000;
  * Reads the run until it has ended, riding out a dashboard restart. Between two reads it waits
  * `intervalMs`, or four times as long as the last read took when that is longer (at most 10 s).
  *
+ * @example An agent with a token of its own runs a command the run gives it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createRun, OperatorClient, runAgent, startServer, waitForRun } from "../../mod.ts";
+ *
+ * await using server = await startServer({ db: ":memory:", port: 0 });
+ * const client = new OperatorClient({ dashboardUrl: server.url });
+ * const { token } = await client.addAgent("web-1");
+ * const stop = new AbortController();
+ * const agent = runAgent(
+ *   { dashboardUrl: server.url, agentId: "web-1", agentToken: token, heartbeat: false },
+ *   stop.signal,
+ * );
+ * await createRun(client, { id: "hello", name: "echo hello", target: { agents: ["web-1"] } });
+ * const run = await waitForRun(client, "hello", { intervalMs: 100 });
+ * stop.abort();
+ * await agent;
+ * assert.equal(run.status, "succeeded");
+ * assert.equal(run.agents[0].first_line, "hello");
+ * ```
+ *
  * @param client The dashboard.
  * @param id The run id.
- * @param options Progress, interval and abort.
+ * @param options Progress, interval, outage budget and abort.
  * @returns The ended run.
+ * @throws {OperatorError} `not_found` when there is no such run; the last transient error when
+ *   the dashboard stays unreachable or failing longer than `maxOutageMs`.
+ * @throws {TypeError} When `client` is not an {@link OperatorClient}, `id` not a run id or
+ *   `options` not an object (nothing is sent).
+ * @throws {RangeError} When `intervalMs` is not a number of milliseconds from 1 to 2147483647, or
+ *   `maxOutageMs` not one from 0 (nothing is sent).
  */
 export async function waitForRun(
   client: OperatorClient,
   id: string,
   options: WaitForRunOptions = {},
 ): Promise<RunAnswer> {
-  const interval = options.intervalMs ?? 500;
-  const maxOutage = options.maxOutageMs ?? 60_000;
+  checkCall("waitForRun", client, id);
+  checkObject("waitForRun", "options", options);
+  const interval = checkMs("intervalMs", options.intervalMs ?? 500, 1);
+  const maxOutage = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
   // On the monotonic clock: a wall clock stepped forward is no outage.
   const clock = options.clock ?? { now: () => performance.now(), sleep: sleepOrThrow };
   let last = "";

@@ -156,6 +156,34 @@ export const agentRecordSchema: z.ZodType<AgentRecord> = z.looseObject({
   queued: z.number().nullish(),
 });
 
+/** An agent's token, as a rotation gives it (`POST /api/v1/agents/{id}/rotate`). */
+export interface AgentToken {
+  /** The agent id. */
+  id: string;
+  /**
+   * The agent's new token, its `AGENT_TOKEN`. It is shown this once: the dashboard keeps no way
+   * to show it again.
+   */
+  token: string;
+}
+
+/** A newly added agent (`POST /api/v1/agents`): its id, token and scopes. */
+export interface AddedAgent extends AgentToken {
+  /** The scopes the dashboard granted it, when its answer says. */
+  scopes?: string[];
+}
+
+/** A removed agent (`DELETE /api/v1/agents/{id}`). */
+export interface RemovedAgent {
+  /** The agent id. */
+  id: string;
+  /**
+   * How many of its queued, delivered or running commands the removal cancelled; `null` when
+   * the dashboard does not say (one older than `commands_ended`).
+   */
+  commandsEnded: number | null;
+}
+
 /**
  * Whether a status is final: the command will never change again.
  *

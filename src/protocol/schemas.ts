@@ -52,6 +52,23 @@ export const AGENT_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 128);
 /** What {@link AGENT_ID_PATTERN} asks for, in words. */
 export const AGENT_ID_RULE = "1–128 characters of A-Z a-z 0-9 . _ : -, not only dots";
 
+/**
+ * A scope an agent may be granted (docs/protocol.md §1). Each agent-facing endpoint requires one:
+ *
+ * - `commands:wait`: `GET …/wait/{hash}`, `POST …/ack` and `GET …/{id}/cancel-wait` (receiving
+ *   commands and their cancels);
+ * - `commands:report`: `POST …/report`;
+ * - `commands:enqueue`: `POST …/enqueue` signed by the agent itself (the seed-compatible enqueue).
+ */
+export type AgentScope = "commands:wait" | "commands:report" | "commands:enqueue";
+
+/** Every {@link AgentScope}, in this order. */
+export const AGENT_SCOPES = [
+  "commands:wait",
+  "commands:report",
+  "commands:enqueue",
+] as const satisfies readonly AgentScope[];
+
 /** Pattern of a valid command id: 1–128 chars of `A-Za-z0-9._:-`, not only dots. */
 export const COMMAND_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._:-", 128);
 

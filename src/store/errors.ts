@@ -4,7 +4,22 @@
  * @module
  */
 
-/** The store cannot be opened or used: a bad path, a foreign or newer database, a closed store. */
+/**
+ * The store cannot be opened or used: a bad path, a foreign or newer database, a closed store.
+ * `startServer` throws a `ConfigError` whose `cause` is one when it cannot open its store.
+ *
+ * @example Tell a store that cannot be opened from other start failures
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError, startServer, StoreError } from "../../mod.ts";
+ *
+ * const error = await startServer({ db: "/no/such/directory/status.db", port: 0 })
+ *   .catch((e) => e);
+ * assert.ok(error instanceof ConfigError);
+ * assert.ok(error.cause instanceof StoreError);
+ * assert.match(error.message, /the directory \/no\/such\/directory does not exist/);
+ * ```
+ */
 export class StoreError extends Error {
   /**
    * Makes a store error.
@@ -19,9 +34,32 @@ export class StoreError extends Error {
 }
 
 /**
- * The store's server cannot be reached now (connection refused or dropped, server restarting):
- * the operation did not happen, or its outcome is unknown, and may be retried later. The dashboard
- * answers `503` with `Retry-After` and says so in `/health`.
+ * The store's server cannot be reached now (connection refused or dropped, server restarting), or
+ * another process holds a SQLite file's lock: the operation did not happen, or its outcome is
+ * unknown, and may be retried later. The dashboard answers `503` with `Retry-After` and says so in
+ * `/health`; `startServer` throws a `ConfigError` whose `cause` is one when its store's migration
+ * waited for another process's lock in vain.
+ *
+ * @example Start a dashboard, trying again while its store is unavailable
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError, type RunningServer, startServer, StoreUnavailableError } from "../../mod.ts";
+ *
+ * async function startPatiently(db: string, attempts = 5): Promise<RunningServer> {
+ *   for (let attempt = 1;; attempt++) {
+ *     try {
+ *       return await startServer({ db, port: 0 });
+ *     } catch (error) {
+ *       const later = error instanceof ConfigError && error.cause instanceof StoreUnavailableError;
+ *       if (!later || attempt === attempts) throw error;
+ *       await new Promise((resolve) => setTimeout(resolve, 1000));
+ *     }
+ *   }
+ * }
+ *
+ * await using server = await startPatiently(":memory:");
+ * assert.equal(server.devMode, true);
+ * ```
  */
 export class StoreUnavailableError extends StoreError {
   /**
@@ -38,7 +76,27 @@ export class StoreUnavailableError extends StoreError {
 
 /**
  * The store cannot write because its disk (or quota) is full. Nothing of the failed write was kept;
- * the same write succeeds once space is freed, without a restart.
+ * the same write succeeds once space is freed, without a restart. The dashboard answers `507` and
+ * says so in `/health`; `startServer` throws a `ConfigError` whose `cause` is one when a SQLite
+ * file's disk has no room even to read it.
+ *
+ * @example Advice for a dashboard that did not start
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConfigError, StoreFullError } from "../../mod.ts";
+ *
+ * function advice(error: unknown): string {
+ *   if (error instanceof ConfigError && error.cause instanceof StoreFullError) {
+ *     return "free some space on the database's disk, then start it again";
+ *   }
+ *   return error instanceof Error ? error.message : String(error);
+ * }
+ *
+ * const full = new ConfigError("cannot open database status.db: no space is left on its disk", {
+ *   cause: new StoreFullError("cannot open database status.db: no space is left on its disk"),
+ * });
+ * assert.equal(advice(full), "free some space on the database's disk, then start it again");
+ * ```
  */
 export class StoreFullError extends StoreError {
   /**

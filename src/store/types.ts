@@ -14,18 +14,10 @@ import type {
   ReportStatus,
 } from "../protocol/mod.ts";
 import type { Labels, MaxConcurrency, RunTarget } from "../protocol/runs.ts";
+import type { AgentScope } from "../protocol/schemas.ts";
 
-/**
- * Scopes an agent may be granted. Each agent-facing endpoint requires one:
- *
- * - `commands:wait`: `GET …/wait/{hash}`, `POST …/ack` and `GET …/{id}/cancel-wait` (receiving
- *   commands and their cancels);
- * - `commands:report`: `POST …/report`;
- * - `commands:enqueue`: `POST …/enqueue` signed by the agent itself (the seed-compatible enqueue).
- */
-export const AGENT_SCOPES = ["commands:wait", "commands:report", "commands:enqueue"] as const;
-/** A scope an agent may be granted. */
-export type AgentScope = typeof AGENT_SCOPES[number];
+// The scopes are part of the wire (docs/protocol.md §1); the store keeps them.
+export { AGENT_SCOPES, type AgentScope } from "../protocol/schemas.ts";
 
 /**
  * Extra time an execution lease grants beyond the command's own timeout, in seconds

@@ -59,7 +59,7 @@ Deno.test("status cancel does not say cancelled when the answer does not", async
   });
 });
 
-Deno.test("status agents never prints a token or a fleet the answer does not hold", async (t) => {
+Deno.test("status agents never prints a token, a removal or a fleet the answer does not hold", async (t) => {
   const bodies: unknown[] = [
     { hello: 1 },
     [1, 2],
@@ -89,6 +89,14 @@ Deno.test("status agents never prints a token or a fleet the answer does not hol
       assert.equal(rotate.code, 1);
       assert.deepEqual(rotate.stdout, []);
       assert.match(rotate.stderr.join("\n"), /the old token may no longer work: rotate again/);
+      const remove = await run(["agents", "remove", "web-1", "--dashboard-url", url]);
+      assert.equal(remove.code, 1);
+      assert.equal(
+        remove.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the agent removal without "removed": true, so ` +
+          `whether agent web-1 was removed is not known; is ${url} a status dashboard?`,
+        'not "agent web-1 removed"',
+      );
       for (const json of [[], ["--json"]]) {
         const list = await run(["agents", "list", ...json, "--dashboard-url", url]);
         assert.equal(list.code, 1);

@@ -31,6 +31,7 @@ Deno.test("the README's library example works as written from a project outside 
   assert.equal(run.code, 0, stderr);
   assert.match(stdout, /^success 0 \S+/);
   assert.match(stdout, /^hi$/m);
+  assert.match(stdout, /^succeeded$/m, "the run's status");
   assert.doesNotMatch(stderr, /legacy|not a dependency|warning/i);
   const files = [...Deno.readDirSync(project.path)].map((e) => e.name).sort();
   assert.deepEqual(
@@ -63,5 +64,6 @@ Deno.test("examples/library.ts is the README's library example and runs as its h
   const stdout = new TextDecoder().decode(run.stdout);
   assert.match(stdout, /^success 0 \S+/);
   assert.match(stdout, /^hi$/m);
+  assert.match(stdout, /^succeeded$/m, "the run's status");
   assert.deepEqual([...Deno.readDirSync(dir.path)], [], "it wrote nothing where it ran");
 });
