@@ -49,3 +49,8 @@ export const DEFAULT_DASHBOARD_URL = `http://localhost:${DEFAULT_PORT}`;
 export const DEFAULT_HEADER_TIMEOUT_SECS = 10;
 /** Most open connections of the dashboard. */
 export const DEFAULT_MAX_CONNECTIONS = 20_000;
+/**
+ * Open waits (and, apart, open cancel-waits) one agent id may hold on the dashboard; a new one
+ * beyond it ends the oldest.
+ */
+export const DEFAULT_MAX_WAITS_PER_AGENT = 8;

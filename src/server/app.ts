@@ -195,9 +195,10 @@ export function createApp(options: AppOptions): DashboardApp {
     },
     release: (command: CommandRecord) => store.release(command.id, command.attempt, clock.now()),
     onError: (error) => log.error("could not release a claimed command: {error}", { error }),
+    maxWaitsPerAgent: settings.maxWaitsPerAgent,
   });
 
-  const cancelWaiters = new CancelWaiters();
+  const cancelWaiters = new CancelWaiters({ maxWaitsPerAgent: settings.maxWaitsPerAgent });
   const resync = () => resyncWaits(store, hub, cancelWaiters, cancelAsked);
   const availability = new StoreAvailability({
     clock,

@@ -17,6 +17,7 @@ import {
 import { MAX_BODY_BYTES, MAX_TTL_SECS } from "../protocol/mod.ts";
 import type { CommandStore, OutputBounds } from "../store/mod.ts";
 import { type Clock, systemClock } from "./clock.ts";
+import { waitCap } from "./wait_cap.ts";
 
 /** The dashboard's settings: options of the app `startServer` serves (see `ServeOptions`). */
 export interface AppOptions {
@@ -64,6 +65,14 @@ export interface AppOptions {
    * @default {3600}
    */
   queueTtlSecs?: number;
+  /**
+   * Open waits one agent id may hold at once, and apart open cancel-waits (an agent keeps one of
+   * each; several overlap only after a dropped connection). A new one beyond it is kept and the
+   * agent's oldest is answered `204` at once, as at its timeout; a warning is logged at most once
+   * a minute per agent. A whole number from 1 to 1000.
+   * @default {8}
+   */
+  maxWaitsPerAgent?: number;
   /**
    * Check timestamp, signature and replay on `GET …/wait` too.
    * @default {false}
@@ -179,6 +188,8 @@ export interface AppSettings {
   defaultTimeoutSecs: number;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes: number;
+  /** Open waits (and, apart, cancel-waits) one agent id may hold. */
+  maxWaitsPerAgent: number;
   /** Whether the lease timer (and the output pruning) run. */
   autoExpire: boolean;
   /** How often last-seen times are written at most, in ms. */
@@ -264,6 +275,7 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
       options.defaultTimeoutSecs ?? DEFAULT_COMMAND_TIMEOUT_SECS,
     ),
     maxBodyBytes: positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES),
+    maxWaitsPerAgent: waitCap(options.maxWaitsPerAgent),
     autoExpire: options.autoExpireLeases ?? true,
     lastSeenFlushMs: positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000),
     lastSeenMax: positiveInteger("lastSeenMax", options.lastSeenMax ?? 100_000),

@@ -10,6 +10,13 @@
  * - if the cancel was written before the read, the read sees it and the route answers at once;
  * - if it is written after, the waiter is already registered and the cancel's notify finds it.
  *
+ * ## A cap per agent
+ *
+ * An agent holds at most `maxWaitsPerAgent` open cancel-waits (default 8; `wait_cap.ts` says
+ * why): a new one beyond it is kept and the agent's oldest is answered as at its timeout
+ * (`false`, the route's `204`). Nothing is lost by it: a cancel is recorded in the store, and the
+ * agent's next cancel-wait reads it there. Waits without an `agentId` are not capped.
+ *
  * ## Cost
  *
  * One object, one entry in a per-second bucket of {@link Deadlines} and one abort listener per open
@@ -17,7 +24,25 @@
  *
  * @module
  */
+import type { Clock } from "./clock.ts";
 import { Deadlines } from "./deadlines.ts";
+import { CapWarnings, waitCap } from "./wait_cap.ts";
+
+/** Options of {@link CancelWaiters}. */
+export interface CancelWaitersOptions {
+  /**
+   * Open cancel-waits one agent may hold; a new one beyond it ends the agent's oldest with
+   * `false` (as its timeout would), and a warning is logged at most once a minute per agent by
+   * `clock`. A whole number from 1 to 1000.
+   * @default {8}
+   */
+  maxWaitsPerAgent?: number;
+  /**
+   * The clock of the timeouts and of the warnings; tests inject a fake one.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+}
 
 /** One open cancel-wait. */
 export interface CancelWaitRequest {
@@ -29,7 +54,8 @@ export interface CancelWaitRequest {
   signal?: AbortSignal;
   /**
    * The agent that waits, so that {@link CancelWaiters.dismiss} can end its waits when it is
-   * removed or its token rotated.
+   * removed or its token rotated, and its open cancel-waits are held to the cap
+   * (`maxWaitsPerAgent`).
    */
   agentId?: string;
   /**
@@ -69,12 +95,28 @@ interface CancelWaiter {
  */
 export class CancelWaiters {
   readonly #commands = new Map<string, Set<CancelWaiter>>();
+  /** Each agent's open cancel-waits, oldest first. */
   readonly #agents = new Map<string, Set<CancelWaiter>>();
-  readonly #deadlines = new Deadlines<CancelWaiter>({
-    onExpire: (waiter) => this.#settle(waiter, false),
-  });
+  readonly #deadlines: Deadlines<CancelWaiter>;
+  readonly #cap: number;
+  readonly #capWarnings: CapWarnings;
   #size = 0;
   #closed = false;
+
+  /**
+   * Makes an empty registry.
+   *
+   * @param options The cap per agent and the clock.
+   * @throws {RangeError} When `maxWaitsPerAgent` is not a whole number from 1 to 1000.
+   */
+  constructor(options: CancelWaitersOptions = {}) {
+    this.#cap = waitCap(options.maxWaitsPerAgent);
+    this.#deadlines = new Deadlines<CancelWaiter>({
+      clock: options.clock,
+      onExpire: (waiter) => this.#settle(waiter, false),
+    });
+    this.#capWarnings = new CapWarnings("cancel-wait", options.clock);
+  }
 
   /** How many cancel-waits are open. */
   get size(): number {
@@ -85,8 +127,8 @@ export class CancelWaiters {
    * Waits until a cancel of the command is notified.
    *
    * @param request Which command, how long.
-   * @returns `true` when notified; `false` at the timeout, when the client went away or when the
-   *   registry closed.
+   * @returns `true` when notified; `false` at the timeout, when the client went away, when the
+   *   registry closed, or when its agent opened more than `maxWaitsPerAgent` newer cancel-waits.
    */
   wait(request: CancelWaitRequest): Promise<boolean> {
     if (this.#closed || request.signal?.aborted) return Promise.resolve(false);
@@ -108,7 +150,22 @@ export class CancelWaiters {
       waiter.onAbort = () => this.#settle(waiter, false);
       request.signal.addEventListener("abort", waiter.onAbort, { once: true });
     }
+    if (request.agentId !== undefined) this.#evictOldest(request.agentId);
     return promise;
+  }
+
+  /**
+   * Ends the agent's oldest open cancel-waits, as their timeout would, until it holds no more than
+   * the cap (the newest, just added, stays).
+   */
+  #evictOldest(agentId: string): void {
+    const waiters = this.#agents.get(agentId);
+    if (!waiters || waiters.size <= this.#cap) return;
+    for (const oldest of waiters) {
+      if (waiters.size <= this.#cap) break;
+      this.#settle(oldest, false);
+    }
+    this.#capWarnings.evicted(agentId, this.#cap);
   }
 
   /**

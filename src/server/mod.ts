@@ -56,6 +56,9 @@
  * - **A wait that goes away** (client disconnect) is dropped; a command claimed for it in the
  *   meantime goes to another wait of the agent or back to the queue. A command whose answer was
  *   lost on the wire comes back when its delivery lease ends.
+ * - **Open waits per agent**: at most `maxWaitsPerAgent` (default 8) waits, and apart as many
+ *   cancel-waits, per agent id (`wait_cap.ts`); a new one beyond it is held and the agent's oldest
+ *   is answered `204` as at its timeout, with an audit warning at most once a minute per agent.
  *
  * ## Extension of docs/protocol.md §2: `GET /api/v1/agent/commands/{id}/cancel-wait?timeout=N`
  *
@@ -119,7 +122,11 @@ export type { Clock } from "./clock.ts";
 export type { HttpListener } from "../http_listener.ts";
 export { WaiterHub, type WaiterHubOptions, type WaitRequest } from "./waiters.ts";
 export { Deadlines } from "./deadlines.ts";
-export { CancelWaiters, type CancelWaitRequest } from "./cancel_waiters.ts";
+export {
+  CancelWaiters,
+  type CancelWaitersOptions,
+  type CancelWaitRequest,
+} from "./cancel_waiters.ts";
 export { LeaseTimer } from "./leases.ts";
 export { StoreAvailability, type StoreAvailabilityOptions } from "./notify.ts";
 export { CommandEvents } from "./events.ts";

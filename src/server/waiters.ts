@@ -25,6 +25,17 @@
  * so it is one more serial claim of the agent: the guarantees above hold for it too, and a wait
  * that arrives meanwhile is served by a pump round right after.
  *
+ * ## A cap per agent
+ *
+ * An agent holds at most `maxWaitsPerAgent` open waits (default 8; `wait_cap.ts` says why). A
+ * new wait beyond it is kept, and the agent's *oldest* open wait is answered as at its timeout
+ * (`null`, the route's `204`): a legitimate agent reconnecting after a half-open connection is
+ * never refused. The eviction is a drop like a client going away, so the guarantees above hold:
+ * a command being claimed for the evicted wait (by the pump, or in an enqueue's transaction) is
+ * handed, once the store answers, to another open matching wait of the agent (the new one,
+ * usually) or given back to the queue; an evicted wait never answers with a command and never
+ * takes one with it. With the cap an agent's waits stay a short array, so removing one is cheap.
+ *
  * ## Cost
  *
  * One object and one entry in a per-second bucket of {@link Deadlines} per open wait held with
@@ -38,6 +49,7 @@
 import type { CommandRecord } from "../store/mod.ts";
 import type { Clock } from "./clock.ts";
 import { Deadlines } from "./deadlines.ts";
+import { CapWarnings, waitCap } from "./wait_cap.ts";
 
 /** What {@link WaiterHub} needs from the dashboard. */
 export interface WaiterHubOptions {
@@ -54,11 +66,19 @@ export interface WaiterHubOptions {
    */
   onError?(error: unknown): void;
   /**
-   * The clock of the wait timeouts (real time, also when the dashboard's clock is a fake one);
-   * tests of the timeouts inject one and call {@link WaiterHub.expireDue}.
+   * The clock of the wait timeouts and of the cap's once-a-minute warning (real time, also when
+   * the dashboard's clock is a fake one); tests of the timeouts inject one and call
+   * {@link WaiterHub.expireDue}.
    * @default {systemClock}
    */
   clock?: Clock;
+  /**
+   * Open waits one agent may hold; a new one beyond it ends the agent's oldest with `null` (as
+   * its timeout would), and a warning is logged at most once a minute per agent by `clock`.
+   * A whole number from 1 to 1000.
+   * @default {8}
+   */
+  maxWaitsPerAgent?: number;
 }
 
 /** One open wait. */
@@ -155,16 +175,21 @@ export class WaiterHub {
   readonly #options: WaiterHubOptions;
   readonly #agents = new Map<string, AgentWaiters>();
   readonly #deadlines: Deadlines<Waiter>;
+  readonly #cap: number;
+  readonly #capWarnings: CapWarnings;
   #size = 0;
   #closed = false;
 
   /**
    * Makes an empty hub.
    *
-   * @param options How to claim and release commands.
+   * @param options How to claim and release commands, and the cap per agent.
+   * @throws {RangeError} When `maxWaitsPerAgent` is not a whole number from 1 to 1000.
    */
   constructor(options: WaiterHubOptions) {
+    this.#cap = waitCap(options.maxWaitsPerAgent);
     this.#options = options;
+    this.#capWarnings = new CapWarnings("wait", options.clock);
     this.#deadlines = new Deadlines<Waiter>({
       clock: options.clock,
       onExpire: (waiter) => this.#settle(waiter, null),
@@ -220,8 +245,8 @@ export class WaiterHub {
    * Waits for the agent's next matching command.
    *
    * @param request Who waits, on which hash, how long.
-   * @returns The claimed command, or `null` at the timeout, when the client went away or when the
-   *   hub closed.
+   * @returns The claimed command, or `null` at the timeout, when the client went away, when the
+   *   hub closed, or when the agent opened more than `maxWaitsPerAgent` newer waits.
    * @throws The store's error when a claim fails.
    */
   wait(request: WaitRequest): Promise<CommandRecord | null> {
@@ -254,9 +279,10 @@ export class WaiterHub {
    * own; `done` is usually one function for every wait and `context` the wait's own data).
    *
    * @param request Who waits, on which hash, how long.
-   * @param done Called once with `context` and the command (`null` at the timeout, when dropped
-   *   or when the hub is closed), or with the store's error when a claim fails. Called at once
-   *   (before `hold` returns) when the hub is closed.
+   * @param done Called once with `context` and the command (`null` at the timeout, when dropped,
+   *   when the hub is closed, or when the agent opened more than `maxWaitsPerAgent` newer waits),
+   *   or with the store's error when a claim fails. Called at once (before `hold` returns) when
+   *   the hub is closed.
    * @param context Passed to `done`.
    * @returns The open wait, for {@link WaiterHub.drop}.
    */
@@ -281,8 +307,20 @@ export class WaiterHub {
     else this.#agents.set(request.agentId, { waiters: [waiter], pumping: false, dirty: false });
     this.#size++;
     waiter.due = this.#deadlines.add(waiter, request.timeoutMs);
+    if (entry && entry.waiters.length > this.#cap) this.#evictOldest(entry);
     void this.#pump(request.agentId);
     return waiter;
+  }
+
+  /**
+   * Ends the agent's oldest open waits, as their timeout would, until it holds no more than the
+   * cap (the newest, just added, stays). A claim in flight for one of them is handed elsewhere
+   * by `#hand` once the store answers.
+   */
+  #evictOldest(entry: AgentWaiters): void {
+    const agentId = entry.waiters[0].agentId;
+    while (entry.waiters.length > this.#cap) this.#settle(entry.waiters[0], null);
+    this.#capWarnings.evicted(agentId, this.#cap);
   }
 
   /**

@@ -6,7 +6,17 @@ import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { CancelWaiters, createApp } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, type CommandStore, openSqliteStore } from "../../src/store/mod.ts";
-import { agentHeaders, json, makeDashboard, P, reportBody, TOKEN, TOKEN2 } from "./_helpers.ts";
+import { closeLogging, setupLogging } from "../../src/log/mod.ts";
+import {
+  agentHeaders,
+  FakeClock,
+  json,
+  makeDashboard,
+  P,
+  reportBody,
+  TOKEN,
+  TOKEN2,
+} from "./_helpers.ts";
 
 type TestDashboard = Awaited<ReturnType<typeof makeDashboard>>;
 
@@ -252,4 +262,120 @@ Deno.test("cancel waiters: dismissStale ends the agent's waits opened with anoth
   assert.equal(waiters.size, 0);
   assert.deepEqual(waiters.waitingAgents(), []);
   waiters.close();
+});
+
+Deno.test("cancel waiters hold 8 per agent: the 9th ends the 1st as its timeout would", async () => {
+  const clock = new FakeClock();
+  const waiters = new CancelWaiters({ clock });
+  try {
+    // What a timeout answers.
+    const timedOut = waiters.wait({ commandId: "t", timeoutMs: 1_000, agentId: "t1" });
+    clock.advance(2_000);
+    assert.equal(await timedOut, false);
+
+    const ended: string[] = [];
+    const open = (name: string, agentId: string | null = "a1") => {
+      const waiting = waiters.wait({
+        commandId: name,
+        timeoutMs: 60_000,
+        agentId: agentId ?? undefined,
+      });
+      waiting.then((requested) => ended.push(`${name}:${requested}`));
+      return waiting;
+    };
+    const first = open("w1");
+    for (let i = 2; i <= 8; i++) open(`w${i}`);
+    open("other-agent", "a2");
+    for (let i = 0; i < 10; i++) open(`no-agent-${i}`, null);
+    await Promise.resolve();
+    assert.equal(waiters.size, 19);
+    assert.deepEqual(ended, [], "eight of a1 are within the cap; waits without an agent uncounted");
+
+    open("w9");
+    assert.equal(await first, false, "answered as at its timeout");
+    assert.deepEqual(ended, ["w1:false"]);
+    assert.equal(waiters.size, 19, "the new one is kept");
+
+    // A cancel after the eviction reaches the open waits of its command.
+    waiters.notify("w2");
+    waiters.notify("w9");
+    await Promise.resolve();
+    assert.deepEqual(ended, ["w1:false", "w2:true", "w9:true"]);
+    assert.equal(waiters.size, 17);
+  } finally {
+    waiters.close();
+  }
+});
+
+Deno.test("cancel waiters warn of their cap once a minute per agent, not per eviction", () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  const clock = new FakeClock();
+  const waiters = new CancelWaiters({ clock, maxWaitsPerAgent: 2 });
+  const warnings = () =>
+    lines.map((line) => JSON.parse(line)).filter((record) => record.level === "warning");
+  const open = (agentId: string) => {
+    void waiters.wait({ commandId: "c", timeoutMs: 120_000, agentId });
+  };
+  try {
+    open("a1");
+    open("a1");
+    assert.deepEqual(warnings(), []);
+    for (let i = 0; i < 4; i++) open("a1");
+    assert.equal(warnings().length, 1, "four evictions, one line");
+    const [line] = warnings();
+    assert.equal(line.category, "status.audit");
+    assert.deepEqual([line.agentId, line.cap, line.kind], ["a1", 2, "cancel-wait"]);
+    assert.match(
+      line.message,
+      /^agent a1 opened more than 2 cancel-waits at once; the oldest was answered 204/,
+    );
+    for (let i = 0; i < 3; i++) open("a2");
+    assert.deepEqual(warnings().map((w) => w.agentId), ["a1", "a2"]);
+    clock.advance(59_999);
+    open("a1");
+    assert.equal(warnings().length, 2, "still within the minute");
+    clock.advance(1);
+    open("a1");
+    open("a1");
+    assert.deepEqual(warnings().map((w) => w.agentId), ["a1", "a2", "a1"]);
+  } finally {
+    waiters.close();
+    closeLogging();
+  }
+});
+
+Deno.test("nine cancel-waits of one agent: the first is answered 204, the others held", async () => {
+  await using d = await makeDashboard();
+  await running(d, "c1");
+  const waits = [];
+  for (let i = 0; i < 8; i++) {
+    waits.push(d.agent({ path: cancelWait("c1", 60) }));
+    await until(() => d.dashboard.cancelWaiters.size === i + 1, `cancel-wait ${i + 1} is open`);
+  }
+  waits.push(d.agent({ path: cancelWait("c1", 60) }));
+  const first = await waits[0];
+  assert.equal(first.status, 204);
+  assert.equal(await first.text(), "");
+  assert.equal(d.dashboard.cancelWaiters.size, 8);
+  const cancel = await d.admin("POST", "/api/v1/commands/c1/cancel");
+  assert.equal(cancel.status, 202);
+  await cancel.body?.cancel();
+  for (const waiting of waits.slice(1)) {
+    const answer = await waiting;
+    assert.equal(answer.status, 200, "still open, so told of the cancel");
+    assert.deepEqual(await json(answer), { cancel_requested: true });
+  }
+});
+
+Deno.test("createApp refuses a cap of open waits per agent out of range", async () => {
+  await using store = openSqliteStore(":memory:");
+  for (const maxWaitsPerAgent of [0, 2.5, 1001]) {
+    assert.throws(
+      () => createApp({ store, devMode: true, autoExpireLeases: false, maxWaitsPerAgent }),
+      new RangeError(
+        `maxWaitsPerAgent must be a whole number from 1 to 1000, got ${maxWaitsPerAgent}`,
+      ),
+    );
+  }
 });

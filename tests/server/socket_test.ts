@@ -4,16 +4,18 @@ import { signedHeaders } from "../../src/protocol/mod.ts";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, P, reportBody, TOKEN } from "./_helpers.ts";
+import { closeQuietly, rawConnect, readAnswer, send, waitHead } from "./_sockets.ts";
 
 type Delivered = { id: string; attempt: number };
 
 /** A dev-mode dashboard on a free port. */
-async function devServer(): Promise<RunningServer> {
+async function devServer(maxWaitsPerAgent?: number): Promise<RunningServer> {
   return await startServer({
     availableDescriptors: "plenty",
     db: ":memory:",
     port: 0,
     rateLimitPerMinute: 1_000_000,
+    maxWaitsPerAgent,
   });
 }
 
@@ -84,7 +86,8 @@ Deno.test("no wake-up is lost when an enqueue races a new wait", async () => {
 });
 
 Deno.test("concurrent waits of one agent never receive the same command", async (t) => {
-  await using server = await devServer();
+  // Twenty waits of one agent: more than the default cap of 8 open waits per agent.
+  await using server = await devServer(20);
   await t.step("two waits, two commands: one each", async () => {
     const waits = [wait(server), wait(server)];
     await until(() => server.dashboard.hub.size === 2, "both waits are open", 5000);
@@ -109,6 +112,35 @@ Deno.test("concurrent waits of one agent never receive the same command", async 
     const answers = await Promise.all(waits);
     assert.deepEqual(answers.map((a) => a.status).sort(), [200, 204]);
   });
+});
+
+Deno.test("an agent's ninth open wait ends its first with 204; the others stay open", async () => {
+  await using server = await devServer();
+  const conns: Deno.TcpConn[] = [];
+  try {
+    // One connection per wait, as an agent reconnecting after half-open connections has them.
+    for (let i = 1; i <= 9; i++) {
+      const conn = await rawConnect(server);
+      conns.push(conn);
+      await send(conn, waitHead("capped-agent", 60));
+      const open = Math.min(i, 8);
+      await until(() => server.dashboard.hub.size === open, `${open} waits are open`, 5000);
+    }
+    const first = await readAnswer(conns[0]);
+    assert.match(first.text, /^HTTP\/1\.1 204 No Content\r\n/, "answered as at its timeout");
+    assert.ok(first.text.endsWith("\r\n\r\n"), "with no body");
+    assert.equal(server.dashboard.hub.size, 8, "the eight newest are held");
+
+    // They are still open: an enqueue goes to the oldest of them, on the second connection.
+    await enqueue(server, { id: "after-cap", name: "echo" }, "capped-agent");
+    const second = await readAnswer(conns[1]);
+    assert.match(second.text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(second.text, /"id":"after-cap"/);
+    assert.equal(server.dashboard.hub.size, 7);
+  } finally {
+    for (const conn of conns) closeQuietly(conn);
+  }
+  await until(() => server.dashboard.hub.size === 0, "the closed waits are dropped", 5000);
 });
 
 Deno.test("a wait with nothing to deliver ends with 204 at its timeout", async () => {

@@ -35,10 +35,11 @@ class SlowQueue {
   }
 }
 
-function hubOf(queue: SlowQueue): WaiterHub {
+function hubOf(queue: SlowQueue, maxWaitsPerAgent?: number): WaiterHub {
   return new WaiterHub({
     claim: (agentId, hash) => queue.claim(agentId, hash),
     release: (item) => queue.release(item),
+    maxWaitsPerAgent,
   });
 }
 
@@ -62,7 +63,8 @@ Deno.test("waiter hub loses no wake-up even when claims are slow", async () => {
 
 Deno.test("waiter hub serves waits oldest first and never gives one command twice", async () => {
   const queue = new SlowQueue();
-  const hub = hubOf(queue);
+  // Ten waits of one agent: more than the default cap of 8 per agent.
+  const hub = hubOf(queue, 10);
   try {
     const waits = Array.from(
       { length: 10 },
@@ -589,5 +591,204 @@ Deno.test("dismissStale ends the waits opened with another token, and all when n
     assert.deepEqual(hub.waitingAgents(), []);
   } finally {
     hub.close();
+  }
+});
+
+/** A hub whose claims take from `items` at once, and whose releases put back. */
+function instantHub(options: { clock?: FakeClock; maxWaitsPerAgent?: number } = {}) {
+  const items: CommandRecord[] = [];
+  const released: string[] = [];
+  const ended: Array<[string, string | null, unknown]> = [];
+  const hub = new WaiterHub({
+    claim: (_agentId, hash) => {
+      const index = items.findIndex((c) => c.deploymentHash === null || c.deploymentHash === hash);
+      return Promise.resolve(index < 0 ? null : items.splice(index, 1)[0]);
+    },
+    release: (item) => {
+      released.push(item.id);
+      items.unshift(item);
+      return Promise.resolve();
+    },
+    clock: options.clock ?? new FakeClock(),
+    maxWaitsPerAgent: options.maxWaitsPerAgent,
+  });
+  const done = (name: string, command: CommandRecord | null, error?: unknown) => {
+    ended.push([name, command?.id ?? null, error]);
+  };
+  const hold = (name: string, agentId = "a", deploymentHash = "d", timeoutMs = 120_000) =>
+    hub.hold({ agentId, deploymentHash, timeoutMs }, done, name);
+  return { hub, items, released, ended, hold };
+}
+
+/** Lets the pumps' claims on an empty queue run out (each is a resolved promise). */
+async function settled(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+Deno.test("waiter hub holds 8 waits per agent: the 9th ends the 1st as its timeout would", async () => {
+  const clock = new FakeClock();
+  const { hub, items, released, ended, hold } = instantHub({ clock });
+  try {
+    // What a timeout answers: the wait ends with no command and no error.
+    hold("timed-out", "t", "d", 1_000);
+    await settled();
+    clock.advance(2_000);
+    assert.deepEqual(ended.splice(0), [["timed-out", null, undefined]]);
+
+    const held = Array.from({ length: 8 }, (_, i) => hold(`w${i + 1}`));
+    hold("other-agent", "b");
+    await settled();
+    assert.equal(hub.size, 9);
+    assert.deepEqual(ended, [], "eight waits of one agent are within the cap");
+
+    const ninth = hold("w9");
+    assert.deepEqual(ended.splice(0), [["w1", null, undefined]], "answered as at its timeout");
+    assert.equal(held[0].open, false);
+    assert.ok(held.slice(1).every((w) => w.open) && ninth.open, "the new wait is kept");
+    assert.equal(hub.size, 9, "eight of a, one of b");
+
+    // A command enqueued after the eviction goes to the oldest wait still open, once.
+    await settled();
+    items.push(command("c1"));
+    hub.notify("a");
+    await until(() => ended.length === 1, "a wait got the command");
+    assert.deepEqual(ended.splice(0), [["w2", "c1", undefined]]);
+    assert.deepEqual(items, []);
+    assert.deepEqual(released, []);
+    assert.equal(hub.size, 8);
+  } finally {
+    hub.close();
+  }
+});
+
+Deno.test("waiter hub's cap takes no command with the wait it ends", async (t) => {
+  await t.step("a claim in flight for it goes to another open wait of the agent", async () => {
+    const claim = Promise.withResolvers<CommandRecord | null>();
+    let claims = 0;
+    const ended: Array<[string, string | null]> = [];
+    const hub = new WaiterHub({
+      // The first claim (for w1) is answered when the test says; the others find nothing.
+      claim: () => claims++ === 0 ? claim.promise : Promise.resolve(null),
+      release: () => Promise.reject(new Error("nothing may be released")),
+      clock: new FakeClock(),
+    });
+    const done = (name: string, c: CommandRecord | null) => ended.push([name, c?.id ?? null]);
+    try {
+      for (let i = 1; i <= 9; i++) {
+        hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, done, `w${i}`);
+      }
+      assert.deepEqual(ended.splice(0), [["w1", null]], "w1 ended while its claim was in flight");
+      claim.resolve(command("c1"));
+      await until(() => ended.length === 1, "the claimed command was handed on");
+      assert.deepEqual(ended, [["w2", "c1"]], "to the oldest open wait, once");
+      assert.equal(hub.size, 7);
+    } finally {
+      hub.close();
+    }
+  });
+
+  await t.step("or back to the queue when no open wait matches it", async () => {
+    const claim = Promise.withResolvers<CommandRecord | null>();
+    let claims = 0;
+    const released: string[] = [];
+    const ended: Array<[string, string | null]> = [];
+    const hub = new WaiterHub({
+      claim: () => claims++ === 0 ? claim.promise : Promise.resolve(null),
+      release: (c) => Promise.resolve(released.push(c.id)),
+      clock: new FakeClock(),
+      maxWaitsPerAgent: 1,
+    });
+    const done = (name: string, c: CommandRecord | null) => ended.push([name, c?.id ?? null]);
+    try {
+      hub.hold({ agentId: "a", deploymentHash: "d", timeoutMs: 60_000 }, done, "on-d");
+      hub.hold({ agentId: "a", deploymentHash: "e", timeoutMs: 60_000 }, done, "on-e");
+      assert.deepEqual(ended.splice(0), [["on-d", null]]);
+      claim.resolve(command("for-d", "d"));
+      await until(() => released.length === 1, "the command was given back");
+      assert.deepEqual(released, ["for-d"]);
+      assert.deepEqual(ended, [], "the wait on another hash does not take it");
+    } finally {
+      hub.close();
+    }
+  });
+
+  await t.step("a claim in an enqueue's transaction for it goes to another open wait", async () => {
+    const { hub, items, released, ended, hold } = instantHub();
+    try {
+      for (let i = 1; i <= 8; i++) hold(`w${i}`);
+      await settled();
+      const stored = Promise.withResolvers<void>();
+      let claimedFor: string | null = "(not called)";
+      const enqueued = hub.enqueue("a", null, async (claimFor) => {
+        claimedFor = claimFor;
+        await stored.promise; // the store's transaction, while a 9th wait arrives
+        return { result: "queued", claimed: command("c1") };
+      });
+      assert.equal(claimedFor, "d", "the enqueue claims for the oldest wait, w1");
+      hold("w9");
+      assert.deepEqual(ended.splice(0), [["w1", null, undefined]]);
+      stored.resolve();
+      assert.equal(await enqueued, "queued");
+      assert.deepEqual(ended, [["w2", "c1", undefined]], "handed once, to an open wait");
+      assert.deepEqual(items, []);
+      assert.deepEqual(released, []);
+      assert.equal(hub.size, 7);
+    } finally {
+      hub.close();
+    }
+  });
+});
+
+Deno.test("waiter hub warns of its cap once a minute per agent, not per eviction", () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  const clock = new FakeClock();
+  const { hub, hold } = instantHub({ clock });
+  const warnings = () =>
+    lines.map((line) => JSON.parse(line)).filter((record) => record.level === "warning");
+  try {
+    for (let i = 0; i < 8; i++) hold(`a${i}`, "a");
+    assert.deepEqual(warnings(), [], "no eviction, no warning");
+    for (let i = 0; i < 5; i++) hold(`more-a${i}`, "a");
+    assert.equal(warnings().length, 1, "five evictions, one line");
+    const [line] = warnings();
+    assert.equal(line.category, "status.audit");
+    assert.equal(line.agentId, "a");
+    assert.equal(line.cap, 8);
+    assert.match(
+      line.message,
+      /^agent a opened more than 8 waits at once; the oldest was answered 204/,
+    );
+    assert.match(line.message, /status agents rotate/);
+
+    for (let i = 0; i < 9; i++) hold(`b${i}`, "b");
+    assert.deepEqual(warnings().map((w) => w.agentId), ["a", "b"], "each agent has its own");
+
+    clock.advance(59_999); // the waits (of 120 s) stay open
+    hold("late-a", "a");
+    assert.equal(warnings().length, 2, "still within the minute");
+    clock.advance(1);
+    hold("next-a", "a");
+    hold("next-a-again", "a");
+    assert.deepEqual(warnings().map((w) => w.agentId), ["a", "b", "a"], "a minute later, again");
+  } finally {
+    hub.close();
+    closeLogging();
+  }
+});
+
+Deno.test("waiter hub refuses a cap that is not a whole number from 1 to 1000", () => {
+  for (const maxWaitsPerAgent of [0, -1, 1.5, NaN, 1001]) {
+    assert.throws(
+      () =>
+        new WaiterHub({
+          claim: () => Promise.resolve(null),
+          release: () => Promise.resolve(),
+          maxWaitsPerAgent,
+        }),
+      new RangeError(
+        `maxWaitsPerAgent must be a whole number from 1 to 1000, got ${maxWaitsPerAgent}`,
+      ),
+    );
   }
 });
