@@ -336,6 +336,7 @@ export function createApp(options: AppOptions): DashboardApp {
     waiting: () => hub.agentsWaiting,
     online: () => fleet.online(),
     countByStatus: () => store.countCommandsByStatus(),
+    evictedWaits: () => ({ wait: hub.evictions, cancelWait: cancelWaiters.evictions }),
   });
   app.get("/metrics", operatorAuth, function metricsRoute() {
     return metrics.render();

@@ -118,6 +118,11 @@ export class CancelWaiters {
     this.#capWarnings = new CapWarnings("cancel-wait", options.clock);
   }
 
+  /** Cancel-waits ended since start because their agent opened more than `maxWaitsPerAgent`. */
+  get evictions(): number {
+    return this.#capWarnings.evictions;
+  }
+
   /** How many cancel-waits are open. */
   get size(): number {
     return this.#size;
@@ -161,11 +166,13 @@ export class CancelWaiters {
   #evictOldest(agentId: string): void {
     const waiters = this.#agents.get(agentId);
     if (!waiters || waiters.size <= this.#cap) return;
+    let count = 0;
     for (const oldest of waiters) {
       if (waiters.size <= this.#cap) break;
       this.#settle(oldest, false);
+      count++;
     }
-    this.#capWarnings.evicted(agentId, this.#cap);
+    this.#capWarnings.evicted(agentId, this.#cap, count);
   }
 
   /**

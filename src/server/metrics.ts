@@ -23,6 +23,7 @@
  * | `status_connections_limit` | gauge | — (the connection limit in force) |
  * | `status_connections_evicted_total` | counter | — (idle ones closed at the limit for a new one) |
  * | `status_connections_refused_total` | counter | — (new ones closed at the limit, none idle) |
+ * | `status_waits_evicted_total` | counter | `kind` (`wait`, `cancel-wait`: ended at an agent's cap) |
  *
  * @module
  */
@@ -42,6 +43,11 @@ export interface DashboardMetricsSources {
   online(): Promise<number> | number;
   /** Commands per status. */
   countByStatus(): Promise<Partial<Record<CommandStatus, number>>>;
+  /**
+   * Waits and cancel-waits ended since start because their agent opened more than its cap
+   * (`WaiterHub.evictions`, `CancelWaiters.evictions`).
+   */
+  evictedWaits?(): { wait: number; cancelWait: number };
 }
 
 /** The dashboard's HTTP connections, as its listener counts them (`HttpListener`). */
@@ -174,6 +180,19 @@ export class DashboardMetrics implements MetricsRenderer {
       collect() {
         this.reset();
         this.inc(self.#connections?.refused ?? 0);
+      },
+    });
+    new Counter({
+      name: "status_waits_evicted_total",
+      help: "Open long-polls ended because their agent opened more than its cap at once, by kind " +
+        "(an agent restarting in a loop, or another client holding its token)",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        const evicted = self.#sources?.evictedWaits?.() ?? { wait: 0, cancelWait: 0 };
+        this.reset();
+        this.inc({ kind: "wait" }, evicted.wait);
+        this.inc({ kind: "cancel-wait" }, evicted.cancelWait);
       },
     });
     this.commandsFinished = new Counter({

@@ -54,6 +54,7 @@ export class CapWarnings {
   readonly #clock: Pick<Clock, "now">;
   /** Agent id → when it was last warned of, in ms; oldest warning first. */
   readonly #warnedAt = new Map<string, number>();
+  #evictions = 0;
 
   /**
    * Makes the warnings of one kind of wait.
@@ -71,14 +72,21 @@ export class CapWarnings {
     return this.#warnedAt.size;
   }
 
+  /** Waits the cap ended since start (`status_waits_evicted_total`). */
+  get evictions(): number {
+    return this.#evictions;
+  }
+
   /**
-   * The cap ended an open wait of the agent: warns, unless it did for this agent less than a
-   * minute ago.
+   * The cap ended open waits of the agent: counts them, and warns unless it did for this agent
+   * less than a minute ago.
    *
    * @param agentId The agent.
    * @param cap The cap.
+   * @param count How many of its waits the cap ended.
    */
-  evicted(agentId: string, cap: number): void {
+  evicted(agentId: string, cap: number, count = 1): void {
+    this.#evictions += count;
     const now = this.#clock.now();
     this.#forgetOld(now);
     const at = this.#warnedAt.get(agentId);

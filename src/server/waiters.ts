@@ -201,6 +201,11 @@ export class WaiterHub {
     return this.#size;
   }
 
+  /** Waits ended since start because their agent opened more than `maxWaitsPerAgent`. */
+  get evictions(): number {
+    return this.#capWarnings.evictions;
+  }
+
   /** How many agents have at least one wait open (an agent may hold several). */
   get agentsWaiting(): number {
     let count = 0;
@@ -319,8 +324,9 @@ export class WaiterHub {
    */
   #evictOldest(entry: AgentWaiters): void {
     const agentId = entry.waiters[0].agentId;
-    while (entry.waiters.length > this.#cap) this.#settle(entry.waiters[0], null);
-    this.#capWarnings.evicted(agentId, this.#cap);
+    let count = 0;
+    for (; entry.waiters.length > this.#cap; count++) this.#settle(entry.waiters[0], null);
+    this.#capWarnings.evicted(agentId, this.#cap, count);
   }
 
   /**

@@ -426,3 +426,23 @@ Deno.test("the connection metrics count open connections, the limit, and those e
     for (const conn of conns) closeQuietly(conn);
   }
 });
+
+Deno.test("status_waits_evicted_total counts the waits and cancel-waits an agent's cap ended, by kind", async () => {
+  await using d = await makeDashboard({ maxWaitsPerAgent: 2 });
+  const before = await scrape(d);
+  assert.equal(value(before, "status_waits_evicted_total", { kind: "wait" }), 0);
+  assert.equal(value(before, "status_waits_evicted_total", { kind: "cancel-wait" }), 0);
+  const request = { agentId: "a1", deploymentHash: "default", timeoutMs: 30_000 };
+  const waits = [1, 2, 3, 4].map(() => d.dashboard.hub.wait(request));
+  // The third and the fourth each ended the oldest then open.
+  assert.equal(await waits[0], null);
+  assert.equal(await waits[1], null);
+  const cancels = [1, 2, 3].map(() =>
+    d.dashboard.cancelWaiters.wait({ commandId: "c1", agentId: "a1", timeoutMs: 30_000 })
+  );
+  assert.equal(await cancels[0], false);
+  const after = await scrape(d);
+  assert.equal(value(after, "status_waits_evicted_total", { kind: "wait" }), 2);
+  assert.equal(value(after, "status_waits_evicted_total", { kind: "cancel-wait" }), 1);
+  assert.equal(d.dashboard.hub.size, 2, "the two newest waits stay open");
+});
