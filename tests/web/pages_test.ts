@@ -546,6 +546,34 @@ Deno.test("console enqueue: validation messages keep the values; success shows t
   assert.match(page, /Priority<\/dt><dd>high<\/dd>/);
 });
 
+Deno.test("console enqueue: a refused timeout or priority of tens of KB is named cut, not echoed whole", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  // Each U+202E is 9 bytes of the form's body (%E2%80%AE): 5,000 of them are 45 KB.
+  const cases: Array<[string, string, RegExp]> = [
+    ["timeout", "9".repeat(50_000), /Timeout must be a whole number[^<]*/],
+    ["priority", "\u202e".repeat(5_000), /Priority must be one of[^<]*/],
+  ];
+  for (const [field, value, message] of cases) {
+    await t.step(field, async () => {
+      const response = await browser.post("/enqueue", {
+        csrf,
+        agent: "a1",
+        name: "echo hi",
+        [field]: value,
+      });
+      assert.equal(response.status, 400);
+      const said = message.exec(await response.text())?.[0] ?? "";
+      assert.ok(said.endsWith(`… (${value.length} characters)&quot;.`), said.slice(-100));
+      assert.ok(said.length < 1500, `the message has ${said.length} characters`);
+      assert.doesNotMatch(said, /\u202e/, "its bidirectional controls show as escapes");
+    });
+  }
+  assert.equal((await d.store.listCommands({ limit: 10 })).length, 0, "nothing was enqueued");
+});
+
 Deno.test("console enqueue: a form sent twice (a double click) enqueues one command", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BIDI_CONTROLS } from "../../protocol/mod.ts";
+import { BIDI_CONTROLS, shortForm } from "../../protocol/mod.ts";
 
 /** A command as `GET /api/v1/commands/{id}` shows it (the fields the console reads). */
 export interface CommandJson {
@@ -216,6 +216,19 @@ const BIDI_CONTROL = new RegExp(BIDI_CONTROLS.source, "g");
  */
 export function visibleBidi(text: string): string {
   return text.replace(BIDI_CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * A value from the address or a form, as a page names it: cut as a client's value is in every
+ * error ({@link shortForm}: its first 200 characters and its length), and with its bidirectional
+ * formatting characters as escapes (a link to `/commands/%E2%80%AE...` would otherwise turn the
+ * page's sentence around).
+ *
+ * @param value The value.
+ * @returns How the page names it.
+ */
+export function named(value: string): string {
+  return visibleBidi(shortForm(value));
 }
 
 /**

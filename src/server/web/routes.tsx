@@ -21,7 +21,6 @@ import {
   AGENT_ID_RULE,
   constantTimeEqual,
   PRIORITIES,
-  shortForm,
 } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { AdminTokenGuesses, remoteOf } from "../auth/mod.ts";
@@ -35,7 +34,7 @@ import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
-import { type AgentJson, type CommandJson, visibleBidi } from "./format.ts";
+import { type AgentJson, type CommandJson, named } from "./format.ts";
 import {
   AgentsPage,
   type CommandFilter,
@@ -263,15 +262,6 @@ function safeNext(value: string | undefined | null): string {
     return "/";
   }
   return value.length <= MAX_NEXT_CHARS && /^[\x21-\x7e]+$/.test(value) ? value : "/";
-}
-
-/**
- * A value from the address or a form, as a page names it: cut short when long, and with its
- * bidirectional formatting characters as escapes (a link to `/commands/%E2%80%AE...` would
- * otherwise turn the page's sentence around).
- */
-function named(value: string): string {
-  return visibleBidi(shortForm(value));
 }
 
 /** The fields of the enqueue and start-a-run forms that their pages take from the query. */
@@ -822,7 +812,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
             return enqueueForm(
               session,
               values,
-              `Timeout must be a whole number of seconds from 1 to 86400, got "${values.timeout}".`,
+              "Timeout must be a whole number of seconds from 1 to 86400, got " +
+                `"${named(values.timeout)}".`,
               400,
             );
           }
@@ -833,7 +824,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
             return enqueueForm(
               session,
               values,
-              `Priority must be one of ${PRIORITIES.join(", ")}, got "${values.priority}".`,
+              `Priority must be one of ${PRIORITIES.join(", ")}, got ` +
+                `"${named(values.priority)}".`,
               400,
             );
           }

@@ -15,6 +15,7 @@ import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/r
 import {
   formatDuration,
   formatTime,
+  named,
   statusTone,
   visibleBidi,
   withoutTerminalCodes,
@@ -443,7 +444,9 @@ export function runRequestOfForm(
     if (!raw) continue;
     const min = key === "max_errors" ? 0 : 1;
     if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      return { error: `${label} must be a whole number from ${min} to ${max}, got "${raw}".` };
+      return {
+        error: `${label} must be a whole number from ${min} to ${max}, got "${named(raw)}".`,
+      };
     }
     if (key === "max_errors") body.max_errors = Number(raw);
     else params[key] = Number(raw);
