@@ -485,6 +485,63 @@ Deno.test("console forms: refused without the session's CSRF token, accepted wit
   assert.doesNotMatch(after, /Cancel command/);
 });
 
+Deno.test("console forms: a form larger than 64 KiB is 413 saying so, not refused as a forgery", async (t) => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "debug", write: (line) => lines.push(line) });
+  try {
+    await using d = await makeDashboard({ runSweepMs: 0 });
+    const browser = new Browser(d);
+    await browser.login();
+    await enqueue(d, "c1", "sleep 5");
+    const csrf = Browser.csrfOf(await (await browser.get("/commands/c1")).text());
+    // The session's own token, and a field that makes the form 70 KB.
+    const big = { csrf, agent: "a1", name: `echo ${"x".repeat(70_000)}` };
+    for (const path of ["/enqueue", "/runs/new", "/commands/c1/cancel", "/runs/r1/cancel"]) {
+      await t.step(path, async () => {
+        const response = await browser.post(path, big);
+        assert.equal(response.status, 413);
+        assertSecureHeaders(response, path);
+        const text = await response.text();
+        assert.match(text, /<title>Form too large/);
+        assert.match(text, /larger than the 64 KiB the console reads[^<]*Nothing was changed/);
+        assert.doesNotMatch(text, /security token/);
+      });
+    }
+    await t.step("/logout", async () => {
+      const response = await browser.post("/logout", big);
+      assert.equal(response.status, 413);
+      await response.body?.cancel();
+      assert.equal((await browser.get("/")).status, 200, "the session goes on");
+    });
+    await t.step("/login", async () => {
+      const stranger = new Browser(d);
+      const form = await (await stranger.get("/login")).text();
+      const response = await stranger.post("/login", {
+        csrf: Browser.csrfOf(form),
+        token: ADMIN_TOKEN,
+        next: `/${"x".repeat(70_000)}`,
+      });
+      assert.equal(response.status, 413);
+      const text = await response.text();
+      assert.match(text, /larger than the 64 KiB the console reads/);
+      assert.doesNotMatch(text, /expired or came from another page/);
+      assert.equal(stranger.cookies.has("status_session"), false, "no session was opened");
+    });
+    const command = await (await d.admin("GET", "/api/v1/commands/c1")).json();
+    assert.equal(command.status, "queued", "nothing was cancelled");
+    assert.equal((await d.store.listCommands({ limit: 10 })).length, 1, "nothing was enqueued");
+    assert.equal((await d.store.listRuns({ limit: 10 })).length, 0, "nothing was started");
+  } finally {
+    closeLogging();
+  }
+  const refusals = lines.filter((line) => /console (form|login) refused/.test(line));
+  assert.equal(refusals.length, 6, refusals.join("\n"));
+  for (const line of refusals) {
+    assert.match(line, /form larger than 64 KiB/);
+    assert.doesNotMatch(line, /CSRF/);
+  }
+});
+
 Deno.test("console enqueue: validation messages keep the values; success shows the command", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);
