@@ -1052,6 +1052,79 @@ Deno.test("console: bidirectional formatting characters an agent sends show as e
   }
 });
 
+Deno.test("console: control characters and terminal escapes in what agents and operators sent show as escapes", async (t) => {
+  await using d = await makeDashboard({ runSweepMs: 0 });
+  const browser = new Browser(d);
+  await browser.login();
+  // What the API refuses now may be in a store written before, or by another program: a page
+  // shows it as it is, never obeys it.
+  await d.store.recordHeartbeat("a1", {
+    version: "1.0\x1b[8mhidden",
+    deploymentHash: "prod\x07",
+    instanceId: null,
+    sample: null,
+    labels: { role: "web\rzone=x" },
+    now: d.clock.now(),
+  });
+  await d.store.enqueue({
+    id: "c0",
+    agentId: "a2",
+    name: "echo \x1b]0;owned\x07hi",
+    params: {},
+    fingerprint: "f",
+    now: d.clock.now(),
+  });
+  await enqueue(d, "c1", "echo hi");
+  const wait = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const { attempt } = await wait.json();
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: { command_id: "c1", attempt } }))
+    .body?.cancel();
+  const body = reportBody("c1", {
+    attempt,
+    status: "failed",
+    error: "disk\x1b[2Jfull\r\nall fine\x7f",
+  });
+  Object.assign(body.result as Record<string, unknown>, { signal: "SIG\x1b[1mTERM" });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body })).body?.cancel();
+  const run = await d.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "ls",
+    target: { agents: ["a1"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  const next = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const delivered = await next.json() as { id: string; attempt: number };
+  const ack = { command_id: delivered.id, attempt: delivered.attempt };
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: ack })).body?.cancel();
+  const ran = reportBody(delivered.id, {
+    attempt: delivered.attempt,
+    status: "failed",
+    error: "no\x1b[1mthing\x07",
+  });
+  Object.assign(ran.result as Record<string, unknown>, { exit_code: 1, stdout: "" });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body: ran })).body?.cancel();
+
+  const cases: Array<[string, string[]]> = [
+    ["/", ["1.0\\u001b[8mhidden", "prod\\u0007", "role=web\\rzone=x"]],
+    ["/commands", ["signal SIG\\u001b[1mTERM", "echo \\u001b]0;owned\\u0007hi"]],
+    ["/commands/c0", ["echo \\u001b]0;owned\\u0007hi"]],
+    ["/commands/c1", ["signal SIG\\u001b[1mTERM", "disk\\u001b[2Jfull\\r\\nall fine\\u007f"]],
+    ["/runs/r1", ["no\\u001b[1mthing\\u0007"]],
+  ];
+  for (const [path, shown] of cases) {
+    await t.step(path, async () => {
+      const text = await (await browser.get(path)).text();
+      for (const escaped of shown) assert.ok(text.includes(escaped), `${path} shows ${escaped}`);
+      assert.doesNotMatch(
+        text,
+        // deno-lint-ignore no-control-regex -- the characters it looks for
+        /[\x00-\x08\x0b-\x1f\x7f-\x9f]/,
+        `${path} holds no control character but newline and tab`,
+      );
+    });
+  }
+});
+
 Deno.test("console: a value from the address that a page names shows its bidirectional controls as escapes", async (t) => {
   await using d = await makeDashboard();
   const browser = new Browser(d);

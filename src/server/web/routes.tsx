@@ -34,7 +34,7 @@ import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
-import { type AgentJson, type CommandJson, named } from "./format.ts";
+import { type AgentJson, type CommandJson, named, visibleText } from "./format.ts";
 import {
   AgentsPage,
   type CommandFilter,
@@ -885,7 +885,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           const why = status === 409
             ? `this form was sent before with other values (command ${named(values.id ?? "")})` +
               "; check them and send it again"
-            : String(body.error ?? `the dashboard answered ${status}`);
+            : visibleText(String(body.error ?? `the dashboard answered ${status}`));
           return enqueueForm(
             session,
             values,
@@ -968,7 +968,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           const why = status === 409
             ? `this form was sent before with other values (run ${named(values.id ?? "")})` +
               "; check them and send it again"
-            : String(body.error ?? `the dashboard answered ${status}`);
+            : visibleText(String(body.error ?? `the dashboard answered ${status}`));
           return runForm(
             session,
             values,
