@@ -6,14 +6,10 @@
 import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-import { follow, parseAnyCommandId, wholeNumberParser } from "./enqueue.ts";
+import { follow, parseAnyCommandId } from "./enqueue.ts";
+import { waitTimeoutOption } from "./interrupt.ts";
 import { setExitCode } from "./exit.ts";
-import {
-  type CancelAnswer,
-  EXIT_WAIT_TIMEOUT,
-  operatorClientFromSettings,
-  OperatorError,
-} from "../operator/mod.ts";
+import { type CancelAnswer, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 
 /**
@@ -56,11 +52,7 @@ export function cancelCommand(io: Io): Command {
       "wait until a delivered command has stopped; exit 0 when it ended cancelled, 1 when it " +
         "finished otherwise first",
     )
-    .option(
-      "--wait-timeout <secs>",
-      `with --wait (implied): stop waiting after this many seconds and exit ${EXIT_WAIT_TIMEOUT}`,
-      wholeNumberParser(1, 86_400 * 30),
-    );
+    .addOption(waitTimeoutOption("--wait", "the agent still stops the command"));
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);

@@ -23,6 +23,7 @@ import { setExitCode } from "./exit.ts";
 import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
+import { waitTimeoutOption } from "./interrupt.ts";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
@@ -285,12 +286,7 @@ export function enqueueCommand(io: Io): Command {
       "wait for the result: progress on stderr, then the command's stdout/stderr (on a " +
         "terminal with control characters shown as escapes); exit with its exit code",
     )
-    .option(
-      "--wait-timeout <secs>",
-      `with --wait (implied): stop waiting after this many seconds and exit ${EXIT_WAIT_TIMEOUT} ` +
-        "(the command goes on)",
-      wholeNumberParser(1, 86_400 * 30),
-    )
+    .addOption(waitTimeoutOption("--wait", "the command goes on"))
     .option("--json", "print the command as JSON (the final one with --wait)");
   addRunOptions(command as unknown as Command<[string], Record<string, unknown>>);
   addSettingOptions(command, ["operator"]);

@@ -5,18 +5,16 @@
  *
  * @module
  */
-import { BIDI_CONTROLS } from "../protocol/mod.ts";
+import { visibleText } from "../protocol/mod.ts";
 
 /** The most characters of a message printed; the rest is counted, not shown. */
 export const MAX_ERROR_LINE = 2000;
 
-/** Control characters (C0, DEL, C1), line separators and bidirectional formatting characters. */
-const UNPRINTABLE = new RegExp(`[\\p{Cc}\u2028\u2029]|${BIDI_CONTROLS.source}`, "gu");
-
 /**
  * A message as one printable line: line breaks as `\n` and `\r`, every other control character
- * (ESC, ...) and bidirectional formatting character as `\uXXXX` (a tab stays), cut after
- * {@link MAX_ERROR_LINE} characters with the number of characters left out.
+ * (ESC, ...) and bidirectional formatting character as `\uXXXX` (a tab stays: the protocol's
+ * `visibleText`, which the console's pages use too), cut after {@link MAX_ERROR_LINE} characters
+ * with the number of characters left out.
  *
  * @param message The message.
  * @returns The line, without a line break.
@@ -33,10 +31,5 @@ export function errorLine(message: string): string {
   const cut = message.length > MAX_ERROR_LINE
     ? `${message.slice(0, MAX_ERROR_LINE)}… (${message.length - MAX_ERROR_LINE} more characters)`
     : message;
-  return cut.replace(UNPRINTABLE, (c) => {
-    if (c === "\t") return c;
-    if (c === "\n") return "\\n";
-    if (c === "\r") return "\\r";
-    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
-  });
+  return visibleText(cut);
 }

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT } from "../operator/types.ts";
-import { onSignals, signalNumber, STOP_SIGNALS } from "./signals.ts";
+import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT, signalExitCode } from "../operator/types.ts";
+import { onSignals, STOP_SIGNALS } from "./signals.ts";
 import { resolve } from "node:path";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { Command } from "@commander-js/extra-typings";
@@ -89,8 +89,9 @@ function parseTimeout(value: string | undefined): number | undefined {
 
 /**
  * The exit code of `status exec` for a result: the command's own exit code, 128 + n when a
- * signal ended it, 126 rejected or not executable, 127 not found, 124 timeout, 137 killed,
- * 130 cancelled.
+ * signal ended it (1 for a signal this platform does not name, as `exitCodeOf` of
+ * `status enqueue --wait` gives: both use `signalExitCode`), 126 rejected or not executable,
+ * 127 not found, 124 timeout, 137 killed, 130 cancelled.
  *
  * @param result The result of the run.
  * @returns The exit code.
@@ -109,7 +110,7 @@ export function execExitCode(result: ExecResult): number {
       return EXEC_EXIT_CANCELLED;
     case "failed":
       if (result.exit_code !== null) return result.exit_code === 0 ? 1 : result.exit_code;
-      if (result.signal) return 128 + (signalNumber(result.signal) ?? 0);
+      if (result.signal) return signalExitCode(result.signal);
       if (result.start_failure === "not_found") return EXEC_EXIT_NOT_FOUND;
       if (result.start_failure === "not_executable") return EXIT_REJECTED;
       return 1;

@@ -4,8 +4,36 @@
  *
  * @module
  */
+import { Option } from "@commander-js/extra-typings";
 import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
+import { EXIT_WAIT_TIMEOUT } from "../operator/mod.ts";
+import { wholeNumberParser } from "./enqueue.ts";
+
+/** The longest `--wait-timeout`, in seconds: 30 days. */
+export const MAX_WAIT_TIMEOUT_SECS = 30 * 86_400;
+
+/**
+ * The `--wait-timeout <secs>` option, one for every command that waits for a command or a run
+ * (`status enqueue --wait`, `status run start --wait`, `status result --follow`,
+ * `status cancel --wait`): whole seconds from 1 to {@link MAX_WAIT_TIMEOUT_SECS}; given, it implies
+ * the waiting flag, and when it passes first the CLI stops waiting and exits
+ * {@link EXIT_WAIT_TIMEOUT} (75) with a line saying what goes on and how to see it.
+ *
+ * @param implied The flag it implies: `--wait` or `--follow`.
+ * @param after What happens to the command or run, said in the help: `"the command goes on"`.
+ * @returns The option, parsed to a number of seconds.
+ */
+export function waitTimeoutOption(
+  implied: "--wait" | "--follow",
+  after: string,
+): Option<"--wait-timeout <secs>", undefined, undefined, number> {
+  return new Option(
+    "--wait-timeout <secs>",
+    `with ${implied} (implied): stop waiting after this many seconds and exit ` +
+      `${EXIT_WAIT_TIMEOUT} (${after})`,
+  ).argParser(wholeNumberParser(1, MAX_WAIT_TIMEOUT_SECS));
+}
 
 /** The signals of one wait; dispose it to stop listening for SIGINT. */
 export interface WaitSignals extends Disposable {

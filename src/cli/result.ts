@@ -1,15 +1,17 @@
 /**
  * `status result <id>`: shows one command of the dashboard: its status and, when it is final,
- * its exit code and output.
+ * its exit code and output; with `--follow` (or `--wait-timeout`), follows it to its end.
  *
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-import { parseAnyCommandId } from "./enqueue.ts";
+import { follow, parseAnyCommandId } from "./enqueue.ts";
+import { waitTimeoutOption } from "./interrupt.ts";
 import { UsageError } from "../errors.ts";
 import {
+  EXIT_WAIT_TIMEOUT,
   exitCodeOf,
   formatRecord,
   isFinalStatus,
@@ -30,7 +32,9 @@ export function resultCommand(io: Io): Command {
   const command = new Command("result")
     .description(
       "Show a command: its status, and when it is final its exit code, stdout and stderr " +
-        "(exits 0 when shown, 1 when the dashboard has no such command)",
+        "(exits 0 when shown, 1 when the dashboard has no such command); with --follow, follow " +
+        `it to its end and exit with its exit code (${EXIT_WAIT_TIMEOUT} still not final at ` +
+        "--wait-timeout)",
     )
     .argument("<id>", "the command id", parseAnyCommandId)
     .option("--json", "print the command as JSON")
@@ -43,26 +47,30 @@ export function resultCommand(io: Io): Command {
     .option(
       "--follow",
       "print its output as it arrives (stdout to stdout, stderr to stderr; on a terminal with " +
-        "control characters shown as escapes) until it ends, then exit with its exit code",
-    );
+        "control characters shown as escapes) until it ends, then exit with its exit code " +
+        "(with --json: progress on stderr, then the final command)",
+    )
+    .addOption(waitTimeoutOption("--follow", "the command goes on"));
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
+    const following = options.follow || options.waitTimeout !== undefined;
     // Said before the dashboard is asked: a flag that would be ignored, or whose bytes would run
     // into the other's, is a mistake in how it was asked whether the dashboard answers or not.
     const only = [options.stdout && "--stdout", options.stderr && "--stderr"].filter(Boolean);
     if (only.length === 2) throw new UsageError("give --stdout or --stderr, not both");
-    if (only.length === 1 && (options.json || options.follow)) {
-      throw new UsageError(
-        `${options.json ? "--json" : "--follow"} cannot be combined with ${only[0]}`,
-      );
+    if (only.length === 1 && (options.json || following)) {
+      const flag = options.json ? "--json" : options.follow ? "--follow" : "--wait-timeout";
+      throw new UsageError(`${flag} cannot be combined with ${only[0]}`);
     }
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
-    if (options.follow) {
-      // With --json, stdout is the final command alone: wait for it without printing output.
+    if (following) {
+      // With --json, stdout is the final command alone: wait for it printing only progress (on
+      // stderr), as status enqueue --wait --json does.
+      const timeoutSecs = options.waitTimeout;
       const record = options.json
-        ? await client.waitForFinal(id)
-        : await followAndPrint(io, writerFor(io), client, id);
+        ? await follow(io, client, id, { timeoutSecs })
+        : await followAndPrint(io, writerFor(io), client, id, { timeoutSecs });
       if (record === null) {
         setExitCode(130);
         return;

@@ -49,7 +49,7 @@ import {
   waitForRun,
 } from "../operator/run_client.ts";
 import { UsageError } from "../errors.ts";
-import { waitSignals } from "./interrupt.ts";
+import { waitSignals, waitTimeoutOption } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
   if (!RUN_ID_PATTERN.test(value)) {
@@ -381,12 +381,7 @@ export function runCommand(io: Io): Command {
       new Option("--priority <priority>", "queue priority (default normal)").choices(PRIORITIES),
     )
     .option("--wait", "follow the run to its end; exit 0 only when every agent succeeded")
-    .option(
-      "--wait-timeout <secs>",
-      `with --wait (implied): stop waiting after this many seconds and exit ${EXIT_WAIT_TIMEOUT} ` +
-        "(the run goes on)",
-      wholeNumberParser(1, 86_400 * 30),
-    )
+    .addOption(waitTimeoutOption("--wait", "the run goes on"))
     .option("--json", "print the run as JSON (the final one with --wait)");
   addRunOptions(start as unknown as Command<[string], Record<string, unknown>>);
   addSettingOptions(start, ["operator"]);

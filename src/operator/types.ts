@@ -208,12 +208,28 @@ export const EXIT_KILLED = 137;
 export const EXIT_WAIT_TIMEOUT = 75;
 
 /**
+ * The exit code of a command that a signal ended, as a shell reports it: 128 + the signal's number
+ * on this platform (`node:os` `constants.signals`: 139 for `SIGSEGV`), or 1 for a name the platform
+ * does not know (128 alone would read as "signal 0"). `status exec` (`execExitCode`) and
+ * {@link exitCodeOf} (`status enqueue --wait`, `status result`) both use it, so a command gives one
+ * exit code however it was run.
+ *
+ * @param signal The signal's name as the result holds it, e.g. `"SIGTERM"`.
+ * @returns 128 + its number, or 1.
+ */
+export function signalExitCode(signal: unknown): number {
+  const signals: Readonly<Record<string, number>> = constants.signals;
+  return typeof signal === "string" && Object.hasOwn(signals, signal) ? 128 + signals[signal] : 1;
+}
+
+/**
  * The exit code a CLI reports for a finished command, so that `status enqueue --wait` behaves like
  * running the command itself.
  *
  * @param record The command in a final status.
  * @returns The reported exit code for `success` and `failed`, 128 + n for a `failed` that
- *   signal n ended; 126 for `rejected`, 124 for `timeout`, 137 for `killed`; 1 for other
+ *   signal n ended (1 when this platform does not know the signal's name, as `status exec` says:
+ *   {@link signalExitCode}); 126 for `rejected`, 124 for `timeout`, 137 for `killed`; 1 for other
  *   failures (`lost`, `expired`, `interrupted`, `cancelled`, a `failed` without an exit code).
  *
  * @example Mapping statuses
@@ -233,11 +249,7 @@ export function exitCodeOf(record: Pick<CommandRecord, "status" | "result">): nu
     case "failed": {
       if (typeof code === "number" && code !== 0) return code;
       // Ended by a signal: 128 + its number, as a shell (and `status exec`) reports it.
-      const signal = record.result?.signal;
-      const signals: Readonly<Record<string, number>> = constants.signals;
-      return typeof signal === "string" && Object.hasOwn(signals, signal)
-        ? 128 + signals[signal]
-        : 1;
+      return signalExitCode(record.result?.signal);
     }
     case "rejected":
       return EXIT_REJECTED;

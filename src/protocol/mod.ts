@@ -9,3 +9,4 @@ export * from "./signing.ts";
 export * from "./live.ts";
 export * from "./runs.ts";
 export * from "./short_form.ts";
+export * from "./visible_text.ts";

@@ -19,6 +19,7 @@ import {
   enqueueParamsSchema,
   idPattern,
 } from "./schemas.ts";
+import { shortForm } from "./short_form.ts";
 
 /** Paths of the runs API. */
 export const RUN_PATHS = {
@@ -87,15 +88,21 @@ export function parseLabels(text: string): Labels {
     const at = pair.indexOf("=");
     const key = (at < 0 ? pair : pair.slice(0, at)).trim();
     const value = at < 0 ? undefined : pair.slice(at + 1).trim();
-    if (value === undefined) throw new TypeError(`label "${pair.trim()}" is not key=value`);
+    if (value === undefined) {
+      throw new TypeError(`label "${shortForm(pair.trim())}" is not key=value`);
+    }
     if (!LABEL_KEY_PATTERN.test(key)) {
       throw new TypeError(
-        `label key "${key}" must be 1–63 characters of A-Z a-z 0-9 . _ / - (starting with a letter or digit)`,
+        `label key "${
+          shortForm(key)
+        }" must be 1–63 characters of A-Z a-z 0-9 . _ / - (starting with a letter or digit)`,
       );
     }
     if (!LABEL_VALUE_PATTERN.test(value)) {
       throw new TypeError(
-        `label value "${value}" of ${key} must be 0–128 characters of A-Z a-z 0-9 . _ : / @ -`,
+        `label value "${
+          shortForm(value)
+        }" of ${key} must be 0–128 characters of A-Z a-z 0-9 . _ : / @ -`,
       );
     }
     if (Object.hasOwn(labels, key)) throw new TypeError(`label ${key} is given twice`);
@@ -187,7 +194,7 @@ export function parseMaxConcurrency(text: string): MaxConcurrency {
     return Number(trimmed);
   }
   if (PERCENT_PATTERN.test(trimmed)) return trimmed;
-  throw new TypeError(`max concurrency "${text}" must be ${MAX_CONCURRENCY_RULE}`);
+  throw new TypeError(`max concurrency "${shortForm(text)}" must be ${MAX_CONCURRENCY_RULE}`);
 }
 
 /** Body of `POST /api/v1/runs`. */

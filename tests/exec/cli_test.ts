@@ -4,6 +4,7 @@ import { takeExitCode } from "../../src/cli/exit.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { UsageError } from "../../src/errors.ts";
 import { closeLogging } from "../../src/log/mod.ts";
+import { exitCodeOf } from "../../src/operator/mod.ts";
 import { createPolicy, type ExecResult } from "../../src/exec/mod.ts";
 import { scripts } from "./helpers.ts";
 
@@ -129,10 +130,23 @@ Deno.test("status exec maps results to exit codes", () => {
   assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGSEGV" }), 139);
   // Any signal the platform knows, not only a hand-kept few (SIGSYS is 31 on Linux).
   assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGSYS" }), 159);
-  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGNOPE" }), 128);
+  // A signal this platform does not name: 1, as exitCodeOf says (128 alone would read as signal 0).
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGNOPE" }), 1);
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "hasOwnProperty" }), 1);
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "not_executable" }), 126);
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "spawn_failed" }), 1);
   assert.equal(execExitCode({ ...base, status: "cancelled" }), 130);
+});
+
+Deno.test("status exec and exitCodeOf give one exit code for a command a signal ended", () => {
+  const base = { exit_code: null, start_failure: null } as unknown as ExecResult;
+  for (const signal of ["SIGSEGV", "SIGTERM", "SIGKILL", "SIGSYS", "SIGNOPE", "", "constructor"]) {
+    assert.equal(
+      execExitCode({ ...base, status: "failed", signal }),
+      exitCodeOf({ status: "failed", result: { exit_code: null, signal } }),
+      signal,
+    );
+  }
 });
 
 Deno.test("status exec as a commander command records its exit code", async (t) => {

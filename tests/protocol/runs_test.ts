@@ -33,6 +33,25 @@ Deno.test("parseLabels refuses what it cannot keep, naming it", () => {
   assert.throws(() => parseLabels(many), /at most 32 labels, got 33/);
 });
 
+Deno.test("parseLabels and parseMaxConcurrency name a long value cut, as a client's value is", () => {
+  const long = "x".repeat(50_000);
+  const cut = `${"x".repeat(200)}… (50000 characters)`;
+  const cases: Array<[() => unknown, string]> = [
+    [() => parseLabels(long), `label "${cut}" is not key=value`],
+    [() => parseLabels(`${long}=1`), `label key "${cut}" must be`],
+    [() => parseLabels(`a=${long}`), `label value "${cut}" of a must be`],
+    [() => parseLabels(`${long}!=1`), "… (50001 characters)"],
+    [() => parseMaxConcurrency(long), `max concurrency "${cut}" must be`],
+  ];
+  for (const [parse, said] of cases) {
+    assert.throws(parse, (error: Error) => {
+      assert.ok(error.message.includes(said), error.message.slice(0, 300));
+      assert.ok(error.message.length < 400, `${error.message.length} characters`);
+      return true;
+    });
+  }
+});
+
 Deno.test("parseMaxConcurrency takes a count or a percentage, and nothing else", () => {
   assert.equal(parseMaxConcurrency(" 5 "), 5);
   assert.equal(parseMaxConcurrency("10%"), "10%");

@@ -11,7 +11,6 @@ import {
   outputView,
   statusTone,
   TERMINAL_SEQUENCE,
-  visibleBidi,
 } from "../../src/server/web/format.ts";
 import { AgentsPage } from "../../src/server/web/pages.tsx";
 
@@ -204,13 +203,4 @@ Deno.test("agents page shows heartbeat, version and running command when the API
   assert.match(html, /<td data-label="Queued">2<\/td>/);
   assert.match(html, /2 s ago/);
   assert.match(html, /<time datetime="[^"]+">7 s ago<\/time>/, "when the heartbeat came");
-});
-
-Deno.test("visibleBidi shows each bidirectional formatting character as its escape, other text as it is", () => {
-  assert.equal(visibleBidi("1.0\u202egnp.exe"), "1.0\\u202egnp.exe");
-  assert.equal(
-    visibleBidi("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069"),
-    "\\u061c\\u200e\\u200f\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069",
-  );
-  assert.equal(visibleBidi("שלום world <b>"), "שלום world <b>");
 });

@@ -485,6 +485,63 @@ Deno.test("console forms: refused without the session's CSRF token, accepted wit
   assert.doesNotMatch(after, /Cancel command/);
 });
 
+Deno.test("console forms: a form larger than 64 KiB is 413 saying so, not refused as a forgery", async (t) => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "debug", write: (line) => lines.push(line) });
+  try {
+    await using d = await makeDashboard({ runSweepMs: 0 });
+    const browser = new Browser(d);
+    await browser.login();
+    await enqueue(d, "c1", "sleep 5");
+    const csrf = Browser.csrfOf(await (await browser.get("/commands/c1")).text());
+    // The session's own token, and a field that makes the form 70 KB.
+    const big = { csrf, agent: "a1", name: `echo ${"x".repeat(70_000)}` };
+    for (const path of ["/enqueue", "/runs/new", "/commands/c1/cancel", "/runs/r1/cancel"]) {
+      await t.step(path, async () => {
+        const response = await browser.post(path, big);
+        assert.equal(response.status, 413);
+        assertSecureHeaders(response, path);
+        const text = await response.text();
+        assert.match(text, /<title>Form too large/);
+        assert.match(text, /larger than the 64 KiB the console reads[^<]*Nothing was changed/);
+        assert.doesNotMatch(text, /security token/);
+      });
+    }
+    await t.step("/logout", async () => {
+      const response = await browser.post("/logout", big);
+      assert.equal(response.status, 413);
+      await response.body?.cancel();
+      assert.equal((await browser.get("/")).status, 200, "the session goes on");
+    });
+    await t.step("/login", async () => {
+      const stranger = new Browser(d);
+      const form = await (await stranger.get("/login")).text();
+      const response = await stranger.post("/login", {
+        csrf: Browser.csrfOf(form),
+        token: ADMIN_TOKEN,
+        next: `/${"x".repeat(70_000)}`,
+      });
+      assert.equal(response.status, 413);
+      const text = await response.text();
+      assert.match(text, /larger than the 64 KiB the console reads/);
+      assert.doesNotMatch(text, /expired or came from another page/);
+      assert.equal(stranger.cookies.has("status_session"), false, "no session was opened");
+    });
+    const command = await (await d.admin("GET", "/api/v1/commands/c1")).json();
+    assert.equal(command.status, "queued", "nothing was cancelled");
+    assert.equal((await d.store.listCommands({ limit: 10 })).length, 1, "nothing was enqueued");
+    assert.equal((await d.store.listRuns({ limit: 10 })).length, 0, "nothing was started");
+  } finally {
+    closeLogging();
+  }
+  const refusals = lines.filter((line) => /console (form|login) refused/.test(line));
+  assert.equal(refusals.length, 6, refusals.join("\n"));
+  for (const line of refusals) {
+    assert.match(line, /form larger than 64 KiB/);
+    assert.doesNotMatch(line, /CSRF/);
+  }
+});
+
 Deno.test("console enqueue: validation messages keep the values; success shows the command", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);
@@ -544,6 +601,34 @@ Deno.test("console enqueue: validation messages keep the values; success shows t
   assert.match(page, /data-final="false"/);
   assert.match(page, /Timeout<\/dt><dd>9 s<\/dd>/);
   assert.match(page, /Priority<\/dt><dd>high<\/dd>/);
+});
+
+Deno.test("console enqueue: a refused timeout or priority of tens of KB is named cut, not echoed whole", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  const csrf = Browser.csrfOf(await (await browser.get("/enqueue")).text());
+  // Each U+202E is 9 bytes of the form's body (%E2%80%AE): 5,000 of them are 45 KB.
+  const cases: Array<[string, string, RegExp]> = [
+    ["timeout", "9".repeat(50_000), /Timeout must be a whole number[^<]*/],
+    ["priority", "\u202e".repeat(5_000), /Priority must be one of[^<]*/],
+  ];
+  for (const [field, value, message] of cases) {
+    await t.step(field, async () => {
+      const response = await browser.post("/enqueue", {
+        csrf,
+        agent: "a1",
+        name: "echo hi",
+        [field]: value,
+      });
+      assert.equal(response.status, 400);
+      const said = message.exec(await response.text())?.[0] ?? "";
+      assert.ok(said.endsWith(`… (${value.length} characters)&quot;.`), said.slice(-100));
+      assert.ok(said.length < 1500, `the message has ${said.length} characters`);
+      assert.doesNotMatch(said, /\u202e/, "its bidirectional controls show as escapes");
+    });
+  }
+  assert.equal((await d.store.listCommands({ limit: 10 })).length, 0, "nothing was enqueued");
 });
 
 Deno.test("console enqueue: a form sent twice (a double click) enqueues one command", async () => {
@@ -963,6 +1048,79 @@ Deno.test("console: bidirectional formatting characters an agent sends show as e
       const text = await (await browser.get(path)).text();
       for (const escaped of shown) assert.ok(text.includes(escaped), `${path} shows ${escaped}`);
       assert.doesNotMatch(text, /[\u202e\u2066]/, `${path} holds no bidirectional control`);
+    });
+  }
+});
+
+Deno.test("console: control characters and terminal escapes in what agents and operators sent show as escapes", async (t) => {
+  await using d = await makeDashboard({ runSweepMs: 0 });
+  const browser = new Browser(d);
+  await browser.login();
+  // What the API refuses now may be in a store written before, or by another program: a page
+  // shows it as it is, never obeys it.
+  await d.store.recordHeartbeat("a1", {
+    version: "1.0\x1b[8mhidden",
+    deploymentHash: "prod\x07",
+    instanceId: null,
+    sample: null,
+    labels: { role: "web\rzone=x" },
+    now: d.clock.now(),
+  });
+  await d.store.enqueue({
+    id: "c0",
+    agentId: "a2",
+    name: "echo \x1b]0;owned\x07hi",
+    params: {},
+    fingerprint: "f",
+    now: d.clock.now(),
+  });
+  await enqueue(d, "c1", "echo hi");
+  const wait = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const { attempt } = await wait.json();
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: { command_id: "c1", attempt } }))
+    .body?.cancel();
+  const body = reportBody("c1", {
+    attempt,
+    status: "failed",
+    error: "disk\x1b[2Jfull\r\nall fine\x7f",
+  });
+  Object.assign(body.result as Record<string, unknown>, { signal: "SIG\x1b[1mTERM" });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body })).body?.cancel();
+  const run = await d.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "ls",
+    target: { agents: ["a1"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  const next = await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1" });
+  const delivered = await next.json() as { id: string; attempt: number };
+  const ack = { command_id: delivered.id, attempt: delivered.attempt };
+  await (await d.agent({ path: "/api/v1/agent/commands/ack", body: ack })).body?.cancel();
+  const ran = reportBody(delivered.id, {
+    attempt: delivered.attempt,
+    status: "failed",
+    error: "no\x1b[1mthing\x07",
+  });
+  Object.assign(ran.result as Record<string, unknown>, { exit_code: 1, stdout: "" });
+  await (await d.agent({ path: "/api/v1/agent/commands/report", body: ran })).body?.cancel();
+
+  const cases: Array<[string, string[]]> = [
+    ["/", ["1.0\\u001b[8mhidden", "prod\\u0007", "role=web\\rzone=x"]],
+    ["/commands", ["signal SIG\\u001b[1mTERM", "echo \\u001b]0;owned\\u0007hi"]],
+    ["/commands/c0", ["echo \\u001b]0;owned\\u0007hi"]],
+    ["/commands/c1", ["signal SIG\\u001b[1mTERM", "disk\\u001b[2Jfull\\r\\nall fine\\u007f"]],
+    ["/runs/r1", ["no\\u001b[1mthing\\u0007"]],
+  ];
+  for (const [path, shown] of cases) {
+    await t.step(path, async () => {
+      const text = await (await browser.get(path)).text();
+      for (const escaped of shown) assert.ok(text.includes(escaped), `${path} shows ${escaped}`);
+      assert.doesNotMatch(
+        text,
+        // deno-lint-ignore no-control-regex -- the characters it looks for
+        /[\x00-\x08\x0b-\x1f\x7f-\x9f]/,
+        `${path} holds no control character but newline and tab`,
+      );
     });
   }
 });

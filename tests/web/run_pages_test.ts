@@ -156,6 +156,35 @@ Deno.test("console: the start-a-run form checks its fields and starts a run", as
   assert.ok(runs.some((r) => r.target.labels?.["constructor"] === "x"), "started by that label");
 });
 
+Deno.test("console: a refused field of the start-a-run form is named cut when it is tens of KB", async (t) => {
+  await using d = await makeDashboard({ devMode: true, runSweepMs: 0 });
+  const origin = "http://localhost";
+  const formPage = await d.dashboard.app.request(`${origin}/runs/new`);
+  const cookie = formPage.headers.getSetCookie().map((line) => line.split(";")[0]).join("; ");
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await formPage.text())?.[1] ?? "";
+  const long = "7".repeat(50_000);
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ["timeout", { labels: "role=web", timeout: long }, /Timeout must be[^<]*/],
+    ["failures allowed", { labels: "role=web", errors: long }, /Failures allowed must be[^<]*/],
+    ["at most at once", { labels: "role=web", concurrency: long }, /At most at once:[^<]*/],
+    ["labels", { labels: long }, /Labels:[^<]*/],
+  ];
+  for (const [what, fields, message] of cases) {
+    await t.step(what, async () => {
+      const response = await d.dashboard.app.request(`${origin}/runs/new`, {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+        body: new URLSearchParams({ csrf, name: "uname", ...fields }).toString(),
+      });
+      assert.equal(response.status, 400);
+      const said = message.exec(await response.text())?.[0] ?? "";
+      assert.ok(said.includes("… (50000 characters)"), said.slice(0, 300));
+      assert.ok(said.length < 600, `the message has ${said.length} characters`);
+    });
+  }
+  assert.equal((await d.store.listRuns({ limit: 10 })).length, 0, "nothing was started");
+});
+
 Deno.test("console: a start-a-run form sent twice (a double click) starts one run", async () => {
   await using t = await makeDashboard({ devMode: true, runSweepMs: 0 });
   const origin = "http://localhost";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BIDI_CONTROLS } from "../../protocol/mod.ts";
+import { shortForm, visibleText } from "../../protocol/mod.ts";
 
 /** A command as `GET /api/v1/commands/{id}` shows it (the fields the console reads). */
 export interface CommandJson {
@@ -203,19 +203,27 @@ export function formatHeartbeat(beat: HeartbeatJson | null | undefined): string 
   return parts.length > 0 ? parts.join(" · ") : "—";
 }
 
-const BIDI_CONTROL = new RegExp(BIDI_CONTROLS.source, "g");
+/**
+ * Free text an agent or an operator sent (an error, a signal, a version, a deployment, labels, a
+ * command line, a first line of output) as a page shows it: every control character (ESC, BEL,
+ * CR, ...) and bidirectional formatting character as its escape (`\u001b`, `\u202e`), as
+ * `status` prints them on a terminal. JSX escapes markup, not these: the page would otherwise hide
+ * them, or show the text in another order than its characters come (`1.0\u202egnp.exe` as
+ * `1.0exe.png`). The protocol's `visibleText`, shared with the CLI.
+ */
+export { visibleText };
 
 /**
- * Text an agent sent (its version, deployment, a signal, an error) with each bidirectional
- * formatting character shown as its escape (`\u202e`), as `status` prints them: the page would
- * otherwise show the text in another order than its characters come (`1.0\u202egnp.exe` as
- * `1.0exe.png`).
+ * A value from the address or a form, as a page names it: cut as a client's value is in every
+ * error ({@link shortForm}: its first 200 characters and its length), and with its control and
+ * bidirectional formatting characters as escapes ({@link visibleText}: a link to
+ * `/commands/%E2%80%AE...` would otherwise turn the page's sentence around).
  *
- * @param text The text.
- * @returns The text, every bidirectional formatting character as `\uXXXX`.
+ * @param value The value.
+ * @returns How the page names it.
  */
-export function visibleBidi(text: string): string {
-  return text.replace(BIDI_CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+export function named(value: string): string {
+  return visibleText(shortForm(value));
 }
 
 /**

@@ -23,7 +23,7 @@ import {
   isFinal,
   outputView,
   statusTone,
-  visibleBidi,
+  visibleText,
 } from "./format.ts";
 
 /** What every page's frame needs. */
@@ -239,11 +239,13 @@ export function AgentsPage(
                         </span>
                       </td>
                       <td data-label="Deployment" class="text">
-                        {agent.deployment_hash ? visibleBidi(agent.deployment_hash) : "—"}
+                        {agent.deployment_hash ? visibleText(agent.deployment_hash) : "—"}
                       </td>
-                      <td data-label="Labels" class="text">{formatLabels(agent.labels) || "—"}</td>
+                      <td data-label="Labels" class="text">
+                        {visibleText(formatLabels(agent.labels)) || "—"}
+                      </td>
                       <td data-label="Version" class="text">
-                        {agent.version ? visibleBidi(agent.version) : "—"}
+                        {agent.version ? visibleText(agent.version) : "—"}
                       </td>
                       <td data-label="Last seen">
                         <time datetime={agent.last_seen_at ?? undefined}>
@@ -266,7 +268,7 @@ export function AgentsPage(
                         {running
                           ? (
                             <a href={`/commands/${encodeURIComponent(running.id)}`}>
-                              {running.name ?? running.id}
+                              {running.name === undefined ? running.id : visibleText(running.name)}
                             </a>
                           )
                           : "—"}
@@ -394,7 +396,7 @@ export function CommandsPage(
                 <tr>
                   <th scope="row" data-label="Command">
                     <a href={`/commands/${encodeURIComponent(command.id)}`}>
-                      <code>{command.name}</code>
+                      <code>{visibleText(command.name)}</code>
                     </a>
                     <span class="sub">{command.id}</span>
                   </th>
@@ -426,7 +428,7 @@ export function CommandsPage(
 function exitText(command: CommandJson): string {
   const result = command.result;
   if (!result) return "—";
-  if (result.signal) return `signal ${visibleBidi(result.signal)}`;
+  if (result.signal) return `signal ${visibleText(result.signal)}`;
   return result.exit_code === null ? "—" : String(result.exit_code);
 }
 
@@ -560,7 +562,7 @@ export function CommandDetail(
     >
       <p class="headline">
         <StatusBadge status={command.status} />
-        <code class="cmdline">{command.name}</code>
+        <code class="cmdline">{visibleText(command.name)}</code>
       </p>
       {command.status === "queued" && props.agent
         ? <QueuedFor command={command} {...props.agent} />
@@ -614,7 +616,7 @@ export function CommandDetail(
           ? (
             <>
               <dt>Error</dt>
-              <dd>{visibleBidi(command.error)}</dd>
+              <dd>{visibleText(command.error)}</dd>
             </>
           )
           : null}

@@ -21,7 +21,6 @@ import {
   AGENT_ID_RULE,
   constantTimeEqual,
   PRIORITIES,
-  shortForm,
 } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
 import { AdminTokenGuesses, remoteOf } from "../auth/mod.ts";
@@ -35,7 +34,7 @@ import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
-import { type AgentJson, type CommandJson, visibleBidi } from "./format.ts";
+import { type AgentJson, type CommandJson, named, visibleText } from "./format.ts";
 import {
   AgentsPage,
   type CommandFilter,
@@ -265,15 +264,6 @@ function safeNext(value: string | undefined | null): string {
   return value.length <= MAX_NEXT_CHARS && /^[\x21-\x7e]+$/.test(value) ? value : "/";
 }
 
-/**
- * A value from the address or a form, as a page names it: cut short when long, and with its
- * bidirectional formatting characters as escapes (a link to `/commands/%E2%80%AE...` would
- * otherwise turn the page's sentence around).
- */
-function named(value: string): string {
-  return visibleBidi(shortForm(value));
-}
-
 /** The fields of the enqueue and start-a-run forms that their pages take from the query. */
 const FORM_FIELDS: Record<string, readonly string[]> = {
   "/enqueue": ["agent", "name", "timeout", "priority"],
@@ -343,11 +333,33 @@ async function keepingForm<T>(path: string, form: URLSearchParams, work: () => P
   }
 }
 
+/** The form limit in words, as the pages and the audit log say it. */
+const MAX_FORM_WORDS = `${MAX_FORM_BYTES / 1024} KiB`;
+
+/**
+ * A posted form larger than {@link MAX_FORM_BYTES}: no form of the console is (a command line is at
+ * most 4,096 characters). Its body is not read, so neither is its CSRF token: it is answered `413`
+ * saying so, not as a form refused for its token, and nothing changes.
+ */
+class FormTooLarge extends Error {
+  constructor() {
+    super(`the form is larger than ${MAX_FORM_WORDS}`);
+    this.name = "FormTooLarge";
+  }
+}
+
+/** What the page of a form too large says. */
+const FORM_TOO_LARGE_MESSAGE =
+  `This form is larger than the ${MAX_FORM_WORDS} the console reads, ` +
+  "so it was not read. Nothing was changed. Shorten what was typed (a command line is at most " +
+  "4,096 characters) and send it again.";
+
 /**
  * Reads a posted form. A body cut short is the client's fault, answered `400` as on every route
- * (`readBody`'s error); one larger than {@link MAX_FORM_BYTES} is no form of the console.
+ * (`readBody`'s error).
  *
- * @returns The form, or `null` when the body is not a form or is too large.
+ * @returns The form, or `null` when the body is not a form.
+ * @throws {FormTooLarge} When the body is larger than {@link MAX_FORM_BYTES}.
  */
 async function readForm(request: Request): Promise<URLSearchParams | null> {
   const type = request.headers.get("content-type") ?? "";
@@ -356,7 +368,7 @@ async function readForm(request: Request): Promise<URLSearchParams | null> {
   try {
     ({ bytes } = await readBody(request, { limit: MAX_FORM_BYTES, hardLimit: MAX_FORM_BYTES }));
   } catch (error) {
-    if (error instanceof HttpError && error.status === 413) return null;
+    if (error instanceof HttpError && error.status === 413) throw new FormTooLarge();
     throw error;
   }
   return new URLSearchParams(new TextDecoder().decode(bytes ?? undefined));
@@ -528,7 +540,26 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
             </p>
           )
           : null;
-        if (error instanceof ApiUnavailable && error.status === 429) {
+        if (error instanceof FormTooLarge) {
+          const path = new URL(c.req.url).pathname;
+          audit.warning("console form refused: {reason}", {
+            reason: `form larger than ${MAX_FORM_WORDS}`,
+            method: c.req.method,
+            path,
+            remote: remoteOf(c),
+          });
+          const back = filledFormOf(path, null);
+          response = html(
+            <ErrorPage {...pageFrame} title="Form too large" message={FORM_TOO_LARGE_MESSAGE}>
+              {back === "/" ? null : (
+                <p>
+                  <a href={back}>Open its page</a>
+                </p>
+              )}
+            </ErrorPage>,
+            413,
+          );
+        } else if (error instanceof ApiUnavailable && error.status === 429) {
           // The operators' limit of this browser's address, which its pages' API calls count in.
           const secs = error.retryAfterSecs ?? 60;
           audit.warning("console page {path} refused: {reason}", {
@@ -822,7 +853,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
             return enqueueForm(
               session,
               values,
-              `Timeout must be a whole number of seconds from 1 to 86400, got "${values.timeout}".`,
+              "Timeout must be a whole number of seconds from 1 to 86400, got " +
+                `"${named(values.timeout)}".`,
               400,
             );
           }
@@ -833,7 +865,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
             return enqueueForm(
               session,
               values,
-              `Priority must be one of ${PRIORITIES.join(", ")}, got "${values.priority}".`,
+              `Priority must be one of ${PRIORITIES.join(", ")}, got ` +
+                `"${named(values.priority)}".`,
               400,
             );
           }
@@ -852,7 +885,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           const why = status === 409
             ? `this form was sent before with other values (command ${named(values.id ?? "")})` +
               "; check them and send it again"
-            : String(body.error ?? `the dashboard answered ${status}`);
+            : visibleText(String(body.error ?? `the dashboard answered ${status}`));
           return enqueueForm(
             session,
             values,
@@ -935,7 +968,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           const why = status === 409
             ? `this form was sent before with other values (run ${named(values.id ?? "")})` +
               "; check them and send it again"
-            : String(body.error ?? `the dashboard answered ${status}`);
+            : visibleText(String(body.error ?? `the dashboard answered ${status}`));
           return runForm(
             session,
             values,
@@ -1072,7 +1105,23 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   });
 
   app.post("/login", async function loginRoute(c) {
-    const form = await readForm(c.req.raw);
+    let form: URLSearchParams | null;
+    try {
+      form = await readForm(c.req.raw);
+    } catch (error) {
+      if (!(error instanceof FormTooLarge)) throw error;
+      // Dev mode has no login: to the agents, as any login there goes.
+      if (devMode) return redirect("/");
+      audit.warning("console login refused: {reason}", {
+        reason: `form larger than ${MAX_FORM_WORDS}`,
+        remote: remoteOf(c),
+      });
+      return loginPage(c, {
+        next: "/",
+        error: `This login form is larger than the ${MAX_FORM_WORDS} the console reads, so it ` +
+          "was not read. Enter the token again.",
+      }, 413);
+    }
     const next = safeNext(form?.get("next"));
     if (devMode) return redirect(next);
     // Every login cookie the browser sent: one set for another path or the parent domain comes

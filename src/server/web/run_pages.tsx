@@ -15,8 +15,9 @@ import { formatLabels, parseLabels, parseMaxConcurrency } from "../../protocol/r
 import {
   formatDuration,
   formatTime,
+  named,
   statusTone,
-  visibleBidi,
+  visibleText,
   withoutTerminalCodes,
 } from "./format.ts";
 import { type Frame, Layout, NoScriptNote, StatusBadge } from "./pages.tsx";
@@ -67,7 +68,7 @@ export function targetText(target: RunView["target"]): string {
   if (target.labels && Object.keys(target.labels).length > 0) {
     parts.push(`labels ${formatLabels(target.labels)}`);
   }
-  return parts.join(" and ");
+  return visibleText(parts.join(" and "));
 }
 
 function RunBadge(props: { status: string }) {
@@ -122,7 +123,7 @@ export function RunsPage(props: Frame & { runs: RunSummaryJson[]; more?: boolean
                     <td data-label="Agents">{totalsText(run.totals)}</td>
                     <td data-label="Target" class="text">{targetText(run.target)}</td>
                     <td data-label="Command" class="text">
-                      <code>{run.name}</code>
+                      <code>{visibleText(run.name)}</code>
                     </td>
                     <td data-label="Created">
                       <time datetime={run.created_at}>{formatTime(run.created_at) ?? "—"}</time>
@@ -160,7 +161,7 @@ function AgentRow(props: { agent: RunAgentView }) {
         {formatDuration(a.duration_secs)}
       </td>
       <td data-label="Output" class="text">
-        {visibleBidi(a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—")}
+        {visibleText(a.first_line !== null ? withoutTerminalCodes(a.first_line) : a.error ?? "—")}
       </td>
       <td data-label="Command" class="text">
         {commandLink
@@ -215,7 +216,7 @@ export function RunPage(props: Frame & { run: RunView; notice?: Child; page?: nu
           </dd>
           <dt>Command</dt>
           <dd>
-            <code>{run.name}</code>
+            <code>{visibleText(run.name)}</code>
           </dd>
           <dt>Target</dt>
           <dd>{targetText(run.target)}</dd>
@@ -443,7 +444,9 @@ export function runRequestOfForm(
     if (!raw) continue;
     const min = key === "max_errors" ? 0 : 1;
     if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      return { error: `${label} must be a whole number from ${min} to ${max}, got "${raw}".` };
+      return {
+        error: `${label} must be a whole number from ${min} to ${max}, got "${named(raw)}".`,
+      };
     }
     if (key === "max_errors") body.max_errors = Number(raw);
     else params[key] = Number(raw);

@@ -10,7 +10,8 @@
 //   often.
 //
 // Once the session has ended (a page comes back as the login form, the API answers 401) both stop
-// and the page says so.
+// and the page says so. Under the dashboard's rate limit (429) both wait as long as its Retry-After
+// asks (1 to 60 s) before asking again: the dashboard is there, so the page is not shown as broken.
 //
 // Everything it shows is set as text or taken from the dashboard's own rendered page.
 "use strict";
@@ -26,6 +27,32 @@
     /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][ -~]|[78=>DEHMNOZc])/g;
   /** Bidirectional overrides and isolates, shown as escapes as the dashboard does (format.ts). */
   const BIDI_OVERRIDE = /[\u202a-\u202e\u2066-\u2069]/g;
+
+  /** Least ms the page waits after a 429, whatever its Retry-After says. */
+  const BUSY_MIN_MS = 1_000;
+  /** Most ms the page waits after a 429 (the dashboard's limits are per minute). */
+  const BUSY_MAX_MS = 60_000;
+  /** What the page waits after a 429 without a Retry-After it can read. */
+  const BUSY_DEFAULT_MS = 10_000;
+
+  /**
+   * How long a 429 asks the page to wait, in ms: its Retry-After (seconds, or an HTTP date), held
+   * to BUSY_MIN_MS–BUSY_MAX_MS.
+   */
+  function retryAfterMs(response) {
+    const value = (response.headers.get("Retry-After") || "").trim();
+    let ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+    if (!Number.isFinite(ms)) ms = BUSY_DEFAULT_MS;
+    return Math.min(BUSY_MAX_MS, Math.max(BUSY_MIN_MS, ms));
+  }
+
+  /** A 429 of the dashboard's rate limit: it is there, and asks the page to wait `ms`. */
+  class Busy extends Error {
+    constructor(ms) {
+      super("the dashboard asks to wait " + ms + " ms");
+      this.ms = ms;
+    }
+  }
 
   /** Set once the session has ended: nothing on the page updates any more. */
   let sessionOver = false;
@@ -76,8 +103,8 @@
   }
 
   /**
-   * Fetches this page again and returns the fresh element with the given id, or null; throws when
-   * the dashboard cannot be reached or fails (5xx).
+   * Fetches this page again and returns the fresh element with the given id, or null; throws Busy
+   * for a 429, and another error when the dashboard cannot be reached or fails (5xx).
    */
   async function freshPart(id) {
     const response = await fetch(location.pathname + location.search, {
@@ -85,6 +112,10 @@
       cache: "no-store",
       headers: { Accept: "text/html" },
     });
+    if (response.status === 429) {
+      reachable(true);
+      throw new Busy(retryAfterMs(response));
+    }
     if (response.status >= 500) throw new Error(`the dashboard answered ${response.status}`);
     reachable(true);
     if (response.redirected && new URL(response.url).pathname === "/login") endSession();
@@ -134,6 +165,8 @@
     let lastKey = null;
     let refreshing = false;
     let again = false;
+    /** Set while the dashboard asked to wait (a 429): the refresh it holds back comes then. */
+    let busyTimer = 0;
     let renderTimer = 0;
     let renderedAt = -Infinity;
 
@@ -175,6 +208,8 @@
     }
 
     async function refresh() {
+      // Asked to wait: the refresh already due then shows what changed meanwhile.
+      if (busyTimer) return;
       if (refreshing) {
         again = true;
         return;
@@ -197,9 +232,17 @@
           if (fresh.dataset.final === "true") stop();
           else showLive();
         } while (again);
-      } catch {
-        // the next event or poll tries again
-        reachable(false);
+      } catch (error) {
+        if (error instanceof Busy) {
+          // Not cleared by stop(): after the stream's end, the final page still has to come.
+          busyTimer = setTimeout(() => {
+            busyTimer = 0;
+            if (!sessionOver) refresh();
+          }, error.ms);
+        } else {
+          // the next event or poll tries again
+          reachable(false);
+        }
       } finally {
         refreshing = false;
       }
@@ -245,8 +288,15 @@
 
     function poll() {
       if (stopped) return;
+      let next = 1000;
       fetch(api, { credentials: "same-origin", cache: "no-store" })
         .then((response) => {
+          if (response.status === 429) {
+            // The dashboard is there but asks to wait: the next poll comes when it said.
+            next = retryAfterMs(response);
+            reachable(true);
+            return null;
+          }
           reachable(response.status < 500);
           if (response.status === 401) endSession();
           return response.ok ? response.json() : null;
@@ -269,7 +319,7 @@
         .catch(() => reachable(false))
         .finally(() => {
           if (sessionOver) stop();
-          if (!stopped) pollTimer = setTimeout(poll, 1000);
+          if (!stopped) pollTimer = setTimeout(poll, next);
         });
     }
 
@@ -325,15 +375,17 @@
   function refreshEvery(part) {
     const id = part.id;
     const tick = async () => {
+      let busyMs = 0;
       try {
         const fresh = await freshPart(id);
         if (fresh) swap(fresh);
-      } catch {
-        // try again at the next tick
-        reachable(false);
+      } catch (error) {
+        // A 429: the next tick comes when the dashboard said; else try again at the next tick.
+        if (error instanceof Busy) busyMs = error.ms;
+        else reachable(false);
       }
       const next = refreshMs(id);
-      if (next > 0 && !sessionOver) setTimeout(tick, next);
+      if (next > 0 && !sessionOver) setTimeout(tick, Math.max(next, busyMs));
     };
     const first = refreshMs(id);
     if (first > 0) setTimeout(tick, first);

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { closeLogging } from "../../src/log/mod.ts";
+import { EXIT_WAIT_TIMEOUT, OperatorClient } from "../../src/operator/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
+import { run } from "./_run.ts";
+
+Deno.test("status result --follow --wait-timeout stops waiting with exit 75; the command goes on", async (t) => {
+  // A dev-mode dashboard and a command for an agent that never comes: it stays queued.
+  const server = await startServer({ availableDescriptors: "plenty", db: ":memory:", port: 0 });
+  try {
+    const client = new OperatorClient({ dashboardUrl: server.url });
+    const { id } = await client.enqueue({ agentId: "nobody", name: "echo hi" });
+    const said = new RegExp(
+      `^status: ${id} is still queued after 1 s \\(--wait-timeout\\); stopped waiting, the ` +
+        `command goes on \\(see it with: status result ${id}, cancel it with: status cancel ${id}\\)$`,
+    );
+    const cases: Array<[string, string[]]> = [
+      ["printing its output", ["--follow", "--wait-timeout", "1"]],
+      ["with --json, --follow implied", ["--json", "--wait-timeout", "1"]],
+    ];
+    for (const [what, flags] of cases) {
+      await t.step(what, async () => {
+        const out = await run(["result", id, ...flags, "--dashboard-url", server.url]);
+        assert.equal(out.code, EXIT_WAIT_TIMEOUT, out.stderr.join("\n"));
+        assert.match(out.stderr.at(-1)!, said);
+        assert.deepEqual(out.stdout, []);
+        assert.equal((await client.getCommand(id)).status, "queued");
+      });
+    }
+  } finally {
+    await server.shutdown();
+    closeLogging();
+  }
+});
+
+Deno.test("status result --wait-timeout with --stdout is refused as --follow is", async () => {
+  const out = await run(["result", "cmd-1", "--wait-timeout", "5", "--stdout"], {
+    DASHBOARD_URL: "http://127.0.0.1:9",
+  });
+  assert.equal(out.code, 2);
+  assert.deepEqual(out.stderr, ["status: --wait-timeout cannot be combined with --stdout"]);
+});
