@@ -37,3 +37,24 @@ export function visibleText(text: string): string {
     return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
   });
 }
+
+/**
+ * A terminal's control sequences: CSI (colours, cursor moves, erases: `ESC [ … final`), OSC
+ * (window titles, links: `ESC ] … BEL` or `ESC ] … ESC \`), character-set choices (`ESC ( B`)
+ * and the two-byte ones (`ESC 7`, `ESC M`, …). A web page or a one-line summary is no terminal: they
+ * would show as a box and stray brackets (`□[32mok□[0m`). The same expression is in the
+ * console's `static/console.js`.
+ */
+export const TERMINAL_SEQUENCE: RegExp =
+  // deno-lint-ignore no-control-regex -- the escape character is what it finds
+  /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][ -~]|[78=>DEHMNOZc])/g;
+
+/**
+ * Output as a page or a summary shows it: without terminal control sequences
+ * ({@link TERMINAL_SEQUENCE}).
+ *
+ * @param text Output text.
+ */
+export function withoutTerminalCodes(text: string): string {
+  return text.includes("\x1b") ? text.replace(TERMINAL_SEQUENCE, "") : text;
+}

@@ -20,7 +20,7 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
-import { FINAL_STATUSES, shortForm } from "../protocol/mod.ts";
+import { FINAL_STATUSES, shortForm, withoutTerminalCodes } from "../protocol/mod.ts";
 import {
   formatLabels,
   resolveConcurrency,
@@ -522,8 +522,8 @@ function iso(ms: number | null): string | null {
 
 /**
  * The first non-empty line of a command's output (standard output, else standard error),
- * at most 200 characters, control characters as spaces; `(binary output)` for output that is
- * not UTF-8. A run's target holds only the start of its output (`RunTargetRecord.command`).
+ * at most 200 characters, without terminal sequences (colours: `ESC [ 31 m`), other control
+ * characters as spaces; `(binary output)` for output that is not UTF-8. A run's target holds only the start of its output (`RunTargetRecord.command`).
  *
  * @param command The command, or `null`.
  */
@@ -536,7 +536,8 @@ export function firstLine(command: CommandRecord | null): string | null {
   ] as const;
   for (const [text, encoding] of streams) {
     if (encoding === "base64" && text) return "(binary output)";
-    const line = text?.split("\n").map((l) => l.replace(/\p{Cc}/gu, " ").trim())
+    const line = text?.split("\n")
+      .map((l) => withoutTerminalCodes(l).replace(/\p{Cc}/gu, " ").trim())
       .find((l) => l !== "");
     if (line) return line.length > 200 ? `${line.slice(0, 199)}…` : line;
   }

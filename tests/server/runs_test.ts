@@ -435,7 +435,10 @@ Deno.test("firstLine: the first line of stdout, else stderr; control characters;
   assert.equal(firstLine(null), null);
   assert.equal(firstLine(command({ stdout: "\n  one\ntwo\n" })), "one");
   assert.equal(firstLine(command({ stderr: "boom\n" })), "boom");
-  assert.equal(firstLine(command({ stdout: "a\u0000b\u001b[31m" })), "a b [31m");
+  assert.equal(firstLine(command({ stdout: "a\u0000b\u001b[31m" })), "a b");
+  // Colours and titles go; a lone escape is a space, as other control characters are.
+  assert.equal(firstLine(command({ stdout: "\u001b[1;31mok\u001b[0m done\n" })), "ok done");
+  assert.equal(firstLine(command({ stdout: "\u001b]0;title\u0007x \u001b y" })), "x   y");
   assert.equal(firstLine(command({ stdout: "AAEC", stdoutEncoding: "base64" })), "(binary output)");
   assert.equal(firstLine(command({ stdout: "x".repeat(300) }))?.length, 200);
 });

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { shortForm, visibleText } from "../../protocol/mod.ts";
+import { shortForm, visibleText, withoutTerminalCodes } from "../../protocol/mod.ts";
+export { TERMINAL_SEQUENCE, withoutTerminalCodes } from "../../protocol/mod.ts";
 
 /** A command as `GET /api/v1/commands/{id}` shows it (the fields the console reads). */
 export interface CommandJson {
@@ -224,25 +225,6 @@ export { visibleText };
  */
 export function named(value: string): string {
   return visibleText(shortForm(value));
-}
-
-/**
- * A terminal's control sequences: CSI (colours, cursor moves, erases: `ESC [ … final`), OSC
- * (window titles, links: `ESC ] … BEL` or `ESC ] … ESC \`), character-set choices (`ESC ( B`)
- * and the two-byte ones (`ESC 7`, `ESC M`, …). The page is no terminal: they would show as a box
- * and stray brackets (`□[32mok□[0m`). The same expression is in `static/console.js`.
- */
-export const TERMINAL_SEQUENCE: RegExp =
-  // deno-lint-ignore no-control-regex -- the escape character is what it finds
-  /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][ -~]|[78=>DEHMNOZc])/g;
-
-/**
- * Output as the page shows it: without terminal control sequences ({@link TERMINAL_SEQUENCE}).
- *
- * @param text Output text.
- */
-export function withoutTerminalCodes(text: string): string {
-  return text.includes("\x1b") ? text.replace(TERMINAL_SEQUENCE, "") : text;
 }
 
 /** One output stream as the page shows it. */
