@@ -407,18 +407,20 @@ Examples:
     .description("Show a run: its totals and one line per agent (--follow: until it ends)")
     .argument("<id>", "the run id", parseRunId)
     .option("--json", "print the run as JSON")
-    .option("--follow", "follow it to its end; exit 0 only when every agent succeeded");
+    .option("--follow", "follow it to its end; exit 0 only when every agent succeeded")
+    .addOption(waitTimeoutOption("--follow", "the run goes on"));
   addSettingOptions(show, ["operator"]);
   show.action(async (id, options) => {
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
+    const follow = options.follow || options.waitTimeout !== undefined;
     const current = await getRun(client, id);
-    if (options.follow && !runEnded(current)) {
-      await followRun(io, client, id, options.json ?? false, current);
+    if (follow && !runEnded(current)) {
+      await followRun(io, client, id, options.json ?? false, current, options.waitTimeout);
       return;
     }
     printRun(io, current, options.json ?? false);
-    if (options.follow) setExitCode(current.status === "succeeded" ? 0 : 1);
+    if (follow) setExitCode(current.status === "succeeded" ? 0 : 1);
   });
 
   const list = new Command("list")

@@ -6,6 +6,7 @@ import { run } from "./_run.ts";
 const WAITING: Array<[string[], string[], string]> = [
   [["enqueue"], ["echo hi", "--agent", "a"], "--wait"],
   [["run", "start"], ["echo hi", "--agent", "a"], "--wait"],
+  [["run", "show"], ["run-1"], "--follow"],
   [["result"], ["cmd-1"], "--follow"],
   [["cancel"], ["cmd-1"], "--wait"],
 ];

@@ -1149,6 +1149,28 @@ Deno.test("--wait-timeout stops waiting for a run with exit 75; the run goes on"
   assert.equal((await finalRun(fleet.url, "run-slow")).status, "succeeded");
 });
 
+Deno.test("status run show --wait-timeout follows a run (implied --follow) and stops waiting with exit 75", async () => {
+  using _logs = captureLogs();
+  await using fleet = await startFleet(1);
+  const started = await cli(fleet.url, [
+    "run",
+    "start",
+    "sleep 2",
+    "--label",
+    "role=web",
+    "--id",
+    "run-shown",
+  ]);
+  assert.equal(started.code, 0, started.stderr);
+  const shown = await cli(fleet.url, ["run", "show", "run-shown", "--wait-timeout", "1"]);
+  assert.equal(shown.code, 75, shown.stderr);
+  assert.match(shown.stderr, /run run-shown has not ended after 1 s \(--wait-timeout\)/);
+  assert.equal((await finalRun(fleet.url, "run-shown")).status, "succeeded");
+  // An ended run is shown at once, its exit code as --follow gives it.
+  const ended = await cli(fleet.url, ["run", "show", "run-shown", "--wait-timeout", "1"]);
+  assert.equal(ended.code, 0, ended.stderr);
+});
+
 Deno.test("a run whose part's command id exists already is refused, not run as another's command", async () => {
   await using d = await makeDashboard();
   // An operator's command for a2 whose id is the form of run r7's part for a1.
