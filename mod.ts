@@ -128,6 +128,7 @@ export {
   OperatorError,
   type OperatorErrorKind,
   type RemovedAgent,
+  type RunningCommand,
   type RunAnswer,
   runEnded,
   type StoredResult,

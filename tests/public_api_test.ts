@@ -73,6 +73,7 @@ const PUBLIC_API = {
     "RemovedAgent",
     "RunAnswer",
     "runEnded",
+    "RunningCommand",
     "StoredResult",
     "WaitForFinalOptions",
     "waitForRun",

@@ -8,36 +8,27 @@
  */
 import { type AgentScope, formatLabels } from "../protocol/mod.ts";
 import {
+  type AgentRecord,
   alignColumns,
   type OperatorClient,
   operatorClientFromSettings,
   OperatorError,
+  type WireTime,
 } from "../operator/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 import { loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
-
-/** An agent as `GET /api/v1/agents` lists it (the fields the CLI shows). */
-interface FleetAgent {
-  id: string;
-  state?: string;
-  waiting?: boolean;
-  last_seen_at?: string | null;
-  version?: string | null;
-  deployment_hash?: string | null;
-  labels?: Record<string, string> | null;
-  heartbeat?: Record<string, unknown> | null;
-  running?: { id: string; name: string; status: string } | null;
-  queued?: number;
-  has_token?: boolean;
-}
 
 function clientOf(io: Io, options: object): OperatorClient {
   const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
   return operatorClientFromSettings(settings);
 }
 
-function short(time: string | null | undefined): string {
+function short(time: WireTime): string {
+  if (typeof time === "number") {
+    const date = new Date(time);
+    time = Number.isNaN(date.getTime()) ? String(time) : date.toISOString();
+  }
   return time ? time.replace(/\.\d{3}Z$/, "Z") : "never";
 }
 
@@ -70,7 +61,7 @@ function strange(client: OperatorClient, what: string, lacking: string, body: un
  *
  * @throws {OperatorError} `invalid_answer` when it is not `{"agents": [{"id": ...}, ...]}`.
  */
-function agentsIn(client: OperatorClient, body: unknown): FleetAgent[] {
+function agentsIn(client: OperatorClient, body: unknown): AgentRecord[] {
   const agents = (body as { agents?: unknown } | null)?.agents;
   if (
     !Array.isArray(agents) ||

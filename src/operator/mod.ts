@@ -40,6 +40,7 @@ export {
   exitCodeOf,
   isFinalStatus,
   type RemovedAgent,
+  type RunningCommand,
   type StoredResult,
   type WireTime,
 } from "./types.ts";

@@ -136,24 +136,80 @@ export const enqueueAnswerSchema: z.ZodType<EnqueueAnswer> = z.looseObject({
   warning: z.string().nullish(),
 });
 
-/** An agent as the dashboard lists it. */
+/** The command an agent runs, as the fleet list shows it (`running` of {@link AgentRecord}). */
+export interface RunningCommand {
+  /** The command id. */
+  id: string;
+  /** Its command line. */
+  name: string;
+  /** `running`, else `delivered`. */
+  status: string;
+  /** The delivery attempt. */
+  attempt?: number;
+  /** When it was delivered. */
+  delivered_at?: WireTime;
+}
+
+/**
+ * An agent as the dashboard lists it (`GET /api/v1/agents`, docs/protocol.md §13). Only `id` is
+ * sure to be there: an older dashboard, or another implementation, may leave the rest out.
+ */
 export interface AgentRecord {
   /** The agent id. */
   id: string;
-  /** When it last made a request. */
+  /** `waiting` (a wait is open now), `online` (seen lately) or `offline`. */
+  state?: string | null;
+  /** When its last request that passed every check arrived. */
   last_seen_at?: WireTime;
   /** Whether it is waiting for a command right now. */
   waiting?: boolean | null;
   /** How many of its commands are queued. */
   queued?: number | null;
+  /** Its deployment hash, as its last heartbeat said. */
+  deployment_hash?: string | null;
+  /** Its labels, as the last heartbeat that carried them said. */
+  labels?: Record<string, string> | null;
+  /** Its version, as its last heartbeat said. */
+  version?: string | null;
+  /** Its process instance, as its last heartbeat said. */
+  instance_id?: string | null;
+  /** When its last heartbeat arrived. */
+  heartbeat_at?: WireTime;
+  /** The figures of its last heartbeat (CPU, memory, disk, load). */
+  heartbeat?: Record<string, unknown> | null;
+  /** The command it runs, or `null`. */
+  running?: RunningCommand | null;
+  /** Its scopes. */
+  scopes?: string[] | null;
+  /** Whether it has a token (an agent a dev-mode dashboard registered on first sight has none). */
+  has_token?: boolean | null;
+  /** When it was registered. */
+  created_at?: WireTime;
 }
 
 /** Schema of one agent of `GET /api/v1/agents`; unknown fields are kept. */
 export const agentRecordSchema: z.ZodType<AgentRecord> = z.looseObject({
   id: z.string().min(1),
+  state: z.string().nullish(),
   last_seen_at: timestamp,
   waiting: z.boolean().nullish(),
   queued: z.number().nullish(),
+  deployment_hash: z.string().nullish(),
+  labels: z.record(z.string(), z.string()).nullish(),
+  version: z.string().nullish(),
+  instance_id: z.string().nullish(),
+  heartbeat_at: timestamp,
+  heartbeat: z.record(z.string(), z.unknown()).nullish(),
+  running: z.looseObject({
+    id: z.string(),
+    name: z.string(),
+    status: z.string(),
+    attempt: z.number().optional(),
+    delivered_at: timestamp,
+  }).nullish(),
+  scopes: z.array(z.string()).nullish(),
+  has_token: z.boolean().nullish(),
+  created_at: timestamp,
 });
 
 /** An agent's token, as a rotation gives it (`POST /api/v1/agents/{id}/rotate`). */

@@ -201,3 +201,32 @@ Deno.test("OperatorClient's agent calls never return a token or a removal the an
     assert.deepEqual(added, { id: "web-1", token });
   });
 });
+
+Deno.test("OperatorClient.listAgents gives the fleet view's fields, typed: state, scopes, token, running", async () => {
+  await using d = await dashboard();
+  await d.client.addAgent("web-1", { scopes: ["commands:wait", "commands:report"] });
+  const [agent, ...rest] = await d.client.listAgents();
+  assert.equal(rest.length, 0);
+  assert.equal(agent.id, "web-1");
+  assert.equal(agent.state, "offline");
+  assert.equal(agent.waiting, false);
+  assert.equal(agent.queued, 0);
+  assert.deepEqual(agent.scopes, ["commands:wait", "commands:report"]);
+  assert.equal(agent.has_token, true);
+  assert.deepEqual(agent.labels, {});
+  assert.equal(agent.running, null);
+  assert.equal(typeof agent.created_at, "string");
+});
+
+Deno.test("OperatorClient.listAgents refuses an agent whose listed fields have the wrong types", async () => {
+  const wrong = [{ id: "a", labels: ["x"] }, { id: "a", running: "cmd-1" }, { id: "a", state: 3 }];
+  for (const agent of wrong) {
+    await using server = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen() {} },
+      () => Response.json({ agents: [agent] }),
+    );
+    const client = new OperatorClient({ dashboardUrl: `http://127.0.0.1:${server.addr.port}` });
+    const error = await failure(client.listAgents());
+    assert.equal(error.kind, "invalid_answer", JSON.stringify(agent));
+  }
+});
