@@ -392,7 +392,15 @@ export function checkDirectorySetting(
     }
     // Without --allow-read: not ours to judge here; the agent says what it can do.
   }
-  if (problem === undefined && key === "stateDir") problem = sharedDirectoryProblem(path);
+  if (problem === undefined && key === "stateDir") {
+    const shared = sharedDirectoryProblem(path);
+    // What to do is not plain from the reason alone (the data directory of status up says it too).
+    if (shared !== undefined) {
+      problem = `${shared} (another user could read or change the agent's journal and results); ` +
+        "give it a directory of its own, or a path that does not exist yet (it is created, mode " +
+        "0700)";
+    }
+  }
   if (problem !== undefined) throw new ConfigError(`${name} cannot be used: ${problem}`);
 }
 

@@ -557,6 +557,11 @@ function readableSecrets(
   const held = Object.values(SETTINGS)
     .filter((spec) => spec.secret && valueOf(spec.env) !== undefined && valueOf(spec.env) !== null)
     .map((spec) => spec.env);
+  // DB is a file path, or a postgres:// URL that may hold the same password as DATABASE_URL.
+  const db = valueOf(SETTINGS.db.env);
+  if (typeof db === "string" && /^\s*postgres(?:ql)?:\/\/[^/?#@]*?:[^/?#]+@/i.test(db)) {
+    held.push(`${SETTINGS.db.env} (with a database password)`);
+  }
   if (held.length === 0) return undefined;
   let mode: number | null;
   try {

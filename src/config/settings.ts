@@ -318,7 +318,7 @@ const SPECS = {
   commandTimeoutSecs: {
     env: "COMMAND_TIMEOUT_SECS",
     description:
-      "Deadline of a command that does not set params.timeout_secs (the dashboard's execution lease is this + 60 s)",
+      "Deadline of a command without params.timeout_secs (the dashboard's execution lease is its own value + 60 s: give it the agents')",
     default: defaults.DEFAULT_COMMAND_TIMEOUT_SECS,
     expected: SECS_ABOVE_0,
     schema: secs(1),

@@ -52,7 +52,7 @@ export type OperatorErrorKind =
   | "server"
   /** `429` still after the retries: the dashboard's rate limit. */
   | "rate_limited"
-  /** Another `4xx`, e.g. `400` naming a bad field. */
+  /** Another `4xx`, e.g. `400` naming a bad field, or a `3xx` (the client follows no redirect). */
   | "request"
   /** A `2xx` whose body is not what the protocol says. */
   | "invalid_answer";
@@ -862,7 +862,11 @@ export class OperatorClient {
     if (options.lastEventId) headers["Last-Event-ID"] = options.lastEventId;
     let response: Response;
     try {
-      response = await this.#fetch(this.dashboardUrl + path, { headers, signal: options.signal });
+      response = await this.#fetch(this.dashboardUrl + path, {
+        headers,
+        redirect: "manual",
+        signal: options.signal,
+      });
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason;
       throw new OperatorError(
@@ -871,6 +875,8 @@ export class OperatorClient {
         { cause: error },
       );
     }
+    const redirect = await this.#redirect(response);
+    if (redirect !== undefined) throw redirect;
     const type = response.headers.get("Content-Type") ?? "";
     if (response.ok && type.startsWith("text/event-stream")) return response;
     const text = await readBodyBounded(response, ERROR_ANSWER_BYTES).catch(() => "") ?? "";
@@ -925,7 +931,15 @@ export class OperatorClient {
     let response: Response;
     let text: string;
     try {
-      response = await this.#fetch(url, { method, headers, body: payload, signal });
+      response = await this.#fetch(url, {
+        method,
+        headers,
+        body: payload,
+        redirect: "manual",
+        signal,
+      });
+      const redirect = await this.#redirect(response);
+      if (redirect !== undefined) throw redirect;
       const read = await readBodyBounded(response, this.#maxAnswerBytes);
       if (read === undefined) {
         throw new OperatorError(
@@ -985,6 +999,25 @@ export class OperatorClient {
     const failure = this.#failure(response.status, body, method, pathAndQuery, options);
     if (response.status === 429) failure.retryAfterSecs = retryAfterOf(response);
     throw failure;
+  }
+
+  /**
+   * The error of a `3xx` answer (its body dropped), or `undefined` for another answer. A redirect
+   * is not followed, as the agent and `status health` do not: a `POST` would go on as a `GET`,
+   * and the admin token to wherever it leads.
+   */
+  async #redirect(response: Response): Promise<OperatorError | undefined> {
+    if (response.status < 300 || response.status >= 400) return undefined;
+    await response.body?.cancel();
+    const location = response.headers.get("Location");
+    return new OperatorError(
+      "request",
+      `the dashboard at ${this.#shownUrl} redirects (${response.status}) to ${
+        location === null ? "no Location" : JSON.stringify(location.slice(0, 300))
+      }, which status does not follow: set DASHBOARD_URL (or --dashboard-url) to the address ` +
+        "it leads to",
+      { status: response.status },
+    );
   }
 
   #failure(

@@ -147,6 +147,7 @@ export class InstanceRegistry {
           agentId,
           instance,
           connectedInstance: holder.instance,
+          remote: call.remote,
         });
         throw new HttpError(409, message, {
           details: { agent_id: agentId, connected_instance: holder.instance, instance },
@@ -156,6 +157,7 @@ export class InstanceRegistry {
         agentId,
         instance,
         previousInstance: holder.instance,
+        remote: call.remote,
       });
       holder = undefined;
     }

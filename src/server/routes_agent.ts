@@ -222,6 +222,7 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         status: report.status,
         attempt: report.attempt,
         duplicate,
+        remote: call.remote,
       });
       return json(duplicate ? { accepted: true, duplicate: true } : { accepted: true }, 200);
     },

@@ -270,7 +270,9 @@ Deno.test("a state or data directory every user may write in is refused at start
       assert.equal(result.code, 2);
       assert.deepEqual(result.stderr, [
         `status: STATE_DIR from flag --state-dir (${dir}) cannot be used: every user may write ` +
-        "in it (mode 1777)",
+        "in it (mode 1777) (another user could read or change the agent's journal and results); " +
+        "give it a directory of its own, or a path that does not exist yet (it is created, mode " +
+        "0700)",
       ]);
     });
     await t.step("status up --data-dir", async () => {

@@ -279,6 +279,23 @@ Deno.test("status health follows no redirect: no credential goes where it leads"
     JSON.parse(moved.stdout.join("\n")).checks[0].message,
     /^not reachable: the dashboard redirects \(307\) to "http:\/\/127.*\/old\/health"/,
   );
+  // A dashboard is there: "is the dashboard running ...? start it" would send the operator off.
+  assert.deepEqual(moved.stderr, []);
+
+  // The other operator commands follow none either (they said "cannot reach the dashboard" for
+  // what the redirect led to, and sent the admin token there).
+  const listed = await run([
+    "list",
+    "--dashboard-url",
+    `http://127.0.0.1:${redirecting.addr.port}`,
+    "--status-admin-token",
+    ADMIN,
+  ]);
+  assert.equal(listed.code, 1);
+  assert.match(
+    listed.stderr.join("\n"),
+    /^status: the dashboard at http:\/\/127\S+ redirects \(307\) to "http:\/\/127\S+\/api\/v1\/commands", which status does not follow: set DASHBOARD_URL \(or --dashboard-url\) to the address it leads to$/,
+  );
   assert.deepEqual(elsewhere, []);
 });
 

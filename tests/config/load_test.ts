@@ -609,6 +609,19 @@ Deno.test("a settings file that holds a token and other users may read is warned
       Deno.chmodSync(`${dir}/config.json`, 0o644);
       assert.deepEqual(loadSettings({ roles: ["agent"], cwd: dir, env: {} }).warnings, []);
     });
+    await t.step("DB holding a PostgreSQL password, as DATABASE_URL would", () => {
+      // The same URL as DATABASE_URL was warned about; as DB it went without a word.
+      Deno.writeTextFileSync(`${dir}/.env`, "DB=postgres://status:secret@db:5432/status\n");
+      Deno.chmodSync(`${dir}/.env`, 0o644);
+      Deno.writeTextFileSync(`${dir}/config.json`, JSON.stringify({ db: "./status.db" }));
+      assert.deepEqual(loadSettings({ roles: ["server"], cwd: dir, env: {} }).warnings, [
+        ".env holds DB (with a database password) and users other than its owner may read it " +
+        "(mode 0644); make it readable by its owner only: chmod 600 .env",
+      ]);
+      // A file path, or a URL without a password, is no secret.
+      Deno.writeTextFileSync(`${dir}/.env`, "DB=postgres://status@db:5432/status\n");
+      assert.deepEqual(loadSettings({ roles: ["server"], cwd: dir, env: {} }).warnings, []);
+    });
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

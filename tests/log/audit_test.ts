@@ -4,7 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
-import { ADMIN_TOKEN, makeDashboard, type TestDashboard } from "../server/_helpers.ts";
+import {
+  ADMIN_TOKEN,
+  agentHeaders,
+  makeDashboard,
+  P,
+  reportBody,
+  type TestDashboard,
+} from "../server/_helpers.ts";
 
 const REMOTE = "192.0.2.7";
 
@@ -29,6 +36,31 @@ async function from(
     { remoteAddr: { transport: "tcp", hostname: REMOTE, port: 50_000 } },
   );
   return response;
+}
+
+/** A request signed by agent `a1` (as another process of it with `instance`), from {@link REMOTE}. */
+function fromAgent(
+  t: TestDashboard,
+  path: string,
+  body?: unknown,
+  instance = "instance-a",
+): Promise<Response> {
+  const bodyText = body === undefined ? "" : JSON.stringify(body);
+  const headers = agentHeaders({
+    path,
+    body,
+    bodyText,
+    now: t.clock.now(),
+    headers: { "X-Agent-Instance": instance },
+  });
+  return Promise.resolve(t.dashboard.app.fetch(
+    new Request(`http://localhost${path}`, {
+      method: body === undefined ? "GET" : "POST",
+      headers,
+      body: body === undefined ? undefined : bodyText,
+    }),
+    { remoteAddr: { transport: "tcp", hostname: REMOTE, port: 50_000 } },
+  ));
 }
 
 function auditLines(lines: string[]): Array<Record<string, unknown>> {
@@ -108,6 +140,41 @@ Deno.test("an agent's removal is audited with how many of its commands it ended"
   assert.equal(record.message, "agent a2 removed over the operator API; 2 of its commands ended");
   assert.equal(record.commandsEnded, 2);
   assert.equal(record.remote, REMOTE);
+});
+
+Deno.test("an agent's report and a second process of an agent are audited with its address", async () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  try {
+    await using t = await makeDashboard();
+    const enqueued = await t.admin("POST", P.enqueue, {
+      id: "rep-1",
+      name: "echo hi",
+      agent_id: "a1",
+    });
+    assert.equal(enqueued.status, 202);
+    await enqueued.body?.cancel();
+    const delivered = await fromAgent(t, P.wait());
+    assert.equal(delivered.status, 200);
+    await delivered.body?.cancel();
+    const second = await fromAgent(t, P.wait(), undefined, "instance-b");
+    assert.equal(second.status, 409);
+    await second.body?.cancel();
+    const acked = await fromAgent(t, P.ack, { command_id: "rep-1", attempt: 1 });
+    assert.equal(acked.status, 200, await acked.clone().text());
+    await acked.body?.cancel();
+    const reported = await fromAgent(t, P.report, reportBody("rep-1"));
+    assert.equal(reported.status, 200, await reported.clone().text());
+    await reported.body?.cancel();
+  } finally {
+    closeLogging();
+  }
+  const audit = auditLines(lines);
+  for (const message of [/^command reported rep-1 success$/, /^second agent process refused/]) {
+    const record = audit.find((r) => message.test(String(r.message)));
+    assert.ok(record, `an audit line ${message} in ${JSON.stringify(audit)}`);
+    assert.equal(record.remote, REMOTE, String(record.message));
+  }
 });
 
 Deno.test("console login, actions and logout are audited with the client's address", async () => {
