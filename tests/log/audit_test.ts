@@ -214,6 +214,13 @@ Deno.test("console login, actions and logout are audited with the client's addre
     const path = enqueued.headers.get("Location")!;
     const cancelled = await browse("POST", `${path}/cancel`, { csrf });
     assert.equal(cancelled.status, 303, await cancelled.text());
+    // A form with another token: refused, and audited as refused.
+    const forged = await browse("POST", "/enqueue", {
+      csrf: "x".repeat(43),
+      agent: "a1",
+      name: "id",
+    });
+    assert.equal(forged.status, 403, await forged.text());
     const out = await browse("POST", "/logout", { csrf });
     assert.equal(out.status, 303);
   } finally {
@@ -225,6 +232,7 @@ Deno.test("console login, actions and logout are audited with the client's addre
       /^console login$/,
       /^console enqueue /,
       /^console cancel /,
+      /^console form refused: CSRF token missing or wrong$/,
       /^console logout$/,
     ]
   ) {

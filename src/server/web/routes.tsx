@@ -498,6 +498,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       reason: sameOrigin ? "CSRF token missing or wrong" : "cross-origin form",
       method: c.req.method,
       path,
+      remote: remoteOf(c),
     });
     const back = filledFormOf(path, form);
     return html(
