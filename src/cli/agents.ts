@@ -143,8 +143,8 @@ export function agentsCommand(io: Io) {
     io.out(`AGENT_TOKEN=${token}`);
     io.err(
       `agent ${id} added. Give the agent these two settings (e.g. in its .env); the token is not ` +
-        `shown again. A running dashboard in dev mode leaves it only when restarted with ` +
-        `STATUS_ADMIN_TOKEN set.`,
+        `shown again. A dashboard already running on this database in dev mode (no ` +
+        `STATUS_ADMIN_TOKEN) keeps taking agents without tokens until restarted with it set.`,
     );
   });
 
