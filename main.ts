@@ -250,9 +250,14 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>, i
   for (const sub of command.commands as any[]) configureErrors(sub, io);
 }
 
-/** Gives every command's `-h, --help` the root's words (commander's own are another's). */
+/**
+ * Gives every command's `-h, --help`, and the `help [command]` of those with subcommands, the
+ * root's words (commander's own are another's).
+ */
 function showHelpAlike(command: Command<unknown[], Record<string, unknown>>): void {
   command.helpOption("-h, --help", "show help");
+  // Given words, commander adds the help command whether or not there are subcommands.
+  if (command.commands.length > 0) command.helpCommand("help [command]", "show help for a command");
   // deno-lint-ignore no-explicit-any
   for (const sub of command.commands as any[]) showHelpAlike(sub);
 }

@@ -232,5 +232,9 @@ Deno.test("every command's -h, --help is worded alike", async () => {
   for (const path of [[], ["serve"], ["agents"], ["agents", "add"], ["run", "list"], ["health"]]) {
     const { stdout } = await status([...path, "--help"]);
     assert.match(stdout, /^ {2}-h, --help +show help$/m, path.join(" "));
+    // The help command, where there are subcommands, in the same words; none on the others.
+    if (["", "agents"].includes(path.join(" "))) {
+      assert.match(stdout, /^ {2}help \[command\] +show help for a command$/m, path.join(" "));
+    } else assert.doesNotMatch(stdout, /help \[command\]/, path.join(" "));
   }
 });
