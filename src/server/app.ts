@@ -264,6 +264,7 @@ export function createApp(options: AppOptions): DashboardApp {
     refusalLines: new RefusalLines({ clock }),
     adminGuesses: new AdminTokenGuesses({ clock }),
     queueTtlSecs: settings.queueTtlSecs,
+    maxOpenCommandsForAgentEnqueue: settings.maxOpenCommandsForAgentEnqueue,
     offlineAfterMs,
     waitingHashes: (agentId) => hub.waitingHashes(agentId),
     noteWaitHash: (agentId, hash) => lastSeen.noteWaitHash(agentId, hash),
