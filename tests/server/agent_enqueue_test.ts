@@ -68,3 +68,23 @@ Deno.test("an agent's own enqueue is 429 while it has the most commands not fina
     assert.equal((await own("own-6")).status, 429);
   });
 });
+
+Deno.test("an agent's enqueue of another agent's command id is 409, saying nothing of that command, which stays as it was", async () => {
+  await using d = await makeDashboard();
+  const body = { id: "theirs", name: "echo hi", params: { priority: "high" } };
+  const operator = await d.admin("POST", P.enqueue, { ...body, agent_id: "a2" });
+  assert.equal(operator.status, 202);
+  await operator.body?.cancel();
+  // The very body the operator sent for a2: not a duplicate, which would answer a2's expiry.
+  for (const sent of [body, { ...body, name: "echo other" }]) {
+    const response = await d.agent({ path: P.enqueue, body: sent });
+    assert.equal(response.status, 409);
+    assert.deepEqual(await json(response), {
+      error: "command theirs already exists with a different body; use a new id",
+    });
+  }
+  const stored = await json(await d.admin("GET", "/api/v1/commands/theirs"));
+  assert.equal(stored.agent_id, "a2");
+  assert.equal(stored.status, "queued");
+  assert.equal(stored.priority, "high");
+});
