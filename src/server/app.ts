@@ -27,7 +27,13 @@ import {
   isWatchedFileStore,
 } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
-import { adminAuth, AdminTokenGuesses, type AuthContext, operatorRateLimit } from "./auth/mod.ts";
+import {
+  adminAuth,
+  AdminTokenGuesses,
+  type AuthContext,
+  BodySlots,
+  operatorRateLimit,
+} from "./auth/mod.ts";
 import { RefusalLines } from "../log/refusal_lines.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
@@ -98,6 +104,8 @@ export interface DashboardApp {
   flushLastSeen(): Promise<void>;
   /** How many agents' last-seen times are in memory (at most `lastSeenMax`). */
   readonly trackedAgents: number;
+  /** How many agent request bodies are on their way now (at most 8 of one agent). */
+  readonly bodiesArriving: number;
   /**
    * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`; the
    * timer of `autoExpireLeases` calls it once a minute.
@@ -229,12 +237,14 @@ export function createApp(options: AppOptions): DashboardApp {
     flushMs: settings.lastSeenFlushMs,
     max: settings.lastSeenMax,
   });
+  const bodySlots = new BodySlots();
   const auth: AuthContext = {
     store,
     clock,
     devMode,
     maxBodyBytes: settings.maxBodyBytes,
     seen: (agentId) => lastSeen.seen(agentId),
+    bodySlots,
   };
   const offlineAfterMs = settings.offlineAfterSecs * 1000;
   const deps: RouteDeps = {
@@ -254,6 +264,7 @@ export function createApp(options: AppOptions): DashboardApp {
     refusalLines: new RefusalLines({ clock }),
     adminGuesses: new AdminTokenGuesses({ clock }),
     queueTtlSecs: settings.queueTtlSecs,
+    maxOpenCommandsForAgentEnqueue: settings.maxOpenCommandsForAgentEnqueue,
     offlineAfterMs,
     waitingHashes: (agentId) => hub.waitingHashes(agentId),
     noteWaitHash: (agentId, hash) => lastSeen.noteWaitHash(agentId, hash),
@@ -397,6 +408,9 @@ export function createApp(options: AppOptions): DashboardApp {
     flushLastSeen: () => lastSeen.flush(),
     get trackedAgents() {
       return lastSeen.size;
+    },
+    get bodiesArriving() {
+      return bodySlots.total;
     },
     pruneOutput: () => pruner.prune(),
     pruneResults: () => retention?.prune() ?? Promise.resolve({ commands: 0, runs: 0 }),

@@ -159,6 +159,13 @@ export interface AppOptions {
    */
   runSweepMs?: number;
   /**
+   * @internal An agent's own enqueue (signed with its token) is refused with `429` while the agent
+   * has this many commands not final (queued, delivered or running), whoever enqueued them; an
+   * operator's enqueue is not limited.
+   * @default {1000}
+   */
+  maxOpenCommandsForAgentEnqueue?: number;
+  /**
    * @internal How often the dashboard looks whether another process changed its SQLite file (an
    * agent's token rotated with `--db`), in ms of the dashboard's clock.
    * @default {1000}
@@ -190,6 +197,8 @@ export interface AppSettings {
   maxBodyBytes: number;
   /** Open waits (and, apart, cancel-waits) one agent id may hold. */
   maxWaitsPerAgent: number;
+  /** Commands not final an agent may have for its own enqueue to be taken. */
+  maxOpenCommandsForAgentEnqueue: number;
   /** Whether the lease timer (and the output pruning) run. */
   autoExpire: boolean;
   /** How often last-seen times are written at most, in ms. */
@@ -203,6 +212,12 @@ export interface AppSettings {
   /** How long a final command is kept, in days; 0: forever. */
   resultRetentionDays: number;
 }
+
+/**
+ * Commands not final (queued, delivered or running) an agent may have when it enqueues for itself:
+ * its own enqueues cannot pile up commands (and their params, up to 64 KiB each) without bound.
+ */
+export const MAX_OPEN_COMMANDS_FOR_AGENT_ENQUEUE = 1000;
 
 /** The most days `resultRetentionDays` may be: ten years. */
 export const MAX_RESULT_RETENTION_DAYS = 3650;
@@ -276,6 +291,10 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
     ),
     maxBodyBytes: positiveInteger("maxBodyBytes", options.maxBodyBytes ?? MAX_BODY_BYTES),
     maxWaitsPerAgent: waitCap(options.maxWaitsPerAgent),
+    maxOpenCommandsForAgentEnqueue: positiveInteger(
+      "maxOpenCommandsForAgentEnqueue",
+      options.maxOpenCommandsForAgentEnqueue ?? MAX_OPEN_COMMANDS_FOR_AGENT_ENQUEUE,
+    ),
     autoExpire: options.autoExpireLeases ?? true,
     lastSeenFlushMs: positiveInteger("lastSeenFlushMs", options.lastSeenFlushMs ?? 60_000),
     lastSeenMax: positiveInteger("lastSeenMax", options.lastSeenMax ?? 100_000),

@@ -41,6 +41,8 @@ export interface RouteDeps {
   adminGuesses: AdminTokenGuesses;
   /** Queue expiry of a command whose params set no `ttl_secs`, in seconds. */
   queueTtlSecs: number;
+  /** An agent's own enqueue is refused while it has this many commands not final. */
+  maxOpenCommandsForAgentEnqueue: number;
   /**
    * An agent with no open wait that was not seen for this long is offline (`OFFLINE_AFTER_SECS`,
    * as the fleet view says), in ms.

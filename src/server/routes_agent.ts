@@ -64,6 +64,9 @@ export type AgentPost = (call: AgentCall) => Promise<LeanAnswer>;
 const log = logger("server");
 const audit = auditLogger();
 
+/** The `Retry-After` of an agent's own enqueue refused for its full queue, in seconds. */
+const FULL_QUEUE_RETRY_SECS = 30;
+
 /**
  * Refusals of an enqueue beside an `X-Agent-Id` that say its bearer token was not that agent's:
  * the admin token, compared first, was not it either.
@@ -141,6 +144,33 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       409,
       `command id ${id} is run ${run!.id}'s part for agent ${part.agentId}, ${why}; ` +
         "use another id",
+    );
+  }
+
+  /**
+   * Refuses an agent's own enqueue while the agent has as many commands not final as it may (its
+   * token alone could otherwise fill the store with commands for itself). A retry of an enqueue
+   * already taken goes on, to be answered as the duplicate it is.
+   */
+  async function refuseFullQueue(
+    call: AgentCall,
+    agentId: string,
+    id: string | undefined,
+  ): Promise<void> {
+    const max = deps.maxOpenCommandsForAgentEnqueue;
+    if (await store.countOpenCommands(agentId, max) < max) return;
+    if (id !== undefined && (await store.existingCommandIds([id])).length > 0) return;
+    throw refuse(
+      call,
+      429,
+      `agent ${agentId} has ${max} commands queued, delivered or running, the most its own ` +
+        "enqueue may add to; retry once some of them have ended (an operator's enqueue is not " +
+        "limited)",
+      "enqueue refused",
+      {
+        headers: { "Retry-After": String(FULL_QUEUE_RETRY_SECS) },
+        details: { retry_after_secs: FULL_QUEUE_RETRY_SECS, max_open_commands: max },
+      },
     );
   }
 
@@ -330,6 +360,7 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
       }
       const id = request.id ?? crypto.randomUUID();
       await refuseRunPartId(id);
+      if (via === "agent") await refuseFullQueue(call, target, request.id);
       const params = request.params ?? {};
       const command = {
         id,

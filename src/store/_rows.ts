@@ -110,6 +110,18 @@ export function checkPruneLimit(limit: number): void {
   }
 }
 
+/**
+ * Checks the `upTo` of `CommandStore.countOpenCommands`.
+ *
+ * @param upTo The most the count goes to.
+ * @throws {RangeError} When it is not a whole number from 1.
+ */
+export function checkCountLimit(upTo: number): void {
+  if (!Number.isSafeInteger(upTo) || upTo < 1) {
+    throw new RangeError(`upTo must be a whole number from 1, got ${upTo}`);
+  }
+}
+
 /** A number column (`bigint`, numeric string or number). */
 export function num(value: unknown): number {
   return typeof value === "number" ? value : Number(value);

@@ -30,6 +30,7 @@ import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_outpu
 import { logger } from "../log/mod.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
 import {
+  checkCountLimit,
   checkPruneLimit,
   COMMAND_COLUMNS,
   COMMAND_COLUMNS_WITHOUT_OUTPUT,
@@ -1220,6 +1221,19 @@ export class PostgresStore implements CommandStore, SharedStore {
       const counts: Partial<Record<CommandStatus, number>> = {};
       for (const row of rows) counts[String(row.status) as CommandStatus] = num(row.n);
       return counts;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.countOpenCommands} */
+  countOpenCommands(agentId: string, upTo: number): Promise<number> {
+    return this.#run("count open commands", async (sql) => {
+      checkCountLimit(upTo);
+      const rows = await sql.unsafe(
+        `SELECT count(*) AS n FROM (SELECT 1 FROM commands
+           WHERE agent_id = $1 AND status IN ('queued', 'delivered', 'running') LIMIT $2) open`,
+        [agentId, upTo],
+      );
+      return num(rows[0].n);
     });
   }
 

@@ -78,6 +78,7 @@ import type {
 import { planRun } from "./runs.ts";
 import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_output.ts";
 import {
+  checkCountLimit,
   checkPruneLimit,
   COMMAND_COLUMNS,
   COMMAND_COLUMNS_WITHOUT_OUTPUT,
@@ -1483,6 +1484,23 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       const counts: Partial<Record<CommandStatus, number>> = {};
       for (const row of rows) counts[String(row.status) as CommandStatus] = num(row.n);
       return counts;
+    });
+  }
+
+  /** {@inheritDoc CommandStore.countOpenCommands} */
+  countOpenCommands(agentId: string, upTo: number): Promise<number> {
+    return this.#run(() => {
+      checkCountLimit(upTo);
+      // The queued ones by the queue's index, the delivered and running ones by the status index
+      // (`+agent_id` keeps the agent's index, which holds its whole history, out of it).
+      const row = this.#stmt(
+        `SELECT
+           (SELECT count(*) FROM (SELECT 1 FROM commands
+              WHERE agent_id = ? AND status = 'queued' LIMIT ?)) +
+           (SELECT count(*) FROM (SELECT 1 FROM commands
+              WHERE status IN ('delivered', 'running') AND +agent_id = ? LIMIT ?)) AS n`,
+      ).get(agentId, upTo, agentId, upTo) as Row;
+      return Math.min(upTo, num(row.n));
     });
   }
 

@@ -759,6 +759,16 @@ export interface CommandStore extends AsyncDisposable {
 
   /** How many commands are in each status (statuses with none are absent). */
   countCommandsByStatus(): Promise<Partial<Record<CommandStatus, number>>>;
+  /**
+   * How many of an agent's commands are not final (`queued`, `delivered` or `running`), counted
+   * up to `upTo`: the count stops there, so that it costs no more than `upTo` rows however many
+   * the agent has.
+   *
+   * @param agentId The agent.
+   * @param upTo The most the count goes to (a whole number of at least 1).
+   * @returns The count, at most `upTo`.
+   */
+  countOpenCommands(agentId: string, upTo: number): Promise<number>;
 
   // -- live output and heartbeats
 

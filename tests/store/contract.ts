@@ -1154,6 +1154,31 @@ export function runStoreContract(
     });
   });
 
+  test("counts an agent's commands not final, up to a limit", async (store) => {
+    assert.equal(await store.countOpenCommands("a1", 10), 0);
+    for (const id of ["c1", "c2", "c3", "c4", "c5"]) await enqueue(store, id);
+    await enqueue(store, "other-1", { agentId: "a2" });
+    const delivered = await claim(store);
+    const running = await claim(store);
+    await store.ack({
+      commandId: running!.id,
+      agentId: "a1",
+      attempt: 1,
+      now: T0,
+      defaultTimeoutSecs: 60,
+    });
+    await store.cancel("c5", T0);
+    await store.report(report(delivered!));
+    // c2 running, c3 and c4 queued; c1 reported and c5 cancelled are final; a2's is not a1's.
+    assert.equal(await store.countOpenCommands("a1", 10), 3);
+    assert.equal(await store.countOpenCommands("a1", 2), 2, "the count stops at the limit");
+    assert.equal(await store.countOpenCommands("a1", 1), 1);
+    assert.equal(await store.countOpenCommands("a2", 10), 1);
+    assert.equal(await store.countOpenCommands("nobody", 10), 0);
+    await assert.rejects(() => store.countOpenCommands("a1", 0), RangeError);
+    await assert.rejects(() => store.countOpenCommands("a1", 1.5), RangeError);
+  });
+
   // -- fan-out runs and agent labels
 
   test("keeps the labels of an agent's latest heartbeat", async (store) => {

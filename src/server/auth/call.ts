@@ -13,6 +13,7 @@ import { HttpError } from "../http_error.ts";
 import type { IncomingMessage } from "node:http";
 import { type RawBody, readBody, readIncoming } from "../body.ts";
 import type { RefusalReason } from "../refusals.ts";
+import type { BodySlots } from "./body_slots.ts";
 
 /** Request headers as the auth steps read them: a web `Headers`, or `node:http`'s raw ones. */
 export interface HeaderReader {
@@ -64,6 +65,8 @@ export interface AgentCall {
   refusal?: RefusalReason;
   /** How many audit lines of refusals the dashboard still writes; none: every one. */
   refusalLines?: RefusalLines;
+  /** The agents' slots for reading bodies (step 1 sets them): none, no cap. */
+  bodySlots?: BodySlots;
 }
 
 /**
@@ -118,6 +121,8 @@ export interface AuthContext {
    * refused by any of them (a wrong token or signature) does not count.
    */
   seen?(agentId: string): void;
+  /** How many request bodies each agent has on their way (`body_slots.ts`); none: no cap. */
+  bodySlots?: BodySlots;
 }
 
 /** Where a request came from, for the audit log. */
@@ -139,11 +144,13 @@ export function agentOf(call: AgentCall): AgentRecord {
 }
 
 /**
- * Reads the body once and memoizes it on the call.
+ * Reads the body once and memoizes it on the call. An identified agent's body takes one of its
+ * slots while it arrives (`body_slots.ts`); a `GET` or `HEAD` has no body to wait for.
  *
  * @param from The request context, or the agent call.
  * @param ctx Size limit.
  * @param hmacKey Key of a version 1 HMAC, when the body is read for one.
+ * @throws {HttpError} `429` when the agent has as many bodies on their way as it may.
  */
 export async function rawBodyOf<E extends ServerEnv>(
   from: Context<E> | AgentCall,
@@ -157,9 +164,17 @@ export async function rawBodyOf<E extends ServerEnv>(
     hardLimit: Math.max(ctx.maxBodyBytes * 16, 16 * 1024 * 1024),
     hmacKey,
   };
-  const body = call.incoming
-    ? await readIncoming(call.incoming, call.headers.get("content-length"), options)
-    : await readBody(call.request ?? null, options);
-  call.rawBody = body;
-  return body;
+  const { agent, bodySlots } = call;
+  const leave = agent && bodySlots && call.method !== "GET" && call.method !== "HEAD"
+    ? bodySlots.enter(call, agent.id)
+    : undefined;
+  try {
+    const body = call.incoming
+      ? await readIncoming(call.incoming, call.headers.get("content-length"), options)
+      : await readBody(call.request ?? null, options);
+    call.rawBody = body;
+    return body;
+  } finally {
+    leave?.();
+  }
 }

@@ -39,4 +39,7 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
   }
   call.agent = agent;
   call.unsigned = ctx.devMode && agent.token === null;
+  // Its bodies are counted from now on. A token-less agent of dev mode is anyone's (the seed's
+  // curl enqueues as it, an operator's request): its bodies are not counted.
+  if (!call.unsigned) call.bodySlots = ctx.bodySlots;
 }

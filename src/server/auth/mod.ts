@@ -8,6 +8,7 @@
 export { agentAuthSteps, agentPipeline, type AuthStep, runAuthSteps } from "./pipeline.ts";
 export { type AgentCall, agentCall, agentOf, type AuthContext, callOf, remoteOf } from "./call.ts";
 export { bearerOf, hasBearer, malformedBearer } from "./bearer.ts";
+export { BodySlots, MAX_BODIES_PER_AGENT } from "./body_slots.ts";
 export { jsonBody, jsonBodyOf } from "./json_body.ts";
 export { adminAuth, checkGuesses } from "./operator.ts";
 export { ADMIN_TOKEN_GUESSES_PER_MINUTE, AdminTokenGuesses } from "./guesses.ts";
