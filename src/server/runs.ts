@@ -61,7 +61,7 @@ import { enqueueAndWake } from "./enqueue.ts";
 import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { agentState } from "./routes_fleet.ts";
-import { eventStreamResponse, streamPlace } from "./sse.ts";
+import { eventStreamResponse, type OpenStreams, streamPlace } from "./sse.ts";
 import { dashboardReason } from "./views.ts";
 
 const log = logger("server", "runs");
@@ -795,6 +795,8 @@ export interface RunRouteOptions {
    * @default {15000}
    */
   keepAliveMs?: number;
+  /** The dashboard's open event streams (a stream beyond their limit is `429`). */
+  streams?: OpenStreams;
 }
 
 /**
@@ -1009,7 +1011,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     if (!(await store.getRun(id))) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     let sent = 0;
     let last = "";
-    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"));
+    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"), options.streams);
     return eventStreamResponse({
       request: c.req.raw,
       release,

@@ -8,8 +8,12 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
+import { DEFAULT_MAX_CONNECTIONS } from "../defaults.ts";
+import { logger } from "../log/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { MAX_STREAMS_PER_SESSION } from "./web/session.ts";
+
+const log = logger("server", "events");
 
 /** Sends one event: `id:` (when given), `event:` and the JSON `data:`. */
 export type SendEvent = (event: string, data: unknown, id?: string) => void;
@@ -53,34 +57,156 @@ export interface EventStreamOptions {
 }
 
 /**
- * The place an event stream of a console session takes while it is open, for a `GET` with a
- * session (a `HEAD` gets no stream, a request with the admin token has no session).
+ * The share of the connection limit that event streams may hold together: a stream holds its
+ * connection for as long as its client follows, and a connection with a request in progress is
+ * never closed to make room, so without a limit of their own streams opened with the admin token
+ * could take every connection and keep agents from connecting at all.
+ */
+export const STREAMS_SHARE_OF_CONNECTIONS = 4;
+
+/**
+ * The most event streams the dashboard holds open at once for a connection limit: a quarter of it
+ * (at least one), so that agents always have three quarters of the connections.
+ *
+ * @param maxConnections The connection limit in force.
+ * @returns The limit of open event streams.
+ */
+export function streamLimitFor(maxConnections: number): number {
+  return Math.max(1, Math.floor(maxConnections / STREAMS_SHARE_OF_CONNECTIONS));
+}
+
+/**
+ * The event streams open on the dashboard (of commands and of runs, every client's together), and
+ * the most it holds: {@link streamLimitFor} of the connection limit in force.
+ */
+export class OpenStreams {
+  #open = 0;
+  #max: number;
+  #full = false;
+  #refusedSinceFull = 0;
+
+  /**
+   * Makes the count.
+   *
+   * @param maxConnections The connection limit the streams' limit derives from.
+   */
+  constructor(maxConnections: number = DEFAULT_MAX_CONNECTIONS) {
+    this.#max = streamLimitFor(maxConnections);
+  }
+
+  /** Streams open now. */
+  get open(): number {
+    return this.#open;
+  }
+
+  /** The most streams held open at once. */
+  get max(): number {
+    return this.#max;
+  }
+
+  /**
+   * Derives the limit from the connection limit in force (known once the dashboard listens).
+   *
+   * @param maxConnections The connection limit in force.
+   */
+  limitTo(maxConnections: number): void {
+    this.#max = streamLimitFor(maxConnections);
+  }
+
+  /**
+   * Takes a place for a stream.
+   *
+   * @returns The place's release (once is enough; again does nothing), or `undefined` when
+   *   {@link OpenStreams.max} streams are open.
+   */
+  take(): (() => void) | undefined {
+    if (this.#open >= this.#max) {
+      this.#refusedSinceFull++;
+      if (!this.#full) {
+        this.#full = true;
+        log.warning(
+          "event stream limit reached: {max} streams are open (a quarter of the connection " +
+            "limit); new ones are refused with 429 until some close (raise MAX_CONNECTIONS and " +
+            "the open-files limit, ulimit -n, if this is a real load)",
+          { max: this.#max },
+        );
+      }
+      return undefined;
+    }
+    this.#open++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#open--;
+      if (this.#full && this.#open < this.#max * 0.9) {
+        this.#full = false;
+        log.info("below the event stream limit again; {refused} streams were refused", {
+          refused: this.#refusedSinceFull,
+          max: this.#max,
+        });
+        this.#refusedSinceFull = 0;
+      }
+    };
+  }
+}
+
+/**
+ * The places an event stream takes while it is open, for a `GET` (a `HEAD` gets no stream): one
+ * of the console session's, when the request has a session (one with the admin token has none),
+ * and one of the dashboard's.
  *
  * @param request The request.
  * @param take The session's `consoleSessionStream`, if the request has a session.
- * @returns The place's release, or `undefined` when the request takes none.
- * @throws {HttpError} `429` when the session holds as many streams as it may.
+ * @param streams The dashboard's open streams, if it counts them.
+ * @returns The places' release, or `undefined` when the request takes none.
+ * @throws {HttpError} `429` when the session holds as many streams as it may, or the dashboard
+ *   does.
  */
 export function streamPlace(
   request: Request,
   take: (() => (() => void) | undefined) | undefined,
+  streams?: OpenStreams,
 ): (() => void) | undefined {
-  if (take === undefined || request.method === "HEAD") return undefined;
-  const release = take();
-  if (release) return release;
-  throw new HttpError(
-    429,
-    `this console session has ${MAX_STREAMS_PER_SESSION} event streams open, the most one ` +
-      `session may hold; close a page that follows a command or a run, or follow it with the ` +
-      `admin token`,
-    {
-      headers: { "Retry-After": String(STREAM_RETRY_AFTER_SECS) },
-      details: { retry_after_secs: STREAM_RETRY_AFTER_SECS, max_streams: MAX_STREAMS_PER_SESSION },
-    },
-  );
+  if (request.method === "HEAD") return undefined;
+  const session = take?.();
+  if (take !== undefined && session === undefined) {
+    throw new HttpError(
+      429,
+      `this console session has ${MAX_STREAMS_PER_SESSION} event streams open, the most one ` +
+        `session may hold; close a page that follows a command or a run, or follow it with the ` +
+        `admin token`,
+      {
+        headers: { "Retry-After": String(STREAM_RETRY_AFTER_SECS) },
+        details: {
+          retry_after_secs: STREAM_RETRY_AFTER_SECS,
+          max_streams: MAX_STREAMS_PER_SESSION,
+        },
+      },
+    );
+  }
+  if (streams === undefined) return session;
+  const overall = streams.take();
+  if (overall === undefined) {
+    session?.();
+    throw new HttpError(
+      429,
+      `the dashboard has ${streams.max} event streams open, the most it holds at once (a ` +
+        `quarter of its connection limit, MAX_CONNECTIONS, so that agents can always connect); ` +
+        `close streams you no longer read, or try again in ${STREAM_RETRY_AFTER_SECS} s`,
+      {
+        headers: { "Retry-After": String(STREAM_RETRY_AFTER_SECS) },
+        details: { retry_after_secs: STREAM_RETRY_AFTER_SECS, max_streams: streams.max },
+      },
+    );
+  }
+  return session === undefined ? overall : () => {
+    session();
+    overall();
+  };
 }
 
-/** The `Retry-After` of a session's stream beyond its limit (a page polls meanwhile). */
+/** The `Retry-After` of a stream beyond a limit (a console page polls meanwhile). */
 const STREAM_RETRY_AFTER_SECS = 15;
 
 const encoder = new TextEncoder();
