@@ -9,6 +9,7 @@
  */
 import type { Clock } from "../clock.ts";
 import { DEFAULT_MAX_CONNECTIONS } from "../defaults.ts";
+import { dropConnection } from "../http_listener.ts";
 import { logger } from "../log/mod.ts";
 import { HttpError } from "./http_error.ts";
 import { MAX_STREAMS_PER_SESSION } from "./web/session.ts";
@@ -209,6 +210,13 @@ export function streamPlace(
 /** The `Retry-After` of a stream beyond a limit (a console page polls meanwhile). */
 const STREAM_RETRY_AFTER_SECS = 15;
 
+/**
+ * Keep-alive intervals (60 s by default) a client may take nothing of what waits for it before
+ * its connection is closed: it stopped reading (or its peer is gone without a word), and would
+ * otherwise hold its stream's place and connection for as long as it keeps the connection open.
+ */
+export const STALLED_KEEP_ALIVES = 4;
+
 const encoder = new TextEncoder();
 
 const HEADERS = {
@@ -221,6 +229,10 @@ const HEADERS = {
  * Makes a `text/event-stream` response driven by `options.step`. A `HEAD` request gets the
  * headers alone: its body would never be read, and its connection's end does not abort the
  * request, so a stream made for it would stay subscribed until the dashboard stops.
+ *
+ * The store is read again only once the client has taken what it was sent (so nothing piles up
+ * for a slow one); a client that takes nothing for {@link STALLED_KEEP_ALIVES} keep-alive
+ * intervals while more waits has its connection closed, with a warning.
  *
  * @param options The request, subscriptions and the reader.
  * @returns The streaming response.
@@ -258,6 +270,8 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
     request.signal.removeEventListener("abort", onAbort);
   };
   const over = () => closed || options.closed() || options.authorized?.() === false;
+  const stallMs = STALLED_KEEP_ALIVES * options.keepAliveMs;
+  let stalled = false;
 
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -271,6 +285,30 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
         // The client's reconnection delay when the stream breaks.
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
         while (!over()) {
+          // What was sent is still waiting for the client: wait until it has taken it, as long
+          // as it takes some of it now and then.
+          if ((controller.desiredSize ?? 1) <= 0) {
+            const took = await new Promise<boolean>((resolve) => {
+              let left = controller.desiredSize ?? 0;
+              const look = () => {
+                const now = controller.desiredSize ?? 0;
+                if (now <= left) return resolve(false);
+                left = now;
+                timer = options.clock.setTimeout(look, stallMs);
+              };
+              let timer = options.clock.setTimeout(look, stallMs);
+              pulled = () => {
+                options.clock.clearTimeout(timer);
+                resolve(true);
+              };
+            });
+            pulled = undefined;
+            if (!took) {
+              stalled = true;
+              break;
+            }
+            continue;
+          }
           if (!dirty) {
             const woken = await new Promise<boolean>((resolve) => {
               const timer = options.clock.setTimeout(() => resolve(false), options.keepAliveMs);
@@ -287,10 +325,6 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
               continue;
             }
           }
-          if ((controller.desiredSize ?? 1) <= 0) {
-            await new Promise<void>((resolve) => pulled = resolve);
-            if (over()) break;
-          }
           dirty = false;
           const next = await options.step(send);
           if (next === "end") break;
@@ -301,6 +335,20 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
         if (!closed) options.onError(error);
       }).finally(() => {
         finish();
+        if (stalled) {
+          const secs = stallMs / 1000;
+          log.warning(
+            "closed the connection of an event stream whose client took nothing for {secs} s " +
+              "while more waited for it ({path}); it may reconnect and resume with Last-Event-ID",
+            { secs, path: new URL(request.url).pathname },
+          );
+          // What waits for it is dropped with the connection; a stream made in process (no
+          // connection) ends with an error its reader sees.
+          if (!dropConnection(request)) {
+            controller.error(new Error(`the client took nothing for ${secs} s`));
+          }
+          return;
+        }
         try {
           controller.close();
         } catch {

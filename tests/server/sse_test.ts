@@ -1,22 +1,40 @@
 /**
- * The event streams' machinery (`sse.ts`) under clients that do not behave: a flood of streams
- * with the admin token, over real sockets.
+ * The event streams' machinery (`sse.ts`) under clients that do not behave, over real sockets: a
+ * flood of streams with the admin token, a follower that never reads.
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
-import { OpenStreams, streamLimitFor, STREAMS_SHARE_OF_CONNECTIONS } from "../../src/server/sse.ts";
+import {
+  OpenStreams,
+  STALLED_KEEP_ALIVES,
+  streamLimitFor,
+  STREAMS_SHARE_OF_CONNECTIONS,
+} from "../../src/server/sse.ts";
+import { LIVE_OUTPUT_HEAD_BYTES, LIVE_OUTPUT_TAIL_BYTES } from "../../src/server/live_output.ts";
+import { ServerResponse } from "node:http";
 import { type RunningServer, startServer } from "../../src/server/mod.ts";
 import { AGENT_SCOPES, openSqliteStore, type SqliteStore } from "../../src/store/mod.ts";
-import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
-import { closeQuietly, rawConnect, readAnswer, send } from "./_sockets.ts";
+import { ADMIN_TOKEN, agentHeaders, FakeClock, makeDashboard, P, T0, TOKEN } from "./_helpers.ts";
+import { closeQuietly, rawConnect, readAll, readAnswer, send } from "./_sockets.ts";
 
 /** A dashboard with the admin token and agent `a1`, on a socket. */
 async function adminServer(
-  options: { maxConnections?: number } = {},
-): Promise<{ server: RunningServer; store: SqliteStore } & AsyncDisposable> {
+  options: { maxConnections?: number; clock?: FakeClock } = {},
+): Promise<
+  { server: RunningServer; store: SqliteStore; readOutputBytes(): number } & AsyncDisposable
+> {
   const store = openSqliteStore(":memory:");
-  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  const now = options.clock?.now() ?? Date.now();
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now });
+  // The output the dashboard reads from its store, to send to its streams.
+  let readOutputBytes = 0;
+  const listOutput = store.listOutput.bind(store);
+  store.listOutput = async (...args) => {
+    const chunks = await listOutput(...args);
+    for (const chunk of chunks) readOutputBytes += chunk.data.length;
+    return chunks;
+  };
   const server = await startServer({
     store,
     port: 0,
@@ -25,11 +43,14 @@ async function adminServer(
     maxConnections: options.maxConnections,
     operatorRateLimitPerMinute: 1_000_000,
     rateLimitPerMinute: 1_000_000,
-    eventKeepAliveMs: 60_000,
+    eventKeepAliveMs: options.clock ? 15_000 : 60_000,
+    clock: options.clock,
+    autoExpireLeases: options.clock ? false : undefined,
   });
   return {
     server,
     store,
+    readOutputBytes: () => readOutputBytes,
     async [Symbol.asyncDispose]() {
       await server.shutdown();
       await store.close();
@@ -166,3 +187,171 @@ async function flood(lines: string[]): Promise<void> {
     1,
   );
 }
+
+/** Sends a signed agent request for `a1` at the clock's time. */
+async function agentCall(
+  server: RunningServer,
+  now: number,
+  path: string,
+  body?: unknown,
+): Promise<Response> {
+  const bodyText = body === undefined ? "" : JSON.stringify(body);
+  return await fetch(`${server.url}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: agentHeaders({ path, body, bodyText, now }),
+    body: body === undefined ? undefined : bodyText,
+  });
+}
+
+/** What the dashboard wrote to the answers of event streams: the most it held unsent, and in all. */
+function watchStreamWrites(): { maxBuffered: number; written: number } & Disposable {
+  const write = ServerResponse.prototype.write;
+  const seen = {
+    maxBuffered: 0,
+    written: 0,
+    [Symbol.dispose]() {
+      ServerResponse.prototype.write = write;
+    },
+  };
+  ServerResponse.prototype.write = function (this: ServerResponse, ...args: unknown[]) {
+    const result = (write as (...a: unknown[]) => boolean).apply(this, args);
+    if (this.req?.url?.endsWith("/events")) {
+      const chunk = args[0] as string | Uint8Array;
+      seen.written += typeof chunk === "string" ? chunk.length : chunk.byteLength;
+      seen.maxBuffered = Math.max(seen.maxBuffered, this.writableLength);
+    }
+    return result;
+  } as typeof write;
+  return seen;
+}
+
+Deno.test("a follower that never reads holds a bounded buffer under 50 MB of output, and is dropped once it took nothing for four keep-alives", async () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  try {
+    await neverReads(lines);
+  } finally {
+    closeLogging();
+  }
+});
+
+async function neverReads(lines: string[]): Promise<void> {
+  const clock = new FakeClock(T0);
+  await using fixture = await adminServer({ clock });
+  const { server } = fixture;
+  await enqueue(server, "c1");
+  const waited = await agentCall(server, clock.now(), P.wait("default", 1));
+  assert.equal((await waited.json()).id, "c1");
+  const acked = await agentCall(server, clock.now(), P.ack, { command_id: "c1", attempt: 1 });
+  assert.equal(acked.status, 200);
+  await acked.body?.cancel();
+
+  using writes = watchStreamWrites();
+  const conn = await rawConnect(server);
+  try {
+    await send(conn, streamHead("c1"));
+    await until(() => server.dashboard.streams.open === 1, "the stream is open");
+    // 50 MB of output arrives for the command in 32 KiB chunks, each stored (the dashboard keeps
+    // the first and the last 32 KiB) and published as the output route does; its follower reads
+    // none of it.
+    const chunk = new Uint8Array(32 * 1024).fill(0x61);
+    for (let offset = 0; offset < 50_000_000; offset += chunk.length) {
+      const outcome = await fixture.store.appendOutput({
+        commandId: "c1",
+        attempt: 1,
+        stream: "stdout",
+        offset,
+        data: chunk,
+        now: clock.now(),
+        keep: { headBytes: LIVE_OUTPUT_HEAD_BYTES, tailBytes: LIVE_OUTPUT_TAIL_BYTES },
+      });
+      assert.equal(outcome.outcome, "stored");
+      server.dashboard.events.publish("c1", "output");
+      await new Promise((resolve) => setTimeout(resolve, 0)); // the stream's turn
+    }
+    // Were every chunk read and sent as it came, what the socket cannot take would pile up in
+    // the dashboard (67 MB of events in base64). The stream reads the store again only once its
+    // client took what it was sent: it read a few megabytes of the 50 (what the kernel's buffers
+    // took), node's buffer of the answer holds a few events at most, and nothing more waits.
+    assert.ok(
+      fixture.readOutputBytes() < 16 * 1024 * 1024,
+      `${fixture.readOutputBytes()} bytes were read to be sent`,
+    );
+    assert.ok(writes.maxBuffered < 1024 * 1024, `${writes.maxBuffered} bytes waited in node`);
+    assert.ok(writes.written < 16 * 1024 * 1024, `${writes.written} bytes were written`);
+    assert.equal(server.dashboard.streams.open, 1, "the stream waits for its reader");
+
+    const stallMs = STALLED_KEEP_ALIVES * 15_000;
+    clock.advance(stallMs - 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(server.dashboard.streams.open, 1, "not dropped before the time");
+    clock.advance(1);
+    await until(() => server.dashboard.streams.open === 0, "the stalled stream ends");
+    assert.equal(server.dashboard.events.size, 0);
+    const rest = await readAll(conn, 5000);
+    assert.ok(rest.closed, "its connection is closed");
+    const said = lines.filter((line) => line.includes("took nothing for"));
+    assert.equal(said.length, 1);
+    assert.match(said[0], /"secs":60/);
+    assert.match(said[0], /"path":"\/api\/v1\/commands\/c1\/events"/);
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+Deno.test("a follower that reads slowly is not dropped as long as it takes something every four keep-alives", async () => {
+  await using d = await makeDashboard({ outputBounds: { headBytes: 1 << 20, tailBytes: 1 << 20 } });
+  const enqueued = await d.admin("POST", P.enqueue, { id: "c1", name: "echo hi", agent_id: "a1" });
+  assert.equal(enqueued.status, 202);
+  assert.equal((await d.agent({ path: P.wait() })).status, 200);
+  const controller = new AbortController();
+  const response = await d.dashboard.app.request("/api/v1/commands/c1/events", {
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    signal: controller.signal,
+  });
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const next = async () => decoder.decode((await reader.read()).value);
+  assert.match(await next(), /^retry: 1000/);
+  assert.match(await next(), /^id: 0:delivered\.1\.0\nevent: status\n/);
+  /** Stores `n` chunks of output and wakes the stream once: it sends them in one read. */
+  const output = async (from: number, n: number) => {
+    for (let i = from; i < from + n; i++) {
+      await d.store.appendOutput({
+        commandId: "c1",
+        attempt: 1,
+        stream: "stdout",
+        offset: i * 8,
+        data: new TextEncoder().encode(`line${String(i).padStart(3, "0")}\n`),
+        now: d.clock.now(),
+        keep: { headBytes: 1 << 20, tailBytes: 1 << 20 },
+      });
+    }
+    d.dashboard.events.publish("c1", "output");
+  };
+  const keepAliveMs = 15_000;
+  const stallMs = STALLED_KEEP_ALIVES * keepAliveMs;
+  try {
+    await output(0, 50);
+    // One event every 50 s of the dashboard's clock: slower than the output, never stopped.
+    for (let i = 0; i < 50; i++) {
+      assert.match(await next(), new RegExp(`^id: ${i + 1}:delivered\\.1\\.0\\nevent: output\\n`));
+      d.clock.advance(50_000);
+    }
+    assert.equal(d.dashboard.streams.open, 1, "still followed after 2,500 s");
+    // Then it stops reading while more waits for it.
+    await output(50, 20);
+    let event = await next();
+    while (event.startsWith(": keep-alive")) event = await next();
+    assert.match(event, /^id: 51:delivered\.1\.0\nevent: output\n/);
+    d.clock.advance(stallMs - 1);
+    assert.equal(d.dashboard.streams.open, 1);
+    d.clock.advance(1);
+    await until(() => d.dashboard.streams.open === 0, "the stalled stream ends");
+    // Made in process, the stream has no connection to close: its reader gets the error.
+    await assert.rejects(reader.read(), /the client took nothing for 60 s/);
+    assert.equal(d.dashboard.events.size, 0);
+  } finally {
+    controller.abort();
+  }
+});
