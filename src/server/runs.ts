@@ -277,6 +277,16 @@ export class RunScheduler {
   }
 
   /**
+   * @internal Listeners of runs open now (each a follower's event stream), over all runs, for
+   * tests.
+   */
+  get subscribers(): number {
+    let n = 0;
+    for (const set of this.#listeners.values()) n += set.size;
+    return n;
+  }
+
+  /**
    * Calls `listener` whenever the run or one of its commands changes: something started, was
    * skipped or ended, a command's status or cancel flag changed, the run was cancelled or ended
    * (not when a command's live output grew, nor at a step that changed nothing).
@@ -1043,7 +1053,11 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         // At most a few snapshots a second, however busy the run's commands are; and a pause
         // four times as long as the read: a run of 10,000 agents took 0.1–0.2 s to read, and a
         // follower that read it again 0.1 s later kept the dashboard busy two thirds of the time.
-        await clock.sleep(Math.max(MIN_SNAPSHOT_PAUSE_MS, READ_PAUSE_FACTOR * readMs));
+        // A follower that leaves ends the pause (its timer kept the stream until then).
+        await clock.sleep(
+          Math.max(MIN_SNAPSHOT_PAUSE_MS, READ_PAUSE_FACTOR * readMs),
+          c.req.raw.signal,
+        );
         return "wait";
       },
     });

@@ -355,3 +355,35 @@ Deno.test("a follower that reads slowly is not dropped as long as it takes somet
     controller.abort();
   }
 });
+
+Deno.test("a storm of 500 event streams opened and closed leaves no listener, timer or place behind", async () => {
+  const clock = new FakeClock(T0);
+  await using fixture = await adminServer({ clock });
+  const { server } = fixture;
+  await enqueue(server, "c1");
+  const run = await fetch(`${server.url}/api/v1/runs`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ id: "r1", name: "echo hi", target: { agents: ["a1"] } }),
+  });
+  assert.equal(run.status, 201);
+  await run.body?.cancel();
+  const hub = server.dashboard.events.size; // the run's own subscription to its command
+  const timers = clock.pending;
+  for (let i = 0; i < 500; i++) {
+    const conn = await rawConnect(server);
+    await send(
+      conn,
+      streamHead("c1").replace("/commands/c1/", i % 2 ? "/commands/c1/" : "/runs/r1/"),
+    );
+    // Half are closed once the stream has begun, half before it is answered.
+    if (i % 4 < 2) await conn.read(new Uint8Array(1024));
+    conn.close();
+  }
+  await until(
+    () => server.dashboard.streams.open === 0 && server.dashboard.events.size === hub,
+    "every stream has ended",
+  );
+  assert.equal(server.dashboard.runs.subscribers, 0, "no run listener is left");
+  assert.equal(clock.pending, timers, "no keep-alive or stall timer is left");
+});
