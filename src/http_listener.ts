@@ -294,6 +294,24 @@ function framingFault(incoming: IncomingMessage): string | undefined {
   return undefined;
 }
 
+/** The connection each request handed to a listener's `fetch` came on, for {@link dropConnection}. */
+const connectionOf = new WeakMap<Request, Socket>();
+
+/**
+ * Closes the connection a request came on, at once and without a word (what was not sent of its
+ * answer is lost): for a client that stopped reading an answer that has no end, whose connection
+ * would otherwise stay open for as long as the client keeps it.
+ *
+ * @param request A request a listener of {@link listenHttp} handed to its `fetch`.
+ * @returns Whether the request's connection was known (a request made in process has none).
+ */
+export function dropConnection(request: Request): boolean {
+  const socket = connectionOf.get(request);
+  if (socket === undefined) return false;
+  socket.destroy();
+  return true;
+}
+
 /**
  * The adapter's words for a request it cannot make into a URL, where they do not say what is at
  * fault: "Invalid URL" is a request target that is no path (`OPTIONS *`, `GET x`) or a `Host` no
@@ -399,6 +417,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   const adapted = getRequestListener(
     (request, env) => {
       const incoming = (env as { incoming: IncomingMessage }).incoming;
+      if (incoming.socket) connectionOf.set(request, incoming.socket as Socket);
       return options.fetch(request, incoming.socket?.remoteAddress);
     },
     {

@@ -66,6 +66,7 @@ import { fleetRoutes } from "./routes_fleet.ts";
 import { liveRoutes } from "./routes_live.ts";
 import { operatorRoutes } from "./routes_operator.ts";
 import { enqueueRunCommand, runRoutes, RunScheduler } from "./runs.ts";
+import { OpenStreams } from "./sse.ts";
 import { StoreHealth } from "./store_health.ts";
 import { cancelAsked, LEAN_ROUTES, leanRoutes } from "./wait_route.ts";
 import { WaiterHub } from "./waiters.ts";
@@ -87,6 +88,11 @@ export interface DashboardApp {
   metrics: MetricsRenderer;
   /** The event streams of commands. */
   events: CommandEvents;
+  /**
+   * The event streams open (of commands and of runs) and their limit, a quarter of the connection
+   * limit: `startServer` sets it from the limit in force ({@link OpenStreams.limitTo}).
+   */
+  streams: OpenStreams;
   /** The rate control of fan-out runs. */
   runs: RunScheduler;
   /**
@@ -164,6 +170,7 @@ export function createApp(options: AppOptions): DashboardApp {
   // Every store call is timed, and every change of a command reaches its event streams.
   const metrics = new DashboardMetrics();
   const events = new CommandEvents();
+  const streams = new OpenStreams();
   const store = observeStore(options.store, { events, metrics });
   const startedAt = clock.now();
   // A store shared by several instances (PostgreSQL): events between them, request ids in the
@@ -326,6 +333,7 @@ export function createApp(options: AppOptions): DashboardApp {
     auth: operatorAuth,
     keepAliveMs: options.eventKeepAliveMs,
     clock,
+    streams,
   });
   const fleet = fleetRoutes(app, deps, { auth: operatorAuth, offlineAfterMs });
   const runs = new RunScheduler({
@@ -341,6 +349,7 @@ export function createApp(options: AppOptions): DashboardApp {
     scheduler: runs,
     offlineAfterMs,
     keepAliveMs: options.eventKeepAliveMs,
+    streams,
   });
   runs.start().catch((error) => log.error("could not resume the open runs: {error}", { error }));
   metrics.bind({
@@ -348,6 +357,7 @@ export function createApp(options: AppOptions): DashboardApp {
     online: () => fleet.online(),
     countByStatus: () => store.countCommandsByStatus(),
     evictedWaits: () => ({ wait: hub.evictions, cancelWait: cancelWaiters.evictions }),
+    eventStreams: () => streams.open,
   });
   app.get("/metrics", operatorAuth, function metricsRoute() {
     return metrics.render();
@@ -402,6 +412,7 @@ export function createApp(options: AppOptions): DashboardApp {
     availability,
     metrics,
     events,
+    streams,
     runs,
     routes,
     expireLeases: expire,

@@ -21,7 +21,7 @@ import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
-import { eventStreamResponse, streamPlace } from "./sse.ts";
+import { eventStreamResponse, type OpenStreams, streamPlace } from "./sse.ts";
 import { type Clock, systemClock } from "./clock.ts";
 
 const log = logger("server", "events");
@@ -154,6 +154,8 @@ export interface EventRouteOptions {
    * @default {systemClock}
    */
   clock?: Clock;
+  /** The dashboard's open event streams (a stream beyond their limit is `429`). */
+  streams?: OpenStreams;
 }
 
 const CHUNKS_PER_READ = 100;
@@ -184,7 +186,7 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
       throw new HttpError(404, `command ${shortForm(id)} does not exist`);
     }
     const cursor = parseEventId(c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"));
-    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"));
+    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"), options.streams);
     return eventStreamResponse({
       request: c.req.raw,
       release,

@@ -24,6 +24,7 @@
  * | `status_connections_evicted_total` | counter | — (idle ones closed at the limit for a new one) |
  * | `status_connections_refused_total` | counter | — (new ones closed at the limit, none idle) |
  * | `status_waits_evicted_total` | counter | `kind` (`wait`, `cancel-wait`: ended at an agent's cap) |
+ * | `status_event_streams_open` | gauge | — (event streams of commands and runs open now) |
  *
  * @module
  */
@@ -48,6 +49,8 @@ export interface DashboardMetricsSources {
    * (`WaiterHub.evictions`, `CancelWaiters.evictions`).
    */
   evictedWaits?(): { wait: number; cancelWait: number };
+  /** Event streams open now. */
+  eventStreams?(): number;
 }
 
 /** The dashboard's HTTP connections, as its listener counts them (`HttpListener`). */
@@ -160,6 +163,15 @@ export class DashboardMetrics implements MetricsRenderer {
       registers,
       collect() {
         this.set(self.#connections?.maxConnections ?? 0);
+      },
+    });
+    new Gauge({
+      name: "status_event_streams_open",
+      help:
+        "Event streams of commands and runs open now (at most a quarter of the connection limit)",
+      registers,
+      collect() {
+        this.set(self.#sources?.eventStreams?.() ?? 0);
       },
     });
     // The listener keeps these counts; a scrape copies them (a counter only goes up, and so do

@@ -11,12 +11,7 @@ import { z } from "zod";
 import { AGENT_ID_PATTERN, agentIdSchema, generateToken, shortForm } from "../protocol/mod.ts";
 import { assertPossibleId } from "./ids.ts";
 import { auditLogger } from "../log/mod.ts";
-import {
-  AGENT_SCOPES,
-  type AgentScope,
-  type AgentSummary,
-  type CommandRecord,
-} from "../store/mod.ts";
+import { AGENT_SCOPES, type AgentScope, type AgentSeen, type CommandRecord } from "../store/mod.ts";
 import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
@@ -80,7 +75,7 @@ export function fleetRoutes(
   const { store, clock, hub } = deps;
   const admin = options.auth;
 
-  const lastSeenOf = (agent: AgentSummary) => {
+  const lastSeenOf = (agent: AgentSeen) => {
     const memory = deps.lastSeen(agent.id);
     return memory === null ? agent.lastSeenAt : Math.max(memory, agent.lastSeenAt ?? 0);
   };
@@ -187,11 +182,20 @@ export function fleetRoutes(
   return {
     async online() {
       const now = clock.now();
-      const agents = await store.listAgents();
-      return agents.filter((agent) =>
-        agentState(hub.isWaiting(agent.id), lastSeenOf(agent), now, options.offlineAfterMs) !==
-          "offline"
-      ).length;
+      // Ids and last-seen times alone: a scrape at 10,000 agents took 150 ms reading each one's
+      // heartbeat, labels and queue, which the count does not use.
+      const agents = await store.listAgentsSeen();
+      let online = 0;
+      for (const agent of agents) {
+        const state = agentState(
+          hub.isWaiting(agent.id),
+          lastSeenOf(agent),
+          now,
+          options.offlineAfterMs,
+        );
+        if (state !== "offline") online++;
+      }
+      return online;
     },
   };
 }

@@ -61,7 +61,7 @@ import { enqueueAndWake } from "./enqueue.ts";
 import { canonicalJson, enqueueFingerprint } from "./fingerprint.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { agentState } from "./routes_fleet.ts";
-import { eventStreamResponse, streamPlace } from "./sse.ts";
+import { eventStreamResponse, type OpenStreams, streamPlace } from "./sse.ts";
 import { dashboardReason } from "./views.ts";
 
 const log = logger("server", "runs");
@@ -274,6 +274,16 @@ export class RunScheduler {
    */
   get trackedRuns(): number {
     return this.#states.size;
+  }
+
+  /**
+   * @internal Listeners of runs open now (each a follower's event stream), over all runs, for
+   * tests.
+   */
+  get subscribers(): number {
+    let n = 0;
+    for (const set of this.#listeners.values()) n += set.size;
+    return n;
   }
 
   /**
@@ -795,6 +805,8 @@ export interface RunRouteOptions {
    * @default {15000}
    */
   keepAliveMs?: number;
+  /** The dashboard's open event streams (a stream beyond their limit is `429`). */
+  streams?: OpenStreams;
 }
 
 /**
@@ -1009,7 +1021,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
     if (!(await store.getRun(id))) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
     let sent = 0;
     let last = "";
-    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"));
+    const release = streamPlace(c.req.raw, c.get("consoleSessionStream"), options.streams);
     return eventStreamResponse({
       request: c.req.raw,
       release,
@@ -1041,7 +1053,11 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         // At most a few snapshots a second, however busy the run's commands are; and a pause
         // four times as long as the read: a run of 10,000 agents took 0.1–0.2 s to read, and a
         // follower that read it again 0.1 s later kept the dashboard busy two thirds of the time.
-        await clock.sleep(Math.max(MIN_SNAPSHOT_PAUSE_MS, READ_PAUSE_FACTOR * readMs));
+        // A follower that leaves ends the pause (its timer kept the stream until then).
+        await clock.sleep(
+          Math.max(MIN_SNAPSHOT_PAUSE_MS, READ_PAUSE_FACTOR * readMs),
+          c.req.raw.signal,
+        );
         return "wait";
       },
     });

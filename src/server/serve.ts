@@ -307,6 +307,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       throw error;
     }
     dashboard.metrics.bindConnections(listener);
+    // Event streams hold at most a quarter of the connections, whatever their clients' tokens.
+    dashboard.streams.limitTo(listener.maxConnections);
     const addr = { hostname: listener.hostname, port: listener.port };
     const url = urlOf(addr.hostname, addr.port, options.tls !== undefined);
     const metricsStop = new AbortController();

@@ -30,6 +30,7 @@ export {
   AGENT_SCOPES,
   type AgentRecord,
   type AgentScope,
+  type AgentSeen,
   type AgentSummary,
   type AppendOutputOutcome,
   type CancelOutcome,

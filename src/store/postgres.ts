@@ -88,6 +88,7 @@ import {
   AGENT_SCOPES,
   type AgentRecord,
   type AgentScope,
+  type AgentSeen,
   type AgentSummary,
   type AppendOutputOutcome,
   type CancelOutcome,
@@ -761,6 +762,14 @@ export class PostgresStore implements CommandStore, SharedStore {
         heartbeatAt: numOrNull(row.heartbeat_at),
         labels: parseLabelsColumn(row.labels),
       }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listAgentsSeen} */
+  listAgentsSeen(): Promise<AgentSeen[]> {
+    return this.#run("list agents' last-seen times", async (sql) => {
+      const rows = await sql.unsafe(`SELECT id, last_seen_at FROM agents`);
+      return rows.map((row) => ({ id: String(row.id), lastSeenAt: numOrNull(row.last_seen_at) }));
     });
   }
 

@@ -38,6 +38,7 @@ import {
   AGENT_SCOPES,
   type AgentRecord,
   type AgentScope,
+  type AgentSeen,
   type AgentSummary,
   type AppendOutputOutcome,
   type CancelOutcome,
@@ -975,6 +976,14 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         heartbeatAt: numOrNull(row.heartbeat_at),
         labels: parseLabelsColumn(row.labels),
       }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.listAgentsSeen} */
+  listAgentsSeen(): Promise<AgentSeen[]> {
+    return this.#run(() => {
+      const rows = this.#stmt("SELECT id, last_seen_at FROM agents").all() as Row[];
+      return rows.map((row) => ({ id: String(row.id), lastSeenAt: numOrNull(row.last_seen_at) }));
     });
   }
 

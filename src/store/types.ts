@@ -40,6 +40,9 @@ export interface AgentRecord {
 }
 
 /** An agent as listed: never its token. */
+/** An agent's id and when it was last seen, as {@link CommandStore.listAgentsSeen} gives them. */
+export type AgentSeen = Pick<AgentRecord, "id" | "lastSeenAt">;
+
 export interface AgentSummary extends Omit<AgentRecord, "token"> {
   /** Whether the agent has a token (dev-mode agents do not). */
   hasToken: boolean;
@@ -635,6 +638,12 @@ export interface CommandStore extends AsyncDisposable {
   getAgent(id: string): Promise<AgentRecord | null>;
   /** Every agent, sorted by id, without tokens. */
   listAgents(): Promise<AgentSummary[]>;
+  /**
+   * Every agent's id and last-seen time (in no particular order): what `/metrics` counts the
+   * agents online by, without reading each one's heartbeat, labels and queue as
+   * {@link CommandStore.listAgents} does.
+   */
+  listAgentsSeen(): Promise<AgentSeen[]>;
   /**
    * Replaces an agent's token.
    *

@@ -6,9 +6,16 @@
  */
 import { P } from "./_helpers.ts";
 
-/** Reads from a raw connection until it closes (or `ms` pass): what the server sent. */
-export function readAll(conn: Deno.Conn, ms: number): Promise<{ text: string; closed: boolean }> {
-  return readUntil(conn, ms);
+/**
+ * Reads from a raw connection until it closes (or `ms` pass, or what was read so far is `done`,
+ * when given): what the server sent.
+ */
+export function readAll(
+  conn: Deno.Conn,
+  ms: number,
+  done?: (text: string) => boolean,
+): Promise<{ text: string; closed: boolean }> {
+  return readUntil(conn, ms, done);
 }
 
 /**

@@ -138,6 +138,11 @@ export function runStoreContract(
     await store.touchAgent("b", T0 + 5000);
     await store.touchAgent("b", T0 + 1000);
     assert.equal((await store.getAgent("b"))?.lastSeenAt, T0 + 5000, "last seen never goes back");
+    const seen = await store.listAgentsSeen();
+    assert.deepEqual(seen.sort((x, y) => x.id < y.id ? -1 : 1), [
+      { id: "a", lastSeenAt: null },
+      { id: "b", lastSeenAt: T0 + 5000 },
+    ]);
 
     assert.deepEqual(await store.removeAgent("b", T0 + 6000), { ended: [] });
     assert.equal(await store.removeAgent("b", T0 + 6000), null);
