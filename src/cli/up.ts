@@ -19,6 +19,7 @@ import {
 } from "../agent/mod.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { StateOwnerError } from "../agent/state.ts";
+import { openSqliteStore, type SqliteStore } from "../store/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS, TILDE_NOT_EXPANDED } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
@@ -215,6 +216,11 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       );
     }
 
+    // A database whose agents have tokens is refused before the agent's state is opened, which
+    // takes over a state directory another agent id left with nothing to deliver (and forgets
+    // that agent's command ids) (the dashboard's start refuses it too, should one be added now).
+    if (await holdsAgentTokens(db)) throw new ConfigError(tokensRefusal(db));
+
     // The agent's state directory first (another "status up" may hold its lock): fail before
     // the dashboard starts and before the invitation is printed, and before the executor, whose
     // sandbox is named after it (made beside another "status up", it swept that one's commands).
@@ -290,13 +296,7 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       await executor.close?.();
       if (error instanceof AdminTokenRequiredError) {
         // The advice to set STATUS_ADMIN_TOKEN is one status up cannot take.
-        throw new ConfigError(
-          `${db} holds agents with tokens, and "status up" runs its dashboard only in dev mode, ` +
-            `which they end; see them with "status agents list --db ${db}" and remove them with ` +
-            `"status agents remove <id> --db ${db}", give status up another --data-dir, or run ` +
-            `this database with "status serve --db ${db}" and STATUS_ADMIN_TOKEN`,
-          { cause: error },
-        );
+        throw new ConfigError(tokensRefusal(db), { cause: error });
       }
       if (isAddrInUse(error)) {
         throw new Error(
@@ -357,4 +357,37 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     if (signals.forcedBy) setExitCode(128 + signalNumber(signals.forcedBy)!);
   });
   return command as unknown as Command;
+}
+
+/** Why `status up` cannot run a database whose agents have tokens, and what to do instead. */
+function tokensRefusal(db: string): string {
+  return `${db} holds agents with tokens, and "status up" runs its dashboard only in dev mode, ` +
+    `which they end; see them with "status agents list --db ${db}" and remove them with ` +
+    `"status agents remove <id> --db ${db}", give status up another --data-dir, or run ` +
+    `this database with "status serve --db ${db}" and STATUS_ADMIN_TOKEN`;
+}
+
+/**
+ * Whether the database at `db` exists and has an agent with a token. A database that cannot be
+ * opened or read counts as not: the dashboard's own start says what is wrong with it.
+ */
+async function holdsAgentTokens(db: string): Promise<boolean> {
+  try {
+    if (!Deno.statSync(db).isFile) return false;
+  } catch {
+    return false;
+  }
+  let store: SqliteStore;
+  try {
+    store = openSqliteStore(db);
+  } catch {
+    return false;
+  }
+  try {
+    return await store.hasAgentWithToken();
+  } catch {
+    return false;
+  } finally {
+    await store.close();
+  }
 }

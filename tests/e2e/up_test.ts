@@ -92,8 +92,15 @@ Deno.test("status up on a database whose agents have tokens says how to go on", 
     await using store = openSqliteStore(`${dir.path}/.status/status.db`);
     await store.addAgent({ id: "web-7", token: generateToken(), scopes: AGENT_SCOPES, now: 0 });
   }
+  // The state of another agent id, with nothing left to deliver: status up would take it over
+  // (and forget that agent's command ids) if it opened it before refusing the database.
+  const owner = `${dir.path}/.status/agent-state/owner.json`;
+  Deno.mkdirSync(`${dir.path}/.status/agent-state`, { mode: 0o700 });
+  const before = JSON.stringify({ agent_id: "web-7", dashboard_url: "status up" }) + "\n";
+  Deno.writeTextFileSync(owner, before);
   const run = await runCli(["up", "--port", "0"], { perms: PERMS.up, cwd: dir.path });
   assert.equal(run.code, 2, run.stderr);
+  assert.equal(Deno.readTextFileSync(owner), before, "the agent's state is left as it was");
   // It told to set STATUS_ADMIN_TOKEN (or --status-admin-token), which status up ignores.
   assert.doesNotMatch(run.stderr, /status-admin-token/);
   assert.match(
