@@ -16,9 +16,10 @@ export const MAX_WAIT_TIMEOUT_SECS = 30 * 86_400;
 /**
  * The `--wait-timeout <secs>` option, one for every command that waits for a command or a run
  * (`status enqueue --wait`, `status run start --wait`, `status run show --follow`,
- * `status result --follow`, `status cancel --wait`): whole seconds from 1 to {@link MAX_WAIT_TIMEOUT_SECS}; given, it implies
- * the waiting flag, and when it passes first the CLI stops waiting and exits
- * {@link EXIT_WAIT_TIMEOUT} (75) with a line saying what goes on and how to see it.
+ * `status result --follow`, `status cancel --wait`): whole seconds from 1 to
+ * {@link MAX_WAIT_TIMEOUT_SECS}; given, it implies the waiting flag, and when it passes first the
+ * CLI stops waiting and exits {@link EXIT_WAIT_TIMEOUT} (75) with a line saying what goes on and
+ * how to see it.
  *
  * @param implied The flag it implies: `--wait` or `--follow`.
  * @param after What happens to the command or run, said in the help: `"the command goes on"`.
