@@ -117,7 +117,15 @@ export type WaitOutcome =
 
 /** What an ack brought. */
 export type AckOutcome =
-  | { kind: "acked" }
+  | {
+    kind: "acked";
+    /**
+     * When the execution lease ends by the dashboard's clock (`lease_expires_at`, ms since the
+     * epoch): without a result by then the command is queued again. Absent when the answer does
+     * not say.
+     */
+    leaseExpiresAt?: number;
+  }
   /** `404`: the dashboard has no ack endpoint (a Stacker dashboard); run the command anyway. */
   | { kind: "unsupported" }
   /** `409`: the delivered attempt is no longer current; the command will be delivered again. */
@@ -243,6 +251,22 @@ async function boundedJson(
   }
   if (options.emptyIs !== undefined && text.trim() === "") return options.emptyIs;
   return JSON.parse(text);
+}
+
+/**
+ * The `lease_expires_at` of an ack's answer, as ms since the epoch; nothing when the answer has
+ * none that reads as a time (an answer that cannot be read is still an ack).
+ */
+async function leaseOf(response: Response): Promise<{ leaseExpiresAt?: number }> {
+  let body: unknown;
+  try {
+    body = await boundedJson(response, { emptyIs: NO_BODY });
+  } catch {
+    return {};
+  }
+  const lease = (body as { lease_expires_at?: unknown } | null)?.lease_expires_at;
+  const ms = typeof lease === "string" ? Date.parse(lease) : NaN;
+  return Number.isFinite(ms) ? { leaseExpiresAt: ms } : {};
 }
 
 /**
@@ -419,10 +443,7 @@ export class DashboardClient {
     );
     if ("kind" in sent) return sent;
     const response = sent.response;
-    if (response.ok) {
-      await response.body?.cancel();
-      return { kind: "acked" };
-    }
+    if (response.ok) return { kind: "acked", ...await leaseOf(response) };
     if (response.status === 404) {
       await response.body?.cancel();
       return { kind: "unsupported" };

@@ -77,6 +77,19 @@ export class CommandExecution {
   }
 
   /**
+   * The deadline, in seconds, the command will run under here (its `timeout_secs` capped by the
+   * agent's maximum, else the agent's default); `undefined` when the executor cannot say.
+   *
+   * @param command The delivered command.
+   */
+  deadlineSecs(command: DeliveredCommand): number | undefined {
+    const requested = command.params.timeout_secs;
+    return this.#options.executor.deadlineSecs?.(
+      typeof requested === "number" ? requested : undefined,
+    );
+  }
+
+  /**
    * Runs a command; on stop, cancels it after the grace; on stop-now, at once.
    *
    * @param command The command, already journaled and acknowledged.

@@ -69,6 +69,7 @@ export class CommandHandler {
   readonly #options: CommandHandlerOptions;
   #commandsRun = 0;
   #toldNoAcks = false;
+  #toldShortLease = false;
 
   /**
    * Makes a handler.
@@ -126,6 +127,9 @@ export class CommandHandler {
       journal.forget(command.id);
       return "stale";
     }
+    if (ack.kind === "acked" && ack.leaseExpiresAt !== undefined) {
+      this.#checkLease(command, ack.leaseExpiresAt);
+    }
     if (this.#options.signal.aborted) {
       // Stopping before it started: not run, so not journaled; it will be delivered again.
       journal.forget(command.id);
@@ -162,6 +166,34 @@ export class CommandHandler {
     if (report === undefined) keep(outcome);
     await this.#options.reporter.deliver(report!);
     return "handled";
+  }
+
+  /**
+   * Warns, once per run of the agent, when a command may run here for longer than the dashboard
+   * waits for its result (its execution lease): the agent's `COMMAND_TIMEOUT_SECS` (or maximum)
+   * is larger than the dashboard's. Past the lease the dashboard queues the command again and
+   * shows it so while it still runs here (it is not run twice: the journal answers the new
+   * delivery, and the late result is taken). Later ones are said at debug level.
+   */
+  #checkLease(command: DeliveredCommand, leaseExpiresAt: number): void {
+    const deadlineSecs = this.#options.execution.deadlineSecs(command);
+    if (deadlineSecs === undefined) return;
+    const leaseSecs = Math.round((leaseExpiresAt - this.#options.clock.now()) / 1000);
+    if (deadlineSecs <= leaseSecs) return;
+    const fields = { commandId: command.id, deadlineSecs, leaseSecs };
+    if (this.#toldShortLease) {
+      log.debug("this command's deadline here outlives the dashboard's lease", fields);
+      return;
+    }
+    this.#toldShortLease = true;
+    log.warning(
+      "command {commandId} may run here for {deadlineSecs} s, but the dashboard waits {leaseSecs} " +
+        "s for its result: if it runs longer, the dashboard shows it queued again while it still " +
+        "runs (it is not run twice, and its late result is taken). Give the agent and the " +
+        "dashboard the same COMMAND_TIMEOUT_SECS, or enqueue with timeout_secs; said once, " +
+        "later commands at debug level",
+      fields,
+    );
   }
 
   /** A command seen before: its known result is sent again, it is never run twice. */

@@ -10,6 +10,7 @@ import type { Clock } from "../clock.ts";
 import {
   CommandRunner,
   createPolicy,
+  effectiveTimeoutSecs,
   envFromAssignments,
   type ExitRecord,
   type LeftoverOutcome,
@@ -61,6 +62,11 @@ export interface Executor {
    * @returns The report fields.
    */
   run(request: ExecRequest): Promise<ExecOutcome>;
+  /**
+   * The deadline, in seconds, a command that asks for `timeoutSecs` (none: the default) runs
+   * under; `undefined` when the executor cannot say (a refused value, say).
+   */
+  deadlineSecs?(timeoutSecs: number | undefined): number | undefined;
   /** One sentence for the start-up log: who commands run as, where, how they are stopped. */
   describe?(): string;
   /** What the start-up log warns of (commands that run as root), one sentence each. */
@@ -204,6 +210,17 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       ...replaceablePrograms(policy.allowedPrograms),
       ...readableSecrets(runner.sandbox, protectedPaths, options.secretValues ?? []),
     ],
+    deadlineSecs(timeoutSecs) {
+      try {
+        return effectiveTimeoutSecs(
+          timeoutSecs,
+          options.defaultTimeoutSecs,
+          options.maxTimeoutSecs,
+        );
+      } catch {
+        return undefined;
+      }
+    },
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
     sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
     close: () => sandbox?.close(),

@@ -79,6 +79,7 @@ export {
   CommandRunner,
   DEADLINE_PHASES,
   type DeadlineWarning,
+  effectiveTimeoutSecs,
   type ExecResult,
   type ExecStatus,
   type ExitRecord,

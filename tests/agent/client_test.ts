@@ -258,3 +258,31 @@ Deno.test("a report answered 101 (no verdict on it) stays in the outbox and is s
   assert.equal(state.outbox.size, 1, "the result is kept");
   assert.ok(!logs.has(/refused the report for good/));
 });
+
+Deno.test("an ack's answer gives its lease's end when it says one; any other 2xx is still an ack", async () => {
+  const at = "2026-12-03T10:00:00.000Z";
+  const answers: Array<[() => Response, number | undefined]> = [
+    [() => Response.json({ acked: true, lease_expires_at: at }), Date.parse(at)],
+    [() => Response.json({ acked: true }), undefined],
+    [() => Response.json({ acked: true, lease_expires_at: "soon" }), undefined],
+    [() => Response.json({ acked: true, lease_expires_at: 42 }), undefined],
+    [() => new Response("ok", { status: 200 }), undefined],
+    [() => new Response(null, { status: 204 }), undefined],
+  ];
+  for (const [answer, lease] of answers) {
+    const outcome = await clientAnswering(answer).ack("cmd-1", 1, signal);
+    assert.deepEqual(
+      outcome,
+      lease === undefined ? { kind: "acked" } : { kind: "acked", leaseExpiresAt: lease },
+    );
+  }
+  // A body far larger than any answer is not read whole.
+  const { body, pulled } = countedBody(HUGE);
+  const outcome = await clientAnswering(() => new Response(body, { status: 200 })).ack(
+    "c",
+    1,
+    signal,
+  );
+  assert.deepEqual(outcome, { kind: "acked" });
+  assert.ok(pulled() <= MAX_ANSWER_BYTES + 2 * (1 << 20), `${pulled()} bytes read`);
+});
