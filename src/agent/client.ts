@@ -125,6 +125,11 @@ export type AckOutcome =
      * not say.
      */
     leaseExpiresAt?: number;
+    /**
+     * When the dashboard answered by its own clock (the answer's `Date`, ms since the epoch), to
+     * read `leaseExpiresAt` against whatever the agent's clock says.
+     */
+    answeredAt?: number;
   }
   /** `404`: the dashboard has no ack endpoint (a Stacker dashboard); run the command anyway. */
   | { kind: "unsupported" }
@@ -254,10 +259,15 @@ async function boundedJson(
 }
 
 /**
- * The `lease_expires_at` of an ack's answer, as ms since the epoch; nothing when the answer has
- * none that reads as a time (an answer that cannot be read is still an ack).
+ * The `lease_expires_at` of an ack's answer, as ms since the epoch, with the answer's `Date`;
+ * nothing when the answer has none that reads as a time (an answer that cannot be read is still
+ * an ack).
  */
-async function leaseOf(response: Response): Promise<{ leaseExpiresAt?: number }> {
+async function leaseOf(
+  response: Response,
+): Promise<{ leaseExpiresAt?: number; answeredAt?: number }> {
+  const date = Date.parse(response.headers.get("Date") ?? "");
+  const answeredAt = Number.isFinite(date) ? { answeredAt: date } : {};
   let body: unknown;
   try {
     body = await boundedJson(response, { emptyIs: NO_BODY });
@@ -266,7 +276,7 @@ async function leaseOf(response: Response): Promise<{ leaseExpiresAt?: number }>
   }
   const lease = (body as { lease_expires_at?: unknown } | null)?.lease_expires_at;
   const ms = typeof lease === "string" ? Date.parse(lease) : NaN;
-  return Number.isFinite(ms) ? { leaseExpiresAt: ms } : {};
+  return Number.isFinite(ms) ? { leaseExpiresAt: ms, ...answeredAt } : {};
 }
 
 /**

@@ -128,7 +128,9 @@ export class CommandHandler {
       return "stale";
     }
     if (ack.kind === "acked" && ack.leaseExpiresAt !== undefined) {
-      this.#checkLease(command, ack.leaseExpiresAt);
+      // Read against the dashboard's own clock when its answer says it: a skew is no mismatch.
+      const leaseMs = ack.leaseExpiresAt - (ack.answeredAt ?? this.#options.clock.now());
+      this.#checkLease(command, leaseMs);
     }
     if (this.#options.signal.aborted) {
       // Stopping before it started: not run, so not journaled; it will be delivered again.
@@ -175,10 +177,10 @@ export class CommandHandler {
    * shows it so while it still runs here (it is not run twice: the journal answers the new
    * delivery, and the late result is taken). Later ones are said at debug level.
    */
-  #checkLease(command: DeliveredCommand, leaseExpiresAt: number): void {
+  #checkLease(command: DeliveredCommand, leaseMs: number): void {
     const deadlineSecs = this.#options.execution.deadlineSecs(command);
     if (deadlineSecs === undefined) return;
-    const leaseSecs = Math.round((leaseExpiresAt - this.#options.clock.now()) / 1000);
+    const leaseSecs = Math.round(leaseMs / 1000);
     if (deadlineSecs <= leaseSecs) return;
     const fields = { commandId: command.id, deadlineSecs, leaseSecs };
     if (this.#toldShortLease) {

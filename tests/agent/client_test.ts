@@ -263,6 +263,13 @@ Deno.test("an ack's answer gives its lease's end when it says one; any other 2xx
   const at = "2026-12-03T10:00:00.000Z";
   const answers: Array<[() => Response, number | undefined]> = [
     [() => Response.json({ acked: true, lease_expires_at: at }), Date.parse(at)],
+    [
+      () =>
+        Response.json({ acked: true, lease_expires_at: at }, {
+          headers: { Date: "Thu, 03 Dec 2026 09:59:00 GMT" },
+        }),
+      Date.parse(at),
+    ],
     [() => Response.json({ acked: true }), undefined],
     [() => Response.json({ acked: true, lease_expires_at: "soon" }), undefined],
     [() => Response.json({ acked: true, lease_expires_at: 42 }), undefined],
@@ -271,9 +278,14 @@ Deno.test("an ack's answer gives its lease's end when it says one; any other 2xx
   ];
   for (const [answer, lease] of answers) {
     const outcome = await clientAnswering(answer).ack("cmd-1", 1, signal);
+    const date = answer().headers.get("Date");
     assert.deepEqual(
       outcome,
-      lease === undefined ? { kind: "acked" } : { kind: "acked", leaseExpiresAt: lease },
+      lease === undefined ? { kind: "acked" } : {
+        kind: "acked",
+        leaseExpiresAt: lease,
+        ...(date ? { answeredAt: Date.parse(date) } : {}),
+      },
     );
   }
   // A body far larger than any answer is not read whole.
