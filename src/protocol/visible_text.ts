@@ -41,8 +41,8 @@ export function visibleText(text: string): string {
 /**
  * A terminal's control sequences: CSI (colours, cursor moves, erases: `ESC [ … final`), OSC
  * (window titles, links: `ESC ] … BEL` or `ESC ] … ESC \`), character-set choices (`ESC ( B`)
- * and the two-byte ones (`ESC 7`, `ESC M`, …). A web page or a one-line summary is no terminal: they
- * would show as a box and stray brackets (`□[32mok□[0m`). The same expression is in the
+ * and the two-byte ones (`ESC 7`, `ESC M`, …). A web page or a one-line summary is no terminal:
+ * they would show as a box and stray brackets (`□[32mok□[0m`). The same expression is in the
  * console's `static/console.js`.
  */
 export const TERMINAL_SEQUENCE: RegExp =

@@ -533,7 +533,8 @@ function iso(ms: number | null): string | null {
 /**
  * The first non-empty line of a command's output (standard output, else standard error),
  * at most 200 characters, without terminal sequences (colours: `ESC [ 31 m`), other control
- * characters as spaces; `(binary output)` for output that is not UTF-8. A run's target holds only the start of its output (`RunTargetRecord.command`).
+ * characters as spaces; `(binary output)` for output that is not UTF-8. A run's target holds only
+ * the start of its output (`RunTargetRecord.command`).
  *
  * @param command The command, or `null`.
  */

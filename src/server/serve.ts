@@ -185,8 +185,9 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
  *   not one from 1 to 300, or `maxConnections` not one from 1 to 1,000,000.
  * @throws {ConfigError} When the store cannot be opened (its `cause` is a {@link StoreError}: a
  *   {@link StoreUnavailableError} may succeed later, a {@link StoreFullError} once space is
- *   freed), `tls` is not a PEM certificate and its private key, dev mode would listen beyond loopback, an admin token is needed and missing,
- *   `hostname` is not an address of this machine, or listening is not permitted.
+ *   freed), `tls` is not a PEM certificate and its private key, dev mode would listen beyond
+ *   loopback, an admin token is needed and missing, `hostname` is not an address of this
+ *   machine, or listening is not permitted.
  * @throws {Error} When the address is already in use (its `cause` has the `code` `EADDRINUSE`).
  *
  * @example Start on a free port and stop
