@@ -286,6 +286,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #servingLock: Deno.FsFile | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
+  /** The device and inode of the file opened, to see it removed or replaced; `null` in memory. */
+  #fileId: FileId | null = null;
   /** The open group transaction: calls that ran inside it wait for its commit. */
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
@@ -381,6 +383,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         if (!memory) {
           this.#reservePath = `${path}-reserve`;
           this.#keepReserve();
+          const opened = fileIdOf(path);
+          this.#fileId = opened === "missing" ? null : opened;
         }
         break;
       } catch (error) {
@@ -719,6 +723,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     if (group === null) return null;
     let batch: { lastRowid: number; expiresAt: number } | null = null;
     try {
+      this.#checkFile();
       if (this.#pendingRequestIds.length > 0) batch = this.#writeRequestIds(group);
       this.#db.exec("COMMIT");
     } catch (error) {
@@ -887,10 +892,40 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    * dashboard calls it once a second to end the waits opened with a token changed that way.
    *
    * @returns A count that only grows; compare it with an earlier one.
+   * @throws {StoreUnavailableError} When the file was removed or replaced since it was opened
+   *   (every write is refused then).
    */
   otherCommits(): number {
-    if (!this.#closed && this.#group === null) this.#lookAtOtherWriters();
+    if (!this.#closed && this.#group === null) {
+      this.#checkFile();
+      this.#lookAtOtherWriters();
+    }
     return this.#otherCommits;
+  }
+
+  /**
+   * Refuses to go on with a file that is no longer at the store's path: removed (SQLite would go
+   * on writing to a file no one can open again, every write lost when the dashboard stops) or
+   * replaced (another process, `status agents add --db` say, writes to the new one meanwhile).
+   * Whether the path can be looked at is not the store's concern: only a file found gone or
+   * different refuses.
+   *
+   * @throws {StoreUnavailableError} When the path names no file, or another file.
+   */
+  #checkFile(): void {
+    const opened = this.#fileId;
+    if (opened === null) return;
+    const now = fileIdOf(this.path);
+    if (now === null || (now !== "missing" && now.dev === opened.dev && now.ino === opened.ino)) {
+      return;
+    }
+    throw new StoreUnavailableError(
+      `the database ${this.path} was ${
+        now === "missing" ? "removed" : "replaced by another file"
+      } ` +
+        "while the store had it open: writes are refused until that file is back at its path " +
+        "(with its -wal file), or the store is opened again on the file there now (restart)",
+    );
   }
 
   #readAgent(id: string): AgentRecord | null {
@@ -1980,6 +2015,25 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** Closes the store. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+}
+
+/** A file's identity: its device and inode. */
+interface FileId {
+  dev: number;
+  ino: number;
+}
+
+/**
+ * The device and inode of the file at `path`: `"missing"` when nothing is there, `null` when that
+ * cannot be told (no permission to look, no inode on this system).
+ */
+function fileIdOf(path: string): FileId | "missing" | null {
+  try {
+    const info = Deno.statSync(path);
+    return info.ino === null ? null : { dev: info.dev, ino: info.ino };
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound ? "missing" : null;
   }
 }
 

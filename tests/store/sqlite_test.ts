@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
-import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
+import {
+  AGENT_SCOPES,
+  openSqliteStore,
+  SqliteStore,
+  StoreError,
+  StoreUnavailableError,
+} from "../../src/store/mod.ts";
 import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { APPLICATION_ID, MIGRATIONS } from "../../src/store/_migrations.ts";
 import { runStoreContract } from "./contract.ts";
@@ -1126,4 +1132,51 @@ Deno.test("sqlite store refuses a database on a read-only mount with no -wal or 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("sqlite store refuses writes while its file is removed or replaced, and takes them once it is back", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const enqueue = (store: SqliteStore, id: string) =>
+      store.enqueue({ id, agentId: "a1", name: "uptime", params: {}, fingerprint: "f", now: 1 });
+    await using store = openSqliteStore(path);
+    await enqueue(store, "c1");
+
+    await t.step("removed: every write of the group is refused, saying why", async () => {
+      await Deno.rename(path, `${path}.moved`);
+      const refused = (error: Error) =>
+        error instanceof StoreUnavailableError &&
+        error.message.includes(`the database ${path} was removed while the store had it open`);
+      await Promise.all([
+        assert.rejects(enqueue(store, "c2"), refused),
+        assert.rejects(store.cancel("c1", 2), refused),
+      ]);
+      assert.throws(() => store.otherCommits(), refused);
+      await Deno.rename(`${path}.moved`, path);
+      assert.equal(typeof store.otherCommits(), "number");
+      assert.equal((await enqueue(store, "c3")).outcome, "created");
+    });
+
+    await t.step("replaced: the new file is left as it is", async () => {
+      await Deno.rename(path, `${path}.old`);
+      await Deno.writeFile(path, new Uint8Array());
+      await assert.rejects(
+        enqueue(store, "c4"),
+        (error: Error) =>
+          error instanceof StoreUnavailableError &&
+          /was replaced by another file/.test(error.message),
+      );
+      assert.equal((await Deno.stat(path)).size, 0);
+      await Deno.rename(`${path}.old`, path);
+    });
+
+    await t.step("what was answered is what the file holds", async () => {
+      await store.close();
+      await using again = openSqliteStore(path);
+      assert.equal((await again.getCommand("c1"))?.status, "queued");
+      assert.equal(await again.getCommand("c2"), null);
+      assert.equal((await again.getCommand("c3"))?.status, "queued");
+      assert.equal(await again.getCommand("c4"), null);
+    });
+  });
 });
