@@ -903,6 +903,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     return this.#otherCommits;
   }
 
+  /** Before a write that SQLite commits at once, on its own (no group transaction is open). */
+  #beforeOwnCommit(): void {
+    if (this.#group === null) this.#checkFile();
+  }
+
   /**
    * Refuses to go on with a file that is no longer at the store's path: removed (SQLite would go
    * on writing to a file no one can open again, every write lost when the dashboard stops) or
@@ -957,6 +962,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
   ): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `INSERT INTO agents (id, token, scopes, created_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (id) DO NOTHING`,
@@ -1025,6 +1031,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.setAgentToken} */
   setAgentToken(id: string, token: string): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt("UPDATE agents SET token = ? WHERE id = ?").run(token, id);
       this.#agents.delete(id);
       return num(result.changes) === 1;
@@ -1249,6 +1256,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.release} */
   release(commandId: string, attempt: number, now: number): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `UPDATE commands SET status = 'queued', lease_expires_at = NULL,
          delivered_attempt = attempt - 1, updated_at = ?
@@ -1618,6 +1626,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.pruneOutput} */
   pruneOutput(completedBefore: number): Promise<number> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `DELETE FROM output_chunks WHERE command_id IN (
            SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
@@ -1695,6 +1704,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.recordHeartbeat} */
   recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `UPDATE agents SET version = ?, deployment_hash = ?, instance_id = ?, heartbeat = ?,
          heartbeat_at = ?, last_seen_at = max(coalesce(last_seen_at, 0), ?),

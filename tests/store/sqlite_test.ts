@@ -1140,6 +1140,7 @@ Deno.test("sqlite store refuses writes while its file is removed or replaced, an
     const enqueue = (store: SqliteStore, id: string) =>
       store.enqueue({ id, agentId: "a1", name: "uptime", params: {}, fingerprint: "f", now: 1 });
     await using store = openSqliteStore(path);
+    await store.addAgent({ id: "a1", token: "t1", scopes: AGENT_SCOPES, now: 1 });
     await enqueue(store, "c1");
 
     await t.step("removed: every write of the group is refused, saying why", async () => {
@@ -1151,6 +1152,12 @@ Deno.test("sqlite store refuses writes while its file is removed or replaced, an
         assert.rejects(enqueue(store, "c2"), refused),
         assert.rejects(store.cancel("c1", 2), refused),
       ]);
+      // Writes that SQLite commits on their own, outside a group.
+      await assert.rejects(store.setAgentToken("a1", "t2"), refused);
+      await assert.rejects(
+        store.addAgent({ id: "a2", token: null, scopes: AGENT_SCOPES, now: 2 }),
+        refused,
+      );
       assert.throws(() => store.otherCommits(), refused);
       await Deno.rename(`${path}.moved`, path);
       assert.equal(typeof store.otherCommits(), "number");
@@ -1177,6 +1184,8 @@ Deno.test("sqlite store refuses writes while its file is removed or replaced, an
       assert.equal(await again.getCommand("c2"), null);
       assert.equal((await again.getCommand("c3"))?.status, "queued");
       assert.equal(await again.getCommand("c4"), null);
+      assert.equal((await again.getAgent("a1"))?.token, "t1");
+      assert.equal(await again.getAgent("a2"), null);
     });
   });
 });
