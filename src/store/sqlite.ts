@@ -286,8 +286,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #servingLock: Deno.FsFile | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
-  /** The device and inode of the file opened, to see it removed or replaced; `null` in memory. */
-  #fileId: FileId | null = null;
+  /**
+   * The device and inode of the file opened and of its write-ahead log, to see either removed or
+   * replaced; `null` in memory (or where they cannot be told).
+   */
+  #fileIds: { db: FileId; wal: FileId | null } | null = null;
   /** The open group transaction: calls that ran inside it wait for its commit. */
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
@@ -383,8 +386,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         if (!memory) {
           this.#reservePath = `${path}-reserve`;
           this.#keepReserve();
-          const opened = fileIdOf(path);
-          this.#fileId = opened === "missing" ? null : opened;
+          const db = fileIdOf(path);
+          const wal = fileIdOf(`${path}-wal`);
+          this.#fileIds = typeof db === "object" && db !== null
+            ? { db, wal: typeof wal === "object" ? wal : null }
+            : null;
         }
         break;
       } catch (error) {
@@ -729,6 +735,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);
       for (const waiter of this.#dropGroup()) waiter.reject(error);
+      // A file found gone (#checkFile): what was committed before is kept if it can be.
+      if (error instanceof StoreUnavailableError) this.#copyLog();
       return error;
     }
     this.#group = null;
@@ -912,25 +920,51 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    * Refuses to go on with a file that is no longer at the store's path: removed (SQLite would go
    * on writing to a file no one can open again, every write lost when the dashboard stops) or
    * replaced (another process, `status agents add --db` say, writes to the new one meanwhile).
-   * Whether the path can be looked at is not the store's concern: only a file found gone or
+   * The same for its write-ahead log: removed, the commits it holds are lost if the process stops
+   * before they are copied into the database; they are copied at once (outside a transaction).
+   * Whether a path can be looked at is not the store's concern: only a file found gone or
    * different refuses.
    *
-   * @throws {StoreUnavailableError} When the path names no file, or another file.
+   * @throws {StoreUnavailableError} When a path names no file, or another file.
    */
   #checkFile(): void {
-    const opened = this.#fileId;
+    const opened = this.#fileIds;
     if (opened === null) return;
-    const now = fileIdOf(this.path);
-    if (now === null || (now !== "missing" && now.dev === opened.dev && now.ino === opened.ino)) {
-      return;
+    const changed = (path: string, id: FileId | null): "removed" | "replaced" | null => {
+      const now = id === null ? null : fileIdOf(path);
+      if (now === null) return null;
+      if (now === "missing") return "removed";
+      return now.dev === id!.dev && now.ino === id!.ino ? null : "replaced";
+    };
+    const db = changed(this.path, opened.db);
+    if (db !== null) {
+      throw new StoreUnavailableError(
+        `the database ${this.path} was ${
+          db === "removed" ? "removed" : "replaced by another file"
+        } ` +
+          "while the store had it open: writes are refused until that file is back at its path " +
+          "(with its -wal file), or the store is opened again on the file there now (restart)",
+      );
     }
-    throw new StoreUnavailableError(
-      `the database ${this.path} was ${
-        now === "missing" ? "removed" : "replaced by another file"
-      } ` +
-        "while the store had it open: writes are refused until that file is back at its path " +
-        "(with its -wal file), or the store is opened again on the file there now (restart)",
-    );
+    const wal = changed(`${this.path}-wal`, opened.wal);
+    if (wal !== null) {
+      if (!this.#db.isTransaction) this.#copyLog();
+      throw new StoreUnavailableError(
+        `the write-ahead log ${this.path}-wal was ${
+          wal === "removed" ? "removed" : "replaced by another file"
+        } while the store had it open: writes are refused (what it held is copied into the ` +
+          "database); stop the dashboard and start it again",
+      );
+    }
+  }
+
+  /** Copies what the write-ahead log holds into the database, if it can (best effort). */
+  #copyLog(): void {
+    try {
+      this.#db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    } catch {
+      // another process writes, or no room: its close copies it
+    }
   }
 
   #readAgent(id: string): AgentRecord | null {

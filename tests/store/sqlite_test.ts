@@ -1189,3 +1189,25 @@ Deno.test("sqlite store refuses writes while its file is removed or replaced, an
     });
   });
 });
+
+Deno.test("sqlite store refuses writes once its write-ahead log is removed, and copies what it held into the database", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const enqueue = (store: SqliteStore, id: string) =>
+      store.enqueue({ id, agentId: "a1", name: "uptime", params: {}, fingerprint: "f", now: 1 });
+    await using store = openSqliteStore(path);
+    await enqueue(store, "c1");
+    await Deno.remove(`${path}-wal`);
+    await assert.rejects(
+      enqueue(store, "c2"),
+      (error: Error) =>
+        error instanceof StoreUnavailableError &&
+        error.message.includes(`the write-ahead log ${path}-wal was removed while the store had`),
+    );
+    // The database file alone, as a crash now would leave it: c1 was only in the removed log.
+    await Deno.copyFile(path, `${dir}/copy.db`);
+    await using copy = openSqliteStore(`${dir}/copy.db`);
+    assert.equal((await copy.getCommand("c1"))?.status, "queued");
+    assert.equal(await copy.getCommand("c2"), null);
+  });
+});
