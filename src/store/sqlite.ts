@@ -2135,6 +2135,15 @@ function checkDatabasePath(path: string, create: boolean): void {
       `cannot open database ${path}: it is not a regular file (a device, a pipe or a socket)`,
     );
   }
+  if (kind === "file" && isEmpty(path) && leftLog(`${path}-wal`)) {
+    // A database in WAL mode always has its first page in the file: this one was emptied (or
+    // replaced by an empty file), and SQLite would start over from it and delete the log.
+    throw new StoreError(
+      `cannot open database ${path}: the file is empty, but ${path}-wal is left beside it and ` +
+        "holds the last writes of the database that was there; put that database back, or move " +
+        "the -wal file away to start with an empty database",
+    );
+  }
   if (kind !== "missing") return;
   if (!create) {
     throw new StoreError(
@@ -2206,6 +2215,15 @@ function leftLog(path: string): boolean {
   try {
     const info = Deno.statSync(path);
     return info.isFile && info.size > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the file at `path` is empty (one that cannot be looked at is not). */
+function isEmpty(path: string): boolean {
+  try {
+    return Deno.statSync(path).size === 0;
   } catch {
     return false;
   }

@@ -1211,3 +1211,35 @@ Deno.test("sqlite store refuses writes once its write-ahead log is removed, and 
     assert.equal(await copy.getCommand("c2"), null);
   });
 });
+
+Deno.test("sqlite store refuses an emptied database whose write-ahead log is left, leaving both as they were", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const store = openSqliteStore(path);
+    await store.enqueue({
+      id: "c1",
+      agentId: "a1",
+      name: "uptime",
+      params: {},
+      fingerprint: "f",
+      now: 1,
+    });
+    // As a crash leaves them: c1 is in the log alone.
+    const log = Deno.readFileSync(`${path}-wal`);
+    await store.close();
+    Deno.writeFileSync(`${path}-wal`, log);
+    Deno.writeFileSync(path, new Uint8Array()); // truncated by a copy or a backup tool gone wrong
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot open database ${path}: the file is empty, but ${path}-wal is left beside ` +
+        "it and holds the last writes of the database that was there; put that database back, " +
+        "or move the -wal file away to start with an empty database",
+    });
+    assert.deepEqual(Deno.readFileSync(`${path}-wal`), log, "the log is left as it was");
+    assert.equal(Deno.statSync(path).size, 0);
+    // Moved away, as the message says: an empty database.
+    Deno.renameSync(`${path}-wal`, `${dir}/status.db-wal.old`);
+    await using empty = openSqliteStore(path);
+    assert.equal(await empty.getCommand("c1"), null);
+  });
+});
