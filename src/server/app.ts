@@ -217,8 +217,8 @@ export function createApp(options: AppOptions): DashboardApp {
   const resync = () => resyncWaits(store, hub, cancelWaiters, cancelAsked);
   const availability = new StoreAvailability({
     clock,
-    // A SQLite file is looked at: removed or replaced under the dashboard, it is down until it is
-    // back.
+    // A SQLite file (and its -wal file) is looked at: removed or replaced under the dashboard, the
+    // store is down until it is back.
     ping: () =>
       shared ? shared.ping() : Promise.resolve().then(() => {
         if (isWatchedFileStore(options.store)) options.store.otherCommits();

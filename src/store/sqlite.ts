@@ -930,30 +930,21 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #checkFile(): void {
     const opened = this.#fileIds;
     if (opened === null) return;
-    const changed = (path: string, id: FileId | null): "removed" | "replaced" | null => {
-      const now = id === null ? null : fileIdOf(path);
-      if (now === null) return null;
-      if (now === "missing") return "removed";
-      return now.dev === id!.dev && now.ino === id!.ino ? null : "replaced";
-    };
-    const db = changed(this.path, opened.db);
+    const db = changedFile(this.path, opened.db);
     if (db !== null) {
       throw new StoreUnavailableError(
-        `the database ${this.path} was ${
-          db === "removed" ? "removed" : "replaced by another file"
-        } ` +
-          "while the store had it open: writes are refused until that file is back at its path " +
-          "(with its -wal file), or the store is opened again on the file there now (restart)",
+        `the database ${this.path} was ${db} while the store had it open: writes are refused ` +
+          "until that file is back at its path (with its -wal file), or the store is opened " +
+          "again on the file there now (restart)",
       );
     }
-    const wal = changed(`${this.path}-wal`, opened.wal);
+    const wal = opened.wal === null ? null : changedFile(`${this.path}-wal`, opened.wal);
     if (wal !== null) {
       if (!this.#db.isTransaction) this.#copyLog();
       throw new StoreUnavailableError(
-        `the write-ahead log ${this.path}-wal was ${
-          wal === "removed" ? "removed" : "replaced by another file"
-        } while the store had it open: writes are refused (what it held is copied into the ` +
-          "database); stop the dashboard and start it again",
+        `the write-ahead log ${this.path}-wal was ${wal} while the store had it open: writes ` +
+          "are refused (what it held is copied into the database); stop the dashboard and " +
+          "start it again",
       );
     }
   }
@@ -2079,6 +2070,14 @@ function fileIdOf(path: string): FileId | "missing" | null {
   } catch (error) {
     return error instanceof Deno.errors.NotFound ? "missing" : null;
   }
+}
+
+/** How the file at `path` is no longer the one `opened` was, if it can be told. */
+function changedFile(path: string, opened: FileId): "removed" | "replaced by another file" | null {
+  const now = fileIdOf(path);
+  if (now === null) return null;
+  if (now === "missing") return "removed";
+  return now.dev === opened.dev && now.ino === opened.ino ? null : "replaced by another file";
 }
 
 function kindOf(path: string): "file" | "directory" | "other" | "missing" {
