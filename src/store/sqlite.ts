@@ -934,8 +934,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     if (db !== null) {
       throw new StoreUnavailableError(
         `the database ${this.path} was ${db} while the store had it open: writes are refused ` +
-          "until that file is back at its path (with its -wal file), or the store is opened " +
-          "again on the file there now (restart)",
+          "until that same file is moved back to its path (a copy is another file), or the " +
+          "store is opened again on the file there now (restart)",
       );
     }
     const wal = opened.wal === null ? null : changedFile(`${this.path}-wal`, opened.wal);
