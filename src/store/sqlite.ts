@@ -729,8 +729,9 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     if (group === null) return null;
     let batch: { lastRowid: number; expiresAt: number } | null = null;
     try {
-      this.#checkFile();
       if (this.#pendingRequestIds.length > 0) batch = this.#writeRequestIds(group);
+      // After the kept request ids joined the group: refused, they fail with it (not kept for good).
+      this.#checkFile();
       this.#db.exec("COMMIT");
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);

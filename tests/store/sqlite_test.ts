@@ -1148,9 +1148,12 @@ Deno.test("sqlite store refuses writes while its file is removed or replaced, an
       const refused = (error: Error) =>
         error instanceof StoreUnavailableError &&
         error.message.includes(`the database ${path} was removed while the store had it open`);
+      // A request id kept meanwhile fails with the write it would be committed with.
+      const kept = store.keepRequestId({ key: "a1\nr1", expiresAt: 10_000, sentAtMs: null }, 2);
       await Promise.all([
         assert.rejects(enqueue(store, "c2"), refused),
         assert.rejects(store.cancel("c1", 2), refused),
+        assert.rejects(kept, refused),
       ]);
       // Writes that SQLite commits on their own, outside a group.
       await assert.rejects(store.setAgentToken("a1", "t2"), refused);
@@ -1186,6 +1189,7 @@ Deno.test("sqlite store refuses writes while its file is removed or replaced, an
       assert.equal(await again.getCommand("c4"), null);
       assert.equal((await again.getAgent("a1"))?.token, "t1");
       assert.equal(await again.getAgent("a2"), null);
+      assert.deepEqual(await again.keptRequestIds(2), []);
     });
   });
 });
