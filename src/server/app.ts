@@ -217,7 +217,12 @@ export function createApp(options: AppOptions): DashboardApp {
   const resync = () => resyncWaits(store, hub, cancelWaiters, cancelAsked);
   const availability = new StoreAvailability({
     clock,
-    ping: () => shared ? shared.ping() : Promise.resolve(),
+    // A SQLite file (and its -wal file) is looked at: removed or replaced under the dashboard, the
+    // store is down until it is back.
+    ping: () =>
+      shared ? shared.ping() : Promise.resolve().then(() => {
+        if (isWatchedFileStore(options.store)) options.store.otherCommits();
+      }),
     onRecovered() {
       if (closed) return;
       link?.connect();
@@ -384,6 +389,11 @@ export function createApp(options: AppOptions): DashboardApp {
             log.error("could not check the open waits' tokens: {error}", { error });
           }
         });
+      },
+      failed(error) {
+        if (!availability.observe(error)) {
+          log.debug("could not look for other writers of the store: {error}", { error });
+        }
       },
     })
     : null;

@@ -294,7 +294,9 @@ export const OTHER_WRITERS_LOOK_MS = 1000;
  * Looks every `everyMs` whether another process committed to the store's file (the SQLite file,
  * opened by `status agents rotate --db` while the dashboard runs), and calls `changed` when one
  * did: the dashboard then ends the waits opened with a token replaced that way
- * ({@link dismissRevokedWaits}). One look is one `PRAGMA data_version`, read from memory.
+ * ({@link dismissRevokedWaits}). One look is one `PRAGMA data_version`, read from memory. A look
+ * that fails is passed to `failed` (a file removed or replaced under the store: the dashboard is
+ * told of it before a write fails).
  *
  * @param options The store, the clock of the timer, how often, and what to call.
  * @returns Stops looking.
@@ -304,6 +306,7 @@ export function watchOtherWriters(options: {
   clock: Clock;
   everyMs?: number;
   changed(): void;
+  failed?(error: unknown): void;
 }): { close(): void } {
   const { store, clock } = options;
   const everyMs = options.everyMs ?? OTHER_WRITERS_LOOK_MS;
@@ -318,7 +321,8 @@ export function watchOtherWriters(options: {
       if (seen !== undefined && count !== seen) options.changed();
       seen = count;
     } catch (error) {
-      log.debug("could not look for other writers of the store: {error}", { error });
+      if (options.failed) options.failed(error);
+      else log.debug("could not look for other writers of the store: {error}", { error });
     }
     timer = clock.setTimeout(look, everyMs);
   };

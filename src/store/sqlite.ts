@@ -286,6 +286,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #servingLock: Deno.FsFile | null = null;
   /** A write failed for lack of space and none has succeeded since. */
   #full = false;
+  /**
+   * The device and inode of the file opened and of its write-ahead log, to see either removed or
+   * replaced; `null` in memory (or where they cannot be told).
+   */
+  #fileIds: { db: FileId; wal: FileId | null } | null = null;
   /** The open group transaction: calls that ran inside it wait for its commit. */
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
@@ -381,6 +386,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         if (!memory) {
           this.#reservePath = `${path}-reserve`;
           this.#keepReserve();
+          const db = fileIdOf(path);
+          const wal = fileIdOf(`${path}-wal`);
+          this.#fileIds = typeof db === "object" && db !== null
+            ? { db, wal: typeof wal === "object" ? wal : null }
+            : null;
         }
         break;
       } catch (error) {
@@ -720,10 +730,14 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     let batch: { lastRowid: number; expiresAt: number } | null = null;
     try {
       if (this.#pendingRequestIds.length > 0) batch = this.#writeRequestIds(group);
+      // After the kept request ids joined the group: refused, they fail with it (not kept for good).
+      this.#checkFile();
       this.#db.exec("COMMIT");
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);
       for (const waiter of this.#dropGroup()) waiter.reject(error);
+      // A file found gone (#checkFile): what was committed before is kept if it can be.
+      if (error instanceof StoreUnavailableError) this.#copyLog();
       return error;
     }
     this.#group = null;
@@ -887,10 +901,62 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    * dashboard calls it once a second to end the waits opened with a token changed that way.
    *
    * @returns A count that only grows; compare it with an earlier one.
+   * @throws {StoreUnavailableError} When the file was removed or replaced since it was opened
+   *   (every write is refused then).
    */
   otherCommits(): number {
-    if (!this.#closed && this.#group === null) this.#lookAtOtherWriters();
+    if (!this.#closed && this.#group === null) {
+      this.#checkFile();
+      this.#lookAtOtherWriters();
+    }
     return this.#otherCommits;
+  }
+
+  /** Before a write that SQLite commits at once, on its own (no group transaction is open). */
+  #beforeOwnCommit(): void {
+    if (this.#group === null) this.#checkFile();
+  }
+
+  /**
+   * Refuses to go on with a file that is no longer at the store's path: removed (SQLite would go
+   * on writing to a file no one can open again, every write lost when the dashboard stops) or
+   * replaced (another process, `status agents add --db` say, writes to the new one meanwhile).
+   * The same for its write-ahead log: removed, the commits it holds are lost if the process stops
+   * before they are copied into the database; they are copied at once (outside a transaction).
+   * Whether a path can be looked at is not the store's concern: only a file found gone or
+   * different refuses.
+   *
+   * @throws {StoreUnavailableError} When a path names no file, or another file.
+   */
+  #checkFile(): void {
+    const opened = this.#fileIds;
+    if (opened === null) return;
+    const db = changedFile(this.path, opened.db);
+    if (db !== null) {
+      throw new StoreUnavailableError(
+        `the database ${this.path} was ${db} while the store had it open: writes are refused ` +
+          "until that same file is moved back to its path (a copy is another file), or the " +
+          "store is opened again on the file there now (restart)",
+      );
+    }
+    const wal = opened.wal === null ? null : changedFile(`${this.path}-wal`, opened.wal);
+    if (wal !== null) {
+      if (!this.#db.isTransaction) this.#copyLog();
+      throw new StoreUnavailableError(
+        `the write-ahead log ${this.path}-wal was ${wal} while the store had it open: writes ` +
+          "are refused (what it held is copied into the database); stop the dashboard and " +
+          "start it again",
+      );
+    }
+  }
+
+  /** Copies what the write-ahead log holds into the database, if it can (best effort). */
+  #copyLog(): void {
+    try {
+      this.#db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    } catch {
+      // another process writes, or no room: its close copies it
+    }
   }
 
   #readAgent(id: string): AgentRecord | null {
@@ -922,6 +988,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     agent: { id: string; token: string | null; scopes: readonly AgentScope[]; now: number },
   ): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `INSERT INTO agents (id, token, scopes, created_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (id) DO NOTHING`,
@@ -990,6 +1057,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.setAgentToken} */
   setAgentToken(id: string, token: string): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt("UPDATE agents SET token = ? WHERE id = ?").run(token, id);
       this.#agents.delete(id);
       return num(result.changes) === 1;
@@ -1214,6 +1282,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.release} */
   release(commandId: string, attempt: number, now: number): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `UPDATE commands SET status = 'queued', lease_expires_at = NULL,
          delivered_attempt = attempt - 1, updated_at = ?
@@ -1583,6 +1652,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.pruneOutput} */
   pruneOutput(completedBefore: number): Promise<number> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `DELETE FROM output_chunks WHERE command_id IN (
            SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
@@ -1660,6 +1730,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.recordHeartbeat} */
   recordHeartbeat(agentId: string, heartbeat: HeartbeatInput): Promise<boolean> {
     return this.#run(() => {
+      this.#beforeOwnCommit();
       const result = this.#stmt(
         `UPDATE agents SET version = ?, deployment_hash = ?, instance_id = ?, heartbeat = ?,
          heartbeat_at = ?, last_seen_at = max(coalesce(last_seen_at, 0), ?),
@@ -1983,6 +2054,33 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   }
 }
 
+/** A file's identity: its device and inode. */
+interface FileId {
+  dev: number;
+  ino: number;
+}
+
+/**
+ * The device and inode of the file at `path`: `"missing"` when nothing is there, `null` when that
+ * cannot be told (no permission to look, no inode on this system).
+ */
+function fileIdOf(path: string): FileId | "missing" | null {
+  try {
+    const info = Deno.statSync(path);
+    return info.ino === null ? null : { dev: info.dev, ino: info.ino };
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound ? "missing" : null;
+  }
+}
+
+/** How the file at `path` is no longer the one `opened` was, if it can be told. */
+function changedFile(path: string, opened: FileId): "removed" | "replaced by another file" | null {
+  const now = fileIdOf(path);
+  if (now === null) return null;
+  if (now === "missing") return "removed";
+  return now.dev === opened.dev && now.ino === opened.ino ? null : "replaced by another file";
+}
+
 function kindOf(path: string): "file" | "directory" | "other" | "missing" {
   try {
     const info = Deno.statSync(path);
@@ -2035,6 +2133,15 @@ function checkDatabasePath(path: string, create: boolean): void {
     // beside it (/dev/null-journal).
     throw new StoreError(
       `cannot open database ${path}: it is not a regular file (a device, a pipe or a socket)`,
+    );
+  }
+  if (kind === "file" && isEmpty(path) && leftLog(`${path}-wal`)) {
+    // A database in WAL mode always has its first page in the file: this one was emptied (or
+    // replaced by an empty file), and SQLite would start over from it and delete the log.
+    throw new StoreError(
+      `cannot open database ${path}: the file is empty, but ${path}-wal is left beside it and ` +
+        "holds the last writes of the database that was there; put that database back, or move " +
+        "the -wal file away to start with an empty database",
     );
   }
   if (kind !== "missing") return;
@@ -2108,6 +2215,15 @@ function leftLog(path: string): boolean {
   try {
     const info = Deno.statSync(path);
     return info.isFile && info.size > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the file at `path` is empty (one that cannot be looked at is not). */
+function isEmpty(path: string): boolean {
+  try {
+    return Deno.statSync(path).size === 0;
   } catch {
     return false;
   }

@@ -1016,6 +1016,7 @@ export interface WatchedFileStore {
    * Counts the commits of other processes seen so far; looks now.
    *
    * @returns A count that only grows.
+   * @throws {StoreUnavailableError} When the file was removed or replaced since it was opened.
    */
   otherCommits(): number;
 }

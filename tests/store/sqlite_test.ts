@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
-import { AGENT_SCOPES, openSqliteStore, SqliteStore, StoreError } from "../../src/store/mod.ts";
+import {
+  AGENT_SCOPES,
+  openSqliteStore,
+  SqliteStore,
+  StoreError,
+  StoreUnavailableError,
+} from "../../src/store/mod.ts";
 import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { APPLICATION_ID, MIGRATIONS } from "../../src/store/_migrations.ts";
 import { runStoreContract } from "./contract.ts";
@@ -1126,4 +1132,118 @@ Deno.test("sqlite store refuses a database on a read-only mount with no -wal or 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("sqlite store refuses writes while its file is removed or replaced, and takes them once it is back", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const enqueue = (store: SqliteStore, id: string) =>
+      store.enqueue({ id, agentId: "a1", name: "uptime", params: {}, fingerprint: "f", now: 1 });
+    await using store = openSqliteStore(path);
+    await store.addAgent({ id: "a1", token: "t1", scopes: AGENT_SCOPES, now: 1 });
+    await enqueue(store, "c1");
+
+    await t.step("removed: every write of the group is refused, saying why", async () => {
+      await Deno.rename(path, `${path}.moved`);
+      const refused = (error: Error) =>
+        error instanceof StoreUnavailableError &&
+        error.message.includes(`the database ${path} was removed while the store had it open`);
+      // A request id kept meanwhile fails with the write it would be committed with.
+      const kept = store.keepRequestId({ key: "a1\nr1", expiresAt: 10_000, sentAtMs: null }, 2);
+      await Promise.all([
+        assert.rejects(enqueue(store, "c2"), refused),
+        assert.rejects(store.cancel("c1", 2), refused),
+        assert.rejects(kept, refused),
+      ]);
+      // Writes that SQLite commits on their own, outside a group.
+      await assert.rejects(store.setAgentToken("a1", "t2"), refused);
+      await assert.rejects(
+        store.addAgent({ id: "a2", token: null, scopes: AGENT_SCOPES, now: 2 }),
+        refused,
+      );
+      assert.throws(() => store.otherCommits(), refused);
+      await Deno.rename(`${path}.moved`, path);
+      assert.equal(typeof store.otherCommits(), "number");
+      assert.equal((await enqueue(store, "c3")).outcome, "created");
+    });
+
+    await t.step("replaced: the new file is left as it is", async () => {
+      await Deno.rename(path, `${path}.old`);
+      await Deno.writeFile(path, new Uint8Array());
+      await assert.rejects(
+        enqueue(store, "c4"),
+        (error: Error) =>
+          error instanceof StoreUnavailableError &&
+          /was replaced by another file/.test(error.message),
+      );
+      assert.equal((await Deno.stat(path)).size, 0);
+      await Deno.rename(`${path}.old`, path);
+    });
+
+    await t.step("what was answered is what the file holds", async () => {
+      await store.close();
+      await using again = openSqliteStore(path);
+      assert.equal((await again.getCommand("c1"))?.status, "queued");
+      assert.equal(await again.getCommand("c2"), null);
+      assert.equal((await again.getCommand("c3"))?.status, "queued");
+      assert.equal(await again.getCommand("c4"), null);
+      assert.equal((await again.getAgent("a1"))?.token, "t1");
+      assert.equal(await again.getAgent("a2"), null);
+      assert.deepEqual(await again.keptRequestIds(2), []);
+    });
+  });
+});
+
+Deno.test("sqlite store refuses writes once its write-ahead log is removed, and copies what it held into the database", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const enqueue = (store: SqliteStore, id: string) =>
+      store.enqueue({ id, agentId: "a1", name: "uptime", params: {}, fingerprint: "f", now: 1 });
+    await using store = openSqliteStore(path);
+    await enqueue(store, "c1");
+    await Deno.remove(`${path}-wal`);
+    await assert.rejects(
+      enqueue(store, "c2"),
+      (error: Error) =>
+        error instanceof StoreUnavailableError &&
+        error.message.includes(`the write-ahead log ${path}-wal was removed while the store had`),
+    );
+    // The database file alone, as a crash now would leave it: c1 was only in the removed log.
+    await Deno.copyFile(path, `${dir}/copy.db`);
+    await using copy = openSqliteStore(`${dir}/copy.db`);
+    assert.equal((await copy.getCommand("c1"))?.status, "queued");
+    assert.equal(await copy.getCommand("c2"), null);
+  });
+});
+
+Deno.test("sqlite store refuses an emptied database whose write-ahead log is left, leaving both as they were", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const store = openSqliteStore(path);
+    await store.enqueue({
+      id: "c1",
+      agentId: "a1",
+      name: "uptime",
+      params: {},
+      fingerprint: "f",
+      now: 1,
+    });
+    // As a crash leaves them: c1 is in the log alone.
+    const log = Deno.readFileSync(`${path}-wal`);
+    await store.close();
+    Deno.writeFileSync(`${path}-wal`, log);
+    Deno.writeFileSync(path, new Uint8Array()); // truncated by a copy or a backup tool gone wrong
+    assert.throws(() => openSqliteStore(path), {
+      name: "StoreError",
+      message: `cannot open database ${path}: the file is empty, but ${path}-wal is left beside ` +
+        "it and holds the last writes of the database that was there; put that database back, " +
+        "or move the -wal file away to start with an empty database",
+    });
+    assert.deepEqual(Deno.readFileSync(`${path}-wal`), log, "the log is left as it was");
+    assert.equal(Deno.statSync(path).size, 0);
+    // Moved away, as the message says: an empty database.
+    Deno.renameSync(`${path}-wal`, `${dir}/status.db-wal.old`);
+    await using empty = openSqliteStore(path);
+    assert.equal(await empty.getCommand("c1"), null);
+  });
 });
