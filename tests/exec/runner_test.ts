@@ -10,7 +10,15 @@ import {
   Sandbox,
   toReportFields,
 } from "../../src/exec/mod.ts";
-import { alive, deafSandbox, pidsIn, runOnFakeClock, scripts, survivors } from "./helpers.ts";
+import {
+  alive,
+  deafSandbox,
+  pidsIn,
+  processState,
+  runOnFakeClock,
+  scripts,
+  survivors,
+} from "./helpers.ts";
 import { until } from "../_until.ts";
 
 Deno.test("executor runs an allowed command and reports its output", async () => {
@@ -135,6 +143,33 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
     const result = await run.result;
     assert.equal(result.status, "success");
     assert.equal(run.clock.pending, 0);
+  });
+
+  await t.step("a command that stopped itself (SIGSTOP) still ends on SIGTERM", async () => {
+    // A stopped process keeps SIGTERM pending until it is continued: without SIGCONT it sat
+    // stopped until SIGKILL and was reported killed, its 10 % of grace lost.
+    const frozen = await dir.script("frozen.sh", "echo ready\nkill -STOP $$\nsleep 30");
+    let pid = 0;
+    let settled = false;
+    const run = runOnFakeClock(frozen, {
+      policy: dir.policy(frozen),
+      timeoutSecs: 1,
+      onSpawn: (record) => pid = record.pid,
+    });
+    run.result.finally(() => settled = true);
+    await run.ready("ready");
+    await until(async () => pid !== 0 && await processState(pid) === "T", "the command stops");
+    run.clock.advance(900);
+    // It ends on SIGTERM in real time; the SIGKILL at 100 % comes only if it does not.
+    await until(() => settled, "the command ends on SIGTERM", 5000).catch(() => {});
+    if (!settled) run.clock.advance(100);
+    const result = await run.result;
+    assert.equal(result.status, "timeout");
+    assert.equal(result.signal, "SIGTERM");
+    assert.equal(
+      result.error,
+      "deadline of 1 s: SIGTERM was sent at 0.9 s (90 % of it); it ended by SIGTERM at 0.9 s",
+    );
   });
 });
 
