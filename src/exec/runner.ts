@@ -808,7 +808,7 @@ async function supervise(
   let durationMs = 0;
   let outcome: { status: ExecStatus; error: string | null } | undefined;
   try {
-    const ended = await Promise.race([child.status, givenUp]);
+    const ended = await Promise.race([statusOf(child), givenUp]);
     exited = true;
     durationMs = sinceSpawn();
     let leftBehind: { pid: number; waitMs: number } | undefined;
@@ -900,6 +900,41 @@ async function supervise(
     stderrBytes: err.totalBytes,
   });
   return result;
+}
+
+/** glibc's first and last real-time signal on Linux, which Deno does not name. */
+const SIGRTMIN = 34;
+const SIGRTMAX = 64;
+
+/**
+ * A real-time signal's name as a shell gives it (`kill -l`): `SIGRTMIN`, `SIGRTMIN+1` up to
+ * `SIGRTMIN+15`, then `SIGRTMAX-14` up to `SIGRTMAX`; `undefined` for another number.
+ */
+function realtimeSignalName(number: number): string | undefined {
+  if (!Number.isInteger(number) || number < SIGRTMIN || number > SIGRTMAX) return undefined;
+  const up = number - SIGRTMIN;
+  const down = SIGRTMAX - number;
+  if (up === 0) return "SIGRTMIN";
+  if (down === 0) return "SIGRTMAX";
+  return up <= (SIGRTMAX - SIGRTMIN) / 2 ? `SIGRTMIN+${up}` : `SIGRTMAX-${down}`;
+}
+
+/**
+ * How the child ended. Deno names only the signals it knows: the status of a process a real-time
+ * signal ended (`kill -s RTMIN`) rejects with "Invalid signal: 34", which becomes that signal's
+ * name here instead of a run that throws and loses its output.
+ */
+async function statusOf(
+  child: Deno.ChildProcess,
+): Promise<{ code: number; signal: string | null }> {
+  try {
+    return await child.status;
+  } catch (error) {
+    const number = /^Invalid signal: (\d+)$/.exec((error as Error)?.message ?? "")?.[1];
+    const name = number === undefined ? undefined : realtimeSignalName(Number(number));
+    if (name === undefined) throw error;
+    return { code: 128 + Number(number), signal: name };
+  }
 }
 
 /** Waits for `reads` up to `ms`; returns whether they all ended. */

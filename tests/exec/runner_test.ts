@@ -513,6 +513,36 @@ Deno.test("executor handles binary, empty and two-stream output", async (t) => {
   });
 });
 
+Deno.test("executor names the signal that ended a command, real-time ones too", async (t) => {
+  // Deno names only the signals it knows: the status of a process a real-time signal ended
+  // rejected with "Invalid signal: 34", and the run threw, its output and its exit lost.
+  await using dir = await scripts();
+  const cases: [number | string, string][] = [
+    ["SEGV", "SIGSEGV"],
+    [34, "SIGRTMIN"],
+    [35, "SIGRTMIN+1"],
+    [49, "SIGRTMIN+15"],
+    [50, "SIGRTMAX-14"],
+    [64, "SIGRTMAX"],
+  ];
+  for (const [sent, name] of cases) {
+    await t.step(`${sent} is ${name}`, async () => {
+      const script = await dir.script(`kill-${sent}.sh`, `echo before\nkill -${sent} $$`);
+      const exits: ExitRecord[] = [];
+      const result = await runCommand(script, {
+        policy: dir.policy(script),
+        onExit: (exit) => exits.push(exit),
+      });
+      assert.equal(result.status, "failed");
+      assert.equal(result.signal, name);
+      assert.equal(result.exit_code, null);
+      assert.equal(result.error, `terminated by signal ${name}`);
+      assert.equal(result.stdout, "before\n");
+      assert.deepEqual(exits.map((exit) => exit.signal), [name]);
+    });
+  }
+});
+
 Deno.test("executor rejects hostile command lines with their reason and runs nothing", async (t) => {
   const cases: Array<[string, string]> = [
     ["echo hi; rm -rf /", `shell operator ";" is not allowed`],
