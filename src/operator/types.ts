@@ -264,18 +264,36 @@ export const EXIT_KILLED = 137;
 export const EXIT_WAIT_TIMEOUT = 75;
 
 /**
+ * A real-time signal's number on a Linux agent from the name the agent reports (`SIGRTMIN`,
+ * `SIGRTMIN+1` ... `SIGRTMIN+15`, `SIGRTMAX-14` ... `SIGRTMAX`: 34 to 64), which `node:os` does not
+ * know; `undefined` for another name.
+ */
+function realtimeSignalNumber(name: string): number | undefined {
+  const match = /^SIGRT(MIN|MAX)(?:([+-])([1-9]\d?))?$/.exec(name);
+  if (!match) return undefined;
+  const [, end, sign, offset] = match;
+  if (sign !== undefined && sign !== (end === "MIN" ? "+" : "-")) return undefined;
+  const number = end === "MIN" ? 34 + Number(offset ?? 0) : 64 - Number(offset ?? 0);
+  return number >= 34 && number <= 64 ? number : undefined;
+}
+
+/**
  * The exit code of a command that a signal ended, as a shell reports it: 128 + the signal's number
- * on this platform (`node:os` `constants.signals`: 139 for `SIGSEGV`), or 1 for a name the platform
- * does not know (128 alone would read as "signal 0"). `status exec` (`execExitCode`) and
- * {@link exitCodeOf} (`status enqueue --wait`, `status result`) both use it, so a command gives one
- * exit code however it was run.
+ * on this platform (`node:os` `constants.signals`: 139 for `SIGSEGV`; a real-time signal as a
+ * Linux agent names it, `SIGRTMIN` 162), or 1 for a name the platform does not know (128 alone
+ * would read as "signal 0"). `status exec` (`execExitCode`) and {@link exitCodeOf}
+ * (`status enqueue --wait`, `status result`) both use it, so a command gives one exit code however
+ * it was run.
  *
  * @param signal The signal's name as the result holds it, e.g. `"SIGTERM"`.
  * @returns 128 + its number, or 1.
  */
 export function signalExitCode(signal: unknown): number {
   const signals: Readonly<Record<string, number>> = constants.signals;
-  return typeof signal === "string" && Object.hasOwn(signals, signal) ? 128 + signals[signal] : 1;
+  if (typeof signal !== "string") return 1;
+  if (Object.hasOwn(signals, signal)) return 128 + signals[signal];
+  const realtime = realtimeSignalNumber(signal);
+  return realtime === undefined ? 1 : 128 + realtime;
 }
 
 /**
