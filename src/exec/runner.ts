@@ -524,7 +524,8 @@ export class CommandRunner {
       const message = error instanceof Deno.errors.NotCapable
         ? `${(error as Error).message} (the agent needs --allow-run)`
         : (error as Error).message;
-      const reason = `program "${resolved.path}" could not be started: ${message}`;
+      const reason = `program "${resolved.path}" could not be started: ${message}` +
+        interpreterNote(resolved.path, error);
       log.warning("command could not start: {reason}", { argv: parsed.value, reason });
       const kind: StartFailure = error instanceof Deno.errors.NotFound
         ? "not_found"
@@ -563,7 +564,8 @@ export class CommandRunner {
       if (failed) {
         const reason =
           (failed.kind === "not_executable" ? this.#unrunnable(resolved.path) : undefined) ??
-            `program "${resolved.path}" could not be started: ${failed.reason}`;
+            `program "${resolved.path}" could not be started: ${failed.reason}` +
+              interpreterNote(resolved.path);
         log.warning("command could not start: {reason}", { argv: parsed.value, reason });
         return notRun("failed", reason, failed.kind);
       }
@@ -592,6 +594,56 @@ export class CommandRunner {
 function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
   if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;
   return { HOME: cell.cwd };
+}
+
+/** The most of a script the kernel reads for its `#!` line (`BINPRM_BUF_SIZE`). */
+const SHEBANG_BYTES = 256;
+
+/**
+ * Why a script's interpreter cannot be run, as a clause to add to the start failure, or `""`: the
+ * kernel says "No such file or directory" (or "Permission denied") of a script that is there when
+ * the interpreter its `#!` line names is not (a line written on Windows names `/bin/sh\r`).
+ *
+ * @param program The program that could not be started.
+ * @param error The spawn's error, when it threw; only "not found" and "permission denied" are
+ *   looked into.
+ */
+function interpreterNote(program: string, error?: unknown): string {
+  if (
+    error !== undefined && !(error instanceof Deno.errors.NotFound) &&
+    !(error instanceof Deno.errors.PermissionDenied)
+  ) {
+    return "";
+  }
+  let head: string;
+  try {
+    using file = Deno.openSync(program);
+    const buffer = new Uint8Array(SHEBANG_BYTES);
+    head = new TextDecoder().decode(buffer.subarray(0, file.readSync(buffer) ?? 0));
+  } catch {
+    return "";
+  }
+  if (!head.startsWith("#!")) return "";
+  // The kernel ends the interpreter's path at a space, a tab or the line's end.
+  const interpreter = head.slice(2).split("\n", 1)[0].replace(/^[ \t]+/, "").split(/[ \t]/, 1)[0];
+  const names = `its #! line names the interpreter ${JSON.stringify(interpreter)}`;
+  if (interpreter === "") return " (its #! line names no interpreter)";
+  const windows = interpreter.endsWith("\r")
+    ? "; the line ends with a carriage return (\\r): the script has Windows line ends"
+    : "";
+  if (!interpreter.startsWith("/")) return ` (${names}, which is not an absolute path${windows})`;
+  try {
+    const info = Deno.statSync(interpreter);
+    if (!info.isFile) return ` (${names}, which is not a file${windows})`;
+    if (info.mode !== null && (info.mode & 0o111) === 0) {
+      return ` (${names}, which is not executable${windows})`;
+    }
+  } catch (statError) {
+    if (statError instanceof Deno.errors.NotFound) {
+      return ` (${names}, which does not exist${windows})`;
+    }
+  }
+  return "";
 }
 
 function currentDirectory(): string | undefined {

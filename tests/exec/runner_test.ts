@@ -620,12 +620,36 @@ Deno.test("executor reports a program that cannot start as failed with the reaso
     assert.equal(result.error, `program "plain" was found at ${path} but is not executable`);
   });
   await t.step("an interpreter that does not exist", async () => {
-    const path = `${dir.dir}/bad-interpreter`;
-    await Deno.writeTextFile(path, "#!/nonexistent/interpreter\n");
-    await Deno.chmod(path, 0o755);
-    const result = await runCommand(path, { policy: dir.policy(path) });
-    assert.equal(result.status, "failed");
-    assert.match(result.error ?? "", new RegExp(`^program "${path}" could not be started: `));
+    // The kernel says "No such file or directory" of a script that is there: the error names
+    // the interpreter its #! line names.
+    const cases: [string, string, string][] = [
+      [
+        "bad-interpreter",
+        "#!/nonexistent/interpreter -x\necho hi\n",
+        `(its #! line names the interpreter "/nonexistent/interpreter", which does not exist)`,
+      ],
+      [
+        "windows-line-ends",
+        "#!/bin/sh\r\necho hi\r\n",
+        `(its #! line names the interpreter "/bin/sh\\r", which does not exist; the line ends ` +
+        "with a carriage return (\\r): the script has Windows line ends)",
+      ],
+      [
+        "directory-interpreter",
+        `#! ${dir.dir}\n`,
+        `(its #! line names the interpreter "${dir.dir}", which is not a file)`,
+      ],
+    ];
+    for (const [name, text, note] of cases) {
+      const path = `${dir.dir}/${name}`;
+      await Deno.writeTextFile(path, text);
+      await Deno.chmod(path, 0o755);
+      const result = await runCommand(path, { policy: dir.policy(path) });
+      assert.equal(result.status, "failed");
+      assert.equal(result.start_failure === null, false);
+      assert.match(result.error ?? "", new RegExp(`^program "${path}" could not be started: `));
+      assert.ok(result.error?.endsWith(` ${note}`), result.error ?? "");
+    }
   });
   await t.step("a working directory that does not exist", async () => {
     const result = await runCommand("echo hi", {
