@@ -229,8 +229,9 @@ function roundSecs(ms: number): number {
   return Math.round(ms) / 1000;
 }
 
+/** Seconds to three decimals; a deadline below a millisecond keeps its figures (not "0 s"). */
 function describeSecs(secs: number): string {
-  return `${Number(secs.toFixed(3))} s`;
+  return `${Number(secs > 0 && secs < 0.001 ? secs.toPrecision(3) : secs.toFixed(3))} s`;
 }
 
 /** Refuses a policy that is not an {@link ExecPolicy} (the runner would fail inside). */

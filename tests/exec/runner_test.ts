@@ -129,6 +129,16 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
     );
   });
 
+  await t.step("a deadline below a millisecond is named as it is, not as 0 s", async () => {
+    const run = runOnFakeClock("sleep 30", { policy, timeoutSecs: 0.0004 });
+    await run.ready();
+    run.clock.advance(0.38); // past SIGTERM (0.36 ms), before SIGKILL (0.4 ms)
+    const result = await run.result;
+    assert.equal(result.status, "timeout");
+    assert.equal(result.timeout_secs, 0.0004);
+    assert.match(result.error ?? "", /^deadline of 0\.0004 s: SIGTERM was sent at 0 s /);
+  });
+
   await t.step("without a requested deadline the default applies", async () => {
     const run = runOnFakeClock("sleep 30", { policy, defaultTimeoutSecs: 0.5 });
     await run.ready();
