@@ -19,7 +19,7 @@ import {
 } from "./env.ts";
 import { parseCommandLine } from "./parse.ts";
 import { type OnOutput, tapOutput } from "./tap.ts";
-import { type ExecPolicy, PolicyChecker } from "./policy.ts";
+import { type ExecPolicy, optionVariableReason, PolicyChecker } from "./policy.ts";
 import {
   type Cell,
   type ProcessRecord,
@@ -325,8 +325,8 @@ export class CommandRunner {
    * @throws {RangeError} When a deadline, the cancel grace, the drain or the kill wait is not a
    *   valid number.
    * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
-   *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid or holds a
-   *   secret.
+   *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid, holds a
+   *   secret, or is one an allowed program reads as options (`TAR_OPTIONS` while tar may run).
    */
   constructor(options: RunnerOptions) {
     if (options === null || typeof options !== "object") {
@@ -356,6 +356,10 @@ export class CommandRunner {
     const readEnv = options.readEnv ?? readAgentEnv;
     const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
     validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
+    for (const name of Object.keys(extraEnv)) {
+      const reason = optionVariableReason(name, options.policy.allowedPrograms);
+      if (reason) throw new TypeError(reason);
+    }
     this.#options = options;
     this.#checker = new PolicyChecker(options.policy);
     const env = buildChildEnv(extraEnv, readEnv);
