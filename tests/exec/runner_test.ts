@@ -860,6 +860,37 @@ Deno.test("executor cancels a run through its AbortSignal", async (t) => {
         "it ended by SIGKILL at 0.5 s",
     );
   });
+  await t.step(
+    "a command whose process group is stopped (SIGSTOP) still ends on SIGTERM",
+    async () => {
+      const frozen = await dir.script(
+        "frozen-group.sh",
+        "sleep 30 &\necho ready\nkill -STOP 0\nwait",
+      );
+      const cancel = new AbortController();
+      let pid = 0;
+      let settled = false;
+      const run = runOnFakeClock(frozen, {
+        policy: dir.policy(frozen),
+        signal: cancel.signal,
+        onSpawn: (record) => pid = record.pid,
+      });
+      run.result.finally(() => settled = true);
+      await run.ready("ready");
+      await until(async () => pid !== 0 && await processState(pid) === "T", "the group stops");
+      run.clock.advance(200);
+      cancel.abort();
+      await until(() => settled, "the command ends on SIGTERM", 5000).catch(() => {});
+      if (!settled) run.clock.advance(2000);
+      const result = await run.result;
+      assert.equal(result.status, "cancelled");
+      assert.equal(result.signal, "SIGTERM");
+      assert.equal(
+        result.error,
+        "cancelled: SIGTERM was sent at 0.2 s; it ended by SIGTERM at 0.2 s",
+      );
+    },
+  );
   await t.step("an already aborted signal runs nothing", async () => {
     const result = await runCommand("echo hi", { policy, signal: AbortSignal.abort() });
     assert.equal(result.status, "cancelled");
