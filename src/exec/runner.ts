@@ -622,6 +622,8 @@ function interpreterNote(program: string, error?: unknown): string {
   }
   let head: string;
   try {
+    // Only a regular file is opened: a named pipe put in its place would block the open.
+    if (!Deno.statSync(program).isFile) return "";
     using file = Deno.openSync(program);
     const buffer = new Uint8Array(SHEBANG_BYTES);
     head = new TextDecoder().decode(buffer.subarray(0, file.readSync(buffer) ?? 0));
