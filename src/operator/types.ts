@@ -301,8 +301,8 @@ export function signalExitCode(signal: unknown): number {
  * running the command itself.
  *
  * @param record The command in a final status.
- * @returns The reported exit code for `success` and `failed` (1 for a `failed` one outside 1–255,
- *   which an exit status cannot carry), 128 + n for a `failed` that
+ * @returns The reported exit code for `success` and `failed` (one outside 0–255, which an exit
+ *   status cannot carry, gives 0 and 1), 128 + n for a `failed` that
  *   signal n ended (1 when this platform does not know the signal's name, as `status exec` says:
  *   {@link signalExitCode}); 126 for `rejected`, 124 for `timeout`, 137 for `killed`; 1 for other
  *   failures (`lost`, `expired`, `interrupted`, `cancelled`, a `failed` without an exit code).
@@ -320,7 +320,7 @@ export function exitCodeOf(record: Pick<CommandRecord, "status" | "result">): nu
   const code = record.result?.exit_code;
   switch (record.status) {
     case "success":
-      return typeof code === "number" ? code : 0;
+      return typeof code === "number" && code >= 0 && code <= 255 ? code : 0;
     case "failed": {
       // A code no exit status can carry (another agent's: above 255, negative) would be cut to
       // its low 8 bits by the process exit, 256 to a success: 1 says "failed" instead.

@@ -326,6 +326,8 @@ Deno.test("exitCodeOf maps final statuses to shell-like exit codes", () => {
     assert.equal(of("failed", code), 1, String(code));
   }
   assert.equal(of("failed", 255), 255);
+  // A success with such a code is still a success (-1 would exit 255).
+  for (const code of [-1, 256, 300]) assert.equal(of("success", code), 0, String(code));
   assert.equal(of("rejected"), 126);
   assert.equal(of("timeout", null), 124);
   assert.equal(of("killed", null), 137);
