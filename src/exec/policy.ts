@@ -143,6 +143,39 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
 /** Base names of the programs whose arguments {@link tarOperands} reads. */
 const TARS: ReadonlySet<string> = new Set(["tar", "gtar", "bsdtar"]);
 
+/**
+ * Variables of a command's environment that a program reads as more of its command line, where
+ * these rules never see them, with the base names of the programs that do: GNU tar puts
+ * `TAR_OPTIONS` before its arguments (`TAR_OPTIONS=--to-command=sh` runs a shell for every member
+ * it extracts, `--dereference` follows every symbolic link).
+ */
+const OPTION_VARIABLES: Readonly<Record<string, ReadonlySet<string>>> = {
+  TAR_OPTIONS: new Set(["tar", "gtar"]),
+};
+
+/**
+ * Why a variable may not be among the commands' extra variables (`COMMAND_ENV`) under this
+ * allowlist, or `undefined`: an allowed program would read it as options the rules never see.
+ *
+ * @param name The variable's name.
+ * @param allowedPrograms The allowlist.
+ * @returns The reason, naming the variable and the programs.
+ */
+export function optionVariableReason(
+  name: string,
+  allowedPrograms: readonly string[],
+): string | undefined {
+  if (!Object.hasOwn(OPTION_VARIABLES, name)) return undefined;
+  const readers = allowedPrograms.filter((program) =>
+    OPTION_VARIABLES[name].has(basename(program))
+  );
+  if (readers.length === 0) return undefined;
+  return `Extra environment variable "${name}" is never given to commands while ` +
+    `${readers.join(", ")} may run: it adds options to every command line, where the option and ` +
+    `path rules never see them (${name}=--to-command=... would run a program for every member ` +
+    "extracted); give the options on the command line";
+}
+
 /** GNU tar's short options that take a value (`-C dir`, `-f archive`, `-b 20`, ...). */
 const TAR_VALUE_LETTERS: ReadonlySet<string> = new Set("bCfFgHIKLNTVX");
 

@@ -19,7 +19,7 @@ import {
 } from "./env.ts";
 import { parseCommandLine } from "./parse.ts";
 import { type OnOutput, tapOutput } from "./tap.ts";
-import { type ExecPolicy, PolicyChecker } from "./policy.ts";
+import { type ExecPolicy, optionVariableReason, PolicyChecker } from "./policy.ts";
 import {
   type Cell,
   type ProcessRecord,
@@ -229,8 +229,9 @@ function roundSecs(ms: number): number {
   return Math.round(ms) / 1000;
 }
 
+/** Seconds to three decimals; a deadline below a millisecond keeps its figures (not "0 s"). */
 function describeSecs(secs: number): string {
-  return `${Number(secs.toFixed(3))} s`;
+  return `${Number(secs > 0 && secs < 0.001 ? secs.toPrecision(3) : secs.toFixed(3))} s`;
 }
 
 /** Refuses a policy that is not an {@link ExecPolicy} (the runner would fail inside). */
@@ -324,8 +325,8 @@ export class CommandRunner {
    * @throws {RangeError} When a deadline, the cancel grace, the drain or the kill wait is not a
    *   valid number.
    * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
-   *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid or holds a
-   *   secret.
+   *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid, holds a
+   *   secret, or is one an allowed program reads as options (`TAR_OPTIONS` while tar may run).
    */
   constructor(options: RunnerOptions) {
     if (options === null || typeof options !== "object") {
@@ -355,6 +356,10 @@ export class CommandRunner {
     const readEnv = options.readEnv ?? readAgentEnv;
     const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
     validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
+    for (const name of Object.keys(extraEnv)) {
+      const reason = optionVariableReason(name, options.policy.allowedPrograms);
+      if (reason) throw new TypeError(reason);
+    }
     this.#options = options;
     this.#checker = new PolicyChecker(options.policy);
     const env = buildChildEnv(extraEnv, readEnv);
@@ -524,7 +529,8 @@ export class CommandRunner {
       const message = error instanceof Deno.errors.NotCapable
         ? `${(error as Error).message} (the agent needs --allow-run)`
         : (error as Error).message;
-      const reason = `program "${resolved.path}" could not be started: ${message}`;
+      const reason = `program "${resolved.path}" could not be started: ${message}` +
+        interpreterNote(resolved.path, error);
       log.warning("command could not start: {reason}", { argv: parsed.value, reason });
       const kind: StartFailure = error instanceof Deno.errors.NotFound
         ? "not_found"
@@ -563,7 +569,8 @@ export class CommandRunner {
       if (failed) {
         const reason =
           (failed.kind === "not_executable" ? this.#unrunnable(resolved.path) : undefined) ??
-            `program "${resolved.path}" could not be started: ${failed.reason}`;
+            `program "${resolved.path}" could not be started: ${failed.reason}` +
+              interpreterNote(resolved.path);
         log.warning("command could not start: {reason}", { argv: parsed.value, reason });
         return notRun("failed", reason, failed.kind);
       }
@@ -592,6 +599,58 @@ export class CommandRunner {
 function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
   if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;
   return { HOME: cell.cwd };
+}
+
+/** The most of a script the kernel reads for its `#!` line (`BINPRM_BUF_SIZE`). */
+const SHEBANG_BYTES = 256;
+
+/**
+ * Why a script's interpreter cannot be run, as a clause to add to the start failure, or `""`: the
+ * kernel says "No such file or directory" (or "Permission denied") of a script that is there when
+ * the interpreter its `#!` line names is not (a line written on Windows names `/bin/sh\r`).
+ *
+ * @param program The program that could not be started.
+ * @param error The spawn's error, when it threw; only "not found" and "permission denied" are
+ *   looked into.
+ */
+function interpreterNote(program: string, error?: unknown): string {
+  if (
+    error !== undefined && !(error instanceof Deno.errors.NotFound) &&
+    !(error instanceof Deno.errors.PermissionDenied)
+  ) {
+    return "";
+  }
+  let head: string;
+  try {
+    // Only a regular file is opened: a named pipe put in its place would block the open.
+    if (!Deno.statSync(program).isFile) return "";
+    using file = Deno.openSync(program);
+    const buffer = new Uint8Array(SHEBANG_BYTES);
+    head = new TextDecoder().decode(buffer.subarray(0, file.readSync(buffer) ?? 0));
+  } catch {
+    return "";
+  }
+  if (!head.startsWith("#!")) return "";
+  // The kernel ends the interpreter's path at a space, a tab or the line's end.
+  const interpreter = head.slice(2).split("\n", 1)[0].replace(/^[ \t]+/, "").split(/[ \t]/, 1)[0];
+  const names = `its #! line names the interpreter ${JSON.stringify(interpreter)}`;
+  if (interpreter === "") return " (its #! line names no interpreter)";
+  const windows = interpreter.endsWith("\r")
+    ? "; the line ends with a carriage return (\\r): the script has Windows line ends"
+    : "";
+  if (!interpreter.startsWith("/")) return ` (${names}, which is not an absolute path${windows})`;
+  try {
+    const info = Deno.statSync(interpreter);
+    if (!info.isFile) return ` (${names}, which is not a file${windows})`;
+    if (info.mode !== null && (info.mode & 0o111) === 0) {
+      return ` (${names}, which is not executable${windows})`;
+    }
+  } catch (statError) {
+    if (statError instanceof Deno.errors.NotFound) {
+      return ` (${names}, which does not exist${windows})`;
+    }
+  }
+  return "";
 }
 
 function currentDirectory(): string | undefined {
@@ -808,7 +867,7 @@ async function supervise(
   let durationMs = 0;
   let outcome: { status: ExecStatus; error: string | null } | undefined;
   try {
-    const ended = await Promise.race([child.status, givenUp]);
+    const ended = await Promise.race([statusOf(child), givenUp]);
     exited = true;
     durationMs = sinceSpawn();
     let leftBehind: { pid: number; waitMs: number } | undefined;
@@ -900,6 +959,41 @@ async function supervise(
     stderrBytes: err.totalBytes,
   });
   return result;
+}
+
+/** glibc's first and last real-time signal on Linux, which Deno does not name. */
+const SIGRTMIN = 34;
+const SIGRTMAX = 64;
+
+/**
+ * A real-time signal's name as a shell gives it (`kill -l`): `SIGRTMIN`, `SIGRTMIN+1` up to
+ * `SIGRTMIN+15`, then `SIGRTMAX-14` up to `SIGRTMAX`; `undefined` for another number.
+ */
+function realtimeSignalName(number: number): string | undefined {
+  if (!Number.isInteger(number) || number < SIGRTMIN || number > SIGRTMAX) return undefined;
+  const up = number - SIGRTMIN;
+  const down = SIGRTMAX - number;
+  if (up === 0) return "SIGRTMIN";
+  if (down === 0) return "SIGRTMAX";
+  return up <= (SIGRTMAX - SIGRTMIN) / 2 ? `SIGRTMIN+${up}` : `SIGRTMAX-${down}`;
+}
+
+/**
+ * How the child ended. Deno names only the signals it knows: the status of a process a real-time
+ * signal ended (`kill -s RTMIN`) rejects with "Invalid signal: 34", which becomes that signal's
+ * name here instead of a run that throws and loses its output.
+ */
+async function statusOf(
+  child: Deno.ChildProcess,
+): Promise<{ code: number; signal: string | null }> {
+  try {
+    return await child.status;
+  } catch (error) {
+    const number = /^Invalid signal: (\d+)$/.exec((error as Error)?.message ?? "")?.[1];
+    const name = number === undefined ? undefined : realtimeSignalName(Number(number));
+    if (name === undefined) throw error;
+    return { code: 128 + Number(number), signal: name };
+  }
 }
 
 /** Waits for `reads` up to `ms`; returns whether they all ended. */

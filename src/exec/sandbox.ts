@@ -427,9 +427,17 @@ type SignalOutcome = "sent" | "missing" | "unavailable";
 /**
  * Sends a signal to processes (positive ids) and process groups (negative ids), ignoring those
  * that are gone: with `Deno.kill` under a plain `--allow-run`, else through the `kill` program
- * (which `--allow-run=...,kill` permits).
+ * (which `--allow-run=...,kill` permits). SIGTERM is followed by SIGCONT: a stopped process (a
+ * command may SIGSTOP itself or its group) holds SIGTERM pending until it is continued, and would
+ * otherwise sit stopped until SIGKILL.
  */
 function sendSignal(targets: number[], signal: Deno.Signal, route: SignalRoute): SignalOutcome {
+  const outcome = sendOne(targets, signal, route);
+  if (signal === "SIGTERM" && outcome !== "unavailable") sendOne(targets, "SIGCONT", route);
+  return outcome;
+}
+
+function sendOne(targets: number[], signal: Deno.Signal, route: SignalRoute): SignalOutcome {
   if (targets.length === 0) return "sent";
   if (route === "direct") {
     let outcome: SignalOutcome = "sent";
@@ -638,7 +646,8 @@ export class Cell implements AsyncDisposable {
    * Signals every process of the command: those in its cgroup and its process group; SIGKILL to
    * a cgroup goes through `cgroup.kill`. Without a cgroup, also the processes of its session that
    * moved to a process group of their own (a shell's job control, `set -m`). Without a way to
-   * signal others, the first process alone.
+   * signal others, the first process alone. SIGTERM is followed by SIGCONT, so that a stopped
+   * process acts on it.
    *
    * @param signal The signal.
    * @param options `strays: false` leaves out the processes in other groups of the session
@@ -663,6 +672,7 @@ export class Cell implements AsyncDisposable {
     if (sendSignal([-child.pid], signal, route) !== "sent") {
       try {
         child.kill(signal);
+        if (signal === "SIGTERM") child.kill("SIGCONT");
       } catch {
         // it is gone
       }

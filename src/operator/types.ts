@@ -264,18 +264,36 @@ export const EXIT_KILLED = 137;
 export const EXIT_WAIT_TIMEOUT = 75;
 
 /**
+ * A real-time signal's number on a Linux agent from the name the agent reports (`SIGRTMIN`,
+ * `SIGRTMIN+1` ... `SIGRTMIN+15`, `SIGRTMAX-14` ... `SIGRTMAX`: 34 to 64), which `node:os` does not
+ * know; `undefined` for another name.
+ */
+function realtimeSignalNumber(name: string): number | undefined {
+  const match = /^SIGRT(MIN|MAX)(?:([+-])([1-9]\d?))?$/.exec(name);
+  if (!match) return undefined;
+  const [, end, sign, offset] = match;
+  if (sign !== undefined && sign !== (end === "MIN" ? "+" : "-")) return undefined;
+  const number = end === "MIN" ? 34 + Number(offset ?? 0) : 64 - Number(offset ?? 0);
+  return number >= 34 && number <= 64 ? number : undefined;
+}
+
+/**
  * The exit code of a command that a signal ended, as a shell reports it: 128 + the signal's number
- * on this platform (`node:os` `constants.signals`: 139 for `SIGSEGV`), or 1 for a name the platform
- * does not know (128 alone would read as "signal 0"). `status exec` (`execExitCode`) and
- * {@link exitCodeOf} (`status enqueue --wait`, `status result`) both use it, so a command gives one
- * exit code however it was run.
+ * on this platform (`node:os` `constants.signals`: 139 for `SIGSEGV`; a real-time signal as a
+ * Linux agent names it, `SIGRTMIN` 162), or 1 for a name the platform does not know (128 alone
+ * would read as "signal 0"). `status exec` (`execExitCode`) and {@link exitCodeOf}
+ * (`status enqueue --wait`, `status result`) both use it, so a command gives one exit code however
+ * it was run.
  *
  * @param signal The signal's name as the result holds it, e.g. `"SIGTERM"`.
  * @returns 128 + its number, or 1.
  */
 export function signalExitCode(signal: unknown): number {
   const signals: Readonly<Record<string, number>> = constants.signals;
-  return typeof signal === "string" && Object.hasOwn(signals, signal) ? 128 + signals[signal] : 1;
+  if (typeof signal !== "string") return 1;
+  if (Object.hasOwn(signals, signal)) return 128 + signals[signal];
+  const realtime = realtimeSignalNumber(signal);
+  return realtime === undefined ? 1 : 128 + realtime;
 }
 
 /**
@@ -283,7 +301,8 @@ export function signalExitCode(signal: unknown): number {
  * running the command itself.
  *
  * @param record The command in a final status.
- * @returns The reported exit code for `success` and `failed`, 128 + n for a `failed` that
+ * @returns The reported exit code for `success` and `failed` (one outside 0–255, which an exit
+ *   status cannot carry, gives 0 and 1), 128 + n for a `failed` that
  *   signal n ended (1 when this platform does not know the signal's name, as `status exec` says:
  *   {@link signalExitCode}); 126 for `rejected`, 124 for `timeout`, 137 for `killed`; 1 for other
  *   failures (`lost`, `expired`, `interrupted`, `cancelled`, a `failed` without an exit code).
@@ -301,9 +320,11 @@ export function exitCodeOf(record: Pick<CommandRecord, "status" | "result">): nu
   const code = record.result?.exit_code;
   switch (record.status) {
     case "success":
-      return typeof code === "number" ? code : 0;
+      return typeof code === "number" && code >= 0 && code <= 255 ? code : 0;
     case "failed": {
-      if (typeof code === "number" && code !== 0) return code;
+      // A code no exit status can carry (another agent's: above 255, negative) would be cut to
+      // its low 8 bits by the process exit, 256 to a success: 1 says "failed" instead.
+      if (typeof code === "number" && code !== 0) return code >= 1 && code <= 255 ? code : 1;
       // Ended by a signal: 128 + its number, as a shell (and `status exec`) reports it.
       return signalExitCode(record.result?.signal);
     }

@@ -41,6 +41,44 @@ Deno.test("the executor refuses arguments naming the agent's state directory and
   }
 });
 
+Deno.test("the executor refuses a COMMAND_ENV TAR_OPTIONS while tar may run", async () => {
+  // GNU tar puts TAR_OPTIONS before its arguments: --to-command, refused on the command line, ran
+  // a program for every member of every archive a command extracted.
+  for (const allowedPrograms of [["tar"], ["echo", "/usr/bin/tar"], ["gtar"]]) {
+    assert.throws(
+      () =>
+        createExecutor({
+          allowedPrograms,
+          commandEnv: ["TZ=UTC", "TAR_OPTIONS=--to-command=id"],
+          cgroups: false,
+        }),
+      new TypeError(
+        `Extra environment variable "TAR_OPTIONS" is never given to commands while ` +
+          `${allowedPrograms.filter((p) => p.endsWith("tar")).join(", ")} may run: it adds ` +
+          "options to every command line, where the option and path rules never see them " +
+          "(TAR_OPTIONS=--to-command=... would run a program for every member extracted); give " +
+          "the options on the command line",
+      ),
+      allowedPrograms.join(","),
+    );
+  }
+  // Without tar on the allowlist it is only a variable.
+  const executor = createExecutor({
+    allowedPrograms: ["printenv"],
+    commandEnv: ["TAR_OPTIONS=--to-command=id"],
+    confine: false,
+  });
+  try {
+    const outcome = await executor.run({
+      name: "printenv TAR_OPTIONS",
+      signal: new AbortController().signal,
+    });
+    assert.equal(outcome.result?.stdout, "--to-command=id\n");
+  } finally {
+    await executor.close?.();
+  }
+});
+
 Deno.test("the executor refuses a COMMAND_CWD in the agent's state directory", () => {
   // It was taken, and then every relative argument was refused: "ls -la" said that the path
   // "-la" is the agent's own.

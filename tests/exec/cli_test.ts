@@ -133,6 +133,14 @@ Deno.test("status exec maps results to exit codes", () => {
   // A signal this platform does not name: 1, as exitCodeOf says (128 alone would read as signal 0).
   assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGNOPE" }), 1);
   assert.equal(execExitCode({ ...base, status: "failed", signal: "hasOwnProperty" }), 1);
+  // Real-time signals, named as the agent names them (node:os knows none of them).
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGRTMIN" }), 162);
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGRTMIN+1" }), 163);
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGRTMAX-14" }), 178);
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIGRTMAX" }), 192);
+  for (const signal of ["SIGRTMIN+31", "SIGRTMAX-31", "SIGRTMIN-1", "SIGRTMAX+1", "SIGRTMIN+01"]) {
+    assert.equal(execExitCode({ ...base, status: "failed", signal }), 1, signal);
+  }
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "not_executable" }), 126);
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "spawn_failed" }), 1);
   assert.equal(execExitCode({ ...base, status: "cancelled" }), 130);
@@ -140,7 +148,8 @@ Deno.test("status exec maps results to exit codes", () => {
 
 Deno.test("status exec and exitCodeOf give one exit code for a command a signal ended", () => {
   const base = { exit_code: null, start_failure: null } as unknown as ExecResult;
-  for (const signal of ["SIGSEGV", "SIGTERM", "SIGKILL", "SIGSYS", "SIGNOPE", "", "constructor"]) {
+  const signals = ["SIGSEGV", "SIGTERM", "SIGKILL", "SIGSYS", "SIGNOPE", "", "constructor"];
+  for (const signal of [...signals, "SIGRTMIN", "SIGRTMAX-3"]) {
     assert.equal(
       execExitCode({ ...base, status: "failed", signal }),
       exitCodeOf({ status: "failed", result: { exit_code: null, signal } }),

@@ -71,6 +71,23 @@ export async function alive(pids: number[]): Promise<number[]> {
 }
 
 /**
+ * The state letter `ps` shows for a process (`S` sleeping, `T` stopped, `Z` zombie, ...), or
+ * `undefined` when there is no such process.
+ *
+ * @param pid The process id.
+ * @returns The state.
+ */
+export async function processState(pid: number): Promise<string | undefined> {
+  const output = await new Deno.Command("ps", {
+    args: ["-o", "stat=", "-p", String(pid)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(output.stdout).trim()[0];
+}
+
+/**
  * Waits until none of the processes is alive, up to a limit.
  *
  * @param pids The process ids.

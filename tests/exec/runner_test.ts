@@ -10,7 +10,15 @@ import {
   Sandbox,
   toReportFields,
 } from "../../src/exec/mod.ts";
-import { alive, deafSandbox, pidsIn, runOnFakeClock, scripts, survivors } from "./helpers.ts";
+import {
+  alive,
+  deafSandbox,
+  pidsIn,
+  processState,
+  runOnFakeClock,
+  scripts,
+  survivors,
+} from "./helpers.ts";
 import { until } from "../_until.ts";
 
 Deno.test("executor runs an allowed command and reports its output", async () => {
@@ -121,6 +129,16 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
     );
   });
 
+  await t.step("a deadline below a millisecond is named as it is, not as 0 s", async () => {
+    const run = runOnFakeClock("sleep 30", { policy, timeoutSecs: 0.0004 });
+    await run.ready();
+    run.clock.advance(0.38); // past SIGTERM (0.36 ms), before SIGKILL (0.4 ms)
+    const result = await run.result;
+    assert.equal(result.status, "timeout");
+    assert.equal(result.timeout_secs, 0.0004);
+    assert.match(result.error ?? "", /^deadline of 0\.0004 s: SIGTERM was sent at 0 s /);
+  });
+
   await t.step("without a requested deadline the default applies", async () => {
     const run = runOnFakeClock("sleep 30", { policy, defaultTimeoutSecs: 0.5 });
     await run.ready();
@@ -135,6 +153,33 @@ Deno.test("executor stops a command at its deadline in phases", async (t) => {
     const result = await run.result;
     assert.equal(result.status, "success");
     assert.equal(run.clock.pending, 0);
+  });
+
+  await t.step("a command that stopped itself (SIGSTOP) still ends on SIGTERM", async () => {
+    // A stopped process keeps SIGTERM pending until it is continued: without SIGCONT it sat
+    // stopped until SIGKILL and was reported killed, its 10 % of grace lost.
+    const frozen = await dir.script("frozen.sh", "echo ready\nkill -STOP $$\nsleep 30");
+    let pid = 0;
+    let settled = false;
+    const run = runOnFakeClock(frozen, {
+      policy: dir.policy(frozen),
+      timeoutSecs: 1,
+      onSpawn: (record) => pid = record.pid,
+    });
+    run.result.finally(() => settled = true);
+    await run.ready("ready");
+    await until(async () => pid !== 0 && await processState(pid) === "T", "the command stops");
+    run.clock.advance(900);
+    // It ends on SIGTERM in real time; the SIGKILL at 100 % comes only if it does not.
+    await until(() => settled, "the command ends on SIGTERM", 5000).catch(() => {});
+    if (!settled) run.clock.advance(100);
+    const result = await run.result;
+    assert.equal(result.status, "timeout");
+    assert.equal(result.signal, "SIGTERM");
+    assert.equal(
+      result.error,
+      "deadline of 1 s: SIGTERM was sent at 0.9 s (90 % of it); it ended by SIGTERM at 0.9 s",
+    );
   });
 });
 
@@ -478,6 +523,36 @@ Deno.test("executor handles binary, empty and two-stream output", async (t) => {
   });
 });
 
+Deno.test("executor names the signal that ended a command, real-time ones too", async (t) => {
+  // Deno names only the signals it knows: the status of a process a real-time signal ended
+  // rejected with "Invalid signal: 34", and the run threw, its output and its exit lost.
+  await using dir = await scripts();
+  const cases: [number | string, string][] = [
+    ["SEGV", "SIGSEGV"],
+    [34, "SIGRTMIN"],
+    [35, "SIGRTMIN+1"],
+    [49, "SIGRTMIN+15"],
+    [50, "SIGRTMAX-14"],
+    [64, "SIGRTMAX"],
+  ];
+  for (const [sent, name] of cases) {
+    await t.step(`${sent} is ${name}`, async () => {
+      const script = await dir.script(`kill-${sent}.sh`, `echo before\nkill -${sent} $$`);
+      const exits: ExitRecord[] = [];
+      const result = await runCommand(script, {
+        policy: dir.policy(script),
+        onExit: (exit) => exits.push(exit),
+      });
+      assert.equal(result.status, "failed");
+      assert.equal(result.signal, name);
+      assert.equal(result.exit_code, null);
+      assert.equal(result.error, `terminated by signal ${name}`);
+      assert.equal(result.stdout, "before\n");
+      assert.deepEqual(exits.map((exit) => exit.signal), [name]);
+    });
+  }
+});
+
 Deno.test("executor rejects hostile command lines with their reason and runs nothing", async (t) => {
   const cases: Array<[string, string]> = [
     ["echo hi; rm -rf /", `shell operator ";" is not allowed`],
@@ -555,12 +630,36 @@ Deno.test("executor reports a program that cannot start as failed with the reaso
     assert.equal(result.error, `program "plain" was found at ${path} but is not executable`);
   });
   await t.step("an interpreter that does not exist", async () => {
-    const path = `${dir.dir}/bad-interpreter`;
-    await Deno.writeTextFile(path, "#!/nonexistent/interpreter\n");
-    await Deno.chmod(path, 0o755);
-    const result = await runCommand(path, { policy: dir.policy(path) });
-    assert.equal(result.status, "failed");
-    assert.match(result.error ?? "", new RegExp(`^program "${path}" could not be started: `));
+    // The kernel says "No such file or directory" of a script that is there: the error names
+    // the interpreter its #! line names.
+    const cases: [string, string, string][] = [
+      [
+        "bad-interpreter",
+        "#!/nonexistent/interpreter -x\necho hi\n",
+        `(its #! line names the interpreter "/nonexistent/interpreter", which does not exist)`,
+      ],
+      [
+        "windows-line-ends",
+        "#!/bin/sh\r\necho hi\r\n",
+        `(its #! line names the interpreter "/bin/sh\\r", which does not exist; the line ends ` +
+        "with a carriage return (\\r): the script has Windows line ends)",
+      ],
+      [
+        "directory-interpreter",
+        `#! ${dir.dir}\n`,
+        `(its #! line names the interpreter "${dir.dir}", which is not a file)`,
+      ],
+    ];
+    for (const [name, text, note] of cases) {
+      const path = `${dir.dir}/${name}`;
+      await Deno.writeTextFile(path, text);
+      await Deno.chmod(path, 0o755);
+      const result = await runCommand(path, { policy: dir.policy(path) });
+      assert.equal(result.status, "failed");
+      assert.equal(result.start_failure === null, false);
+      assert.match(result.error ?? "", new RegExp(`^program "${path}" could not be started: `));
+      assert.ok(result.error?.endsWith(` ${note}`), result.error ?? "");
+    }
   });
   await t.step("a working directory that does not exist", async () => {
     const result = await runCommand("echo hi", {
@@ -761,6 +860,37 @@ Deno.test("executor cancels a run through its AbortSignal", async (t) => {
         "it ended by SIGKILL at 0.5 s",
     );
   });
+  await t.step(
+    "a command whose process group is stopped (SIGSTOP) still ends on SIGTERM",
+    async () => {
+      const frozen = await dir.script(
+        "frozen-group.sh",
+        "sleep 30 &\necho ready\nkill -STOP 0\nwait",
+      );
+      const cancel = new AbortController();
+      let pid = 0;
+      let settled = false;
+      const run = runOnFakeClock(frozen, {
+        policy: dir.policy(frozen),
+        signal: cancel.signal,
+        onSpawn: (record) => pid = record.pid,
+      });
+      run.result.finally(() => settled = true);
+      await run.ready("ready");
+      await until(async () => pid !== 0 && await processState(pid) === "T", "the group stops");
+      run.clock.advance(200);
+      cancel.abort();
+      await until(() => settled, "the command ends on SIGTERM", 5000).catch(() => {});
+      if (!settled) run.clock.advance(2000);
+      const result = await run.result;
+      assert.equal(result.status, "cancelled");
+      assert.equal(result.signal, "SIGTERM");
+      assert.equal(
+        result.error,
+        "cancelled: SIGTERM was sent at 0.2 s; it ended by SIGTERM at 0.2 s",
+      );
+    },
+  );
   await t.step("an already aborted signal runs nothing", async () => {
     const result = await runCommand("echo hi", { policy, signal: AbortSignal.abort() });
     assert.equal(result.status, "cancelled");

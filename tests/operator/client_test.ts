@@ -320,6 +320,14 @@ Deno.test("exitCodeOf maps final statuses to shell-like exit codes", () => {
   assert.equal(of("failed", 3), 3);
   assert.equal(of("failed", null), 1);
   assert.equal(of("failed", 0), 1);
+  // A code an exit status cannot carry (another agent's, Windows' 32-bit ones): a process exit
+  // keeps its low 8 bits, so 256 would read as success and 300 as 44.
+  for (const code of [256, 300, 512, -1, -1073741819, 2147483647]) {
+    assert.equal(of("failed", code), 1, String(code));
+  }
+  assert.equal(of("failed", 255), 255);
+  // A success with such a code is still a success (-1 would exit 255).
+  for (const code of [-1, 256, 300]) assert.equal(of("success", code), 0, String(code));
   assert.equal(of("rejected"), 126);
   assert.equal(of("timeout", null), 124);
   assert.equal(of("killed", null), 137);
