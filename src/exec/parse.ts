@@ -4,7 +4,8 @@
  * Splitting follows shell-like quoting (`shell-quote`), but anything a shell would interpret
  * beyond quoting is refused: operators, redirections, globs, substitutions, variables, comments,
  * backticks, newlines and leading `VAR=value` assignments; so is whatever `shell-quote` would split
- * differently from a shell (Unicode whitespace outside quotes). Nothing is expanded, ever.
+ * differently from a shell (Unicode whitespace outside quotes). Nothing is expanded, ever: a `~`
+ * or braces (`{a,b}`), which a shell would expand, reach the program as written.
  *
  * @module
  */
