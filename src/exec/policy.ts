@@ -143,14 +143,50 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
 /** Base names of the programs whose arguments {@link tarOperands} reads. */
 const TARS: ReadonlySet<string> = new Set(["tar", "gtar", "bsdtar"]);
 
+/** A variable an allowed program reads as more of its command line (see {@link OPTION_VARIABLES}). */
+interface OptionVariable {
+  /** Base names of the programs that read it. */
+  readers: ReadonlySet<string>;
+  /** What it could do, for the refusal. */
+  example: string;
+  /** The options it may hold, each harmless however it is read (`undefined`: none may). */
+  harmless?: ReadonlySet<string>;
+}
+
+/**
+ * gzip's options that change neither what it reads nor what it writes: compression levels, the
+ * `--rsyncable` layout, leaving out the stored name, and quiet.
+ */
+const HARMLESS_GZIP_OPTIONS: ReadonlySet<string> = new Set([
+  ..."123456789".split("").map((level) => `-${level}`),
+  "--fast",
+  "--best",
+  "--rsyncable",
+  "-n",
+  "--no-name",
+  "-q",
+  "--quiet",
+]);
+
 /**
  * Variables of a command's environment that a program reads as more of its command line, where
- * these rules never see them, with the base names of the programs that do: GNU tar puts
- * `TAR_OPTIONS` before its arguments (`TAR_OPTIONS=--to-command=sh` runs a shell for every member
- * it extracts, `--dereference` follows every symbolic link).
+ * these rules never see them: GNU tar puts `TAR_OPTIONS` before its arguments
+ * (`TAR_OPTIONS=--to-command=sh` runs a shell for every member it extracts, `--dereference`
+ * follows every symbolic link); gzip reads `GZIP` the same way (gzip 1.10 and later take only some
+ * options from it, `-N` among them; older ones take `-f`, `-r` and `-S` too), so only options that
+ * change neither what it reads nor what it writes may be given there (`GZIP=-9`).
  */
-const OPTION_VARIABLES: Readonly<Record<string, ReadonlySet<string>>> = {
-  TAR_OPTIONS: new Set(["tar", "gtar"]),
+const OPTION_VARIABLES: Readonly<Record<string, OptionVariable>> = {
+  TAR_OPTIONS: {
+    readers: new Set(["tar", "gtar"]),
+    example: "TAR_OPTIONS=--to-command=... would run a program for every member extracted",
+  },
+  GZIP: {
+    readers: new Set(["gzip", "gunzip", "zcat"]),
+    example: "GZIP=-N would name what it decompresses after the name stored in the file, and an " +
+      "older gzip takes -f and -r there too",
+    harmless: HARMLESS_GZIP_OPTIONS,
+  },
 };
 
 /**
@@ -158,22 +194,28 @@ const OPTION_VARIABLES: Readonly<Record<string, ReadonlySet<string>>> = {
  * allowlist, or `undefined`: an allowed program would read it as options the rules never see.
  *
  * @param name The variable's name.
+ * @param value Its value.
  * @param allowedPrograms The allowlist.
  * @returns The reason, naming the variable and the programs.
  */
 export function optionVariableReason(
   name: string,
+  value: string,
   allowedPrograms: readonly string[],
 ): string | undefined {
   if (!Object.hasOwn(OPTION_VARIABLES, name)) return undefined;
-  const readers = allowedPrograms.filter((program) =>
-    OPTION_VARIABLES[name].has(basename(program))
-  );
+  const variable = OPTION_VARIABLES[name];
+  const readers = allowedPrograms.filter((program) => variable.readers.has(basename(program)));
   if (readers.length === 0) return undefined;
+  const harmless = variable.harmless;
+  if (harmless && value.split(/[ \t]+/).every((word) => word === "" || harmless.has(word))) {
+    return undefined;
+  }
+  const allowed = harmless ? ` (only ${[...harmless].join(" ")} may be given there)` : "";
   return `Extra environment variable "${name}" is never given to commands while ` +
     `${readers.join(", ")} may run: it adds options to every command line, where the option and ` +
-    `path rules never see them (${name}=--to-command=... would run a program for every member ` +
-    "extracted); give the options on the command line";
+    `path rules never see them (${variable.example}); give the options on the command ` +
+    `line${allowed}`;
 }
 
 /** GNU tar's short options that take a value (`-C dir`, `-f archive`, `-b 20`, ...). */

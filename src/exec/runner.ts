@@ -326,7 +326,8 @@ export class CommandRunner {
    *   valid number.
    * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
    *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid, holds a
-   *   secret, or is one an allowed program reads as options (`TAR_OPTIONS` while tar may run).
+   *   secret, or is one an allowed program reads as options (`TAR_OPTIONS` while tar may run, a
+   *   `GZIP` beyond compression levels while gzip may).
    */
   constructor(options: RunnerOptions) {
     if (options === null || typeof options !== "object") {
@@ -356,8 +357,8 @@ export class CommandRunner {
     const readEnv = options.readEnv ?? readAgentEnv;
     const ownSecrets = [...AGENT_SECRET_ENV_NAMES].map(readEnv).filter((v): v is string => !!v);
     validateExtraEnv(extraEnv, [...options.secretValues ?? [], ...ownSecrets]);
-    for (const name of Object.keys(extraEnv)) {
-      const reason = optionVariableReason(name, options.policy.allowedPrograms);
+    for (const [name, value] of Object.entries(extraEnv)) {
+      const reason = optionVariableReason(name, value, options.policy.allowedPrograms);
       if (reason) throw new TypeError(reason);
     }
     this.#options = options;

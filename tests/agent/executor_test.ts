@@ -79,6 +79,45 @@ Deno.test("the executor refuses a COMMAND_ENV TAR_OPTIONS while tar may run", as
   }
 });
 
+Deno.test("the executor refuses a COMMAND_ENV GZIP beyond compression levels while gzip may run", async () => {
+  // gzip reads GZIP as options before its arguments: gzip 1.12 takes -N there (a file named from
+  // the archive's stored name), older ones -f and -r too, where the option rules never look.
+  for (const value of ["-N", "-9 -N", "-f", "-r", "-S .x", "-9n"]) {
+    assert.throws(
+      () =>
+        createExecutor({
+          allowedPrograms: ["echo", "gzip"],
+          commandEnv: [`GZIP=${value}`],
+          cgroups: false,
+        }),
+      new TypeError(
+        `Extra environment variable "GZIP" is never given to commands while gzip may run: it ` +
+          "adds options to every command line, where the option and path rules never see them " +
+          "(GZIP=-N would name what it decompresses after the name stored in the file, and an " +
+          "older gzip takes -f and -r there too); give the options on the command line (only " +
+          "-1 -2 -3 -4 -5 -6 -7 -8 -9 --fast --best --rsyncable -n --no-name -q --quiet may be " +
+          "given there)",
+      ),
+      value,
+    );
+  }
+  // Compression levels and the like change neither what gzip reads nor what it writes.
+  const executor = createExecutor({
+    allowedPrograms: ["printenv", "gzip"],
+    commandEnv: ["GZIP=-9  --rsyncable -n"],
+    confine: false,
+  });
+  try {
+    const outcome = await executor.run({
+      name: "printenv GZIP",
+      signal: new AbortController().signal,
+    });
+    assert.equal(outcome.result?.stdout, "-9  --rsyncable -n\n");
+  } finally {
+    await executor.close?.();
+  }
+});
+
 Deno.test("the executor refuses a COMMAND_CWD in the agent's state directory", () => {
   // It was taken, and then every relative argument was refused: "ls -la" said that the path
   // "-la" is the agent's own.
