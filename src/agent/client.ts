@@ -660,7 +660,13 @@ export class DashboardClient {
     const message = await this.#errorMessage(response);
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {
-      const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), this.#now());
+      // A date is read against the dashboard's own clock (its `Date`), as the lease is: a clock
+      // hours off would otherwise make "in 30 s" an hour (the cap) or nothing (a second).
+      const date = Date.parse(response.headers.get("Date") ?? "");
+      const retryAfterMs = parseRetryAfter(
+        response.headers.get("Retry-After"),
+        Number.isFinite(date) ? date : this.#now(),
+      );
       if (retryAfterMs !== undefined) return { kind: "throttled", status, retryAfterMs, message };
     }
     if (status >= 500) return { kind: "server", status, message };

@@ -298,3 +298,47 @@ Deno.test("an ack's answer gives its lease's end when it says one; any other 2xx
   assert.deepEqual(outcome, { kind: "acked" });
   assert.ok(pulled() <= MAX_ANSWER_BYTES + 2 * (1 << 20), `${pulled()} bytes read`);
 });
+
+Deno.test("a Retry-After date is read against the answer's Date: a dashboard clock hours off waits what it said", async () => {
+  const agentNow = Date.parse("2026-12-03T10:00:00Z");
+  for (const offsetHours of [3, -3, 0]) {
+    const dashboardNow = agentNow + offsetHours * 3_600_000;
+    const client = new DashboardClient({
+      dashboardUrl: "http://dashboard.invalid",
+      agentId: "agent-1",
+      now: () => agentNow,
+      fetch: () =>
+        Promise.resolve(
+          Response.json({ error: "busy" }, {
+            status: 503,
+            headers: {
+              Date: new Date(dashboardNow).toUTCString(),
+              "Retry-After": new Date(dashboardNow + 30_000).toUTCString(),
+            },
+          }),
+        ),
+    });
+    const outcome = await client.wait("default", 30, signal);
+    assert.equal(outcome.kind, "throttled", `${offsetHours} h`);
+    assert.equal(
+      outcome.kind === "throttled" ? outcome.retryAfterMs : undefined,
+      30_000,
+      `dashboard clock ${offsetHours} h off`,
+    );
+  }
+  // Without a Date that reads as a time, the agent's own clock is all there is.
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    now: () => agentNow,
+    fetch: () =>
+      Promise.resolve(
+        new Response("busy", {
+          status: 429,
+          headers: { Date: "yesterday", "Retry-After": new Date(agentNow + 20_000).toUTCString() },
+        }),
+      ),
+  });
+  const outcome = await client.wait("default", 30, signal);
+  assert.equal(outcome.kind === "throttled" ? outcome.retryAfterMs : undefined, 20_000);
+});
