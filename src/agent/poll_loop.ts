@@ -61,6 +61,11 @@ export class PollLoop {
   #blocked = false;
   /** Since when (ms) and how many times requests have failed in a row; `null` while they work. */
   #failing: { since: number; times: number } | null = null;
+  /**
+   * The status of the last `Retry-After` told at warning level since requests began to fail: a
+   * dashboard that says "again in 1 s" for an hour is one warning, not 3600.
+   */
+  #toldThrottled: number | undefined;
 
   /**
    * Makes the loop.
@@ -211,6 +216,7 @@ export class PollLoop {
     const failing = this.#failing;
     if (failing === null) return;
     this.#failing = null;
+    this.#toldThrottled = undefined;
     pollLog.info("the dashboard answers again, after {times} failed requests in {secs} s", {
       times: failing.times,
       secs: Math.max(0, Math.round((this.#options.clock.now() - failing.since) / 1000)),
@@ -251,13 +257,18 @@ export class PollLoop {
           },
         );
         break;
-      case "throttled":
-        pollLog.warning(`dashboard asked the agent to wait (${failure.status}, Retry-After)`, {
+      case "throttled": {
+        // Said once while it goes on (again when its status changes), then at debug level: the
+        // "answers again" line ends it with the count.
+        const level = this.#toldThrottled === failure.status ? "debug" : "warning";
+        this.#toldThrottled = failure.status;
+        pollLog[level](`dashboard asked the agent to wait (${failure.status}, Retry-After)`, {
           status: failure.status,
           error: failure.message,
           delaySecs,
         });
         break;
+      }
       case "auth":
         if (failure.skew) {
           pollLog.error(

@@ -720,6 +720,45 @@ Deno.test("429 with Retry-After: 2 delays the next request by at least 2 s", asy
   assert.ok(logs.has(/asked the agent to wait/));
 });
 
+Deno.test("a dashboard that keeps answering 429 with Retry-After is told of once, not once a request", async () => {
+  using logs = captureLogs();
+  const clock = new RecordingClock();
+  let calls = 0;
+  const stop = new AbortController();
+  const fakeFetch: typeof fetch = () => {
+    calls++;
+    if (calls === 22) stop.abort();
+    if (calls > 20) return Promise.resolve(new Response(null, { status: 204 }));
+    // 429 then 503 each say when to come back; a change of status is told again, once.
+    return Promise.resolve(
+      Response.json({ error: "busy" }, {
+        status: calls <= 15 ? 429 : 503,
+        headers: { "Retry-After": "1" },
+      }),
+    );
+  };
+  await runAgent({
+    dashboardUrl: "http://127.0.0.1:9",
+    agentId: "agent-1",
+    heartbeat: false,
+    executor: new FakeExecutor(),
+    state: memoryAgentState(),
+    fetch: fakeFetch,
+    clock,
+  }, stop.signal);
+  const told = logs.records.filter((r) => /asked the agent to wait/.test(String(r.message)));
+  assert.equal(told.length, 20, "every one is in the log");
+  assert.deepEqual(
+    told.filter((r) => r.level !== "debug").map((r) => [r.level, r.status]),
+    [["warning", 429], ["warning", 503]],
+    "a warning when it starts and when its status changes; debug while it goes on",
+  );
+  assert.deepEqual(clock.sleeps.slice(0, 20), Array(20).fill(1000), "each Retry-After waited");
+  const again = logs.records.filter((r) => /answers again/.test(String(r.message)));
+  assert.equal(again.length, 1);
+  assert.equal(again[0].times, 20);
+});
+
 Deno.test("a Retry-After of 0, in the past or malformed never makes the agent poll without a pause", async (t) => {
   for (const retryAfter of ["0", "Thu, 01 Jan 1970 00:00:05 GMT", "-5"]) {
     await t.step(`Retry-After: ${retryAfter}`, async () => {
