@@ -166,10 +166,13 @@ export interface CommandParams {
   [key: string]: unknown;
 }
 
-/** The schema of `params` with a given rule for `deployment_hash`. */
-function paramsSchemaWith(deploymentHash: z.ZodType<string>): z.ZodType<CommandParams> {
+/** The schema of `params` with given rules for `deployment_hash` and `timeout_secs`. */
+function paramsSchemaWith(
+  deploymentHash: z.ZodType<string>,
+  timeoutSecs: z.ZodType<number> = z.number().int().positive().max(86_400),
+): z.ZodType<CommandParams> {
   return z.looseObject({
-    timeout_secs: z.number().int().positive().max(86_400).optional(),
+    timeout_secs: timeoutSecs.optional(),
     priority: z.enum(PRIORITIES).optional(),
     deployment_hash: deploymentHash.optional(),
     ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional(),
@@ -180,10 +183,12 @@ function paramsSchemaWith(deploymentHash: z.ZodType<string>): z.ZodType<CommandP
 /**
  * Schema of a command's `params` as an agent receives them. Unknown keys are kept, except a
  * `__proto__` key here or in `metadata` (zod drops it; docs/protocol.md §2). It reads what
- * any dashboard delivers: `deployment_hash` is any 1–256 characters.
+ * any dashboard delivers: `deployment_hash` is any 1–256 characters, and `timeout_secs` any
+ * number above 0 (the agent caps it at its maximum; a fraction of a second is kept).
  */
 export const paramsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
   z.string().min(1).max(256),
+  z.number().positive(),
 );
 
 /**

@@ -228,6 +228,31 @@ Deno.test("a command whose id cannot name a path gets no cancel-wait nor live ou
   assert.ok(!logs.has(/live output stopped/));
 });
 
+Deno.test("a delivered timeout_secs above the agent's maximum is capped there, and one with a fraction kept", async () => {
+  // Any dashboard's: this one takes whole seconds up to a day at enqueue, but a deadline the
+  // agent caps anyway (README) made the whole command an unusable answer, never run.
+  using _logs = captureLogs();
+  await using stub = new StubDashboard();
+  const agent = start(stub, {
+    executor: undefined,
+    exec: { allowedPrograms: ["sleep"], cgroups: false, maxTimeoutSecs: 1 }, // beside other tests
+  });
+  stub.enqueue(command("huge", "sleep 30", { timeout_secs: 1e9 }));
+  stub.enqueue(command("fraction", "sleep 30", { timeout_secs: 0.5 }));
+  await stub.until(() => stub.reports.length === 2, 15_000, "two reports");
+  await finish(agent);
+  const [huge, fraction] = stub.reports;
+  assert.equal(huge.command_id, "huge");
+  assert.equal(huge.status, "timeout");
+  assert.match(
+    String(huge.error),
+    /^deadline of 1 s \(it asked for 1000000000 s; COMMAND_TIMEOUT_MAX_SECS caps it\): SIGTERM /,
+  );
+  assert.equal(fraction.command_id, "fraction");
+  assert.equal(fraction.status, "timeout");
+  assert.match(String(fraction.error), /^deadline of 0\.5 s: SIGTERM was sent at /);
+});
+
 Deno.test("a command redelivered after a crash mid-run is reported interrupted, not run", async () => {
   using _logs = captureLogs();
   const dir = Deno.makeTempDirSync();
