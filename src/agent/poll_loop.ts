@@ -272,9 +272,10 @@ export class PollLoop {
       case "auth":
         if (failure.skew) {
           pollLog.error(
-            "dashboard rejected the request time: the agent's clock is off by " +
+            "dashboard rejected the request time: its clock and the agent's differ by " +
               `${failure.clockOffsetSecs ?? "an unknown number of"} s ` +
-              "(dashboard time minus agent time, from its Date header); fix the clock (NTP)",
+              "(dashboard time minus agent time, from its Date header); fix the one that is " +
+              "wrong (NTP): either may be",
             {
               status: failure.status,
               clockOffsetSecs: failure.clockOffsetSecs ?? null,
