@@ -387,6 +387,37 @@ Deno.test("a report refused for good (404) is dropped with an error, not sent ag
   assert.equal(agent.executor.runs.length, 1);
 });
 
+Deno.test("a report refused as too large (413: a proxy's body limit) is sent again without its output", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  // A proxy in front of the dashboard that takes at most 2000 bytes of a body.
+  stub.override = (seen) => {
+    if (seen.kind === "report" && JSON.stringify(seen.body).length > 2000) {
+      return new Response("<html>413 Request Entity Too Large</html>", { status: 413 });
+    }
+  };
+  const executor = new FakeExecutor();
+  executor.behaviour = () => Promise.resolve(success("x".repeat(5000)));
+  const agent = start(stub, { executor });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 1, 15_000, "the report");
+  await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+  const report = stub.reports[0];
+  assert.equal(report.status, "success");
+  const result = report.result as Record<string, unknown>;
+  assert.equal(result.exit_code, 0);
+  assert.equal(result.stdout, "");
+  assert.equal(result.stdout_truncated_bytes, 5000, "the output it could not carry is counted");
+  assert.equal(agent.state.journal.get("cmd-1")?.state, "accepted");
+  assert.equal(executor.runs.length, 1);
+  const told = logs.records.find((r) => /too large/.test(String(r.message)));
+  assert.equal(told?.level, "warning");
+  assert.equal(told?.commandId, "cmd-1");
+  assert.ok(!logs.has(/refused the report for good/), "not dropped");
+});
+
 Deno.test("a redirected report is not followed, and is kept and sent again", async (t) => {
   // Followed, a 301 turned the report into a GET (whose 404 dropped the result for good), and a
   // 307 sent the output to another host.
