@@ -177,6 +177,60 @@ Deno.test("an error answer that echoes the request's signature does not carry it
   assert.equal(sent.length, 2);
 });
 
+Deno.test("an error answer that echoes the request's Authorization does not carry the token into the message", async () => {
+  // A proxy's or a debugging server's error page that quotes the request it got: without the
+  // CLI's log set-up (a library user's runAgent), nothing else keeps the token out of the log.
+  const token = "0123456789abcdef0123456789abcdef";
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: token,
+    fetch: (_url, init) => {
+      const authorization = new Headers(init?.headers).get("Authorization");
+      return Promise.resolve(
+        new Response(`bad gateway for a request with Authorization: ${authorization}`, {
+          status: 502,
+        }),
+      );
+    },
+  });
+  for (
+    const outcome of [
+      await client.wait("default", 30, signal),
+      await client.report({
+        command_id: "cmd-1",
+        status: "success",
+        result: null,
+        error: null,
+      } as ReportRequest, signal),
+    ]
+  ) {
+    const message = (outcome as { message: string }).message;
+    assert.equal(message, "bad gateway for a request with Authorization: Bearer [redacted]");
+  }
+  // Nor its first part, where the message is cut.
+  const cut = await new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: token,
+    fetch: () =>
+      Promise.resolve(new Response(`${"x".repeat(190)} Bearer ${token}`, { status: 502 })),
+  }).wait("default", 30, signal);
+  assert.ok(!(cut as { message: string }).message.includes(token.slice(0, 2)), "no part of it");
+  // Nor a redirect that puts it in its Location.
+  const redirected = await new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: token,
+    fetch: () =>
+      Promise.resolve(
+        new Response(null, { status: 302, headers: { Location: `/login?token=${token}` } }),
+      ),
+  }).wait("default", 30, signal);
+  assert.equal(redirected.kind, "redirect");
+  assert.match((redirected as { message: string }).message, /"\/login\?token=\[redacted\]"/);
+});
+
 Deno.test("a wait of 30 days is not given up as it starts", async () => {
   // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
   // "no answer within 2592010 s".
