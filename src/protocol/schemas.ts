@@ -166,13 +166,10 @@ export interface CommandParams {
   [key: string]: unknown;
 }
 
-/** The schema of `params` with given rules for `deployment_hash` and `timeout_secs`. */
-function paramsSchemaWith(
-  deploymentHash: z.ZodType<string>,
-  timeoutSecs: z.ZodType<number> = z.number().int().positive().max(86_400),
-): z.ZodType<CommandParams> {
+/** The schema of `params` with a given rule for `deployment_hash`. */
+function paramsSchemaWith(deploymentHash: z.ZodType<string>): z.ZodType<CommandParams> {
   return z.looseObject({
-    timeout_secs: timeoutSecs.optional(),
+    timeout_secs: z.number().int().positive().max(86_400).optional(),
     priority: z.enum(PRIORITIES).optional(),
     deployment_hash: deploymentHash.optional(),
     ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional(),
@@ -182,14 +179,19 @@ function paramsSchemaWith(
 
 /**
  * Schema of a command's `params` as an agent receives them. Unknown keys are kept, except a
- * `__proto__` key here or in `metadata` (zod drops it; docs/protocol.md §2). It reads what
- * any dashboard delivers: `deployment_hash` is any 1–256 characters, and `timeout_secs` any
- * number above 0 (the agent caps it at its maximum; a fraction of a second is kept).
+ * `__proto__` key here or in `metadata` (zod drops it; docs/protocol.md §2). It reads what any
+ * dashboard delivers: `timeout_secs`, the one key the agent uses, is any number above 0 (the
+ * agent caps it at its maximum; a fraction of a second is kept; `null` is none). The keys it does
+ * not use are not held against the command: a value this dashboard's enqueue would refuse
+ * (`"priority": 5`, `"metadata": null`, a `deployment_hash` beyond 256 characters) is left out.
  */
-export const paramsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
-  z.string().min(1).max(256),
-  z.number().positive(),
-);
+export const paramsSchema: z.ZodType<CommandParams> = z.looseObject({
+  timeout_secs: z.number().positive().nullish().transform((secs) => secs ?? undefined),
+  priority: z.enum(PRIORITIES).optional().catch(undefined),
+  deployment_hash: z.string().min(1).max(256).optional().catch(undefined),
+  ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional().catch(undefined),
+  metadata: z.record(z.string(), z.unknown()).optional().catch(undefined),
+});
 
 /**
  * Schema of the `params` of an enqueue or a run: as {@link paramsSchema}, with a `deployment_hash`

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DashboardClient, MAX_ANSWER_BYTES } from "../../src/agent/client.ts";
-import type { ReportRequest } from "../../src/protocol/mod.ts";
+import type { DeliveredCommand, ReportRequest } from "../../src/protocol/mod.ts";
 import { ResultReporter } from "../../src/agent/result_reporter.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { captureLogs, memoryAgentState } from "./_helpers.ts";
@@ -395,4 +395,36 @@ Deno.test("a Retry-After date is read against the answer's Date: a dashboard clo
   });
   const outcome = await client.wait("default", 30, signal);
   assert.equal(outcome.kind === "throttled" ? outcome.retryAfterMs : undefined, 20_000);
+});
+
+Deno.test("params keys the agent does not use are not held against a delivered command", async () => {
+  // Another dashboard's (a Stacker one's priority is a number; a serializer of options writes
+  // null): refused, the command was an unusable answer, never acked nor run.
+  const params = {
+    priority: 5,
+    ttl_secs: 0,
+    metadata: null,
+    deployment_hash: "",
+    timeout_secs: null,
+    custom: { kept: true },
+  };
+  for (
+    const answer of [
+      { id: "c1", name: "echo a", params },
+      { item: { command_id: "c1", type: "echo a", parameters: params } },
+    ]
+  ) {
+    const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
+    assert.equal(outcome.kind, "command", JSON.stringify(outcome));
+    const command = (outcome as { command: DeliveredCommand }).command;
+    assert.equal(command.params.timeout_secs, undefined, "null is no deadline of its own");
+    assert.equal(command.params.priority, undefined);
+    assert.equal(command.params.metadata, undefined);
+    assert.deepEqual(command.params.custom, { kept: true });
+  }
+  // The one it uses is still checked.
+  const outcome = await clientAnswering(() =>
+    Response.json({ id: "c1", name: "echo a", params: { timeout_secs: -1 } })
+  ).wait("default", 30, signal);
+  assert.equal(outcome.kind, "invalid");
 });
