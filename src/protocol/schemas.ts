@@ -552,7 +552,8 @@ function typeName(type: string): string {
   if (type === "int") return "a whole number";
   if (type === "record") return "an object";
   if (type === "array" || type === "object") return `an ${type}`;
-  if (type === "null" || type === "undefined") return type;
+  // The values zod names as a type (JSON's 1e400 parses as Infinity).
+  if (["null", "undefined", "NaN", "Infinity"].includes(type)) return type;
   return `a ${type}`;
 }
 
