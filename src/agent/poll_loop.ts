@@ -62,10 +62,11 @@ export class PollLoop {
   /** Since when (ms) and how many times requests have failed in a row; `null` while they work. */
   #failing: { since: number; times: number } | null = null;
   /**
-   * The status of the last `Retry-After` told at warning level since requests began to fail: a
-   * dashboard that says "again in 1 s" for an hour is one warning, not 3600.
+   * The troubles that do not go away by themselves (a `Retry-After`, a refusal, a redirect, an
+   * unusable answer) told at their level since requests began to fail; told again, they are at
+   * debug level: a dashboard that says "again in 1 s" for an hour is one warning, not 3600.
    */
-  #toldThrottled: number | undefined;
+  readonly #told = new Set<string>();
 
   /**
    * Makes the loop.
@@ -216,7 +217,7 @@ export class PollLoop {
     const failing = this.#failing;
     if (failing === null) return;
     this.#failing = null;
-    this.#toldThrottled = undefined;
+    this.#told.clear();
     pollLog.info("the dashboard answers again, after {times} failed requests in {secs} s", {
       times: failing.times,
       secs: Math.max(0, Math.round((this.#options.clock.now() - failing.since) / 1000)),
@@ -238,6 +239,16 @@ export class PollLoop {
     const delaySecs = Math.round(delayMs) / 1000;
     this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";
+    // Network failures and 5xx are told each time, with the attempt: they come and go.
+    const key = [
+      what,
+      failure.kind,
+      "status" in failure ? failure.status : "",
+      failure.kind === "auth" && failure.skew ? "skew" : "",
+    ].join(" ");
+    const told = this.#told.has(key);
+    this.#told.add(key);
+    const errorLevel = told ? "debug" : "error";
     switch (failure.kind) {
       case "network":
         pollLog.warning(`dashboard unreachable (${request}); retrying after back-off`, {
@@ -257,21 +268,15 @@ export class PollLoop {
           },
         );
         break;
-      case "throttled": {
-        // Said once while it goes on (again when its status changes), then at debug level: the
-        // "answers again" line ends it with the count.
-        const level = this.#toldThrottled === failure.status ? "debug" : "warning";
-        this.#toldThrottled = failure.status;
-        pollLog[level](`dashboard asked the agent to wait (${failure.status}, Retry-After)`, {
-          status: failure.status,
-          error: failure.message,
-          delaySecs,
-        });
+      case "throttled":
+        pollLog[told ? "debug" : "warning"](
+          `dashboard asked the agent to wait (${failure.status}, Retry-After)`,
+          { status: failure.status, error: failure.message, delaySecs },
+        );
         break;
-      }
       case "auth":
         if (failure.skew) {
-          pollLog.error(
+          pollLog[errorLevel](
             "dashboard rejected the request time: its clock and the agent's differ by " +
               `${failure.clockOffsetSecs ?? "an unknown number of"} s ` +
               "(dashboard time minus agent time, from its Date header); fix the one that is " +
@@ -284,7 +289,7 @@ export class PollLoop {
             },
           );
         } else if (failure.status === 401) {
-          pollLog.error(
+          pollLog[errorLevel](
             "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN",
             {
               error: failure.message,
@@ -293,7 +298,7 @@ export class PollLoop {
             },
           );
         } else {
-          pollLog.error(`dashboard forbids this agent the ${request} (403)`, {
+          pollLog[errorLevel](`dashboard forbids this agent the ${request} (403)`, {
             error: failure.message,
             delaySecs,
           });
@@ -301,7 +306,7 @@ export class PollLoop {
         break;
       case "refused":
         if (failure.status === 409 && what === "wait") {
-          pollLog.error(
+          pollLog[errorLevel](
             "the dashboard refused this agent process: another process is polling with the " +
               "same AGENT_ID; give each machine its own id (this one retries and takes over " +
               "once the other stops)",
@@ -314,21 +319,21 @@ export class PollLoop {
           );
           break;
         }
-        pollLog.error(
+        pollLog[errorLevel](
           `dashboard refused the ${request} (${failure.status}); check DASHBOARD_URL and ` +
             "DEPLOYMENT_HASH",
           { status: failure.status, error: failure.message, delaySecs },
         );
         break;
       case "redirect":
-        pollLog.error(`dashboard redirected the ${request}; retrying after back-off`, {
+        pollLog[errorLevel](`dashboard redirected the ${request}; retrying after back-off`, {
           status: failure.status,
           error: failure.message,
           delaySecs,
         });
         break;
       case "invalid":
-        pollLog.error(`dashboard answered the ${request} with something unexpected`, {
+        pollLog[errorLevel](`dashboard answered the ${request} with something unexpected`, {
           error: failure.message,
           delaySecs,
         });

@@ -815,6 +815,55 @@ Deno.test("a dashboard that keeps answering 429 with Retry-After is told of once
   assert.equal(again[0].times, 20);
 });
 
+Deno.test("a refusal that goes on is one error, not one a request, until the dashboard answers", async (t) => {
+  // Each such answer waits out a back-off of up to POLLING_BACKOFF_MAX_SECS: a wrong token or
+  // DASHBOARD_URL left for a day wrote thousands of the same error.
+  const answers: Array<[string, () => Response, RegExp]> = [
+    [
+      "401",
+      () => Response.json({ error: "invalid signature" }, { status: 401 }),
+      /refused the agent's credentials/,
+    ],
+    ["403", () => Response.json({ error: "no scope" }, { status: 403 }), /forbids this agent/],
+    ["404", () => new Response("not found", { status: 404 }), /refused the wait request \(404\)/],
+    [
+      "302",
+      () => new Response(null, { status: 302, headers: { Location: "https://elsewhere/" } }),
+      /redirected the wait request/,
+    ],
+    ["unusable 200", () => Response.json({ id: 5 }), /with something unexpected/],
+  ];
+  for (const [what, answer, message] of answers) {
+    await t.step(what, async () => {
+      using logs = captureLogs();
+      const clock = new RecordingClock();
+      let calls = 0;
+      const stop = new AbortController();
+      await runAgent({
+        dashboardUrl: "http://127.0.0.1:9",
+        agentId: "agent-1",
+        pollingBackoffSecs: 1,
+        heartbeat: false,
+        executor: new FakeExecutor(),
+        state: memoryAgentState(),
+        clock,
+        fetch: () => {
+          calls++;
+          if (calls === 7) stop.abort();
+          return Promise.resolve(calls <= 5 ? answer() : new Response(null, { status: 204 }));
+        },
+      }, stop.signal);
+      const told = logs.records.filter((r) => message.test(String(r.message)));
+      assert.equal(told.length, 5, "every one is in the log");
+      assert.deepEqual(told.map((r) => r.level), ["error", "debug", "debug", "debug", "debug"]);
+      assert.equal(clock.sleeps.length >= 5, true, "each backed off");
+      const again = logs.records.filter((r) => /answers again/.test(String(r.message)));
+      assert.equal(again.length, 1);
+      assert.equal(again[0].times, 5);
+    });
+  }
+});
+
 Deno.test("a Retry-After of 0, in the past or malformed never makes the agent poll without a pause", async (t) => {
   for (const retryAfter of ["0", "Thu, 01 Jan 1970 00:00:05 GMT", "-5"]) {
     await t.step(`Retry-After: ${retryAfter}`, async () => {
