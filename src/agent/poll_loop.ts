@@ -62,9 +62,9 @@ export class PollLoop {
   /** Since when (ms) and how many times requests have failed in a row; `null` while they work. */
   #failing: { since: number; times: number } | null = null;
   /**
-   * The troubles that do not go away by themselves (a `Retry-After`, a refusal, a redirect, an
-   * unusable answer) told at their level since requests began to fail; told again, they are at
-   * debug level: a dashboard that says "again in 1 s" for an hour is one warning, not 3600.
+   * The kinds of trouble told as a warning or an error since requests began to fail; told again,
+   * they are at debug level: a dashboard that says "again in 1 s" for an hour, or is down for a
+   * day, is one line, not thousands (the "answers again" line ends it with the count).
    */
   readonly #told = new Set<string>();
 
@@ -239,26 +239,29 @@ export class PollLoop {
     const delaySecs = Math.round(delayMs) / 1000;
     this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";
-    // Network failures and 5xx are told each time, with the attempt: they come and go.
+    // One kind of trouble: the same status, or the same reason of no answer (refused, a
+    // certificate), on the same request.
     const key = [
       what,
       failure.kind,
       "status" in failure ? failure.status : "",
       failure.kind === "auth" && failure.skew ? "skew" : "",
+      failure.kind === "network" ? failure.message : "",
     ].join(" ");
     const told = this.#told.has(key);
     this.#told.add(key);
     const errorLevel = told ? "debug" : "error";
+    const warningLevel = told ? "debug" : "warning";
     switch (failure.kind) {
       case "network":
-        pollLog.warning(`dashboard unreachable (${request}); retrying after back-off`, {
+        pollLog[warningLevel](`dashboard unreachable (${request}); retrying after back-off`, {
           error: failure.message,
           delaySecs,
           attempt: this.#backoff.attempts,
         });
         break;
       case "server":
-        pollLog.warning(
+        pollLog[warningLevel](
           `dashboard failed the ${request} (${failure.status}); retrying after back-off`,
           {
             status: failure.status,
@@ -269,7 +272,7 @@ export class PollLoop {
         );
         break;
       case "throttled":
-        pollLog[told ? "debug" : "warning"](
+        pollLog[warningLevel](
           `dashboard asked the agent to wait (${failure.status}, Retry-After)`,
           { status: failure.status, error: failure.message, delaySecs },
         );

@@ -815,9 +815,9 @@ Deno.test("a dashboard that keeps answering 429 with Retry-After is told of once
   assert.equal(again[0].times, 20);
 });
 
-Deno.test("a refusal that goes on is one error, not one a request, until the dashboard answers", async (t) => {
-  // Each such answer waits out a back-off of up to POLLING_BACKOFF_MAX_SECS: a wrong token or
-  // DASHBOARD_URL left for a day wrote thousands of the same error.
+Deno.test("a trouble that goes on is one line, not one a request, until the dashboard answers", async (t) => {
+  // Each such answer waits out a back-off of up to POLLING_BACKOFF_MAX_SECS: a wrong token,
+  // DASHBOARD_URL or certificate left for a day wrote thousands of the same line.
   const answers: Array<[string, () => Response, RegExp]> = [
     [
       "401",
@@ -832,6 +832,16 @@ Deno.test("a refusal that goes on is one error, not one a request, until the das
       /redirected the wait request/,
     ],
     ["unusable 200", () => Response.json({ id: 5 }), /with something unexpected/],
+    ["502", () => new Response("bad gateway", { status: 502 }), /failed the wait request \(502\)/],
+    [
+      "a certificate refused",
+      () => {
+        throw new TypeError("error sending request", {
+          cause: new Error("invalid peer certificate: UnknownIssuer"),
+        });
+      },
+      /dashboard unreachable/,
+    ],
   ];
   for (const [what, answer, message] of answers) {
     await t.step(what, async () => {
@@ -850,12 +860,17 @@ Deno.test("a refusal that goes on is one error, not one a request, until the das
         fetch: () => {
           calls++;
           if (calls === 7) stop.abort();
-          return Promise.resolve(calls <= 5 ? answer() : new Response(null, { status: 204 }));
+          try {
+            return Promise.resolve(calls <= 5 ? answer() : new Response(null, { status: 204 }));
+          } catch (error) {
+            return Promise.reject(error);
+          }
         },
       }, stop.signal);
       const told = logs.records.filter((r) => message.test(String(r.message)));
       assert.equal(told.length, 5, "every one is in the log");
-      assert.deepEqual(told.map((r) => r.level), ["error", "debug", "debug", "debug", "debug"]);
+      const level = told[0].level === "warning" ? "warning" : "error";
+      assert.deepEqual(told.map((r) => r.level), [level, "debug", "debug", "debug", "debug"]);
       assert.equal(clock.sleeps.length >= 5, true, "each backed off");
       const again = logs.records.filter((r) => /answers again/.test(String(r.message)));
       assert.equal(again.length, 1);
