@@ -280,16 +280,11 @@ async function leaseOf(
 }
 
 /**
- * The message of an error answer: its `error`, else its text, cut short. The signature the request
- * carried is replaced, should the answer echo it (a proxy's error page quoting the request): a
- * signature is never logged.
+ * The message of an error answer: its `error`, else its text, cut short. The token and the
+ * signature the request carried are replaced, should the answer echo them (a proxy's error page
+ * quoting the request): neither is ever logged.
  */
-async function errorMessage(response: Response, signature?: string): Promise<string> {
-  const message = await errorText(response);
-  return signature ? message.replaceAll(signature, "[redacted]") : message;
-}
-
-async function errorText(response: Response): Promise<string> {
+async function errorMessage(response: Response, secrets: readonly string[]): Promise<string> {
   let text: string | undefined;
   try {
     text = await readBodyBounded(response, ERROR_BODY_BYTES);
@@ -297,14 +292,24 @@ async function errorText(response: Response): Promise<string> {
     return `HTTP ${response.status}`;
   }
   if (text === undefined) return `HTTP ${response.status} (an answer larger than 64 KiB)`;
+  // Before the text is cut: a secret cut in two would show its first part.
+  text = redact(text, secrets);
   try {
     const body = JSON.parse(text);
-    if (body && typeof body.error === "string") return body.error.slice(0, 500);
+    if (body && typeof body.error === "string") return redact(body.error, secrets).slice(0, 500);
   } catch {
     // Not JSON: use the text.
   }
   const trimmed = text.trim().slice(0, 200);
   return trimmed === "" ? `HTTP ${response.status}` : trimmed;
+}
+
+/** A text with each of the secrets in it replaced. */
+function redact(text: string, secrets: readonly string[]): string {
+  return secrets.reduce(
+    (shown, secret) => secret === "" ? shown : shown.replaceAll(secret, "[redacted]"),
+    text,
+  );
 }
 
 /**
@@ -641,7 +646,12 @@ export class DashboardClient {
   }
 
   #errorMessage(response: Response): Promise<string> {
-    return errorMessage(response, this.#signatures.get(response));
+    return errorMessage(response, this.#secretsOf(response));
+  }
+
+  /** What an answer must not carry into a message: the token, and its request's signature. */
+  #secretsOf(response: Response): string[] {
+    return [this.#signatures.get(response) ?? "", this.#token ?? ""];
   }
 
   async #failure(response: Response): Promise<RequestFailure> {
@@ -653,14 +663,22 @@ export class DashboardClient {
         kind: "redirect",
         status,
         message: `the dashboard redirects (${status}) to ${
-          location === null ? "no Location" : JSON.stringify(location.slice(0, 300))
+          location === null
+            ? "no Location"
+            : JSON.stringify(redact(location, this.#secretsOf(response)).slice(0, 300))
         }; the agent does not follow redirects: set DASHBOARD_URL to the address it leads to`,
       };
     }
     const message = await this.#errorMessage(response);
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {
-      const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), this.#now());
+      // A date is read against the dashboard's own clock (its `Date`), as the lease is: a clock
+      // hours off would otherwise make "in 30 s" an hour (the cap) or nothing (a second).
+      const date = Date.parse(response.headers.get("Date") ?? "");
+      const retryAfterMs = parseRetryAfter(
+        response.headers.get("Retry-After"),
+        Number.isFinite(date) ? date : this.#now(),
+      );
       if (retryAfterMs !== undefined) return { kind: "throttled", status, retryAfterMs, message };
     }
     if (status >= 500) return { kind: "server", status, message };

@@ -10,7 +10,7 @@ import { logger } from "../log/mod.ts";
 import { retryWhile } from "./backoff.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import type { DashboardClient } from "./client.ts";
+import { type DashboardClient, isTransient } from "./client.ts";
 import {
   defaultMetricsSources,
   type MetricsAvailability,
@@ -216,7 +216,9 @@ export interface FleetHeartbeatOptions {
 
 /**
  * The {@link HeartbeatOptions.report} that sends each sample to the dashboard's fleet view;
- * after a `404` (a dashboard without fleet view) it says so once and sends no more. Never throws.
+ * after a `404` (a dashboard without fleet view) it says so once and sends no more. Another
+ * refusal (a 4xx, a redirect) is a warning the first time for each status, as it does not go
+ * away by itself; failures that do (no answer, a 5xx) are the poll loop's to tell. Never throws.
  *
  * @param options Client and what each sample carries.
  * @returns The report callback.
@@ -225,6 +227,8 @@ export function fleetHeartbeat(
   options: FleetHeartbeatOptions,
 ): (sample: MetricsSample, signal: AbortSignal) => Promise<void> {
   let unsupported = false;
+  /** The statuses of refusals said at warning level. */
+  const told = new Set<number>();
   return async (sample, signal) => {
     if (unsupported) return;
     const outcome = await options.client.heartbeat({
@@ -242,7 +246,19 @@ export function fleetHeartbeat(
       );
       return;
     }
+    const status = "status" in outcome ? outcome.status : undefined;
+    if (status !== undefined && !isTransient(outcome) && !told.has(status)) {
+      told.add(status);
+      agentLog.warning(
+        "the dashboard refused the heartbeat ({status}): its fleet view lacks this agent's " +
+          "figures and labels (a fan-out run by label misses it); said once, later ones at " +
+          "debug level",
+        { status, error: outcome.message },
+      );
+      return;
+    }
     agentLog.debug("heartbeat not delivered to the dashboard", {
+      status: status ?? null,
       error: outcome.message ?? outcome.kind,
     });
   };

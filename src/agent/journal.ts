@@ -208,10 +208,19 @@ export function summarizeReport(report: ReportRequest): ReportRequest {
       ...result,
       stdout: "",
       stderr: "",
-      stdout_truncated_bytes: result.stdout_truncated_bytes + encoder.encode(result.stdout).length,
-      stderr_truncated_bytes: result.stderr_truncated_bytes + encoder.encode(result.stderr).length,
+      stdout_truncated_bytes: result.stdout_truncated_bytes +
+        keptBytes(result.stdout, result.stdout_encoding),
+      stderr_truncated_bytes: result.stderr_truncated_bytes +
+        keptBytes(result.stderr, result.stderr_encoding),
     },
   };
+}
+
+/** How many bytes of output a stream's field carries: base64 stands for 3 bytes in 4 characters. */
+function keptBytes(text: string, encoding: string | undefined): number {
+  if (encoding !== "base64") return encoder.encode(text).length;
+  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  return Math.max(0, Math.floor(text.length / 4) * 3 - padding);
 }
 
 /**

@@ -61,6 +61,12 @@ export class PollLoop {
   #blocked = false;
   /** Since when (ms) and how many times requests have failed in a row; `null` while they work. */
   #failing: { since: number; times: number } | null = null;
+  /**
+   * The kinds of trouble told as a warning or an error since requests began to fail; told again,
+   * they are at debug level: a dashboard that says "again in 1 s" for an hour, or is down for a
+   * day, is one line, not thousands (the "answers again" line ends it with the count).
+   */
+  readonly #told = new Set<string>();
 
   /**
    * Makes the loop.
@@ -211,6 +217,7 @@ export class PollLoop {
     const failing = this.#failing;
     if (failing === null) return;
     this.#failing = null;
+    this.#told.clear();
     pollLog.info("the dashboard answers again, after {times} failed requests in {secs} s", {
       times: failing.times,
       secs: Math.max(0, Math.round((this.#options.clock.now() - failing.since) / 1000)),
@@ -232,16 +239,29 @@ export class PollLoop {
     const delaySecs = Math.round(delayMs) / 1000;
     this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";
+    // One kind of trouble: the same status, or the same reason of no answer (refused, a
+    // certificate), on the same request.
+    const key = [
+      what,
+      failure.kind,
+      "status" in failure ? failure.status : "",
+      failure.kind === "auth" && failure.skew ? "skew" : "",
+      failure.kind === "network" ? failure.message : "",
+    ].join(" ");
+    const told = this.#told.has(key);
+    this.#told.add(key);
+    const errorLevel = told ? "debug" : "error";
+    const warningLevel = told ? "debug" : "warning";
     switch (failure.kind) {
       case "network":
-        pollLog.warning(`dashboard unreachable (${request}); retrying after back-off`, {
+        pollLog[warningLevel](`dashboard unreachable (${request}); retrying after back-off`, {
           error: failure.message,
           delaySecs,
           attempt: this.#backoff.attempts,
         });
         break;
       case "server":
-        pollLog.warning(
+        pollLog[warningLevel](
           `dashboard failed the ${request} (${failure.status}); retrying after back-off`,
           {
             status: failure.status,
@@ -252,18 +272,18 @@ export class PollLoop {
         );
         break;
       case "throttled":
-        pollLog.warning(`dashboard asked the agent to wait (${failure.status}, Retry-After)`, {
-          status: failure.status,
-          error: failure.message,
-          delaySecs,
-        });
+        pollLog[warningLevel](
+          `dashboard asked the agent to wait (${failure.status}, Retry-After)`,
+          { status: failure.status, error: failure.message, delaySecs },
+        );
         break;
       case "auth":
         if (failure.skew) {
-          pollLog.error(
-            "dashboard rejected the request time: the agent's clock is off by " +
+          pollLog[errorLevel](
+            "dashboard rejected the request time: its clock and the agent's differ by " +
               `${failure.clockOffsetSecs ?? "an unknown number of"} s ` +
-              "(dashboard time minus agent time, from its Date header); fix the clock (NTP)",
+              "(dashboard time minus agent time, from its Date header); fix the one that is " +
+              "wrong (NTP): either may be",
             {
               status: failure.status,
               clockOffsetSecs: failure.clockOffsetSecs ?? null,
@@ -272,7 +292,7 @@ export class PollLoop {
             },
           );
         } else if (failure.status === 401) {
-          pollLog.error(
+          pollLog[errorLevel](
             "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN",
             {
               error: failure.message,
@@ -281,7 +301,7 @@ export class PollLoop {
             },
           );
         } else {
-          pollLog.error(`dashboard forbids this agent the ${request} (403)`, {
+          pollLog[errorLevel](`dashboard forbids this agent the ${request} (403)`, {
             error: failure.message,
             delaySecs,
           });
@@ -289,7 +309,7 @@ export class PollLoop {
         break;
       case "refused":
         if (failure.status === 409 && what === "wait") {
-          pollLog.error(
+          pollLog[errorLevel](
             "the dashboard refused this agent process: another process is polling with the " +
               "same AGENT_ID; give each machine its own id (this one retries and takes over " +
               "once the other stops)",
@@ -302,21 +322,21 @@ export class PollLoop {
           );
           break;
         }
-        pollLog.error(
+        pollLog[errorLevel](
           `dashboard refused the ${request} (${failure.status}); check DASHBOARD_URL and ` +
             "DEPLOYMENT_HASH",
           { status: failure.status, error: failure.message, delaySecs },
         );
         break;
       case "redirect":
-        pollLog.error(`dashboard redirected the ${request}; retrying after back-off`, {
+        pollLog[errorLevel](`dashboard redirected the ${request}; retrying after back-off`, {
           status: failure.status,
           error: failure.message,
           delaySecs,
         });
         break;
       case "invalid":
-        pollLog.error(`dashboard answered the ${request} with something unexpected`, {
+        pollLog[errorLevel](`dashboard answered the ${request} with something unexpected`, {
           error: failure.message,
           delaySecs,
         });

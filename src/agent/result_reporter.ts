@@ -15,6 +15,7 @@ import {
   type ReportOutcome,
   type RequestFailure,
 } from "./client.ts";
+import { summarizeReport } from "./journal.ts";
 import type { AgentState } from "./state.ts";
 
 /** What a {@link ResultReporter} works with. */
@@ -131,12 +132,28 @@ export class ResultReporter {
   }
 
   /**
-   * Sends one report. Accepted → journal and outbox updated; refused for good (a 4xx other than
-   * 401/403/407/408/421/425/429) → dropped with an error; otherwise it stays in the outbox.
+   * Sends one report. Accepted → journal and outbox updated; refused as too large (`413`, a body
+   * limit on the way) → sent again without its output (its bytes counted as dropped); refused
+   * for good (another 4xx than 401/403/407/408/421/425/429) → dropped with an error; otherwise
+   * it stays in the outbox.
    */
   async #send(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
     const { journal, outbox } = this.#options.state;
     const outcome = await this.#options.client.report(report, signal);
+    const result = report.result;
+    if (
+      outcome.kind === "refused" && outcome.status === 413 && result &&
+      (result.stdout !== "" || result.stderr !== "")
+    ) {
+      log.warning(
+        "the dashboard refused the report as too large (413: a proxy's body limit?); it is sent " +
+          "again without its output, whose bytes are counted as dropped",
+        { commandId: report.command_id, error: outcome.message },
+      );
+      const summary = summarizeReport(report);
+      outbox.put(summary);
+      return await this.#send(summary, signal);
+    }
     if (outcome.kind === "accepted") {
       journal.accept(report.command_id);
       outbox.remove(report.command_id);

@@ -179,12 +179,19 @@ function paramsSchemaWith(deploymentHash: z.ZodType<string>): z.ZodType<CommandP
 
 /**
  * Schema of a command's `params` as an agent receives them. Unknown keys are kept, except a
- * `__proto__` key here or in `metadata` (zod drops it; docs/protocol.md §2). It reads what
- * any dashboard delivers: `deployment_hash` is any 1–256 characters.
+ * `__proto__` key here or in `metadata` (zod drops it; docs/protocol.md §2). It reads what any
+ * dashboard delivers: `timeout_secs`, the one key the agent uses, is any number above 0 (the
+ * agent caps it at its maximum; a fraction of a second is kept; `null` is none). The keys it does
+ * not use are not held against the command: a value this dashboard's enqueue would refuse
+ * (`"priority": 5`, `"metadata": null`, a `deployment_hash` beyond 256 characters) is left out.
  */
-export const paramsSchema: z.ZodType<CommandParams> = paramsSchemaWith(
-  z.string().min(1).max(256),
-);
+export const paramsSchema: z.ZodType<CommandParams> = z.looseObject({
+  timeout_secs: z.number().positive().nullish().transform((secs) => secs ?? undefined),
+  priority: z.enum(PRIORITIES).optional().catch(undefined),
+  deployment_hash: z.string().min(1).max(256).optional().catch(undefined),
+  ttl_secs: z.number().int().positive().max(MAX_TTL_SECS).optional().catch(undefined),
+  metadata: z.record(z.string(), z.unknown()).optional().catch(undefined),
+});
 
 /**
  * Schema of the `params` of an enqueue or a run: as {@link paramsSchema}, with a `deployment_hash`
@@ -545,7 +552,8 @@ function typeName(type: string): string {
   if (type === "int") return "a whole number";
   if (type === "record") return "an object";
   if (type === "array" || type === "object") return `an ${type}`;
-  if (type === "null" || type === "undefined") return type;
+  // The values zod names as a type (JSON's 1e400 parses as Infinity).
+  if (["null", "undefined", "NaN", "Infinity"].includes(type)) return type;
   return `a ${type}`;
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DashboardClient, MAX_ANSWER_BYTES } from "../../src/agent/client.ts";
-import type { ReportRequest } from "../../src/protocol/mod.ts";
+import type { DeliveredCommand, ReportRequest } from "../../src/protocol/mod.ts";
 import { ResultReporter } from "../../src/agent/result_reporter.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { captureLogs, memoryAgentState } from "./_helpers.ts";
@@ -177,6 +177,60 @@ Deno.test("an error answer that echoes the request's signature does not carry it
   assert.equal(sent.length, 2);
 });
 
+Deno.test("an error answer that echoes the request's Authorization does not carry the token into the message", async () => {
+  // A proxy's or a debugging server's error page that quotes the request it got: without the
+  // CLI's log set-up (a library user's runAgent), nothing else keeps the token out of the log.
+  const token = "0123456789abcdef0123456789abcdef";
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: token,
+    fetch: (_url, init) => {
+      const authorization = new Headers(init?.headers).get("Authorization");
+      return Promise.resolve(
+        new Response(`bad gateway for a request with Authorization: ${authorization}`, {
+          status: 502,
+        }),
+      );
+    },
+  });
+  for (
+    const outcome of [
+      await client.wait("default", 30, signal),
+      await client.report({
+        command_id: "cmd-1",
+        status: "success",
+        result: null,
+        error: null,
+      } as ReportRequest, signal),
+    ]
+  ) {
+    const message = (outcome as { message: string }).message;
+    assert.equal(message, "bad gateway for a request with Authorization: Bearer [redacted]");
+  }
+  // Nor its first part, where the message is cut.
+  const cut = await new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: token,
+    fetch: () =>
+      Promise.resolve(new Response(`${"x".repeat(190)} Bearer ${token}`, { status: 502 })),
+  }).wait("default", 30, signal);
+  assert.ok(!(cut as { message: string }).message.includes(token.slice(0, 2)), "no part of it");
+  // Nor a redirect that puts it in its Location.
+  const redirected = await new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    agentToken: token,
+    fetch: () =>
+      Promise.resolve(
+        new Response(null, { status: 302, headers: { Location: `/login?token=${token}` } }),
+      ),
+  }).wait("default", 30, signal);
+  assert.equal(redirected.kind, "redirect");
+  assert.match((redirected as { message: string }).message, /"\/login\?token=\[redacted\]"/);
+});
+
 Deno.test("a wait of 30 days is not given up as it starts", async () => {
   // AbortSignal.timeout fires a delay beyond 2^31 - 1 ms at once: every wait failed in 1 ms with
   // "no answer within 2592010 s".
@@ -297,4 +351,80 @@ Deno.test("an ack's answer gives its lease's end when it says one; any other 2xx
   );
   assert.deepEqual(outcome, { kind: "acked" });
   assert.ok(pulled() <= MAX_ANSWER_BYTES + 2 * (1 << 20), `${pulled()} bytes read`);
+});
+
+Deno.test("a Retry-After date is read against the answer's Date: a dashboard clock hours off waits what it said", async () => {
+  const agentNow = Date.parse("2026-12-03T10:00:00Z");
+  for (const offsetHours of [3, -3, 0]) {
+    const dashboardNow = agentNow + offsetHours * 3_600_000;
+    const client = new DashboardClient({
+      dashboardUrl: "http://dashboard.invalid",
+      agentId: "agent-1",
+      now: () => agentNow,
+      fetch: () =>
+        Promise.resolve(
+          Response.json({ error: "busy" }, {
+            status: 503,
+            headers: {
+              Date: new Date(dashboardNow).toUTCString(),
+              "Retry-After": new Date(dashboardNow + 30_000).toUTCString(),
+            },
+          }),
+        ),
+    });
+    const outcome = await client.wait("default", 30, signal);
+    assert.equal(outcome.kind, "throttled", `${offsetHours} h`);
+    assert.equal(
+      outcome.kind === "throttled" ? outcome.retryAfterMs : undefined,
+      30_000,
+      `dashboard clock ${offsetHours} h off`,
+    );
+  }
+  // Without a Date that reads as a time, the agent's own clock is all there is.
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    now: () => agentNow,
+    fetch: () =>
+      Promise.resolve(
+        new Response("busy", {
+          status: 429,
+          headers: { Date: "yesterday", "Retry-After": new Date(agentNow + 20_000).toUTCString() },
+        }),
+      ),
+  });
+  const outcome = await client.wait("default", 30, signal);
+  assert.equal(outcome.kind === "throttled" ? outcome.retryAfterMs : undefined, 20_000);
+});
+
+Deno.test("params keys the agent does not use are not held against a delivered command", async () => {
+  // Another dashboard's (a Stacker one's priority is a number; a serializer of options writes
+  // null): refused, the command was an unusable answer, never acked nor run.
+  const params = {
+    priority: 5,
+    ttl_secs: 0,
+    metadata: null,
+    deployment_hash: "",
+    timeout_secs: null,
+    custom: { kept: true },
+  };
+  for (
+    const answer of [
+      { id: "c1", name: "echo a", params },
+      { item: { command_id: "c1", type: "echo a", parameters: params } },
+    ]
+  ) {
+    const outcome = await clientAnswering(() => Response.json(answer)).wait("default", 30, signal);
+    assert.equal(outcome.kind, "command", JSON.stringify(outcome));
+    const command = (outcome as { command: DeliveredCommand }).command;
+    assert.equal(command.params.timeout_secs, undefined, "null is no deadline of its own");
+    assert.equal(command.params.priority, undefined);
+    assert.equal(command.params.metadata, undefined);
+    assert.deepEqual(command.params.custom, { kept: true });
+  }
+  // The one it uses is still checked.
+  const outcome = await clientAnswering(() =>
+    Response.json({ id: "c1", name: "echo a", params: { timeout_secs: -1 } })
+  ).wait("default", 30, signal);
+  assert.equal(outcome.kind, "invalid");
 });

@@ -7,6 +7,8 @@ import {
   parseProcStat,
   runHeartbeat,
 } from "../../src/agent/mod.ts";
+import { DashboardClient } from "../../src/agent/client.ts";
+import { fleetHeartbeat } from "../../src/agent/heartbeat.ts";
 import { StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, RecordingClock } from "./_helpers.ts";
 
@@ -185,4 +187,42 @@ Deno.test("the heartbeat posts samples to the webhook with a bounded retry", asy
     }
     assert.ok(logs.records.some((r) => r.webhook === `${stub.url}/…`));
   });
+});
+
+Deno.test("a heartbeat the dashboard refuses is one warning per answer, not silence nor one a sample", async () => {
+  using logs = captureLogs();
+  const answers = [413, 413, 413, 401, 401, 500, 503, 200, 413];
+  let at = 0;
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    fetch: () =>
+      Promise.resolve(
+        answers[at] === 200
+          ? Response.json({ recorded: true })
+          : Response.json({ error: `refused ${answers[at]}` }, { status: answers[at] }),
+      ),
+  });
+  const send = fleetHeartbeat({
+    client,
+    version: "1.0.0",
+    deploymentHash: "default",
+    instanceId: () => "i-1",
+    labels: { role: "web" },
+  });
+  const sample = await new MetricsCollector("agent-1", {}, () => 0).collect();
+  for (at = 0; at < answers.length; at++) await send(sample, new AbortController().signal);
+  const warnings = logs.records.filter((r) => r.level === "warning");
+  // A refusal does not go away by itself: the fleet view lacks the figures and labels until
+  // someone acts, so it is said (once per answer); a 5xx is the poll loop's to tell.
+  assert.deepEqual(warnings.map((r) => [r.status, r.error]), [
+    [413, "refused 413"],
+    [401, "refused 401"],
+  ]);
+  assert.match(String(warnings[0].message), /refused the heartbeat/);
+  assert.equal(
+    logs.records.filter((r) => r.message === "heartbeat not delivered to the dashboard").length,
+    6,
+    "the rest at debug level",
+  );
 });

@@ -228,6 +228,31 @@ Deno.test("a command whose id cannot name a path gets no cancel-wait nor live ou
   assert.ok(!logs.has(/live output stopped/));
 });
 
+Deno.test("a delivered timeout_secs above the agent's maximum is capped there, and one with a fraction kept", async () => {
+  // Any dashboard's: this one takes whole seconds up to a day at enqueue, but a deadline the
+  // agent caps anyway (README) made the whole command an unusable answer, never run.
+  using _logs = captureLogs();
+  await using stub = new StubDashboard();
+  const agent = start(stub, {
+    executor: undefined,
+    exec: { allowedPrograms: ["sleep"], cgroups: false, maxTimeoutSecs: 1 }, // beside other tests
+  });
+  stub.enqueue(command("huge", "sleep 30", { timeout_secs: 1e9 }));
+  stub.enqueue(command("fraction", "sleep 30", { timeout_secs: 0.5 }));
+  await stub.until(() => stub.reports.length === 2, 15_000, "two reports");
+  await finish(agent);
+  const [huge, fraction] = stub.reports;
+  assert.equal(huge.command_id, "huge");
+  assert.equal(huge.status, "timeout");
+  assert.match(
+    String(huge.error),
+    /^deadline of 1 s \(it asked for 1000000000 s; COMMAND_TIMEOUT_MAX_SECS caps it\): SIGTERM /,
+  );
+  assert.equal(fraction.command_id, "fraction");
+  assert.equal(fraction.status, "timeout");
+  assert.match(String(fraction.error), /^deadline of 0\.5 s: SIGTERM was sent at /);
+});
+
 Deno.test("a command redelivered after a crash mid-run is reported interrupted, not run", async () => {
   using _logs = captureLogs();
   const dir = Deno.makeTempDirSync();
@@ -360,6 +385,37 @@ Deno.test("a report refused for good (404) is dropped with an error, not sent ag
   await finish(agent);
   assert.equal(stub.seen.filter((s) => s.kind === "report").length, 1);
   assert.equal(agent.executor.runs.length, 1);
+});
+
+Deno.test("a report refused as too large (413: a proxy's body limit) is sent again without its output", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  // A proxy in front of the dashboard that takes at most 2000 bytes of a body.
+  stub.override = (seen) => {
+    if (seen.kind === "report" && JSON.stringify(seen.body).length > 2000) {
+      return new Response("<html>413 Request Entity Too Large</html>", { status: 413 });
+    }
+  };
+  const executor = new FakeExecutor();
+  executor.behaviour = () => Promise.resolve(success("x".repeat(5000)));
+  const agent = start(stub, { executor });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 1, 15_000, "the report");
+  await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 2);
+  const report = stub.reports[0];
+  assert.equal(report.status, "success");
+  const result = report.result as Record<string, unknown>;
+  assert.equal(result.exit_code, 0);
+  assert.equal(result.stdout, "");
+  assert.equal(result.stdout_truncated_bytes, 5000, "the output it could not carry is counted");
+  assert.equal(agent.state.journal.get("cmd-1")?.state, "accepted");
+  assert.equal(executor.runs.length, 1);
+  const told = logs.records.find((r) => /too large/.test(String(r.message)));
+  assert.equal(told?.level, "warning");
+  assert.equal(told?.commandId, "cmd-1");
+  assert.ok(!logs.has(/refused the report for good/), "not dropped");
 });
 
 Deno.test("a redirected report is not followed, and is kept and sent again", async (t) => {
@@ -720,6 +776,109 @@ Deno.test("429 with Retry-After: 2 delays the next request by at least 2 s", asy
   assert.ok(logs.has(/asked the agent to wait/));
 });
 
+Deno.test("a dashboard that keeps answering 429 with Retry-After is told of once, not once a request", async () => {
+  using logs = captureLogs();
+  const clock = new RecordingClock();
+  let calls = 0;
+  const stop = new AbortController();
+  const fakeFetch: typeof fetch = () => {
+    calls++;
+    if (calls === 22) stop.abort();
+    if (calls > 20) return Promise.resolve(new Response(null, { status: 204 }));
+    // 429 then 503 each say when to come back; a change of status is told again, once.
+    return Promise.resolve(
+      Response.json({ error: "busy" }, {
+        status: calls <= 15 ? 429 : 503,
+        headers: { "Retry-After": "1" },
+      }),
+    );
+  };
+  await runAgent({
+    dashboardUrl: "http://127.0.0.1:9",
+    agentId: "agent-1",
+    heartbeat: false,
+    executor: new FakeExecutor(),
+    state: memoryAgentState(),
+    fetch: fakeFetch,
+    clock,
+  }, stop.signal);
+  const told = logs.records.filter((r) => /asked the agent to wait/.test(String(r.message)));
+  assert.equal(told.length, 20, "every one is in the log");
+  assert.deepEqual(
+    told.filter((r) => r.level !== "debug").map((r) => [r.level, r.status]),
+    [["warning", 429], ["warning", 503]],
+    "a warning when it starts and when its status changes; debug while it goes on",
+  );
+  assert.deepEqual(clock.sleeps.slice(0, 20), Array(20).fill(1000), "each Retry-After waited");
+  const again = logs.records.filter((r) => /answers again/.test(String(r.message)));
+  assert.equal(again.length, 1);
+  assert.equal(again[0].times, 20);
+});
+
+Deno.test("a trouble that goes on is one line, not one a request, until the dashboard answers", async (t) => {
+  // Each such answer waits out a back-off of up to POLLING_BACKOFF_MAX_SECS: a wrong token,
+  // DASHBOARD_URL or certificate left for a day wrote thousands of the same line.
+  const answers: Array<[string, () => Response, RegExp]> = [
+    [
+      "401",
+      () => Response.json({ error: "invalid signature" }, { status: 401 }),
+      /refused the agent's credentials/,
+    ],
+    ["403", () => Response.json({ error: "no scope" }, { status: 403 }), /forbids this agent/],
+    ["404", () => new Response("not found", { status: 404 }), /refused the wait request \(404\)/],
+    [
+      "302",
+      () => new Response(null, { status: 302, headers: { Location: "https://elsewhere/" } }),
+      /redirected the wait request/,
+    ],
+    ["unusable 200", () => Response.json({ id: 5 }), /with something unexpected/],
+    ["502", () => new Response("bad gateway", { status: 502 }), /failed the wait request \(502\)/],
+    [
+      "a certificate refused",
+      () => {
+        throw new TypeError("error sending request", {
+          cause: new Error("invalid peer certificate: UnknownIssuer"),
+        });
+      },
+      /dashboard unreachable/,
+    ],
+  ];
+  for (const [what, answer, message] of answers) {
+    await t.step(what, async () => {
+      using logs = captureLogs();
+      const clock = new RecordingClock();
+      let calls = 0;
+      const stop = new AbortController();
+      await runAgent({
+        dashboardUrl: "http://127.0.0.1:9",
+        agentId: "agent-1",
+        pollingBackoffSecs: 1,
+        heartbeat: false,
+        executor: new FakeExecutor(),
+        state: memoryAgentState(),
+        clock,
+        fetch: () => {
+          calls++;
+          if (calls === 7) stop.abort();
+          try {
+            return Promise.resolve(calls <= 5 ? answer() : new Response(null, { status: 204 }));
+          } catch (error) {
+            return Promise.reject(error);
+          }
+        },
+      }, stop.signal);
+      const told = logs.records.filter((r) => message.test(String(r.message)));
+      assert.equal(told.length, 5, "every one is in the log");
+      const level = told[0].level === "warning" ? "warning" : "error";
+      assert.deepEqual(told.map((r) => r.level), [level, "debug", "debug", "debug", "debug"]);
+      assert.equal(clock.sleeps.length >= 5, true, "each backed off");
+      const again = logs.records.filter((r) => /answers again/.test(String(r.message)));
+      assert.equal(again.length, 1);
+      assert.equal(again[0].times, 5);
+    });
+  }
+});
+
 Deno.test("a Retry-After of 0, in the past or malformed never makes the agent poll without a pause", async (t) => {
   for (const retryAfter of ["0", "Thu, 01 Jan 1970 00:00:05 GMT", "-5"]) {
     await t.step(`Retry-After: ${retryAfter}`, async () => {
@@ -909,8 +1068,12 @@ Deno.test("401 and 403 are logged with their reason and backed off", async (t) =
         headers: { Date: new Date(clock0() + 3600_000).toUTCString() },
       })
     );
-    const record = logs.records.find((r) => /clock is off/.test(String(r.message)));
+    const record = logs.records.find((r) => /request time/.test(String(r.message)));
     assert.ok(record, "skew logged");
+    // Whose clock is wrong the agent cannot tell: a dashboard's hours off is as likely.
+    assert.match(String(record.message), /clock and the agent's differ by 36\d\d s /);
+    assert.match(String(record.message), /fix the one that is wrong \(NTP\)/);
+    assert.doesNotMatch(String(record.message), /the agent's clock is off/);
     assert.ok(Math.abs(Number(record.clockOffsetSecs) - 3600) <= 2, String(record.message));
     assert.ok(clock.sleeps.length >= 2, "backed off");
   });

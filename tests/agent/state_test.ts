@@ -255,6 +255,25 @@ Deno.test("journal keeps only summaries: output dropped, byte counts kept", () =
   assert.equal(journal.durable, false);
 });
 
+Deno.test("a summary counts the bytes of base64 output, not its base64 characters", () => {
+  // Sent when a dashboard lost a result it had accepted, or the outbox file was lost: its counts
+  // are then what the dashboard keeps of output that every byte is delivered or counted of.
+  const bytes = new Uint8Array([0xff, 0xfe, 0x00, 0x80, 0x41]); // not UTF-8
+  const full = report("a", btoa(String.fromCharCode(...bytes)));
+  full.result = {
+    ...full.result!,
+    stdout_encoding: "base64",
+    stdout_truncated_bytes: 10,
+    stderr: "AAE=",
+    stderr_encoding: "base64",
+  };
+  const summary = summarizeReport(full);
+  assert.equal(summary.result?.stdout, "");
+  assert.equal(summary.result?.stdout_truncated_bytes, 10 + 5);
+  assert.equal(summary.result?.stderr, "");
+  assert.equal(summary.result?.stderr_truncated_bytes, 2);
+});
+
 Deno.test("journal pruning", async (t) => {
   await t.step("drops accepted entries after the retention, never unaccepted ones", () => {
     const dir = Deno.makeTempDirSync();

@@ -35,6 +35,13 @@ Deno.test("common zod issues are told as what the field must be", () => {
     [z.object({ o: z.object({}) }), { o: [] }, 'field "o": must be an object, not an array'],
     [z.object({ e: z.enum(["a", "b"]) }), { e: "c" }, 'field "e": must be one of "a", "b"'],
     [z.object({ n: z.number() }), {}, 'field "n": is required (expected number)'],
+    // JSON's 1e400 parses as Infinity: not "a Infinity".
+    [
+      z.object({ n: z.number() }),
+      JSON.parse('{"n": 1e400}'),
+      'field "n": must be a number, not Infinity',
+    ],
+    [z.object({ n: z.number() }), { n: NaN }, 'field "n": must be a number, not NaN'],
   ];
   for (const [schema, value, message] of cases) assert.equal(said(schema, value), message);
 });
