@@ -212,6 +212,7 @@ export class CommandExecution {
           }
           return "stop";
         }
+        if (outcome.kind === "throttled") return { retryAfterMs: outcome.retryAfterMs };
         return outcome.kind === "aborted" ? "stop" : "retry";
       },
     });

@@ -21,6 +21,11 @@ export type ChunkOutcome =
   | "sent"
   /** Failed for now (network, 5xx, 429): the same chunk is sent again later. */
   | "retry"
+  /**
+   * Failed for now, and the dashboard said when to come back (`429`, `503` or `507` with
+   * `Retry-After`): nothing is sent before then.
+   */
+  | { retryAfterMs: number }
   /** Refused for good (no such endpoint, not this agent's): live output stops for this command. */
   | "stop";
 
@@ -217,6 +222,8 @@ export class OutputStreamer {
     let failures = 0;
     // After a failure, nothing is sent before this time, however much output arrives.
     let retryAt = -Infinity;
+    // The longest a failure holds the output back (longer when the dashboard said so).
+    let holdMs = MAX_RETRY_SPACING_MS;
     while (!signal.aborted) {
       const waiting = this.#waiting();
       if (waiting === 0) {
@@ -228,7 +235,7 @@ export class OutputStreamer {
       // A wall clock set back since the last send (or failure) would hold the output for as long
       // as the step: those times move back with it.
       if (this.#lastSendAt > now) this.#lastSendAt = now;
-      retryAt = Math.min(retryAt, now + MAX_RETRY_SPACING_MS);
+      retryAt = Math.min(retryAt, now + holdMs);
       const sinceLast = now - this.#lastSendAt;
       const due = Math.max(
         retryAt - now,
@@ -257,6 +264,7 @@ export class OutputStreamer {
       if (outcome === "sent") {
         failures = 0;
         retryAt = -Infinity;
+        holdMs = MAX_RETRY_SPACING_MS;
         this.#sent++;
         // Bytes dropped meanwhile moved the offset already; take away what is left of the chunk.
         this.#consume(stream, Math.max(0, offset + data.length - stream.offset));
@@ -264,8 +272,13 @@ export class OutputStreamer {
         this.#stopped = true;
         for (const pending of Object.values(this.#streams)) this.#consume(pending, pending.bytes);
         return;
+      } else if (typeof outcome === "object") {
+        failures++;
+        holdMs = Math.max(MAX_RETRY_SPACING_MS, outcome.retryAfterMs);
+        retryAt = this.#clock.now() + outcome.retryAfterMs;
       } else {
         failures++;
+        holdMs = MAX_RETRY_SPACING_MS;
         retryAt = this.#clock.now() +
           Math.min(this.#options.intervalMs * 2 ** Math.min(failures, 4), MAX_RETRY_SPACING_MS);
       }

@@ -157,3 +157,24 @@ Deno.test("output streamer waits out its back-off after a failure, however much 
   await clock.advanceAsync(1000); // what is left goes within the finish time
   await finished;
 });
+
+Deno.test("output streamer waits as long as a throttled chunk's Retry-After says, past its own back-off", async () => {
+  // A dashboard on a full disk answers 507 with Retry-After: 30; live output came back every 2-10 s.
+  const clock = new FakeClock(0);
+  const sink = recorder([{ retryAfterMs: 30_000 }]);
+  const streamer = new OutputStreamer({ attempt: 1, send: sink.send, clock });
+  streamer.push("stdout", bytes("a"));
+  await settle();
+  assert.equal(sink.sent.length, 1);
+  for (let i = 0; i < 29; i++) {
+    streamer.push("stdout", new Uint8Array(20 * 1024));
+    await clock.advanceAsync(1000);
+  }
+  assert.equal(sink.sent.length, 1, "no request in the 30 s the dashboard asked for");
+  await clock.advanceAsync(1000);
+  assert.equal(sink.sent.length, 2);
+  assert.equal(sink.sent[1].offset, 0, "the throttled bytes go again first");
+  const finished = streamer.finish(1000);
+  await clock.advanceAsync(1000);
+  await finished;
+});
