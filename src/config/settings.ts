@@ -172,7 +172,36 @@ const dashboardUrl = url.superRefine((s, ctx) => {
   } catch {
     return; // told by `url`
   }
-  if ((u.protocol === "http:" || u.protocol === "https:") && (u.username || u.password)) {
+  if (u.protocol !== "http:" && u.protocol !== "https:") return; // told by `url`
+  // The URL parser drops or escapes these without a word: a space in the path would be sent as
+  // `%20` (every request answered 404), a control character dropped.
+  // deno-lint-ignore no-control-regex -- the control characters are what it finds
+  const odd = /[\s\x00-\x1f\x7f]/.exec(s);
+  if (odd) {
+    ctx.addIssue({
+      code: "custom",
+      message: odd[0] === " "
+        ? "it holds a space, which no URL does; leave it out (or write it as %20 in a path)"
+        : `it holds the control character ${JSON.stringify(odd[0])}; leave it out`,
+      params: { reason: true },
+    });
+    return;
+  }
+  // The base URL's query and fragment are never sent: status puts its own path and query on it.
+  const extra = u.search || u.hash || (/[?#]/.exec(s)?.[0]);
+  if (extra) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        `its ${extra.startsWith("#") ? "fragment" : "query"} ${
+          JSON.stringify(extra)
+        } would never be sent (status adds its own path and query to the base URL); give the ` +
+        `base URL without it: ${JSON.stringify(u.origin + u.pathname)}`,
+      params: { reason: true },
+    });
+    return;
+  }
+  if (u.username || u.password) {
     ctx.addIssue({
       code: "custom",
       message: "a user name or password in it would be sent in the Authorization header the " +
@@ -185,7 +214,7 @@ const dashboardUrl = url.superRefine((s, ctx) => {
   // "no command"). A path before `/api` is a proxy's prefix and stays, and so does one that only
   // goes on past `/api/` (`/api/fleet/`: a proxy's prefix too).
   const api = /\/api(?:\/v1(?:\/|$)|\/?$)/.exec(u.pathname);
-  if ((u.protocol === "http:" || u.protocol === "https:") && api) {
+  if (api) {
     ctx.addIssue({
       code: "custom",
       message: `its path holds ${JSON.stringify(u.pathname.slice(api.index))}, which status ` +
@@ -224,7 +253,7 @@ const SPECS = {
   dashboardUrl: {
     env: "DASHBOARD_URL",
     description:
-      "Base URL of the dashboard the agent and operator commands talk to (no user or password in it)",
+      "Base URL of the dashboard the agent and operator commands talk to (no user, password, query or fragment in it)",
     default: defaults.DEFAULT_DASHBOARD_URL,
     expected: "an http:// or https:// URL",
     schema: dashboardUrl,

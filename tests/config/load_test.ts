@@ -213,6 +213,66 @@ Deno.test("a dashboard URL with a proxy's path prefix loads as it is", () => {
   }
 });
 
+Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or mangled is refused", async (t) => {
+  const cases: Array<[string, string, string]> = [
+    [
+      "a query",
+      "http://h:5000/?token=x",
+      'its query "?token=x" would never be sent (status adds its own path and query to the base URL); give the base URL without it: "http://h:5000/"',
+    ],
+    [
+      "an empty query",
+      "https://ops.example/status?",
+      'its query "?" would never be sent (status adds its own path and query to the base URL); give the base URL without it: "https://ops.example/status"',
+    ],
+    [
+      "a fragment",
+      "http://h:5000/#console",
+      'its fragment "#console" would never be sent (status adds its own path and query to the base URL); give the base URL without it: "http://h:5000/"',
+    ],
+    [
+      "a space in the path",
+      "http://h:5000/status panel",
+      "it holds a space, which no URL does; leave it out (or write it as %20 in a path)",
+    ],
+    [
+      "a control character",
+      "http://h:5000\u0000",
+      'it holds the control character "\\u0000"; leave it out',
+    ],
+  ];
+  for (const [name, url, why] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () =>
+          loadSettings({
+            roles: ["operator"],
+            env: {},
+            cwd: tempDir({ "config.json": JSON.stringify({ dashboard_url: url }) }),
+          }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(
+            error.message,
+            `DASHBOARD_URL from config.json must be an http:// or https:// URL, got ${
+              JSON.stringify(url)
+            }: ${why}`,
+          );
+          return true;
+        },
+      );
+    });
+  }
+  await t.step("spaces around it are still trimmed", () => {
+    const { settings } = loadSettings({
+      roles: ["operator"],
+      env: { DASHBOARD_URL: " http://h:5000/status " },
+      cwd: tempDir(),
+    });
+    assert.equal(settings.dashboardUrl, "http://h:5000/status");
+  });
+});
+
 Deno.test("a secret's bad value is not repeated in the error, but where a good one comes from is", () => {
   const cwd = tempDir();
   try {
