@@ -188,6 +188,28 @@ function unusualCharacters(line: string): string {
 }
 
 /**
+ * Why `parseEnv` would read less of a value than its line holds, or `undefined` when it reads it
+ * all: a `#` right after a character of an unquoted value starts a comment there (`ab#cd` is
+ * `ab`), and a quoted value ends at its first closing quote unless the line ends with the quote
+ * (`"web"-1` is `web`).
+ */
+function cutShort(value: string): string | undefined {
+  const rest = value.replace(/[ \t]+$/, "");
+  const quote = rest[0];
+  if (quote === '"' || quote === "'" || quote === "`") {
+    if (rest.length > 1 && rest.endsWith(quote)) return undefined;
+    const after = rest.slice(rest.indexOf(quote, 1) + 1);
+    if (/^[ \t]*(#|$)/.test(after)) return undefined;
+    return `with more after its closing ${quote}, which would not be read; put the whole value ` +
+      `inside the quotes`;
+  }
+  if (!/[^ \t]#/.test(rest)) return undefined;
+  return "with a # right after other characters, where a comment starts: what follows it " +
+    'would not be read; quote the value ("...") to keep the #, or put a space before it to ' +
+    "begin a comment";
+}
+
+/**
  * Parses a `.env` file, rejecting lines that are not `NAME=value`, comments or blank. A byte
  * order mark at the start is skipped; a line the parser would not read as the `NAME=value` it
  * looks like (a non-breaking space before the name, a tab after `export`) is an error.
@@ -195,6 +217,9 @@ function unusualCharacters(line: string): string {
  * @param text The file's contents.
  * @param label How the file is named in errors.
  * @param repeated Told of each variable set on more than one line (the last one is read).
+ * @param whole Whether a variable's value must be read whole (a setting's): a line whose value
+ *   the parser would cut short without a word (`TOKEN=ab#cd` reads `ab`, `ID="web"-1` reads
+ *   `web`) is then an error. Other programs' variables are read as the parser reads them.
  * @returns The variables.
  * @throws {ConfigError} On a malformed line, naming its number.
  */
@@ -202,6 +227,7 @@ export function parseEnvFile(
   text: string,
   label: string,
   repeated?: (name: string, lines: number[]) => void,
+  whole: (name: string) => boolean = () => false,
 ): Record<string, string> {
   text = withoutBom(text);
   const lines = text.split(/\r?\n/);
@@ -229,6 +255,12 @@ export function parseEnvFile(
     const quote = value[0];
     if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
       openQuote = { quote, line: i + 1, name: match[1] };
+    } else if (whole(match[1])) {
+      const cut = cutShort(value);
+      if (cut !== undefined) {
+        // The value is not quoted: it may be a secret.
+        throw new ConfigError(`${label} line ${i + 1} sets ${match[1]} to a value ${cut}`);
+      }
     }
   }
   if (openQuote) {
@@ -437,7 +469,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
         `${envFile.label} sets ${name} on lines ${lines.join(", ")}; the last one (line ` +
           `${lines.at(-1)}) is read`,
       );
-    })
+    }, (name) => settingNames.has(name))
     : {};
   // A .env may hold other programs' variables too: only a name near a setting's is a likely typo
   // (POLLING_TIMEOUT for POLLING_TIMEOUT_SECS), whose setting would silently keep its default.

@@ -574,6 +574,67 @@ Deno.test(".env and config.json: a byte order mark is skipped, a line not read a
   }
 });
 
+Deno.test("a setting's value in .env that the parser would cut short is refused, naming the line", async (t) => {
+  const cut = [
+    // An unquoted # right after other characters starts a comment: the token would be "abcdefghij".
+    [
+      "STATUS_ADMIN_TOKEN=abcdefghij#klmnopqrstuvwxyz\n",
+      '.env line 1 sets STATUS_ADMIN_TOKEN to a value with a # right after other characters, where a comment starts: what follows it would not be read; quote the value ("...") to keep the #, or put a space before it to begin a comment',
+    ],
+    [
+      "AGENT_ID=a\nCOMMAND_ENV=A=1,B=x#y\n",
+      '.env line 2 sets COMMAND_ENV to a value with a # right after other characters, where a comment starts: what follows it would not be read; quote the value ("...") to keep the #, or put a space before it to begin a comment',
+    ],
+    // A quoted value ends at its closing quote: "-1" would be dropped.
+    [
+      'AGENT_ID="web"-1\n',
+      '.env line 1 sets AGENT_ID to a value with more after its closing ", which would not be read; put the whole value inside the quotes',
+    ],
+    [
+      "AGENT_ID='web' 1  \n",
+      ".env line 1 sets AGENT_ID to a value with more after its closing ', which would not be read; put the whole value inside the quotes",
+    ],
+  ];
+  for (const [text, message] of cut) {
+    await t.step(`refused: ${JSON.stringify(text)}`, () => {
+      assert.throws(
+        () => loadSettings({ roles: ["agent", "server"], env: {}, cwd: tempDir({ ".env": text }) }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.message, message);
+          // A secret's value is not shown.
+          assert.ok(!error.message.includes("klmno"));
+          return true;
+        },
+      );
+    });
+  }
+  await t.step(
+    "comments after a space or a closing quote, and a quoted #, are read as meant",
+    () => {
+      const cwd = tempDir({
+        ".env": [
+          "AGENT_ID=web-1 # the id",
+          'DEPLOYMENT_HASH="prod"  # the deployment',
+          "AGENT_TOKEN='abcdefghij#klmnopqrstuvwxyz'",
+          'AGENT_LABELS="zone=eu"#a comment',
+          "POLLING_TIMEOUT_SECS=10\t# seconds",
+          // Other programs' variables are read as the parser reads them, without a word.
+          "OTHER_PROGRAM_COLOUR=#fff",
+          "OTHER_PROGRAM_URL=http://x/#y",
+          "",
+        ].join("\n"),
+      });
+      const { settings } = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.equal(settings.agentId, "web-1");
+      assert.equal(settings.deploymentHash, "prod");
+      assert.equal(settings.agentToken, "abcdefghij#klmnopqrstuvwxyz");
+      assert.deepEqual(settings.agentLabels, { zone: "eu" });
+      assert.equal(settings.pollingTimeoutSecs, 10);
+    },
+  );
+});
+
 Deno.test("unknown config.json keys cost little however long or many they are", async (t) => {
   const { nearest, editDistance } = await import("../../src/config/suggest.ts");
   await t.step("the edit distance is unchanged", () => {
