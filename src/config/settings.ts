@@ -92,6 +92,8 @@ const SECS_FROM_0 = `a whole number of seconds from 0 to ${MAX_SECS} (a year)`;
 const BOOL_RULE = "true or false (or yes/no, on/off, 1/0)";
 
 const bool = z.preprocess((v) => {
+  // config.json's 1 and 0, as the rule says: "live_output": 0.
+  if (v === 1 || v === 0) return v === 1;
   const s = fromString(v);
   if (typeof s !== "string") return s;
   const lower = s.toLowerCase();

@@ -1084,6 +1084,33 @@ Deno.test("a settings file saved as UTF-16 is named as such, not quoted as noise
   }
 });
 
+Deno.test("config.json may give an on/off setting as 1 or 0, as its error says", async (t) => {
+  await t.step("1 and 0 are read", () => {
+    const cwd = tempDir({
+      "config.json": JSON.stringify({ live_output: 0, daemon: 1, wait_require_signature: 1 }),
+    });
+    const { settings } = loadSettings({ roles: ["agent", "server"], env: {}, cwd });
+    assert.equal(settings.liveOutput, false);
+    assert.equal(settings.daemon, true);
+    assert.equal(settings.waitRequireSignature, true);
+  });
+  for (const value of [2, -1, 0.5, "2"]) {
+    await t.step(`${JSON.stringify(value)} is refused`, () => {
+      const cwd = tempDir({ "config.json": JSON.stringify({ live_output: value }) });
+      assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          `LIVE_OUTPUT from config.json must be true or false (or yes/no, on/off, 1/0), got ${
+            JSON.stringify(value)
+          }`,
+        );
+        return true;
+      });
+    });
+  }
+});
+
 Deno.test("config.json may give COMMAND_USER's uid as a JSON number", () => {
   const read = (user: unknown) =>
     loadSettings({
