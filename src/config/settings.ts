@@ -107,7 +107,8 @@ const list = z.preprocess(
     if (typeof v === "string") {
       return v.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
     }
-    return v;
+    // config.json's items are trimmed as the environment's are: "/tmp " would match no path.
+    return Array.isArray(v) ? v.map(fromString) : v;
   },
   z.array(z.string().min(1)),
 );

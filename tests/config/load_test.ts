@@ -458,6 +458,32 @@ Deno.test("lists from the environment and arrays from config.json", () => {
       cwd,
     });
     assert.deepEqual(fromEnv.settings.allowedPrograms, ["echo", "ls"]);
+    // Spaces around an array's items are trimmed as the environment's are: "/tmp " matched no
+    // path, " A=1" was refused as no NAME=value.
+    const spaced = loadSettings({
+      roles: ["exec"],
+      env: {},
+      cwd: tempDir({
+        "config.json": JSON.stringify({
+          allowed_programs: [" echo", "ls "],
+          allowed_path_prefixes: ["/tmp ", " /var/tmp"],
+          command_env: [" A=1 "],
+        }),
+      }),
+    });
+    assert.deepEqual(spaced.settings.allowedPrograms, ["echo", "ls"]);
+    assert.deepEqual(spaced.settings.allowedPathPrefixes, ["/tmp", "/var/tmp"]);
+    assert.deepEqual(spaced.settings.commandEnv, ["A=1"]);
+    // An item of spaces only is still refused, as an empty one is.
+    assert.throws(
+      () =>
+        loadSettings({
+          roles: ["exec"],
+          env: {},
+          cwd: tempDir({ "config.json": JSON.stringify({ allowed_programs: ["echo", "  "] }) }),
+        }),
+      /ALLOWED_PROGRAMS from config\.json must be a comma-separated list of program names or absolute paths, got \["echo"," {2}"\]$/,
+    );
   } finally {
     Deno.removeSync(cwd, { recursive: true });
   }
