@@ -158,6 +158,18 @@ function withOptionSuggestion(
   command: Command<unknown[], Record<string, unknown>>,
   text: string,
 ): string {
+  // `--daemon=false`: an on/off flag takes no value, and commander names only the whole word.
+  const valued = /^(error: unknown option '(--[^'=]+)=[^']*')(?:\n\(Did you mean [^\n]*\))?$/
+    .exec(text);
+  const flag = valued && command.options.find((o) => o.long === valued[2] && !o.hidden);
+  if (flag && !flag.required && !flag.optional) {
+    const name = flag.long!.replace(/^--(no-)?/, "");
+    const both = command.options.some((o) => o.long === `--${name}`) &&
+      command.options.some((o) => o.long === `--no-${name}`);
+    return `${valued[1]} (${flag.long} takes no value: give ${
+      both ? `--${name} to turn it on, or --no-${name} to turn it off` : `${flag.long} alone`
+    })`;
+  }
   const unknown = /^error: unknown option '(--[^'=]+)'$/.exec(text);
   if (!unknown) return text;
   const longs = command.options.filter((o) => !o.hidden && o.long).map((o) => o.long!);

@@ -174,6 +174,42 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
   });
 });
 
+Deno.test("an on/off flag given a value says that it takes none, and how to turn it off", async (t) => {
+  for (
+    const [args, expected] of [
+      [
+        ["agent", "--daemon=false"],
+        "error: unknown option '--daemon=false' (--daemon takes no value: give --daemon to turn " +
+        "it on, or --no-daemon to turn it off)",
+      ],
+      [
+        ["agent", "--no-daemon=1"],
+        "error: unknown option '--no-daemon=1' (--no-daemon takes no value: give --daemon to " +
+        "turn it on, or --no-daemon to turn it off)",
+      ],
+      [
+        ["serve", "--accept-v1-signatures=yes"],
+        "error: unknown option '--accept-v1-signatures=yes' (--accept-v1-signatures takes no " +
+        "value: give --accept-v1-signatures to turn it on, or --no-accept-v1-signatures to turn " +
+        "it off)",
+      ],
+      [
+        ["list", "--json=true"],
+        "error: unknown option '--json=true' (--json takes no value: give --json alone)",
+      ],
+      // Not a flag of the command: as before.
+      [["list", "--bogus=1"], "error: unknown option '--bogus=1'"],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, expected);
+    });
+  }
+});
+
 Deno.test("an operator command started without --allow-net exits 2, naming the flag", async () => {
   const port = closedPort();
   const run = await runCli(["list", "--dashboard-url", `http://127.0.0.1:${port}`], { perms: [] });
