@@ -238,6 +238,37 @@ const listenAddress = z.preprocess(
 const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));
 
 /**
+ * The address the dashboard listens on: an IP address or a host name, an IPv6 one with or without
+ * its brackets (`[::1]`, as in a URL, is read as `::1`). A URL or a port in it is refused, saying
+ * what to give: it reached the listener as a host name that does not resolve (and in dev mode was
+ * said not to be a loopback address).
+ */
+const bindAddress = text(255).superRefine((s, ctx) => {
+  const refuse = (message: string) =>
+    ctx.addIssue({ code: "custom", message, params: { reason: true } });
+  if (/\s/.test(s)) return refuse("it holds a space; give one address");
+  const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? URL.parse(s) : undefined;
+  if (url !== undefined) {
+    return refuse(
+      `it is a URL; give only its address${
+        url?.hostname ? ` (${JSON.stringify(url.hostname.replace(/^\[(.*)\]$/, "$1"))})` : ""
+      }, and its port with PORT (--port)`,
+    );
+  }
+  const port = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d*)$/.exec(s);
+  if (port) {
+    const address = port[1] ?? port[2];
+    return refuse(
+      address === ""
+        ? "it is a port; give it with PORT (--port), and an address here (or none for 127.0.0.1)"
+        : `it holds a port; give the address alone (${
+          JSON.stringify(address)
+        }) and the port with PORT (--port)`,
+    );
+  }
+}).transform((s) => s.replace(/^\[([^\]]*)\]$/, "$1"));
+
+/**
  * A path setting. A leading `~` is the shell's: from `.env`, `config.json`, a quoted flag or
  * `--state-dir=~/x` it reaches the program as it is, and `~/st` would be a directory named `~`
  * in the working directory, made without a word.
@@ -540,7 +571,7 @@ const SPECS = {
     description: "Address the dashboard listens on",
     default: defaults.DEFAULT_BIND,
     expected: "an IP address or host name",
-    schema: text(255),
+    schema: bindAddress,
     roles: ["server"],
     placeholder: "<addr>",
   },

@@ -1110,6 +1110,51 @@ Deno.test("a settings file saved as UTF-16 is named as such, not quoted as noise
   }
 });
 
+Deno.test("BIND takes an address alone: a URL or a port in it is refused, an IPv6 one's brackets dropped", async (t) => {
+  const bind = (value: string) =>
+    loadSettings({ roles: ["server"], env: { BIND: value }, cwd: tempDir() }).settings.bind;
+  await t.step("addresses and host names, IPv6 with or without brackets", () => {
+    for (const address of ["0.0.0.0", "127.0.0.1", "localhost", "::", "::1", "fe80::1%eth0"]) {
+      assert.equal(bind(address), address);
+    }
+    assert.equal(bind("[::1]"), "::1");
+    assert.equal(bind(" [::] "), "::");
+  });
+  const refused: Array<[string, string]> = [
+    [
+      "0.0.0.0:5000",
+      'it holds a port; give the address alone ("0.0.0.0") and the port with PORT (--port)',
+    ],
+    [
+      "[::1]:5000",
+      'it holds a port; give the address alone ("::1") and the port with PORT (--port)',
+    ],
+    [
+      ":5000",
+      "it is a port; give it with PORT (--port), and an address here (or none for 127.0.0.1)",
+    ],
+    [
+      "http://127.0.0.1:5000/",
+      'it is a URL; give only its address ("127.0.0.1"), and its port with PORT (--port)',
+    ],
+    ["127.0.0.1 ::1", "it holds a space; give one address"],
+  ];
+  for (const [value, why] of refused) {
+    await t.step(`refused: ${value}`, () => {
+      assert.throws(() => bind(value), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          `BIND from the environment must be an IP address or host name, got ${
+            JSON.stringify(value)
+          }: ${why}`,
+        );
+        return true;
+      });
+    });
+  }
+});
+
 Deno.test("config.json may give an on/off setting as 1 or 0, as its error says", async (t) => {
   await t.step("1 and 0 are read", () => {
     const cwd = tempDir({
