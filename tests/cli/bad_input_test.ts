@@ -167,10 +167,42 @@ Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t)
       assert.equal(result.code, 2, result.stderr.join("\n"));
       assert.match(
         result.stderr.join("\n"),
-        new RegExp(`^status: cannot listen on ${bind}:0: ${bind} \\(BIND, --bind\\) ${why}$`),
+        new RegExp(
+          `^status: cannot listen on ${bind}:0: ${bind} \\(BIND from flag --bind\\) ${why}$`,
+        ),
       );
     });
   }
+  // It named --bind whatever set it: an operator who never gave --bind looked for it in vain.
+  await t.step("where it came from, when not from the flag", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(join(dir, "config.json"), '{"bind": "999.1.1.1"}');
+      const fromFile = await run([
+        "serve",
+        "--config",
+        join(dir, "config.json"),
+        "--port",
+        "0",
+        "--db",
+        ":memory:",
+      ], { STATUS_ADMIN_TOKEN: "an-admin-token-of-some-length" });
+      assert.equal(fromFile.code, 2, fromFile.stderr.join("\n"));
+      assert.deepEqual(fromFile.stderr, [
+        `status: cannot listen on 999.1.1.1:0: 999.1.1.1 (BIND from ${
+          join(dir, "config.json")
+        }) is not an IP address or a host name that resolves`,
+      ]);
+      const devMode = await run(["serve", "--port", "0", "--db", ":memory:"], { BIND: "0.0.0.0" });
+      assert.equal(devMode.code, 2, devMode.stderr.join("\n"));
+      assert.match(
+        devMode.stderr.join("\n"),
+        /^status: dev mode .* listens on loopback only, but BIND from the environment is 0\.0\.0\.0;/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });
 
 Deno.test("a dashboard port or METRICS_BIND another process holds says what to do", async (t) => {
