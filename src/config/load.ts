@@ -516,11 +516,30 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   );
 
   const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
-  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key, i) => {
-    // A suggestion for the first few only: a file of many unknown keys is summarized anyway.
-    const suggestion = i < SUGGESTED_KEYS ? nearest(key, known) : undefined;
-    return suggestion === undefined ? { key } : { key, suggestion };
+  // Settings grouped under a key of their own ({"agent": {"agent_id": ...}}) are not read: each
+  // would silently keep its default.
+  const nested = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).flatMap((key) => {
+    const value = json[key];
+    if (value === null || typeof value !== "object" || Array.isArray(value)) return [];
+    const inside = Object.keys(value).filter((k) => known.has(k));
+    return inside.length === 0 ? [] : [{ key, inside }];
   });
+  const nestedWarnings = nested.slice(0, SUGGESTED_KEYS).map(({ key, inside }) => {
+    const shown = key.length <= 64 ? key : `${key.slice(0, 48)}…`;
+    const held = inside.slice(0, 5).map((k) => `"${k}"`).join(", ") +
+      (inside.length > 5 ? ` and ${inside.length - 5} more` : "");
+    return `${configFile!.label} key "${shown}" holds ${held}, which ${
+      inside.length === 1 ? "is" : "are"
+    } not read there: settings are read from the top level of ${configFile!.label} only; ` +
+      `move ${inside.length === 1 ? "it" : "them"} out of "${shown}"`;
+  });
+  const nestedKeys = new Set(nested.map(({ key }) => key));
+  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k) && !nestedKeys.has(k))
+    .map((key, i) => {
+      // A suggestion for the first few only: a file of many unknown keys is summarized anyway.
+      const suggestion = i < SUGGESTED_KEYS ? nearest(key, known) : undefined;
+      return suggestion === undefined ? { key } : { key, suggestion };
+    });
 
   const settings: Record<string, unknown> = {};
   const sources: Partial<Record<SettingKey, string>> = {};
@@ -558,6 +577,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   const warnings = [
     ...repeatedLines,
     ...repeatedJsonKeys,
+    ...nestedWarnings,
     ...misspelt,
     ...misspeltInEnvironment,
     readableSecrets(envFile, (name) => dotenv[name]),

@@ -661,6 +661,31 @@ Deno.test("a setting's value in .env that the parser would cut short is refused,
   );
 });
 
+Deno.test("settings grouped under a key of their own in config.json are warned about, not left silently", () => {
+  const cwd = tempDir({
+    "config.json": JSON.stringify({
+      agent_id: "web-1",
+      agent: { polling_timeout_secs: 10, deployment_hash: "prod", colour: "blue" },
+      dashboard: { port: 6000 },
+      // Not settings inside: an unknown key as any other.
+      extras: { colour: "blue" },
+      // The Status Panel's own keys are left alone, whatever they hold.
+      reqdata: { port: 1 },
+    }),
+  });
+  const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+  assert.equal(loaded.settings.pollingTimeoutSecs, 30);
+  assert.deepEqual(loaded.warnings, [
+    'config.json key "agent" holds "polling_timeout_secs", "deployment_hash", which are not read ' +
+    "there: settings are read from the top level of config.json only; move them out of " +
+    '"agent"',
+    'config.json key "dashboard" holds "port", which is not read there: settings are read from ' +
+    'the top level of config.json only; move it out of "dashboard"',
+  ]);
+  // Said once: not again as an unknown key with a "did you mean".
+  assert.deepEqual(loaded.unknownKeys, [{ key: "extras" }]);
+});
+
 Deno.test("unknown config.json keys cost little however long or many they are", async (t) => {
   const { nearest, editDistance } = await import("../../src/config/suggest.ts");
   await t.step("the edit distance is unchanged", () => {
@@ -977,6 +1002,9 @@ Deno.test("a setting repeated in config.json is warned about; the last one is re
       assert.deepEqual(loaded.warnings, [
         'config.json sets "agent_id" 3 times; the last one is read',
         'config.json sets "polling_timeout_secs" 2 times; the last one is read',
+        // Not repeated: inside another key, where it is not read (said once).
+        'config.json key "nested" holds "agent_id", which is not read there: settings are read ' +
+        'from the top level of config.json only; move it out of "nested"',
       ]);
     } finally {
       Deno.removeSync(cwd, { recursive: true });
