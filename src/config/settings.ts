@@ -14,6 +14,7 @@ import {
 import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
+import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -112,6 +113,31 @@ const list = z.preprocess(
   },
   z.array(z.string().min(1)),
 );
+
+/**
+ * Holds each item of a list setting to a rule of the exec policy, naming the first item refused
+ * and why (with how to separate items when it holds a space): the policy refused it only when the
+ * agent built its executor, in words that named neither the setting nor where it came from.
+ */
+function itemsBy(
+  problemOf: (item: string) => string | undefined,
+  items: string,
+): (list: string[], ctx: z.RefinementCtx) => void {
+  return (list, ctx) => {
+    for (const item of list) {
+      // An empty item is refused by the list's own rule.
+      const problem = item === "" ? undefined : problemOf(item);
+      if (problem === undefined) continue;
+      const spaced = /\s/.test(item) ? `; separate ${items} with commas` : "";
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(item)} ${problem}${spaced}`,
+        params: { reason: true },
+      });
+      return;
+    }
+  };
+}
 
 /**
  * A list as {@link list} reads it, for a schema that holds its items to more: what is no list (a
@@ -402,7 +428,7 @@ const SPECS = {
     description: "Programs commands may run: names or absolute paths, comma-separated",
     default: ["echo", "sleep", "ls", "tar", "gzip", "uname", "date", "df", "du"],
     expected: "a comma-separated list of program names or absolute paths",
-    schema: list,
+    schema: list.superRefine(itemsBy(allowedProgramProblem, "programs")),
     roles: ["agent", "exec"],
     placeholder: "<list>",
   },
@@ -413,7 +439,11 @@ const SPECS = {
     expected: "a comma-separated list of absolute paths",
     schema: z.preprocess(
       listItems,
-      z.array(z.string().regex(/^\/.*/)),
+      // "/tmp /var/tmp": one prefix, which no path lies under.
+      z.array(z.string().regex(/^\/.*/)).superRefine(itemsBy(
+        (prefix) => /\s\//.test(prefix) ? "holds a space before a /" : allowedPrefixProblem(prefix),
+        "prefixes",
+      )),
     ),
     roles: ["agent", "exec"],
     placeholder: "<list>",

@@ -177,7 +177,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       "path prefix",
       { roles: ["exec"], env: { ALLOWED_PATH_PREFIXES: "/tmp,relative" }, cwd: tempDir() },
-      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp,relative"',
+      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp,relative": "relative" must be an absolute path',
     ],
   ];
   for (const [name, options, message] of cases) {
@@ -487,6 +487,53 @@ Deno.test("lists from the environment and arrays from config.json", () => {
   } finally {
     Deno.removeSync(cwd, { recursive: true });
   }
+});
+
+Deno.test("a program or path prefix the exec policy would refuse is refused at load, naming the setting and its source", async (t) => {
+  // The policy refused them only as the agent built its executor: 'Allowed program "echo ls" must
+  // be ...', naming neither ALLOWED_PROGRAMS nor where it came from.
+  const cases: Array<[Record<string, string>, string]> = [
+    [
+      { ALLOWED_PROGRAMS: "echo ls" },
+      'ALLOWED_PROGRAMS from the environment must be a comma-separated list of program names or absolute paths, got "echo ls": "echo ls" must be a bare name (A-Z a-z 0-9 . _ + -) or an absolute path; separate programs with commas',
+    ],
+    [
+      { ALLOWED_PROGRAMS: "echo,./ls" },
+      'ALLOWED_PROGRAMS from the environment must be a comma-separated list of program names or absolute paths, got "echo,./ls": "./ls" must be a bare name (A-Z a-z 0-9 . _ + -) or an absolute path',
+    ],
+    [
+      { ALLOWED_PROGRAMS: "/usr/bin/../sbin/reboot" },
+      'ALLOWED_PROGRAMS from the environment must be a comma-separated list of program names or absolute paths, got "/usr/bin/../sbin/reboot": "/usr/bin/../sbin/reboot" has a ".." segment',
+    ],
+    [
+      { ALLOWED_PATH_PREFIXES: "/tmp /var/tmp" },
+      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp /var/tmp": "/tmp /var/tmp" holds a space before a /; separate prefixes with commas',
+    ],
+    [
+      { ALLOWED_PATH_PREFIXES: "/tmp/../etc" },
+      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp/../etc": "/tmp/../etc" has a ".." segment',
+    ],
+  ];
+  for (const [env, message] of cases) {
+    await t.step(JSON.stringify(env), () => {
+      assert.throws(
+        () => loadSettings({ roles: ["exec"], env, cwd: tempDir() }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.message, message);
+          return true;
+        },
+      );
+    });
+  }
+  await t.step("a space inside a name of a directory is still taken", () => {
+    const { settings } = loadSettings({
+      roles: ["exec"],
+      env: { ALLOWED_PATH_PREFIXES: "/srv/my files,/tmp" },
+      cwd: tempDir(),
+    });
+    assert.deepEqual(settings.allowedPathPrefixes, ["/srv/my files", "/tmp"]);
+  });
 });
 
 Deno.test("without read permission the default files are skipped with a notice", () => {
