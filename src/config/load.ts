@@ -484,7 +484,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     })
     .slice(0, SUGGESTED_KEYS);
   // The environment holds every program's variables: only a long name within two edits of a
-  // setting's (DASHBORD_URL, AGENT_TOKN) is a likely typo. Without it the setting silently keeps
+  // setting's, in any case (DASHBORD_URL, AGENT_TOKN, dashboard_url), is a likely typo. Without it the setting silently keeps
   // its default. Read only where the whole environment may be (a permission set grants names).
   const environmentNames = options.env
     ? Object.keys(options.env)
@@ -496,7 +496,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     .flatMap((name) => {
       const meant = [...settingNames].find((setting) =>
         setting.length >= MIN_TYPO_LENGTH && Math.abs(setting.length - name.length) <= 2 &&
-        editDistance(name, setting) <= 2
+        editDistance(name.toUpperCase(), setting) <= 2
       );
       return meant === undefined ? [] : [
         `the environment sets ${name}, which is not a setting of status; it is ignored (did ` +

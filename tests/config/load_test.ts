@@ -911,6 +911,8 @@ Deno.test("an environment variable near a setting's is warned about; other progr
         DASHBORD_URL: "http://127.0.0.1:9", // the setting would stay http://localhost:5000
         AGENT_TOKN: "0123456789abcdef0123", // and the agent would run unsigned
         POLLING_TIMEOUT_SEC: "10",
+        // Names are read in capitals only: the setting would keep its default.
+        dashboard_url: "http://127.0.0.1:9",
         AGENT_ID: "web-1",
         // What other programs set: none is a typo of a setting.
         COMMAND_MODE: "unix2003", // every macOS process (3 edits from COMMAND_CWD)
@@ -924,6 +926,8 @@ Deno.test("an environment variable near a setting's is warned about; other progr
         LS_COLORS: "",
         NODE_ENV: "production",
         XDG_RUNTIME_DIR: "/run/user/0",
+        http_proxy: "http://proxy:3128",
+        no_proxy: "localhost",
       },
       cwd,
     });
@@ -935,6 +939,8 @@ Deno.test("an environment variable near a setting's is warned about; other progr
       "mean AGENT_TOKEN?)",
       "the environment sets POLLING_TIMEOUT_SEC, which is not a setting of status; it is ignored " +
       "(did you mean POLLING_TIMEOUT_SECS?)",
+      "the environment sets dashboard_url, which is not a setting of status; it is ignored (did " +
+      "you mean DASHBOARD_URL?)",
     ]);
   } finally {
     Deno.removeSync(cwd, { recursive: true });
