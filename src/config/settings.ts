@@ -175,7 +175,17 @@ const url = z.preprocess(
   z.string().superRefine((s, ctx) => {
     try {
       const u = new URL(s);
-      if (u.protocol === "http:" || u.protocol === "https:") return;
+      if ((u.protocol === "http:" || u.protocol === "https:") && u.port !== "0") return;
+      if (u.protocol === "http:" || u.protocol === "https:") {
+        // `PORT=0` has the dashboard pick a free port; nothing listens on port 0 itself.
+        ctx.addIssue({
+          code: "custom",
+          message: "port 0 is no port anything listens on; give the port the server listens on " +
+            '(a dashboard started with PORT=0 prints it: "listening on http://...")',
+          params: { reason: true },
+        });
+        return;
+      }
     } catch {
       // refused below
     }

@@ -213,7 +213,7 @@ Deno.test("a dashboard URL with a proxy's path prefix loads as it is", () => {
   }
 });
 
-Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or mangled is refused", async (t) => {
+Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or mangled, or whose port is 0, is refused", async (t) => {
   const cases: Array<[string, string, string]> = [
     [
       "a query",
@@ -234,6 +234,11 @@ Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or m
       "a space in the path",
       "http://h:5000/status panel",
       "it holds a space, which no URL does; leave it out (or write it as %20 in a path)",
+    ],
+    [
+      "port 0 (PORT=0 picks a free port; nothing listens on 0)",
+      "http://127.0.0.1:0",
+      'port 0 is no port anything listens on; give the port the server listens on (a dashboard started with PORT=0 prints it: "listening on http://...")',
     ],
     [
       "a control character",
