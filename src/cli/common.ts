@@ -197,7 +197,18 @@ export function loadCommandSettings(
       keys: listOf(loaded.ignoredKeys),
     });
   }
-  const unknown = loaded.unknownKeys;
+  // A near miss is most likely a typo: the setting meant falls back to its default. Each is
+  // warned about, however many other keys the file holds.
+  for (const { key: fullKey, suggestion } of loaded.unknownKeys) {
+    if (suggestion === undefined) continue;
+    const key = shortKey(fullKey);
+    log.warning(
+      `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
+        `"${suggestion}"?)`,
+      { key, suggestion },
+    );
+  }
+  const unknown = loaded.unknownKeys.filter(({ suggestion }) => suggestion === undefined);
   if (unknown.length > UNKNOWN_KEYS_ONE_BY_ONE) {
     log.info(
       `config.json has ${unknown.length} keys that are not settings of status; they are ` +
@@ -205,18 +216,9 @@ export function loadCommandSettings(
       { count: unknown.length },
     );
   } else {
-    for (const { key: fullKey, suggestion } of unknown) {
+    for (const { key: fullKey } of unknown) {
       const key = shortKey(fullKey);
-      if (suggestion === undefined) {
-        log.info(`config.json key "${key}" is not a setting of status; it is ignored`, { key });
-      } else {
-        // A near miss is most likely a typo: the setting meant falls back to its default.
-        log.warning(
-          `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
-            `"${suggestion}"?)`,
-          { key, suggestion },
-        );
-      }
+      log.info(`config.json key "${key}" is not a setting of status; it is ignored`, { key });
     }
   }
   // A secret given as a flag stands in the process's command line, which every local user and
