@@ -396,6 +396,20 @@ Deno.test("status stop needs only the pid file: other broken settings do not pre
       const result = await stop(["--pid-file", " "]);
       assert.equal(result.code, 2);
     });
+    // A number of 400 digits read as Infinity: a wait without end, said "after Infinity s".
+    for (const timeout of ["0", "-1", "abc", "1e3", "31536001", "1" + "0".repeat(400)]) {
+      await t.step(
+        `--timeout ${timeout.slice(0, 12)} is refused before anything is read`,
+        async () => {
+          const result = await stop(["--pid-file", `${dir}/other.pid`, "--timeout", timeout]);
+          assert.equal(result.code, 2);
+          assert.match(
+            result.stderr.join("\n"),
+            / is invalid\. must be a whole number of seconds from 1 to 31536000 \(a year\)$/,
+          );
+        },
+      );
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
