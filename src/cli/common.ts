@@ -75,7 +75,14 @@ export function addSettingOptions<C extends Command<any, any, any>>(
       : `${flagOf(spec.env)} ${spec.placeholder ?? "<value>"}`;
     const option = new Option(flags, `${spec.description} [${spec.env}]`);
     if (!spec.boolean) {
-      option.argParser((value: string) => {
+      option.argParser((value: string, previous: unknown) => {
+        if (spec.list && previous !== undefined) {
+          throw new UsageError(
+            `${flagOf(spec.env)} is given more than once, and only the last one would be ` +
+              `read; give it once, with every item separated by commas: ${flagOf(spec.env)} ` +
+              `${previous},${value}`,
+          );
+        }
         const parsed = spec.schema.safeParse(value);
         if (!parsed.success && spec.secret) {
           // commander would quote the value: a secret is never printed.

@@ -56,6 +56,11 @@ export interface SettingSpec {
   readonly advice?: string;
   /** The flag takes no value (`--daemon`). */
   readonly boolean?: boolean;
+  /**
+   * A comma-separated list: its flag is given once, with every item in it (given twice, the
+   * last would replace the first without a word).
+   */
+  readonly list?: boolean;
   /** Placeholder shown in `--help`, e.g. `<secs>`. */
   readonly placeholder?: string;
 }
@@ -383,6 +388,7 @@ const SPECS = {
       z.record(z.string(), z.string()),
     ),
     roles: ["agent"],
+    list: true,
     placeholder: "<k=v,...>",
   },
   pollingTimeoutSecs: {
@@ -440,6 +446,7 @@ const SPECS = {
     expected: "a comma-separated list of program names or absolute paths",
     schema: list.superRefine(itemsBy(allowedProgramProblem, "programs")),
     roles: ["agent", "exec"],
+    list: true,
     placeholder: "<list>",
   },
   allowedPathPrefixes: {
@@ -456,6 +463,7 @@ const SPECS = {
       )),
     ),
     roles: ["agent", "exec"],
+    list: true,
     placeholder: "<list>",
   },
   commandEnv: {
@@ -468,6 +476,7 @@ const SPECS = {
       z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/)),
     ),
     roles: ["agent", "exec"],
+    list: true,
     placeholder: "<list>",
   },
   commandCwd: {

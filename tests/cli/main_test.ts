@@ -210,6 +210,45 @@ Deno.test("an on/off flag given a value says that it takes none, and how to turn
   }
 });
 
+Deno.test("a list setting's flag given twice is refused, with the one flag that says both", async (t) => {
+  // Commander keeps the last: "--allowed-programs echo --allowed-programs ls" allowed ls alone.
+  for (
+    const [args, expected] of [
+      [
+        ["exec", "echo hi", "--allowed-programs", "echo", "--allowed-programs", "ls"],
+        "status: --allowed-programs is given more than once, and only the last one would be " +
+        "read; give it once, with every item separated by commas: --allowed-programs echo,ls",
+      ],
+      [
+        ["exec", "echo hi", "--command-env", "TZ=UTC", "--command-env", "LANG=C"],
+        "status: --command-env is given more than once, and only the last one would be read; " +
+        "give it once, with every item separated by commas: --command-env TZ=UTC,LANG=C",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, expected);
+    });
+  }
+  await t.step("a setting of one value given twice: the last one is read, as ever", async () => {
+    const { code, stdout } = await status([
+      "exec",
+      "echo hi",
+      "--command-timeout-secs",
+      "10",
+      "--command-timeout-secs",
+      "5",
+      "--log-level",
+      "error",
+    ]);
+    assert.equal(code, 0);
+    assert.match(stdout, /^hi$/m);
+  });
+});
+
 Deno.test("an operator command started without --allow-net exits 2, naming the flag", async () => {
   const port = closedPort();
   const run = await runCli(["list", "--dashboard-url", `http://127.0.0.1:${port}`], { perms: [] });
