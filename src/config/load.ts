@@ -460,6 +460,9 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
 
   const envFile = readFile(options.envFilePath, ".env", "--env-file");
   const settingNames = new Set(Object.values(SETTINGS).map((spec) => spec.env));
+  // Only the settings this command reads are held to more: a bad value of another is not its
+  // business (status stop reads PID_FILE alone).
+  const readNames = new Set(keys.map((key) => SETTINGS[key].env));
   const repeatedLines: string[] = [];
   const dotenv = envFile
     ? parseEnvFile(envFile.text, envFile.label, (name, lines) => {
@@ -469,7 +472,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
         `${envFile.label} sets ${name} on lines ${lines.join(", ")}; the last one (line ` +
           `${lines.at(-1)}) is read`,
       );
-    }, (name) => settingNames.has(name))
+    }, (name) => readNames.has(name))
     : {};
   // A .env may hold other programs' variables too: only a name near a setting's is a likely typo
   // (POLLING_TIMEOUT for POLLING_TIMEOUT_SECS), whose setting would silently keep its default.

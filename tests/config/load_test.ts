@@ -687,6 +687,13 @@ Deno.test("a setting's value in .env that the parser would cut short is refused,
       );
     });
   }
+  await t.step("only the settings read are held to it (status stop reads PID_FILE alone)", () => {
+    const cwd = tempDir({
+      ".env": "AGENT_TOKEN=abcdefghij#klmnopqrstuvwxyz\nPID_FILE=/run/a.pid\n",
+    });
+    const { settings } = loadSettings({ roles: ["agent"], only: ["pidFile"], env: {}, cwd });
+    assert.equal(settings.pidFile, "/run/a.pid");
+  });
   await t.step(
     "comments after a space or a closing quote, and a quoted #, are read as meant",
     () => {
