@@ -196,11 +196,14 @@ const url = z.preprocess(
     }
     // `localhost:5000` parses as a URL of the scheme "localhost:"; `127.0.0.1:5000` not at all.
     const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(`http://${s}`);
-    ctx.addIssue({
-      code: "custom",
-      message: schemeless ? `it has no scheme; give it as "http://${s}" (or https://)` : "",
-      params: { reason: schemeless },
-    });
+    // `http://::1:5000`: which colon starts the port cannot be told without the brackets.
+    const ipv6 = /^(?:https?:\/\/)?[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*(?:[/?#]|$)/i.test(s);
+    const why = schemeless
+      ? `it has no scheme; give it as "http://${s}" (or https://)`
+      : ipv6
+      ? 'an IPv6 address goes in brackets, with the port after them: "http://[::1]:5000"'
+      : undefined;
+    ctx.addIssue({ code: "custom", message: why ?? "", params: { reason: why !== undefined } });
   }),
 );
 

@@ -213,7 +213,7 @@ Deno.test("a dashboard URL with a proxy's path prefix loads as it is", () => {
   }
 });
 
-Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or mangled, or whose port is 0, is refused", async (t) => {
+Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or mangled, whose port is 0 or whose IPv6 address has no brackets is refused", async (t) => {
   const cases: Array<[string, string, string]> = [
     [
       "a query",
@@ -239,6 +239,11 @@ Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or m
       "port 0 (PORT=0 picks a free port; nothing listens on 0)",
       "http://127.0.0.1:0",
       'port 0 is no port anything listens on; give the port the server listens on (a dashboard started with PORT=0 prints it: "listening on http://...")',
+    ],
+    [
+      "an IPv6 address without its brackets",
+      "http://::1:5000",
+      'an IPv6 address goes in brackets, with the port after them: "http://[::1]:5000"',
     ],
     [
       "a control character",
