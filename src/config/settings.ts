@@ -276,7 +276,15 @@ const listenAddress = z.preprocess(
   fromString,
   z.string().regex(/^(?:\[?[^\]\s]*\]?:)?\d{1,5}$/).refine((s) =>
     Number(s.split(":").pop()) <= 65535
-  ),
+  ).superRefine((s, ctx) => {
+    // `http://127.0.0.1:9100` matched as the host "http://127.0.0.1", which does not resolve.
+    if (!s.includes("://")) return;
+    ctx.addIssue({
+      code: "custom",
+      message: 'it is a URL; give HOST:PORT ("127.0.0.1:9100") or PORT alone',
+      params: { reason: true },
+    });
+  }),
 );
 
 const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));

@@ -329,7 +329,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           parseListenAddress(options.metricsBind),
           metricsStop.signal,
           // Its sockets are defended as the main port's are.
-          { headerTimeoutSecs: options.headerTimeoutSecs },
+          { headerTimeoutSecs: options.headerTimeoutSecs, setting: "METRICS_BIND, --metrics-bind" },
         );
       } catch (error) {
         await listener.close();

@@ -205,6 +205,50 @@ Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t)
   });
 });
 
+Deno.test("a METRICS_BIND or METRICS_PORT host that is no address here exits 2 naming the setting", async (t) => {
+  // Said in getaddrinfo's or listen's words alone: "getaddrinfo ENOTFOUND 999.1.1.1", exit 1.
+  for (
+    const [host, why] of [
+      ["999.1.1.1", "is not an IP address or a host name that resolves"],
+      ["192.0.2.1", "is not an address of this machine"],
+    ]
+  ) {
+    await t.step(`serve --metrics-bind ${host}:0`, async () => {
+      const result = await run(
+        ["serve", "--port", "0", "--db", ":memory:", "--metrics-bind", `${host}:0`],
+      );
+      assert.equal(result.code, 2, result.stderr.join("\n"));
+      assert.deepEqual(result.stdout, [], "never listening");
+      assert.deepEqual(result.stderr, [
+        `status: cannot serve metrics on ${host}:0: ${host} (METRICS_BIND, --metrics-bind) ${why}`,
+      ]);
+    });
+  }
+  await t.step("agent --metrics-port 999.1.1.1:0", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const result = await run([
+        "agent",
+        "--agent-id",
+        "a",
+        "--dashboard-url",
+        "http://127.0.0.1:9",
+        "--state-dir",
+        join(dir, "state"),
+        "--metrics-port",
+        "999.1.1.1:0",
+      ]);
+      assert.equal(result.code, 2, result.stderr.join("\n"));
+      assert.deepEqual(result.stderr, [
+        "status: cannot serve metrics on 999.1.1.1:0: 999.1.1.1 (METRICS_PORT, --metrics-port) " +
+        "is not an IP address or a host name that resolves",
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("a dashboard port or METRICS_BIND another process holds says what to do", async (t) => {
   using held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (held.addr as Deno.NetAddr).port;

@@ -1253,6 +1253,31 @@ Deno.test("BIND takes an address alone: a URL or a port in it is refused, an IPv
   }
 });
 
+Deno.test("METRICS_BIND and METRICS_PORT given as a URL are refused, saying what to give", () => {
+  for (
+    const [roles, name] of [[["server"], "METRICS_BIND"], [["agent"], "METRICS_PORT"]] as const
+  ) {
+    assert.throws(
+      () =>
+        loadSettings({
+          roles,
+          env: { [name]: "http://127.0.0.1:9100", AGENT_ID: "a" },
+          cwd: tempDir(),
+        }),
+      (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          `${name} from the environment must be PORT or HOST:PORT with a port from 0 to 65535, ` +
+            'got "http://127.0.0.1:9100": it is a URL; give HOST:PORT ("127.0.0.1:9100") or PORT ' +
+            "alone",
+        );
+        return true;
+      },
+    );
+  }
+});
+
 Deno.test("config.json may give an on/off setting as 1 or 0, as its error says", async (t) => {
   await t.step("1 and 0 are read", () => {
     const cwd = tempDir({
