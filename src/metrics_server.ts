@@ -175,7 +175,10 @@ export async function serveMetrics(
     }
     throw error;
   }
-  log.info("metrics on http://{hostname}:{port}/metrics", {
+  // An IPv6 address in brackets, as a URL has it: "http://::1:9100/metrics" is none.
+  const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
+  log.info("metrics on http://{host}:{port}/metrics", {
+    host,
     hostname: listener.hostname,
     port: listener.port,
   });
