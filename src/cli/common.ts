@@ -306,9 +306,15 @@ export function fileProblem(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotFound) {
     try {
       Deno.statSync(dirname(path));
-      return "it leads to a folder that does not exist (a link?)";
     } catch {
       return `the directory ${dirname(path)} does not exist`;
+    }
+    try {
+      Deno.lstatSync(path);
+      return "it leads to a folder that does not exist (a link?)";
+    } catch {
+      // No link: a folder that takes no new files (/proc, /sys).
+      return `${dirname(path)} does not let a file be made in it`;
     }
   }
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory, not a file";
