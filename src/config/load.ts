@@ -568,7 +568,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     if (!result.success) {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
-          spec.secret ? secretLength(raw) : show(raw)
+          spec.secret ? secretLength(raw) : spec.shown ? spec.shown(raw) : show(raw)
         }${spec.secret ? "" : reason(result.error)}${spec.advice ? `; ${spec.advice}` : ""}`,
         { cause: result.error },
       );

@@ -54,6 +54,11 @@ export interface SettingSpec {
    * what is wrong with it) is never shown, where a good one comes from.
    */
   readonly advice?: string;
+  /**
+   * How a refused value is shown in the error, when parts of it may be secrets (the values of
+   * `COMMAND_ENV`, which commands are given their credentials in); by default it is quoted whole.
+   */
+  readonly shown?: (value: unknown) => string;
   /** The flag takes no value (`--daemon`). */
   readonly boolean?: boolean;
   /**
@@ -153,6 +158,32 @@ const listItems = (v: unknown) => {
   const read = list.safeParse(v);
   return read.success ? read.data : v;
 };
+
+/** A `COMMAND_ENV` item: `NAME=value`, the name captured. */
+const ASSIGNMENT = /^([A-Za-z_][A-Za-z0-9_]*)=/;
+
+/**
+ * A `COMMAND_ENV` value as its error shows it: each item's name, its value hidden, and of an item
+ * that is not `NAME=value` only its length.
+ */
+function namesOnly(value: unknown): string {
+  const items = Array.isArray(value)
+    ? value
+    : typeof value === "string"
+    ? value.split(",").map((item) => item.trim()).filter((item) => item !== "")
+    : undefined;
+  if (items === undefined) {
+    return `a JSON ${value === null ? "null" : typeof value}, not a list (values not shown)`;
+  }
+  const shown = items.map((item) => {
+    if (typeof item !== "string") return `(a JSON ${item === null ? "null" : typeof item})`;
+    const name = ASSIGNMENT.exec(item);
+    return name
+      ? `${name[1]}=…`
+      : `(${item.length} ${item.length === 1 ? "character" : "characters"} without NAME=)`;
+  });
+  return `${JSON.stringify(shown.join(","))} (values not shown)`;
+}
 
 /**
  * `config.json`'s labels as the text `AGENT_LABELS` holds, to be held to the same rules: an object
@@ -483,9 +514,26 @@ const SPECS = {
     default: [],
     expected: "a comma-separated list of NAME=value",
     schema: z.preprocess(
-      listItems,
-      z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/)),
+      (v, ctx) => {
+        const items = listItems(v);
+        if (!Array.isArray(items)) return items;
+        const at = items.findIndex((item) => typeof item === "string" && !ASSIGNMENT.test(item));
+        if (at < 0) return items;
+        ctx.addIssue({
+          code: "custom",
+          message: `item ${at + 1} is not NAME=value${
+            typeof v === "string"
+              ? " (a value holding a comma is cut there: the items are separated by commas)"
+              : ""
+          }`,
+          params: { reason: true },
+        });
+        return z.NEVER;
+      },
+      z.array(z.string().regex(ASSIGNMENT)),
     ),
+    // "DB_PASSWORD=ab,cd" is refused at "cd", which is half a password: no value is shown.
+    shown: namesOnly,
     roles: ["agent", "exec"],
     list: true,
     placeholder: "<list>",

@@ -964,12 +964,43 @@ Deno.test("an environment variable near a setting's is warned about; other progr
   }
 });
 
+Deno.test("a COMMAND_ENV refused is shown with its names only: its values are commands' credentials", async (t) => {
+  // "DB_PASSWORD=ab,cd" was refused quoting it whole: the password, from a file of mode 0600,
+  // copied to the terminal and the journal.
+  const cases: Array<[string, Parameters<typeof loadSettings>[0], string]> = [
+    [
+      "a value holding a comma, from the environment",
+      { roles: ["exec"], env: { COMMAND_ENV: "TZ=UTC,DB_PASSWORD=se,cret" }, cwd: tempDir() },
+      'COMMAND_ENV from the environment must be a comma-separated list of NAME=value, got "TZ=…,DB_PASSWORD=…,(4 characters without NAME=)" (values not shown): item 3 is not NAME=value (a value holding a comma is cut there: the items are separated by commas)',
+    ],
+    [
+      "an item without a name, from config.json",
+      {
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({ "config.json": '{"command_env": ["API_KEY=k3y", "s3cret"]}' }),
+      },
+      'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "API_KEY=…,(6 characters without NAME=)" (values not shown): item 2 is not NAME=value',
+    ],
+  ];
+  for (const [name, options, message] of cases) {
+    await t.step(name, () => {
+      assert.throws(() => loadSettings(options), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.message, message);
+        assert.doesNotMatch(error.message, /cret|k3y|UTC/);
+        return true;
+      });
+    });
+  }
+});
+
 Deno.test("a list setting given as something else in config.json is a ConfigError naming it", async (t) => {
   for (
     const [json, message] of [
       [
         { command_env: { A: "1" } },
-        'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got {"A":"1"}',
+        "COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got a JSON object, not a list (values not shown)",
       ],
       [
         { allowed_path_prefixes: ["/tmp", 5] },
