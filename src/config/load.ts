@@ -321,6 +321,16 @@ export function repeatedKeys(text: string): Map<string, number> {
  */
 function jsonLeniency(text: string): string | undefined {
   if (text.trim() === "") return "is empty; write {} in it for no settings, or remove it";
+  // A .env or a YAML file given with --config, or saved as config.json.
+  const lines = text.split(/\r?\n/).filter((line) => !/^[ \t]*(#|$)/.test(line));
+  if (lines.every((line) => ENV_LINE.test(line))) {
+    return "holds NAME=value lines, as a .env file does, not JSON; give it with --env-file, or " +
+      'write it as JSON: {"agent_id": "web-1", ...}';
+  }
+  if (lines.every((line) => /^[ \t]*[A-Za-z_][A-Za-z0-9_-]*:([ \t]|$)/.test(line))) {
+    return 'holds "key: value" lines, as YAML does, not JSON; write it as JSON: ' +
+      '{"agent_id": "web-1", ...}';
+  }
   let line = 1;
   let comma: number | undefined;
   for (let i = 0; i < text.length; i++) {

@@ -415,6 +415,18 @@ Deno.test("broken files get a clear error", async (t) => {
         '{\n  "agent_id": "web-1,}",\n  "deployment_hash": "x",\n\n}\n',
         "config.json line 3 has a comma after the last entry, which JSON does not allow; remove it",
       ],
+      // A .env or YAML file saved as config.json: JSON.parse said 'Unexpected token 'A',
+      // "AGENT_ID=w"... is not valid JSON'.
+      [
+        "# the agent\nAGENT_ID=web-1\r\nexport DASHBOARD_URL=http://127.0.0.1:5000\n",
+        "config.json holds NAME=value lines, as a .env file does, not JSON; give it with " +
+        '--env-file, or write it as JSON: {"agent_id": "web-1", ...}',
+      ],
+      [
+        "agent_id: web-1\ndashboard_url: http://127.0.0.1:5000\n",
+        'config.json holds "key: value" lines, as YAML does, not JSON; write it as JSON: ' +
+        '{"agent_id": "web-1", ...}',
+      ],
     ];
     for (const [text, message] of cases) {
       const cwd = tempDir({ "config.json": text });
