@@ -33,12 +33,19 @@ export interface FileOptions {
  * Parses the value of a flag that names a file (`--config`, `--env-file`, `--pid-file`).
  *
  * @param value The flag's value.
+ * @param previous The value the flag was given before, if it was.
  * @returns The value.
- * @throws {InvalidArgumentError} When it is empty or only spaces: it names no file.
+ * @throws {InvalidArgumentError} When it is empty or only spaces: it names no file; or when the
+ *   flag is given a second time: one file is read, and the first would be left without a word.
  */
-export function parseFilePath(value: string): string {
+export function parseFilePath(value: string, previous?: unknown): string {
   if (value.trim() === "") {
     throw new InvalidArgumentError("must be a file path, got an empty value");
+  }
+  if (typeof previous === "string") {
+    throw new InvalidArgumentError(
+      `comes after '${previous}' for the same flag: one file is read, not both; give the flag once`,
+    );
   }
   return value;
 }

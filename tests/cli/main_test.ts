@@ -249,6 +249,32 @@ Deno.test("a list setting's flag given twice is refused, with the one flag that 
   });
 });
 
+Deno.test("a file flag given twice is refused: one file is read, and the first was left without a word", async (t) => {
+  for (
+    const [args, flag, first, second] of [
+      [["list", "--config", "a.json", "--config", "b.json"], "--config", "a.json", "b.json"],
+      [
+        ["exec", "echo hi", "--env-file", "a.env", "--env-file", "b.env"],
+        "--env-file",
+        "a.env",
+        "b.env",
+      ],
+      [["stop", "--pid-file", "a.pid", "--pid-file", "b.pid"], "--pid-file", "a.pid", "b.pid"],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        `error: option '${flag} <path>' argument '${second}' is invalid. comes after '${first}' ` +
+          "for the same flag: one file is read, not both; give the flag once",
+      );
+    });
+  }
+});
+
 Deno.test("an operator command started without --allow-net exits 2, naming the flag", async () => {
   const port = closedPort();
   const run = await runCli(["list", "--dashboard-url", `http://127.0.0.1:${port}`], { perms: [] });
