@@ -26,6 +26,38 @@ Deno.test("status up refuses a --data-dir that starts with ~, which no shell exp
   );
 });
 
+Deno.test("status up says in a few words why a --data-dir cannot be used", async (t) => {
+  // It said "cannot create x/agent-state: Not a directory (os error 20): mkdir 'x/agent-state'".
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "file"), "");
+    await Deno.mkdir(join(dir, "taken"));
+    await Deno.writeTextFile(join(dir, "taken", "agent-state"), "");
+    for (
+      const [dataDir, why] of [
+        [join(dir, "file"), `${join(dir, "file")} (or a folder above it) is not a directory`],
+        [
+          join(dir, "file", "x"),
+          `${join(dir, "file", "x")} (or a folder above it) is not a directory`,
+        ],
+        [
+          join(dir, "taken"),
+          `${join(dir, "taken", "agent-state")} is there and is not a directory`,
+        ],
+      ]
+    ) {
+      await t.step(dataDir, async () => {
+        const result = await run(["up", "--port", "0", "--data-dir", dataDir]);
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stdout, []);
+        assert.deepEqual(result.stderr, [`status: cannot use --data-dir ${dataDir}: ${why}`]);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("status serve refuses a TLS pair it cannot use before it listens", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
   try {
