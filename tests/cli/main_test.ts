@@ -174,6 +174,38 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
   });
 });
 
+Deno.test("an option of another command names the commands that take it", async (t) => {
+  // "unknown option '--port'" alone: a new operator gave the dashboard's setting to the agent.
+  for (
+    const [args, expected] of [
+      [
+        ["agent", "--port", "5000"],
+        "error: unknown option '--port' (--port is an option of status serve and status up)",
+      ],
+      [
+        ["serve", "--daemon"],
+        "error: unknown option '--daemon' (--daemon is an option of status agent)",
+      ],
+      [
+        ["list", "--db", "x.db"],
+        "error: unknown option '--db' (--db is an option of status serve, status agents add, " +
+        "status agents list and 2 more)",
+      ],
+      // Near one of its own: that one, as before.
+      [["list", "--limt", "5"], "error: unknown option '--limt' (did you mean --limit?)"],
+      // No command's: as it was.
+      [["agent", "--no-such-flag"], "error: unknown option '--no-such-flag'"],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, expected);
+    });
+  }
+});
+
 Deno.test("an on/off flag given a value says that it takes none, and how to turn it off", async (t) => {
   for (
     const [args, expected] of [
