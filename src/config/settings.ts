@@ -357,8 +357,21 @@ const bindAddress = text(255).superRefine((s, ctx) => {
  * in the working directory, made without a word.
  */
 const path = text().superRefine((s, ctx) => {
-  if (!s.startsWith("~")) return;
-  ctx.addIssue({ code: "custom", message: TILDE_NOT_EXPANDED, params: { reason: true } });
+  if (s.startsWith("~")) {
+    ctx.addIssue({ code: "custom", message: TILDE_NOT_EXPANDED, params: { reason: true } });
+    return;
+  }
+  // `STATE_DIR=$HOME/status` in .env or config.json: a folder named "$HOME", made without a word.
+  // (A postgres:// URL of DB is no path: its password may hold a $.)
+  const variable = /\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*/.exec(s);
+  if (variable && !/^postgres(?:ql)?:\/\//i.test(s)) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${variable[0]} is not expanded here (only a shell expands it, and not in .env, ` +
+        'config.json or single quotes); give the path in full, e.g. "/home/you/..."',
+      params: { reason: true },
+    });
+  }
 });
 
 /** Why a path that starts with `~` is refused, and what to give instead. */

@@ -1321,6 +1321,42 @@ Deno.test("METRICS_BIND and METRICS_PORT given as a URL are refused, saying what
   }
 });
 
+Deno.test("a path holding a $VARIABLE, which nothing expands in these files, is refused", async (t) => {
+  // "state_dir": "$HOME/status" made a folder named "$HOME" in the working directory.
+  for (
+    const [files, name, value] of [
+      [{ "config.json": '{"state_dir": "$HOME/status"}' }, "STATE_DIR", "$HOME/status"],
+      [{ ".env": "PID_FILE=/run/${USER}.pid\n" }, "PID_FILE", "/run/${USER}.pid"],
+    ] as const
+  ) {
+    await t.step(value, () => {
+      const cwd = tempDir(files);
+      assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        const variable = value.includes("{") ? "${USER}" : "$HOME";
+        const source = name === "STATE_DIR" ? "config.json" : ".env";
+        const what = name === "STATE_DIR" ? "a directory path" : "a file path";
+        assert.equal(
+          error.message,
+          `${name} from ${source} must be ${what}, got ${JSON.stringify(value)}: ${variable} is ` +
+            "not expanded here (only a shell expands it, and not in .env, config.json or single " +
+            'quotes); give the path in full, e.g. "/home/you/..."',
+        );
+        return true;
+      });
+    });
+  }
+  await t.step("a $ that starts no name, and a postgres:// URL's password, are taken", () => {
+    const { settings } = loadSettings({
+      roles: ["agent", "server"],
+      env: { STATE_DIR: "/srv/cost$", DB: "postgres://u:pa$word@db/status" },
+      cwd: tempDir(),
+    });
+    assert.equal(settings.stateDir, "/srv/cost$");
+    assert.equal(settings.db, "postgres://u:pa$word@db/status");
+  });
+});
+
 Deno.test("config.json may give an on/off setting as 1 or 0, as its error says", async (t) => {
   await t.step("1 and 0 are read", () => {
     const cwd = tempDir({
