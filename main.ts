@@ -158,11 +158,49 @@ function withOptionSuggestion(
   command: Command<unknown[], Record<string, unknown>>,
   text: string,
 ): string {
+  // `--daemon=false`: an on/off flag takes no value, and commander names only the whole word.
+  const valued = /^(error: unknown option '(--[^'=]+)=[^']*')(?:\n\(Did you mean [^\n]*\))?$/
+    .exec(text);
+  const flag = valued && command.options.find((o) => o.long === valued[2] && !o.hidden);
+  if (flag && !flag.required && !flag.optional) {
+    const name = flag.long!.replace(/^--(no-)?/, "");
+    const both = command.options.some((o) => o.long === `--${name}`) &&
+      command.options.some((o) => o.long === `--no-${name}`);
+    return `${valued[1]} (${flag.long} takes no value: give ${
+      both ? `--${name} to turn it on, or --no-${name} to turn it off` : `${flag.long} alone`
+    })`;
+  }
   const unknown = /^error: unknown option '(--[^'=]+)'$/.exec(text);
   if (!unknown) return text;
   const longs = command.options.filter((o) => !o.hidden && o.long).map((o) => o.long!);
   const suggestion = nearest(unknown[1], longs);
-  return suggestion ? `${text} (did you mean ${suggestion}?)` : text;
+  if (suggestion) return `${text} (did you mean ${suggestion}?)`;
+  // `status agent --port 5000`: a setting of another command, which a new operator gives to the
+  // wrong one.
+  const others = commandsWith(command, unknown[1]);
+  if (others.length === 0) return text;
+  const named = others.length === 1
+    ? others[0]
+    : others.length > 3
+    ? `${others.slice(0, 3).join(", ")} and ${others.length - 3} more`
+    : `${others.slice(0, -1).join(", ")} and ${others.at(-1)}`;
+  return `${text} (${unknown[1]} is an option of ${named})`;
+}
+
+/** The commands of the whole program that take a long option, as `status serve`. */
+function commandsWith(
+  command: Command<unknown[], Record<string, unknown>>,
+  long: string,
+): string[] {
+  let root = command;
+  while (root.parent) root = root.parent as typeof root;
+  const found: string[] = [];
+  const visit = (c: Command<unknown[], Record<string, unknown>>) => {
+    if (c.options.some((o) => o.long === long && !o.hidden)) found.push(commandPath(c));
+    for (const sub of c.commands) visit(sub as typeof c);
+  };
+  visit(root);
+  return found;
 }
 
 /**

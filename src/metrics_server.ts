@@ -69,10 +69,12 @@ export interface MetricsServer {
  * @param address Where to listen.
  * @param signal Stops the listener.
  * @param limits @internal Header timeout, connection limit, the least time between renders and its
- *   clock (tests make them small, or fake).
+ *   clock (tests make them small, or fake), and how the setting of the address is named in errors
+ *   (`METRICS_BIND, --metrics-bind`).
  * @returns The listening server.
  * @throws {Error} When the address is in use.
- * @throws {ConfigError} When listening is not permitted (`--allow-net`).
+ * @throws {ConfigError} When listening is not permitted (`--allow-net`), or the host is not an
+ *   address of this machine.
  */
 export async function serveMetrics(
   render: () => Promise<Response>,
@@ -83,6 +85,7 @@ export async function serveMetrics(
     maxConnections?: number;
     minIntervalMs?: number;
     clock?: Clock;
+    setting?: string;
   } = {},
 ): Promise<MetricsServer> {
   const where = `${address.hostname}:${address.port}`;
@@ -142,6 +145,26 @@ export async function serveMetrics(
         cause: error,
       });
     }
+    // A host that is no address here: said as the dashboard's own BIND is, not as getaddrinfo's
+    // or listen's words alone ("getaddrinfo ENOTFOUND 999.1.1.1", "listen EINVAL").
+    const message = (error as Error).message ?? "";
+    const host = `${address.hostname}${limits.setting ? ` (${limits.setting})` : ""}`;
+    if (
+      code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME" ||
+      /getaddrinfo/.test(message)
+    ) {
+      throw new ConfigError(
+        `cannot serve metrics on ${where}: ${host} is not an IP address or a host name that ` +
+          "resolves",
+        { cause: error },
+      );
+    }
+    if (code === "EADDRNOTAVAIL" || code === "EINVAL" || /EADDRNOTAVAIL|EINVAL/.test(message)) {
+      throw new ConfigError(
+        `cannot serve metrics on ${where}: ${host} is not an address of this machine`,
+        { cause: error },
+      );
+    }
     if (error instanceof Deno.errors.NotCapable || code === "EACCES") {
       throw new ConfigError(
         `cannot serve metrics on ${where}: ${
@@ -152,7 +175,10 @@ export async function serveMetrics(
     }
     throw error;
   }
-  log.info("metrics on http://{hostname}:{port}/metrics", {
+  // An IPv6 address in brackets, as a URL has it: "http://::1:9100/metrics" is none.
+  const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
+  log.info("metrics on http://{host}:{port}/metrics", {
+    host,
     hostname: listener.hostname,
     port: listener.port,
   });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../src/clock.ts";
 import { serveMetrics } from "../src/metrics_server.ts";
+import { closeLogging, setupLogging } from "../src/log/mod.ts";
 import { readAll } from "./server/_sockets.ts";
 
 Deno.test("the metrics listener refuses connections beyond its limit, closes idle ones, then serves a scrape", async () => {
@@ -117,5 +118,28 @@ Deno.test("a failed render of the metrics is not kept: the next scrape renders a
   } finally {
     stop.abort();
     await server.finished;
+  }
+});
+
+Deno.test("the metrics listener says its URL with an IPv6 address in brackets", async () => {
+  // It said "metrics on http://::1:9100/metrics", which no browser or scraper takes.
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  const stop = new AbortController();
+  try {
+    const served = await serveMetrics(
+      () => Promise.resolve(new Response("up 1\n")),
+      { hostname: "::1", port: 0 },
+      stop.signal,
+    );
+    const said = lines.map((line) => JSON.parse(line).message).find((m) => /^metrics on /.test(m));
+    assert.equal(said, `metrics on http://[::1]:${served.port}/metrics`);
+    const scrape = await fetch(`http://[::1]:${served.port}/metrics`);
+    assert.equal(await scrape.text(), "up 1\n");
+    stop.abort();
+    await served.finished;
+  } finally {
+    stop.abort();
+    closeLogging();
   }
 });

@@ -391,6 +391,7 @@ export async function runAgent(
         () => served.render(),
         parseListenAddress(options.metricsPort),
         heartbeatStop.signal,
+        { setting: "METRICS_PORT, --metrics-port" },
       );
     }
     metrics?.started(clock.now());

@@ -46,6 +46,7 @@ import {
   checkFileLocation,
   describeFileSetting,
   type FileOptions,
+  fileProblem,
   loadCommandSettings,
 } from "./common.ts";
 import { setExitCode } from "./exit.ts";
@@ -220,6 +221,26 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
   };
 }
 
+/**
+ * Writes the daemon's pid file; where it cannot be (a forbidden or read-only folder, one that
+ * /proc or /sys will not let a file be made in) is said naming PID_FILE and where it came from,
+ * as the log file's problems are.
+ */
+function acquirePidFileOf(loaded: LoadedSettings): void {
+  const { pidFile } = loaded.settings;
+  try {
+    acquirePidFile(pidFile);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(
+      `${describeFileSetting("PID_FILE", loaded.sources.pidFile, pidFile)} cannot be written: ${
+        fileProblem(error.cause, pidFile)
+      }`,
+      { cause: error },
+    );
+  }
+}
+
 async function agentAction(
   io: Io,
   options: Record<string, unknown> & FileOptions,
@@ -303,7 +324,7 @@ async function agentAction(
       // Once the agent has its state directory: the command that started the daemon waits for
       // this file, and a daemon that fails before it (another agent holds the state directory,
       // the metrics port is taken) is reported there, with why, not as started.
-      onStarted: daemonChild ? () => acquirePidFile(s.pidFile) : undefined,
+      onStarted: daemonChild ? () => acquirePidFileOf(loaded) : undefined,
     }, stop.signal);
     const forced = new Promise<void>((resolve) => {
       stopNow.signal.addEventListener("abort", () => {

@@ -33,12 +33,19 @@ export interface FileOptions {
  * Parses the value of a flag that names a file (`--config`, `--env-file`, `--pid-file`).
  *
  * @param value The flag's value.
+ * @param previous The value the flag was given before, if it was.
  * @returns The value.
- * @throws {InvalidArgumentError} When it is empty or only spaces: it names no file.
+ * @throws {InvalidArgumentError} When it is empty or only spaces: it names no file; or when the
+ *   flag is given a second time: one file is read, and the first would be left without a word.
  */
-export function parseFilePath(value: string): string {
+export function parseFilePath(value: string, previous?: unknown): string {
   if (value.trim() === "") {
     throw new InvalidArgumentError("must be a file path, got an empty value");
+  }
+  if (typeof previous === "string") {
+    throw new InvalidArgumentError(
+      `comes after '${previous}' for the same flag: one file is read, not both; give the flag once`,
+    );
   }
   return value;
 }
@@ -75,7 +82,14 @@ export function addSettingOptions<C extends Command<any, any, any>>(
       : `${flagOf(spec.env)} ${spec.placeholder ?? "<value>"}`;
     const option = new Option(flags, `${spec.description} [${spec.env}]`);
     if (!spec.boolean) {
-      option.argParser((value: string) => {
+      option.argParser((value: string, previous: unknown) => {
+        if (spec.list && previous !== undefined) {
+          throw new UsageError(
+            `${flagOf(spec.env)} is given more than once, and only the last one would be ` +
+              `read; give it once, with every item separated by commas: ${flagOf(spec.env)} ` +
+              `${previous},${value}`,
+          );
+        }
         const parsed = spec.schema.safeParse(value);
         if (!parsed.success && spec.secret) {
           // commander would quote the value: a secret is never printed.
@@ -197,7 +211,18 @@ export function loadCommandSettings(
       keys: listOf(loaded.ignoredKeys),
     });
   }
-  const unknown = loaded.unknownKeys;
+  // A near miss is most likely a typo: the setting meant falls back to its default. Each is
+  // warned about, however many other keys the file holds.
+  for (const { key: fullKey, suggestion } of loaded.unknownKeys) {
+    if (suggestion === undefined) continue;
+    const key = shortKey(fullKey);
+    log.warning(
+      `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
+        `"${suggestion}"?)`,
+      { key, suggestion },
+    );
+  }
+  const unknown = loaded.unknownKeys.filter(({ suggestion }) => suggestion === undefined);
   if (unknown.length > UNKNOWN_KEYS_ONE_BY_ONE) {
     log.info(
       `config.json has ${unknown.length} keys that are not settings of status; they are ` +
@@ -205,18 +230,9 @@ export function loadCommandSettings(
       { count: unknown.length },
     );
   } else {
-    for (const { key: fullKey, suggestion } of unknown) {
+    for (const { key: fullKey } of unknown) {
       const key = shortKey(fullKey);
-      if (suggestion === undefined) {
-        log.info(`config.json key "${key}" is not a setting of status; it is ignored`, { key });
-      } else {
-        // A near miss is most likely a typo: the setting meant falls back to its default.
-        log.warning(
-          `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
-            `"${suggestion}"?)`,
-          { key, suggestion },
-        );
-      }
+      log.info(`config.json key "${key}" is not a setting of status; it is ignored`, { key });
     }
   }
   // A secret given as a flag stands in the process's command line, which every local user and
@@ -297,9 +313,15 @@ export function fileProblem(error: unknown, path: string): string {
   if (error instanceof Deno.errors.NotFound) {
     try {
       Deno.statSync(dirname(path));
-      return "it leads to a folder that does not exist (a link?)";
     } catch {
       return `the directory ${dirname(path)} does not exist`;
+    }
+    try {
+      Deno.lstatSync(path);
+      return "it leads to a folder that does not exist (a link?)";
+    } catch {
+      // No link: a folder that takes no new files (/proc, /sys).
+      return `${dirname(path)} does not let a file be made in it`;
     }
   }
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory, not a file";

@@ -133,6 +133,9 @@ Examples:
       dbSetting: storeSetting(loaded),
       port: s.port,
       hostname: s.bind,
+      bindSetting: `BIND from ${
+        loaded.sources.bind === "default" ? "the default" : loaded.sources.bind
+      }`,
       tls,
       adminToken: s.statusAdminToken,
       ackTimeoutSecs: s.ackTimeoutSecs,

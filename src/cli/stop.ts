@@ -10,9 +10,15 @@ import { DEFAULT_SHUTDOWN_GRACE_SECS } from "../defaults.ts";
 import { parseFilePath } from "./common.ts";
 import type { Io } from "./io.ts";
 
+/** The longest `--timeout`: a year, as the longest duration setting. */
+const MAX_TIMEOUT_SECS = 86_400 * 365;
+
 function parseSecs(value: string): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) {
-    throw new InvalidArgumentError("must be a whole number of seconds above 0");
+  // 1e400 zeros would read as Infinity: a wait without end, said "after Infinity s".
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > MAX_TIMEOUT_SECS) {
+    throw new InvalidArgumentError(
+      `must be a whole number of seconds from 1 to ${MAX_TIMEOUT_SECS} (a year)`,
+    );
   }
   return Number(value);
 }

@@ -29,6 +29,7 @@ import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
 import {
   addSettingOptions,
   checkDirectorySetting,
+  fileProblem,
   isAddrInUse,
   loadCommandSettings,
 } from "./common.ts";
@@ -202,9 +203,16 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
           { cause: error },
         );
       }
-      throw new ConfigError(`cannot create ${stateDir}: ${(error as Error).message}`, {
-        cause: error,
-      });
+      // Said as the other folder and file settings are: "--data-dir x (or a folder above it) is
+      // not a directory", not "Not a directory (os error 20): mkdir 'x/agent-state'".
+      throw new ConfigError(
+        `cannot use --data-dir ${dataDir}: ${
+          error instanceof Deno.errors.AlreadyExists
+            ? `${stateDir} is there and is not a directory`
+            : fileProblem(error, stateDir)
+        }`,
+        { cause: error },
+      );
     }
     // One that was there already (made first by another user in /tmp, say): they could read
     // the database, or swap what lies in it.

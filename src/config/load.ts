@@ -188,6 +188,28 @@ function unusualCharacters(line: string): string {
 }
 
 /**
+ * Why `parseEnv` would read less of a value than its line holds, or `undefined` when it reads it
+ * all: a `#` right after a character of an unquoted value starts a comment there (`ab#cd` is
+ * `ab`), and a quoted value ends at its first closing quote unless the line ends with the quote
+ * (`"web"-1` is `web`).
+ */
+function cutShort(value: string): string | undefined {
+  const rest = value.replace(/[ \t]+$/, "");
+  const quote = rest[0];
+  if (quote === '"' || quote === "'" || quote === "`") {
+    if (rest.length > 1 && rest.endsWith(quote)) return undefined;
+    const after = rest.slice(rest.indexOf(quote, 1) + 1);
+    if (/^[ \t]*(#|$)/.test(after)) return undefined;
+    return `with more after its closing ${quote}, which would not be read; put the whole value ` +
+      `inside the quotes`;
+  }
+  if (!/[^ \t]#/.test(rest)) return undefined;
+  return "with a # right after other characters, where a comment starts: what follows it " +
+    'would not be read; quote the value ("...") to keep the #, or put a space before it to ' +
+    "begin a comment";
+}
+
+/**
  * Parses a `.env` file, rejecting lines that are not `NAME=value`, comments or blank. A byte
  * order mark at the start is skipped; a line the parser would not read as the `NAME=value` it
  * looks like (a non-breaking space before the name, a tab after `export`) is an error.
@@ -195,6 +217,9 @@ function unusualCharacters(line: string): string {
  * @param text The file's contents.
  * @param label How the file is named in errors.
  * @param repeated Told of each variable set on more than one line (the last one is read).
+ * @param whole Whether a variable's value must be read whole (a setting's): a line whose value
+ *   the parser would cut short without a word (`TOKEN=ab#cd` reads `ab`, `ID="web"-1` reads
+ *   `web`) is then an error. Other programs' variables are read as the parser reads them.
  * @returns The variables.
  * @throws {ConfigError} On a malformed line, naming its number.
  */
@@ -202,6 +227,7 @@ export function parseEnvFile(
   text: string,
   label: string,
   repeated?: (name: string, lines: number[]) => void,
+  whole: (name: string) => boolean = () => false,
 ): Record<string, string> {
   text = withoutBom(text);
   const lines = text.split(/\r?\n/);
@@ -229,6 +255,12 @@ export function parseEnvFile(
     const quote = value[0];
     if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) {
       openQuote = { quote, line: i + 1, name: match[1] };
+    } else if (whole(match[1])) {
+      const cut = cutShort(value);
+      if (cut !== undefined) {
+        // The value is not quoted: it may be a secret.
+        throw new ConfigError(`${label} line ${i + 1} sets ${match[1]} to a value ${cut}`);
+      }
     }
   }
   if (openQuote) {
@@ -289,6 +321,16 @@ export function repeatedKeys(text: string): Map<string, number> {
  */
 function jsonLeniency(text: string): string | undefined {
   if (text.trim() === "") return "is empty; write {} in it for no settings, or remove it";
+  // A .env or a YAML file given with --config, or saved as config.json.
+  const lines = text.split(/\r?\n/).filter((line) => !/^[ \t]*(#|$)/.test(line));
+  if (lines.every((line) => ENV_LINE.test(line))) {
+    return "holds NAME=value lines, as a .env file does, not JSON; give it with --env-file, or " +
+      'write it as JSON: {"agent_id": "web-1", ...}';
+  }
+  if (lines.every((line) => /^[ \t]*[A-Za-z_][A-Za-z0-9_-]*:([ \t]|$)/.test(line))) {
+    return 'holds "key: value" lines, as YAML does, not JSON; write it as JSON: ' +
+      '{"agent_id": "web-1", ...}';
+  }
   let line = 1;
   let comma: number | undefined;
   for (let i = 0; i < text.length; i++) {
@@ -428,6 +470,9 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
 
   const envFile = readFile(options.envFilePath, ".env", "--env-file");
   const settingNames = new Set(Object.values(SETTINGS).map((spec) => spec.env));
+  // Only the settings this command reads are held to more: a bad value of another is not its
+  // business (status stop reads PID_FILE alone).
+  const readNames = new Set(keys.map((key) => SETTINGS[key].env));
   const repeatedLines: string[] = [];
   const dotenv = envFile
     ? parseEnvFile(envFile.text, envFile.label, (name, lines) => {
@@ -437,7 +482,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
         `${envFile.label} sets ${name} on lines ${lines.join(", ")}; the last one (line ` +
           `${lines.at(-1)}) is read`,
       );
-    })
+    }, (name) => readNames.has(name))
     : {};
   // A .env may hold other programs' variables too: only a name near a setting's is a likely typo
   // (POLLING_TIMEOUT for POLLING_TIMEOUT_SECS), whose setting would silently keep its default.
@@ -452,7 +497,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     })
     .slice(0, SUGGESTED_KEYS);
   // The environment holds every program's variables: only a long name within two edits of a
-  // setting's (DASHBORD_URL, AGENT_TOKN) is a likely typo. Without it the setting silently keeps
+  // setting's, in any case (DASHBORD_URL, AGENT_TOKN, dashboard_url), is a likely typo. Without it the setting silently keeps
   // its default. Read only where the whole environment may be (a permission set grants names).
   const environmentNames = options.env
     ? Object.keys(options.env)
@@ -464,7 +509,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     .flatMap((name) => {
       const meant = [...settingNames].find((setting) =>
         setting.length >= MIN_TYPO_LENGTH && Math.abs(setting.length - name.length) <= 2 &&
-        editDistance(name, setting) <= 2
+        editDistance(name.toUpperCase(), setting) <= 2
       );
       return meant === undefined ? [] : [
         `the environment sets ${name}, which is not a setting of status; it is ignored (did ` +
@@ -484,11 +529,30 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   );
 
   const ignoredKeys = Object.keys(json).filter((k) => !known.has(k));
-  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).map((key, i) => {
-    // A suggestion for the first few only: a file of many unknown keys is summarized anyway.
-    const suggestion = i < SUGGESTED_KEYS ? nearest(key, known) : undefined;
-    return suggestion === undefined ? { key } : { key, suggestion };
+  // Settings grouped under a key of their own ({"agent": {"agent_id": ...}}) are not read: each
+  // would silently keep its default.
+  const nested = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k)).flatMap((key) => {
+    const value = json[key];
+    if (value === null || typeof value !== "object" || Array.isArray(value)) return [];
+    const inside = Object.keys(value).filter((k) => known.has(k));
+    return inside.length === 0 ? [] : [{ key, inside }];
   });
+  const nestedWarnings = nested.slice(0, SUGGESTED_KEYS).map(({ key, inside }) => {
+    const shown = key.length <= 64 ? key : `${key.slice(0, 48)}…`;
+    const held = inside.slice(0, 5).map((k) => `"${k}"`).join(", ") +
+      (inside.length > 5 ? ` and ${inside.length - 5} more` : "");
+    return `${configFile!.label} key "${shown}" holds ${held}, which ${
+      inside.length === 1 ? "is" : "are"
+    } not read there: settings are read from the top level of ${configFile!.label} only; ` +
+      `move ${inside.length === 1 ? "it" : "them"} out of "${shown}"`;
+  });
+  const nestedKeys = new Set(nested.map(({ key }) => key));
+  const unknownKeys = ignoredKeys.filter((k) => !STATUS_PANEL_KEYS.has(k) && !nestedKeys.has(k))
+    .map((key, i) => {
+      // A suggestion for the first few only: a file of many unknown keys is summarized anyway.
+      const suggestion = i < SUGGESTED_KEYS ? nearest(key, known) : undefined;
+      return suggestion === undefined ? { key } : { key, suggestion };
+    });
 
   const settings: Record<string, unknown> = {};
   const sources: Partial<Record<SettingKey, string>> = {};
@@ -514,7 +578,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     if (!result.success) {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${
-          spec.secret ? secretLength(raw) : show(raw)
+          spec.secret ? secretLength(raw) : spec.shown ? spec.shown(raw) : show(raw)
         }${spec.secret ? "" : reason(result.error)}${spec.advice ? `; ${spec.advice}` : ""}`,
         { cause: result.error },
       );
@@ -526,6 +590,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   const warnings = [
     ...repeatedLines,
     ...repeatedJsonKeys,
+    ...nestedWarnings,
     ...misspelt,
     ...misspeltInEnvironment,
     readableSecrets(envFile, (name) => dotenv[name]),

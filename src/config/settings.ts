@@ -14,6 +14,7 @@ import {
 import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
+import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -53,8 +54,18 @@ export interface SettingSpec {
    * what is wrong with it) is never shown, where a good one comes from.
    */
   readonly advice?: string;
+  /**
+   * How a refused value is shown in the error, when parts of it may be secrets (the values of
+   * `COMMAND_ENV`, which commands are given their credentials in); by default it is quoted whole.
+   */
+  readonly shown?: (value: unknown) => string;
   /** The flag takes no value (`--daemon`). */
   readonly boolean?: boolean;
+  /**
+   * A comma-separated list: its flag is given once, with every item in it (given twice, the
+   * last would replace the first without a word).
+   */
+  readonly list?: boolean;
   /** Placeholder shown in `--help`, e.g. `<secs>`. */
   readonly placeholder?: string;
 }
@@ -92,6 +103,8 @@ const SECS_FROM_0 = `a whole number of seconds from 0 to ${MAX_SECS} (a year)`;
 const BOOL_RULE = "true or false (or yes/no, on/off, 1/0)";
 
 const bool = z.preprocess((v) => {
+  // config.json's 1 and 0, as the rule says: "live_output": 0.
+  if (v === 1 || v === 0) return v === 1;
   const s = fromString(v);
   if (typeof s !== "string") return s;
   const lower = s.toLowerCase();
@@ -105,10 +118,36 @@ const list = z.preprocess(
     if (typeof v === "string") {
       return v.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
     }
-    return v;
+    // config.json's items are trimmed as the environment's are: "/tmp " would match no path.
+    return Array.isArray(v) ? v.map(fromString) : v;
   },
   z.array(z.string().min(1)),
 );
+
+/**
+ * Holds each item of a list setting to a rule of the exec policy, naming the first item refused
+ * and why (with how to separate items when it holds a space): the policy refused it only when the
+ * agent built its executor, in words that named neither the setting nor where it came from.
+ */
+function itemsBy(
+  problemOf: (item: string) => string | undefined,
+  items: string,
+): (list: string[], ctx: z.RefinementCtx) => void {
+  return (list, ctx) => {
+    for (const item of list) {
+      // An empty item is refused by the list's own rule.
+      const problem = item === "" ? undefined : problemOf(item);
+      if (problem === undefined) continue;
+      const spaced = /\s/.test(item) ? `; separate ${items} with commas` : "";
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(item)} ${problem}${spaced}`,
+        params: { reason: true },
+      });
+      return;
+    }
+  };
+}
 
 /**
  * A list as {@link list} reads it, for a schema that holds its items to more: what is no list (a
@@ -119,6 +158,32 @@ const listItems = (v: unknown) => {
   const read = list.safeParse(v);
   return read.success ? read.data : v;
 };
+
+/** A `COMMAND_ENV` item: `NAME=value`, the name captured. */
+const ASSIGNMENT = /^([A-Za-z_][A-Za-z0-9_]*)=/;
+
+/**
+ * A `COMMAND_ENV` value as its error shows it: each item's name, its value hidden, and of an item
+ * that is not `NAME=value` only its length.
+ */
+function namesOnly(value: unknown): string {
+  const items = Array.isArray(value)
+    ? value
+    : typeof value === "string"
+    ? value.split(",").map((item) => item.trim()).filter((item) => item !== "")
+    : undefined;
+  if (items === undefined) {
+    return `a JSON ${value === null ? "null" : typeof value}, not a list (values not shown)`;
+  }
+  const shown = items.map((item) => {
+    if (typeof item !== "string") return `(a JSON ${item === null ? "null" : typeof item})`;
+    const name = ASSIGNMENT.exec(item);
+    return name
+      ? `${name[1]}=…`
+      : `(${item.length} ${item.length === 1 ? "character" : "characters"} without NAME=)`;
+  });
+  return `${JSON.stringify(shown.join(","))} (values not shown)`;
+}
 
 /**
  * `config.json`'s labels as the text `AGENT_LABELS` holds, to be held to the same rules: an object
@@ -146,17 +211,30 @@ const url = z.preprocess(
   z.string().superRefine((s, ctx) => {
     try {
       const u = new URL(s);
-      if (u.protocol === "http:" || u.protocol === "https:") return;
+      if ((u.protocol === "http:" || u.protocol === "https:") && u.port !== "0") return;
+      if (u.protocol === "http:" || u.protocol === "https:") {
+        // `PORT=0` has the dashboard pick a free port; nothing listens on port 0 itself.
+        ctx.addIssue({
+          code: "custom",
+          message: "port 0 is no port anything listens on; give the port the server listens on " +
+            '(a dashboard started with PORT=0 prints it: "listening on http://...")',
+          params: { reason: true },
+        });
+        return;
+      }
     } catch {
       // refused below
     }
     // `localhost:5000` parses as a URL of the scheme "localhost:"; `127.0.0.1:5000` not at all.
     const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(`http://${s}`);
-    ctx.addIssue({
-      code: "custom",
-      message: schemeless ? `it has no scheme; give it as "http://${s}" (or https://)` : "",
-      params: { reason: schemeless },
-    });
+    // `http://::1:5000`: which colon starts the port cannot be told without the brackets.
+    const ipv6 = /^(?:https?:\/\/)?[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*(?:[/?#]|$)/i.test(s);
+    const why = schemeless
+      ? `it has no scheme; give it as "http://${s}" (or https://)`
+      : ipv6
+      ? 'an IPv6 address goes in brackets, with the port after them: "http://[::1]:5000"'
+      : undefined;
+    ctx.addIssue({ code: "custom", message: why ?? "", params: { reason: why !== undefined } });
   }),
 );
 
@@ -172,7 +250,36 @@ const dashboardUrl = url.superRefine((s, ctx) => {
   } catch {
     return; // told by `url`
   }
-  if ((u.protocol === "http:" || u.protocol === "https:") && (u.username || u.password)) {
+  if (u.protocol !== "http:" && u.protocol !== "https:") return; // told by `url`
+  // The URL parser drops or escapes these without a word: a space in the path would be sent as
+  // `%20` (every request answered 404), a control character dropped.
+  // deno-lint-ignore no-control-regex -- the control characters are what it finds
+  const odd = /[\s\x00-\x1f\x7f]/.exec(s);
+  if (odd) {
+    ctx.addIssue({
+      code: "custom",
+      message: odd[0] === " "
+        ? "it holds a space, which no URL does; leave it out (or write it as %20 in a path)"
+        : `it holds the control character ${JSON.stringify(odd[0])}; leave it out`,
+      params: { reason: true },
+    });
+    return;
+  }
+  // The base URL's query and fragment are never sent: status puts its own path and query on it.
+  const extra = u.search || u.hash || (/[?#]/.exec(s)?.[0]);
+  if (extra) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        `its ${extra.startsWith("#") ? "fragment" : "query"} ${
+          JSON.stringify(extra)
+        } would never be sent (status adds its own path and query to the base URL); give the ` +
+        `base URL without it: ${JSON.stringify(u.origin + u.pathname)}`,
+      params: { reason: true },
+    });
+    return;
+  }
+  if (u.username || u.password) {
     ctx.addIssue({
       code: "custom",
       message: "a user name or password in it would be sent in the Authorization header the " +
@@ -185,7 +292,7 @@ const dashboardUrl = url.superRefine((s, ctx) => {
   // "no command"). A path before `/api` is a proxy's prefix and stays, and so does one that only
   // goes on past `/api/` (`/api/fleet/`: a proxy's prefix too).
   const api = /\/api(?:\/v1(?:\/|$)|\/?$)/.exec(u.pathname);
-  if ((u.protocol === "http:" || u.protocol === "https:") && api) {
+  if (api) {
     ctx.addIssue({
       code: "custom",
       message: `its path holds ${JSON.stringify(u.pathname.slice(api.index))}, which status ` +
@@ -200,10 +307,49 @@ const listenAddress = z.preprocess(
   fromString,
   z.string().regex(/^(?:\[?[^\]\s]*\]?:)?\d{1,5}$/).refine((s) =>
     Number(s.split(":").pop()) <= 65535
-  ),
+  ).superRefine((s, ctx) => {
+    // `http://127.0.0.1:9100` matched as the host "http://127.0.0.1", which does not resolve.
+    if (!s.includes("://")) return;
+    ctx.addIssue({
+      code: "custom",
+      message: 'it is a URL; give HOST:PORT ("127.0.0.1:9100") or PORT alone',
+      params: { reason: true },
+    });
+  }),
 );
 
 const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max));
+
+/**
+ * The address the dashboard listens on: an IP address or a host name, an IPv6 one with or without
+ * its brackets (`[::1]`, as in a URL, is read as `::1`). A URL or a port in it is refused, saying
+ * what to give: it reached the listener as a host name that does not resolve (and in dev mode was
+ * said not to be a loopback address).
+ */
+const bindAddress = text(255).superRefine((s, ctx) => {
+  const refuse = (message: string) =>
+    ctx.addIssue({ code: "custom", message, params: { reason: true } });
+  if (/\s/.test(s)) return refuse("it holds a space; give one address");
+  const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? URL.parse(s) : undefined;
+  if (url !== undefined) {
+    return refuse(
+      `it is a URL; give only its address${
+        url?.hostname ? ` (${JSON.stringify(url.hostname.replace(/^\[(.*)\]$/, "$1"))})` : ""
+      }, and its port with PORT (--port)`,
+    );
+  }
+  const port = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d*)$/.exec(s);
+  if (port) {
+    const address = port[1] ?? port[2];
+    return refuse(
+      address === ""
+        ? "it is a port; give it with PORT (--port), and an address here (or none for 127.0.0.1)"
+        : `it holds a port; give the address alone (${
+          JSON.stringify(address)
+        }) and the port with PORT (--port)`,
+    );
+  }
+}).transform((s) => s.replace(/^\[([^\]]*)\]$/, "$1"));
 
 /**
  * A path setting. A leading `~` is the shell's: from `.env`, `config.json`, a quoted flag or
@@ -211,8 +357,21 @@ const text = (max = 4096) => z.preprocess(fromString, z.string().min(1).max(max)
  * in the working directory, made without a word.
  */
 const path = text().superRefine((s, ctx) => {
-  if (!s.startsWith("~")) return;
-  ctx.addIssue({ code: "custom", message: TILDE_NOT_EXPANDED, params: { reason: true } });
+  if (s.startsWith("~")) {
+    ctx.addIssue({ code: "custom", message: TILDE_NOT_EXPANDED, params: { reason: true } });
+    return;
+  }
+  // `STATE_DIR=$HOME/status` in .env or config.json: a folder named "$HOME", made without a word.
+  // (A postgres:// URL of DB is no path: its password may hold a $.)
+  const variable = /\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*/.exec(s);
+  if (variable && !/^postgres(?:ql)?:\/\//i.test(s)) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${variable[0]} is not expanded here (only a shell expands it, and not in .env, ` +
+        'config.json or single quotes); give the path in full, e.g. "/home/you/..."',
+      params: { reason: true },
+    });
+  }
 });
 
 /** Why a path that starts with `~` is refused, and what to give instead. */
@@ -224,7 +383,7 @@ const SPECS = {
   dashboardUrl: {
     env: "DASHBOARD_URL",
     description:
-      "Base URL of the dashboard the agent and operator commands talk to (no user or password in it)",
+      "Base URL of the dashboard the agent and operator commands talk to (no user, password, query or fragment in it)",
     default: defaults.DEFAULT_DASHBOARD_URL,
     expected: "an http:// or https:// URL",
     schema: dashboardUrl,
@@ -284,6 +443,7 @@ const SPECS = {
       z.record(z.string(), z.string()),
     ),
     roles: ["agent"],
+    list: true,
     placeholder: "<k=v,...>",
   },
   pollingTimeoutSecs: {
@@ -339,8 +499,9 @@ const SPECS = {
     description: "Programs commands may run: names or absolute paths, comma-separated",
     default: ["echo", "sleep", "ls", "tar", "gzip", "uname", "date", "df", "du"],
     expected: "a comma-separated list of program names or absolute paths",
-    schema: list,
+    schema: list.superRefine(itemsBy(allowedProgramProblem, "programs")),
     roles: ["agent", "exec"],
+    list: true,
     placeholder: "<list>",
   },
   allowedPathPrefixes: {
@@ -350,9 +511,14 @@ const SPECS = {
     expected: "a comma-separated list of absolute paths",
     schema: z.preprocess(
       listItems,
-      z.array(z.string().regex(/^\/.*/)),
+      // "/tmp /var/tmp": one prefix, which no path lies under.
+      z.array(z.string().regex(/^\/.*/)).superRefine(itemsBy(
+        (prefix) => /\s\//.test(prefix) ? "holds a space before a /" : allowedPrefixProblem(prefix),
+        "prefixes",
+      )),
     ),
     roles: ["agent", "exec"],
+    list: true,
     placeholder: "<list>",
   },
   commandEnv: {
@@ -361,10 +527,28 @@ const SPECS = {
     default: [],
     expected: "a comma-separated list of NAME=value",
     schema: z.preprocess(
-      listItems,
-      z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/)),
+      (v, ctx) => {
+        const items = listItems(v);
+        if (!Array.isArray(items)) return items;
+        const at = items.findIndex((item) => typeof item === "string" && !ASSIGNMENT.test(item));
+        if (at < 0) return items;
+        ctx.addIssue({
+          code: "custom",
+          message: `item ${at + 1} is not NAME=value${
+            typeof v === "string"
+              ? " (a value holding a comma is cut there: the items are separated by commas)"
+              : ""
+          }`,
+          params: { reason: true },
+        });
+        return z.NEVER;
+      },
+      z.array(z.string().regex(ASSIGNMENT)),
     ),
+    // "DB_PASSWORD=ab,cd" is refused at "cd", which is half a password: no value is shown.
+    shown: namesOnly,
     roles: ["agent", "exec"],
+    list: true,
     placeholder: "<list>",
   },
   commandCwd: {
@@ -508,7 +692,7 @@ const SPECS = {
     description: "Address the dashboard listens on",
     default: defaults.DEFAULT_BIND,
     expected: "an IP address or host name",
-    schema: text(255),
+    schema: bindAddress,
     roles: ["server"],
     placeholder: "<addr>",
   },

@@ -487,6 +487,32 @@ function isRemoteArchive(name: string): boolean {
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]+$/;
 
 /**
+ * Why the policy refuses an allowed program (as `ALLOWED_PROGRAMS` names it), or `undefined` for
+ * one it takes: a bare name, or an absolute path without a `..` segment.
+ *
+ * @param program The program.
+ * @returns What completes `Allowed program "…"`, or `undefined`.
+ */
+export function allowedProgramProblem(program: string): string | undefined {
+  if (program.startsWith("/")) return hasDotDot(program) ? 'has a ".." segment' : undefined;
+  return PROGRAM_NAME.test(program)
+    ? undefined
+    : "must be a bare name (A-Z a-z 0-9 . _ + -) or an absolute path";
+}
+
+/**
+ * Why the policy refuses an allowed path prefix (as `ALLOWED_PATH_PREFIXES` names it), or
+ * `undefined` for one it takes: an absolute path without a `..` segment.
+ *
+ * @param prefix The prefix.
+ * @returns What completes `Allowed path prefix "…"`, or `undefined`.
+ */
+export function allowedPrefixProblem(prefix: string): string | undefined {
+  if (!prefix.startsWith("/")) return "must be an absolute path";
+  return hasDotDot(prefix) ? 'has a ".." segment' : undefined;
+}
+
+/**
  * Returns the default policy: {@link DEFAULT_ALLOWED_PROGRAMS} and
  * {@link DEFAULT_ALLOWED_PATH_PREFIXES}.
  *
@@ -567,27 +593,16 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
     ...splitList("extraPrograms", input.extraPrograms ?? []),
   ];
   for (const program of programs) {
-    if (program.startsWith("/")) {
-      if (hasDotDot(program)) {
-        throw new TypeError(`Allowed program "${program}" has a ".." segment`);
-      }
-    } else if (!PROGRAM_NAME.test(program)) {
-      throw new TypeError(
-        `Allowed program "${program}" must be a bare name (A-Z a-z 0-9 . _ + -) or an absolute path`,
-      );
-    }
+    const problem = allowedProgramProblem(program);
+    if (problem) throw new TypeError(`Allowed program "${program}" ${problem}`);
   }
   const prefixes = splitList(
     "allowedPathPrefixes",
     input.allowedPathPrefixes ?? DEFAULT_ALLOWED_PATH_PREFIXES,
   );
   for (const prefix of prefixes) {
-    if (!prefix.startsWith("/")) {
-      throw new TypeError(`Allowed path prefix "${prefix}" must be an absolute path`);
-    }
-    if (hasDotDot(prefix)) {
-      throw new TypeError(`Allowed path prefix "${prefix}" has a ".." segment`);
-    }
+    const problem = allowedPrefixProblem(prefix);
+    if (problem) throw new TypeError(`Allowed path prefix "${prefix}" ${problem}`);
   }
   const protectedPaths = [...input.protectedPaths ?? []];
   for (const path of protectedPaths) {

@@ -41,6 +41,11 @@ export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
    * when the store cannot be opened.
    */
   dbSetting?: string;
+  /**
+   * The setting `hostname` came from (`BIND from config.json`), named in the errors about it.
+   * @default {"--bind"}
+   */
+  bindSetting?: string;
   /** @internal Options of the SQLite store opened from `db`. */
   dbOptions?: SqliteStoreOptions;
   /**
@@ -242,9 +247,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   try {
     const devMode = await resolveDevMode(store, options.adminToken);
     if (devMode && !isLoopback(hostname)) {
+      const setting = options.bindSetting ?? "--bind";
       throw new ConfigError(
         `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
-          `--bind is ${hostname}; bind 127.0.0.1, or add an agent with ` +
+          `${setting} is ${hostname}; bind 127.0.0.1, or add an agent with ` +
           `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
       );
     }
@@ -273,6 +279,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       });
     } catch (error) {
       const code = (error as { code?: string }).code;
+      const bindName = options.bindSetting ?? "BIND, --bind";
       if (code === "EADDRINUSE") {
         throw new Error(
           `cannot listen on ${hostname}:${port}: the address is already in use`,
@@ -285,15 +292,15 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         /getaddrinfo/.test(message)
       ) {
         throw new ConfigError(
-          `cannot listen on ${hostname}:${port}: ${hostname} (BIND, --bind) is not an IP address ` +
-            "or a host name that resolves",
+          `cannot listen on ${hostname}:${port}: ${hostname} (${bindName}) is not an IP ` +
+            "address or a host name that resolves",
           { cause: error },
         );
       }
       if (code === "EADDRNOTAVAIL" || code === "EINVAL" || /EADDRNOTAVAIL|EINVAL/.test(message)) {
         throw new ConfigError(
-          `cannot listen on ${hostname}:${port}: ${hostname} (BIND, --bind) is not an address of ` +
-            "this machine",
+          `cannot listen on ${hostname}:${port}: ${hostname} (${bindName}) is not an address ` +
+            "of this machine",
           { cause: error },
         );
       }
@@ -322,7 +329,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           parseListenAddress(options.metricsBind),
           metricsStop.signal,
           // Its sockets are defended as the main port's are.
-          { headerTimeoutSecs: options.headerTimeoutSecs },
+          { headerTimeoutSecs: options.headerTimeoutSecs, setting: "METRICS_BIND, --metrics-bind" },
         );
       } catch (error) {
         await listener.close();

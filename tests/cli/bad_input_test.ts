@@ -26,6 +26,38 @@ Deno.test("status up refuses a --data-dir that starts with ~, which no shell exp
   );
 });
 
+Deno.test("status up says in a few words why a --data-dir cannot be used", async (t) => {
+  // It said "cannot create x/agent-state: Not a directory (os error 20): mkdir 'x/agent-state'".
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "file"), "");
+    await Deno.mkdir(join(dir, "taken"));
+    await Deno.writeTextFile(join(dir, "taken", "agent-state"), "");
+    for (
+      const [dataDir, why] of [
+        [join(dir, "file"), `${join(dir, "file")} (or a folder above it) is not a directory`],
+        [
+          join(dir, "file", "x"),
+          `${join(dir, "file", "x")} (or a folder above it) is not a directory`,
+        ],
+        [
+          join(dir, "taken"),
+          `${join(dir, "taken", "agent-state")} is there and is not a directory`,
+        ],
+      ]
+    ) {
+      await t.step(dataDir, async () => {
+        const result = await run(["up", "--port", "0", "--data-dir", dataDir]);
+        assert.equal(result.code, 2);
+        assert.deepEqual(result.stdout, []);
+        assert.deepEqual(result.stderr, [`status: cannot use --data-dir ${dataDir}: ${why}`]);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("status serve refuses a TLS pair it cannot use before it listens", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "status-tls-" });
   try {
@@ -167,10 +199,86 @@ Deno.test("a BIND the dashboard cannot listen on exits 2 naming BIND", async (t)
       assert.equal(result.code, 2, result.stderr.join("\n"));
       assert.match(
         result.stderr.join("\n"),
-        new RegExp(`^status: cannot listen on ${bind}:0: ${bind} \\(BIND, --bind\\) ${why}$`),
+        new RegExp(
+          `^status: cannot listen on ${bind}:0: ${bind} \\(BIND from flag --bind\\) ${why}$`,
+        ),
       );
     });
   }
+  // It named --bind whatever set it: an operator who never gave --bind looked for it in vain.
+  await t.step("where it came from, when not from the flag", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(join(dir, "config.json"), '{"bind": "999.1.1.1"}');
+      const fromFile = await run([
+        "serve",
+        "--config",
+        join(dir, "config.json"),
+        "--port",
+        "0",
+        "--db",
+        ":memory:",
+      ], { STATUS_ADMIN_TOKEN: "an-admin-token-of-some-length" });
+      assert.equal(fromFile.code, 2, fromFile.stderr.join("\n"));
+      assert.deepEqual(fromFile.stderr, [
+        `status: cannot listen on 999.1.1.1:0: 999.1.1.1 (BIND from ${
+          join(dir, "config.json")
+        }) is not an IP address or a host name that resolves`,
+      ]);
+      const devMode = await run(["serve", "--port", "0", "--db", ":memory:"], { BIND: "0.0.0.0" });
+      assert.equal(devMode.code, 2, devMode.stderr.join("\n"));
+      assert.match(
+        devMode.stderr.join("\n"),
+        /^status: dev mode .* listens on loopback only, but BIND from the environment is 0\.0\.0\.0;/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
+Deno.test("a METRICS_BIND or METRICS_PORT host that is no address here exits 2 naming the setting", async (t) => {
+  // Said in getaddrinfo's or listen's words alone: "getaddrinfo ENOTFOUND 999.1.1.1", exit 1.
+  for (
+    const [host, why] of [
+      ["999.1.1.1", "is not an IP address or a host name that resolves"],
+      ["192.0.2.1", "is not an address of this machine"],
+    ]
+  ) {
+    await t.step(`serve --metrics-bind ${host}:0`, async () => {
+      const result = await run(
+        ["serve", "--port", "0", "--db", ":memory:", "--metrics-bind", `${host}:0`],
+      );
+      assert.equal(result.code, 2, result.stderr.join("\n"));
+      assert.deepEqual(result.stdout, [], "never listening");
+      assert.deepEqual(result.stderr, [
+        `status: cannot serve metrics on ${host}:0: ${host} (METRICS_BIND, --metrics-bind) ${why}`,
+      ]);
+    });
+  }
+  await t.step("agent --metrics-port 999.1.1.1:0", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const result = await run([
+        "agent",
+        "--agent-id",
+        "a",
+        "--dashboard-url",
+        "http://127.0.0.1:9",
+        "--state-dir",
+        join(dir, "state"),
+        "--metrics-port",
+        "999.1.1.1:0",
+      ]);
+      assert.equal(result.code, 2, result.stderr.join("\n"));
+      assert.deepEqual(result.stderr, [
+        "status: cannot serve metrics on 999.1.1.1:0: 999.1.1.1 (METRICS_PORT, --metrics-port) " +
+        "is not an IP address or a host name that resolves",
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });
 
 Deno.test("a dashboard port or METRICS_BIND another process holds says what to do", async (t) => {
@@ -364,6 +472,20 @@ Deno.test("status stop needs only the pid file: other broken settings do not pre
       const result = await stop(["--pid-file", " "]);
       assert.equal(result.code, 2);
     });
+    // A number of 400 digits read as Infinity: a wait without end, said "after Infinity s".
+    for (const timeout of ["0", "-1", "abc", "1e3", "31536001", "1" + "0".repeat(400)]) {
+      await t.step(
+        `--timeout ${timeout.slice(0, 12)} is refused before anything is read`,
+        async () => {
+          const result = await stop(["--pid-file", `${dir}/other.pid`, "--timeout", timeout]);
+          assert.equal(result.code, 2);
+          assert.match(
+            result.stderr.join("\n"),
+            / is invalid\. must be a whole number of seconds from 1 to 31536000 \(a year\)$/,
+          );
+        },
+      );
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -427,6 +427,21 @@ Deno.test("a daemon that cannot start says why, where it was started", async (t)
       );
       assert.doesNotMatch(run.stderr, /see its log file/);
     });
+    await t.step("a pid file the daemon cannot make is named as the setting it is", async () => {
+      // It said "cannot write the pid file /proc/1/x.pid: No such file or directory (os error 2):
+      // open '/proc/1/x.pid'", naming neither PID_FILE nor where it came from.
+      // (Deno lets a program look into /proc only under --allow-all.)
+      const run = await runCli(["--daemon", "--pid-file", "/proc/1/x.pid"], {
+        perms: ["--allow-all"],
+        cwd: dir,
+      });
+      assert.equal(run.code, 2, run.stderr);
+      assert.equal(
+        run.stderr.trim(),
+        "status: the daemon exited at start with code 2: PID_FILE from flag --pid-file " +
+          "(/proc/1/x.pid) cannot be written: /proc/1 does not let a file be made in it",
+      );
+    });
     await t.step("a state directory another agent holds fails the start, not later", async () => {
       const stateDir = join(dir, "held-state");
       const pidFile = join(dir, "held.pid");

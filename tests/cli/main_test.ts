@@ -174,6 +174,139 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
   });
 });
 
+Deno.test("an option of another command names the commands that take it", async (t) => {
+  // "unknown option '--port'" alone: a new operator gave the dashboard's setting to the agent.
+  for (
+    const [args, expected] of [
+      [
+        ["agent", "--port", "5000"],
+        "error: unknown option '--port' (--port is an option of status serve and status up)",
+      ],
+      [
+        ["serve", "--daemon"],
+        "error: unknown option '--daemon' (--daemon is an option of status agent)",
+      ],
+      [
+        ["list", "--db", "x.db"],
+        "error: unknown option '--db' (--db is an option of status serve, status agents add, " +
+        "status agents list and 2 more)",
+      ],
+      // Near one of its own: that one, as before.
+      [["list", "--limt", "5"], "error: unknown option '--limt' (did you mean --limit?)"],
+      // No command's: as it was.
+      [["agent", "--no-such-flag"], "error: unknown option '--no-such-flag'"],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, expected);
+    });
+  }
+});
+
+Deno.test("an on/off flag given a value says that it takes none, and how to turn it off", async (t) => {
+  for (
+    const [args, expected] of [
+      [
+        ["agent", "--daemon=false"],
+        "error: unknown option '--daemon=false' (--daemon takes no value: give --daemon to turn " +
+        "it on, or --no-daemon to turn it off)",
+      ],
+      [
+        ["agent", "--no-daemon=1"],
+        "error: unknown option '--no-daemon=1' (--no-daemon takes no value: give --daemon to " +
+        "turn it on, or --no-daemon to turn it off)",
+      ],
+      [
+        ["serve", "--accept-v1-signatures=yes"],
+        "error: unknown option '--accept-v1-signatures=yes' (--accept-v1-signatures takes no " +
+        "value: give --accept-v1-signatures to turn it on, or --no-accept-v1-signatures to turn " +
+        "it off)",
+      ],
+      [
+        ["list", "--json=true"],
+        "error: unknown option '--json=true' (--json takes no value: give --json alone)",
+      ],
+      // Not a flag of the command: as before.
+      [["list", "--bogus=1"], "error: unknown option '--bogus=1'"],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, expected);
+    });
+  }
+});
+
+Deno.test("a list setting's flag given twice is refused, with the one flag that says both", async (t) => {
+  // Commander keeps the last: "--allowed-programs echo --allowed-programs ls" allowed ls alone.
+  for (
+    const [args, expected] of [
+      [
+        ["exec", "echo hi", "--allowed-programs", "echo", "--allowed-programs", "ls"],
+        "status: --allowed-programs is given more than once, and only the last one would be " +
+        "read; give it once, with every item separated by commas: --allowed-programs echo,ls",
+      ],
+      [
+        ["exec", "echo hi", "--command-env", "TZ=UTC", "--command-env", "LANG=C"],
+        "status: --command-env is given more than once, and only the last one would be read; " +
+        "give it once, with every item separated by commas: --command-env TZ=UTC,LANG=C",
+      ],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, expected);
+    });
+  }
+  await t.step("a setting of one value given twice: the last one is read, as ever", async () => {
+    const { code, stdout } = await status([
+      "exec",
+      "echo hi",
+      "--command-timeout-secs",
+      "10",
+      "--command-timeout-secs",
+      "5",
+      "--log-level",
+      "error",
+    ]);
+    assert.equal(code, 0);
+    assert.match(stdout, /^hi$/m);
+  });
+});
+
+Deno.test("a file flag given twice is refused: one file is read, and the first was left without a word", async (t) => {
+  for (
+    const [args, flag, first, second] of [
+      [["list", "--config", "a.json", "--config", "b.json"], "--config", "a.json", "b.json"],
+      [
+        ["exec", "echo hi", "--env-file", "a.env", "--env-file", "b.env"],
+        "--env-file",
+        "a.env",
+        "b.env",
+      ],
+      [["stop", "--pid-file", "a.pid", "--pid-file", "b.pid"], "--pid-file", "a.pid", "b.pid"],
+    ] as const
+  ) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await status([...args]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        `error: option '${flag} <path>' argument '${second}' is invalid. comes after '${first}' ` +
+          "for the same flag: one file is read, not both; give the flag once",
+      );
+    });
+  }
+});
+
 Deno.test("an operator command started without --allow-net exits 2, naming the flag", async () => {
   const port = closedPort();
   const run = await runCli(["list", "--dashboard-url", `http://127.0.0.1:${port}`], { perms: [] });

@@ -244,6 +244,42 @@ Deno.test("misspelled config.json keys are warned about with the nearest setting
   ], "the Status Panel's own keys (domain, apps_info) stay quiet");
 });
 
+Deno.test("a misspelled config.json key is warned about however many other keys the file holds", async () => {
+  // With more than five unknown keys they were summed up in one line at info level, and the
+  // "did you mean" of the misspelled one was lost among them.
+  await using dir = tempDir();
+  await Deno.writeTextFile(
+    `${dir.path}/config.json`,
+    JSON.stringify({
+      colour: "blue",
+      owner: "ops",
+      rack: "b4",
+      team: "infra",
+      notes: "",
+      polling_timout_secs: 10,
+      cost_centre: "42",
+    }),
+  );
+  const run = await runCli(["exec", "echo hi", "--log-format", "json"], {
+    perms: ["--allow-read", "--allow-run"],
+    cwd: dir.path,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  const records = run.stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) =>
+    JSON.parse(l)
+  ).filter((r) => /not a setting|not settings/.test(r.message));
+  assert.deepEqual(records.map((r) => [r.level, r.message]), [
+    [
+      "warning",
+      'config.json key "polling_timout_secs" is not a setting of status; it is ignored (did you mean "polling_timeout_secs"?)',
+    ],
+    [
+      "info",
+      'config.json has 6 keys that are not settings of status; they are ignored: "colour", "owner", "rack", "team", "notes" and 1 more',
+    ],
+  ]);
+});
+
 Deno.test("status exec says a rejection once", async () => {
   const run = await runCli(["exec", "rm -rf /tmp/x"], { perms: PERMS.agentMinimal });
   assert.equal(run.code, 126);

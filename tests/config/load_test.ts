@@ -177,7 +177,7 @@ Deno.test("validation errors name the setting, its source and the bad value", as
     [
       "path prefix",
       { roles: ["exec"], env: { ALLOWED_PATH_PREFIXES: "/tmp,relative" }, cwd: tempDir() },
-      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp,relative"',
+      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp,relative": "relative" must be an absolute path',
     ],
   ];
   for (const [name, options, message] of cases) {
@@ -211,6 +211,76 @@ Deno.test("a dashboard URL with a proxy's path prefix loads as it is", () => {
     });
     assert.equal(settings.dashboardUrl, url);
   }
+});
+
+Deno.test("a dashboard URL whose query, fragment or spaces would be dropped or mangled, whose port is 0 or whose IPv6 address has no brackets is refused", async (t) => {
+  const cases: Array<[string, string, string]> = [
+    [
+      "a query",
+      "http://h:5000/?token=x",
+      'its query "?token=x" would never be sent (status adds its own path and query to the base URL); give the base URL without it: "http://h:5000/"',
+    ],
+    [
+      "an empty query",
+      "https://ops.example/status?",
+      'its query "?" would never be sent (status adds its own path and query to the base URL); give the base URL without it: "https://ops.example/status"',
+    ],
+    [
+      "a fragment",
+      "http://h:5000/#console",
+      'its fragment "#console" would never be sent (status adds its own path and query to the base URL); give the base URL without it: "http://h:5000/"',
+    ],
+    [
+      "a space in the path",
+      "http://h:5000/status panel",
+      "it holds a space, which no URL does; leave it out (or write it as %20 in a path)",
+    ],
+    [
+      "port 0 (PORT=0 picks a free port; nothing listens on 0)",
+      "http://127.0.0.1:0",
+      'port 0 is no port anything listens on; give the port the server listens on (a dashboard started with PORT=0 prints it: "listening on http://...")',
+    ],
+    [
+      "an IPv6 address without its brackets",
+      "http://::1:5000",
+      'an IPv6 address goes in brackets, with the port after them: "http://[::1]:5000"',
+    ],
+    [
+      "a control character",
+      "http://h:5000\u0000",
+      'it holds the control character "\\u0000"; leave it out',
+    ],
+  ];
+  for (const [name, url, why] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () =>
+          loadSettings({
+            roles: ["operator"],
+            env: {},
+            cwd: tempDir({ "config.json": JSON.stringify({ dashboard_url: url }) }),
+          }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(
+            error.message,
+            `DASHBOARD_URL from config.json must be an http:// or https:// URL, got ${
+              JSON.stringify(url)
+            }: ${why}`,
+          );
+          return true;
+        },
+      );
+    });
+  }
+  await t.step("spaces around it are still trimmed", () => {
+    const { settings } = loadSettings({
+      roles: ["operator"],
+      env: { DASHBOARD_URL: " http://h:5000/status " },
+      cwd: tempDir(),
+    });
+    assert.equal(settings.dashboardUrl, "http://h:5000/status");
+  });
 });
 
 Deno.test("a secret's bad value is not repeated in the error, but where a good one comes from is", () => {
@@ -345,6 +415,18 @@ Deno.test("broken files get a clear error", async (t) => {
         '{\n  "agent_id": "web-1,}",\n  "deployment_hash": "x",\n\n}\n',
         "config.json line 3 has a comma after the last entry, which JSON does not allow; remove it",
       ],
+      // A .env or YAML file saved as config.json: JSON.parse said 'Unexpected token 'A',
+      // "AGENT_ID=w"... is not valid JSON'.
+      [
+        "# the agent\nAGENT_ID=web-1\r\nexport DASHBOARD_URL=http://127.0.0.1:5000\n",
+        "config.json holds NAME=value lines, as a .env file does, not JSON; give it with " +
+        '--env-file, or write it as JSON: {"agent_id": "web-1", ...}',
+      ],
+      [
+        "agent_id: web-1\ndashboard_url: http://127.0.0.1:5000\n",
+        'config.json holds "key: value" lines, as YAML does, not JSON; write it as JSON: ' +
+        '{"agent_id": "web-1", ...}',
+      ],
     ];
     for (const [text, message] of cases) {
       const cwd = tempDir({ "config.json": text });
@@ -398,9 +480,82 @@ Deno.test("lists from the environment and arrays from config.json", () => {
       cwd,
     });
     assert.deepEqual(fromEnv.settings.allowedPrograms, ["echo", "ls"]);
+    // Spaces around an array's items are trimmed as the environment's are: "/tmp " matched no
+    // path, " A=1" was refused as no NAME=value.
+    const spaced = loadSettings({
+      roles: ["exec"],
+      env: {},
+      cwd: tempDir({
+        "config.json": JSON.stringify({
+          allowed_programs: [" echo", "ls "],
+          allowed_path_prefixes: ["/tmp ", " /var/tmp"],
+          command_env: [" A=1 "],
+        }),
+      }),
+    });
+    assert.deepEqual(spaced.settings.allowedPrograms, ["echo", "ls"]);
+    assert.deepEqual(spaced.settings.allowedPathPrefixes, ["/tmp", "/var/tmp"]);
+    assert.deepEqual(spaced.settings.commandEnv, ["A=1"]);
+    // An item of spaces only is still refused, as an empty one is.
+    assert.throws(
+      () =>
+        loadSettings({
+          roles: ["exec"],
+          env: {},
+          cwd: tempDir({ "config.json": JSON.stringify({ allowed_programs: ["echo", "  "] }) }),
+        }),
+      /ALLOWED_PROGRAMS from config\.json must be a comma-separated list of program names or absolute paths, got \["echo"," {2}"\]$/,
+    );
   } finally {
     Deno.removeSync(cwd, { recursive: true });
   }
+});
+
+Deno.test("a program or path prefix the exec policy would refuse is refused at load, naming the setting and its source", async (t) => {
+  // The policy refused them only as the agent built its executor: 'Allowed program "echo ls" must
+  // be ...', naming neither ALLOWED_PROGRAMS nor where it came from.
+  const cases: Array<[Record<string, string>, string]> = [
+    [
+      { ALLOWED_PROGRAMS: "echo ls" },
+      'ALLOWED_PROGRAMS from the environment must be a comma-separated list of program names or absolute paths, got "echo ls": "echo ls" must be a bare name (A-Z a-z 0-9 . _ + -) or an absolute path; separate programs with commas',
+    ],
+    [
+      { ALLOWED_PROGRAMS: "echo,./ls" },
+      'ALLOWED_PROGRAMS from the environment must be a comma-separated list of program names or absolute paths, got "echo,./ls": "./ls" must be a bare name (A-Z a-z 0-9 . _ + -) or an absolute path',
+    ],
+    [
+      { ALLOWED_PROGRAMS: "/usr/bin/../sbin/reboot" },
+      'ALLOWED_PROGRAMS from the environment must be a comma-separated list of program names or absolute paths, got "/usr/bin/../sbin/reboot": "/usr/bin/../sbin/reboot" has a ".." segment',
+    ],
+    [
+      { ALLOWED_PATH_PREFIXES: "/tmp /var/tmp" },
+      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp /var/tmp": "/tmp /var/tmp" holds a space before a /; separate prefixes with commas',
+    ],
+    [
+      { ALLOWED_PATH_PREFIXES: "/tmp/../etc" },
+      'ALLOWED_PATH_PREFIXES from the environment must be a comma-separated list of absolute paths, got "/tmp/../etc": "/tmp/../etc" has a ".." segment',
+    ],
+  ];
+  for (const [env, message] of cases) {
+    await t.step(JSON.stringify(env), () => {
+      assert.throws(
+        () => loadSettings({ roles: ["exec"], env, cwd: tempDir() }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.message, message);
+          return true;
+        },
+      );
+    });
+  }
+  await t.step("a space inside a name of a directory is still taken", () => {
+    const { settings } = loadSettings({
+      roles: ["exec"],
+      env: { ALLOWED_PATH_PREFIXES: "/srv/my files,/tmp" },
+      cwd: tempDir(),
+    });
+    assert.deepEqual(settings.allowedPathPrefixes, ["/srv/my files", "/tmp"]);
+  });
 });
 
 Deno.test("without read permission the default files are skipped with a notice", () => {
@@ -512,6 +667,99 @@ Deno.test(".env and config.json: a byte order mark is skipped, a line not read a
       });
     });
   }
+});
+
+Deno.test("a setting's value in .env that the parser would cut short is refused, naming the line", async (t) => {
+  const cut = [
+    // An unquoted # right after other characters starts a comment: the token would be "abcdefghij".
+    [
+      "STATUS_ADMIN_TOKEN=abcdefghij#klmnopqrstuvwxyz\n",
+      '.env line 1 sets STATUS_ADMIN_TOKEN to a value with a # right after other characters, where a comment starts: what follows it would not be read; quote the value ("...") to keep the #, or put a space before it to begin a comment',
+    ],
+    [
+      "AGENT_ID=a\nCOMMAND_ENV=A=1,B=x#y\n",
+      '.env line 2 sets COMMAND_ENV to a value with a # right after other characters, where a comment starts: what follows it would not be read; quote the value ("...") to keep the #, or put a space before it to begin a comment',
+    ],
+    // A quoted value ends at its closing quote: "-1" would be dropped.
+    [
+      'AGENT_ID="web"-1\n',
+      '.env line 1 sets AGENT_ID to a value with more after its closing ", which would not be read; put the whole value inside the quotes',
+    ],
+    [
+      "AGENT_ID='web' 1  \n",
+      ".env line 1 sets AGENT_ID to a value with more after its closing ', which would not be read; put the whole value inside the quotes",
+    ],
+  ];
+  for (const [text, message] of cut) {
+    await t.step(`refused: ${JSON.stringify(text)}`, () => {
+      assert.throws(
+        () => loadSettings({ roles: ["agent", "server"], env: {}, cwd: tempDir({ ".env": text }) }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.message, message);
+          // A secret's value is not shown.
+          assert.ok(!error.message.includes("klmno"));
+          return true;
+        },
+      );
+    });
+  }
+  await t.step("only the settings read are held to it (status stop reads PID_FILE alone)", () => {
+    const cwd = tempDir({
+      ".env": "AGENT_TOKEN=abcdefghij#klmnopqrstuvwxyz\nPID_FILE=/run/a.pid\n",
+    });
+    const { settings } = loadSettings({ roles: ["agent"], only: ["pidFile"], env: {}, cwd });
+    assert.equal(settings.pidFile, "/run/a.pid");
+  });
+  await t.step(
+    "comments after a space or a closing quote, and a quoted #, are read as meant",
+    () => {
+      const cwd = tempDir({
+        ".env": [
+          "AGENT_ID=web-1 # the id",
+          'DEPLOYMENT_HASH="prod"  # the deployment',
+          "AGENT_TOKEN='abcdefghij#klmnopqrstuvwxyz'",
+          'AGENT_LABELS="zone=eu"#a comment',
+          "POLLING_TIMEOUT_SECS=10\t# seconds",
+          // Other programs' variables are read as the parser reads them, without a word.
+          "OTHER_PROGRAM_COLOUR=#fff",
+          "OTHER_PROGRAM_URL=http://x/#y",
+          "",
+        ].join("\n"),
+      });
+      const { settings } = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.equal(settings.agentId, "web-1");
+      assert.equal(settings.deploymentHash, "prod");
+      assert.equal(settings.agentToken, "abcdefghij#klmnopqrstuvwxyz");
+      assert.deepEqual(settings.agentLabels, { zone: "eu" });
+      assert.equal(settings.pollingTimeoutSecs, 10);
+    },
+  );
+});
+
+Deno.test("settings grouped under a key of their own in config.json are warned about, not left silently", () => {
+  const cwd = tempDir({
+    "config.json": JSON.stringify({
+      agent_id: "web-1",
+      agent: { polling_timeout_secs: 10, deployment_hash: "prod", colour: "blue" },
+      dashboard: { port: 6000 },
+      // Not settings inside: an unknown key as any other.
+      extras: { colour: "blue" },
+      // The Status Panel's own keys are left alone, whatever they hold.
+      reqdata: { port: 1 },
+    }),
+  });
+  const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+  assert.equal(loaded.settings.pollingTimeoutSecs, 30);
+  assert.deepEqual(loaded.warnings, [
+    'config.json key "agent" holds "polling_timeout_secs", "deployment_hash", which are not read ' +
+    "there: settings are read from the top level of config.json only; move them out of " +
+    '"agent"',
+    'config.json key "dashboard" holds "port", which is not read there: settings are read from ' +
+    'the top level of config.json only; move it out of "dashboard"',
+  ]);
+  // Said once: not again as an unknown key with a "did you mean".
+  assert.deepEqual(loaded.unknownKeys, [{ key: "extras" }]);
 });
 
 Deno.test("unknown config.json keys cost little however long or many they are", async (t) => {
@@ -692,6 +940,8 @@ Deno.test("an environment variable near a setting's is warned about; other progr
         DASHBORD_URL: "http://127.0.0.1:9", // the setting would stay http://localhost:5000
         AGENT_TOKN: "0123456789abcdef0123", // and the agent would run unsigned
         POLLING_TIMEOUT_SEC: "10",
+        // Names are read in capitals only: the setting would keep its default.
+        dashboard_url: "http://127.0.0.1:9",
         AGENT_ID: "web-1",
         // What other programs set: none is a typo of a setting.
         COMMAND_MODE: "unix2003", // every macOS process (3 edits from COMMAND_CWD)
@@ -705,6 +955,8 @@ Deno.test("an environment variable near a setting's is warned about; other progr
         LS_COLORS: "",
         NODE_ENV: "production",
         XDG_RUNTIME_DIR: "/run/user/0",
+        http_proxy: "http://proxy:3128",
+        no_proxy: "localhost",
       },
       cwd,
     });
@@ -716,9 +968,42 @@ Deno.test("an environment variable near a setting's is warned about; other progr
       "mean AGENT_TOKEN?)",
       "the environment sets POLLING_TIMEOUT_SEC, which is not a setting of status; it is ignored " +
       "(did you mean POLLING_TIMEOUT_SECS?)",
+      "the environment sets dashboard_url, which is not a setting of status; it is ignored (did " +
+      "you mean DASHBOARD_URL?)",
     ]);
   } finally {
     Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
+Deno.test("a COMMAND_ENV refused is shown with its names only: its values are commands' credentials", async (t) => {
+  // "DB_PASSWORD=ab,cd" was refused quoting it whole: the password, from a file of mode 0600,
+  // copied to the terminal and the journal.
+  const cases: Array<[string, Parameters<typeof loadSettings>[0], string]> = [
+    [
+      "a value holding a comma, from the environment",
+      { roles: ["exec"], env: { COMMAND_ENV: "TZ=UTC,DB_PASSWORD=se,cret" }, cwd: tempDir() },
+      'COMMAND_ENV from the environment must be a comma-separated list of NAME=value, got "TZ=…,DB_PASSWORD=…,(4 characters without NAME=)" (values not shown): item 3 is not NAME=value (a value holding a comma is cut there: the items are separated by commas)',
+    ],
+    [
+      "an item without a name, from config.json",
+      {
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({ "config.json": '{"command_env": ["API_KEY=k3y", "s3cret"]}' }),
+      },
+      'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "API_KEY=…,(6 characters without NAME=)" (values not shown): item 2 is not NAME=value',
+    ],
+  ];
+  for (const [name, options, message] of cases) {
+    await t.step(name, () => {
+      assert.throws(() => loadSettings(options), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.message, message);
+        assert.doesNotMatch(error.message, /cret|k3y|UTC/);
+        return true;
+      });
+    });
   }
 });
 
@@ -727,7 +1012,7 @@ Deno.test("a list setting given as something else in config.json is a ConfigErro
     const [json, message] of [
       [
         { command_env: { A: "1" } },
-        'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got {"A":"1"}',
+        "COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got a JSON object, not a list (values not shown)",
       ],
       [
         { allowed_path_prefixes: ["/tmp", 5] },
@@ -830,6 +1115,9 @@ Deno.test("a setting repeated in config.json is warned about; the last one is re
       assert.deepEqual(loaded.warnings, [
         'config.json sets "agent_id" 3 times; the last one is read',
         'config.json sets "polling_timeout_secs" 2 times; the last one is read',
+        // Not repeated: inside another key, where it is not read (said once).
+        'config.json key "nested" holds "agent_id", which is not read there: settings are read ' +
+        'from the top level of config.json only; move it out of "nested"',
       ]);
     } finally {
       Deno.removeSync(cwd, { recursive: true });
@@ -959,6 +1247,139 @@ Deno.test("a settings file saved as UTF-16 is named as such, not quoted as noise
       } finally {
         Deno.removeSync(cwd, { recursive: true });
       }
+    });
+  }
+});
+
+Deno.test("BIND takes an address alone: a URL or a port in it is refused, an IPv6 one's brackets dropped", async (t) => {
+  const bind = (value: string) =>
+    loadSettings({ roles: ["server"], env: { BIND: value }, cwd: tempDir() }).settings.bind;
+  await t.step("addresses and host names, IPv6 with or without brackets", () => {
+    for (const address of ["0.0.0.0", "127.0.0.1", "localhost", "::", "::1", "fe80::1%eth0"]) {
+      assert.equal(bind(address), address);
+    }
+    assert.equal(bind("[::1]"), "::1");
+    assert.equal(bind(" [::] "), "::");
+  });
+  const refused: Array<[string, string]> = [
+    [
+      "0.0.0.0:5000",
+      'it holds a port; give the address alone ("0.0.0.0") and the port with PORT (--port)',
+    ],
+    [
+      "[::1]:5000",
+      'it holds a port; give the address alone ("::1") and the port with PORT (--port)',
+    ],
+    [
+      ":5000",
+      "it is a port; give it with PORT (--port), and an address here (or none for 127.0.0.1)",
+    ],
+    [
+      "http://127.0.0.1:5000/",
+      'it is a URL; give only its address ("127.0.0.1"), and its port with PORT (--port)',
+    ],
+    ["127.0.0.1 ::1", "it holds a space; give one address"],
+  ];
+  for (const [value, why] of refused) {
+    await t.step(`refused: ${value}`, () => {
+      assert.throws(() => bind(value), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          `BIND from the environment must be an IP address or host name, got ${
+            JSON.stringify(value)
+          }: ${why}`,
+        );
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("METRICS_BIND and METRICS_PORT given as a URL are refused, saying what to give", () => {
+  for (
+    const [roles, name] of [[["server"], "METRICS_BIND"], [["agent"], "METRICS_PORT"]] as const
+  ) {
+    assert.throws(
+      () =>
+        loadSettings({
+          roles,
+          env: { [name]: "http://127.0.0.1:9100", AGENT_ID: "a" },
+          cwd: tempDir(),
+        }),
+      (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          `${name} from the environment must be PORT or HOST:PORT with a port from 0 to 65535, ` +
+            'got "http://127.0.0.1:9100": it is a URL; give HOST:PORT ("127.0.0.1:9100") or PORT ' +
+            "alone",
+        );
+        return true;
+      },
+    );
+  }
+});
+
+Deno.test("a path holding a $VARIABLE, which nothing expands in these files, is refused", async (t) => {
+  // "state_dir": "$HOME/status" made a folder named "$HOME" in the working directory.
+  for (
+    const [files, name, value] of [
+      [{ "config.json": '{"state_dir": "$HOME/status"}' }, "STATE_DIR", "$HOME/status"],
+      [{ ".env": "PID_FILE=/run/${USER}.pid\n" }, "PID_FILE", "/run/${USER}.pid"],
+    ] as const
+  ) {
+    await t.step(value, () => {
+      const cwd = tempDir(files);
+      assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        const variable = value.includes("{") ? "${USER}" : "$HOME";
+        const source = name === "STATE_DIR" ? "config.json" : ".env";
+        const what = name === "STATE_DIR" ? "a directory path" : "a file path";
+        assert.equal(
+          error.message,
+          `${name} from ${source} must be ${what}, got ${JSON.stringify(value)}: ${variable} is ` +
+            "not expanded here (only a shell expands it, and not in .env, config.json or single " +
+            'quotes); give the path in full, e.g. "/home/you/..."',
+        );
+        return true;
+      });
+    });
+  }
+  await t.step("a $ that starts no name, and a postgres:// URL's password, are taken", () => {
+    const { settings } = loadSettings({
+      roles: ["agent", "server"],
+      env: { STATE_DIR: "/srv/cost$", DB: "postgres://u:pa$word@db/status" },
+      cwd: tempDir(),
+    });
+    assert.equal(settings.stateDir, "/srv/cost$");
+    assert.equal(settings.db, "postgres://u:pa$word@db/status");
+  });
+});
+
+Deno.test("config.json may give an on/off setting as 1 or 0, as its error says", async (t) => {
+  await t.step("1 and 0 are read", () => {
+    const cwd = tempDir({
+      "config.json": JSON.stringify({ live_output: 0, daemon: 1, wait_require_signature: 1 }),
+    });
+    const { settings } = loadSettings({ roles: ["agent", "server"], env: {}, cwd });
+    assert.equal(settings.liveOutput, false);
+    assert.equal(settings.daemon, true);
+    assert.equal(settings.waitRequireSignature, true);
+  });
+  for (const value of [2, -1, 0.5, "2"]) {
+    await t.step(`${JSON.stringify(value)} is refused`, () => {
+      const cwd = tempDir({ "config.json": JSON.stringify({ live_output: value }) });
+      assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          `LIVE_OUTPUT from config.json must be true or false (or yes/no, on/off, 1/0), got ${
+            JSON.stringify(value)
+          }`,
+        );
+        return true;
+      });
     });
   }
 });

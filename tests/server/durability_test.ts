@@ -112,7 +112,10 @@ Deno.test("status serve refuses to start in dev mode on a non-loopback address",
     });
     const stderr = output.stderr;
     assert.equal(output.code, 2, stderr);
-    assert.match(stderr, /dev mode .* listens on loopback only, but --bind is 0\.0\.0\.0/);
+    assert.match(
+      stderr,
+      /dev mode .* listens on loopback only, but BIND from flag --bind is 0\.0\.0\.0/,
+    );
     // No dashboard runs to take "status agents add <id>" over the API: it is added on the file.
     assert.match(
       stderr,
