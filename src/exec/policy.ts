@@ -602,15 +602,16 @@ export interface CheckPolicyOptions {
  *
  * Argument rules:
  * - any `..` path segment is refused, in an argument or in an option's value (`--file=../x`);
- * - an absolute path (an argument, the value of `--opt=/path`, or the path attached to a short
- *   option as in `-f/path`) must lie under an allowed prefix, compared by segment;
+ * - an absolute path (an argument, the value of `--opt=/path` or of an operand `name=/path` as
+ *   dd takes them, or the path attached to a short option as in `-f/path`) must lie under an
+ *   allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows, and a dangling symlink is followed to its target, which
  *   a program creates through it);
  * - a relative argument that names an existing entry of the working directory is checked like
  *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
  *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
- *   rest of a short option bundle counts);
+ *   rest of a short option bundle counts) or to an operand (`dd if=name`);
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
@@ -1036,12 +1037,12 @@ export class PolicyChecker {
   }
 
   /**
-   * Checks a relative value attached to an option (`--file=name`, `-fname`) as a relative
-   * argument is checked: refused when it names an existing entry of the working directory
-   * outside the prefixes, or leaves the prefixes through a symbolic link. A value whose first
-   * segment does not exist there cannot lead anywhere, and is not resolved further; the names
-   * of the working directory, when it could be listed, tell that without a system call (a
-   * bundle of 4096 letters has 256 rests, each a failed lstat otherwise).
+   * Checks a relative value attached to an option (`--file=name`, `-fname`) or an operand
+   * (`if=name`) as a relative argument is checked: refused when it names an existing entry of the
+   * working directory outside the prefixes, or leaves the prefixes through a symbolic link. A
+   * value whose first segment does not exist there cannot lead anywhere, and is not resolved
+   * further; the names of the working directory, when it could be listed, tell that without a
+   * system call (a bundle of 4096 letters has 256 rests, each a failed lstat otherwise).
    */
   #checkAttachedValue(
     arg: string,
@@ -1135,15 +1136,17 @@ function sameFile(a: string, b: string): boolean {
   }
 }
 
-/** The candidate paths an argument names: itself, an option's `=value`, a short option's path. */
+/**
+ * The candidate paths an argument names: itself, an option's `=value` or an operand's
+ * (`dd if=/path`), a short option's path. An absolute argument is one path, `=` or not.
+ */
 function pathCandidates(arg: string): string[] {
   const candidates = [arg];
-  if (arg.startsWith("-")) {
-    const eq = arg.indexOf("=");
-    if (eq >= 0) candidates.push(arg.slice(eq + 1));
-    const attached = /^-[A-Za-z0-9]+(\/.*)$/.exec(arg);
-    if (attached) candidates.push(attached[1]);
-  }
+  if (arg.startsWith("/")) return candidates;
+  const eq = arg.indexOf("=");
+  if (eq >= 0) candidates.push(arg.slice(eq + 1));
+  const attached = /^-[A-Za-z0-9]+(\/.*)$/.exec(arg);
+  if (attached) candidates.push(attached[1]);
   return candidates;
 }
 
@@ -1151,10 +1154,11 @@ function pathCandidates(arg: string): string[] {
 const NAME_MAX = 255;
 
 /**
- * The relative paths an option may be given attached to it: the value of `--opt=value`, and for
- * a short option bundle every rest after one of its letters (`-fname` is `-f name` to date and
- * tar, `-la` takes no value; which letters take one depends on the program, so each rest counts).
- * A rest whose first segment is longer than a file name can be is left out: it names nothing.
+ * The relative paths an option may be given attached to it: the value of `--opt=value` or of an
+ * operand `name=value` (`dd if=name`), and for a short option bundle every rest after one of its
+ * letters (`-fname` is `-f name` to date and tar, `-la` takes no value; which letters take one
+ * depends on the program, so each rest counts). A rest whose first segment is longer than a file
+ * name can be is left out: it names nothing.
  */
 function attachedRelativeValues(arg: string): string[] {
   const values: string[] = [];
@@ -1166,7 +1170,10 @@ function attachedRelativeValues(arg: string): string[] {
   if (arg.startsWith("--")) {
     const eq = arg.indexOf("=");
     if (eq > 2) keep(arg.slice(eq + 1));
-  } else if (arg.startsWith("-")) {
+  } else if (!arg.startsWith("-")) {
+    const eq = arg.indexOf("=");
+    if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1));
+  } else {
     // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
     // has a first segment too long; those are not even cut out.
     const end = /^-([A-Za-z0-9]*)/.exec(arg)![1].length + 1;

@@ -712,6 +712,55 @@ Deno.test("policy refuses the agent's own paths even under an allowed prefix", a
   }
 });
 
+Deno.test("policy checks the path of a name=value operand (dd if=/path) like an option's", async (t) => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-operand-" });
+  const config = `${dir}/config.json`;
+  const policy = createPolicy({ extraPrograms: ["dd"], protectedPaths: [config] });
+  try {
+    await Deno.writeTextFile(config, "{}");
+    await Deno.symlink("/etc", `${dir}/etc`);
+    await t.step("an absolute path outside the prefixes", () => {
+      assert.equal(
+        refused(["dd", "if=/etc/shadow"], policy),
+        `path "/etc/shadow" is outside the allowed prefixes (/tmp, /var/tmp)`,
+      );
+      assert.equal(
+        refused(["dd", "if=/tmp/x", "of=/etc/cron.d/x"], policy),
+        `path "/etc/cron.d/x" is outside the allowed prefixes (/tmp, /var/tmp)`,
+      );
+    });
+    await t.step("the agent's own paths, also through a symbolic link", () => {
+      assert.equal(
+        refused(["dd", `if=${config}`], policy),
+        `path "${config}" is the agent's own ${config} or lies in it (its state or settings), ` +
+          "which commands may not touch",
+      );
+      assert.equal(
+        refused(["dd", `if=${dir}/etc/shadow`], policy),
+        `path "${dir}/etc/shadow" leaves the allowed prefixes through a symbolic link`,
+      );
+    });
+    await t.step("relative to the working directory", () => {
+      assert.equal(
+        refused(["dd", "if=config.json"], policy, dir),
+        `path "config.json" of "if=config.json" (${config}) is the agent's own ${config} or ` +
+          "lies in it (its state or settings), which commands may not touch",
+      );
+      assert.match(
+        refused(["dd", "if=shadow"], policy, "/etc"),
+        /relative to the working directory, outside/,
+      );
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["dd", `if=${dir}/in`, `of=${dir}/out`, "bs=1M", "count=1"], policy);
+      accepted(["echo", "a=b", "x=not/absolute"], policy, dir);
+      accepted(["ls", `${dir}/a=/b`], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses tar a directory that holds the agent's own paths", async (t) => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-holder-" });
   const state = `${dir}/x/agent-state`;
