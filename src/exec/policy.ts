@@ -111,6 +111,25 @@ const TAR_RULES: OptionRules = {
   oldStyleBundle: true,
 };
 
+const LS_RULES: OptionRules = {
+  long: {
+    "--dereference": FOLLOWS,
+    "--dereference-command-line": FOLLOWS,
+    "--dereference-command-line-symlink-to-dir": FOLLOWS,
+  },
+  short: { L: FOLLOWS, H: FOLLOWS },
+};
+
+const GZIP_RULES: OptionRules = {
+  // --force makes gzip follow symbolic links (and overwrite files); --recursive follows the
+  // symbolic links to directories that it meets inside the ones it was given.
+  long: { "--force": FOLLOWS, "--recursive": FOLLOWS },
+  short: { f: FOLLOWS, r: FOLLOWS },
+};
+
+/** Base names of gzip and of the programs that run it with their arguments. */
+const GZIPS: ReadonlySet<string> = new Set(["gzip", "gunzip", "zcat", "uncompress"]);
+
 /** Per program (by base name): the options refused. */
 const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
   tar: TAR_RULES,
@@ -124,20 +143,15 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
     },
     short: { L: FOLLOWS, D: FOLLOWS, H: FOLLOWS },
   },
-  ls: {
-    long: {
-      "--dereference": FOLLOWS,
-      "--dereference-command-line": FOLLOWS,
-      "--dereference-command-line-symlink-to-dir": FOLLOWS,
-    },
-    short: { L: FOLLOWS, H: FOLLOWS },
-  },
-  gzip: {
-    // --force makes gzip follow symbolic links (and overwrite files); --recursive follows the
-    // symbolic links to directories that it meets inside the ones it was given.
-    long: { "--force": FOLLOWS, "--recursive": FOLLOWS },
-    short: { f: FOLLOWS, r: FOLLOWS },
-  },
+  ls: LS_RULES,
+  // coreutils' ls under other names, with its options.
+  dir: LS_RULES,
+  vdir: LS_RULES,
+  gzip: GZIP_RULES,
+  // gzip under other names (scripts that run `gzip -d` and `gzip -cd` with their arguments).
+  gunzip: GZIP_RULES,
+  zcat: GZIP_RULES,
+  uncompress: GZIP_RULES,
 };
 
 /** Base names of the programs whose arguments {@link tarOperands} reads. */
@@ -313,7 +327,7 @@ export function suffixValues(program: string, args: readonly string[]): string[]
       if (name.length < 4 || !"--suffix".startsWith(name)) continue;
       const value = eq < 0 ? args[i + 1] : arg.slice(eq + 1);
       if (value !== undefined) suffixes.push(value);
-    } else if (program === "gzip" && arg.startsWith("-")) {
+    } else if (GZIPS.has(program) && arg.startsWith("-")) {
       // gzip's short options that take a value: -S (the suffix) and -b (bits).
       for (let k = 1; k < arg.length; k++) {
         if (arg[k] !== "S" && arg[k] !== "b") continue;
@@ -755,7 +769,7 @@ export class PolicyChecker {
       const reason = checkOptions(programName, args, rules);
       if (reason) return { ok: false, reason };
     }
-    if (TARS.has(programName) || programName === "gzip") {
+    if (TARS.has(programName) || GZIPS.has(programName)) {
       const slashed = suffixValues(programName, args).find((s) => s.includes("/"));
       if (slashed !== undefined) {
         return {
@@ -770,8 +784,8 @@ export class PolicyChecker {
       const reason = this.#checkTar(programName, args, options.cwd, tar);
       if (reason) return { ok: false, reason };
     }
-    if (programName === "gzip") {
-      const reason = this.#checkGzipOutputs(args, options.cwd);
+    if (GZIPS.has(programName)) {
+      const reason = this.#checkGzipOutputs(programName, args, options.cwd);
       if (reason) return { ok: false, reason };
     }
     return { ok: true, value: { argv: [...argv], program: program.value } };
@@ -870,13 +884,14 @@ export class PolicyChecker {
   }
 
   /**
-   * What gzip reads or writes beside each file it is given (see {@link gzipOperands}): its
-   * name plus a suffix, or less it (see {@link gzipFilesFor}), may not be one of the agent's own
-   * paths; and with `-N`, which names what it decompresses from the name stored in the file, the
-   * file may not lie beside one of them. A relative file is taken in the working directory, and
-   * left out without one (a command's own new directory holds nothing to protect).
+   * What gzip (or `gunzip`, `zcat`, `uncompress`, which run it with their arguments, as `program`)
+   * reads or writes beside each file it is given (see {@link gzipOperands}): its name plus a
+   * suffix, or less it (see {@link gzipFilesFor}), may not be one of the agent's own paths; and
+   * with `-N`, which names what it decompresses from the name stored in the file, the file may not
+   * lie beside one of them. A relative file is taken in the working directory, and left out
+   * without one (a command's own new directory holds nothing to protect).
    */
-  #checkGzipOutputs(args: string[], cwd: string | undefined): string | undefined {
+  #checkGzipOutputs(program: string, args: string[], cwd: string | undefined): string | undefined {
     if (this.#protected.length === 0) return undefined;
     const { files, suffixes, nameOption } = gzipOperands(args);
     for (const file of files) {
@@ -884,7 +899,7 @@ export class PolicyChecker {
       const path = normalizePath(file.startsWith("/") ? file : `${cwd}/${file}`);
       for (const beside of gzipFilesFor(path, suffixes)) {
         const reason = this.#ownPathReason(
-          `the file gzip reads or writes for "${file}" (${beside})`,
+          `the file ${program} reads or writes for "${file}" (${beside})`,
           beside,
         );
         if (reason) return reason;
@@ -898,7 +913,7 @@ export class PolicyChecker {
       );
       if (own !== undefined) {
         return `path "${file}" lies beside the agent's own ${own} (its state or settings), and ` +
-          `gzip's ${nameOption} writes there under the name stored in the file, which these ` +
+          `${program}'s ${nameOption} writes there under the name stored in the file, which these ` +
           `rules never see`;
       }
     }

@@ -996,6 +996,59 @@ Deno.test("policy refuses tar the options that choose where extracted members go
   });
 });
 
+Deno.test("policy applies gzip's and ls's rules under their other names (gunzip, zcat, dir, vdir)", async (t) => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-alias-" });
+  const journal = `${dir}/journal`;
+  const policy = createPolicy({
+    extraPrograms: ["gunzip", "zcat", "uncompress", "dir", "vdir"],
+    protectedPaths: [journal],
+  });
+  try {
+    await Deno.writeTextFile(journal, "");
+    await t.step("options that follow symbolic links", () => {
+      for (
+        const argv of [
+          ["gunzip", "-f", `${dir}/link.gz`],
+          ["zcat", "--force", `${dir}/link.gz`],
+          ["uncompress", "-rf", dir],
+          ["dir", "-L", dir],
+          ["vdir", "--deref", dir],
+        ]
+      ) {
+        assert.match(
+          refused(argv, policy),
+          /follows symbolic links and is not allowed/,
+          argv.join(" "),
+        );
+      }
+    });
+    await t.step("a suffix with a slash", () => {
+      assert.match(
+        refused(["gunzip", "-S", "x/y", `${dir}/a`], policy),
+        /suffix "x\/y" of gunzip holds a "\/"/,
+      );
+    });
+    await t.step("the agent's own files beside the ones given", () => {
+      assert.equal(
+        refused(["gunzip", `${journal}.gz`], policy),
+        `the file gunzip reads or writes for "${journal}.gz" (${journal}) is the agent's own ` +
+          `${journal} or lies in it (its state or settings), which commands may not touch`,
+      );
+      assert.match(
+        refused(["zcat", `${journal}.Z`], policy),
+        /the file zcat reads or writes for/,
+      );
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["gunzip", "-k", `${dir}/a.gz`], policy);
+      accepted(["zcat", `${dir}/a.gz`], policy);
+      accepted(["dir", "-la", dir], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy keeps gzip from the agent's own paths beside the files it is given", async (t) => {
   // gzip writes beside each file: its name plus the suffix, its name less the suffix, or with
   // -N (decompressing) the name stored in the file. `gzip -S .log /tmp/s/agent` wrote the
