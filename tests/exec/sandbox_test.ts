@@ -20,6 +20,8 @@ import {
   Sandbox,
 } from "../../src/exec/mod.ts";
 import { ownCgroupOf, probeBelow, startWatchdog } from "../../src/exec/cgroup.ts";
+import { inheritedDescriptors } from "../../src/exec/sandbox.ts";
+import { spawnCli } from "../_cli.ts";
 import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
@@ -1033,4 +1035,73 @@ Deno.test("a root agent whose COMMAND_USER is root is warned that commands keep 
     await using own = Sandbox.create({ user: "1000", agentUid: 1000, cgroups: false });
     assert.deepEqual(own.warnings(), []);
   });
+});
+
+Deno.test({
+  name: "descriptors the agent inherited, which every command gets, are named at start-up",
+  ignore: !here,
+  fn: async (t) => {
+    await t.step("read from fdinfo's flags", () => {
+      const proc = Deno.makeTempDirSync({ prefix: "status-proc-self-" });
+      try {
+        Deno.mkdirSync(`${proc}/fdinfo`);
+        Deno.mkdirSync(`${proc}/fd`);
+        const flags: Record<string, string> = {
+          "0": "0100000",
+          "1": "0100001",
+          "2": "0100001",
+          "3": "02000002",
+          "7": "0100000",
+          "9": "0100001",
+          "12": "02004002",
+        };
+        for (const [fd, value] of Object.entries(flags)) {
+          Deno.writeTextFileSync(
+            `${proc}/fdinfo/${fd}`,
+            `pos:\t0\nflags:\t${value}\nmnt_id:\t16\n`,
+          );
+        }
+        Deno.symlinkSync("/etc/hostname", `${proc}/fd/7`);
+        assert.deepEqual(inheritedDescriptors(proc), [
+          { fd: 7, target: "/etc/hostname" },
+          { fd: 9, target: undefined },
+        ]);
+        assert.equal(inheritedDescriptors(`${proc}/missing`), undefined);
+      } finally {
+        Deno.removeSync(proc, { recursive: true });
+      }
+    });
+    await t.step("this process's own files are not among them", () => {
+      using file = Deno.openSync(import.meta.filename!);
+      const held = inheritedDescriptors();
+      assert.ok(held !== undefined);
+      assert.ok(held.every(({ target }) => target !== import.meta.filename), JSON.stringify(held));
+      assert.ok(file.statSync().isFile);
+    });
+    await t.step("the agent's start-up log names one its parent left open", async () => {
+      // The shell that starts the agent leaves descriptor 7 open on a file: every command the
+      // agent runs gets it, whoever it runs as, and nothing said so.
+      const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-fd-" });
+      const secret = `${dir}/secret`;
+      Deno.writeTextFileSync(secret, "secret\n", { mode: 0o600 });
+      try {
+        await using up = spawnCli(["up", "--port", "0", "--data-dir", `${dir}/data`], {
+          perms: ["--allow-all"],
+          cwd: dir,
+          prefix: ["/bin/sh", "-c", 'exec 7<"$0"; exec "$@"', secret],
+        });
+        await up.waitForLog(/^sandbox: file descriptors .*every command gets them too/);
+        const warning = String(
+          up.logs().find((record) => /^sandbox: file descriptors/.test(String(record.message)))
+            ?.message,
+        );
+        assert.ok(warning.includes(`7 (${secret})`), warning);
+        assert.match(warning, /exec (\d+<&- )*7<&-/);
+        up.kill("SIGTERM");
+        await up.exited();
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  },
 });
