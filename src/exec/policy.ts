@@ -543,6 +543,34 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
   };
 }
 
+/**
+ * The allowed path prefixes under which the path rules cannot resolve symbolic links: Deno may not
+ * read there (no `--allow-read` for them). A symbolic link under one (`/tmp/link` to `/etc`, to the
+ * agent's own directory) then leads a command's path anywhere without the rules seeing it, and
+ * only the lexical checks stand.
+ *
+ * @param policy The policy.
+ * @returns Those prefixes, in the policy's order; none when every one may be read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPolicy, unresolvablePrefixes } from "./policy.ts";
+ *
+ * // Under --allow-read (as here) the rules see every symlink.
+ * assert.deepEqual(unresolvablePrefixes(defaultPolicy()), []);
+ * ```
+ */
+export function unresolvablePrefixes(policy: ExecPolicy): string[] {
+  return policy.allowedPathPrefixes.filter((prefix) => {
+    try {
+      return Deno.permissions.querySync({ name: "read", path: prefix }).state !== "granted";
+    } catch {
+      return true;
+    }
+  });
+}
+
 function unique(values: string[]): string[] {
   return [...new Set(values)];
 }

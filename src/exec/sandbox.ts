@@ -856,6 +856,8 @@ export class Sandbox {
   readonly userNote: string | undefined;
   /** The agent is root and `COMMAND_USER` names root: commands keep all its power. */
   #asRoot = false;
+  /** Whether the agent's uid could not be read (whether it is root is not known). */
+  #uidUnknown = false;
   /** The fixed working directory, or `undefined` for one per command. */
   readonly fixedCwd: string | undefined;
   /**
@@ -979,6 +981,7 @@ export class Sandbox {
     const home = options.cgroups === false ? "cgroups are turned off" : probeCgroups(tag);
     const sandbox = new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
     sandbox.#asRoot = uid === 0 && user === undefined;
+    sandbox.#uidUnknown = uid === null;
     return sandbox;
   }
 
@@ -1026,7 +1029,8 @@ export class Sandbox {
    * What the start-up log should warn of: commands that run as root (`COMMAND_USER` names root
    * for a root agent) can read the agent's token and state and change anything on the machine;
    * commands that run in root's group (`COMMAND_USER=65534:0`) can read and write what that
-   * group may.
+   * group may; and commands that run as the agent's own user when whether it is root cannot be
+   * told (no `--allow-sys=uid`): they run as root if it is.
    *
    * @returns One sentence per concern; none for an unprivileged command user.
    */
@@ -1036,6 +1040,14 @@ export class Sandbox {
         `commands run in group root (COMMAND_USER ${this.user.name}, gid 0): they can read and ` +
         "write what root's group may (files of mode 0640 or 0660 owned by root:root, say); give " +
         "COMMAND_USER a group of its own (uid:gid)",
+      ];
+    }
+    if (this.#uidUnknown && this.user === undefined) {
+      return [
+        "cannot tell whether the agent runs as root (grant --allow-sys=uid): if it does, " +
+        "commands run as root too, and can read the agent's token and state and change anything " +
+        "on this machine; grant --allow-sys=uid (a root agent then runs them as " +
+        `${DEFAULT_COMMAND_USER}), or set COMMAND_USER`,
       ];
     }
     if (!this.#asRoot) return [];

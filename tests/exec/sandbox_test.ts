@@ -1105,3 +1105,60 @@ Deno.test({
     });
   },
 });
+
+Deno.test("an agent that cannot tell whether it is root is warned that commands may run as root", async (t) => {
+  // Under the README's foreground flags (no --allow-sys=uid) a root agent ran commands as root,
+  // and only the info line said it could not tell.
+  await t.step("the uid unknown", async () => {
+    await using sandbox = Sandbox.create({ agentUid: null, cgroups: false });
+    assert.deepEqual(sandbox.warnings(), [
+      "cannot tell whether the agent runs as root (grant --allow-sys=uid): if it does, commands " +
+      "run as root too, and can read the agent's token and state and change anything on this " +
+      "machine; grant --allow-sys=uid (a root agent then runs them as nobody), or set COMMAND_USER",
+    ]);
+  });
+  await t.step("not when COMMAND_USER is set", async () => {
+    await using sandbox = Sandbox.create({ user: "65534:65534", agentUid: null, cgroups: false });
+    assert.deepEqual(sandbox.warnings(), []);
+  });
+});
+
+Deno.test({
+  name: "the README's foreground agent is warned of what its flags leave out of the sandbox",
+  ignore: !here,
+  fn: async () => {
+    // It ran commands as root (when started by root) and let a path through a symlink under /tmp
+    // lead anywhere, the agent's own config.json included, saying so only in an info line.
+    const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+    const row = readme.split("\n").find((line) => line.startsWith("| agent (foreground)"))!;
+    const words = /`(deno run [^`]*)`/.exec(row)![1].split(/\s+/);
+    const perms = words.filter((word) => word.startsWith("--allow-"));
+    const args = words.slice(words.indexOf("main.ts") + 1);
+    const dir = Deno.makeTempDirSync({ prefix: "status-foreground-" });
+    try {
+      Deno.writeTextFileSync(
+        `${dir}/config.json`,
+        JSON.stringify({ agent_id: "fg-1", dashboard_url: "http://127.0.0.1:9" }),
+      );
+      await using agent = spawnCli([...args, "--log-format", "json"], { perms, cwd: dir });
+      await agent.waitForLog("Agent daemon starting");
+      await agent.waitForLog(/^sandbox: the path rules cannot resolve symbolic links/);
+      const warnings = agent.logs().filter((record) => record.level === "warning")
+        .map((record) => String(record.message));
+      assert.ok(
+        warnings.includes(
+          "sandbox: the path rules cannot resolve symbolic links under /tmp, /var/tmp (Deno may " +
+            "not read there): a path through a symbolic link there may lead anywhere, the " +
+            "agent's own files included; grant --allow-read=/tmp,/var/tmp",
+        ),
+        warnings.join("\n"),
+      );
+      assert.ok(
+        warnings.some((w) => w.startsWith("sandbox: cannot tell whether the agent runs as root")),
+        warnings.join("\n"),
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
