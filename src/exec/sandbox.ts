@@ -1035,6 +1035,15 @@ export class Sandbox {
    * @returns One sentence per concern; none for an unprivileged command user.
    */
   warnings(): string[] {
+    // Another user than the agent's that is root: an agent with CAP_SETUID, or one that cannot
+    // tell its own uid.
+    if (this.user?.uid === 0) {
+      return [
+        `commands run as root (COMMAND_USER ${this.user.name}, uid 0): they can read the ` +
+        "agent's token and state and change anything on this machine; set COMMAND_USER to an " +
+        "unprivileged user",
+      ];
+    }
     if (this.user?.gid === 0) {
       return [
         `commands run in group root (COMMAND_USER ${this.user.name}, gid 0): they can read and ` +

@@ -1106,7 +1106,7 @@ Deno.test({
   },
 });
 
-Deno.test("an agent that cannot tell whether it is root is warned that commands may run as root", async (t) => {
+Deno.test("an agent whose commands may run as root is warned, also when it cannot tell its own uid", async (t) => {
   // Under the README's foreground flags (no --allow-sys=uid) a root agent ran commands as root,
   // and only the info line said it could not tell.
   await t.step("the uid unknown", async () => {
@@ -1116,6 +1116,17 @@ Deno.test("an agent that cannot tell whether it is root is warned that commands 
       "run as root too, and can read the agent's token and state and change anything on this " +
       "machine; grant --allow-sys=uid (a root agent then runs them as nobody), or set COMMAND_USER",
     ]);
+  });
+  await t.step("nor when COMMAND_USER names root", async () => {
+    // An agent that is not root (with CAP_SETUID) or cannot tell, given COMMAND_USER=0:65534,
+    // ran commands as root without a word; given root, it spoke of root's group only.
+    for (const [user, agentUid] of [["0:65534", 1000], ["root", 1000], ["0", null]] as const) {
+      await using sandbox = Sandbox.create({ user, agentUid, cgroups: false });
+      assert.deepEqual(sandbox.warnings(), [
+        `commands run as root (COMMAND_USER ${user}, uid 0): they can read the agent's token ` +
+        "and state and change anything on this machine; set COMMAND_USER to an unprivileged user",
+      ]);
+    }
   });
   await t.step("not when COMMAND_USER is set", async () => {
     await using sandbox = Sandbox.create({ user: "65534:65534", agentUid: null, cgroups: false });
