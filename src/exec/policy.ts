@@ -742,8 +742,8 @@ export class PolicyChecker {
   readonly #paths: readonly string[];
   /** Allowed path prefixes, normalised. */
   readonly #prefixes: readonly string[];
-  /** The prefixes and their real paths, resolved on first need. */
-  #withRealPrefixes: readonly string[] | undefined;
+  /** The real path of each prefix (in the order of `#prefixes`), resolved on first need. */
+  #realPrefixes: readonly string[] | undefined;
   /** The agent's own paths, normalised. */
   readonly #protected: readonly string[];
   /** The agent's own paths and their real paths, resolved on first need. */
@@ -1146,18 +1146,24 @@ export class PolicyChecker {
   }
 
   /**
-   * Resolves the deepest existing ancestor of `path` and tells whether the result lies outside
-   * every prefix (lexical or resolved). Without read permission nothing can be resolved and the
-   * lexical check stands.
+   * Resolves the deepest existing ancestor of `path` (written under a prefix) and tells whether
+   * the result lies outside every prefix, and outside where the prefixes it was written under
+   * lead themselves (a prefix that is a symlink, `/data` to `/mnt/data`). Where another prefix
+   * leads counts for paths under that one alone: a prefix made a symlink to `/` (one that did not
+   * exist, in a directory commands or other users may write) otherwise let a symlink under any
+   * prefix lead anywhere. Without read permission nothing can be resolved and the lexical check
+   * stands.
    */
   #escapesThroughSymlink(path: string): boolean {
     const resolved = this.#realPathOf(path);
     if (resolved === undefined || resolved === path) return false;
-    this.#withRealPrefixes ??= [
-      ...this.#prefixes,
-      ...this.#prefixes.map((prefix) => realPathOfExisting(prefix) ?? prefix),
-    ];
-    return !this.#withRealPrefixes.some((prefix) => isUnderPrefix(resolved, prefix));
+    const real = this.#realPrefixes ??= this.#prefixes.map((prefix) =>
+      realPathOfExisting(prefix) ?? prefix
+    );
+    return !this.#prefixes.some((prefix, i) =>
+      isUnderPrefix(resolved, prefix) ||
+      (isUnderPrefix(path, prefix) && isUnderPrefix(resolved, real[i]))
+    );
   }
 }
 

@@ -167,6 +167,36 @@ Deno.test("policy refuses paths that leave a prefix through a symlink", async ()
   }
 });
 
+Deno.test("policy lets a prefix that is a symlink widen only the paths under it", async () => {
+  // One prefix made a symlink to /etc (a directory that did not exist yet, in a directory others
+  // may write) let a symlink under any other prefix lead to /etc too.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-" });
+  try {
+    await Deno.mkdir(`${dir}/a`);
+    await Deno.symlink("/etc", `${dir}/b`);
+    await Deno.symlink("/etc", `${dir}/a/link`);
+    await Deno.symlink(`${dir}/b`, `${dir}/a/to-b`);
+    const policy = createPolicy({ allowedPathPrefixes: [`${dir}/a`, `${dir}/b`] });
+    assert.equal(
+      refused(["ls", `${dir}/a/link/passwd`], policy),
+      `path "${dir}/a/link/passwd" leaves the allowed prefixes through a symbolic link`,
+    );
+    assert.equal(
+      refused(["ls", "link/passwd"], policy, `${dir}/a`),
+      `path "link/passwd" leaves the allowed prefixes through a symbolic link`,
+    );
+    // Under the prefix that leads there, as the operator set it up.
+    accepted(["ls", `${dir}/b/passwd`], policy);
+    // Written under the other prefix, a path through it is that prefix's: name b itself.
+    assert.equal(
+      refused(["ls", `${dir}/a/to-b`], policy),
+      `path "${dir}/a/to-b" leaves the allowed prefixes through a symbolic link`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy follows a dangling symlink to where a program would create its target", async () => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-" });
   const state = `${dir}/agent-state`;
