@@ -676,7 +676,8 @@ export interface CheckPolicyOptions {
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given
  *   where tar surely reads it as an option (see {@link TarOperands.forceLocal});
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
- *   as written and after symbolic links; tar, which reads or writes everything in a directory it
+ *   as written and after symbolic links, and so are the programs allowed by absolute path (a
+ *   command that changed one would choose what later commands run); tar, which reads or writes everything in a directory it
  *   is given, may not name a directory that holds one either (an absolute argument or option
  *   value; a relative one in the working directory, `.` being the working directory itself,
  *   up to the first `-C`; a `-C` directory or a member under it), nor extract or compare in a
@@ -744,8 +745,14 @@ export class PolicyChecker {
   readonly #prefixes: readonly string[];
   /** The real path of each prefix (in the order of `#prefixes`), resolved on first need. */
   #realPrefixes: readonly string[] | undefined;
-  /** The agent's own paths, normalised. */
+  /**
+   * The agent's own paths, normalised, and the allowed programs given by absolute path: a command
+   * that changed one (`tar -x -C` into its directory, under a prefix) would choose what later
+   * commands run.
+   */
   readonly #protected: readonly string[];
+  /** The allowed programs given by absolute path and their real paths, resolved on first need. */
+  #programFiles: ReadonlySet<string> | undefined;
   /** The agent's own paths and their real paths, resolved on first need. */
   #withRealProtected: readonly string[] | undefined;
   /** The last path resolved in the check under way, see {@link PolicyChecker.#realPathOf}. */
@@ -763,7 +770,7 @@ export class PolicyChecker {
     this.#names = new Set(this.#allowed.filter((p) => !p.startsWith("/")));
     this.#paths = this.#allowed.filter((p) => p.startsWith("/")).map(normalizePath);
     this.#prefixes = policy.allowedPathPrefixes.map(normalizePath);
-    this.#protected = (policy.protectedPaths ?? []).map(normalizePath);
+    this.#protected = [...(policy.protectedPaths ?? []).map(normalizePath), ...this.#paths];
   }
 
   /**
@@ -940,7 +947,11 @@ export class PolicyChecker {
         dirs.includes(own.slice(0, own.lastIndexOf("/")) || "/")
       );
       if (own !== undefined) {
-        return `path "${file}" lies beside the agent's own ${own} (its state or settings), and ` +
+        this.#programFiles ??= new Set(this.#withReal(this.#paths));
+        const what = this.#programFiles.has(own)
+          ? `the allowed program ${own}`
+          : `the agent's own ${own} (its state or settings)`;
+        return `path "${file}" lies beside ${what}, and ` +
           `${program}'s ${nameOption} writes there under the name stored in the file, which these ` +
           `rules never see`;
       }
@@ -1134,8 +1145,15 @@ export class PolicyChecker {
       isUnderPrefix(named, own) || (holder !== undefined && isUnderPrefix(own, named));
     const reason = (named: string, own: string | undefined) => {
       if (own === undefined) return undefined;
-      if (holder === undefined || isUnderPrefix(named, own)) return ownPathReason(shown, own);
-      return holdsOwnPathReason(shown, own, holder);
+      this.#programFiles ??= new Set(this.#withReal(this.#paths));
+      const program = this.#programFiles.has(own);
+      if (holder === undefined || isUnderPrefix(named, own)) {
+        return program ? programPathReason(shown, own) : ownPathReason(shown, own);
+      }
+      return program
+        ? `${shown} holds the allowed program ${own}, and ${holder} may not be given a directory ` +
+          `that holds one: it reads or writes everything in it, and later commands run ${own}`
+        : holdsOwnPathReason(shown, own, holder);
     };
     const lexical = this.#protected.find(related(path));
     if (lexical) return reason(path, lexical);
@@ -1170,6 +1188,11 @@ export class PolicyChecker {
 function ownPathReason(shown: string, own: string): string {
   return `${shown} is the agent's own ${own} or lies in it (its state or settings), which ` +
     `commands may not touch`;
+}
+
+function programPathReason(shown: string, program: string): string {
+  return `${shown} is the allowed program ${program}, which commands may not touch: later ` +
+    `commands run it`;
 }
 
 function holdsOwnPathReason(shown: string, own: string, program: string): string {

@@ -791,6 +791,53 @@ Deno.test("policy checks the path of a name=value operand (dd if=/path) like an 
   }
 });
 
+Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
+  // ALLOWED_PROGRAMS=/tmp/.../tools/check.sh under ALLOWED_PATH_PREFIXES: one command extracted
+  // an archive over it, and the next command naming it ran what the archive held.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-program-" });
+  const tool = `${dir}/tools/check.sh`;
+  const policy = createPolicy({ extraPrograms: [tool] });
+  try {
+    await Deno.mkdir(`${dir}/tools`);
+    await Deno.writeTextFile(tool, "#!/bin/sh\n");
+    await Deno.symlink(`${dir}/tools`, `${dir}/link`);
+    await t.step("the file itself, also through a symbolic link", () => {
+      const reason = (shown: string) =>
+        `${shown} is the allowed program ${tool}, which commands may not touch: later commands ` +
+        "run it";
+      assert.equal(refused(["gzip", tool], policy), reason(`path "${tool}"`));
+      assert.equal(
+        refused(["gzip", `${dir}/link/check.sh`], policy),
+        reason(`path "${dir}/link/check.sh"`),
+      );
+      assert.equal(
+        refused(["gzip", "check.sh"], policy, `${dir}/tools`),
+        reason(`path "check.sh" (${tool})`),
+      );
+    });
+    await t.step("tar into the directory that holds it", () => {
+      assert.equal(
+        refused(["tar", "xf", `${dir}/a.tar`, "-C", `${dir}/tools`], policy),
+        `path "${dir}/tools" holds the allowed program ${tool}, and tar may not be given a ` +
+          `directory that holds one: it reads or writes everything in it, and later commands ` +
+          `run ${tool}`,
+      );
+      assert.match(
+        refused(["gzip", "-dN", `${dir}/tools/x.gz`], policy),
+        new RegExp(`lies beside the allowed program ${tool}, and gzip's -N writes there`),
+      );
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["check.sh"], policy);
+      accepted([tool, `${dir}/other`], policy);
+      accepted(["tar", "xf", `${dir}/a.tar`, "-C", dir], createPolicy({}));
+      accepted(["ls", `${dir}/tools`], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses tar a directory that holds the agent's own paths", async (t) => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-holder-" });
   const state = `${dir}/x/agent-state`;
