@@ -676,8 +676,9 @@ export interface CheckPolicyOptions {
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given
  *   where tar surely reads it as an option (see {@link TarOperands.forceLocal});
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
- *   as written and after symbolic links, and so are the programs allowed by absolute path (a
- *   command that changed one would choose what later commands run); tar, which reads or writes everything in a directory it
+ *   as written, after symbolic links and as another hard link to one of their files, and so
+ *   are the programs allowed by absolute path (a command that changed one would choose what
+ *   later commands run); tar, which reads or writes everything in a directory it
  *   is given, may not name a directory that holds one either (an absolute argument or option
  *   value; a relative one in the working directory, `.` being the working directory itself,
  *   up to the first `-C`; a `-C` directory or a member under it), nor extract or compare in a
@@ -753,6 +754,11 @@ export class PolicyChecker {
   readonly #protected: readonly string[];
   /** The allowed programs given by absolute path and their real paths, resolved on first need. */
   #programFiles: ReadonlySet<string> | undefined;
+  /**
+   * The own paths that are regular files, by `device:inode`, read once per check when an argument
+   * names a file with more than one link.
+   */
+  #ownInodes: ReadonlyMap<string, string> | undefined;
   /** The agent's own paths and their real paths, resolved on first need. */
   #withRealProtected: readonly string[] | undefined;
   /** The last path resolved in the check under way, see {@link PolicyChecker.#realPathOf}. */
@@ -783,6 +789,7 @@ export class PolicyChecker {
   check(argv: readonly string[], options: CheckPolicyOptions = {}): Checked<AcceptedCommand> {
     if (argv.length === 0) return { ok: false, reason: "command line is empty" };
     this.#resolved = undefined;
+    this.#ownInodes = undefined;
     const program = this.#checkProgram(argv[0], options.searchPath ?? "");
     if (!program.ok) return program;
     const programName = program.value.kind === "name"
@@ -1160,7 +1167,39 @@ export class PolicyChecker {
     const resolved = this.#realPathOf(path);
     if (resolved === undefined) return undefined;
     this.#withRealProtected ??= this.#withReal(this.#protected);
-    return reason(resolved, this.#withRealProtected.find(related(resolved)));
+    return reason(resolved, this.#withRealProtected.find(related(resolved))) ??
+      this.#hardLinkReason(shown, resolved);
+  }
+
+  /**
+   * Why `path` may not be named when it is another link to one of the own paths that are files
+   * (a hard link under a prefix to the agent's `config.json`, which any local user may make where
+   * the kernel does not protect hard links): the same file under another name. A directory that
+   * holds such a link is not looked into.
+   */
+  #hardLinkReason(shown: string, path: string): string | undefined {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(path);
+    } catch {
+      return undefined;
+    }
+    if (!info.isFile || info.ino === null || (info.nlink ?? 1) < 2) return undefined;
+    this.#ownInodes ??= new Map(this.#protected.flatMap((own) => {
+      try {
+        const file = Deno.statSync(own);
+        return file.isFile && file.ino !== null ? [[`${file.dev}:${file.ino}`, own]] : [];
+      } catch {
+        return [];
+      }
+    }));
+    const own = this.#ownInodes.get(`${info.dev}:${info.ino}`);
+    if (own === undefined) return undefined;
+    this.#programFiles ??= new Set(this.#withReal(this.#paths));
+    const what = this.#programFiles.has(own)
+      ? `the allowed program ${own}, which later commands run`
+      : `the agent's own ${own} (its state or settings)`;
+    return `${shown} is a hard link to ${what}, and commands may not touch it`;
   }
 
   /**

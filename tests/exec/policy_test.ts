@@ -838,6 +838,33 @@ Deno.test("policy keeps commands from changing an allowed program under a prefix
   }
 });
 
+Deno.test("policy refuses a hard link to one of the agent's own files", async () => {
+  // Where the kernel does not protect hard links (fs.protected_hardlinks=0) any local user may
+  // link the agent's config.json into /tmp: "gzip -c /tmp/x/cfg" read its token.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-link-" });
+  const config = `${dir}/agent/config.json`;
+  const policy = createPolicy({ protectedPaths: [config] });
+  try {
+    await Deno.mkdir(`${dir}/agent`);
+    await Deno.mkdir(`${dir}/x`);
+    await Deno.writeTextFile(config, '{"agent_token":"t"}');
+    await Deno.link(config, `${dir}/x/cfg`);
+    await Deno.writeTextFile(`${dir}/x/other`, "");
+    await Deno.link(`${dir}/x/other`, `${dir}/x/other-link`);
+    const reason = (shown: string) =>
+      `${shown} is a hard link to the agent's own ${config} (its state or settings), and ` +
+      "commands may not touch it";
+    assert.equal(refused(["gzip", "-c", `${dir}/x/cfg`], policy), reason(`path "${dir}/x/cfg"`));
+    assert.equal(
+      refused(["date", "-fcfg"], policy, `${dir}/x`),
+      reason(`path "cfg" of "-fcfg" (${dir}/x/cfg)`),
+    );
+    accepted(["gzip", "-c", `${dir}/x/other-link`, `${dir}/x/other`], policy);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses tar a directory that holds the agent's own paths", async (t) => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-holder-" });
   const state = `${dir}/x/agent-state`;
