@@ -20,6 +20,16 @@ export const AGENT_SECRET_ENV_NAMES: ReadonlySet<string> = new Set([
   "STATUS_AGENT_TOKENS",
 ]);
 
+/**
+ * Variables through which an allowed program takes options or files that the rules checking
+ * each command line never see (`src/exec/policy.ts`); never passed to a command as extras.
+ */
+export const RULE_BYPASS_ENV_NAMES: ReadonlyMap<string, string> = new Map([
+  ["TAR_OPTIONS", "tar reads options from it before its command line (-h, --to-command=...)"],
+  ["TAPE", "tar takes it as its archive when given no -f (host:file, reached through rsh)"],
+  ["GZIP", "gzip reads options from it (-f and -r, before gzip 1.10)"],
+]);
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Reads one variable of the agent's environment, or `undefined`. */
@@ -44,7 +54,8 @@ export function readAgentEnv(name: string): string | undefined {
 }
 
 /**
- * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
+ * Checks configured extra variables: valid names, no NUL in values, none that hands a program
+ * options the rules never see ({@link RULE_BYPASS_ENV_NAMES}), no agent secret by name
  * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`).
  *
  * @param extra The configured extras.
@@ -61,6 +72,13 @@ export function validateExtraEnv(
     }
     if (typeof value !== "string" || value.includes("\0")) {
       throw new TypeError(`Extra environment variable "${name}" must be a string without NUL`);
+    }
+    const bypass = RULE_BYPASS_ENV_NAMES.get(name);
+    if (bypass !== undefined) {
+      throw new TypeError(
+        `Extra environment variable "${name}" is not given to commands: ${bypass}, which the ` +
+          "rules that check each command line never see",
+      );
     }
     if (AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) {
       throw new TypeError(

@@ -63,6 +63,20 @@ Deno.test("extra variables are validated", () => {
   assert.throws(() => validateExtraEnv({ NUL: "a\0b" }), /without NUL/);
 });
 
+Deno.test("extra variables that hand tar or gzip options the rules never see are refused", () => {
+  // COMMAND_ENV=TAR_OPTIONS=-h made every tar dereference symlinks (and --to-command=... would
+  // run a program), though the rules refuse both on the command line.
+  assert.throws(() => validateExtraEnv({ TAR_OPTIONS: "-h" }), {
+    name: "TypeError",
+    message: `Extra environment variable "TAR_OPTIONS" is not given to commands: tar reads ` +
+      "options from it before its command line (-h, --to-command=...), which the rules that " +
+      "check each command line never see",
+  });
+  assert.throws(() => validateExtraEnv({ TAPE: "host:/dev/st0" }), /"TAPE" is not given/);
+  assert.throws(() => validateExtraEnv({ GZIP: "-f" }), /"GZIP" is not given/);
+  validateExtraEnv({ tar_options: "x", GZIP_LEVEL: "9" });
+});
+
 Deno.test("COMMAND_ENV items become variables", () => {
   assert.deepEqual(envFromAssignments(["TZ=UTC", "EMPTY=", "EQ=a=b"]), {
     TZ: "UTC",
