@@ -19,6 +19,7 @@ import {
   Sandbox,
   toReportFields,
 } from "../exec/mod.ts";
+import { unresolvablePrefixes } from "../exec/policy.ts";
 import { readableBy } from "../exec/sandbox.ts";
 import { everyoneMayReplace } from "../exec/env.ts";
 
@@ -207,6 +208,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     warnings: () => [
       ...runner.sandbox.warnings(),
       ...pathWarning(runner.pathLeftOut),
+      ...unresolvedWarning(unresolvablePrefixes(policy)),
       ...replaceablePrograms(policy.allowedPrograms),
       ...readableSecrets(runner.sandbox, protectedPaths, options.secretValues ?? []),
     ],
@@ -246,6 +248,19 @@ function pathWarning(leftOut: readonly string[]): string[] {
     "not looked up in: " +
     `${shown} (a relative one names the command's working directory; others every user may ` +
     "write or rename, so anyone could put a program there)",
+  ];
+}
+
+/**
+ * What the start-up log says of the allowed prefixes under which the path rules cannot resolve
+ * symbolic links (Deno may not read there): only the lexical checks stand.
+ */
+function unresolvedWarning(prefixes: readonly string[]): string[] {
+  if (prefixes.length === 0) return [];
+  return [
+    `the path rules cannot resolve symbolic links under ${prefixes.join(", ")} (Deno may not ` +
+    `read there): a path through a symbolic link there may lead anywhere, the agent's own ` +
+    `files included; grant --allow-read=${prefixes.join(",")}`,
   ];
 }
 

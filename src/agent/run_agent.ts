@@ -16,6 +16,7 @@ import {
   DEFAULT_SHUTDOWN_GRACE_SECS,
   DEFAULT_STATE_DIR,
 } from "../defaults.ts";
+import { inheritedDescriptorsWarning } from "../exec/sandbox.ts";
 import { logger } from "../log/mod.ts";
 import {
   AGENT_ID_PATTERN,
@@ -354,6 +355,10 @@ export async function runAgent(
   const confinement = executor.describe?.();
   if (confinement) log.info("sandbox: {confinement}", { confinement });
   for (const warning of executor.warnings?.() ?? []) log.warning("sandbox: {warning}", { warning });
+  // Descriptors this process inherited reach every child, the commands of an executor that
+  // confines them (and says how) included.
+  const inherited = confinement ? inheritedDescriptorsWarning() : undefined;
+  if (inherited) log.warning("sandbox: {warning}", { warning: inherited });
   if (ownState && options.stateDir === undefined) {
     log.info(
       "execution journal and result outbox are kept in memory (no stateDir given); pass " +

@@ -166,12 +166,16 @@ function readOwner(path: string): { uid: number; gid: number; mode: number } | u
 }
 
 /**
- * The entries of a `PATH` that a command user can search: every directory on the way must let
- * that user through (the owner's, the group's or the others' execute bit, as the kernel decides
- * for a user without supplementary groups). An agent running as root would otherwise find a
- * program under its own home (`/root/.pyenv/shims`) that the command, run as `nobody`, may not
- * start. Entries that cannot be read are kept (the spawn then says what is wrong); when nothing is
- * left, {@link DEFAULT_CHILD_PATH}'s usable entries are used.
+ * The entries of a `PATH` that a command user can search and cannot change: every directory on
+ * the way must let that user through (the owner's, the group's or the others' execute bit, as the
+ * kernel decides for a user without supplementary groups), and none may be that user's own (its
+ * owner may change its mode) or writable by it (its group's or the others' write bit: the entry
+ * itself, or one on the way without the sticky bit, whose entries it could rename). An agent
+ * running as root would otherwise find a program under its own home (`/root/.pyenv/shims`) that
+ * the command, run as `nobody`, may not start, or one a command (as `nobody`) had put in a
+ * directory of `nobody`'s for the next command to run under an allowed name. Entries that cannot
+ * be read are kept (the spawn then says what is wrong); when nothing is left,
+ * {@link DEFAULT_CHILD_PATH}'s usable entries are used.
  *
  * @param path The agent's `PATH`.
  * @param user Who the commands run as.
@@ -205,8 +209,13 @@ export function pathForUser(
     for (let i = 0; i <= parts.length; i++) {
       const info = owner("/" + parts.slice(0, i).join("/"));
       if (info === undefined) return true;
-      const bit = info.uid === user.uid ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
+      const own = info.uid === user.uid;
+      const bit = own ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
       if ((info.mode & bit) === 0) return false;
+      // Root owns what a root command user could change anyway.
+      if (own && user.uid !== 0) return false;
+      const writes = (info.mode & (bit << 1)) !== 0;
+      if (writes && !own && (i === parts.length || (info.mode & 0o1000) === 0)) return false;
     }
     return true;
   };

@@ -111,6 +111,25 @@ const TAR_RULES: OptionRules = {
   oldStyleBundle: true,
 };
 
+const LS_RULES: OptionRules = {
+  long: {
+    "--dereference": FOLLOWS,
+    "--dereference-command-line": FOLLOWS,
+    "--dereference-command-line-symlink-to-dir": FOLLOWS,
+  },
+  short: { L: FOLLOWS, H: FOLLOWS },
+};
+
+const GZIP_RULES: OptionRules = {
+  // --force makes gzip follow symbolic links (and overwrite files); --recursive follows the
+  // symbolic links to directories that it meets inside the ones it was given.
+  long: { "--force": FOLLOWS, "--recursive": FOLLOWS },
+  short: { f: FOLLOWS, r: FOLLOWS },
+};
+
+/** Base names of gzip and of the programs that run it with their arguments. */
+const GZIPS: ReadonlySet<string> = new Set(["gzip", "gunzip", "zcat", "uncompress"]);
+
 /** Per program (by base name): the options refused. */
 const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
   tar: TAR_RULES,
@@ -124,20 +143,15 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
     },
     short: { L: FOLLOWS, D: FOLLOWS, H: FOLLOWS },
   },
-  ls: {
-    long: {
-      "--dereference": FOLLOWS,
-      "--dereference-command-line": FOLLOWS,
-      "--dereference-command-line-symlink-to-dir": FOLLOWS,
-    },
-    short: { L: FOLLOWS, H: FOLLOWS },
-  },
-  gzip: {
-    // --force makes gzip follow symbolic links (and overwrite files); --recursive follows the
-    // symbolic links to directories that it meets inside the ones it was given.
-    long: { "--force": FOLLOWS, "--recursive": FOLLOWS },
-    short: { f: FOLLOWS, r: FOLLOWS },
-  },
+  ls: LS_RULES,
+  // coreutils' ls under other names, with its options.
+  dir: LS_RULES,
+  vdir: LS_RULES,
+  gzip: GZIP_RULES,
+  // gzip under other names (scripts that run `gzip -d` and `gzip -cd` with their arguments).
+  gunzip: GZIP_RULES,
+  zcat: GZIP_RULES,
+  uncompress: GZIP_RULES,
 };
 
 /** Base names of the programs whose arguments {@link tarOperands} reads. */
@@ -172,7 +186,7 @@ const HARMLESS_GZIP_OPTIONS: ReadonlySet<string> = new Set([
  * Variables of a command's environment that a program reads as more of its command line, where
  * these rules never see them: GNU tar puts `TAR_OPTIONS` before its arguments
  * (`TAR_OPTIONS=--to-command=sh` runs a shell for every member it extracts, `--dereference`
- * follows every symbolic link); gzip reads `GZIP` the same way (gzip 1.10 and later take only some
+ * follows every symbolic link) and takes `TAPE` as its archive when given no `-f`; gzip reads `GZIP` the same way (gzip 1.10 and later take only some
  * options from it, `-N` among them; older ones take `-f`, `-r` and `-S` too), so only options that
  * change neither what it reads nor what it writes may be given there (`GZIP=-9`).
  */
@@ -180,6 +194,12 @@ const OPTION_VARIABLES: Readonly<Record<string, OptionVariable>> = {
   TAR_OPTIONS: {
     readers: new Set(["tar", "gtar"]),
     example: "TAR_OPTIONS=--to-command=... would run a program for every member extracted",
+  },
+  TAPE: {
+    readers: new Set(["tar", "gtar", "bsdtar"]),
+    example:
+      "TAPE is the archive of a tar given no -f: TAPE=/etc/x would have tar c write there, " +
+      "TAPE=host:file reach another host through rsh",
   },
   GZIP: {
     readers: new Set(["gzip", "gunzip", "zcat"]),
@@ -213,8 +233,8 @@ export function optionVariableReason(
   }
   const allowed = harmless ? ` (only ${[...harmless].join(" ")} may be given there)` : "";
   return `Extra environment variable "${name}" is never given to commands while ` +
-    `${readers.join(", ")} may run: it adds options to every command line, where the option and ` +
-    `path rules never see them (${variable.example}); give the options on the command ` +
+    `${readers.join(", ")} may run: it is read as part of every command line, where the option ` +
+    `and path rules never see it (${variable.example}); give what it holds on the command ` +
     `line${allowed}`;
 }
 
@@ -388,7 +408,7 @@ export function suffixValues(program: string, args: readonly string[]): string[]
       if (name.length < 4 || !"--suffix".startsWith(name)) continue;
       const value = eq < 0 ? args[i + 1] : arg.slice(eq + 1);
       if (value !== undefined) suffixes.push(value);
-    } else if (program === "gzip" && arg.startsWith("-")) {
+    } else if (GZIPS.has(program) && arg.startsWith("-")) {
       // gzip's short options that take a value: -S (the suffix) and -b (bits).
       for (let k = 1; k < arg.length; k++) {
         if (arg[k] !== "S" && arg[k] !== "b") continue;
@@ -619,6 +639,34 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
   };
 }
 
+/**
+ * The allowed path prefixes under which the path rules cannot resolve symbolic links: Deno may not
+ * read there (no `--allow-read` for them). A symbolic link under one (`/tmp/link` to `/etc`, to the
+ * agent's own directory) then leads a command's path anywhere without the rules seeing it, and
+ * only the lexical checks stand.
+ *
+ * @param policy The policy.
+ * @returns Those prefixes, in the policy's order; none when every one may be read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPolicy, unresolvablePrefixes } from "./policy.ts";
+ *
+ * // Under --allow-read (as here) the rules see every symlink.
+ * assert.deepEqual(unresolvablePrefixes(defaultPolicy()), []);
+ * ```
+ */
+export function unresolvablePrefixes(policy: ExecPolicy): string[] {
+  return policy.allowedPathPrefixes.filter((prefix) => {
+    try {
+      return Deno.permissions.querySync({ name: "read", path: prefix }).state !== "granted";
+    } catch {
+      return true;
+    }
+  });
+}
+
 function unique(values: string[]): string[] {
   return [...new Set(values)];
 }
@@ -692,15 +740,16 @@ export interface CheckPolicyOptions {
  *
  * Argument rules:
  * - any `..` path segment is refused, in an argument or in an option's value (`--file=../x`);
- * - an absolute path (an argument, the value of `--opt=/path`, or the path attached to a short
- *   option as in `-f/path`) must lie under an allowed prefix, compared by segment;
+ * - an absolute path (an argument, the value of `--opt=/path` or of an operand `name=/path` as
+ *   dd takes them, or the path attached to a short option as in `-f/path`) must lie under an
+ *   allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows, and a dangling symlink is followed to its target, which
  *   a program creates through it);
  * - a relative argument that names an existing entry of the working directory is checked like
  *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
  *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
- *   rest of a short option bundle counts);
+ *   rest of a short option bundle counts) or to an operand (`dd if=name`);
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
@@ -723,7 +772,9 @@ export interface CheckPolicyOptions {
  *   and an archive on another host (`host:file`) is refused unless `--force-local` is given
  *   where tar surely reads it as an option (see {@link TarOperands.forceLocal});
  * - the agent's own paths ({@link ExecPolicy.protectedPaths}) and what lies in them are refused,
- *   as written and after symbolic links; tar, which reads or writes everything in a directory it
+ *   as written, after symbolic links and as another hard link to one of their files, and so
+ *   are the programs allowed by absolute path (a command that changed one would choose what
+ *   later commands run); tar, which reads or writes everything in a directory it
  *   is given, may not name a directory that holds one either (an absolute argument or option
  *   value; a relative one in the working directory, `.` being the working directory itself,
  *   up to the first `-C`; a `-C` directory or a member under it), nor extract or compare in a
@@ -789,10 +840,21 @@ export class PolicyChecker {
   readonly #paths: readonly string[];
   /** Allowed path prefixes, normalised. */
   readonly #prefixes: readonly string[];
-  /** The prefixes and their real paths, resolved on first need. */
-  #withRealPrefixes: readonly string[] | undefined;
-  /** The agent's own paths, normalised. */
+  /** The real path of each prefix (in the order of `#prefixes`), resolved on first need. */
+  #realPrefixes: readonly string[] | undefined;
+  /**
+   * The agent's own paths, normalised, and the allowed programs given by absolute path: a command
+   * that changed one (`tar -x -C` into its directory, under a prefix) would choose what later
+   * commands run.
+   */
   readonly #protected: readonly string[];
+  /** The allowed programs given by absolute path and their real paths, resolved on first need. */
+  #programFiles: ReadonlySet<string> | undefined;
+  /**
+   * The own paths that are regular files, by `device:inode`, read once per check when an argument
+   * names a file with more than one link.
+   */
+  #ownInodes: ReadonlyMap<string, string> | undefined;
   /** The agent's own paths and their real paths, resolved on first need. */
   #withRealProtected: readonly string[] | undefined;
   /** The last path resolved in the check under way, see {@link PolicyChecker.#realPathOf}. */
@@ -810,7 +872,7 @@ export class PolicyChecker {
     this.#names = new Set(this.#allowed.filter((p) => !p.startsWith("/")));
     this.#paths = this.#allowed.filter((p) => p.startsWith("/")).map(normalizePath);
     this.#prefixes = policy.allowedPathPrefixes.map(normalizePath);
-    this.#protected = (policy.protectedPaths ?? []).map(normalizePath);
+    this.#protected = [...(policy.protectedPaths ?? []).map(normalizePath), ...this.#paths];
   }
 
   /**
@@ -823,6 +885,7 @@ export class PolicyChecker {
   check(argv: readonly string[], options: CheckPolicyOptions = {}): Checked<AcceptedCommand> {
     if (argv.length === 0) return { ok: false, reason: "command line is empty" };
     this.#resolved = undefined;
+    this.#ownInodes = undefined;
     const program = this.#checkProgram(argv[0], options.searchPath ?? "");
     if (!program.ok) return program;
     const programName = program.value.kind === "name"
@@ -844,7 +907,7 @@ export class PolicyChecker {
       const reason = checkOptions(programName, args, rules);
       if (reason) return { ok: false, reason };
     }
-    if (TARS.has(programName) || programName === "gzip") {
+    if (TARS.has(programName) || GZIPS.has(programName)) {
       const slashed = suffixValues(programName, args).find((s) => s.includes("/"));
       if (slashed !== undefined) {
         return {
@@ -859,8 +922,8 @@ export class PolicyChecker {
       const reason = this.#checkTar(programName, args, options.cwd, tar);
       if (reason) return { ok: false, reason };
     }
-    if (programName === "gzip") {
-      const reason = this.#checkGzipOutputs(args, options.cwd);
+    if (GZIPS.has(programName)) {
+      const reason = this.#checkGzipOutputs(programName, args, options.cwd);
       if (reason) return { ok: false, reason };
     }
     return { ok: true, value: { argv: [...argv], program: program.value } };
@@ -959,13 +1022,14 @@ export class PolicyChecker {
   }
 
   /**
-   * What gzip reads or writes beside each file it is given (see {@link gzipOperands}): its
-   * name plus a suffix, or less it (see {@link gzipFilesFor}), may not be one of the agent's own
-   * paths; and with `-N`, which names what it decompresses from the name stored in the file, the
-   * file may not lie beside one of them. A relative file is taken in the working directory, and
-   * left out without one (a command's own new directory holds nothing to protect).
+   * What gzip (or `gunzip`, `zcat`, `uncompress`, which run it with their arguments, as `program`)
+   * reads or writes beside each file it is given (see {@link gzipOperands}): its name plus a
+   * suffix, or less it (see {@link gzipFilesFor}), may not be one of the agent's own paths; and
+   * with `-N`, which names what it decompresses from the name stored in the file, the file may not
+   * lie beside one of them. A relative file is taken in the working directory, and left out
+   * without one (a command's own new directory holds nothing to protect).
    */
-  #checkGzipOutputs(args: string[], cwd: string | undefined): string | undefined {
+  #checkGzipOutputs(program: string, args: string[], cwd: string | undefined): string | undefined {
     if (this.#protected.length === 0) return undefined;
     const { files, suffixes, nameOption } = gzipOperands(args);
     for (const file of files) {
@@ -973,7 +1037,7 @@ export class PolicyChecker {
       const path = normalizePath(file.startsWith("/") ? file : `${cwd}/${file}`);
       for (const beside of gzipFilesFor(path, suffixes)) {
         const reason = this.#ownPathReason(
-          `the file gzip reads or writes for "${file}" (${beside})`,
+          `the file ${program} reads or writes for "${file}" (${beside})`,
           beside,
         );
         if (reason) return reason;
@@ -986,8 +1050,12 @@ export class PolicyChecker {
         dirs.includes(own.slice(0, own.lastIndexOf("/")) || "/")
       );
       if (own !== undefined) {
-        return `path "${file}" lies beside the agent's own ${own} (its state or settings), and ` +
-          `gzip's ${nameOption} writes there under the name stored in the file, which these ` +
+        this.#programFiles ??= new Set(this.#withReal(this.#paths));
+        const what = this.#programFiles.has(own)
+          ? `the allowed program ${own}`
+          : `the agent's own ${own} (its state or settings)`;
+        return `path "${file}" lies beside ${what}, and ` +
+          `${program}'s ${nameOption} writes there under the name stored in the file, which these ` +
           `rules never see`;
       }
     }
@@ -1126,12 +1194,12 @@ export class PolicyChecker {
   }
 
   /**
-   * Checks a relative value attached to an option (`--file=name`, `-fname`) as a relative
-   * argument is checked: refused when it names an existing entry of the working directory
-   * outside the prefixes, or leaves the prefixes through a symbolic link. A value whose first
-   * segment does not exist there cannot lead anywhere, and is not resolved further; the names
-   * of the working directory, when it could be listed, tell that without a system call (a
-   * bundle of 4096 letters has 256 rests, each a failed lstat otherwise).
+   * Checks a relative value attached to an option (`--file=name`, `-fname`) or an operand
+   * (`if=name`) as a relative argument is checked: refused when it names an existing entry of the
+   * working directory outside the prefixes, or leaves the prefixes through a symbolic link. A
+   * value whose first segment does not exist there cannot lead anywhere, and is not resolved
+   * further; the names of the working directory, when it could be listed, tell that without a
+   * system call (a bundle of 4096 letters has 256 rests, each a failed lstat otherwise).
    */
   #checkAttachedValue(
     arg: string,
@@ -1180,36 +1248,86 @@ export class PolicyChecker {
       isUnderPrefix(named, own) || (holder !== undefined && isUnderPrefix(own, named));
     const reason = (named: string, own: string | undefined) => {
       if (own === undefined) return undefined;
-      if (holder === undefined || isUnderPrefix(named, own)) return ownPathReason(shown, own);
-      return holdsOwnPathReason(shown, own, holder);
+      this.#programFiles ??= new Set(this.#withReal(this.#paths));
+      const program = this.#programFiles.has(own);
+      if (holder === undefined || isUnderPrefix(named, own)) {
+        return program ? programPathReason(shown, own) : ownPathReason(shown, own);
+      }
+      return program
+        ? `${shown} holds the allowed program ${own}, and ${holder} may not be given a directory ` +
+          `that holds one: it reads or writes everything in it, and later commands run ${own}`
+        : holdsOwnPathReason(shown, own, holder);
     };
     const lexical = this.#protected.find(related(path));
     if (lexical) return reason(path, lexical);
     const resolved = this.#realPathOf(path);
     if (resolved === undefined) return undefined;
     this.#withRealProtected ??= this.#withReal(this.#protected);
-    return reason(resolved, this.#withRealProtected.find(related(resolved)));
+    return reason(resolved, this.#withRealProtected.find(related(resolved))) ??
+      this.#hardLinkReason(shown, resolved);
   }
 
   /**
-   * Resolves the deepest existing ancestor of `path` and tells whether the result lies outside
-   * every prefix (lexical or resolved). Without read permission nothing can be resolved and the
-   * lexical check stands.
+   * Why `path` may not be named when it is another link to one of the own paths that are files
+   * (a hard link under a prefix to the agent's `config.json`, which any local user may make where
+   * the kernel does not protect hard links): the same file under another name. A directory that
+   * holds such a link is not looked into.
+   */
+  #hardLinkReason(shown: string, path: string): string | undefined {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(path);
+    } catch {
+      return undefined;
+    }
+    if (!info.isFile || info.ino === null || (info.nlink ?? 1) < 2) return undefined;
+    this.#ownInodes ??= new Map(this.#protected.flatMap((own) => {
+      try {
+        const file = Deno.statSync(own);
+        return file.isFile && file.ino !== null ? [[`${file.dev}:${file.ino}`, own]] : [];
+      } catch {
+        return [];
+      }
+    }));
+    const own = this.#ownInodes.get(`${info.dev}:${info.ino}`);
+    if (own === undefined) return undefined;
+    this.#programFiles ??= new Set(this.#withReal(this.#paths));
+    const what = this.#programFiles.has(own)
+      ? `the allowed program ${own}, which later commands run`
+      : `the agent's own ${own} (its state or settings)`;
+    return `${shown} is a hard link to ${what}, and commands may not touch it`;
+  }
+
+  /**
+   * Resolves the deepest existing ancestor of `path` (written under a prefix) and tells whether
+   * the result lies outside every prefix, and outside where the prefixes it was written under
+   * lead themselves (a prefix that is a symlink, `/data` to `/mnt/data`). Where another prefix
+   * leads counts for paths under that one alone: a prefix made a symlink to `/` (one that did not
+   * exist, in a directory commands or other users may write) otherwise let a symlink under any
+   * prefix lead anywhere. Without read permission nothing can be resolved and the lexical check
+   * stands.
    */
   #escapesThroughSymlink(path: string): boolean {
     const resolved = this.#realPathOf(path);
     if (resolved === undefined || resolved === path) return false;
-    this.#withRealPrefixes ??= [
-      ...this.#prefixes,
-      ...this.#prefixes.map((prefix) => realPathOfExisting(prefix) ?? prefix),
-    ];
-    return !this.#withRealPrefixes.some((prefix) => isUnderPrefix(resolved, prefix));
+    const real = this.#realPrefixes ??= this.#prefixes.map((prefix) =>
+      realPathOfExisting(prefix) ?? prefix
+    );
+    return !this.#prefixes.some((prefix, i) =>
+      isUnderPrefix(resolved, prefix) ||
+      (isUnderPrefix(path, prefix) && isUnderPrefix(resolved, real[i]))
+    );
   }
 }
 
 function ownPathReason(shown: string, own: string): string {
   return `${shown} is the agent's own ${own} or lies in it (its state or settings), which ` +
     `commands may not touch`;
+}
+
+function programPathReason(shown: string, program: string): string {
+  return `${shown} is the allowed program ${program}, which commands may not touch: later ` +
+    `commands run it`;
 }
 
 function holdsOwnPathReason(shown: string, own: string, program: string): string {
@@ -1225,15 +1343,17 @@ function sameFile(a: string, b: string): boolean {
   }
 }
 
-/** The candidate paths an argument names: itself, an option's `=value`, a short option's path. */
+/**
+ * The candidate paths an argument names: itself, an option's `=value` or an operand's
+ * (`dd if=/path`), a short option's path. An absolute argument is one path, `=` or not.
+ */
 function pathCandidates(arg: string): string[] {
   const candidates = [arg];
-  if (arg.startsWith("-")) {
-    const eq = arg.indexOf("=");
-    if (eq >= 0) candidates.push(arg.slice(eq + 1));
-    const attached = /^-[A-Za-z0-9]+(\/.*)$/.exec(arg);
-    if (attached) candidates.push(attached[1]);
-  }
+  if (arg.startsWith("/")) return candidates;
+  const eq = arg.indexOf("=");
+  if (eq >= 0) candidates.push(arg.slice(eq + 1));
+  const attached = /^-[A-Za-z0-9]+(\/.*)$/.exec(arg);
+  if (attached) candidates.push(attached[1]);
   return candidates;
 }
 
@@ -1241,10 +1361,11 @@ function pathCandidates(arg: string): string[] {
 const NAME_MAX = 255;
 
 /**
- * The relative paths an option may be given attached to it: the value of `--opt=value`, and for
- * a short option bundle every rest after one of its letters (`-fname` is `-f name` to date and
- * tar, `-la` takes no value; which letters take one depends on the program, so each rest counts).
- * A rest whose first segment is longer than a file name can be is left out: it names nothing.
+ * The relative paths an option may be given attached to it: the value of `--opt=value` or of an
+ * operand `name=value` (`dd if=name`), and for a short option bundle every rest after one of its
+ * letters (`-fname` is `-f name` to date and tar, `-la` takes no value; which letters take one
+ * depends on the program, so each rest counts). A rest whose first segment is longer than a file
+ * name can be is left out: it names nothing.
  */
 function attachedRelativeValues(arg: string): string[] {
   const values: string[] = [];
@@ -1256,7 +1377,10 @@ function attachedRelativeValues(arg: string): string[] {
   if (arg.startsWith("--")) {
     const eq = arg.indexOf("=");
     if (eq > 2) keep(arg.slice(eq + 1));
-  } else if (arg.startsWith("-")) {
+  } else if (!arg.startsWith("-")) {
+    const eq = arg.indexOf("=");
+    if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1));
+  } else {
     // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
     // has a first segment too long; those are not even cut out.
     const end = /^-([A-Za-z0-9]*)/.exec(arg)![1].length + 1;

@@ -409,6 +409,65 @@ function deniedBy(at: string, info: Deno.FileInfo, user: CommandUser): string | 
     `${info.uid}, group gid ${info.gid}`;
 }
 
+/** `O_CLOEXEC` in the `flags` of `/proc/<pid>/fdinfo/<fd>` (octal). */
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * @internal The descriptors above standard error that this process holds without close-on-exec:
+ * those it inherited from whatever started it (Deno opens its own with close-on-exec). Deno
+ * cannot close them, so every child gets them, each command included: through one, a command
+ * reads or writes what it names whoever the command runs as (`exec 7</etc/shadow` in the shell
+ * that starts a root agent hands every command `/etc/shadow`).
+ *
+ * @param procSelf Where `fd` and `fdinfo` are read; for tests.
+ * @returns Each descriptor and what it names (its `/proc/self/fd` link), or `undefined` when
+ *   `fdinfo` cannot be read (Deno reads `/proc` only under `--allow-all`).
+ */
+export function inheritedDescriptors(
+  procSelf = "/proc/self",
+): { fd: number; target: string | undefined }[] | undefined {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(`${procSelf}/fdinfo`)].map((entry) => entry.name);
+  } catch {
+    return undefined;
+  }
+  const found: { fd: number; target: string | undefined }[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name) || Number(name) <= 2) continue;
+    // Gone since the listing (the listing's own descriptor, one closed meanwhile): none.
+    const flags = /^flags:\s*([0-7]+)$/m.exec(readText(`${procSelf}/fdinfo/${name}`) ?? "")?.[1];
+    if (flags === undefined || (parseInt(flags, 8) & O_CLOEXEC) !== 0) continue;
+    let target: string | undefined;
+    try {
+      target = Deno.readLinkSync(`${procSelf}/fd/${name}`);
+    } catch {
+      target = undefined;
+    }
+    found.push({ fd: Number(name), target });
+  }
+  return found.sort((a, b) => a.fd - b.fd);
+}
+
+/**
+ * @internal What the start-up log says of the descriptors this process inherited (see
+ * {@link inheritedDescriptors}): every command gets them too, whoever it runs as. Told only
+ * where `/proc/self/fdinfo` may be read (under `--allow-all`).
+ *
+ * @param procSelf Where `fd` and `fdinfo` are read; for tests.
+ * @returns The sentence, or `undefined` when there are none (or they cannot be seen).
+ */
+export function inheritedDescriptorsWarning(procSelf = "/proc/self"): string | undefined {
+  const inherited = inheritedDescriptors(procSelf) ?? [];
+  if (inherited.length === 0) return undefined;
+  const shown = inherited.map(({ fd, target }) => target ? `${fd} (${target})` : String(fd));
+  const closes = inherited.map(({ fd }) => `${fd}<&-`).join(" ");
+  return `file descriptors ${shown.join(", ")} were left open by whatever started the agent, ` +
+    "and every command gets them too (Deno cannot close them): through them a command reads or " +
+    "writes what they name, whoever it runs as; start the agent without them (in a shell: " +
+    `exec ${closes}; systemd passes none)`;
+}
+
 /** How signals reach processes other than the direct child. */
 export type SignalRoute = "direct" | "kill-program" | "none";
 
@@ -807,6 +866,8 @@ export class Sandbox {
   readonly userNote: string | undefined;
   /** The agent is root and `COMMAND_USER` names root: commands keep all its power. */
   #asRoot = false;
+  /** Whether the agent's uid could not be read (whether it is root is not known). */
+  #uidUnknown = false;
   /** The fixed working directory, or `undefined` for one per command. */
   readonly fixedCwd: string | undefined;
   /**
@@ -930,6 +991,7 @@ export class Sandbox {
     const home = options.cgroups === false ? "cgroups are turned off" : probeCgroups(tag);
     const sandbox = new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
     sandbox.#asRoot = uid === 0 && user === undefined;
+    sandbox.#uidUnknown = uid === null;
     return sandbox;
   }
 
@@ -977,16 +1039,34 @@ export class Sandbox {
    * What the start-up log should warn of: commands that run as root (`COMMAND_USER` names root
    * for a root agent) can read the agent's token and state and change anything on the machine;
    * commands that run in root's group (`COMMAND_USER=65534:0`) can read and write what that
-   * group may.
+   * group may; and commands that run as the agent's own user when whether it is root cannot be
+   * told (no `--allow-sys=uid`): they run as root if it is.
    *
    * @returns One sentence per concern; none for an unprivileged command user.
    */
   warnings(): string[] {
+    // Another user than the agent's that is root: an agent with CAP_SETUID, or one that cannot
+    // tell its own uid.
+    if (this.user?.uid === 0) {
+      return [
+        `commands run as root (COMMAND_USER ${this.user.name}, uid 0): they can read the ` +
+        "agent's token and state and change anything on this machine; set COMMAND_USER to an " +
+        "unprivileged user",
+      ];
+    }
     if (this.user?.gid === 0) {
       return [
         `commands run in group root (COMMAND_USER ${this.user.name}, gid 0): they can read and ` +
         "write what root's group may (files of mode 0640 or 0660 owned by root:root, say); give " +
         "COMMAND_USER a group of its own (uid:gid)",
+      ];
+    }
+    if (this.#uidUnknown && this.user === undefined) {
+      return [
+        "cannot tell whether the agent runs as root (grant --allow-sys=uid): if it does, " +
+        "commands run as root too, and can read the agent's token and state and change anything " +
+        "on this machine; grant --allow-sys=uid (a root agent then runs them as " +
+        `${DEFAULT_COMMAND_USER}), or set COMMAND_USER`,
       ];
     }
     if (!this.#asRoot) return [];

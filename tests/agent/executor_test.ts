@@ -41,7 +41,7 @@ Deno.test("the executor refuses arguments naming the agent's state directory and
   }
 });
 
-Deno.test("the executor refuses a COMMAND_ENV TAR_OPTIONS while tar may run", async () => {
+Deno.test("the executor refuses a COMMAND_ENV TAR_OPTIONS or TAPE while tar may run", async () => {
   // GNU tar puts TAR_OPTIONS before its arguments: --to-command, refused on the command line, ran
   // a program for every member of every archive a command extracted.
   for (const allowedPrograms of [["tar"], ["echo", "/usr/bin/tar"], ["gtar"]]) {
@@ -54,14 +54,24 @@ Deno.test("the executor refuses a COMMAND_ENV TAR_OPTIONS while tar may run", as
         }),
       new TypeError(
         `Extra environment variable "TAR_OPTIONS" is never given to commands while ` +
-          `${allowedPrograms.filter((p) => p.endsWith("tar")).join(", ")} may run: it adds ` +
-          "options to every command line, where the option and path rules never see them " +
+          `${allowedPrograms.filter((p) => p.endsWith("tar")).join(", ")} may run: it is read ` +
+          "as part of every command line, where the option and path rules never see it " +
           "(TAR_OPTIONS=--to-command=... would run a program for every member extracted); give " +
-          "the options on the command line",
+          "what it holds on the command line",
       ),
       allowedPrograms.join(","),
     );
   }
+  // TAPE is a tar's archive when it is given no -f: tar c wrote wherever it named.
+  assert.throws(
+    () =>
+      createExecutor({
+        allowedPrograms: ["echo", "tar"],
+        commandEnv: ["TAPE=/etc/passwd"],
+        cgroups: false,
+      }),
+    /^TypeError: Extra environment variable "TAPE" is never given to commands while tar may run/,
+  );
   // Without tar on the allowlist it is only a variable.
   const executor = createExecutor({
     allowedPrograms: ["printenv"],
@@ -92,9 +102,9 @@ Deno.test("the executor refuses a COMMAND_ENV GZIP beyond compression levels whi
         }),
       new TypeError(
         `Extra environment variable "GZIP" is never given to commands while gzip may run: it ` +
-          "adds options to every command line, where the option and path rules never see them " +
+          "is read as part of every command line, where the option and path rules never see it " +
           "(GZIP=-N would name what it decompresses after the name stored in the file, and an " +
-          "older gzip takes -f and -r there too); give the options on the command line (only " +
+          "older gzip takes -f and -r there too); give what it holds on the command line (only " +
           "-1 -2 -3 -4 -5 -6 -7 -8 -9 --fast --best --rsyncable -n --no-name -q --quiet may be " +
           "given there)",
       ),

@@ -5,7 +5,7 @@ import {
   envFromAssignments,
   validateExtraEnv,
 } from "../../src/exec/mod.ts";
-import { pathOthersCannotWrite } from "../../src/exec/env.ts";
+import { pathForUser, pathOthersCannotWrite } from "../../src/exec/env.ts";
 
 Deno.test("child environment is built from PATH, HOME, LANG and the extras only", async (t) => {
   await t.step("values from the agent when readable", () => {
@@ -71,6 +71,38 @@ Deno.test("COMMAND_ENV items become variables", () => {
   });
   assert.throws(() => envFromAssignments(["NOEQUALS"]), /"NOEQUALS" must have the form NAME=value/);
   assert.throws(() => envFromAssignments(["1X=y"]), /"1X" must have the form/);
+});
+
+Deno.test("PATH entries the command user may write, or rename, are left out for it", () => {
+  // A root agent's commands run as nobody: with /srv/nobody/bin (nobody's own) on the PATH, one
+  // command extracted an "ls" there and the next "ls" ran it.
+  const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+    "/": { uid: 0, gid: 0, mode: 0o755 },
+    "/srv": { uid: 0, gid: 0, mode: 0o755 },
+    "/srv/nobody": { uid: 65534, gid: 65534, mode: 0o755 },
+    "/srv/nobody/bin": { uid: 0, gid: 0, mode: 0o755 },
+    "/srv/locked": { uid: 65534, gid: 65534, mode: 0o555 },
+    "/srv/group": { uid: 0, gid: 65534, mode: 0o775 },
+    "/srv/sticky": { uid: 0, gid: 65534, mode: 0o1775 },
+    "/srv/sticky/bin": { uid: 0, gid: 0, mode: 0o755 },
+    "/srv/open": { uid: 0, gid: 0, mode: 0o777 },
+    "/srv/open/bin": { uid: 0, gid: 0, mode: 0o755 },
+    "/usr": { uid: 0, gid: 0, mode: 0o755 },
+    "/usr/bin": { uid: 0, gid: 0, mode: 0o755 },
+  };
+  const nobody = { uid: 65534, gid: 65534 };
+  const path = (p: string) => pathForUser(p, nobody, (d) => dirs[d]);
+  // Its own (whatever the mode: it may change it), its group's writable, one in a directory
+  // it may rename entries of; a sticky one on the way is no such directory.
+  assert.equal(
+    path("/srv/nobody/bin:/srv/locked:/srv/group:/srv/open/bin:/srv/sticky/bin:/usr/bin"),
+    "/srv/sticky/bin:/usr/bin",
+  );
+  // Another user's directories are that user's to keep: not the command user's concern.
+  assert.equal(
+    pathForUser("/srv/nobody/bin:/usr/bin", { uid: 1000, gid: 1000 }, (d) => dirs[d]),
+    "/srv/nobody/bin:/usr/bin",
+  );
 });
 
 Deno.test("PATH entries every user may write, or rename, are left out", () => {

@@ -167,6 +167,36 @@ Deno.test("policy refuses paths that leave a prefix through a symlink", async ()
   }
 });
 
+Deno.test("policy lets a prefix that is a symlink widen only the paths under it", async () => {
+  // One prefix made a symlink to /etc (a directory that did not exist yet, in a directory others
+  // may write) let a symlink under any other prefix lead to /etc too.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-" });
+  try {
+    await Deno.mkdir(`${dir}/a`);
+    await Deno.symlink("/etc", `${dir}/b`);
+    await Deno.symlink("/etc", `${dir}/a/link`);
+    await Deno.symlink(`${dir}/b`, `${dir}/a/to-b`);
+    const policy = createPolicy({ allowedPathPrefixes: [`${dir}/a`, `${dir}/b`] });
+    assert.equal(
+      refused(["ls", `${dir}/a/link/passwd`], policy),
+      `path "${dir}/a/link/passwd" leaves the allowed prefixes through a symbolic link`,
+    );
+    assert.equal(
+      refused(["ls", "link/passwd"], policy, `${dir}/a`),
+      `path "link/passwd" leaves the allowed prefixes through a symbolic link`,
+    );
+    // Under the prefix that leads there, as the operator set it up.
+    accepted(["ls", `${dir}/b/passwd`], policy);
+    // Written under the other prefix, a path through it is that prefix's: name b itself.
+    assert.equal(
+      refused(["ls", `${dir}/a/to-b`], policy),
+      `path "${dir}/a/to-b" leaves the allowed prefixes through a symbolic link`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy follows a dangling symlink to where a program would create its target", async () => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-" });
   const state = `${dir}/agent-state`;
@@ -712,6 +742,129 @@ Deno.test("policy refuses the agent's own paths even under an allowed prefix", a
   }
 });
 
+Deno.test("policy checks the path of a name=value operand (dd if=/path) like an option's", async (t) => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-operand-" });
+  const config = `${dir}/config.json`;
+  const policy = createPolicy({ extraPrograms: ["dd"], protectedPaths: [config] });
+  try {
+    await Deno.writeTextFile(config, "{}");
+    await Deno.symlink("/etc", `${dir}/etc`);
+    await t.step("an absolute path outside the prefixes", () => {
+      assert.equal(
+        refused(["dd", "if=/etc/shadow"], policy),
+        `path "/etc/shadow" is outside the allowed prefixes (/tmp, /var/tmp)`,
+      );
+      assert.equal(
+        refused(["dd", "if=/tmp/x", "of=/etc/cron.d/x"], policy),
+        `path "/etc/cron.d/x" is outside the allowed prefixes (/tmp, /var/tmp)`,
+      );
+    });
+    await t.step("the agent's own paths, also through a symbolic link", () => {
+      assert.equal(
+        refused(["dd", `if=${config}`], policy),
+        `path "${config}" is the agent's own ${config} or lies in it (its state or settings), ` +
+          "which commands may not touch",
+      );
+      assert.equal(
+        refused(["dd", `if=${dir}/etc/shadow`], policy),
+        `path "${dir}/etc/shadow" leaves the allowed prefixes through a symbolic link`,
+      );
+    });
+    await t.step("relative to the working directory", () => {
+      assert.equal(
+        refused(["dd", "if=config.json"], policy, dir),
+        `path "config.json" of "if=config.json" (${config}) is the agent's own ${config} or ` +
+          "lies in it (its state or settings), which commands may not touch",
+      );
+      assert.match(
+        refused(["dd", "if=shadow"], policy, "/etc"),
+        /relative to the working directory, outside/,
+      );
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["dd", `if=${dir}/in`, `of=${dir}/out`, "bs=1M", "count=1"], policy);
+      accepted(["echo", "a=b", "x=not/absolute"], policy, dir);
+      accepted(["ls", `${dir}/a=/b`], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
+  // ALLOWED_PROGRAMS=/tmp/.../tools/check.sh under ALLOWED_PATH_PREFIXES: one command extracted
+  // an archive over it, and the next command naming it ran what the archive held.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-program-" });
+  const tool = `${dir}/tools/check.sh`;
+  const policy = createPolicy({ extraPrograms: [tool] });
+  try {
+    await Deno.mkdir(`${dir}/tools`);
+    await Deno.writeTextFile(tool, "#!/bin/sh\n");
+    await Deno.symlink(`${dir}/tools`, `${dir}/link`);
+    await t.step("the file itself, also through a symbolic link", () => {
+      const reason = (shown: string) =>
+        `${shown} is the allowed program ${tool}, which commands may not touch: later commands ` +
+        "run it";
+      assert.equal(refused(["gzip", tool], policy), reason(`path "${tool}"`));
+      assert.equal(
+        refused(["gzip", `${dir}/link/check.sh`], policy),
+        reason(`path "${dir}/link/check.sh"`),
+      );
+      assert.equal(
+        refused(["gzip", "check.sh"], policy, `${dir}/tools`),
+        reason(`path "check.sh" (${tool})`),
+      );
+    });
+    await t.step("tar into the directory that holds it", () => {
+      assert.equal(
+        refused(["tar", "xf", `${dir}/a.tar`, "-C", `${dir}/tools`], policy),
+        `path "${dir}/tools" holds the allowed program ${tool}, and tar may not be given a ` +
+          `directory that holds one: it reads or writes everything in it, and later commands ` +
+          `run ${tool}`,
+      );
+      assert.match(
+        refused(["gzip", "-dN", `${dir}/tools/x.gz`], policy),
+        new RegExp(`lies beside the allowed program ${tool}, and gzip's -N writes there`),
+      );
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["check.sh"], policy);
+      accepted([tool, `${dir}/other`], policy);
+      accepted(["tar", "xf", `${dir}/a.tar`, "-C", dir], createPolicy({}));
+      accepted(["ls", `${dir}/tools`], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy refuses a hard link to one of the agent's own files", async () => {
+  // Where the kernel does not protect hard links (fs.protected_hardlinks=0) any local user may
+  // link the agent's config.json into /tmp: "gzip -c /tmp/x/cfg" read its token.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-link-" });
+  const config = `${dir}/agent/config.json`;
+  const policy = createPolicy({ protectedPaths: [config] });
+  try {
+    await Deno.mkdir(`${dir}/agent`);
+    await Deno.mkdir(`${dir}/x`);
+    await Deno.writeTextFile(config, '{"agent_token":"t"}');
+    await Deno.link(config, `${dir}/x/cfg`);
+    await Deno.writeTextFile(`${dir}/x/other`, "");
+    await Deno.link(`${dir}/x/other`, `${dir}/x/other-link`);
+    const reason = (shown: string) =>
+      `${shown} is a hard link to the agent's own ${config} (its state or settings), and ` +
+      "commands may not touch it";
+    assert.equal(refused(["gzip", "-c", `${dir}/x/cfg`], policy), reason(`path "${dir}/x/cfg"`));
+    assert.equal(
+      refused(["date", "-fcfg"], policy, `${dir}/x`),
+      reason(`path "cfg" of "-fcfg" (${dir}/x/cfg)`),
+    );
+    accepted(["gzip", "-c", `${dir}/x/other-link`, `${dir}/x/other`], policy);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses tar a directory that holds the agent's own paths", async (t) => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-holder-" });
   const state = `${dir}/x/agent-state`;
@@ -945,6 +1098,59 @@ Deno.test("policy refuses tar the options that choose where extracted members go
     accepted(["tar", "-xf", "/tmp/a.tar", "-C", "/tmp/box", "--strip-components=1"]);
     accepted(["tar", "-cf", "/tmp/a.tar", "--one-file-system", "/tmp/box"]);
   });
+});
+
+Deno.test("policy applies gzip's and ls's rules under their other names (gunzip, zcat, dir, vdir)", async (t) => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-alias-" });
+  const journal = `${dir}/journal`;
+  const policy = createPolicy({
+    extraPrograms: ["gunzip", "zcat", "uncompress", "dir", "vdir"],
+    protectedPaths: [journal],
+  });
+  try {
+    await Deno.writeTextFile(journal, "");
+    await t.step("options that follow symbolic links", () => {
+      for (
+        const argv of [
+          ["gunzip", "-f", `${dir}/link.gz`],
+          ["zcat", "--force", `${dir}/link.gz`],
+          ["uncompress", "-rf", dir],
+          ["dir", "-L", dir],
+          ["vdir", "--deref", dir],
+        ]
+      ) {
+        assert.match(
+          refused(argv, policy),
+          /follows symbolic links and is not allowed/,
+          argv.join(" "),
+        );
+      }
+    });
+    await t.step("a suffix with a slash", () => {
+      assert.match(
+        refused(["gunzip", "-S", "x/y", `${dir}/a`], policy),
+        /suffix "x\/y" of gunzip holds a "\/"/,
+      );
+    });
+    await t.step("the agent's own files beside the ones given", () => {
+      assert.equal(
+        refused(["gunzip", `${journal}.gz`], policy),
+        `the file gunzip reads or writes for "${journal}.gz" (${journal}) is the agent's own ` +
+          `${journal} or lies in it (its state or settings), which commands may not touch`,
+      );
+      assert.match(
+        refused(["zcat", `${journal}.Z`], policy),
+        /the file zcat reads or writes for/,
+      );
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["gunzip", "-k", `${dir}/a.gz`], policy);
+      accepted(["zcat", `${dir}/a.gz`], policy);
+      accepted(["dir", "-la", dir], policy);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("policy keeps gzip from the agent's own paths beside the files it is given", async (t) => {

@@ -20,6 +20,8 @@ import {
   Sandbox,
 } from "../../src/exec/mod.ts";
 import { ownCgroupOf, probeBelow, startWatchdog } from "../../src/exec/cgroup.ts";
+import { inheritedDescriptors } from "../../src/exec/sandbox.ts";
+import { spawnCli } from "../_cli.ts";
 import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
@@ -1033,4 +1035,141 @@ Deno.test("a root agent whose COMMAND_USER is root is warned that commands keep 
     await using own = Sandbox.create({ user: "1000", agentUid: 1000, cgroups: false });
     assert.deepEqual(own.warnings(), []);
   });
+});
+
+Deno.test({
+  name: "descriptors the agent inherited, which every command gets, are named at start-up",
+  ignore: !here,
+  fn: async (t) => {
+    await t.step("read from fdinfo's flags", () => {
+      const proc = Deno.makeTempDirSync({ prefix: "status-proc-self-" });
+      try {
+        Deno.mkdirSync(`${proc}/fdinfo`);
+        Deno.mkdirSync(`${proc}/fd`);
+        const flags: Record<string, string> = {
+          "0": "0100000",
+          "1": "0100001",
+          "2": "0100001",
+          "3": "02000002",
+          "7": "0100000",
+          "9": "0100001",
+          "12": "02004002",
+        };
+        for (const [fd, value] of Object.entries(flags)) {
+          Deno.writeTextFileSync(
+            `${proc}/fdinfo/${fd}`,
+            `pos:\t0\nflags:\t${value}\nmnt_id:\t16\n`,
+          );
+        }
+        Deno.symlinkSync("/etc/hostname", `${proc}/fd/7`);
+        assert.deepEqual(inheritedDescriptors(proc), [
+          { fd: 7, target: "/etc/hostname" },
+          { fd: 9, target: undefined },
+        ]);
+        assert.equal(inheritedDescriptors(`${proc}/missing`), undefined);
+      } finally {
+        Deno.removeSync(proc, { recursive: true });
+      }
+    });
+    await t.step("this process's own files are not among them", () => {
+      using file = Deno.openSync(import.meta.filename!);
+      const held = inheritedDescriptors();
+      assert.ok(held !== undefined);
+      assert.ok(held.every(({ target }) => target !== import.meta.filename), JSON.stringify(held));
+      assert.ok(file.statSync().isFile);
+    });
+    await t.step("the agent's start-up log names one its parent left open", async () => {
+      // The shell that starts the agent leaves descriptor 7 open on a file: every command the
+      // agent runs gets it, whoever it runs as, and nothing said so.
+      const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-fd-" });
+      const secret = `${dir}/secret`;
+      Deno.writeTextFileSync(secret, "secret\n", { mode: 0o600 });
+      try {
+        await using up = spawnCli(["up", "--port", "0", "--data-dir", `${dir}/data`], {
+          perms: ["--allow-all"],
+          cwd: dir,
+          prefix: ["/bin/sh", "-c", 'exec 7<"$0"; exec "$@"', secret],
+        });
+        await up.waitForLog(/^sandbox: file descriptors .*every command gets them too/);
+        const warning = String(
+          up.logs().find((record) => /^sandbox: file descriptors/.test(String(record.message)))
+            ?.message,
+        );
+        assert.ok(warning.includes(`7 (${secret})`), warning);
+        assert.match(warning, /exec (\d+<&- )*7<&-/);
+        up.kill("SIGTERM");
+        await up.exited();
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  },
+});
+
+Deno.test("an agent whose commands may run as root is warned, also when it cannot tell its own uid", async (t) => {
+  // Under the README's foreground flags (no --allow-sys=uid) a root agent ran commands as root,
+  // and only the info line said it could not tell.
+  await t.step("the uid unknown", async () => {
+    await using sandbox = Sandbox.create({ agentUid: null, cgroups: false });
+    assert.deepEqual(sandbox.warnings(), [
+      "cannot tell whether the agent runs as root (grant --allow-sys=uid): if it does, commands " +
+      "run as root too, and can read the agent's token and state and change anything on this " +
+      "machine; grant --allow-sys=uid (a root agent then runs them as nobody), or set COMMAND_USER",
+    ]);
+  });
+  await t.step("nor when COMMAND_USER names root", async () => {
+    // An agent that is not root (with CAP_SETUID) or cannot tell, given COMMAND_USER=0:65534,
+    // ran commands as root without a word; given root, it spoke of root's group only.
+    for (const [user, agentUid] of [["0:65534", 1000], ["root", 1000], ["0", null]] as const) {
+      await using sandbox = Sandbox.create({ user, agentUid, cgroups: false });
+      assert.deepEqual(sandbox.warnings(), [
+        `commands run as root (COMMAND_USER ${user}, uid 0): they can read the agent's token ` +
+        "and state and change anything on this machine; set COMMAND_USER to an unprivileged user",
+      ]);
+    }
+  });
+  await t.step("not when COMMAND_USER is set", async () => {
+    await using sandbox = Sandbox.create({ user: "65534:65534", agentUid: null, cgroups: false });
+    assert.deepEqual(sandbox.warnings(), []);
+  });
+});
+
+Deno.test({
+  name: "the README's foreground agent is warned of what its flags leave out of the sandbox",
+  ignore: !here,
+  fn: async () => {
+    // It ran commands as root (when started by root) and let a path through a symlink under /tmp
+    // lead anywhere, the agent's own config.json included, saying so only in an info line.
+    const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+    const row = readme.split("\n").find((line) => line.startsWith("| agent (foreground)"))!;
+    const words = /`(deno run [^`]*)`/.exec(row)![1].split(/\s+/);
+    const perms = words.filter((word) => word.startsWith("--allow-"));
+    const args = words.slice(words.indexOf("main.ts") + 1);
+    const dir = Deno.makeTempDirSync({ prefix: "status-foreground-" });
+    try {
+      Deno.writeTextFileSync(
+        `${dir}/config.json`,
+        JSON.stringify({ agent_id: "fg-1", dashboard_url: "http://127.0.0.1:9" }),
+      );
+      await using agent = spawnCli([...args, "--log-format", "json"], { perms, cwd: dir });
+      await agent.waitForLog("Agent daemon starting");
+      await agent.waitForLog(/^sandbox: the path rules cannot resolve symbolic links/);
+      const warnings = agent.logs().filter((record) => record.level === "warning")
+        .map((record) => String(record.message));
+      assert.ok(
+        warnings.includes(
+          "sandbox: the path rules cannot resolve symbolic links under /tmp, /var/tmp (Deno may " +
+            "not read there): a path through a symbolic link there may lead anywhere, the " +
+            "agent's own files included; grant --allow-read=/tmp,/var/tmp",
+        ),
+        warnings.join("\n"),
+      );
+      assert.ok(
+        warnings.some((w) => w.startsWith("sandbox: cannot tell whether the agent runs as root")),
+        warnings.join("\n"),
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });
