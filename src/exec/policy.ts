@@ -202,7 +202,7 @@ const OPTION_VARIABLES: Readonly<Record<string, OptionVariable>> = {
       "TAPE=host:file reach another host through rsh",
   },
   GZIP: {
-    readers: new Set(["gzip", "gunzip", "zcat"]),
+    readers: GZIPS,
     example: "GZIP=-N would name what it decompresses after the name stored in the file, and an " +
       "older gzip takes -f and -r there too",
     harmless: HARMLESS_GZIP_OPTIONS,
