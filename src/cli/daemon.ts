@@ -570,7 +570,8 @@ function stillThere(path: string): boolean {
  * @param options Pid file, timeout and signal.
  * @returns The pid that was stopped.
  * @throws {DaemonError} When there is no pid file, it names no running agent (no process, or
- *   another program that holds the pid now: nothing is signalled and the stale file is removed),
+ *   another program that holds the pid now: nothing is signalled; a file naming no process is
+ *   removed, one naming another program left as it is),
  *   or the process is still running at the timeout.
  */
 export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
@@ -592,7 +593,15 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
   // A daemon that ended without removing its pid file (SIGKILL, a reboot) leaves a pid that
   // another program may hold by now: only a live agent is signalled.
   if (!isLiveAgent(pid)) {
-    const reused = isProcessAlive(pid);
+    if (isProcessAlive(pid)) {
+      // Left as it is: the file may be that program's own, named by mistake (`--pid-file
+      // /run/nginx.pid`). A daemon started later replaces a pid file that names no agent.
+      throw new DaemonError(
+        `pid ${pid} of the pid file ${options.pidFile} is another program, not the agent (the ` +
+          "agent ended without removing the file and its pid was used again, or the file is " +
+          "that program's own); nothing was signalled, and the file is left as it is",
+      );
+    }
     let removed = "removed the stale pid file";
     try {
       removeFileDurableSync(options.pidFile);
@@ -608,11 +617,7 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
       }
     }
     throw new DaemonError(
-      reused
-        ? `pid ${pid} of the pid file ${options.pidFile} is another program, not the agent ` +
-          "(the agent ended without removing the file and its pid was used again); nothing " +
-          `was signalled; ${removed}`
-        : `the agent with pid ${pid} (pid file ${options.pidFile}) is not running; ${removed}`,
+      `the agent with pid ${pid} (pid file ${options.pidFile}) is not running; ${removed}`,
     );
   }
   sendSignal(pid, options.signal ?? "SIGTERM");
