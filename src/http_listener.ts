@@ -22,8 +22,9 @@
  * - **Malformed requests** (a broken head, an HTTP version other than 1.1 and 1.0, broken chunked
  *   encoding, a `Transfer-Encoding` other than `chunked`, an HTTP/1.1 request without `Host` or
  *   with two, a `CONNECT`, a body its client half-closed the connection before) are answered
- *   `400` with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is
- *   served, as if it named the address it came to.
+ *   `400` with a JSON message and logged as a warning, after the answers of the requests read
+ *   whole before it on the connection. An HTTP/1.0 request without `Host` is served, as if it
+ *   named the address it came to.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
  *   once the answers before it are sent (a long-poll is held only while its answer can be sent);
  *   beyond {@link MAX_PIPELINED} such requests the connection is closed.
@@ -339,6 +340,36 @@ function answerAndClose(socket: Socket, answer: string): void {
   socket.destroySoon?.();
 }
 
+/** The last request whose head was read on each connection. */
+const lastRequestOn = new WeakMap<Socket, IncomingMessage>();
+
+/** Connections whose own answer ({@link answerAfterPending}) waits for the answers before it. */
+const answerPending = new WeakSet<Socket>();
+
+/**
+ * Writes an answer the server makes up itself (a malformed request's `400`, a `408`) once the
+ * requests read whole before it on the connection are answered, then closes the connection:
+ * written at once, it would take the place of their answers, and a client would take an enqueue
+ * that was done for one refused. When the fault is in the body of the last request (it never
+ * completes), or nothing is being answered, it is written at once. A connection already waiting
+ * so is left to that first answer.
+ */
+function answerAfterPending(socket: Socket, answer: string): void {
+  if (answerPending.has(socket)) return;
+  const answering = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  const last = lastRequestOn.get(socket);
+  if (!answering || answering.writableFinished || (last !== undefined && !last.complete)) {
+    answerAndClose(socket, answer);
+    return;
+  }
+  answerPending.add(socket);
+  // Node assigns the connection to the next pipelined answer before this one's `close`.
+  answering.once("close", () => {
+    answerPending.delete(socket);
+    if (!socket.destroyed && socket.writable) answerAfterPending(socket, answer);
+  });
+}
+
 /**
  * Asks for the permission to listen on an address before `node:net` does: it asks on a later
  * tick, where a refusal is an uncaught `NotCapable` that ends the process instead of an error of
@@ -469,6 +500,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   // hundreds of megabytes).
   const pipelined = new WeakMap<Socket, number>();
   const listener = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    lastRequestOn.set(incoming.socket as Socket, incoming);
     if (tracking) {
       const tcp = tcpOf(incoming.socket as Socket);
       if (tcp === undefined) {
@@ -691,7 +723,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       malformed("{reason}", { reason, code });
       answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`, now);
     }
-    answerAndClose(socket, answer);
+    answerAfterPending(socket, answer);
   });
   // An expectation node does not know gets node's bare 417 without a body, on a connection kept
   // open although the body was not read: here a JSON error, and the connection is closed.

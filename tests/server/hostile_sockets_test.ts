@@ -591,6 +591,79 @@ Deno.test("a wait pipelined behind a held one is held only once that one is answ
   });
 });
 
+Deno.test("requests sent before a malformed one on the same connection get their own answers first", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const enqueue = (id: string) => {
+    const body = JSON.stringify({ id, name: "echo hi" });
+    return `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: m1\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  };
+  const health = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const junk = "junk\r\n\r\n";
+  const statusOf = async (id: string) =>
+    (await (await fetch(`${server.url}/api/v1/commands/${id}`)).json()).status;
+
+  await t.step("an enqueue, then junk: 202 for the enqueue, then 400, closed", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, enqueue("before-junk") + junk);
+      const answers = await readAll(conn, 10_000);
+      assert.ok(answers.closed);
+      assert.match(
+        answers.text,
+        /^HTTP\/1\.1 202 [^]*"id":"before-junk"[^]*HTTP\/1\.1 400 [^]*malformed HTTP request/,
+      );
+      assert.equal(await statusOf("before-junk"), "queued");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+
+  await t.step(
+    "a held wait and a pipelined request, then junk: each answered in turn",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(conn, waitHead("m2", 1) + health + junk);
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(
+          answers.text,
+          /^HTTP\/1\.1 204 [^]*HTTP\/1\.1 200 [^]*"status":"ok"[^]*HTTP\/1\.1 400 /,
+        );
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
+
+  await t.step(
+    "the lean routes too: a signed-less heartbeat's refusal comes before the 400",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        const body = "{}";
+        await send(
+          conn,
+          `POST /api/v1/agent/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+            junk,
+        );
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(answers.text, /^HTTP\/1\.1 401 [^]*X-Agent-Id[^]*HTTP\/1\.1 400 /);
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
+});
+
 Deno.test("a connection with more than MAX_PIPELINED requests waiting behind a held wait is closed", async () => {
   await using server = await startServer({
     availableDescriptors: "plenty",
