@@ -238,9 +238,16 @@ function jsonHead(status: number, reason: string, message: string, now: number):
     `\r\nConnection: close\r\n\r\n${body}`;
 }
 
-/** The request on a socket whose body was still being read, if any (for a parse error's reason). */
+/** The last request whose head was read on each connection. */
+const lastRequestOn = new WeakMap<Socket, IncomingMessage>();
+
+/**
+ * The request on a socket whose body was still being read, if any (for a parse error's reason):
+ * the last one read, which may be pipelined behind the one being answered.
+ */
 function bodyInProgress(socket: Socket): BodyInProgress | undefined {
-  const request = (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.req;
+  const request = lastRequestOn.get(socket) ??
+    (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.req;
   if (!request || request.complete) return undefined;
   const transferEncoding = request.headers["transfer-encoding"];
   return { transferEncoding };
@@ -339,9 +346,6 @@ function answerAndClose(socket: Socket, answer: string): void {
   socket.end(answer);
   socket.destroySoon?.();
 }
-
-/** The last request whose head was read on each connection. */
-const lastRequestOn = new WeakMap<Socket, IncomingMessage>();
 
 /** Connections whose own answer ({@link answerAfterPending}) waits for the answers before it. */
 const answerPending = new WeakSet<Socket>();

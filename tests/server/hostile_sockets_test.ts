@@ -618,6 +618,10 @@ Deno.test("requests sent before a malformed one on the same connection get their
         answers.text,
         /^HTTP\/1\.1 202 [^]*"id":"before-junk"[^]*HTTP\/1\.1 400 [^]*malformed HTTP request/,
       );
+      assert.ok(
+        answers.text.endsWith(`"malformed HTTP request: ${R.requestLine}"}`),
+        "not a header",
+      );
       assert.equal(await statusOf("before-junk"), "queued");
     } finally {
       closeQuietly(conn);
@@ -641,6 +645,39 @@ Deno.test("requests sent before a malformed one on the same connection get their
       }
     },
   );
+
+  await t.step(
+    "a broken chunked body behind a held wait: 400 at once, naming the chunks",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          waitHead("m3", 30) +
+            `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: m3\r\n` +
+            "Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+        );
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(answers.text, /^HTTP\/1\.1 400 /);
+        assert.ok(answers.text.endsWith(`"malformed HTTP request: ${R.chunked}"}`));
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
+
+  await t.step("an unknown method pipelined behind a request: 400 naming the method", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, health + "FOO /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      const answers = await readAll(conn, 10_000);
+      assert.match(answers.text, /^HTTP\/1\.1 200 [^]*HTTP\/1\.1 400 /);
+      assert.ok(answers.text.endsWith(`"malformed HTTP request: ${R.method}"}`));
+    } finally {
+      closeQuietly(conn);
+    }
+  });
 
   await t.step(
     "the lean routes too: a signed-less heartbeat's refusal comes before the 400",
