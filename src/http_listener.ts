@@ -20,7 +20,7 @@
  *   long-polls included, are served as before; so descriptors never run out because of sockets,
  *   and sockets that send nothing cannot keep other clients out.
  * - **Malformed requests** (a broken head, an HTTP version other than 1.1 and 1.0, broken chunked
- *   encoding, a `Transfer-Encoding` other than `chunked`, an HTTP/1.1 request without `Host` or
+ *   encoding, a `Transfer-Encoding` other than `chunked` or in an HTTP/1.0 request, an HTTP/1.1 request without `Host` or
  *   with two, a `CONNECT`, a body its client half-closed the connection before) are answered
  *   `400` with a JSON message and logged as a warning, after the answers of the requests read
  *   whole before it on the connection. An HTTP/1.0 request without `Host` is served, as if it
@@ -274,8 +274,9 @@ function hostOfHttp10(incoming: IncomingMessage): void {
 /**
  * What node's parser lets through but the dashboard refuses, as a reason for a `400`: an HTTP
  * version other than 1.1 and 1.0, a `Transfer-Encoding` other than plain `chunked` (its body
- * would be read as chunked and the other codings ignored), and a second `Host` (node keeps the
- * first; which one a proxy in front used is anyone's guess).
+ * would be read as chunked and the other codings ignored) or in an HTTP/1.0 request (RFC 9112
+ * §6.1: its framing is faulty), and a second `Host` (node keeps the first; which one a proxy in
+ * front used is anyone's guess).
  */
 function framingFault(incoming: IncomingMessage): string | undefined {
   // Node's parser takes a request line without a version (HTTP/0.9's `GET /path`), `HTTP/0.9` and
@@ -285,6 +286,11 @@ function framingFault(incoming: IncomingMessage): string | undefined {
     return version === "2.0" ? PARSE_FAILURE_REASONS.http2 : PARSE_FAILURE_REASONS.version;
   }
   const transferEncoding = incoming.headers["transfer-encoding"];
+  // HTTP/1.0 has no transfer codings: a proxy in front may frame such a body otherwise (up to the
+  // connection's end), and read what node takes for the next request as this one's body.
+  if (transferEncoding !== undefined && version === "1.0") {
+    return PARSE_FAILURE_REASONS.http10TransferEncoding;
+  }
   // One whose last coding is not chunked is refused by the parser itself, as the body comes.
   if (
     transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== "chunked" &&

@@ -31,6 +31,9 @@ export const PARSE_FAILURE_REASONS = {
     "Transfer-Encoding",
   transferEncoding:
     "invalid Transfer-Encoding: only chunked is accepted, and not with Content-Length",
+  http10TransferEncoding:
+    "Transfer-Encoding in an HTTP/1.0 request, which has no chunked encoding: send Content-Length, " +
+    "or HTTP/1.1",
   chunked:
     "broken chunked encoding: a chunk size that is not a hexadecimal number, or a chunk not " +
     "followed by CRLF",

@@ -385,7 +385,7 @@ Deno.test("malformed requests get 400 naming the fault, with a Date, never quoti
   });
 });
 
-Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other than 1.1 and 1.0, a Transfer-Encoding other than chunked, and a CONNECT get 400 with a JSON error", async (t) => {
+Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other than 1.1 and 1.0, a Transfer-Encoding other than chunked or in HTTP/1.0, and a CONNECT get 400 with a JSON error", async (t) => {
   await withLogs(async (lines) => {
     await using server = await startServer({
       availableDescriptors: "plenty",
@@ -445,6 +445,17 @@ Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other t
         "Transfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n" +
         "2\r\n{}\r\n0\r\n\r\n",
         new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"`),
+      ],
+      "a Transfer-Encoding in an HTTP/1.0 request kept alive, with a request behind it": [
+        "POST /api/v1/agents HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n" +
+        "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.http10TransferEncoding}"}$`),
+      ],
+      "a Transfer-Encoding in an HTTP/1.0 request on a lean route": [
+        "POST /api/v1/agent/commands/report HTTP/1.0\r\nHost: localhost\r\nX-Agent-Id: a1\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.http10TransferEncoding}"}$`),
       ],
     } as const;
     for (const [name, [request, message]] of Object.entries(cases)) {
