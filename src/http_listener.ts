@@ -291,11 +291,10 @@ function framingFault(incoming: IncomingMessage): string | undefined {
   if (transferEncoding !== undefined && version === "1.0") {
     return PARSE_FAILURE_REASONS.http10TransferEncoding;
   }
-  // One whose last coding is not chunked is refused by the parser itself, as the body comes.
-  if (
-    transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== "chunked" &&
-    /(^|,)\s*chunked\s*$/i.test(transferEncoding)
-  ) {
+  // Anything but one plain `chunked`: other codings before it, or an empty value (alone, whose body
+  // node frames by Content-Length or as none, or beside a `chunked`), which a proxy may read
+  // otherwise (RFC 9112 §6.3: a Transfer-Encoding not ending in chunked is a 400).
+  if (transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== "chunked") {
     return PARSE_FAILURE_REASONS.transferEncoding;
   }
   const raw = incoming.rawHeaders;
@@ -336,8 +335,16 @@ const ADAPTER_FAULTS: Record<string, string> = {
     "absolute http URL), and Host a host name or address with an optional port",
 };
 
+/**
+ * Connections closing after an answer to a request whose body was not read: what follows on them is
+ * that body, whose parse error is no other request's fault, and gets no answer of its own.
+ */
+const closingUnread = new WeakSet<Socket>();
+
 /** Answers a request whose body was not read with a JSON error, and closes its connection. */
 function refuseUnread(response: ServerResponse, status: number, body: unknown): void {
+  const socket = response.req?.socket;
+  if (socket) closingUnread.add(socket as Socket);
   const text = JSON.stringify(body);
   response.writeHead(status, {
     "content-type": "application/json",
@@ -704,6 +711,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   });
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
     const code = error.code ?? "";
+    // The unread body of a request refused with `Connection: close`: that answer is the last.
+    if (closingUnread.has(socket)) return;
     if (!socket.writable || code === "ECONNRESET" || code === "EPIPE") {
       socket.destroy();
       return;

@@ -446,6 +446,21 @@ Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other t
         "2\r\n{}\r\n0\r\n\r\n",
         new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"`),
       ],
+      "an empty Transfer-Encoding beside a Content-Length": [
+        "POST /api/v1/agents HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: \r\n" +
+        "Content-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"}$`),
+      ],
+      "an empty Transfer-Encoding before a chunked body, on a lean route": [
+        "POST /api/v1/agent/commands/ack HTTP/1.1\r\nHost: localhost\r\nX-Agent-Id: a1\r\n" +
+        "Transfer-Encoding: \r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"}$`),
+      ],
+      "Transfer-Encoding: chunked and an empty one": [
+        "POST /api/v1/agents HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n" +
+        "Transfer-Encoding: \r\n\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"}$`),
+      ],
       "a Transfer-Encoding in an HTTP/1.0 request kept alive, with a request behind it": [
         "POST /api/v1/agents HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n" +
         "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n" +
