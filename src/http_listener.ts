@@ -464,6 +464,10 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   };
   const adapted = getRequestListener(
     (request, env) => {
+      // The adapter takes a `Host` of plain characters without making a URL of it, where no URL
+      // takes some (`999.1.1.1`, `1.2.3.4.5`, `xn--`): refused here as it refuses others (the
+      // routes would fail on it, and the error would quote the request).
+      if (!URL.canParse(request.url)) throw new TypeError("Invalid URL");
       const incoming = (env as { incoming: IncomingMessage }).incoming;
       if (incoming.socket) connectionOf.set(request, incoming.socket as Socket);
       return options.fetch(request, incoming.socket?.remoteAddress);

@@ -440,6 +440,20 @@ Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other t
         "GET /health HTTP/1.1\r\nHost: [zz\r\n\r\n",
         /"error":"malformed request: Invalid URL: .*and Host a host name or address/,
       ],
+      "a Host of plain characters no URL takes (999.1.1.1)": [
+        "GET /api/v1/commands HTTP/1.1\r\nHost: 999.1.1.1\r\n\r\n",
+        /"error":"malformed request: Invalid URL: [^']*and Host a host name or address[^']*"}$/,
+      ],
+      "a Host of plain characters no URL takes, on a lean route (1.2.3.4.5)": [
+        "GET /api/v1/agent/commands/wait/h1?timeout=1 HTTP/1.1\r\nHost: 1.2.3.4.5\r\n" +
+        "X-Agent-Id: a1\r\n\r\n",
+        /"error":"malformed request: Invalid URL: [^']*and Host a host name or address[^']*"}$/,
+      ],
+      "a Host of plain characters no URL takes, on a lean POST (xn--)": [
+        "POST /api/v1/agent/commands/ack HTTP/1.1\r\nHost: xn--\r\nX-Agent-Id: a1\r\n" +
+        "Content-Length: 2\r\n\r\n{}",
+        /"error":"malformed request: Invalid URL: [^']*and Host a host name or address[^']*"}$/,
+      ],
       "a Transfer-Encoding other than chunked": [
         "POST /api/v1/agent/commands/enqueue HTTP/1.1\r\nHost: localhost\r\n" +
         "Transfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n" +
