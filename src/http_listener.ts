@@ -626,8 +626,11 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
    * (`httpAllowHalfOpen`; an idle one node ends itself). A request whose body was still arriving
    * can never be whole: it is answered `400` here, as `node:http` would (Deno's parser does not
    * report the cut, and without half-open connections node drops the request without a word).
-   * Any other request in progress is given up, as node does without half-open connections: its
-   * client may be gone, and a held wait must not claim a command for nobody.
+   * A request read whole that may change something (not a `GET` or `HEAD`), with none pipelined
+   * behind it, is answered and the connection closed after (what it did, an enqueue, a report,
+   * is told to its client). Any other request in progress is given up, as node does without
+   * half-open connections: its client may be gone, and a held wait must not claim a command for
+   * nobody.
    */
   function onHttpSocketEnd(this: Socket): void {
     const answering = (this as { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -647,6 +650,14 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
           clock.now(),
         ),
       );
+      return;
+    }
+    const method = request?.method;
+    if (
+      request?.complete && method !== "GET" && method !== "HEAD" && !pipelined.get(this) &&
+      this.writable
+    ) {
+      answering.once("finish", endAfterAnswer);
       return;
     }
     this.destroy();

@@ -555,6 +555,49 @@ Deno.test("a body cut short by a half-close is answered 400 and never logged as 
   });
 });
 
+Deno.test("a whole request whose client then half-closes gets its answer when it changes something", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const enqueue = (id: string, path: string) => {
+    const body = JSON.stringify({ id, name: "echo hi" });
+    return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: h1\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  };
+  // The agent's enqueue is answered before Hono; an operator's cancel by Hono.
+  await t.step("an enqueue (a lean route): 202, then the connection closes", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, enqueue("half-closed", P.enqueue));
+      await conn.closeWrite();
+      const answer = await readAll(conn, 10_000);
+      assert.match(answer.text, /^HTTP\/1\.1 202 [^]*"id":"half-closed"/);
+      assert.ok(answer.closed);
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+  await t.step("a cancel (a Hono route): 200 with the command, then closed", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(
+        conn,
+        "POST /api/v1/commands/half-closed/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+          "Content-Length: 0\r\n\r\n",
+      );
+      await conn.closeWrite();
+      const answer = await readAll(conn, 10_000);
+      assert.match(answer.text, /^HTTP\/1\.1 200 [^]*"status":"cancelled"/);
+      assert.ok(answer.closed);
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
 Deno.test("a held wait whose client half-closes its connection is dropped and claims nothing", async () => {
   await using server = await startServer({
     availableDescriptors: "plenty",
