@@ -380,6 +380,9 @@ function answerAfterPending(socket: Socket, answer: string): void {
     return;
   }
   answerPending.add(socket);
+  // Nothing more is read from it meanwhile: the parser has failed, and what follows is the
+  // client's to send in vain.
+  socket.pause();
   // Node assigns the connection to the next pipelined answer before this one's `close`.
   answering.once("close", () => {
     answerPending.delete(socket);

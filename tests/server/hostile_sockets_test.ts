@@ -674,6 +674,28 @@ Deno.test("a wait pipelined behind a held one is held only once that one is answ
   });
 });
 
+Deno.test("behind a held wait, nothing more is read once a request is malformed", async () => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
+    const refusals = () => lines.filter((line) => line.includes("malformed request refused"));
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, waitHead("r1", 1) + "junk\r\n\r\n");
+      await until(() => refusals().length === 1, "the junk is refused");
+      for (let i = 0; i < 10; i++) await send(conn, "more junk\r\n\r\n");
+      const answers = await readAll(conn, 10_000);
+      assert.match(answers.text, /^HTTP\/1\.1 204 [^]*HTTP\/1\.1 400 /);
+      assert.equal(refusals().length, 1, "what came after the junk was not parsed");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
 Deno.test("requests sent before a malformed one on the same connection get their own answers first", async (t) => {
   await using server = await startServer({
     availableDescriptors: "plenty",
