@@ -8,8 +8,10 @@
  * process) when the process runs out of descriptors. Here:
  *
  * - **Header timeout.** A connection that has not sent a complete request head within
- *   `headerTimeoutSecs` is answered `408` and closed; so is a keep-alive connection idle that long
- *   between requests. A long-poll being held has sent its request: it is not idle.
+ *   `headerTimeoutSecs` is answered `408` and closed; a keep-alive connection idle that long
+ *   between requests is closed without an answer (its client may be sending its next request at
+ *   that moment, and would take a `408` for that request's answer). A long-poll being held has
+ *   sent its request: it is not idle.
  * - **Body timeout.** A request whose body has not arrived within `bodyTimeoutSecs` is closed.
  * - **Connection limit.** Beyond `maxConnections` open connections (and never closer than a
  *   reserve to the process's open-files limit, counted at start), a new connection takes the

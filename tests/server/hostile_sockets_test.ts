@@ -75,6 +75,26 @@ Deno.test("a connection without a complete request head is closed after the head
   }
 });
 
+Deno.test("a keep-alive connection idle between requests is closed without an answer", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    headerTimeoutSecs: 1,
+  });
+  const conn = await rawConnect(server);
+  try {
+    await send(conn, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert.match((await readAnswer(conn)).text, /^HTTP\/1\.1 200 /);
+    // A 408 now could be taken for the answer to a request the client is sending at that moment.
+    const after = await readAll(conn, 10_000);
+    assert.ok(after.closed, "the idle connection is closed");
+    assert.equal(after.text, "");
+  } finally {
+    closeQuietly(conn);
+  }
+});
+
 Deno.test("beyond the connection limit new connections are refused with one warning, open waits are still served", async () => {
   await withLogs(async (lines) => {
     await using server = await startServer({
