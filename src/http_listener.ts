@@ -22,11 +22,11 @@
  *   long-polls included, are served as before; so descriptors never run out because of sockets,
  *   and sockets that send nothing cannot keep other clients out.
  * - **Malformed requests** (a broken head, an HTTP version other than 1.1 and 1.0, broken chunked
- *   encoding, a `Transfer-Encoding` other than `chunked` or in an HTTP/1.0 request, an HTTP/1.1 request without `Host` or
- *   with two, a `CONNECT`, a body its client half-closed the connection before) are answered
- *   `400` with a JSON message and logged as a warning, after the answers of the requests read
- *   whole before it on the connection. An HTTP/1.0 request without `Host` is served, as if it
- *   named the address it came to.
+ *   encoding, a `Transfer-Encoding` other than `chunked` or in an HTTP/1.0 request, an HTTP/1.1
+ *   request without `Host` or with two, a `CONNECT`, a body its client half-closed the connection
+ *   before) are answered `400` with a JSON message and logged as a warning, after the answers of
+ *   the requests read whole before it on the connection. An HTTP/1.0 request without `Host` is
+ *   served, as if it named the address it came to.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
  *   once the answers before it are sent (a long-poll is held only while its answer can be sent);
  *   beyond {@link MAX_PIPELINED} such requests the connection is closed.

@@ -32,8 +32,8 @@ export const PARSE_FAILURE_REASONS = {
   transferEncoding:
     "invalid Transfer-Encoding: only chunked is accepted, and not with Content-Length",
   http10TransferEncoding:
-    "Transfer-Encoding in an HTTP/1.0 request, which has no chunked encoding: send Content-Length, " +
-    "or HTTP/1.1",
+    "Transfer-Encoding in an HTTP/1.0 request, which has no chunked encoding: send " +
+    "Content-Length, or HTTP/1.1",
   chunked:
     "broken chunked encoding: a chunk size that is not a hexadecimal number, or a chunk not " +
     "followed by CRLF",
