@@ -805,6 +805,23 @@ Deno.test("requests sent before a malformed one on the same connection get their
   });
 
   await t.step(
+    "a request after one that closes the connection: the first is answered",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        const closing = health.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+        await send(conn, closing + health);
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(answers.text, /^HTTP\/1\.1 200 [^]*"status":"ok"/);
+        assert.equal(answers.text.match(/HTTP\/1\.1 /g)?.length, 1, "one answer, then closed");
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
+
+  await t.step(
     "the lean routes too: a signed-less heartbeat's refusal comes before the 400",
     async () => {
       const conn = await rawConnect(server);
