@@ -8,8 +8,10 @@
  * process) when the process runs out of descriptors. Here:
  *
  * - **Header timeout.** A connection that has not sent a complete request head within
- *   `headerTimeoutSecs` is answered `408` and closed; so is a keep-alive connection idle that long
- *   between requests. A long-poll being held has sent its request: it is not idle.
+ *   `headerTimeoutSecs` is answered `408` and closed; a keep-alive connection idle that long
+ *   between requests is closed without an answer (its client may be sending its next request at
+ *   that moment, and would take a `408` for that request's answer). A long-poll being held has
+ *   sent its request: it is not idle.
  * - **Body timeout.** A request whose body has not arrived within `bodyTimeoutSecs` is closed.
  * - **Connection limit.** Beyond `maxConnections` open connections (and never closer than a
  *   reserve to the process's open-files limit, counted at start), a new connection takes the
@@ -20,9 +22,10 @@
  *   long-polls included, are served as before; so descriptors never run out because of sockets,
  *   and sockets that send nothing cannot keep other clients out.
  * - **Malformed requests** (a broken head, an HTTP version other than 1.1 and 1.0, broken chunked
- *   encoding, a `Transfer-Encoding` other than `chunked`, an HTTP/1.1 request without `Host` or
- *   with two, a `CONNECT`, a body its client half-closed the connection before) are answered
- *   `400` with a JSON message and logged as a warning. An HTTP/1.0 request without `Host` is
+ *   encoding, a `Transfer-Encoding` other than `chunked` or in an HTTP/1.0 request, an HTTP/1.1
+ *   request without `Host` or with two, a `CONNECT`, a body its client half-closed the connection
+ *   before) are answered `400` with a JSON message and logged as a warning, after the answers of
+ *   the requests read whole before it on the connection. An HTTP/1.0 request without `Host` is
  *   served, as if it named the address it came to.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
  *   once the answers before it are sent (a long-poll is held only while its answer can be sent);
@@ -237,9 +240,16 @@ function jsonHead(status: number, reason: string, message: string, now: number):
     `\r\nConnection: close\r\n\r\n${body}`;
 }
 
-/** The request on a socket whose body was still being read, if any (for a parse error's reason). */
+/** The last request whose head was read on each connection. */
+const lastRequestOn = new WeakMap<Socket, IncomingMessage>();
+
+/**
+ * The request on a socket whose body was still being read, if any (for a parse error's reason):
+ * the last one read, which may be pipelined behind the one being answered.
+ */
 function bodyInProgress(socket: Socket): BodyInProgress | undefined {
-  const request = (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.req;
+  const request = lastRequestOn.get(socket) ??
+    (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.req;
   if (!request || request.complete) return undefined;
   const transferEncoding = request.headers["transfer-encoding"];
   return { transferEncoding };
@@ -266,8 +276,9 @@ function hostOfHttp10(incoming: IncomingMessage): void {
 /**
  * What node's parser lets through but the dashboard refuses, as a reason for a `400`: an HTTP
  * version other than 1.1 and 1.0, a `Transfer-Encoding` other than plain `chunked` (its body
- * would be read as chunked and the other codings ignored), and a second `Host` (node keeps the
- * first; which one a proxy in front used is anyone's guess).
+ * would be read as chunked and the other codings ignored) or in an HTTP/1.0 request (RFC 9112
+ * §6.1: its framing is faulty), and a second `Host` (node keeps the first; which one a proxy in
+ * front used is anyone's guess).
  */
 function framingFault(incoming: IncomingMessage): string | undefined {
   // Node's parser takes a request line without a version (HTTP/0.9's `GET /path`), `HTTP/0.9` and
@@ -277,11 +288,15 @@ function framingFault(incoming: IncomingMessage): string | undefined {
     return version === "2.0" ? PARSE_FAILURE_REASONS.http2 : PARSE_FAILURE_REASONS.version;
   }
   const transferEncoding = incoming.headers["transfer-encoding"];
-  // One whose last coding is not chunked is refused by the parser itself, as the body comes.
-  if (
-    transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== "chunked" &&
-    /(^|,)\s*chunked\s*$/i.test(transferEncoding)
-  ) {
+  // HTTP/1.0 has no transfer codings: a proxy in front may frame such a body otherwise (up to the
+  // connection's end), and read what node takes for the next request as this one's body.
+  if (transferEncoding !== undefined && version === "1.0") {
+    return PARSE_FAILURE_REASONS.http10TransferEncoding;
+  }
+  // Anything but one plain `chunked`: other codings before it, or an empty value (alone, whose body
+  // node frames by Content-Length or as none, or beside a `chunked`), which a proxy may read
+  // otherwise (RFC 9112 §6.3: a Transfer-Encoding not ending in chunked is a 400).
+  if (transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== "chunked") {
     return PARSE_FAILURE_REASONS.transferEncoding;
   }
   const raw = incoming.rawHeaders;
@@ -322,8 +337,16 @@ const ADAPTER_FAULTS: Record<string, string> = {
     "absolute http URL), and Host a host name or address with an optional port",
 };
 
+/**
+ * Connections closing after an answer to a request whose body was not read: what follows on them is
+ * that body, whose parse error is no other request's fault, and gets no answer of its own.
+ */
+const closingUnread = new WeakSet<Socket>();
+
 /** Answers a request whose body was not read with a JSON error, and closes its connection. */
 function refuseUnread(response: ServerResponse, status: number, body: unknown): void {
+  const socket = response.req?.socket;
+  if (socket) closingUnread.add(socket as Socket);
   const text = JSON.stringify(body);
   response.writeHead(status, {
     "content-type": "application/json",
@@ -337,6 +360,36 @@ function refuseUnread(response: ServerResponse, status: number, body: unknown): 
 function answerAndClose(socket: Socket, answer: string): void {
   socket.end(answer);
   socket.destroySoon?.();
+}
+
+/** Connections whose own answer ({@link answerAfterPending}) waits for the answers before it. */
+const answerPending = new WeakSet<Socket>();
+
+/**
+ * Writes an answer the server makes up itself (a malformed request's `400`, a `408`) once the
+ * requests read whole before it on the connection are answered, then closes the connection:
+ * written at once, it would take the place of their answers, and a client would take an enqueue
+ * that was done for one refused. When the fault is in the body of the last request (it never
+ * completes), or nothing is being answered, it is written at once. A connection already waiting
+ * so is left to that first answer.
+ */
+function answerAfterPending(socket: Socket, answer: string): void {
+  if (answerPending.has(socket)) return;
+  const answering = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  const last = lastRequestOn.get(socket);
+  if (!answering || answering.writableFinished || (last !== undefined && !last.complete)) {
+    answerAndClose(socket, answer);
+    return;
+  }
+  answerPending.add(socket);
+  // Nothing more is read from it meanwhile: the parser has failed, and what follows is the
+  // client's to send in vain.
+  socket.pause();
+  // Node assigns the connection to the next pipelined answer before this one's `close`.
+  answering.once("close", () => {
+    answerPending.delete(socket);
+    if (!socket.destroyed && socket.writable) answerAfterPending(socket, answer);
+  });
 }
 
 /**
@@ -416,6 +469,10 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   };
   const adapted = getRequestListener(
     (request, env) => {
+      // The adapter takes a `Host` of plain characters without making a URL of it, where no URL
+      // takes some (`999.1.1.1`, `1.2.3.4.5`, `xn--`): refused here as it refuses others (the
+      // routes would fail on it, and the error would quote the request).
+      if (!URL.canParse(request.url)) throw new TypeError("Invalid URL");
       const incoming = (env as { incoming: IncomingMessage }).incoming;
       if (incoming.socket) connectionOf.set(request, incoming.socket as Socket);
       return options.fetch(request, incoming.socket?.remoteAddress);
@@ -469,6 +526,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   // hundreds of megabytes).
   const pipelined = new WeakMap<Socket, number>();
   const listener = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    lastRequestOn.set(incoming.socket as Socket, incoming);
     if (tracking) {
       const tcp = tcpOf(incoming.socket as Socket);
       if (tcp === undefined) {
@@ -573,8 +631,11 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
    * (`httpAllowHalfOpen`; an idle one node ends itself). A request whose body was still arriving
    * can never be whole: it is answered `400` here, as `node:http` would (Deno's parser does not
    * report the cut, and without half-open connections node drops the request without a word).
-   * Any other request in progress is given up, as node does without half-open connections: its
-   * client may be gone, and a held wait must not claim a command for nobody.
+   * A request read whole that may change something (not a `GET` or `HEAD`), with none pipelined
+   * behind it, is answered and the connection closed after (what it did, an enqueue, a report,
+   * is told to its client). Any other request in progress is given up, as node does without
+   * half-open connections: its client may be gone, and a held wait must not claim a command for
+   * nobody.
    */
   function onHttpSocketEnd(this: Socket): void {
     const answering = (this as { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -594,6 +655,14 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
           clock.now(),
         ),
       );
+      return;
+    }
+    const method = request?.method;
+    if (
+      request?.complete && method !== "GET" && method !== "HEAD" && !pipelined.get(this) &&
+      this.writable
+    ) {
+      answering.once("finish", endAfterAnswer);
       return;
     }
     this.destroy();
@@ -662,6 +731,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   });
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
     const code = error.code ?? "";
+    // The unread body of a request refused with `Connection: close`: that answer is the last.
+    if (closingUnread.has(socket)) return;
     if (!socket.writable || code === "ECONNRESET" || code === "EPIPE") {
       socket.destroy();
       return;
@@ -691,7 +762,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       malformed("{reason}", { reason, code });
       answer = jsonHead(400, "Bad Request", `malformed HTTP request: ${reason}`, now);
     }
-    answerAndClose(socket, answer);
+    answerAfterPending(socket, answer);
   });
   // An expectation node does not know gets node's bare 417 without a body, on a connection kept
   // open although the body was not read: here a JSON error, and the connection is closed.

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { METHODS } from "node:http";
 
 /** A parse error as `node:http` hands it to `clientError` (the fields used here). */
 export interface ParseFailure {
@@ -30,11 +31,14 @@ export const PARSE_FAILURE_REASONS = {
     "Transfer-Encoding",
   transferEncoding:
     "invalid Transfer-Encoding: only chunked is accepted, and not with Content-Length",
+  http10TransferEncoding:
+    "Transfer-Encoding in an HTTP/1.0 request, which has no chunked encoding: send " +
+    "Content-Length, or HTTP/1.1",
   chunked:
     "broken chunked encoding: a chunk size that is not a hexadecimal number, or a chunk not " +
     "followed by CRLF",
   requestLine: "invalid request line: it must be METHOD /path HTTP/1.1",
-  method: "invalid method in the request line",
+  method: "unknown method in the request line (methods are upper case: GET, POST, ...)",
   target: "invalid request target in the request line",
   version: "invalid HTTP version: HTTP/1.1 and HTTP/1.0 are served",
   header:
@@ -66,7 +70,28 @@ const BY_CODE: Record<string, string> = {
 
 const HEADER_NAME = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t]*:/;
 const CHUNKED_LAST = /(?:^|,)[ \t]*chunked[ \t]*$/i;
+/** A request line's shape: a method, a target and a version (what each may be is checked apart). */
+const REQUEST_LINE = /^(\S+) \S+ HTTP\/(\d+\.\d+)\r?$/;
 const LF = 0x0a;
+const CR = 0x0d;
+
+/** Whether a line starting at `start` of the packet follows an empty line (ends a head). */
+function followsEmptyLine(packet: Uint8Array, start: number): boolean {
+  if (start < 2 || packet[start - 1] !== LF) return false;
+  return packet[start - 2] === LF ||
+    (start >= 3 && packet[start - 2] === CR && packet[start - 3] === LF);
+}
+
+/** Why a request line was refused: its version, its method, or its shape. */
+function requestLineFault(line: string): string {
+  const parts = REQUEST_LINE.exec(line);
+  if (parts === null) return PARSE_FAILURE_REASONS.requestLine;
+  const [, method, version] = parts;
+  if (version === "2.0") return PARSE_FAILURE_REASONS.http2;
+  if (version !== "1.1" && version !== "1.0") return PARSE_FAILURE_REASONS.version;
+  if (!METHODS.includes(method)) return PARSE_FAILURE_REASONS.method;
+  return PARSE_FAILURE_REASONS.requestLine;
+}
 
 /**
  * Says why a request could not be parsed.
@@ -106,9 +131,11 @@ export function parseFailureReason(failure: ParseFailure, body?: BodyInProgress)
   const end = Math.min(start + 256, packet.byteLength);
   let line = "";
   for (let i = start; i < end && packet[i] !== LF; i++) line += String.fromCharCode(packet[i]);
+  // A line after an empty line is a request line: of a request pipelined behind one read whole.
+  if (followsEmptyLine(packet, start)) return requestLineFault(line);
   const name = HEADER_NAME.exec(line)?.[1].toLowerCase();
   if (name === "content-length") return PARSE_FAILURE_REASONS.contentLength;
   if (name === "transfer-encoding") return PARSE_FAILURE_REASONS.transferEncoding;
   if (name !== undefined || start > 0) return PARSE_FAILURE_REASONS.header;
-  return PARSE_FAILURE_REASONS.requestLine;
+  return requestLineFault(line);
 }

@@ -32,7 +32,12 @@ Deno.test("parseFailureReason finds the fault of a bare HPE_ERROR from where the
       R.contentLength,
     ],
     ["a request line that is not one", "GARBAGE\r\n\r\n", 1, R.requestLine],
-    ["an unknown HTTP version", "GET / HTTP/9.9\r\nHost: h\r\n\r\n", 14, R.requestLine],
+    ["an unknown HTTP version", "GET / HTTP/9.9\r\nHost: h\r\n\r\n", 14, R.version],
+    ["HTTP/1.2", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", 15, R.version],
+    ["HTTP/2.0 with a method", "GET / HTTP/2.0\r\n\r\n", 15, R.http2],
+    ["an unknown method", "FOO / HTTP/1.1\r\nHost: h\r\n\r\n", 1, R.method],
+    ["a method in lower case", "get / HTTP/1.1\r\nHost: h\r\n\r\n", 0, R.method],
+    ["a control character in the target", "GET /\x01 HTTP/1.1\r\n\r\n", 5, R.requestLine],
     ["a header without a colon", "GET / HTTP/1.1\r\nHost h\r\n\r\n", 20, R.header],
     [
       "a space before a header's colon",
@@ -44,6 +49,26 @@ Deno.test("parseFailureReason finds the fault of a bare HPE_ERROR from where the
   for (const [name, packet, at, reason] of cases) {
     await t.step(name, () => assert.equal(parseFailureReason(unnamed(packet, at)), reason));
   }
+  await t.step("junk pipelined behind a request read whole is a request line, not a header", () => {
+    const first = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert.equal(parseFailureReason(unnamed(`${first}junk\r\n\r\n`, first.length)), R.requestLine);
+    const body = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}";
+    assert.equal(
+      parseFailureReason(unnamed(`${body}junk\r\n\r\n`, body.length)),
+      R.requestLine,
+    );
+    assert.equal(
+      parseFailureReason(unnamed(`${first}FOO / HTTP/1.1\r\n\r\n`, first.length + 1)),
+      R.method,
+    );
+    assert.equal(
+      parseFailureReason(unnamed(`${first}GET / HTTP/1.2\n\n`, first.length + 14)),
+      R.version,
+    );
+  });
+  await t.step("a header line of a head split across packets is still a header line", () => {
+    assert.equal(parseFailureReason(unnamed("X-A : b\r\n\r\n", 3)), R.header);
+  });
   await t.step("nothing to go by", () => {
     assert.equal(parseFailureReason({ code: "HPE_ERROR" }), R.unknown);
     assert.equal(parseFailureReason(unnamed("", 0)), R.unknown);

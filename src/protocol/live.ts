@@ -88,12 +88,16 @@ export interface HeartbeatRequest {
 
 /**
  * A heartbeat's text kept in its own column: 1–`max` characters without control characters (a NUL
- * is a database error on PostgreSQL, a newline or escape would change how the fleet view shows).
+ * is a database error on PostgreSQL, a newline or escape would change how the fleet view shows),
+ * and well-formed Unicode (a lone surrogate, JSON's `\ud800`, would be kept as U+FFFD).
  */
-function recordedText(max: number): z.ZodString {
+function recordedText(max: number): z.ZodType<string> {
   return z.string().min(1).max(max).regex(
     COMMAND_NAME_PATTERN,
     "must not contain control characters (NUL, newline, tab, escape, ...)",
+  ).refine(
+    (text) => text.isWellFormed(),
+    "must be well-formed Unicode (no lone surrogate such as \\ud800)",
   );
 }
 

@@ -242,3 +242,37 @@ Deno.test("console login, actions and logout are audited with the client's addre
   }
   assert.ok(lines.every((line) => !line.includes(ADMIN_TOKEN)));
 });
+
+Deno.test("a refusal's audit line names its event once: a replay, a rate limit", async () => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => lines.push(line) });
+  try {
+    await using t = await makeDashboard({ rateLimitPerMinute: 2 });
+    const ping = (requestId: string) => {
+      const path = "/api/v1/agent/ping";
+      const headers = agentHeaders({ path, bodyText: "", now: t.clock.now(), requestId });
+      return t.dashboard.app.fetch(
+        new Request(`http://localhost${path}`, { headers }),
+        { remoteAddr: { transport: "tcp", hostname: REMOTE, port: 50_000 } },
+      );
+    };
+    const statuses = [];
+    for (const id of ["r-1", "r-1", "r-2"]) {
+      const response = await ping(id);
+      statuses.push(response.status);
+      await response.body?.cancel();
+    }
+    assert.deepEqual(statuses, [200, 409, 429]);
+  } finally {
+    closeLogging();
+  }
+  const messages = auditLines(lines).map((r) => String(r.message));
+  assert.ok(
+    messages.includes("replay detected: this X-Request-Id was already used"),
+    JSON.stringify(messages),
+  );
+  assert.ok(
+    messages.some((m) => /^rate limit exceeded; retry in \d+ s$/.test(m)),
+    String(messages),
+  );
+});

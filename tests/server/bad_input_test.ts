@@ -351,6 +351,31 @@ Deno.test("an agent's NUL in a command id or a heartbeat's text is a 4xx, never 
   }
 });
 
+Deno.test("a heartbeat's version or instance_id with a lone surrogate is a 400, not kept as U+FFFD", async (t) => {
+  await using d = await makeDashboard();
+  for (const field of ["version", "instance_id"]) {
+    await t.step(field, async () => {
+      // JSON's escape: a lone surrogate the database would keep as U+FFFD.
+      const response = await d.agent({
+        path: "/api/v1/agent/heartbeat",
+        body: `{"${field}":"1.\\ud800"}`,
+      });
+      assert.equal(response.status, 400);
+      assert.match(
+        (await json(response)).error as string,
+        new RegExp(`^field "${field}": must be well-formed Unicode`),
+      );
+    });
+  }
+  await t.step("nothing was recorded", async () => {
+    const fleet = await json(await d.admin("GET", "/api/v1/agents"));
+    const agent = (fleet.agents as Array<Record<string, unknown>>).find((a) => a.id === "a1")!;
+    assert.equal(agent.version, null);
+    assert.equal(agent.instance_id, null);
+    assert.equal(agent.heartbeat_at, null);
+  });
+});
+
 Deno.test("an operator's NUL in an id or a filter is a 4xx, never the store's error", async (t) => {
   await using d = await makeDashboard();
   // As PostgreSQL: a NUL in any text parameter is an error ("invalid byte sequence"), not a miss.

@@ -75,6 +75,26 @@ Deno.test("a connection without a complete request head is closed after the head
   }
 });
 
+Deno.test("a keep-alive connection idle between requests is closed without an answer", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    headerTimeoutSecs: 1,
+  });
+  const conn = await rawConnect(server);
+  try {
+    await send(conn, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert.match((await readAnswer(conn)).text, /^HTTP\/1\.1 200 /);
+    // A 408 now could be taken for the answer to a request the client is sending at that moment.
+    const after = await readAll(conn, 10_000);
+    assert.ok(after.closed, "the idle connection is closed");
+    assert.equal(after.text, "");
+  } finally {
+    closeQuietly(conn);
+  }
+});
+
 Deno.test("beyond the connection limit new connections are refused with one warning, open waits are still served", async () => {
   await withLogs(async (lines) => {
     await using server = await startServer({
@@ -385,7 +405,7 @@ Deno.test("malformed requests get 400 naming the fault, with a Date, never quoti
   });
 });
 
-Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other than 1.1 and 1.0, a Transfer-Encoding other than chunked, and a CONNECT get 400 with a JSON error", async (t) => {
+Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other than 1.1 and 1.0, a Transfer-Encoding other than chunked or in HTTP/1.0, and a CONNECT get 400 with a JSON error", async (t) => {
   await withLogs(async (lines) => {
     await using server = await startServer({
       availableDescriptors: "plenty",
@@ -440,11 +460,51 @@ Deno.test("an HTTP/1.1 request without Host or with two, an HTTP version other t
         "GET /health HTTP/1.1\r\nHost: [zz\r\n\r\n",
         /"error":"malformed request: Invalid URL: .*and Host a host name or address/,
       ],
+      "a Host of plain characters no URL takes (999.1.1.1)": [
+        "GET /api/v1/commands HTTP/1.1\r\nHost: 999.1.1.1\r\n\r\n",
+        /"error":"malformed request: Invalid URL: [^']*and Host a host name or address[^']*"}$/,
+      ],
+      "a Host of plain characters no URL takes, on a lean route (1.2.3.4.5)": [
+        "GET /api/v1/agent/commands/wait/h1?timeout=1 HTTP/1.1\r\nHost: 1.2.3.4.5\r\n" +
+        "X-Agent-Id: a1\r\n\r\n",
+        /"error":"malformed request: Invalid URL: [^']*and Host a host name or address[^']*"}$/,
+      ],
+      "a Host of plain characters no URL takes, on a lean POST (xn--)": [
+        "POST /api/v1/agent/commands/ack HTTP/1.1\r\nHost: xn--\r\nX-Agent-Id: a1\r\n" +
+        "Content-Length: 2\r\n\r\n{}",
+        /"error":"malformed request: Invalid URL: [^']*and Host a host name or address[^']*"}$/,
+      ],
       "a Transfer-Encoding other than chunked": [
         "POST /api/v1/agent/commands/enqueue HTTP/1.1\r\nHost: localhost\r\n" +
         "Transfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n" +
         "2\r\n{}\r\n0\r\n\r\n",
         new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"`),
+      ],
+      "an empty Transfer-Encoding beside a Content-Length": [
+        "POST /api/v1/agents HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: \r\n" +
+        "Content-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"}$`),
+      ],
+      "an empty Transfer-Encoding before a chunked body, on a lean route": [
+        "POST /api/v1/agent/commands/ack HTTP/1.1\r\nHost: localhost\r\nX-Agent-Id: a1\r\n" +
+        "Transfer-Encoding: \r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"}$`),
+      ],
+      "Transfer-Encoding: chunked and an empty one": [
+        "POST /api/v1/agents HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n" +
+        "Transfer-Encoding: \r\n\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.transferEncoding}"}$`),
+      ],
+      "a Transfer-Encoding in an HTTP/1.0 request kept alive, with a request behind it": [
+        "POST /api/v1/agents HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n" +
+        "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.http10TransferEncoding}"}$`),
+      ],
+      "a Transfer-Encoding in an HTTP/1.0 request on a lean route": [
+        "POST /api/v1/agent/commands/report HTTP/1.0\r\nHost: localhost\r\nX-Agent-Id: a1\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        new RegExp(`"error":"malformed HTTP request: ${R.http10TransferEncoding}"}$`),
       ],
     } as const;
     for (const [name, [request, message]] of Object.entries(cases)) {
@@ -512,6 +572,49 @@ Deno.test("a body cut short by a half-close is answered 400 and never logged as 
     }
     const errors = lines.filter((line) => /"level":"(ERROR|FATAL)"/i.test(line));
     assert.deepEqual(errors, []);
+  });
+});
+
+Deno.test("a whole request whose client then half-closes gets its answer when it changes something", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const enqueue = (id: string, path: string) => {
+    const body = JSON.stringify({ id, name: "echo hi" });
+    return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: h1\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  };
+  // The agent's enqueue is answered before Hono; an operator's cancel by Hono.
+  await t.step("an enqueue (a lean route): 202, then the connection closes", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, enqueue("half-closed", P.enqueue));
+      await conn.closeWrite();
+      const answer = await readAll(conn, 10_000);
+      assert.match(answer.text, /^HTTP\/1\.1 202 [^]*"id":"half-closed"/);
+      assert.ok(answer.closed);
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+  await t.step("a cancel (a Hono route): 200 with the command, then closed", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(
+        conn,
+        "POST /api/v1/commands/half-closed/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+          "Content-Length: 0\r\n\r\n",
+      );
+      await conn.closeWrite();
+      const answer = await readAll(conn, 10_000);
+      assert.match(answer.text, /^HTTP\/1\.1 200 [^]*"status":"cancelled"/);
+      assert.ok(answer.closed);
+    } finally {
+      closeQuietly(conn);
+    }
   });
 });
 
@@ -589,6 +692,155 @@ Deno.test("a wait pipelined behind a held one is held only once that one is answ
       closeQuietly(conn);
     }
   });
+});
+
+Deno.test("behind a held wait, nothing more is read once a request is malformed", async () => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+    });
+    const refusals = () => lines.filter((line) => line.includes("malformed request refused"));
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, waitHead("r1", 1) + "junk\r\n\r\n");
+      await until(() => refusals().length === 1, "the junk is refused");
+      for (let i = 0; i < 10; i++) await send(conn, "more junk\r\n\r\n");
+      const answers = await readAll(conn, 10_000);
+      assert.match(answers.text, /^HTTP\/1\.1 204 [^]*HTTP\/1\.1 400 /);
+      assert.equal(refusals().length, 1, "what came after the junk was not parsed");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("requests sent before a malformed one on the same connection get their own answers first", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const enqueue = (id: string) => {
+    const body = JSON.stringify({ id, name: "echo hi" });
+    return `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: m1\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  };
+  const health = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const junk = "junk\r\n\r\n";
+  const statusOf = async (id: string) =>
+    (await (await fetch(`${server.url}/api/v1/commands/${id}`)).json()).status;
+
+  await t.step("an enqueue, then junk: 202 for the enqueue, then 400, closed", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, enqueue("before-junk") + junk);
+      const answers = await readAll(conn, 10_000);
+      assert.ok(answers.closed);
+      assert.match(
+        answers.text,
+        /^HTTP\/1\.1 202 [^]*"id":"before-junk"[^]*HTTP\/1\.1 400 [^]*malformed HTTP request/,
+      );
+      assert.ok(
+        answers.text.endsWith(`"malformed HTTP request: ${R.requestLine}"}`),
+        "not a header",
+      );
+      assert.equal(await statusOf("before-junk"), "queued");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+
+  await t.step(
+    "a held wait and a pipelined request, then junk: each answered in turn",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(conn, waitHead("m2", 1) + health + junk);
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(
+          answers.text,
+          /^HTTP\/1\.1 204 [^]*HTTP\/1\.1 200 [^]*"status":"ok"[^]*HTTP\/1\.1 400 /,
+        );
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
+
+  await t.step(
+    "a broken chunked body behind a held wait: 400 at once, naming the chunks",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          waitHead("m3", 30) +
+            `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: m3\r\n` +
+            "Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+        );
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(answers.text, /^HTTP\/1\.1 400 /);
+        assert.ok(answers.text.endsWith(`"malformed HTTP request: ${R.chunked}"}`));
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
+
+  await t.step("an unknown method pipelined behind a request: 400 naming the method", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, health + "FOO /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      const answers = await readAll(conn, 10_000);
+      assert.match(answers.text, /^HTTP\/1\.1 200 [^]*HTTP\/1\.1 400 /);
+      assert.ok(answers.text.endsWith(`"malformed HTTP request: ${R.method}"}`));
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+
+  await t.step(
+    "a request after one that closes the connection: the first is answered",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        const closing = health.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+        await send(conn, closing + health);
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(answers.text, /^HTTP\/1\.1 200 [^]*"status":"ok"/);
+        assert.equal(answers.text.match(/HTTP\/1\.1 /g)?.length, 1, "one answer, then closed");
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
+
+  await t.step(
+    "the lean routes too: a signed-less heartbeat's refusal comes before the 400",
+    async () => {
+      const conn = await rawConnect(server);
+      try {
+        const body = "{}";
+        await send(
+          conn,
+          `POST /api/v1/agent/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+            junk,
+        );
+        const answers = await readAll(conn, 10_000);
+        assert.ok(answers.closed);
+        assert.match(answers.text, /^HTTP\/1\.1 401 [^]*X-Agent-Id[^]*HTTP\/1\.1 400 /);
+      } finally {
+        closeQuietly(conn);
+      }
+    },
+  );
 });
 
 Deno.test("a connection with more than MAX_PIPELINED requests waiting behind a held wait is closed", async () => {

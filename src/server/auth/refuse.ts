@@ -57,7 +57,8 @@ export function refuse<E extends ServerEnv>(
       { count: left, perSecond: REFUSAL_LINES_PER_SECOND },
     );
   }
-  audit.warning(`${event}: {reason}`, {
+  // A reason that begins with its event ("replay detected: ...") is not prefixed with it again.
+  audit.warning(message.startsWith(event) ? "{reason}" : `${event}: {reason}`, {
     reason: message,
     status,
     agentId: extra.agentId ?? call.headers.get(HEADER.agentId) ?? undefined,
