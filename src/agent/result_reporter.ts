@@ -58,11 +58,16 @@ export class ResultReporter {
 
   /**
    * Sends every pending report, oldest first; stops at the first that should be retried later.
+   * A dashboard error (`5xx`) on one report may be that report's alone (one the dashboard cannot
+   * store): it stays in the outbox, the next ones are sent, and it is not returned, so the poll
+   * loop goes on taking commands instead of backing off from that one report for ever. A second
+   * error in the same round is the dashboard's: it is returned.
    *
    * @returns The failure to back off from, if any.
    */
   async drain(): Promise<RequestFailure | undefined> {
     const signal = this.#options.signal;
+    let skipped = false;
     for (const report of this.#options.state.outbox.pending()) {
       if (signal.aborted) return undefined;
       const outcome = await this.#send(report, signal);
@@ -75,9 +80,28 @@ export class ResultReporter {
       }
       if (outcome.kind === "aborted") return undefined;
       if (outcome.kind === "refused" || outcome.kind === "invalid") continue;
+      if (outcome.kind === "server" && outcome.status >= 500 && !skipped) {
+        skipped = true;
+        this.#tellSkipped(report.command_id, outcome);
+        continue;
+      }
       return outcome;
     }
     return undefined;
+  }
+
+  /** Commands whose failed report was told of at warning level (the rest at debug). */
+  readonly #toldSkipped = new Set<string>();
+
+  /** A report a dashboard error put off: a warning once per command. */
+  #tellSkipped(commandId: string, failure: RequestFailure & { kind: "server" }): void {
+    const told = this.#toldSkipped.has(commandId);
+    if (!told) this.#toldSkipped.add(commandId);
+    log[told ? "debug" : "warning"](
+      "dashboard failed the report ({status}); it stays in the outbox and is sent again before " +
+        "the next wait, while new commands are still taken",
+      { commandId, status: failure.status, error: failure.message },
+    );
   }
 
   /**
@@ -153,6 +177,9 @@ export class ResultReporter {
       const summary = summarizeReport(report);
       outbox.put(summary);
       return await this.#send(summary, signal);
+    }
+    if (outcome.kind === "accepted" || outcome.kind === "refused" || outcome.kind === "invalid") {
+      this.#toldSkipped.delete(report.command_id);
     }
     if (outcome.kind === "accepted") {
       journal.accept(report.command_id);

@@ -325,6 +325,38 @@ Deno.test("a report the dashboard fails is kept and retried until accepted", asy
   assert.equal(agent.executor.runs.length, 1);
 });
 
+Deno.test("a report the dashboard always fails does not keep the agent from new commands", async () => {
+  // The outbox was drained oldest first before every wait, stopping at a failure: one report
+  // the dashboard could not take (a 500 each time) kept the agent from ever waiting again.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  stub.override = (seen) => {
+    const report = seen.body as { command_id?: string } | undefined;
+    if (seen.kind === "report" && report?.command_id === "cmd-1") {
+      return Response.json({ error: "cannot store this result" }, { status: 500 });
+    }
+  };
+  const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+  stub.enqueue(command("cmd-1", "echo one"));
+  await stub.until(() => stub.seen.some((s) => s.kind === "report"), 15_000, "cmd-1's report");
+  stub.enqueue(command("cmd-2", "echo two"));
+  stub.enqueue(command("cmd-3", "echo three"));
+  await stub.until(() => stub.reports.length === 2, 15_000, "the reports of cmd-2 and cmd-3");
+  assert.deepEqual(stub.reports.map((r) => r.command_id).sort(), ["cmd-2", "cmd-3"]);
+  assert.deepEqual(agent.executor.runs.map((r) => r.name), ["echo one", "echo two", "echo three"]);
+  await eventually(
+    () => agent.state.outbox.pending().map((r) => r.command_id).join() === "cmd-1",
+    5000,
+    "only cmd-1 left in the outbox",
+  );
+  await finish(agent);
+  const told = logs.records.filter((r) =>
+    String(r.message).includes("dashboard failed the report")
+  );
+  assert.ok(told.length >= 1);
+  assert.equal(told.filter((r) => r.level === "warning").length, 1, "one warning for cmd-1");
+});
+
 Deno.test("a report answered 408 (it did not arrive whole in time) is kept and sent again", async () => {
   // A 408 was a refusal for good: the result was dropped.
   using logs = captureLogs();
