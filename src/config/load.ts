@@ -177,6 +177,21 @@ function withoutBom(text: string): string {
  */
 const ENV_LINE = /^[ \t]*(?:export +)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)$/;
 
+/**
+ * A `.env` line that is not `NAME=value`, as its error shows it: up to its first `=` or `:`
+ * (`AGENT_TOKEN: ...`, a YAML line), else its first word; what may be a value, a secret even (a
+ * token pasted on a line of its own), is left out.
+ */
+function shownLine(line: string): string {
+  const text = line.replace(/^[ \t]+|[ \t]+$/g, "");
+  const at = text.search(/[=:]/);
+  const head = at >= 0 ? text.slice(0, at + 1) : text.split(/[ \t]/, 1)[0];
+  if (head === text) {
+    return `a line of ${text.length} characters without "=" (not shown: it may be a secret)`;
+  }
+  return `${JSON.stringify(head.slice(0, 80) + "…")} (the rest is not shown)`;
+}
+
 /** Names the invisible or unusual characters of a line, for an error about it. */
 function unusualCharacters(line: string): string {
   const odd = [...new Set([...line].filter((c) => !/[\x20-\x7e]/.test(c)))].slice(0, 3);
@@ -244,9 +259,9 @@ export function parseEnvFile(
     const match = ENV_LINE.exec(line);
     if (!match) {
       throw new ConfigError(
-        `${label} line ${i + 1} must be NAME=value, got ${
-          JSON.stringify(line.replace(/^[ \t]+|[ \t]+$/g, "").slice(0, 80))
-        }${unusualCharacters(line.split("=")[0])}`,
+        `${label} line ${i + 1} must be NAME=value, got ${shownLine(line)}${
+          unusualCharacters(line.split("=")[0])
+        }`,
       );
     }
     names.set(match[1], i + 1);
@@ -352,6 +367,31 @@ function jsonLeniency(text: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Where and why `JSON.parse` refused a text, without the text: its message quotes the text around
+ * an unexpected token (`..."t_token": abcSECRETt"...`), which may be a secret's first characters.
+ */
+function jsonFault(text: string, message: string): string {
+  const positioned = /^(.*) in JSON at position \d+ \(line (\d+) column (\d+)\)$/s.exec(message);
+  if (positioned) return `${positioned[1]} at line ${positioned[2]}, column ${positioned[3]}`;
+  // V8 quotes up to 10 characters before the token and 10 from it, with "..." where it cut.
+  const token = /^Unexpected token .*?, (\.\.\.)?"([\s\S]*)"(\.\.\.)? is not valid JSON$/.exec(
+    message,
+  );
+  if (token) {
+    const [, cutBefore, quoted, cutAfter] = token;
+    const start = text.indexOf(quoted);
+    if (start < 0) return "an unexpected character (a value that is not JSON: quote text)";
+    const at = cutBefore ? start + 10 : cutAfter ? start + Math.max(0, quoted.length - 10) : start;
+    const before = text.slice(0, at).split("\n");
+    return `an unexpected character at line ${before.length}, column ${
+      before[before.length - 1].length + 1
+    } (a value that is not JSON: quote text)`;
+  }
+  // Anything else it may say is left out when it quotes the text.
+  return message.includes('"') ? "it cannot be read as JSON" : message;
+}
+
 function parseConfigJson(text: string, label: string): Record<string, unknown> {
   let parsed: unknown;
   text = withoutBom(text);
@@ -361,7 +401,7 @@ function parseConfigJson(text: string, label: string): Record<string, unknown> {
     const why = jsonLeniency(text);
     throw new ConfigError(
       why === undefined
-        ? `${label} is not valid JSON: ${(error as Error).message}`
+        ? `${label} is not valid JSON: ${jsonFault(text, (error as Error).message)}`
         : `${label} ${why}`,
     );
   }

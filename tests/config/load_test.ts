@@ -395,6 +395,37 @@ Deno.test("broken files get a clear error", async (t) => {
       Deno.removeSync(cwd, { recursive: true });
     }
   });
+  await t.step("config.json's JSON error says where, not what the file holds there", () => {
+    // JSON.parse's message quoted the text around the fault: the first ten characters of a token
+    // left unquoted ('..."t_token": abcSECRETt"... is not valid JSON').
+    const cases: [string, string][] = [
+      [
+        '{"agent_id": "web-1", "agent_token": abcSECRETtoken123456789}',
+        "an unexpected character at line 1, column 38 (a value that is not JSON: quote text)",
+      ],
+      [
+        '{\n  "agent_id": "web-1",\n  "agent_token": SECRETtoken123456789\n}',
+        "an unexpected character at line 3, column 18 (a value that is not JSON: quote text)",
+      ],
+      [
+        '{"agent_id": "web-1", "x": S}',
+        "an unexpected character at line 1, column 28 (a value that is not JSON: quote text)",
+      ],
+      ['{"agent_id" "web-1"}', "Expected ':' after property name at line 1, column 13"],
+    ];
+    for (const [text, why] of cases) {
+      const cwd = tempDir({ "config.json": text });
+      try {
+        assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), (e: Error) => {
+          assert.equal(e.message, `config.json is not valid JSON: ${why}`);
+          assert.ok(!e.message.includes("SECRET"));
+          return true;
+        });
+      } finally {
+        Deno.removeSync(cwd, { recursive: true });
+      }
+    }
+  });
   await t.step("config.json with what JSON does not allow says what and where", () => {
     const cases: [string, string][] = [
       ["", "config.json is empty; write {} in it for no settings, or remove it"],
@@ -449,8 +480,25 @@ Deno.test("broken files get a clear error", async (t) => {
   });
   await t.step(".env with a line that is not NAME=value", () => {
     assert.throws(() => parseEnvFile("A=1\nthis is not a setting\n", ".env"), {
-      message: '.env line 2 must be NAME=value, got "this is not a setting"',
+      message: '.env line 2 must be NAME=value, got "this…" (the rest is not shown)',
     });
+  });
+  await t.step(".env's refused line is shown without what may be a secret", () => {
+    // The whole line was quoted: a token pasted alone, or after a colon, was printed.
+    const token = "kq3VxT9pZr8LmN2bWc7YdF4hJs6Gt1Ae";
+    for (
+      const [line, shown] of [
+        [token, `a line of ${token.length} characters without "=" (not shown: it may be a secret)`],
+        [`AGENT_TOKEN: ${token}`, '"AGENT_TOKEN:…" (the rest is not shown)'],
+        [`export AGENT_TOKEN ${token}`, '"export…" (the rest is not shown)'],
+      ]
+    ) {
+      assert.throws(() => parseEnvFile(`A=1\n${line}\n`, ".env"), (error: Error) => {
+        assert.equal(error.message, `.env line 2 must be NAME=value, got ${shown}`);
+        assert.ok(!error.message.includes(token.slice(0, 8)));
+        return true;
+      });
+    }
   });
   await t.step(".env with an unclosed quote names the line it opens on and what to do", () => {
     assert.throws(() => parseEnvFile("# c\nA=1\nB='open\nC=3\n", ".env"), {
@@ -650,11 +698,11 @@ Deno.test(".env and config.json: a byte order mark is skipped, a line not read a
     const [text, message] of [
       [
         "A=1\n\u00A0COMMAND_TIMEOUT_SECS=1\n",
-        /^b\.env line 2 must be NAME=value, got .*COMMAND_TIMEOUT_SECS=1" \(it holds U\+00A0;/,
+        /^b\.env line 2 must be NAME=value, got .*COMMAND_TIMEOUT_SECS=…" \(the rest is not shown\) \(it holds U\+00A0;/,
       ],
       [
         "export\tCOMMAND_TIMEOUT_SECS=1\n",
-        /^b\.env line 1 must be NAME=value, got "export\\tCOMMAND_TIMEOUT_SECS=1" \(it holds a tab;/,
+        /^b\.env line 1 must be NAME=value, got "export\\tCOMMAND_TIMEOUT_SECS=…" \(the rest is not shown\) \(it holds a tab;/,
       ],
       ["\uFEFF\uFEFFA=1\n", /^b\.env line 1 must be NAME=value.*U\+FEFF/],
     ] as const
