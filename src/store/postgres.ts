@@ -1433,9 +1433,12 @@ export class PostgresStore implements CommandStore, SharedStore {
          RETURNING key`,
         [key, now + windowMs, now],
       );
+      // Each end was set by the clock of the instance that recorded the id: the sweep leaves ids
+      // for a window more, so that an instance whose clock is minutes ahead does not forget the
+      // ids another instance would still accept (an id that ended is overwritten above anyway).
       if (now - this.#lastSweep >= windowMs) {
         this.#lastSweep = now;
-        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now]);
+        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now - windowMs]);
       }
       return rows.length === 1;
     });

@@ -163,6 +163,22 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: an instance whose clock is minutes ahead does not forget the others' " +
+    "request ids while they may still accept them",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [a, ahead] = cluster.stores;
+    const window = 660_000;
+    assert.equal(await a.rememberRequestId("a1\nr1", T0, window), true);
+    // Four minutes later by the true clock; the other instance's clock is 7 minutes ahead, so its
+    // now is past the id's end by the first instance's clock. Its sweep must leave the id.
+    assert.equal(await ahead.rememberRequestId("a1\nr2", T0 + 11 * 60_000, window), true);
+    assert.equal(await a.rememberRequestId("a1\nr1", T0 + 4 * 60_000, window), false);
+  },
+});
+
+Deno.test({
   name: "postgres store: other instances hear of an agent's removal and of each command it ended",
   ignore,
   async fn() {
