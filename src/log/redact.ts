@@ -19,8 +19,21 @@ export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 8) secretValues.add(value);
 }
 
-/** The password of a URL's user information (`scheme://user:password@host`). */
-const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
+/**
+ * The password of a URL's user information (`scheme://user:password@host`), up to the last `@`
+ * before white space (see {@link RAW_USERINFO}).
+ */
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)\S*@/gi;
+
+/**
+ * A URL's user information as written, when its password holds a character it should have
+ * percent-encoded (`@ / ? #`): the URL parser ends the user information at the first of them and
+ * reads the rest as a host, port, path, query or fragment (`postgres://u:123/x@db` is host `u`,
+ * port 123, no password), but the password meant runs on to the URL's last `@`. Groups:
+ * `scheme://user:`, the user, the password as written. An `@` in the path or query after a
+ * password makes it hide too much, never too little.
+ */
+export const RAW_USERINFO = /^([a-z][a-z0-9+.-]*:\/\/([^\s:/?#@]*):)(\S*[/?#@]\S*)@/i;
 
 /**
  * One URL without the password of its user information, for messages: `scheme://user:***@host`.
@@ -41,10 +54,13 @@ const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
  * assert.equal(redactUrl("postgres://status@db/status?password=pw"), "postgres://status@db/status?password=***");
  * // Not a URL the parser takes (the port): the password is still hidden.
  * assert.equal(redactUrl("https://ops:hunter2@dash:99999"), "https://ops:***@dash:99999");
+ * // A password with / ? # @ not percent-encoded: hidden whole.
+ * assert.equal(redactUrl("postgres://status:12/x@db/status"), "postgres://status:***@db/status");
  * ```
  */
 export function redactUrl(url: string): string {
   const shown = url.replace(QUERY_PASSWORD, "$1***");
+  if (RAW_USERINFO.test(shown)) return shown.replace(RAW_USERINFO, "$1***@");
   let parsed: URL;
   try {
     parsed = new URL(shown);

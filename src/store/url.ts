@@ -6,6 +6,8 @@
  * @module
  */
 
+import { RAW_USERINFO } from "../log/redact.ts";
+
 export { redactUrl } from "../log/redact.ts";
 
 /** Whether `db` names a PostgreSQL database (`postgres://` or `postgresql://`). */
@@ -115,11 +117,14 @@ function lastParam(url: URL, name: string): string | null {
  */
 export function withoutPassword(text: string, url: string): string {
   const match = /^postgres(?:ql)?:\/\/([^/?#]*?):([^/?#]*)@/i.exec(url.trim());
-  if (!match || match[2] === "") return text;
-  const secrets = withDecoded(match[2]);
+  // Written with @ / ? # unencoded, the password meant runs on to the URL's last @.
+  const raw = RAW_USERINFO.exec(url.trim());
+  const secrets = new Set([...withDecoded(match?.[2] ?? ""), ...withDecoded(raw?.[3] ?? "")]);
+  if (secrets.size === 0) return text;
   let out = text;
   for (const secret of secrets) out = out.replaceAll(`:${secret}@`, ":***@");
-  const users = [...withDecoded(match[1])].flatMap((user) => occurrences(out, user));
+  const users = [...withDecoded(match?.[1] ?? ""), ...withDecoded(raw?.[2] ?? "")]
+    .flatMap((user) => occurrences(out, user));
   const hidden = [...secrets].flatMap((secret) => occurrences(out, secret))
     .filter(([start, end]) => !users.some(([from, to]) => from <= start && end <= to))
     .sort((a, b) => a[0] - b[0]);

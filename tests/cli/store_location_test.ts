@@ -32,6 +32,42 @@ Deno.test("database URLs lose their password in messages", () => {
   assert.equal(redactUrl("postgresql://u@h/db"), "postgresql://u@h/db");
 });
 
+Deno.test("a password written with @ / ? # : unencoded is hidden whole, never in part", async (t) => {
+  await t.step("in the URL shown", () => {
+    for (
+      const [url, shown] of [
+        // Not a URL the parser takes: the password ran on to the host's last @.
+        [
+          "postgres://status:p@ss:w/rd#%?x@127.0.0.1:5432/status",
+          "postgres://status:***@127.0.0.1:5432/status",
+        ],
+        // Parsed, as host "status", port 123 and a path: no password at all to the parser.
+        ["postgres://status:123/se@db:5432/status", "postgres://status:***@db:5432/status"],
+        ["postgres://status:123?se@db/status", "postgres://status:***@db/status"],
+        ["postgres://status:123#se@db/status", "postgres://status:***@db/status"],
+        // Parsed, with the password cut at its @: host "ss" and a path.
+        ["postgres://status:p@ss/se@db/status", "postgres://status:***@db/status"],
+      ]
+    ) {
+      assert.equal(redactUrl(url), shown, url);
+    }
+  });
+  await t.step("in a driver's message", () => {
+    const url = "postgres://status:123/secret@db:5432/status";
+    assert.equal(
+      withoutPassword(`Invalid URL: ${url} (123/secret)`, url),
+      "Invalid URL: postgres://status:***@db:5432/status (***)",
+    );
+  });
+  await t.step("status agents list names the database without it", async () => {
+    const url = "postgres://status:p@ss:w/rd#%?x@127.0.0.1:1/status";
+    const out = await run(["agents", "list", "--db", url]);
+    assert.equal(out.code, 2, out.stderr.join("\n"));
+    assert.match(out.stderr.join("\n"), /postgres:\/\/status:\*\*\*@127\.0\.0\.1:1\/status/);
+    assert.doesNotMatch([...out.stderr, ...out.stdout].join("\n"), /ss:w|rd#/);
+  });
+});
+
 Deno.test("the store's setting is named as the one it came from", () => {
   const setting = (env: Record<string, string>, flags: Record<string, unknown> = {}) =>
     storeSetting(loadSettings({ roles: ["server"], env, flags, cwd: "/nonexistent" }));
