@@ -1460,6 +1460,8 @@ export class PostgresStore implements CommandStore, SharedStore {
     let closed = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let delay = LISTEN_RETRY_MIN_MS;
+    // When the attempts to listen again first failed (said once as a warning), or null.
+    let failingSince: number | null = null;
     const deliver = (payload: string) => {
       let event: (StoreEvent & { instance?: string }) | undefined;
       try {
@@ -1478,9 +1480,12 @@ export class PostgresStore implements CommandStore, SharedStore {
         },
         onclose: () => {
           if (closed || made !== connection) return;
-          log.warning("the notification connection to {location} closed; listening again", {
-            location: this.location,
-          });
+          // Each failed attempt's connection closes too: said once an outage, not per attempt.
+          if (failingSince === null) {
+            log.warning("the notification connection to {location} closed; listening again", {
+              location: this.location,
+            });
+          } else log.debug("the notification connection closed again; listening again");
           retry();
         },
       });
@@ -1488,8 +1493,6 @@ export class PostgresStore implements CommandStore, SharedStore {
     };
     let connection = connect();
     const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
-    // When the attempts to listen again first failed (said once as a warning), or null.
-    let failingSince: number | null = null;
     const retry = () => {
       if (closed || timer !== undefined) return;
       timer = setTimeout(async () => {

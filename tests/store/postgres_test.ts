@@ -635,6 +635,12 @@ Deno.test({
         15_000,
       );
       assert.equal(logs.messages().filter((m) => failing.test(m)).length, 1);
+      // Each attempt's connection closes too: said once, not once per attempt for the outage.
+      const closedWarnings = () =>
+        logs.records.filter((r) =>
+          r.level === "warning" && /notification connection .* closed/.test(String(r.message))
+        ).length;
+      assert.equal(closedWarnings(), 1, logs.messages().join("\n"));
       assert.equal(lost.length, 1, "the listener is told once (the instance's /health says so)");
       assert.match(String((lost[0] as Error).message), /not currently accepting connections/);
       await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
