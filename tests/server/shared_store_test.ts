@@ -19,7 +19,7 @@ import {
   type StoreEventListener,
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
-import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
+import { ADMIN_TOKEN, agentHeaders, P, T0, TOKEN } from "./_helpers.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
 
 /** A SQLite store dressed as a shared one: events are injected, and it can be made unreachable. */
@@ -432,5 +432,40 @@ Deno.test("a store that stayed up a while starts probing at the first delay agai
     }
   } finally {
     availability.close();
+  }
+});
+
+Deno.test("an agent waiting on another instance shows as online here, from its first wait on", async () => {
+  const inner = openSqliteStore(":memory:");
+  await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+  const clock = new FakeClock(T0);
+  const [a, b] = [fakeShared(inner), fakeShared(inner)].map(({ store }) =>
+    createApp({ store, clock, adminToken: ADMIN_TOKEN, autoExpireLeases: false })
+  );
+  const state = async () => {
+    const response = await b.app.request("/api/v1/agents", {
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    const body = await response.json();
+    return body.agents.find((agent: { id: string }) => agent.id === "a1").state;
+  };
+  try {
+    const path = P.wait("default", 120);
+    const waiting = a.app.request(path, {
+      headers: agentHeaders({ path, method: "GET", bodyText: "", now: clock.now() }),
+    });
+    await until(() => a.hub.isWaiting("a1"), "the wait is open on A");
+    await clock.advanceAsync(1000);
+    assert.equal(await state(), "online", "a second after its first wait");
+    await clock.advanceAsync(100_000);
+    assert.equal(await state(), "online", "still waiting on A, 101 s after it was opened");
+    await a.close(); // its waits end
+    assert.equal((await waiting).status, 204);
+    await clock.advanceAsync(91_000);
+    assert.equal(await state(), "offline", "it stopped polling");
+  } finally {
+    await a.close();
+    await b.close();
+    await inner.close();
   }
 });
