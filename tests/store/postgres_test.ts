@@ -1156,6 +1156,30 @@ async function withRole(
 }
 
 Deno.test({
+  name: "postgres store: a server that fails the driver's first query on each connection fails " +
+    "the open with its reason, not the process",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    await withRole(db.url, "status_notypes", async (url, _role, admin) => {
+      // The driver reads the array types on each new connection (a statement_timeout too short
+      // for that query, set for the user or in the URL, fails it the same way).
+      await admin.unsafe("REVOKE SELECT ON pg_catalog.pg_type FROM PUBLIC");
+      using logs = captureLogs();
+      await assert.rejects(openPostgresStore(url), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /permission denied for table pg_type/);
+        return true;
+      });
+      assert.ok(
+        logs.has(/first query on a new connection .*permission denied for table pg_type/),
+        logs.messages().join("\n"),
+      );
+    });
+  },
+});
+
+Deno.test({
   name: "postgres store: a user who may not create the schema is told to own the database",
   ignore,
   async fn() {
