@@ -64,7 +64,14 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "./errors.ts";
-import { isPostgresUrl, postgresUrlProblem, redactUrl, sslModeOf, withoutPassword } from "./url.ts";
+import {
+  driverHosts,
+  isPostgresUrl,
+  postgresUrlProblem,
+  redactUrl,
+  sslModeOf,
+  withoutPassword,
+} from "./url.ts";
 
 export { isPostgresUrl, redactUrl };
 import type {
@@ -224,10 +231,13 @@ export async function openPostgresStore(
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
   // the driver's "prefer" does.
   const ssl = sslModeOf(url) === "allow" ? { ssl: "prefer" as const } : {};
+  // An IPv6 address the driver cannot read from the URL is given to it apart.
+  const hosts = driverHosts(url) ?? {};
   const queryTimeoutMs = (options.queryTimeoutSecs ?? 15) * 1000;
   const pool = () =>
     postgres(url, {
       ...ssl,
+      ...hosts,
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
@@ -259,6 +269,7 @@ export async function openPostgresStore(
     (hooks) =>
       postgres(url, {
         ...ssl,
+        ...hosts,
         ...hooks,
         max: 1,
         idle_timeout: 0,

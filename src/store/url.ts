@@ -80,6 +80,49 @@ export function sslModeOf(url: string): string | null {
   }
 }
 
+/** The port of a host given without one. */
+const DEFAULT_PORT = 5432;
+
+/**
+ * The hosts and ports of a URL that names a host by its IPv6 address
+ * (`postgres://u@[fd00::5]:5432/db`), for the driver given apart: it splits each `host:port` of a
+ * URL at its first colon, and would look up the host name `[`. `null` when no host is an IPv6
+ * address (the driver reads the URL itself), or when the hosts cannot be read (see
+ * {@link postgresUrlProblem}).
+ *
+ * @param url A `postgres://` URL.
+ * @returns The hosts (without brackets) and their ports (5432 when not given), or `null`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { driverHosts } from "./url.ts";
+ *
+ * assert.deepEqual(driverHosts("postgres://u@[::1]:5433/s"), { host: ["::1"], port: [5433] });
+ * assert.equal(driverHosts("postgres://u@db:5433/s"), null);
+ * ```
+ */
+export function driverHosts(url: string): { host: string[]; port: number[] } | null {
+  let authority = url.slice(url.indexOf("://") + 3).split(/[/?#]/)[0];
+  authority = authority.slice(authority.lastIndexOf("@") + 1);
+  if (!authority.includes("[")) return null;
+  const host: string[] = [];
+  const port: number[] = [];
+  for (const entry of authority.split(",")) {
+    const match = /^(?:\[([0-9A-Fa-f:.]+(?:%25[^\]]+)?)\]|([^:[\]]*))(?::(\d{1,5}))?$/.exec(entry);
+    if (match === null) return null;
+    const number = match[3] === undefined ? DEFAULT_PORT : Number(match[3]);
+    if (number < 1 || number > 65535) return null;
+    try {
+      host.push(decodeURIComponent(match[1] ?? match[2]) || "localhost");
+    } catch {
+      return null;
+    }
+    port.push(number);
+  }
+  return { host, port };
+}
+
 /** `url` parsed as the driver parses it: of several comma-separated hosts, the first is kept. */
 function driverUrl(url: string): URL {
   let hosts = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0];

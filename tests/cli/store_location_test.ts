@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { storeLocation, storeSetting } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
 import { redactUrl } from "../../src/store/mod.ts";
-import { postgresUrlProblem, sslModeOf, withoutPassword } from "../../src/store/url.ts";
+import {
+  driverHosts,
+  postgresUrlProblem,
+  sslModeOf,
+  withoutPassword,
+} from "../../src/store/url.ts";
 import { run } from "./_run.ts";
 
 const URL_A = "postgres://status:pw@db:5432/status";
@@ -194,4 +199,19 @@ Deno.test("a driver's message keeps a user name that the password equals or is p
       assert.ok(!outsideUser.includes(encoded), `${password}: ${outsideUser}`);
     }
   });
+});
+
+Deno.test("IPv6 addresses in a database URL are given to the driver apart from their ports", () => {
+  assert.deepEqual(driverHosts("postgres://u:p@[::1]:5433/s"), { host: ["::1"], port: [5433] });
+  assert.deepEqual(driverHosts("postgres://u@[fd00::5]/s?sslmode=require"), {
+    host: ["fd00::5"],
+    port: [5432],
+  });
+  assert.deepEqual(driverHosts("postgres://u@[fd00::5]:5433,db2:5434,[fd00::6]/s"), {
+    host: ["fd00::5", "db2", "fd00::6"],
+    port: [5433, 5434, 5432],
+  });
+  assert.equal(driverHosts("postgres://u:p@db:5432/s"), null, "the driver reads the URL itself");
+  assert.equal(driverHosts("postgres://u:p@h1:5432,h2:5433/s"), null);
+  assert.equal(postgresUrlProblem("postgres://u:p@[::1]:5433/s"), null);
 });

@@ -415,8 +415,12 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
  * the client's message that holds that text), hold what it forwards for `delayMs` (a database
  * further away), or hold everything until released (a server that answers late).
  */
-function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: string } = {}) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+function freezableProxy(
+  target: URL,
+  options: { delayMs?: number; freezeAfter?: string; hostname?: string } = {},
+) {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const listener = Deno.listen({ hostname, port: 0 });
   let frozen = false;
   let armed = false;
   let held: PromiseWithResolvers<void> | undefined;
@@ -453,6 +457,7 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
     }
   })().catch(() => {});
   const url = new URL(target);
+  url.hostname = hostname.includes(":") ? `[${hostname}]` : hostname;
   url.port = String((listener.addr as Deno.NetAddr).port);
   return {
     url: url.toString(),
@@ -486,6 +491,37 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
     },
   };
 }
+
+Deno.test({
+  name: "postgres store: a URL naming the server by an IPv6 address connects, and listens",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url), { hostname: "::1" });
+    assert.match(proxy.url, /@\[::1\]:\d+\//);
+    const heard: string[] = [];
+    const other = await openPostgresStore(db.url);
+    const store = await openPostgresStore(proxy.url);
+    const subscription = await store.subscribe({
+      event(event) {
+        if (event.type === "queued") heard.push(event.agentId);
+      },
+      resync() {},
+    });
+    try {
+      await other.enqueue(newCommand("c1", "a1"));
+      await until(() => heard.includes("a1"), "the enqueue is heard");
+      assert.equal((await store.getCommand("c1"))?.status, "queued");
+    } finally {
+      await proxy.close(); // first: the closes below then wait for no answer through it
+      await subscription.close();
+      await store.close();
+      await other.close();
+    }
+  },
+});
 
 Deno.test({
   name: "postgres store: a server that stops answering fails an operation as unavailable in time",
