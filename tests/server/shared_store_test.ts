@@ -360,6 +360,44 @@ Deno.test("a subscription that fails other than by an outage is tried again by i
   assert.equal(closes, 1);
 });
 
+Deno.test("once a subscription that failed is made, the waits opened meanwhile are checked against the store", async () => {
+  const clock = new FakeClock();
+  const availability = new StoreAvailability({ clock, ping: () => Promise.resolve() });
+  let attempts = 0;
+  let resyncs = 0;
+  let rereads = 0;
+  const store = {
+    subscribe() {
+      attempts++;
+      return attempts < 2
+        ? Promise.reject(new Error("permission denied for the test"))
+        : Promise.resolve({ close: () => Promise.resolve() });
+    },
+  } as unknown as CommandStore & SharedStore;
+  const link = new InstanceLink({
+    store,
+    hub: {} as WaiterHub,
+    cancelWaiters: {} as CancelWaiters,
+    resync: () => Promise.resolve(void resyncs++),
+    changedAll: () => void rereads++,
+    availability,
+    clock,
+  });
+  try {
+    link.connect();
+    await until(() => availability.sharedHealth().notifications !== undefined, "the failure");
+    assert.equal(resyncs, 0);
+    // Meanwhile a wait opened here, and another instance's enqueue for it was not heard.
+    await clock.advanceAsync(1000);
+    await until(() => availability.sharedHealth().notifications === undefined, "listening");
+    await until(() => resyncs === 1, "the open waits are checked once it listens");
+    assert.equal(rereads, 1, "and every event stream reads its command again");
+  } finally {
+    await link.close();
+    availability.close();
+  }
+});
+
 Deno.test("a resync looks up the commands of many cancel-waits several at a time", async () => {
   const ids = Array.from({ length: 100 }, (_, i) => `c${i}`);
   let inFlight = 0;
