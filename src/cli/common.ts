@@ -21,7 +21,7 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { isGranted } from "../permissions.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
-import { RAW_USERINFO } from "../log/redact.ts";
+import { rawUserInfo } from "../log/redact.ts";
 import type { Io } from "./io.ts";
 
 /** Options every settings-reading command accepts besides its setting flags. */
@@ -411,7 +411,7 @@ function urlPasswords(...urls: (string | undefined)[]): string[] {
   for (const url of urls) {
     if (!url || !/^postgres(ql)?:\/\//i.test(url)) continue;
     // Written with @ / ? # unencoded, the password meant runs on to the URL's last @.
-    const raw = RAW_USERINFO.exec(url.trim())?.[3];
+    const raw = rawUserInfo(url.trim())?.password;
     if (raw !== undefined) out.push(raw);
     try {
       const password = decodeURIComponent(new URL(url).password);

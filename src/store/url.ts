@@ -6,7 +6,7 @@
  * @module
  */
 
-import { RAW_USERINFO } from "../log/redact.ts";
+import { rawUserInfo } from "../log/redact.ts";
 
 export { redactUrl } from "../log/redact.ts";
 
@@ -161,12 +161,12 @@ function lastParam(url: URL, name: string): string | null {
 export function withoutPassword(text: string, url: string): string {
   const match = /^postgres(?:ql)?:\/\/([^/?#]*?):([^/?#]*)@/i.exec(url.trim());
   // Written with @ / ? # unencoded, the password meant runs on to the URL's last @.
-  const raw = RAW_USERINFO.exec(url.trim());
-  const secrets = new Set([...withDecoded(match?.[2] ?? ""), ...withDecoded(raw?.[3] ?? "")]);
+  const raw = rawUserInfo(url.trim());
+  const secrets = new Set([...withDecoded(match?.[2] ?? ""), ...withDecoded(raw?.password ?? "")]);
   if (secrets.size === 0) return text;
   let out = text;
   for (const secret of secrets) out = out.replaceAll(`:${secret}@`, ":***@");
-  const users = [...withDecoded(match?.[1] ?? ""), ...withDecoded(raw?.[2] ?? "")]
+  const users = [...withDecoded(match?.[1] ?? ""), ...withDecoded(raw?.user ?? "")]
     .flatMap((user) => occurrences(out, user));
   const hidden = [...secrets].flatMap((secret) => occurrences(out, secret))
     .filter(([start, end]) => !users.some(([from, to]) => from <= start && end <= to))
