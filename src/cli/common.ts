@@ -21,6 +21,7 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { isGranted } from "../permissions.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
+import { rawUserInfo } from "../log/redact.ts";
 import type { Io } from "./io.ts";
 
 /** Options every settings-reading command accepts besides its setting flags. */
@@ -431,11 +432,14 @@ function urlPasswords(...urls: (string | undefined)[]): string[] {
   const out: string[] = [];
   for (const url of urls) {
     if (!url || !/^postgres(ql)?:\/\//i.test(url)) continue;
+    // Written with @ / ? # unencoded, the password meant runs on to the URL's last @.
+    const raw = rawUserInfo(url.trim())?.password;
+    if (raw !== undefined) out.push(raw);
     try {
       const password = decodeURIComponent(new URL(url).password);
-      if (password) out.push(password);
+      if (password && raw === undefined) out.push(password);
     } catch {
-      // not a URL: nothing to hide
+      // not a URL the parser takes: only what is written is hidden
     }
   }
   return out;

@@ -19,8 +19,46 @@ export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 8) secretValues.add(value);
 }
 
-/** The password of a URL's user information (`scheme://user:password@host`). */
-const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
+/** How far a password is looked for after `scheme://user:`, in characters. */
+const MAX_PASSWORD_CHARS = 1024;
+
+/**
+ * The password of a URL's user information (`scheme://user:password@host`), up to the last `@`
+ * before white space (see {@link rawUserInfo}) within {@link MAX_PASSWORD_CHARS}: bounded, so that
+ * a line of many `x://y:` is not scanned to its end from each of them.
+ */
+const URL_PASSWORD = new RegExp(
+  `(\\b[a-z][a-z0-9+.-]*:\\/\\/[^\\s/?#@:]*:)\\S{0,${MAX_PASSWORD_CHARS}}@`,
+  "gi",
+);
+
+/** The password of a URL the parser does not take, up to its first `@` (bounded). */
+const UNPARSED_PASSWORD = new RegExp(`\\/\\/([^:/@]*):[^@]{0,${MAX_PASSWORD_CHARS}}@`);
+
+/** `scheme://user:` and what follows it up to the last `@` before white space, bounded. */
+const RAW_USERINFO = new RegExp(
+  `^([a-z][a-z0-9+.-]*:\\/\\/([^\\s:/?#@]*):)(\\S{0,${MAX_PASSWORD_CHARS}})@`,
+  "i",
+);
+
+/**
+ * A URL's user information as written, when its password holds a character it should have
+ * percent-encoded (`@ / ? #`): the URL parser ends the user information at the first of them and
+ * reads the rest as a host, port, path, query or fragment (`postgres://u:123/x@db` is host `u`,
+ * port 123, no password), but the password meant runs on to the URL's last `@`. An `@` in the
+ * path or query after a password makes it hide too much, never too little.
+ *
+ * @param url A URL, or any other text.
+ * @returns `scheme://user:`, the user, the password as written and where the user information
+ *   ends (after its `@`); `null` when the URL has no such password.
+ */
+export function rawUserInfo(
+  url: string,
+): { prefix: string; user: string; password: string; end: number } | null {
+  const match = RAW_USERINFO.exec(url);
+  if (match === null || !/[/?#@]/.test(match[3])) return null;
+  return { prefix: match[1], user: match[2], password: match[3], end: match[0].length };
+}
 
 /**
  * One URL without the password of its user information, for messages: `scheme://user:***@host`.
@@ -41,15 +79,19 @@ const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]*@/gi;
  * assert.equal(redactUrl("postgres://status@db/status?password=pw"), "postgres://status@db/status?password=***");
  * // Not a URL the parser takes (the port): the password is still hidden.
  * assert.equal(redactUrl("https://ops:hunter2@dash:99999"), "https://ops:***@dash:99999");
+ * // A password with / ? # @ not percent-encoded: hidden whole.
+ * assert.equal(redactUrl("postgres://status:12/x@db/status"), "postgres://status:***@db/status");
  * ```
  */
 export function redactUrl(url: string): string {
   const shown = url.replace(QUERY_PASSWORD, "$1***");
+  const raw = rawUserInfo(shown);
+  if (raw !== null) return `${raw.prefix}***@${shown.slice(raw.end)}`;
   let parsed: URL;
   try {
     parsed = new URL(shown);
   } catch {
-    return shown.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+    return shown.replace(UNPARSED_PASSWORD, "//$1:***@");
   }
   if (parsed.password === "") return shown;
   parsed.password = "***";

@@ -246,8 +246,18 @@ export function createApp(options: AppOptions): DashboardApp {
     store,
     clock,
     storeHealth,
-    flushMs: settings.lastSeenFlushMs,
+    // The other instances tell online from offline by the times in the store: written at least
+    // three times within OFFLINE_AFTER_SECS, the agents holding a long-poll here included.
+    flushMs: shared
+      ? Math.min(
+        settings.lastSeenFlushMs,
+        Math.max(1, Math.floor(settings.offlineAfterSecs * 1000 / 3)),
+      )
+      : settings.lastSeenFlushMs,
     max: settings.lastSeenMax,
+    held: shared
+      ? () => new Set([...hub.waitingAgents(), ...cancelWaiters.waitingAgents()])
+      : undefined,
   });
   const bodySlots = new BodySlots();
   const auth: AuthContext = {

@@ -47,9 +47,18 @@ export class InstanceLink {
     this.#subscribing = connectInstances(this.#links).then(async (opened) => {
       if (this.#closed) await opened?.close();
       else this.#subscription = opened;
-      if (opened) {
+      if (opened && !this.#closed) {
         this.#delay = RETRY_MIN_MS;
         this.#links.availability.notificationsBack();
+        // What the other instances sent before this one listened was not heard (waits come in
+        // from the start, and while the subscription could not be made): the open waits and
+        // cancel-waits are checked against the store once, and every event stream reads again.
+        this.#links.resync().catch((error) => {
+          if (!this.#links.availability.observe(error)) {
+            log.error("re-check of open waits failed: {error}", { error });
+          }
+        });
+        this.#links.changedAll?.();
       }
     }, (error) => {
       const secs = this.#delay / 1000;

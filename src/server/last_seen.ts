@@ -3,7 +3,9 @@
  *
  * Last-seen times are kept in memory (`GET /api/v1/agents` shows them) and written to the store in
  * one transaction for every agent seen, at most once per flush interval and at the dashboard's
- * close; a request never waits for that write.
+ * close; a request never waits for that write. On a store shared by several instances the others
+ * know when an agent was seen only from the store: an agent new to this instance is written within
+ * a second, and the agents holding a long-poll here are written as seen at every interval.
  *
  * @module
  */
@@ -26,7 +28,18 @@ export interface LastSeenOptions {
   flushMs: number;
   /** Agents whose time is kept in memory at most; the least recently seen are forgotten first. */
   max: number;
+  /**
+   * On a store shared by several instances: the agents holding a wait or cancel-wait here now.
+   * Each write records them as seen at its time (a long-poll is held up to 120 s, longer than an
+   * agent stays online unseen), writes go on every `flushMs` while any are held, and an agent this
+   * instance had not seen is written within {@link FIRST_SIGHT_WRITE_MS}.
+   * @default {undefined} (one instance: its memory is the whole truth)
+   */
+  held?(): Iterable<string>;
 }
+
+/** How soon an agent this instance had not seen is written, on a shared store, in ms. */
+export const FIRST_SIGHT_WRITE_MS = 1000;
 
 /** The agents' last-seen times and the deployment hash of each agent's latest wait. */
 export class LastSeen {
@@ -37,6 +50,8 @@ export class LastSeen {
   readonly #waitHashes = new Map<string, string>();
   #unwritten = new Map<string, number>();
   #timer: TimerId | undefined;
+  /** When the timer fires, in ms. */
+  #armedAt = 0;
   #closed = false;
 
   /**
@@ -61,6 +76,7 @@ export class LastSeen {
   seen(agentId: string): void {
     const { clock, max, flushMs } = this.#options;
     const now = clock.now();
+    const first = !this.#times.has(agentId);
     // Beyond the bound the least recently seen is forgotten here (its time is in the store, or
     // in the unwritten batch until the next write).
     this.#times.delete(agentId);
@@ -72,12 +88,20 @@ export class LastSeen {
     }
     this.#unwritten.set(agentId, now);
     if (this.#unwritten.size >= max) void this.flush();
-    if (this.#timer === undefined && !this.#closed) {
-      this.#timer = clock.setTimeout(() => {
-        this.#timer = undefined;
-        void this.flush();
-      }, flushMs);
-    }
+    this.#arm(first && this.#options.held ? Math.min(FIRST_SIGHT_WRITE_MS, flushMs) : flushMs);
+  }
+
+  /** Makes sure a write happens within `ms`. */
+  #arm(ms: number): void {
+    const { clock } = this.#options;
+    const at = clock.now() + ms;
+    if (this.#closed || (this.#timer !== undefined && this.#armedAt <= at)) return;
+    clock.clearTimeout(this.#timer);
+    this.#armedAt = at;
+    this.#timer = clock.setTimeout(() => {
+      this.#timer = undefined;
+      void this.flush();
+    }, ms);
   }
 
   /**
@@ -126,9 +150,19 @@ export class LastSeen {
 
   /** Writes the unwritten times to the store now (one transaction); a failure is logged. */
   async flush(): Promise<void> {
-    const { clock, store, storeHealth } = this.#options;
+    const { clock, store, storeHealth, held } = this.#options;
     clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    let holding = false;
+    if (held) {
+      const now = clock.now();
+      for (const agentId of held()) {
+        this.#unwritten.set(agentId, now);
+        holding = true;
+      }
+    }
+    // While long-polls are held here, their agents are written again at the next interval.
+    if (holding) this.#arm(this.#options.flushMs);
     if (this.#unwritten.size === 0) return;
     const batch = this.#unwritten;
     this.#unwritten = new Map();

@@ -64,7 +64,14 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "./errors.ts";
-import { isPostgresUrl, postgresUrlProblem, redactUrl, sslModeOf, withoutPassword } from "./url.ts";
+import {
+  driverHosts,
+  isPostgresUrl,
+  postgresUrlProblem,
+  redactUrl,
+  sslModeOf,
+  withoutPassword,
+} from "./url.ts";
 
 export { isPostgresUrl, redactUrl };
 import type {
@@ -224,10 +231,13 @@ export async function openPostgresStore(
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
   // the driver's "prefer" does.
   const ssl = sslModeOf(url) === "allow" ? { ssl: "prefer" as const } : {};
+  // An IPv6 address the driver cannot read from the URL is given to it apart.
+  const hosts = driverHosts(url) ?? {};
   const queryTimeoutMs = (options.queryTimeoutSecs ?? 15) * 1000;
   const pool = () =>
     postgres(url, {
       ...ssl,
+      ...hosts,
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
@@ -259,6 +269,7 @@ export async function openPostgresStore(
     (hooks) =>
       postgres(url, {
         ...ssl,
+        ...hosts,
         ...hooks,
         max: 1,
         idle_timeout: 0,
@@ -275,6 +286,20 @@ export async function openPostgresStore(
     await store.ping(); // and compares the clocks
   } catch (error) {
     await store.close().catch(() => {});
+    const typeFetch = store.typeFetchFailure;
+    if (typeFetch !== null) {
+      throw new StoreError(
+        `cannot open database ${where}: ${
+          withoutPassword(
+            "the server failed the driver's first query on a new connection (it reads the " +
+              `array types from pg_catalog.pg_type): ${typeFetch}; is statement_timeout very ` +
+              "short for this user or in the URL, or is pg_catalog.pg_type not readable?",
+            url,
+          )
+        }`,
+        { cause: error },
+      );
+    }
     if (error instanceof StoreError) throw error;
     throw new StoreError(
       `cannot open database ${where}: ${withoutPassword(describeOpenError(error, url), url)}`,
@@ -380,6 +405,43 @@ export function isDriverFault(error: unknown): boolean {
     /nextWrite/.test(error.stack ?? "") && /postgres/.test(error.stack ?? "");
 }
 
+/**
+ * Whether an unhandled rejection is the `postgres` driver's read of the array types, which it
+ * sends first on each new connection and which nothing awaits: its failure (a `statement_timeout`
+ * too short for it, set for the user or in the URL; a database that does not let the user read
+ * `pg_catalog.pg_type`) would otherwise end the process.
+ *
+ * @param reason What was rejected.
+ */
+export function isTypeFetchFailure(reason: unknown): boolean {
+  const query = (reason as { query?: unknown } | null)?.query;
+  return reason instanceof Error && typeof query === "string" &&
+    /from pg_catalog\.pg_type a\s+left join pg_catalog\.pg_type b/.test(query);
+}
+
+/** The open stores, each told of a failure of the driver's read of the array types. */
+const typeFetchWatchers = new Set<(message: string) => void>();
+let typeFetchGuarded = false;
+
+/**
+ * Keeps a failure of the driver's read of the array types ({@link isTypeFetchFailure}) from
+ * ending the process, for as long as it runs: a connection of a store being closed, or of a pool
+ * retired, may fail it after its store stopped listening. Open stores are told of each.
+ */
+function guardTypeFetch(): void {
+  if (typeFetchGuarded) return;
+  typeFetchGuarded = true;
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    if (!isTypeFetchFailure(event.reason)) return;
+    event.preventDefault();
+    const message = (event.reason as Error).message;
+    if (typeFetchWatchers.size === 0) {
+      log.debug("the driver's read of the array types failed: {error}", { error: message });
+    }
+    for (const watcher of typeFetchWatchers) watcher(message);
+  });
+}
+
 /** The {@link CommandStore} on PostgreSQL. See {@link openPostgresStore}. */
 export class PostgresStore implements CommandStore, SharedStore {
   /** The database URL without its password. */
@@ -392,6 +454,9 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** Called when the driver faulted (see {@link isDriverFault}): the subscriptions start afresh. */
   readonly #onFault = new Set<() => void>();
   readonly #faultGuard: (event: ErrorEvent) => void;
+  readonly #typeFetchWatcher: (message: string) => void;
+  /** The last failure of the driver's read of the array types, or `null`. */
+  #typeFetchFailure: string | null = null;
   readonly #queryTimeoutMs: number;
   readonly #listenCheckMs: number;
   #closed = false;
@@ -432,11 +497,33 @@ export class PostgresStore implements CommandStore, SharedStore {
       if (!this.#closed) this.#recover(event.error);
     };
     globalThis.addEventListener("error", this.#faultGuard);
+    this.#typeFetchWatcher = (message) => {
+      if (this.#typeFetchFailure === null) {
+        log.error(
+          "database {location} failed the driver's first query on a new connection (it reads " +
+            "the array types from pg_catalog.pg_type): {error}; operations that pass lists of " +
+            "values fail until a connection reads them (is statement_timeout very short for " +
+            "this user, or is pg_catalog.pg_type not readable?)",
+          { location, error: message },
+        );
+      }
+      this.#typeFetchFailure = message;
+    };
+    guardTypeFetch();
+    typeFetchWatchers.add(this.#typeFetchWatcher);
     this.location = location;
     this.#queryTimeoutMs = queryTimeoutMs;
     this.#listenCheckMs = listenCheckMs;
     this.#listenerConnection = listenerConnection;
     this.#localClock = localClock;
+  }
+
+  /**
+   * @internal The last failure of the driver's read of the array types on a new connection (see
+   * {@link isTypeFetchFailure}), or `null`: the reason an open failed, when one did.
+   */
+  get typeFetchFailure(): string | null {
+    return this.#typeFetchFailure;
   }
 
   /** The schema version this program writes. */
@@ -1433,9 +1520,12 @@ export class PostgresStore implements CommandStore, SharedStore {
          RETURNING key`,
         [key, now + windowMs, now],
       );
+      // Each end was set by the clock of the instance that recorded the id: the sweep leaves ids
+      // for a window more, so that an instance whose clock is minutes ahead does not forget the
+      // ids another instance would still accept (an id that ended is overwritten above anyway).
       if (now - this.#lastSweep >= windowMs) {
         this.#lastSweep = now;
-        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now]);
+        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now - windowMs]);
       }
       return rows.length === 1;
     });
@@ -1457,6 +1547,8 @@ export class PostgresStore implements CommandStore, SharedStore {
     let closed = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let delay = LISTEN_RETRY_MIN_MS;
+    // When the attempts to listen again first failed (said once as a warning), or null.
+    let failingSince: number | null = null;
     const deliver = (payload: string) => {
       let event: (StoreEvent & { instance?: string }) | undefined;
       try {
@@ -1475,9 +1567,12 @@ export class PostgresStore implements CommandStore, SharedStore {
         },
         onclose: () => {
           if (closed || made !== connection) return;
-          log.warning("the notification connection to {location} closed; listening again", {
-            location: this.location,
-          });
+          // Each failed attempt's connection closes too: said once an outage, not per attempt.
+          if (failingSince === null) {
+            log.warning("the notification connection to {location} closed; listening again", {
+              location: this.location,
+            });
+          } else log.debug("the notification connection closed again; listening again");
           retry();
         },
       });
@@ -1485,8 +1580,6 @@ export class PostgresStore implements CommandStore, SharedStore {
     };
     let connection = connect();
     const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
-    // When the attempts to listen again first failed (said once as a warning), or null.
-    let failingSince: number | null = null;
     const retry = () => {
       if (closed || timer !== undefined) return;
       timer = setTimeout(async () => {
@@ -1887,6 +1980,7 @@ export class PostgresStore implements CommandStore, SharedStore {
       await new Promise((resolve) => setTimeout(resolve, 0));
     } finally {
       globalThis.removeEventListener("error", this.#faultGuard);
+      typeFetchWatchers.delete(this.#typeFetchWatcher);
     }
   }
 

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { rawUserInfo } from "../log/redact.ts";
+
 export { redactUrl } from "../log/redact.ts";
 
 /** Whether `db` names a PostgreSQL database (`postgres://` or `postgresql://`). */
@@ -78,6 +80,49 @@ export function sslModeOf(url: string): string | null {
   }
 }
 
+/** The port of a host given without one. */
+const DEFAULT_PORT = 5432;
+
+/**
+ * The hosts and ports of a URL that names a host by its IPv6 address
+ * (`postgres://u@[fd00::5]:5432/db`), for the driver given apart: it splits each `host:port` of a
+ * URL at its first colon, and would look up the host name `[`. `null` when no host is an IPv6
+ * address (the driver reads the URL itself), or when the hosts cannot be read (see
+ * {@link postgresUrlProblem}).
+ *
+ * @param url A `postgres://` URL.
+ * @returns The hosts (without brackets) and their ports (5432 when not given), or `null`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { driverHosts } from "./url.ts";
+ *
+ * assert.deepEqual(driverHosts("postgres://u@[::1]:5433/s"), { host: ["::1"], port: [5433] });
+ * assert.equal(driverHosts("postgres://u@db:5433/s"), null);
+ * ```
+ */
+export function driverHosts(url: string): { host: string[]; port: number[] } | null {
+  let authority = url.slice(url.indexOf("://") + 3).split(/[/?#]/)[0];
+  authority = authority.slice(authority.lastIndexOf("@") + 1);
+  if (!authority.includes("[")) return null;
+  const host: string[] = [];
+  const port: number[] = [];
+  for (const entry of authority.split(",")) {
+    const match = /^(?:\[([0-9A-Fa-f:.]+(?:%25[^\]]+)?)\]|([^:[\]]*))(?::(\d{1,5}))?$/.exec(entry);
+    if (match === null) return null;
+    const number = match[3] === undefined ? DEFAULT_PORT : Number(match[3]);
+    if (number < 1 || number > 65535) return null;
+    try {
+      host.push(decodeURIComponent(match[1] ?? match[2]) || "localhost");
+    } catch {
+      return null;
+    }
+    port.push(number);
+  }
+  return { host, port };
+}
+
 /** `url` parsed as the driver parses it: of several comma-separated hosts, the first is kept. */
 function driverUrl(url: string): URL {
   let hosts = url.slice(url.indexOf("://") + 3).split(/[?/]/)[0];
@@ -115,11 +160,14 @@ function lastParam(url: URL, name: string): string | null {
  */
 export function withoutPassword(text: string, url: string): string {
   const match = /^postgres(?:ql)?:\/\/([^/?#]*?):([^/?#]*)@/i.exec(url.trim());
-  if (!match || match[2] === "") return text;
-  const secrets = withDecoded(match[2]);
+  // Written with @ / ? # unencoded, the password meant runs on to the URL's last @.
+  const raw = rawUserInfo(url.trim());
+  const secrets = new Set([...withDecoded(match?.[2] ?? ""), ...withDecoded(raw?.password ?? "")]);
+  if (secrets.size === 0) return text;
   let out = text;
   for (const secret of secrets) out = out.replaceAll(`:${secret}@`, ":***@");
-  const users = [...withDecoded(match[1])].flatMap((user) => occurrences(out, user));
+  const users = [...withDecoded(match?.[1] ?? ""), ...withDecoded(raw?.user ?? "")]
+    .flatMap((user) => occurrences(out, user));
   const hidden = [...secrets].flatMap((secret) => occurrences(out, secret))
     .filter(([start, end]) => !users.some(([from, to]) => from <= start && end <= to))
     .sort((a, b) => a[0] - b[0]);

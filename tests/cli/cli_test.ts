@@ -236,6 +236,18 @@ Deno.test("a PostgreSQL URL with a password given as --db is warned about like -
   assert.doesNotMatch(serve.stderr.text, /hunter2hunter2/, "never the password itself");
 });
 
+Deno.test("a --db password with / or @ not percent-encoded is warned about, and shown in no part", async () => {
+  await using dir = tempDir("status-cli-");
+  await using serve = spawnCli(
+    ["serve", "--db", "postgres://status:hunter2/hunter2@127.0.0.1:9/status", "--port", "0"],
+    { perms: PERMS.serve, cwd: dir.path },
+  );
+  assert.equal((await serve.exited()).code, 2);
+  assert.match(serve.stderr.text, /--db puts a secret in this process's command line/);
+  assert.match(serve.stderr.text, /postgres:\/\/status:\*\*\*@127\.0\.0\.1:9\/status/);
+  assert.doesNotMatch(serve.stderr.text, /hunter2/, "never the password, nor a part of it");
+});
+
 Deno.test("status exec says it runs as this user in this directory, not in the agent's sandbox", async () => {
   const help = await status(["exec", "--help"]);
   assert.match(

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { storeLocation, storeSetting } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
 import { redactUrl } from "../../src/store/mod.ts";
-import { postgresUrlProblem, sslModeOf, withoutPassword } from "../../src/store/url.ts";
+import {
+  driverHosts,
+  postgresUrlProblem,
+  sslModeOf,
+  withoutPassword,
+} from "../../src/store/url.ts";
 import { run } from "./_run.ts";
 
 const URL_A = "postgres://status:pw@db:5432/status";
@@ -30,6 +35,42 @@ Deno.test("database URLs lose their password in messages", () => {
   assert.equal(redactUrl(URL_A), "postgres://status:***@db:5432/status");
   assert.equal(redactUrl("./status.db"), "./status.db");
   assert.equal(redactUrl("postgresql://u@h/db"), "postgresql://u@h/db");
+});
+
+Deno.test("a password written with @ / ? # : unencoded is hidden whole, never in part", async (t) => {
+  await t.step("in the URL shown", () => {
+    for (
+      const [url, shown] of [
+        // Not a URL the parser takes: the password ran on to the host's last @.
+        [
+          "postgres://status:p@ss:w/rd#%?x@127.0.0.1:5432/status",
+          "postgres://status:***@127.0.0.1:5432/status",
+        ],
+        // Parsed, as host "status", port 123 and a path: no password at all to the parser.
+        ["postgres://status:123/se@db:5432/status", "postgres://status:***@db:5432/status"],
+        ["postgres://status:123?se@db/status", "postgres://status:***@db/status"],
+        ["postgres://status:123#se@db/status", "postgres://status:***@db/status"],
+        // Parsed, with the password cut at its @: host "ss" and a path.
+        ["postgres://status:p@ss/se@db/status", "postgres://status:***@db/status"],
+      ]
+    ) {
+      assert.equal(redactUrl(url), shown, url);
+    }
+  });
+  await t.step("in a driver's message", () => {
+    const url = "postgres://status:123/secret@db:5432/status";
+    assert.equal(
+      withoutPassword(`Invalid URL: ${url} (123/secret)`, url),
+      "Invalid URL: postgres://status:***@db:5432/status (***)",
+    );
+  });
+  await t.step("status agents list names the database without it", async () => {
+    const url = "postgres://status:p@ss:w/rd#%?x@127.0.0.1:1/status";
+    const out = await run(["agents", "list", "--db", url]);
+    assert.equal(out.code, 2, out.stderr.join("\n"));
+    assert.match(out.stderr.join("\n"), /postgres:\/\/status:\*\*\*@127\.0\.0\.1:1\/status/);
+    assert.doesNotMatch([...out.stderr, ...out.stdout].join("\n"), /ss:w|rd#/);
+  });
 });
 
 Deno.test("the store's setting is named as the one it came from", () => {
@@ -158,4 +199,19 @@ Deno.test("a driver's message keeps a user name that the password equals or is p
       assert.ok(!outsideUser.includes(encoded), `${password}: ${outsideUser}`);
     }
   });
+});
+
+Deno.test("IPv6 addresses in a database URL are given to the driver apart from their ports", () => {
+  assert.deepEqual(driverHosts("postgres://u:p@[::1]:5433/s"), { host: ["::1"], port: [5433] });
+  assert.deepEqual(driverHosts("postgres://u@[fd00::5]/s?sslmode=require"), {
+    host: ["fd00::5"],
+    port: [5432],
+  });
+  assert.deepEqual(driverHosts("postgres://u@[fd00::5]:5433,db2:5434,[fd00::6]/s"), {
+    host: ["fd00::5", "db2", "fd00::6"],
+    port: [5433, 5434, 5432],
+  });
+  assert.equal(driverHosts("postgres://u:p@db:5432/s"), null, "the driver reads the URL itself");
+  assert.equal(driverHosts("postgres://u:p@h1:5432,h2:5433/s"), null);
+  assert.equal(postgresUrlProblem("postgres://u:p@[::1]:5433/s"), null);
 });

@@ -427,3 +427,21 @@ Deno.test("a log file that may not be rotated says so in itself at start", async
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a URL's password is hidden whole in a log line, with @ / ? # : unencoded in it", () => {
+  const lines = capture("json");
+  try {
+    const log = logger("test");
+    log.error("cannot reach postgres://status:123/s3cr3t@db:5432/status now");
+    log.error("failed: {error}", {
+      error: new Error("database postgres://status:p@ss:w/rd#s3cr3t@db/status is down"),
+    });
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 2);
+  for (const line of lines) {
+    assert.doesNotMatch(line, /s3cr3t|123\/|ss:w/, line);
+    assert.match(line, /postgres:\/\/status:\*\*\*@db/, line);
+  }
+});

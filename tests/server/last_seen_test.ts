@@ -92,3 +92,38 @@ Deno.test("last-seen forgets an agent's wait hash with its time, so both stay wi
   seen.stop();
   await seen.flush();
 });
+
+Deno.test("on a shared store, an agent first seen here is written within a second, and the agents holding a wait here at every interval", async () => {
+  const clock = new FakeClock(0);
+  const { writes, store } = recorder();
+  let held: string[] = [];
+  const seen = new LastSeen({
+    store,
+    clock,
+    storeHealth: new StoreHealth(clock),
+    flushMs: 30_000,
+    max: 100,
+    held: () => held,
+  });
+  seen.seen("a");
+  held = ["a"]; // its wait is open
+  await clock.advanceAsync(999);
+  assert.equal(writes.length, 0);
+  await clock.advanceAsync(1);
+  assert.deepEqual(writes, [new Map([["a", 1000]])], "an agent new here is written at once");
+  seen.seen("b"); // not waiting
+  seen.seen("a");
+  await clock.advanceAsync(1000);
+  assert.deepEqual(writes[1], new Map([["b", 1000], ["a", 2000]]), "so is another one");
+  await clock.advanceAsync(29_999);
+  assert.equal(writes.length, 2, "then nothing before the interval");
+  await clock.advanceAsync(1);
+  assert.deepEqual(writes[2], new Map([["a", 32_000]]), "held: seen at each write");
+  await clock.advanceAsync(30_000);
+  assert.deepEqual(writes[3], new Map([["a", 62_000]]), "written again while it is held");
+  held = [];
+  await clock.advanceAsync(120_000);
+  assert.equal(writes.length, 4, "no timer once nothing is held or unwritten");
+  seen.stop();
+  await seen.flush();
+});

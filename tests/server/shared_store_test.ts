@@ -19,7 +19,7 @@ import {
   type StoreEventListener,
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
-import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
+import { ADMIN_TOKEN, agentHeaders, P, T0, TOKEN } from "./_helpers.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
 
 /** A SQLite store dressed as a shared one: events are injected, and it can be made unreachable. */
@@ -360,6 +360,44 @@ Deno.test("a subscription that fails other than by an outage is tried again by i
   assert.equal(closes, 1);
 });
 
+Deno.test("once a subscription that failed is made, the waits opened meanwhile are checked against the store", async () => {
+  const clock = new FakeClock();
+  const availability = new StoreAvailability({ clock, ping: () => Promise.resolve() });
+  let attempts = 0;
+  let resyncs = 0;
+  let rereads = 0;
+  const store = {
+    subscribe() {
+      attempts++;
+      return attempts < 2
+        ? Promise.reject(new Error("permission denied for the test"))
+        : Promise.resolve({ close: () => Promise.resolve() });
+    },
+  } as unknown as CommandStore & SharedStore;
+  const link = new InstanceLink({
+    store,
+    hub: {} as WaiterHub,
+    cancelWaiters: {} as CancelWaiters,
+    resync: () => Promise.resolve(void resyncs++),
+    changedAll: () => void rereads++,
+    availability,
+    clock,
+  });
+  try {
+    link.connect();
+    await until(() => availability.sharedHealth().notifications !== undefined, "the failure");
+    assert.equal(resyncs, 0);
+    // Meanwhile a wait opened here, and another instance's enqueue for it was not heard.
+    await clock.advanceAsync(1000);
+    await until(() => availability.sharedHealth().notifications === undefined, "listening");
+    await until(() => resyncs === 1, "the open waits are checked once it listens");
+    assert.equal(rereads, 1, "and every event stream reads its command again");
+  } finally {
+    await link.close();
+    availability.close();
+  }
+});
+
 Deno.test("a resync looks up the commands of many cancel-waits several at a time", async () => {
   const ids = Array.from({ length: 100 }, (_, i) => `c${i}`);
   let inFlight = 0;
@@ -432,5 +470,40 @@ Deno.test("a store that stayed up a while starts probing at the first delay agai
     }
   } finally {
     availability.close();
+  }
+});
+
+Deno.test("an agent waiting on another instance shows as online here, from its first wait on", async () => {
+  const inner = openSqliteStore(":memory:");
+  await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
+  const clock = new FakeClock(T0);
+  const [a, b] = [fakeShared(inner), fakeShared(inner)].map(({ store }) =>
+    createApp({ store, clock, adminToken: ADMIN_TOKEN, autoExpireLeases: false })
+  );
+  const state = async () => {
+    const response = await b.app.request("/api/v1/agents", {
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    const body = await response.json();
+    return body.agents.find((agent: { id: string }) => agent.id === "a1").state;
+  };
+  try {
+    const path = P.wait("default", 120);
+    const waiting = a.app.request(path, {
+      headers: agentHeaders({ path, method: "GET", bodyText: "", now: clock.now() }),
+    });
+    await until(() => a.hub.isWaiting("a1"), "the wait is open on A");
+    await clock.advanceAsync(1000);
+    assert.equal(await state(), "online", "a second after its first wait");
+    await clock.advanceAsync(100_000);
+    assert.equal(await state(), "online", "still waiting on A, 101 s after it was opened");
+    await a.close(); // its waits end
+    assert.equal((await waiting).status, 204);
+    await clock.advanceAsync(91_000);
+    assert.equal(await state(), "offline", "it stopped polling");
+  } finally {
+    await a.close();
+    await b.close();
+    await inner.close();
   }
 });

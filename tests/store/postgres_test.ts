@@ -163,6 +163,22 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: an instance whose clock is minutes ahead does not forget the others' " +
+    "request ids while they may still accept them",
+  ignore,
+  async fn() {
+    await using cluster = await instances(2);
+    const [a, ahead] = cluster.stores;
+    const window = 660_000;
+    assert.equal(await a.rememberRequestId("a1\nr1", T0, window), true);
+    // Four minutes later by the true clock; the other instance's clock is 7 minutes ahead, so its
+    // now is past the id's end by the first instance's clock. Its sweep must leave the id.
+    assert.equal(await ahead.rememberRequestId("a1\nr2", T0 + 11 * 60_000, window), true);
+    assert.equal(await a.rememberRequestId("a1\nr1", T0 + 4 * 60_000, window), false);
+  },
+});
+
+Deno.test({
   name: "postgres store: other instances hear of an agent's removal and of each command it ended",
   ignore,
   async fn() {
@@ -399,8 +415,12 @@ async function storeError(opening: Promise<unknown>, pattern: RegExp): Promise<S
  * the client's message that holds that text), hold what it forwards for `delayMs` (a database
  * further away), or hold everything until released (a server that answers late).
  */
-function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: string } = {}) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+function freezableProxy(
+  target: URL,
+  options: { delayMs?: number; freezeAfter?: string; hostname?: string } = {},
+) {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const listener = Deno.listen({ hostname, port: 0 });
   let frozen = false;
   let armed = false;
   let held: PromiseWithResolvers<void> | undefined;
@@ -437,6 +457,7 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
     }
   })().catch(() => {});
   const url = new URL(target);
+  url.hostname = hostname.includes(":") ? `[${hostname}]` : hostname;
   url.port = String((listener.addr as Deno.NetAddr).port);
   return {
     url: url.toString(),
@@ -470,6 +491,37 @@ function freezableProxy(target: URL, options: { delayMs?: number; freezeAfter?: 
     },
   };
 }
+
+Deno.test({
+  name: "postgres store: a URL naming the server by an IPv6 address connects, and listens",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url), { hostname: "::1" });
+    assert.match(proxy.url, /@\[::1\]:\d+\//);
+    const heard: string[] = [];
+    const other = await openPostgresStore(db.url);
+    const store = await openPostgresStore(proxy.url);
+    const subscription = await store.subscribe({
+      event(event) {
+        if (event.type === "queued") heard.push(event.agentId);
+      },
+      resync() {},
+    });
+    try {
+      await other.enqueue(newCommand("c1", "a1"));
+      await until(() => heard.includes("a1"), "the enqueue is heard");
+      assert.equal((await store.getCommand("c1"))?.status, "queued");
+    } finally {
+      await proxy.close(); // first: the closes below then wait for no answer through it
+      await subscription.close();
+      await store.close();
+      await other.close();
+    }
+  },
+});
 
 Deno.test({
   name: "postgres store: a server that stops answering fails an operation as unavailable in time",
@@ -619,6 +671,12 @@ Deno.test({
         15_000,
       );
       assert.equal(logs.messages().filter((m) => failing.test(m)).length, 1);
+      // Each attempt's connection closes too: said once, not once per attempt for the outage.
+      const closedWarnings = () =>
+        logs.records.filter((r) =>
+          r.level === "warning" && /notification connection .* closed/.test(String(r.message))
+        ).length;
+      assert.equal(closedWarnings(), 1, logs.messages().join("\n"));
       assert.equal(lost.length, 1, "the listener is told once (the instance's /health says so)");
       assert.match(String((lost[0] as Error).message), /not currently accepting connections/);
       await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
@@ -1132,6 +1190,30 @@ async function withRole(
     await cleanup.end();
   }
 }
+
+Deno.test({
+  name: "postgres store: a server that fails the driver's first query on each connection fails " +
+    "the open with its reason, not the process",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    await withRole(db.url, "status_notypes", async (url, _role, admin) => {
+      // The driver reads the array types on each new connection (a statement_timeout too short
+      // for that query, set for the user or in the URL, fails it the same way).
+      await admin.unsafe("REVOKE SELECT ON pg_catalog.pg_type FROM PUBLIC");
+      using logs = captureLogs();
+      await assert.rejects(openPostgresStore(url), (error: Error) => {
+        assert.ok(error instanceof StoreError, error.message);
+        assert.match(error.message, /permission denied for table pg_type/);
+        return true;
+      });
+      assert.ok(
+        logs.has(/first query on a new connection .*permission denied for table pg_type/),
+        logs.messages().join("\n"),
+      );
+    });
+  },
+});
 
 Deno.test({
   name: "postgres store: a user who may not create the schema is told to own the database",
