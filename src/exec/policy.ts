@@ -186,9 +186,10 @@ const HARMLESS_GZIP_OPTIONS: ReadonlySet<string> = new Set([
  * Variables of a command's environment that a program reads as more of its command line, where
  * these rules never see them: GNU tar puts `TAR_OPTIONS` before its arguments
  * (`TAR_OPTIONS=--to-command=sh` runs a shell for every member it extracts, `--dereference`
- * follows every symbolic link) and takes `TAPE` as its archive when given no `-f`; gzip reads `GZIP` the same way (gzip 1.10 and later take only some
- * options from it, `-N` among them; older ones take `-f`, `-r` and `-S` too), so only options that
- * change neither what it reads nor what it writes may be given there (`GZIP=-9`).
+ * follows every symbolic link) and takes `TAPE` as its archive when given no `-f`; gzip reads
+ * `GZIP` the same way (gzip 1.10 and later take only some options from it, `-N` among them; older
+ * ones take `-f`, `-r` and `-S` too), so only options that change neither what it reads nor what
+ * it writes may be given there (`GZIP=-9`).
  */
 const OPTION_VARIABLES: Readonly<Record<string, OptionVariable>> = {
   TAR_OPTIONS: {

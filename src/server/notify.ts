@@ -11,8 +11,9 @@
  * The in-process paths are unchanged, and they are all a single instance (SQLite) has.
  *
  * Events are not queued while the listening connection is down. Whenever it is established (at
- * start too) or established again, and whenever the store comes back after an outage, every open wait and cancel-wait is checked
- * against the store once ({@link resyncWaits}), and every event stream reads its command again: a
+ * start too) or established again, and whenever the store comes back after an outage, every open
+ * wait and cancel-wait is checked against the store once ({@link resyncWaits}), and every event
+ * stream reads its command again: a
  * missed event is repaired by that re-check (a missed `revoked` one too: a wait opened with a token
  * that is no longer the agent's ends), and nothing polls on a timer. While the store cannot listen
  * again, `GET /health` says so ({@link StoreAvailability.sharedHealth}).
