@@ -237,7 +237,8 @@ function jsonHead(status: number, reason: string, message: string, now: number):
     `Content-Type: application/json\r\nContent-Length: ${
       new TextEncoder().encode(body).byteLength
     }` +
-    `\r\nConnection: close\r\n\r\n${body}`;
+    `\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close` +
+    `\r\n\r\n${body}`;
 }
 
 /** The last request whose head was read on each connection. */
@@ -351,6 +352,8 @@ function refuseUnread(response: ServerResponse, status: number, body: unknown): 
   response.writeHead(status, {
     "content-type": "application/json",
     "content-length": new TextEncoder().encode(text).byteLength,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
     connection: "close",
   });
   response.end(text);

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { startServer } from "../../src/server/mod.ts";
 import { ADMIN_TOKEN, makeDashboard, P } from "./_helpers.ts";
+import { closeQuietly, rawConnect, readAll, send } from "./_sockets.ts";
 
 function assertNotKept(response: Response, label: string): void {
   assert.equal(response.headers.get("Cache-Control"), "no-store", `${label}: Cache-Control`);
@@ -109,5 +110,35 @@ Deno.test("over a socket, the agent routes answered before the app carry the sam
   for (const [i, answer] of answers.entries()) {
     await answer.body?.cancel();
     assertNotKept(answer, `answer ${i}`);
+  }
+});
+
+Deno.test("the listener's own answers to malformed requests carry the same headers", async () => {
+  // The 400s, 413s and 417s made before any route lacked them.
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const heads = [
+    // A broken request line: answered by the parser's error.
+    "GET /x HTTP/1.1 junk\r\nHost: a\r\n\r\n",
+    // A second Host: refused before the app, its body unread.
+    "GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    // An expectation no one knows.
+    `POST ${P.enqueue} HTTP/1.1\r\nHost: a\r\nExpect: dance\r\nContent-Length: 2\r\n\r\n`,
+  ];
+  for (const head of heads) {
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, head);
+      const { text } = await readAll(conn, 10_000);
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(text)?.[1];
+      assert.ok(status === "400" || status === "417", `${JSON.stringify(head)}: ${text}`);
+      assert.match(text, /\r\ncache-control: no-store\r\n/i, JSON.stringify(head));
+      assert.match(text, /\r\nx-content-type-options: nosniff\r\n/i, JSON.stringify(head));
+    } finally {
+      closeQuietly(conn);
+    }
   }
 });
