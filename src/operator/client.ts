@@ -335,9 +335,28 @@ function checkScopes(scopes: unknown): AgentScope[] | undefined {
   return [...scopes];
 }
 
+/**
+ * Whether a `404` is about the path rather than what it names: the dashboard's own "no route for
+ * ..." (a `DASHBOARD_URL` with a wrong path prefix), or an answer without the dashboard's
+ * `{"error": ...}` (a proxy's or another server's page). Such a `404` says nothing about whether
+ * the command, agent or run exists.
+ *
+ * @param error What a request threw.
+ * @returns `true` for a `404` of a path the dashboard has no route for.
+ */
+export function isNoRoute(error: unknown): boolean {
+  return error instanceof OperatorError && error.status === 404 && noRouteAnswer(error.body);
+}
+
+/** Whether a `404`'s body is not the dashboard's word about what the path names. */
+function noRouteAnswer(body: unknown): boolean {
+  const said = errorSentence(body);
+  return said === undefined || said.startsWith("no route for ");
+}
+
 /** A 404 of an agent route, as `status agents --db` words it (`advice`: what to do then). */
 function noAgent(error: unknown, id: string, advice = ""): unknown {
-  if (error instanceof OperatorError && error.kind === "not_found") {
+  if (error instanceof OperatorError && error.kind === "not_found" && !isNoRoute(error)) {
     return new OperatorError("not_found", `agent ${id} does not exist${advice}`, {
       status: error.status,
       body: error.body,
@@ -1042,6 +1061,15 @@ export class OperatorClient {
       return new OperatorError("auth", message, init);
     }
     if (status === 404) {
+      if (noRouteAnswer(body)) {
+        return new OperatorError(
+          "not_found",
+          `the dashboard at ${this.#shownUrl} has no ${method} ${
+            pathAndQuery.replace(/\?.*/, "")
+          } (${http}); is DASHBOARD_URL (or --dashboard-url) the dashboard's base URL?`,
+          init,
+        );
+      }
       if (options.agentId !== undefined && said !== undefined && said.includes(options.agentId)) {
         return new OperatorError(
           "not_found",
