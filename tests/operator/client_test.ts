@@ -544,3 +544,47 @@ Deno.test("a 404 of a path the dashboard has no route for is not taken for an un
     );
   });
 });
+
+Deno.test("checkHealth reads the dashboard's base URL as the operator client does", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  for (const url of [`${server.url}/?x=1`, `${server.url}#top`, `${server.url}/?x=1#top`]) {
+    await t.step(
+      `${url}: the query and fragment are left out, as by every other command`,
+      async () => {
+        const report = await checkHealth({ dashboardUrl: url, agentId: "web-1" });
+        assert.equal(report.url, server.url);
+        assert.deepEqual(
+          report.checks.map((check) => [check.name, check.outcome]),
+          [["dashboard", "ok"], ["clock", "ok"], ["operator", "ok"], ["agent", "ok"]],
+        );
+        await new OperatorClient({ dashboardUrl: url }).listCommands();
+      },
+    );
+  }
+  const noRoute = "answered HTTP 404: it has no /health; is DASHBOARD_URL (or --dashboard-url) " +
+    "the dashboard's base URL?";
+  await t.step("a path prefix the dashboard does not have", async () => {
+    const report = await checkHealth({ dashboardUrl: `${server.url}/status` });
+    assert.equal(report.ok, false);
+    assert.deepEqual(report.checks, [{ name: "dashboard", outcome: "failed", message: noRoute }]);
+  });
+  await t.step("a proxy's 404 page", async () => {
+    await using proxy = {
+      server: Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        () => new Response("<html>404 Not Found</html>", { status: 404 }),
+      ),
+      async [Symbol.asyncDispose]() {
+        await this.server.shutdown();
+      },
+    };
+    const report = await checkHealth({
+      dashboardUrl: `http://127.0.0.1:${proxy.server.addr.port}`,
+    });
+    assert.deepEqual(report.checks, [{ name: "dashboard", outcome: "failed", message: noRoute }]);
+  });
+});
