@@ -49,6 +49,7 @@ import {
   waitForRun,
 } from "../operator/run_client.ts";
 import { UsageError } from "../errors.ts";
+import { describeFetchFailure } from "../fetch_failure.ts";
 import { waitSignals, waitTimeoutOption } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
@@ -229,14 +230,29 @@ export async function startRun(
 }
 
 /**
+ * Whether a request that failed may still have been carried out by the dashboard: no answer came
+ * (a timeout, a connection lost once made) or the dashboard failed on it (`5xx`). A connection
+ * refused, a host name that does not resolve or a TLS handshake that failed sent nothing.
+ *
+ * @param error What the request threw.
+ * @returns `true` when the dashboard may have done what was asked.
+ */
+export function mayHaveArrived(error: OperatorError): boolean {
+  if (error.kind === "timeout" || error.kind === "server") return true;
+  if (error.kind !== "connection") return false;
+  return !NOT_SENT.test(describeFetchFailure(error.cause));
+}
+
+/** What {@link describeFetchFailure} says of a request that never reached a dashboard. */
+const NOT_SENT =
+  /^(connection refused|the host name does not resolve|the TLS handshake failed|it answered, but not in HTTP)/;
+
+/**
  * A run's creation that got no answer (a timeout, a lost connection, a failing dashboard) may have
  * happened: the error says so, with the run's id, and how to send it again safely.
  */
 function mayExist(error: unknown, id: string, given: boolean): unknown {
-  if (
-    !(error instanceof OperatorError) ||
-    !(error.kind === "timeout" || error.kind === "connection" || error.kind === "server")
-  ) return error;
+  if (!(error instanceof OperatorError) || !mayHaveArrived(error)) return error;
   const again = given ? "the same command" : `the same command with --id ${id}`;
   return new OperatorError(
     error.kind,

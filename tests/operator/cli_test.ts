@@ -19,12 +19,13 @@ Deno.test("status enqueue --wait shows progress and exits with the command's cod
     ]);
     assert.equal(out.code, 0);
     assert.deepEqual(out.stdout, ["hi"]);
+    const id = (stub.seen[0].body as { id: string }).id;
     const progress = out.stderr.map((l) => l.replace(/ \(\d+\.\d s\)$/, ""));
     assert.deepEqual(progress, [
-      "gen-1 queued",
-      "gen-1 delivered to test-agent",
-      "gen-1 running",
-      "gen-1 success, exit code 0",
+      `${id} queued`,
+      `${id} delivered to test-agent`,
+      `${id} running`,
+      `${id} success, exit code 0`,
     ]);
   });
   const cases: Array<[string, Record<string, unknown> | null, number]> = [
@@ -94,10 +95,91 @@ Deno.test("status enqueue without --wait prints the id", async () => {
   await using stub = new StubDashboard();
   const out = await run(["enqueue", "echo hi", "--agent", "a", "--dashboard-url", stub.url]);
   assert.equal(out.code, 0);
-  assert.deepEqual(out.stdout, ["gen-1"]);
-  assert.match(
+  // An id of the CLI's own, sent with the command (see the test of a lost answer below).
+  const id = (stub.seen[0].body as { id: string }).id;
+  assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.deepEqual(out.stdout, [id]);
+  assert.equal(
     out.stderr.join("\n"),
-    /queued: gen-1 for agent a; see it with: status result gen-1/,
+    `queued: ${id} for agent a; see it with: status result ${id}`,
+  );
+});
+
+Deno.test("status enqueue whose answer was lost says the command may be queued, with its id and how to send it again", async (t) => {
+  // The dashboard took the enqueue, then its answer was a proxy's 502: it may be queued.
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const bodies: Array<{ id?: string }> = [];
+  await using proxy = {
+    server: Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (request) => {
+      const text = await request.text();
+      bodies.push(JSON.parse(text));
+      await fetch(`${server.url}/api/v1/agent/commands/enqueue`, {
+        method: "POST",
+        headers: request.headers,
+        body: text,
+      }).then((answer) => answer.body?.cancel());
+      return new Response("bad gateway", { status: 502 });
+    }),
+    async [Symbol.asyncDispose]() {
+      await this.server.shutdown();
+    },
+  };
+  const proxyUrl = `http://127.0.0.1:${proxy.server.addr.port}`;
+  for (const given of [[], ["--id", "deploy-7"]]) {
+    await t.step(given.length ? "with --id" : "without --id", async () => {
+      const out = await run([
+        "enqueue",
+        "echo hi",
+        "--agent",
+        "web-1",
+        ...given,
+        "--dashboard-url",
+        proxyUrl,
+      ]);
+      assert.equal(out.code, 1);
+      assert.deepEqual(out.stdout, []);
+      const id = bodies.at(-1)!.id!;
+      if (given.length) assert.equal(id, "deploy-7");
+      const again = given.length ? "the same command" : `the same command with --id ${id}`;
+      assert.deepEqual(out.stderr, [
+        `status: the dashboard at ${proxyUrl} failed on enqueue for agent web-1: HTTP 502: bad ` +
+        `gateway; the command may have been queued as ${id}: see it with status result ${id}, ` +
+        `or send ${again} (the same id and body queue nothing twice)`,
+      ]);
+      // Sent again as it says, it is the one command, not a second.
+      const resent = await run([
+        "enqueue",
+        "echo hi",
+        "--agent",
+        "web-1",
+        "--id",
+        id,
+        "--dashboard-url",
+        server.url,
+      ]);
+      assert.equal(resent.code, 0);
+      assert.deepEqual(resent.stdout, [id]);
+      assert.equal(
+        resent.stderr.at(-1),
+        `already queued (same id and body): ${id} for agent web-1; see it with: status result ${id}`,
+      );
+    });
+  }
+  await t.step(
+    "a dashboard that was not reached: nothing was sent, and nothing is said of it",
+    async () => {
+      const url = `http://127.0.0.1:${closedPort()}`;
+      const out = await run(["enqueue", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+      assert.equal(out.code, 1);
+      assert.deepEqual(out.stderr, [
+        `status: cannot reach the dashboard at ${url}: connection refused (is it running there? ` +
+        "set DASHBOARD_URL or --dashboard-url)",
+      ]);
+    },
   );
 });
 
@@ -329,4 +411,14 @@ Deno.test("the command lines of the --help examples pass the agent's default pol
       assert.ok(checked.ok, `status ${args.join(" ")} shows "${line}": ${JSON.stringify(checked)}`);
     }
   }
+});
+
+Deno.test("status run start that reached no dashboard does not say the run may have been created", async () => {
+  const url = `http://127.0.0.1:${closedPort()}`;
+  const out = await run(["run", "start", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+  assert.equal(out.code, 1);
+  assert.deepEqual(out.stderr, [
+    `status: cannot reach the dashboard at ${url}: connection refused (is it running there? ` +
+    "set DASHBOARD_URL or --dashboard-url)",
+  ]);
 });
