@@ -9,7 +9,7 @@ import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { ConfigError, UsageError } from "../errors.ts";
 import { nearest } from "../config/mod.ts";
 import { AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
-import { alignColumns } from "../operator/mod.ts";
+import { alignColumns, idWord } from "../operator/mod.ts";
 import {
   AGENT_SCOPES,
   type AgentScope,
@@ -135,7 +135,7 @@ export function agentsCommand(io: Io) {
       });
       if (!added) {
         throw new AgentsError(
-          `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
+          `agent ${id} already exists; print a new token with "status agents rotate ${idWord(id)}"`,
         );
       }
     });
@@ -222,7 +222,9 @@ export function agentsCommand(io: Io) {
     const token = generateToken();
     await withStore(io, options, async (store) => {
       if (!(await store.setAgentToken(id, token))) {
-        throw new AgentsError(`agent ${id} does not exist; add it with "status agents add ${id}"`);
+        throw new AgentsError(
+          `agent ${id} does not exist; add it with "status agents add ${idWord(id)}"`,
+        );
       }
     });
     io.out(`AGENT_TOKEN=${token}`);

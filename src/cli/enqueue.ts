@@ -43,6 +43,7 @@ import {
   exitCodeOf,
   formatElapsed,
   formatProgress,
+  idWord,
   type OperatorClient,
   operatorClientFromSettings,
   OperatorError,
@@ -221,8 +222,10 @@ export async function follow(
   } catch (error) {
     if (interrupt.signal.aborted) {
       io.err(
-        `stopped waiting for ${id}; the command goes on (see it with: status result ${id}, ` +
-          `cancel it with: status cancel ${id})`,
+        `stopped waiting for ${id}; the command goes on (see it with: status result ${
+          idWord(id)
+        }, ` +
+          `cancel it with: status cancel ${idWord(id)})`,
       );
       return null;
     }
@@ -245,7 +248,7 @@ function mayBeQueued(error: unknown, id: string, given: boolean): unknown {
   return new OperatorError(
     error.kind,
     `${error.message}; the command may have been queued as ${id}: see it with ` +
-      `status result ${id}, or send ${again} (the same id and body queue nothing twice)`,
+      `status result ${idWord(id)}, or send ${again} (the same id and body queue nothing twice)`,
     { status: error.status, body: error.body, cause: error },
   );
 }
@@ -362,7 +365,7 @@ Examples:
         io.out(id);
         io.err(
           `${answer.duplicate ? "already queued (same id and body)" : "queued"}: ${id} for ` +
-            `agent ${agentId}; see it with: status result ${id}`,
+            `agent ${agentId}; see it with: status result ${idWord(id)}`,
         );
       }
       return;

@@ -20,6 +20,7 @@ import {
   followCommand,
   formatElapsed,
   formatProgress,
+  idWord,
   type OperatorClient,
   OperatorError,
   truncationNotes,
@@ -141,8 +142,8 @@ export class WaitTimeoutError extends Error {
       `${id} is still ${
         status ?? "not final"
       } after ${secs} s (--wait-timeout); stopped waiting, ` +
-        `the command goes on (see it with: status result ${id}, cancel it with: ` +
-        `status cancel ${id})`,
+        `the command goes on (see it with: status result ${idWord(id)}, cancel it with: ` +
+        `status cancel ${idWord(id)})`,
     );
     this.name = "WaitTimeoutError";
   }
@@ -329,7 +330,9 @@ export async function followAndPrint(
               `notes above stand: the dashboard keeps the first and last 32 KiB of a stream's ` +
               `live output, and the result, cut too, keeps only its first and last 32 KiB)`
             : `(${gaps[stream]} bytes of ${stream} did not arrive live and are missing from what ` +
-              `was printed, where the notes above stand; the result has them: status result ${id})`,
+              `was printed, where the notes above stand; the result has them: status result ${
+                idWord(id)
+              })`,
         );
       }
     }
@@ -340,8 +343,8 @@ export async function followAndPrint(
     if (controller.signal.aborted) {
       clearIndicator();
       io.err(
-        `stopped following ${id}; the command goes on (see it with: status result ${id}, ` +
-          `cancel it with: status cancel ${id})`,
+        `stopped following ${id}; the command goes on (see it with: status result ${idWord(id)}, ` +
+          `cancel it with: status cancel ${idWord(id)})`,
       );
       return null;
     }
@@ -358,7 +361,7 @@ export async function followAndPrint(
       clearIndicator();
       io.err(
         `stopped following ${id}: the dashboard stayed out of reach; the command goes on (see ` +
-          `it with: status result ${id})`,
+          `it with: status result ${idWord(id)})`,
       );
     }
     throw error;

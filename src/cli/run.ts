@@ -33,6 +33,7 @@ import {
 } from "../protocol/runs.ts";
 import {
   EXIT_WAIT_TIMEOUT,
+  idWord,
   type OperatorClient,
   operatorClientFromSettings,
   OperatorError,
@@ -220,7 +221,7 @@ export async function startRun(
       io.err(
         `${created.duplicate ? "run exists (same id and body)" : "run created"}: ${created.id} ` +
           `for ${created.totals.total} agent(s), at most ${created.max_concurrency} at once; ` +
-          `follow it with: status run show ${created.id} --follow`,
+          `follow it with: status run show --follow ${idWord(created.id)}`,
       );
     }
     return;
@@ -257,7 +258,7 @@ function mayExist(error: unknown, id: string, given: boolean): unknown {
   return new OperatorError(
     error.kind,
     `${error.message}; the run may have been created as ${id}: see it with ` +
-      `status run show ${id}, or send ${again} (the same id and body start nothing twice)`,
+      `status run show ${idWord(id)}, or send ${again} (the same id and body start nothing twice)`,
     { status: error.status, body: error.body, cause: error },
   );
 }
@@ -300,8 +301,10 @@ export async function followRun(
   } catch (error) {
     if (waiting.interrupted.aborted) {
       io.err(
-        `stopped waiting for run ${id}; it goes on (see it with: status run show ${id}, cancel ` +
-          `it with: status run cancel ${id})`,
+        `stopped waiting for run ${id}; it goes on (see it with: status run show ${
+          idWord(id)
+        }, cancel ` +
+          `it with: status run cancel ${idWord(id)})`,
       );
       setExitCode(130);
       return;
@@ -336,7 +339,9 @@ export class RunWaitTimeoutError extends Error {
   constructor(id: string, secs: number) {
     super(
       `run ${id} has not ended after ${secs} s (--wait-timeout); stopped waiting, the run goes ` +
-        `on (see it with: status run show ${id}, cancel it with: status run cancel ${id})`,
+        `on (see it with: status run show ${idWord(id)}, cancel it with: status run cancel ${
+          idWord(id)
+        })`,
     );
     this.name = "RunWaitTimeoutError";
   }

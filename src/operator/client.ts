@@ -33,6 +33,7 @@ import {
   type RemovedAgent,
 } from "./types.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
+import { idWord } from "./format.ts";
 import { redactUrl } from "../log/redact.ts";
 import { readBodyBounded } from "../read_bounded.ts";
 
@@ -625,7 +626,7 @@ export class OperatorClient {
       if (error instanceof OperatorError && error.kind === "conflict") {
         throw new OperatorError(
           "conflict",
-          `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
+          `agent ${id} already exists; print a new token with "status agents rotate ${idWord(id)}"`,
           { status: error.status, body: error.body, cause: error },
         );
       }
@@ -634,7 +635,7 @@ export class OperatorClient {
     const token = this.#tokenIn(
       "agent add",
       body,
-      `the agent may have been added: print a new token with "status agents rotate ${id}"`,
+      `the agent may have been added: print a new token with "status agents rotate ${idWord(id)}"`,
     );
     const granted = (body as { scopes?: unknown }).scopes;
     const added: AddedAgent = { id, token };
@@ -674,12 +675,12 @@ export class OperatorClient {
       signal,
       what: "token rotation",
     }).catch((error) => {
-      throw noAgent(error, id, `; add it with "status agents add ${id}"`);
+      throw noAgent(error, id, `; add it with "status agents add ${idWord(id)}"`);
     });
     const token = this.#tokenIn(
       "token rotation",
       body,
-      `the old token may no longer work: rotate again with "status agents rotate ${id}"`,
+      `the old token may no longer work: rotate again with "status agents rotate ${idWord(id)}"`,
     );
     return { id, token };
   }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 import { run } from "../cli/_run.ts";
+import { main } from "../../main.ts";
+import { memoryIo } from "../../src/cli/io.ts";
 import { LIST_LIMIT, RUN_LIST_LIMIT } from "../../src/protocol/mod.ts";
 import { checkPolicy, defaultPolicy } from "../../src/exec/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
@@ -421,4 +423,61 @@ Deno.test("status run start that reached no dashboard does not say the run may h
     `status: cannot reach the dashboard at ${url}: connection refused (is it running there? ` +
     "set DASHBOARD_URL or --dashboard-url)",
   ]);
+});
+
+Deno.test("an id that begins with a dash is printed after -- in the command lines the CLI suggests, which then run", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  /** Runs `status <words>`, the dashboard's URL given before a `--`, as a user would type it. */
+  const status = async (...words: string[]) => {
+    const dash = words.includes("--") ? words.indexOf("--") : words.length;
+    const flags = ["--dashboard-url", server.url, "--log-level", "error"];
+    const io = memoryIo();
+    const code = await main([...words.slice(0, dash), ...flags, ...words.slice(dash)], io);
+    return { code, stdout: io.stdout, stderr: io.stderr };
+  };
+  /** Runs the command line a message suggests (`status result -- -x`), split as a shell would. */
+  const suggested = (line: string) => status(...line.replace(/^status /, "").split(" "));
+  await t.step("a command's", async () => {
+    const queued = await status("enqueue", "echo hi", "--agent", "web-1", "--id", "-x");
+    assert.equal(queued.code, 0);
+    assert.equal(
+      queued.stderr.at(-1),
+      "queued: -x for agent web-1; see it with: status result -- -x",
+    );
+    const shown = await suggested("status result -- -x");
+    assert.equal(shown.code, 0, shown.stderr.join("\n"));
+    assert.match(shown.stdout[0], /^id: +-x$/);
+    const waited = await status("result", "--wait-timeout", "1", "--", "-x");
+    assert.equal(waited.code, 75);
+    assert.match(
+      waited.stderr.at(-1)!,
+      /\(see it with: status result -- -x, cancel it with: status cancel -- -x\)$/,
+    );
+    assert.equal((await suggested("status cancel -- -x")).code, 0);
+  });
+  await t.step("a run's", async () => {
+    const started = await status("run", "start", "echo hi", "--agent", "web-1", "--id", "-r");
+    assert.equal(started.code, 0, started.stderr.join("\n"));
+    const line = /follow it with: (status run show --follow -- -r)$/.exec(started.stderr.at(-1)!);
+    assert.ok(line, started.stderr.at(-1));
+    const shown = await status("run", "show", "--wait-timeout", "1", "--", "-r");
+    assert.equal(shown.code, 75);
+    assert.match(
+      shown.stderr.at(-1)!,
+      /\(see it with: status run show -- -r, cancel it with: status run cancel -- -r\)$/,
+    );
+    assert.equal((await suggested("status run cancel -- -r")).code, 0);
+  });
+  await t.step("an agent's", async () => {
+    assert.equal((await status("agents", "add", "--", "-a")).code, 0);
+    const again = await status("agents", "add", "--", "-a");
+    assert.deepEqual(again.stderr, [
+      'status: agent -a already exists; print a new token with "status agents rotate -- -a"',
+    ]);
+    assert.equal((await suggested("status agents rotate -- -a")).code, 0);
+  });
 });
