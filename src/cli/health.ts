@@ -75,8 +75,10 @@ export function healthCommand(io: Io): Command {
     }
     const dashboard = report.checks.find((check) => check.name === "dashboard");
     if (dashboard?.outcome === "failed" && dashboard.message.startsWith("not reachable: ")) {
-      // A certificate refused, or a redirect, says what to do itself: the dashboard is there.
+      // A certificate refused, HTTPS answered to http://, or a redirect, says what to do itself:
+      // the dashboard is there.
       const there = dashboard.message.includes("the TLS handshake failed") ||
+        dashboard.message.startsWith("not reachable: it answered") ||
         dashboard.message.startsWith("not reachable: the dashboard redirects (");
       if (!there) {
         io.err(`status: ${unreachableAdvice(report.url, sources.dashboardUrl)}`);

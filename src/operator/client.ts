@@ -985,8 +985,9 @@ export class OperatorClient {
       }
       if (error instanceof TypeError) {
         const why = describeFetchFailure(error);
-        // A dashboard whose certificate was refused is running there: the reason says what to do.
-        const hint = why.startsWith("the TLS handshake failed:")
+        // A dashboard whose certificate was refused, or that answers HTTPS to http://, is running
+        // there: the reason says what to do.
+        const hint = why.startsWith("the TLS handshake failed:") || why.startsWith("it answered")
           ? ""
           : " (is it running there? set DASHBOARD_URL or --dashboard-url)";
         throw new OperatorError(

@@ -327,3 +327,37 @@ Deno.test("status result and cancel take a fan-out run's command id of up to 193
   assert.equal(tooLong.code, 2);
   assert.match(tooLong.stderr.join("\n"), /1–193 characters/);
 });
+
+Deno.test("an operator command given http:// for a dashboard that serves HTTPS says to use https://, not to start it", async (t) => {
+  // What a TLS server sends back to a request in plain HTTP: an alert, not an HTTP answer.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const connection of listener) {
+      await connection.read(new Uint8Array(4096)).catch(() => null);
+      await connection.write(new Uint8Array([0x15, 3, 3, 0, 2, 2, 0x32])).catch(() => 0);
+      connection.close();
+    }
+  })();
+  const url = `http://127.0.0.1:${listener.addr.port}`;
+  const said =
+    "it answered, but not in HTTP (if it serves HTTPS, the URL must begin with https://)";
+  try {
+    await t.step("status list", async () => {
+      const result = await run(["list", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stderr, [`status: cannot reach the dashboard at ${url}: ${said}`]);
+    });
+    await t.step("status health", async () => {
+      const result = await run(["health", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stdout, [
+        `dashboard ${url}`,
+        `  dashboard FAILED  not reachable: ${said}`,
+      ]);
+      assert.deepEqual(result.stderr, [], "not: is the dashboard running there? start it");
+    });
+  } finally {
+    listener.close();
+    await serving;
+  }
+});
