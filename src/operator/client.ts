@@ -13,6 +13,8 @@ import {
   AGENT_ID_RULE,
   AGENT_SCOPES,
   type AgentScope,
+  ANY_COMMAND_ID_PATTERN,
+  ANY_COMMAND_ID_RULE,
   type CommandParams,
   HEADER,
   LIVE_PATHS,
@@ -322,6 +324,19 @@ function checkAgentId(id: unknown): string {
   return id;
 }
 
+/**
+ * Checks a command id before it goes into a path: `..` would be another route (`cancel(".")`
+ * would post to `/api/v1/commands/cancel`), `a/b` none.
+ *
+ * @throws {TypeError} When no command can have this id.
+ */
+function checkCommandId(id: unknown): string {
+  if (typeof id !== "string" || !ANY_COMMAND_ID_PATTERN.test(id)) {
+    throw new TypeError(`command id must be ${ANY_COMMAND_ID_RULE}, got ${shownValue(id)}`);
+  }
+  return id;
+}
+
 /** Checks the scopes of {@link AddAgentOptions}. */
 function checkScopes(scopes: unknown): AgentScope[] | undefined {
   if (scopes === undefined) return undefined;
@@ -470,10 +485,14 @@ export class OperatorClient {
    * @param options The agent, the command line, an optional id and params.
    * @returns `{ queued, id, duplicate? }`; `duplicate` when the same id and body were queued before.
    * @throws {OperatorError} `conflict` when the id exists with another body; `auth`, `connection`, ...
-   * @throws {TypeError} When `agentId` is not an agent id (nothing is sent): in the `X-Agent-Id`
-   *   header it was refused as if the admin token were missing, or could not be sent at all.
+   * @throws {TypeError} When `options` is not an object, or `agentId` is not an agent id (nothing
+   *   is sent): in the `X-Agent-Id` header it was refused as if the admin token were missing, or
+   *   could not be sent at all.
    */
   async enqueue(options: EnqueueOptions): Promise<EnqueueAnswer> {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`enqueue's options must be an object, got ${shownValue(options)}`);
+    }
     const { agentId } = options;
     if (typeof agentId !== "string" || !AGENT_ID_PATTERN.test(agentId)) {
       throw new TypeError(`agentId must be ${AGENT_ID_RULE}, got ${JSON.stringify(agentId)}`);
@@ -506,8 +525,10 @@ export class OperatorClient {
    * @param signal Aborts the request.
    * @returns The command with its status and, when final, its result.
    * @throws {OperatorError} `not_found` as "no command <id>".
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async getCommand(id: string, signal?: AbortSignal): Promise<CommandRecord> {
+    checkCommandId(id);
     const answer = await this.#request("GET", PATHS.command(id), { signal, commandId: id });
     const body = answer.body && typeof answer.body === "object" && "command" in answer.body &&
         !("id" in answer.body)
@@ -562,8 +583,10 @@ export class OperatorClient {
    * @param signal Aborts the request.
    * @returns `cancelled` when it was still queued, `requested` when it was delivered.
    * @throws {OperatorError} `conflict` when it is already final; `not_found` when unknown.
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async cancel(id: string, signal?: AbortSignal): Promise<CancelAnswer> {
+    checkCommandId(id);
     const answer = await this.#request("POST", PATHS.cancel(id), {
       body: {},
       signal,
@@ -771,8 +794,10 @@ export class OperatorClient {
    *   the dashboard stays unreachable longer than `maxOutageMs`.
    * @throws {RangeError} When an interval is not a number of milliseconds from 1 to 2147483647,
    *   or `maxOutageMs` not one from 0 (nothing is sent).
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async waitForFinal(id: string, options: WaitForFinalOptions = {}): Promise<CommandRecord> {
+    checkCommandId(id);
     const initial = checkMs("initialIntervalMs", options.initialIntervalMs ?? 200, 1);
     const max = Math.max(initial, checkMs("maxIntervalMs", options.maxIntervalMs ?? 1000, 1));
     const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
@@ -871,11 +896,13 @@ export class OperatorClient {
    * @returns The streaming response, or `null` when the dashboard has no event stream for it
    *   (no such route, or no such command: {@link OperatorClient.getCommand} tells which).
    * @throws {OperatorError} When the request is refused or the dashboard cannot be reached.
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async openEvents(
     id: string,
     options: { lastEventId?: string; signal?: AbortSignal } = {},
   ): Promise<Response | null> {
+    checkCommandId(id);
     const path = `${PATHS.command(id)}/events`;
     const headers: Record<string, string> = { Accept: "text/event-stream" };
     if (this.#adminToken) headers[HEADER.authorization] = `Bearer ${this.#adminToken}`;
