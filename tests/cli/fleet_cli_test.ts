@@ -6,6 +6,7 @@ import { run } from "./_run.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { closedPort } from "../_stub_dashboard.ts";
+import { runCli } from "../_cli.ts";
 import { unreachableAdvice } from "../../src/cli/health.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
@@ -360,4 +361,22 @@ Deno.test("an operator command given http:// for a dashboard that serves HTTPS s
     listener.close();
     await serving;
   }
+});
+
+Deno.test("status health does not say DASHBOARD_URL is not set when it could not read it", async () => {
+  // DASHBOARD_URL set, but not readable: the default is checked. Net access to it alone is
+  // refused, so that no dashboard listening there on this machine can answer the check.
+  const result = await runCli(["health"], {
+    perms: ["--allow-net=127.0.0.1:9"],
+    env: { DASHBOARD_URL: "http://127.0.0.1:9" },
+  });
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /^dashboard http:\/\/localhost:5000\n/);
+  assert.equal(
+    result.stderr.trim().split("\n").at(-1),
+    "status: is the dashboard running at http://localhost:5000 (the default: DASHBOARD_URL is " +
+      "not set, or is set where it could not be read: the environment (Deno was started without " +
+      "--allow-env) and .env and config.json (without --allow-read))? start it, or set " +
+      "DASHBOARD_URL or --dashboard-url to where it listens",
+  );
 });
