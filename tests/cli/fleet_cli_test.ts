@@ -7,6 +7,8 @@ import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { closedPort } from "../_stub_dashboard.ts";
 import { runCli } from "../_cli.ts";
+import { main } from "../../main.ts";
+import { memoryIo } from "../../src/cli/io.ts";
 import { unreachableAdvice } from "../../src/cli/health.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
@@ -379,4 +381,54 @@ Deno.test("status health does not say DASHBOARD_URL is not set when it could not
       "--allow-env) and .env and config.json (without --allow-read))? start it, or set " +
       "DASHBOARD_URL or --dashboard-url to where it listens",
   );
+});
+
+Deno.test("status agents add and rotate whose token cannot be printed say the agent has one, and how to get another", async (t) => {
+  await using d = await dashboard();
+  const dir = await Deno.makeTempDir({ prefix: "status-token-" });
+  const db = `${dir}/status.db`;
+  await openSqliteStore(db).close();
+  /** `status agents <args>` with a standard output that fails every write (a full disk). */
+  const agents = async (args: string[]) => {
+    const io = {
+      ...memoryIo(),
+      out: () => {
+        throw new Deno.errors.WriteZero("no space left on device");
+      },
+    };
+    const code = await main(["agents", ...args, "--log-level", "error"], io);
+    return { code, stderr: io.stderr };
+  };
+  try {
+    const ways: Array<[string, string[], () => Promise<unknown>]> = [
+      [
+        "over the API",
+        ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN],
+        () => d.store.getAgent("web-1"),
+      ],
+      ["with --db", ["--db", db], async () => {
+        await using store = openSqliteStore(db);
+        return await store.getAgent("web-1");
+      }],
+    ];
+    for (const [how, flags, stored] of ways) {
+      await t.step(how, async () => {
+        const added = await agents(["add", "web-1", ...flags]);
+        assert.equal(added.code, 1);
+        assert.deepEqual(added.stderr, [
+          "status: agent web-1 was added, but the token could not be printed (no space left on " +
+          'device); print a new one with "status agents rotate web-1"',
+        ]);
+        assert.ok(await stored(), "the agent was added");
+        const rotated = await agents(["rotate", "web-1", ...flags]);
+        assert.equal(rotated.code, 1);
+        assert.deepEqual(rotated.stderr, [
+          "status: agent web-1 has a new token, but the token could not be printed (no space " +
+          'left on device); print a new one with "status agents rotate web-1"',
+        ]);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
