@@ -360,7 +360,16 @@ Examples:
     if (answer.warning) io.err(`warning: ${errorLine(answer.warning)}`);
     if (!wait) {
       if (options.json) {
-        io.out(JSON.stringify(await client.getCommand(id), null, 2));
+        // Queued already: a failure to read it back must not look like a failed enqueue.
+        const record = await client.getCommand(id).catch((error) => {
+          throw new OperatorError(
+            error instanceof OperatorError ? error.kind : "request",
+            `${id} was queued for agent ${agentId}, but reading it back failed: ` +
+              `${(error as Error).message} (see it with: status result ${idWord(id)})`,
+            { cause: error },
+          );
+        });
+        io.out(JSON.stringify(record, null, 2));
       } else {
         io.out(id);
         io.err(

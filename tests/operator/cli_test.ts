@@ -481,3 +481,30 @@ Deno.test("an id that begins with a dash is printed after -- in the command line
     assert.equal((await suggested("status agents rotate -- -a")).code, 0);
   });
 });
+
+Deno.test("status enqueue --json whose command cannot be read back says it was queued, with its id", async () => {
+  // The enqueue is answered; reading the command back is answered 503.
+  await using stub = new StubDashboard({ failFirst: 1 });
+  const out = await run([
+    "enqueue",
+    "echo hi",
+    "--agent",
+    "a",
+    "--json",
+    "--dashboard-url",
+    stub.url,
+  ]);
+  assert.equal(out.code, 1);
+  assert.deepEqual(out.stdout, []);
+  const id = (stub.seen[0].body as { id: string }).id;
+  assert.equal(stub.commands.get(id)?.status, "queued");
+  assert.equal(out.stderr.length, 1);
+  assert.match(
+    out.stderr[0],
+    new RegExp(
+      `^status: ${id} was queued for agent a, but reading it back failed: the dashboard at ` +
+        `${RegExp.escape(stub.url)} failed on GET /api/v1/commands/${id}: HTTP 503.* \\(see it ` +
+        `with: status result ${id}\\)$`,
+    ),
+  );
+});
