@@ -135,15 +135,18 @@ export class WaitTimeoutError extends Error {
    *
    * @param id The command waited for.
    * @param secs The `--wait-timeout`.
-   * @param status Its status when waiting stopped, if known.
+   * @param status Its status when waiting stopped; none when the dashboard had not said it (a
+   *   dashboard that does not answer): then nothing is said of the command.
    */
   constructor(id: string, secs: number, status?: string) {
     super(
-      `${id} is still ${
-        status ?? "not final"
-      } after ${secs} s (--wait-timeout); stopped waiting, ` +
-        `the command goes on (see it with: status result ${idWord(id)}, cancel it with: ` +
-        `status cancel ${idWord(id)})`,
+      status === undefined
+        ? `stopped waiting for ${id} after ${secs} s (--wait-timeout): the dashboard has not ` +
+          `answered about it in that time, so whether it is final is not known (see it with: ` +
+          `status result ${idWord(id)})`
+        : `${id} is still ${status} after ${secs} s (--wait-timeout); stopped waiting, the ` +
+          `command goes on (see it with: status result ${idWord(id)}, cancel it with: ` +
+          `status cancel ${idWord(id)})`,
     );
     this.name = "WaitTimeoutError";
   }
