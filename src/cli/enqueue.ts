@@ -32,10 +32,12 @@ import {
   ANY_COMMAND_ID_RULE,
   COMMAND_ID_PATTERN,
   COMMAND_ID_RULE,
+  commandNameSchema,
   type CommandParams,
   MAX_TTL_SECS,
   PRIORITIES,
   type Priority,
+  RESERVED_COMMAND_ID,
 } from "../protocol/mod.ts";
 import {
   type CommandRecord,
@@ -84,6 +86,12 @@ export function parseCommandId(value: string): string {
   if (!COMMAND_ID_PATTERN.test(value)) {
     throw new InvalidArgumentError(`must be ${COMMAND_ID_RULE}`);
   }
+  if (value === RESERVED_COMMAND_ID) {
+    throw new InvalidArgumentError(
+      `must not be "${RESERVED_COMMAND_ID}": the dashboard refuses it (its agent routes would ` +
+        "be read as a wait's)",
+    );
+  }
   return value;
 }
 
@@ -122,15 +130,19 @@ export function wholeNumberParser(min: number, max: number): (value: string) => 
 
 /**
  * Parses a command line given as one argument (`status enqueue`, `status run start`): not blank,
- * at most 4096 characters.
+ * at most 4096 characters, and what the dashboard takes as a command's name (no control or
+ * bidirectional formatting characters: a line break, an escape, U+202E).
  *
  * @param value The argument.
  * @returns The command line.
- * @throws {InvalidArgumentError} When it is blank or too long (exit code 2).
+ * @throws {InvalidArgumentError} When it is blank, too long or holds such characters (exit code
+ *   2; nothing is sent).
  */
 export function parseCommandLine(value: string): string {
   if (value.trim().length === 0) throw new InvalidArgumentError("must not be empty");
   if (value.length > 4096) throw new InvalidArgumentError("must be at most 4096 characters");
+  const name = commandNameSchema.safeParse(value);
+  if (!name.success) throw new InvalidArgumentError(name.error.issues[0].message);
   return value;
 }
 

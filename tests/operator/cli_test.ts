@@ -508,3 +508,52 @@ Deno.test("status enqueue --json whose command cannot be read back says it was q
     ),
   );
 });
+
+Deno.test("a command line the dashboard would refuse is bad usage, refused before anything is sent", async (t) => {
+  let sent = 0;
+  await using listener = {
+    server: Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+      sent++;
+      return Response.json({ error: "not expected" }, { status: 500 });
+    }),
+    async [Symbol.asyncDispose]() {
+      await this.server.shutdown();
+    },
+  };
+  const url = `http://127.0.0.1:${listener.server.addr.port}`;
+  const cases: Array<[string, string[], string]> = [
+    [
+      "a line break",
+      ["enqueue", "echo hi\nrm -rf /tmp/x", "--agent", "a"],
+      "error: command-argument value 'echo hi\\nrm -rf /tmp/x' is invalid for argument " +
+      "'command-line'. must not contain control characters (NUL, newline, tab, escape, ...)",
+    ],
+    [
+      "a terminal escape, in a run",
+      ["run", "start", "echo \u001b[2J", "--agent", "a"],
+      "error: command-argument value 'echo \\u001b[2J' is invalid for argument 'command-line'. " +
+      "must not contain control characters (NUL, newline, tab, escape, ...)",
+    ],
+    [
+      "a bidirectional override",
+      ["enqueue", "ls /tmp/\u202efdp.exe", "--agent", "a"],
+      "error: command-argument value 'ls /tmp/\\u202efdp.exe' is invalid for argument " +
+      "'command-line'. must not contain bidirectional formatting characters (U+202E and the " +
+      "like), which make a command line show in another order than it runs",
+    ],
+    [
+      "the one reserved id",
+      ["enqueue", "echo hi", "--agent", "a", "--id", "wait"],
+      "error: option '--id <id>' argument 'wait' is invalid. must not be \"wait\": the " +
+      "dashboard refuses it (its agent routes would be read as a wait's)",
+    ],
+  ];
+  for (const [what, args, said] of cases) {
+    await t.step(what, async () => {
+      const out = await run([...args, "--dashboard-url", url]);
+      assert.equal(out.code, 2);
+      assert.deepEqual(out.stderr, [said]);
+    });
+  }
+  assert.equal(sent, 0);
+});
