@@ -152,11 +152,14 @@ const url = z.preprocess(
     }
     // `localhost:5000` parses as a URL of the scheme "localhost:"; `127.0.0.1:5000` not at all.
     const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(`http://${s}`);
-    ctx.addIssue({
-      code: "custom",
-      message: schemeless ? `it has no scheme; give it as "http://${s}" (or https://)` : "",
-      params: { reason: schemeless },
-    });
+    // `http://host:99999` is an http:// URL that does not parse: say why, not only "http://".
+    const port = /^https?:\/\/(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*):(\d+)(?:[/?#]|$)/i.exec(s)?.[1];
+    const reason = schemeless
+      ? `it has no scheme; give it as "http://${s}" (or https://)`
+      : port !== undefined && Number(port) > 65535
+      ? `its port ${port} is above 65535`
+      : "";
+    ctx.addIssue({ code: "custom", message: reason, params: { reason: reason !== "" } });
   }),
 );
 
