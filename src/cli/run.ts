@@ -51,6 +51,7 @@ import {
 } from "../operator/run_client.ts";
 import { UsageError } from "../errors.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
+import { timeoutSignal } from "../clock.ts";
 import { waitSignals, waitTimeoutOption } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
@@ -273,6 +274,7 @@ function mayExist(error: unknown, id: string, given: boolean): unknown {
  * @param json Print the final run as JSON instead of a table.
  * @param first The run as known already.
  * @param timeoutSecs Stop waiting after this many seconds (`--wait-timeout`): exit 75.
+ * @param options `elapsedMs`: how much of `timeoutSecs` was spent already (the first read).
  */
 export async function followRun(
   io: Io,
@@ -281,10 +283,15 @@ export async function followRun(
   json: boolean,
   first?: RunAnswer,
   timeoutSecs?: number,
+  options: { elapsedMs?: number } = {},
 ): Promise<void> {
   const seen = new Map<string, string>();
   for (const agent of first?.agents ?? []) seen.set(agent.agent_id, agent.state);
-  using waiting = waitSignals(timeoutSecs);
+  using waiting = waitSignals(
+    timeoutSecs === undefined
+      ? undefined
+      : Math.max(0.001, timeoutSecs - (options.elapsedMs ?? 0) / 1000),
+  );
   let run: RunAnswer;
   try {
     run = await waitForRun(client, id, {
@@ -335,13 +342,18 @@ export class RunWaitTimeoutError extends Error {
    *
    * @param id The run.
    * @param secs The `--wait-timeout`.
+   * @param heard Whether the dashboard said anything of the run meanwhile; when it did not (a
+   *   dashboard that does not answer), nothing is said of the run.
    */
-  constructor(id: string, secs: number) {
+  constructor(id: string, secs: number, heard = true) {
     super(
-      `run ${id} has not ended after ${secs} s (--wait-timeout); stopped waiting, the run goes ` +
-        `on (see it with: status run show ${idWord(id)}, cancel it with: status run cancel ${
-          idWord(id)
-        })`,
+      heard
+        ? `run ${id} has not ended after ${secs} s (--wait-timeout); stopped waiting, the run ` +
+          `goes on (see it with: status run show ${idWord(id)}, cancel it with: status run ` +
+          `cancel ${idWord(id)})`
+        : `stopped waiting for run ${id} after ${secs} s (--wait-timeout): the dashboard has ` +
+          `not answered about it in that time, so whether it has ended is not known (see it ` +
+          `with: status run show ${idWord(id)})`,
     );
     this.name = "RunWaitTimeoutError";
   }
@@ -435,9 +447,18 @@ Examples:
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const follow = options.follow || options.waitTimeout !== undefined;
-    const current = await getRun(client, id);
+    // `--wait-timeout` counts from the start: a dashboard slow to answer the first read too.
+    const started = performance.now();
+    const timedOut = options.waitTimeout === undefined
+      ? undefined
+      : timeoutSignal(options.waitTimeout * 1000);
+    const current = await getRun(client, id, timedOut).catch((error) => {
+      throw timedOut?.aborted ? new RunWaitTimeoutError(id, options.waitTimeout!, false) : error;
+    });
     if (follow && !runEnded(current)) {
-      await followRun(io, client, id, options.json ?? false, current, options.waitTimeout);
+      await followRun(io, client, id, options.json ?? false, current, options.waitTimeout, {
+        elapsedMs: performance.now() - started,
+      });
       return;
     }
     printRun(io, current, options.json ?? false);
