@@ -234,10 +234,8 @@ export async function follow(
   } catch (error) {
     if (interrupt.signal.aborted) {
       io.err(
-        `stopped waiting for ${id}; the command goes on (see it with: status result ${
-          idWord(id)
-        }, ` +
-          `cancel it with: status cancel ${idWord(id)})`,
+        `stopped waiting for ${id}; the command goes on (see it with: status result ` +
+          `${idWord(id)}, cancel it with: status cancel ${idWord(id)})`,
       );
       return null;
     }

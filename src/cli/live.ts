@@ -333,9 +333,8 @@ export async function followAndPrint(
               `notes above stand: the dashboard keeps the first and last 32 KiB of a stream's ` +
               `live output, and the result, cut too, keeps only its first and last 32 KiB)`
             : `(${gaps[stream]} bytes of ${stream} did not arrive live and are missing from what ` +
-              `was printed, where the notes above stand; the result has them: status result ${
-                idWord(id)
-              })`,
+              `was printed, where the notes above stand; the result has them: status result ` +
+              `${idWord(id)})`,
         );
       }
     }

@@ -308,10 +308,8 @@ export async function followRun(
   } catch (error) {
     if (waiting.interrupted.aborted) {
       io.err(
-        `stopped waiting for run ${id}; it goes on (see it with: status run show ${
-          idWord(id)
-        }, cancel ` +
-          `it with: status run cancel ${idWord(id)})`,
+        `stopped waiting for run ${id}; it goes on (see it with: status run show ` +
+          `${idWord(id)}, cancel it with: status run cancel ${idWord(id)})`,
       );
       setExitCode(130);
       return;
