@@ -362,3 +362,41 @@ Deno.test("runAgent refuses a stateDir that is not a directory path, writing not
     assert.throws(() => Deno.statSync(name), Deno.errors.NotFound, name);
   }
 });
+
+Deno.test("OperatorClient refuses a command id that is not one before it goes into a path, sending nothing", async () => {
+  let sent = 0;
+  const client = new status.OperatorClient({
+    dashboardUrl: "http://127.0.0.1:9",
+    fetch: () => {
+      sent++;
+      return Promise.reject(new Error("sent"));
+    },
+  } as never);
+  // "." would be dropped from the path: cancel(".") a POST to /api/v1/commands/cancel.
+  for (
+    const [id, shown] of [[".", '"."'], ["..", '".."'], ["a/b", '"a/b"'], ["", '""'], [42, "42"]]
+  ) {
+    const message = new RegExp(
+      `^command id must be 1–193 characters of A-Z a-z 0-9 \\. _ : -, not only dots, got ${
+        RegExp.escape(shown as string)
+      }$`,
+    );
+    await refuses(() => client.getCommand(id as never), TypeError, message);
+    await refuses(() => client.cancel(id as never), TypeError, message);
+    await refuses(() => client.waitForFinal(id as never), TypeError, message);
+    await refuses(() => client.openEvents(id as never), TypeError, message);
+    await refuses(
+      () => status.followCommand(client, id as never),
+      TypeError,
+      new RegExp(
+        `^followCommand's id must be a command id, got ${RegExp.escape(shown as string)}$`,
+      ),
+    );
+  }
+  await refuses(
+    () => client.enqueue(null as never),
+    TypeError,
+    /^enqueue's options must be an object, got null$/,
+  );
+  assert.equal(sent, 0);
+});

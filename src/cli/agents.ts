@@ -9,7 +9,7 @@ import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { ConfigError, UsageError } from "../errors.ts";
 import { nearest } from "../config/mod.ts";
 import { AGENT_ID_RULE, generateToken } from "../protocol/mod.ts";
-import { alignColumns } from "../operator/mod.ts";
+import { alignColumns, idWord } from "../operator/mod.ts";
 import {
   AGENT_SCOPES,
   type AgentScope,
@@ -20,7 +20,9 @@ import {
 import { addSettingOptions, loadCommandSettings, storeLocation, storeSetting } from "./common.ts";
 import {
   addAgentRemote,
+  AgentsError,
   listAgentsRemote,
+  printToken,
   removalLine,
   removeAgentRemote,
   rotateAgentRemote,
@@ -28,15 +30,7 @@ import {
 import type { Io } from "./io.ts";
 import { parseAgentId } from "./enqueue.ts";
 
-/** A failure the user can fix (unknown or duplicate agent); exits with code 1. */
-export class AgentsError extends Error {
-  /** Exit code the CLI uses for this error. */
-  readonly exitCode = 1;
-  constructor(message: string) {
-    super(message);
-    this.name = "AgentsError";
-  }
-}
+export { AgentsError } from "./agents_http.ts";
 
 function parseScopes(value: string): AgentScope[] {
   const scopes = value.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
@@ -135,12 +129,11 @@ export function agentsCommand(io: Io) {
       });
       if (!added) {
         throw new AgentsError(
-          `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
+          `agent ${id} already exists; print a new token with "status agents rotate ${idWord(id)}"`,
         );
       }
     });
-    io.out(`AGENT_ID=${id}`);
-    io.out(`AGENT_TOKEN=${token}`);
+    printToken(io, id, [`AGENT_ID=${id}`, `AGENT_TOKEN=${token}`], `agent ${id} was added`);
     io.err(
       `agent ${id} added. Give the agent these two settings (e.g. in its .env); the token is not ` +
         `shown again. A dashboard already running on this database in dev mode (no ` +
@@ -222,10 +215,12 @@ export function agentsCommand(io: Io) {
     const token = generateToken();
     await withStore(io, options, async (store) => {
       if (!(await store.setAgentToken(id, token))) {
-        throw new AgentsError(`agent ${id} does not exist; add it with "status agents add ${id}"`);
+        throw new AgentsError(
+          `agent ${id} does not exist; add it with "status agents add ${idWord(id)}"`,
+        );
       }
     });
-    io.out(`AGENT_TOKEN=${token}`);
+    printToken(io, id, [`AGENT_TOKEN=${token}`], `agent ${id} has a new token`);
     io.err(`agent ${id} has a new token; the old one no longer works. It is not shown again.`);
   });
 

@@ -10,6 +10,7 @@ import { type AgentScope, formatLabels } from "../protocol/mod.ts";
 import {
   type AgentRecord,
   alignColumns,
+  idWord,
   type OperatorClient,
   operatorClientFromSettings,
   OperatorError,
@@ -121,6 +122,39 @@ export async function listAgentsRemote(
   ]);
 }
 
+/** A failure the user can fix (unknown or duplicate agent); exits with code 1. */
+export class AgentsError extends Error {
+  /** Exit code the CLI uses for this error. */
+  readonly exitCode = 1;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "AgentsError";
+  }
+}
+
+/**
+ * Prints the lines of a token that is shown once. When standard output cannot take them (a full
+ * disk, an I/O error), the agent has the token all the same: the error says so, and how to get a
+ * new one, rather than only the write's own error.
+ *
+ * @param io Where to print.
+ * @param id The agent.
+ * @param lines `AGENT_ID=...`, `AGENT_TOKEN=...`.
+ * @param done What happened on the dashboard: "agent web-1 was added".
+ * @throws {AgentsError} When a line could not be written (exit code 1).
+ */
+export function printToken(io: Io, id: string, lines: readonly string[], done: string): void {
+  try {
+    for (const line of lines) io.out(line);
+  } catch (error) {
+    throw new AgentsError(
+      `${done}, but the token could not be printed (${(error as Error).message}); print a new ` +
+        `one with "status agents rotate ${idWord(id)}"`,
+      { cause: error },
+    );
+  }
+}
+
 /**
  * `status agents add` over HTTP.
  *
@@ -135,8 +169,7 @@ export async function addAgentRemote(
 ): Promise<void> {
   const client = clientOf(io, options);
   const { token } = await client.addAgent(id, { scopes: options.scopes });
-  io.out(`AGENT_ID=${id}`);
-  io.out(`AGENT_TOKEN=${token}`);
+  printToken(io, id, [`AGENT_ID=${id}`, `AGENT_TOKEN=${token}`], `agent ${id} was added`);
   io.err(
     `agent ${id} added on ${
       redactUrl(client.dashboardUrl)
@@ -167,7 +200,7 @@ export async function rotateAgentRemote(
   options: Record<string, unknown>,
 ): Promise<void> {
   const { token } = await clientOf(io, options).rotateAgentToken(id);
-  io.out(`AGENT_TOKEN=${token}`);
+  printToken(io, id, [`AGENT_TOKEN=${token}`], `agent ${id} has a new token`);
   io.err(`agent ${id} has a new token; the old one no longer works. It is not shown again.`);
 }
 

@@ -9,7 +9,12 @@ import type { Io } from "./io.ts";
 import { follow, parseAnyCommandId } from "./enqueue.ts";
 import { waitTimeoutOption } from "./interrupt.ts";
 import { setExitCode } from "./exit.ts";
-import { type CancelAnswer, operatorClientFromSettings, OperatorError } from "../operator/mod.ts";
+import {
+  type CancelAnswer,
+  idWord,
+  operatorClientFromSettings,
+  OperatorError,
+} from "../operator/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 
 /**
@@ -28,7 +33,7 @@ function checkCancelAnswer(dashboardUrl: string, id: string, answer: CancelAnswe
     "invalid_answer",
     `the dashboard at ${shown} answered the cancel of ${id} without "${field}": true, so ` +
       `whether ${id} was cancelled is not known; is ${shown} a status dashboard? ` +
-      `(see it with: status result ${id})`,
+      `(see it with: status result ${idWord(id)})`,
     { body },
   );
 }

@@ -40,10 +40,10 @@ function nodesOf(command: AnyCommand, path: string[] = []): Node[] {
     path,
     description: command.description(),
     subcommands: [
-      ...visible.map((c: AnyCommand) => ({
-        name: c.name(),
-        description: firstSentence(c.description()),
-      })),
+      // A command's aliases complete as it does (`status ping`, the README's name for health).
+      ...visible.flatMap((c: AnyCommand) =>
+        namesOf(c).map((name) => ({ name, description: firstSentence(c.description()) }))
+      ),
       // An argument with fixed choices (`completions <shell>`) completes like a subcommand.
       ...(command.registeredArguments as readonly Argument[]).flatMap((a) =>
         (a.argChoices ?? []).map((choice) => ({ name: choice, description: a.description }))
@@ -60,7 +60,17 @@ function nodesOf(command: AnyCommand, path: string[] = []): Node[] {
       })),
   };
   node.options.push({ long: "--help", short: "-h", description: "show help", takesValue: false });
-  return [node, ...visible.flatMap((c: AnyCommand) => nodesOf(c, [...path, c.name()]))];
+  return [
+    node,
+    ...visible.flatMap((c: AnyCommand) =>
+      namesOf(c).flatMap((name) => nodesOf(c, [...path, name]))
+    ),
+  ];
+}
+
+/** A command's name and its aliases. */
+function namesOf(command: AnyCommand): string[] {
+  return [command.name(), ...command.aliases()];
 }
 
 function firstSentence(text: string): string {

@@ -20,12 +20,22 @@ const MARKS = { ok: "ok", warning: "warning", failed: "FAILED", skipped: "skippe
  *
  * @param url The URL checked (its password left out).
  * @param source Where DASHBOARD_URL came from (`"default"` when nowhere).
+ * @param unread What could not be read, where DASHBOARD_URL may be set: `"the environment
+ *   (Deno was started without --allow-env)"`, ...
  * @returns One line of advice.
  */
-export function unreachableAdvice(url: string, source: string | undefined): string {
-  const from = source === undefined || source === "default"
-    ? "the default: DASHBOARD_URL is not set"
-    : `from ${source}`;
+export function unreachableAdvice(
+  url: string,
+  source: string | undefined,
+  unread: readonly string[] = [],
+): string {
+  const from = source !== undefined && source !== "default"
+    ? `from ${source}`
+    : unread.length > 0
+    ? `the default: DASHBOARD_URL is not set, or is set where it could not be read: ${
+      unread.join(" and ")
+    }`
+    : "the default: DASHBOARD_URL is not set";
   return `is the dashboard running at ${url} (${from})? start it, or set DASHBOARD_URL or ` +
     "--dashboard-url to where it listens";
 }
@@ -51,12 +61,13 @@ export function healthCommand(io: Io): Command {
   command.action(async (options) => {
     // Of the agent's settings only its credentials: a bad POLLING_TIMEOUT_SECS in .env is no
     // reason to refuse checking a dashboard.
-    const { settings, sources } = loadCommandSettings(
-      io,
-      options as Record<string, unknown>,
-      ["operator", "agent"],
-      { only: [...keysFor(["operator"]), "agentId", "agentToken"], oneShot: true },
-    );
+    const { settings, sources, envUnreadable, deniedVariables, unreadableFiles } =
+      loadCommandSettings(
+        io,
+        options as Record<string, unknown>,
+        ["operator", "agent"],
+        { only: [...keysFor(["operator"]), "agentId", "agentToken"], oneShot: true },
+      );
     const report = await checkHealth({
       dashboardUrl: settings.dashboardUrl,
       adminToken: settings.statusAdminToken,
@@ -75,11 +86,22 @@ export function healthCommand(io: Io): Command {
     }
     const dashboard = report.checks.find((check) => check.name === "dashboard");
     if (dashboard?.outcome === "failed" && dashboard.message.startsWith("not reachable: ")) {
-      // A certificate refused, or a redirect, says what to do itself: the dashboard is there.
+      // A certificate refused, HTTPS answered to http://, or a redirect, says what to do itself:
+      // the dashboard is there.
       const there = dashboard.message.includes("the TLS handshake failed") ||
+        dashboard.message.startsWith("not reachable: it answered") ||
         dashboard.message.startsWith("not reachable: the dashboard redirects (");
       if (!there) {
-        io.err(`status: ${unreachableAdvice(report.url, sources.dashboardUrl)}`);
+        const unread = [
+          ...(envUnreadable ? ["the environment (Deno was started without --allow-env)"] : []),
+          ...(!envUnreadable && deniedVariables.includes("DASHBOARD_URL")
+            ? ["DASHBOARD_URL (not granted by --allow-env)"]
+            : []),
+          ...(unreadableFiles.length > 0
+            ? [`${unreadableFiles.join(" and ")} (without --allow-read)`]
+            : []),
+        ];
+        io.err(`status: ${unreachableAdvice(report.url, sources.dashboardUrl, unread)}`);
       }
     }
     if (!report.ok) setExitCode(1);

@@ -20,6 +20,7 @@ import {
   followCommand,
   formatElapsed,
   formatProgress,
+  idWord,
   type OperatorClient,
   OperatorError,
   truncationNotes,
@@ -134,15 +135,18 @@ export class WaitTimeoutError extends Error {
    *
    * @param id The command waited for.
    * @param secs The `--wait-timeout`.
-   * @param status Its status when waiting stopped, if known.
+   * @param status Its status when waiting stopped; none when the dashboard had not said it (a
+   *   dashboard that does not answer): then nothing is said of the command.
    */
   constructor(id: string, secs: number, status?: string) {
     super(
-      `${id} is still ${
-        status ?? "not final"
-      } after ${secs} s (--wait-timeout); stopped waiting, ` +
-        `the command goes on (see it with: status result ${id}, cancel it with: ` +
-        `status cancel ${id})`,
+      status === undefined
+        ? `stopped waiting for ${id} after ${secs} s (--wait-timeout): the dashboard has not ` +
+          `answered about it in that time, so whether it is final is not known (see it with: ` +
+          `status result ${idWord(id)})`
+        : `${id} is still ${status} after ${secs} s (--wait-timeout); stopped waiting, the ` +
+          `command goes on (see it with: status result ${idWord(id)}, cancel it with: ` +
+          `status cancel ${idWord(id)})`,
     );
     this.name = "WaitTimeoutError";
   }
@@ -329,7 +333,8 @@ export async function followAndPrint(
               `notes above stand: the dashboard keeps the first and last 32 KiB of a stream's ` +
               `live output, and the result, cut too, keeps only its first and last 32 KiB)`
             : `(${gaps[stream]} bytes of ${stream} did not arrive live and are missing from what ` +
-              `was printed, where the notes above stand; the result has them: status result ${id})`,
+              `was printed, where the notes above stand; the result has them: status result ` +
+              `${idWord(id)})`,
         );
       }
     }
@@ -340,8 +345,8 @@ export async function followAndPrint(
     if (controller.signal.aborted) {
       clearIndicator();
       io.err(
-        `stopped following ${id}; the command goes on (see it with: status result ${id}, ` +
-          `cancel it with: status cancel ${id})`,
+        `stopped following ${id}; the command goes on (see it with: status result ${idWord(id)}, ` +
+          `cancel it with: status cancel ${idWord(id)})`,
       );
       return null;
     }
@@ -358,7 +363,7 @@ export async function followAndPrint(
       clearIndicator();
       io.err(
         `stopped following ${id}: the dashboard stayed out of reach; the command goes on (see ` +
-          `it with: status result ${id})`,
+          `it with: status result ${idWord(id)})`,
       );
     }
     throw error;

@@ -33,6 +33,7 @@ import {
 } from "../protocol/runs.ts";
 import {
   EXIT_WAIT_TIMEOUT,
+  idWord,
   type OperatorClient,
   operatorClientFromSettings,
   OperatorError,
@@ -49,6 +50,8 @@ import {
   waitForRun,
 } from "../operator/run_client.ts";
 import { UsageError } from "../errors.ts";
+import { describeFetchFailure } from "../fetch_failure.ts";
+import { timeoutSignal } from "../clock.ts";
 import { waitSignals, waitTimeoutOption } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
@@ -219,7 +222,7 @@ export async function startRun(
       io.err(
         `${created.duplicate ? "run exists (same id and body)" : "run created"}: ${created.id} ` +
           `for ${created.totals.total} agent(s), at most ${created.max_concurrency} at once; ` +
-          `follow it with: status run show ${created.id} --follow`,
+          `follow it with: status run show --follow ${idWord(created.id)}`,
       );
     }
     return;
@@ -229,19 +232,34 @@ export async function startRun(
 }
 
 /**
+ * Whether a request that failed may still have been carried out by the dashboard: no answer came
+ * (a timeout, a connection lost once made) or the dashboard failed on it (`5xx`). A connection
+ * refused, a host name that does not resolve or a TLS handshake that failed sent nothing.
+ *
+ * @param error What the request threw.
+ * @returns `true` when the dashboard may have done what was asked.
+ */
+export function mayHaveArrived(error: OperatorError): boolean {
+  if (error.kind === "timeout" || error.kind === "server") return true;
+  if (error.kind !== "connection") return false;
+  return !NOT_SENT.test(describeFetchFailure(error.cause));
+}
+
+/** What {@link describeFetchFailure} says of a request that never reached a dashboard. */
+const NOT_SENT =
+  /^(connection refused|the host name does not resolve|the TLS handshake failed|it answered, but not in HTTP)/;
+
+/**
  * A run's creation that got no answer (a timeout, a lost connection, a failing dashboard) may have
  * happened: the error says so, with the run's id, and how to send it again safely.
  */
 function mayExist(error: unknown, id: string, given: boolean): unknown {
-  if (
-    !(error instanceof OperatorError) ||
-    !(error.kind === "timeout" || error.kind === "connection" || error.kind === "server")
-  ) return error;
+  if (!(error instanceof OperatorError) || !mayHaveArrived(error)) return error;
   const again = given ? "the same command" : `the same command with --id ${id}`;
   return new OperatorError(
     error.kind,
     `${error.message}; the run may have been created as ${id}: see it with ` +
-      `status run show ${id}, or send ${again} (the same id and body start nothing twice)`,
+      `status run show ${idWord(id)}, or send ${again} (the same id and body start nothing twice)`,
     { status: error.status, body: error.body, cause: error },
   );
 }
@@ -256,6 +274,7 @@ function mayExist(error: unknown, id: string, given: boolean): unknown {
  * @param json Print the final run as JSON instead of a table.
  * @param first The run as known already.
  * @param timeoutSecs Stop waiting after this many seconds (`--wait-timeout`): exit 75.
+ * @param options `elapsedMs`: how much of `timeoutSecs` was spent already (the first read).
  */
 export async function followRun(
   io: Io,
@@ -264,10 +283,15 @@ export async function followRun(
   json: boolean,
   first?: RunAnswer,
   timeoutSecs?: number,
+  options: { elapsedMs?: number } = {},
 ): Promise<void> {
   const seen = new Map<string, string>();
   for (const agent of first?.agents ?? []) seen.set(agent.agent_id, agent.state);
-  using waiting = waitSignals(timeoutSecs);
+  using waiting = waitSignals(
+    timeoutSecs === undefined
+      ? undefined
+      : Math.max(0.001, timeoutSecs - (options.elapsedMs ?? 0) / 1000),
+  );
   let run: RunAnswer;
   try {
     run = await waitForRun(client, id, {
@@ -284,8 +308,8 @@ export async function followRun(
   } catch (error) {
     if (waiting.interrupted.aborted) {
       io.err(
-        `stopped waiting for run ${id}; it goes on (see it with: status run show ${id}, cancel ` +
-          `it with: status run cancel ${id})`,
+        `stopped waiting for run ${id}; it goes on (see it with: status run show ` +
+          `${idWord(id)}, cancel it with: status run cancel ${idWord(id)})`,
       );
       setExitCode(130);
       return;
@@ -316,11 +340,18 @@ export class RunWaitTimeoutError extends Error {
    *
    * @param id The run.
    * @param secs The `--wait-timeout`.
+   * @param heard Whether the dashboard said anything of the run meanwhile; when it did not (a
+   *   dashboard that does not answer), nothing is said of the run.
    */
-  constructor(id: string, secs: number) {
+  constructor(id: string, secs: number, heard = true) {
     super(
-      `run ${id} has not ended after ${secs} s (--wait-timeout); stopped waiting, the run goes ` +
-        `on (see it with: status run show ${id}, cancel it with: status run cancel ${id})`,
+      heard
+        ? `run ${id} has not ended after ${secs} s (--wait-timeout); stopped waiting, the run ` +
+          `goes on (see it with: status run show ${idWord(id)}, cancel it with: status run ` +
+          `cancel ${idWord(id)})`
+        : `stopped waiting for run ${id} after ${secs} s (--wait-timeout): the dashboard has ` +
+          `not answered about it in that time, so whether it has ended is not known (see it ` +
+          `with: status run show ${idWord(id)})`,
     );
     this.name = "RunWaitTimeoutError";
   }
@@ -414,9 +445,18 @@ Examples:
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
     const follow = options.follow || options.waitTimeout !== undefined;
-    const current = await getRun(client, id);
+    // `--wait-timeout` counts from the start: a dashboard slow to answer the first read too.
+    const started = performance.now();
+    const timedOut = options.waitTimeout === undefined
+      ? undefined
+      : timeoutSignal(options.waitTimeout * 1000);
+    const current = await getRun(client, id, timedOut).catch((error) => {
+      throw timedOut?.aborted ? new RunWaitTimeoutError(id, options.waitTimeout!, false) : error;
+    });
     if (follow && !runEnded(current)) {
-      await followRun(io, client, id, options.json ?? false, current, options.waitTimeout);
+      await followRun(io, client, id, options.json ?? false, current, options.waitTimeout, {
+        elapsedMs: performance.now() - started,
+      });
       return;
     }
     printRun(io, current, options.json ?? false);

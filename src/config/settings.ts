@@ -229,10 +229,14 @@ const url = z.preprocess(
     const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(`http://${s}`);
     // `http://::1:5000`: which colon starts the port cannot be told without the brackets.
     const ipv6 = /^(?:https?:\/\/)?[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*(?:[/?#]|$)/i.test(s);
+    // `http://host:99999` is an http:// URL that does not parse: say why, not only "http://".
+    const port = /^https?:\/\/(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*):(\d+)(?:[/?#]|$)/i.exec(s)?.[1];
     const why = schemeless
       ? `it has no scheme; give it as "http://${s}" (or https://)`
       : ipv6
       ? 'an IPv6 address goes in brackets, with the port after them: "http://[::1]:5000"'
+      : port !== undefined && Number(port) > 65535
+      ? `its port ${port} is above 65535`
       : undefined;
     ctx.addIssue({ code: "custom", message: why ?? "", params: { reason: why !== undefined } });
   }),

@@ -13,6 +13,8 @@ import {
   AGENT_ID_RULE,
   AGENT_SCOPES,
   type AgentScope,
+  ANY_COMMAND_ID_PATTERN,
+  ANY_COMMAND_ID_RULE,
   type CommandParams,
   HEADER,
   LIVE_PATHS,
@@ -33,6 +35,7 @@ import {
   type RemovedAgent,
 } from "./types.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
+import { idWord } from "./format.ts";
 import { redactUrl } from "../log/redact.ts";
 import { readBodyBounded } from "../read_bounded.ts";
 
@@ -321,6 +324,19 @@ function checkAgentId(id: unknown): string {
   return id;
 }
 
+/**
+ * Checks a command id before it goes into a path: `..` would be another route (`cancel(".")`
+ * would post to `/api/v1/commands/cancel`), `a/b` none.
+ *
+ * @throws {TypeError} When no command can have this id.
+ */
+function checkCommandId(id: unknown): string {
+  if (typeof id !== "string" || !ANY_COMMAND_ID_PATTERN.test(id)) {
+    throw new TypeError(`command id must be ${ANY_COMMAND_ID_RULE}, got ${shownValue(id)}`);
+  }
+  return id;
+}
+
 /** Checks the scopes of {@link AddAgentOptions}. */
 function checkScopes(scopes: unknown): AgentScope[] | undefined {
   if (scopes === undefined) return undefined;
@@ -335,9 +351,28 @@ function checkScopes(scopes: unknown): AgentScope[] | undefined {
   return [...scopes];
 }
 
+/**
+ * Whether a `404` is about the path rather than what it names: the dashboard's own "no route for
+ * ..." (a `DASHBOARD_URL` with a wrong path prefix), or an answer without the dashboard's
+ * `{"error": ...}` (a proxy's or another server's page). Such a `404` says nothing about whether
+ * the command, agent or run exists.
+ *
+ * @param error What a request threw.
+ * @returns `true` for a `404` of a path the dashboard has no route for.
+ */
+export function isNoRoute(error: unknown): boolean {
+  return error instanceof OperatorError && error.status === 404 && noRouteAnswer(error.body);
+}
+
+/** Whether a `404`'s body is not the dashboard's word about what the path names. */
+function noRouteAnswer(body: unknown): boolean {
+  const said = errorSentence(body);
+  return said === undefined || said.startsWith("no route for ");
+}
+
 /** A 404 of an agent route, as `status agents --db` words it (`advice`: what to do then). */
 function noAgent(error: unknown, id: string, advice = ""): unknown {
-  if (error instanceof OperatorError && error.kind === "not_found") {
+  if (error instanceof OperatorError && error.kind === "not_found" && !isNoRoute(error)) {
     return new OperatorError("not_found", `agent ${id} does not exist${advice}`, {
       status: error.status,
       body: error.body,
@@ -450,10 +485,14 @@ export class OperatorClient {
    * @param options The agent, the command line, an optional id and params.
    * @returns `{ queued, id, duplicate? }`; `duplicate` when the same id and body were queued before.
    * @throws {OperatorError} `conflict` when the id exists with another body; `auth`, `connection`, ...
-   * @throws {TypeError} When `agentId` is not an agent id (nothing is sent): in the `X-Agent-Id`
-   *   header it was refused as if the admin token were missing, or could not be sent at all.
+   * @throws {TypeError} When `options` is not an object, or `agentId` is not an agent id (nothing
+   *   is sent): in the `X-Agent-Id` header it was refused as if the admin token were missing, or
+   *   could not be sent at all.
    */
   async enqueue(options: EnqueueOptions): Promise<EnqueueAnswer> {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`enqueue's options must be an object, got ${shownValue(options)}`);
+    }
     const { agentId } = options;
     if (typeof agentId !== "string" || !AGENT_ID_PATTERN.test(agentId)) {
       throw new TypeError(`agentId must be ${AGENT_ID_RULE}, got ${JSON.stringify(agentId)}`);
@@ -486,8 +525,10 @@ export class OperatorClient {
    * @param signal Aborts the request.
    * @returns The command with its status and, when final, its result.
    * @throws {OperatorError} `not_found` as "no command <id>".
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async getCommand(id: string, signal?: AbortSignal): Promise<CommandRecord> {
+    checkCommandId(id);
     const answer = await this.#request("GET", PATHS.command(id), { signal, commandId: id });
     const body = answer.body && typeof answer.body === "object" && "command" in answer.body &&
         !("id" in answer.body)
@@ -542,8 +583,10 @@ export class OperatorClient {
    * @param signal Aborts the request.
    * @returns `cancelled` when it was still queued, `requested` when it was delivered.
    * @throws {OperatorError} `conflict` when it is already final; `not_found` when unknown.
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async cancel(id: string, signal?: AbortSignal): Promise<CancelAnswer> {
+    checkCommandId(id);
     const answer = await this.#request("POST", PATHS.cancel(id), {
       body: {},
       signal,
@@ -606,7 +649,7 @@ export class OperatorClient {
       if (error instanceof OperatorError && error.kind === "conflict") {
         throw new OperatorError(
           "conflict",
-          `agent ${id} already exists; print a new token with "status agents rotate ${id}"`,
+          `agent ${id} already exists; print a new token with "status agents rotate ${idWord(id)}"`,
           { status: error.status, body: error.body, cause: error },
         );
       }
@@ -615,7 +658,7 @@ export class OperatorClient {
     const token = this.#tokenIn(
       "agent add",
       body,
-      `the agent may have been added: print a new token with "status agents rotate ${id}"`,
+      `the agent may have been added: print a new token with "status agents rotate ${idWord(id)}"`,
     );
     const granted = (body as { scopes?: unknown }).scopes;
     const added: AddedAgent = { id, token };
@@ -655,12 +698,12 @@ export class OperatorClient {
       signal,
       what: "token rotation",
     }).catch((error) => {
-      throw noAgent(error, id, `; add it with "status agents add ${id}"`);
+      throw noAgent(error, id, `; add it with "status agents add ${idWord(id)}"`);
     });
     const token = this.#tokenIn(
       "token rotation",
       body,
-      `the old token may no longer work: rotate again with "status agents rotate ${id}"`,
+      `the old token may no longer work: rotate again with "status agents rotate ${idWord(id)}"`,
     );
     return { id, token };
   }
@@ -751,8 +794,10 @@ export class OperatorClient {
    *   the dashboard stays unreachable longer than `maxOutageMs`.
    * @throws {RangeError} When an interval is not a number of milliseconds from 1 to 2147483647,
    *   or `maxOutageMs` not one from 0 (nothing is sent).
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async waitForFinal(id: string, options: WaitForFinalOptions = {}): Promise<CommandRecord> {
+    checkCommandId(id);
     const initial = checkMs("initialIntervalMs", options.initialIntervalMs ?? 200, 1);
     const max = Math.max(initial, checkMs("maxIntervalMs", options.maxIntervalMs ?? 1000, 1));
     const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
@@ -851,11 +896,13 @@ export class OperatorClient {
    * @returns The streaming response, or `null` when the dashboard has no event stream for it
    *   (no such route, or no such command: {@link OperatorClient.getCommand} tells which).
    * @throws {OperatorError} When the request is refused or the dashboard cannot be reached.
+   * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async openEvents(
     id: string,
     options: { lastEventId?: string; signal?: AbortSignal } = {},
   ): Promise<Response | null> {
+    checkCommandId(id);
     const path = `${PATHS.command(id)}/events`;
     const headers: Record<string, string> = { Accept: "text/event-stream" };
     if (this.#adminToken) headers[HEADER.authorization] = `Bearer ${this.#adminToken}`;
@@ -965,8 +1012,9 @@ export class OperatorClient {
       }
       if (error instanceof TypeError) {
         const why = describeFetchFailure(error);
-        // A dashboard whose certificate was refused is running there: the reason says what to do.
-        const hint = why.startsWith("the TLS handshake failed:")
+        // A dashboard whose certificate was refused, or that answers HTTPS to http://, is running
+        // there: the reason says what to do.
+        const hint = why.startsWith("the TLS handshake failed:") || why.startsWith("it answered")
           ? ""
           : " (is it running there? set DASHBOARD_URL or --dashboard-url)";
         throw new OperatorError(
@@ -1042,6 +1090,15 @@ export class OperatorClient {
       return new OperatorError("auth", message, init);
     }
     if (status === 404) {
+      if (noRouteAnswer(body)) {
+        return new OperatorError(
+          "not_found",
+          `the dashboard at ${this.#shownUrl} has no ${method} ${
+            pathAndQuery.replace(/\?.*/, "")
+          } (${http}); is DASHBOARD_URL (or --dashboard-url) the dashboard's base URL?`,
+          init,
+        );
+      }
       if (options.agentId !== undefined && said !== undefined && said.includes(options.agentId)) {
         return new OperatorError(
           "not_found",

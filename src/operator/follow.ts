@@ -7,7 +7,7 @@
  * @module
  */
 import { abortableSleep as sleep } from "../clock.ts";
-import { fromBase64, relevantIssues } from "../protocol/mod.ts";
+import { ANY_COMMAND_ID_PATTERN, fromBase64, relevantIssues } from "../protocol/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 import { checkMs, MAX_RETRY_AFTER_SECS, OperatorClient, OperatorError } from "./client.ts";
 import { type CommandRecord, commandRecordSchema } from "./types.ts";
@@ -189,8 +189,8 @@ export interface FollowResult {
  * @throws {OperatorError} When the command does not exist, the request is refused (a `429` is
  *   not: the stream is opened again after its `Retry-After`), or the dashboard stays unreachable
  *   for `maxOutageMs`.
- * @throws {TypeError} When `client` is not an {@link OperatorClient}, `id` not a non-empty
- *   string or `options` not an object (nothing is sent).
+ * @throws {TypeError} When `client` is not an {@link OperatorClient}, `id` not a command id or
+ *   `options` not an object (nothing is sent).
  * @throws {RangeError} When `idleTimeoutMs` is not a number of milliseconds from 1 to
  *   2147483647, or `maxOutageMs` not one from 0 (nothing is sent).
  * @throws {OperatorError} `invalid_answer` when the stream sends an output or end event it cannot
@@ -205,7 +205,7 @@ export async function followCommand(
   if (!(client instanceof OperatorClient)) {
     throw new TypeError(`followCommand's client must be an OperatorClient, got ${String(client)}`);
   }
-  if (typeof id !== "string" || id === "") {
+  if (typeof id !== "string" || !ANY_COMMAND_ID_PATTERN.test(id)) {
     throw new TypeError(`followCommand's id must be a command id, got ${JSON.stringify(id)}`);
   }
   if (options === null || typeof options !== "object") {

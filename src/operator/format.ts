@@ -9,6 +9,26 @@ import { BIDI_CONTROLS } from "../protocol/mod.ts";
 import type { CommandRecord, StoredResult } from "./types.ts";
 
 /**
+ * An id as the last word of a `status` command line printed for the user to run: after `--`
+ * when it begins with a dash (`status result -- -x`), which the CLI would take for an option.
+ *
+ * @param id A command, run or agent id.
+ * @returns The word or words to print.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { idWord } from "./format.ts";
+ *
+ * assert.equal(`status result ${idWord("c1")}`, "status result c1");
+ * assert.equal(`status result ${idWord("-x")}`, "status result -- -x");
+ * ```
+ */
+export function idWord(id: string): string {
+  return id.startsWith("-") ? `-- ${id}` : id;
+}
+
+/**
  * Formats elapsed milliseconds as seconds with one decimal, e.g. `1.2 s`.
  *
  * @param ms Milliseconds.
@@ -185,7 +205,11 @@ export function formatRecord(record: CommandRecord): string[] {
         const size = outputBytes(result, stream).length;
         lines.push(
           `--- ${stream}: ${size} bytes that are not UTF-8 text, in base64 (the exact bytes: ` +
-            `status result ${record.id} --${stream}) ---`,
+            `status result ${
+              record.id.startsWith("-")
+                ? `--${stream} ${idWord(record.id)}`
+                : `${record.id} --${stream}`
+            }) ---`,
         );
         for (let i = 0; i < text.length; i += 76) lines.push(text.slice(i, i + 76));
         continue;

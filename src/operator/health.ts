@@ -65,6 +65,10 @@ async function errorOf(response: Response): Promise<string> {
   return text.trim().slice(0, 200) || `HTTP ${response.status}`;
 }
 
+/** What a `404` of `/health` says: a path prefix the dashboard does not have, or not one. */
+const NO_HEALTH_ROUTE = `answered HTTP 404: it has no ${PATHS.health}; is DASHBOARD_URL (or ` +
+  "--dashboard-url) the dashboard's base URL?";
+
 /**
  * What a `/health` answer that is JSON but not `"status": "ok"` says: the dashboard answers, but
  * its store is down or full (`503`, `store.status`), or it is some other program.
@@ -79,6 +83,7 @@ function notOk(httpStatus: number, health: unknown): string {
     const why = typeof store.error === "string" ? `: ${store.error}` : "";
     return `answers (HTTP ${httpStatus}), but its store is ${store.status}${since}${why}`;
   }
+  if (httpStatus === 404) return NO_HEALTH_ROUTE;
   const status = typeof body.status === "string"
     ? `with status ${JSON.stringify(body.status)}`
     : 'without "status": "ok"';
@@ -133,7 +138,12 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
     throw new RangeError(`timeoutMs must be a finite number above 0, got ${timeoutMs}`);
   }
-  const base = options.dashboardUrl.replace(/\/+$/, "");
+  // As the operator client and the agent do: a query or fragment is not part of the base URL
+  // (`.../?x=1` + `/health` would ask for the console's page).
+  const url = new URL(options.dashboardUrl);
+  url.search = "";
+  url.hash = "";
+  const base = url.href.replace(/\/+$/, "");
   const checks: HealthCheck[] = [];
   // Redirects are not followed, as the agent follows none: a signed ping or the admin token is
   // not sent where one leads, and a check is not passed by another server's answer.
@@ -183,7 +193,9 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       }, agents waiting: ${health.waiting ?? 0}`,
     });
   } catch (error) {
-    const message = answered !== undefined
+    const message = answered === 404
+      ? NO_HEALTH_ROUTE
+      : answered !== undefined
       ? `answered HTTP ${answered}, but not as a status dashboard (no JSON /health)`
       : `not reachable: ${
         error instanceof TypeError

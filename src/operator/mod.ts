@@ -50,6 +50,7 @@ export {
   formatProgress,
   formatRecord,
   formatTable,
+  idWord,
   outputBytes,
   truncationNotes,
   unmarkedTruncationNote,

@@ -14,7 +14,7 @@ import {
   type RunRequest,
   type RunView,
 } from "../protocol/runs.ts";
-import { checkMs, OperatorClient, OperatorError } from "./client.ts";
+import { checkMs, isNoRoute, OperatorClient, OperatorError } from "./client.ts";
 import { alignColumns, cell } from "./format.ts";
 
 const agentViewSchema = z.looseObject({
@@ -94,7 +94,7 @@ function errorText(error: OperatorError): string | undefined {
 
 /** A 404 of a run route: the dashboard's sentence (no such run, no agent matched) as the error. */
 function notFound(error: unknown, fallback: string): unknown {
-  if (error instanceof OperatorError && error.kind === "not_found") {
+  if (error instanceof OperatorError && error.kind === "not_found" && !isNoRoute(error)) {
     return new OperatorError("not_found", errorText(error) ?? fallback, {
       status: error.status,
       body: error.body,

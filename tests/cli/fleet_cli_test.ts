@@ -6,6 +6,9 @@ import { run } from "./_run.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { closedPort } from "../_stub_dashboard.ts";
+import { runCli } from "../_cli.ts";
+import { main } from "../../main.ts";
+import { memoryIo } from "../../src/cli/io.ts";
 import { unreachableAdvice } from "../../src/cli/health.ts";
 
 const ADMIN = "admin-token-0123456789abcdef";
@@ -326,4 +329,106 @@ Deno.test("status result and cancel take a fan-out run's command id of up to 193
   const tooLong = await run(["result", `${id}x`, ...remote]);
   assert.equal(tooLong.code, 2);
   assert.match(tooLong.stderr.join("\n"), /1–193 characters/);
+});
+
+Deno.test("an operator command given http:// for a dashboard that serves HTTPS says to use https://, not to start it", async (t) => {
+  // What a TLS server sends back to a request in plain HTTP: an alert, not an HTTP answer.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const connection of listener) {
+      await connection.read(new Uint8Array(4096)).catch(() => null);
+      await connection.write(new Uint8Array([0x15, 3, 3, 0, 2, 2, 0x32])).catch(() => 0);
+      connection.close();
+    }
+  })();
+  const url = `http://127.0.0.1:${listener.addr.port}`;
+  const said =
+    "it answered, but not in HTTP (if it serves HTTPS, the URL must begin with https://)";
+  try {
+    await t.step("status list", async () => {
+      const result = await run(["list", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stderr, [`status: cannot reach the dashboard at ${url}: ${said}`]);
+    });
+    await t.step("status health", async () => {
+      const result = await run(["health", "--dashboard-url", url]);
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stdout, [
+        `dashboard ${url}`,
+        `  dashboard FAILED  not reachable: ${said}`,
+      ]);
+      assert.deepEqual(result.stderr, [], "not: is the dashboard running there? start it");
+    });
+  } finally {
+    listener.close();
+    await serving;
+  }
+});
+
+Deno.test("status health does not say DASHBOARD_URL is not set when it could not read it", async () => {
+  // DASHBOARD_URL set, but not readable: the default is checked. Net access to it alone is
+  // refused, so that no dashboard listening there on this machine can answer the check.
+  const result = await runCli(["health"], {
+    perms: ["--allow-net=127.0.0.1:9"],
+    env: { DASHBOARD_URL: "http://127.0.0.1:9" },
+  });
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /^dashboard http:\/\/localhost:5000\n/);
+  assert.equal(
+    result.stderr.trim().split("\n").at(-1),
+    "status: is the dashboard running at http://localhost:5000 (the default: DASHBOARD_URL is " +
+      "not set, or is set where it could not be read: the environment (Deno was started without " +
+      "--allow-env) and .env and config.json (without --allow-read))? start it, or set " +
+      "DASHBOARD_URL or --dashboard-url to where it listens",
+  );
+});
+
+Deno.test("status agents add and rotate whose token cannot be printed say the agent has one, and how to get another", async (t) => {
+  await using d = await dashboard();
+  const dir = await Deno.makeTempDir({ prefix: "status-token-" });
+  const db = `${dir}/status.db`;
+  await openSqliteStore(db).close();
+  /** `status agents <args>` with a standard output that fails every write (a full disk). */
+  const agents = async (args: string[]) => {
+    const io = {
+      ...memoryIo(),
+      out: () => {
+        throw new Deno.errors.WriteZero("no space left on device");
+      },
+    };
+    const code = await main(["agents", ...args, "--log-level", "error"], io);
+    return { code, stderr: io.stderr };
+  };
+  try {
+    const ways: Array<[string, string[], () => Promise<unknown>]> = [
+      [
+        "over the API",
+        ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN],
+        () => d.store.getAgent("web-1"),
+      ],
+      ["with --db", ["--db", db], async () => {
+        await using store = openSqliteStore(db);
+        return await store.getAgent("web-1");
+      }],
+    ];
+    for (const [how, flags, stored] of ways) {
+      await t.step(how, async () => {
+        const added = await agents(["add", "web-1", ...flags]);
+        assert.equal(added.code, 1);
+        assert.deepEqual(added.stderr, [
+          "status: agent web-1 was added, but the token could not be printed (no space left on " +
+          'device); print a new one with "status agents rotate web-1"',
+        ]);
+        assert.ok(await stored(), "the agent was added");
+        const rotated = await agents(["rotate", "web-1", ...flags]);
+        assert.equal(rotated.code, 1);
+        assert.deepEqual(rotated.stderr, [
+          "status: agent web-1 has a new token, but the token could not be printed (no space " +
+          'left on device); print a new one with "status agents rotate web-1"',
+        ]);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -65,6 +65,9 @@ _status_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
       return new TextDecoder().decode(out.stdout).trim().split("\n").filter(Boolean);
     };
     assert.deepEqual(await complete("status", "enq"), ["enqueue"]);
+    // An alias completes as its command does (the README names `status ping`).
+    assert.deepEqual(await complete("status", "pi"), ["ping"]);
+    assert.deepEqual(await complete("status", "ping", "--js"), ["--json"]);
     assert.deepEqual(await complete("status", "agents", "r"), ["rotate", "remove"]);
     assert.ok((await complete("status", "enqueue", "--agent", "web-1", "--wa")).includes("--wait"));
     // After a command line or an id the command's options still complete (nothing did).

@@ -40,3 +40,70 @@ Deno.test("status result --wait-timeout with --stdout is refused as --follow is"
   assert.equal(out.code, 2);
   assert.deepEqual(out.stderr, ["status: --wait-timeout cannot be combined with --stdout"]);
 });
+
+Deno.test("status result --wait-timeout against a dashboard that does not answer says nothing of the command's status", async (t) => {
+  // Takes connections and never answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const connection of listener) held.push(connection);
+  })();
+  const url = `http://127.0.0.1:${listener.addr.port}`;
+  try {
+    for (const flags of [["--follow"], ["--json"]]) {
+      await t.step(flags[0], async () => {
+        const out = await run([
+          "result",
+          "cmd-1",
+          ...flags,
+          "--wait-timeout",
+          "1",
+          "--dashboard-url",
+          url,
+        ]);
+        assert.equal(out.code, EXIT_WAIT_TIMEOUT);
+        assert.deepEqual(out.stdout, []);
+        assert.equal(
+          out.stderr.at(-1),
+          "status: stopped waiting for cmd-1 after 1 s (--wait-timeout): the dashboard has not " +
+            "answered about it in that time, so whether it is final is not known (see it with: " +
+            "status result cmd-1)",
+          "not: cmd-1 is still not final; the command goes on",
+        );
+      });
+    }
+  } finally {
+    listener.close();
+    await accepting;
+    for (const connection of held) connection.close();
+  }
+});
+
+Deno.test("status run show --wait-timeout counts from the start, the first read too, against a dashboard that does not answer", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const connection of listener) held.push(connection);
+  })();
+  try {
+    const out = await run([
+      "run",
+      "show",
+      "r1",
+      "--wait-timeout",
+      "1",
+      "--dashboard-url",
+      `http://127.0.0.1:${listener.addr.port}`,
+    ]);
+    assert.equal(out.code, EXIT_WAIT_TIMEOUT, out.stderr.join("\n"));
+    assert.deepEqual(out.stderr, [
+      "status: stopped waiting for run r1 after 1 s (--wait-timeout): the dashboard has not " +
+      "answered about it in that time, so whether it has ended is not known (see it with: " +
+      "status run show r1)",
+    ]);
+  } finally {
+    listener.close();
+    await accepting;
+    for (const connection of held) connection.close();
+  }
+});

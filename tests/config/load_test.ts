@@ -84,6 +84,15 @@ Deno.test("validation errors name the setting, its source and the bad value", as
       'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "127.0.0.1:5000": it has no scheme; give it as "http://127.0.0.1:5000" (or https://)',
     ],
     [
+      "a port above 65535, which makes an http:// URL that does not parse",
+      {
+        roles: ["operator"],
+        env: { DASHBOARD_URL: "http://dash.example:50000000" },
+        cwd: tempDir(),
+      },
+      'DASHBOARD_URL from the environment must be an http:// or https:// URL, got "http://dash.example:50000000": its port 50000000 is above 65535',
+    ],
+    [
       "a host name and port without the scheme (a URL of the scheme localhost:)",
       { roles: ["agent"], env: {}, cwd: tempDir(), flags: { dashboardUrl: "localhost:5000/" } },
       'DASHBOARD_URL from flag --dashboard-url must be an http:// or https:// URL, got "localhost:5000/": it has no scheme; give it as "http://localhost:5000/" (or https://)',

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 import { run } from "../cli/_run.ts";
+import { main } from "../../main.ts";
+import { memoryIo } from "../../src/cli/io.ts";
 import { LIST_LIMIT, RUN_LIST_LIMIT } from "../../src/protocol/mod.ts";
 import { checkPolicy, defaultPolicy } from "../../src/exec/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
@@ -19,12 +21,13 @@ Deno.test("status enqueue --wait shows progress and exits with the command's cod
     ]);
     assert.equal(out.code, 0);
     assert.deepEqual(out.stdout, ["hi"]);
+    const id = (stub.seen[0].body as { id: string }).id;
     const progress = out.stderr.map((l) => l.replace(/ \(\d+\.\d s\)$/, ""));
     assert.deepEqual(progress, [
-      "gen-1 queued",
-      "gen-1 delivered to test-agent",
-      "gen-1 running",
-      "gen-1 success, exit code 0",
+      `${id} queued`,
+      `${id} delivered to test-agent`,
+      `${id} running`,
+      `${id} success, exit code 0`,
     ]);
   });
   const cases: Array<[string, Record<string, unknown> | null, number]> = [
@@ -94,10 +97,91 @@ Deno.test("status enqueue without --wait prints the id", async () => {
   await using stub = new StubDashboard();
   const out = await run(["enqueue", "echo hi", "--agent", "a", "--dashboard-url", stub.url]);
   assert.equal(out.code, 0);
-  assert.deepEqual(out.stdout, ["gen-1"]);
-  assert.match(
+  // An id of the CLI's own, sent with the command (see the test of a lost answer below).
+  const id = (stub.seen[0].body as { id: string }).id;
+  assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.deepEqual(out.stdout, [id]);
+  assert.equal(
     out.stderr.join("\n"),
-    /queued: gen-1 for agent a; see it with: status result gen-1/,
+    `queued: ${id} for agent a; see it with: status result ${id}`,
+  );
+});
+
+Deno.test("status enqueue whose answer was lost says the command may be queued, with its id and how to send it again", async (t) => {
+  // The dashboard took the enqueue, then its answer was a proxy's 502: it may be queued.
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const bodies: Array<{ id?: string }> = [];
+  await using proxy = {
+    server: Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (request) => {
+      const text = await request.text();
+      bodies.push(JSON.parse(text));
+      await fetch(`${server.url}/api/v1/agent/commands/enqueue`, {
+        method: "POST",
+        headers: request.headers,
+        body: text,
+      }).then((answer) => answer.body?.cancel());
+      return new Response("bad gateway", { status: 502 });
+    }),
+    async [Symbol.asyncDispose]() {
+      await this.server.shutdown();
+    },
+  };
+  const proxyUrl = `http://127.0.0.1:${proxy.server.addr.port}`;
+  for (const given of [[], ["--id", "deploy-7"]]) {
+    await t.step(given.length ? "with --id" : "without --id", async () => {
+      const out = await run([
+        "enqueue",
+        "echo hi",
+        "--agent",
+        "web-1",
+        ...given,
+        "--dashboard-url",
+        proxyUrl,
+      ]);
+      assert.equal(out.code, 1);
+      assert.deepEqual(out.stdout, []);
+      const id = bodies.at(-1)!.id!;
+      if (given.length) assert.equal(id, "deploy-7");
+      const again = given.length ? "the same command" : `the same command with --id ${id}`;
+      assert.deepEqual(out.stderr, [
+        `status: the dashboard at ${proxyUrl} failed on enqueue for agent web-1: HTTP 502: bad ` +
+        `gateway; the command may have been queued as ${id}: see it with status result ${id}, ` +
+        `or send ${again} (the same id and body queue nothing twice)`,
+      ]);
+      // Sent again as it says, it is the one command, not a second.
+      const resent = await run([
+        "enqueue",
+        "echo hi",
+        "--agent",
+        "web-1",
+        "--id",
+        id,
+        "--dashboard-url",
+        server.url,
+      ]);
+      assert.equal(resent.code, 0);
+      assert.deepEqual(resent.stdout, [id]);
+      assert.equal(
+        resent.stderr.at(-1),
+        `already queued (same id and body): ${id} for agent web-1; see it with: status result ${id}`,
+      );
+    });
+  }
+  await t.step(
+    "a dashboard that was not reached: nothing was sent, and nothing is said of it",
+    async () => {
+      const url = `http://127.0.0.1:${closedPort()}`;
+      const out = await run(["enqueue", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+      assert.equal(out.code, 1);
+      assert.deepEqual(out.stderr, [
+        `status: cannot reach the dashboard at ${url}: connection refused (is it running there? ` +
+        "set DASHBOARD_URL or --dashboard-url)",
+      ]);
+    },
   );
 });
 
@@ -329,4 +413,147 @@ Deno.test("the command lines of the --help examples pass the agent's default pol
       assert.ok(checked.ok, `status ${args.join(" ")} shows "${line}": ${JSON.stringify(checked)}`);
     }
   }
+});
+
+Deno.test("status run start that reached no dashboard does not say the run may have been created", async () => {
+  const url = `http://127.0.0.1:${closedPort()}`;
+  const out = await run(["run", "start", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+  assert.equal(out.code, 1);
+  assert.deepEqual(out.stderr, [
+    `status: cannot reach the dashboard at ${url}: connection refused (is it running there? ` +
+    "set DASHBOARD_URL or --dashboard-url)",
+  ]);
+});
+
+Deno.test("an id that begins with a dash is printed after -- in the command lines the CLI suggests, which then run", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  /** Runs `status <words>`, the dashboard's URL given before a `--`, as a user would type it. */
+  const status = async (...words: string[]) => {
+    const dash = words.includes("--") ? words.indexOf("--") : words.length;
+    const flags = ["--dashboard-url", server.url, "--log-level", "error"];
+    const io = memoryIo();
+    const code = await main([...words.slice(0, dash), ...flags, ...words.slice(dash)], io);
+    return { code, stdout: io.stdout, stderr: io.stderr };
+  };
+  /** Runs the command line a message suggests (`status result -- -x`), split as a shell would. */
+  const suggested = (line: string) => status(...line.replace(/^status /, "").split(" "));
+  await t.step("a command's", async () => {
+    const queued = await status("enqueue", "echo hi", "--agent", "web-1", "--id", "-x");
+    assert.equal(queued.code, 0);
+    assert.equal(
+      queued.stderr.at(-1),
+      "queued: -x for agent web-1; see it with: status result -- -x",
+    );
+    const shown = await suggested("status result -- -x");
+    assert.equal(shown.code, 0, shown.stderr.join("\n"));
+    assert.match(shown.stdout[0], /^id: +-x$/);
+    const waited = await status("result", "--wait-timeout", "1", "--", "-x");
+    assert.equal(waited.code, 75);
+    assert.match(
+      waited.stderr.at(-1)!,
+      /\(see it with: status result -- -x, cancel it with: status cancel -- -x\)$/,
+    );
+    assert.equal((await suggested("status cancel -- -x")).code, 0);
+  });
+  await t.step("a run's", async () => {
+    const started = await status("run", "start", "echo hi", "--agent", "web-1", "--id", "-r");
+    assert.equal(started.code, 0, started.stderr.join("\n"));
+    const line = /follow it with: (status run show --follow -- -r)$/.exec(started.stderr.at(-1)!);
+    assert.ok(line, started.stderr.at(-1));
+    const shown = await status("run", "show", "--wait-timeout", "1", "--", "-r");
+    assert.equal(shown.code, 75);
+    assert.match(
+      shown.stderr.at(-1)!,
+      /\(see it with: status run show -- -r, cancel it with: status run cancel -- -r\)$/,
+    );
+    assert.equal((await suggested("status run cancel -- -r")).code, 0);
+  });
+  await t.step("an agent's", async () => {
+    assert.equal((await status("agents", "add", "--", "-a")).code, 0);
+    const again = await status("agents", "add", "--", "-a");
+    assert.deepEqual(again.stderr, [
+      'status: agent -a already exists; print a new token with "status agents rotate -- -a"',
+    ]);
+    assert.equal((await suggested("status agents rotate -- -a")).code, 0);
+  });
+});
+
+Deno.test("status enqueue --json whose command cannot be read back says it was queued, with its id", async () => {
+  // The enqueue is answered; reading the command back is answered 503.
+  await using stub = new StubDashboard({ failFirst: 1 });
+  const out = await run([
+    "enqueue",
+    "echo hi",
+    "--agent",
+    "a",
+    "--json",
+    "--dashboard-url",
+    stub.url,
+  ]);
+  assert.equal(out.code, 1);
+  assert.deepEqual(out.stdout, []);
+  const id = (stub.seen[0].body as { id: string }).id;
+  assert.equal(stub.commands.get(id)?.status, "queued");
+  assert.equal(out.stderr.length, 1);
+  assert.match(
+    out.stderr[0],
+    new RegExp(
+      `^status: ${id} was queued for agent a, but reading it back failed: the dashboard at ` +
+        `${RegExp.escape(stub.url)} failed on GET /api/v1/commands/${id}: HTTP 503.* \\(see it ` +
+        `with: status result ${id}\\)$`,
+    ),
+  );
+});
+
+Deno.test("a command line the dashboard would refuse is bad usage, refused before anything is sent", async (t) => {
+  let sent = 0;
+  await using listener = {
+    server: Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+      sent++;
+      return Response.json({ error: "not expected" }, { status: 500 });
+    }),
+    async [Symbol.asyncDispose]() {
+      await this.server.shutdown();
+    },
+  };
+  const url = `http://127.0.0.1:${listener.server.addr.port}`;
+  const cases: Array<[string, string[], string]> = [
+    [
+      "a line break",
+      ["enqueue", "echo hi\nrm -rf /tmp/x", "--agent", "a"],
+      "error: command-argument value 'echo hi\\nrm -rf /tmp/x' is invalid for argument " +
+      "'command-line'. must not contain control characters (NUL, newline, tab, escape, ...)",
+    ],
+    [
+      "a terminal escape, in a run",
+      ["run", "start", "echo \u001b[2J", "--agent", "a"],
+      "error: command-argument value 'echo \\u001b[2J' is invalid for argument 'command-line'. " +
+      "must not contain control characters (NUL, newline, tab, escape, ...)",
+    ],
+    [
+      "a bidirectional override",
+      ["enqueue", "ls /tmp/\u202efdp.exe", "--agent", "a"],
+      "error: command-argument value 'ls /tmp/\\u202efdp.exe' is invalid for argument " +
+      "'command-line'. must not contain bidirectional formatting characters (U+202E and the " +
+      "like), which make a command line show in another order than it runs",
+    ],
+    [
+      "the one reserved id",
+      ["enqueue", "echo hi", "--agent", "a", "--id", "wait"],
+      "error: option '--id <id>' argument 'wait' is invalid. must not be \"wait\": the " +
+      "dashboard refuses it (its agent routes would be read as a wait's)",
+    ],
+  ];
+  for (const [what, args, said] of cases) {
+    await t.step(what, async () => {
+      const out = await run([...args, "--dashboard-url", url]);
+      assert.equal(out.code, 2);
+      assert.deepEqual(out.stderr, [said]);
+    });
+  }
+  assert.equal(sent, 0);
 });

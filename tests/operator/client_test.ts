@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import {
+  cancelRun,
   checkHealth,
   type CommandRecord,
   exitCodeOf,
   formatRecord,
   formatTable,
+  getRun,
   OperatorClient,
   OperatorError,
 } from "../../src/operator/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
 import { closedPort, StubDashboard } from "../_stub_dashboard.ts";
 
 const TOKEN = "admin-token-0123456789abcdef";
@@ -468,5 +471,128 @@ Deno.test("an answer that never ends is read only up to a bound, by the client a
     assert.equal(report.ok, false);
     assert.match(report.checks[0].message, /larger than 1048576 bytes; is it a status dashboard\?/);
     assert.ok(endless.chunks() <= 20, `${endless.chunks()} chunks read`);
+  });
+});
+
+Deno.test("a 404 of a path the dashboard has no route for is not taken for an unknown command, agent or run", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const real = new OperatorClient({ dashboardUrl: server.url });
+  await real.enqueue({ agentId: "web-1", name: "echo hi", id: "c1" });
+  // A path prefix the dashboard does not have (a typo, or a proxy's prefix given twice).
+  const prefixed = new OperatorClient({ dashboardUrl: `${server.url}/status` });
+  const noRoute = (method: string, path: string) =>
+    new RegExp(
+      `^the dashboard at ${server.url}/status has no ${method} ${path} \\(HTTP 404: no route ` +
+        `for ${method} /status${path}\\); is DASHBOARD_URL \\(or --dashboard-url\\) the ` +
+        "dashboard's base URL\\?$",
+    );
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(() => assert.fail("no error"), (e) => e as OperatorError);
+  const cases: Array<[string, () => Promise<unknown>, string, string]> = [
+    ["a command that exists", () => prefixed.getCommand("c1"), "GET", "/api/v1/commands/c1"],
+    ["its cancel", () => prefixed.cancel("c1"), "POST", "/api/v1/commands/c1/cancel"],
+    [
+      "an enqueue",
+      () => prefixed.enqueue({ agentId: "web-1", name: "echo hi" }),
+      "POST",
+      "/api/v1/agent/commands/enqueue",
+    ],
+    [
+      "an agent's rotation",
+      () => prefixed.rotateAgentToken("web-1"),
+      "POST",
+      "/api/v1/agents/web-1/rotate",
+    ],
+    ["an agent's removal", () => prefixed.removeAgent("web-1"), "DELETE", "/api/v1/agents/web-1"],
+    ["a run", () => getRun(prefixed, "r1"), "GET", "/api/v1/runs/r1"],
+    ["a run's cancel", () => cancelRun(prefixed, "r1"), "POST", "/api/v1/runs/r1/cancel"],
+  ];
+  for (const [what, call, method, path] of cases) {
+    await t.step(what, async () => {
+      const error = await failure(call());
+      assert.ok(error instanceof OperatorError);
+      assert.equal(error.kind, "not_found");
+      assert.equal(error.status, 404);
+      assert.match(error.message, noRoute(method, path));
+    });
+  }
+  await t.step("a proxy's page for a 404", async () => {
+    await using proxy = {
+      server: Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        () => new Response("<html>404 Not Found</html>", { status: 404 }),
+      ),
+      async [Symbol.asyncDispose]() {
+        await this.server.shutdown();
+      },
+    };
+    const url = `http://127.0.0.1:${proxy.server.addr.port}`;
+    const client = new OperatorClient({ dashboardUrl: url });
+    const command = await failure(client.getCommand("c1"));
+    assert.equal(
+      command.message,
+      `the dashboard at ${url} has no GET /api/v1/commands/c1 (HTTP 404: <html>404 Not ` +
+        "Found</html>); is DASHBOARD_URL (or --dashboard-url) the dashboard's base URL?",
+    );
+    const run = await failure(getRun(client, "r1"));
+    assert.match(run.message, /has no GET \/api\/v1\/runs\/r1 /);
+    const agent = await failure(client.rotateAgentToken("web-1"));
+    assert.match(agent.message, /has no POST \/api\/v1\/agents\/web-1\/rotate /);
+  });
+  await t.step("the dashboard's own 404s still name what does not exist", async () => {
+    assert.equal((await failure(real.getCommand("nope"))).message, "no command nope");
+    assert.equal((await failure(getRun(real, "r9"))).message, "run r9 does not exist");
+    assert.equal(
+      (await failure(real.rotateAgentToken("web-9"))).message,
+      'agent web-9 does not exist; add it with "status agents add web-9"',
+    );
+  });
+});
+
+Deno.test("checkHealth reads the dashboard's base URL as the operator client does", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  for (const url of [`${server.url}/?x=1`, `${server.url}#top`, `${server.url}/?x=1#top`]) {
+    await t.step(
+      `${url}: the query and fragment are left out, as by every other command`,
+      async () => {
+        const report = await checkHealth({ dashboardUrl: url, agentId: "web-1" });
+        assert.equal(report.url, server.url);
+        assert.deepEqual(
+          report.checks.map((check) => [check.name, check.outcome]),
+          [["dashboard", "ok"], ["clock", "ok"], ["operator", "ok"], ["agent", "ok"]],
+        );
+        await new OperatorClient({ dashboardUrl: url }).listCommands();
+      },
+    );
+  }
+  const noRoute = "answered HTTP 404: it has no /health; is DASHBOARD_URL (or --dashboard-url) " +
+    "the dashboard's base URL?";
+  await t.step("a path prefix the dashboard does not have", async () => {
+    const report = await checkHealth({ dashboardUrl: `${server.url}/status` });
+    assert.equal(report.ok, false);
+    assert.deepEqual(report.checks, [{ name: "dashboard", outcome: "failed", message: noRoute }]);
+  });
+  await t.step("a proxy's 404 page", async () => {
+    await using proxy = {
+      server: Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        () => new Response("<html>404 Not Found</html>", { status: 404 }),
+      ),
+      async [Symbol.asyncDispose]() {
+        await this.server.shutdown();
+      },
+    };
+    const report = await checkHealth({
+      dashboardUrl: `http://127.0.0.1:${proxy.server.addr.port}`,
+    });
+    assert.deepEqual(report.checks, [{ name: "dashboard", outcome: "failed", message: noRoute }]);
   });
 });
