@@ -5,28 +5,11 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { BIDI_CONTROLS } from "../protocol/mod.ts";
+import { BIDI_CONTROLS, idWord } from "../protocol/mod.ts";
 import type { CommandRecord, StoredResult } from "./types.ts";
 
-/**
- * An id as the last word of a `status` command line printed for the user to run: after `--`
- * when it begins with a dash (`status result -- -x`), which the CLI would take for an option.
- *
- * @param id A command, run or agent id.
- * @returns The word or words to print.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { idWord } from "./format.ts";
- *
- * assert.equal(`status result ${idWord("c1")}`, "status result c1");
- * assert.equal(`status result ${idWord("-x")}`, "status result -- -x");
- * ```
- */
-export function idWord(id: string): string {
-  return id.startsWith("-") ? `-- ${id}` : id;
-}
+/** An id as the last word of a `status` command line (see the protocol module's). */
+export { idWord };
 
 /**
  * Formats elapsed milliseconds as seconds with one decimal, e.g. `1.2 s`.

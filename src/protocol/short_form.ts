@@ -60,3 +60,23 @@ export function shownValue(value: unknown): string {
   }
   return shortForm(text);
 }
+
+/**
+ * An id as the last word of a `status` command line printed for the user to run: after `--`
+ * when it begins with a dash (`status result -- -x`), which the CLI would take for an option.
+ *
+ * @param id A command, run or agent id.
+ * @returns The word or words to print.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { idWord } from "./short_form.ts";
+ *
+ * assert.equal(`status result ${idWord("c1")}`, "status result c1");
+ * assert.equal(`status result ${idWord("-x")}`, "status result -- -x");
+ * ```
+ */
+export function idWord(id: string): string {
+  return id.startsWith("-") ? `-- ${id}` : id;
+}

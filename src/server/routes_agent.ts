@@ -15,6 +15,7 @@ import {
   enqueueRequestSchema,
   FINAL_STATUSES,
   HEADER,
+  idWord,
   reportRequestSchema,
   shortForm,
 } from "../protocol/mod.ts";
@@ -329,7 +330,7 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
         if (!targetAgent) {
           throw new HttpError(
             404,
-            `agent ${target} is not registered; add it with "status agents add ${target}"`,
+            `agent ${target} is not registered; add it with "status agents add ${idWord(target)}"`,
           );
         }
       } else {

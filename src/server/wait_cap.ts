@@ -14,6 +14,7 @@
  */
 import { DEFAULT_MAX_WAITS_PER_AGENT } from "../defaults.ts";
 import { auditLogger } from "../log/mod.ts";
+import { idWord } from "../protocol/mod.ts";
 import { type Clock, systemClock } from "./clock.ts";
 
 /** The largest cap that may be set: more would defeat it. */
@@ -100,8 +101,8 @@ export class CapWarnings {
     audit.warning(
       "agent {agentId} opened more than {cap} {kind}s at once; the oldest was answered 204. " +
         "An agent keeps one {kind} open: look for an agent restarting in a loop, or rotate its " +
-        "token if another client has it (status agents rotate {agentId})",
-      { agentId, cap, kind },
+        "token if another client has it (status agents rotate {rotateId})",
+      { agentId, cap, kind, rotateId: idWord(agentId) },
     );
   }
 

@@ -1072,3 +1072,14 @@ Deno.test("createApp refuses an admin token that Authorization: Bearer cannot ca
     await store.close();
   }
 });
+
+Deno.test("a hint naming an agent id that begins with a dash puts -- before it", async () => {
+  // "status agents add -x" would be read as an unknown option.
+  await using d = await makeDashboard();
+  const response = await d.admin("POST", P.enqueue, { agent_id: "-x", name: "echo hi" });
+  await expectError(
+    response,
+    404,
+    /^agent -x is not registered; add it with "status agents add -- -x"$/,
+  );
+});

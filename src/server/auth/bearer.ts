@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { constantTimeEqual, HEADER } from "../../protocol/mod.ts";
+import { constantTimeEqual, HEADER, idWord } from "../../protocol/mod.ts";
 import { type AgentCall, agentOf, type HeaderReader } from "./call.ts";
 import { refuse } from "./refuse.ts";
 
@@ -62,7 +62,7 @@ export function checkBearer(call: AgentCall): void {
     throw refuse(
       call,
       401,
-      `agent ${agent.id} has no token; give it one with "status agents rotate ${agent.id}"`,
+      `agent ${agent.id} has no token; give it one with "status agents rotate ${idWord(agent.id)}"`,
       "authentication failed",
     );
   }
