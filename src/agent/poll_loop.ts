@@ -309,9 +309,9 @@ export class PollLoop {
           pollLog[errorLevel](
             "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN: " +
               `a token made by "status agents rotate ${id}" is used once it is this agent's ` +
-              `AGENT_TOKEN and the agent is restarted, and an agent removed by "status agents ` +
-              `remove ${id}" is added again with "status agents add ${id}" (this one retries ` +
-              "with back-off meanwhile)",
+              `AGENT_TOKEN and the agent is restarted; an agent removed by "status agents ` +
+              `remove ${id}" is added again with "status agents add ${id}", then given that ` +
+              "token the same way (this one retries with back-off meanwhile)",
             {
               error: failure.message,
               clockOffsetSecs: failure.clockOffsetSecs ?? null,

@@ -1121,7 +1121,7 @@ Deno.test("401 and 403 are logged with their reason and backed off", async (t) =
     // A rotated token is read only at start: an operator who edits the settings must restart.
     assert.match(message, /"status agents rotate agent-1" is used once it is this agent's /);
     assert.match(message, /AGENT_TOKEN and the agent is restarted/);
-    assert.match(message, /"status agents add agent-1"/);
+    assert.match(message, /"status agents add agent-1", then given that token the same way/);
   });
 
   await t.step(
