@@ -358,6 +358,11 @@ export class DashboardClient {
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   }
 
+  /** The agent id the requests are sent as. */
+  get agentId(): string {
+    return this.#agentId;
+  }
+
   /**
    * Builds the URL of a path below the dashboard's base URL (which may have a path prefix).
    *

@@ -51,6 +51,19 @@ export interface PollLoopOptions {
 const log = logger("agent");
 const pollLog = logger("agent", "poll");
 
+/**
+ * What the `409` of a second process may mean for an agent without a durable state directory: its
+ * own previous process, since each start is a new instance to the dashboard.
+ *
+ * @param pollingTimeoutSecs The agent's wait timeout.
+ */
+function restartedNote(pollingTimeoutSecs: number): string {
+  return "; or the other process is this agent's previous one, stopped less than " +
+    `${pollingTimeoutSecs} s (POLLING_TIMEOUT_SECS) ago: without a state directory it can write ` +
+    "(STATE_DIR, with --allow-read and --allow-write for it) each start is a new instance to the " +
+    "dashboard, and this one takes over within that time";
+}
+
 /** Polls the dashboard for commands until the agent stops. */
 export class PollLoop {
   readonly #options: PollLoopOptions;
@@ -292,8 +305,13 @@ export class PollLoop {
             },
           );
         } else if (failure.status === 401) {
+          const id = this.#options.client.agentId;
           pollLog[errorLevel](
-            "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN",
+            "dashboard refused the agent's credentials (401); check AGENT_ID and AGENT_TOKEN: " +
+              `a token made by "status agents rotate ${id}" is used once it is this agent's ` +
+              `AGENT_TOKEN and the agent is restarted; an agent removed by "status agents ` +
+              `remove ${id}" is added again with "status agents add ${id}", then given that ` +
+              "token the same way (this one retries with back-off meanwhile)",
             {
               error: failure.message,
               clockOffsetSecs: failure.clockOffsetSecs ?? null,
@@ -312,7 +330,9 @@ export class PollLoop {
           pollLog[errorLevel](
             "the dashboard refused this agent process: another process is polling with the " +
               "same AGENT_ID; give each machine its own id (this one retries and takes over " +
-              "once the other stops)",
+              "once the other stops)" + (this.#options.state.durable ? "" : restartedNote(
+                this.#options.pollingTimeoutSecs,
+              )),
             {
               status: failure.status,
               error: failure.message,

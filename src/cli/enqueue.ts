@@ -382,9 +382,13 @@ Examples:
         io.out(JSON.stringify(record, null, 2));
       } else {
         io.out(id);
+        // A duplicate was enqueued before and may have run already: say where it is now.
+        const now = answer.duplicate
+          ? await client.getCommand(id).then((c) => `; it is ${c.status}`, () => "")
+          : "";
         io.err(
-          `${answer.duplicate ? "already queued (same id and body)" : "queued"}: ${id} for ` +
-            `agent ${agentId}; see it with: status result ${idWord(id)}`,
+          `${answer.duplicate ? `already enqueued (same id and body${now})` : "queued"}: ${id} ` +
+            `for agent ${agentId}; see it with: status result ${idWord(id)}`,
         );
       }
       return;

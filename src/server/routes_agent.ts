@@ -299,6 +299,18 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
             checkGuesses(call, guesses, call.remote);
             guesses.wrong(call.remote);
           }
+          if (
+            call.refusal === "missing_token" && bearerOf(call) === undefined &&
+            error instanceof HttpError
+          ) {
+            // The seed's curl (X-Agent-Id alone) sent by an operator outside dev mode.
+            throw new HttpError(
+              401,
+              `${error.message}; operators send the admin token (STATUS_ADMIN_TOKEN) as a ` +
+                "bearer token, agents their own token and a signature",
+              { details: error.details, headers: error.headers },
+            );
+          }
           throw error;
         }
         via = call.unsigned ? "dev-agent" : "agent";

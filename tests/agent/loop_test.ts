@@ -1072,7 +1072,7 @@ Deno.test("a finished command's result is kept before its last live output is se
 });
 
 Deno.test("401 and 403 are logged with their reason and backed off", async (t) => {
-  const run = async (response: () => Response) => {
+  const run = async (response: () => Response, state = memoryAgentState()) => {
     const clock = new RecordingClock();
     const stop = new AbortController();
     let calls = 0;
@@ -1082,7 +1082,7 @@ Deno.test("401 and 403 are logged with their reason and backed off", async (t) =
       agentToken: "0123456789abcdef0123456789abcdef",
       heartbeat: false,
       executor: new FakeExecutor(),
-      state: memoryAgentState(),
+      state,
       clock,
       fetch: () => {
         if (++calls >= 3) stop.abort();
@@ -1110,10 +1110,51 @@ Deno.test("401 and 403 are logged with their reason and backed off", async (t) =
     assert.ok(clock.sleeps.length >= 2, "backed off");
   });
 
-  await t.step("bad token", async () => {
+  await t.step("bad token: says what a rotated or removed agent needs", async () => {
     using logs = captureLogs();
-    await run(() => Response.json({ error: "invalid token" }, { status: 401 }));
-    assert.ok(logs.has(/check AGENT_ID and AGENT_TOKEN/));
+    await run(() => Response.json({ error: "bearer token is wrong" }, { status: 401 }));
+    const record = logs.records.find((r) => /credentials/.test(String(r.message)));
+    assert.ok(record, "401 logged");
+    assert.equal(record.error, "bearer token is wrong");
+    const message = String(record.message);
+    assert.match(message, /check AGENT_ID and AGENT_TOKEN/);
+    // A rotated token is read only at start: an operator who edits the settings must restart.
+    assert.match(message, /"status agents rotate agent-1" is used once it is this agent's /);
+    assert.match(message, /AGENT_TOKEN and the agent is restarted/);
+    assert.match(message, /"status agents add agent-1", then given that token the same way/);
+  });
+
+  await t.step(
+    "409 on a wait, without a durable state directory: maybe its own restart",
+    async () => {
+      using logs = captureLogs();
+      await run(() =>
+        Response.json({ error: "agent id agent-1 is already connected from another process" }, {
+          status: 409,
+        })
+      );
+      const record = logs.records.find((r) => /another process is polling/.test(String(r.message)));
+      assert.ok(record, "409 logged");
+      assert.match(
+        String(record.message),
+        /or the other process is this agent's previous one, stopped less than 30 s \(POLLING_TIMEOUT_SECS\) ago/,
+      );
+    },
+  );
+
+  await t.step("409 on a wait, with a durable state directory: another machine", async () => {
+    using logs = captureLogs();
+    await run(
+      () =>
+        Response.json({ error: "agent id agent-1 is already connected from another process" }, {
+          status: 409,
+        }),
+      { ...memoryAgentState(), durable: true },
+    );
+    const record = logs.records.find((r) => /another process is polling/.test(String(r.message)));
+    assert.ok(record, "409 logged");
+    // Its instance id is kept across restarts: the other process is not its own.
+    assert.doesNotMatch(String(record.message), /previous one/);
   });
 
   await t.step("forbidden", async () => {

@@ -117,7 +117,7 @@ Deno.test("operator CLI against a real dashboard and agent", async (t) => {
   await t.step("a repeated enqueue of the same id and body is a duplicate", async () => {
     const run = await op("enqueue", "echo hi there", "--agent", AGENT, "--id", "op-1");
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stderr, /already queued \(same id and body\)/);
+    assert.match(run.stderr, /already enqueued \(same id and body; it is \w+\)/);
     const conflict = await op("enqueue", "echo other", "--agent", AGENT, "--id", "op-1");
     assert.equal(conflict.code, 1);
     assert.match(conflict.stderr, /HTTP 409/);

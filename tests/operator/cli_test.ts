@@ -167,7 +167,8 @@ Deno.test("status enqueue whose answer was lost says the command may be queued, 
       assert.deepEqual(resent.stdout, [id]);
       assert.equal(
         resent.stderr.at(-1),
-        `already queued (same id and body): ${id} for agent web-1; see it with: status result ${id}`,
+        `already enqueued (same id and body; it is queued): ${id} for agent web-1; see it with: ` +
+          `status result ${id}`,
       );
     });
   }

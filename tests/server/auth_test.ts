@@ -792,6 +792,21 @@ Deno.test("operators authenticate with the admin token", async (t) => {
     const cancel = await d.dashboard.app.request("/api/v1/commands/x/cancel", { method: "POST" });
     await expectError(cancel, 401, /bearer token is missing/);
   });
+  await t.step("the seed's curl enqueue outside dev mode says which token to send", async () => {
+    // curl -X POST .../enqueue -H 'Content-Type: application/json' -H 'X-Agent-Id: a1' -d ...
+    const response = await d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Agent-Id": "a1" },
+      body: JSON.stringify(ENQUEUE),
+    });
+    assert.equal(response.headers.get("WWW-Authenticate"), 'Bearer realm="status"');
+    await expectError(
+      response,
+      401,
+      /^Authorization bearer token is missing; operators send the admin token \(STATUS_ADMIN_TOKEN\) as a bearer token, agents their own token and a signature$/,
+    );
+    assert.equal(await d.store.getCommand("cmd-001"), null, "nothing enqueued");
+  });
   await t.step("an operator's enqueue naming no agent says the field is required", async () => {
     const response = await d.admin("POST", P.enqueue, ENQUEUE);
     const body = await expectError(
