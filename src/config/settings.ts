@@ -15,6 +15,7 @@ import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
+import { AGENT_SECRET_ENV_NAMES } from "../exec/env.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -535,7 +536,23 @@ const SPECS = {
         const items = listItems(v);
         if (!Array.isArray(items)) return items;
         const at = items.findIndex((item) => typeof item === "string" && !ASSIGNMENT.test(item));
-        if (at < 0) return items;
+        if (at < 0) {
+          // The executor refuses it too, at start, in words that named neither the setting nor
+          // where it came from.
+          const secret = items.findIndex((item) =>
+            typeof item === "string" &&
+            AGENT_SECRET_ENV_NAMES.has(ASSIGNMENT.exec(item)![1].toUpperCase())
+          );
+          if (secret < 0) return items;
+          ctx.addIssue({
+            code: "custom",
+            message: `item ${secret + 1} sets ${
+              ASSIGNMENT.exec(items[secret] as string)![1]
+            }, an agent secret, which is never given to commands`,
+            params: { reason: true },
+          });
+          return z.NEVER;
+        }
         ctx.addIssue({
           code: "custom",
           message: `item ${at + 1} is not NAME=value${
