@@ -85,10 +85,12 @@ export function addSettingOptions<C extends Command<any, any, any>>(
     if (!spec.boolean) {
       option.argParser((value: string, previous: unknown) => {
         if (spec.list && previous !== undefined) {
+          // COMMAND_ENV's values are commands' credentials: its items are not repeated back.
+          const items = spec.shown ? "<item>,<item>,..." : `${previous},${value}`;
           throw new UsageError(
             `${flagOf(spec.env)} is given more than once, and only the last one would be ` +
               `read; give it once, with every item separated by commas: ${flagOf(spec.env)} ` +
-              `${previous},${value}`,
+              items,
           );
         }
         const parsed = spec.schema.safeParse(value);

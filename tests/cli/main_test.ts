@@ -252,9 +252,10 @@ Deno.test("a list setting's flag given twice is refused, with the one flag that 
         "read; give it once, with every item separated by commas: --allowed-programs echo,ls",
       ],
       [
-        ["exec", "echo hi", "--command-env", "TZ=UTC", "--command-env", "LANG=C"],
+        // Its values are commands' credentials: not repeated back.
+        ["exec", "echo hi", "--command-env", "DB_PASSWORD=s3cret", "--command-env", "LANG=C"],
         "status: --command-env is given more than once, and only the last one would be read; " +
-        "give it once, with every item separated by commas: --command-env TZ=UTC,LANG=C",
+        "give it once, with every item separated by commas: --command-env <item>,<item>,...",
       ],
     ] as const
   ) {
