@@ -338,6 +338,7 @@ function jsonLeniency(text: string): string | undefined {
   if (text.trim() === "") return "is empty; write {} in it for no settings, or remove it";
   // A .env or a YAML file given with --config, or saved as config.json.
   const lines = text.split(/\r?\n/).filter((line) => !/^[ \t]*(#|$)/.test(line));
+  if (lines.length === 0) return "holds only comments, which JSON does not allow; write {} in it";
   if (lines.every((line) => ENV_LINE.test(line))) {
     return "holds NAME=value lines, as a .env file does, not JSON; give it with --env-file, or " +
       'write it as JSON: {"agent_id": "web-1", ...}';
@@ -537,8 +538,8 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     })
     .slice(0, SUGGESTED_KEYS);
   // The environment holds every program's variables: only a long name within two edits of a
-  // setting's, in any case (DASHBORD_URL, AGENT_TOKN, dashboard_url), is a likely typo. Without it the setting silently keeps
-  // its default. Read only where the whole environment may be (a permission set grants names).
+  // setting's, in any case (DASHBORD_URL, AGENT_TOKN, dashboard_url), is a likely typo. Without
+  // it the setting silently keeps its default. Read only where the whole environment may be (a permission set grants names).
   const environmentNames = options.env
     ? Object.keys(options.env)
     : permitted({ name: "env" })

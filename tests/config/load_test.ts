@@ -439,6 +439,11 @@ Deno.test("broken files get a clear error", async (t) => {
     const cases: [string, string][] = [
       ["", "config.json is empty; write {} in it for no settings, or remove it"],
       [" \r\n", "config.json is empty; write {} in it for no settings, or remove it"],
+      // It was said to hold NAME=value lines, as a .env does.
+      [
+        "# the agent's settings\n",
+        "config.json holds only comments, which JSON does not allow; write {} in it",
+      ],
       [
         '{\n  // the dashboard\n  "dashboard_url": "http://127.0.0.1:5000"\n}\n',
         "config.json line 2 has a comment, which JSON does not allow; remove it",
