@@ -4,6 +4,7 @@
  * @module
  */
 import type { Checked } from "./parse.ts";
+import { isGranted } from "../permissions.ts";
 
 /**
  * What the agent may run. Build one with {@link defaultPolicy} or {@link createPolicy}.
@@ -659,13 +660,7 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
  * ```
  */
 export function unresolvablePrefixes(policy: ExecPolicy): string[] {
-  return policy.allowedPathPrefixes.filter((prefix) => {
-    try {
-      return Deno.permissions.querySync({ name: "read", path: prefix }).state !== "granted";
-    } catch {
-      return true;
-    }
-  });
+  return policy.allowedPathPrefixes.filter((prefix) => !isGranted({ name: "read", path: prefix }));
 }
 
 function unique(values: string[]): string[] {
