@@ -617,11 +617,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   #diskFull(error: unknown): StoreFullError {
     this.#full = true;
     if (this.#reservePath !== null && !this.#closed) {
-      try {
-        Deno.removeSync(this.#reservePath);
-      } catch {
-        // already given back
-      }
+      giveBackReserve(this.#reservePath);
       try {
         this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       } catch {
@@ -2196,13 +2192,24 @@ function noRoomToOpen(error: unknown): boolean {
 }
 
 /**
- * Removes the reserve beside a database (never through a symlink: it was refused before).
+ * Cuts the reserve beside a database to nothing, then removes it (never through a symlink: it was
+ * refused before). Removing alone frees nothing while another process holds the file open (a
+ * backup reading it, or a process another thread is starting, until its program runs); cutting it
+ * frees its blocks at once.
  *
  * @returns Whether there was one to give back.
  */
 function giveBackReserve(path: string): boolean {
+  let file: Deno.FsFile | undefined;
   try {
     if (!Deno.lstatSync(path).isFile) return false;
+    file = openOwnFileSync(path, { truncate: true, mode: 0o600 });
+  } catch {
+    // Not ours, or gone: removed below if it is there at all.
+  } finally {
+    file?.close();
+  }
+  try {
     Deno.removeSync(path);
     return true;
   } catch {

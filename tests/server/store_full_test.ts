@@ -170,3 +170,53 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a reserve another process holds open is still given back, at open and while running",
+  async fn(t) {
+    await using disk = await smallDisk(6 * 1024);
+    if (!disk) {
+      await t.step({ name: "mounting a tmpfs needs root: skipped", ignore: true, fn: () => {} });
+      return;
+    }
+    const db = `${disk.dir}/status.db`;
+    const command = (id: string) => ({
+      id,
+      agentId: "a1",
+      name: "echo hi",
+      params: { metadata: { pad: "p".repeat(8 * 1024) } },
+      fingerprint: id,
+      now: Date.now(),
+    });
+    {
+      await using store = openSqliteStore(db);
+      await store.enqueue(command("before"));
+    }
+    // A backup reading the reserve, or a process another thread is starting (it holds a copy of
+    // every open file until its program runs): removing the file alone would free nothing.
+    {
+      using held = Deno.openSync(`${db}-reserve`, { read: true });
+      fill(`${disk.dir}/filler`);
+      await using store = openSqliteStore(db);
+      assert.equal((await store.getCommand("before"))?.status, "queued");
+      assert.equal(held.statSync().size, 0);
+      await removeAndWaitForSpace(`${disk.dir}/filler`);
+      assert.equal((await store.enqueue(command("after"))).outcome, "created");
+    }
+    await using store = openSqliteStore(db);
+    using held = Deno.openSync(`${db}-reserve`, { read: true });
+    assert.ok(held.statSync().size > 0);
+    fill(`${disk.dir}/filler`);
+    let refused: unknown;
+    for (let i = 0; i < 1000 && !refused; i++) {
+      try {
+        await store.enqueue(command(`c${i}`));
+      } catch (error) {
+        refused = error;
+      }
+    }
+    assert.equal((refused as Error)?.name, "StoreFullError");
+    // Given back while the write failed (and taken again only as far as space allows).
+    assert.equal(held.statSync().size, 0);
+  },
+});
