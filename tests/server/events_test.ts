@@ -10,11 +10,15 @@ import { closeQuietly, rawConnect, readAll, send } from "./_sockets.ts";
 import { adminServer, agentCall, enqueue } from "./_streams.ts";
 import { ADMIN_TOKEN } from "./_helpers.ts";
 
-/** What a stream sent within `ms`: the status line and each event's name and id. */
+/**
+ * What a stream sent: the status line and each event's name and id. Read until the last chunk's
+ * event has come (a loaded machine may take seconds), or, with `quietMs`, for that long after the
+ * answer's head (to see that nothing more comes).
+ */
 async function openWith(
   port: number,
   how: { header?: string; query?: string },
-  ms = 300,
+  quietMs?: number,
 ): Promise<{ status: string; events: string[]; closed: boolean }> {
   const conn = await rawConnect({ port });
   try {
@@ -25,8 +29,17 @@ async function openWith(
       `GET /api/v1/commands/c1/events${query} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
         `Authorization: Bearer ${ADMIN_TOKEN}\r\n${header}\r\n`,
     );
-    // Until the last chunk's event has come (a stream does not end), or `ms` pass.
-    const got = await readAll(conn, ms, (text) => text.includes("id: 3:running.1.0\n"));
+    // A stream does not end: read until what is awaited has come.
+    let got = await readAll(
+      conn,
+      10_000,
+      (text) =>
+        quietMs === undefined ? text.includes("id: 3:running.1.0\n") : text.includes("\r\n\r\n"),
+    );
+    if (quietMs !== undefined && !got.closed) {
+      const more = await readAll(conn, quietMs);
+      got = { text: got.text + more.text, closed: more.closed };
+    }
     const events = [...got.text.matchAll(/^id: (.*)\nevent: (\w+)$/gm)].map((m) =>
       `${m[2]} ${m[1]}`
     );
