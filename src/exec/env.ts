@@ -20,6 +20,29 @@ export const AGENT_SECRET_ENV_NAMES: ReadonlySet<string> = new Set([
   "STATUS_AGENT_TOKENS",
 ]);
 
+/**
+ * Variables that make every dynamically linked program load code from where they name, whatever
+ * it was asked to run: the dynamic loader's (`LD_PRELOAD` and `LD_AUDIT` load a library into it,
+ * `LD_LIBRARY_PATH` finds its libraries first in other directories) and glibc's `GCONV_PATH`
+ * (character set converters). Never given to commands: with one of them, a library a command left
+ * under an allowed prefix (`tar x`) runs in every later command, whatever the allowlist says.
+ */
+export const LOADER_ENV_NAMES: ReadonlySet<string> = new Set([
+  "LD_PRELOAD",
+  "LD_AUDIT",
+  "LD_LIBRARY_PATH",
+  "GCONV_PATH",
+]);
+
+/**
+ * Why a loader variable ({@link LOADER_ENV_NAMES}) is never given to commands, to follow
+ * `… is never given to commands: `.
+ */
+export const LOADER_ENV_REASON = "every program's dynamic loader (or C library) reads it and " +
+  "loads code from where it names, which the allowlist never sees (a library a command left " +
+  "under an allowed prefix would run in every later command); set it in a wrapper script that " +
+  "ALLOWED_PROGRAMS names by absolute path";
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Reads one variable of the agent's environment, or `undefined`. */
@@ -45,7 +68,8 @@ export function readAgentEnv(name: string): string | undefined {
 
 /**
  * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
- * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`).
+ * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), no loader variable
+ * ({@link LOADER_ENV_NAMES}).
  *
  * @param extra The configured extras.
  * @param secretValues Secret values (e.g. the agent token) no extra may carry.
@@ -65,6 +89,11 @@ export function validateExtraEnv(
     if (AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) {
       throw new TypeError(
         `Extra environment variable "${name}" is an agent secret and is never given to commands`,
+      );
+    }
+    if (LOADER_ENV_NAMES.has(name)) {
+      throw new TypeError(
+        `Extra environment variable "${name}" is never given to commands: ${LOADER_ENV_REASON}`,
       );
     }
     if (secretValues.some((secret) => secret !== "" && value.includes(secret))) {
