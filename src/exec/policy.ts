@@ -1264,10 +1264,12 @@ export class PolicyChecker {
   }
 
   /**
-   * Why `path` may not be named when it is another link to one of the own paths that are files
-   * (a hard link under a prefix to the agent's `config.json`, which any local user may make where
-   * the kernel does not protect hard links): the same file under another name. A directory that
-   * holds such a link is not looked into.
+   * Why `path` may not be named when it is another link to one of the own paths that are files,
+   * or to a file in one of them (a hard link under a prefix to the agent's `config.json`, which
+   * any local user may make where the kernel does not protect hard links, or to a report in its
+   * state directory, which a command of a non-root agent may make with tar, its user being the
+   * agent's): the same file under another name. A directory that holds such a link is not looked
+   * into.
    */
   #hardLinkReason(shown: string, path: string): string | undefined {
     let info: Deno.FileInfo;
@@ -1277,14 +1279,7 @@ export class PolicyChecker {
       return undefined;
     }
     if (!info.isFile || info.ino === null || (info.nlink ?? 1) < 2) return undefined;
-    this.#ownInodes ??= new Map(this.#protected.flatMap((own) => {
-      try {
-        const file = Deno.statSync(own);
-        return file.isFile && file.ino !== null ? [[`${file.dev}:${file.ino}`, own]] : [];
-      } catch {
-        return [];
-      }
-    }));
+    this.#ownInodes ??= ownFileInodes(this.#protected);
     const own = this.#ownInodes.get(`${info.dev}:${info.ino}`);
     if (own === undefined) return undefined;
     this.#programFiles ??= new Set(this.#withReal(this.#paths));
@@ -1314,6 +1309,39 @@ export class PolicyChecker {
       (isUnderPrefix(path, prefix) && isUnderPrefix(resolved, real[i]))
     );
   }
+}
+
+/**
+ * The regular files among `paths` and in the directories among them (all the way down, symbolic
+ * links not followed), by `device:inode`, each with the path it was found at. What cannot be read
+ * is left out.
+ */
+function ownFileInodes(paths: readonly string[]): Map<string, string> {
+  const inodes = new Map<string, string>();
+  const visit = (path: string, info: Deno.FileInfo) => {
+    if (info.isFile && info.ino !== null) {
+      if (!inodes.has(`${info.dev}:${info.ino}`)) inodes.set(`${info.dev}:${info.ino}`, path);
+      return;
+    }
+    if (!info.isDirectory) return;
+    try {
+      for (const entry of Deno.readDirSync(path)) {
+        if (!entry.isFile && !entry.isDirectory) continue;
+        const inside = `${path}/${entry.name}`;
+        visit(inside, Deno.lstatSync(inside));
+      }
+    } catch {
+      // Unreadable, or changed while it was read: what was seen is kept.
+    }
+  };
+  for (const path of paths) {
+    try {
+      visit(path, Deno.statSync(path));
+    } catch {
+      // Not there (yet), or not readable.
+    }
+  }
+  return inodes;
 }
 
 function ownPathReason(shown: string, own: string): string {

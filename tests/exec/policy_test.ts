@@ -865,6 +865,42 @@ Deno.test("policy refuses a hard link to one of the agent's own files", async ()
   }
 });
 
+Deno.test("policy refuses a hard link to a file in the agent's own directories", async () => {
+  // Only links to the own paths that are files were found: a link under /tmp to a report in the
+  // state directory's outbox (which tar can make for a command of a non-root agent, its user being
+  // the agent's) was read like any file.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-link-in-" });
+  const state = `${dir}/agent-state`;
+  const report = `${state}/outbox/0a1b.json`;
+  const policy = createPolicy({ protectedPaths: [state] });
+  try {
+    await Deno.mkdir(`${state}/outbox`, { recursive: true });
+    await Deno.mkdir(`${dir}/x`);
+    await Deno.writeTextFile(`${state}/journal.jsonl`, "");
+    await Deno.writeTextFile(report, '{"stdout":"secret"}');
+    await Deno.link(report, `${dir}/x/r`);
+    await Deno.link(`${state}/journal.jsonl`, `${dir}/x/j`);
+    const reason = (shown: string, own: string) =>
+      `${shown} is a hard link to the agent's own ${own} (its state or settings), and ` +
+      "commands may not touch it";
+    assert.equal(
+      refused(["gzip", "-c", `${dir}/x/r`], policy),
+      reason(`path "${dir}/x/r"`, report),
+    );
+    assert.equal(
+      refused(["date", "-fj"], policy, `${dir}/x`),
+      reason(`path "j" of "-fj" (${dir}/x/j)`, `${state}/journal.jsonl`),
+    );
+    // A symbolic link inside the state directory is not followed to what it names.
+    await Deno.writeTextFile(`${dir}/x/other`, "");
+    await Deno.link(`${dir}/x/other`, `${dir}/x/other-link`);
+    await Deno.symlink(`${dir}/x`, `${state}/elsewhere`);
+    accepted(["gzip", "-c", `${dir}/x/other-link`, `${dir}/x/other`], policy);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("policy refuses tar a directory that holds the agent's own paths", async (t) => {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-holder-" });
   const state = `${dir}/x/agent-state`;
