@@ -737,15 +737,17 @@ export interface CheckPolicyOptions {
  * Argument rules:
  * - any `..` path segment is refused, in an argument or in an option's value (`--file=../x`);
  * - an absolute path (an argument, the value of `--opt=/path` or of an operand `name=/path` as
- *   dd takes them, or the path attached to a short option as in `-f/path`) must lie under an
- *   allowed prefix, compared by segment;
+ *   dd takes them, the path attached to a short option as in `-f/path`, and in any of them the
+ *   file of `@/path` as curl and bsdtar read it or the path of a `file:` URL, percent-decoded)
+ *   must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows, and a dangling symlink is followed to its target, which
  *   a program creates through it);
  * - a relative argument that names an existing entry of the working directory is checked like
  *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
  *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
- *   rest of a short option bundle counts) or to an operand (`dd if=name`);
+ *   rest of a short option bundle counts) or to an operand (`dd if=name`), and the file of
+ *   `@name` in any of them;
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
@@ -1369,16 +1371,33 @@ function sameFile(a: string, b: string): boolean {
 
 /**
  * The candidate paths an argument names: itself, an option's `=value` or an operand's
- * (`dd if=/path`), a short option's path. An absolute argument is one path, `=` or not.
+ * (`dd if=/path`), a short option's path (`-f/path`, `-d@/path`), and in each of them a file read
+ * by `@/path` (as curl takes `-d @/path` and `-F name=@/path`, bsdtar `@/archive`) or named by a
+ * `file:` URL (`file:///path`, also percent-decoded as the program decodes it). An absolute
+ * argument is one path, `=` or not.
  */
 function pathCandidates(arg: string): string[] {
   const candidates = [arg];
   if (arg.startsWith("/")) return candidates;
   const eq = arg.indexOf("=");
   if (eq >= 0) candidates.push(arg.slice(eq + 1));
-  const attached = /^-[A-Za-z0-9]+(\/.*)$/.exec(arg);
+  const attached = /^-[A-Za-z0-9]+@?(\/.*)$/.exec(arg);
   if (attached) candidates.push(attached[1]);
+  for (const candidate of [...candidates]) {
+    if (candidate.startsWith("@/")) candidates.push(candidate.slice(1));
+    const url = /^file:(?:\/\/[^/]*)?(\/.*)$/i.exec(candidate);
+    if (url) candidates.push(url[1], percentDecoded(url[1]));
+  }
   return candidates;
+}
+
+/** A URL's path as a program decodes it (`%2e%2e` is `..`); as it is when it cannot be decoded. */
+function percentDecoded(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The longest file name (one path segment) Linux accepts, in bytes. */
@@ -1388,13 +1407,16 @@ const NAME_MAX = 255;
  * The relative paths an option may be given attached to it: the value of `--opt=value` or of an
  * operand `name=value` (`dd if=name`), and for a short option bundle every rest after one of its
  * letters (`-fname` is `-f name` to date and tar, `-la` takes no value; which letters take one
- * depends on the program, so each rest counts). A rest whose first segment is longer than a file
- * name can be is left out: it names nothing.
+ * depends on the program, so each rest counts), and in each the file of `@name` (`-d@name`,
+ * `f=@name`, `@name`). A rest whose first segment is longer than a file name can be is left out:
+ * it names nothing.
  */
 function attachedRelativeValues(arg: string): string[] {
   const values: string[] = [];
   const keep = (value: string) => {
     if (value === "" || value.startsWith("/")) return;
+    // A file read by `@name` (curl's `-d @name`, `-F f=@name`, bsdtar's `@archive`).
+    if (value.startsWith("@")) keep(value.slice(1));
     if (value.split("/", 1)[0].length > NAME_MAX) return;
     values.push(value);
   };
@@ -1404,6 +1426,7 @@ function attachedRelativeValues(arg: string): string[] {
   } else if (!arg.startsWith("-")) {
     const eq = arg.indexOf("=");
     if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1));
+    if (arg.startsWith("@")) keep(arg.slice(1));
   } else {
     // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
     // has a first segment too long; those are not even cut out.
