@@ -849,10 +849,11 @@ export class PolicyChecker {
   /** The allowed programs given by absolute path and their real paths, resolved on first need. */
   #programFiles: ReadonlySet<string> | undefined;
   /**
-   * The own paths that are regular files, by `device:inode`, read once per check when an argument
-   * names a file with more than one link.
+   * The own files (the own paths that are regular files and the files in those that are
+   * directories) by device, then inode: read once per check and device when an argument names a
+   * file of that device with more than one link.
    */
-  #ownInodes: ReadonlyMap<string, string> | undefined;
+  #ownInodes: Map<number, ReadonlyMap<number, string>> | undefined;
   /** The agent's own paths and their real paths, resolved on first need. */
   #withRealProtected: readonly string[] | undefined;
   /** The last path resolved in the check under way, see {@link PolicyChecker.#realPathOf}. */
@@ -1281,8 +1282,13 @@ export class PolicyChecker {
       return undefined;
     }
     if (!info.isFile || info.ino === null || (info.nlink ?? 1) < 2) return undefined;
-    this.#ownInodes ??= ownFileInodes(this.#protected);
-    const own = this.#ownInodes.get(`${info.dev}:${info.ino}`);
+    this.#ownInodes ??= new Map();
+    let inodes = this.#ownInodes.get(info.dev);
+    if (inodes === undefined) {
+      inodes = ownFileInodes(this.#protected, info.dev);
+      this.#ownInodes.set(info.dev, inodes);
+    }
+    const own = inodes.get(info.ino);
     if (own === undefined) return undefined;
     this.#programFiles ??= new Set(this.#withReal(this.#paths));
     const what = this.#programFiles.has(own)
@@ -1314,15 +1320,17 @@ export class PolicyChecker {
 }
 
 /**
- * The regular files among `paths` and in the directories among them (all the way down, symbolic
- * links not followed), by `device:inode`, each with the path it was found at. What cannot be read
- * is left out.
+ * The regular files of device `dev` among `paths` and in the directories among them (all the way
+ * down, symbolic links not followed), by inode, each with the path it was found at. A directory of
+ * another device is not entered: no hard link crosses devices (a mount of `dev` inside it is not
+ * looked for). What cannot be read is left out.
  */
-function ownFileInodes(paths: readonly string[]): Map<string, string> {
-  const inodes = new Map<string, string>();
+function ownFileInodes(paths: readonly string[], dev: number): Map<number, string> {
+  const inodes = new Map<number, string>();
   const visit = (path: string, info: Deno.FileInfo) => {
-    if (info.isFile && info.ino !== null) {
-      if (!inodes.has(`${info.dev}:${info.ino}`)) inodes.set(`${info.dev}:${info.ino}`, path);
+    if (info.dev !== dev || info.ino === null) return;
+    if (info.isFile) {
+      if (!inodes.has(info.ino)) inodes.set(info.ino, path);
       return;
     }
     if (!info.isDirectory) return;
