@@ -45,6 +45,13 @@ export const LOADER_ENV_REASON = "every program's dynamic loader (or C library) 
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/**
+ * The longest `NAME=value` a program may be started with, in bytes: Linux refuses any longer
+ * argument or environment string (`MAX_ARG_STRLEN`, 32 pages of 4 KiB, its NUL included), and
+ * every command then failed with "Argument list too long".
+ */
+export const MAX_ENV_STRING_BYTES = 32 * 4096 - 1;
+
 /** Reads one variable of the agent's environment, or `undefined`. */
 export type EnvReader = (name: string) => string | undefined;
 
@@ -69,7 +76,7 @@ export function readAgentEnv(name: string): string | undefined {
 /**
  * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
  * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), no loader variable
- * ({@link LOADER_ENV_NAMES}).
+ * ({@link LOADER_ENV_NAMES}), none longer than {@link MAX_ENV_STRING_BYTES}.
  *
  * @param extra The configured extras.
  * @param secretValues Secret values (e.g. the agent token) no extra may carry.
@@ -89,6 +96,13 @@ export function validateExtraEnv(
     if (AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) {
       throw new TypeError(
         `Extra environment variable "${name}" is an agent secret and is never given to commands`,
+      );
+    }
+    const bytes = new TextEncoder().encode(`${name}=${value}`).length;
+    if (bytes > MAX_ENV_STRING_BYTES) {
+      throw new TypeError(
+        `Extra environment variable "${name}" is ${bytes} bytes long as NAME=value (UTF-8), ` +
+          `more than the ${MAX_ENV_STRING_BYTES} a program may be started with`,
       );
     }
     if (LOADER_ENV_NAMES.has(name)) {
