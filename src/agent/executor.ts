@@ -246,8 +246,8 @@ function pathWarning(leftOut: readonly string[]): string[] {
   return [
     `entries of the agent's PATH (or COMMAND_ENV's) that commands do not get, and programs are ` +
     "not looked up in: " +
-    `${shown} (a relative one names the command's working directory; others every user may ` +
-    "write or rename, so anyone could put a program there)",
+    `${shown} (a relative one names the command's working directory; others every user, or ` +
+    "the command user, may write or rename, so anyone, or a command, could put a program there)",
   ];
 }
 

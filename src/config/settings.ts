@@ -15,7 +15,7 @@ import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
-import { AGENT_SECRET_ENV_NAMES } from "../exec/env.ts";
+import { AGENT_SECRET_ENV_NAMES, LOADER_ENV_NAMES, LOADER_ENV_REASON } from "../exec/env.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -543,12 +543,18 @@ const SPECS = {
             typeof item === "string" &&
             AGENT_SECRET_ENV_NAMES.has(ASSIGNMENT.exec(item)![1].toUpperCase())
           );
-          if (secret < 0) return items;
+          const loader = items.findIndex((item) =>
+            typeof item === "string" && LOADER_ENV_NAMES.has(ASSIGNMENT.exec(item)![1])
+          );
+          if (secret < 0 && loader < 0) return items;
+          const refused = secret >= 0 ? secret : loader;
+          const name = ASSIGNMENT.exec(items[refused] as string)![1];
+          const why = secret >= 0 ? "an agent secret, which is never given to commands" : (
+            `which is never given to commands: ${LOADER_ENV_REASON}`
+          );
           ctx.addIssue({
             code: "custom",
-            message: `item ${secret + 1} sets ${
-              ASSIGNMENT.exec(items[secret] as string)![1]
-            }, an agent secret, which is never given to commands`,
+            message: `item ${refused + 1} sets ${name}, ${why}`,
             params: { reason: true },
           });
           return z.NEVER;

@@ -20,7 +20,37 @@ export const AGENT_SECRET_ENV_NAMES: ReadonlySet<string> = new Set([
   "STATUS_AGENT_TOKENS",
 ]);
 
+/**
+ * Variables that make every dynamically linked program load code from where they name, whatever
+ * it was asked to run: the dynamic loader's (`LD_PRELOAD` and `LD_AUDIT` load a library into it,
+ * `LD_LIBRARY_PATH` finds its libraries first in other directories) and glibc's `GCONV_PATH`
+ * (character set converters). Never given to commands: with one of them, a library a command left
+ * under an allowed prefix (`tar x`) runs in every later command, whatever the allowlist says.
+ */
+export const LOADER_ENV_NAMES: ReadonlySet<string> = new Set([
+  "LD_PRELOAD",
+  "LD_AUDIT",
+  "LD_LIBRARY_PATH",
+  "GCONV_PATH",
+]);
+
+/**
+ * Why a loader variable ({@link LOADER_ENV_NAMES}) is never given to commands, to follow
+ * `… is never given to commands: `.
+ */
+export const LOADER_ENV_REASON = "every program's dynamic loader (or C library) reads it and " +
+  "loads code from where it names, which the allowlist never sees (a library a command left " +
+  "under an allowed prefix would run in every later command); set it in a wrapper script that " +
+  "ALLOWED_PROGRAMS names by absolute path";
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The longest `NAME=value` a program may be started with, in bytes: Linux refuses any longer
+ * argument or environment string (`MAX_ARG_STRLEN`, 32 pages of 4 KiB, its NUL included), and
+ * every command then failed with "Argument list too long".
+ */
+export const MAX_ENV_STRING_BYTES = 32 * 4096 - 1;
 
 /** Reads one variable of the agent's environment, or `undefined`. */
 export type EnvReader = (name: string) => string | undefined;
@@ -45,7 +75,8 @@ export function readAgentEnv(name: string): string | undefined {
 
 /**
  * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
- * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`).
+ * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), no loader variable
+ * ({@link LOADER_ENV_NAMES}), none longer than {@link MAX_ENV_STRING_BYTES}.
  *
  * @param extra The configured extras.
  * @param secretValues Secret values (e.g. the agent token) no extra may carry.
@@ -65,6 +96,18 @@ export function validateExtraEnv(
     if (AGENT_SECRET_ENV_NAMES.has(name.toUpperCase())) {
       throw new TypeError(
         `Extra environment variable "${name}" is an agent secret and is never given to commands`,
+      );
+    }
+    const bytes = new TextEncoder().encode(`${name}=${value}`).length;
+    if (bytes > MAX_ENV_STRING_BYTES) {
+      throw new TypeError(
+        `Extra environment variable "${name}" is ${bytes} bytes long as NAME=value (UTF-8), ` +
+          `more than the ${MAX_ENV_STRING_BYTES} a program may be started with`,
+      );
+    }
+    if (LOADER_ENV_NAMES.has(name)) {
+      throw new TypeError(
+        `Extra environment variable "${name}" is never given to commands: ${LOADER_ENV_REASON}`,
       );
     }
     if (secretValues.some((secret) => secret !== "" && value.includes(secret))) {
@@ -203,25 +246,76 @@ export function pathForUser(
   user: { uid: number; gid: number },
   owner: OwnerReader = readOwner,
 ): string {
-  const searchable = (dir: string): boolean => {
-    if (!dir.startsWith("/")) return false;
-    const parts = dir.split("/").filter((part) => part !== "");
-    for (let i = 0; i <= parts.length; i++) {
-      const info = owner("/" + parts.slice(0, i).join("/"));
-      if (info === undefined) return true;
-      const own = info.uid === user.uid;
-      const bit = own ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
-      if ((info.mode & bit) === 0) return false;
-      // Root owns what a root command user could change anyway.
-      if (own && user.uid !== 0) return false;
-      const writes = (info.mode & (bit << 1)) !== 0;
-      if (writes && !own && (i === parts.length || (info.mode & 0o1000) === 0)) return false;
-    }
-    return true;
-  };
-  const kept = path.split(":").filter(searchable);
+  const kept = path.split(":").filter((dir) => entryProblem(dir, user, owner) === undefined);
   if (kept.length > 0) return kept.join(":");
-  return DEFAULT_CHILD_PATH.split(":").filter(searchable).join(":") || DEFAULT_CHILD_PATH;
+  return DEFAULT_CHILD_PATH.split(":").filter((dir) => entryProblem(dir, user, owner) === undefined)
+    .join(":") || DEFAULT_CHILD_PATH;
+}
+
+/**
+ * The entries of a `PATH` set for commands (`COMMAND_ENV`) that the command user cannot change:
+ * as {@link pathForUser}, but those it cannot search are kept (the operator named them; a program
+ * there is then not found). A command would otherwise leave a program in a directory of its
+ * user's (or one that user may write) for the next command to run under an allowed name. When
+ * nothing is left, {@link DEFAULT_CHILD_PATH}'s usable entries are used.
+ *
+ * @param path A `PATH` of absolute entries.
+ * @param user Who the commands run as.
+ * @param owner Reads a directory's owner and mode; for tests.
+ * @returns The `PATH` without the entries that user may write.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pathUserCannotWrite } from "./env.ts";
+ *
+ * const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+ *   "/": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/srv": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/srv/nobody": { uid: 65534, gid: 65534, mode: 0o755 },
+ *   "/root": { uid: 0, gid: 0, mode: 0o700 },
+ *   "/usr": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/usr/bin": { uid: 0, gid: 0, mode: 0o755 },
+ * };
+ * const nobody = { uid: 65534, gid: 65534 };
+ * const path = pathUserCannotWrite("/srv/nobody:/root:/usr/bin", nobody, (p) => dirs[p]);
+ * assert.equal(path, "/root:/usr/bin");
+ * ```
+ */
+export function pathUserCannotWrite(
+  path: string,
+  user: { uid: number; gid: number },
+  owner: OwnerReader = readOwner,
+): string {
+  const kept = path.split(":").filter((dir) => entryProblem(dir, user, owner) !== "writable");
+  return kept.length > 0 ? kept.join(":") : pathForUser(DEFAULT_CHILD_PATH, user, owner);
+}
+
+/**
+ * Why a `PATH` entry does not suit a command user (see {@link pathForUser}): `"unsearchable"`
+ * (relative, or a directory on the way does not let that user through) or `"writable"` (that
+ * user owns it, or may write or rename it); `undefined` when it suits. An entry that cannot be
+ * read suits.
+ */
+function entryProblem(
+  dir: string,
+  user: { uid: number; gid: number },
+  owner: OwnerReader,
+): "unsearchable" | "writable" | undefined {
+  if (!dir.startsWith("/")) return "unsearchable";
+  const parts = dir.split("/").filter((part) => part !== "");
+  for (let i = 0; i <= parts.length; i++) {
+    const info = owner("/" + parts.slice(0, i).join("/"));
+    if (info === undefined) return undefined;
+    const own = info.uid === user.uid;
+    const bit = own ? 0o100 : info.gid === user.gid ? 0o010 : 0o001;
+    if ((info.mode & bit) === 0) return "unsearchable";
+    // Root owns what a root command user could change anyway.
+    if (own && user.uid !== 0) return "writable";
+    const writes = (info.mode & (bit << 1)) !== 0;
+    if (writes && !own && (i === parts.length || (info.mode & 0o1000) === 0)) return "writable";
+  }
+  return undefined;
 }
 
 /**

@@ -73,10 +73,15 @@ function scanRaw(line: string): string | undefined {
 /**
  * Follows quoting the way a POSIX shell does, to find unterminated quotes, a trailing backslash
  * and unquoted glob characters (`shell-quote` accepts the first two silently and does not treat
- * `[` as a glob).
+ * `[` as a glob), and the unquoted `#` inside a word, which a shell passes as it is and
+ * `shell-quote` takes for a comment (`a#b` became `a` and a comment).
+ *
+ * @returns Why the line is refused, or the indexes of the `#` inside words.
  */
-function scanQuoting(line: string): string | undefined {
+function scanQuoting(line: string): string | number[] {
   let quote: "'" | '"' | undefined;
+  let inWord = false;
+  const hashes: number[] = [];
   for (let i = 0; i < line.length; i++) {
     const char = line[i];
     if (quote === "'") {
@@ -94,10 +99,17 @@ function scanQuoting(line: string): string | undefined {
       return `glob "${char}" is not allowed`;
     } else if (UNICODE_SPACE.test(char)) {
       return unquotedSpace(char);
+    } else if (char === " " || char === "\t") {
+      inWord = false;
+      continue;
+    } else if (char === "#" && inWord) {
+      // A comment begins only where a word does (operators, which end one, are refused anyway).
+      hashes.push(i);
     }
+    inWord = true;
   }
   if (quote) return `unterminated quote ${quote} is not allowed`;
-  return undefined;
+  return hashes;
 }
 
 /** `shell-quote` would split there (also after a backslash), where a shell keeps the character. */
@@ -120,7 +132,8 @@ function describeOperator(op: string): string {
  * redirections (`> >> < 2>&1`), process substitution, unquoted globs (`* ? [`), `$` in any
  * form (variables, `$(…)`), backticks, newlines and other control characters, whitespace other
  * than space and tab outside quotes (`shell-quote` splits on a no-break space, a shell does not),
- * a lone UTF-16 surrogate (the program would get U+FFFD instead), comments (`#`),
+ * a lone UTF-16 surrogate (the program would get U+FFFD instead), comments (a word that begins
+ * with `#`; a `#` inside a word, `a#b`, is passed as written, as a shell passes it),
  * unterminated quotes, a trailing backslash, a leading `VAR=value`, more than {@link MAX_ARGS}
  * arguments, an argument or program name longer than {@link MAX_ARG_LENGTH} characters, and a
  * line longer than {@link MAX_COMMAND_LINE_LENGTH} characters. `$` and backticks are refused even
@@ -154,13 +167,17 @@ export function parseCommandLine(line: string): Checked<string[]> {
   }
   if (line.trim() === "") return reject("command line is empty");
 
-  const raw = scanRaw(line) ?? scanQuoting(line);
+  const raw = scanRaw(line);
   if (raw) return reject(raw);
+  const quoting = scanQuoting(line);
+  if (typeof quoting === "string") return reject(quoting);
+  // Escaped, a "#" inside a word reaches the program as written, as a shell passes it.
+  const text = quoting.reduceRight((text, i) => `${text.slice(0, i)}\\${text.slice(i)}`, line);
 
   const variables: string[] = [];
   let entries: ParseEntry[];
   try {
-    entries = parse(line, (key: string) => {
+    entries = parse(text, (key: string) => {
       variables.push(key);
       return "";
     });
@@ -174,7 +191,9 @@ export function parseCommandLine(line: string): Checked<string[]> {
     if (typeof entry === "string") {
       argv.push(entry);
     } else if ("comment" in entry) {
-      return reject(`comment "#" is not allowed`);
+      return reject(
+        `comment "#" is not allowed (a word that begins with "#" is one; quote it to pass it)`,
+      );
     } else if (entry.op === "glob") {
       // scanQuoting found no unquoted glob character, so this is an escaped one (`\*`), which
       // shell-quote still reports as a glob; its pattern is the literal word.

@@ -737,15 +737,17 @@ export interface CheckPolicyOptions {
  * Argument rules:
  * - any `..` path segment is refused, in an argument or in an option's value (`--file=../x`);
  * - an absolute path (an argument, the value of `--opt=/path` or of an operand `name=/path` as
- *   dd takes them, or the path attached to a short option as in `-f/path`) must lie under an
- *   allowed prefix, compared by segment;
+ *   dd takes them, the path attached to a short option as in `-f/path`, and in any of them the
+ *   file of `@/path` as curl and bsdtar read it or the path of a `file:` URL, percent-decoded)
+ *   must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows, and a dangling symlink is followed to its target, which
  *   a program creates through it);
  * - a relative argument that names an existing entry of the working directory is checked like
  *   the absolute path it resolves to, also one that begins with a dash (`date -f -x` reads the
  *   file `-x`), and so is a relative value attached to an option (`--file=name`, `-fname`: each
- *   rest of a short option bundle counts) or to an operand (`dd if=name`);
+ *   rest of a short option bundle counts) or to an operand (`dd if=name`), and the file of
+ *   `@name` in any of them;
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
@@ -847,10 +849,11 @@ export class PolicyChecker {
   /** The allowed programs given by absolute path and their real paths, resolved on first need. */
   #programFiles: ReadonlySet<string> | undefined;
   /**
-   * The own paths that are regular files, by `device:inode`, read once per check when an argument
-   * names a file with more than one link.
+   * The own files (the own paths that are regular files and the files in those that are
+   * directories) by device, then inode: read once per check and device when an argument names a
+   * file of that device with more than one link.
    */
-  #ownInodes: ReadonlyMap<string, string> | undefined;
+  #ownInodes: Map<number, ReadonlyMap<number, string>> | undefined;
   /** The agent's own paths and their real paths, resolved on first need. */
   #withRealProtected: readonly string[] | undefined;
   /** The last path resolved in the check under way, see {@link PolicyChecker.#realPathOf}. */
@@ -1264,10 +1267,12 @@ export class PolicyChecker {
   }
 
   /**
-   * Why `path` may not be named when it is another link to one of the own paths that are files
-   * (a hard link under a prefix to the agent's `config.json`, which any local user may make where
-   * the kernel does not protect hard links): the same file under another name. A directory that
-   * holds such a link is not looked into.
+   * Why `path` may not be named when it is another link to one of the own paths that are files,
+   * or to a file in one of them (a hard link under a prefix to the agent's `config.json`, which
+   * any local user may make where the kernel does not protect hard links, or to a report in its
+   * state directory, which a command of a non-root agent may make with tar, its user being the
+   * agent's): the same file under another name. A directory that holds such a link is not looked
+   * into.
    */
   #hardLinkReason(shown: string, path: string): string | undefined {
     let info: Deno.FileInfo;
@@ -1277,15 +1282,13 @@ export class PolicyChecker {
       return undefined;
     }
     if (!info.isFile || info.ino === null || (info.nlink ?? 1) < 2) return undefined;
-    this.#ownInodes ??= new Map(this.#protected.flatMap((own) => {
-      try {
-        const file = Deno.statSync(own);
-        return file.isFile && file.ino !== null ? [[`${file.dev}:${file.ino}`, own]] : [];
-      } catch {
-        return [];
-      }
-    }));
-    const own = this.#ownInodes.get(`${info.dev}:${info.ino}`);
+    this.#ownInodes ??= new Map();
+    let inodes = this.#ownInodes.get(info.dev);
+    if (inodes === undefined) {
+      inodes = ownFileInodes(this.#protected, info.dev);
+      this.#ownInodes.set(info.dev, inodes);
+    }
+    const own = inodes.get(info.ino);
     if (own === undefined) return undefined;
     this.#programFiles ??= new Set(this.#withReal(this.#paths));
     const what = this.#programFiles.has(own)
@@ -1316,6 +1319,41 @@ export class PolicyChecker {
   }
 }
 
+/**
+ * The regular files of device `dev` among `paths` and in the directories among them (all the way
+ * down, symbolic links not followed), by inode, each with the path it was found at. A directory of
+ * another device is not entered: no hard link crosses devices (a mount of `dev` inside it is not
+ * looked for). What cannot be read is left out.
+ */
+function ownFileInodes(paths: readonly string[], dev: number): Map<number, string> {
+  const inodes = new Map<number, string>();
+  const visit = (path: string, info: Deno.FileInfo) => {
+    if (info.dev !== dev || info.ino === null) return;
+    if (info.isFile) {
+      if (!inodes.has(info.ino)) inodes.set(info.ino, path);
+      return;
+    }
+    if (!info.isDirectory) return;
+    try {
+      for (const entry of Deno.readDirSync(path)) {
+        if (!entry.isFile && !entry.isDirectory) continue;
+        const inside = `${path}/${entry.name}`;
+        visit(inside, Deno.lstatSync(inside));
+      }
+    } catch {
+      // Unreadable, or changed while it was read: what was seen is kept.
+    }
+  };
+  for (const path of paths) {
+    try {
+      visit(path, Deno.statSync(path));
+    } catch {
+      // Not there (yet), or not readable.
+    }
+  }
+  return inodes;
+}
+
 function ownPathReason(shown: string, own: string): string {
   return `${shown} is the agent's own ${own} or lies in it (its state or settings), which ` +
     `commands may not touch`;
@@ -1341,16 +1379,33 @@ function sameFile(a: string, b: string): boolean {
 
 /**
  * The candidate paths an argument names: itself, an option's `=value` or an operand's
- * (`dd if=/path`), a short option's path. An absolute argument is one path, `=` or not.
+ * (`dd if=/path`), a short option's path (`-f/path`, `-d@/path`), and in each of them a file read
+ * by `@/path` (as curl takes `-d @/path` and `-F name=@/path`, bsdtar `@/archive`) or named by a
+ * `file:` URL (`file:///path`, also percent-decoded as the program decodes it). An absolute
+ * argument is one path, `=` or not.
  */
 function pathCandidates(arg: string): string[] {
   const candidates = [arg];
   if (arg.startsWith("/")) return candidates;
   const eq = arg.indexOf("=");
   if (eq >= 0) candidates.push(arg.slice(eq + 1));
-  const attached = /^-[A-Za-z0-9]+(\/.*)$/.exec(arg);
+  const attached = /^-[A-Za-z0-9]+@?(\/.*)$/.exec(arg);
   if (attached) candidates.push(attached[1]);
+  for (const candidate of [...candidates]) {
+    if (candidate.startsWith("@/")) candidates.push(candidate.slice(1));
+    const url = /^file:(?:\/\/[^/]*)?(\/.*)$/i.exec(candidate);
+    if (url) candidates.push(url[1], percentDecoded(url[1]));
+  }
   return candidates;
+}
+
+/** A URL's path as a program decodes it (`%2e%2e` is `..`); as it is when it cannot be decoded. */
+function percentDecoded(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The longest file name (one path segment) Linux accepts, in bytes. */
@@ -1360,13 +1415,16 @@ const NAME_MAX = 255;
  * The relative paths an option may be given attached to it: the value of `--opt=value` or of an
  * operand `name=value` (`dd if=name`), and for a short option bundle every rest after one of its
  * letters (`-fname` is `-f name` to date and tar, `-la` takes no value; which letters take one
- * depends on the program, so each rest counts). A rest whose first segment is longer than a file
- * name can be is left out: it names nothing.
+ * depends on the program, so each rest counts), and in each the file of `@name` (`-d@name`,
+ * `f=@name`, `@name`). A rest whose first segment is longer than a file name can be is left out:
+ * it names nothing.
  */
 function attachedRelativeValues(arg: string): string[] {
   const values: string[] = [];
   const keep = (value: string) => {
     if (value === "" || value.startsWith("/")) return;
+    // A file read by `@name` (curl's `-d @name`, `-F f=@name`, bsdtar's `@archive`).
+    if (value.startsWith("@")) keep(value.slice(1));
     if (value.split("/", 1)[0].length > NAME_MAX) return;
     values.push(value);
   };
@@ -1376,6 +1434,7 @@ function attachedRelativeValues(arg: string): string[] {
   } else if (!arg.startsWith("-")) {
     const eq = arg.indexOf("=");
     if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1));
+    if (arg.startsWith("@")) keep(arg.slice(1));
   } else {
     // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
     // has a first segment too long; those are not even cut out.

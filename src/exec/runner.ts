@@ -14,6 +14,7 @@ import {
   type EnvReader,
   pathForUser,
   pathOthersCannotWrite,
+  pathUserCannotWrite,
   readAgentEnv,
   validateExtraEnv,
 } from "./env.ts";
@@ -326,8 +327,9 @@ export class CommandRunner {
    *   valid number.
    * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
    *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid, holds a
-   *   secret, or is one an allowed program reads as options (`TAR_OPTIONS` while tar may run, a
-   *   `GZIP` beyond compression levels while gzip may).
+   *   secret, is one the dynamic loader reads (`LD_PRELOAD`), or is one an allowed program reads
+   *   as options (`TAR_OPTIONS` while tar may run, a `GZIP` beyond compression levels while gzip
+   *   may).
    */
   constructor(options: RunnerOptions) {
     if (options === null || typeof options !== "object") {
@@ -365,12 +367,16 @@ export class CommandRunner {
     this.#checker = new PolicyChecker(options.policy);
     const env = buildChildEnv(extraEnv, readEnv);
     const user = options.sandbox?.user;
-    // Programs are looked up, and commands run, on the directories no other user may write and
-    // (unless COMMAND_ENV sets PATH) the command user can search.
+    // Programs are looked up, and commands run, on the directories no other user may write, the
+    // command user may not change and (unless COMMAND_ENV sets PATH) the command user can search.
     const givenPath = Object.hasOwn(extraEnv, "PATH");
     const absolute = env.PATH;
-    env.PATH = pathOthersCannotWrite(user && !givenPath ? pathForUser(absolute, user) : absolute);
-    const kept = new Set(pathOthersCannotWrite(absolute).split(":"));
+    const unchangeable = user ? pathUserCannotWrite(absolute, user) : absolute;
+    env.PATH = pathOthersCannotWrite(
+      user && !givenPath ? pathForUser(absolute, user) : unchangeable,
+    );
+    // Those the command user cannot enter go without a word (a root agent's /root/... shims).
+    const kept = new Set(pathOthersCannotWrite(unchangeable).split(":"));
     const source = (givenPath ? extraEnv.PATH : readEnv("PATH"))?.split(":") ?? [];
     this.pathLeftOut = [
       ...new Set([
@@ -391,8 +397,8 @@ export class CommandRunner {
 
   /**
    * The entries of the agent's `PATH` (or of a `PATH` among the extra variables) that commands do
-   * not get, and programs are not looked up in: relative ones (`.`, an empty one) and those every
-   * user may write or rename (`/tmp`).
+   * not get, and programs are not looked up in: relative ones (`.`, an empty one), those every
+   * user may write or rename (`/tmp`) and those the command user may (its own).
    */
   readonly pathLeftOut: readonly string[] = [];
 

@@ -1062,6 +1062,16 @@ Deno.test("a COMMAND_ENV refused is shown with its names only: its values are co
       { roles: ["exec"], env: { COMMAND_ENV: "TZ=UTC,agent_token=s3cret" }, cwd: tempDir() },
       'COMMAND_ENV from the environment must be a comma-separated list of NAME=value, got "TZ=…,agent_token=…" (values not shown): item 2 sets agent_token, an agent secret, which is never given to commands',
     ],
+    [
+      // It went to every command: a library one command left in /tmp ran inside every later one.
+      "a variable the dynamic loader reads, from config.json",
+      {
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({ "config.json": '{"command_env": ["TZ=UTC", "LD_PRELOAD=/tmp/s3cret.so"]}' }),
+      },
+      'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "TZ=…,LD_PRELOAD=…" (values not shown): item 2 sets LD_PRELOAD, which is never given to commands: every program\'s dynamic loader (or C library) reads it and loads code from where it names, which the allowlist never sees (a library a command left under an allowed prefix would run in every later command); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
+    ],
   ];
   for (const [name, options, message] of cases) {
     await t.step(name, () => {

@@ -63,6 +63,39 @@ Deno.test("extra variables are validated", () => {
   assert.throws(() => validateExtraEnv({ NUL: "a\0b" }), /without NUL/);
 });
 
+Deno.test("extra variables the dynamic loader reads are refused", () => {
+  // COMMAND_ENV=LD_PRELOAD=/tmp/x/hook.so went to every command: a library one command extracted
+  // there ran inside every later one (echo, tar, ...), whatever the allowlist said.
+  for (const name of ["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "GCONV_PATH"]) {
+    assert.throws(() => validateExtraEnv({ TZ: "UTC", [name]: "/tmp/x" }), {
+      name: "TypeError",
+      message: `Extra environment variable "${name}" is never given to commands: every ` +
+        "program's dynamic loader (or C library) reads it and loads code from where it names, " +
+        "which the allowlist never sees (a library a command left under an allowed prefix " +
+        "would run in every later command); set it in a wrapper script that ALLOWED_PROGRAMS " +
+        "names by absolute path",
+    });
+  }
+  // The loader reads these names only as written.
+  validateExtraEnv({ ld_preload: "/tmp/x", LD_BIND_NOW: "1" });
+});
+
+Deno.test("an extra variable longer than the kernel starts a program with is refused", () => {
+  // Every command failed with "program \"/usr/bin/echo\" could not be started: Failed to spawn
+  // '/usr/bin/setsid': Argument list too long"; the length is in bytes, as the kernel counts.
+  validateExtraEnv({ BIG: "x".repeat(131071 - "BIG=".length) });
+  assert.throws(() => validateExtraEnv({ BIG: "x".repeat(131072 - "BIG=".length) }), {
+    name: "TypeError",
+    message: 'Extra environment variable "BIG" is 131072 bytes long as NAME=value (UTF-8), more ' +
+      "than the 131071 a program may be started with",
+  });
+  // 65534 characters of two bytes each, fewer than the limit in UTF-16 units.
+  assert.throws(
+    () => validateExtraEnv({ WIDE: "é".repeat(65534) }),
+    /"WIDE" is 131073 bytes long as NAME=value/,
+  );
+});
+
 Deno.test("COMMAND_ENV items become variables", () => {
   assert.deepEqual(envFromAssignments(["TZ=UTC", "EMPTY=", "EQ=a=b"]), {
     TZ: "UTC",

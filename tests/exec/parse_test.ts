@@ -7,6 +7,9 @@ function argv(line: string): string[] {
   return parsed.value;
 }
 
+const COMMENT =
+  `comment "#" is not allowed (a word that begins with "#" is one; quote it to pass it)`;
+
 function reason(line: string): string {
   const parsed = parseCommandLine(line);
   assert.ok(!parsed.ok, `expected ${JSON.stringify(line)} to be refused`);
@@ -29,6 +32,10 @@ Deno.test("parser splits with shell-like quoting and expands nothing", async (t)
     ["tar --file=/tmp/x.tar -c /tmp/y", ["tar", "--file=/tmp/x.tar", "-c", "/tmp/y"]],
     ["echo FOO=1", ["echo", "FOO=1"]],
     ["echo héllo ✓", ["echo", "héllo", "✓"]],
+    // A "#" inside a word is no comment to a shell: shell-quote cut "a#b" into "a" and a comment.
+    ["echo a#b /tmp/#x x#", ["echo", "a#b", "/tmp/#x", "x#"]],
+    [`echo "a"#b 'c'#d a\\ #b a\\#b "#" \\#e`, ["echo", "a#b", "c#d", "a #b", "a#b", "#", "#e"]],
+    ["echo http://h/p#frag --x=#y ''#z", ["echo", "http://h/p#frag", "--x=#y", "#z"]],
     [`ls "/tmp/my\u00a0file" 'a\u3000b' x\u200by`, [
       "ls",
       "/tmp/my\u00a0file",
@@ -84,7 +91,12 @@ Deno.test("parser refuses shell syntax and names what it found", async (t) => {
     ],
     ["echo hi\rid", "newline is not allowed"],
     ["echo a\u0000b", "control character U+0000 is not allowed"],
-    ["echo a # comment", `comment "#" is not allowed`],
+    ["echo a # comment", COMMENT],
+    ["echo a\t#b", COMMENT],
+    ["#echo", COMMENT],
+    ["echo ''#b '#' #c", COMMENT],
+    // An operator ends a word, so a shell would take what follows for a comment: still refused.
+    ["echo a;#b", `shell operator ";" is not allowed`],
     ["FOO=1 ls", `environment assignment "FOO=1" is not allowed`],
     ["LD_PRELOAD=/tmp/x.so ls", `environment assignment "LD_PRELOAD=/tmp/x.so" is not allowed`],
     ["echo 'unterminated", `unterminated quote ' is not allowed`],

@@ -12,6 +12,7 @@ import {
   agentUid,
   cgroup2Mount,
   checkPolicy,
+  CommandRunner,
   createPolicy,
   ownCgroupPath,
   type ProcessRecord,
@@ -752,6 +753,37 @@ Deno.test({
       readEnv,
     });
     assert.equal(path.stdout, "/usr/bin:/bin\n");
+  },
+});
+
+Deno.test({
+  name: "a PATH set in COMMAND_ENV loses the directories the command user may change",
+  ignore,
+  fn: async () => {
+    // COMMAND_ENV=PATH=/srv/drop:/usr/bin with /srv/drop the command user's own: a command (as
+    // nobody) could leave an `echo` there, and every later "echo" ran it.
+    const sandbox = Sandbox.create({ cgroups: false });
+    const user = sandbox.user!;
+    using mine = box();
+    const drop = `${mine.dir}/drop`;
+    Deno.mkdirSync(drop, { mode: 0o755 });
+    Deno.writeTextFileSync(`${drop}/echo`, "#!/bin/sh\necho planted\n", { mode: 0o755 });
+    Deno.chmodSync(`${drop}/echo`, 0o755);
+    Deno.chownSync(drop, user.uid, user.gid);
+    // One the command user cannot enter stays: the operator named it, and nothing runs from it.
+    using secret = secretDir();
+    const PATH = `${drop}:${secret.dir}:/usr/bin:/bin`;
+    const policy = policyWith("printenv");
+    const runner = new CommandRunner({ policy, sandbox, extraEnv: { PATH } });
+    const echo = await runner.run("echo public");
+    assert.equal(echo.stdout, "public\n", echo.error ?? "");
+    assert.ok(!echo.program?.startsWith(drop), echo.program ?? "");
+    const path = await runner.run("printenv PATH");
+    assert.equal(path.stdout, `${secret.dir}:/usr/bin:/bin\n`);
+    assert.deepEqual(runner.pathLeftOut, [drop]);
+    // The agent's own PATH: the same directory is named too (it was left out without a word).
+    const readEnv = (name: string) => name === "PATH" ? PATH : undefined;
+    assert.deepEqual(new CommandRunner({ policy, sandbox, readEnv }).pathLeftOut, [drop]);
   },
 });
 
