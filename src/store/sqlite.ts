@@ -210,13 +210,57 @@ function primaryCode(error: unknown): number {
   const message = String(e?.message ?? "");
   if (/^database disk image is malformed/.test(message)) return SQLITE_CORRUPT;
   if (/^file is not a database/.test(message)) return SQLITE_NOTADB;
+  if (/^disk I\/O error/.test(message)) return SQLITE_IOERR;
+  if (/^attempt to write a readonly database/.test(message)) return SQLITE_READONLY;
+  if (/^unable to open database file/.test(message)) return SQLITE_CANTOPEN;
   return 0;
 }
+
+/** SQLite's result code `SQLITE_READONLY`. */
+const SQLITE_READONLY = 8;
+/** SQLite's result code `SQLITE_IOERR`. */
+const SQLITE_IOERR = 10;
+/** SQLite's result code `SQLITE_CANTOPEN`. */
+const SQLITE_CANTOPEN = 14;
 
 /** SQLite's result code `SQLITE_CORRUPT`. */
 const SQLITE_CORRUPT = 11;
 /** SQLite's result code `SQLITE_NOTADB`: a file whose header is not SQLite's. */
 const SQLITE_NOTADB = 26;
+
+/**
+ * What a runtime failure of SQLite says of the store, by its primary result code: these fail the
+ * store itself (other calls may fail the same way until the cause is mended), not one call.
+ */
+const FAILURES = new Map<number, string>([
+  [
+    SQLITE_IOERR,
+    "a disk I/O error (the disk or the filesystem under it failed, or a file-size limit such as " +
+    "ulimit -f or systemd's LimitFSIZE= was reached)",
+  ],
+  [
+    SQLITE_CORRUPT,
+    "the file is damaged (database disk image is malformed); restore it from a backup, or " +
+    "recover what it holds with sqlite3's .recover into a new file",
+  ],
+  [SQLITE_NOTADB, "the file is no longer a SQLite database (something overwrote it)"],
+  [SQLITE_READONLY, READ_ONLY_PROBLEM],
+  [SQLITE_CANTOPEN, "a file it needs (its -wal or -shm file) cannot be opened"],
+]);
+
+/**
+ * A runtime failure of SQLite that fails the store (see {@link FAILURES}) as a {@link StoreError}
+ * naming the file and the cause; any other error as it is.
+ */
+function storeFailure(error: unknown, path: string): unknown {
+  if (error instanceof StoreError) return error;
+  const what = FAILURES.get(primaryCode(error));
+  if (what === undefined) return error;
+  const said = (error as { errstr?: unknown })?.errstr ?? (error as Error)?.message;
+  return new StoreError(`the database ${path} failed: ${what} (SQLite: ${said})`, {
+    cause: error,
+  });
+}
 
 function isDiskFull(error: unknown): boolean {
   const e = error as { errcode?: number; message?: string } | null;
@@ -570,7 +614,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       value = fn();
     } catch (thrown) {
       if (isDiskFull(thrown)) return Promise.reject(this.#diskFullInGroup(thrown));
-      const error = isBusy(thrown) ? this.#lockedError(thrown) : thrown;
+      const error = isBusy(thrown) ? this.#lockedError(thrown) : storeFailure(thrown, this.path);
       if (this.#group !== null && !this.#db.isTransaction) {
         // The failure took the whole transaction with it: every call of the group fails.
         for (const waiter of this.#dropGroup()) waiter.reject(error);
@@ -731,9 +775,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       this.#db.exec("COMMIT");
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);
-      for (const waiter of this.#dropGroup()) waiter.reject(error);
+      const failure = storeFailure(error, this.path);
+      for (const waiter of this.#dropGroup()) waiter.reject(failure);
       // A file found gone (#checkFile): what was committed before is kept if it can be.
       if (error instanceof StoreUnavailableError) this.#copyLog();
+      // As SQLite said it: a migration at open tells it as a file that cannot be opened.
       return error;
     }
     this.#group = null;
@@ -899,11 +945,16 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    * @returns A count that only grows; compare it with an earlier one.
    * @throws {StoreUnavailableError} When the file was removed or replaced since it was opened
    *   (every write is refused then).
+   * @throws {StoreError} When SQLite fails to look (a disk I/O error, a damaged file).
    */
   otherCommits(): number {
     if (!this.#closed && this.#group === null) {
       this.#checkFile();
-      this.#lookAtOtherWriters();
+      try {
+        this.#lookAtOtherWriters();
+      } catch (error) {
+        throw storeFailure(error, this.path);
+      }
     }
     return this.#otherCommits;
   }

@@ -1253,3 +1253,42 @@ Deno.test("sqlite store refuses an emptied database whose write-ahead log is lef
     assert.equal(await empty.getCommand("c1"), null);
   });
 });
+
+Deno.test("sqlite store tells a damaged page it meets while it runs as a StoreError naming the file", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    await using store = openSqliteStore(path);
+    await store.enqueue({
+      id: "c1",
+      agentId: "a1",
+      name: "uptime",
+      params: {},
+      fingerprint: "f",
+      now: 1,
+    });
+    const other = new DatabaseSync(path);
+    try {
+      other.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      const root = other.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'commands'")
+        .get();
+      const pageSize = Number(other.prepare("PRAGMA page_size").get()?.page_size);
+      const file = await Deno.open(path, { write: true });
+      try {
+        await file.seek((Number(root?.rootpage) - 1) * pageSize, Deno.SeekMode.Start);
+        await file.write(new Uint8Array(pageSize).fill(0xff));
+      } finally {
+        file.close();
+      }
+      // Another process's commit: the store reads the file again rather than its cache.
+      other.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    } finally {
+      other.close();
+    }
+    await assert.rejects(store.getCommand("c1"), {
+      name: "StoreError",
+      message: `the database ${path} failed: the file is damaged (database disk image is ` +
+        "malformed); restore it from a backup, or recover what it holds with sqlite3's " +
+        ".recover into a new file (SQLite: database disk image is malformed)",
+    });
+  });
+});
