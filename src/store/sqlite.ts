@@ -393,6 +393,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       );
     }
     if (!memory) checkDatabasePath(path, options.create ?? true);
+    if (!memory && !options.serving) checkServedShm(path);
     // A dashboard started again on a full disk: SQLite cannot even read without room for its
     // -shm file. The reserve kept beside the database is given back once for that room.
     for (let attempt = 1;; attempt++) {
@@ -2147,6 +2148,39 @@ function everyoneMayWriteIn(dir: string): boolean {
     return mode !== null && (mode & 0o002) !== 0;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Refuses a database that a dashboard serves (its lock is held) while its `-shm` file is gone
+ * (removed under the dashboard): SQLite would make a new one, and this process and the dashboard
+ * would each keep their own index of the write-ahead log, neither seeing the other's writes. The
+ * dashboard would write over this process's commits in the log (`status agents add --db` said it
+ * added an agent, and the agent was gone). Looked at before SQLite opens the file: a descriptor of
+ * it closed later would end the locks SQLite holds on it.
+ */
+function checkServedShm(path: string): void {
+  if (fileIdOf(`${path}-shm`) !== "missing") return;
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch {
+    return; // missing, or not to be read: SQLite says why
+  }
+  let served: boolean;
+  try {
+    served = !file.tryLockSync(false);
+  } catch {
+    served = false; // no locks here: nothing to tell
+  } finally {
+    file.close();
+  }
+  if (served) {
+    throw new StoreError(
+      `cannot open database ${path}: its -shm file was removed while a dashboard (status serve) ` +
+        "has it open; a write made now would be lost (the dashboard would not see it, and would " +
+        "write over it): restart the dashboard, then try again",
+    );
   }
 }
 

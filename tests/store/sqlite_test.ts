@@ -12,7 +12,7 @@ import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { APPLICATION_ID, MIGRATIONS } from "../../src/store/_migrations.ts";
 import { runStoreContract } from "./contract.ts";
 import { countTargetReads } from "./_target_reads.ts";
-import { spawnCli } from "../_cli.ts";
+import { PERMS, runCli, spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
@@ -1290,5 +1290,44 @@ Deno.test("sqlite store tells a damaged page it meets while it runs as a StoreEr
         "malformed); restore it from a backup, or recover what it holds with sqlite3's " +
         ".recover into a new file (SQLite: database disk image is malformed)",
     });
+  });
+});
+
+Deno.test("status agents add refuses a database a dashboard serves whose -shm file was removed", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const add = (id: string) =>
+      runCli(["agents", "add", id, "--db", path], { perms: PERMS.agentsOnDisk });
+    let serving = openSqliteStore(path, { serving: true });
+    try {
+      await serving.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 1 });
+      await Deno.remove(`${path}-shm`);
+      const refused = await add("web-9");
+      // Exit code 2, as for any database the command cannot open.
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(
+        refused.stderr,
+        /its -shm file was removed while a dashboard \(status serve\) has it open; a write made now would be lost .*restart the dashboard, then try again/,
+      );
+      // The dashboard's own writes go on.
+      await serving.enqueue({
+        id: "c1",
+        agentId: "a1",
+        name: "uptime",
+        params: {},
+        fingerprint: "f",
+        now: 1,
+      });
+      await serving.close();
+      serving = openSqliteStore(path, { serving: true });
+      // Restarted, as the message says: the agent is added, and kept.
+      assert.equal((await add("web-9")).code, 0);
+      assert.equal((await serving.getAgent("web-9"))?.id, "web-9");
+      assert.equal((await serving.getCommand("c1"))?.status, "queued");
+    } finally {
+      await serving.close();
+    }
+    await using reopened = openSqliteStore(path);
+    assert.equal((await reopened.getAgent("web-9"))?.id, "web-9");
   });
 });
