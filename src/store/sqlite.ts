@@ -27,6 +27,7 @@
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname, join } from "node:path";
+import { logger } from "../log/mod.ts";
 import { notOwnPathProblem, openOwnFileSync } from "../own_files.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
@@ -273,6 +274,8 @@ function isDiskFull(error: unknown): boolean {
 
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 
+const log = logger("store");
+
 /**
  * Opens (and creates or migrates) the SQLite store at `path`.
  *
@@ -392,6 +395,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           `URI, not as this path; give the file's path (./${path} for a file of that name)`,
       );
     }
+    // An empty file is a new database to SQLite: said, in case it was one truncated by accident.
+    const emptyFile = !memory && isEmpty(path);
     if (!memory) checkDatabasePath(path, options.create ?? true);
     if (!memory && !options.serving) checkServedShm(path);
     // A dashboard started again on a full disk: SQLite cannot even read without room for its
@@ -436,6 +441,14 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           this.#fileIds = typeof db === "object" && db !== null
             ? { db, wal: typeof wal === "object" ? wal : null }
             : null;
+        }
+        if (emptyFile) {
+          log.warning(
+            "database {path} was an empty file: it is now a new database, with no agents and no " +
+              "commands; if it held a dashboard's database (truncated by accident, or a copy " +
+              "that failed), stop and restore it from a backup",
+            { path },
+          );
         }
         break;
       } catch (error) {

@@ -12,7 +12,7 @@ import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { APPLICATION_ID, MIGRATIONS } from "../../src/store/_migrations.ts";
 import { runStoreContract } from "./contract.ts";
 import { countTargetReads } from "./_target_reads.ts";
-import { PERMS, runCli, spawnCli } from "../_cli.ts";
+import { jsonLogs, PERMS, runCli, spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
@@ -668,6 +668,25 @@ Deno.test("a dashboard allowed to read only its database files still creates the
   for (const file of [db, `${db}-wal`, `${db}-shm`]) {
     assert.equal((Deno.statSync(file).mode ?? 0) & 0o777, 0o600, file);
   }
+  assert.ok(!serve.logged(/was an empty file/), "a database it created is not one it found empty");
+});
+
+Deno.test("a dashboard started on an empty file warns that it is taken as a new database", async () => {
+  await using dir = tempDir("status-empty-");
+  const db = `${dir.path}/status.db`;
+  Deno.writeFileSync(db, new Uint8Array(), { mode: 0o600 }); // truncated by accident
+  await using serve = spawnCli(["serve", "--db", db, "--port", "0"], { perms: PERMS.serve });
+  await serve.waitForLog("dashboard listening");
+  const warning = jsonLogs(serve.stderr).find((record) =>
+    /was an empty file/.test(String(record.message))
+  );
+  assert.equal(warning?.level, "warning");
+  assert.equal(
+    warning?.message,
+    `database ${db} was an empty file: it is now a new database, with no agents and no ` +
+      "commands; if it held a dashboard's database (truncated by accident, or a copy that " +
+      "failed), stop and restore it from a backup",
+  );
 });
 
 Deno.test("sqlite store keeps request ids until they expire, across reopening, and deletes the expired", async () => {
