@@ -177,6 +177,8 @@ export function createApp(options: AppOptions): DashboardApp {
     events,
     metrics,
     committed: () => storeHealth.wrote(),
+    read: () => storeHealth.read(),
+    failed: (error, read) => storeHealth.failed(error, read),
   });
   const startedAt = clock.now();
   // A store shared by several instances (PostgreSQL): events between them, request ids in the

@@ -2,8 +2,9 @@
  * A {@link CommandStore} seen from outside: every call is timed for the metrics, and every change
  * to a command is published to its event streams and counted (deliveries, redeliveries, finished
  * commands, expired leases, live output), whichever route made it; a write that committed a change
- * is told to {@link StoreObservers.committed} (the store's health). The app wraps its store once;
- * routes stay unaware of events and metrics.
+ * is told to {@link StoreObservers.committed}, a read that succeeded to {@link StoreObservers.read}
+ * and a failure to {@link StoreObservers.failed} (the store's health). The app wraps its store once; routes
+ * stay unaware of events and metrics.
  *
  * @module
  */
@@ -37,9 +38,34 @@ export interface StoreObservers {
    * queue, a duplicate) is not one: a full disk lets those succeed.
    */
   committed?: () => void;
+  /** Called when a call that only reads succeeded: the store reads again. */
+  read?: () => void;
+  /** Called with a call's failure, and whether the call only reads, before the caller sees it. */
+  failed?: (error: unknown, read: boolean) => void;
 }
 
 type Method = keyof CommandStore;
+
+/** The calls that only read (a claim, which writes what it finds, is not one). */
+const READS: ReadonlySet<PropertyKey> = new Set<Method>([
+  "getAgent",
+  "listAgents",
+  "listAgentsSeen",
+  "hasAgentWithToken",
+  "nextLeaseExpiry",
+  "getCommand",
+  "getCommandState",
+  "existingCommandIds",
+  "listCommands",
+  "countCommandsByStatus",
+  "countOpenCommands",
+  "listOutput",
+  "getRun",
+  "listRuns",
+  "listOpenRunIds",
+  "listRunSummaries",
+  "getRunState",
+]);
 
 /** Released commands remembered until their next delivery, at most. */
 const RELEASED_MAX = 10_000;
@@ -184,6 +210,7 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       let fn = wrapped.get(property);
       if (!fn) {
         const hook = after[property as Method];
+        const reads = READS.has(property);
         const timer = metrics?.storeLatency.labels({ operation: property });
         // One `then`, not an async frame: every request makes several of these calls.
         fn = (...args: unknown[]) => {
@@ -200,9 +227,11 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
           return pending.then((result) => {
             timed();
             hook?.(result, args);
+            if (reads) observers.read?.();
             return result;
           }, (error) => {
             timed();
+            observers.failed?.(error, reads);
             throw error;
           });
         };

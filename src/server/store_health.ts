@@ -1,10 +1,11 @@
 /**
- * Whether the store can write: set when a write fails because its disk is full, or when the store
- * fails in another way (a disk I/O error, a damaged or read-only file); cleared by the next write
- * that committed a change. `/health` reports it (`503`), without flapping: what does not write (a
- * read, a wait, the health probe itself, a request that changed nothing) leaves it as it is. A full
- * store's failures are answered `507 Insufficient Storage` with `Retry-After`, a failed store's
- * `503` with `Retry-After`, so that agents wait instead of hammering.
+ * Whether the store works: `full` when a write fails because its disk is full, `failing` when the
+ * store fails in another way (a disk I/O error, a damaged or read-only file); cleared by the next
+ * write that committed a change, or, when only a read failed, by the next read that succeeds.
+ * `/health` reports it (`503`) without flapping: the health probe itself, a wait, a request that
+ * changed nothing, and a read while writes fail leave it as it is. A full store's failures are
+ * answered `507 Insufficient Storage` with `Retry-After`, a failing store's `503` with
+ * `Retry-After`, so that agents wait instead of hammering.
  *
  * @module
  */
@@ -36,7 +37,11 @@ export interface StoreState {
 /** Tracks whether the store is full, or failing. */
 export class StoreHealth {
   readonly #clock: Clock;
-  #trouble: { status: "full" | "failing"; since: number; message: string } | null = null;
+  #trouble: { status: "full" | "failing"; since: number; message: string; read: boolean } | null =
+    null;
+  /** Failures of calls that only read, and of the others, as the store's wrapper saw them. */
+  readonly #readFailures = new WeakSet<object>();
+  readonly #otherFailures = new WeakSet<object>();
 
   /**
    * Makes a tracker (the store is assumed able to write).
@@ -110,17 +115,43 @@ export class StoreHealth {
     this.#trouble = null;
   }
 
+  /** A call that only reads succeeded: a store that only a read found failing works again. */
+  read(): void {
+    const trouble = this.#trouble;
+    if (trouble === null || !trouble.read) return;
+    log.info("the store works again: a read succeeded", {
+      failingSecs: Math.round((this.#clock.now() - trouble.since) / 1000),
+    });
+    this.#trouble = null;
+  }
+
+  /**
+   * A store call failed with `error` (told by the store's wrapper before the error is mapped): a
+   * failing store that only reads found (no write failed with that error too: a failed commit
+   * fails the reads that waited for it) ends at a read that succeeds.
+   *
+   * @param error The call's failure.
+   * @param read Whether the call only reads.
+   */
+  failed(error: unknown, read: boolean): void {
+    if (typeof error !== "object" || error === null) return;
+    (read ? this.#readFailures : this.#otherFailures).add(error);
+  }
+
   #enter(status: "full" | "failing", error: Error): void {
     const trouble = this.#trouble;
+    const read = status === "failing" && this.#readFailures.has(error) &&
+      !this.#otherFailures.has(error);
+    if (trouble !== null && trouble.status === status && !read) trouble.read = false;
     if (trouble?.status !== status) {
-      this.#trouble = { status, since: this.#clock.now(), message: error.message };
+      this.#trouble = { status, since: this.#clock.now(), message: error.message, read };
       if (status === "full") {
         log.error("the store is full; writes are refused with 507 until space is freed: {error}", {
           error: error.message,
         });
       } else {
         log.error(
-          "the store failed: {error}; /health answers 503 until a write succeeds again",
+          "the store failed: {error}; /health answers 503 until it works again",
           { error: error.message },
         );
       }

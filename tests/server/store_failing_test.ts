@@ -1,7 +1,8 @@
 /**
  * `/health` tells a store that is full, or that failed (a disk I/O error, a damaged or read-only
- * file), until a write commits a change again: not cleared by a request that changed nothing, a
- * read or the health probe itself, so that a monitor watching it does not see it flap.
+ * file), until a write commits a change again (or, when only a read failed, a read succeeds): not
+ * cleared by a request that changed nothing, a read while writes fail or the health probe itself,
+ * so that a monitor watching it does not see it flap.
  */
 import assert from "node:assert/strict";
 import type { EnqueueOutcome, NewCommand } from "../../src/store/mod.ts";
@@ -102,6 +103,37 @@ Deno.test("a store that failed answers 503 and /health says so until a write suc
     const { status, body } = await health(d);
     assert.equal(status, 200);
     assert.equal(body.status, "ok");
+  });
+});
+
+Deno.test("a store that only a read found failing works again at a read that succeeds", async (t) => {
+  await using d = await makeDashboard();
+  const damaged = new Set(["c1"]);
+  const getCommand = d.store.getCommand.bind(d.store);
+  d.store.getCommand = (id: string) =>
+    damaged.has(id) ? Promise.reject(new StoreError(FAILED)) : getCommand(id);
+  const failing = new Set<string>();
+  failEnqueues(d, failing, () => new StoreError(FAILED));
+  for (const id of ["c1", "c2"]) assert.equal((await enqueue(d, id)).status, 202);
+
+  await t.step("the failed read: 503, and /health failing however often it is asked", async () => {
+    assert.equal((await d.admin("GET", "/api/v1/commands/c1")).status, 503);
+    for (let i = 0; i < 3; i++) assert.equal((await health(d)).body.status, "store_failing");
+  });
+
+  await t.step("another read that succeeds ends it", async () => {
+    assert.equal((await d.admin("GET", "/api/v1/commands/c2")).status, 200);
+    assert.equal((await health(d)).status, 200);
+  });
+
+  await t.step("once a write failed too, a read no longer ends it; a write does", async () => {
+    assert.equal((await d.admin("GET", "/api/v1/commands/c1")).status, 503);
+    failing.add("c3");
+    assert.equal((await enqueue(d, "c3")).status, 503);
+    assert.equal((await d.admin("GET", "/api/v1/commands/c2")).status, 200);
+    assert.equal((await health(d)).body.status, "store_failing");
+    assert.equal((await enqueue(d, "c4")).status, 202);
+    assert.equal((await health(d)).status, 200);
   });
 });
 
