@@ -338,6 +338,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    * replaced; `null` in memory (or where they cannot be told).
    */
   #fileIds: { db: FileId; wal: FileId | null } | null = null;
+  /** The `-shm` file opened, until it is found removed or replaced (then told once). */
+  #shmId: FileId | null = null;
   /** The open group transaction: calls that ran inside it wait for its commit. */
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
@@ -441,6 +443,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           this.#fileIds = typeof db === "object" && db !== null
             ? { db, wal: typeof wal === "object" ? wal : null }
             : null;
+          const shm = fileIdOf(`${path}-shm`);
+          this.#shmId = typeof shm === "object" ? shm : null;
         }
         if (emptyFile) {
           log.warning(
@@ -963,6 +967,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    */
   otherCommits(): number {
     if (!this.#closed && this.#group === null) {
+      this.#checkShm();
       this.#checkFile();
       try {
         this.#lookAtOtherWriters();
@@ -971,6 +976,24 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       }
     }
     return this.#otherCommits;
+  }
+
+  /**
+   * Warns, once, when the `-shm` file was removed or replaced: this store goes on with the one it
+   * mapped, but another process that opens the file now makes a new one, and the two do not see
+   * each other's writes (`status agents --db` refuses the file then; other programs do not).
+   */
+  #checkShm(): void {
+    if (this.#shmId === null) return;
+    const shm = changedFile(`${this.path}-shm`, this.#shmId);
+    if (shm === null) return;
+    this.#shmId = null;
+    log.warning(
+      "the -shm file of database {path} was {shm} while the dashboard had it open: restart the " +
+        "dashboard; until then a write by another process (sqlite3, a script) would be lost, " +
+        "and status agents --db refuses the file",
+      { path: this.path, shm },
+    );
   }
 
   /** Before a write that SQLite commits at once, on its own (no group transaction is open). */

@@ -1312,6 +1312,29 @@ Deno.test("sqlite store tells a damaged page it meets while it runs as a StoreEr
   });
 });
 
+Deno.test("a dashboard whose -shm file is removed says so, and goes on", async () => {
+  await using dir = tempDir("status-shm-");
+  const db = `${dir.path}/status.db`;
+  await using serve = spawnCli(["serve", "--db", db, "--port", "0"], { perms: PERMS.serve });
+  const url = (await serve.stdout.waitFor(/listening on (http:\S+)/)).match![1];
+  await Deno.remove(`${db}-shm`);
+  await serve.waitForLog(
+    `the -shm file of database ${db} was removed while the dashboard had it open: restart the ` +
+      "dashboard; until then a write by another process (sqlite3, a script) would be lost, and " +
+      "status agents --db refuses the file",
+  );
+  const enqueued = await fetch(`${url}/api/v1/agent/commands/enqueue`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Agent-Id": "a1" },
+    body: JSON.stringify({ id: "c1", name: "echo hi" }),
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const health = await fetch(`${url}/health`);
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+});
+
 Deno.test("status agents add refuses a database a dashboard serves whose -shm file was removed", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
