@@ -171,20 +171,26 @@ export function createApp(options: AppOptions): DashboardApp {
   const metrics = new DashboardMetrics();
   const events = new CommandEvents();
   const streams = new OpenStreams();
-  const store = observeStore(options.store, { events, metrics });
+  // Told by the store's wrapper of every write that committed a change.
+  const storeHealth = new StoreHealth(clock);
+  const store = observeStore(options.store, {
+    events,
+    metrics,
+    committed: () => storeHealth.wrote(),
+    read: () => storeHealth.read(),
+    failed: (error, read) => storeHealth.failed(error, read),
+  });
   const startedAt = clock.now();
   // A store shared by several instances (PostgreSQL): events between them, request ids in the
   // database, and a store that can go away and come back.
   const shared = isSharedStore(store) ? store : null;
   let closed = false;
 
-  const storeHealth = new StoreHealth(clock);
   const expire = () =>
     expireLeases({
       store,
       clock,
       maxAttempts: settings.maxAttempts,
-      storeHealth,
       notify: (agentId) => hub.notify(agentId),
     });
   const leases = new LeaseTimer({
@@ -313,7 +319,7 @@ export function createApp(options: AppOptions): DashboardApp {
     c.set("refusalLines", deps.refusalLines);
     return next();
   });
-  app.use("*", requestLog(clock, storeHealth));
+  app.use("*", requestLog(clock));
   // The web console first: its middleware lets a session cookie read the operator API.
   mountConsole(app, {
     devMode,
@@ -401,7 +407,8 @@ export function createApp(options: AppOptions): DashboardApp {
         });
       },
       failed(error) {
-        if (!availability.observe(error)) {
+        // A store that failed (a disk I/O error) is told by /health, as when a request found it.
+        if (!availability.observe(error) && storeHealth.map(error) === error) {
           log.debug("could not look for other writers of the store: {error}", { error });
         }
       },

@@ -1,7 +1,8 @@
 /**
  * Where every failure of a Hono route becomes its JSON answer: an {@link HttpError} as it says, a
- * store that went away `503`, a full store `507`, anything else a logged `500`; the `405` of a
- * route's path asked with a method it does not answer, and the `404` of a path no route answers.
+ * store that went away `503`, a full store `507`, a store that failed (a disk I/O error, a damaged
+ * database: a `StoreError`) `503`, anything else a logged `500`; the `405` of a route's path asked
+ * with a method it does not answer, and the `404` of a path no route answers.
  *
  * @module
  */
@@ -21,7 +22,7 @@ const log = logger("server");
  * Makes the error handler of the Hono app.
  *
  * @param availability Told of a store that went away.
- * @param storeHealth Maps a full store to its `507`.
+ * @param storeHealth Maps a full store to its `507`, a failing one to its `503`.
  * @returns The handler.
  */
 export function errorHandler(

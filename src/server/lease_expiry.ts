@@ -21,8 +21,6 @@ export interface LeaseExpiryDeps {
   clock: Clock;
   /** Deliveries of one command before it is `lost`. */
   maxAttempts: number;
-  /** Told of a write. */
-  storeHealth: StoreHealth;
   /** Wakes the open waits of an agent (a command of it was queued again). */
   notify(agentId: string): void;
 }
@@ -31,14 +29,11 @@ export interface LeaseExpiryDeps {
  * Ends every lease that expired by the clock's now, logs each outcome and wakes the agents whose
  * commands were queued again.
  *
- * @param deps Store, clock, attempts, health and the waits.
+ * @param deps Store, clock, attempts and the waits.
  * @returns What changed.
  */
 export async function expireLeases(deps: LeaseExpiryDeps): Promise<ExpireOutcome> {
   const outcome = await deps.store.requeueExpired(deps.clock.now(), deps.maxAttempts);
-  if (outcome.requeued.length + outcome.lost.length + outcome.cancelled.length > 0) {
-    deps.storeHealth.wrote();
-  }
   const agents = new Set<string>();
   for (const command of outcome.requeued) {
     log.warning("lease of command {commandId} expired; queued again as attempt {attempt}", {
@@ -74,11 +69,12 @@ export async function expireLeases(deps: LeaseExpiryDeps): Promise<ExpireOutcome
 
 /**
  * What the lease timer does with a failed expiry run: a store that went away is tracked by
- * `availability`, a full store waits for room, anything else is logged.
+ * `availability`, a full store waits for room, a failing one for a write to succeed (its failure
+ * is logged once), anything else is logged.
  *
  * @param error The failure.
  * @param availability Whether the store is reachable.
- * @param storeHealth Whether the store is full.
+ * @param storeHealth Whether the store is full, or failing.
  */
 export function reportExpiryFailure(
   error: unknown,
@@ -86,7 +82,7 @@ export function reportExpiryFailure(
   storeHealth: StoreHealth,
 ): void {
   if (availability.observe(error)) return;
-  if (storeHealth.map(error) !== error) {
-    log.warning("lease expiry waits for the store to have room again");
-  } else log.error("lease expiry failed: {error}", { error });
+  if (storeHealth.map(error) === error) log.error("lease expiry failed: {error}", { error });
+  else if (storeHealth.full) log.warning("lease expiry waits for the store to have room again");
+  else log.warning("lease expiry waits for the store to work again");
 }

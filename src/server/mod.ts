@@ -33,7 +33,9 @@
  *
  * - **Unknown or another agent's command**: ack, report and cancel-wait answer the same `404`.
  * - **Full store**: `507` with `Retry-After: 30` (`store_health.ts`); `/health` answers `503`
- *   with `"status": "store_full"`.
+ *   with `"status": "store_full"`. A store that failed (a disk I/O error, a damaged file): `503`
+ *   with `Retry-After: 30`, and `/health` `503` with `"status": "store_failing"`; both until a
+ *   write commits a change (a failure only reads found: until a read succeeds).
  * - **Sockets**: header timeout, connection limit and malformed requests as in `http_listener.ts`.
  * - **Dev mode** is decided at start: no agent has a token and no admin token is configured. Its
  *   leniency (no bearer, timestamp, signature or request id) applies to token-less agents only;

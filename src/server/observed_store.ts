@@ -1,19 +1,25 @@
 /**
  * A {@link CommandStore} seen from outside: every call is timed for the metrics, and every change
  * to a command is published to its event streams and counted (deliveries, redeliveries, finished
- * commands, expired leases, live output), whichever route made it. The app wraps its store once;
- * routes stay unaware of events and metrics.
+ * commands, expired leases, live output), whichever route made it; a write that committed a change
+ * is told to {@link StoreObservers.committed}, a read that succeeded to {@link StoreObservers.read}
+ * and a failure to {@link StoreObservers.failed} (the store's health). The app wraps its store once; routes
+ * stay unaware of events and metrics.
  *
  * @module
  */
 import type {
+  AckRequest,
   AppendOutputOutcome,
   CancelOutcome,
+  CancelRunOutcome,
   CommandRecord,
   CommandStore,
+  CreateRunOutcome,
   EnqueueOutcome,
   ExpireOutcome,
   OutputChunkInput,
+  PruneCommandsOutcome,
   RemovedAgent,
   ReportOutcome,
 } from "../store/mod.ts";
@@ -26,9 +32,40 @@ export interface StoreObservers {
   events: CommandEvents;
   /** Metrics; none: only events. */
   metrics?: DashboardMetrics;
+  /**
+   * Called when a write committed a change (a store answers a call once its writes are
+   * committed): the store has room, and works. A call that changed nothing (a claim of an empty
+   * queue, a duplicate) is not one: a full disk lets those succeed.
+   */
+  committed?: () => void;
+  /** Called when a call that only reads succeeded: the store reads again. */
+  read?: () => void;
+  /** Called with a call's failure, and whether the call only reads, before the caller sees it. */
+  failed?: (error: unknown, read: boolean) => void;
 }
 
 type Method = keyof CommandStore;
+
+/** The calls that only read (a claim, which writes what it finds, is not one). */
+const READS: ReadonlySet<PropertyKey> = new Set<Method>([
+  "getAgent",
+  "listAgents",
+  "listAgentsSeen",
+  "hasAgentWithToken",
+  "nextLeaseExpiry",
+  "getCommand",
+  "getCommandState",
+  "existingCommandIds",
+  "listCommands",
+  "countCommandsByStatus",
+  "countOpenCommands",
+  "listOutput",
+  "getRun",
+  "listRuns",
+  "listOpenRunIds",
+  "listRunSummaries",
+  "getRunState",
+]);
 
 /** Released commands remembered until their next delivery, at most. */
 const RELEASED_MAX = 10_000;
@@ -42,12 +79,14 @@ const RELEASED_MAX = 10_000;
  */
 export function observeStore(store: CommandStore, observers: StoreObservers): CommandStore {
   const { events, metrics } = observers;
+  const committed = observers.committed ?? (() => {});
   // Commands a wait gave back to the queue (its client went away before the answer): the attempt
   // stays, so their next delivery is not told apart from a first one by the record itself.
   const released = new Set<string>();
 
   const delivered = (command: CommandRecord | null | undefined) => {
     if (!command) return;
+    committed();
     events.publish(command.id);
     if (!metrics) return;
     if (command.attempt > 1) metrics.redeliveries.inc();
@@ -59,6 +98,7 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
   };
 
   const ended = (commands: readonly CommandRecord[]) => {
+    if (commands.length > 0) committed();
     for (const command of commands) {
       events.publish(command.id);
       metrics?.commandsFinished.inc({ status: command.status });
@@ -69,6 +109,7 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
     enqueue(result) {
       const outcome = result as EnqueueOutcome;
       if (outcome.outcome !== "created") return;
+      committed();
       events.publish(outcome.command.id);
       delivered(outcome.claimed);
     },
@@ -77,19 +118,24 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
     },
     release(result, args) {
       if (!result) return;
+      committed();
       events.publish(args[0] as string);
       if (!metrics) return;
       released.add(args[0] as string);
       // Bounded: the oldest is forgotten (at worst, one delivery timed twice).
       if (released.size > RELEASED_MAX) released.delete(released.values().next().value!);
     },
-    ack(result) {
+    ack(result, args) {
       const outcome = result as { outcome: string; command?: CommandRecord };
-      if (outcome.outcome === "acked" && outcome.command) events.publish(outcome.command.id);
+      if (outcome.outcome !== "acked" || !outcome.command) return;
+      // Acked before: answered as it is, nothing written.
+      if (outcome.command.ackedAt === (args[0] as AckRequest).now) committed();
+      events.publish(outcome.command.id);
     },
     report(result) {
       const outcome = result as ReportOutcome;
       if (outcome.outcome !== "accepted") return;
+      committed();
       events.publish(outcome.command.id);
       metrics?.commandsFinished.inc({ status: outcome.command.status });
       const duration = outcome.command.result?.durationSecs;
@@ -98,12 +144,14 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
     cancel(result) {
       const outcome = result as CancelOutcome;
       if (outcome.outcome === "not_found" || outcome.outcome === "final") return;
+      committed();
       events.publish(outcome.command.id);
       if (outcome.outcome === "cancelled") metrics?.commandsFinished.inc({ status: "cancelled" });
     },
     requeueExpired(result) {
       const outcome = result as ExpireOutcome;
       for (const [kind, commands] of Object.entries(outcome) as Array<[string, CommandRecord[]]>) {
+        if (commands.length > 0) committed();
         for (const command of commands) {
           events.publish(command.id);
           // A queue expiry ends no lease: it is a finished command only.
@@ -113,6 +161,7 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       }
     },
     removeAgent(result) {
+      if (result) committed();
       // The agent's commands that were not final ended with it.
       ended((result as RemovedAgent | null)?.ended ?? []);
     },
@@ -122,9 +171,32 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
     appendOutput(result, args) {
       const outcome = result as AppendOutputOutcome;
       if (outcome.outcome !== "stored") return;
+      committed();
       // Its live output alone: the command's status and result are as they were.
       events.publish((args[0] as OutputChunkInput).commandId, "output");
       metrics?.outputBytes.inc(outcome.bytes);
+    },
+    addAgent(result) {
+      if (result) committed();
+    },
+    setAgentToken(result) {
+      if (result) committed();
+    },
+    recordHeartbeat(result) {
+      if (result) committed();
+    },
+    createRun(result) {
+      if ((result as CreateRunOutcome).outcome === "created") committed();
+    },
+    cancelRun(result) {
+      if ((result as CancelRunOutcome).outcome === "cancelled") committed();
+    },
+    pruneOutput(result) {
+      if ((result as number) > 0) committed();
+    },
+    pruneCommands(result) {
+      const outcome = result as PruneCommandsOutcome;
+      if (outcome.commands + outcome.runs > 0) committed();
     },
   };
 
@@ -138,6 +210,7 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       let fn = wrapped.get(property);
       if (!fn) {
         const hook = after[property as Method];
+        const reads = READS.has(property);
         const timer = metrics?.storeLatency.labels({ operation: property });
         // One `then`, not an async frame: every request makes several of these calls.
         fn = (...args: unknown[]) => {
@@ -154,9 +227,11 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
           return pending.then((result) => {
             timed();
             hook?.(result, args);
+            if (reads) observers.read?.();
             return result;
           }, (error) => {
             timed();
+            observers.failed?.(error, reads);
             throw error;
           });
         };

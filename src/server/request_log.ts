@@ -1,6 +1,6 @@
 /**
  * The middleware every Hono request passes first: it stamps the `Date` header from the dashboard's
- * clock, notes that a successful state change wrote to the store, and logs the request at debug.
+ * clock, and logs the request at debug.
  *
  * @module
  */
@@ -8,7 +8,6 @@ import type { MiddlewareHandler } from "hono";
 import { logger } from "../log/mod.ts";
 import type { Clock } from "./clock.ts";
 import type { ServerEnv } from "./env.ts";
-import type { StoreHealth } from "./store_health.ts";
 
 const log = logger("server");
 
@@ -16,10 +15,9 @@ const log = logger("server");
  * Makes the request middleware.
  *
  * @param clock The dashboard's clock (the `Date` header).
- * @param storeHealth Told that the store has room after a successful `POST`.
  * @returns The middleware; the debug line builds its properties only when debug is on.
  */
-export function requestLog(clock: Clock, storeHealth: StoreHealth): MiddlewareHandler<ServerEnv> {
+export function requestLog(clock: Clock): MiddlewareHandler<ServerEnv> {
   // The Date header changes once a second: its text is made once a second.
   let second = NaN;
   let dateText = "";
@@ -34,8 +32,6 @@ export function requestLog(clock: Clock, storeHealth: StoreHealth): MiddlewareHa
   return async function requestLog(c, next) {
     const started = log.isEnabledFor("debug") ? performance.now() : 0;
     await next();
-    // A state change that succeeded wrote to the store: it has room (again).
-    if (c.req.method === "POST" && c.res.status >= 200 && c.res.status < 300) storeHealth.wrote();
     if (!c.res.headers.has("Date")) {
       c.res.headers.set("Date", date());
     }

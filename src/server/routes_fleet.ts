@@ -1,6 +1,7 @@
 /**
- * The fleet over the network: `GET /api/v1/agents` (every agent: waiting / online / offline,
- * deployment, version, last seen, latest heartbeat figures, the command it is running) and token
+ * The fleet over the network: `GET /api/v1/agents` (every agent, or a page of them by id: waiting /
+ * online / offline, deployment, version, last seen, latest heartbeat figures, the command it is
+ * running) and token
  * management (`POST /api/v1/agents`, `POST /api/v1/agents/{id}/rotate`,
  * `DELETE /api/v1/agents/{id}`), all with operator auth.
  *
@@ -8,7 +9,14 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { z } from "zod";
-import { AGENT_ID_PATTERN, agentIdSchema, generateToken, shortForm } from "../protocol/mod.ts";
+import {
+  AGENT_ID_PATTERN,
+  AGENT_ID_RULE,
+  agentIdSchema,
+  generateToken,
+  LIST_LIMIT,
+  shortForm,
+} from "../protocol/mod.ts";
 import { assertPossibleId } from "./ids.ts";
 import { auditLogger } from "../log/mod.ts";
 import { AGENT_SCOPES, type AgentScope, type AgentSeen, type CommandRecord } from "../store/mod.ts";
@@ -16,6 +24,7 @@ import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
 import type { RouteDeps } from "./route_deps.ts";
+import { queryError, refuseMistypedQuery } from "./query.ts";
 
 /** Where an agent stands. */
 export type AgentState = "waiting" | "online" | "offline";
@@ -81,7 +90,28 @@ export function fleetRoutes(
   };
 
   app.get("/api/v1/agents", admin, async function fleetRoute(c) {
-    const agents = await store.listAgents();
+    refuseMistypedQuery(c.req.url, ["limit", "after"]);
+    const rawLimit = c.req.query("limit");
+    const after = c.req.query("after") || undefined;
+    let limit: number | undefined;
+    if (rawLimit !== undefined && rawLimit !== "") {
+      limit = Number(rawLimit);
+      if (!/^\d+$/.test(rawLimit) || limit < 1 || limit > LIST_LIMIT.max) {
+        throw queryError("limit", `must be a whole number from 1 to ${LIST_LIMIT.max}`);
+      }
+    }
+    if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
+      throw queryError("after", `must be ${AGENT_ID_RULE}`);
+    }
+    let agents = await store.listAgents();
+    let more = false;
+    if (limit !== undefined || after !== undefined) {
+      // By id as the cursor is compared, whatever order the store lists them in.
+      agents = agents.toSorted((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+      if (after !== undefined) agents = agents.filter((agent) => agent.id > after);
+      more = limit !== undefined && agents.length > limit;
+      if (more) agents = agents.slice(0, limit);
+    }
     const busy = new Map<string, CommandRecord>();
     for (const status of ["delivered", "running"] as const) {
       for (const command of await store.listCommands({ status, limit: 10_000 })) {
@@ -120,6 +150,7 @@ export function fleetRoutes(
           created_at: iso(agent.createdAt),
         };
       }),
+      ...(more ? { next_after: agents[agents.length - 1].id } : {}),
     });
   });
 

@@ -65,10 +65,15 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
     return false;
   };
 
-  // 503 while the store is unreachable (a shared store; probed) or full: the dashboard answers,
-  // but cannot take new work.
+  // 503 while the store is unreachable (a shared store; probed), full or failing: the dashboard
+  // answers, but cannot take new work.
   app.get("/health", async function healthRoute(c) {
-    if (!(await deps.availability.check())) {
+    // A probe that found the store failing (a disk I/O error) is told as the state below.
+    const reachable = await deps.availability.check().catch((error) => {
+      if (deps.storeHealth.map(error) === error) throw error;
+      return true;
+    });
+    if (!reachable) {
       const outage = deps.availability.outage;
       c.header("Retry-After", String(STORE_RETRY_AFTER_SECS));
       return c.json({
@@ -91,7 +96,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       readsStoreError(c);
     const store = error !== undefined && reveals ? { ...state, error } : state;
     return c.json({
-      status: store.status === "full" ? "store_full" : "ok",
+      status: store.status === "ok" ? "ok" : `store_${store.status}`,
       version: VERSION,
       dev_mode: deps.devMode,
       waiting: hub.size,
@@ -100,7 +105,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       ...(reveals ? deps.availability.sharedHealth(true) : shared),
       time: new Date(clock.now()).toISOString(),
       uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
-    }, store.status === "full" ? 503 : 200);
+    }, store.status === "ok" ? 200 : 503);
   });
 
   app.get("/api/v1/commands/:id", admin, async function getCommandRoute(c) {

@@ -318,8 +318,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
 
   /**
    * The answer to a failure of a request to `path` (as `error_handler.ts` answers the Hono
-   * routes'): an `HttpError` as it says, a store gone `503`, a full store `507`, else a logged
-   * `500`.
+   * routes'): an `HttpError` as it says, a store gone `503`, a full store `507`, a failing store
+   * `503`, else a logged `500`.
    */
   function failedLate(path: string, thrown: unknown, method = "GET"): LeanAnswer {
     const unavailable = unavailableError(thrown);
@@ -330,10 +330,9 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     return json({ error: "internal error; see the dashboard's log" }, 500);
   }
 
-  /** Answers an agent `POST` (a success that wrote tells the store's health, as Hono's did). */
+  /** Answers an agent `POST` (the store's wrapper tells its health of the writes it committed). */
   function post(found: LeanMatch, call: AgentCall, exchange: LeanExchange): Promise<void> {
     return posts[found.route as AgentPostRoute](call).then((answer) => {
-      deps.storeHealth.wrote();
       exchange.agentId = call.agent?.id;
       finish(exchange, answer, "POST");
     }, (error) => {
@@ -405,7 +404,6 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
       finish(exchange, noContent());
       return;
     }
-    deps.storeHealth.wrote();
     finish(exchange, json(deliveredView(command), 200));
     // Logged after the answer is written (a turn later): the line costs a wake-up ~35 µs.
     const agentId = exchange.agentId;

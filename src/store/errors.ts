@@ -5,8 +5,10 @@
  */
 
 /**
- * The store cannot be opened or used: a bad path, a foreign or newer database, a closed store.
- * `startServer` throws a `ConfigError` whose `cause` is one when it cannot open its store.
+ * The store cannot be opened or used: a bad path, a foreign or newer database, a closed store, or
+ * one that fails while it runs (a disk I/O error, a damaged file; the dashboard answers `503` and
+ * says so in `/health`). `startServer` throws a `ConfigError` whose `cause` is one when it cannot
+ * open its store.
  *
  * @example Tell a store that cannot be opened from other start failures
  * ```ts

@@ -206,6 +206,13 @@ const DISK_FULL = "53100";
  * failover, or writes turned off by default): unavailable until it takes them again.
  */
 const READ_ONLY = "25006";
+/**
+ * Whether a SQLSTATE says the database server failed (class 58: an I/O error, a file it needs;
+ * class XX: data or an index found corrupted, an internal error), not the call.
+ */
+function isServerFailure(code: unknown): boolean {
+  return typeof code === "string" && (code.startsWith("58") || code.startsWith("XX"));
+}
 
 /**
  * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
@@ -716,6 +723,14 @@ export class PostgresStore implements CommandStore, SharedStore {
         throw new StoreUnavailableError(
           `database ${this.location} is unavailable (${what}): ${e.code ?? ""} ${e.message ?? ""}`
             .trimEnd(),
+          { cause: error },
+        );
+      }
+      if (isServerFailure((error as { code?: unknown })?.code)) {
+        // The dashboard answers 503 and its /health says the store is failing.
+        throw new StoreError(
+          `database ${this.location} failed (${what}): ${(error as Error).message} (SQLSTATE ` +
+            `${(error as { code: string }).code})`,
           { cause: error },
         );
       }

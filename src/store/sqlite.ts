@@ -27,6 +27,7 @@
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname, join } from "node:path";
+import { logger } from "../log/mod.ts";
 import { notOwnPathProblem, openOwnFileSync } from "../own_files.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { type CommandStatus, PRIORITIES } from "../protocol/mod.ts";
@@ -210,13 +211,57 @@ function primaryCode(error: unknown): number {
   const message = String(e?.message ?? "");
   if (/^database disk image is malformed/.test(message)) return SQLITE_CORRUPT;
   if (/^file is not a database/.test(message)) return SQLITE_NOTADB;
+  if (/^disk I\/O error/.test(message)) return SQLITE_IOERR;
+  if (/^attempt to write a readonly database/.test(message)) return SQLITE_READONLY;
+  if (/^unable to open database file/.test(message)) return SQLITE_CANTOPEN;
   return 0;
 }
+
+/** SQLite's result code `SQLITE_READONLY`. */
+const SQLITE_READONLY = 8;
+/** SQLite's result code `SQLITE_IOERR`. */
+const SQLITE_IOERR = 10;
+/** SQLite's result code `SQLITE_CANTOPEN`. */
+const SQLITE_CANTOPEN = 14;
 
 /** SQLite's result code `SQLITE_CORRUPT`. */
 const SQLITE_CORRUPT = 11;
 /** SQLite's result code `SQLITE_NOTADB`: a file whose header is not SQLite's. */
 const SQLITE_NOTADB = 26;
+
+/**
+ * What a runtime failure of SQLite says of the store, by its primary result code: these fail the
+ * store itself (other calls may fail the same way until the cause is mended), not one call.
+ */
+const FAILURES = new Map<number, string>([
+  [
+    SQLITE_IOERR,
+    "a disk I/O error (the disk or the filesystem under it failed, or a file-size limit such as " +
+    "ulimit -f or systemd's LimitFSIZE= was reached)",
+  ],
+  [
+    SQLITE_CORRUPT,
+    "the file is damaged (database disk image is malformed); restore it from a backup, or " +
+    "recover what it holds with sqlite3's .recover into a new file",
+  ],
+  [SQLITE_NOTADB, "the file is no longer a SQLite database (something overwrote it)"],
+  [SQLITE_READONLY, READ_ONLY_PROBLEM],
+  [SQLITE_CANTOPEN, "a file it needs (its -wal or -shm file) cannot be opened"],
+]);
+
+/**
+ * A runtime failure of SQLite that fails the store (see {@link FAILURES}) as a {@link StoreError}
+ * naming the file and the cause; any other error as it is.
+ */
+function storeFailure(error: unknown, path: string): unknown {
+  if (error instanceof StoreError) return error;
+  const what = FAILURES.get(primaryCode(error));
+  if (what === undefined) return error;
+  const said = (error as { errstr?: unknown })?.errstr ?? (error as Error)?.message;
+  return new StoreError(`the database ${path} failed: ${what} (SQLite: ${said})`, {
+    cause: error,
+  });
+}
 
 function isDiskFull(error: unknown): boolean {
   const e = error as { errcode?: number; message?: string } | null;
@@ -228,6 +273,8 @@ function isDiskFull(error: unknown): boolean {
 }
 
 const COMMAND_FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
+
+const log = logger("store");
 
 /**
  * Opens (and creates or migrates) the SQLite store at `path`.
@@ -291,6 +338,8 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    * replaced; `null` in memory (or where they cannot be told).
    */
   #fileIds: { db: FileId; wal: FileId | null } | null = null;
+  /** The `-shm` file opened, until it is found removed or replaced (then told once). */
+  #shmId: FileId | null = null;
   /** The open group transaction: calls that ran inside it wait for its commit. */
   #group: { waiting: GroupWaiter[] } | null = null;
   #groupTimer: ReturnType<typeof setImmediate> | null = null;
@@ -348,7 +397,10 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           `URI, not as this path; give the file's path (./${path} for a file of that name)`,
       );
     }
+    // An empty file is a new database to SQLite: said, in case it was one truncated by accident.
+    const emptyFile = !memory && isEmpty(path);
     if (!memory) checkDatabasePath(path, options.create ?? true);
+    if (!memory && !options.serving) checkServedShm(path);
     // A dashboard started again on a full disk: SQLite cannot even read without room for its
     // -shm file. The reserve kept beside the database is given back once for that room.
     for (let attempt = 1;; attempt++) {
@@ -391,6 +443,16 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           this.#fileIds = typeof db === "object" && db !== null
             ? { db, wal: typeof wal === "object" ? wal : null }
             : null;
+          const shm = fileIdOf(`${path}-shm`);
+          this.#shmId = typeof shm === "object" ? shm : null;
+        }
+        if (emptyFile) {
+          log.warning(
+            "database {path} was an empty file: it is now a new database, with no agents and no " +
+              "commands; if it held a dashboard's database (truncated by accident, or a copy " +
+              "that failed), stop and restore it from a backup",
+            { path },
+          );
         }
         break;
       } catch (error) {
@@ -570,7 +632,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       value = fn();
     } catch (thrown) {
       if (isDiskFull(thrown)) return Promise.reject(this.#diskFullInGroup(thrown));
-      const error = isBusy(thrown) ? this.#lockedError(thrown) : thrown;
+      const error = isBusy(thrown) ? this.#lockedError(thrown) : storeFailure(thrown, this.path);
       if (this.#group !== null && !this.#db.isTransaction) {
         // The failure took the whole transaction with it: every call of the group fails.
         for (const waiter of this.#dropGroup()) waiter.reject(error);
@@ -731,9 +793,11 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       this.#db.exec("COMMIT");
     } catch (error) {
       if (isDiskFull(error)) return this.#diskFullInGroup(error);
-      for (const waiter of this.#dropGroup()) waiter.reject(error);
+      const failure = storeFailure(error, this.path);
+      for (const waiter of this.#dropGroup()) waiter.reject(failure);
       // A file found gone (#checkFile): what was committed before is kept if it can be.
       if (error instanceof StoreUnavailableError) this.#copyLog();
+      // As SQLite said it: a migration at open tells it as a file that cannot be opened.
       return error;
     }
     this.#group = null;
@@ -899,13 +963,37 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
    * @returns A count that only grows; compare it with an earlier one.
    * @throws {StoreUnavailableError} When the file was removed or replaced since it was opened
    *   (every write is refused then).
+   * @throws {StoreError} When SQLite fails to look (a disk I/O error, a damaged file).
    */
   otherCommits(): number {
     if (!this.#closed && this.#group === null) {
+      this.#checkShm();
       this.#checkFile();
-      this.#lookAtOtherWriters();
+      try {
+        this.#lookAtOtherWriters();
+      } catch (error) {
+        throw storeFailure(error, this.path);
+      }
     }
     return this.#otherCommits;
+  }
+
+  /**
+   * Warns, once, when the `-shm` file was removed or replaced: this store goes on with the one it
+   * mapped, but another process that opens the file now makes a new one, and the two do not see
+   * each other's writes (`status agents --db` refuses the file then; other programs do not).
+   */
+  #checkShm(): void {
+    if (this.#shmId === null) return;
+    const shm = changedFile(`${this.path}-shm`, this.#shmId);
+    if (shm === null) return;
+    this.#shmId = null;
+    log.warning(
+      "the -shm file of database {path} was {shm} while the dashboard had it open: restart the " +
+        "dashboard; until then a write by another process (sqlite3, a script) would be lost, " +
+        "and status agents --db refuses the file",
+      { path: this.path, shm },
+    );
   }
 
   /** Before a write that SQLite commits at once, on its own (no group transaction is open). */
@@ -2096,6 +2184,39 @@ function everyoneMayWriteIn(dir: string): boolean {
     return mode !== null && (mode & 0o002) !== 0;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Refuses a database that a dashboard serves (its lock is held) while its `-shm` file is gone
+ * (removed under the dashboard): SQLite would make a new one, and this process and the dashboard
+ * would each keep their own index of the write-ahead log, neither seeing the other's writes. The
+ * dashboard would write over this process's commits in the log (`status agents add --db` said it
+ * added an agent, and the agent was gone). Looked at before SQLite opens the file: a descriptor of
+ * it closed later would end the locks SQLite holds on it.
+ */
+function checkServedShm(path: string): void {
+  if (fileIdOf(`${path}-shm`) !== "missing") return;
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch {
+    return; // missing, or not to be read: SQLite says why
+  }
+  let served: boolean;
+  try {
+    served = !file.tryLockSync(false);
+  } catch {
+    served = false; // no locks here: nothing to tell
+  } finally {
+    file.close();
+  }
+  if (served) {
+    throw new StoreError(
+      `cannot open database ${path}: its -shm file was removed while a dashboard (status serve) ` +
+        "has it open; a write made now would be lost (the dashboard would not see it, and would " +
+        "write over it): restart the dashboard, then try again",
+    );
   }
 }
 

@@ -138,8 +138,19 @@ Deno.test({
         else refused = response;
       }
       assert.ok(refused, "the database never reached the limit");
-      assert.ok(refused.status >= 500, `${refused.status}`);
-      await refused.body?.cancel();
+      // A disk I/O error (EFBIG): the store failed, which retrying later may mend.
+      assert.equal(refused.status, 503, await refused.clone().text());
+      assert.equal(refused.headers.get("Retry-After"), "30");
+      assert.match((await refused.json()).error, /the dashboard's store failed/);
+      // /health tells it (a monitor watches it), and goes on telling it: reads change nothing.
+      for (let i = 0; i < 2; i++) {
+        const health = await fetch(`${url}/health`);
+        assert.equal(health.status, 503);
+        const body = await health.json();
+        assert.equal(body.status, "store_failing");
+        assert.match(body.store.error, /failed: a disk I\/O error .*ulimit -f/);
+      }
+      await serve.waitForLog(/^the store failed: .*status\.db failed: a disk I\/O error/);
       // Still running, and what it has is still read.
       const first = await fetch(`${url}/api/v1/commands/first`);
       assert.equal(first.status, 200);

@@ -110,6 +110,75 @@ Deno.test("GET /api/v1/agents shows state, version, heartbeat and the running co
   assert.equal((await list()).a1.state, "offline");
 });
 
+Deno.test("GET /api/v1/agents gives a page by id with limit and after, and every agent without", async (t) => {
+  const ids = ["a1", "a2", "b-1", "b.2", "c:3", "web-10", "web-9"];
+  await using d = await makeDashboard({
+    agents: Object.fromEntries(ids.map((id) => [id, { token: `${TOKEN}-${id}` }])),
+  });
+  const page = async (query: string) => {
+    const response = await d.admin("GET", `/api/v1/agents${query}`);
+    assert.equal(response.status, 200);
+    const body = await json(response);
+    return {
+      ids: (body.agents as Array<{ id: string }>).map((agent) => agent.id),
+      next: body.next_after as string | undefined,
+      keys: Object.keys(body),
+    };
+  };
+
+  await t.step("without limit: every agent, and the answer's shape as before", async () => {
+    const all = await page("");
+    assert.deepEqual(all.ids, ids);
+    assert.deepEqual(all.keys, ["agents"]);
+  });
+
+  await t.step("pages of limit, each naming the next page's after until the last", async () => {
+    const seen: string[] = [];
+    let query = "?limit=3";
+    const nexts: Array<string | undefined> = [];
+    for (let i = 0; i < 5; i++) {
+      const got = await page(query);
+      seen.push(...got.ids);
+      nexts.push(got.next);
+      if (got.next === undefined) break;
+      query = `?limit=3&after=${encodeURIComponent(got.next)}`;
+    }
+    assert.deepEqual(seen, ids, "each agent once, in order");
+    assert.deepEqual(nexts, ["b-1", "web-10", undefined]);
+    // A page that ends exactly at the last agent names no next one.
+    assert.deepEqual(await page("?limit=7"), { ids, next: undefined, keys: ["agents"] });
+  });
+
+  await t.step("after alone: every agent after that id (one that is not there too)", async () => {
+    assert.deepEqual((await page("?after=b.2")).ids, ["c:3", "web-10", "web-9"]);
+    assert.deepEqual((await page("?after=b")).ids, ["b-1", "b.2", "c:3", "web-10", "web-9"]);
+    assert.deepEqual((await page("?after=zzz")).ids, []);
+  });
+
+  await t.step("a bad limit or after, or a mistyped parameter, is a 400 naming it", async () => {
+    for (
+      const [query, message] of [
+        ["?limit=0", 'query "limit": must be a whole number from 1 to 1000'],
+        ["?limit=1001", 'query "limit": must be a whole number from 1 to 1000'],
+        ["?limit=2.5", 'query "limit": must be a whole number from 1 to 1000'],
+        [
+          "?after=a%20b",
+          'query "after": must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots',
+        ],
+        ["?limit=1&limit=2", 'query "limit": is given 2 times; a list takes one value of it'],
+        [
+          "?limits=2",
+          'query "limits": is not a parameter of this list (did you mean "limit"?); the parameters are limit, after',
+        ],
+      ]
+    ) {
+      const response = await d.admin("GET", `/api/v1/agents${query}`);
+      assert.equal(response.status, 400, query);
+      assert.equal((await json(response)).error, message);
+    }
+  });
+});
+
 Deno.test("tokens are added, rotated and removed over the operator API", async () => {
   await using d = await makeDashboard();
   const added = await d.admin("POST", "/api/v1/agents", { id: "web-9", scopes: ["commands:wait"] });

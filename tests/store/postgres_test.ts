@@ -896,6 +896,35 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a server that finds its data corrupted fails the call as a StoreError",
+  ignore,
+  async fn() {
+    await using cluster = await instances(1);
+    const [store] = cluster.stores;
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      // What PostgreSQL answers when it reads a damaged page: SQLSTATE XX001 (data_corrupted).
+      await sql.unsafe(`
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'invalid page in block 7 of relation base/16384/16385'
+          USING ERRCODE = 'data_corrupted'; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION refuse();`);
+      await assert.rejects(store.enqueue(newCommand("c1")), (error: Error) => {
+        assert.equal(error.name, "StoreError");
+        assert.match(
+          error.message,
+          /^database postgres:\/\/\S+ failed \(enqueue\): invalid page in block 7 .* \(SQLSTATE XX001\)$/,
+        );
+        return true;
+      });
+      assert.equal(await store.getCommand("c1"), null, "nothing of the failed write was kept");
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: instances stepping one run at once start no more than max_concurrency",
   ignore,
   async fn() {

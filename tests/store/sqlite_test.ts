@@ -12,7 +12,7 @@ import { CHECKPOINT_AFTER_COMMITS } from "../../src/store/sqlite.ts";
 import { APPLICATION_ID, MIGRATIONS } from "../../src/store/_migrations.ts";
 import { runStoreContract } from "./contract.ts";
 import { countTargetReads } from "./_target_reads.ts";
-import { spawnCli } from "../_cli.ts";
+import { jsonLogs, PERMS, runCli, spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
@@ -668,6 +668,25 @@ Deno.test("a dashboard allowed to read only its database files still creates the
   for (const file of [db, `${db}-wal`, `${db}-shm`]) {
     assert.equal((Deno.statSync(file).mode ?? 0) & 0o777, 0o600, file);
   }
+  assert.ok(!serve.logged(/was an empty file/), "a database it created is not one it found empty");
+});
+
+Deno.test("a dashboard started on an empty file warns that it is taken as a new database", async () => {
+  await using dir = tempDir("status-empty-");
+  const db = `${dir.path}/status.db`;
+  Deno.writeFileSync(db, new Uint8Array(), { mode: 0o600 }); // truncated by accident
+  await using serve = spawnCli(["serve", "--db", db, "--port", "0"], { perms: PERMS.serve });
+  await serve.waitForLog("dashboard listening");
+  const warning = jsonLogs(serve.stderr).find((record) =>
+    /was an empty file/.test(String(record.message))
+  );
+  assert.equal(warning?.level, "warning");
+  assert.equal(
+    warning?.message,
+    `database ${db} was an empty file: it is now a new database, with no agents and no ` +
+      "commands; if it held a dashboard's database (truncated by accident, or a copy that " +
+      "failed), stop and restore it from a backup",
+  );
 });
 
 Deno.test("sqlite store keeps request ids until they expire, across reopening, and deletes the expired", async () => {
@@ -1251,5 +1270,106 @@ Deno.test("sqlite store refuses an emptied database whose write-ahead log is lef
     Deno.renameSync(`${path}-wal`, `${dir}/status.db-wal.old`);
     await using empty = openSqliteStore(path);
     assert.equal(await empty.getCommand("c1"), null);
+  });
+});
+
+Deno.test("sqlite store tells a damaged page it meets while it runs as a StoreError naming the file", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    await using store = openSqliteStore(path);
+    await store.enqueue({
+      id: "c1",
+      agentId: "a1",
+      name: "uptime",
+      params: {},
+      fingerprint: "f",
+      now: 1,
+    });
+    const other = new DatabaseSync(path);
+    try {
+      other.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      const root = other.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'commands'")
+        .get();
+      const pageSize = Number(other.prepare("PRAGMA page_size").get()?.page_size);
+      const file = await Deno.open(path, { write: true });
+      try {
+        await file.seek((Number(root?.rootpage) - 1) * pageSize, Deno.SeekMode.Start);
+        await file.write(new Uint8Array(pageSize).fill(0xff));
+      } finally {
+        file.close();
+      }
+      // Another process's commit: the store reads the file again rather than its cache.
+      other.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    } finally {
+      other.close();
+    }
+    await assert.rejects(store.getCommand("c1"), {
+      name: "StoreError",
+      message: `the database ${path} failed: the file is damaged (database disk image is ` +
+        "malformed); restore it from a backup, or recover what it holds with sqlite3's " +
+        ".recover into a new file (SQLite: database disk image is malformed)",
+    });
+  });
+});
+
+Deno.test("a dashboard whose -shm file is removed says so, and goes on", async () => {
+  await using dir = tempDir("status-shm-");
+  const db = `${dir.path}/status.db`;
+  await using serve = spawnCli(["serve", "--db", db, "--port", "0"], { perms: PERMS.serve });
+  const url = (await serve.stdout.waitFor(/listening on (http:\S+)/)).match![1];
+  await Deno.remove(`${db}-shm`);
+  await serve.waitForLog(
+    `the -shm file of database ${db} was removed while the dashboard had it open: restart the ` +
+      "dashboard; until then a write by another process (sqlite3, a script) would be lost, and " +
+      "status agents --db refuses the file",
+  );
+  const enqueued = await fetch(`${url}/api/v1/agent/commands/enqueue`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Agent-Id": "a1" },
+    body: JSON.stringify({ id: "c1", name: "echo hi" }),
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const health = await fetch(`${url}/health`);
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+});
+
+Deno.test("status agents add refuses a database a dashboard serves whose -shm file was removed", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    const add = (id: string) =>
+      runCli(["agents", "add", id, "--db", path], { perms: PERMS.agentsOnDisk });
+    let serving = openSqliteStore(path, { serving: true });
+    try {
+      await serving.addAgent({ id: "a1", token: null, scopes: AGENT_SCOPES, now: 1 });
+      await Deno.remove(`${path}-shm`);
+      const refused = await add("web-9");
+      // Exit code 2, as for any database the command cannot open.
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(
+        refused.stderr,
+        /its -shm file was removed while a dashboard \(status serve\) has it open; a write made now would be lost .*restart the dashboard, then try again/,
+      );
+      // The dashboard's own writes go on.
+      await serving.enqueue({
+        id: "c1",
+        agentId: "a1",
+        name: "uptime",
+        params: {},
+        fingerprint: "f",
+        now: 1,
+      });
+      await serving.close();
+      serving = openSqliteStore(path, { serving: true });
+      // Restarted, as the message says: the agent is added, and kept.
+      assert.equal((await add("web-9")).code, 0);
+      assert.equal((await serving.getAgent("web-9"))?.id, "web-9");
+      assert.equal((await serving.getCommand("c1"))?.status, "queued");
+    } finally {
+      await serving.close();
+    }
+    await using reopened = openSqliteStore(path);
+    assert.equal((await reopened.getAgent("web-9"))?.id, "web-9");
   });
 });
