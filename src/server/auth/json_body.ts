@@ -6,7 +6,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { describeZodError, relevantIssues, shortForm } from "../../protocol/mod.ts";
+import { describeZodError, relevantIssues, shortForm, visibleText } from "../../protocol/mod.ts";
 import { jsonProblem, MAX_JSON_DEPTH } from "../body.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
@@ -102,7 +102,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   }
   if (problem?.kind === "non_finite") {
     // `1e400` parses as Infinity, which would be stored as null.
-    const field = shortForm(problem.path.join(".")) || "(body)";
+    const field = visibleText(shortForm(problem.path.join("."))) || "(body)";
     const message = "must be a finite number (at most about 1.8e308)";
     throw new HttpError(400, `field "${field}": ${message}`, {
       details: [{ field, message }],
@@ -112,7 +112,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   if (!parsed.success) {
     throw new HttpError(400, describeZodError(parsed.error), {
       details: relevantIssues(parsed.error).slice(0, 10).map((issue) => ({
-        field: shortForm(issue.path.join(".")) || "(body)",
+        field: visibleText(shortForm(issue.path.join("."))) || "(body)",
         message: issue.message,
       })),
     });
