@@ -615,6 +615,37 @@ Deno.test("errors show a client's control and bidirectional characters as escape
   });
 });
 
+Deno.test("a JSON body that begins with a byte order mark is a 400 saying so, and nothing is kept", async (t) => {
+  await using d = await makeDashboard();
+  const withBom = (value: unknown) =>
+    new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(JSON.stringify(value))]);
+  const message = "request body begins with a byte order mark (U+FEFF), which JSON sent over a " +
+    "network must not have; send the body without it";
+  await t.step("an operator's enqueue", async () => {
+    const response = await d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      body: withBom({ id: "bom-1", agent_id: "a1", name: "echo hi" }),
+    });
+    assert.equal(response.status, 400);
+    assert.equal((await json(response)).error, message);
+  });
+  await t.step("an agent's signed enqueue (a route answered before Hono)", async () => {
+    const response = await d.agent({
+      path: P.enqueue,
+      body: withBom({ id: "bom-2", name: "echo" }),
+    });
+    assert.equal(response.status, 400);
+    assert.equal((await json(response)).error, message);
+  });
+  await t.step("nothing was queued; the same body without it is", async () => {
+    assert.deepEqual((await json(await d.admin("GET", "/api/v1/commands"))).commands, []);
+    const fine = await d.admin("POST", P.enqueue, { id: "bom-1", agent_id: "a1", name: "echo hi" });
+    assert.equal(fine.status, 202);
+    await fine.body?.cancel();
+  });
+});
+
 Deno.test("a report's started_at and completed_at are ISO 8601 date-times, else 400", async (t) => {
   await using d = await makeDashboard();
   const enqueued = await d.admin("POST", P.enqueue, { id: "c1", agent_id: "a1", name: "echo" });

@@ -56,8 +56,8 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Step 8 as a plain function (the routes answered without Hono): the body of a call read (once),
- * at most the limit, UTF-8 JSON, nested at most {@link MAX_JSON_DEPTH} deep, with finite numbers
- * only, and of the schema.
+ * at most the limit, UTF-8 JSON (without a byte order mark), nested at most {@link MAX_JSON_DEPTH}
+ * deep, with finite numbers only, and of the schema.
  *
  * @param call The request.
  * @param schema The zod schema of the body.
@@ -80,9 +80,18 @@ export async function jsonBodyOf<S extends z.ZodType>(
       details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
     });
   }
+  const bytes = body.bytes;
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    // The decoder would drop it without a word: JSON on the wire has none (RFC 8259 §8.1).
+    throw new HttpError(
+      400,
+      "request body begins with a byte order mark (U+FEFF), which JSON sent over a network must " +
+        "not have; send the body without it",
+    );
+  }
   let text: string;
   try {
-    text = UTF8.decode(body.bytes);
+    text = UTF8.decode(bytes);
   } catch {
     throw new HttpError(400, "request body is not UTF-8");
   }
