@@ -646,6 +646,50 @@ Deno.test("a JSON body that begins with a byte order mark is a 400 saying so, an
   });
 });
 
+Deno.test("a path with a malformed percent-escape is a 400 on every route, never read as it is", async (t) => {
+  await using d = await makeDashboard();
+  const error = "malformed path: a % in it must begin an escape of two hex digits (%25 for a % " +
+    "itself), and its escapes must be UTF-8";
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "pct-1",
+    agent_id: "a1",
+    name: "echo hi",
+    params: { deployment_hash: "%zz" },
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const refused = async (response: Response) => {
+    assert.equal(response.status, 400);
+    assert.equal((await json(response)).error, error);
+  };
+  for (const hash of ["%zz", "%ff", "%C3", "a%", "%e2%80"]) {
+    await t.step(`a wait on ${hash}`, async () => {
+      await refused(await d.agent({ path: P.wait(hash, 1) }));
+    });
+  }
+  await t.step(
+    "a cancel-wait, an agent's POST, an operator's route, a path no route has",
+    async () => {
+      await refused(await d.agent({ path: "/api/v1/agent/commands/c%zz/cancel-wait?timeout=1" }));
+      await refused(await d.agent({ path: `${P.ack}%zz`, body: { command_id: "c1", attempt: 1 } }));
+      await refused(await d.admin("GET", "/api/v1/commands/%zz"));
+      await refused(await d.admin("GET", "/x%zz"));
+    },
+  );
+  await t.step("the command was claimed by none of them; %25zz names its hash", async () => {
+    const command = await json(await d.admin("GET", "/api/v1/commands/pct-1"));
+    assert.equal(command.status, "queued");
+    const wait = await d.agent({ path: P.wait("%25zz", 1) });
+    assert.equal(wait.status, 200);
+    assert.equal((await json(wait)).id, "pct-1");
+  });
+  await t.step("a % in the query is the query's own business", async () => {
+    const response = await d.admin("GET", "/api/v1/commands?agent_id=%zz");
+    assert.equal(response.status, 400);
+    assert.match((await json(response)).error as string, /^query "agent_id": /);
+  });
+});
+
 Deno.test("a report's started_at and completed_at are ISO 8601 date-times, else 400", async (t) => {
   await using d = await makeDashboard();
   const enqueued = await d.admin("POST", P.enqueue, { id: "c1", agent_id: "a1", name: "echo" });
