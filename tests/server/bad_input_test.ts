@@ -603,6 +603,11 @@ Deno.test("errors show a client's control and bidirectional characters as escape
       { field: "to\\u202eken", message: "is not a field of this object" },
     ]);
   });
+  await t.step("a query parameter's name, in the error and its details", async () => {
+    const answer = await errorOf(await d.admin("GET", "/api/v1/commands?agent%E2%80%AE_id=1"), 400);
+    assert.match(answer.error, /^query "agent\\u202e_id": is not a parameter of this list/);
+    assert.equal((answer.details as { field: string }[])[0].field, "agent\\u202e_id");
+  });
   await t.step("dev mode's refusal of a browser's foreign request", async () => {
     await using dev = await makeDashboard({ devMode: true });
     const answer = await errorOf(
