@@ -1010,9 +1010,9 @@ Deno.test("Expect: 100-continue: a request refused from its head is answered wit
     const body = JSON.stringify({ command_id: "c1", attempt: 1 });
     const ask = (path: string, headers: Record<string, string>) =>
       `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
-      Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
-      `Content-Type: application/json\r\nExpect: 100-continue\r\n` +
-      `Content-Length: ${body.length}\r\n\r\n`;
+      Object.entries({ "Content-Length": String(body.length), ...headers })
+        .map(([name, value]) => `${name}: ${value}\r\n`).join("") +
+      `Content-Type: application/json\r\nExpect: 100-continue\r\n\r\n`;
     const signed = (agentId: string, token: string) =>
       agentHeaders({ path: P.ack, body: {}, bodyText: body, agentId, token, now: Date.now() });
     const cases: Array<[string, string, Record<string, string>, RegExp]> = [
@@ -1029,6 +1029,18 @@ Deno.test("Expect: 100-continue: a request refused from its head is answered wit
         "/api/v1/commands/c1/cancel",
         { Authorization: "Bearer wrong" },
         /^HTTP\/1\.1 401 /,
+      ],
+      [
+        "an operator's enqueue declaring 2 MB, over its route's 1 MiB",
+        P.enqueue,
+        { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Length": "2000000" },
+        /^HTTP\/1\.1 413 [^]*"error":"request body is larger than 1048576 bytes"/,
+      ],
+      [
+        "an operator's compressed enqueue",
+        P.enqueue,
+        { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Encoding": "gzip" },
+        /^HTTP\/1\.1 415 /,
       ],
     ];
     for (const [name, path, headers, expected] of cases) {

@@ -51,6 +51,13 @@ function refuseContentCoding(call: AgentCall): void {
   );
 }
 
+/** The `413` of a body beyond the route's limit. */
+function tooLarge(limit: number, size: number): HttpError {
+  return new HttpError(413, `request body is larger than ${limit} bytes`, {
+    details: { limit_bytes: limit, size_bytes: size },
+  });
+}
+
 /** Decodes UTF-8 and refuses a malformed sequence (stateless between whole-body calls). */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -71,14 +78,19 @@ export async function jsonBodyOf<S extends z.ZodType>(
   schema: S,
   options: { maxBodyBytes: number },
 ): Promise<z.output<S>> {
+  if (call.rawBody === undefined) {
+    // Not read yet (no signature covers it: an operator's request, dev mode's unsigned agent):
+    // what its head says is refused before the body is asked for (`Expect: 100-continue`).
+    refuseContentCoding(call);
+    const declared = Number(call.headers.get("content-length") ?? NaN);
+    if (declared > options.maxBodyBytes) throw tooLarge(options.maxBodyBytes, declared);
+  }
   const body = await rawBodyOf(call, options);
   refuseContentCoding(call);
   // The body may have been read first with a larger limit (by the signature step): the route's
   // own limit holds all the same.
   if (body.bytes === null || body.size > options.maxBodyBytes) {
-    throw new HttpError(413, `request body is larger than ${options.maxBodyBytes} bytes`, {
-      details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
-    });
+    throw tooLarge(options.maxBodyBytes, body.size);
   }
   const bytes = body.bytes;
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
