@@ -27,6 +27,8 @@
  *   before) are answered `400` with a JSON message and logged as a warning, after the answers of
  *   the requests read whole before it on the connection. An HTTP/1.0 request without `Host` is
  *   served, as if it named the address it came to.
+ * - **`Expect: 100-continue`** is answered `100 Continue` when the body is first read: a request
+ *   refused from its head alone is answered without one, and its connection closed after.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
  *   once the answers before it are sent (a long-poll is held only while its answer can be sent);
  *   beyond {@link MAX_PIPELINED} such requests the connection is closed.
@@ -99,7 +101,8 @@ export interface HttpListenOptions {
   /**
    * The largest request body any route takes, in bytes: a request with `Expect: 100-continue`
    * that declares a longer body is answered `413` before it is told to send it. Without it, every
-   * such request is told to continue.
+   * such request is told to continue when its body is first read (an answer before that closes
+   * the connection).
    */
   maxBodyBytes?: number;
   /**
@@ -357,6 +360,32 @@ function refuseUnread(response: ServerResponse, status: number, body: unknown): 
     connection: "close",
   });
   response.end(text);
+}
+
+/**
+ * Tells a client that sent `Expect: 100-continue` to send its body once the body is first read,
+ * not before: a request refused from its head alone (an unknown agent, a wrong token, a timestamp
+ * too far off) is answered without asking for a body it would not read. Such an answer closes the
+ * connection (the client may send the body all the same, or not).
+ *
+ * @param incoming The request.
+ * @param outgoing Its answer.
+ */
+function continueOnRead(incoming: IncomingMessage, outgoing: ServerResponse): void {
+  const keepAlive = outgoing.shouldKeepAlive;
+  outgoing.shouldKeepAlive = false;
+  const stream = incoming as IncomingMessage & { _read(size: number): void };
+  const read = stream._read;
+  stream._read = function (this: IncomingMessage, size: number) {
+    // The stream's own method again: this one runs once.
+    delete (stream as { _read?: unknown })._read;
+    if (stream._read !== read) stream._read = read;
+    if (!outgoing.headersSent && !outgoing.writableEnded && !outgoing.destroyed) {
+      outgoing.writeContinue();
+      outgoing.shouldKeepAlive = keepAlive;
+    }
+    return read.call(this, size);
+  };
 }
 
 /** Writes an answer the server makes up itself on the bare socket, then closes the connection. */
@@ -774,7 +803,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     refuseUnread(response, 417, { error: "Expect: only 100-continue is understood" });
   });
   // A client that asks before it sends its body is refused at once when the body it declares is
-  // longer than any route takes (rather than told to send it all, only to be refused).
+  // longer than any route takes (rather than told to send it all, only to be refused); else it is
+  // told to continue when its body is first read (see continueOnRead).
   server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
     const declared = Number(request.headers["content-length"]);
     const limit = options.maxBodyBytes;
@@ -785,7 +815,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       });
       return;
     }
-    response.writeContinue();
+    continueOnRead(request, response);
     server.emit("request", request, response);
   });
   // A CONNECT asks for a tunnel: without a listener node closes the connection without a word.

@@ -311,7 +311,9 @@ export class PollLoop {
               `a token made by "status agents rotate ${id}" is used once it is this agent's ` +
               `AGENT_TOKEN and the agent is restarted; an agent removed by "status agents ` +
               `remove ${id}" is added again with "status agents add ${id}", then given that ` +
-              "token the same way (this one retries with back-off meanwhile)",
+              "token the same way (this one retries with back-off meanwhile); the dashboard " +
+              'answers an unknown id as a wrong token: its audit log, or "status health" run ' +
+              "with STATUS_ADMIN_TOKEN, AGENT_ID and AGENT_TOKEN, says which it is",
             {
               error: failure.message,
               clockOffsetSecs: failure.clockOffsetSecs ?? null,

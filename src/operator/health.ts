@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
+import { idWord, LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { readBodyBounded } from "../read_bounded.ts";
@@ -98,6 +98,47 @@ async function redirectOf(response: Response): Promise<string | undefined> {
   return `the dashboard redirects (${response.status}) to ${
     location === null ? "no Location" : JSON.stringify(location.slice(0, 300))
   }, which neither this check nor the agent follows: set DASHBOARD_URL to the address it leads to`;
+}
+
+/**
+ * Why the dashboard refused an agent's credentials, from the operator API's list of agents: the id
+ * is not registered, the agent has no token, or the token is not its own. `undefined` when the list
+ * cannot be read.
+ *
+ * @param get Sends a `GET` to the dashboard.
+ * @param adminToken The admin token (none in dev mode).
+ * @param agentId The agent id refused.
+ */
+async function agentRefusalCause(
+  get: (path: string, headers?: Record<string, string>) => Promise<Response>,
+  adminToken: string | undefined,
+  agentId: string,
+): Promise<string | undefined> {
+  try {
+    const response = await get(
+      PATHS.agents,
+      adminToken ? { Authorization: `Bearer ${adminToken}` } : {},
+    );
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    const text = await readBodyBounded(response, 64 * MAX_HEALTH_ANSWER_BYTES);
+    const agents = (JSON.parse(text ?? "") as { agents?: unknown }).agents;
+    if (!Array.isArray(agents)) return undefined;
+    const agent = agents.find((a) => a?.id === agentId) as { has_token?: unknown } | undefined;
+    const word = idWord(agentId);
+    if (agent === undefined) {
+      return `the dashboard has no agent ${agentId}: add it with "status agents add ${word}"`;
+    }
+    if (agent.has_token === false) {
+      return `agent ${agentId} has no token: give it one with "status agents rotate ${word}"`;
+    }
+    return `agent ${agentId} is registered, so AGENT_TOKEN is not its token: use the one ` +
+      `"status agents add" or "status agents rotate ${word}" printed`;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -228,6 +269,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     );
   }
 
+  let operatorAccepted = false;
   if (!options.adminToken && !health.dev_mode) {
     checks.push({
       name: "operator",
@@ -246,6 +288,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       checks.push({ name: "operator", outcome: "failed", message: redirect });
     } else if (response.ok) {
       await response.body?.cancel();
+      operatorAccepted = true;
       checks.push({
         name: "operator",
         outcome: "ok",
@@ -299,10 +342,18 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
         message: "this dashboard has no ping endpoint; agent credentials not checked",
       });
     } else {
+      const refused = `${options.agentId} refused (HTTP ${response.status}): ${await errorOf(
+        response,
+      )}`;
+      // The dashboard answers an unknown agent as a wrong token (so that no one can list the
+      // agent ids); the operator, whose admin token was accepted, may see which it was.
+      const why = response.status === 401 && operatorAccepted
+        ? await agentRefusalCause(get, options.adminToken, options.agentId)
+        : undefined;
       checks.push({
         name: "agent",
         outcome: "failed",
-        message: `${options.agentId} refused (HTTP ${response.status}): ${await errorOf(response)}`,
+        message: why === undefined ? refused : `${refused}; ${why}`,
       });
     }
   }

@@ -13,6 +13,7 @@
  */
 
 import { shortForm } from "../protocol/short_form.ts";
+import { visibleText } from "../protocol/visible_text.ts";
 import type { HeaderReader } from "./auth/call.ts";
 import { isLoopback } from "./loopback.ts";
 
@@ -94,6 +95,7 @@ function originHost(origin: string): string | null {
   }
 }
 
+/** The `403`; a header it quotes shows its control characters as escapes, as every error does. */
 function refuse(message: string): Response {
-  return Response.json({ error: message }, { status: 403 });
+  return Response.json({ error: visibleText(message) }, { status: 403 });
 }

@@ -125,12 +125,15 @@ export function statusKeyOf(command: CommandRecord): string {
 
 /**
  * Parses a `Last-Event-ID` (`<seq>:<status key>`, or `<seq>:` when no status was sent: the
- * chunks of a command already final); anything else starts from the beginning.
+ * chunks of a command already final); anything else, an id with white space around it included,
+ * starts from the beginning.
  *
  * @param raw The header's value.
  */
 export function parseEventId(raw: string | null | undefined): EventCursor {
-  const match = /^(\d{1,15}):([a-z]+\.\d{1,9}\.[01])?$/.exec(raw?.trim() ?? "");
+  // Not trimmed: an id the stream sent has no white space (a header's surrounding spaces are no
+  // part of its value, and are gone already).
+  const match = /^(\d{1,15}):([a-z]+\.\d{1,9}\.[01])?$/.exec(raw ?? "");
   if (!match) return { seq: 0, statusKey: "" };
   return { seq: Number(match[1]), statusKey: match[2] ?? "" };
 }

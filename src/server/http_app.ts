@@ -100,6 +100,35 @@ export class RawHeaders implements HeaderReader {
 }
 
 /**
+ * Whether a request target's path holds a malformed percent-escape: a `%` not followed by two hex
+ * digits (`%zz`), or escapes whose bytes are not UTF-8 (`%ff`). The routes would read it as it
+ * is, so `/wait/%zz` and `/wait/%25zz` would name the same deployment hash.
+ *
+ * @param target The request target, or an absolute URL.
+ */
+export function hasMalformedEscape(target: string): boolean {
+  if (!target.includes("%")) return false;
+  const start = target.startsWith("/") ? 0 : target.indexOf("/", target.indexOf("//") + 2);
+  if (start < 0) return false;
+  const end = target.search(/[?#]/);
+  const path = end < 0 || end < start ? target.slice(start) : target.slice(start, end);
+  try {
+    decodeURIComponent(path);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** The `400` of a path with a malformed percent-escape ({@link hasMalformedEscape}). */
+function malformedEscapeAnswer(): Response {
+  return Response.json({
+    error: "malformed path: a % in it must begin an escape of two hex digits (%25 for a % " +
+      "itself), and its escapes must be UTF-8",
+  }, { status: 400 });
+}
+
+/**
  * What every answer says to a browser and to any cache between: keep it nowhere (it may hold an
  * agent's token or a command's output), unless it says otherwise (an event stream, the console's
  * static files); and read it only as its type (an error quotes the path a client sent).
@@ -285,6 +314,7 @@ export function httpApp(
   const fetch: HttpApp["fetch"] = (request, env) => {
     const refused = guard?.(request) ?? null;
     if (refused) return count(request, refused);
+    if (hasMalformedEscape(request.url)) return count(request, malformedEscapeAnswer());
     const addr = env?.remoteAddr;
     const answer = lean.fetch(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
       app.fetch(request, env);
@@ -303,6 +333,8 @@ export function httpApp(
     const target = incoming.url ?? "";
     const method = incoming.method;
     if (!maybeLean(method, target)) return false;
+    // Its `400` is the adapter's request's (after the guard, as for every request).
+    if (hasMalformedEscape(target)) return false;
     const raw = incoming.rawHeaders;
     const host = hostOf(raw);
     // What a web `Request` would refuse goes to the adapter, for its own error answer.

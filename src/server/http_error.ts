@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { visibleText } from "../protocol/visible_text.ts";
 
 /** The statuses the dashboard fails with. */
 export type ErrorStatus =
@@ -34,7 +35,12 @@ export interface HttpErrorOptions extends ErrorOptions {
  */
 export const BEARER_CHALLENGE = 'Bearer realm="status"';
 
-/** An HTTP failure: a status and one sentence that never echoes a secret. */
+/**
+ * An HTTP failure: a status and one sentence that never echoes a secret. A value of the client's
+ * the sentence quotes (an id decoded from the path, a header) is shown with its control and
+ * bidirectional formatting characters as escapes ({@link visibleText}): `command \u202eabc does not
+ * exist`, never a sentence a terminal obeys or an override turns around.
+ */
 export class HttpError extends Error {
   /** The HTTP status of the answer. */
   readonly status: ErrorStatus;
@@ -47,11 +53,12 @@ export class HttpError extends Error {
    * Makes an HTTP failure.
    *
    * @param status The HTTP status.
-   * @param message One sentence, sentence case, no trailing period.
+   * @param message One sentence, sentence case, no trailing period (its control and
+   *   bidirectional formatting characters are kept as escapes).
    * @param options Details, headers and cause.
    */
   constructor(status: ErrorStatus, message: string, options: HttpErrorOptions = {}) {
-    super(message, { cause: options.cause });
+    super(visibleText(message), { cause: options.cause });
     this.name = "HttpError";
     this.status = status;
     this.details = options.details;

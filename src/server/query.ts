@@ -4,7 +4,7 @@
  * @module
  */
 import { nearest } from "../config/suggest.ts";
-import { shortForm } from "../protocol/mod.ts";
+import { shortForm, visibleText } from "../protocol/mod.ts";
 import { HttpError } from "./http_error.ts";
 
 /**
@@ -25,7 +25,11 @@ import { HttpError } from "./http_error.ts";
  * @returns The error to throw.
  */
 export function queryError(field: string, message: string): HttpError {
-  return new HttpError(400, `query "${field}": ${message}`, { details: [{ field, message }] });
+  // The field is a client's parameter name: shown as the error's sentence shows it.
+  const shown = visibleText(field);
+  return new HttpError(400, `query "${shown}": ${message}`, {
+    details: [{ field: shown, message }],
+  });
 }
 
 /**

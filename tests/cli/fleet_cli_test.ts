@@ -207,6 +207,54 @@ Deno.test("status health checks the URL, the credentials and the clock", async (
   );
 });
 
+Deno.test("status health with the admin token says why an agent's credentials were refused", async (t) => {
+  await using d = await dashboard();
+  const token = "agent-token-0123456789abcdef";
+  await d.store.addAgent({ id: "web-1", token, scopes: ["commands:wait"], now: Date.now() });
+  await d.store.addAgent({ id: "web-2", token: null, scopes: ["commands:wait"], now: Date.now() });
+  /** The agent check's message, with the admin token given (or a wrong one). */
+  const agentCheck = async (agentId: string, agentToken: string, admin = ADMIN) => {
+    const result = await run([
+      "health",
+      "--dashboard-url",
+      d.server.url,
+      "--status-admin-token",
+      admin,
+      "--agent-id",
+      agentId,
+      "--agent-token",
+      agentToken,
+      "--json",
+    ]);
+    assert.equal(result.code, 1);
+    const report = JSON.parse(result.stdout.join("\n"));
+    return report.checks.find((c: { name: string }) => c.name === "agent").message as string;
+  };
+  const refused = "refused (HTTP 401): agent id or bearer token is wrong (the dashboard's audit " +
+    "log says which)";
+  await t.step("an id the dashboard does not have", async () => {
+    assert.equal(
+      await agentCheck("web-9", token),
+      `web-9 ${refused}; the dashboard has no agent web-9: add it with "status agents add web-9"`,
+    );
+  });
+  await t.step("an agent without a token", async () => {
+    assert.equal(
+      await agentCheck("web-2", token),
+      `web-2 ${refused}; agent web-2 has no token: give it one with "status agents rotate web-2"`,
+    );
+  });
+  await t.step("a token that is not the agent's", async () => {
+    assert.match(
+      await agentCheck("web-1", "w".repeat(28)),
+      /; agent web-1 is registered, so AGENT_TOKEN is not its token: use the one "status agents add" or "status agents rotate web-1" printed$/,
+    );
+  });
+  await t.step("without an accepted admin token, only the dashboard's answer", async () => {
+    assert.equal(await agentCheck("web-9", token, "wrong-admin-token-0123"), `web-9 ${refused}`);
+  });
+});
+
 Deno.test("status health that reaches no dashboard says where it looked and what to do", async (t) => {
   const closed = `http://127.0.0.1:${closedPort()}`;
   await t.step("a URL given", async () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { signV2 } from "../../src/protocol/mod.ts";
+import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { refusalReason } from "../../src/server/refusals.ts";
@@ -64,7 +65,7 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
     await expectError(
       await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "ghost" }),
       401,
-      /agent ghost is not registered/,
+      /^agent id or bearer token is wrong \(the dashboard's audit log says which\)$/,
     );
     await expectError(
       await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "bad id!" }),
@@ -82,12 +83,12 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
     await expectError(
       await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { Authorization: "Bearer nope" } }),
       401,
-      /bearer token is wrong/,
+      /^agent id or bearer token is wrong/,
     );
     await expectError(
       await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "bare", token: "x".repeat(43) }),
       401,
-      /agent bare has no token/,
+      /^agent id or bearer token is wrong/,
     );
   });
 
@@ -396,6 +397,76 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
       /bearer token is wrong/,
     );
   });
+});
+
+Deno.test("an agent's 401 does not tell which agent ids exist; the audit log and the metrics do", async (t) => {
+  const lines: string[] = [];
+  setupLogging({ format: "json", level: "debug", write: (line) => lines.push(line) });
+  try {
+    await using d = await makeDashboard({
+      agents: { a1: { token: TOKEN }, bare: { token: null } },
+    });
+    const answerTo = async (request: AgentRequest) => {
+      const response = await d.agent(request);
+      return { status: response.status, body: await response.text() };
+    };
+    await t.step("an unknown id, an agent without a token, a wrong token: one answer", async () => {
+      const wrongToken = "w".repeat(43);
+      const unknown = await answerTo({ path: P.enqueue, body: ENQUEUE, agentId: "ghost" });
+      const bare = await answerTo({ path: P.enqueue, body: ENQUEUE, agentId: "bare" });
+      const wrong = await answerTo({ path: P.enqueue, body: ENQUEUE, token: wrongToken });
+      const ghostWrong = await answerTo({
+        path: P.enqueue,
+        body: ENQUEUE,
+        agentId: "ghost",
+        token: wrongToken,
+      });
+      assert.equal(unknown.status, 401);
+      assert.deepEqual(bare, unknown);
+      assert.deepEqual(wrong, unknown);
+      assert.deepEqual(ghostWrong, unknown);
+      // On a long-poll too.
+      const waits = [
+        await answerTo({ path: P.wait(), agentId: "ghost" }),
+        await answerTo({ path: P.wait(), token: wrongToken }),
+      ];
+      assert.deepEqual(waits[0], unknown);
+      assert.deepEqual(waits[1], unknown);
+    });
+    await t.step("no token at all: one answer whether the agent exists or not", async () => {
+      const known = await answerTo({ path: P.enqueue, body: ENQUEUE, token: null });
+      const unknown = await answerTo({
+        path: P.enqueue,
+        body: ENQUEUE,
+        agentId: "ghost",
+        token: null,
+      });
+      assert.equal(known.status, 401);
+      assert.match(known.body, /bearer token is missing/);
+      assert.deepEqual(unknown, known);
+    });
+    await t.step("the audit log says which it was", () => {
+      const reasons = lines.map((line) => JSON.parse(line))
+        .filter((r) => r.category === "status.audit" && r.status === 401)
+        .map((r) => `${r.agentId}: ${r.reason}`);
+      assert.ok(reasons.includes("ghost: agent ghost is not registered"), reasons.join("\n"));
+      assert.ok(reasons.some((r) => r.startsWith("bare: agent bare has no token; give it one")));
+      assert.ok(reasons.includes("a1: bearer token is wrong"), reasons.join("\n"));
+    });
+    await t.step("and the metrics count each reason", async () => {
+      const text = await (await d.admin("GET", "/metrics")).text();
+      for (
+        const [reason, count] of [["unknown_agent", 3], ["no_agent_token", 1], ["wrong_token", 2]]
+      ) {
+        assert.match(
+          text,
+          new RegExp(`status_auth_refusals_total\\{reason="${reason}"\\} ${count}\\n`),
+        );
+      }
+    });
+  } finally {
+    closeLogging();
+  }
 });
 
 Deno.test("the clock skew is compared to the millisecond, not rounded", async () => {

@@ -326,7 +326,7 @@ Deno.test("an agent's NUL in a command id or a heartbeat's text is a 4xx, never 
   await t.step("a cancel-wait: 404", async () => {
     const response = await d.agent({ path: "/api/v1/agent/commands/a%00b/cancel-wait?timeout=1" });
     assert.equal(response.status, 404);
-    assert.equal((await json(response)).error, "command a\u0000b does not exist");
+    assert.equal((await json(response)).error, "command a\\u0000b does not exist");
   });
   await t.step("an output chunk: 404", async () => {
     const response = await d.agent({
@@ -393,20 +393,20 @@ Deno.test("an operator's NUL in an id or a filter is a 4xx, never the store's er
         : method.apply(d.store, args);
   }
   const cases: Array<[string, string, number, string]> = [
-    ["GET", "/api/v1/commands/a%00b", 404, "command a\u0000b does not exist"],
-    ["GET", "/api/v1/commands/a%00b/events", 404, "command a\u0000b does not exist"],
-    ["POST", "/api/v1/commands/a%00b/cancel", 404, "command a\u0000b does not exist"],
+    ["GET", "/api/v1/commands/a%00b", 404, "command a\\u0000b does not exist"],
+    ["GET", "/api/v1/commands/a%00b/events", 404, "command a\\u0000b does not exist"],
+    ["POST", "/api/v1/commands/a%00b/cancel", 404, "command a\\u0000b does not exist"],
     [
       "GET",
       "/api/v1/commands?agent_id=a%00",
       400,
       'query "agent_id": must be 1–128 characters of A-Z a-z 0-9 . _ : -, not only dots',
     ],
-    ["GET", "/api/v1/runs/r%00", 404, "run r\u0000 does not exist"],
-    ["GET", "/api/v1/runs/r%00/events", 404, "run r\u0000 does not exist"],
-    ["POST", "/api/v1/runs/r%00/cancel", 404, "run r\u0000 does not exist"],
-    ["POST", "/api/v1/agents/a%00/rotate", 404, "agent a\u0000 does not exist"],
-    ["DELETE", "/api/v1/agents/a%00", 404, "agent a\u0000 does not exist"],
+    ["GET", "/api/v1/runs/r%00", 404, "run r\\u0000 does not exist"],
+    ["GET", "/api/v1/runs/r%00/events", 404, "run r\\u0000 does not exist"],
+    ["POST", "/api/v1/runs/r%00/cancel", 404, "run r\\u0000 does not exist"],
+    ["POST", "/api/v1/agents/a%00/rotate", 404, "agent a\\u0000 does not exist"],
+    ["DELETE", "/api/v1/agents/a%00", 404, "agent a\\u0000 does not exist"],
   ];
   for (const [method, path, status, error] of cases) {
     await t.step(`${method} ${path}: ${status}`, async () => {
@@ -554,6 +554,144 @@ Deno.test("errors show a client's long value cut short, never whole", async (t) 
       `agents not registered: ${agents.slice(0, 10).join(", ")} and 140 more`,
     );
     assert.deepEqual(answer.details, { unknown_agents: agents.slice(0, 100), unknown_count: 150 });
+  });
+});
+
+Deno.test("errors show a client's control and bidirectional characters as escapes, never raw", async (t) => {
+  await using d = await makeDashboard();
+  /** The answer's error, checked to hold no raw control or formatting character. */
+  const errorOf = async (response: Response, status: number) => {
+    const text = await response.text();
+    assert.equal(response.status, status, text);
+    const answer = JSON.parse(text);
+    assert.doesNotMatch(text, /[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/, text);
+    // deno-lint-ignore no-control-regex -- the control characters are what it looks for
+    assert.doesNotMatch(answer.error, /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+    return answer as { error: string; details?: unknown };
+  };
+  await t.step("an id decoded from an operator route's path", async () => {
+    const override = await errorOf(await d.admin("GET", "/api/v1/commands/%E2%80%AEabc"), 404);
+    assert.equal(override.error, "command \\u202eabc does not exist");
+    const escape = await errorOf(await d.admin("GET", "/api/v1/runs/%1B%5B2J"), 404);
+    assert.equal(escape.error, "run \\u001b[2J does not exist");
+  });
+  await t.step("an id decoded from a long-poll's path", async () => {
+    const answer = await errorOf(
+      await d.agent({ path: "/api/v1/agent/commands/%E2%80%AE/cancel-wait?timeout=1" }),
+      404,
+    );
+    assert.equal(answer.error, "command \\u202e does not exist");
+  });
+  await t.step("a header's C1 control character", async () => {
+    const answer = await errorOf(
+      await d.agent({
+        path: P.ack,
+        body: { command_id: "c1", attempt: 1 },
+        headers: { "X-Signature-Version": "\u009b2J" },
+      }),
+      401,
+    );
+    assert.match(answer.error, /^X-Signature-Version "\\u009b2J" is not supported/);
+  });
+  await t.step("a field named by a client's key, in the error and its details", async () => {
+    const answer = await errorOf(
+      await d.admin("POST", "/api/v1/agents", { id: "a9", "to\u202eken": "x" }),
+      400,
+    );
+    assert.equal(answer.error, 'field "to\\u202eken": is not a field of this object');
+    assert.deepEqual(answer.details, [
+      { field: "to\\u202eken", message: "is not a field of this object" },
+    ]);
+  });
+  await t.step("a query parameter's name, in the error and its details", async () => {
+    const answer = await errorOf(await d.admin("GET", "/api/v1/commands?agent%E2%80%AE_id=1"), 400);
+    assert.match(answer.error, /^query "agent\\u202e_id": is not a parameter of this list/);
+    assert.equal((answer.details as { field: string }[])[0].field, "agent\\u202e_id");
+  });
+  await t.step("dev mode's refusal of a browser's foreign request", async () => {
+    await using dev = await makeDashboard({ devMode: true });
+    const answer = await errorOf(
+      await dev.dashboard.app.request("/api/v1/commands", {
+        headers: { "Sec-Fetch-Site": "cross-site\u009b2J" },
+      }),
+      403,
+    );
+    assert.match(answer.error, /\(cross-site\\u009b2J\)$/);
+  });
+});
+
+Deno.test("a JSON body that begins with a byte order mark is a 400 saying so, and nothing is kept", async (t) => {
+  await using d = await makeDashboard();
+  const withBom = (value: unknown) =>
+    new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(JSON.stringify(value))]);
+  const message = "request body begins with a byte order mark (U+FEFF), which JSON sent over a " +
+    "network must not have; send the body without it";
+  await t.step("an operator's enqueue", async () => {
+    const response = await d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      body: withBom({ id: "bom-1", agent_id: "a1", name: "echo hi" }),
+    });
+    assert.equal(response.status, 400);
+    assert.equal((await json(response)).error, message);
+  });
+  await t.step("an agent's signed enqueue (a route answered before Hono)", async () => {
+    const response = await d.agent({
+      path: P.enqueue,
+      body: withBom({ id: "bom-2", name: "echo" }),
+    });
+    assert.equal(response.status, 400);
+    assert.equal((await json(response)).error, message);
+  });
+  await t.step("nothing was queued; the same body without it is", async () => {
+    assert.deepEqual((await json(await d.admin("GET", "/api/v1/commands"))).commands, []);
+    const fine = await d.admin("POST", P.enqueue, { id: "bom-1", agent_id: "a1", name: "echo hi" });
+    assert.equal(fine.status, 202);
+    await fine.body?.cancel();
+  });
+});
+
+Deno.test("a path with a malformed percent-escape is a 400 on every route, never read as it is", async (t) => {
+  await using d = await makeDashboard();
+  const error = "malformed path: a % in it must begin an escape of two hex digits (%25 for a % " +
+    "itself), and its escapes must be UTF-8";
+  const enqueued = await d.admin("POST", P.enqueue, {
+    id: "pct-1",
+    agent_id: "a1",
+    name: "echo hi",
+    params: { deployment_hash: "%zz" },
+  });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const refused = async (response: Response) => {
+    assert.equal(response.status, 400);
+    assert.equal((await json(response)).error, error);
+  };
+  for (const hash of ["%zz", "%ff", "%C3", "a%", "%e2%80"]) {
+    await t.step(`a wait on ${hash}`, async () => {
+      await refused(await d.agent({ path: P.wait(hash, 1) }));
+    });
+  }
+  await t.step(
+    "a cancel-wait, an agent's POST, an operator's route, a path no route has",
+    async () => {
+      await refused(await d.agent({ path: "/api/v1/agent/commands/c%zz/cancel-wait?timeout=1" }));
+      await refused(await d.agent({ path: `${P.ack}%zz`, body: { command_id: "c1", attempt: 1 } }));
+      await refused(await d.admin("GET", "/api/v1/commands/%zz"));
+      await refused(await d.admin("GET", "/x%zz"));
+    },
+  );
+  await t.step("the command was claimed by none of them; %25zz names its hash", async () => {
+    const command = await json(await d.admin("GET", "/api/v1/commands/pct-1"));
+    assert.equal(command.status, "queued");
+    const wait = await d.agent({ path: P.wait("%25zz", 1) });
+    assert.equal(wait.status, 200);
+    assert.equal((await json(wait)).id, "pct-1");
+  });
+  await t.step("a % in the query is the query's own business", async () => {
+    const response = await d.admin("GET", "/api/v1/commands?agent_id=%zz");
+    assert.equal(response.status, 400);
+    assert.match((await json(response)).error as string, /^query "agent_id": /);
   });
 });
 

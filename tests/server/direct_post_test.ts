@@ -375,10 +375,13 @@ Deno.test("a chunked enqueue body is read on node:http", async () => {
 Deno.test("an unknown agent's POST is refused before its body arrives, and the connection carries the next request", async () => {
   await onSocket({ adminToken: ADMIN_TOKEN }, async (conn) => {
     // The head only: the body (declared) is not sent before the answer.
-    await send(conn, postHead(P.ack, "ghost", { "Content-Length": "300" }));
+    await send(
+      conn,
+      postHead(P.ack, "ghost", { "Content-Length": "300", Authorization: `Bearer ${TOKEN}` }),
+    );
     const refused = await readUntil(conn, answers(1));
     assert.match(refused, /^HTTP\/1\.1 401 /);
-    assert.match(refused, /agent ghost is not registered/);
+    assert.match(refused, /agent id or bearer token is wrong/);
     // The body follows, then a second request on the same connection.
     await send(conn, "x".repeat(300) + head("GET", "/health", {}));
     const next = await readUntil(conn, answers(1));

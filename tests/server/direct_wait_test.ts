@@ -256,10 +256,10 @@ Deno.test("direct waits' refusals are counted in the metrics by reason", async (
   assert.equal(anonymous.status, 401);
   await anonymous.body?.cancel();
   const unknown = await fetch(`${server.url}${P.wait("default", 1)}`, {
-    headers: { "X-Agent-Id": "nobody" },
+    headers: { "X-Agent-Id": "nobody", Authorization: `Bearer ${"t".repeat(43)}` },
   });
   assert.equal(unknown.status, 401);
-  assert.match((await unknown.json()).error, /not registered/);
+  assert.match((await unknown.json()).error, /^agent id or bearer token is wrong/);
   const text = await (await fetch(server.metricsUrl!)).text();
   assert.match(text, /status_auth_refusals_total\{reason="missing_agent_id"\} 1/);
   assert.match(text, /status_auth_refusals_total\{reason="unknown_agent"\} 1/);

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { MAX_PIPELINED } from "../../src/http_listener.ts";
-import { P } from "./_helpers.ts";
+import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
+import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
 import { closeQuietly, rawConnect, readAll, readAnswer, send, waitHead } from "./_sockets.ts";
 import { connect, type Socket } from "node:net";
@@ -966,6 +967,128 @@ Deno.test("Expect: an unknown expectation gets 417 with a JSON error, a body bey
       closeQuietly(conn);
     }
   });
+});
+
+Deno.test("a malformed percent-escape in a long-poll's path is a 400 on node:http too, not held", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  const heads = {
+    "a wait": `GET /api/v1/agent/commands/wait/%zz?timeout=30 HTTP/1.1\r\n`,
+    "a cancel-wait": `GET /api/v1/agent/commands/c%ff/cancel-wait?timeout=30 HTTP/1.1\r\n`,
+    "an agent's POST": `POST ${P.ack}%zz HTTP/1.1\r\nContent-Length: 2\r\n`,
+  };
+  for (const [name, head] of Object.entries(heads)) {
+    await t.step(name, async () => {
+      const conn = await rawConnect(server);
+      try {
+        const body = head.startsWith("POST") ? "{}" : "";
+        await send(conn, `${head}Host: 127.0.0.1\r\nX-Agent-Id: pct\r\n\r\n${body}`);
+        const answer = await readAnswer(conn, 5000);
+        assert.match(answer.text, /^HTTP\/1\.1 400 /);
+        assert.match(answer.text, /"error":"malformed path: a % in it must begin an escape/);
+        assert.equal(server.dashboard.hub.size, 0, "no wait is held");
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+  }
+});
+
+Deno.test("Expect: 100-continue: a request refused from its head is answered without a 100, and its connection closed", async (t) => {
+  const store = openSqliteStore(":memory:");
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    adminToken: ADMIN_TOKEN,
+    port: 0,
+  });
+  try {
+    const body = JSON.stringify({ command_id: "c1", attempt: 1 });
+    const ask = (path: string, headers: Record<string, string>) =>
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      Object.entries({ "Content-Length": String(body.length), ...headers })
+        .map(([name, value]) => `${name}: ${value}\r\n`).join("") +
+      `Content-Type: application/json\r\nExpect: 100-continue\r\n\r\n`;
+    const signed = (agentId: string, token: string) =>
+      agentHeaders({ path: P.ack, body: {}, bodyText: body, agentId, token, now: Date.now() });
+    const cases: Array<[string, string, Record<string, string>, RegExp]> = [
+      ["an unknown agent", P.ack, signed("ghost", TOKEN), /^HTTP\/1\.1 401 /],
+      ["a wrong agent token", P.ack, signed("a1", "w".repeat(43)), /^HTTP\/1\.1 401 /],
+      [
+        "a timestamp an hour off",
+        P.ack,
+        { ...signed("a1", TOKEN), "X-Timestamp": String(Math.floor(Date.now() / 1000) - 3600) },
+        /^HTTP\/1\.1 401 [^]*X-Timestamp/,
+      ],
+      [
+        "a wrong admin token (a route of the Hono app)",
+        "/api/v1/commands/c1/cancel",
+        { Authorization: "Bearer wrong" },
+        /^HTTP\/1\.1 401 /,
+      ],
+      [
+        "an operator's enqueue declaring 2 MB, over its route's 1 MiB",
+        P.enqueue,
+        { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Length": "2000000" },
+        /^HTTP\/1\.1 413 [^]*"error":"request body is larger than 1048576 bytes"/,
+      ],
+      [
+        "an operator's compressed enqueue",
+        P.enqueue,
+        { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Encoding": "gzip" },
+        /^HTTP\/1\.1 415 /,
+      ],
+    ];
+    for (const [name, path, headers, expected] of cases) {
+      await t.step(name, async () => {
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, ask(path, headers));
+          const answer = await readAll(conn, 5000);
+          assert.doesNotMatch(answer.text, /100 Continue/);
+          assert.match(answer.text, expected);
+          assert.match(answer.text, /\r\nconnection: close\r\n/i);
+          assert.ok(answer.closed, "the connection is closed");
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+    await t.step(
+      "a request that passes its head's checks is told to continue, and served",
+      async () => {
+        const enqueued = await fetch(`${server.url}${P.enqueue}`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ id: "c1", agent_id: "a1", name: "echo hi" }),
+        });
+        assert.equal(enqueued.status, 202);
+        await enqueued.body?.cancel();
+        const conn = await rawConnect(server);
+        try {
+          await send(conn, ask(P.ack, signed("a1", TOKEN)));
+          const buffer = new Uint8Array(4096);
+          const n = await conn.read(buffer);
+          const first = new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+          assert.match(first, /^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+          await send(conn, body);
+          const answer = await readAnswer(conn, 5000);
+          // Not delivered: an ack of an attempt never delivered is refused once the body is read.
+          assert.match(answer.text, /^HTTP\/1\.1 409 /);
+          assert.doesNotMatch(answer.text, /\r\nconnection: close\r\n/i, "kept alive");
+        } finally {
+          closeQuietly(conn);
+        }
+      },
+    );
+  } finally {
+    await server.shutdown();
+    await store.close();
+  }
 });
 
 Deno.test("a header sent after a thousand others is read, not dropped", async () => {

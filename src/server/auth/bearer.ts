@@ -31,6 +31,32 @@ export function malformedBearer(header: string): string {
 }
 
 /**
+ * The one answer to an agent id that is not registered, an agent without a token and a wrong
+ * token: told apart, they would let anyone list the registered agent ids. The audit log says which
+ * it was; so does `status health --agent-id` to an operator with the admin token.
+ */
+export const AGENT_CREDENTIALS_WRONG =
+  "agent id or bearer token is wrong (the dashboard's audit log says which)";
+
+/**
+ * Step 2's first half, run before the agent is looked up: `Authorization: Bearer <token>` is
+ * there, so that its absence is told alike for an agent that exists and one that does not.
+ *
+ * @param call The request.
+ * @throws {HttpError} `401` when the bearer token is missing or malformed.
+ */
+export function requireBearer(call: AgentCall): void {
+  const given = bearerOf(call);
+  if (given === undefined) {
+    throw refuse(call, 401, "Authorization bearer token is missing", "authentication failed");
+  }
+  if (given === "") {
+    const header = call.headers.get(HEADER.authorization) ?? "";
+    throw refuse(call, 401, malformedBearer(header), "authentication failed");
+  }
+}
+
+/**
  * Whether the request carries `Authorization: Bearer <token>` (constant-time compare).
  *
  * @param request The request (a web `Request` or an {@link AgentCall}).
@@ -42,7 +68,8 @@ export function hasBearer(request: { headers: HeaderReader }, token: string): bo
 }
 
 /**
- * Step 2: `Authorization: Bearer <the agent's token>`.
+ * Step 2: `Authorization: Bearer <the agent's token>` ({@link AGENT_CREDENTIALS_WRONG} for an
+ * agent without a token and a wrong token).
  *
  * @param call The request, after step 1.
  * @throws {HttpError} `401`.
@@ -50,23 +77,19 @@ export function hasBearer(request: { headers: HeaderReader }, token: string): bo
 export function checkBearer(call: AgentCall): void {
   if (call.unsigned) return;
   const agent = agentOf(call);
-  const given = bearerOf(call);
-  if (given === undefined) {
-    throw refuse(call, 401, "Authorization bearer token is missing", "authentication failed");
-  }
-  if (given === "") {
-    const header = call.headers.get(HEADER.authorization) ?? "";
-    throw refuse(call, 401, malformedBearer(header), "authentication failed");
-  }
+  requireBearer(call);
+  const given = bearerOf(call)!;
   if (agent.token === null) {
-    throw refuse(
-      call,
-      401,
-      `agent ${agent.id} has no token; give it one with "status agents rotate ${idWord(agent.id)}"`,
-      "authentication failed",
-    );
+    throw refuse(call, 401, AGENT_CREDENTIALS_WRONG, "authentication failed", {
+      logged: `agent ${agent.id} has no token; give it one with ` +
+        `"status agents rotate ${idWord(agent.id)}"`,
+      reason: "no_agent_token",
+    });
   }
   if (!constantTimeEqual(given, agent.token)) {
-    throw refuse(call, 401, "bearer token is wrong", "authentication failed");
+    throw refuse(call, 401, AGENT_CREDENTIALS_WRONG, "authentication failed", {
+      logged: "bearer token is wrong",
+      reason: "wrong_token",
+    });
   }
 }

@@ -5,11 +5,14 @@
  */
 import { AGENT_ID_PATTERN, AGENT_ID_RULE, HEADER } from "../../protocol/mod.ts";
 import type { AgentCall, AuthContext } from "./call.ts";
+import { AGENT_CREDENTIALS_WRONG, requireBearer } from "./bearer.ts";
 import { refuse } from "./refuse.ts";
 
 /**
- * Step 1: `X-Agent-Id` names a known agent (in dev mode, any valid id, registered on first sight).
- * Sets `call.agent` and `call.unsigned`.
+ * Step 1: `X-Agent-Id` names a known agent (in dev mode, any valid id, registered on first sight);
+ * outside dev mode a bearer token is there before the agent is looked up, and an unknown agent is
+ * answered as a wrong token is ({@link AGENT_CREDENTIALS_WRONG}). Sets `call.agent` and
+ * `call.unsigned`.
  *
  * The agent is not marked seen here: only a request that passes every step is the agent's
  * (`pipeline.ts`).
@@ -30,10 +33,16 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
       { agentId: id.slice(0, 128) },
     );
   }
+  // Outside dev mode every agent needs a token: its absence is told before the agent is looked up,
+  // and an unknown agent gets the answer of a wrong token, so neither tells which ids exist.
+  if (!ctx.devMode) requireBearer(call);
   let agent = await ctx.store.getAgent(id);
   if (!agent) {
     if (!ctx.devMode) {
-      throw refuse(call, 401, `agent ${id} is not registered`, "authentication failed");
+      throw refuse(call, 401, AGENT_CREDENTIALS_WRONG, "authentication failed", {
+        logged: `agent ${id} is not registered`,
+        reason: "unknown_agent",
+      });
     }
     agent = await ctx.store.ensureAgent(id, ctx.clock.now());
   }

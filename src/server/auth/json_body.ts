@@ -6,7 +6,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { describeZodError, relevantIssues, shortForm } from "../../protocol/mod.ts";
+import { describeZodError, relevantIssues, shortForm, visibleText } from "../../protocol/mod.ts";
 import { jsonProblem, MAX_JSON_DEPTH } from "../body.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
@@ -51,13 +51,20 @@ function refuseContentCoding(call: AgentCall): void {
   );
 }
 
+/** The `413` of a body beyond the route's limit. */
+function tooLarge(limit: number, size: number): HttpError {
+  return new HttpError(413, `request body is larger than ${limit} bytes`, {
+    details: { limit_bytes: limit, size_bytes: size },
+  });
+}
+
 /** Decodes UTF-8 and refuses a malformed sequence (stateless between whole-body calls). */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Step 8 as a plain function (the routes answered without Hono): the body of a call read (once),
- * at most the limit, UTF-8 JSON, nested at most {@link MAX_JSON_DEPTH} deep, with finite numbers
- * only, and of the schema.
+ * at most the limit, UTF-8 JSON (without a byte order mark), nested at most {@link MAX_JSON_DEPTH}
+ * deep, with finite numbers only, and of the schema.
  *
  * @param call The request.
  * @param schema The zod schema of the body.
@@ -71,18 +78,32 @@ export async function jsonBodyOf<S extends z.ZodType>(
   schema: S,
   options: { maxBodyBytes: number },
 ): Promise<z.output<S>> {
+  if (call.rawBody === undefined) {
+    // Not read yet (no signature covers it: an operator's request, dev mode's unsigned agent):
+    // what its head says is refused before the body is asked for (`Expect: 100-continue`).
+    refuseContentCoding(call);
+    const declared = Number(call.headers.get("content-length") ?? NaN);
+    if (declared > options.maxBodyBytes) throw tooLarge(options.maxBodyBytes, declared);
+  }
   const body = await rawBodyOf(call, options);
   refuseContentCoding(call);
   // The body may have been read first with a larger limit (by the signature step): the route's
   // own limit holds all the same.
   if (body.bytes === null || body.size > options.maxBodyBytes) {
-    throw new HttpError(413, `request body is larger than ${options.maxBodyBytes} bytes`, {
-      details: { limit_bytes: options.maxBodyBytes, size_bytes: body.size },
-    });
+    throw tooLarge(options.maxBodyBytes, body.size);
+  }
+  const bytes = body.bytes;
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    // The decoder would drop it without a word: JSON on the wire has none (RFC 8259 §8.1).
+    throw new HttpError(
+      400,
+      "request body begins with a byte order mark (U+FEFF), which JSON sent over a network must " +
+        "not have; send the body without it",
+    );
   }
   let text: string;
   try {
-    text = UTF8.decode(body.bytes);
+    text = UTF8.decode(bytes);
   } catch {
     throw new HttpError(400, "request body is not UTF-8");
   }
@@ -102,7 +123,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   }
   if (problem?.kind === "non_finite") {
     // `1e400` parses as Infinity, which would be stored as null.
-    const field = shortForm(problem.path.join(".")) || "(body)";
+    const field = visibleText(shortForm(problem.path.join("."))) || "(body)";
     const message = "must be a finite number (at most about 1.8e308)";
     throw new HttpError(400, `field "${field}": ${message}`, {
       details: [{ field, message }],
@@ -112,7 +133,7 @@ export async function jsonBodyOf<S extends z.ZodType>(
   if (!parsed.success) {
     throw new HttpError(400, describeZodError(parsed.error), {
       details: relevantIssues(parsed.error).slice(0, 10).map((issue) => ({
-        field: shortForm(issue.path.join(".")) || "(body)",
+        field: visibleText(shortForm(issue.path.join("."))) || "(body)",
         message: issue.message,
       })),
     });

@@ -7,8 +7,10 @@
  * wait keeps no suspended middleware frames, and ack, report and enqueue, with
  * {@link runAuthSteps}). Both give the same answers in the same order.
  *
- * 1. `identify` (`identify.ts`): `X-Agent-Id` missing or unknown → `401`
- * 2. `checkBearer` (`bearer.ts`): bearer token missing or wrong → `401`
+ * 1. `identify` (`identify.ts`): `X-Agent-Id` missing or malformed, or (outside dev mode) no bearer
+ *    token → `401`; an unknown agent → the `401` of a wrong token
+ * 2. `checkBearer` (`bearer.ts`): the agent has no token or the token is wrong → `401` (one answer
+ *    for these and an unknown agent; the audit log says which)
  * 3. `checkRateLimit` (`throttle.ts`): token bucket per agent → `429` with `Retry-After`
  * 4. `checkTimestampOf` (`timestamp.ts`): `X-Timestamp` missing, not an integer or too far off →
  *    `401`

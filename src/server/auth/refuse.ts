@@ -8,7 +8,7 @@ import { HEADER } from "../../protocol/mod.ts";
 import { auditLogger } from "../../log/mod.ts";
 import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
-import { markRefusal, refusalReason } from "../refusals.ts";
+import { markRefusal, type RefusalReason, refusalReason } from "../refusals.ts";
 import { type AgentCall, callOf, isAgentCall } from "./call.ts";
 import { REFUSAL_LINES_PER_SECOND } from "../../log/refusal_lines.ts";
 
@@ -20,9 +20,13 @@ const audit = auditLogger();
  *
  * @param call The request.
  * @param message The sentence sent to the client.
+ * @param reason Why, when the sentence does not say it (one answer for several reasons).
  */
-export function noteCallRefusal(call: AgentCall, message: string): void {
-  const reason = refusalReason(message);
+export function noteCallRefusal(
+  call: AgentCall,
+  message: string,
+  reason: RefusalReason = refusalReason(message),
+): void {
   call.refusal = reason;
   if (call.request) markRefusal(call.request, reason);
 }
@@ -34,17 +38,26 @@ export function noteCallRefusal(call: AgentCall, message: string): void {
  * @param status The HTTP status.
  * @param message The sentence for the client.
  * @param event What the audit log calls it ("authentication failed", "replay detected", ...).
- * @param extra Properties for the log line and the error.
+ * @param extra Properties for the log line and the error; `logged`, the audit log's sentence when
+ *   it says more than the client's (which of several reasons one answer stands for), and `reason`,
+ *   the metrics' reason, then.
  */
 export function refuse<E extends ServerEnv>(
   from: Context<E> | AgentCall,
   status: 400 | 401 | 403 | 404 | 409 | 429,
   message: string,
   event: string,
-  extra: { details?: unknown; headers?: Record<string, string>; agentId?: string } = {},
+  extra: {
+    details?: unknown;
+    headers?: Record<string, string>;
+    agentId?: string;
+    logged?: string;
+    reason?: RefusalReason;
+  } = {},
 ): HttpError {
   const call = isAgentCall(from) ? from : callOf(from);
-  noteCallRefusal(call, message);
+  const logged = extra.logged ?? message;
+  noteCallRefusal(call, message, extra.reason ?? refusalReason(logged));
   // Without a dashboard's allowance (a call made outside one), every line is written.
   const left = call.refusalLines ? call.refusalLines.take() : 0;
   if (left === null) {
@@ -58,8 +71,8 @@ export function refuse<E extends ServerEnv>(
     );
   }
   // A reason that begins with its event ("replay detected: ...") is not prefixed with it again.
-  audit.warning(message.startsWith(event) ? "{reason}" : `${event}: {reason}`, {
-    reason: message,
+  audit.warning(logged.startsWith(event) ? "{reason}" : `${event}: {reason}`, {
+    reason: logged,
     status,
     agentId: extra.agentId ?? call.headers.get(HEADER.agentId) ?? undefined,
     method: call.method,
