@@ -7,7 +7,7 @@
  */
 import { type DeliveredCommand, type ReportRequest, shortForm } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { retryWhile } from "./backoff.ts";
+import { MIN_RETRY_AFTER_MS, PollBackoff, type PollBackoffOptions, retryWhile } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import { type AckOutcome, type DashboardClient, isTransient } from "./client.ts";
 import type { CommandExecution } from "./command_execution.ts";
@@ -33,6 +33,8 @@ export interface CommandHandlerOptions {
   clock: Clock;
   /** Upper bound of the first retry delay of an ack, in ms. */
   retryDelayMs: number;
+  /** The agent's back-off, waited between acks answered `429` without `Retry-After`. */
+  backoff?: PollBackoffOptions;
   /** Counts the commands run. */
   metrics?: AgentMetrics;
   /** The agent's stop. */
@@ -216,33 +218,47 @@ export class CommandHandler {
 
   /**
    * Acks a journaled command, retrying briefly on network and server failures. A dashboard that
-   * answers `429` (or `503`/`507`) with `Retry-After` is asked again after that wait, for up to
+   * answers `429` (or `503`/`507`) with `Retry-After` is asked again after that wait, a `429`
+   * without one after the agent's back-off (at least a second), for up to
    * {@link MAX_ACK_THROTTLED_MS} in all, before the command runs: the dashboard's view then says
    * it runs when it does. Once its delivery lease is over the dashboard answers that the delivery
    * is stale, and the command runs when it is delivered again.
    */
   async #ack(command: DeliveredCommand): Promise<AckOutcome> {
     const { client, signal, clock } = this.#options;
+    const backoff = new PollBackoff(this.#options.backoff);
+    /** How long the dashboard asks to wait before the next ack, if it asks. */
+    const askedWaitMs = (result: AckOutcome): number | undefined =>
+      result.kind === "throttled"
+        ? result.retryAfterMs
+        // A 429 without a Retry-After the agent can read: the dashboard did say to wait, so it
+        // is not asked again within the moment a network failure's retries take.
+        : result.kind === "server" && result.status === 429
+        ? backoff.next()
+        : undefined;
     let throttledMs = 0;
     let outcome: AckOutcome;
     for (;;) {
       outcome = await retryWhile(
         () => client.ack(command.id, command.attempt, signal),
-        (result) => isTransient(result) && result.kind !== "throttled",
+        (result) =>
+          isTransient(result) && result.kind !== "throttled" &&
+          !(result.kind === "server" && result.status === 429),
         { retries: 2, initialDelayMs: this.#options.retryDelayMs, clock, signal },
       );
-      if (outcome.kind !== "throttled" || signal.aborted || throttledMs >= MAX_ACK_THROTTLED_MS) {
+      const asked = askedWaitMs(outcome);
+      if (asked === undefined || signal.aborted || throttledMs >= MAX_ACK_THROTTLED_MS) {
         break;
       }
       // Never past the budget: all the waits together stay within MAX_ACK_THROTTLED_MS.
       const waitMs = Math.min(
-        Math.max(outcome.retryAfterMs, 1000),
+        Math.max(asked, MIN_RETRY_AFTER_MS),
         MAX_ACK_THROTTLED_MS - throttledMs,
       );
       log.info("the dashboard asks the agent to wait before the ack; the command runs once acked", {
         commandId: command.id,
-        status: outcome.status,
-        retryAfterSecs: waitMs / 1000,
+        status: "status" in outcome ? outcome.status : null,
+        waitSecs: waitMs / 1000,
       });
       throttledMs += waitMs;
       await clock.sleep(waitMs, signal);

@@ -1014,6 +1014,39 @@ Deno.test("an ack answered 429 with Retry-After waits that long and runs the com
   await finish(agent);
 });
 
+Deno.test("an ack answered 429 without Retry-After is asked again after the agent's back-off", async () => {
+  // It was retried twice within half a second, as if the dashboard had not answered at all.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let throttledAcks = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "ack" && throttledAcks < 2) {
+      throttledAcks++;
+      return Response.json({ error: "rate limit exceeded" }, { status: 429 });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, {
+    clock,
+    retryDelayMs: 100,
+    pollingBackoffSecs: 5,
+    pollingBackoffMaxSecs: 60,
+  });
+  stub.enqueue(command("cmd-1", "echo hello"));
+  for (const [i, capMs] of [[1, 5000], [2, 10_000]]) {
+    await eventually(() => throttledAcks === i && clock.pending > 0, 10_000, `the 429 #${i}`);
+    const delayMs = clock.nextAt! - clock.now();
+    assert.ok(delayMs >= 1000 && delayMs < capMs, `ack ${i} waits the back-off: ${delayMs} ms`);
+    assert.equal(agent.executor.runs.length, 0, "not run before it is acknowledged");
+    await clock.advanceAsync(delayMs);
+  }
+  await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+  assert.equal(stub.seen.filter((seen) => seen.kind === "ack").length, 3);
+  assert.equal(agent.executor.runs.length, 1);
+  assert.ok(logs.has(/asks the agent to wait before the ack/));
+  await finish(agent);
+});
+
 Deno.test("the waits of a throttled ack together stay within their 5 minute budget", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
