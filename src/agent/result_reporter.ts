@@ -123,13 +123,23 @@ export class ResultReporter {
     if (signal.aborted) {
       const budget = clock.setTimeout(() => overdue.abort(), STOPPING_REPORT_MS);
       const until = AbortSignal.any([stopNow, overdue.signal]);
+      const endsAt = clock.now() + STOPPING_REPORT_MS;
       try {
-        outcome = await retryWhile(() => this.#send(report, until), isTransient, {
-          retries: 3,
-          initialDelayMs: this.#options.retryDelayMs,
-          clock,
-          signal: until,
-        });
+        // Never sooner than a Retry-After says; one that ends past the budget is not waited for
+        // (the result stays in the outbox for the next start).
+        outcome = await retryWhile(
+          () => this.#send(report, until),
+          (result) =>
+            isTransient(result) &&
+            !(result.kind === "throttled" && clock.now() + result.retryAfterMs > endsAt),
+          {
+            retries: 3,
+            initialDelayMs: this.#options.retryDelayMs,
+            clock,
+            signal: until,
+            minDelayMs: (result) => result.kind === "throttled" ? result.retryAfterMs : 0,
+          },
+        );
       } finally {
         clock.clearTimeout(budget);
       }
@@ -148,6 +158,10 @@ export class ResultReporter {
           ? `the agent is stopping and the dashboard did not accept it within ${
             STOPPING_REPORT_MS / 1000
           } s`
+          : outcome.kind === "throttled" && signal.aborted
+          ? `the agent is stopping and the dashboard asks to wait ${
+            outcome.retryAfterMs / 1000
+          } s (Retry-After), longer than what is left of the stop's ${STOPPING_REPORT_MS / 1000} s`
           : outcome.kind === "aborted"
           ? "stopping"
           : outcome.message,

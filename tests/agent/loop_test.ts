@@ -1358,6 +1358,69 @@ Deno.test("shutdown with a running command", async (t) => {
   });
 });
 
+Deno.test("a report retried while stopping waits at least what Retry-After says", async (t) => {
+  // The retries while stopping came after half a second or so, whatever the dashboard asked.
+  const stoppingWith = async (retryAfter: string) => {
+    const logs = captureLogs();
+    const stub = new StubDashboard();
+    let throttled = 0;
+    stub.override = (seen) => {
+      if (seen.kind === "report" && throttled < 1) {
+        throttled++;
+        return Response.json({ error: "rate limit exceeded" }, {
+          status: 429,
+          headers: { "Retry-After": retryAfter },
+        });
+      }
+    };
+    const executor = new FakeExecutor();
+    executor.behaviour = cancellable(new Promise(() => {}));
+    const clock = new FakeClock();
+    const agent = start(stub, { executor, shutdownGraceSecs: 0.5, clock, retryDelayMs: 100 });
+    stub.enqueue(command("cmd-1", "sleep 100"));
+    await eventually(() => executor.runs.length === 1);
+    agent.stop.abort();
+    await advanceUntil(clock, () => throttled === 1, 100, "the 429");
+    const reports = () => stub.seen.filter((seen) => seen.kind === "report").length;
+    return {
+      logs,
+      stub,
+      clock,
+      agent,
+      reports,
+      async [Symbol.asyncDispose]() {
+        agent.state[Symbol.dispose]();
+        await stub[Symbol.asyncDispose]();
+        logs[Symbol.dispose]();
+      },
+    };
+  };
+
+  await t.step("within the stop's budget: the retry comes after Retry-After", async () => {
+    await using run = await stoppingWith("3");
+    await eventually(() => run.clock.pending > 0, 5000, "the wait before the retry");
+    assert.equal(run.clock.nextAt! - run.clock.now(), 3000, "Retry-After: 3");
+    await run.clock.advanceAsync(2999);
+    assert.equal(run.reports(), 1, "not asked again before Retry-After");
+    await run.clock.advanceAsync(1);
+    const summary = await run.agent.done;
+    assert.equal(run.reports(), 2);
+    assert.equal(summary.reportsPending, 0);
+    assert.equal(run.stub.reports[0].status, "interrupted");
+  });
+
+  await t.step("beyond it: not retried, kept in the outbox, and said why", async () => {
+    await using run = await stoppingWith("30");
+    const summary = await run.agent.done;
+    assert.equal(run.reports(), 1);
+    assert.equal(summary.reportsPending, 1);
+    const kept = run.logs.records.find((r) =>
+      r.message === "result not accepted yet; it stays in the outbox and is sent again"
+    );
+    assert.match(String(kept?.reason), /asks to wait 30 s \(Retry-After\)/);
+  });
+});
+
 Deno.test("a stale ack (409) means the command is not run now and not journaled", async () => {
   using _logs = captureLogs();
   await using stub = new StubDashboard();
