@@ -37,8 +37,9 @@ export type RequestFailure =
   }
   | {
     /**
-     * A 5xx answer without `Retry-After`, or one no request expects (a `101`, a status above
-     * 599). Back off.
+     * A 5xx answer without `Retry-After`, one no request expects (a `101`, a status above 599),
+     * a `429` without a `Retry-After` the agent can read, or a report's `404` that is not the
+     * dashboard's word on it ({@link DashboardClient.report}). Back off.
      */
     kind: "server";
     status: number;
@@ -193,6 +194,15 @@ export function hasCommandPaths(commandId: string): boolean {
     commandId.isWellFormed();
 }
 
+/** How a request's failures are read beyond the common rules. */
+interface FailureOptions {
+  /**
+   * `"json"`: a `404` is a refusal only with the protocol's JSON error body, and not this
+   * dashboard's "no route for" (else it is a `server` failure, tried again).
+   */
+  notFoundIsVerdict?: "json";
+}
+
 /** Extra seconds the agent waits for a `wait` answer beyond the timeout it asked for. */
 export const WAIT_GRACE_SECS = 10;
 
@@ -280,29 +290,43 @@ async function leaseOf(
 }
 
 /**
- * The message of an error answer: its `error`, else its text, cut short. The token and the
- * signature the request carried are replaced, should the answer echo them (a proxy's error page
- * quoting the request): neither is ever logged.
+ * The message of an error answer: its `error`, else its text, cut short; `jsonError` says whether
+ * it was the protocol's JSON error body (`{"error": "..."}`, §1), not a proxy's page or plain text.
+ * The token and the signature the request carried are replaced, should the answer echo them (a
+ * proxy's error page quoting the request): neither is ever logged.
  */
-async function errorMessage(response: Response, secrets: readonly string[]): Promise<string> {
+async function errorAnswer(
+  response: Response,
+  secrets: readonly string[],
+): Promise<{ message: string; jsonError: boolean }> {
   let text: string | undefined;
   try {
     text = await readBodyBounded(response, ERROR_BODY_BYTES);
   } catch {
-    return `HTTP ${response.status}`;
+    return { message: `HTTP ${response.status}`, jsonError: false };
   }
-  if (text === undefined) return `HTTP ${response.status} (an answer larger than 64 KiB)`;
+  if (text === undefined) {
+    return { message: `HTTP ${response.status} (an answer larger than 64 KiB)`, jsonError: false };
+  }
   // Before the text is cut: a secret cut in two would show its first part.
   text = redact(text, secrets);
   try {
     const body = JSON.parse(text);
-    if (body && typeof body.error === "string") return redact(body.error, secrets).slice(0, 500);
+    if (body && typeof body.error === "string") {
+      return { message: redact(body.error, secrets).slice(0, 500), jsonError: true };
+    }
   } catch {
     // Not JSON: use the text.
   }
   const trimmed = text.trim().slice(0, 200);
-  return trimmed === "" ? `HTTP ${response.status}` : trimmed;
+  return { message: trimmed === "" ? `HTTP ${response.status}` : trimmed, jsonError: false };
 }
+
+/**
+ * The start of this dashboard's `404` to a path it has no route for (docs/protocol.md §1): a
+ * `DASHBOARD_URL` with a wrong path prefix, not a verdict on the request.
+ */
+const NO_ROUTE = /^no route for /;
 
 /** A text with each of the secrets in it replaced. */
 function redact(text: string, secrets: readonly string[]): string {
@@ -537,10 +561,13 @@ export class DashboardClient {
    *
    * @param report The report.
    * @param signal Aborts the request.
-   * @returns Accepted (possibly as a duplicate) or a classified failure.
+   * @returns Accepted (possibly as a duplicate) or a classified failure. A `404` is `refused` only
+   *   when the dashboard says so in its JSON error body (an unknown command); one without it (a
+   *   proxy's page while the dashboard is redeployed), or its "no route for" (a wrong path
+   *   prefix), is no word on the report: `server`, so that the report is kept.
    */
   async report(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
-    return await this.#post(PATHS.report, report, signal);
+    return await this.#post(PATHS.report, report, signal, { notFoundIsVerdict: "json" });
   }
 
   /**
@@ -596,7 +623,12 @@ export class DashboardClient {
     return await this.#post(LIVE_PATHS.heartbeat, body, signal);
   }
 
-  async #post(path: string, body: unknown, signal: AbortSignal): Promise<ReportOutcome> {
+  async #post(
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    options: FailureOptions = {},
+  ): Promise<ReportOutcome> {
     const sent = await this.#send(
       "POST",
       path,
@@ -606,7 +638,7 @@ export class DashboardClient {
     );
     if ("kind" in sent) return sent;
     const response = sent.response;
-    if (!response.ok) return await this.#failure(response);
+    if (!response.ok) return await this.#failure(response, options);
     let duplicate = false;
     try {
       duplicate =
@@ -650,8 +682,8 @@ export class DashboardClient {
     }
   }
 
-  #errorMessage(response: Response): Promise<string> {
-    return errorMessage(response, this.#secretsOf(response));
+  async #errorMessage(response: Response): Promise<string> {
+    return (await errorAnswer(response, this.#secretsOf(response))).message;
   }
 
   /** What an answer must not carry into a message: the token, and its request's signature. */
@@ -659,7 +691,7 @@ export class DashboardClient {
     return [this.#signatures.get(response) ?? "", this.#token ?? ""];
   }
 
-  async #failure(response: Response): Promise<RequestFailure> {
+  async #failure(response: Response, options: FailureOptions = {}): Promise<RequestFailure> {
     const status = response.status;
     if (status >= 300 && status < 400) {
       await response.body?.cancel();
@@ -674,7 +706,7 @@ export class DashboardClient {
         }; the agent does not follow redirects: set DASHBOARD_URL to the address it leads to`,
       };
     }
-    const message = await this.#errorMessage(response);
+    const { message, jsonError } = await errorAnswer(response, this.#secretsOf(response));
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {
       // A date is read against the dashboard's own clock (its `Date`), as the lease is: a clock
@@ -713,6 +745,21 @@ export class DashboardClient {
     // Only a 4xx refuses the request itself; an answer no request expects (a `101` switching the
     // connection to another protocol) is no verdict on it, and a report is not dropped for it.
     if (status < 400) return { kind: "server", status, message };
+    if (
+      status === 404 && options.notFoundIsVerdict === "json" &&
+      (!jsonError || NO_ROUTE.test(message))
+    ) {
+      return {
+        kind: "server",
+        status,
+        message: `404 without the dashboard's word on the request (${
+          jsonError
+            ? "no such route: a wrong path in DASHBOARD_URL?"
+            : "not its JSON error body: a " +
+              "proxy's page while it restarts?"
+        }): ${message}`,
+      };
+    }
     return { kind: "refused", status, message };
   }
 }

@@ -428,3 +428,64 @@ Deno.test("params keys the agent does not use are not held against a delivered c
   ).wait("default", 30, signal);
   assert.equal(outcome.kind, "invalid");
 });
+
+Deno.test("a report's 404 is a refusal only when the dashboard says so in its JSON error body", async (t) => {
+  // Any 404 dropped the result: a proxy's page while the dashboard was redeployed too.
+  const report: ReportRequest = { command_id: "cmd-1", status: "success" };
+  await t.step("the dashboard's unknown command: refused", async () => {
+    const client = clientAnswering(() =>
+      Response.json({ error: "command cmd-1 does not exist" }, { status: 404 })
+    );
+    assert.deepEqual(await client.report(report, signal), {
+      kind: "refused",
+      status: 404,
+      message: "command cmd-1 does not exist",
+    });
+  });
+  for (
+    const [what, answer, reason] of [
+      [
+        "a proxy's HTML page",
+        () =>
+          new Response("<html><body><h1>404 Not Found</h1>nginx</body></html>", {
+            status: 404,
+            headers: { "Content-Type": "text/html" },
+          }),
+        /not its JSON error body.*<h1>404 Not Found<\/h1>/,
+      ],
+      ["an empty answer", () => new Response(null, { status: 404 }), /not its JSON error body/],
+      [
+        "JSON without an error",
+        () => Response.json({ message: "not found" }, { status: 404 }),
+        /not its JSON error body/,
+      ],
+      [
+        "the dashboard's own no route (a wrong path prefix)",
+        () =>
+          Response.json({ error: "no route for POST /x/api/v1/agent/commands/report" }, {
+            status: 404,
+          }),
+        /no such route: a wrong path in DASHBOARD_URL\?\): no route for POST/,
+      ],
+    ] as const
+  ) {
+    await t.step(`${what}: kept to be sent again`, async () => {
+      const outcome = await clientAnswering(answer).report(report, signal);
+      assert.equal(outcome.kind, "server", JSON.stringify(outcome));
+      assert.equal((outcome as { status: number }).status, 404);
+      assert.match((outcome as { message: string }).message, reason);
+    });
+  }
+  await t.step("other requests are read as before", async () => {
+    const html = () => new Response("<h1>404 Not Found</h1>", { status: 404 });
+    const waited = await clientAnswering(html).wait("default", 30, signal);
+    assert.equal(waited.kind, "refused");
+    const sent = await clientAnswering(html).output("cmd-1", {
+      attempt: 1,
+      stream: "stdout",
+      offset: 0,
+      data: "",
+    }, signal);
+    assert.equal(sent.kind, "refused");
+  });
+});

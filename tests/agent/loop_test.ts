@@ -419,6 +419,42 @@ Deno.test("a report refused for good (404) is dropped with an error, not sent ag
   assert.equal(agent.executor.runs.length, 1);
 });
 
+Deno.test("a report answered 404 by something other than the dashboard is kept and sent again", async (t) => {
+  // Any 404 dropped the result: a proxy's page for the few seconds a dashboard was redeployed too.
+  for (
+    const [what, answer] of [
+      ["a proxy's page", () => new Response("<h1>404 Not Found</h1>", { status: 404 })],
+      [
+        "the dashboard's no route",
+        () =>
+          Response.json({ error: "no route for POST /api/v1/agent/commands/report" }, {
+            status: 404,
+          }),
+      ],
+    ] as const
+  ) {
+    await t.step(what, async () => {
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      let answered = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "report" && answered < 2) {
+          answered++;
+          return answer();
+        }
+      };
+      const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+      stub.enqueue(command("cmd-1", "echo hi"));
+      await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+      await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+      await finish(agent);
+      assert.equal(stub.seen.filter((s) => s.kind === "report").length, 3);
+      assert.ok(!logs.has(/refused the report for good/));
+      assert.ok(logs.has(/result not accepted yet/));
+    });
+  }
+});
+
 Deno.test("a report refused as too large (413: a proxy's body limit) is sent again without its output", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
