@@ -12,6 +12,7 @@ import {
   LIVE_PATHS,
   MAX_BODY_BYTES,
   MAX_CLOCK_SKEW_SECS,
+  MAX_DELIVERED_ID_CHARS,
   type OutputChunkRequest,
   parseWaitAnswer,
   PATHS,
@@ -114,6 +115,22 @@ export type WaitOutcome =
     /** From a Stacker envelope with no item: seconds to sleep before the next wait. */
     nextPollSecs?: number;
   }
+  | {
+    /**
+     * A command the agent can name (its id and attempt read) but cannot run as delivered: a
+     * `params.timeout_secs` of 0 or below, a name that is not text. It is answered `rejected`,
+     * once, instead of being delivered again until the dashboard gives it up.
+     */
+    kind: "unrunnable";
+    /** The delivered command's id. */
+    commandId: string;
+    /** The delivered attempt. */
+    attempt: number;
+    /** Its name when that is text, else `""`. */
+    name: string;
+    /** What is wrong with it: the first field at fault. */
+    message: string;
+  }
   | RequestFailure;
 
 /** What an ack brought. */
@@ -201,6 +218,54 @@ interface FailureOptions {
    * dashboard's "no route for" (else it is a `server` failure, tried again).
    */
   notFoundIsVerdict?: "json";
+}
+
+/**
+ * The fields of a delivered command (bare, or a Stacker item's) whose fault makes it a command the
+ * agent cannot run, not an answer it cannot read: the command still has an id to report on.
+ */
+const COMMAND_FIELDS = new Set([
+  "name",
+  "params",
+  "deployment_hash",
+  "lease_expires_at",
+  "type",
+  "parameters",
+]);
+
+/** What names a delivered command in a report: its id and attempt (absent or `null`: 1). */
+const deliveredIdentitySchema = z.object({
+  id: z.string().min(1).max(MAX_DELIVERED_ID_CHARS),
+  attempt: z.number().int().positive().nullish(),
+});
+
+/**
+ * The id, attempt and name of a wait answer that {@link parseWaitAnswer} refused only for the
+ * command's own fields (its params, its name); nothing when the answer is at fault elsewhere (an
+ * id, an attempt, a Stacker `meta`) and cannot be answered with a report.
+ */
+function unrunnableCommand(
+  body: unknown,
+  error: z.ZodError,
+): { commandId: string; attempt: number; name: string } | undefined {
+  if (body === null || typeof body !== "object") return undefined;
+  const stacker = "item" in body;
+  const fields = stacker ? (body as { item: unknown }).item : body;
+  if (fields === null || typeof fields !== "object") return undefined;
+  const { id, command_id, attempt, name, type } = fields as Record<string, unknown>;
+  const identity = deliveredIdentitySchema.safeParse({ id: stacker ? command_id : id, attempt });
+  if (!identity.success) return undefined;
+  const commandsOwn = error.issues.every((issue) => {
+    const path = stacker && issue.path[0] === "item" ? issue.path.slice(1) : issue.path;
+    return COMMAND_FIELDS.has(String(path[0]));
+  });
+  if (!commandsOwn) return undefined;
+  const text = stacker ? type : name;
+  return {
+    commandId: identity.data.id,
+    attempt: identity.data.attempt ?? 1,
+    name: typeof text === "string" ? text : "",
+  };
 }
 
 /** Extra seconds the agent waits for a `wait` answer beyond the timeout it asked for. */
@@ -461,6 +526,8 @@ export class DashboardClient {
       const reason = error instanceof z.ZodError
         ? describeZodError(error)
         : (error as Error).message.slice(0, 300);
+      const named = error instanceof z.ZodError ? unrunnableCommand(body, error) : undefined;
+      if (named !== undefined) return { kind: "unrunnable", ...named, message: reason };
       return {
         kind: "invalid",
         status: 200,

@@ -107,19 +107,7 @@ export class CommandHandler {
       await this.#resend(known, command);
       return known.state === "accepted" ? "forgotten" : "handled";
     }
-    try {
-      journal.start(command);
-    } catch (error) {
-      if (!(error instanceof StateWriteError)) throw error;
-      // Not journaled, so neither acknowledged nor run: the dashboard delivers it again later.
-      log.error(
-        "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
-          "delivers it again later); no new command is taken until the state directory can be " +
-          "written again, results are still reported",
-        { commandId: command.id, stateDir: journal.dir ?? null, error: error.message },
-      );
-      return "blocked";
-    }
+    if (!this.#journal(command)) return "blocked";
     const ack = await this.#ack(command);
     if (ack.kind === "stale") {
       log.warning("the dashboard says this delivery is stale; not running it now", {
@@ -170,6 +158,74 @@ export class CommandHandler {
     if (report === undefined) keep(outcome);
     await this.#options.reporter.deliver(report!);
     return "handled";
+  }
+
+  /**
+   * Answers a delivered command the agent cannot run as delivered (a `timeout_secs` of 0, a name
+   * that is not text) with a `rejected` report, once: it is journaled as any command, so that a
+   * delivery of it again is answered from the journal, and it is not acknowledged, as it never
+   * runs.
+   *
+   * @param delivery The command's id, attempt and name, and what is wrong with it.
+   * @returns Whether new commands may be taken.
+   */
+  async reject(
+    delivery: { commandId: string; attempt: number; name: string; message: string },
+  ): Promise<HandleOutcome> {
+    const { journal, outbox } = this.#options.state;
+    const command = { id: delivery.commandId, name: delivery.name, attempt: delivery.attempt };
+    log.warning("command received from dashboard that cannot be run as delivered: {error}", {
+      commandId: command.id,
+      commandName: shortForm(command.name, SHOWN_NAME_CHARS),
+      attempt: command.attempt,
+      error: delivery.message,
+    });
+    const known = journal.get(command.id);
+    if (known) {
+      await this.#resend(known, { ...command, params: {} });
+      return known.state === "accepted" ? "forgotten" : "handled";
+    }
+    if (!this.#journal(command)) return "blocked";
+    const now = new Date(this.#options.clock.now()).toISOString();
+    const report: ReportRequest = {
+      command_id: command.id,
+      status: "rejected",
+      attempt: command.attempt,
+      result: null,
+      error:
+        `the agent cannot run this command as delivered, so it was not run: ${delivery.message}`,
+      started_at: now,
+      completed_at: now,
+    };
+    outbox.put(report);
+    journal.complete(command.id, report);
+    this.#options.metrics?.commandRun(report.status);
+    await this.#options.reporter.deliver(report);
+    return "handled";
+  }
+
+  /**
+   * Journals a delivered command before anything else is done with it.
+   *
+   * @returns Whether it is journaled; when not (the state directory cannot be written) it is
+   *   neither acknowledged nor run, and no new command is taken.
+   */
+  #journal(command: { id: string; name: string; attempt: number }): boolean {
+    const { journal } = this.#options.state;
+    try {
+      journal.start(command);
+      return true;
+    } catch (error) {
+      if (!(error instanceof StateWriteError)) throw error;
+      // Not journaled, so neither acknowledged nor run: the dashboard delivers it again later.
+      log.error(
+        "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
+          "delivers it again later); no new command is taken until the state directory can be " +
+          "written again, results are still reported",
+        { commandId: command.id, stateDir: journal.dir ?? null, error: error.message },
+      );
+      return false;
+    }
   }
 
   /**

@@ -163,6 +163,38 @@ Deno.test("a command delivered twice is run once and its known result is sent ag
   assert.ok(logs.has(/not run twice/));
 });
 
+Deno.test("a command delivered with timeout_secs 0 is answered rejected once, not run", async () => {
+  // The answer was unusable as a whole: never acked nor reported, the command was delivered again
+  // after every lease until the dashboard marked it lost.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const agent = start(stub);
+  stub.enqueue({ ...command("cmd-0", "echo hi", { timeout_secs: 0 }), attempt: 1 });
+  await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+  assert.equal(stub.reports[0].command_id, "cmd-0");
+  assert.equal(stub.reports[0].status, "rejected");
+  assert.equal(stub.reports[0].attempt, 1);
+  assert.equal(stub.reports[0].result, null);
+  assert.match(
+    String(stub.reports[0].error),
+    /cannot run this command as delivered.*field "params\.timeout_secs": must be more than 0/,
+  );
+  // Delivered again (its report lost on the way): answered from the journal, still not run.
+  stub.enqueue({ ...command("cmd-0", "echo hi", { timeout_secs: -5 }), attempt: 2 });
+  await stub.until(() => stub.reports.length === 2, 10_000, "the second report");
+  assert.equal(stub.reports[1].status, "rejected");
+  assert.equal(stub.reports[1].attempt, 2);
+  // The next command runs as usual.
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 3, 10_000, "the next command's report");
+  await finish(agent);
+  assert.deepEqual(agent.executor.runs.map((r) => r.name), ["echo hi"]);
+  assert.deepEqual(stub.acks.map((a) => a.command_id), ["cmd-1"]);
+  assert.equal(agent.state.journal.get("cmd-0")?.state, "accepted");
+  assert.ok(logs.has(/cannot be run as delivered/));
+  assert.ok(!logs.has(/something unexpected/));
+});
+
 Deno.test("a dashboard that keeps delivering a command whose result it accepted is backed off", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
