@@ -39,8 +39,8 @@ export type RequestFailure =
   | {
     /**
      * A 5xx answer without `Retry-After`, one no request expects (a `101`, a status above 599),
-     * a `429` without a `Retry-After` the agent can read, or a report's `404` that is not the
-     * dashboard's word on it ({@link DashboardClient.report}). Back off.
+     * a `429` without a `Retry-After` the agent can read, or a report's or cancel-wait's `404`
+     * that is not the dashboard's word on it ({@link DashboardClient.report}). Back off.
      */
     kind: "server";
     status: number;
@@ -161,7 +161,10 @@ export type CancelWaitOutcome =
   | { kind: "cancel" }
   /** `204`: no cancel within the timeout; ask again. */
   | { kind: "none" }
-  /** `404`: the dashboard has no such endpoint (a Stacker dashboard) or no such command. */
+  /**
+   * `404` with the dashboard's JSON error body: it has no such endpoint (a Stacker dashboard) or
+   * no such command.
+   */
   | { kind: "unsupported"; message: string }
   /** `409`: the command is already final; there is nothing to cancel. */
   | { kind: "final"; message: string }
@@ -393,6 +396,23 @@ async function errorAnswer(
  */
 const NO_ROUTE = /^no route for /;
 
+/**
+ * Whether a `404` is the dashboard's word on the request (an unknown command): it says so in the
+ * protocol's JSON error body, and not as "no route for".
+ */
+function isVerdict404(answer: { message: string; jsonError: boolean }): boolean {
+  return answer.jsonError && !NO_ROUTE.test(answer.message);
+}
+
+/** The message of a `404` that is not the dashboard's word on the request. */
+function notItsWord(jsonError: boolean, message: string): string {
+  return `404 without the dashboard's word on the request (${
+    jsonError
+      ? "no such route: a wrong path in DASHBOARD_URL?"
+      : "not its JSON error body: a proxy's page while it restarts?"
+  }): ${message}`;
+}
+
 /** A text with each of the secrets in it replaced. */
 function redact(text: string, secrets: readonly string[]): string {
   return secrets.reduce(
@@ -572,7 +592,8 @@ export class DashboardClient {
    * @param commandId The running command.
    * @param timeoutSecs How long the dashboard may hold the request.
    * @param signal Aborts the request (the run ended).
-   * @returns Cancel, none (204), unsupported (404), final (409) or a classified failure.
+   * @returns Cancel, none (204), unsupported (404 with the dashboard's JSON error body), final
+   *   (409) or a classified failure (a `404` without that body, or its "no route for": `server`).
    */
   async cancelWait(
     commandId: string,
@@ -593,7 +614,10 @@ export class DashboardClient {
       return { kind: "none" };
     }
     if (response.status === 404) {
-      return { kind: "unsupported", message: await this.#errorMessage(response) };
+      // A proxy's page while the dashboard restarts is no word on the command: asked again.
+      const answer = await errorAnswer(response, this.#secretsOf(response));
+      if (isVerdict404(answer)) return { kind: "unsupported", message: answer.message };
+      return { kind: "server", status: 404, message: notItsWord(answer.jsonError, answer.message) };
     }
     if (response.status === 409) {
       return { kind: "final", message: await this.#errorMessage(response) };
@@ -814,18 +838,9 @@ export class DashboardClient {
     if (status < 400) return { kind: "server", status, message };
     if (
       status === 404 && options.notFoundIsVerdict === "json" &&
-      (!jsonError || NO_ROUTE.test(message))
+      !isVerdict404({ message, jsonError })
     ) {
-      return {
-        kind: "server",
-        status,
-        message: `404 without the dashboard's word on the request (${
-          jsonError
-            ? "no such route: a wrong path in DASHBOARD_URL?"
-            : "not its JSON error body: a " +
-              "proxy's page while it restarts?"
-        }): ${message}`,
-      };
+      return { kind: "server", status, message: notItsWord(jsonError, message) };
     }
     return { kind: "refused", status, message };
   }

@@ -1638,6 +1638,40 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
   });
 
   await t.step(
+    "a cancel-wait answered 404 by something other than the dashboard is asked again",
+    async () => {
+      // Any 404 ended the cancel-wait for the command's whole run: a proxy's page while the
+      // dashboard was redeployed, and an operator's cancel never reached an hour-long command.
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      let proxied = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "cancel-wait" && proxied < 2) {
+          proxied++;
+          return new Response("<h1>502 Bad Gateway</h1>", { status: 404 });
+        }
+      };
+      const executor = new FakeExecutor();
+      executor.behaviour = cancellable(new Promise(() => {}));
+      const clock = new FakeClock();
+      const agent = start(stub, { executor, clock });
+      stub.enqueue(command("cmd-1", "sleep 100"));
+      await advanceUntil(clock, () => proxied === 2, 500, "two proxied 404s");
+      await advanceUntil(
+        clock,
+        () => stub.seen.filter((s) => s.kind === "cancel-wait").length === 3,
+        500,
+        "the cancel-wait asked again",
+      );
+      stub.cancel("cmd-1");
+      await advanceUntil(clock, () => stub.reports.length === 1, 500, "the report");
+      await finish(agent);
+      assert.equal(stub.reports[0].status, "cancelled");
+      assert.ok(!logs.has(/no cancel-wait endpoint/));
+    },
+  );
+
+  await t.step(
     "a dashboard without cancel-wait (404): asked once per command, told once",
     async () => {
       using logs = captureLogs();
