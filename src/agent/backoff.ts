@@ -89,7 +89,7 @@ export class PollBackoff {
 }
 
 /** Options of {@link retryWhile}. */
-export interface RetryOptions {
+export interface RetryOptions<T = unknown> {
   /** Calls after the first, at most. */
   retries: number;
   /** Upper bound of the first delay, in ms (full jitter, doubling up to four times this). */
@@ -101,12 +101,18 @@ export interface RetryOptions {
   clock?: Clock;
   /** Ends a delay early, and no delay follows a call made after it aborted. */
   signal?: AbortSignal;
+  /**
+   * The shortest delay after a result, in ms (a `Retry-After` it carries); the jittered delay is
+   * waited when it is longer.
+   * @default {() => 0}
+   */
+  minDelayMs?: (result: T) => number;
 }
 
 /**
  * Calls `fn` again while its result is `retryable`, after delays with full jitter (attempt `n`
- * from 0 waits up to `min(4 × initial, initial × 2ⁿ)`), at most `retries` more times, on the
- * injected clock.
+ * from 0 waits up to `min(4 × initial, initial × 2ⁿ)`, and at least what `minDelayMs` says of the
+ * result), at most `retries` more times, on the injected clock.
  *
  * @example Retry a flaky call twice at most
  * ```ts
@@ -129,7 +135,7 @@ export interface RetryOptions {
 export async function retryWhile<T>(
   fn: () => Promise<T>,
   retryable: (result: T) => boolean,
-  options: RetryOptions,
+  options: RetryOptions<T>,
 ): Promise<T> {
   const clock = options.clock ?? systemClock;
   const delays = new ExponentialBackoff({
@@ -142,7 +148,7 @@ export async function retryWhile<T>(
     const result = await fn();
     if (!retryable(result) || retry >= options.retries || options.signal?.aborted) return result;
     delay = delay ? delay.next(undefined) : delays.next();
-    await clock.sleep(delay.duration, options.signal);
+    await clock.sleep(Math.max(delay.duration, options.minDelayMs?.(result) ?? 0), options.signal);
   }
 }
 

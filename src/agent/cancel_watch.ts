@@ -51,8 +51,9 @@ export class CancelWatcher {
 
   /**
    * Keeps one cancel-wait open for a running command (after {@link CANCEL_WAIT_DELAY_MS}) until
-   * `done` aborts: a `204` opens the next, a failure backs off quietly, an operator's cancel
-   * aborts `cancel`, a `404` or `409` ends it. Never throws.
+   * `done` aborts: a `204` opens the next, a failure backs off quietly (a `404` that is not the
+   * dashboard's word on the command, a proxy's page, included), an operator's cancel aborts
+   * `cancel`, a `404` of the dashboard or a `409` ends it. Never throws.
    *
    * @param command The running command.
    * @param cancel Aborted when an operator cancels the command.

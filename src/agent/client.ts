@@ -12,6 +12,7 @@ import {
   LIVE_PATHS,
   MAX_BODY_BYTES,
   MAX_CLOCK_SKEW_SECS,
+  MAX_DELIVERED_ID_CHARS,
   type OutputChunkRequest,
   parseWaitAnswer,
   PATHS,
@@ -37,8 +38,9 @@ export type RequestFailure =
   }
   | {
     /**
-     * A 5xx answer without `Retry-After`, or one no request expects (a `101`, a status above
-     * 599). Back off.
+     * A 5xx answer without `Retry-After`, one no request expects (a `101`, a status above 599),
+     * a `429` without a `Retry-After` the agent can read, or a report's or cancel-wait's `404`
+     * that is not the dashboard's word on it ({@link DashboardClient.report}). Back off.
      */
     kind: "server";
     status: number;
@@ -113,6 +115,22 @@ export type WaitOutcome =
     /** From a Stacker envelope with no item: seconds to sleep before the next wait. */
     nextPollSecs?: number;
   }
+  | {
+    /**
+     * A command the agent can name (its id and attempt read) but cannot run as delivered: a
+     * `params.timeout_secs` of 0 or below, a name that is not text. It is answered `rejected`,
+     * once, instead of being delivered again until the dashboard gives it up.
+     */
+    kind: "unrunnable";
+    /** The delivered command's id. */
+    commandId: string;
+    /** The delivered attempt. */
+    attempt: number;
+    /** Its name when that is text, else `""`. */
+    name: string;
+    /** What is wrong with it: the first field at fault. */
+    message: string;
+  }
   | RequestFailure;
 
 /** What an ack brought. */
@@ -143,7 +161,10 @@ export type CancelWaitOutcome =
   | { kind: "cancel" }
   /** `204`: no cancel within the timeout; ask again. */
   | { kind: "none" }
-  /** `404`: the dashboard has no such endpoint (a Stacker dashboard) or no such command. */
+  /**
+   * `404` with the dashboard's JSON error body: it has no such endpoint (a Stacker dashboard) or
+   * no such command.
+   */
   | { kind: "unsupported"; message: string }
   /** `409`: the command is already final; there is nothing to cancel. */
   | { kind: "final"; message: string }
@@ -191,6 +212,63 @@ export interface DashboardClientOptions {
 export function hasCommandPaths(commandId: string): boolean {
   return commandId !== "wait" && commandId !== "." && commandId !== ".." &&
     commandId.isWellFormed();
+}
+
+/** How a request's failures are read beyond the common rules. */
+interface FailureOptions {
+  /**
+   * `"json"`: a `404` is a refusal only with the protocol's JSON error body, and not this
+   * dashboard's "no route for" (else it is a `server` failure, tried again).
+   */
+  notFoundIsVerdict?: "json";
+}
+
+/**
+ * The fields of a delivered command (bare, or a Stacker item's) whose fault makes it a command the
+ * agent cannot run, not an answer it cannot read: the command still has an id to report on.
+ */
+const COMMAND_FIELDS = new Set([
+  "name",
+  "params",
+  "deployment_hash",
+  "lease_expires_at",
+  "type",
+  "parameters",
+]);
+
+/** What names a delivered command in a report: its id and attempt (absent or `null`: 1). */
+const deliveredIdentitySchema = z.object({
+  id: z.string().min(1).max(MAX_DELIVERED_ID_CHARS),
+  attempt: z.number().int().positive().nullish(),
+});
+
+/**
+ * The id, attempt and name of a wait answer that {@link parseWaitAnswer} refused only for the
+ * command's own fields (its params, its name); nothing when the answer is at fault elsewhere (an
+ * id, an attempt, a Stacker `meta`) and cannot be answered with a report.
+ */
+function unrunnableCommand(
+  body: unknown,
+  error: z.ZodError,
+): { commandId: string; attempt: number; name: string } | undefined {
+  if (body === null || typeof body !== "object") return undefined;
+  const stacker = "item" in body;
+  const fields = stacker ? (body as { item: unknown }).item : body;
+  if (fields === null || typeof fields !== "object") return undefined;
+  const { id, command_id, attempt, name, type } = fields as Record<string, unknown>;
+  const identity = deliveredIdentitySchema.safeParse({ id: stacker ? command_id : id, attempt });
+  if (!identity.success) return undefined;
+  const commandsOwn = error.issues.every((issue) => {
+    const path = stacker && issue.path[0] === "item" ? issue.path.slice(1) : issue.path;
+    return COMMAND_FIELDS.has(String(path[0]));
+  });
+  if (!commandsOwn) return undefined;
+  const text = stacker ? type : name;
+  return {
+    commandId: identity.data.id,
+    attempt: identity.data.attempt ?? 1,
+    name: typeof text === "string" ? text : "",
+  };
 }
 
 /** Extra seconds the agent waits for a `wait` answer beyond the timeout it asked for. */
@@ -280,28 +358,59 @@ async function leaseOf(
 }
 
 /**
- * The message of an error answer: its `error`, else its text, cut short. The token and the
- * signature the request carried are replaced, should the answer echo them (a proxy's error page
- * quoting the request): neither is ever logged.
+ * The message of an error answer: its `error`, else its text, cut short; `jsonError` says whether
+ * it was the protocol's JSON error body (`{"error": "..."}`, §1), not a proxy's page or plain text.
+ * The token and the signature the request carried are replaced, should the answer echo them (a
+ * proxy's error page quoting the request): neither is ever logged.
  */
-async function errorMessage(response: Response, secrets: readonly string[]): Promise<string> {
+async function errorAnswer(
+  response: Response,
+  secrets: readonly string[],
+): Promise<{ message: string; jsonError: boolean }> {
   let text: string | undefined;
   try {
     text = await readBodyBounded(response, ERROR_BODY_BYTES);
   } catch {
-    return `HTTP ${response.status}`;
+    return { message: `HTTP ${response.status}`, jsonError: false };
   }
-  if (text === undefined) return `HTTP ${response.status} (an answer larger than 64 KiB)`;
+  if (text === undefined) {
+    return { message: `HTTP ${response.status} (an answer larger than 64 KiB)`, jsonError: false };
+  }
   // Before the text is cut: a secret cut in two would show its first part.
   text = redact(text, secrets);
   try {
     const body = JSON.parse(text);
-    if (body && typeof body.error === "string") return redact(body.error, secrets).slice(0, 500);
+    if (body && typeof body.error === "string") {
+      return { message: redact(body.error, secrets).slice(0, 500), jsonError: true };
+    }
   } catch {
     // Not JSON: use the text.
   }
   const trimmed = text.trim().slice(0, 200);
-  return trimmed === "" ? `HTTP ${response.status}` : trimmed;
+  return { message: trimmed === "" ? `HTTP ${response.status}` : trimmed, jsonError: false };
+}
+
+/**
+ * The start of this dashboard's `404` to a path it has no route for (docs/protocol.md §1): a
+ * `DASHBOARD_URL` with a wrong path prefix, not a verdict on the request.
+ */
+const NO_ROUTE = /^no route for /;
+
+/**
+ * Whether a `404` is the dashboard's word on the request (an unknown command): it says so in the
+ * protocol's JSON error body, and not as "no route for".
+ */
+function isVerdict404(answer: { message: string; jsonError: boolean }): boolean {
+  return answer.jsonError && !NO_ROUTE.test(answer.message);
+}
+
+/** The message of a `404` that is not the dashboard's word on the request. */
+function notItsWord(jsonError: boolean, message: string): string {
+  return `404 without the dashboard's word on the request (${
+    jsonError
+      ? "no such route: a wrong path in DASHBOARD_URL?"
+      : "not its JSON error body: a proxy's page while it restarts?"
+  }): ${message}`;
 }
 
 /** A text with each of the secrets in it replaced. */
@@ -437,6 +546,8 @@ export class DashboardClient {
       const reason = error instanceof z.ZodError
         ? describeZodError(error)
         : (error as Error).message.slice(0, 300);
+      const named = error instanceof z.ZodError ? unrunnableCommand(body, error) : undefined;
+      if (named !== undefined) return { kind: "unrunnable", ...named, message: reason };
       return {
         kind: "invalid",
         status: 200,
@@ -481,7 +592,8 @@ export class DashboardClient {
    * @param commandId The running command.
    * @param timeoutSecs How long the dashboard may hold the request.
    * @param signal Aborts the request (the run ended).
-   * @returns Cancel, none (204), unsupported (404), final (409) or a classified failure.
+   * @returns Cancel, none (204), unsupported (404 with the dashboard's JSON error body), final
+   *   (409) or a classified failure (a `404` without that body, or its "no route for": `server`).
    */
   async cancelWait(
     commandId: string,
@@ -502,7 +614,10 @@ export class DashboardClient {
       return { kind: "none" };
     }
     if (response.status === 404) {
-      return { kind: "unsupported", message: await this.#errorMessage(response) };
+      // A proxy's page while the dashboard restarts is no word on the command: asked again.
+      const answer = await errorAnswer(response, this.#secretsOf(response));
+      if (isVerdict404(answer)) return { kind: "unsupported", message: answer.message };
+      return { kind: "server", status: 404, message: notItsWord(answer.jsonError, answer.message) };
     }
     if (response.status === 409) {
       return { kind: "final", message: await this.#errorMessage(response) };
@@ -537,10 +652,13 @@ export class DashboardClient {
    *
    * @param report The report.
    * @param signal Aborts the request.
-   * @returns Accepted (possibly as a duplicate) or a classified failure.
+   * @returns Accepted (possibly as a duplicate) or a classified failure. A `404` is `refused` only
+   *   when the dashboard says so in its JSON error body (an unknown command); one without it (a
+   *   proxy's page while the dashboard is redeployed), or its "no route for" (a wrong path
+   *   prefix), is no word on the report: `server`, so that the report is kept.
    */
   async report(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
-    return await this.#post(PATHS.report, report, signal);
+    return await this.#post(PATHS.report, report, signal, { notFoundIsVerdict: "json" });
   }
 
   /**
@@ -596,7 +714,12 @@ export class DashboardClient {
     return await this.#post(LIVE_PATHS.heartbeat, body, signal);
   }
 
-  async #post(path: string, body: unknown, signal: AbortSignal): Promise<ReportOutcome> {
+  async #post(
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    options: FailureOptions = {},
+  ): Promise<ReportOutcome> {
     const sent = await this.#send(
       "POST",
       path,
@@ -606,7 +729,7 @@ export class DashboardClient {
     );
     if ("kind" in sent) return sent;
     const response = sent.response;
-    if (!response.ok) return await this.#failure(response);
+    if (!response.ok) return await this.#failure(response, options);
     let duplicate = false;
     try {
       duplicate =
@@ -650,8 +773,8 @@ export class DashboardClient {
     }
   }
 
-  #errorMessage(response: Response): Promise<string> {
-    return errorMessage(response, this.#secretsOf(response));
+  async #errorMessage(response: Response): Promise<string> {
+    return (await errorAnswer(response, this.#secretsOf(response))).message;
   }
 
   /** What an answer must not carry into a message: the token, and its request's signature. */
@@ -659,7 +782,7 @@ export class DashboardClient {
     return [this.#signatures.get(response) ?? "", this.#token ?? ""];
   }
 
-  async #failure(response: Response): Promise<RequestFailure> {
+  async #failure(response: Response, options: FailureOptions = {}): Promise<RequestFailure> {
     const status = response.status;
     if (status >= 300 && status < 400) {
       await response.body?.cancel();
@@ -674,7 +797,7 @@ export class DashboardClient {
         }; the agent does not follow redirects: set DASHBOARD_URL to the address it leads to`,
       };
     }
-    const message = await this.#errorMessage(response);
+    const { message, jsonError } = await errorAnswer(response, this.#secretsOf(response));
     // 507: the dashboard's store is full; it says when to come back.
     if (status === 429 || status === 503 || status === 507) {
       // A date is read against the dashboard's own clock (its `Date`), as the lease is: a clock
@@ -713,6 +836,12 @@ export class DashboardClient {
     // Only a 4xx refuses the request itself; an answer no request expects (a `101` switching the
     // connection to another protocol) is no verdict on it, and a report is not dropped for it.
     if (status < 400) return { kind: "server", status, message };
+    if (
+      status === 404 && options.notFoundIsVerdict === "json" &&
+      !isVerdict404({ message, jsonError })
+    ) {
+      return { kind: "server", status, message: notItsWord(jsonError, message) };
+    }
     return { kind: "refused", status, message };
   }
 }

@@ -7,7 +7,7 @@
  */
 import { type DeliveredCommand, type ReportRequest, shortForm } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { retryWhile } from "./backoff.ts";
+import { MIN_RETRY_AFTER_MS, PollBackoff, type PollBackoffOptions, retryWhile } from "./backoff.ts";
 import type { Clock } from "./clock.ts";
 import { type AckOutcome, type DashboardClient, isTransient } from "./client.ts";
 import type { CommandExecution } from "./command_execution.ts";
@@ -33,6 +33,8 @@ export interface CommandHandlerOptions {
   clock: Clock;
   /** Upper bound of the first retry delay of an ack, in ms. */
   retryDelayMs: number;
+  /** The agent's back-off, waited between acks answered `429` without `Retry-After`. */
+  backoff?: PollBackoffOptions;
   /** Counts the commands run. */
   metrics?: AgentMetrics;
   /** The agent's stop. */
@@ -105,19 +107,7 @@ export class CommandHandler {
       await this.#resend(known, command);
       return known.state === "accepted" ? "forgotten" : "handled";
     }
-    try {
-      journal.start(command);
-    } catch (error) {
-      if (!(error instanceof StateWriteError)) throw error;
-      // Not journaled, so neither acknowledged nor run: the dashboard delivers it again later.
-      log.error(
-        "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
-          "delivers it again later); no new command is taken until the state directory can be " +
-          "written again, results are still reported",
-        { commandId: command.id, stateDir: journal.dir ?? null, error: error.message },
-      );
-      return "blocked";
-    }
+    if (!this.#journal(command)) return "blocked";
     const ack = await this.#ack(command);
     if (ack.kind === "stale") {
       log.warning("the dashboard says this delivery is stale; not running it now", {
@@ -171,6 +161,74 @@ export class CommandHandler {
   }
 
   /**
+   * Answers a delivered command the agent cannot run as delivered (a `timeout_secs` of 0, a name
+   * that is not text) with a `rejected` report, once: it is journaled as any command, so that a
+   * delivery of it again is answered from the journal, and it is not acknowledged, as it never
+   * runs.
+   *
+   * @param delivery The command's id, attempt and name, and what is wrong with it.
+   * @returns Whether new commands may be taken.
+   */
+  async reject(
+    delivery: { commandId: string; attempt: number; name: string; message: string },
+  ): Promise<HandleOutcome> {
+    const { journal, outbox } = this.#options.state;
+    const command = { id: delivery.commandId, name: delivery.name, attempt: delivery.attempt };
+    log.warning("command received from dashboard that cannot be run as delivered: {error}", {
+      commandId: command.id,
+      commandName: shortForm(command.name, SHOWN_NAME_CHARS),
+      attempt: command.attempt,
+      error: delivery.message,
+    });
+    const known = journal.get(command.id);
+    if (known) {
+      await this.#resend(known, { ...command, params: {} });
+      return known.state === "accepted" ? "forgotten" : "handled";
+    }
+    if (!this.#journal(command)) return "blocked";
+    const now = new Date(this.#options.clock.now()).toISOString();
+    const report: ReportRequest = {
+      command_id: command.id,
+      status: "rejected",
+      attempt: command.attempt,
+      result: null,
+      error:
+        `the agent cannot run this command as delivered, so it was not run: ${delivery.message}`,
+      started_at: now,
+      completed_at: now,
+    };
+    outbox.put(report);
+    journal.complete(command.id, report);
+    this.#options.metrics?.commandRun(report.status);
+    await this.#options.reporter.deliver(report);
+    return "handled";
+  }
+
+  /**
+   * Journals a delivered command before anything else is done with it.
+   *
+   * @returns Whether it is journaled; when not (the state directory cannot be written) it is
+   *   neither acknowledged nor run, and no new command is taken.
+   */
+  #journal(command: { id: string; name: string; attempt: number }): boolean {
+    const { journal } = this.#options.state;
+    try {
+      journal.start(command);
+      return true;
+    } catch (error) {
+      if (!(error instanceof StateWriteError)) throw error;
+      // Not journaled, so neither acknowledged nor run: the dashboard delivers it again later.
+      log.error(
+        "cannot journal the command, so it is neither acknowledged nor run (the dashboard " +
+          "delivers it again later); no new command is taken until the state directory can be " +
+          "written again, results are still reported",
+        { commandId: command.id, stateDir: journal.dir ?? null, error: error.message },
+      );
+      return false;
+    }
+  }
+
+  /**
    * Warns, once per run of the agent, when a command may run here for longer than the dashboard
    * waits for its result (its execution lease): the agent's `COMMAND_TIMEOUT_SECS` (or maximum)
    * is larger than the dashboard's. Past the lease the dashboard queues the command again and
@@ -216,33 +274,47 @@ export class CommandHandler {
 
   /**
    * Acks a journaled command, retrying briefly on network and server failures. A dashboard that
-   * answers `429` (or `503`/`507`) with `Retry-After` is asked again after that wait, for up to
+   * answers `429` (or `503`/`507`) with `Retry-After` is asked again after that wait, a `429`
+   * without one after the agent's back-off (at least a second), for up to
    * {@link MAX_ACK_THROTTLED_MS} in all, before the command runs: the dashboard's view then says
    * it runs when it does. Once its delivery lease is over the dashboard answers that the delivery
    * is stale, and the command runs when it is delivered again.
    */
   async #ack(command: DeliveredCommand): Promise<AckOutcome> {
     const { client, signal, clock } = this.#options;
+    const backoff = new PollBackoff(this.#options.backoff);
+    /** How long the dashboard asks to wait before the next ack, if it asks. */
+    const askedWaitMs = (result: AckOutcome): number | undefined =>
+      result.kind === "throttled"
+        ? result.retryAfterMs
+        // A 429 without a Retry-After the agent can read: the dashboard did say to wait, so it
+        // is not asked again within the moment a network failure's retries take.
+        : result.kind === "server" && result.status === 429
+        ? backoff.next()
+        : undefined;
     let throttledMs = 0;
     let outcome: AckOutcome;
     for (;;) {
       outcome = await retryWhile(
         () => client.ack(command.id, command.attempt, signal),
-        (result) => isTransient(result) && result.kind !== "throttled",
+        (result) =>
+          isTransient(result) && result.kind !== "throttled" &&
+          !(result.kind === "server" && result.status === 429),
         { retries: 2, initialDelayMs: this.#options.retryDelayMs, clock, signal },
       );
-      if (outcome.kind !== "throttled" || signal.aborted || throttledMs >= MAX_ACK_THROTTLED_MS) {
+      const asked = askedWaitMs(outcome);
+      if (asked === undefined || signal.aborted || throttledMs >= MAX_ACK_THROTTLED_MS) {
         break;
       }
       // Never past the budget: all the waits together stay within MAX_ACK_THROTTLED_MS.
       const waitMs = Math.min(
-        Math.max(outcome.retryAfterMs, 1000),
+        Math.max(asked, MIN_RETRY_AFTER_MS),
         MAX_ACK_THROTTLED_MS - throttledMs,
       );
       log.info("the dashboard asks the agent to wait before the ack; the command runs once acked", {
         commandId: command.id,
-        status: outcome.status,
-        retryAfterSecs: waitMs / 1000,
+        status: "status" in outcome ? outcome.status : null,
+        waitSecs: waitMs / 1000,
       });
       throttledMs += waitMs;
       await clock.sleep(waitMs, signal);

@@ -215,8 +215,17 @@ export interface FleetHeartbeatOptions {
 }
 
 /**
- * The {@link HeartbeatOptions.report} that sends each sample to the dashboard's fleet view;
- * after a `404` (a dashboard without fleet view) it says so once and sends no more. Another
+ * How often a dashboard that keeps answering heartbeats `404` still gets one, once the back-off
+ * has grown: one sample in this many.
+ */
+export const HEARTBEAT_404_EVERY = 16;
+
+/**
+ * The {@link HeartbeatOptions.report} that sends each sample to the dashboard's fleet view.
+ * After a `404` (a dashboard without fleet view, or one being redeployed behind a proxy) it says
+ * so once and backs off: after each `404` in a row it skips 1, 2, 4, 8 samples, then sends one
+ * sample in {@link HEARTBEAT_404_EVERY}; a heartbeat it takes again ends the back-off, said once
+ * too. Another
  * refusal (a 4xx, a redirect) is a warning the first time for each status, as it does not go
  * away by itself; failures that do (no answer, a 5xx) are the poll loop's to tell. Never throws.
  *
@@ -226,11 +235,16 @@ export interface FleetHeartbeatOptions {
 export function fleetHeartbeat(
   options: FleetHeartbeatOptions,
 ): (sample: MetricsSample, signal: AbortSignal) => Promise<void> {
-  let unsupported = false;
+  /** `404`s in a row, and samples still to skip before the next try. */
+  let notFound = 0;
+  let skip = 0;
   /** The statuses of refusals said at warning level. */
   const told = new Set<number>();
   return async (sample, signal) => {
-    if (unsupported) return;
+    if (skip > 0) {
+      skip--;
+      return;
+    }
     const outcome = await options.client.heartbeat({
       ...sample,
       version: options.version,
@@ -238,14 +252,32 @@ export function fleetHeartbeat(
       instance_id: options.instanceId(),
       labels: options.labels,
     }, signal);
-    if (outcome.kind === "accepted" || outcome.kind === "aborted") return;
+    if (outcome.kind === "aborted") return;
     if (outcome.kind === "refused" && outcome.status === 404) {
-      unsupported = true;
-      agentLog.info(
-        "the dashboard has no heartbeat endpoint (404); heartbeats go to the webhook only",
-      );
+      skip = Math.min(2 ** notFound, HEARTBEAT_404_EVERY - 1);
+      if (notFound++ === 0) {
+        agentLog.info(
+          "the dashboard has no heartbeat endpoint (404): heartbeats to it are sent again less " +
+            "and less often (down to one sample in {max}) until it takes one; samples still go to " +
+            "the webhook, if any",
+          { max: HEARTBEAT_404_EVERY, error: outcome.message },
+        );
+      } else {
+        agentLog.debug("heartbeat answered 404 again", { times: notFound, skip });
+      }
       return;
     }
+    if (outcome.kind === "accepted") {
+      if (notFound > 0) {
+        agentLog.info("the dashboard takes heartbeats again, after {times} answered 404", {
+          times: notFound,
+        });
+      }
+      notFound = 0;
+      return;
+    }
+    // Another refusal tells that the endpoint is there; no answer or a 5xx tells nothing.
+    if (!isTransient(outcome)) notFound = 0;
     const status = "status" in outcome ? outcome.status : undefined;
     if (status !== undefined && !isTransient(outcome) && !told.has(status)) {
       told.add(status);

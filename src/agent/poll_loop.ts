@@ -121,25 +121,31 @@ export class PollLoop {
       const outcome = await client.wait(deploymentHash, this.#options.pollingTimeoutSecs, signal);
       // A command that arrives as the agent stops is not acknowledged: it is delivered again.
       if (signal.aborted) break;
-      if (outcome.kind === "command" || outcome.kind === "empty") {
+      if (
+        outcome.kind === "command" || outcome.kind === "empty" || outcome.kind === "unrunnable"
+      ) {
         metrics?.pollSucceeded(clock.now());
       } else if (outcome.kind !== "aborted") {
         metrics?.pollFailed(outcome.kind);
       }
       switch (outcome.kind) {
-        case "command": {
+        case "command":
+        case "unrunnable": {
           this.#answered();
-          const handled = await handler.handle(outcome.command);
+          const handled = outcome.kind === "command"
+            ? await handler.handle(outcome.command)
+            : await handler.reject(outcome);
+          const commandId = outcome.kind === "command" ? outcome.command.id : outcome.commandId;
           if (handled === "forgotten") {
             // Answered from the journal again and again, this would be a tight loop of waits and
             // reports: the back-off grows until the dashboard delivers something else.
-            await this.#pauseForgotten(outcome.command.id);
+            await this.#pauseForgotten(commandId);
             break;
           }
           if (handled === "stale") {
             // Delivered and then called stale again and again, this would be a tight loop of
             // waits and acks: the back-off grows until a delivery is acked or none comes.
-            await this.#pauseStale(outcome.command.id);
+            await this.#pauseStale(commandId);
             break;
           }
           this.#backoff.reset();

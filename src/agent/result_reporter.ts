@@ -58,10 +58,11 @@ export class ResultReporter {
 
   /**
    * Sends every pending report, oldest first; stops at the first that should be retried later.
-   * A dashboard error (`5xx`) on one report may be that report's alone (one the dashboard cannot
-   * store): it stays in the outbox, the next ones are sent, and it is not returned, so the poll
-   * loop goes on taking commands instead of backing off from that one report for ever. A second
-   * error in the same round is the dashboard's: it is returned.
+   * A dashboard error (`5xx`, or a `404` that is not its word on the report) on one report may be
+   * that report's alone (one the dashboard cannot store): it stays in the outbox, the next ones
+   * are sent, and it is not returned, so the poll loop goes on taking commands instead of backing
+   * off from that one report for ever. A second error in the same round is the dashboard's: it is
+   * returned.
    *
    * @returns The failure to back off from, if any.
    */
@@ -80,7 +81,9 @@ export class ResultReporter {
       }
       if (outcome.kind === "aborted") return undefined;
       if (outcome.kind === "refused" || outcome.kind === "invalid") continue;
-      if (outcome.kind === "server" && outcome.status >= 500 && !skipped) {
+      if (
+        outcome.kind === "server" && (outcome.status >= 500 || outcome.status === 404) && !skipped
+      ) {
         skipped = true;
         this.#tellSkipped(report.command_id, outcome);
         continue;
@@ -123,13 +126,23 @@ export class ResultReporter {
     if (signal.aborted) {
       const budget = clock.setTimeout(() => overdue.abort(), STOPPING_REPORT_MS);
       const until = AbortSignal.any([stopNow, overdue.signal]);
+      const endsAt = clock.now() + STOPPING_REPORT_MS;
       try {
-        outcome = await retryWhile(() => this.#send(report, until), isTransient, {
-          retries: 3,
-          initialDelayMs: this.#options.retryDelayMs,
-          clock,
-          signal: until,
-        });
+        // Never sooner than a Retry-After says; one that ends past the budget is not waited for
+        // (the result stays in the outbox for the next start).
+        outcome = await retryWhile(
+          () => this.#send(report, until),
+          (result) =>
+            isTransient(result) &&
+            !(result.kind === "throttled" && clock.now() + result.retryAfterMs > endsAt),
+          {
+            retries: 3,
+            initialDelayMs: this.#options.retryDelayMs,
+            clock,
+            signal: until,
+            minDelayMs: (result) => result.kind === "throttled" ? result.retryAfterMs : 0,
+          },
+        );
       } finally {
         clock.clearTimeout(budget);
       }
@@ -148,6 +161,10 @@ export class ResultReporter {
           ? `the agent is stopping and the dashboard did not accept it within ${
             STOPPING_REPORT_MS / 1000
           } s`
+          : outcome.kind === "throttled" && signal.aborted
+          ? `the agent is stopping and the dashboard asks to wait ${
+            outcome.retryAfterMs / 1000
+          } s (Retry-After), longer than what is left of the stop's ${STOPPING_REPORT_MS / 1000} s`
           : outcome.kind === "aborted"
           ? "stopping"
           : outcome.message,

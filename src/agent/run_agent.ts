@@ -451,6 +451,7 @@ export async function runAgent(
       reporter,
       clock,
       retryDelayMs,
+      backoff,
       metrics,
       signal,
     });

@@ -6,6 +6,7 @@
  * `SHUTDOWN_GRACE_SECS` (then stops it: `interrupted`), reports it and returns (exit code 0). A
  * second signal cancels the running command at once, keeps its result in the outbox and returns
  * within a few seconds with exit code 128 + the signal number; `main.ts` then exits the process.
+ * A daemon logs a SIGHUP and ignores it: it has no terminal to lose, and it does not reload.
  *
  * @module
  */
@@ -308,8 +309,24 @@ async function agentAction(
 
   const log = logger("agent", "cli");
   const signals = twoStageStop({
-    first: (name) => log.info(`${name} received: stopping (a second signal stops at once)`),
+    first: (name) =>
+      log.info(
+        name === "SIGHUP"
+          ? "SIGHUP received: stopping (the terminal the agent runs in closed, or a kill -HUP: " +
+            "the agent does not reload its settings; a second signal stops at once)"
+          : `${name} received: stopping (a second signal stops at once)`,
+      ),
     again: (name) => log.warning(`${name} received again: stopping at once`),
+    // A daemon has no terminal to lose: its SIGHUP is a `kill -HUP` meant as "reload", which
+    // a stop (and a running command cut short) would answer wrongly.
+    ignore: (name) => {
+      if (!daemonChild || name !== "SIGHUP") return false;
+      log.warning(
+        "SIGHUP received: ignored; the agent runs as a daemon and does not reload its " +
+          "settings: to apply changed ones, restart it (status stop, then start it again)",
+      );
+      return true;
+    },
   });
   const { stop, stopNow } = signals;
   using _crash = daemonChild ? logDaemonCrash(s.pidFile) : undefined;

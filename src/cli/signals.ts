@@ -105,7 +105,7 @@ export interface TwoStageStop extends Disposable {
 
 /**
  * Listens for SIGINT, SIGTERM and SIGHUP until disposed: the first aborts `stop` (a graceful
- * stop), the second aborts `stopNow`.
+ * stop), the second aborts `stopNow`. A signal `on.ignore` says yes to (it says why) does neither.
  *
  * @example The agent's stop
  * ```ts ignore
@@ -116,18 +116,21 @@ export interface TwoStageStop extends Disposable {
  * await runAgent({ ...options, stopNow: signals.stopNow.signal }, signals.stop.signal);
  * ```
  *
- * @param on What to say at the first signal and at the second.
+ * @param on What to say at the first signal and at the second, and which signals to ignore.
  * @returns The two controllers; dispose to stop listening.
  */
 export function twoStageStop(on: {
   first(signal: StopSignal): void;
   again(signal: StopSignal): void;
+  /** Whether this signal is left without effect; it says why when it is. */
+  ignore?(signal: StopSignal): boolean;
 }): TwoStageStop {
   const stop = new AbortController();
   const stopNow = new AbortController();
   let forcedBy: StopSignal | undefined;
   let received = 0;
   const listening = onSignals(STOP_SIGNALS, (signal) => {
+    if (on.ignore?.(signal)) return;
     if (++received === 1) {
       on.first(signal);
       stop.abort();

@@ -90,8 +90,8 @@ Deno.test("a wait answer of the wrong shape is told by its first field at fault,
       [{ id: 5, name: "echo a", attempt: 1 }, /: field "id": must be a string, not a number$/],
       [{ id: "c1", name: "echo a", attempt: "1" }, /: field "attempt": must be a (whole )?number/],
       [
-        { id: "c1", name: "echo a", params: { timeout_secs: 0 } },
-        /: field "params\.timeout_secs": must be more than 0/,
+        { id: 5, name: "echo a", params: { timeout_secs: 0 } },
+        /: field "id": must be a string, not a number$/,
       ],
     ] as const
   ) {
@@ -422,9 +422,133 @@ Deno.test("params keys the agent does not use are not held against a delivered c
     assert.equal(command.params.metadata, undefined);
     assert.deepEqual(command.params.custom, { kept: true });
   }
-  // The one it uses is still checked.
+  // The one it uses is still checked: such a command is not run, but answered (rejected).
   const outcome = await clientAnswering(() =>
     Response.json({ id: "c1", name: "echo a", params: { timeout_secs: -1 } })
   ).wait("default", 30, signal);
-  assert.equal(outcome.kind, "invalid");
+  assert.equal(outcome.kind, "unrunnable");
+});
+
+Deno.test("a command that cannot be run as delivered is named for its report; an answer that cannot name one is invalid", async (t) => {
+  // A timeout_secs of 0 made the whole answer unusable: never acked nor answered, the command was
+  // delivered again and again until the dashboard marked it lost.
+  for (
+    const [what, answer, expected] of [
+      [
+        "timeout_secs 0",
+        { id: "c1", name: "echo a", params: { timeout_secs: 0 }, attempt: 2 },
+        { commandId: "c1", attempt: 2, name: "echo a" },
+      ],
+      [
+        "a name that is not text",
+        { id: "c1", name: ["echo", "a"], params: null },
+        { commandId: "c1", attempt: 1, name: "" },
+      ],
+      [
+        "a Stacker item with timeout_secs -1",
+        { item: { command_id: "s1", type: "echo a", parameters: { timeout_secs: -1 } } },
+        { commandId: "s1", attempt: 1, name: "echo a" },
+      ],
+      [
+        "a Stacker item whose type is not text",
+        { item: { command_id: "s1", type: 7, attempt: 3 }, meta: null },
+        { commandId: "s1", attempt: 3, name: "" },
+      ],
+    ] as const
+  ) {
+    await t.step(what, async () => {
+      const outcome = await clientAnswering(() => Response.json(answer)).wait(
+        "default",
+        30,
+        signal,
+      );
+      assert.equal(outcome.kind, "unrunnable", JSON.stringify(outcome));
+      const { kind: _, message, ...named } = outcome as typeof expected & {
+        kind: string;
+        message: string;
+      };
+      assert.deepEqual(named, expected);
+      assert.match(message, /^field "(params\.timeout_secs|name|type|item\.type)": /);
+    });
+  }
+  for (
+    const [what, answer] of [
+      ["an attempt of 0", { id: "c1", name: "echo a", params: { timeout_secs: 0 }, attempt: 0 }],
+      ["an id too long", { id: "i".repeat(1025), name: 5 }],
+      [
+        "a Stacker meta at fault",
+        { item: { command_id: "s1", type: "echo a" }, meta: { next_poll_secs: -1 } },
+      ],
+    ] as const
+  ) {
+    await t.step(`${what}: invalid`, async () => {
+      const outcome = await clientAnswering(() => Response.json(answer)).wait(
+        "default",
+        30,
+        signal,
+      );
+      assert.equal(outcome.kind, "invalid", JSON.stringify(outcome));
+    });
+  }
+});
+
+Deno.test("a report's 404 is a refusal only when the dashboard says so in its JSON error body", async (t) => {
+  // Any 404 dropped the result: a proxy's page while the dashboard was redeployed too.
+  const report: ReportRequest = { command_id: "cmd-1", status: "success" };
+  await t.step("the dashboard's unknown command: refused", async () => {
+    const client = clientAnswering(() =>
+      Response.json({ error: "command cmd-1 does not exist" }, { status: 404 })
+    );
+    assert.deepEqual(await client.report(report, signal), {
+      kind: "refused",
+      status: 404,
+      message: "command cmd-1 does not exist",
+    });
+  });
+  for (
+    const [what, answer, reason] of [
+      [
+        "a proxy's HTML page",
+        () =>
+          new Response("<html><body><h1>404 Not Found</h1>nginx</body></html>", {
+            status: 404,
+            headers: { "Content-Type": "text/html" },
+          }),
+        /not its JSON error body.*<h1>404 Not Found<\/h1>/,
+      ],
+      ["an empty answer", () => new Response(null, { status: 404 }), /not its JSON error body/],
+      [
+        "JSON without an error",
+        () => Response.json({ message: "not found" }, { status: 404 }),
+        /not its JSON error body/,
+      ],
+      [
+        "the dashboard's own no route (a wrong path prefix)",
+        () =>
+          Response.json({ error: "no route for POST /x/api/v1/agent/commands/report" }, {
+            status: 404,
+          }),
+        /no such route: a wrong path in DASHBOARD_URL\?\): no route for POST/,
+      ],
+    ] as const
+  ) {
+    await t.step(`${what}: kept to be sent again`, async () => {
+      const outcome = await clientAnswering(answer).report(report, signal);
+      assert.equal(outcome.kind, "server", JSON.stringify(outcome));
+      assert.equal((outcome as { status: number }).status, 404);
+      assert.match((outcome as { message: string }).message, reason);
+    });
+  }
+  await t.step("other requests are read as before", async () => {
+    const html = () => new Response("<h1>404 Not Found</h1>", { status: 404 });
+    const waited = await clientAnswering(html).wait("default", 30, signal);
+    assert.equal(waited.kind, "refused");
+    const sent = await clientAnswering(html).output("cmd-1", {
+      attempt: 1,
+      stream: "stdout",
+      offset: 0,
+      data: "",
+    }, signal);
+    assert.equal(sent.kind, "refused");
+  });
 });

@@ -8,7 +8,7 @@ import {
   runHeartbeat,
 } from "../../src/agent/mod.ts";
 import { DashboardClient } from "../../src/agent/client.ts";
-import { fleetHeartbeat } from "../../src/agent/heartbeat.ts";
+import { fleetHeartbeat, HEARTBEAT_404_EVERY } from "../../src/agent/heartbeat.ts";
 import { StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs, RecordingClock } from "./_helpers.ts";
 
@@ -224,5 +224,72 @@ Deno.test("a heartbeat the dashboard refuses is one warning per answer, not sile
     logs.records.filter((r) => r.message === "heartbeat not delivered to the dashboard").length,
     6,
     "the rest at debug level",
+  );
+});
+
+Deno.test("heartbeats answered 404 are backed off, not stopped for good", async (t) => {
+  // One 404 (a dashboard redeployed behind a proxy, a route missing for a moment) stopped the
+  // heartbeats until the agent restarted: the fleet view lost the agent's figures and labels.
+  const sending = (answer: (request: number) => number) => {
+    const sent: number[] = [];
+    let sample = 0;
+    const client = new DashboardClient({
+      dashboardUrl: "http://dashboard.invalid",
+      agentId: "agent-1",
+      fetch: () => {
+        sent.push(sample);
+        const status = answer(sent.length);
+        return Promise.resolve(
+          status === 200
+            ? Response.json({ recorded: true })
+            : Response.json({ error: "no route for POST /api/v1/agent/heartbeat" }, { status }),
+        );
+      },
+    });
+    const send = fleetHeartbeat({
+      client,
+      version: "1.0.0",
+      deploymentHash: "default",
+      instanceId: () => "i-1",
+      labels: {},
+    });
+    return {
+      sent,
+      async samples(n: number) {
+        const taken = await new MetricsCollector("agent-1", {}, () => 0).collect();
+        for (; n > 0; n--, sample++) await send(taken, new AbortController().signal);
+      },
+    };
+  };
+
+  await t.step("sent again after 1, 2, 4 samples, and said when it is taken again", async () => {
+    using logs = captureLogs();
+    const heartbeats = sending((request) => request <= 3 ? 404 : 200);
+    await heartbeats.samples(12);
+    assert.deepEqual(heartbeats.sent, [0, 2, 5, 10, 11]);
+    assert.equal(
+      logs.records.filter((r) => /no heartbeat endpoint/.test(String(r.message))).length,
+      1,
+    );
+    const again = logs.records.find((r) => /takes heartbeats again/.test(String(r.message)));
+    assert.equal(again?.times, 3);
+    assert.equal(again?.level, "info");
+  });
+
+  await t.step(
+    `a dashboard that keeps answering 404 gets one sample in ${HEARTBEAT_404_EVERY}`,
+    async () => {
+      using logs = captureLogs();
+      const heartbeats = sending(() => 404);
+      await heartbeats.samples(200);
+      const gaps = heartbeats.sent.slice(1).map((at, i) => at - heartbeats.sent[i]);
+      assert.deepEqual(gaps.slice(0, 6), [2, 3, 5, 9, 16, 16]);
+      assert.ok(gaps.every((gap) => gap <= HEARTBEAT_404_EVERY), `${gaps}`);
+      assert.equal(
+        logs.records.filter((r) => r.level === "info").length,
+        1,
+        "one line while it lasts",
+      );
+    },
   );
 });

@@ -163,6 +163,38 @@ Deno.test("a command delivered twice is run once and its known result is sent ag
   assert.ok(logs.has(/not run twice/));
 });
 
+Deno.test("a command delivered with timeout_secs 0 is answered rejected once, not run", async () => {
+  // The answer was unusable as a whole: never acked nor reported, the command was delivered again
+  // after every lease until the dashboard marked it lost.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  const agent = start(stub);
+  stub.enqueue({ ...command("cmd-0", "echo hi", { timeout_secs: 0 }), attempt: 1 });
+  await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+  assert.equal(stub.reports[0].command_id, "cmd-0");
+  assert.equal(stub.reports[0].status, "rejected");
+  assert.equal(stub.reports[0].attempt, 1);
+  assert.equal(stub.reports[0].result, null);
+  assert.match(
+    String(stub.reports[0].error),
+    /cannot run this command as delivered.*field "params\.timeout_secs": must be more than 0/,
+  );
+  // Delivered again (its report lost on the way): answered from the journal, still not run.
+  stub.enqueue({ ...command("cmd-0", "echo hi", { timeout_secs: -5 }), attempt: 2 });
+  await stub.until(() => stub.reports.length === 2, 10_000, "the second report");
+  assert.equal(stub.reports[1].status, "rejected");
+  assert.equal(stub.reports[1].attempt, 2);
+  // The next command runs as usual.
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await stub.until(() => stub.reports.length === 3, 10_000, "the next command's report");
+  await finish(agent);
+  assert.deepEqual(agent.executor.runs.map((r) => r.name), ["echo hi"]);
+  assert.deepEqual(stub.acks.map((a) => a.command_id), ["cmd-1"]);
+  assert.equal(agent.state.journal.get("cmd-0")?.state, "accepted");
+  assert.ok(logs.has(/cannot be run as delivered/));
+  assert.ok(!logs.has(/something unexpected/));
+});
+
 Deno.test("a dashboard that keeps delivering a command whose result it accepted is backed off", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
@@ -417,6 +449,42 @@ Deno.test("a report refused for good (404) is dropped with an error, not sent ag
   await finish(agent);
   assert.equal(stub.seen.filter((s) => s.kind === "report").length, 1);
   assert.equal(agent.executor.runs.length, 1);
+});
+
+Deno.test("a report answered 404 by something other than the dashboard is kept and sent again", async (t) => {
+  // Any 404 dropped the result: a proxy's page for the few seconds a dashboard was redeployed too.
+  for (
+    const [what, answer] of [
+      ["a proxy's page", () => new Response("<h1>404 Not Found</h1>", { status: 404 })],
+      [
+        "the dashboard's no route",
+        () =>
+          Response.json({ error: "no route for POST /api/v1/agent/commands/report" }, {
+            status: 404,
+          }),
+      ],
+    ] as const
+  ) {
+    await t.step(what, async () => {
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      let answered = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "report" && answered < 2) {
+          answered++;
+          return answer();
+        }
+      };
+      const agent = start(stub, { pollingBackoffSecs: 1, pollingBackoffMaxSecs: 1 });
+      stub.enqueue(command("cmd-1", "echo hi"));
+      await stub.until(() => stub.reports.length === 1, 15_000, "the accepted report");
+      await eventually(() => agent.state.outbox.size === 0, 5000, "the outbox to empty");
+      await finish(agent);
+      assert.equal(stub.seen.filter((s) => s.kind === "report").length, 3);
+      assert.ok(!logs.has(/refused the report for good/));
+      assert.ok(logs.has(/result not accepted yet/));
+    });
+  }
 });
 
 Deno.test("a report refused as too large (413: a proxy's body limit) is sent again without its output", async () => {
@@ -1014,6 +1082,39 @@ Deno.test("an ack answered 429 with Retry-After waits that long and runs the com
   await finish(agent);
 });
 
+Deno.test("an ack answered 429 without Retry-After is asked again after the agent's back-off", async () => {
+  // It was retried twice within half a second, as if the dashboard had not answered at all.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let throttledAcks = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "ack" && throttledAcks < 2) {
+      throttledAcks++;
+      return Response.json({ error: "rate limit exceeded" }, { status: 429 });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, {
+    clock,
+    retryDelayMs: 100,
+    pollingBackoffSecs: 5,
+    pollingBackoffMaxSecs: 60,
+  });
+  stub.enqueue(command("cmd-1", "echo hello"));
+  for (const [i, capMs] of [[1, 5000], [2, 10_000]]) {
+    await eventually(() => throttledAcks === i && clock.pending > 0, 10_000, `the 429 #${i}`);
+    const delayMs = clock.nextAt! - clock.now();
+    assert.ok(delayMs >= 1000 && delayMs < capMs, `ack ${i} waits the back-off: ${delayMs} ms`);
+    assert.equal(agent.executor.runs.length, 0, "not run before it is acknowledged");
+    await clock.advanceAsync(delayMs);
+  }
+  await stub.until(() => stub.reports.length === 1, 10_000, "the report");
+  assert.equal(stub.seen.filter((seen) => seen.kind === "ack").length, 3);
+  assert.equal(agent.executor.runs.length, 1);
+  assert.ok(logs.has(/asks the agent to wait before the ack/));
+  await finish(agent);
+});
+
 Deno.test("the waits of a throttled ack together stay within their 5 minute budget", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
@@ -1327,6 +1428,69 @@ Deno.test("shutdown with a running command", async (t) => {
   });
 });
 
+Deno.test("a report retried while stopping waits at least what Retry-After says", async (t) => {
+  // The retries while stopping came after half a second or so, whatever the dashboard asked.
+  const stoppingWith = async (retryAfter: string) => {
+    const logs = captureLogs();
+    const stub = new StubDashboard();
+    let throttled = 0;
+    stub.override = (seen) => {
+      if (seen.kind === "report" && throttled < 1) {
+        throttled++;
+        return Response.json({ error: "rate limit exceeded" }, {
+          status: 429,
+          headers: { "Retry-After": retryAfter },
+        });
+      }
+    };
+    const executor = new FakeExecutor();
+    executor.behaviour = cancellable(new Promise(() => {}));
+    const clock = new FakeClock();
+    const agent = start(stub, { executor, shutdownGraceSecs: 0.5, clock, retryDelayMs: 100 });
+    stub.enqueue(command("cmd-1", "sleep 100"));
+    await eventually(() => executor.runs.length === 1);
+    agent.stop.abort();
+    await advanceUntil(clock, () => throttled === 1, 100, "the 429");
+    const reports = () => stub.seen.filter((seen) => seen.kind === "report").length;
+    return {
+      logs,
+      stub,
+      clock,
+      agent,
+      reports,
+      async [Symbol.asyncDispose]() {
+        agent.state[Symbol.dispose]();
+        await stub[Symbol.asyncDispose]();
+        logs[Symbol.dispose]();
+      },
+    };
+  };
+
+  await t.step("within the stop's budget: the retry comes after Retry-After", async () => {
+    await using run = await stoppingWith("3");
+    await eventually(() => run.clock.pending > 0, 5000, "the wait before the retry");
+    assert.equal(run.clock.nextAt! - run.clock.now(), 3000, "Retry-After: 3");
+    await run.clock.advanceAsync(2999);
+    assert.equal(run.reports(), 1, "not asked again before Retry-After");
+    await run.clock.advanceAsync(1);
+    const summary = await run.agent.done;
+    assert.equal(run.reports(), 2);
+    assert.equal(summary.reportsPending, 0);
+    assert.equal(run.stub.reports[0].status, "interrupted");
+  });
+
+  await t.step("beyond it: not retried, kept in the outbox, and said why", async () => {
+    await using run = await stoppingWith("30");
+    const summary = await run.agent.done;
+    assert.equal(run.reports(), 1);
+    assert.equal(summary.reportsPending, 1);
+    const kept = run.logs.records.find((r) =>
+      r.message === "result not accepted yet; it stays in the outbox and is sent again"
+    );
+    assert.match(String(kept?.reason), /asks to wait 30 s \(Retry-After\)/);
+  });
+});
+
 Deno.test("a stale ack (409) means the command is not run now and not journaled", async () => {
   using _logs = captureLogs();
   await using stub = new StubDashboard();
@@ -1474,6 +1638,40 @@ Deno.test("an operator's cancel stops a running command", async (t) => {
     );
     assert.deepEqual(loud, []);
   });
+
+  await t.step(
+    "a cancel-wait answered 404 by something other than the dashboard is asked again",
+    async () => {
+      // Any 404 ended the cancel-wait for the command's whole run: a proxy's page while the
+      // dashboard was redeployed, and an operator's cancel never reached an hour-long command.
+      using logs = captureLogs();
+      await using stub = new StubDashboard();
+      let proxied = 0;
+      stub.override = (seen) => {
+        if (seen.kind === "cancel-wait" && proxied < 2) {
+          proxied++;
+          return new Response("<h1>502 Bad Gateway</h1>", { status: 404 });
+        }
+      };
+      const executor = new FakeExecutor();
+      executor.behaviour = cancellable(new Promise(() => {}));
+      const clock = new FakeClock();
+      const agent = start(stub, { executor, clock });
+      stub.enqueue(command("cmd-1", "sleep 100"));
+      await advanceUntil(clock, () => proxied === 2, 500, "two proxied 404s");
+      await advanceUntil(
+        clock,
+        () => stub.seen.filter((s) => s.kind === "cancel-wait").length === 3,
+        500,
+        "the cancel-wait asked again",
+      );
+      stub.cancel("cmd-1");
+      await advanceUntil(clock, () => stub.reports.length === 1, 500, "the report");
+      await finish(agent);
+      assert.equal(stub.reports[0].status, "cancelled");
+      assert.ok(!logs.has(/no cancel-wait endpoint/));
+    },
+  );
 
   await t.step(
     "a dashboard without cancel-wait (404): asked once per command, told once",

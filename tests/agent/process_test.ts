@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { isProcessAlive } from "../../src/cli/daemon.ts";
+import { until } from "../_until.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { PERMS, runCli, spawnCli } from "../_cli.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
@@ -273,6 +274,17 @@ Deno.test({
       const second = await runCli(["agent", "--daemon", ...args], { cwd: dir, perms: AGENT_PERMS });
       assert.equal(second.code, 1);
       assert.match(second.stderr, new RegExp(`running already with pid ${pid}`));
+
+      // A `kill -HUP` meant as "reload" stopped the daemon, which has no terminal to lose: it is
+      // said and ignored.
+      Deno.kill(pid, "SIGHUP");
+      await until(
+        () => Deno.readTextFileSync(logFile).includes("SIGHUP received: ignored"),
+        "the daemon to say it ignores SIGHUP",
+        20_000,
+      );
+      assert.equal(isProcessAlive(pid), true, "still running after SIGHUP");
+      assert.doesNotMatch(Deno.readTextFileSync(logFile), /received: stopping/);
 
       const stopped = await runCli(["stop", "--pid-file", pidFile], {
         cwd: dir,
