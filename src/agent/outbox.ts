@@ -15,6 +15,7 @@ import { keptReportSchema, type ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
+import { readTextFileBounded } from "../read_bounded.ts";
 
 /** A report waiting to be accepted. */
 export interface OutboxItem {
@@ -33,6 +34,13 @@ export interface OutboxOptions {
 }
 
 const log = logger("agent", "outbox");
+
+/**
+ * The most bytes one outbox file may hold: far more than any report the agent writes (its output
+ * is at most 64 KiB a stream). A larger file is damage or was put there: it is set aside unread,
+ * not held whole in memory (a file of gigabytes would stop the agent from starting).
+ */
+export const MAX_OUTBOX_FILE_BYTES = 16 * 1024 * 1024;
 
 /** Whether something is at a path (a symlink counts). */
 function exists(path: string): boolean {
@@ -237,7 +245,13 @@ export class Outbox {
       if (!dirEntry.name.endsWith(".json")) continue;
       let item: OutboxItem;
       try {
-        const raw = JSON.parse(Deno.readTextFileSync(path));
+        const text = readTextFileBounded(path, MAX_OUTBOX_FILE_BYTES);
+        if (text === undefined) {
+          throw new Error(
+            `it holds more than ${MAX_OUTBOX_FILE_BYTES} bytes, more than any report the agent writes`,
+          );
+        }
+        const raw = JSON.parse(text);
         const report = keptReportSchema.parse(raw?.report);
         const queuedAt = typeof raw.queued_at === "string" ? raw.queued_at : "";
         item = { report, queued_at: queuedAt };

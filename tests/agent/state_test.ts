@@ -4,6 +4,7 @@ import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agen
 import type { ReportRequest } from "../../src/protocol/mod.ts";
 import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE, STATE_OWNER_FILE } from "../../src/agent/state.ts";
 import { INSTANCE_ID_FILE, stateInstanceId } from "../../src/agent/instance.ts";
+import { MAX_OUTBOX_FILE_BYTES } from "../../src/agent/outbox.ts";
 import { captureLogs, FakeExecutor } from "./_helpers.ts";
 import { runAgent } from "../../src/agent/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
@@ -364,6 +365,24 @@ Deno.test("outbox drops an interrupted temporary file and sets aside a corrupt o
     assert.equal(names.length, 2);
     assert.ok(names.includes("bad.json.corrupt"));
     assert.ok(!names.some((n) => n.endsWith(".tmp")));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("an outbox file larger than any report is set aside unread", () => {
+  // It was read whole into memory at start: a damaged or planted file of gigabytes stopped the agent.
+  const dir = Deno.makeTempDirSync({ prefix: "status-huge-outbox-" });
+  try {
+    Outbox.open({ dir }).put(report("kept"));
+    const box = join(dir, "outbox");
+    const huge = { report: report("huge", "x".repeat(MAX_OUTBOX_FILE_BYTES)), queued_at: "" };
+    Deno.writeTextFileSync(join(box, "huge.json"), JSON.stringify(huge));
+    using logs = captureLogs();
+    const outbox = Outbox.open({ dir });
+    assert.deepEqual(outbox.pending().map((r) => r.command_id), ["kept"]);
+    assert.ok(Deno.statSync(join(box, "huge.json.corrupt")).isFile);
+    assert.ok(logs.records.some((r) => /more than 16777216 bytes/.test(String(r.error))));
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
