@@ -134,6 +134,61 @@ Deno.test("a journal of many damaged lines warns of the first ones and counts th
   }
 });
 
+Deno.test("damaged journal lines are kept beside the journal, named in a warning", async (t) => {
+  // The snapshot that drops an unreadable line rewrote the log: the line was lost without a trace.
+  await t.step("a damaged line is kept, with the journal as it was", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-kept-damage-" });
+    const path = join(dir, "journal.jsonl");
+    try {
+      {
+        using journal = Journal.open({ dir });
+        journal.start({ id: "a", name: "echo a", attempt: 1 });
+      }
+      Deno.writeTextFileSync(path, '{"op":"start","id":"b",\u0000\u0000\n', { append: true });
+      const before = Deno.readTextFileSync(path);
+      using logs = captureLogs();
+      {
+        using journal = Journal.open({ dir });
+        assert.deepEqual(journal.entries().map((e) => e.id), ["a"]);
+      }
+      const kept = [...Deno.readDirSync(dir)].map((e) => e.name)
+        .filter((name) => name.startsWith("journal.jsonl.damaged-"));
+      assert.equal(kept.length, 1);
+      assert.equal(Deno.readTextFileSync(join(dir, kept[0])), before);
+      assert.ok(!Deno.readTextFileSync(path).includes('"b"'), "the journal is rewritten");
+      const warning = logs.records.find((r) => r.kept !== undefined);
+      assert.equal(warning?.kept, join(dir, kept[0]));
+      // Opened again, the journal is clean: nothing more is kept.
+      using _again = Journal.open({ dir });
+      assert.equal(
+        [...Deno.readDirSync(dir)].filter((e) => e.name.includes(".damaged-")).length,
+        1,
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+  await t.step("a last line torn by a crash is not damage", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-kept-damage-" });
+    try {
+      {
+        using journal = Journal.open({ dir });
+        journal.start({ id: "a", name: "echo a", attempt: 1 });
+      }
+      Deno.writeTextFileSync(join(dir, "journal.jsonl"), '{"op":"start","id":"b","na', {
+        append: true,
+      });
+      using _journal = Journal.open({ dir });
+      assert.deepEqual(
+        [...Deno.readDirSync(dir)].filter((e) => e.name.includes(".damaged-")).map((e) => e.name),
+        [],
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("the change that makes the journal compact its log is in the snapshot", async (t) => {
   // The log is rewritten as a snapshot once it holds 1,000 lines (and more than twice the
   // entries): the change written as line 1,001 must be in that snapshot, or a restart forgets it
