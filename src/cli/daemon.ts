@@ -156,9 +156,47 @@ function ps(field: "stat" | "args" | "uid", pid: number): string | undefined {
 }
 
 /**
- * Whether a process exists and has not exited: signal 0 with `--allow-run`, then `ps` to tell a
- * zombie (exited, not yet reaped: common in containers whose init does not reap) from a live
- * process. With only `--allow-run=ps`, `ps` alone decides.
+ * Reads a file of `/proc/<pid>/` (Linux; no `ps` needed): Deno reads them under `--allow-all`
+ * only.
+ *
+ * @returns Its text, or `undefined` when there is no such process or it cannot be read.
+ */
+function procFile(pid: number, name: "cmdline" | "stat"): string | undefined {
+  const path = `/proc/${pid}/${name}`;
+  if (!isGranted({ name: "read", path })) return undefined;
+  try {
+    return readTextFileBounded(path, 1024 * 1024);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The state of a process from `/proc/<pid>/stat` (`Z` for a zombie), or `undefined`. */
+function procState(pid: number): string | undefined {
+  const stat = procFile(pid, "stat");
+  // "<pid> (<name, which may hold spaces and parentheses>) <state> ...".
+  const state = stat?.slice(stat.lastIndexOf(")") + 1).trim()[0];
+  return state === "" ? undefined : state;
+}
+
+/**
+ * A process's arguments: from `ps` when it may run, else from `/proc/<pid>/cmdline`.
+ *
+ * @returns The arguments, or `undefined` when neither can tell.
+ */
+function commandLine(pid: number): string[] | undefined {
+  if (isGranted({ name: "run", command: "ps" })) {
+    const args = ps("args", pid);
+    if (args !== undefined) return args.split(/\s+/);
+  }
+  const cmdline = procFile(pid, "cmdline");
+  return cmdline === undefined || cmdline === "" ? undefined : cmdline.split("\0");
+}
+
+/**
+ * Whether a process exists and has not exited: signal 0 with `--allow-run`, then `ps` (or
+ * `/proc/<pid>/stat`) to tell a zombie (exited, not yet reaped: common in containers whose init
+ * does not reap) from a live process. With only `--allow-run=ps`, `ps` alone decides.
  *
  * @param pid The process id.
  * @returns `true` when it exists and is not a zombie (even if owned by another user).
@@ -179,31 +217,41 @@ export function isProcessAlive(pid: number): boolean {
       return true;
     };
     if (!exists()) return false;
-    const stat = ps("stat", pid);
+    const stat = ps("stat", pid) ?? procState(pid);
     if (stat !== undefined) return !stat.startsWith("Z");
     // No answer from ps: the process may have been reaped since (a zombie a moment ago), or ps
     // may be missing; the signal says which.
     return exists();
   }
   if (canPs) {
-    const stat = ps("stat", pid);
+    const stat = ps("stat", pid) ?? procState(pid);
     return stat !== undefined && !stat.startsWith("Z");
   }
   throw new DaemonError("cannot tell whether a process is running without --allow-run");
 }
 
 /**
- * Whether a pid names a running agent: alive and, when `ps` may run, started with
- * {@link DAEMON_CHILD_FLAG} (so a recycled pid is not mistaken for the agent).
+ * What a pid names: `gone` (no live process), `agent` (started with {@link DAEMON_CHILD_FLAG}),
+ * `other` (a live process that was not: the agent's pid used again), or `unknown` when its command
+ * line can be read neither with `ps` nor from `/proc/<pid>/cmdline`.
+ */
+function whoIs(pid: number): "gone" | "agent" | "other" | "unknown" {
+  if (!isProcessAlive(pid)) return "gone";
+  const args = commandLine(pid);
+  if (args === undefined) return isProcessAlive(pid) ? "unknown" : "gone";
+  return args.includes(DAEMON_CHILD_FLAG) ? "agent" : "other";
+}
+
+/**
+ * Whether a pid may name a running agent: alive and started with {@link DAEMON_CHILD_FLAG} (so a
+ * recycled pid is not mistaken for the agent), or alive when its command line cannot be read.
  *
  * @param pid The process id.
- * @returns `true` for a live agent daemon.
+ * @returns `true` for a live agent daemon, or a live process that cannot be told from one.
  */
 export function isLiveAgent(pid: number): boolean {
-  if (!isProcessAlive(pid)) return false;
-  if (!isGranted({ name: "run", command: "ps" })) return true;
-  const args = ps("args", pid);
-  return args === undefined ? true : args.split(/\s+/).includes(DAEMON_CHILD_FLAG);
+  const who = whoIs(pid);
+  return who === "agent" || who === "unknown";
 }
 
 /**
@@ -591,9 +639,18 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
     );
   }
   // A daemon that ended without removing its pid file (SIGKILL, a reboot) leaves a pid that
-  // another program may hold by now: only a live agent is signalled.
-  if (!isLiveAgent(pid)) {
-    if (isProcessAlive(pid)) {
+  // another program may hold by now: only a process known to be the agent is signalled.
+  const who = whoIs(pid);
+  if (who === "unknown") {
+    throw new DaemonError(
+      `cannot tell whether pid ${pid} of the pid file ${options.pidFile} is the agent or another ` +
+        `program that got its pid since: its command line can be read neither with ps nor from ` +
+        `/proc/${pid}/cmdline; nothing was signalled (install ps, or run status stop under ` +
+        "--allow-all, with which Deno reads /proc)",
+    );
+  }
+  if (who !== "agent") {
+    if (who === "other") {
       // Left as it is: the file may be that program's own, named by mistake (`--pid-file
       // /run/nginx.pid`). A daemon started later replaces a pid file that names no agent.
       throw new DaemonError(

@@ -288,6 +288,75 @@ Deno.test("pid files", async (t) => {
   }
 });
 
+Deno.test("status stop without ps signals only a process it can tell is the agent", async (t) => {
+  // Without ps, a live pid was taken for the agent: a pid file whose pid another program holds
+  // now had that program stopped. /proc/<pid>/cmdline tells them apart; when nothing can, nothing
+  // is signalled.
+  const dir = Deno.makeTempDirSync({ prefix: "status-stop-no-ps-" });
+  const pidFile = join(dir, "status.pid");
+  // A PATH without ps (nor anything else).
+  const env = { PATH: join(dir, "bin") };
+  // Deno reads /proc/<pid>/ under --allow-all only.
+  const stop = (perms: string[]) =>
+    runCli(["stop", "--pid-file", pidFile, "--timeout", "5"], { perms, env });
+  const sleeper = () => new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    await t.step(
+      "another program holding the pid is told apart by /proc and left alone",
+      async () => {
+        const other = sleeper();
+        try {
+          Deno.writeTextFileSync(pidFile, `${other.pid}\n`);
+          const run = await stop(["--allow-all"]);
+          assert.equal(run.code, 1, run.stderr);
+          assert.match(run.stderr, /is another program, not the agent/);
+          assert.equal(isProcessAlive(other.pid), true, "not signalled");
+        } finally {
+          other.kill("SIGKILL");
+          await other.status;
+        }
+      },
+    );
+    await t.step("without ps nor /proc nothing is signalled, saying why", async () => {
+      const other = sleeper();
+      try {
+        Deno.writeTextFileSync(pidFile, `${other.pid}\n`);
+        const run = await stop(["--allow-run", "--allow-read", `--allow-write=${pidFile}`]);
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(
+          run.stderr,
+          /cannot tell whether pid \d+ .* is the agent.*nothing was signalled/,
+        );
+        assert.equal(isProcessAlive(other.pid), true, "not signalled");
+        assert.equal(readPidFile(pidFile), other.pid, "the file is left as it is");
+      } finally {
+        other.kill("SIGKILL");
+        await other.status;
+      }
+    });
+    await t.step("the agent is told by /proc and stopped", async () => {
+      const agent = new Deno.Command(Deno.execPath(), {
+        args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))", DAEMON_CHILD_FLAG],
+      }).spawn();
+      try {
+        Deno.writeTextFileSync(pidFile, `${agent.pid}\n`);
+        const run = await stop(["--allow-all"]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal((await agent.status).signal, "SIGTERM");
+      } finally {
+        try {
+          agent.kill("SIGKILL");
+        } catch {
+          // Stopped.
+        }
+        await agent.status;
+      }
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("status stop reads PID_FILE like the agent does (here from .env)", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-stop-" });
   try {
