@@ -783,6 +783,30 @@ Deno.test("two agents cannot share one state directory", () => {
   }
 });
 
+Deno.test("a second agent is refused when the lock file was removed while the first ran", () => {
+  // The lock was on agent.lock alone: once it was removed (a clean-up, a hand), a second agent
+  // made a new one, locked it, and shared the journal and the outbox with the first.
+  const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
+  try {
+    const first = openAgentState({ dir });
+    try {
+      Deno.removeSync(join(dir, STATE_LOCK_FILE));
+      assert.throws(() => openAgentState({ dir }), {
+        message: new RegExp(
+          `^another agent is using the state directory ${dir} \\(its agent\\.lock was removed`,
+        ),
+      });
+    } finally {
+      first[Symbol.dispose]();
+    }
+    const second = openAgentState({ dir });
+    assert.equal(second.durable, true);
+    second[Symbol.dispose]();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("a lock held a moment longer by another process (a spawn's copy) is waited for", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
   try {
