@@ -53,6 +53,19 @@ function exists(path: string): boolean {
   }
 }
 
+/**
+ * Moves a file aside under `<path>.<suffix>`, or `<path>.<suffix>.<random>` when a file set aside
+ * before has that name (it is kept, not replaced).
+ *
+ * @returns Where it went.
+ */
+function setAside(path: string, suffix: string): string {
+  let to = `${path}.${suffix}`;
+  if (exists(to)) to = `${to}.${crypto.randomUUID().slice(0, 8)}`;
+  Deno.renameSync(path, to);
+  return to;
+}
+
 function fileNameOf(id: string): string {
   return createHash("sha256").update(id).digest("hex") + ".json";
 }
@@ -256,11 +269,12 @@ export class Outbox {
         const queuedAt = typeof raw.queued_at === "string" ? raw.queued_at : "";
         item = { report, queued_at: queuedAt };
       } catch (error) {
+        const to = setAside(path, "corrupt");
         log.error("outbox file is unreadable; moved aside", {
           file: path,
+          to,
           error: (error as Error).message,
         });
-        Deno.renameSync(path, path + ".corrupt");
         continue;
       }
       // A report under another name (copied in or renamed by hand) would never be removed, the
@@ -268,11 +282,12 @@ export class Outbox {
       const own = join(this.#dir, fileNameOf(item.report.command_id));
       if (path !== own) {
         if (exists(own)) {
+          const to = setAside(path, "duplicate");
           log.warning("outbox file holds a result another outbox file holds; moved aside", {
             file: path,
+            to,
             commandId: item.report.command_id,
           });
-          Deno.renameSync(path, path + ".duplicate");
           continue;
         }
         Deno.renameSync(path, own);

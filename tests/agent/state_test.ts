@@ -443,6 +443,28 @@ Deno.test("an outbox file larger than any report is set aside unread", () => {
   }
 });
 
+Deno.test("an outbox file set aside again does not replace the one set aside before", () => {
+  // The second damaged file of one name was renamed over the first one's .corrupt: lost unseen.
+  const dir = Deno.makeTempDirSync({ prefix: "status-corrupt-again-" });
+  try {
+    const box = join(dir, "outbox");
+    Deno.mkdirSync(box, { mode: 0o700 });
+    Deno.writeTextFileSync(join(box, "bad.json"), "first damage");
+    Outbox.open({ dir });
+    Deno.writeTextFileSync(join(box, "bad.json"), "second damage");
+    using logs = captureLogs();
+    Outbox.open({ dir });
+    const aside = [...Deno.readDirSync(box)].map((e) => e.name).filter((n) => n !== "bad.json");
+    assert.equal(aside.length, 2);
+    const texts = aside.map((name) => Deno.readTextFileSync(join(box, name))).sort();
+    assert.deepEqual(texts, ["first damage", "second damage"]);
+    const said = logs.records.find((r) => r.message === "outbox file is unreadable; moved aside");
+    assert.ok(String(said?.to).startsWith(join(box, "bad.json.corrupt.")), String(said?.to));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("an outbox file under another name is renamed, so that its accepted result goes", () => {
   // Copied in or renamed by hand: removed by its own name only, it was sent after every restart.
   const dir = Deno.makeTempDirSync();
