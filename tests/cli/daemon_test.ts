@@ -75,7 +75,7 @@ Deno.test("pid files", async (t) => {
     await t.step(
       "are written, refused while a live agent holds them, released by their owner",
       () => {
-        acquirePidFile(pidFile, Deno.pid);
+        using _held = acquirePidFile(pidFile, Deno.pid);
         assert.equal(readPidFile(pidFile), Deno.pid);
         assert.equal(releasePidFile(pidFile, 12345), false, "another pid does not remove it");
         assert.equal(releasePidFile(pidFile, Deno.pid), true);
@@ -83,11 +83,31 @@ Deno.test("pid files", async (t) => {
       },
     );
 
+    await t.step("held by a running daemon are refused, whatever pid they name", async () => {
+      // Two daemons started at once with one pid file (different STATE_DIRs) both found no live
+      // agent in it and both replaced it: one ran with no pid file naming it. A daemon holds a
+      // lock on its pid file, so a second one is refused even before the first one's pid is in
+      // it, or when that pid looks dead.
+      const dead = new Deno.Command("true").spawn();
+      await dead.status;
+      const first = acquirePidFile(pidFile, dead.pid);
+      try {
+        assert.throws(() => acquirePidFile(pidFile, Deno.pid), /an agent is running already/);
+        assert.equal(readPidFile(pidFile), dead.pid, "left as it is");
+      } finally {
+        first.close();
+      }
+      // Once the first one has ended (its lock gone), the file is stale and replaced.
+      using _second = acquirePidFile(pidFile, Deno.pid);
+      assert.equal(readPidFile(pidFile), Deno.pid);
+      releasePidFile(pidFile, Deno.pid);
+    });
+
     await t.step("naming a dead process are stale and replaced", async () => {
       const child = new Deno.Command("true").spawn();
       await child.status;
       Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
-      acquirePidFile(pidFile, Deno.pid);
+      using _held = acquirePidFile(pidFile, Deno.pid);
       assert.equal(readPidFile(pidFile), Deno.pid);
       releasePidFile(pidFile, Deno.pid);
     });
@@ -96,7 +116,7 @@ Deno.test("pid files", async (t) => {
       const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
       try {
         Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
-        acquirePidFile(pidFile, Deno.pid);
+        using _held = acquirePidFile(pidFile, Deno.pid);
         assert.equal(readPidFile(pidFile), Deno.pid);
       } finally {
         child.kill("SIGKILL");
@@ -188,7 +208,7 @@ Deno.test("pid files", async (t) => {
       fn: () => {
         Deno.writeTextFileSync(pidFile, "999999\n", { mode: 0o666 });
         Deno.chownSync(pidFile, 65534, 65534);
-        acquirePidFile(pidFile, Deno.pid);
+        using _held = acquirePidFile(pidFile, Deno.pid);
         const after = Deno.statSync(pidFile);
         assert.equal(after.uid, 0, "a new file, this user's");
         assert.equal(after.mode! & 0o777, 0o644);
