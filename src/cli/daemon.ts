@@ -347,6 +347,16 @@ function isEmptyFile(path: string): boolean {
   }
 }
 
+/** Whether a daemon holds the lock of the pid file at `path` (`false` when that cannot be told). */
+function isHeld(path: string): boolean {
+  try {
+    using file = Deno.openSync(path, { read: true });
+    return !file.tryLockSync(true);
+  } catch {
+    return false;
+  }
+}
+
 /** Removes a file; one that is gone already is not an error. */
 function removeUnlessGone(path: string): void {
   try {
@@ -736,7 +746,10 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
   }
   // A daemon that ended without removing its pid file (SIGKILL, a reboot) leaves a pid that
   // another program may hold by now: only a process known to be the agent is signalled.
-  const who = whoIs(pid);
+  let who = whoIs(pid);
+  // A daemon holds a lock on its pid file while it runs, and wrote its own pid in it: a held file
+  // names the agent even where its command line cannot be read.
+  if (who === "unknown" && isHeld(options.pidFile)) who = "agent";
   if (who === "unknown") {
     throw new DaemonError(
       `cannot tell whether pid ${pid} of the pid file ${options.pidFile} is the agent or another ` +

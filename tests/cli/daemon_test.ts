@@ -354,6 +354,24 @@ Deno.test("status stop without ps signals only a process it can tell is the agen
         await other.status;
       }
     });
+    await t.step("without ps nor /proc, a pid file a daemon holds names the agent", async () => {
+      const agent = sleeper();
+      try {
+        // The daemon's lock on its pid file, taken here for the process it names.
+        using _held = acquirePidFile(pidFile, agent.pid);
+        const run = await stop(["--allow-run", "--allow-read", `--allow-write=${pidFile}`]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal((await agent.status).signal, "SIGTERM");
+      } finally {
+        try {
+          agent.kill("SIGKILL");
+        } catch {
+          // Stopped.
+        }
+        await agent.status;
+        Deno.removeSync(pidFile);
+      }
+    });
     await t.step("the agent is told by /proc and stopped", async () => {
       const agent = new Deno.Command(Deno.execPath(), {
         args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))", DAEMON_CHILD_FLAG],
