@@ -5,7 +5,9 @@
  * On disk it is a JSON-lines log (`journal.jsonl`) under the state directory: every change is one
  * appended line, fsynced before the method returns; a torn last line (a crash mid-write), or a
  * line that is not a journal change (a damaged disk, a hand edit), is skipped on the next open,
- * with a warning for each of the first ten and a count of all. The log is read a piece at a time,
+ * with a warning for each of the first ten and a count of all. Before the log is rewritten
+ * without such a line (other than a torn last one), the log as it was is kept beside it as
+ * `journal.jsonl.damaged-<time>`, named in a warning. The log is read a piece at a time,
  * so damage of any size never stops the agent from starting. The log is compacted into a snapshot
  * by writing a temporary file, fsyncing it and renaming it over the log. Without a directory the
  * journal lives in memory.
@@ -253,6 +255,8 @@ export class Journal implements Disposable {
    */
   #tornTail = false;
   #lastRetentionPrune = 0;
+  /** The log holds damaged lines that are not kept aside yet: no snapshot may replace it. */
+  #damaged = false;
 
   private constructor(options: JournalOptions) {
     this.#dir = options.dir;
@@ -616,8 +620,10 @@ export class Journal implements Disposable {
     const tail = { torn: false };
     let lines = 0;
     let skipped = 0;
+    let lastSkipped = false;
     const skip = (why: string, line?: string) => {
       skipped++;
+      lastSkipped = true;
       if (skipped > SHOWN_SKIPPED_LINES) return;
       log.warning(`journal line skipped: ${why}`, {
         file: this.#path,
@@ -631,6 +637,7 @@ export class Journal implements Disposable {
           skip(`longer than ${MAX_LINE_LENGTH} characters (no change the journal writes is)`);
           continue;
         }
+        lastSkipped = false;
         if (line.trim() === "") continue;
         lines++;
         // Every line the journal writes is a JSON object: anything else is not parsed (a throw
@@ -663,6 +670,9 @@ export class Journal implements Disposable {
       });
     }
     this.#tornTail = tail.torn;
+    // A last line torn by a crash is a change that was never made (its write never returned);
+    // any other skipped line is damage, kept aside before a snapshot rewrites the log without it.
+    this.#damaged = skipped - (tail.torn && lastSkipped ? 1 : 0) > 0;
     const needsCompaction = tail.torn || skipped > 0;
     this.#linesSinceCompaction = lines;
     const pruned = this.prune() > 0;
@@ -701,9 +711,44 @@ export class Journal implements Disposable {
     this.#file = openOwnFileSync(this.#path!, { append: true, mode: 0o600 });
   }
 
+  /**
+   * Keeps the log as it is, damaged lines included, under a name of its own beside it
+   * (`journal.jsonl.damaged-<time>`), before a snapshot replaces it: a hard link (no copy, the
+   * damage may be gigabytes of zeros), else a copy.
+   *
+   * @returns Whether the log is kept; when not, the log stays in use as it is.
+   */
+  #keepDamaged(): boolean {
+    const stamp = new Date(this.#now()).toISOString().replace(/[:.]/g, "-");
+    const kept = `${this.#path}.damaged-${stamp}-${crypto.randomUUID().slice(0, 8)}`;
+    try {
+      try {
+        Deno.linkSync(this.#path!, kept);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotCapable) throw error;
+        Deno.copyFileSync(this.#path!, kept);
+      }
+    } catch (error) {
+      log.warning(
+        "the journal holds lines that cannot be read, and they cannot be kept aside; the journal " +
+          "is kept as it is (and grows) until they can",
+        { file: this.#path, error: (error as Error).message },
+      );
+      return false;
+    }
+    this.#damaged = false;
+    log.warning(
+      "the journal held lines that cannot be read; the journal as it was, those lines included, " +
+        "is kept in {kept}, and the journal is rewritten without them",
+      { file: this.#path, kept },
+    );
+    return true;
+  }
+
   /** Rewrites the log as a snapshot; when that cannot be written the old log stays in use. */
   #compact(): void {
     if (!this.#path) return;
+    if (this.#damaged && !this.#keepDamaged()) return;
     const text = [...this.#entries.values()]
       .map((entry) => JSON.stringify({ op: "entry", entry } satisfies JournalOp) + "\n")
       .join("");

@@ -15,6 +15,7 @@ import { keptReportSchema, type ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
+import { readTextFileBounded } from "../read_bounded.ts";
 
 /** A report waiting to be accepted. */
 export interface OutboxItem {
@@ -34,6 +35,13 @@ export interface OutboxOptions {
 
 const log = logger("agent", "outbox");
 
+/**
+ * The most bytes one outbox file may hold: far more than any report the agent writes (its output
+ * is at most 64 KiB a stream). A larger file is damage or was put there: it is set aside unread,
+ * not held whole in memory (a file of gigabytes would stop the agent from starting).
+ */
+export const MAX_OUTBOX_FILE_BYTES = 16 * 1024 * 1024;
+
 /** Whether something is at a path (a symlink counts). */
 function exists(path: string): boolean {
   try {
@@ -43,6 +51,19 @@ function exists(path: string): boolean {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
+}
+
+/**
+ * Moves a file aside under `<path>.<suffix>`, or `<path>.<suffix>.<random>` when a file set aside
+ * before has that name (it is kept, not replaced).
+ *
+ * @returns Where it went.
+ */
+function setAside(path: string, suffix: string): string {
+  let to = `${path}.${suffix}`;
+  if (exists(to)) to = `${to}.${crypto.randomUUID().slice(0, 8)}`;
+  Deno.renameSync(path, to);
+  return to;
 }
 
 function fileNameOf(id: string): string {
@@ -237,16 +258,23 @@ export class Outbox {
       if (!dirEntry.name.endsWith(".json")) continue;
       let item: OutboxItem;
       try {
-        const raw = JSON.parse(Deno.readTextFileSync(path));
+        const text = readTextFileBounded(path, MAX_OUTBOX_FILE_BYTES);
+        if (text === undefined) {
+          throw new Error(
+            `it holds more than ${MAX_OUTBOX_FILE_BYTES} bytes, more than any report the agent writes`,
+          );
+        }
+        const raw = JSON.parse(text);
         const report = keptReportSchema.parse(raw?.report);
         const queuedAt = typeof raw.queued_at === "string" ? raw.queued_at : "";
         item = { report, queued_at: queuedAt };
       } catch (error) {
+        const to = setAside(path, "corrupt");
         log.error("outbox file is unreadable; moved aside", {
           file: path,
+          to,
           error: (error as Error).message,
         });
-        Deno.renameSync(path, path + ".corrupt");
         continue;
       }
       // A report under another name (copied in or renamed by hand) would never be removed, the
@@ -254,11 +282,12 @@ export class Outbox {
       const own = join(this.#dir, fileNameOf(item.report.command_id));
       if (path !== own) {
         if (exists(own)) {
+          const to = setAside(path, "duplicate");
           log.warning("outbox file holds a result another outbox file holds; moved aside", {
             file: path,
+            to,
             commandId: item.report.command_id,
           });
-          Deno.renameSync(path, path + ".duplicate");
           continue;
         }
         Deno.renameSync(path, own);

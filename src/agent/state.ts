@@ -362,14 +362,16 @@ export const STATE_LOCK_FILE = "agent.lock";
 
 /**
  * Takes an exclusive lock on the state directory so that two agents never share one journal
- * and outbox (each would report the other's commands as interrupted). The operating system
- * releases the lock when the process ends, however it ends.
+ * and outbox (each would report the other's commands as interrupted): on its lock file, which
+ * names the holder's pid, and on the directory itself, which still refuses a second agent when
+ * the lock file was removed while the first one ran (a second agent would make and lock a new
+ * one). The operating system releases the locks when the process ends, however it ends.
  *
  * @param dir The state directory.
- * @returns The open lock file; closing it releases the lock.
- * @throws {Error} When another process holds the lock.
+ * @returns What holds the locks; closing it releases them.
+ * @throws {Error} When another process holds either lock.
  */
-function lockStateDir(dir: string): Deno.FsFile {
+function lockStateDir(dir: string): { close(): void } {
   const path = `${dir}/${STATE_LOCK_FILE}`;
   let file: Deno.FsFile;
   try {
@@ -411,11 +413,38 @@ function lockStateDir(dir: string): Deno.FsFile {
         "give each agent its own STATE_DIR (--state-dir)",
     );
   }
+  let dirLock: Deno.FsFile | undefined;
+  let dirLocked = true;
+  try {
+    dirLock = Deno.openSync(dir, { read: true });
+    dirLocked = lockWithin(dirLock, LOCK_RELEASE_WAIT_MS);
+  } catch (error) {
+    // A platform or file system that cannot open or lock a directory: the lock file alone.
+    dirLock?.close();
+    dirLock = undefined;
+    log.debug("the state directory itself cannot be locked", {
+      dir,
+      error: (error as Error).message,
+    });
+  }
+  if (!dirLocked) {
+    dirLock?.close();
+    file.close();
+    throw new Error(
+      `another agent is using the state directory ${dir} (its ${STATE_LOCK_FILE} was removed ` +
+        "while it ran); give each agent its own STATE_DIR (--state-dir)",
+    );
+  }
   try {
     file.truncateSync(0);
     writeAllSync(file, new TextEncoder().encode(`${Deno.pid}\n`));
   } catch {
     // The pid is only a hint for the error above; a full disk must not stop the agent.
   }
-  return file;
+  return {
+    close() {
+      dirLock?.close();
+      file.close();
+    },
+  };
 }

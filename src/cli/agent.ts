@@ -227,10 +227,10 @@ function permissionNeeds(loaded: LoadedSettings, options: FileOptions): Permissi
  * /proc or /sys will not let a file be made in) is said naming PID_FILE and where it came from,
  * as the log file's problems are.
  */
-function acquirePidFileOf(loaded: LoadedSettings): void {
+function acquirePidFileOf(loaded: LoadedSettings): Deno.FsFile {
   const { pidFile } = loaded.settings;
   try {
-    acquirePidFile(pidFile);
+    return acquirePidFile(pidFile);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(
@@ -331,6 +331,7 @@ async function agentAction(
   const { stop, stopNow } = signals;
   using _crash = daemonChild ? logDaemonCrash(s.pidFile) : undefined;
   let forcedTimer: ReturnType<typeof setTimeout> | undefined;
+  let pidFileLock: Deno.FsFile | undefined;
   try {
     const running = runAgent({
       ...loopOptionsFromSettings(s),
@@ -341,7 +342,11 @@ async function agentAction(
       // Once the agent has its state directory: the command that started the daemon waits for
       // this file, and a daemon that fails before it (another agent holds the state directory,
       // the metrics port is taken) is reported there, with why, not as started.
-      onStarted: daemonChild ? () => acquirePidFileOf(loaded) : undefined,
+      onStarted: daemonChild
+        ? () => {
+          pidFileLock = acquirePidFileOf(loaded);
+        }
+        : undefined,
     }, stop.signal);
     const forced = new Promise<void>((resolve) => {
       stopNow.signal.addEventListener("abort", () => {
@@ -364,6 +369,8 @@ async function agentAction(
     clearTimeout(forcedTimer);
     signals[Symbol.dispose]();
     if (daemonChild) releasePidFile(s.pidFile);
+    // Held while the daemon ran: closed once its pid file is gone.
+    pidFileLock?.close();
     closeLogging();
   }
   if (signals.forcedBy) setExitCode(128 + signalNumber(signals.forcedBy)!);

@@ -156,9 +156,47 @@ function ps(field: "stat" | "args" | "uid", pid: number): string | undefined {
 }
 
 /**
- * Whether a process exists and has not exited: signal 0 with `--allow-run`, then `ps` to tell a
- * zombie (exited, not yet reaped: common in containers whose init does not reap) from a live
- * process. With only `--allow-run=ps`, `ps` alone decides.
+ * Reads a file of `/proc/<pid>/` (Linux; no `ps` needed): Deno reads them under `--allow-all`
+ * only.
+ *
+ * @returns Its text, or `undefined` when there is no such process or it cannot be read.
+ */
+function procFile(pid: number, name: "cmdline" | "stat"): string | undefined {
+  const path = `/proc/${pid}/${name}`;
+  if (!isGranted({ name: "read", path })) return undefined;
+  try {
+    return readTextFileBounded(path, 1024 * 1024);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The state of a process from `/proc/<pid>/stat` (`Z` for a zombie), or `undefined`. */
+function procState(pid: number): string | undefined {
+  const stat = procFile(pid, "stat");
+  // "<pid> (<name, which may hold spaces and parentheses>) <state> ...".
+  const state = stat?.slice(stat.lastIndexOf(")") + 1).trim()[0];
+  return state === "" ? undefined : state;
+}
+
+/**
+ * A process's arguments: from `ps` when it may run, else from `/proc/<pid>/cmdline`.
+ *
+ * @returns The arguments, or `undefined` when neither can tell.
+ */
+function commandLine(pid: number): string[] | undefined {
+  if (isGranted({ name: "run", command: "ps" })) {
+    const args = ps("args", pid);
+    if (args !== undefined) return args.split(/\s+/);
+  }
+  const cmdline = procFile(pid, "cmdline");
+  return cmdline === undefined || cmdline === "" ? undefined : cmdline.split("\0");
+}
+
+/**
+ * Whether a process exists and has not exited: signal 0 with `--allow-run`, then `ps` (or
+ * `/proc/<pid>/stat`) to tell a zombie (exited, not yet reaped: common in containers whose init
+ * does not reap) from a live process. With only `--allow-run=ps`, `ps` alone decides.
  *
  * @param pid The process id.
  * @returns `true` when it exists and is not a zombie (even if owned by another user).
@@ -179,73 +217,189 @@ export function isProcessAlive(pid: number): boolean {
       return true;
     };
     if (!exists()) return false;
-    const stat = ps("stat", pid);
+    const stat = ps("stat", pid) ?? procState(pid);
     if (stat !== undefined) return !stat.startsWith("Z");
     // No answer from ps: the process may have been reaped since (a zombie a moment ago), or ps
     // may be missing; the signal says which.
     return exists();
   }
   if (canPs) {
-    const stat = ps("stat", pid);
+    const stat = ps("stat", pid) ?? procState(pid);
     return stat !== undefined && !stat.startsWith("Z");
   }
   throw new DaemonError("cannot tell whether a process is running without --allow-run");
 }
 
 /**
- * Whether a pid names a running agent: alive and, when `ps` may run, started with
- * {@link DAEMON_CHILD_FLAG} (so a recycled pid is not mistaken for the agent).
- *
- * @param pid The process id.
- * @returns `true` for a live agent daemon.
+ * What a pid names: `gone` (no live process), `agent` (started with {@link DAEMON_CHILD_FLAG}),
+ * `other` (a live process that was not: the agent's pid used again), or `unknown` when its command
+ * line can be read neither with `ps` nor from `/proc/<pid>/cmdline`.
  */
-export function isLiveAgent(pid: number): boolean {
-  if (!isProcessAlive(pid)) return false;
-  if (!isGranted({ name: "run", command: "ps" })) return true;
-  const args = ps("args", pid);
-  return args === undefined ? true : args.split(/\s+/).includes(DAEMON_CHILD_FLAG);
+function whoIs(pid: number): "gone" | "agent" | "other" | "unknown" {
+  if (!isProcessAlive(pid)) return "gone";
+  const args = commandLine(pid);
+  if (args === undefined) return isProcessAlive(pid) ? "unknown" : "gone";
+  return args.includes(DAEMON_CHILD_FLAG) ? "agent" : "other";
 }
 
 /**
- * Writes this process's pid file, refusing when it names a live agent. A stale pid file (dead
- * process) is replaced.
+ * Whether a pid may name a running agent: alive and started with {@link DAEMON_CHILD_FLAG} (so a
+ * recycled pid is not mistaken for the agent), or alive when its command line cannot be read.
+ *
+ * @param pid The process id.
+ * @returns `true` for a live agent daemon, or a live process that cannot be told from one.
+ */
+export function isLiveAgent(pid: number): boolean {
+  const who = whoIs(pid);
+  return who === "agent" || who === "unknown";
+}
+
+/**
+ * Writes this process's pid file and holds a lock on it while the daemon runs, refusing when a
+ * daemon holds it or it names a live agent. A stale pid file (no daemon holds it, its process is
+ * dead or another program) is replaced.
+ *
+ * Two daemons started at once with one pid file (and different state directories) both found no
+ * live agent in it, and each replaced it: one ran with no pid file naming it. The lock makes the
+ * replacement one daemon's: a file is replaced only by the daemon holding its lock, and the new
+ * file is locked before its pid is written.
  *
  * @param path The pid file.
  * @param pid The pid to write.
- * @throws {DaemonError} When a live agent holds the pid file, or the file cannot be written.
+ * @returns The open, locked pid file: close it after {@link releasePidFile} (the lock also ends
+ *   with the process).
+ * @throws {DaemonError} When a daemon holds the pid file or a live agent is named in it, or the
+ *   file cannot be written.
  * @throws {ConfigError} When the pid file cannot be where it is (a read-only file system, a
  *   missing or forbidden directory).
  */
-export function acquirePidFile(path: string, pid: number = Deno.pid): void {
-  const existing = readPidFile(path);
-  if (existing !== undefined && existing !== pid) {
-    if (isLiveAgent(existing)) {
-      throw new DaemonError(
-        `an agent is running already with pid ${existing} (pid file ${path}); ` +
-          `stop it with: status stop --pid-file ${path}`,
-      );
-    }
-  }
+export function acquirePidFile(path: string, pid: number = Deno.pid): Deno.FsFile {
+  const running = (holder: number | undefined) =>
+    new DaemonError(
+      `an agent is running already${holder === undefined ? "" : ` with pid ${holder}`} (pid ` +
+        `file ${path}); stop it with: status stop --pid-file ${path}`,
+    );
   try {
-    // Written in place (not through a temporary file) so that permission for the pid file
-    // alone is enough; readers retry a file that is still empty. A stale file is removed and
-    // created anew (O_EXCL), never written into: another user may have left it, or a symlink,
-    // where others may write (/tmp); it would stay theirs, and so would the pid it names.
-    try {
-      Deno.removeSync(path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    // A few turns: each ends only when another daemon changed the file meanwhile.
+    for (let turn = 0; turn < 5; turn++) {
+      // A file being written (empty for a moment) is told by its lock, below.
+      const existing = isEmptyFile(path) ? undefined : readPidFile(path);
+      // A daemon of an earlier version holds no lock: a live agent named in the file is one.
+      if (existing !== undefined && existing !== pid && isLiveAgent(existing)) {
+        throw running(existing);
+      }
+      // Replaced, never written into: another user may have left it where others may write
+      // (/tmp); it would stay theirs, and so would the pid it names. Only under its lock, which
+      // a running daemon holds.
+      const old = lockExisting(path);
+      if (old === "held") throw running(existing);
+      if (old === "changed") continue;
+      try {
+        if (old !== undefined) removeUnlessGone(path);
+        let file: Deno.FsFile;
+        try {
+          file = Deno.openSync(path, { write: true, createNew: true, mode: 0o644 });
+        } catch (error) {
+          // Another daemon made it first: look at it again.
+          if (error instanceof Deno.errors.AlreadyExists) continue;
+          throw error;
+        }
+        // Written in place (not through a temporary file) so that permission for the pid file
+        // alone is enough; readers retry a file that is still empty.
+        // Locked by another daemon first, or replaced by it before this lock: look again.
+        if (!file.tryLockSync(true) || !isAt(file, path)) {
+          file.close();
+          continue;
+        }
+        try {
+          writeAllSync(file, new TextEncoder().encode(`${pid}\n`));
+          file.syncSync();
+        } catch (error) {
+          file.close();
+          throw error;
+        }
+        return file;
+      } finally {
+        if (old !== "unopened") old?.close();
+      }
     }
-    using file = Deno.openSync(path, { write: true, createNew: true, mode: 0o644 });
-    writeAllSync(file, new TextEncoder().encode(`${pid}\n`));
-    file.syncSync();
+    throw new DaemonError(
+      `the pid file ${path} kept changing while this daemon took it (another daemon starting ` +
+        "with it?); start this one again, or give each daemon its own --pid-file",
+    );
   } catch (error) {
+    if (error instanceof DaemonError || error instanceof ConfigError) throw error;
     const message = `cannot write the pid file ${path}: ${(error as Error).message}`;
     // Where the pid file cannot be (a read-only file system, a missing or forbidden directory)
     // is a matter of configuration, exit 2, as the same problems of the log file are.
     if (isWrongPlace(error)) throw new ConfigError(message, { cause: error });
     throw new DaemonError(message, { cause: error });
   }
+}
+
+/** Whether a regular file (not a symlink) is at `path` and empty. */
+function isEmptyFile(path: string): boolean {
+  try {
+    const info = Deno.lstatSync(path);
+    return info.isFile && info.size === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a daemon holds the lock of the pid file at `path` (`false` when that cannot be told). */
+function isHeld(path: string): boolean {
+  try {
+    using file = Deno.openSync(path, { read: true });
+    return !file.tryLockSync(true);
+  } catch {
+    return false;
+  }
+}
+
+/** Removes a file; one that is gone already is not an error. */
+function removeUnlessGone(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/** Whether `path` names the open file still (not removed nor replaced). */
+function isAt(file: Deno.FsFile, path: string): boolean {
+  try {
+    const opened = file.statSync();
+    const now = Deno.lstatSync(path);
+    return now.ino === opened.ino && now.dev === opened.dev;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Opens the pid file at `path` and takes its lock: `undefined` when there is none, `"held"` when
+ * a running daemon holds it, `"changed"` when another file took its place meanwhile, and
+ * `"unopened"` when it cannot be opened (another user's, replaced as it is, without the lock).
+ */
+function lockExisting(path: string): Deno.FsFile | "held" | "changed" | "unopened" | undefined {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof Deno.errors.PermissionDenied) return "unopened";
+    throw error;
+  }
+  if (!file.tryLockSync(true)) {
+    file.close();
+    return "held";
+  }
+  if (!isAt(file, path)) {
+    file.close();
+    return "changed";
+  }
+  return file;
 }
 
 function isWrongPlace(error: unknown): boolean {
@@ -591,9 +745,21 @@ export async function stopDaemon(options: StopDaemonOptions): Promise<number> {
     );
   }
   // A daemon that ended without removing its pid file (SIGKILL, a reboot) leaves a pid that
-  // another program may hold by now: only a live agent is signalled.
-  if (!isLiveAgent(pid)) {
-    if (isProcessAlive(pid)) {
+  // another program may hold by now: only a process known to be the agent is signalled.
+  let who = whoIs(pid);
+  // A daemon holds a lock on its pid file while it runs, and wrote its own pid in it: a held file
+  // names the agent even where its command line cannot be read.
+  if (who === "unknown" && isHeld(options.pidFile)) who = "agent";
+  if (who === "unknown") {
+    throw new DaemonError(
+      `cannot tell whether pid ${pid} of the pid file ${options.pidFile} is the agent or another ` +
+        `program that got its pid since: its command line can be read neither with ps nor from ` +
+        `/proc/${pid}/cmdline; nothing was signalled (install ps, or run status stop under ` +
+        "--allow-all, with which Deno reads /proc)",
+    );
+  }
+  if (who !== "agent") {
+    if (who === "other") {
       // Left as it is: the file may be that program's own, named by mistake (`--pid-file
       // /run/nginx.pid`). A daemon started later replaces a pid file that names no agent.
       throw new DaemonError(

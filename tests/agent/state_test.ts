@@ -4,6 +4,7 @@ import { Journal, openAgentState, Outbox, summarizeReport } from "../../src/agen
 import type { ReportRequest } from "../../src/protocol/mod.ts";
 import { LOCK_RELEASE_WAIT_MS, STATE_LOCK_FILE, STATE_OWNER_FILE } from "../../src/agent/state.ts";
 import { INSTANCE_ID_FILE, stateInstanceId } from "../../src/agent/instance.ts";
+import { MAX_OUTBOX_FILE_BYTES } from "../../src/agent/outbox.ts";
 import { captureLogs, FakeExecutor } from "./_helpers.ts";
 import { runAgent } from "../../src/agent/mod.ts";
 import { command, StubDashboard } from "../_stub_dashboard.ts";
@@ -131,6 +132,61 @@ Deno.test("a journal of many damaged lines warns of the first ones and counts th
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("damaged journal lines are kept beside the journal, named in a warning", async (t) => {
+  // The snapshot that drops an unreadable line rewrote the log: the line was lost without a trace.
+  await t.step("a damaged line is kept, with the journal as it was", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-kept-damage-" });
+    const path = join(dir, "journal.jsonl");
+    try {
+      {
+        using journal = Journal.open({ dir });
+        journal.start({ id: "a", name: "echo a", attempt: 1 });
+      }
+      Deno.writeTextFileSync(path, '{"op":"start","id":"b",\u0000\u0000\n', { append: true });
+      const before = Deno.readTextFileSync(path);
+      using logs = captureLogs();
+      {
+        using journal = Journal.open({ dir });
+        assert.deepEqual(journal.entries().map((e) => e.id), ["a"]);
+      }
+      const kept = [...Deno.readDirSync(dir)].map((e) => e.name)
+        .filter((name) => name.startsWith("journal.jsonl.damaged-"));
+      assert.equal(kept.length, 1);
+      assert.equal(Deno.readTextFileSync(join(dir, kept[0])), before);
+      assert.ok(!Deno.readTextFileSync(path).includes('"b"'), "the journal is rewritten");
+      const warning = logs.records.find((r) => r.kept !== undefined);
+      assert.equal(warning?.kept, join(dir, kept[0]));
+      // Opened again, the journal is clean: nothing more is kept.
+      using _again = Journal.open({ dir });
+      assert.equal(
+        [...Deno.readDirSync(dir)].filter((e) => e.name.includes(".damaged-")).length,
+        1,
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+  await t.step("a last line torn by a crash is not damage", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-kept-damage-" });
+    try {
+      {
+        using journal = Journal.open({ dir });
+        journal.start({ id: "a", name: "echo a", attempt: 1 });
+      }
+      Deno.writeTextFileSync(join(dir, "journal.jsonl"), '{"op":"start","id":"b","na', {
+        append: true,
+      });
+      using _journal = Journal.open({ dir });
+      assert.deepEqual(
+        [...Deno.readDirSync(dir)].filter((e) => e.name.includes(".damaged-")).map((e) => e.name),
+        [],
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
 });
 
 Deno.test("the change that makes the journal compact its log is in the snapshot", async (t) => {
@@ -364,6 +420,46 @@ Deno.test("outbox drops an interrupted temporary file and sets aside a corrupt o
     assert.equal(names.length, 2);
     assert.ok(names.includes("bad.json.corrupt"));
     assert.ok(!names.some((n) => n.endsWith(".tmp")));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("an outbox file larger than any report is set aside unread", () => {
+  // It was read whole into memory at start: a damaged or planted file of gigabytes stopped the agent.
+  const dir = Deno.makeTempDirSync({ prefix: "status-huge-outbox-" });
+  try {
+    Outbox.open({ dir }).put(report("kept"));
+    const box = join(dir, "outbox");
+    const huge = { report: report("huge", "x".repeat(MAX_OUTBOX_FILE_BYTES)), queued_at: "" };
+    Deno.writeTextFileSync(join(box, "huge.json"), JSON.stringify(huge));
+    using logs = captureLogs();
+    const outbox = Outbox.open({ dir });
+    assert.deepEqual(outbox.pending().map((r) => r.command_id), ["kept"]);
+    assert.ok(Deno.statSync(join(box, "huge.json.corrupt")).isFile);
+    assert.ok(logs.records.some((r) => /more than 16777216 bytes/.test(String(r.error))));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("an outbox file set aside again does not replace the one set aside before", () => {
+  // The second damaged file of one name was renamed over the first one's .corrupt: lost unseen.
+  const dir = Deno.makeTempDirSync({ prefix: "status-corrupt-again-" });
+  try {
+    const box = join(dir, "outbox");
+    Deno.mkdirSync(box, { mode: 0o700 });
+    Deno.writeTextFileSync(join(box, "bad.json"), "first damage");
+    Outbox.open({ dir });
+    Deno.writeTextFileSync(join(box, "bad.json"), "second damage");
+    using logs = captureLogs();
+    Outbox.open({ dir });
+    const aside = [...Deno.readDirSync(box)].map((e) => e.name).filter((n) => n !== "bad.json");
+    assert.equal(aside.length, 2);
+    const texts = aside.map((name) => Deno.readTextFileSync(join(box, name))).sort();
+    assert.deepEqual(texts, ["first damage", "second damage"]);
+    const said = logs.records.find((r) => r.message === "outbox file is unreadable; moved aside");
+    assert.ok(String(said?.to).startsWith(join(box, "bad.json.corrupt.")), String(said?.to));
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -701,6 +797,30 @@ Deno.test("two agents cannot share one state directory", () => {
       first[Symbol.dispose]();
     }
     // Released on close: the next agent may take it.
+    const second = openAgentState({ dir });
+    assert.equal(second.durable, true);
+    second[Symbol.dispose]();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second agent is refused when the lock file was removed while the first ran", () => {
+  // The lock was on agent.lock alone: once it was removed (a clean-up, a hand), a second agent
+  // made a new one, locked it, and shared the journal and the outbox with the first.
+  const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
+  try {
+    const first = openAgentState({ dir });
+    try {
+      Deno.removeSync(join(dir, STATE_LOCK_FILE));
+      assert.throws(() => openAgentState({ dir }), {
+        message: new RegExp(
+          `^another agent is using the state directory ${dir} \\(its agent\\.lock was removed`,
+        ),
+      });
+    } finally {
+      first[Symbol.dispose]();
+    }
     const second = openAgentState({ dir });
     assert.equal(second.durable, true);
     second[Symbol.dispose]();

@@ -75,7 +75,7 @@ Deno.test("pid files", async (t) => {
     await t.step(
       "are written, refused while a live agent holds them, released by their owner",
       () => {
-        acquirePidFile(pidFile, Deno.pid);
+        using _held = acquirePidFile(pidFile, Deno.pid);
         assert.equal(readPidFile(pidFile), Deno.pid);
         assert.equal(releasePidFile(pidFile, 12345), false, "another pid does not remove it");
         assert.equal(releasePidFile(pidFile, Deno.pid), true);
@@ -83,11 +83,31 @@ Deno.test("pid files", async (t) => {
       },
     );
 
+    await t.step("held by a running daemon are refused, whatever pid they name", async () => {
+      // Two daemons started at once with one pid file (different STATE_DIRs) both found no live
+      // agent in it and both replaced it: one ran with no pid file naming it. A daemon holds a
+      // lock on its pid file, so a second one is refused even before the first one's pid is in
+      // it, or when that pid looks dead.
+      const dead = new Deno.Command("true").spawn();
+      await dead.status;
+      const first = acquirePidFile(pidFile, dead.pid);
+      try {
+        assert.throws(() => acquirePidFile(pidFile, Deno.pid), /an agent is running already/);
+        assert.equal(readPidFile(pidFile), dead.pid, "left as it is");
+      } finally {
+        first.close();
+      }
+      // Once the first one has ended (its lock gone), the file is stale and replaced.
+      using _second = acquirePidFile(pidFile, Deno.pid);
+      assert.equal(readPidFile(pidFile), Deno.pid);
+      releasePidFile(pidFile, Deno.pid);
+    });
+
     await t.step("naming a dead process are stale and replaced", async () => {
       const child = new Deno.Command("true").spawn();
       await child.status;
       Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
-      acquirePidFile(pidFile, Deno.pid);
+      using _held = acquirePidFile(pidFile, Deno.pid);
       assert.equal(readPidFile(pidFile), Deno.pid);
       releasePidFile(pidFile, Deno.pid);
     });
@@ -96,7 +116,7 @@ Deno.test("pid files", async (t) => {
       const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
       try {
         Deno.writeTextFileSync(pidFile, `${child.pid}\n`);
-        acquirePidFile(pidFile, Deno.pid);
+        using _held = acquirePidFile(pidFile, Deno.pid);
         assert.equal(readPidFile(pidFile), Deno.pid);
       } finally {
         child.kill("SIGKILL");
@@ -188,7 +208,7 @@ Deno.test("pid files", async (t) => {
       fn: () => {
         Deno.writeTextFileSync(pidFile, "999999\n", { mode: 0o666 });
         Deno.chownSync(pidFile, 65534, 65534);
-        acquirePidFile(pidFile, Deno.pid);
+        using _held = acquirePidFile(pidFile, Deno.pid);
         const after = Deno.statSync(pidFile);
         assert.equal(after.uid, 0, "a new file, this user's");
         assert.equal(after.mode! & 0o777, 0o644);
@@ -282,6 +302,93 @@ Deno.test("pid files", async (t) => {
       assert.equal((await waited).signal, "SIGTERM");
       assert.equal(isProcessAlive(child.pid), false);
       Deno.removeSync(pidFile);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("status stop without ps signals only a process it can tell is the agent", async (t) => {
+  // Without ps, a live pid was taken for the agent: a pid file whose pid another program holds
+  // now had that program stopped. /proc/<pid>/cmdline tells them apart; when nothing can, nothing
+  // is signalled.
+  const dir = Deno.makeTempDirSync({ prefix: "status-stop-no-ps-" });
+  const pidFile = join(dir, "status.pid");
+  // A PATH without ps (nor anything else).
+  const env = { PATH: join(dir, "bin") };
+  // Deno reads /proc/<pid>/ under --allow-all only.
+  const stop = (perms: string[]) =>
+    runCli(["stop", "--pid-file", pidFile, "--timeout", "5"], { perms, env });
+  const sleeper = () => new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    await t.step(
+      "another program holding the pid is told apart by /proc and left alone",
+      async () => {
+        const other = sleeper();
+        try {
+          Deno.writeTextFileSync(pidFile, `${other.pid}\n`);
+          const run = await stop(["--allow-all"]);
+          assert.equal(run.code, 1, run.stderr);
+          assert.match(run.stderr, /is another program, not the agent/);
+          assert.equal(isProcessAlive(other.pid), true, "not signalled");
+        } finally {
+          other.kill("SIGKILL");
+          await other.status;
+        }
+      },
+    );
+    await t.step("without ps nor /proc nothing is signalled, saying why", async () => {
+      const other = sleeper();
+      try {
+        Deno.writeTextFileSync(pidFile, `${other.pid}\n`);
+        const run = await stop(["--allow-run", "--allow-read", `--allow-write=${pidFile}`]);
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(
+          run.stderr,
+          /cannot tell whether pid \d+ .* is the agent.*nothing was signalled/,
+        );
+        assert.equal(isProcessAlive(other.pid), true, "not signalled");
+        assert.equal(readPidFile(pidFile), other.pid, "the file is left as it is");
+      } finally {
+        other.kill("SIGKILL");
+        await other.status;
+      }
+    });
+    await t.step("without ps nor /proc, a pid file a daemon holds names the agent", async () => {
+      const agent = sleeper();
+      try {
+        // The daemon's lock on its pid file, taken here for the process it names.
+        using _held = acquirePidFile(pidFile, agent.pid);
+        const run = await stop(["--allow-run", "--allow-read", `--allow-write=${pidFile}`]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal((await agent.status).signal, "SIGTERM");
+      } finally {
+        try {
+          agent.kill("SIGKILL");
+        } catch {
+          // Stopped.
+        }
+        await agent.status;
+        Deno.removeSync(pidFile);
+      }
+    });
+    await t.step("the agent is told by /proc and stopped", async () => {
+      const agent = new Deno.Command(Deno.execPath(), {
+        args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))", DAEMON_CHILD_FLAG],
+      }).spawn();
+      try {
+        Deno.writeTextFileSync(pidFile, `${agent.pid}\n`);
+        const run = await stop(["--allow-all"]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal((await agent.status).signal, "SIGTERM");
+      } finally {
+        try {
+          agent.kill("SIGKILL");
+        } catch {
+          // Stopped.
+        }
+        await agent.status;
+      }
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
