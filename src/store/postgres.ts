@@ -18,8 +18,9 @@
  * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
  * release), a cancel of a delivered command, and an agent's token replaced or the agent removed. {@link PostgresStore.subscribe} listens.
  *
- * Errors that mean "the server is not reachable now" (refused, dropped, shutting down) are thrown
- * as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
+ * Errors that mean "the server is not reachable now" (refused, dropped, shutting down), or "try
+ * again" (a statement timeout, a deadlock, a serialization failure, resources of the moment), are
+ * thrown as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
  *
  * @module
  */
@@ -206,6 +207,20 @@ const DISK_FULL = "53100";
  * failover, or writes turned off by default): unavailable until it takes them again.
  */
 const READ_ONLY = "25006";
+/**
+ * Whether a SQLSTATE says the call may succeed if made again later, with nothing of it kept: class
+ * 40 `serialization_failure`, `deadlock_detected` and `statement_completion_unknown` (the
+ * transaction was rolled back, or its outcome is unknown); class 53, insufficient resources (out of
+ * memory, shared memory or a limit of the moment; a full disk is told apart); `query_canceled` (a
+ * `statement_timeout`, or an administrator's cancel); `lock_not_available` (a `lock_timeout`); the
+ * server ending an idle session or transaction (`idle_session_timeout`, the idle-in-transaction
+ * and transaction timeouts).
+ */
+function isTransientFailure(code: unknown): code is string {
+  return typeof code === "string" &&
+    (code.startsWith("53") ||
+      ["40001", "40P01", "40003", "57014", "55P03", "57P05", "25P03", "25P04"].includes(code));
+}
 /**
  * Whether a SQLSTATE says the database server failed (class 58: an I/O error, a file it needs;
  * class XX: data or an index found corrupted, an internal error), not the call.
@@ -726,7 +741,16 @@ export class PostgresStore implements CommandStore, SharedStore {
           { cause: error },
         );
       }
-      if (isServerFailure((error as { code?: unknown })?.code)) {
+      const code = (error as { code?: unknown })?.code;
+      if (isTransientFailure(code)) {
+        // The dashboard answers 503 with Retry-After: the same request may succeed in a moment.
+        throw new StoreUnavailableError(
+          `database ${this.location} could not finish the call now (${what}): ` +
+            `${(error as Error).message} (SQLSTATE ${code}); it may succeed if made again`,
+          { cause: error },
+        );
+      }
+      if (isServerFailure(code)) {
         // The dashboard answers 503 and its /health says the store is failing.
         throw new StoreError(
           `database ${this.location} failed (${what}): ${(error as Error).message} (SQLSTATE ` +

@@ -925,6 +925,77 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a call the server could not finish now fails as unavailable, kept nothing",
+  ignore,
+  async fn(t) {
+    await using cluster = await instances(1);
+    const [store] = cluster.stores;
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      // What PostgreSQL answers when the call may succeed if made again: a statement_timeout or a
+      // cancel, a serialization failure, a deadlock, a lock_timeout, resources of the moment.
+      for (
+        const [code, name] of [
+          ["57014", "query_canceled"],
+          ["40001", "serialization_failure"],
+          ["40P01", "deadlock_detected"],
+          ["55P03", "lock_not_available"],
+          ["53000", "insufficient_resources"],
+          ["53200", "out_of_memory"],
+        ]
+      ) {
+        await t.step(`SQLSTATE ${code} (${name})`, async () => {
+          await sql.unsafe(`
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'the server says ${name}' USING ERRCODE = '${name}'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON commands FOR EACH ROW
+              EXECUTE FUNCTION refuse();`);
+          try {
+            await assert.rejects(store.enqueue(newCommand("c1")), (error: Error) => {
+              assert.ok(error instanceof StoreUnavailableError, String(error));
+              assert.match(
+                error.message,
+                new RegExp(
+                  `^database postgres://\\S+ could not finish the call now \\(enqueue\\): the ` +
+                    `server says ${name} \\(SQLSTATE ${code}\\); it may succeed if made again$`,
+                ),
+              );
+              return true;
+            });
+          } finally {
+            await sql.unsafe("DROP TRIGGER refuse ON commands; DROP FUNCTION refuse()");
+          }
+          assert.equal(await store.getCommand("c1"), null, "nothing of the failed call was kept");
+        });
+      }
+      await t.step("a real statement_timeout", async () => {
+        await sql.unsafe(`
+          CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$;
+          CREATE TRIGGER slow BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION slow();`);
+        await sql.unsafe(`ALTER DATABASE ${await databaseName(sql)} SET statement_timeout = 200`);
+        await using timed = await openPostgresStore(cluster.url);
+        await assert.rejects(timed.enqueue(newCommand("c2")), (error: Error) => {
+          assert.ok(error instanceof StoreUnavailableError, String(error));
+          assert.match(error.message, /statement timeout \(SQLSTATE 57014\)/);
+          return true;
+        });
+        await sql.unsafe("DROP TRIGGER slow ON commands");
+        assert.equal((await timed.enqueue(newCommand("c2"))).outcome, "created", "heals by itself");
+      });
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+/** The name of the database `sql` is connected to, quoted as an identifier. */
+async function databaseName(sql: postgres.Sql): Promise<string> {
+  const [{ name }] = await sql`SELECT quote_ident(current_database()) AS name`;
+  return name as string;
+}
+
+Deno.test({
   name: "postgres store: instances stepping one run at once start no more than max_concurrency",
   ignore,
   async fn() {
