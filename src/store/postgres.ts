@@ -71,6 +71,7 @@ import {
   postgresUrlProblem,
   redactUrl,
   sslModeOf,
+  unreadParams,
   withoutPassword,
 } from "./url.ts";
 
@@ -200,6 +201,23 @@ const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
 
+/**
+ * The driver's options the store depends on, whatever the URL's query or the environment's `PG*`
+ * variables say: the array types read at connect (its statements take arrays), and errors that do
+ * not carry their statement's parameters where a log would print them.
+ */
+const DRIVER_OPTIONS = { fetch_types: true, debug: false } as const;
+/**
+ * Settings each connection is opened with, whatever the database's or the role's defaults: binary
+ * output in the format the driver reads, and the isolation the transactions are written for (a
+ * claim's `SKIP LOCKED`, an enqueue's `ON CONFLICT` then read). The URL may not change them (see
+ * `CONNECTION_SETTINGS`).
+ */
+const CONNECTION = {
+  bytea_output: "hex",
+  default_transaction_isolation: "read committed",
+} as const;
+
 /** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
 const DISK_FULL = "53100";
 /**
@@ -263,6 +281,7 @@ export async function openPostgresStore(
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
+      ...DRIVER_OPTIONS,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
       // A transaction left idle for the query timeout belongs to an operation already given up
       // on (this process froze: SIGSTOP, a paused VM): the server ends it then, so its row locks
@@ -270,9 +289,22 @@ export async function openPostgresStore(
       // A setting of each connection, sent once when it opens, not a statement per transaction.
       connection: {
         application_name: "status",
+        ...CONNECTION,
         idle_in_transaction_session_timeout: queryTimeoutMs,
       },
     });
+  const unread = unreadParams(url);
+  if (unread.length > 0) {
+    log.warning(
+      "database {location}: its URL's {params} are not read: status sets them itself (a pool of " +
+        "{poolSize} connections, its own timeouts, the driver's array types)",
+      {
+        location: where,
+        params: unread.map((key) => `?${key}=`).join(", "),
+        poolSize: options.maxConnections ?? POOL_SIZE,
+      },
+    );
+  }
   let sql: Sql;
   try {
     sql = pool();
@@ -297,8 +329,9 @@ export async function openPostgresStore(
         idle_timeout: 0,
         max_lifetime: null,
         connect_timeout: options.connectTimeoutSecs ?? 5,
+        ...DRIVER_OPTIONS,
         onnotice: () => {},
-        connection: { application_name: "status-listen" },
+        connection: { application_name: "status-listen", ...CONNECTION },
       }),
     options.localClock,
   );
