@@ -456,7 +456,7 @@ export class DashboardClient {
     if (base?.protocol !== "http:" && base?.protocol !== "https:") {
       throw new TypeError(
         `dashboardUrl must be an http:// or https:// URL, got ${
-          base?.href ?? JSON.stringify(options.dashboardUrl)
+          JSON.stringify(redactUrl(base?.href ?? String(options.dashboardUrl)))
         }`,
       );
     }

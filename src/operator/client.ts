@@ -433,7 +433,7 @@ export class OperatorClient {
     } catch {
       throw new TypeError(
         `dashboard URL must be an http:// or https:// URL, got ${
-          JSON.stringify(String(options.dashboardUrl))
+          JSON.stringify(redactUrl(String(options.dashboardUrl)))
         }`,
       );
     }

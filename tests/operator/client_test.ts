@@ -635,3 +635,21 @@ Deno.test("the library refuses a dashboard URL with a control character or space
   });
   assert.equal(sent, 0);
 });
+
+Deno.test("a dashboard URL the library refuses is shown without its password", async (t) => {
+  const { runAgent } = await import("../../mod.ts");
+  for (const url of ["http://ops:s3cret-pw@127.0.0.1:99999", "ftp://ops:s3cret-pw@127.0.0.1"]) {
+    await t.step(url.replace("s3cret-pw", "***"), async () => {
+      const refused = (error: Error) => {
+        assert.match(error.message, /must be an http:\/\/ or https:\/\/ URL, got "\S+:\*\*\*@/);
+        assert.doesNotMatch(error.message, /s3cret-pw/);
+        return true;
+      };
+      assert.throws(() => new OperatorClient({ dashboardUrl: url }), refused);
+      await assert.rejects(
+        runAgent({ dashboardUrl: url, agentId: "a1", heartbeat: false }, AbortSignal.abort()),
+        refused,
+      );
+    });
+  }
+});
