@@ -22,8 +22,9 @@
 #   WAIT_SECS         give up after this many seconds (default 60)
 #
 # Uses curl, and jq when it is installed (without jq the raw JSON is printed).
-# Exit code: 0 when the command succeeded, 1 when it ended otherwise, 2 on bad settings or when
-# the dashboard cannot be reached.
+# Exit code: 0 when the command succeeded, 1 when it ended otherwise (or the dashboard has no such
+# command, or gave no final result in time), 2 on bad settings (the dashboard refusing the token:
+# 401, 403) or when the dashboard cannot be reached.
 set -euo pipefail
 
 DASHBOARD_URL="${DASHBOARD_URL:-http://localhost:5000}"
@@ -72,6 +73,23 @@ json_field() {
   fi
 }
 
+# What to do about a refused token (HTTP 401 or 403), said after the dashboard's own reason.
+auth_hint() {
+  if [[ -n "$ADMIN_TOKEN" ]]; then
+    printf 'is STATUS_ADMIN_TOKEN the dashboard'"'"'s admin token?'
+  else
+    printf 'outside dev mode set STATUS_ADMIN_TOKEN to the dashboard'"'"'s admin token'
+  fi
+}
+
+# The dashboard's error sentence of an answer, or the answer itself (cut short).
+error_of() {
+  local said
+  said=$(json_field "$1" error 2>/dev/null || true)
+  [[ -n "$said" ]] || said=${1:0:200}
+  printf '%s' "${said:-no answer body}"
+}
+
 auth_args=()
 if [[ -n "$ADMIN_TOKEN" ]]; then
   auth_args=(-H "Authorization: Bearer $ADMIN_TOKEN")
@@ -96,8 +114,11 @@ if ! answer=$(curl -sS -X POST "$DASHBOARD_URL/api/v1/agent/commands/enqueue" \
 fi
 code=${answer##*$'\n'}
 answer=${answer%$'\n'*}
+if [[ "$code" == 401 || "$code" == 403 ]]; then
+  die "the dashboard refused the enqueue (HTTP $code): $(error_of "$answer"); $(auth_hint)"
+fi
 if [[ "$code" != 202 && "$code" != 200 ]]; then
-  printf 'long_poll_demo: the dashboard refused the enqueue (HTTP %s): %s\n' "$code" "$answer" >&2
+  printf 'long_poll_demo: the dashboard refused the enqueue (HTTP %s): %s\n' "$code" "$(error_of "$answer")" >&2
   exit 1
 fi
 printf '    %s\n' "$answer" >&2
@@ -106,9 +127,34 @@ printf '==> waiting for the result (GET %s/api/v1/commands/%s)\n' "$DASHBOARD_UR
 start=$SECONDS
 interval=0.2
 last_status=""
+last_failure=""
 record=""
 while :; do
-  if record=$(curl -sS -f "${auth_args[@]}" "$DASHBOARD_URL/api/v1/commands/$COMMAND_ID" 2>/dev/null); then
+  # A failed read is said (once until it changes): a refused token ends the demo, a dashboard
+  # restarting, failing or rate-limiting is asked again.
+  failure=""
+  if ! answer=$(curl -sS "${auth_args[@]}" "$DASHBOARD_URL/api/v1/commands/$COMMAND_ID" -w '\n%{http_code}' 2>&1); then
+    failure="cannot reach the dashboard: ${answer##*curl: }"
+  else
+    code=${answer##*$'\n'}
+    record=${answer%$'\n'*}
+    case "$code" in
+      2??) ;;
+      401 | 403) die "the dashboard refused reading $COMMAND_ID (HTTP $code): $(error_of "$record"); $(auth_hint)" ;;
+      404)
+        printf 'long_poll_demo: the dashboard has no command %s (HTTP 404): %s\n' "$COMMAND_ID" "$(error_of "$record")" >&2
+        exit 1
+        ;;
+      *) failure="HTTP $code: $(error_of "$record")" ;;
+    esac
+  fi
+  if [[ -n "$failure" ]]; then
+    if [[ "$failure" != "$last_failure" ]]; then
+      printf '    reading %s failed (%s); trying again\n' "$COMMAND_ID" "$failure" >&2
+    fi
+    last_failure=$failure
+  else
+    last_failure=""
     status=$(json_field "$record" status)
     if [[ "$status" != "$last_status" ]]; then
       printf '    %s (%ss)\n' "$status" "$((SECONDS - start))" >&2
@@ -119,7 +165,8 @@ while :; do
     esac
   fi
   if ((SECONDS - start >= WAIT_SECS)); then
-    printf 'long_poll_demo: no final result after %ss (last status: %s)\n' "$WAIT_SECS" "${last_status:-unknown}" >&2
+    printf 'long_poll_demo: no final result after %ss (last status: %s%s)\n' "$WAIT_SECS" \
+      "${last_status:-unknown}" "${last_failure:+; last read failed: $last_failure}" >&2
     exit 1
   fi
   sleep "$interval"

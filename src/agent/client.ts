@@ -6,6 +6,7 @@
  */
 import {
   AGENT_INSTANCE_HEADER,
+  dashboardUrlProblem,
   type DeliveredCommand,
   describeZodError,
   HEADER,
@@ -24,6 +25,7 @@ import { parseRetryAfter } from "./backoff.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { MAX_TIMER_MS } from "../clock.ts";
 import { readBodyBounded } from "../read_bounded.ts";
+import { redactUrl } from "../log/redact.ts";
 
 /** A request that did not succeed, classified by what the agent should do next. */
 export type RequestFailure =
@@ -446,15 +448,25 @@ export class DashboardClient {
    * Creates a client.
    *
    * @param options Dashboard, identity and injectables.
-   * @throws {TypeError} When the dashboard URL is not an http(s) URL.
+   * @throws {TypeError} When the dashboard URL is not an http(s) URL, or holds a control character
+   *   or a space inside.
    */
   constructor(options: DashboardClientOptions) {
     const base = URL.parse(String(options.dashboardUrl));
     if (base?.protocol !== "http:" && base?.protocol !== "https:") {
       throw new TypeError(
         `dashboardUrl must be an http:// or https:// URL, got ${
-          base?.href ?? JSON.stringify(options.dashboardUrl)
+          JSON.stringify(redactUrl(base?.href ?? String(options.dashboardUrl)))
         }`,
+      );
+    }
+    const odd = typeof options.dashboardUrl === "string"
+      ? dashboardUrlProblem(options.dashboardUrl)
+      : null;
+    if (odd !== null) {
+      throw new TypeError(
+        `dashboardUrl ${JSON.stringify(redactUrl(options.dashboardUrl.trim()))} cannot be ` +
+          `taken: ${odd}`,
       );
     }
     this.#base = base;

@@ -230,7 +230,7 @@ function checkIdentity(options: AgentOptions): void {
  * @throws {TypeError} When `options` is not an object, `signal` not an `AbortSignal` or
  *   `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
- *   http(s), or one with a user name or password beside an `agentToken`); or when a
+ *   http(s), holds a control character or a space inside, or one with a user name or password beside an `agentToken`); or when a
  *   `metricsWebhook` is not http(s).
  * @throws {RangeError} On an out-of-range option.
  * @throws {Error} When the state directory cannot be used or written.

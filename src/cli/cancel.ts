@@ -8,6 +8,8 @@ import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { follow, parseAnyCommandId } from "./enqueue.ts";
 import { waitTimeoutOption } from "./interrupt.ts";
+import { WaitTimeoutError } from "./live.ts";
+import { timeoutSignal } from "../clock.ts";
 import { setExitCode } from "./exit.ts";
 import {
   type CancelAnswer,
@@ -62,8 +64,17 @@ export function cancelCommand(io: Io): Command {
   command.action(async (id, options) => {
     const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const client = operatorClientFromSettings(settings);
+    // `--wait-timeout` counts from the start: a dashboard that does not answer the cancel too.
+    const secs = options.waitTimeout;
+    const deadline = secs === undefined ? undefined : timeoutSignal(secs * 1000);
     try {
-      const answer = await client.cancel(id);
+      const answer = await client.cancel(id, deadline).catch((error) => {
+        if (!deadline?.aborted) throw error;
+        throw new WaitTimeoutError(id, secs!, undefined, [
+          "the cancel",
+          `whether it reached ${id} is not known (see it with: status result ${idWord(id)})`,
+        ]);
+      });
       checkCancelAnswer(client.dashboardUrl, id, answer);
       if (answer.outcome === "cancelled") {
         io.out(`cancelled ${id}`);
@@ -72,7 +83,7 @@ export function cancelCommand(io: Io): Command {
       io.out(`cancel requested: the agent will stop ${id}`);
       if (!options.wait && options.waitTimeout === undefined) return;
       // The command was delivered or running: progress starts from what the dashboard says.
-      const record = await follow(io, client, id, { timeoutSecs: options.waitTimeout });
+      const record = await follow(io, client, id, { timeoutSecs: secs, deadline });
       if (record === null) setExitCode(130);
       else if (record.status !== "cancelled") {
         io.err(`${id} finished as ${record.status} before the cancel took effect`);
@@ -80,7 +91,7 @@ export function cancelCommand(io: Io): Command {
       }
     } catch (error) {
       if (error instanceof OperatorError && error.kind === "conflict") {
-        const record = await client.getCommand(id).catch(() => undefined);
+        const record = await client.getCommand(id, deadline).catch(() => undefined);
         throw new OperatorError(
           "conflict",
           `${id} has already finished${record ? ` (${record.status})` : ""}; nothing to cancel`,

@@ -192,6 +192,11 @@ export interface FollowOptions {
   known?: "queued";
   /** Stop waiting after this many seconds (`--wait-timeout`). */
   timeoutSecs?: number;
+  /**
+   * The `--wait-timeout` armed already (it counts the requests made before waiting too), to use
+   * instead of arming `timeoutSecs` anew.
+   */
+  deadline?: AbortSignal;
 }
 
 /**
@@ -213,9 +218,8 @@ export async function follow(
 ): Promise<CommandRecord | null> {
   const interrupt = new AbortController();
   const listening = onSignals(["SIGINT"], () => interrupt.abort(new Error("interrupted")));
-  const timeout = options.timeoutSecs === undefined
-    ? undefined
-    : timeoutSignal(options.timeoutSecs * 1000);
+  const timeout = options.deadline ??
+    (options.timeoutSecs === undefined ? undefined : timeoutSignal(options.timeoutSecs * 1000));
   const signal = timeout ? AbortSignal.any([interrupt.signal, timeout]) : interrupt.signal;
   // The enqueue answer already says "queued": show it at once, then every change.
   if (options.known) io.err(`${id} ${options.known} (${formatElapsed(0)})`);
@@ -248,17 +252,34 @@ export async function follow(
   }
 }
 
+/** What to do after an enqueue of `id` that may have queued it: see it, or send it again. */
+function whereQueued(id: string, given: boolean): string {
+  const again = given ? "the same command" : `the same command with --id ${id}`;
+  return `see it with status result ${idWord(id)}, or send ${again} (the same id and body ` +
+    "queue nothing twice)";
+}
+
 /**
  * An enqueue that got no answer (a timeout, a lost connection, a failing dashboard) may have
- * queued the command: the error says so, with its id, and how to send it again safely.
+ * queued the command: the error says so, with its id, and how to send it again safely. One cut
+ * short by `--wait-timeout` ends the wait as that does (exit 75), saying the same.
  */
-function mayBeQueued(error: unknown, id: string, given: boolean): unknown {
+function mayBeQueued(
+  error: unknown,
+  id: string,
+  given: boolean,
+  deadline?: { signal: AbortSignal; secs: number },
+): unknown {
+  if (deadline?.signal.aborted) {
+    return new WaitTimeoutError(id, deadline.secs, undefined, [
+      "the enqueue",
+      `the command may have been queued as ${id}, or not: ${whereQueued(id, given)}`,
+    ]);
+  }
   if (!(error instanceof OperatorError) || !mayHaveArrived(error)) return error;
-  const again = given ? "the same command" : `the same command with --id ${id}`;
   return new OperatorError(
     error.kind,
-    `${error.message}; the command may have been queued as ${id}: see it with ` +
-      `status result ${idWord(id)}, or send ${again} (the same id and body queue nothing twice)`,
+    `${error.message}; the command may have been queued as ${id}: ${whereQueued(id, given)}`,
     { status: error.status, body: error.body, cause: error },
   );
 }
@@ -341,6 +362,10 @@ Examples:
     if (options.deploymentHash !== undefined) params.deployment_hash = options.deploymentHash;
     if (options.ttl !== undefined) params.ttl_secs = options.ttl;
     const wait = options.wait || options.waitTimeout !== undefined;
+    // `--wait-timeout` counts from the start: a dashboard that does not answer the enqueue too.
+    const deadline = options.waitTimeout === undefined
+      ? undefined
+      : { signal: timeoutSignal(options.waitTimeout * 1000), secs: options.waitTimeout };
     if (wantsRun(options as RunFlags)) {
       // A fan-out run (status run start): the target and rate flags are the run's.
       const request = runRequestOf(commandLine, options as RunFlags, params, runIdOf(options.id));
@@ -362,9 +387,15 @@ Examples:
     const sentId = options.id ?? crypto.randomUUID();
     let answer;
     try {
-      answer = await client.enqueue({ agentId, name: commandLine, id: sentId, params });
+      answer = await client.enqueue({
+        agentId,
+        name: commandLine,
+        id: sentId,
+        params,
+        signal: deadline?.signal,
+      });
     } catch (error) {
-      throw mayBeQueued(error, sentId, options.id !== undefined);
+      throw mayBeQueued(error, sentId, options.id !== undefined, deadline);
     }
     const id = answer.id;
     if (answer.warning) io.err(`warning: ${errorLine(answer.warning)}`);
@@ -397,10 +428,15 @@ Examples:
     // only the final command is printed; otherwise its output as it arrives.
     const known = answer.duplicate ? undefined : "queued" as const;
     const record = options.json
-      ? await follow(io, client, id, { known, timeoutSecs: options.waitTimeout })
+      ? await follow(io, client, id, {
+        known,
+        timeoutSecs: options.waitTimeout,
+        deadline: deadline?.signal,
+      })
       : await followAndPrint(io, writerFor(io), client, id, {
         announceQueued: known !== undefined,
         timeoutSecs: options.waitTimeout,
+        deadline: deadline?.signal,
       });
     if (record === null) {
       setExitCode(130);

@@ -137,10 +137,16 @@ export class WaitTimeoutError extends Error {
    * @param secs The `--wait-timeout`.
    * @param status Its status when waiting stopped; none when the dashboard had not said it (a
    *   dashboard that does not answer): then nothing is said of the command.
+   * @param unanswered What the dashboard left unanswered, when not a read of the command: what
+   *   is not known then, and what to do, e.g. `"the enqueue", "whether it was queued is not known
+   *   (...)"`.
    */
-  constructor(id: string, secs: number, status?: string) {
+  constructor(id: string, secs: number, status?: string, unanswered?: [string, string]) {
     super(
-      status === undefined
+      unanswered !== undefined
+        ? `stopped waiting for ${id} after ${secs} s (--wait-timeout): the dashboard has not ` +
+          `answered ${unanswered[0]} in that time, so ${unanswered[1]}`
+        : status === undefined
         ? `stopped waiting for ${id} after ${secs} s (--wait-timeout): the dashboard has not ` +
           `answered about it in that time, so whether it is final is not known (see it with: ` +
           `status result ${idWord(id)})`
@@ -158,6 +164,11 @@ export interface FollowPrintOptions {
   announceQueued?: boolean;
   /** Stop following after this many seconds (`--wait-timeout`): {@link WaitTimeoutError}. */
   timeoutSecs?: number;
+  /**
+   * The `--wait-timeout` armed already (it counts the requests made before following too), to
+   * use instead of arming `timeoutSecs` anew.
+   */
+  deadline?: AbortSignal;
   /**
    * Interval of the elapsed indicator on a terminal, in ms.
    * @default {1000}
@@ -209,9 +220,8 @@ export async function followAndPrint(
 ): Promise<CommandRecord | null> {
   const controller = new AbortController();
   const listening = onSignals(["SIGINT"], () => controller.abort(new Error("interrupted")));
-  const timeout = options.timeoutSecs === undefined
-    ? undefined
-    : timeoutSignal(options.timeoutSecs * 1000);
+  const timeout = options.deadline ??
+    (options.timeoutSecs === undefined ? undefined : timeoutSignal(options.timeoutSecs * 1000));
   const signal = timeout ? AbortSignal.any([controller.signal, timeout]) : controller.signal;
   const started = performance.now();
   let lastPrintAt = started;
@@ -274,8 +284,8 @@ export async function followAndPrint(
         outage = true;
         clearIndicator();
         io.err(
-          `lost the dashboard (${error.message}); trying again for up to ` +
-            `${Math.round(maxOutageMs / 1000)} s (the command goes on)`,
+          `lost the dashboard (${error.message}); trying again until it has been out of ` +
+            `reach for ${Math.round(maxOutageMs / 1000)} s (the command goes on)`,
         );
         printed();
       },

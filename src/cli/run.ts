@@ -208,10 +208,17 @@ export async function startRun(
   // An id of its own, as the dashboard would give one: when the answer is lost (a timeout), the
   // run may exist, and only its id tells where to look and sends it again without a second run.
   const id = request.id ?? crypto.randomUUID();
+  // `--wait-timeout` counts from the start: a dashboard that does not answer the creation too.
+  const started = performance.now();
+  const secs = options.wait ? options.waitTimeoutSecs : undefined;
+  const deadline = secs === undefined ? undefined : timeoutSignal(secs * 1000);
   let created: RunAnswer;
   try {
-    created = await createRun(client, { ...request, id });
+    created = await createRun(client, { ...request, id }, deadline);
   } catch (error) {
+    if (deadline?.aborted) {
+      throw new RunWaitTimeoutError(id, secs!, false, mayExistAdvice(id, request.id !== undefined));
+    }
     throw mayExist(error, id, request.id !== undefined);
   }
   for (const warning of created.warnings ?? []) io.err(`warning: ${errorLine(String(warning))}`);
@@ -228,7 +235,9 @@ export async function startRun(
     return;
   }
   io.err(runStartLine(created));
-  await followRun(io, client, created.id, options.json ?? false, created, options.waitTimeoutSecs);
+  await followRun(io, client, created.id, options.json ?? false, created, secs, {
+    elapsedMs: performance.now() - started,
+  });
 }
 
 /**
@@ -255,13 +264,18 @@ const NOT_SENT =
  */
 function mayExist(error: unknown, id: string, given: boolean): unknown {
   if (!(error instanceof OperatorError) || !mayHaveArrived(error)) return error;
-  const again = given ? "the same command" : `the same command with --id ${id}`;
   return new OperatorError(
     error.kind,
-    `${error.message}; the run may have been created as ${id}: see it with ` +
-      `status run show ${idWord(id)}, or send ${again} (the same id and body start nothing twice)`,
+    `${error.message}; ${mayExistAdvice(id, given)}`,
     { status: error.status, body: error.body, cause: error },
   );
+}
+
+/** What to do after a creation of run `id` that may have happened: see it, or send it again. */
+function mayExistAdvice(id: string, given: boolean): string {
+  const again = given ? "the same command" : `the same command with --id ${id}`;
+  return `the run may have been created as ${id}: see it with status run show ${idWord(id)}, ` +
+    `or send ${again} (the same id and body start nothing twice)`;
 }
 
 /**
@@ -342,10 +356,15 @@ export class RunWaitTimeoutError extends Error {
    * @param secs The `--wait-timeout`.
    * @param heard Whether the dashboard said anything of the run meanwhile; when it did not (a
    *   dashboard that does not answer), nothing is said of the run.
+   * @param unsent When the dashboard did not answer the run's creation: what to do, said instead
+   *   (the run may exist or not).
    */
-  constructor(id: string, secs: number, heard = true) {
+  constructor(id: string, secs: number, heard = true, unsent?: string) {
     super(
-      heard
+      unsent !== undefined
+        ? `stopped waiting for run ${id} after ${secs} s (--wait-timeout): the dashboard has ` +
+          `not answered its creation in that time; ${unsent}`
+        : heard
         ? `run ${id} has not ended after ${secs} s (--wait-timeout); stopped waiting, the run ` +
           `goes on (see it with: status run show ${idWord(id)}, cancel it with: status run ` +
           `cancel ${idWord(id)})`

@@ -16,6 +16,7 @@ import {
   ANY_COMMAND_ID_PATTERN,
   ANY_COMMAND_ID_RULE,
   type CommandParams,
+  dashboardUrlProblem,
   HEADER,
   LIVE_PATHS,
   PATHS,
@@ -416,9 +417,9 @@ export class OperatorClient {
    *
    * @param options Where the dashboard is and how to authenticate.
    * @throws {TypeError} When `options` is not an object, the URL is not an http(s) URL, holds a
-   *   user name or password beside
-   *   an admin token, the timeout is not a finite number above 0, or `maxRateLimitRetries` is not
-   *   a whole number of at least 0.
+   *   control character or a space inside, or a user name or password beside an admin token, the
+   *   timeout is not a finite number above 0, or `maxRateLimitRetries` is not a whole number of at
+   *   least 0.
    */
   constructor(options: OperatorClientOptions) {
     if (options === null || typeof options !== "object") {
@@ -432,7 +433,7 @@ export class OperatorClient {
     } catch {
       throw new TypeError(
         `dashboard URL must be an http:// or https:// URL, got ${
-          JSON.stringify(String(options.dashboardUrl))
+          JSON.stringify(redactUrl(String(options.dashboardUrl)))
         }`,
       );
     }
@@ -441,6 +442,13 @@ export class OperatorClient {
         `dashboard URL must be an http:// or https:// URL, got ${
           JSON.stringify(redactUrl(url.href))
         }`,
+      );
+    }
+    const given = options.dashboardUrl;
+    const odd = typeof given === "string" ? dashboardUrlProblem(given) : null;
+    if (odd !== null) {
+      throw new TypeError(
+        `dashboard URL ${JSON.stringify(redactUrl(String(given).trim()))} cannot be taken: ${odd}`,
       );
     }
     if (options.adminToken && (url.username || url.password)) {

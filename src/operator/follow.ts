@@ -125,7 +125,9 @@ export interface FollowOptions extends FollowHandlers {
   /** Stops following (the command goes on). */
   signal?: AbortSignal;
   /**
-   * How long the dashboard may be unreachable before following fails, in ms.
+   * How long the dashboard may be unreachable before following fails, in ms: counted from when
+   * it was last heard (its last byte, or the start of the first request it left unanswered), so
+   * a dashboard that takes the connection and never answers is given up after this long.
    * @default {60000}
    */
   maxOutageMs?: number;
@@ -215,7 +217,11 @@ export async function followCommand(
   const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
   const idleMs = checkMs("idleTimeoutMs", options.idleTimeoutMs ?? 45_000, 1);
   let lastEventId: string | undefined;
+  // Since when the dashboard has given no sign of life (its last byte, or the start of the first
+  // request it left unanswered), while it gives none.
   let failingSince: number | undefined;
+  /** What is left of the outage allowed, in ms. */
+  const outageLeft = () => maxOutageMs - (performance.now() - failingSince!);
   let delay = 250;
   for (;;) {
     signal?.throwIfAborted();
@@ -226,12 +232,14 @@ export async function followCommand(
       ? AbortSignal.any([signal, connection.signal])
       : connection.signal;
     // A dashboard (or a proxy) that takes the connection but never answers is an outage too,
-    // not a wait without end: the answer's head must come within the idle timeout, and within
-    // what is left of the outage once one has begun (so giving up takes `maxOutageMs`, not
-    // another idle timeout for each try).
-    const headMs = failingSince === undefined
-      ? idleMs
-      : Math.max(1, Math.min(idleMs, Math.ceil(maxOutageMs - (performance.now() - failingSince))));
+    // not a wait without end: the answer's head must come within the idle timeout and within
+    // what is left of the outage, which counts from when the dashboard was last heard (or from
+    // this request), so that giving up takes `maxOutageMs`, not an idle timeout more.
+    const attemptAt = performance.now();
+    const headMs = Math.max(
+      1,
+      Math.min(idleMs, Math.ceil(failingSince === undefined ? maxOutageMs : outageLeft())),
+    );
     const head = setTimeout(() =>
       connection.abort(
         new OperatorError(
@@ -259,10 +267,11 @@ export async function followCommand(
       const transient = error instanceof OperatorError &&
         (error.kind === "connection" || error.kind === "server" || error.kind === "timeout");
       if (!transient) throw error;
-      failingSince ??= performance.now();
-      if (performance.now() - failingSince > maxOutageMs) throw error;
+      failingSince ??= attemptAt;
+      if (outageLeft() <= 0) throw error;
       options.onReconnect?.(error);
-      await sleep(delay, signal);
+      await sleep(Math.min(delay, outageLeft()), signal);
+      if (outageLeft() <= 0) throw error;
       delay = Math.min(delay * 2, 2000);
       continue;
     } finally {
@@ -277,7 +286,9 @@ export async function followCommand(
     }
     let idle: ReturnType<typeof setTimeout> | undefined;
     let watching: TransformStreamDefaultController<Uint8Array> | undefined;
+    let heardAt = performance.now();
     const arm = () => {
+      heardAt = performance.now();
       clearTimeout(idle);
       idle = setTimeout(() => {
         watching?.error(new Error(`nothing arrived for ${idleMs} ms`));
@@ -372,7 +383,7 @@ export async function followCommand(
       if (error instanceof HandlerFailure) throw error.error;
       if (signal?.aborted) throw signal.reason;
       if (error instanceof OperatorError) throw error;
-      failingSince ??= performance.now();
+      failingSince ??= heardAt;
       options.onReconnect?.(error);
     } finally {
       clearTimeout(idle);
@@ -381,14 +392,14 @@ export async function followCommand(
     // The stream broke, or ended without an `end` event (a proxy or the dashboard closed it):
     // resume, after a delay and within the outage limit (one that breaks before its first event
     // again and again is an outage, not a reason to ask without pause).
-    failingSince ??= performance.now();
-    if (performance.now() - failingSince > maxOutageMs) {
+    failingSince ??= heardAt;
+    if (outageLeft() <= 0) {
       throw new OperatorError(
         "connection",
         `the event stream of ${id} kept closing for ${Math.round(maxOutageMs / 1000)} s`,
       );
     }
-    await sleep(delay, signal);
+    await sleep(Math.min(delay, outageLeft()), signal);
     delay = Math.min(delay * 2, 2000);
   }
 }

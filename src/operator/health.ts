@@ -5,7 +5,14 @@
  *
  * @module
  */
-import { idWord, LIVE_PATHS, MAX_CLOCK_SKEW_SECS, PATHS, signedHeaders } from "../protocol/mod.ts";
+import {
+  dashboardUrlProblem,
+  idWord,
+  LIVE_PATHS,
+  MAX_CLOCK_SKEW_SECS,
+  PATHS,
+  signedHeaders,
+} from "../protocol/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { readBodyBounded } from "../read_bounded.ts";
@@ -158,7 +165,8 @@ async function agentRefusalCause(
  *
  * @param options URL, credentials, injectables.
  * @returns The findings.
- * @throws {TypeError} When `dashboardUrl` is not an http(s) URL (nothing is sent).
+ * @throws {TypeError} When `dashboardUrl` is not an http(s) URL, or holds a control character or
+ *   a space inside (nothing is sent).
  * @throws {RangeError} When `timeoutMs` is not a finite number above 0 (nothing is sent).
  */
 export async function checkHealth(options: HealthOptions): Promise<HealthReport> {
@@ -172,6 +180,15 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       `dashboard URL must be an http:// or https:// URL, got ${
         JSON.stringify(redactUrl(String(options.dashboardUrl)))
       }`,
+    );
+  }
+  const odd = typeof options.dashboardUrl === "string"
+    ? dashboardUrlProblem(options.dashboardUrl)
+    : null;
+  if (odd !== null) {
+    throw new TypeError(
+      `dashboard URL ${JSON.stringify(redactUrl(options.dashboardUrl.trim()))} cannot be ` +
+        `taken: ${odd}`,
     );
   }
   const doFetch = options.fetch ?? fetch;

@@ -10,3 +10,4 @@ export * from "./live.ts";
 export * from "./runs.ts";
 export * from "./short_form.ts";
 export * from "./visible_text.ts";
+export * from "./dashboard_url.ts";

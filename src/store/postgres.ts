@@ -18,8 +18,9 @@
  * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
  * release), a cancel of a delivered command, and an agent's token replaced or the agent removed. {@link PostgresStore.subscribe} listens.
  *
- * Errors that mean "the server is not reachable now" (refused, dropped, shutting down) are thrown
- * as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
+ * Errors that mean "the server is not reachable now" (refused, dropped, shutting down), or "try
+ * again" (a statement timeout, a deadlock, a serialization failure, resources of the moment), are
+ * thrown as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
  *
  * @module
  */
@@ -70,6 +71,7 @@ import {
   postgresUrlProblem,
   redactUrl,
   sslModeOf,
+  unreadParams,
   withoutPassword,
 } from "./url.ts";
 
@@ -199,6 +201,23 @@ const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
 
+/**
+ * The driver's options the store depends on, whatever the URL's query or the environment's `PG*`
+ * variables say: the array types read at connect (its statements take arrays), and errors that do
+ * not carry their statement's parameters where a log would print them.
+ */
+const DRIVER_OPTIONS = { fetch_types: true, debug: false } as const;
+/**
+ * Settings each connection is opened with, whatever the database's or the role's defaults: binary
+ * output in the format the driver reads, and the isolation the transactions are written for (a
+ * claim's `SKIP LOCKED`, an enqueue's `ON CONFLICT` then read). The URL may not change them (see
+ * `CONNECTION_SETTINGS`).
+ */
+const CONNECTION = {
+  bytea_output: "hex",
+  default_transaction_isolation: "read committed",
+} as const;
+
 /** SQLSTATE `disk_full`: the server has no room for the write (nothing of it was kept). */
 const DISK_FULL = "53100";
 /**
@@ -206,6 +225,20 @@ const DISK_FULL = "53100";
  * failover, or writes turned off by default): unavailable until it takes them again.
  */
 const READ_ONLY = "25006";
+/**
+ * Whether a SQLSTATE says the call may succeed if made again later, with nothing of it kept: class
+ * 40 `serialization_failure`, `deadlock_detected` and `statement_completion_unknown` (the
+ * transaction was rolled back, or its outcome is unknown); class 53, insufficient resources (out of
+ * memory, shared memory or a limit of the moment; a full disk is told apart); `query_canceled` (a
+ * `statement_timeout`, or an administrator's cancel); `lock_not_available` (a `lock_timeout`); the
+ * server ending an idle session or transaction (`idle_session_timeout`, the idle-in-transaction
+ * and transaction timeouts).
+ */
+function isTransientFailure(code: unknown): code is string {
+  return typeof code === "string" &&
+    (code.startsWith("53") ||
+      ["40001", "40P01", "40003", "57014", "55P03", "57P05", "25P03", "25P04"].includes(code));
+}
 /**
  * Whether a SQLSTATE says the database server failed (class 58: an I/O error, a file it needs;
  * class XX: data or an index found corrupted, an internal error), not the call.
@@ -248,6 +281,7 @@ export async function openPostgresStore(
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
+      ...DRIVER_OPTIONS,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
       // A transaction left idle for the query timeout belongs to an operation already given up
       // on (this process froze: SIGSTOP, a paused VM): the server ends it then, so its row locks
@@ -255,9 +289,22 @@ export async function openPostgresStore(
       // A setting of each connection, sent once when it opens, not a statement per transaction.
       connection: {
         application_name: "status",
+        ...CONNECTION,
         idle_in_transaction_session_timeout: queryTimeoutMs,
       },
     });
+  const unread = unreadParams(url);
+  if (unread.length > 0) {
+    log.warning(
+      "database {location}: its URL's {params} are not read: status sets them itself (a pool of " +
+        "{poolSize} connections, its own timeouts, the driver's array types)",
+      {
+        location: where,
+        params: unread.map((key) => `?${key}=`).join(", "),
+        poolSize: options.maxConnections ?? POOL_SIZE,
+      },
+    );
+  }
   let sql: Sql;
   try {
     sql = pool();
@@ -282,8 +329,9 @@ export async function openPostgresStore(
         idle_timeout: 0,
         max_lifetime: null,
         connect_timeout: options.connectTimeoutSecs ?? 5,
+        ...DRIVER_OPTIONS,
         onnotice: () => {},
-        connection: { application_name: "status-listen" },
+        connection: { application_name: "status-listen", ...CONNECTION },
       }),
     options.localClock,
   );
@@ -726,7 +774,16 @@ export class PostgresStore implements CommandStore, SharedStore {
           { cause: error },
         );
       }
-      if (isServerFailure((error as { code?: unknown })?.code)) {
+      const code = (error as { code?: unknown })?.code;
+      if (isTransientFailure(code)) {
+        // The dashboard answers 503 with Retry-After: the same request may succeed in a moment.
+        throw new StoreUnavailableError(
+          `database ${this.location} could not finish the call now (${what}): ` +
+            `${(error as Error).message} (SQLSTATE ${code}); it may succeed if made again`,
+          { cause: error },
+        );
+      }
+      if (isServerFailure(code)) {
         // The dashboard answers 503 and its /health says the store is failing.
         throw new StoreError(
           `database ${this.location} failed (${what}): ${(error as Error).message} (SQLSTATE ` +

@@ -47,12 +47,60 @@ export function postgresUrlProblem(url: string): string | null {
       "setting of that name; give it in the user information instead " +
       "(postgres://user:password@host/database, percent-encoded)";
   }
+  const own = [...parsed.searchParams.keys()].find((key) =>
+    Object.hasOwn(CONNECTION_SETTINGS, key.toLowerCase())
+  );
+  if (own !== undefined) {
+    return `its ?${own}= would change a setting status gives each connection itself ` +
+      `(${CONNECTION_SETTINGS[own.toLowerCase()]}); remove it from the URL`;
+  }
   const sslmode = lastParam(parsed, "sslmode");
   if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
     return `its sslmode must be one of ${SSL_MODES.join(", ")}, got ` +
       JSON.stringify(sslmode.slice(0, 40));
   }
   return null;
+}
+
+/**
+ * The settings the PostgreSQL store gives each connection itself, which a URL's query parameter of
+ * the same name (in any case; the driver sends it to the server after the store's, and an empty one
+ * in its place) would change, with why the store needs its own value.
+ */
+export const CONNECTION_SETTINGS: Readonly<Record<string, string>> = {
+  bytea_output: "hex, the format the driver reads commands' output in",
+  client_encoding: "UTF8, the encoding the driver reads and writes",
+  default_transaction_isolation: "read committed, which its transactions are written for",
+  idle_in_transaction_session_timeout:
+    "the operation timeout, so that a frozen instance's transaction does not hold its locks",
+};
+
+/** The driver's options the PostgreSQL store sets itself: the URL's own are not read. */
+const STORE_OPTIONS = ["max", "connect_timeout", "idle_timeout", "fetch_types", "debug"];
+
+/**
+ * The query parameters of a `postgres://` URL that the driver would read as its own options, but
+ * that the store sets itself (its pool's size, its timeouts, the array types it needs), so that
+ * they are not read; in the order written.
+ *
+ * @param url A `postgres://` URL.
+ * @returns Their names, or an empty list (also when the URL cannot be read).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unreadParams } from "./url.ts";
+ *
+ * assert.deepEqual(unreadParams("postgres://u@db/s?max=50&sslmode=require"), ["max"]);
+ * ```
+ */
+export function unreadParams(url: string): string[] {
+  try {
+    return [...new Set(driverUrl(url).searchParams.keys())]
+      .filter((key) => STORE_OPTIONS.includes(key));
+  } catch {
+    return [];
+  }
 }
 
 /**

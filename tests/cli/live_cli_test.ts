@@ -205,7 +205,10 @@ Deno.test("followAndPrint says once that the dashboard is out of reach, and that
   assert.ok(calls >= 2, "it tried again");
   const lost = io.stderr.filter((line) => line.startsWith("lost the dashboard ("));
   assert.equal(lost.length, 1, io.stderr.join("\n"));
-  assert.match(lost[0], /trying again for up to 1 s \(the command goes on\)$/);
+  assert.match(
+    lost[0],
+    /trying again until it has been out of reach for 1 s \(the command goes on\)$/,
+  );
   assert.equal(
     io.stderr.at(-1),
     "stopped following c1: the dashboard stayed out of reach; the command goes on (see it with: " +

@@ -107,3 +107,60 @@ Deno.test("status run show --wait-timeout counts from the start, the first read 
     for (const connection of held) connection.close();
   }
 });
+
+Deno.test("--wait-timeout counts from the start, the first request too, against a dashboard that does not answer", async (t) => {
+  // Takes connections and never answers: the enqueue, the cancel or the run's creation waited
+  // for the request timeout (15 s), then failed with exit 1, whatever --wait-timeout said.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const connection of listener) held.push(connection);
+  })();
+  const url = `http://127.0.0.1:${listener.addr.port}`;
+  const cases: Array<[string, string[], string]> = [
+    [
+      "status enqueue --wait",
+      ["enqueue", "echo hi", "--agent", "a1", "--id", "c-7", "--wait"],
+      "status: stopped waiting for c-7 after 1 s (--wait-timeout): the dashboard has not " +
+      "answered the enqueue in that time, so the command may have been queued as c-7, or not: " +
+      "see it with status result c-7, or send the same command (the same id and body queue " +
+      "nothing twice)",
+    ],
+    [
+      "status enqueue --wait --json",
+      ["enqueue", "echo hi", "--agent", "a1", "--id", "c-7", "--json"],
+      "status: stopped waiting for c-7 after 1 s (--wait-timeout): the dashboard has not " +
+      "answered the enqueue in that time, so the command may have been queued as c-7, or not: " +
+      "see it with status result c-7, or send the same command (the same id and body queue " +
+      "nothing twice)",
+    ],
+    [
+      "status cancel --wait",
+      ["cancel", "c-7", "--wait"],
+      "status: stopped waiting for c-7 after 1 s (--wait-timeout): the dashboard has not " +
+      "answered the cancel in that time, so whether it reached c-7 is not known (see it with: " +
+      "status result c-7)",
+    ],
+    [
+      "status run start --wait",
+      ["run", "start", "echo hi", "--agent", "a1", "--agent", "a2", "--id", "r-7", "--wait"],
+      "status: stopped waiting for run r-7 after 1 s (--wait-timeout): the dashboard has not " +
+      "answered its creation in that time; the run may have been created as r-7: see it with " +
+      "status run show r-7, or send the same command (the same id and body start nothing twice)",
+    ],
+  ];
+  try {
+    for (const [what, args, said] of cases) {
+      await t.step(what, async () => {
+        const out = await run([...args, "--wait-timeout", "1", "--dashboard-url", url]);
+        assert.equal(out.code, EXIT_WAIT_TIMEOUT, out.stderr.join("\n"));
+        assert.deepEqual(out.stdout, []);
+        assert.equal(out.stderr.at(-1), said);
+      });
+    }
+  } finally {
+    listener.close();
+    await accepting;
+    for (const connection of held) connection.close();
+  }
+});

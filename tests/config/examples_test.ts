@@ -7,6 +7,7 @@ import {
   SETTINGS,
 } from "../../src/config/mod.ts";
 import { FINAL_STATUSES } from "../../src/protocol/mod.ts";
+import { startServer } from "../../src/server/mod.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const keys = Object.keys(SETTINGS) as SettingKey[];
@@ -103,6 +104,81 @@ Deno.test("examples/long_poll_demo.sh stops at every final status", () => {
   const arm = /^\s*((?:[a-z]+ \| )+[a-z]+)\) break ;;$/m.exec(script);
   assert.ok(arm, "the case arm that ends the loop");
   assert.deepEqual(arm[1].split(" | ").sort(), [...FINAL_STATUSES].sort());
+});
+
+/** Runs examples/long_poll_demo.sh against `url` with `env`; what it said and its exit code. */
+async function demo(url: string, env: Record<string, string> = {}) {
+  const output = await new Deno.Command("bash", {
+    args: [`${root}examples/long_poll_demo.sh`],
+    env: { DASHBOARD_URL: url, COMMAND_ID: "demo-1", WAIT_SECS: "3", ...env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr).trimEnd() };
+}
+
+Deno.test({
+  name: "examples/long_poll_demo.sh says why the dashboard refused its token, and exits 2",
+  ignore: !(await new Deno.Command("bash", { args: ["-c", "command -v curl"], stdout: "null" })
+    .output()).success,
+  async fn(t) {
+    await t.step("the enqueue refused: no token outside dev mode", async () => {
+      await using server = await startServer({
+        availableDescriptors: "plenty",
+        db: ":memory:",
+        port: 0,
+        adminToken: "admin-token-0123456789abcdef",
+      });
+      const out = await demo(server.url);
+      assert.equal(out.code, 2, out.stderr);
+      assert.match(
+        out.stderr.split("\n").at(-1)!,
+        /^long_poll_demo: the dashboard refused the enqueue \(HTTP 401\): Authorization bearer token is missing; .*; outside dev mode set STATUS_ADMIN_TOKEN to the dashboard's admin token$/,
+      );
+    });
+    await t.step("the reads refused (a token revoked, a proxy's rule)", async () => {
+      // Before, every read failed without a word until WAIT_SECS, then "no final result".
+      await using stub = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        (request) =>
+          request.method === "POST"
+            ? Response.json({ queued: true, id: "demo-1" }, { status: 202 })
+            : Response.json({ error: "admin token is wrong" }, { status: 401 }),
+      );
+      const out = await demo(`http://127.0.0.1:${stub.addr.port}`, {
+        STATUS_ADMIN_TOKEN: "not-the-token",
+      });
+      assert.equal(out.code, 2, out.stderr);
+      assert.equal(
+        out.stderr.split("\n").at(-1),
+        "long_poll_demo: the dashboard refused reading demo-1 (HTTP 401): admin token is wrong; " +
+          "is STATUS_ADMIN_TOKEN the dashboard's admin token?",
+      );
+    });
+    await t.step("a read that fails for a while is said, once", async () => {
+      await using stub = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        (request) =>
+          request.method === "POST"
+            ? Response.json({ queued: true, id: "demo-1" }, { status: 202 })
+            : Response.json({ error: "the dashboard's database is unavailable" }, { status: 503 }),
+      );
+      const out = await demo(`http://127.0.0.1:${stub.addr.port}`, { WAIT_SECS: "1" });
+      assert.equal(out.code, 1, out.stderr);
+      const lines = out.stderr.split("\n");
+      assert.equal(
+        lines.filter((line) => line.includes("reading demo-1 failed")).length,
+        1,
+        out.stderr,
+      );
+      assert.equal(
+        lines.at(-1),
+        "long_poll_demo: no final result after 1s (last status: unknown; last read failed: " +
+          "HTTP 503: the dashboard's database is unavailable)",
+      );
+    });
+  },
 });
 
 Deno.test("the README names the settings that have a --no- flag, and only those", () => {

@@ -596,3 +596,60 @@ Deno.test("checkHealth reads the dashboard's base URL as the operator client doe
     assert.deepEqual(report.checks, [{ name: "dashboard", outcome: "failed", message: noRoute }]);
   });
 });
+
+Deno.test("the library refuses a dashboard URL with a control character or space inside, sending nothing", async (t) => {
+  // The URL parser drops a line break or a tab without a word: "http://127.0.0.1\n:5000" was
+  // taken as http://127.0.0.1:5000, another dashboard than the one written.
+  const { checkHealth, runAgent } = await import("../../mod.ts");
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.resolve(Response.json({}));
+  };
+  const cases: Array<[string, string]> = [
+    ["http://127.0.0.1\n:5000", 'the control character "\\n"'],
+    ["http://127.0.0.1:5000/\tstatus", 'the control character "\\t"'],
+    ["http://127.0.0.1:5000/a b", "a space"],
+  ];
+  for (const [url, what] of cases) {
+    const said = new RegExp(
+      `^TypeError: dashboard ?U(?:RL|rl) ${
+        JSON.stringify(url).replace(/[\\[\].?]/g, "\\$&")
+      } cannot be taken: it holds ${what.replace(/\\/g, "\\\\")}`,
+    );
+    await t.step(`${JSON.stringify(url)}`, async () => {
+      assert.throws(() => new OperatorClient({ dashboardUrl: url, fetch }), said);
+      await assert.rejects(checkHealth({ dashboardUrl: url, fetch }), said);
+      await assert.rejects(
+        runAgent(
+          { dashboardUrl: url, agentId: "a1", heartbeat: false, fetch },
+          AbortSignal.abort(),
+        ),
+        said,
+      );
+    });
+  }
+  await t.step("white space around it is not inside it", () => {
+    const client = new OperatorClient({ dashboardUrl: " http://127.0.0.1:5000\n", fetch });
+    assert.equal(client.dashboardUrl, "http://127.0.0.1:5000");
+  });
+  assert.equal(sent, 0);
+});
+
+Deno.test("a dashboard URL the library refuses is shown without its password", async (t) => {
+  const { runAgent } = await import("../../mod.ts");
+  for (const url of ["http://ops:s3cret-pw@127.0.0.1:99999", "ftp://ops:s3cret-pw@127.0.0.1"]) {
+    await t.step(url.replace("s3cret-pw", "***"), async () => {
+      const refused = (error: Error) => {
+        assert.match(error.message, /must be an http:\/\/ or https:\/\/ URL, got "\S+:\*\*\*@/);
+        assert.doesNotMatch(error.message, /s3cret-pw/);
+        return true;
+      };
+      assert.throws(() => new OperatorClient({ dashboardUrl: url }), refused);
+      await assert.rejects(
+        runAgent({ dashboardUrl: url, agentId: "a1", heartbeat: false }, AbortSignal.abort()),
+        refused,
+      );
+    });
+  }
+});

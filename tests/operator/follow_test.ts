@@ -264,7 +264,7 @@ Deno.test("followCommand gives up on a dashboard that takes the connection and n
     () =>
       followCommand(client, "c1", {
         idleTimeoutMs: 100,
-        maxOutageMs: 250,
+        maxOutageMs: 600,
         onReconnect: (error) => reconnects.push((error as Error).message),
       }),
     /^OperatorError: the dashboard at http:\/\/localhost did not answer the event stream request within 0\.\d+ s$/,
@@ -290,13 +290,38 @@ Deno.test("a dashboard that never answers is given up after the outage, not an i
     maxOutageMs: 1000,
     onReconnect: (error) => heads.push((error as Error).message),
   }).catch((error: Error) => error);
-  // The first try waits the idle timeout; once the outage has begun, a try waits only what is
-  // left of it, so the last one is cut short: the second try (after 0.25 s) waits 0.4 s and
-  // ends 0.65 s into the outage, the third (after 0.5 s more) has nothing left of it. (With an
-  // idle timeout as long as the outage, the second try ended right at its end, and which try
-  // was last depended on how the timers fell.)
+  // The first try waits the idle timeout, and the outage counts from its start; a later try
+  // waits only what is left of it, so the last one is cut short: the second try (after 0.25 s)
+  // waits the 0.35 s left, and no third one is made. (With an idle timeout as long as the
+  // outage, the second try ended right at its end, and which try was last depended on how the
+  // timers fell.)
   assert.match(heads[0], /within 0\.4 s$/);
-  assert.match(String(failure), /did not answer the event stream request within 0\.[0-2]\d* s$/);
+  assert.equal(heads.length, 1);
+  assert.match(String(failure), /did not answer the event stream request within 0\.[0-3]\d* s$/);
+});
+
+Deno.test("a dashboard that never answers is given up once the outage has passed since the first request, not an idle timeout later", async () => {
+  let connections = 0;
+  const heads: string[] = [];
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: (_input, init) =>
+      new Promise((_resolve, reject) => {
+        connections++;
+        init?.signal?.addEventListener("abort", () => reject(init.signal!.reason), { once: true });
+      }),
+  });
+  // The CLI's 45 s idle timeout and 60 s outage took 105 s to give up on a dashboard that took
+  // the connection and never answered: the first request waited the whole idle timeout before
+  // the outage began to count.
+  const failure = await followCommand(client, "c1", {
+    idleTimeoutMs: 400,
+    maxOutageMs: 300,
+    onReconnect: (error) => heads.push((error as Error).message),
+  }).catch((error: Error) => error);
+  assert.match(String(failure), /did not answer the event stream request within 0\.3 s$/);
+  assert.equal(connections, 1);
+  assert.deepEqual(heads, [], "no try is made with nothing left of the outage");
 });
 
 Deno.test("followCommand fails with the error of a handler that throws, instead of taking it for a broken connection", async (t) => {

@@ -925,6 +925,195 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a call the server could not finish now fails as unavailable, kept nothing",
+  ignore,
+  async fn(t) {
+    await using cluster = await instances(1);
+    const [store] = cluster.stores;
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    try {
+      // What PostgreSQL answers when the call may succeed if made again: a statement_timeout or a
+      // cancel, a serialization failure, a deadlock, a lock_timeout, resources of the moment.
+      for (
+        const [code, name] of [
+          ["57014", "query_canceled"],
+          ["40001", "serialization_failure"],
+          ["40P01", "deadlock_detected"],
+          ["55P03", "lock_not_available"],
+          ["53000", "insufficient_resources"],
+          ["53200", "out_of_memory"],
+        ]
+      ) {
+        await t.step(`SQLSTATE ${code} (${name})`, async () => {
+          await sql.unsafe(`
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'the server says ${name}' USING ERRCODE = '${name}'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON commands FOR EACH ROW
+              EXECUTE FUNCTION refuse();`);
+          try {
+            await assert.rejects(store.enqueue(newCommand("c1")), (error: Error) => {
+              assert.ok(error instanceof StoreUnavailableError, String(error));
+              assert.match(
+                error.message,
+                new RegExp(
+                  `^database postgres://\\S+ could not finish the call now \\(enqueue\\): the ` +
+                    `server says ${name} \\(SQLSTATE ${code}\\); it may succeed if made again$`,
+                ),
+              );
+              return true;
+            });
+          } finally {
+            await sql.unsafe("DROP TRIGGER refuse ON commands; DROP FUNCTION refuse()");
+          }
+          assert.equal(await store.getCommand("c1"), null, "nothing of the failed call was kept");
+        });
+      }
+      await t.step("a real statement_timeout", async () => {
+        await sql.unsafe(`
+          CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$;
+          CREATE TRIGGER slow BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION slow();`);
+        await sql.unsafe(`ALTER DATABASE ${await databaseName(sql)} SET statement_timeout = 200`);
+        await using timed = await openPostgresStore(cluster.url);
+        await assert.rejects(timed.enqueue(newCommand("c2")), (error: Error) => {
+          assert.ok(error instanceof StoreUnavailableError, String(error));
+          assert.match(error.message, /statement timeout \(SQLSTATE 57014\)/);
+          return true;
+        });
+        await sql.unsafe("DROP TRIGGER slow ON commands");
+        assert.equal((await timed.enqueue(newCommand("c2"))).outcome, "created", "heals by itself");
+      });
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a database's own settings do not change what the store reads and writes",
+  ignore,
+  async fn() {
+    const db = await migratedTestDatabase(migrate);
+    try {
+      const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+      try {
+        // Binary output read as PostgreSQL's escape format would come back garbled; transactions
+        // run at repeatable read would fail two instances' concurrent enqueues of one id.
+        const name = await databaseName(sql);
+        await sql.unsafe(`ALTER DATABASE ${name} SET bytea_output = 'escape'`);
+        await sql.unsafe(
+          `ALTER DATABASE ${name} SET default_transaction_isolation = 'repeatable read'`,
+        );
+      } finally {
+        await sql.end();
+      }
+      const stores = await Promise.all([1, 2, 3, 4].map(() => openPostgresStore(db.url)));
+      try {
+        for (let i = 0; i < 5; i++) {
+          const outcomes = await Promise.all(stores.map((s) => s.enqueue(newCommand(`c${i}`))));
+          assert.deepEqual(outcomes.map((o) => o.outcome).sort(), [
+            "created",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+          ]);
+        }
+        const data = new Uint8Array([0, 1, 0x5c, 0x7f, 0x80, 0xff, 0x41]);
+        const stored = await stores[0].appendOutput({
+          commandId: "c0",
+          attempt: 1,
+          stream: "stdout",
+          offset: 0,
+          data,
+          now: T0,
+          keep: { headBytes: 1024, tailBytes: 1024 },
+        });
+        assert.equal(stored.outcome, "stored");
+        const [chunk] = await stores[1].listOutput("c0");
+        assert.deepEqual([...chunk.data], [...data]);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    } finally {
+      await db.drop();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a URL that would change a setting the store gives each connection is " +
+    "refused, one the store does not read is warned of",
+  ignore,
+  async fn(t) {
+    await using db = await testDatabase();
+    for (
+      const param of [
+        "bytea_output=escape",
+        "BYTEA_OUTPUT=escape",
+        "client_encoding=LATIN1",
+        "default_transaction_isolation=serializable",
+        "idle_in_transaction_session_timeout=0",
+        "idle_in_transaction_session_timeout=",
+      ]
+    ) {
+      await t.step(`?${param} is refused`, async () => {
+        const key = param.split("=")[0];
+        await assert.rejects(
+          openPostgresStore(`${db.url}?sslmode=disable&${param}`),
+          (error: Error) => {
+            assert.equal(error.name, "StoreError");
+            assert.match(
+              error.message,
+              new RegExp(
+                `^cannot open database \\S+: its \\?${key}= would change a setting status gives ` +
+                  `each connection itself \\(.+\\); remove it from the URL$`,
+              ),
+            );
+            return true;
+          },
+        );
+      });
+    }
+    await t.step("the driver's options the store sets itself are warned of, and work", async () => {
+      using logs = captureLogs();
+      await using store = await openPostgresStore(
+        `${db.url}?max=50&connect_timeout=60&fetch_types=false&application_name=mine` +
+          // The server reads a setting the store gives after those of libpq's ?options=.
+          `&options=${encodeURIComponent("-c bytea_output=escape")}`,
+      );
+      assert.equal((await store.enqueue(newCommand("c1"))).outcome, "created");
+      // fetch_types=false would have left the store's array parameters unserializable.
+      assert.deepEqual(await store.existingCommandIds(["c1", "c2"]), ["c1"]);
+      const data = new Uint8Array([0, 0x5c, 0xff]);
+      await store.appendOutput({
+        commandId: "c1",
+        attempt: 1,
+        stream: "stdout",
+        offset: 0,
+        data,
+        now: T0,
+        keep: { headBytes: 1024, tailBytes: 1024 },
+      });
+      assert.deepEqual([...(await store.listOutput("c1"))[0].data], [...data]);
+      const warnings = logs.records.filter((r) => r.level === "warning").map((r) =>
+        String(r.message)
+      );
+      assert.equal(warnings.length, 1, warnings.join("\n"));
+      assert.match(
+        warnings[0],
+        /^database postgres:\/\/\S+: its URL's \?max=, \?connect_timeout=, \?fetch_types= are not read: status sets them itself/,
+      );
+    });
+  },
+});
+
+/** The name of the database `sql` is connected to, quoted as an identifier. */
+async function databaseName(sql: postgres.Sql): Promise<string> {
+  const [{ name }] = await sql`SELECT quote_ident(current_database()) AS name`;
+  return name as string;
+}
+
+Deno.test({
   name: "postgres store: instances stepping one run at once start no more than max_concurrency",
   ignore,
   async fn() {
