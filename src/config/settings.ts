@@ -15,7 +15,7 @@ import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
-import { AGENT_SECRET_ENV_NAMES, LOADER_ENV_NAMES, LOADER_ENV_REASON } from "../exec/env.ts";
+import { AGENT_SECRET_ENV_NAMES, codeEnvReason } from "../exec/env.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -544,13 +544,13 @@ const SPECS = {
             AGENT_SECRET_ENV_NAMES.has(ASSIGNMENT.exec(item)![1].toUpperCase())
           );
           const loader = items.findIndex((item) =>
-            typeof item === "string" && LOADER_ENV_NAMES.has(ASSIGNMENT.exec(item)![1])
+            typeof item === "string" && codeEnvReason(ASSIGNMENT.exec(item)![1]) !== undefined
           );
           if (secret < 0 && loader < 0) return items;
           const refused = secret >= 0 ? secret : loader;
           const name = ASSIGNMENT.exec(items[refused] as string)![1];
           const why = secret >= 0 ? "an agent secret, which is never given to commands" : (
-            `which is never given to commands: ${LOADER_ENV_REASON}`
+            `which is never given to commands: ${codeEnvReason(name)}`
           );
           ctx.addIssue({
             code: "custom",

@@ -43,6 +43,64 @@ export const LOADER_ENV_REASON = "every program's dynamic loader (or C library) 
   "under an allowed prefix would run in every later command); set it in a wrapper script that " +
   "ALLOWED_PROGRAMS names by absolute path";
 
+/**
+ * Variables that make a shell or an interpreter load code from where they name, with the program
+ * that reads them and what it does: bash (a wrapper script named in `ALLOWED_PROGRAMS`, and every
+ * program that is a bash script) runs the file `BASH_ENV` names first; python, node, perl, ruby
+ * and java (a script of theirs, run by name or by a wrapper) load modules, or options that load
+ * them, from theirs. Never given to commands, as {@link LOADER_ENV_NAMES} are not: a file a
+ * command left under an allowed prefix would run in every later command that starts that
+ * program, whatever the allowlist says.
+ */
+const CODE_ENV: Readonly<Record<string, readonly [reader: string, does: string]>> = {
+  BASH_ENV: ["bash", "bash runs the file it names before every script (a wrapper script's too)"],
+  PYTHONPATH: ["python", "python looks for its modules first in the directories it names"],
+  PYTHONHOME: ["python", "python takes its standard library from the directory it names"],
+  PYTHONSTARTUP: ["python", "an interactive python runs the file it names"],
+  PYTHONUSERBASE: [
+    "python",
+    "python runs the .pth files of the site-packages under the directory it names",
+  ],
+  PYTHONPYCACHEPREFIX: ["python", "python loads compiled modules from the directory it names"],
+  NODE_OPTIONS: ["node", "node takes options from it (--require, --import load a module)"],
+  NODE_PATH: ["node", "node looks for modules in the directories it names"],
+  PERL5OPT: ["perl", "perl takes options from it (-M loads a module, -I adds a directory)"],
+  PERL5LIB: ["perl", "perl looks for its modules first in the directories it names"],
+  PERLLIB: ["perl", "perl looks for its modules first in the directories it names"],
+  RUBYOPT: ["ruby", "ruby takes options from it (-r loads a library, -I adds a directory)"],
+  RUBYLIB: ["ruby", "ruby looks for its libraries first in the directories it names"],
+  JAVA_TOOL_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
+  JDK_JAVA_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
+  _JAVA_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
+};
+
+/**
+ * Why a variable is never given to commands because a program loads code from where it names
+ * ({@link LOADER_ENV_NAMES}, and a shell's or an interpreter's: `BASH_ENV`, `PYTHONPATH`,
+ * `NODE_OPTIONS`, `PERL5LIB`, `RUBYOPT`, ...), to follow `… is never given to commands: `; or
+ * `undefined` for another variable. Names are matched as written, as the programs read them.
+ *
+ * @param name The variable's name.
+ * @returns The reason, pointing to a wrapper script, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { codeEnvReason } from "./env.ts";
+ *
+ * assert.match(codeEnvReason("BASH_ENV")!, /^bash runs the file it names/);
+ * assert.equal(codeEnvReason("TZ"), undefined);
+ * ```
+ */
+export function codeEnvReason(name: string): string | undefined {
+  if (LOADER_ENV_NAMES.has(name)) return LOADER_ENV_REASON;
+  if (!Object.hasOwn(CODE_ENV, name)) return undefined;
+  const [reader, does] = CODE_ENV[name];
+  return `${does}, which the allowlist never sees (a file a command left under an allowed ` +
+    `prefix would run in every later command that starts ${reader}); set it in a wrapper ` +
+    "script that ALLOWED_PROGRAMS names by absolute path";
+}
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
@@ -75,8 +133,9 @@ export function readAgentEnv(name: string): string | undefined {
 
 /**
  * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
- * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), no loader variable
- * ({@link LOADER_ENV_NAMES}), none longer than {@link MAX_ENV_STRING_BYTES}.
+ * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), none that makes a program
+ * load code from where it names ({@link codeEnvReason}: `LD_PRELOAD`, `BASH_ENV`, `PYTHONPATH`,
+ * ...), none longer than {@link MAX_ENV_STRING_BYTES}.
  *
  * @param extra The configured extras.
  * @param secretValues Secret values (e.g. the agent token) no extra may carry.
@@ -105,9 +164,10 @@ export function validateExtraEnv(
           `more than the ${MAX_ENV_STRING_BYTES} a program may be started with`,
       );
     }
-    if (LOADER_ENV_NAMES.has(name)) {
+    const loads = codeEnvReason(name);
+    if (loads !== undefined) {
       throw new TypeError(
-        `Extra environment variable "${name}" is never given to commands: ${LOADER_ENV_REASON}`,
+        `Extra environment variable "${name}" is never given to commands: ${loads}`,
       );
     }
     if (secretValues.some((secret) => secret !== "" && value.includes(secret))) {

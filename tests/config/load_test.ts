@@ -1072,6 +1072,21 @@ Deno.test("a COMMAND_ENV refused is shown with its names only: its values are co
       },
       'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "TZ=…,LD_PRELOAD=…" (values not shown): item 2 sets LD_PRELOAD, which is never given to commands: every program\'s dynamic loader (or C library) reads it and loads code from where it names, which the allowlist never sees (a library a command left under an allowed prefix would run in every later command); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
     ],
+    [
+      // It went to every command: a file one command left in /tmp ran first in every bash script.
+      "a variable bash loads code from, from the environment",
+      { roles: ["exec"], env: { COMMAND_ENV: "TZ=UTC,BASH_ENV=/tmp/s3cret.sh" }, cwd: tempDir() },
+      'COMMAND_ENV from the environment must be a comma-separated list of NAME=value, got "TZ=…,BASH_ENV=…" (values not shown): item 2 sets BASH_ENV, which is never given to commands: bash runs the file it names before every script (a wrapper script\'s too), which the allowlist never sees (a file a command left under an allowed prefix would run in every later command that starts bash); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
+    ],
+    [
+      "a variable python loads code from, from config.json",
+      {
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({ "config.json": '{"command_env": ["PYTHONPATH=/tmp/s3cret"]}' }),
+      },
+      'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "PYTHONPATH=…" (values not shown): item 1 sets PYTHONPATH, which is never given to commands: python looks for its modules first in the directories it names, which the allowlist never sees (a file a command left under an allowed prefix would run in every later command that starts python); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
+    ],
   ];
   for (const [name, options, message] of cases) {
     await t.step(name, () => {
