@@ -15,7 +15,14 @@ import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
-import { AGENT_SECRET_ENV_NAMES, codeEnvReason } from "../exec/env.ts";
+import {
+  AGENT_SECRET_ENV_NAMES,
+  codeEnvReason,
+  envFromAssignments,
+  extraEnvBytes,
+  MAX_EXTRA_ENV_BYTES,
+  tooLongTogether,
+} from "../exec/env.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -546,7 +553,19 @@ const SPECS = {
           const loader = items.findIndex((item) =>
             typeof item === "string" && codeEnvReason(ASSIGNMENT.exec(item)![1]) !== undefined
           );
-          if (secret < 0 && loader < 0) return items;
+          if (secret < 0 && loader < 0) {
+            // Only config.json or .env can hold this much: the agent's own environment and
+            // flags were started with no string longer than 128 KiB.
+            const strings = items.filter((item): item is string => typeof item === "string");
+            const total = extraEnvBytes(envFromAssignments(strings));
+            if (total <= MAX_EXTRA_ENV_BYTES) return items;
+            ctx.addIssue({
+              code: "custom",
+              message: `its items ${tooLongTogether(total)}`,
+              params: { reason: true },
+            });
+            return z.NEVER;
+          }
           const refused = secret >= 0 ? secret : loader;
           const name = ASSIGNMENT.exec(items[refused] as string)![1];
           const why = secret >= 0 ? "an agent secret, which is never given to commands" : (

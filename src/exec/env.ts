@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { MAX_ARGS, MAX_COMMAND_LINE_LENGTH } from "./parse.ts";
 
 /** `PATH` given to commands when the agent may not read its own. */
 export const DEFAULT_CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -110,6 +111,52 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  */
 export const MAX_ENV_STRING_BYTES = 32 * 4096 - 1;
 
+/**
+ * What Linux lets a program's arguments and environment take together, in bytes, under the usual
+ * 8 MiB stack limit (`ulimit -s`: a quarter of it); each string counts its UTF-8 bytes, its NUL
+ * and its pointer.
+ */
+export const MAX_EXEC_BYTES = 2 * 1024 * 1024;
+
+/** The longest path Linux takes (`PATH_MAX`, its NUL included). */
+const PATH_MAX = 4096;
+
+/**
+ * The most a command's own arguments take of {@link MAX_EXEC_BYTES}: the file executed (`setsid`,
+ * or the program) and argv (`setsid`, `--`, the program's path, and a command line of at most
+ * {@link MAX_COMMAND_LINE_LENGTH} UTF-16 units, 3 UTF-8 bytes each at most, cut into at most
+ * {@link MAX_ARGS} arguments), with their NULs and pointers.
+ */
+const COMMAND_ARGS_BYTES = 3 * PATH_MAX + 3 * MAX_COMMAND_LINE_LENGTH + MAX_ARGS +
+  (MAX_ARGS + 3) * 8;
+
+/** What `PATH`, `HOME` and `LANG` are given of {@link MAX_EXEC_BYTES}, `PATH_MAX` each. */
+const BASE_ENV_BYTES = 3 * (PATH_MAX + 8);
+
+/**
+ * The most bytes the extra variables (`COMMAND_ENV`) may take together, each as `NAME=value` in
+ * UTF-8 with its NUL and pointer ({@link extraEnvBytes}): {@link MAX_EXEC_BYTES} less what the
+ * command's own arguments, `PATH`, `HOME` and `LANG` may take. More, and every command failed with
+ * "Argument list too long".
+ */
+export const MAX_EXTRA_ENV_BYTES = MAX_EXEC_BYTES - COMMAND_ARGS_BYTES - BASE_ENV_BYTES;
+
+/**
+ * What extra variables take of a program's start, as Linux counts it: each `NAME=value` in UTF-8,
+ * its NUL and its pointer.
+ *
+ * @param extra The variables.
+ * @returns The bytes.
+ */
+export function extraEnvBytes(extra: Readonly<Record<string, string>>): number {
+  const encoder = new TextEncoder();
+  let bytes = 0;
+  for (const [name, value] of Object.entries(extra)) {
+    bytes += encoder.encode(`${name}=${value}`).length + 1 + 8;
+  }
+  return bytes;
+}
+
 /** Reads one variable of the agent's environment, or `undefined`. */
 export type EnvReader = (name: string) => string | undefined;
 
@@ -135,7 +182,8 @@ export function readAgentEnv(name: string): string | undefined {
  * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
  * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), none that makes a program
  * load code from where it names ({@link codeEnvReason}: `LD_PRELOAD`, `BASH_ENV`, `PYTHONPATH`,
- * ...), none longer than {@link MAX_ENV_STRING_BYTES}.
+ * ...), none longer than {@link MAX_ENV_STRING_BYTES}, and not more than
+ * {@link MAX_EXTRA_ENV_BYTES} together.
  *
  * @param extra The configured extras.
  * @param secretValues Secret values (e.g. the agent token) no extra may carry.
@@ -176,6 +224,24 @@ export function validateExtraEnv(
       );
     }
   }
+  const total = extraEnvBytes(extra);
+  if (total > MAX_EXTRA_ENV_BYTES) {
+    throw new TypeError(`Extra environment variables ${tooLongTogether(total)}`);
+  }
+}
+
+/**
+ * Why extra variables of `total` bytes ({@link extraEnvBytes}) are refused, to follow their
+ * subject (`… take`).
+ *
+ * @param total What they take.
+ * @returns The clause.
+ */
+export function tooLongTogether(total: number): string {
+  return `take ${total} bytes together (each as NAME=value in UTF-8, with its NUL and pointer), ` +
+    `more than the ${MAX_EXTRA_ENV_BYTES} a command's environment may take beside its arguments, ` +
+    "PATH, HOME and LANG: Linux starts no program whose arguments and environment take more " +
+    "than 2 MiB (under the usual 8 MiB stack limit), and every command would fail";
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { loadSettings, parseEnvFile } from "../../src/config/mod.ts";
 import { ConfigError } from "../../src/errors.ts";
+import { MAX_EXTRA_ENV_BYTES } from "../../src/exec/env.ts";
 
 /** The temporary directories made here, removed when the tests end (not every test removes its own). */
 const made: string[] = [];
@@ -1098,6 +1099,34 @@ Deno.test("a COMMAND_ENV refused is shown with its names only: its values are co
       });
     });
   }
+});
+
+Deno.test("a COMMAND_ENV that takes more than a program may start with is a ConfigError naming it", () => {
+  // Seventeen items of 131 000 bytes in config.json loaded, and every command failed with
+  // "Argument list too long" (Linux bounds arguments and environment together, 2 MiB).
+  const items = Array.from({ length: 17 }, (_, i) => `V${i}=`.padEnd(131000, "x"));
+  const cwd = tempDir({ "config.json": JSON.stringify({ command_env: items }) });
+  assert.throws(() => loadSettings({ roles: ["exec"], env: {}, cwd }), (error: Error) => {
+    assert.ok(error instanceof ConfigError);
+    assert.equal(
+      error.message,
+      "COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got " +
+        `"${items.map((_, i) => `V${i}=…`).join(",")}" (values not shown): its items take ` +
+        `${17 * (131000 + 9)} bytes together (each as NAME=value in UTF-8, with its NUL and ` +
+        `pointer), more than the ${MAX_EXTRA_ENV_BYTES} a command's environment may take beside ` +
+        "its arguments, PATH, HOME and LANG: Linux starts no program whose arguments and " +
+        "environment take more than 2 MiB (under the usual 8 MiB stack limit), and every command " +
+        "would fail",
+    );
+    return true;
+  });
+  // A name given twice counts once, as the later item wins.
+  const twice = Array.from({ length: 17 }, () => `V=${"x".repeat(131000 - 2)}`);
+  loadSettings({
+    roles: ["exec"],
+    env: {},
+    cwd: tempDir({ "config.json": JSON.stringify({ command_env: twice }) }),
+  });
 });
 
 Deno.test("a list setting given as something else in config.json is a ConfigError naming it", async (t) => {

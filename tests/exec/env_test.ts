@@ -5,7 +5,13 @@ import {
   envFromAssignments,
   validateExtraEnv,
 } from "../../src/exec/mod.ts";
-import { pathForUser, pathOthersCannotWrite } from "../../src/exec/env.ts";
+import {
+  extraEnvBytes,
+  MAX_EXEC_BYTES,
+  MAX_EXTRA_ENV_BYTES,
+  pathForUser,
+  pathOthersCannotWrite,
+} from "../../src/exec/env.ts";
 
 Deno.test("child environment is built from PATH, HOME, LANG and the extras only", async (t) => {
   await t.step("values from the agent when readable", () => {
@@ -156,6 +162,29 @@ Deno.test("an extra variable longer than the kernel starts a program with is ref
     () => validateExtraEnv({ WIDE: "é".repeat(65534) }),
     /"WIDE" is 131073 bytes long as NAME=value/,
   );
+});
+
+Deno.test("extra variables that take more than a program may start with together are refused", () => {
+  // Seventeen items of 131 000 bytes each passed, one by one, and every command then failed with
+  // "Argument list too long" (Linux bounds the arguments and the environment together, 2 MiB);
+  // sixteen left no room for a command line of 4000 "€" (12 000 bytes), which then failed so.
+  const items = (count: number, size: number) =>
+    Object.fromEntries(
+      Array.from({ length: count }, (_, i) => [`V${i}`, "x".repeat(size - `V${i}=`.length)]),
+    );
+  // Each item counts its NAME=value, its NUL and its pointer.
+  assert.equal(extraEnvBytes({ A: "é" }), "A=é".length + 1 + 1 + 8);
+  validateExtraEnv(items(15, 131000));
+  assert.throws(() => validateExtraEnv(items(17, 131000)), /take 2227153 bytes together/);
+  assert.throws(() => validateExtraEnv(items(16, 131000)), {
+    name: "TypeError",
+    message: `Extra environment variables take ${16 * 131009} bytes together (each as ` +
+      "NAME=value in UTF-8, with its NUL and pointer), more than the " +
+      `${MAX_EXTRA_ENV_BYTES} a command's environment may take beside its arguments, PATH, HOME ` +
+      "and LANG: Linux starts no program whose arguments and environment take more than 2 MiB " +
+      "(under the usual 8 MiB stack limit), and every command would fail",
+  });
+  assert.ok(MAX_EXTRA_ENV_BYTES > 2_000_000 && MAX_EXTRA_ENV_BYTES < MAX_EXEC_BYTES);
 });
 
 Deno.test("COMMAND_ENV items become variables", () => {
