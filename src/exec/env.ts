@@ -418,6 +418,42 @@ export function pathUserCannotWrite(
 }
 
 /**
+ * Whether a command user may change a directory: it is that user's own, or that user may write
+ * it, or rename it (a directory on the way it may write without the sticky bit), after symbolic
+ * links; as {@link pathForUser} decides. `false` when that cannot be told, or when the user cannot
+ * reach it.
+ *
+ * @param dir An absolute directory.
+ * @param user The command user.
+ * @param owner Reads a directory's owner and mode; for tests.
+ * @param realPath Resolves symbolic links; for tests.
+ * @returns Whether it may.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { userMayChange } from "./env.ts";
+ *
+ * const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+ *   "/": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/srv": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/srv/work": { uid: 65534, gid: 65534, mode: 0o755 },
+ * };
+ * const nobody = { uid: 65534, gid: 65534 };
+ * assert.equal(userMayChange("/srv/work", nobody, (p) => dirs[p], (p) => p), true);
+ * assert.equal(userMayChange("/srv", nobody, (p) => dirs[p], (p) => p), false);
+ * ```
+ */
+export function userMayChange(
+  dir: string,
+  user: { uid: number; gid: number },
+  owner: OwnerReader = readOwner,
+  realPath: (path: string) => string = realPathOrSelf,
+): boolean {
+  return entryProblem(realPath(dir), user, owner) === "writable";
+}
+
+/**
  * Why a `PATH` entry does not suit a command user (see {@link pathForUser}): `"unsearchable"`
  * (relative, or a directory on the way does not let that user through) or `"writable"` (that
  * user owns it, or may write or rename it); `undefined` when it suits. An entry that cannot be
