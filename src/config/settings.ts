@@ -20,6 +20,7 @@ import {
   codeEnvReason,
   envFromAssignments,
   extraEnvBytes,
+  MAX_ENV_STRING_BYTES,
   MAX_EXTRA_ENV_BYTES,
   tooLongTogether,
 } from "../exec/env.ts";
@@ -166,6 +167,9 @@ const listItems = (v: unknown) => {
   const read = list.safeParse(v);
   return read.success ? read.data : v;
 };
+
+/** A string's length in UTF-8 bytes, as the kernel counts an environment string. */
+const utf8Bytes = (text: string) => new TextEncoder().encode(text).length;
 
 /** A `COMMAND_ENV` item: `NAME=value`, the name captured. */
 const ASSIGNMENT = /^([A-Za-z_][A-Za-z0-9_]*)=/;
@@ -556,6 +560,22 @@ const SPECS = {
           if (secret < 0 && loader < 0) {
             // Only config.json or .env can hold this much: the agent's own environment and
             // flags were started with no string longer than 128 KiB.
+            const long = items.findIndex((item) =>
+              typeof item === "string" && utf8Bytes(item) > MAX_ENV_STRING_BYTES
+            );
+            if (long >= 0) {
+              const item = items[long] as string;
+              ctx.addIssue({
+                code: "custom",
+                message:
+                  `item ${long + 1} sets ${ASSIGNMENT.exec(item)![1]}, which is ${
+                    utf8Bytes(item)
+                  } bytes long as NAME=value (UTF-8), more than the ${MAX_ENV_STRING_BYTES} a ` +
+                  "program may be started with",
+                params: { reason: true },
+              });
+              return z.NEVER;
+            }
             const strings = items.filter((item): item is string => typeof item === "string");
             const total = extraEnvBytes(envFromAssignments(strings));
             if (total <= MAX_EXTRA_ENV_BYTES) return items;

@@ -1120,6 +1120,23 @@ Deno.test("a COMMAND_ENV that takes more than a program may start with is a Conf
     );
     return true;
   });
+  // One item alone too long was refused only as the executor started, naming neither the
+  // setting nor where it came from.
+  const long = ["TZ=UTC", "BIG=".padEnd(131072, "é")];
+  assert.throws(
+    () =>
+      loadSettings({
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({ "config.json": JSON.stringify({ command_env: long }) }),
+      }),
+    {
+      name: "ConfigError",
+      message: "COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got " +
+        '"TZ=…,BIG=…" (values not shown): item 2 sets BIG, which is 262140 bytes long as ' +
+        "NAME=value (UTF-8), more than the 131071 a program may be started with",
+    },
+  );
   // A name given twice counts once, as the later item wins.
   const twice = Array.from({ length: 17 }, () => `V=${"x".repeat(131000 - 2)}`);
   loadSettings({
