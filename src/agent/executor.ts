@@ -21,7 +21,7 @@ import {
 } from "../exec/mod.ts";
 import { unresolvablePrefixes } from "../exec/policy.ts";
 import { readableBy } from "../exec/sandbox.ts";
-import { everyoneMayReplace } from "../exec/env.ts";
+import { everyoneMayReplace, userMayChange } from "../exec/env.ts";
 
 /** What the agent asks the executor to run. */
 export interface ExecRequest {
@@ -193,12 +193,13 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
     protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
   });
+  const extraEnv = envFromAssignments(options.commandEnv ?? []);
   const runner = new CommandRunner({
     policy,
     defaultTimeoutSecs: options.defaultTimeoutSecs,
     maxTimeoutSecs: options.maxTimeoutSecs,
     cwd: options.cwd,
-    extraEnv: envFromAssignments(options.commandEnv ?? []),
+    extraEnv,
     secretValues: options.secretValues ?? [],
     sandbox,
     clock: options.clock,
@@ -210,6 +211,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       ...pathWarning(runner.pathLeftOut),
       ...unresolvedWarning(unresolvablePrefixes(policy)),
       ...replaceablePrograms(policy.allowedPrograms),
+      ...sharedHomeWarning(runner.sandbox, extraEnv.HOME),
       ...readableSecrets(runner.sandbox, protectedPaths, options.secretValues ?? []),
     ],
     deadlineSecs(timeoutSecs) {
@@ -275,6 +277,41 @@ function replaceablePrograms(programs: readonly string[]): string[] {
     `ALLOWED_PROGRAMS entries that every user may replace (the file, or a directory on the way, ` +
     `is writable by every user): ${replaceable.join(", ")}; a command naming one runs whatever ` +
     "anyone put there: move them where only root may write",
+  ];
+}
+
+/**
+ * What the start-up log says of a `HOME` that every command gets (set in `COMMAND_ENV`, or, for a
+ * command user other than the agent's, `COMMAND_CWD` or the work root they run in) when the
+ * command user, or every user, may write it: one command (or anyone) can leave there the settings
+ * that later commands' programs read from `HOME` and obey (`~/.curlrc`, `~/.wgetrc`,
+ * `~/.gitconfig`, `~/.ssh/config` name files to send or programs to run), which the allowlist
+ * never sees. A command in a directory of its own gets that directory as `HOME`: nothing is said.
+ */
+function sharedHomeWarning(sandbox: Sandbox, givenHome: string | undefined): string[] {
+  const user = sandbox.user;
+  const home = givenHome ?? (user ? sandbox.sharedCwd : undefined);
+  if (home === undefined || !home.startsWith("/")) return [];
+  const everyone = everyoneMayReplace(home);
+  if (!everyone && !(user && userMayChange(home, user))) return [];
+  const source = givenHome !== undefined
+    ? "set in COMMAND_ENV"
+    : home === sandbox.fixedCwd
+    ? "COMMAND_CWD, which is their HOME as they run as another user than the agent"
+    : "the directory they run in, as none of their own can be made there";
+  const fix = givenHome !== undefined
+    ? ""
+    : home === sandbox.fixedCwd
+    ? ", or leave COMMAND_CWD unset (each command then gets a new, empty one)"
+    : `, or grant --allow-write=${home} (each command then gets a new, empty one)`;
+  return [
+    `commands share HOME ${home} (${source}), which ${
+      everyone ? "every user" : `commands, as ${user!.name},`
+    } ` +
+    `may write: ${everyone ? "anyone" : "one command"} can leave settings there that later ` +
+    "commands' programs read from HOME and obey (~/.curlrc, ~/.wgetrc, ~/.gitconfig, " +
+    "~/.ssh/config name files to send or programs to run), which the allowlist never sees; set " +
+    `HOME in COMMAND_ENV to a directory that neither they nor others may write${fix}`,
   ];
 }
 

@@ -15,7 +15,15 @@ import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
-import { AGENT_SECRET_ENV_NAMES, LOADER_ENV_NAMES, LOADER_ENV_REASON } from "../exec/env.ts";
+import {
+  AGENT_SECRET_ENV_NAMES,
+  codeEnvReason,
+  envFromAssignments,
+  extraEnvBytes,
+  MAX_ENV_STRING_BYTES,
+  MAX_EXTRA_ENV_BYTES,
+  tooLongTogether,
+} from "../exec/env.ts";
 
 /** Which part of the program reads a setting. */
 export type Role = "agent" | "server" | "operator" | "exec" | "log";
@@ -159,6 +167,9 @@ const listItems = (v: unknown) => {
   const read = list.safeParse(v);
   return read.success ? read.data : v;
 };
+
+/** A string's length in UTF-8 bytes, as the kernel counts an environment string. */
+const utf8Bytes = (text: string) => new TextEncoder().encode(text).length;
 
 /** A `COMMAND_ENV` item: `NAME=value`, the name captured. */
 const ASSIGNMENT = /^([A-Za-z_][A-Za-z0-9_]*)=/;
@@ -544,13 +555,41 @@ const SPECS = {
             AGENT_SECRET_ENV_NAMES.has(ASSIGNMENT.exec(item)![1].toUpperCase())
           );
           const loader = items.findIndex((item) =>
-            typeof item === "string" && LOADER_ENV_NAMES.has(ASSIGNMENT.exec(item)![1])
+            typeof item === "string" && codeEnvReason(ASSIGNMENT.exec(item)![1]) !== undefined
           );
-          if (secret < 0 && loader < 0) return items;
+          if (secret < 0 && loader < 0) {
+            // Only config.json or .env can hold this much: the agent's own environment and
+            // flags were started with no string longer than 128 KiB.
+            const long = items.findIndex((item) =>
+              typeof item === "string" && utf8Bytes(item) > MAX_ENV_STRING_BYTES
+            );
+            if (long >= 0) {
+              const item = items[long] as string;
+              ctx.addIssue({
+                code: "custom",
+                message:
+                  `item ${long + 1} sets ${ASSIGNMENT.exec(item)![1]}, which is ${
+                    utf8Bytes(item)
+                  } bytes long as NAME=value (UTF-8), more than the ${MAX_ENV_STRING_BYTES} a ` +
+                  "program may be started with",
+                params: { reason: true },
+              });
+              return z.NEVER;
+            }
+            const strings = items.filter((item): item is string => typeof item === "string");
+            const total = extraEnvBytes(envFromAssignments(strings));
+            if (total <= MAX_EXTRA_ENV_BYTES) return items;
+            ctx.addIssue({
+              code: "custom",
+              message: `its items ${tooLongTogether(total)}`,
+              params: { reason: true },
+            });
+            return z.NEVER;
+          }
           const refused = secret >= 0 ? secret : loader;
           const name = ASSIGNMENT.exec(items[refused] as string)![1];
           const why = secret >= 0 ? "an agent secret, which is never given to commands" : (
-            `which is never given to commands: ${LOADER_ENV_REASON}`
+            `which is never given to commands: ${codeEnvReason(name)}`
           );
           ctx.addIssue({
             code: "custom",

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { MAX_ARGS, MAX_COMMAND_LINE_LENGTH } from "./parse.ts";
 
 /** `PATH` given to commands when the agent may not read its own. */
 export const DEFAULT_CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -43,6 +44,64 @@ export const LOADER_ENV_REASON = "every program's dynamic loader (or C library) 
   "under an allowed prefix would run in every later command); set it in a wrapper script that " +
   "ALLOWED_PROGRAMS names by absolute path";
 
+/**
+ * Variables that make a shell or an interpreter load code from where they name, with the program
+ * that reads them and what it does: bash (a wrapper script named in `ALLOWED_PROGRAMS`, and every
+ * program that is a bash script) runs the file `BASH_ENV` names first; python, node, perl, ruby
+ * and java (a script of theirs, run by name or by a wrapper) load modules, or options that load
+ * them, from theirs. Never given to commands, as {@link LOADER_ENV_NAMES} are not: a file a
+ * command left under an allowed prefix would run in every later command that starts that
+ * program, whatever the allowlist says.
+ */
+const CODE_ENV: Readonly<Record<string, readonly [reader: string, does: string]>> = {
+  BASH_ENV: ["bash", "bash runs the file it names before every script (a wrapper script's too)"],
+  PYTHONPATH: ["python", "python looks for its modules first in the directories it names"],
+  PYTHONHOME: ["python", "python takes its standard library from the directory it names"],
+  PYTHONSTARTUP: ["python", "an interactive python runs the file it names"],
+  PYTHONUSERBASE: [
+    "python",
+    "python runs the .pth files of the site-packages under the directory it names",
+  ],
+  PYTHONPYCACHEPREFIX: ["python", "python loads compiled modules from the directory it names"],
+  NODE_OPTIONS: ["node", "node takes options from it (--require, --import load a module)"],
+  NODE_PATH: ["node", "node looks for modules in the directories it names"],
+  PERL5OPT: ["perl", "perl takes options from it (-M loads a module, -I adds a directory)"],
+  PERL5LIB: ["perl", "perl looks for its modules first in the directories it names"],
+  PERLLIB: ["perl", "perl looks for its modules first in the directories it names"],
+  RUBYOPT: ["ruby", "ruby takes options from it (-r loads a library, -I adds a directory)"],
+  RUBYLIB: ["ruby", "ruby looks for its libraries first in the directories it names"],
+  JAVA_TOOL_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
+  JDK_JAVA_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
+  _JAVA_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
+};
+
+/**
+ * Why a variable is never given to commands because a program loads code from where it names
+ * ({@link LOADER_ENV_NAMES}, and a shell's or an interpreter's: `BASH_ENV`, `PYTHONPATH`,
+ * `NODE_OPTIONS`, `PERL5LIB`, `RUBYOPT`, ...), to follow `… is never given to commands: `; or
+ * `undefined` for another variable. Names are matched as written, as the programs read them.
+ *
+ * @param name The variable's name.
+ * @returns The reason, pointing to a wrapper script, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { codeEnvReason } from "./env.ts";
+ *
+ * assert.match(codeEnvReason("BASH_ENV")!, /^bash runs the file it names/);
+ * assert.equal(codeEnvReason("TZ"), undefined);
+ * ```
+ */
+export function codeEnvReason(name: string): string | undefined {
+  if (LOADER_ENV_NAMES.has(name)) return LOADER_ENV_REASON;
+  if (!Object.hasOwn(CODE_ENV, name)) return undefined;
+  const [reader, does] = CODE_ENV[name];
+  return `${does}, which the allowlist never sees (a file a command left under an allowed ` +
+    `prefix would run in every later command that starts ${reader}); set it in a wrapper ` +
+    "script that ALLOWED_PROGRAMS names by absolute path";
+}
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
@@ -51,6 +110,52 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * every command then failed with "Argument list too long".
  */
 export const MAX_ENV_STRING_BYTES = 32 * 4096 - 1;
+
+/**
+ * What Linux lets a program's arguments and environment take together, in bytes, under the usual
+ * 8 MiB stack limit (`ulimit -s`: a quarter of it); each string counts its UTF-8 bytes, its NUL
+ * and its pointer.
+ */
+export const MAX_EXEC_BYTES = 2 * 1024 * 1024;
+
+/** The longest path Linux takes (`PATH_MAX`, its NUL included). */
+const PATH_MAX = 4096;
+
+/**
+ * The most a command's own arguments take of {@link MAX_EXEC_BYTES}: the file executed (`setsid`,
+ * or the program) and argv (`setsid`, `--`, the program's path, and a command line of at most
+ * {@link MAX_COMMAND_LINE_LENGTH} UTF-16 units, 3 UTF-8 bytes each at most, cut into at most
+ * {@link MAX_ARGS} arguments), with their NULs and pointers.
+ */
+const COMMAND_ARGS_BYTES = 3 * PATH_MAX + 3 * MAX_COMMAND_LINE_LENGTH + MAX_ARGS +
+  (MAX_ARGS + 3) * 8;
+
+/** What `PATH`, `HOME` and `LANG` are given of {@link MAX_EXEC_BYTES}, `PATH_MAX` each. */
+const BASE_ENV_BYTES = 3 * (PATH_MAX + 8);
+
+/**
+ * The most bytes the extra variables (`COMMAND_ENV`) may take together, each as `NAME=value` in
+ * UTF-8 with its NUL and pointer ({@link extraEnvBytes}): {@link MAX_EXEC_BYTES} less what the
+ * command's own arguments, `PATH`, `HOME` and `LANG` may take. More, and every command failed with
+ * "Argument list too long".
+ */
+export const MAX_EXTRA_ENV_BYTES = MAX_EXEC_BYTES - COMMAND_ARGS_BYTES - BASE_ENV_BYTES;
+
+/**
+ * What extra variables take of a program's start, as Linux counts it: each `NAME=value` in UTF-8,
+ * its NUL and its pointer.
+ *
+ * @param extra The variables.
+ * @returns The bytes.
+ */
+export function extraEnvBytes(extra: Readonly<Record<string, string>>): number {
+  const encoder = new TextEncoder();
+  let bytes = 0;
+  for (const [name, value] of Object.entries(extra)) {
+    bytes += encoder.encode(`${name}=${value}`).length + 1 + 8;
+  }
+  return bytes;
+}
 
 /** Reads one variable of the agent's environment, or `undefined`. */
 export type EnvReader = (name: string) => string | undefined;
@@ -75,8 +180,10 @@ export function readAgentEnv(name: string): string | undefined {
 
 /**
  * Checks configured extra variables: valid names, no NUL in values, no agent secret by name
- * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), no loader variable
- * ({@link LOADER_ENV_NAMES}), none longer than {@link MAX_ENV_STRING_BYTES}.
+ * ({@link AGENT_SECRET_ENV_NAMES}) or by value (any of `secretValues`), none that makes a program
+ * load code from where it names ({@link codeEnvReason}: `LD_PRELOAD`, `BASH_ENV`, `PYTHONPATH`,
+ * ...), none longer than {@link MAX_ENV_STRING_BYTES}, and not more than
+ * {@link MAX_EXTRA_ENV_BYTES} together.
  *
  * @param extra The configured extras.
  * @param secretValues Secret values (e.g. the agent token) no extra may carry.
@@ -105,9 +212,10 @@ export function validateExtraEnv(
           `more than the ${MAX_ENV_STRING_BYTES} a program may be started with`,
       );
     }
-    if (LOADER_ENV_NAMES.has(name)) {
+    const loads = codeEnvReason(name);
+    if (loads !== undefined) {
       throw new TypeError(
-        `Extra environment variable "${name}" is never given to commands: ${LOADER_ENV_REASON}`,
+        `Extra environment variable "${name}" is never given to commands: ${loads}`,
       );
     }
     if (secretValues.some((secret) => secret !== "" && value.includes(secret))) {
@@ -116,6 +224,24 @@ export function validateExtraEnv(
       );
     }
   }
+  const total = extraEnvBytes(extra);
+  if (total > MAX_EXTRA_ENV_BYTES) {
+    throw new TypeError(`Extra environment variables ${tooLongTogether(total)}`);
+  }
+}
+
+/**
+ * Why extra variables of `total` bytes ({@link extraEnvBytes}) are refused, to follow their
+ * subject (`… take`).
+ *
+ * @param total What they take.
+ * @returns The clause.
+ */
+export function tooLongTogether(total: number): string {
+  return `take ${total} bytes together (each as NAME=value in UTF-8, with its NUL and pointer), ` +
+    `more than the ${MAX_EXTRA_ENV_BYTES} a command's environment may take beside its arguments, ` +
+    "PATH, HOME and LANG: Linux starts no program whose arguments and environment take more " +
+    "than 2 MiB (under the usual 8 MiB stack limit), and every command would fail";
 }
 
 /**
@@ -289,6 +415,42 @@ export function pathUserCannotWrite(
 ): string {
   const kept = path.split(":").filter((dir) => entryProblem(dir, user, owner) !== "writable");
   return kept.length > 0 ? kept.join(":") : pathForUser(DEFAULT_CHILD_PATH, user, owner);
+}
+
+/**
+ * Whether a command user may change a directory: it is that user's own, or that user may write
+ * it, or rename it (a directory on the way it may write without the sticky bit), after symbolic
+ * links; as {@link pathForUser} decides. `false` when that cannot be told, or when the user cannot
+ * reach it.
+ *
+ * @param dir An absolute directory.
+ * @param user The command user.
+ * @param owner Reads a directory's owner and mode; for tests.
+ * @param realPath Resolves symbolic links; for tests.
+ * @returns Whether it may.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { userMayChange } from "./env.ts";
+ *
+ * const dirs: Record<string, { uid: number; gid: number; mode: number }> = {
+ *   "/": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/srv": { uid: 0, gid: 0, mode: 0o755 },
+ *   "/srv/work": { uid: 65534, gid: 65534, mode: 0o755 },
+ * };
+ * const nobody = { uid: 65534, gid: 65534 };
+ * assert.equal(userMayChange("/srv/work", nobody, (p) => dirs[p], (p) => p), true);
+ * assert.equal(userMayChange("/srv", nobody, (p) => dirs[p], (p) => p), false);
+ * ```
+ */
+export function userMayChange(
+  dir: string,
+  user: { uid: number; gid: number },
+  owner: OwnerReader = readOwner,
+  realPath: (path: string) => string = realPathOrSelf,
+): boolean {
+  return entryProblem(realPath(dir), user, owner) === "writable";
 }
 
 /**

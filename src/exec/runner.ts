@@ -327,9 +327,9 @@ export class CommandRunner {
    *   valid number.
    * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
    *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid, holds a
-   *   secret, is one the dynamic loader reads (`LD_PRELOAD`), or is one an allowed program reads
-   *   as options (`TAR_OPTIONS` while tar may run, a `GZIP` beyond compression levels while gzip
-   *   may).
+   *   secret, is one a program loads code from (`LD_PRELOAD`, `BASH_ENV`, `PYTHONPATH`), or is
+   *   one an allowed program reads as options (`TAR_OPTIONS` while tar may run, a `GZIP` beyond
+   *   compression levels while gzip may).
    */
   constructor(options: RunnerOptions) {
     if (options === null || typeof options !== "object") {

@@ -187,6 +187,53 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a root agent warns when its commands share a HOME the command user may write",
+  // Only a root agent runs commands as another user (nobody), whose writing the OS decides.
+  ignore: agentUid() !== 0,
+  async fn() {
+    // With COMMAND_CWD, every command (as nobody) got it as HOME: one command's ~/.gitconfig or
+    // ~/.curlrc, left there, was read and obeyed by the next one's git or curl, and nothing said so.
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-home-" });
+    try {
+      Deno.chmodSync(dir, 0o755);
+      const work = `${dir}/work`;
+      Deno.mkdirSync(work);
+      Deno.chownSync(work, 65534, 65534);
+      const closed = `${dir}/closed`;
+      Deno.mkdirSync(closed, { mode: 0o755 });
+      const warnings = async (options: { cwd?: string; commandEnv?: string[] }) => {
+        const executor = createExecutor({ stateDir: `${dir}/state`, cgroups: false, ...options });
+        try {
+          return (executor.warnings?.() ?? []).filter((line) => line.includes("HOME"));
+        } finally {
+          await executor.close?.();
+        }
+      };
+      assert.deepEqual(await warnings({ cwd: work }), [
+        `commands share HOME ${work} (COMMAND_CWD, which is their HOME as they run as another ` +
+        "user than the agent), which commands, as nobody, may write: one command can leave " +
+        "settings there " +
+        "that later commands' programs read from HOME and obey (~/.curlrc, ~/.wgetrc, " +
+        "~/.gitconfig, ~/.ssh/config name files to send or programs to run), which the " +
+        "allowlist never sees; set HOME in COMMAND_ENV to a directory that neither they nor " +
+        "others may write, or " +
+        "leave COMMAND_CWD unset (each command then gets a new, empty one)",
+      ]);
+      assert.match(
+        (await warnings({ commandEnv: ["HOME=/tmp"] }))[0] ?? "",
+        /^commands share HOME \/tmp \(set in COMMAND_ENV\), which every user may write: anyone /,
+      );
+      // A HOME the command user may not write, or one of each command's own: nothing to say.
+      assert.deepEqual(await warnings({ cwd: work, commandEnv: [`HOME=${closed}`] }), []);
+      assert.deepEqual(await warnings({ cwd: closed }), []);
+      assert.deepEqual(await warnings({}), []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("the executor warns of allowed programs that every user may replace", async () => {
   // A command naming /tmp/.../open/tool ran whatever a local user had put there, and nothing said
   // that anyone could.

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { loadSettings, parseEnvFile } from "../../src/config/mod.ts";
 import { ConfigError } from "../../src/errors.ts";
+import { MAX_EXTRA_ENV_BYTES } from "../../src/exec/env.ts";
 
 /** The temporary directories made here, removed when the tests end (not every test removes its own). */
 const made: string[] = [];
@@ -1072,6 +1073,21 @@ Deno.test("a COMMAND_ENV refused is shown with its names only: its values are co
       },
       'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "TZ=…,LD_PRELOAD=…" (values not shown): item 2 sets LD_PRELOAD, which is never given to commands: every program\'s dynamic loader (or C library) reads it and loads code from where it names, which the allowlist never sees (a library a command left under an allowed prefix would run in every later command); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
     ],
+    [
+      // It went to every command: a file one command left in /tmp ran first in every bash script.
+      "a variable bash loads code from, from the environment",
+      { roles: ["exec"], env: { COMMAND_ENV: "TZ=UTC,BASH_ENV=/tmp/s3cret.sh" }, cwd: tempDir() },
+      'COMMAND_ENV from the environment must be a comma-separated list of NAME=value, got "TZ=…,BASH_ENV=…" (values not shown): item 2 sets BASH_ENV, which is never given to commands: bash runs the file it names before every script (a wrapper script\'s too), which the allowlist never sees (a file a command left under an allowed prefix would run in every later command that starts bash); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
+    ],
+    [
+      "a variable python loads code from, from config.json",
+      {
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({ "config.json": '{"command_env": ["PYTHONPATH=/tmp/s3cret"]}' }),
+      },
+      'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "PYTHONPATH=…" (values not shown): item 1 sets PYTHONPATH, which is never given to commands: python looks for its modules first in the directories it names, which the allowlist never sees (a file a command left under an allowed prefix would run in every later command that starts python); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
+    ],
   ];
   for (const [name, options, message] of cases) {
     await t.step(name, () => {
@@ -1083,6 +1099,51 @@ Deno.test("a COMMAND_ENV refused is shown with its names only: its values are co
       });
     });
   }
+});
+
+Deno.test("a COMMAND_ENV that takes more than a program may start with is a ConfigError naming it", () => {
+  // Seventeen items of 131 000 bytes in config.json loaded, and every command failed with
+  // "Argument list too long" (Linux bounds arguments and environment together, 2 MiB).
+  const items = Array.from({ length: 17 }, (_, i) => `V${i}=`.padEnd(131000, "x"));
+  const cwd = tempDir({ "config.json": JSON.stringify({ command_env: items }) });
+  assert.throws(() => loadSettings({ roles: ["exec"], env: {}, cwd }), (error: Error) => {
+    assert.ok(error instanceof ConfigError);
+    assert.equal(
+      error.message,
+      "COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got " +
+        `"${items.map((_, i) => `V${i}=…`).join(",")}" (values not shown): its items take ` +
+        `${17 * (131000 + 9)} bytes together (each as NAME=value in UTF-8, with its NUL and ` +
+        `pointer), more than the ${MAX_EXTRA_ENV_BYTES} a command's environment may take beside ` +
+        "its arguments, PATH, HOME and LANG: Linux starts no program whose arguments and " +
+        "environment take more than 2 MiB (under the usual 8 MiB stack limit), and every command " +
+        "would fail",
+    );
+    return true;
+  });
+  // One item alone too long was refused only as the executor started, naming neither the
+  // setting nor where it came from.
+  const long = ["TZ=UTC", "BIG=".padEnd(131072, "é")];
+  assert.throws(
+    () =>
+      loadSettings({
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({ "config.json": JSON.stringify({ command_env: long }) }),
+      }),
+    {
+      name: "ConfigError",
+      message: "COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got " +
+        '"TZ=…,BIG=…" (values not shown): item 2 sets BIG, which is 262140 bytes long as ' +
+        "NAME=value (UTF-8), more than the 131071 a program may be started with",
+    },
+  );
+  // A name given twice counts once, as the later item wins.
+  const twice = Array.from({ length: 17 }, () => `V=${"x".repeat(131000 - 2)}`);
+  loadSettings({
+    roles: ["exec"],
+    env: {},
+    cwd: tempDir({ "config.json": JSON.stringify({ command_env: twice }) }),
+  });
 });
 
 Deno.test("a list setting given as something else in config.json is a ConfigError naming it", async (t) => {

@@ -5,7 +5,13 @@ import {
   envFromAssignments,
   validateExtraEnv,
 } from "../../src/exec/mod.ts";
-import { pathForUser, pathOthersCannotWrite } from "../../src/exec/env.ts";
+import {
+  extraEnvBytes,
+  MAX_EXEC_BYTES,
+  MAX_EXTRA_ENV_BYTES,
+  pathForUser,
+  pathOthersCannotWrite,
+} from "../../src/exec/env.ts";
 
 Deno.test("child environment is built from PATH, HOME, LANG and the extras only", async (t) => {
   await t.step("values from the agent when readable", () => {
@@ -80,6 +86,68 @@ Deno.test("extra variables the dynamic loader reads are refused", () => {
   validateExtraEnv({ ld_preload: "/tmp/x", LD_BIND_NOW: "1" });
 });
 
+Deno.test("extra variables a shell or an interpreter loads code from are refused", async (t) => {
+  // COMMAND_ENV=BASH_ENV=/tmp/x/rc went to every command: a file one command extracted there ran
+  // first in every later bash script (the wrapper script the LD_PRELOAD refusal points to, too),
+  // and PYTHONPATH=/tmp/x/lib made every python script import a module a command left there.
+  await t.step("bash's BASH_ENV", () => {
+    assert.throws(() => validateExtraEnv({ TZ: "UTC", BASH_ENV: "/tmp/x/rc" }), {
+      name: "TypeError",
+      message: 'Extra environment variable "BASH_ENV" is never given to commands: bash runs the ' +
+        "file it names before every script (a wrapper script's too), which the allowlist never " +
+        "sees (a file a command left under an allowed prefix would run in every later command " +
+        "that starts bash); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path",
+    });
+  });
+  await t.step("python's, node's, perl's, ruby's and java's", () => {
+    const readers: Record<string, string> = {
+      PYTHONPATH: "python",
+      PYTHONHOME: "python",
+      PYTHONSTARTUP: "python",
+      PYTHONUSERBASE: "python",
+      PYTHONPYCACHEPREFIX: "python",
+      NODE_OPTIONS: "node",
+      NODE_PATH: "node",
+      PERL5OPT: "perl",
+      PERL5LIB: "perl",
+      PERLLIB: "perl",
+      RUBYOPT: "ruby",
+      RUBYLIB: "ruby",
+      JAVA_TOOL_OPTIONS: "java",
+      JDK_JAVA_OPTIONS: "java",
+      _JAVA_OPTIONS: "java",
+    };
+    for (const [name, reader] of Object.entries(readers)) {
+      assert.throws(
+        () => validateExtraEnv({ [name]: "/tmp/x" }),
+        (error: Error) => {
+          assert.ok(error instanceof TypeError);
+          assert.ok(
+            error.message.startsWith(
+              `Extra environment variable "${name}" is never given to commands: ${reader} `,
+            ) || error.message.includes(`: an interactive ${reader} `),
+            error.message,
+          );
+          assert.ok(
+            error.message.endsWith(
+              `every later command that starts ${reader}); set it in a wrapper script that ` +
+                "ALLOWED_PROGRAMS names by absolute path",
+            ),
+            error.message,
+          );
+          return true;
+        },
+      );
+    }
+  });
+  await t.step("but not ENV, which only an interactive shell reads, nor other names", () => {
+    // ENV=production is an application's; sh and bash read ENV only when interactive, which a
+    // command (stdin closed) is not unless an allowed shell is given -i.
+    validateExtraEnv({ ENV: "production", PYTHONUNBUFFERED: "1", NODE_ENV: "production" });
+    validateExtraEnv({ bash_env: "/tmp/x", pythonpath: "/tmp/x" });
+  });
+});
+
 Deno.test("an extra variable longer than the kernel starts a program with is refused", () => {
   // Every command failed with "program \"/usr/bin/echo\" could not be started: Failed to spawn
   // '/usr/bin/setsid': Argument list too long"; the length is in bytes, as the kernel counts.
@@ -94,6 +162,29 @@ Deno.test("an extra variable longer than the kernel starts a program with is ref
     () => validateExtraEnv({ WIDE: "é".repeat(65534) }),
     /"WIDE" is 131073 bytes long as NAME=value/,
   );
+});
+
+Deno.test("extra variables that take more than a program may start with together are refused", () => {
+  // Seventeen items of 131 000 bytes each passed, one by one, and every command then failed with
+  // "Argument list too long" (Linux bounds the arguments and the environment together, 2 MiB);
+  // sixteen left no room for a command line of 4000 "€" (12 000 bytes), which then failed so.
+  const items = (count: number, size: number) =>
+    Object.fromEntries(
+      Array.from({ length: count }, (_, i) => [`V${i}`, "x".repeat(size - `V${i}=`.length)]),
+    );
+  // Each item counts its NAME=value, its NUL and its pointer.
+  assert.equal(extraEnvBytes({ A: "é" }), "A=é".length + 1 + 1 + 8);
+  validateExtraEnv(items(15, 131000));
+  assert.throws(() => validateExtraEnv(items(17, 131000)), /take 2227153 bytes together/);
+  assert.throws(() => validateExtraEnv(items(16, 131000)), {
+    name: "TypeError",
+    message: `Extra environment variables take ${16 * 131009} bytes together (each as ` +
+      "NAME=value in UTF-8, with its NUL and pointer), more than the " +
+      `${MAX_EXTRA_ENV_BYTES} a command's environment may take beside its arguments, PATH, HOME ` +
+      "and LANG: Linux starts no program whose arguments and environment take more than 2 MiB " +
+      "(under the usual 8 MiB stack limit), and every command would fail",
+  });
+  assert.ok(MAX_EXTRA_ENV_BYTES > 2_000_000 && MAX_EXTRA_ENV_BYTES < MAX_EXEC_BYTES);
 });
 
 Deno.test("COMMAND_ENV items become variables", () => {

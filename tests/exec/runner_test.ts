@@ -20,6 +20,8 @@ import {
   survivors,
 } from "./helpers.ts";
 import { until } from "../_until.ts";
+import { extraEnvBytes, MAX_ENV_STRING_BYTES, MAX_EXTRA_ENV_BYTES } from "../../src/exec/env.ts";
+import { MAX_ARGS, MAX_COMMAND_LINE_LENGTH } from "../../src/exec/parse.ts";
 
 Deno.test("executor runs an allowed command and reports its output", async () => {
   const result = await runCommand(`echo "Hello from dashboard"`, { policy: defaultPolicy() });
@@ -807,6 +809,28 @@ Deno.test("a HOME among the extra variables wins over the command's own director
   assert.equal(given.stdout, "/srv/app\n");
   const own = await runCommand("printenv HOME", { policy, sandbox });
   assert.match(own.stdout, /^\/tmp\/status-cmd-[^/]+\/cmd-[^/]+\n$/);
+});
+
+Deno.test("extra variables as large as allowed together still let the longest command line start", async () => {
+  // The bound on COMMAND_ENV's total leaves room for the command's own arguments: the longest
+  // command line, of three-byte characters, still starts beside it.
+  await using sandbox = Sandbox.create({ cgroups: false });
+  const extraEnv: Record<string, string> = {};
+  let left = MAX_EXTRA_ENV_BYTES;
+  for (let i = 0; left > 0; i++) {
+    const name = `V${i}`;
+    const size = Math.min(left - 9, MAX_ENV_STRING_BYTES) - name.length - 1;
+    extraEnv[name] = "x".repeat(size);
+    left -= name.length + 1 + size + 9;
+  }
+  assert.equal(extraEnvBytes(extraEnv), MAX_EXTRA_ENV_BYTES);
+  const args = Array.from({ length: MAX_ARGS }, () => "€".repeat(250));
+  const line = `echo ${args.join(" ")}`;
+  assert.ok(line.length <= MAX_COMMAND_LINE_LENGTH);
+  const result = await runCommand(line, { policy: defaultPolicy(), sandbox, extraEnv });
+  assert.equal(result.error, null);
+  assert.equal(result.status, "success");
+  assert.equal(result.stdout, `${args.join(" ")}\n`);
 });
 
 Deno.test("executor runs in the configured working directory with stdin closed", async () => {
