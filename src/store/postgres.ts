@@ -31,6 +31,7 @@ import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_outpu
 import { logger } from "../log/mod.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
 import {
+  checkAgentPage,
   checkCountLimit,
   checkPruneLimit,
   COMMAND_COLUMNS,
@@ -95,6 +96,7 @@ import {
   type AckOutcome,
   type AckRequest,
   AGENT_SCOPES,
+  type AgentPage,
   type AgentRecord,
   type AgentScope,
   type AgentSeen,
@@ -898,14 +900,22 @@ export class PostgresStore implements CommandStore, SharedStore {
   }
 
   /** {@inheritDoc CommandStore.listAgents} */
-  listAgents(): Promise<AgentSummary[]> {
+  listAgents(page?: AgentPage): Promise<AgentSummary[]> {
     return this.#run("list agents", async (sql) => {
+      checkAgentPage(page);
+      const args: string[] = [];
+      // Ids compare as bytes ("C"), as in JavaScript and SQLite, by the index agents_id_c.
+      const where = page?.after === undefined
+        ? ""
+        : `WHERE a.id COLLATE "C" > $${args.push(page.after)}`;
+      const limit = page?.limit === undefined ? "" : `LIMIT $${args.push(String(page.limit))}`;
       const rows = await sql.unsafe(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
            a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at, a.labels,
            (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued')
              AS queued
-         FROM agents a ORDER BY a.id COLLATE "C"`,
+         FROM agents a ${where} ORDER BY a.id COLLATE "C" ${limit}`,
+        args,
       );
       return rows.map((row) => ({
         id: String(row.id),

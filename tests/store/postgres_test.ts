@@ -56,6 +56,44 @@ function newCommand(id: string, agentId = "a1", now = T0) {
 }
 
 Deno.test({
+  name: "postgres store: a page of agents is in byte order, by an index, on a database whose " +
+    "collation sorts otherwise",
+  ignore,
+  async fn() {
+    // ICU's English: 'a' before 'B', '-' and '.' ignored (web-10 before web-9 either way).
+    await using db = await testDatabase(
+      undefined,
+      "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C'",
+    );
+    const store = await openPostgresStore(db.url);
+    try {
+      const ids = ["B", "a", "a-1", "a.1", "a1", "a:1", "b", "web-10", "web-9"];
+      for (const id of ids.toReversed()) {
+        await store.addAgent({ id, token: null, scopes: AGENT_SCOPES, now: T0 });
+      }
+      const listed = async (page: Parameters<typeof store.listAgents>[0]) =>
+        (await store.listAgents(page)).map((agent) => agent.id);
+      assert.deepEqual(await listed(undefined), ids);
+      assert.deepEqual(await listed({ after: "B", limit: 3 }), ["a", "a-1", "a.1"]);
+      assert.deepEqual(await listed({ after: "a.1", limit: 3 }), ["a1", "a:1", "b"]);
+      assert.deepEqual(await listed({ after: "a:1" }), ["b", "web-10", "web-9"]);
+    } finally {
+      await store.close();
+    }
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe("SET enable_seqscan = off");
+      const plan = (await sql.unsafe(
+        `EXPLAIN SELECT id FROM agents a WHERE a.id COLLATE "C" > 'a' ORDER BY a.id COLLATE "C" LIMIT 3`,
+      )).map((row) => String(row["QUERY PLAN"])).join("\n");
+      assert.match(plan, /Index (Only )?Scan using agents_id_c/);
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: instances claiming at once never hand out one command twice",
   ignore,
   async fn() {
