@@ -415,11 +415,27 @@ export function createApp(options: AppOptions): DashboardApp {
     })
     : null;
   // Live output of final commands is redundant with their results after a while.
-  const pruner = new OutputPruner({ store, clock, retentionMs: settings.liveOutputRetentionMs });
+  // A pruning that fails is a store failing as a request's write would be (/health says so), or
+  // an unreachable store; logged either way.
+  const pruneFailed = (what: string) => (error: unknown) => {
+    if (!availability.observe(error)) storeHealth.map(error);
+    log.warning(`could not ${what}: {error}`, { error });
+  };
+  const pruner = new OutputPruner({
+    store,
+    clock,
+    retentionMs: settings.liveOutputRetentionMs,
+    onError: pruneFailed("prune live output"),
+  });
   if (autoExpire) pruner.start();
   // Old final commands and their results, when the operator set a retention.
   const retention = settings.resultRetentionDays > 0
-    ? new ResultPruner({ store, clock, retentionDays: settings.resultRetentionDays })
+    ? new ResultPruner({
+      store,
+      clock,
+      retentionDays: settings.resultRetentionDays,
+      onError: pruneFailed("delete old results"),
+    })
     : null;
   if (autoExpire) retention?.start();
 

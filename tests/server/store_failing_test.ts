@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import type { EnqueueOutcome, NewCommand } from "../../src/store/mod.ts";
 import { StoreError, StoreFullError } from "../../src/store/mod.ts";
-import { json, makeDashboard, P, type TestDashboard } from "./_helpers.ts";
+import { FakeClock } from "../../src/clock.ts";
+import { createApp } from "../../src/server/mod.ts";
+import { PRUNE_INTERVAL_MS } from "../../src/server/output_pruning.ts";
+import { RESULT_PRUNE_INTERVAL_MS } from "../../src/server/result_retention.ts";
+import { openSqliteStore } from "../../src/store/sqlite.ts";
+import { captureLogs } from "../agent/_helpers.ts";
+import { until } from "../_until.ts";
+import { json, makeDashboard, P, T0, type TestDashboard } from "./_helpers.ts";
 
 const FAILED =
   "the database /srv/secret/status.db failed: a disk I/O error (SQLite: disk I/O error)";
@@ -144,4 +151,57 @@ Deno.test("an error that is not the store's is a 500 and leaves /health ok", asy
   assert.equal(failed.status, 500);
   assert.match(String((await json(failed)).error), /internal error/);
   assert.equal((await health(d)).status, 200);
+});
+
+Deno.test("a pruning that fails tells /health, as a failed write does, until a write succeeds", async (t) => {
+  using logs = captureLogs();
+  await using d = await makeDashboard({ autoExpireLeases: true });
+  let failing = true;
+  const pruneOutput = d.store.pruneOutput.bind(d.store);
+  d.store.pruneOutput = (before: number) =>
+    failing ? Promise.reject(new StoreError(FAILED)) : pruneOutput(before);
+  assert.equal((await enqueue(d, "c1")).status, 202);
+  assert.equal((await health(d)).status, 200);
+
+  await t.step("the live output's pruning fails: /health 503 store_failing", async () => {
+    await d.clock.advanceAsync(PRUNE_INTERVAL_MS);
+    const { status, body } = await health(d);
+    assert.equal(status, 503);
+    assert.equal(body.status, "store_failing");
+    assert.ok(logs.has(/^could not prune live output: /), logs.messages().join("\n"));
+  });
+
+  await t.step("a pruning that deletes nothing, or the health probe, does not end it", async () => {
+    failing = false;
+    await d.clock.advanceAsync(PRUNE_INTERVAL_MS);
+    for (let i = 0; i < 3; i++) assert.equal((await health(d)).body.status, "store_failing");
+  });
+
+  await t.step("a write that committed a change ends it", async () => {
+    assert.equal((await enqueue(d, "c2")).status, 202);
+    assert.equal((await health(d)).status, 200);
+  });
+});
+
+Deno.test("a result retention that fails tells /health, from the pruning at start", async () => {
+  using logs = captureLogs();
+  const clock = new FakeClock(T0);
+  await using store = openSqliteStore(":memory:");
+  store.pruneCommands = () => Promise.reject(new StoreError(FAILED));
+  const dashboard = createApp({
+    store,
+    devMode: true,
+    clock,
+    resultRetentionDays: 1,
+    runSweepMs: 0,
+    otherWritersLookMs: RESULT_PRUNE_INTERVAL_MS,
+  });
+  try {
+    await until(() => logs.has(/^could not delete old results: /), "the pruning at start failed");
+    const response = await dashboard.app.request("/health");
+    assert.equal(response.status, 503);
+    assert.equal((await json(response)).status, "store_failing");
+  } finally {
+    await dashboard.close();
+  }
 });
