@@ -227,6 +227,12 @@ const DISK_FULL = "53100";
  * failover, or writes turned off by default): unavailable until it takes them again.
  */
 const READ_ONLY = "25006";
+/** SQLSTATE `serialization_failure`: the transaction was rolled back. */
+const SERIALIZATION_FAILURE = "40001";
+/** SQLSTATE `deadlock_detected`: the transaction was rolled back, a deadlock's victim. */
+const DEADLOCK = "40P01";
+/** Times a transaction rolled back for a {@link SERIALIZATION_FAILURE} or {@link DEADLOCK} is run again. */
+const TX_RETRIES = 2;
 /**
  * Whether a SQLSTATE says the call may succeed if made again later, with nothing of it kept: class
  * 40 `serialization_failure`, `deadlock_detected` and `statement_completion_unknown` (the
@@ -825,10 +831,30 @@ export class PostgresStore implements CommandStore, SharedStore {
 
   /**
    * Runs one store operation in a transaction (which the server ends once idle for the query
-   * timeout: see the pool's `idle_in_transaction_session_timeout`).
+   * timeout: see the pool's `idle_in_transaction_session_timeout`). A transaction the server
+   * rolled back as a deadlock's victim or for a serialization failure is run again, up to
+   * {@link TX_RETRIES} times within the operation's timeout: nothing of it was kept, and nothing
+   * was told (its notifications go at commit), so callers rarely see a `503` for it.
    */
   #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.#run(what, (sql) => sql.begin((tx) => fn(tx)) as Promise<T>);
+    return this.#run(what, async (sql) => {
+      for (let retry = 0;; retry++) {
+        try {
+          return await (sql.begin((tx) => fn(tx)) as Promise<T>);
+        } catch (error) {
+          const code = (error as { code?: unknown })?.code;
+          // Not once the operation timed out (its pool was retired) or the store was closed.
+          const again = (code === SERIALIZATION_FAILURE || code === DEADLOCK) &&
+            retry < TX_RETRIES && sql === this.#sql && !this.#closed;
+          if (!again) throw error;
+          log.debug("database {location} rolled back {what} (SQLSTATE {code}); running it again", {
+            location: this.location,
+            what,
+            code,
+          });
+        }
+      }
+    });
   }
 
   async #command(q: Querier, id: string, lock = false): Promise<CommandRecord | null> {

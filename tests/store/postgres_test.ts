@@ -1028,6 +1028,73 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a transaction rolled back as a deadlock's victim or for a serialization " +
+    "failure is run again, twice at most; other failures are not",
+  ignore,
+  async fn(t) {
+    await using cluster = await instances(2);
+    const [store, other] = cluster.stores;
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    /** Makes the next `failures` inserts of a command fail with `name`; counts every attempt. */
+    const failFirst = async (failures: number, name: string) => {
+      await sql.unsafe(`
+        DROP TRIGGER IF EXISTS refuse ON commands; DROP FUNCTION IF EXISTS refuse();
+        DROP SEQUENCE IF EXISTS attempts; CREATE SEQUENCE attempts;
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          -- A sequence is not rolled back with the transaction: it counts every attempt.
+          IF nextval('attempts') <= ${failures} THEN
+            RAISE EXCEPTION 'the server says ${name}' USING ERRCODE = '${name}';
+          END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION refuse();`);
+    };
+    const attempts = async () =>
+      Number((await sql.unsafe("SELECT last_value FROM attempts"))[0].last_value);
+    // What another instance hears of the commands enqueued.
+    const heard: string[] = [];
+    const subscription = await other.subscribe({
+      event(event) {
+        if (event.type === "changed") heard.push(event.commandId);
+      },
+      resync() {},
+    });
+    try {
+      for (const name of ["deadlock_detected", "serialization_failure"]) {
+        await t.step(`${name} twice: the third run commits, and notifies once`, async () => {
+          await failFirst(2, name);
+          heard.length = 0;
+          const outcome = await store.enqueue(newCommand(`c-${name}`));
+          assert.equal(outcome.outcome, "created");
+          assert.equal(await attempts(), 3);
+          assert.equal((await store.getCommand(`c-${name}`))?.status, "queued");
+          // Notifications arrive in commit order: once the next command's is heard, all are.
+          await store.enqueue(newCommand(`after-${name}`));
+          await until(() => heard.includes(`after-${name}`), "the next command's event");
+          assert.deepEqual(heard, [`c-${name}`, `after-${name}`]);
+        });
+      }
+      await t.step("three times: the caller is told, as before", async () => {
+        await failFirst(3, "deadlock_detected");
+        await assert.rejects(store.enqueue(newCommand("c3")), StoreUnavailableError);
+        assert.equal(await attempts(), 3);
+        assert.equal(await store.getCommand("c3"), null);
+      });
+      await t.step("a statement timeout is not run again", async () => {
+        await failFirst(1, "query_canceled");
+        await assert.rejects(store.enqueue(newCommand("c4")), StoreUnavailableError);
+        assert.equal(await attempts(), 1);
+        assert.equal(await store.getCommand("c4"), null);
+      });
+    } finally {
+      await subscription.close();
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a database's own settings do not change what the store reads and writes",
   ignore,
   async fn() {
