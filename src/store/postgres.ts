@@ -72,6 +72,7 @@ import {
   postgresUrlProblem,
   redactUrl,
   sslModeOf,
+  TIMEOUT_FLOOR_MS,
   unreadParams,
   withoutPassword,
 } from "./url.ts";
@@ -669,7 +670,28 @@ export class PostgresStore implements CommandStore, SharedStore {
         });
       }
       await this.#checkWritable(tx);
+      await this.#checkTimeouts(tx);
     });
+  }
+
+  /**
+   * Warns of a server timeout set for this user or database (the URL's are refused before) so
+   * short that most calls would fail: the database's own settings are its administrator's.
+   */
+  async #checkTimeouts(tx: Tx): Promise<void> {
+    const short = await tx.unsafe(
+      `SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[]) AND unit = 'ms'
+         AND setting::bigint > 0 AND setting::bigint < $2::bigint ORDER BY name`,
+      [["lock_timeout", "statement_timeout", "transaction_timeout"], TIMEOUT_FLOOR_MS],
+    );
+    for (const { name, setting } of short) {
+      log.warning(
+        "{name} is {ms} ms on {location} (set for this user or database, or by the URL's " +
+          "?options=): the store's calls " +
+          "that take longer fail, answered 503; set it to at least 1s, or 0 for none",
+        { name, ms: Number(setting), location: this.location },
+      );
+    }
   }
 
   /** Takes the migration lock; says who holds it when that means waiting. */

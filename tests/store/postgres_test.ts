@@ -1212,6 +1212,67 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "postgres store: a server timeout under 1 s is refused in the URL, and warned of when " +
+    "the database sets it",
+  ignore,
+  async fn(t) {
+    await using db = await testDatabase();
+    for (
+      const [param, ended, ms] of [
+        ["statement_timeout=1", "statements", 1],
+        ["STATEMENT_TIMEOUT=0.5s", "statements", 500],
+        ["lock_timeout=200ms", "waits for a lock", 200],
+        ["transaction_timeout=999", "transactions", 999],
+      ] as const
+    ) {
+      await t.step(`?${param} is refused`, async () => {
+        await assert.rejects(openPostgresStore(`${db.url}?${param}`), (error: Error) => {
+          assert.equal(error.name, "StoreError");
+          assert.match(
+            error.message,
+            new RegExp(
+              `^cannot open database \\S+: its \\?${param.replace(".", "\\.")} would make the ` +
+                `server end status's ${ended} after ${ms} ms, failing most calls \\(answered ` +
+                `503 as if the database were away\\); give at least 1s, or 0 for none, or remove ` +
+                `it from the URL$`,
+            ),
+          );
+          return true;
+        });
+      });
+    }
+    await t.step("0 (none), and 1s and more, are taken", async () => {
+      using logs = captureLogs();
+      await using store = await openPostgresStore(
+        `${db.url}?statement_timeout=0&lock_timeout=1s&application_name=mine`,
+      );
+      assert.equal((await store.enqueue(newCommand("c1"))).outcome, "created");
+      assert.ok(!logs.records.some((r) => r.level === "warning"), logs.messages().join("\n"));
+    });
+    await t.step(
+      "a short one the database sets: a warning naming it, and the store opens",
+      async () => {
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        try {
+          await sql.unsafe(`ALTER DATABASE ${await databaseName(sql)} SET statement_timeout = 200`);
+        } finally {
+          await sql.end();
+        }
+        using logs = captureLogs();
+        await using store = await openPostgresStore(db.url);
+        assert.ok(
+          logs.has(
+            /^statement_timeout is 200 ms on postgres:\/\/\S+ \(set for this user or database.*\): the store's calls that take longer fail/,
+          ),
+          logs.messages().join("\n"),
+        );
+        assert.equal((await store.enqueue(newCommand("c2"))).outcome, "created");
+      },
+    );
+  },
+});
+
 /** The name of the database `sql` is connected to, quoted as an identifier. */
 async function databaseName(sql: postgres.Sql): Promise<string> {
   const [{ name }] = await sql`SELECT quote_ident(current_database()) AS name`;
