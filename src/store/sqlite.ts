@@ -246,7 +246,11 @@ const FAILURES = new Map<number, string>([
     "the file is damaged (database disk image is malformed); restore it from a backup, or " +
     "recover what it holds with sqlite3's .recover into a new file",
   ],
-  [SQLITE_NOTADB, "the file is no longer a SQLite database (something overwrote it)"],
+  [
+    SQLITE_NOTADB,
+    "the file is no longer a SQLite database (something overwrote it); stop the dashboard and " +
+    "restore it from a backup",
+  ],
   [SQLITE_READONLY, READ_ONLY_PROBLEM],
   [SQLITE_CANTOPEN, "a file it needs (its -wal or -shm file) cannot be opened"],
 ]);
