@@ -236,6 +236,12 @@ export function createApp(options: AppOptions): DashboardApp {
       if (autoExpire) void leases.start();
     },
   });
+  // A background job (a pruning, a sweep of the runs) that fails finds the store failing as a
+  // request would (/health says so), or unreachable; logged either way.
+  const backgroundFailed = (what: string) => (error: unknown) => {
+    if (!availability.observe(error)) storeHealth.map(error);
+    log.warning(`could not ${what}: {error}`, { error });
+  };
   const link = shared
     ? new InstanceLink({
       store: shared,
@@ -364,6 +370,7 @@ export function createApp(options: AppOptions): DashboardApp {
     enqueue: (run, target) => enqueueRunCommand(deps, run, target),
     cancelRequested: (commandId) => cancelWaiters.notify(commandId),
     sweepMs: options.runSweepMs ?? 5000,
+    onError: backgroundFailed("step the open runs"),
   });
   runRoutes(app, deps, {
     auth: operatorAuth,
@@ -372,7 +379,7 @@ export function createApp(options: AppOptions): DashboardApp {
     keepAliveMs: options.eventKeepAliveMs,
     streams,
   });
-  runs.start().catch((error) => log.error("could not resume the open runs: {error}", { error }));
+  runs.start().catch(backgroundFailed("resume the open runs"));
   metrics.bind({
     waiting: () => hub.agentsWaiting,
     online: () => fleet.online(),
@@ -415,17 +422,11 @@ export function createApp(options: AppOptions): DashboardApp {
     })
     : null;
   // Live output of final commands is redundant with their results after a while.
-  // A pruning that fails is a store failing as a request's write would be (/health says so), or
-  // an unreachable store; logged either way.
-  const pruneFailed = (what: string) => (error: unknown) => {
-    if (!availability.observe(error)) storeHealth.map(error);
-    log.warning(`could not ${what}: {error}`, { error });
-  };
   const pruner = new OutputPruner({
     store,
     clock,
     retentionMs: settings.liveOutputRetentionMs,
-    onError: pruneFailed("prune live output"),
+    onError: backgroundFailed("prune live output"),
   });
   if (autoExpire) pruner.start();
   // Old final commands and their results, when the operator set a retention.
@@ -434,7 +435,7 @@ export function createApp(options: AppOptions): DashboardApp {
       store,
       clock,
       retentionDays: settings.resultRetentionDays,
-      onError: pruneFailed("delete old results"),
+      onError: backgroundFailed("delete old results"),
     })
     : null;
   if (autoExpire) retention?.start();

@@ -205,3 +205,37 @@ Deno.test("a result retention that fails tells /health, from the pruning at star
     await dashboard.close();
   }
 });
+
+Deno.test("a sweep of the runs that fails tells /health, from the one at start, until one reads again", async () => {
+  using logs = captureLogs();
+  const clock = new FakeClock(T0);
+  await using store = openSqliteStore(":memory:");
+  let failing = true;
+  const listOpenRunIds = store.listOpenRunIds.bind(store);
+  store.listOpenRunIds = (limit: number) =>
+    failing ? Promise.reject(new StoreError(FAILED)) : listOpenRunIds(limit);
+  // No lease timer: its reads would end a failing store that only a read found.
+  const dashboard = createApp({
+    store,
+    devMode: true,
+    clock,
+    runSweepMs: 5000,
+    autoExpireLeases: false,
+  });
+  const health = async () => {
+    const response = await dashboard.app.request("/health");
+    return { status: response.status, body: await json(response) };
+  };
+  try {
+    await until(() => logs.has(/^could not resume the open runs: /), "the sweep at start failed");
+    assert.equal((await health()).body.status, "store_failing");
+    await clock.advanceAsync(5000);
+    await until(() => logs.has(/^could not step the open runs: /), "the next sweep failed too");
+    assert.equal((await health()).body.status, "store_failing");
+    failing = false;
+    await clock.advanceAsync(5000);
+    await until(async () => (await health()).status === 200, "the next sweep's read ends it");
+  } finally {
+    await dashboard.close();
+  }
+});
