@@ -25,6 +25,7 @@ import {
   isRequestIdJournal,
   isSharedStore,
   isWatchedFileStore,
+  StoreUnavailableError,
 } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import {
@@ -236,10 +237,11 @@ export function createApp(options: AppOptions): DashboardApp {
       if (autoExpire) void leases.start();
     },
   });
-  // A background job (a pruning, a sweep of the runs) that fails finds the store failing as a
-  // request would (/health says so), or unreachable; logged either way.
+  // A background job (a pruning, a sweep of the runs) that finds the store failing tells /health
+  // as a request would. Not a store unavailable for a moment (a pruning that outlasts a timeout
+  // each minute would make /health flap): requests and the health probe tell an outage.
   const backgroundFailed = (what: string) => (error: unknown) => {
-    if (!availability.observe(error)) storeHealth.map(error);
+    if (!(error instanceof StoreUnavailableError)) storeHealth.map(error);
     log.warning(`could not ${what}: {error}`, { error });
   };
   const link = shared

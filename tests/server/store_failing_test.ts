@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { EnqueueOutcome, NewCommand } from "../../src/store/mod.ts";
-import { StoreError, StoreFullError } from "../../src/store/mod.ts";
+import { StoreError, StoreFullError, StoreUnavailableError } from "../../src/store/mod.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { createApp } from "../../src/server/mod.ts";
 import { PRUNE_INTERVAL_MS } from "../../src/server/output_pruning.ts";
@@ -18,6 +18,8 @@ import { json, makeDashboard, P, T0, type TestDashboard } from "./_helpers.ts";
 
 const FAILED =
   "the database /srv/secret/status.db failed: a disk I/O error (SQLite: disk I/O error)";
+const TIMED_OUT = "database postgres://db/status did not answer within 15 s (prune output); " +
+  "the outcome is unknown";
 const FULL = "the database /srv/secret/status.db is full: no space is left on its disk";
 
 /** Makes the store's enqueue of the ids in `failing` fail with what `failure` makes. */
@@ -157,9 +159,10 @@ Deno.test("a pruning that fails tells /health, as a failed write does, until a w
   using logs = captureLogs();
   await using d = await makeDashboard({ autoExpireLeases: true });
   let failing = true;
+  let failure: () => Error = () => new StoreError(FAILED);
   const pruneOutput = d.store.pruneOutput.bind(d.store);
   d.store.pruneOutput = (before: number) =>
-    failing ? Promise.reject(new StoreError(FAILED)) : pruneOutput(before);
+    failing ? Promise.reject(failure()) : pruneOutput(before);
   assert.equal((await enqueue(d, "c1")).status, 202);
   assert.equal((await health(d)).status, 200);
 
@@ -181,6 +184,17 @@ Deno.test("a pruning that fails tells /health, as a failed write does, until a w
     assert.equal((await enqueue(d, "c2")).status, 202);
     assert.equal((await health(d)).status, 200);
   });
+
+  await t.step(
+    "a pruning the store could not finish now (a timeout) leaves /health ok",
+    async () => {
+      failure = () => new StoreUnavailableError(TIMED_OUT);
+      failing = true;
+      await d.clock.advanceAsync(PRUNE_INTERVAL_MS);
+      assert.ok(logs.has(/^could not prune live output: /), logs.messages().join("\n"));
+      for (let i = 0; i < 3; i++) assert.equal((await health(d)).status, 200);
+    },
+  );
 });
 
 Deno.test("a result retention that fails tells /health, from the pruning at start", async () => {
