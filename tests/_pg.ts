@@ -225,10 +225,11 @@ export type TestDatabase = { url: string; drop(): Promise<void> } & AsyncDisposa
  * Makes an empty database on the test server (or on `cluster`).
  *
  * @param cluster A private cluster; default the shared test server.
+ * @param options What follows `CREATE DATABASE <name>` (a collation, say).
  * @returns Its URL, and a disposer that drops it.
  */
-export function testDatabase(cluster?: PgCluster): Promise<TestDatabase> {
-  return createDatabase(cluster?.url, "");
+export function testDatabase(cluster?: PgCluster, options = ""): Promise<TestDatabase> {
+  return createDatabase(cluster?.url, options ? ` ${options}` : "");
 }
 
 let migrated: Promise<string> | undefined;

@@ -25,6 +25,7 @@ import {
   isRequestIdJournal,
   isSharedStore,
   isWatchedFileStore,
+  StoreUnavailableError,
 } from "../store/mod.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import {
@@ -236,6 +237,13 @@ export function createApp(options: AppOptions): DashboardApp {
       if (autoExpire) void leases.start();
     },
   });
+  // A background job (a pruning, a sweep of the runs) that finds the store failing tells /health
+  // as a request would. Not a store unavailable for a moment (a pruning that outlasts a timeout
+  // each minute would make /health flap): requests and the health probe tell an outage.
+  const backgroundFailed = (what: string) => (error: unknown) => {
+    if (!(error instanceof StoreUnavailableError)) storeHealth.map(error);
+    log.warning(`could not ${what}: {error}`, { error });
+  };
   const link = shared
     ? new InstanceLink({
       store: shared,
@@ -364,6 +372,7 @@ export function createApp(options: AppOptions): DashboardApp {
     enqueue: (run, target) => enqueueRunCommand(deps, run, target),
     cancelRequested: (commandId) => cancelWaiters.notify(commandId),
     sweepMs: options.runSweepMs ?? 5000,
+    onError: backgroundFailed("step the open runs"),
   });
   runRoutes(app, deps, {
     auth: operatorAuth,
@@ -372,7 +381,7 @@ export function createApp(options: AppOptions): DashboardApp {
     keepAliveMs: options.eventKeepAliveMs,
     streams,
   });
-  runs.start().catch((error) => log.error("could not resume the open runs: {error}", { error }));
+  runs.start().catch(backgroundFailed("resume the open runs"));
   metrics.bind({
     waiting: () => hub.agentsWaiting,
     online: () => fleet.online(),
@@ -415,11 +424,21 @@ export function createApp(options: AppOptions): DashboardApp {
     })
     : null;
   // Live output of final commands is redundant with their results after a while.
-  const pruner = new OutputPruner({ store, clock, retentionMs: settings.liveOutputRetentionMs });
+  const pruner = new OutputPruner({
+    store,
+    clock,
+    retentionMs: settings.liveOutputRetentionMs,
+    onError: backgroundFailed("prune live output"),
+  });
   if (autoExpire) pruner.start();
   // Old final commands and their results, when the operator set a retention.
   const retention = settings.resultRetentionDays > 0
-    ? new ResultPruner({ store, clock, retentionDays: settings.resultRetentionDays })
+    ? new ResultPruner({
+      store,
+      clock,
+      retentionDays: settings.resultRetentionDays,
+      onError: backgroundFailed("delete old results"),
+    })
     : null;
   if (autoExpire) retention?.start();
 

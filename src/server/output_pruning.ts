@@ -21,6 +21,12 @@ export interface OutputPrunerOptions {
   clock: Clock;
   /** How long the live output of a final command is kept, in ms. */
   retentionMs: number;
+  /**
+   * Told of a timed pruning's failure (the dashboard's store health hears of it, as of a
+   * request's).
+   * @default {logs a warning}
+   */
+  onError?: (error: unknown) => void;
 }
 
 /** Deletes the live output of commands final for longer than the retention time. */
@@ -47,13 +53,14 @@ export class OutputPruner {
     return store.pruneOutput(clock.now() - retentionMs);
   }
 
-  /** Prunes once a minute from now on; a failure is logged. */
+  /** Prunes once a minute from now on; a failure goes to `onError`. */
   start(): void {
+    const onError = this.#options.onError ?? ((error: unknown) => {
+      log.warning("could not prune live output: {error}", { error });
+    });
     this.#timer = this.#options.clock.setTimeout(() => {
       this.start();
-      this.prune().catch((error) => {
-        log.warning("could not prune live output: {error}", { error });
-      });
+      this.prune().catch(onError);
     }, PRUNE_INTERVAL_MS);
   }
 

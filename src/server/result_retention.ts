@@ -33,6 +33,12 @@ export interface ResultPrunerOptions {
    * @default {1000}
    */
   batch?: number;
+  /**
+   * Told of a timed pruning's failure (the dashboard's store health hears of it, as of a
+   * request's).
+   * @default {logs a warning}
+   */
+  onError?: (error: unknown) => void;
 }
 
 /** What one pruning deleted. */
@@ -49,6 +55,7 @@ export class ResultPruner {
   readonly #clock: Clock;
   readonly #retentionDays: number;
   readonly #batch: number;
+  readonly #onError: (error: unknown) => void;
   #timer: TimerId | undefined;
   #running: Promise<ResultPruneTotals> | null = null;
   #closed = false;
@@ -71,6 +78,9 @@ export class ResultPruner {
     this.#clock = options.clock;
     this.#retentionDays = retentionDays;
     this.#batch = batch;
+    this.#onError = options.onError ?? ((error) => {
+      log.warning("could not delete old results: {error}", { error });
+    });
   }
 
   /**
@@ -111,12 +121,10 @@ export class ResultPruner {
     return totals;
   }
 
-  /** Prunes now, then once an hour from now on; a failure is logged. */
+  /** Prunes now, then once an hour from now on; a failure goes to `onError`. */
   start(): void {
     if (this.#closed) return;
-    this.prune().catch((error) => {
-      log.warning("could not delete old results: {error}", { error });
-    });
+    this.prune().catch(this.#onError);
     this.#timer = this.#clock.setTimeout(() => this.start(), RESULT_PRUNE_INTERVAL_MS);
   }
 

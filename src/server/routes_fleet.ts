@@ -103,15 +103,13 @@ export function fleetRoutes(
     if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
       throw queryError("after", `must be ${AGENT_ID_RULE}`);
     }
-    let agents = await store.listAgents();
-    let more = false;
-    if (limit !== undefined || after !== undefined) {
-      // By id as the cursor is compared, whatever order the store lists them in.
-      agents = agents.toSorted((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-      if (after !== undefined) agents = agents.filter((agent) => agent.id > after);
-      more = limit !== undefined && agents.length > limit;
-      if (more) agents = agents.slice(0, limit);
-    }
+    // A page is read as one (one more than asked tells whether another follows).
+    let agents = await store.listAgents({
+      ...(after !== undefined ? { after } : {}),
+      ...(limit !== undefined ? { limit: limit + 1 } : {}),
+    });
+    const more = limit !== undefined && agents.length > limit;
+    if (more) agents = agents.slice(0, limit);
     const busy = new Map<string, CommandRecord>();
     for (const status of ["delivered", "running"] as const) {
       for (const command of await store.listCommands({ status, limit: 10_000 })) {

@@ -111,6 +111,11 @@ export interface RunSchedulerOptions {
    * @default {5000}
    */
   sweepMs?: number;
+  /**
+   * Told of a sweep's failure (the dashboard's store health hears of it, as of a request's).
+   * @default {logs a warning}
+   */
+  onError?: (error: unknown) => void;
 }
 
 interface RunQueue {
@@ -159,19 +164,28 @@ export class RunScheduler {
     this.#options = options;
   }
 
-  /** Steps every open run once (a restarted dashboard picks its runs up), then every `sweepMs`. */
+  /**
+   * Steps every open run once (a restarted dashboard picks its runs up), then every `sweepMs`,
+   * also when this first sweep failed (it rejects with its failure).
+   */
   async start(): Promise<void> {
-    await this.sweep();
     const every = this.#options.sweepMs ?? 5000;
     const { clock } = this.#options;
+    const onError = this.#options.onError ??
+      ((error: unknown) => log.warning("run sweep failed: {error}", { error }));
     const arm = () => {
       this.#timer = clock.setTimeout(() => {
         if (this.#closed) return;
         arm();
-        this.sweep().catch((error) => log.warning("run sweep failed: {error}", { error }));
+        this.sweep().catch(onError);
       }, every);
     };
-    if (every > 0 && !this.#closed) arm();
+    try {
+      await this.sweep();
+    } finally {
+      // A store that failed at the first sweep left the open runs unswept for good.
+      if (every > 0 && !this.#closed) arm();
+    }
   }
 
   /**

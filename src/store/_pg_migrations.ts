@@ -166,4 +166,9 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE commands ADD COLUMN end_cause text;
   `,
+  // 10: a page of the fleet (GET /api/v1/agents?after=&limit=) read by the index, in byte order
+  // whatever the database's collation.
+  `
+  CREATE INDEX agents_id_c ON agents (id COLLATE "C");
+  `,
 ];

@@ -14,6 +14,7 @@ import {
 } from "../protocol/mod.ts";
 import {
   AGENT_SCOPES,
+  type AgentPage,
   type AgentRecord,
   type AgentScope,
   type CommandRecord,
@@ -119,6 +120,19 @@ export function checkPruneLimit(limit: number): void {
 export function checkCountLimit(upTo: number): void {
   if (!Number.isSafeInteger(upTo) || upTo < 1) {
     throw new RangeError(`upTo must be a whole number from 1, got ${upTo}`);
+  }
+}
+
+/**
+ * Checks the page of `CommandStore.listAgents`.
+ *
+ * @param page The page, or none.
+ * @throws {RangeError} When its limit is not a whole number from 1.
+ */
+export function checkAgentPage(page: AgentPage | undefined): void {
+  const limit = page?.limit;
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) {
+    throw new RangeError(`limit must be a whole number from 1, got ${limit}`);
   }
 }
 

@@ -37,9 +37,10 @@ export class StoreError extends Error {
 
 /**
  * The store's server cannot be reached now (connection refused or dropped, server restarting), or
- * could not finish the call now (a PostgreSQL statement timeout, deadlock or serialization failure,
- * resources of the moment), or another process holds a SQLite file's lock: the operation did not
- * happen, or its outcome is unknown, and may be retried later. The dashboard answers `503` with `Retry-After` and says so in
+ * could not finish the call now (a PostgreSQL statement timeout, a deadlock or serialization failure
+ * the store's own retries did not get past, resources of the moment), or another process holds a
+ * SQLite file's lock: the operation did not happen, or its outcome is unknown, and may be retried
+ * later. The dashboard answers `503` with `Retry-After` and says so in
  * `/health`; `startServer` throws a `ConfigError` whose `cause` is one when its store's migration
  * waited for another process's lock in vain.
  *

@@ -28,6 +28,7 @@ export {
   type AckOutcome,
   type AckRequest,
   AGENT_SCOPES,
+  type AgentPage,
   type AgentRecord,
   type AgentScope,
   type AgentSeen,

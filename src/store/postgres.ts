@@ -31,6 +31,7 @@ import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_outpu
 import { logger } from "../log/mod.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS, PG_TABLES } from "./_pg_migrations.ts";
 import {
+  checkAgentPage,
   checkCountLimit,
   checkPruneLimit,
   COMMAND_COLUMNS,
@@ -71,6 +72,7 @@ import {
   postgresUrlProblem,
   redactUrl,
   sslModeOf,
+  TIMEOUT_FLOOR_MS,
   unreadParams,
   withoutPassword,
 } from "./url.ts";
@@ -95,6 +97,7 @@ import {
   type AckOutcome,
   type AckRequest,
   AGENT_SCOPES,
+  type AgentPage,
   type AgentRecord,
   type AgentScope,
   type AgentSeen,
@@ -225,6 +228,12 @@ const DISK_FULL = "53100";
  * failover, or writes turned off by default): unavailable until it takes them again.
  */
 const READ_ONLY = "25006";
+/** SQLSTATE `serialization_failure`: the transaction was rolled back. */
+const SERIALIZATION_FAILURE = "40001";
+/** SQLSTATE `deadlock_detected`: the transaction was rolled back, a deadlock's victim. */
+const DEADLOCK = "40P01";
+/** Times a transaction rolled back for a {@link SERIALIZATION_FAILURE} or {@link DEADLOCK} is run again. */
+const TX_RETRIES = 2;
 /**
  * Whether a SQLSTATE says the call may succeed if made again later, with nothing of it kept: class
  * 40 `serialization_failure`, `deadlock_detected` and `statement_completion_unknown` (the
@@ -661,7 +670,28 @@ export class PostgresStore implements CommandStore, SharedStore {
         });
       }
       await this.#checkWritable(tx);
+      await this.#checkTimeouts(tx);
     });
+  }
+
+  /**
+   * Warns of a server timeout set for this user or database (the URL's are refused before) so
+   * short that most calls would fail: the database's own settings are its administrator's.
+   */
+  async #checkTimeouts(tx: Tx): Promise<void> {
+    const short = await tx.unsafe(
+      `SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[]) AND unit = 'ms'
+         AND setting::bigint > 0 AND setting::bigint < $2::bigint ORDER BY name`,
+      [["lock_timeout", "statement_timeout", "transaction_timeout"], TIMEOUT_FLOOR_MS],
+    );
+    for (const { name, setting } of short) {
+      log.warning(
+        "{name} is {ms} ms on {location} (set for this user or database, or by the URL's " +
+          "?options=): the store's calls " +
+          "that take longer fail, answered 503; set it to at least 1s, or 0 for none",
+        { name, ms: Number(setting), location: this.location },
+      );
+    }
   }
 
   /** Takes the migration lock; says who holds it when that means waiting. */
@@ -823,10 +853,30 @@ export class PostgresStore implements CommandStore, SharedStore {
 
   /**
    * Runs one store operation in a transaction (which the server ends once idle for the query
-   * timeout: see the pool's `idle_in_transaction_session_timeout`).
+   * timeout: see the pool's `idle_in_transaction_session_timeout`). A transaction the server
+   * rolled back as a deadlock's victim or for a serialization failure is run again, up to
+   * {@link TX_RETRIES} times within the operation's timeout: nothing of it was kept, and nothing
+   * was told (its notifications go at commit), so callers rarely see a `503` for it.
    */
   #tx<T>(what: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.#run(what, (sql) => sql.begin((tx) => fn(tx)) as Promise<T>);
+    return this.#run(what, async (sql) => {
+      for (let retry = 0;; retry++) {
+        try {
+          return await (sql.begin((tx) => fn(tx)) as Promise<T>);
+        } catch (error) {
+          const code = (error as { code?: unknown })?.code;
+          // Not once the operation timed out (its pool was retired) or the store was closed.
+          const again = (code === SERIALIZATION_FAILURE || code === DEADLOCK) &&
+            retry < TX_RETRIES && sql === this.#sql && !this.#closed;
+          if (!again) throw error;
+          log.debug("database {location} rolled back {what} (SQLSTATE {code}); running it again", {
+            location: this.location,
+            what,
+            code,
+          });
+        }
+      }
+    });
   }
 
   async #command(q: Querier, id: string, lock = false): Promise<CommandRecord | null> {
@@ -898,14 +948,22 @@ export class PostgresStore implements CommandStore, SharedStore {
   }
 
   /** {@inheritDoc CommandStore.listAgents} */
-  listAgents(): Promise<AgentSummary[]> {
+  listAgents(page?: AgentPage): Promise<AgentSummary[]> {
     return this.#run("list agents", async (sql) => {
+      checkAgentPage(page);
+      const args: string[] = [];
+      // Ids compare as bytes ("C"), as in JavaScript and SQLite, by the index agents_id_c.
+      const where = page?.after === undefined
+        ? ""
+        : `WHERE a.id COLLATE "C" > $${args.push(page.after)}`;
+      const limit = page?.limit === undefined ? "" : `LIMIT $${args.push(String(page.limit))}`;
       const rows = await sql.unsafe(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
            a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at, a.labels,
            (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued')
              AS queued
-         FROM agents a ORDER BY a.id COLLATE "C"`,
+         FROM agents a ${where} ORDER BY a.id COLLATE "C" ${limit}`,
+        args,
       );
       return rows.map((row) => ({
         id: String(row.id),

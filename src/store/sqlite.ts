@@ -37,6 +37,7 @@ import {
   type AckOutcome,
   type AckRequest,
   AGENT_SCOPES,
+  type AgentPage,
   type AgentRecord,
   type AgentScope,
   type AgentSeen,
@@ -80,6 +81,7 @@ import type {
 import { planRun } from "./runs.ts";
 import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_output.ts";
 import {
+  checkAgentPage,
   checkCountLimit,
   checkPruneLimit,
   COMMAND_COLUMNS,
@@ -244,7 +246,11 @@ const FAILURES = new Map<number, string>([
     "the file is damaged (database disk image is malformed); restore it from a backup, or " +
     "recover what it holds with sqlite3's .recover into a new file",
   ],
-  [SQLITE_NOTADB, "the file is no longer a SQLite database (something overwrote it)"],
+  [
+    SQLITE_NOTADB,
+    "the file is no longer a SQLite database (something overwrote it); stop the dashboard and " +
+    "restore it from a backup",
+  ],
   [SQLITE_READONLY, READ_ONLY_PROBLEM],
   [SQLITE_CANTOPEN, "a file it needs (its -wal or -shm file) cannot be opened"],
 ]);
@@ -1105,14 +1111,20 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   }
 
   /** {@inheritDoc CommandStore.listAgents} */
-  listAgents(): Promise<AgentSummary[]> {
+  listAgents(page?: AgentPage): Promise<AgentSummary[]> {
     return this.#run(() => {
+      checkAgentPage(page);
+      const args: SQLInputValue[] = [];
+      if (page?.after !== undefined) args.push(page.after);
+      if (page?.limit !== undefined) args.push(page.limit);
+      // Ids compare as bytes (the BINARY collation of the primary key), as in JavaScript.
       const rows = this.#stmt(
         `SELECT a.id, a.token IS NOT NULL AS has_token, a.scopes, a.created_at, a.last_seen_at,
          a.version, a.deployment_hash, a.instance_id, a.heartbeat, a.heartbeat_at, a.labels,
          (SELECT count(*) FROM commands c WHERE c.agent_id = a.id AND c.status = 'queued') AS queued
-       FROM agents a ORDER BY a.id`,
-      ).all() as Row[];
+       FROM agents a ${page?.after !== undefined ? "WHERE a.id > ?" : ""} ORDER BY a.id
+       ${page?.limit !== undefined ? "LIMIT ?" : ""}`,
+      ).all(...args) as Row[];
       return rows.map((row) => ({
         id: String(row.id),
         hasToken: num(row.has_token) !== 0,

@@ -331,6 +331,14 @@ export interface CommandQuery {
   limit: number;
 }
 
+/** A page of {@link CommandStore.listAgents}: the agents by id, after a cursor, up to a limit. */
+export interface AgentPage {
+  /** Only agents whose id sorts after this one (byte order, as JavaScript's `<` on ids). */
+  after?: string;
+  /** At most this many; none: every one. */
+  limit?: number;
+}
+
 /** A command's output stream. */
 export type OutputStream = "stdout" | "stderr";
 
@@ -636,8 +644,14 @@ export interface CommandStore extends AsyncDisposable {
    * {@link CommandStore.touchAgents}.
    */
   getAgent(id: string): Promise<AgentRecord | null>;
-  /** Every agent, sorted by id, without tokens. */
-  listAgents(): Promise<AgentSummary[]>;
+  /**
+   * Every agent, sorted by id (byte order), without tokens; or one page of them: those after
+   * `page.after` (exclusive), at most `page.limit`, read as a page (a fleet of 100,000 agents is
+   * not read for a page of 50).
+   *
+   * @throws {RangeError} When `page.limit` is not a whole number from 1.
+   */
+  listAgents(page?: AgentPage): Promise<AgentSummary[]>;
   /**
    * Every agent's id and last-seen time (in no particular order): what `/metrics` counts the
    * agents online by, without reading each one's heartbeat, labels and queue as

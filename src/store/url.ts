@@ -54,6 +54,15 @@ export function postgresUrlProblem(url: string): string | null {
     return `its ?${own}= would change a setting status gives each connection itself ` +
       `(${CONNECTION_SETTINGS[own.toLowerCase()]}); remove it from the URL`;
   }
+  for (const [key, value] of parsed.searchParams) {
+    const ended = TIMEOUT_SETTINGS[key.toLowerCase()];
+    const ms = ended === undefined ? null : durationMs(value);
+    if (ms !== null && ms > 0 && ms < TIMEOUT_FLOOR_MS) {
+      return `its ?${key}=${value.trim()} would make the server end status's ${ended} after ${ms} ms, ` +
+        "failing most calls (answered 503 as if the database were away); give at least 1s, or 0 " +
+        "for none, or remove it from the URL";
+    }
+  }
   const sslmode = lastParam(parsed, "sslmode");
   if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
     return `its sslmode must be one of ${SSL_MODES.join(", ")}, got ` +
@@ -74,6 +83,41 @@ export const CONNECTION_SETTINGS: Readonly<Record<string, string>> = {
   idle_in_transaction_session_timeout:
     "the operation timeout, so that a frozen instance's transaction does not hold its locks",
 };
+
+/**
+ * The server's timeouts a URL's query parameter sets for each connection (the driver sends them
+ * as settings), which below {@link TIMEOUT_FLOOR_MS} fail most of the store's calls, with what
+ * each ends.
+ */
+const TIMEOUT_SETTINGS: Readonly<Record<string, string>> = {
+  statement_timeout: "statements",
+  lock_timeout: "waits for a lock",
+  transaction_timeout: "transactions",
+};
+
+/** The least timeout of {@link TIMEOUT_SETTINGS} a URL may give (other than 0, none), in ms. */
+export const TIMEOUT_FLOOR_MS = 1000;
+
+/** PostgreSQL's time units, in ms. */
+const TIME_UNITS: Readonly<Record<string, number>> = {
+  us: 0.001,
+  ms: 1,
+  s: 1000,
+  min: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/**
+ * A time setting's value as PostgreSQL reads the plain forms (`200`, `200ms`, `1.5 s`, `2min`;
+ * milliseconds without a unit), in whole ms as the server rounds it (`300us` is 0, none); `null`
+ * for any other form (the server judges it).
+ */
+function durationMs(value: string): number | null {
+  const match = /^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
+  if (match === null) return null;
+  return Math.round(Number(match[1]) * TIME_UNITS[match[2] ?? "ms"]);
+}
 
 /** The driver's options the PostgreSQL store sets itself: the URL's own are not read. */
 const STORE_OPTIONS = ["max", "connect_timeout", "idle_timeout", "fetch_types", "debug"];

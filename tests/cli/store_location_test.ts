@@ -109,6 +109,29 @@ Deno.test("a database URL the driver cannot read is told why without being quote
   }
 });
 
+Deno.test("a server timeout under 1 s in a database URL is refused; 0, 1 s and more are taken", () => {
+  for (const param of ["statement_timeout=1", "Lock_Timeout=0.2s", "transaction_timeout=999ms"]) {
+    assert.match(
+      postgresUrlProblem(`postgres://u:p@db/s?${param}`) ?? "",
+      /would make the server end status's .* after \d+ ms, failing most calls/,
+      param,
+    );
+  }
+  for (
+    const param of [
+      "statement_timeout=0",
+      "statement_timeout=1s",
+      "statement_timeout=1000",
+      "lock_timeout=2min",
+      // The server rounds it to 0 ms, none; a form it reads otherwise is its to judge.
+      "statement_timeout=300us",
+      "statement_timeout=0x10",
+    ]
+  ) {
+    assert.equal(postgresUrlProblem(`postgres://u:p@db/s?${param}`), null, param);
+  }
+});
+
 Deno.test("a password in a database URL's query is refused, and never shown", async (t) => {
   await t.step("the problem says where the password goes, without quoting it", () => {
     for (const key of ["password", "PASSWORD", "sslpassword"]) {

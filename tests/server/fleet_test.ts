@@ -115,6 +115,14 @@ Deno.test("GET /api/v1/agents gives a page by id with limit and after, and every
   await using d = await makeDashboard({
     agents: Object.fromEntries(ids.map((id) => [id, { token: `${TOKEN}-${id}` }])),
   });
+  // How many agents each listing read from the store (set before the dashboard first calls it).
+  const read: number[] = [];
+  const listAgents = d.store.listAgents.bind(d.store);
+  d.store.listAgents = async (...args) => {
+    const agents = await listAgents(...args);
+    read.push(agents.length);
+    return agents;
+  };
   const page = async (query: string) => {
     const response = await d.admin("GET", `/api/v1/agents${query}`);
     assert.equal(response.status, 200);
@@ -153,6 +161,15 @@ Deno.test("GET /api/v1/agents gives a page by id with limit and after, and every
     assert.deepEqual((await page("?after=b.2")).ids, ["c:3", "web-10", "web-9"]);
     assert.deepEqual((await page("?after=b")).ids, ["b-1", "b.2", "c:3", "web-10", "web-9"]);
     assert.deepEqual((await page("?after=zzz")).ids, []);
+  });
+
+  await t.step("a page reads only its agents (and the next one) from the store", async () => {
+    read.length = 0;
+    assert.deepEqual((await page("?limit=2&after=a2")).ids, ["b-1", "b.2"]);
+    assert.deepEqual((await page("?limit=2")).ids, ["a1", "a2"]);
+    assert.deepEqual((await page("")).ids, ids);
+    // Old behaviour: every agent was read, then sliced: [7, 7, 7].
+    assert.deepEqual(read, [3, 3, 7]);
   });
 
   await t.step("a bad limit or after, or a mistyped parameter, is a 400 naming it", async () => {

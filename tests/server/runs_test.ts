@@ -18,6 +18,7 @@ import {
   type CommandResult,
   type CommandStore,
   openSqliteStore,
+  StoreError,
 } from "../../src/store/mod.ts";
 import {
   firstLine,
@@ -1603,6 +1604,45 @@ Deno.test("a sweep steps every open run, not only the newest 10,000", async () =
     assert.equal(started.length, count);
     assert.ok(started.includes("r0"), "the oldest open run is stepped too");
     assert.notEqual((await store.getRunState("r0"))?.targets[0].startedAt, null);
+  } finally {
+    scheduler.close();
+  }
+});
+
+Deno.test("a first sweep that fails (a store failing at start) leaves the sweeps going", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  await store.ensureAgent("a1", now);
+  await createRunOf(store, "r1", ["a1"], now);
+  let failures = 1;
+  const listOpenRunIds = store.listOpenRunIds.bind(store);
+  store.listOpenRunIds = (limit) =>
+    failures-- > 0
+      ? Promise.reject(new StoreError("the database status.db failed: a disk I/O error"))
+      : listOpenRunIds(limit);
+  const clock = new FakeClock();
+  const started: string[] = [];
+  const errors: unknown[] = [];
+  const scheduler = new RunScheduler({
+    store,
+    clock,
+    events: new CommandEvents(),
+    sweepMs: 5000,
+    enqueue(run) {
+      started.push(run.id);
+      return Promise.resolve();
+    },
+    onError: (error) => errors.push(error),
+  });
+  try {
+    await assert.rejects(scheduler.start(), /disk I\/O error/);
+    assert.deepEqual(started, []);
+    // Old behaviour: no timer was armed, and r1 was never stepped.
+    await clock.advanceAsync(5000);
+    await until(() => started.length > 0, "the next sweep steps r1");
+    assert.deepEqual(started, ["r1"]);
+    assert.deepEqual(errors, [], "the failure of start is its caller's to tell");
   } finally {
     scheduler.close();
   }

@@ -6,11 +6,20 @@
  */
 import assert from "node:assert/strict";
 import type { EnqueueOutcome, NewCommand } from "../../src/store/mod.ts";
-import { StoreError, StoreFullError } from "../../src/store/mod.ts";
-import { json, makeDashboard, P, type TestDashboard } from "./_helpers.ts";
+import { StoreError, StoreFullError, StoreUnavailableError } from "../../src/store/mod.ts";
+import { FakeClock } from "../../src/clock.ts";
+import { createApp } from "../../src/server/mod.ts";
+import { PRUNE_INTERVAL_MS } from "../../src/server/output_pruning.ts";
+import { RESULT_PRUNE_INTERVAL_MS } from "../../src/server/result_retention.ts";
+import { openSqliteStore } from "../../src/store/sqlite.ts";
+import { captureLogs } from "../agent/_helpers.ts";
+import { until } from "../_until.ts";
+import { json, makeDashboard, P, T0, type TestDashboard } from "./_helpers.ts";
 
 const FAILED =
   "the database /srv/secret/status.db failed: a disk I/O error (SQLite: disk I/O error)";
+const TIMED_OUT = "database postgres://db/status did not answer within 15 s (prune output); " +
+  "the outcome is unknown";
 const FULL = "the database /srv/secret/status.db is full: no space is left on its disk";
 
 /** Makes the store's enqueue of the ids in `failing` fail with what `failure` makes. */
@@ -144,4 +153,103 @@ Deno.test("an error that is not the store's is a 500 and leaves /health ok", asy
   assert.equal(failed.status, 500);
   assert.match(String((await json(failed)).error), /internal error/);
   assert.equal((await health(d)).status, 200);
+});
+
+Deno.test("a pruning that fails tells /health, as a failed write does, until a write succeeds", async (t) => {
+  using logs = captureLogs();
+  await using d = await makeDashboard({ autoExpireLeases: true });
+  let failing = true;
+  let failure: () => Error = () => new StoreError(FAILED);
+  const pruneOutput = d.store.pruneOutput.bind(d.store);
+  d.store.pruneOutput = (before: number) =>
+    failing ? Promise.reject(failure()) : pruneOutput(before);
+  assert.equal((await enqueue(d, "c1")).status, 202);
+  assert.equal((await health(d)).status, 200);
+
+  await t.step("the live output's pruning fails: /health 503 store_failing", async () => {
+    await d.clock.advanceAsync(PRUNE_INTERVAL_MS);
+    const { status, body } = await health(d);
+    assert.equal(status, 503);
+    assert.equal(body.status, "store_failing");
+    assert.ok(logs.has(/^could not prune live output: /), logs.messages().join("\n"));
+  });
+
+  await t.step("a pruning that deletes nothing, or the health probe, does not end it", async () => {
+    failing = false;
+    await d.clock.advanceAsync(PRUNE_INTERVAL_MS);
+    for (let i = 0; i < 3; i++) assert.equal((await health(d)).body.status, "store_failing");
+  });
+
+  await t.step("a write that committed a change ends it", async () => {
+    assert.equal((await enqueue(d, "c2")).status, 202);
+    assert.equal((await health(d)).status, 200);
+  });
+
+  await t.step(
+    "a pruning the store could not finish now (a timeout) leaves /health ok",
+    async () => {
+      failure = () => new StoreUnavailableError(TIMED_OUT);
+      failing = true;
+      await d.clock.advanceAsync(PRUNE_INTERVAL_MS);
+      assert.ok(logs.has(/^could not prune live output: /), logs.messages().join("\n"));
+      for (let i = 0; i < 3; i++) assert.equal((await health(d)).status, 200);
+    },
+  );
+});
+
+Deno.test("a result retention that fails tells /health, from the pruning at start", async () => {
+  using logs = captureLogs();
+  const clock = new FakeClock(T0);
+  await using store = openSqliteStore(":memory:");
+  store.pruneCommands = () => Promise.reject(new StoreError(FAILED));
+  const dashboard = createApp({
+    store,
+    devMode: true,
+    clock,
+    resultRetentionDays: 1,
+    runSweepMs: 0,
+    otherWritersLookMs: RESULT_PRUNE_INTERVAL_MS,
+  });
+  try {
+    await until(() => logs.has(/^could not delete old results: /), "the pruning at start failed");
+    const response = await dashboard.app.request("/health");
+    assert.equal(response.status, 503);
+    assert.equal((await json(response)).status, "store_failing");
+  } finally {
+    await dashboard.close();
+  }
+});
+
+Deno.test("a sweep of the runs that fails tells /health, from the one at start, until one reads again", async () => {
+  using logs = captureLogs();
+  const clock = new FakeClock(T0);
+  await using store = openSqliteStore(":memory:");
+  let failing = true;
+  const listOpenRunIds = store.listOpenRunIds.bind(store);
+  store.listOpenRunIds = (limit: number) =>
+    failing ? Promise.reject(new StoreError(FAILED)) : listOpenRunIds(limit);
+  // No lease timer: its reads would end a failing store that only a read found.
+  const dashboard = createApp({
+    store,
+    devMode: true,
+    clock,
+    runSweepMs: 5000,
+    autoExpireLeases: false,
+  });
+  const health = async () => {
+    const response = await dashboard.app.request("/health");
+    return { status: response.status, body: await json(response) };
+  };
+  try {
+    await until(() => logs.has(/^could not resume the open runs: /), "the sweep at start failed");
+    assert.equal((await health()).body.status, "store_failing");
+    await clock.advanceAsync(5000);
+    await until(() => logs.has(/^could not step the open runs: /), "the next sweep failed too");
+    assert.equal((await health()).body.status, "store_failing");
+    failing = false;
+    await clock.advanceAsync(5000);
+    await until(async () => (await health()).status === 200, "the next sweep's read ends it");
+  } finally {
+    await dashboard.close();
+  }
 });

@@ -149,6 +149,56 @@ export function runStoreContract(
     assert.equal(await store.getAgent("b"), null);
   });
 
+  test(
+    "lists a page of agents by id in byte order, after a cursor and up to a limit",
+    async (store, t) => {
+      // Byte order: capitals before small letters, '-' before '.' before digits before ':'.
+      const ids = ["B", "a", "a-1", "a.1", "a1", "a:1", "b", "web-10", "web-9"];
+      for (const id of ids.toReversed()) {
+        await store.addAgent({ id, token: null, scopes: AGENT_SCOPES, now: T0 });
+      }
+      await enqueue(store, "c1", { agentId: "a1" });
+      const listed = async (page?: Parameters<CommandStore["listAgents"]>[0]) =>
+        (await store.listAgents(page)).map((agent) => agent.id);
+      await t.step("without a page, or an empty one: every agent", async () => {
+        assert.deepEqual(await listed(), ids);
+        assert.deepEqual(await listed({}), ids);
+      });
+      await t.step("limit alone: the first ones", async () => {
+        assert.deepEqual(await listed({ limit: 3 }), ["B", "a", "a-1"]);
+        assert.deepEqual(await listed({ limit: 100 }), ids);
+      });
+      await t.step("after alone: those after it, itself excluded, listed or not", async () => {
+        assert.deepEqual(await listed({ after: "a1" }), ["a:1", "b", "web-10", "web-9"]);
+        assert.deepEqual(await listed({ after: "a0" }), ["a1", "a:1", "b", "web-10", "web-9"]);
+        assert.deepEqual(await listed({ after: "web-9" }), []);
+      });
+      await t.step("pages of 2 read each agent once, in order, with its fields", async () => {
+        const seen: string[] = [];
+        let after: string | undefined;
+        for (let page = 0; page < 10; page++) {
+          const got = await store.listAgents({
+            limit: 2,
+            ...(after === undefined ? {} : { after }),
+          });
+          if (got.length === 0) break;
+          seen.push(...got.map((agent) => agent.id));
+          after = got.at(-1)!.id;
+        }
+        assert.deepEqual(seen, ids);
+        assert.deepEqual(
+          (await store.listAgents({ after: "a.1", limit: 1 })).map((a) => [a.id, a.queued]),
+          [["a1", 1]],
+        );
+      });
+      await t.step("a limit that is not a whole number from 1 is refused", async () => {
+        for (const limit of [0, -1, 1.5, Number.NaN]) {
+          await assert.rejects(() => store.listAgents({ limit }), RangeError, String(limit));
+        }
+      });
+    },
+  );
+
   test("removing an agent cancels its commands not final, in one step", async (store, t) => {
     await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
     // requeued: delivered once and its lease ended (on a deployment no later wait asks for);

@@ -56,6 +56,44 @@ function newCommand(id: string, agentId = "a1", now = T0) {
 }
 
 Deno.test({
+  name: "postgres store: a page of agents is in byte order, by an index, on a database whose " +
+    "collation sorts otherwise",
+  ignore,
+  async fn() {
+    // ICU's English: 'a' before 'B', '-' and '.' ignored (web-10 before web-9 either way).
+    await using db = await testDatabase(
+      undefined,
+      "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C'",
+    );
+    const store = await openPostgresStore(db.url);
+    try {
+      const ids = ["B", "a", "a-1", "a.1", "a1", "a:1", "b", "web-10", "web-9"];
+      for (const id of ids.toReversed()) {
+        await store.addAgent({ id, token: null, scopes: AGENT_SCOPES, now: T0 });
+      }
+      const listed = async (page: Parameters<typeof store.listAgents>[0]) =>
+        (await store.listAgents(page)).map((agent) => agent.id);
+      assert.deepEqual(await listed(undefined), ids);
+      assert.deepEqual(await listed({ after: "B", limit: 3 }), ["a", "a-1", "a.1"]);
+      assert.deepEqual(await listed({ after: "a.1", limit: 3 }), ["a1", "a:1", "b"]);
+      assert.deepEqual(await listed({ after: "a:1" }), ["b", "web-10", "web-9"]);
+    } finally {
+      await store.close();
+    }
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe("SET enable_seqscan = off");
+      const plan = (await sql.unsafe(
+        `EXPLAIN SELECT id FROM agents a WHERE a.id COLLATE "C" > 'a' ORDER BY a.id COLLATE "C" LIMIT 3`,
+      )).map((row) => String(row["QUERY PLAN"])).join("\n");
+      assert.match(plan, /Index (Only )?Scan using agents_id_c/);
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: instances claiming at once never hand out one command twice",
   ignore,
   async fn() {
@@ -990,6 +1028,73 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a transaction rolled back as a deadlock's victim or for a serialization " +
+    "failure is run again, twice at most; other failures are not",
+  ignore,
+  async fn(t) {
+    await using cluster = await instances(2);
+    const [store, other] = cluster.stores;
+    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    /** Makes the next `failures` inserts of a command fail with `name`; counts every attempt. */
+    const failFirst = async (failures: number, name: string) => {
+      await sql.unsafe(`
+        DROP TRIGGER IF EXISTS refuse ON commands; DROP FUNCTION IF EXISTS refuse();
+        DROP SEQUENCE IF EXISTS attempts; CREATE SEQUENCE attempts;
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          -- A sequence is not rolled back with the transaction: it counts every attempt.
+          IF nextval('attempts') <= ${failures} THEN
+            RAISE EXCEPTION 'the server says ${name}' USING ERRCODE = '${name}';
+          END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION refuse();`);
+    };
+    const attempts = async () =>
+      Number((await sql.unsafe("SELECT last_value FROM attempts"))[0].last_value);
+    // What another instance hears of the commands enqueued.
+    const heard: string[] = [];
+    const subscription = await other.subscribe({
+      event(event) {
+        if (event.type === "changed") heard.push(event.commandId);
+      },
+      resync() {},
+    });
+    try {
+      for (const name of ["deadlock_detected", "serialization_failure"]) {
+        await t.step(`${name} twice: the third run commits, and notifies once`, async () => {
+          await failFirst(2, name);
+          heard.length = 0;
+          const outcome = await store.enqueue(newCommand(`c-${name}`));
+          assert.equal(outcome.outcome, "created");
+          assert.equal(await attempts(), 3);
+          assert.equal((await store.getCommand(`c-${name}`))?.status, "queued");
+          // Notifications arrive in commit order: once the next command's is heard, all are.
+          await store.enqueue(newCommand(`after-${name}`));
+          await until(() => heard.includes(`after-${name}`), "the next command's event");
+          assert.deepEqual(heard, [`c-${name}`, `after-${name}`]);
+        });
+      }
+      await t.step("three times: the caller is told, as before", async () => {
+        await failFirst(3, "deadlock_detected");
+        await assert.rejects(store.enqueue(newCommand("c3")), StoreUnavailableError);
+        assert.equal(await attempts(), 3);
+        assert.equal(await store.getCommand("c3"), null);
+      });
+      await t.step("a statement timeout is not run again", async () => {
+        await failFirst(1, "query_canceled");
+        await assert.rejects(store.enqueue(newCommand("c4")), StoreUnavailableError);
+        assert.equal(await attempts(), 1);
+        assert.equal(await store.getCommand("c4"), null);
+      });
+    } finally {
+      await subscription.close();
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a database's own settings do not change what the store reads and writes",
   ignore,
   async fn() {
@@ -1104,6 +1209,67 @@ Deno.test({
         /^database postgres:\/\/\S+: its URL's \?max=, \?connect_timeout=, \?fetch_types= are not read: status sets them itself/,
       );
     });
+  },
+});
+
+Deno.test({
+  name: "postgres store: a server timeout under 1 s is refused in the URL, and warned of when " +
+    "the database sets it",
+  ignore,
+  async fn(t) {
+    await using db = await testDatabase();
+    for (
+      const [param, ended, ms] of [
+        ["statement_timeout=1", "statements", 1],
+        ["STATEMENT_TIMEOUT=0.5s", "statements", 500],
+        ["lock_timeout=200ms", "waits for a lock", 200],
+        ["transaction_timeout=999", "transactions", 999],
+      ] as const
+    ) {
+      await t.step(`?${param} is refused`, async () => {
+        await assert.rejects(openPostgresStore(`${db.url}?${param}`), (error: Error) => {
+          assert.equal(error.name, "StoreError");
+          assert.match(
+            error.message,
+            new RegExp(
+              `^cannot open database \\S+: its \\?${param.replace(".", "\\.")} would make the ` +
+                `server end status's ${ended} after ${ms} ms, failing most calls \\(answered ` +
+                `503 as if the database were away\\); give at least 1s, or 0 for none, or remove ` +
+                `it from the URL$`,
+            ),
+          );
+          return true;
+        });
+      });
+    }
+    await t.step("0 (none), and 1s and more, are taken", async () => {
+      using logs = captureLogs();
+      await using store = await openPostgresStore(
+        `${db.url}?statement_timeout=0&lock_timeout=1s&application_name=mine`,
+      );
+      assert.equal((await store.enqueue(newCommand("c1"))).outcome, "created");
+      assert.ok(!logs.records.some((r) => r.level === "warning"), logs.messages().join("\n"));
+    });
+    await t.step(
+      "a short one the database sets: a warning naming it, and the store opens",
+      async () => {
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        try {
+          await sql.unsafe(`ALTER DATABASE ${await databaseName(sql)} SET statement_timeout = 200`);
+        } finally {
+          await sql.end();
+        }
+        using logs = captureLogs();
+        await using store = await openPostgresStore(db.url);
+        assert.ok(
+          logs.has(
+            /^statement_timeout is 200 ms on postgres:\/\/\S+ \(set for this user or database.*\): the store's calls that take longer fail/,
+          ),
+          logs.messages().join("\n"),
+        );
+        assert.equal((await store.enqueue(newCommand("c2"))).outcome, "created");
+      },
+    );
   },
 });
 

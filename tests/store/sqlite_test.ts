@@ -1312,6 +1312,40 @@ Deno.test("sqlite store tells a damaged page it meets while it runs as a StoreEr
   });
 });
 
+Deno.test("sqlite store tells a file overwritten while it runs as a StoreError saying what to do", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    await using store = openSqliteStore(path);
+    const command = (id: string) => ({
+      id,
+      agentId: "a1",
+      name: "uptime",
+      params: {},
+      fingerprint: "f",
+      now: 1,
+    });
+    await store.enqueue(command("c1"));
+    const other = new DatabaseSync(path);
+    try {
+      other.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } finally {
+      other.close();
+    }
+    // Its header overwritten in place (not replaced: the same file, as a careless copy would).
+    const file = await Deno.open(path, { write: true });
+    try {
+      await file.write(new TextEncoder().encode("this is no SQLite database at all"));
+    } finally {
+      file.close();
+    }
+    const said = `the database ${path} failed: the file is no longer a SQLite database ` +
+      "(something overwrote it); stop the dashboard and restore it from a backup (SQLite: file " +
+      "is not a database)";
+    await assert.rejects(store.getCommand("c1"), { name: "StoreError", message: said });
+    await assert.rejects(store.enqueue(command("c2")), { name: "StoreError", message: said });
+  });
+});
+
 Deno.test("a dashboard whose -shm file is removed says so, and goes on", async () => {
   await using dir = tempDir("status-shm-");
   const db = `${dir.path}/status.db`;
