@@ -1042,6 +1042,34 @@ Deno.test("Expect: 100-continue: a request refused from its head is answered wit
         { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Encoding": "gzip" },
         /^HTTP\/1\.1 415 /,
       ],
+      // Signed: refused before the signature step reads (and hashes) the body it covers.
+      [
+        "an agent's signed ack declaring 2 MB, over its route's 1 MiB",
+        P.ack,
+        { ...signed("a1", TOKEN), "Content-Length": "2000000" },
+        /^HTTP\/1\.1 413 [^]*"error":"request body is larger than 1048576 bytes"/,
+      ],
+      [
+        "an agent's signed heartbeat declaring 20 kB, over its route's 16 KiB",
+        "/api/v1/agent/heartbeat",
+        {
+          ...agentHeaders({
+            path: "/api/v1/agent/heartbeat",
+            body: {},
+            bodyText: body,
+            token: TOKEN,
+            now: Date.now(),
+          }),
+          "Content-Length": "20000",
+        },
+        /^HTTP\/1\.1 413 [^]*"error":"request body is larger than 16384 bytes"/,
+      ],
+      [
+        "an agent's signed, compressed ack",
+        P.ack,
+        { ...signed("a1", TOKEN), "Content-Encoding": "gzip" },
+        /^HTTP\/1\.1 415 /,
+      ],
     ];
     for (const [name, path, headers, expected] of cases) {
       await t.step(name, async () => {
