@@ -83,7 +83,7 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
       signV2Hashed(token, {
         method: call.method,
         pathAndQuery,
-        timestamp: headers.get(HEADER.timestamp)?.trim() ?? "",
+        timestamp: headers.get(HEADER.timestamp) ?? "",
         requestId: headers.get(HEADER.requestId) ?? "",
         bodySha256Hex: body.sha256Hex,
       });
