@@ -969,7 +969,7 @@ Deno.test("Expect: an unknown expectation gets 417 with a JSON error, a body bey
   });
 });
 
-Deno.test("a malformed percent-escape in a long-poll's path is a 400 on node:http too, not held", async (t) => {
+Deno.test("a malformed percent-escape in a long-poll's path or query is a 400 on node:http too, not held", async (t) => {
   await using server = await startServer({
     availableDescriptors: "plenty",
     db: ":memory:",
@@ -979,6 +979,8 @@ Deno.test("a malformed percent-escape in a long-poll's path is a 400 on node:htt
     "a wait": `GET /api/v1/agent/commands/wait/%zz?timeout=30 HTTP/1.1\r\n`,
     "a cancel-wait": `GET /api/v1/agent/commands/c%ff/cancel-wait?timeout=30 HTTP/1.1\r\n`,
     "an agent's POST": `POST ${P.ack}%zz HTTP/1.1\r\nContent-Length: 2\r\n`,
+    "a wait's query": `GET /api/v1/agent/commands/wait/default?timeout=30&x=%ff HTTP/1.1\r\n`,
+    "an agent's POST's query": `POST ${P.ack}?x=%zz HTTP/1.1\r\nContent-Length: 2\r\n`,
   };
   for (const [name, head] of Object.entries(heads)) {
     await t.step(name, async () => {
@@ -988,7 +990,10 @@ Deno.test("a malformed percent-escape in a long-poll's path is a 400 on node:htt
         await send(conn, `${head}Host: 127.0.0.1\r\nX-Agent-Id: pct\r\n\r\n${body}`);
         const answer = await readAnswer(conn, 5000);
         assert.match(answer.text, /^HTTP\/1\.1 400 /);
-        assert.match(answer.text, /"error":"malformed path: a % in it must begin an escape/);
+        assert.match(
+          answer.text,
+          /"error":"(malformed path|query \\"x\\"): a % in it must begin an escape/,
+        );
         assert.equal(server.dashboard.hub.size, 0, "no wait is held");
       } finally {
         closeQuietly(conn);
