@@ -124,8 +124,8 @@ export function hasMalformedEscape(target: string): boolean {
 
 /**
  * The first query parameter whose name or value holds a malformed percent-escape, as
- * {@link hasMalformedEscape} finds them in a path: `URLSearchParams` and Hono would read `%zz` as
- * it is and `%ff` as U+FFFD or as it is, each another value than the one sent.
+ * {@link hasMalformedEscape} finds them in a path: `URLSearchParams` reads `%zz` as it is and `%ff`
+ * as U+FFFD, Hono's reader both as they are; either way another value than the one sent.
  *
  * @param target The request target, or an absolute URL.
  * @returns The parameter's name (decoded, when it decodes), or `undefined` when none has one.
