@@ -1002,6 +1002,55 @@ Deno.test("a malformed percent-escape in a long-poll's path or query is a 400 on
   }
 });
 
+Deno.test("a signed chunked body growing beyond its route's limit is refused then, not read to its end", async (t) => {
+  const store = openSqliteStore(":memory:");
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    adminToken: ADMIN_TOKEN,
+    port: 0,
+  });
+  try {
+    const cases: Array<[string, string, number]> = [
+      ["an ack (answered on node:http), over 1 MiB", P.ack, 1024 * 1024],
+      ["a heartbeat (a route of the Hono app), over 16 KiB", "/api/v1/agent/heartbeat", 16 * 1024],
+    ];
+    for (const [name, path, limit] of cases) {
+      await t.step(name, async () => {
+        // Signed over a body of the limit's size; one chunk a byte longer is sent, and the body's
+        // end never: a dashboard that read on to check the signature would answer nothing.
+        const signed = agentHeaders({
+          path,
+          body: {},
+          bodyText: "x".repeat(limit),
+          token: TOKEN,
+          now: Date.now(),
+        });
+        const conn = await rawConnect(server);
+        try {
+          const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+            Object.entries(signed).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
+            "Transfer-Encoding: chunked\r\n\r\n";
+          const chunk = `${(limit + 1).toString(16)}\r\n${"x".repeat(limit + 1)}\r\n`;
+          const bytes = new TextEncoder().encode(head + chunk);
+          for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+          const answer = await readAll(conn, 5000, (text) => /\}$/.test(text));
+          assert.match(
+            answer.text,
+            new RegExp(`^HTTP/1\\.1 413 [^]*"error":"request body is larger than ${limit} bytes"`),
+          );
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+  } finally {
+    await server.shutdown();
+    await store.close();
+  }
+});
+
 Deno.test("Expect: 100-continue: a request refused from its head is answered without a 100, and its connection closed", async (t) => {
   const store = openSqliteStore(":memory:");
   await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });

@@ -41,13 +41,14 @@ const SIGNATURE_FORM = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 /**
  * The body the signature covers, read (and hashed) only when its head does not refuse it: a
  * `Content-Length` beyond the route's limit or a `Content-Encoding` is answered (`413`, `415`) as
- * step 8 would, without a byte of it read.
+ * step 8 would, without a byte of it read; a body that grows beyond the limit as it arrives
+ * (chunked) is answered `413` as soon as it does, read and hashed no further.
  */
 function signedBodyOf(call: AgentCall, options: SignatureOptions, hmacKey?: string) {
   if (call.method !== "GET" && call.method !== "HEAD") {
     refuseBodyFromHead(call, options.maxBodyBytes);
   }
-  return rawBodyOf(call, options, hmacKey);
+  return rawBodyOf(call, { maxBodyBytes: options.maxBodyBytes, stopAtLimit: true }, hmacKey);
 }
 
 /** Options of step 5. */
