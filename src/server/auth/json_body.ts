@@ -94,8 +94,8 @@ export async function jsonBodyOf<S extends z.ZodType>(
   schema: S,
   options: { maxBodyBytes: number },
 ): Promise<z.output<S>> {
-  // Not read yet (no signature covers it: an operator's request, dev mode's unsigned agent):
-  // what its head says is refused before the body is asked for.
+  // A body no signature step read (an operator's, dev mode's unsigned agent's) is refused from
+  // its head before it is asked for, as a signed one was by the signature step.
   refuseBodyFromHead(call, options.maxBodyBytes);
   const body = await rawBodyOf(call, options);
   refuseContentCoding(call);
