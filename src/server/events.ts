@@ -20,6 +20,7 @@ import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
+import { queryError } from "./query.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { eventStreamResponse, type OpenStreams, streamPlace } from "./sse.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -138,6 +139,20 @@ export function parseEventId(raw: string | null | undefined): EventCursor {
   return { seq: Number(match[1]), statusKey: match[2] ?? "" };
 }
 
+/**
+ * The `last_event_id` query parameter of a stream, if given.
+ *
+ * @throws {HttpError} `400` when it is given more than once: resumed from the first, the stream
+ *   would read as resumed from both.
+ */
+function lastEventIdOf(url: string): string | undefined {
+  const values = new URL(url).searchParams.getAll("last_event_id");
+  if (values.length > 1) {
+    throw queryError("last_event_id", `is given ${values.length} times; a stream resumes from one`);
+  }
+  return values[0];
+}
+
 /** Options of {@link eventRoutes}. */
 export interface EventRouteOptions {
   /** The store. */
@@ -188,7 +203,7 @@ export function eventRoutes(app: Hono<ServerEnv>, options: EventRouteOptions): v
     if (!(await store.getCommand(id))) {
       throw new HttpError(404, `command ${shortForm(id)} does not exist`);
     }
-    const cursor = parseEventId(c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"));
+    const cursor = parseEventId(c.req.header("Last-Event-ID") ?? lastEventIdOf(c.req.url));
     const release = streamPlace(c.req.raw, c.get("consoleSessionStream"), options.streams);
     return eventStreamResponse({
       request: c.req.raw,

@@ -15,6 +15,8 @@ import { type LeanAnswer, LeanExchange, type LeanRoutes, maybeLean } from "./wai
 import type { GuardedRequest } from "./browser_guard.ts";
 import type { AgentCall, HeaderReader } from "./auth/call.ts";
 import { drainIncoming } from "./body.ts";
+import { queryError } from "./query.ts";
+import { shortForm } from "../protocol/mod.ts";
 
 /**
  * Answers a request straight on the `node:http` server's objects, or returns `false` (having
@@ -118,6 +120,45 @@ export function hasMalformedEscape(target: string): boolean {
   } catch {
     return true;
   }
+}
+
+/**
+ * The first query parameter whose name or value holds a malformed percent-escape, as
+ * {@link hasMalformedEscape} finds them in a path: `URLSearchParams` reads `%zz` as it is and `%ff`
+ * as U+FFFD, Hono's reader both as they are; either way another value than the one sent.
+ *
+ * @param target The request target, or an absolute URL.
+ * @returns The parameter's name (decoded, when it decodes), or `undefined` when none has one.
+ */
+export function malformedQueryParameter(target: string): string | undefined {
+  const start = target.indexOf("?");
+  if (start < 0 || !target.includes("%", start)) return undefined;
+  const end = target.indexOf("#", start);
+  for (const pair of target.slice(start + 1, end < 0 ? undefined : end).split("&")) {
+    if (!pair.includes("%")) continue;
+    try {
+      decodeURIComponent(pair);
+    } catch {
+      const equals = pair.indexOf("=");
+      const name = (equals < 0 ? pair : pair.slice(0, equals)).replaceAll("+", " ");
+      try {
+        return decodeURIComponent(name);
+      } catch {
+        return name;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The `400` of a query parameter with a malformed percent-escape ({@link malformedQueryParameter}). */
+function malformedQueryAnswer(name: string): Response {
+  const error = queryError(
+    shortForm(name),
+    "a % in it must begin an escape of two hex digits (%25 for a % itself), and its escapes " +
+      "must be UTF-8",
+  );
+  return Response.json(error.toJSON(), { status: 400 });
 }
 
 /** The `400` of a path with a malformed percent-escape ({@link hasMalformedEscape}). */
@@ -315,6 +356,8 @@ export function httpApp(
     const refused = guard?.(request) ?? null;
     if (refused) return count(request, refused);
     if (hasMalformedEscape(request.url)) return count(request, malformedEscapeAnswer());
+    const malformed = malformedQueryParameter(request.url);
+    if (malformed !== undefined) return count(request, malformedQueryAnswer(malformed));
     const addr = env?.remoteAddr;
     const answer = lean.fetch(request, addr && "hostname" in addr ? addr.hostname : undefined) ??
       app.fetch(request, env);
@@ -334,7 +377,7 @@ export function httpApp(
     const method = incoming.method;
     if (!maybeLean(method, target)) return false;
     // Its `400` is the adapter's request's (after the guard, as for every request).
-    if (hasMalformedEscape(target)) return false;
+    if (hasMalformedEscape(target) || malformedQueryParameter(target) !== undefined) return false;
     const raw = incoming.rawHeaders;
     const host = hostOf(raw);
     // What a web `Request` would refuse goes to the adapter, for its own error answer.

@@ -8,6 +8,7 @@ import { ADMIN_TOKEN_GUESSES_PER_MINUTE } from "../../src/server/auth/mod.ts";
 import { LOGIN_ATTEMPTS_PER_MINUTE } from "../../src/server/web/routes.tsx";
 import {
   ADMIN_TOKEN,
+  agentHeaders,
   type AgentRequest,
   json,
   makeDashboard,
@@ -130,6 +131,32 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
       401,
       /not an integer/,
     );
+    // What the signature covers is the value as sent: one with a no-break space (which no HTTP
+    // parser strips) or given twice is no timestamp, not the integer inside it.
+    const now = String(T0 / 1000);
+    for (const timestamp of [`\u00a0${now}`, `${now}\u00a0`, `${now}, ${now}`]) {
+      await expectError(
+        await d.agent({ path: P.enqueue, body: ENQUEUE, headers: { "X-Timestamp": timestamp } }),
+        401,
+        /X-Timestamp header is missing or not an integer/,
+      );
+    }
+    const twice = await d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers: [
+        ...Object.entries(
+          agentHeaders({
+            path: P.enqueue,
+            body: ENQUEUE,
+            bodyText: JSON.stringify(ENQUEUE),
+            now: T0,
+          }),
+        ),
+        ["X-Timestamp", now],
+      ],
+      body: JSON.stringify(ENQUEUE),
+    });
+    await expectError(twice, 401, /X-Timestamp header is missing or not an integer/);
   });
 
   await t.step("4. X-Timestamp more than 300 s off → 401 saying so; 299 s is fine", async () => {

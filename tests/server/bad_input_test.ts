@@ -695,6 +695,51 @@ Deno.test("a path with a malformed percent-escape is a 400 on every route, never
   });
 });
 
+Deno.test("a query parameter with a malformed percent-escape is a 400 naming it, on every route", async (t) => {
+  await using d = await makeDashboard();
+  const enqueued = await d.admin("POST", P.enqueue, { id: "pct-q", agent_id: "a1", name: "echo" });
+  assert.equal(enqueued.status, 202);
+  await enqueued.body?.cancel();
+  const refused = async (response: Response, name: string) => {
+    assert.equal(response.status, 400);
+    const message = "a % in it must begin an escape of two hex digits (%25 for a % itself), " +
+      "and its escapes must be UTF-8";
+    assert.deepEqual(await json(response), {
+      error: `query "${name}": ${message}`,
+      details: [{ field: name, message }],
+    });
+  };
+  await t.step("an operator's list: its own parameters and others", async () => {
+    await refused(await d.admin("GET", "/api/v1/commands?limit=%zz"), "limit");
+    await refused(await d.admin("GET", "/api/v1/commands?agent_id=a%E0%A4"), "agent_id");
+    await refused(await d.admin("GET", "/api/v1/agents?after=%E0%A4"), "after");
+    await refused(await d.admin("GET", "/api/v1/runs?open=1&cache=%ff"), "cache");
+    // A name that is malformed itself is shown as sent; one that decodes, decoded.
+    await refused(await d.admin("GET", "/api/v1/commands?%zz=1"), "%zz");
+    await refused(await d.admin("GET", "/api/v1/commands?%6Cimit=%"), "limit");
+  });
+  await t.step("a wait: refused, the command not handed out", async () => {
+    await refused(
+      await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=1&x=%zz" }),
+      "x",
+    );
+    await refused(
+      await d.agent({ path: "/api/v1/agent/commands/wait/default?timeout=%" }),
+      "timeout",
+    );
+    const command = await json(await d.admin("GET", "/api/v1/commands/pct-q"));
+    assert.equal(command.status, "queued");
+  });
+  await t.step("well-formed escapes are read as before", async () => {
+    const listed = await d.admin("GET", "/api/v1/commands?agent_id=%61%31&limit=%31");
+    assert.equal(listed.status, 200);
+    assert.deepEqual(
+      ((await json(listed)).commands as Array<{ id: string }>).map((c) => c.id),
+      ["pct-q"],
+    );
+  });
+});
+
 Deno.test("a report's started_at and completed_at are ISO 8601 date-times, else 400", async (t) => {
   await using d = await makeDashboard();
   const enqueued = await d.admin("POST", P.enqueue, { id: "c1", agent_id: "a1", name: "echo" });

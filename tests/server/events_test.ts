@@ -101,6 +101,25 @@ Deno.test("hostile Last-Event-ID values are answered as the protocol says, in th
     }
   });
 
+  await t.step("?last_event_id given twice is a 400 naming it; no stream is opened", async () => {
+    const conn = await rawConnect(server);
+    try {
+      await send(
+        conn,
+        `GET /api/v1/commands/c1/events?last_event_id=2:running.1.0&last_event_id=0: HTTP/1.1\r\n` +
+          `Host: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n\r\n`,
+      );
+      const got = await readAll(conn, 5000, (text) => /\}$/.test(text));
+      assert.match(got.text, /^HTTP\/1\.1 400 /);
+      assert.match(
+        got.text,
+        /"error":"query \\"last_event_id\\": is given 2 times; a stream resumes from one"/,
+      );
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+
   await t.step("a well-formed id resumes after its chunk", async () => {
     for (const how of [{ header: "2:running.1.0" }, { query: "2:running.1.0" }]) {
       assert.deepEqual((await openWith(server.port, how)).events, ["output 3:running.1.0"]);

@@ -969,7 +969,7 @@ Deno.test("Expect: an unknown expectation gets 417 with a JSON error, a body bey
   });
 });
 
-Deno.test("a malformed percent-escape in a long-poll's path is a 400 on node:http too, not held", async (t) => {
+Deno.test("a malformed percent-escape in a long-poll's path or query is a 400 on node:http too, not held", async (t) => {
   await using server = await startServer({
     availableDescriptors: "plenty",
     db: ":memory:",
@@ -979,6 +979,8 @@ Deno.test("a malformed percent-escape in a long-poll's path is a 400 on node:htt
     "a wait": `GET /api/v1/agent/commands/wait/%zz?timeout=30 HTTP/1.1\r\n`,
     "a cancel-wait": `GET /api/v1/agent/commands/c%ff/cancel-wait?timeout=30 HTTP/1.1\r\n`,
     "an agent's POST": `POST ${P.ack}%zz HTTP/1.1\r\nContent-Length: 2\r\n`,
+    "a wait's query": `GET /api/v1/agent/commands/wait/default?timeout=30&x=%ff HTTP/1.1\r\n`,
+    "an agent's POST's query": `POST ${P.ack}?x=%zz HTTP/1.1\r\nContent-Length: 2\r\n`,
   };
   for (const [name, head] of Object.entries(heads)) {
     await t.step(name, async () => {
@@ -988,12 +990,64 @@ Deno.test("a malformed percent-escape in a long-poll's path is a 400 on node:htt
         await send(conn, `${head}Host: 127.0.0.1\r\nX-Agent-Id: pct\r\n\r\n${body}`);
         const answer = await readAnswer(conn, 5000);
         assert.match(answer.text, /^HTTP\/1\.1 400 /);
-        assert.match(answer.text, /"error":"malformed path: a % in it must begin an escape/);
+        assert.match(
+          answer.text,
+          /"error":"(malformed path|query \\"x\\"): a % in it must begin an escape/,
+        );
         assert.equal(server.dashboard.hub.size, 0, "no wait is held");
       } finally {
         closeQuietly(conn);
       }
     });
+  }
+});
+
+Deno.test("a signed chunked body growing beyond its route's limit is refused then, not read to its end", async (t) => {
+  const store = openSqliteStore(":memory:");
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    adminToken: ADMIN_TOKEN,
+    port: 0,
+  });
+  try {
+    const cases: Array<[string, string, number]> = [
+      ["an ack (answered on node:http), over 1 MiB", P.ack, 1024 * 1024],
+      ["a heartbeat (a route of the Hono app), over 16 KiB", "/api/v1/agent/heartbeat", 16 * 1024],
+    ];
+    for (const [name, path, limit] of cases) {
+      await t.step(name, async () => {
+        // Signed over a body of the limit's size; one chunk a byte longer is sent, and the body's
+        // end never: a dashboard that read on to check the signature would answer nothing.
+        const signed = agentHeaders({
+          path,
+          body: {},
+          bodyText: "x".repeat(limit),
+          token: TOKEN,
+          now: Date.now(),
+        });
+        const conn = await rawConnect(server);
+        try {
+          const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+            Object.entries(signed).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
+            "Transfer-Encoding: chunked\r\n\r\n";
+          const chunk = `${(limit + 1).toString(16)}\r\n${"x".repeat(limit + 1)}\r\n`;
+          const bytes = new TextEncoder().encode(head + chunk);
+          for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+          const answer = await readAll(conn, 5000, (text) => /\}$/.test(text));
+          assert.match(
+            answer.text,
+            new RegExp(`^HTTP/1\\.1 413 [^]*"error":"request body is larger than ${limit} bytes"`),
+          );
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+  } finally {
+    await server.shutdown();
+    await store.close();
   }
 });
 
@@ -1040,6 +1094,34 @@ Deno.test("Expect: 100-continue: a request refused from its head is answered wit
         "an operator's compressed enqueue",
         P.enqueue,
         { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Encoding": "gzip" },
+        /^HTTP\/1\.1 415 /,
+      ],
+      // Signed: refused before the signature step reads (and hashes) the body it covers.
+      [
+        "an agent's signed ack declaring 2 MB, over its route's 1 MiB",
+        P.ack,
+        { ...signed("a1", TOKEN), "Content-Length": "2000000" },
+        /^HTTP\/1\.1 413 [^]*"error":"request body is larger than 1048576 bytes"/,
+      ],
+      [
+        "an agent's signed heartbeat declaring 20 kB, over its route's 16 KiB",
+        "/api/v1/agent/heartbeat",
+        {
+          ...agentHeaders({
+            path: "/api/v1/agent/heartbeat",
+            body: {},
+            bodyText: body,
+            token: TOKEN,
+            now: Date.now(),
+          }),
+          "Content-Length": "20000",
+        },
+        /^HTTP\/1\.1 413 [^]*"error":"request body is larger than 16384 bytes"/,
+      ],
+      [
+        "an agent's signed, compressed ack",
+        P.ack,
+        { ...signed("a1", TOKEN), "Content-Encoding": "gzip" },
         /^HTTP\/1\.1 415 /,
       ],
     ];

@@ -336,6 +336,15 @@ Deno.test("console: a run of many agents shows them a page at a time, and names 
     assert.ok(!text.includes(ids.at(-1)!), "the last agent is counted, not named");
   });
 
+  await t.step("page given twice: 400, showing neither", async () => {
+    const response = await get("/runs/big?page=2&page=1");
+    assert.equal(response.status, 400);
+    const text = await response.text();
+    assert.match(text, /The address gives page 2 times: this page shows one page at a time\./);
+    assert.match(text, /href="\/runs\/big">See the run</);
+    assert.deepEqual(rows(text), []);
+  });
+
   for (const page of ["4", "0", "abc", "1e1"]) {
     await t.step(`page ${page}: 400, naming the pages there are`, async () => {
       const response = await get(`/runs/big?page=${page}`);

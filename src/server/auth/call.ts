@@ -148,20 +148,24 @@ export function agentOf(call: AgentCall): AgentRecord {
  * slots while it arrives (`body_slots.ts`); a `GET` or `HEAD` has no body to wait for.
  *
  * @param from The request context, or the agent call.
- * @param ctx Size limit.
+ * @param ctx Size limit; `stopAtLimit`: a body growing beyond it is refused (`413`) as soon as it
+ *   does, not read on (and hashed) up to the hard limit.
  * @param hmacKey Key of a version 1 HMAC, when the body is read for one.
- * @throws {HttpError} `429` when the agent has as many bodies on their way as it may.
+ * @throws {HttpError} `429` when the agent has as many bodies on their way as it may; `413`
+ *   beyond the hard limit (or the limit, with `stopAtLimit`).
  */
 export async function rawBodyOf<E extends ServerEnv>(
   from: Context<E> | AgentCall,
-  ctx: Pick<AuthContext, "maxBodyBytes">,
+  ctx: Pick<AuthContext, "maxBodyBytes"> & { stopAtLimit?: boolean },
   hmacKey?: string,
 ): Promise<RawBody> {
   const call = isAgentCall(from) ? from : callOf(from);
   if (call.rawBody) return call.rawBody;
   const options = {
     limit: ctx.maxBodyBytes,
-    hardLimit: Math.max(ctx.maxBodyBytes * 16, 16 * 1024 * 1024),
+    hardLimit: ctx.stopAtLimit
+      ? ctx.maxBodyBytes
+      : Math.max(ctx.maxBodyBytes * 16, 16 * 1024 * 1024),
     hmacKey,
   };
   const { agent, bodySlots } = call;

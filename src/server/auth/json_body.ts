@@ -58,6 +58,22 @@ function tooLarge(limit: number, size: number): HttpError {
   });
 }
 
+/**
+ * Refuses a body from its request's head, before it is asked for (`Expect: 100-continue`): sent
+ * with a content coding, or with a `Content-Length` beyond the route's limit. A body read already
+ * (by an earlier step) is left to the checks of what was read.
+ *
+ * @param call The request.
+ * @param maxBodyBytes The route's limit.
+ * @throws {HttpError} `413` beyond the limit; `415` for a compressed body.
+ */
+export function refuseBodyFromHead(call: AgentCall, maxBodyBytes: number): void {
+  if (call.rawBody !== undefined) return;
+  refuseContentCoding(call);
+  const declared = Number(call.headers.get("content-length") ?? NaN);
+  if (declared > maxBodyBytes) throw tooLarge(maxBodyBytes, declared);
+}
+
 /** Decodes UTF-8 and refuses a malformed sequence (stateless between whole-body calls). */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -78,13 +94,9 @@ export async function jsonBodyOf<S extends z.ZodType>(
   schema: S,
   options: { maxBodyBytes: number },
 ): Promise<z.output<S>> {
-  if (call.rawBody === undefined) {
-    // Not read yet (no signature covers it: an operator's request, dev mode's unsigned agent):
-    // what its head says is refused before the body is asked for (`Expect: 100-continue`).
-    refuseContentCoding(call);
-    const declared = Number(call.headers.get("content-length") ?? NaN);
-    if (declared > options.maxBodyBytes) throw tooLarge(options.maxBodyBytes, declared);
-  }
+  // A body no signature step read (an operator's, dev mode's unsigned agent's) is refused from
+  // its head before it is asked for, as a signed one was by the signature step.
+  refuseBodyFromHead(call, options.maxBodyBytes);
   const body = await rawBodyOf(call, options);
   refuseContentCoding(call);
   // The body may have been read first with a larger limit (by the signature step): the route's

@@ -14,7 +14,9 @@
  * 3. `checkRateLimit` (`throttle.ts`): token bucket per agent → `429` with `Retry-After`
  * 4. `checkTimestampOf` (`timestamp.ts`): `X-Timestamp` missing, not an integer or too far off →
  *    `401`
- * 5. `checkSignature` (`signature.ts`): signature wrong → `401`
+ * 5. `checkSignature` (`signature.ts`): signature wrong → `401`; a body its head refuses (step 8's
+ *    `413` of a `Content-Length` beyond the route's limit, `415` of a `Content-Encoding`) is refused
+ *    here, before it is read, and one growing beyond the limit as it arrives as soon as it does
  * 6. `checkRequestId` (`request_id.ts`): `X-Request-Id` missing → `400`; seen before → `409`
  * 7. `checkScope` (`scope.ts`): scope not granted → `403`
  * 8. `jsonBody` (`json_body.ts`, on the routes with a body): larger than the route's limit (1 MiB;

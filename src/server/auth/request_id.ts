@@ -25,7 +25,7 @@ export async function checkRequestId(replay: RequestIdGuard, call: AgentCall): P
     throw refuse(call, 400, "X-Request-Id must be at most 128 characters", "authentication failed");
   }
   // Step 4 passed: X-Timestamp is an integer number of seconds (a version 2 signature binds it).
-  const sentAtMs = Number(call.headers.get(HEADER.timestamp)?.trim()) * 1000;
+  const sentAtMs = Number(call.headers.get(HEADER.timestamp)) * 1000;
   const scoped = `${agentOf(call).id}\n${requestId}`;
   if (!(await replay.remember(scoped, Number.isFinite(sentAtMs) ? sentAtMs : undefined))) {
     throw refuse(

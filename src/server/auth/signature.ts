@@ -7,6 +7,7 @@
 import { constantTimeEqual, HEADER, shortForm, signV2Hashed } from "../../protocol/mod.ts";
 import { HttpError } from "../http_error.ts";
 import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
+import { refuseBodyFromHead } from "./json_body.ts";
 import { refuse } from "./refuse.ts";
 
 /**
@@ -37,11 +38,24 @@ function targetOf(url: string): string {
 /** What every signature looks like: 32 bytes of HMAC-SHA256 in standard padded base64. */
 const SIGNATURE_FORM = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
+/**
+ * The body the signature covers, read (and hashed) only when its head does not refuse it: a
+ * `Content-Length` beyond the route's limit or a `Content-Encoding` is answered (`413`, `415`) as
+ * step 8 would, without a byte of it read; a body that grows beyond the limit as it arrives
+ * (chunked) is answered `413` as soon as it does, read and hashed no further.
+ */
+function signedBodyOf(call: AgentCall, options: SignatureOptions, hmacKey?: string) {
+  if (call.method !== "GET" && call.method !== "HEAD") {
+    refuseBodyFromHead(call, options.maxBodyBytes);
+  }
+  return rawBodyOf(call, { maxBodyBytes: options.maxBodyBytes, stopAtLimit: true }, hmacKey);
+}
+
 /** Options of step 5. */
 export interface SignatureOptions {
   /** Whether body-only version 1 signatures are accepted. */
   acceptV1: boolean;
-  /** Largest accepted body, in bytes. */
+  /** Largest accepted body, in bytes: the route's limit (step 8's). */
   maxBodyBytes: number;
 }
 
@@ -65,12 +79,12 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
   const version = headers.get(HEADER.signatureVersion)?.trim();
   let expected: string;
   if (version === "2") {
-    const body = await rawBodyOf(call, options);
+    const body = await signedBodyOf(call, options);
     const signed = (pathAndQuery: string) =>
       signV2Hashed(token, {
         method: call.method,
         pathAndQuery,
-        timestamp: headers.get(HEADER.timestamp)?.trim() ?? "",
+        timestamp: headers.get(HEADER.timestamp) ?? "",
         requestId: headers.get(HEADER.requestId) ?? "",
         bodySha256Hex: body.sha256Hex,
       });
@@ -94,7 +108,7 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
     const existing = call.rawBody;
     const body = existing?.hmacBase64 !== undefined
       ? existing
-      : await rawBodyOf(call, options, token);
+      : await signedBodyOf(call, options, token);
     if (body.hmacBase64 === undefined) {
       throw new HttpError(500, "the body was read before its version 1 signature");
     }

@@ -26,8 +26,10 @@ export interface TimestampOptions {
  */
 export function checkTimestampOf(options: TimestampOptions, call: AgentCall): void {
   if (call.unsigned) return;
+  // Not trimmed: the value is signed as it is (step 5), so it is read as it is. The spaces and
+  // tabs around a header are no part of its value (gone already); a no-break space is.
   const raw = call.headers.get(HEADER.timestamp);
-  if (!raw || !/^-?\d{1,15}$/.test(raw.trim())) {
+  if (!raw || !/^-?\d{1,15}$/.test(raw)) {
     throw refuse(
       call,
       401,
@@ -37,7 +39,7 @@ export function checkTimestampOf(options: TimestampOptions, call: AgentCall): vo
   }
   // Compared to the millisecond, not rounded: a timestamp 300.4 s ahead is refused, so the
   // timestamps accepted at any moment span at most 2 × maxSkewSecs (the replay window's bound).
-  const skew = Number(raw.trim()) - options.clock.now() / 1000;
+  const skew = Number(raw) - options.clock.now() / 1000;
   if (Math.abs(skew) > options.maxSkewSecs) {
     // Whole seconds, rounded away from zero: never a figure within the limit.
     const shown = Math.sign(skew) * Math.ceil(Math.abs(skew));

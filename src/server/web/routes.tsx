@@ -1004,6 +1004,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }
       if (status !== 200) throw new ApiUnavailable(status, body);
       const run = body as unknown as RunView;
+      const back = `/runs/${encodeURIComponent(id)}`;
+      const twice = repeatedInAddress(frame(session), c.req.url, ["page"], back, "See the run");
+      if (twice) return twice;
       const rawPage = c.req.query("page") || "1";
       const pages = runPageCount(run);
       if (!/^[1-9][0-9]{0,6}$/.test(rawPage) || Number(rawPage) > pages) {
