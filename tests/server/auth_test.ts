@@ -300,6 +300,26 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
     );
   });
 
+  await t.step("6. X-Request-Id of more than 128 characters → 400, nothing kept", async () => {
+    const longest = `${"r".repeat(127)}1`;
+    const taken = await d.agent({
+      path: P.enqueue,
+      body: { id: "rid-128", name: "echo x" },
+      requestId: longest,
+    });
+    assert.equal(taken.status, 202, "128 characters are taken");
+    await expectError(
+      await d.agent({
+        path: P.enqueue,
+        body: { id: "rid-129", name: "echo x" },
+        requestId: `${longest}9`,
+      }),
+      400,
+      /^X-Request-Id must be at most 128 characters$/,
+    );
+    assert.equal(await d.store.getCommand("rid-129"), null, "the refused enqueue stored nothing");
+  });
+
   await t.step("6. the same request id again → 409 replay detected", async () => {
     const requestId = crypto.randomUUID();
     const first = await d.agent({ path: P.enqueue, body: { name: "echo once" }, requestId });
