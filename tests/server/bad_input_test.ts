@@ -1070,6 +1070,15 @@ Deno.test("a route's path asked with a method it does not answer is 405 with All
       assert.deepEqual(answer.body, { error: `no route for PUT ${path}` });
     }
   });
+  await t.step("a method is quoted whole up to 16 characters, else cut and counted", async () => {
+    const sixteen = "ABCDEFGHIJKLMNOP";
+    assert.deepEqual((await ask(sixteen, "/health")).body, {
+      error: `method ${sixteen} is not allowed on /health; it answers GET, HEAD`,
+    });
+    assert.deepEqual((await ask(`${sixteen}QRSTUVWXYZ`, "/api/v1/nothing")).body, {
+      error: `no route for ${sixteen}… (26 characters) /api/v1/nothing`,
+    });
+  });
   const listed = await d.admin("GET", "/api/v1/commands");
   assert.deepEqual((await json(listed)).commands, [], "nothing was stored");
 });
