@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { fromBase64, MAX_PARAMS_BYTES, toBase64 } from "../../src/protocol/mod.ts";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
+import { parseTimeoutSecs } from "../../src/server/wait_route.ts";
 import { ADMIN_TOKEN, FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
 
 function randomId(): string {
@@ -1024,6 +1025,46 @@ Deno.test("a list query parameter near a filter's name is refused, not ignored",
     assert.equal(response.status, 200);
     const commands = (await json(response)).commands as { agent_id: string }[];
     assert.deepEqual(commands.map((command) => command.agent_id), ["a1"]);
+  });
+});
+
+Deno.test("a query parameter given empty counts as absent: its default, not a 400", async (t) => {
+  await using d = await makeDashboard();
+  await t.step("a wait's or cancel-wait's timeout= is 30 s", () => {
+    for (const empty of [null, "", " "]) assert.equal(parseTimeoutSecs(empty), 30);
+    assert.throws(() => parseTimeoutSecs("soon"), /query "timeout": must be a number of seconds/);
+  });
+  for (let i = 0; i < 51; i++) {
+    const enqueued = await d.admin("POST", P.enqueue, {
+      id: `e${i}`,
+      name: "echo",
+      agent_id: "a1",
+    });
+    await enqueued.body?.cancel();
+  }
+  await t.step("the commands list: every filter off, 50 a page, output full", async () => {
+    const response = await d.admin(
+      "GET",
+      "/api/v1/commands?agent_id=&status=&limit=&before=&output=",
+    );
+    assert.equal(response.status, 200);
+    const page = await json(response);
+    const commands = page.commands as { id: string; result: unknown }[];
+    assert.equal(commands.length, 50);
+    assert.equal(commands[0].id, "e50", "newest first, from the newest");
+    assert.equal(typeof page.next_before, "string");
+  });
+  await t.step("the fleet: every agent, no page", async () => {
+    const response = await d.admin("GET", "/api/v1/agents?limit=&after=");
+    assert.equal(response.status, 200);
+    const fleet = await json(response);
+    assert.deepEqual((fleet.agents as { id: string }[]).map((agent) => agent.id), ["a1", "a2"]);
+    assert.equal(fleet.next_after, undefined);
+  });
+  await t.step("the runs list: every run, 50 at most", async () => {
+    const response = await d.admin("GET", "/api/v1/runs?open=&limit=");
+    assert.equal(response.status, 200);
+    assert.deepEqual((await json(response)).runs, []);
   });
 });
 
