@@ -1141,6 +1141,16 @@ Deno.test("every 401 carries a WWW-Authenticate challenge, other refusals none",
         d.dashboard.app.request("/api/v1/agents", { headers: { Authorization: "Bearer nope" } }),
       401,
     ],
+    ["a console login with a wrong admin token", async () => {
+      const form = await d.dashboard.app.request("/login");
+      const cookie = form.headers.getSetCookie()[0].split(";")[0];
+      const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+      return await d.dashboard.app.request("/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+        body: new URLSearchParams({ csrf, token: "not-the-admin-token", next: "/" }).toString(),
+      });
+    }, 401],
     [
       "a report of an unknown command (404)",
       () => d.agent({ path: P.report, body: reportBody("c1") }),
