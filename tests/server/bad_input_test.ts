@@ -576,6 +576,11 @@ Deno.test("errors show a client's control and bidirectional characters as escape
     const escape = await errorOf(await d.admin("GET", "/api/v1/runs/%1B%5B2J"), 404);
     assert.equal(escape.error, "run \\u001b[2J does not exist");
   });
+  await t.step("a tab is the one control character kept as it is", async () => {
+    const response = await d.admin("GET", "/api/v1/commands/a%09b%0Ac");
+    assert.equal(response.status, 404);
+    assert.equal((await json(response)).error, "command a\tb\\nc does not exist");
+  });
   await t.step("an id decoded from a long-poll's path", async () => {
     const answer = await errorOf(
       await d.agent({ path: "/api/v1/agent/commands/%E2%80%AE/cancel-wait?timeout=1" }),
