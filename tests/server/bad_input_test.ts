@@ -614,6 +614,20 @@ Deno.test("errors show a client's control and bidirectional characters as escape
     assert.match(answer.error, /^query "agent\\u202e_id": is not a parameter of this list/);
     assert.equal((answer.details as { field: string }[])[0].field, "agent\\u202e_id");
   });
+  await t.step("a run's target that no agent matches, in the error and its details", async () => {
+    const answer = await errorOf(
+      await d.admin("POST", "/api/v1/runs", {
+        name: "echo",
+        target: { deployment: "prod\u202eved", labels: { role: "web" } },
+      }),
+      404,
+    );
+    assert.match(answer.error, /^no agent matches the target \(deployment prod\\u202eved and /);
+    assert.deepEqual(answer.details, {
+      target: { deployment: "prod\\u202eved", labels: { role: "web" } },
+      registered_agents: 2,
+    });
+  });
   await t.step("dev mode's refusal of a browser's foreign request", async () => {
     await using dev = await makeDashboard({ devMode: true });
     const answer = await errorOf(
