@@ -628,6 +628,20 @@ Deno.test("errors show a client's control and bidirectional characters as escape
       registered_agents: 2,
     });
   });
+  await t.step("a value a field's message quotes, in the error and its details", async () => {
+    const answer = await errorOf(
+      await d.admin("POST", "/api/v1/runs", {
+        name: "echo",
+        params: { deployment_hash: "prod\u202eved" },
+        target: { deployment: "prod" },
+      }),
+      400,
+    );
+    assert.match(answer.error, /^field "params\.deployment_hash": "prod\\u202eved" is not /);
+    const [detail] = answer.details as { field: string; message: string }[];
+    assert.equal(detail.field, "params.deployment_hash");
+    assert.match(detail.message, /^"prod\\u202eved" is not the target's deployment "prod"/);
+  });
   await t.step("dev mode's refusal of a browser's foreign request", async () => {
     await using dev = await makeDashboard({ devMode: true });
     const answer = await errorOf(
