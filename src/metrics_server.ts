@@ -57,6 +57,16 @@ export interface MetricsServer {
 }
 
 /**
+ * Marks an answer of the listener as the dashboard marks every answer of its routes: kept by no
+ * cache (a proxy would serve an old scrape as a new one) and read only as its type.
+ */
+function unkept(response: Response): Response {
+  response.headers.set("Cache-Control", "no-store");
+  response.headers.set("X-Content-Type-Options", "nosniff");
+  return response;
+}
+
+/**
  * Serves `GET /metrics` (and `HEAD`) on its own listener (the agent's `--metrics-port`, the
  * dashboard's `--metrics-bind`); another method there is `405`, another path `404`. The listener
  * has the dashboard's socket defences: a connection that sends no complete request head within
@@ -119,22 +129,24 @@ export async function serveMetrics(
       fetch: async (request) => {
         const path = new URL(request.url).pathname;
         if (path !== "/metrics") {
-          return new Response("only GET /metrics here\n", { status: 404 });
+          return unkept(new Response("only GET /metrics here\n", { status: 404 }));
         }
         if (request.method !== "GET" && request.method !== "HEAD") {
-          return new Response("only GET /metrics here\n", {
-            status: 405,
-            headers: { Allow: "GET, HEAD" },
-          });
+          return unkept(
+            new Response("only GET /metrics here\n", {
+              status: 405,
+              headers: { Allow: "GET, HEAD" },
+            }),
+          );
         }
         try {
           const { body, status, headers } = await scrape();
           // A HEAD (a monitor checking the endpoint is up) gets the headers alone.
-          return new Response(request.method === "HEAD" ? null : body, { status, headers });
+          return unkept(new Response(request.method === "HEAD" ? null : body, { status, headers }));
         } catch (error) {
           // Not the client's fault: a 500, not the listener's "malformed request" 400.
           log.error("metrics could not be rendered: {error}", { error });
-          return new Response("metrics could not be rendered\n", { status: 500 });
+          return unkept(new Response("metrics could not be rendered\n", { status: 500 }));
         }
       },
     });

@@ -52,6 +52,34 @@ Deno.test("the metrics listener refuses connections beyond its limit, closes idl
   }
 });
 
+Deno.test("the metrics listener's answers are kept by no cache and never sniffed, as the dashboard's", async () => {
+  const stop = new AbortController();
+  const server = await serveMetrics(
+    () => Promise.resolve(new Response("up 1\n")),
+    { hostname: "127.0.0.1", port: 0 },
+    stop.signal,
+  );
+  try {
+    for (
+      const [method, path, status] of [
+        ["GET", "/metrics", 200],
+        ["HEAD", "/metrics", 200],
+        ["GET", "/", 404],
+        ["POST", "/metrics", 405],
+      ] as const
+    ) {
+      const answer = await fetch(`http://127.0.0.1:${server.port}${path}`, { method });
+      await answer.body?.cancel();
+      assert.equal(answer.status, status, `${method} ${path}`);
+      assert.equal(answer.headers.get("Cache-Control"), "no-store", `${method} ${path}`);
+      assert.equal(answer.headers.get("X-Content-Type-Options"), "nosniff", `${method} ${path}`);
+    }
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});
+
 Deno.test("the metrics listener renders at most once a second, however often it is scraped", async (t) => {
   const clock = new FakeClock();
   let renders = 0;

@@ -20,7 +20,7 @@
  */
 import type { Hono, MiddlewareHandler } from "hono";
 import { createHash } from "node:crypto";
-import { FINAL_STATUSES, shortForm, withoutTerminalCodes } from "../protocol/mod.ts";
+import { FINAL_STATUSES, shortForm, visibleText, withoutTerminalCodes } from "../protocol/mod.ts";
 import {
   formatLabels,
   resolveConcurrency,
@@ -867,7 +867,16 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
           `no agent matches the target (${shortForm(describeTarget(request.target))}); ` +
             `${agents.length} agent(s) registered; see "status agents" for their deployments ` +
             `and labels`,
-          { details: { target: request.target, registered_agents: agents.length } },
+          {
+            details: {
+              // The target as given, its deployment (the one free text in it) as the message
+              // shows it: a bidirectional override or a control character as an escape.
+              target: request.target.deployment === undefined
+                ? request.target
+                : { ...request.target, deployment: visibleText(request.target.deployment) },
+              registered_agents: agents.length,
+            },
+          },
         );
       }
       // Each part's command is `<run id>:<agent id>`, enqueued with that fixed id: a command of

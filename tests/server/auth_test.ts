@@ -327,6 +327,26 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
     );
   });
 
+  await t.step("6. X-Request-Id of more than 128 characters → 400, nothing kept", async () => {
+    const longest = `${"r".repeat(127)}1`;
+    const taken = await d.agent({
+      path: P.enqueue,
+      body: { id: "rid-128", name: "echo x" },
+      requestId: longest,
+    });
+    assert.equal(taken.status, 202, "128 characters are taken");
+    await expectError(
+      await d.agent({
+        path: P.enqueue,
+        body: { id: "rid-129", name: "echo x" },
+        requestId: `${longest}9`,
+      }),
+      400,
+      /^X-Request-Id must be at most 128 characters$/,
+    );
+    assert.equal(await d.store.getCommand("rid-129"), null, "the refused enqueue stored nothing");
+  });
+
   await t.step("6. the same request id again → 409 replay detected", async () => {
     const requestId = crypto.randomUUID();
     const first = await d.agent({ path: P.enqueue, body: { name: "echo once" }, requestId });
@@ -1148,6 +1168,16 @@ Deno.test("every 401 carries a WWW-Authenticate challenge, other refusals none",
         d.dashboard.app.request("/api/v1/agents", { headers: { Authorization: "Bearer nope" } }),
       401,
     ],
+    ["a console login with a wrong admin token", async () => {
+      const form = await d.dashboard.app.request("/login");
+      const cookie = form.headers.getSetCookie()[0].split(";")[0];
+      const csrf = /name="csrf" value="([^"]*)"/.exec(await form.text())![1];
+      return await d.dashboard.app.request("/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+        body: new URLSearchParams({ csrf, token: "not-the-admin-token", next: "/" }).toString(),
+      });
+    }, 401],
     [
       "a report of an unknown command (404)",
       () => d.agent({ path: P.report, body: reportBody("c1") }),

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { fromBase64, MAX_PARAMS_BYTES, toBase64 } from "../../src/protocol/mod.ts";
 import { TokenBucketLimiter } from "../../src/server/rate_limit.ts";
 import { ReplayCache } from "../../src/server/replay.ts";
+import { parseTimeoutSecs } from "../../src/server/wait_route.ts";
 import { ADMIN_TOKEN, FakeClock, json, makeDashboard, P, reportBody, T0 } from "./_helpers.ts";
 
 function randomId(): string {
@@ -575,6 +576,11 @@ Deno.test("errors show a client's control and bidirectional characters as escape
     const escape = await errorOf(await d.admin("GET", "/api/v1/runs/%1B%5B2J"), 404);
     assert.equal(escape.error, "run \\u001b[2J does not exist");
   });
+  await t.step("a tab is the one control character kept as it is", async () => {
+    const response = await d.admin("GET", "/api/v1/commands/a%09b%0Ac");
+    assert.equal(response.status, 404);
+    assert.equal((await json(response)).error, "command a\tb\\nc does not exist");
+  });
   await t.step("an id decoded from a long-poll's path", async () => {
     const answer = await errorOf(
       await d.agent({ path: "/api/v1/agent/commands/%E2%80%AE/cancel-wait?timeout=1" }),
@@ -607,6 +613,34 @@ Deno.test("errors show a client's control and bidirectional characters as escape
     const answer = await errorOf(await d.admin("GET", "/api/v1/commands?agent%E2%80%AE_id=1"), 400);
     assert.match(answer.error, /^query "agent\\u202e_id": is not a parameter of this list/);
     assert.equal((answer.details as { field: string }[])[0].field, "agent\\u202e_id");
+  });
+  await t.step("a run's target that no agent matches, in the error and its details", async () => {
+    const answer = await errorOf(
+      await d.admin("POST", "/api/v1/runs", {
+        name: "echo",
+        target: { deployment: "prod\u202eved", labels: { role: "web" } },
+      }),
+      404,
+    );
+    assert.match(answer.error, /^no agent matches the target \(deployment prod\\u202eved and /);
+    assert.deepEqual(answer.details, {
+      target: { deployment: "prod\\u202eved", labels: { role: "web" } },
+      registered_agents: 2,
+    });
+  });
+  await t.step("a value a field's message quotes, in the error and its details", async () => {
+    const answer = await errorOf(
+      await d.admin("POST", "/api/v1/runs", {
+        name: "echo",
+        params: { deployment_hash: "prod\u202eved" },
+        target: { deployment: "prod" },
+      }),
+      400,
+    );
+    assert.match(answer.error, /^field "params\.deployment_hash": "prod\\u202eved" is not /);
+    const [detail] = answer.details as { field: string; message: string }[];
+    assert.equal(detail.field, "params.deployment_hash");
+    assert.match(detail.message, /^"prod\\u202eved" is not the target's deployment "prod"/);
   });
   await t.step("dev mode's refusal of a browser's foreign request", async () => {
     await using dev = await makeDashboard({ devMode: true });
@@ -1072,6 +1106,46 @@ Deno.test("a list query parameter near a filter's name is refused, not ignored",
   });
 });
 
+Deno.test("a query parameter given empty counts as absent: its default, not a 400", async (t) => {
+  await using d = await makeDashboard();
+  await t.step("a wait's or cancel-wait's timeout= is 30 s", () => {
+    for (const empty of [null, "", " "]) assert.equal(parseTimeoutSecs(empty), 30);
+    assert.throws(() => parseTimeoutSecs("soon"), /query "timeout": must be a number of seconds/);
+  });
+  for (let i = 0; i < 51; i++) {
+    const enqueued = await d.admin("POST", P.enqueue, {
+      id: `e${i}`,
+      name: "echo",
+      agent_id: "a1",
+    });
+    await enqueued.body?.cancel();
+  }
+  await t.step("the commands list: every filter off, 50 a page, output full", async () => {
+    const response = await d.admin(
+      "GET",
+      "/api/v1/commands?agent_id=&status=&limit=&before=&output=",
+    );
+    assert.equal(response.status, 200);
+    const page = await json(response);
+    const commands = page.commands as { id: string; result: unknown }[];
+    assert.equal(commands.length, 50);
+    assert.equal(commands[0].id, "e50", "newest first, from the newest");
+    assert.equal(typeof page.next_before, "string");
+  });
+  await t.step("the fleet: every agent, no page", async () => {
+    const response = await d.admin("GET", "/api/v1/agents?limit=&after=");
+    assert.equal(response.status, 200);
+    const fleet = await json(response);
+    assert.deepEqual((fleet.agents as { id: string }[]).map((agent) => agent.id), ["a1", "a2"]);
+    assert.equal(fleet.next_after, undefined);
+  });
+  await t.step("the runs list: every run, 50 at most", async () => {
+    const response = await d.admin("GET", "/api/v1/runs?open=&limit=");
+    assert.equal(response.status, 200);
+    assert.deepEqual((await json(response)).runs, []);
+  });
+});
+
 Deno.test("a route's path asked with a method it does not answer is 405 with Allow", async (t) => {
   await using d = await makeDashboard();
   const ask = async (method: string, path: string) => {
@@ -1114,6 +1188,15 @@ Deno.test("a route's path asked with a method it does not answer is 405 with All
       assert.equal(answer.allow, null);
       assert.deepEqual(answer.body, { error: `no route for PUT ${path}` });
     }
+  });
+  await t.step("a method is quoted whole up to 16 characters, else cut and counted", async () => {
+    const sixteen = "ABCDEFGHIJKLMNOP";
+    assert.deepEqual((await ask(sixteen, "/health")).body, {
+      error: `method ${sixteen} is not allowed on /health; it answers GET, HEAD`,
+    });
+    assert.deepEqual((await ask(`${sixteen}QRSTUVWXYZ`, "/api/v1/nothing")).body, {
+      error: `no route for ${sixteen}… (26 characters) /api/v1/nothing`,
+    });
   });
   const listed = await d.admin("GET", "/api/v1/commands");
   assert.deepEqual((await json(listed)).commands, [], "nothing was stored");

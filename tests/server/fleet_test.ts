@@ -110,6 +110,26 @@ Deno.test("GET /api/v1/agents shows state, version, heartbeat and the running co
   assert.equal((await list()).a1.state, "offline");
 });
 
+Deno.test("a heartbeat's figures are kept as sent, but a __proto__ key at its top is dropped", async () => {
+  await using d = await makeDashboard();
+  // As JSON.parse reads it: an own key "__proto__", which an object spread does not copy.
+  const heartbeat = await d.agent({
+    path: "/api/v1/agent/heartbeat",
+    body: '{"__proto__":{"polluted":1},"cpu_percent":5,"constructor":3,' +
+      '"memory":{"__proto__":{"deep":2},"used_percent":7}}',
+  });
+  assert.equal(heartbeat.status, 200);
+  await heartbeat.body?.cancel();
+  const agents = (await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+    Record<string, unknown>
+  >;
+  const figures = agents.find((agent) => agent.id === "a1")!.heartbeat;
+  assert.equal(
+    JSON.stringify(figures),
+    '{"cpu_percent":5,"constructor":3,"memory":{"__proto__":{"deep":2},"used_percent":7}}',
+  );
+});
+
 Deno.test("GET /api/v1/agents gives a page by id with limit and after, and every agent without", async (t) => {
   const ids = ["a1", "a2", "b-1", "b.2", "c:3", "web-10", "web-9"];
   await using d = await makeDashboard({

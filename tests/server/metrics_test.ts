@@ -9,6 +9,7 @@ import { until } from "../_until.ts";
 import { CommandEvents, DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { observeStore } from "../../src/server/observed_store.ts";
+import { routeLabel } from "../../src/server/metrics.ts";
 import { ADMIN_TOKEN, json, makeDashboard, P, reportBody, type TestDashboard } from "./_helpers.ts";
 import { closeQuietly, rawConnect, readAll, send } from "./_sockets.ts";
 
@@ -129,6 +130,24 @@ Deno.test("/metrics parses as Prometheus text and its counters move as commands 
     v.labels.operation === "report"
   );
   assert.equal(reportCount?.value, 1, "one report transaction timed");
+});
+
+Deno.test("each route is counted under its own pattern, as docs/protocol.md §14 says", async () => {
+  await using d = await makeDashboard();
+  const labels = d.dashboard.routes.map((route) => {
+    const path = route.path.replace(/:[A-Za-z_]+/g, "x");
+    return [`${route.method} ${route.path}`, routeLabel(path)];
+  });
+  // The wait's label has kept its first name; a console page's trailing-slash redirect, which
+  // only sends the browser on, is counted with the paths no route has.
+  const own = (route: string) =>
+    route.endsWith("/") && route !== "GET /"
+      ? "other"
+      : route === "GET /api/v1/agent/commands/wait/:deployment_hash"
+      ? "/api/v1/agent/commands/wait/:hash"
+      : route.slice(route.indexOf(" ") + 1);
+  assert.deepEqual(labels, labels.map(([route]) => [route, own(route)]));
+  assert.equal(routeLabel("/api/v1/commands/x/y"), "other", "a made-up path is no label");
 });
 
 Deno.test("/metrics refuses a request without the admin token outside dev mode", async () => {

@@ -45,6 +45,10 @@ Deno.test("a dashboard whose database file is moved away is down (503) until the
     const refused = await enqueue("c2");
     assert.equal(refused.status, 503);
     assert.equal(refused.headers.get("Retry-After"), "2");
+    assert.equal(
+      (await refused.json()).error,
+      "the dashboard's database is unavailable; retry later",
+    );
     const delivery = await wait();
     assert.equal(delivery.status, 503, await delivery.text());
     assert.equal((await store.getCommand("c1"))?.status, "queued");

@@ -146,7 +146,8 @@ export async function jsonBodyOf<S extends z.ZodType>(
     throw new HttpError(400, describeZodError(parsed.error), {
       details: relevantIssues(parsed.error).slice(0, 10).map((issue) => ({
         field: visibleText(shortForm(issue.path.join("."))) || "(body)",
-        message: issue.message,
+        // A message may quote a value the client sent, shown as the error's sentence shows it.
+        message: visibleText(issue.message),
       })),
     });
   }

@@ -29,7 +29,7 @@ import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
 import { TokenBucketLimiter } from "../rate_limit.ts";
 import { readBody } from "../body.ts";
-import { HttpError } from "../http_error.ts";
+import { BEARER_CHALLENGE, HttpError } from "../http_error.ts";
 import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
@@ -1164,10 +1164,14 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       // Counted as the operator API's refusals are: a guessed console login shows in the metrics.
       markRefusal(c.req.raw, token ? "wrong_token" : "missing_token");
       audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
-      return loginPage(c, {
+      const refused = loginPage(c, {
         next,
         error: "That is not the dashboard's admin token. Check STATUS_ADMIN_TOKEN and try again.",
       }, 401);
+      // A 401 names how to authenticate (RFC 9110 §15.5.2), as the API's do; a browser shows no
+      // dialog for a Bearer challenge.
+      refused.headers.set("WWW-Authenticate", BEARER_CHALLENGE);
+      return refused;
     }
     const issued = sessions.issue();
     audit.info("console login", { remote });
