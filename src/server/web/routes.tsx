@@ -23,7 +23,7 @@ import {
   PRIORITIES,
 } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
-import { AdminTokenGuesses, remoteOf } from "../auth/mod.ts";
+import { AdminTokenGuesses, auditRefusal, remoteOf } from "../auth/mod.ts";
 import { addressKey } from "../address_key.ts";
 import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
@@ -494,7 +494,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const sameOrigin = fromOwnPage(c);
     if (sameOrigin && sessions.checkCsrf(session, form?.get("csrf") ?? undefined)) return null;
     const path = new URL(c.req.url).pathname;
-    audit.warning("console form refused: {reason}", {
+    auditRefusal(c.get("refusalLines"), "console form refused: {reason}", {
       reason: sameOrigin ? "CSRF token missing or wrong" : "cross-origin form",
       method: c.req.method,
       path,
@@ -543,7 +543,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           : null;
         if (error instanceof FormTooLarge) {
           const path = new URL(c.req.url).pathname;
-          audit.warning("console form refused: {reason}", {
+          auditRefusal(c.get("refusalLines"), "console form refused: {reason}", {
             reason: `form larger than ${MAX_FORM_WORDS}`,
             method: c.req.method,
             path,
@@ -563,7 +563,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         } else if (error instanceof ApiUnavailable && error.status === 429) {
           // The operators' limit of this browser's address, which its pages' API calls count in.
           const secs = error.retryAfterSecs ?? 60;
-          audit.warning("console page {path} refused: {reason}", {
+          auditRefusal(c.get("refusalLines"), "console page {path} refused: {reason}", {
             path: new URL(c.req.url).pathname,
             reason: "rate limit",
             remote: remoteOf(c),
@@ -1113,7 +1113,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (!(error instanceof FormTooLarge)) throw error;
       // Dev mode has no login: to the agents, as any login there goes.
       if (devMode) return redirect("/");
-      audit.warning("console login refused: {reason}", {
+      auditRefusal(c.get("refusalLines"), "console login refused: {reason}", {
         reason: `form larger than ${MAX_FORM_WORDS}`,
         remote: remoteOf(c),
       });
@@ -1131,7 +1131,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const given = form?.get("csrf");
     const matches = !!given && cookies.some((cookie) => constantTimeEqual(cookie, given));
     if (!form || !matches || !fromOwnPage(c)) {
-      audit.warning("console login refused: {reason}", {
+      auditRefusal(c.get("refusalLines"), "console login refused: {reason}", {
         reason: "CSRF token missing or wrong",
         remote: remoteOf(c),
       });
@@ -1146,7 +1146,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     // Wrong admin tokens sent to the operator API from this address count too.
     const allowed = taken.ok ? guesses.check(remote) : taken;
     if (!allowed.ok) {
-      audit.warning("console login refused: {reason}", { reason: "rate limit", remote });
+      auditRefusal(c.get("refusalLines"), "console login refused: {reason}", {
+        reason: "rate limit",
+        remote,
+      });
       const response = loginPage(c, {
         next,
         error:
@@ -1160,7 +1163,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (token) guesses.wrong(remote);
       // Counted as the operator API's refusals are: a guessed console login shows in the metrics.
       markRefusal(c.req.raw, token ? "wrong_token" : "missing_token");
-      audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
+      auditRefusal(c.get("refusalLines"), "console login failed: {reason}", {
+        reason: "wrong admin token",
+        remote,
+      });
       return loginPage(c, {
         next,
         error: "That is not the dashboard's admin token. Check STATUS_ADMIN_TOKEN and try again.",
