@@ -783,6 +783,45 @@ Deno.test("console: a ?done= the page has no notice for shows none, never a prop
   assert.match(await (await browser.get("/commands/c1?done=enqueued")).text(), />Enqueued\.</);
 });
 
+Deno.test("console: a ?done= of a link made elsewhere never says that a cancel happened when it did not", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "rm -rf /srv/data");
+  const run = await t.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "rm -rf /srv/data",
+    target: { agents: ["a2"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  // Old behaviour: the page showed whatever notice its address named, so a link sent to an
+  // operator said "Cancelled before it was delivered." of a command still queued, and "Cancelled:
+  // nothing more starts" of a run going on.
+  const cases: Array<[string, string[]]> = [
+    ["/commands/c1", ["cancelled", "requested", "already", "final"]],
+    ["/runs/r1", ["cancelled", "already", "final"]],
+  ];
+  for (const [path, dones] of cases) {
+    for (const done of dones) {
+      const text = await (await browser.get(`${path}?done=${done}`)).text();
+      assert.doesNotMatch(
+        text,
+        /class="notice info" role="status">(?!Agent )/,
+        `${path}?done=${done}`,
+      );
+      assert.doesNotMatch(text, /Cancelled|Cancel requested|is cancelled|nothing to cancel/, done);
+    }
+  }
+  // What a form did is still said.
+  const csrf = Browser.csrfOf(await (await browser.get("/commands/c1")).text());
+  const cancelled = await browser.post("/commands/c1/cancel", { csrf });
+  const page = await (await browser.get(cancelled.headers.get("Location")!)).text();
+  assert.match(page, /Cancelled before it was delivered\./);
+  const stopped = await browser.post("/runs/r1/cancel", { csrf });
+  const runPage = await (await browser.get(stopped.headers.get("Location")!)).text();
+  assert.match(runPage, /Cancelled: nothing more starts/);
+});
+
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);

@@ -34,7 +34,7 @@ import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
-import { type AgentJson, type CommandJson, named, visibleText } from "./format.ts";
+import { type AgentJson, type CommandJson, isFinal, named, visibleText } from "./format.ts";
 import {
   AgentsPage,
   type CommandFilter,
@@ -313,10 +313,20 @@ function filledFormOf(path: string, form: URLSearchParams | null): string {
 
 /**
  * The notice a page's `?done=` names (what its form just did), or none: only the page's own, never
- * a property every object has (`?done=constructor` showed `function Object() { [native code] }`).
+ * a property every object has (`?done=constructor` showed `function Object() { [native code] }`),
+ * and only while what it says holds: the address may come from a link made elsewhere, and
+ * `?done=cancelled` on a command still queued said that it was cancelled.
+ *
+ * @param notices Each `done` the page has → its notice and whether it holds now.
+ * @param done The page's `?done=`.
  */
-function noticeOf(notices: Record<string, string>, done: string | undefined): string | undefined {
-  return done !== undefined && Object.hasOwn(notices, done) ? notices[done] : undefined;
+function noticeOf(
+  notices: Record<string, [notice: string, holds: boolean]>,
+  done: string | undefined,
+): string | undefined {
+  if (done === undefined || !Object.hasOwn(notices, done)) return undefined;
+  const [notice, holds] = notices[done];
+  return holds ? notice : undefined;
 }
 
 /**
@@ -741,14 +751,18 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         );
       }
       if (status !== 200) throw new ApiUnavailable(status, body);
-      const notices: Record<string, string> = {
-        cancelled: "Cancelled before it was delivered.",
-        requested: "Cancel requested: the agent stops the command.",
-        final: "It had already ended, so there was nothing to cancel.",
-        already: "It is cancelled.",
-        enqueued: "Enqueued.",
-      };
       const command = body as unknown as CommandJson;
+      const cancelled = command.status === "cancelled";
+      const notices: Record<string, [string, boolean]> = {
+        cancelled: ["Cancelled before it was delivered.", cancelled],
+        requested: [
+          "Cancel requested: the agent stops the command.",
+          cancelled || command.cancel_requested === true,
+        ],
+        final: ["It had already ended, so there was nothing to cancel.", isFinal(command.status)],
+        already: ["It is cancelled.", cancelled],
+        enqueued: ["Enqueued.", true],
+      };
       // A queued command's agent, to say why it waits when the agent cannot take it now.
       const agent = command.status === "queued"
         ? {
@@ -1021,10 +1035,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           400,
         );
       }
-      const notices: Record<string, string> = {
-        cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
-        final: "It had already ended, so there was nothing to cancel.",
-        already: "It is cancelled: nothing more starts.",
+      const stopping = run.status === "cancelling" || run.status === "cancelled";
+      const notices: Record<string, [string, boolean]> = {
+        cancelled: [
+          "Cancelled: nothing more starts; running commands are being stopped.",
+          stopping,
+        ],
+        final: [
+          "It had already ended, so there was nothing to cancel.",
+          run.status === "succeeded" || run.status === "failed" || run.status === "cancelled",
+        ],
+        already: ["It is cancelled: nothing more starts.", stopping],
       };
       return html(
         <RunPage
