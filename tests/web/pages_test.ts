@@ -52,8 +52,8 @@ class Browser {
     return response;
   }
 
-  get(path: string): Promise<Response> {
-    return this.request(path);
+  get(path: string, headers: HeadersInit = {}): Promise<Response> {
+    return this.request(path, { headers });
   }
 
   post(path: string, form: Record<string, string>, headers: HeadersInit = {}) {
@@ -408,6 +408,46 @@ Deno.test("console session cookie: reads the operator API, never changes it", as
   assert.equal(forged.status, 401);
   await forged.body?.cancel();
   assert.equal((await (await t.admin("GET", "/api/v1/commands/c1")).json()).status, "queued");
+});
+
+Deno.test("console session cookie: reads the operator API only for the console's own pages, never for another site's", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  await enqueue(d, "c1", "sleep 5");
+  // A page of a sibling site (another name under the same parent domain is the same "site"): the
+  // browser sends the SameSite=Strict cookie with its requests too. Old behaviour: they read the
+  // API with the operator's session, and could hold its event streams (and its address's budget).
+  for (const site of ["same-site", "cross-site"]) {
+    await t.step(site, async () => {
+      for (const path of ["/api/v1/commands/c1", "/api/v1/commands/c1/events", "/api/v1/agents"]) {
+        const response = await browser.get(path, { "Sec-Fetch-Site": site });
+        assert.equal(response.status, 403, `${site} ${path}`);
+        assert.match(String((await json(response)).error), /console's own pages/);
+      }
+      assert.equal(d.dashboard.streams.open, 0);
+    });
+  }
+  await t.step("its own pages, a typed address and an older browser read it", async () => {
+    const own: Record<string, string>[] = [
+      { "Sec-Fetch-Site": "same-origin" },
+      { "Sec-Fetch-Site": "none" },
+      {},
+    ];
+    for (const headers of own) {
+      const response = await browser.get("/api/v1/commands/c1", headers);
+      assert.equal(response.status, 200, JSON.stringify(headers));
+      await response.body?.cancel();
+    }
+  });
+  await t.step("the admin token is judged alone, wherever the request comes from", async () => {
+    const response = await browser.get("/api/v1/commands/c1", {
+      "Sec-Fetch-Site": "cross-site",
+      Authorization: `Bearer ${ADMIN_TOKEN}`,
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  });
 });
 
 Deno.test("console: a cookie of the same name set for a longer path or the parent domain locks nobody out", async () => {

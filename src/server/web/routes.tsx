@@ -21,9 +21,10 @@ import {
   AGENT_ID_RULE,
   constantTimeEqual,
   PRIORITIES,
+  shortForm,
 } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
-import { AdminTokenGuesses, auditRefusal, remoteOf } from "../auth/mod.ts";
+import { AdminTokenGuesses, auditRefusal, refuse, remoteOf } from "../auth/mod.ts";
 import { addressKey } from "../address_key.ts";
 import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
@@ -414,12 +415,25 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   const sessionCookie = (c: Context<ServerEnv>, value: string, maxAgeSecs: number) =>
     cookieHeader(SESSION_COOKIE, value, { maxAgeSecs, secure: isSecure(c) });
 
-  // The browser's session reads the operator API (GET only; a state change needs the admin token).
+  // The browser's session reads the operator API (GET only; a state change needs the admin token),
+  // for the console's own pages: a page of another site under the same parent domain is the same
+  // "site", and its requests carry the SameSite=Strict cookie too.
   app.use("/api/*", async function consoleSessionStep(c, next) {
     const method = c.req.method;
     if (!devMode && (method === "GET" || method === "HEAD") && !c.req.header("Authorization")) {
       const cookies = cookiesOf(c.req.header("Cookie"), SESSION_COOKIE);
       const check = sessions.readAll(cookies);
+      if (check.state === "valid" && !fromOwnPage(c)) {
+        throw refuse(
+          c,
+          403,
+          "a console session reads the operator API only for the console's own pages; the " +
+            `browser sent this request for another site (Sec-Fetch-Site: ${
+              shortForm(c.req.header("Sec-Fetch-Site") ?? "")
+            })`,
+          "console session refused",
+        );
+      }
       if (check.state === "valid") {
         c.set("consoleSession", true);
         c.set("consoleSessionValid", () => sessions.readAll(cookies).state === "valid");
