@@ -1415,10 +1415,17 @@ Deno.test("console logout: needs the CSRF token, then the session is over", asyn
   const refused = await browser.post("/logout", {});
   assert.equal(refused.status, 403);
   await refused.body?.cancel();
+  // A link made elsewhere does not tell an operator still logged in that they are out (old
+  // behaviour: the login page said "You are logged out." whatever the session).
+  for (const query of ["out=1", "expired=1"]) {
+    const told = await (await browser.get(`/login?${query}`)).text();
+    assert.doesNotMatch(told, /logged out|has expired/, query);
+  }
   const out = await browser.post("/logout", { csrf: Browser.csrfOf(home) });
   assert.equal(out.status, 303);
   assert.equal(out.headers.get("Location"), "/login?out=1");
   assert.equal(browser.cookies.has("status_session"), false);
+  assert.match(await (await browser.get("/login?out=1")).text(), /You are logged out\./);
   // The old cookie, replayed, is no longer a session.
   const replay = await t.dashboard.app.request("/", {
     headers: { Cookie: `status_session=${cookie}` },

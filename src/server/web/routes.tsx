@@ -1132,7 +1132,13 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       secureHeaders(response.headers);
       return response;
     }
-    const info = c.req.query("expired")
+    // Said only when true: a link made elsewhere would tell an operator still logged in that
+    // they are out.
+    const loggedIn =
+      sessions.readAll(cookiesOf(c.req.header("Cookie"), SESSION_COOKIE)).state === "valid";
+    const info = loggedIn
+      ? undefined
+      : c.req.query("expired")
       ? "Your session has expired. Log in again to go on."
       : c.req.query("out")
       ? "You are logged out."
