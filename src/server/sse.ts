@@ -219,9 +219,13 @@ export const STALLED_KEEP_ALIVES = 4;
 
 const encoder = new TextEncoder();
 
+/**
+ * The headers of a stream. `no-store`, as every other answer of the API: a stream carries a
+ * command's output (or a run's), which `no-cache` would let a browser or a proxy keep.
+ */
 const HEADERS = {
   "Content-Type": "text/event-stream; charset=utf-8",
-  "Cache-Control": "no-cache",
+  "Cache-Control": "no-store",
   "X-Accel-Buffering": "no",
 } as const;
 

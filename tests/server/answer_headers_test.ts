@@ -74,12 +74,32 @@ Deno.test("operator answers holding a token or output are kept by no cache and n
   );
 
   await t.step(
-    "answers that say otherwise keep their own: the event stream, the favicon",
+    "the event streams, which carry a command's output, are kept by no cache either",
     async () => {
-      const stream = await d.admin("HEAD", "/api/v1/commands/c1/events");
-      assert.equal(stream.status, 200);
-      assert.equal(stream.headers.get("Cache-Control"), "no-cache");
-      assert.equal(stream.headers.get("X-Content-Type-Options"), "nosniff");
+      // Old behaviour: `no-cache`, which lets a browser or a proxy store the answer (it only has
+      // to ask again before using it), output and all.
+      const run = await d.admin("POST", "/api/v1/runs", {
+        id: "r1",
+        name: "ls",
+        target: { agents: ["a1"] },
+      });
+      assert.equal(run.status, 201, await run.clone().text());
+      await run.body?.cancel();
+      for (const path of ["/api/v1/commands/c1/events", "/api/v1/runs/r1/events"]) {
+        for (const method of ["HEAD", "GET"]) {
+          const stream = await d.admin(method, path);
+          assert.equal(stream.status, 200, `${method} ${path}`);
+          await stream.body?.cancel();
+          assert.equal(stream.headers.get("Content-Type"), "text/event-stream; charset=utf-8");
+          assertNotKept(stream, `${method} ${path}`);
+        }
+      }
+    },
+  );
+
+  await t.step(
+    "an answer that says otherwise keeps its own: the favicon",
+    async () => {
       const icon = await d.dashboard.app.request("/favicon.ico");
       assert.equal(icon.status, 204);
       assert.equal(icon.headers.get("Cache-Control"), "public, max-age=86400");

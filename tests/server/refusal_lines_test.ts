@@ -9,7 +9,7 @@ import {
   REFUSAL_LINES_PER_SECOND,
   RefusalLines,
 } from "../../src/log/refusal_lines.ts";
-import { ADMIN_TOKEN, makeDashboard, P } from "./_helpers.ts";
+import { ADMIN_TOKEN, makeDashboard, P, type TestDashboard } from "./_helpers.ts";
 
 Deno.test("refusal lines: a burst, then a steady rate; what was left out is told once", () => {
   let now = 0;
@@ -65,6 +65,74 @@ Deno.test("a dashboard flooded with bad tokens writes its burst of audit lines, 
       l.startsWith("status_auth_refusals_total{")
     ).reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
     assert.equal(total, REFUSAL_LINES_BURST + 51);
+  } finally {
+    closeLogging();
+  }
+});
+
+Deno.test("a flood of refused console logins and forms writes the same burst of audit lines, then counts", async (t) => {
+  const written: string[] = [];
+  setupLogging({ format: "json", level: "info", write: (line) => written.push(line) });
+  try {
+    const refusals = () =>
+      written.map((line) => JSON.parse(line)).filter((r) =>
+        r.category === "status.audit" && r.level === "warning"
+      );
+    const post = async (d: TestDashboard, path: string, body: string, cookie = "") =>
+      await d.dashboard.app.request(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded", Cookie: cookie },
+        body,
+      });
+    /** The login form's cookie and token, as a browser has them. */
+    const loginForm = async (d: TestDashboard) => {
+      const form = await d.dashboard.app.request("/login");
+      const cookie = form.headers.getSetCookie()[0].split(";")[0];
+      const csrf = /name="csrf" value="([^"]+)"/.exec(await form.text())?.[1] ?? "";
+      return { cookie, csrf };
+    };
+    type Flood = (d: TestDashboard) => Promise<() => Promise<Response>>;
+    // Old behaviour: one audit line each, however fast they came, from clients that need no
+    // credentials at all (the last, from a page of a sibling site the session's cookie goes to).
+    const floods: Array<[string, number, Flood]> = [
+      ["logins without the form's token", 403, (d) => Promise.resolve(() => post(d, "/login", ""))],
+      [
+        "logins of a form too large",
+        413,
+        (d) => Promise.resolve(() => post(d, "/login", `token=${"x".repeat(70 * 1024)}`)),
+      ],
+      ["wrong tokens, then logins over the limit", 429, async (d) => {
+        const { cookie, csrf } = await loginForm(d);
+        const form = new URLSearchParams({ csrf, token: "wrong" }).toString();
+        return () => post(d, "/login", form, cookie);
+      }],
+      ["forms of a session without its CSRF token", 403, async (d) => {
+        const { cookie, csrf } = await loginForm(d);
+        const form = new URLSearchParams({ csrf, token: ADMIN_TOKEN, next: "/" }).toString();
+        const done = await post(d, "/login", form, cookie);
+        assert.equal(done.status, 303);
+        const session = done.headers.getSetCookie()[0].split(";")[0];
+        return () => post(d, "/enqueue", "agent=a1&name=ls", session);
+      }],
+    ];
+    for (const [what, status, flood] of floods) {
+      await t.step(what, async () => {
+        await using d = await makeDashboard();
+        const send = await flood(d);
+        written.length = 0;
+        for (let i = 0; i < REFUSAL_LINES_BURST + 50; i++) {
+          const response = await send();
+          await response.body?.cancel();
+          if (i === REFUSAL_LINES_BURST + 49) assert.equal(response.status, status);
+        }
+        assert.equal(refusals().length, REFUSAL_LINES_BURST);
+        d.clock.advance(1000);
+        await (await send()).body?.cancel();
+        const [told, line] = refusals().slice(REFUSAL_LINES_BURST);
+        assert.match(told.message, /^50 more refused requests were not logged/);
+        assert.match(line.message, /^console (login|form) (refused|failed)/);
+      });
+    }
   } finally {
     closeLogging();
   }

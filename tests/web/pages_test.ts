@@ -52,8 +52,8 @@ class Browser {
     return response;
   }
 
-  get(path: string): Promise<Response> {
-    return this.request(path);
+  get(path: string, headers: HeadersInit = {}): Promise<Response> {
+    return this.request(path, { headers });
   }
 
   post(path: string, form: Record<string, string>, headers: HeadersInit = {}) {
@@ -408,6 +408,46 @@ Deno.test("console session cookie: reads the operator API, never changes it", as
   assert.equal(forged.status, 401);
   await forged.body?.cancel();
   assert.equal((await (await t.admin("GET", "/api/v1/commands/c1")).json()).status, "queued");
+});
+
+Deno.test("console session cookie: reads the operator API only for the console's own pages, never for another site's", async (t) => {
+  await using d = await makeDashboard();
+  const browser = new Browser(d);
+  await browser.login();
+  await enqueue(d, "c1", "sleep 5");
+  // A page of a sibling site (another name under the same parent domain is the same "site"): the
+  // browser sends the SameSite=Strict cookie with its requests too. Old behaviour: they read the
+  // API with the operator's session, and could hold its event streams (and its address's budget).
+  for (const site of ["same-site", "cross-site"]) {
+    await t.step(site, async () => {
+      for (const path of ["/api/v1/commands/c1", "/api/v1/commands/c1/events", "/api/v1/agents"]) {
+        const response = await browser.get(path, { "Sec-Fetch-Site": site });
+        assert.equal(response.status, 403, `${site} ${path}`);
+        assert.match(String((await json(response)).error), /console's own pages/);
+      }
+      assert.equal(d.dashboard.streams.open, 0);
+    });
+  }
+  await t.step("its own pages, a typed address and an older browser read it", async () => {
+    const own: Record<string, string>[] = [
+      { "Sec-Fetch-Site": "same-origin" },
+      { "Sec-Fetch-Site": "none" },
+      {},
+    ];
+    for (const headers of own) {
+      const response = await browser.get("/api/v1/commands/c1", headers);
+      assert.equal(response.status, 200, JSON.stringify(headers));
+      await response.body?.cancel();
+    }
+  });
+  await t.step("the admin token is judged alone, wherever the request comes from", async () => {
+    const response = await browser.get("/api/v1/commands/c1", {
+      "Sec-Fetch-Site": "cross-site",
+      Authorization: `Bearer ${ADMIN_TOKEN}`,
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  });
 });
 
 Deno.test("console: a cookie of the same name set for a longer path or the parent domain locks nobody out", async () => {
@@ -781,6 +821,45 @@ Deno.test("console: a ?done= the page has no notice for shows none, never a prop
     }
   }
   assert.match(await (await browser.get("/commands/c1?done=enqueued")).text(), />Enqueued\.</);
+});
+
+Deno.test("console: a ?done= of a link made elsewhere never says that a cancel happened when it did not", async () => {
+  await using t = await makeDashboard();
+  const browser = new Browser(t);
+  await browser.login();
+  await enqueue(t, "c1", "rm -rf /srv/data");
+  const run = await t.admin("POST", "/api/v1/runs", {
+    id: "r1",
+    name: "rm -rf /srv/data",
+    target: { agents: ["a2"] },
+  });
+  assert.equal(run.status, 201, await run.text());
+  // Old behaviour: the page showed whatever notice its address named, so a link sent to an
+  // operator said "Cancelled before it was delivered." of a command still queued, and "Cancelled:
+  // nothing more starts" of a run going on.
+  const cases: Array<[string, string[]]> = [
+    ["/commands/c1", ["cancelled", "requested", "already", "final"]],
+    ["/runs/r1", ["cancelled", "already", "final"]],
+  ];
+  for (const [path, dones] of cases) {
+    for (const done of dones) {
+      const text = await (await browser.get(`${path}?done=${done}`)).text();
+      assert.doesNotMatch(
+        text,
+        /class="notice info" role="status">(?!Agent )/,
+        `${path}?done=${done}`,
+      );
+      assert.doesNotMatch(text, /Cancelled|Cancel requested|is cancelled|nothing to cancel/, done);
+    }
+  }
+  // What a form did is still said.
+  const csrf = Browser.csrfOf(await (await browser.get("/commands/c1")).text());
+  const cancelled = await browser.post("/commands/c1/cancel", { csrf });
+  const page = await (await browser.get(cancelled.headers.get("Location")!)).text();
+  assert.match(page, /Cancelled before it was delivered\./);
+  const stopped = await browser.post("/runs/r1/cancel", { csrf });
+  const runPage = await (await browser.get(stopped.headers.get("Location")!)).text();
+  assert.match(runPage, /Cancelled: nothing more starts/);
 });
 
 Deno.test("console: stored strings are text, never markup; no inline script or style", async () => {
@@ -1336,10 +1415,17 @@ Deno.test("console logout: needs the CSRF token, then the session is over", asyn
   const refused = await browser.post("/logout", {});
   assert.equal(refused.status, 403);
   await refused.body?.cancel();
+  // A link made elsewhere does not tell an operator still logged in that they are out (old
+  // behaviour: the login page said "You are logged out." whatever the session).
+  for (const query of ["out=1", "expired=1"]) {
+    const told = await (await browser.get(`/login?${query}`)).text();
+    assert.doesNotMatch(told, /logged out|has expired/, query);
+  }
   const out = await browser.post("/logout", { csrf: Browser.csrfOf(home) });
   assert.equal(out.status, 303);
   assert.equal(out.headers.get("Location"), "/login?out=1");
   assert.equal(browser.cookies.has("status_session"), false);
+  assert.match(await (await browser.get("/login?out=1")).text(), /You are logged out\./);
   // The old cookie, replayed, is no longer a session.
   const replay = await t.dashboard.app.request("/", {
     headers: { Cookie: `status_session=${cookie}` },

@@ -12,5 +12,5 @@ export { BodySlots, MAX_BODIES_PER_AGENT } from "./body_slots.ts";
 export { jsonBody, jsonBodyOf } from "./json_body.ts";
 export { adminAuth, checkGuesses } from "./operator.ts";
 export { ADMIN_TOKEN_GUESSES_PER_MINUTE, AdminTokenGuesses } from "./guesses.ts";
-export { refuse } from "./refuse.ts";
+export { auditRefusal, refuse } from "./refuse.ts";
 export { checkOperatorRateLimit, operatorRateLimit } from "./throttle.ts";

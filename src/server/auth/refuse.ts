@@ -10,7 +10,7 @@ import type { ServerEnv } from "../env.ts";
 import { HttpError } from "../http_error.ts";
 import { markRefusal, type RefusalReason, refusalReason } from "../refusals.ts";
 import { type AgentCall, callOf, isAgentCall } from "./call.ts";
-import { REFUSAL_LINES_PER_SECOND } from "../../log/refusal_lines.ts";
+import { REFUSAL_LINES_PER_SECOND, type RefusalLines } from "../../log/refusal_lines.ts";
 
 const audit = auditLogger();
 
@@ -29,6 +29,32 @@ export function noteCallRefusal(
 ): void {
   call.refusal = reason;
   if (call.request) markRefusal(call.request, reason);
+}
+
+/**
+ * Writes the audit line of a refused request within the dashboard's allowance of such lines: a
+ * flood of bad requests is a burst of lines, then a steady rate, and the next line written after
+ * some were left out says how many.
+ *
+ * @param lines The allowance; without one (a call made outside a dashboard) every line is written.
+ * @param message The line's message template.
+ * @param properties Its properties.
+ */
+export function auditRefusal(
+  lines: RefusalLines | undefined,
+  message: string,
+  properties: Record<string, unknown>,
+): void {
+  const left = lines ? lines.take() : 0;
+  if (left === null) return;
+  if (left > 0) {
+    audit.warning(
+      "{count} more refused requests were not logged (over {perSecond} a second); the " +
+        "refusal metrics count them",
+      { count: left, perSecond: REFUSAL_LINES_PER_SECOND },
+    );
+  }
+  audit.warning(message, properties);
 }
 
 /**
@@ -58,20 +84,8 @@ export function refuse<E extends ServerEnv>(
   const call = isAgentCall(from) ? from : callOf(from);
   const logged = extra.logged ?? message;
   noteCallRefusal(call, message, extra.reason ?? refusalReason(logged));
-  // Without a dashboard's allowance (a call made outside one), every line is written.
-  const left = call.refusalLines ? call.refusalLines.take() : 0;
-  if (left === null) {
-    return new HttpError(status, message, { details: extra.details, headers: extra.headers });
-  }
-  if (left > 0) {
-    audit.warning(
-      "{count} more refused requests were not logged (over {perSecond} a second); the " +
-        "refusal metrics count them",
-      { count: left, perSecond: REFUSAL_LINES_PER_SECOND },
-    );
-  }
   // A reason that begins with its event ("replay detected: ...") is not prefixed with it again.
-  audit.warning(logged.startsWith(event) ? "{reason}" : `${event}: {reason}`, {
+  auditRefusal(call.refusalLines, logged.startsWith(event) ? "{reason}" : `${event}: {reason}`, {
     reason: logged,
     status,
     agentId: extra.agentId ?? call.headers.get(HEADER.agentId) ?? undefined,

@@ -21,9 +21,10 @@ import {
   AGENT_ID_RULE,
   constantTimeEqual,
   PRIORITIES,
+  shortForm,
 } from "../../protocol/mod.ts";
 import { auditLogger, logger } from "../../log/mod.ts";
-import { AdminTokenGuesses, remoteOf } from "../auth/mod.ts";
+import { AdminTokenGuesses, auditRefusal, refuse, remoteOf } from "../auth/mod.ts";
 import { addressKey } from "../address_key.ts";
 import type { ServerEnv } from "../env.ts";
 import type { Clock } from "../clock.ts";
@@ -34,7 +35,7 @@ import { parseListCursor } from "../list_cursor.ts";
 import { isLoopback } from "../loopback.ts";
 import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
-import { type AgentJson, type CommandJson, named, visibleText } from "./format.ts";
+import { type AgentJson, type CommandJson, isFinal, named, visibleText } from "./format.ts";
 import {
   AgentsPage,
   type CommandFilter,
@@ -313,10 +314,20 @@ function filledFormOf(path: string, form: URLSearchParams | null): string {
 
 /**
  * The notice a page's `?done=` names (what its form just did), or none: only the page's own, never
- * a property every object has (`?done=constructor` showed `function Object() { [native code] }`).
+ * a property every object has (`?done=constructor` showed `function Object() { [native code] }`),
+ * and only while what it says holds: the address may come from a link made elsewhere, and
+ * `?done=cancelled` on a command still queued said that it was cancelled.
+ *
+ * @param notices Each `done` the page has → its notice and whether it holds now.
+ * @param done The page's `?done=`.
  */
-function noticeOf(notices: Record<string, string>, done: string | undefined): string | undefined {
-  return done !== undefined && Object.hasOwn(notices, done) ? notices[done] : undefined;
+function noticeOf(
+  notices: Record<string, [notice: string, holds: boolean]>,
+  done: string | undefined,
+): string | undefined {
+  if (done === undefined || !Object.hasOwn(notices, done)) return undefined;
+  const [notice, holds] = notices[done];
+  return holds ? notice : undefined;
 }
 
 /**
@@ -404,12 +415,25 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
   const sessionCookie = (c: Context<ServerEnv>, value: string, maxAgeSecs: number) =>
     cookieHeader(SESSION_COOKIE, value, { maxAgeSecs, secure: isSecure(c) });
 
-  // The browser's session reads the operator API (GET only; a state change needs the admin token).
+  // The browser's session reads the operator API (GET only; a state change needs the admin token),
+  // for the console's own pages: a page of another site under the same parent domain is the same
+  // "site", and its requests carry the SameSite=Strict cookie too.
   app.use("/api/*", async function consoleSessionStep(c, next) {
     const method = c.req.method;
     if (!devMode && (method === "GET" || method === "HEAD") && !c.req.header("Authorization")) {
       const cookies = cookiesOf(c.req.header("Cookie"), SESSION_COOKIE);
       const check = sessions.readAll(cookies);
+      if (check.state === "valid" && !fromOwnPage(c)) {
+        throw refuse(
+          c,
+          403,
+          "a console session reads the operator API only for the console's own pages; the " +
+            `browser sent this request for another site (Sec-Fetch-Site: ${
+              shortForm(c.req.header("Sec-Fetch-Site") ?? "")
+            })`,
+          "console session refused",
+        );
+      }
       if (check.state === "valid") {
         c.set("consoleSession", true);
         c.set("consoleSessionValid", () => sessions.readAll(cookies).state === "valid");
@@ -494,7 +518,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const sameOrigin = fromOwnPage(c);
     if (sameOrigin && sessions.checkCsrf(session, form?.get("csrf") ?? undefined)) return null;
     const path = new URL(c.req.url).pathname;
-    audit.warning("console form refused: {reason}", {
+    auditRefusal(c.get("refusalLines"), "console form refused: {reason}", {
       reason: sameOrigin ? "CSRF token missing or wrong" : "cross-origin form",
       method: c.req.method,
       path,
@@ -543,7 +567,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           : null;
         if (error instanceof FormTooLarge) {
           const path = new URL(c.req.url).pathname;
-          audit.warning("console form refused: {reason}", {
+          auditRefusal(c.get("refusalLines"), "console form refused: {reason}", {
             reason: `form larger than ${MAX_FORM_WORDS}`,
             method: c.req.method,
             path,
@@ -563,7 +587,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         } else if (error instanceof ApiUnavailable && error.status === 429) {
           // The operators' limit of this browser's address, which its pages' API calls count in.
           const secs = error.retryAfterSecs ?? 60;
-          audit.warning("console page {path} refused: {reason}", {
+          auditRefusal(c.get("refusalLines"), "console page {path} refused: {reason}", {
             path: new URL(c.req.url).pathname,
             reason: "rate limit",
             remote: remoteOf(c),
@@ -741,14 +765,18 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         );
       }
       if (status !== 200) throw new ApiUnavailable(status, body);
-      const notices: Record<string, string> = {
-        cancelled: "Cancelled before it was delivered.",
-        requested: "Cancel requested: the agent stops the command.",
-        final: "It had already ended, so there was nothing to cancel.",
-        already: "It is cancelled.",
-        enqueued: "Enqueued.",
-      };
       const command = body as unknown as CommandJson;
+      const cancelled = command.status === "cancelled";
+      const notices: Record<string, [string, boolean]> = {
+        cancelled: ["Cancelled before it was delivered.", cancelled],
+        requested: [
+          "Cancel requested: the agent stops the command.",
+          cancelled || command.cancel_requested === true,
+        ],
+        final: ["It had already ended, so there was nothing to cancel.", isFinal(command.status)],
+        already: ["It is cancelled.", cancelled],
+        enqueued: ["Enqueued.", true],
+      };
       // A queued command's agent, to say why it waits when the agent cannot take it now.
       const agent = command.status === "queued"
         ? {
@@ -1024,10 +1052,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           400,
         );
       }
-      const notices: Record<string, string> = {
-        cancelled: "Cancelled: nothing more starts; running commands are being stopped.",
-        final: "It had already ended, so there was nothing to cancel.",
-        already: "It is cancelled: nothing more starts.",
+      const stopping = run.status === "cancelling" || run.status === "cancelled";
+      const notices: Record<string, [string, boolean]> = {
+        cancelled: [
+          "Cancelled: nothing more starts; running commands are being stopped.",
+          stopping,
+        ],
+        final: [
+          "It had already ended, so there was nothing to cancel.",
+          run.status === "succeeded" || run.status === "failed" || run.status === "cancelled",
+        ],
+        already: ["It is cancelled: nothing more starts.", stopping],
       };
       return html(
         <RunPage
@@ -1100,7 +1135,13 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       secureHeaders(response.headers);
       return response;
     }
-    const info = c.req.query("expired")
+    // Said only when true: a link made elsewhere would tell an operator still logged in that
+    // they are out.
+    const loggedIn =
+      sessions.readAll(cookiesOf(c.req.header("Cookie"), SESSION_COOKIE)).state === "valid";
+    const info = loggedIn
+      ? undefined
+      : c.req.query("expired")
       ? "Your session has expired. Log in again to go on."
       : c.req.query("out")
       ? "You are logged out."
@@ -1116,7 +1157,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (!(error instanceof FormTooLarge)) throw error;
       // Dev mode has no login: to the agents, as any login there goes.
       if (devMode) return redirect("/");
-      audit.warning("console login refused: {reason}", {
+      auditRefusal(c.get("refusalLines"), "console login refused: {reason}", {
         reason: `form larger than ${MAX_FORM_WORDS}`,
         remote: remoteOf(c),
       });
@@ -1134,7 +1175,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     const given = form?.get("csrf");
     const matches = !!given && cookies.some((cookie) => constantTimeEqual(cookie, given));
     if (!form || !matches || !fromOwnPage(c)) {
-      audit.warning("console login refused: {reason}", {
+      auditRefusal(c.get("refusalLines"), "console login refused: {reason}", {
         reason: "CSRF token missing or wrong",
         remote: remoteOf(c),
       });
@@ -1149,7 +1190,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     // Wrong admin tokens sent to the operator API from this address count too.
     const allowed = taken.ok ? guesses.check(remote) : taken;
     if (!allowed.ok) {
-      audit.warning("console login refused: {reason}", { reason: "rate limit", remote });
+      auditRefusal(c.get("refusalLines"), "console login refused: {reason}", {
+        reason: "rate limit",
+        remote,
+      });
       const response = loginPage(c, {
         next,
         error:
@@ -1163,7 +1207,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (token) guesses.wrong(remote);
       // Counted as the operator API's refusals are: a guessed console login shows in the metrics.
       markRefusal(c.req.raw, token ? "wrong_token" : "missing_token");
-      audit.warning("console login failed: {reason}", { reason: "wrong admin token", remote });
+      auditRefusal(c.get("refusalLines"), "console login failed: {reason}", {
+        reason: "wrong admin token",
+        remote,
+      });
       const refused = loginPage(c, {
         next,
         error: "That is not the dashboard's admin token. Check STATUS_ADMIN_TOKEN and try again.",
