@@ -60,21 +60,40 @@ export async function* parseServerSentEvents(
 ): AsyncGenerator<ServerSentEvent> {
   const maxChars = options.maxEventChars ?? MAX_EVENT_CHARS;
   const decoder = new TextDecoder();
-  let buffer = "";
+  // The line not yet ended, in the pieces it came in: each piece is searched for a line's end
+  // once, so a long line arriving in small pieces costs no more than it would in one.
+  let pending: string[] = [];
+  let pendingChars = 0;
+  // The last piece ended in `\r`: a `\n` beginning the next is the second half of its `\r\n`.
+  let afterCr = false;
   let lastId: string | undefined;
   let event = "";
   let data: string[] = [];
-  // Characters of the event so far (its lines read), to bound it with what is buffered.
+  // Characters of the event so far (its lines read), to bound it with the line not yet ended.
   let eventChars = 0;
+  const lineEnd = /\r\n|\r|\n/g;
   const reader = body.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
-      let newline: number;
-      while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
+      const text: string = done ? decoder.decode() : decoder.decode(value, { stream: true });
+      let from: number = afterCr && text.startsWith("\n") ? 1 : 0;
+      if (text.length > 0) afterCr = false;
+      for (;;) {
+        lineEnd.lastIndex = from;
+        const found = lineEnd.exec(text);
+        if (found === null) {
+          if (from < text.length) {
+            pending.push(text.slice(from));
+            pendingChars += text.length - from;
+          }
+          break;
+        }
+        const line = pending.join("") + text.slice(from, found.index);
+        pending = [];
+        pendingChars = 0;
+        from = found.index + found[0].length;
+        afterCr = found[0] === "\r" && from === text.length;
         eventChars += line.length + 1;
         if (eventChars > maxChars) break;
         if (line === "") {
@@ -95,7 +114,7 @@ export async function* parseServerSentEvents(
         else if (field === "data") data.push(value);
         else if (field === "id" && !value.includes("\0")) lastId = value;
       }
-      if (eventChars + buffer.length > maxChars) {
+      if (eventChars + pendingChars > maxChars) {
         throw new OperatorError(
           "invalid_answer",
           `the event stream sent an event of more than ${maxChars} characters`,

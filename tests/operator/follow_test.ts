@@ -413,6 +413,40 @@ Deno.test("parseServerSentEvents refuses an event larger than its bound instead 
   });
 });
 
+Deno.test("parseServerSentEvents reads lines however the stream cuts them", async (t) => {
+  const body = (...parts: string[]) => ReadableStream.from(parts.map((p) => encoder.encode(p)));
+  const parse = (stream: ReadableStream<Uint8Array>) =>
+    Array.fromAsync(parseServerSentEvents(stream));
+
+  await t.step(
+    "a CRLF cut between two reads ends one line, not two (no early empty event)",
+    async () => {
+      const events = await parse(body("data: a\r", "\ndata: b\r", "\n\r", "\n"));
+      assert.deepEqual(events, [{ id: undefined, event: "message", data: "a\nb" }]);
+    },
+  );
+  await t.step(
+    "a lone CR at the end of a read, and at the end of the stream, ends a line",
+    async () => {
+      const events = await parse(body("data: a\r", "data: b\r", "\r"));
+      assert.deepEqual(events, [{ id: undefined, event: "message", data: "a\nb" }]);
+    },
+  );
+  await t.step("a long line in one-character pieces, and line ends inside a piece", async () => {
+    const line = `data: ${"y".repeat(5000)}`;
+    const events = await parse(body(...line, "\n\nid: 7\nevent: e\ndata: z\n\n"));
+    assert.deepEqual(events, [
+      { id: undefined, event: "message", data: "y".repeat(5000) },
+      { id: "7", event: "e", data: "z" },
+    ]);
+  });
+  await t.step("a multi-byte character cut between reads", async () => {
+    const bytes = encoder.encode("data: é€\n\n");
+    const stream = ReadableStream.from([...bytes].map((b) => new Uint8Array([b])));
+    assert.deepEqual(await parse(stream), [{ id: undefined, event: "message", data: "é€" }]);
+  });
+});
+
 Deno.test("followCommand waits between streams that break before their first event, and gives up after the outage", async () => {
   await using d = await makeDashboard({ realClock: true });
   await running(d, "r1");
