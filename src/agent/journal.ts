@@ -7,7 +7,8 @@
  * line that is not a journal change (a damaged disk, a hand edit), is skipped on the next open,
  * with a warning for each of the first ten and a count of all. Before the log is rewritten
  * without such a line (other than a torn last one), the log as it was is kept beside it as
- * `journal.jsonl.damaged-<time>`, named in a warning. The log is read a piece at a time,
+ * `journal.jsonl.damaged-<time>`, named in a warning (the newest five such copies are kept; older
+ * ones are removed, named in a warning). The log is read a piece at a time,
  * so damage of any size never stops the agent from starting. The log is compacted into a snapshot
  * by writing a temporary file, fsyncing it and renaming it over the log. Without a directory the
  * journal lives in memory.
@@ -23,7 +24,14 @@ import {
 } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type ExitRecord, MAX_COMMAND_LINE_LENGTH, type ProcessRecord } from "../exec/mod.ts";
-import { isNoSpace, openStateFileSync, StateWriteError, writeFileAtomicSync } from "./fs.ts";
+import {
+  isNoSpace,
+  KEPT_SET_ASIDE_COPIES,
+  openStateFileSync,
+  removeOldCopiesSync,
+  StateWriteError,
+  writeFileAtomicSync,
+} from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
 import { openOwnFileSync } from "../own_files.ts";
 
@@ -89,6 +97,8 @@ export const DEFAULT_JOURNAL_MAX_ENTRIES = 10_000;
 export const DEFAULT_JOURNAL_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 const FILE_NAME = "journal.jsonl";
+/** The names of the copies of the log set aside for an operator to look at. */
+const SET_ASIDE = new RegExp(`^${FILE_NAME.replace(".", "\\.")}\\.damaged-`);
 const encoder = new TextEncoder();
 const log = logger("agent", "journal");
 
@@ -613,6 +623,7 @@ export class Journal implements Disposable {
   #load(): void {
     if (!this.#path) return;
     this.#removeInterruptedSnapshots();
+    this.#removeOldCopies();
     // Never a named pipe (the agent would hang at start) nor through a symlink. Read a piece at a
     // time: a journal of hundreds of megabytes (a region zeroed by a crash, a hand edit) is never
     // held whole, nor made one string (past 512 MiB none can be, and the agent would not start).
@@ -688,6 +699,23 @@ export class Journal implements Disposable {
     }
   }
 
+  /** Removes all but the newest copies of the log set aside, naming them in a warning. */
+  #removeOldCopies(): void {
+    let removed: string[];
+    try {
+      removed = removeOldCopiesSync(this.#dir!, (name) => SET_ASIDE.test(name));
+    } catch (error) {
+      log.debug("old journal copies not removed", { error: (error as Error).message });
+      return;
+    }
+    if (removed.length === 0) return;
+    log.warning(
+      `older copies of the journal set aside were removed, the newest ${KEPT_SET_ASIDE_COPIES} ` +
+        "kept: {removed}",
+      { file: this.#path, removed },
+    );
+  }
+
   /**
    * Removes the temporary files of compactions that a crash interrupted before their rename (the
    * log they would have replaced is intact); each would otherwise stay, as large as the journal.
@@ -742,6 +770,7 @@ export class Journal implements Disposable {
         "is kept in {kept}, and the journal is rewritten without them",
       { file: this.#path, kept },
     );
+    this.#removeOldCopies();
     return true;
   }
 

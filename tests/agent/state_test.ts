@@ -189,6 +189,60 @@ Deno.test("damaged journal lines are kept beside the journal, named in a warning
   });
 });
 
+/** A start line as the journal writes it. */
+function startLine(id: string): string {
+  return JSON.stringify({ op: "start", id, name: "echo a", attempt: 1, at: "2026-01-12T10:00Z" }) +
+    "\n";
+}
+
+Deno.test("copies set aside are kept five at most, the older removed with a warning", async (t) => {
+  // Every damaged journal and unreadable outbox file was kept for good: they piled up unseen.
+  await t.step("journal copies", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-copies-" });
+    const path = join(dir, "journal.jsonl");
+    try {
+      using logs = captureLogs();
+      for (let n = 0; n < 7; n++) {
+        Deno.writeTextFileSync(path, `${startLine("a")}damage ${n}\n`, { mode: 0o600 });
+        Journal.open({ dir }).close();
+      }
+      const kept = [...Deno.readDirSync(dir)].map((e) => e.name)
+        .filter((name) => name.startsWith("journal.jsonl.damaged-"));
+      const damage = kept.map((name) => Deno.readTextFileSync(join(dir, name)).split("\n")[1]);
+      assert.deepEqual(damage.sort(), [2, 3, 4, 5, 6].map((n) => `damage ${n}`));
+      const removed = logs.records.filter((r) =>
+        /older copies of the journal/.test(String(r.message))
+      )
+        .flatMap((r) => r.removed as string[]);
+      assert.equal(removed.length, 2);
+      assert.ok(removed.every((file) => file.startsWith(`${path}.damaged-`)), String(removed));
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+  await t.step("outbox files set aside", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-copies-" });
+    const box = join(dir, "outbox");
+    try {
+      Deno.mkdirSync(box, { mode: 0o700 });
+      using logs = captureLogs();
+      for (let n = 0; n < 7; n++) {
+        Deno.writeTextFileSync(join(box, "bad.json"), `damage ${n}`);
+        Outbox.open({ dir });
+      }
+      const texts = [...Deno.readDirSync(box)].map((e) => Deno.readTextFileSync(join(box, e.name)));
+      assert.deepEqual(texts.sort(), [2, 3, 4, 5, 6].map((n) => `damage ${n}`));
+      const removed = logs.records.filter((r) =>
+        /older outbox files set aside/.test(String(r.message))
+      )
+        .flatMap((r) => r.removed as string[]);
+      assert.equal(removed.length, 2);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("the change that makes the journal compact its log is in the snapshot", async (t) => {
   // The log is rewritten as a snapshot once it holds 1,000 lines (and more than twice the
   // entries): the change written as line 1,001 must be in that snapshot, or a restart forgets it
