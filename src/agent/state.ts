@@ -44,7 +44,8 @@ export interface AgentState extends Disposable {
 }
 
 /** Options of {@link openAgentState}. */
-export interface AgentStateOptions extends Pick<JournalOptions, "maxEntries" | "retentionMs"> {
+export interface AgentStateOptions
+  extends Pick<JournalOptions, "maxEntries" | "retentionMs" | "maxBytes"> {
   /**
    * The state directory, created with mode 0700 when missing.
    * @default {"./.status-state"}
