@@ -1028,6 +1028,29 @@ Deno.test("two agents cannot share one state directory", () => {
   }
 });
 
+Deno.test("a lock file holding anything but a pid is not read whole nor shown", () => {
+  // Read whole and quoted in the error: megabytes, and control characters, went to the terminal.
+  const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
+  try {
+    const first = openAgentState({ dir });
+    try {
+      Deno.writeTextFileSync(join(dir, STATE_LOCK_FILE), "\u001b[2J" + "x".repeat(1024 * 1024));
+      assert.throws(() => openAgentState({ dir }), (error: Error) => {
+        assert.equal(
+          error.message,
+          `another agent is using the state directory ${dir}; give each agent its own ` +
+            "STATE_DIR (--state-dir)",
+        );
+        return true;
+      });
+    } finally {
+      first[Symbol.dispose]();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("a second agent is refused when the lock file was removed while the first ran", () => {
   // The lock was on agent.lock alone: once it was removed (a clean-up, a hand), a second agent
   // made a new one, locked it, and shared the journal and the outbox with the first.
