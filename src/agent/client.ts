@@ -41,8 +41,9 @@ export type RequestFailure =
   | {
     /**
      * A 5xx answer without `Retry-After`, one no request expects (a `101`, a status above 599),
-     * a `429` without a `Retry-After` the agent can read, or a report's or cancel-wait's `404`
-     * that is not the dashboard's word on it ({@link DashboardClient.report}). Back off.
+     * a `429` without a `Retry-After` the agent can read, or a report's, ack's, cancel-wait's or
+     * output chunk's `404` that is not the dashboard's word on it ({@link DashboardClient.report}).
+     * Back off.
      */
     kind: "server";
     status: number;
@@ -151,8 +152,13 @@ export type AckOutcome =
      */
     answeredAt?: number;
   }
-  /** `404`: the dashboard has no ack endpoint (a Stacker dashboard); run the command anyway. */
-  | { kind: "unsupported" }
+  /**
+   * `404` with the dashboard's JSON error body (not its "no route for"): it does not know the
+   * command, or has no ack endpoint (a Stacker dashboard); run the command anyway. A `404` without
+   * that body (a proxy's page while the dashboard restarts, or a dashboard whose pages are not
+   * JSON) is a `server` failure, tried again.
+   */
+  | { kind: "unsupported"; message: string }
   /** `409`: the delivered attempt is no longer current; the command will be delivered again. */
   | { kind: "stale"; message: string }
   | RequestFailure;
@@ -574,7 +580,8 @@ export class DashboardClient {
    * @param commandId The command id.
    * @param attempt The delivered attempt.
    * @param signal Aborts the request.
-   * @returns Acked, unsupported (404), stale (409) or a classified failure.
+   * @returns Acked, unsupported (404 with the dashboard's JSON error body), stale (409) or a
+   *   classified failure (a `404` without that body, or its "no route for": `server`).
    */
   async ack(commandId: string, attempt: number, signal: AbortSignal): Promise<AckOutcome> {
     const sent = await this.#send(
@@ -588,8 +595,10 @@ export class DashboardClient {
     const response = sent.response;
     if (response.ok) return { kind: "acked", ...await leaseOf(response) };
     if (response.status === 404) {
-      await response.body?.cancel();
-      return { kind: "unsupported" };
+      // A proxy's page while the dashboard restarts is no word on the ack: asked again.
+      const answer = await errorAnswer(response, this.#secretsOf(response));
+      if (isVerdict404(answer)) return { kind: "unsupported", message: answer.message };
+      return { kind: "server", status: 404, message: notItsWord(answer.jsonError, answer.message) };
     }
     if (response.status === 409) {
       return { kind: "stale", message: await this.#errorMessage(response) };
@@ -705,14 +714,19 @@ export class DashboardClient {
    * @param commandId The command.
    * @param chunk Attempt, stream, offset and base64 data.
    * @param signal Aborts the request.
-   * @returns Stored (`accepted`) or a classified failure.
+   * @returns Stored (`accepted`) or a classified failure. A `404` is `refused` only with the
+   *   dashboard's JSON error body (an unknown command, or no live output there); one without it (a
+   *   proxy's page while the dashboard is redeployed), or its "no route for", is `server`, so
+   *   that the chunk is sent again.
    */
   async output(
     commandId: string,
     chunk: OutputChunkRequest,
     signal: AbortSignal,
   ): Promise<ReportOutcome> {
-    return await this.#post(LIVE_PATHS.output(commandId), chunk, signal);
+    return await this.#post(LIVE_PATHS.output(commandId), chunk, signal, {
+      notFoundIsVerdict: "json",
+    });
   }
 
   /**

@@ -71,6 +71,12 @@ export class CommandHandler {
   readonly #options: CommandHandlerOptions;
   #commandsRun = 0;
   #toldNoAcks = false;
+  /**
+   * The last ack was answered `404` without the dashboard's word on it, after its tries (a
+   * dashboard without an ack endpoint whose pages are not JSON, or a proxy's page): the next acks
+   * are not tried again on such a `404`, until one is acked.
+   */
+  #ackNotFound = false;
   #toldShortLease = false;
 
   /**
@@ -299,7 +305,8 @@ export class CommandHandler {
         () => client.ack(command.id, command.attempt, signal),
         (result) =>
           isTransient(result) && result.kind !== "throttled" &&
-          !(result.kind === "server" && result.status === 429),
+          !(result.kind === "server" && result.status === 429) &&
+          !(this.#ackNotFound && result.kind === "server" && result.status === 404),
         { retries: 2, initialDelayMs: this.#options.retryDelayMs, clock, signal },
       );
       const asked = askedWaitMs(outcome);
@@ -319,15 +326,34 @@ export class CommandHandler {
       throttledMs += waitMs;
       await clock.sleep(waitMs, signal);
     }
+    if (outcome.kind === "server" && outcome.status === 404) {
+      // No word on the ack (a proxy's page, or a dashboard without acks whose 404 is not JSON):
+      // said once, and the command runs, as for any ack that failed.
+      if (!this.#ackNotFound) {
+        this.#ackNotFound = true;
+        log.info(
+          "acks are answered 404 without the dashboard's word on them (a dashboard without an " +
+            "ack endpoint: no acks here; or a proxy's page while it restarts): commands run anyway",
+          { commandId: command.id, error: outcome.message },
+        );
+      }
+      return outcome;
+    }
     switch (outcome.kind) {
       case "acked":
+        this.#ackNotFound = false;
+        break;
       case "stale":
       case "aborted":
         break;
       case "unsupported":
         if (!this.#toldNoAcks) {
           this.#toldNoAcks = true;
-          log.info("the dashboard has no ack endpoint (404): no acks here, commands run anyway");
+          log.info(
+            "the dashboard answers acks 404 (no ack endpoint, or no such command): no acks here, " +
+              "commands run anyway",
+            { commandId: command.id, error: outcome.message },
+          );
         }
         break;
       default:

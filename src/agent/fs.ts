@@ -165,6 +165,57 @@ export function removeFileDurableSync(path: string): boolean {
   return true;
 }
 
+/**
+ * How many copies the agent keeps of what it set aside for an operator to look at (a damaged
+ * journal, an unreadable outbox file), of each kind; older ones are removed, named in a warning.
+ */
+export const KEPT_SET_ASIDE_COPIES = 5;
+
+/**
+ * Removes all but the newest `keep` regular files of a directory whose names `isCopy` picks, so
+ * that copies set aside again and again do not fill the disk. The newest are those set aside last:
+ * by status change time (a rename or a link sets it), then modification time, then name.
+ * Symlinks and anything that is not a regular file are left alone.
+ *
+ * @param dir The directory.
+ * @param isCopy Picks the names of the copies.
+ * @param keep How many to keep.
+ * @returns The paths removed.
+ */
+export function removeOldCopiesSync(
+  dir: string,
+  isCopy: (name: string) => boolean,
+  keep: number = KEPT_SET_ASIDE_COPIES,
+): string[] {
+  const copies: Array<{ path: string; name: string; ctime: number; mtime: number }> = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    if (!entry.isFile || !isCopy(entry.name)) continue;
+    const path = `${dir}/${entry.name}`;
+    try {
+      const info = Deno.lstatSync(path);
+      const mtime = info.mtime?.getTime() ?? 0;
+      copies.push({ path, name: entry.name, ctime: info.ctime?.getTime() ?? mtime, mtime });
+    } catch {
+      // Gone already.
+    }
+  }
+  if (copies.length <= keep) return [];
+  copies.sort((a, b) =>
+    b.ctime - a.ctime || b.mtime - a.mtime || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0)
+  );
+  const removed: string[] = [];
+  for (const copy of copies.slice(keep)) {
+    try {
+      Deno.removeSync(copy.path);
+      removed.push(copy.path);
+    } catch {
+      // Left for the next time.
+    }
+  }
+  if (removed.length > 0) syncDirSync(dir);
+  return removed;
+}
+
 /** File systems whose contents a restart of the machine loses. */
 const VOLATILE_FILE_SYSTEMS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
 

@@ -9,8 +9,12 @@
  * without such a line (other than a torn last one), the log as it was is kept beside it as
  * `journal.jsonl.damaged-<time>`, named in a warning. The log is read a piece at a time,
  * so damage of any size never stops the agent from starting. The log is compacted into a snapshot
- * by writing a temporary file, fsyncing it and renaming it over the log. Without a directory the
- * journal lives in memory.
+ * by writing a temporary file, fsyncing it and renaming it over the log. It never grows past
+ * `maxBytes`: a change that would take it past them is refused like one on a full disk (when a
+ * snapshot cannot make room), and a log holding more changes than that (which the agent did not
+ * write) is not read but set aside as `journal.jsonl.oversized-<time>`, with an error. Of the
+ * copies set aside, the newest five are kept; older ones are removed, named in a warning. Without
+ * a directory the journal lives in memory.
  *
  * @module
  */
@@ -23,7 +27,14 @@ import {
 } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { type ExitRecord, MAX_COMMAND_LINE_LENGTH, type ProcessRecord } from "../exec/mod.ts";
-import { isNoSpace, openStateFileSync, StateWriteError, writeFileAtomicSync } from "./fs.ts";
+import {
+  isNoSpace,
+  KEPT_SET_ASIDE_COPIES,
+  openStateFileSync,
+  removeOldCopiesSync,
+  StateWriteError,
+  writeFileAtomicSync,
+} from "./fs.ts";
 import { writeAllSync } from "../write_all.ts";
 import { openOwnFileSync } from "../own_files.ts";
 
@@ -79,6 +90,13 @@ export interface JournalOptions {
    * @default {604800000} (7 days)
    */
   retentionMs?: number;
+  /**
+   * The most bytes the log may hold: far more than the snapshot of `maxEntries` entries. A change
+   * that would take it past them is written only after a snapshot made room (else it is refused as
+   * on a full disk); a log holding more changes than that is set aside unread at open.
+   * @default {134217728} (128 MiB)
+   */
+  maxBytes?: number;
   /** Clock for timestamps and pruning; for tests. */
   now?: () => number;
 }
@@ -87,8 +105,12 @@ export interface JournalOptions {
 export const DEFAULT_JOURNAL_MAX_ENTRIES = 10_000;
 /** Default of {@link JournalOptions.retentionMs}: 7 days. */
 export const DEFAULT_JOURNAL_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** Default of {@link JournalOptions.maxBytes}: 128 MiB. */
+export const DEFAULT_JOURNAL_MAX_BYTES = 128 * 1024 * 1024;
 
 const FILE_NAME = "journal.jsonl";
+/** The names of the copies of the log set aside for an operator to look at. */
+const SET_ASIDE = new RegExp(`^${FILE_NAME.replace(".", "\\.")}\\.(?:damaged|oversized)-`);
 const encoder = new TextEncoder();
 const log = logger("agent", "journal");
 
@@ -98,6 +120,12 @@ const log = logger("agent", "journal");
  * damage, skipped without being held whole.
  */
 const MAX_LINE_LENGTH = 16 * 1024 * 1024;
+
+/**
+ * Room a change that starts a command may need (its command line of up to 4096 characters, each
+ * written as up to six): new commands are taken again once the log has it.
+ */
+const START_ROOM = 32 * 1024;
 
 /** How many skipped lines are logged one by one on open; the rest are counted. */
 const SHOWN_SKIPPED_LINES = 10;
@@ -244,6 +272,7 @@ export class Journal implements Disposable {
   readonly #path: string | undefined;
   readonly #maxEntries: number;
   readonly #retentionMs: number;
+  readonly #maxBytes: number;
   readonly #now: () => number;
   readonly #entries = new Map<string, JournalEntry>();
   #file: Deno.FsFile | undefined;
@@ -257,18 +286,33 @@ export class Journal implements Disposable {
   #lastRetentionPrune = 0;
   /** The log holds damaged lines that are not kept aside yet: no snapshot may replace it. */
   #damaged = false;
+  /**
+   * Why the log could not be compacted, once said in a warning (said again only for another
+   * reason, or after a compaction succeeded); cleared by a compaction.
+   */
+  #compactionProblem: "keep" | "write" | "size" | undefined;
+  /** A failed compaction is tried again only once the log has this many more lines. */
+  #compactAgainAt = 0;
+  /** A change was refused because the log would have passed `maxBytes`. */
+  #capped = false;
+  /** The warning that changes wait in memory was given, and nothing was written since. */
+  #toldUnsaved = false;
 
   private constructor(options: JournalOptions) {
     this.#dir = options.dir;
     this.#path = options.dir === undefined ? undefined : join(options.dir, FILE_NAME);
     this.#maxEntries = options.maxEntries ?? DEFAULT_JOURNAL_MAX_ENTRIES;
     this.#retentionMs = options.retentionMs ?? DEFAULT_JOURNAL_RETENTION_MS;
+    this.#maxBytes = options.maxBytes ?? DEFAULT_JOURNAL_MAX_BYTES;
     this.#now = options.now ?? Date.now;
     if (!Number.isSafeInteger(this.#maxEntries) || this.#maxEntries < 1) {
       throw new RangeError(`maxEntries must be a positive integer, got ${this.#maxEntries}`);
     }
     if (!(this.#retentionMs >= 0)) {
       throw new RangeError(`retentionMs must be a non-negative number, got ${this.#retentionMs}`);
+    }
+    if (!Number.isSafeInteger(this.#maxBytes) || this.#maxBytes < 1) {
+      throw new RangeError(`maxBytes must be a positive integer, got ${this.#maxBytes}`);
     }
   }
 
@@ -406,6 +450,13 @@ export class Journal implements Disposable {
       this.#flush([]);
     } catch {
       return false;
+    }
+    if (this.#capped) {
+      // A change was refused at the limit: new commands wait until a snapshot leaves room.
+      const room = Math.min(START_ROOM, Math.floor(this.#maxBytes / 4));
+      if (this.#sizeOnDisk() + room > this.#maxBytes) this.#compact();
+      if (this.#sizeOnDisk() + room > this.#maxBytes) return false;
+      this.#capped = false;
     }
     this.#maybeCompact();
     return true;
@@ -557,7 +608,10 @@ export class Journal implements Disposable {
         try {
           this.#flush([]);
         } catch (error) {
-          log.warning(
+          // Said once until a write succeeds: on a full disk every change would say it again.
+          const level = this.#toldUnsaved ? "debug" : "warning";
+          this.#toldUnsaved = true;
+          log[level](
             "the journal could not be written; the change is kept in memory and written when " +
               "space returns",
             { file: this.#path, pending: this.#backlog.length, error: (error as Error).message },
@@ -569,9 +623,29 @@ export class Journal implements Disposable {
     this.#maybeCompact();
   }
 
-  /** Compacts the log once it holds far more lines than there are entries. */
+  /**
+   * Compacts the log once it holds far more lines than there are entries; after a compaction that
+   * failed, only once as many lines again were written (not on every change).
+   */
   #maybeCompact(): void {
-    if (this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size)) this.#compact();
+    if (
+      this.#linesSinceCompaction > Math.max(1000, 2 * this.#entries.size) &&
+      this.#linesSinceCompaction >= this.#compactAgainAt
+    ) this.#compact();
+  }
+
+  /** The backlog and `extra` as the bytes one append writes. */
+  #pendingBytes(extra: string[]): Uint8Array {
+    return encoder.encode((this.#tornTail ? "\n" : "") + this.#backlog.join("") + extra.join(""));
+  }
+
+  /** The size of the log on disk (0 when it cannot be told: the write says why). */
+  #sizeOnDisk(): number {
+    try {
+      return Deno.lstatSync(this.#path!).size;
+    } catch {
+      return 0;
+    }
   }
 
   /**
@@ -579,13 +653,26 @@ export class Journal implements Disposable {
    * to where it was (no torn line) and {@link StateWriteError} is thrown.
    */
   #flush(extra: string[]): void {
-    const lines = [...this.#backlog, ...extra];
-    if (lines.length === 0 || !this.#path) return;
+    if (this.#backlog.length + extra.length === 0 || !this.#path) return;
+    let bytes = this.#pendingBytes(extra);
+    if (this.#sizeOnDisk() + bytes.length > this.#maxBytes) {
+      // A snapshot holds every change but `extra`, in fewer lines: it may make room.
+      this.#compact();
+      bytes = this.#pendingBytes(extra);
+      if (this.#sizeOnDisk() + bytes.length > this.#maxBytes) {
+        this.#capped = true;
+        throw new StateWriteError(
+          `cannot write the journal ${this.#path}: it would hold more than ${this.#maxBytes} ` +
+            "bytes, the most it may, and a snapshot cannot make room now",
+        );
+      }
+    }
+    const lines = this.#backlog.length + extra.length;
     let size = 0;
     try {
       if (!this.#file) this.#openForAppend();
       size = this.#file!.statSync().size;
-      writeAllSync(this.#file!, encoder.encode((this.#tornTail ? "\n" : "") + lines.join("")));
+      writeAllSync(this.#file!, bytes);
       this.#file!.syncSync();
     } catch (error) {
       try {
@@ -607,12 +694,14 @@ export class Journal implements Disposable {
     }
     this.#backlog = [];
     this.#tornTail = false;
-    this.#linesSinceCompaction += lines.length;
+    this.#toldUnsaved = false;
+    this.#linesSinceCompaction += lines;
   }
 
   #load(): void {
     if (!this.#path) return;
     this.#removeInterruptedSnapshots();
+    this.#removeOldCopies();
     // Never a named pipe (the agent would hang at start) nor through a symlink. Read a piece at a
     // time: a journal of hundreds of megabytes (a region zeroed by a crash, a hand edit) is never
     // held whole, nor made one string (past 512 MiB none can be, and the agent would not start).
@@ -621,6 +710,10 @@ export class Journal implements Disposable {
     let lines = 0;
     let skipped = 0;
     let lastSkipped = false;
+    // Characters of the changes read (never more than their bytes): past `maxBytes`, the log is
+    // not one the agent wrote, and holding what it says could take all the memory there is.
+    let read = 0;
+    let oversized = false;
     const skip = (why: string, line?: string) => {
       skipped++;
       lastSkipped = true;
@@ -658,25 +751,18 @@ export class Journal implements Disposable {
           skip("JSON, but not a change the journal writes", line);
           continue;
         }
+        read += line.length + 1;
+        if (read > this.#maxBytes) {
+          oversized = true;
+          break;
+        }
         this.#apply(op);
       }
     } finally {
       file?.close();
     }
-    if (skipped > SHOWN_SKIPPED_LINES) {
-      log.warning("journal lines skipped in all (only the first ones are shown)", {
-        file: this.#path,
-        skipped,
-      });
-    }
-    this.#tornTail = tail.torn;
-    // A last line torn by a crash is a change that was never made (its write never returned);
-    // any other skipped line is damage, kept aside before a snapshot rewrites the log without it.
-    this.#damaged = skipped - (tail.torn && lastSkipped ? 1 : 0) > 0;
-    const needsCompaction = tail.torn || skipped > 0;
-    this.#linesSinceCompaction = lines;
-    const pruned = this.prune() > 0;
-    if (needsCompaction && !pruned) this.#compact();
+    if (oversized) this.#setAsideOversized();
+    else this.#replayed(lines, skipped, tail.torn && lastSkipped, tail.torn);
     if (!this.#file) {
       try {
         this.#openForAppend();
@@ -686,6 +772,76 @@ export class Journal implements Disposable {
         log.warning("the journal cannot be opened for now", { error: (error as Error).message });
       }
     }
+  }
+
+  /** After the log was read: says what was skipped, and compacts a log with skipped lines. */
+  #replayed(lines: number, skipped: number, tornLastSkipped: boolean, torn: boolean): void {
+    if (skipped > SHOWN_SKIPPED_LINES) {
+      log.warning("journal lines skipped in all (only the first ones are shown)", {
+        file: this.#path,
+        skipped,
+      });
+    }
+    this.#tornTail = torn;
+    // A last line torn by a crash is a change that was never made (its write never returned);
+    // any other skipped line is damage, kept aside before a snapshot rewrites the log without it.
+    this.#damaged = skipped - (tornLastSkipped ? 1 : 0) > 0;
+    const needsCompaction = torn || skipped > 0;
+    this.#linesSinceCompaction = lines;
+    const pruned = this.prune() > 0;
+    if (needsCompaction && !pruned) this.#compact();
+  }
+
+  /**
+   * Sets aside a log holding more changes than `maxBytes` (not one the agent wrote: it never lets
+   * the log pass them) as `journal.jsonl.oversized-<time>`, unread, and starts an empty one.
+   *
+   * @throws {Error} When it cannot be moved aside: the agent must not start without its journal.
+   */
+  #setAsideOversized(): void {
+    this.#entries.clear();
+    const kept = this.#copyName("oversized");
+    try {
+      Deno.renameSync(this.#path!, kept);
+    } catch (error) {
+      throw new Error(
+        `${this.#path} holds more than ${this.#maxBytes} bytes of changes, more than the agent ` +
+          `ever writes to it, and cannot be moved aside (${(error as Error).message}); move it ` +
+          "away (look at what it holds first), then start the agent again",
+        { cause: error },
+      );
+    }
+    log.error(
+      `the journal holds more than ${this.#maxBytes} bytes of changes, more than the agent ever ` +
+        "writes to it; it is not read, but kept as {kept} (look at it, then remove it), and a " +
+        "new journal is started: the commands it recorded are forgotten (one delivered again " +
+        "runs again), and processes of commands it recorded as running are not stopped",
+      { file: this.#path, kept },
+    );
+    this.#removeOldCopies();
+  }
+
+  /** A new name for a copy of the log set aside: `journal.jsonl.<why>-<time>-<random>`. */
+  #copyName(why: "damaged" | "oversized"): string {
+    const stamp = new Date(this.#now()).toISOString().replace(/[:.]/g, "-");
+    return `${this.#path}.${why}-${stamp}-${crypto.randomUUID().slice(0, 8)}`;
+  }
+
+  /** Removes all but the newest copies of the log set aside, naming them in a warning. */
+  #removeOldCopies(): void {
+    let removed: string[];
+    try {
+      removed = removeOldCopiesSync(this.#dir!, (name) => SET_ASIDE.test(name));
+    } catch (error) {
+      log.debug("old journal copies not removed", { error: (error as Error).message });
+      return;
+    }
+    if (removed.length === 0) return;
+    log.warning(
+      `older copies of the journal set aside were removed, the newest ${KEPT_SET_ASIDE_COPIES} ` +
+        "kept: {removed}",
+      { file: this.#path, removed },
+    );
   }
 
   /**
@@ -719,8 +875,7 @@ export class Journal implements Disposable {
    * @returns Whether the log is kept; when not, the log stays in use as it is.
    */
   #keepDamaged(): boolean {
-    const stamp = new Date(this.#now()).toISOString().replace(/[:.]/g, "-");
-    const kept = `${this.#path}.damaged-${stamp}-${crypto.randomUUID().slice(0, 8)}`;
+    const kept = this.#copyName("damaged");
     try {
       try {
         Deno.linkSync(this.#path!, kept);
@@ -729,10 +884,11 @@ export class Journal implements Disposable {
         Deno.copyFileSync(this.#path!, kept);
       }
     } catch (error) {
-      log.warning(
+      this.#compactionFailed(
+        "keep",
         "the journal holds lines that cannot be read, and they cannot be kept aside; the journal " +
-          "is kept as it is (and grows) until they can",
-        { file: this.#path, error: (error as Error).message },
+          `is kept as it is (and grows, up to ${this.#maxBytes} bytes) until they can`,
+        error,
       );
       return false;
     }
@@ -742,7 +898,23 @@ export class Journal implements Disposable {
         "is kept in {kept}, and the journal is rewritten without them",
       { file: this.#path, kept },
     );
+    this.#removeOldCopies();
     return true;
+  }
+
+  /**
+   * Notes a compaction that could not be made: warned once per reason (not on every change), and
+   * tried again once as many lines again were written, or when a write needs the room.
+   */
+  #compactionFailed(problem: "keep" | "write" | "size", message: string, error?: unknown): void {
+    this.#compactAgainAt = this.#linesSinceCompaction +
+      Math.max(1000, 2 * this.#entries.size);
+    const level = this.#compactionProblem === problem ? "debug" : "warning";
+    this.#compactionProblem = problem;
+    log[level](message, {
+      file: this.#path,
+      ...(error === undefined ? {} : { error: (error as Error).message }),
+    });
   }
 
   /** Rewrites the log as a snapshot; when that cannot be written the old log stays in use. */
@@ -752,15 +924,36 @@ export class Journal implements Disposable {
     const text = [...this.#entries.values()]
       .map((entry) => JSON.stringify({ op: "entry", entry } satisfies JournalOp) + "\n")
       .join("");
+    // A snapshot past the limit would be set aside unread by the next start.
+    if (
+      text.length > this.#maxBytes ||
+      (text.length * 3 > this.#maxBytes && encoder.encode(text).length > this.#maxBytes)
+    ) {
+      this.#compactionFailed(
+        "size",
+        `the journal's entries take more than ${this.#maxBytes} bytes, the most the journal may ` +
+          "hold: it is not compacted, and takes no new command once full, until accepted " +
+          "results are pruned",
+      );
+      return;
+    }
     try {
       writeFileAtomicSync(this.#path, text);
     } catch (error) {
-      log.warning("the journal could not be compacted; it keeps growing until space returns", {
-        file: this.#path,
-        error: (error as Error).message,
-      });
+      this.#compactionFailed(
+        "write",
+        `the journal could not be compacted; it keeps growing (up to ${this.#maxBytes} bytes) ` +
+          "until space returns",
+        error,
+      );
       return;
     }
+    if (this.#compactionProblem !== undefined) {
+      log.info("the journal is compacted again", { file: this.#path });
+      this.#compactionProblem = undefined;
+    }
+    this.#compactAgainAt = 0;
+    this.#toldUnsaved = false;
     // The snapshot holds every change, also those that waited for space.
     this.#backlog = [];
     this.#tornTail = false;

@@ -5,7 +5,9 @@
  *
  * On disk each pending report is one file `outbox/<sha256 of the id>.json`, written crash-safely
  * (temporary file, fsync, rename); one found under another name is renamed to that one (or, when
- * that one exists, set aside as `.duplicate`). Without a directory the outbox lives in memory.
+ * that one exists, set aside as `.duplicate`), and one that cannot be read is set aside as
+ * `.corrupt`. Of each kind set aside, the newest five are kept; older ones are removed at open,
+ * named in a warning. Without a directory the outbox lives in memory.
  *
  * @module
  */
@@ -13,7 +15,13 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { keptReportSchema, type ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
-import { isNoSpace, removeFileDurableSync, writeFileAtomicSync } from "./fs.ts";
+import {
+  isNoSpace,
+  KEPT_SET_ASIDE_COPIES,
+  removeFileDurableSync,
+  removeOldCopiesSync,
+  writeFileAtomicSync,
+} from "./fs.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
 
@@ -65,6 +73,9 @@ function setAside(path: string, suffix: string): string {
   Deno.renameSync(path, to);
   return to;
 }
+
+/** The kinds of files set aside, by the suffix of their names. */
+const SET_ASIDE_KINDS = ["corrupt", "duplicate"] as const;
 
 function fileNameOf(id: string): string {
   return createHash("sha256").update(id).digest("hex") + ".json";
@@ -301,5 +312,29 @@ export class Outbox {
     }
     loaded.sort((a, b) => a.queued_at.localeCompare(b.queued_at));
     for (const item of loaded) this.#items.set(item.report.command_id, item);
+    this.#removeOldSetAside();
+  }
+
+  /**
+   * Removes all but the newest files set aside of each kind (they would otherwise pile up over
+   * restarts), naming them in a warning.
+   */
+  #removeOldSetAside(): void {
+    for (const kind of SET_ASIDE_KINDS) {
+      const pattern = new RegExp(`\\.json\\.${kind}(?:\\.[0-9a-f]{8})?$`);
+      let removed: string[];
+      try {
+        removed = removeOldCopiesSync(this.#dir!, (name) => pattern.test(name));
+      } catch (error) {
+        log.debug("old outbox files set aside not removed", { error: (error as Error).message });
+        continue;
+      }
+      if (removed.length === 0) continue;
+      log.warning(
+        `older outbox files set aside as .${kind} were removed, the newest ` +
+          `${KEPT_SET_ASIDE_COPIES} kept: {removed}`,
+        { dir: this.#dir, removed },
+      );
+    }
   }
 }

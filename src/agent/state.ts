@@ -44,7 +44,8 @@ export interface AgentState extends Disposable {
 }
 
 /** Options of {@link openAgentState}. */
-export interface AgentStateOptions extends Pick<JournalOptions, "maxEntries" | "retentionMs"> {
+export interface AgentStateOptions
+  extends Pick<JournalOptions, "maxEntries" | "retentionMs" | "maxBytes"> {
   /**
    * The state directory, created with mode 0700 when missing.
    * @default {"./.status-state"}
@@ -403,7 +404,10 @@ function lockStateDir(dir: string): { close(): void } {
   if (!locked) {
     let holder = "";
     try {
-      holder = new TextDecoder().decode(Deno.readFileSync(path)).trim();
+      // A pid, and nothing else: what else the file holds (megabytes, control characters) is not
+      // read whole nor put in the error.
+      const text = readStateTextSync(path, 64)?.trim() ?? "";
+      if (/^[1-9][0-9]{0,9}$/.test(text)) holder = text;
     } catch {
       // The holder's pid is only a hint.
     }

@@ -7,7 +7,7 @@ import { Command } from "@commander-js/extra-typings";
 import { addSettingOptions, loadCommandSettings } from "./common.ts";
 import type { Io } from "./io.ts";
 import { follow, parseAnyCommandId } from "./enqueue.ts";
-import { waitTimeoutOption } from "./interrupt.ts";
+import { requestSignals, waitTimeoutOption } from "./interrupt.ts";
 import { WaitTimeoutError } from "./live.ts";
 import { timeoutSignal } from "../clock.ts";
 import { setExitCode } from "./exit.ts";
@@ -68,13 +68,24 @@ export function cancelCommand(io: Io): Command {
     const secs = options.waitTimeout;
     const deadline = secs === undefined ? undefined : timeoutSignal(secs * 1000);
     try {
-      const answer = await client.cancel(id, deadline).catch((error) => {
+      // Ctrl-C before the answer: the cancel may have reached the dashboard all the same.
+      const sending = requestSignals(deadline);
+      const answer = await client.cancel(id, sending.signal).catch((error) => {
+        if (sending.interrupted.aborted) return undefined;
         if (!deadline?.aborted) throw error;
         throw new WaitTimeoutError(id, secs!, undefined, [
           "the cancel",
           `whether it reached ${id} is not known (see it with: status result ${idWord(id)})`,
         ]);
-      });
+      }).finally(() => sending[Symbol.dispose]());
+      if (answer === undefined) {
+        io.err(
+          `stopped before the dashboard answered; whether the cancel reached ${id} is not known ` +
+            `(see it with: status result ${idWord(id)})`,
+        );
+        setExitCode(130);
+        return;
+      }
       checkCancelAnswer(client.dashboardUrl, id, answer);
       if (answer.outcome === "cancelled") {
         io.out(`cancelled ${id}`);

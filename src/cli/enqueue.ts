@@ -24,7 +24,7 @@ import { setExitCode } from "./exit.ts";
 import { followAndPrint, WaitTimeoutError, writerFor } from "./live.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
-import { waitTimeoutOption } from "./interrupt.ts";
+import { requestSignals, waitTimeoutOption } from "./interrupt.ts";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
@@ -386,16 +386,28 @@ Examples:
     // command may be queued, and only its id tells where to look and sends it again safely.
     const sentId = options.id ?? crypto.randomUUID();
     let answer;
-    try {
-      answer = await client.enqueue({
-        agentId,
-        name: commandLine,
-        id: sentId,
-        params,
-        signal: deadline?.signal,
-      });
-    } catch (error) {
-      throw mayBeQueued(error, sentId, options.id !== undefined, deadline);
+    {
+      // Ctrl-C before the answer: the enqueue may have reached the dashboard all the same.
+      using request = requestSignals(deadline?.signal);
+      try {
+        answer = await client.enqueue({
+          agentId,
+          name: commandLine,
+          id: sentId,
+          params,
+          signal: request.signal,
+        });
+      } catch (error) {
+        if (request.interrupted.aborted) {
+          io.err(
+            `stopped before the dashboard answered; the command may have been queued as ` +
+              `${sentId}, or not: ${whereQueued(sentId, options.id !== undefined)}`,
+          );
+          setExitCode(130);
+          return;
+        }
+        throw mayBeQueued(error, sentId, options.id !== undefined, deadline);
+      }
     }
     const id = answer.id;
     if (answer.warning) io.err(`warning: ${errorLine(answer.warning)}`);

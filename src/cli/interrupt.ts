@@ -64,3 +64,29 @@ export function waitSignals(timeoutSecs?: number): WaitSignals {
     [Symbol.dispose]: () => listening[Symbol.dispose](),
   };
 }
+
+/** The signals of one request to the dashboard; dispose it to stop listening for SIGINT. */
+export interface RequestSignals extends Disposable {
+  /** Aborted by SIGINT (reason: `Error("interrupted")`). */
+  interrupted: AbortSignal;
+  /** Aborted by SIGINT or by the deadline given. */
+  signal: AbortSignal;
+}
+
+/**
+ * Listens for SIGINT during a request that may change something on the dashboard (an enqueue, a
+ * cancel, a run's creation), so that Ctrl-C aborts it and the CLI can say what may have happened,
+ * rather than the process ending without a word.
+ *
+ * @param deadline The `--wait-timeout` armed already, when there is one.
+ * @returns The signals and their disposer.
+ */
+export function requestSignals(deadline?: AbortSignal): RequestSignals {
+  const controller = new AbortController();
+  const listening = onSignals(["SIGINT"], () => controller.abort(new Error("interrupted")));
+  return {
+    interrupted: controller.signal,
+    signal: deadline ? AbortSignal.any([controller.signal, deadline]) : controller.signal,
+    [Symbol.dispose]: () => listening[Symbol.dispose](),
+  };
+}

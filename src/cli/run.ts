@@ -52,7 +52,7 @@ import {
 import { UsageError } from "../errors.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { timeoutSignal } from "../clock.ts";
-import { waitSignals, waitTimeoutOption } from "./interrupt.ts";
+import { requestSignals, waitSignals, waitTimeoutOption } from "./interrupt.ts";
 
 function parseRunId(value: string): string {
   if (!RUN_ID_PATTERN.test(value)) {
@@ -213,13 +213,29 @@ export async function startRun(
   const secs = options.wait ? options.waitTimeoutSecs : undefined;
   const deadline = secs === undefined ? undefined : timeoutSignal(secs * 1000);
   let created: RunAnswer;
-  try {
-    created = await createRun(client, { ...request, id }, deadline);
-  } catch (error) {
-    if (deadline?.aborted) {
-      throw new RunWaitTimeoutError(id, secs!, false, mayExistAdvice(id, request.id !== undefined));
+  {
+    // Ctrl-C before the answer: the creation may have reached the dashboard all the same.
+    using sending = requestSignals(deadline);
+    try {
+      created = await createRun(client, { ...request, id }, sending.signal);
+    } catch (error) {
+      if (sending.interrupted.aborted) {
+        io.err(
+          `stopped before the dashboard answered; ${mayExistAdvice(id, request.id !== undefined)}`,
+        );
+        setExitCode(130);
+        return;
+      }
+      if (deadline?.aborted) {
+        throw new RunWaitTimeoutError(
+          id,
+          secs!,
+          false,
+          mayExistAdvice(id, request.id !== undefined),
+        );
+      }
+      throw mayExist(error, id, request.id !== undefined);
     }
-    throw mayExist(error, id, request.id !== undefined);
   }
   for (const warning of created.warnings ?? []) io.err(`warning: ${errorLine(String(warning))}`);
   if (!options.wait) {

@@ -539,16 +539,29 @@ Deno.test("a report's 404 is a refusal only when the dashboard says so in its JS
       assert.match((outcome as { message: string }).message, reason);
     });
   }
-  await t.step("other requests are read as before", async () => {
+  await t.step("an ack's and an output chunk's 404 are read the same way", async () => {
+    // An ack's read as "no ack endpoint", and an output chunk's stopped live output for good.
+    const chunk = { attempt: 1, stream: "stdout" as const, offset: 0, data: "aGkK" };
+    const html = () => new Response("<h1>404 Not Found</h1>", { status: 404 });
+    const noRoute = () =>
+      Response.json({ error: "no route for POST /x/api/v1/agent/commands/ack" }, { status: 404 });
+    const unknown = () => Response.json({ error: "command cmd-1 not found" }, { status: 404 });
+    for (const answer of [html, noRoute]) {
+      const acked = await clientAnswering(answer).ack("cmd-1", 1, signal);
+      assert.equal(acked.kind, "server", JSON.stringify(acked));
+      const sent = await clientAnswering(answer).output("cmd-1", chunk, signal);
+      assert.equal(sent.kind, "server", JSON.stringify(sent));
+    }
+    assert.deepEqual(await clientAnswering(unknown).ack("cmd-1", 1, signal), {
+      kind: "unsupported",
+      message: "command cmd-1 not found",
+    });
+    const refused = await clientAnswering(unknown).output("cmd-1", chunk, signal);
+    assert.equal(refused.kind, "refused");
+  });
+  await t.step("a wait's 404 is read as before", async () => {
     const html = () => new Response("<h1>404 Not Found</h1>", { status: 404 });
     const waited = await clientAnswering(html).wait("default", 30, signal);
     assert.equal(waited.kind, "refused");
-    const sent = await clientAnswering(html).output("cmd-1", {
-      attempt: 1,
-      stream: "stdout",
-      offset: 0,
-      data: "",
-    }, signal);
-    assert.equal(sent.kind, "refused");
   });
 });

@@ -1142,6 +1142,85 @@ Deno.test("the waits of a throttled ack together stay within their 5 minute budg
   await finish(agent);
 });
 
+Deno.test("an ack answered 404 by a proxy's page is asked again, and the command runs once acked", async () => {
+  // Any 404 read as "no ack endpoint": the ack was not asked again and the log said the dashboard
+  // has no acks, when a proxy answered for it while it restarted.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let proxied = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "ack" && proxied < 2) {
+      proxied++;
+      return new Response("<html><h1>404 Not Found</h1>nginx</html>", { status: 404 });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, { clock, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo hello"));
+  await advanceUntil(clock, () => stub.reports.length === 1, 100, "the report");
+  await finish(agent);
+  assert.equal(stub.seen.filter((seen) => seen.kind === "ack").length, 3);
+  assert.deepEqual(stub.acks, [{ command_id: "cmd-1", attempt: 1 }]);
+  assert.equal(agent.executor.runs.length, 1);
+  assert.ok(!logs.has(/no acks here/));
+  assert.ok(!logs.has(/running the command anyway/));
+});
+
+Deno.test("acks answered 404 without the dashboard's word: said once, commands run, no retries after", async () => {
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  stub.override = (seen) => {
+    if (seen.kind === "ack") return new Response("Not Found", { status: 404 });
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, { clock, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo one"));
+  stub.enqueue(command("cmd-2", "echo two"));
+  await advanceUntil(clock, () => stub.reports.length === 2, 100, "the reports");
+  await finish(agent);
+  assert.equal(agent.executor.runs.length, 2);
+  // Three tries for the first; the second is not tried again on the same answer.
+  assert.equal(stub.seen.filter((seen) => seen.kind === "ack").length, 4);
+  const told = logs.records.filter((r) => /acks are answered 404 without/.test(String(r.message)));
+  assert.equal(told.length, 1);
+  assert.match(String(told[0].error), /not its JSON error body.*Not Found/);
+});
+
+Deno.test("live output answered 404 by a proxy's page is sent again, not stopped for the command", async () => {
+  // Any 404 stopped live output for the command's whole run: a proxy's page while the dashboard
+  // was redeployed too.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let proxied = 0;
+  const stored: string[] = [];
+  stub.override = (seen) => {
+    if (!seen.path.endsWith("/output")) return;
+    if (proxied < 2) {
+      proxied++;
+      return new Response("<h1>404 Not Found</h1>", { status: 404 });
+    }
+    stored.push(String((seen.body as { data: string }).data));
+    return Response.json({ stored: true, gap_bytes: 0 });
+  };
+  const clock = new FakeClock();
+  const executor = new FakeExecutor();
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  executor.behaviour = async (request) => {
+    request.onOutput?.("stdout", new TextEncoder().encode("hello\n"));
+    await released;
+    return success("hello\n");
+  };
+  const agent = start(stub, { clock, executor, liveOutput: true, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo hello"));
+  await advanceUntil(clock, () => stored.length === 1, 500, "the output sent again");
+  assert.equal(proxied, 2);
+  assert.equal(atob(stored[0]), "hello\n");
+  release();
+  await advanceUntil(clock, () => stub.reports.length === 1, 500, "the report");
+  await finish(agent);
+  assert.ok(!logs.has(/does not take live output/));
+});
+
 Deno.test("a finished command's result is kept before its last live output is sent", async () => {
   using _logs = captureLogs();
   await using stub = new StubDashboard();

@@ -189,6 +189,229 @@ Deno.test("damaged journal lines are kept beside the journal, named in a warning
   });
 });
 
+/**
+ * Makes a directory immutable (`chattr +i`: nothing can be created, linked or renamed in it, while
+ * its files can still be appended to), or mutable again; `false` where that is not allowed.
+ */
+function immutable(dir: string, on: boolean): boolean {
+  try {
+    return new Deno.Command("chattr", {
+      args: [on ? "+i" : "-i", dir],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether {@link immutable} works here (root, on a file system with the attribute). */
+function canMakeImmutable(): boolean {
+  const dir = Deno.makeTempDirSync({ prefix: "status-chattr-probe-" });
+  try {
+    return immutable(dir, true) && immutable(dir, false);
+  } finally {
+    Deno.removeSync(dir);
+  }
+}
+
+/** A start line as the journal writes it. */
+function startLine(id: string): string {
+  return JSON.stringify({ op: "start", id, name: "echo a", attempt: 1, at: "2026-01-12T10:00Z" }) +
+    "\n";
+}
+
+Deno.test("a journal holding more changes than it ever writes is set aside unread", async (t) => {
+  // A log of millions of valid lines was read whole into memory at start, however large.
+  await t.step("set aside, named in an error; a new journal is started", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-oversized-journal-" });
+    const path = join(dir, "journal.jsonl");
+    try {
+      const text = Array.from({ length: 200 }, (_, i) => startLine(`c${i}`)).join("");
+      Deno.writeTextFileSync(path, text, { mode: 0o600 });
+      using logs = captureLogs();
+      using journal = Journal.open({ dir, maxBytes: 8192 });
+      assert.equal(journal.size, 0);
+      const kept = [...Deno.readDirSync(dir)].map((e) => e.name)
+        .filter((name) => name.startsWith("journal.jsonl.oversized-"));
+      assert.equal(kept.length, 1);
+      assert.equal(Deno.readTextFileSync(join(dir, kept[0])), text);
+      const error = logs.records.find((r) => r.level === "error");
+      assert.equal(error?.kept, join(dir, kept[0]));
+      assert.match(String(error?.message), /more than 8192 bytes of changes.*runs again/);
+      journal.start({ id: "new", name: "echo new", attempt: 1 });
+      assert.deepEqual(Journal.open({ dir }).entries().map((e) => e.id), ["new"]);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+  await t.step("damage does not count: only the changes read", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-oversized-journal-" });
+    const path = join(dir, "journal.jsonl");
+    try {
+      Deno.writeTextFileSync(
+        path,
+        startLine("a") + "garbage\n".repeat(10_000) + startLine("b"),
+        { mode: 0o600 },
+      );
+      using journal = Journal.open({ dir, maxBytes: 8192 });
+      assert.deepEqual(journal.entries().map((e) => e.id), ["a", "b"]);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+  await t.step({
+    name: "one that cannot be moved aside stops the start, saying what to do",
+    ignore: !canMakeImmutable(),
+    fn: () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-oversized-journal-" });
+      const path = join(dir, "journal.jsonl");
+      try {
+        Deno.writeTextFileSync(path, startLine("a").repeat(200), { mode: 0o600 });
+        assert.ok(immutable(dir, true));
+        assert.throws(
+          () => Journal.open({ dir, maxBytes: 8192 }),
+          new RegExp(
+            `^Error: ${path} holds more than 8192 bytes .* cannot be moved aside .*move it away`,
+          ),
+        );
+      } finally {
+        immutable(dir, false);
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
+  });
+  await t.step("a bad limit is refused", () => {
+    assert.throws(
+      () => Journal.open({ maxBytes: 0 }),
+      /maxBytes must be a positive integer, got 0/,
+    );
+  });
+});
+
+Deno.test({
+  name:
+    "damaged lines that cannot be kept aside: said once, and the journal stays within its limit",
+  // Root's chattr: a directory nothing can be linked, copied or renamed into, whose journal can
+  // still be appended to.
+  ignore: !canMakeImmutable(),
+  fn: async (t) => {
+    const damaged = (dir: string) => {
+      Deno.writeTextFileSync(join(dir, "journal.jsonl"), startLine("a") + "\u0000damage\n", {
+        mode: 0o600,
+      });
+    };
+    await t.step("each compaction warned again; now once", () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-unkept-damage-" });
+      try {
+        damaged(dir);
+        assert.ok(immutable(dir, true));
+        using logs = captureLogs();
+        {
+          using journal = Journal.open({ dir });
+          for (let n = 0; n < 3000; n++) journal.spawned("a", { pid: 1000 + n });
+        }
+        const told = logs.records.filter((r) =>
+          /cannot be kept aside/.test(String(r.message)) && r.level === "warning"
+        );
+        assert.equal(told.length, 1);
+        immutable(dir, false);
+        using journal = Journal.open({ dir });
+        assert.equal(journal.get("a")?.process?.pid, 3999);
+        assert.ok(logs.has(/those lines included, is kept in/), "kept aside once it could be");
+      } finally {
+        immutable(dir, false);
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+    await t.step("past the limit a change is refused as on a full disk, until room is made", () => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-unkept-damage-" });
+      const path = join(dir, "journal.jsonl");
+      try {
+        damaged(dir);
+        assert.ok(immutable(dir, true));
+        using logs = captureLogs();
+        const maxBytes = 64 * 1024;
+        let pid = 1000;
+        {
+          using journal = Journal.open({ dir, maxBytes });
+          for (let n = 0; n < 5000 && journal.saved; n++) journal.spawned("a", { pid: ++pid });
+          assert.ok(!journal.saved, "changes wait in memory at the limit");
+          assert.ok(Deno.statSync(path).size <= maxBytes, `${Deno.statSync(path).size} bytes`);
+          assert.throws(
+            () => journal.start({ id: "b", name: "echo b", attempt: 1 }),
+            (error: Error) =>
+              error.name === "StateWriteError" &&
+              /would hold more than 65536 bytes, the most it may/.test(error.message),
+          );
+          assert.equal(journal.retry(), false, "no room yet");
+          assert.ok(Deno.statSync(path).size <= maxBytes, `${Deno.statSync(path).size} bytes`);
+          const told = logs.records.filter((r) => /cannot be kept aside/.test(String(r.message)));
+          assert.equal(told.filter((r) => r.level === "warning").length, 1);
+          immutable(dir, false);
+          assert.equal(journal.retry(), true, "a snapshot made room");
+          assert.ok(Deno.statSync(path).size < 1024);
+          journal.start({ id: "b", name: "echo b", attempt: 1 });
+        }
+        using reopened = Journal.open({ dir, maxBytes });
+        assert.deepEqual(reopened.entries().map((e) => e.id), ["a", "b"]);
+        assert.equal(reopened.get("a")?.process?.pid, pid);
+      } finally {
+        immutable(dir, false);
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  },
+});
+
+Deno.test("copies set aside are kept five at most, the older removed with a warning", async (t) => {
+  // Every damaged journal and unreadable outbox file was kept for good: they piled up unseen.
+  await t.step("journal copies", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-copies-" });
+    const path = join(dir, "journal.jsonl");
+    try {
+      using logs = captureLogs();
+      for (let n = 0; n < 7; n++) {
+        Deno.writeTextFileSync(path, `${startLine("a")}damage ${n}\n`, { mode: 0o600 });
+        Journal.open({ dir }).close();
+      }
+      const kept = [...Deno.readDirSync(dir)].map((e) => e.name)
+        .filter((name) => name.startsWith("journal.jsonl.damaged-"));
+      const damage = kept.map((name) => Deno.readTextFileSync(join(dir, name)).split("\n")[1]);
+      assert.deepEqual(damage.sort(), [2, 3, 4, 5, 6].map((n) => `damage ${n}`));
+      const removed = logs.records.filter((r) =>
+        /older copies of the journal/.test(String(r.message))
+      )
+        .flatMap((r) => r.removed as string[]);
+      assert.equal(removed.length, 2);
+      assert.ok(removed.every((file) => file.startsWith(`${path}.damaged-`)), String(removed));
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+  await t.step("outbox files set aside", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "status-copies-" });
+    const box = join(dir, "outbox");
+    try {
+      Deno.mkdirSync(box, { mode: 0o700 });
+      using logs = captureLogs();
+      for (let n = 0; n < 7; n++) {
+        Deno.writeTextFileSync(join(box, "bad.json"), `damage ${n}`);
+        Outbox.open({ dir });
+      }
+      const texts = [...Deno.readDirSync(box)].map((e) => Deno.readTextFileSync(join(box, e.name)));
+      assert.deepEqual(texts.sort(), [2, 3, 4, 5, 6].map((n) => `damage ${n}`));
+      const removed = logs.records.filter((r) =>
+        /older outbox files set aside/.test(String(r.message))
+      )
+        .flatMap((r) => r.removed as string[]);
+      assert.equal(removed.length, 2);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("the change that makes the journal compact its log is in the snapshot", async (t) => {
   // The log is rewritten as a snapshot once it holds 1,000 lines (and more than twice the
   // entries): the change written as line 1,001 must be in that snapshot, or a restart forgets it
@@ -800,6 +1023,29 @@ Deno.test("two agents cannot share one state directory", () => {
     const second = openAgentState({ dir });
     assert.equal(second.durable, true);
     second[Symbol.dispose]();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a lock file holding anything but a pid is not read whole nor shown", () => {
+  // Read whole and quoted in the error: megabytes, and control characters, went to the terminal.
+  const dir = Deno.makeTempDirSync({ prefix: "status-lock-" });
+  try {
+    const first = openAgentState({ dir });
+    try {
+      Deno.writeTextFileSync(join(dir, STATE_LOCK_FILE), "\u001b[2J" + "x".repeat(1024 * 1024));
+      assert.throws(() => openAgentState({ dir }), (error: Error) => {
+        assert.equal(
+          error.message,
+          `another agent is using the state directory ${dir}; give each agent its own ` +
+            "STATE_DIR (--state-dir)",
+        );
+        return true;
+      });
+    } finally {
+      first[Symbol.dispose]();
+    }
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { run } from "./_run.ts";
+import { PERMS, spawnCli } from "../_cli.ts";
+import { until } from "../_until.ts";
 
 // Every command that waits for a command or a run takes one --wait-timeout: the same help, the
 // same values, the same refusal.
@@ -35,5 +37,55 @@ Deno.test("every command that waits takes --wait-timeout with the same meaning a
         });
       }
     });
+  }
+});
+
+Deno.test("Ctrl-C before the dashboard answers the enqueue, cancel or run says what may have happened", async (t) => {
+  // Ctrl-C during the first request ended the CLI without a word (later ones said "the command
+  // goes on"), though the enqueue, cancel or run's creation may have reached the dashboard.
+  const { promise: release, resolve } = Promise.withResolvers<void>();
+  let received = 0;
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
+    received++;
+    await release;
+    return Response.json({ error: "too late" }, { status: 503 });
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const cases: Array<[string, string[], RegExp]> = [
+    [
+      "status enqueue --wait",
+      ["enqueue", "echo hi", "--agent", "a", "--id", "int-1", "--wait"],
+      /^stopped before the dashboard answered; the command may have been queued as int-1, or not: see it with status result int-1, or send the same command \(the same id and body queue nothing twice\)$/,
+    ],
+    [
+      "status enqueue without --id",
+      ["enqueue", "echo hi", "--agent", "a"],
+      /^stopped before the dashboard answered; the command may have been queued as [0-9a-f-]{36}, or not: see it with status result [0-9a-f-]{36}, or send the same command with --id [0-9a-f-]{36} /,
+    ],
+    [
+      "status cancel --wait",
+      ["cancel", "int-2", "--wait"],
+      /^stopped before the dashboard answered; whether the cancel reached int-2 is not known \(see it with: status result int-2\)$/,
+    ],
+    [
+      "status run start --wait",
+      ["run", "start", "echo hi", "--agent", "a", "--id", "run-1", "--wait"],
+      /^stopped before the dashboard answered; the run may have been created as run-1: see it with status run show run-1, or send the same command /,
+    ],
+  ];
+  try {
+    for (const [what, args, said] of cases) {
+      await t.step(what, async () => {
+        const before = received;
+        await using proc = spawnCli([...args, "--dashboard-url", url], { perms: PERMS.operator });
+        await until(() => received > before, "the request to reach the dashboard", 30_000);
+        proc.kill("SIGINT");
+        const status = await proc.exited(30_000);
+        assert.equal(status.code, 130, proc.stderr.text);
+        assert.match(proc.stderr.lines.at(-1) ?? "", said);
+      });
+    }
+  } finally {
+    resolve();
   }
 });
