@@ -213,7 +213,7 @@ Deno.test("status health with the admin token says why an agent's credentials we
   await d.store.addAgent({ id: "web-1", token, scopes: ["commands:wait"], now: Date.now() });
   await d.store.addAgent({ id: "web-2", token: null, scopes: ["commands:wait"], now: Date.now() });
   /** The agent check's message, with the admin token given (or a wrong one). */
-  const agentCheck = async (agentId: string, agentToken: string, admin = ADMIN) => {
+  const agentCheck = async (agentId: string, agentToken: string | null, admin = ADMIN) => {
     const result = await run([
       "health",
       "--dashboard-url",
@@ -222,8 +222,7 @@ Deno.test("status health with the admin token says why an agent's credentials we
       admin,
       "--agent-id",
       agentId,
-      "--agent-token",
-      agentToken,
+      ...(agentToken === null ? [] : ["--agent-token", agentToken]),
       "--json",
     ]);
     assert.equal(result.code, 1);
@@ -248,6 +247,12 @@ Deno.test("status health with the admin token says why an agent's credentials we
     assert.match(
       await agentCheck("web-1", "w".repeat(28)),
       /; agent web-1 is registered, so AGENT_TOKEN is not its token: use the one "status agents add" or "status agents rotate web-1" printed$/,
+    );
+  });
+  await t.step("no token given for an agent that has one", async () => {
+    assert.match(
+      await agentCheck("web-1", null),
+      /; agent web-1 has a token and none was given: set AGENT_TOKEN \(or --agent-token\) to the one "status agents add" or "status agents rotate web-1" printed$/,
     );
   });
   await t.step("without an accepted admin token, only the dashboard's answer", async () => {
