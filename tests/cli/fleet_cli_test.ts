@@ -485,3 +485,29 @@ Deno.test("status agents add and rotate whose token cannot be printed say the ag
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an operator command refused for want of an admin token it could not read says why", async (t) => {
+  await using d = await dashboard();
+  await t.step("the environment not readable (--allow-net alone)", async () => {
+    const result = await runCli(["list", "--dashboard-url", d.server.url], {
+      perms: ["--allow-net"],
+      env: { STATUS_ADMIN_TOKEN: ADMIN },
+    });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /status: the dashboard refused a request without an admin token \(HTTP 401[^)]*\); the dashboard is not in dev mode, and STATUS_ADMIN_TOKEN is not set, or is set where it could not be read: the environment \(Deno was started without --allow-env\) and \.env and config\.json \(without --allow-read\) could not be read\. Add --allow-env \(or --allow-env=STATUS_ADMIN_TOKEN\) and --allow-read=\.env,config\.json, run with this repository's permission set \(deno run -P=operator main\.ts\), or pass --status-admin-token <token>$/,
+    );
+    assert.doesNotMatch(result.stderr, /no admin token is set/);
+  });
+  await t.step("everything readable and no token set: as before", async () => {
+    const result = await runCli(["list", "--dashboard-url", d.server.url], {
+      perms: ["--allow-net", "--allow-env", "--allow-read"],
+    });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /\(HTTP 401[^)]*\); no admin token is set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN \(or --status-admin-token\)$/,
+    );
+  });
+});
