@@ -188,6 +188,10 @@ Deno.test("deno.json permission sets give each role every variable it reads", as
       assert.ok(env.includes(SETTINGS[key].env), `-P=${set} lacks ${SETTINGS[key].env}`);
     }
   }
+  // status health, an operator command, checks the agent's credentials too (AGENT_ID, AGENT_TOKEN).
+  for (const name of ["AGENT_ID", "AGENT_TOKEN"]) {
+    assert.ok(config.permissions.operator.env.includes(name), `-P=operator lacks ${name}`);
+  }
 });
 
 Deno.test("an agent whose allowlist is empty says so at start-up", async () => {
