@@ -511,3 +511,19 @@ Deno.test("an operator command refused for want of an admin token it could not r
     );
   });
 });
+
+Deno.test("status health that could not read AGENT_ID says so rather than that none was given", async () => {
+  await using d = await dashboard();
+  const result = await runCli(["health", "--dashboard-url", d.server.url, "--json"], {
+    perms: ["--allow-net", "--allow-env=DASHBOARD_URL,STATUS_ADMIN_TOKEN", "--allow-read"],
+    env: { AGENT_ID: "web-1", STATUS_ADMIN_TOKEN: ADMIN },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const agent = JSON.parse(result.stdout).checks.find((c: { name: string }) => c.name === "agent");
+  assert.deepEqual(agent, {
+    name: "agent",
+    outcome: "skipped",
+    message: "no AGENT_ID given, or it is set where it could not be read: AGENT_ID (not granted " +
+      "by --allow-env) (pass --agent-id)",
+  });
+});
