@@ -117,14 +117,31 @@ words=(status list --config ''); CURRENT=4; _status`;
       if (shell === "fish") {
         const probe =
           `${script.stdout}\ncomplete -C 'status enq'; complete -C 'status agents r'; ` +
-          "complete -C 'status list --status q'";
+          "complete -C 'status list --status q'; complete -C 'command status enq'";
         const done = await new Deno.Command("fish", { args: ["-c", probe] }).output();
         const names = new TextDecoder().decode(done.stdout).trim().split("\n")
           .map((l) => l.split("\t")[0]);
-        assert.deepEqual(names, ["enqueue", "remove", "rotate", "queued"]);
+        assert.deepEqual(names, ["enqueue", "remove", "rotate", "queued", "enqueue"]);
+        // `status` is a fish builtin: the way the script says to load it must run this program.
+        const load = script.stdout.split("\n")[0].replace(/^.*load it with: /, "");
+        assert.match(load, /^command status completions fish \| source$/);
+        const builtin = await new Deno.Command("fish", {
+          args: ["-c", "status completions fish"],
+        }).output();
+        assert.equal(builtin.success, false, "fish's builtin status takes the bare command");
       }
     });
   }
+  await t.step("the help and the README load fish's through `command status`", async () => {
+    const help = await runCli(["completions", "--help"], { perms: [] });
+    assert.match(help.stdout, /fish: {2}command status completions fish > ~\/\.config\/fish\//);
+    const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+    assert.match(
+      readme,
+      /`command status completions fish > ~\/\.config\/fish\/completions\/status\.fish`/,
+    );
+    assert.doesNotMatch(readme, /`status completions fish/);
+  });
   await t.step("another shell is a usage error", async () => {
     const run = await runCli(["completions", "csh"], { perms: [] });
     assert.equal(run.code, 2);
