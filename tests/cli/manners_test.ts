@@ -211,6 +211,26 @@ Deno.test("deno.json permission sets give each role every variable it reads", as
   }
 });
 
+Deno.test("deno run -P=agent lets the daemon rotate its log, status.log", async () => {
+  await using dir = await tempDir();
+  const script = `${dir.path}/rotation.ts`;
+  await Deno.writeTextFile(
+    script,
+    `import { rotationPermitted } from "${ROOT}/src/log/file_sink.ts";\n` +
+      'console.log(rotationPermitted("status.log", 5));\n',
+  );
+  // Paths of a permission set are relative to deno.json: run where the agent runs.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, "-P=agent", script],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, said);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "true", said);
+});
+
 Deno.test("an agent whose allowlist is empty says so at start-up", async () => {
   await using agent = spawnCli(
     [
