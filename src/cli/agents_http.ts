@@ -17,12 +17,13 @@ import {
   type WireTime,
 } from "../operator/mod.ts";
 import { redactUrl } from "../log/redact.ts";
-import { loadCommandSettings } from "./common.ts";
+import { loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import type { Io } from "./io.ts";
 
 function clientOf(io: Io, options: object): OperatorClient {
-  const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-  return operatorClientFromSettings(settings);
+  const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+  const { settings } = loaded;
+  return operatorClientFromSettings(settings, noAdminTokenReason(loaded));
 }
 
 function short(time: WireTime): string {

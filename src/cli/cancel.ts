@@ -4,7 +4,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import type { Io } from "./io.ts";
 import { follow, parseAnyCommandId } from "./enqueue.ts";
 import { requestSignals, waitTimeoutOption } from "./interrupt.ts";
@@ -62,8 +62,9 @@ export function cancelCommand(io: Io): Command {
     .addOption(waitTimeoutOption("--wait", "the agent still stops the command"));
   addSettingOptions(command, ["operator"]);
   command.action(async (id, options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const client = operatorClientFromSettings(settings);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
     // `--wait-timeout` counts from the start: a dashboard that does not answer the cancel too.
     const secs = options.waitTimeout;
     const deadline = secs === undefined ? undefined : timeoutSignal(secs * 1000);

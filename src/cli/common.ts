@@ -10,6 +10,7 @@ import {
   keysFor,
   type LoadedSettings,
   loadSettings,
+  missingSettingError,
   reasonOf,
   type Role,
   type SettingKey,
@@ -490,4 +491,20 @@ export function isAddrInUse(error: unknown): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Why an operator command has no admin token, when `STATUS_ADMIN_TOKEN` may be set where Deno
+ * was not allowed to read it (the environment without `--allow-env`, `.env` or `config.json`
+ * without `--allow-read`): said when the dashboard refuses a request without one.
+ *
+ * @param loaded The command's settings.
+ * @returns The reason, or `undefined` when the token was given or everything could be read.
+ */
+export function noAdminTokenReason(loaded: LoadedSettings): string | undefined {
+  const unread = loaded.envUnreadable || loaded.deniedVariables.includes("STATUS_ADMIN_TOKEN") ||
+    loaded.unreadableFiles.length > 0;
+  if (loaded.settings.statusAdminToken !== undefined || !unread) return undefined;
+  return "the dashboard is not in dev mode, and " +
+    missingSettingError(loaded, "statusAdminToken", "operator").message;
 }

@@ -210,7 +210,8 @@ compdef _${name} ${name}
 function fish(name: string, nodes: Node[]): string {
   const quote = (text: string) => `'${text.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
   const lines = [
-    `# fish completion for ${name}; load it with: ${name} completions fish | source`,
+    `# fish completion for ${name}; load it with: command ${name} completions fish | source`,
+    `# (in fish, ${name} is a builtin: run this program as "command ${name} ...", or by its path)`,
     `complete -c ${name} -f`,
   ];
   const allSubs = new Set(nodes.flatMap((n) => n.subcommands.map((s) => s.name)));
@@ -282,7 +283,8 @@ export function completionsCommand(io: Io, program: () => AnyCommand): Command {
 Load them:
   bash:  source <(status completions bash)     (or save to /etc/bash_completion.d/status)
   zsh:   source <(status completions zsh)      (after compinit)
-  fish:  status completions fish > ~/.config/fish/completions/status.fish`,
+  fish:  command status completions fish > ~/.config/fish/completions/status.fish
+         (in fish, status is a builtin: run this program as "command status ...", or by its path)`,
     );
   command.action((shell) => {
     io.out(completionScript(program(), shell as Shell).replace(/\n$/, ""));

@@ -8,7 +8,7 @@ import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import {
   addRunOptions,
   collectAgent,
@@ -354,8 +354,9 @@ Examples:
   status enqueue "df -h /tmp" --deployment prod --label role=web --max-concurrency 10% --max-errors 2 --wait`,
   );
   command.action(async (commandLine, options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const client = operatorClientFromSettings(settings);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
     const params: CommandParams = {};
     if (options.timeout !== undefined) params.timeout_secs = options.timeout;
     if (options.priority !== undefined) params.priority = options.priority as Priority;

@@ -68,12 +68,32 @@ export function healthCommand(io: Io): Command {
         ["operator", "agent"],
         { only: [...keysFor(["operator"]), "agentId", "agentToken"], oneShot: true },
       );
+    /** Where a variable may be set that this process could not read, in words. */
+    const unreadWords = (variable: string) => [
+      ...(envUnreadable ? ["the environment (Deno was started without --allow-env)"] : []),
+      ...(!envUnreadable && deniedVariables.includes(variable)
+        ? [`${variable} (not granted by --allow-env)`]
+        : []),
+      ...(unreadableFiles.length > 0
+        ? [`${unreadableFiles.join(" and ")} (without --allow-read)`]
+        : []),
+    ];
     const report = await checkHealth({
       dashboardUrl: settings.dashboardUrl,
       adminToken: settings.statusAdminToken,
       agentId: settings.agentId,
       agentToken: settings.agentToken,
     });
+    const agentUnread = settings.agentId === undefined ? unreadWords("AGENT_ID") : [];
+    if (agentUnread.length > 0) {
+      // AGENT_ID may be set where this process could not read it: say so, not "none given".
+      const skipped = report.checks.find((check) => check.name === "agent");
+      if (skipped?.outcome === "skipped") {
+        skipped.message = `no AGENT_ID given, or it is set where it could not be read: ${
+          agentUnread.join(" and ")
+        } (pass --agent-id)`;
+      }
+    }
     if (options.json) io.out(JSON.stringify(report, null, 2));
     else {
       io.out(`dashboard ${report.url}`);
@@ -92,15 +112,7 @@ export function healthCommand(io: Io): Command {
         dashboard.message.startsWith("not reachable: it answered") ||
         dashboard.message.startsWith("not reachable: the dashboard redirects (");
       if (!there) {
-        const unread = [
-          ...(envUnreadable ? ["the environment (Deno was started without --allow-env)"] : []),
-          ...(!envUnreadable && deniedVariables.includes("DASHBOARD_URL")
-            ? ["DASHBOARD_URL (not granted by --allow-env)"]
-            : []),
-          ...(unreadableFiles.length > 0
-            ? [`${unreadableFiles.join(" and ")} (without --allow-read)`]
-            : []),
-        ];
+        const unread = unreadWords("DASHBOARD_URL");
         io.err(`status: ${unreachableAdvice(report.url, sources.dashboardUrl, unread)}`);
       }
     }

@@ -4,7 +4,7 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import type { Io } from "./io.ts";
 import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
 import { COMMAND_STATUSES, LIST_LIMIT } from "../protocol/mod.ts";
@@ -44,13 +44,15 @@ export function listCommand(io: Io): Command {
     .option("--json", "print the commands as a JSON array");
   addSettingOptions(command, ["operator"]);
   command.action(async (options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const page = await operatorClientFromSettings(settings).listCommandsPage({
-      agentId: options.agent,
-      status: options.status,
-      limit: options.limit,
-      before: options.before,
-    });
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const page = await operatorClientFromSettings(settings, noAdminTokenReason(loaded))
+      .listCommandsPage({
+        agentId: options.agent,
+        status: options.status,
+        limit: options.limit,
+        before: options.before,
+      });
     const records = page.commands;
     if (options.json) io.out(JSON.stringify(records, null, 2));
     else if (records.length === 0) io.err(options.before ? "no older commands" : "no commands");

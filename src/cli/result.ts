@@ -5,7 +5,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import type { Io } from "./io.ts";
 import { follow, parseAnyCommandId } from "./enqueue.ts";
 import { waitTimeoutOption } from "./interrupt.ts";
@@ -62,8 +62,9 @@ export function resultCommand(io: Io): Command {
       const flag = options.json ? "--json" : options.follow ? "--follow" : "--wait-timeout";
       throw new UsageError(`${flag} cannot be combined with ${only[0]}`);
     }
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const client = operatorClientFromSettings(settings);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
     if (following) {
       // With --json, stdout is the final command alone: wait for it printing only progress (on
       // stderr), as status enqueue --wait --json does.

@@ -10,7 +10,7 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings } from "./common.ts";
+import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
@@ -459,8 +459,9 @@ Examples:
   status run start "uname -a" --agent web-1 --agent web-2 --json`,
   );
   start.action(async (commandLine, options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const client = operatorClientFromSettings(settings);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
     const flags = options as RunFlags & { wait?: boolean; json?: boolean };
     await startRun(io, client, runRequestOf(commandLine, flags, paramsOf(options), options.id), {
       wait: flags.wait || options.waitTimeout !== undefined,
@@ -477,8 +478,9 @@ Examples:
     .addOption(waitTimeoutOption("--follow", "the run goes on"));
   addSettingOptions(show, ["operator"]);
   show.action(async (id, options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const client = operatorClientFromSettings(settings);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
     const follow = options.follow || options.waitTimeout !== undefined;
     // `--wait-timeout` counts from the start: a dashboard slow to answer the first read too.
     const started = performance.now();
@@ -509,8 +511,9 @@ Examples:
     .option("--json", "print the runs as JSON");
   addSettingOptions(list, ["operator"]);
   list.action(async (options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const client = operatorClientFromSettings(settings);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
     const runs = await listRuns(client, { open: options.open, limit: options.limit });
     if (options.json) {
       io.out(JSON.stringify(runs, null, 2));
@@ -528,8 +531,9 @@ Examples:
     .argument("<id>", "the run id", parseRunId);
   addSettingOptions(cancel, ["operator"]);
   cancel.action(async (id, options) => {
-    const { settings } = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
-    const client = operatorClientFromSettings(settings);
+    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
+    const { settings } = loaded;
+    const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
     const after = await cancelRun(client, id);
     io.out(`cancelled run ${id}`);
     io.err(formatRunSummary(after));

@@ -153,6 +153,12 @@ export interface OperatorClientOptions {
    * @default {a timer}
    */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * @internal Why no admin token was given, said when a request without one is refused (the CLI:
+   * `STATUS_ADMIN_TOKEN` may be set where Deno was not allowed to read it).
+   * @default {"no admin token is set and the dashboard is not in dev mode; ..."}
+   */
+  noAdminTokenReason?: string;
 }
 
 /** The longest `Retry-After` the client waits before sending a request again, in seconds. */
@@ -406,6 +412,7 @@ export class OperatorClient {
   /** The base URL as messages show it (no password). */
   readonly #shownUrl: string;
   readonly #adminToken?: string;
+  readonly #noAdminTokenReason?: string;
   readonly #timeoutMs: number;
   readonly #maxAnswerBytes: number;
   readonly #fetch: typeof fetch;
@@ -473,6 +480,7 @@ export class OperatorClient {
     this.dashboardUrl = url.href.replace(/\/+$/, "");
     this.#shownUrl = redactUrl(this.dashboardUrl);
     this.#adminToken = options.adminToken || undefined;
+    this.#noAdminTokenReason = options.noAdminTokenReason;
     this.#timeoutMs = timeoutMs;
     this.#maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -1092,9 +1100,11 @@ export class OperatorClient {
       const message = this.#adminToken
         ? `the dashboard refused the admin token (${http}); check STATUS_ADMIN_TOKEN (or ` +
           "--status-admin-token) against the dashboard's"
-        : `the dashboard refused a request without an admin token (${http}); no admin token is ` +
-          "set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN (or " +
-          "--status-admin-token)";
+        : `the dashboard refused a request without an admin token (${http}); ${
+          this.#noAdminTokenReason ??
+            "no admin token is set and the dashboard is not in dev mode; set " +
+              "STATUS_ADMIN_TOKEN (or --status-admin-token)"
+        }`;
       return new OperatorError("auth", message, init);
     }
     if (status === 404) {
@@ -1165,13 +1175,17 @@ function retryAfterOf(response: Response): number | undefined {
  * Makes a client from loaded settings (role `operator`): `dashboardUrl` and `statusAdminToken`.
  *
  * @param settings The operator's settings.
+ * @param noAdminTokenReason Why `statusAdminToken` is missing, when it may be set where it could
+ *   not be read; said when a request without it is refused.
  * @returns The client.
  */
 export function operatorClientFromSettings(
   settings: { dashboardUrl: string; statusAdminToken?: string },
+  noAdminTokenReason?: string,
 ): OperatorClient {
   return new OperatorClient({
     dashboardUrl: settings.dashboardUrl,
     adminToken: settings.statusAdminToken,
+    noAdminTokenReason,
   });
 }

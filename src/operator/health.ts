@@ -109,17 +109,19 @@ async function redirectOf(response: Response): Promise<string | undefined> {
 
 /**
  * Why the dashboard refused an agent's credentials, from the operator API's list of agents: the id
- * is not registered, the agent has no token, or the token is not its own. `undefined` when the list
- * cannot be read.
+ * is not registered, the agent has no token, no token was given for it, or the token is not its
+ * own. `undefined` when the list cannot be read.
  *
  * @param get Sends a `GET` to the dashboard.
  * @param adminToken The admin token (none in dev mode).
  * @param agentId The agent id refused.
+ * @param tokenGiven Whether an agent token was sent.
  */
 async function agentRefusalCause(
   get: (path: string, headers?: Record<string, string>) => Promise<Response>,
   adminToken: string | undefined,
   agentId: string,
+  tokenGiven: boolean,
 ): Promise<string | undefined> {
   try {
     const response = await get(
@@ -140,6 +142,10 @@ async function agentRefusalCause(
     }
     if (agent.has_token === false) {
       return `agent ${agentId} has no token: give it one with "status agents rotate ${word}"`;
+    }
+    if (!tokenGiven) {
+      return `agent ${agentId} has a token and none was given: set AGENT_TOKEN (or ` +
+        `--agent-token) to the one "status agents add" or "status agents rotate ${word}" printed`;
     }
     return `agent ${agentId} is registered, so AGENT_TOKEN is not its token: use the one ` +
       `"status agents add" or "status agents rotate ${word}" printed`;
@@ -365,7 +371,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
       // The dashboard answers an unknown agent as a wrong token (so that no one can list the
       // agent ids); the operator, whose admin token was accepted, may see which it was.
       const why = response.status === 401 && operatorAccepted
-        ? await agentRefusalCause(get, options.adminToken, options.agentId)
+        ? await agentRefusalCause(get, options.adminToken, options.agentId, !!options.agentToken)
         : undefined;
       checks.push({
         name: "agent",

@@ -213,7 +213,7 @@ Deno.test("status health with the admin token says why an agent's credentials we
   await d.store.addAgent({ id: "web-1", token, scopes: ["commands:wait"], now: Date.now() });
   await d.store.addAgent({ id: "web-2", token: null, scopes: ["commands:wait"], now: Date.now() });
   /** The agent check's message, with the admin token given (or a wrong one). */
-  const agentCheck = async (agentId: string, agentToken: string, admin = ADMIN) => {
+  const agentCheck = async (agentId: string, agentToken: string | null, admin = ADMIN) => {
     const result = await run([
       "health",
       "--dashboard-url",
@@ -222,8 +222,7 @@ Deno.test("status health with the admin token says why an agent's credentials we
       admin,
       "--agent-id",
       agentId,
-      "--agent-token",
-      agentToken,
+      ...(agentToken === null ? [] : ["--agent-token", agentToken]),
       "--json",
     ]);
     assert.equal(result.code, 1);
@@ -248,6 +247,12 @@ Deno.test("status health with the admin token says why an agent's credentials we
     assert.match(
       await agentCheck("web-1", "w".repeat(28)),
       /; agent web-1 is registered, so AGENT_TOKEN is not its token: use the one "status agents add" or "status agents rotate web-1" printed$/,
+    );
+  });
+  await t.step("no token given for an agent that has one", async () => {
+    assert.match(
+      await agentCheck("web-1", null),
+      /; agent web-1 has a token and none was given: set AGENT_TOKEN \(or --agent-token\) to the one "status agents add" or "status agents rotate web-1" printed$/,
     );
   });
   await t.step("without an accepted admin token, only the dashboard's answer", async () => {
@@ -479,4 +484,46 @@ Deno.test("status agents add and rotate whose token cannot be printed say the ag
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("an operator command refused for want of an admin token it could not read says why", async (t) => {
+  await using d = await dashboard();
+  await t.step("the environment not readable (--allow-net alone)", async () => {
+    const result = await runCli(["list", "--dashboard-url", d.server.url], {
+      perms: ["--allow-net"],
+      env: { STATUS_ADMIN_TOKEN: ADMIN },
+    });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /status: the dashboard refused a request without an admin token \(HTTP 401[^)]*\); the dashboard is not in dev mode, and STATUS_ADMIN_TOKEN is not set, or is set where it could not be read: the environment \(Deno was started without --allow-env\) and \.env and config\.json \(without --allow-read\) could not be read\. Add --allow-env \(or --allow-env=STATUS_ADMIN_TOKEN\) and --allow-read=\.env,config\.json, run with this repository's permission set \(deno run -P=operator main\.ts\), or pass --status-admin-token <token>$/,
+    );
+    assert.doesNotMatch(result.stderr, /no admin token is set/);
+  });
+  await t.step("everything readable and no token set: as before", async () => {
+    const result = await runCli(["list", "--dashboard-url", d.server.url], {
+      perms: ["--allow-net", "--allow-env", "--allow-read"],
+    });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /\(HTTP 401[^)]*\); no admin token is set and the dashboard is not in dev mode; set STATUS_ADMIN_TOKEN \(or --status-admin-token\)$/,
+    );
+  });
+});
+
+Deno.test("status health that could not read AGENT_ID says so rather than that none was given", async () => {
+  await using d = await dashboard();
+  const result = await runCli(["health", "--dashboard-url", d.server.url, "--json"], {
+    perms: ["--allow-net", "--allow-env=DASHBOARD_URL,STATUS_ADMIN_TOKEN", "--allow-read"],
+    env: { AGENT_ID: "web-1", STATUS_ADMIN_TOKEN: ADMIN },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const agent = JSON.parse(result.stdout).checks.find((c: { name: string }) => c.name === "agent");
+  assert.deepEqual(agent, {
+    name: "agent",
+    outcome: "skipped",
+    message: "no AGENT_ID given, or it is set where it could not be read: AGENT_ID (not granted " +
+      "by --allow-env) (pass --agent-id)",
+  });
 });

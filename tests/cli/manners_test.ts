@@ -117,14 +117,31 @@ words=(status list --config ''); CURRENT=4; _status`;
       if (shell === "fish") {
         const probe =
           `${script.stdout}\ncomplete -C 'status enq'; complete -C 'status agents r'; ` +
-          "complete -C 'status list --status q'";
+          "complete -C 'status list --status q'; complete -C 'command status enq'";
         const done = await new Deno.Command("fish", { args: ["-c", probe] }).output();
         const names = new TextDecoder().decode(done.stdout).trim().split("\n")
           .map((l) => l.split("\t")[0]);
-        assert.deepEqual(names, ["enqueue", "remove", "rotate", "queued"]);
+        assert.deepEqual(names, ["enqueue", "remove", "rotate", "queued", "enqueue"]);
+        // `status` is a fish builtin: the way the script says to load it must run this program.
+        const load = script.stdout.split("\n")[0].replace(/^.*load it with: /, "");
+        assert.match(load, /^command status completions fish \| source$/);
+        const builtin = await new Deno.Command("fish", {
+          args: ["-c", "status completions fish"],
+        }).output();
+        assert.equal(builtin.success, false, "fish's builtin status takes the bare command");
       }
     });
   }
+  await t.step("the help and the README load fish's through `command status`", async () => {
+    const help = await runCli(["completions", "--help"], { perms: [] });
+    assert.match(help.stdout, /fish: {2}command status completions fish > ~\/\.config\/fish\//);
+    const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+    assert.match(
+      readme,
+      /`command status completions fish > ~\/\.config\/fish\/completions\/status\.fish`/,
+    );
+    assert.doesNotMatch(readme, /`status completions fish/);
+  });
   await t.step("another shell is a usage error", async () => {
     const run = await runCli(["completions", "csh"], { perms: [] });
     assert.equal(run.code, 2);
@@ -188,6 +205,30 @@ Deno.test("deno.json permission sets give each role every variable it reads", as
       assert.ok(env.includes(SETTINGS[key].env), `-P=${set} lacks ${SETTINGS[key].env}`);
     }
   }
+  // status health, an operator command, checks the agent's credentials too (AGENT_ID, AGENT_TOKEN).
+  for (const name of ["AGENT_ID", "AGENT_TOKEN"]) {
+    assert.ok(config.permissions.operator.env.includes(name), `-P=operator lacks ${name}`);
+  }
+});
+
+Deno.test("deno run -P=agent lets the daemon rotate its log, status.log", async () => {
+  await using dir = await tempDir();
+  const script = `${dir.path}/rotation.ts`;
+  await Deno.writeTextFile(
+    script,
+    `import { rotationPermitted } from "${ROOT}/src/log/file_sink.ts";\n` +
+      'console.log(rotationPermitted("status.log", 5));\n',
+  );
+  // Paths of a permission set are relative to deno.json: run where the agent runs.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, "-P=agent", script],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, said);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "true", said);
 });
 
 Deno.test("an agent whose allowlist is empty says so at start-up", async () => {

@@ -205,7 +205,9 @@ Deno.test("the README's permission sets name every file and extra variable deno.
     const names = [
       ...[granted.read, granted.write].flatMap((paths) => Array.isArray(paths) ? paths : [])
         // The database's own files are named by their suffix: `status.db` (with its `-wal` ...).
-        .map((path: string) => path.replace(/^status\.db(-\w+)$/, "$1")),
+        .map((path: string) => path.replace(/^status\.db(-\w+)$/, "$1"))
+        // The daemon's rotated log files are named by the first and the last.
+        .map((path: string) => path.replace(/^status\.log\.[2-4]$/, "status.log.1")),
       ...(Array.isArray(granted.env) ? granted.env : [])
         .filter((name: string) => !settingVariables.has(name)),
     ];

@@ -204,3 +204,17 @@ Deno.test("agents page shows heartbeat, version and running command when the API
   assert.match(html, /2 s ago/);
   assert.match(html, /<time datetime="[^"]+">7 s ago<\/time>/, "when the heartbeat came");
 });
+
+Deno.test("the README gives the console script's size within a tenth of its lines", () => {
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url))
+    .replaceAll(/\s+/g, " ");
+  const said = /`src\/server\/web\/static\/console\.js`, (?:about )?(\d+) lines/.exec(readme);
+  assert.ok(said, "the README's sentence on console.js");
+  const lines = Deno.readTextFileSync(
+    new URL("../../src/server/web/static/console.js", import.meta.url),
+  ).split("\n").length;
+  assert.ok(
+    Math.abs(lines - Number(said[1])) <= lines / 10,
+    `the README says ${said[1]} lines; console.js has ${lines}`,
+  );
+});
