@@ -210,7 +210,7 @@ export function loadCommandSettings(
   for (const warning of loaded.warnings) log.warning(warning);
   for (const file of loaded.files) log.debug("settings file read", { file });
   if (loaded.ignoredKeys.length > 0) {
-    log.debug("config.json keys ignored (not settings of this program)", {
+    log.debug(`${loaded.configLabel} keys ignored (not settings of this program)`, {
       keys: listOf(loaded.ignoredKeys),
     });
   }
@@ -220,22 +220,24 @@ export function loadCommandSettings(
     if (suggestion === undefined) continue;
     const key = shortKey(fullKey);
     log.warning(
-      `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
-        `"${suggestion}"?)`,
+      `${loaded.configLabel} key "${key}" is not a setting of status; it is ignored (did you ` +
+        `mean "${suggestion}"?)`,
       { key, suggestion },
     );
   }
   const unknown = loaded.unknownKeys.filter(({ suggestion }) => suggestion === undefined);
   if (unknown.length > UNKNOWN_KEYS_ONE_BY_ONE) {
     log.info(
-      `config.json has ${unknown.length} keys that are not settings of status; they are ` +
-        `ignored: ${listOf(unknown.map(({ key }) => key))}`,
+      `${loaded.configLabel} has ${unknown.length} keys that are not settings of status; they ` +
+        `are ignored: ${listOf(unknown.map(({ key }) => key))}`,
       { count: unknown.length },
     );
   } else {
     for (const { key: fullKey } of unknown) {
       const key = shortKey(fullKey);
-      log.info(`config.json key "${key}" is not a setting of status; it is ignored`, { key });
+      log.info(`${loaded.configLabel} key "${key}" is not a setting of status; it is ignored`, {
+        key,
+      });
     }
   }
   // A secret given as a flag stands in the process's command line, which every local user and

@@ -74,6 +74,11 @@ export interface LoadedSettings {
   /** Files that were read. */
   files: string[];
   /**
+   * How the `config.json` file is named in messages: the path given with `--config`, else
+   * `config.json`.
+   */
+  configLabel: string;
+  /**
    * Things the user must be warned of at start-up: a settings file holding a secret (a token,
    * a database password) that other users may read.
    */
@@ -647,6 +652,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     deniedVariables,
     unreadableFiles,
     files,
+    configLabel: options.configPath ?? "config.json",
     warnings,
   };
 }

@@ -1,7 +1,34 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import { addSettingOptions, fileProblem } from "../../src/cli/common.ts";
-import { loadSettings } from "../../src/config/mod.ts";
+import { addSettingOptions, fileProblem, loadCommandSettings } from "../../src/cli/common.ts";
+import { loadSettings, type Role } from "../../src/config/mod.ts";
+import { closeLogging, type LogRecordView } from "../../src/log/mod.ts";
+
+/**
+ * The log lines a command's settings give at start-up (debug and up), as `level message`, with
+ * nothing written: the filter keeps every record and lets none through.
+ */
+function startupLog(
+  env: Record<string, string>,
+  options: Record<string, unknown> = {},
+  roles: readonly Role[] = ["agent"],
+): string[] {
+  const records: LogRecordView[] = [];
+  try {
+    loadCommandSettings({ env: { LOG_LEVEL: "debug", ...env } }, options, roles, {
+      filter: (record) => {
+        records.push(record);
+        return false;
+      },
+    });
+  } finally {
+    closeLogging();
+  }
+  // What the filter is given is LogTape's whole record: its message holds the values put in.
+  return records.map((record) =>
+    `${record.level} ${(record as unknown as { message: unknown[] }).message.join("")}`
+  );
+}
 
 /** The settings a command line gives, over the environment `env` and no files. */
 function settingsOf(args: string[], env: Record<string, string>) {
@@ -65,4 +92,31 @@ Deno.test("a log file that is a device is said to be one, not to need --allow-wr
     fileProblem(device, "/dev/full"),
     "/dev/full is a device or system file, not a regular file; give the path of a file",
   );
+});
+
+Deno.test("messages about config.json keys name the file given with --config", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-common-" });
+  try {
+    const file = `${dir}/site.json`;
+    Deno.writeTextFileSync(file, JSON.stringify({ polling_timeout: 30, colour: "blue" }));
+    const lines = startupLog({}, { config: file });
+    assert.ok(
+      lines.includes(
+        `warning ${file} key "polling_timeout" is not a setting of status; it is ignored (did ` +
+          'you mean "polling_timeout_secs"?)',
+      ),
+      lines.join("\n"),
+    );
+    assert.ok(
+      lines.includes(`info ${file} key "colour" is not a setting of status; it is ignored`),
+      lines.join("\n"),
+    );
+    assert.ok(
+      lines.includes(`debug ${file} keys ignored (not settings of this program)`),
+      lines.join("\n"),
+    );
+    assert.ok(!lines.some((line) => line.includes("config.json")), lines.join("\n"));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
