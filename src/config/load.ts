@@ -611,7 +611,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       [envFile?.label ?? ".env", dotenv[spec.env]],
       [configFile?.label ?? "config.json", json[jsonKeyOf(spec.env)]],
     ];
-    const found = layers.find(([, value]) => value !== undefined && value !== null);
+    const found = layers.find(([, value]) => value !== undefined);
     if (!found) {
       if ("default" in spec) {
         settings[key] = spec.default;
@@ -620,6 +620,16 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       continue;
     }
     const [source, raw] = found;
+    if (raw === null) {
+      // config.json's null is no value of any setting: read as "unset", it left the setting at
+      // its default (or a token unset: dev mode) without a word.
+      throw new ConfigError(
+        `${spec.env} from ${source} must be ${spec.expected}, got null; remove ` +
+          `"${jsonKeyOf(spec.env)}" from ${source} to ${
+            "default" in spec ? "use the default" : "leave it unset"
+          }`,
+      );
+    }
     const result = spec.schema.safeParse(raw);
     if (!result.success) {
       throw new ConfigError(

@@ -1540,3 +1540,48 @@ Deno.test("config.json may give COMMAND_USER's uid as a JSON number", () => {
     });
   }
 });
+
+Deno.test("a null in config.json is refused, naming the setting, not read as unset", async (t) => {
+  // It was passed over without a word: "agent_token": null left the agent in dev mode, and
+  // "polling_timeout_secs": null kept the default.
+  const cases: Array<[string, string]> = [
+    [
+      "polling_timeout_secs",
+      "POLLING_TIMEOUT_SECS from site.json must be a whole number of seconds from 1 to 31536000 " +
+      '(a year), got null; remove "polling_timeout_secs" from site.json to use the default',
+    ],
+    [
+      "agent_token",
+      "AGENT_TOKEN from site.json must be a token of 16 to 1024 printable ASCII characters, " +
+      'without spaces, got null; remove "agent_token" from site.json to leave it unset',
+    ],
+    [
+      "live_output",
+      "LIVE_OUTPUT from site.json must be true or false (or yes/no, on/off, 1/0), got null; " +
+      'remove "live_output" from site.json to use the default',
+    ],
+  ];
+  for (const [key, message] of cases) {
+    await t.step(key, () => {
+      const cwd = tempDir({ "site.json": JSON.stringify({ [key]: null }) });
+      assert.throws(
+        () => loadSettings({ roles: ["agent"], env: {}, cwd, configPath: `${cwd}/site.json` }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.message, message.replaceAll("site.json", `${cwd}/site.json`));
+          return true;
+        },
+      );
+    });
+  }
+  await t.step("a setting a layer above sets is read from there, as any bad value below it", () => {
+    const cwd = tempDir({ "config.json": '{"polling_timeout_secs": null}' });
+    const loaded = loadSettings({ roles: ["agent"], env: { POLLING_TIMEOUT_SECS: "20" }, cwd });
+    assert.equal(loaded.settings.pollingTimeoutSecs, 20);
+  });
+  await t.step("null under a key that is not a setting is still ignored", () => {
+    const cwd = tempDir({ "config.json": '{"domain": null, "agent_id": "web-1"}' });
+    const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+    assert.equal(loaded.settings.agentId, "web-1");
+  });
+});
