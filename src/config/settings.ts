@@ -118,7 +118,9 @@ const bool = z.preprocess((v) => {
   if (typeof s !== "string") return s;
   const lower = s.toLowerCase();
   if (["1", "true", "yes", "on"].includes(lower)) return true;
-  if (["0", "false", "no", "off", ""].includes(lower)) return false;
+  // Not "": `LIVE_OUTPUT=` turned live output off without a word, where an empty value of any
+  // other setting is refused.
+  if (["0", "false", "no", "off"].includes(lower)) return false;
   return s;
 }, z.boolean());
 

@@ -1585,3 +1585,78 @@ Deno.test("a null in config.json is refused, naming the setting, not read as uns
     assert.equal(loaded.settings.agentId, "web-1");
   });
 });
+
+Deno.test("an on/off setting reads the same words from every source, and refuses an empty value", async (t) => {
+  await t.step("yes/no, on/off, 1/0, true/false in any case, from the environment and .env", () => {
+    const words: Array<[string, boolean]> = [
+      ["yes", true],
+      ["NO", false],
+      ["On", true],
+      ["off", false],
+      ["1", true],
+      ["0", false],
+      ["TRUE", true],
+      ["False", false],
+    ];
+    for (const [text, value] of words) {
+      const env = loadSettings({
+        roles: ["agent"],
+        env: { LIVE_OUTPUT: text },
+        cwd: "/nonexistent",
+      });
+      assert.equal(env.settings.liveOutput, value);
+      const cwd = tempDir({ ".env": `LIVE_OUTPUT=${text}\n` });
+      assert.equal(loadSettings({ roles: ["agent"], env: {}, cwd }).settings.liveOutput, value);
+    }
+  });
+  await t.step("JSON booleans and the same words as strings in config.json", () => {
+    const values: Array<[boolean | string, boolean]> = [
+      [false, false],
+      [true, true],
+      ["off", false],
+      ["YES", true],
+    ];
+    for (const [json, value] of values) {
+      const cwd = tempDir({ "config.json": JSON.stringify({ live_output: json }) });
+      assert.equal(loadSettings({ roles: ["agent"], env: {}, cwd }).settings.liveOutput, value);
+    }
+  });
+  // `LIVE_OUTPUT=` turned live output (on by default) off without a word, where an empty value
+  // of any other setting is refused.
+  for (
+    const [name, load] of [
+      [
+        "the environment",
+        () => loadSettings({ roles: ["agent"], env: { LIVE_OUTPUT: "" }, cwd: "/nonexistent" }),
+      ],
+      [
+        ".env",
+        () =>
+          loadSettings({ roles: ["agent"], env: {}, cwd: tempDir({ ".env": "LIVE_OUTPUT=\n" }) }),
+      ],
+      [
+        "config.json",
+        () =>
+          loadSettings({
+            roles: ["agent"],
+            env: {},
+            cwd: tempDir({ "config.json": '{"live_output": " "}' }),
+          }),
+      ],
+    ] as const
+  ) {
+    await t.step(`an empty value from ${name} is refused`, () => {
+      assert.throws(load, (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(
+          error.message,
+          new RegExp(
+            `^LIVE_OUTPUT from ${name.replace(".", "\\.")} must be true or false \\(or yes/no, ` +
+              `on/off, 1/0\\), got "\\s*"$`,
+          ),
+        );
+        return true;
+      });
+    });
+  }
+});
