@@ -1660,3 +1660,41 @@ Deno.test("an on/off setting reads the same words from every source, and refuses
     });
   }
 });
+
+Deno.test("a number is read whole and decimal from every source, or refused", async (t) => {
+  const read = (layer: "flag" | "env" | ".env" | "json", value: string) => {
+    const base = { roles: ["agent"] as const, env: {}, cwd: "/nonexistent" };
+    const options = layer === "flag"
+      ? { ...base, flags: { pollingTimeoutSecs: value } }
+      : layer === "env"
+      ? { ...base, env: { POLLING_TIMEOUT_SECS: value } }
+      : layer === ".env"
+      ? { ...base, cwd: tempDir({ ".env": `POLLING_TIMEOUT_SECS=${value}\n` }) }
+      : { ...base, cwd: tempDir({ "config.json": `{"polling_timeout_secs": ${value}}` }) };
+    return loadSettings({ ...options, roles: ["agent"] }).settings.pollingTimeoutSecs;
+  };
+  await t.step("leading zeros are decimal, spaces around are trimmed", () => {
+    for (const layer of ["flag", "env", ".env"] as const) {
+      assert.equal(read(layer, "030"), 30);
+      assert.equal(read(layer, " 45"), 45);
+    }
+    assert.equal(read("json", '"030"'), 30);
+  });
+  await t.step("a JSON number is read as its value", () => {
+    assert.equal(read("json", "1e3"), 1000);
+    assert.equal(read("json", "30.0"), 30);
+  });
+  for (const value of ["30s", "1e3", "0x1e", "1.5", "+30", "-5", "99999999999999999999", "3 0"]) {
+    await t.step(`${JSON.stringify(value)} is refused from every source`, () => {
+      for (const layer of ["flag", "env", ".env", "json"] as const) {
+        const given = layer === "json" ? JSON.stringify(value) : value;
+        assert.throws(() => read(layer, given), ConfigError, `${layer}: ${value}`);
+      }
+    });
+  }
+  for (const value of ["1.5", "-5", "1e400", "true", "[30]"]) {
+    await t.step(`JSON ${value} is refused`, () => {
+      assert.throws(() => read("json", value), ConfigError);
+    });
+  }
+});
