@@ -455,11 +455,27 @@ function urlPasswords(...urls: (string | undefined)[]): string[] {
  *
  * @param loaded The loaded settings.
  * @returns A SQLite path or a `postgres://` URL.
+ * @throws {ConfigError} When `DB` is a bare name (`postgres`, `mysql`, `1`): what another
+ *   program's `DB` variable holds, or a database's kind, not a file status should make.
  */
 export function storeLocation(loaded: LoadedSettings): string {
   const { settings, sources } = loaded;
-  if (sources.db !== "default" && sources.db !== undefined) return settings.db;
-  return settings.databaseUrl ?? settings.db;
+  if (sources.db === "default" || sources.db === undefined) {
+    return settings.databaseUrl ?? settings.db;
+  }
+  // Without a / or a . it was a SQLite file of that name made in the working directory without
+  // a word, taking the place of DATABASE_URL too: `DB=postgres` of another program's.
+  if (/^[^/.:\\]+$/.test(settings.db)) {
+    throw new ConfigError(
+      `DB from ${sources.db} is ${JSON.stringify(settings.db)}, a bare name, not a SQLite file ` +
+        "path or a postgres:// URL (DB is a name other programs' settings use too); give a path " +
+        `(${JSON.stringify(`./${settings.db}`)} for a SQLite file of that name) or a postgres:// ` +
+        `URL, or unset DB${
+          settings.databaseUrl === undefined ? "" : " (DATABASE_URL is used when DB is not set)"
+        }`,
+    );
+  }
+  return settings.db;
 }
 
 /**
