@@ -21,7 +21,7 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { isGranted } from "../permissions.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
-import { rawUserInfo } from "../log/redact.ts";
+import { rawUserInfo, redactUrl } from "../log/redact.ts";
 import type { Io } from "./io.ts";
 
 /** Options every settings-reading command accepts besides its setting flags. */
@@ -209,6 +209,27 @@ export function loadCommandSettings(
   for (const notice of loaded.notices) log.info(notice);
   for (const warning of loaded.warnings) log.warning(warning);
   for (const file of loaded.files) log.debug("settings file read", { file });
+  // A setting set in two sources with different values: an edit of .env or config.json that the
+  // environment overrides changes nothing, and nothing said which one was read. (A flag is on the
+  // command line itself: said at debug level.)
+  for (const [key, under] of Object.entries(loaded.overridden) as Array<[SettingKey, string[]]>) {
+    const source = loaded.sources[key]!;
+    const message = `{setting} is read from {source}, not from {overridden}, which ${
+      under.length === 1 ? "sets" : "set"
+    } it to another value ({source} comes first)`;
+    const properties = { setting: SETTINGS[key].env, source, overridden: under.join(" or ") };
+    if (source.startsWith("flag ")) log.debug(message, properties);
+    else log.info(message, properties);
+  }
+  // Every setting that is not its default, and where it came from (LOG_LEVEL=debug).
+  for (const [key, source] of Object.entries(loaded.sources) as Array<[SettingKey, string]>) {
+    if (source === "default") continue;
+    log.debug("setting {setting} is {value}, from {source}", {
+      setting: SETTINGS[key].env,
+      value: shownSetting(key, s[key]),
+      source,
+    });
+  }
   if (loaded.ignoredKeys.length > 0) {
     log.debug(`${loaded.configLabel} keys ignored (not settings of this program)`, {
       keys: listOf(loaded.ignoredKeys),
@@ -268,6 +289,18 @@ export function loadCommandSettings(
     );
   }
   return loaded;
+}
+
+/**
+ * A setting's value as the start-up log shows it: a secret not at all, `COMMAND_ENV` by its names
+ * (its values are commands' credentials), a database URL without its password.
+ */
+function shownSetting(key: SettingKey, value: unknown): string {
+  const spec = SETTINGS[key];
+  if (spec.secret) return "(a secret, not shown)";
+  if (spec.shown) return spec.shown(value);
+  if (typeof value === "string") return redactUrl(value);
+  return JSON.stringify(value) ?? String(value);
 }
 
 /** Up to this many unknown `config.json` keys are logged one line each; more in one line. */

@@ -56,6 +56,11 @@ export interface LoadedSettings {
   settings: Settings;
   /** For each setting that is set, a description of where it came from. */
   sources: Partial<Record<SettingKey, string>>;
+  /**
+   * For each setting read from one source while sources after it in the precedence set it to
+   * another value (or one that is not valid), those sources: which one won is not plain otherwise.
+   */
+  overridden: Partial<Record<SettingKey, string[]>>;
   /** Things the user should be told once at start-up (missing permissions). */
   notices: string[];
   /** Keys of `config.json` that are not settings of this program; ignored. */
@@ -602,6 +607,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
 
   const settings: Record<string, unknown> = {};
   const sources: Partial<Record<SettingKey, string>> = {};
+  const overridden: Partial<Record<SettingKey, string[]>> = {};
   for (const key of keys) {
     const spec = SETTINGS[key];
     const flagName = flagOf(spec.env);
@@ -641,6 +647,13 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     }
     settings[key] = result.data;
     sources[key] = source;
+    const read = JSON.stringify(result.data);
+    const others = layers.slice(layers.indexOf(found) + 1).filter(([, value]) => {
+      if (value === undefined) return false;
+      const other = spec.schema.safeParse(value);
+      return !other.success || JSON.stringify(other.data) !== read;
+    }).map(([name]) => name);
+    if (others.length > 0) overridden[key] = others;
   }
   checkBounds(settings, sources);
   const warnings = [
@@ -655,6 +668,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   return {
     settings: settings as Settings,
     sources,
+    overridden,
     notices,
     ignoredKeys,
     unknownKeys,

@@ -120,3 +120,61 @@ Deno.test("messages about config.json keys name the file given with --config", (
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a setting set in two sources with different values says which one is read", async (t) => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-common-" });
+  try {
+    const envFile = `${dir}/agent.env`;
+    const config = `${dir}/agent.json`;
+    Deno.writeTextFileSync(envFile, "AGENT_ID=from-file\nPOLLING_TIMEOUT_SECS=25\n");
+    Deno.writeTextFileSync(config, JSON.stringify({ agent_id: "from-json", live_output: "yes" }));
+    const files = { envFile, config };
+    await t.step("the environment over .env and config.json, at info level", () => {
+      const lines = startupLog({ AGENT_ID: "from-env" }, files);
+      assert.ok(
+        lines.includes(
+          `info AGENT_ID is read from the environment, not from ${envFile} or ${config}, which ` +
+            "set it to another value (the environment comes first)",
+        ),
+        lines.join("\n"),
+      );
+    });
+    await t.step("the same value in both is nothing to tell", () => {
+      const lines = startupLog({ POLLING_TIMEOUT_SECS: " 25", LIVE_OUTPUT: "true" }, files);
+      assert.ok(!lines.some((line) => /POLLING_TIMEOUT_SECS is read/.test(line)), lines.join("\n"));
+      assert.ok(!lines.some((line) => /LIVE_OUTPUT is read/.test(line)), lines.join("\n"));
+    });
+    await t.step("a flag over the environment, at debug level", () => {
+      const lines = startupLog({ AGENT_ID: "from-env" }, { ...files, agentId: "from-flag" });
+      assert.ok(
+        lines.includes(
+          `debug AGENT_ID is read from flag --agent-id, not from the environment or ${envFile} ` +
+            `or ${config}, which set it to another value (flag --agent-id comes first)`,
+        ),
+        lines.join("\n"),
+      );
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("at debug level every setting that is not its default is listed with its source, secrets not shown", () => {
+  const token = "agent-token-0123456789abcdef";
+  const lines = startupLog({
+    AGENT_ID: "web-1",
+    AGENT_TOKEN: token,
+    COMMAND_ENV: "DB_PASSWORD=hunter2,MODE=x",
+    DASHBOARD_URL: "http://127.0.0.1:5000",
+  }, { pollingTimeoutSecs: "40" });
+  const settings = lines.filter((line) => line.startsWith("debug setting "));
+  assert.deepEqual(settings, [
+    "debug setting DASHBOARD_URL is http://127.0.0.1:5000, from the environment",
+    "debug setting AGENT_ID is web-1, from the environment",
+    "debug setting AGENT_TOKEN is (a secret, not shown), from the environment",
+    "debug setting POLLING_TIMEOUT_SECS is 40, from flag --polling-timeout-secs",
+    'debug setting COMMAND_ENV is "DB_PASSWORD=…,MODE=…" (values not shown), from the environment',
+    "debug setting LOG_LEVEL is debug, from the environment",
+  ]);
+  assert.ok(!lines.some((line) => line.includes(token) || line.includes("hunter2")));
+});
