@@ -15,7 +15,8 @@ import {
   storeLocation,
   storeSetting,
 } from "./common.ts";
-import type { LoadedSettings } from "../config/mod.ts";
+import { flagOf, type LoadedSettings, SETTINGS } from "../config/mod.ts";
+import { redactUrl } from "../log/redact.ts";
 import type { Io } from "./io.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
 import { isNamedPipe } from "../config/load.ts";
@@ -126,6 +127,18 @@ Examples:
       );
     }
     const tls = s.tlsCert && s.tlsKey ? loadTlsPair(loaded) : undefined;
+    const log = logger("server");
+    // Names other programs' settings use too: one of theirs in the environment was taken without
+    // a word (BIND=0.0.0.0 opening the dashboard to the network, PORT of another service).
+    for (const key of ["port", "bind", "db"] as const) {
+      if (loaded.sources[key] !== "the environment") continue;
+      const { env } = SETTINGS[key];
+      log.info(
+        "{setting} is {value}, from the environment: {setting} is a name other programs use " +
+          "too; if it is not meant for status, unset it or give {flag}",
+        { setting: env, value: redactUrl(String(s[key])), flag: flagOf(env) },
+      );
+    }
     using _survive = surviveConnectionFailures();
     using _console = consoleIntoLog();
     const server = await startServer({
@@ -154,7 +167,6 @@ Examples:
     }).catch((error) => {
       throw isAddrInUse(error) ? addressInUse(error as Error) : error;
     });
-    const log = logger("server");
     const stopSignals = onSignals(STOP_SIGNALS, (signal) => {
       log.info("received {signal}; shutting down", { signal });
       void server.shutdown();

@@ -309,3 +309,31 @@ Deno.test("--help says what exec exits with and how stop and cancel end a runnin
     assert.match(help, /SIGTERM to every process of it, then SIGKILL/);
   });
 });
+
+Deno.test("serve names PORT, BIND and DB taken from the environment, where another program's may be", async () => {
+  // Generic names: BIND=0.0.0.0 or PORT=8080 of another program's was taken without a word.
+  await using dir = tempDir();
+  await using serve = spawnCli(["serve"], {
+    perms: PERMS.serve,
+    cwd: dir.path,
+    env: {
+      PORT: "0",
+      BIND: "127.0.0.1",
+      DB: ":memory:",
+      LOG_FORMAT: "json",
+    },
+  });
+  await serve.stdout.waitFor(/^listening on http:\/\/127\.0\.0\.1:\d+/);
+  for (const [env, value, flag] of [["PORT", "0", "--port"], ["BIND", "127.0.0.1", "--bind"]]) {
+    assert.ok(
+      serve.logged(
+        `${env} is ${value}, from the environment: ${env} is a name other programs use too; if ` +
+          `it is not meant for status, unset it or give ${flag}`,
+      ),
+      serve.stderr.text,
+    );
+  }
+  assert.ok(serve.logged(/^DB is :memory:, from the environment: /), serve.stderr.text);
+  serve.kill();
+  await serve.exited();
+});
