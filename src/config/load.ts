@@ -83,6 +83,8 @@ export interface LoadedSettings {
    * `config.json`.
    */
   configLabel: string;
+  /** How the `.env` file is named in messages: the path given with `--env-file`, else `.env`. */
+  envLabel: string;
   /**
    * Things the user must be warned of at start-up: a settings file holding a secret (a token,
    * a database password) that other users may read.
@@ -677,6 +679,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     unreadableFiles,
     files,
     configLabel: options.configPath ?? "config.json",
+    envLabel: options.envFilePath ?? ".env",
     warnings,
   };
 }
@@ -773,7 +776,9 @@ export const STATUS_PANEL_KEYS: ReadonlySet<string> = new Set([
 export function missingSettingError(
   loaded:
     & Pick<LoadedSettings, "envUnreadable">
-    & Partial<Pick<LoadedSettings, "unreadableFiles" | "deniedVariables">>,
+    & Partial<
+      Pick<LoadedSettings, "unreadableFiles" | "deniedVariables" | "configLabel" | "envLabel">
+    >,
   key: SettingKey,
   role: string,
 ): ConfigError {
@@ -800,7 +805,9 @@ export function missingSettingError(
   }
   return new ConfigError(
     `${spec.env} is not set: give it with ${flag}, the ${spec.env} environment variable ` +
-      `(or .env), or "${jsonKeyOf(spec.env)}" in config.json`,
+      `(or ${loaded.envLabel ?? ".env"}), or "${jsonKeyOf(spec.env)}" in ${
+        loaded.configLabel ?? "config.json"
+      }`,
   );
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadSettings, parseEnvFile } from "../../src/config/mod.ts";
+import { loadSettings, missingSettingError, parseEnvFile } from "../../src/config/mod.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { MAX_EXTRA_ENV_BYTES } from "../../src/exec/env.ts";
 
@@ -1697,4 +1697,24 @@ Deno.test("a number is read whole and decimal from every source, or refused", as
       assert.throws(() => read("json", value), ConfigError);
     });
   }
+});
+
+Deno.test("a setting that is not set is said to go in the files given with --env-file and --config", () => {
+  const dir = tempDir({ "agent.env": "# none yet\n", "agent.json": "{}" });
+  const loaded = loadSettings({
+    roles: ["agent"],
+    env: {},
+    envFilePath: `${dir}/agent.env`,
+    configPath: `${dir}/agent.json`,
+  });
+  assert.equal(
+    missingSettingError(loaded, "agentId", "agent").message,
+    "AGENT_ID is not set: give it with --agent-id <id>, the AGENT_ID environment variable (or " +
+      `${dir}/agent.env), or "agent_id" in ${dir}/agent.json`,
+  );
+  const byDefault = loadSettings({ roles: ["agent"], env: {}, cwd: "/nonexistent" });
+  assert.match(
+    missingSettingError(byDefault, "agentId", "agent").message,
+    /\(or \.env\), or "agent_id" in config\.json$/,
+  );
 });
