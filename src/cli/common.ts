@@ -145,6 +145,11 @@ export interface LoadCommandOptions {
    * does not stop the command.
    */
   only?: readonly SettingKey[];
+  /**
+   * Settings of the roles the command never takes: their values are neither checked nor read,
+   * and where each is set is told in {@link LoadedSettings.unread}.
+   */
+  unread?: readonly SettingKey[];
 }
 
 /**
@@ -167,6 +172,7 @@ export function loadCommandSettings(
   const loaded = loadSettings({
     roles: [...roles, "log"],
     only: how.only && [...how.only, ...keysFor(["log"])],
+    unread: how.unread,
     flags: options,
     configPath: options.config,
     envFilePath: options.envFile,

@@ -32,6 +32,12 @@ export interface LoadOptions {
    * stopped by a bad value of another).
    */
   only?: readonly SettingKey[];
+  /**
+   * Settings of the roles that the command never takes (`status up`'s `BIND`, `DB`, ...): where
+   * each is set is told in {@link LoadedSettings.unread}, and its value is neither checked nor
+   * read (another program's `DATABASE_URL=mysql2://...` does not stop the command).
+   */
+  unread?: readonly SettingKey[];
   /** `--config PATH`: a missing file named here is an error. */
   configPath?: string;
   /** `--env-file PATH`: a missing file named here is an error. */
@@ -56,6 +62,8 @@ export interface LoadedSettings {
   settings: Settings;
   /** For each setting that is set, a description of where it came from. */
   sources: Partial<Record<SettingKey, string>>;
+  /** For each setting of {@link LoadOptions.unread} that a source sets, that source. */
+  unread: Partial<Record<SettingKey, string>>;
   /**
    * For each setting read from one source while sources after it in the precedence set it to
    * another value (or one that is not valid), those sources: which one won is not plain otherwise.
@@ -610,6 +618,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   const settings: Record<string, unknown> = {};
   const sources: Partial<Record<SettingKey, string>> = {};
   const overridden: Partial<Record<SettingKey, string[]>> = {};
+  const unread: Partial<Record<SettingKey, string>> = {};
   for (const key of keys) {
     const spec = SETTINGS[key];
     const flagName = flagOf(spec.env);
@@ -620,7 +629,9 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       [configFile?.label ?? "config.json", json[jsonKeyOf(spec.env)]],
     ];
     const found = layers.find(([, value]) => value !== undefined);
-    if (!found) {
+    // A setting the command never takes: only where it is set is told.
+    if (found && options.unread?.includes(key)) unread[key] = found[0];
+    if (!found || unread[key] !== undefined) {
       if ("default" in spec) {
         settings[key] = spec.default;
         sources[key] = "default";
@@ -670,6 +681,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   return {
     settings: settings as Settings,
     sources,
+    unread,
     overridden,
     notices,
     ignoredKeys,

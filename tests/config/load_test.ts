@@ -1718,3 +1718,26 @@ Deno.test("a setting that is not set is said to go in the files given with --env
     /\(or \.env\), or "agent_id" in config\.json$/,
   );
 });
+
+Deno.test("settings a command never takes are told where they are set, not checked", () => {
+  const cwd = tempDir({ ".env": "DB=~/status.db\n" });
+  const loaded = loadSettings({
+    roles: ["agent", "server"],
+    env: { DATABASE_URL: "mysql2://app:secret@db/app", BIND: "http://0.0.0.0:80" },
+    cwd,
+    unread: ["bind", "db", "databaseUrl", "tlsCert"],
+  });
+  assert.deepEqual(loaded.unread, {
+    bind: "the environment",
+    db: ".env",
+    databaseUrl: "the environment",
+  });
+  assert.equal(loaded.settings.db, "./status.db", "left at its default");
+  assert.equal(loaded.sources.db, "default");
+  assert.equal(loaded.settings.databaseUrl, undefined);
+  assert.throws(
+    () => loadSettings({ roles: ["server"], env: { BIND: "http://0.0.0.0:80" }, cwd }),
+    /^ConfigError: BIND from the environment must be/,
+    "read, it is checked",
+  );
+});
