@@ -128,15 +128,19 @@ Examples:
     }
     const tls = s.tlsCert && s.tlsKey ? loadTlsPair(loaded) : undefined;
     const log = logger("server");
-    // Names other programs' settings use too: one of theirs in the environment was taken without
-    // a word (BIND=0.0.0.0 opening the dashboard to the network, PORT of another service).
-    for (const key of ["port", "bind", "db"] as const) {
-      if (loaded.sources[key] !== "the environment") continue;
+    // Names other programs' settings use too: one of theirs in the environment, or in a .env of
+    // another project's in the working directory, was taken without a word (BIND=0.0.0.0 opening
+    // the dashboard to the network, a Rails app's DATABASE_URL made status's store).
+    const generic = ["port", "bind", "db", "databaseUrl"] as const;
+    for (const key of generic) {
+      const source = loaded.sources[key];
+      if (source !== "the environment" && source !== ".env") continue;
+      if (key === "databaseUrl" && !storeSetting(loaded).startsWith("DATABASE_URL")) continue;
       const { env } = SETTINGS[key];
       log.info(
-        "{setting} is {value}, from the environment: {setting} is a name other programs use " +
-          "too; if it is not meant for status, unset it or give {flag}",
-        { setting: env, value: redactUrl(String(s[key])), flag: flagOf(env) },
+        "{setting} is {value}, from {source}: {setting} is a name other programs use too; if " +
+          "it is not meant for status, unset it or give {flag}",
+        { setting: env, value: redactUrl(String(s[key])), source, flag: flagOf(env) },
       );
     }
     using _survive = surviveConnectionFailures();
