@@ -510,7 +510,9 @@ export function storeLocation(loaded: LoadedSettings): string {
         "path or a postgres:// URL (DB is a name other programs' settings use too); give a path " +
         `(${JSON.stringify(`./${settings.db}`)} for a SQLite file of that name) or a postgres:// ` +
         `URL, or unset DB${
-          settings.databaseUrl === undefined ? "" : " (DATABASE_URL is used when DB is not set)"
+          loaded.unread.databaseUrl === undefined
+            ? ""
+            : " (DATABASE_URL, which is set, is used when DB is not)"
         }`,
     );
   }

@@ -62,7 +62,10 @@ export interface LoadedSettings {
   settings: Settings;
   /** For each setting that is set, a description of where it came from. */
   sources: Partial<Record<SettingKey, string>>;
-  /** For each setting of {@link LoadOptions.unread} that a source sets, that source. */
+  /**
+   * For each setting of {@link LoadOptions.unread}, or made unused by another (its `unusedWith`
+   * in the settings table), that a source sets, that source.
+   */
   unread: Partial<Record<SettingKey, string>>;
   /**
    * For each setting read from one source while sources after it in the precedence set it to
@@ -629,8 +632,12 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       [configFile?.label ?? "config.json", json[jsonKeyOf(spec.env)]],
     ];
     const found = layers.find(([, value]) => value !== undefined);
-    // A setting the command never takes: only where it is set is told.
-    if (found && options.unread?.includes(key)) unread[key] = found[0];
+    // A setting the command never takes, or one another makes unused: only where it is set is
+    // told.
+    const unusedWith = spec.unusedWith as SettingKey | undefined;
+    const unused = unusedWith !== undefined && sources[unusedWith] !== undefined &&
+      sources[unusedWith] !== "default";
+    if (found && (unused || options.unread?.includes(key))) unread[key] = found[0];
     if (!found || unread[key] !== undefined) {
       if ("default" in spec) {
         settings[key] = spec.default;

@@ -45,7 +45,7 @@ Deno.test("DB that is a bare name, as another program's DB variable is, is refus
           `DB from ${source} is "${name}", a bare name, not a SQLite file path or a ` +
             "postgres:// URL (DB is a name other programs' settings use too); give a path " +
             `("./${name}" for a SQLite file of that name) or a postgres:// URL, or unset DB` +
-            ("DATABASE_URL" in env ? " (DATABASE_URL is used when DB is not set)" : ""),
+            ("DATABASE_URL" in env ? " (DATABASE_URL, which is set, is used when DB is not)" : ""),
         );
         return true;
       });
@@ -271,4 +271,22 @@ Deno.test("IPv6 addresses in a database URL are given to the driver apart from t
   assert.equal(driverHosts("postgres://u:p@db:5432/s"), null, "the driver reads the URL itself");
   assert.equal(driverHosts("postgres://u:p@h1:5432,h2:5433/s"), null);
   assert.equal(postgresUrlProblem("postgres://u:p@[::1]:5433/s"), null);
+});
+
+Deno.test("DATABASE_URL is not checked when DB is set, as it is not used then", () => {
+  // A Rails app's DATABASE_URL=mysql2://... in the environment stopped status serve --db ./x.db.
+  const foreign = "mysql2://app:secret@db/app";
+  const loaded = loadSettings({
+    roles: ["server"],
+    env: { DATABASE_URL: foreign },
+    flags: { db: "./status.db" },
+    cwd: "/nonexistent",
+  });
+  assert.equal(storeLocation(loaded), "./status.db");
+  assert.equal(loaded.settings.databaseUrl, undefined);
+  assert.deepEqual(loaded.unread, { databaseUrl: "the environment" });
+  assert.throws(
+    () => location({ DATABASE_URL: foreign }),
+    /^ConfigError: DATABASE_URL from the environment must be/,
+  );
 });
