@@ -22,7 +22,7 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { isGranted } from "../permissions.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
 import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
-import { rawUserInfo } from "../log/redact.ts";
+import { rawUserInfo, redactUrl } from "../log/redact.ts";
 import type { Io } from "./io.ts";
 
 /** Options every settings-reading command accepts besides its setting flags. */
@@ -146,6 +146,11 @@ export interface LoadCommandOptions {
    * does not stop the command.
    */
   only?: readonly SettingKey[];
+  /**
+   * Settings of the roles the command never takes: their values are neither checked nor read,
+   * and where each is set is told in {@link LoadedSettings.unread}.
+   */
+  unread?: readonly SettingKey[];
 }
 
 /**
@@ -168,6 +173,7 @@ export function loadCommandSettings(
   const loaded = loadSettings({
     roles: [...roles, "log"],
     only: how.only && [...how.only, ...keysFor(["log"])],
+    unread: how.unread,
     flags: options,
     configPath: options.config,
     envFilePath: options.envFile,
@@ -210,8 +216,29 @@ export function loadCommandSettings(
   for (const notice of loaded.notices) log.info(notice);
   for (const warning of loaded.warnings) log.warning(warning);
   for (const file of loaded.files) log.debug("settings file read", { file });
+  // A setting set in two sources with different values: an edit of .env or config.json that the
+  // environment overrides changes nothing, and nothing said which one was read. (A flag is on the
+  // command line itself: said at debug level.)
+  for (const [key, under] of Object.entries(loaded.overridden) as Array<[SettingKey, string[]]>) {
+    const source = loaded.sources[key]!;
+    const message = `{setting} is read from {source}, not from {overridden}, which ${
+      under.length === 1 ? "sets" : "set"
+    } it to another value ({source} comes first)`;
+    const properties = { setting: SETTINGS[key].env, source, overridden: under.join(" or ") };
+    if (source.startsWith("flag ")) log.debug(message, properties);
+    else log.info(message, properties);
+  }
+  // Every setting that is not its default, and where it came from (LOG_LEVEL=debug).
+  for (const [key, source] of Object.entries(loaded.sources) as Array<[SettingKey, string]>) {
+    if (source === "default") continue;
+    log.debug("setting {setting} is {value}, from {source}", {
+      setting: SETTINGS[key].env,
+      value: shownSetting(key, s[key]),
+      source,
+    });
+  }
   if (loaded.ignoredKeys.length > 0) {
-    log.debug("config.json keys ignored (not settings of this program)", {
+    log.debug(`${loaded.configLabel} keys ignored (not settings of this program)`, {
       keys: listOf(loaded.ignoredKeys),
     });
   }
@@ -221,22 +248,24 @@ export function loadCommandSettings(
     if (suggestion === undefined) continue;
     const key = shortKey(fullKey);
     log.warning(
-      `config.json key "${key}" is not a setting of status; it is ignored (did you mean ` +
-        `"${suggestion}"?)`,
+      `${loaded.configLabel} key "${key}" is not a setting of status; it is ignored (did you ` +
+        `mean "${suggestion}"?)`,
       { key, suggestion },
     );
   }
   const unknown = loaded.unknownKeys.filter(({ suggestion }) => suggestion === undefined);
   if (unknown.length > UNKNOWN_KEYS_ONE_BY_ONE) {
     log.info(
-      `config.json has ${unknown.length} keys that are not settings of status; they are ` +
-        `ignored: ${listOf(unknown.map(({ key }) => key))}`,
+      `${loaded.configLabel} has ${unknown.length} keys that are not settings of status; they ` +
+        `are ignored: ${listOf(unknown.map(({ key }) => key))}`,
       { count: unknown.length },
     );
   } else {
     for (const { key: fullKey } of unknown) {
       const key = shortKey(fullKey);
-      log.info(`config.json key "${key}" is not a setting of status; it is ignored`, { key });
+      log.info(`${loaded.configLabel} key "${key}" is not a setting of status; it is ignored`, {
+        key,
+      });
     }
   }
   // A secret given as a flag stands in the process's command line, which every local user and
@@ -267,6 +296,18 @@ export function loadCommandSettings(
     );
   }
   return loaded;
+}
+
+/**
+ * A setting's value as the start-up log shows it: a secret not at all, `COMMAND_ENV` by its names
+ * (its values are commands' credentials), a database URL without its password.
+ */
+function shownSetting(key: SettingKey, value: unknown): string {
+  const spec = SETTINGS[key];
+  if (spec.secret) return "(a secret, not shown)";
+  if (spec.shown) return spec.shown(value);
+  if (typeof value === "string") return redactUrl(value);
+  return JSON.stringify(value) ?? String(value);
 }
 
 /** Up to this many unknown `config.json` keys are logged one line each; more in one line. */
@@ -454,11 +495,29 @@ function urlPasswords(...urls: (string | undefined)[]): string[] {
  *
  * @param loaded The loaded settings.
  * @returns A SQLite path or a `postgres://` URL.
+ * @throws {ConfigError} When `DB` is a bare name (`postgres`, `mysql`, `1`): what another
+ *   program's `DB` variable holds, or a database's kind, not a file status should make.
  */
 export function storeLocation(loaded: LoadedSettings): string {
   const { settings, sources } = loaded;
-  if (sources.db !== "default" && sources.db !== undefined) return settings.db;
-  return settings.databaseUrl ?? settings.db;
+  if (sources.db === "default" || sources.db === undefined) {
+    return settings.databaseUrl ?? settings.db;
+  }
+  // Without a / or a . it was a SQLite file of that name made in the working directory without
+  // a word, taking the place of DATABASE_URL too: `DB=postgres` of another program's.
+  if (/^[^/.:\\]+$/.test(settings.db)) {
+    throw new ConfigError(
+      `DB from ${sources.db} is ${JSON.stringify(settings.db)}, a bare name, not a SQLite file ` +
+        "path or a postgres:// URL (DB is a name other programs' settings use too); give a path " +
+        `(${JSON.stringify(`./${settings.db}`)} for a SQLite file of that name) or a postgres:// ` +
+        `URL, or unset DB${
+          loaded.unread.databaseUrl === undefined
+            ? ""
+            : " (DATABASE_URL, which is set, is used when DB is not)"
+        }`,
+    );
+  }
+  return settings.db;
 }
 
 /**

@@ -15,7 +15,8 @@ import {
   storeLocation,
   storeSetting,
 } from "./common.ts";
-import type { LoadedSettings } from "../config/mod.ts";
+import { flagOf, type LoadedSettings, SETTINGS } from "../config/mod.ts";
+import { redactUrl } from "../log/redact.ts";
 import type { Io } from "./io.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
 import { isNamedPipe } from "../config/load.ts";
@@ -126,6 +127,22 @@ Examples:
       );
     }
     const tls = s.tlsCert && s.tlsKey ? loadTlsPair(loaded) : undefined;
+    const log = logger("server");
+    // Names other programs' settings use too: one of theirs in the environment, or in a .env of
+    // another project's in the working directory, was taken without a word (BIND=0.0.0.0 opening
+    // the dashboard to the network, a Rails app's DATABASE_URL made status's store).
+    const generic = ["port", "bind", "db", "databaseUrl"] as const;
+    for (const key of generic) {
+      const source = loaded.sources[key];
+      if (source !== "the environment" && source !== ".env") continue;
+      if (key === "databaseUrl" && !storeSetting(loaded).startsWith("DATABASE_URL")) continue;
+      const { env } = SETTINGS[key];
+      log.info(
+        "{setting} is {value}, from {source}: {setting} is a name other programs use too; if " +
+          "it is not meant for status, unset it or give {flag}",
+        { setting: env, value: redactUrl(String(s[key])), source, flag: flagOf(env) },
+      );
+    }
     using _survive = surviveConnectionFailures();
     using _console = consoleIntoLog();
     const server = await startServer({
@@ -154,7 +171,6 @@ Examples:
     }).catch((error) => {
       throw isAddrInUse(error) ? addressInUse(error as Error) : error;
     });
-    const log = logger("server");
     const stopSignals = onSignals(STOP_SIGNALS, (signal) => {
       log.info("received {signal}; shutting down", { signal });
       void server.shutdown();

@@ -171,17 +171,22 @@ config.json as usual. These are not, and a note says so when one is set: ${
 and its agent talks to it. For anything beyond trying, run "status serve" and "status agent".`,
   );
   command.action(async (options) => {
-    const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["agent", "server"]);
+    // Not even checked: another program's DATABASE_URL=mysql2://... or BIND stopped it.
+    const loaded = loadCommandSettings(
+      io,
+      options as Record<string, unknown>,
+      ["agent", "server"],
+      {
+        unread: UP_IGNORED,
+      },
+    );
     const s = loaded.settings;
     const log = logger("up");
-    const ignored = UP_IGNORED.filter((key) => {
-      const source = loaded.sources[key];
-      return source !== undefined && source !== "default";
-    });
+    const ignored = UP_IGNORED.filter((key) => loaded.unread[key] !== undefined);
     if (ignored.length > 0) {
       log.warning(
         `status up ignores ${
-          ignored.map((key) => `${SETTINGS[key].env} (from ${loaded.sources[key]})`).join(", ")
+          ignored.map((key) => `${SETTINGS[key].env} (from ${loaded.unread[key]})`).join(", ")
         }: it always listens on 127.0.0.1 in dev mode with its data in --data-dir; use ` +
           '"status serve" and "status agent" for these',
       );

@@ -32,6 +32,12 @@ export interface LoadOptions {
    * stopped by a bad value of another).
    */
   only?: readonly SettingKey[];
+  /**
+   * Settings of the roles that the command never takes (`status up`'s `BIND`, `DB`, ...): where
+   * each is set is told in {@link LoadedSettings.unread}, and its value is neither checked nor
+   * read (another program's `DATABASE_URL=mysql2://...` does not stop the command).
+   */
+  unread?: readonly SettingKey[];
   /** `--config PATH`: a missing file named here is an error. */
   configPath?: string;
   /** `--env-file PATH`: a missing file named here is an error. */
@@ -56,6 +62,16 @@ export interface LoadedSettings {
   settings: Settings;
   /** For each setting that is set, a description of where it came from. */
   sources: Partial<Record<SettingKey, string>>;
+  /**
+   * For each setting of {@link LoadOptions.unread}, or made unused by another (its `unusedWith`
+   * in the settings table), that a source sets, that source.
+   */
+  unread: Partial<Record<SettingKey, string>>;
+  /**
+   * For each setting read from one source while sources after it in the precedence set it to
+   * another value (or one that is not valid), those sources: which one won is not plain otherwise.
+   */
+  overridden: Partial<Record<SettingKey, string[]>>;
   /** Things the user should be told once at start-up (missing permissions). */
   notices: string[];
   /** Keys of `config.json` that are not settings of this program; ignored. */
@@ -73,6 +89,13 @@ export interface LoadedSettings {
   unreadableFiles: string[];
   /** Files that were read. */
   files: string[];
+  /**
+   * How the `config.json` file is named in messages: the path given with `--config`, else
+   * `config.json`.
+   */
+  configLabel: string;
+  /** How the `.env` file is named in messages: the path given with `--env-file`, else `.env`. */
+  envLabel: string;
   /**
    * Things the user must be warned of at start-up: a settings file holding a secret (a token,
    * a database password) that other users may read.
@@ -597,6 +620,8 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
 
   const settings: Record<string, unknown> = {};
   const sources: Partial<Record<SettingKey, string>> = {};
+  const overridden: Partial<Record<SettingKey, string[]>> = {};
+  const unread: Partial<Record<SettingKey, string>> = {};
   for (const key of keys) {
     const spec = SETTINGS[key];
     const flagName = flagOf(spec.env);
@@ -606,8 +631,14 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       [envFile?.label ?? ".env", dotenv[spec.env]],
       [configFile?.label ?? "config.json", json[jsonKeyOf(spec.env)]],
     ];
-    const found = layers.find(([, value]) => value !== undefined && value !== null);
-    if (!found) {
+    const found = layers.find(([, value]) => value !== undefined);
+    // A setting the command never takes, or one another makes unused: only where it is set is
+    // told.
+    const unusedWith = spec.unusedWith as SettingKey | undefined;
+    const unused = unusedWith !== undefined && sources[unusedWith] !== undefined &&
+      sources[unusedWith] !== "default";
+    if (found && (unused || options.unread?.includes(key))) unread[key] = found[0];
+    if (!found || unread[key] !== undefined) {
       if ("default" in spec) {
         settings[key] = spec.default;
         sources[key] = "default";
@@ -615,6 +646,16 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       continue;
     }
     const [source, raw] = found;
+    if (raw === null) {
+      // config.json's null is no value of any setting: read as "unset", it left the setting at
+      // its default (or a token unset: dev mode) without a word.
+      throw new ConfigError(
+        `${spec.env} from ${source} must be ${spec.expected}, got null; remove ` +
+          `"${jsonKeyOf(spec.env)}" from ${source} to ${
+            "default" in spec ? "use the default" : "leave it unset"
+          }`,
+      );
+    }
     const result = spec.schema.safeParse(raw);
     if (!result.success) {
       throw new ConfigError(
@@ -626,6 +667,13 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     }
     settings[key] = result.data;
     sources[key] = source;
+    const read = JSON.stringify(result.data);
+    const others = layers.slice(layers.indexOf(found) + 1).filter(([, value]) => {
+      if (value === undefined) return false;
+      const other = spec.schema.safeParse(value);
+      return !other.success || JSON.stringify(other.data) !== read;
+    }).map(([name]) => name);
+    if (others.length > 0) overridden[key] = others;
   }
   checkBounds(settings, sources);
   const warnings = [
@@ -640,6 +688,8 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   return {
     settings: settings as Settings,
     sources,
+    unread,
+    overridden,
     notices,
     ignoredKeys,
     unknownKeys,
@@ -647,6 +697,8 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
     deniedVariables,
     unreadableFiles,
     files,
+    configLabel: options.configPath ?? "config.json",
+    envLabel: options.envFilePath ?? ".env",
     warnings,
   };
 }
@@ -743,7 +795,9 @@ export const STATUS_PANEL_KEYS: ReadonlySet<string> = new Set([
 export function missingSettingError(
   loaded:
     & Pick<LoadedSettings, "envUnreadable">
-    & Partial<Pick<LoadedSettings, "unreadableFiles" | "deniedVariables">>,
+    & Partial<
+      Pick<LoadedSettings, "unreadableFiles" | "deniedVariables" | "configLabel" | "envLabel">
+    >,
   key: SettingKey,
   role: string,
 ): ConfigError {
@@ -770,7 +824,9 @@ export function missingSettingError(
   }
   return new ConfigError(
     `${spec.env} is not set: give it with ${flag}, the ${spec.env} environment variable ` +
-      `(or .env), or "${jsonKeyOf(spec.env)}" in config.json`,
+      `(or ${loaded.envLabel ?? ".env"}), or "${jsonKeyOf(spec.env)}" in ${
+        loaded.configLabel ?? "config.json"
+      }`,
   );
 }
 

@@ -77,6 +77,11 @@ export interface SettingSpec {
   readonly list?: boolean;
   /** Placeholder shown in `--help`, e.g. `<secs>`. */
   readonly placeholder?: string;
+  /**
+   * A setting that, when set from any source, makes this one go unused: this one is then neither
+   * checked nor read (`DATABASE_URL` when `DB` is set, which may be another program's).
+   */
+  readonly unusedWith?: string;
 }
 
 const fromString = (v: unknown) => (typeof v === "string" ? v.trim() : v);
@@ -118,7 +123,9 @@ const bool = z.preprocess((v) => {
   if (typeof s !== "string") return s;
   const lower = s.toLowerCase();
   if (["1", "true", "yes", "on"].includes(lower)) return true;
-  if (["0", "false", "no", "off", ""].includes(lower)) return false;
+  // Not "": `LIVE_OUTPUT=` turned live output off without a word, where an empty value of any
+  // other setting is refused.
+  if (["0", "false", "no", "off"].includes(lower)) return false;
   return s;
 }, z.boolean());
 
@@ -792,6 +799,7 @@ const SPECS = {
   databaseUrl: {
     env: "DATABASE_URL",
     description: "postgres:// URL of the store, used when DB/--db is not set",
+    unusedWith: "db",
     expected: "a postgres://user:password@host:port/database URL",
     schema: z.preprocess(
       fromString,

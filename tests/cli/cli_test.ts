@@ -309,3 +309,41 @@ Deno.test("--help says what exec exits with and how stop and cancel end a runnin
     assert.match(help, /SIGTERM to every process of it, then SIGKILL/);
   });
 });
+
+Deno.test("serve names PORT, BIND, DB and DATABASE_URL taken from the environment, where another program's may be", async () => {
+  // Generic names: BIND=0.0.0.0 or PORT=8080 of another program's was taken without a word.
+  await using dir = tempDir();
+  // Or in a .env of another project's, in the directory it was started in.
+  await Deno.writeTextFile(`${dir.path}/.env`, "DB=:memory:\n");
+  await using serve = spawnCli(["serve"], {
+    perms: PERMS.serve,
+    cwd: dir.path,
+    env: { PORT: "0", BIND: "127.0.0.1", LOG_FORMAT: "json" },
+  });
+  await serve.stdout.waitFor(/^listening on http:\/\/127\.0\.0\.1:\d+/);
+  for (const [env, value, flag] of [["PORT", "0", "--port"], ["BIND", "127.0.0.1", "--bind"]]) {
+    assert.ok(
+      serve.logged(
+        `${env} is ${value}, from the environment: ${env} is a name other programs use too; if ` +
+          `it is not meant for status, unset it or give ${flag}`,
+      ),
+      serve.stderr.text,
+    );
+  }
+  assert.ok(serve.logged(/^DB is :memory:, from \.env: DB is a name /), serve.stderr.text);
+  serve.kill();
+  await serve.exited();
+  // A Rails app's DATABASE_URL would be status's store: said before it is opened, without its
+  // password.
+  await using empty = tempDir();
+  const other = await runCli(["serve", "--port", "0"], {
+    perms: PERMS.serve,
+    cwd: empty.path,
+    env: { DATABASE_URL: "postgres://app:hunter2@127.0.0.1:1/app", LOG_FORMAT: "json" },
+  });
+  assert.match(
+    other.stderr,
+    /"DATABASE_URL is postgres:\/\/app:\*\*\*@127\.0\.0\.1:1\/app, from the environment: DATABASE_URL is a name other programs use too; if it is not meant for status, unset it or give --database-url"/,
+  );
+  assert.doesNotMatch(other.stderr, /hunter2/);
+});

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { storeLocation, storeSetting } from "../../src/cli/common.ts";
 import { loadSettings } from "../../src/config/mod.ts";
+import { ConfigError } from "../../src/errors.ts";
 import { redactUrl } from "../../src/store/mod.ts";
 import {
   driverHosts,
@@ -22,6 +23,39 @@ Deno.test("the store: --db or DB when set, else DATABASE_URL, else ./status.db",
   assert.equal(location({ DATABASE_URL: URL_A, DB: "/var/lib/s.db" }), "/var/lib/s.db");
   assert.equal(location({ DATABASE_URL: URL_A }, { db: "/tmp/x.db" }), "/tmp/x.db");
   assert.equal(location({}, { db: URL_A }), URL_A);
+});
+
+Deno.test("DB that is a bare name, as another program's DB variable is, is refused, naming its source", async (t) => {
+  // DB=postgres was a SQLite file ./postgres, made without a word, in place of DATABASE_URL too.
+  for (
+    const [env, flags, source] of [
+      [{ DB: "postgres" }, {}, "the environment"],
+      [{ DB: "mysql", DATABASE_URL: URL_A }, {}, "the environment"],
+      [{ DB: "1" }, {}, "the environment"],
+      [{ DB: " true " }, {}, "the environment"],
+      [{}, { db: "postgres" }, "flag --db"],
+    ] as const
+  ) {
+    await t.step(`${JSON.stringify(env)} ${JSON.stringify(flags)}`, () => {
+      assert.throws(() => location(env, flags), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        const name = (env as { DB?: string }).DB?.trim() ?? (flags as { db?: string }).db!;
+        assert.equal(
+          error.message,
+          `DB from ${source} is "${name}", a bare name, not a SQLite file path or a ` +
+            "postgres:// URL (DB is a name other programs' settings use too); give a path " +
+            `("./${name}" for a SQLite file of that name) or a postgres:// URL, or unset DB` +
+            ("DATABASE_URL" in env ? " (DATABASE_URL, which is set, is used when DB is not)" : ""),
+        );
+        return true;
+      });
+    });
+  }
+  await t.step("a file name, a path, :memory: or a URL is taken", () => {
+    for (const db of ["status.db", "./status", "/var/lib/status/db", ":memory:", URL_A]) {
+      assert.equal(location({ DB: db }), db);
+    }
+  });
 });
 
 Deno.test("DATABASE_URL must be a postgres:// URL; its value is not repeated", () => {
@@ -237,4 +271,22 @@ Deno.test("IPv6 addresses in a database URL are given to the driver apart from t
   assert.equal(driverHosts("postgres://u:p@db:5432/s"), null, "the driver reads the URL itself");
   assert.equal(driverHosts("postgres://u:p@h1:5432,h2:5433/s"), null);
   assert.equal(postgresUrlProblem("postgres://u:p@[::1]:5433/s"), null);
+});
+
+Deno.test("DATABASE_URL is not checked when DB is set, as it is not used then", () => {
+  // A Rails app's DATABASE_URL=mysql2://... in the environment stopped status serve --db ./x.db.
+  const foreign = "mysql2://app:secret@db/app";
+  const loaded = loadSettings({
+    roles: ["server"],
+    env: { DATABASE_URL: foreign },
+    flags: { db: "./status.db" },
+    cwd: "/nonexistent",
+  });
+  assert.equal(storeLocation(loaded), "./status.db");
+  assert.equal(loaded.settings.databaseUrl, undefined);
+  assert.deepEqual(loaded.unread, { databaseUrl: "the environment" });
+  assert.throws(
+    () => location({ DATABASE_URL: foreign }),
+    /^ConfigError: DATABASE_URL from the environment must be/,
+  );
 });

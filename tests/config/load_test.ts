@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadSettings, parseEnvFile } from "../../src/config/mod.ts";
+import { loadSettings, missingSettingError, parseEnvFile } from "../../src/config/mod.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { MAX_EXTRA_ENV_BYTES } from "../../src/exec/env.ts";
 
@@ -1539,4 +1539,205 @@ Deno.test("config.json may give COMMAND_USER's uid as a JSON number", () => {
       return true;
     });
   }
+});
+
+Deno.test("a null in config.json is refused, naming the setting, not read as unset", async (t) => {
+  // It was passed over without a word: "agent_token": null left the agent in dev mode, and
+  // "polling_timeout_secs": null kept the default.
+  const cases: Array<[string, string]> = [
+    [
+      "polling_timeout_secs",
+      "POLLING_TIMEOUT_SECS from site.json must be a whole number of seconds from 1 to 31536000 " +
+      '(a year), got null; remove "polling_timeout_secs" from site.json to use the default',
+    ],
+    [
+      "agent_token",
+      "AGENT_TOKEN from site.json must be a token of 16 to 1024 printable ASCII characters, " +
+      'without spaces, got null; remove "agent_token" from site.json to leave it unset',
+    ],
+    [
+      "live_output",
+      "LIVE_OUTPUT from site.json must be true or false (or yes/no, on/off, 1/0), got null; " +
+      'remove "live_output" from site.json to use the default',
+    ],
+  ];
+  for (const [key, message] of cases) {
+    await t.step(key, () => {
+      const cwd = tempDir({ "site.json": JSON.stringify({ [key]: null }) });
+      assert.throws(
+        () => loadSettings({ roles: ["agent"], env: {}, cwd, configPath: `${cwd}/site.json` }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.message, message.replaceAll("site.json", `${cwd}/site.json`));
+          return true;
+        },
+      );
+    });
+  }
+  await t.step("a setting a layer above sets is read from there, as any bad value below it", () => {
+    const cwd = tempDir({ "config.json": '{"polling_timeout_secs": null}' });
+    const loaded = loadSettings({ roles: ["agent"], env: { POLLING_TIMEOUT_SECS: "20" }, cwd });
+    assert.equal(loaded.settings.pollingTimeoutSecs, 20);
+  });
+  await t.step("null under a key that is not a setting is still ignored", () => {
+    const cwd = tempDir({ "config.json": '{"domain": null, "agent_id": "web-1"}' });
+    const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+    assert.equal(loaded.settings.agentId, "web-1");
+  });
+});
+
+Deno.test("an on/off setting reads the same words from every source, and refuses an empty value", async (t) => {
+  await t.step("yes/no, on/off, 1/0, true/false in any case, from the environment and .env", () => {
+    const words: Array<[string, boolean]> = [
+      ["yes", true],
+      ["NO", false],
+      ["On", true],
+      ["off", false],
+      ["1", true],
+      ["0", false],
+      ["TRUE", true],
+      ["False", false],
+    ];
+    for (const [text, value] of words) {
+      const env = loadSettings({
+        roles: ["agent"],
+        env: { LIVE_OUTPUT: text },
+        cwd: "/nonexistent",
+      });
+      assert.equal(env.settings.liveOutput, value);
+      const cwd = tempDir({ ".env": `LIVE_OUTPUT=${text}\n` });
+      assert.equal(loadSettings({ roles: ["agent"], env: {}, cwd }).settings.liveOutput, value);
+    }
+  });
+  await t.step("JSON booleans and the same words as strings in config.json", () => {
+    const values: Array<[boolean | string, boolean]> = [
+      [false, false],
+      [true, true],
+      ["off", false],
+      ["YES", true],
+    ];
+    for (const [json, value] of values) {
+      const cwd = tempDir({ "config.json": JSON.stringify({ live_output: json }) });
+      assert.equal(loadSettings({ roles: ["agent"], env: {}, cwd }).settings.liveOutput, value);
+    }
+  });
+  // `LIVE_OUTPUT=` turned live output (on by default) off without a word, where an empty value
+  // of any other setting is refused.
+  for (
+    const [name, load] of [
+      [
+        "the environment",
+        () => loadSettings({ roles: ["agent"], env: { LIVE_OUTPUT: "" }, cwd: "/nonexistent" }),
+      ],
+      [
+        ".env",
+        () =>
+          loadSettings({ roles: ["agent"], env: {}, cwd: tempDir({ ".env": "LIVE_OUTPUT=\n" }) }),
+      ],
+      [
+        "config.json",
+        () =>
+          loadSettings({
+            roles: ["agent"],
+            env: {},
+            cwd: tempDir({ "config.json": '{"live_output": " "}' }),
+          }),
+      ],
+    ] as const
+  ) {
+    await t.step(`an empty value from ${name} is refused`, () => {
+      assert.throws(load, (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(
+          error.message,
+          new RegExp(
+            `^LIVE_OUTPUT from ${name.replace(".", "\\.")} must be true or false \\(or yes/no, ` +
+              `on/off, 1/0\\), got "\\s*"$`,
+          ),
+        );
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("a number is read whole and decimal from every source, or refused", async (t) => {
+  const read = (layer: "flag" | "env" | ".env" | "json", value: string) => {
+    const base = { roles: ["agent"] as const, env: {}, cwd: "/nonexistent" };
+    const options = layer === "flag"
+      ? { ...base, flags: { pollingTimeoutSecs: value } }
+      : layer === "env"
+      ? { ...base, env: { POLLING_TIMEOUT_SECS: value } }
+      : layer === ".env"
+      ? { ...base, cwd: tempDir({ ".env": `POLLING_TIMEOUT_SECS=${value}\n` }) }
+      : { ...base, cwd: tempDir({ "config.json": `{"polling_timeout_secs": ${value}}` }) };
+    return loadSettings({ ...options, roles: ["agent"] }).settings.pollingTimeoutSecs;
+  };
+  await t.step("leading zeros are decimal, spaces around are trimmed", () => {
+    for (const layer of ["flag", "env", ".env"] as const) {
+      assert.equal(read(layer, "030"), 30);
+      assert.equal(read(layer, " 45"), 45);
+    }
+    assert.equal(read("json", '"030"'), 30);
+  });
+  await t.step("a JSON number is read as its value", () => {
+    assert.equal(read("json", "1e3"), 1000);
+    assert.equal(read("json", "30.0"), 30);
+  });
+  for (const value of ["30s", "1e3", "0x1e", "1.5", "+30", "-5", "99999999999999999999", "3 0"]) {
+    await t.step(`${JSON.stringify(value)} is refused from every source`, () => {
+      for (const layer of ["flag", "env", ".env", "json"] as const) {
+        const given = layer === "json" ? JSON.stringify(value) : value;
+        assert.throws(() => read(layer, given), ConfigError, `${layer}: ${value}`);
+      }
+    });
+  }
+  for (const value of ["1.5", "-5", "1e400", "true", "[30]"]) {
+    await t.step(`JSON ${value} is refused`, () => {
+      assert.throws(() => read("json", value), ConfigError);
+    });
+  }
+});
+
+Deno.test("a setting that is not set is said to go in the files given with --env-file and --config", () => {
+  const dir = tempDir({ "agent.env": "# none yet\n", "agent.json": "{}" });
+  const loaded = loadSettings({
+    roles: ["agent"],
+    env: {},
+    envFilePath: `${dir}/agent.env`,
+    configPath: `${dir}/agent.json`,
+  });
+  assert.equal(
+    missingSettingError(loaded, "agentId", "agent").message,
+    "AGENT_ID is not set: give it with --agent-id <id>, the AGENT_ID environment variable (or " +
+      `${dir}/agent.env), or "agent_id" in ${dir}/agent.json`,
+  );
+  const byDefault = loadSettings({ roles: ["agent"], env: {}, cwd: "/nonexistent" });
+  assert.match(
+    missingSettingError(byDefault, "agentId", "agent").message,
+    /\(or \.env\), or "agent_id" in config\.json$/,
+  );
+});
+
+Deno.test("settings a command never takes are told where they are set, not checked", () => {
+  const cwd = tempDir({ ".env": "DB=~/status.db\n" });
+  const loaded = loadSettings({
+    roles: ["agent", "server"],
+    env: { DATABASE_URL: "mysql2://app:secret@db/app", BIND: "http://0.0.0.0:80" },
+    cwd,
+    unread: ["bind", "db", "databaseUrl", "tlsCert"],
+  });
+  assert.deepEqual(loaded.unread, {
+    bind: "the environment",
+    db: ".env",
+    databaseUrl: "the environment",
+  });
+  assert.equal(loaded.settings.db, "./status.db", "left at its default");
+  assert.equal(loaded.sources.db, "default");
+  assert.equal(loaded.settings.databaseUrl, undefined);
+  assert.throws(
+    () => loadSettings({ roles: ["server"], env: { BIND: "http://0.0.0.0:80" }, cwd }),
+    /^ConfigError: BIND from the environment must be/,
+    "read, it is checked",
+  );
 });

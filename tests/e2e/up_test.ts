@@ -122,14 +122,16 @@ Deno.test("status up takes PORT and AGENT_ID like every command, and names what 
   await using up = spawnCli(["up", "--log-format", "json", "--data-dir", "data/deep"], {
     perms: PERMS.up,
     cwd: dir.path,
-    env: { PORT: "0", BIND: "0.0.0.0" },
+    // Another program's DATABASE_URL (a Rails app's) is not checked either: it stopped status up.
+    env: { PORT: "0", BIND: "0.0.0.0", DATABASE_URL: "mysql2://app:secret@db/app" },
   });
   const { match } = await up.stdout.waitFor(BANNER, { timeoutMs: 30_000 });
   assert.notEqual(match![1], "5000", "PORT=0 from the environment: any free port");
   await up.stdout.waitFor("status up: agent mine is polling it");
   assert.ok(
     up.logged(
-      "status up ignores BIND (from the environment), DB (from .env): it always listens on " +
+      "status up ignores BIND (from the environment), DB (from .env), DATABASE_URL (from the " +
+        "environment): it always listens on " +
         '127.0.0.1 in dev mode with its data in --data-dir; use "status serve" and ' +
         '"status agent" for these',
     ),
