@@ -59,6 +59,7 @@ const READS: ReadonlySet<PropertyKey> = new Set<Method>([
   "listCommands",
   "countCommandsByStatus",
   "countOpenCommands",
+  "commandsInHand",
   "listOutput",
   "getRun",
   "listRuns",

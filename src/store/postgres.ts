@@ -1463,6 +1463,35 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.commandsInHand} */
+  commandsInHand(agentIds: readonly string[]): Promise<CommandRecord[]> {
+    return this.#run("read commands in hand", async (sql) => {
+      const byAgent = new Map<string, CommandRecord>();
+      const ids = [...new Set(agentIds)];
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        // By the index of commands in hand: each agent's few, not every agent's.
+        const rows = await sql.unsafe(
+          `SELECT ${COMMAND_COLUMNS_WITHOUT_OUTPUT} ${FROM}
+           WHERE c.seq IN (
+             SELECT coalesce(
+               (SELECT h.seq FROM commands h
+                WHERE h.agent_id = a.id AND h.status IN ('delivered', 'running')
+                  AND h.status = 'running' ORDER BY h.seq LIMIT 1),
+               (SELECT h.seq FROM commands h
+                WHERE h.agent_id = a.id AND h.status IN ('delivered', 'running')
+                  AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
+             FROM unnest($1::text[]) AS a(id))`,
+          [ids.slice(start, start + IDS_PER_STATEMENT)],
+        );
+        for (const row of rows as unknown as Row[]) {
+          const command = toCommand(row);
+          byAgent.set(command.agentId, command);
+        }
+      }
+      return ids.flatMap((id) => byAgent.get(id) ?? []);
+    });
+  }
+
   // -- live output and heartbeats
 
   /**

@@ -1678,6 +1678,36 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     });
   }
 
+  /** {@inheritDoc CommandStore.commandsInHand} */
+  commandsInHand(agentIds: readonly string[]): Promise<CommandRecord[]> {
+    return this.#run(() => {
+      // By the index of commands in hand: each agent's few, not every agent's. The
+      // `status IN (...)` term is the index's own, which lets SQLite use it.
+      const select = this.#stmt(
+        `SELECT ${COMMAND_COLUMNS_WITHOUT_OUTPUT} ${COMMAND_FROM}
+         WHERE c.seq IN (
+           SELECT coalesce(
+             (SELECT h.seq FROM commands h
+              WHERE h.agent_id = j.value AND h.status IN ('delivered', 'running')
+                AND h.status = 'running' ORDER BY h.seq LIMIT 1),
+             (SELECT h.seq FROM commands h
+              WHERE h.agent_id = j.value AND h.status IN ('delivered', 'running')
+                AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
+           FROM json_each(?) j)`,
+      );
+      const byAgent = new Map<string, CommandRecord>();
+      const ids = [...new Set(agentIds)];
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        const chunk = JSON.stringify(ids.slice(start, start + IDS_PER_STATEMENT));
+        for (const row of select.all(chunk) as Row[]) {
+          const command = toCommand(row);
+          byAgent.set(command.agentId, command);
+        }
+      }
+      return ids.flatMap((id) => byAgent.get(id) ?? []);
+    });
+  }
+
   // -- live output and heartbeats
 
   /** {@inheritDoc CommandStore.appendOutput} */

@@ -792,6 +792,17 @@ export interface CommandStore extends AsyncDisposable {
    * @returns The count, at most `upTo`.
    */
   countOpenCommands(agentId: string, upTo: number): Promise<number>;
+  /**
+   * The command each of these agents has in hand, as the fleet shows it: its oldest `running`
+   * command, else its newest `delivered` one. Read by each agent (a page of 50 agents reads no more
+   * than those 50 agents' commands in hand, however many the fleet has), not by listing every
+   * command in hand.
+   *
+   * @param agentIds The agents (a page of the fleet); unknown ids and repeats are allowed.
+   * @returns At most one command an agent, in the order of `agentIds` (a repeated id once, at its
+   *   first place); agents with none are left out. Each result is read without its output.
+   */
+  commandsInHand(agentIds: readonly string[]): Promise<CommandRecord[]>;
 
   // -- live output and heartbeats
 

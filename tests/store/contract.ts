@@ -1234,6 +1234,64 @@ export function runStoreContract(
     await assert.rejects(() => store.countOpenCommands("a1", 1.5), RangeError);
   });
 
+  test("reads the command each of some agents has in hand, by the agent", async (store, t) => {
+    const ack = (commandId: string, agentId: string) =>
+      store.ack({ commandId, agentId, attempt: 1, now: T0, defaultTimeoutSecs: 60 });
+    const inHand = async (ids: readonly string[]) =>
+      (await store.commandsInHand(ids)).map((c) => [c.agentId, c.id, c.status]);
+    await t.step("no ids, or none in hand: none", async () => {
+      assert.deepEqual(await store.commandsInHand([]), []);
+      await enqueue(store, "q1");
+      assert.deepEqual(await store.commandsInHand(["a1", "nobody"]), [], "queued is not in hand");
+    });
+    // a1: q1..q4 delivered in order, q3 then q2 acked (running); a2: one delivered, then
+    // reported (final); a3: two delivered; a4: one delivered, with an odd id.
+    for (const id of ["q2", "q3", "q4"]) await enqueue(store, id);
+    for (let i = 0; i < 4; i++) await claim(store);
+    await ack("q3", "a1");
+    await ack("q2", "a1");
+    await enqueue(store, "done", { agentId: "a2" });
+    await store.report(report((await claim(store, "a2"))!));
+    await enqueue(store, "b1", { agentId: "a3" });
+    await enqueue(store, "b2", { agentId: "a3" });
+    await claim(store, "a3");
+    await claim(store, "a3");
+    await enqueue(store, `odd"'\\1`, { agentId: "a4" });
+    await claim(store, "a4");
+    await t.step("the oldest running one, else the newest delivered one", async () => {
+      assert.deepEqual(await inHand(["a1", "a2", "a3", "a4"]), [
+        ["a1", "q2", "running"],
+        ["a3", "b2", "delivered"],
+        ["a4", `odd"'\\1`, "delivered"],
+      ]);
+      const [command] = await store.commandsInHand(["a1"]);
+      assert.deepEqual(command, await store.getCommand("q2"), "the whole command");
+    });
+    await t.step(
+      "in the order of the ids, each once; others' and unknown ids left out",
+      async () => {
+        assert.deepEqual(await inHand(["a3", "nobody", "a1", "a3", "A1", "a1%"]), [
+          ["a3", "b2", "delivered"],
+          ["a1", "q2", "running"],
+        ]);
+      },
+    );
+    await t.step("more ids than one statement takes", async () => {
+      const ids = Array.from({ length: 2 * IDS_PER_STATEMENT + 1 }, (_, i) => `x${i}`);
+      ids[IDS_PER_STATEMENT + 3] = "a3";
+      ids.push("a1");
+      assert.deepEqual(await inHand(ids), [
+        ["a3", "b2", "delivered"],
+        ["a1", "q2", "running"],
+      ]);
+    });
+    await t.step("a command that ends leaves the agent's hand", async () => {
+      await store.report(report({ id: "q2", agentId: "a1" }));
+      await store.report(report({ id: "q3", agentId: "a1" }));
+      assert.deepEqual(await inHand(["a1"]), [["a1", "q4", "delivered"]]);
+    });
+  });
+
   // -- fan-out runs and agent labels
 
   test("keeps the labels of an agent's latest heartbeat", async (store) => {
