@@ -1469,17 +1469,17 @@ export class PostgresStore implements CommandStore, SharedStore {
       const byAgent = new Map<string, CommandRecord>();
       const ids = [...new Set(agentIds)];
       for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
-        // By the index of commands in hand: each agent's few, not every agent's.
+        // By the index of commands in hand: each agent's few, not every agent's. (Each status
+        // alone: PostgreSQL sees that the index holds it, and the index's own IN term as well
+        // made it count the fleet's commands in hand as far fewer than they are.)
         const rows = await sql.unsafe(
           `SELECT ${COMMAND_COLUMNS_WITHOUT_OUTPUT} ${FROM}
            WHERE c.seq IN (
              SELECT coalesce(
                (SELECT h.seq FROM commands h
-                WHERE h.agent_id = a.id AND h.status IN ('delivered', 'running')
-                  AND h.status = 'running' ORDER BY h.seq LIMIT 1),
+                WHERE h.agent_id = a.id AND h.status = 'running' ORDER BY h.seq LIMIT 1),
                (SELECT h.seq FROM commands h
-                WHERE h.agent_id = a.id AND h.status IN ('delivered', 'running')
-                  AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
+                WHERE h.agent_id = a.id AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
              FROM unnest($1::text[]) AS a(id))`,
           [ids.slice(start, start + IDS_PER_STATEMENT)],
         );
