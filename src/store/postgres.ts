@@ -118,6 +118,7 @@ import {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type PruneOutputOutcome,
   type RemovedAgent,
   type ReportInput,
   type ReportOutcome,
@@ -1577,17 +1578,23 @@ export class PostgresStore implements CommandStore, SharedStore {
   }
 
   /** {@inheritDoc CommandStore.pruneOutput} */
-  pruneOutput(completedBefore: number): Promise<number> {
-    return this.#run("prune output", async (sql) => {
+  async pruneOutput(completedBefore: number, limit: number): Promise<PruneOutputOutcome> {
+    checkPruneLimit(limit);
+    // One batch a statement: a backlog in one DELETE outlasted the operation timeout, which
+    // retired the pool, so it never went. Chunks another instance is pruning are skipped.
+    return await this.#run("prune output", async (sql) => {
       const [{ n }] = await sql.unsafe(
         `WITH gone AS (
-           DELETE FROM output_chunks o USING commands c
-           WHERE c.id = o.command_id AND c.completed_at IS NOT NULL AND c.completed_at < $1
+           DELETE FROM output_chunks WHERE seq IN (
+             SELECT o.seq FROM output_chunks o JOIN commands c ON c.id = o.command_id
+             WHERE c.completed_at IS NOT NULL AND c.completed_at < $1
+             ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
            RETURNING 1
          ) SELECT count(*) AS n FROM gone`,
-        [completedBefore],
+        [completedBefore, limit],
       );
-      return num(n);
+      const chunks = num(n);
+      return { chunks, more: chunks >= limit };
     });
   }
 

@@ -59,6 +59,7 @@ import {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type PruneOutputOutcome,
   type RemovedAgent,
   type ReportInput,
   type ReportOutcome,
@@ -1776,15 +1777,20 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   }
 
   /** {@inheritDoc CommandStore.pruneOutput} */
-  pruneOutput(completedBefore: number): Promise<number> {
+  pruneOutput(completedBefore: number, limit: number): Promise<PruneOutputOutcome> {
     return this.#run(() => {
+      checkPruneLimit(limit);
       this.#beforeOwnCommit();
+      // The chunks in the order they came, each command found by its id: not through every
+      // command final before the time (the whole retained history, most with no chunk left).
       const result = this.#stmt(
-        `DELETE FROM output_chunks WHERE command_id IN (
-           SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
-           WHERE c.completed_at IS NOT NULL AND c.completed_at < ?)`,
-      ).run(completedBefore);
-      return num(result.changes);
+        `DELETE FROM output_chunks WHERE seq IN (
+           SELECT o.seq FROM output_chunks o
+           WHERE (SELECT c.completed_at FROM commands c WHERE c.id = o.command_id) < ?
+           ORDER BY o.seq LIMIT ?)`,
+      ).run(completedBefore, limit);
+      const chunks = num(result.changes);
+      return { chunks, more: chunks >= limit };
     });
   }
 

@@ -1117,12 +1117,56 @@ export function runStoreContract(
     for (const id of ["old", "new", "open"]) await put(id);
     await store.cancel("old", T0 + 1000);
     await store.cancel("new", T0 + 5000);
-    assert.equal(await store.pruneOutput(T0 + 2000), 1);
+    assert.deepEqual(await store.pruneOutput(T0 + 2000, 100), { chunks: 1, more: false });
     assert.deepEqual(await store.listOutput("old"), []);
     assert.equal((await store.listOutput("new")).length, 1, "final after the time: kept");
     assert.equal((await store.listOutput("open")).length, 1, "not final: kept");
-    assert.equal(await store.pruneOutput(T0 + 2000), 0);
+    assert.deepEqual(await store.pruneOutput(T0 + 2000, 100), { chunks: 0, more: false });
   });
+
+  test(
+    "prunes a backlog of live output larger than a batch over several calls",
+    async (store, t) => {
+      const keep = { headBytes: 1000, tailBytes: 1000 };
+      const put = (commandId: string, offset: number) =>
+        store.appendOutput({
+          commandId,
+          attempt: 1,
+          stream: "stdout",
+          offset,
+          data: new Uint8Array([1, 2, 3]),
+          now: T0,
+          keep,
+        });
+      // Chunks of final and open commands in between one another, as they arrive.
+      for (const id of ["f1", "open", "f2", "f3"]) await enqueue(store, id);
+      for (let i = 0; i < 4; i++) {
+        for (const id of ["f1", "open", "f2", "f3"]) await put(id, 3 * i);
+      }
+      for (const id of ["f1", "f2", "f3"]) await store.cancel(id, T0 + 1000);
+      await t.step("a limit that is not a whole number from 1 is refused", async () => {
+        for (const limit of [0, -1, 1.5, Number.NaN]) {
+          await assert.rejects(() => store.pruneOutput(T0 + 2000, limit), RangeError);
+        }
+        assert.equal((await store.listOutput("f1")).length, 4, "nothing deleted");
+      });
+      await t.step("at most the limit a call, until all of it went", async () => {
+        const calls = [];
+        for (let more = true; more;) {
+          const outcome = await store.pruneOutput(T0 + 2000, 5);
+          calls.push(outcome);
+          more = outcome.more;
+        }
+        assert.deepEqual(calls, [
+          { chunks: 5, more: true },
+          { chunks: 5, more: true },
+          { chunks: 2, more: false },
+        ]);
+        for (const id of ["f1", "f2", "f3"]) assert.deepEqual(await store.listOutput(id), [], id);
+        assert.equal((await store.listOutput("open")).length, 4, "not final: kept");
+      });
+    },
+  );
 
   test("binary output is stored byte for byte", async (store) => {
     const data = new Uint8Array([0, 0xff, 0xfe, 10, 0xc3]);
