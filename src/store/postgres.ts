@@ -190,6 +190,47 @@ const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 /** Selects a command with its result from a CTE `c` of updated rows. */
 const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
+/**
+ * Statements whose cost must follow what they are asked for, not the size of the tables: a page
+ * of agents, one agent, a batch of chunks (exported for the tests of their query plans).
+ */
+export const BOUNDED_SQL = {
+  /**
+   * `countOpenCommands`: the queued ones by the queue's index, the delivered and running ones by
+   * the index of commands in hand (not through the agent's history and the fleet's open commands).
+   */
+  openCommands: `SELECT
+     (SELECT count(*) FROM (SELECT 1 FROM commands
+        WHERE agent_id = $1 AND status = 'queued' LIMIT $2) q) +
+     (SELECT count(*) FROM (SELECT 1 FROM commands
+        WHERE agent_id = $1 AND status IN ('delivered', 'running') LIMIT $2) h) AS n`,
+  /**
+   * `commandsInHand`: by the index of commands in hand, each agent's few, not every agent's.
+   * (Each status alone: PostgreSQL sees that the index holds it, and the index's own IN term as
+   * well made it count the fleet's commands in hand as far fewer than they are.)
+   */
+  commandsInHand: `SELECT ${COMMAND_COLUMNS_WITHOUT_OUTPUT} ${FROM}
+     WHERE c.seq IN (
+       SELECT coalesce(
+         (SELECT h.seq FROM commands h
+          WHERE h.agent_id = a.id AND h.status = 'running' ORDER BY h.seq LIMIT 1),
+         (SELECT h.seq FROM commands h
+          WHERE h.agent_id = a.id AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
+       FROM unnest($1::text[]) AS a(id))`,
+  /**
+   * `pruneOutput`: a batch of chunks in the order they came, each command found by its id, then
+   * deleted by their keys (an `IN (subquery)` read every chunk to match them); chunks another
+   * instance is pruning are skipped.
+   */
+  pruneOutput: `WITH gone AS (
+     DELETE FROM output_chunks WHERE seq = ANY(ARRAY(
+       SELECT o.seq FROM output_chunks o JOIN commands c ON c.id = o.command_id
+       WHERE c.completed_at IS NOT NULL AND c.completed_at < $1
+       ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED))
+     RETURNING 1
+   ) SELECT count(*) AS n FROM gone`,
+} as const;
+
 /** SQLSTATE `too_many_connections`: the server's, the role's or the database's limit is reached. */
 const TOO_MANY_CONNECTIONS = "53300";
 /**
@@ -1455,12 +1496,8 @@ export class PostgresStore implements CommandStore, SharedStore {
   countOpenCommands(agentId: string, upTo: number): Promise<number> {
     return this.#run("count open commands", async (sql) => {
       checkCountLimit(upTo);
-      const rows = await sql.unsafe(
-        `SELECT count(*) AS n FROM (SELECT 1 FROM commands
-           WHERE agent_id = $1 AND status IN ('queued', 'delivered', 'running') LIMIT $2) open`,
-        [agentId, upTo],
-      );
-      return num(rows[0].n);
+      const rows = await sql.unsafe(BOUNDED_SQL.openCommands, [agentId, upTo]);
+      return Math.min(upTo, num(rows[0].n));
     });
   }
 
@@ -1470,18 +1507,8 @@ export class PostgresStore implements CommandStore, SharedStore {
       const byAgent = new Map<string, CommandRecord>();
       const ids = [...new Set(agentIds)];
       for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
-        // By the index of commands in hand: each agent's few, not every agent's. (Each status
-        // alone: PostgreSQL sees that the index holds it, and the index's own IN term as well
-        // made it count the fleet's commands in hand as far fewer than they are.)
         const rows = await sql.unsafe(
-          `SELECT ${COMMAND_COLUMNS_WITHOUT_OUTPUT} ${FROM}
-           WHERE c.seq IN (
-             SELECT coalesce(
-               (SELECT h.seq FROM commands h
-                WHERE h.agent_id = a.id AND h.status = 'running' ORDER BY h.seq LIMIT 1),
-               (SELECT h.seq FROM commands h
-                WHERE h.agent_id = a.id AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
-             FROM unnest($1::text[]) AS a(id))`,
+          BOUNDED_SQL.commandsInHand,
           [ids.slice(start, start + IDS_PER_STATEMENT)],
         );
         for (const row of rows as unknown as Row[]) {
@@ -1581,18 +1608,9 @@ export class PostgresStore implements CommandStore, SharedStore {
   async pruneOutput(completedBefore: number, limit: number): Promise<PruneOutputOutcome> {
     checkPruneLimit(limit);
     // One batch a statement: a backlog in one DELETE outlasted the operation timeout, which
-    // retired the pool, so it never went. Chunks another instance is pruning are skipped.
+    // retired the pool, so it never went.
     return await this.#run("prune output", async (sql) => {
-      const [{ n }] = await sql.unsafe(
-        `WITH gone AS (
-           DELETE FROM output_chunks WHERE seq IN (
-             SELECT o.seq FROM output_chunks o JOIN commands c ON c.id = o.command_id
-             WHERE c.completed_at IS NOT NULL AND c.completed_at < $1
-             ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
-           RETURNING 1
-         ) SELECT count(*) AS n FROM gone`,
-        [completedBefore, limit],
-      );
+      const [{ n }] = await sql.unsafe(BOUNDED_SQL.pruneOutput, [completedBefore, limit]);
       const chunks = num(n);
       return { chunks, more: chunks >= limit };
     });

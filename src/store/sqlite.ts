@@ -1666,14 +1666,14 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   countOpenCommands(agentId: string, upTo: number): Promise<number> {
     return this.#run(() => {
       checkCountLimit(upTo);
-      // The queued ones by the queue's index, the delivered and running ones by the status index
-      // (`+agent_id` keeps the agent's index, which holds its whole history, out of it).
+      // The queued ones by the queue's index, the delivered and running ones by the index of
+      // commands in hand: neither through the agent's history nor the fleet's commands in hand.
       const row = this.#stmt(
         `SELECT
            (SELECT count(*) FROM (SELECT 1 FROM commands
               WHERE agent_id = ? AND status = 'queued' LIMIT ?)) +
            (SELECT count(*) FROM (SELECT 1 FROM commands
-              WHERE status IN ('delivered', 'running') AND +agent_id = ? LIMIT ?)) AS n`,
+              WHERE agent_id = ? AND status IN ('delivered', 'running') LIMIT ?)) AS n`,
       ).get(agentId, upTo, agentId, upTo) as Row;
       return Math.min(upTo, num(row.n));
     });
