@@ -869,6 +869,23 @@ async function followRunR(store: CommandStore, clock: FakeClock) {
   };
 }
 
+Deno.test("a run's event stream opens with one read of the whole run", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const clock = new FakeClock();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, clock.now());
+  await createRunOf(inner, "r", ["a1", "a2"], clock.now());
+  const { events, close } = await followRunR(store, clock);
+  try {
+    assert.equal((await events.next()).value?.event, "status");
+    // The stream's first step; its check that the run exists read no command's result or output.
+    assert.equal(calls.get("getRun"), 1);
+  } finally {
+    await close();
+  }
+});
+
 Deno.test("a run's event stream reads the run when it changed, not at every sweep", async () => {
   using _logs = captureLogs();
   await using inner = openSqliteStore(":memory:");
