@@ -218,6 +218,13 @@ export const BOUNDED_SQL = {
           WHERE h.agent_id = a.id AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
        FROM unnest($1::text[]) AS a(id))`,
   /**
+   * `appendOutput`: where a stream's stored bytes end. Its chunks are apart and in order, so the
+   * last one ends it (a max() over them read every chunk of the stream at each append).
+   */
+  streamEnd: `SELECT coalesce((SELECT byte_offset + length(data) FROM output_chunks
+       WHERE command_id = $1 AND attempt = $2 AND stream = $3
+       ORDER BY byte_offset DESC LIMIT 1), 0) AS e`,
+  /**
    * `pruneOutput`: a batch of chunks in the order they came, each command found by its id, then
    * deleted by their keys (an `IN (subquery)` read every chunk to match them); chunks another
    * instance is pruning are skipped.
@@ -1536,11 +1543,7 @@ export class PostgresStore implements CommandStore, SharedStore {
       await tx.unsafe("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [
         `output\n${chunk.commandId}\n${chunk.attempt}\n${chunk.stream}`,
       ]);
-      const [{ e }] = await tx.unsafe(
-        `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
-         WHERE command_id = $1 AND attempt = $2 AND stream = $3`,
-        [...key],
-      );
+      const [{ e }] = await tx.unsafe(BOUNDED_SQL.streamEnd, [...key]);
       const plan = planAppend(num(e), chunk.offset, chunk.data, chunk.keep);
       if (plan.duplicate) return { outcome: "duplicate" };
       const { cut } = plan;

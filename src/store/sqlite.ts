@@ -1718,10 +1718,13 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       checkChunkEnd(chunk);
       return this.#tx((): AppendOutputOutcome => {
         const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
+        // The stored chunks of a stream are apart and in order: the last one ends it. (A max()
+        // over them read every chunk of the stream, up to tens of thousands, at each append.)
         const end = num(
           (this.#stmt(
-            `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
-             WHERE command_id = ? AND attempt = ? AND stream = ?`,
+            `SELECT coalesce((SELECT byte_offset + length(data) FROM output_chunks
+               WHERE command_id = ? AND attempt = ? AND stream = ?
+               ORDER BY byte_offset DESC LIMIT 1), 0) AS e`,
           ).get(...key) as Row).e,
         );
         const plan = planAppend(end, chunk.offset, chunk.data, chunk.keep);

@@ -132,6 +132,11 @@ Deno.test({
         assert.match(found, /commands_in_hand/);
         assert.doesNotMatch(found, fleetWide, found);
       });
+      await t.step("where a stream's stored output ends", async () => {
+        const found = await plan(BOUNDED_SQL.streamEnd, ["c190001", 1, "stdout"]);
+        assert.match(found, /Index Scan Backward using output_chunks_stream/);
+        assert.doesNotMatch(found, /Aggregate|Seq Scan on output_chunks/, found);
+      });
       await t.step("a batch of live output to prune", async () => {
         const found = await plan(BOUNDED_SQL.pruneOutput, [195000, 1000]);
         assert.match(found, /Index Cond: \(seq = ANY/);

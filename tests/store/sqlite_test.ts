@@ -1413,6 +1413,21 @@ Deno.test("status agents add refuses a database a dashboard serves whose -shm fi
  * statements of the commands and their output that the store runs in `call`.
  */
 async function plansOf(call: () => Promise<unknown>): Promise<string[]> {
+  const sources = await statementsOf(call);
+  const db = new DatabaseSync(":memory:");
+  try {
+    for (const migration of MIGRATIONS) db.exec(migration);
+    return sources.map((sql) =>
+      (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>)
+        .map((row) => row.detail).join("\n")
+    );
+  } finally {
+    db.close();
+  }
+}
+
+/** The statements of the commands and their output that the store runs in `call`. */
+async function statementsOf(call: () => Promise<unknown>): Promise<string[]> {
   const sources = new Set<string>();
   const methods = ["all", "get", "run"] as const;
   const originals = methods.map((method) => StatementSync.prototype[method]);
@@ -1430,16 +1445,7 @@ async function plansOf(call: () => Promise<unknown>): Promise<string[]> {
       StatementSync.prototype[method] = originals[i] as never;
     }
   }
-  const db = new DatabaseSync(":memory:");
-  try {
-    for (const migration of MIGRATIONS) db.exec(migration);
-    return [...sources].map((sql) =>
-      (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>)
-        .map((row) => row.detail).join("\n")
-    );
-  } finally {
-    db.close();
-  }
+  return [...sources];
 }
 
 Deno.test("sqlite store: an agent's open commands, a page's commands in hand and a batch of output are read by their indexes, not through the fleet's commands or every final command", async (t) => {
@@ -1459,6 +1465,31 @@ Deno.test("sqlite store: an agent's open commands, a page's commands in hand and
     assert.equal(plans.length, 1);
     assert.match(plans[0], /commands_in_hand/);
     assert.doesNotMatch(plans[0], fleetWide, plans[0]);
+  });
+  await t.step("where a stream's stored output ends: its last chunk, not every one", async () => {
+    const append = () =>
+      store.appendOutput({
+        commandId: "c1",
+        attempt: 1,
+        stream: "stdout",
+        offset: 0,
+        data: new Uint8Array([1]),
+        now: 0,
+        keep: { headBytes: 10, tailBytes: 10 },
+      });
+    const sources = await statementsOf(append);
+    const [end] = sources.filter((sql) => /^SELECT coalesce/.test(sql.trim()));
+    assert.ok(end, sources.join("\n"));
+    const db = new DatabaseSync(":memory:");
+    try {
+      for (const migration of MIGRATIONS) db.exec(migration);
+      const program = (db.prepare(`EXPLAIN ${end}`).all() as Array<{ opcode: string }>)
+        .map((row) => row.opcode);
+      assert.ok(!program.includes("AggStep"), "no aggregate over the stream's chunks");
+      assert.ok(program.includes("Prev"), "read from the last chunk back");
+    } finally {
+      db.close();
+    }
   });
   await t.step("a batch of live output to prune", async () => {
     const plans = await plansOf(() => store.pruneOutput(Date.now(), 1000));
