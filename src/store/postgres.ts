@@ -136,6 +136,14 @@ const LISTEN_RETRY_MAX_MS = 5000;
 /** The channel of {@link StoreEvent}s. */
 export const PG_CHANNEL = "status_events";
 
+/**
+ * Request ids one sweep of the ended ones deletes at most: a sweep runs in an agent's request, and
+ * the ids a big fleet's requests leave in a window, deleted at once, could outlast the query
+ * timeout (failing that request and retiring the pool). A sweep that used its whole batch leaves
+ * the rest to the next request's.
+ */
+export const REQUEST_ID_SWEEP_BATCH = 5000;
+
 /** Options of {@link openPostgresStore}. */
 export interface PostgresStoreOptions {
   /**
@@ -1712,7 +1720,17 @@ export class PostgresStore implements CommandStore, SharedStore {
       // ids another instance would still accept (an id that ended is overwritten above anyway).
       if (now - this.#lastSweep >= windowMs) {
         this.#lastSweep = now;
-        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now - windowMs]);
+        // A batch, skipping the ids another instance's sweep holds.
+        const [{ n }] = await sql.unsafe(
+          `WITH gone AS (
+             DELETE FROM request_ids WHERE key = ANY(ARRAY(
+               SELECT key FROM request_ids WHERE expires_at <= $1
+               LIMIT $2 FOR UPDATE SKIP LOCKED))
+             RETURNING 1
+           ) SELECT count(*) AS n FROM gone`,
+          [now - windowMs, REQUEST_ID_SWEEP_BATCH],
+        );
+        if (num(n) >= REQUEST_ID_SWEEP_BATCH) this.#lastSweep = 0;
       }
       return rows.length === 1;
     });

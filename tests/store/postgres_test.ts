@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { BOUNDED_SQL, isDriverFault, openPostgresStore } from "../../src/store/postgres.ts";
+import {
+  BOUNDED_SQL,
+  isDriverFault,
+  openPostgresStore,
+  REQUEST_ID_SWEEP_BATCH,
+} from "../../src/store/postgres.ts";
 import { pathToFileURL } from "node:url";
 import { until } from "../_until.ts";
 import {
@@ -272,6 +277,40 @@ Deno.test({
     // now is past the id's end by the first instance's clock. Its sweep must leave the id.
     assert.equal(await ahead.rememberRequestId("a1\nr2", T0 + 11 * 60_000, window), true);
     assert.equal(await a.rememberRequestId("a1\nr1", T0 + 4 * 60_000, window), false);
+  },
+});
+
+Deno.test({
+  name: "postgres store: ended request ids are swept a batch a request, until none is left",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    const store = await openPostgresStore(db.url);
+    try {
+      const window = 660_000;
+      // Two batches and one more of ids that ended longer than a window ago (a big fleet's).
+      const ended = 2 * REQUEST_ID_SWEEP_BATCH + 1;
+      await sql.unsafe(
+        `INSERT INTO request_ids (key, expires_at)
+         SELECT 'old\n' || i, $1::bigint FROM generate_series(1, $2::int) i`,
+        [T0 - 2 * window, ended],
+      );
+      const left = async () =>
+        Number(
+          (await sql.unsafe("SELECT count(*) AS n FROM request_ids WHERE key LIKE 'old%'"))[0].n,
+        );
+      assert.equal(await store.rememberRequestId("a1\nr1", T0, window), true);
+      assert.equal(await left(), ended - REQUEST_ID_SWEEP_BATCH, "a batch, not all of them");
+      assert.equal(await store.rememberRequestId("a1\nr2", T0 + 1, window), true);
+      assert.equal(await left(), 1, "a full batch: the next request sweeps again");
+      assert.equal(await store.rememberRequestId("a1\nr3", T0 + 2, window), true);
+      assert.equal(await left(), 0);
+      assert.equal(await store.rememberRequestId("a1\nr1", T0 + 3, window), false, "kept");
+    } finally {
+      await store.close();
+      await sql.end();
+    }
   },
 });
 
