@@ -114,8 +114,8 @@ export interface DashboardApp {
   /** How many agent request bodies are on their way now (at most 8 of one agent). */
   readonly bodiesArriving: number;
   /**
-   * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`; the
-   * timer of `autoExpireLeases` calls it once a minute.
+   * Deletes the live output of commands final for longer than `liveOutputRetentionSecs`, in
+   * batches; the timer of `autoExpireLeases` calls it once a minute.
    *
    * @returns How many chunks were deleted.
    */

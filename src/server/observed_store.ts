@@ -20,6 +20,7 @@ import type {
   ExpireOutcome,
   OutputChunkInput,
   PruneCommandsOutcome,
+  PruneOutputOutcome,
   RemovedAgent,
   ReportOutcome,
 } from "../store/mod.ts";
@@ -59,6 +60,7 @@ const READS: ReadonlySet<PropertyKey> = new Set<Method>([
   "listCommands",
   "countCommandsByStatus",
   "countOpenCommands",
+  "commandsInHand",
   "listOutput",
   "getRun",
   "listRuns",
@@ -192,7 +194,7 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       if ((result as CancelRunOutcome).outcome === "cancelled") committed();
     },
     pruneOutput(result) {
-      if ((result as number) > 0) committed();
+      if ((result as PruneOutputOutcome).chunks > 0) committed();
     },
     pruneCommands(result) {
       const outcome = result as PruneCommandsOutcome;

@@ -135,7 +135,9 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
   async function refuseRunPartId(id: string): Promise<void> {
     const colon = id.indexOf(":");
     if (colon <= 0) return;
-    const run = await store.getRun(id.slice(0, colon));
+    // The run as a step reads it (each command's status): not each command's result and output,
+    // which an agent's enqueue naming a run of 10,000 agents would read every time.
+    const run = await store.getRunState(id.slice(0, colon));
     const part = run?.targets.find((target) => target.commandId === id);
     if (!part || part.command !== null) return;
     const why = part.skippedAt === null

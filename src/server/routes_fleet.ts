@@ -110,11 +110,10 @@ export function fleetRoutes(
     });
     const more = limit !== undefined && agents.length > limit;
     if (more) agents = agents.slice(0, limit);
+    // The page's agents' commands alone, however many the fleet has in hand.
     const busy = new Map<string, CommandRecord>();
-    for (const status of ["delivered", "running"] as const) {
-      for (const command of await store.listCommands({ status, limit: 10_000 })) {
-        if (!busy.has(command.agentId) || status === "running") busy.set(command.agentId, command);
-      }
+    for (const command of await store.commandsInHand(agents.map((agent) => agent.id))) {
+      busy.set(command.agentId, command);
     }
     const now = clock.now();
     return c.json({

@@ -1042,7 +1042,10 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
   app.get("/api/v1/runs/:id/events", auth, async function runEventsRoute(c) {
     const id = c.req.param("id");
     assertPossibleId("run", id, RUN_ID_PATTERN);
-    if (!(await store.getRun(id))) throw new HttpError(404, `run ${shortForm(id)} does not exist`);
+    // Whether it exists, from the run as a step reads it: the stream's first step reads it whole.
+    if (!(await store.getRunState(id))) {
+      throw new HttpError(404, `run ${shortForm(id)} does not exist`);
+    }
     let sent = 0;
     let last = "";
     const release = streamPlace(c.req.raw, c.get("consoleSessionStream"), options.streams);

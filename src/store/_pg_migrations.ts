@@ -171,4 +171,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX agents_id_c ON agents (id COLLATE "C");
   `,
+  // 11: the command each agent of a page of the fleet has in hand (GET /api/v1/agents), and how
+  // many an agent has not final, read by the agent instead of through every command in hand.
+  `
+  CREATE INDEX commands_in_hand ON commands (agent_id, seq)
+    WHERE status IN ('delivered', 'running');
+  `,
 ];

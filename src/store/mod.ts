@@ -55,6 +55,7 @@ export {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type PruneOutputOutcome,
   type RemovedAgent,
   type ReportInput,
   type ReportOutcome,

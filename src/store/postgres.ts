@@ -118,6 +118,7 @@ import {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type PruneOutputOutcome,
   type RemovedAgent,
   type ReportInput,
   type ReportOutcome,
@@ -134,6 +135,14 @@ const LISTEN_RETRY_MAX_MS = 5000;
 
 /** The channel of {@link StoreEvent}s. */
 export const PG_CHANNEL = "status_events";
+
+/**
+ * Request ids one sweep of the ended ones deletes at most: a sweep runs in an agent's request, and
+ * the ids a big fleet's requests leave in a window, deleted at once, could outlast the query
+ * timeout (failing that request and retiring the pool). A sweep that used its whole batch leaves
+ * the rest to the next request's.
+ */
+export const REQUEST_ID_SWEEP_BATCH = 5000;
 
 /** Options of {@link openPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -188,6 +197,54 @@ const log = logger("store");
 const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 /** Selects a command with its result from a CTE `c` of updated rows. */
 const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
+
+/**
+ * Statements whose cost must follow what they are asked for, not the size of the tables: a page
+ * of agents, one agent, a batch of chunks (exported for the tests of their query plans).
+ */
+export const BOUNDED_SQL = {
+  /**
+   * `countOpenCommands`: the queued ones by the queue's index, the delivered and running ones by
+   * the index of commands in hand (not through the agent's history and the fleet's open commands).
+   */
+  openCommands: `SELECT
+     (SELECT count(*) FROM (SELECT 1 FROM commands
+        WHERE agent_id = $1 AND status = 'queued' LIMIT $2) q) +
+     (SELECT count(*) FROM (SELECT 1 FROM commands
+        WHERE agent_id = $1 AND status IN ('delivered', 'running') LIMIT $2) h) AS n`,
+  /**
+   * `commandsInHand`: by the index of commands in hand, each agent's few, not every agent's.
+   * (Each status alone: PostgreSQL sees that the index holds it, and the index's own IN term as
+   * well made it count the fleet's commands in hand as far fewer than they are.)
+   */
+  commandsInHand: `SELECT ${COMMAND_COLUMNS_WITHOUT_OUTPUT} ${FROM}
+     WHERE c.seq IN (
+       SELECT coalesce(
+         (SELECT h.seq FROM commands h
+          WHERE h.agent_id = a.id AND h.status = 'running' ORDER BY h.seq LIMIT 1),
+         (SELECT h.seq FROM commands h
+          WHERE h.agent_id = a.id AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
+       FROM unnest($1::text[]) AS a(id))`,
+  /**
+   * `appendOutput`: where a stream's stored bytes end. Its chunks are apart and in order, so the
+   * last one ends it (a max() over them read every chunk of the stream at each append).
+   */
+  streamEnd: `SELECT coalesce((SELECT byte_offset + length(data) FROM output_chunks
+       WHERE command_id = $1 AND attempt = $2 AND stream = $3
+       ORDER BY byte_offset DESC LIMIT 1), 0) AS e`,
+  /**
+   * `pruneOutput`: a batch of chunks in the order they came, each command found by its id, then
+   * deleted by their keys (an `IN (subquery)` read every chunk to match them); chunks another
+   * instance is pruning are skipped.
+   */
+  pruneOutput: `WITH gone AS (
+     DELETE FROM output_chunks WHERE seq = ANY(ARRAY(
+       SELECT o.seq FROM output_chunks o JOIN commands c ON c.id = o.command_id
+       WHERE c.completed_at IS NOT NULL AND c.completed_at < $1
+       ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED))
+     RETURNING 1
+   ) SELECT count(*) AS n FROM gone`,
+} as const;
 
 /** SQLSTATE `too_many_connections`: the server's, the role's or the database's limit is reached. */
 const TOO_MANY_CONNECTIONS = "53300";
@@ -1454,12 +1511,27 @@ export class PostgresStore implements CommandStore, SharedStore {
   countOpenCommands(agentId: string, upTo: number): Promise<number> {
     return this.#run("count open commands", async (sql) => {
       checkCountLimit(upTo);
-      const rows = await sql.unsafe(
-        `SELECT count(*) AS n FROM (SELECT 1 FROM commands
-           WHERE agent_id = $1 AND status IN ('queued', 'delivered', 'running') LIMIT $2) open`,
-        [agentId, upTo],
-      );
-      return num(rows[0].n);
+      const rows = await sql.unsafe(BOUNDED_SQL.openCommands, [agentId, upTo]);
+      return Math.min(upTo, num(rows[0].n));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.commandsInHand} */
+  commandsInHand(agentIds: readonly string[]): Promise<CommandRecord[]> {
+    return this.#run("read commands in hand", async (sql) => {
+      const byAgent = new Map<string, CommandRecord>();
+      const ids = [...new Set(agentIds)];
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        const rows = await sql.unsafe(
+          BOUNDED_SQL.commandsInHand,
+          [ids.slice(start, start + IDS_PER_STATEMENT)],
+        );
+        for (const row of rows as unknown as Row[]) {
+          const command = toCommand(row);
+          byAgent.set(command.agentId, command);
+        }
+      }
+      return ids.flatMap((id) => byAgent.get(id) ?? []);
     });
   }
 
@@ -1479,11 +1551,7 @@ export class PostgresStore implements CommandStore, SharedStore {
       await tx.unsafe("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [
         `output\n${chunk.commandId}\n${chunk.attempt}\n${chunk.stream}`,
       ]);
-      const [{ e }] = await tx.unsafe(
-        `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
-         WHERE command_id = $1 AND attempt = $2 AND stream = $3`,
-        [...key],
-      );
+      const [{ e }] = await tx.unsafe(BOUNDED_SQL.streamEnd, [...key]);
       const plan = planAppend(num(e), chunk.offset, chunk.data, chunk.keep);
       if (plan.duplicate) return { outcome: "duplicate" };
       const { cut } = plan;
@@ -1548,17 +1616,14 @@ export class PostgresStore implements CommandStore, SharedStore {
   }
 
   /** {@inheritDoc CommandStore.pruneOutput} */
-  pruneOutput(completedBefore: number): Promise<number> {
-    return this.#run("prune output", async (sql) => {
-      const [{ n }] = await sql.unsafe(
-        `WITH gone AS (
-           DELETE FROM output_chunks o USING commands c
-           WHERE c.id = o.command_id AND c.completed_at IS NOT NULL AND c.completed_at < $1
-           RETURNING 1
-         ) SELECT count(*) AS n FROM gone`,
-        [completedBefore],
-      );
-      return num(n);
+  async pruneOutput(completedBefore: number, limit: number): Promise<PruneOutputOutcome> {
+    checkPruneLimit(limit);
+    // One batch a statement: a backlog in one DELETE outlasted the operation timeout, which
+    // retired the pool, so it never went.
+    return await this.#run("prune output", async (sql) => {
+      const [{ n }] = await sql.unsafe(BOUNDED_SQL.pruneOutput, [completedBefore, limit]);
+      const chunks = num(n);
+      return { chunks, more: chunks >= limit };
     });
   }
 
@@ -1655,7 +1720,17 @@ export class PostgresStore implements CommandStore, SharedStore {
       // ids another instance would still accept (an id that ended is overwritten above anyway).
       if (now - this.#lastSweep >= windowMs) {
         this.#lastSweep = now;
-        await sql.unsafe("DELETE FROM request_ids WHERE expires_at <= $1", [now - windowMs]);
+        // A batch, skipping the ids another instance's sweep holds.
+        const [{ n }] = await sql.unsafe(
+          `WITH gone AS (
+             DELETE FROM request_ids WHERE key = ANY(ARRAY(
+               SELECT key FROM request_ids WHERE expires_at <= $1
+               LIMIT $2 FOR UPDATE SKIP LOCKED))
+             RETURNING 1
+           ) SELECT count(*) AS n FROM gone`,
+          [now - windowMs, REQUEST_ID_SWEEP_BATCH],
+        );
+        if (num(n) >= REQUEST_ID_SWEEP_BATCH) this.#lastSweep = 0;
       }
       return rows.length === 1;
     });

@@ -59,6 +59,7 @@ import {
   type OutputQuery,
   type OutputStream,
   type PruneCommandsOutcome,
+  type PruneOutputOutcome,
   type RemovedAgent,
   type ReportInput,
   type ReportOutcome,
@@ -1665,16 +1666,46 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   countOpenCommands(agentId: string, upTo: number): Promise<number> {
     return this.#run(() => {
       checkCountLimit(upTo);
-      // The queued ones by the queue's index, the delivered and running ones by the status index
-      // (`+agent_id` keeps the agent's index, which holds its whole history, out of it).
+      // The queued ones by the queue's index, the delivered and running ones by the index of
+      // commands in hand: neither through the agent's history nor the fleet's commands in hand.
       const row = this.#stmt(
         `SELECT
            (SELECT count(*) FROM (SELECT 1 FROM commands
               WHERE agent_id = ? AND status = 'queued' LIMIT ?)) +
            (SELECT count(*) FROM (SELECT 1 FROM commands
-              WHERE status IN ('delivered', 'running') AND +agent_id = ? LIMIT ?)) AS n`,
+              WHERE agent_id = ? AND status IN ('delivered', 'running') LIMIT ?)) AS n`,
       ).get(agentId, upTo, agentId, upTo) as Row;
       return Math.min(upTo, num(row.n));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.commandsInHand} */
+  commandsInHand(agentIds: readonly string[]): Promise<CommandRecord[]> {
+    return this.#run(() => {
+      // By the index of commands in hand: each agent's few, not every agent's. The
+      // `status IN (...)` term is the index's own, which lets SQLite use it.
+      const select = this.#stmt(
+        `SELECT ${COMMAND_COLUMNS_WITHOUT_OUTPUT} ${COMMAND_FROM}
+         WHERE c.seq IN (
+           SELECT coalesce(
+             (SELECT h.seq FROM commands h
+              WHERE h.agent_id = j.value AND h.status IN ('delivered', 'running')
+                AND h.status = 'running' ORDER BY h.seq LIMIT 1),
+             (SELECT h.seq FROM commands h
+              WHERE h.agent_id = j.value AND h.status IN ('delivered', 'running')
+                AND h.status = 'delivered' ORDER BY h.seq DESC LIMIT 1))
+           FROM json_each(?) j)`,
+      );
+      const byAgent = new Map<string, CommandRecord>();
+      const ids = [...new Set(agentIds)];
+      for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
+        const chunk = JSON.stringify(ids.slice(start, start + IDS_PER_STATEMENT));
+        for (const row of select.all(chunk) as Row[]) {
+          const command = toCommand(row);
+          byAgent.set(command.agentId, command);
+        }
+      }
+      return ids.flatMap((id) => byAgent.get(id) ?? []);
     });
   }
 
@@ -1687,10 +1718,13 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
       checkChunkEnd(chunk);
       return this.#tx((): AppendOutputOutcome => {
         const key = [chunk.commandId, chunk.attempt, chunk.stream] as const;
+        // The stored chunks of a stream are apart and in order: the last one ends it. (A max()
+        // over them read every chunk of the stream, up to tens of thousands, at each append.)
         const end = num(
           (this.#stmt(
-            `SELECT coalesce(max(byte_offset + length(data)), 0) AS e FROM output_chunks
-             WHERE command_id = ? AND attempt = ? AND stream = ?`,
+            `SELECT coalesce((SELECT byte_offset + length(data) FROM output_chunks
+               WHERE command_id = ? AND attempt = ? AND stream = ?
+               ORDER BY byte_offset DESC LIMIT 1), 0) AS e`,
           ).get(...key) as Row).e,
         );
         const plan = planAppend(end, chunk.offset, chunk.data, chunk.keep);
@@ -1746,15 +1780,20 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   }
 
   /** {@inheritDoc CommandStore.pruneOutput} */
-  pruneOutput(completedBefore: number): Promise<number> {
+  pruneOutput(completedBefore: number, limit: number): Promise<PruneOutputOutcome> {
     return this.#run(() => {
+      checkPruneLimit(limit);
       this.#beforeOwnCommit();
+      // The chunks in the order they came, each command found by its id: not through every
+      // command final before the time (the whole retained history, most with no chunk left).
       const result = this.#stmt(
-        `DELETE FROM output_chunks WHERE command_id IN (
-           SELECT DISTINCT o.command_id FROM output_chunks o JOIN commands c ON c.id = o.command_id
-           WHERE c.completed_at IS NOT NULL AND c.completed_at < ?)`,
-      ).run(completedBefore);
-      return num(result.changes);
+        `DELETE FROM output_chunks WHERE seq IN (
+           SELECT o.seq FROM output_chunks o
+           WHERE (SELECT c.completed_at FROM commands c WHERE c.id = o.command_id) < ?
+           ORDER BY o.seq LIMIT ?)`,
+      ).run(completedBefore, limit);
+      const chunks = num(result.changes);
+      return { chunks, more: chunks >= limit };
     });
   }
 

@@ -605,6 +605,14 @@ export interface PruneCommandsOutcome {
   more: boolean;
 }
 
+/** What one call of {@link CommandStore.pruneOutput} deleted. */
+export interface PruneOutputOutcome {
+  /** Chunks of live output deleted. */
+  chunks: number;
+  /** The call used its whole limit: more may be left to delete (call it again). */
+  more: boolean;
+}
+
 /** Filters of {@link CommandStore.listRuns}. */
 export interface RunQuery {
   /** Only runs not completed. */
@@ -792,6 +800,17 @@ export interface CommandStore extends AsyncDisposable {
    * @returns The count, at most `upTo`.
    */
   countOpenCommands(agentId: string, upTo: number): Promise<number>;
+  /**
+   * The command each of these agents has in hand, as the fleet shows it: its oldest `running`
+   * command, else its newest `delivered` one. Read by each agent (a page of 50 agents reads no more
+   * than those 50 agents' commands in hand, however many the fleet has), not by listing every
+   * command in hand.
+   *
+   * @param agentIds The agents (a page of the fleet); unknown ids and repeats are allowed.
+   * @returns At most one command an agent, in the order of `agentIds` (a repeated id once, at its
+   *   first place); agents with none are left out. Each result is read without its output.
+   */
+  commandsInHand(agentIds: readonly string[]): Promise<CommandRecord[]>;
 
   // -- live output and heartbeats
 
@@ -808,12 +827,17 @@ export interface CommandStore extends AsyncDisposable {
   /** A command's stored output chunks, in `seq` order. */
   listOutput(commandId: string, query?: OutputQuery): Promise<OutputChunk[]>;
   /**
-   * Deletes the live output of commands that reached a final status (`completedAt`) before
-   * `completedBefore`: their result holds the output from then on.
+   * Deletes one batch of the live output of commands that reached a final status
+   * (`completedAt`) before `completedBefore`: their result holds the output from then on. A
+   * command's chunks may go over several calls.
    *
-   * @returns How many chunks were deleted.
+   * @param completedBefore Ms since the epoch: the output of what was final before this goes.
+   * @param limit Chunks deleted at most, so that one call holds the store briefly (a backlog of
+   *   millions of chunks goes over many calls, none outlasting the store's operation timeout).
+   * @returns What was deleted; `more` when the limit was reached.
+   * @throws {RangeError} When `limit` is not a whole number from 1.
    */
-  pruneOutput(completedBefore: number): Promise<number>;
+  pruneOutput(completedBefore: number, limit: number): Promise<PruneOutputOutcome>;
   /**
    * Deletes one batch of what the result retention (`RESULT_RETENTION_DAYS`) lets go, in one
    * transaction: commands that reached a final status (`completedAt`) before `completedBefore`,

@@ -130,6 +130,58 @@ Deno.test("a heartbeat's figures are kept as sent, but a __proto__ key at its to
   );
 });
 
+Deno.test("GET /api/v1/agents shows each agent's command however many the fleet has in hand", async (t) => {
+  await using d = await makeDashboard();
+  const now = d.clock.now();
+  const put = async (id: string, agentId: string) => {
+    await d.store.enqueue({ id, agentId, name: "sleep 9", params: {}, fingerprint: id, now });
+    const claimed = await d.store.claimNext({
+      agentId,
+      deploymentHash: "default",
+      now,
+      deliveryLeaseMs: 60_000,
+    });
+    assert.equal(claimed?.id, id);
+  };
+  const ack = (commandId: string, agentId: string) =>
+    d.store.ack({ commandId, agentId, attempt: 1, now, defaultTimeoutSecs: 60 });
+  // a1's command was delivered before the 10,000 of a2 (more than the old lists of 10,000 held).
+  await put("a1-first", "a1");
+  for (let i = 0; i < 10_000; i++) await put(`a2-${i}`, "a2");
+  const running = async (query: string) =>
+    Object.fromEntries(
+      ((await json(await d.admin("GET", `/api/v1/agents${query}`))).agents as Array<
+        Record<string, unknown>
+      >).map((a) => [a.id, a.running as { id: string; status: string } | null]),
+    );
+
+  await t.step("an agent whose command is older than 10,000 others still shows it", async () => {
+    assert.deepEqual(await running("?limit=1"), {
+      a1: {
+        id: "a1-first",
+        name: "sleep 9",
+        status: "delivered",
+        attempt: 1,
+        delivered_at: "2026-01-12T10:00:00.000Z",
+      },
+    });
+    assert.equal((await running("")).a1?.id, "a1-first", "also in the list of every agent");
+  });
+
+  await t.step("a running command before a delivered one, the oldest running first", async () => {
+    assert.equal((await running("?after=a1")).a2?.id, "a2-9999", "the newest delivered");
+    await ack("a2-5", "a2");
+    await ack("a2-7", "a2");
+    assert.deepEqual((await running("")).a2, {
+      id: "a2-5",
+      name: "sleep 9",
+      status: "running",
+      attempt: 1,
+      delivered_at: "2026-01-12T10:00:00.000Z",
+    });
+  });
+});
+
 Deno.test("GET /api/v1/agents gives a page by id with limit and after, and every agent without", async (t) => {
   const ids = ["a1", "a2", "b-1", "b.2", "c:3", "web-10", "web-9"];
   await using d = await makeDashboard({

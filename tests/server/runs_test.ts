@@ -42,6 +42,7 @@ import {
   P,
   reportBody,
   type TestDashboard,
+  TOKEN,
   TOKEN2,
 } from "./_helpers.ts";
 
@@ -867,6 +868,23 @@ async function followRunR(store: CommandStore, clock: FakeClock) {
     },
   };
 }
+
+Deno.test("a run's event stream opens with one read of the whole run", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { store, calls } = countingStore(inner);
+  const clock = new FakeClock();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, clock.now());
+  await createRunOf(inner, "r", ["a1", "a2"], clock.now());
+  const { events, close } = await followRunR(store, clock);
+  try {
+    assert.equal((await events.next()).value?.event, "status");
+    // The stream's first step; its check that the run exists read no command's result or output.
+    assert.equal(calls.get("getRun"), 1);
+  } finally {
+    await close();
+  }
+});
 
 Deno.test("a run's event stream reads the run when it changed, not at every sweep", async () => {
   using _logs = captureLogs();
@@ -1820,4 +1838,38 @@ Deno.test("the warning about offline agents says how long they may hold a run th
   await t.step("all at once: nothing more to say", async () => {
     assert.deepEqual(await warnings("all", {}), [start]);
   });
+});
+
+Deno.test("an enqueue naming a run's part reads the run's commands without their results or output", async () => {
+  await using d = await makeDashboard({
+    agents: { a1: { token: TOKEN }, a2: { token: TOKEN2 }, a3: { token: `${TOKEN}-3` } },
+  });
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "r9",
+    name: "echo run",
+    target: { agents: ["a1", "a2", "a3"] },
+    max_concurrency: 1,
+  });
+  assert.equal(created.status, 201);
+  await created.body?.cancel();
+  // a1's part ran and printed; then a2's started; a3's is not started.
+  assert.equal((await json(await d.agent({ path: P.wait() }))).id, "r9:a1");
+  const result = { ...reportBody("r9:a1").result, stdout: "x".repeat(4000) };
+  const reported = await d.agent({ path: P.report, body: reportBody("r9:a1", { result }) });
+  assert.equal(reported.status, 200);
+  await reported.body?.cancel();
+  await until(async () => (await d.store.getCommand("r9:a2")) !== null, "a2's part starts");
+  using counted = countTargetReads();
+  const refused = await d.agent({
+    path: P.enqueue,
+    body: { id: "r9:a3", name: "echo other" },
+    agentId: "a3",
+    token: `${TOKEN}-3`,
+  });
+  assert.equal(refused.status, 409);
+  assert.match(
+    String((await json(refused)).error),
+    /^command id r9:a3 is run r9's part for agent a3, not started yet/,
+  );
+  assert.deepEqual([counted.reads, counted.output], [1, 0]);
 });

@@ -161,8 +161,8 @@ Deno.test("a pruning that fails tells /health, as a failed write does, until a w
   let failing = true;
   let failure: () => Error = () => new StoreError(FAILED);
   const pruneOutput = d.store.pruneOutput.bind(d.store);
-  d.store.pruneOutput = (before: number) =>
-    failing ? Promise.reject(failure()) : pruneOutput(before);
+  d.store.pruneOutput = (before: number, limit: number) =>
+    failing ? Promise.reject(failure()) : pruneOutput(before, limit);
   assert.equal((await enqueue(d, "c1")).status, 202);
   assert.equal((await health(d)).status, 200);
 

@@ -1117,12 +1117,56 @@ export function runStoreContract(
     for (const id of ["old", "new", "open"]) await put(id);
     await store.cancel("old", T0 + 1000);
     await store.cancel("new", T0 + 5000);
-    assert.equal(await store.pruneOutput(T0 + 2000), 1);
+    assert.deepEqual(await store.pruneOutput(T0 + 2000, 100), { chunks: 1, more: false });
     assert.deepEqual(await store.listOutput("old"), []);
     assert.equal((await store.listOutput("new")).length, 1, "final after the time: kept");
     assert.equal((await store.listOutput("open")).length, 1, "not final: kept");
-    assert.equal(await store.pruneOutput(T0 + 2000), 0);
+    assert.deepEqual(await store.pruneOutput(T0 + 2000, 100), { chunks: 0, more: false });
   });
+
+  test(
+    "prunes a backlog of live output larger than a batch over several calls",
+    async (store, t) => {
+      const keep = { headBytes: 1000, tailBytes: 1000 };
+      const put = (commandId: string, offset: number) =>
+        store.appendOutput({
+          commandId,
+          attempt: 1,
+          stream: "stdout",
+          offset,
+          data: new Uint8Array([1, 2, 3]),
+          now: T0,
+          keep,
+        });
+      // Chunks of final and open commands in between one another, as they arrive.
+      for (const id of ["f1", "open", "f2", "f3"]) await enqueue(store, id);
+      for (let i = 0; i < 4; i++) {
+        for (const id of ["f1", "open", "f2", "f3"]) await put(id, 3 * i);
+      }
+      for (const id of ["f1", "f2", "f3"]) await store.cancel(id, T0 + 1000);
+      await t.step("a limit that is not a whole number from 1 is refused", async () => {
+        for (const limit of [0, -1, 1.5, Number.NaN]) {
+          await assert.rejects(() => store.pruneOutput(T0 + 2000, limit), RangeError);
+        }
+        assert.equal((await store.listOutput("f1")).length, 4, "nothing deleted");
+      });
+      await t.step("at most the limit a call, until all of it went", async () => {
+        const calls = [];
+        for (let more = true; more;) {
+          const outcome = await store.pruneOutput(T0 + 2000, 5);
+          calls.push(outcome);
+          more = outcome.more;
+        }
+        assert.deepEqual(calls, [
+          { chunks: 5, more: true },
+          { chunks: 5, more: true },
+          { chunks: 2, more: false },
+        ]);
+        for (const id of ["f1", "f2", "f3"]) assert.deepEqual(await store.listOutput(id), [], id);
+        assert.equal((await store.listOutput("open")).length, 4, "not final: kept");
+      });
+    },
+  );
 
   test("binary output is stored byte for byte", async (store) => {
     const data = new Uint8Array([0, 0xff, 0xfe, 10, 0xc3]);
@@ -1232,6 +1276,64 @@ export function runStoreContract(
     assert.equal(await store.countOpenCommands("nobody", 10), 0);
     await assert.rejects(() => store.countOpenCommands("a1", 0), RangeError);
     await assert.rejects(() => store.countOpenCommands("a1", 1.5), RangeError);
+  });
+
+  test("reads the command each of some agents has in hand, by the agent", async (store, t) => {
+    const ack = (commandId: string, agentId: string) =>
+      store.ack({ commandId, agentId, attempt: 1, now: T0, defaultTimeoutSecs: 60 });
+    const inHand = async (ids: readonly string[]) =>
+      (await store.commandsInHand(ids)).map((c) => [c.agentId, c.id, c.status]);
+    await t.step("no ids, or none in hand: none", async () => {
+      assert.deepEqual(await store.commandsInHand([]), []);
+      await enqueue(store, "q1");
+      assert.deepEqual(await store.commandsInHand(["a1", "nobody"]), [], "queued is not in hand");
+    });
+    // a1: q1..q4 delivered in order, q3 then q2 acked (running); a2: one delivered, then
+    // reported (final); a3: two delivered; a4: one delivered, with an odd id.
+    for (const id of ["q2", "q3", "q4"]) await enqueue(store, id);
+    for (let i = 0; i < 4; i++) await claim(store);
+    await ack("q3", "a1");
+    await ack("q2", "a1");
+    await enqueue(store, "done", { agentId: "a2" });
+    await store.report(report((await claim(store, "a2"))!));
+    await enqueue(store, "b1", { agentId: "a3" });
+    await enqueue(store, "b2", { agentId: "a3" });
+    await claim(store, "a3");
+    await claim(store, "a3");
+    await enqueue(store, `odd"'\\1`, { agentId: "a4" });
+    await claim(store, "a4");
+    await t.step("the oldest running one, else the newest delivered one", async () => {
+      assert.deepEqual(await inHand(["a1", "a2", "a3", "a4"]), [
+        ["a1", "q2", "running"],
+        ["a3", "b2", "delivered"],
+        ["a4", `odd"'\\1`, "delivered"],
+      ]);
+      const [command] = await store.commandsInHand(["a1"]);
+      assert.deepEqual(command, await store.getCommand("q2"), "the whole command");
+    });
+    await t.step(
+      "in the order of the ids, each once; others' and unknown ids left out",
+      async () => {
+        assert.deepEqual(await inHand(["a3", "nobody", "a1", "a3", "A1", "a1%"]), [
+          ["a3", "b2", "delivered"],
+          ["a1", "q2", "running"],
+        ]);
+      },
+    );
+    await t.step("more ids than one statement takes", async () => {
+      const ids = Array.from({ length: 2 * IDS_PER_STATEMENT + 1 }, (_, i) => `x${i}`);
+      ids[IDS_PER_STATEMENT + 3] = "a3";
+      ids.push("a1");
+      assert.deepEqual(await inHand(ids), [
+        ["a3", "b2", "delivered"],
+        ["a1", "q2", "running"],
+      ]);
+    });
+    await t.step("a command that ends leaves the agent's hand", async () => {
+      await store.report(report({ id: "q2", agentId: "a1" }));
+      await store.report(report({ id: "q3", agentId: "a1" }));
+      assert.deepEqual(await inHand(["a1"]), [["a1", "q4", "delivered"]]);
+    });
   });
 
   // -- fan-out runs and agent labels

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { isDriverFault, openPostgresStore } from "../../src/store/postgres.ts";
+import {
+  BOUNDED_SQL,
+  isDriverFault,
+  openPostgresStore,
+  REQUEST_ID_SWEEP_BATCH,
+} from "../../src/store/postgres.ts";
 import { pathToFileURL } from "node:url";
 import { until } from "../_until.ts";
 import {
@@ -87,6 +92,65 @@ Deno.test({
         `EXPLAIN SELECT id FROM agents a WHERE a.id COLLATE "C" > 'a' ORDER BY a.id COLLATE "C" LIMIT 3`,
       )).map((row) => String(row["QUERY PLAN"])).join("\n");
       assert.match(plan, /Index (Only )?Scan using agents_id_c/);
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: an agent's open commands, a page's commands in hand and a batch of " +
+    "output are read by their indexes, not through the fleet's commands or every chunk",
+  ignore,
+  async fn(t) {
+    await using db = await migratedTestDatabase(migrate);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      // 200,000 commands of 2,000 agents, a few thousand of them queued, delivered or running,
+      // and 50,000 chunks of live output of the newest.
+      await sql.unsafe(
+        `INSERT INTO commands (id, agent_id, name, params, priority, fingerprint, status, attempt,
+           created_at, updated_at, completed_at)
+         SELECT 'c' || i, 'a' || (i % 2000), 'echo', '{}', 0, 'f', s, 1, i, i,
+           CASE WHEN s = 'success' THEN i END
+         FROM generate_series(1, 200000) i, LATERAL (SELECT CASE WHEN i % 50 = 0 THEN 'running'
+           WHEN i % 51 = 0 THEN 'delivered' WHEN i % 53 = 0 THEN 'queued' ELSE 'success' END) st(s)`,
+      );
+      await sql.unsafe(
+        `INSERT INTO output_chunks (command_id, attempt, stream, byte_offset, data, created_at)
+         SELECT 'c' || (190000 + i % 10000), 1, 'stdout', i, '\\x00', 0
+         FROM generate_series(1, 50000) i`,
+      );
+      await sql.unsafe("ANALYZE");
+      const plan = async (statement: string, args: unknown[]) =>
+        (await sql.unsafe(`EXPLAIN ${statement}`, args as never[]))
+          .map((row) => String(row["QUERY PLAN"])).join("\n");
+      const fleetWide = /commands_status|commands_agent|Seq Scan on commands/;
+      await t.step("an agent's open commands", async () => {
+        const found = await plan(BOUNDED_SQL.openCommands, ["a1", 1000]);
+        assert.match(found, /commands_queue/);
+        assert.match(found, /commands_in_hand/);
+        assert.doesNotMatch(found, fleetWide, found);
+      });
+      await t.step("the commands in hand of a page of agents", async () => {
+        const found = await plan(BOUNDED_SQL.commandsInHand, [["a1", "a2", "a3"]]);
+        assert.match(found, /commands_in_hand/);
+        assert.doesNotMatch(found, fleetWide, found);
+      });
+      await t.step("where a stream's stored output ends", async () => {
+        const found = await plan(BOUNDED_SQL.streamEnd, ["c190001", 1, "stdout"]);
+        assert.match(found, /Index Scan Backward using output_chunks_stream/);
+        assert.doesNotMatch(found, /Aggregate|Seq Scan on output_chunks/, found);
+      });
+      await t.step("a batch of live output to prune", async () => {
+        const found = await plan(BOUNDED_SQL.pruneOutput, [195000, 1000]);
+        assert.match(found, /Index Cond: \(seq = ANY/);
+        assert.doesNotMatch(
+          found,
+          /Seq Scan on (commands|output_chunks)|commands_completed/,
+          found,
+        );
+      });
     } finally {
       await sql.end();
     }
@@ -213,6 +277,40 @@ Deno.test({
     // now is past the id's end by the first instance's clock. Its sweep must leave the id.
     assert.equal(await ahead.rememberRequestId("a1\nr2", T0 + 11 * 60_000, window), true);
     assert.equal(await a.rememberRequestId("a1\nr1", T0 + 4 * 60_000, window), false);
+  },
+});
+
+Deno.test({
+  name: "postgres store: ended request ids are swept a batch a request, until none is left",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    const store = await openPostgresStore(db.url);
+    try {
+      const window = 660_000;
+      // Two batches and one more of ids that ended longer than a window ago (a big fleet's).
+      const ended = 2 * REQUEST_ID_SWEEP_BATCH + 1;
+      await sql.unsafe(
+        `INSERT INTO request_ids (key, expires_at)
+         SELECT 'old\n' || i, $1::bigint FROM generate_series(1, $2::int) i`,
+        [T0 - 2 * window, ended],
+      );
+      const left = async () =>
+        Number(
+          (await sql.unsafe("SELECT count(*) AS n FROM request_ids WHERE key LIKE 'old%'"))[0].n,
+        );
+      assert.equal(await store.rememberRequestId("a1\nr1", T0, window), true);
+      assert.equal(await left(), ended - REQUEST_ID_SWEEP_BATCH, "a batch, not all of them");
+      assert.equal(await store.rememberRequestId("a1\nr2", T0 + 1, window), true);
+      assert.equal(await left(), 1, "a full batch: the next request sweeps again");
+      assert.equal(await store.rememberRequestId("a1\nr3", T0 + 2, window), true);
+      assert.equal(await left(), 0);
+      assert.equal(await store.rememberRequestId("a1\nr1", T0 + 3, window), false, "kept");
+    } finally {
+      await store.close();
+      await sql.end();
+    }
   },
 });
 

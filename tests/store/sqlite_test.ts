@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, StatementSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
 import {
   AGENT_SCOPES,
@@ -1405,5 +1405,96 @@ Deno.test("status agents add refuses a database a dashboard serves whose -shm fi
     }
     await using reopened = openSqliteStore(path);
     assert.equal((await reopened.getAgent("web-9"))?.id, "web-9");
+  });
+});
+
+/**
+ * The query plans (`EXPLAIN QUERY PLAN`, on an empty database of the current schema) of the
+ * statements of the commands and their output that the store runs in `call`.
+ */
+async function plansOf(call: () => Promise<unknown>): Promise<string[]> {
+  const sources = await statementsOf(call);
+  const db = new DatabaseSync(":memory:");
+  try {
+    for (const migration of MIGRATIONS) db.exec(migration);
+    return sources.map((sql) =>
+      (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>)
+        .map((row) => row.detail).join("\n")
+    );
+  } finally {
+    db.close();
+  }
+}
+
+/** The statements of the commands and their output that the store runs in `call`. */
+async function statementsOf(call: () => Promise<unknown>): Promise<string[]> {
+  const sources = new Set<string>();
+  const methods = ["all", "get", "run"] as const;
+  const originals = methods.map((method) => StatementSync.prototype[method]);
+  for (const [i, method] of methods.entries()) {
+    const original = originals[i] as (...args: SQLInputValue[]) => unknown;
+    StatementSync.prototype[method] = function (this: StatementSync, ...args: SQLInputValue[]) {
+      if (/\b(commands|output_chunks)\b/.test(this.sourceSQL)) sources.add(this.sourceSQL);
+      return original.apply(this, args);
+    } as never;
+  }
+  try {
+    await call();
+  } finally {
+    for (const [i, method] of methods.entries()) {
+      StatementSync.prototype[method] = originals[i] as never;
+    }
+  }
+  return [...sources];
+}
+
+Deno.test("sqlite store: an agent's open commands, a page's commands in hand and a batch of output are read by their indexes, not through the fleet's commands or every final command", async (t) => {
+  await using store = openSqliteStore(":memory:");
+  // Through the whole fleet's commands (in hand or queued), an agent's whole history, or every
+  // command final before a time.
+  const fleetWide = /commands_status|commands_agent|commands_completed|SCAN (commands|c|h)\b/;
+  await t.step("an agent's open commands", async () => {
+    const plans = await plansOf(() => store.countOpenCommands("a1", 1000));
+    assert.equal(plans.length, 1);
+    assert.match(plans[0], /commands_queue/);
+    assert.match(plans[0], /commands_in_hand/);
+    assert.doesNotMatch(plans[0], fleetWide, plans[0]);
+  });
+  await t.step("the commands in hand of a page of agents", async () => {
+    const plans = await plansOf(() => store.commandsInHand(["a1", "a2"]));
+    assert.equal(plans.length, 1);
+    assert.match(plans[0], /commands_in_hand/);
+    assert.doesNotMatch(plans[0], fleetWide, plans[0]);
+  });
+  await t.step("where a stream's stored output ends: its last chunk, not every one", async () => {
+    const append = () =>
+      store.appendOutput({
+        commandId: "c1",
+        attempt: 1,
+        stream: "stdout",
+        offset: 0,
+        data: new Uint8Array([1]),
+        now: 0,
+        keep: { headBytes: 10, tailBytes: 10 },
+      });
+    const sources = await statementsOf(append);
+    const [end] = sources.filter((sql) => /^SELECT coalesce/.test(sql.trim()));
+    assert.ok(end, sources.join("\n"));
+    const db = new DatabaseSync(":memory:");
+    try {
+      for (const migration of MIGRATIONS) db.exec(migration);
+      const program = (db.prepare(`EXPLAIN ${end}`).all() as Array<{ opcode: string }>)
+        .map((row) => row.opcode);
+      assert.ok(!program.includes("AggStep"), "no aggregate over the stream's chunks");
+      assert.ok(program.includes("Prev"), "read from the last chunk back");
+    } finally {
+      db.close();
+    }
+  });
+  await t.step("a batch of live output to prune", async () => {
+    const plans = await plansOf(() => store.pruneOutput(Date.now(), 1000));
+    assert.equal(plans.length, 1);
+    assert.match(plans[0], /SEARCH output_chunks USING INTEGER PRIMARY KEY/);
+    assert.doesNotMatch(plans[0], fleetWide, plans[0]);
   });
 });
