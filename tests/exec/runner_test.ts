@@ -673,6 +673,32 @@ Deno.test("executor reports a program that cannot start as failed with the reaso
   });
 });
 
+Deno.test("a program that exits 126 or 127 with setsid's words is reported as having run", async (t) => {
+  // Started through setsid, a program that could not be executed shows as setsid's status and
+  // message; a program that ran and printed the same words was reported as never started, its
+  // output dropped.
+  await using dir = await scripts();
+  for (const [code, reason] of [[127, "No such file or directory"], [126, "Permission denied"]]) {
+    await t.step(`exit ${code}`, async () => {
+      const path = `${dir.dir}/mimic-${code}`;
+      const marker = `${dir.dir}/ran-${code}`;
+      await Deno.writeTextFile(
+        path,
+        `#!/bin/sh\n: > ${marker}\necho "setsid: failed to execute $0: ${reason}" >&2\nexit ${code}\n`,
+      );
+      await Deno.chmod(path, 0o755);
+      const result = await runCommand(path, { policy: dir.policy(path) });
+      await Deno.stat(marker); // it ran
+      assert.equal(result.status, "failed");
+      assert.equal(result.start_failure, null);
+      assert.equal(result.exit_code, code);
+      assert.equal(result.error, `exited with code ${code}`);
+      assert.equal(result.stderr, `setsid: failed to execute ${path}: ${reason}\n`);
+      assert.notEqual(toReportFields(result).result, null);
+    });
+  }
+});
+
 Deno.test("executor gives the child a minimal environment without agent secrets", async () => {
   await using dir = await scripts();
   const secrets = {
