@@ -1012,9 +1012,18 @@ function realtimeSignalName(number: number): string | undefined {
 }
 
 /**
+ * The name of a signal Deno does not name: a real-time one as {@link realtimeSignalName} gives it,
+ * and 32 and 33, which glibc keeps for itself and no tool names, as `SIG32` and `SIG33`;
+ * `undefined` for another number.
+ */
+function unnamedSignalName(number: number): string | undefined {
+  return number === 32 || number === 33 ? `SIG${number}` : realtimeSignalName(number);
+}
+
+/**
  * How the child ended. Deno names only the signals it knows: the status of a process a real-time
- * signal ended (`kill -s RTMIN`) rejects with "Invalid signal: 34", which becomes that signal's
- * name here instead of a run that throws and loses its output.
+ * signal ended (`kill -s RTMIN`) rejects with "Invalid signal: 34" (so does one signal 32 or 33
+ * ended), which becomes that signal's name here instead of a run that throws and loses its output.
  */
 async function statusOf(
   child: Deno.ChildProcess,
@@ -1023,7 +1032,7 @@ async function statusOf(
     return await child.status;
   } catch (error) {
     const number = /^Invalid signal: (\d+)$/.exec((error as Error)?.message ?? "")?.[1];
-    const name = number === undefined ? undefined : realtimeSignalName(Number(number));
+    const name = number === undefined ? undefined : unnamedSignalName(Number(number));
     if (name === undefined) throw error;
     return { code: 128 + Number(number), signal: name };
   }

@@ -555,6 +555,30 @@ Deno.test("executor names the signal that ended a command, real-time ones too", 
   }
 });
 
+Deno.test("executor names signals 32 and 33, which glibc keeps for itself", async (t) => {
+  // A process Deno starts has them ignored, and glibc refuses to change that: the probe does it
+  // with the raw system call, then sends itself the signal. Its status rejected with "Invalid
+  // signal: 32" and the run threw, its output and its exit lost.
+  const probe = new URL("./_signal_probe.ts", import.meta.url).pathname;
+  const policy = createPolicy({
+    allowedPrograms: [Deno.execPath()],
+    allowedPathPrefixes: [probe.slice(0, probe.lastIndexOf("/"))],
+  });
+  for (const number of [32, 33]) {
+    await t.step(`SIG${number}`, async () => {
+      const result = await runCommand(
+        `${Deno.execPath()} run --no-config --no-lock --allow-ffi ${probe} ${number}`,
+        { policy },
+      );
+      assert.equal(result.status, "failed", result.stderr);
+      assert.equal(result.signal, `SIG${number}`);
+      assert.equal(result.exit_code, null);
+      assert.equal(result.error, `terminated by signal SIG${number}`);
+      assert.equal(result.stdout, "before\n");
+    });
+  }
+});
+
 Deno.test("executor rejects hostile command lines with their reason and runs nothing", async (t) => {
   const cases: Array<[string, string]> = [
     ["echo hi; rm -rf /", `shell operator ";" is not allowed`],
