@@ -787,6 +787,28 @@ Deno.test("a program is never looked up in a directory every user may write", as
   assert.equal(result.program, "/usr/bin/echo");
 });
 
+Deno.test("the agent's own ps is never looked up in a PATH directory every user may write", async () => {
+  // Commands do not get /tmp/open (mode 0777) on their PATH, but the agent itself ran the ps a
+  // local user, or a command, put there (as root, at a deadline) to find a command's processes.
+  await using dir = await scripts();
+  const open = `${dir.dir}/open`;
+  Deno.mkdirSync(open);
+  Deno.chmodSync(open, 0o777);
+  const ran = `${dir.dir}/planted-ps-ran`;
+  await dir.script("open/ps", `: > ${ran}`);
+  const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
+  Deno.env.set("PATH", `${open}:${path}`);
+  try {
+    // The deadline's SIGTERM looks for the command's processes in other groups of its session:
+    // without /proc (Deno reads it only under --allow-all), with ps.
+    const result = await runCommand("sleep 5", { policy: defaultPolicy(), timeoutSecs: 0.3 });
+    assert.equal(result.status, "timeout");
+  } finally {
+    Deno.env.set("PATH", path);
+  }
+  assert.throws(() => Deno.statSync(ran), Deno.errors.NotFound);
+});
+
 Deno.test("a directory another user put where the commands' directories go stops no command", async () => {
   // Its name comes from STATE_DIR, so any user could make it first: every command then failed
   // with "/tmp/status-cmd-<tag> is in the way".
