@@ -8,6 +8,7 @@
 import { writeAllSync } from "../write_all.ts";
 import { dirname } from "node:path";
 import { isGranted } from "../permissions.ts";
+import { helperPath } from "../exec/env.ts";
 import { readTextBounded } from "../read_bounded.ts";
 
 const encoder = new TextEncoder();
@@ -231,6 +232,7 @@ export function volatileFileSystem(dir: string): string | undefined {
   if (!isGranted({ name: "run", command: "df" })) return undefined;
   try {
     const output = new Deno.Command("df", {
+      env: { PATH: helperPath() },
       args: ["--output=fstype", "--", dir],
       stdin: "null",
       stderr: "null",

@@ -8,6 +8,7 @@
 import { statfsSync } from "node:fs";
 import { cpus } from "node:os";
 import { isGranted } from "../permissions.ts";
+import { helperPath } from "../exec/env.ts";
 
 /** One heartbeat's measurements. Fields that could not be read are absent. */
 export interface MetricsSample {
@@ -166,6 +167,7 @@ export function defaultMetricsSources(): MetricsAvailability {
     sources.disk = async () => {
       try {
         const output = await new Deno.Command("df", {
+          env: { PATH: helperPath() },
           args: ["-Pk", "/"],
           stdin: "null",
           stdout: "piped",

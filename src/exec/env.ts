@@ -321,6 +321,27 @@ export function buildChildEnv(
   return env;
 }
 
+/**
+ * The `PATH` the agent's own helper programs (`ps`, `kill`, `df`) are looked up on and run with:
+ * the absolute entries of its own `PATH` that no other user may write or rename (else
+ * {@link DEFAULT_CHILD_PATH}), as commands get it. A `ps` that another user, or a command, put in
+ * `.` or in `/tmp` would otherwise run as the agent (root).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { helperPath } from "./env.ts";
+ *
+ * assert.equal(helperPath(() => ".:/usr/bin"), "/usr/bin");
+ * ```
+ *
+ * @param read Reads the agent's variables; for tests.
+ * @returns The `PATH`.
+ */
+export function helperPath(read: EnvReader = readAgentEnv): string {
+  return pathOthersCannotWrite(absoluteEntries(read("PATH")) ?? DEFAULT_CHILD_PATH);
+}
+
 /** Reads a file's owner and mode; for tests. `undefined` when it cannot be read. */
 export type OwnerReader = (path: string) => { uid: number; gid: number; mode: number } | undefined;
 

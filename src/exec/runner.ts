@@ -31,6 +31,7 @@ import {
 } from "./sandbox.ts";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { type Clock, systemClock, type TimerId } from "../clock.ts";
+import { ownUid } from "../own_files.ts";
 
 const log = logger("exec");
 
@@ -573,7 +574,9 @@ export class CommandRunner {
         result.stderr,
         resolved.path,
       );
-      if (failed) {
+      // A program that ran can print the same words and exit so itself: setsid's account is
+      // taken only when the program cannot be started now either.
+      if (failed && !startable(resolved.path)) {
         const reason =
           (failed.kind === "not_executable" ? this.#unrunnable(resolved.path) : undefined) ??
             `program "${resolved.path}" could not be started: ${failed.reason}` +
@@ -606,6 +609,29 @@ export class CommandRunner {
 function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
   if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;
   return { HOME: cell.cwd };
+}
+
+/**
+ * Whether the agent could start `program` now: a regular file with execute permission for the
+ * agent (its owner's bit when the agent owns it, else the group's or others'), and, for a script,
+ * a `#!` line whose interpreter can run. `false` also when that cannot be told (no read
+ * permission).
+ */
+function startable(program: string): boolean {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(program);
+  } catch {
+    return false;
+  }
+  if (!info.isFile || info.mode === null) return false;
+  const uid = ownUid();
+  const bits = uid === null || uid === 0 || info.uid === null
+    ? 0o111
+    : info.uid === uid
+    ? 0o100
+    : 0o011;
+  return (info.mode & bits) !== 0 && interpreterNote(program) === "";
 }
 
 /** The most of a script the kernel reads for its `#!` line (`BINPRM_BUF_SIZE`). */
@@ -986,9 +1012,18 @@ function realtimeSignalName(number: number): string | undefined {
 }
 
 /**
+ * The name of a signal Deno does not name: a real-time one as {@link realtimeSignalName} gives it,
+ * and 32 and 33, which glibc keeps for itself and no tool names, as `SIG32` and `SIG33`;
+ * `undefined` for another number.
+ */
+function unnamedSignalName(number: number): string | undefined {
+  return number === 32 || number === 33 ? `SIG${number}` : realtimeSignalName(number);
+}
+
+/**
  * How the child ended. Deno names only the signals it knows: the status of a process a real-time
- * signal ended (`kill -s RTMIN`) rejects with "Invalid signal: 34", which becomes that signal's
- * name here instead of a run that throws and loses its output.
+ * signal ended (`kill -s RTMIN`) rejects with "Invalid signal: 34" (so does one signal 32 or 33
+ * ended), which becomes that signal's name here instead of a run that throws and loses its output.
  */
 async function statusOf(
   child: Deno.ChildProcess,
@@ -997,7 +1032,7 @@ async function statusOf(
     return await child.status;
   } catch (error) {
     const number = /^Invalid signal: (\d+)$/.exec((error as Error)?.message ?? "")?.[1];
-    const name = number === undefined ? undefined : realtimeSignalName(Number(number));
+    const name = number === undefined ? undefined : unnamedSignalName(Number(number));
     if (name === undefined) throw error;
     return { code: 128 + Number(number), signal: name };
   }

@@ -30,6 +30,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
+import { helperPath } from "./env.ts";
 import { removeTreeSync } from "./remove_tree.ts";
 import {
   type CgroupHome,
@@ -515,6 +516,7 @@ function sendOne(targets: number[], signal: Deno.Signal, route: SignalRoute): Si
   if (route === "kill-program") {
     try {
       const { success } = new Deno.Command("kill", {
+        env: { PATH: helperPath() },
         args: ["-s", signal.replace(/^SIG/, ""), "--", ...targets.map(String)],
         stdin: "null",
         stdout: "null",
@@ -1424,6 +1426,7 @@ function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number
   let text: string;
   try {
     const output = new Deno.Command("ps", {
+      env: { PATH: helperPath() },
       args: ["-e", "-o", "pid=,pgid=,etimes=,stat="],
       stdin: "null",
       stdout: "piped",
@@ -1486,6 +1489,7 @@ function sessionStraysByPs(sid: number, leader: SessionLeader): number[] {
   let text: string;
   try {
     const output = new Deno.Command("ps", {
+      env: { PATH: helperPath() },
       args: ["-s", String(sid), "-o", "pid=,pgid=,etimes=,stat="],
       stdin: "null",
       stdout: "piped",

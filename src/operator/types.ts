@@ -265,10 +265,11 @@ export const EXIT_WAIT_TIMEOUT = 75;
 
 /**
  * A real-time signal's number on a Linux agent from the name the agent reports (`SIGRTMIN`,
- * `SIGRTMIN+1` ... `SIGRTMIN+15`, `SIGRTMAX-14` ... `SIGRTMAX`: 34 to 64), which `node:os` does not
- * know; `undefined` for another name.
+ * `SIGRTMIN+1` ... `SIGRTMIN+15`, `SIGRTMAX-14` ... `SIGRTMAX`: 34 to 64; `SIG32` and `SIG33`, the
+ * two glibc keeps for itself), which `node:os` does not know; `undefined` for another name.
  */
 function realtimeSignalNumber(name: string): number | undefined {
+  if (name === "SIG32" || name === "SIG33") return Number(name.slice(3));
   const match = /^SIGRT(MIN|MAX)(?:([+-])([1-9]\d?))?$/.exec(name);
   if (!match) return undefined;
   const [, end, sign, offset] = match;

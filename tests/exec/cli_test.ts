@@ -141,6 +141,12 @@ Deno.test("status exec maps results to exit codes", () => {
   for (const signal of ["SIGRTMIN+31", "SIGRTMAX-31", "SIGRTMIN-1", "SIGRTMAX+1", "SIGRTMIN+01"]) {
     assert.equal(execExitCode({ ...base, status: "failed", signal }), 1, signal);
   }
+  // The two glibc keeps for itself, which no tool names: as the agent names them.
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIG32" }), 160);
+  assert.equal(execExitCode({ ...base, status: "failed", signal: "SIG33" }), 161);
+  for (const signal of ["SIG31", "SIG34", "SIG032", "SIG9"]) {
+    assert.equal(execExitCode({ ...base, status: "failed", signal }), 1, signal);
+  }
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "not_executable" }), 126);
   assert.equal(execExitCode({ ...base, status: "failed", start_failure: "spawn_failed" }), 1);
   assert.equal(execExitCode({ ...base, status: "cancelled" }), 130);
@@ -149,7 +155,7 @@ Deno.test("status exec maps results to exit codes", () => {
 Deno.test("status exec and exitCodeOf give one exit code for a command a signal ended", () => {
   const base = { exit_code: null, start_failure: null } as unknown as ExecResult;
   const signals = ["SIGSEGV", "SIGTERM", "SIGKILL", "SIGSYS", "SIGNOPE", "", "constructor"];
-  for (const signal of [...signals, "SIGRTMIN", "SIGRTMAX-3"]) {
+  for (const signal of [...signals, "SIGRTMIN", "SIGRTMAX-3", "SIG32"]) {
     assert.equal(
       execExitCode({ ...base, status: "failed", signal }),
       exitCodeOf({ status: "failed", result: { exit_code: null, signal } }),

@@ -555,6 +555,30 @@ Deno.test("executor names the signal that ended a command, real-time ones too", 
   }
 });
 
+Deno.test("executor names signals 32 and 33, which glibc keeps for itself", async (t) => {
+  // A process Deno starts has them ignored, and glibc refuses to change that: the probe does it
+  // with the raw system call, then sends itself the signal. Its status rejected with "Invalid
+  // signal: 32" and the run threw, its output and its exit lost.
+  const probe = new URL("./_signal_probe.ts", import.meta.url).pathname;
+  const policy = createPolicy({
+    allowedPrograms: [Deno.execPath()],
+    allowedPathPrefixes: [probe.slice(0, probe.lastIndexOf("/"))],
+  });
+  for (const number of [32, 33]) {
+    await t.step(`SIG${number}`, async () => {
+      const result = await runCommand(
+        `${Deno.execPath()} run --no-config --no-lock --allow-ffi ${probe} ${number}`,
+        { policy },
+      );
+      assert.equal(result.status, "failed", result.stderr);
+      assert.equal(result.signal, `SIG${number}`);
+      assert.equal(result.exit_code, null);
+      assert.equal(result.error, `terminated by signal SIG${number}`);
+      assert.equal(result.stdout, "before\n");
+    });
+  }
+});
+
 Deno.test("executor rejects hostile command lines with their reason and runs nothing", async (t) => {
   const cases: Array<[string, string]> = [
     ["echo hi; rm -rf /", `shell operator ";" is not allowed`],
@@ -673,6 +697,32 @@ Deno.test("executor reports a program that cannot start as failed with the reaso
   });
 });
 
+Deno.test("a program that exits 126 or 127 with setsid's words is reported as having run", async (t) => {
+  // Started through setsid, a program that could not be executed shows as setsid's status and
+  // message; a program that ran and printed the same words was reported as never started, its
+  // output dropped.
+  await using dir = await scripts();
+  for (const [code, reason] of [[127, "No such file or directory"], [126, "Permission denied"]]) {
+    await t.step(`exit ${code}`, async () => {
+      const path = `${dir.dir}/mimic-${code}`;
+      const marker = `${dir.dir}/ran-${code}`;
+      await Deno.writeTextFile(
+        path,
+        `#!/bin/sh\n: > ${marker}\necho "setsid: failed to execute $0: ${reason}" >&2\nexit ${code}\n`,
+      );
+      await Deno.chmod(path, 0o755);
+      const result = await runCommand(path, { policy: dir.policy(path) });
+      await Deno.stat(marker); // it ran
+      assert.equal(result.status, "failed");
+      assert.equal(result.start_failure, null);
+      assert.equal(result.exit_code, code);
+      assert.equal(result.error, `exited with code ${code}`);
+      assert.equal(result.stderr, `setsid: failed to execute ${path}: ${reason}\n`);
+      assert.notEqual(toReportFields(result).result, null);
+    });
+  }
+});
+
 Deno.test("executor gives the child a minimal environment without agent secrets", async () => {
   await using dir = await scripts();
   const secrets = {
@@ -735,6 +785,28 @@ Deno.test("a program is never looked up in a directory every user may write", as
   });
   assert.equal(result.stdout, "hi\n");
   assert.equal(result.program, "/usr/bin/echo");
+});
+
+Deno.test("the agent's own ps is never looked up in a PATH directory every user may write", async () => {
+  // Commands do not get /tmp/open (mode 0777) on their PATH, but the agent itself ran the ps a
+  // local user, or a command, put there (as root, at a deadline) to find a command's processes.
+  await using dir = await scripts();
+  const open = `${dir.dir}/open`;
+  Deno.mkdirSync(open);
+  Deno.chmodSync(open, 0o777);
+  const ran = `${dir.dir}/planted-ps-ran`;
+  await dir.script("open/ps", `: > ${ran}`);
+  const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
+  Deno.env.set("PATH", `${open}:${path}`);
+  try {
+    // The deadline's SIGTERM looks for the command's processes in other groups of its session:
+    // without /proc (Deno reads it only under --allow-all), with ps.
+    const result = await runCommand("sleep 5", { policy: defaultPolicy(), timeoutSecs: 0.3 });
+    assert.equal(result.status, "timeout");
+  } finally {
+    Deno.env.set("PATH", path);
+  }
+  assert.throws(() => Deno.statSync(ran), Deno.errors.NotFound);
 });
 
 Deno.test("a directory another user put where the commands' directories go stops no command", async () => {
