@@ -68,6 +68,7 @@ import {
 } from "./errors.ts";
 import {
   driverHosts,
+  driverSocket,
   isPostgresUrl,
   postgresUrlProblem,
   redactUrl,
@@ -277,16 +278,21 @@ export async function openPostgresStore(
   const where = redactUrl(url);
   const problem = postgresUrlProblem(url);
   if (problem !== null) throw new StoreError(`cannot open database ${where}: ${problem}`);
+  // A Unix socket's directory (libpq's ?host=/var/run/postgresql) is given to the driver apart.
+  const socket = driverSocket(url);
+  const driverUrl = socket?.url ?? url;
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
   // the driver's "prefer" does.
-  const ssl = sslModeOf(url) === "allow" ? { ssl: "prefer" as const } : {};
+  const ssl = sslModeOf(driverUrl) === "allow" ? { ssl: "prefer" as const } : {};
   // An IPv6 address the driver cannot read from the URL is given to it apart.
-  const hosts = driverHosts(url) ?? {};
+  const hosts = (socket ? null : driverHosts(url)) ?? {};
+  const path = socket ? { path: socket.path } : {};
   const queryTimeoutMs = (options.queryTimeoutSecs ?? 15) * 1000;
   const pool = () =>
-    postgres(url, {
+    postgres(driverUrl, {
       ...ssl,
       ...hosts,
+      ...path,
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
@@ -302,7 +308,7 @@ export async function openPostgresStore(
         idle_in_transaction_session_timeout: queryTimeoutMs,
       },
     });
-  const unread = unreadParams(url);
+  const unread = unreadParams(driverUrl);
   if (unread.length > 0) {
     log.warning(
       "database {location}: its URL's {params} are not read: status sets them itself (a pool of " +
@@ -330,9 +336,10 @@ export async function openPostgresStore(
     queryTimeoutMs,
     (options.listenCheckSecs ?? 30) * 1000,
     (hooks) =>
-      postgres(url, {
+      postgres(driverUrl, {
         ...ssl,
         ...hosts,
+        ...path,
         ...hooks,
         max: 1,
         idle_timeout: 0,
@@ -442,6 +449,11 @@ function describeOpenError(error: unknown, url: string): string {
     return e.code === "ENOTFOUND"
       ? `the host name ${host} could not be found (ENOTFOUND); check the URL's host`
       : `the host name ${host} could not be resolved now (EAI_AGAIN); is DNS reachable?`;
+  }
+  const socket = driverSocket(url);
+  if (socket !== null && e?.code === "ENOENT") {
+    return `no PostgreSQL server listens on the Unix socket ${socket.path} (ENOENT): is the ` +
+      "server running, with that directory among its unix_socket_directories, on that port?";
   }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(

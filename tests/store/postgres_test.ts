@@ -10,7 +10,7 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
-import { migratedTestDatabase, pgIgnore, testDatabase } from "../_pg.ts";
+import { migratedTestDatabase, pgIgnore, testDatabase, testSocket } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS } from "../../src/store/_pg_migrations.ts";
 import { captureLogs } from "../agent/_helpers.ts";
@@ -36,6 +36,12 @@ if (!ignore) {
 }
 
 const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
+
+/** A temporary directory, removed with what it holds when disposed. */
+async function tempDirectory(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "status-socket-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
 
 /** `n` stores (as `n` dashboard instances would open) on one fresh database. */
 async function instances(n: number) {
@@ -557,6 +563,128 @@ Deno.test({
       await subscription.close();
       await store.close();
       await other.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a URL naming a Unix socket's directory connects through it, and listens",
+  ignore,
+  async fn(t) {
+    const socket = await testSocket();
+    if (socket === null) return; // a server of STATUS_TEST_DATABASE_URL's: its socket is unknown
+    await using db = await testDatabase();
+    const name = new URL(db.url).pathname.slice(1);
+    const encoded = encodeURIComponent(socket.dir);
+    const other = await openPostgresStore(db.url);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      for (
+        const url of [
+          `postgres://status@/${name}?host=${socket.dir}&port=${socket.port}`,
+          `postgresql:///${name}?user=status&port=${socket.port}&host=${encoded}`,
+          `postgres://status@${encoded}:${socket.port}/${name}`,
+          `postgres://status@${encoded}/${name}?port=${socket.port}&sslmode=disable`,
+        ]
+      ) {
+        await t.step(url.replace(socket.dir, "DIR").replace(encoded, "DIR"), async () => {
+          const heard: string[] = [];
+          const store = await openPostgresStore(url);
+          const subscription = await store.subscribe({
+            event(event) {
+              if (event.type === "queued") heard.push(event.agentId);
+            },
+            resync() {},
+          });
+          try {
+            const [{ local }] = await admin`
+              SELECT count(*)::int AS local FROM pg_stat_activity
+              WHERE datname = ${name} AND application_name = 'status-listen'
+                AND client_addr IS NULL`;
+            assert.equal(local, 1, "it listens on a Unix socket (a connection with no address)");
+            const id = `c-${heard.length}-${crypto.randomUUID()}`;
+            await other.enqueue(newCommand(id, "a1"));
+            await until(() => heard.includes("a1"), "the enqueue is heard");
+            assert.equal((await store.getCommand(id))?.status, "queued");
+          } finally {
+            await subscription.close();
+            await store.close();
+          }
+        });
+      }
+    } finally {
+      await admin.end();
+      await other.close();
+    }
+    await t.step("no server's socket there: said so", async () => {
+      await using dir = await tempDirectory();
+      await storeError(
+        openPostgresStore(`postgres://status@/${name}?host=${dir.path}`),
+        new RegExp(
+          `^cannot open database postgres://status@/${name}\\?host=\\S+: no PostgreSQL server ` +
+            `listens on the Unix socket ${dir.path}/\\.s\\.PGSQL\\.5432 \\(ENOENT\\): is the ` +
+            "server running, with that directory among its unix_socket_directories, on that port\\?$",
+        ),
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "postgres store: a server whose Unix socket is gone fails calls as unavailable",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const socket = await testSocket();
+    if (socket === null) return;
+    await using db = await testDatabase();
+    await using dir = await tempDirectory();
+    // A socket of its own that forwards to the server's: closed and removed as a stopped server's.
+    const path = `${dir.path}/.s.PGSQL.5432`;
+    const listener = Deno.listen({ transport: "unix", path });
+    const conns: Deno.Conn[] = [];
+    const accepting = (async () => {
+      for await (const client of listener) {
+        const server = await Deno.connect({
+          transport: "unix",
+          path: `${socket.dir}/.s.PGSQL.${socket.port}`,
+        });
+        conns.push(client, server);
+        void client.readable.pipeTo(server.writable).catch(() => {});
+        void server.readable.pipeTo(client.writable).catch(() => {});
+      }
+    })().catch(() => {});
+    const name = new URL(db.url).pathname.slice(1);
+    const store = await openPostgresStore(`postgres://status@/${name}?host=${dir.path}`, {
+      connectTimeoutSecs: 2,
+    });
+    try {
+      assert.equal(await store.getAgent("a1"), null);
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+      await accepting;
+      await Deno.remove(path).catch(() => {});
+      // The first call may fail on the connection that was open (EPIPE); the next connect finds
+      // no socket.
+      const messages: string[] = [];
+      for (let call = 0; call < 3; call++) {
+        const error = await store.getAgent("a1").then(() => null, (e) => e);
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        messages.push(error.message);
+      }
+      assert.ok(
+        messages.some((m) => /is unavailable \(read agent\): ENOENT /.test(m)),
+        messages.join("\n"),
+      );
+    } finally {
+      await store.close();
     }
   },
 });
