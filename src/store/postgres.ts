@@ -18,6 +18,10 @@
  * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
  * release), a cancel of a delivered command, and an agent's token replaced or the agent removed. {@link PostgresStore.subscribe} listens.
  *
+ * A database that a newer version of this program migrates while this one runs is found by the
+ * next lease lookup or ping: the store then fails every call as a {@link StoreError} rather than
+ * write by its older idea of the schema.
+ *
  * Errors that mean "the server is not reachable now" (refused, dropped, shutting down), or "try
  * again" (a statement timeout, a deadlock, a serialization failure, resources of the moment), are
  * thrown as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
@@ -201,6 +205,8 @@ const CLOCK_SKEW_WARN_MS = 2000;
 const CLOCK_SAMPLE_MAX_RTT_MS = 1000;
 /** The database server's time, in ms since the epoch, as a column `db_now`. */
 const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now";
+/** The database's schema version, as a column `schema_version` (a newer program may migrate it). */
+const SCHEMA_VERSION = "(SELECT max(version) FROM status_schema) AS schema_version";
 
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
@@ -544,6 +550,11 @@ export class PostgresStore implements CommandStore, SharedStore {
   #clockOff = false;
   /** How far it was then ahead of the server's, in ms (negative: behind), or `null` if not off. */
   #clockAheadMs: number | null = null;
+  /**
+   * Why this store is no longer used, once a newer version of status migrated its database while
+   * it ran (found by {@link PostgresStore.ping} and the lease lookups), or `null`.
+   */
+  #newerSchema: string | null = null;
 
   /**
    * Wraps an open connection pool; use {@link openPostgresStore}.
@@ -773,6 +784,7 @@ export class PostgresStore implements CommandStore, SharedStore {
    */
   async #run<T>(what: string, fn: (sql: Sql) => Promise<T>, onPool = true): Promise<T> {
     if (this.#closed) throw new StoreError(`database ${this.location} is closed`);
+    if (this.#newerSchema !== null) throw new StoreError(this.#newerSchema);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const sql = this.#sql;
@@ -1385,9 +1397,11 @@ export class PostgresStore implements CommandStore, SharedStore {
            (SELECT min(lease_expires_at) FROM commands
             WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')),
            (SELECT min(expires_at) FROM commands
-            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at, ${DB_NOW}`,
+            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at, ${DB_NOW},
+           ${SCHEMA_VERSION}`,
       );
       this.#compareClocks(rows[0]?.db_now, sentAt);
+      this.#checkSchema(rows[0]?.schema_version);
       return numOrNull(rows[0]?.at);
     });
   }
@@ -1842,10 +1856,12 @@ export class PostgresStore implements CommandStore, SharedStore {
   ping(): Promise<StorePing> {
     return this.#run("ping", async (sql): Promise<StorePing> => {
       const sentAt = this.#localClock();
-      const [{ read_only: readOnly, db_now: dbNow }] = await sql.unsafe(
-        `SELECT current_setting('transaction_read_only') = 'on' AS read_only, ${DB_NOW}`,
+      const [{ read_only: readOnly, db_now: dbNow, schema_version: schema }] = await sql.unsafe(
+        `SELECT current_setting('transaction_read_only') = 'on' AS read_only, ${DB_NOW},
+           ${SCHEMA_VERSION}`,
       );
       this.#compareClocks(dbNow, sentAt);
+      this.#checkSchema(schema);
       if (readOnly) {
         throw new StoreUnavailableError(
           `database ${this.location} takes no writes now (ping): it is read-only`,
@@ -1853,6 +1869,27 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
       return { clockAheadMs: this.#clockAheadMs };
     });
+  }
+
+  /**
+   * Stops using the database once its schema `version` (read with a lease lookup or a ping) is
+   * newer than this program's: a newer version of status migrated it while this one ran, and this
+   * one would go on writing by its older idea of the schema, as it refuses to at start. Every call
+   * then fails as a {@link StoreError} (the dashboard answers `503` and its `/health` says the
+   * store is failing), said once as an error.
+   *
+   * @throws {StoreError} When it is newer.
+   */
+  #checkSchema(version: unknown): void {
+    const found = Number(version);
+    if (!Number.isInteger(found) || found <= PG_MIGRATIONS.length) return;
+    if (this.#newerSchema === null) {
+      this.#newerSchema = `${this.location} was migrated to schema version ${found} by a newer ` +
+        `version of status while this one ran (it writes version ${PG_MIGRATIONS.length}); ` +
+        "this instance no longer uses it: replace it with the newer version";
+      log.error("{error}", { error: this.#newerSchema });
+    }
+    throw new StoreError(this.#newerSchema);
   }
 
   /**

@@ -14,6 +14,7 @@ import { migratedTestDatabase, pgIgnore, testDatabase, testSocket } from "../_pg
 import { runStoreContract } from "./contract.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS } from "../../src/store/_pg_migrations.ts";
 import { captureLogs } from "../agent/_helpers.ts";
+import { createApp } from "../../src/server/mod.ts";
 
 const ignore = pgIgnore();
 
@@ -564,6 +565,82 @@ Deno.test({
       await store.close();
       await other.close();
     }
+  },
+});
+
+Deno.test({
+  name: "postgres store: an instance stops using a database a newer version migrated while it ran",
+  ignore,
+  async fn(t) {
+    await using db = await migratedTestDatabase(migrate);
+    const newer = PG_MIGRATIONS.length + 1;
+    for (
+      const [what, look] of [["a lease lookup", "nextLeaseExpiry"], ["a ping", "ping"]] as const
+    ) {
+      await t.step(what, async () => {
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        const store = await openPostgresStore(db.url);
+        using logs = captureLogs();
+        try {
+          await store.enqueue(newCommand(`c-${look}`));
+          assert.equal(await store[look]().then(() => "answered"), "answered");
+          await sql.unsafe("UPDATE status_schema SET version = $1", [newer]);
+          const refusal = `${store.location} was migrated to schema version ${newer} by a newer ` +
+            `version of status while this one ran (it writes version ${PG_MIGRATIONS.length}); ` +
+            "this instance no longer uses it: replace it with the newer version";
+          for (
+            const call of [
+              () => store[look](),
+              () => store.getCommand(`c-${look}`),
+              () => store.enqueue(newCommand(`d-${look}`)),
+              () => store.ping(),
+            ]
+          ) {
+            await assert.rejects(call, (error: Error) => {
+              assert.ok(error instanceof StoreError && !(error instanceof StoreUnavailableError));
+              assert.equal(error.message, refusal);
+              return true;
+            });
+          }
+          assert.deepEqual(
+            logs.records.filter((r) => r.level === "error").map((r) => r.message),
+            [refusal],
+            "said once",
+          );
+          const rows = await sql.unsafe("SELECT id FROM commands ORDER BY id");
+          assert.deepEqual(rows.map((row) => row.id), [`c-${look}`], "nothing written after");
+        } finally {
+          await sql.unsafe("UPDATE status_schema SET version = $1", [PG_MIGRATIONS.length]);
+          await sql.unsafe("DELETE FROM commands");
+          await sql.end();
+          await store.close();
+        }
+      });
+    }
+    await t.step("the dashboard's /health says the store is failing, and why", async () => {
+      const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+      const store = await openPostgresStore(db.url);
+      const dashboard = createApp({ store, adminToken: "admin-token-0123456789abcdef" });
+      using _logs = captureLogs();
+      try {
+        const health = () =>
+          dashboard.app.request("/health", {
+            headers: { Authorization: "Bearer admin-token-0123456789abcdef" },
+          });
+        assert.equal((await health()).status, 200);
+        await sql.unsafe("UPDATE status_schema SET version = $1", [newer]);
+        const answer = await health();
+        assert.equal(answer.status, 503);
+        const body = await answer.json();
+        assert.equal(body.status, "store_failing");
+        assert.match(body.store.error, /by a newer version of status while this one ran/);
+      } finally {
+        await sql.unsafe("UPDATE status_schema SET version = $1", [PG_MIGRATIONS.length]);
+        await sql.end();
+        await dashboard.close();
+        await store.close();
+      }
+    });
   },
 });
 
