@@ -1398,10 +1398,17 @@ export class PostgresStore implements CommandStore, SharedStore {
             WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')),
            (SELECT min(expires_at) FROM commands
             WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at, ${DB_NOW},
-           ${SCHEMA_VERSION}`,
+           ${SCHEMA_VERSION}, pg_notification_queue_usage() > 0 AS behind`,
       );
       this.#compareClocks(rows[0]?.db_now, sentAt);
       this.#checkSchema(rows[0]?.schema_version);
+      if (rows[0]?.behind === true) {
+        await this.#endStuckListeners(sql).catch((error) =>
+          log.debug("could not look for frozen instances' notification connections: {error}", {
+            error,
+          })
+        );
+      }
       return numOrNull(rows[0]?.at);
     });
   }
@@ -1869,6 +1876,42 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
       return { clockAheadMs: this.#clockAheadMs };
     });
+  }
+
+  /**
+   * Ends the notification connections of frozen instances (SIGSTOP, a paused VM): PostgreSQL keeps
+   * every notification until each listener has read it, so one whose client stopped reading holds
+   * them all, and once its queue is full (8 GB) every instance's writes fail (each notifies in its
+   * transaction). Such a connection's server process waits to write to its client
+   * (`ClientWrite`) and has run no query for longer than a live instance's checks allow (one
+   * every `listenCheckMs`, given the query timeout to answer). Looked for by the lease lookups,
+   * and only while the queue holds unread notifications; connections of roles this one may not
+   * signal are left alone. The instance, once it runs again, listens on a new connection and
+   * re-checks its waits.
+   */
+  async #endStuckListeners(sql: Sql): Promise<void> {
+    const ended = await sql.unsafe(
+      `SELECT pid, client_addr::text AS client, pg_terminate_backend(pid) AS ended,
+         round(extract(epoch FROM clock_timestamp() - state_change))::int AS secs
+       FROM pg_stat_activity
+       WHERE datname = current_database() AND application_name = 'status-listen'
+         AND wait_event = 'ClientWrite' AND pid <> pg_backend_pid()
+         AND state_change < clock_timestamp() - make_interval(secs => $1::float8)
+         AND pg_has_role(usesysid, 'MEMBER')`,
+      [(this.#listenCheckMs + this.#queryTimeoutMs) / 1000],
+    );
+    for (const { pid, client, ended: done, secs } of ended) {
+      if (done !== true) continue;
+      log.warning(
+        "ended the notification connection of another instance (server process {pid}, client " +
+          "{client}) on {location}: it had sent no query for {secs} s and does not read the " +
+          "notifications sent to it (a frozen instance: SIGSTOP, a paused VM), and PostgreSQL " +
+          "keeps every notification until each " +
+          "listener has read it (once its queue is full, every instance's writes fail); that " +
+          "instance listens again once it runs",
+        { pid, client: client ?? "local socket", location: this.location, secs },
+      );
+    }
   }
 
   /**

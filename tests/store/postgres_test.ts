@@ -939,6 +939,73 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a frozen instance's notification connection that no longer reads is " +
+    "ended by the others, so that it does not hold the notification queue",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    const proxy = freezableProxy(new URL(db.url));
+    const options = { queryTimeoutSecs: 1, listenCheckSecs: 1 };
+    const frozen = await openPostgresStore(proxy.url, options);
+    const other = await openPostgresStore(db.url, options);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    let resyncs = 0;
+    const subscription = await frozen.subscribe({
+      event() {},
+      resync() {
+        resyncs++;
+      },
+    });
+    using logs = captureLogs();
+    const stuck = async () => {
+      const [{ n }] = await sql`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'status-listen'
+          AND wait_event = 'ClientWrite'`;
+      return n;
+    };
+    try {
+      // Its client reads nothing more (a SIGSTOP): the server's writes to it fill the socket.
+      // (Notifications alike in one transaction are sent once: these differ.)
+      proxy.hold();
+      for (let i = 0; i < 20 && await stuck() === 0; i++) {
+        await sql.unsafe(
+          `SELECT pg_notify('status_events', json_build_object('type', 'changed', 'commandId',
+             i || repeat('x', 7000))::text) FROM generate_series(1, 500) AS i`,
+        );
+      }
+      assert.equal(await stuck(), 1, "its notification connection waits to write");
+      const [{ usage }] = await sql`SELECT pg_notification_queue_usage() > 0 AS usage`;
+      assert.equal(usage, true, "the queue holds what it has not read");
+      assert.equal(await other.nextLeaseExpiry(), null);
+      await until(
+        async () => {
+          await other.nextLeaseExpiry();
+          return await stuck() === 0;
+        },
+        "another instance's lease lookup ends it",
+        15_000,
+        200,
+      );
+      assert.ok(
+        logs.has(/^ended the notification connection of another instance \(server process \d+/),
+        logs.messages().join("\n"),
+      );
+      proxy.release();
+      await until(() => resyncs >= 1, "the frozen instance listens again once it runs", 15_000);
+    } finally {
+      await subscription.close();
+      await frozen.close().catch(() => {});
+      await other.close();
+      await sql.end();
+      await proxy.close();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a subscription given up on (the server answered too late) leaves no " +
     "connection listening, and no second delivery of each event",
   ignore,
