@@ -79,6 +79,7 @@ import {
   sslModeOf,
   TIMEOUT_FLOOR_MS,
   unreadParams,
+  withoutParams,
   withoutPassword,
 } from "./url.ts";
 
@@ -341,8 +342,10 @@ export async function openPostgresStore(
     where,
     queryTimeoutMs,
     (options.listenCheckSecs ?? 30) * 1000,
+    // Named status-listen whatever the URL's ?application_name= says: the other instances find a
+    // frozen instance's by that name (see PostgresStore.#endStuckListeners).
     (hooks) =>
-      postgres(driverUrl, {
+      postgres(withoutParams(driverUrl, ["application_name"]), {
         ...ssl,
         ...hosts,
         ...path,

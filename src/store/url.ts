@@ -283,18 +283,47 @@ function readSocket(url: string): { path: string; url: string } | string | null 
   if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
     return `its port must be a number from 1 to 65535, got ${JSON.stringify(port.slice(0, 40))}`;
   }
-  const kept = (query ?? "").split("&").filter((pair) => {
+  const driverUrl = withoutParams(
+    `${url.slice(0, scheme)}${authority.slice(0, at + 1)}localhost${path}` +
+      `${query === undefined ? "" : `?${query}`}${fragment === undefined ? "" : `#${fragment}`}`,
+    ["host", "port"],
+  );
+  return { path: `${directory.replace(/\/+$/, "")}/.s.PGSQL.${Number(port)}`, url: driverUrl };
+}
+
+/**
+ * `url` without the query parameters `names` (in any case), the others as written.
+ *
+ * @param url A URL.
+ * @param names The parameters' names, in lower case.
+ * @returns The URL without them (without its `?` when none is left).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withoutParams } from "./url.ts";
+ *
+ * assert.equal(
+ *   withoutParams("postgres://u@db/s?Application_Name=x&sslmode=require", ["application_name"]),
+ *   "postgres://u@db/s?sslmode=require",
+ * );
+ * ```
+ */
+export function withoutParams(url: string, names: readonly string[]): string {
+  const [beforeFragment, fragment] = splitOnce(url, "#");
+  const [base, query] = splitOnce(beforeFragment, "?");
+  if (query === undefined) return url;
+  const kept = query.split("&").filter((pair) => {
+    if (pair === "") return false;
     const key = pair.split("=")[0].replaceAll("+", " ");
     try {
-      return !["host", "port"].includes(decodeURIComponent(key));
+      return !names.includes(decodeURIComponent(key).toLowerCase());
     } catch {
       return true;
     }
   });
-  const driverUrl = `${url.slice(0, scheme)}${authority.slice(0, at + 1)}localhost${path}` +
-    `${kept.length > 0 && kept.some((pair) => pair !== "") ? `?${kept.join("&")}` : ""}` +
+  return `${base}${kept.length > 0 ? `?${kept.join("&")}` : ""}` +
     `${fragment === undefined ? "" : `#${fragment}`}`;
-  return { path: `${directory.replace(/\/+$/, "")}/.s.PGSQL.${Number(port)}`, url: driverUrl };
 }
 
 /** `text` split at the first `separator`: what comes before, and after (`undefined`: none). */

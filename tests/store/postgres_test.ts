@@ -946,7 +946,8 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     await using db = await testDatabase();
-    const proxy = freezableProxy(new URL(db.url));
+    // Named by the URL: its notification connection is still known by its own name.
+    const proxy = freezableProxy(new URL(`${db.url}?application_name=dashboard-a`));
     const options = { queryTimeoutSecs: 1, listenCheckSecs: 1 };
     const frozen = await openPostgresStore(proxy.url, options);
     const other = await openPostgresStore(db.url, options);
