@@ -287,7 +287,8 @@ export async function openPostgresStore(
   if (problem !== null) throw new StoreError(`cannot open database ${where}: ${problem}`);
   // A Unix socket's directory (libpq's ?host=/var/run/postgresql) is given to the driver apart.
   const socket = driverSocket(url);
-  const driverUrl = socket?.url ?? url;
+  // No TLS over a Unix socket (the server offers none there): libpq ignores sslmode for one.
+  const driverUrl = socket ? withoutParams(socket.url, ["sslmode", "sslrootcert"]) : url;
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
   // the driver's "prefer" does.
   const ssl = sslModeOf(driverUrl) === "allow" ? { ssl: "prefer" as const } : {};

@@ -662,6 +662,8 @@ Deno.test({
           `postgresql:///${name}?user=status&port=${socket.port}&host=${encoded}`,
           `postgres://status@${encoded}:${socket.port}/${name}`,
           `postgres://status@${encoded}/${name}?port=${socket.port}&sslmode=disable`,
+          // No TLS over a Unix socket: libpq ignores sslmode there.
+          `postgres://status@/${name}?sslmode=require&host=${socket.dir}&port=${socket.port}`,
         ]
       ) {
         await t.step(url.replace(socket.dir, "DIR").replace(encoded, "DIR"), async () => {
