@@ -287,6 +287,19 @@ export async function openPostgresStore(
   if (problem !== null) throw new StoreError(`cannot open database ${where}: ${problem}`);
   // A Unix socket's directory (libpq's ?host=/var/run/postgresql) is given to the driver apart.
   const socket = driverSocket(url);
+  // Refused by Deno, the driver's connect to the socket would throw where nothing catches it.
+  const denied = socket === null
+    ? []
+    : (["read", "write"] as const).filter((name) =>
+      Deno.permissions.querySync({ name, path: socket.path }).state !== "granted"
+    );
+  if (denied.length > 0) {
+    throw new StoreError(
+      `cannot open database ${where}: permission denied by Deno to connect to the Unix socket ` +
+        `${socket!.path}: run with ${denied.map((name) => `--allow-${name}`).join(" and ")} ` +
+        "(for that path, or unrestricted; Deno asks for both to connect to a socket)",
+    );
+  }
   // No TLS over a Unix socket (the server offers none there): libpq ignores sslmode for one.
   const driverUrl = socket ? withoutParams(socket.url, ["sslmode", "sslrootcert"]) : url;
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
