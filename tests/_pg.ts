@@ -205,6 +205,8 @@ export async function startCluster(options: { durable?: boolean } = {}): Promise
 }
 
 let shared: Promise<string> | undefined;
+/** The cluster started for the ordinary tests, once started (none with `STATUS_TEST_DATABASE_URL`). */
+let sharedCluster: PgCluster | undefined;
 
 /** The server for ordinary tests: `STATUS_TEST_DATABASE_URL`, or one cluster per test process. */
 function serverUrl(): Promise<string> {
@@ -212,10 +214,20 @@ function serverUrl(): Promise<string> {
     const url = envUrl();
     if (url) return url;
     const cluster = await startCluster();
+    sharedCluster = cluster;
     globalThis.addEventListener("unload", () => cluster.destroySync());
     return cluster.url;
   })();
   return shared;
+}
+
+/**
+ * The Unix socket of the ordinary tests' server: the directory it listens in and its port, or
+ * `null` when it is `STATUS_TEST_DATABASE_URL`'s (whose socket, if any, is not known).
+ */
+export async function testSocket(): Promise<{ dir: string; port: number } | null> {
+  await serverUrl();
+  return sharedCluster ? { dir: sharedCluster.dir, port: sharedCluster.port } : null;
 }
 
 /** A test database: its URL and how to drop it. */

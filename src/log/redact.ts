@@ -46,7 +46,8 @@ const RAW_USERINFO = new RegExp(
  * percent-encoded (`@ / ? #`): the URL parser ends the user information at the first of them and
  * reads the rest as a host, port, path, query or fragment (`postgres://u:123/x@db` is host `u`,
  * port 123, no password), but the password meant runs on to the URL's last `@`. An `@` in the
- * path or query after a password makes it hide too much, never too little.
+ * path or query after a password makes it hide too much, never too little. A port, a path and a
+ * query or fragment that holds the `@` (`http://h:8080/p?u=a@b`) are not a password.
  *
  * @param url A URL, or any other text.
  * @returns `scheme://user:`, the user, the password as written and where the user information
@@ -56,8 +57,19 @@ export function rawUserInfo(
   url: string,
 ): { prefix: string; user: string; password: string; end: number } | null {
   const match = RAW_USERINFO.exec(url);
-  if (match === null || !/[/?#@]/.test(match[3])) return null;
+  if (match === null || !/[/?#@]/.test(match[3]) || isPortPathQuery(match[3])) return null;
   return { prefix: match[1], user: match[2], password: match[3], end: match[0].length };
+}
+
+/**
+ * Whether what follows `scheme://name:` up to an `@` reads as a port, a path and a query or
+ * fragment that holds the `@` (`http://h:8080/p?u=a@b`: host `h`, port 8080, `@b` in the query),
+ * not as a password: a port, then `/`, then a `?` or `#` before any `@`. A password written
+ * unencoded with `/` and `?` after leading digits (`12/x?y`) is the price, and is shown.
+ */
+function isPortPathQuery(text: string): boolean {
+  const match = /^(\d{1,5})\/[^?#@]*[?#]/.exec(text);
+  return match !== null && Number(match[1]) <= 65535;
 }
 
 /**
@@ -93,7 +105,8 @@ export function redactUrl(url: string): string {
   } catch {
     return shown.replace(UNPARSED_PASSWORD, "//$1:***@");
   }
-  if (parsed.password === "") return shown;
+  // One whose port, path and query hold an @ may hold another URL's password there.
+  if (parsed.password === "") return withoutUrlPasswords(shown);
   parsed.password = "***";
   return shown.endsWith("/") ? parsed.href : parsed.href.replace(/\/+$/, "");
 }
@@ -117,13 +130,25 @@ const QUERY_PASSWORD = /([?&](?:ssl)?password=)[^&#]*/gi;
  * ```
  */
 export function redactString(text: string): string {
-  let out = text.includes("://") && text.includes("@")
-    ? text.replace(URL_PASSWORD, "$1***@")
-    : text;
+  let out = text.includes("://") && text.includes("@") ? withoutUrlPasswords(text) : text;
   for (const secret of secretValues) {
     if (out.includes(secret)) out = out.replaceAll(secret, REDACTED);
   }
   return out;
+}
+
+/**
+ * `text` with the password of every URL in it replaced (`scheme://user:***@host`); a URL whose
+ * port, path and query hold an `@` ({@link isPortPathQuery}) is kept, but a URL within it is not.
+ */
+function withoutUrlPasswords(text: string): string {
+  return text.replace(
+    URL_PASSWORD,
+    (whole, prefix: string) =>
+      isPortPathQuery(whole.slice(prefix.length, -1))
+        ? prefix + withoutUrlPasswords(whole.slice(prefix.length))
+        : `${prefix}***@`,
+  );
 }
 
 /** Levels of objects in a logged value that are written; deeper ones are {@link TOO_DEEP}. */

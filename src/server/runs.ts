@@ -920,7 +920,8 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         if (offlineSet.has(agent.id)) return false;
         const waiting = deps.waitingHashes(agent.id);
         if (waiting.length > 0) return !waiting.includes(hash);
-        const latest = deps.lastWaitHash?.(agent.id);
+        // Waiting on another dashboard instance (a shared store): its last heartbeat says.
+        const latest = deps.lastWaitHash?.(agent.id) ?? agent.deploymentHash ?? undefined;
         return latest !== undefined && latest !== hash;
       }).map((agent) => agent.id);
       const outcome = await store.createRun({

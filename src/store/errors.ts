@@ -137,8 +137,9 @@ const CONNECTION_CODES = new Set([
 /**
  * Whether an error means that a connection to a server (the database, or a client's socket) could
  * not be made or was lost: nothing is wrong with the program, and the same work may succeed later.
- * Covers {@link StoreUnavailableError}, Node's and the PostgreSQL driver's error codes, SQLSTATE
- * class 08 and the server-shutdown codes, and Deno's connection errors.
+ * Covers {@link StoreUnavailableError}, Node's and the PostgreSQL driver's error codes (a connect
+ * to a Unix socket that is not there, `ENOENT`, too), SQLSTATE class 08 and the server-shutdown
+ * codes, and Deno's connection errors.
  *
  * @example A dropped connection, and an ordinary bug
  * ```ts
@@ -170,5 +171,7 @@ export function isConnectionFailure(error: unknown): boolean {
     return error instanceof Error &&
       /ECONNREFUSED|ECONNRESET|connection refused/i.test(error.message);
   }
+  // A Unix socket's file is missing while its server is down (or before it starts).
+  if (code === "ENOENT") return (error as { syscall?: unknown }).syscall === "connect";
   return CONNECTION_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08");
 }

@@ -18,6 +18,10 @@
  * them (delivered only when it commits): a command queued for an agent (enqueue, requeue,
  * release), a cancel of a delivered command, and an agent's token replaced or the agent removed. {@link PostgresStore.subscribe} listens.
  *
+ * A database that a newer version of this program migrates while this one runs is found by the
+ * next lease lookup or ping: the store then fails every call as a {@link StoreError} rather than
+ * write by its older idea of the schema.
+ *
  * Errors that mean "the server is not reachable now" (refused, dropped, shutting down), or "try
  * again" (a statement timeout, a deadlock, a serialization failure, resources of the moment), are
  * thrown as {@link StoreUnavailableError}; the pool reconnects on the next call by itself.
@@ -68,12 +72,14 @@ import {
 } from "./errors.ts";
 import {
   driverHosts,
+  driverSocket,
   isPostgresUrl,
   postgresUrlProblem,
   redactUrl,
   sslModeOf,
   TIMEOUT_FLOOR_MS,
   unreadParams,
+  withoutParams,
   withoutPassword,
 } from "./url.ts";
 
@@ -257,6 +263,8 @@ const CLOCK_SKEW_WARN_MS = 2000;
 const CLOCK_SAMPLE_MAX_RTT_MS = 1000;
 /** The database server's time, in ms since the epoch, as a column `db_now`. */
 const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now";
+/** The database's schema version, as a column `schema_version` (a newer program may migrate it). */
+const SCHEMA_VERSION = "(SELECT max(version) FROM status_schema) AS schema_version";
 
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
@@ -334,16 +342,35 @@ export async function openPostgresStore(
   const where = redactUrl(url);
   const problem = postgresUrlProblem(url);
   if (problem !== null) throw new StoreError(`cannot open database ${where}: ${problem}`);
+  // A Unix socket's directory (libpq's ?host=/var/run/postgresql) is given to the driver apart.
+  const socket = driverSocket(url);
+  // Refused by Deno, the driver's connect to the socket would throw where nothing catches it.
+  const denied = socket === null
+    ? []
+    : (["read", "write"] as const).filter((name) =>
+      Deno.permissions.querySync({ name, path: socket.path }).state !== "granted"
+    );
+  if (denied.length > 0) {
+    throw new StoreError(
+      `cannot open database ${where}: permission denied by Deno to connect to the Unix socket ` +
+        `${socket!.path}: run with ${denied.map((name) => `--allow-${name}`).join(" and ")} ` +
+        "(for that path, or unrestricted; Deno asks for both to connect to a socket)",
+    );
+  }
+  // No TLS over a Unix socket (the server offers none there): libpq ignores sslmode for one.
+  const driverUrl = socket ? withoutParams(socket.url, ["sslmode", "sslrootcert"]) : url;
   // The driver's own "allow" insists on TLS; libpq's connects to a server with or without it, as
   // the driver's "prefer" does.
-  const ssl = sslModeOf(url) === "allow" ? { ssl: "prefer" as const } : {};
+  const ssl = sslModeOf(driverUrl) === "allow" ? { ssl: "prefer" as const } : {};
   // An IPv6 address the driver cannot read from the URL is given to it apart.
-  const hosts = driverHosts(url) ?? {};
+  const hosts = (socket ? null : driverHosts(url)) ?? {};
+  const path = socket ? { path: socket.path } : {};
   const queryTimeoutMs = (options.queryTimeoutSecs ?? 15) * 1000;
   const pool = () =>
-    postgres(url, {
+    postgres(driverUrl, {
       ...ssl,
       ...hosts,
+      ...path,
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
       idle_timeout: 60,
@@ -359,7 +386,7 @@ export async function openPostgresStore(
         idle_in_transaction_session_timeout: queryTimeoutMs,
       },
     });
-  const unread = unreadParams(url);
+  const unread = unreadParams(driverUrl);
   if (unread.length > 0) {
     log.warning(
       "database {location}: its URL's {params} are not read: status sets them itself (a pool of " +
@@ -386,10 +413,13 @@ export async function openPostgresStore(
     where,
     queryTimeoutMs,
     (options.listenCheckSecs ?? 30) * 1000,
+    // Named status-listen whatever the URL's ?application_name= says: the other instances find a
+    // frozen instance's by that name (see PostgresStore.#endStuckListeners).
     (hooks) =>
-      postgres(url, {
+      postgres(withoutParams(driverUrl, ["application_name"]), {
         ...ssl,
         ...hosts,
+        ...path,
         ...hooks,
         max: 1,
         idle_timeout: 0,
@@ -500,6 +530,11 @@ function describeOpenError(error: unknown, url: string): string {
       ? `the host name ${host} could not be found (ENOTFOUND); check the URL's host`
       : `the host name ${host} could not be resolved now (EAI_AGAIN); is DNS reachable?`;
   }
+  const socket = driverSocket(url);
+  if (socket !== null && e?.code === "ENOENT") {
+    return `no PostgreSQL server listens on the Unix socket ${socket.path} (ENOENT): is the ` +
+      "server running, with that directory among its unix_socket_directories, on that port?";
+  }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,
@@ -589,6 +624,11 @@ export class PostgresStore implements CommandStore, SharedStore {
   #clockOff = false;
   /** How far it was then ahead of the server's, in ms (negative: behind), or `null` if not off. */
   #clockAheadMs: number | null = null;
+  /**
+   * Why this store is no longer used, once a newer version of status migrated its database while
+   * it ran (found by {@link PostgresStore.ping} and the lease lookups), or `null`.
+   */
+  #newerSchema: string | null = null;
 
   /**
    * Wraps an open connection pool; use {@link openPostgresStore}.
@@ -818,6 +858,7 @@ export class PostgresStore implements CommandStore, SharedStore {
    */
   async #run<T>(what: string, fn: (sql: Sql) => Promise<T>, onPool = true): Promise<T> {
     if (this.#closed) throw new StoreError(`database ${this.location} is closed`);
+    if (this.#newerSchema !== null) throw new StoreError(this.#newerSchema);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const sql = this.#sql;
@@ -1430,9 +1471,18 @@ export class PostgresStore implements CommandStore, SharedStore {
            (SELECT min(lease_expires_at) FROM commands
             WHERE lease_expires_at IS NOT NULL AND status IN ('delivered', 'running')),
            (SELECT min(expires_at) FROM commands
-            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at, ${DB_NOW}`,
+            WHERE status = 'queued' AND expires_at IS NOT NULL)) AS at, ${DB_NOW},
+           ${SCHEMA_VERSION}, pg_notification_queue_usage() > 0 AS behind`,
       );
       this.#compareClocks(rows[0]?.db_now, sentAt);
+      this.#checkSchema(rows[0]?.schema_version);
+      if (rows[0]?.behind === true) {
+        await this.#endStuckListeners(sql).catch((error) =>
+          log.debug("could not look for frozen instances' notification connections: {error}", {
+            error,
+          })
+        );
+      }
       return numOrNull(rows[0]?.at);
     });
   }
@@ -1905,10 +1955,12 @@ export class PostgresStore implements CommandStore, SharedStore {
   ping(): Promise<StorePing> {
     return this.#run("ping", async (sql): Promise<StorePing> => {
       const sentAt = this.#localClock();
-      const [{ read_only: readOnly, db_now: dbNow }] = await sql.unsafe(
-        `SELECT current_setting('transaction_read_only') = 'on' AS read_only, ${DB_NOW}`,
+      const [{ read_only: readOnly, db_now: dbNow, schema_version: schema }] = await sql.unsafe(
+        `SELECT current_setting('transaction_read_only') = 'on' AS read_only, ${DB_NOW},
+           ${SCHEMA_VERSION}`,
       );
       this.#compareClocks(dbNow, sentAt);
+      this.#checkSchema(schema);
       if (readOnly) {
         throw new StoreUnavailableError(
           `database ${this.location} takes no writes now (ping): it is read-only`,
@@ -1916,6 +1968,63 @@ export class PostgresStore implements CommandStore, SharedStore {
       }
       return { clockAheadMs: this.#clockAheadMs };
     });
+  }
+
+  /**
+   * Ends the notification connections of frozen instances (SIGSTOP, a paused VM): PostgreSQL keeps
+   * every notification until each listener has read it, so one whose client stopped reading holds
+   * them all, and once its queue is full (8 GB) every instance's writes fail (each notifies in its
+   * transaction). Such a connection's server process waits to write to its client
+   * (`ClientWrite`) and has run no query for longer than a live instance's checks allow (one
+   * every `listenCheckMs`, given the query timeout to answer). Looked for by the lease lookups,
+   * and only while the queue holds unread notifications; connections of roles this one may not
+   * signal are left alone. The instance, once it runs again, listens on a new connection and
+   * re-checks its waits.
+   */
+  async #endStuckListeners(sql: Sql): Promise<void> {
+    const ended = await sql.unsafe(
+      `SELECT pid, client_addr::text AS client, pg_terminate_backend(pid) AS ended,
+         round(extract(epoch FROM clock_timestamp() - state_change))::int AS secs
+       FROM pg_stat_activity
+       WHERE datname = current_database() AND application_name = 'status-listen'
+         AND wait_event = 'ClientWrite' AND pid <> pg_backend_pid()
+         AND state_change < clock_timestamp() - make_interval(secs => $1::float8)
+         AND pg_has_role(usesysid, 'MEMBER')`,
+      [(this.#listenCheckMs + this.#queryTimeoutMs) / 1000],
+    );
+    for (const { pid, client, ended: done, secs } of ended) {
+      if (done !== true) continue;
+      log.warning(
+        "ended the notification connection of another instance (server process {pid}, client " +
+          "{client}) on {location}: it had sent no query for {secs} s and does not read the " +
+          "notifications sent to it (a frozen instance: SIGSTOP, a paused VM), and PostgreSQL " +
+          "keeps every notification until each " +
+          "listener has read it (once its queue is full, every instance's writes fail); that " +
+          "instance listens again once it runs",
+        { pid, client: client ?? "local socket", location: this.location, secs },
+      );
+    }
+  }
+
+  /**
+   * Stops using the database once its schema `version` (read with a lease lookup or a ping) is
+   * newer than this program's: a newer version of status migrated it while this one ran, and this
+   * one would go on writing by its older idea of the schema, as it refuses to at start. Every call
+   * then fails as a {@link StoreError} (the dashboard answers `503` and its `/health` says the
+   * store is failing), said once as an error.
+   *
+   * @throws {StoreError} When it is newer.
+   */
+  #checkSchema(version: unknown): void {
+    const found = Number(version);
+    if (!Number.isInteger(found) || found <= PG_MIGRATIONS.length) return;
+    if (this.#newerSchema === null) {
+      this.#newerSchema = `${this.location} was migrated to schema version ${found} by a newer ` +
+        `version of status while this one ran (it writes version ${PG_MIGRATIONS.length}); ` +
+        "this instance no longer uses it: replace it with the newer version";
+      log.error("{error}", { error: this.#newerSchema });
+    }
+    throw new StoreError(this.#newerSchema);
   }
 
   /**

@@ -27,6 +27,14 @@ export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", 
  * @returns The problem, or `null`.
  */
 export function postgresUrlProblem(url: string): string | null {
+  const socket = readSocket(url);
+  if (typeof socket === "string") return socket;
+  if (socket !== null) url = socket.url;
+  const [stray] = ["host", "port"].filter((key) => queryKeys(url).includes(key));
+  if (stray !== undefined) {
+    return `its ?${stray}= is read only with a Unix socket's directory (?host=/var/run/postgresql); ` +
+      "give a server's host and port in the URL itself (postgres://user@host:5432/database)";
+  }
   let parsed: URL;
   try {
     parsed = driverUrl(url);
@@ -213,6 +221,125 @@ export function driverHosts(url: string): { host: string[]; port: number[] } | n
     port.push(number);
   }
   return { host, port };
+}
+
+/**
+ * The Unix-domain socket a URL names, as libpq reads it: a `?host=` that is a directory
+ * (`postgres:///status?host=/var/run/postgresql`), or a host that is one, percent-encoded
+ * (`postgres://%2Fvar%2Frun%2Fpostgresql/status`); the socket is the file `.s.PGSQL.<port>` in
+ * it, of the URL's port (or `?port=`; default 5432). The driver reads neither form (it would send
+ * `?host=` to the server as a setting, and look the encoded host up as a name): it is given the
+ * socket's path apart, and the URL without the host, `?host=` and `?port=`.
+ *
+ * @param url A `postgres://` URL.
+ * @returns The socket's path and the URL for the driver, or `null` when the URL names no socket
+ *   (or names one badly: see {@link postgresUrlProblem}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { driverSocket } from "./url.ts";
+ *
+ * assert.deepEqual(driverSocket("postgres:///status?host=/var/run/postgresql"), {
+ *   path: "/var/run/postgresql/.s.PGSQL.5432",
+ *   url: "postgres://localhost/status",
+ * });
+ * assert.deepEqual(driverSocket("postgres://u@%2Ftmp:5433/status?sslmode=disable"), {
+ *   path: "/tmp/.s.PGSQL.5433",
+ *   url: "postgres://u@localhost/status?sslmode=disable",
+ * });
+ * assert.equal(driverSocket("postgres://u@db/status"), null);
+ * ```
+ */
+export function driverSocket(url: string): { path: string; url: string } | null {
+  const socket = readSocket(url);
+  return typeof socket === "string" ? null : socket;
+}
+
+/** {@link driverSocket}, or why the socket it names cannot be used. */
+function readSocket(url: string): { path: string; url: string } | string | null {
+  const scheme = url.indexOf("://") + 3;
+  const end = url.slice(scheme).search(/[/?#]/);
+  const authority = end === -1 ? url.slice(scheme) : url.slice(scheme, scheme + end);
+  const rest = end === -1 ? "" : url.slice(scheme + end);
+  const at = authority.lastIndexOf("@");
+  const hostPort = /^(.*?)(?::(\d*))?$/.exec(authority.slice(at + 1))!;
+  const [pathAndQuery, fragment] = splitOnce(rest, "#");
+  const [path, query] = splitOnce(pathAndQuery, "?");
+  let params: URLSearchParams;
+  let host: string;
+  try {
+    params = new URLSearchParams(query ?? "");
+    host = decodeURIComponent(hostPort[1]);
+  } catch {
+    return null;
+  }
+  const directory = params.getAll("host").at(-1) ?? host;
+  if (!directory.startsWith("/")) return null;
+  if (directory.includes(",")) {
+    return "it names several Unix socket directories; status connects through one";
+  }
+  const port = params.getAll("port").at(-1) || hostPort[2] || String(DEFAULT_PORT);
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    return `its port must be a number from 1 to 65535, got ${JSON.stringify(port.slice(0, 40))}`;
+  }
+  const driverUrl = withoutParams(
+    `${url.slice(0, scheme)}${authority.slice(0, at + 1)}localhost${path}` +
+      `${query === undefined ? "" : `?${query}`}${fragment === undefined ? "" : `#${fragment}`}`,
+    ["host", "port"],
+  );
+  return { path: `${directory.replace(/\/+$/, "")}/.s.PGSQL.${Number(port)}`, url: driverUrl };
+}
+
+/**
+ * `url` without the query parameters `names` (in any case), the others as written.
+ *
+ * @param url A URL.
+ * @param names The parameters' names, in lower case.
+ * @returns The URL without them (without its `?` when none is left).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withoutParams } from "./url.ts";
+ *
+ * assert.equal(
+ *   withoutParams("postgres://u@db/s?Application_Name=x&sslmode=require", ["application_name"]),
+ *   "postgres://u@db/s?sslmode=require",
+ * );
+ * ```
+ */
+export function withoutParams(url: string, names: readonly string[]): string {
+  const [beforeFragment, fragment] = splitOnce(url, "#");
+  const [base, query] = splitOnce(beforeFragment, "?");
+  if (query === undefined) return url;
+  const kept = query.split("&").filter((pair) => {
+    if (pair === "") return false;
+    const key = pair.split("=")[0].replaceAll("+", " ");
+    try {
+      return !names.includes(decodeURIComponent(key).toLowerCase());
+    } catch {
+      return true;
+    }
+  });
+  return `${base}${kept.length > 0 ? `?${kept.join("&")}` : ""}` +
+    `${fragment === undefined ? "" : `#${fragment}`}`;
+}
+
+/** `text` split at the first `separator`: what comes before, and after (`undefined`: none). */
+function splitOnce(text: string, separator: string): [string, string | undefined] {
+  const at = text.indexOf(separator);
+  return at === -1 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)];
+}
+
+/** The decoded keys of a URL's query, `[]` when it has none or it cannot be read. */
+function queryKeys(url: string): string[] {
+  const query = splitOnce(splitOnce(url, "#")[0], "?")[1];
+  try {
+    return [...new URLSearchParams(query ?? "").keys()];
+  } catch {
+    return [];
+  }
 }
 
 /** `url` parsed as the driver parses it: of several comma-separated hosts, the first is kept. */

@@ -5,6 +5,7 @@ import { ConfigError } from "../../src/errors.ts";
 import { redactUrl } from "../../src/store/mod.ts";
 import {
   driverHosts,
+  driverSocket,
   postgresUrlProblem,
   sslModeOf,
   withoutPassword,
@@ -271,6 +272,62 @@ Deno.test("IPv6 addresses in a database URL are given to the driver apart from t
   assert.equal(driverHosts("postgres://u:p@db:5432/s"), null, "the driver reads the URL itself");
   assert.equal(driverHosts("postgres://u:p@h1:5432,h2:5433/s"), null);
   assert.equal(postgresUrlProblem("postgres://u:p@[::1]:5433/s"), null);
+});
+
+Deno.test("a Unix socket's directory in a database URL is given to the driver apart, as libpq reads it", () => {
+  for (
+    const [url, path, driverUrl] of [
+      [
+        "postgres:///status?host=/var/run/postgresql",
+        "/var/run/postgresql/.s.PGSQL.5432",
+        "postgres://localhost/status",
+      ],
+      [
+        "postgresql://status:pw@/status?sslmode=disable&host=%2Ftmp%2F&port=5433",
+        "/tmp/.s.PGSQL.5433",
+        "postgresql://status:pw@localhost/status?sslmode=disable",
+      ],
+      [
+        "postgres://status@%2Fvar%2Frun%2Fpostgresql:5434/status",
+        "/var/run/postgresql/.s.PGSQL.5434",
+        "postgres://status@localhost/status",
+      ],
+      [
+        "postgres://status@%2fsock/status?port=6000&application_name=a",
+        "/sock/.s.PGSQL.6000",
+        "postgres://status@localhost/status?application_name=a",
+      ],
+      // The query's host wins over the URL's, as in libpq.
+      ["postgres://u@db:5435/s?host=/run/pg", "/run/pg/.s.PGSQL.5435", "postgres://u@localhost/s"],
+    ]
+  ) {
+    assert.deepEqual(driverSocket(url), { path, url: driverUrl }, url);
+    assert.equal(postgresUrlProblem(url), null, url);
+  }
+  assert.equal(driverSocket("postgres://u@db/s"), null);
+  assert.equal(driverSocket("postgres://u@[::1]:5433/s"), null);
+});
+
+Deno.test("a database URL's ?host= or ?port= that is not a Unix socket's is refused, saying why", () => {
+  for (const url of ["postgres://u@db/s?host=db2", "postgres://u@/s?host=db2&port=5433"]) {
+    assert.equal(
+      postgresUrlProblem(url),
+      "its ?host= is read only with a Unix socket's directory (?host=/var/run/postgresql); give " +
+        "a server's host and port in the URL itself (postgres://user@host:5432/database)",
+      url,
+    );
+  }
+  assert.match(postgresUrlProblem("postgres://u@db/s?port=5433")!, /^its \?port= is read only/);
+  assert.equal(
+    postgresUrlProblem("postgres://u@/s?host=/a,/b"),
+    "it names several Unix socket directories; status connects through one",
+  );
+  for (const port of ["0", "65536", "x", "5432,5433"]) {
+    assert.equal(
+      postgresUrlProblem(`postgres://u@/s?host=/run/pg&port=${port}`),
+      `its port must be a number from 1 to 65535, got ${JSON.stringify(port)}`,
+    );
+  }
 });
 
 Deno.test("DATABASE_URL is not checked when DB is set, as it is not used then", () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { signedHeaders } from "../../src/protocol/mod.ts";
 import { AGENT_SCOPES } from "../../src/store/mod.ts";
 import { openPostgresStore } from "../../src/store/postgres.ts";
-import { pgIgnore, testDatabase } from "../_pg.ts";
+import { pgIgnore, testDatabase, testSocket } from "../_pg.ts";
 import { startAgent, startServe, tempDir, waitForFinal } from "./helpers.ts";
 import { PERMS, runCli } from "../_cli.ts";
 
@@ -252,5 +252,46 @@ Deno.test({
     assert.equal(unreachable.code, 2);
     assert.match(unreachable.stderr, /not reachable/);
     assert.doesNotMatch(unreachable.stderr, /:pw@/);
+  },
+});
+
+Deno.test({
+  name: "status agents on a Unix socket's database: works with the serve task's permissions, and " +
+    "says which are missing without them",
+  ignore: pgIgnore(),
+  async fn() {
+    const socket = await testSocket();
+    if (socket === null) return; // a server of STATUS_TEST_DATABASE_URL's: its socket is unknown
+    await using db = await testDatabase();
+    const name = new URL(db.url).pathname.slice(1);
+    const url = `postgres://status@/${name}?host=${socket.dir}&port=${socket.port}`;
+    const added = await runCli(["agents", "add", "web-1", "--db", url], { perms: PERMS.serve });
+    assert.equal(added.code, 0, added.stderr);
+    const path = `${socket.dir}/.s.PGSQL.${socket.port}`;
+    for (
+      const [perms, missing] of [
+        [["--allow-net", "--allow-env", "--allow-read"], "--allow-write"],
+        [["--allow-net", "--allow-env", `--allow-read=${path}`], "--allow-write"],
+        [["--allow-net", "--allow-env"], "--allow-read and --allow-write"],
+      ] as const
+    ) {
+      const listed = await runCli(["agents", "list", "--db", url], { perms });
+      assert.equal(listed.code, 2, listed.stderr);
+      assert.match(
+        listed.stderr,
+        new RegExp(
+          `permission denied by Deno to connect to the Unix socket ${
+            path.replaceAll(".", "\\.")
+          }: ` +
+            `run with ${missing} \\(for that path, or unrestricted`,
+        ),
+      );
+      assert.doesNotMatch(listed.stderr, /Uncaught/);
+    }
+    const listed = await runCli(["agents", "list", "--db", url], {
+      perms: ["--allow-net", "--allow-env", `--allow-read=${path}`, `--allow-write=${path}`],
+    });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^web-1 /m);
   },
 });

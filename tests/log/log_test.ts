@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { auditLogger, closeLogging, logger, setupLogging } from "../../src/log/mod.ts";
+import { redactString, redactUrl } from "../../src/log/redact.ts";
 import { rotatingFileSink } from "../../src/log/file_sink.ts";
 import { removeAndWaitForSpace, smallDisk } from "../_disk.ts";
 
@@ -444,4 +445,35 @@ Deno.test("a URL's password is hidden whole in a log line, with @ / ? # : unenco
     assert.doesNotMatch(line, /s3cr3t|123\/|ss:w/, line);
     assert.match(line, /postgres:\/\/status:\*\*\*@db/, line);
   }
+});
+
+Deno.test("a URL whose port, path and query hold an @ is shown whole, not read as a password", async (t) => {
+  await t.step("one URL shown", () => {
+    for (const url of ["http://h:8080/p?u=a@b", "https://dash:5000/api/v1/x#who@where"]) {
+      assert.equal(redactUrl(url), url);
+      assert.equal(redactString(`GET ${url} failed`), `GET ${url} failed`);
+    }
+  });
+  await t.step("a URL with a password within it still loses it", () => {
+    assert.equal(
+      redactUrl("http://h:8080/p?next=https://ops:s3cr3t@dash/"),
+      "http://h:8080/p?next=https://ops:***@dash/",
+    );
+    assert.equal(
+      redactString("to http://h:8080/p?next=https://ops:s3cr3t@dash/ now"),
+      "to http://h:8080/p?next=https://ops:***@dash/ now",
+    );
+  });
+  await t.step("a password with / or ? is still hidden whole", () => {
+    for (
+      const [url, shown] of [
+        ["postgres://status:123/se@db/status", "postgres://status:***@db/status"],
+        ["postgres://status:123?se@db/status", "postgres://status:***@db/status"],
+        ["postgres://status:99999/a?b@db/status", "postgres://status:***@db/status"],
+      ]
+    ) {
+      assert.equal(redactUrl(url), shown);
+      assert.equal(redactString(url), shown);
+    }
+  });
 });

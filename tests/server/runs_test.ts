@@ -1732,6 +1732,35 @@ Deno.test("a run whose params name a deployment its agents do not wait for warns
   await answers[0].body?.cancel();
 });
 
+Deno.test("a run warns of an agent whose waits another dashboard instance holds, by its last heartbeat's deployment", async () => {
+  await using d = await makeDashboard();
+  // a1's waits and heartbeats go to another instance on the shared store: none is held here.
+  for (const [agentId, deploymentHash] of [["a1", "prod"], ["a2", "staging"]]) {
+    assert.ok(
+      await d.store.recordHeartbeat(agentId, {
+        version: "1",
+        deploymentHash,
+        instanceId: `i-${agentId}`,
+        sample: null,
+        now: d.clock.now(),
+      }),
+    );
+  }
+  const created = await d.admin("POST", "/api/v1/runs", {
+    id: "beat",
+    name: "true",
+    target: { agents: ["a1", "a2"] },
+    params: { deployment_hash: "staging" },
+  });
+  assert.equal(created.status, 201);
+  const body = await json(created);
+  assert.deepEqual(body.offline, []);
+  assert.deepEqual(body.warnings, [
+    "1 agent(s) wait for another deployment than staging: a1; their commands wait in the queue " +
+    "for a wait on staging until the command's queue expiry",
+  ]);
+});
+
 Deno.test("a run's creation that timed out says the run may exist, by its id, and how to send it again", async (t) => {
   const posted: Array<{ id?: string }> = [];
   // The dashboard took the run and its answer never came.

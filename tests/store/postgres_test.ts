@@ -15,10 +15,11 @@ import {
   StoreFullError,
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
-import { migratedTestDatabase, pgIgnore, testDatabase } from "../_pg.ts";
+import { migratedTestDatabase, pgIgnore, testDatabase, testSocket } from "../_pg.ts";
 import { runStoreContract } from "./contract.ts";
 import { PG_MIGRATION_LOCK, PG_MIGRATIONS } from "../../src/store/_pg_migrations.ts";
 import { captureLogs } from "../agent/_helpers.ts";
+import { createApp } from "../../src/server/mod.ts";
 
 const ignore = pgIgnore();
 
@@ -41,6 +42,12 @@ if (!ignore) {
 }
 
 const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
+
+/** A temporary directory, removed with what it holds when disposed. */
+async function tempDirectory(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "status-socket-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
 
 /** `n` stores (as `n` dashboard instances would open) on one fresh database. */
 async function instances(n: number) {
@@ -660,6 +667,206 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: an instance stops using a database a newer version migrated while it ran",
+  ignore,
+  async fn(t) {
+    await using db = await migratedTestDatabase(migrate);
+    const newer = PG_MIGRATIONS.length + 1;
+    for (
+      const [what, look] of [["a lease lookup", "nextLeaseExpiry"], ["a ping", "ping"]] as const
+    ) {
+      await t.step(what, async () => {
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        const store = await openPostgresStore(db.url);
+        using logs = captureLogs();
+        try {
+          await store.enqueue(newCommand(`c-${look}`));
+          assert.equal(await store[look]().then(() => "answered"), "answered");
+          await sql.unsafe("UPDATE status_schema SET version = $1", [newer]);
+          const refusal = `${store.location} was migrated to schema version ${newer} by a newer ` +
+            `version of status while this one ran (it writes version ${PG_MIGRATIONS.length}); ` +
+            "this instance no longer uses it: replace it with the newer version";
+          for (
+            const call of [
+              () => store[look](),
+              () => store.getCommand(`c-${look}`),
+              () => store.enqueue(newCommand(`d-${look}`)),
+              () => store.ping(),
+            ]
+          ) {
+            await assert.rejects(call, (error: Error) => {
+              assert.ok(error instanceof StoreError && !(error instanceof StoreUnavailableError));
+              assert.equal(error.message, refusal);
+              return true;
+            });
+          }
+          assert.deepEqual(
+            logs.records.filter((r) => r.level === "error").map((r) => r.message),
+            [refusal],
+            "said once",
+          );
+          const rows = await sql.unsafe("SELECT id FROM commands ORDER BY id");
+          assert.deepEqual(rows.map((row) => row.id), [`c-${look}`], "nothing written after");
+        } finally {
+          await sql.unsafe("UPDATE status_schema SET version = $1", [PG_MIGRATIONS.length]);
+          await sql.unsafe("DELETE FROM commands");
+          await sql.end();
+          await store.close();
+        }
+      });
+    }
+    await t.step("the dashboard's /health says the store is failing, and why", async () => {
+      const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+      const store = await openPostgresStore(db.url);
+      const dashboard = createApp({ store, adminToken: "admin-token-0123456789abcdef" });
+      using _logs = captureLogs();
+      try {
+        const health = () =>
+          dashboard.app.request("/health", {
+            headers: { Authorization: "Bearer admin-token-0123456789abcdef" },
+          });
+        assert.equal((await health()).status, 200);
+        await sql.unsafe("UPDATE status_schema SET version = $1", [newer]);
+        const answer = await health();
+        assert.equal(answer.status, 503);
+        const body = await answer.json();
+        assert.equal(body.status, "store_failing");
+        assert.match(body.store.error, /by a newer version of status while this one ran/);
+      } finally {
+        await sql.unsafe("UPDATE status_schema SET version = $1", [PG_MIGRATIONS.length]);
+        await sql.end();
+        await dashboard.close();
+        await store.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "postgres store: a URL naming a Unix socket's directory connects through it, and listens",
+  ignore,
+  async fn(t) {
+    const socket = await testSocket();
+    if (socket === null) return; // a server of STATUS_TEST_DATABASE_URL's: its socket is unknown
+    await using db = await testDatabase();
+    const name = new URL(db.url).pathname.slice(1);
+    const encoded = encodeURIComponent(socket.dir);
+    const other = await openPostgresStore(db.url);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      for (
+        const url of [
+          `postgres://status@/${name}?host=${socket.dir}&port=${socket.port}`,
+          `postgresql:///${name}?user=status&port=${socket.port}&host=${encoded}`,
+          `postgres://status@${encoded}:${socket.port}/${name}`,
+          `postgres://status@${encoded}/${name}?port=${socket.port}&sslmode=disable`,
+          // No TLS over a Unix socket: libpq ignores sslmode there.
+          `postgres://status@/${name}?sslmode=require&host=${socket.dir}&port=${socket.port}`,
+        ]
+      ) {
+        await t.step(url.replace(socket.dir, "DIR").replace(encoded, "DIR"), async () => {
+          const heard: string[] = [];
+          const store = await openPostgresStore(url);
+          const subscription = await store.subscribe({
+            event(event) {
+              if (event.type === "queued") heard.push(event.agentId);
+            },
+            resync() {},
+          });
+          try {
+            const [{ local }] = await admin`
+              SELECT count(*)::int AS local FROM pg_stat_activity
+              WHERE datname = ${name} AND application_name = 'status-listen'
+                AND client_addr IS NULL`;
+            assert.equal(local, 1, "it listens on a Unix socket (a connection with no address)");
+            const id = `c-${heard.length}-${crypto.randomUUID()}`;
+            await other.enqueue(newCommand(id, "a1"));
+            await until(() => heard.includes("a1"), "the enqueue is heard");
+            assert.equal((await store.getCommand(id))?.status, "queued");
+          } finally {
+            await subscription.close();
+            await store.close();
+          }
+        });
+      }
+    } finally {
+      await admin.end();
+      await other.close();
+    }
+    await t.step("no server's socket there: said so", async () => {
+      await using dir = await tempDirectory();
+      await storeError(
+        openPostgresStore(`postgres://status@/${name}?host=${dir.path}`),
+        new RegExp(
+          `^cannot open database postgres://status@/${name}\\?host=\\S+: no PostgreSQL server ` +
+            `listens on the Unix socket ${dir.path}/\\.s\\.PGSQL\\.5432 \\(ENOENT\\): is the ` +
+            "server running, with that directory among its unix_socket_directories, on that port\\?$",
+        ),
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "postgres store: a server whose Unix socket is gone fails calls as unavailable",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const socket = await testSocket();
+    if (socket === null) return;
+    await using db = await testDatabase();
+    await using dir = await tempDirectory();
+    // A socket of its own that forwards to the server's: closed and removed as a stopped server's.
+    const path = `${dir.path}/.s.PGSQL.5432`;
+    const listener = Deno.listen({ transport: "unix", path });
+    const conns: Deno.Conn[] = [];
+    const accepting = (async () => {
+      for await (const client of listener) {
+        const server = await Deno.connect({
+          transport: "unix",
+          path: `${socket.dir}/.s.PGSQL.${socket.port}`,
+        });
+        conns.push(client, server);
+        void client.readable.pipeTo(server.writable).catch(() => {});
+        void server.readable.pipeTo(client.writable).catch(() => {});
+      }
+    })().catch(() => {});
+    const name = new URL(db.url).pathname.slice(1);
+    const store = await openPostgresStore(`postgres://status@/${name}?host=${dir.path}`, {
+      connectTimeoutSecs: 2,
+    });
+    try {
+      assert.equal(await store.getAgent("a1"), null);
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+      await accepting;
+      await Deno.remove(path).catch(() => {});
+      // The first call may fail on the connection that was open (EPIPE); the next connect finds
+      // no socket.
+      const messages: string[] = [];
+      for (let call = 0; call < 3; call++) {
+        const error = await store.getAgent("a1").then(() => null, (e) => e);
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        messages.push(error.message);
+      }
+      assert.ok(
+        messages.some((m) => /is unavailable \(read agent\): ENOENT /.test(m)),
+        messages.join("\n"),
+      );
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a server that stops answering fails an operation as unavailable in time",
   ignore,
   sanitizeOps: false,
@@ -827,6 +1034,74 @@ Deno.test({
       await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
       await admin.end();
       await subscription.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a frozen instance's notification connection that no longer reads is " +
+    "ended by the others, so that it does not hold the notification queue",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using db = await testDatabase();
+    // Named by the URL: its notification connection is still known by its own name.
+    const proxy = freezableProxy(new URL(`${db.url}?application_name=dashboard-a`));
+    const options = { queryTimeoutSecs: 1, listenCheckSecs: 1 };
+    const frozen = await openPostgresStore(proxy.url, options);
+    const other = await openPostgresStore(db.url, options);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    let resyncs = 0;
+    const subscription = await frozen.subscribe({
+      event() {},
+      resync() {
+        resyncs++;
+      },
+    });
+    using logs = captureLogs();
+    const stuck = async () => {
+      const [{ n }] = await sql`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'status-listen'
+          AND wait_event = 'ClientWrite'`;
+      return n;
+    };
+    try {
+      // Its client reads nothing more (a SIGSTOP): the server's writes to it fill the socket.
+      // (Notifications alike in one transaction are sent once: these differ.)
+      proxy.hold();
+      for (let i = 0; i < 20 && await stuck() === 0; i++) {
+        await sql.unsafe(
+          `SELECT pg_notify('status_events', json_build_object('type', 'changed', 'commandId',
+             i || repeat('x', 7000))::text) FROM generate_series(1, 500) AS i`,
+        );
+      }
+      assert.equal(await stuck(), 1, "its notification connection waits to write");
+      const [{ usage }] = await sql`SELECT pg_notification_queue_usage() > 0 AS usage`;
+      assert.equal(usage, true, "the queue holds what it has not read");
+      assert.equal(await other.nextLeaseExpiry(), null);
+      await until(
+        async () => {
+          await other.nextLeaseExpiry();
+          return await stuck() === 0;
+        },
+        "another instance's lease lookup ends it",
+        15_000,
+        200,
+      );
+      assert.ok(
+        logs.has(/^ended the notification connection of another instance \(server process \d+/),
+        logs.messages().join("\n"),
+      );
+      proxy.release();
+      await until(() => resyncs >= 1, "the frozen instance listens again once it runs", 15_000);
+    } finally {
+      await subscription.close();
+      await frozen.close().catch(() => {});
+      await other.close();
+      await sql.end();
+      await proxy.close();
     }
   },
 });
