@@ -67,6 +67,7 @@ const READS: ReadonlySet<PropertyKey> = new Set<Method>([
   "listOpenRunIds",
   "listRunSummaries",
   "getRunState",
+  "getRunTarget",
 ]);
 
 /** Released commands remembered until their next delivery, at most. */

@@ -76,6 +76,7 @@ import type {
   RunState,
   RunStepOutcome,
   RunSummary,
+  RunTargetOfCommand,
   RunTargetRecord,
   RunTargetState,
 } from "./types.ts";
@@ -2007,6 +2008,18 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.getRunState} */
   getRunState(id: string): Promise<RunState | null> {
     return this.#run(() => this.#runState(id));
+  }
+
+  /** {@inheritDoc CommandStore.getRunTarget} */
+  getRunTarget(commandId: string): Promise<RunTargetOfCommand | null> {
+    return this.#run(() => {
+      // By the unique index of the targets' command ids: the one target, not the run's others.
+      const row = this.#stmt(
+        `SELECT t.run_id AS t_run_id, ${TARGET_STATE_COLUMNS} ${TARGET_STATE_FROM}
+         WHERE t.command_id = ?`,
+      ).get(commandId) as Row | undefined;
+      return row ? { runId: String(row.t_run_id), ...toTargetState(row) } : null;
+    });
   }
 
   /**

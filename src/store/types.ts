@@ -472,6 +472,15 @@ export interface RunTargetState extends Omit<RunTargetRecord, "command"> {
 }
 
 /**
+ * A run's target found by its command id ({@link CommandStore.getRunTarget}), read as a step reads
+ * it, with the run it belongs to.
+ */
+export interface RunTargetOfCommand extends RunTargetState {
+  /** The run's id. */
+  runId: string;
+}
+
+/**
  * A run as a step reads it ({@link CommandStore.stepRun}): its own fields, and its targets as
  * {@link RunTargetState}. A {@link RunRecord} is one too.
  */
@@ -910,6 +919,15 @@ export interface CommandStore extends AsyncDisposable {
    * or `null`.
    */
   getRunState(id: string): Promise<RunState | null>;
+  /**
+   * The run target whose command has (or will have) this id, read as a step reads it (its
+   * command as status and cancel flag), without reading the run's other targets: what an enqueue
+   * naming a run's part (`<run id>:<agent id>`) checks, however many agents the run has.
+   *
+   * @param commandId A command id.
+   * @returns The target and its run's id; `null` when no run has a target of that command id.
+   */
+  getRunTarget(commandId: string): Promise<RunTargetOfCommand | null>;
   /** Records an operator's cancel of a run and skips its targets not started. */
   cancelRun(id: string, now: number): Promise<CancelRunOutcome>;
 
