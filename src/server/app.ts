@@ -342,6 +342,7 @@ export function createApp(options: AppOptions): DashboardApp {
           ? undefined
           : { remoteAddr: { transport: "tcp", hostname: remote, port: 0 } },
       ),
+    countAgents: (through) => store.countAgents(through),
   });
   operatorRoutes(app, deps, startedAt);
   // Every operator route takes from the operators' buckets, never from an agent's.

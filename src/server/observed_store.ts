@@ -52,6 +52,7 @@ const READS: ReadonlySet<PropertyKey> = new Set<Method>([
   "getAgent",
   "listAgents",
   "listAgentsSeen",
+  "countAgents",
   "hasAgentWithToken",
   "nextLeaseExpiry",
   "getCommand",

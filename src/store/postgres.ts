@@ -1081,6 +1081,19 @@ export class PostgresStore implements CommandStore, SharedStore {
     });
   }
 
+  /** {@inheritDoc CommandStore.countAgents} */
+  countAgents(through?: string): Promise<number> {
+    return this.#run("count agents", async (sql) => {
+      // In byte order ("C"), as listAgents pages, by the index agents_id_c.
+      const rows = through === undefined
+        ? await sql.unsafe("SELECT count(*) AS n FROM agents")
+        : await sql.unsafe(`SELECT count(*) AS n FROM agents WHERE id COLLATE "C" <= $1`, [
+          through,
+        ]);
+      return num(rows[0].n);
+    });
+  }
+
   /** {@inheritDoc CommandStore.listAgentsSeen} */
   listAgentsSeen(): Promise<AgentSeen[]> {
     return this.#run("list agents' last-seen times", async (sql) => {

@@ -1144,6 +1144,17 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     });
   }
 
+  /** {@inheritDoc CommandStore.countAgents} */
+  countAgents(through?: string): Promise<number> {
+    return this.#run(() => {
+      // By the primary key, its BINARY collation the byte order listAgents pages in.
+      const row = through === undefined
+        ? this.#stmt("SELECT count(*) AS n FROM agents").get() as Row
+        : this.#stmt("SELECT count(*) AS n FROM agents WHERE id <= ?").get(through) as Row;
+      return num(row.n);
+    });
+  }
+
   /** {@inheritDoc CommandStore.listAgentsSeen} */
   listAgentsSeen(): Promise<AgentSeen[]> {
     return this.#run(() => {

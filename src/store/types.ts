@@ -670,6 +670,16 @@ export interface CommandStore extends AsyncDisposable {
    */
   listAgents(page?: AgentPage): Promise<AgentSummary[]>;
   /**
+   * How many agents there are, or, with `through`, how many have an id that sorts at or before it
+   * (byte order, as {@link CommandStore.listAgents} pages; it need not be an agent's): where a
+   * page starting after `through` lies in the fleet. Counted, not read (a fleet of 100,000 agents
+   * is not read to say how many it has).
+   *
+   * @param through An agent id; none: every agent.
+   * @returns The count.
+   */
+  countAgents(through?: string): Promise<number>;
+  /**
    * Every agent's id and last-seen time (in no particular order): what `/metrics` counts the
    * agents online by, without reading each one's heartbeat, labels and queue as
    * {@link CommandStore.listAgents} does.

@@ -196,6 +196,17 @@ export function runStoreContract(
           await assert.rejects(() => store.listAgents({ limit }), RangeError, String(limit));
         }
       });
+      await t.step("counted: every agent, or those up to an id, in the same order", async () => {
+        assert.equal(await store.countAgents(), ids.length);
+        // Where the page after each id starts: as many agents as sort at or before it.
+        for (const through of [...ids, "A", "a0", "a:0", "web-9x", "zzz", ""]) {
+          const before = ids.length - (await listed({ after: through })).length;
+          assert.equal(await store.countAgents(through), before, through);
+        }
+        await store.removeAgent("a1", T0);
+        assert.equal(await store.countAgents(), ids.length - 1);
+        assert.equal(await store.countAgents("a1"), ids.indexOf("a1"));
+      });
     },
   );
 

@@ -12,6 +12,7 @@ import {
   type TestDashboard,
 } from "../server/_helpers.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
+import { StoreError } from "../../src/store/mod.ts";
 import {
   AGENTS_PAGE_SIZE,
   CONTENT_SECURITY_POLICY,
@@ -1229,6 +1230,21 @@ Deno.test("console: a value from the address that a page names shows its bidirec
 
 Deno.test("console agents list: a fleet larger than a page is shown a page at a time, by id", async (t) => {
   await using d = await makeDashboard();
+  // How many agents each listing read, and the counts asked for (set before the dashboard first
+  // calls them).
+  const read: number[] = [];
+  const counted: Array<string | undefined> = [];
+  const listAgents = d.store.listAgents.bind(d.store);
+  const countAgents = d.store.countAgents.bind(d.store);
+  d.store.listAgents = async (...args) => {
+    const agents = await listAgents(...args);
+    read.push(agents.length);
+    return agents;
+  };
+  d.store.countAgents = (through) => {
+    counted.push(through);
+    return countAgents(through);
+  };
   const browser = new Browser(d);
   await browser.login();
   // a1 and a2, and 2.5 pages more (added out of order).
@@ -1260,6 +1276,20 @@ Deno.test("console agents list: a fleet larger than a page is shown a page at a 
       `Agents 201–${total} of ${total}`,
     ]);
   });
+
+  await t.step(
+    "a page reads its agents (and the next one) from the store, and counts the rest",
+    async () => {
+      read.length = 0;
+      counted.length = 0;
+      const text = await (await browser.get("/?after=b0100")).text();
+      assert.deepEqual([rows(text)[0], rows(text).length], ["b0101", AGENTS_PAGE_SIZE]);
+      assert.match(text, new RegExp(`<span>Agents 104–203 of ${total}</span>`));
+      // Old behaviour: every agent was read, then sliced: [252].
+      assert.deepEqual(read, [AGENTS_PAGE_SIZE + 1]);
+      assert.deepEqual(counted.toSorted(), ["b0100", undefined]);
+    },
+  );
 
   await t.step("a page after an agent that is gone starts at the next one", async () => {
     const text = await (await browser.get("/?after=b0099x")).text();
@@ -1301,6 +1331,19 @@ Deno.test("console error pages: unknown command and unreachable store, never a s
     assert.doesNotMatch(text, /StoreError|is closed|\.ts:\d+|\bat [A-Za-z]/, path);
     assertSecureHeaders(response, path);
   }
+});
+
+Deno.test("console agents list: a store that cannot count the fleet is the store-unavailable page", async () => {
+  await using d = await makeDashboard();
+  d.store.countAgents = () => Promise.reject(new StoreError("disk I/O error"));
+  const browser = new Browser(d);
+  await browser.login();
+  const response = await browser.get("/");
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("Retry-After"), "5");
+  const text = await response.text();
+  assert.match(text, /cannot reach its command store/);
+  assert.doesNotMatch(text, /StoreError|disk I\/O|\.ts:\d+/);
 });
 
 Deno.test("console forms: one refused or failed for want of its store links the form again, filled with what was typed", async (t) => {

@@ -5,7 +5,8 @@
  *
  * The console is a client of the operator API in the same process: every page reads through
  * `GET /api/v1/...` and every form acts through the API's `POST` routes, called in process with
- * the admin token, so the console shows and does exactly what the API does. A browser reaches the
+ * the admin token, so the console shows and does exactly what the API does. (The agents page also
+ * counts the fleet in the store, which no answer of the API says: it reads one page of it.) A browser reaches the
  * API itself only with `GET` (the command page's event stream and its polling fallback).
  *
  * Every page answers with a strict Content-Security-Policy (scripts and styles only from the
@@ -94,6 +95,12 @@ export interface ConsoleOptions {
    * page's client at `remote` (its address: the operators' rate limit is per client address).
    */
   api(request: Request, remote: string | undefined): Response | Promise<Response>;
+  /**
+   * How many agents there are, or how many sort at or before an id (the store's
+   * `countAgents`): the agents page reads one page of the fleet through the API, and says where
+   * it lies in the whole without reading the whole.
+   */
+  countAgents(through?: string): Promise<number>;
 }
 
 /** Commands on one page of the list. */
@@ -132,8 +139,8 @@ class ApiUnavailable extends Error {
   /** The form that was being sent, filled with what was typed, for the error page to link. */
   formPage?: string;
 
-  constructor(readonly status: number, body: Record<string, unknown>) {
-    super(`the operator API answered ${status}: ${String(body.error ?? "no detail")}`);
+  constructor(readonly status: number, body: Record<string, unknown>, options?: ErrorOptions) {
+    super(`the operator API answered ${status}: ${String(body.error ?? "no detail")}`, options);
     this.name = "ApiUnavailable";
     const details = body.details as { retry_after_secs?: unknown } | undefined;
     const secs = details?.retry_after_secs;
@@ -465,6 +472,17 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     return { status: response.status, body };
   };
 
+  /** The store's count of the fleet ({@link ConsoleOptions.countAgents}); a failure is a `503`. */
+  const countAgents = async (through?: string): Promise<number> => {
+    try {
+      return await options.countAgents(through);
+    } catch (error) {
+      throw new ApiUnavailable(503, { error: "the store could not count the agents" }, {
+        cause: error,
+      });
+    }
+  };
+
   const listAgents = async (session: PageSession): Promise<AgentJson[]> => {
     const { status, body } = await api(session, "/api/v1/agents");
     if (status !== 200) throw new ApiUnavailable(status, body);
@@ -652,14 +670,19 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
         return noSuchAgent(frame(session), after, "/", "See every agent");
       }
-      // By id, compared as the page compares `after`, whatever order the store lists them in.
-      const agents = (await listAgents(session)).toSorted((a, b) =>
-        a.id < b.id ? -1 : a.id > b.id ? 1 : 0
-      );
-      // After the agent the page names, whether or not it is still registered.
-      const start = after === undefined ? 0 : agents.findIndex((agent) => agent.id > after);
-      const shown = start < 0 ? [] : agents.slice(start, start + AGENTS_PAGE_SIZE);
-      const more = start >= 0 && start + AGENTS_PAGE_SIZE < agents.length;
+      // One page, by id, after the agent the page names (whether or not it is still registered),
+      // read as a page: a fleet of 100,000 agents is not read to show 100 of them.
+      const query = new URLSearchParams({ limit: String(AGENTS_PAGE_SIZE) });
+      if (after !== undefined) query.set("after", after);
+      const { status, body } = await api(session, `/api/v1/agents?${query}`);
+      if (status !== 200) throw new ApiUnavailable(status, body);
+      const shown = body.agents as AgentJson[];
+      const next = typeof body.next_after === "string" ? body.next_after : undefined;
+      // Where the page lies in the fleet, counted rather than read.
+      const [total, before] = await Promise.all([
+        countAgents(),
+        after === undefined ? 0 : countAgents(after),
+      ]);
       return html(
         <AgentsPage
           {...frame(session)}
@@ -667,9 +690,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           now={clock.now()}
           range={{
             after,
-            from: start + 1,
-            total: agents.length,
-            next: more ? shown[shown.length - 1].id : undefined,
+            from: before + 1,
+            // An agent added between the reads is counted, never a total below the page's end.
+            total: Math.max(total, before + shown.length),
+            next,
           }}
         />,
       );
