@@ -38,6 +38,7 @@ import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import { type AgentJson, type CommandJson, isFinal, named, visibleText } from "./format.ts";
 import {
+  type AgentChoices,
   AgentsPage,
   type CommandFilter,
   CommandPage,
@@ -101,6 +102,12 @@ export interface ConsoleOptions {
    * it lies in the whole without reading the whole.
    */
   countAgents(through?: string): Promise<number>;
+  /**
+   * One agent as `GET /api/v1/agents` shows where it stands (`id`, `state`, `waiting`,
+   * `last_seen_at`), read alone, or `null` when it is not registered: what the page of a queued
+   * command says of its agent, and how a form learns that an agent typed in it exists.
+   */
+  agent(id: string): Promise<AgentJson | null>;
 }
 
 /** Commands on one page of the list. */
@@ -110,6 +117,12 @@ export const PAGE_SIZE = 25;
  * seconds to lay out again at every refresh, and the page answered nothing meanwhile.
  */
 export const AGENTS_PAGE_SIZE = 100;
+/**
+ * Agents a form offers to choose from (the enqueue form, the commands page's filter): a fleet of
+ * more is typed into a text field, these its suggestions (a list of 100,000 choices read at
+ * every page helps no one).
+ */
+export const AGENT_CHOICES = 100;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 /** A login form's token ({@link SessionKeeper.loginToken}: 24 random bytes, base64url). */
@@ -483,11 +496,33 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     }
   };
 
-  const listAgents = async (session: PageSession): Promise<AgentJson[]> => {
-    const { status, body } = await api(session, "/api/v1/agents");
-    if (status !== 200) throw new ApiUnavailable(status, body);
-    return body.agents as AgentJson[];
+  /** One agent ({@link ConsoleOptions.agent}), or `null`; a failure is a `503`. */
+  const agentOf = async (id: string): Promise<AgentJson | null> => {
+    try {
+      return await options.agent(id);
+    } catch (error) {
+      throw new ApiUnavailable(503, { error: "the store could not read the agent" }, {
+        cause: error,
+      });
+    }
   };
+
+  /**
+   * The agents a form offers ({@link AGENT_CHOICES} at most, the first by id), and whether the
+   * fleet has more (the form then takes a typed id).
+   */
+  const agentChoices = async (session: PageSession): Promise<AgentChoices> => {
+    const { status, body } = await api(session, `/api/v1/agents?limit=${AGENT_CHOICES}`);
+    if (status !== 200) throw new ApiUnavailable(status, body);
+    return {
+      ids: (body.agents as AgentJson[]).map((agent) => agent.id),
+      more: typeof body.next_after === "string",
+    };
+  };
+
+  /** Whether an agent is registered, from the choices when they are the whole fleet. */
+  const registered = async (choices: AgentChoices, id: string): Promise<boolean> =>
+    choices.ids.includes(id) || (choices.more && (await agentOf(id)) !== null);
 
   /** The session of a page request, or the answer that sends the browser to log in. */
   const sessionOf = async (c: Context<ServerEnv>): Promise<PageSession | Response> => {
@@ -752,7 +787,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       query.set("output", "none");
       const [listed, agents] = await Promise.all([
         api(session, `/api/v1/commands?${query}`),
-        listAgents(session),
+        agentChoices(session),
       ]);
       if (listed.status !== 200) throw new ApiUnavailable(listed.status, listed.body);
       const older = listed.body.next_before;
@@ -761,7 +796,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         <CommandsPage
           {...frame(session)}
           commands={listed.body.commands as CommandJson[]}
-          agents={agents.map((a) => a.id)}
+          agents={agents}
+          agentRegistered={agent === undefined || await registered(agents, agent)}
           filter={filter}
           older={typeof older === "string" ? older : undefined}
         />,
@@ -803,10 +839,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       };
       // A queued command's agent, to say why it waits when the agent cannot take it now.
       const agent = command.status === "queued"
-        ? {
-          agent: (await listAgents(session)).find((a) => a.id === command.agent_id) ?? null,
-          now: clock.now(),
-        }
+        ? { agent: await agentOf(command.agent_id), now: clock.now() }
         : undefined;
       return html(
         <CommandPage
@@ -855,16 +888,23 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     error?: string,
     status = 200,
   ) => {
-    const agents = (await listAgents(session)).map((a) => a.id);
-    if (!error && values.agent && !agents.includes(values.agent)) {
-      error = `Agent ${named(values.agent)} is not registered: choose another.`;
+    const agents = await agentChoices(session);
+    const known = !values.agent || await registered(agents, values.agent);
+    if (!error && !known) {
+      error = `Agent ${named(values.agent!)} is not registered: choose another.`;
     }
     // Every form shown gets a new command id: a form sent twice (a double click) enqueues one
     // command, the second time answered as a duplicate; nothing was enqueued with an id of a form
     // shown again after a refusal.
     const fresh = { ...values, id: crypto.randomUUID() };
     return html(
-      <EnqueuePage {...frame(session)} agents={agents} values={fresh} error={error} />,
+      <EnqueuePage
+        {...frame(session)}
+        agents={agents}
+        agentRegistered={known}
+        values={fresh}
+        error={error}
+      />,
       status,
     );
   };
