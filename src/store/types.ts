@@ -39,10 +39,10 @@ export interface AgentRecord {
   lastSeenAt: number | null;
 }
 
-/** An agent as listed: never its token. */
 /** An agent's id and when it was last seen, as {@link CommandStore.listAgentsSeen} gives them. */
 export type AgentSeen = Pick<AgentRecord, "id" | "lastSeenAt">;
 
+/** An agent as listed: never its token. */
 export interface AgentSummary extends Omit<AgentRecord, "token"> {
   /** Whether the agent has a token (dev-mode agents do not). */
   hasToken: boolean;
