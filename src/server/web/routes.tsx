@@ -5,9 +5,11 @@
  *
  * The console is a client of the operator API in the same process: every page reads through
  * `GET /api/v1/...` and every form acts through the API's `POST` routes, called in process with
- * the admin token, so the console shows and does exactly what the API does. (The agents page also
- * counts the fleet in the store, which no answer of the API says: it reads one page of it.) A browser reaches the
- * API itself only with `GET` (the command page's event stream and its polling fallback).
+ * the admin token, so the console shows and does exactly what the API does. Two reads go to the
+ * store instead, as no answer of the API gives them without reading the whole fleet: how many
+ * agents there are (the agents page reads one page of them), and one agent alone (a queued
+ * command's agent, an agent typed in a form). A browser reaches the API itself only with `GET`
+ * (the command page's event stream and its polling fallback).
  *
  * Every page answers with a strict Content-Security-Policy (scripts and styles only from the
  * dashboard, no inline script), `X-Content-Type-Options: nosniff` and frame denial; every form
