@@ -342,6 +342,9 @@ export function createApp(options: AppOptions): DashboardApp {
           ? undefined
           : { remoteAddr: { transport: "tcp", hostname: remote, port: 0 } },
       ),
+    countAgents: (through) => store.countAgents(through),
+    // Registered below, before any request is answered.
+    agent: (id) => fleet.agent(id),
   });
   operatorRoutes(app, deps, startedAt);
   // Every operator route takes from the operators' buckets, never from an agent's.

@@ -52,6 +52,7 @@ const READS: ReadonlySet<PropertyKey> = new Set<Method>([
   "getAgent",
   "listAgents",
   "listAgentsSeen",
+  "countAgents",
   "hasAgentWithToken",
   "nextLeaseExpiry",
   "getCommand",
@@ -67,6 +68,7 @@ const READS: ReadonlySet<PropertyKey> = new Set<Method>([
   "listOpenRunIds",
   "listRunSummaries",
   "getRunState",
+  "getRunTarget",
 ]);
 
 /** Released commands remembered until their next delivery, at most. */

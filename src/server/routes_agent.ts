@@ -133,19 +133,17 @@ export function agentPosts(deps: RouteDeps, json: JsonAnswer): Record<AgentPostR
    * id is a duplicate or a conflict, as for any command.
    */
   async function refuseRunPartId(id: string): Promise<void> {
-    const colon = id.indexOf(":");
-    if (colon <= 0) return;
-    // The run as a step reads it (each command's status): not each command's result and output,
+    if (id.indexOf(":") <= 0) return;
+    // The one target of that command id, its command as a status: not the run's other targets,
     // which an agent's enqueue naming a run of 10,000 agents would read every time.
-    const run = await store.getRunState(id.slice(0, colon));
-    const part = run?.targets.find((target) => target.commandId === id);
+    const part = await store.getRunTarget(id);
     if (!part || part.command !== null) return;
     const why = part.skippedAt === null
       ? "not started yet: the run enqueues it when it starts that part"
       : "which the run skipped";
     throw new HttpError(
       409,
-      `command id ${id} is run ${run!.id}'s part for agent ${part.agentId}, ${why}; ` +
+      `command id ${id} is run ${part.runId}'s part for agent ${part.agentId}, ${why}; ` +
         "use another id",
     );
   }

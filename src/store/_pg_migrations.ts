@@ -177,4 +177,11 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX commands_in_hand ON commands (agent_id, seq)
     WHERE status IN ('delivered', 'running');
   `,
+  // 12: an agent's commands in one status, newest first (GET /api/v1/commands?agent_id=&status=,
+  // the console's commands page filtered by both), read by the index of both: by the agent's or
+  // the status's alone it went through the agent's whole history, or the fleet's commands in that
+  // status, when few of them matched.
+  `
+  CREATE INDEX commands_agent_status ON commands (agent_id, status, seq);
+  `,
 ];

@@ -79,6 +79,7 @@ export type {
   RunStepOutcome,
   RunSummary,
   RunTargetGroup,
+  RunTargetOfCommand,
   RunTargetRecord,
   RunTargetState,
 } from "./types.ts";

@@ -95,6 +95,7 @@ import type {
   RunState,
   RunStepOutcome,
   RunSummary,
+  RunTargetOfCommand,
   RunTargetRecord,
   RunTargetState,
 } from "./types.ts";
@@ -1077,6 +1078,19 @@ export class PostgresStore implements CommandStore, SharedStore {
         heartbeatAt: numOrNull(row.heartbeat_at),
         labels: parseLabelsColumn(row.labels),
       }));
+    });
+  }
+
+  /** {@inheritDoc CommandStore.countAgents} */
+  countAgents(through?: string): Promise<number> {
+    return this.#run("count agents", async (sql) => {
+      // In byte order ("C"), as listAgents pages, by the index agents_id_c.
+      const rows = through === undefined
+        ? await sql.unsafe("SELECT count(*) AS n FROM agents")
+        : await sql.unsafe(`SELECT count(*) AS n FROM agents WHERE id COLLATE "C" <= $1`, [
+          through,
+        ]);
+      return num(rows[0].n);
     });
   }
 
@@ -2216,6 +2230,21 @@ export class PostgresStore implements CommandStore, SharedStore {
   /** {@inheritDoc CommandStore.getRunState} */
   getRunState(id: string): Promise<RunState | null> {
     return this.#run("read run", (sql) => this.#runState(sql, id));
+  }
+
+  /** {@inheritDoc CommandStore.getRunTarget} */
+  getRunTarget(commandId: string): Promise<RunTargetOfCommand | null> {
+    return this.#run("read run target", async (sql) => {
+      // By the unique index of the targets' command ids: the one target, not the run's others.
+      const rows = await sql.unsafe(
+        `SELECT t.run_id AS t_run_id, ${TARGET_STATE_COLUMNS} ${TARGET_STATE_FROM}
+         WHERE t.command_id = $1`,
+        [commandId],
+      );
+      if (rows.length === 0) return null;
+      const row = rows[0] as Row;
+      return { runId: String(row.t_run_id), ...toTargetState(row) };
+    });
   }
 
   /**

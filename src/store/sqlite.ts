@@ -76,6 +76,7 @@ import type {
   RunState,
   RunStepOutcome,
   RunSummary,
+  RunTargetOfCommand,
   RunTargetRecord,
   RunTargetState,
 } from "./types.ts";
@@ -1143,6 +1144,17 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     });
   }
 
+  /** {@inheritDoc CommandStore.countAgents} */
+  countAgents(through?: string): Promise<number> {
+    return this.#run(() => {
+      // By the primary key, its BINARY collation the byte order listAgents pages in.
+      const row = through === undefined
+        ? this.#stmt("SELECT count(*) AS n FROM agents").get() as Row
+        : this.#stmt("SELECT count(*) AS n FROM agents WHERE id <= ?").get(through) as Row;
+      return num(row.n);
+    });
+  }
+
   /** {@inheritDoc CommandStore.listAgentsSeen} */
   listAgentsSeen(): Promise<AgentSeen[]> {
     return this.#run(() => {
@@ -2007,6 +2019,18 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
   /** {@inheritDoc CommandStore.getRunState} */
   getRunState(id: string): Promise<RunState | null> {
     return this.#run(() => this.#runState(id));
+  }
+
+  /** {@inheritDoc CommandStore.getRunTarget} */
+  getRunTarget(commandId: string): Promise<RunTargetOfCommand | null> {
+    return this.#run(() => {
+      // By the unique index of the targets' command ids: the one target, not the run's others.
+      const row = this.#stmt(
+        `SELECT t.run_id AS t_run_id, ${TARGET_STATE_COLUMNS} ${TARGET_STATE_FROM}
+         WHERE t.command_id = ?`,
+      ).get(commandId) as Row | undefined;
+      return row ? { runId: String(row.t_run_id), ...toTargetState(row) } : null;
+    });
   }
 
   /**

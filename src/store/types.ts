@@ -39,10 +39,10 @@ export interface AgentRecord {
   lastSeenAt: number | null;
 }
 
-/** An agent as listed: never its token. */
 /** An agent's id and when it was last seen, as {@link CommandStore.listAgentsSeen} gives them. */
 export type AgentSeen = Pick<AgentRecord, "id" | "lastSeenAt">;
 
+/** An agent as listed: never its token. */
 export interface AgentSummary extends Omit<AgentRecord, "token"> {
   /** Whether the agent has a token (dev-mode agents do not). */
   hasToken: boolean;
@@ -472,6 +472,15 @@ export interface RunTargetState extends Omit<RunTargetRecord, "command"> {
 }
 
 /**
+ * A run's target found by its command id ({@link CommandStore.getRunTarget}), read as a step reads
+ * it, with the run it belongs to.
+ */
+export interface RunTargetOfCommand extends RunTargetState {
+  /** The run's id. */
+  runId: string;
+}
+
+/**
  * A run as a step reads it ({@link CommandStore.stepRun}): its own fields, and its targets as
  * {@link RunTargetState}. A {@link RunRecord} is one too.
  */
@@ -660,6 +669,16 @@ export interface CommandStore extends AsyncDisposable {
    * @throws {RangeError} When `page.limit` is not a whole number from 1.
    */
   listAgents(page?: AgentPage): Promise<AgentSummary[]>;
+  /**
+   * How many agents there are, or, with `through`, how many have an id that sorts at or before it
+   * (byte order, as {@link CommandStore.listAgents} pages; it need not be an agent's): where a
+   * page starting after `through` lies in the fleet. Counted, not read (a fleet of 100,000 agents
+   * is not read to say how many it has).
+   *
+   * @param through An agent id; none: every agent.
+   * @returns The count.
+   */
+  countAgents(through?: string): Promise<number>;
   /**
    * Every agent's id and last-seen time (in no particular order): what `/metrics` counts the
    * agents online by, without reading each one's heartbeat, labels and queue as
@@ -910,6 +929,15 @@ export interface CommandStore extends AsyncDisposable {
    * or `null`.
    */
   getRunState(id: string): Promise<RunState | null>;
+  /**
+   * The run target whose command has (or will have) this id, read as a step reads it (its
+   * command as status and cancel flag), without reading the run's other targets: what an enqueue
+   * naming a run's part (`<run id>:<agent id>`) checks, however many agents the run has.
+   *
+   * @param commandId A command id.
+   * @returns The target and its run's id; `null` when no run has a target of that command id.
+   */
+  getRunTarget(commandId: string): Promise<RunTargetOfCommand | null>;
   /** Records an operator's cancel of a run and skips its targets not started. */
   cancelRun(id: string, now: number): Promise<CancelRunOutcome>;
 

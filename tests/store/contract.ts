@@ -196,6 +196,17 @@ export function runStoreContract(
           await assert.rejects(() => store.listAgents({ limit }), RangeError, String(limit));
         }
       });
+      await t.step("counted: every agent, or those up to an id, in the same order", async () => {
+        assert.equal(await store.countAgents(), ids.length);
+        // Where the page after each id starts: as many agents as sort at or before it.
+        for (const through of [...ids, "A", "a0", "a:0", "web-9x", "zzz", ""]) {
+          const before = ids.length - (await listed({ after: through })).length;
+          assert.equal(await store.countAgents(through), before, through);
+        }
+        await store.removeAgent("a1", T0);
+        assert.equal(await store.countAgents(), ids.length - 1);
+        assert.equal(await store.countAgents("a1"), ids.indexOf("a1"));
+      });
     },
   );
 
@@ -1727,6 +1738,52 @@ export function runStoreContract(
       assert.deepEqual(ended.run, done.run, "an ended run is not touched");
     },
   );
+
+  test("a run's target is found by its command id, as a step reads it", async (store) => {
+    assert.equal(await store.getRunTarget("r:a1"), null);
+    await store.createRun(newRun("r", ["a1", "a2", "a:3"], { maxConcurrency: 1, maxErrors: 0 }));
+    await store.createRun(newRun("r:a", ["b1"], { now: T0 + 1 }));
+    /** The target as getRunState reads it, with its run's id. */
+    const stateOf = async (runId: string, commandId: string) => {
+      const target = (await store.getRunState(runId))!.targets.find((t) =>
+        t.commandId === commandId
+      );
+      return target && { runId, ...target };
+    };
+    const expect = async (runId: string, commandId: string) =>
+      assert.deepEqual(await store.getRunTarget(commandId), await stateOf(runId, commandId));
+    await expect("r", "r:a1");
+    assert.deepEqual(await store.getRunTarget("r:a1"), {
+      runId: "r",
+      position: 0,
+      agentId: "a1",
+      commandId: "r:a1",
+      offlineAtCreation: false,
+      startedAt: null,
+      skippedAt: null,
+      command: null,
+    });
+    // An agent id with a colon; a run id that ends like another run's target.
+    await expect("r", "r:a:3");
+    await expect("r:a", "r:a:b1");
+    assert.equal((await store.getRunTarget("r:a:b1"))?.agentId, "b1");
+    // Started, with its command (status and cancel flag, no result); skipped after a failure.
+    await store.stepRun("r", T0 + 2);
+    await finish(store, "r:a1", "a1", "failed");
+    await store.stepRun("r", T0 + 3);
+    await expect("r", "r:a1");
+    assert.deepEqual((await store.getRunTarget("r:a1"))?.command, {
+      status: "failed",
+      cancelRequested: false,
+      updatedAt: T0 + 1000,
+    });
+    assert.equal((await store.getRunTarget("r:a2"))?.skippedAt, T0 + 3);
+    // Not a target's: a command of that form enqueued on its own, an unknown id, another run's.
+    await enqueue(store, "x:a1");
+    for (const id of ["x:a1", "r:a4", "r", "", "R:A1"]) {
+      assert.equal(await store.getRunTarget(id), null, id);
+    }
+  });
 
   test("after more than max_errors failures the rest is skipped", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2", "a3", "a4"], {

@@ -1452,18 +1452,21 @@ Deno.test("sqlite store: an agent's open commands, a page's commands in hand and
   await using store = openSqliteStore(":memory:");
   // Through the whole fleet's commands (in hand or queued), an agent's whole history, or every
   // command final before a time.
-  const fleetWide = /commands_status|commands_agent|commands_completed|SCAN (commands|c|h)\b/;
+  const fleetWide = /commands_status|commands_agent\b|commands_completed|SCAN (commands|c|h)\b/;
+  // An agent's commands in the statuses asked for: by the queue's index, the index of commands in
+  // hand, or the index of an agent's commands by status.
+  const byAgent =
+    /INDEX (commands_queue|commands_in_hand|commands_agent_status) \(agent_id=\?( AND status=\?)?\)/g;
   await t.step("an agent's open commands", async () => {
     const plans = await plansOf(() => store.countOpenCommands("a1", 1000));
     assert.equal(plans.length, 1);
-    assert.match(plans[0], /commands_queue/);
-    assert.match(plans[0], /commands_in_hand/);
+    assert.equal(plans[0].match(byAgent)?.length, 2, plans[0]);
     assert.doesNotMatch(plans[0], fleetWide, plans[0]);
   });
   await t.step("the commands in hand of a page of agents", async () => {
     const plans = await plansOf(() => store.commandsInHand(["a1", "a2"]));
     assert.equal(plans.length, 1);
-    assert.match(plans[0], /commands_in_hand/);
+    assert.equal(plans[0].match(byAgent)?.length, 2, plans[0]);
     assert.doesNotMatch(plans[0], fleetWide, plans[0]);
   });
   await t.step("where a stream's stored output ends: its last chunk, not every one", async () => {
@@ -1497,4 +1500,21 @@ Deno.test("sqlite store: an agent's open commands, a page's commands in hand and
     assert.match(plans[0], /SEARCH output_chunks USING INTEGER PRIMARY KEY/);
     assert.doesNotMatch(plans[0], fleetWide, plans[0]);
   });
+});
+
+Deno.test("sqlite store: an agent's commands in one status are read by an index of both, not through the agent's history or the fleet's commands in that status", async (t) => {
+  await using store = openSqliteStore(":memory:");
+  for (const before of [undefined, 1000]) {
+    await t.step(before === undefined ? "the first page" : "an older page", async () => {
+      const plans = await plansOf(() =>
+        store.listCommands({ agentId: "a1", status: "failed", before, limit: 26 })
+      );
+      assert.equal(plans.length, 1);
+      assert.match(
+        plans[0],
+        /SEARCH c USING (COVERING )?INDEX commands_agent_status \(agent_id=\? AND status=\?/,
+      );
+      assert.doesNotMatch(plans[0], /TEMP B-TREE/, "read newest first, not sorted");
+    });
+  }
 });

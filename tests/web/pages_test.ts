@@ -12,7 +12,9 @@ import {
   type TestDashboard,
 } from "../server/_helpers.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
+import { StoreError } from "../../src/store/mod.ts";
 import {
+  AGENT_CHOICES,
   AGENTS_PAGE_SIZE,
   CONTENT_SECURITY_POLICY,
   LOGIN_ATTEMPTS_PER_MINUTE,
@@ -778,6 +780,89 @@ Deno.test("console: a queued command's page says why it waits when its agent is 
   assert.doesNotMatch(await (await browser.get("/commands/q2")).text(), /waits in its queue/);
 });
 
+Deno.test("console: in a fleet larger than a list, the commands filter, the enqueue form and a queued command's page read their own agents, not the fleet", async (t) => {
+  await using d = await makeDashboard();
+  // a1, a2 and 2.5 lists more: b0249 is past the first AGENT_CHOICES by far.
+  const count = AGENT_CHOICES * 2 + AGENT_CHOICES / 2;
+  for (let i = 0; i < count; i++) {
+    await d.store.ensureAgent(`b${String(i).padStart(4, "0")}`, d.clock.now());
+  }
+  // How many agents each listing read, and the agents read alone (set before the dashboard first
+  // calls them).
+  const read: number[] = [];
+  const looked: string[] = [];
+  const listAgents = d.store.listAgents.bind(d.store);
+  const getAgent = d.store.getAgent.bind(d.store);
+  d.store.listAgents = async (...args) => {
+    const agents = await listAgents(...args);
+    read.push(agents.length);
+    return agents;
+  };
+  d.store.getAgent = (id) => {
+    looked.push(id);
+    return getAgent(id);
+  };
+  const browser = new Browser(d);
+  await browser.login();
+  await enqueue(d, "q1", "echo one", "b0249");
+  const reset = () => {
+    read.length = 0;
+    looked.length = 0;
+  };
+  // Old behaviour: every agent (252) was read for each page, a <select> of all of them shown.
+  const choices = (text: string, id: string) =>
+    [...(new RegExp(`<datalist id="${id}">(.*?)</datalist>`, "s").exec(text)?.[1] ?? "")
+      .matchAll(/<option value="([^"]+)"/g)].map((m) => m[1]);
+
+  await t.step("the commands filter takes a typed agent, the first ones suggested", async () => {
+    reset();
+    const text = await (await browser.get("/commands?agent=b0249")).text();
+    assert.deepEqual(read, [AGENT_CHOICES + 1]);
+    assert.doesNotMatch(text, /<select id="filter-agent"/);
+    assert.match(
+      text,
+      /<input id="filter-agent" name="agent" type="text" list="filter-agent-choices"[^>]* value="b0249"/,
+    );
+    const suggested = choices(text, "filter-agent-choices");
+    assert.deepEqual([suggested.length, suggested[0], suggested.at(-1)], [
+      AGENT_CHOICES,
+      "a1",
+      "b0097",
+    ]);
+    assert.doesNotMatch(text, /not registered/);
+    assert.match(text, /<span class="sub">q1<\/span>/);
+    reset();
+    const gone = await (await browser.get("/commands?agent=gone-1")).text();
+    assert.match(gone, /gone-1 is not registered\. Empty: all agents\./);
+    assert.deepEqual(read, [AGENT_CHOICES + 1]);
+    assert.deepEqual(looked, ["gone-1"]);
+  });
+
+  await t.step("the enqueue form takes a typed agent; one past the list is no error", async () => {
+    reset();
+    const text = await (await browser.get("/enqueue?agent=b0249")).text();
+    assert.deepEqual(read, [AGENT_CHOICES + 1]);
+    assert.match(text, /<input id="enqueue-agent" name="agent" type="text"[^>]* value="b0249"/);
+    assert.equal(choices(text, "enqueue-agent-choices").length, AGENT_CHOICES);
+    assert.doesNotMatch(text, /not registered/);
+    const gone = await (await browser.get("/enqueue?agent=gone-1")).text();
+    assert.match(gone, /Agent gone-1 is not registered: choose another\./);
+    // Sent with an agent past the list: enqueued.
+    const csrf = Browser.csrfOf(text);
+    const sent = await browser.post("/enqueue", { csrf, agent: "b0248", name: "echo two" });
+    assert.equal(sent.status, 303);
+    assert.equal((await d.store.listCommands({ agentId: "b0248", limit: 2 })).length, 1);
+  });
+
+  await t.step("a queued command's page reads its own agent alone", async () => {
+    reset();
+    const text = await (await browser.get("/commands/q1")).text();
+    assert.deepEqual(read, []);
+    assert.deepEqual(looked, ["b0249"]);
+    assert.match(text, /Agent b0249 has never connected: the command waits in its queue/);
+  });
+});
+
 Deno.test("console cancel sent twice (a double click): the second says the command is cancelled, not that it ended first", async () => {
   await using t = await makeDashboard();
   const browser = new Browser(t);
@@ -1229,6 +1314,21 @@ Deno.test("console: a value from the address that a page names shows its bidirec
 
 Deno.test("console agents list: a fleet larger than a page is shown a page at a time, by id", async (t) => {
   await using d = await makeDashboard();
+  // How many agents each listing read, and the counts asked for (set before the dashboard first
+  // calls them).
+  const read: number[] = [];
+  const counted: Array<string | undefined> = [];
+  const listAgents = d.store.listAgents.bind(d.store);
+  const countAgents = d.store.countAgents.bind(d.store);
+  d.store.listAgents = async (...args) => {
+    const agents = await listAgents(...args);
+    read.push(agents.length);
+    return agents;
+  };
+  d.store.countAgents = (through) => {
+    counted.push(through);
+    return countAgents(through);
+  };
   const browser = new Browser(d);
   await browser.login();
   // a1 and a2, and 2.5 pages more (added out of order).
@@ -1260,6 +1360,20 @@ Deno.test("console agents list: a fleet larger than a page is shown a page at a 
       `Agents 201–${total} of ${total}`,
     ]);
   });
+
+  await t.step(
+    "a page reads its agents (and the next one) from the store, and counts the rest",
+    async () => {
+      read.length = 0;
+      counted.length = 0;
+      const text = await (await browser.get("/?after=b0100")).text();
+      assert.deepEqual([rows(text)[0], rows(text).length], ["b0101", AGENTS_PAGE_SIZE]);
+      assert.match(text, new RegExp(`<span>Agents 104–203 of ${total}</span>`));
+      // Old behaviour: every agent was read, then sliced: [252].
+      assert.deepEqual(read, [AGENTS_PAGE_SIZE + 1]);
+      assert.deepEqual(counted.toSorted(), ["b0100", undefined]);
+    },
+  );
 
   await t.step("a page after an agent that is gone starts at the next one", async () => {
     const text = await (await browser.get("/?after=b0099x")).text();
@@ -1301,6 +1415,19 @@ Deno.test("console error pages: unknown command and unreachable store, never a s
     assert.doesNotMatch(text, /StoreError|is closed|\.ts:\d+|\bat [A-Za-z]/, path);
     assertSecureHeaders(response, path);
   }
+});
+
+Deno.test("console agents list: a store that cannot count the fleet is the store-unavailable page", async () => {
+  await using d = await makeDashboard();
+  d.store.countAgents = () => Promise.reject(new StoreError("disk I/O error"));
+  const browser = new Browser(d);
+  await browser.login();
+  const response = await browser.get("/");
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("Retry-After"), "5");
+  const text = await response.text();
+  assert.match(text, /cannot reach its command store/);
+  assert.doesNotMatch(text, /StoreError|disk I\/O|\.ts:\d+/);
 });
 
 Deno.test("console forms: one refused or failed for want of its store links the form again, filled with what was typed", async (t) => {

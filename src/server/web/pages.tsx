@@ -319,42 +319,93 @@ export function commandsHref(filter: CommandFilter): string {
 }
 
 /**
+ * The agents a form offers: the first ones by id, and whether the fleet has more (the form then
+ * takes a typed id, these its suggestions).
+ */
+export interface AgentChoices {
+  /** Agent ids, by id. */
+  ids: string[];
+  /** The fleet has more agents than these. */
+  more: boolean;
+}
+
+/**
+ * The suggestions of a typed agent id: a `<datalist>` of the choices.
+ *
+ * @param props The datalist's id and the agent ids.
+ */
+function AgentSuggestions(props: { id: string; ids: string[] }) {
+  return (
+    <datalist id={props.id}>
+      {props.ids.map((id) => <option value={id} />)}
+    </datalist>
+  );
+}
+
+/**
  * The commands page: newest first, filtered, paged.
  *
- * @param props Frame, one page of commands, the known agents, the filter and the cursor of the
- * next page (older commands) when there is one.
+ * @param props Frame, one page of commands, the agents to choose from, whether the filter's agent
+ * is registered, the filter and the cursor of the next page (older commands) when there is one.
  */
 export function CommandsPage(
   props: Frame & {
     commands: CommandJson[];
-    agents: string[];
+    agents: AgentChoices;
+    /** Whether the filter's agent is registered (no agent filter: `true`). */
+    agentRegistered: boolean;
     filter: CommandFilter;
     older?: string;
   },
 ) {
-  const { filter } = props;
+  const { filter, agents } = props;
+  const unregistered = filter.agent !== undefined && !props.agentRegistered;
   return (
     <Layout {...props} title="Commands" current="commands">
       <form method="get" action="/commands" class="filters" role="search">
         <div class="field">
           <label for="filter-agent">Agent</label>
-          <select id="filter-agent" name="agent">
-            <option value="">All agents</option>
-            {props.agents.map((id) => (
-              <option value={id} selected={id === filter.agent}>{id}</option>
-            ))}
-            {
-              // An agent the list does not know (removed since, or typed): the filter still names
-              // it, rather than showing "All agents" over its commands alone.
-              filter.agent && !props.agents.includes(filter.agent)
-                ? (
-                  <option value={filter.agent} selected>
-                    {`${filter.agent} (not registered)`}
-                  </option>
-                )
-                : null
-            }
-          </select>
+          {agents.more
+            ? (
+              // A fleet larger than a list: the agent is typed, the first ones suggested.
+              <>
+                <input
+                  id="filter-agent"
+                  name="agent"
+                  type="text"
+                  list="filter-agent-choices"
+                  maxlength={128}
+                  autocomplete="off"
+                  spellcheck={false}
+                  placeholder="All agents"
+                  value={filter.agent ?? ""}
+                  aria-describedby="filter-agent-hint"
+                />
+                <AgentSuggestions id="filter-agent-choices" ids={agents.ids} />
+                <p class="hint" id="filter-agent-hint">
+                  {unregistered ? `${filter.agent} is not registered. ` : ""}Empty: all agents.
+                </p>
+              </>
+            )
+            : (
+              <select id="filter-agent" name="agent">
+                <option value="">All agents</option>
+                {agents.ids.map((id) => (
+                  <option value={id} selected={id === filter.agent}>{id}</option>
+                ))}
+                {
+                  // An agent the list does not know (removed since, or typed): the filter still
+                  // names it, rather than showing "All agents" over its commands alone.
+                  unregistered
+                    ? (
+                      <option value={filter.agent} selected>
+                        {`${filter.agent} (not registered)`}
+                      </option>
+                    )
+                    : null
+                }
+              </select>
+            )}
         </div>
         <div class="field">
           <label for="filter-status">Status</label>
@@ -695,33 +746,65 @@ export interface EnqueueValues {
 /**
  * The enqueue form.
  *
- * @param props Frame, the known agents, the values to show again and an error.
+ * @param props Frame, the agents to choose from, whether the agent asked for is registered, the
+ * values to show again and an error.
  */
 export function EnqueuePage(
-  props: Frame & { agents: string[]; values: EnqueueValues; error?: string },
+  props: Frame & {
+    agents: AgentChoices;
+    /** Whether `values.agent` is registered (none asked for: `true`). */
+    agentRegistered: boolean;
+    values: EnqueueValues;
+    error?: string;
+  },
 ) {
-  const { values } = props;
+  const { values, agents } = props;
   return (
     <Layout {...props} title="Enqueue a command" current="enqueue">
       {props.error ? <Notice kind="error">{props.error}</Notice> : null}
-      {props.agents.length === 0
+      {agents.ids.length === 0
         ? <Notice kind="info">No agent is known yet: start one first.</Notice>
         : null}
       <form method="post" action="/enqueue" class="panel">
         <Csrf token={props.csrf} />
         {values.id ? <input type="hidden" name="id" value={values.id} autocomplete="off" /> : null}
         <label for="enqueue-agent">Agent</label>
-        <select id="enqueue-agent" name="agent" required>
-          {
-            // An agent asked for that is not known: nothing is chosen in its place, so the form
-            // cannot be sent to another agent by mistake.
-            values.agent && !props.agents.includes(values.agent)
-              ? <option value="" selected>Choose an agent</option>
-              : null
-          }
-          {props.agents.map((id) => <option value={id} selected={id === values.agent}>{id}
-          </option>)}
-        </select>
+        {agents.more
+          ? (
+            // A fleet larger than a list: the agent is typed, the first ones suggested.
+            <>
+              <input
+                id="enqueue-agent"
+                name="agent"
+                type="text"
+                list="enqueue-agent-choices"
+                required
+                maxlength={128}
+                autocomplete="off"
+                spellcheck={false}
+                value={values.agent ?? ""}
+                aria-describedby="enqueue-agent-hint"
+              />
+              <AgentSuggestions id="enqueue-agent-choices" ids={agents.ids} />
+              <p class="hint" id="enqueue-agent-hint">
+                {`The agent's id; the first ${agents.ids.length} agents are suggested.`}
+              </p>
+            </>
+          )
+          : (
+            <select id="enqueue-agent" name="agent" required>
+              {
+                // An agent asked for that is not known: nothing is chosen in its place, so the
+                // form cannot be sent to another agent by mistake.
+                values.agent && !props.agentRegistered
+                  ? <option value="" selected>Choose an agent</option>
+                  : null
+              }
+              {agents.ids.map((id) => (
+                <option value={id} selected={id === values.agent}>{id}</option>
+              ))}
+            </select>
+          )}
         <label for="enqueue-name">Command line</label>
         <input
           id="enqueue-name"

@@ -5,8 +5,11 @@
  *
  * The console is a client of the operator API in the same process: every page reads through
  * `GET /api/v1/...` and every form acts through the API's `POST` routes, called in process with
- * the admin token, so the console shows and does exactly what the API does. A browser reaches the
- * API itself only with `GET` (the command page's event stream and its polling fallback).
+ * the admin token, so the console shows and does exactly what the API does. Two reads go to the
+ * store instead, as no answer of the API gives them without reading the whole fleet: how many
+ * agents there are (the agents page reads one page of them), and one agent alone (a queued
+ * command's agent, an agent typed in a form). A browser reaches the API itself only with `GET`
+ * (the command page's event stream and its polling fallback).
  *
  * Every page answers with a strict Content-Security-Policy (scripts and styles only from the
  * dashboard, no inline script), `X-Content-Type-Options: nosniff` and frame denial; every form
@@ -37,6 +40,7 @@ import { markRefusal } from "../refusals.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import { type AgentJson, type CommandJson, isFinal, named, visibleText } from "./format.ts";
 import {
+  type AgentChoices,
   AgentsPage,
   type CommandFilter,
   CommandPage,
@@ -94,6 +98,18 @@ export interface ConsoleOptions {
    * page's client at `remote` (its address: the operators' rate limit is per client address).
    */
   api(request: Request, remote: string | undefined): Response | Promise<Response>;
+  /**
+   * How many agents there are, or how many sort at or before an id (the store's
+   * `countAgents`): the agents page reads one page of the fleet through the API, and says where
+   * it lies in the whole without reading the whole.
+   */
+  countAgents(through?: string): Promise<number>;
+  /**
+   * One agent as `GET /api/v1/agents` shows where it stands (`id`, `state`, `waiting`,
+   * `last_seen_at`), read alone, or `null` when it is not registered: what the page of a queued
+   * command says of its agent, and how a form learns that an agent typed in it exists.
+   */
+  agent(id: string): Promise<AgentJson | null>;
 }
 
 /** Commands on one page of the list. */
@@ -103,6 +119,12 @@ export const PAGE_SIZE = 25;
  * seconds to lay out again at every refresh, and the page answered nothing meanwhile.
  */
 export const AGENTS_PAGE_SIZE = 100;
+/**
+ * Agents a form offers to choose from (the enqueue form, the commands page's filter): a fleet of
+ * more is typed into a text field, these its suggestions (a list of 100,000 choices read at
+ * every page helps no one).
+ */
+export const AGENT_CHOICES = 100;
 /** Login attempts a minute from one address. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 /** A login form's token ({@link SessionKeeper.loginToken}: 24 random bytes, base64url). */
@@ -132,8 +154,8 @@ class ApiUnavailable extends Error {
   /** The form that was being sent, filled with what was typed, for the error page to link. */
   formPage?: string;
 
-  constructor(readonly status: number, body: Record<string, unknown>) {
-    super(`the operator API answered ${status}: ${String(body.error ?? "no detail")}`);
+  constructor(readonly status: number, body: Record<string, unknown>, options?: ErrorOptions) {
+    super(`the operator API answered ${status}: ${String(body.error ?? "no detail")}`, options);
     this.name = "ApiUnavailable";
     const details = body.details as { retry_after_secs?: unknown } | undefined;
     const secs = details?.retry_after_secs;
@@ -465,11 +487,44 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     return { status: response.status, body };
   };
 
-  const listAgents = async (session: PageSession): Promise<AgentJson[]> => {
-    const { status, body } = await api(session, "/api/v1/agents");
-    if (status !== 200) throw new ApiUnavailable(status, body);
-    return body.agents as AgentJson[];
+  /** The store's count of the fleet ({@link ConsoleOptions.countAgents}); a failure is a `503`. */
+  const countAgents = async (through?: string): Promise<number> => {
+    try {
+      return await options.countAgents(through);
+    } catch (error) {
+      throw new ApiUnavailable(503, { error: "the store could not count the agents" }, {
+        cause: error,
+      });
+    }
   };
+
+  /** One agent ({@link ConsoleOptions.agent}), or `null`; a failure is a `503`. */
+  const agentOf = async (id: string): Promise<AgentJson | null> => {
+    try {
+      return await options.agent(id);
+    } catch (error) {
+      throw new ApiUnavailable(503, { error: "the store could not read the agent" }, {
+        cause: error,
+      });
+    }
+  };
+
+  /**
+   * The agents a form offers ({@link AGENT_CHOICES} at most, the first by id), and whether the
+   * fleet has more (the form then takes a typed id).
+   */
+  const agentChoices = async (session: PageSession): Promise<AgentChoices> => {
+    const { status, body } = await api(session, `/api/v1/agents?limit=${AGENT_CHOICES}`);
+    if (status !== 200) throw new ApiUnavailable(status, body);
+    return {
+      ids: (body.agents as AgentJson[]).map((agent) => agent.id),
+      more: typeof body.next_after === "string",
+    };
+  };
+
+  /** Whether an agent is registered, from the choices when they are the whole fleet. */
+  const registered = async (choices: AgentChoices, id: string): Promise<boolean> =>
+    choices.ids.includes(id) || (choices.more && (await agentOf(id)) !== null);
 
   /** The session of a page request, or the answer that sends the browser to log in. */
   const sessionOf = async (c: Context<ServerEnv>): Promise<PageSession | Response> => {
@@ -652,14 +707,19 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (after !== undefined && !AGENT_ID_PATTERN.test(after)) {
         return noSuchAgent(frame(session), after, "/", "See every agent");
       }
-      // By id, compared as the page compares `after`, whatever order the store lists them in.
-      const agents = (await listAgents(session)).toSorted((a, b) =>
-        a.id < b.id ? -1 : a.id > b.id ? 1 : 0
-      );
-      // After the agent the page names, whether or not it is still registered.
-      const start = after === undefined ? 0 : agents.findIndex((agent) => agent.id > after);
-      const shown = start < 0 ? [] : agents.slice(start, start + AGENTS_PAGE_SIZE);
-      const more = start >= 0 && start + AGENTS_PAGE_SIZE < agents.length;
+      // One page, by id, after the agent the page names (whether or not it is still registered),
+      // read as a page: a fleet of 100,000 agents is not read to show 100 of them.
+      const query = new URLSearchParams({ limit: String(AGENTS_PAGE_SIZE) });
+      if (after !== undefined) query.set("after", after);
+      const { status, body } = await api(session, `/api/v1/agents?${query}`);
+      if (status !== 200) throw new ApiUnavailable(status, body);
+      const shown = body.agents as AgentJson[];
+      const next = typeof body.next_after === "string" ? body.next_after : undefined;
+      // Where the page lies in the fleet, counted rather than read.
+      const [total, before] = await Promise.all([
+        countAgents(),
+        after === undefined ? 0 : countAgents(after),
+      ]);
       return html(
         <AgentsPage
           {...frame(session)}
@@ -667,9 +727,10 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
           now={clock.now()}
           range={{
             after,
-            from: start + 1,
-            total: agents.length,
-            next: more ? shown[shown.length - 1].id : undefined,
+            from: before + 1,
+            // An agent added between the reads is counted, never a total below the page's end.
+            total: Math.max(total, before + shown.length),
+            next,
           }}
         />,
       );
@@ -728,7 +789,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       query.set("output", "none");
       const [listed, agents] = await Promise.all([
         api(session, `/api/v1/commands?${query}`),
-        listAgents(session),
+        agentChoices(session),
       ]);
       if (listed.status !== 200) throw new ApiUnavailable(listed.status, listed.body);
       const older = listed.body.next_before;
@@ -737,7 +798,8 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
         <CommandsPage
           {...frame(session)}
           commands={listed.body.commands as CommandJson[]}
-          agents={agents.map((a) => a.id)}
+          agents={agents}
+          agentRegistered={agent === undefined || await registered(agents, agent)}
           filter={filter}
           older={typeof older === "string" ? older : undefined}
         />,
@@ -779,10 +841,7 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       };
       // A queued command's agent, to say why it waits when the agent cannot take it now.
       const agent = command.status === "queued"
-        ? {
-          agent: (await listAgents(session)).find((a) => a.id === command.agent_id) ?? null,
-          now: clock.now(),
-        }
+        ? { agent: await agentOf(command.agent_id), now: clock.now() }
         : undefined;
       return html(
         <CommandPage
@@ -831,16 +890,23 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
     error?: string,
     status = 200,
   ) => {
-    const agents = (await listAgents(session)).map((a) => a.id);
-    if (!error && values.agent && !agents.includes(values.agent)) {
-      error = `Agent ${named(values.agent)} is not registered: choose another.`;
+    const agents = await agentChoices(session);
+    const known = !values.agent || await registered(agents, values.agent);
+    if (!error && !known) {
+      error = `Agent ${named(values.agent!)} is not registered: choose another.`;
     }
     // Every form shown gets a new command id: a form sent twice (a double click) enqueues one
     // command, the second time answered as a duplicate; nothing was enqueued with an id of a form
     // shown again after a refusal.
     const fresh = { ...values, id: crypto.randomUUID() };
     return html(
-      <EnqueuePage {...frame(session)} agents={agents} values={fresh} error={error} />,
+      <EnqueuePage
+        {...frame(session)}
+        agents={agents}
+        agentRegistered={known}
+        values={fresh}
+        error={error}
+      />,
       status,
     );
   };
