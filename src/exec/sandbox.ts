@@ -31,7 +31,7 @@ import { basename, dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
 import { helperPath } from "./env.ts";
-import { removeTreeSync } from "./remove_tree.ts";
+import { removeTree } from "./remove_tree.ts";
 import {
   type CgroupHome,
   exists,
@@ -801,7 +801,7 @@ export class Cell implements AsyncDisposable {
     }
     if (this.ownDir && this.cwd) {
       try {
-        removeTreeSync(this.cwd);
+        await removeTree(this.cwd);
       } catch (error) {
         log.warning("could not remove the command's working directory", {
           cwd: this.cwd,
@@ -1187,7 +1187,7 @@ export class Sandbox {
       } catch (error) {
         if (own && cwd) {
           try {
-            removeTreeSync(cwd);
+            await removeTree(cwd);
           } catch {
             // the sweep of a later start removes it
           }
@@ -1260,7 +1260,7 @@ export class Sandbox {
     ];
     for (const cwd of left) {
       try {
-        removeTreeSync(cwd);
+        await removeTree(cwd);
       } catch (error) {
         log.warning("could not remove a working directory left by the previous run", {
           cwd,

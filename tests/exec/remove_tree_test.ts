@@ -2,7 +2,8 @@
  * A command's working directory is removed after it, whatever modes the command left inside.
  */
 import assert from "node:assert/strict";
-import { agentUid } from "../../src/exec/mod.ts";
+import { agentUid, Sandbox } from "../../src/exec/mod.ts";
+import { removeTree } from "../../src/exec/remove_tree.ts";
 
 /** The unprivileged user the probe runs as when the test runs as root. */
 const NOBODY = 65534;
@@ -67,4 +68,149 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+/** Runs the deep-tree probe under `prlimit` with `limits` (`--nofile=256`, say). */
+async function deepProbe(
+  depth: number,
+  limits: string[],
+): Promise<{ code: number; stderr: string; left?: string[]; error?: string | null }> {
+  const dir = Deno.makeTempDirSync({ prefix: "status-deep-tree-" });
+  try {
+    const output = await new Deno.Command("prlimit", {
+      args: [
+        ...limits,
+        Deno.execPath(),
+        "run",
+        "--no-config",
+        "--no-lock",
+        "--allow-read",
+        "--allow-write",
+        "--allow-sys=uid",
+        new URL("./_deep_tree_probe.ts", import.meta.url).pathname,
+        dir,
+        String(depth),
+      ],
+      env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    const stdout = new TextDecoder().decode(output.stdout);
+    return { code: output.code, stderr, ...(output.code === 0 ? JSON.parse(stdout) : {}) };
+  } finally {
+    // What a failed removal left: by rm, as Deno's own removal would abort this process.
+    await new Deno.Command("rm", { args: ["-rf", "--", dir], stdout: "null" }).output();
+  }
+}
+
+/** Whether `prlimit` (util-linux) may run. */
+function prlimitRuns(): boolean {
+  try {
+    return new Deno.Command("prlimit", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "a tree deeper than the open-file limit is removed",
+  ignore: !prlimitRuns(),
+  async fn() {
+    // It failed with "Too many open files" (a descriptor per level) and stayed in /tmp for good.
+    const ran = await deepProbe(400, ["--nofile=128"]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.deepEqual({ left: ran.left, error: ran.error }, { left: [], error: null });
+  },
+});
+
+Deno.test({
+  name: "a tree deep enough to overflow a recursive removal's stack is removed, the agent lives",
+  ignore: !prlimitRuns(),
+  async fn() {
+    // Deno.remove recurses a level per directory: the stack ran out first, and the process
+    // aborted ("has overflowed its stack"), at every later start's sweep again.
+    const ran = await deepProbe(12000, ["--stack=2097152"]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.deepEqual({ left: ran.left, error: ran.error }, { left: [], error: null });
+  },
+});
+
+/** A tree of `dirs` directories of `files` files each, in a new directory under /tmp. */
+function tree(dirs: number, files: number): string {
+  const root = Deno.makeTempDirSync({ prefix: "status-remove-tree-" });
+  for (let d = 0; d < dirs; d++) {
+    Deno.mkdirSync(`${root}/dir-${d}`);
+    for (let f = 0; f < files; f++) {
+      Deno.writeFileSync(`${root}/dir-${d}/file-${f}`, new Uint8Array());
+    }
+  }
+  return root;
+}
+
+/** The entries beside `path` whose names start with its own (the tree and what holds it). */
+function besides(path: string): string[] {
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  return [...Deno.readDirSync(path.slice(0, path.lastIndexOf("/")))].map((entry) => entry.name)
+    .filter((entry) => entry.startsWith(name));
+}
+
+Deno.test("a big tree is removed in slices, pausing between them while entries are left", async () => {
+  // It was one synchronous call: 300,000 files held the event loop (heartbeats, reports) 4 s.
+  const root = tree(10, 100);
+  const left: number[] = [];
+  await removeTree(root, {
+    sliceSize: 100,
+    pause: () => {
+      const [stage] = besides(root);
+      left.push(stage === undefined ? 0 : [...Deno.readDirSync(`/tmp/${stage}`)].length);
+      return Promise.resolve();
+    },
+  });
+  assert.deepEqual(besides(root), [], "the tree and the directory it was moved into are gone");
+  assert.ok(left.length >= 10, `paused ${left.length} times`);
+  assert.ok(left.slice(0, 9).every((count) => count > 0), `entries left: ${left}`);
+});
+
+Deno.test("a command's directory is removed without holding up the event loop", async () => {
+  await using sandbox = Sandbox.create({ cgroups: false });
+  const cell = await sandbox.open();
+  for (let f = 0; f < 2000; f++) Deno.writeFileSync(`${cell.cwd}/file-${f}`, new Uint8Array());
+  const closing = cell.close();
+  let ran = false;
+  setTimeout(() => ran = true, 0);
+  await closing;
+  assert.ok(ran, "a timer ran while the directory was removed");
+  assert.throws(() => Deno.lstatSync(cell.cwd!), Deno.errors.NotFound);
+});
+
+Deno.test("a symlink swapped in for a directory while the tree is removed is never followed", async () => {
+  const victim = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "status-victim-" });
+  Deno.writeTextFileSync(`${victim}/kept`, "not the command's\n");
+  const root = tree(2, 3);
+  let swapped = false;
+  try {
+    await removeTree(root, {
+      sliceSize: 1,
+      pause: () => {
+        // As a process of the command still inside would: dir-1 (listed as a directory) becomes
+        // a symlink to the victim, its contents moved aside, before it is moved and read.
+        const [stage] = besides(root);
+        const moved = `/tmp/${stage}/0`;
+        if (!swapped && besides(`${moved}/dir-1`).length === 1) {
+          swapped = true;
+          Deno.renameSync(`${moved}/dir-1`, `${moved}/dir-1.real`);
+          Deno.symlinkSync(victim, `${moved}/dir-1`);
+        }
+        return Promise.resolve();
+      },
+    });
+    assert.ok(swapped, "the swap happened");
+    assert.equal(Deno.readTextFileSync(`${victim}/kept`), "not the command's\n");
+    assert.deepEqual(besides(root), []);
+  } finally {
+    Deno.removeSync(victim, { recursive: true });
+  }
 });
