@@ -491,7 +491,7 @@ export class CommandRunner {
 
     let cell: Cell;
     try {
-      cell = await this.#sandbox.open();
+      cell = await this.#sandbox.open({ home: !this.#homeGiven });
     } catch (error) {
       const reason = (error as Error).message;
       log.warning("command could not start: {reason}", { argv: parsed.value, reason });
@@ -602,11 +602,13 @@ export class CommandRunner {
 
 /**
  * The `HOME` a command gets instead of the agent's: its own directory; or, for a command user other
- * than the agent's, the fixed `COMMAND_CWD` (the agent's `HOME`, `/root` say, is none of that
- * user's business and most often closed to it). A `HOME` among the extra variables
- * (`COMMAND_ENV`) wins over both.
+ * than the agent's in `COMMAND_CWD`, a new empty one of its own (see {@link Sandbox.open}), or that
+ * directory where none can be made (the agent's `HOME`, `/root` say, is none of that user's
+ * business and most often closed to it). A `HOME` among the extra variables (`COMMAND_ENV`) wins
+ * over all.
  */
 function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
+  if (cell.home !== undefined) return { HOME: cell.home };
   if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;
   return { HOME: cell.cwd };
 }

@@ -7,7 +7,9 @@
  *   walked around.
  * - **Working directory**: a new empty directory per command (owned by that user, removed after
  *   the command) inside one of the agent's own (`/tmp/status-cmd-<tag>`, mode 0711, so that the
- *   user cannot rename it), never the agent's own working directory or its state directory.
+ *   user cannot rename it), never the agent's own working directory or its state directory. It is
+ *   also the command's `HOME`; in a fixed one (`COMMAND_CWD`), a command of another user gets a
+ *   new empty `HOME` of its own there instead, so that no command obeys another's `~/.curlrc`.
  * - **Processes**: a cgroup v2 per command where the agent may create one (root, or a delegated
  *   systemd service); `cgroup.kill` then stops every process the command started, also those that
  *   left its process group (`setsid`). Elsewhere the command's process group is signalled, and
@@ -576,6 +578,11 @@ export class Cell implements AsyncDisposable {
   readonly cwd: string | undefined;
   /** Whether the working directory is the command's own (created for it). */
   readonly ownDir: boolean;
+  /**
+   * The command's own `HOME`, a new empty directory made for it (removed with it), when it runs
+   * as another user than the agent in a shared working directory (`COMMAND_CWD`).
+   */
+  readonly home: string | undefined;
   #throughSetsid = false;
   readonly #sandbox: Sandbox;
   #cgroup: string | undefined;
@@ -586,11 +593,18 @@ export class Cell implements AsyncDisposable {
   #closed = false;
 
   /** @internal */
-  constructor(sandbox: Sandbox, cwd: string | undefined, ownDir: boolean, cgroup?: string) {
+  constructor(
+    sandbox: Sandbox,
+    cwd: string | undefined,
+    ownDir: boolean,
+    cgroup?: string,
+    home?: string,
+  ) {
     this.#sandbox = sandbox;
     this.cwd = cwd;
     this.ownDir = ownDir;
     this.#cgroup = cgroup;
+    this.home = home;
   }
 
   /** The cgroup directory of the command, when it has one. */
@@ -789,7 +803,7 @@ export class Cell implements AsyncDisposable {
 
   /**
    * Stops whatever the command left running (after its first process exited) and removes its
-   * cgroup and its own working directory.
+   * cgroup, its own working directory and its own `HOME`.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -799,17 +813,19 @@ export class Cell implements AsyncDisposable {
     } else if (this.#child) {
       this.signal("SIGKILL", { strays: false });
     }
-    if (this.ownDir && this.cwd) {
+    const own = [this.ownDir ? this.cwd : undefined, this.home];
+    for (const dir of own.filter((dir) => dir !== undefined)) {
       try {
-        await removeTree(this.cwd);
+        await removeTree(dir);
       } catch (error) {
-        log.warning("could not remove the command's working directory", {
-          cwd: this.cwd,
+        log.warning("could not remove the command's {what}", {
+          what: dir === this.home ? "HOME" : "working directory",
+          dir,
           error,
         });
       }
-      this.#sandbox.releaseCwdParent();
     }
+    if (own.some((dir) => dir !== undefined)) this.#sandbox.releaseCwdParent();
   }
 
   /** Same as {@link Cell.close}. */
@@ -880,6 +896,20 @@ export class Sandbox {
   get sharedCwd(): string | undefined {
     if (this.fixedCwd !== undefined || this.#inheritCwd) return this.fixedCwd;
     return this.#canCreateDirs ? undefined : this.#workRoot;
+  }
+  /**
+   * The `HOME` every command shares as it runs as another user than the agent: the directory it
+   * runs in (`COMMAND_CWD`, or the work root) when no directory of its own may be made in the
+   * work root. `undefined` when each command gets a `HOME` of its own, or runs as the agent's
+   * own user (and keeps the agent's).
+   */
+  get sharedHome(): string | undefined {
+    if (!this.user || this.#canCreateDirs || this.#inheritCwd) return undefined;
+    return this.fixedCwd ?? this.#workRoot;
+  }
+  /** @internal Where the commands' own directories are made. */
+  get workRoot(): string {
+    return this.#workRoot;
   }
   readonly #workRoot: string;
   readonly #inheritCwd: boolean;
@@ -1162,48 +1192,31 @@ export class Sandbox {
   }
 
   /**
-   * @internal Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is set) and
-   * its cgroup.
+   * @internal Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is
+   * set), its `HOME` and its cgroup. A command that runs as another user than the agent in
+   * `COMMAND_CWD` gets a new, empty `HOME` of its own beside the directories commands get (none
+   * when `home` is `false`, or when no directory may be created there): one command's
+   * `~/.curlrc` or `~/.gitconfig` is never read by the next.
    *
+   * @param options `home: false` when the command's `HOME` is set otherwise (`COMMAND_ENV`).
    * @returns The cell; close it when the command ended.
-   * @throws {Error} When the working directory cannot be created.
+   * @throws {Error} When the working directory or the `HOME` cannot be created.
    */
-  async open(): Promise<Cell> {
+  async open(options: { home?: boolean } = {}): Promise<Cell> {
     let cwd = this.fixedCwd;
     let own = false;
+    let ownHome: string | undefined;
     // Without a directory of its own a command runs in the work root itself (under the path
     // prefixes by default), never in "/", where any relative path would name the system's files.
     if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = this.#workRoot;
     else if (cwd === undefined && !this.#inheritCwd) {
-      try {
-        // Both synchronous: no command's end can remove the parent in between.
-        cwd = Deno.makeTempDirSync({ dir: this.#ownCwdParent(), prefix: "cmd-" });
-        own = true;
-        await Deno.chmod(cwd, 0o700);
-        // Given away last: once the command user owns it, that user may rename it in /tmp
-        // (sticky) and leave a symlink in its place, and a chmod (which follows symlinks) would
-        // then change the mode of whatever the symlink names.
-        if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
-      } catch (error) {
-        if (own && cwd) {
-          try {
-            await removeTree(cwd);
-          } catch {
-            // the sweep of a later start removes it
-          }
-        }
-        // Only a refusal of Deno's own is mended by a flag; a full or read-only /tmp, or a
-        // directory the system refuses, is not.
-        const hint = error instanceof Deno.errors.NotCapable
-          ? `grant --allow-write=${this.#workRoot}, or set COMMAND_CWD`
-          : "or set COMMAND_CWD to a directory for them";
-        throw new Error(
-          `cannot create the command's working directory under ${this.#workRoot}: ${
-            (error as Error).message
-          } (${hint})`,
-          { cause: error },
-        );
-      }
+      cwd = await this.#ownDirectory("cmd-", "working directory", "set COMMAND_CWD");
+      own = true;
+    } else if (
+      cwd !== undefined && !this.#inheritCwd && this.user && options.home !== false &&
+      this.#canCreateDirs
+    ) {
+      ownHome = await this.#ownDirectory("home-", "HOME", "set HOME in COMMAND_ENV");
     }
     let cgroup: string | undefined;
     const home = this.#cgroupHome;
@@ -1234,7 +1247,49 @@ export class Sandbox {
         });
       }
     }
-    return new Cell(this, cwd, own, cgroup);
+    return new Cell(this, cwd, own, cgroup, ownHome);
+  }
+
+  /**
+   * A new empty directory for one command (its working directory or its `HOME`) in this agent's
+   * directory of them, owned by the command user, mode 0700.
+   *
+   * @param prefix Starts its name.
+   * @param what What it is, for the error.
+   * @param instead What the operator may do instead, for the error.
+   * @throws {Error} When it cannot be created.
+   */
+  async #ownDirectory(prefix: string, what: string, instead: string): Promise<string> {
+    let dir: string | undefined;
+    try {
+      // Both synchronous: no command's end can remove the parent in between.
+      dir = Deno.makeTempDirSync({ dir: this.#ownCwdParent(), prefix });
+      await Deno.chmod(dir, 0o700);
+      // Given away last: once the command user owns it, that user may rename it in /tmp
+      // (sticky) and leave a symlink in its place, and a chmod (which follows symlinks) would
+      // then change the mode of whatever the symlink names.
+      if (this.user) await Deno.chown(dir, this.user.uid, this.user.gid);
+      return dir;
+    } catch (error) {
+      if (dir) {
+        try {
+          await removeTree(dir);
+        } catch {
+          // the sweep of a later start removes it
+        }
+      }
+      // Only a refusal of Deno's own is mended by a flag; a full or read-only /tmp, or a
+      // directory the system refuses, is not.
+      const hint = error instanceof Deno.errors.NotCapable
+        ? `grant --allow-write=${this.#workRoot}, or ${instead}`
+        : `or ${instead} to a directory for them`;
+      throw new Error(
+        `cannot create the command's ${what} under ${this.#workRoot}: ${
+          (error as Error).message
+        } (${hint})`,
+        { cause: error },
+      );
+    }
   }
 
   /**
