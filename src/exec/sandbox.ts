@@ -591,6 +591,7 @@ export class Cell implements AsyncDisposable {
   /** The first process's start time (clock ticks since boot), once read. */
   #leaderTicks: number | undefined;
   #closed = false;
+  #removed: Promise<void> = Promise.resolve();
 
   /** @internal */
   constructor(
@@ -806,6 +807,16 @@ export class Cell implements AsyncDisposable {
    * cgroup, its own working directory and its own `HOME`.
    */
   async close(): Promise<void> {
+    await this.stop();
+    await this.#removed;
+  }
+
+  /**
+   * @internal The first half of {@link Cell.close}: stops whatever the command left running and
+   * starts removing its own directories, which {@link Cell.removed} then waits for (and so does
+   * {@link Sandbox.close}).
+   */
+  async stop(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cgroup) {
@@ -813,6 +824,15 @@ export class Cell implements AsyncDisposable {
     } else if (this.#child) {
       this.signal("SIGKILL", { strays: false });
     }
+    this.#removed = this.#sandbox.track(this.#removeOwn());
+  }
+
+  /** @internal Settles (never rejects) once the directories {@link Cell.stop} removes are gone. */
+  get removed(): Promise<void> {
+    return this.#removed;
+  }
+
+  async #removeOwn(): Promise<void> {
     const own = [this.ownDir ? this.cwd : undefined, this.home];
     for (const dir of own.filter((dir) => dir !== undefined)) {
       try {
@@ -1437,11 +1457,23 @@ export class Sandbox {
       /^cmd-\d+-\d+-[0-9a-f]+$/.test(basename(path));
   }
 
+  /** The removals of commands' directories still under way (see {@link Cell.stop}). */
+  readonly #removals = new Set<Promise<void>>();
+
+  /** @internal Keeps `removal` until it settles, for {@link Sandbox.close} to wait for. */
+  track(removal: Promise<void>): Promise<void> {
+    this.#removals.add(removal);
+    removal.finally(() => this.#removals.delete(removal));
+    return removal;
+  }
+
   /**
-   * Stops the watchdog, when a command started one (it then stops whatever still runs in this
-   * agent's cgroups), and removes this agent's directory of command cgroups when it is empty.
+   * Waits for the removals of commands' directories still under way, stops the watchdog, when a
+   * command started one (it then stops whatever still runs in this agent's cgroups), and removes
+   * this agent's directory of command cgroups when it is empty.
    */
   async close(): Promise<void> {
+    await Promise.all(this.#removals);
     const watchdog = this.#watchdog;
     this.#watchdog = undefined;
     if (watchdog) {

@@ -150,10 +150,21 @@ function tree(dirs: number, files: number): string {
   return root;
 }
 
+/** Whether `path` is there. */
+function existsDir(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 /** The entries beside `path` whose names start with its own (the tree and what holds it). */
 function besides(path: string): string[] {
   const name = path.slice(path.lastIndexOf("/") + 1);
-  return [...Deno.readDirSync(path.slice(0, path.lastIndexOf("/")))].map((entry) => entry.name)
+  const parent = path.slice(0, path.lastIndexOf("/"));
+  if (!existsDir(parent)) return [];
+  return [...Deno.readDirSync(parent)].map((entry) => entry.name)
     .filter((entry) => entry.startsWith(name));
 }
 
@@ -212,5 +223,28 @@ Deno.test("a symlink swapped in for a directory while the tree is removed is nev
     assert.deepEqual(besides(root), []);
   } finally {
     Deno.removeSync(victim, { recursive: true });
+  }
+});
+
+Deno.test("a command's result need not wait for the removal of its directory; the sandbox's close does", async () => {
+  // The result waited for the whole removal: a command that left millions of files was
+  // reported after its execution lease (its timeout + 60 s) had ended, and ran again. The runner
+  // now waits for it only so long (removalWaitMs).
+  const sandbox = Sandbox.create({ cgroups: false });
+  try {
+    const cell = await sandbox.open();
+    for (let f = 0; f < 10; f++) Deno.writeFileSync(`${cell.cwd}/file-${f}`, new Uint8Array());
+    await cell.stop();
+    assert.throws(() => Deno.lstatSync(cell.cwd!), Deno.errors.NotFound, "moved aside at once");
+    assert.equal(besides(cell.cwd!).length, 1, "and being removed when stop returned");
+    await cell.removed;
+    assert.deepEqual(besides(cell.cwd!), []);
+    const second = await sandbox.open();
+    for (let f = 0; f < 10; f++) Deno.writeFileSync(`${second.cwd}/file-${f}`, new Uint8Array());
+    await second.stop();
+    await sandbox.close();
+    assert.deepEqual(besides(second.cwd!), [], "the sandbox's close waited for the removal");
+  } finally {
+    await sandbox.close();
   }
 });
