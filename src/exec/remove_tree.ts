@@ -31,6 +31,9 @@ const SLICE_SIZE = 500;
  */
 const MAX_PASSES = 3;
 
+/** Where Debian and others put coreutils' `rm` (never looked up on a `PATH`). */
+const RM_PATHS = ["/usr/bin/rm", "/bin/rm"];
+
 /** Lets timers and I/O run. */
 function nextTask(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
@@ -49,7 +52,9 @@ function nextTask(): Promise<void> {
  *   Each directory is read only once it lies in that directory, where no other user may rename
  *   it, and is checked there to be one (not a symlink): a symlink swapped in while the removal
  *   runs is removed itself and never followed. Other entries are removed by name
- *   (`unlink`, which never follows one either).
+ *   (`unlink`, which never follows one either). A directory holding names that are not UTF-8,
+ *   which Deno cannot name, is removed whole by `rm -rf` (or, where that may not run, by
+ *   `Deno.removeSync(dir, { recursive: true })`).
  * - An agent that is not root (whose commands run as itself) gives its own directories in the
  *   tree that a command shut (`chmod 000 sub`) their owner's read, write and search bits back.
  *   Root needs no such help; only this user's own directories are changed, never through a
@@ -108,16 +113,17 @@ export async function removeTree(path: string, options: RemoveTreeOptions = {}):
   const pending: string[] = [];
   let moved = 0;
   /** Moves `from` into the stage: a directory is emptied there later, anything else removed. */
-  const moveUp = (from: string, dirs: string[]): void => {
+  const moveUp = (from: string, dirs: string[]): boolean => {
     const to = `${stage}/${moved++}`;
     try {
       opening(() => Deno.renameSync(from, to), dirs);
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return;
+      if (error instanceof Deno.errors.NotFound) return false;
       throw error;
     }
     if (Deno.lstatSync(to).isDirectory) pending.push(to);
     else Deno.removeSync(to);
+    return true;
   };
   const top = `${stage}/${moved++}`;
   try {
@@ -144,14 +150,17 @@ export async function removeTree(path: string, options: RemoveTreeOptions = {}):
           }
         }
         if (pass > MAX_PASSES) throw new Error(`${dir} keeps getting new entries`);
+        let unnamed = false;
         for (const entry of entries) {
           const at = `${dir}/${entry.name}`;
-          if (entry.isDirectory) moveUp(at, [dir, at]);
-          else {
+          if (entry.isDirectory) {
+            if (!moveUp(at, [dir, at])) unnamed ||= entry.name.includes("\uFFFD");
+          } else {
             try {
               opening(() => Deno.removeSync(at), [dir]);
             } catch (error) {
-              if (!(error instanceof Deno.errors.NotFound)) {
+              if (error instanceof Deno.errors.NotFound) unnamed ||= entry.name.includes("\uFFFD");
+              else {
                 // A directory by now, say: moved up and emptied there; else what it failed with.
                 try {
                   moveUp(at, [dir, at]);
@@ -166,6 +175,10 @@ export async function removeTree(path: string, options: RemoveTreeOptions = {}):
             await pause();
           }
         }
+        if (unnamed) {
+          await removeUnnamed(dir);
+          break;
+        }
       }
     }
     Deno.removeSync(stage);
@@ -174,6 +187,40 @@ export async function removeTree(path: string, options: RemoveTreeOptions = {}):
       `could not remove ${path}: ${(error as Error).message} (what is left of it is in ${stage})`,
       { cause: error },
     );
+  }
+}
+
+/**
+ * Removes `dir` (in the stage) with what names entries by their bytes: names that are not UTF-8
+ * (`printf 'x\\377'`), which Deno reads with U+FFFD in place of the bytes and cannot name again.
+ * With `rm -rf` (coreutils: neither a descriptor nor a stack frame per level, no symlink
+ * followed) where it may run, else with `Deno.removeSync(dir, { recursive: true })`.
+ */
+async function removeUnnamed(dir: string): Promise<void> {
+  const rm = RM_PATHS.find((path) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  });
+  let output: Deno.CommandOutput;
+  try {
+    if (rm === undefined) throw new Deno.errors.NotFound("no rm");
+    output = await new Deno.Command(rm, {
+      clearEnv: true,
+      args: ["-rf", "--", dir],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch {
+    // rm may not run (--allow-run without it), or is not there.
+    Deno.removeSync(dir, { recursive: true });
+    return;
+  }
+  if (!output.success) {
+    throw new Error(`rm -rf ${dir} failed: ${new TextDecoder().decode(output.stderr).trim()}`);
   }
 }
 

@@ -248,3 +248,22 @@ Deno.test("a command's result need not wait for the removal of its directory; th
     await sandbox.close();
   }
 });
+
+Deno.test("a tree with names that are not UTF-8 is removed", async () => {
+  // Deno reads such a name with U+FFFD in place of its bytes and cannot name the entry again: the
+  // removal by name found nothing, and the tree stayed.
+  const root = Deno.makeTempDirSync({ prefix: "status-remove-tree-" });
+  const made = await new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      `cd "$1" && d="$(printf 'd\\377')" && mkdir "$d" "$d/sub" && : > "$d/sub/f" && ` +
+      `: > "$(printf 'f\\376')" && : > plain`,
+      "sh",
+      root,
+    ],
+  }).output();
+  assert.ok(made.success);
+  assert.equal([...Deno.readDirSync(root)].length, 3);
+  await removeTree(root);
+  assert.deepEqual(besides(root), []);
+});
