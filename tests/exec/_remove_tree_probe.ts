@@ -1,7 +1,7 @@
 /**
  * Plays an agent that is not root removing a command's working directory: makes, in the
  * directory given, what a command can leave (a directory it made unreadable and unwritable, with
- * a file inside), removes it with `removeTree` and prints, as JSON, whether it is gone and
+ * a file inside, in one it made read-only), removes it with `removeTree` and prints, as JSON, whether it is gone and
  * what the removal threw. Used by `remove_tree_test.ts`, as `nobody` when the test runs as root.
  *
  * @module
@@ -14,6 +14,8 @@ Deno.mkdirSync(`${cwd}/shut/deeper`, { recursive: true });
 Deno.writeTextFileSync(`${cwd}/shut/deeper/file`, "kept by the command");
 Deno.chmodSync(`${cwd}/shut/deeper`, 0o500);
 Deno.chmodSync(`${cwd}/shut`, 0o000);
+// And the directory itself read-only: moving it (a new "..") needs write permission on it.
+Deno.chmodSync(cwd, 0o500);
 let error: string | null = null;
 try {
   await removeTree(cwd);
