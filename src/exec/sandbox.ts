@@ -1314,7 +1314,9 @@ export class Sandbox {
 
   /**
    * @internal Kills whatever a previous run of this agent left in its cgroups (all of this agent's
-   * command cgroups are stale when it starts).
+   * command cgroups are stale when it starts), and starts removing the working directories it
+   * left: a tree of millions of files takes minutes, which neither the results the previous run
+   * left nor new commands wait for ({@link Sandbox.close} does).
    *
    * @returns How many cgroups still had processes.
    */
@@ -1333,17 +1335,19 @@ export class Sandbox {
       ...subdirectories(this.#workRoot).filter((name) => name.startsWith(this.#dirPrefix))
         .map((name) => `${this.#workRoot}/${name}`),
     ];
-    for (const cwd of left) {
-      try {
-        await removeTree(cwd);
-      } catch (error) {
-        log.warning("could not remove a working directory left by the previous run", {
-          cwd,
-          error,
-        });
+    this.track((async () => {
+      for (const cwd of left) {
+        try {
+          await removeTree(cwd);
+        } catch (error) {
+          log.warning("could not remove a working directory left by the previous run", {
+            cwd,
+            error,
+          });
+        }
       }
-    }
-    this.releaseCwdParent();
+      this.releaseCwdParent();
+    })());
     return stopped;
   }
 

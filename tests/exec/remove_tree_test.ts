@@ -267,3 +267,24 @@ Deno.test("a tree with names that are not UTF-8 is removed", async () => {
   await removeTree(root);
   assert.deepEqual(besides(root), []);
 });
+
+Deno.test("a restarted agent's sweep does not wait for the removal of what the previous run left", async () => {
+  // The sweep removed the leftovers before the restarted agent sent the results the previous run
+  // left, or ran anything: a tree of millions of files held them up for minutes.
+  const tag = `test-${crypto.randomUUID().slice(0, 8)}`;
+  const previous = Sandbox.create({ cgroups: false, tag });
+  const cell = await previous.open();
+  for (let f = 0; f < 10; f++) Deno.writeFileSync(`${cell.cwd}/file-${f}`, new Uint8Array());
+  // The previous run was killed: its cell was never closed.
+  const restarted = Sandbox.create({ cgroups: false, tag });
+  try {
+    await restarted.sweep();
+    assert.throws(() => Deno.lstatSync(cell.cwd!), Deno.errors.NotFound, "moved aside at once");
+    assert.equal(besides(cell.cwd!).length, 1, "and still being removed");
+    await restarted.close();
+    assert.throws(() => Deno.lstatSync(`/tmp/status-cmd-${tag}`), Deno.errors.NotFound);
+  } finally {
+    await restarted.close();
+    await previous.close();
+  }
+});

@@ -434,6 +434,7 @@ Deno.test({
           const parent = `/tmp/status-cmd-${tag}`;
           assert.notDeepEqual([...Deno.readDirSync(parent)], [], "the dead agent left one");
           await restarted.sweep();
+          await restarted.close();
           assert.throws(() => Deno.lstatSync(parent), Deno.errors.NotFound);
         } finally {
           await restarted.close();
