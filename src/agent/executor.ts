@@ -282,28 +282,28 @@ function replaceablePrograms(programs: readonly string[]): string[] {
 
 /**
  * What the start-up log says of a `HOME` that every command gets (set in `COMMAND_ENV`, or, for a
- * command user other than the agent's, `COMMAND_CWD` or the work root they run in) when the
- * command user, or every user, may write it: one command (or anyone) can leave there the settings
- * that later commands' programs read from `HOME` and obey (`~/.curlrc`, `~/.wgetrc`,
- * `~/.gitconfig`, `~/.ssh/config` name files to send or programs to run), which the allowlist
- * never sees. A command in a directory of its own gets that directory as `HOME`: nothing is said.
+ * command user other than the agent's, `COMMAND_CWD` or the work root they run in when no
+ * directory of their own may be made) when the command user, or every user, may write it: one
+ * command (or anyone) can leave there the settings that later commands' programs read from `HOME`
+ * and obey (`~/.curlrc`, `~/.wgetrc`, `~/.gitconfig`, `~/.ssh/config` name files to send or
+ * programs to run), which the allowlist never sees. A command with a `HOME` of its own (a new,
+ * empty directory): nothing is said.
  */
 function sharedHomeWarning(sandbox: Sandbox, givenHome: string | undefined): string[] {
   const user = sandbox.user;
-  const home = givenHome ?? (user ? sandbox.sharedCwd : undefined);
+  const home = givenHome ?? (user ? sandbox.sharedHome : undefined);
   if (home === undefined || !home.startsWith("/")) return [];
   const everyone = everyoneMayReplace(home);
   if (!everyone && !(user && userMayChange(home, user))) return [];
   const source = givenHome !== undefined
     ? "set in COMMAND_ENV"
     : home === sandbox.fixedCwd
-    ? "COMMAND_CWD, which is their HOME as they run as another user than the agent"
+    ? "COMMAND_CWD, which is their HOME as they run as another user than the agent and none of " +
+      "their own can be made"
     : "the directory they run in, as none of their own can be made there";
   const fix = givenHome !== undefined
     ? ""
-    : home === sandbox.fixedCwd
-    ? ", or leave COMMAND_CWD unset (each command then gets a new, empty one)"
-    : `, or grant --allow-write=${home} (each command then gets a new, empty one)`;
+    : `, or grant --allow-write=${sandbox.workRoot} (each command then gets a new, empty one)`;
   return [
     `commands share HOME ${home} (${source}), which ${
       everyone ? "every user" : `commands, as ${user!.name},`

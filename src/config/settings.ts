@@ -627,7 +627,7 @@ const SPECS = {
   commandCwd: {
     env: "COMMAND_CWD",
     description:
-      "Working directory of every command (default: a new empty one per command; never the agent's own or STATE_DIR)",
+      "Working directory of every command (default: a new empty one per command; never the agent's own or STATE_DIR; not their HOME)",
     expected: "a directory path",
     schema: path,
     roles: ["agent", "exec"],

@@ -43,6 +43,12 @@ export const DEFAULT_CANCEL_GRACE_MS = 2000;
  */
 export const DEFAULT_DRAIN_MS = 250;
 /**
+ * How long a run waits for the removal of the command's own directories before it returns its
+ * result, in milliseconds: a command that left millions of files is reported on time (its
+ * execution lease), and the removal goes on (the sandbox's close waits for it).
+ */
+export const DEFAULT_REMOVAL_WAIT_MS = 5000;
+/**
  * How long a run waits for the command's first process to end after SIGKILL before it gives up on
  * it, in milliseconds: a process in uninterruptible sleep (state D: a hung NFS mount, a failing
  * disk) does not end on SIGKILL, and the agent must not wait for it without bound.
@@ -132,6 +138,12 @@ export interface RunnerOptions {
    * @default {250}
    */
   drainMs?: number;
+  /**
+   * How long the result waits for the removal of the command's own directories, in milliseconds;
+   * the removal goes on after it.
+   * @default {5000}
+   */
+  removalWaitMs?: number;
   /**
    * How long the command's first process may take to end after SIGKILL (the deadline's or a
    * cancel's), in milliseconds. A process that has not ended by then (one in uninterruptible sleep,
@@ -347,6 +359,7 @@ export class CommandRunner {
     checkPositive("maxTimeoutSecs", options.maxTimeoutSecs);
     checkNonNegative("cancelGraceMs", options.cancelGraceMs);
     checkNonNegative("drainMs", options.drainMs);
+    checkNonNegative("removalWaitMs", options.removalWaitMs);
     const killWaitMs = options.killWaitMs;
     if (
       killWaitMs !== undefined &&
@@ -491,7 +504,7 @@ export class CommandRunner {
 
     let cell: Cell;
     try {
-      cell = await this.#sandbox.open();
+      cell = await this.#sandbox.open({ home: !this.#homeGiven });
     } catch (error) {
       const reason = (error as Error).message;
       log.warning("command could not start: {reason}", { argv: parsed.value, reason });
@@ -602,11 +615,13 @@ export class CommandRunner {
 
 /**
  * The `HOME` a command gets instead of the agent's: its own directory; or, for a command user other
- * than the agent's, the fixed `COMMAND_CWD` (the agent's `HOME`, `/root` say, is none of that
- * user's business and most often closed to it). A `HOME` among the extra variables
- * (`COMMAND_ENV`) wins over both.
+ * than the agent's in `COMMAND_CWD`, a new empty one of its own (see {@link Sandbox.open}), or that
+ * directory where none can be made (the agent's `HOME`, `/root` say, is none of that user's
+ * business and most often closed to it). A `HOME` among the extra variables (`COMMAND_ENV`) wins
+ * over all.
  */
 function childHome(cell: Cell, otherUser: boolean): { HOME: string } | undefined {
+  if (cell.home !== undefined) return { HOME: cell.home };
   if (cell.cwd === undefined || !(cell.ownDir || otherUser)) return undefined;
   return { HOME: cell.cwd };
 }
@@ -947,7 +962,14 @@ async function supervise(
     // them: the command had to be signalled, or something still holds its output open (looking
     // for them reads every process, too slow for every command).
     if (termAt !== undefined || cancelAt !== undefined) cell.stopStrays();
-    await cell.close();
+    await cell.stop();
+    if (
+      !await drain([cell.removed], options.removalWaitMs ?? DEFAULT_REMOVAL_WAIT_MS, clock)
+    ) {
+      log.info("the command's directory is still being removed; its result is not held up", {
+        argv: context.argv,
+      });
+    }
     // Read what is still in the pipes, but never wait on a process outside the group that
     // holds them open.
     const drained = await drain(

@@ -7,7 +7,9 @@
  *   walked around.
  * - **Working directory**: a new empty directory per command (owned by that user, removed after
  *   the command) inside one of the agent's own (`/tmp/status-cmd-<tag>`, mode 0711, so that the
- *   user cannot rename it), never the agent's own working directory or its state directory.
+ *   user cannot rename it), never the agent's own working directory or its state directory. It is
+ *   also the command's `HOME`; in a fixed one (`COMMAND_CWD`), a command of another user gets a
+ *   new empty `HOME` of its own there instead, so that no command obeys another's `~/.curlrc`.
  * - **Processes**: a cgroup v2 per command where the agent may create one (root, or a delegated
  *   systemd service); `cgroup.kill` then stops every process the command started, also those that
  *   left its process group (`setsid`). Elsewhere the command's process group is signalled, and
@@ -31,7 +33,7 @@ import { basename, dirname, resolve } from "node:path";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
 import { helperPath } from "./env.ts";
-import { removeTreeSync } from "./remove_tree.ts";
+import { removeTree } from "./remove_tree.ts";
 import {
   type CgroupHome,
   exists,
@@ -576,6 +578,11 @@ export class Cell implements AsyncDisposable {
   readonly cwd: string | undefined;
   /** Whether the working directory is the command's own (created for it). */
   readonly ownDir: boolean;
+  /**
+   * The command's own `HOME`, a new empty directory made for it (removed with it), when it runs
+   * as another user than the agent in a shared working directory (`COMMAND_CWD`).
+   */
+  readonly home: string | undefined;
   #throughSetsid = false;
   readonly #sandbox: Sandbox;
   #cgroup: string | undefined;
@@ -584,13 +591,21 @@ export class Cell implements AsyncDisposable {
   /** The first process's start time (clock ticks since boot), once read. */
   #leaderTicks: number | undefined;
   #closed = false;
+  #removed: Promise<void> = Promise.resolve();
 
   /** @internal */
-  constructor(sandbox: Sandbox, cwd: string | undefined, ownDir: boolean, cgroup?: string) {
+  constructor(
+    sandbox: Sandbox,
+    cwd: string | undefined,
+    ownDir: boolean,
+    cgroup?: string,
+    home?: string,
+  ) {
     this.#sandbox = sandbox;
     this.cwd = cwd;
     this.ownDir = ownDir;
     this.#cgroup = cgroup;
+    this.home = home;
   }
 
   /** The cgroup directory of the command, when it has one. */
@@ -789,9 +804,19 @@ export class Cell implements AsyncDisposable {
 
   /**
    * Stops whatever the command left running (after its first process exited) and removes its
-   * cgroup and its own working directory.
+   * cgroup, its own working directory and its own `HOME`.
    */
   async close(): Promise<void> {
+    await this.stop();
+    await this.#removed;
+  }
+
+  /**
+   * @internal The first half of {@link Cell.close}: stops whatever the command left running and
+   * starts removing its own directories, which {@link Cell.removed} then waits for (and so does
+   * {@link Sandbox.close}).
+   */
+  async stop(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cgroup) {
@@ -799,17 +824,28 @@ export class Cell implements AsyncDisposable {
     } else if (this.#child) {
       this.signal("SIGKILL", { strays: false });
     }
-    if (this.ownDir && this.cwd) {
+    this.#removed = this.#sandbox.track(this.#removeOwn());
+  }
+
+  /** @internal Settles (never rejects) once the directories {@link Cell.stop} removes are gone. */
+  get removed(): Promise<void> {
+    return this.#removed;
+  }
+
+  async #removeOwn(): Promise<void> {
+    const own = [this.ownDir ? this.cwd : undefined, this.home];
+    for (const dir of own.filter((dir) => dir !== undefined)) {
       try {
-        removeTreeSync(this.cwd);
+        await removeTree(dir);
       } catch (error) {
-        log.warning("could not remove the command's working directory", {
-          cwd: this.cwd,
+        log.warning("could not remove the command's {what}", {
+          what: dir === this.home ? "HOME" : "working directory",
+          dir,
           error,
         });
       }
-      this.#sandbox.releaseCwdParent();
     }
+    if (own.some((dir) => dir !== undefined)) this.#sandbox.releaseCwdParent();
   }
 
   /** Same as {@link Cell.close}. */
@@ -880,6 +916,20 @@ export class Sandbox {
   get sharedCwd(): string | undefined {
     if (this.fixedCwd !== undefined || this.#inheritCwd) return this.fixedCwd;
     return this.#canCreateDirs ? undefined : this.#workRoot;
+  }
+  /**
+   * The `HOME` every command shares as it runs as another user than the agent: the directory it
+   * runs in (`COMMAND_CWD`, or the work root) when no directory of its own may be made in the
+   * work root. `undefined` when each command gets a `HOME` of its own, or runs as the agent's
+   * own user (and keeps the agent's).
+   */
+  get sharedHome(): string | undefined {
+    if (!this.user || this.#canCreateDirs || this.#inheritCwd) return undefined;
+    return this.fixedCwd ?? this.#workRoot;
+  }
+  /** @internal Where the commands' own directories are made. */
+  get workRoot(): string {
+    return this.#workRoot;
   }
   readonly #workRoot: string;
   readonly #inheritCwd: boolean;
@@ -1162,48 +1212,31 @@ export class Sandbox {
   }
 
   /**
-   * @internal Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is set) and
-   * its cgroup.
+   * @internal Prepares one command: its working directory (new and empty unless `COMMAND_CWD` is
+   * set), its `HOME` and its cgroup. A command that runs as another user than the agent in
+   * `COMMAND_CWD` gets a new, empty `HOME` of its own beside the directories commands get (none
+   * when `home` is `false`, or when no directory may be created there): one command's
+   * `~/.curlrc` or `~/.gitconfig` is never read by the next.
    *
+   * @param options `home: false` when the command's `HOME` is set otherwise (`COMMAND_ENV`).
    * @returns The cell; close it when the command ended.
-   * @throws {Error} When the working directory cannot be created.
+   * @throws {Error} When the working directory or the `HOME` cannot be created.
    */
-  async open(): Promise<Cell> {
+  async open(options: { home?: boolean } = {}): Promise<Cell> {
     let cwd = this.fixedCwd;
     let own = false;
+    let ownHome: string | undefined;
     // Without a directory of its own a command runs in the work root itself (under the path
     // prefixes by default), never in "/", where any relative path would name the system's files.
     if (cwd === undefined && !this.#inheritCwd && !this.#canCreateDirs) cwd = this.#workRoot;
     else if (cwd === undefined && !this.#inheritCwd) {
-      try {
-        // Both synchronous: no command's end can remove the parent in between.
-        cwd = Deno.makeTempDirSync({ dir: this.#ownCwdParent(), prefix: "cmd-" });
-        own = true;
-        await Deno.chmod(cwd, 0o700);
-        // Given away last: once the command user owns it, that user may rename it in /tmp
-        // (sticky) and leave a symlink in its place, and a chmod (which follows symlinks) would
-        // then change the mode of whatever the symlink names.
-        if (this.user) await Deno.chown(cwd, this.user.uid, this.user.gid);
-      } catch (error) {
-        if (own && cwd) {
-          try {
-            removeTreeSync(cwd);
-          } catch {
-            // the sweep of a later start removes it
-          }
-        }
-        // Only a refusal of Deno's own is mended by a flag; a full or read-only /tmp, or a
-        // directory the system refuses, is not.
-        const hint = error instanceof Deno.errors.NotCapable
-          ? `grant --allow-write=${this.#workRoot}, or set COMMAND_CWD`
-          : "or set COMMAND_CWD to a directory for them";
-        throw new Error(
-          `cannot create the command's working directory under ${this.#workRoot}: ${
-            (error as Error).message
-          } (${hint})`,
-          { cause: error },
-        );
-      }
+      cwd = await this.#ownDirectory("cmd-", "working directory", "set COMMAND_CWD");
+      own = true;
+    } else if (
+      cwd !== undefined && !this.#inheritCwd && this.user && options.home !== false &&
+      this.#canCreateDirs
+    ) {
+      ownHome = await this.#ownDirectory("home-", "HOME", "set HOME in COMMAND_ENV");
     }
     let cgroup: string | undefined;
     const home = this.#cgroupHome;
@@ -1234,12 +1267,56 @@ export class Sandbox {
         });
       }
     }
-    return new Cell(this, cwd, own, cgroup);
+    return new Cell(this, cwd, own, cgroup, ownHome);
+  }
+
+  /**
+   * A new empty directory for one command (its working directory or its `HOME`) in this agent's
+   * directory of them, owned by the command user, mode 0700.
+   *
+   * @param prefix Starts its name.
+   * @param what What it is, for the error.
+   * @param instead What the operator may do instead, for the error.
+   * @throws {Error} When it cannot be created.
+   */
+  async #ownDirectory(prefix: string, what: string, instead: string): Promise<string> {
+    let dir: string | undefined;
+    try {
+      // Both synchronous: no command's end can remove the parent in between.
+      dir = Deno.makeTempDirSync({ dir: this.#ownCwdParent(), prefix });
+      await Deno.chmod(dir, 0o700);
+      // Given away last: once the command user owns it, that user may rename it in /tmp
+      // (sticky) and leave a symlink in its place, and a chmod (which follows symlinks) would
+      // then change the mode of whatever the symlink names.
+      if (this.user) await Deno.chown(dir, this.user.uid, this.user.gid);
+      return dir;
+    } catch (error) {
+      if (dir) {
+        try {
+          await removeTree(dir);
+        } catch {
+          // the sweep of a later start removes it
+        }
+      }
+      // Only a refusal of Deno's own is mended by a flag; a full or read-only /tmp, or a
+      // directory the system refuses, is not.
+      const hint = error instanceof Deno.errors.NotCapable
+        ? `grant --allow-write=${this.#workRoot}, or ${instead}`
+        : `or ${instead} to a directory for them`;
+      throw new Error(
+        `cannot create the command's ${what} under ${this.#workRoot}: ${
+          (error as Error).message
+        } (${hint})`,
+        { cause: error },
+      );
+    }
   }
 
   /**
    * @internal Kills whatever a previous run of this agent left in its cgroups (all of this agent's
-   * command cgroups are stale when it starts).
+   * command cgroups are stale when it starts), and starts removing the working directories it
+   * left: a tree of millions of files takes minutes, which neither the results the previous run
+   * left nor new commands wait for ({@link Sandbox.close} does).
    *
    * @returns How many cgroups still had processes.
    */
@@ -1258,17 +1335,19 @@ export class Sandbox {
       ...subdirectories(this.#workRoot).filter((name) => name.startsWith(this.#dirPrefix))
         .map((name) => `${this.#workRoot}/${name}`),
     ];
-    for (const cwd of left) {
-      try {
-        removeTreeSync(cwd);
-      } catch (error) {
-        log.warning("could not remove a working directory left by the previous run", {
-          cwd,
-          error,
-        });
+    this.track((async () => {
+      for (const cwd of left) {
+        try {
+          await removeTree(cwd);
+        } catch (error) {
+          log.warning("could not remove a working directory left by the previous run", {
+            cwd,
+            error,
+          });
+        }
       }
-    }
-    this.releaseCwdParent();
+      this.releaseCwdParent();
+    })());
     return stopped;
   }
 
@@ -1382,11 +1461,23 @@ export class Sandbox {
       /^cmd-\d+-\d+-[0-9a-f]+$/.test(basename(path));
   }
 
+  /** The removals of commands' directories still under way (see {@link Cell.stop}). */
+  readonly #removals = new Set<Promise<void>>();
+
+  /** @internal Keeps `removal` until it settles, for {@link Sandbox.close} to wait for. */
+  track(removal: Promise<void>): Promise<void> {
+    this.#removals.add(removal);
+    removal.finally(() => this.#removals.delete(removal));
+    return removal;
+  }
+
   /**
-   * Stops the watchdog, when a command started one (it then stops whatever still runs in this
-   * agent's cgroups), and removes this agent's directory of command cgroups when it is empty.
+   * Waits for the removals of commands' directories still under way, stops the watchdog, when a
+   * command started one (it then stops whatever still runs in this agent's cgroups), and removes
+   * this agent's directory of command cgroups when it is empty.
    */
   async close(): Promise<void> {
+    await Promise.all(this.#removals);
     const watchdog = this.#watchdog;
     this.#watchdog = undefined;
     if (watchdog) {

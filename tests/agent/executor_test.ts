@@ -192,8 +192,8 @@ Deno.test({
   // Only a root agent runs commands as another user (nobody), whose writing the OS decides.
   ignore: agentUid() !== 0,
   async fn() {
-    // With COMMAND_CWD, every command (as nobody) got it as HOME: one command's ~/.gitconfig or
-    // ~/.curlrc, left there, was read and obeyed by the next one's git or curl, and nothing said so.
+    // A HOME set in COMMAND_ENV is every command's: one command's ~/.gitconfig or ~/.curlrc, left
+    // there, is read and obeyed by the next one's git or curl.
     const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-executor-home-" });
     try {
       Deno.chmodSync(dir, 0o755);
@@ -210,16 +210,8 @@ Deno.test({
           await executor.close?.();
         }
       };
-      assert.deepEqual(await warnings({ cwd: work }), [
-        `commands share HOME ${work} (COMMAND_CWD, which is their HOME as they run as another ` +
-        "user than the agent), which commands, as nobody, may write: one command can leave " +
-        "settings there " +
-        "that later commands' programs read from HOME and obey (~/.curlrc, ~/.wgetrc, " +
-        "~/.gitconfig, ~/.ssh/config name files to send or programs to run), which the " +
-        "allowlist never sees; set HOME in COMMAND_ENV to a directory that neither they nor " +
-        "others may write, or " +
-        "leave COMMAND_CWD unset (each command then gets a new, empty one)",
-      ]);
+      // Each command (as nobody) in COMMAND_CWD gets a new, empty HOME of its own now.
+      assert.deepEqual(await warnings({ cwd: work }), []);
       assert.match(
         (await warnings({ commandEnv: ["HOME=/tmp"] }))[0] ?? "",
         /^commands share HOME \/tmp \(set in COMMAND_ENV\), which every user may write: anyone /,

@@ -434,6 +434,7 @@ Deno.test({
           const parent = `/tmp/status-cmd-${tag}`;
           assert.notDeepEqual([...Deno.readDirSync(parent)], [], "the dead agent left one");
           await restarted.sweep();
+          await restarted.close();
           assert.throws(() => Deno.lstatSync(parent), Deno.errors.NotFound);
         } finally {
           await restarted.close();
@@ -928,18 +929,52 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a root agent's command in COMMAND_CWD gets it as HOME, not the agent's",
+  name: "a root agent's command in COMMAND_CWD gets a new empty HOME of its own, not the agent's",
   ignore,
-  fn: async () => {
-    // HOME was the agent's own (/root): closed to nobody, so a tool writing under ~ failed.
+  fn: async (t) => {
+    // HOME was the agent's own (/root): closed to nobody, so a tool writing under ~ failed. Then
+    // it was COMMAND_CWD, shared: one command's ~/.curlrc or ~/.gitconfig, left there, was read
+    // and obeyed by the next one's curl or git.
     const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-fixed-" });
-    Deno.chmodSync(dir, 0o711);
-    using probe = script(`pwd; echo "$HOME"`);
+    Deno.chmodSync(dir, 0o777);
+    using probe = script(
+      `pwd; echo "$HOME"; stat -c '%U %a' "$HOME"; ls -A "$HOME"; ` +
+        `echo 'url = http://evil.example' > "$HOME/.curlrc"`,
+    );
     try {
       await using sandbox = Sandbox.create({ cwd: dir, cgroups: false });
-      const result = await runCommand(probe.path, { policy: policyWith(probe.path), sandbox });
-      assert.equal(result.status, "success", result.error ?? "");
-      assert.equal(result.stdout, `${dir}\n${dir}\n`);
+      await t.step("each command its own, owned by nobody, removed after it", async () => {
+        const homes: string[] = [];
+        for (let run = 0; run < 2; run++) {
+          const result = await runCommand(probe.path, { policy: policyWith(probe.path), sandbox });
+          assert.equal(result.status, "success", result.error ?? "");
+          const [pwd, home, owner, ...listed] = result.stdout.trimEnd().split("\n");
+          assert.equal(pwd, dir, "the working directory is still COMMAND_CWD");
+          assert.match(home, /^\/tmp\/status-cmd-[^/]+\/home-/);
+          assert.equal(owner, "nobody 700");
+          assert.deepEqual(listed, [], "empty: the first command's .curlrc is not there");
+          assert.throws(() => Deno.lstatSync(home), Deno.errors.NotFound, "removed afterwards");
+          homes.push(home);
+        }
+        assert.notEqual(homes[0], homes[1]);
+        assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing was left in COMMAND_CWD");
+      });
+      await t.step("a HOME set in COMMAND_ENV wins, and none is made", async () => {
+        const home = Deno.makeTempDirSync({ dir: "/tmp", prefix: "status-given-home-" });
+        Deno.chmodSync(home, 0o755);
+        try {
+          const result = await runCommand(`${probe.path}`, {
+            policy: policyWith(probe.path),
+            sandbox,
+            extraEnv: { HOME: home },
+          });
+          assert.equal(result.stdout.split("\n")[1], home);
+          await using cell = await sandbox.open({ home: false });
+          assert.equal(cell.home, undefined);
+        } finally {
+          Deno.removeSync(home, { recursive: true });
+        }
+      });
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
