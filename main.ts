@@ -227,23 +227,26 @@ function withQuotingHint(
 const QUOTED_VALUE_MAX = 80;
 
 /**
- * Commander's error as one line: the value it quotes in "argument '…' is invalid" cut to
- * {@link QUOTED_VALUE_MAX} characters (a 5,000-character command line would hide the reason
- * after it), line breaks and control characters escaped. Help text is left as it is.
+ * Commander's error as one line in the program's own words (`status: ...`, as every other error):
+ * the value it quotes in "argument '…' is invalid" cut to {@link QUOTED_VALUE_MAX} characters (a
+ * 5,000-character command line would hide the reason after it), the reason after a colon, line
+ * breaks and control characters escaped. Help text is left as it is.
  */
 function oneLineError(text: string): string {
   if (!text.startsWith("error: ")) return text;
   // Commander's own suggestion goes on a line of its own: put it on this one, as ours are.
   text = text.replace(/\n\(Did you mean ([^\n]*)\)$/, " (did you mean $1)");
+  // The reason after "is invalid" follows commander's full stop ("is invalid. must be ..."): one
+  // sentence, after a colon.
   const shortened = text.replace(
-    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid)/,
+    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid(?: for argument '[^']*')?)\. /,
     (_, before: string, value: string, after: string) =>
       before + (value.length > QUOTED_VALUE_MAX
         ? `${value.slice(0, QUOTED_VALUE_MAX)}… (${value.length} characters)`
         : value) +
-      after,
+      after + ": ",
   );
-  return errorLine(shortened);
+  return errorLine(shortened.replace(/^error: /, "status: "));
 }
 
 /** `status agents add` for the `add` command under `agents`. */
@@ -264,12 +267,26 @@ function withHelpHint(command: Command<unknown[], Record<string, unknown>>, text
   return `${text.replace(/\.$/, "")}; see ${commandPath(command)} --help`;
 }
 
+/**
+ * The one line said instead of the help commander prints on stderr for a command group given
+ * no command of its own (`status run`, `status run help lst`).
+ */
+function missingCommand(command: Command<unknown[], Record<string, unknown>>): string {
+  const names = command.commands.map((c) => c.name());
+  const listed = names.length > 1
+    ? `${names.slice(0, -1).join(", ")} or ${names.at(-1)}`
+    : names.join("");
+  const path = commandPath(command);
+  return `status: ${path.replace(/^status /, "")} needs a command: ${listed}; see ${path} --help`;
+}
+
 function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
-    // A flag's value in commander's message: a URL's password is not shown.
+    // A flag's value in commander's message: a URL's password is not shown. Help on stderr is
+    // help shown for a missing command (help asked for goes to stdout): one line, as every error.
     writeErr: (text) =>
-      io.err(
+      text.startsWith("Usage:") ? io.err(missingCommand(command)) : io.err(
         oneLineError(
           redactString(
             withHelpHint(

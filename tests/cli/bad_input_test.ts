@@ -316,7 +316,7 @@ Deno.test("a mistyped option or sub-command is named, with the nearest one", asy
     const [args, expected] of [
       [
         ["--polling-timeout", "5"],
-        "error: unknown option '--polling-timeout' (did you mean --polling-timeout-secs?)",
+        "status: unknown option '--polling-timeout' (did you mean --polling-timeout-secs?)",
       ],
       [
         ["agents", "ad", "web-5"],
@@ -483,7 +483,7 @@ Deno.test("status stop needs only the pid file: other broken settings do not pre
           assert.equal(result.code, 2);
           assert.match(
             result.stderr.join("\n"),
-            / is invalid\. must be a whole number of seconds from 1 to 31536000 \(a year\)$/,
+            / is invalid: must be a whole number of seconds from 1 to 31536000 \(a year\)$/,
           );
         },
       );
@@ -630,7 +630,7 @@ Deno.test("an empty --config, --env-file or --pid-file is refused naming the fla
         const result = await run([command, flag, value]);
         assert.equal(result.code, 2);
         assert.deepEqual(result.stderr, [
-          `error: option '${flag} <path>' argument '${value}' is invalid. must be a file path, ` +
+          `status: option '${flag} <path>' argument '${value}' is invalid: must be a file path, ` +
           "got an empty value",
         ]);
         assert.deepEqual(result.stdout, []);
@@ -716,27 +716,27 @@ Deno.test("a command line given as several words says to quote it", async (t) =>
   const cases: Array<[string[], string]> = [
     [
       ["exec", "ls", "/tmp"],
-      "error: too many arguments for 'exec'. Expected 1 argument but got 2: ls, /tmp" +
+      "status: too many arguments for 'exec'. Expected 1 argument but got 2: ls, /tmp" +
       hint("exec"),
     ],
-    [["exec", "ls", "-la"], "error: unknown option '-la'" + hint("exec")],
+    [["exec", "ls", "-la"], "status: unknown option '-la'" + hint("exec")],
     [
       ["enqueue", "--agent", "a", "--", "ls", "-l"],
-      "error: too many arguments for 'enqueue'. Expected 1 argument but got 2: ls, -l" +
+      "status: too many arguments for 'enqueue'. Expected 1 argument but got 2: ls, -l" +
       hint("enqueue"),
     ],
     [
       ["run", "start", "ls", "-l", "--agent", "a"],
-      "error: unknown option '-l'" + hint("run start"),
+      "status: unknown option '-l'" + hint("run start"),
     ],
     // Not for a mistyped long option, nor for a command that takes no command line.
     [
       ["exec", "ls", "--tiemout", "3"],
-      "error: unknown option '--tiemout' (did you mean --timeout?)",
+      "status: unknown option '--tiemout' (did you mean --timeout?)",
     ],
     [
       ["list", "extra"],
-      "error: too many arguments for 'list'. Expected 0 arguments but got 1: extra; see status list --help",
+      "status: too many arguments for 'list'. Expected 0 arguments but got 1: extra; see status list --help",
     ],
   ];
   for (const [args, said] of cases) {
@@ -778,7 +778,7 @@ Deno.test("an empty --label is refused, not read as no label (which widened the 
         );
         assert.equal(result.code, 2);
         assert.deepEqual(result.stderr, [
-          `error: option '--label <key=value>' argument '${value}' is invalid. must be ` +
+          `status: option '--label <key=value>' argument '${value}' is invalid: must be ` +
           "key=value, got an empty value",
         ]);
       });

@@ -28,10 +28,10 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
     assert.equal(code, 0);
     assert.match(stdout, /^Usage: status list/);
   });
-  await t.step("an unknown option: 2, commander's one line", async () => {
+  await t.step("an unknown option: 2, one line in the program's own words", async () => {
     const { code, stderr } = await status(["list", "--no-such-flag"]);
     assert.equal(code, 2);
-    assert.equal(stderr, "error: unknown option '--no-such-flag'");
+    assert.equal(stderr, "status: unknown option '--no-such-flag'");
   });
   await t.step("an unknown command: 2, with the nearest one", async () => {
     const { code, stderr } = await status(["lst"]);
@@ -47,11 +47,22 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
       assert.equal(stderr, "status: unknown command 'lst' (did you mean list?); see status --help");
     },
   );
-  await t.step("a command group without its subcommand: 2, its help on stderr", async () => {
-    const { code, stdout, stderr } = await status(["run"]);
+  await t.step("a command group without its subcommand: 2, one line naming them", async () => {
+    for (const args of [["run"], ["run", "help", "lst"]]) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        "status: run needs a command: start, show, list or cancel; see status run --help",
+      );
+    }
+  });
+  await t.step("an unknown subcommand: 2, with commander's suggestion on the line", async () => {
+    const { code, stdout, stderr } = await status(["run", "lst"]);
     assert.equal(code, 2);
     assert.equal(stdout, "");
-    assert.match(stderr, /^Usage: status run \[options\] \[command\]/);
+    assert.equal(stderr, "status: unknown command 'lst' (did you mean list?)");
   });
   await t.step("help asked for: 0, on stdout", async () => {
     for (const args of [["help"], ["help", "run"], ["run", "help"]]) {
@@ -106,7 +117,7 @@ Deno.test("a dashboard's error answer is printed as one line, escaped and cut", 
 });
 
 Deno.test("a bad value is refused with the same reason by every command that takes it", async (t) => {
-  const reason = (stderr: string) => stderr.replace(/^.*is invalid[^.]*\. /s, "");
+  const reason = (stderr: string) => stderr.replace(/^.*is invalid[^:]*: /s, "");
   for (
     const [what, first, second] of [
       ["a blank command line", ["enqueue", " ", "--agent", "a"], [
@@ -150,8 +161,8 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
     assert.equal(code, 2);
     assert.equal(
       stderr,
-      `error: command-argument value 'echo ${"a".repeat(75)}… (5005 characters)' is invalid ` +
-        "for argument 'command-line'. must be at most 4096 characters",
+      `status: command-argument value 'echo ${"a".repeat(75)}… (5005 characters)' is invalid ` +
+        "for argument 'command-line': must be at most 4096 characters",
     );
   });
   await t.step("a line break and an escape in a value are shown escaped", async () => {
@@ -159,14 +170,14 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
     assert.equal(code, 2);
     assert.equal(
       stderr,
-      "error: option '--limit <n>' argument '5\\n\\u001b[2J6' is invalid. must be a whole " +
+      "status: option '--limit <n>' argument '5\\n\\u001b[2J6' is invalid: must be a whole " +
         "number from 1 to 1000",
     );
   });
   await t.step("commander's own suggestion stays on the line, as ours do", async () => {
     const { code, stderr } = await status(["list", "--limt", "5"]);
     assert.equal(code, 2);
-    assert.equal(stderr, "error: unknown option '--limt' (did you mean --limit?)");
+    assert.equal(stderr, "status: unknown option '--limt' (did you mean --limit?)");
   });
   await t.step("a URL's password is hidden before the value is cut", async () => {
     const { stderr } = await status(["list", "--dashboard-url", `http://u:${"p".repeat(100)}@x`]);
@@ -180,21 +191,21 @@ Deno.test("an option of another command names the commands that take it", async 
     const [args, expected] of [
       [
         ["agent", "--port", "5000"],
-        "error: unknown option '--port' (--port is an option of status serve and status up)",
+        "status: unknown option '--port' (--port is an option of status serve and status up)",
       ],
       [
         ["serve", "--daemon"],
-        "error: unknown option '--daemon' (--daemon is an option of status agent)",
+        "status: unknown option '--daemon' (--daemon is an option of status agent)",
       ],
       [
         ["list", "--db", "x.db"],
-        "error: unknown option '--db' (--db is an option of status serve, status agents add, " +
+        "status: unknown option '--db' (--db is an option of status serve, status agents add, " +
         "status agents list and 2 more)",
       ],
       // Near one of its own: that one, as before.
-      [["list", "--limt", "5"], "error: unknown option '--limt' (did you mean --limit?)"],
+      [["list", "--limt", "5"], "status: unknown option '--limt' (did you mean --limit?)"],
       // No command's: as it was.
-      [["agent", "--no-such-flag"], "error: unknown option '--no-such-flag'"],
+      [["agent", "--no-such-flag"], "status: unknown option '--no-such-flag'"],
     ] as const
   ) {
     await t.step(args.join(" "), async () => {
@@ -211,26 +222,26 @@ Deno.test("an on/off flag given a value says that it takes none, and how to turn
     const [args, expected] of [
       [
         ["agent", "--daemon=false"],
-        "error: unknown option '--daemon=false' (--daemon takes no value: give --daemon to turn " +
+        "status: unknown option '--daemon=false' (--daemon takes no value: give --daemon to turn " +
         "it on, or --no-daemon to turn it off)",
       ],
       [
         ["agent", "--no-daemon=1"],
-        "error: unknown option '--no-daemon=1' (--no-daemon takes no value: give --daemon to " +
+        "status: unknown option '--no-daemon=1' (--no-daemon takes no value: give --daemon to " +
         "turn it on, or --no-daemon to turn it off)",
       ],
       [
         ["serve", "--accept-v1-signatures=yes"],
-        "error: unknown option '--accept-v1-signatures=yes' (--accept-v1-signatures takes no " +
+        "status: unknown option '--accept-v1-signatures=yes' (--accept-v1-signatures takes no " +
         "value: give --accept-v1-signatures to turn it on, or --no-accept-v1-signatures to turn " +
         "it off)",
       ],
       [
         ["list", "--json=true"],
-        "error: unknown option '--json=true' (--json takes no value: give --json alone)",
+        "status: unknown option '--json=true' (--json takes no value: give --json alone)",
       ],
       // Not a flag of the command: as before.
-      [["list", "--bogus=1"], "error: unknown option '--bogus=1'"],
+      [["list", "--bogus=1"], "status: unknown option '--bogus=1'"],
     ] as const
   ) {
     await t.step(args.join(" "), async () => {
@@ -301,7 +312,7 @@ Deno.test("a file flag given twice is refused: one file is read, and the first w
       assert.equal(stdout, "");
       assert.equal(
         stderr,
-        `error: option '${flag} <path>' argument '${second}' is invalid. comes after '${first}' ` +
+        `status: option '${flag} <path>' argument '${second}' is invalid: comes after '${first}' ` +
           "for the same flag: one file is read, not both; give the flag once",
       );
     });
@@ -321,9 +332,9 @@ Deno.test("an operator command started without --allow-net exits 2, naming the f
 Deno.test("a missing or extra argument says where the command's usage is told", async () => {
   for (
     const [args, said] of [
-      [["result"], "error: missing required argument 'id'; see status result --help"],
-      [["agents", "add"], "error: missing required argument 'id'; see status agents add --help"],
-      [["result", "a", "b"], /^error: too many arguments .*; see status result --help$/],
+      [["result"], "status: missing required argument 'id'; see status result --help"],
+      [["agents", "add"], "status: missing required argument 'id'; see status agents add --help"],
+      [["result", "a", "b"], /^status: too many arguments .*; see status result --help$/],
     ] as const
   ) {
     const { code, stderr } = await status([...args]);
