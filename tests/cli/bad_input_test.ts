@@ -311,6 +311,42 @@ Deno.test("a dashboard port or METRICS_BIND another process holds says what to d
   });
 });
 
+Deno.test("a start on a port in use makes nothing: no database, no data folder", async (t) => {
+  using held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String((held.addr as Deno.NetAddr).port);
+  const dir = await Deno.makeTempDir();
+  const left = () => [...Deno.readDirSync(dir)].map((entry) => entry.name);
+  try {
+    await t.step("status serve", async () => {
+      for (const args of [["--port", port], ["--port", "0", "--metrics-bind", port]]) {
+        const result = await run(["serve", ...args, "--db", join(dir, "status.db")]);
+        assert.equal(result.code, 1, result.stderr.join("\n"));
+        assert.match(result.stderr.join("\n"), /the address is already in use/);
+        assert.deepEqual(left(), []);
+      }
+    });
+    await t.step("status up, its --data-dir and the folders above it", async () => {
+      const result = await run(["up", "--port", port, "--data-dir", join(dir, "a", "data")]);
+      assert.equal(result.code, 1, result.stderr.join("\n"));
+      assert.match(result.stderr.join("\n"), new RegExp(`^status: port ${port} is busy: `));
+      assert.deepEqual(left(), []);
+    });
+    await t.step("status up with METRICS_BIND in use names it, not the free port", async () => {
+      const result = await run(
+        ["up", "--port", "0", "--metrics-bind", port, "--data-dir", join(dir, "data")],
+      );
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stderr, [
+        `status: cannot serve metrics on 127.0.0.1:${port}: the address is already in use; stop ` +
+        "what listens there, or give METRICS_BIND (--metrics-bind) another port",
+      ]);
+      assert.deepEqual(left(), []);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a mistyped option or sub-command is named, with the nearest one", async (t) => {
   for (
     const [args, expected] of [
