@@ -237,16 +237,21 @@ function oneLineError(text: string): string {
   // Commander's own suggestion goes on a line of its own: put it on this one, as ours are.
   text = text.replace(/\n\(Did you mean ([^\n]*)\)$/, " (did you mean $1)");
   // The reason after "is invalid" follows commander's full stop ("is invalid. must be ..."): one
-  // sentence, after a colon.
+  // sentence, after a colon; commander's own reason for a choice in our words.
   const shortened = text.replace(
-    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid(?: for argument '[^']*')?)\. /,
-    (_, before: string, value: string, after: string) =>
+    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid(?: for argument '[^']*')?)\. ([^]*)$/,
+    (_, before: string, value: string, after: string, reason: string) =>
       before + (value.length > QUOTED_VALUE_MAX
         ? `${value.slice(0, QUOTED_VALUE_MAX)}… (${value.length} characters)`
         : value) +
-      after + ": ",
+      after + ": " + reason.replace(/^Allowed choices are ([^]*?)\.?$/, "must be one of $1"),
   );
-  return errorLine(shortened.replace(/^error: /, "status: "));
+  // No full stop inside the line: "too many arguments for 'list'. Expected 0 arguments ...".
+  const worded = shortened.replace(
+    /^(error: too many arguments[^.]*)\. Expected /,
+    "$1: expected ",
+  );
+  return errorLine(worded.replace(/^error: /, "status: "));
 }
 
 /** `status agents add` for the `add` command under `agents`. */

@@ -752,13 +752,13 @@ Deno.test("a command line given as several words says to quote it", async (t) =>
   const cases: Array<[string[], string]> = [
     [
       ["exec", "ls", "/tmp"],
-      "status: too many arguments for 'exec'. Expected 1 argument but got 2: ls, /tmp" +
+      "status: too many arguments for 'exec': expected 1 argument but got 2: ls, /tmp" +
       hint("exec"),
     ],
     [["exec", "ls", "-la"], "status: unknown option '-la'" + hint("exec")],
     [
       ["enqueue", "--agent", "a", "--", "ls", "-l"],
-      "status: too many arguments for 'enqueue'. Expected 1 argument but got 2: ls, -l" +
+      "status: too many arguments for 'enqueue': expected 1 argument but got 2: ls, -l" +
       hint("enqueue"),
     ],
     [
@@ -772,7 +772,7 @@ Deno.test("a command line given as several words says to quote it", async (t) =>
     ],
     [
       ["list", "extra"],
-      "status: too many arguments for 'list'. Expected 0 arguments but got 1: extra; see status list --help",
+      "status: too many arguments for 'list': expected 0 arguments but got 1: extra; see status list --help",
     ],
   ];
   for (const [args, said] of cases) {

@@ -174,6 +174,35 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
         "number from 1 to 1000",
     );
   });
+  await t.step(
+    "commander's other sentences are ours: no full stop inside or at the end",
+    async () => {
+      for (
+        const [args, said] of [
+          [
+            ["completions", "tcsh"],
+            "status: command-argument value 'tcsh' is invalid for argument 'shell': must be one of " +
+            "bash, zsh, fish",
+          ],
+          [
+            ["list", "--status", "a. Allowed choices are x"],
+            "status: option '--status <status>' argument 'a. Allowed choices are x' is invalid: must " +
+            "be one of queued, delivered, running, success, failed, timeout, killed, rejected, " +
+            "cancelled, interrupted, lost, expired",
+          ],
+          [
+            ["list", "extra"],
+            "status: too many arguments for 'list': expected 0 arguments but got 1: extra; see " +
+            "status list --help",
+          ],
+        ] as [string[], string][]
+      ) {
+        const { code, stderr } = await status(args);
+        assert.equal(code, 2);
+        assert.equal(stderr, said);
+      }
+    },
+  );
   await t.step("commander's own suggestion stays on the line, as ours do", async () => {
     const { code, stderr } = await status(["list", "--limt", "5"]);
     assert.equal(code, 2);
