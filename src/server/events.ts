@@ -20,7 +20,7 @@ import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
-import { queryError } from "./query.ts";
+import { queryError, refuseMistypedQuery } from "./query.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { eventStreamResponse, type OpenStreams, streamPlace } from "./sse.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -150,14 +150,16 @@ export function parseEventId(raw: string | null | undefined): EventCursor {
  * The `last_event_id` query parameter of a stream, if given.
  *
  * @throws {HttpError} `400` when it is given more than once (resumed from the first, the stream
- *   would read as resumed from both), or is not empty and no id the stream sends (the whole
- *   stream replayed would read as what came after it).
+ *   would read as resumed from both), or is not empty and no id the stream sends, or a parameter
+ *   near its name is given instead (`?lastEventId=`, as `EventSource` names it): either way the
+ *   whole stream replayed would read as what came after the id.
  */
 function lastEventIdOf(url: string): string | undefined {
   const values = new URL(url).searchParams.getAll("last_event_id");
   if (values.length > 1) {
     throw queryError("last_event_id", `is given ${values.length} times; a stream resumes from one`);
   }
+  refuseMistypedQuery(url, ["last_event_id"], "stream");
   const value = values[0];
   if (value && !EVENT_ID.test(value)) {
     throw queryError(

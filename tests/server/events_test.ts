@@ -146,6 +146,30 @@ Deno.test("hostile Last-Event-ID values are answered as the protocol says, in th
     }
   });
 
+  await t.step("a parameter near last_event_id is a 400 naming it, not a replay", async () => {
+    for (const name of ["lastEventId", "last-event-id", "event_id"]) {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `GET /api/v1/commands/c1/events?${name}=2:running.1.0 HTTP/1.1\r\n` +
+            `Host: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n\r\n`,
+        );
+        const got = await readAll(conn, 5000, (text) => /\}$/.test(text));
+        assert.match(got.text, /^HTTP\/1\.1 400 /, name);
+        assert.ok(
+          got.text.includes(
+            `"error":"query \\"${name}\\": is not a parameter of this stream (did you mean ` +
+              `\\"last_event_id\\"?); the parameter is last_event_id"`,
+          ),
+          got.text,
+        );
+      } finally {
+        closeQuietly(conn);
+      }
+    }
+  });
+
   await t.step("a well-formed id resumes after its chunk", async () => {
     for (const how of [{ header: "2:running.1.0" }, { query: "2:running.1.0" }]) {
       assert.deepEqual((await openWith(server.port, how)).events, ["output 3:running.1.0"]);
