@@ -311,7 +311,7 @@ Deno.test("a dashboard port or METRICS_BIND another process holds says what to d
   });
 });
 
-Deno.test("a start on a port in use makes nothing: no database, no data folder", async (t) => {
+Deno.test("a start on a port in use makes nothing: no database, no data folder, no state directory", async (t) => {
   using held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = String((held.addr as Deno.NetAddr).port);
   const dir = await Deno.makeTempDir();
@@ -331,6 +331,28 @@ Deno.test("a start on a port in use makes nothing: no database, no data folder",
       assert.match(result.stderr.join("\n"), new RegExp(`^status: port ${port} is busy: `));
       assert.deepEqual(left(), []);
     });
+    await t.step(
+      "status agent with METRICS_PORT in use: no state directory, what to do",
+      async () => {
+        const result = await run([
+          "agent",
+          "--agent-id",
+          "a",
+          "--dashboard-url",
+          "http://127.0.0.1:9",
+          "--state-dir",
+          join(dir, "state"),
+          "--metrics-port",
+          port,
+        ]);
+        assert.equal(result.code, 1);
+        assert.deepEqual(result.stderr, [
+          `status: cannot serve metrics on 127.0.0.1:${port}: the address is already in use; stop ` +
+          "what listens there, or give METRICS_PORT (--metrics-port) another port",
+        ]);
+        assert.deepEqual(left(), []);
+      },
+    );
     await t.step("status up with METRICS_BIND in use names it, not the free port", async () => {
       const result = await run(
         ["up", "--port", "0", "--metrics-bind", port, "--data-dir", join(dir, "data")],
