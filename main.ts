@@ -264,6 +264,20 @@ function commandPath(command: Command<unknown[], Record<string, unknown>>): stri
   return names.join(" ");
 }
 
+/**
+ * An unknown subcommand is named with its group, as `status agents lst` names it (`status run lst`:
+ * "unknown command 'run lst' (did you mean run list?)"), and says where the commands are told.
+ */
+function withGroupName(command: Command<unknown[], Record<string, unknown>>, text: string): string {
+  const unknown = /^error: unknown command '([^']*)'(?:\n\(Did you mean ([^\n]*)\?\))?$/.exec(text);
+  if (!unknown || !command.parent) return text;
+  const path = commandPath(command);
+  const group = path.replace(/^status /, "");
+  return `error: unknown command '${group} ${unknown[1]}'${
+    unknown[2] ? ` (did you mean ${group} ${unknown[2]}?)` : ""
+  }; see ${path} --help`;
+}
+
 /** A usage error about the command's arguments says where its usage is told. */
 function withHelpHint(command: Command<unknown[], Record<string, unknown>>, text: string): string {
   if (!/^error: (missing required argument|too many arguments)/.test(text)) return text;
@@ -296,7 +310,10 @@ function configureErrors(command: Command<unknown[], Record<string, unknown>>, i
           redactString(
             withHelpHint(
               command,
-              withQuotingHint(command, withOptionSuggestion(command, text.replace(/\n$/, ""))),
+              withQuotingHint(
+                command,
+                withOptionSuggestion(command, withGroupName(command, text.replace(/\n$/, ""))),
+              ),
             ),
           ),
         ),

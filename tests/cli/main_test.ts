@@ -58,11 +58,26 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
       );
     }
   });
-  await t.step("an unknown subcommand: 2, with commander's suggestion on the line", async () => {
-    const { code, stdout, stderr } = await status(["run", "lst"]);
-    assert.equal(code, 2);
-    assert.equal(stdout, "");
-    assert.equal(stderr, "status: unknown command 'lst' (did you mean list?)");
+  await t.step("an unknown subcommand: 2, named with its group, as agents names one", async () => {
+    for (
+      const [args, said] of [
+        [
+          ["run", "lst"],
+          "unknown command 'run lst' (did you mean run list?); see status run --help",
+        ],
+        [["run", "xyzzy"], "unknown command 'run xyzzy'; see status run --help"],
+        [
+          ["agents", "lst"],
+          "unknown command 'agents lst' (did you mean agents list?); the commands are add, list, " +
+          "rotate, remove",
+        ],
+      ] as [string[], string][]
+    ) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, `status: ${said}`);
+    }
   });
   await t.step("help asked for: 0, on stdout", async () => {
     for (const args of [["help"], ["help", "run"], ["run", "help"]]) {
