@@ -129,6 +129,31 @@ export function unknownCommand(
 }
 
 /**
+ * Help asked for a subcommand (`status help run start`, `status run help start`): commander shows
+ * the group's help for the first, and for a word that names none of its commands
+ * (`status agents help lst`) the group's help on stderr, as if no command had been given.
+ *
+ * @param program The root command.
+ * @param args Arguments after the program name.
+ * @returns The arguments that ask commander for the subcommand's help, or the unknown word with
+ *   its group and the nearest subcommand, or `undefined`.
+ */
+export function subcommandHelp(
+  program: Command,
+  args: readonly string[],
+): { args: string[] } | { group: string; word: string; suggestion?: string } | undefined {
+  const [first, second, word] = args;
+  if (word === undefined || word.startsWith("-")) return undefined;
+  const name = first === "help" ? second : second === "help" ? first : undefined;
+  const group = program.commands.find((c) => c.name() === name || c.aliases().includes(name!));
+  if (group === undefined || group.commands.length === 0) return undefined;
+  const names = group.commands.flatMap((c) => [c.name(), ...c.aliases()]);
+  if (word === "help") return undefined;
+  if (names.includes(word)) return { args: [group.name(), word, "--help"] };
+  return { group: group.name(), word, suggestion: nearest(word, names) };
+}
+
+/**
  * A command named after options (`status --config c.json list`): commander would take the
  * options for the default command's (`agent`) and the command word for an argument of it, and say
  * "too many arguments for 'agent'".
@@ -288,7 +313,7 @@ function withHelpHint(command: Command<unknown[], Record<string, unknown>>, text
 
 /**
  * The one line said instead of the help commander prints on stderr for a command group given
- * no command of its own (`status run`, `status run help lst`).
+ * no command of its own (`status run`).
  */
 function missingCommand(command: Command<unknown[], Record<string, unknown>>): string {
   const names = command.commands.map((c) => c.name());
@@ -357,6 +382,16 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
     );
     return 2;
   }
+  const help = subcommandHelp(program, args);
+  if (help && "group" in help) {
+    io.err(
+      `status: unknown command '${help.group} ${help.word}'${
+        help.suggestion ? ` (did you mean ${help.group} ${help.suggestion}?)` : ""
+      }; see status ${help.group} --help`,
+    );
+    return 2;
+  }
+  if (help) args = help.args;
   const unknown = unknownCommand(program, args);
   if (unknown) {
     io.err(

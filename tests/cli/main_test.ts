@@ -48,14 +48,35 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
     },
   );
   await t.step("a command group without its subcommand: 2, one line naming them", async () => {
-    for (const args of [["run"], ["run", "help", "lst"]]) {
+    const { code, stdout, stderr } = await status(["run"]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.equal(
+      stderr,
+      "status: run needs a command: start, show, list or cancel; see status run --help",
+    );
+  });
+  await t.step("help asked for a subcommand: its own help, or the unknown word named", async () => {
+    for (const args of [["help", "run", "start"], ["run", "help", "start"]]) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 0);
+      assert.match(stdout, /^Usage: status run start \[options\] <command-line>/);
+      assert.equal(stderr, "");
+    }
+    for (
+      const [args, said] of [
+        [["help", "run", "lst"], "'run lst' (did you mean run list?); see status run --help"],
+        [["run", "help", "lst"], "'run lst' (did you mean run list?); see status run --help"],
+        [
+          ["agents", "help", "lst"],
+          "'agents lst' (did you mean agents list?); see status agents --help",
+        ],
+      ] as [string[], string][]
+    ) {
       const { code, stdout, stderr } = await status(args);
       assert.equal(code, 2);
       assert.equal(stdout, "");
-      assert.equal(
-        stderr,
-        "status: run needs a command: start, show, list or cancel; see status run --help",
-      );
+      assert.equal(stderr, `status: unknown command ${said}`);
     }
   });
   await t.step("an unknown subcommand: 2, named with its group, as agents names one", async () => {
