@@ -129,6 +129,31 @@ export function unknownCommand(
 }
 
 /**
+ * Help asked for a subcommand (`status help run start`, `status run help start`): commander shows
+ * the group's help for the first, and for a word that names none of its commands
+ * (`status agents help lst`) the group's help on stderr, as if no command had been given.
+ *
+ * @param program The root command.
+ * @param args Arguments after the program name.
+ * @returns The arguments that ask commander for the subcommand's help, or the unknown word with
+ *   its group and the nearest subcommand, or `undefined`.
+ */
+export function subcommandHelp(
+  program: Command,
+  args: readonly string[],
+): { args: string[] } | { group: string; word: string; suggestion?: string } | undefined {
+  const [first, second, word] = args;
+  if (word === undefined || word.startsWith("-")) return undefined;
+  const name = first === "help" ? second : second === "help" ? first : undefined;
+  const group = program.commands.find((c) => c.name() === name || c.aliases().includes(name!));
+  if (group === undefined || group.commands.length === 0) return undefined;
+  const names = group.commands.flatMap((c) => [c.name(), ...c.aliases()]);
+  if (word === "help") return undefined;
+  if (names.includes(word)) return { args: [group.name(), word, "--help"] };
+  return { group: group.name(), word, suggestion: nearest(word, names) };
+}
+
+/**
  * A command named after options (`status --config c.json list`): commander would take the
  * options for the default command's (`agent`) and the command word for an argument of it, and say
  * "too many arguments for 'agent'".
@@ -227,23 +252,31 @@ function withQuotingHint(
 const QUOTED_VALUE_MAX = 80;
 
 /**
- * Commander's error as one line: the value it quotes in "argument '…' is invalid" cut to
- * {@link QUOTED_VALUE_MAX} characters (a 5,000-character command line would hide the reason
- * after it), line breaks and control characters escaped. Help text is left as it is.
+ * Commander's error as one line in the program's own words (`status: ...`, as every other error):
+ * the value it quotes in "argument '…' is invalid" cut to {@link QUOTED_VALUE_MAX} characters (a
+ * 5,000-character command line would hide the reason after it), the reason after a colon, line
+ * breaks and control characters escaped. Help text is left as it is.
  */
 function oneLineError(text: string): string {
   if (!text.startsWith("error: ")) return text;
   // Commander's own suggestion goes on a line of its own: put it on this one, as ours are.
   text = text.replace(/\n\(Did you mean ([^\n]*)\)$/, " (did you mean $1)");
+  // The reason after "is invalid" follows commander's full stop ("is invalid. must be ..."): one
+  // sentence, after a colon; commander's own reason for a choice in our words.
   const shortened = text.replace(
-    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid)/,
-    (_, before: string, value: string, after: string) =>
+    /^(error: (?:option '[^']*' argument|command-argument value) ')([^]*)(' is invalid(?: for argument '[^']*')?)\. ([^]*)$/,
+    (_, before: string, value: string, after: string, reason: string) =>
       before + (value.length > QUOTED_VALUE_MAX
         ? `${value.slice(0, QUOTED_VALUE_MAX)}… (${value.length} characters)`
         : value) +
-      after,
+      after + ": " + reason.replace(/^Allowed choices are ([^]*?)\.?$/, "must be one of $1"),
   );
-  return errorLine(shortened);
+  // No full stop inside the line: "too many arguments for 'list'. Expected 0 arguments ...".
+  const worded = shortened.replace(
+    /^(error: too many arguments[^.]*)\. Expected /,
+    "$1: expected ",
+  );
+  return errorLine(worded.replace(/^error: /, "status: "));
 }
 
 /** `status agents add` for the `add` command under `agents`. */
@@ -256,6 +289,20 @@ function commandPath(command: Command<unknown[], Record<string, unknown>>): stri
   return names.join(" ");
 }
 
+/**
+ * An unknown subcommand is named with its group, as `status agents lst` names it (`status run lst`:
+ * "unknown command 'run lst' (did you mean run list?)"), and says where the commands are told.
+ */
+function withGroupName(command: Command<unknown[], Record<string, unknown>>, text: string): string {
+  const unknown = /^error: unknown command '([^']*)'(?:\n\(Did you mean ([^\n]*)\?\))?$/.exec(text);
+  if (!unknown || !command.parent) return text;
+  const path = commandPath(command);
+  const group = path.replace(/^status /, "");
+  return `error: unknown command '${group} ${unknown[1]}'${
+    unknown[2] ? ` (did you mean ${group} ${unknown[2]}?)` : ""
+  }; see ${path} --help`;
+}
+
 /** A usage error about the command's arguments says where its usage is told. */
 function withHelpHint(command: Command<unknown[], Record<string, unknown>>, text: string): string {
   if (!/^error: (missing required argument|too many arguments)/.test(text)) return text;
@@ -264,17 +311,34 @@ function withHelpHint(command: Command<unknown[], Record<string, unknown>>, text
   return `${text.replace(/\.$/, "")}; see ${commandPath(command)} --help`;
 }
 
+/**
+ * The one line said instead of the help commander prints on stderr for a command group given
+ * no command of its own (`status run`).
+ */
+function missingCommand(command: Command<unknown[], Record<string, unknown>>): string {
+  const names = command.commands.map((c) => c.name());
+  const listed = names.length > 1
+    ? `${names.slice(0, -1).join(", ")} or ${names.at(-1)}`
+    : names.join("");
+  const path = commandPath(command);
+  return `status: ${path.replace(/^status /, "")} needs a command: ${listed}; see ${path} --help`;
+}
+
 function configureErrors(command: Command<unknown[], Record<string, unknown>>, io: Io): void {
   command.exitOverride();
   command.configureOutput({
-    // A flag's value in commander's message: a URL's password is not shown.
+    // A flag's value in commander's message: a URL's password is not shown. Help on stderr is
+    // help shown for a missing command (help asked for goes to stdout): one line, as every error.
     writeErr: (text) =>
-      io.err(
+      text.startsWith("Usage:") ? io.err(missingCommand(command)) : io.err(
         oneLineError(
           redactString(
             withHelpHint(
               command,
-              withQuotingHint(command, withOptionSuggestion(command, text.replace(/\n$/, ""))),
+              withQuotingHint(
+                command,
+                withOptionSuggestion(command, withGroupName(command, text.replace(/\n$/, ""))),
+              ),
             ),
           ),
         ),
@@ -318,6 +382,16 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
     );
     return 2;
   }
+  const help = subcommandHelp(program, args);
+  if (help && "group" in help) {
+    io.err(
+      `status: unknown command '${help.group} ${help.word}'${
+        help.suggestion ? ` (did you mean ${help.group} ${help.suggestion}?)` : ""
+      }; see status ${help.group} --help`,
+    );
+    return 2;
+  }
+  if (help) args = help.args;
   const unknown = unknownCommand(program, args);
   if (unknown) {
     io.err(

@@ -448,6 +448,32 @@ function checkListenPermission(hostname: string, port: number): void {
 }
 
 /**
+ * Throws when something already listens on an address, found by listening there for a moment: a
+ * start checks its ports so before it makes any file (a database, its folder), and a port in use
+ * fails it with nothing left behind. Only an IP address is checked (a host name is resolved by
+ * the listen itself), not port 0, and only where listening is permitted; any failure but an
+ * address in use is left to the listen, which says it in its own words.
+ *
+ * @param hostname The address to listen on.
+ * @param port The port.
+ * @throws {Deno.errors.AddrInUse} When something listens there.
+ */
+export function checkAddressFree(hostname: string, port: number): void {
+  const version = isIP(hostname);
+  if (port === 0 || version === 0) return;
+  const host = version === 6 ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") return;
+  let probe: Deno.Listener;
+  try {
+    probe = Deno.listen({ hostname, port });
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) throw error;
+    return;
+  }
+  probe.close();
+}
+
+/**
  * Starts an HTTP(S) server with the dashboard's socket defences (see the module doc).
  *
  * @param options Address, TLS, timeouts, limit and the request handler.

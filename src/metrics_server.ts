@@ -6,7 +6,7 @@
  */
 import { type Clock, systemClock } from "./clock.ts";
 import { ConfigError } from "./errors.ts";
-import { type HttpListener, listenHttp } from "./http_listener.ts";
+import { checkAddressFree, type HttpListener, listenHttp } from "./http_listener.ts";
 import { logger } from "./log/mod.ts";
 
 /**
@@ -64,6 +64,29 @@ function unkept(response: Response): Response {
   response.headers.set("Cache-Control", "no-store");
   response.headers.set("X-Content-Type-Options", "nosniff");
   return response;
+}
+
+/** The error of a metrics address another process listens on. */
+function metricsAddressInUse(address: { hostname: string; port: number }, cause: unknown): Error {
+  return new Error(
+    `cannot serve metrics on ${address.hostname}:${address.port}: the address is already in use`,
+    { cause },
+  );
+}
+
+/**
+ * Throws the error {@link serveMetrics} would throw for an address in use, without listening
+ * there for longer than a moment (see {@link checkAddressFree}).
+ *
+ * @param address Where the metrics will listen.
+ * @throws {Error} When something listens there (its `cause` has the `code` `EADDRINUSE`).
+ */
+export function checkMetricsAddressFree(address: { hostname: string; port: number }): void {
+  try {
+    checkAddressFree(address.hostname, address.port);
+  } catch (error) {
+    throw metricsAddressInUse(address, error);
+  }
 }
 
 /**
@@ -153,9 +176,7 @@ export async function serveMetrics(
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === "EADDRINUSE" || error instanceof Deno.errors.AddrInUse) {
-      throw new Error(`cannot serve metrics on ${where}: the address is already in use`, {
-        cause: error,
-      });
+      throw metricsAddressInUse(address, error);
     }
     // A host that is no address here: said as the dashboard's own BIND is, not as getaddrinfo's
     // or listen's words alone ("getaddrinfo ENOTFOUND 999.1.1.1", "listen EINVAL").

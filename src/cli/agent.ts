@@ -48,8 +48,10 @@ import {
   describeFileSetting,
   type FileOptions,
   fileProblem,
+  isAddrInUse,
   loadCommandSettings,
 } from "./common.ts";
+import { checkMetricsAddressFree, parseListenAddress } from "../metrics_server.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 
@@ -242,6 +244,18 @@ function acquirePidFileOf(loaded: LoadedSettings): Deno.FsFile {
   }
 }
 
+/** What to do about METRICS_PORT in use (the listener names only the address); another error as it is. */
+function metricsPortInUse(error: unknown): unknown {
+  if (!isAddrInUse(error) || !(error as Error).message.startsWith("cannot serve metrics")) {
+    return error;
+  }
+  return new Error(
+    `${(error as Error).message}; stop what listens there, or give METRICS_PORT ` +
+      "(--metrics-port) another port",
+    { cause: error },
+  );
+}
+
 async function agentAction(
   io: Io,
   options: Record<string, unknown> & FileOptions,
@@ -273,6 +287,15 @@ async function agentAction(
     s.logFile ?? DAEMON_LOG_FILE,
   ], { cgroups: false });
   await checked.close?.();
+  // Before the state directory is made, or a daemon started: a metrics port in use is said here,
+  // with what to do.
+  if (s.metricsPort !== undefined) {
+    try {
+      checkMetricsAddressFree(parseListenAddress(s.metricsPort));
+    } catch (error) {
+      throw metricsPortInUse(error);
+    }
+  }
 
   if (startsDaemon) {
     // What the daemon would fail on at once, said here, where someone reads it.
@@ -357,14 +380,15 @@ async function agentAction(
     // After a forced stop the agent may still be writing; main.ts exits the process anyway.
     running.catch(() => {});
   } catch (error) {
+    const said = metricsPortInUse(error);
     // A daemon's standard error reaches no one once it runs: its log file says why it stopped.
     if (daemonChild) {
       log.error("the agent stopped on an error: {reason}", {
-        reason: error instanceof Error ? error.message : String(error),
-        error,
+        reason: said instanceof Error ? said.message : String(said),
+        error: said,
       });
     }
-    throw error;
+    throw said;
   } finally {
     clearTimeout(forcedTimer);
     signals[Symbol.dispose]();

@@ -3,7 +3,8 @@
  * `status enqueue ... --wait`: its stdout to stdout and its stderr to stderr, byte for byte (on
  * a terminal as text whose control characters show as escapes, see {@link terminalText});
  * status changes as progress lines on stderr; on a terminal, a one-line elapsed-time indicator
- * on stderr while nothing is printed (nothing of the kind when stderr is not a terminal).
+ * on stderr while nothing is printed (nothing of the kind when stderr is not a terminal, or is one
+ * whose `TERM` is `dumb`).
  *
  * @module
  */
@@ -11,6 +12,7 @@ import type { SyncWriter } from "../write_all.ts";
 import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
 import { fromBase64 } from "../protocol/mod.ts";
+import { readAgentEnv } from "../exec/env.ts";
 import { type ProcessStream, terminalText } from "./terminal_text.ts";
 
 export { type ProcessStream, terminalText };
@@ -33,7 +35,10 @@ export interface OutputWriter {
   stdout(bytes: Uint8Array): void;
   /** Writes bytes to standard error. */
   stderr(bytes: Uint8Array): void;
-  /** Whether standard error is a terminal (the elapsed indicator is shown only then). */
+  /**
+   * Whether standard error is a terminal that takes cursor controls (the elapsed indicator is
+   * shown only then): not one whose `TERM` is `dumb`, which prints them.
+   */
   readonly isTerminal: boolean;
   /** Writes what is still held back (a line-based writer holds an unfinished line). */
   flush?(): void;
@@ -50,12 +55,16 @@ export interface OutputWriter {
  *
  * @param streams Where to write.
  * @default {{ stdout: Deno.stdout, stderr: Deno.stderr }}
+ * @param term The terminal's type: `dumb` (an editor's shell buffer, which prints the cursor
+ *   controls it cannot follow) gets no elapsed indicator.
+ * @default {the process's TERM, where --allow-env permits it}
  */
 export function processWriter(
   streams: { stdout: ProcessStream; stderr: ProcessStream } = {
     stdout: Deno.stdout,
     stderr: Deno.stderr,
   },
+  term: string | undefined = readAgentEnv("TERM"),
 ): OutputWriter {
   const terminal = (stream: ProcessStream) => {
     try {
@@ -81,7 +90,7 @@ export function processWriter(
   return {
     stdout: stdout.write,
     stderr: stderr.write,
-    isTerminal: terminal(streams.stderr),
+    isTerminal: terminal(streams.stderr) && term !== "dumb",
     flush() {
       stdout.end();
       stderr.end();

@@ -75,8 +75,11 @@ export function loadTlsPair(loaded: LoadedSettings): { cert: string; key: string
 /**
  * What to do about an address another process listens on: the dashboard's port or METRICS_BIND.
  * The listener's message names only the address.
+ *
+ * @param error The listener's error.
+ * @returns The error to print.
  */
-function addressInUse(error: Error): Error {
+export function addressInUse(error: Error): Error {
   const advice = error.message.startsWith("cannot serve metrics")
     ? "; stop what listens there, or give METRICS_BIND (--metrics-bind) another port"
     : ' (another "status serve" or "status up"?); stop what listens there, or give another ' +

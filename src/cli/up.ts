@@ -23,7 +23,7 @@ import { openSqliteStore, type SqliteStore } from "../store/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS, TILDE_NOT_EXPANDED } from "../config/mod.ts";
 import { logger } from "../log/mod.ts";
-import { type RunningServer, startServer } from "../server/mod.ts";
+import { checkAddressesFree, type RunningServer, startServer } from "../server/mod.ts";
 import { AdminTokenRequiredError } from "../server/serve.ts";
 import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
 import {
@@ -34,6 +34,7 @@ import {
   loadCommandSettings,
 } from "./common.ts";
 import { parseAgentId } from "./enqueue.ts";
+import { addressInUse } from "./serve.ts";
 import { currentProgram } from "./daemon.ts";
 import type { Io } from "./io.ts";
 
@@ -197,6 +198,12 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     const dataDir = options.dataDir;
     const db = join(dataDir, "status.db");
     const stateDir = join(dataDir, "agent-state");
+    // Before the folder is made: a port in use fails the start with nothing left behind.
+    try {
+      checkAddressesFree({ hostname: "127.0.0.1", port, metricsBind: s.metricsBind });
+    } catch (error) {
+      throw busyAddress(error, port);
+    }
     try {
       // Owner only: the database and the agent's state are no one else's to read.
       Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
@@ -311,15 +318,7 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
         // The advice to set STATUS_ADMIN_TOKEN is one status up cannot take.
         throw new ConfigError(tokensRefusal(db), { cause: error });
       }
-      if (isAddrInUse(error)) {
-        throw new Error(
-          `port ${port} is busy: something already listens on 127.0.0.1:${port} ` +
-            '(another "status up" or "status serve"?); stop it, or choose another port with ' +
-            "--port <n> (0 picks a free one)",
-          { cause: error },
-        );
-      }
-      throw error;
+      throw busyAddress(error, port);
     }
 
     const signals = twoStageStop({
@@ -370,6 +369,20 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     if (signals.forcedBy) setExitCode(128 + signalNumber(signals.forcedBy)!);
   });
   return command as unknown as Command;
+}
+
+/** What to do about the dashboard's port, or METRICS_BIND, in use; another error as it is. */
+function busyAddress(error: unknown, port: number): unknown {
+  if (!isAddrInUse(error)) return error;
+  if ((error as Error).message.startsWith("cannot serve metrics")) {
+    return addressInUse(error as Error);
+  }
+  return new Error(
+    `port ${port} is busy: something already listens on 127.0.0.1:${port} ` +
+      '(another "status up" or "status serve"?); stop it, or choose another port with ' +
+      "--port <n> (0 picks a free one)",
+    { cause: error },
+  );
 }
 
 /** Why `status up` cannot run a database whose agents have tokens, and what to do instead. */

@@ -20,7 +20,7 @@ import { logger } from "../log/mod.ts";
 import type { CommandRecord, CommandStore, OutputChunk } from "../store/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { HttpError } from "./http_error.ts";
-import { queryError } from "./query.ts";
+import { queryError, refuseMistypedQuery } from "./query.ts";
 import { commandWithLiveOutput } from "./live_output.ts";
 import { eventStreamResponse, type OpenStreams, streamPlace } from "./sse.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -125,16 +125,23 @@ export function statusKeyOf(command: CommandRecord): string {
 }
 
 /**
+ * An event id the stream sends: `<seq>:<status key>`, or `<seq>:`. Not trimmed: an id the stream
+ * sent has no white space (a header's surrounding spaces are no part of its value, and are gone
+ * already).
+ */
+const EVENT_ID = /^(\d{1,15}):([a-z]+\.\d{1,9}\.[01])?$/;
+
+/**
  * Parses a `Last-Event-ID` (`<seq>:<status key>`, or `<seq>:` when no status was sent: the
  * chunks of a command already final); anything else, an id with white space around it included,
- * starts from the beginning.
+ * starts from the beginning. The header is a browser's `EventSource`'s to send, not the page's,
+ * and a `400` ends an `EventSource` for good: an id of another form (sent by another version of
+ * the dashboard, or changed on the way) replays the stream, which loses nothing.
  *
  * @param raw The header's value.
  */
 export function parseEventId(raw: string | null | undefined): EventCursor {
-  // Not trimmed: an id the stream sent has no white space (a header's surrounding spaces are no
-  // part of its value, and are gone already).
-  const match = /^(\d{1,15}):([a-z]+\.\d{1,9}\.[01])?$/.exec(raw ?? "");
+  const match = EVENT_ID.exec(raw ?? "");
   if (!match) return { seq: 0, statusKey: "" };
   return { seq: Number(match[1]), statusKey: match[2] ?? "" };
 }
@@ -142,15 +149,25 @@ export function parseEventId(raw: string | null | undefined): EventCursor {
 /**
  * The `last_event_id` query parameter of a stream, if given.
  *
- * @throws {HttpError} `400` when it is given more than once: resumed from the first, the stream
- *   would read as resumed from both.
+ * @throws {HttpError} `400` when it is given more than once (resumed from the first, the stream
+ *   would read as resumed from both), or is not empty and no id the stream sends, or a parameter
+ *   near its name is given instead (`?lastEventId=`, as `EventSource` names it): either way the
+ *   whole stream replayed would read as what came after the id.
  */
 function lastEventIdOf(url: string): string | undefined {
   const values = new URL(url).searchParams.getAll("last_event_id");
   if (values.length > 1) {
     throw queryError("last_event_id", `is given ${values.length} times; a stream resumes from one`);
   }
-  return values[0];
+  refuseMistypedQuery(url, ["last_event_id"], "stream");
+  const value = values[0];
+  if (value && !EVENT_ID.test(value)) {
+    throw queryError(
+      "last_event_id",
+      "must be the id of an event of this stream (<seq>:<status>.<attempt>.<cancel>, or <seq>:)",
+    );
+  }
+  return value;
 }
 
 /** Options of {@link eventRoutes}. */

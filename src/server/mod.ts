@@ -118,7 +118,7 @@
 export { createApp, type DashboardApp } from "./app.ts";
 export type { AppOptions } from "./app_options.ts";
 export type { HttpApp, RouteInfo } from "./http_app.ts";
-export { type RunningServer, type ServeOptions, startServer } from "./serve.ts";
+export { checkAddressesFree, type RunningServer, type ServeOptions, startServer } from "./serve.ts";
 export { checkTlsPair } from "./tls.ts";
 export type { Clock } from "./clock.ts";
 export type { HttpListener } from "../http_listener.ts";

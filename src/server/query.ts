@@ -41,22 +41,28 @@ export function queryError(field: string, message: string): HttpError {
  *
  * @param url The request's URL.
  * @param known The parameters the route reads.
+ * @param what What the route answers, as its errors name it.
+ * @default {"list"}
  * @throws {HttpError} `400` naming the parameter and the one meant, or the one given twice.
  */
-export function refuseMistypedQuery(url: string, known: readonly string[]): void {
+export function refuseMistypedQuery(
+  url: string,
+  known: readonly string[],
+  what: string = "list",
+): void {
   const params = new URL(url).searchParams;
   for (const name of new Set(params.keys())) {
     if (known.includes(name)) {
       const count = params.getAll(name).length;
       if (count === 1) continue;
-      throw queryError(shortForm(name), `is given ${count} times; a list takes one value of it`);
+      throw queryError(shortForm(name), `is given ${count} times; a ${what} takes one value of it`);
     }
     const meant = nearest(name, known);
     if (meant === undefined) continue;
     throw queryError(
       shortForm(name),
-      `is not a parameter of this list (did you mean "${meant}"?); the parameters ` +
-        `are ${known.join(", ")}`,
+      `is not a parameter of this ${what} (did you mean "${meant}"?); the ` +
+        (known.length === 1 ? `parameter is ${known[0]}` : `parameters are ${known.join(", ")}`),
     );
   }
 }

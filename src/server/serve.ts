@@ -18,8 +18,13 @@ import {
 } from "../store/mod.ts";
 import { createApp, type DashboardApp } from "./app.ts";
 import type { AppOptions } from "./app_options.ts";
-import { type HttpListener, listenHttp } from "../http_listener.ts";
-import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
+import { checkAddressFree, type HttpListener, listenHttp } from "../http_listener.ts";
+import {
+  checkMetricsAddressFree,
+  type MetricsServer,
+  parseListenAddress,
+  serveMetrics,
+} from "../metrics_server.ts";
 import { directHandlerOf } from "./http_app.ts";
 import { checkTlsPair } from "./tls.ts";
 
@@ -179,6 +184,41 @@ function urlOf(hostname: string, port: number, tls: boolean): string {
   return `${tls ? "https" : "http"}://${host}:${port}`;
 }
 
+/** The error of a dashboard port another process listens on. */
+function addressInUse(hostname: string, port: number, cause: unknown): Error {
+  return new Error(`cannot listen on ${hostname}:${port}: the address is already in use`, {
+    cause,
+  });
+}
+
+/**
+ * Throws the error {@link startServer} would throw for its port, or its metrics address, in use,
+ * without making anything: it checks them before it opens the store (an SQLite file made, and its
+ * folder by `status up`), so that a start on a port in use fails with nothing left behind.
+ *
+ * @param options The address and port of the dashboard, and `METRICS_BIND`.
+ * @throws {Error} When one of them is in use (its `cause` has the `code` `EADDRINUSE`).
+ */
+export function checkAddressesFree(
+  options: { hostname?: string; port?: number; metricsBind?: string },
+): void {
+  const hostname = options.hostname ?? DEFAULT_BIND;
+  const port = options.port ?? DEFAULT_PORT;
+  try {
+    checkAddressFree(hostname, port);
+  } catch (error) {
+    throw addressInUse(hostname, port, error);
+  }
+  if (options.metricsBind === undefined) return;
+  let metrics: { hostname: string; port: number };
+  try {
+    metrics = parseListenAddress(options.metricsBind);
+  } catch {
+    return; // Said by the metrics' own start.
+  }
+  checkMetricsAddressFree(metrics);
+}
+
 /**
  * Starts the dashboard.
  *
@@ -224,6 +264,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   wholeNumber("headerTimeoutSecs", options.headerTimeoutSecs, MAX_HEADER_TIMEOUT_SECS);
   wholeNumber("maxConnections", options.maxConnections, MAX_MAX_CONNECTIONS);
   if (options.tls !== undefined) checkTlsPair(options.tls);
+  checkAddressesFree({ hostname, port, metricsBind: options.metricsBind });
   const ownsStore = options.store === undefined;
   let store: CommandStore;
   if (options.store) {
@@ -280,12 +321,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     } catch (error) {
       const code = (error as { code?: string }).code;
       const bindName = options.bindSetting ?? "BIND, --bind";
-      if (code === "EADDRINUSE") {
-        throw new Error(
-          `cannot listen on ${hostname}:${port}: the address is already in use`,
-          { cause: error },
-        );
-      }
+      if (code === "EADDRINUSE") throw addressInUse(hostname, port, error);
       const message = (error as Error).message ?? "";
       if (
         code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME" ||

@@ -311,12 +311,70 @@ Deno.test("a dashboard port or METRICS_BIND another process holds says what to d
   });
 });
 
+Deno.test("a start on a port in use makes nothing: no database, no data folder, no state directory", async (t) => {
+  using held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String((held.addr as Deno.NetAddr).port);
+  const dir = await Deno.makeTempDir();
+  const left = () => [...Deno.readDirSync(dir)].map((entry) => entry.name);
+  try {
+    await t.step("status serve", async () => {
+      for (const args of [["--port", port], ["--port", "0", "--metrics-bind", port]]) {
+        const result = await run(["serve", ...args, "--db", join(dir, "status.db")]);
+        assert.equal(result.code, 1, result.stderr.join("\n"));
+        assert.match(result.stderr.join("\n"), /the address is already in use/);
+        assert.deepEqual(left(), []);
+      }
+    });
+    await t.step("status up, its --data-dir and the folders above it", async () => {
+      const result = await run(["up", "--port", port, "--data-dir", join(dir, "a", "data")]);
+      assert.equal(result.code, 1, result.stderr.join("\n"));
+      assert.match(result.stderr.join("\n"), new RegExp(`^status: port ${port} is busy: `));
+      assert.deepEqual(left(), []);
+    });
+    await t.step(
+      "status agent with METRICS_PORT in use: no state directory, what to do",
+      async () => {
+        const result = await run([
+          "agent",
+          "--agent-id",
+          "a",
+          "--dashboard-url",
+          "http://127.0.0.1:9",
+          "--state-dir",
+          join(dir, "state"),
+          "--metrics-port",
+          port,
+        ]);
+        assert.equal(result.code, 1);
+        assert.deepEqual(result.stderr, [
+          `status: cannot serve metrics on 127.0.0.1:${port}: the address is already in use; stop ` +
+          "what listens there, or give METRICS_PORT (--metrics-port) another port",
+        ]);
+        assert.deepEqual(left(), []);
+      },
+    );
+    await t.step("status up with METRICS_BIND in use names it, not the free port", async () => {
+      const result = await run(
+        ["up", "--port", "0", "--metrics-bind", port, "--data-dir", join(dir, "data")],
+      );
+      assert.equal(result.code, 1);
+      assert.deepEqual(result.stderr, [
+        `status: cannot serve metrics on 127.0.0.1:${port}: the address is already in use; stop ` +
+        "what listens there, or give METRICS_BIND (--metrics-bind) another port",
+      ]);
+      assert.deepEqual(left(), []);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a mistyped option or sub-command is named, with the nearest one", async (t) => {
   for (
     const [args, expected] of [
       [
         ["--polling-timeout", "5"],
-        "error: unknown option '--polling-timeout' (did you mean --polling-timeout-secs?)",
+        "status: unknown option '--polling-timeout' (did you mean --polling-timeout-secs?)",
       ],
       [
         ["agents", "ad", "web-5"],
@@ -483,7 +541,7 @@ Deno.test("status stop needs only the pid file: other broken settings do not pre
           assert.equal(result.code, 2);
           assert.match(
             result.stderr.join("\n"),
-            / is invalid\. must be a whole number of seconds from 1 to 31536000 \(a year\)$/,
+            / is invalid: must be a whole number of seconds from 1 to 31536000 \(a year\)$/,
           );
         },
       );
@@ -630,7 +688,7 @@ Deno.test("an empty --config, --env-file or --pid-file is refused naming the fla
         const result = await run([command, flag, value]);
         assert.equal(result.code, 2);
         assert.deepEqual(result.stderr, [
-          `error: option '${flag} <path>' argument '${value}' is invalid. must be a file path, ` +
+          `status: option '${flag} <path>' argument '${value}' is invalid: must be a file path, ` +
           "got an empty value",
         ]);
         assert.deepEqual(result.stdout, []);
@@ -716,27 +774,27 @@ Deno.test("a command line given as several words says to quote it", async (t) =>
   const cases: Array<[string[], string]> = [
     [
       ["exec", "ls", "/tmp"],
-      "error: too many arguments for 'exec'. Expected 1 argument but got 2: ls, /tmp" +
+      "status: too many arguments for 'exec': expected 1 argument but got 2: ls, /tmp" +
       hint("exec"),
     ],
-    [["exec", "ls", "-la"], "error: unknown option '-la'" + hint("exec")],
+    [["exec", "ls", "-la"], "status: unknown option '-la'" + hint("exec")],
     [
       ["enqueue", "--agent", "a", "--", "ls", "-l"],
-      "error: too many arguments for 'enqueue'. Expected 1 argument but got 2: ls, -l" +
+      "status: too many arguments for 'enqueue': expected 1 argument but got 2: ls, -l" +
       hint("enqueue"),
     ],
     [
       ["run", "start", "ls", "-l", "--agent", "a"],
-      "error: unknown option '-l'" + hint("run start"),
+      "status: unknown option '-l'" + hint("run start"),
     ],
     // Not for a mistyped long option, nor for a command that takes no command line.
     [
       ["exec", "ls", "--tiemout", "3"],
-      "error: unknown option '--tiemout' (did you mean --timeout?)",
+      "status: unknown option '--tiemout' (did you mean --timeout?)",
     ],
     [
       ["list", "extra"],
-      "error: too many arguments for 'list'. Expected 0 arguments but got 1: extra; see status list --help",
+      "status: too many arguments for 'list': expected 0 arguments but got 1: extra; see status list --help",
     ],
   ];
   for (const [args, said] of cases) {
@@ -778,7 +836,7 @@ Deno.test("an empty --label is refused, not read as no label (which widened the 
         );
         assert.equal(result.code, 2);
         assert.deepEqual(result.stderr, [
-          `error: option '--label <key=value>' argument '${value}' is invalid. must be ` +
+          `status: option '--label <key=value>' argument '${value}' is invalid: must be ` +
           "key=value, got an empty value",
         ]);
       });

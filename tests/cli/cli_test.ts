@@ -53,7 +53,7 @@ Deno.test("bad usage exits 2 with one clear line", async (t) => {
   await t.step("unknown flag", async () => {
     const { code, stderr } = await status(["--no-such-flag"]);
     assert.equal(code, 2);
-    assert.match(stderr.trim(), /^error: unknown option '--no-such-flag'$/);
+    assert.match(stderr.trim(), /^status: unknown option '--no-such-flag'$/);
   });
   await t.step("bad value", async () => {
     const { code, stderr } = await status(["--polling-timeout-secs", "abc"]);

@@ -31,7 +31,7 @@ Deno.test("every command that waits takes --wait-timeout with the same meaning a
           const out = await run([...command, ...args, `--wait-timeout=${value}`], env);
           assert.equal(out.code, 2);
           assert.deepEqual(out.stderr, [
-            `error: option '--wait-timeout <secs>' argument '${value}' is invalid. must be a ` +
+            `status: option '--wait-timeout <secs>' argument '${value}' is invalid: must be a ` +
             "whole number from 1 to 2592000",
           ]);
         });

@@ -264,7 +264,7 @@ Deno.test("followAndPrint shows escape sequences of a command's output as escape
     const { id } = await d.client.enqueue({ agentId: "runner", name: "echo x" });
     const stdout = recordingStream(terminal);
     const stderr = recordingStream(terminal);
-    const writer = processWriter({ stdout, stderr });
+    const writer = processWriter({ stdout, stderr }, "xterm-256color");
     const following = followAndPrint(memoryIo(), writer, d.client, id, { indicatorMs: 20 });
     assert.equal((await d.agentCall("/api/v1/agent/commands/wait/default?timeout=5")).status, 200);
     await d.agentCall("/api/v1/agent/commands/ack", { command_id: id, attempt: 1 });
@@ -314,6 +314,23 @@ Deno.test("followAndPrint shows escape sequences of a command's output as escape
     assert.deepEqual(stdout.bytes(), all);
     assert.deepEqual(stderr.bytes(), all);
   });
+});
+
+Deno.test("a terminal whose TERM is dumb gets no elapsed indicator, and a command's escapes still as text", () => {
+  // An editor's shell buffer (TERM=dumb) printed the indicator's "\r\x1b[2K" as it is.
+  const stdout = recordingStream(true);
+  const stderr = recordingStream(true);
+  const dumb = processWriter({ stdout, stderr }, "dumb");
+  assert.equal(dumb.isTerminal, false);
+  dumb.stdout(new TextEncoder().encode("\x1b[31mred\n"));
+  assert.equal(stdout.text(), "\\u001b[31mred\n");
+  for (const term of ["xterm-256color", ""]) {
+    assert.equal(processWriter({ stdout, stderr }, term).isTerminal, true, term);
+  }
+  assert.equal(
+    processWriter({ stdout, stderr: recordingStream(false) }, "xterm").isTerminal,
+    false,
+  );
 });
 
 Deno.test("followAndPrint goes on to the command's end when the reader of its stdout goes away (| head -1)", async () => {

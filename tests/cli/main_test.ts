@@ -28,10 +28,10 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
     assert.equal(code, 0);
     assert.match(stdout, /^Usage: status list/);
   });
-  await t.step("an unknown option: 2, commander's one line", async () => {
+  await t.step("an unknown option: 2, one line in the program's own words", async () => {
     const { code, stderr } = await status(["list", "--no-such-flag"]);
     assert.equal(code, 2);
-    assert.equal(stderr, "error: unknown option '--no-such-flag'");
+    assert.equal(stderr, "status: unknown option '--no-such-flag'");
   });
   await t.step("an unknown command: 2, with the nearest one", async () => {
     const { code, stderr } = await status(["lst"]);
@@ -47,11 +47,58 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
       assert.equal(stderr, "status: unknown command 'lst' (did you mean list?); see status --help");
     },
   );
-  await t.step("a command group without its subcommand: 2, its help on stderr", async () => {
+  await t.step("a command group without its subcommand: 2, one line naming them", async () => {
     const { code, stdout, stderr } = await status(["run"]);
     assert.equal(code, 2);
     assert.equal(stdout, "");
-    assert.match(stderr, /^Usage: status run \[options\] \[command\]/);
+    assert.equal(
+      stderr,
+      "status: run needs a command: start, show, list or cancel; see status run --help",
+    );
+  });
+  await t.step("help asked for a subcommand: its own help, or the unknown word named", async () => {
+    for (const args of [["help", "run", "start"], ["run", "help", "start"]]) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 0);
+      assert.match(stdout, /^Usage: status run start \[options\] <command-line>/);
+      assert.equal(stderr, "");
+    }
+    for (
+      const [args, said] of [
+        [["help", "run", "lst"], "'run lst' (did you mean run list?); see status run --help"],
+        [["run", "help", "lst"], "'run lst' (did you mean run list?); see status run --help"],
+        [
+          ["agents", "help", "lst"],
+          "'agents lst' (did you mean agents list?); see status agents --help",
+        ],
+      ] as [string[], string][]
+    ) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, `status: unknown command ${said}`);
+    }
+  });
+  await t.step("an unknown subcommand: 2, named with its group, as agents names one", async () => {
+    for (
+      const [args, said] of [
+        [
+          ["run", "lst"],
+          "unknown command 'run lst' (did you mean run list?); see status run --help",
+        ],
+        [["run", "xyzzy"], "unknown command 'run xyzzy'; see status run --help"],
+        [
+          ["agents", "lst"],
+          "unknown command 'agents lst' (did you mean agents list?); the commands are add, list, " +
+          "rotate, remove",
+        ],
+      ] as [string[], string][]
+    ) {
+      const { code, stdout, stderr } = await status(args);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(stderr, `status: ${said}`);
+    }
   });
   await t.step("help asked for: 0, on stdout", async () => {
     for (const args of [["help"], ["help", "run"], ["run", "help"]]) {
@@ -106,7 +153,7 @@ Deno.test("a dashboard's error answer is printed as one line, escaped and cut", 
 });
 
 Deno.test("a bad value is refused with the same reason by every command that takes it", async (t) => {
-  const reason = (stderr: string) => stderr.replace(/^.*is invalid[^.]*\. /s, "");
+  const reason = (stderr: string) => stderr.replace(/^.*is invalid[^:]*: /s, "");
   for (
     const [what, first, second] of [
       ["a blank command line", ["enqueue", " ", "--agent", "a"], [
@@ -150,8 +197,8 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
     assert.equal(code, 2);
     assert.equal(
       stderr,
-      `error: command-argument value 'echo ${"a".repeat(75)}… (5005 characters)' is invalid ` +
-        "for argument 'command-line'. must be at most 4096 characters",
+      `status: command-argument value 'echo ${"a".repeat(75)}… (5005 characters)' is invalid ` +
+        "for argument 'command-line': must be at most 4096 characters",
     );
   });
   await t.step("a line break and an escape in a value are shown escaped", async () => {
@@ -159,14 +206,43 @@ Deno.test("commander's error quoting a bad value is one line, the value cut", as
     assert.equal(code, 2);
     assert.equal(
       stderr,
-      "error: option '--limit <n>' argument '5\\n\\u001b[2J6' is invalid. must be a whole " +
+      "status: option '--limit <n>' argument '5\\n\\u001b[2J6' is invalid: must be a whole " +
         "number from 1 to 1000",
     );
   });
+  await t.step(
+    "commander's other sentences are ours: no full stop inside or at the end",
+    async () => {
+      for (
+        const [args, said] of [
+          [
+            ["completions", "tcsh"],
+            "status: command-argument value 'tcsh' is invalid for argument 'shell': must be one of " +
+            "bash, zsh, fish",
+          ],
+          [
+            ["list", "--status", "a. Allowed choices are x"],
+            "status: option '--status <status>' argument 'a. Allowed choices are x' is invalid: must " +
+            "be one of queued, delivered, running, success, failed, timeout, killed, rejected, " +
+            "cancelled, interrupted, lost, expired",
+          ],
+          [
+            ["list", "extra"],
+            "status: too many arguments for 'list': expected 0 arguments but got 1: extra; see " +
+            "status list --help",
+          ],
+        ] as [string[], string][]
+      ) {
+        const { code, stderr } = await status(args);
+        assert.equal(code, 2);
+        assert.equal(stderr, said);
+      }
+    },
+  );
   await t.step("commander's own suggestion stays on the line, as ours do", async () => {
     const { code, stderr } = await status(["list", "--limt", "5"]);
     assert.equal(code, 2);
-    assert.equal(stderr, "error: unknown option '--limt' (did you mean --limit?)");
+    assert.equal(stderr, "status: unknown option '--limt' (did you mean --limit?)");
   });
   await t.step("a URL's password is hidden before the value is cut", async () => {
     const { stderr } = await status(["list", "--dashboard-url", `http://u:${"p".repeat(100)}@x`]);
@@ -180,21 +256,21 @@ Deno.test("an option of another command names the commands that take it", async 
     const [args, expected] of [
       [
         ["agent", "--port", "5000"],
-        "error: unknown option '--port' (--port is an option of status serve and status up)",
+        "status: unknown option '--port' (--port is an option of status serve and status up)",
       ],
       [
         ["serve", "--daemon"],
-        "error: unknown option '--daemon' (--daemon is an option of status agent)",
+        "status: unknown option '--daemon' (--daemon is an option of status agent)",
       ],
       [
         ["list", "--db", "x.db"],
-        "error: unknown option '--db' (--db is an option of status serve, status agents add, " +
+        "status: unknown option '--db' (--db is an option of status serve, status agents add, " +
         "status agents list and 2 more)",
       ],
       // Near one of its own: that one, as before.
-      [["list", "--limt", "5"], "error: unknown option '--limt' (did you mean --limit?)"],
+      [["list", "--limt", "5"], "status: unknown option '--limt' (did you mean --limit?)"],
       // No command's: as it was.
-      [["agent", "--no-such-flag"], "error: unknown option '--no-such-flag'"],
+      [["agent", "--no-such-flag"], "status: unknown option '--no-such-flag'"],
     ] as const
   ) {
     await t.step(args.join(" "), async () => {
@@ -211,26 +287,26 @@ Deno.test("an on/off flag given a value says that it takes none, and how to turn
     const [args, expected] of [
       [
         ["agent", "--daemon=false"],
-        "error: unknown option '--daemon=false' (--daemon takes no value: give --daemon to turn " +
+        "status: unknown option '--daemon=false' (--daemon takes no value: give --daemon to turn " +
         "it on, or --no-daemon to turn it off)",
       ],
       [
         ["agent", "--no-daemon=1"],
-        "error: unknown option '--no-daemon=1' (--no-daemon takes no value: give --daemon to " +
+        "status: unknown option '--no-daemon=1' (--no-daemon takes no value: give --daemon to " +
         "turn it on, or --no-daemon to turn it off)",
       ],
       [
         ["serve", "--accept-v1-signatures=yes"],
-        "error: unknown option '--accept-v1-signatures=yes' (--accept-v1-signatures takes no " +
+        "status: unknown option '--accept-v1-signatures=yes' (--accept-v1-signatures takes no " +
         "value: give --accept-v1-signatures to turn it on, or --no-accept-v1-signatures to turn " +
         "it off)",
       ],
       [
         ["list", "--json=true"],
-        "error: unknown option '--json=true' (--json takes no value: give --json alone)",
+        "status: unknown option '--json=true' (--json takes no value: give --json alone)",
       ],
       // Not a flag of the command: as before.
-      [["list", "--bogus=1"], "error: unknown option '--bogus=1'"],
+      [["list", "--bogus=1"], "status: unknown option '--bogus=1'"],
     ] as const
   ) {
     await t.step(args.join(" "), async () => {
@@ -301,7 +377,7 @@ Deno.test("a file flag given twice is refused: one file is read, and the first w
       assert.equal(stdout, "");
       assert.equal(
         stderr,
-        `error: option '${flag} <path>' argument '${second}' is invalid. comes after '${first}' ` +
+        `status: option '${flag} <path>' argument '${second}' is invalid: comes after '${first}' ` +
           "for the same flag: one file is read, not both; give the flag once",
       );
     });
@@ -321,9 +397,9 @@ Deno.test("an operator command started without --allow-net exits 2, naming the f
 Deno.test("a missing or extra argument says where the command's usage is told", async () => {
   for (
     const [args, said] of [
-      [["result"], "error: missing required argument 'id'; see status result --help"],
-      [["agents", "add"], "error: missing required argument 'id'; see status agents add --help"],
-      [["result", "a", "b"], /^error: too many arguments .*; see status result --help$/],
+      [["result"], "status: missing required argument 'id'; see status result --help"],
+      [["agents", "add"], "status: missing required argument 'id'; see status agents add --help"],
+      [["result", "a", "b"], /^status: too many arguments .*; see status result --help$/],
     ] as const
   ) {
     const { code, stderr } = await status([...args]);

@@ -145,7 +145,7 @@ words=(status list --config ''); CURRENT=4; _status`;
   await t.step("another shell is a usage error", async () => {
     const run = await runCli(["completions", "csh"], { perms: [] });
     assert.equal(run.code, 2);
-    assert.match(run.stderr, /Allowed choices are bash, zsh, fish/);
+    assert.match(run.stderr, /must be one of bash, zsh, fish$/);
   });
 });
 

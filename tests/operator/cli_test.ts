@@ -526,26 +526,26 @@ Deno.test("a command line the dashboard would refuse is bad usage, refused befor
     [
       "a line break",
       ["enqueue", "echo hi\nrm -rf /tmp/x", "--agent", "a"],
-      "error: command-argument value 'echo hi\\nrm -rf /tmp/x' is invalid for argument " +
-      "'command-line'. must not contain control characters (NUL, newline, tab, escape, ...)",
+      "status: command-argument value 'echo hi\\nrm -rf /tmp/x' is invalid for argument " +
+      "'command-line': must not contain control characters (NUL, newline, tab, escape, ...)",
     ],
     [
       "a terminal escape, in a run",
       ["run", "start", "echo \u001b[2J", "--agent", "a"],
-      "error: command-argument value 'echo \\u001b[2J' is invalid for argument 'command-line'. " +
+      "status: command-argument value 'echo \\u001b[2J' is invalid for argument 'command-line': " +
       "must not contain control characters (NUL, newline, tab, escape, ...)",
     ],
     [
       "a bidirectional override",
       ["enqueue", "ls /tmp/\u202efdp.exe", "--agent", "a"],
-      "error: command-argument value 'ls /tmp/\\u202efdp.exe' is invalid for argument " +
-      "'command-line'. must not contain bidirectional formatting characters (U+202E and the " +
+      "status: command-argument value 'ls /tmp/\\u202efdp.exe' is invalid for argument " +
+      "'command-line': must not contain bidirectional formatting characters (U+202E and the " +
       "like), which make a command line show in another order than it runs",
     ],
     [
       "the one reserved id",
       ["enqueue", "echo hi", "--agent", "a", "--id", "wait"],
-      "error: option '--id <id>' argument 'wait' is invalid. must not be \"wait\": the " +
+      "status: option '--id <id>' argument 'wait' is invalid: must not be \"wait\": the " +
       "dashboard refuses it (its agent routes would be read as a wait's)",
     ],
   ];

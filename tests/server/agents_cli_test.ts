@@ -48,7 +48,7 @@ Deno.test("status agents add takes --scopes and refuses duplicates and bad ids",
       assert.equal(code, 2);
       assert.match(
         stderr.join("\n"),
-        /^error: option '--scopes <list>' argument 'commands:all' is invalid/,
+        /^status: option '--scopes <list>' argument 'commands:all' is invalid/,
       );
     });
     await t.step("a second add of one id fails with exit code 1", async () => {
@@ -60,7 +60,7 @@ Deno.test("status agents add takes --scopes and refuses duplicates and bad ids",
     await t.step("a bad id is a usage error", async () => {
       const { code, stderr } = await agents(["add", "bad id", "--db", db]);
       assert.equal(code, 2);
-      assert.match(stderr.join("\n"), /^error: command-argument value 'bad id' is invalid/);
+      assert.match(stderr.join("\n"), /^status: command-argument value 'bad id' is invalid/);
     });
   });
 });

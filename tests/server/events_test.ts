@@ -1,7 +1,8 @@
 /**
  * A command's event stream resumed with hostile `Last-Event-ID` values, over a real socket: each
- * is answered as docs/protocol.md §10 says (an id of another form starts from the beginning), never
- * with a 500, and one beyond the last chunk neither loops nor replays.
+ * is answered as docs/protocol.md §10 says (an id of another form starts from the beginning in the
+ * header, and is a 400 in `?last_event_id=`), never with a 500, and one beyond the last chunk
+ * neither loops nor replays.
  */
 import assert from "node:assert/strict";
 import { parseEventId } from "../../src/server/events.ts";
@@ -75,30 +76,55 @@ Deno.test("hostile Last-Event-ID values are answered as the protocol says, in th
     "output 3:running.1.0",
   ];
 
-  await t.step("an id of another form is ignored: everything from the beginning", async () => {
-    const hostile = [
-      "x".repeat(10_000),
-      `${"9".repeat(10_000)}:`,
-      "-1:",
-      "abc",
-      "18446744073709551616:", // 2^64
-      "1e9:",
-      "1.5:",
-      "0x10:",
-      ":",
-      "2:running.99999999999999999999.0",
-      "2:running.1.0, 1:", // the header sent twice, as node joins it
-      "2:running.1.0\u0000",
-    ];
+  const hostile = [
+    "x".repeat(10_000),
+    `${"9".repeat(10_000)}:`,
+    "-1:",
+    "abc",
+    "18446744073709551616:", // 2^64
+    "1e9:",
+    "1.5:",
+    "0x10:",
+    ":",
+    "2:running.99999999999999999999.0",
+    "2:running.1.0, 1:", // the header sent twice, as node joins it
+    "2:running.1.0\u0000",
+  ];
+
+  await t.step("an id of another form in the header: everything from the beginning", async () => {
     for (const value of hostile) {
-      for (const how of [{ header: value }, { query: value }]) {
-        if (how.header !== undefined && /[^\x20-\x7e]/.test(value)) continue; // no header has it
-        const got = await openWith(server.port, how);
-        const shown = `${Object.keys(how)[0]} ${JSON.stringify(value.slice(0, 40))}`;
-        assert.equal(got.status, "HTTP/1.1 200", shown);
-        assert.deepEqual(got.events, everything, shown);
+      if (/[^\x20-\x7e]/.test(value)) continue; // no header has it
+      const got = await openWith(server.port, { header: value });
+      const shown = JSON.stringify(value.slice(0, 40));
+      assert.equal(got.status, "HTTP/1.1 200", shown);
+      assert.deepEqual(got.events, everything, shown);
+    }
+  });
+
+  await t.step("an id of another form in ?last_event_id is a 400 naming it", async () => {
+    // The query is the client's own: the whole stream under it would read as what came after.
+    for (const value of [...hostile, " 2:running.1.0", "2:running.1.0 ", "2"]) {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `GET /api/v1/commands/c1/events?last_event_id=${encodeURIComponent(value)} ` +
+            `HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n\r\n`,
+        );
+        const got = await readAll(conn, 5000, (text) => /\}$/.test(text));
+        const shown = JSON.stringify(value.slice(0, 40));
+        assert.match(got.text, /^HTTP\/1\.1 400 /, shown);
+        assert.match(
+          got.text,
+          /"error":"query \\"last_event_id\\": must be the id of an event of this stream /,
+          shown,
+        );
+      } finally {
+        closeQuietly(conn);
       }
     }
+    // Empty, as a client that has seen no event yet may send it: from the beginning.
+    assert.deepEqual((await openWith(server.port, { query: "" })).events, everything);
   });
 
   await t.step("?last_event_id given twice is a 400 naming it; no stream is opened", async () => {
@@ -120,9 +146,37 @@ Deno.test("hostile Last-Event-ID values are answered as the protocol says, in th
     }
   });
 
+  await t.step("a parameter near last_event_id is a 400 naming it, not a replay", async () => {
+    for (const name of ["lastEventId", "last-event-id", "event_id"]) {
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `GET /api/v1/commands/c1/events?${name}=2:running.1.0 HTTP/1.1\r\n` +
+            `Host: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n\r\n`,
+        );
+        const got = await readAll(conn, 5000, (text) => /\}$/.test(text));
+        assert.match(got.text, /^HTTP\/1\.1 400 /, name);
+        assert.ok(
+          got.text.includes(
+            `"error":"query \\"${name}\\": is not a parameter of this stream (did you mean ` +
+              `\\"last_event_id\\"?); the parameter is last_event_id"`,
+          ),
+          got.text,
+        );
+      } finally {
+        closeQuietly(conn);
+      }
+    }
+  });
+
   await t.step("a well-formed id resumes after its chunk", async () => {
     for (const how of [{ header: "2:running.1.0" }, { query: "2:running.1.0" }]) {
       assert.deepEqual((await openWith(server.port, how)).events, ["output 3:running.1.0"]);
+    }
+    // Of the form a command already final sends (no status yet): the status comes again.
+    for (const how of [{ header: "3:" }, { query: "3:" }]) {
+      assert.deepEqual((await openWith(server.port, how)).events, ["status 3:running.1.0"]);
     }
   });
 

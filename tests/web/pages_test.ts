@@ -1085,12 +1085,28 @@ Deno.test("console commands list: newest first, filtered by agent and status, pa
 
   const none = await (await browser.get("/commands?status=failed&agent=a1")).text();
   assert.match(none, /No command matches/);
-  for (const path of ["/commands?page=abc", "/commands?before=abc", "/commands?before=%3Cb%3E"]) {
+  // An old page= link (the list is paged by cursor now) shows the first page.
+  const old = await browser.get("/commands?page=abc");
+  assert.equal(old.status, 200);
+  assert.match(await old.text(), /<span class="sub">new<\/span>/);
+  // A cursor no page gave is refused as GET /api/v1/commands refuses it: the first page under
+  // that address would read as the older commands asked for.
+  for (
+    const [path, back] of [
+      ["/commands?before=abc", 'href="/commands">See the newest commands<'],
+      ["/commands?before=%3Cb%3E", 'href="/commands">See the newest commands<'],
+      [
+        "/commands?status=queued&agent=a1&before=-3",
+        'href="/commands?agent=a1&amp;status=queued">See the newest commands of this filter<',
+      ],
+    ]
+  ) {
     const junk = await browser.get(path);
-    assert.equal(junk.status, 200, `${path}: a bad page falls back to the first`);
+    assert.equal(junk.status, 400, path);
     const text = await junk.text();
-    assert.match(text, /<span class="sub">new<\/span>/, path);
-    assert.doesNotMatch(text, /<b>|rel="first"/, path);
+    assert.match(text, /which is no place in the list: the Older link of a page gives one/, path);
+    assert.ok(text.includes(back), `${path}: ${text}`);
+    assert.doesNotMatch(text, /<b>|<span class="sub">c\d\d<\/span>/, path);
   }
   // An unknown status is refused as GET /api/v1/commands refuses it, not dropped from the filter
   // (which listed every command under a filter the operator thought applied).

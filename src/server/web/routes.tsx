@@ -44,6 +44,7 @@ import {
   AgentsPage,
   type CommandFilter,
   CommandPage,
+  commandsHref,
   CommandsPage,
   EnqueuePage,
   type EnqueueValues,
@@ -750,12 +751,9 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       if (twice) return twice;
       const agent = c.req.query("agent") || undefined;
       const rawStatus = c.req.query("status") || undefined;
-      // A cursor no page gave (typed, or cut short) shows the first page, as an old `page=` link
-      // does (the list is paged by cursor now).
-      const rawBefore = c.req.query("before") || undefined;
-      const before = rawBefore !== undefined && parseListCursor(rawBefore) !== undefined
-        ? rawBefore
-        : undefined;
+      // An old `page=` link shows the first page (the list is paged by cursor now, and `page` is
+      // not read); a cursor no page gave is refused below, as GET /api/v1/commands refuses it.
+      const before = c.req.query("before") || undefined;
       if (rawStatus !== undefined && !STATUS_CHOICES.includes(rawStatus)) {
         // As GET /api/v1/commands does: an unknown status is refused, not dropped from the
         // filter (which listed every command as if it matched).
@@ -777,6 +775,26 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }
       if (agent !== undefined && !AGENT_ID_PATTERN.test(agent)) {
         return noSuchAgent(frame(session), agent, "/commands", "See every command");
+      }
+      if (before !== undefined && parseListCursor(before) === undefined) {
+        // Refused, not answered with the first page: under this address the newest commands
+        // would read as the older ones asked for.
+        return html(
+          <ErrorPage
+            {...frame(session)}
+            title="No such page"
+            message={`The address asks for the commands before ${
+              named(before)
+            }, which is no place in the list: the Older link of a page gives one.`}
+          >
+            <p>
+              <a href={commandsHref({ agent, status: rawStatus })}>
+                See the newest commands{rawStatus || agent ? " of this filter" : ""}
+              </a>
+            </p>
+          </ErrorPage>,
+          400,
+        );
       }
       const status = rawStatus;
       const query = new URLSearchParams();
