@@ -1088,6 +1088,19 @@ Deno.test("a COMMAND_ENV refused is shown with its names only: its values are co
       },
       'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "PYTHONPATH=…" (values not shown): item 1 sets PYTHONPATH, which is never given to commands: python looks for its modules first in the directories it names, which the allowlist never sees (a file a command left under an allowed prefix would run in every later command that starts python); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
     ],
+    [
+      // The executor refused it at start as 'Extra environment variable "DB_PASSWORD" must be a
+      // string without NUL', naming neither the setting nor where it came from.
+      "a value holding a NUL character, from config.json",
+      {
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({
+          "config.json": '{"command_env": ["TZ=UTC", "DB_PASSWORD=s3\\u0000cret"]}',
+        }),
+      },
+      'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "TZ=…,DB_PASSWORD=…" (values not shown): item 2 sets DB_PASSWORD to a value holding a NUL character, which no environment string can hold',
+    ],
   ];
   for (const [name, options, message] of cases) {
     await t.step(name, () => {
