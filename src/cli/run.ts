@@ -534,7 +534,22 @@ Examples:
     const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
     const { settings } = loaded;
     const client = operatorClientFromSettings(settings, noAdminTokenReason(loaded));
-    const after = await cancelRun(client, id);
+    // Ctrl-C before the answer: the cancel may have reached the dashboard all the same.
+    let after: RunAnswer;
+    {
+      using sending = requestSignals();
+      try {
+        after = await cancelRun(client, id, sending.signal);
+      } catch (error) {
+        if (!sending.interrupted.aborted) throw error;
+        io.err(
+          `stopped before the dashboard answered; whether the cancel reached run ${id} is not ` +
+            `known (see it with: status run show ${idWord(id)})`,
+        );
+        setExitCode(130);
+        return;
+      }
+    }
     io.out(`cancelled run ${id}`);
     io.err(formatRunSummary(after));
   });

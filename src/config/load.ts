@@ -258,6 +258,7 @@ function cutShort(value: string): string | undefined {
  * @param whole Whether a variable's value must be read whole (a setting's): a line whose value
  *   the parser would cut short without a word (`TOKEN=ab#cd` reads `ab`, `ID="web"-1` reads
  *   `web`) is then an error. Other programs' variables are read as the parser reads them.
+ * @param lineOf Filled with the line each variable is read from (its last).
  * @returns The variables.
  * @throws {ConfigError} On a malformed line, naming its number.
  */
@@ -266,6 +267,7 @@ export function parseEnvFile(
   label: string,
   repeated?: (name: string, lines: number[]) => void,
   whole: (name: string) => boolean = () => false,
+  lineOf?: Map<string, number>,
 ): Record<string, string> {
   text = withoutBom(text);
   const lines = text.split(/\r?\n/);
@@ -316,6 +318,7 @@ export function parseEnvFile(
     }
   }
   for (const [name, on] of setOn) if (on.length > 1) repeated?.(name, on);
+  for (const [name, line] of names) lineOf?.set(name, line);
   return parsed;
 }
 
@@ -538,15 +541,19 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
   // business (status stop reads PID_FILE alone).
   const readNames = new Set(keys.map((key) => SETTINGS[key].env));
   const repeatedLines: string[] = [];
+  const envFileLines = new Map<string, number>();
   const dotenv = envFile
     ? parseEnvFile(envFile.text, envFile.label, (name, lines) => {
       // Appending a setting to a .env that already has it: easy to miss which one is read.
-      if (!settingNames.has(name)) return;
+      if (!settingNames.has(name)) {
+        return;
+      }
       repeatedLines.push(
         `${envFile.label} sets ${name} on lines ${lines.join(", ")}; the last one (line ` +
           `${lines.at(-1)}) is read`,
       );
-    }, (name) => readNames.has(name))
+    }, (name) =>
+      readNames.has(name), envFileLines)
     : {};
   // A .env may hold other programs' variables too: only a name near a setting's is a likely typo
   // (POLLING_TIMEOUT for POLLING_TIMEOUT_SECS), whose setting would silently keep its default.
@@ -657,6 +664,17 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       );
     }
     const result = spec.schema.safeParse(raw);
+    if (!result.success && raw === "" && found === layers[2]) {
+      // A line of .env.example uncommented as it is (`AGENT_TOKEN=`): its line and the two ways
+      // out, rather than a value "of 0 characters" somewhere in the file.
+      throw new ConfigError(
+        `${source} line ${envFileLines.get(spec.env)} sets ${spec.env} to an empty value, and ` +
+          `it must be ${spec.expected}: give it a value or remove the line to ${
+            "default" in spec ? "use the default" : "leave it unset"
+          }`,
+        { cause: result.error },
+      );
+    }
     if (!result.success) {
       throw new ConfigError(
         `${spec.env} from ${source} must be ${spec.expected}, got ${

@@ -555,6 +555,19 @@ const SPECS = {
         if (!Array.isArray(items)) return items;
         const at = items.findIndex((item) => typeof item === "string" && !ASSIGNMENT.test(item));
         if (at < 0) {
+          // Only config.json can hold one ("A=b\u0000c"): the executor refused it at start, in
+          // words that named neither the setting nor where it came from.
+          const nul = items.findIndex((item) => typeof item === "string" && item.includes("\0"));
+          if (nul >= 0) {
+            ctx.addIssue({
+              code: "custom",
+              message: `item ${nul + 1} sets ${
+                ASSIGNMENT.exec(items[nul] as string)![1]
+              } to a value holding a NUL character, which no environment string can hold`,
+              params: { reason: true },
+            });
+            return z.NEVER;
+          }
           // The executor refuses it too, at start, in words that named neither the setting nor
           // where it came from.
           const secret = items.findIndex((item) =>

@@ -1,5 +1,6 @@
 /**
- * `status agents` over HTTP (no `--db`) and `status health`, in process against a real dashboard.
+ * `status agents` over HTTP (no `--db`), `status health`, and what an empty list prints, in process
+ * against a real dashboard.
  */
 import assert from "node:assert/strict";
 import { run } from "./_run.ts";
@@ -526,4 +527,24 @@ Deno.test("status health that could not read AGENT_ID says so rather than that n
     message: "no AGENT_ID given, or it is set where it could not be read: AGENT_ID (not granted " +
       "by --allow-env) (pass --agent-id)",
   });
+});
+
+Deno.test("an empty list says so on stderr, leaving stdout empty for scripts, as README says", async () => {
+  await using d = await dashboard();
+  const remote = ["--dashboard-url", d.server.url, "--status-admin-token", ADMIN];
+  for (
+    const [args, said] of [
+      [["list"], "no commands"],
+      [["run", "list"], "no runs"],
+      [["agents", "list"], 'no agents; add one with "status agents add <id>"'],
+    ] as const
+  ) {
+    const result = await run([...args, ...remote], {});
+    assert.equal(result.code, 0, result.stderr.join("\n"));
+    assert.deepEqual(result.stdout, [], args.join(" "));
+    assert.deepEqual(result.stderr, [said], args.join(" "));
+    const json = await run([...args, "--json", ...remote], {});
+    assert.deepEqual(json.stdout, ["[]"], `${args.join(" ")} --json`);
+    assert.deepEqual(json.stderr, [], `${args.join(" ")} --json`);
+  }
 });

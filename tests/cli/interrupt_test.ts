@@ -40,7 +40,7 @@ Deno.test("every command that waits takes --wait-timeout with the same meaning a
   }
 });
 
-Deno.test("Ctrl-C before the dashboard answers the enqueue, cancel or run says what may have happened", async (t) => {
+Deno.test("Ctrl-C before the dashboard answers the enqueue, cancel, run or run cancel says what may have happened", async (t) => {
   // Ctrl-C during the first request ended the CLI without a word (later ones said "the command
   // goes on"), though the enqueue, cancel or run's creation may have reached the dashboard.
   const { promise: release, resolve } = Promise.withResolvers<void>();
@@ -71,6 +71,12 @@ Deno.test("Ctrl-C before the dashboard answers the enqueue, cancel or run says w
       "status run start --wait",
       ["run", "start", "echo hi", "--agent", "a", "--id", "run-1", "--wait"],
       /^stopped before the dashboard answered; the run may have been created as run-1: see it with status run show run-1, or send the same command /,
+    ],
+    [
+      // It ended without a word, though the cancel may have reached the dashboard.
+      "status run cancel",
+      ["run", "cancel", "run-2"],
+      /^stopped before the dashboard answered; whether the cancel reached run run-2 is not known \(see it with: status run show run-2\)$/,
     ],
   ];
   try {

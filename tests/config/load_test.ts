@@ -881,6 +881,49 @@ Deno.test("errors say the range of a duration, and why labels were refused", asy
   });
 });
 
+Deno.test("an empty value in .env names the file, the line and the setting, and the ways out", async (t) => {
+  // As a line of examples/.env.example uncommented as it is: "AGENT_TOKEN from .env must be a
+  // token ..., got a value of 0 characters", naming no line and neither way out.
+  const cases: Array<[string, string, string]> = [
+    [
+      "a token, left unset without the line",
+      "# settings\nAGENT_ID=web-1\nAGENT_TOKEN=\n",
+      ".env line 3 sets AGENT_TOKEN to an empty value, and it must be a token of 16 to 1024 " +
+      "printable ASCII characters, without spaces: give it a value or remove the line to leave " +
+      "it unset",
+    ],
+    [
+      "a number with a default, quoted empty, on the last of two lines",
+      'POLLING_TIMEOUT_SECS=30\nexport POLLING_TIMEOUT_SECS=""\n',
+      ".env line 2 sets POLLING_TIMEOUT_SECS to an empty value, and it must be a whole number " +
+      "of seconds from 1 to 31536000 (a year): give it a value or remove the line to use the " +
+      "default",
+    ],
+  ];
+  for (const [name, text, message] of cases) {
+    await t.step(name, () => {
+      const cwd = tempDir({ ".env": text });
+      try {
+        assert.throws(() => loadSettings({ roles: ["agent"], env: {}, cwd }), {
+          name: "ConfigError",
+          message,
+        });
+      } finally {
+        Deno.removeSync(cwd, { recursive: true });
+      }
+    });
+  }
+  await t.step("a list setting's empty value is an empty list", () => {
+    const cwd = tempDir({ ".env": "COMMAND_ENV=\n" });
+    try {
+      const loaded = loadSettings({ roles: ["agent"], env: {}, cwd });
+      assert.deepEqual(loaded.settings.commandEnv, []);
+    } finally {
+      Deno.removeSync(cwd, { recursive: true });
+    }
+  });
+});
+
 Deno.test("a setting on two lines of .env is warned about, naming the line read", () => {
   // As after appending `status agents add`'s two lines to a .env that already had them.
   const cwd = tempDir({
@@ -1087,6 +1130,19 @@ Deno.test("a COMMAND_ENV refused is shown with its names only: its values are co
         cwd: tempDir({ "config.json": '{"command_env": ["PYTHONPATH=/tmp/s3cret"]}' }),
       },
       'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "PYTHONPATH=…" (values not shown): item 1 sets PYTHONPATH, which is never given to commands: python looks for its modules first in the directories it names, which the allowlist never sees (a file a command left under an allowed prefix would run in every later command that starts python); set it in a wrapper script that ALLOWED_PROGRAMS names by absolute path',
+    ],
+    [
+      // The executor refused it at start as 'Extra environment variable "DB_PASSWORD" must be a
+      // string without NUL', naming neither the setting nor where it came from.
+      "a value holding a NUL character, from config.json",
+      {
+        roles: ["exec"],
+        env: {},
+        cwd: tempDir({
+          "config.json": '{"command_env": ["TZ=UTC", "DB_PASSWORD=s3\\u0000cret"]}',
+        }),
+      },
+      'COMMAND_ENV from config.json must be a comma-separated list of NAME=value, got "TZ=…,DB_PASSWORD=…" (values not shown): item 2 sets DB_PASSWORD to a value holding a NUL character, which no environment string can hold',
     ],
   ];
   for (const [name, options, message] of cases) {
@@ -1648,12 +1704,13 @@ Deno.test("an on/off setting reads the same words from every source, and refuses
     await t.step(`an empty value from ${name} is refused`, () => {
       assert.throws(load, (error: Error) => {
         assert.ok(error instanceof ConfigError);
-        assert.match(
+        assert.equal(
           error.message,
-          new RegExp(
-            `^LIVE_OUTPUT from ${name.replace(".", "\\.")} must be true or false \\(or yes/no, ` +
-              `on/off, 1/0\\), got "\\s*"$`,
-          ),
+          name === ".env"
+            ? ".env line 1 sets LIVE_OUTPUT to an empty value, and it must be true or false (or " +
+              "yes/no, on/off, 1/0): give it a value or remove the line to use the default"
+            : `LIVE_OUTPUT from ${name} must be true or false (or yes/no, on/off, 1/0), got ` +
+              `"${name === "config.json" ? " " : ""}"`,
         );
         return true;
       });
