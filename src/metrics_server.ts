@@ -8,6 +8,9 @@ import { type Clock, systemClock } from "./clock.ts";
 import { ConfigError } from "./errors.ts";
 import { checkAddressFree, type HttpListener, listenHttp } from "./http_listener.ts";
 import { logger } from "./log/mod.ts";
+import { shortForm } from "./protocol/short_form.ts";
+import { visibleText } from "./protocol/visible_text.ts";
+import { isLoopback } from "./server/loopback.ts";
 
 /**
  * Parses `--metrics-port`: `PORT` (on 127.0.0.1) or `HOST:PORT`.
@@ -96,7 +99,10 @@ export function checkMetricsAddressFree(address: { hostname: string; port: numbe
  * the header timeout is closed, and beyond {@link METRICS_MAX_CONNECTIONS} connections new ones
  * are refused, so idle sockets cannot run the process out of descriptors. The metrics are
  * rendered at most once every {@link METRICS_MIN_INTERVAL_MS} (scrapes in between, and scrapes at
- * the same time, share one).
+ * the same time, share one). On a loopback address it answers only requests addressed to a
+ * loopback name (`Host: localhost`, `127.0.0.1`, `[::1]`), as dev mode does: another name is `403`,
+ * so that a web page whose domain a DNS-rebinding attack made resolve to `127.0.0.1` cannot read
+ * the metrics through the browser of someone on this machine.
  *
  * @param render Renders the metrics (Prometheus text format).
  * @param address Where to listen.
@@ -141,6 +147,8 @@ export async function serveMetrics(
     }
     return rendering;
   };
+  // Scrapers of a listener on another address reach it by whatever name they know it by.
+  const loopbackOnly = isLoopback(address.hostname);
   let listener: HttpListener;
   try {
     listener = await listenHttp({
@@ -150,7 +158,19 @@ export async function serveMetrics(
       headerTimeoutSecs: limits.headerTimeoutSecs,
       logCategory: "metrics",
       fetch: async (request) => {
-        const path = new URL(request.url).pathname;
+        const url = new URL(request.url);
+        if (loopbackOnly && !isLoopback(url.hostname)) {
+          const name = visibleText(JSON.stringify(shortForm(url.hostname)));
+          return unkept(
+            new Response(
+              "metrics on a loopback address answer requests addressed to this machine by a " +
+                `loopback name (localhost, 127.0.0.1, [::1]) only; this one was addressed to ${name} ` +
+                "(a DNS-rebinding page?)\n",
+              { status: 403 },
+            ),
+          );
+        }
+        const path = url.pathname;
         if (path !== "/metrics") {
           return unkept(new Response("only GET /metrics here\n", { status: 404 }));
         }

@@ -171,3 +171,77 @@ Deno.test("the metrics listener says its URL with an IPv6 address in brackets", 
     closeLogging();
   }
 });
+
+Deno.test("the metrics listener on loopback answers only a loopback Host (no DNS rebinding)", async () => {
+  const stop = new AbortController();
+  const server = await serveMetrics(
+    () => Promise.resolve(new Response("up 1\n")),
+    { hostname: "127.0.0.1", port: 0 },
+    stop.signal,
+  );
+  const ask = async (host: string) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      await conn.write(
+        new TextEncoder().encode(
+          `GET /metrics HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      return (await readAll(conn, 5000)).text;
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed by the server
+      }
+    }
+  };
+  try {
+    for (const host of ["evil.example", `evil.example:${server.port}`, "192.168.1.10"]) {
+      const answer = await ask(host);
+      assert.match(answer, /^HTTP\/1\.1 403 /, host);
+      assert.match(
+        answer,
+        /\r\n\r\nmetrics on a loopback address answer requests addressed to this machine by a loopback name \(localhost, 127\.0\.0\.1, \[::1\]\) only; this one was addressed to "(evil\.example|192\.168\.1\.10)" \(a DNS-rebinding page\?\)\n$/,
+        host,
+      );
+      assert.doesNotMatch(answer, /up 1/, host);
+    }
+    for (const host of ["localhost", `127.0.0.1:${server.port}`, "[::1]", "LOCALHOST"]) {
+      const answer = await ask(host);
+      assert.match(answer, /^HTTP\/1\.1 200 /, host);
+      assert.match(answer, /\r\n\r\nup 1\n$/, host);
+    }
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});
+
+Deno.test("the metrics listener on another address answers any Host its scrapers know it by", async () => {
+  const stop = new AbortController();
+  const server = await serveMetrics(
+    () => Promise.resolve(new Response("up 1\n")),
+    { hostname: "0.0.0.0", port: 0 },
+    stop.signal,
+  );
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(
+      new TextEncoder().encode(
+        "GET /metrics HTTP/1.1\r\nHost: metrics.example\r\nConnection: close\r\n\r\n",
+      ),
+    );
+    const answer = (await readAll(conn, 5000)).text;
+    try {
+      conn.close();
+    } catch {
+      // closed by the server
+    }
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.match(answer, /\r\n\r\nup 1\n$/);
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});

@@ -39,18 +39,18 @@ export function queryError(field: string, message: string): HttpError {
  * was read, which reads as a list of both. Other parameters (a cache-buster, say) are ignored as
  * before.
  *
- * @param url The request's URL.
+ * @param url The request's URL, or its query's parameters.
  * @param known The parameters the route reads.
  * @param what What the route answers, as its errors name it.
  * @default {"list"}
  * @throws {HttpError} `400` naming the parameter and the one meant, or the one given twice.
  */
 export function refuseMistypedQuery(
-  url: string,
+  url: string | URLSearchParams,
   known: readonly string[],
   what: string = "list",
 ): void {
-  const params = new URL(url).searchParams;
+  const params = typeof url === "string" ? new URL(url).searchParams : url;
   for (const name of new Set(params.keys())) {
     if (known.includes(name)) {
       const count = params.getAll(name).length;

@@ -219,6 +219,16 @@ export function checkAddressesFree(
   checkMetricsAddressFree(metrics);
 }
 
+/** The host of `METRICS_BIND`, when it is given and well-formed (a malformed one is said later). */
+function metricsHostOf(metricsBind: string | undefined): string | undefined {
+  if (metricsBind === undefined) return undefined;
+  try {
+    return parseListenAddress(metricsBind).hostname;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Starts the dashboard.
  *
@@ -292,6 +302,15 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       throw new ConfigError(
         `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
           `${setting} is ${hostname}; bind 127.0.0.1, or add an agent with ` +
+          `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
+      );
+    }
+    // Its metrics too: dev mode is for one machine, and they say what its fleet runs.
+    const metricsHost = devMode ? metricsHostOf(options.metricsBind) : undefined;
+    if (metricsHost !== undefined && !isLoopback(metricsHost)) {
+      throw new ConfigError(
+        `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
+          `METRICS_BIND (--metrics-bind) is ${metricsHost}; bind 127.0.0.1, or add an agent with ` +
           `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
       );
     }

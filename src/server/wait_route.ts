@@ -40,7 +40,7 @@ import { type RouteDeps, unknownCommand } from "./route_deps.ts";
 import { deliveredView } from "./views.ts";
 import type { HeldWait, WaiterHub } from "./waiters.ts";
 import type { InstanceHold } from "./instances.ts";
-import { queryError } from "./query.ts";
+import { queryError, refuseMistypedQuery } from "./query.ts";
 
 /** Default, smallest and largest `timeout` of a wait and of a cancel-wait, in seconds. */
 export const WAIT_TIMEOUT_SECS = { default: 30, min: 1, max: 120 } as const;
@@ -87,14 +87,17 @@ export function cancelAsked(command: CommandRecord): boolean {
 /**
  * The `timeout` parameter of a long-poll's query, if any.
  *
- * @throws {HttpError} `400` when it is given more than once (only one would be read).
+ * @throws {HttpError} `400` when it is given more than once (only one would be read), or when a
+ * parameter near it is given instead (`timout`: the wait would take the default 30 s).
  */
 function timeoutOf(match: LeanMatch): string | null {
   if (match.search === "") return null;
-  const values = new URLSearchParams(match.search).getAll("timeout");
+  const params = new URLSearchParams(match.search);
+  const values = params.getAll("timeout");
   if (values.length > 1) {
     throw queryError("timeout", `is given ${values.length} times; a wait takes one`);
   }
+  refuseMistypedQuery(params, ["timeout"], "wait");
   return values[0] ?? null;
 }
 

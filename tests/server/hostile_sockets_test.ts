@@ -1051,6 +1051,49 @@ Deno.test("a signed chunked body growing beyond its route's limit is refused the
   }
 });
 
+Deno.test("an operator's or a dev-mode agent's chunked body growing beyond its route's limit is refused then", async (t) => {
+  // Read on to 16 MiB before their 413, where a signed one stopped at the route's limit.
+  const sendGrowing = async (port: number, path: string, headers: string, limit: number) => {
+    const conn = await rawConnect({ port });
+    try {
+      // One chunk a byte beyond the limit, and the body's end never: a dashboard that read on to
+      // 16 MiB would answer nothing.
+      const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}` +
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+      const chunk = `${(limit + 1).toString(16)}\r\n${"x".repeat(limit + 1)}\r\n`;
+      const bytes = new TextEncoder().encode(head + chunk);
+      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+      const answer = await readAll(conn, 5000, (text) => /\}$/.test(text));
+      assert.match(
+        answer.text,
+        new RegExp(`^HTTP/1\\.1 413 [^]*"error":"request body is larger than ${limit} bytes"`),
+      );
+    } finally {
+      closeQuietly(conn);
+    }
+  };
+  await t.step("an operator's enqueue (node:http) and agent add (Hono)", async () => {
+    await using store = openSqliteStore(":memory:");
+    await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      store,
+      adminToken: ADMIN_TOKEN,
+      port: 0,
+    });
+    const bearer = `Authorization: Bearer ${ADMIN_TOKEN}\r\n`;
+    await sendGrowing(server.port, P.enqueue, bearer, 1024 * 1024);
+    await sendGrowing(server.port, "/api/v1/agents", bearer, 16 * 1024);
+  });
+  await t.step("a dev-mode agent's ack (node:http) and heartbeat (Hono)", async () => {
+    await using store = openSqliteStore(":memory:");
+    await using server = await startServer({ availableDescriptors: "plenty", store, port: 0 });
+    const unsigned = "X-Agent-Id: a1\r\n";
+    await sendGrowing(server.port, P.ack, unsigned, 1024 * 1024);
+    await sendGrowing(server.port, "/api/v1/agent/heartbeat", unsigned, 16 * 1024);
+  });
+});
+
 Deno.test("Expect: 100-continue: a request refused from its head is answered without a 100, and its connection closed", async (t) => {
   const store = openSqliteStore(":memory:");
   await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });

@@ -50,3 +50,32 @@ Deno.test("startServer refuses bad listener options before opening the store", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("startServer in dev mode refuses a non-loopback --metrics-bind as it does BIND", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "status-serve-options-" });
+  try {
+    const db = `${dir}/status.db`;
+    for (const metricsBind of ["0.0.0.0:0", "[::]:0"]) {
+      const error = await startServer({ availableDescriptors: "plenty", db, port: 0, metricsBind })
+        .catch((e) => e);
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.match(
+        error.message,
+        /^dev mode \(no agent tokens and no STATUS_ADMIN_TOKEN\) listens on loopback only, but METRICS_BIND \(--metrics-bind\) is (0\.0\.0\.0|::); bind 127\.0\.0\.1, or add an agent with "status agents add <id> --db .*" and set STATUS_ADMIN_TOKEN$/,
+      );
+    }
+    // A loopback one is served, as before.
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db,
+      port: 0,
+      metricsBind: "127.0.0.1:0",
+    });
+    assert.ok(server.metricsUrl);
+    const scrape = await fetch(server.metricsUrl);
+    assert.equal(scrape.status, 200);
+    await scrape.body?.cancel();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

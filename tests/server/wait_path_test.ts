@@ -310,6 +310,31 @@ Deno.test("the long-polls answer outside Hono with a Date header and JSON errors
       await response.body?.cancel();
     }
   });
+  await t.step(
+    "a near-miss of timeout is 400 naming it; other parameters are ignored",
+    async () => {
+      for (
+        const path of ["/api/v1/agent/commands/wait/d", "/api/v1/agent/commands/c9/cancel-wait"]
+      ) {
+        for (const typo of ["timout", "Timeout", "timeouts", "time"]) {
+          const response = await d.agent({ path: `${path}?${typo}=5` });
+          assert.equal(response.status, 400, `${path} ${typo}`);
+          const error = (await json(response)).error as string;
+          assert.match(error, new RegExp(`^query "${typo}": is not a parameter of this wait`));
+          assert.match(error, /did you mean "timeout"\?/);
+        }
+      }
+      // An unrelated parameter (a cache-buster) is still ignored: the wait delivers.
+      const enqueued = await d.agent({ path: P.enqueue, body: { id: "cb1", name: "echo" } });
+      assert.equal(enqueued.status, 202);
+      await enqueued.body?.cancel();
+      const delivered = await d.agent({
+        path: "/api/v1/agent/commands/wait/default?timeout=1&cb=7",
+      });
+      assert.equal(delivered.status, 200);
+      assert.equal((await json(delivered)).id, "cb1");
+    },
+  );
   await t.step("a timeout ends the wait with 204 after N to N + 1 s", async () => {
     const started = performance.now();
     const response = await d.agent({ path: P.wait("default", 1) });

@@ -97,7 +97,8 @@ export async function jsonBodyOf<S extends z.ZodType>(
   // A body no signature step read (an operator's, dev mode's unsigned agent's) is refused from
   // its head before it is asked for, as a signed one was by the signature step.
   refuseBodyFromHead(call, options.maxBodyBytes);
-  const body = await rawBodyOf(call, options);
+  // ... and one growing beyond the limit as it arrives (chunked) is refused as soon as it does.
+  const body = await rawBodyOf(call, { maxBodyBytes: options.maxBodyBytes, stopAtLimit: true });
   refuseContentCoding(call);
   // The body may have been read first with a larger limit (by the signature step): the route's
   // own limit holds all the same.

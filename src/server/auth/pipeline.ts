@@ -20,7 +20,7 @@
  * 6. `checkRequestId` (`request_id.ts`): `X-Request-Id` missing → `400`; seen before → `409`
  * 7. `checkScope` (`scope.ts`): scope not granted → `403`
  * 8. `jsonBody` (`json_body.ts`, on the routes with a body): larger than the route's limit (1 MiB;
- *    a heartbeat's 16 KiB) → `413`; not JSON, nested more than 64 deep, a number beyond a
+ *    a heartbeat's 16 KiB) → `413`, an unsigned body growing beyond it as soon as it does; not JSON, nested more than 64 deep, a number beyond a
  *    double's range or not of the schema → `400`
  *
  * In dev mode an agent without a token skips steps 2, 4, 5 and 6 ("unsigned"). Once every step
