@@ -248,9 +248,18 @@ Deno.test("a METRICS_BIND or METRICS_PORT host that is no address here exits 2 n
     ]
   ) {
     await t.step(`serve --metrics-bind ${host}:0`, async () => {
-      const result = await run(
-        ["serve", "--port", "0", "--db", ":memory:", "--metrics-bind", `${host}:0`],
-      );
+      // Not in dev mode, which refuses any metrics address but loopback's before it is tried.
+      const result = await run([
+        "serve",
+        "--port",
+        "0",
+        "--db",
+        ":memory:",
+        "--metrics-bind",
+        `${host}:0`,
+        "--status-admin-token",
+        "an-admin-token-of-some-length",
+      ]);
       assert.equal(result.code, 2, result.stderr.join("\n"));
       assert.deepEqual(result.stdout, [], "never listening");
       assert.deepEqual(result.stderr, [
