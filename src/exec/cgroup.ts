@@ -308,3 +308,51 @@ export function startWatchdog(base: string): Watchdog | undefined {
     return undefined;
   }
 }
+
+/** The largest `pids.max` the kernel takes (`PID_MAX_LIMIT`, 2^22). */
+export const MAX_PIDS_LIMIT = 4_194_304;
+
+/** Whether a cgroup's space-separated list of controllers names `name`. */
+function listsController(text: string, name: string): boolean {
+  return text.split(/\s+/).includes(name);
+}
+
+/**
+ * Turns the pids controller on for the command cgroups below `home.base`: in the
+ * `cgroup.subtree_control` of the agent's own cgroup (where its children, `status-<tag>` among
+ * them, get `pids.*` files) and of `home.base` (where each command's cgroup gets its
+ * `pids.max`). A threaded controller, it may be turned on in a cgroup that holds processes (the
+ * agent's own). Nothing is done where it is on already.
+ *
+ * @param home Where the command cgroups live.
+ * @returns Why it cannot be turned on (a clause: "it is not available in ..."), or `undefined`
+ *   when it is on.
+ */
+export function enablePids(home: CgroupHome): string | undefined {
+  for (const dir of [home.own, home.base]) {
+    const enabled = readText(`${dir}/cgroup.subtree_control`);
+    if (enabled === undefined) return `${dir}/cgroup.subtree_control cannot be read`;
+    if (listsController(enabled, "pids")) continue;
+    if (!listsController(readText(`${dir}/cgroup.controllers`) ?? "", "pids")) {
+      return `it is not available in ${dir}: a cgroup v1 hierarchy holds it (see ` +
+        "/proc/self/cgroup), or the cgroup above does not pass it down";
+    }
+    try {
+      writeText(`${dir}/cgroup.subtree_control`, "+pids");
+    } catch (error) {
+      return `it cannot be turned on in ${dir}: ${(error as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * How many times a fork in a cgroup failed at its `pids.max` (`max` in `pids.events`).
+ *
+ * @param cgroup The cgroup directory.
+ * @returns The count; 0 when there is no such file.
+ */
+export function pidsMaxEvents(cgroup: string): number {
+  const count = /^max (\d+)$/m.exec(readText(`${cgroup}/pids.events`) ?? "")?.[1];
+  return count === undefined ? 0 : Number(count);
+}

@@ -30,14 +30,18 @@
  */
 import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
+import { DEFAULT_COMMAND_MAX_PROCESSES } from "../defaults.ts";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
 import { helperPath } from "./env.ts";
 import { removeTree } from "./remove_tree.ts";
 import {
   type CgroupHome,
+  enablePids,
   exists,
   killCgroup,
+  MAX_PIDS_LIMIT,
+  pidsMaxEvents,
   probeCgroups,
   readPids,
   readText,
@@ -129,6 +133,14 @@ export interface SandboxOptions {
    * @default {true}
    */
   cgroups?: boolean;
+  /**
+   * `COMMAND_MAX_PROCESSES`: the most processes and threads one command may have at once, through
+   * its cgroup's `pids.max` (a fork beyond it fails); 0 for no limit. Only with a cgroup per
+   * command: without one (and where the cgroup v2 hierarchy has no pids controller) there is no
+   * limit, which {@link Sandbox.describe} says.
+   * @default {4096}
+   */
+  maxProcesses?: number;
   /**
    * Names this agent's cgroups and working directories, so that a restarted agent finds (and
    * stops, and removes) what its previous run left: two agents must use different tags; the
@@ -592,6 +604,8 @@ export class Cell implements AsyncDisposable {
   #leaderTicks: number | undefined;
   #closed = false;
   #removed: Promise<void> = Promise.resolve();
+  #processLimit: number | undefined;
+  #forksRefused = 0;
 
   /** @internal */
   constructor(
@@ -611,6 +625,19 @@ export class Cell implements AsyncDisposable {
   /** The cgroup directory of the command, when it has one. */
   get cgroup(): string | undefined {
     return this.#cgroup;
+  }
+
+  /** The most processes and threads the command may have at once, when its cgroup limits them. */
+  get processLimit(): number | undefined {
+    return this.#processLimit;
+  }
+
+  /**
+   * How many of the command's forks failed at {@link Cell.processLimit} (its cgroup's
+   * `pids.events`), read when it is stopped; 0 before.
+   */
+  get forksRefused(): number {
+    return this.#forksRefused;
   }
 
   /**
@@ -671,6 +698,7 @@ export class Cell implements AsyncDisposable {
     } finally {
       try {
         writeText(`${home.own}/cgroup.procs`, String(Deno.pid));
+        this.#limitProcesses(cgroup);
       } catch (error) {
         // The agent is still inside the command's cgroup: never cgroup.kill it.
         log.error("could not move the agent back to its own cgroup; commands are not confined", {
@@ -679,6 +707,26 @@ export class Cell implements AsyncDisposable {
         this.#cgroup = undefined;
         this.#sandbox.disableCgroups();
       }
+    }
+  }
+
+  /**
+   * Sets the command's `pids.max` once the agent has left its cgroup: while the agent was in it
+   * for the spawn, its own threads counted, and a limit below their number would have refused
+   * the spawn's fork itself.
+   */
+  #limitProcesses(cgroup: string): void {
+    const limit = this.#sandbox.processLimit;
+    if (limit === undefined) return;
+    try {
+      writeText(`${cgroup}/pids.max`, String(limit));
+      this.#processLimit = limit;
+    } catch (error) {
+      log.warning("could not limit the command's processes (pids.max); it runs without a limit", {
+        cgroup,
+        limit,
+        error,
+      });
     }
   }
 
@@ -820,6 +868,7 @@ export class Cell implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cgroup) {
+      if (this.#processLimit !== undefined) this.#forksRefused = pidsMaxEvents(this.#cgroup);
       await killCgroup(this.#cgroup);
     } else if (this.#child) {
       this.signal("SIGKILL", { strays: false });
@@ -949,6 +998,10 @@ export class Sandbox {
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
   #cgroupNote: string | undefined;
+  /** `COMMAND_MAX_PROCESSES`; 0: no limit. */
+  #maxProcesses = DEFAULT_COMMAND_MAX_PROCESSES;
+  /** Why the commands' cgroups cannot limit their processes (no pids controller), when so. */
+  #pidsNote: string | undefined;
   /**
    * Started when the first command gets a cgroup, not before: the directory of command cgroups
    * belongs to the tag, and a second agent on the same state directory (refused its lock, or the
@@ -1002,6 +1055,13 @@ export class Sandbox {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`Sandbox.create's options must be an object, got ${String(options)}`);
     }
+    const maxProcesses = options.maxProcesses ?? DEFAULT_COMMAND_MAX_PROCESSES;
+    if (!Number.isSafeInteger(maxProcesses) || maxProcesses < 0 || maxProcesses > MAX_PIDS_LIMIT) {
+      throw new RangeError(
+        `COMMAND_MAX_PROCESSES must be a whole number from 0 (no limit) to ${MAX_PIDS_LIMIT}, ` +
+          `got ${String(maxProcesses)}`,
+      );
+    }
     const uid = options.agentUid === undefined ? agentUid() : options.agentUid;
     let user: CommandUser | undefined;
     let userNote: string | undefined;
@@ -1044,6 +1104,8 @@ export class Sandbox {
     const sandbox = new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
     sandbox.#asRoot = uid === 0 && user === undefined;
     sandbox.#uidUnknown = uid === null;
+    sandbox.#maxProcesses = maxProcesses;
+    if (maxProcesses > 0 && typeof home === "object") sandbox.#pidsNote = enablePids(home);
     return sandbox;
   }
 
@@ -1140,6 +1202,17 @@ export class Sandbox {
     return this.#cgroupHome;
   }
 
+  /**
+   * The most processes and threads each command may have at once (`COMMAND_MAX_PROCESSES`), when
+   * the commands' cgroups limit them; `undefined` when nothing does (no cgroups, no pids
+   * controller, or a limit of 0).
+   */
+  get processLimit(): number | undefined {
+    return this.#cgroupHome && this.#pidsNote === undefined && this.#maxProcesses > 0
+      ? this.#maxProcesses
+      : undefined;
+  }
+
   /** @internal How signals are sent. */
   get signalRoute(): SignalRoute {
     return this.#route;
@@ -1197,6 +1270,15 @@ export class Sandbox {
           `they hold a command's output, the processes of its session in other groups); ` +
           `processes that leave the session (setsid) are not found${why}`;
     }
+    const limit = this.processLimit !== undefined
+      ? `; at most ${this.#maxProcesses} processes and threads each (pids.max: a fork beyond ` +
+        "fails)"
+      : this.#maxProcesses === 0
+      ? "; no limit on their processes (COMMAND_MAX_PROCESSES is 0)"
+      : this.#cgroupHome
+      ? "; no limit on their processes (COMMAND_MAX_PROCESSES needs the pids controller of " +
+        `cgroup v2, and ${this.#pidsNote})`
+      : "; no limit on their processes (COMMAND_MAX_PROCESSES needs a cgroup of their own)";
     const user = this.user;
     const unrunnable = user
       ? programs.filter((program) => program.startsWith("/")).flatMap((program) => {
@@ -1208,7 +1290,7 @@ export class Sandbox {
       ? ""
       : `; ALLOWED_PROGRAMS that ${user!.name} cannot run (their commands fail): ` +
         unrunnable.join(", ");
-    return `${who}, ${where}, ${how}${programsNote}`;
+    return `${who}, ${where}, ${how}${limit}${programsNote}`;
   }
 
   /**
@@ -1260,6 +1342,8 @@ export class Sandbox {
           Deno.mkdirSync(path);
         }
         cgroup = path;
+        // A directory of command cgroups made again (above) has the pids controller off.
+        if (this.processLimit !== undefined && !exists(`${path}/pids.max`)) enablePids(home);
       } catch (error) {
         log.warning("could not create the command's cgroup; signalling its process group", {
           cgroup: path,
