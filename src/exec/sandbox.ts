@@ -16,6 +16,10 @@
  *   when there is a sign of them (a deadline, a cancel, its output still held open) the processes
  *   of its session that moved to another group (job control); those that left the session are
  *   not found.
+ * - **How many**: `pids.max` of the command's cgroup, `maxProcesses` (`COMMAND_MAX_PROCESSES`),
+ *   set once the agent has left the cgroup after the spawn. Where cgroup v2 has no pids controller
+ *   because a cgroup v1 hierarchy holds it (a hybrid system), each command also gets a group of
+ *   the same name there, entered and left with its cgroup, for its `pids.max`.
  *
  * How a child gets into its cgroup before it can fork: the agent moves itself into the command's
  * cgroup, spawns the child (which inherits the cgroup at fork), and moves itself back, all in one
@@ -43,6 +47,7 @@ import {
   MAX_PIDS_LIMIT,
   pidsMaxEvents,
   probeCgroups,
+  probePidsV1,
   readPids,
   readText,
   startWatchdog,
@@ -135,9 +140,10 @@ export interface SandboxOptions {
   cgroups?: boolean;
   /**
    * `COMMAND_MAX_PROCESSES`: the most processes and threads one command may have at once, through
-   * its cgroup's `pids.max` (a fork beyond it fails); 0 for no limit. Only with a cgroup per
-   * command: without one (and where the cgroup v2 hierarchy has no pids controller) there is no
-   * limit, which {@link Sandbox.describe} says.
+   * its cgroup's `pids.max` (a fork beyond it fails; on a hybrid system, in a group of the cgroup
+   * v1 pids hierarchy made beside the cgroup); 0 for no limit. Only with a cgroup per command:
+   * without one (or where neither hierarchy lets the agent set it) there is no limit, which
+   * {@link Sandbox.describe} says.
    * @default {4096}
    */
   maxProcesses?: number;
@@ -606,6 +612,8 @@ export class Cell implements AsyncDisposable {
   #removed: Promise<void> = Promise.resolve();
   #processLimit: number | undefined;
   #forksRefused = 0;
+  /** Its group in the cgroup v1 hierarchy of the pids controller, on a hybrid system. */
+  #pidsGroup: string | undefined;
 
   /** @internal */
   constructor(
@@ -614,12 +622,14 @@ export class Cell implements AsyncDisposable {
     ownDir: boolean,
     cgroup?: string,
     home?: string,
+    pidsGroup?: string,
   ) {
     this.#sandbox = sandbox;
     this.cwd = cwd;
     this.ownDir = ownDir;
     this.#cgroup = cgroup;
     this.home = home;
+    this.#pidsGroup = pidsGroup;
   }
 
   /** The cgroup directory of the command, when it has one. */
@@ -693,12 +703,14 @@ export class Cell implements AsyncDisposable {
       this.#cgroup = undefined;
       return this.#child = command.spawn();
     }
+    const pids = this.#enterPidsGroup();
     try {
       return this.#child = command.spawn();
     } finally {
+      if (pids) this.#leavePidsGroup(pids);
       try {
         writeText(`${home.own}/cgroup.procs`, String(Deno.pid));
-        this.#limitProcesses(cgroup);
+        this.#limitProcesses(this.#pidsGroup ?? cgroup);
       } catch (error) {
         // The agent is still inside the command's cgroup: never cgroup.kill it.
         log.error("could not move the agent back to its own cgroup; commands are not confined", {
@@ -711,13 +723,57 @@ export class Cell implements AsyncDisposable {
   }
 
   /**
+   * Moves the agent into the command's group of the cgroup v1 pids hierarchy (a hybrid system),
+   * beside its cgroup v2 one.
+   *
+   * @returns The agent's own group there, to move back to; `undefined` when there is none.
+   */
+  #enterPidsGroup(): string | undefined {
+    const group = this.#pidsGroup;
+    const pidsHome = this.#sandbox.pidsV1Home;
+    if (!group || !pidsHome) return undefined;
+    try {
+      writeText(`${group}/cgroup.procs`, String(Deno.pid));
+      return pidsHome.own;
+    } catch (error) {
+      log.warning("could not enter the command's pids group; it runs without a process limit", {
+        group,
+        error,
+      });
+      this.#pidsGroup = undefined;
+      try {
+        Deno.removeSync(group);
+      } catch {
+        // the sweep of a later start removes it
+      }
+      return undefined;
+    }
+  }
+
+  /** Moves the agent back to its own group of the cgroup v1 pids hierarchy. */
+  #leavePidsGroup(own: string): void {
+    try {
+      writeText(`${own}/cgroup.procs`, String(Deno.pid));
+    } catch (error) {
+      // Its limit would hold the agent: none is set, here or for later commands.
+      log.error(
+        "could not move the agent back to its own pids group; commands run without a " +
+          "process limit",
+        { error },
+      );
+      this.#pidsGroup = undefined;
+      this.#sandbox.disablePidsV1("moving the agent between pids groups failed");
+    }
+  }
+
+  /**
    * Sets the command's `pids.max` once the agent has left its cgroup: while the agent was in it
    * for the spawn, its own threads counted, and a limit below their number would have refused
    * the spawn's fork itself.
    */
   #limitProcesses(cgroup: string): void {
     const limit = this.#sandbox.processLimit;
-    if (limit === undefined) return;
+    if (limit === undefined || (this.#sandbox.pidsV1Home && !this.#pidsGroup)) return;
     try {
       writeText(`${cgroup}/pids.max`, String(limit));
       this.#processLimit = limit;
@@ -868,8 +924,12 @@ export class Cell implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cgroup) {
-      if (this.#processLimit !== undefined) this.#forksRefused = pidsMaxEvents(this.#cgroup);
+      if (this.#processLimit !== undefined) {
+        this.#forksRefused = pidsMaxEvents(this.#pidsGroup ?? this.#cgroup);
+      }
       await killCgroup(this.#cgroup);
+      // Empty now (its processes were the cgroup's): removed, as soon as the kernel lets.
+      if (this.#pidsGroup) await killCgroup(this.#pidsGroup);
     } else if (this.#child) {
       this.signal("SIGKILL", { strays: false });
     }
@@ -1003,6 +1063,11 @@ export class Sandbox {
   /** Why the commands' cgroups cannot limit their processes (no pids controller), when so. */
   #pidsNote: string | undefined;
   /**
+   * On a hybrid system: the agent's group in the cgroup v1 hierarchy of the pids controller and
+   * its directory of command groups, where each command's `pids.max` is.
+   */
+  #pidsV1: CgroupHome | undefined;
+  /**
    * Started when the first command gets a cgroup, not before: the directory of command cgroups
    * belongs to the tag, and a second agent on the same state directory (refused its lock, or the
    * parent of a daemon) makes a sandbox of the same tag and closes it again; its watchdog, woken
@@ -1105,7 +1170,14 @@ export class Sandbox {
     sandbox.#asRoot = uid === 0 && user === undefined;
     sandbox.#uidUnknown = uid === null;
     sandbox.#maxProcesses = maxProcesses;
-    if (maxProcesses > 0 && typeof home === "object") sandbox.#pidsNote = enablePids(home);
+    if (maxProcesses > 0 && typeof home === "object") {
+      const v2 = enablePids(home);
+      if (v2 !== undefined) {
+        const v1 = whileMoving(home.own, () => probePidsV1(tag));
+        if (typeof v1 === "string") sandbox.#pidsNote = `${v2}; ${v1}`;
+        else sandbox.#pidsV1 = v1;
+      }
+    }
     return sandbox;
   }
 
@@ -1218,6 +1290,17 @@ export class Sandbox {
     return this.#route;
   }
 
+  /** @internal The cgroup v1 pids hierarchy's groups of this agent, on a hybrid system. */
+  get pidsV1Home(): CgroupHome | undefined {
+    return this.#pidsV1;
+  }
+
+  /** @internal Called when moving between groups of the cgroup v1 pids hierarchy failed. */
+  disablePidsV1(why: string): void {
+    this.#pidsV1 = undefined;
+    this.#pidsNote = why;
+  }
+
   /** @internal Called when moving between cgroups failed. */
   disableCgroups(): void {
     this.#cgroupHome = undefined;
@@ -1271,8 +1354,9 @@ export class Sandbox {
           `processes that leave the session (setsid) are not found${why}`;
     }
     const limit = this.processLimit !== undefined
-      ? `; at most ${this.#maxProcesses} processes and threads each (pids.max: a fork beyond ` +
-        "fails)"
+      ? `; at most ${this.#maxProcesses} processes and threads each (pids.max${
+        this.#pidsV1 ? `, in cgroup v1's pids hierarchy under ${this.#pidsV1.base}` : ""
+      }: a fork beyond fails)`
       : this.#maxProcesses === 0
       ? "; no limit on their processes (COMMAND_MAX_PROCESSES is 0)"
       : this.#cgroupHome
@@ -1343,7 +1427,9 @@ export class Sandbox {
         }
         cgroup = path;
         // A directory of command cgroups made again (above) has the pids controller off.
-        if (this.processLimit !== undefined && !exists(`${path}/pids.max`)) enablePids(home);
+        if (this.processLimit !== undefined && !this.#pidsV1 && !exists(`${path}/pids.max`)) {
+          enablePids(home);
+        }
       } catch (error) {
         log.warning("could not create the command's cgroup; signalling its process group", {
           cgroup: path,
@@ -1351,7 +1437,34 @@ export class Sandbox {
         });
       }
     }
-    return new Cell(this, cwd, own, cgroup, ownHome);
+    return new Cell(this, cwd, own, cgroup, ownHome, cgroup && this.#pidsGroupFor(cgroup));
+  }
+
+  /**
+   * A command's group in the cgroup v1 pids hierarchy, named as its cgroup, when the limit is set
+   * there (a hybrid system); `undefined` (with a warning) when it cannot be made.
+   */
+  #pidsGroupFor(cgroup: string): string | undefined {
+    const pids = this.#pidsV1;
+    if (!pids || this.processLimit === undefined) return undefined;
+    const group = `${pids.base}/${basename(cgroup)}`;
+    try {
+      try {
+        Deno.mkdirSync(group);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+        // Removed while empty by a sandbox of the same tag closing: made again.
+        Deno.mkdirSync(pids.base, { recursive: true });
+        Deno.mkdirSync(group);
+      }
+      return group;
+    } catch (error) {
+      log.warning("could not create the command's pids group; it runs without a process limit", {
+        group,
+        error,
+      });
+      return undefined;
+    }
   }
 
   /**
@@ -1409,6 +1522,11 @@ export class Sandbox {
     let stopped = 0;
     for (const name of home ? subdirectories(home.base) : []) {
       if (await killCgroup(`${home!.base}/${name}`)) stopped++;
+    }
+    // Their pids groups, empty once their cgroups are.
+    const pids = this.#pidsV1;
+    for (const name of pids ? subdirectories(pids.base) : []) {
+      await killCgroup(`${pids!.base}/${name}`);
     }
     // The working directories the previous run could not remove (it was killed): in this
     // agent's directory of them, or, as an earlier version made them, in the work root.
@@ -1575,12 +1693,13 @@ export class Sandbox {
     }
     // Unless a working directory is still there (a later start sweeps it).
     this.releaseCwdParent();
-    const home = this.#cgroupHome;
-    if (!home) return;
-    try {
-      Deno.removeSync(home.base);
-    } catch {
-      // A command cgroup is still there (a later start sweeps it).
+    for (const dir of [this.#pidsV1?.base, this.#cgroupHome?.base]) {
+      if (dir === undefined) continue;
+      try {
+        Deno.removeSync(dir);
+      } catch {
+        // A command cgroup is still there (a later start sweeps it).
+      }
     }
   }
 

@@ -24,6 +24,8 @@ import {
   enablePids,
   ownCgroupOf,
   pidsMaxEvents,
+  pidsV1Mount,
+  pidsV1Path,
   probeBelow,
   startWatchdog,
 } from "../../src/exec/cgroup.ts";
@@ -1282,10 +1284,22 @@ Deno.test({
       using fake = tree(["hugetlb\n", "\n"], ["", ""]);
       assert.equal(
         enablePids(fake.home),
-        `it is not available in ${fake.home.own}: a cgroup v1 hierarchy holds it (see ` +
-          "/proc/self/cgroup), or the cgroup above does not pass it down",
+        `it is not available in ${fake.home.own} (a cgroup v1 hierarchy holds it, or the ` +
+          "cgroup above does not pass it down)",
       );
       assert.equal(Deno.readTextFileSync(`${fake.home.own}/cgroup.subtree_control`), "\n");
+    });
+    await t.step("a cgroup v1 hierarchy holding it is found (a hybrid system)", () => {
+      const hybrid = "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n" +
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+      assert.equal(pidsV1Mount(hybrid), "/sys/fs/cgroup/pids");
+      assert.equal(pidsV1Mount("41 31 0:38 / /x rw - cgroup2 cgroup2 rw\n"), undefined);
+      assert.equal(pidsV1Mount("39 31 0:36 / /x rw - cgroup cgroup rw,pidsx\n"), undefined);
+      assert.equal(
+        pidsV1Path("9:name=systemd:/\n8:pids:/system.slice/s.service\n0::/\n"),
+        "/system.slice/s.service",
+      );
+      assert.equal(pidsV1Path("4:memory:/a\n0::/\n"), undefined);
     });
     await t.step("the forks a limit refused are read from pids.events", () => {
       using fake = tree(["", ""], ["", ""]);
@@ -1335,7 +1349,16 @@ Deno.test({
         );
       } else {
         assert.equal(sandbox.processLimit, 4096);
-        assert.match(sandbox.describe(), /; at most 4096 processes and threads each \(pids\.max/);
+        // On a hybrid system (as here) the limit is set in cgroup v1's pids hierarchy.
+        const v1 = sandbox.pidsV1Home
+          ? `, in cgroup v1's pids hierarchy under ${sandbox.pidsV1Home.base}`
+          : "";
+        assert.ok(
+          sandbox.describe().includes(
+            `; at most 4096 processes and threads each (pids.max${v1}: a fork beyond fails)`,
+          ),
+          sandbox.describe(),
+        );
       }
     });
   },
