@@ -9,6 +9,11 @@
 export const DEFAULT_COMMAND_TIMEOUT_SECS = 300;
 /** Largest deadline a command may ask for, in seconds. */
 export const DEFAULT_MAX_TIMEOUT_SECS = 3600;
+/**
+ * Most processes and threads one command may have at once (its cgroup's `pids.max`): far more
+ * than a build or an archive needs, far fewer than a fork bomb takes.
+ */
+export const DEFAULT_COMMAND_MAX_PROCESSES = 4096;
 /** How long one long-poll waits on the dashboard, in seconds. */
 export const DEFAULT_POLLING_TIMEOUT_SECS = 30;
 /** First back-off delay of the agent after a failure, in seconds. */

@@ -126,6 +126,12 @@ export interface ExecutorOptions {
    * @default {"nobody" when the agent runs as root, else the agent's own user}
    */
   user?: string;
+  /**
+   * Most processes and threads one command may have at once (`COMMAND_MAX_PROCESSES`), through
+   * its cgroup's `pids.max`; 0 for no limit. Only with a cgroup per command.
+   * @default {4096}
+   */
+  maxProcesses?: number;
   /** The agent's state directory: names its cgroups and is protected from commands. */
   stateDir?: string;
   /**
@@ -174,6 +180,7 @@ export interface ExecutorOptions {
  * @throws {TypeError} When the allowlist, a path prefix, an extra variable, `COMMAND_USER` or
  *   `COMMAND_CWD` is invalid (it may not lie in the agent's own paths, nor be or hold its state
  *   directory).
+ * @throws {RangeError} When `maxProcesses` is not a whole number from 0 to 4194304.
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
   const protectedPaths = ownPaths([
@@ -190,6 +197,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     user: options.user,
     cwd: options.cwd,
     cgroups: options.cgroups,
+    maxProcesses: options.maxProcesses,
     tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
     protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
   });

@@ -121,6 +121,7 @@ export function executorFromSettings(
     commandEnv: s.commandEnv,
     cwd: s.commandCwd,
     user: s.commandUser,
+    maxProcesses: s.commandMaxProcesses,
     stateDir: s.stateDir,
     protectedPaths: ownFiles,
     secretValues: s.agentToken ? [s.agentToken] : [],

@@ -15,6 +15,7 @@ import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
+import { MAX_PIDS_LIMIT } from "../exec/cgroup.ts";
 import {
   AGENT_SECRET_ENV_NAMES,
   codeEnvReason,
@@ -658,6 +659,19 @@ const SPECS = {
     ),
     roles: ["agent"],
     placeholder: "<user>",
+  },
+  commandMaxProcesses: {
+    env: "COMMAND_MAX_PROCESSES",
+    description:
+      "Most processes and threads one command may have at once, through its cgroup's pids.max (0 or unlimited: no limit; without a cgroup per command there is none)",
+    default: defaults.DEFAULT_COMMAND_MAX_PROCESSES,
+    expected: `a whole number from 0 to ${MAX_PIDS_LIMIT}, or unlimited (the same as 0)`,
+    schema: z.preprocess(
+      (v) => typeof v === "string" && v.trim().toLowerCase() === "unlimited" ? 0 : v,
+      wholeNumber(0, MAX_PIDS_LIMIT),
+    ),
+    roles: ["agent"],
+    placeholder: "<n>",
   },
   metricsIntervalSecs: {
     env: "METRICS_INTERVAL_SECS",

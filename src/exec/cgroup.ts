@@ -308,3 +308,112 @@ export function startWatchdog(base: string): Watchdog | undefined {
     return undefined;
   }
 }
+
+/** The largest `pids.max` the kernel takes (`PID_MAX_LIMIT`, 2^22). */
+export const MAX_PIDS_LIMIT = 4_194_304;
+
+/** Whether a cgroup's space-separated list of controllers names `name`. */
+function listsController(text: string, name: string): boolean {
+  return text.split(/\s+/).includes(name);
+}
+
+/**
+ * Turns the pids controller on for the command cgroups below `home.base`: in the
+ * `cgroup.subtree_control` of the agent's own cgroup (where its children, `status-<tag>` among
+ * them, get `pids.*` files) and of `home.base` (where each command's cgroup gets its
+ * `pids.max`). A threaded controller, it may be turned on in a cgroup that holds processes (the
+ * agent's own). Nothing is done where it is on already.
+ *
+ * @param home Where the command cgroups live.
+ * @returns Why it cannot be turned on (a clause: "it is not available in ..."), or `undefined`
+ *   when it is on.
+ */
+export function enablePids(home: CgroupHome): string | undefined {
+  for (const dir of [home.own, home.base]) {
+    const enabled = readText(`${dir}/cgroup.subtree_control`);
+    if (enabled === undefined) return `${dir}/cgroup.subtree_control cannot be read`;
+    if (listsController(enabled, "pids")) continue;
+    if (!listsController(readText(`${dir}/cgroup.controllers`) ?? "", "pids")) {
+      return `it is not available in ${dir} (a cgroup v1 hierarchy holds it, or the cgroup ` +
+        "above does not pass it down)";
+    }
+    try {
+      writeText(`${dir}/cgroup.subtree_control`, "+pids");
+    } catch (error) {
+      return `it cannot be turned on in ${dir}: ${(error as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * How many times a fork in a cgroup failed at its `pids.max` (`max` in `pids.events`).
+ *
+ * @param cgroup The cgroup directory.
+ * @returns The count; 0 when there is no such file.
+ */
+export function pidsMaxEvents(cgroup: string): number {
+  const count = /^max (\d+)$/m.exec(readText(`${cgroup}/pids.events`) ?? "")?.[1];
+  return count === undefined ? 0 : Number(count);
+}
+
+/**
+ * The mount point of a cgroup v1 hierarchy that holds the pids controller, in a
+ * `/proc/self/mountinfo` text (a hybrid system: `cgroup` mounted with the option `pids`).
+ *
+ * @param mountinfo The text.
+ * @returns The mount point, or `undefined`.
+ */
+export function pidsV1Mount(mountinfo: string): string | undefined {
+  for (const line of mountinfo.split("\n")) {
+    const [left, right] = line.split(" - ");
+    const [type, , options] = right?.split(" ") ?? [];
+    if (type !== "cgroup" || !options?.split(",").includes("pids")) continue;
+    return left.split(" ")[4]?.replace(/\\040/g, " ");
+  }
+  return undefined;
+}
+
+/**
+ * The path of a process in the cgroup v1 hierarchy of the pids controller, in a
+ * `/proc/<pid>/cgroup` text (the `N:pids:/path` line).
+ *
+ * @param text The text.
+ * @returns The path (starting with `/`), or `undefined`.
+ */
+export function pidsV1Path(text: string): string | undefined {
+  const line = text.split("\n").find((l) => l.split(":")[1]?.split(",").includes("pids"));
+  return line?.slice(line.indexOf(":", line.indexOf(":") + 1) + 1).trim() || undefined;
+}
+
+/**
+ * On a hybrid system, whose cgroup v2 hierarchy lacks the pids controller because a cgroup v1
+ * hierarchy holds it: the agent's group there and its directory of command groups
+ * (`status-<tag>`, made here), where each command gets a group of the same name as its cgroup v2
+ * one, for its `pids.max` alone (cgroup v2 still finds and stops its processes). Called with the
+ * own cgroup v2 locked ({@link whileMoving}): the process's path is then its own.
+ *
+ * @param tag Names this agent's directory.
+ * @returns Where the command groups live, or why there are none (a clause: "it is not ...").
+ */
+export function probePidsV1(tag: string): CgroupHome | string {
+  let mount: string | undefined;
+  let path: string | undefined;
+  try {
+    mount = pidsV1Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
+    path = pidsV1Path(Deno.readTextFileSync("/proc/self/cgroup"));
+  } catch (error) {
+    return `/proc/self is not readable (${(error as Error).message})`;
+  }
+  if (!mount || !path) return "no cgroup v1 hierarchy holds it either";
+  const ownPath = ownCgroupOf(path);
+  const own = `${mount}${ownPath === "/" ? "" : ownPath}`;
+  const base = `${own}/status-${tag}`;
+  try {
+    Deno.mkdirSync(base, { recursive: true });
+  } catch (error) {
+    return `the cgroup v1 hierarchy that holds it refuses ${base} (${(error as Error).message})`;
+  }
+  if (!exists(`${base}/pids.max`)) return `${base} has no pids.max`;
+  return { own, base };
+}

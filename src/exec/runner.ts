@@ -767,6 +767,17 @@ function callSafely(what: string, fn: () => void): void {
   }
 }
 
+/**
+ * What the report says of a command whose forks failed at its cgroup's process limit
+ * (`COMMAND_MAX_PROCESSES`): the program saw the failure (EAGAIN) and chose its exit status.
+ */
+function forksRefusedNote(cell: Cell): string | undefined {
+  const refused = cell.forksRefused;
+  if (refused === 0 || cell.processLimit === undefined) return undefined;
+  return `${refused} of its attempts to start a process or thread failed at its limit of ` +
+    `${cell.processLimit} (COMMAND_MAX_PROCESSES)`;
+}
+
 /** How a process ended, in words: "it ended by SIGTERM" or "it exited with code 0". */
 function howItEnded(signal: string | null, exitCode: number | null): string {
   return signal ? `it ended by ${signal}` : `it exited with code ${exitCode}`;
@@ -983,7 +994,13 @@ async function supervise(
 
   const out = stdout.capture.result();
   const err = stderr.capture.result();
-  const { status: resultStatus, error } = outcome!;
+  const { status: resultStatus, error: ended } = outcome!;
+  const limitNote = forksRefusedNote(cell);
+  if (limitNote) {
+    log.warning("the command reached its process limit: {note}", { ...logProps, note: limitNote });
+  }
+  // A command that succeeded all the same has no error to say it in.
+  const error = ended && limitNote ? `${ended}; ${limitNote}` : ended;
 
   const result: ExecResult = {
     status: resultStatus,

@@ -16,6 +16,10 @@
  *   when there is a sign of them (a deadline, a cancel, its output still held open) the processes
  *   of its session that moved to another group (job control); those that left the session are
  *   not found.
+ * - **How many**: `pids.max` of the command's cgroup, `maxProcesses` (`COMMAND_MAX_PROCESSES`),
+ *   set once the agent has left the cgroup after the spawn. Where cgroup v2 has no pids controller
+ *   because a cgroup v1 hierarchy holds it (a hybrid system), each command also gets a group of
+ *   the same name there, entered and left with its cgroup, for its `pids.max`.
  *
  * How a child gets into its cgroup before it can fork: the agent moves itself into the command's
  * cgroup, spawns the child (which inherits the cgroup at fork), and moves itself back, all in one
@@ -30,15 +34,20 @@
  */
 import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
+import { DEFAULT_COMMAND_MAX_PROCESSES } from "../defaults.ts";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
 import { helperPath } from "./env.ts";
 import { removeTree } from "./remove_tree.ts";
 import {
   type CgroupHome,
+  enablePids,
   exists,
   killCgroup,
+  MAX_PIDS_LIMIT,
+  pidsMaxEvents,
   probeCgroups,
+  probePidsV1,
   readPids,
   readText,
   startWatchdog,
@@ -129,6 +138,15 @@ export interface SandboxOptions {
    * @default {true}
    */
   cgroups?: boolean;
+  /**
+   * `COMMAND_MAX_PROCESSES`: the most processes and threads one command may have at once, through
+   * its cgroup's `pids.max` (a fork beyond it fails; on a hybrid system, in a group of the cgroup
+   * v1 pids hierarchy made beside the cgroup); 0 for no limit. Only with a cgroup per command:
+   * without one (or where neither hierarchy lets the agent set it) there is no limit, which
+   * {@link Sandbox.describe} says.
+   * @default {4096}
+   */
+  maxProcesses?: number;
   /**
    * Names this agent's cgroups and working directories, so that a restarted agent finds (and
    * stops, and removes) what its previous run left: two agents must use different tags; the
@@ -592,6 +610,10 @@ export class Cell implements AsyncDisposable {
   #leaderTicks: number | undefined;
   #closed = false;
   #removed: Promise<void> = Promise.resolve();
+  #processLimit: number | undefined;
+  #forksRefused = 0;
+  /** Its group in the cgroup v1 hierarchy of the pids controller, on a hybrid system. */
+  #pidsGroup: string | undefined;
 
   /** @internal */
   constructor(
@@ -600,17 +622,32 @@ export class Cell implements AsyncDisposable {
     ownDir: boolean,
     cgroup?: string,
     home?: string,
+    pidsGroup?: string,
   ) {
     this.#sandbox = sandbox;
     this.cwd = cwd;
     this.ownDir = ownDir;
     this.#cgroup = cgroup;
     this.home = home;
+    this.#pidsGroup = pidsGroup;
   }
 
   /** The cgroup directory of the command, when it has one. */
   get cgroup(): string | undefined {
     return this.#cgroup;
+  }
+
+  /** The most processes and threads the command may have at once, when its cgroup limits them. */
+  get processLimit(): number | undefined {
+    return this.#processLimit;
+  }
+
+  /**
+   * How many of the command's forks failed at {@link Cell.processLimit} (its cgroup's
+   * `pids.events`), read when it is stopped; 0 before.
+   */
+  get forksRefused(): number {
+    return this.#forksRefused;
   }
 
   /**
@@ -666,11 +703,14 @@ export class Cell implements AsyncDisposable {
       this.#cgroup = undefined;
       return this.#child = command.spawn();
     }
+    const pids = this.#enterPidsGroup();
     try {
       return this.#child = command.spawn();
     } finally {
+      if (pids) this.#leavePidsGroup(pids);
       try {
         writeText(`${home.own}/cgroup.procs`, String(Deno.pid));
+        this.#limitProcesses(this.#pidsGroup ?? cgroup);
       } catch (error) {
         // The agent is still inside the command's cgroup: never cgroup.kill it.
         log.error("could not move the agent back to its own cgroup; commands are not confined", {
@@ -679,6 +719,70 @@ export class Cell implements AsyncDisposable {
         this.#cgroup = undefined;
         this.#sandbox.disableCgroups();
       }
+    }
+  }
+
+  /**
+   * Moves the agent into the command's group of the cgroup v1 pids hierarchy (a hybrid system),
+   * beside its cgroup v2 one.
+   *
+   * @returns The agent's own group there, to move back to; `undefined` when there is none.
+   */
+  #enterPidsGroup(): string | undefined {
+    const group = this.#pidsGroup;
+    const pidsHome = this.#sandbox.pidsV1Home;
+    if (!group || !pidsHome) return undefined;
+    try {
+      writeText(`${group}/cgroup.procs`, String(Deno.pid));
+      return pidsHome.own;
+    } catch (error) {
+      log.warning("could not enter the command's pids group; it runs without a process limit", {
+        group,
+        error,
+      });
+      this.#pidsGroup = undefined;
+      try {
+        Deno.removeSync(group);
+      } catch {
+        // the sweep of a later start removes it
+      }
+      return undefined;
+    }
+  }
+
+  /** Moves the agent back to its own group of the cgroup v1 pids hierarchy. */
+  #leavePidsGroup(own: string): void {
+    try {
+      writeText(`${own}/cgroup.procs`, String(Deno.pid));
+    } catch (error) {
+      // Its limit would hold the agent: none is set, here or for later commands.
+      log.error(
+        "could not move the agent back to its own pids group; commands run without a " +
+          "process limit",
+        { error },
+      );
+      this.#pidsGroup = undefined;
+      this.#sandbox.disablePidsV1("moving the agent between pids groups failed");
+    }
+  }
+
+  /**
+   * Sets the command's `pids.max` once the agent has left its cgroup: while the agent was in it
+   * for the spawn, its own threads counted, and a limit below their number would have refused
+   * the spawn's fork itself.
+   */
+  #limitProcesses(cgroup: string): void {
+    const limit = this.#sandbox.processLimit;
+    if (limit === undefined || (this.#sandbox.pidsV1Home && !this.#pidsGroup)) return;
+    try {
+      writeText(`${cgroup}/pids.max`, String(limit));
+      this.#processLimit = limit;
+    } catch (error) {
+      log.warning("could not limit the command's processes (pids.max); it runs without a limit", {
+        cgroup,
+        limit,
+        error,
+      });
     }
   }
 
@@ -820,7 +924,12 @@ export class Cell implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cgroup) {
+      if (this.#processLimit !== undefined) {
+        this.#forksRefused = pidsMaxEvents(this.#pidsGroup ?? this.#cgroup);
+      }
       await killCgroup(this.#cgroup);
+      // Empty now (its processes were the cgroup's): removed, as soon as the kernel lets.
+      if (this.#pidsGroup) await killCgroup(this.#pidsGroup);
     } else if (this.#child) {
       this.signal("SIGKILL", { strays: false });
     }
@@ -949,6 +1058,15 @@ export class Sandbox {
   readonly #route: SignalRoute;
   #cgroupHome: CgroupHome | undefined;
   #cgroupNote: string | undefined;
+  /** `COMMAND_MAX_PROCESSES`; 0: no limit. */
+  #maxProcesses = DEFAULT_COMMAND_MAX_PROCESSES;
+  /** Why the commands' cgroups cannot limit their processes (no pids controller), when so. */
+  #pidsNote: string | undefined;
+  /**
+   * On a hybrid system: the agent's group in the cgroup v1 hierarchy of the pids controller and
+   * its directory of command groups, where each command's `pids.max` is.
+   */
+  #pidsV1: CgroupHome | undefined;
   /**
    * Started when the first command gets a cgroup, not before: the directory of command cgroups
    * belongs to the tag, and a second agent on the same state directory (refused its lock, or the
@@ -1002,6 +1120,13 @@ export class Sandbox {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`Sandbox.create's options must be an object, got ${String(options)}`);
     }
+    const maxProcesses = options.maxProcesses ?? DEFAULT_COMMAND_MAX_PROCESSES;
+    if (!Number.isSafeInteger(maxProcesses) || maxProcesses < 0 || maxProcesses > MAX_PIDS_LIMIT) {
+      throw new RangeError(
+        `COMMAND_MAX_PROCESSES must be a whole number from 0 (no limit) to ${MAX_PIDS_LIMIT}, ` +
+          `got ${String(maxProcesses)}`,
+      );
+    }
     const uid = options.agentUid === undefined ? agentUid() : options.agentUid;
     let user: CommandUser | undefined;
     let userNote: string | undefined;
@@ -1044,6 +1169,15 @@ export class Sandbox {
     const sandbox = new Sandbox(user, userNote, fixedCwd, options.workRoot ?? "/tmp", home, tag);
     sandbox.#asRoot = uid === 0 && user === undefined;
     sandbox.#uidUnknown = uid === null;
+    sandbox.#maxProcesses = maxProcesses;
+    if (maxProcesses > 0 && typeof home === "object") {
+      const v2 = enablePids(home);
+      if (v2 !== undefined) {
+        const v1 = whileMoving(home.own, () => probePidsV1(tag));
+        if (typeof v1 === "string") sandbox.#pidsNote = `${v2}; ${v1}`;
+        else sandbox.#pidsV1 = v1;
+      }
+    }
     return sandbox;
   }
 
@@ -1140,9 +1274,31 @@ export class Sandbox {
     return this.#cgroupHome;
   }
 
+  /**
+   * The most processes and threads each command may have at once (`COMMAND_MAX_PROCESSES`), when
+   * the commands' cgroups limit them; `undefined` when nothing does (no cgroups, no pids
+   * controller, or a limit of 0).
+   */
+  get processLimit(): number | undefined {
+    return this.#cgroupHome && this.#pidsNote === undefined && this.#maxProcesses > 0
+      ? this.#maxProcesses
+      : undefined;
+  }
+
   /** @internal How signals are sent. */
   get signalRoute(): SignalRoute {
     return this.#route;
+  }
+
+  /** @internal The cgroup v1 pids hierarchy's groups of this agent, on a hybrid system. */
+  get pidsV1Home(): CgroupHome | undefined {
+    return this.#pidsV1;
+  }
+
+  /** @internal Called when moving between groups of the cgroup v1 pids hierarchy failed. */
+  disablePidsV1(why: string): void {
+    this.#pidsV1 = undefined;
+    this.#pidsNote = why;
   }
 
   /** @internal Called when moving between cgroups failed. */
@@ -1197,6 +1353,16 @@ export class Sandbox {
           `they hold a command's output, the processes of its session in other groups); ` +
           `processes that leave the session (setsid) are not found${why}`;
     }
+    const limit = this.processLimit !== undefined
+      ? `; at most ${this.#maxProcesses} processes and threads each (pids.max${
+        this.#pidsV1 ? `, in cgroup v1's pids hierarchy under ${this.#pidsV1.base}` : ""
+      }: a fork beyond fails)`
+      : this.#maxProcesses === 0
+      ? "; no limit on their processes (COMMAND_MAX_PROCESSES is 0)"
+      : this.#cgroupHome
+      ? "; no limit on their processes (COMMAND_MAX_PROCESSES needs the pids controller of " +
+        `cgroup v2, and ${this.#pidsNote})`
+      : "; no limit on their processes (COMMAND_MAX_PROCESSES needs a cgroup of their own)";
     const user = this.user;
     const unrunnable = user
       ? programs.filter((program) => program.startsWith("/")).flatMap((program) => {
@@ -1208,7 +1374,7 @@ export class Sandbox {
       ? ""
       : `; ALLOWED_PROGRAMS that ${user!.name} cannot run (their commands fail): ` +
         unrunnable.join(", ");
-    return `${who}, ${where}, ${how}${programsNote}`;
+    return `${who}, ${where}, ${how}${limit}${programsNote}`;
   }
 
   /**
@@ -1260,6 +1426,10 @@ export class Sandbox {
           Deno.mkdirSync(path);
         }
         cgroup = path;
+        // A directory of command cgroups made again (above) has the pids controller off.
+        if (this.processLimit !== undefined && !this.#pidsV1 && !exists(`${path}/pids.max`)) {
+          enablePids(home);
+        }
       } catch (error) {
         log.warning("could not create the command's cgroup; signalling its process group", {
           cgroup: path,
@@ -1267,7 +1437,34 @@ export class Sandbox {
         });
       }
     }
-    return new Cell(this, cwd, own, cgroup, ownHome);
+    return new Cell(this, cwd, own, cgroup, ownHome, cgroup && this.#pidsGroupFor(cgroup));
+  }
+
+  /**
+   * A command's group in the cgroup v1 pids hierarchy, named as its cgroup, when the limit is set
+   * there (a hybrid system); `undefined` (with a warning) when it cannot be made.
+   */
+  #pidsGroupFor(cgroup: string): string | undefined {
+    const pids = this.#pidsV1;
+    if (!pids || this.processLimit === undefined) return undefined;
+    const group = `${pids.base}/${basename(cgroup)}`;
+    try {
+      try {
+        Deno.mkdirSync(group);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+        // Removed while empty by a sandbox of the same tag closing: made again.
+        Deno.mkdirSync(pids.base, { recursive: true });
+        Deno.mkdirSync(group);
+      }
+      return group;
+    } catch (error) {
+      log.warning("could not create the command's pids group; it runs without a process limit", {
+        group,
+        error,
+      });
+      return undefined;
+    }
   }
 
   /**
@@ -1325,6 +1522,11 @@ export class Sandbox {
     let stopped = 0;
     for (const name of home ? subdirectories(home.base) : []) {
       if (await killCgroup(`${home!.base}/${name}`)) stopped++;
+    }
+    // Their pids groups, empty once their cgroups are.
+    const pids = this.#pidsV1;
+    for (const name of pids ? subdirectories(pids.base) : []) {
+      await killCgroup(`${pids!.base}/${name}`);
     }
     // The working directories the previous run could not remove (it was killed): in this
     // agent's directory of them, or, as an earlier version made them, in the work root.
@@ -1491,12 +1693,13 @@ export class Sandbox {
     }
     // Unless a working directory is still there (a later start sweeps it).
     this.releaseCwdParent();
-    const home = this.#cgroupHome;
-    if (!home) return;
-    try {
-      Deno.removeSync(home.base);
-    } catch {
-      // A command cgroup is still there (a later start sweeps it).
+    for (const dir of [this.#pidsV1?.base, this.#cgroupHome?.base]) {
+      if (dir === undefined) continue;
+      try {
+        Deno.removeSync(dir);
+      } catch {
+        // A command cgroup is still there (a later start sweeps it).
+      }
     }
   }
 

@@ -256,3 +256,20 @@ Deno.test("the executor warns of allowed programs that every user may replace", 
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("the executor hands COMMAND_MAX_PROCESSES to its sandbox, refusing one it cannot set", async () => {
+  // The start-up line names it; a value the kernel would not take is refused before any command.
+  for (const bad of [-1, 2.5, 4194305]) {
+    assert.throws(() => createExecutor({ maxProcesses: bad, cgroups: false }), {
+      name: "RangeError",
+      message: "COMMAND_MAX_PROCESSES must be a whole number from 0 (no limit) to 4194304, " +
+        `got ${bad}`,
+    });
+  }
+  const off = createExecutor({ maxProcesses: 0, cgroups: false });
+  try {
+    assert.match(off.describe!(), /; no limit on their processes \(COMMAND_MAX_PROCESSES is 0\)/);
+  } finally {
+    await off.close?.();
+  }
+});

@@ -1798,3 +1798,56 @@ Deno.test("settings a command never takes are told where they are set, not check
     "read, it is checked",
   );
 });
+
+Deno.test("COMMAND_MAX_PROCESSES is a whole number from 0 (or unlimited) to 4194304", async (t) => {
+  const load = (env: Record<string, string>, files: Record<string, string> = {}) =>
+    loadSettings({ roles: ["agent"], env, cwd: tempDir(files) }).settings.commandMaxProcesses;
+  await t.step("4096 by default", () => {
+    assert.equal(load({}), 4096);
+  });
+  await t.step(
+    "from the environment, a flag, .env and config.json; 0 and unlimited turn it off",
+    () => {
+      assert.equal(load({ COMMAND_MAX_PROCESSES: "64" }), 64);
+      assert.equal(load({ COMMAND_MAX_PROCESSES: "4194304" }), 4194304);
+      assert.equal(load({ COMMAND_MAX_PROCESSES: "0" }), 0);
+      assert.equal(load({ COMMAND_MAX_PROCESSES: " Unlimited " }), 0);
+      assert.equal(
+        loadSettings({
+          roles: ["agent"],
+          env: {},
+          cwd: tempDir(),
+          flags: { commandMaxProcesses: "unlimited" },
+        }).settings.commandMaxProcesses,
+        0,
+      );
+      assert.equal(load({}, { ".env": "COMMAND_MAX_PROCESSES=300\n" }), 300);
+      assert.equal(load({}, { "config.json": '{"command_max_processes": 200}' }), 200);
+      assert.equal(load({}, { "config.json": '{"command_max_processes": "unlimited"}' }), 0);
+    },
+  );
+  const rule = "must be a whole number from 0 to 4194304, or unlimited (the same as 0), got";
+  await t.step("anything else is refused, naming the setting, its source and the range", () => {
+    for (const bad of ["-1", "4194305", "1.5", "1e3", "many", "max", "99999999999999999999"]) {
+      assert.throws(() => load({ COMMAND_MAX_PROCESSES: bad }), {
+        name: "ConfigError",
+        message: `COMMAND_MAX_PROCESSES from the environment ${rule} "${bad}"`,
+      }, bad);
+    }
+    assert.throws(() => load({}, { "config.json": '{"command_max_processes": -5}' }), {
+      name: "ConfigError",
+      message: `COMMAND_MAX_PROCESSES from config.json ${rule} -5`,
+    });
+    assert.throws(() => load({}, { "config.json": '{"command_max_processes": 2.5}' }), {
+      name: "ConfigError",
+      message: `COMMAND_MAX_PROCESSES from config.json ${rule} 2.5`,
+    });
+  });
+  await t.step("an empty value in .env names its line", () => {
+    assert.throws(() => load({}, { ".env": "COMMAND_MAX_PROCESSES=\n" }), {
+      name: "ConfigError",
+      message: ".env line 1 sets COMMAND_MAX_PROCESSES to an empty value, and it " +
+        rule.replace(/, got$/, "") + ": give it a value or remove the line to use the default",
+    });
+  });
+});

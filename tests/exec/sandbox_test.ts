@@ -20,7 +20,15 @@ import {
   runCommand,
   Sandbox,
 } from "../../src/exec/mod.ts";
-import { ownCgroupOf, probeBelow, startWatchdog } from "../../src/exec/cgroup.ts";
+import {
+  enablePids,
+  ownCgroupOf,
+  pidsMaxEvents,
+  pidsV1Mount,
+  pidsV1Path,
+  probeBelow,
+  startWatchdog,
+} from "../../src/exec/cgroup.ts";
 import { inheritedDescriptors } from "../../src/exec/sandbox.ts";
 import { spawnCli } from "../_cli.ts";
 import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
@@ -1237,6 +1245,161 @@ Deno.test({
       );
     } finally {
       Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "the pids controller is turned on above the commands' cgroups, or the reason is told",
+  ignore: !here,
+  fn: async (t) => {
+    // Nothing set pids.max: a command that could fork (sh, xargs -P, find -exec, a program
+    // re-invoking itself) started processes until the machine had no pid left.
+    const tree = (own: [string, string], base: [string, string]) => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-pids-" });
+      const home = { own: dir, base: `${dir}/status-t` };
+      Deno.mkdirSync(home.base);
+      for (const [path, [controllers, enabled]] of [[home.own, own], [home.base, base]] as const) {
+        Deno.writeTextFileSync(`${path}/cgroup.controllers`, controllers);
+        Deno.writeTextFileSync(`${path}/cgroup.subtree_control`, enabled);
+      }
+      return { home, [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }) };
+    };
+    await t.step("turned on where it is off", () => {
+      using fake = tree(["cpu io memory pids\n", "\n"], ["cpu pids\n", ""]);
+      assert.equal(enablePids(fake.home), undefined);
+      for (const dir of [fake.home.own, fake.home.base]) {
+        assert.equal(Deno.readTextFileSync(`${dir}/cgroup.subtree_control`), "+pids");
+      }
+    });
+    await t.step("left alone where it is on", () => {
+      using fake = tree(["memory pids\n", "memory pids\n"], ["pids\n", "pids\n"]);
+      assert.equal(enablePids(fake.home), undefined);
+      assert.equal(
+        Deno.readTextFileSync(`${fake.home.own}/cgroup.subtree_control`),
+        "memory pids\n",
+      );
+    });
+    await t.step("not available (a cgroup v1 hierarchy holds it): said, nothing written", () => {
+      using fake = tree(["hugetlb\n", "\n"], ["", ""]);
+      assert.equal(
+        enablePids(fake.home),
+        `it is not available in ${fake.home.own} (a cgroup v1 hierarchy holds it, or the ` +
+          "cgroup above does not pass it down)",
+      );
+      assert.equal(Deno.readTextFileSync(`${fake.home.own}/cgroup.subtree_control`), "\n");
+    });
+    await t.step("a cgroup v1 hierarchy holding it is found (a hybrid system)", () => {
+      const hybrid = "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n" +
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+      assert.equal(pidsV1Mount(hybrid), "/sys/fs/cgroup/pids");
+      assert.equal(pidsV1Mount("41 31 0:38 / /x rw - cgroup2 cgroup2 rw\n"), undefined);
+      assert.equal(pidsV1Mount("39 31 0:36 / /x rw - cgroup cgroup rw,pidsx\n"), undefined);
+      assert.equal(
+        pidsV1Path("9:name=systemd:/\n8:pids:/system.slice/s.service\n0::/\n"),
+        "/system.slice/s.service",
+      );
+      assert.equal(pidsV1Path("4:memory:/a\n0::/\n"), undefined);
+    });
+    await t.step("the forks a limit refused are read from pids.events", () => {
+      using fake = tree(["", ""], ["", ""]);
+      assert.equal(pidsMaxEvents(fake.home.base), 0);
+      Deno.writeTextFileSync(`${fake.home.base}/pids.events`, "max 17\n");
+      assert.equal(pidsMaxEvents(fake.home.base), 17);
+    });
+  },
+});
+
+Deno.test({
+  name: "the start-up line says how many processes a command may have, or why there is no limit",
+  ignore: !here,
+  fn: async (t) => {
+    await t.step("without a cgroup there is none", async () => {
+      await using sandbox = Sandbox.create({ cgroups: false });
+      assert.equal(sandbox.processLimit, undefined);
+      assert.match(
+        sandbox.describe(),
+        /; no limit on their processes \(COMMAND_MAX_PROCESSES needs a cgroup of their own\)$/,
+      );
+    });
+    await t.step("0 turns it off", async () => {
+      await using sandbox = Sandbox.create({ cgroups: false, maxProcesses: 0 });
+      assert.match(
+        sandbox.describe(),
+        /; no limit on their processes \(COMMAND_MAX_PROCESSES is 0\)$/,
+      );
+    });
+    await t.step("a value the kernel would not take is refused", () => {
+      for (const bad of [-1, 1.5, 4194305, Number.NaN]) {
+        assert.throws(() => Sandbox.create({ cgroups: false, maxProcesses: bad }), {
+          name: "RangeError",
+          message: "COMMAND_MAX_PROCESSES must be a whole number from 0 (no limit) to 4194304, " +
+            `got ${bad}`,
+        });
+      }
+    });
+    if (!isRoot) return;
+    await t.step("with a cgroup: the limit, or why the cgroup cannot set one", async () => {
+      await using sandbox = Sandbox.create({ tag: `test-${crypto.randomUUID().slice(0, 8)}` });
+      if (sandbox.killMode !== "cgroup") return;
+      if (sandbox.processLimit === undefined) {
+        assert.match(
+          sandbox.describe(),
+          /; no limit on their processes \(COMMAND_MAX_PROCESSES needs the pids controller of cgroup v2, and it (is not available|cannot be turned on) in \//,
+        );
+      } else {
+        assert.equal(sandbox.processLimit, 4096);
+        // On a hybrid system (as here) the limit is set in cgroup v1's pids hierarchy.
+        const v1 = sandbox.pidsV1Home
+          ? `, in cgroup v1's pids hierarchy under ${sandbox.pidsV1Home.base}`
+          : "";
+        assert.ok(
+          sandbox.describe().includes(
+            `; at most 4096 processes and threads each (pids.max${v1}: a fork beyond fails)`,
+          ),
+          sandbox.describe(),
+        );
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "a command's forks beyond COMMAND_MAX_PROCESSES fail, and it is reported as it ended",
+  ignore,
+  fn: async () => {
+    const sandbox = Sandbox.create({
+      tag: `test-${crypto.randomUUID().slice(0, 8)}`,
+      maxProcesses: 10,
+    });
+    try {
+      if (sandbox.processLimit === undefined) {
+        console.log(`process limit tests skipped: ${sandbox.describe()}`);
+        return;
+      }
+      // The agent's own threads counted while it was in the cgroup for the spawn: a limit set
+      // before would have refused the spawn itself.
+      using bomb = script(
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do " +
+          "sleep 60 & echo $!; done; wait",
+      );
+      const result = await runCommand(bomb.path, { policy: policyWith(bomb.path), sandbox });
+      const started = result.stdout.trim().split("\n").map(Number);
+      assert.ok(started.length > 0 && started.length < 10, result.stdout);
+      assert.equal(result.status, "failed", JSON.stringify(result));
+      assert.notEqual(result.exit_code, 0);
+      assert.match(result.stderr, /fork/i);
+      assert.match(
+        result.error ?? "",
+        /^exited with code \d+; \d+ of its attempts to start a process or thread failed at its limit of 10 \(COMMAND_MAX_PROCESSES\)$/,
+      );
+      assert.deepEqual(await survivors(started), []);
+      // The next command is not held to what the last one started.
+      const next = await runCommand("echo fine", { policy: createPolicy({}), sandbox });
+      assert.equal(next.status, "success");
+      assert.equal(next.error, null);
+    } finally {
+      await sandbox.close();
     }
   },
 });
