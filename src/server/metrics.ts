@@ -309,7 +309,9 @@ export class DashboardMetrics implements MetricsRenderer {
   /** The metrics in the Prometheus text format. */
   async render(): Promise<Response> {
     await this.#readStore();
-    const text = await this.registry.metrics();
+    // prom-client writes a NaN value as "Nan"; the text format spells it "NaN" (a strict reader
+    // refuses the other).
+    const text = (await this.registry.metrics()).replace(/^([^#].*) Nan$/gm, "$1 NaN");
     return new Response(text, { headers: { "Content-Type": this.registry.contentType } });
   }
 }

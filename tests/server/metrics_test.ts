@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 // @ts-types="./_prometheus_parser.d.ts"
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { until } from "../_until.ts";
+import { parseStrict } from "../_prom_strict.ts";
 import { CommandEvents, DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { observeStore } from "../../src/server/observed_store.ts";
@@ -58,6 +59,19 @@ Deno.test("/metrics answers while the store does not: status_store_up 0, the sto
   assert.ok(Number.isNaN(value(down, "status_commands", { status: "queued" })));
   assert.ok(value(down, "status_http_requests_total", { route: "/metrics", status: "200" }) >= 1);
   assert.ok(value(down, "process_resident_memory_bytes") > 0, "the process's own are there");
+});
+
+Deno.test("a scrape while the store does not answer spells its NaN as the text format does", async () => {
+  // prom-client writes "Nan": Prometheus reads it (its float parser ignores case), but the text
+  // format, OpenMetrics and docs/protocol.md spell it NaN, and a strict reader refused the scrape.
+  await using d = await makeDashboard();
+  await d.store.close();
+  const text = await (await d.admin("GET", "/metrics")).text();
+  const families = parseStrict(text);
+  assert.equal(families.get("status_store_up")?.samples[0].value, 0);
+  assert.ok(Number.isNaN(families.get("status_agents_online")?.samples[0].value));
+  assert.match(text, /^status_agents_online NaN$/m);
+  assert.match(text, /^status_commands\{status="queued"\} NaN$/m);
 });
 
 Deno.test("/metrics parses as Prometheus text and its counters move as commands run", async () => {
