@@ -9,7 +9,7 @@
  * | `status_store_up` | gauge | — (1 when the store answered this scrape's reads, else 0) |
  * | `status_commands_finished_total` | counter | `status` (final status; each at 0 from the start) |
  * | `status_command_delivery_latency_seconds` | histogram | — (enqueue to first delivery) |
- * | `status_command_duration_seconds` | histogram | — (as the agent reported it) |
+ * | `status_command_duration_seconds` | histogram | — (as the agent reported it, counted as at most 7 days) |
  * | `status_http_requests_total` | counter | `route`, `status` |
  * | `status_auth_refusals_total` | counter | `reason` (each at 0 from the start) |
  * | `status_rate_limit_refusals_total` | counter | — |

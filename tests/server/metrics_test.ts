@@ -146,6 +146,34 @@ Deno.test("/metrics parses as Prometheus text and its counters move as commands 
   assert.equal(reportCount?.value, 1, "one report transaction timed");
 });
 
+Deno.test("an agent's reported duration of 1e308 s leaves the duration histogram's sum finite", async () => {
+  // duration_secs is any non-negative JSON number: two reports of 1e308 s made the sum +Inf until
+  // the dashboard restarted, and rate(sum) / rate(count) with it.
+  await using d = await makeDashboard();
+  for (const id of ["huge-1", "huge-2"]) {
+    await (await d.admin("POST", P.enqueue, { id, name: "echo hi", agent_id: "a1" })).body
+      ?.cancel();
+    assert.equal((await d.agent({ path: P.wait() })).status, 200);
+    const base = reportBody(id);
+    const report = await d.agent({
+      path: P.report,
+      body: { ...base, result: { ...base.result, duration_secs: 1e308 } },
+    });
+    assert.equal(report.status, 200);
+    await report.body?.cancel();
+  }
+  const families = parseStrict(await (await d.admin("GET", "/metrics")).text());
+  const samples = families.get("status_command_duration_seconds")!.samples;
+  const sample = (name: string) => samples.find((s) => s.name === name)!.value;
+  assert.equal(sample("status_command_duration_seconds_count"), 2);
+  assert.ok(Number.isFinite(sample("status_command_duration_seconds_sum")));
+  assert.equal(
+    samples.find((s) => s.labels.le === "+Inf")!.value,
+    2,
+    "both beyond the last bucket",
+  );
+});
+
 Deno.test("each route is counted under its own pattern, as docs/protocol.md §14 says", async () => {
   await using d = await makeDashboard();
   const labels = d.dashboard.routes.map((route) => {
