@@ -174,6 +174,22 @@ Deno.test("an agent's reported duration of 1e308 s leaves the duration histogram
   );
 });
 
+Deno.test("a late report of a lost command counts again under its status, as docs/protocol.md §14 says", async () => {
+  await using d = await makeDashboard({ maxAttempts: 1 });
+  await (await d.admin("POST", P.enqueue, { id: "late-1", name: "echo hi", agent_id: "a1" })).body
+    ?.cancel();
+  assert.equal((await d.agent({ path: P.wait() })).status, 200);
+  d.clock.advance(31_000);
+  assert.deepEqual((await d.dashboard.expireLeases()).lost.map((c) => c.id), ["late-1"]);
+  const report = await d.agent({ path: P.report, body: reportBody("late-1") });
+  assert.deepEqual(await json(report), { accepted: true });
+  const families = await scrape(d);
+  assert.equal(value(families, "status_commands_finished_total", { status: "lost" }), 1);
+  assert.equal(value(families, "status_commands_finished_total", { status: "success" }), 1);
+  assert.equal(value(families, "status_commands", { status: "lost" }), 0, "each command once");
+  assert.equal(value(families, "status_commands", { status: "success" }), 1);
+});
+
 Deno.test("each route is counted under its own pattern, as docs/protocol.md §14 says", async () => {
   await using d = await makeDashboard();
   const labels = d.dashboard.routes.map((route) => {
