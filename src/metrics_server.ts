@@ -133,7 +133,9 @@ export async function serveMetrics(
   let last: Rendered | undefined;
   let rendering: Promise<Rendered> | undefined;
   const scrape = (): Promise<Rendered> => {
-    if (last !== undefined && clock.now() - last.at < minIntervalMs) return Promise.resolve(last);
+    // A render from the future (the wall clock was set back) is no recent one.
+    const age = last === undefined ? Infinity : clock.now() - last.at;
+    if (age >= 0 && age < minIntervalMs) return Promise.resolve(last!);
     if (rendering === undefined) {
       const now = (async () => {
         const response = await render();

@@ -122,6 +122,38 @@ Deno.test("the metrics listener renders at most once a second, however often it 
   }
 });
 
+Deno.test("the metrics listener renders again when the wall clock was set back, not an old scrape until it catches up", async () => {
+  // The last render was kept while now minus its time was under a second, and that difference
+  // is negative for as long as a clock set back (an NTP step, a VM resumed) takes to catch up:
+  // every scrape in those hours got the same old metrics.
+  class SteppedClock extends FakeClock {
+    at = Date.UTC(2026, 0, 12, 10, 0, 0);
+    override now(): number {
+      return this.at;
+    }
+  }
+  const clock = new SteppedClock();
+  let renders = 0;
+  const stop = new AbortController();
+  const server = await serveMetrics(
+    () => Promise.resolve(new Response(`renders ${++renders}\n`)),
+    { hostname: "127.0.0.1", port: 0 },
+    stop.signal,
+    { clock },
+  );
+  const scrape = async () => await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+  try {
+    assert.equal(await scrape(), "renders 1\n");
+    clock.at -= 3_600_000;
+    assert.equal(await scrape(), "renders 2\n", "an hour back: rendered again");
+    clock.at += 500;
+    assert.equal(await scrape(), "renders 2\n", "then kept for a second, as always");
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});
+
 Deno.test("a failed render of the metrics is not kept: the next scrape renders again", async () => {
   const clock = new FakeClock();
   let renders = 0;
