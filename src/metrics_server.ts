@@ -149,8 +149,10 @@ export async function serveMetrics(
     }
     return rendering;
   };
-  // Scrapers of a listener on another address reach it by whatever name they know it by.
-  const loopbackOnly = isLoopback(address.hostname);
+  // Scrapers of a listener on another address reach it by whatever name they know it by. Loopback
+  // is told by the address listened on as well, once known: `127.1`, `0::1` or a host name of
+  // 127.0.0.1 is loopback too.
+  let loopbackOnly = isLoopback(address.hostname);
   let listener: HttpListener;
   try {
     listener = await listenHttp({
@@ -230,6 +232,7 @@ export async function serveMetrics(
     }
     throw error;
   }
+  loopbackOnly ||= isLoopback(listener.hostname);
   // An IPv6 address in brackets, as a URL has it: "http://::1:9100/metrics" is none.
   const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
   log.info("metrics on http://{host}:{port}/metrics", {

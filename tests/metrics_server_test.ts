@@ -250,6 +250,44 @@ Deno.test("the metrics listener on loopback answers only a loopback Host (no DNS
   }
 });
 
+Deno.test("the metrics listener on loopback spelled otherwise (127.1, 0::1) answers only a loopback Host too", async () => {
+  // Loopback was told by the setting's spelling: 127.1, 2130706433, 0::1 or a host name of
+  // 127.0.0.1 listen on loopback, and answered a DNS-rebinding page's Host.
+  for (const hostname of ["127.1", "2130706433", "0::1"]) {
+    const stop = new AbortController();
+    const server = await serveMetrics(
+      () => Promise.resolve(new Response("up 1\n")),
+      { hostname, port: 0 },
+      stop.signal,
+    );
+    const ask = async (host: string) => {
+      const conn = await Deno.connect({ hostname: server.hostname, port: server.port });
+      try {
+        await conn.write(
+          new TextEncoder().encode(
+            `GET /metrics HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        return (await readAll(conn, 5000)).text;
+      } finally {
+        try {
+          conn.close();
+        } catch {
+          // closed by the server
+        }
+      }
+    };
+    try {
+      assert.match(server.hostname, /^(127\.0\.0\.1|::1)$/, hostname);
+      assert.match(await ask("evil.example"), /^HTTP\/1\.1 403 /, hostname);
+      assert.match(await ask("localhost"), /^HTTP\/1\.1 200 /, hostname);
+    } finally {
+      stop.abort();
+      await server.finished;
+    }
+  }
+});
+
 Deno.test("the metrics listener on another address answers any Host its scrapers know it by", async () => {
   const stop = new AbortController();
   const server = await serveMetrics(
