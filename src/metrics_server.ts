@@ -133,7 +133,9 @@ export async function serveMetrics(
   let last: Rendered | undefined;
   let rendering: Promise<Rendered> | undefined;
   const scrape = (): Promise<Rendered> => {
-    if (last !== undefined && clock.now() - last.at < minIntervalMs) return Promise.resolve(last);
+    // A render from the future (the wall clock was set back) is no recent one.
+    const age = last === undefined ? Infinity : clock.now() - last.at;
+    if (age >= 0 && age < minIntervalMs) return Promise.resolve(last!);
     if (rendering === undefined) {
       const now = (async () => {
         const response = await render();
@@ -147,8 +149,10 @@ export async function serveMetrics(
     }
     return rendering;
   };
-  // Scrapers of a listener on another address reach it by whatever name they know it by.
-  const loopbackOnly = isLoopback(address.hostname);
+  // Scrapers of a listener on another address reach it by whatever name they know it by. Loopback
+  // is told by the address listened on as well, once known: `127.1`, `0::1` or a host name of
+  // 127.0.0.1 is loopback too.
+  let loopbackOnly = isLoopback(address.hostname);
   let listener: HttpListener;
   try {
     listener = await listenHttp({
@@ -228,6 +232,7 @@ export async function serveMetrics(
     }
     throw error;
   }
+  loopbackOnly ||= isLoopback(listener.hostname);
   // An IPv6 address in brackets, as a URL has it: "http://::1:9100/metrics" is none.
   const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
   log.info("metrics on http://{host}:{port}/metrics", {

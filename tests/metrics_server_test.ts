@@ -122,6 +122,38 @@ Deno.test("the metrics listener renders at most once a second, however often it 
   }
 });
 
+Deno.test("the metrics listener renders again when the wall clock was set back, not an old scrape until it catches up", async () => {
+  // The last render was kept while now minus its time was under a second, and that difference
+  // is negative for as long as a clock set back (an NTP step, a VM resumed) takes to catch up:
+  // every scrape in those hours got the same old metrics.
+  class SteppedClock extends FakeClock {
+    at = Date.UTC(2026, 0, 12, 10, 0, 0);
+    override now(): number {
+      return this.at;
+    }
+  }
+  const clock = new SteppedClock();
+  let renders = 0;
+  const stop = new AbortController();
+  const server = await serveMetrics(
+    () => Promise.resolve(new Response(`renders ${++renders}\n`)),
+    { hostname: "127.0.0.1", port: 0 },
+    stop.signal,
+    { clock },
+  );
+  const scrape = async () => await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+  try {
+    assert.equal(await scrape(), "renders 1\n");
+    clock.at -= 3_600_000;
+    assert.equal(await scrape(), "renders 2\n", "an hour back: rendered again");
+    clock.at += 500;
+    assert.equal(await scrape(), "renders 2\n", "then kept for a second, as always");
+  } finally {
+    stop.abort();
+    await server.finished;
+  }
+});
+
 Deno.test("a failed render of the metrics is not kept: the next scrape renders again", async () => {
   const clock = new FakeClock();
   let renders = 0;
@@ -215,6 +247,44 @@ Deno.test("the metrics listener on loopback answers only a loopback Host (no DNS
   } finally {
     stop.abort();
     await server.finished;
+  }
+});
+
+Deno.test("the metrics listener on loopback spelled otherwise (127.1, 0::1) answers only a loopback Host too", async () => {
+  // Loopback was told by the setting's spelling: 127.1, 2130706433, 0::1 or a host name of
+  // 127.0.0.1 listen on loopback, and answered a DNS-rebinding page's Host.
+  for (const hostname of ["127.1", "2130706433", "0::1"]) {
+    const stop = new AbortController();
+    const server = await serveMetrics(
+      () => Promise.resolve(new Response("up 1\n")),
+      { hostname, port: 0 },
+      stop.signal,
+    );
+    const ask = async (host: string) => {
+      const conn = await Deno.connect({ hostname: server.hostname, port: server.port });
+      try {
+        await conn.write(
+          new TextEncoder().encode(
+            `GET /metrics HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        return (await readAll(conn, 5000)).text;
+      } finally {
+        try {
+          conn.close();
+        } catch {
+          // closed by the server
+        }
+      }
+    };
+    try {
+      assert.match(server.hostname, /^(127\.0\.0\.1|::1)$/, hostname);
+      assert.match(await ask("evil.example"), /^HTTP\/1\.1 403 /, hostname);
+      assert.match(await ask("localhost"), /^HTTP\/1\.1 200 /, hostname);
+    } finally {
+      stop.abort();
+      await server.finished;
+    }
   }
 });
 

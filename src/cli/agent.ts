@@ -245,6 +245,22 @@ function acquirePidFileOf(loaded: LoadedSettings): Deno.FsFile {
   }
 }
 
+/**
+ * Throws, before anything starts, what the agent's metrics listener would throw for METRICS_PORT
+ * in use, with what to do (`status agent`, and `status up` for its agent).
+ *
+ * @param metricsPort The setting, if given.
+ * @throws {Error} When something listens there.
+ */
+export function checkMetricsPortFree(metricsPort: string | undefined): void {
+  if (metricsPort === undefined) return;
+  try {
+    checkMetricsAddressFree(parseListenAddress(metricsPort));
+  } catch (error) {
+    throw metricsPortInUse(error);
+  }
+}
+
 /** What to do about METRICS_PORT in use (the listener names only the address); another error as it is. */
 function metricsPortInUse(error: unknown): unknown {
   if (!isAddrInUse(error) || !(error as Error).message.startsWith("cannot serve metrics")) {
@@ -290,13 +306,7 @@ async function agentAction(
   await checked.close?.();
   // Before the state directory is made, or a daemon started: a metrics port in use is said here,
   // with what to do.
-  if (s.metricsPort !== undefined) {
-    try {
-      checkMetricsAddressFree(parseListenAddress(s.metricsPort));
-    } catch (error) {
-      throw metricsPortInUse(error);
-    }
-  }
+  checkMetricsPortFree(s.metricsPort);
 
   if (startsDaemon) {
     // What the daemon would fail on at once, said here, where someone reads it.

@@ -25,7 +25,7 @@ import { type SettingKey, SETTINGS, TILDE_NOT_EXPANDED } from "../config/mod.ts"
 import { logger } from "../log/mod.ts";
 import { checkAddressesFree, type RunningServer, startServer } from "../server/mod.ts";
 import { AdminTokenRequiredError } from "../server/serve.ts";
-import { executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
+import { checkMetricsPortFree, executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
 import {
   addSettingOptions,
   checkDirectorySetting,
@@ -204,6 +204,8 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     } catch (error) {
       throw busyAddress(error, port);
     }
+    // Its agent's metrics too (METRICS_PORT), said as `status agent` says it.
+    checkMetricsPortFree(s.metricsPort);
     try {
       // Owner only: the database and the agent's state are no one else's to read.
       Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });

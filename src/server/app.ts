@@ -169,7 +169,7 @@ export function createApp(options: AppOptions): DashboardApp {
   const settings = resolveAppOptions(options);
   const { clock, devMode, adminToken, autoExpire } = settings;
   // Every store call is timed, and every change of a command reaches its event streams.
-  const metrics = new DashboardMetrics();
+  const metrics = new DashboardMetrics({ clock });
   const events = new CommandEvents();
   const streams = new OpenStreams();
   // Told by the store's wrapper of every write that committed a change.

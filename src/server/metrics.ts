@@ -6,10 +6,10 @@
  * | `status_agents_waiting` | gauge | — |
  * | `status_agents_online` | gauge | — (`NaN` while the store does not answer) |
  * | `status_commands` | gauge | `status` (queue depth by status; `NaN` likewise) |
- * | `status_store_up` | gauge | — (1 when the store answered this scrape's reads, else 0) |
+ * | `status_store_up` | gauge | — (1 when the store answered this scrape's reads within 5 s, else 0) |
  * | `status_commands_finished_total` | counter | `status` (final status; each at 0 from the start) |
  * | `status_command_delivery_latency_seconds` | histogram | — (enqueue to first delivery) |
- * | `status_command_duration_seconds` | histogram | — (as the agent reported it) |
+ * | `status_command_duration_seconds` | histogram | — (as the agent reported it, counted as at most 7 days) |
  * | `status_http_requests_total` | counter | `route`, `status` |
  * | `status_auth_refusals_total` | counter | `reason` (each at 0 from the start) |
  * | `status_rate_limit_refusals_total` | counter | — |
@@ -32,6 +32,15 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { CommandStatus } from "../protocol/mod.ts";
 import { COMMAND_STATUSES, FINAL_STATUSES } from "../protocol/mod.ts";
 import { REFUSAL_REASONS } from "./refusals.ts";
+import { type Clock, systemClock } from "./clock.ts";
+
+/**
+ * How long a scrape waits for the store's figures, in ms: then they are not known (`NaN`,
+ * `status_store_up` 0). A database that does not answer (a network partition, a frozen server)
+ * takes its query timeout (15 s) to fail, longer than a scraper waits (Prometheus: 10 s), which
+ * would see no scrape at all instead of one saying the store does not answer.
+ */
+export const METRICS_STORE_WAIT_MS = 5000;
 
 /** Outcomes of a lease that ended without a report (`status_leases_expired_total`). */
 const LEASE_OUTCOMES = ["requeued", "lost", "cancelled"] as const;
@@ -99,11 +108,18 @@ export class DashboardMetrics implements MetricsRenderer {
   readonly outputBytes: Counter;
   #sources: DashboardMetricsSources | undefined;
   #connections: ConnectionCounts | undefined;
+  readonly #clock: Clock;
   readonly #online: Gauge;
   readonly #commands: Gauge<"status">;
   readonly #storeUp: Gauge;
 
-  constructor() {
+  /**
+   * Creates the metrics of one dashboard.
+   *
+   * @param options The clock that times a scrape's wait for the store (`systemClock`).
+   */
+  constructor(options: { clock?: Clock } = {}) {
+    this.#clock = options.clock ?? systemClock;
     const registers = [this.registry];
     // deno-lint-ignore no-this-alias
     const self = this;
@@ -273,12 +289,23 @@ export class DashboardMetrics implements MetricsRenderer {
     for (const outcome of LEASE_OUTCOMES) this.leasesExpired.inc({ outcome }, 0);
   }
 
-  /** Sets the gauges read from the store, or leaves them out when it does not answer. */
+  /**
+   * Sets the gauges read from the store, or `NaN` when it does not answer (within
+   * {@link METRICS_STORE_WAIT_MS}).
+   */
   async #readStore(): Promise<void> {
     const sources = this.#sources;
+    const late = Promise.withResolvers<never>();
+    const timer = this.#clock.setTimeout(
+      () => late.reject(new Error("the store did not answer in time")),
+      METRICS_STORE_WAIT_MS,
+    );
     try {
       const [online, counts] = sources
-        ? await Promise.all([sources.online(), sources.countByStatus()])
+        ? await Promise.race([
+          Promise.all([sources.online(), sources.countByStatus()]),
+          late.promise,
+        ])
         : [0, {} as Partial<Record<CommandStatus, number>>];
       this.#online.set(online);
       for (const status of COMMAND_STATUSES) this.#commands.set({ status }, counts[status] ?? 0);
@@ -289,6 +316,8 @@ export class DashboardMetrics implements MetricsRenderer {
       this.#online.set(NaN);
       for (const status of COMMAND_STATUSES) this.#commands.set({ status }, NaN);
       this.#storeUp.set(0);
+    } finally {
+      this.#clock.clearTimeout(timer);
     }
   }
 
@@ -309,7 +338,9 @@ export class DashboardMetrics implements MetricsRenderer {
   /** The metrics in the Prometheus text format. */
   async render(): Promise<Response> {
     await this.#readStore();
-    const text = await this.registry.metrics();
+    // prom-client writes a NaN value as "Nan"; the text format spells it "NaN" (a strict reader
+    // refuses the other).
+    const text = (await this.registry.metrics()).replace(/^([^#].*) Nan$/gm, "$1 NaN");
     return new Response(text, { headers: { "Content-Type": this.registry.contentType } });
   }
 }

@@ -71,6 +71,13 @@ const READS: ReadonlySet<PropertyKey> = new Set<Method>([
   "getRunTarget",
 ]);
 
+/**
+ * The longest run time a report is counted as in the duration histogram: a week, beyond any
+ * command's deadline (a day at most) and its grace. A report's `duration_secs` may be any
+ * non-negative number, and two of 1e308 s made the histogram's sum `+Inf` until a restart.
+ */
+const MAX_COUNTED_DURATION_SECS = 7 * 86_400;
+
 /** Released commands remembered until their next delivery, at most. */
 const RELEASED_MAX = 10_000;
 
@@ -143,7 +150,9 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       events.publish(outcome.command.id);
       metrics?.commandsFinished.inc({ status: outcome.command.status });
       const duration = outcome.command.result?.durationSecs;
-      if (typeof duration === "number") metrics?.commandDuration.observe(duration);
+      if (typeof duration === "number") {
+        metrics?.commandDuration.observe(Math.min(duration, MAX_COUNTED_DURATION_SECS));
+      }
     },
     cancel(result) {
       const outcome = result as CancelOutcome;

@@ -373,6 +373,23 @@ Deno.test("a start on a port in use makes nothing: no database, no data folder, 
       ]);
       assert.deepEqual(left(), []);
     });
+    await t.step(
+      "status up with METRICS_PORT in use names it: no data folder, no dashboard",
+      async () => {
+        // Its agent found out once the data folder was made and the dashboard had started, and said
+        // neither which setting nor what to do.
+        const result = await run(
+          ["up", "--port", "0", "--metrics-port", port, "--data-dir", join(dir, "data")],
+        );
+        assert.equal(result.code, 1);
+        assert.deepEqual(result.stdout, [], "no banner: nothing started");
+        assert.deepEqual(result.stderr, [
+          `status: cannot serve metrics on 127.0.0.1:${port}: the address is already in use; stop ` +
+          "what listens there, or give METRICS_PORT (--metrics-port) another port",
+        ]);
+        assert.deepEqual(left(), []);
+      },
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 // @ts-types="./_prometheus_parser.d.ts"
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { until } from "../_until.ts";
+import { parseStrict } from "../_prom_strict.ts";
 import { CommandEvents, DashboardMetrics, startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
 import { observeStore } from "../../src/server/observed_store.ts";
@@ -58,6 +59,19 @@ Deno.test("/metrics answers while the store does not: status_store_up 0, the sto
   assert.ok(Number.isNaN(value(down, "status_commands", { status: "queued" })));
   assert.ok(value(down, "status_http_requests_total", { route: "/metrics", status: "200" }) >= 1);
   assert.ok(value(down, "process_resident_memory_bytes") > 0, "the process's own are there");
+});
+
+Deno.test("a scrape while the store does not answer spells its NaN as the text format does", async () => {
+  // prom-client writes "Nan": Prometheus reads it (its float parser ignores case), but the text
+  // format, OpenMetrics and docs/protocol.md spell it NaN, and a strict reader refused the scrape.
+  await using d = await makeDashboard();
+  await d.store.close();
+  const text = await (await d.admin("GET", "/metrics")).text();
+  const families = parseStrict(text);
+  assert.equal(families.get("status_store_up")?.samples[0].value, 0);
+  assert.ok(Number.isNaN(families.get("status_agents_online")?.samples[0].value));
+  assert.match(text, /^status_agents_online NaN$/m);
+  assert.match(text, /^status_commands\{status="queued"\} NaN$/m);
 });
 
 Deno.test("/metrics parses as Prometheus text and its counters move as commands run", async () => {
@@ -130,6 +144,50 @@ Deno.test("/metrics parses as Prometheus text and its counters move as commands 
     v.labels.operation === "report"
   );
   assert.equal(reportCount?.value, 1, "one report transaction timed");
+});
+
+Deno.test("an agent's reported duration of 1e308 s leaves the duration histogram's sum finite", async () => {
+  // duration_secs is any non-negative JSON number: two reports of 1e308 s made the sum +Inf until
+  // the dashboard restarted, and rate(sum) / rate(count) with it.
+  await using d = await makeDashboard();
+  for (const id of ["huge-1", "huge-2"]) {
+    await (await d.admin("POST", P.enqueue, { id, name: "echo hi", agent_id: "a1" })).body
+      ?.cancel();
+    assert.equal((await d.agent({ path: P.wait() })).status, 200);
+    const base = reportBody(id);
+    const report = await d.agent({
+      path: P.report,
+      body: { ...base, result: { ...base.result, duration_secs: 1e308 } },
+    });
+    assert.equal(report.status, 200);
+    await report.body?.cancel();
+  }
+  const families = parseStrict(await (await d.admin("GET", "/metrics")).text());
+  const samples = families.get("status_command_duration_seconds")!.samples;
+  const sample = (name: string) => samples.find((s) => s.name === name)!.value;
+  assert.equal(sample("status_command_duration_seconds_count"), 2);
+  assert.ok(Number.isFinite(sample("status_command_duration_seconds_sum")));
+  assert.equal(
+    samples.find((s) => s.labels.le === "+Inf")!.value,
+    2,
+    "both beyond the last bucket",
+  );
+});
+
+Deno.test("a late report of a lost command counts again under its status, as docs/protocol.md §14 says", async () => {
+  await using d = await makeDashboard({ maxAttempts: 1 });
+  await (await d.admin("POST", P.enqueue, { id: "late-1", name: "echo hi", agent_id: "a1" })).body
+    ?.cancel();
+  assert.equal((await d.agent({ path: P.wait() })).status, 200);
+  d.clock.advance(31_000);
+  assert.deepEqual((await d.dashboard.expireLeases()).lost.map((c) => c.id), ["late-1"]);
+  const report = await d.agent({ path: P.report, body: reportBody("late-1") });
+  assert.deepEqual(await json(report), { accepted: true });
+  const families = await scrape(d);
+  assert.equal(value(families, "status_commands_finished_total", { status: "lost" }), 1);
+  assert.equal(value(families, "status_commands_finished_total", { status: "success" }), 1);
+  assert.equal(value(families, "status_commands", { status: "lost" }), 0, "each command once");
+  assert.equal(value(families, "status_commands", { status: "success" }), 1);
 });
 
 Deno.test("each route is counted under its own pattern, as docs/protocol.md §14 says", async () => {

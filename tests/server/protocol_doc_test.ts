@@ -1,12 +1,16 @@
 /**
  * Keeps `docs/protocol.md` honest about the routes: every route the dashboard app registers is
  * named there (method and path, in backquotes), and every route named there is one the app
- * answers. The routes come from the app itself (`DashboardApp.routes`), not from its source.
+ * answers. The routes come from the app itself (`DashboardApp.routes`), not from its source. And
+ * about the metrics: §14's tables name every metric family a scrape of the dashboard and of an
+ * agent exports, with its type and labels, and only those.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { makeDashboard } from "./_helpers.ts";
+import { ADMIN_TOKEN, makeDashboard } from "./_helpers.ts";
+import { parseStrict } from "../_prom_strict.ts";
+import { AgentMetrics } from "../../src/agent/mod.ts";
 import { createPolicy, runCommand, toReportFields } from "../../src/exec/mod.ts";
 import { COMMAND_STATUSES, FINAL_STATUSES } from "../../src/protocol/mod.ts";
 
@@ -104,4 +108,42 @@ Deno.test("docs/protocol.md §4 names every status, which are final, and where a
   assert.equal(fields.result, null);
   const saying = [...rows].filter(([, [, meaning]]) => meaning.includes("could not be started"));
   assert.deepEqual(saying.map(([status]) => status), [fields.status]);
+});
+
+/**
+ * The metrics §14's tables name, as `name type labels` (labels: the names in backquotes before
+ * any parenthesis of the labels column), split into the agent's (`status_agent_...`) and the
+ * dashboard's.
+ */
+function documentedMetrics(text: string): { dashboard: string[]; agent: string[] } {
+  const section = text.slice(text.indexOf("## 14. "), text.indexOf("## 15. "));
+  const dashboard: string[] = [];
+  const agent: string[] = [];
+  for (const row of section.matchAll(/^\| `([a-zA-Z_:]+)` +\| (\w+) +\| (.*?) *\|$/gm)) {
+    const labels = [...row[3].split("(")[0].matchAll(/`([a-z_]+)`/g)].map((m) => m[1]).sort();
+    const line = `${row[1]} ${row[2]} ${labels.join(",")}`;
+    (row[1].startsWith("status_agent_") ? agent : dashboard).push(line);
+  }
+  return { dashboard: dashboard.sort(), agent: agent.sort() };
+}
+
+/** The metric families of a scrape, in the form of {@link documentedMetrics}. */
+function scrapedMetrics(text: string): string[] {
+  return [...parseStrict(text).values()].map((family) => {
+    const labels = new Set(family.samples.flatMap((s) => Object.keys(s.labels)));
+    labels.delete("le");
+    return `${family.name} ${family.type} ${[...labels].sort().join(",")}`;
+  }).sort();
+}
+
+Deno.test("docs/protocol.md §14 names every metric of the dashboard and of the agent, with its type and labels", async () => {
+  const documented = documentedMetrics(await Deno.readTextFile(DOC));
+  await using t = await makeDashboard();
+  const headers = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+  // A first request, so that the requests counter and the store's timings have series.
+  await (await t.dashboard.app.request("/metrics", { headers })).body?.cancel();
+  const dashboard = await (await t.dashboard.app.request("/metrics", { headers })).text();
+  assert.deepEqual(documented.dashboard, scrapedMetrics(dashboard));
+  const agent = new AgentMetrics({ agentId: "web-1", version: "0.1.0", instanceId: "i-1" });
+  assert.deepEqual(documented.agent, scrapedMetrics(await (await agent.render()).text()));
 });
