@@ -291,7 +291,7 @@ async function agentAction(
   // with what to do.
   if (s.metricsPort !== undefined) {
     try {
-      checkMetricsAddressFree(parseListenAddress(s.metricsPort));
+      checkMetricsAddressFree(parseListenAddress(s.metricsPort), "METRICS_PORT, --metrics-port");
     } catch (error) {
       throw metricsPortInUse(error);
     }

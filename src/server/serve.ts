@@ -18,7 +18,12 @@ import {
 } from "../store/mod.ts";
 import { createApp, type DashboardApp } from "./app.ts";
 import type { AppOptions } from "./app_options.ts";
-import { checkAddressFree, type HttpListener, listenHttp } from "../http_listener.ts";
+import {
+  checkAddressFree,
+  type HttpListener,
+  listenHttp,
+  listenProbeError,
+} from "../http_listener.ts";
 import {
   checkMetricsAddressFree,
   type MetricsServer,
@@ -121,6 +126,9 @@ export { isLoopback };
 
 const log = logger("server");
 
+/** How `METRICS_BIND` is named in the errors of its address. */
+const METRICS_BIND_SETTING = "METRICS_BIND, --metrics-bind";
+
 /**
  * The store holds agents with tokens but no admin token is configured: the dashboard is not in dev
  * mode, and its operator API would have no token. `status up`, which runs in dev mode only,
@@ -216,7 +224,7 @@ export function checkAddressesFree(
   } catch {
     return; // Said by the metrics' own start.
   }
-  checkMetricsAddressFree(metrics);
+  checkMetricsAddressFree(metrics, METRICS_BIND_SETTING);
 }
 
 /** The host of `METRICS_BIND`, when it is given and well-formed (a malformed one is said later). */
@@ -300,17 +308,11 @@ function notListenable(
  * listener, which says it.
  */
 function checkListenable(hostname: string, port: number, bindSetting: string | undefined): void {
-  const host = hostname.includes(":") ? `[${hostname}]:0` : `${hostname}:0`;
-  if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") return;
-  let probe: Deno.Listener;
-  try {
-    probe = Deno.listen({ hostname, port: 0 });
-  } catch (error) {
-    const refusal = notListenable(error, hostname, port, bindSetting);
-    if (refusal) throw refusal;
-    return;
-  }
-  probe.close();
+  const error = listenProbeError(hostname);
+  const refusal = error === undefined
+    ? undefined
+    : notListenable(error, hostname, port, bindSetting);
+  if (refusal) throw refusal;
 }
 
 /**
@@ -443,7 +445,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           parseListenAddress(options.metricsBind),
           metricsStop.signal,
           // Its sockets are defended as the main port's are.
-          { headerTimeoutSecs: options.headerTimeoutSecs, setting: "METRICS_BIND, --metrics-bind" },
+          { headerTimeoutSecs: options.headerTimeoutSecs, setting: METRICS_BIND_SETTING },
         );
       } catch (error) {
         await listener.close();

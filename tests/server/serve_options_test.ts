@@ -116,3 +116,32 @@ Deno.test("a start refused for its address makes no database", async (t) => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a start refused for its METRICS_BIND host makes no database", async () => {
+  // Found out only when the metrics listened, after status.db was made.
+  const dir = await Deno.makeTempDir({ prefix: "status-serve-options-" });
+  try {
+    for (
+      const [host, why] of [
+        ["no-such-host.invalid", "is not an IP address or a host name that resolves"],
+        ["192.0.2.1", "is not an address of this machine"],
+      ]
+    ) {
+      const error = await startServer({
+        availableDescriptors: "plenty",
+        db: `${dir}/status.db`,
+        port: 0,
+        adminToken: "an-admin-token-of-some-length",
+        metricsBind: `${host}:0`,
+      }).catch((e) => e);
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(
+        error.message,
+        `cannot serve metrics on ${host}:0: ${host} (METRICS_BIND, --metrics-bind) ${why}`,
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no database was created");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
