@@ -448,6 +448,25 @@ function checkListenPermission(hostname: string, port: number): void {
 }
 
 /**
+ * Why listening on an address fails whatever the port, found by listening on its port 0 for a
+ * moment: a host name that does not resolve, an address that is not this machine's. A start
+ * checks its addresses so before it makes any file. Only where listening is permitted.
+ *
+ * @param hostname The address to listen on.
+ * @returns The listen's error, or `undefined` when it listened (or was not permitted to try).
+ */
+export function listenProbeError(hostname: string): unknown {
+  const host = hostname.includes(":") ? `[${hostname}]:0` : `${hostname}:0`;
+  if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") return undefined;
+  try {
+    Deno.listen({ hostname, port: 0 }).close();
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
+
+/**
  * Throws when something already listens on an address, found by listening there for a moment: a
  * start checks its ports so before it makes any file (a database, its folder), and a port in use
  * fails it with nothing left behind. Only an IP address is checked (a host name is resolved by

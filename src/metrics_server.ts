@@ -6,7 +6,12 @@
  */
 import { type Clock, systemClock } from "./clock.ts";
 import { ConfigError } from "./errors.ts";
-import { checkAddressFree, type HttpListener, listenHttp } from "./http_listener.ts";
+import {
+  checkAddressFree,
+  type HttpListener,
+  listenHttp,
+  listenProbeError,
+} from "./http_listener.ts";
 import { logger } from "./log/mod.ts";
 import { shortForm } from "./protocol/short_form.ts";
 import { visibleText } from "./protocol/visible_text.ts";
@@ -78,18 +83,60 @@ function metricsAddressInUse(address: { hostname: string; port: number }, cause:
 }
 
 /**
- * Throws the error {@link serveMetrics} would throw for an address in use, without listening
- * there for longer than a moment (see {@link checkAddressFree}).
+ * The error of a metrics address that is no address here: said as the dashboard's own BIND is,
+ * not as getaddrinfo's or listen's words alone ("getaddrinfo ENOTFOUND 999.1.1.1", "listen
+ * EINVAL"); `undefined` for another failure.
+ */
+function notAnAddress(
+  error: unknown,
+  address: { hostname: string; port: number },
+  setting: string | undefined,
+): ConfigError | undefined {
+  const code = (error as { code?: string }).code;
+  const message = (error as Error).message ?? "";
+  const where = `${address.hostname}:${address.port}`;
+  const host = `${address.hostname}${setting ? ` (${setting})` : ""}`;
+  if (
+    code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME" ||
+    /getaddrinfo|failed to lookup address/.test(message)
+  ) {
+    return new ConfigError(
+      `cannot serve metrics on ${where}: ${host} is not an IP address or a host name that ` +
+        "resolves",
+      { cause: error },
+    );
+  }
+  if (code === "EADDRNOTAVAIL" || code === "EINVAL" || /EADDRNOTAVAIL|EINVAL/.test(message)) {
+    return new ConfigError(
+      `cannot serve metrics on ${where}: ${host} is not an address of this machine`,
+      { cause: error },
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Throws the error {@link serveMetrics} would throw for an address in use, or for a host that is
+ * no address here, without listening there for longer than a moment (see
+ * {@link checkAddressFree} and {@link listenProbeError}).
  *
  * @param address Where the metrics will listen.
+ * @param setting How the setting of the address is named in errors (`METRICS_BIND, --metrics-bind`).
  * @throws {Error} When something listens there (its `cause` has the `code` `EADDRINUSE`).
+ * @throws {ConfigError} When the host does not resolve or is not an address of this machine.
  */
-export function checkMetricsAddressFree(address: { hostname: string; port: number }): void {
+export function checkMetricsAddressFree(
+  address: { hostname: string; port: number },
+  setting?: string,
+): void {
   try {
     checkAddressFree(address.hostname, address.port);
   } catch (error) {
     throw metricsAddressInUse(address, error);
   }
+  const error = listenProbeError(address.hostname);
+  const refusal = error === undefined ? undefined : notAnAddress(error, address, setting);
+  if (refusal) throw refusal;
 }
 
 /**
@@ -202,26 +249,8 @@ export async function serveMetrics(
     if (code === "EADDRINUSE" || error instanceof Deno.errors.AddrInUse) {
       throw metricsAddressInUse(address, error);
     }
-    // A host that is no address here: said as the dashboard's own BIND is, not as getaddrinfo's
-    // or listen's words alone ("getaddrinfo ENOTFOUND 999.1.1.1", "listen EINVAL").
-    const message = (error as Error).message ?? "";
-    const host = `${address.hostname}${limits.setting ? ` (${limits.setting})` : ""}`;
-    if (
-      code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME" ||
-      /getaddrinfo/.test(message)
-    ) {
-      throw new ConfigError(
-        `cannot serve metrics on ${where}: ${host} is not an IP address or a host name that ` +
-          "resolves",
-        { cause: error },
-      );
-    }
-    if (code === "EADDRNOTAVAIL" || code === "EINVAL" || /EADDRNOTAVAIL|EINVAL/.test(message)) {
-      throw new ConfigError(
-        `cannot serve metrics on ${where}: ${host} is not an address of this machine`,
-        { cause: error },
-      );
-    }
+    const refusal = notAnAddress(error, address, limits.setting);
+    if (refusal) throw refusal;
     if (error instanceof Deno.errors.NotCapable || code === "EACCES") {
       throw new ConfigError(
         `cannot serve metrics on ${where}: ${

@@ -255,7 +255,7 @@ function acquirePidFileOf(loaded: LoadedSettings): Deno.FsFile {
 export function checkMetricsPortFree(metricsPort: string | undefined): void {
   if (metricsPort === undefined) return;
   try {
-    checkMetricsAddressFree(parseListenAddress(metricsPort));
+    checkMetricsAddressFree(parseListenAddress(metricsPort), "METRICS_PORT, --metrics-port");
   } catch (error) {
     throw metricsPortInUse(error);
   }

@@ -8,7 +8,12 @@ import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
+import {
+  addSettingOptions,
+  loadCommandSettings,
+  noAdminTokenReason,
+  repeatable,
+} from "./common.ts";
 import {
   addRunOptions,
   collectAgent,
@@ -306,7 +311,7 @@ export function enqueueCommand(io: Io): Command {
     .option(
       "--agent <id>",
       "id of the agent that runs it; repeated, a fan-out run to each agent named",
-      collectAgent,
+      repeatable(collectAgent),
     )
     .option(
       "--id <id>",
@@ -414,8 +419,11 @@ Examples:
     if (answer.warning) io.err(`warning: ${errorLine(answer.warning)}`);
     if (!wait) {
       if (options.json) {
-        // Queued already: a failure to read it back must not look like a failed enqueue.
-        const record = await client.getCommand(id).catch((error) => {
+        // Queued already: a failure to read it back, or Ctrl-C during it, must not look like a
+        // failed enqueue, nor end without a word.
+        using reading = requestSignals();
+        const record = await client.getCommand(id, reading.signal).catch((error) => {
+          if (reading.interrupted.aborted) return null;
           throw new OperatorError(
             error instanceof OperatorError ? error.kind : "request",
             `${id} was queued for agent ${agentId}, but reading it back failed: ` +
@@ -423,17 +431,28 @@ Examples:
             { cause: error },
           );
         });
+        if (record === null) {
+          io.err(
+            `stopped while reading it back; ${id} was queued for agent ${agentId} (see it with: ` +
+              `status result ${idWord(id)})`,
+          );
+          setExitCode(130);
+          return;
+        }
         io.out(JSON.stringify(record, null, 2));
       } else {
         io.out(id);
-        // A duplicate was enqueued before and may have run already: say where it is now.
+        // A duplicate was enqueued before and may have run already: say where it is now (Ctrl-C
+        // meanwhile: say what is known).
+        using reading = requestSignals();
         const now = answer.duplicate
-          ? await client.getCommand(id).then((c) => `; it is ${c.status}`, () => "")
+          ? await client.getCommand(id, reading.signal).then((c) => `; it is ${c.status}`, () => "")
           : "";
         io.err(
           `${answer.duplicate ? `already enqueued (same id and body${now})` : "queued"}: ${id} ` +
             `for agent ${agentId}; see it with: status result ${idWord(id)}`,
         );
+        if (reading.interrupted.aborted) setExitCode(130);
       }
       return;
     }

@@ -10,7 +10,12 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
+import {
+  addSettingOptions,
+  loadCommandSettings,
+  noAdminTokenReason,
+  repeatable,
+} from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
@@ -126,7 +131,7 @@ export function addRunOptions<C extends Command<[string], Record<string, unknown
     .option(
       "--label <key=value>",
       "fan-out: only agents carrying this label (AGENT_LABELS); repeat or separate with commas",
-      collectLabels,
+      repeatable(collectLabels),
     )
     .option(
       "--max-concurrency <n|p%>",
@@ -425,7 +430,7 @@ export function runCommand(io: Io): Command {
     .option(
       "--agent <id>",
       "fan-out: this agent (repeatable); with other target flags all must match",
-      collectAgent,
+      repeatable(collectAgent),
     )
     .option(
       "--id <id>",

@@ -59,6 +59,7 @@ export function unavailableError(error: unknown): HttpError | null {
   if (!(error instanceof StoreUnavailableError)) return null;
   return new HttpError(503, "the dashboard's database is unavailable; retry later", {
     headers: { "Retry-After": String(STORE_RETRY_AFTER_SECS) },
+    details: { retry_after_secs: STORE_RETRY_AFTER_SECS },
     cause: error,
   });
 }

@@ -18,7 +18,12 @@ import {
 } from "../store/mod.ts";
 import { createApp, type DashboardApp } from "./app.ts";
 import type { AppOptions } from "./app_options.ts";
-import { checkAddressFree, type HttpListener, listenHttp } from "../http_listener.ts";
+import {
+  checkAddressFree,
+  type HttpListener,
+  listenHttp,
+  listenProbeError,
+} from "../http_listener.ts";
 import {
   checkMetricsAddressFree,
   type MetricsServer,
@@ -121,6 +126,9 @@ export { isLoopback };
 
 const log = logger("server");
 
+/** How `METRICS_BIND` is named in the errors of its address. */
+const METRICS_BIND_SETTING = "METRICS_BIND, --metrics-bind";
+
 /**
  * The store holds agents with tokens but no admin token is configured: the dashboard is not in dev
  * mode, and its operator API would have no token. `status up`, which runs in dev mode only,
@@ -216,7 +224,7 @@ export function checkAddressesFree(
   } catch {
     return; // Said by the metrics' own start.
   }
-  checkMetricsAddressFree(metrics);
+  checkMetricsAddressFree(metrics, METRICS_BIND_SETTING);
 }
 
 /** The host of `METRICS_BIND`, when it is given and well-formed (a malformed one is said later). */
@@ -227,6 +235,84 @@ function metricsHostOf(metricsBind: string | undefined): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The refusal of dev mode (loopback only) to listen on `hostname`, or on `METRICS_BIND`'s host,
+ * when either is not loopback.
+ */
+function devModeRefusal(hostname: string, options: ServeOptions): ConfigError | undefined {
+  // Its metrics too: dev mode is for one machine, and they say what its fleet runs.
+  const metricsHost = metricsHostOf(options.metricsBind);
+  const [setting, host] = !isLoopback(hostname)
+    ? [options.bindSetting ?? "--bind", hostname]
+    : metricsHost !== undefined && !isLoopback(metricsHost)
+    ? ["METRICS_BIND (--metrics-bind)", metricsHost]
+    : [];
+  if (host === undefined) return undefined;
+  return new ConfigError(
+    `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
+      `${setting} is ${host}; bind 127.0.0.1, or add an agent with ` +
+      `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
+  );
+}
+
+/** Whether `db` names a SQLite file that does not exist yet (opening the store would make it). */
+function isNewFile(db: string): boolean {
+  if (db === ":memory:" || /^([a-z][a-z0-9+.-]*):\/\//i.test(db.trim())) return false;
+  try {
+    Deno.lstatSync(db);
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound;
+  }
+}
+
+/**
+ * The error of a listen that failed for its address: a host name that does not resolve, or an
+ * address that is not this machine's; `undefined` for another failure.
+ */
+function notListenable(
+  error: unknown,
+  hostname: string,
+  port: number,
+  bindSetting: string | undefined,
+): ConfigError | undefined {
+  const code = (error as { code?: string }).code;
+  const bindName = bindSetting ?? "BIND, --bind";
+  const message = (error as Error).message ?? "";
+  if (
+    code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME" ||
+    /getaddrinfo|failed to lookup address/.test(message)
+  ) {
+    return new ConfigError(
+      `cannot listen on ${hostname}:${port}: ${hostname} (${bindName}) is not an IP ` +
+        "address or a host name that resolves",
+      { cause: error },
+    );
+  }
+  if (code === "EADDRNOTAVAIL" || code === "EINVAL" || /EADDRNOTAVAIL|EINVAL/.test(message)) {
+    return new ConfigError(
+      `cannot listen on ${hostname}:${port}: ${hostname} (${bindName}) is not an address ` +
+        "of this machine",
+      { cause: error },
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Refuses, before the store is opened (and its file made), an address the dashboard could not
+ * listen on: a host name that does not resolve, or an address that is not this machine's. It
+ * listens on the address's port 0 a moment, when allowed to; any other failure is left to the
+ * listener, which says it.
+ */
+function checkListenable(hostname: string, port: number, bindSetting: string | undefined): void {
+  const error = listenProbeError(hostname);
+  const refusal = error === undefined
+    ? undefined
+    : notListenable(error, hostname, port, bindSetting);
+  if (refusal) throw refusal;
 }
 
 /**
@@ -275,6 +361,13 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   wholeNumber("maxConnections", options.maxConnections, MAX_MAX_CONNECTIONS);
   if (options.tls !== undefined) checkTlsPair(options.tls);
   checkAddressesFree({ hostname, port, metricsBind: options.metricsBind });
+  checkListenable(hostname, port, options.bindSetting);
+  // A store not made yet has no agents: dev mode, unless an admin token is given. What dev mode
+  // refuses is refused before the store is made.
+  if (!options.adminToken && options.store === undefined && isNewFile(options.db ?? DEFAULT_DB)) {
+    const refusal = devModeRefusal(hostname, options);
+    if (refusal) throw refusal;
+  }
   const ownsStore = options.store === undefined;
   let store: CommandStore;
   if (options.store) {
@@ -297,23 +390,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   let dashboard: DashboardApp | undefined;
   try {
     const devMode = await resolveDevMode(store, options.adminToken);
-    if (devMode && !isLoopback(hostname)) {
-      const setting = options.bindSetting ?? "--bind";
-      throw new ConfigError(
-        `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
-          `${setting} is ${hostname}; bind 127.0.0.1, or add an agent with ` +
-          `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
-      );
-    }
-    // Its metrics too: dev mode is for one machine, and they say what its fleet runs.
-    const metricsHost = devMode ? metricsHostOf(options.metricsBind) : undefined;
-    if (metricsHost !== undefined && !isLoopback(metricsHost)) {
-      throw new ConfigError(
-        `dev mode (no agent tokens and no STATUS_ADMIN_TOKEN) listens on loopback only, but ` +
-          `METRICS_BIND (--metrics-bind) is ${metricsHost}; bind 127.0.0.1, or add an agent with ` +
-          `"${addAgentCommand(options)}" and set STATUS_ADMIN_TOKEN`,
-      );
-    }
+    const refusal = devMode ? devModeRefusal(hostname, options) : undefined;
+    if (refusal) throw refusal;
     dashboard = createApp({ ...options, store, devMode });
     const app = dashboard.app;
     let listener: HttpListener;
@@ -339,26 +417,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       });
     } catch (error) {
       const code = (error as { code?: string }).code;
-      const bindName = options.bindSetting ?? "BIND, --bind";
       if (code === "EADDRINUSE") throw addressInUse(hostname, port, error);
-      const message = (error as Error).message ?? "";
-      if (
-        code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME" ||
-        /getaddrinfo/.test(message)
-      ) {
-        throw new ConfigError(
-          `cannot listen on ${hostname}:${port}: ${hostname} (${bindName}) is not an IP ` +
-            "address or a host name that resolves",
-          { cause: error },
-        );
-      }
-      if (code === "EADDRNOTAVAIL" || code === "EINVAL" || /EADDRNOTAVAIL|EINVAL/.test(message)) {
-        throw new ConfigError(
-          `cannot listen on ${hostname}:${port}: ${hostname} (${bindName}) is not an address ` +
-            "of this machine",
-          { cause: error },
-        );
-      }
+      const unlistenable = notListenable(error, hostname, port, options.bindSetting);
+      if (unlistenable) throw unlistenable;
       if (error instanceof Deno.errors.NotCapable || code === "EACCES") {
         throw new ConfigError(
           `cannot listen on ${hostname}:${port}: ${
@@ -384,7 +445,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           parseListenAddress(options.metricsBind),
           metricsStop.signal,
           // Its sockets are defended as the main port's are.
-          { headerTimeoutSecs: options.headerTimeoutSecs, setting: "METRICS_BIND, --metrics-bind" },
+          { headerTimeoutSecs: options.headerTimeoutSecs, setting: METRICS_BIND_SETTING },
         );
       } catch (error) {
         await listener.close();

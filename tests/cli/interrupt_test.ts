@@ -95,3 +95,49 @@ Deno.test("Ctrl-C before the dashboard answers the enqueue, cancel, run or run c
     resolve();
   }
 });
+
+Deno.test("Ctrl-C while status enqueue reads the queued command back says it was queued", async (t) => {
+  // `status enqueue --json` ended without a word when interrupted after the enqueue was answered.
+  const { promise: release, resolve } = Promise.withResolvers<void>();
+  let reads = 0;
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      if (request.method === "POST") {
+        const { id } = await request.json();
+        return Response.json({ queued: true, id, duplicate: id === "int-dup" }, { status: 202 });
+      }
+      reads++;
+      await release;
+      return Response.json({ error: "too late" }, { status: 503 });
+    },
+  );
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const cases: Array<[string, string[], RegExp]> = [
+    [
+      "status enqueue --json",
+      ["enqueue", "echo hi", "--agent", "a", "--id", "int-9", "--json"],
+      /^stopped while reading it back; int-9 was queued for agent a \(see it with: status result int-9\)$/,
+    ],
+    [
+      "status enqueue of a duplicate",
+      ["enqueue", "echo hi", "--agent", "a", "--id", "int-dup"],
+      /^already enqueued \(same id and body\): int-dup for agent a; see it with: status result int-dup$/,
+    ],
+  ];
+  try {
+    for (const [what, args, said] of cases) {
+      await t.step(what, async () => {
+        const before = reads;
+        await using proc = spawnCli([...args, "--dashboard-url", url], { perms: PERMS.operator });
+        await until(() => reads > before, "the read-back to reach the dashboard", 30_000);
+        proc.kill("SIGINT");
+        const status = await proc.exited(30_000);
+        assert.equal(status.code, 130, proc.stderr.text);
+        assert.match(proc.stderr.lines.at(-1) ?? "", said);
+      });
+    }
+  } finally {
+    resolve();
+  }
+});

@@ -363,6 +363,18 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
     assert.equal(other.status, 403, "request ids are per agent: another agent's is not a replay");
   });
 
+  await t.step("6. ids differing only by a no-break space around them are two ids", async () => {
+    const requestId = crypto.randomUUID();
+    const plain = await d.agent({ path: P.enqueue, body: { name: "echo a" }, requestId });
+    assert.equal(plain.status, 202);
+    const spaced = await d.agent({
+      path: P.enqueue,
+      body: { name: "echo b" },
+      requestId: `\u00a0${requestId}\u00a0`,
+    });
+    assert.equal(spaced.status, 202, await spaced.text());
+  });
+
   await t.step(
     "6. a request id is forgotten after 660 s (and the clock-skew check still holds)",
     async () => {

@@ -79,3 +79,69 @@ Deno.test("startServer in dev mode refuses a non-loopback --metrics-bind as it d
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a start refused for its address makes no database", async (t) => {
+  // A dev-mode start on 0.0.0.0 made status.db (and its reserve), then refused the address.
+  const dir = await Deno.makeTempDir({ prefix: "status-serve-options-" });
+  const db = `${dir}/status.db`;
+  const refused = async (options: Parameters<typeof startServer>[0], wanted: RegExp) => {
+    const error = await startServer({ availableDescriptors: "plenty", db, port: 0, ...options })
+      .catch((e) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.match(error.message, wanted);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no database was created");
+  };
+  try {
+    await t.step("dev mode and a BIND that is not loopback", async () => {
+      for (const hostname of ["0.0.0.0", "::"]) {
+        await refused({ hostname }, /^dev mode .* listens on loopback only, but --bind is /);
+      }
+      await refused(
+        { metricsBind: "0.0.0.0:0" },
+        /^dev mode .* listens on loopback only, but METRICS_BIND/,
+      );
+    });
+    await t.step("a BIND that does not resolve, or is no address here", async () => {
+      const adminToken = "an-admin-token-of-some-length";
+      await refused(
+        { hostname: "no-such-host.invalid", adminToken },
+        /^cannot listen on no-such-host\.invalid:0: .* is not an IP address or a host name that resolves$/,
+      );
+      await refused(
+        { hostname: "192.0.2.1", adminToken },
+        /^cannot listen on 192\.0\.2\.1:0: .* is not an address of this machine$/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a start refused for its METRICS_BIND host makes no database", async () => {
+  // Found out only when the metrics listened, after status.db was made.
+  const dir = await Deno.makeTempDir({ prefix: "status-serve-options-" });
+  try {
+    for (
+      const [host, why] of [
+        ["no-such-host.invalid", "is not an IP address or a host name that resolves"],
+        ["192.0.2.1", "is not an address of this machine"],
+      ]
+    ) {
+      const error = await startServer({
+        availableDescriptors: "plenty",
+        db: `${dir}/status.db`,
+        port: 0,
+        adminToken: "an-admin-token-of-some-length",
+        metricsBind: `${host}:0`,
+      }).catch((e) => e);
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(
+        error.message,
+        `cannot serve metrics on ${host}:0: ${host} (METRICS_BIND, --metrics-bind) ${why}`,
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no database was created");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

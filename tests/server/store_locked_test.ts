@@ -42,7 +42,10 @@ Deno.test("a write refused for another process's lock is 503 with Retry-After, t
     const refused = await enqueue("c1");
     assert.equal(refused.status, 503);
     assert.equal(refused.headers.get("Retry-After"), "2");
-    assert.match((await refused.json()).error, /database is unavailable; retry later/);
+    const refusal = await refused.json();
+    assert.match(refusal.error, /database is unavailable; retry later/);
+    // As every other 429/503/507 that asks to wait: the body says it too.
+    assert.deepEqual(refusal.details, { retry_after_secs: 2 });
     assert.equal((await dashboard.app.request("/health")).status, 503);
     other.exec("ROLLBACK");
     await clock.advanceAsync(250); // the next probe finds the store again

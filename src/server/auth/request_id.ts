@@ -17,7 +17,9 @@ import { refuse } from "./refuse.ts";
  */
 export async function checkRequestId(replay: RequestIdGuard, call: AgentCall): Promise<void> {
   if (call.unsigned) return;
-  const requestId = call.headers.get(HEADER.requestId)?.trim();
+  // Not trimmed: the id is signed as it is (step 5), so it is kept as it is. Trimmed, two ids
+  // differing only by a no-break space around them were one, the second refused as a replay.
+  const requestId = call.headers.get(HEADER.requestId);
   if (!requestId) {
     throw refuse(call, 400, "X-Request-Id header is missing", "authentication failed");
   }
