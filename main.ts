@@ -10,7 +10,6 @@ import denoJson from "./deno.json" with { type: "json" };
 import { type Io, processIo } from "./src/cli/io.ts";
 import { errorLine } from "./src/cli/error_line.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
-import { refuseRepeatedFlags } from "./src/cli/common.ts";
 import { surviveFileSizeLimit } from "./src/cli/signals.ts";
 import { closeLogging } from "./src/log/mod.ts";
 import { redactString } from "./src/log/redact.ts";
@@ -69,7 +68,6 @@ export function buildProgram(io: Io = processIo): Command {
   program.addCommand(healthCommand(io));
   program.addCommand(completionsCommand(io, () => program));
   showHelpAlike(program);
-  refuseRepeatedFlags(program);
   configureErrors(program, io);
   return program;
 }

@@ -52,53 +52,6 @@ export function parseFilePath(value: string, previous?: unknown): string {
   return value;
 }
 
-/** Parsers of the flags that may be given more than once: each occurrence adds to a list. */
-const REPEATABLE = new WeakSet<object>();
-
-/**
- * Marks a flag's parser as one that collects its occurrences (`--agent a --agent b`), so that
- * {@link refuseRepeatedFlags} lets the flag be given more than once.
- *
- * @param parser The flag's parser; it is given the value collected so far.
- * @returns The same parser.
- */
-// deno-lint-ignore no-explicit-any
-export function repeatable<P extends (value: string, previous: any) => unknown>(parser: P): P {
-  REPEATABLE.add(parser);
-  return parser;
-}
-
-/**
- * Makes every flag that takes one value, in a command and all its subcommands, an error when given
- * more than once (`--port 1 --port 2`, `--timeout 5 --timeout 10`): commander would keep the last
- * without a word, and which one was meant is not for the program to guess. A flag whose own parser
- * says more (a list setting's, `--config`'s) says it; flags marked {@link repeatable} collect.
- *
- * @param command The root of the commands.
- */
-export function refuseRepeatedFlags(
-  command: Command<unknown[], Record<string, unknown>>,
-): void {
-  for (const option of command.options) {
-    if (!(option.required || option.optional) || option.variadic) continue;
-    const parse = option.parseArg;
-    if (parse && REPEATABLE.has(parse)) continue;
-    const key = option.attributeName();
-    option.argParser((value: string, previous: unknown) => {
-      const parsed = parse ? parse(value, previous) : value;
-      if (command.getOptionValueSource(key) === "cli") {
-        // The values are not repeated back: one may be a token.
-        throw new UsageError(
-          `${option.long ?? option.short} is given more than once, and only one value would be ` +
-            "read; give it once",
-        );
-      }
-      return parsed;
-    });
-  }
-  for (const sub of command.commands) refuseRepeatedFlags(sub);
-}
-
 /**
  * Adds `--config`, `--env-file` and one flag per setting of the given roles to a command.
  *

@@ -8,12 +8,7 @@ import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
 import { DEPLOYMENT_HASH_PATTERN, DEPLOYMENT_HASH_RULE } from "../protocol/schemas.ts";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import {
-  addSettingOptions,
-  loadCommandSettings,
-  noAdminTokenReason,
-  repeatable,
-} from "./common.ts";
+import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import {
   addRunOptions,
   collectAgent,
@@ -311,7 +306,7 @@ export function enqueueCommand(io: Io): Command {
     .option(
       "--agent <id>",
       "id of the agent that runs it; repeated, a fan-out run to each agent named",
-      repeatable(collectAgent),
+      collectAgent,
     )
     .option(
       "--id <id>",

@@ -21,12 +21,7 @@ import {
   runCommand,
 } from "../exec/mod.ts";
 import type { LogRecordView } from "../log/mod.ts";
-import {
-  addSettingOptions,
-  checkDirectorySetting,
-  loadCommandSettings,
-  repeatable,
-} from "./common.ts";
+import { addSettingOptions, checkDirectorySetting, loadCommandSettings } from "./common.ts";
 import { printOutput } from "./enqueue.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
@@ -348,7 +343,7 @@ export function execCommand(io: Io, settings?: ExecCliSettings): ExecCommand {
     .option(
       "--allow <program>",
       "also allow this program, a name or an absolute path (repeatable; shells only when named)",
-      repeatable(collect),
+      collect,
     )
     .option("--cwd <dir>", "working directory of the command")
     .option("--json", "print the result object as JSON");

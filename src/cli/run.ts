@@ -10,12 +10,7 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import {
-  addSettingOptions,
-  loadCommandSettings,
-  noAdminTokenReason,
-  repeatable,
-} from "./common.ts";
+import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
@@ -131,7 +126,7 @@ export function addRunOptions<C extends Command<[string], Record<string, unknown
     .option(
       "--label <key=value>",
       "fan-out: only agents carrying this label (AGENT_LABELS); repeat or separate with commas",
-      repeatable(collectLabels),
+      collectLabels,
     )
     .option(
       "--max-concurrency <n|p%>",
@@ -430,7 +425,7 @@ export function runCommand(io: Io): Command {
     .option(
       "--agent <id>",
       "fan-out: this agent (repeatable); with other target flags all must match",
-      repeatable(collectAgent),
+      collectAgent,
     )
     .option(
       "--id <id>",
