@@ -5,7 +5,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { BIDI_CONTROLS, idWord } from "../protocol/mod.ts";
+import { BIDI_CONTROLS, idWord, visibleText } from "../protocol/mod.ts";
 import type { CommandRecord, StoredResult } from "./types.ts";
 
 /** An id as the last word of a `status` command line (see the protocol module's). */
@@ -23,7 +23,8 @@ export function formatElapsed(ms: number): string {
 
 /**
  * Describes a command's status in a few words: `success, exit code 0`, `rejected: <reason>`,
- * `delivered to web-1, attempt 2`.
+ * `delivered to web-1, attempt 2`. The agent's signal and error are one line, their control and
+ * bidirectional formatting characters shown as escapes (`\n`, `\u001b`).
  *
  * @param record The command.
  * @returns The description.
@@ -39,9 +40,11 @@ export function describeStatus(record: CommandRecord): string {
   }
   const result = record.result;
   if (typeof result?.exit_code === "number") parts.push(`exit code ${result.exit_code}`);
-  if (result?.signal) parts.push(`signal ${result.signal}`);
+  // The signal and the error are the agent's own words: shown as one line, their control and
+  // bidirectional characters as escapes, so that a line break cannot forge another status line.
+  if (result?.signal) parts.push(`signal ${visibleText(result.signal)}`);
   let text = parts.join(", ");
-  if (record.error) text += `: ${record.error}`;
+  if (record.error) text += `: ${visibleText(record.error)}`;
   return text;
 }
 

@@ -58,6 +58,23 @@ Deno.test("describeStatus says who, which attempt, how it ended and why", () => 
   );
 });
 
+Deno.test("describeStatus shows an agent's error and signal as one line of escapes, never obeys them", () => {
+  // A report as a compromised agent could send it: a line break forging a second status line,
+  // an OSC title, a bidirectional override.
+  const hostile: CommandRecord = {
+    ...done,
+    status: "failed",
+    result: { ...done.result, exit_code: null, signal: "SIG\nKILL" },
+    error: "boom\nstatus:    success, exit code 0\u001b]0;pwned\u0007\u202eok",
+  };
+  const expected = "failed, signal SIG\\nKILL: boom\\nstatus:    success, exit code 0" +
+    "\\u001b]0;pwned\\u0007\\u202eok";
+  assert.equal(describeStatus(hostile), expected);
+  assert.equal(formatProgress(hostile, 0), `cmd-1 ${expected} (0.0 s)`);
+  const status = formatRecord(hostile).filter((line) => line.startsWith("status:"));
+  assert.deepEqual(status, [`status:    ${expected}`], "one status line, not a forged second");
+});
+
 Deno.test("formatProgress is one line of id, status and time waited", () => {
   assert.equal(
     formatProgress({ id: "cmd-001", name: "x", status: "running" }, 400),
