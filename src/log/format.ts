@@ -4,6 +4,8 @@
  * @module
  */
 import type { LogRecord } from "@logtape/logtape";
+import { BIDI_CONTROLS } from "../protocol/schemas.ts";
+import { visibleText } from "../protocol/visible_text.ts";
 import { LEVEL_LABEL } from "./levels.ts";
 import { redactString, redactValue } from "./redact.ts";
 
@@ -116,25 +118,25 @@ export function formatText(record: LogRecord): string {
   return line;
 }
 
-/** A property value written in quotes: spaces, quotes, `=` or a control character in it. */
-const QUOTED = /[\s"=\p{Cc}\u2028\u2029]/u;
-/** Line breaks and control characters (ANSI escapes), which a text line shows escaped. */
-const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;
+/**
+ * A property value written in quotes: spaces, quotes, `=`, a control character or a bidirectional
+ * formatting character in it.
+ */
+const QUOTED = new RegExp(`[\\s"=\\p{Cc}\u2028\u2029]|${BIDI_CONTROLS.source}`, "u");
+/**
+ * Line breaks, control characters (ANSI escapes) and bidirectional formatting characters, which a
+ * text line shows escaped.
+ */
+const CONTROLS = new RegExp(`[\\p{Cc}\u2028\u2029]|${BIDI_CONTROLS.source}`, "u");
 
 /**
- * A text with its control characters (a tab aside) and line separators written as `\n`, `\r`,
- * `\uXXXX`: a record is one line, and a value (a command's output, a client's input) cannot
- * forge another line or move a terminal's cursor.
+ * A text with its control characters (a tab aside), line separators and bidirectional formatting
+ * characters written as `\n`, `\r`, `\uXXXX` (the protocol's `visibleText`): a record is one line,
+ * and a value (a command's output, a client's input) cannot forge another line, move a terminal's
+ * cursor or show the line in another order than its characters come.
  */
 function escapeControls(text: string): string {
-  CONTROLS.lastIndex = 0;
-  if (!CONTROLS.test(text)) return text;
-  return text.replace(CONTROLS, (c) => {
-    if (c === "\t") return c;
-    if (c === "\n") return "\\n";
-    if (c === "\r") return "\\r";
-    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
-  });
+  return CONTROLS.test(text) ? visibleText(text) : text;
 }
 
 /** Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties. */

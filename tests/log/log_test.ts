@@ -89,6 +89,28 @@ Deno.test("a text record is one line: line breaks and control characters are esc
   assert.match(lines[1], /^\S+Z WARN failed: x\\n/);
 });
 
+Deno.test("a text record shows bidirectional formatting characters as escapes, never obeys them", () => {
+  const lines = capture("text");
+  try {
+    // An agent's id, labels or error as a hostile one could send them: an override turns the
+    // rest of the line around on a terminal ("ok" for "ko", an id that reads as another).
+    const hostile = "web-1\u202e1-bew";
+    logger("t").info("agent {agentId} refused", {
+      agentId: hostile,
+      labels: [hostile],
+      [`key\u2066`]: { role: "db\u200f" },
+    });
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 1);
+  assert.doesNotMatch(lines[0], /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/, lines[0]);
+  assert.ok(lines[0].includes("agent web-1\\u202e1-bew refused"), lines[0]);
+  assert.ok(lines[0].includes(' agentId="web-1\\u202e1-bew"'), lines[0]);
+  assert.ok(lines[0].includes(' labels="[\\"web-1\\u202e1-bew\\"]"'), lines[0]);
+  assert.ok(lines[0].includes(' key\\u2066="{\\"role\\":\\"db\\u200f\\"}"'), lines[0]);
+});
+
 Deno.test("json lines carry time, level, category, message and properties", () => {
   const lines = capture("json");
   try {
