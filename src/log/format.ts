@@ -139,7 +139,11 @@ function escapeControls(text: string): string {
   return CONTROLS.test(text) ? visibleText(text) : text;
 }
 
-/** Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties. */
+/**
+ * Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties;
+ * every control, line-separator and bidirectional formatting character in it is a `\uXXXX`
+ * escape.
+ */
 export function formatJson(record: LogRecord): string {
   const line: Record<string, unknown> = {
     time: new Date(record.timestamp).toISOString(),
@@ -154,7 +158,21 @@ export function formatJson(record: LogRecord): string {
       Object.defineProperty(line, key, { value: redacted, enumerable: true, writable: true });
     } else line[key] = redacted;
   }
-  return JSON.stringify(line);
+  const text = JSON.stringify(line);
+  return RAW_IN_JSON.test(text) ? text.replace(RAW_IN_JSON_ALL, jsonEscape) : text;
+}
+
+/**
+ * What `JSON.stringify` leaves as it is but a reader of the line could obey: DEL and C1 controls
+ * (U+009B is a terminal's CSI, U+0085 a line break to many line readers), line and paragraph
+ * separators and bidirectional formatting characters. They only stand inside strings, where a
+ * `\uXXXX` escape means the same character: the line reads back the same.
+ */
+const RAW_IN_JSON = new RegExp(`[\u007f-\u009f\u2028\u2029]|${BIDI_CONTROLS.source}`);
+const RAW_IN_JSON_ALL = new RegExp(RAW_IN_JSON.source, "g");
+
+function jsonEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }
 
 /** Categories joined with dots, once per logger (a logger's category is one array). */

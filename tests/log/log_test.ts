@@ -130,6 +130,31 @@ Deno.test("json lines carry time, level, category, message and properties", () =
   assert.ok(!Number.isNaN(Date.parse(record.time)));
 });
 
+Deno.test("a json line holds no character a terminal or a line reader obeys, and reads back as sent", () => {
+  const lines = capture("json");
+  // What JSON may carry raw: DEL, C1 controls (U+009B is a terminal's CSI, U+0085 a line break
+  // to many readers), line and paragraph separators, bidirectional overrides.
+  const hostile = "a\u007fb\u0085c\u009b2Jd\u2028e\u2029f\u202eg";
+  try {
+    logger("t").info("agent {agentId} refused", {
+      agentId: hostile,
+      labels: { [hostile]: [hostile] },
+    });
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 1);
+  assert.doesNotMatch(
+    lines[0],
+    /[\p{Cc}\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u,
+    lines[0],
+  );
+  const record = JSON.parse(lines[0]);
+  assert.equal(record.message, `agent ${hostile} refused`);
+  assert.equal(record.agentId, hostile);
+  assert.deepEqual(record.labels, { [hostile]: [hostile] });
+});
+
 Deno.test("the level filter drops lower levels", () => {
   const lines: string[] = [];
   setupLogging({ format: "text", level: "warning", write: (l) => lines.push(l) });
