@@ -409,6 +409,26 @@ Deno.test("status result and status exec show a command's escape sequences as es
     assert.equal(stdout.text(), `${RESULT_HOSTILE}\n`);
     assert.equal(stderr.text(), `${RESULT_HOSTILE}\n`);
   });
+  await t.step("to pipes and files: stderr that is not UTF-8 byte for byte too", () => {
+    // \xff is no UTF-8: the agent sends such output as base64 (docs/protocol.md §5).
+    const bytes = new Uint8Array([0xff, 0x78, 0x1b, 0x5b, 0x33, 0x31, 0x6d]);
+    const binary = {
+      ...finished,
+      result: {
+        ...finished.result!,
+        stdout: btoa(String.fromCharCode(...bytes)),
+        stdout_encoding: "base64",
+        stderr: btoa(String.fromCharCode(...bytes)),
+        stderr_encoding: "base64",
+      },
+    } as CommandRecord;
+    const stdout = recordingStream(false);
+    const stderr = recordingStream(false);
+    printOutput(streamIo({ stdout, stderr }), binary);
+    assert.deepEqual(stdout.bytes(), bytes);
+    // Then a line break, so that what is said after it starts a line of its own.
+    assert.deepEqual(stderr.bytes(), new Uint8Array([...bytes, 0x0a]));
+  });
   await t.step("a stream that cannot say whether it is a terminal: as it is", () => {
     const stdout = {
       ...recordingStream(false),
