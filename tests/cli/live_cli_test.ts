@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
+import { StubDashboard } from "../_stub_dashboard.ts";
 import { followAndPrint, type OutputWriter, processWriter } from "../../src/cli/live.ts";
 import { memoryIo, streamIo } from "../../src/cli/io.ts";
 import { printOutput } from "../../src/cli/enqueue.ts";
@@ -229,6 +230,36 @@ Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while
   const stderr = rec.stderr();
   assert.match(stderr, new RegExp(`\r\x1b\\[2K… ${id} queued \\d+\\.\\d s`));
   assert.ok(stderr.endsWith("\r\x1b[2K"), "the indicator is cleared at the end");
+  assert.equal(rec.stdout(), "done\n");
+});
+
+Deno.test("the elapsed indicator shows a status the dashboard sent as escapes, never obeys it", async () => {
+  // A status as a hostile dashboard (or anyone on the path to an http:// one) could send it: it
+  // writes the operator's clipboard (OSC 52) and sets the window's title.
+  const hostile = "running\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\u202e";
+  let final = false;
+  await using stub = new StubDashboard();
+  stub.override = (seen) => {
+    if (seen.method !== "GET" || seen.path !== "/api/v1/commands/c1") return undefined;
+    return Response.json({
+      ...finished,
+      status: final ? "success" : hostile,
+      result: { ...finished.result, stdout: "done\n", stderr: "" },
+    });
+  };
+  const io = memoryIo();
+  const rec = recordingWriter(true);
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  const following = followAndPrint(io, rec.writer, client, "c1", { indicatorMs: 20 });
+  await until(() => rec.stderr().includes("\r\x1b[2K… c1 running"), "the indicator shows");
+  final = true;
+  await following;
+  const indicator = rec.stderr().split("\r\x1b[2K").find((part) => part.startsWith("… c1 running"));
+  assert.match(
+    indicator!,
+    /^… c1 running\\u001b\]52;c;cm0gLXJmIH4=\\u0007\\u001b\]0;pwned\\u0007\\u202e \d+\.\d s$/,
+  );
+  assert.ok(!rec.stderr().includes("\x1b]"), "no OSC sequence reaches the terminal");
   assert.equal(rec.stdout(), "done\n");
 });
 
