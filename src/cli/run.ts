@@ -258,14 +258,17 @@ export async function startRun(
 
 /**
  * Whether a request that failed may still have been carried out by the dashboard: no answer came
- * (a timeout, a connection lost once made) or the dashboard failed on it (`5xx`). A connection
- * refused, a host name that does not resolve or a TLS handshake that failed sent nothing.
+ * (a timeout, a connection lost once made), the dashboard failed on it (`5xx`) or answered it with
+ * a body that is not the protocol's (an id that is not a command id). A connection refused, a host
+ * name that does not resolve or a TLS handshake that failed sent nothing.
  *
  * @param error What the request threw.
  * @returns `true` when the dashboard may have done what was asked.
  */
 export function mayHaveArrived(error: OperatorError): boolean {
-  if (error.kind === "timeout" || error.kind === "server") return true;
+  if (error.kind === "timeout" || error.kind === "server" || error.kind === "invalid_answer") {
+    return true;
+  }
   if (error.kind !== "connection") return false;
   return !NOT_SENT.test(describeFetchFailure(error.cause));
 }

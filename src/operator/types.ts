@@ -7,7 +7,12 @@
  */
 import { constants } from "node:os";
 import { z } from "zod";
-import { type CommandStatus, FINAL_STATUSES } from "../protocol/mod.ts";
+import {
+  ANY_COMMAND_ID_PATTERN,
+  ANY_COMMAND_ID_RULE,
+  type CommandStatus,
+  FINAL_STATUSES,
+} from "../protocol/mod.ts";
 
 const timestamp = z.union([z.string(), z.number()]).nullish();
 
@@ -127,10 +132,12 @@ export interface EnqueueAnswer {
   warning?: string | null;
 }
 
-/** Schema of the answer to an enqueue; unknown fields are kept. */
+/** Schema of the answer to an enqueue (its id a command id); unknown fields are kept. */
 export const enqueueAnswerSchema: z.ZodType<EnqueueAnswer> = z.looseObject({
   queued: z.boolean().optional(),
-  id: z.string().min(1),
+  // A command id, as every later request about it needs (a line break or an escape in it would
+  // be printed as the id).
+  id: z.string().regex(ANY_COMMAND_ID_PATTERN, `must be ${ANY_COMMAND_ID_RULE}`),
   duplicate: z.boolean().optional(),
   expires_at: z.string().nullish(),
   warning: z.string().nullish(),

@@ -188,3 +188,18 @@ Deno.test("status enqueue prints the dashboard's warning on one line, escaped", 
   );
   assert.equal(result.stderr.length, 2, result.stderr.join("\n"));
 });
+
+Deno.test("status enqueue prints no id the dashboard answered that is not a command id", async () => {
+  // A script reads the id from stdout (id=$(status enqueue ...)): a line break would give it two,
+  // an escape would reach the terminal.
+  await using server = answering(202, { queued: true, id: "cmd-1\nrm -rf ~\u001b]0;pwned\u0007" });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const result = await run(["enqueue", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stdout, []);
+  assert.equal(result.stderr.length, 1, result.stderr.join("\n"));
+  assert.match(result.stderr[0], /^status: the dashboard at .* answered the enqueue .*"id"/);
+  // It answered: the command may be queued, under the id status sent.
+  assert.match(result.stderr[0], /; the command may have been queued as \S+: /);
+  assert.doesNotMatch(result.stderr[0], /\p{Cc}/u);
+});
