@@ -20,7 +20,7 @@ import {
   parseDeploymentHash,
   wholeNumberParser,
 } from "./enqueue.ts";
-import { type CommandParams, PRIORITIES, type Priority } from "../protocol/mod.ts";
+import { type CommandParams, PRIORITIES, type Priority, visibleText } from "../protocol/mod.ts";
 import {
   type Labels,
   type MaxConcurrency,
@@ -334,7 +334,7 @@ export async function followRun(
           if (seen.get(agent.agent_id) === agent.state) continue;
           seen.set(agent.agent_id, agent.state);
           const exit = agent.exit_code === null ? "" : ` exit ${agent.exit_code}`;
-          io.err(`${agent.agent_id}: ${agent.state}${exit}`);
+          io.err(visibleText(`${agent.agent_id}: ${agent.state}${exit}`));
         }
       },
     });
@@ -523,7 +523,8 @@ Examples:
       return;
     }
     if (runs.length === 0) io.err("no runs");
-    for (const r of runs) io.out(`${formatRunSummary(r)}  ${r.created_at}  ${r.name}`);
+    // One line a run, whatever its name and time hold.
+    for (const r of runs) io.out(visibleText(`${formatRunSummary(r)}  ${r.created_at}  ${r.name}`));
   });
 
   const cancel = new Command("cancel")
