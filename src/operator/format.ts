@@ -23,8 +23,8 @@ export function formatElapsed(ms: number): string {
 
 /**
  * Describes a command's status in a few words: `success, exit code 0`, `rejected: <reason>`,
- * `delivered to web-1, attempt 2`. The agent's signal and error are one line, their control and
- * bidirectional formatting characters shown as escapes (`\n`, `\u001b`).
+ * `delivered to web-1, attempt 2`; one line, its control and bidirectional formatting characters
+ * (in an agent's error, say) shown as escapes (`\n`, `\u001b`).
  *
  * @param record The command.
  * @returns The description.
@@ -40,12 +40,12 @@ export function describeStatus(record: CommandRecord): string {
   }
   const result = record.result;
   if (typeof result?.exit_code === "number") parts.push(`exit code ${result.exit_code}`);
-  // The signal and the error are the agent's own words: shown as one line, their control and
-  // bidirectional characters as escapes, so that a line break cannot forge another status line.
-  if (result?.signal) parts.push(`signal ${visibleText(result.signal)}`);
+  if (result?.signal) parts.push(`signal ${result.signal}`);
   let text = parts.join(", ");
-  if (record.error) text += `: ${visibleText(record.error)}`;
-  return text;
+  if (record.error) text += `: ${record.error}`;
+  // The signal and the error are the agent's own words (the rest the dashboard's): one line, their
+  // control and bidirectional characters as escapes, so that a line break cannot forge another.
+  return visibleText(text);
 }
 
 /**
@@ -56,7 +56,7 @@ export function describeStatus(record: CommandRecord): string {
  * @returns The line.
  */
 export function formatProgress(record: CommandRecord, elapsedMs: number): string {
-  return `${record.id} ${describeStatus(record)} (${formatElapsed(elapsedMs)})`;
+  return `${visibleText(record.id)} ${describeStatus(record)} (${formatElapsed(elapsedMs)})`;
 }
 
 function formatTime(value: string | number | null | undefined): string | undefined {
@@ -145,7 +145,8 @@ function withoutFinalNewline(text: string): string {
 }
 
 /**
- * Renders a command in detail for `status result`: its fields, then its stdout and stderr.
+ * Renders a command in detail for `status result`: its fields (one line each, their control and
+ * bidirectional formatting characters as escapes), then its stdout and stderr as they are.
  *
  * @param record The command.
  * @returns The lines to print.
@@ -178,7 +179,8 @@ export function formatRecord(record: CommandRecord): string[] {
   ];
   const lines = rows
     .filter((row): row is [string, string] => row[1] !== undefined)
-    .map(([label, value]) => `${(label + ":").padEnd(11)}${value}`);
+    // Each field one line, whatever the dashboard (or an agent) put in it.
+    .map(([label, value]) => `${(label + ":").padEnd(11)}${visibleText(value)}`);
   const result = record.result;
   if (result) {
     for (const stream of ["stdout", "stderr"] as const) {
