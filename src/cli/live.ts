@@ -11,7 +11,7 @@
 import type { SyncWriter } from "../write_all.ts";
 import { onSignals } from "./signals.ts";
 import { timeoutSignal } from "../clock.ts";
-import { fromBase64, visibleText } from "../protocol/mod.ts";
+import { fromBase64 } from "../protocol/mod.ts";
 import { readAgentEnv } from "../exec/env.ts";
 import { type ProcessStream, terminalText } from "./terminal_text.ts";
 
@@ -264,9 +264,7 @@ export async function followAndPrint(
       if (now - lastPrintAt < (options.indicatorMs ?? 1000)) return;
       const status = current?.status ?? "waiting";
       control(CLEAR_LINE);
-      // Written as it is, past the terminal's escaping: the status is the dashboard's word, shown
-      // with its control characters as escapes.
-      control(encoder.encode(`… ${id} ${visibleText(status)} ${formatElapsed(now - started)}`));
+      control(encoder.encode(`… ${id} ${status} ${formatElapsed(now - started)}`));
       indicatorShown = true;
     }, options.indicatorMs ?? 1000)
     : undefined;

@@ -96,13 +96,17 @@ export interface CommandRecord {
   } | null;
 }
 
+/** What a command's status may be: a lower-case word, `running`, `success`, ... */
+const STATUS_WORD = /^[a-z][a-z_]{0,63}$/;
+
 /** Schema of a command as `GET /api/v1/commands/{id}` answers it; unknown fields are kept. */
 export const commandRecordSchema: z.ZodType<CommandRecord> = z.looseObject({
   id: z.string().min(1),
   agent_id: z.string().nullish(),
   name: z.string(),
   params: z.record(z.string(), z.unknown()).nullish(),
-  status: z.string().min(1),
+  // A word (a later dashboard's new status included): it is printed in many lines.
+  status: z.string().regex(STATUS_WORD, "must be a status word (a-z and _, e.g. running)"),
   attempt: z.number().int().nullish(),
   created_at: timestamp,
   delivered_at: timestamp,

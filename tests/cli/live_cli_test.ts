@@ -11,7 +11,7 @@ import { memoryIo, streamIo } from "../../src/cli/io.ts";
 import { printOutput } from "../../src/cli/enqueue.ts";
 import { formatRecord } from "../../src/operator/format.ts";
 import type { CommandRecord } from "../../src/operator/mod.ts";
-import { OperatorClient } from "../../src/operator/mod.ts";
+import { OperatorClient, OperatorError } from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
@@ -233,34 +233,28 @@ Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while
   assert.equal(rec.stdout(), "done\n");
 });
 
-Deno.test("the elapsed indicator shows a status the dashboard sent as escapes, never obeys it", async () => {
+Deno.test("a status the dashboard sent that is not a status word is refused, never shown on the terminal", async () => {
   // A status as a hostile dashboard (or anyone on the path to an http:// one) could send it: it
-  // writes the operator's clipboard (OSC 52) and sets the window's title.
+  // writes the operator's clipboard (OSC 52) and sets the window's title; the elapsed indicator
+  // writes the status past the terminal's escaping.
   const hostile = "running\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\u202e";
-  let final = false;
   await using stub = new StubDashboard();
   stub.override = (seen) => {
     if (seen.method !== "GET" || seen.path !== "/api/v1/commands/c1") return undefined;
-    return Response.json({
-      ...finished,
-      status: final ? "success" : hostile,
-      result: { ...finished.result, stdout: "done\n", stderr: "" },
-    });
+    return Response.json({ ...finished, status: hostile, result: null });
   };
   const io = memoryIo();
   const rec = recordingWriter(true);
   const client = new OperatorClient({ dashboardUrl: stub.url });
-  const following = followAndPrint(io, rec.writer, client, "c1", { indicatorMs: 20 });
-  await until(() => rec.stderr().includes("\r\x1b[2K… c1 running"), "the indicator shows");
-  final = true;
-  await following;
-  const indicator = rec.stderr().split("\r\x1b[2K").find((part) => part.startsWith("… c1 running"));
-  assert.match(
-    indicator!,
-    /^… c1 running\\u001b\]52;c;cm0gLXJmIH4=\\u0007\\u001b\]0;pwned\\u0007\\u202e \d+\.\d s$/,
-  );
+  const error = await followAndPrint(io, rec.writer, client, "c1", {
+    indicatorMs: 20,
+    timeoutSecs: 2,
+  }).catch((e) => e);
+  assert.ok(error instanceof OperatorError, String(error));
+  assert.equal(error.kind, "invalid_answer");
+  assert.match(error.message, /at "status": must be a status word/);
   assert.ok(!rec.stderr().includes("\x1b]"), "no OSC sequence reaches the terminal");
-  assert.equal(rec.stdout(), "done\n");
+  assert.ok(!io.stderr.some((line) => line.includes("\x1b]")), io.stderr.join("\n"));
 });
 
 /** A standard stream that records what is written, a terminal or not. */
