@@ -383,22 +383,24 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
     return 2;
   }
   const help = subcommandHelp(program, args);
+  // The word is the user's (pasted, or a script's variable): one line, its control characters
+  // shown, not obeyed, as every error line.
   if (help && "group" in help) {
-    io.err(
+    io.err(errorLine(
       `status: unknown command '${help.group} ${help.word}'${
         help.suggestion ? ` (did you mean ${help.group} ${help.suggestion}?)` : ""
       }; see status ${help.group} --help`,
-    );
+    ));
     return 2;
   }
   if (help) args = help.args;
   const unknown = unknownCommand(program, args);
   if (unknown) {
-    io.err(
+    io.err(errorLine(
       `status: unknown command '${unknown.word}'${
         unknown.suggestion ? ` (did you mean ${unknown.suggestion}?)` : ""
       }; see status --help`,
-    );
+    ));
     return 2;
   }
   try {

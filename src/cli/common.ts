@@ -21,7 +21,7 @@ import { dirname } from "node:path";
 import { ConfigError, UsageError } from "../errors.ts";
 import { isGranted } from "../permissions.ts";
 import { sharedDirectoryProblem } from "../own_files.ts";
-import { logger, type LogRecordView, setupLogging } from "../log/mod.ts";
+import { literal, logger, type LogRecordView, setupLogging } from "../log/mod.ts";
 import { rawUserInfo, redactUrl } from "../log/redact.ts";
 import type { Io } from "./io.ts";
 
@@ -213,8 +213,9 @@ export function loadCommandSettings(
   const log = logger("config");
   // Every command says once at start-up what it could not read and which flag would let it, as
   // it says what is wrong in config.json: a one-shot command too (status list, agents, health).
-  for (const notice of loaded.notices) log.info(notice);
-  for (const warning of loaded.warnings) log.warning(warning);
+  // They quote names and paths a user wrote, braces and all: logged as they are.
+  for (const notice of loaded.notices) log.info(literal(notice));
+  for (const warning of loaded.warnings) log.warning(literal(warning));
   for (const file of loaded.files) log.debug("settings file read", { file });
   // A setting set in two sources with different values: an edit of .env or config.json that the
   // environment overrides changes nothing, and nothing said which one was read. (A flag is on the
@@ -238,7 +239,7 @@ export function loadCommandSettings(
     });
   }
   if (loaded.ignoredKeys.length > 0) {
-    log.debug(`${loaded.configLabel} keys ignored (not settings of this program)`, {
+    log.debug(literal(`${loaded.configLabel} keys ignored (not settings of this program)`), {
       keys: listOf(loaded.ignoredKeys),
     });
   }
@@ -248,24 +249,31 @@ export function loadCommandSettings(
     if (suggestion === undefined) continue;
     const key = shortKey(fullKey);
     log.warning(
-      `${loaded.configLabel} key "${key}" is not a setting of status; it is ignored (did you ` +
-        `mean "${suggestion}"?)`,
+      literal(
+        `${loaded.configLabel} key "${key}" is not a setting of status; it is ignored (did you ` +
+          `mean "${suggestion}"?)`,
+      ),
       { key, suggestion },
     );
   }
   const unknown = loaded.unknownKeys.filter(({ suggestion }) => suggestion === undefined);
   if (unknown.length > UNKNOWN_KEYS_ONE_BY_ONE) {
     log.info(
-      `${loaded.configLabel} has ${unknown.length} keys that are not settings of status; they ` +
-        `are ignored: ${listOf(unknown.map(({ key }) => key))}`,
+      literal(
+        `${loaded.configLabel} has ${unknown.length} keys that are not settings of status; they ` +
+          `are ignored: ${listOf(unknown.map(({ key }) => key))}`,
+      ),
       { count: unknown.length },
     );
   } else {
     for (const { key: fullKey } of unknown) {
       const key = shortKey(fullKey);
-      log.info(`${loaded.configLabel} key "${key}" is not a setting of status; it is ignored`, {
-        key,
-      });
+      log.info(
+        literal(`${loaded.configLabel} key "${key}" is not a setting of status; it is ignored`),
+        {
+          key,
+        },
+      );
     }
   }
   // A secret given as a flag stands in the process's command line, which every local user and

@@ -160,10 +160,12 @@ export function parseDeploymentHash(value: string): string {
   return value;
 }
 
+const NEWLINE = new Uint8Array([0x0a]);
+
 /**
  * Prints what a finished command wrote: its stdout byte for byte on standard output (so that
- * `status enqueue "tar cf - ..." --wait > x.tar` works), its stderr on standard error, then notes
- * about dropped output.
+ * `status enqueue "tar cf - ..." --wait > x.tar` works), its stderr byte for byte on standard error
+ * (then a line break, when it does not end with one), then notes about dropped output.
  *
  * @param io Where to print.
  * @param record The final command.
@@ -175,7 +177,13 @@ export function printOutput(io: Io, record: CommandRecord): void {
     else io.out(withoutFinalNewline(new TextDecoder().decode(stdout)));
   }
   const stderr = outputBytes(record.result, "stderr");
-  if (stderr.length > 0) io.err(withoutFinalNewline(new TextDecoder().decode(stderr)));
+  if (stderr.length > 0) {
+    if (io.writeErr) {
+      // Byte for byte too, then a line break when it lacks one: what follows is a line of its own.
+      io.writeErr(stderr);
+      if (stderr.at(-1) !== 0x0a) io.writeErr(NEWLINE);
+    } else io.err(withoutFinalNewline(new TextDecoder().decode(stderr)));
+  }
   for (const note of truncationNotes(record)) io.err(note);
 }
 

@@ -20,6 +20,11 @@ export interface Io {
    */
   write?(bytes: Uint8Array): void;
   /**
+   * Writes bytes to standard error exactly as given (a command's own stderr); without it, they
+   * are written with {@link Io.err} as UTF-8 text.
+   */
+  writeErr?(bytes: Uint8Array): void;
+  /**
    * The environment settings are read from; without it, the process's own (each variable where
    * `--allow-env` permits it).
    */
@@ -86,6 +91,7 @@ export function streamIo(streams: { stdout: ProcessStream; stderr: ProcessStream
     out: (line) => stdout(encoder.encode(line + "\n")),
     err: (line) => stderr(encoder.encode(line + "\n")),
     write: stdout,
+    writeErr: stderr,
   };
 }
 

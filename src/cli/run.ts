@@ -20,7 +20,7 @@ import {
   parseDeploymentHash,
   wholeNumberParser,
 } from "./enqueue.ts";
-import { type CommandParams, PRIORITIES, type Priority } from "../protocol/mod.ts";
+import { type CommandParams, PRIORITIES, type Priority, visibleText } from "../protocol/mod.ts";
 import {
   type Labels,
   type MaxConcurrency,
@@ -258,14 +258,17 @@ export async function startRun(
 
 /**
  * Whether a request that failed may still have been carried out by the dashboard: no answer came
- * (a timeout, a connection lost once made) or the dashboard failed on it (`5xx`). A connection
- * refused, a host name that does not resolve or a TLS handshake that failed sent nothing.
+ * (a timeout, a connection lost once made), the dashboard failed on it (`5xx`) or answered it with
+ * a body that is not the protocol's (an id that is not a command id). A connection refused, a host
+ * name that does not resolve or a TLS handshake that failed sent nothing.
  *
  * @param error What the request threw.
  * @returns `true` when the dashboard may have done what was asked.
  */
 export function mayHaveArrived(error: OperatorError): boolean {
-  if (error.kind === "timeout" || error.kind === "server") return true;
+  if (error.kind === "timeout" || error.kind === "server" || error.kind === "invalid_answer") {
+    return true;
+  }
   if (error.kind !== "connection") return false;
   return !NOT_SENT.test(describeFetchFailure(error.cause));
 }
@@ -331,7 +334,7 @@ export async function followRun(
           if (seen.get(agent.agent_id) === agent.state) continue;
           seen.set(agent.agent_id, agent.state);
           const exit = agent.exit_code === null ? "" : ` exit ${agent.exit_code}`;
-          io.err(`${agent.agent_id}: ${agent.state}${exit}`);
+          io.err(visibleText(`${agent.agent_id}: ${agent.state}${exit}`));
         }
       },
     });
@@ -520,7 +523,8 @@ Examples:
       return;
     }
     if (runs.length === 0) io.err("no runs");
-    for (const r of runs) io.out(`${formatRunSummary(r)}  ${r.created_at}  ${r.name}`);
+    // One line a run, whatever its name and time hold.
+    for (const r of runs) io.out(visibleText(`${formatRunSummary(r)}  ${r.created_at}  ${r.name}`));
   });
 
   const cancel = new Command("cancel")

@@ -4,6 +4,8 @@
  * @module
  */
 import type { LogRecord } from "@logtape/logtape";
+import { BIDI_CONTROLS } from "../protocol/schemas.ts";
+import { visibleText } from "../protocol/visible_text.ts";
 import { LEVEL_LABEL } from "./levels.ts";
 import { redactString, redactValue } from "./redact.ts";
 
@@ -116,28 +118,32 @@ export function formatText(record: LogRecord): string {
   return line;
 }
 
-/** A property value written in quotes: spaces, quotes, `=` or a control character in it. */
-const QUOTED = /[\s"=\p{Cc}\u2028\u2029]/u;
-/** Line breaks and control characters (ANSI escapes), which a text line shows escaped. */
-const CONTROLS = /[\p{Cc}\u2028\u2029]/gu;
+/**
+ * A property value written in quotes: spaces, quotes, `=`, a control character or a bidirectional
+ * formatting character in it.
+ */
+const QUOTED = new RegExp(`[\\s"=\\p{Cc}\u2028\u2029]|${BIDI_CONTROLS.source}`, "u");
+/**
+ * Line breaks, control characters (ANSI escapes) and bidirectional formatting characters, which a
+ * text line shows escaped.
+ */
+const CONTROLS = new RegExp(`[\\p{Cc}\u2028\u2029]|${BIDI_CONTROLS.source}`, "u");
 
 /**
- * A text with its control characters (a tab aside) and line separators written as `\n`, `\r`,
- * `\uXXXX`: a record is one line, and a value (a command's output, a client's input) cannot
- * forge another line or move a terminal's cursor.
+ * A text with its control characters (a tab aside), line separators and bidirectional formatting
+ * characters written as `\n`, `\r`, `\uXXXX` (the protocol's `visibleText`): a record is one line,
+ * and a value (a command's output, a client's input) cannot forge another line, move a terminal's
+ * cursor or show the line in another order than its characters come.
  */
 function escapeControls(text: string): string {
-  CONTROLS.lastIndex = 0;
-  if (!CONTROLS.test(text)) return text;
-  return text.replace(CONTROLS, (c) => {
-    if (c === "\t") return c;
-    if (c === "\n") return "\\n";
-    if (c === "\r") return "\\r";
-    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
-  });
+  return CONTROLS.test(text) ? visibleText(text) : text;
 }
 
-/** Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties. */
+/**
+ * Formats a record as one JSON line with `time`, `level`, `category`, `message` and properties;
+ * every control, line-separator and bidirectional formatting character in it is a `\uXXXX`
+ * escape.
+ */
 export function formatJson(record: LogRecord): string {
   const line: Record<string, unknown> = {
     time: new Date(record.timestamp).toISOString(),
@@ -152,7 +158,21 @@ export function formatJson(record: LogRecord): string {
       Object.defineProperty(line, key, { value: redacted, enumerable: true, writable: true });
     } else line[key] = redacted;
   }
-  return JSON.stringify(line);
+  const text = JSON.stringify(line);
+  return RAW_IN_JSON.test(text) ? text.replace(RAW_IN_JSON_ALL, jsonEscape) : text;
+}
+
+/**
+ * What `JSON.stringify` leaves as it is but a reader of the line could obey: DEL and C1 controls
+ * (U+009B is a terminal's CSI, U+0085 a line break to many line readers), line and paragraph
+ * separators and bidirectional formatting characters. They only stand inside strings, where a
+ * `\uXXXX` escape means the same character: the line reads back the same.
+ */
+const RAW_IN_JSON = new RegExp(`[\u007f-\u009f\u2028\u2029]|${BIDI_CONTROLS.source}`);
+const RAW_IN_JSON_ALL = new RegExp(RAW_IN_JSON.source, "g");
+
+function jsonEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }
 
 /** Categories joined with dots, once per logger (a logger's category is one array). */

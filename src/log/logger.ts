@@ -23,3 +23,22 @@ export function logger(...category: string[]): Logger {
 export function auditLogger(): Logger {
   return getLogger([ROOT_CATEGORY, "audit"]);
 }
+
+/**
+ * Text to log as it is, as a message without placeholders: its braces doubled, so that a name or
+ * a path a user wrote (`dashboard_ur{l}`) is shown as written, not filled in from the properties.
+ *
+ * @param text The message.
+ * @returns The message template that shows it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { literal } from "./logger.ts";
+ *
+ * assert.equal(literal('key "a{b}" is ignored'), 'key "a{{b}}" is ignored');
+ * ```
+ */
+export function literal(text: string): string {
+  return text.replaceAll("{", "{{").replaceAll("}", "}}");
+}

@@ -7,7 +7,7 @@
  *
  * @module
  */
-export { auditLogger, logger } from "./logger.ts";
+export { auditLogger, literal, logger } from "./logger.ts";
 export { LOG_LEVELS, type LogLevel } from "./levels.ts";
 export { type LogFormat } from "./format.ts";
 export {

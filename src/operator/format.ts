@@ -5,7 +5,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { BIDI_CONTROLS, idWord } from "../protocol/mod.ts";
+import { BIDI_CONTROLS, idWord, visibleText } from "../protocol/mod.ts";
 import type { CommandRecord, StoredResult } from "./types.ts";
 
 /** An id as the last word of a `status` command line (see the protocol module's). */
@@ -23,7 +23,8 @@ export function formatElapsed(ms: number): string {
 
 /**
  * Describes a command's status in a few words: `success, exit code 0`, `rejected: <reason>`,
- * `delivered to web-1, attempt 2`.
+ * `delivered to web-1, attempt 2`; one line, its control and bidirectional formatting characters
+ * (in an agent's error, say) shown as escapes (`\n`, `\u001b`).
  *
  * @param record The command.
  * @returns The description.
@@ -42,7 +43,9 @@ export function describeStatus(record: CommandRecord): string {
   if (result?.signal) parts.push(`signal ${result.signal}`);
   let text = parts.join(", ");
   if (record.error) text += `: ${record.error}`;
-  return text;
+  // The signal and the error are the agent's own words (the rest the dashboard's): one line, their
+  // control and bidirectional characters as escapes, so that a line break cannot forge another.
+  return visibleText(text);
 }
 
 /**
@@ -53,7 +56,7 @@ export function describeStatus(record: CommandRecord): string {
  * @returns The line.
  */
 export function formatProgress(record: CommandRecord, elapsedMs: number): string {
-  return `${record.id} ${describeStatus(record)} (${formatElapsed(elapsedMs)})`;
+  return `${visibleText(record.id)} ${describeStatus(record)} (${formatElapsed(elapsedMs)})`;
 }
 
 function formatTime(value: string | number | null | undefined): string | undefined {
@@ -142,7 +145,8 @@ function withoutFinalNewline(text: string): string {
 }
 
 /**
- * Renders a command in detail for `status result`: its fields, then its stdout and stderr.
+ * Renders a command in detail for `status result`: its fields (one line each, their control and
+ * bidirectional formatting characters as escapes), then its stdout and stderr as they are.
  *
  * @param record The command.
  * @returns The lines to print.
@@ -175,7 +179,8 @@ export function formatRecord(record: CommandRecord): string[] {
   ];
   const lines = rows
     .filter((row): row is [string, string] => row[1] !== undefined)
-    .map(([label, value]) => `${(label + ":").padEnd(11)}${value}`);
+    // Each field one line, whatever the dashboard (or an agent) put in it.
+    .map(([label, value]) => `${(label + ":").padEnd(11)}${visibleText(value)}`);
   const result = record.result;
   if (result) {
     for (const stream of ["stdout", "stderr"] as const) {

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { sleepOrThrow } from "../clock.ts";
-import { relevantIssues, shownValue } from "../protocol/mod.ts";
+import { relevantIssues, shownValue, visibleText } from "../protocol/mod.ts";
 import {
   RUN_ID_PATTERN,
   RUN_ID_RULE,
@@ -29,7 +29,8 @@ const agentViewSchema = z.looseObject({
 });
 
 const runViewSchema = z.looseObject({
-  id: z.string(),
+  // A run id, as every later request about it needs (it is printed as the run's id).
+  id: z.string().regex(RUN_ID_PATTERN, `must be ${RUN_ID_RULE}`),
   name: z.string(),
   status: z.enum(["running", "cancelling", "succeeded", "failed", "cancelled"]),
   max_concurrency: z.number(),
@@ -467,7 +468,8 @@ export function formatRunSummary(run: Pick<RunView, "id" | "status" | "totals">)
   const skip = new Set(["total", "failed_total", "active"]);
   const parts = Object.entries(run.totals).filter(([key, n]) => !skip.has(key) && n > 0)
     .sort(([a], [b]) => a.localeCompare(b)).map(([key, n]) => `${n} ${key}`);
-  return `run ${run.id} ${run.status}: ${parts.join(", ") || "no agents"} (of ${
-    run.totals.total ?? 0
-  })`;
+  // The totals' names are the dashboard's words: shown, not obeyed.
+  return visibleText(
+    `run ${run.id} ${run.status}: ${parts.join(", ") || "no agents"} (of ${run.totals.total ?? 0})`,
+  );
 }

@@ -7,7 +7,12 @@
  */
 import { constants } from "node:os";
 import { z } from "zod";
-import { type CommandStatus, FINAL_STATUSES } from "../protocol/mod.ts";
+import {
+  ANY_COMMAND_ID_PATTERN,
+  ANY_COMMAND_ID_RULE,
+  type CommandStatus,
+  FINAL_STATUSES,
+} from "../protocol/mod.ts";
 
 const timestamp = z.union([z.string(), z.number()]).nullish();
 
@@ -91,13 +96,17 @@ export interface CommandRecord {
   } | null;
 }
 
+/** What a command's status may be: a lower-case word, `running`, `success`, ... */
+const STATUS_WORD = /^[a-z][a-z_]{0,63}$/;
+
 /** Schema of a command as `GET /api/v1/commands/{id}` answers it; unknown fields are kept. */
 export const commandRecordSchema: z.ZodType<CommandRecord> = z.looseObject({
   id: z.string().min(1),
   agent_id: z.string().nullish(),
   name: z.string(),
   params: z.record(z.string(), z.unknown()).nullish(),
-  status: z.string().min(1),
+  // A word (a later dashboard's new status included): it is printed in many lines.
+  status: z.string().regex(STATUS_WORD, "must be a status word (a-z and _, e.g. running)"),
   attempt: z.number().int().nullish(),
   created_at: timestamp,
   delivered_at: timestamp,
@@ -127,10 +136,12 @@ export interface EnqueueAnswer {
   warning?: string | null;
 }
 
-/** Schema of the answer to an enqueue; unknown fields are kept. */
+/** Schema of the answer to an enqueue (its id a command id); unknown fields are kept. */
 export const enqueueAnswerSchema: z.ZodType<EnqueueAnswer> = z.looseObject({
   queued: z.boolean().optional(),
-  id: z.string().min(1),
+  // A command id, as every later request about it needs (a line break or an escape in it would
+  // be printed as the id).
+  id: z.string().regex(ANY_COMMAND_ID_PATTERN, `must be ${ANY_COMMAND_ID_RULE}`),
   duplicate: z.boolean().optional(),
   expires_at: z.string().nullish(),
   warning: z.string().nullish(),

@@ -5,12 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { until } from "../_until.ts";
+import { StubDashboard } from "../_stub_dashboard.ts";
 import { followAndPrint, type OutputWriter, processWriter } from "../../src/cli/live.ts";
 import { memoryIo, streamIo } from "../../src/cli/io.ts";
 import { printOutput } from "../../src/cli/enqueue.ts";
 import { formatRecord } from "../../src/operator/format.ts";
 import type { CommandRecord } from "../../src/operator/mod.ts";
-import { OperatorClient } from "../../src/operator/mod.ts";
+import { OperatorClient, OperatorError } from "../../src/operator/mod.ts";
 import { toBase64 } from "../../src/protocol/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { openSqliteStore } from "../../src/store/mod.ts";
@@ -232,6 +233,30 @@ Deno.test("followAndPrint shows a one-line elapsed indicator on a terminal while
   assert.equal(rec.stdout(), "done\n");
 });
 
+Deno.test("a status the dashboard sent that is not a status word is refused, never shown on the terminal", async () => {
+  // A status as a hostile dashboard (or anyone on the path to an http:// one) could send it: it
+  // writes the operator's clipboard (OSC 52) and sets the window's title; the elapsed indicator
+  // writes the status past the terminal's escaping.
+  const hostile = "running\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\u202e";
+  await using stub = new StubDashboard();
+  stub.override = (seen) => {
+    if (seen.method !== "GET" || seen.path !== "/api/v1/commands/c1") return undefined;
+    return Response.json({ ...finished, status: hostile, result: null });
+  };
+  const io = memoryIo();
+  const rec = recordingWriter(true);
+  const client = new OperatorClient({ dashboardUrl: stub.url });
+  const error = await followAndPrint(io, rec.writer, client, "c1", {
+    indicatorMs: 20,
+    timeoutSecs: 2,
+  }).catch((e) => e);
+  assert.ok(error instanceof OperatorError, String(error));
+  assert.equal(error.kind, "invalid_answer");
+  assert.match(error.message, /at "status": must be a status word/);
+  assert.ok(!rec.stderr().includes("\x1b]"), "no OSC sequence reaches the terminal");
+  assert.ok(!io.stderr.some((line) => line.includes("\x1b]")), io.stderr.join("\n"));
+});
+
 /** A standard stream that records what is written, a terminal or not. */
 function recordingStream(terminal: boolean) {
   const parts: Uint8Array[] = [];
@@ -408,6 +433,26 @@ Deno.test("status result and status exec show a command's escape sequences as es
     printOutput(io, finished);
     assert.equal(stdout.text(), `${RESULT_HOSTILE}\n`);
     assert.equal(stderr.text(), `${RESULT_HOSTILE}\n`);
+  });
+  await t.step("to pipes and files: stderr that is not UTF-8 byte for byte too", () => {
+    // \xff is no UTF-8: the agent sends such output as base64 (docs/protocol.md §5).
+    const bytes = new Uint8Array([0xff, 0x78, 0x1b, 0x5b, 0x33, 0x31, 0x6d]);
+    const binary = {
+      ...finished,
+      result: {
+        ...finished.result!,
+        stdout: btoa(String.fromCharCode(...bytes)),
+        stdout_encoding: "base64",
+        stderr: btoa(String.fromCharCode(...bytes)),
+        stderr_encoding: "base64",
+      },
+    } as CommandRecord;
+    const stdout = recordingStream(false);
+    const stderr = recordingStream(false);
+    printOutput(streamIo({ stdout, stderr }), binary);
+    assert.deepEqual(stdout.bytes(), bytes);
+    // Then a line break, so that what is said after it starts a line of its own.
+    assert.deepEqual(stderr.bytes(), new Uint8Array([...bytes, 0x0a]));
   });
   await t.step("a stream that cannot say whether it is a terminal: as it is", () => {
     const stdout = {

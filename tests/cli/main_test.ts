@@ -100,6 +100,30 @@ Deno.test("main maps each outcome to its exit code, printing through its Io", as
       assert.equal(stderr, `status: ${said}`);
     }
   });
+  await t.step(
+    "an unknown command word is quoted as one line of escapes, never obeyed",
+    async () => {
+      // A word that would clear the screen, set the window title and start a forged line.
+      const word = "lst\u001b[2J\u001b]0;pwned\u0007\nstatus: ok\u202e";
+      const shown = "lst\\u001b[2J\\u001b]0;pwned\\u0007\\nstatus: ok\\u202e";
+      for (
+        const [args, said] of [
+          [[word], `'${shown}'; see status --help`],
+          [["help", word], `'${shown}'; see status --help`],
+          [["run", "help", word], `'run ${shown}'; see status run --help`],
+          [["help", "agents", word], `'agents ${shown}'; see status agents --help`],
+          [["run", word], `'run ${shown}'; see status run --help`],
+        ] as [string[], string][]
+      ) {
+        const { code, stdout, stderr } = await status(args);
+        assert.equal(code, 2);
+        assert.equal(stdout, "");
+        assert.equal(stderr, `status: unknown command ${said}`);
+      }
+      const { stderr } = await status(["x".repeat(100_000)]);
+      assert.ok(stderr.length < 2100, `a long word is cut (${stderr.length} characters)`);
+    },
+  );
   await t.step("help asked for: 0, on stdout", async () => {
     for (const args of [["help"], ["help", "run"], ["run", "help"]]) {
       const { code, stdout, stderr } = await status(args);

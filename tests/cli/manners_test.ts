@@ -288,6 +288,29 @@ Deno.test("misspelled config.json keys are warned about with the nearest setting
   ], "the Status Panel's own keys (domain, apps_info) stay quiet");
 });
 
+Deno.test("a setting's name with braces is quoted as written in its warning, not filled in as a placeholder", async () => {
+  await using dir = tempDir();
+  await Deno.writeTextFile(
+    `${dir.path}/config.json`,
+    JSON.stringify({ "dashboard_ur{l}": "x", "{suggestion}x": 1, "}}odd{{": 2 }),
+  );
+  const run = await runCli(["exec", "echo hi", "--log-format", "json"], {
+    perms: ["--allow-read", "--allow-run", "--allow-env"],
+    cwd: dir.path,
+    env: { "DASHBOARD_UR{L}": "x" },
+  });
+  assert.equal(run.code, 0, run.stderr);
+  const messages = run.stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) =>
+    JSON.parse(l).message
+  ).filter((m) => /not a setting of status/.test(m));
+  assert.deepEqual(messages.toSorted(), [
+    'config.json key "dashboard_ur{l}" is not a setting of status; it is ignored (did you mean "dashboard_url"?)',
+    'config.json key "{suggestion}x" is not a setting of status; it is ignored',
+    'config.json key "}}odd{{" is not a setting of status; it is ignored',
+    "the environment sets DASHBOARD_UR{L}, which is not a setting of status; it is ignored (did you mean DASHBOARD_URL?)",
+  ]);
+});
+
 Deno.test("a misspelled config.json key is warned about however many other keys the file holds", async () => {
   // With more than five unknown keys they were summed up in one line at info level, and the
   // "did you mean" of the misspelled one was lost among them.

@@ -188,3 +188,100 @@ Deno.test("status enqueue prints the dashboard's warning on one line, escaped", 
   );
   assert.equal(result.stderr.length, 2, result.stderr.join("\n"));
 });
+
+Deno.test("status enqueue prints no id the dashboard answered that is not a command id", async () => {
+  // A script reads the id from stdout (id=$(status enqueue ...)): a line break would give it two,
+  // an escape would reach the terminal.
+  await using server = answering(202, { queued: true, id: "cmd-1\nrm -rf ~\u001b]0;pwned\u0007" });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const result = await run(["enqueue", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stdout, []);
+  assert.equal(result.stderr.length, 1, result.stderr.join("\n"));
+  assert.match(result.stderr[0], /^status: the dashboard at .* answered the enqueue .*"id"/);
+  // It answered: the command may be queued, under the id status sent.
+  assert.match(result.stderr[0], /; the command may have been queued as \S+: /);
+  assert.doesNotMatch(result.stderr[0], /\p{Cc}/u);
+});
+
+/** A run as the dashboard shows it, with these fields changed. */
+function runView(changes: Record<string, unknown> = {}) {
+  return {
+    id: "r1",
+    name: "echo hi",
+    status: "running",
+    max_concurrency: 1,
+    max_errors: null,
+    totals: { total: 1, queued: 1 },
+    agents: [{
+      agent_id: "web-1",
+      command_id: "r1.web-1",
+      state: "queued",
+      offline_at_creation: false,
+      exit_code: null,
+      duration_secs: null,
+      first_line: null,
+      error: null,
+    }],
+    created_at: "2026-01-12T10:00:00Z",
+    ...changes,
+  };
+}
+
+Deno.test("status run prints no run id, name or state the dashboard answered that would forge a line or drive the terminal", async (t) => {
+  const hostile = "x\nforged line\u001b]0;pwned\u0007\u202e";
+  await t.step("run start: an id that is not a run id is an invalid answer", async () => {
+    await using server = answering(201, runView({ id: `r1${hostile}` }));
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const result = await run([
+      "run",
+      "start",
+      "echo hi",
+      "--agent",
+      "web-1",
+      "--dashboard-url",
+      url,
+    ]);
+    assert.equal(result.code, 1);
+    assert.deepEqual(result.stdout, []);
+    assert.equal(result.stderr.length, 1, result.stderr.join("\n"));
+    assert.match(result.stderr[0], /is not a run: must be 1–64 characters .*may have been created/);
+    assert.doesNotMatch(result.stderr[0], /\p{Cc}/u);
+  });
+  await t.step("run list: one line per run, its name, time and totals escaped", async () => {
+    await using server = answering(200, {
+      runs: [runView({ name: `echo ${hostile}`, created_at: hostile, totals: { [hostile]: 1 } })],
+    });
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const result = await run(["run", "list", "--dashboard-url", url]);
+    assert.equal(result.code, 0, result.stderr.join("\n"));
+    assert.equal(result.stdout.length, 1, result.stdout.join("\n"));
+    assert.doesNotMatch(result.stdout[0], /[\p{Cc}\u202e]/u, result.stdout[0]);
+    assert.ok(
+      result.stdout[0].endsWith(
+        "echo x\\nforged line\\u001b]0;pwned\\u0007\\u202e",
+      ),
+      result.stdout[0],
+    );
+  });
+  await t.step("run show --follow: an agent's state escaped in its progress line", async () => {
+    // Running at the first read, ended at the next.
+    let reads = 0;
+    await using server = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen() {} },
+      () => {
+        const first = reads++ === 0;
+        return Response.json(runView({
+          status: first ? "running" : "failed",
+          agents: [{ ...runView().agents[0], state: first ? "running" : `failed${hostile}` }],
+        }));
+      },
+    );
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const result = await run(["run", "show", "r1", "--follow", "--dashboard-url", url]);
+    assert.equal(result.code, 1, result.stderr.join("\n"));
+    assert.deepEqual(result.stderr, [
+      "web-1: failedx\\nforged line\\u001b]0;pwned\\u0007\\u202e",
+    ]);
+  });
+});

@@ -89,6 +89,28 @@ Deno.test("a text record is one line: line breaks and control characters are esc
   assert.match(lines[1], /^\S+Z WARN failed: x\\n/);
 });
 
+Deno.test("a text record shows bidirectional formatting characters as escapes, never obeys them", () => {
+  const lines = capture("text");
+  try {
+    // An agent's id, labels or error as a hostile one could send them: an override turns the
+    // rest of the line around on a terminal ("ok" for "ko", an id that reads as another).
+    const hostile = "web-1\u202e1-bew";
+    logger("t").info("agent {agentId} refused", {
+      agentId: hostile,
+      labels: [hostile],
+      [`key\u2066`]: { role: "db\u200f" },
+    });
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 1);
+  assert.doesNotMatch(lines[0], /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/, lines[0]);
+  assert.ok(lines[0].includes("agent web-1\\u202e1-bew refused"), lines[0]);
+  assert.ok(lines[0].includes(' agentId="web-1\\u202e1-bew"'), lines[0]);
+  assert.ok(lines[0].includes(' labels="[\\"web-1\\u202e1-bew\\"]"'), lines[0]);
+  assert.ok(lines[0].includes(' key\\u2066="{\\"role\\":\\"db\\u200f\\"}"'), lines[0]);
+});
+
 Deno.test("json lines carry time, level, category, message and properties", () => {
   const lines = capture("json");
   try {
@@ -106,6 +128,31 @@ Deno.test("json lines carry time, level, category, message and properties", () =
   assert.equal(record.command_id, "cmd-1");
   assert.equal(record.command_name, "echo hi");
   assert.ok(!Number.isNaN(Date.parse(record.time)));
+});
+
+Deno.test("a json line holds no character a terminal or a line reader obeys, and reads back as sent", () => {
+  const lines = capture("json");
+  // What JSON may carry raw: DEL, C1 controls (U+009B is a terminal's CSI, U+0085 a line break
+  // to many readers), line and paragraph separators, bidirectional overrides.
+  const hostile = "a\u007fb\u0085c\u009b2Jd\u2028e\u2029f\u202eg";
+  try {
+    logger("t").info("agent {agentId} refused", {
+      agentId: hostile,
+      labels: { [hostile]: [hostile] },
+    });
+  } finally {
+    closeLogging();
+  }
+  assert.equal(lines.length, 1);
+  assert.doesNotMatch(
+    lines[0],
+    /[\p{Cc}\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u,
+    lines[0],
+  );
+  const record = JSON.parse(lines[0]);
+  assert.equal(record.message, `agent ${hostile} refused`);
+  assert.equal(record.agentId, hostile);
+  assert.deepEqual(record.labels, { [hostile]: [hostile] });
 });
 
 Deno.test("the level filter drops lower levels", () => {

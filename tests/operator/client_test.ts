@@ -653,3 +653,21 @@ Deno.test("a dashboard URL the library refuses is shown without its password", a
     });
   }
 });
+
+Deno.test("operator client refuses a command whose status is not a status word", async () => {
+  // A status is printed in many lines (cancel, result, --wait): a hostile dashboard's must not
+  // forge one or drive the terminal.
+  const client = new OperatorClient({
+    dashboardUrl: "http://dashboard.test",
+    fetch: (() =>
+      Promise.resolve(Response.json({
+        id: "cmd-1",
+        name: "echo hi",
+        status: "success\n\u001b]0;pwned\u0007",
+      }))) as typeof fetch,
+  });
+  const error = await client.getCommand("cmd-1").catch((e) => e);
+  assert.ok(error instanceof OperatorError, String(error));
+  assert.equal(error.kind, "invalid_answer");
+  assert.match(error.message, /unexpected body at "status": must be a status word/);
+});

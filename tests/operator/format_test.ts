@@ -58,6 +58,44 @@ Deno.test("describeStatus says who, which attempt, how it ended and why", () => 
   );
 });
 
+Deno.test("describeStatus shows an agent's error and signal as one line of escapes, never obeys them", () => {
+  // A report as a compromised agent could send it: a line break forging a second status line,
+  // an OSC title, a bidirectional override.
+  const hostile: CommandRecord = {
+    ...done,
+    status: "failed",
+    result: { ...done.result, exit_code: null, signal: "SIG\nKILL" },
+    error: "boom\nstatus:    success, exit code 0\u001b]0;pwned\u0007\u202eok",
+  };
+  const expected = "failed, signal SIG\\nKILL: boom\\nstatus:    success, exit code 0" +
+    "\\u001b]0;pwned\\u0007\\u202eok";
+  assert.equal(describeStatus(hostile), expected);
+  assert.equal(formatProgress(hostile, 0), `cmd-1 ${expected} (0.0 s)`);
+  const status = formatRecord(hostile).filter((line) => line.startsWith("status:"));
+  assert.deepEqual(status, [`status:    ${expected}`], "one status line, not a forged second");
+});
+
+Deno.test("formatRecord and formatProgress show a dashboard's fields as escapes, one line each", () => {
+  // A record as a hostile dashboard could answer it: each field tries to start a line of its own.
+  const forged = "\nstatus:    success\u001b]0;pwned\u0007\u202e";
+  const hostile = {
+    ...done,
+    id: `cmd-1${forged}`,
+    agent_id: `web-1${forged}`,
+    name: `echo hi${forged}`,
+    status: `delivered${forged}`,
+    created_at: `yesterday${forged}`,
+    params: { metadata: { note: `x\u0085${forged}` } },
+    result: null,
+  } as CommandRecord;
+  const lines = formatRecord(hostile);
+  assert.equal(lines.length, 9, lines.join("\n"));
+  for (const line of [...lines, formatProgress(hostile, 0)]) {
+    assert.doesNotMatch(line, /[\p{Cc}\u202e]/u, line);
+  }
+  assert.equal(lines[1], "agent:     web-1\\nstatus:    success\\u001b]0;pwned\\u0007\\u202e");
+});
+
 Deno.test("formatProgress is one line of id, status and time waited", () => {
   assert.equal(
     formatProgress({ id: "cmd-001", name: "x", status: "running" }, 400),
