@@ -145,7 +145,7 @@ export function openAgentState(options: AgentStateOptions = {}): AgentState {
   const volatile = volatileFileSystem(dir);
   if (volatile !== undefined) {
     log.warning(
-      `the state directory ${dir} is on ${volatile}, which a restart of the machine empties: ` +
+      "the state directory {dir} is on {fileSystem}, which a restart of the machine empties: " +
         "a command running then would be run again when the dashboard delivers it again (its " +
         "journal entry lost); set STATE_DIR to a directory on a disk, such as /var/lib/status",
       { dir, fileSystem: volatile },

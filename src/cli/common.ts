@@ -297,10 +297,12 @@ export function loadCommandSettings(
     roles.includes("agent") && Array.isArray(s.allowedPrograms) && s.allowedPrograms.length === 0
   ) {
     log.warning(
-      `ALLOWED_PROGRAMS (from ${
-        loaded.sources.allowedPrograms ?? "the default"
-      }) is empty: this agent rejects every command. Name the programs commands may run, ` +
-        "e.g. --allowed-programs echo,uname, or leave it unset for the default list",
+      literal(
+        `ALLOWED_PROGRAMS (from ${
+          loaded.sources.allowedPrograms ?? "the default"
+        }) is empty: this agent rejects every command. Name the programs commands may run, ` +
+          "e.g. --allowed-programs echo,uname, or leave it unset for the default list",
+      ),
     );
   }
   return loaded;

@@ -22,7 +22,7 @@ import { StateOwnerError } from "../agent/state.ts";
 import { openSqliteStore, type SqliteStore } from "../store/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { type SettingKey, SETTINGS, TILDE_NOT_EXPANDED } from "../config/mod.ts";
-import { logger } from "../log/mod.ts";
+import { literal, logger } from "../log/mod.ts";
 import { checkAddressesFree, type RunningServer, startServer } from "../server/mod.ts";
 import { AdminTokenRequiredError } from "../server/serve.ts";
 import { checkMetricsPortFree, executorFromSettings, loopOptionsFromSettings } from "./agent.ts";
@@ -186,10 +186,12 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     const ignored = UP_IGNORED.filter((key) => loaded.unread[key] !== undefined);
     if (ignored.length > 0) {
       log.warning(
-        `status up ignores ${
-          ignored.map((key) => `${SETTINGS[key].env} (from ${loaded.unread[key]})`).join(", ")
-        }: it always listens on 127.0.0.1 in dev mode with its data in --data-dir; use ` +
-          '"status serve" and "status agent" for these',
+        literal(
+          `status up ignores ${
+            ignored.map((key) => `${SETTINGS[key].env} (from ${loaded.unread[key]})`).join(", ")
+          }: it always listens on 127.0.0.1 in dev mode with its data in --data-dir; use ` +
+            '"status serve" and "status agent" for these',
+        ),
       );
     }
     checkDirectorySetting(loaded, "commandCwd");
