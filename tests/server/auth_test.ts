@@ -15,6 +15,7 @@ import {
   P,
   reportBody,
   T0,
+  type TestDashboard,
   TOKEN,
   TOKEN2,
 } from "./_helpers.ts";
@@ -1121,6 +1122,129 @@ Deno.test("a request id forgotten early (the cache was full) still cannot be rep
   assert.equal((await ping("a2", "r-2", d.clock.now())).status, 200, "a1's r-1 is forgotten");
   await expectError(await ping("a1", "r-1", signedAt), 409, /replay detected/);
   assert.equal((await ping("a1", "r-2", d.clock.now())).status, 200, "a1's next request passes");
+});
+
+/**
+ * Sends a signed agent POST whose body arrives only once `meanwhile` has run (the server is then
+ * reading it: its head passed steps 1–4).
+ */
+async function withBodyHeldBack(
+  d: TestDashboard,
+  path: string,
+  body: unknown,
+  meanwhile: () => Promise<void>,
+  who: { agentId?: string; token?: string } = {},
+): Promise<Response> {
+  const bodyText = JSON.stringify(body);
+  const headers = agentHeaders({ path, body, bodyText, now: d.clock.now(), ...who });
+  const reading = Promise.withResolvers<void>();
+  const sent = Promise.withResolvers<void>();
+  let done = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (done) return controller.close();
+      reading.resolve();
+      await sent.promise;
+      controller.enqueue(new TextEncoder().encode(bodyText));
+      done = true;
+    },
+  });
+  const answer = d.dashboard.app.request(path, {
+    method: "POST",
+    headers,
+    body: stream,
+    duplex: "half",
+  } as RequestInit);
+  await reading.promise;
+  await meanwhile();
+  sent.resolve();
+  return await answer;
+}
+
+Deno.test("a token rotated or an agent removed while a request's body arrives refuses that request", async (t) => {
+  const TOKEN3 = "agent-token-a3-0123456789abcdefghijklmnopq";
+  await using d = await makeDashboard({
+    agents: { a1: { token: TOKEN }, a2: { token: TOKEN2 }, a3: { token: TOKEN3 } },
+  });
+
+  await t.step("a body held back with nothing changed meanwhile is taken", async () => {
+    const answer = await withBodyHeldBack(d, P.enqueue, { id: "slow-0", name: "echo" }, () => {
+      d.clock.advance(20_000);
+      return Promise.resolve();
+    });
+    assert.equal(answer.status, 202);
+    await answer.body?.cancel();
+  });
+
+  await t.step("an enqueue whose body arrives after a rotation: 401, nothing stored", async () => {
+    const answer = await withBodyHeldBack(
+      d,
+      P.enqueue,
+      { id: "slow-1", name: "echo" },
+      async () => {
+        const rotated = await d.admin("POST", "/api/v1/agents/a1/rotate");
+        assert.equal(rotated.status, 200);
+        await rotated.body?.cancel();
+      },
+    );
+    await expectError(answer, 401, /^agent id or bearer token is wrong/);
+    assert.equal(await d.store.getCommand("slow-1"), null);
+  });
+
+  await t.step(
+    "a report whose body arrives after the agent's removal: 401, its command stays cancelled",
+    async () => {
+      const enqueued = await d.admin("POST", P.enqueue, {
+        agent_id: "a2",
+        id: "slow-2",
+        name: "echo",
+      });
+      assert.equal(enqueued.status, 202);
+      await enqueued.body?.cancel();
+      const a2 = { agentId: "a2", token: TOKEN2 };
+      const delivered = await d.agent({ path: P.wait("default", 1), ...a2 });
+      assert.equal(delivered.status, 200);
+      await delivered.body?.cancel();
+      const acked = await d.agent({
+        path: P.ack,
+        body: { command_id: "slow-2", attempt: 1 },
+        ...a2,
+      });
+      assert.equal(acked.status, 200);
+      await acked.body?.cancel();
+      const answer = await withBodyHeldBack(d, P.report, reportBody("slow-2"), async () => {
+        const removed = await d.admin("DELETE", "/api/v1/agents/a2");
+        assert.equal(removed.status, 200);
+        await removed.body?.cancel();
+      }, a2);
+      await expectError(answer, 401, /^agent id or bearer token is wrong/);
+      const command = await d.store.getCommand("slow-2");
+      assert.equal(command?.status, "cancelled");
+      assert.equal(command?.result, null, "the removal's end is not replaced");
+    },
+  );
+
+  await t.step(
+    "a heartbeat (a route of the Hono app) after a rotation: 401, nothing kept",
+    async () => {
+      const answer = await withBodyHeldBack(
+        d,
+        "/api/v1/agent/heartbeat",
+        { version: "9.9.9" },
+        async () => {
+          const rotated = await d.admin("POST", "/api/v1/agents/a3/rotate");
+          assert.equal(rotated.status, 200);
+          await rotated.body?.cancel();
+        },
+        { agentId: "a3", token: TOKEN3 },
+      );
+      await expectError(answer, 401, /^agent id or bearer token is wrong/);
+      const agents = (await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+        Record<string, unknown>
+      >;
+      assert.equal(agents.find((agent) => agent.id === "a3")?.version, null);
+    },
+  );
 });
 
 Deno.test("every 401 carries a WWW-Authenticate challenge, other refusals none", async (t) => {

@@ -5,7 +5,9 @@
  * @module
  */
 import { constantTimeEqual, HEADER, shortForm, signV2Hashed } from "../../protocol/mod.ts";
+import type { CommandStore } from "../../store/mod.ts";
 import { HttpError } from "../http_error.ts";
+import { AGENT_CREDENTIALS_WRONG } from "./bearer.ts";
 import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
 import { refuseBodyFromHead } from "./json_body.ts";
 import { refuse } from "./refuse.ts";
@@ -57,6 +59,11 @@ export interface SignatureOptions {
   acceptV1: boolean;
   /** Largest accepted body, in bytes: the route's limit (step 8's). */
   maxBodyBytes: number;
+  /**
+   * Where the agent is read again once a body has arrived (its token may have been rotated, or
+   * the agent removed, meanwhile); none: not read again.
+   */
+  agents?: Pick<CommandStore, "getAgent">;
 }
 
 /**
@@ -136,4 +143,28 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
   if (!constantTimeEqual(given, expected)) {
     throw refuse(call, 401, "signature is wrong", "authentication failed");
   }
+  if (options.agents && call.method !== "GET" && call.method !== "HEAD") {
+    await checkTokenStillValid(options.agents, call, agent.token);
+  }
+}
+
+/**
+ * The agent as it is once the body has arrived, which may be up to the body timeout after step 1
+ * read it: a token rotated, or the agent removed, meanwhile refuses the request as step 2 refuses
+ * a wrong token, so that nothing is taken with the old token from then on.
+ */
+async function checkTokenStillValid(
+  agents: Pick<CommandStore, "getAgent">,
+  call: AgentCall,
+  token: string | null,
+): Promise<void> {
+  const id = agentOf(call).id;
+  const now = await agents.getAgent(id);
+  if (now !== null && now.token === token) return;
+  throw refuse(call, 401, AGENT_CREDENTIALS_WRONG, "authentication failed", {
+    logged: now === null
+      ? `agent ${id} was removed while the request's body arrived`
+      : `agent ${id}'s token was rotated while the request's body arrived; bearer token is wrong`,
+    reason: now === null ? "unknown_agent" : "wrong_token",
+  });
 }
