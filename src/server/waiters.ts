@@ -179,6 +179,10 @@ export class WaiterHub {
   readonly #capWarnings: CapWarnings;
   #size = 0;
   #closed = false;
+  /** How many times {@link WaiterHub.dismiss} was called: the marks of {@link WaiterHub.mark}. */
+  #dismissals = 0;
+  /** Agent → the mark of its latest {@link WaiterHub.dismiss}. */
+  readonly #dismissedAt = new Map<string, number>();
 
   /**
    * Makes an empty hub.
@@ -358,7 +362,28 @@ export class WaiterHub {
    * @returns How many waits were answered.
    */
   dismiss(agentId: string): number {
+    this.#dismissedAt.set(agentId, ++this.#dismissals);
     return this.dismissStale(agentId, undefined);
+  }
+
+  /**
+   * A mark to take before a wait's agent (and its token) is read, for
+   * {@link WaiterHub.dismissedSince}.
+   */
+  get mark(): number {
+    return this.#dismissals;
+  }
+
+  /**
+   * Whether the agent's waits were dismissed ({@link WaiterHub.dismiss}: its token rotated, or it
+   * was removed) after `mark` was taken: a wait whose agent was read before that, and that is
+   * held only now, was opened with a token that may be the old one, and must not be held.
+   *
+   * @param agentId The agent.
+   * @param mark {@link WaiterHub.mark}, taken before the agent was read.
+   */
+  dismissedSince(agentId: string, mark: number): boolean {
+    return (this.#dismissedAt.get(agentId) ?? 0) > mark;
   }
 
   /**
