@@ -151,6 +151,12 @@ function matches(waiter: Waiter, command: CommandRecord): boolean {
 }
 
 /**
+ * Agents whose latest dismissal {@link WaiterHub} keeps (for {@link WaiterHub.dismissedSince}); one
+ * more forgets them all, and every wait whose steps began before that counts as dismissed.
+ */
+const MAX_DISMISSALS_KEPT = 10_000;
+
+/**
  * Holds the open waits of every agent and hands them commands.
  *
  * @example Wake a waiting agent
@@ -181,8 +187,10 @@ export class WaiterHub {
   #closed = false;
   /** How many times {@link WaiterHub.dismiss} was called: the marks of {@link WaiterHub.mark}. */
   #dismissals = 0;
-  /** Agent → the mark of its latest {@link WaiterHub.dismiss}. */
+  /** Agent → the mark of its latest {@link WaiterHub.dismiss}, for at most a bounded count. */
   readonly #dismissedAt = new Map<string, number>();
+  /** The mark when {@link WaiterHub.#dismissedAt} was last emptied (for its bound). */
+  #forgottenAt = 0;
 
   /**
    * Makes an empty hub.
@@ -362,6 +370,11 @@ export class WaiterHub {
    * @returns How many waits were answered.
    */
   dismiss(agentId: string): number {
+    if (this.#dismissedAt.size >= MAX_DISMISSALS_KEPT) {
+      // Bounded: a wait whose steps began before this counts as dismissed, whatever its agent.
+      this.#dismissedAt.clear();
+      this.#forgottenAt = this.#dismissals;
+    }
     this.#dismissedAt.set(agentId, ++this.#dismissals);
     return this.dismissStale(agentId, undefined);
   }
@@ -383,7 +396,7 @@ export class WaiterHub {
    * @param mark {@link WaiterHub.mark}, taken before the agent was read.
    */
   dismissedSince(agentId: string, mark: number): boolean {
-    return (this.#dismissedAt.get(agentId) ?? 0) > mark;
+    return mark < this.#forgottenAt || (this.#dismissedAt.get(agentId) ?? 0) > mark;
   }
 
   /**
