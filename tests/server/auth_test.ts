@@ -74,6 +74,23 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
       401,
       /X-Agent-Id must be/,
     );
+    // Given twice (a proxy adding its own), as the dashboard reads it: joined with ", ".
+    const twice = new Headers(agentHeaders({
+      path: P.enqueue,
+      body: ENQUEUE,
+      bodyText: JSON.stringify(ENQUEUE),
+      now: d.clock.now(),
+    }));
+    twice.append("X-Agent-Id", "a2");
+    await expectError(
+      await d.dashboard.app.request(P.enqueue, {
+        method: "POST",
+        headers: twice,
+        body: JSON.stringify(ENQUEUE),
+      }),
+      401,
+      /^X-Agent-Id must be .*; it was given more than once$/,
+    );
   });
 
   await t.step("2. bearer token missing, wrong, or the agent has none → 401", async () => {
@@ -288,6 +305,8 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
           ["hex", hex, /this one is 64 characters of hex$/],
           ["base64url", url, /this one is 43 characters$/],
           ["unpadded", right.replace(/=$/, ""), /this one is 43 characters$/],
+          // Two headers, as the dashboard reads them: joined with ", ".
+          ["given twice", `${right}, ${right}`, /; it was given more than once$/],
         ] as const
       ) {
         const response = await d.agent({

@@ -28,7 +28,9 @@ export async function identify(ctx: AuthContext, call: AgentCall): Promise<void>
     throw refuse(
       call,
       401,
-      `X-Agent-Id must be ${AGENT_ID_RULE}`,
+      // Given twice (a proxy adding its own), the values come joined with ", ", which no id holds.
+      `X-Agent-Id must be ${AGENT_ID_RULE}` +
+        (id.includes(", ") ? "; it was given more than once" : ""),
       "authentication failed",
       { agentId: id.slice(0, 128) },
     );

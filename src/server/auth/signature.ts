@@ -135,8 +135,12 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
       call,
       401,
       `X-Agent-Signature must be an HMAC-SHA256 in standard padded base64 (44 characters of ` +
-        `A-Z a-z 0-9 + /, ending in =); this one is ${given.length} characters` +
-        (/^[0-9a-f]{64}$/i.test(given) ? " of hex" : ""),
+        `A-Z a-z 0-9 + /, ending in =); ` +
+        // Given twice, the values come joined with ", ", which base64 never holds.
+        (given.includes(", ")
+          ? "it was given more than once"
+          : `this one is ${given.length} characters` +
+            (/^[0-9a-f]{64}$/i.test(given) ? " of hex" : "")),
       "authentication failed",
     );
   }
