@@ -349,19 +349,20 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   // While a wait is held, nothing refers to its `call` (nor so to its request): the failures
   // before it is held are answered with the call at hand, later ones with the exchange's path.
   function wait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {
-    const mark = hub.mark;
     return runAuthSteps(call, waitSteps).then(
-      (agent) => holdWait(call, agent, match, exchange, mark),
+      (agent) => holdWait(call, agent, match, exchange),
       (error) => fail(exchange, call, error),
     );
   }
 
   /**
-   * Whether the agent's token was rotated, or the agent removed, since `mark` was taken (before
-   * the steps read its token): its waits and cancel-waits were ended then, and one whose steps
-   * were still running is answered as they were, `204`, instead of being held with that token.
+   * Whether the agent's token was rotated, or the agent removed, since its steps began (the mark
+   * step 1 took before it read the token): its waits and cancel-waits were ended then, and one
+   * whose steps were still running is answered as they were, `204`, instead of being held with
+   * that token.
    */
-  function dismissedMeanwhile(exchange: LeanExchange, agentId: string, mark: number): boolean {
+  function dismissedMeanwhile(exchange: LeanExchange, call: AgentCall, agentId: string): boolean {
+    const mark = call.mark ?? hub.mark;
     if (!hub.dismissedSince(agentId, mark)) return false;
     exchange.agentId = agentId;
     finish(exchange, noContent());
@@ -373,9 +374,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     agent: AgentRecord,
     match: LeanMatch,
     exchange: LeanExchange,
-    mark: number,
   ): void {
-    if (dismissedMeanwhile(exchange, agent.id, mark)) return;
+    if (dismissedMeanwhile(exchange, call, agent.id)) return;
     let hash: string;
     let timeoutSecs: number;
     try {
@@ -435,9 +435,8 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
   }
 
   function cancelWait(call: AgentCall, match: LeanMatch, exchange: LeanExchange): Promise<void> {
-    const mark = hub.mark;
     return runAuthSteps(call, cancelWaitSteps).then(
-      (agent) => holdCancelWait(call, agent, match, exchange, mark),
+      (agent) => holdCancelWait(call, agent, match, exchange),
       (error) => fail(exchange, call, error),
     );
   }
@@ -447,10 +446,9 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     agent: AgentRecord,
     match: LeanMatch,
     exchange: LeanExchange,
-    mark: number,
   ): Promise<void> {
     const agentId = agent.id;
-    if (dismissedMeanwhile(exchange, agentId, mark)) return;
+    if (dismissedMeanwhile(exchange, call, agentId)) return;
     let id: string;
     let timeoutSecs: number;
     try {

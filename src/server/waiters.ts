@@ -370,13 +370,19 @@ export class WaiterHub {
    * @returns How many waits were answered.
    */
   dismiss(agentId: string): number {
-    if (this.#dismissedAt.size >= MAX_DISMISSALS_KEPT) {
-      // Bounded: a wait whose steps began before this counts as dismissed, whatever its agent.
-      this.#dismissedAt.clear();
-      this.#forgottenAt = this.#dismissals;
-    }
+    // Bounded: a wait whose steps began before this counts as dismissed, whatever its agent.
+    if (this.#dismissedAt.size >= MAX_DISMISSALS_KEPT) this.forgetDismissals();
     this.#dismissedAt.set(agentId, ++this.#dismissals);
     return this.dismissStale(agentId, undefined);
+  }
+
+  /**
+   * Counts every agent as dismissed for the marks taken until now (a token may have changed
+   * unseen: another process wrote to the store), and forgets which agents were.
+   */
+  forgetDismissals(): void {
+    this.#dismissedAt.clear();
+    this.#forgottenAt = ++this.#dismissals;
   }
 
   /**

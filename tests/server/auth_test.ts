@@ -13,6 +13,7 @@ import {
   json,
   makeDashboard,
   P,
+  postWithBodyHeldBack,
   reportBody,
   T0,
   type TestDashboard,
@@ -1143,11 +1144,8 @@ Deno.test("a request id forgotten early (the cache was full) still cannot be rep
   assert.equal((await ping("a1", "r-2", d.clock.now())).status, 200, "a1's next request passes");
 });
 
-/**
- * Sends a signed agent POST whose body arrives only once `meanwhile` has run (the server is then
- * reading it: its head passed steps 1–4).
- */
-async function withBodyHeldBack(
+/** A signed agent POST of `d` whose body arrives only once `meanwhile` has run. */
+function withBodyHeldBack(
   d: TestDashboard,
   path: string,
   body: unknown,
@@ -1156,28 +1154,7 @@ async function withBodyHeldBack(
 ): Promise<Response> {
   const bodyText = JSON.stringify(body);
   const headers = agentHeaders({ path, body, bodyText, now: d.clock.now(), ...who });
-  const reading = Promise.withResolvers<void>();
-  const sent = Promise.withResolvers<void>();
-  let done = false;
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (done) return controller.close();
-      reading.resolve();
-      await sent.promise;
-      controller.enqueue(new TextEncoder().encode(bodyText));
-      done = true;
-    },
-  });
-  const answer = d.dashboard.app.request(path, {
-    method: "POST",
-    headers,
-    body: stream,
-    duplex: "half",
-  } as RequestInit);
-  await reading.promise;
-  await meanwhile();
-  sent.resolve();
-  return await answer;
+  return postWithBodyHeldBack(d.dashboard.app, path, headers, bodyText, meanwhile);
 }
 
 Deno.test("a token rotated or an agent removed while a request's body arrives refuses that request", async (t) => {

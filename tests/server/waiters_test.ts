@@ -611,6 +611,9 @@ Deno.test("dismissedSince tells a wait begun before its agent's dismissal, withi
     const now = hub.mark;
     assert.equal(hub.dismissedSince("a2", now), false);
     assert.equal(hub.dismissedSince("agent-9999", now), false);
+    hub.forgetDismissals();
+    assert.equal(hub.dismissedSince("a2", now), true, "forgotten: every earlier mark is dismissed");
+    assert.equal(hub.dismissedSince("a2", hub.mark), false);
   } finally {
     hub.close();
   }

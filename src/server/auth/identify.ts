@@ -22,6 +22,7 @@ import { refuse } from "./refuse.ts";
  * @throws {HttpError} `401`.
  */
 export async function identify(ctx: AuthContext, call: AgentCall): Promise<void> {
+  call.mark = ctx.dismissals?.mark;
   const id = call.headers.get(HEADER.agentId);
   if (!id) throw refuse(call, 401, "X-Agent-Id header is missing", "authentication failed");
   if (!AGENT_ID_PATTERN.test(id)) {

@@ -17,8 +17,8 @@
  * 5. `checkSignature` (`signature.ts`): signature wrong → `401`; a body its head refuses (step 8's
  *    `413` of a `Content-Length` beyond the route's limit, `415` of a `Content-Encoding`) is refused
  *    here, before it is read, and one growing beyond the limit as it arrives as soon as it does;
- *    once a body has arrived the agent is read again: its token rotated, or the agent removed,
- *    meanwhile → the `401` of step 2
+ *    once a body has arrived, an agent dismissed meanwhile is read again: its token rotated, or
+ *    the agent removed → the `401` of step 2
  * 6. `checkRequestId` (`request_id.ts`): `X-Request-Id` missing → `400`; seen before → `409`
  * 7. `checkScope` (`scope.ts`): scope not granted → `403`
  * 8. `jsonBody` (`json_body.ts`, on the routes with a body): larger than the route's limit (1 MiB;
@@ -92,6 +92,7 @@ export function agentAuthSteps(
       acceptV1: deps.acceptV1Signatures,
       maxBodyBytes: deps.maxBodyBytes,
       agents: deps.auth.store,
+      dismissals: deps.auth.dismissals,
     };
     steps.push(
       (call) => checkTimestampOf(timestamp, call),

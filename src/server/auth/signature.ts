@@ -8,7 +8,7 @@ import { constantTimeEqual, HEADER, shortForm, signV2Hashed } from "../../protoc
 import type { CommandStore } from "../../store/mod.ts";
 import { HttpError } from "../http_error.ts";
 import { AGENT_CREDENTIALS_WRONG } from "./bearer.ts";
-import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
+import { type AgentCall, agentOf, type Dismissals, rawBodyOf } from "./call.ts";
 import { refuseBodyFromHead } from "./json_body.ts";
 import { refuse } from "./refuse.ts";
 
@@ -60,10 +60,12 @@ export interface SignatureOptions {
   /** Largest accepted body, in bytes: the route's limit (step 8's). */
   maxBodyBytes: number;
   /**
-   * Where the agent is read again once a body has arrived (its token may have been rotated, or
-   * the agent removed, meanwhile); none: not read again.
+   * Where the agent is read again once a body has arrived, when it may have been dismissed (its
+   * token rotated, or the agent removed) meanwhile; none: not read again.
    */
   agents?: Pick<CommandStore, "getAgent">;
+  /** Which agents were dismissed since a call's steps began; none: every agent may have been. */
+  dismissals?: Dismissals;
 }
 
 /**
@@ -148,14 +150,18 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
     throw refuse(call, 401, "signature is wrong", "authentication failed");
   }
   if (options.agents && call.method !== "GET" && call.method !== "HEAD") {
-    await checkTokenStillValid(options.agents, call, agent.token);
+    const mark = call.mark;
+    const dismissed = options.dismissals === undefined || mark === undefined ||
+      options.dismissals.dismissedSince(agent.id, mark);
+    if (dismissed) await checkTokenStillValid(options.agents, call, agent.token);
   }
 }
 
 /**
  * The agent as it is once the body has arrived, which may be up to the body timeout after step 1
- * read it: a token rotated, or the agent removed, meanwhile refuses the request as step 2 refuses
- * a wrong token, so that nothing is taken with the old token from then on.
+ * read it, when it was dismissed meanwhile: a token rotated, or the agent removed, refuses the
+ * request as step 2 refuses a wrong token, so that nothing is taken with the old token from then
+ * on. (Read only then: a read waits for the commit under way, and on PostgreSQL is one more query.)
  */
 async function checkTokenStillValid(
   agents: Pick<CommandStore, "getAgent">,
