@@ -281,6 +281,7 @@ export function createApp(options: AppOptions): DashboardApp {
     maxBodyBytes: settings.maxBodyBytes,
     seen: (agentId) => lastSeen.seen(agentId),
     bodySlots,
+    dismissals: hub,
   };
   const offlineAfterMs = settings.offlineAfterSecs * 1000;
   const deps: RouteDeps = {
@@ -412,6 +413,8 @@ export function createApp(options: AppOptions): DashboardApp {
       everyMs: options.otherWritersLookMs,
       changed() {
         events.publishAll();
+        // A token may have changed: the requests whose steps are under way check theirs again.
+        hub.forgetDismissals();
         dismissRevokedWaits(store, hub, cancelWaiters).catch((error) => {
           if (!availability.observe(error)) {
             log.error("could not check the open waits' tokens: {error}", { error });

@@ -355,12 +355,27 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     );
   }
 
+  /**
+   * Whether the agent's token was rotated, or the agent removed, since its steps began (the mark
+   * step 1 took before it read the token): its waits and cancel-waits were ended then, and one
+   * whose steps were still running is answered as they were, `204`, instead of being held with
+   * that token.
+   */
+  function dismissedMeanwhile(exchange: LeanExchange, call: AgentCall, agentId: string): boolean {
+    const mark = call.mark ?? hub.mark;
+    if (!hub.dismissedSince(agentId, mark)) return false;
+    exchange.agentId = agentId;
+    finish(exchange, noContent());
+    return true;
+  }
+
   function holdWait(
     call: AgentCall,
     agent: AgentRecord,
     match: LeanMatch,
     exchange: LeanExchange,
   ): void {
+    if (dismissedMeanwhile(exchange, call, agent.id)) return;
     let hash: string;
     let timeoutSecs: number;
     try {
@@ -433,6 +448,7 @@ export function leanRoutes(deps: RouteDeps): LeanRoutes {
     exchange: LeanExchange,
   ): Promise<void> {
     const agentId = agent.id;
+    if (dismissedMeanwhile(exchange, call, agentId)) return;
     let id: string;
     let timeoutSecs: number;
     try {

@@ -151,6 +151,12 @@ function matches(waiter: Waiter, command: CommandRecord): boolean {
 }
 
 /**
+ * Agents whose latest dismissal {@link WaiterHub} keeps (for {@link WaiterHub.dismissedSince}); one
+ * more forgets them all, and every wait whose steps began before that counts as dismissed.
+ */
+const MAX_DISMISSALS_KEPT = 10_000;
+
+/**
  * Holds the open waits of every agent and hands them commands.
  *
  * @example Wake a waiting agent
@@ -179,6 +185,12 @@ export class WaiterHub {
   readonly #capWarnings: CapWarnings;
   #size = 0;
   #closed = false;
+  /** How many times {@link WaiterHub.dismiss} was called: the marks of {@link WaiterHub.mark}. */
+  #dismissals = 0;
+  /** Agent → the mark of its latest {@link WaiterHub.dismiss}, for at most a bounded count. */
+  readonly #dismissedAt = new Map<string, number>();
+  /** The mark when {@link WaiterHub.#dismissedAt} was last emptied (for its bound). */
+  #forgottenAt = 0;
 
   /**
    * Makes an empty hub.
@@ -358,7 +370,39 @@ export class WaiterHub {
    * @returns How many waits were answered.
    */
   dismiss(agentId: string): number {
+    // Bounded: a wait whose steps began before this counts as dismissed, whatever its agent.
+    if (this.#dismissedAt.size >= MAX_DISMISSALS_KEPT) this.forgetDismissals();
+    this.#dismissedAt.set(agentId, ++this.#dismissals);
     return this.dismissStale(agentId, undefined);
+  }
+
+  /**
+   * Counts every agent as dismissed for the marks taken until now (a token may have changed
+   * unseen: another process wrote to the store), and forgets which agents were.
+   */
+  forgetDismissals(): void {
+    this.#dismissedAt.clear();
+    this.#forgottenAt = ++this.#dismissals;
+  }
+
+  /**
+   * A mark to take before a wait's agent (and its token) is read, for
+   * {@link WaiterHub.dismissedSince}.
+   */
+  get mark(): number {
+    return this.#dismissals;
+  }
+
+  /**
+   * Whether the agent's waits were dismissed ({@link WaiterHub.dismiss}: its token rotated, or it
+   * was removed) after `mark` was taken: a wait whose agent was read before that, and that is
+   * held only now, was opened with a token that may be the old one, and must not be held.
+   *
+   * @param agentId The agent.
+   * @param mark {@link WaiterHub.mark}, taken before the agent was read.
+   */
+  dismissedSince(agentId: string, mark: number): boolean {
+    return mark < this.#forgottenAt || (this.#dismissedAt.get(agentId) ?? 0) > mark;
   }
 
   /**

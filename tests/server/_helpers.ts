@@ -183,6 +183,48 @@ export async function json(response: Response): Promise<Record<string, unknown>>
   return await response.json() as Record<string, unknown>;
 }
 
+/**
+ * Sends a `POST` whose body arrives only once `meanwhile` has run: the server is then reading it,
+ * the steps before the body (an agent's 1–4) passed.
+ *
+ * @param app The app (`app.request`).
+ * @param path Path and query.
+ * @param headers The request's headers.
+ * @param bodyText The body.
+ * @param meanwhile What happens while the body is held back.
+ * @returns The answer.
+ */
+export async function postWithBodyHeldBack(
+  app: { request(path: string, init: RequestInit): Response | Promise<Response> },
+  path: string,
+  headers: HeadersInit,
+  bodyText: string,
+  meanwhile: () => Promise<void>,
+): Promise<Response> {
+  const reading = Promise.withResolvers<void>();
+  const sent = Promise.withResolvers<void>();
+  let done = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (done) return controller.close();
+      reading.resolve();
+      await sent.promise;
+      controller.enqueue(new TextEncoder().encode(bodyText));
+      done = true;
+    },
+  });
+  const answer = Promise.resolve(app.request(path, {
+    method: "POST",
+    headers,
+    body: stream,
+    duplex: "half",
+  } as RequestInit));
+  await reading.promise;
+  await meanwhile();
+  sent.resolve();
+  return await answer;
+}
+
 /** A report body for a command. */
 export function reportBody(commandId: string, overrides: Record<string, unknown> = {}) {
   return {

@@ -13,8 +13,10 @@ import {
   json,
   makeDashboard,
   P,
+  postWithBodyHeldBack,
   reportBody,
   T0,
+  type TestDashboard,
   TOKEN,
   TOKEN2,
 } from "./_helpers.ts";
@@ -72,6 +74,23 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
       await d.agent({ path: P.enqueue, body: ENQUEUE, agentId: "bad id!" }),
       401,
       /X-Agent-Id must be/,
+    );
+    // Given twice (a proxy adding its own), as the dashboard reads it: joined with ", ".
+    const twice = new Headers(agentHeaders({
+      path: P.enqueue,
+      body: ENQUEUE,
+      bodyText: JSON.stringify(ENQUEUE),
+      now: d.clock.now(),
+    }));
+    twice.append("X-Agent-Id", "a2");
+    await expectError(
+      await d.dashboard.app.request(P.enqueue, {
+        method: "POST",
+        headers: twice,
+        body: JSON.stringify(ENQUEUE),
+      }),
+      401,
+      /^X-Agent-Id must be .*; it was given more than once$/,
     );
   });
 
@@ -287,6 +306,8 @@ Deno.test("agent requests are verified in the order of PROTOCOL §1, each step w
           ["hex", hex, /this one is 64 characters of hex$/],
           ["base64url", url, /this one is 43 characters$/],
           ["unpadded", right.replace(/=$/, ""), /this one is 43 characters$/],
+          // Two headers, as the dashboard reads them: joined with ", ".
+          ["given twice", `${right}, ${right}`, /; it was given more than once$/],
         ] as const
       ) {
         const response = await d.agent({
@@ -1133,6 +1154,105 @@ Deno.test("a request id forgotten early (the cache was full) still cannot be rep
   assert.equal((await ping("a2", "r-2", d.clock.now())).status, 200, "a1's r-1 is forgotten");
   await expectError(await ping("a1", "r-1", signedAt), 409, /replay detected/);
   assert.equal((await ping("a1", "r-2", d.clock.now())).status, 200, "a1's next request passes");
+});
+
+/** A signed agent POST of `d` whose body arrives only once `meanwhile` has run. */
+function withBodyHeldBack(
+  d: TestDashboard,
+  path: string,
+  body: unknown,
+  meanwhile: () => Promise<void>,
+  who: { agentId?: string; token?: string } = {},
+): Promise<Response> {
+  const bodyText = JSON.stringify(body);
+  const headers = agentHeaders({ path, body, bodyText, now: d.clock.now(), ...who });
+  return postWithBodyHeldBack(d.dashboard.app, path, headers, bodyText, meanwhile);
+}
+
+Deno.test("a token rotated or an agent removed while a request's body arrives refuses that request", async (t) => {
+  const TOKEN3 = "agent-token-a3-0123456789abcdefghijklmnopq";
+  await using d = await makeDashboard({
+    agents: { a1: { token: TOKEN }, a2: { token: TOKEN2 }, a3: { token: TOKEN3 } },
+  });
+
+  await t.step("a body held back with nothing changed meanwhile is taken", async () => {
+    const answer = await withBodyHeldBack(d, P.enqueue, { id: "slow-0", name: "echo" }, () => {
+      d.clock.advance(20_000);
+      return Promise.resolve();
+    });
+    assert.equal(answer.status, 202);
+    await answer.body?.cancel();
+  });
+
+  await t.step("an enqueue whose body arrives after a rotation: 401, nothing stored", async () => {
+    const answer = await withBodyHeldBack(
+      d,
+      P.enqueue,
+      { id: "slow-1", name: "echo" },
+      async () => {
+        const rotated = await d.admin("POST", "/api/v1/agents/a1/rotate");
+        assert.equal(rotated.status, 200);
+        await rotated.body?.cancel();
+      },
+    );
+    await expectError(answer, 401, /^agent id or bearer token is wrong/);
+    assert.equal(await d.store.getCommand("slow-1"), null);
+  });
+
+  await t.step(
+    "a report whose body arrives after the agent's removal: 401, its command stays cancelled",
+    async () => {
+      const enqueued = await d.admin("POST", P.enqueue, {
+        agent_id: "a2",
+        id: "slow-2",
+        name: "echo",
+      });
+      assert.equal(enqueued.status, 202);
+      await enqueued.body?.cancel();
+      const a2 = { agentId: "a2", token: TOKEN2 };
+      const delivered = await d.agent({ path: P.wait("default", 1), ...a2 });
+      assert.equal(delivered.status, 200);
+      await delivered.body?.cancel();
+      const acked = await d.agent({
+        path: P.ack,
+        body: { command_id: "slow-2", attempt: 1 },
+        ...a2,
+      });
+      assert.equal(acked.status, 200);
+      await acked.body?.cancel();
+      const answer = await withBodyHeldBack(d, P.report, reportBody("slow-2"), async () => {
+        const removed = await d.admin("DELETE", "/api/v1/agents/a2");
+        assert.equal(removed.status, 200);
+        await removed.body?.cancel();
+      }, a2);
+      await expectError(answer, 401, /^agent id or bearer token is wrong/);
+      const command = await d.store.getCommand("slow-2");
+      assert.equal(command?.status, "cancelled");
+      assert.equal(command?.result, null, "the removal's end is not replaced");
+    },
+  );
+
+  await t.step(
+    "a heartbeat (a route of the Hono app) after a rotation: 401, nothing kept",
+    async () => {
+      const answer = await withBodyHeldBack(
+        d,
+        "/api/v1/agent/heartbeat",
+        { version: "9.9.9" },
+        async () => {
+          const rotated = await d.admin("POST", "/api/v1/agents/a3/rotate");
+          assert.equal(rotated.status, 200);
+          await rotated.body?.cancel();
+        },
+        { agentId: "a3", token: TOKEN3 },
+      );
+      await expectError(answer, 401, /^agent id or bearer token is wrong/);
+      const agents = (await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+        Record<string, unknown>
+      >;
+      assert.equal(agents.find((agent) => agent.id === "a3")?.version, null);
+    },
+  );
 });
 
 Deno.test("every 401 carries a WWW-Authenticate challenge, other refusals none", async (t) => {

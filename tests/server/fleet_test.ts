@@ -486,6 +486,75 @@ Deno.test("a cancel-wait held with a token that is then rotated or removed ends 
   }
 });
 
+Deno.test("a wait or cancel-wait whose token was read just before a rotation or removal is not held after it", async (t) => {
+  // The store commits in groups: a write made in this turn (here a registration) opens one, and the
+  // wait's read of its agent and the rotation's write both join it. The rotation ends the agent's
+  // waits once its write is committed, which may come before the wait, read with the old token,
+  // is held.
+  for (
+    const [change, path, method] of [
+      ["rotated", "/api/v1/agents/a1/rotate", "POST"],
+      ["removed", "/api/v1/agents/a1", "DELETE"],
+    ] as const
+  ) {
+    await t.step(`wait, ${change}`, async () => {
+      await using d = await makeDashboard();
+      const app = d.dashboard.app;
+      const grouped = d.store.ensureAgent("other", d.clock.now());
+      const headers = agentHeaders({
+        path: P.wait("default", 30),
+        bodyText: "",
+        now: d.clock.now(),
+      });
+      const held = Promise.resolve(app.request(P.wait("default", 30), { headers }));
+      const changed = app.request(path, {
+        method,
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      let answered = false;
+      void held.then(() => answered = true);
+      await grouped;
+      assert.equal((await changed).status, 200);
+      const hub = d.dashboard.hub;
+      await until(() => answered || hub.isWaiting("a1"), "the wait is answered or held");
+      assert.equal(hub.isWaiting("a1"), false, "not held after the change");
+      const answer = await held;
+      assert.equal(answer.status, 204, "answered at once, with no command");
+      await answer.body?.cancel();
+    });
+
+    await t.step(`cancel-wait, ${change}`, async () => {
+      await using d = await makeDashboard();
+      const app = d.dashboard.app;
+      const enqueued = await d.admin("POST", P.enqueue, {
+        id: "c1",
+        agent_id: "a1",
+        name: "sleep 9",
+      });
+      assert.equal(enqueued.status, 202);
+      await (await d.agent({ path: P.wait("default", 1) })).body?.cancel();
+      const cancelWait = "/api/v1/agent/commands/c1/cancel-wait?timeout=30";
+      const grouped = d.store.ensureAgent("other", d.clock.now());
+      const headers = agentHeaders({ path: cancelWait, bodyText: "", now: d.clock.now() });
+      const held = Promise.resolve(app.request(cancelWait, { headers }));
+      const changed = app.request(path, {
+        method,
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      let answered = false;
+      void held.then(() => answered = true);
+      await grouped;
+      assert.equal((await changed).status, 200);
+      const waiters = d.dashboard.cancelWaiters;
+      await until(() => answered || waiters.size > 0, "the cancel-wait is answered or held");
+      assert.equal(waiters.size, 0, "not held after the change");
+      const answer = await held;
+      assert.equal(answer.status, 204, "answered at once, with no cancel");
+      await answer.body?.cancel();
+    });
+  }
+});
+
 Deno.test("a signed heartbeat is held to its own 16 KiB limit, whatever read its body first", async (t) => {
   await using d = await makeDashboard();
   const heartbeatOf = (size: number) => {

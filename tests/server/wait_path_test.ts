@@ -13,6 +13,7 @@ import {
   json,
   makeDashboard,
   P,
+  postWithBodyHeldBack,
   T0,
   TOKEN,
   TOKEN2,
@@ -169,6 +170,42 @@ Deno.test("a wait held with a token that another process rotates or removes ends
         assert.equal((await store.getCommand("c2"))?.status, "cancelled");
       },
     );
+  } finally {
+    await dashboard.close();
+  }
+});
+
+Deno.test("a request whose body arrives after another process rotated its token is refused", async () => {
+  await using file = await fileWithTwoConnections();
+  const { store, cli } = file;
+  const clock = new FakeClock(Date.now());
+  const dashboard = createApp({
+    store,
+    adminToken: ADMIN_TOKEN,
+    autoExpireLeases: false,
+    clock,
+    otherWritersLookMs: 1000,
+  });
+  try {
+    // A read answers once the writes of the dashboard's start are committed (the file unlocked).
+    await store.getAgent("a1");
+    const body = { id: "slow", name: "echo" };
+    const bodyText = JSON.stringify(body);
+    const headers = agentHeaders({ path: P.enqueue, body, bodyText, now: clock.now() });
+    const answer = await postWithBodyHeldBack(
+      dashboard.app,
+      P.enqueue,
+      headers,
+      bodyText,
+      async () => {
+        const rotated = "rotated-token-0123456789abcdefghijklmnopqrst";
+        assert.equal(await cli.setAgentToken("a1", rotated), true);
+        clock.advance(1000); // the dashboard's look at the file
+      },
+    );
+    assert.equal(answer.status, 401);
+    assert.match((await json(answer)).error as string, /^agent id or bearer token is wrong/);
+    assert.equal(await store.getCommand("slow"), null);
   } finally {
     await dashboard.close();
   }

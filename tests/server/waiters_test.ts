@@ -594,6 +594,31 @@ Deno.test("dismissStale ends the waits opened with another token, and all when n
   }
 });
 
+Deno.test("dismissedSince tells a wait begun before its agent's dismissal, within a bound", () => {
+  const hub = new WaiterHub({
+    claim: () => Promise.resolve(null),
+    release: () => Promise.resolve(),
+  });
+  try {
+    const before = hub.mark;
+    hub.dismiss("a1");
+    assert.equal(hub.dismissedSince("a1", before), true, "begun before a1's dismissal");
+    assert.equal(hub.dismissedSince("a2", before), false, "another agent's is not");
+    const after = hub.mark;
+    assert.equal(hub.dismissedSince("a1", after), false, "begun after it");
+    for (let i = 0; i < 10_000; i++) hub.dismiss(`agent-${i}`);
+    assert.equal(hub.dismissedSince("a2", after), true, "forgotten at the bound: every one is");
+    const now = hub.mark;
+    assert.equal(hub.dismissedSince("a2", now), false);
+    assert.equal(hub.dismissedSince("agent-9999", now), false);
+    hub.forgetDismissals();
+    assert.equal(hub.dismissedSince("a2", now), true, "forgotten: every earlier mark is dismissed");
+    assert.equal(hub.dismissedSince("a2", hub.mark), false);
+  } finally {
+    hub.close();
+  }
+});
+
 /** A hub whose claims take from `items` at once, and whose releases put back. */
 function instantHub(options: { clock?: FakeClock; maxWaitsPerAgent?: number } = {}) {
   const items: CommandRecord[] = [];

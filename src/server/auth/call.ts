@@ -67,6 +67,24 @@ export interface AgentCall {
   refusalLines?: RefusalLines;
   /** The agents' slots for reading bodies (step 1 sets them): none, no cap. */
   bodySlots?: BodySlots;
+  /** {@link Dismissals.mark} when step 1 began, before the agent (and its token) was read. */
+  mark?: number;
+}
+
+/**
+ * The agents' dismissals (a token rotated, an agent removed): `WaiterHub` keeps them. A call whose
+ * agent was dismissed after its steps began was read with a token that may be the old one.
+ */
+export interface Dismissals {
+  /** A mark to take before the agent is read. */
+  readonly mark: number;
+  /**
+   * Whether the agent was dismissed after `mark` was taken.
+   *
+   * @param agentId The agent.
+   * @param mark The mark taken before it was read.
+   */
+  dismissedSince(agentId: string, mark: number): boolean;
 }
 
 /**
@@ -123,6 +141,11 @@ export interface AuthContext {
   seen?(agentId: string): void;
   /** How many request bodies each agent has on their way (`body_slots.ts`); none: no cap. */
   bodySlots?: BodySlots;
+  /**
+   * The agents' dismissals: a request whose agent was dismissed after step 1 began reads it again
+   * once its body has arrived (step 5). None: it is read again after every body.
+   */
+  dismissals?: Dismissals;
 }
 
 /** Where a request came from, for the audit log. */

@@ -22,13 +22,16 @@ import { refuse } from "./refuse.ts";
  * @throws {HttpError} `401`.
  */
 export async function identify(ctx: AuthContext, call: AgentCall): Promise<void> {
+  call.mark = ctx.dismissals?.mark;
   const id = call.headers.get(HEADER.agentId);
   if (!id) throw refuse(call, 401, "X-Agent-Id header is missing", "authentication failed");
   if (!AGENT_ID_PATTERN.test(id)) {
     throw refuse(
       call,
       401,
-      `X-Agent-Id must be ${AGENT_ID_RULE}`,
+      // Given twice (a proxy adding its own), the values come joined with ", ", which no id holds.
+      `X-Agent-Id must be ${AGENT_ID_RULE}` +
+        (id.includes(", ") ? "; it was given more than once" : ""),
       "authentication failed",
       { agentId: id.slice(0, 128) },
     );

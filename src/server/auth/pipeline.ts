@@ -16,7 +16,9 @@
  *    `401`
  * 5. `checkSignature` (`signature.ts`): signature wrong → `401`; a body its head refuses (step 8's
  *    `413` of a `Content-Length` beyond the route's limit, `415` of a `Content-Encoding`) is refused
- *    here, before it is read, and one growing beyond the limit as it arrives as soon as it does
+ *    here, before it is read, and one growing beyond the limit as it arrives as soon as it does;
+ *    once a body has arrived, an agent dismissed meanwhile is read again: its token rotated, or
+ *    the agent removed → the `401` of step 2
  * 6. `checkRequestId` (`request_id.ts`): `X-Request-Id` missing → `400`; seen before → `409`
  * 7. `checkScope` (`scope.ts`): scope not granted → `403`
  * 8. `jsonBody` (`json_body.ts`, on the routes with a body): larger than the route's limit (1 MiB;
@@ -86,7 +88,12 @@ export function agentAuthSteps(
   if (!forEnqueue) steps.push((call) => checkRateLimit(deps.limiter, call));
   if (signed) {
     const timestamp = { clock: deps.clock, maxSkewSecs: MAX_CLOCK_SKEW_SECS };
-    const signature = { acceptV1: deps.acceptV1Signatures, maxBodyBytes: deps.maxBodyBytes };
+    const signature = {
+      acceptV1: deps.acceptV1Signatures,
+      maxBodyBytes: deps.maxBodyBytes,
+      agents: deps.auth.store,
+      dismissals: deps.auth.dismissals,
+    };
     steps.push(
       (call) => checkTimestampOf(timestamp, call),
       (call) => checkSignature(signature, call),

@@ -5,8 +5,10 @@
  * @module
  */
 import { constantTimeEqual, HEADER, shortForm, signV2Hashed } from "../../protocol/mod.ts";
+import type { CommandStore } from "../../store/mod.ts";
 import { HttpError } from "../http_error.ts";
-import { type AgentCall, agentOf, rawBodyOf } from "./call.ts";
+import { AGENT_CREDENTIALS_WRONG } from "./bearer.ts";
+import { type AgentCall, agentOf, type Dismissals, rawBodyOf } from "./call.ts";
 import { refuseBodyFromHead } from "./json_body.ts";
 import { refuse } from "./refuse.ts";
 
@@ -57,6 +59,13 @@ export interface SignatureOptions {
   acceptV1: boolean;
   /** Largest accepted body, in bytes: the route's limit (step 8's). */
   maxBodyBytes: number;
+  /**
+   * Where the agent is read again once a body has arrived, when it may have been dismissed (its
+   * token rotated, or the agent removed) meanwhile; none: not read again.
+   */
+  agents?: Pick<CommandStore, "getAgent">;
+  /** Which agents were dismissed since a call's steps began; none: every agent may have been. */
+  dismissals?: Dismissals;
 }
 
 /**
@@ -128,12 +137,44 @@ export async function checkSignature(options: SignatureOptions, call: AgentCall)
       call,
       401,
       `X-Agent-Signature must be an HMAC-SHA256 in standard padded base64 (44 characters of ` +
-        `A-Z a-z 0-9 + /, ending in =); this one is ${given.length} characters` +
-        (/^[0-9a-f]{64}$/i.test(given) ? " of hex" : ""),
+        `A-Z a-z 0-9 + /, ending in =); ` +
+        // Given twice, the values come joined with ", ", which base64 never holds.
+        (given.includes(", ")
+          ? "it was given more than once"
+          : `this one is ${given.length} characters` +
+            (/^[0-9a-f]{64}$/i.test(given) ? " of hex" : "")),
       "authentication failed",
     );
   }
   if (!constantTimeEqual(given, expected)) {
     throw refuse(call, 401, "signature is wrong", "authentication failed");
   }
+  if (options.agents && call.method !== "GET" && call.method !== "HEAD") {
+    const mark = call.mark;
+    const dismissed = options.dismissals === undefined || mark === undefined ||
+      options.dismissals.dismissedSince(agent.id, mark);
+    if (dismissed) await checkTokenStillValid(options.agents, call, agent.token);
+  }
+}
+
+/**
+ * The agent as it is once the body has arrived, which may be up to the body timeout after step 1
+ * read it, when it was dismissed meanwhile: a token rotated, or the agent removed, refuses the
+ * request as step 2 refuses a wrong token, so that nothing is taken with the old token from then
+ * on. (Read only then: a read waits for the commit under way, and on PostgreSQL is one more query.)
+ */
+async function checkTokenStillValid(
+  agents: Pick<CommandStore, "getAgent">,
+  call: AgentCall,
+  token: string | null,
+): Promise<void> {
+  const id = agentOf(call).id;
+  const now = await agents.getAgent(id);
+  if (now !== null && now.token === token) return;
+  throw refuse(call, 401, AGENT_CREDENTIALS_WRONG, "authentication failed", {
+    logged: now === null
+      ? `agent ${id} was removed while the request's body arrived`
+      : `agent ${id}'s token was rotated while the request's body arrived; bearer token is wrong`,
+    reason: now === null ? "unknown_agent" : "wrong_token",
+  });
 }
