@@ -13,6 +13,10 @@
  *   that moment, and would take a `408` for that request's answer). A long-poll being held has
  *   sent its request: it is not idle.
  * - **Body timeout.** A request whose body has not arrived within `bodyTimeoutSecs` is closed.
+ * - **Answer timeout.** An answer written whole that its client has not taken within
+ *   `bodyTimeoutSecs` (a client that stopped reading a large one) is dropped with its connection,
+ *   which would otherwise stay busy, and never make room at the limit, for as long as the client
+ *   kept it. An event stream, never written whole, has its own rule (its route's).
  * - **Connection limit.** Beyond `maxConnections` open connections (and never closer than a
  *   reserve to the process's open-files limit, counted at start), a new connection takes the
  *   place of an idle one (no request in progress: a head still to come, or idle between
@@ -46,7 +50,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { isIP, Server as NetServer, type Socket } from "node:net";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import {
   type BodyInProgress,
   PARSE_FAILURE_REASONS,
@@ -73,7 +77,8 @@ export interface HttpListenOptions {
    */
   headerTimeoutSecs?: number;
   /**
-   * Seconds a request may take to arrive completely, head and body.
+   * Seconds a request may take to arrive completely, head and body; and an answer written whole
+   * may wait for its client to take it.
    * @default {60}
    */
   bodyTimeoutSecs?: number;
@@ -583,8 +588,35 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   // waiting so, the connection is closed (50,000 pipelined behind one held grew the process by
   // hundreds of megabytes).
   const pipelined = new WeakMap<Socket, number>();
+  // An answer written whole waits in its connection's buffer until the client takes it: one that
+  // reads nothing (of an answer larger than the kernel's buffers) would keep the connection busy,
+  // and the answer in memory, for as long as it keeps the connection open.
+  const untaken = new WeakMap<ServerResponse, TimerId>();
+  function onAnswerWritten(this: ServerResponse): void {
+    // Most answers are taken by the kernel at once: nothing waits, and no timer is needed.
+    if (!this.socket?.writableLength) return;
+    untaken.set(this, clock.setTimeout(dropUntaken.bind(this), bodyTimeoutMs));
+    this.on("finish", onAnswerTaken);
+    this.on("close", onAnswerTaken);
+  }
+  function dropUntaken(this: ServerResponse): void {
+    untaken.delete(this);
+    const socket = this.socket;
+    if (this.writableFinished || !socket || socket.destroyed) return;
+    log.debug("closed a connection whose client did not take its answer within {secs} s", {
+      secs: bodyTimeoutMs / 1000,
+    });
+    socket.destroy();
+  }
+  function onAnswerTaken(this: ServerResponse): void {
+    const timer = untaken.get(this);
+    if (timer === undefined) return;
+    untaken.delete(this);
+    clock.clearTimeout(timer);
+  }
   const listener = (incoming: IncomingMessage, outgoing: ServerResponse) => {
     lastRequestOn.set(incoming.socket as Socket, incoming);
+    outgoing.on("prefinish", onAnswerWritten);
     if (tracking) {
       const tcp = tcpOf(incoming.socket as Socket);
       if (tcp === undefined) {
