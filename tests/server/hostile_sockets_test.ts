@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { MAX_PIPELINED } from "../../src/http_listener.ts";
+import { MAX_FORMS_PER_ADDRESS } from "../../src/server/web/routes.tsx";
 import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
@@ -1238,5 +1239,63 @@ Deno.test("a header sent after a thousand others is read, not dropped", async ()
     } finally {
       closeQuietly(conn);
     }
+  }
+});
+
+Deno.test("console forms sent slowly from one address hold at most MAX_FORMS_PER_ADDRESS connections; the next is refused at once and an agent is still served", async () => {
+  await using store = openSqliteStore(":memory:");
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    adminToken: ADMIN_TOKEN,
+    port: 0,
+    maxConnections: MAX_FORMS_PER_ADDRESS + 2,
+  });
+  // A login's (and a form's without a session) body is read before anything is checked; each
+  // arrives a byte at a time, so slowly that it would take 60 s.
+  const slowForm = async (path: string) => {
+    const conn = await rawConnect(server);
+    await send(
+      conn,
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nt",
+    );
+    return conn;
+  };
+  const held: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < MAX_FORMS_PER_ADDRESS; i++) {
+      held.push(await slowForm(i % 2 ? "/login" : "/enqueue"));
+    }
+    await until(
+      () => server.listener.connections === MAX_FORMS_PER_ADDRESS,
+      "the forms are arriving",
+    );
+    const refused = await slowForm("/login");
+    try {
+      const answer = await readAll(refused, 5000, (text) => text.includes("</html>"));
+      assert.match(answer.text, /^HTTP\/1\.1 429 [^]*\r\nretry-after: 1\r\n/i);
+      assert.match(answer.text, /Too many forms at once/);
+    } finally {
+      closeQuietly(refused);
+    }
+    // The forms took no more connections than their cap: an agent connects and is answered.
+    const path = P.wait("default", 1);
+    const wait = await fetch(`${server.url}${path}`, {
+      headers: agentHeaders({ path, bodyText: "", now: Date.now() }),
+    });
+    assert.equal(wait.status, 204);
+    await wait.body?.cancel();
+    // One form given up makes room for another from the address.
+    const open = server.listener.connections;
+    closeQuietly(held.shift()!);
+    await until(() => server.listener.connections === open - 1, "the form is given up");
+    const next = await slowForm("/login");
+    held.push(next);
+    const nothing = await readAll(next, 300);
+    assert.equal(nothing.text, "", "read, not refused");
+  } finally {
+    for (const conn of held) closeQuietly(conn);
   }
 });
