@@ -170,6 +170,12 @@ export const FD_RESERVE = 128;
 export const LISTEN_BACKLOG = FD_RESERVE / 2;
 
 /**
+ * How long the connections must stay below 90 % of the limit, with none evicted or refused, for
+ * the limit to be left (and said to be, once), in ms.
+ */
+export const LIMIT_QUIET_MS = 10_000;
+
+/**
  * Requests a connection may have waiting behind one not yet answered (pipelined); one more closes
  * the connection without an answer.
  */
@@ -677,7 +683,15 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     const tcp = tcpOf(socket);
     if (tcp !== undefined && sockets.has(tcp)) idle.idle(tcp);
   }
+  // The limit is left once the connections have stayed below 90 % of it, with none evicted or
+  // refused, for LIMIT_QUIET_MS: connections opened and closed as fast as a client can, at the
+  // limit, would otherwise reach and leave it a few times a second, each time with a log line.
+  let leaving: TimerId | undefined;
   const noteFull = (): void => {
+    if (leaving !== undefined) {
+      clock.clearTimeout(leaving);
+      leaving = undefined;
+    }
     if (full) return;
     full = true;
     log.warning(
@@ -705,16 +719,22 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   function onSocketClose(this: Socket): void {
     sockets.delete(this);
     idle.busy(this);
-    if (full && sockets.size < maxConnections * 0.9) {
-      full = false;
-      log.info(
-        "below the connection limit again; {refused} connections were refused and {evicted} " +
-          "idle ones closed to make room",
-        { refused: refusedSinceFull, evicted: evictedSinceFull, limit: maxConnections },
-      );
-      refusedSinceFull = 0;
-      evictedSinceFull = 0;
+    if (full && leaving === undefined && !closing && sockets.size < maxConnections * 0.9) {
+      leaving = clock.setTimeout(leaveFull, LIMIT_QUIET_MS);
     }
+  }
+  function leaveFull(): void {
+    leaving = undefined;
+    // Back up near the limit meanwhile: the next close below 90 % waits again.
+    if (closing || sockets.size >= maxConnections * 0.9) return;
+    full = false;
+    log.info(
+      "below the connection limit again; {refused} connections were refused and {evicted} " +
+        "idle ones closed to make room",
+      { refused: refusedSinceFull, evicted: evictedSinceFull, limit: maxConnections },
+    );
+    refusedSinceFull = 0;
+    evictedSinceFull = 0;
   }
   /**
    * The client half-closed its connection, which node keeps open for its answer
@@ -928,6 +948,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     close() {
       closed ??= new Promise<void>((resolve) => {
         closing = true;
+        clock.clearTimeout(leaving);
+        leaving = undefined;
         idle.clear();
         // What is left at the deadline is closed: a shutdown always ends.
         const deadline = clock.setTimeout(() => {
