@@ -31,6 +31,8 @@
  *   before) are answered `400` with a JSON message and logged as a warning, after the answers of
  *   the requests read whole before it on the connection. An HTTP/1.0 request without `Host` is
  *   served, as if it named the address it came to.
+ * - **`Upgrade`** is not served: the request is answered as HTTP/1.1, and its connection closed
+ *   after the answer (node's parser drops what followed it).
  * - **`Expect: 100-continue`** is answered `100 Continue` when the body is first read: a request
  *   refused from its head alone is answered without one, and its connection closed after.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
@@ -286,6 +288,16 @@ function hostOfHttp10(incoming: IncomingMessage): void {
     : `${address}:${socket.localPort}`;
   incoming.rawHeaders.push("Host", host);
   incoming.headers.host = host;
+}
+
+/**
+ * Closes the connection after the answer to a request that asks for an `Upgrade` (a WebSocket,
+ * `h2c`): it is served as HTTP/1.1, but node's parser stops at its end as if the connection were
+ * upgraded, and drops what came with it (a request pipelined behind it would never be answered,
+ * its client waiting until the connection times out). A client sees the close and sends again.
+ */
+function lastOnItsConnection(incoming: IncomingMessage, outgoing: ServerResponse): void {
+  if (incoming.headers.upgrade !== undefined) outgoing.shouldKeepAlive = false;
 }
 
 /**
@@ -578,11 +590,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
+      lastOnItsConnection(incoming, outgoing);
       if (!direct(incoming, outgoing, incoming.socket?.remoteAddress)) adapted(incoming, outgoing);
     }
     : (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
+      lastOnItsConnection(incoming, outgoing);
       adapted(incoming, outgoing);
     };
   // A request pipelined behind one not yet answered gets its answer's socket (and, from then, a

@@ -1299,3 +1299,40 @@ Deno.test("console forms sent slowly from one address hold at most MAX_FORMS_PER
     for (const conn of held) closeQuietly(conn);
   }
 });
+
+Deno.test("a request asking for an Upgrade is answered as HTTP/1.1 and its connection closed, not left to time out with a request behind it unanswered", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const cases: Array<[string, string]> = [
+    ["websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"],
+    [
+      "h2c",
+      "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+    ],
+  ];
+  for (const [name, headers] of cases) {
+    for (const path of ["/health", P.wait("default", 1)]) {
+      await t.step(`${name} on ${path}`, async () => {
+        const conn = await rawConnect(server);
+        try {
+          // A request pipelined behind it, in the same write: node's parser drops it.
+          await send(
+            conn,
+            `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: u1\r\n${headers}\r\n` +
+              "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+          );
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 20[04] [^]*\r\nConnection: close\r\n/i);
+          assert.equal(answer.text.match(/HTTP\/1\.1 /g)?.length, 1);
+          assert.ok(answer.closed, "closed after its answer, before any timeout");
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+  }
+});
