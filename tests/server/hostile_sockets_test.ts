@@ -1336,3 +1336,128 @@ Deno.test("a request asking for an Upgrade is answered as HTTP/1.1 and its conne
     }
   }
 });
+
+Deno.test("connections reset or half-closed in every state leave no connection counted, idle or busy, and nothing logged as an error", async () => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+      maxConnections: 8,
+      rateLimitPerMinute: 1_000_000,
+      operatorRateLimitPerMinute: 1_000_000,
+    });
+    const host = "Host: 127.0.0.1\r\n";
+    /** One request on a connection of its own, closed after its answer (none left kept alive). */
+    const call = async (method: string, path: string, body?: unknown) => {
+      const text = body === undefined ? "" : JSON.stringify(body);
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `${method} ${path} HTTP/1.1\r\n${host}X-Agent-Id: r1\r\nConnection: close\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${text.length}\r\n\r\n${text}`,
+        );
+        return (await readAll(conn, 5000)).text;
+      } finally {
+        closeQuietly(conn);
+      }
+    };
+    // A list of commands larger than one read: its answer is still being sent when reset.
+    const output = "x".repeat(64 * 1024);
+    for (let i = 0; i < 8; i++) {
+      await call("POST", P.enqueue, { id: `c${i}`, name: "echo hi", agent_id: "r1" });
+      assert.match(await call("GET", P.wait("default", 1)), /^HTTP\/1\.1 200 /);
+      const reported = await call("POST", P.report, {
+        command_id: `c${i}`,
+        status: "success",
+        attempt: 1,
+        result: {
+          exit_code: 0,
+          signal: null,
+          duration_secs: 0.1,
+          stdout: output,
+          stderr: output,
+          stdout_truncated_bytes: 0,
+          stderr_truncated_bytes: 0,
+        },
+        error: null,
+        started_at: new Date().toISOString(),
+        completed_at: new Date().toISOString(),
+      });
+      assert.match(reported, /^HTTP\/1\.1 200 /);
+    }
+    const ways: Array<(conn: Deno.TcpConn) => Promise<unknown>> = [
+      // Closed before a byte, and in the middle of a head.
+      () => Promise.resolve(),
+      (conn) => send(conn, `GET /health HTTP/1.1\r\n${host}`),
+      // In the middle of a body.
+      (conn) =>
+        send(
+          conn,
+          `POST ${P.enqueue} HTTP/1.1\r\n${host}Content-Type: application/json\r\n` +
+            'Content-Length: 90\r\n\r\n{"na',
+        ),
+      // With a wait held.
+      async (conn) => {
+        await send(conn, waitHead("r2", 30));
+        await until(() => server.dashboard.hub.size > 0, "the wait is held");
+      },
+      // In the middle of an answer: what was not read makes the close a reset.
+      async (conn) => {
+        await send(conn, `GET /api/v1/commands?limit=8 HTTP/1.1\r\n${host}\r\n`);
+        await conn.read(new Uint8Array(1024));
+      },
+      // Half-closed after a held wait, after an enqueue, in the middle of a body.
+      async (conn) => {
+        await send(conn, waitHead("r3", 30));
+        await conn.closeWrite();
+      },
+      async (conn) => {
+        const body = JSON.stringify({ name: "echo hi", agent_id: "r4" });
+        await send(
+          conn,
+          `POST ${P.enqueue} HTTP/1.1\r\n${host}Content-Type: application/json\r\n` +
+            `Content-Length: ${body.length}\r\n\r\n${body}`,
+        );
+        await conn.closeWrite();
+      },
+      async (conn) => {
+        await send(
+          conn,
+          `POST ${P.enqueue} HTTP/1.1\r\n${host}Content-Type: application/json\r\n` +
+            "Content-Length: 90\r\n\r\n{",
+        );
+        await conn.closeWrite();
+      },
+    ];
+    for (let round = 0; round < 10; round++) {
+      for (const way of ways) {
+        const conn = await rawConnect(server);
+        try {
+          await way(conn);
+        } catch {
+          // the dashboard closed it first
+        } finally {
+          closeQuietly(conn);
+        }
+      }
+    }
+    await until(() => server.listener.connections === 0, "every connection is closed");
+    assert.equal(server.listener.idle, 0);
+    assert.equal(server.dashboard.hub.size, 0, "no wait is left held");
+    const errors = lines.filter((line) => /"level":"(error|fatal)"/.test(line));
+    assert.deepEqual(errors, []);
+    // And the dashboard serves as before.
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, waitHead("r5", 1));
+      assert.match(
+        (await readAll(conn, 5000, (text) => text.includes("\r\n\r\n"))).text,
+        /^HTTP\/1\.1 204 /,
+      );
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
