@@ -13,6 +13,10 @@
  *   that moment, and would take a `408` for that request's answer). A long-poll being held has
  *   sent its request: it is not idle.
  * - **Body timeout.** A request whose body has not arrived within `bodyTimeoutSecs` is closed.
+ * - **Answer timeout.** An answer written whole that its client has not taken within
+ *   `bodyTimeoutSecs` (a client that stopped reading a large one) is dropped with its connection,
+ *   which would otherwise stay busy, and never make room at the limit, for as long as the client
+ *   kept it. An event stream, never written whole, has its own rule (its route's).
  * - **Connection limit.** Beyond `maxConnections` open connections (and never closer than a
  *   reserve to the process's open-files limit, counted at start), a new connection takes the
  *   place of an idle one (no request in progress: a head still to come, or idle between
@@ -27,6 +31,8 @@
  *   before) are answered `400` with a JSON message and logged as a warning, after the answers of
  *   the requests read whole before it on the connection. An HTTP/1.0 request without `Host` is
  *   served, as if it named the address it came to.
+ * - **`Upgrade`** is not served: the request is answered as HTTP/1.1, and its connection closed
+ *   after the answer (node's parser drops what followed it).
  * - **`Expect: 100-continue`** is answered `100 Continue` when the body is first read: a request
  *   refused from its head alone is answered without one, and its connection closed after.
  * - **Pipelining.** A request sent behind one not yet answered, on the same connection, is served
@@ -46,7 +52,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { isIP, Server as NetServer, type Socket } from "node:net";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import {
   type BodyInProgress,
   PARSE_FAILURE_REASONS,
@@ -73,7 +79,8 @@ export interface HttpListenOptions {
    */
   headerTimeoutSecs?: number;
   /**
-   * Seconds a request may take to arrive completely, head and body.
+   * Seconds a request may take to arrive completely, head and body; and an answer written whole
+   * may wait for its client to take it.
    * @default {60}
    */
   bodyTimeoutSecs?: number;
@@ -163,6 +170,12 @@ export const FD_RESERVE = 128;
  * accepting for good when an accept fails for lack of one).
  */
 export const LISTEN_BACKLOG = FD_RESERVE / 2;
+
+/**
+ * How long the connections must stay below 90 % of the limit, with none evicted or refused, for
+ * the limit to be left (and said to be, once), in ms.
+ */
+export const LIMIT_QUIET_MS = 10_000;
 
 /**
  * Requests a connection may have waiting behind one not yet answered (pipelined); one more closes
@@ -275,6 +288,16 @@ function hostOfHttp10(incoming: IncomingMessage): void {
     : `${address}:${socket.localPort}`;
   incoming.rawHeaders.push("Host", host);
   incoming.headers.host = host;
+}
+
+/**
+ * Closes the connection after the answer to a request that asks for an `Upgrade` (a WebSocket,
+ * `h2c`): it is served as HTTP/1.1, but node's parser stops at its end as if the connection were
+ * upgraded, and drops what came with it (a request pipelined behind it would never be answered,
+ * its client waiting until the connection times out). A client sees the close and sends again.
+ */
+function lastOnItsConnection(incoming: IncomingMessage, outgoing: ServerResponse): void {
+  if (incoming.headers.upgrade !== undefined) outgoing.shouldKeepAlive = false;
 }
 
 /**
@@ -586,11 +609,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     ? (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
+      lastOnItsConnection(incoming, outgoing);
       if (!direct(incoming, outgoing, incoming.socket?.remoteAddress)) adapted(incoming, outgoing);
     }
     : (incoming: IncomingMessage, outgoing: ServerResponse) => {
       if (refusedFraming(incoming, outgoing)) return;
       hostOfHttp10(incoming);
+      lastOnItsConnection(incoming, outgoing);
       adapted(incoming, outgoing);
     };
   // A request pipelined behind one not yet answered gets its answer's socket (and, from then, a
@@ -602,8 +627,35 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   // waiting so, the connection is closed (50,000 pipelined behind one held grew the process by
   // hundreds of megabytes).
   const pipelined = new WeakMap<Socket, number>();
+  // An answer written whole waits in its connection's buffer until the client takes it: one that
+  // reads nothing (of an answer larger than the kernel's buffers) would keep the connection busy,
+  // and the answer in memory, for as long as it keeps the connection open.
+  const untaken = new WeakMap<ServerResponse, TimerId>();
+  function onAnswerWritten(this: ServerResponse): void {
+    // Most answers are taken by the kernel at once: nothing waits, and no timer is needed.
+    if (!this.socket?.writableLength) return;
+    untaken.set(this, clock.setTimeout(dropUntaken.bind(this), bodyTimeoutMs));
+    this.on("finish", onAnswerTaken);
+    this.on("close", onAnswerTaken);
+  }
+  function dropUntaken(this: ServerResponse): void {
+    untaken.delete(this);
+    const socket = this.socket;
+    if (this.writableFinished || !socket || socket.destroyed) return;
+    log.debug("closed a connection whose client did not take its answer within {secs} s", {
+      secs: bodyTimeoutMs / 1000,
+    });
+    socket.destroy();
+  }
+  function onAnswerTaken(this: ServerResponse): void {
+    const timer = untaken.get(this);
+    if (timer === undefined) return;
+    untaken.delete(this);
+    clock.clearTimeout(timer);
+  }
   const listener = (incoming: IncomingMessage, outgoing: ServerResponse) => {
     lastRequestOn.set(incoming.socket as Socket, incoming);
+    outgoing.on("prefinish", onAnswerWritten);
     if (tracking) {
       const tcp = tcpOf(incoming.socket as Socket);
       if (tcp === undefined) {
@@ -664,7 +716,15 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     const tcp = tcpOf(socket);
     if (tcp !== undefined && sockets.has(tcp)) idle.idle(tcp);
   }
+  // The limit is left once the connections have stayed below 90 % of it, with none evicted or
+  // refused, for LIMIT_QUIET_MS: connections opened and closed as fast as a client can, at the
+  // limit, would otherwise reach and leave it a few times a second, each time with a log line.
+  let leaving: TimerId | undefined;
   const noteFull = (): void => {
+    if (leaving !== undefined) {
+      clock.clearTimeout(leaving);
+      leaving = undefined;
+    }
     if (full) return;
     full = true;
     log.warning(
@@ -692,16 +752,22 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   function onSocketClose(this: Socket): void {
     sockets.delete(this);
     idle.busy(this);
-    if (full && sockets.size < maxConnections * 0.9) {
-      full = false;
-      log.info(
-        "below the connection limit again; {refused} connections were refused and {evicted} " +
-          "idle ones closed to make room",
-        { refused: refusedSinceFull, evicted: evictedSinceFull, limit: maxConnections },
-      );
-      refusedSinceFull = 0;
-      evictedSinceFull = 0;
+    if (full && leaving === undefined && !closing && sockets.size < maxConnections * 0.9) {
+      leaving = clock.setTimeout(leaveFull, LIMIT_QUIET_MS);
     }
+  }
+  function leaveFull(): void {
+    leaving = undefined;
+    // Back up near the limit meanwhile: the next close below 90 % waits again.
+    if (closing || sockets.size >= maxConnections * 0.9) return;
+    full = false;
+    log.info(
+      "below the connection limit again; {refused} connections were refused and {evicted} " +
+        "idle ones closed to make room",
+      { refused: refusedSinceFull, evicted: evictedSinceFull, limit: maxConnections },
+    );
+    refusedSinceFull = 0;
+    evictedSinceFull = 0;
   }
   /**
    * The client half-closed its connection, which node keeps open for its answer
@@ -915,6 +981,8 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
     close() {
       closed ??= new Promise<void>((resolve) => {
         closing = true;
+        clock.clearTimeout(leaving);
+        leaving = undefined;
         idle.clear();
         // What is left at the deadline is closed: a shutdown always ends.
         const deadline = clock.setTimeout(() => {

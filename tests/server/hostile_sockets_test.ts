@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { closeLogging, setupLogging } from "../../src/log/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
 import { MAX_PIPELINED } from "../../src/http_listener.ts";
+import { MAX_FORMS_PER_ADDRESS } from "../../src/server/web/routes.tsx";
 import { ADMIN_TOKEN, agentHeaders, P, TOKEN } from "./_helpers.ts";
 import { AGENT_SCOPES, openSqliteStore } from "../../src/store/mod.ts";
 import { PARSE_FAILURE_REASONS as R } from "../../src/http_parse_error.ts";
@@ -1239,4 +1240,224 @@ Deno.test("a header sent after a thousand others is read, not dropped", async ()
       closeQuietly(conn);
     }
   }
+});
+
+Deno.test("console forms sent slowly from one address hold at most MAX_FORMS_PER_ADDRESS connections; the next is refused at once and an agent is still served", async () => {
+  await using store = openSqliteStore(":memory:");
+  await store.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: Date.now() });
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    store,
+    adminToken: ADMIN_TOKEN,
+    port: 0,
+    maxConnections: MAX_FORMS_PER_ADDRESS + 2,
+  });
+  // A login's (and a form's without a session) body is read before anything is checked; each
+  // arrives a byte at a time, so slowly that it would take 60 s.
+  const slowForm = async (path: string) => {
+    const conn = await rawConnect(server);
+    await send(
+      conn,
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nt",
+    );
+    return conn;
+  };
+  const held: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < MAX_FORMS_PER_ADDRESS; i++) {
+      held.push(await slowForm(i % 2 ? "/login" : "/enqueue"));
+    }
+    await until(
+      () => server.listener.connections === MAX_FORMS_PER_ADDRESS,
+      "the forms are arriving",
+    );
+    const refused = await slowForm("/login");
+    try {
+      const answer = await readAll(refused, 5000, (text) => text.includes("</html>"));
+      assert.match(answer.text, /^HTTP\/1\.1 429 [^]*\r\nretry-after: 1\r\n/i);
+      assert.match(answer.text, /Too many forms at once/);
+    } finally {
+      closeQuietly(refused);
+    }
+    // The forms took no more connections than their cap: an agent connects and is answered.
+    const path = P.wait("default", 1);
+    const wait = await fetch(`${server.url}${path}`, {
+      headers: agentHeaders({ path, bodyText: "", now: Date.now() }),
+    });
+    assert.equal(wait.status, 204);
+    await wait.body?.cancel();
+    // One form given up makes room for another from the address.
+    const open = server.listener.connections;
+    closeQuietly(held.shift()!);
+    await until(() => server.listener.connections === open - 1, "the form is given up");
+    const next = await slowForm("/login");
+    held.push(next);
+    const nothing = await readAll(next, 300);
+    assert.equal(nothing.text, "", "read, not refused");
+  } finally {
+    for (const conn of held) closeQuietly(conn);
+  }
+});
+
+Deno.test("a request asking for an Upgrade is answered as HTTP/1.1 and its connection closed, not left to time out with a request behind it unanswered", async (t) => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    rateLimitPerMinute: 1_000_000,
+  });
+  const cases: Array<[string, string]> = [
+    ["websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"],
+    [
+      "h2c",
+      "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+    ],
+  ];
+  for (const [name, headers] of cases) {
+    for (const path of ["/health", P.wait("default", 1)]) {
+      await t.step(`${name} on ${path}`, async () => {
+        const conn = await rawConnect(server);
+        try {
+          // A request pipelined behind it, in the same write: node's parser drops it.
+          await send(
+            conn,
+            `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: u1\r\n${headers}\r\n` +
+              "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+          );
+          const answer = await readAll(conn, 5000);
+          assert.match(answer.text, /^HTTP\/1\.1 20[04] [^]*\r\nConnection: close\r\n/i);
+          assert.equal(answer.text.match(/HTTP\/1\.1 /g)?.length, 1);
+          assert.ok(answer.closed, "closed after its answer, before any timeout");
+        } finally {
+          closeQuietly(conn);
+        }
+      });
+    }
+  }
+});
+
+Deno.test("connections reset or half-closed in every state leave no connection counted, idle or busy, and nothing logged as an error", async () => {
+  await withLogs(async (lines) => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+      maxConnections: 8,
+      rateLimitPerMinute: 1_000_000,
+      operatorRateLimitPerMinute: 1_000_000,
+    });
+    const host = "Host: 127.0.0.1\r\n";
+    /** One request on a connection of its own, closed after its answer (none left kept alive). */
+    const call = async (method: string, path: string, body?: unknown) => {
+      const text = body === undefined ? "" : JSON.stringify(body);
+      const conn = await rawConnect(server);
+      try {
+        await send(
+          conn,
+          `${method} ${path} HTTP/1.1\r\n${host}X-Agent-Id: r1\r\nConnection: close\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${text.length}\r\n\r\n${text}`,
+        );
+        return (await readAll(conn, 5000)).text;
+      } finally {
+        closeQuietly(conn);
+      }
+    };
+    // A list of commands larger than one read: its answer is still being sent when reset.
+    const output = "x".repeat(64 * 1024);
+    for (let i = 0; i < 8; i++) {
+      await call("POST", P.enqueue, { id: `c${i}`, name: "echo hi", agent_id: "r1" });
+      assert.match(await call("GET", P.wait("default", 1)), /^HTTP\/1\.1 200 /);
+      const reported = await call("POST", P.report, {
+        command_id: `c${i}`,
+        status: "success",
+        attempt: 1,
+        result: {
+          exit_code: 0,
+          signal: null,
+          duration_secs: 0.1,
+          stdout: output,
+          stderr: output,
+          stdout_truncated_bytes: 0,
+          stderr_truncated_bytes: 0,
+        },
+        error: null,
+        started_at: new Date().toISOString(),
+        completed_at: new Date().toISOString(),
+      });
+      assert.match(reported, /^HTTP\/1\.1 200 /);
+    }
+    const ways: Array<(conn: Deno.TcpConn) => Promise<unknown>> = [
+      // Closed before a byte, and in the middle of a head.
+      () => Promise.resolve(),
+      (conn) => send(conn, `GET /health HTTP/1.1\r\n${host}`),
+      // In the middle of a body.
+      (conn) =>
+        send(
+          conn,
+          `POST ${P.enqueue} HTTP/1.1\r\n${host}Content-Type: application/json\r\n` +
+            'Content-Length: 90\r\n\r\n{"na',
+        ),
+      // With a wait held.
+      async (conn) => {
+        await send(conn, waitHead("r2", 30));
+        await until(() => server.dashboard.hub.size > 0, "the wait is held");
+      },
+      // In the middle of an answer: what was not read makes the close a reset.
+      async (conn) => {
+        await send(conn, `GET /api/v1/commands?limit=8 HTTP/1.1\r\n${host}\r\n`);
+        await conn.read(new Uint8Array(1024));
+      },
+      // Half-closed after a held wait, after an enqueue, in the middle of a body.
+      async (conn) => {
+        await send(conn, waitHead("r3", 30));
+        await conn.closeWrite();
+      },
+      async (conn) => {
+        const body = JSON.stringify({ name: "echo hi", agent_id: "r4" });
+        await send(
+          conn,
+          `POST ${P.enqueue} HTTP/1.1\r\n${host}Content-Type: application/json\r\n` +
+            `Content-Length: ${body.length}\r\n\r\n${body}`,
+        );
+        await conn.closeWrite();
+      },
+      async (conn) => {
+        await send(
+          conn,
+          `POST ${P.enqueue} HTTP/1.1\r\n${host}Content-Type: application/json\r\n` +
+            "Content-Length: 90\r\n\r\n{",
+        );
+        await conn.closeWrite();
+      },
+    ];
+    for (let round = 0; round < 10; round++) {
+      for (const way of ways) {
+        const conn = await rawConnect(server);
+        try {
+          await way(conn);
+        } catch {
+          // the dashboard closed it first
+        } finally {
+          closeQuietly(conn);
+        }
+      }
+    }
+    await until(() => server.listener.connections === 0, "every connection is closed");
+    assert.equal(server.listener.idle, 0);
+    assert.equal(server.dashboard.hub.size, 0, "no wait is left held");
+    const errors = lines.filter((line) => /"level":"(error|fatal)"/.test(line));
+    assert.deepEqual(errors, []);
+    // And the dashboard serves as before.
+    const conn = await rawConnect(server);
+    try {
+      await send(conn, waitHead("r5", 1));
+      assert.match(
+        (await readAll(conn, 5000, (text) => text.includes("\r\n\r\n"))).text,
+        /^HTTP\/1\.1 204 /,
+      );
+    } finally {
+      closeQuietly(conn);
+    }
+  });
 });

@@ -367,6 +367,26 @@ async function keepingForm<T>(path: string, form: URLSearchParams, work: () => P
   }
 }
 
+/**
+ * Console forms one client address (an IPv6 one by its /64) may have on their way at once. A
+ * form's body is read before its session or login is checked (a login's, or one posted after its
+ * session ended, whose fields are kept for after the login), and while it arrives, for up to 60 s,
+ * its connection is never closed to make room at the connection limit: a stranger sending forms
+ * slowly would otherwise hold every connection the dashboard may open. A browser sends one form
+ * at a time.
+ */
+export const MAX_FORMS_PER_ADDRESS = 8;
+
+/** The paths the console's forms are posted to. */
+const FORM_PATHS = [
+  "/login",
+  "/logout",
+  "/enqueue",
+  "/runs/new",
+  "/commands/:id/cancel",
+  "/runs/:id/cancel",
+];
+
 /** The form limit in words, as the pages and the audit log say it. */
 const MAX_FORM_WORDS = `${MAX_FORM_BYTES / 1024} KiB`;
 
@@ -464,6 +484,42 @@ export function mountConsole(app: Hono<ServerEnv>, options: ConsoleOptions): voi
       }
     }
     await next();
+  });
+
+  // Beyond MAX_FORMS_PER_ADDRESS forms on their way from one address, the next is refused at
+  // once, its body unread.
+  const formsArriving = new Map<string, number>();
+  app.on("POST", FORM_PATHS, async function formArrivalStep(c, next) {
+    const remote = remoteOf(c);
+    const key = addressKey(remote) ?? "unknown";
+    const arriving = formsArriving.get(key) ?? 0;
+    if (arriving >= MAX_FORMS_PER_ADDRESS) {
+      auditRefusal(c.get("refusalLines"), "console form refused: {reason}", {
+        reason: `${MAX_FORMS_PER_ADDRESS} forms already on their way from this address`,
+        method: c.req.method,
+        path: new URL(c.req.url).pathname,
+        remote,
+      });
+      return html(
+        <ErrorPage
+          devMode={devMode}
+          title="Too many forms at once"
+          message={`This address is already sending ${MAX_FORMS_PER_ADDRESS} forms, the most ` +
+            "the console reads at once, so this one was not read. Nothing was changed. Send it " +
+            "again in a moment."}
+        />,
+        429,
+        { "Retry-After": "1" },
+      );
+    }
+    formsArriving.set(key, arriving + 1);
+    try {
+      await next();
+    } finally {
+      const left = (formsArriving.get(key) ?? 1) - 1;
+      if (left > 0) formsArriving.set(key, left);
+      else formsArriving.delete(key);
+    }
   });
 
   const api = async (session: PageSession, path: string, init: RequestInit = {}): Promise<
