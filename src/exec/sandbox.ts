@@ -60,6 +60,12 @@ import {
 export { cgroup2Mount, type CgroupHome, ownCgroupPath } from "./cgroup.ts";
 
 const log = logger("exec", "sandbox");
+/**
+ * Threads the agent may start while it is in a command's cgroup for the spawn, beyond those it has
+ * (Deno's pools grow on demand): the process limit set before the spawn leaves them room, so that
+ * the agent never fails to start a thread of its own.
+ */
+const SPAWN_THREAD_MARGIN = 64;
 
 /** The unprivileged user commands run as. */
 export interface CommandUser {
@@ -704,6 +710,7 @@ export class Cell implements AsyncDisposable {
       return this.#child = command.spawn();
     }
     const pids = this.#enterPidsGroup();
+    this.#limitProcessesForSpawn(this.#pidsGroup ?? cgroup);
     try {
       return this.#child = command.spawn();
     } finally {
@@ -771,6 +778,27 @@ export class Cell implements AsyncDisposable {
    * for the spawn, its own threads counted, and a limit below their number would have refused
    * the spawn's fork itself.
    */
+  /**
+   * Bounds the command's processes before the spawn already, with room for the agent's own
+   * threads (which count while it is in the cgroup) and {@link SPAWN_THREAD_MARGIN} more it may
+   * start meanwhile: a command forking at once (a fork bomb) would otherwise fork without bound
+   * until {@link Cell.#limitProcesses} runs, which on a busy machine may be milliseconds later.
+   */
+  #limitProcessesForSpawn(cgroup: string): void {
+    const limit = this.#sandbox.processLimit;
+    if (limit === undefined || (this.#sandbox.pidsV1Home && !this.#pidsGroup)) return;
+    const threads = Number(/^Threads:\s+(\d+)$/m.exec(readText("/proc/self/status") ?? "")?.[1]);
+    if (!Number.isSafeInteger(threads)) return;
+    try {
+      writeText(
+        `${cgroup}/pids.max`,
+        String(Math.min(limit + threads + SPAWN_THREAD_MARGIN, MAX_PIDS_LIMIT)),
+      );
+    } catch {
+      // Said by #limitProcesses, which tries again once the agent has left.
+    }
+  }
+
   #limitProcesses(cgroup: string): void {
     const limit = this.#sandbox.processLimit;
     if (limit === undefined || (this.#sandbox.pidsV1Home && !this.#pidsGroup)) return;

@@ -1379,8 +1379,10 @@ Deno.test({
       }
       // The agent's own threads counted while it was in the cgroup for the spawn: a limit set
       // before would have refused the spawn itself.
+      // The limit itself is set a moment after the spawn (before it, one with room for the
+      // agent's threads): the script waits that moment out, which a busy machine may stretch.
       using bomb = script(
-        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do " +
+        "sleep 0.5; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do " +
           "sleep 60 & echo $!; done; wait",
       );
       const result = await runCommand(bomb.path, { policy: policyWith(bomb.path), sandbox });

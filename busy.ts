@@ -1,0 +1,1 @@
+const t=performance.now(); while (performance.now()-t < 2000) {}
