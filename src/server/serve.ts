@@ -258,8 +258,11 @@ function devModeRefusal(hostname: string, options: ServeOptions): ConfigError | 
 }
 
 /** Whether `db` names a SQLite file that does not exist yet (opening the store would make it). */
-function isNewFile(db: string): boolean {
-  if (db === ":memory:" || /^([a-z][a-z0-9+.-]*):\/\//i.test(db.trim())) return false;
+function isNewFile(db: unknown): boolean {
+  // Anything else is refused, as such, when the store is opened.
+  if (typeof db !== "string" || db === ":memory:" || /^([a-z][a-z0-9+.-]*):\/\//i.test(db.trim())) {
+    return false;
+  }
   try {
     Deno.lstatSync(db);
     return false;
