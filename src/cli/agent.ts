@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { signalNumber, twoStageStop } from "./signals.ts";
+import { NOHUP_IGNORED, signalNumber, startedIgnoringHangup, twoStageStop } from "./signals.ts";
 import { Command, Option } from "@commander-js/extra-typings";
 import { dirname, resolve } from "node:path";
 import {
@@ -356,7 +356,12 @@ async function agentAction(
     // logrotate's postrotate: reopen the log), which a stop (and a running command cut short)
     // would answer wrongly.
     ignore: (name) => {
-      if (!daemonChild || name !== "SIGHUP") return false;
+      if (name !== "SIGHUP") return false;
+      if (!daemonChild) {
+        if (!startedIgnoringHangup()) return false;
+        log.info(NOHUP_IGNORED);
+        return true;
+      }
       // The lines before it go to the file they were written for, this one to the file now at
       // the log's path: after logrotate moved the log away, a new one.
       reopenLogFile();

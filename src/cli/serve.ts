@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { onSignals, STOP_SIGNALS } from "./signals.ts";
+import { NOHUP_IGNORED, onSignals, startedIgnoringHangup, STOP_SIGNALS } from "./signals.ts";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
@@ -175,6 +175,10 @@ Examples:
       throw isAddrInUse(error) ? addressInUse(error as Error) : error;
     });
     const stopSignals = onSignals(STOP_SIGNALS, (signal) => {
+      if (signal === "SIGHUP" && startedIgnoringHangup()) {
+        log.info(NOHUP_IGNORED);
+        return;
+      }
       log.info("received {signal}; shutting down", { signal });
       void server.shutdown();
     });

@@ -6,7 +6,7 @@
  * @module
  */
 import { DEFAULT_PORT } from "../defaults.ts";
-import { signalNumber, twoStageStop } from "./signals.ts";
+import { NOHUP_IGNORED, signalNumber, startedIgnoringHangup, twoStageStop } from "./signals.ts";
 import { setExitCode } from "./exit.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
@@ -326,6 +326,11 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     const signals = twoStageStop({
       first: (name) => log.info(`${name} received: stopping the agent, then the dashboard`),
       again: (name) => log.warning(`${name} received again: stopping at once`),
+      ignore: (name) => {
+        if (name !== "SIGHUP" || !startedIgnoringHangup()) return false;
+        log.info(NOHUP_IGNORED);
+        return true;
+      },
     });
     const { stop, stopNow } = signals;
 
