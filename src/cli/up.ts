@@ -364,7 +364,12 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       io.err("status up: agent stopped; stopping the dashboard");
     } finally {
       stop.abort();
+      // A second signal, before or while the dashboard stops, closes its connections at once.
+      const now = () => void server.shutdown({ now: true });
+      if (stopNow.signal.aborted) now();
+      else stopNow.signal.addEventListener("abort", now, { once: true });
       await server.shutdown();
+      stopNow.signal.removeEventListener("abort", now);
       // The watchdog, and the agent's cgroup directory when it confined commands.
       await executor.close?.();
       state[Symbol.dispose]();

@@ -1,11 +1,12 @@
 /**
  * Signals of the long-running commands as real processes: what a hangup does to one started
- * under `nohup`.
+ * under `nohup`, and a second stop signal to the dashboard.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type CliProcess, PERMS, spawnCli } from "../_cli.ts";
 import { StubDashboard } from "../_stub_dashboard.ts";
+import { closeQuietly, rawConnect, readAll, send } from "../server/_sockets.ts";
 
 const IGNORED = /^SIGHUP received: ignored, as it was when this process was started \(nohup\)/;
 
@@ -59,5 +60,41 @@ Deno.test("started under nohup, a hangup leaves the agent, the dashboard and sta
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second SIGINT stops status serve at once, with a request still arriving: exit 130", async () => {
+  await using serve = spawnCli(
+    ["serve", "--db", ":memory:", "--port", "0", "--log-format", "json"],
+    { perms: PERMS.serve },
+  );
+  const { match } = await serve.stdout.waitFor(/^listening on http:\/\/127\.0\.0\.1:(\d+)/);
+  const conn = await rawConnect({ port: Number(match![1]) });
+  try {
+    // A body that trickles in: the first stop waits up to 20 s for it. Its `100 Continue` says
+    // the request is in the dashboard's hands.
+    await send(
+      conn,
+      "POST /api/v1/agent/commands/enqueue HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n" +
+        "Expect: 100-continue\r\nContent-Type: application/json\r\n" +
+        "Content-Length: 100000\r\n\r\n",
+    );
+    const continued = await readAll(conn, 10_000, (text) => text.includes("\r\n\r\n"));
+    assert.match(continued.text, /^HTTP\/1\.1 100 Continue\r\n/);
+    await send(conn, "{");
+    const trickle = setInterval(() => void send(conn, " ").catch(() => {}), 200);
+    try {
+      serve.kill("SIGINT");
+      await serve.waitForLog("received SIGINT; shutting down");
+      serve.kill("SIGINT");
+      const status = await serve.exited(15_000);
+      assert.equal(status.code, 130, serve.stderr.text);
+      assert.ok(serve.logged("received SIGINT again; closing every connection at once"));
+      assert.ok(serve.logged("dashboard stopped"), "the store was closed");
+    } finally {
+      clearInterval(trickle);
+    }
+  } finally {
+    closeQuietly(conn);
   }
 });
