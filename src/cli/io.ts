@@ -30,7 +30,9 @@ const encoder = new TextEncoder();
 
 /**
  * Writes every byte, unless the reader went away: a broken pipe is the reader saying it has seen
- * enough (`| head -1`), not an error, so that stream is left alone from then on.
+ * enough (`| head -1`), not an error, and so is a terminal that hung up (an SSH session that
+ * dropped: each write fails with EIO while a stopping `status up` still has lines to say), so that
+ * stream is left alone from then on.
  *
  * @param file Where to write.
  * @param bytes What to write.
@@ -43,7 +45,8 @@ export function writeAllOrStop(file: SyncWriter, bytes: Uint8Array, closed: Set<
   try {
     writeAllSync(file, bytes);
   } catch (error) {
-    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    const hungUp = (error as { code?: unknown }).code === "EIO";
+    if (!(error instanceof Deno.errors.BrokenPipe) && !hungUp) throw error;
     closed.add(file);
   }
 }
