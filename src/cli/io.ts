@@ -46,7 +46,14 @@ export function writeAllOrStop(file: SyncWriter, bytes: Uint8Array, closed: Set<
     writeAllSync(file, bytes);
   } catch (error) {
     const hungUp = (error as { code?: unknown }).code === "EIO";
-    if (!(error instanceof Deno.errors.BrokenPipe) && !hungUp) throw error;
+    if (!(error instanceof Deno.errors.BrokenPipe) && !hungUp) {
+      // `status list > /dev/full`: "No space left on device" alone does not say what was written.
+      const stream = file === Deno.stderr ? "standard error" : "standard output";
+      throw new Error(
+        `cannot write to ${stream}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
     closed.add(file);
   }
 }
