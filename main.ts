@@ -10,7 +10,7 @@ import denoJson from "./deno.json" with { type: "json" };
 import { type Io, processIo } from "./src/cli/io.ts";
 import { errorLine } from "./src/cli/error_line.ts";
 import { takeExitCode } from "./src/cli/exit.ts";
-import { surviveFileSizeLimit } from "./src/cli/signals.ts";
+import { keepHangupIgnored, surviveFileSizeLimit } from "./src/cli/signals.ts";
 import { closeLogging } from "./src/log/mod.ts";
 import { redactString } from "./src/log/redact.ts";
 import { agentCommand } from "./src/cli/agent.ts";
@@ -438,6 +438,8 @@ export async function run(args: readonly string[], io: ProgramIo): Promise<void>
 }
 
 if (import.meta.main) {
+  // First: Deno's own signal handlers, installed soon after, hide what was ignored.
+  keepHangupIgnored();
   surviveFileSizeLimit();
   await run(Deno.args, { ...processIo, exit: (code) => Deno.exit(code) });
 }

@@ -152,6 +152,11 @@ export interface HttpListener {
    * {@link HttpListenOptions.closeTimeoutSecs} the connections left are closed. Idempotent.
    */
   close(): Promise<void>;
+  /**
+   * As {@link HttpListener.close}, but closes every connection at once, those with a request in
+   * flight too (a second Ctrl-C: they are not waited for).
+   */
+  closeNow(): Promise<void>;
 }
 
 /**
@@ -962,7 +967,7 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
   }
 
   let closed: Promise<void> | undefined;
-  return {
+  const opened: HttpListener = {
     hostname: address.address,
     port: address.port,
     maxConnections,
@@ -1016,5 +1021,13 @@ export async function listenHttp(options: HttpListenOptions): Promise<HttpListen
       });
       return closed;
     },
+    closeNow() {
+      const closing = opened.close();
+      // What the close would wait for, and what it closes at its deadline.
+      for (const socket of sockets) socket.destroy();
+      server.closeAllConnections();
+      return closing;
+    },
   };
+  return opened;
 }

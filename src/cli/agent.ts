@@ -6,11 +6,12 @@
  * `SHUTDOWN_GRACE_SECS` (then stops it: `interrupted`), reports it and returns (exit code 0). A
  * second signal cancels the running command at once, keeps its result in the outbox and returns
  * within a few seconds with exit code 128 + the signal number; `main.ts` then exits the process.
- * A daemon logs a SIGHUP and ignores it: it has no terminal to lose, and it does not reload.
+ * A daemon has no terminal to lose: at a SIGHUP it reopens its log file (logrotate's postrotate)
+ * and goes on; it does not reload its settings.
  *
  * @module
  */
-import { signalNumber, twoStageStop } from "./signals.ts";
+import { NOHUP_IGNORED, signalNumber, startedIgnoringHangup, twoStageStop } from "./signals.ts";
 import { Command, Option } from "@commander-js/extra-typings";
 import { dirname, resolve } from "node:path";
 import {
@@ -40,7 +41,7 @@ import {
   type Settings,
 } from "../config/mod.ts";
 import { ConfigError } from "../errors.ts";
-import { closeLogging, logger } from "../log/mod.ts";
+import { closeLogging, logger, reopenLogFile } from "../log/mod.ts";
 import {
   addSettingOptions,
   checkDirectorySetting,
@@ -351,13 +352,23 @@ async function agentAction(
           : `${name} received: stopping (a second signal stops at once)`,
       ),
     again: (name) => log.warning(`${name} received again: stopping at once`),
-    // A daemon has no terminal to lose: its SIGHUP is a `kill -HUP` meant as "reload", which
-    // a stop (and a running command cut short) would answer wrongly.
+    // A daemon has no terminal to lose: its SIGHUP is a `kill -HUP` meant as "reload" (or
+    // logrotate's postrotate: reopen the log), which a stop (and a running command cut short)
+    // would answer wrongly.
     ignore: (name) => {
-      if (!daemonChild || name !== "SIGHUP") return false;
+      if (name !== "SIGHUP") return false;
+      if (!daemonChild) {
+        if (!startedIgnoringHangup()) return false;
+        log.info(NOHUP_IGNORED);
+        return true;
+      }
+      // The lines before it go to the file they were written for, this one to the file now at
+      // the log's path: after logrotate moved the log away, a new one.
+      reopenLogFile();
       log.warning(
-        "SIGHUP received: ignored; the agent runs as a daemon and does not reload its " +
-          "settings: to apply changed ones, restart it (status stop, then start it again)",
+        "SIGHUP received: ignored, but for its log file, reopened (as logrotate expects); the " +
+          "agent runs as a daemon and does not reload its settings: to apply changed ones, " +
+          "restart it (status stop, then start it again)",
       );
       return true;
     },

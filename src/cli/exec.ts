@@ -7,7 +7,7 @@
  * @module
  */
 import { EXIT_KILLED, EXIT_REJECTED, EXIT_TIMEOUT, signalExitCode } from "../operator/types.ts";
-import { onSignals, STOP_SIGNALS } from "./signals.ts";
+import { onSignals, startedIgnoringHangup, STOP_SIGNALS } from "./signals.ts";
 import { resolve } from "node:path";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { Command } from "@commander-js/extra-typings";
@@ -284,10 +284,14 @@ export function notReportedBySummary(record: LogRecordView): boolean {
   return !/^command (rejected|could not start)\b/.test(template);
 }
 
-/** Listens for SIGINT, SIGTERM and SIGHUP while a command runs, so the run is cancelled, not orphaned. */
+/**
+ * Listens for SIGINT, SIGTERM and SIGHUP (but under `nohup`) while a command runs, so the run is
+ * cancelled, not orphaned.
+ */
 function cancelOnSignals(): { signal: AbortSignal } & Disposable {
   const controller = new AbortController();
-  const listening = onSignals(STOP_SIGNALS, () => controller.abort());
+  const signals = STOP_SIGNALS.filter((name) => name !== "SIGHUP" || !startedIgnoringHangup());
+  const listening = onSignals(signals, () => controller.abort());
   return { signal: controller.signal, [Symbol.dispose]: () => listening[Symbol.dispose]() };
 }
 

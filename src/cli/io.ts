@@ -35,7 +35,9 @@ const encoder = new TextEncoder();
 
 /**
  * Writes every byte, unless the reader went away: a broken pipe is the reader saying it has seen
- * enough (`| head -1`), not an error, so that stream is left alone from then on.
+ * enough (`| head -1`), not an error, and so is a terminal that hung up (an SSH session that
+ * dropped: each write fails with EIO while a stopping `status up` still has lines to say), so that
+ * stream is left alone from then on.
  *
  * @param file Where to write.
  * @param bytes What to write.
@@ -48,7 +50,15 @@ export function writeAllOrStop(file: SyncWriter, bytes: Uint8Array, closed: Set<
   try {
     writeAllSync(file, bytes);
   } catch (error) {
-    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    const hungUp = (error as { code?: unknown }).code === "EIO";
+    if (!(error instanceof Deno.errors.BrokenPipe) && !hungUp) {
+      // `status list > /dev/full`: "No space left on device" alone does not say what was written.
+      const stream = file === Deno.stderr ? "standard error" : "standard output";
+      throw new Error(
+        `cannot write to ${stream}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
     closed.add(file);
   }
 }

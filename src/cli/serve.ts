@@ -1,9 +1,18 @@
 /**
- * `status serve`: runs the dashboard (command queue, wake-ups, results) until SIGINT, SIGTERM or SIGHUP.
+ * `status serve`: runs the dashboard (command queue, wake-ups, results) until SIGINT, SIGTERM or SIGHUP
+ * (a second one: stops at once, exit code 128 + its number).
  *
  * @module
  */
-import { onSignals, STOP_SIGNALS } from "./signals.ts";
+import {
+  NOHUP_IGNORED,
+  onSignals,
+  signalNumber,
+  startedIgnoringHangup,
+  STOP_SIGNALS,
+  type StopSignal,
+} from "./signals.ts";
+import { setExitCode } from "./exit.ts";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log/mod.ts";
@@ -174,9 +183,23 @@ Examples:
     }).catch((error) => {
       throw isAddrInUse(error) ? addressInUse(error as Error) : error;
     });
+    // The first signal shuts down (in-flight requests have up to 20 s); a second closes what is
+    // left at once, and the exit code is 128 + its number, as for the agent.
+    let forcedBy: StopSignal | undefined;
+    let received = 0;
     const stopSignals = onSignals(STOP_SIGNALS, (signal) => {
-      log.info("received {signal}; shutting down", { signal });
-      void server.shutdown();
+      if (signal === "SIGHUP" && startedIgnoringHangup()) {
+        log.info(NOHUP_IGNORED);
+        return;
+      }
+      if (++received === 1) {
+        log.info("received {signal}; shutting down", { signal });
+        void server.shutdown();
+      } else if (forcedBy === undefined) {
+        forcedBy = signal;
+        log.warning("received {signal} again; closing every connection at once", { signal });
+        void server.shutdown({ now: true });
+      }
     });
     try {
       if (server.devMode) {
@@ -191,6 +214,7 @@ Examples:
     } finally {
       stopSignals[Symbol.dispose]();
     }
+    if (forcedBy) setExitCode(128 + signalNumber(forcedBy)!);
   });
   return command;
 }

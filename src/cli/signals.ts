@@ -6,6 +6,8 @@
  * @module
  */
 import { constants } from "node:os";
+import { isGranted } from "../permissions.ts";
+import { readTextFileBounded } from "../read_bounded.ts";
 
 /**
  * The number of a signal on this platform (`node:os` `constants.signals`), for exit codes of the
@@ -36,6 +38,78 @@ export type StopSignal = "SIGINT" | "SIGTERM" | "SIGHUP";
 
 /** The signals that ask a CLI command to stop, in the order they are listened to. */
 export const STOP_SIGNALS: readonly StopSignal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** Whether SIGHUP was ignored when this process started (see {@link keepHangupIgnored}). */
+let hangupIgnoredAtStart = false;
+
+/**
+ * Keeps SIGHUP ignored when this process was started ignoring it, as `nohup` starts it: whoever
+ * started it asked that a hangup not end it. Deno replaces an ignored SIGHUP with its own handler
+ * half a second into the program, which ends the process at a hangup as if it were not ignored;
+ * a listener that does nothing keeps it ignored, and the agent, the dashboard and `status up` do
+ * not take it for a stop ({@link startedIgnoringHangup}). Told from the kernel's mask of ignored
+ * signals, in `/proc/self/status` (which Deno reads under `--allow-all` only) or from
+ * `ps -o ignored=` (`--allow-run` for `ps`); where neither can be read, a hangup ends it.
+ *
+ * @example At the start of the program, before anything listens for signals
+ * ```ts
+ * import { keepHangupIgnored } from "./signals.ts";
+ * keepHangupIgnored();
+ * ```
+ */
+export function keepHangupIgnored(): void {
+  if (((ignoredSignals() ?? 0n) & HANGUP_BIT) === 0n) return;
+  try {
+    Deno.addSignalListener("SIGHUP", () => {});
+    hangupIgnoredAtStart = true;
+  } catch {
+    // Not a signal on this platform.
+  }
+}
+
+/**
+ * Whether {@link keepHangupIgnored} found this process started with SIGHUP ignored (`nohup`).
+ *
+ * @returns `true` when a hangup is to be ignored.
+ */
+export function startedIgnoringHangup(): boolean {
+  return hangupIgnoredAtStart;
+}
+
+/** What the agent, the dashboard and `status up` log at a SIGHUP they were started ignoring. */
+export const NOHUP_IGNORED = "SIGHUP received: ignored, as it was when this process was started " +
+  "(nohup); stop it with SIGTERM or SIGINT";
+
+/** SIGHUP (1) in a mask of signals, where signal n is bit n - 1. */
+const HANGUP_BIT = 1n;
+
+/** The mask of the signals this process ignores, or `undefined` when it cannot be read. */
+function ignoredSignals(): bigint | undefined {
+  const path = "/proc/self/status";
+  if (isGranted({ name: "read", path })) {
+    try {
+      const line = /^SigIgn:\s*([0-9a-f]+)$/m.exec(readTextFileBounded(path, 64 * 1024) ?? "");
+      if (line) return BigInt(`0x${line[1]}`);
+    } catch {
+      // Not Linux, or not under --allow-all.
+    }
+  }
+  if (isGranted({ name: "run", command: "ps" })) {
+    try {
+      const output = new Deno.Command("ps", {
+        args: ["-o", "ignored=", "-p", String(Deno.pid)],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).outputSync();
+      const mask = new TextDecoder().decode(output.stdout).trim();
+      if (output.success && /^[0-9a-f]{1,32}$/i.test(mask)) return BigInt(`0x${mask}`);
+    } catch {
+      // No ps.
+    }
+  }
+  return undefined;
+}
 
 /**
  * Calls `handler` on each of `signals` until disposed. A signal this platform cannot listen to

@@ -6,7 +6,7 @@
  * @module
  */
 import { DEFAULT_PORT } from "../defaults.ts";
-import { signalNumber, twoStageStop } from "./signals.ts";
+import { NOHUP_IGNORED, signalNumber, startedIgnoringHangup, twoStageStop } from "./signals.ts";
 import { setExitCode } from "./exit.ts";
 import { consoleIntoLog, surviveConnectionFailures } from "./survive.ts";
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
@@ -328,6 +328,11 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
     const signals = twoStageStop({
       first: (name) => log.info(`${name} received: stopping the agent, then the dashboard`),
       again: (name) => log.warning(`${name} received again: stopping at once`),
+      ignore: (name) => {
+        if (name !== "SIGHUP" || !startedIgnoringHangup()) return false;
+        log.info(NOHUP_IGNORED);
+        return true;
+      },
     });
     const { stop, stopNow } = signals;
 
@@ -361,7 +366,12 @@ and its agent talks to it. For anything beyond trying, run "status serve" and "s
       io.err("status up: agent stopped; stopping the dashboard");
     } finally {
       stop.abort();
+      // A second signal, before or while the dashboard stops, closes its connections at once.
+      const now = () => void server.shutdown({ now: true });
+      if (stopNow.signal.aborted) now();
+      else stopNow.signal.addEventListener("abort", now, { once: true });
       await server.shutdown();
+      stopNow.signal.removeEventListener("abort", now);
       // The watchdog, and the agent's cgroup directory when it confined commands.
       await executor.close?.();
       state[Symbol.dispose]();

@@ -65,17 +65,17 @@ export function rotationPermitted(path: string, maxFiles: number): boolean {
  *
  * @param path The log file.
  * @param options Size, number of files and formatter.
- * @returns The sink; disposing it closes the file.
+ * @returns The sink; disposing it closes the file; `reopen()` writes what waits and closes the
+ *   file, so that the next line goes to the file now at `path` (after logrotate moved it away).
  * @throws {import("../own_files.ts").NotOwnFileError} When the file is a symlink or another
  *   user's.
  */
 export function rotatingFileSink(
   path: string,
   options: RotatingFileSinkOptions,
-): Sink & Disposable {
+): Sink & Disposable & { reopen(): void } {
   const open = () => openOwnFileSync(path, { append: true, mode: LOG_FILE_MODE });
   let file: Deno.FsFile | undefined = open();
-  let size = file.statSync().size;
   const encoder = new TextEncoder();
   const rotate = () => {
     file?.close();
@@ -88,7 +88,6 @@ export function rotatingFileSink(
         // Not there yet.
       }
     }
-    size = 0;
   };
   // Lines that could not be written (a full disk, a file that became unwritable), said in the
   // file by the first line that can be, so a gap in the log is not taken for a quiet time.
@@ -110,17 +109,21 @@ export function rotatingFileSink(
     let text = lines;
     if (lost > 0) text = options.formatter(lostLines(lost, lostError, Date.now())) + text;
     const bytes = encoder.encode(text);
-    if (file !== undefined && size > 0 && size + bytes.length > options.maxSize) {
-      sync();
-      rotate();
-    }
     let before = -1;
     try {
-      // Opened again after a rotation, or after it could not be (the lines are lost then).
+      // Opened again after a rotation, a reopen, or after it could not be (the lines are lost
+      // then).
       file ??= open();
+      // The file's own size, not a count of what was written: another program may have cut it
+      // (logrotate's copytruncate), and it would be rotated again long before it is full.
       before = file.statSync().size;
+      if (before > 0 && before + bytes.length > options.maxSize) {
+        sync();
+        rotate();
+        file = open();
+        before = file.statSync().size;
+      }
       writeAllSync(file, bytes);
-      size += bytes.length;
       lost = 0;
       if (syncTimer === undefined) {
         syncTimer = setTimeout(sync, syncAfterMs);
@@ -153,6 +156,12 @@ export function rotatingFileSink(
     batch.add(line.endsWith("\n") ? line.slice(0, -1) : line, atOnce);
     if (atOnce) sync();
   }, {
+    reopen: () => {
+      flush();
+      file?.close();
+      // The next line opens the file now at `path` (made again when it is gone).
+      file = undefined;
+    },
     [Symbol.dispose]: () => {
       for (const end of ends) globalThis.removeEventListener(end, flush);
       flush();

@@ -15,5 +15,6 @@ export {
   flushLogging,
   type LoggingOptions,
   type LogRecordView,
+  reopenLogFile,
   setupLogging,
 } from "./setup.ts";

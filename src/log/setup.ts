@@ -68,6 +68,9 @@ function writeStderr(text: string): void {
 /** The log lines of standard error not written yet (see {@link flushLogging}). */
 let pending: LineBatcher | undefined;
 
+/** Reopens the log file of the current configuration, if it has one. */
+let reopenFile: (() => void) | undefined;
+
 /**
  * Writes the log lines still waiting for the end of the turn. Whatever else writes to standard
  * error or output (the CLI's own lines) calls it first, so that lines appear in the order they
@@ -126,11 +129,13 @@ export function setupLogging(options: LoggingOptions = {}): void {
   let unrotated: string | undefined;
   if (options.file) {
     // Each line at once: a daemon's log is read while it runs (and after a crash).
-    sink = rotatingFileSink(options.file, {
+    const file = rotatingFileSink(options.file, {
       maxSize: LOG_FILE_MAX_BYTES,
       maxFiles: LOG_FILE_ROTATED,
       formatter: (record) => formatter(record) + "\n",
     });
+    reopenFile = () => file.reopen();
+    sink = file;
     if (!rotationPermitted(options.file, LOG_FILE_ROTATED)) unrotated = options.file;
   } else if (options.write) {
     const write = options.write;
@@ -165,8 +170,22 @@ export function setupLogging(options: LoggingOptions = {}): void {
   }
 }
 
+/**
+ * Writes the lines waiting for the log file and closes it: the next line opens the file now at its
+ * path. After `logrotate` moved the file away (its `postrotate` sends the daemon SIGHUP), lines go
+ * to the new file instead of on into the moved one.
+ *
+ * @returns Whether there is a log file to reopen.
+ */
+export function reopenLogFile(): boolean {
+  if (reopenFile === undefined) return false;
+  reopenFile();
+  return true;
+}
+
 /** Flushes and closes the log file, if any, and resets LogTape. */
 export function closeLogging(): void {
+  reopenFile = undefined;
   // resetSync() disposes the configured sinks, the rotating file sink included.
   resetSync();
 }

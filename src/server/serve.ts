@@ -115,8 +115,11 @@ export interface RunningServer extends AsyncDisposable {
    * requests finish (their store writes are complete when they answer; a request still arriving
    * is held to the header and body timeouts), closes the connections still open 20 s later, then
    * closes the store. Idempotent.
+   *
+   * @param options `now`: close every connection at once, those with a request in flight too (a
+   *   second Ctrl-C), also when a shutdown is under way already.
    */
-  shutdown(): Promise<void>;
+  shutdown(options?: { now?: boolean }): Promise<void>;
   /** Resolves when the server has shut down and the store is closed. */
   finished: Promise<void>;
 }
@@ -472,7 +475,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     const done = Promise.withResolvers<void>();
     let stopping: Promise<void> | undefined;
     const current = dashboard;
-    const shutdown = () => {
+    const shutdown = (options: { now?: boolean } = {}) => {
+      // Before the sequence below gets to the listener: it then finds its close done already.
+      if (options.now) void listener.closeNow();
       stopping ??= (async () => {
         log.info("dashboard shutting down");
         try {
@@ -503,7 +508,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       listener,
       shutdown,
       finished: done.promise,
-      [Symbol.asyncDispose]: shutdown,
+      [Symbol.asyncDispose]: () => shutdown(),
     };
   } catch (error) {
     await dashboard?.close();

@@ -276,15 +276,27 @@ Deno.test({
       assert.match(second.stderr, new RegExp(`running already with pid ${pid}`));
 
       // A `kill -HUP` meant as "reload" stopped the daemon, which has no terminal to lose: it is
-      // said and ignored.
+      // said and ignored as a stop. It is logrotate's postrotate too: the log moved away (its
+      // `create` mode), the daemon reopens the file at the log's path and writes there.
+      const rotated = `${logFile}.logrotate`;
+      Deno.renameSync(logFile, rotated);
       Deno.kill(pid, "SIGHUP");
       await until(
-        () => Deno.readTextFileSync(logFile).includes("SIGHUP received: ignored"),
-        "the daemon to say it ignores SIGHUP",
+        () => {
+          try {
+            return Deno.readTextFileSync(logFile).includes("SIGHUP received: ignored");
+          } catch {
+            return false;
+          }
+        },
+        "the daemon to say it ignores SIGHUP, in a new log file",
         20_000,
       );
       assert.equal(isProcessAlive(pid), true, "still running after SIGHUP");
       assert.doesNotMatch(Deno.readTextFileSync(logFile), /received: stopping/);
+      assert.match(Deno.readTextFileSync(rotated), /Agent daemon starting/);
+      assert.doesNotMatch(Deno.readTextFileSync(rotated), /SIGHUP/);
+      assert.equal(Deno.statSync(logFile).mode! & 0o777, 0o600);
 
       const stopped = await runCli(["stop", "--pid-file", pidFile], {
         cwd: dir,
@@ -295,7 +307,6 @@ Deno.test({
       assert.throws(() => Deno.statSync(pidFile), Deno.errors.NotFound);
       assert.equal(isProcessAlive(pid), false, "gone (or a zombie awaiting its reaper)");
       const log = Deno.readTextFileSync(logFile);
-      assert.match(log, /Agent daemon starting/);
       assert.match(log, /agent stopped/);
 
       const again = await runCli(["stop", "--pid-file", pidFile], {

@@ -466,3 +466,32 @@ Deno.test("status result and status exec show a command's escape sequences as es
     assert.equal(stdout.text(), "\x1b[31mred\n");
   });
 });
+
+Deno.test("a terminal that hung up (EIO) is a reader gone away: the line is dropped, not thrown", () => {
+  let tries = 0;
+  const gone = {
+    isTerminal: () => true,
+    writeSync(): number {
+      tries++;
+      throw Object.assign(new Error("Input/output error (os error 5)"), { code: "EIO" });
+    },
+  };
+  const stdout = recordingStream(false);
+  const io = streamIo({ stdout, stderr: gone });
+  io.err("status up: agent stopped; stopping the dashboard");
+  io.err("status up: stopped");
+  io.out("still written");
+  assert.equal(tries, 1, "a stream whose terminal hung up is left alone");
+  assert.equal(stdout.text(), "still written\n");
+  // Any other failure is still said: a full disk under a file given as standard output.
+  const full = {
+    isTerminal: () => false,
+    writeSync(): number {
+      throw Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+    },
+  };
+  assert.throws(
+    () => streamIo({ stdout: full, stderr: gone }).out("x"),
+    /^Error: cannot write to standard output: No space left on device \(os error 28\)$/,
+  );
+});

@@ -261,6 +261,56 @@ Deno.test("a log file is its owner's only, and never written through a symlink",
   }
 });
 
+Deno.test("a log file moved or cut by logrotate: lines go on into the file at its path", async (t) => {
+  const dir = Deno.makeTempDirSync({ prefix: "status-log-" });
+  const path = `${dir}/status.log`;
+  const sink = () =>
+    rotatingFileSink(path, {
+      maxSize: 30,
+      maxFiles: 2,
+      formatter: (record) => `${record.rawMessage}\n`,
+    });
+  try {
+    await t.step("moved away (create), then reopened (postrotate's SIGHUP)", async () => {
+      const log = sink();
+      try {
+        log(record("before"));
+        Deno.renameSync(path, `${path}.rotated`);
+        log(record("waiting"));
+        // What waited goes to the file it was written for; what follows, to a new file.
+        log.reopen();
+        log(record("after"));
+        await turn();
+      } finally {
+        log[Symbol.dispose]();
+      }
+      assert.equal(Deno.readTextFileSync(`${path}.rotated`), "before\nwaiting\n");
+      assert.equal(Deno.readTextFileSync(path), "after\n");
+      assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+      Deno.removeSync(path);
+    });
+    await t.step("cut to nothing (copytruncate): not rotated again before it is full", async () => {
+      const log = sink();
+      try {
+        log(record("x".repeat(24)));
+        await turn();
+        Deno.truncateSync(path, 0);
+        log(record("short one"));
+        await turn();
+        log(record("another"));
+        await turn();
+      } finally {
+        log[Symbol.dispose]();
+      }
+      // 10 + 8 bytes fit in 30: the file cut holds them, and nothing was rotated.
+      assert.equal(Deno.readTextFileSync(path), "short one\nanother\n");
+      assert.throws(() => Deno.statSync(`${path}.1`), Deno.errors.NotFound);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("messages fill their placeholders as LogTape does, plain keys or not", async (t) => {
   const cases: Array<[string, Record<string, unknown>, string]> = [
     [

@@ -154,3 +154,35 @@ Deno.test("the dashboard's shutdown ends while clients trickle request bodies", 
     await server.shutdown();
   }
 });
+
+Deno.test("a second shutdown with now closes the requests in flight at once", async () => {
+  const clock = new FakeClock();
+  const server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+    headerTimeoutSecs: 1,
+    rateLimitPerMinute: 1_000_000,
+    autoExpireLeases: false,
+    clock,
+  });
+  const conn = await rawConnect(server);
+  try {
+    await sendHead(
+      conn,
+      `POST ${P.enqueue} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Agent-Id: a1\r\n` +
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+    );
+    using _ = trickle(conn, 200);
+    const stopped = server.shutdown();
+    assert.equal(await settlesWithin(stopped, 1500), false, "in flight: waited for");
+    // A second Ctrl-C: the clock of the 20 s deadline never moves here.
+    const now = server.shutdown({ now: true });
+    assert.ok(await settlesWithin(server.finished, 5000), "the shutdown ended at once");
+    assert.equal(await now, undefined);
+    assert.equal((await readAll(conn, 3000)).closed, true, "the connection was closed");
+  } finally {
+    closeQuietly(conn);
+    await server.shutdown();
+  }
+});
