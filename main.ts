@@ -437,9 +437,24 @@ export async function run(args: readonly string[], io: ProgramIo): Promise<void>
   io.exit(await main(args, io));
 }
 
+/** Commands that end by themselves soon: a hangup while they run need not be told apart. */
+const SHORT_LIVED = new Set([
+  "stop",
+  "agents",
+  "enqueue",
+  "result",
+  "run",
+  "list",
+  "cancel",
+  "health",
+  "completions",
+  "help",
+]);
+
 if (import.meta.main) {
-  // First: Deno's own signal handlers, installed soon after, hide what was ignored.
-  keepHangupIgnored();
+  // First: Deno's own signal handlers, installed soon after, hide what was ignored. Only for the
+  // commands that keep running (reading the mask may start `ps`).
+  if (!SHORT_LIVED.has(Deno.args.find((arg) => !arg.startsWith("-")) ?? "")) keepHangupIgnored();
   surviveFileSizeLimit();
   await run(Deno.args, { ...processIo, exit: (code) => Deno.exit(code) });
 }
