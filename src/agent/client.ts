@@ -17,6 +17,7 @@ import {
   type OutputChunkRequest,
   parseWaitAnswer,
   PATHS,
+  REPLAY_REFUSAL,
   type ReportRequest,
   signedHeaders,
 } from "../protocol/mod.ts";
@@ -42,8 +43,8 @@ export type RequestFailure =
     /**
      * A 5xx answer without `Retry-After`, one no request expects (a `101`, a status above 599),
      * a `429` without a `Retry-After` the agent can read, or a report's, ack's, cancel-wait's or
-     * output chunk's `404` that is not the dashboard's word on it ({@link DashboardClient.report}).
-     * Back off.
+     * output chunk's `404` that is not the dashboard's word on it ({@link DashboardClient.report}),
+     * or the dashboard's replay `409` (the request sent again on the way by a proxy). Back off.
      */
     kind: "server";
     status: number;
@@ -412,6 +413,29 @@ function isVerdict404(answer: { message: string; jsonError: boolean }): boolean 
   return answer.jsonError && !NO_ROUTE.test(answer.message);
 }
 
+/**
+ * The failure of a `409` that is the dashboard's replay refusal (docs/protocol.md §1 step 6), or
+ * `undefined` for another `409`. The agent never sends an `X-Request-Id` twice, so the request
+ * reached the dashboard twice: a proxy in front of several instances sent it again to another one
+ * after the first went away (nginx does so with a `GET`: a wait, a cancel-wait). It is no verdict
+ * on the request, which is made again, with a new id, as after a `5xx`.
+ */
+function replayedOnTheWay(
+  status: number,
+  answer: { message: string; jsonError: boolean },
+): RequestFailure | undefined {
+  if (status !== 409 || !answer.jsonError || !answer.message.startsWith(REPLAY_REFUSAL)) {
+    return undefined;
+  }
+  return {
+    kind: "server",
+    status,
+    message: `${answer.message} (the request reached the dashboard twice: a proxy sent it ` +
+      "again, to another instance once the first went away; it is made again with a new " +
+      "X-Request-Id)",
+  };
+}
+
 /** The message of a `404` that is not the dashboard's word on the request. */
 function notItsWord(jsonError: boolean, message: string): string {
   return `404 without the dashboard's word on the request (${
@@ -641,7 +665,8 @@ export class DashboardClient {
       return { kind: "server", status: 404, message: notItsWord(answer.jsonError, answer.message) };
     }
     if (response.status === 409) {
-      return { kind: "final", message: await this.#errorMessage(response) };
+      const answer = await errorAnswer(response, this.#secretsOf(response));
+      return replayedOnTheWay(409, answer) ?? { kind: "final", message: answer.message };
     }
     if (response.status !== 200) return await this.#failure(response);
     let body: unknown;
@@ -868,6 +893,6 @@ export class DashboardClient {
     ) {
       return { kind: "server", status, message: notItsWord(jsonError, message) };
     }
-    return { kind: "refused", status, message };
+    return replayedOnTheWay(status, { message, jsonError }) ?? { kind: "refused", status, message };
   }
 }

@@ -49,3 +49,11 @@ export const MAX_CLOCK_SKEW_SECS = 300;
  * clocks of several dashboard instances sharing one database.
  */
 export const REPLAY_WINDOW_SECS = 2 * MAX_CLOCK_SKEW_SECS + 60;
+
+/**
+ * The error of the dashboard's `409` to a signed request whose `X-Request-Id` it has seen
+ * (docs/protocol.md §1 step 6). The agent sends every request with a new id, so this answer to it
+ * means that the request reached the dashboard twice: a proxy sent it again (nginx resends a `GET`
+ * to the next instance when the one it reached went away).
+ */
+export const REPLAY_REFUSAL = "replay detected: this X-Request-Id was already used";

@@ -34,6 +34,30 @@ Deno.test({
 });
 
 Deno.test({
+  name: "examples/nginx.conf lets the dashboard refuse a run over its 3 MiB limit with its own 413",
+  ignore: nginx === null,
+  fn: async () => {
+    await using dir = tempDir("status-nginx-");
+    await using serve = await startServe({ db: ":memory:" });
+    await using proxy = await startNginx(nginx!, dir.path, [serve.port]);
+    const body = JSON.stringify({
+      name: "echo hi",
+      target: { agents: ["web-1"] },
+      params: { note: "x".repeat(3 * 1024 * 1024 + 100_000) },
+    });
+    const response = await fetch(`${proxy.url}/api/v1/runs`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body,
+    });
+    const text = await response.text();
+    assert.equal(response.status, 413);
+    // nginx's own 413 is an HTML page that names no limit; the dashboard's says which it is.
+    assert.equal(JSON.parse(text).error, "request body is larger than 3145728 bytes", text);
+  },
+});
+
+Deno.test({
   name: "examples/nginx.conf holds a wait until an enqueue wakes it, and streams events unbuffered",
   ignore: nginx === null,
   fn: async () => {

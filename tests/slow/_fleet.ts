@@ -73,8 +73,10 @@ export async function startNginx(
 ): Promise<{ url: string } & AsyncDisposable> {
   const port = freePort();
   let site = await Deno.readTextFile(`${ROOT}/examples/nginx.conf`);
+  // Each instance with the example's own parameters (max_fails=...).
+  const parameters = /^ {4}server 127\.0\.0\.1:\d+(.*);$/m.exec(site)![1];
   const servers = upstreams
-    .map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=2s;`)
+    .map((p) => `    server 127.0.0.1:${p}${parameters};`)
     .join("\n");
   site = site
     .replace(

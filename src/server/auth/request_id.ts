@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { HEADER } from "../../protocol/mod.ts";
+import { HEADER, REPLAY_REFUSAL } from "../../protocol/mod.ts";
 import type { RequestIdGuard } from "../replay.ts";
 import { type AgentCall, agentOf } from "./call.ts";
 import { refuse } from "./refuse.ts";
@@ -30,11 +30,6 @@ export async function checkRequestId(replay: RequestIdGuard, call: AgentCall): P
   const sentAtMs = Number(call.headers.get(HEADER.timestamp)) * 1000;
   const scoped = `${agentOf(call).id}\n${requestId}`;
   if (!(await replay.remember(scoped, Number.isFinite(sentAtMs) ? sentAtMs : undefined))) {
-    throw refuse(
-      call,
-      409,
-      "replay detected: this X-Request-Id was already used",
-      "replay detected",
-    );
+    throw refuse(call, 409, REPLAY_REFUSAL, "replay detected");
   }
 }
