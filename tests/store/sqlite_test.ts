@@ -14,6 +14,7 @@ import { runStoreContract } from "./contract.ts";
 import { countTargetReads } from "./_target_reads.ts";
 import { jsonLogs, PERMS, runCli, spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
+import { captureLogs } from "../agent/_helpers.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
 
@@ -587,6 +588,27 @@ Deno.test("a database the store creates, and its -wal and -shm files, are readab
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a database every user may read (as an earlier status created it) is warned of at open", async () => {
+  await using dir = tempDir("status-mode-");
+  const path = `${dir.path}/status.db`;
+  await openSqliteStore(path).close();
+  using logs = captureLogs();
+  // A group of its own may read it: the owner's choice, not warned of.
+  Deno.chmodSync(path, 0o640);
+  await openSqliteStore(path).close();
+  assert.deepEqual(logs.messages().filter((m) => m.includes("every user")), []);
+  // Created before status made its database 0600: the umask's 0644, kept as it was.
+  Deno.chmodSync(path, 0o644);
+  await openSqliteStore(path).close();
+  assert.equal((Deno.statSync(path).mode ?? 0) & 0o777, 0o644, "its mode is left as it is");
+  assert.deepEqual(logs.messages().filter((m) => m.includes("every user")), [
+    `database ${path} may be read by every user (mode 0644; an earlier status created it so): ` +
+    "any local user, and every command an agent on this machine runs, can read its commands, " +
+    `their output and the agents' token hashes; stop the dashboard, chmod 600 ${path} and start ` +
+    "it again",
+  ]);
 });
 
 Deno.test("a database's files that another user made first, or a symlink beside it, are refused", async (t) => {
