@@ -756,6 +756,44 @@ Deno.test("sqlite store keeps request ids until they expire, across reopening, a
   });
 });
 
+Deno.test("sqlite store keeps a request id again after it expired in a database of the first request_ids", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    // Migration 8 as it first shipped (2026-12-01, for an hour): a key that was the primary key,
+    // and an expiry index.
+    const old = new DatabaseSync(path);
+    old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS.slice(0, 7).join("")}
+      CREATE TABLE request_ids (
+        key TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL,
+        sent_at INTEGER
+      ) STRICT;
+      CREATE INDEX request_ids_expiry ON request_ids (expires_at);`);
+    old.exec(`PRAGMA user_version = 8; PRAGMA application_id = ${APPLICATION_ID}`);
+    old.exec("INSERT INTO request_ids VALUES ('a1\nr-0', 1, 1)");
+    old.close();
+    const t0 = 1_000_000;
+    const store = openSqliteStore(path);
+    try {
+      const first = store.keepRequestId({ key: "a1\nr-1", expiresAt: t0 + 1000, sentAtMs: t0 }, t0);
+      await store.ensureAgent("a1", t0);
+      await first;
+      // Its window over, the id is accepted again (the replay cache forgot it) and kept again,
+      // in the commit of another request's write, before the expired row was deleted.
+      const again = store.keepRequestId(
+        { key: "a1\nr-1", expiresAt: t0 + 2000, sentAtMs: t0 + 1000 },
+        t0 + 1000,
+      );
+      await store.ensureAgent("a2", t0 + 1000);
+      await again;
+      assert.equal((await store.getAgent("a2"))?.id, "a2");
+      assert.deepEqual((await store.keptRequestIds(t0 + 1000)).map((id) => id.key), ["a1\nr-1"]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 Deno.test("sqlite store reads the kept request ids while another process holds the write lock", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/status.db`;
