@@ -168,4 +168,20 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX commands_agent_status ON commands (agent_id, status, seq);
   `,
+  // 12: request_ids as migration 8 makes it now. Its first form (2026-12-01, for an hour) made the
+  // key the primary key, with an index on expires_at: an id accepted again once its window was
+  // over, kept before its expired row was deleted, failed the commit of every write it joined.
+  // Copied with their rowids, which say the order the ids are deleted in.
+  `
+  DROP INDEX IF EXISTS request_ids_expiry;
+  CREATE TABLE request_ids_copy (
+    key TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    sent_at INTEGER
+  ) STRICT;
+  INSERT INTO request_ids_copy (rowid, key, expires_at, sent_at)
+    SELECT rowid, key, expires_at, sent_at FROM request_ids;
+  DROP TABLE request_ids;
+  ALTER TABLE request_ids_copy RENAME TO request_ids;
+  `,
 ];

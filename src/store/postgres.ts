@@ -701,6 +701,17 @@ export class PostgresStore implements CommandStore, SharedStore {
   async migrate(): Promise<void> {
     const sql = this.#sql;
     await sql.begin(async (tx) => {
+      // Warned of as they are before the migrations are freed of them.
+      await this.#checkTimeouts(tx);
+      // A migration building an index on a large table (or waiting for the other instances'
+      // transactions to let go of it), and another instance's wait for the lock meanwhile, may
+      // take longer than the statement_timeout of the URL, the user or the database, which would
+      // fail it at every start; the server's transaction_timeout (PostgreSQL 17) likewise. Set for
+      // this transaction alone.
+      await tx.unsafe(
+        `SELECT set_config(name, '0', true) FROM pg_settings
+         WHERE name IN ('statement_timeout', 'transaction_timeout')`,
+      );
       // An instance frozen while it holds the lock loses it once idle for the query timeout (the
       // pool's connections end such a transaction): the others do not wait as long as it lasts.
       await this.#migrationLock(tx);
@@ -768,7 +779,6 @@ export class PostgresStore implements CommandStore, SharedStore {
         });
       }
       await this.#checkWritable(tx);
-      await this.#checkTimeouts(tx);
     });
   }
 

@@ -462,6 +462,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
             { path },
           );
         }
+        if (!memory) warnIfEveryoneMayRead(path);
         break;
       } catch (error) {
         // Nothing of this connection is kept: a migration that failed inside its transaction
@@ -2250,6 +2251,28 @@ function kindOf(path: string): "file" | "directory" | "other" | "missing" {
       cause: error,
     });
   }
+}
+
+/**
+ * Warns of a database every user may read: one an earlier status created as the umask said
+ * (0644) is kept at that mode (a database keeps the mode its owner gave it), so a command run as
+ * `nobody` could read every command, output and token hash in it.
+ */
+function warnIfEveryoneMayRead(path: string): void {
+  let mode: number | null;
+  try {
+    mode = Deno.statSync(path).mode;
+  } catch {
+    return; // not to be looked at: nothing to tell
+  }
+  if (mode === null || (mode & 0o004) === 0) return;
+  log.warning(
+    "database {path} may be read by every user (mode {mode}; an earlier status created it so): " +
+      "any local user, and every command an agent on this machine runs, can read its commands, " +
+      "their output and the agents' token hashes; stop the dashboard, chmod 600 {path} and start " +
+      "it again",
+    { path, mode: `0${(mode & 0o777).toString(8)}` },
+  );
 }
 
 /** Whether every user may write in `dir` (`/tmp`); `false` when it cannot be looked at. */

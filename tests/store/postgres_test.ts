@@ -1301,6 +1301,56 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a migration that takes longer than the URL's statement_timeout still " +
+    "finishes",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const admin = postgres(db.url, { max: 2, onnotice: () => {} });
+    let release = () => {};
+    const released = new Promise<void>((resolve) => release = resolve);
+    let holding: Promise<unknown> = Promise.resolve();
+    try {
+      // The schema one version behind, its last migration building an index on commands: on a
+      // large table, or while another instance's transaction holds it (here), for longer than 1 s.
+      await admin.unsafe("CREATE TABLE status_schema (version integer NOT NULL)");
+      await admin.unsafe("INSERT INTO status_schema VALUES ($1)", [PG_MIGRATIONS.length - 1]);
+      for (const migration of PG_MIGRATIONS.slice(0, -1)) await admin.unsafe(migration);
+      let locked = () => {};
+      const isLocked = new Promise<void>((resolve) => locked = resolve);
+      holding = admin.begin(async (tx) => {
+        await tx.unsafe("LOCK TABLE commands IN ROW EXCLUSIVE MODE");
+        locked();
+        await released;
+      });
+      await isLocked;
+      const url = new URL(db.url);
+      url.searchParams.set("statement_timeout", "1s");
+      const opening = openPostgresStore(url.toString());
+      let settled = false;
+      opening.then(() => settled = true, () => settled = true);
+      await until(
+        async () =>
+          settled ||
+          (await admin`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+            AND query LIKE '%CREATE INDEX%' AND now() - query_start > interval '1500 ms'`)
+              .length > 0,
+        "the migration waited longer than its statement_timeout",
+      );
+      release();
+      const store = await opening;
+      await store.close();
+      const [{ version }] = await admin`SELECT version FROM status_schema`;
+      assert.equal(version, PG_MIGRATIONS.length);
+    } finally {
+      release();
+      await holding;
+      await admin.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a connection lost while the store opens fails the open, not the process",
   ignore,
   sanitizeOps: false,

@@ -14,6 +14,7 @@ import { runStoreContract } from "./contract.ts";
 import { countTargetReads } from "./_target_reads.ts";
 import { jsonLogs, PERMS, runCli, spawnCli } from "../_cli.ts";
 import { tempDir } from "../e2e/helpers.ts";
+import { captureLogs } from "../agent/_helpers.ts";
 
 runStoreContract("sqlite (memory)", () => openSqliteStore(":memory:"));
 
@@ -589,6 +590,27 @@ Deno.test("a database the store creates, and its -wal and -shm files, are readab
   }
 });
 
+Deno.test("a database every user may read (as an earlier status created it) is warned of at open", async () => {
+  await using dir = tempDir("status-mode-");
+  const path = `${dir.path}/status.db`;
+  await openSqliteStore(path).close();
+  using logs = captureLogs();
+  // A group of its own may read it: the owner's choice, not warned of.
+  Deno.chmodSync(path, 0o640);
+  await openSqliteStore(path).close();
+  assert.deepEqual(logs.messages().filter((m) => m.includes("every user")), []);
+  // Created before status made its database 0600: the umask's 0644, kept as it was.
+  Deno.chmodSync(path, 0o644);
+  await openSqliteStore(path).close();
+  assert.equal((Deno.statSync(path).mode ?? 0) & 0o777, 0o644, "its mode is left as it is");
+  assert.deepEqual(logs.messages().filter((m) => m.includes("every user")), [
+    `database ${path} may be read by every user (mode 0644; an earlier status created it so): ` +
+    "any local user, and every command an agent on this machine runs, can read its commands, " +
+    `their output and the agents' token hashes; stop the dashboard, chmod 600 ${path} and start ` +
+    "it again",
+  ]);
+});
+
 Deno.test("a database's files that another user made first, or a symlink beside it, are refused", async (t) => {
   // A database in /tmp: another user could make its files first, to read them, or leave a
   // symlink for this process to write through (the reserve appends 2 MiB of zeros).
@@ -730,6 +752,44 @@ Deno.test("sqlite store keeps request ids until they expire, across reopening, a
       assert.deepEqual(rows.map((row) => row.key), ["a1\nr-1", "a2\nr-1"]);
     } finally {
       db.close();
+    }
+  });
+});
+
+Deno.test("sqlite store keeps a request id again after it expired in a database of the first request_ids", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/status.db`;
+    // Migration 8 as it first shipped (2026-12-01, for an hour): a key that was the primary key,
+    // and an expiry index.
+    const old = new DatabaseSync(path);
+    old.exec(`PRAGMA journal_mode = WAL; ${MIGRATIONS.slice(0, 7).join("")}
+      CREATE TABLE request_ids (
+        key TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL,
+        sent_at INTEGER
+      ) STRICT;
+      CREATE INDEX request_ids_expiry ON request_ids (expires_at);`);
+    old.exec(`PRAGMA user_version = 8; PRAGMA application_id = ${APPLICATION_ID}`);
+    old.exec("INSERT INTO request_ids VALUES ('a1\nr-0', 1, 1)");
+    old.close();
+    const t0 = 1_000_000;
+    const store = openSqliteStore(path);
+    try {
+      const first = store.keepRequestId({ key: "a1\nr-1", expiresAt: t0 + 1000, sentAtMs: t0 }, t0);
+      await store.ensureAgent("a1", t0);
+      await first;
+      // Its window over, the id is accepted again (the replay cache forgot it) and kept again,
+      // in the commit of another request's write, before the expired row was deleted.
+      const again = store.keepRequestId(
+        { key: "a1\nr-1", expiresAt: t0 + 2000, sentAtMs: t0 + 1000 },
+        t0 + 1000,
+      );
+      await store.ensureAgent("a2", t0 + 1000);
+      await again;
+      assert.equal((await store.getAgent("a2"))?.id, "a2");
+      assert.deepEqual((await store.keptRequestIds(t0 + 1000)).map((id) => id.key), ["a1\nr-1"]);
+    } finally {
+      await store.close();
     }
   });
 });
