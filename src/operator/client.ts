@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { sleepOrThrow } from "../clock.ts";
+import { sleepOrThrow, timeoutSignal } from "../clock.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
 import {
@@ -989,7 +989,7 @@ export class OperatorClient {
       payload = JSON.stringify(options.body);
       headers["Content-Type"] = "application/json";
     }
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const timeout = timeoutSignal(this.#timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     let response: Response;
     let text: string;
