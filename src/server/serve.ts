@@ -259,7 +259,10 @@ function devModeRefusal(hostname: string, options: ServeOptions): ConfigError | 
 
 /** Whether `db` names a SQLite file that does not exist yet (opening the store would make it). */
 function isNewFile(db: string): boolean {
-  if (db === ":memory:" || /^([a-z][a-z0-9+.-]*):\/\//i.test(db.trim())) return false;
+  // Not a string: refused by openStore, naming `db` (here it failed as "db.trim is not a function").
+  if (typeof db !== "string" || db === ":memory:" || /^([a-z][a-z0-9+.-]*):\/\//i.test(db.trim())) {
+    return false;
+  }
   try {
     Deno.lstatSync(db);
     return false;
