@@ -400,3 +400,45 @@ Deno.test("OperatorClient refuses a command id that is not one before it goes in
   );
   assert.equal(sent, 0);
 });
+
+Deno.test("startServer and runAgent refuse a metrics address that is not PORT or HOST:PORT, naming the option, before anything is made", async () => {
+  // A number failed as "value.trim is not a function"; an agent's malformed metricsPort was
+  // found only once its state directory had been made.
+  for (const [value, type, shown] of [[9100, TypeError, "9100"], ["", RangeError, '""']] as const) {
+    await refuses(
+      () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", metricsBind: value as never }),
+      type,
+      new RegExp(`^metricsBind must be (a string, )?PORT or HOST:PORT, got ${shown}$`),
+    );
+  }
+  await using server = await status.startServer({ ...PLENTY, port: 0, db: ":memory:" });
+  const dir = await Deno.makeTempDir({ prefix: "status-library-" });
+  try {
+    for (
+      const [value, type, shown] of [[9100, TypeError, "9100"], [
+        "x:y",
+        RangeError,
+        '"x:y"',
+      ]] as const
+    ) {
+      await refuses(
+        () =>
+          status.runAgent(
+            {
+              dashboardUrl: server.url,
+              agentId: "web-1",
+              heartbeat: false,
+              stateDir: `${dir}/state`,
+              metricsPort: value as never,
+            },
+            new AbortController().signal,
+          ),
+        type,
+        new RegExp(`^metricsPort must be (a string, )?PORT or HOST:PORT, got ${shown}$`),
+      );
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no state directory was made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

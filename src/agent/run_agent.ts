@@ -210,6 +210,9 @@ function checkIdentity(options: AgentOptions): void {
       );
     }
   }
+  // Before anything is made: a number here failed as "value.trim is not a function", and a
+  // malformed one only once the state directory was taken.
+  if (options.metricsPort !== undefined) parseListenAddress(options.metricsPort, "metricsPort");
   if (options.labels !== undefined) {
     const labels = labelsSchema.safeParse(options.labels);
     if (!labels.success) {
@@ -231,8 +234,9 @@ function checkIdentity(options: AgentOptions): void {
  *   `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
  *   http(s), holds a control character or a space inside, or one with a user name or password beside an `agentToken`); or when a
- *   `metricsWebhook` is not http(s).
- * @throws {RangeError} On an out-of-range option.
+ *   `metricsWebhook` is not http(s), or `metricsPort` not a string.
+ * @throws {RangeError} On an out-of-range option, or a `metricsPort` that is not `PORT` or
+ *   `HOST:PORT`.
  * @throws {Error} When the state directory cannot be used or written.
  *
  * @example Run one command from a dashboard, then stop

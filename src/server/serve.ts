@@ -324,9 +324,10 @@ function checkListenable(hostname: string, port: number, bindSetting: string | u
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
  * @throws {TypeError} When `options` is not an object, `hostname` not a non-empty string, `db`
- *   not a string, or `tls` not an object holding the PEM texts `cert` and `key`.
+ *   or `metricsBind` not a string, or `tls` not an object holding the PEM texts `cert` and `key`.
  * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
- *   not one from 1 to 300, or `maxConnections` not one from 1 to 1,000,000.
+ *   not one from 1 to 300, `maxConnections` not one from 1 to 1,000,000, `metricsBind` not
+ *   `PORT` or `HOST:PORT`, or another limit is out of its range.
  * @throws {ConfigError} When the store cannot be opened (its `cause` is a {@link StoreError}: a
  *   {@link StoreUnavailableError} may succeed later, a {@link StoreFullError} once space is
  *   freed), `tls` is not a PEM certificate and its private key, dev mode would listen beyond
@@ -363,6 +364,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   wholeNumber("headerTimeoutSecs", options.headerTimeoutSecs, MAX_HEADER_TIMEOUT_SECS);
   wholeNumber("maxConnections", options.maxConnections, MAX_MAX_CONNECTIONS);
   if (options.tls !== undefined) checkTlsPair(options.tls);
+  if (options.metricsBind !== undefined) parseListenAddress(options.metricsBind, "metricsBind");
   checkAddressesFree({ hostname, port, metricsBind: options.metricsBind });
   checkListenable(hostname, port, options.bindSetting);
   // A store not made yet has no agents: dev mode, unless an admin token is given. What dev mode
