@@ -442,3 +442,46 @@ Deno.test("startServer and runAgent refuse a metrics address that is not PORT or
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("runAgent refuses an instanceId the dashboard would refuse, before polling", async () => {
+  // It was sent as X-Agent-Instance unchecked: "a b" made every wait a 400, "a\nb" failed inside
+  // fetch, and "" was sent as no instance at all.
+  // A request sent stops the agent (else an agent that took the id would poll until the end).
+  let sent = 0;
+  const stop = new AbortController();
+  const fetch = () => {
+    sent++;
+    stop.abort();
+    return Promise.reject(new Error("sent"));
+  };
+  for (
+    const [instanceId, shown] of [
+      ["", '""'],
+      ["a b", '"a b"'],
+      ["a\nb", '"a\\nb"'],
+      ["x".repeat(129), `"${"x".repeat(129)}"`],
+      [42, "42"],
+    ] as const
+  ) {
+    await refuses(
+      () =>
+        status.runAgent(
+          {
+            dashboardUrl: "http://127.0.0.1:9",
+            agentId: "web-1",
+            heartbeat: false,
+            instanceId,
+            fetch,
+          } as never,
+          stop.signal,
+        ),
+      TypeError,
+      new RegExp(
+        `^instanceId must be 1–128 characters of A-Z a-z 0-9 \\. _ : -, got ${
+          RegExp.escape(shown)
+        }$`,
+      ),
+    );
+  }
+  assert.equal(sent, 0, "no request was sent");
+});

@@ -23,6 +23,7 @@ import {
   AGENT_ID_RULE,
   DEPLOYMENT_HASH_PATTERN,
   DEPLOYMENT_HASH_RULE,
+  INSTANCE_ID_PATTERN,
   labelsSchema,
 } from "../protocol/mod.ts";
 import type { PollBackoffOptions } from "./backoff.ts";
@@ -210,6 +211,19 @@ function checkIdentity(options: AgentOptions): void {
       );
     }
   }
+  // Sent as X-Agent-Instance with every request: one the dashboard refuses (`a b`) made every
+  // wait a 400, one with a line break failed inside fetch, and "" was sent as no instance.
+  const { instanceId } = options;
+  if (
+    instanceId !== undefined &&
+    (typeof instanceId !== "string" || !INSTANCE_ID_PATTERN.test(instanceId))
+  ) {
+    throw new TypeError(
+      `instanceId must be 1–128 characters of A-Z a-z 0-9 . _ : -, got ${
+        JSON.stringify(instanceId) ?? String(instanceId)
+      }`,
+    );
+  }
   // Before anything is made: a number here failed as "value.trim is not a function", and a
   // malformed one only once the state directory was taken.
   if (options.metricsPort !== undefined) parseListenAddress(options.metricsPort, "metricsPort");
@@ -234,7 +248,7 @@ function checkIdentity(options: AgentOptions): void {
  *   `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
  *   http(s), holds a control character or a space inside, or one with a user name or password beside an `agentToken`); or when a
- *   `metricsWebhook` is not http(s), or `metricsPort` not a string.
+ *   `metricsWebhook` is not http(s), `metricsPort` not a string, or `instanceId` not 1–128 characters of A-Z a-z 0-9 . _ : -.
  * @throws {RangeError} On an out-of-range option, or a `metricsPort` that is not `PORT` or
  *   `HOST:PORT`.
  * @throws {Error} When the state directory cannot be used or written.
