@@ -485,3 +485,32 @@ Deno.test("runAgent refuses an instanceId the dashboard would refuse, before pol
   }
   assert.equal(sent, 0, "no request was sent");
 });
+
+Deno.test("startServer refuses a limit out of range or a bad admin token before it makes the store's file, naming the option", async () => {
+  // They were checked once the store was open: each refusal left a new status.db behind, and
+  // consoleSessionTtlSecs was called "ttlSecs".
+  const dir = await Deno.makeTempDir({ prefix: "status-library-" });
+  try {
+    for (
+      const [option, value, message] of [
+        ["ackTimeoutSecs", -1, /^ackTimeoutSecs must be a whole number from 1 to \d+, got -1$/],
+        ["maxAttempts", 0, /^maxAttempts must be a whole number from 1 to 100, got 0$/],
+        [
+          "consoleSessionTtlSecs",
+          5,
+          /^consoleSessionTtlSecs must be a whole number from 60 to 2592000, got 5$/,
+        ],
+        ["adminToken", "short", /^adminToken must be 16 to 1024 printable ASCII characters/],
+      ] as const
+    ) {
+      await refuses(
+        () => status.startServer({ ...PLENTY, port: 0, db: `${dir}/status.db`, [option]: value }),
+        RangeError,
+        message,
+      );
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no store file was made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -106,7 +106,8 @@ export interface AppOptions {
    */
   replayCacheSize?: number;
   /**
-   * Lifetime of a session of the web console, in seconds.
+   * Lifetime of a session of the web console, in seconds: a whole number from 60 to 2,592,000
+   * (30 days).
    * @default {43200}
    */
   consoleSessionTtlSecs?: number;
@@ -219,6 +220,9 @@ export interface AppSettings {
  */
 export const MAX_OPEN_COMMANDS_FOR_AGENT_ENQUEUE = 1000;
 
+/** The longest `consoleSessionTtlSecs`: 30 days. */
+const MAX_CONSOLE_SESSION_TTL_SECS = 30 * 86_400;
+
 /** The most days `resultRetentionDays` may be: ten years. */
 export const MAX_RESULT_RETENTION_DAYS = 3650;
 
@@ -248,7 +252,7 @@ function wholeDays(value: number): number {
  * @throws {RangeError} When a limit is out of range, or the admin token is not one a request can
  *   carry.
  */
-export function resolveAppOptions(options: AppOptions): AppSettings {
+export function resolveAppOptions(options: Omit<AppOptions, "store">): AppSettings {
   const devMode = options.devMode ?? false;
   if (devMode && options.adminToken) {
     throw new TypeError("devMode and adminToken exclude each other: an admin token ends dev mode");
@@ -261,6 +265,17 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
   if (options.adminToken && !/^[\x21-\x7e]{16,1024}$/.test(options.adminToken)) {
     throw new RangeError(
       "adminToken must be 16 to 1024 printable ASCII characters, without spaces",
+    );
+  }
+  // Checked by the console's session keeper too, which named it "ttlSecs".
+  const sessionTtl = options.consoleSessionTtlSecs;
+  if (
+    sessionTtl !== undefined &&
+    (!Number.isInteger(sessionTtl) || sessionTtl < 60 || sessionTtl > MAX_CONSOLE_SESSION_TTL_SECS)
+  ) {
+    throw new RangeError(
+      `consoleSessionTtlSecs must be a whole number from 60 to ${MAX_CONSOLE_SESSION_TTL_SECS}, ` +
+        `got ${sessionTtl}`,
     );
   }
   return {

@@ -17,7 +17,7 @@ import {
   StoreError,
 } from "../store/mod.ts";
 import { createApp, type DashboardApp } from "./app.ts";
-import type { AppOptions } from "./app_options.ts";
+import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import {
   checkAddressFree,
   type HttpListener,
@@ -365,6 +365,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   wholeNumber("maxConnections", options.maxConnections, MAX_MAX_CONNECTIONS);
   if (options.tls !== undefined) checkTlsPair(options.tls);
   if (options.metricsBind !== undefined) parseListenAddress(options.metricsBind, "metricsBind");
+  // The app's limits and admin token, before the store is opened: a bad one left a new SQLite
+  // file behind. Dev mode is decided from the store later; here it is what the token says.
+  resolveAppOptions({ ...options, devMode: !options.adminToken });
   checkAddressesFree({ hostname, port, metricsBind: options.metricsBind });
   checkListenable(hostname, port, options.bindSetting);
   // A store not made yet has no agents: dev mode, unless an admin token is given. What dev mode
