@@ -514,3 +514,189 @@ Deno.test("startServer refuses a limit out of range or a bad admin token before 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a misspelt option name is refused, naming it and the option it likely meant, before anything starts", async () => {
+  // An option name the library does not know was taken as no option at all: `prot: 0` listened
+  // on port 5000, `timoutSecs` ran with the default deadline, `dashboardURL` polled nowhere.
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  const client = new status.OperatorClient({ dashboardUrl: "http://127.0.0.1:9", fetch } as never);
+  const cases: Array<[string, () => unknown, string, string]> = [
+    [
+      "startServer",
+      () => status.startServer({ ...PLENTY, db: ":memory:", prot: 0 } as never),
+      "prot",
+      "port",
+    ],
+    [
+      "runAgent",
+      () =>
+        status.runAgent(
+          { dashboardURL: "http://127.0.0.1:9", agentId: "web-1", fetch } as never,
+          new AbortController().signal,
+        ),
+      "dashboardURL",
+      "dashboardUrl",
+    ],
+    [
+      "runAgent's exec",
+      () =>
+        status.runAgent(
+          {
+            dashboardUrl: "http://127.0.0.1:9",
+            agentId: "web-1",
+            fetch,
+            exec: { cgroup: false },
+          } as never,
+          new AbortController().signal,
+        ),
+      "cgroup",
+      "cgroups",
+    ],
+    [
+      "runCommand",
+      () => status.runCommand("echo hi", { policy, timoutSecs: 1 } as never),
+      "timoutSecs",
+      "timeoutSecs",
+    ],
+    [
+      "CommandRunner",
+      () => new status.CommandRunner({ policy, timeoutSecs: 1 } as never),
+      "timeoutSecs",
+      "maxTimeoutSecs",
+    ],
+    [
+      "CommandRunner's run",
+      () => new status.CommandRunner({ policy }).run("echo hi", { cwd: "/tmp" } as never),
+      "cwd",
+      "",
+    ],
+    [
+      "createPolicy",
+      () => status.createPolicy({ alowedPrograms: ["echo"] } as never),
+      "alowedPrograms",
+      "allowedPrograms",
+    ],
+    ["Sandbox.create", () => status.Sandbox.create({ usr: "nobody" } as never), "usr", "user"],
+    [
+      "OperatorClient",
+      () => new status.OperatorClient({ dashboardUrl: "http://x", admin_token: "t" } as never),
+      "admin_token",
+      "adminToken",
+    ],
+    ["enqueue", () => client.enqueue({ agentId: "web-1", nme: "echo hi" } as never), "nme", "name"],
+    ["listCommands", () => client.listCommands({ agent: "web-1" } as never), "agent", "agentId"],
+    [
+      "addAgent",
+      () => client.addAgent("web-2", { scope: ["commands:wait"] } as never),
+      "scope",
+      "scopes",
+    ],
+    ["waitForFinal", () => client.waitForFinal("c1", { timeoutMs: 5 } as never), "timeoutMs", ""],
+    [
+      "followCommand",
+      () => status.followCommand(client, "c1", { onStatsu: () => {} } as never),
+      "onStatsu",
+      "onStatus",
+    ],
+    [
+      "checkHealth",
+      () => status.checkHealth({ dashboardUrl: "http://127.0.0.1:9", fetch, timeout: 5 } as never),
+      "timeout",
+      "timeoutMs",
+    ],
+    [
+      "waitForRun",
+      () => status.waitForRun(client, "r1", { interval: 5 } as never),
+      "interval",
+      "intervalMs",
+    ],
+    ["listRuns", () => status.listRuns(client, { opne: true } as never), "opne", "open"],
+  ];
+  for (const [what, call, key, meant] of cases) {
+    const hint = meant === "" ? "" : ` \\(did you mean "${meant}"\\?\\)`;
+    await refuses(
+      call,
+      TypeError,
+      new RegExp(`^${RegExp.escape(what)} has no option "${key}"${hint}$`),
+    );
+  }
+  assert.equal(sent, 0, "no request was sent");
+});
+
+Deno.test("a flag that is not a boolean, or a signal that is not an AbortSignal, is refused naming it", async () => {
+  // "false" is truthy: acceptV1Signatures: "false" accepted v1 signatures, liveOutput: "false"
+  // streamed; a signal of the wrong kind failed inside AbortSignal.any once the request began.
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  const agent = { dashboardUrl: "http://127.0.0.1:9", agentId: "web-1", fetch };
+  const client = new status.OperatorClient({ dashboardUrl: "http://127.0.0.1:9", fetch } as never);
+  const cases: Array<[() => unknown, string]> = [
+    [
+      () =>
+        status.startServer(
+          { ...PLENTY, port: 0, db: ":memory:", acceptV1Signatures: "false" } as never,
+        ),
+      'acceptV1Signatures must be true or false, got "false"',
+    ],
+    [
+      () =>
+        status.startServer(
+          { ...PLENTY, port: 0, db: ":memory:", waitRequireSignature: 1 } as never,
+        ),
+      "waitRequireSignature must be true or false, got 1",
+    ],
+    [
+      () =>
+        status.runAgent({ ...agent, liveOutput: "false" } as never, new AbortController().signal),
+      'liveOutput must be true or false, got "false"',
+    ],
+    [
+      () => status.runAgent({ ...agent, heartbeat: "no" } as never, new AbortController().signal),
+      'heartbeat must be true or false, got "no"',
+    ],
+    [
+      () =>
+        status.runAgent(
+          { ...agent, exec: { cgroups: "no" } } as never,
+          new AbortController().signal,
+        ),
+      'exec.cgroups must be true or false, got "no"',
+    ],
+    [
+      () => status.runAgent({ ...agent, stopNow: "now" } as never, new AbortController().signal),
+      "stopNow must be an AbortSignal (abort it to stop at once), got now",
+    ],
+    [
+      () => status.Sandbox.create({ cgroups: "yes" } as never),
+      'cgroups must be true or false, got "yes"',
+    ],
+    [
+      () => client.enqueue({ agentId: "web-1", name: "echo hi", signal: 5 } as never),
+      "signal must be an AbortSignal, got 5",
+    ],
+    [
+      () => client.addAgent("web-2", { signal: {} } as never),
+      "signal must be an AbortSignal, got {}",
+    ],
+    [
+      () => client.waitForFinal("c1", { onProgress: 5 } as never),
+      "onProgress must be a function, got 5",
+    ],
+    [
+      () => client.waitForFinal("c1", null as never),
+      "waitForFinal's options must be an object, got null",
+    ],
+  ];
+  for (const [call, message] of cases) {
+    await refuses(call, TypeError, new RegExp(`^${RegExp.escape(message)}$`));
+  }
+  assert.equal(sent, 0, "no request was sent");
+});

@@ -42,6 +42,7 @@ import { recover } from "./recovery.ts";
 import { ResultReporter } from "./result_reporter.ts";
 import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import { VERSION } from "../version.ts";
+import { checkFlag, checkOptionNames, type OptionNames } from "../options.ts";
 import { stateInstanceId } from "./instance.ts";
 
 /** Options of {@link runAgent}: the agent settings plus injectables. */
@@ -167,6 +168,55 @@ export interface AgentRunSummary {
   durable: boolean;
 }
 
+/** Every option of {@link runAgent}. */
+const AGENT_OPTIONS: OptionNames<AgentOptions> = {
+  dashboardUrl: true,
+  agentId: true,
+  agentToken: true,
+  deploymentHash: true,
+  labels: true,
+  pollingTimeoutSecs: true,
+  pollingBackoffSecs: true,
+  pollingBackoffMaxSecs: true,
+  shutdownGraceSecs: true,
+  metricsIntervalSecs: true,
+  metricsWebhook: true,
+  heartbeat: true,
+  heartbeatOptions: true,
+  stateDir: true,
+  state: true,
+  executor: true,
+  exec: true,
+  stopNow: true,
+  fetch: true,
+  clock: true,
+  retryDelayMs: true,
+  instanceId: true,
+  liveOutput: true,
+  liveOutputOptions: true,
+  metrics: true,
+  metricsPort: true,
+  onStarted: true,
+};
+
+/** Every option of {@link AgentOptions.exec}. */
+const EXEC_OPTIONS: OptionNames<ExecutorOptions> = {
+  allowedPrograms: true,
+  allowedPathPrefixes: true,
+  defaultTimeoutSecs: true,
+  maxTimeoutSecs: true,
+  commandEnv: true,
+  cwd: true,
+  user: true,
+  maxProcesses: true,
+  stateDir: true,
+  protectedPaths: true,
+  confine: true,
+  cgroups: true,
+  secretValues: true,
+  clock: true,
+};
+
 const log = logger("agent");
 const pollLog = logger("agent", "poll");
 
@@ -244,8 +294,9 @@ function checkIdentity(options: AgentOptions): void {
  * @param options Settings and injectables.
  * @param signal Stops the agent.
  * @returns What the agent did.
- * @throws {TypeError} When `options` is not an object, `signal` not an `AbortSignal` or
- *   `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
+ * @throws {TypeError} When `options` (or `exec`) is not an object or has a key that is not one of
+ *   its options, `signal` or `stopNow` is not an `AbortSignal`, `heartbeat`, `liveOutput`,
+ *   `exec.confine` or `exec.cgroups` not a boolean, or `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
  *   http(s), holds a control character or a space inside, or one with a user name or password beside an `agentToken`); or when a
  *   `metricsWebhook` is not http(s), `metricsPort` not a string, or `instanceId` not 1–128 characters of A-Z a-z 0-9 . _ : -.
@@ -284,6 +335,22 @@ export async function runAgent(
       `runAgent's signal must be an AbortSignal (abort it to stop the agent), got ${
         String(signal)
       }`,
+    );
+  }
+  checkOptionNames("runAgent", options, AGENT_OPTIONS);
+  if (options.exec !== undefined) {
+    if (options.exec === null || typeof options.exec !== "object") {
+      throw new TypeError(`exec must be an object, got ${JSON.stringify(options.exec)}`);
+    }
+    checkOptionNames("runAgent's exec", options.exec, EXEC_OPTIONS);
+    checkFlag("exec.confine", options.exec.confine);
+    checkFlag("exec.cgroups", options.exec.cgroups);
+  }
+  checkFlag("heartbeat", options.heartbeat);
+  checkFlag("liveOutput", options.liveOutput);
+  if (options.stopNow !== undefined && !(options.stopNow instanceof AbortSignal)) {
+    throw new TypeError(
+      `stopNow must be an AbortSignal (abort it to stop at once), got ${String(options.stopNow)}`,
     );
   }
   checkIdentity(options);

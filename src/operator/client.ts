@@ -6,6 +6,7 @@
  * @module
  */
 import { sleepOrThrow, timeoutSignal } from "../clock.ts";
+import { checkOptionNames, checkSignal } from "../options.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
 import {
@@ -423,7 +424,8 @@ export class OperatorClient {
    * Makes a client; no request is sent until a method is called.
    *
    * @param options Where the dashboard is and how to authenticate.
-   * @throws {TypeError} When `options` is not an object, the URL is not an http(s) URL, holds a
+   * @throws {TypeError} When `options` is not an object or has a key that is not one of its
+   *   options, the URL is not an http(s) URL, holds a
    *   control character or a space inside, or a user name or password beside an admin token, the
    *   timeout is not a finite number above 0, or `maxRateLimitRetries` is not a whole number of at
    *   least 0.
@@ -434,6 +436,16 @@ export class OperatorClient {
         `OperatorClient's options must be an object with a dashboardUrl, got ${String(options)}`,
       );
     }
+    checkOptionNames("OperatorClient", options, {
+      dashboardUrl: true,
+      adminToken: true,
+      requestTimeoutMs: true,
+      fetch: true,
+      maxRateLimitRetries: true,
+      maxAnswerBytes: true,
+      sleep: true,
+      noAdminTokenReason: true,
+    });
     let url: URL;
     try {
       url = new URL(options.dashboardUrl);
@@ -509,6 +521,14 @@ export class OperatorClient {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`enqueue's options must be an object, got ${shownValue(options)}`);
     }
+    checkOptionNames("enqueue", options, {
+      agentId: true,
+      name: true,
+      id: true,
+      params: true,
+      signal: true,
+    });
+    checkSignal("signal", options.signal);
     const { agentId } = options;
     if (typeof agentId !== "string" || !AGENT_ID_PATTERN.test(agentId)) {
       throw new TypeError(`agentId must be ${AGENT_ID_RULE}, got ${JSON.stringify(agentId)}`);
@@ -571,6 +591,17 @@ export class OperatorClient {
    * @throws {OperatorError} As {@link OperatorClient.listCommands}.
    */
   async listCommandsPage(options: ListOptions = {}): Promise<CommandPage> {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`listCommands' options must be an object, got ${shownValue(options)}`);
+    }
+    checkOptionNames("listCommands", options, {
+      agentId: true,
+      status: true,
+      limit: true,
+      before: true,
+      signal: true,
+    });
+    checkSignal("signal", options.signal);
     const query = new URLSearchParams();
     if (options.agentId) query.set("agent_id", options.agentId);
     if (options.status) query.set("status", options.status);
@@ -653,6 +684,8 @@ export class OperatorClient {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`addAgent's options must be an object, got ${shownValue(options)}`);
     }
+    checkOptionNames("addAgent", options, { scopes: true, signal: true });
+    checkSignal("signal", options.signal);
     const scopes = checkScopes(options.scopes);
     let body: unknown;
     try {
@@ -814,6 +847,20 @@ export class OperatorClient {
    */
   async waitForFinal(id: string, options: WaitForFinalOptions = {}): Promise<CommandRecord> {
     checkCommandId(id);
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`waitForFinal's options must be an object, got ${shownValue(options)}`);
+    }
+    checkOptionNames("waitForFinal", options, {
+      signal: true,
+      onProgress: true,
+      initialIntervalMs: true,
+      maxIntervalMs: true,
+      maxOutageMs: true,
+    });
+    checkSignal("signal", options.signal);
+    if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
+      throw new TypeError(`onProgress must be a function, got ${shownValue(options.onProgress)}`);
+    }
     const initial = checkMs("initialIntervalMs", options.initialIntervalMs ?? 200, 1);
     const max = Math.max(initial, checkMs("maxIntervalMs", options.maxIntervalMs ?? 1000, 1));
     const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);

@@ -14,6 +14,7 @@ import {
   signedHeaders,
 } from "../protocol/mod.ts";
 import { timeoutSignal } from "../clock.ts";
+import { checkOptionNames } from "../options.ts";
 import { redactUrl } from "../log/redact.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { readBodyBounded } from "../read_bounded.ts";
@@ -180,6 +181,14 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   if (options === null || typeof options !== "object") {
     throw new TypeError(`checkHealth's options must be an object, got ${String(options)}`);
   }
+  checkOptionNames("checkHealth", options, {
+    dashboardUrl: true,
+    adminToken: true,
+    agentId: true,
+    agentToken: true,
+    fetch: true,
+    timeoutMs: true,
+  });
   if (
     !URL.canParse(options.dashboardUrl) || !/^https?:$/.test(new URL(options.dashboardUrl).protocol)
   ) {

@@ -18,6 +18,7 @@ import { MAX_BODY_BYTES, MAX_TTL_SECS } from "../protocol/mod.ts";
 import type { CommandStore, OutputBounds } from "../store/mod.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { waitCap } from "./wait_cap.ts";
+import { checkFlag } from "../options.ts";
 
 /** The dashboard's settings: options of the app `startServer` serves (see `ServeOptions`). */
 export interface AppOptions {
@@ -267,6 +268,10 @@ export function resolveAppOptions(options: Omit<AppOptions, "store">): AppSettin
       "adminToken must be 16 to 1024 printable ASCII characters, without spaces",
     );
   }
+  // "false" is truthy: it turned on what it meant to turn off (v1 signatures accepted).
+  checkFlag("waitRequireSignature", options.waitRequireSignature);
+  checkFlag("acceptV1Signatures", options.acceptV1Signatures);
+  checkFlag("autoExpireLeases", options.autoExpireLeases);
   // Checked by the console's session keeper too, which named it "ttlSecs".
   const sessionTtl = options.consoleSessionTtlSecs;
   if (

@@ -32,6 +32,7 @@ import {
 } from "../metrics_server.ts";
 import { directHandlerOf } from "./http_app.ts";
 import { checkTlsPair } from "./tls.ts";
+import { checkOptionNames, type OptionNames } from "../options.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
@@ -174,6 +175,47 @@ function addAgentCommand(options: ServeOptions): string {
     /^postgres(ql)?:/i.test(db) ? "<its postgres:// URL>" : db
   }`;
 }
+
+/** Every option of {@link startServer}. */
+const SERVE_OPTIONS: OptionNames<ServeOptions> = {
+  adminToken: true,
+  clock: true,
+  ackTimeoutSecs: true,
+  maxAttempts: true,
+  rateLimitPerMinute: true,
+  operatorRateLimitPerMinute: true,
+  queueTtlSecs: true,
+  maxWaitsPerAgent: true,
+  waitRequireSignature: true,
+  acceptV1Signatures: true,
+  defaultTimeoutSecs: true,
+  autoExpireLeases: true,
+  maxBodyBytes: true,
+  replayCacheSize: true,
+  consoleSessionTtlSecs: true,
+  lastSeenFlushMs: true,
+  lastSeenMax: true,
+  offlineAfterSecs: true,
+  outputBounds: true,
+  eventKeepAliveMs: true,
+  liveOutputRetentionSecs: true,
+  resultRetentionDays: true,
+  runSweepMs: true,
+  maxOpenCommandsForAgentEnqueue: true,
+  otherWritersLookMs: true,
+  store: true,
+  db: true,
+  dbSetting: true,
+  bindSetting: true,
+  dbOptions: true,
+  port: true,
+  hostname: true,
+  tls: true,
+  headerTimeoutSecs: true,
+  maxConnections: true,
+  availableDescriptors: true,
+  metricsBind: true,
+};
 
 /** The largest `headerTimeoutSecs`, as `HEADER_TIMEOUT_SECS` allows. */
 const MAX_HEADER_TIMEOUT_SECS = 300;
@@ -323,8 +365,10 @@ function checkListenable(hostname: string, port: number, bindSetting: string | u
  *
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
- * @throws {TypeError} When `options` is not an object, `hostname` not a non-empty string, `db`
- *   or `metricsBind` not a string, or `tls` not an object holding the PEM texts `cert` and `key`.
+ * @throws {TypeError} When `options` is not an object or has a key that is not one of its
+ *   options, `hostname` is not a non-empty string, `db` or `metricsBind` not a string,
+ *   `waitRequireSignature` or `acceptV1Signatures` not a boolean, or `tls` not an object holding
+ *   the PEM texts `cert` and `key`.
  * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
  *   not one from 1 to 300, `maxConnections` not one from 1 to 1,000,000, `metricsBind` not
  *   `PORT` or `HOST:PORT`, or another limit is out of its range.
@@ -349,6 +393,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   if (options === null || typeof options !== "object") {
     throw new TypeError(`startServer's options must be an object, got ${String(options)}`);
   }
+  checkOptionNames("startServer", options, SERVE_OPTIONS);
   const hostname = options.hostname ?? DEFAULT_BIND;
   if (typeof hostname !== "string" || hostname.trim() === "") {
     throw new TypeError(
