@@ -700,3 +700,39 @@ Deno.test("a flag that is not a boolean, or a signal that is not an AbortSignal,
   }
   assert.equal(sent, 0, "no request was sent");
 });
+
+Deno.test('an empty or malformed token is refused, never quoted, not taken as "no token"', async () => {
+  // startServer's adminToken "" ran the dashboard in dev mode, its operator API open; runAgent's
+  // agentToken "" sent every request unsigned (logged as signed), and a short one was refused by
+  // the dashboard on every request.
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  await refuses(
+    () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", adminToken: "" }),
+    RangeError,
+    /^adminToken must be 16 to 1024 printable ASCII characters, without spaces$/,
+  );
+  for (
+    const [agentToken, shown] of [["", "0 characters"], ["hunter2", "7 characters"], [
+      42,
+      "number",
+    ]] as const
+  ) {
+    await refuses(
+      () =>
+        status.runAgent(
+          { dashboardUrl: "http://127.0.0.1:9", agentId: "web-1", agentToken, fetch } as never,
+          new AbortController().signal,
+        ),
+      TypeError,
+      new RegExp(
+        "^agentToken must be 16 to 1024 printable ASCII characters, without spaces \\(leave it " +
+          `out for a dashboard in dev mode\\), got ${shown}$`,
+      ),
+    );
+  }
+  assert.equal(sent, 0, "no request was sent");
+});

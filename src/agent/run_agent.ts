@@ -51,7 +51,10 @@ export interface AgentOptions {
   dashboardUrl: string;
   /** This agent's id (`AGENT_ID`). */
   agentId: string;
-  /** This agent's token (`AGENT_TOKEN`); without it requests are unsigned (dev mode). */
+  /**
+   * This agent's token (`AGENT_TOKEN`): 16 to 1024 printable ASCII characters, without spaces.
+   * Without it requests are unsigned (dev mode).
+   */
   agentToken?: string;
   /**
    * The deployment this agent serves (`DEPLOYMENT_HASH`).
@@ -244,6 +247,20 @@ function checkIdentity(options: AgentOptions): void {
       `deploymentHash must be ${DEPLOYMENT_HASH_RULE}, got ${JSON.stringify(deploymentHash)}`,
     );
   }
+  const { agentToken } = options;
+  if (
+    agentToken !== undefined &&
+    (typeof agentToken !== "string" || !/^[\x21-\x7e]{16,1024}$/.test(agentToken))
+  ) {
+    // Never quoted: a secret. "" sent every request unsigned, logged as signed; a short one was
+    // refused by the dashboard on every request.
+    throw new TypeError(
+      "agentToken must be 16 to 1024 printable ASCII characters, without spaces (leave it out " +
+        `for a dashboard in dev mode), got ${
+          typeof agentToken === "string" ? `${agentToken.length} characters` : typeof agentToken
+        }`,
+    );
+  }
   const url = URL.parse(String(options.dashboardUrl));
   if (options.agentToken && url && (url.username || url.password)) {
     throw new TypeError(
@@ -295,7 +312,7 @@ function checkIdentity(options: AgentOptions): void {
  * @param signal Stops the agent.
  * @returns What the agent did.
  * @throws {TypeError} When `options` (or `exec`) is not an object or has a key that is not one of
- *   its options, `signal` or `stopNow` is not an `AbortSignal`, `heartbeat`, `liveOutput`,
+ *   its options, `agentToken` is not 16 to 1024 printable ASCII characters without spaces, `signal` or `stopNow` is not an `AbortSignal`, `heartbeat`, `liveOutput`,
  *   `exec.confine` or `exec.cgroups` not a boolean, or `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
  *   http(s), holds a control character or a space inside, or one with a user name or password beside an `agentToken`); or when a

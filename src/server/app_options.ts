@@ -31,7 +31,10 @@ export interface AppOptions {
    * @default {false}
    */
   devMode?: boolean;
-  /** `STATUS_ADMIN_TOKEN`; required unless `devMode`. */
+  /**
+   * `STATUS_ADMIN_TOKEN`: 16 to 1024 printable ASCII characters, without spaces. Without it the
+   * dashboard runs in dev mode, unless an agent has a token.
+   */
   adminToken?: string;
   /**
    * @internal The clock (ms); tests inject one so that leases, skew and rate limits need no real waiting.
@@ -263,7 +266,8 @@ export function resolveAppOptions(options: Omit<AppOptions, "store">): AppSettin
   }
   // What `Authorization: Bearer <token>` can carry, as STATUS_ADMIN_TOKEN is checked: a token
   // with a space or a control character would be refused on every request.
-  if (options.adminToken && !/^[\x21-\x7e]{16,1024}$/.test(options.adminToken)) {
+  // "" too: it was taken as no token, so the dashboard ran in dev mode, its operator API open.
+  if (options.adminToken !== undefined && !/^[\x21-\x7e]{16,1024}$/.test(options.adminToken)) {
     throw new RangeError(
       "adminToken must be 16 to 1024 printable ASCII characters, without spaces",
     );
