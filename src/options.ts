@@ -86,3 +86,18 @@ export function checkSignal(name: string, value: unknown): void {
     );
   }
 }
+
+/**
+ * Refuses an option given as `null`, for options objects none of whose options takes it: `??`
+ * took it for a missing one, so `port: null` listened on the default port without a word.
+ *
+ * @param options The options as given.
+ * @throws {TypeError} Naming the first option that is `null`.
+ */
+export function checkNoNulls(options: object): void {
+  for (const [key, value] of Object.entries(options)) {
+    if (value === null) {
+      throw new TypeError(`${key} must be left out (undefined) for its default, not null`);
+    }
+  }
+}

@@ -736,3 +736,46 @@ Deno.test('an empty or malformed token is refused, never quoted, not taken as "n
   }
   assert.equal(sent, 0, "no request was sent");
 });
+
+Deno.test("an option given as null is refused, not taken for a missing one", async () => {
+  // `port: null` listened on port 5000, `pollingTimeoutSecs: null` took 30, without a word.
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  const message = (name: string) =>
+    new RegExp(`^${name} must be left out \\(undefined\\) for its default, not null$`);
+  await refuses(
+    () => status.startServer({ ...PLENTY, db: ":memory:", port: null } as never),
+    TypeError,
+    message("port"),
+  );
+  await refuses(
+    () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", ackTimeoutSecs: null } as never),
+    TypeError,
+    message("ackTimeoutSecs"),
+  );
+  await refuses(
+    () =>
+      status.runAgent(
+        {
+          dashboardUrl: "http://127.0.0.1:9",
+          agentId: "web-1",
+          fetch,
+          pollingTimeoutSecs: null,
+        } as never,
+        new AbortController().signal,
+      ),
+    TypeError,
+    message("pollingTimeoutSecs"),
+  );
+  assert.throws(
+    () => new status.OperatorClient({ dashboardUrl: "http://x", requestTimeoutMs: null } as never),
+    {
+      name: "TypeError",
+      message: "requestTimeoutMs must be left out (undefined) for its default, not null",
+    },
+  );
+  assert.equal(sent, 0, "no request was sent");
+});

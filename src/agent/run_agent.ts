@@ -42,7 +42,7 @@ import { recover } from "./recovery.ts";
 import { ResultReporter } from "./result_reporter.ts";
 import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import { VERSION } from "../version.ts";
-import { checkFlag, checkOptionNames, type OptionNames } from "../options.ts";
+import { checkFlag, checkNoNulls, checkOptionNames, type OptionNames } from "../options.ts";
 import { stateInstanceId } from "./instance.ts";
 
 /** Options of {@link runAgent}: the agent settings plus injectables. */
@@ -355,6 +355,7 @@ export async function runAgent(
     );
   }
   checkOptionNames("runAgent", options, AGENT_OPTIONS);
+  checkNoNulls(options);
   if (options.exec !== undefined) {
     if (options.exec === null || typeof options.exec !== "object") {
       throw new TypeError(`exec must be an object, got ${JSON.stringify(options.exec)}`);

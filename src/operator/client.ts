@@ -6,7 +6,7 @@
  * @module
  */
 import { sleepOrThrow, timeoutSignal } from "../clock.ts";
-import { checkOptionNames, checkSignal } from "../options.ts";
+import { checkNoNulls, checkOptionNames, checkSignal } from "../options.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
 import {
@@ -446,6 +446,7 @@ export class OperatorClient {
       sleep: true,
       noAdminTokenReason: true,
     });
+    checkNoNulls(options);
     let url: URL;
     try {
       url = new URL(options.dashboardUrl);

@@ -32,7 +32,7 @@ import {
 } from "../metrics_server.ts";
 import { directHandlerOf } from "./http_app.ts";
 import { checkTlsPair } from "./tls.ts";
-import { checkOptionNames, type OptionNames } from "../options.ts";
+import { checkNoNulls, checkOptionNames, type OptionNames } from "../options.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
@@ -394,6 +394,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     throw new TypeError(`startServer's options must be an object, got ${String(options)}`);
   }
   checkOptionNames("startServer", options, SERVE_OPTIONS);
+  checkNoNulls(options);
   const hostname = options.hostname ?? DEFAULT_BIND;
   if (typeof hostname !== "string" || hostname.trim() === "") {
     throw new TypeError(
