@@ -779,3 +779,25 @@ Deno.test("an option given as null is refused, not taken for a missing one", asy
   );
   assert.equal(sent, 0, "no request was sent");
 });
+
+Deno.test("runCommand and CommandRunner refuse a cwd that is not a directory path, starting nothing", async () => {
+  // Each command was run and failed as `working directory "42" does not exist`.
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  for (const [cwd, shown] of [[42, "42"], ["", '""'], [" ", '" "']] as const) {
+    const message = new RegExp(
+      `^cwd must be a directory path \\(or left out for the caller's\\), got ${
+        RegExp.escape(shown)
+      }$`,
+    );
+    await refuses(
+      () => status.runCommand("echo hi", { policy, cwd: cwd as never }),
+      TypeError,
+      message,
+    );
+    await refuses(
+      () => new status.CommandRunner({ policy, cwd: cwd as never }),
+      TypeError,
+      message,
+    );
+  }
+});

@@ -282,7 +282,7 @@ function checkPolicyShape(policy: ExecPolicy): void {
  * @returns The result.
  * @throws {RangeError} When a numeric option is out of range.
  * @throws {TypeError} When `name` is not a string, the options not an object or one of their keys
- *   not an option, the policy not an {@link ExecPolicy}, or an extra environment variable is invalid or holds an agent secret.
+ *   not an option, the policy not an {@link ExecPolicy}, `cwd` not a directory path, or an extra environment variable is invalid or holds an agent secret.
  *
  * @example Running and refusing
  * ```ts
@@ -380,7 +380,7 @@ export class CommandRunner {
    * @throws {RangeError} When a deadline, the cancel grace, the drain or the kill wait is not a
    *   valid number.
    * @throws {TypeError} When the options are not an object or one of their keys not an option, the
-   *   policy not an {@link ExecPolicy},
+   *   policy not an {@link ExecPolicy}, `cwd` not a directory path,
    *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid, holds a
    *   secret, is one a program loads code from (`LD_PRELOAD`, `BASH_ENV`, `PYTHONPATH`), or is
    *   one an allowed program reads as options (`TAR_OPTIONS` while tar may run, a `GZIP` beyond
@@ -396,6 +396,16 @@ export class CommandRunner {
       // Each command failed with "this[#sandbox].open is not a function".
       throw new TypeError(
         `sandbox must be a Sandbox (Sandbox.create), got ${shownValue(options.sandbox)}`,
+      );
+    }
+    if (
+      options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd.trim() === "")
+    ) {
+      // Each command failed as `working directory "42" does not exist`, and "" ran nowhere.
+      throw new TypeError(
+        `cwd must be a directory path (or left out for the caller's), got ${
+          shownValue(options.cwd)
+        }`,
       );
     }
     checkPositive("defaultTimeoutSecs", options.defaultTimeoutSecs);
