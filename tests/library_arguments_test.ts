@@ -801,3 +801,18 @@ Deno.test("runCommand and CommandRunner refuse a cwd that is not a directory pat
     );
   }
 });
+
+Deno.test("startServer refuses a db of only spaces, and OperatorClient an adminToken that is not a string", async () => {
+  // db " " made a SQLite file named " " in the working directory; adminToken 42 went out as
+  // "Bearer 42".
+  await refuses(
+    () => status.startServer({ ...PLENTY, port: 0, db: "  " }),
+    TypeError,
+    /^db must be a SQLite file path or a postgres:\/\/ URL, got "  "$/,
+  );
+  assert.throws(() => Deno.statSync("  "), Deno.errors.NotFound);
+  assert.throws(
+    () => new status.OperatorClient({ dashboardUrl: "http://x", adminToken: 42 as never }),
+    { name: "TypeError", message: "adminToken must be a string, got number" },
+  );
+});

@@ -447,6 +447,10 @@ export class OperatorClient {
       noAdminTokenReason: true,
     });
     checkNoNulls(options);
+    if (options.adminToken !== undefined && typeof options.adminToken !== "string") {
+      // Never quoted: a secret. 42 was sent as "Bearer 42".
+      throw new TypeError(`adminToken must be a string, got ${typeof options.adminToken}`);
+    }
     let url: URL;
     try {
       url = new URL(options.dashboardUrl);

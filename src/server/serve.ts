@@ -411,6 +411,12 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   wholeNumber("maxConnections", options.maxConnections, MAX_MAX_CONNECTIONS);
   if (options.tls !== undefined) checkTlsPair(options.tls);
   if (options.metricsBind !== undefined) parseListenAddress(options.metricsBind, "metricsBind");
+  if (typeof options.db === "string" && options.db !== "" && options.db.trim() === "") {
+    // " " made a SQLite file named " " in the working directory.
+    throw new TypeError(
+      `db must be a SQLite file path or a postgres:// URL, got ${JSON.stringify(options.db)}`,
+    );
+  }
   // The app's limits and admin token, before the store is opened: a bad one left a new SQLite
   // file behind. Dev mode is decided from the store later; here it is what the token says.
   resolveAppOptions({ ...options, devMode: !options.adminToken });
