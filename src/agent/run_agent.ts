@@ -312,7 +312,7 @@ function checkIdentity(options: AgentOptions): void {
  * @param signal Stops the agent.
  * @returns What the agent did.
  * @throws {TypeError} When `options` (or `exec`) is not an object or has a key that is not one of
- *   its options, `agentToken` is not 16 to 1024 printable ASCII characters without spaces, `signal` or `stopNow` is not an `AbortSignal`, `heartbeat`, `liveOutput`,
+ *   its options or is `null`, `agentToken` is not 16 to 1024 printable ASCII characters without spaces, `signal` or `stopNow` is not an `AbortSignal`, `heartbeat`, `liveOutput`,
  *   `exec.confine` or `exec.cgroups` not a boolean, or `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
  *   http(s), holds a control character or a space inside, or one with a user name or password beside an `agentToken`); or when a

@@ -425,7 +425,7 @@ export class OperatorClient {
    *
    * @param options Where the dashboard is and how to authenticate.
    * @throws {TypeError} When `options` is not an object or has a key that is not one of its
-   *   options, the URL is not an http(s) URL, holds a
+   *   options or is `null`, `adminToken` is not a string, the URL is not an http(s) URL, holds a
    *   control character or a space inside, or a user name or password beside an admin token, the
    *   timeout is not a finite number above 0, or `maxRateLimitRetries` is not a whole number of at
    *   least 0.

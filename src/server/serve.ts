@@ -366,9 +366,9 @@ function checkListenable(hostname: string, port: number, bindSetting: string | u
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
  * @throws {TypeError} When `options` is not an object or has a key that is not one of its
- *   options, `hostname` is not a non-empty string, `db` or `metricsBind` not a string,
- *   `waitRequireSignature` or `acceptV1Signatures` not a boolean, or `tls` not an object holding
- *   the PEM texts `cert` and `key`.
+ *   options or is `null`, `hostname` is not a non-empty string, `db` not a non-blank string,
+ *   `metricsBind` not a string, `waitRequireSignature` or `acceptV1Signatures` not a boolean, or
+ *   `tls` not an object holding the PEM texts `cert` and `key`.
  * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
  *   not one from 1 to 300, `maxConnections` not one from 1 to 1,000,000, `metricsBind` not
  *   `PORT` or `HOST:PORT`, or another limit is out of its range.
