@@ -808,7 +808,7 @@ Deno.test("startServer refuses a db of only spaces, and OperatorClient an adminT
   await refuses(
     () => status.startServer({ ...PLENTY, port: 0, db: "  " }),
     TypeError,
-    /^db must be a SQLite file path or a postgres:\/\/ URL, got "  "$/,
+    /^db must be a SQLite file path or a postgres:\/\/ URL, got " {2}"$/,
   );
   assert.throws(() => Deno.statSync("  "), Deno.errors.NotFound);
   assert.throws(
